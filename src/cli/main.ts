@@ -1,0 +1,34 @@
+import { Command, CommanderError } from 'commander';
+import { ProtocolError } from '../protocol/errors.js';
+import { UsageError } from './errors.js';
+import { COMMANDS } from './commands/index.js';
+
+/**
+ * The composition root: the only module that reads argv/env and calls process.exit.
+ * Each subcommand lives in its own file under ./commands and registers itself on the program.
+ */
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command('ladder')
+    .description('Censorship-resistant encrypted tunnel (Shadowsocks-compatible)')
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  for (const register of COMMANDS) register(program);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    if (err instanceof UsageError || err instanceof ProtocolError) {
+      process.stderr.write(`ladder: ${err.message}\n`);
+      return 2;
+    }
+    process.stderr.write(`ladder: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
+  }
+}
+
+const code = await main(process.argv.slice(2));
+// Long-running commands (server, client, lab) keep the event loop alive and never get here with
+// a result until they stop; one-shot commands exit with their code.
+if (code !== 0) process.exit(code);

@@ -1,0 +1,120 @@
+import type { Socket } from 'node:net';
+import type { Clock } from '../shared/clock.js';
+import { systemClock } from '../shared/clock.js';
+
+/** Turns bytes read on one side into bytes to write on the other (encrypt, decrypt, or identity). */
+export type Transform = (chunk: Buffer) => Buffer | Buffer[] | undefined;
+
+export interface RelayOptions {
+  /** Close both sides after this long with no bytes in either direction. */
+  idleTimeoutMs: number;
+  /** a -> b transform (default identity). */
+  aToB?: Transform;
+  /** b -> a transform (default identity). */
+  bToA?: Transform;
+  /** Called with the raw byte counts read from each side (for accounting). */
+  onBytes?: (fromA: number, fromB: number) => void;
+  /** Called once when both directions are done or the relay was torn down. */
+  onClose?: (reason: RelayCloseReason) => void;
+  clock?: Clock;
+}
+
+export type RelayCloseReason = 'done' | 'idle' | 'error' | 'aborted';
+
+export interface RelayHandle {
+  /** Tear both sockets down now. */
+  close(reason?: RelayCloseReason): void;
+  readonly closed: boolean;
+}
+
+/**
+ * Pump bytes between two sockets in both directions with back-pressure (pause the reader while
+ * the writer's buffer is full), half-close (a FIN on one side becomes end() on the other after
+ * the pending bytes flush) and an idle timeout shared by both directions.
+ * A transform that throws tears the relay down (the caller maps the error).
+ */
+export function relay(a: Socket, b: Socket, opts: RelayOptions): RelayHandle {
+  const clock = opts.clock ?? systemClock;
+  let closed = false;
+  let ended = 0;
+  let lastActivity = clock.now();
+  let timer: ReturnType<Clock['setTimeout']> | undefined;
+
+  const finish = (reason: RelayCloseReason): void => {
+    if (closed) return;
+    closed = true;
+    if (timer) clock.clearTimeout(timer);
+    if (reason === 'done') {
+      a.end();
+      b.end();
+    } else {
+      a.destroy();
+      b.destroy();
+    }
+    opts.onClose?.(reason);
+  };
+
+  const arm = (): void => {
+    const due = lastActivity + opts.idleTimeoutMs - clock.now();
+    timer = clock.setTimeout(
+      () => {
+        if (closed) return;
+        if (clock.now() - lastActivity >= opts.idleTimeoutMs) finish('idle');
+        else arm();
+      },
+      Math.max(1, due),
+    );
+    timer.unref?.();
+  };
+  arm();
+
+  const pump = (src: Socket, dst: Socket, tf: Transform | undefined, fromA: boolean): void => {
+    src.on('data', (chunk: Buffer) => {
+      lastActivity = clock.now();
+      if (opts.onBytes) {
+        if (fromA) opts.onBytes(chunk.length, 0);
+        else opts.onBytes(0, chunk.length);
+      }
+      let out: Buffer | Buffer[] | undefined;
+      try {
+        out = tf ? tf(chunk) : chunk;
+      } catch {
+        finish('error');
+        return;
+      }
+      if (out === undefined || dst.destroyed) return;
+      let ok = true;
+      if (Array.isArray(out)) {
+        for (const o of out) if (o.length > 0) ok = dst.write(o);
+      } else if (out.length > 0) ok = dst.write(out);
+      if (!ok) {
+        src.pause();
+        dst.once('drain', () => src.resume());
+      }
+    });
+    src.once('end', () => {
+      dst.end();
+      if (++ended === 2) finish('done');
+    });
+  };
+
+  pump(a, b, opts.aToB, true);
+  pump(b, a, opts.bToA, false);
+  a.once('error', () => finish('error'));
+  b.once('error', () => finish('error'));
+  a.once('close', () => {
+    if (!closed && !b.writableEnded) finish('aborted');
+    else if (!closed && b.writableFinished && ended === 2) finish('done');
+  });
+  b.once('close', () => {
+    if (!closed && !a.writableEnded) finish('aborted');
+    else if (!closed && ended === 2) finish('done');
+  });
+
+  return {
+    close: (reason = 'aborted') => finish(reason),
+    get closed() {
+      return closed;
+    },
+  };
+}
