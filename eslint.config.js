@@ -3,12 +3,50 @@
 // lab and probe talk to servers over sockets only; cli composes everything.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
-import importX from 'eslint-plugin-import-x';
 import prettier from 'eslint-config-prettier';
 
-const zone = (target, from, message) => ({ target: `./src/${target}`, from: from.map((f) => `./src/${f}`), message });
 const ALL = ['protocol', 'transport', 'server', 'client', 'store', 'api', 'metrics', 'config', 'lab', 'probe', 'cli', 'shared'];
-const except = (...allowed) => ALL.filter((d) => !allowed.includes(d));
+
+/**
+ * The dependency direction, as "folder -> folders it may import from". Checked on the import
+ * specifier itself (relative paths only), so it needs no module resolver and cannot silently
+ * stop matching. See test/lint/zones.test.ts, which proves each rule fires.
+ */
+export const ALLOWED = {
+  protocol: [],
+  shared: [],
+  transport: ['protocol', 'shared'],
+  server: ['protocol', 'shared', 'transport', 'config', 'metrics'],
+  client: ['protocol', 'shared', 'transport', 'config', 'metrics'],
+  store: ['shared'],
+  metrics: ['shared'],
+  config: ['protocol', 'shared'],
+  api: ['store', 'config', 'metrics', 'shared', 'protocol'],
+  lab: ['protocol', 'transport', 'shared'],
+  probe: ['protocol', 'transport', 'shared'],
+};
+
+const zoneBlocks = Object.entries(ALLOWED).map(([dir, allowed]) => {
+  const banned = ALL.filter((d) => d !== dir && !allowed.includes(d));
+  const patterns = [
+    {
+      regex: `^\\.{1,2}/(?:\\.\\./)*(?:${banned.join('|')})/`,
+      message: `src/${dir} may import only from ${allowed.length ? allowed.map((a) => `src/${a}`).join(', ') : 'itself'} (DESIGN.md dependency direction)`,
+    },
+  ];
+  const paths = [];
+  if (dir === 'protocol') {
+    // Pure codecs: no I/O, timers or logging.
+    for (const name of ['node:fs', 'node:fs/promises', 'node:dgram', 'node:tls', 'node:http', 'node:https', 'node:child_process', 'node:timers', 'pino'])
+      paths.push({ name, message: 'src/protocol is pure: no I/O, timers or logging' });
+    paths.push({
+      name: 'node:net',
+      importNames: ['Socket', 'Server', 'createServer', 'connect', 'createConnection'],
+      message: 'src/protocol is pure: no sockets',
+    });
+  }
+  return { files: [`src/${dir}/**/*.ts`], ignores: ['**/*.test.ts'], rules: { 'no-restricted-imports': ['error', { patterns, paths }] } };
+});
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'web/dist/**', 'coverage/**'] },
@@ -17,30 +55,11 @@ export default tseslint.config(
   {
     files: ['**/*.ts'],
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
-    plugins: { 'import-x': importX },
     rules: {
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: { arguments: false } }],
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/consistent-type-imports': 'error',
-      'import-x/no-restricted-paths': [
-        'error',
-        {
-          zones: [
-            zone('protocol', except('protocol'), 'protocol/ is pure: it imports nothing from the rest of src'),
-            zone('shared', except('shared'), 'shared/ is the bottom layer'),
-            zone('transport', except('protocol', 'shared', 'transport'), 'transport/ may use protocol/ and shared/ only'),
-            zone('server', except('protocol', 'shared', 'transport', 'config', 'metrics', 'server'), 'server/ sits on transport/'),
-            zone('client', except('protocol', 'shared', 'transport', 'config', 'metrics', 'client'), 'client/ sits on transport/'),
-            zone('store', except('shared', 'store'), 'store/ depends on shared/ only'),
-            zone('metrics', except('shared', 'metrics'), 'metrics/ depends on shared/ only'),
-            zone('config', except('protocol', 'shared', 'config'), 'config/ may use protocol/ to validate'),
-            zone('api', except('store', 'config', 'metrics', 'shared', 'protocol', 'api'), 'api/ talks to the server through an interface, never server/ internals'),
-            zone('lab', except('protocol', 'transport', 'shared', 'lab'), 'lab/ reaches servers through sockets only'),
-            zone('probe', except('protocol', 'transport', 'shared', 'probe'), 'probe/ reaches servers through sockets only'),
-          ],
-        },
-      ],
       'no-restricted-syntax': [
         'error',
         { selector: "MemberExpression[object.name='process'][property.name='exit']", message: 'Only src/cli may call process.exit' },
@@ -56,5 +75,6 @@ export default tseslint.config(
     ...tseslint.configs.disableTypeChecked,
     languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } },
   },
+  ...zoneBlocks,
   prettier,
 );
