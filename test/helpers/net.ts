@@ -1,0 +1,262 @@
+/**
+ * Loopback TCP fixtures for integration tests and the benchmark: echo, hashing sink, source,
+ * free ports and "wait until a port accepts".
+ *
+ * Wire conventions (all integers big-endian):
+ *   sink:   client sends u64 length N, then N bytes; the sink answers with sha256(bytes) (32 bytes)
+ *           or, with `hash: false`, with a single byte 0x06, then ends.
+ *   source: client sends u64 length N; the source sends N bytes followed by sha256 of them (32
+ *           bytes; omitted with `hash: false`), then ends.
+ *   echo:   every byte read is written back; FIN is answered with FIN.
+ * Neither sink nor source needs TCP half-close, so they work through peers that lack it.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+
+export interface TestServer {
+  readonly port: number;
+  readonly host: string;
+  /** Connections accepted so far. */
+  readonly accepted: number;
+  close(): Promise<void>;
+}
+
+interface ServeOptions {
+  host?: string;
+}
+
+async function serve(handler: (s: net.Socket) => void, opts: ServeOptions = {}): Promise<TestServer> {
+  const host = opts.host ?? '127.0.0.1';
+  const sockets = new Set<net.Socket>();
+  let accepted = 0;
+  const server = net.createServer((s) => {
+    accepted++;
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => s.destroy());
+    handler(s);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  return {
+    port,
+    host,
+    get accepted() {
+      return accepted;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** A TCP echo server on 127.0.0.1, port 0. */
+export function startEcho(opts: ServeOptions = {}): Promise<TestServer> {
+  return serve((s) => {
+    s.pipe(s);
+  }, opts);
+}
+
+/** Reads a u64 BE length prefix from `s`, then hands over the remainder of the stream. */
+function readLengthPrefix(s: net.Socket, cb: (n: number, rest: Buffer) => void): void {
+  let head = Buffer.alloc(0);
+  const onData = (chunk: Buffer): void => {
+    head = Buffer.concat([head, chunk]);
+    if (head.length < 8) return;
+    s.off('data', onData);
+    s.pause();
+    const n = Number(head.readBigUInt64BE(0));
+    cb(n, head.subarray(8));
+  };
+  s.on('data', onData);
+}
+
+export interface SinkOptions extends ServeOptions {
+  /** Hash the body and answer with the digest (default true); otherwise answer one byte. */
+  hash?: boolean;
+}
+
+/** A sink: reads u64 N then N bytes, answers with sha256 of them (or 0x06), then ends. */
+export function startSink(opts: SinkOptions = {}): Promise<TestServer> {
+  const doHash = opts.hash ?? true;
+  return serve((s) => {
+    readLengthPrefix(s, (n, rest) => {
+      const h = doHash ? createHash('sha256') : undefined;
+      let got = 0;
+      const take = (chunk: Buffer): void => {
+        const part = chunk.length > n - got ? chunk.subarray(0, n - got) : chunk;
+        h?.update(part);
+        got += part.length;
+        if (got === n) {
+          s.off('data', take);
+          s.end(h ? h.digest() : Buffer.from([6]));
+        }
+      };
+      if (n === 0) {
+        s.end(h ? h.digest() : Buffer.from([6]));
+        return;
+      }
+      s.on('data', take);
+      if (rest.length > 0) take(rest);
+      s.resume();
+    });
+  }, opts);
+}
+
+export interface SourceOptions extends ServeOptions {
+  /** Append sha256 of the body (default true). */
+  hash?: boolean;
+  /** Fresh random bytes for every block (default true); otherwise one random block repeated. */
+  fresh?: boolean;
+}
+
+const BLOCK = 64 * 1024;
+
+/** A source: reads u64 N, sends N bytes (random) and then their sha256, then ends. */
+export function startSource(opts: SourceOptions = {}): Promise<TestServer> {
+  const doHash = opts.hash ?? true;
+  const fresh = opts.fresh ?? true;
+  const fixed = randomBytes(BLOCK);
+  return serve((s) => {
+    readLengthPrefix(s, (n) => {
+      s.resume(); // keep reading (and discarding) so a FIN is seen
+      const h = doHash ? createHash('sha256') : undefined;
+      let sent = 0;
+      const pump = (): void => {
+        while (sent < n) {
+          const len = Math.min(BLOCK, n - sent);
+          const block = fresh ? randomBytes(len) : fixed.subarray(0, len);
+          h?.update(block);
+          sent += len;
+          if (!s.write(block)) {
+            s.once('drain', pump);
+            return;
+          }
+        }
+        if (h) s.end(h.digest());
+        else s.end();
+      };
+      pump();
+    });
+  }, opts);
+}
+
+/** A port that was free a moment ago on `host` (listen on 0, read it, close). */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(0, host, () => resolve());
+  });
+  const port = (srv.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return port;
+}
+
+/** Resolve once a TCP connect to host:port succeeds; reject after `timeoutMs`. */
+export async function waitForPort(port: number, host = '127.0.0.1', timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastErr: unknown;
+  while (Date.now() < deadline) {
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const s = net.connect({ port, host });
+        s.once('connect', () => {
+          s.destroy();
+          resolve();
+        });
+        s.once('error', reject);
+      });
+      return;
+    } catch (err) {
+      lastErr = err;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error(`port ${host}:${port} did not accept within ${timeoutMs} ms (${String(lastErr)})`);
+}
+
+/** Connect and resolve with the socket once connected. */
+export function connect(port: number, host = '127.0.0.1'): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ port, host });
+    s.once('connect', () => {
+      s.off('error', reject);
+      resolve(s);
+    });
+    s.once('error', reject);
+  });
+}
+
+/** Encode a u64 BE length prefix. */
+export function u64(n: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(BigInt(n));
+  return b;
+}
+
+/**
+ * Read exactly `n` bytes from `s` (which must be flowing or paused with no other data
+ * listeners), then resolve. Rejects on error, on early end, or after `timeoutMs`.
+ */
+export function readExactly(s: net.Socket, n: number, timeoutMs = 30_000): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let got = 0;
+    const done = (err?: Error, value?: Buffer): void => {
+      clearTimeout(timer);
+      s.off('data', onData);
+      s.off('end', onEnd);
+      s.off('error', onError);
+      s.off('close', onEnd);
+      if (err) reject(err);
+      else resolve(value!);
+    };
+    const onData = (chunk: Buffer): void => {
+      const need = n - got;
+      if (chunk.length < need) {
+        parts.push(chunk);
+        got += chunk.length;
+        return;
+      }
+      parts.push(chunk.subarray(0, need));
+      got = n;
+      s.pause();
+      done(undefined, Buffer.concat(parts, n));
+      // Give back what belongs to the next reader (after our listener is gone).
+      if (chunk.length > need) s.unshift(chunk.subarray(need));
+    };
+    const onEnd = (): void => done(new Error(`stream ended after ${got} of ${n} bytes`));
+    const onError = (e: Error): void => done(e);
+    const timer = setTimeout(() => done(new Error(`timed out after ${got} of ${n} bytes`)), timeoutMs);
+    s.on('data', onData);
+    s.once('end', onEnd);
+    s.once('close', onEnd);
+    s.once('error', onError);
+    s.resume();
+  });
+}
+
+/** Read until the peer ends; resolve with everything read. */
+export function readAll(s: net.Socket, timeoutMs = 30_000): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    const timer = setTimeout(() => reject(new Error('readAll timed out')), timeoutMs);
+    s.on('data', (c: Buffer) => parts.push(c));
+    s.once('end', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(parts));
+    });
+    s.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    s.resume();
+  });
+}

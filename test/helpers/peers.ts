@@ -1,0 +1,279 @@
+/**
+ * Spawning real processes for interop tests and the benchmark: shadowsocks-libev (ss-server,
+ * ss-local) and Ladder itself through its CLI (`node bin/ladder.js ...`), so the tests cover what
+ * users run. Each process is waited on until its port accepts, its output is kept (bounded) for
+ * diagnostics, and it is killed on teardown (and on exit of the test process as a last resort).
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, waitForPort } from './net.js';
+
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const LADDER_BIN = join(REPO_ROOT, 'bin', 'ladder.js');
+
+export const METHODS = ['aes-128-gcm', 'aes-256-gcm', 'chacha20-ietf-poly1305'] as const;
+export type Method = (typeof METHODS)[number];
+
+/** Absolute path of an executable on PATH, or undefined. */
+export function which(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    const p = join(dir, name);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      /* next */
+    }
+  }
+  return undefined;
+}
+
+/**
+ * For `{ skip: peerSkip('ss-server') }` on a describe/test: false when every binary is present;
+ * otherwise a reason string (printed loudly). Under CI (process.env.CI === 'true') a missing peer
+ * throws instead, so CI can never pass by skipping interop.
+ */
+export function peerSkip(...names: string[]): string | false {
+  const missing = names.filter((n) => which(n) === undefined);
+  if (missing.length === 0) return false;
+  const msg = `peer binary missing: ${missing.join(', ')} (apt-get install shadowsocks-libev)`;
+  if (process.env.CI === 'true') throw new Error(`${msg}; CI=true, so this is a failure, not a skip`);
+  console.error(`\n!!! SKIPPING: ${msg}\n`);
+  return `SKIPPED: ${msg}`;
+}
+
+/** Path of a required peer binary; throws (with the same CI rule) when missing. */
+export function requirePeer(name: string): string {
+  const p = which(name);
+  if (p) return p;
+  const reason = peerSkip(name);
+  throw new Error(reason || `peer binary missing: ${name}`);
+}
+
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const c of live) {
+      try {
+        c.kill('SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+  });
+}
+
+export interface Peer {
+  readonly name: string;
+  readonly pid: number;
+  readonly child: ChildProcess;
+  /** The (bounded) combined stdout+stderr so far, for diagnostics. */
+  output(): string;
+  readonly exited: boolean;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+export interface SpawnOptions {
+  /** Wait until this TCP port accepts before resolving. */
+  waitPort?: number;
+  waitHost?: string;
+  waitTimeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Keep at most this many bytes of output (default 64 KiB, the tail). */
+  maxOutput?: number;
+}
+
+/** Spawn `cmd args`, capture output, wait for its port; kill on teardown. */
+export async function spawnPeer(name: string, cmd: string, args: readonly string[], opts: SpawnOptions = {}): Promise<Peer> {
+  installExitHook();
+  const max = opts.maxOutput ?? 64 * 1024;
+  let out = '';
+  const child = spawn(cmd, args, {
+    cwd: opts.cwd ?? REPO_ROOT,
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  live.add(child);
+  let exited = false;
+  let exitInfo = '';
+  const exitPromise = new Promise<void>((resolve) => {
+    child.once('exit', (code, signal) => {
+      exited = true;
+      exitInfo = `exited code=${code} signal=${signal}`;
+      live.delete(child);
+      resolve();
+    });
+  });
+  const onOut = (b: Buffer): void => {
+    out += b.toString('utf8');
+    if (out.length > max) out = out.slice(out.length - max);
+  };
+  child.stdout!.on('data', onOut);
+  child.stderr!.on('data', onOut);
+  const spawnError = new Promise<never>((_, reject) => child.once('error', reject));
+  spawnError.catch(() => undefined);
+
+  const peer: Peer = {
+    name,
+    get pid() {
+      return child.pid ?? -1;
+    },
+    child,
+    output: () => out,
+    get exited() {
+      return exited;
+    },
+    async stop(graceMs = 3000) {
+      if (exited) return;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exitPromise;
+      clearTimeout(t);
+    },
+  };
+
+  if (opts.waitPort !== undefined) {
+    const died = exitPromise.then(() => {
+      throw new Error(`${name} ${exitInfo} before its port accepted`);
+    });
+    died.catch(() => undefined);
+    try {
+      await Promise.race([waitForPort(opts.waitPort, opts.waitHost, opts.waitTimeoutMs ?? 20_000), died, spawnError]);
+    } catch (err) {
+      await peer.stop(500);
+      throw new Error(`${name} failed to start: ${(err as Error).message}\n--- output ---\n${out}`, { cause: err });
+    }
+  }
+  return peer;
+}
+
+export interface SsServerOptions {
+  method: Method;
+  password: string;
+  port?: number;
+  /** Idle timeout in seconds (ss-server -t). */
+  timeout?: number;
+  extraArgs?: string[];
+}
+
+export async function startSsServer(o: SsServerOptions): Promise<Peer & { port: number }> {
+  const bin = requirePeer('ss-server');
+  const port = o.port ?? (await freePort());
+  const args = ['-s', '127.0.0.1', '-p', String(port), '-k', o.password, '-m', o.method, '-t', String(o.timeout ?? 60), ...(o.extraArgs ?? [])];
+  const p = await spawnPeer('ss-server', bin, args, { waitPort: port });
+  return Object.assign(p, { port });
+}
+
+export interface SsLocalOptions {
+  method: Method;
+  password: string;
+  serverPort: number;
+  serverHost?: string;
+  localPort?: number;
+  timeout?: number;
+  extraArgs?: string[];
+}
+
+export async function startSsLocal(o: SsLocalOptions): Promise<Peer & { socksPort: number }> {
+  const bin = requirePeer('ss-local');
+  const socksPort = o.localPort ?? (await freePort());
+  const args = [
+    '-s',
+    o.serverHost ?? '127.0.0.1',
+    '-p',
+    String(o.serverPort),
+    '-b',
+    '127.0.0.1',
+    '-l',
+    String(socksPort),
+    '-k',
+    o.password,
+    '-m',
+    o.method,
+    '-t',
+    String(o.timeout ?? 60),
+    ...(o.extraArgs ?? []),
+  ];
+  const p = await spawnPeer('ss-local', bin, args, { waitPort: socksPort });
+  return Object.assign(p, { socksPort });
+}
+
+/** SIP002 URL for a SIP004 key: ss://base64url(method:password)@host:port */
+export function ssUrl(method: string, password: string, host: string, port: number, tag?: string): string {
+  const user = Buffer.from(`${method}:${password}`).toString('base64url');
+  return `ss://${user}@${host}:${port}${tag ? `#${encodeURIComponent(tag)}` : ''}`;
+}
+
+export interface LadderSpawnOptions {
+  /** Extra node flags placed before bin/ladder.js (e.g. --cpu-prof). */
+  nodeArgs?: string[];
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface LadderServerOptions extends LadderSpawnOptions {
+  method: Method;
+  password: string;
+  port?: number;
+  /** Path of a config file (passed as --config). */
+  config?: string;
+  extraArgs?: string[];
+}
+
+function ladderEnv(env?: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return { LADDER_FROM_SOURCE: process.env.LADDER_FROM_SOURCE ?? '1', ...env };
+}
+
+/** `ladder server` through the CLI, on 127.0.0.1, allowed to reach loopback destinations. */
+export async function startLadderServer(o: LadderServerOptions): Promise<Peer & { port: number }> {
+  const port = o.port ?? (await freePort());
+  const args = [
+    ...(o.nodeArgs ?? []),
+    LADDER_BIN,
+    'server',
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--method',
+    o.method,
+    '--password',
+    o.password,
+    '--allow-private',
+    ...(o.config ? ['--config', o.config] : []),
+    ...(o.extraArgs ?? []),
+  ];
+  const p = await spawnPeer('ladder server', process.execPath, args, { waitPort: port, env: ladderEnv(o.env), waitTimeoutMs: 30_000 });
+  return Object.assign(p, { port });
+}
+
+export interface LadderClientOptions extends LadderSpawnOptions {
+  key: string;
+  socksPort?: number;
+  extraArgs?: string[];
+}
+
+/** `ladder client --key … --socks 127.0.0.1:PORT` through the CLI. */
+export async function startLadderClient(o: LadderClientOptions): Promise<Peer & { socksPort: number }> {
+  const socksPort = o.socksPort ?? (await freePort());
+  const args = [...(o.nodeArgs ?? []), LADDER_BIN, 'client', '--key', o.key, '--socks', `127.0.0.1:${socksPort}`, ...(o.extraArgs ?? [])];
+  const p = await spawnPeer('ladder client', process.execPath, args, { waitPort: socksPort, env: ladderEnv(o.env), waitTimeoutMs: 30_000 });
+  return Object.assign(p, { socksPort });
+}
+
+/** Resident set size of a process in KiB, from /proc/PID/status VmRSS (Linux only). */
+export async function rssKiB(pid: number): Promise<number> {
+  const { readFile } = await import('node:fs/promises');
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(m[1]);
+}
