@@ -1,0 +1,629 @@
+import { randomBytes, randomInt } from 'node:crypto';
+import { ProtocolError } from '../errors.js';
+import { decodeAddress, encodeAddress, encodedAddressLength, type SocksAddress } from '../socks5/address.js';
+import { AeadSession } from './aead.js';
+import {
+  IDENTITY_HEADER_SIZE,
+  tcpIdentityHeaders,
+  type IdentityEntry,
+  type IdentityTable,
+} from './identity.js';
+import { deriveSessionSubkey, MAX_PADDING, type Aead2022Method } from './methods2022.js';
+
+/**
+ * SIP022 TCP (Shadowsocks 2022 edition), pure codecs. All times are milliseconds since the epoch
+ * (Clock.now()); the wire carries whole Unix seconds.
+ *
+ * Request stream:  salt | [identity headers] | seal(type=0 | ts u64be | varLen u16be)
+ *                  | seal(ATYP addr port | padLen u16be | padding | initial payload)
+ *                  | { seal(len u16be) | seal(payload) }*
+ * Response stream: salt | seal(type=1 | ts u64be | request salt | len u16be) | seal(payload)
+ *                  | { seal(len u16be) | seal(payload) }*
+ * Each seal uses the session subkey derive_key("shadowsocks 2022 session subkey", key || salt)
+ * and a 12-byte little-endian counter nonce, exactly like SIP004 (AeadSession).
+ */
+
+export const HEADER_TYPE_CLIENT = 0;
+export const HEADER_TYPE_SERVER = 1;
+/** A 2022 payload chunk carries up to 0xFFFF bytes (the SIP004 0x3FFF cap does not apply). */
+export const MAX_PAYLOAD_2022 = 0xffff;
+/** Largest accepted |timestamp - now|, in seconds (SIP022 §3.1.3). */
+export const MAX_TIME_DIFF_S = 30;
+/** How long a server must remember request salts (SIP022 §3.1.5). */
+export const SALT_TTL_MS = 60_000;
+
+const TAG = 16;
+const REQUEST_FIXED = 1 + 8 + 2;
+
+/** Bytes a server must read before it can authenticate a request: salt, identity headers, sealed fixed header. */
+export function requestPrefixSize(method: Aead2022Method, identityHeaders = 0): number {
+  return method.saltSize + identityHeaders * IDENTITY_HEADER_SIZE + REQUEST_FIXED + TAG;
+}
+
+/** Bytes of a response before its first payload chunk: salt and the sealed fixed header. */
+export function responsePrefixSize(method: Aead2022Method): number {
+  return method.saltSize + 1 + 8 + method.saltSize + 2 + TAG;
+}
+
+function unixSeconds(nowMs: number): number {
+  return Math.floor(nowMs / 1000);
+}
+
+function writeTimestamp(out: Buffer, offset: number, nowMs: number): void {
+  out.writeBigUInt64BE(BigInt(unixSeconds(nowMs)), offset);
+}
+
+/** Throws ERR_TIMESTAMP when the wire timestamp (seconds) is more than 30 s away from now. */
+export function checkTimestamp(timestampS: bigint, nowMs: number): void {
+  const diff = timestampS - BigInt(unixSeconds(nowMs));
+  if (diff > BigInt(MAX_TIME_DIFF_S) || diff < -BigInt(MAX_TIME_DIFF_S)) {
+    throw new ProtocolError(
+      'ERR_TIMESTAMP',
+      `timestamp is ${diff} s away from local time (limit ${MAX_TIME_DIFF_S} s)`,
+    );
+  }
+}
+
+function checkSalt(method: Aead2022Method, salt: Uint8Array): Buffer {
+  if (salt.length !== method.saltSize) {
+    throw new ProtocolError(
+      'ERR_KEY',
+      `salt must be ${method.saltSize} bytes for ${method.name}, got ${salt.length}`,
+    );
+  }
+  return Buffer.from(salt);
+}
+
+function checkKey(method: Aead2022Method, key: Uint8Array): void {
+  if (key.length !== method.keySize) {
+    throw new ProtocolError(
+      'ERR_KEY',
+      `key must be ${method.keySize} bytes for ${method.name}, got ${key.length}`,
+    );
+  }
+}
+
+/** Wire size of `n` payload bytes as length+payload chunk pairs. */
+function chunkedSize(n: number): number {
+  return Math.ceil(n / MAX_PAYLOAD_2022) * (2 + TAG + TAG) + n;
+}
+
+function writeChunks(session: AeadSession, data: Uint8Array, out: Buffer, offset: number): number {
+  let o = offset;
+  const len = Buffer.allocUnsafe(2);
+  for (let i = 0; i < data.length; i += MAX_PAYLOAD_2022) {
+    const piece = data.subarray(i, Math.min(i + MAX_PAYLOAD_2022, data.length));
+    len.writeUInt16BE(piece.length, 0);
+    o += session.sealInto(len, out, o);
+    o += session.sealInto(piece, out, o);
+  }
+  return o - offset;
+}
+
+export interface RequestEncoderOptions {
+  /** Fixed salt (tests and vectors); random otherwise. */
+  readonly salt?: Uint8Array;
+  /** SIP023 identity keys, outermost first; one identity header is written per key. */
+  readonly identityKeys?: readonly Uint8Array[];
+}
+
+/**
+ * Client side of a 2022 TCP request. encodeHeader() returns salt, identity headers and both
+ * header chunks in one buffer (SIP022 §3.1.4: one write); encode() returns later chunks.
+ */
+export class Aead2022RequestEncoder {
+  readonly method: Aead2022Method;
+  readonly salt: Buffer;
+  readonly #session: AeadSession;
+  readonly #identity: Buffer;
+  #headerSent = false;
+
+  constructor(method: Aead2022Method, key: Uint8Array, options: RequestEncoderOptions = {}) {
+    checkKey(method, key);
+    this.method = method;
+    this.salt = checkSalt(method, options.salt ?? randomBytes(method.saltSize));
+    this.#identity = tcpIdentityHeaders(method, options.identityKeys ?? [], key, this.salt);
+    this.#session = new AeadSession(method.aead, deriveSessionSubkey(key, this.salt));
+  }
+
+  /**
+   * The first write. `padding` overrides the padding policy (random 1..900 bytes when there is
+   * no initial payload, none otherwise); it must be 0..900 bytes, and non-empty when the initial
+   * payload is empty. Initial payload that does not fit in the variable-length header (whose
+   * length is a u16) follows as ordinary chunks in the same buffer.
+   */
+  encodeHeader(
+    target: SocksAddress,
+    initialPayload: Uint8Array,
+    nowMs: number,
+    padding?: Uint8Array,
+  ): Buffer {
+    if (this.#headerSent) throw new Error('Aead2022RequestEncoder: header already sent');
+    const pad =
+      padding ??
+      (initialPayload.length === 0 ? Buffer.alloc(randomInt(1, MAX_PADDING + 1)) : Buffer.alloc(0));
+    if (pad.length > MAX_PADDING)
+      throw new ProtocolError('ERR_HEADER', `padding of ${pad.length} bytes exceeds ${MAX_PADDING}`);
+    if (pad.length === 0 && initialPayload.length === 0) {
+      throw new ProtocolError('ERR_HEADER', 'a request needs an initial payload or non-empty padding');
+    }
+    const addrLen = encodedAddressLength(target);
+    const room = MAX_PAYLOAD_2022 - addrLen - 2 - pad.length;
+    const first = initialPayload.subarray(0, Math.min(room, initialPayload.length));
+    const rest = initialPayload.subarray(first.length);
+    const varLen = addrLen + 2 + pad.length + first.length;
+
+    const variable = Buffer.allocUnsafe(varLen);
+    encodeAddress(target).copy(variable, 0);
+    variable.writeUInt16BE(pad.length, addrLen);
+    variable.set(pad, addrLen + 2);
+    variable.set(first, addrLen + 2 + pad.length);
+
+    const fixed = Buffer.allocUnsafe(REQUEST_FIXED);
+    fixed[0] = HEADER_TYPE_CLIENT;
+    writeTimestamp(fixed, 1, nowMs);
+    fixed.writeUInt16BE(varLen, 9);
+
+    const total =
+      this.salt.length +
+      this.#identity.length +
+      REQUEST_FIXED +
+      TAG +
+      varLen +
+      TAG +
+      chunkedSize(rest.length);
+    const out = Buffer.allocUnsafe(total);
+    let o = this.salt.copy(out, 0);
+    o += this.#identity.copy(out, o);
+    o += this.#session.sealInto(fixed, out, o);
+    o += this.#session.sealInto(variable, out, o);
+    writeChunks(this.#session, rest, out, o);
+    this.#headerSent = true;
+    return out;
+  }
+
+  /** Later data as length/payload chunk pairs (empty input gives an empty buffer). */
+  encode(data: Uint8Array): Buffer {
+    if (!this.#headerSent) throw new Error('Aead2022RequestEncoder: encodeHeader() must come first');
+    const out = Buffer.allocUnsafe(chunkedSize(data.length));
+    writeChunks(this.#session, data, out, 0);
+    return out;
+  }
+}
+
+/**
+ * Server side of a 2022 TCP response. encodeHeader() returns salt, the fixed header (echoing the
+ * request salt) and the first payload chunk in one buffer; encode() returns later chunks.
+ */
+export class Aead2022ResponseEncoder {
+  readonly method: Aead2022Method;
+  readonly salt: Buffer;
+  readonly #requestSalt: Buffer;
+  readonly #session: AeadSession;
+  #headerSent = false;
+
+  constructor(
+    method: Aead2022Method,
+    key: Uint8Array,
+    requestSalt: Uint8Array,
+    options: { readonly salt?: Uint8Array } = {},
+  ) {
+    checkKey(method, key);
+    this.method = method;
+    this.#requestSalt = checkSalt(method, requestSalt);
+    this.salt = checkSalt(method, options.salt ?? randomBytes(method.saltSize));
+    this.#session = new AeadSession(method.aead, deriveSessionSubkey(key, this.salt));
+  }
+
+  /** The first write; `firstPayload` should be non-empty (the spec sends the header with data). */
+  encodeHeader(firstPayload: Uint8Array, nowMs: number): Buffer {
+    if (this.#headerSent) throw new Error('Aead2022ResponseEncoder: header already sent');
+    const first = firstPayload.subarray(0, Math.min(MAX_PAYLOAD_2022, firstPayload.length));
+    const rest = firstPayload.subarray(first.length);
+    const fixedLen = 1 + 8 + this.#requestSalt.length + 2;
+    const fixed = Buffer.allocUnsafe(fixedLen);
+    fixed[0] = HEADER_TYPE_SERVER;
+    writeTimestamp(fixed, 1, nowMs);
+    this.#requestSalt.copy(fixed, 9);
+    fixed.writeUInt16BE(first.length, fixedLen - 2);
+
+    const out = Buffer.allocUnsafe(
+      this.salt.length + fixedLen + TAG + first.length + TAG + chunkedSize(rest.length),
+    );
+    let o = this.salt.copy(out, 0);
+    o += this.#session.sealInto(fixed, out, o);
+    o += this.#session.sealInto(first, out, o);
+    writeChunks(this.#session, rest, out, o);
+    this.#headerSent = true;
+    return out;
+  }
+
+  encode(data: Uint8Array): Buffer {
+    if (!this.#headerSent) throw new Error('Aead2022ResponseEncoder: encodeHeader() must come first');
+    const out = Buffer.allocUnsafe(chunkedSize(data.length));
+    writeChunks(this.#session, data, out, 0);
+    return out;
+  }
+}
+
+/**
+ * Exact set of request salts seen in the last 60 s (SIP022 §3.1.5: no Bloom filters, no false
+ * positives). Pure: the caller passes the time. Entries are kept in insertion order and pruned
+ * from the front; a clock that steps backwards only makes entries live longer.
+ */
+export class SaltWindow {
+  readonly ttlMs: number;
+  readonly #expiry = new Map<string, number>();
+
+  constructor(ttlMs: number = SALT_TTL_MS) {
+    this.ttlMs = ttlMs;
+  }
+
+  get size(): number {
+    return this.#expiry.size;
+  }
+
+  prune(nowMs: number): void {
+    for (const [k, exp] of this.#expiry) {
+      if (exp > nowMs) break;
+      this.#expiry.delete(k);
+    }
+  }
+
+  has(salt: Uint8Array, nowMs: number): boolean {
+    const exp = this.#expiry.get(Buffer.from(salt).toString('latin1'));
+    return exp !== undefined && exp > nowMs;
+  }
+
+  /** Remember `salt`; false when it was already seen within the window (a replay). */
+  add(salt: Uint8Array, nowMs: number): boolean {
+    this.prune(nowMs);
+    const k = Buffer.from(salt).toString('latin1');
+    const exp = this.#expiry.get(k);
+    if (exp !== undefined && exp > nowMs) return false;
+    this.#expiry.delete(k); // re-insert at the back so insertion order stays expiry order
+    this.#expiry.set(k, nowMs + this.ttlMs);
+    return true;
+  }
+
+  /** Live entries as [salt hex, expiry ms], so a server can persist the set across a restart. */
+  export(nowMs: number): Array<[string, number]> {
+    this.prune(nowMs);
+    return [...this.#expiry].map(([k, exp]) => [Buffer.from(k, 'latin1').toString('hex'), exp]);
+  }
+
+  /** Load entries produced by export(); expired ones are skipped. */
+  import(entries: Iterable<readonly [string, number]>, nowMs: number): void {
+    const live = [...entries].filter(([, exp]) => exp > nowMs).sort((a, b) => a[1] - b[1]);
+    for (const [hex, exp] of live) {
+      const k = Buffer.from(hex, 'hex').toString('latin1');
+      if ((this.#expiry.get(k) ?? 0) < exp) {
+        this.#expiry.delete(k);
+        this.#expiry.set(k, exp);
+      }
+    }
+  }
+}
+
+/** A byte queue that hands out exact-length pieces. */
+class ByteQueue {
+  #parts: Buffer[] = [];
+  #len = 0;
+
+  get length(): number {
+    return this.#len;
+  }
+
+  push(data: Uint8Array): void {
+    if (data.length === 0) return;
+    this.#parts.push(Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.length));
+    this.#len += data.length;
+  }
+
+  take(n: number): Buffer {
+    const first = this.#parts[0];
+    if (first !== undefined && first.length >= n) {
+      const out = first.subarray(0, n);
+      if (first.length === n) this.#parts.shift();
+      else this.#parts[0] = first.subarray(n);
+      this.#len -= n;
+      return out;
+    }
+    const out = Buffer.allocUnsafe(n);
+    let o = 0;
+    while (o < n) {
+      const b = this.#parts[0]!;
+      const k = Math.min(b.length, n - o);
+      b.copy(out, o, 0, k);
+      o += k;
+      if (k === b.length) this.#parts.shift();
+      else this.#parts[0] = b.subarray(k);
+    }
+    this.#len -= n;
+    return out;
+  }
+}
+
+const enum St {
+  Salt,
+  Identity,
+  Fixed,
+  Variable,
+  Length,
+  Payload,
+  Failed,
+}
+
+export interface RequestHeader2022 {
+  readonly target: SocksAddress;
+  /** Wire timestamp, Unix seconds. */
+  readonly timestamp: number;
+  readonly paddingLength: number;
+}
+
+export interface RequestDecoderOptions<U> {
+  /** The PSK of a single-user port. Exactly one of `key` and `identity` is required. */
+  readonly key?: Uint8Array;
+  /** SIP023: the identity table of a multi-user port; the user is found from the identity header. */
+  readonly identity?: IdentityTable<U>;
+  /**
+   * Replay filter. When given, the salt is checked and remembered right after the fixed header
+   * authenticates and its timestamp passes (SIP022 §3.1.5), and a repeat throws ERR_REPLAY.
+   */
+  readonly salts?: SaltWindow;
+}
+
+/** Shared length/payload chunk reading for both directions. */
+abstract class ChunkReader {
+  protected readonly method: Aead2022Method;
+  protected readonly queue = new ByteQueue();
+  protected session: AeadSession | undefined;
+  protected state: St = St.Salt;
+  protected need: number;
+
+  constructor(method: Aead2022Method) {
+    this.method = method;
+    this.need = method.saltSize;
+  }
+
+  /** Bytes buffered but not yet decoded. */
+  get buffered(): number {
+    return this.queue.length;
+  }
+
+  /** Bytes still needed to complete the current header or chunk. */
+  get needed(): number {
+    return Math.max(0, this.need - this.queue.length);
+  }
+
+  /** True when the decoder has passed its header(s) and sits on a chunk boundary with nothing buffered. */
+  get atBoundary(): boolean {
+    return this.state === St.Length && this.queue.length === 0;
+  }
+
+  protected abstract step(bytes: Buffer, nowMs: number, out: Buffer[]): void;
+
+  /** Feed wire bytes (any split); returns the payloads completed so far. */
+  push(data: Uint8Array, nowMs: number): Buffer[] {
+    if (this.state === St.Failed) throw new ProtocolError('ERR_CIPHER', 'decoder already failed');
+    this.queue.push(data);
+    const out: Buffer[] = [];
+    try {
+      while (this.queue.length >= this.need) {
+        const bytes = this.queue.take(this.need);
+        switch (this.state) {
+          case St.Length: {
+            const len = this.session!.open(bytes).readUInt16BE(0);
+            this.state = St.Payload;
+            this.need = len + TAG;
+            break;
+          }
+          case St.Payload: {
+            const p = this.session!.open(bytes);
+            if (p.length > 0) out.push(p);
+            this.state = St.Length;
+            this.need = 2 + TAG;
+            break;
+          }
+          default:
+            this.step(bytes, nowMs, out);
+        }
+      }
+    } catch (err) {
+      this.state = St.Failed;
+      throw err;
+    }
+    return out;
+  }
+}
+
+/**
+ * Server side: decodes a 2022 request stream. push() any split of the wire bytes with the current
+ * time; returns payloads (the initial payload first). `header` is set once the variable header is
+ * decoded. Failures throw ProtocolError: ERR_CIPHER (bad tag, unknown identity), ERR_HEADER (type
+ * byte, lengths, padding rules), ERR_TIMESTAMP (> 30 s off), ERR_REPLAY (with `salts`),
+ * ERR_ADDRESS; the decoder is unusable afterwards.
+ */
+export class Aead2022RequestDecoder<U = never> extends ChunkReader {
+  readonly #identity: IdentityTable<U> | undefined;
+  readonly #salts: SaltWindow | undefined;
+  #key: Buffer | undefined;
+  #user: U | undefined;
+  #salt: Buffer | undefined;
+  #timestamp = 0;
+  #header: RequestHeader2022 | undefined;
+
+  constructor(method: Aead2022Method, options: RequestDecoderOptions<U>) {
+    super(method);
+    if ((options.key === undefined) === (options.identity === undefined)) {
+      throw new Error('Aead2022RequestDecoder: give exactly one of key and identity');
+    }
+    if (options.key !== undefined) {
+      checkKey(method, options.key);
+      this.#key = Buffer.from(options.key);
+    }
+    if (options.identity !== undefined && options.identity.method !== method) {
+      throw new ProtocolError(
+        'ERR_METHOD',
+        `identity table is for ${options.identity.method.name}, not ${method.name}`,
+      );
+    }
+    this.#identity = options.identity;
+    this.#salts = options.salts;
+  }
+
+  /** The request salt (once read); the response must echo it. */
+  get salt(): Buffer | undefined {
+    return this.#salt;
+  }
+
+  /** The session PSK: the single key, or the user's key found by the identity header. */
+  get key(): Buffer | undefined {
+    return this.#key;
+  }
+
+  /** The user found by the identity header (multi-user ports). */
+  get user(): U | undefined {
+    return this.#user;
+  }
+
+  get header(): RequestHeader2022 | undefined {
+    return this.#header;
+  }
+
+  /** Bytes the server must read before the request can be authenticated. */
+  get prefixSize(): number {
+    return requestPrefixSize(this.method, this.#identity ? 1 : 0);
+  }
+
+  protected step(bytes: Buffer, nowMs: number, out: Buffer[]): void {
+    switch (this.state) {
+      case St.Salt:
+        this.#salt = Buffer.from(bytes);
+        if (this.#identity) {
+          this.state = St.Identity;
+          this.need = IDENTITY_HEADER_SIZE;
+        } else {
+          this.#startSession();
+        }
+        break;
+      case St.Identity: {
+        const entry: IdentityEntry<U> | undefined = this.#identity!.resolveTcp(this.#salt!, bytes);
+        if (!entry) throw new ProtocolError('ERR_CIPHER', 'identity header matches no user');
+        this.#key = entry.key;
+        this.#user = entry.user;
+        this.#startSession();
+        break;
+      }
+      case St.Fixed: {
+        const fixed = this.session!.open(bytes);
+        if (fixed[0] !== HEADER_TYPE_CLIENT) {
+          throw new ProtocolError(
+            'ERR_HEADER',
+            `request header type ${fixed[0]} (expected ${HEADER_TYPE_CLIENT})`,
+          );
+        }
+        const ts = fixed.readBigUInt64BE(1);
+        checkTimestamp(ts, nowMs);
+        this.#timestamp = Number(ts);
+        const varLen = fixed.readUInt16BE(9);
+        if (varLen < 1 + 2)
+          throw new ProtocolError('ERR_HEADER', `variable header length ${varLen} is too short`);
+        if (this.#salts && !this.#salts.add(this.#salt!, nowMs)) {
+          throw new ProtocolError('ERR_REPLAY', 'request salt seen within the last 60 s');
+        }
+        this.state = St.Variable;
+        this.need = varLen + TAG;
+        break;
+      }
+      case St.Variable: {
+        const v = this.session!.open(bytes);
+        const decoded = decodeAddress(v, 0);
+        if (!decoded) throw new ProtocolError('ERR_HEADER', 'target address runs past the variable header');
+        let o = decoded.length;
+        if (o + 2 > v.length)
+          throw new ProtocolError('ERR_HEADER', 'padding length runs past the variable header');
+        const padLen = v.readUInt16BE(o);
+        o += 2;
+        if (o + padLen > v.length)
+          throw new ProtocolError('ERR_HEADER', `padding of ${padLen} bytes runs past the variable header`);
+        o += padLen;
+        const initial = v.subarray(o);
+        if (initial.length === 0 && padLen === 0) {
+          throw new ProtocolError('ERR_HEADER', 'request has neither initial payload nor padding');
+        }
+        this.#header = { target: decoded.address, timestamp: this.#timestamp, paddingLength: padLen };
+        if (initial.length > 0) out.push(initial);
+        this.state = St.Length;
+        this.need = 2 + TAG;
+        break;
+      }
+      default:
+        throw new Error('unreachable decoder state');
+    }
+  }
+
+  #startSession(): void {
+    this.session = new AeadSession(this.method.aead, deriveSessionSubkey(this.#key!, this.#salt!));
+    this.state = St.Fixed;
+    this.need = REQUEST_FIXED + TAG;
+  }
+}
+
+/**
+ * Client side: decodes a 2022 response stream and checks that it echoes our request salt.
+ * Throws ERR_CIPHER, ERR_HEADER (type byte, request salt mismatch) or ERR_TIMESTAMP.
+ */
+export class Aead2022ResponseDecoder extends ChunkReader {
+  readonly #key: Buffer;
+  readonly #requestSalt: Buffer;
+  #salt: Buffer | undefined;
+  #timestamp: number | undefined;
+
+  constructor(method: Aead2022Method, key: Uint8Array, requestSalt: Uint8Array) {
+    super(method);
+    checkKey(method, key);
+    this.#key = Buffer.from(key);
+    this.#requestSalt = checkSalt(method, requestSalt);
+  }
+
+  get salt(): Buffer | undefined {
+    return this.#salt;
+  }
+
+  /** The response timestamp, Unix seconds, once the header is read. */
+  get timestamp(): number | undefined {
+    return this.#timestamp;
+  }
+
+  protected step(bytes: Buffer, nowMs: number): void {
+    switch (this.state) {
+      case St.Salt:
+        this.#salt = Buffer.from(bytes);
+        this.session = new AeadSession(this.method.aead, deriveSessionSubkey(this.#key, this.#salt));
+        this.state = St.Fixed;
+        this.need = 1 + 8 + this.method.saltSize + 2 + TAG;
+        break;
+      case St.Fixed: {
+        const fixed = this.session!.open(bytes);
+        if (fixed[0] !== HEADER_TYPE_SERVER) {
+          throw new ProtocolError(
+            'ERR_HEADER',
+            `response header type ${fixed[0]} (expected ${HEADER_TYPE_SERVER})`,
+          );
+        }
+        const ts = fixed.readBigUInt64BE(1);
+        checkTimestamp(ts, nowMs);
+        if (!fixed.subarray(9, 9 + this.method.saltSize).equals(this.#requestSalt)) {
+          throw new ProtocolError('ERR_HEADER', 'response does not echo our request salt');
+        }
+        this.#timestamp = Number(ts);
+        this.state = St.Payload;
+        this.need = fixed.readUInt16BE(9 + this.method.saltSize) + TAG;
+        break;
+      }
+      default:
+        throw new Error('unreachable decoder state');
+    }
+  }
+}
