@@ -91,14 +91,16 @@ function splitCredentials(text: string, part: string): { method: string; passwor
 
 function checkCredentials(c: { method: string; password: string }): void {
   if (c.method.length === 0) throw urlError('method is empty');
-  if (!METHOD_RE.test(c.method)) throw urlError('method contains characters other than letters, digits and "._+-"');
+  if (!METHOD_RE.test(c.method))
+    throw urlError('method contains characters other than letters, digits and "._+-"');
   if (c.password.length === 0) throw urlError('password is empty');
 }
 
 function checkHostName(host: string): void {
   if (host.length === 0) throw urlError('host is empty');
   // eslint-disable-next-line no-control-regex
-  if (/[\x00-\x20\x7f/\\?#@[\]<>%]/.test(host)) throw urlError('host contains characters not allowed in a host name');
+  if (/[\x00-\x20\x7f/\\?#@[\]<>%]/.test(host))
+    throw urlError('host contains characters not allowed in a host name');
 }
 
 function pctEncode(s: string, part: string): string {
@@ -117,7 +119,8 @@ function parseHostPort(s: string): { host: string; port: number } {
     if (close === -1) throw urlError('IPv6 host has no closing "]"');
     host = pctDecode(s.slice(1, close), 'host');
     const zone = host.indexOf('%');
-    if (!isIPv6(zone === -1 ? host : host.slice(0, zone))) throw urlError('bracketed host is not an IPv6 address');
+    if (!isIPv6(zone === -1 ? host : host.slice(0, zone)))
+      throw urlError('bracketed host is not an IPv6 address');
     if (s[close + 1] !== ':') throw urlError('port is missing after the IPv6 host');
     portText = s.slice(close + 2);
   } else {
@@ -146,10 +149,23 @@ function decodePrefix(raw: string): Uint8Array {
   const out = new Uint8Array(text.length);
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (c > 0xff) throw urlError('prefix contains a character above U+00FF (each character must stand for one byte)');
+    if (c > 0xff)
+      throw urlError('prefix contains a character above U+00FF (each character must stand for one byte)');
     out[i] = c;
   }
   return out;
+}
+
+function parseLegacy(body: string): { method: string; password: string; host: string; port: number } {
+  const text = decodeBase64Text(
+    pctDecode(body, 'legacy base64 body'),
+    'body (no "@", so expected legacy base64)',
+  );
+  const lat = text.lastIndexOf('@');
+  if (lat === -1) throw urlError('legacy base64 body has no "@" between credentials and host');
+  const creds = splitCredentials(text.slice(0, lat), 'legacy credentials');
+  checkCredentials(creds);
+  return { ...creds, ...parseHostPort(text.slice(lat + 1)) };
 }
 
 export function parseSsUrl(url: string): SsKey {
@@ -184,26 +200,25 @@ export function parseSsUrl(url: string): SsKey {
 
   let method: string;
   let password: string;
-  let hostPort: string;
+  let host: string;
+  let port: number;
   if (at === -1) {
-    // Legacy: the whole authority is base64 of method:password@host:port.
+    // Legacy: the whole authority is base64 of method:password@host:port. "/" is a base64
+    // character, so a trailing "/" (empty path) is stripped only if the whole body fails.
     if (rest.length === 0) throw urlError('nothing after "ss://"');
-    const what = 'body (no "@", so expected legacy base64)';
-    let text: string;
     try {
-      text = decodeBase64Text(pctDecode(rest, 'legacy base64 body'), what);
+      ({ method, password, host, port } = parseLegacy(rest));
     } catch (err) {
-      // "/" is a base64 character, so a trailing "/" (empty path) is only stripped on failure.
       if (!rest.endsWith('/') || rest.length === 1) throw err;
-      text = decodeBase64Text(pctDecode(rest.slice(0, -1), 'legacy base64 body'), what);
+      try {
+        ({ method, password, host, port } = parseLegacy(rest.slice(0, -1)));
+      } catch {
+        throw err;
+      }
     }
-    const lat = text.lastIndexOf('@');
-    if (lat === -1) throw urlError('legacy base64 body has no "@" between credentials and host');
-    ({ method, password } = splitCredentials(text.slice(0, lat), 'legacy credentials'));
-    hostPort = text.slice(lat + 1);
   } else {
     const userinfo = rest.slice(0, at);
-    hostPort = rest.slice(at + 1);
+    const hostPort = rest.slice(at + 1);
     if (userinfo.length === 0) throw urlError('userinfo (method:password) is empty');
     if (userinfo.includes(':')) {
       const colon = userinfo.indexOf(':');
@@ -214,9 +229,9 @@ export function parseSsUrl(url: string): SsKey {
       const text = decoded.includes(':') ? decoded : decodeBase64Text(decoded, 'userinfo');
       ({ method, password } = splitCredentials(text, 'userinfo'));
     }
+    checkCredentials({ method, password });
+    ({ host, port } = parseHostPort(hostPort));
   }
-  checkCredentials({ method, password });
-  const { host, port } = parseHostPort(hostPort);
 
   const key: SsKey = { method, password, host, port };
   if (query !== undefined && query.length > 0) {
@@ -258,21 +273,25 @@ function encodePrefix(bytes: Uint8Array): string {
 
 export function formatSsUrl(key: SsKey, opts: FormatOptions = {}): string {
   checkCredentials(key);
-  if (!Number.isInteger(key.port) || key.port < 1 || key.port > 65535) throw urlError('port is outside 1..65535');
+  if (!Number.isInteger(key.port) || key.port < 1 || key.port > 65535)
+    throw urlError('port is outside 1..65535');
   if (key.plugin !== undefined && key.plugin.length === 0) throw urlError('plugin name is empty');
   if (key.plugin !== undefined && key.plugin.includes(';')) throw urlError('plugin name contains ";"');
-  if (key.pluginOptions !== undefined && key.plugin === undefined) throw urlError('plugin options without a plugin');
+  if (key.pluginOptions !== undefined && key.plugin === undefined)
+    throw urlError('plugin options without a plugin');
 
   const is2022 = key.method.startsWith('2022-');
   const form = opts.form ?? (is2022 ? 'plain' : 'base64');
-  if (form === 'base64' && is2022) throw urlError('2022-* methods must use plain (percent-encoded) userinfo (SIP002)');
+  if (form === 'base64' && is2022)
+    throw urlError('2022-* methods must use plain (percent-encoded) userinfo (SIP002)');
   const plain = `${pctEncode(key.method, 'method')}:${pctEncode(key.password, 'password')}`;
   const userinfo = form === 'plain' ? plain : base64url(`${key.method}:${key.password}`);
 
   let host: string;
   if (key.host.includes(':')) {
     const zone = key.host.indexOf('%');
-    if (!isIPv6(zone === -1 ? key.host : key.host.slice(0, zone))) throw urlError('host contains ":" but is not an IPv6 address');
+    if (!isIPv6(zone === -1 ? key.host : key.host.slice(0, zone)))
+      throw urlError('host contains ":" but is not an IPv6 address');
     host = `[${key.host.replace(/%/g, '%25')}]`;
   } else {
     checkHostName(key.host);

@@ -32,8 +32,13 @@ function assertSocksError(fn: () => unknown, code = 'ERR_SOCKS'): void {
 }
 
 /** Every strict prefix gives undefined, the whole gives `expected`, and extra bytes are not consumed. */
-function checkPrefixes<T extends { length: number }>(parse: (b: Uint8Array) => T | undefined, wire: Buffer, expected: T): void {
-  for (let i = 0; i < wire.length; i++) assert.equal(parse(wire.subarray(0, i)), undefined, `prefix of ${i} bytes`);
+function checkPrefixes<T extends { length: number }>(
+  parse: (b: Uint8Array) => T | undefined,
+  wire: Buffer,
+  expected: T,
+): void {
+  for (let i = 0; i < wire.length; i++)
+    assert.equal(parse(wire.subarray(0, i)), undefined, `prefix of ${i} bytes`);
   assert.deepEqual(parse(wire), expected);
   assert.deepEqual(parse(Buffer.concat([wire, hex('deadbeef')])), expected);
 }
@@ -136,11 +141,16 @@ test('request round trip for generated addresses and commands', () => {
     fc.domain().map((host): SocksAddress => ({ type: 'domain', host, port: 0 })),
   );
   fc.assert(
-    fc.property(addr, fc.integer({ min: 0, max: 65535 }), fc.constantFrom(CMD_CONNECT, CMD_UDP_ASSOCIATE), (a, port, cmd) => {
-      const address = { ...a, port };
-      const wire = encodeRequest(cmd, address);
-      assert.deepEqual(parseRequest(wire), { command: cmd, address, length: wire.length });
-    }),
+    fc.property(
+      addr,
+      fc.integer({ min: 0, max: 65535 }),
+      fc.constantFrom(CMD_CONNECT, CMD_UDP_ASSOCIATE),
+      (a, port, cmd) => {
+        const address = { ...a, port };
+        const wire = encodeRequest(cmd, address);
+        assert.deepEqual(parseRequest(wire), { command: cmd, address, length: wire.length });
+      },
+    ),
     { numRuns: 300 },
   );
 });

@@ -85,7 +85,9 @@ export function parseMethodSelection(buf: Uint8Array): { method: number; length:
 // The RFC says 1..255 bytes for each; we also accept empty fields (some clients send an empty
 // password) and leave the decision to the credential check.
 
-export function parseUserPassAuth(buf: Uint8Array): { username: string; password: string; length: number } | undefined {
+export function parseUserPassAuth(
+  buf: Uint8Array,
+): { username: string; password: string; length: number } | undefined {
   if (buf.length > 0 && buf[0] !== USERPASS_VERSION) {
     throw socksError(`username/password auth: version ${buf[0]} is not 1`);
   }
@@ -130,7 +132,10 @@ export function parseUserPassReply(buf: Uint8Array): { ok: boolean; length: numb
 // An unknown CMD is returned as is (the server answers COMMAND_NOT_SUPPORTED); an unknown ATYP
 // throws ERR_ADDRESS (the server answers ADDRESS_TYPE_NOT_SUPPORTED).
 
-function parseVerCodeAddr(buf: Uint8Array, what: string): { code: number; address: SocksAddress; length: number } | undefined {
+function parseVerCodeAddr(
+  buf: Uint8Array,
+  what: string,
+): { code: number; address: SocksAddress; length: number } | undefined {
   checkVersion(buf, what);
   if (buf.length >= 3 && buf[2] !== 0) throw socksError(`${what}: reserved byte is ${buf[2]}, not 0`);
   if (buf.length < 4) return undefined;
@@ -139,7 +144,9 @@ function parseVerCodeAddr(buf: Uint8Array, what: string): { code: number; addres
   return { code: buf[1]!, address: a.address, length: 3 + a.length };
 }
 
-export function parseRequest(buf: Uint8Array): { command: number; address: SocksAddress; length: number } | undefined {
+export function parseRequest(
+  buf: Uint8Array,
+): { command: number; address: SocksAddress; length: number } | undefined {
   const r = parseVerCodeAddr(buf, 'request');
   return r && { command: r.code, address: r.address, length: r.length };
 }
@@ -154,7 +161,9 @@ export function encodeReply(rep: number, bound: SocksAddress = UNSPECIFIED): Buf
   return Buffer.concat([Buffer.from([SOCKS_VERSION, rep, 0]), encodeAddress(bound)]);
 }
 
-export function parseReply(buf: Uint8Array): { rep: number; bound: SocksAddress; length: number } | undefined {
+export function parseReply(
+  buf: Uint8Array,
+): { rep: number; bound: SocksAddress; length: number } | undefined {
   const r = parseVerCodeAddr(buf, 'reply');
   return r && { rep: r.code, bound: r.address, length: r.length };
 }
