@@ -1,0 +1,473 @@
+/**
+ * The censor engine: flow tables, the residual table, the C1 endpoint list and the per-behaviour
+ * decisions (C1, C2, C3, C4, C6, C9; C7 lives in prober.ts and feeds C1 back here). It owns no
+ * sockets: the forwarders ask it what to do with each new flow and each chunk, and it records one
+ * decision-log entry per decision. Research notes §8.0-§8.1.
+ */
+import type { Clock } from '../shared/clock.js';
+import { DecisionLog, type FlowRef } from './decision-log.js';
+import { fetFeatures, shannonEntropy, type FetFeatures } from './fet.js';
+import { inspectClientHello } from './tls-clienthello.js';
+import { hostMatchesSuffix, inspectHttpRequest } from './http-request.js';
+import {
+  compileDnsRules,
+  forgeAnswer,
+  ForgedPool,
+  matchDnsRule,
+  parseDnsQuery,
+  QCLASS_IN,
+  QTYPE_AAAA,
+} from './dns-inject.js';
+import type { CensorConfig, RstInjector } from './profiles.js';
+import { SeededRng } from './rng.js';
+
+/** How many client->server bytes a flow keeps for reassembling filters (C3, C4). */
+const STREAM_CAP = 16 * 1024;
+const CHUNK_LOG_CAP = 32;
+
+export interface Endpoint {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface TcpFlow {
+  readonly id: number;
+  readonly ref: FlowRef;
+  /** The real server behind the emulated address (where the prober connects). */
+  readonly backend: Endpoint;
+  readonly outbound: boolean;
+  stream: Buffer;
+  readonly chunks: Array<{ t: number; length: number }>;
+  firstChunkSeen: boolean;
+  c3Done: boolean;
+  c4Done: boolean;
+  /** Client->server forwarding stopped (C6, ESNI). */
+  dropC2S: boolean;
+  /** Server->client forwarding stopped (C1). */
+  dropS2C: boolean;
+  /** Both directions frozen while an RST is on its way. */
+  held: boolean;
+}
+
+export type AcceptVerdict =
+  | { readonly action: 'PASS' }
+  | { readonly action: 'DROP_S2C' }
+  | { readonly action: 'BLACKHOLE_NEW' }
+  | { readonly action: 'REFUSE_NEW' }
+  | { readonly action: 'RST_BOTH'; readonly delayMs: number; readonly injector: RstInjector };
+
+export type DataVerdict =
+  | { readonly action: 'PASS' }
+  /** Forward this chunk (unless forwardThis is false), drop every later client byte. */
+  | { readonly action: 'DROP_C2S'; readonly forwardThis: boolean }
+  /** Forward this chunk, freeze both directions, reset both legs after delayMs. */
+  | { readonly action: 'RST_BOTH'; readonly delayMs: number; readonly injector: RstInjector };
+
+export interface UdpVerdict {
+  /** Forged replies to send to the client at once. */
+  readonly forged: readonly Buffer[];
+  /** Delay for the genuine answer to this datagram (ms of censor clock), or 'drop'. */
+  readonly genuine: number | 'drop';
+}
+
+export interface SuspiciousFlow {
+  readonly flow: FlowRef;
+  readonly backend: Endpoint;
+  readonly payload: Buffer;
+  readonly features: FetFeatures;
+  readonly entropy: number;
+}
+
+type ResidualMode = 'c3' | 'c4' | 'c6' | 'esni';
+
+interface Residual {
+  readonly expiresAt: number;
+  readonly mode: ResidualMode;
+}
+
+export interface CensorOptions {
+  readonly config: CensorConfig;
+  readonly clock: Clock;
+  readonly seed: number;
+  readonly log?: DecisionLog;
+}
+
+export class Censor {
+  readonly config: CensorConfig;
+  readonly clock: Clock;
+  readonly log: DecisionLog;
+  readonly rng: SeededRng;
+  readonly #start: number;
+  readonly #rngC3: SeededRng;
+  readonly #rngC6: SeededRng;
+  readonly #residual = new Map<string, Residual>();
+  readonly #blocked = new Map<string, string>();
+  readonly #suspicious = new Set<(s: SuspiciousFlow) => void>();
+  readonly #dnsRules: RegExp[];
+  readonly #pool = new ForgedPool();
+  #flowSeq = 0;
+  /** Count of new connections that met a residual block, per residual mode. */
+  readonly residualHits: Record<ResidualMode, number> = { c3: 0, c4: 0, c6: 0, esni: 0 };
+
+  constructor(opts: CensorOptions) {
+    this.config = opts.config;
+    this.clock = opts.clock;
+    this.log = opts.log ?? new DecisionLog(() => opts.clock.now());
+    this.rng = new SeededRng(opts.seed);
+    this.#rngC3 = this.rng.fork('c3');
+    this.#rngC6 = this.rng.fork('c6');
+    this.#start = opts.clock.now();
+    this.#dnsRules = compileDnsRules(opts.config.c2.rules);
+    if (opts.config.c1.enabled)
+      for (const b of opts.config.c1.blocked) this.blockEndpoint(b.ip, b.port, 'config');
+  }
+
+  isDomestic(ip: string): boolean {
+    return this.config.domestic.some((p) => ip.startsWith(p));
+  }
+
+  // ---- C1 ---------------------------------------------------------------------------------
+
+  /** Null-route an endpoint (ip:port, or the whole ip when port is undefined). */
+  blockEndpoint(ip: string, port: number | undefined, reason: string): void {
+    const key = port === undefined ? ip : `${ip}:${port}`;
+    if (this.#blocked.has(key)) return;
+    this.#blocked.set(key, reason);
+    this.log.record({
+      behaviour: 'C1',
+      rule: port === undefined ? 'block-ip' : 'block-ip-port',
+      features: { ip, ...(port !== undefined ? { port } : {}), reason },
+      action: 'BLOCK_ENDPOINT',
+      blocked: false,
+    });
+  }
+
+  isEndpointBlocked(ip: string, port: number): boolean {
+    return this.config.c1.enabled && (this.#blocked.has(ip) || this.#blocked.has(`${ip}:${port}`));
+  }
+
+  blockedEndpoints(): string[] {
+    return [...this.#blocked.keys()];
+  }
+
+  // ---- residual table ----------------------------------------------------------------------
+
+  #rkey(ref: FlowRef): string {
+    return `${ref.proto}|${ref.cIP}|${ref.sIP}|${ref.sPort}`;
+  }
+
+  #addResidual(ref: FlowRef, mode: ResidualMode, ms: number): void {
+    this.#residual.set(this.#rkey(ref), { expiresAt: this.clock.now() + ms, mode });
+  }
+
+  residualFor(ref: FlowRef): Residual | undefined {
+    const k = this.#rkey(ref);
+    const r = this.#residual.get(k);
+    if (r && r.expiresAt <= this.clock.now()) {
+      this.#residual.delete(k);
+      return undefined;
+    }
+    return r;
+  }
+
+  // ---- C7 hook -----------------------------------------------------------------------------
+
+  onSuspiciousFlow(fn: (s: SuspiciousFlow) => void): () => void {
+    this.#suspicious.add(fn);
+    return () => this.#suspicious.delete(fn);
+  }
+
+  // ---- TCP ---------------------------------------------------------------------------------
+
+  newTcpFlow(ref: Omit<FlowRef, 'proto'>, backend: Endpoint): TcpFlow {
+    return {
+      id: ++this.#flowSeq,
+      ref: { proto: 'tcp', ...ref },
+      backend,
+      outbound: this.isDomestic(ref.cIP),
+      stream: Buffer.alloc(0),
+      chunks: [],
+      firstChunkSeen: false,
+      c3Done: false,
+      c4Done: false,
+      dropC2S: false,
+      dropS2C: false,
+      held: false,
+    };
+  }
+
+  #inWindow(): boolean {
+    const w = this.config.c9.windows;
+    if (w.length === 0) return true;
+    const t = this.clock.now() - this.#start;
+    return w.some((x) => t >= x.startMs && t < x.endMs);
+  }
+
+  /** Decide what happens to a new TCP connection (the accept stands in for the SYN). */
+  onTcpAccept(flow: TcpFlow): AcceptVerdict {
+    const { ref } = flow;
+    const cfg = this.config;
+    if (cfg.c9.enabled && cfg.c9.ports.includes(ref.sPort) && this.#inWindow()) {
+      this.log.record({
+        behaviour: 'C9',
+        rule: 'blanket-port',
+        flow: ref,
+        features: { port: ref.sPort, rstAcks: 3 },
+        action: 'RST_BOTH',
+      });
+      return { action: 'RST_BOTH', delayMs: 0, injector: 'II' };
+    }
+    if (this.isEndpointBlocked(ref.sIP, ref.sPort)) {
+      flow.dropS2C = cfg.c1.action === 'DROP_S2C';
+      this.log.record({
+        behaviour: 'C1',
+        rule: 'null-route',
+        flow: ref,
+        features: { endpoint: `${ref.sIP}:${ref.sPort}` },
+        action: cfg.c1.action,
+      });
+      return { action: cfg.c1.action };
+    }
+    const r = this.residualFor(ref);
+    if (r) {
+      const features = { mode: r.mode, remainingMs: r.expiresAt - this.clock.now() };
+      switch (r.mode) {
+        case 'c3': {
+          if (this.#rngC3.chance(cfg.c3.pResidual)) {
+            this.residualHits.c3++;
+            this.log.record({
+              behaviour: 'residual',
+              rule: 'c3-penalty-box',
+              flow: ref,
+              features,
+              action: 'REFUSE_NEW',
+            });
+            return { action: 'REFUSE_NEW' };
+          }
+          this.log.record({
+            behaviour: 'residual',
+            rule: 'c3-penalty-box',
+            flow: ref,
+            features: { ...features, gate: 'missed' },
+            action: 'PASS',
+          });
+          break;
+        }
+        case 'c4':
+          this.residualHits.c4++;
+          this.log.record({ behaviour: 'residual', rule: 'c4-sni', flow: ref, features, action: 'RST_BOTH' });
+          return { action: 'RST_BOTH', delayMs: cfg.c4.injectDelayMs, injector: cfg.c4.injector };
+        case 'c6':
+        case 'esni':
+          this.residualHits[r.mode]++;
+          this.log.record({
+            behaviour: 'residual',
+            rule: r.mode === 'c6' ? 'c6-fet' : 'c4-esni',
+            flow: ref,
+            features,
+            action: 'BLACKHOLE_NEW',
+          });
+          return { action: 'BLACKHOLE_NEW' };
+      }
+    }
+    return { action: 'PASS' };
+  }
+
+  /** Decide what happens to one chunk of client->server bytes. */
+  onClientData(flow: TcpFlow, chunk: Buffer): DataVerdict {
+    const cfg = this.config;
+    const first = !flow.firstChunkSeen;
+    flow.firstChunkSeen = true;
+    if (flow.chunks.length < CHUNK_LOG_CAP)
+      flow.chunks.push({ t: this.clock.now() - this.#start, length: chunk.length });
+    if (flow.stream.length < STREAM_CAP)
+      flow.stream = Buffer.concat([flow.stream, chunk.subarray(0, STREAM_CAP - flow.stream.length)]);
+    const ref = flow.ref;
+
+    // C4: TLS SNI (TCP reassembled; first TLS record only unless reassembleRecords).
+    if (cfg.c4.enabled && !flow.c4Done) {
+      const res = inspectClientHello(flow.stream, { reassembleRecords: cfg.c4.reassembleRecords });
+      if (res.status !== 'need-more') {
+        flow.c4Done = true;
+        if (res.status === 'ok') {
+          const sni = res.hello.serverName;
+          const list = flow.outbound ? cfg.c4.names : cfg.c4.namesInbound;
+          const hit = sni !== undefined ? list.find((n) => hostMatchesSuffix(sni, n)) : undefined;
+          const features = {
+            sni: sni ?? null,
+            records: res.records,
+            reassembleRecords: cfg.c4.reassembleRecords,
+            esni: res.hello.hasEsni,
+            matched: hit ?? null,
+          };
+          if (cfg.c4.esni && res.hello.hasEsni) {
+            flow.dropC2S = true;
+            this.#addResidual(ref, 'esni', cfg.c4.esniResidualMs);
+            this.log.record({ behaviour: 'C4', rule: 'esni', flow: ref, features, action: 'DROP_C2S' });
+            return { action: 'DROP_C2S', forwardThis: true };
+          }
+          if (hit) {
+            flow.held = true;
+            this.#addResidual(ref, 'c4', cfg.c4.residualMs);
+            this.log.record({
+              behaviour: 'C4',
+              rule: cfg.c4.reassembleRecords ? 'sni-reassembled' : 'sni-first-record',
+              flow: ref,
+              features: { ...features, injector: cfg.c4.injector, delayMs: cfg.c4.injectDelayMs },
+              action: 'RST_BOTH',
+            });
+            return { action: 'RST_BOTH', delayMs: cfg.c4.injectDelayMs, injector: cfg.c4.injector };
+          }
+          this.log.record({ behaviour: 'C4', rule: 'sni-first-record', flow: ref, features, action: 'PASS' });
+        } else if (res.status === 'partial') {
+          this.log.record({
+            behaviour: 'C4',
+            rule: 'sni-first-record',
+            flow: ref,
+            features: { parsed: 'partial', records: res.records, reassembleRecords: false },
+            action: 'PASS',
+          });
+        }
+      }
+    }
+
+    // C3: HTTP Host / keyword (TCP reassembled).
+    if (cfg.c3.enabled && !flow.c3Done) {
+      const res = inspectHttpRequest(flow.stream);
+      if (res.status !== 'need-more') {
+        flow.c3Done = true;
+        if (res.status === 'ok') {
+          const host = res.host ?? '';
+          const hostHit = cfg.c3.hosts.find((h) => host !== '' && hostMatchesSuffix(host, h));
+          const kwHit = cfg.c3.keywords.find((k) => res.path.toLowerCase().includes(k) || host.includes(k));
+          const features = {
+            host: host || null,
+            path: res.path,
+            hostMatch: hostHit ?? null,
+            keyword: kwHit ?? null,
+            pTrigger: cfg.c3.pTrigger,
+          };
+          if (hostHit || kwHit) {
+            if (this.#rngC3.chance(cfg.c3.pTrigger)) {
+              flow.held = true;
+              this.#addResidual(ref, 'c3', cfg.c3.residualMs);
+              this.log.record({
+                behaviour: 'C3',
+                rule: hostHit ? 'http-host' : 'http-keyword',
+                flow: ref,
+                features,
+                action: 'RST_BOTH',
+              });
+              return { action: 'RST_BOTH', delayMs: 0, injector: 'I' };
+            }
+            this.log.record({
+              behaviour: 'C3',
+              rule: hostHit ? 'http-host' : 'http-keyword',
+              flow: ref,
+              features: { ...features, gate: 'missed' },
+              action: 'PASS',
+            });
+          } else {
+            this.log.record({ behaviour: 'C3', rule: 'http-host', flow: ref, features, action: 'PASS' });
+          }
+        }
+      }
+    }
+
+    // C6: fully encrypted traffic, first chunk only, outbound, TCP.
+    if (first && cfg.c6.enabled && flow.outbound && this.#monitored(ref.sIP)) {
+      const f = fetFeatures(chunk, { tlsMaxMinor: cfg.c6.tlsMaxMinor });
+      const entropy = shannonEntropy(chunk);
+      const features = {
+        ...f,
+        entropy: round(entropy),
+        popcountPerByte: round(f.popcountPerByte),
+        printableFraction: round(f.printableFraction),
+        pBlock: cfg.c6.pBlock,
+      };
+      if (f.eligible) {
+        // The suspicious-flow event goes to the prober independently of the p_block gate.
+        const ev: SuspiciousFlow = {
+          flow: ref,
+          backend: flow.backend,
+          payload: Buffer.from(chunk),
+          features: f,
+          entropy,
+        };
+        for (const l of this.#suspicious) l(ev);
+        if (this.#rngC6.chance(cfg.c6.pBlock)) {
+          flow.dropC2S = true;
+          this.#addResidual(ref, 'c6', cfg.c6.residualMs);
+          this.log.record({ behaviour: 'C6', rule: 'fet', flow: ref, features, action: 'DROP_C2S' });
+          return { action: 'DROP_C2S', forwardThis: !cfg.c6.dropTrigger };
+        }
+        this.log.record({
+          behaviour: 'C6',
+          rule: 'fet',
+          flow: ref,
+          features: { ...features, gate: 'missed' },
+          action: 'PASS',
+        });
+      } else {
+        this.log.record({ behaviour: 'C6', rule: 'fet', flow: ref, features, action: 'PASS' });
+      }
+    }
+    return { action: 'PASS' };
+  }
+
+  #monitored(ip: string): boolean {
+    const m = this.config.c6.monitored;
+    return m.length === 0 ? !this.isDomestic(ip) : m.some((p) => ip.startsWith(p));
+  }
+
+  // ---- UDP ---------------------------------------------------------------------------------
+
+  /** C2 (and C1 for UDP): decide about one client->server datagram. */
+  onUdpClientDatagram(ref: Omit<FlowRef, 'proto'>, msg: Buffer): UdpVerdict {
+    const cfg = this.config;
+    const flow: FlowRef = { proto: 'udp', ...ref };
+    if (!cfg.c2.enabled || !cfg.c2.ports.includes(ref.sPort)) return { forged: [], genuine: 0 };
+    const q = parseDnsQuery(msg);
+    if (!q) return { forged: [], genuine: 0 };
+    if (cfg.c2.strictQclass && q.qclass !== QCLASS_IN) return { forged: [], genuine: 0 };
+    const rule = matchDnsRule(this.#dnsRules, q.qname);
+    const features = { qname: q.qname, qtype: q.qtype, rd: q.rd, rule: rule?.source ?? null };
+    if (!rule) {
+      this.log.record({ behaviour: 'C2', rule: 'dns-regex', flow, features, action: 'PASS' });
+      return { forged: [], genuine: 0 };
+    }
+    const n = Math.max(1, Math.min(3, cfg.c2.injectors));
+    const forged: Buffer[] = [];
+    const answers: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const address = this.#pool.next(rule.source, q.qtype === QTYPE_AAAA);
+      answers.push(address);
+      forged.push(forgeAnswer(msg, q, { ttl: cfg.c2.ttls[i] ?? 60, address }));
+    }
+    this.log.record({
+      behaviour: 'C2',
+      rule: 'dns-regex',
+      flow,
+      features: {
+        ...features,
+        injectors: n,
+        answers,
+        answerType: q.qtype === QTYPE_AAAA ? 'AAAA' : 'A',
+        flags: q.rd ? '0x8180' : '0x8400',
+        genuineDelayMs: cfg.c2.genuineDelayMs,
+        dropGenuine: cfg.c2.dropGenuine,
+      },
+      action: 'INJECT',
+    });
+    return { forged, genuine: cfg.c2.dropGenuine ? 'drop' : cfg.c2.genuineDelayMs };
+  }
+
+  /** True if the forged-address pool contains this address (for tests and reports). */
+  isForgedAddress(a: string): boolean {
+    return this.#pool.isForged(a);
+  }
+}
+
+function round(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
