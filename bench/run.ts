@@ -1,0 +1,551 @@
+/**
+ * `npm run bench`: Ladder (client + server, spawned through its CLI) versus shadowsocks-libev
+ * (ss-local + ss-server), same cipher, same loopback topology, side by side in one invocation:
+ *
+ *   app (this process) ──SOCKS5──▶ client ──AEAD──▶ server ──▶ sink / source / echo (this process)
+ *
+ * Phases (each with its own timeout, the whole run capped):
+ *   throughput  bulk upload and download of --size (default 1 GiB) per run, median of --runs
+ *               (default 3), for each --methods (default aes-256-gcm, chacha20-ietf-poly1305);
+ *               runs alternate ladder/libev order so drift on a shared machine hits both alike
+ *   latency     --latency-n (default 2,000) short request/response connections (SOCKS5 handshake,
+ *               32-byte request, 32-byte echo, close), interleaved ladder / libev / direct;
+ *               p50 and p99 of total time and of the time added over direct
+ *   memory      VmRSS of client + server processes with --idle-n (default 1,000) idle tunnelled
+ *               connections open (each proven alive by one echo round trip)
+ *
+ * Prints a table (ours, theirs, ratio) and writes JSON to bench/results/latest.json.
+ * Flags: --size 256MiB --runs 3 --methods a,b --latency-n N --idle-n N --phases throughput,latency,memory
+ *        --cap-min 15 --profile (run the Ladder processes under --cpu-prof, profiles in bench/results/prof)
+ *        --json FILE  --ours libev (noise-floor check: libev against itself)
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { join } from 'node:path';
+import type net from 'node:net';
+import type { TestServer } from '../test/helpers/net.js';
+import { connect, readExactly, startEcho, startSink, startSource } from '../test/helpers/net.js';
+import type { Method, Peer } from '../test/helpers/peers.js';
+import { REPO_ROOT, rssKiB, ssUrl, startLadderClient, startLadderServer, startSsLocal, startSsServer, which } from '../test/helpers/peers.js';
+import { socks5Connect } from '../test/helpers/socks5.js';
+import { downloadCountVia, uploadCountVia } from '../test/helpers/transfer.js';
+
+// ---------------------------------------------------------------------------------------------
+// Arguments
+
+function parseSize(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(k|ki|kib|m|mi|mib|g|gi|gib|b)?$/i.exec(s.trim());
+  if (!m) throw new Error(`--size: cannot parse "${s}" (examples: 1GiB, 256MiB)`);
+  const n = Number(m[1]);
+  const unit = (m[2] ?? 'b').toLowerCase();
+  const mult = unit.startsWith('g') ? 1024 ** 3 : unit.startsWith('m') ? 1024 ** 2 : unit.startsWith('k') ? 1024 : 1;
+  return Math.round(n * mult);
+}
+
+interface Args {
+  size: number;
+  runs: number;
+  methods: Method[];
+  latencyN: number;
+  latencyMethod: Method;
+  idleN: number;
+  phases: Set<string>;
+  capMin: number;
+  profile: boolean;
+  json: string;
+  /** 'libev' runs libev against itself: a noise-floor check of the harness (ratio should be ~1). */
+  ours: 'ladder' | 'libev';
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = {
+    size: 1024 ** 3,
+    runs: 3,
+    methods: ['aes-256-gcm', 'chacha20-ietf-poly1305'],
+    latencyN: 2000,
+    latencyMethod: 'aes-256-gcm',
+    idleN: 1000,
+    phases: new Set(['throughput', 'latency', 'memory']),
+    capMin: 15,
+    profile: false,
+    json: join(REPO_ROOT, 'bench', 'results', 'latest.json'),
+    ours: 'ladder',
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i]!;
+    const v = (): string => {
+      const x = argv[++i];
+      if (x === undefined) throw new Error(`${k} needs a value`);
+      return x;
+    };
+    const int = (name: string, x: string): number => {
+      const n = Number(x);
+      if (!Number.isInteger(n) || n < 1) throw new Error(`${name}: expected a positive integer, got "${x}"`);
+      return n;
+    };
+    switch (k) {
+      case '--size':
+        a.size = parseSize(v());
+        break;
+      case '--runs':
+        a.runs = int(k, v());
+        break;
+      case '--methods':
+        a.methods = v().split(',') as Method[];
+        break;
+      case '--latency-n':
+        a.latencyN = int(k, v());
+        break;
+      case '--latency-method':
+        a.latencyMethod = v() as Method;
+        break;
+      case '--idle-n':
+        a.idleN = int(k, v());
+        break;
+      case '--phases':
+        a.phases = new Set(v().split(','));
+        break;
+      case '--cap-min':
+        a.capMin = Number(v());
+        break;
+      case '--profile':
+        a.profile = true;
+        break;
+      case '--json':
+        a.json = v();
+        break;
+      case '--ours': {
+        const o = v();
+        if (o !== 'ladder' && o !== 'libev') throw new Error('--ours: ladder or libev');
+        a.ours = o;
+        break;
+      }
+      case '--help':
+        console.log(
+          'usage: npm run bench -- [--size 1GiB] [--runs 3] [--methods aes-256-gcm,chacha20-ietf-poly1305] [--latency-n 2000] [--latency-method M] [--idle-n 1000] [--phases throughput,latency,memory] [--cap-min 15] [--profile] [--json FILE] [--ours ladder|libev]',
+        );
+        process.exit(0);
+        break;
+      default:
+        throw new Error(`unknown argument ${k} (try --help)`);
+    }
+  }
+  for (const m of [...a.methods, a.latencyMethod]) {
+    if (!['aes-128-gcm', 'aes-256-gcm', 'chacha20-ietf-poly1305'].includes(m)) throw new Error(`unknown method ${m}`);
+  }
+  return a;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Utilities
+
+const MiB = 1024 * 1024;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((x, y) => x - y);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((x, y) => x - y);
+  const idx = Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1));
+  return s[idx]!;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(t)),
+    new Promise<never>((_, reject) => {
+      t = setTimeout(() => reject(new Error(`${what} timed out after ${(ms / 1000).toFixed(0)} s`)), ms);
+    }),
+  ]);
+}
+
+function log(msg: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+}
+
+type Impl = 'ladder' | 'libev';
+const IMPLS: Impl[] = ['ladder', 'libev'];
+
+interface Stack {
+  impl: Impl;
+  method: Method;
+  client: Peer & { socksPort: number };
+  server: Peer & { port: number };
+}
+
+const allPeers = new Set<Peer>();
+
+async function startStack(impl: Impl, method: Method, args: Args): Promise<Stack> {
+  const password = `bench-${randomBytes(8).toString('hex')}`;
+  let server: Peer & { port: number };
+  let client: Peer & { socksPort: number };
+  if (impl === 'libev' || args.ours === 'libev') {
+    // -n: raise the fd limit for the idle-connection phase.
+    server = await startSsServer({ method, password, timeout: 600, extraArgs: ['-n', '8192'] });
+    allPeers.add(server);
+    client = await startSsLocal({ method, password, serverPort: server.port, timeout: 600, extraArgs: ['-n', '8192'] });
+  } else {
+    const profDir = join(REPO_ROOT, 'bench', 'results', 'prof');
+    const nodeArgs = args.profile ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
+    server = await startLadderServer({ method, password, nodeArgs, env: { LADDER_PROFILE_ROLE: 'server' } });
+    allPeers.add(server);
+    client = await startLadderClient({ key: ssUrl(method, password, '127.0.0.1', server.port), nodeArgs });
+  }
+  allPeers.add(client);
+  return { impl, method, client, server };
+}
+
+async function stopStack(s: Stack): Promise<void> {
+  await Promise.all([s.client.stop(5000), s.server.stop(5000)]);
+  allPeers.delete(s.client);
+  allPeers.delete(s.server);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phases
+
+interface ThroughputResult {
+  method: Method;
+  direction: 'upload' | 'download';
+  /** MiB/s per run, per impl. */
+  runs: Record<Impl, number[]>;
+  median: Record<Impl, number>;
+  ratio: number;
+}
+
+async function throughputPhase(args: Args, sink: TestServer, source: TestServer, deadline: number): Promise<ThroughputResult[]> {
+  const out: ThroughputResult[] = [];
+  for (const method of args.methods) {
+    const stacks = {} as Record<Impl, Stack>;
+    try {
+      for (const impl of IMPLS) stacks[impl] = await startStack(impl, method, args);
+      // Warm-up: a small transfer each way through each stack (JIT, TCP windows).
+      for (const impl of IMPLS) {
+        await uploadCountVia({ proxyPort: stacks[impl].client.socksPort }, { host: '127.0.0.1', port: sink.port }, 16 * MiB);
+        await downloadCountVia({ proxyPort: stacks[impl].client.socksPort }, { host: '127.0.0.1', port: source.port }, 16 * MiB);
+      }
+      for (const direction of ['upload', 'download'] as const) {
+        const runs: Record<Impl, number[]> = { ladder: [], libev: [] };
+        for (let r = 0; r < args.runs; r++) {
+          const order = r % 2 === 0 ? IMPLS : [...IMPLS].reverse();
+          for (const impl of order) {
+            const left = deadline - Date.now();
+            if (left < 10_000) throw new Error('overall time cap reached');
+            const via = { proxyPort: stacks[impl].client.socksPort };
+            const perRunCap = Math.min(left, 5 * 60_000);
+            const ms = await withTimeout(
+              direction === 'upload'
+                ? uploadCountVia(via, { host: '127.0.0.1', port: sink.port }, args.size, perRunCap)
+                : downloadCountVia(via, { host: '127.0.0.1', port: source.port }, args.size, perRunCap),
+              perRunCap,
+              `${impl} ${method} ${direction}`,
+            );
+            const mibps = args.size / MiB / (ms / 1000);
+            runs[impl].push(mibps);
+            log(`${method} ${direction} ${impl} run ${r + 1}/${args.runs}: ${mibps.toFixed(1)} MiB/s`);
+          }
+        }
+        const med = { ladder: median(runs.ladder), libev: median(runs.libev) };
+        out.push({ method, direction, runs, median: med, ratio: med.ladder / med.libev });
+      }
+    } finally {
+      await Promise.all(Object.values(stacks).map(stopStack));
+    }
+  }
+  return out;
+}
+
+interface LatencyResult {
+  method: Method;
+  n: number;
+  /** Total per-connection time, ms. */
+  p50: Record<Impl | 'direct', number>;
+  p99: Record<Impl | 'direct', number>;
+  /** Added over direct (p50/p99 of proxied minus p50/p99 of direct), ms. */
+  addedP50: Record<Impl, number>;
+  addedP99: Record<Impl, number>;
+  ratioP50: number;
+  ratioP99: number;
+  errors: Record<Impl | 'direct', number>;
+}
+
+const REQ = randomBytes(32);
+
+async function oneExchange(socks: number | undefined, echo: TestServer): Promise<number> {
+  const t0 = performance.now();
+  let s: net.Socket;
+  if (socks === undefined) s = await connect(echo.port);
+  else s = await socks5Connect({ proxyPort: socks, host: '127.0.0.1', port: echo.port, timeoutMs: 10_000 });
+  try {
+    s.setNoDelay(true);
+    const p = readExactly(s, REQ.length, 10_000);
+    s.write(REQ);
+    const got = await p;
+    if (!got.equals(REQ)) throw new Error('echo mismatch');
+    return performance.now() - t0;
+  } finally {
+    s.destroy();
+  }
+}
+
+async function latencyPhase(args: Args, echo: TestServer, deadline: number): Promise<LatencyResult> {
+  const method = args.latencyMethod;
+  const stacks = {} as Record<Impl, Stack>;
+  try {
+    for (const impl of IMPLS) stacks[impl] = await startStack(impl, method, args);
+    const kinds = ['ladder', 'libev', 'direct'] as const;
+    const samples: Record<(typeof kinds)[number], number[]> = { ladder: [], libev: [], direct: [] };
+    const errors: Record<(typeof kinds)[number], number> = { ladder: 0, libev: 0, direct: 0 };
+    // Warm-up.
+    for (let i = 0; i < 50; i++) for (const k of kinds) await oneExchange(k === 'direct' ? undefined : stacks[k].client.socksPort, echo).catch(() => 0);
+    for (let i = 0; i < args.latencyN; i++) {
+      if (Date.now() > deadline) throw new Error('overall time cap reached');
+      // Rotate the order every iteration so no kind always goes first.
+      for (let j = 0; j < 3; j++) {
+        const k = kinds[(i + j) % 3]!;
+        try {
+          samples[k].push(await oneExchange(k === 'direct' ? undefined : stacks[k].client.socksPort, echo));
+        } catch {
+          errors[k]++;
+        }
+      }
+      if ((i + 1) % 500 === 0) log(`latency ${i + 1}/${args.latencyN}`);
+    }
+    const p50 = { ladder: percentile(samples.ladder, 50), libev: percentile(samples.libev, 50), direct: percentile(samples.direct, 50) };
+    const p99 = { ladder: percentile(samples.ladder, 99), libev: percentile(samples.libev, 99), direct: percentile(samples.direct, 99) };
+    const addedP50 = { ladder: p50.ladder - p50.direct, libev: p50.libev - p50.direct };
+    const addedP99 = { ladder: p99.ladder - p99.direct, libev: p99.libev - p99.direct };
+    return {
+      method,
+      n: args.latencyN,
+      p50,
+      p99,
+      addedP50,
+      addedP99,
+      ratioP50: addedP50.ladder / addedP50.libev,
+      ratioP99: addedP99.ladder / addedP99.libev,
+      errors,
+    };
+  } finally {
+    await Promise.all(Object.values(stacks).map(stopStack));
+  }
+}
+
+interface MemoryResult {
+  method: Method;
+  n: number;
+  /** KiB, client + server, before and with the idle connections open. */
+  baseline: Record<Impl, { client: number; server: number }>;
+  loaded: Record<Impl, { client: number; server: number }>;
+  totalLoadedMiB: Record<Impl, number>;
+  perConnKiB: Record<Impl, number>;
+  ratio: number;
+}
+
+async function memoryPhase(args: Args, echo: TestServer, deadline: number): Promise<MemoryResult> {
+  const method = args.latencyMethod;
+  const baseline = {} as MemoryResult['baseline'];
+  const loaded = {} as MemoryResult['loaded'];
+  for (const impl of IMPLS) {
+    const st = await startStack(impl, method, args);
+    const socks: net.Socket[] = [];
+    try {
+      // Let startup settle, then one exchange so lazy initialisation is counted in the baseline.
+      await oneExchange(st.client.socksPort, echo);
+      await new Promise((r) => setTimeout(r, 500));
+      baseline[impl] = { client: await rssKiB(st.client.pid), server: await rssKiB(st.server.pid) };
+      const batch = 50;
+      for (let i = 0; i < args.idleN; i += batch) {
+        if (Date.now() > deadline) throw new Error('overall time cap reached');
+        const opened = await Promise.all(
+          Array.from({ length: Math.min(batch, args.idleN - i) }, async () => {
+            const s = await socks5Connect({ proxyPort: st.client.socksPort, host: '127.0.0.1', port: echo.port, timeoutMs: 20_000 });
+            s.on('error', () => undefined);
+            const p = readExactly(s, 8, 20_000);
+            s.write(REQ.subarray(0, 8));
+            await p;
+            return s;
+          }),
+        );
+        socks.push(...opened);
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+      loaded[impl] = { client: await rssKiB(st.client.pid), server: await rssKiB(st.server.pid) };
+      log(`memory ${impl}: ${socks.length} idle connections, RSS client ${loaded[impl].client} KiB, server ${loaded[impl].server} KiB`);
+    } finally {
+      for (const s of socks) s.destroy();
+      await stopStack(st);
+    }
+  }
+  const total = (i: Impl): number => loaded[i].client + loaded[i].server;
+  const base = (i: Impl): number => baseline[i].client + baseline[i].server;
+  return {
+    method,
+    n: args.idleN,
+    baseline,
+    loaded,
+    totalLoadedMiB: { ladder: total('ladder') / 1024, libev: total('libev') / 1024 },
+    perConnKiB: { ladder: (total('ladder') - base('ladder')) / args.idleN, libev: (total('libev') - base('libev')) / args.idleN },
+    ratio: total('ladder') / total('libev'),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+function machineFacts(): Record<string, string> {
+  const sh = (cmd: string, a: string[]): string => {
+    try {
+      return execFileSync(cmd, a, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    } catch {
+      return 'unknown';
+    }
+  };
+  const ssVersion = /shadowsocks-libev (\S+)/.exec(sh('ss-server', ['-h']))?.[1] ?? 'unknown';
+  return {
+    cpu: `${cpus()[0]?.model ?? 'unknown'} × ${cpus().length}`,
+    memory: `${(totalmem() / 1024 ** 3).toFixed(1)} GiB`,
+    kernel: sh('uname', ['-sr']),
+    node: process.version,
+    openssl: process.versions.openssl ?? 'unknown',
+    'shadowsocks-libev': ssVersion,
+    'loadavg at start': loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' '),
+  };
+}
+
+function fmt(n: number, digits = 1): string {
+  return Number.isFinite(n) ? n.toFixed(digits) : 'n/a';
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  const line = (r: string[]): string => '| ' + r.map((x, c) => (c === 0 ? x.padEnd(widths[c]!) : x.padStart(widths[c]!))).join(' | ') + ' |';
+  const sep = '|' + widths.map((w, c) => (c === 0 ? '-'.repeat(w + 2) : '-'.repeat(w + 1) + ':')).join('|') + '|';
+  return [line(rows[0]!), sep, ...rows.slice(1).map(line)].join('\n');
+}
+
+interface Results {
+  startedAt: string;
+  args: Omit<Args, 'phases'> & { phases: string[] };
+  machine: Record<string, string>;
+  throughput?: ThroughputResult[];
+  latency?: LatencyResult;
+  memory?: MemoryResult;
+  errors: string[];
+  durationS?: number;
+}
+
+function render(r: Results): string {
+  const rows: string[][] = [['metric', 'ladder', 'shadowsocks-libev', 'ratio ladder/libev']];
+  for (const t of r.throughput ?? []) {
+    rows.push([`throughput ${t.method} ${t.direction} (MiB/s, median of ${t.runs.ladder.length})`, fmt(t.median.ladder), fmt(t.median.libev), fmt(t.ratio, 2)]);
+  }
+  if (r.latency) {
+    const l = r.latency;
+    rows.push([`latency p50 added (ms, ${l.n} conns, ${l.method})`, fmt(l.addedP50.ladder, 2), fmt(l.addedP50.libev, 2), fmt(l.ratioP50, 2)]);
+    rows.push([`latency p99 added (ms)`, fmt(l.addedP99.ladder, 2), fmt(l.addedP99.libev, 2), fmt(l.ratioP99, 2)]);
+    rows.push([`latency p50 total (ms; direct ${fmt(l.p50.direct, 2)})`, fmt(l.p50.ladder, 2), fmt(l.p50.libev, 2), fmt(l.p50.ladder / l.p50.libev, 2)]);
+  }
+  if (r.memory) {
+    const m = r.memory;
+    rows.push([`RSS client+server, ${m.n} idle conns (MiB)`, fmt(m.totalLoadedMiB.ladder), fmt(m.totalLoadedMiB.libev), fmt(m.ratio, 2)]);
+    rows.push([`RSS per idle connection (KiB)`, fmt(m.perConnKiB.ladder), fmt(m.perConnKiB.libev), fmt(m.perConnKiB.ladder / m.perConnKiB.libev, 2)]);
+  }
+  const facts = Object.entries(r.machine)
+    .map(([k, v]) => `${k}: ${v}`)
+    .join('; ');
+  return `${table(rows)}\n\nmachine: ${facts}\nsize per run: ${(r.args.size / MiB).toFixed(0)} MiB; runs: ${r.args.runs}${r.errors.length ? `\nerrors: ${r.errors.join('; ')}` : ''}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2));
+  for (const bin of ['ss-server', 'ss-local']) {
+    if (!which(bin)) throw new Error(`${bin} not found: apt-get install shadowsocks-libev`);
+  }
+  const started = Date.now();
+  const deadline = started + args.capMin * 60_000;
+  const results: Results = {
+    startedAt: new Date(started).toISOString(),
+    args: { ...args, phases: [...args.phases] },
+    machine: machineFacts(),
+    errors: [],
+  };
+  mkdirSync(join(REPO_ROOT, 'bench', 'results'), { recursive: true });
+  if (args.profile) {
+    const profDir = join(REPO_ROOT, 'bench', 'results', 'prof');
+    rmSync(profDir, { recursive: true, force: true });
+    mkdirSync(profDir, { recursive: true });
+  }
+
+  const sink = await startSink({ hash: false });
+  const source = await startSource({ hash: false, fresh: false });
+  const echo = await startEcho();
+  const cap = setTimeout(() => {
+    log(`overall cap of ${args.capMin} min reached; stopping`);
+    results.errors.push('overall time cap reached');
+    void finish(1);
+  }, args.capMin * 60_000 + 30_000);
+  cap.unref();
+
+  let finished = false;
+  const finish = async (code: number): Promise<number> => {
+    if (finished) return code;
+    finished = true;
+    await Promise.all([...allPeers].map((p) => p.stop(3000)));
+    await Promise.all([sink.close(), source.close(), echo.close()]);
+    results.durationS = (Date.now() - started) / 1000;
+    writeFileSync(args.json, JSON.stringify(results, null, 2) + '\n');
+    console.log(render(results));
+    console.log(`\nJSON: ${args.json}`);
+    if (args.profile) {
+      const dir = join(REPO_ROOT, 'bench', 'results', 'prof');
+      console.log(`profiles: ${readdirSync(dir).map((f) => join(dir, f)).join(', ') || '(none written)'}`);
+    }
+    if (code !== 0) process.exit(code);
+    return code;
+  };
+
+  const phase = async <T>(name: string, capMs: number, fn: () => Promise<T>): Promise<T | undefined> => {
+    if (!args.phases.has(name)) return undefined;
+    log(`phase ${name} (cap ${(capMs / 60_000).toFixed(1)} min)`);
+    try {
+      return await withTimeout(fn(), capMs, `phase ${name}`);
+    } catch (err) {
+      const msg = `${name}: ${(err as Error).message.split('\n')[0]}`;
+      log(`FAILED ${msg}`);
+      results.errors.push(msg);
+      return undefined;
+    }
+  };
+
+  const left = (): number => Math.max(10_000, deadline - Date.now());
+  const tp = await phase('throughput', Math.min(left(), args.capMin * 60_000 * 0.7), () => throughputPhase(args, sink, source, deadline));
+  if (tp) results.throughput = tp;
+  const lat = await phase('latency', Math.min(left(), 4 * 60_000), () => latencyPhase(args, echo, deadline));
+  if (lat) results.latency = lat;
+  const mem = await phase('memory', Math.min(left(), 3 * 60_000), () => memoryPhase(args, echo, deadline));
+  if (mem) results.memory = mem;
+  return finish(results.errors.length > 0 ? 1 : 0);
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  async (err: unknown) => {
+    console.error(`bench: ${(err as Error).message}`);
+    await Promise.all([...allPeers].map((p) => p.stop(2000)));
+    process.exit(2);
+  },
+);
