@@ -1,0 +1,244 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { ProtocolError } from '../errors.js';
+import { toSocksAddress } from '../socks5/address.js';
+import { IdentityTable } from './identity.js';
+import { AEAD_2022_METHODS } from './methods2022.js';
+import {
+  openClientPacket2022,
+  openServerPacket2022,
+  sealClientPacket2022,
+  sealServerPacket2022,
+  SubkeyCache,
+} from './udp2022.js';
+import { PacketWindow } from './udpWindow.js';
+
+const NOW = 1_700_000_000_000;
+const addr = toSocksAddress('8.8.8.8', 53);
+
+function code(c: string) {
+  return (err: unknown) => err instanceof ProtocolError && err.code === c;
+}
+
+for (const method of Object.values(AEAD_2022_METHODS)) {
+  describe(`SIP022 UDP ${method.name}`, () => {
+    const key = Buffer.alloc(method.keySize, 0x42);
+    const csid = Buffer.from('0102030405060708', 'hex');
+    const ssid = Buffer.from('a1a2a3a4a5a6a7a8', 'hex');
+
+    it('round-trips client and server packets (DNS-sized, 1400 bytes, empty with padding)', () => {
+      for (const size of [0, 40, 1400]) {
+        const payload = Buffer.alloc(size, 7);
+        const c = sealClientPacket2022(method, key, {
+          sessionId: csid,
+          packetId: BigInt(size),
+          address: addr,
+          payload,
+          nowMs: NOW,
+        });
+        const got = openClientPacket2022(method, c, NOW, { key });
+        assert.deepEqual(got.sessionId, csid);
+        assert.equal(got.packetId, BigInt(size));
+        assert.deepEqual(got.address, addr);
+        assert.deepEqual(got.payload, payload);
+        assert.equal(got.timestamp, NOW / 1000);
+        if (size === 0) assert.ok(got.paddingLength >= 1 && got.paddingLength <= 900);
+        else assert.equal(got.paddingLength, 0);
+
+        const s = sealServerPacket2022(method, key, {
+          sessionId: ssid,
+          packetId: 9n,
+          clientSessionId: csid,
+          address: addr,
+          payload,
+          nowMs: NOW,
+        });
+        const back = openServerPacket2022(method, key, s, NOW);
+        assert.deepEqual(back.sessionId, ssid);
+        assert.deepEqual(back.clientSessionId, csid);
+        assert.equal(back.packetId, 9n);
+        assert.deepEqual(back.payload, payload);
+      }
+    });
+
+    it('rejects a flipped bit anywhere', () => {
+      const c = sealClientPacket2022(method, key, {
+        sessionId: csid,
+        packetId: 1n,
+        address: addr,
+        payload: Buffer.from('q'),
+        nowMs: NOW,
+      });
+      for (let i = 0; i < c.length; i++) {
+        const bad = Buffer.from(c);
+        bad[i]! ^= 0x04;
+        assert.throws(() => openClientPacket2022(method, bad, NOW, { key }), code('ERR_CIPHER'), `byte ${i}`);
+      }
+    });
+
+    it('rejects wrong keys, short packets, and the wrong direction', () => {
+      const c = sealClientPacket2022(method, key, {
+        sessionId: csid,
+        packetId: 1n,
+        address: addr,
+        payload: Buffer.from('q'),
+        nowMs: NOW,
+      });
+      assert.throws(
+        () => openClientPacket2022(method, c, NOW, { key: Buffer.alloc(method.keySize, 1) }),
+        code('ERR_CIPHER'),
+      );
+      assert.throws(
+        () => openClientPacket2022(method, c.subarray(0, 20), NOW, { key }),
+        code('ERR_SHORT_HEADER'),
+      );
+      // a client packet opened as a server packet: the type byte (and layout) is wrong
+      assert.throws(() => openServerPacket2022(method, key, c, NOW), code('ERR_HEADER'));
+      const s = sealServerPacket2022(method, key, {
+        sessionId: ssid,
+        packetId: 1n,
+        clientSessionId: csid,
+        address: addr,
+        payload: Buffer.from('q'),
+        nowMs: NOW,
+      });
+      assert.throws(() => openClientPacket2022(method, s, NOW, { key }), code('ERR_HEADER'));
+    });
+
+    it('rejects timestamps 31 s off, accepts 30 s', () => {
+      for (const [off, ok] of [
+        [31_000, false],
+        [-31_000, false],
+        [30_000, true],
+        [-30_000, true],
+      ] as const) {
+        const c = sealClientPacket2022(method, key, {
+          sessionId: csid,
+          packetId: 1n,
+          address: addr,
+          payload: Buffer.from('q'),
+          nowMs: NOW + off,
+        });
+        if (ok) assert.equal(openClientPacket2022(method, c, NOW, { key }).payload.toString(), 'q');
+        else assert.throws(() => openClientPacket2022(method, c, NOW, { key }), code('ERR_TIMESTAMP'));
+        const s = sealServerPacket2022(method, key, {
+          sessionId: ssid,
+          packetId: 1n,
+          clientSessionId: csid,
+          address: addr,
+          payload: Buffer.from('q'),
+          nowMs: NOW + off,
+        });
+        if (ok) assert.equal(openServerPacket2022(method, key, s, NOW).payload.toString(), 'q');
+        else assert.throws(() => openServerPacket2022(method, key, s, NOW), code('ERR_TIMESTAMP'));
+      }
+    });
+
+    it('a replayed packet passes open() but the per-session window refuses it', () => {
+      const w = new PacketWindow();
+      const pkts = [0n, 1n, 2n].map((id) =>
+        sealClientPacket2022(method, key, {
+          sessionId: csid,
+          packetId: id,
+          address: addr,
+          payload: Buffer.from('z'),
+          nowMs: NOW,
+        }),
+      );
+      for (const p of pkts) assert.ok(w.accept(openClientPacket2022(method, p, NOW, { key }).packetId));
+      for (const p of pkts) assert.ok(!w.accept(openClientPacket2022(method, p, NOW, { key }).packetId));
+    });
+
+    it('property: any payload and padding round-trip, with and without a subkey cache', () => {
+      const cache = new SubkeyCache(4);
+      fc.assert(
+        fc.property(
+          fc.uint8Array({ maxLength: 1500 }),
+          fc.integer({ min: 0, max: 900 }),
+          fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+          fc.uint8Array({ minLength: 8, maxLength: 8 }),
+          (payload, padLen, id, sid) => {
+            const padding = Buffer.alloc(padLen);
+            const c = sealClientPacket2022(method, key, {
+              sessionId: sid,
+              packetId: id,
+              address: addr,
+              payload,
+              padding,
+              nowMs: NOW,
+              cache,
+            });
+            const got = openClientPacket2022(method, c, NOW, { key, cache });
+            assert.deepEqual(got.payload, Buffer.from(payload));
+            assert.equal(got.packetId, id);
+            assert.equal(got.paddingLength, padLen);
+            assert.deepEqual(openClientPacket2022(method, c, NOW, { key }).payload, Buffer.from(payload));
+          },
+        ),
+        { numRuns: 40 },
+      );
+      assert.ok(cache.size <= 4);
+    });
+  });
+}
+
+describe('SIP023 identity headers over UDP', () => {
+  for (const method of [
+    AEAD_2022_METHODS['2022-blake3-aes-128-gcm'],
+    AEAD_2022_METHODS['2022-blake3-aes-256-gcm'],
+  ]) {
+    it(`${method.name}: finds the user, replies under the user key, refuses strangers`, () => {
+      const ipsk = Buffer.alloc(method.keySize, 0xee);
+      const table = new IdentityTable<number>(method, ipsk);
+      const users = Array.from({ length: 20 }, (_, i) => Buffer.alloc(method.keySize, i + 1));
+      users.forEach((u, i) => table.set(u, i));
+      const csid = Buffer.from('1111111111111111', 'hex');
+      for (const [i, u] of users.entries()) {
+        const c = sealClientPacket2022(method, u, {
+          sessionId: csid,
+          packetId: BigInt(i),
+          address: addr,
+          payload: Buffer.from(`u${i}`),
+          nowMs: NOW,
+          identityKeys: [ipsk],
+        });
+        assert.equal(c.length, 16 + 16 + 1 + 8 + 2 + 7 + 2 + (i > 9 ? 1 : 0) + 16);
+        const got = openClientPacket2022(method, c, NOW, { identity: table });
+        assert.equal(got.user, i);
+        assert.deepEqual(got.key, u);
+        assert.equal(got.payload.toString(), `u${i}`);
+        const reply = sealServerPacket2022(method, got.key, {
+          sessionId: Buffer.alloc(8, 9),
+          packetId: 0n,
+          clientSessionId: csid,
+          address: addr,
+          payload: Buffer.from('r'),
+          nowMs: NOW,
+        });
+        assert.equal(openServerPacket2022(method, u, reply, NOW).payload.toString(), 'r');
+      }
+      const stranger = sealClientPacket2022(method, Buffer.alloc(method.keySize, 0x77), {
+        sessionId: csid,
+        packetId: 0n,
+        address: addr,
+        payload: Buffer.from('x'),
+        nowMs: NOW,
+        identityKeys: [ipsk],
+      });
+      assert.throws(
+        () => openClientPacket2022(method, stranger, NOW, { identity: table }),
+        code('ERR_CIPHER'),
+      );
+      // without an identity header, a multi-user port reads the body as an identity header
+      const plain = sealClientPacket2022(method, users[0]!, {
+        sessionId: csid,
+        packetId: 0n,
+        address: addr,
+        payload: Buffer.from('x'),
+        nowMs: NOW,
+      });
+      assert.throws(() => openClientPacket2022(method, plain, NOW, { identity: table }), code('ERR_CIPHER'));
+    });
+  }
+});

@@ -1,0 +1,373 @@
+import { createCipheriv, createDecipheriv, randomBytes, randomInt } from 'node:crypto';
+import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
+import { ProtocolError } from '../errors.js';
+import { decodeAddress, encodeAddress, type SocksAddress } from '../socks5/address.js';
+import { checkTimestamp, HEADER_TYPE_CLIENT, HEADER_TYPE_SERVER } from './aead2022.js';
+import { IDENTITY_HEADER_SIZE, udpIdentityHeaders, type IdentityTable } from './identity.js';
+import {
+  aesDecryptBlock,
+  aesEncryptBlock,
+  deriveSessionSubkey,
+  MAX_PADDING,
+  type Aead2022Method,
+} from './methods2022.js';
+
+/**
+ * SIP022 UDP, pure codecs. Times are milliseconds since the epoch; the wire carries Unix seconds.
+ *
+ * AES methods:
+ *   AES-ECB(PSK or first iPSK, session id | packet id u64be) | [identity headers]
+ *   | AES-GCM(derive_key(PSK || session id), nonce = separate header[4..16], body)
+ * ChaCha method (2022-blake3-chacha20-poly1305):
+ *   nonce (24 random bytes) | XChaCha20-Poly1305(PSK, nonce, session id | packet id | body)
+ * body, client to server: type 0 | ts u64be | padLen u16be | padding | SOCKS address | payload
+ * body, server to client: type 1 | ts u64be | client session id | padLen u16be | padding | address | payload
+ */
+
+const TAG = 16;
+const XNONCE = 24;
+
+export interface Udp2022Packet {
+  /** Session ID of the sender (client session ID from clients, server session ID from servers). */
+  readonly sessionId: Buffer;
+  readonly packetId: bigint;
+  /** Wire timestamp, Unix seconds. */
+  readonly timestamp: number;
+  /** Server to client only: the client session this reply belongs to. */
+  readonly clientSessionId?: Buffer;
+  readonly paddingLength: number;
+  /** Destination (client to server) or source (server to client). */
+  readonly address: SocksAddress;
+  readonly payload: Buffer;
+}
+
+export interface Udp2022OpenedClientPacket<U> extends Udp2022Packet {
+  /** The session PSK: the port's key, or the user's key found by the identity header. */
+  readonly key: Buffer;
+  /** The user found by the identity header (multi-user ports). */
+  readonly user?: U;
+}
+
+export interface Udp2022SealOptions {
+  /** 8-byte session ID of the sender. */
+  readonly sessionId: Uint8Array;
+  readonly packetId: bigint;
+  readonly address: SocksAddress;
+  readonly payload: Uint8Array;
+  readonly nowMs: number;
+  /** Overrides the padding policy (random 1..900 bytes for an empty payload, none otherwise). */
+  readonly padding?: Uint8Array;
+  /** ChaCha method only: the 24-byte nonce (random otherwise). */
+  readonly nonce?: Uint8Array;
+  /** Cache of session subkeys (AES methods), so a session does not re-derive per packet. */
+  readonly cache?: SubkeyCache;
+}
+
+/**
+ * Bounded cache of UDP session subkeys keyed by PSK and session ID (deriving one is a BLAKE3
+ * call). Evicts the oldest entry past `max`. Pure: no timers.
+ */
+export class SubkeyCache {
+  readonly max: number;
+  readonly #map = new Map<string, Buffer>();
+
+  constructor(max = 4096) {
+    this.max = max;
+  }
+
+  get size(): number {
+    return this.#map.size;
+  }
+
+  get(key: Uint8Array, sessionId: Uint8Array): Buffer {
+    const k = Buffer.concat([key, sessionId]).toString('latin1');
+    let v = this.#map.get(k);
+    if (v === undefined) {
+      v = deriveSessionSubkey(key, sessionId);
+      if (this.#map.size >= this.max) this.#map.delete(this.#map.keys().next().value!);
+      this.#map.set(k, v);
+    }
+    return v;
+  }
+}
+
+function subkey(key: Uint8Array, sessionId: Uint8Array, cache: SubkeyCache | undefined): Buffer {
+  return cache ? cache.get(key, sessionId) : deriveSessionSubkey(key, sessionId);
+}
+
+function checkKey(method: Aead2022Method, key: Uint8Array): void {
+  if (key.length !== method.keySize) {
+    throw new ProtocolError(
+      'ERR_KEY',
+      `key must be ${method.keySize} bytes for ${method.name}, got ${key.length}`,
+    );
+  }
+}
+
+function separateHeader(sessionId: Uint8Array, packetId: bigint): Buffer {
+  if (sessionId.length !== 8) throw new ProtocolError('ERR_HEADER', 'a UDP session ID is 8 bytes');
+  if (packetId < 0n || packetId > 0xffff_ffff_ffff_ffffn)
+    throw new ProtocolError('ERR_HEADER', 'packet ID outside u64');
+  const h = Buffer.allocUnsafe(16);
+  h.set(sessionId, 0);
+  h.writeBigUInt64BE(packetId, 8);
+  return h;
+}
+
+function defaultPadding(payload: Uint8Array): Buffer {
+  return payload.length === 0 ? Buffer.alloc(randomInt(1, MAX_PADDING + 1)) : Buffer.alloc(0);
+}
+
+/** type | ts | [client session id] | padLen | padding | address | payload */
+function buildBody(type: number, o: Udp2022SealOptions, clientSessionId: Uint8Array | undefined): Buffer {
+  const pad = o.padding ?? defaultPadding(o.payload);
+  if (pad.length > 0xffff) throw new ProtocolError('ERR_HEADER', 'padding longer than 65535 bytes');
+  const addr = encodeAddress(o.address);
+  const csid = clientSessionId ? 8 : 0;
+  const body = Buffer.allocUnsafe(1 + 8 + csid + 2 + pad.length + addr.length + o.payload.length);
+  body[0] = type;
+  body.writeBigUInt64BE(BigInt(Math.floor(o.nowMs / 1000)), 1);
+  let p = 9;
+  if (clientSessionId) {
+    if (clientSessionId.length !== 8) throw new ProtocolError('ERR_HEADER', 'a UDP session ID is 8 bytes');
+    body.set(clientSessionId, p);
+    p += 8;
+  }
+  body.writeUInt16BE(pad.length, p);
+  p += 2;
+  body.set(pad, p);
+  p += pad.length;
+  addr.copy(body, p);
+  body.set(o.payload, p + addr.length);
+  return body;
+}
+
+function gcmSeal(
+  method: Aead2022Method,
+  key: Buffer,
+  nonce: Uint8Array,
+  plain: Uint8Array,
+  out: Buffer,
+  offset: number,
+): void {
+  const c = createCipheriv(method.aead.cipher as 'aes-128-gcm', key, nonce, { authTagLength: TAG });
+  const body = c.update(plain);
+  c.final();
+  body.copy(out, offset);
+  c.getAuthTag().copy(out, offset + body.length);
+}
+
+function gcmOpen(method: Aead2022Method, key: Buffer, nonce: Uint8Array, sealed: Uint8Array): Buffer {
+  if (sealed.length < TAG) throw new ProtocolError('ERR_SHORT_HEADER', 'datagram shorter than its tag');
+  const d = createDecipheriv(method.aead.cipher as 'aes-128-gcm', key, nonce, { authTagLength: TAG });
+  d.setAuthTag(sealed.subarray(sealed.length - TAG));
+  const plain = d.update(sealed.subarray(0, sealed.length - TAG));
+  try {
+    d.final();
+  } catch (cause) {
+    throw new ProtocolError('ERR_CIPHER', 'AEAD authentication failed', { cause });
+  }
+  return plain;
+}
+
+function seal(
+  method: Aead2022Method,
+  key: Uint8Array,
+  headerKey: Uint8Array,
+  sep: Buffer,
+  identity: Buffer,
+  body: Buffer,
+  o: Udp2022SealOptions,
+): Buffer {
+  if (method.block === undefined) {
+    const nonce = o.nonce ?? randomBytes(XNONCE);
+    if (nonce.length !== XNONCE) throw new ProtocolError('ERR_HEADER', 'the XChaCha20 nonce is 24 bytes');
+    const sealed = xchacha20poly1305(key, nonce).encrypt(Buffer.concat([sep, body]));
+    const out = Buffer.allocUnsafe(XNONCE + sealed.length);
+    out.set(nonce, 0);
+    out.set(sealed, XNONCE);
+    return out;
+  }
+  const out = Buffer.allocUnsafe(16 + identity.length + body.length + TAG);
+  gcmSeal(
+    method,
+    subkey(key, sep.subarray(0, 8), o.cache),
+    sep.subarray(4, 16),
+    body,
+    out,
+    16 + identity.length,
+  );
+  aesEncryptBlock(method, headerKey, sep).copy(out, 0);
+  identity.copy(out, 16);
+  return out;
+}
+
+/**
+ * Client to server. `identityKeys` (AES methods) adds one SIP023 identity header per key and
+ * encrypts the separate header with the first of them.
+ */
+export function sealClientPacket2022(
+  method: Aead2022Method,
+  key: Uint8Array,
+  o: Udp2022SealOptions & { readonly identityKeys?: readonly Uint8Array[] },
+): Buffer {
+  checkKey(method, key);
+  const ids = o.identityKeys ?? [];
+  const sep = separateHeader(o.sessionId, o.packetId);
+  const identity = udpIdentityHeaders(method, ids, key, sep);
+  return seal(method, key, ids[0] ?? key, sep, identity, buildBody(HEADER_TYPE_CLIENT, o, undefined), o);
+}
+
+/** Server to client; `key` is the session PSK (the user's key on a multi-user port). */
+export function sealServerPacket2022(
+  method: Aead2022Method,
+  key: Uint8Array,
+  o: Udp2022SealOptions & { readonly clientSessionId: Uint8Array },
+): Buffer {
+  checkKey(method, key);
+  const sep = separateHeader(o.sessionId, o.packetId);
+  return seal(method, key, key, sep, Buffer.alloc(0), buildBody(HEADER_TYPE_SERVER, o, o.clientSessionId), o);
+}
+
+/** Returns [separate header plaintext, body plaintext]. */
+function openRaw(
+  method: Aead2022Method,
+  key: Buffer,
+  headerKey: Uint8Array,
+  packet: Uint8Array,
+  identityLen: number,
+  cache: SubkeyCache | undefined,
+  resolve?: (sep: Buffer, eih: Buffer) => Buffer,
+): [Buffer, Buffer, Buffer] {
+  const buf = Buffer.from(packet.buffer, packet.byteOffset, packet.length);
+  if (method.block === undefined) {
+    if (buf.length < XNONCE + 16 + TAG)
+      throw new ProtocolError('ERR_SHORT_HEADER', `datagram of ${buf.length} bytes is too short`);
+    let plain: Uint8Array;
+    try {
+      plain = xchacha20poly1305(key, buf.subarray(0, XNONCE)).decrypt(buf.subarray(XNONCE));
+    } catch (cause) {
+      throw new ProtocolError('ERR_CIPHER', 'AEAD authentication failed', { cause });
+    }
+    const p = Buffer.from(plain.buffer, plain.byteOffset, plain.length);
+    return [p.subarray(0, 16), p.subarray(16), key];
+  }
+  if (buf.length < 16 + identityLen + TAG)
+    throw new ProtocolError('ERR_SHORT_HEADER', `datagram of ${buf.length} bytes is too short`);
+  const sep = aesDecryptBlock(method, headerKey, buf.subarray(0, 16));
+  const sessionKey = resolve ? resolve(sep, buf.subarray(16, 16 + identityLen)) : key;
+  const body = gcmOpen(
+    method,
+    subkey(sessionKey, sep.subarray(0, 8), cache),
+    sep.subarray(4, 16),
+    buf.subarray(16 + identityLen),
+  );
+  return [sep, body, sessionKey];
+}
+
+function parseBody(
+  type: number,
+  sep: Buffer,
+  body: Buffer,
+  nowMs: number,
+): Omit<Udp2022Packet, 'sessionId' | 'packetId'> {
+  const fixed = 1 + 8 + (type === HEADER_TYPE_SERVER ? 8 : 0) + 2;
+  if (sep.length !== 16 || body.length < fixed)
+    throw new ProtocolError('ERR_HEADER', 'datagram body shorter than its header');
+  if (body[0] !== type) throw new ProtocolError('ERR_HEADER', `packet type ${body[0]} (expected ${type})`);
+  const ts = body.readBigUInt64BE(1);
+  checkTimestamp(ts, nowMs);
+  let p = 9;
+  let clientSessionId: Buffer | undefined;
+  if (type === HEADER_TYPE_SERVER) {
+    clientSessionId = Buffer.from(body.subarray(9, 17));
+    p = 17;
+  }
+  const padLen = body.readUInt16BE(p);
+  p += 2;
+  if (p + padLen > body.length)
+    throw new ProtocolError('ERR_HEADER', `padding of ${padLen} bytes runs past the datagram`);
+  p += padLen;
+  const decoded = decodeAddress(body, p);
+  if (!decoded) throw new ProtocolError('ERR_HEADER', 'address runs past the datagram');
+  const base = {
+    timestamp: Number(ts),
+    paddingLength: padLen,
+    address: decoded.address,
+    payload: body.subarray(p + decoded.length),
+  };
+  return clientSessionId ? { ...base, clientSessionId } : base;
+}
+
+export interface OpenClientOptions<U> {
+  /** The PSK of a single-user port. Exactly one of `key` and `identity` is required. */
+  readonly key?: Uint8Array;
+  /** SIP023 identity table of a multi-user port (AES methods). */
+  readonly identity?: IdentityTable<U>;
+  readonly cache?: SubkeyCache;
+}
+
+/**
+ * Server side: open a client-to-server datagram and validate its header (type 0, timestamp
+ * within 30 s, padding, address). Replay filtering by packet ID is the caller's: per client
+ * session, PacketWindow.accept(packet.packetId) after this returns.
+ * Throws ERR_SHORT_HEADER, ERR_CIPHER (bad tag, unknown identity), ERR_HEADER, ERR_TIMESTAMP, ERR_ADDRESS.
+ */
+export function openClientPacket2022<U = never>(
+  method: Aead2022Method,
+  packet: Uint8Array,
+  nowMs: number,
+  options: OpenClientOptions<U>,
+): Udp2022OpenedClientPacket<U> {
+  const { key, identity, cache } = options;
+  if ((key === undefined) === (identity === undefined))
+    throw new Error('openClientPacket2022: give exactly one of key and identity');
+  let user: U | undefined;
+  let raw: [Buffer, Buffer, Buffer];
+  if (identity) {
+    if (identity.method !== method)
+      throw new ProtocolError('ERR_METHOD', `identity table is for ${identity.method.name}`);
+    raw = openRaw(
+      method,
+      identity.identityKey,
+      identity.identityKey,
+      packet,
+      IDENTITY_HEADER_SIZE,
+      cache,
+      (sep, eih) => {
+        const entry = identity.resolveUdp(sep, eih);
+        if (!entry) throw new ProtocolError('ERR_CIPHER', 'identity header matches no user');
+        user = entry.user;
+        return entry.key;
+      },
+    );
+  } else {
+    checkKey(method, key!);
+    const k = Buffer.from(key!);
+    raw = openRaw(method, k, k, packet, 0, cache);
+  }
+  const [sep, body, sessionKey] = raw;
+  const parsed = parseBody(HEADER_TYPE_CLIENT, sep, body, nowMs);
+  const out = {
+    ...parsed,
+    sessionId: Buffer.from(sep.subarray(0, 8)),
+    packetId: sep.readBigUInt64BE(8),
+    key: sessionKey,
+  };
+  return user === undefined ? out : { ...out, user };
+}
+
+/** Client side: open a server-to-client datagram (type 1, timestamp, client session ID). */
+export function openServerPacket2022(
+  method: Aead2022Method,
+  key: Uint8Array,
+  packet: Uint8Array,
+  nowMs: number,
+  options: { readonly cache?: SubkeyCache } = {},
+): Udp2022Packet {
+  checkKey(method, key);
+  const k = Buffer.from(key);
+  const [sep, body] = openRaw(method, k, k, packet, 0, options.cache);
+  const parsed = parseBody(HEADER_TYPE_SERVER, sep, body, nowMs);
+  return { ...parsed, sessionId: Buffer.from(sep.subarray(0, 8)), packetId: sep.readBigUInt64BE(8) };
+}
