@@ -1,0 +1,72 @@
+import { ProtocolError } from '../protocol/errors.js';
+import { getAeadMethod } from '../protocol/shadowsocks/methods.js';
+import { parseSsUrl } from '../protocol/sip002/index.js';
+import type { ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
+
+/**
+ * Turn an access key (ss:// URL) into a tunnel endpoint, refusing what we cannot honour: plugin
+ * keys (no plugin support yet), online-config keys (ssconf://, not yet), stream ciphers and
+ * unknown methods. Every error is one line that says what is wrong and never contains the
+ * password or the rest of the key.
+ */
+export function endpointFromKey(key: string): ShadowsocksEndpoint & { tag?: string } {
+  const text = key.trim();
+  if (/^ssconf:\/\//i.test(text)) {
+    throw new ProtocolError('ERR_URL', 'ssconf:// (online config) keys are not supported yet; use an ss:// key');
+  }
+  let parsed;
+  try {
+    parsed = parseSsUrl(text);
+  } catch (err) {
+    // Belt and braces: the parser promises not to echo secrets; make sure no piece of the key
+    // longer than a few characters appears in what we print.
+    const msg = scrub(err instanceof Error ? err.message : String(err), text);
+    throw new ProtocolError('ERR_URL', msg);
+  }
+  if (parsed.plugin !== undefined) {
+    throw new ProtocolError(
+      'ERR_URL',
+      `key uses the SIP003 plugin "${parsed.plugin}", which ladder does not support yet; ask for a key without a plugin`,
+    );
+  }
+  const method = getAeadMethod(parsed.method);
+  const prefix = parsed.prefix;
+  if (prefix && prefix.length > method.saltSize) {
+    throw new ProtocolError('ERR_URL', `invalid ss:// URL: prefix is ${prefix.length} bytes, longer than the ${method.saltSize}-byte salt of ${method.name}`);
+  }
+  return {
+    host: parsed.host,
+    port: parsed.port,
+    method: method.name,
+    password: parsed.password,
+    ...(prefix && prefix.length > 0 ? { prefix } : {}),
+    ...(parsed.tag !== undefined ? { tag: parsed.tag } : {}),
+  };
+}
+
+/** Candidate secrets in a key: the raw userinfo and the password as decoded either way. */
+function secretsOf(key: string): string[] {
+  const body = key.replace(/^ss:\/\//i, '').split('#')[0]!.split('?')[0]!;
+  const at = body.lastIndexOf('@');
+  const userinfo = at === -1 ? body : body.slice(0, at);
+  const out = [userinfo];
+  const candidates = [userinfo];
+  try {
+    candidates.push(decodeURIComponent(userinfo));
+  } catch {
+    // not percent-encoded
+  }
+  candidates.push(Buffer.from(userinfo, 'base64').toString('latin1'));
+  for (const c of candidates) {
+    const colon = c.indexOf(':');
+    if (colon !== -1) out.push(c.slice(colon + 1).split('@')[0]!);
+  }
+  return out.filter((s) => s.length >= 4).sort((a, b) => b.length - a.length);
+}
+
+/** Replace any secret-looking piece of `key` that `msg` repeats. */
+function scrub(msg: string, key: string): string {
+  let out = msg;
+  for (const s of secretsOf(key)) if (out.includes(s)) out = out.split(s).join('[redacted]');
+  return out;
+}

@@ -1,0 +1,123 @@
+import type { Socket } from 'node:net';
+import type { Logger } from '../shared/logger.js';
+import { formatAddress, type SocksAddress } from '../protocol/socks5/address.js';
+import { pipeConnection, type Dialer } from '../transport/dialer.js';
+
+/**
+ * How long to wait, after telling the application its CONNECT succeeded, for its first bytes so
+ * they leave in the same write as the tunnel header.
+ *
+ * 50 ms, chosen because:
+ * - Client-speaks-first protocols (HTTP, TLS: nearly all traffic) send within a millisecond or
+ *   two of the reply, so they never wait the full time.
+ * - The wait runs concurrently with the TCP handshake to the server, which for a server outside
+ *   a censored network is typically 50-300 ms. Server-speaks-first protocols (SMTP, IMAP, FTP,
+ *   MySQL) therefore pay max(0, 50 ms - RTT): usually nothing.
+ * - Longer than Outline's 10 ms helloWait, because a header sent alone has a length that depends
+ *   only on the address type (73 bytes for IPv4 with a 32-byte salt) - a fingerprint - and a slow
+ *   application (a phone building a TLS ClientHello, a GC pause, a loaded 2-core box) can easily
+ *   miss a 10 ms window.
+ */
+export const DEFAULT_FIRST_DATA_WAIT_MS = 50;
+
+/** Default idle timeout for a tunnelled connection (no bytes either way). */
+export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
+
+export interface TunnelContext {
+  dialer: Dialer;
+  firstDataWaitMs: number;
+  idleTimeoutMs: number;
+  log: Logger;
+  /** Track an outbound socket so the client can close everything on shutdown. */
+  track(socket: Socket): void;
+}
+
+interface FirstDataWait {
+  data: Promise<Buffer | undefined>;
+  /** True once the application sent FIN before the relay took over. */
+  readonly ended: boolean;
+  /** Remove listeners (call right before the relay attaches its own). */
+  release(): void;
+}
+
+/**
+ * Collect the application's first bytes: `initial` if it already sent some (bytes pipelined
+ * behind the request), else the first chunk that arrives within `waitMs`, else nothing. The
+ * socket is left paused with no 'data' listener.
+ */
+function waitFirstData(app: Socket, initial: Buffer | undefined, waitMs: number): FirstDataWait {
+  let ended = false;
+  let settled = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let resolveData!: (d: Buffer | undefined) => void;
+  const data = new Promise<Buffer | undefined>((r) => (resolveData = r));
+  const onEnd = (): void => {
+    ended = true;
+    done(undefined);
+  };
+  const onData = (chunk: Buffer): void => done(chunk);
+  function done(d: Buffer | undefined): void {
+    if (settled) return;
+    settled = true;
+    if (timer) clearTimeout(timer);
+    app.off('data', onData);
+    app.pause();
+    resolveData(d);
+  }
+  app.once('end', onEnd);
+  if (initial && initial.length > 0) {
+    done(initial);
+  } else {
+    app.on('data', onData);
+    timer = setTimeout(() => done(undefined), waitMs);
+    app.resume();
+  }
+  return {
+    data,
+    get ended() {
+      return ended;
+    },
+    release() {
+      done(undefined);
+      app.off('end', onEnd);
+    },
+  };
+}
+
+/**
+ * Carry an accepted application socket (already told "connected") to `dest` through the dialer:
+ * the first bytes ride with the dialer's first write; then relay until both sides finish.
+ * Never throws; failures close the application socket.
+ */
+export async function runTunnel(app: Socket, dest: SocksAddress, initial: Buffer | undefined, ctx: TunnelContext): Promise<void> {
+  const ac = new AbortController();
+  const onAppClose = (): void => ac.abort();
+  app.once('close', onAppClose);
+  const first = waitFirstData(app, initial, ctx.firstDataWaitMs);
+  let conn;
+  try {
+    conn = await ctx.dialer.dial(dest, first.data, ac.signal);
+  } catch (err) {
+    first.release();
+    app.off('close', onAppClose);
+    app.destroy();
+    const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN';
+    ctx.log.info({ code }, 'tunnel dial failed');
+    if (ctx.log.isLevelEnabled('debug')) ctx.log.debug(`dial to ${formatAddress(dest)} failed: ${String(err)}`);
+    return;
+  }
+  ctx.track(conn.socket);
+  first.release();
+  app.off('close', onAppClose);
+  if (app.destroyed) {
+    conn.socket.destroy();
+    return;
+  }
+  pipeConnection(app, conn, {
+    idleTimeoutMs: ctx.idleTimeoutMs,
+    appEnded: first.ended,
+    onClose: (reason) => {
+      if (reason !== 'done') ctx.log.debug({ reason }, 'tunnel closed');
+    },
+  });
+}
