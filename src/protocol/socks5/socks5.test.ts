@@ -154,3 +154,67 @@ test('request round trip for generated addresses and commands', () => {
     { numRuns: 300 },
   );
 });
+
+const anyAddress: fc.Arbitrary<SocksAddress> = fc.oneof(
+  fc.record(
+    { type: fc.constant('ipv4' as const), host: fc.ipV4(), port: fc.integer({ min: 0, max: 65535 }) },
+    { noNullPrototype: true },
+  ),
+  fc.record(
+    {
+      type: fc.constant('ipv6' as const),
+      host: fc.ipV6().map((h) => new URL(`http://[${h}]/`).hostname.slice(1, -1)), // RFC 5952 form, as decoded
+      port: fc.integer({ min: 0, max: 65535 }),
+    },
+    { noNullPrototype: true },
+  ),
+  fc.record(
+    { type: fc.constant('domain' as const), host: fc.domain(), port: fc.integer({ min: 0, max: 65535 }) },
+    { noNullPrototype: true },
+  ),
+);
+const shortText = fc.string({ unit: 'grapheme', maxLength: 60 }).filter((s) => Buffer.byteLength(s) <= 255);
+
+test('generated messages: undefined for every strict prefix, exact value for the whole', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 1, maxLength: 255 }),
+      shortText,
+      shortText,
+      fc.integer({ min: 0, max: 255 }),
+      anyAddress,
+      (methods, u, p, code, address) => {
+        const g = encodeGreeting(methods);
+        checkPrefixes(parseGreeting, g, { methods, length: g.length });
+        const a = encodeUserPassAuth(u, p);
+        checkPrefixes(parseUserPassAuth, a, { username: u, password: p, length: a.length });
+        const r = encodeRequest(code, address);
+        checkPrefixes(parseRequest, r, { command: code, address, length: r.length });
+        const rep = encodeReply(code, address);
+        checkPrefixes(parseReply, rep, { rep: code, bound: address, length: rep.length });
+        const h = encodeUdpHeader(address, code);
+        assert.deepEqual(parseUdpDatagram(Buffer.concat([h, a])), { frag: code, address, data: a });
+      },
+    ),
+    { numRuns: 150 },
+  );
+});
+
+test('a whole client conversation in one buffer is consumed message by message', () => {
+  const address: SocksAddress = { type: 'domain', host: 'example.org', port: 443 };
+  const wire = Buffer.concat([
+    encodeGreeting([AUTH_USERPASS]),
+    encodeUserPassAuth('u', 'p'),
+    encodeRequest(CMD_CONNECT, address),
+    Buffer.from('early data'),
+  ]);
+  let rest: Buffer = wire;
+  const g = parseGreeting(rest)!;
+  rest = rest.subarray(g.length);
+  const a = parseUserPassAuth(rest)!;
+  rest = rest.subarray(a.length);
+  const r = parseRequest(rest)!;
+  rest = rest.subarray(r.length);
+  assert.deepEqual([g.methods, a.username, a.password, r.address], [[AUTH_USERPASS], 'u', 'p', address]);
+  assert.equal(rest.toString(), 'early data');
+});
