@@ -1,0 +1,123 @@
+import dns from 'node:dns';
+import net from 'node:net';
+import type { SocksAddress } from '../protocol/socks5/address.js';
+import type { Clock } from '../shared/clock.js';
+
+/**
+ * Destinations a key holder may not reach through the server unless the operator allows it
+ * (like Outline): the server host's own services, the LAN behind it, cloud metadata endpoints.
+ * Checked after name resolution, so a domain that resolves to 127.0.0.1 is refused too.
+ */
+const PRIVATE = new net.BlockList();
+for (const [net4, bits] of [
+  ['0.0.0.0', 8], // "this network", unspecified
+  ['10.0.0.0', 8],
+  ['100.64.0.0', 10], // shared address space (CGNAT)
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16], // link-local, cloud metadata
+  ['172.16.0.0', 12],
+  ['192.168.0.0', 16],
+  ['224.0.0.0', 4], // multicast
+  ['240.0.0.0', 4], // reserved, broadcast
+] as const) {
+  PRIVATE.addSubnet(net4, bits, 'ipv4');
+}
+PRIVATE.addAddress('::', 'ipv6');
+PRIVATE.addAddress('::1', 'ipv6');
+PRIVATE.addSubnet('fc00::', 7, 'ipv6'); // unique local
+PRIVATE.addSubnet('fe80::', 10, 'ipv6'); // link-local
+PRIVATE.addSubnet('ff00::', 8, 'ipv6'); // multicast
+
+/** True for loopback, private, link-local, unspecified, multicast (IPv4-mapped IPv6 included). */
+export function isPrivateAddress(ip: string): boolean {
+  const family = net.isIP(ip);
+  if (family === 4) return PRIVATE.check(ip, 'ipv4');
+  if (family === 6) {
+    const bare = ip.split('%')[0]!;
+    return PRIVATE.check(bare, 'ipv6');
+  }
+  return true; // not an IP at all: refuse
+}
+
+export type DialFailure = 'ERR_RESOLVE' | 'ERR_FORBIDDEN' | 'ERR_CONNECT';
+
+export class DialError extends Error {
+  override readonly name = 'DialError';
+  constructor(
+    readonly status: DialFailure,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface DialOptions {
+  allowPrivate: boolean;
+  timeoutMs: number;
+  clock: Clock;
+  /** Name resolution (injectable for tests); default dns.lookup with all addresses. */
+  lookup?: (host: string) => Promise<{ address: string; family: number }[]>;
+}
+
+const defaultLookup = (host: string): Promise<{ address: string; family: number }[]> =>
+  dns.promises.lookup(host, { all: true, verbatim: true });
+
+function connectOnce(ip: string, port: number, deadline: number, clock: Clock): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: ip, port, allowHalfOpen: true, noDelay: true });
+    const timer = clock.setTimeout(
+      () => {
+        s.destroy();
+        reject(new DialError('ERR_CONNECT', 'connect timed out'));
+      },
+      Math.max(1, deadline - clock.now()),
+    );
+    timer.unref?.();
+    s.once('connect', () => {
+      clock.clearTimeout(timer);
+      s.removeAllListeners('error');
+      resolve(s);
+    });
+    s.once('error', (err: NodeJS.ErrnoException) => {
+      clock.clearTimeout(timer);
+      s.destroy();
+      reject(new DialError('ERR_CONNECT', `connect failed: ${err.code ?? err.message}`));
+    });
+  });
+}
+
+/**
+ * Resolve (if a domain) and connect to a destination, refusing private addresses unless
+ * allowed. Tries each allowed address in resolver order until one connects or the time budget
+ * runs out. Error messages never contain the destination.
+ */
+export async function dialDestination(addr: SocksAddress, opts: DialOptions): Promise<net.Socket> {
+  const deadline = opts.clock.now() + opts.timeoutMs;
+  let candidates: string[];
+  if (addr.type === 'domain') {
+    let found: { address: string; family: number }[];
+    try {
+      found = await (opts.lookup ?? defaultLookup)(addr.host);
+    } catch {
+      throw new DialError('ERR_RESOLVE', 'destination name did not resolve');
+    }
+    if (found.length === 0) throw new DialError('ERR_RESOLVE', 'destination name did not resolve');
+    candidates = found.map((f) => f.address);
+  } else {
+    candidates = [addr.host];
+  }
+  if (!opts.allowPrivate) {
+    candidates = candidates.filter((ip) => !isPrivateAddress(ip));
+    if (candidates.length === 0) throw new DialError('ERR_FORBIDDEN', 'destination is a private address');
+  }
+  let last: unknown;
+  for (const ip of candidates) {
+    if (opts.clock.now() >= deadline) break;
+    try {
+      return await connectOnce(ip, addr.port, deadline, opts.clock);
+    } catch (err) {
+      last = err;
+    }
+  }
+  throw last instanceof DialError ? last : new DialError('ERR_CONNECT', 'connect timed out');
+}

@@ -1,0 +1,61 @@
+import diagnostics_channel from 'node:diagnostics_channel';
+
+/**
+ * Per-connection outcome of the Shadowsocks server. The codes double as metric label values
+ * (the metrics module subscribes; the server never imports metrics).
+ *
+ * Failures before a key is proven (and replays) all get the same wire reaction (see
+ * docs/probing-defenses.md); the code only says which check failed, for counting.
+ */
+export const CONNECTION_STATUSES = [
+  'OK', // authenticated, relayed, closed normally (including the idle timeout)
+  'ERR_SHORT_HEADER', // the peer went away (or idled out) before enough bytes arrived to test every key
+  'ERR_CIPHER', // no key authenticates the first chunk, or a later chunk fails authentication
+  'ERR_PAYLOAD_SIZE', // an authenticated length field outside 1..0x3FFF
+  'ERR_REPLAY_CLIENT', // salt already used by an earlier client connection
+  'ERR_REPLAY_SERVER', // salt is one this server sent (its own response reflected back)
+  'ERR_ADDRESS', // the target address in the first chunk is malformed or incomplete
+  'ERR_RESOLVE', // the destination name did not resolve
+  'ERR_FORBIDDEN', // the destination resolved only to loopback/private/link-local addresses
+  'ERR_CONNECT', // the destination refused, was unreachable or timed out
+  'ERR_RELAY', // a socket error while relaying
+  'ERR_CLOSED', // closed by the operator: key revoked/changed, or server shutting down
+] as const;
+
+export type ConnectionStatus = (typeof CONNECTION_STATUSES)[number];
+
+export interface AuthEvent {
+  readonly keyId: string;
+  /** Milliseconds from accept to the key being found. */
+  readonly timeToAuthMs: number;
+  /** Keys tried by trial decryption before (and including) the one that matched. */
+  readonly keysTried: number;
+  /** True when the key came from this client IP's recently-used list. */
+  readonly recent: boolean;
+}
+
+export interface ConnectionClosedEvent {
+  readonly status: ConnectionStatus;
+  /** Undefined when no key authenticated. */
+  readonly keyId: string | undefined;
+  /** Milliseconds from accept to the key being found, when one was. */
+  readonly timeToAuthMs: number | undefined;
+  readonly durationMs: number;
+  /** Bytes read from the client socket (encrypted, including the handshake). */
+  readonly bytesUp: number;
+  /** Bytes written to the client socket (encrypted). */
+  readonly bytesDown: number;
+}
+
+/** Optional callbacks; each is called synchronously and must not throw. */
+export interface ServerHooks {
+  onAuthenticated?(e: AuthEvent): void;
+  onConnectionClosed?(e: ConnectionClosedEvent): void;
+}
+
+/**
+ * The same events on node:diagnostics_channel, for subscribers that are not wired through the
+ * constructor (metrics, lab instrumentation). Published only when someone subscribes.
+ */
+export const authChannel = diagnostics_channel.channel('ladder:server:auth');
+export const closedChannel = diagnostics_channel.channel('ladder:server:connection-closed');

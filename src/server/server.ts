@@ -1,0 +1,570 @@
+import net from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import { isProtocolError } from '../protocol/errors.js';
+import { AeadDecoder, AeadEncoder } from '../protocol/shadowsocks/aead.js';
+import { SaltFilter } from '../protocol/shadowsocks/replay.js';
+import { decodeAddress, type SocksAddress } from '../protocol/socks5/address.js';
+import { systemClock, type Clock, type Timer } from '../shared/clock.js';
+import type { RuntimeKey, ServerControl, UsageSink } from '../shared/control.js';
+import { silentLogger, type Logger } from '../shared/logger.js';
+import { relay, type RelayHandle } from '../transport/relay.js';
+import { DialError, dialDestination } from './destination.js';
+import {
+  authChannel,
+  closedChannel,
+  CONNECTION_STATUSES,
+  type AuthEvent,
+  type ConnectionClosedEvent,
+  type ConnectionStatus,
+  type ServerHooks,
+} from './events.js';
+import { buildKeyEntries, RecentKeys, type KeyEntry } from './keys.js';
+
+export const DEFAULT_IDLE_MS = 300_000;
+export const DEFAULT_CONNECT_MS = 10_000;
+export const DEFAULT_REPLAY_CAPACITY = 20_000;
+export const DEFAULT_USAGE_FLUSH_MS = 5_000;
+
+export interface ServerTimeouts {
+  /**
+   * Close a connection after this long without a byte in either direction. Also the only way a
+   * failed (probe) connection is closed by us, so keep it long (D6: not under ~5 minutes) in
+   * production; tests shorten it.
+   */
+  idleMs?: number;
+  /** Budget for resolving and connecting to a destination. */
+  connectMs?: number;
+}
+
+export interface ServerOptions {
+  keys?: readonly RuntimeKey[];
+  usage?: UsageSink;
+  logger?: Logger;
+  clock?: Clock;
+  timeouts?: ServerTimeouts;
+  /** Allow destinations on loopback/private/link-local networks (default false). */
+  allowPrivateDestinations?: boolean;
+  /** Salts per replay-filter generation; memory holds at most twice this many (default 20,000). */
+  replayCapacity?: number;
+  hooks?: ServerHooks;
+  /** How often accumulated byte counts go to the UsageSink (default 5 s; also flushed on close). */
+  usageFlushMs?: number;
+  /** Name resolution override (tests). */
+  lookup?: (host: string) => Promise<{ address: string; family: number }[]>;
+}
+
+type Phase = 'auth' | 'address' | 'connecting' | 'relay' | 'drain' | 'done';
+
+const FAILURE_CODES = new Set<string>(CONNECTION_STATUSES);
+
+function statusOf(err: unknown, fallback: ConnectionStatus): ConnectionStatus {
+  if (isProtocolError(err) && FAILURE_CODES.has(err.code)) return err.code as ConnectionStatus;
+  return fallback;
+}
+
+/**
+ * Shadowsocks AEAD (SIP004) TCP server: many keys on one port found by trial decryption,
+ * exact salt replay filters, one uniform reaction to every pre-authentication failure.
+ * See docs/probing-defenses.md for what each behaviour defeats.
+ */
+export class ShadowsocksServer implements ServerControl {
+  readonly #log: Logger;
+  readonly #clock: Clock;
+  readonly #usage: UsageSink | undefined;
+  readonly #hooks: ServerHooks;
+  readonly idleMs: number;
+  readonly connectMs: number;
+  readonly allowPrivateDestinations: boolean;
+  readonly #usageFlushMs: number;
+  readonly #lookup: ServerOptions['lookup'];
+
+  #keys = new Map<string, KeyEntry>();
+  #keyList: KeyEntry[] = [];
+  readonly #recent = new RecentKeys();
+  /** Salts of authenticated client connections. */
+  readonly clientSalts: SaltFilter;
+  /** Salts this server used for its own response streams. */
+  readonly serverSalts: SaltFilter;
+
+  readonly #conns = new Set<Connection>();
+  readonly #byKey = new Map<string, Set<Connection>>();
+  readonly #pendingUsage = new Map<string, { up: number; down: number }>();
+  #usageTimer: Timer | undefined;
+  #server: net.Server | undefined;
+
+  constructor(opts: ServerOptions = {}) {
+    this.#log = opts.logger ?? silentLogger;
+    this.#clock = opts.clock ?? systemClock;
+    this.#usage = opts.usage;
+    this.#hooks = opts.hooks ?? {};
+    this.idleMs = opts.timeouts?.idleMs ?? DEFAULT_IDLE_MS;
+    this.connectMs = opts.timeouts?.connectMs ?? DEFAULT_CONNECT_MS;
+    this.allowPrivateDestinations = opts.allowPrivateDestinations ?? false;
+    this.#usageFlushMs = opts.usageFlushMs ?? DEFAULT_USAGE_FLUSH_MS;
+    this.#lookup = opts.lookup;
+    const capacity = opts.replayCapacity ?? DEFAULT_REPLAY_CAPACITY;
+    this.clientSalts = new SaltFilter(capacity);
+    this.serverSalts = new SaltFilter(capacity);
+    if (!(this.idleMs > 0) || !(this.connectMs > 0)) throw new RangeError('timeouts must be positive');
+    if (opts.keys) this.setKeys(opts.keys);
+  }
+
+  // ---- ServerControl ----
+
+  setKeys(keys: readonly RuntimeKey[]): void {
+    const next = buildKeyEntries(keys, this.#keys); // throws before changing anything
+    this.#keys = next;
+    this.#keyList = [...next.values()];
+    let closed = 0;
+    for (const [id, conns] of this.#byKey) {
+      for (const c of conns) {
+        if (next.get(id) !== c.key) {
+          c.abort('ERR_CLOSED');
+          closed++;
+        }
+      }
+    }
+    this.#log.info({ keys: next.size, closedConnections: closed }, 'keys updated');
+  }
+
+  closeKeyConnections(id: string): number {
+    const conns = this.#byKey.get(id);
+    if (!conns) return 0;
+    const list = [...conns];
+    for (const c of list) c.abort('ERR_CLOSED');
+    return list.length;
+  }
+
+  openConnections(): ReadonlyMap<string, number> {
+    const out = new Map<string, number>();
+    for (const [id, conns] of this.#byKey) if (conns.size > 0) out.set(id, conns.size);
+    return out;
+  }
+
+  // ---- lifecycle ----
+
+  /** Start accepting. Resolves with the bound address (use port 0 for an ephemeral port). */
+  listen(opts: { port: number; host?: string | undefined }): Promise<AddressInfo> {
+    if (this.#server) return Promise.reject(new Error('server already listening'));
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.#accept(s));
+    this.#server = server;
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error): void => {
+        this.#server = undefined;
+        reject(err);
+      };
+      server.once('error', onError);
+      const done = (): void => {
+        server.off('error', onError);
+        server.on('error', (err) => this.#log.error({ err: err.message }, 'listener error'));
+        this.#armUsageFlush();
+        const addr = server.address() as AddressInfo;
+        this.#log.info({ port: addr.port, keys: this.#keys.size }, 'listening');
+        resolve(addr);
+      };
+      if (opts.host === undefined) server.listen(opts.port, done);
+      else server.listen(opts.port, opts.host, done);
+    });
+  }
+
+  address(): AddressInfo | undefined {
+    const a = this.#server?.address();
+    return a && typeof a === 'object' ? a : undefined;
+  }
+
+  /** Stop accepting, close every connection, flush usage. */
+  async close(): Promise<void> {
+    const server = this.#server;
+    this.#server = undefined;
+    if (this.#usageTimer) this.#clock.clearTimeout(this.#usageTimer);
+    this.#usageTimer = undefined;
+    for (const c of [...this.#conns]) c.abort('ERR_CLOSED');
+    this.flushUsage();
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  /** Hand accumulated byte counts to the UsageSink now. */
+  flushUsage(): void {
+    for (const c of this.#conns) c.collectUsage();
+    if (!this.#usage) {
+      this.#pendingUsage.clear();
+      return;
+    }
+    for (const [id, u] of this.#pendingUsage) {
+      if (u.up > 0 || u.down > 0) {
+        try {
+          this.#usage.addBytes(id, u.up, u.down);
+        } catch (err) {
+          this.#log.warn({ err: (err as Error).message }, 'usage sink failed');
+        }
+      }
+    }
+    this.#pendingUsage.clear();
+  }
+
+  #armUsageFlush(): void {
+    if (!this.#usage) return;
+    this.#usageTimer = this.#clock.setTimeout(() => {
+      this.flushUsage();
+      if (this.#server) this.#armUsageFlush();
+    }, this.#usageFlushMs);
+    this.#usageTimer.unref?.();
+  }
+
+  // ---- internals used by Connection ----
+
+  #accept(socket: Socket): void {
+    const c = new Connection(this, socket);
+    this.#conns.add(c);
+  }
+
+  /** @internal */ get clock(): Clock {
+    return this.#clock;
+  }
+  /** @internal */ get log(): Logger {
+    return this.#log;
+  }
+  /** @internal */ get lookup(): ServerOptions['lookup'] {
+    return this.#lookup;
+  }
+
+  /** @internal Keys in trial order for this client IP: recently used from it first. */
+  candidates(ip: string): { keys: KeyEntry[]; recent: number } {
+    const recentIds = this.#recent.get(ip);
+    if (recentIds.length === 0) return { keys: this.#keyList, recent: 0 };
+    const first: KeyEntry[] = [];
+    for (const id of recentIds) {
+      const k = this.#keys.get(id);
+      if (k) first.push(k);
+    }
+    if (first.length === 0) return { keys: this.#keyList, recent: 0 };
+    const rest = this.#keyList.filter((k) => !first.includes(k));
+    return { keys: [...first, ...rest], recent: first.length };
+  }
+
+  /** @internal */ authenticated(c: Connection, ip: string, e: AuthEvent): void {
+    this.#recent.use(ip, e.keyId);
+    let set = this.#byKey.get(e.keyId);
+    if (!set) this.#byKey.set(e.keyId, (set = new Set()));
+    set.add(c);
+    this.#hooks.onAuthenticated?.(e);
+    if (authChannel.hasSubscribers) authChannel.publish(e);
+  }
+
+  /** @internal */ addUsage(keyId: string, up: number, down: number): void {
+    const u = this.#pendingUsage.get(keyId);
+    if (u) {
+      u.up += up;
+      u.down += down;
+    } else this.#pendingUsage.set(keyId, { up, down });
+  }
+
+  /** @internal */ closed(c: Connection, e: ConnectionClosedEvent): void {
+    this.#conns.delete(c);
+    if (e.keyId !== undefined) {
+      const set = this.#byKey.get(e.keyId);
+      set?.delete(c);
+      if (set && set.size === 0) this.#byKey.delete(e.keyId);
+    }
+    this.#log.debug({ status: e.status, keyId: e.keyId, durationMs: e.durationMs }, 'connection closed');
+    this.#hooks.onConnectionClosed?.(e);
+    if (closedChannel.hasSubscribers) closedChannel.publish(e);
+  }
+}
+
+/** One accepted client connection, from the first byte to close. */
+class Connection {
+  readonly #srv: ShadowsocksServer;
+  readonly #socket: Socket;
+  readonly #ip: string;
+  readonly #acceptedAt: number;
+  #phase: Phase = 'auth';
+  #status: ConnectionStatus | undefined;
+  key: KeyEntry | undefined;
+  #authAt: number | undefined;
+  #decoder: AeadDecoder | undefined;
+  #head: Buffer[] = [];
+  #headLen = 0;
+  readonly #tried = new Set<KeyEntry>();
+  #plain: Buffer[] = [];
+  #bytesUp = 0;
+  #bytesDown = 0;
+  #reportedUp = 0;
+  #reportedDown = 0;
+  #lastActivity: number;
+  #timer: Timer | undefined;
+  #target: Socket | undefined;
+  #relay: RelayHandle | undefined;
+  #finalized = false;
+
+  constructor(srv: ShadowsocksServer, socket: Socket) {
+    this.#srv = srv;
+    this.#socket = socket;
+    this.#ip = socket.remoteAddress ?? '';
+    this.#acceptedAt = srv.clock.now();
+    this.#lastActivity = this.#acceptedAt;
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => this.#finalize());
+    this.#armIdle();
+  }
+
+  // ---- pre-relay phases: auth, address, drain ----
+
+  readonly #onData = (chunk: Buffer): void => {
+    this.#bytesUp += chunk.length;
+    this.#lastActivity = this.#srv.clock.now();
+    switch (this.#phase) {
+      case 'auth':
+        this.#head.push(chunk);
+        this.#headLen += chunk.length;
+        this.#tryKeys();
+        return;
+      case 'address':
+        this.#pushPayload(chunk);
+        return;
+      default:
+        return; // drain: read and discard
+    }
+  };
+
+  /** The peer sent FIN before we started relaying: answer with FIN (everything was read). */
+  readonly #onEnd = (): void => {
+    if (this.#phase === 'auth') this.#status ??= 'ERR_SHORT_HEADER';
+    if (this.#phase === 'address') this.#status ??= 'ERR_ADDRESS';
+    this.#phase = 'done';
+    this.#clearTimer();
+    this.#socket.end();
+  };
+
+  #armIdle(): void {
+    const clock = this.#srv.clock;
+    const due = this.#lastActivity + this.#srv.idleMs - clock.now();
+    this.#timer = clock.setTimeout(
+      () => {
+        this.#timer = undefined;
+        if (this.#phase !== 'auth' && this.#phase !== 'address' && this.#phase !== 'drain') return;
+        if (clock.now() - this.#lastActivity >= this.#srv.idleMs) this.#idleOut();
+        else this.#armIdle();
+      },
+      Math.max(1, due),
+    );
+    this.#timer.unref?.();
+  }
+
+  #clearTimer(): void {
+    if (this.#timer) this.#srv.clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Idle timeout before relaying: close with FIN (we have read everything the peer sent). */
+  #idleOut(): void {
+    if (this.#phase === 'auth') this.#status ??= 'ERR_SHORT_HEADER';
+    if (this.#phase === 'address') this.#status ??= 'ERR_ADDRESS';
+    this.#phase = 'done';
+    const s = this.#socket;
+    s.end(() => s.destroy());
+  }
+
+  /**
+   * The uniform reaction to every failure before relaying: remember why (for counting), then
+   * keep reading and discarding. No bytes are sent and nothing closes until the peer closes or
+   * the ordinary idle timeout passes.
+   */
+  #fail(status: ConnectionStatus): void {
+    this.#status ??= status;
+    this.#phase = 'drain';
+    this.#head = [];
+    this.#headLen = 0;
+    this.#plain = [];
+    this.#decoder = undefined;
+  }
+
+  #tryKeys(): void {
+    const buf = this.#head.length === 1 ? this.#head[0]! : Buffer.concat(this.#head, this.#headLen);
+    this.#head = [buf];
+    const { keys, recent } = this.#srv.candidates(this.#ip);
+    let waiting = false;
+    let index = 0;
+    for (const k of keys) {
+      index++;
+      if (this.#tried.has(k)) continue;
+      if (k.probeLength > buf.length) {
+        waiting = true;
+        continue;
+      }
+      this.#tried.add(k);
+      const dec = new AeadDecoder(k.method, k.masterKey);
+      let badLength = false;
+      try {
+        dec.push(buf.subarray(0, k.probeLength));
+      } catch (err) {
+        if (!isProtocolError(err) || err.code !== 'ERR_PAYLOAD_SIZE') continue; // wrong key
+        badLength = true; // the tag verified, so this is the key, but the length is invalid
+      }
+      this.#onKey(k, dec, buf, index <= recent, badLength);
+      return;
+    }
+    if (!waiting) this.#fail('ERR_CIPHER');
+  }
+
+  #onKey(k: KeyEntry, dec: AeadDecoder, buf: Buffer, recent: boolean, badLength: boolean): void {
+    const salt = buf.subarray(0, k.method.saltSize);
+    const srv = this.#srv;
+    if (srv.serverSalts.has(salt)) return this.#fail('ERR_REPLAY_SERVER');
+    if (!srv.clientSalts.checkAndAdd(salt)) return this.#fail('ERR_REPLAY_CLIENT');
+    this.key = k;
+    this.#authAt = srv.clock.now();
+    srv.authenticated(this, this.#ip, {
+      keyId: k.id,
+      timeToAuthMs: this.#authAt - this.#acceptedAt,
+      keysTried: this.#tried.size,
+      recent,
+    });
+    if (badLength) return this.#fail('ERR_PAYLOAD_SIZE');
+    this.#head = [];
+    this.#headLen = 0;
+    this.#decoder = dec;
+    this.#phase = 'address';
+    this.#pushPayload(buf.subarray(k.probeLength));
+  }
+
+  #pushPayload(chunk: Buffer): void {
+    let payloads: Buffer[];
+    try {
+      payloads = this.#decoder!.push(chunk);
+    } catch (err) {
+      return this.#fail(statusOf(err, 'ERR_CIPHER'));
+    }
+    if (payloads.length === 0) return;
+    this.#plain.push(...payloads);
+    const plain = this.#plain.length === 1 ? this.#plain[0]! : Buffer.concat(this.#plain);
+    this.#plain = [plain];
+    let decoded: { address: SocksAddress; length: number } | undefined;
+    try {
+      decoded = decodeAddress(plain);
+    } catch {
+      return this.#fail('ERR_ADDRESS');
+    }
+    if (!decoded) return; // address continues in the next chunk
+    this.#plain = [];
+    void this.#connect(decoded.address, plain.subarray(decoded.length));
+  }
+
+  // ---- connect and relay ----
+
+  async #connect(address: SocksAddress, initial: Buffer): Promise<void> {
+    this.#phase = 'connecting';
+    this.#clearTimer();
+    this.#socket.pause();
+    let target: Socket;
+    try {
+      target = await dialDestination(address, {
+        allowPrivate: this.#srv.allowPrivateDestinations,
+        timeoutMs: this.#srv.connectMs,
+        clock: this.#srv.clock,
+        ...(this.#srv.lookup ? { lookup: this.#srv.lookup } : {}),
+      });
+    } catch (err) {
+      if (this.#finalized || this.#phase !== 'connecting') return;
+      // Authenticated client, so no probing concern: tell it promptly with a FIN, reading
+      // whatever it still sends so the close is not a RST.
+      this.#status ??= err instanceof DialError ? err.status : 'ERR_CONNECT';
+      this.#phase = 'done';
+      const s = this.#socket;
+      s.resume();
+      s.end(() => s.destroy());
+      return;
+    }
+    if (this.#finalized || this.#phase !== 'connecting') {
+      target.destroy();
+      return;
+    }
+    this.#startRelay(target, initial);
+  }
+
+  #startRelay(target: Socket, initial: Buffer): void {
+    const k = this.key!;
+    const dec = this.#decoder!;
+    const srv = this.#srv;
+    this.#phase = 'relay';
+    this.#target = target;
+    const client = this.#socket;
+    client.off('data', this.#onData);
+    client.off('end', this.#onEnd);
+    target.on('error', () => target.destroy());
+    const encoder = new AeadEncoder(k.method, k.masterKey);
+    srv.serverSalts.add(encoder.salt);
+    if (initial.length > 0) target.write(initial);
+    this.#relay = relay(client, target, {
+      idleTimeoutMs: srv.idleMs,
+      clock: srv.clock,
+      aToB: (chunk) => {
+        try {
+          return dec.push(chunk);
+        } catch (err) {
+          this.#status ??= statusOf(err, 'ERR_CIPHER');
+          throw err;
+        }
+      },
+      bToA: (chunk) => {
+        const out = encoder.encode(chunk);
+        this.#bytesDown += out.length;
+        return out;
+      },
+      onBytes: (fromClient) => {
+        this.#bytesUp += fromClient;
+      },
+      onClose: (reason) => {
+        if (reason === 'error') this.#status ??= 'ERR_RELAY';
+      },
+    });
+    client.resume();
+  }
+
+  /** Close now (operator action: revoked key, shutdown). */
+  abort(status: ConnectionStatus): void {
+    this.#status ??= status;
+    this.#phase = 'done';
+    this.#clearTimer();
+    if (this.#relay) this.#relay.close('aborted');
+    this.#target?.destroy();
+    this.#socket.destroy();
+  }
+
+  /** Move byte counts not yet reported into the server's pending usage. */
+  collectUsage(): void {
+    if (!this.key) return;
+    const up = this.#bytesUp - this.#reportedUp;
+    const down = this.#bytesDown - this.#reportedDown;
+    if (up === 0 && down === 0) return;
+    this.#reportedUp = this.#bytesUp;
+    this.#reportedDown = this.#bytesDown;
+    this.#srv.addUsage(this.key.id, up, down);
+  }
+
+  #finalize(): void {
+    if (this.#finalized) return;
+    this.#finalized = true;
+    this.#clearTimer();
+    this.#target?.destroy();
+    let status = this.#status;
+    if (status === undefined) {
+      if (this.#phase === 'relay' || (this.#phase === 'done' && this.#relay)) status = 'OK';
+      else if (this.key) status = 'ERR_ADDRESS';
+      else status = 'ERR_SHORT_HEADER';
+    }
+    this.#phase = 'done';
+    this.collectUsage();
+    const now = this.#srv.clock.now();
+    this.#srv.closed(this, {
+      status,
+      keyId: this.key?.id,
+      timeToAuthMs: this.#authAt === undefined ? undefined : this.#authAt - this.#acceptedAt,
+      durationMs: now - this.#acceptedAt,
+      bytesUp: this.#bytesUp,
+      bytesDown: this.#bytesDown,
+    });
+  }
+}
