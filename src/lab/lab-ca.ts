@@ -1,0 +1,97 @@
+/**
+ * A throwaway lab certificate authority, made with the `openssl` CLI in a temporary directory at
+ * runtime (works on any Debian machine with openssl installed). One leaf certificate covers every
+ * lab site name.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export interface LabCertificates {
+  /** PEM of the lab CA certificate (clients trust this). */
+  readonly ca: Buffer;
+  readonly cert: Buffer;
+  readonly key: Buffer;
+}
+
+export class LabCaError extends Error {
+  constructor(message: string, cause?: unknown) {
+    super(message, { cause });
+    this.name = 'LabCaError';
+  }
+}
+
+export async function makeLabCertificates(names: readonly string[]): Promise<LabCertificates> {
+  if (names.length === 0) throw new LabCaError('makeLabCertificates needs at least one name');
+  const dir = await mkdtemp(join(tmpdir(), 'ladder-lab-ca-'));
+  const p = (f: string): string => join(dir, f);
+  const openssl = async (args: string[]): Promise<void> => {
+    try {
+      await run('openssl', args, { timeout: 20_000 });
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException & { stderr?: string };
+      if (e.code === 'ENOENT')
+        throw new LabCaError('the lab needs the `openssl` command (apt-get install openssl)', err);
+      throw new LabCaError(`openssl ${args[0]} failed: ${e.stderr ?? e.message}`, err);
+    }
+  };
+  try {
+    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+    await openssl([
+      'req',
+      '-x509',
+      ...ec,
+      '-keyout',
+      p('ca.key'),
+      '-out',
+      p('ca.crt'),
+      '-days',
+      '3',
+      '-subj',
+      '/CN=Ladder Lab CA',
+    ]);
+    await openssl([
+      'req',
+      ...ec,
+      '-keyout',
+      p('leaf.key'),
+      '-out',
+      p('leaf.csr'),
+      '-subj',
+      `/CN=${names[0]}`,
+    ]);
+    await writeFile(
+      p('ext.cnf'),
+      `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n`,
+    );
+    await openssl([
+      'x509',
+      '-req',
+      '-in',
+      p('leaf.csr'),
+      '-CA',
+      p('ca.crt'),
+      '-CAkey',
+      p('ca.key'),
+      '-CAcreateserial',
+      '-out',
+      p('leaf.crt'),
+      '-days',
+      '3',
+      '-extfile',
+      p('ext.cnf'),
+    ]);
+    const [ca, cert, key] = await Promise.all([
+      readFile(p('ca.crt')),
+      readFile(p('leaf.crt')),
+      readFile(p('leaf.key')),
+    ]);
+    return { ca, cert, key };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

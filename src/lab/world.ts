@@ -1,0 +1,280 @@
+/**
+ * The emulated remote world on loopback: HTTP and HTTPS sites with blocked and unblocked names
+ * (certificates from a lab CA), a plain DNS zone for them, and the censor path in front of each
+ * remote host (one distinct 127.x address per host, so 3-tuples are real). Contender servers are
+ * added as further remote hosts with addRemoteHost().
+ */
+import dgram from 'node:dgram';
+import http from 'node:http';
+import https from 'node:https';
+import type net from 'node:net';
+import dnsPacket from 'dns-packet';
+import type { Clock } from '../shared/clock.js';
+import { Censor, type Endpoint } from './censor.js';
+import { ScaledClock } from './clock.js';
+import { DecisionLog } from './decision-log.js';
+import { makeLabCertificates, type LabCertificates } from './lab-ca.js';
+import { ActiveProber } from './prober.js';
+import { LAB_BLOCKED_DOMAIN, LAB_OPEN_DOMAIN, type CensorConfig } from './profiles.js';
+import { TcpForwarder } from './tcp-forwarder.js';
+import { UdpForwarder } from './udp-forwarder.js';
+
+export const BLOCKED_NAME = `www.${LAB_BLOCKED_DOMAIN}`;
+export const OPEN_NAME = `www.${LAB_OPEN_DOMAIN}`;
+
+/** Emulated addresses. Domestic clients use 127.0.1.x; the prober uses 127.0.30.x. */
+export const ADDR = {
+  blockedSite: '127.0.10.1',
+  openSite: '127.0.10.2',
+  resolver: '127.0.10.53',
+  serverBase: '127.0.20.',
+  proberBase: '127.0.30.',
+  clientBase: '127.0.1.',
+} as const;
+
+export interface SiteView {
+  readonly name: string;
+  /** The emulated address (what DNS answers and clients dial). */
+  readonly ip: string;
+  /** Where the censor path listens for this site's HTTP (logical port 80) and HTTPS (443). */
+  readonly http: Endpoint;
+  readonly https: Endpoint;
+  /** The real servers behind the path (reachable from the "remote" side, e.g. by a tunnel server). */
+  readonly realHttp: Endpoint;
+  readonly realHttps: Endpoint;
+}
+
+export interface WorldOptions {
+  readonly config: CensorConfig;
+  readonly seed: number;
+  /** Clock for the censor; default a ScaledClock at clockRate. */
+  readonly clock?: Clock;
+  /** Virtual-time speed-up when no clock is given (default 50). */
+  readonly clockRate?: number;
+  /** Start the active prober on suspicious flows (default true when C7 is enabled). */
+  readonly prober?: boolean;
+  /** Real-time floor for prober waits. */
+  readonly proberMinRealWaitMs?: number;
+}
+
+/** Refuse to dial anything outside loopback: forged DNS answers point at public addresses. */
+export function assertLoopback(host: string): void {
+  if (!/^127\./.test(host) && host !== '::1' && host !== 'localhost') {
+    throw new Error(`lab sandbox: refusing to connect to non-loopback address ${host}`);
+  }
+}
+
+function listen(server: net.Server): Promise<Endpoint> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      server.off('error', reject);
+      const a = server.address() as net.AddressInfo;
+      resolve({ host: '127.0.0.1', port: a.port });
+    });
+  });
+}
+
+function siteHandler(req: http.IncomingMessage, res: http.ServerResponse): void {
+  const host = (req.headers.host ?? '').replace(/:\d+$/, '');
+  const body = `ladder lab site ${host}${req.url ?? '/'}\n`;
+  res.writeHead(200, {
+    'content-type': 'text/plain',
+    'content-length': Buffer.byteLength(body),
+    connection: 'close',
+  });
+  res.end(body);
+}
+
+/** A plain authoritative DNS zone server (the "genuine" resolver behind the path). */
+export class ZoneServer {
+  readonly records: Map<string, { a?: string; txt?: string }>;
+  readonly #socket = dgram.createSocket('udp4');
+  address: Endpoint = { host: '127.0.0.1', port: 0 };
+
+  constructor(records: Map<string, { a?: string; txt?: string }>) {
+    this.records = records;
+    this.#socket.on('error', () => undefined);
+    this.#socket.on('message', (msg, rinfo) => {
+      let q: dnsPacket.Packet;
+      try {
+        q = dnsPacket.decode(msg);
+      } catch {
+        return;
+      }
+      const question = q.questions?.[0];
+      if (!question || q.type !== 'query') return;
+      const rec = this.records.get(question.name.toLowerCase());
+      const answers: dnsPacket.Answer[] = [];
+      if (rec?.a && question.type === 'A')
+        answers.push({ type: 'A', name: question.name, ttl: 300, class: 'IN', data: rec.a });
+      if (rec?.txt && question.type === 'TXT')
+        answers.push({ type: 'TXT', name: question.name, ttl: 300, class: 'IN', data: rec.txt });
+      const reply = dnsPacket.encode({
+        type: 'response',
+        id: q.id ?? 0,
+        flags:
+          dnsPacket.AUTHORITATIVE_ANSWER | (rec ? 0 : 3) | ((q.flags ?? 0) & dnsPacket.RECURSION_DESIRED),
+        questions: [question],
+        answers,
+      });
+      this.#socket.send(reply, rinfo.port, rinfo.address);
+    });
+  }
+
+  async start(): Promise<Endpoint> {
+    await new Promise<void>((r) => this.#socket.bind(0, '127.0.0.1', r));
+    this.address = { host: '127.0.0.1', port: this.#socket.address().port };
+    return this.address;
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((r) => this.#socket.close(() => r()));
+  }
+}
+
+export class LabWorld {
+  readonly censor: Censor;
+  readonly clock: Clock;
+  readonly log: DecisionLog;
+  readonly prober: ActiveProber;
+  readonly certs: LabCertificates;
+  readonly sites: { readonly blocked: SiteView; readonly open: SiteView };
+  /** The path resolver (C2 applies here): clients send DNS queries to it. */
+  readonly resolver: Endpoint;
+  readonly zone: ZoneServer;
+  readonly #closers: Array<() => Promise<void>> = [];
+  #nextServerIp = 1;
+
+  private constructor(init: {
+    censor: Censor;
+    prober: ActiveProber;
+    certs: LabCertificates;
+    sites: { blocked: SiteView; open: SiteView };
+    resolver: Endpoint;
+    zone: ZoneServer;
+    closers: Array<() => Promise<void>>;
+  }) {
+    this.censor = init.censor;
+    this.clock = init.censor.clock;
+    this.log = init.censor.log;
+    this.prober = init.prober;
+    this.certs = init.certs;
+    this.sites = init.sites;
+    this.resolver = init.resolver;
+    this.zone = init.zone;
+    this.#closers.push(...init.closers);
+  }
+
+  static async start(opts: WorldOptions): Promise<LabWorld> {
+    const clock = opts.clock ?? new ScaledClock(opts.clockRate ?? 50);
+    const log = new DecisionLog(() => clock.now());
+    const censor = new Censor({ config: opts.config, clock, seed: opts.seed, log });
+    const prober = new ActiveProber({
+      censor,
+      ...(opts.proberMinRealWaitMs !== undefined ? { minRealWaitMs: opts.proberMinRealWaitMs } : {}),
+    });
+    if (opts.prober !== false) prober.attach();
+    const closers: Array<() => Promise<void>> = [];
+    try {
+      const certs = await makeLabCertificates([BLOCKED_NAME, LAB_BLOCKED_DOMAIN, OPEN_NAME, LAB_OPEN_DOMAIN]);
+      const httpServer = http.createServer(siteHandler);
+      const httpsServer = https.createServer({ cert: certs.cert, key: certs.key }, siteHandler);
+      const realHttp = await listen(httpServer);
+      closers.push(
+        () =>
+          new Promise((r) => {
+            httpServer.closeAllConnections();
+            httpServer.close(() => r());
+          }),
+      );
+      const realHttps = await listen(httpsServer);
+      closers.push(
+        () =>
+          new Promise((r) => {
+            httpsServer.closeAllConnections();
+            httpsServer.close(() => r());
+          }),
+      );
+      const mkSite = async (name: string, ip: string): Promise<SiteView> => {
+        const h = await TcpForwarder.listen(censor, {
+          ip,
+          logicalPort: 80,
+          backend: realHttp,
+          label: `${name}:80`,
+        });
+        closers.push(() => h.close());
+        const s = await TcpForwarder.listen(censor, {
+          ip,
+          logicalPort: 443,
+          backend: realHttps,
+          label: `${name}:443`,
+        });
+        closers.push(() => s.close());
+        return { name, ip, http: h.address, https: s.address, realHttp, realHttps };
+      };
+      const blocked = await mkSite(BLOCKED_NAME, ADDR.blockedSite);
+      const open = await mkSite(OPEN_NAME, ADDR.openSite);
+      const zone = new ZoneServer(
+        new Map([
+          [BLOCKED_NAME, { a: ADDR.blockedSite, txt: 'lab blocked site' }],
+          [OPEN_NAME, { a: ADDR.openSite, txt: 'lab open site' }],
+        ]),
+      );
+      await zone.start();
+      closers.push(() => zone.close());
+      const dns = await UdpForwarder.listen(censor, {
+        ip: ADDR.resolver,
+        logicalPort: 53,
+        backend: zone.address,
+      });
+      closers.push(() => dns.close());
+      return new LabWorld({
+        censor,
+        prober,
+        certs,
+        sites: { blocked, open },
+        resolver: dns.address,
+        zone,
+        closers,
+      });
+    } catch (err) {
+      for (const c of closers.reverse()) await c().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * Put a real server (a contender's tunnel server, a test server) behind the censor path as a
+   * remote host with its own emulated address. Returns where clients must connect.
+   */
+  async addRemoteHost(
+    backend: Endpoint,
+    opts: { ip?: string; logicalPort?: number; udp?: boolean } = {},
+  ): Promise<{ tcp: Endpoint; logical: Endpoint; udp?: Endpoint }> {
+    const ip = opts.ip ?? `${ADDR.serverBase}${this.#nextServerIp++}`;
+    const t = await TcpForwarder.listen(this.censor, {
+      ip,
+      backend,
+      ...(opts.logicalPort !== undefined ? { logicalPort: opts.logicalPort } : {}),
+    });
+    this.#closers.push(() => t.close());
+    let udp: Endpoint | undefined;
+    if (opts.udp) {
+      const u = await UdpForwarder.listen(this.censor, {
+        ip,
+        port: t.address.port,
+        backend,
+        ...(opts.logicalPort !== undefined ? { logicalPort: opts.logicalPort } : {}),
+      });
+      this.#closers.push(() => u.close());
+      udp = u.address;
+    }
+    return { tcp: t.address, logical: t.logical, ...(udp ? { udp } : {}) };
+  }
+
+  async stop(): Promise<void> {
+    this.prober.detach();
+    for (const c of this.#closers.splice(0).reverse()) await c().catch(() => undefined);
+  }
+}
