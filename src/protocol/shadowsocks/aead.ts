@@ -166,6 +166,11 @@ export class AeadDecoder {
     return out;
   }
 
+  /**
+   * Feed wire bytes. The decoder keeps a reference to `data` until it is consumed, so the caller
+   * must not reuse that memory afterwards (socket 'data' events hand out fresh buffers; a reader
+   * with a static `onread` buffer must copy first).
+   */
   push(data: Uint8Array): Buffer[] {
     if (this.#failed) throw new ProtocolError('ERR_CIPHER', 'decoder already failed');
     if (data.length > 0) {

@@ -89,6 +89,9 @@ export function encodedAddressLength(addr: SocksAddress): number {
 }
 
 export function encodeAddress(addr: SocksAddress): Buffer {
+  if (!Number.isInteger(addr.port) || addr.port < 0 || addr.port > 65535) {
+    throw new ProtocolError('ERR_ADDRESS', `port ${addr.port} outside 0..65535`);
+  }
   const out = Buffer.alloc(encodedAddressLength(addr));
   switch (addr.type) {
     case 'ipv4': {
