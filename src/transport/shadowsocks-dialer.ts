@@ -28,9 +28,23 @@ export interface ShadowsocksEndpoint {
   prefix?: Uint8Array | undefined;
 }
 
+/** Encodes the first write (salt + header + data) with a fresh encoder. */
+export type FirstWriteEncoder = (encoder: AeadEncoder, header: Uint8Array, data: Uint8Array) => Buffer;
+
 export interface ShadowsocksDialerOptions extends ShadowsocksEndpoint {
   connectTimeoutMs?: number;
+  /**
+   * First-packet shaping hooks. `saltFactory` makes each connection's salt (e.g. a fresh
+   * per-connection prefix, protocol/shadowsocks/shaping.ts makeShapedSalt); it replaces the
+   * fixed `prefix`, so giving both is an error. `firstWrite` chooses how the first write is
+   * chunked (e.g. shaping.ts encodeFirstWrite); default: header and data in one chunk.
+   */
+  saltFactory?: ((saltSize: number) => Uint8Array) | undefined;
+  firstWrite?: FirstWriteEncoder | undefined;
 }
+
+const defaultFirstWrite: FirstWriteEncoder = (encoder, header, data) =>
+  encoder.encode(data.length > 0 ? Buffer.concat([header, data]) : header);
 
 /** A salt of `size` bytes that starts with `prefix` and is random after it. */
 export function makeSalt(size: number, prefix?: Uint8Array): Buffer {
@@ -57,6 +71,8 @@ export class ShadowsocksDialer implements Dialer {
   readonly #port: number;
   readonly #prefix: Uint8Array | undefined;
   readonly #connectTimeoutMs: number;
+  readonly #saltFactory: ((saltSize: number) => Uint8Array) | undefined;
+  readonly #firstWrite: FirstWriteEncoder;
 
   constructor(opts: ShadowsocksDialerOptions) {
     this.method = getAeadMethod(opts.method);
@@ -72,6 +88,18 @@ export class ShadowsocksDialer implements Dialer {
     this.#port = opts.port;
     this.#prefix = opts.prefix && opts.prefix.length > 0 ? Uint8Array.from(opts.prefix) : undefined;
     this.#connectTimeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    if (opts.saltFactory && this.#prefix) throw new ProtocolError('ERR_KEY', 'give either a fixed prefix or a salt factory, not both');
+    this.#saltFactory = opts.saltFactory;
+    this.#firstWrite = opts.firstWrite ?? defaultFirstWrite;
+  }
+
+  #salt(): Uint8Array {
+    if (!this.#saltFactory) return makeSalt(this.method.saltSize, this.#prefix);
+    const salt = this.#saltFactory(this.method.saltSize);
+    if (salt.length !== this.method.saltSize) {
+      throw new ProtocolError('ERR_KEY', `salt factory returned ${salt.length} bytes, expected ${this.method.saltSize}`);
+    }
+    return salt;
   }
 
   async dial(dest: SocksAddress, firstData?: FirstData, signal?: AbortSignal): Promise<DialedConnection> {
@@ -85,10 +113,17 @@ export class ShadowsocksDialer implements Dialer {
       socket.destroy();
       throw err;
     }
-    const encoder = new AeadEncoder(this.method, this.#masterKey, makeSalt(this.method.saltSize, this.#prefix));
+    let encoder: AeadEncoder;
+    let first: Buffer;
+    try {
+      encoder = new AeadEncoder(this.method, this.#masterKey, this.#salt());
+      first = this.#firstWrite(encoder, header, data ?? new Uint8Array(0));
+    } catch (err) {
+      socket.destroy();
+      throw err;
+    }
     const decoder = new AeadDecoder(this.method, this.#masterKey);
-    const first = data && data.length > 0 ? Buffer.concat([header, data]) : header;
-    socket.write(encoder.encode(first));
+    socket.write(first);
     return {
       socket,
       encode: (chunk) => encoder.encode(chunk),

@@ -16,6 +16,7 @@ import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
 import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
 import { decodeAddress, type SocksAddress } from '../../src/protocol/socks5/address.js';
 import { formatSsUrl } from '../../src/protocol/sip002/index.js';
+import { encodeFirstWrite, inProberTrigger, makeShapedSalt } from '../../src/protocol/shadowsocks/shaping.js';
 import { ShadowsocksDialer } from '../../src/transport/shadowsocks-dialer.js';
 import { DirectDialer } from '../../src/transport/dialer.js';
 import { readAll, readExactly, startEcho, type TestServer } from '../helpers/net.js';
@@ -429,6 +430,39 @@ describe('first-packet shaping and failures', () => {
       s.destroy();
       const first = await waitFor(() => capture.firsts[0]);
       assert.deepEqual(first.subarray(0, prefix.length), prefix);
+    } finally {
+      await client.close();
+      await Promise.all([ss.close(), capture.close(), echo.close()]);
+    }
+  });
+
+  test('shaping hooks: per-connection salt factory and first-write plan (shaping.ts)', async () => {
+    const ss = await startMiniSs();
+    const capture = await startCapture(ss.port);
+    const echo = await startEcho();
+    const dialer = new ShadowsocksDialer({
+      host: '127.0.0.1',
+      port: capture.port,
+      method: METHOD,
+      password: PASSWORD,
+      saltFactory: (n) => makeShapedSalt(n),
+      firstWrite: encodeFirstWrite,
+    });
+    const client = await startClient({ dialer, socks: '127.0.0.1:0' });
+    try {
+      // Unshaped, 32 + 34 + 7 + n = 162 (n = 89) is in the trigger (160..999, length % 16 == 2).
+      assert.ok(inProberTrigger(32 + 34 + 7 + 89));
+      for (const n of [89, 200]) {
+        const before = capture.firsts.length;
+        const s = await socks5Connect({ proxyPort: client.socksAddress!.port, host: '127.0.0.1', port: echo.port });
+        const data = randomBytes(n);
+        assert.deepEqual(await roundTrip(s, data), data);
+        s.destroy();
+        const first = await waitFor(() => capture.firsts[before]);
+        assert.ok(!inProberTrigger(first.length), `first write of ${first.length} bytes avoids the trigger`);
+      }
+      const salts = capture.firsts.map((f) => f.subarray(0, 6).toString('latin1'));
+      assert.notEqual(salts[0], salts[1], 'prefix differs per connection');
     } finally {
       await client.close();
       await Promise.all([ss.close(), capture.close(), echo.close()]);

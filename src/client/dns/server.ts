@@ -1,0 +1,121 @@
+/**
+ * The local DNS listener behind `--dns 127.0.0.1:5353`: UDP and TCP on one address, each query
+ * handed to a DnsResolver (tunnel or filtering, see resolvers.ts). A resolver failure becomes
+ * SERVFAIL; malformed queries are dropped (UDP) or end the connection (TCP). Responses larger
+ * than 512 bytes over UDP are truncated to the header+question with TC set, so the stub retries
+ * over TCP (RFC 1035 §4.2.1; EDNS sizes are honoured when the query carries an OPT record).
+ *
+ *   const srv = await startDnsServer({ host: '127.0.0.1', port: 5353, resolver });
+ *   srv.udpPort, srv.tcpPort; await srv.close();
+ *
+ * Logs nothing about names (privacy by default); `onQuery` lets the caller count.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { once } from 'node:events';
+import dnsPacket from 'dns-packet';
+import { decodeDns, frameTcp, servfailFor, TcpFrameDecoder } from '../../protocol/dns/message.js';
+import type { DnsResolver } from './resolvers.js';
+
+export interface DnsServerOptions {
+  host: string;
+  /** 0 picks a free port (UDP and TCP then may differ; both are reported). */
+  port: number;
+  resolver: DnsResolver;
+  /** Idle timeout for TCP clients (default 30 s). */
+  tcpIdleMs?: number;
+  onQuery?: (info: { transport: 'udp' | 'tcp'; ok: boolean }) => void;
+}
+
+export interface DnsServerHandle {
+  readonly udpPort: number;
+  readonly tcpPort: number;
+  close(): Promise<void>;
+}
+
+function udpLimit(query: Buffer): number {
+  try {
+    const q = decodeDns(query);
+    const opt = q.additionals?.find((a) => a.type === 'OPT') as { udpPayloadSize?: number } | undefined;
+    return Math.max(512, Math.min(opt?.udpPayloadSize ?? 512, 4096));
+  } catch {
+    return 512;
+  }
+}
+
+function truncated(query: Buffer, response: Buffer): Buffer {
+  const r = decodeDns(response);
+  return dnsPacket.encode({
+    type: 'response',
+    id: r.id ?? 0,
+    flags: ((r.flags ?? 0) | dnsPacket.TRUNCATED_RESPONSE) & 0x7fff,
+    questions: decodeDns(query).questions ?? [],
+  });
+}
+
+async function answer(resolver: DnsResolver, query: Buffer): Promise<{ response: Buffer; ok: boolean }> {
+  try {
+    return { response: await resolver.resolve(query), ok: true };
+  } catch {
+    return { response: servfailFor(query), ok: false };
+  }
+}
+
+export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServerHandle> {
+  const family = net.isIPv6(opts.host) ? 'udp6' : 'udp4';
+  const udp = dgram.createSocket(family);
+  udp.on('message', (msg, rinfo) => {
+    try {
+      decodeDns(msg);
+    } catch {
+      return; // not DNS: drop silently
+    }
+    void answer(opts.resolver, msg).then(({ response, ok }) => {
+      opts.onQuery?.({ transport: 'udp', ok });
+      const out = response.length > udpLimit(msg) ? truncated(msg, response) : response;
+      udp.send(out, rinfo.port, rinfo.address, () => {});
+    });
+  });
+  udp.on('error', () => {});
+  udp.bind(opts.port, opts.host);
+  await once(udp, 'listening');
+  const udpPort = udp.address().port;
+
+  const sockets = new Set<net.Socket>();
+  const tcp = net.createServer((sock) => {
+    sockets.add(sock);
+    sock.setTimeout(opts.tcpIdleMs ?? 30_000, () => sock.destroy());
+    sock.on('close', () => sockets.delete(sock));
+    sock.on('error', () => {});
+    const dec = new TcpFrameDecoder();
+    sock.on('data', (chunk: Buffer) => {
+      for (const msg of dec.push(chunk)) {
+        try {
+          decodeDns(msg);
+        } catch {
+          sock.destroy();
+          return;
+        }
+        void answer(opts.resolver, msg).then(({ response, ok }) => {
+          opts.onQuery?.({ transport: 'tcp', ok });
+          if (!sock.destroyed) sock.write(frameTcp(response));
+        });
+      }
+      if (dec.buffered > 2 + 65535) sock.destroy();
+    });
+  });
+  // Prefer the same port number as UDP when the caller asked for a fixed one.
+  tcp.listen(opts.port === 0 ? 0 : opts.port, opts.host);
+  await once(tcp, 'listening');
+  const tcpPort = (tcp.address() as net.AddressInfo).port;
+
+  return {
+    udpPort,
+    tcpPort,
+    async close() {
+      for (const s of sockets) s.destroy();
+      udp.close();
+      await new Promise<void>((r) => tcp.close(() => r()));
+    },
+  };
+}
