@@ -1,4 +1,7 @@
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ProtocolError } from '../errors.js';
@@ -15,7 +18,15 @@ import {
   SaltWindow,
 } from './aead2022.js';
 import { IdentityTable } from './identity.js';
-import { AEAD_2022_METHODS, deriveSessionSubkey, type Aead2022Method } from './methods2022.js';
+import {
+  AEAD_2022_METHODS,
+  decodePsk,
+  deriveIdentitySubkey,
+  deriveSessionSubkey,
+  getAead2022Method,
+  pskHash,
+  type Aead2022Method,
+} from './methods2022.js';
 
 const NOW = 1_700_000_000_000;
 const METHODS = Object.values(AEAD_2022_METHODS);
@@ -420,6 +431,148 @@ describe('SaltWindow', () => {
         },
       ),
       { numRuns: 100 },
+    );
+  });
+});
+
+// ---- Known-answer vectors (test/vectors/sip022.json; provenance in docs/sip022.md) ----
+
+interface TcpVector {
+  name: string;
+  method: string;
+  direction: 'request' | 'response';
+  psk: string;
+  identityKeys?: string[];
+  salt: string;
+  requestSalt?: string;
+  timestamp: number;
+  target?: { host: string; port: number };
+  padding?: string;
+  initialPayload?: string;
+  firstPayload?: string;
+  laterPayloads: string[];
+  intermediate: {
+    sessionSubkey: string;
+    identitySubkeys?: string[];
+    pskHashes?: string[];
+    identityHeaders?: string[];
+  };
+  wire: string;
+}
+
+const VECTORS = JSON.parse(
+  readFileSync(new URL('../../../test/vectors/sip022.json', import.meta.url), 'utf8'),
+) as {
+  tcp: TcpVector[];
+};
+const hex = (s: string) => Buffer.from(s, 'hex');
+
+describe('SIP022 TCP known-answer vectors', () => {
+  it('cover all three methods, both directions, and identity headers', () => {
+    for (const m of METHODS) {
+      assert.ok(VECTORS.tcp.some((v) => v.method === m.name && v.direction === 'request'));
+      assert.ok(VECTORS.tcp.some((v) => v.method === m.name && v.direction === 'response'));
+    }
+    assert.ok(VECTORS.tcp.some((v) => (v.identityKeys?.length ?? 0) === 2));
+  });
+
+  for (const v of VECTORS.tcp) {
+    it(v.name, () => {
+      const method = getAead2022Method(v.method);
+      const psk = decodePsk(method, v.psk);
+      const ipsks = (v.identityKeys ?? []).map((k) => decodePsk(method, k));
+      const salt = hex(v.salt);
+      const nowMs = v.timestamp * 1000 + 999; // any time within the same second encodes the same
+      assert.equal(deriveSessionSubkey(psk, salt).toString('hex'), v.intermediate.sessionSubkey);
+      const wire = hex(v.wire);
+      const later = v.laterPayloads.map(hex);
+
+      if (v.direction === 'request') {
+        (v.intermediate.identitySubkeys ?? []).forEach((k, i) => {
+          assert.equal(deriveIdentitySubkey(ipsks[i]!, salt).toString('hex'), k);
+          assert.equal(pskHash(ipsks[i + 1] ?? psk).toString('hex'), v.intermediate.pskHashes![i]);
+        });
+        // encoder reproduces the bytes
+        const enc = new Aead2022RequestEncoder(method, psk, { salt, identityKeys: ipsks });
+        const target = toSocksAddress(v.target!.host, v.target!.port);
+        const ours = Buffer.concat([
+          enc.encodeHeader(target, hex(v.initialPayload!), nowMs, hex(v.padding!)),
+          ...later.map((d) => enc.encode(d)),
+        ]);
+        assert.equal(ours.toString('hex'), v.wire);
+
+        // decoder accepts them, byte by byte too; with identity headers the server holds the last
+        // identity key, so an outer relay's header is stripped first (SIP023 relay behaviour)
+        const relayed =
+          ipsks.length <= 1
+            ? wire
+            : Buffer.concat([
+                wire.subarray(0, salt.length),
+                wire.subarray(salt.length + 16 * (ipsks.length - 1)),
+              ]);
+        const table =
+          ipsks.length > 0 ? new IdentityTable<string>(method, ipsks[ipsks.length - 1]!) : undefined;
+        table?.set(psk, 'the user');
+        for (const step of [relayed.length, 1]) {
+          const dec = new Aead2022RequestDecoder<string>(method, table ? { identity: table } : { key: psk });
+          const out: Buffer[] = [];
+          for (let i = 0; i < relayed.length; i += step)
+            out.push(...dec.push(relayed.subarray(i, i + step), nowMs));
+          assert.deepEqual(Buffer.concat(out), Buffer.concat([hex(v.initialPayload!), ...later]));
+          assert.deepEqual(dec.header?.target, target);
+          assert.equal(dec.header?.timestamp, v.timestamp);
+          assert.equal(dec.header?.paddingLength, v.padding!.length / 2);
+          if (table) assert.equal(dec.user, 'the user');
+          assert.ok(dec.atBoundary);
+        }
+        // the same bytes 31 s later are refused
+        assert.throws(
+          () =>
+            new Aead2022RequestDecoder<string>(method, table ? { identity: table } : { key: psk }).push(
+              relayed,
+              nowMs + 31_000,
+            ),
+          code('ERR_TIMESTAMP'),
+        );
+      } else {
+        const reqSalt = hex(v.requestSalt!);
+        const enc = new Aead2022ResponseEncoder(method, psk, reqSalt, { salt });
+        const ours = Buffer.concat([
+          enc.encodeHeader(hex(v.firstPayload!), nowMs),
+          ...later.map((d) => enc.encode(d)),
+        ]);
+        assert.equal(ours.toString('hex'), v.wire);
+        for (const step of [wire.length, 1]) {
+          const dec = new Aead2022ResponseDecoder(method, psk, reqSalt);
+          const out: Buffer[] = [];
+          for (let i = 0; i < wire.length; i += step)
+            out.push(...dec.push(wire.subarray(i, i + step), nowMs));
+          assert.deepEqual(Buffer.concat(out), Buffer.concat([hex(v.firstPayload!), ...later]));
+          assert.equal(dec.timestamp, v.timestamp);
+        }
+      }
+    });
+  }
+
+  it('the generator embedded in docs/sip022.md reproduces test/vectors/sip022.json byte for byte', (t) => {
+    const doc = readFileSync(new URL('../../../docs/sip022.md', import.meta.url), 'utf8');
+    const m = /```python sip022-gen\n([\s\S]*?)\n```/.exec(doc);
+    assert.ok(m, 'docs/sip022.md has a ```python sip022-gen block');
+    const probe = spawnSync('python3', ['-c', 'import cryptography'], { encoding: 'utf8' });
+    if (probe.status !== 0) {
+      const msg =
+        'python3 with the cryptography module is missing: cannot re-run the SIP022 vector generator';
+      if (process.env.CI === 'true') assert.fail(msg);
+      console.error(`\n!!! SKIPPED: ${msg}\n`);
+      t.skip(msg);
+      return;
+    }
+    const root = fileURLToPath(new URL('../../../', import.meta.url));
+    const run = spawnSync('python3', ['-'], { input: m[1], cwd: root, encoding: 'utf8', timeout: 30_000 });
+    assert.equal(run.status, 0, run.stderr);
+    assert.equal(
+      run.stdout,
+      readFileSync(new URL('../../../test/vectors/sip022.json', import.meta.url), 'utf8'),
     );
   });
 });

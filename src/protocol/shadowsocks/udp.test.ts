@@ -1,10 +1,11 @@
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ProtocolError } from '../errors.js';
 import { toSocksAddress } from '../socks5/address.js';
 import { evpBytesToKey } from './kdf.js';
-import { AEAD_METHODS } from './methods.js';
+import { AEAD_METHODS, getAeadMethod } from './methods.js';
 import { decodeUdp2017, encodeUdp2017, openUdpPacket, sealUdpPacket } from './udp.js';
 
 function code(c: string) {
@@ -76,3 +77,37 @@ for (const method of Object.values(AEAD_METHODS)) {
     });
   });
 }
+
+describe('SIP004 UDP known-answer vectors (test/vectors/sip022.json, "udp2017")', () => {
+  const vectors = (
+    JSON.parse(readFileSync(new URL('../../../test/vectors/sip022.json', import.meta.url), 'utf8')) as {
+      udp2017: Array<{
+        name: string;
+        method: string;
+        password: string;
+        salt: string;
+        address: { host: string; port: number };
+        payload: string;
+        intermediate: { masterKey: string };
+        wire: string;
+      }>;
+    }
+  ).udp2017;
+  it('cover the three 2017 methods', () => assert.equal(new Set(vectors.map((v) => v.method)).size, 3));
+  for (const v of vectors) {
+    it(v.name, () => {
+      const method = getAeadMethod(v.method);
+      const key = evpBytesToKey(v.password, method.keySize);
+      assert.equal(key.toString('hex'), v.intermediate.masterKey);
+      const address = toSocksAddress(v.address.host, v.address.port);
+      const payload = Buffer.from(v.payload, 'hex');
+      assert.equal(
+        encodeUdp2017(method, key, address, payload, Buffer.from(v.salt, 'hex')).toString('hex'),
+        v.wire,
+      );
+      const got = decodeUdp2017(method, key, Buffer.from(v.wire, 'hex'));
+      assert.deepEqual(got.address, address);
+      assert.deepEqual(got.payload, payload);
+    });
+  }
+});

@@ -1,10 +1,11 @@
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ProtocolError } from '../errors.js';
 import { toSocksAddress } from '../socks5/address.js';
 import { IdentityTable } from './identity.js';
-import { AEAD_2022_METHODS } from './methods2022.js';
+import { AEAD_2022_METHODS, decodePsk, getAead2022Method } from './methods2022.js';
 import {
   openClientPacket2022,
   openServerPacket2022,
@@ -239,6 +240,95 @@ describe('SIP023 identity headers over UDP', () => {
         nowMs: NOW,
       });
       assert.throws(() => openClientPacket2022(method, plain, NOW, { identity: table }), code('ERR_CIPHER'));
+    });
+  }
+});
+
+// ---- Known-answer vectors (test/vectors/sip022.json; provenance in docs/sip022.md) ----
+
+interface UdpVector {
+  name: string;
+  method: string;
+  direction: 'client' | 'server';
+  psk: string;
+  identityKeys: string[];
+  sessionId: string;
+  packetId: string;
+  timestamp: number;
+  clientSessionId?: string;
+  address: { host: string; port: number };
+  padding: string;
+  payload: string;
+  nonce?: string;
+  wire: string;
+}
+
+const UDP_VECTORS = (
+  JSON.parse(readFileSync(new URL('../../../test/vectors/sip022.json', import.meta.url), 'utf8')) as {
+    udp: UdpVector[];
+  }
+).udp;
+
+describe('SIP022 UDP known-answer vectors', () => {
+  it('cover all three methods, both directions, and an identity header', () => {
+    for (const m of Object.values(AEAD_2022_METHODS)) {
+      assert.ok(UDP_VECTORS.some((v) => v.method === m.name && v.direction === 'client'));
+      assert.ok(UDP_VECTORS.some((v) => v.method === m.name && v.direction === 'server'));
+    }
+    assert.ok(UDP_VECTORS.some((v) => v.identityKeys.length > 0));
+  });
+
+  for (const v of UDP_VECTORS) {
+    it(v.name, () => {
+      const method = getAead2022Method(v.method);
+      const psk = decodePsk(method, v.psk);
+      const ipsks = v.identityKeys.map((k) => decodePsk(method, k));
+      const nowMs = v.timestamp * 1000 + 999;
+      const base = {
+        sessionId: Buffer.from(v.sessionId, 'hex'),
+        packetId: BigInt(v.packetId),
+        address: toSocksAddress(v.address.host, v.address.port),
+        payload: Buffer.from(v.payload, 'hex'),
+        padding: Buffer.from(v.padding, 'hex'),
+        nowMs,
+        ...(v.nonce ? { nonce: Buffer.from(v.nonce, 'hex') } : {}),
+      };
+      let got;
+      if (v.direction === 'client') {
+        assert.equal(
+          sealClientPacket2022(method, psk, { ...base, identityKeys: ipsks }).toString('hex'),
+          v.wire,
+        );
+        if (ipsks.length > 0) {
+          const table = new IdentityTable<string>(method, ipsks[0]!);
+          table.set(psk, 'u');
+          got = openClientPacket2022(method, Buffer.from(v.wire, 'hex'), nowMs, { identity: table });
+          assert.equal(got.user, 'u');
+        } else {
+          got = openClientPacket2022(method, Buffer.from(v.wire, 'hex'), nowMs, { key: psk });
+        }
+        assert.deepEqual(got.key, psk);
+      } else {
+        const clientSessionId = Buffer.from(v.clientSessionId!, 'hex');
+        assert.equal(sealServerPacket2022(method, psk, { ...base, clientSessionId }).toString('hex'), v.wire);
+        got = openServerPacket2022(method, psk, Buffer.from(v.wire, 'hex'), nowMs);
+        assert.deepEqual(got.clientSessionId, clientSessionId);
+      }
+      assert.deepEqual(got.sessionId, base.sessionId);
+      assert.equal(got.packetId, base.packetId);
+      assert.equal(got.timestamp, v.timestamp);
+      assert.deepEqual(got.address, base.address);
+      assert.equal(got.paddingLength, base.padding.length);
+      assert.deepEqual(got.payload, base.payload);
+      // the same bytes 31 s later are refused
+      const wire = Buffer.from(v.wire, 'hex');
+      const table = ipsks.length > 0 ? new IdentityTable<string>(method, ipsks[0]!) : undefined;
+      table?.set(psk, 'u');
+      const late = () =>
+        v.direction === 'server'
+          ? openServerPacket2022(method, psk, wire, nowMs + 31_000)
+          : openClientPacket2022(method, wire, nowMs + 31_000, table ? { identity: table } : { key: psk });
+      assert.throws(late, code('ERR_TIMESTAMP'));
     });
   }
 });
