@@ -209,3 +209,26 @@ test('forwarder: a failing dial becomes SERVFAIL', async () => {
     await srv.close();
   }
 });
+
+test('stub with a canary: an unknown forged address is learned from the canary and never returned', async () => {
+  const up = await injectingUpstream({ delayMs: 50, dropGenuine: true });
+  const canary = await injectingUpstream({ delayMs: 0, dropGenuine: true }); // no resolver: only the injector answers
+  const up2 = await injectingUpstream({ delayMs: 50 });
+  try {
+    const r = new FilteringUdpResolver({ upstream: { host: '127.0.0.1', port: up.port }, canary: { host: '127.0.0.1', port: canary.port } });
+    const d = await r.resolveDetailed(query(NAME, 'A'));
+    assert.equal(rcode(d.response), 'SERVFAIL');
+    assert.ok(d.reasons.includes('canary-reply'));
+    assert.equal(r.learnedForged, 1);
+    // Without the canary the same path would have returned the forged address (negative control).
+    const blind = new FilteringUdpResolver({ upstream: { host: '127.0.0.1', port: up.port } });
+    assert.deepEqual(answerIps(await blind.resolve(query(NAME, 'A'))), [FORGED_IP]);
+    // With the genuine answer arriving, the canary-trained stub returns it.
+    const r2 = new FilteringUdpResolver({ upstream: { host: '127.0.0.1', port: up2.port }, canary: { host: '127.0.0.1', port: canary.port } });
+    assert.deepEqual(answerIps(await r2.resolve(query(NAME, 'A'))), [TRUE_IP]);
+  } finally {
+    up.close();
+    canary.close();
+    up2.close();
+  }
+});
