@@ -28,7 +28,7 @@ import type net from 'node:net';
 import type { TestServer } from '../test/helpers/net.js';
 import { connect, readExactly, startEcho, startSink, startSource } from '../test/helpers/net.js';
 import type { Method, Peer } from '../test/helpers/peers.js';
-import { REPO_ROOT, rssKiB, ssUrl, startLadderClient, startLadderServer, startSsLocal, startSsServer, which } from '../test/helpers/peers.js';
+import { cpuMs, REPO_ROOT, rssKiB, ssUrl, startLadderClient, startLadderServer, startSsLocal, startSsServer, which } from '../test/helpers/peers.js';
 import { socks5Connect } from '../test/helpers/socks5.js';
 import { downloadCountVia, uploadCountVia } from '../test/helpers/transfer.js';
 
@@ -217,6 +217,12 @@ interface ThroughputResult {
   runs: Record<Impl, number[]>;
   median: Record<Impl, number>;
   ratio: number;
+  /**
+   * CPU time (user+sys) the client and server processes spent per GiB moved, median of runs.
+   * Less sensitive than MiB/s to other load on a shared machine.
+   */
+  cpuMsPerGiB: Record<Impl, number>;
+  cpuRatio: number;
 }
 
 async function throughputPhase(args: Args, sink: TestServer, source: TestServer, deadline: number): Promise<ThroughputResult[]> {
@@ -232,12 +238,15 @@ async function throughputPhase(args: Args, sink: TestServer, source: TestServer,
       }
       for (const direction of ['upload', 'download'] as const) {
         const runs: Record<Impl, number[]> = { ladder: [], libev: [] };
+        const cpu: Record<Impl, number[]> = { ladder: [], libev: [] };
         for (let r = 0; r < args.runs; r++) {
           const order = r % 2 === 0 ? IMPLS : [...IMPLS].reverse();
           for (const impl of order) {
             const left = deadline - Date.now();
             if (left < 10_000) throw new Error('overall time cap reached');
-            const via = { proxyPort: stacks[impl].client.socksPort };
+            const st = stacks[impl];
+            const via = { proxyPort: st.client.socksPort };
+            const cpu0 = (await cpuMs(st.client.pid)) + (await cpuMs(st.server.pid));
             const perRunCap = Math.min(left, 5 * 60_000);
             const ms = await withTimeout(
               direction === 'upload'
@@ -246,13 +255,17 @@ async function throughputPhase(args: Args, sink: TestServer, source: TestServer,
               perRunCap,
               `${impl} ${method} ${direction}`,
             );
+            const cpuUsed = (await cpuMs(st.client.pid)) + (await cpuMs(st.server.pid)) - cpu0;
             const mibps = args.size / MiB / (ms / 1000);
+            const perGiB = cpuUsed / (args.size / 1024 ** 3);
             runs[impl].push(mibps);
-            log(`${method} ${direction} ${impl} run ${r + 1}/${args.runs}: ${mibps.toFixed(1)} MiB/s`);
+            cpu[impl].push(perGiB);
+            log(`${method} ${direction} ${impl} run ${r + 1}/${args.runs}: ${mibps.toFixed(1)} MiB/s, ${perGiB.toFixed(0)} CPU-ms/GiB`);
           }
         }
         const med = { ladder: median(runs.ladder), libev: median(runs.libev) };
-        out.push({ method, direction, runs, median: med, ratio: med.ladder / med.libev });
+        const cpuMed = { ladder: median(cpu.ladder), libev: median(cpu.libev) };
+        out.push({ method, direction, runs, median: med, ratio: med.ladder / med.libev, cpuMsPerGiB: cpuMed, cpuRatio: cpuMed.ladder / cpuMed.libev });
       }
     } finally {
       await Promise.all(Object.values(stacks).map(stopStack));
@@ -444,9 +457,13 @@ interface Results {
 }
 
 function render(r: Results): string {
-  const rows: string[][] = [['metric', 'ladder', 'shadowsocks-libev', 'ratio ladder/libev']];
+  const ours = r.args.ours === 'libev' ? 'libev (as ours)' : 'ladder';
+  const rows: string[][] = [['metric', ours, 'shadowsocks-libev', 'ratio ours/libev']];
   for (const t of r.throughput ?? []) {
     rows.push([`throughput ${t.method} ${t.direction} (MiB/s, median of ${t.runs.ladder.length})`, fmt(t.median.ladder), fmt(t.median.libev), fmt(t.ratio, 2)]);
+  }
+  for (const t of r.throughput ?? []) {
+    rows.push([`CPU per GiB ${t.method} ${t.direction} (client+server CPU-ms)`, fmt(t.cpuMsPerGiB.ladder, 0), fmt(t.cpuMsPerGiB.libev, 0), fmt(t.cpuRatio, 2)]);
   }
   if (r.latency) {
     const l = r.latency;

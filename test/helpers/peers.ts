@@ -277,3 +277,17 @@ export async function rssKiB(pid: number): Promise<number> {
   if (!m) throw new Error(`no VmRSS for pid ${pid}`);
   return Number(m[1]);
 }
+
+/**
+ * CPU time (user + system, all threads) a process has used so far, in ms, from /proc/PID/stat
+ * (clock ticks of 10 ms on Linux with CLK_TCK=100).
+ */
+export async function cpuMs(pid: number): Promise<number> {
+  const { readFile } = await import('node:fs/promises');
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(rest[11]);
+  const stime = Number(rest[12]);
+  return (utime + stime) * 10;
+}
