@@ -70,9 +70,9 @@ export class TunnelDnsResolver implements DnsResolver {
     const stream = await this.#o.dial(this.#o.upstream, frameTcp(wireQuery));
     return await new Promise<Buffer>((resolve, reject) => {
       const dec = new TcpFrameDecoder();
-      let timer: Timer | undefined;
+      const t: { timer?: Timer } = {};
       const finish = (err: Error | undefined, msg?: Buffer): void => {
-        if (timer) this.#o.clock.clearTimeout(timer);
+        if (t.timer) this.#o.clock.clearTimeout(t.timer);
         stream.off('data', onData);
         stream.off('error', onError);
         stream.off('end', onEnd);
@@ -91,8 +91,8 @@ export class TunnelDnsResolver implements DnsResolver {
       };
       const onError = (err: Error): void => finish(new DnsError(`tunnel DNS stream failed: ${err.message}`));
       const onEnd = (): void => finish(new DnsError('tunnel DNS stream closed before the answer'));
-      timer = this.#o.clock.setTimeout(() => finish(new DnsError(`no tunnel DNS answer in ${this.#o.timeoutMs} ms`)), this.#o.timeoutMs);
-      timer.unref?.();
+      t.timer = this.#o.clock.setTimeout(() => finish(new DnsError(`no tunnel DNS answer in ${this.#o.timeoutMs} ms`)), this.#o.timeoutMs);
+      t.timer.unref?.();
       stream.on('data', onData);
       stream.once('error', onError);
       stream.once('end', onEnd);
