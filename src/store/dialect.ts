@@ -1,0 +1,50 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { PostgresDialect, SqliteDialect, type Dialect } from 'kysely';
+import pg from 'pg';
+import { StoreError } from './types.js';
+
+/** Where the store lives: a SQLite file (default) or a PostgreSQL database (fleet mode). */
+export type StoreLocation = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string };
+
+export const SQLITE_FILE_NAME = 'ladder.db';
+
+/**
+ * Parse `--store`: `sqlite:PATH`, `postgres://…` / `postgresql://…`, or a bare path to a SQLite file.
+ * Without a spec the SQLite file lives in `dataDir`.
+ */
+export function parseStoreLocation(spec: string | undefined, dataDir: string): StoreLocation {
+  if (spec === undefined || spec === '') return { kind: 'sqlite', path: join(resolve(dataDir), SQLITE_FILE_NAME) };
+  if (/^postgres(ql)?:\/\//i.test(spec)) return { kind: 'postgres', url: spec };
+  const path = spec.startsWith('sqlite:') ? spec.slice('sqlite:'.length) : spec;
+  if (path === '') throw new StoreError('STORE_OPEN_FAILED', 'store: "sqlite:" needs a file path after the colon');
+  return { kind: 'sqlite', path: resolve(path) };
+}
+
+export interface OpenedDialect {
+  kind: StoreLocation['kind'];
+  dialect: Dialect;
+}
+
+/** Build the Kysely dialect for a location. Callers only ever see the `Store` interface. */
+export function createDialect(loc: StoreLocation): OpenedDialect {
+  if (loc.kind === 'postgres') {
+    return { kind: 'postgres', dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: loc.url, max: 10 }) }) };
+  }
+  let db: BetterSqlite3.Database;
+  try {
+    mkdirSync(dirname(loc.path), { recursive: true, mode: 0o700 });
+    db = new BetterSqlite3(loc.path);
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.pragma('busy_timeout = 5000');
+    db.pragma('foreign_keys = ON');
+  } catch (err) {
+    throw new StoreError(
+      'STORE_OPEN_FAILED',
+      `store: cannot open SQLite file ${loc.path}: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+  return { kind: 'sqlite', dialect: new SqliteDialect({ database: db }) };
+}

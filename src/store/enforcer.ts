@@ -1,0 +1,104 @@
+import type { RuntimeKey, ServerControl } from '../shared/control.js';
+import { systemClock, type Clock, type Timer } from '../shared/clock.js';
+import { silentLogger, type Logger } from '../shared/logger.js';
+import { evaluateKeys, type KeyStatus } from './policy.js';
+import type { Store } from './types.js';
+
+export interface EnforcerOptions {
+  store: Store;
+  control: ServerControl;
+  clock?: Clock;
+  logger?: Logger;
+  /** Re-evaluation period (default 2 s). Also picks up changes another process made to the store. */
+  intervalMs?: number;
+}
+
+/**
+ * Keeps the data plane's key set equal to the usable keys in the store: enabled, not expired, under
+ * their limit. Runs every `intervalMs` and on demand (`refresh()` after an API change), so a
+ * revoked or exhausted key stops working for new connections at once and its open connections are
+ * closed by the data plane.
+ */
+export class KeyEnforcer {
+  readonly #store: Store;
+  readonly #control: ServerControl;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #intervalMs: number;
+  #timer: Timer | undefined;
+  #running = false;
+  #chain: Promise<KeyStatus[]> = Promise.resolve([]);
+  #signature: string | undefined;
+  #active = new Set<string>();
+  #last: KeyStatus[] = [];
+
+  constructor(opts: EnforcerOptions) {
+    this.#store = opts.store;
+    this.#control = opts.control;
+    this.#clock = opts.clock ?? systemClock;
+    this.#log = opts.logger ?? silentLogger;
+    this.#intervalMs = opts.intervalMs ?? 2000;
+  }
+
+  /** Evaluate now and then every interval. Resolves after the first evaluation. */
+  async start(): Promise<void> {
+    if (this.#running) return;
+    this.#running = true;
+    await this.refresh();
+    this.#schedule();
+  }
+
+  stop(): void {
+    this.#running = false;
+    if (this.#timer) this.#clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** The statuses from the latest evaluation. */
+  get statuses(): readonly KeyStatus[] {
+    return this.#last;
+  }
+
+  /** Re-evaluate now (calls are serialized). */
+  refresh(): Promise<KeyStatus[]> {
+    const run = this.#chain.catch(() => []).then(() => this.#evaluate());
+    this.#chain = run;
+    return run;
+  }
+
+  #schedule(): void {
+    if (!this.#running) return;
+    const t = this.#clock.setTimeout(() => {
+      this.refresh()
+        .catch((err: unknown) =>
+          this.#log.warn({ err: err instanceof Error ? err.message : String(err) }, 'key evaluation failed'),
+        )
+        .finally(() => this.#schedule());
+    }, this.#intervalMs);
+    t.unref?.();
+    this.#timer = t;
+  }
+
+  async #evaluate(): Promise<KeyStatus[]> {
+    const statuses = await evaluateKeys(this.#store, this.#clock.now());
+    const usable: RuntimeKey[] = statuses
+      .filter((s) => s.state === 'active')
+      .map((s) => ({ id: s.key.id, method: s.key.method, secret: s.key.secret }));
+    const signature = usable.map((k) => `${k.id}\u0000${k.method}\u0000${k.secret}`).join('\u0001');
+    if (signature !== this.#signature) {
+      const next = new Set(usable.map((k) => k.id));
+      this.#control.setKeys(usable);
+      for (const id of this.#active) {
+        if (!next.has(id)) {
+          this.#control.closeKeyConnections(id);
+          const s = statuses.find((x) => x.key.id === id);
+          this.#log.info({ keyId: id, state: s?.state ?? 'deleted' }, 'access key stopped');
+        }
+      }
+      this.#active = next;
+      this.#signature = signature;
+    }
+    this.#last = statuses;
+    return statuses;
+  }
+}

@@ -1,0 +1,6 @@
+export * from './types.js';
+export { parseStoreLocation, createDialect, SQLITE_FILE_NAME, type StoreLocation } from './dialect.js';
+export { KyselyStore, openStore, HOUR_MS, type StoreOptions } from './kysely-store.js';
+export * from './policy.js';
+export { KeyEnforcer, type EnforcerOptions } from './enforcer.js';
+export { generateSecret } from './secrets.js';

@@ -1,0 +1,52 @@
+import { type Kysely, type Migration, type MigrationProvider } from 'kysely';
+
+/**
+ * Schema migrations, kept in code (no directory scan) so they ship inside dist/ and run the same on
+ * SQLite and PostgreSQL. Append new entries; never edit one that has shipped.
+ */
+const MIGRATIONS: Record<string, Migration> = {
+  '0001_init': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema
+        .createTable('keys')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull().defaultTo(''))
+        .addColumn('method', 'text', (c) => c.notNull())
+        .addColumn('secret', 'text', (c) => c.notNull())
+        .addColumn('port', 'integer', (c) => c.notNull())
+        .addColumn('data_limit_bytes', 'bigint')
+        .addColumn('limit_period', 'text', (c) => c.notNull().defaultTo('rolling30d'))
+        .addColumn('expires_at', 'bigint')
+        .addColumn('enabled', 'integer', (c) => c.notNull().defaultTo(1))
+        .addColumn('access_token', 'text', (c) => c.notNull().unique())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('last_seen_at', 'bigint')
+        // Insertion order, for listing keys the way Outline does (oldest first).
+        .addColumn('seq', 'bigint', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema
+        .createTable('usage')
+        .addColumn('key_id', 'text', (c) => c.notNull())
+        .addColumn('bucket', 'bigint', (c) => c.notNull())
+        .addColumn('up_bytes', 'bigint', (c) => c.notNull().defaultTo(0))
+        .addColumn('down_bytes', 'bigint', (c) => c.notNull().defaultTo(0))
+        .addPrimaryKeyConstraint('usage_pk', ['key_id', 'bucket'])
+        .execute();
+      await db.schema.createIndex('usage_bucket_idx').on('usage').column('bucket').execute();
+      await db.schema
+        .createTable('settings')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('value', 'text', (c) => c.notNull())
+        .execute();
+    },
+    async down(db: Kysely<unknown>): Promise<void> {
+      await db.schema.dropTable('settings').execute();
+      await db.schema.dropTable('usage').execute();
+      await db.schema.dropTable('keys').execute();
+    },
+  },
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: () => Promise.resolve(MIGRATIONS),
+};

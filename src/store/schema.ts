@@ -1,0 +1,34 @@
+/** Table shapes as Kysely sees them. Numbers may come back as strings from PostgreSQL (bigint). */
+export interface KeysTable {
+  id: string;
+  name: string;
+  method: string;
+  secret: string;
+  port: number;
+  data_limit_bytes: number | null;
+  limit_period: string;
+  expires_at: number | null;
+  enabled: number;
+  access_token: string;
+  created_at: number;
+  last_seen_at: number | null;
+  seq: number;
+}
+
+export interface UsageTable {
+  key_id: string;
+  bucket: number;
+  up_bytes: number;
+  down_bytes: number;
+}
+
+export interface SettingsTable {
+  name: string;
+  value: string;
+}
+
+export interface Database {
+  keys: KeysTable;
+  usage: UsageTable;
+  settings: SettingsTable;
+}

@@ -1,0 +1,123 @@
+import type { UsageSink } from '../shared/control.js';
+
+/** How a key's data limit is counted: a trailing 30-day total (Outline) or a calendar period (UTC). */
+export type LimitPeriod = 'rolling30d' | 'daily' | 'weekly' | 'monthly';
+export const LIMIT_PERIODS: readonly LimitPeriod[] = ['rolling30d', 'daily', 'weekly', 'monthly'];
+
+/** An access key as stored. Times are milliseconds since the epoch. */
+export interface KeyRecord {
+  readonly id: string;
+  readonly name: string;
+  readonly method: string;
+  /** The password (SIP004) or base64 PSK (SIP022). */
+  readonly secret: string;
+  readonly port: number;
+  /** Per-key data limit in bytes; null means "use the server default" (which may be none). */
+  readonly dataLimitBytes: number | null;
+  readonly limitPeriod: LimitPeriod;
+  readonly expiresAt: number | null;
+  readonly enabled: boolean;
+  /** Unguessable token for the key's dynamic (ssconf://) URL. */
+  readonly accessToken: string;
+  readonly createdAt: number;
+  readonly lastSeenAt: number | null;
+}
+
+export interface NewKey {
+  /** Caller-chosen id (Outline `PUT /access-keys/{id}`); omitted = next free integer id. */
+  id?: string;
+  name?: string;
+  method: string;
+  secret: string;
+  port: number;
+  dataLimitBytes?: number | null;
+  limitPeriod?: LimitPeriod;
+  expiresAt?: number | null;
+  enabled?: boolean;
+}
+
+export interface KeyPatch {
+  name?: string;
+  method?: string;
+  secret?: string;
+  port?: number;
+  dataLimitBytes?: number | null;
+  limitPeriod?: LimitPeriod;
+  expiresAt?: number | null;
+  enabled?: boolean;
+}
+
+export interface ServerSettings {
+  readonly serverId: string;
+  readonly createdTimestampMs: number;
+  readonly name: string;
+  /** Host (DNS name or IP) written into access URLs. */
+  readonly hostnameForAccessKeys: string;
+  readonly portForNewAccessKeys: number;
+  readonly metricsEnabled: boolean;
+  /** Server-wide default data limit in bytes for keys without their own; null = none. */
+  readonly accessKeyDataLimitBytes: number | null;
+  /** Secret path prefix of the management API (base64url). */
+  readonly apiPrefix: string;
+  /** Base URL (https://host:port) where dynamic keys are served; null = derive from the API. */
+  readonly dynamicKeyBaseUrl: string | null;
+}
+
+export type SettingsPatch = Partial<Omit<ServerSettings, 'serverId' | 'createdTimestampMs'>>;
+
+export interface UsageTotals {
+  up: number;
+  down: number;
+}
+
+/** One hour of traffic for one key (bucket = start of the hour, ms). */
+export interface UsageBucket {
+  keyId: string;
+  bucket: number;
+  up: number;
+  down: number;
+}
+
+export type StoreErrorCode = 'KEY_EXISTS' | 'KEY_NOT_FOUND' | 'STORE_CLOSED' | 'STORE_OPEN_FAILED';
+
+export class StoreError extends Error {
+  override readonly name = 'StoreError';
+  constructor(
+    readonly code: StoreErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Persistence for keys, usage and server settings. Every multi-row change runs in one transaction.
+ * Usage arrives through `addBytes` (UsageSink), is buffered in memory and written in batches.
+ */
+export interface Store extends UsageSink {
+  readonly dialect: 'sqlite' | 'postgres';
+  listKeys(): Promise<KeyRecord[]>;
+  getKey(id: string): Promise<KeyRecord | undefined>;
+  findKeyByToken(token: string): Promise<KeyRecord | undefined>;
+  /** Throws StoreError KEY_EXISTS when `id` is taken. */
+  createKey(input: NewKey): Promise<KeyRecord>;
+  /** All or nothing, in one transaction. */
+  createKeys(inputs: readonly NewKey[]): Promise<KeyRecord[]>;
+  /** Returns undefined when the key does not exist. */
+  updateKey(id: string, patch: KeyPatch): Promise<KeyRecord | undefined>;
+  /** Deletes the key and its usage; false when it did not exist. */
+  deleteKey(id: string): Promise<boolean>;
+  countKeys(): Promise<number>;
+
+  getSettings(): Promise<ServerSettings>;
+  updateSettings(patch: SettingsPatch): Promise<ServerSettings>;
+
+  /** Per-key totals of buckets starting at or after `since` (ms); includes unflushed bytes. */
+  usageSince(since: number): Promise<Map<string, UsageTotals>>;
+  /** Raw hourly buckets at or after `since`, for charts and bandwidth figures. */
+  usageBuckets(since: number): Promise<UsageBucket[]>;
+  /** Write buffered usage now. */
+  flush(): Promise<void>;
+  /** Flush and release the database. */
+  close(): Promise<void>;
+}
