@@ -1,5 +1,5 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { isIPv6, type AddressInfo, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { timingSafeEqual } from 'node:crypto';
 import { toSocksAddress, type SocksAddress } from '../protocol/socks5/address.js';
@@ -57,6 +57,7 @@ export function parseAuthority(authority: string): SocksAddress | undefined {
   if (!m) return undefined;
   const port = Number(m[3]);
   if (port < 1 || port > 65535) return undefined;
+  if (m[1] !== undefined && !isIPv6(m[1])) return undefined;
   try {
     return toSocksAddress(m[1] ?? m[2]!, port);
   } catch {
@@ -76,7 +77,8 @@ function checkProxyAuth(header: string | undefined, cred: SocksCredentials): boo
   return timingSafeEqual(a, b) && got.length === want.length;
 }
 
-const AUTH_REQUIRED = 'HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="ladder"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n';
+const AUTH_REQUIRED =
+  'HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="ladder"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n';
 
 /**
  * HTTP proxy inbound on node:http:
@@ -127,7 +129,10 @@ export async function startHttpInbound(opts: HttpInboundOptions): Promise<HttpIn
       return;
     }
     if (url.protocol !== 'http:') {
-      fail(400, `only http:// URLs can be fetched through the proxy; use CONNECT for ${url.protocol.replace(':', '')}`);
+      fail(
+        400,
+        `only http:// URLs can be fetched through the proxy; use CONNECT for ${url.protocol.replace(':', '')}`,
+      );
       return;
     }
     let dest: SocksAddress;
@@ -138,7 +143,9 @@ export async function startHttpInbound(opts: HttpInboundOptions): Promise<HttpIn
       return;
     }
     // RFC 9112 §3.2.2: with an absolute-form target the proxy replaces Host with the URL's.
-    const headers = filterHeaders(req.rawHeaders).filter((_, i, a) => a[i - (i % 2)]!.toLowerCase() !== 'host');
+    const headers = filterHeaders(req.rawHeaders).filter(
+      (_, i, a) => a[i - (i % 2)]!.toLowerCase() !== 'host',
+    );
     headers.unshift('Host', url.host);
     headers.push('Connection', 'close');
     const upstream = http.request({
@@ -164,8 +171,42 @@ export async function startHttpInbound(opts: HttpInboundOptions): Promise<HttpIn
     req.pipe(upstream);
   });
 
+  // Upgrade requests (WebSocket to a ws:// URL through the proxy): forward the rewritten head
+  // and then relay raw bytes both ways; the head is the first data of the tunnel.
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, bodyHead: Buffer) => {
+    const s = socket as Socket;
+    s.on('error', () => s.destroy());
+    const reject = (status: string): void => {
+      s.end(`HTTP/1.1 ${status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+    };
+    if (opts.auth && !checkProxyAuth(req.headers['proxy-authorization'], opts.auth)) {
+      s.end(AUTH_REQUIRED);
+      return;
+    }
+    let url: URL;
+    let dest: SocksAddress;
+    try {
+      url = new URL(req.url ?? '');
+      if (url.protocol !== 'http:' && url.protocol !== 'ws:') throw new Error('scheme');
+      dest = toSocksAddress(url.hostname, url.port ? Number(url.port) : 80);
+    } catch {
+      reject('400 Bad Request');
+      return;
+    }
+    const lines = [`${req.method ?? 'GET'} ${url.pathname}${url.search} HTTP/1.1`, `Host: ${url.host}`];
+    const raw = req.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) {
+      const k = raw[i]!.toLowerCase();
+      if (k === 'host' || k.startsWith('proxy-')) continue;
+      lines.push(`${raw[i]}: ${raw[i + 1]}`);
+    }
+    const head = Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'), bodyHead]);
+    void runTunnel(s, dest, head, opts);
+  });
+
   server.on('clientError', (_err, socket: Duplex) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    if (socket.writable)
+      socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
     else socket.destroy();
   });
 
@@ -176,6 +217,8 @@ export async function startHttpInbound(opts: HttpInboundOptions): Promise<HttpIn
       resolve();
     });
   });
-  server.on('error', (err) => log.error({ code: (err as NodeJS.ErrnoException).code }, 'http listener error'));
+  server.on('error', (err) =>
+    log.error({ code: (err as NodeJS.ErrnoException).code }, 'http listener error'),
+  );
   return { server, address: server.address() as AddressInfo };
 }

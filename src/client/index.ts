@@ -56,14 +56,16 @@ export function parseListenAddress(spec: string | ListenAddress, what = 'listen 
   const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d+)$/.exec(s);
   if (m) {
     host = m[1] ?? m[2]!;
-    if (m[1] !== undefined && !isIPv6(m[1])) throw new Error(`${what} "${spec}": bracketed host is not an IPv6 address`);
+    if (m[1] !== undefined && !isIPv6(m[1]))
+      throw new Error(`${what} "${spec}": bracketed host is not an IPv6 address`);
     if (host === '') host = '127.0.0.1';
     portText = m[3]!;
   } else if (!/^\d+$/.test(s)) {
     throw new Error(`${what} "${spec}": expected host:port, [ipv6]:port or a port number`);
   }
   const port = Number(portText);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`${what} "${spec}": port outside 0..65535`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new Error(`${what} "${spec}": port outside 0..65535`);
   return { host, port };
 }
 
@@ -86,7 +88,8 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
       ...(opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
     });
   }
-  if (opts.socks === undefined && opts.http === undefined) throw new Error('startClient needs a socks or http listen address');
+  if (opts.socks === undefined && opts.http === undefined)
+    throw new Error('startClient needs a socks or http listen address');
 
   const sockets = new Set<Socket>();
   const track = (s: Socket): void => {
@@ -107,14 +110,16 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
     for (const s of sockets) s.destroy();
     await Promise.all(pending);
   };
-  const serverCloser = (srv: { close(cb: () => void): unknown }) => () => new Promise<void>((r) => srv.close(() => r()));
+  const serverCloser = (srv: { close(cb: () => void): unknown }) => () =>
+    new Promise<void>((r) => srv.close(() => r()));
 
   let socksAddress: AddressInfo | undefined;
   let httpAddress: AddressInfo | undefined;
   try {
     if (opts.socks !== undefined) {
       const l = parseListenAddress(opts.socks, 'SOCKS5 listen address');
-      if (!isLoopback(l.host) && !opts.auth) log.warn('SOCKS5 proxy listens beyond loopback without authentication');
+      if (!isLoopback(l.host) && !opts.auth)
+        log.warn('SOCKS5 proxy listens beyond loopback without authentication');
       const inbound = await startSocks5Inbound({
         ...ctx,
         host: l.host,
@@ -128,8 +133,15 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
     }
     if (opts.http !== undefined) {
       const l = parseListenAddress(opts.http, 'HTTP listen address');
-      if (!isLoopback(l.host) && !opts.auth) log.warn('HTTP proxy listens beyond loopback without authentication');
-      const inbound = await startHttpInbound({ ...ctx, host: l.host, port: l.port, auth: opts.auth, onSocket: track });
+      if (!isLoopback(l.host) && !opts.auth)
+        log.warn('HTTP proxy listens beyond loopback without authentication');
+      const inbound = await startHttpInbound({
+        ...ctx,
+        host: l.host,
+        port: l.port,
+        auth: opts.auth,
+        onSocket: track,
+      });
       closers.push(serverCloser(inbound.server));
       httpAddress = inbound.address;
     }

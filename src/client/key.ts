@@ -12,7 +12,10 @@ import type { ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
 export function endpointFromKey(key: string): ShadowsocksEndpoint & { tag?: string } {
   const text = key.trim();
   if (/^ssconf:\/\//i.test(text)) {
-    throw new ProtocolError('ERR_URL', 'ssconf:// (online config) keys are not supported yet; use an ss:// key');
+    throw new ProtocolError(
+      'ERR_URL',
+      'ssconf:// (online config) keys are not supported yet; use an ss:// key',
+    );
   }
   let parsed;
   try {
@@ -32,7 +35,10 @@ export function endpointFromKey(key: string): ShadowsocksEndpoint & { tag?: stri
   const method = getAeadMethod(parsed.method);
   const prefix = parsed.prefix;
   if (prefix && prefix.length > method.saltSize) {
-    throw new ProtocolError('ERR_URL', `invalid ss:// URL: prefix is ${prefix.length} bytes, longer than the ${method.saltSize}-byte salt of ${method.name}`);
+    throw new ProtocolError(
+      'ERR_URL',
+      `invalid ss:// URL: prefix is ${prefix.length} bytes, longer than the ${method.saltSize}-byte salt of ${method.name}`,
+    );
   }
   return {
     host: parsed.host,
@@ -46,7 +52,10 @@ export function endpointFromKey(key: string): ShadowsocksEndpoint & { tag?: stri
 
 /** Candidate secrets in a key: the raw userinfo and the password as decoded either way. */
 function secretsOf(key: string): string[] {
-  const body = key.replace(/^ss:\/\//i, '').split('#')[0]!.split('?')[0]!;
+  const body = key
+    .replace(/^ss:\/\//i, '')
+    .split('#')[0]!
+    .split('?')[0]!;
   const at = body.lastIndexOf('@');
   const userinfo = at === -1 ? body : body.slice(0, at);
   const out = [userinfo];

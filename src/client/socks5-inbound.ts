@@ -191,6 +191,8 @@ export async function startSocks5Inbound(opts: Socks5InboundOptions): Promise<So
       resolve();
     });
   });
-  server.on('error', (err) => opts.log.error({ code: (err as NodeJS.ErrnoException).code }, 'socks5 listener error'));
+  server.on('error', (err) =>
+    opts.log.error({ code: (err as NodeJS.ErrnoException).code }, 'socks5 listener error'),
+  );
   return { server, address: server.address() as AddressInfo };
 }

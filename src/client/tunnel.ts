@@ -89,7 +89,12 @@ function waitFirstData(app: Socket, initial: Buffer | undefined, waitMs: number)
  * the first bytes ride with the dialer's first write; then relay until both sides finish.
  * Never throws; failures close the application socket.
  */
-export async function runTunnel(app: Socket, dest: SocksAddress, initial: Buffer | undefined, ctx: TunnelContext): Promise<void> {
+export async function runTunnel(
+  app: Socket,
+  dest: SocksAddress,
+  initial: Buffer | undefined,
+  ctx: TunnelContext,
+): Promise<void> {
   const ac = new AbortController();
   const onAppClose = (): void => ac.abort();
   app.once('close', onAppClose);
@@ -102,8 +107,10 @@ export async function runTunnel(app: Socket, dest: SocksAddress, initial: Buffer
     app.off('close', onAppClose);
     app.destroy();
     const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN';
-    ctx.log.info({ code }, 'tunnel dial failed');
-    if (ctx.log.isLevelEnabled('debug')) ctx.log.debug(`dial to ${formatAddress(dest)} failed: ${String(err)}`);
+    if (code === 'ERR_ABORTED') ctx.log.debug({ code }, 'tunnel abandoned');
+    else ctx.log.info({ code }, 'tunnel dial failed');
+    if (ctx.log.isLevelEnabled('debug'))
+      ctx.log.debug(`dial to ${formatAddress(dest)} failed: ${String(err)}`);
     return;
   }
   ctx.track(conn.socket);

@@ -94,7 +94,10 @@ export function connectTcp(host: string, port: number, opts: ConnectOptions = {}
       fail(new DialError('ERR_CONNECT', `connect failed: ${err.code ?? err.message}`, { cause: err }));
     };
     const onAbort = (): void => fail(new DialError('ERR_ABORTED', 'dial aborted'));
-    const timer = setTimeout(() => fail(new DialError('ERR_CONNECT_TIMEOUT', `connect timed out after ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => fail(new DialError('ERR_CONNECT_TIMEOUT', `connect timed out after ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     timer.unref();
     socket.once('connect', onConnect);
     socket.once('error', onError);
@@ -109,7 +112,11 @@ function ignore(): void {}
  * the signal aborts, while we wait for the application, reject instead of writing into a dead
  * socket.
  */
-export function awaitFirstData(socket: Socket, firstData: FirstData, signal?: AbortSignal): Promise<Uint8Array | undefined> {
+export function awaitFirstData(
+  socket: Socket,
+  firstData: FirstData,
+  signal?: AbortSignal,
+): Promise<Uint8Array | undefined> {
   if (firstData === undefined || firstData instanceof Uint8Array) return Promise.resolve(firstData);
   return new Promise((resolve, reject) => {
     const cleanup = (): void => {

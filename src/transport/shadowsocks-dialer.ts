@@ -51,7 +51,10 @@ export function makeSalt(size: number, prefix?: Uint8Array): Buffer {
   const salt = randomBytes(size);
   if (prefix && prefix.length > 0) {
     if (prefix.length > size) {
-      throw new ProtocolError('ERR_KEY', `prefix of ${prefix.length} bytes is longer than the ${size}-byte salt`);
+      throw new ProtocolError(
+        'ERR_KEY',
+        `prefix of ${prefix.length} bytes is longer than the ${size}-byte salt`,
+      );
     }
     salt.set(prefix, 0);
   }
@@ -88,7 +91,8 @@ export class ShadowsocksDialer implements Dialer {
     this.#port = opts.port;
     this.#prefix = opts.prefix && opts.prefix.length > 0 ? Uint8Array.from(opts.prefix) : undefined;
     this.#connectTimeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-    if (opts.saltFactory && this.#prefix) throw new ProtocolError('ERR_KEY', 'give either a fixed prefix or a salt factory, not both');
+    if (opts.saltFactory && this.#prefix)
+      throw new ProtocolError('ERR_KEY', 'give either a fixed prefix or a salt factory, not both');
     this.#saltFactory = opts.saltFactory;
     this.#firstWrite = opts.firstWrite ?? defaultFirstWrite;
   }
@@ -97,7 +101,10 @@ export class ShadowsocksDialer implements Dialer {
     if (!this.#saltFactory) return makeSalt(this.method.saltSize, this.#prefix);
     const salt = this.#saltFactory(this.method.saltSize);
     if (salt.length !== this.method.saltSize) {
-      throw new ProtocolError('ERR_KEY', `salt factory returned ${salt.length} bytes, expected ${this.method.saltSize}`);
+      throw new ProtocolError(
+        'ERR_KEY',
+        `salt factory returned ${salt.length} bytes, expected ${this.method.saltSize}`,
+      );
     }
     return salt;
   }

@@ -34,7 +34,9 @@ describe('ladder client -> ladder server', () => {
     });
     echo = await startEcho();
     echo6 = await startEcho({ host: '::1' });
-    origin = http.createServer((req, res) => res.end(`origin saw ${req.method} ${req.url} host=${req.headers.host}`));
+    origin = http.createServer((req, res) =>
+      res.end(`origin saw ${req.method} ${req.url} host=${req.headers.host}`),
+    );
     await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
     hasher = net.createServer({ allowHalfOpen: true }, (s) => {
       s.on('error', () => {});
@@ -59,7 +61,12 @@ describe('ladder client -> ladder server', () => {
     describe(method, () => {
       let client: LocalClient;
       before(async () => {
-        const key = formatSsUrl({ method, password: passwords[method]!, host: '127.0.0.1', port: plane.address.port });
+        const key = formatSsUrl({
+          method,
+          password: passwords[method]!,
+          host: '127.0.0.1',
+          port: plane.address.port,
+        });
         client = await startClient({ key, socks: '127.0.0.1:0', http: '127.0.0.1:0' });
       });
       after(() => client.close());
@@ -80,7 +87,11 @@ describe('ladder client -> ladder server', () => {
 
       test('8 MiB each way, and half-close', async () => {
         const body = randomBytes(8 * 1024 * 1024);
-        const s = await socks5Connect({ proxyPort: client.socksAddress!.port, host: '127.0.0.1', port: echo.port });
+        const s = await socks5Connect({
+          proxyPort: client.socksAddress!.port,
+          host: '127.0.0.1',
+          port: echo.port,
+        });
         const got = readExactly(s, body.length, 30_000);
         s.write(body);
         assert.ok((await got).equals(body));
@@ -98,7 +109,12 @@ describe('ladder client -> ladder server', () => {
       test('HTTP proxy: CONNECT and absolute-URI GET', async () => {
         const port = (origin.address() as AddressInfo).port;
         const text = await new Promise<string>((resolve, reject) => {
-          const req = http.request({ host: '127.0.0.1', port: client.httpAddress!.port, path: `http://localhost:${port}/p?q=1`, agent: false });
+          const req = http.request({
+            host: '127.0.0.1',
+            port: client.httpAddress!.port,
+            path: `http://localhost:${port}/p?q=1`,
+            agent: false,
+          });
           req.on('response', (res) => {
             let t = '';
             res.on('data', (d: Buffer) => (t += d.toString()));
@@ -130,7 +146,11 @@ describe('ladder client -> ladder server', () => {
     });
     const client = await startClient({ key, socks: '127.0.0.1:0' });
     try {
-      const s = await socks5Connect({ proxyPort: client.socksAddress!.port, host: '127.0.0.1', port: echo.port });
+      const s = await socks5Connect({
+        proxyPort: client.socksAddress!.port,
+        host: '127.0.0.1',
+        port: echo.port,
+      });
       s.write('prefixed');
       assert.equal((await readExactly(s, 8, 5000)).toString(), 'prefixed');
       s.destroy();
@@ -140,10 +160,19 @@ describe('ladder client -> ladder server', () => {
   });
 
   test('a key the server does not know gets no bytes back', async () => {
-    const key = formatSsUrl({ method: 'aes-256-gcm', password: 'not-a-key', host: '127.0.0.1', port: plane.address.port });
+    const key = formatSsUrl({
+      method: 'aes-256-gcm',
+      password: 'not-a-key',
+      host: '127.0.0.1',
+      port: plane.address.port,
+    });
     const client = await startClient({ key, socks: '127.0.0.1:0' });
     try {
-      const s = await socks5Connect({ proxyPort: client.socksAddress!.port, host: '127.0.0.1', port: echo.port });
+      const s = await socks5Connect({
+        proxyPort: client.socksAddress!.port,
+        host: '127.0.0.1',
+        port: echo.port,
+      });
       s.write('hello?');
       // The server drains silently until its idle timeout; we only check that nothing comes back.
       const got: Buffer[] = [];

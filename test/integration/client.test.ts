@@ -94,7 +94,9 @@ async function startMiniSs(methodName = METHOD, password = PASSWORD): Promise<Mi
 }
 
 /** A raw TCP hop in front of `port` that records the first 'data' chunk of every connection. */
-async function startCapture(port: number): Promise<{ port: number; firsts: Buffer[]; close(): Promise<void> }> {
+async function startCapture(
+  port: number,
+): Promise<{ port: number; firsts: Buffer[]; close(): Promise<void> }> {
   const firsts: Buffer[] = [];
   const sockets = new Set<net.Socket>();
   const server = net.createServer({ allowHalfOpen: true }, (a) => {
@@ -227,7 +229,12 @@ describe('ladder client through a SIP004 server', () => {
     const method = getAeadMethod(METHOD);
     const before = capture.firsts.length;
     const early = Buffer.from('GET / HTTP/1.0\r\n\r\n');
-    const s = await socks5Connect({ proxyPort: socksPort, host: '127.0.0.1', port: echo.port, earlyData: early });
+    const s = await socks5Connect({
+      proxyPort: socksPort,
+      host: '127.0.0.1',
+      port: echo.port,
+      earlyData: early,
+    });
     assert.deepEqual(await readExactly(s, early.length, 5000), early);
     s.destroy();
     const first = await waitFor(() => capture.firsts[before]);
@@ -244,7 +251,11 @@ describe('ladder client through a SIP004 server', () => {
     try {
       const before = capture.firsts.length;
       const t0 = Date.now();
-      const s = await socks5Connect({ proxyPort: socksPort, host: '127.0.0.1', port: (smtp.address() as AddressInfo).port });
+      const s = await socks5Connect({
+        proxyPort: socksPort,
+        host: '127.0.0.1',
+        port: (smtp.address() as AddressInfo).port,
+      });
       const got = await readAll(s, 5000);
       assert.deepEqual(got, banner);
       assert.ok(Date.now() - t0 < 2000);
@@ -368,7 +379,12 @@ describe('ladder client through a SIP004 server', () => {
           method,
           path: `http://localhost:${port}${path}`,
           agent,
-          headers: { 'Proxy-Connection': 'keep-alive', 'X-Test': 'yes', Connection: 'keep-alive, X-Drop', 'X-Drop': 'gone' },
+          headers: {
+            'Proxy-Connection': 'keep-alive',
+            'X-Test': 'yes',
+            Connection: 'keep-alive, X-Drop',
+            'X-Drop': 'gone',
+          },
         });
         req.on('response', (res) => {
           let text = '';
@@ -400,6 +416,32 @@ describe('ladder client through a SIP004 server', () => {
     }
   });
 
+  test('HTTP Upgrade through an absolute-URI request (WebSocket-style) relays raw bytes', async () => {
+    const origin = http.createServer((_req, res) => res.end('no upgrade'));
+    let seenHead = '';
+    origin.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
+      seenHead = `${req.method} ${req.url} host=${req.headers.host} upgrade=${req.headers.upgrade} proxy=${req.headers['proxy-connection'] ?? '-'}`;
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n');
+      socket.pipe(socket);
+    });
+    await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
+    const port = (origin.address() as AddressInfo).port;
+    try {
+      const s = net.connect({ host: '127.0.0.1', port: httpPort });
+      s.write(
+        `GET http://127.0.0.1:${port}/ws?x=1 HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: Upgrade\r\nUpgrade: echo\r\nProxy-Connection: keep-alive\r\n\r\n`,
+      );
+      const expected = 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n';
+      assert.equal((await readExactly(s, expected.length, 5000)).toString(), expected);
+      assert.deepEqual(await roundTrip(s, Buffer.from('frames')), Buffer.from('frames'));
+      s.destroy();
+      assert.equal(seenHead, `GET /ws?x=1 host=127.0.0.1:${port} upgrade=echo proxy=-`);
+    } finally {
+      origin.closeAllConnections();
+      await new Promise<void>((r) => origin.close(() => r()));
+    }
+  });
+
   test('HTTP proxy refuses non-proxy requests and https absolute URIs with 400', async () => {
     for (const path of ['/local', 'https://example.com/']) {
       const status = await new Promise<number>((resolve, reject) => {
@@ -424,7 +466,11 @@ describe('first-packet shaping and failures', () => {
     const prefix = Buffer.from('\x16\x03\x01\x02\x00\x01\x00\x01', 'latin1');
     const client = await startClient({ key: keyFor(capture.port, { prefix }), socks: '127.0.0.1:0' });
     try {
-      const s = await socks5Connect({ proxyPort: client.socksAddress!.port, host: '127.0.0.1', port: echo.port });
+      const s = await socks5Connect({
+        proxyPort: client.socksAddress!.port,
+        host: '127.0.0.1',
+        port: echo.port,
+      });
       const data = Buffer.from('prefixed');
       assert.deepEqual(await roundTrip(s, data), data);
       s.destroy();
@@ -454,7 +500,11 @@ describe('first-packet shaping and failures', () => {
       assert.ok(inProberTrigger(32 + 34 + 7 + 89));
       for (const n of [89, 200]) {
         const before = capture.firsts.length;
-        const s = await socks5Connect({ proxyPort: client.socksAddress!.port, host: '127.0.0.1', port: echo.port });
+        const s = await socks5Connect({
+          proxyPort: client.socksAddress!.port,
+          host: '127.0.0.1',
+          port: echo.port,
+        });
         const data = randomBytes(n);
         assert.deepEqual(await roundTrip(s, data), data);
         s.destroy();
@@ -471,7 +521,14 @@ describe('first-packet shaping and failures', () => {
 
   test('a prefix longer than the salt is refused', () => {
     assert.throws(
-      () => new ShadowsocksDialer({ host: '127.0.0.1', port: 1, method: 'aes-128-gcm', password: 'x', prefix: new Uint8Array(17) }),
+      () =>
+        new ShadowsocksDialer({
+          host: '127.0.0.1',
+          port: 1,
+          method: 'aes-128-gcm',
+          password: 'x',
+          prefix: new Uint8Array(17),
+        }),
       /prefix of 17 bytes is longer than the 16-byte salt/,
     );
   });
@@ -497,7 +554,11 @@ describe('first-packet shaping and failures', () => {
     const echo = await startEcho();
     const client = await startClient({ key: keyFor(ss.port), socks: '127.0.0.1:0' });
     try {
-      const s = await socks5Connect({ proxyPort: client.socksAddress!.port, host: '127.0.0.1', port: echo.port });
+      const s = await socks5Connect({
+        proxyPort: client.socksAddress!.port,
+        host: '127.0.0.1',
+        port: echo.port,
+      });
       s.write('hi');
       const got = await readAll(s, 5000).catch(() => Buffer.alloc(0));
       assert.equal(got.length, 0);
@@ -551,7 +612,9 @@ describe('first-packet shaping and failures', () => {
     s.resume();
     await client.close();
     await closed;
-    await assert.rejects(socks5Connect({ proxyPort: port, host: '127.0.0.1', port: echo.port, timeoutMs: 2000 }));
+    await assert.rejects(
+      socks5Connect({ proxyPort: port, host: '127.0.0.1', port: echo.port, timeoutMs: 2000 }),
+    );
     await Promise.all([ss.close(), echo.close()]);
   });
 });
@@ -570,7 +633,11 @@ describe('access keys', () => {
   const bad: Array<[string, string, RegExp]> = [
     ['stream cipher', `ss://${b64('rc4-md5:TopSecretPw')}@127.0.0.1:8388`, /stream cipher/],
     ['unknown method', `ss://${b64('rot13-gcm:TopSecretPw')}@127.0.0.1:8388`, /unknown method "rot13-gcm"/],
-    ['plugin', `ss://${b64('aes-256-gcm:TopSecretPw')}@127.0.0.1:8388/?plugin=obfs-local%3Bobfs%3Dhttp`, /plugin "obfs-local".*not support/],
+    [
+      'plugin',
+      `ss://${b64('aes-256-gcm:TopSecretPw')}@127.0.0.1:8388/?plugin=obfs-local%3Bobfs%3Dhttp`,
+      /plugin "obfs-local".*not support/,
+    ],
     ['no port', `ss://${b64('aes-256-gcm:TopSecretPw')}@127.0.0.1`, /port/],
     ['bad scheme', 'http://TopSecretPw@127.0.0.1:8388', /ss:\/\//],
     ['online config', 'ssconf://example.com/TopSecretPw', /ssconf/],

@@ -20,7 +20,8 @@ function hostPort(a: AddressInfo): string {
 
 function intFlag(name: string, value: string, min: number, max: number): number {
   const n = Number(value);
-  if (!/^\d+$/.test(value) || n < min || n > max) throw new UsageError(`${name} must be an integer in ${min}..${max}, got "${value}"`);
+  if (!/^\d+$/.test(value) || n < min || n > max)
+    throw new UsageError(`${name} must be an integer in ${min}..${max}, got "${value}"`);
   return n;
 }
 
@@ -29,12 +30,25 @@ export function registerClient(program: Command): void {
   program
     .command('client')
     .description('run the local proxy: SOCKS5 (and optionally HTTP) in, Shadowsocks AEAD tunnel out')
-    .option('--key <ss-url>', 'access key (ss://...); or set LADDER_KEY to keep it out of ps and shell history')
+    .option(
+      '--key <ss-url>',
+      'access key (ss://...); or set LADDER_KEY to keep it out of ps and shell history',
+    )
     .option('--socks <addr>', 'SOCKS5 listen address (host:port, [v6]:port or port)', '127.0.0.1:1080')
     .option('--no-socks', 'do not start the SOCKS5 proxy')
-    .option('--http <addr>', 'also start an HTTP proxy (CONNECT and http:// URLs) on this address, e.g. 127.0.0.1:8118')
-    .option('--auth <user:password>', 'require these credentials from applications (SOCKS5 RFC 1929, HTTP Basic)')
-    .option('--first-data-wait <ms>', "wait this long for the application's first bytes to send them with the header", '50')
+    .option(
+      '--http <addr>',
+      'also start an HTTP proxy (CONNECT and http:// URLs) on this address, e.g. 127.0.0.1:8118',
+    )
+    .option(
+      '--auth <user:password>',
+      'require these credentials from applications (SOCKS5 RFC 1929, HTTP Basic)',
+    )
+    .option(
+      '--first-data-wait <ms>',
+      "wait this long for the application's first bytes to send them with the header",
+      '50',
+    )
     .option('--idle-timeout <s>', 'close tunnels idle for this many seconds', '300')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace (debug logs destinations)')
     .addHelpText(
@@ -71,11 +85,21 @@ export function registerClient(program: Command): void {
 
       let client;
       try {
-        client = await startClient({ key: endpoint, socks, http: httpAddr, auth, firstDataWaitMs, idleTimeoutMs, log });
+        client = await startClient({
+          key: endpoint,
+          socks,
+          http: httpAddr,
+          auth,
+          firstDataWaitMs,
+          idleTimeoutMs,
+          log,
+        });
       } catch (err) {
         const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
         if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL') {
-          throw new UsageError(`cannot listen: ${e.code} (${e.syscall ?? 'listen'} ${e.address ?? ''}:${e.port ?? ''})`);
+          throw new UsageError(
+            `cannot listen: ${e.code} (${e.syscall ?? 'listen'} ${e.address ?? ''}:${e.port ?? ''})`,
+          );
         }
         throw err;
       }
