@@ -1,0 +1,44 @@
+/**
+ * Every Prometheus metric Ladder exports, with its labels, in one place. Status labels are the
+ * stable error codes of the layer that produced them (e.g. ProtocolError codes such as ERR_CIPHER),
+ * so a log line, an error and a metric series name the same thing.
+ *
+ * Privacy: the only per-user label is the access key id. No addresses, destinations or secrets.
+ */
+export const METRIC_PREFIX = 'ladder_';
+
+export const METRICS = {
+  dataBytes: {
+    name: 'ladder_data_bytes_total',
+    help: 'Bytes relayed per access key; dir="up" is client to destination, dir="down" destination to client',
+    labels: ['access_key', 'dir'],
+  },
+  openConnections: {
+    name: 'ladder_tcp_open_connections',
+    help: 'TCP connections currently open on the data plane (authenticated or not)',
+    labels: [],
+  },
+  connectionsClosed: {
+    name: 'ladder_tcp_connections_closed_total',
+    help: 'Closed TCP connections by outcome status ("OK" or an error code)',
+    labels: ['status'],
+  },
+  authFailures: {
+    name: 'ladder_tcp_auth_failures_total',
+    help: 'Connections that never authenticated (probe-like), by status code',
+    labels: ['status'],
+  },
+  timeToAuth: {
+    name: 'ladder_time_to_auth_seconds',
+    help: 'Time from accept to finding the key (trial decryption), seconds',
+    labels: [],
+    buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+  },
+  accessKeys: {
+    name: 'ladder_access_keys',
+    help: 'Access keys in the store by state (active, disabled, expired, over_limit)',
+    labels: ['state'],
+  },
+} as const;
+
+export type Direction = 'up' | 'down';

@@ -1,0 +1,31 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createMetrics, startMetricsServer } from './index.js';
+
+test('metrics: bytes, connections, auth failures and time to auth are exported', async (t) => {
+  const m = createMetrics({ processMetrics: false });
+  m.addBytes('7', 100, 2000);
+  m.connectionOpened();
+  m.connectionOpened();
+  m.connectionClosed({ status: 'OK', keyId: '7' });
+  m.authFailed('ERR_CIPHER');
+  m.authFailed('ERR_CIPHER');
+  m.authenticated(0.002);
+  m.setKeyStates({ active: 3, expired: 1 });
+  const srv = await startMetricsServer(m, { port: 0 });
+  t.after(() => srv.close());
+  assert.match(srv.url, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+  const res = await fetch(srv.url);
+  assert.equal(res.status, 200);
+  const text = await res.text();
+  assert.match(text, /ladder_data_bytes_total\{access_key="7",dir="up"\} 100/);
+  assert.match(text, /ladder_data_bytes_total\{access_key="7",dir="down"\} 2000/);
+  assert.match(text, /ladder_tcp_open_connections 1/);
+  assert.match(text, /ladder_tcp_connections_closed_total\{status="OK"\} 1/);
+  assert.match(text, /ladder_tcp_auth_failures_total\{status="ERR_CIPHER"\} 2/);
+  assert.match(text, /ladder_time_to_auth_seconds_count 1/);
+  assert.match(text, /ladder_access_keys\{state="expired"\} 1/);
+  assert.equal((await fetch(srv.url.replace('/metrics', '/other'))).status, 404);
+  m.removeKey('7');
+  assert.doesNotMatch(await m.render(), /access_key="7"/);
+});

@@ -1,0 +1,102 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { UsageSink } from '../shared/control.js';
+import { METRICS } from './definitions.js';
+
+/** Outcome of one data-plane connection, as the server reports it when the connection ends. */
+export interface ConnectionOutcome {
+  /** "OK" when a key authenticated and the relay ran; otherwise a stable error code. */
+  status: string;
+  keyId?: string | undefined;
+  /** True when no key authenticated (the connection was treated as a probe). */
+  probe?: boolean;
+}
+
+/** The hooks the data plane and the management plane report into. One instance per process. */
+export interface LadderMetrics extends UsageSink {
+  readonly registry: Registry;
+  connectionOpened(): void;
+  connectionClosed(outcome: ConnectionOutcome): void;
+  /** A connection found its key after `seconds`. */
+  authenticated(seconds: number): void;
+  /** A connection failed to authenticate (bad cipher, replay, timeout...). */
+  authFailed(status: string): void;
+  /** Replace the per-state key counts. */
+  setKeyStates(counts: Readonly<Record<string, number>>): void;
+  /** Forget the byte series of a deleted key. */
+  removeKey(keyId: string): void;
+  /** Prometheus text exposition. */
+  render(): Promise<string>;
+}
+
+export interface MetricsOptions {
+  /** Also export Node process metrics (CPU, memory, event loop) with the ladder_ prefix. Default true. */
+  processMetrics?: boolean;
+}
+
+export function createMetrics(opts: MetricsOptions = {}): LadderMetrics {
+  const registry = new Registry();
+  if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'ladder_process_' });
+  const bytes = new Counter({
+    name: METRICS.dataBytes.name,
+    help: METRICS.dataBytes.help,
+    labelNames: METRICS.dataBytes.labels,
+    registers: [registry],
+  });
+  const open = new Gauge({ name: METRICS.openConnections.name, help: METRICS.openConnections.help, registers: [registry] });
+  const closed = new Counter({
+    name: METRICS.connectionsClosed.name,
+    help: METRICS.connectionsClosed.help,
+    labelNames: METRICS.connectionsClosed.labels,
+    registers: [registry],
+  });
+  const authFailures = new Counter({
+    name: METRICS.authFailures.name,
+    help: METRICS.authFailures.help,
+    labelNames: METRICS.authFailures.labels,
+    registers: [registry],
+  });
+  const timeToAuth = new Histogram({
+    name: METRICS.timeToAuth.name,
+    help: METRICS.timeToAuth.help,
+    buckets: [...METRICS.timeToAuth.buckets],
+    registers: [registry],
+  });
+  const keys = new Gauge({
+    name: METRICS.accessKeys.name,
+    help: METRICS.accessKeys.help,
+    labelNames: METRICS.accessKeys.labels,
+    registers: [registry],
+  });
+
+  return {
+    registry,
+    addBytes(keyId, up, down) {
+      if (up > 0) bytes.inc({ access_key: keyId, dir: 'up' }, up);
+      if (down > 0) bytes.inc({ access_key: keyId, dir: 'down' }, down);
+    },
+    connectionOpened() {
+      open.inc();
+    },
+    connectionClosed(outcome) {
+      open.dec();
+      closed.inc({ status: outcome.status });
+    },
+    authenticated(seconds) {
+      timeToAuth.observe(seconds);
+    },
+    authFailed(status) {
+      authFailures.inc({ status });
+    },
+    setKeyStates(counts) {
+      keys.reset();
+      for (const [state, n] of Object.entries(counts)) keys.set({ state }, n);
+    },
+    removeKey(keyId) {
+      bytes.remove({ access_key: keyId, dir: 'up' });
+      bytes.remove({ access_key: keyId, dir: 'down' });
+    },
+    render() {
+      return registry.metrics();
+    },
+  };
+}
