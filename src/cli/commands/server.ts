@@ -1,6 +1,251 @@
 import type { Command } from 'commander';
+import { randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
+import QRCode from 'qrcode';
+import { ConfigError, loadServerConfigFile, type ServerConfig } from '../../config/server.js';
+import { isProtocolError } from '../../protocol/errors.js';
+import { getAeadMethod } from '../../protocol/shadowsocks/methods.js';
+import { formatSsUrl } from '../../protocol/sip002/index.js';
+import { startDataPlane, type DataPlane } from '../../server/index.js';
+import type { RuntimeKey } from '../../shared/control.js';
+import { createLogger } from '../../shared/logger.js';
+import { UsageError } from '../errors.js';
 
-// Placeholder: replaced by the owner of `ladder server`.
+interface ServerFlags {
+  config?: string;
+  port?: string;
+  host?: string;
+  method?: string;
+  password?: string;
+  allowPrivate?: boolean;
+  idleTimeout?: string;
+  publicHost?: string;
+  showUrls?: boolean;
+  logLevel?: string;
+}
+
+const DEFAULT_METHOD = 'chacha20-ietf-poly1305';
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function hostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+function portFlag(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 65535) throw new UsageError(`--port must be an integer in 0..65535, got "${value}"`);
+  return n;
+}
+
+function secondsFlag(name: string, value: string): number {
+  const n = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value) || !(n > 0) || n > 7 * 24 * 3600) {
+    throw new UsageError(`${name} must be a number of seconds in (0, 604800], got "${value}"`);
+  }
+  return n;
+}
+
+/** A strong random password: 24 random bytes as base64url (192 bits). */
+export function generatePassword(): string {
+  return randomBytes(24).toString('base64url');
+}
+
+/**
+ * The host to put in printed access URLs: --public-host, else the listen address when it is a
+ * specific one, else a guess from this machine's interfaces (first global IPv4, then IPv6).
+ */
+export function urlHost(listenHost: string | undefined, publicHost: string | undefined): { host: string; guessed: boolean } {
+  if (publicHost) return { host: publicHost, guessed: false };
+  if (listenHost && listenHost !== '0.0.0.0' && listenHost !== '::') return { host: listenHost, guessed: false };
+  const addrs = Object.values(networkInterfaces()).flatMap((l) => l ?? []);
+  const v4 = addrs.find((a) => a.family === 'IPv4' && !a.internal);
+  if (v4) return { host: v4.address, guessed: true };
+  const v6 = addrs.find((a) => a.family === 'IPv6' && !a.internal && !a.address.toLowerCase().startsWith('fe80'));
+  if (v6) return { host: v6.address, guessed: true };
+  return { host: '127.0.0.1', guessed: true };
+}
+
+interface Plan {
+  config: ServerConfig;
+  /** Keys whose URL is printed (the single --password / generated key, or all with --show-urls). */
+  printKeys: readonly RuntimeKey[];
+  generated: boolean;
+  source: string;
+}
+
+async function plan(flags: ServerFlags): Promise<Plan> {
+  const password = flags.password ?? process.env.LADDER_PASSWORD;
+  let config: ServerConfig;
+  let generated = false;
+  let source: string;
+  if (flags.config !== undefined) {
+    if (password !== undefined || flags.method !== undefined) {
+      throw new UsageError('--password/--method cannot be combined with --config; put the keys in the config file');
+    }
+    try {
+      config = await loadServerConfigFile(flags.config);
+    } catch (err) {
+      if (err instanceof ConfigError) throw new UsageError(err.message);
+      throw err;
+    }
+    source = flags.config;
+  } else {
+    const method = flags.method ?? DEFAULT_METHOD;
+    try {
+      getAeadMethod(method);
+    } catch (err) {
+      throw new UsageError(`--method: ${isProtocolError(err) ? err.message : String(err)}`);
+    }
+    if (password === '') throw new UsageError('--password must not be empty');
+    generated = password === undefined;
+    config = {
+      port: 8388,
+      host: undefined,
+      keys: [{ id: 'default', method, secret: password ?? generatePassword() }],
+      idleMs: 300_000,
+      connectMs: 10_000,
+      allowPrivateDestinations: false,
+      replayCapacity: 20_000,
+    };
+    source = generated ? 'generated key' : '--password';
+  }
+  const overrides: Partial<{ -readonly [K in keyof ServerConfig]: ServerConfig[K] }> = {};
+  if (flags.port !== undefined) overrides.port = portFlag(flags.port);
+  if (flags.host !== undefined) {
+    if (flags.host === '') throw new UsageError('--host must not be empty');
+    overrides.host = flags.host;
+  }
+  if (flags.allowPrivate) overrides.allowPrivateDestinations = true;
+  if (flags.idleTimeout !== undefined) overrides.idleMs = Math.round(secondsFlag('--idle-timeout', flags.idleTimeout) * 1000);
+  config = { ...config, ...overrides };
+  const printKeys = flags.config === undefined || flags.showUrls ? config.keys : [];
+  return { config, printKeys, generated, source };
+}
+
+async function banner(p: Plan, plane: DataPlane, publicHost: string | undefined): Promise<string> {
+  const a: AddressInfo = plane.address;
+  const { config } = p;
+  const listen =
+    config.host === undefined ? `all interfaces, port ${a.port}` : `${hostPort(a.address, a.port)}`;
+  const out: string[] = [];
+  out.push(`Ladder server listening on ${listen} (TCP)`);
+  const methods = [...new Set(config.keys.map((k) => k.method))].join(', ');
+  out.push(`  ${config.keys.length} key${config.keys.length === 1 ? '' : 's'} from ${p.source}; ${methods}`);
+  if (config.allowPrivateDestinations) out.push('  private/loopback destinations ALLOWED (--allow-private)');
+  if (p.printKeys.length === 0) {
+    out.push('  access URLs are not printed for config files (add --show-urls to print them)');
+  } else {
+    const { host, guessed } = urlHost(config.host, publicHost);
+    for (const k of p.printKeys) {
+      const url = formatSsUrl({ method: k.method, password: k.secret, host, port: a.port, tag: k.id === 'default' ? 'ladder' : k.id });
+      out.push('');
+      out.push(`Access key${p.printKeys.length > 1 ? ` "${k.id}"` : ''} (a secret: give it only to the people who should connect):`);
+      out.push(`  ${url}`);
+      const qr = await QRCode.toString(url, { type: 'terminal', small: true });
+      out.push(qr.trimEnd());
+      if (k === p.printKeys[0]) {
+        out.push('');
+        out.push('Try it (on the client machine):');
+        out.push(`  ladder client --key '${url}'`);
+        out.push('  curl --proxy socks5h://127.0.0.1:1080 https://example.com/');
+      }
+    }
+    if (guessed) {
+      out.push('');
+      out.push(`The URL uses ${host}, guessed from this machine's interfaces. If clients reach this server by another`);
+      out.push('address or name (NAT, cloud VM, DNS name), restart with --public-host NAME.');
+    }
+    if (p.generated) {
+      out.push('');
+      out.push(`This key was generated for this run. To keep it across restarts, pass it back:`);
+      out.push(`  ladder server --port ${a.port} --method ${config.keys[0]!.method} --password '${config.keys[0]!.secret}'`);
+    }
+  }
+  out.push('');
+  out.push('Ctrl-C to stop.');
+  return `${out.join('\n')}\n`;
+}
+
+/** `ladder server`: the Shadowsocks AEAD server (data plane). */
 export function registerServer(program: Command): void {
-  program.command('server').description('(not yet implemented)');
+  program
+    .command('server')
+    .description('run the Shadowsocks AEAD server; with no key given it generates one and prints its ss:// URL and a QR code')
+    .option('--config <file>', 'JSON config with one or more keys (format below); --port/--host/--idle-timeout/--allow-private override it')
+    .option('--port <port>', 'TCP port to listen on (default 8388; 0 picks a free port)')
+    .option('--host <addr>', 'address to listen on (default: all interfaces)')
+    .option('--method <method>', `cipher for --password or the generated key (default ${DEFAULT_METHOD})`)
+    .option('--password <pw>', 'use this password instead of generating one; or set LADDER_PASSWORD to keep it out of ps')
+    .option('--allow-private', 'allow relaying to loopback/private/link-local destinations (off by default)')
+    .option('--idle-timeout <s>', 'close connections idle this many seconds; also how long failed probes are held (default 300)')
+    .option('--public-host <name>', 'host name or IP clients use to reach this server (put in the printed URL)')
+    .option('--show-urls', 'with --config: print every key\'s ss:// URL and QR code')
+    .option('--log-level <level>', `${LOG_LEVELS.join('|')} (logs go to stderr; default info)`)
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Examples:',
+        '  ladder server                                  # generated key on port 8388, prints URL + QR',
+        "  ladder server --port 443 --password 'long random text'",
+        '  ladder server --config server.json',
+        '',
+        'Config file (JSON; unknown fields are refused):',
+        '  { "port": 8388, "host": "0.0.0.0",',
+        '    "keys": [{ "id": "alice", "method": "chacha20-ietf-poly1305", "password": "..." }],',
+        '    "timeouts": { "idleSeconds": 300, "connectSeconds": 10 },',
+        '    "allowPrivateDestinations": false, "replayCapacity": 20000 }',
+        '',
+      ].join('\n'),
+    )
+    .action(async (flags: ServerFlags) => {
+      const level = flags.logLevel ?? (process.env.LADDER_LOG_LEVEL || 'info');
+      if (!LOG_LEVELS.includes(level)) {
+        const from = flags.logLevel !== undefined ? '--log-level' : 'LADDER_LOG_LEVEL';
+        throw new UsageError(`${from} must be one of ${LOG_LEVELS.join(', ')}, got "${level}"`);
+      }
+      if (flags.publicHost !== undefined && isIP(flags.publicHost) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(flags.publicHost)) {
+        throw new UsageError('--public-host must be an IP address or a DNS name');
+      }
+      const p = await plan(flags);
+      const log = createLogger({ level });
+      let plane: DataPlane;
+      try {
+        plane = await startDataPlane({
+          keys: p.config.keys,
+          port: p.config.port,
+          host: p.config.host,
+          logger: log,
+          timeouts: { idleMs: p.config.idleMs, connectMs: p.config.connectMs },
+          allowPrivateDestinations: p.config.allowPrivateDestinations,
+          replayCapacity: p.config.replayCapacity,
+        });
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND') {
+          const where = p.config.host === undefined ? `port ${p.config.port}` : hostPort(p.config.host, p.config.port);
+          throw new UsageError(`cannot listen on ${where}: ${e.code}`);
+        }
+        throw err;
+      }
+      process.stdout.write(await banner(p, plane, flags.publicHost));
+
+      await new Promise<void>((resolve) => {
+        let stopping = false;
+        const stop = (signal: NodeJS.Signals): void => {
+          if (stopping) process.exit(130); // second signal: give up on a graceful stop
+          stopping = true;
+          log.info({ signal }, 'server stopping');
+          void plane.close().then(() => {
+            process.off('SIGINT', stop);
+            process.off('SIGTERM', stop);
+            resolve();
+          });
+        };
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
+      });
+    });
 }

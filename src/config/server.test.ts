@@ -1,0 +1,101 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, loadServerConfigFile, parseServerConfig, parseServerConfigText } from './server.js';
+
+const SECRET = 'hunter2-very-secret';
+const key = (over: Record<string, unknown> = {}) => ({ id: 'alice', method: 'chacha20-ietf-poly1305', password: SECRET, ...over });
+
+function errorOf(input: unknown): ConfigError {
+  try {
+    parseServerConfig(input, 'config.json');
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, String(err));
+    assert.ok(!err.message.includes('\n'), 'one line');
+    assert.ok(!err.message.includes(SECRET), `password echoed: ${err.message}`);
+    return err;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+describe('server config', () => {
+  it('accepts a minimal config and fills defaults', () => {
+    const c = parseServerConfig({ keys: [key()] });
+    assert.equal(c.port, 8388);
+    assert.equal(c.host, undefined);
+    assert.equal(c.idleMs, 300_000);
+    assert.equal(c.connectMs, 10_000);
+    assert.equal(c.allowPrivateDestinations, false);
+    assert.deepEqual(c.keys, [{ id: 'alice', method: 'chacha20-ietf-poly1305', secret: SECRET }]);
+  });
+
+  it('accepts every field, short timeouts for tests, a mix of methods', () => {
+    const c = parseServerConfig({
+      port: 0,
+      host: '127.0.0.1',
+      keys: [key(), key({ id: 'bob', method: 'aes-128-gcm' }), key({ id: 'carol', method: 'aes-256-gcm' })],
+      timeouts: { idleSeconds: 2, connectSeconds: 0.5 },
+      allowPrivateDestinations: true,
+      replayCapacity: 100,
+    });
+    assert.equal(c.idleMs, 2000);
+    assert.equal(c.connectMs, 500);
+    assert.equal(c.keys.length, 3);
+    assert.equal(c.replayCapacity, 100);
+  });
+
+  it('refuses stream ciphers naming the field', () => {
+    const e = errorOf({ keys: [key(), key({ id: 'bob', method: 'rc4-md5' })] });
+    assert.match(e.message, /^config\.json: keys\[1\]\.method: method "rc4-md5" is a stream cipher .*refused/);
+    assert.equal(e.path, 'keys[1].method');
+  });
+
+  it('refuses unknown methods', () => {
+    assert.match(errorOf({ keys: [key({ method: 'aes-512-gcm' })] }).message, /keys\[0\]\.method: unknown method "aes-512-gcm"/);
+  });
+
+  it('refuses duplicate ids', () => {
+    assert.match(
+      errorOf({ keys: [key(), key({ id: 'bob' }), key()] }).message,
+      /^config\.json: keys\[2\]\.id: duplicate id "alice" \(also keys\[0\]\.id\)$/,
+    );
+  });
+
+  it('refuses unknown fields at the top level and inside keys', () => {
+    assert.match(errorOf({ keys: [key()], prot: 1 }).message, /^config\.json: unknown field "prot"$/);
+    assert.match(errorOf({ keys: [{ id: 'a', method: 'aes-128-gcm', pasword: SECRET }] }).message, /keys\[0\]/);
+  });
+
+  it('names the field for wrong types and ranges', () => {
+    assert.match(errorOf({ keys: [key()], port: 70000 }).message, /^config\.json: port: must be in 0\.\.65535$/);
+    assert.match(errorOf({ keys: [key()], port: '8388' }).message, /^config\.json: port: must be a number/);
+    assert.match(errorOf({ keys: [key({ password: 42 })] }).message, /keys\[0\]\.password: must be a string/);
+    assert.match(errorOf({ keys: [key({ password: '' })] }).message, /keys\[0\]\.password: must not be empty/);
+    assert.match(errorOf({ keys: [] }).message, /keys: must list at least one key/);
+    assert.match(errorOf({}).message, /keys: is required/);
+    assert.match(errorOf({ keys: [key()], timeouts: { idleSeconds: 0 } }).message, /timeouts\.idleSeconds: must be greater than 0/);
+    assert.match(errorOf({ keys: [key()], allowPrivateDestinations: 'yes' }).message, /allowPrivateDestinations: must be true or false/);
+    assert.match(errorOf([]).message, /must be a JSON object/);
+  });
+
+  it('JSON syntax errors give a location, never the text', () => {
+    try {
+      parseServerConfigText(`{"keys": [{"id": "a", "method": "aes-128-gcm", "password": "${SECRET}" "x": 1}]}`, 'c.json');
+      assert.fail('expected error');
+    } catch (err) {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /^c\.json: not valid JSON at line 1, column \d+$/);
+    }
+    assert.throws(() => parseServerConfigText(`{"password": ${SECRET}}`, 'c.json'), (e: Error) => !e.message.includes(SECRET));
+  });
+
+  it('loads a file and reports a missing one', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ladder-cfg-'));
+    const f = join(dir, 'server.json');
+    writeFileSync(f, JSON.stringify({ port: 1234, keys: [key()] }));
+    assert.equal((await loadServerConfigFile(f)).port, 1234);
+    await assert.rejects(loadServerConfigFile(join(dir, 'nope.json')), /nope\.json: no such file$/);
+  });
+});

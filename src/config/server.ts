@@ -1,0 +1,191 @@
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { isProtocolError } from '../protocol/errors.js';
+import { getAeadMethod } from '../protocol/shadowsocks/methods.js';
+import type { RuntimeKey } from '../shared/control.js';
+
+/**
+ * The `ladder server --config FILE` format:
+ *
+ *   {
+ *     "port": 8388,
+ *     "host": "0.0.0.0",
+ *     "keys": [{ "id": "alice", "method": "chacha20-ietf-poly1305", "password": "..." }],
+ *     "timeouts": { "idleSeconds": 300, "connectSeconds": 10 },
+ *     "allowPrivateDestinations": false,
+ *     "replayCapacity": 20000
+ *   }
+ *
+ * Unknown fields are refused (a typo must not silently fall back to a default). Errors are one
+ * line, `FILE: path.to[field]: what is wrong`, and never contain a password.
+ */
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    message: string,
+    /** The field path, e.g. `keys[1].method`; empty for whole-file problems. */
+    readonly path: string,
+  ) {
+    super(message);
+  }
+}
+
+const MAX_KEYS = 100_000;
+
+const methodSchema = z.string({ error: 'must be a string naming an AEAD method' }).superRefine((m, ctx) => {
+  try {
+    getAeadMethod(m);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: isProtocolError(err) ? err.message : 'unknown method' });
+  }
+});
+
+const keySchema = z.strictObject({
+  id: z
+    .string({ error: 'must be a string' })
+    .min(1, { error: 'must not be empty' })
+    .max(200, { error: 'must be at most 200 characters' }),
+  method: methodSchema,
+  password: z.string({ error: 'must be a string' }).min(1, { error: 'must not be empty' }),
+});
+
+const seconds = (max: number) =>
+  z
+    .number({ error: 'must be a number of seconds' })
+    .positive({ error: 'must be greater than 0' })
+    .max(max, { error: `must be at most ${max}` });
+
+export const serverConfigSchema = z.strictObject({
+  port: z
+    .number({ error: 'must be a number' })
+    .int({ error: 'must be an integer' })
+    .min(0, { error: 'must be in 0..65535' })
+    .max(65535, { error: 'must be in 0..65535' })
+    .default(8388),
+  host: z.string({ error: 'must be a string (an IP address or host name)' }).min(1, { error: 'must not be empty' }).optional(),
+  keys: z
+    .array(keySchema, { error: 'must be a list of keys' })
+    .min(1, { error: 'must list at least one key' })
+    .max(MAX_KEYS, { error: `must list at most ${MAX_KEYS} keys` })
+    .superRefine((keys, ctx) => {
+      const seen = new Map<string, number>();
+      keys.forEach((k, i) => {
+        const prev = seen.get(k.id);
+        if (prev !== undefined) {
+          ctx.addIssue({ code: 'custom', path: [i, 'id'], message: `duplicate id "${k.id}" (also keys[${prev}].id)` });
+        } else seen.set(k.id, i);
+      });
+    }),
+  timeouts: z
+    .strictObject({
+      idleSeconds: seconds(7 * 24 * 3600).default(300),
+      connectSeconds: seconds(600).default(10),
+    })
+    .default({ idleSeconds: 300, connectSeconds: 10 }),
+  allowPrivateDestinations: z.boolean({ error: 'must be true or false' }).default(false),
+  replayCapacity: z
+    .number({ error: 'must be a number' })
+    .int({ error: 'must be an integer' })
+    .min(1, { error: 'must be at least 1' })
+    .max(10_000_000, { error: 'must be at most 10000000' })
+    .default(20_000),
+});
+
+export interface ServerConfig {
+  readonly port: number;
+  readonly host: string | undefined;
+  readonly keys: readonly RuntimeKey[];
+  readonly idleMs: number;
+  readonly connectMs: number;
+  readonly allowPrivateDestinations: boolean;
+  readonly replayCapacity: number;
+}
+
+function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const p of path) {
+    if (typeof p === 'number') out += `[${p}]`;
+    else out += out === '' ? String(p) : `.${String(p)}`;
+  }
+  return out;
+}
+
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let v = input;
+  for (const p of path) {
+    if (typeof v !== 'object' || v === null) return undefined;
+    v = (v as Record<PropertyKey, unknown>)[p];
+  }
+  return v;
+}
+
+function issueToError(source: string, issue: z.core.$ZodIssue, input: unknown): ConfigError {
+  const path = formatPath(issue.path);
+  let message = issue.message;
+  if (issue.code === 'unrecognized_keys') {
+    const names = issue.keys.map((k) => `"${k}"`).join(', ');
+    message = `unknown field${issue.keys.length > 1 ? 's' : ''} ${names}`;
+  } else if (issue.code === 'invalid_type' && valueAt(input, issue.path) === undefined) {
+    message = 'is required';
+  }
+  if (path === '') return new ConfigError(`${source}: ${message}`, '');
+  return new ConfigError(`${source}: ${path}: ${message}`, path);
+}
+
+/** Validate an already-parsed config object. `source` names it in errors (the file name). */
+export function parseServerConfig(input: unknown, source = 'config'): ServerConfig {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new ConfigError(`${source}: must be a JSON object`, '');
+  }
+  const r = serverConfigSchema.safeParse(input);
+  if (!r.success) {
+    const first = r.error.issues[0]!;
+    const err = issueToError(source, first, input);
+    const more = r.error.issues.length - 1;
+    if (more > 0) err.message += ` (and ${more} more problem${more > 1 ? 's' : ''})`;
+    throw err;
+  }
+  const c = r.data;
+  return Object.freeze({
+    port: c.port,
+    host: c.host,
+    keys: Object.freeze(c.keys.map((k) => Object.freeze({ id: k.id, method: k.method, secret: k.password }))),
+    idleMs: Math.round(c.timeouts.idleSeconds * 1000),
+    connectMs: Math.round(c.timeouts.connectSeconds * 1000),
+    allowPrivateDestinations: c.allowPrivateDestinations,
+    replayCapacity: c.replayCapacity,
+  });
+}
+
+/** Parse JSON text; syntax errors report line and column but never the text (it has passwords). */
+export function parseServerConfigText(text: string, source = 'config'): ServerConfig {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : '';
+    const pos = /at position (\d+)/.exec(msg);
+    let where = '';
+    if (pos) {
+      const before = text.slice(0, Number(pos[1]));
+      const line = before.split('\n').length;
+      const col = before.length - before.lastIndexOf('\n');
+      where = ` at line ${line}, column ${col}`;
+    }
+    throw new ConfigError(`${source}: not valid JSON${where}`, '');
+  }
+  return parseServerConfig(json, source);
+}
+
+export async function loadServerConfigFile(path: string): Promise<ServerConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : `cannot read (${code ?? 'error'})`;
+    throw new ConfigError(`${path}: ${why}`, '');
+  }
+  return parseServerConfigText(text, path);
+}
