@@ -175,5 +175,7 @@ export const sleepReal = (ms: number): Promise<void> => new Promise((r) => setTi
 
 /** Bytes failing every C6 exemption: popcount exactly 4 per byte, nothing printable. */
 export function fetEligible(n: number): Buffer {
-  return Buffer.from(Array.from({ length: n }, (_, i) => [0x0f, 0xf0, 0x33, 0xcc, 0x99, 0x96][i % 6]!));
+  return Buffer.from(
+    Array.from({ length: n }, (_, i) => [0x0f, 0xf0, 0x1b, 0xcc, 0x99, 0x96, 0x8e, 0x17][i % 8]!),
+  );
 }
