@@ -1,0 +1,103 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { ManualClock } from '../shared/clock.js';
+import type { ConnectionClosedEvent } from './events.js';
+import { ShadowsocksServer } from './server.js';
+
+const IDLE = 60_000;
+const settle = (ms = 60): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+interface Probe {
+  sock: net.Socket;
+  received: number;
+  kind: 'open' | 'fin' | 'rst' | 'other';
+}
+
+function probe(port: number, payload: Buffer): Promise<Probe> {
+  return new Promise((resolve) => {
+    const sock = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    const p: Probe = { sock, received: 0, kind: 'open' };
+    sock.on('data', (d: Buffer) => (p.received += d.length));
+    sock.on('end', () => {
+      if (p.kind === 'open') p.kind = 'fin';
+      sock.end();
+    });
+    sock.on('error', (e: NodeJS.ErrnoException) => (p.kind = e.code === 'ECONNRESET' ? 'rst' : 'other'));
+    sock.on('connect', () => {
+      sock.write(payload);
+      resolve(p);
+    });
+  });
+}
+
+describe('ShadowsocksServer failure reaction (manual clock)', () => {
+  it('every garbage length closes with FIN exactly one idle period after its last byte, never earlier, never with data', async () => {
+    const clock = new ManualClock();
+    const closed: ConnectionClosedEvent[] = [];
+    const server = new ShadowsocksServer({
+      clock,
+      keys: [
+        { id: 'a', method: 'aes-128-gcm', secret: 'one' },
+        { id: 'b', method: 'chacha20-ietf-poly1305', secret: 'two' },
+      ],
+      timeouts: { idleMs: IDLE },
+      hooks: { onConnectionClosed: (e) => closed.push(e) },
+    });
+    const { port } = await server.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const lengths = [1, 15, 16, 33, 34, 35, 49, 50, 51, 52, 100, 221, 5000];
+      const probes = await Promise.all(lengths.map((n) => probe(port, randomBytes(n))));
+      await settle(150); // let the server read everything
+      clock.advance(IDLE - 1);
+      await settle();
+      for (const [i, p] of probes.entries()) assert.equal(p.kind, 'open', `length ${lengths[i]} closed early`);
+      // More bytes on one probe push its deadline back; the others close on time.
+      probes[0]!.sock.write(randomBytes(10));
+      await settle();
+      clock.advance(1);
+      await settle(150);
+      for (const [i, p] of probes.entries()) {
+        assert.equal(p.received, 0, `length ${lengths[i]} got data`);
+        assert.equal(p.kind, i === 0 ? 'open' : 'fin', `length ${lengths[i]}`);
+      }
+      clock.advance(IDLE);
+      await settle(150);
+      assert.equal(probes[0]!.kind, 'fin');
+      const statuses = new Set(closed.map((e) => e.status));
+      assert.ok([...statuses].every((s) => s === 'ERR_SHORT_HEADER' || s === 'ERR_CIPHER'), [...statuses].join());
+      // Short ones could not test the 32-byte-salt key; 50+ bytes tested both keys.
+      assert.equal(closed.length, lengths.length);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('a peer that closes first gets FIN back at once, for any length', async () => {
+    const server = new ShadowsocksServer({ keys: [{ id: 'a', method: 'aes-256-gcm', secret: 's' }], timeouts: { idleMs: IDLE } });
+    const { port } = await server.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      for (const n of [0, 1, 49, 50, 51, 221, 3000]) {
+        const kind = await new Promise<string>((resolve) => {
+          const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+          let k = 'none';
+          s.on('connect', () => s.end(randomBytes(n)));
+          s.on('data', () => (k = 'data'));
+          s.on('end', () => (k = k === 'none' ? 'fin' : k));
+          s.on('error', (e: NodeJS.ErrnoException) => (k = e.code ?? 'error'));
+          s.on('close', () => resolve(k));
+        });
+        assert.equal(kind, 'fin', `length ${n}`);
+      }
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('setKeys refuses a bad method without changing the current keys', () => {
+    const server = new ShadowsocksServer({ keys: [{ id: 'a', method: 'aes-256-gcm', secret: 's' }] });
+    assert.throws(() => server.setKeys([{ id: 'b', method: 'rc4-md5', secret: 'x' }]), /stream cipher/);
+    assert.throws(() => new ShadowsocksServer({ timeouts: { idleMs: 0 } }), /positive/);
+  });
+});
