@@ -304,7 +304,10 @@ for (const method of METHODS) {
       const wire = new Aead2022RequestEncoder(method, k, {}).encodeHeader(target, Buffer.from('x'), NOW);
       const dec = new Aead2022RequestDecoder(method, { key: k });
       assert.equal(dec.prefixSize, requestPrefixSize(method));
-      dec.push(wire.subarray(0, dec.prefixSize), NOW);
+      dec.push(wire.subarray(0, dec.prefixSize - 1), NOW);
+      assert.equal(dec.authenticated, false);
+      dec.push(wire.subarray(dec.prefixSize - 1, dec.prefixSize), NOW);
+      assert.equal(dec.authenticated, true);
       assert.equal(dec.header, undefined);
       assert.equal(dec.needed, 1 + 2 + 15 + 16); // the sealed variable header: address, padding length, 1 byte
     });

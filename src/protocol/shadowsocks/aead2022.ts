@@ -452,6 +452,7 @@ export class Aead2022RequestDecoder<U = never> extends ChunkReader {
   #salt: Buffer | undefined;
   #timestamp = 0;
   #header: RequestHeader2022 | undefined;
+  #authenticated = false;
 
   constructor(method: Aead2022Method, options: RequestDecoderOptions<U>) {
     super(method);
@@ -489,6 +490,15 @@ export class Aead2022RequestDecoder<U = never> extends ChunkReader {
 
   get header(): RequestHeader2022 | undefined {
     return this.#header;
+  }
+
+  /**
+   * True once salt, identity header and fixed header have been read, authenticated, and passed
+   * the type, timestamp and replay checks. SIP022 §3.1.4: a server reads the first `prefixSize`
+   * bytes in one read; if this is still false after pushing that read, treat it as a failure.
+   */
+  get authenticated(): boolean {
+    return this.#authenticated;
   }
 
   /** Bytes the server must read before the request can be authenticated. */
@@ -532,6 +542,7 @@ export class Aead2022RequestDecoder<U = never> extends ChunkReader {
         if (this.#salts && !this.#salts.add(this.#salt!, nowMs)) {
           throw new ProtocolError('ERR_REPLAY', 'request salt seen within the last 60 s');
         }
+        this.#authenticated = true;
         this.state = St.Variable;
         this.need = varLen + TAG;
         break;

@@ -1,5 +1,6 @@
 import { ProtocolError } from '../errors.js';
 import {
+  AesBlock,
   aesDecryptBlock,
   aesEncryptBlock,
   deriveIdentitySubkey,
@@ -90,6 +91,7 @@ export interface IdentityEntry<U> {
 export class IdentityTable<U> {
   readonly method: Aead2022Method;
   readonly #identityKey: Buffer;
+  readonly #block: AesBlock;
   readonly #byHash = new Map<string, IdentityEntry<U>>();
 
   constructor(method: Aead2022Method, identityKey: Uint8Array) {
@@ -97,6 +99,7 @@ export class IdentityTable<U> {
     checkKey(method, identityKey, 'identity key');
     this.method = method;
     this.#identityKey = Buffer.from(identityKey);
+    this.#block = new AesBlock(method, identityKey);
   }
 
   get size(): number {
@@ -128,7 +131,7 @@ export class IdentityTable<U> {
   /** UDP: decrypt an identity header given the decrypted separate header; undefined when no user matches. */
   resolveUdp(separateHeader: Uint8Array, header: Uint8Array): IdentityEntry<U> | undefined {
     if (header.length !== IDENTITY_HEADER_SIZE || separateHeader.length < 16) return undefined;
-    const plain = aesDecryptBlock(this.method, this.#identityKey, header);
+    const plain = this.#block.decrypt(header);
     for (let j = 0; j < 16; j++) plain[j]! ^= separateHeader[j]!;
     return this.lookup(plain);
   }

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { createCipheriv, createDecipheriv, type Cipher, type Decipher } from 'node:crypto';
 import { blake3 } from '@noble/hashes/blake3.js';
 import { ProtocolError } from '../errors.js';
 import { AEAD_METHODS, type AeadMethod } from './methods.js';
@@ -157,24 +157,46 @@ export function pskHash(psk: Uint8Array): Buffer {
   return Buffer.from(blake3(psk).subarray(0, 16));
 }
 
-function ecb(method: Aead2022Method, key: Uint8Array, block: Uint8Array, encrypt: boolean): Buffer {
-  if (method.block === undefined)
-    throw new ProtocolError('ERR_METHOD', `${method.name} has no AES block cipher`);
-  if (block.length !== 16) throw new ProtocolError('ERR_HEADER', 'an AES block is 16 bytes');
-  const c = encrypt ? createCipheriv(method.block, key, null) : createDecipheriv(method.block, key, null);
-  c.setAutoPadding(false);
-  const out = c.update(block);
-  c.final();
-  return out;
+/**
+ * A reusable raw AES block cipher for one key (UDP separate headers, identity headers). ECB with
+ * padding off is stateless per block, so the OpenSSL contexts are created once and update() is
+ * called per block, which is several times cheaper than a fresh cipher per packet.
+ */
+export class AesBlock {
+  readonly #enc: Cipher;
+  readonly #dec: Decipher;
+
+  constructor(method: Aead2022Method, key: Uint8Array) {
+    if (method.block === undefined)
+      throw new ProtocolError('ERR_METHOD', `${method.name} has no AES block cipher`);
+    if (key.length !== method.keySize) {
+      throw new ProtocolError(
+        'ERR_KEY',
+        `key must be ${method.keySize} bytes for ${method.name}, got ${key.length}`,
+      );
+    }
+    this.#enc = createCipheriv(method.block, key, null).setAutoPadding(false);
+    this.#dec = createDecipheriv(method.block, key, null).setAutoPadding(false);
+  }
+
+  encrypt(block: Uint8Array): Buffer {
+    if (block.length !== 16) throw new ProtocolError('ERR_HEADER', 'an AES block is 16 bytes');
+    return this.#enc.update(block);
+  }
+
+  decrypt(block: Uint8Array): Buffer {
+    if (block.length !== 16) throw new ProtocolError('ERR_HEADER', 'an AES block is 16 bytes');
+    return this.#dec.update(block);
+  }
 }
 
-/** One raw AES block encryption (the UDP separate header and identity headers). */
+/** One raw AES block encryption with a one-off key (identity headers keyed per salt). */
 export function aesEncryptBlock(method: Aead2022Method, key: Uint8Array, block: Uint8Array): Buffer {
-  return ecb(method, key, block, true);
+  return new AesBlock(method, key).encrypt(block);
 }
 
 export function aesDecryptBlock(method: Aead2022Method, key: Uint8Array, block: Uint8Array): Buffer {
-  return ecb(method, key, block, false);
+  return new AesBlock(method, key).decrypt(block);
 }
 
 /** Client padding policy (SIP022 §3.1.4): random 1..900 bytes when there is no initial payload, else none. */

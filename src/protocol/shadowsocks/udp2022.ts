@@ -4,13 +4,7 @@ import { ProtocolError } from '../errors.js';
 import { decodeAddress, encodeAddress, type SocksAddress } from '../socks5/address.js';
 import { checkTimestamp, HEADER_TYPE_CLIENT, HEADER_TYPE_SERVER } from './aead2022.js';
 import { IDENTITY_HEADER_SIZE, udpIdentityHeaders, type IdentityTable } from './identity.js';
-import {
-  aesDecryptBlock,
-  aesEncryptBlock,
-  deriveSessionSubkey,
-  MAX_PADDING,
-  type Aead2022Method,
-} from './methods2022.js';
+import { AesBlock, deriveSessionSubkey, MAX_PADDING, type Aead2022Method } from './methods2022.js';
 
 /**
  * SIP022 UDP, pure codecs. Times are milliseconds since the epoch; the wire carries Unix seconds.
@@ -65,11 +59,13 @@ export interface Udp2022SealOptions {
 
 /**
  * Bounded cache of UDP session subkeys keyed by PSK and session ID (deriving one is a BLAKE3
- * call). Evicts the oldest entry past `max`. Pure: no timers.
+ * call), and of AES block ciphers per PSK (separate headers). Evicts the oldest entry past `max`.
+ * Pure: no timers.
  */
 export class SubkeyCache {
   readonly max: number;
   readonly #map = new Map<string, Buffer>();
+  readonly #blocks = new Map<string, AesBlock>();
 
   constructor(max = 4096) {
     this.max = max;
@@ -89,6 +85,21 @@ export class SubkeyCache {
     }
     return v;
   }
+
+  block(method: Aead2022Method, key: Uint8Array): AesBlock {
+    const k = method.name + Buffer.from(key).toString('latin1');
+    let b = this.#blocks.get(k);
+    if (b === undefined) {
+      b = new AesBlock(method, key);
+      if (this.#blocks.size >= this.max) this.#blocks.delete(this.#blocks.keys().next().value!);
+      this.#blocks.set(k, b);
+    }
+    return b;
+  }
+}
+
+function block(method: Aead2022Method, key: Uint8Array, cache: SubkeyCache | undefined): AesBlock {
+  return cache ? cache.block(method, key) : new AesBlock(method, key);
 }
 
 function subkey(key: Uint8Array, sessionId: Uint8Array, cache: SubkeyCache | undefined): Buffer {
@@ -197,7 +208,7 @@ function seal(
     out,
     16 + identity.length,
   );
-  aesEncryptBlock(method, headerKey, sep).copy(out, 0);
+  block(method, headerKey, o.cache).encrypt(sep).copy(out, 0);
   identity.copy(out, 16);
   return out;
 }
@@ -254,7 +265,7 @@ function openRaw(
   }
   if (buf.length < 16 + identityLen + TAG)
     throw new ProtocolError('ERR_SHORT_HEADER', `datagram of ${buf.length} bytes is too short`);
-  const sep = aesDecryptBlock(method, headerKey, buf.subarray(0, 16));
+  const sep = block(method, headerKey, cache).decrypt(buf.subarray(0, 16));
   const sessionKey = resolve ? resolve(sep, buf.subarray(16, 16 + identityLen)) : key;
   const body = gcmOpen(
     method,
