@@ -104,20 +104,8 @@ export function registerClient(program: Command): void {
         throw err;
       }
 
-      const lines = [`ladder client: ${endpoint.method} tunnel${endpoint.tag ? ` "${endpoint.tag}"` : ''}`];
-      if (client.socksAddress) {
-        const a = hostPort(client.socksAddress);
-        lines.push(`  SOCKS5 proxy on ${a}    try: curl --proxy socks5h://${a} https://example.com`);
-      }
-      if (client.httpAddress) {
-        const a = hostPort(client.httpAddress);
-        lines.push(`  HTTP proxy   on ${a}    try: curl --proxy http://${a} https://example.com`);
-      }
-      lines.push('  Ctrl-C to stop.');
-      process.stdout.write(`${lines.join('\n')}\n`);
-      log.info({ socks: client.socksAddress?.port, http: client.httpAddress?.port }, 'client listening');
-
-      await new Promise<void>((resolve) => {
+      // Handlers first, banner second: whoever reads the banner may signal us at once.
+      const stopped = new Promise<void>((resolve) => {
         let stopping = false;
         const stop = (signal: NodeJS.Signals): void => {
           if (stopping) {
@@ -134,5 +122,19 @@ export function registerClient(program: Command): void {
         process.on('SIGINT', stop);
         process.on('SIGTERM', stop);
       });
+
+      const lines = [`ladder client: ${endpoint.method} tunnel${endpoint.tag ? ` "${endpoint.tag}"` : ''}`];
+      if (client.socksAddress) {
+        const a = hostPort(client.socksAddress);
+        lines.push(`  SOCKS5 proxy on ${a}    try: curl --proxy socks5h://${a} https://example.com`);
+      }
+      if (client.httpAddress) {
+        const a = hostPort(client.httpAddress);
+        lines.push(`  HTTP proxy   on ${a}    try: curl --proxy http://${a} https://example.com`);
+      }
+      lines.push('  Ctrl-C to stop.');
+      process.stdout.write(`${lines.join('\n')}\n`);
+      log.info({ socks: client.socksAddress?.port, http: client.httpAddress?.port }, 'client listening');
+      await stopped;
     });
 }

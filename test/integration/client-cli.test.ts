@@ -1,0 +1,177 @@
+/**
+ * `ladder client` as users run it (bin/ladder.js): one-line errors for bad keys, the listening
+ * banner, a tunnel through the real server, logs free of destinations and secrets, and a
+ * graceful stop on SIGTERM / SIGINT.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { PassThrough } from 'node:stream';
+import { startClient } from '../../src/client/index.js';
+import { formatSsUrl } from '../../src/protocol/sip002/index.js';
+import { startDataPlane, type DataPlane } from '../../src/server/index.js';
+import { createLogger } from '../../src/shared/logger.js';
+import { readExactly, startEcho, type TestServer } from '../helpers/net.js';
+import { LADDER_BIN } from '../helpers/peers.js';
+import { socks5Connect } from '../helpers/socks5.js';
+
+const PASSWORD = `cli-${randomBytes(8).toString('hex')}`;
+
+interface Run {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function run(args: string[], env: NodeJS.ProcessEnv = {}): Run {
+  const child = spawn(process.execPath, [LADDER_BIN, ...args], {
+    env: { ...process.env, LADDER_KEY: '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  void exit.then(() => clearTimeout(timer));
+  return { child, stdout: () => out, stderr: () => err, exit };
+}
+
+async function waitForText(get: () => string, re: RegExp, ms = 20_000): Promise<RegExpExecArray> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const m = re.exec(get());
+    if (m) return m;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}; got:\n${get()}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+const b64 = (s: string): string => Buffer.from(s).toString('base64url');
+
+describe('ladder client CLI', () => {
+  let plane: DataPlane;
+  let echo: TestServer;
+
+  before(async () => {
+    plane = await startDataPlane({
+      keys: [{ id: 'k', method: 'aes-256-gcm', secret: PASSWORD }],
+      port: 0,
+      host: '127.0.0.1',
+      allowPrivateDestinations: true,
+    });
+    echo = await startEcho();
+  });
+  after(async () => {
+    await plane.close();
+    await echo.close();
+  });
+
+  const badKeys: Array<[string, string, RegExp]> = [
+    ['stream cipher', `ss://${b64(`rc4-md5:${PASSWORD}`)}@127.0.0.1:8388`, /stream cipher/],
+    ['plugin', `ss://${b64(`aes-256-gcm:${PASSWORD}`)}@127.0.0.1:8388/?plugin=v2ray-plugin`, /plugin/],
+    ['missing port', `ss://${b64(`aes-256-gcm:${PASSWORD}`)}@127.0.0.1`, /port/],
+  ];
+  for (const [name, key, re] of badKeys) {
+    test(`bad key (${name}): exit 2, one line, no password`, async () => {
+      const r = run(['client', '--key', key, '--socks', '127.0.0.1:0']);
+      const { code } = await r.exit;
+      assert.equal(code, 2);
+      const err = r.stderr().trim();
+      assert.match(err, /^ladder: --key: /);
+      assert.match(err, re);
+      assert.equal(err.split('\n').length, 1, err);
+      assert.ok(!err.includes(PASSWORD));
+    });
+  }
+
+  test('no key at all: exit 2 with a hint', async () => {
+    const r = run(['client']);
+    assert.equal((await r.exit).code, 2);
+    assert.match(r.stderr(), /--key is required/);
+  });
+
+  test('runs, tunnels, logs nothing private, stops on SIGTERM', async () => {
+    const key = formatSsUrl({
+      method: 'aes-256-gcm',
+      password: PASSWORD,
+      host: '127.0.0.1',
+      port: plane.address.port,
+    });
+    // The key through the environment, as the help suggests (keeps it out of ps).
+    const r = run(['client', '--socks', '127.0.0.1:0', '--http', '127.0.0.1:0'], { LADDER_KEY: key });
+    try {
+      const m = await waitForText(r.stdout, /SOCKS5 proxy on 127\.0\.0\.1:(\d+)/);
+      await waitForText(r.stdout, /HTTP proxy +on 127\.0\.0\.1:\d+/);
+      assert.match(r.stdout(), /curl --proxy socks5h:\/\/127\.0\.0\.1:\d+ https:\/\/example\.com/);
+      const socksPort = Number(m[1]);
+      for (const host of ['127.0.0.1', 'localhost']) {
+        const s = await socks5Connect({ proxyPort: socksPort, host, port: echo.port });
+        s.write('hello');
+        assert.equal((await readExactly(s, 5, 5000)).toString(), 'hello');
+        s.destroy();
+      }
+      r.child.kill('SIGTERM');
+      const { code } = await r.exit;
+      assert.equal(code, 0, r.stderr());
+      const logs = r.stderr();
+      assert.match(logs, /client listening/);
+      for (const secret of [PASSWORD, key, 'localhost', `:${echo.port}`, `127.0.0.1:${plane.address.port}`]) {
+        assert.ok(!logs.includes(secret), `logs contain ${secret}:\n${logs}`);
+      }
+      assert.ok(!r.stdout().includes(PASSWORD));
+    } finally {
+      r.child.kill('SIGKILL');
+    }
+  });
+
+  test('SIGINT stops it too', async () => {
+    const key = formatSsUrl({
+      method: 'aes-256-gcm',
+      password: PASSWORD,
+      host: '127.0.0.1',
+      port: plane.address.port,
+    });
+    const r = run(['client', '--key', key, '--socks', '127.0.0.1:0']);
+    try {
+      await waitForText(r.stdout, /SOCKS5 proxy on/);
+      r.child.kill('SIGINT');
+      assert.equal((await r.exit).code, 0);
+    } finally {
+      r.child.kill('SIGKILL');
+    }
+  });
+});
+
+test('default-level logs of a failing tunnel name no destination', async () => {
+  const sink = new PassThrough();
+  let logs = '';
+  sink.on('data', (d: Buffer) => (logs += d.toString()));
+  const log = createLogger({ level: 'info', destination: sink });
+  // Port 9 on loopback: nothing listens, so every dial fails.
+  const key = formatSsUrl({ method: 'aes-128-gcm', password: PASSWORD, host: '127.0.0.1', port: 9 });
+  const client = await startClient({ key, socks: '127.0.0.1:0', log });
+  try {
+    const s = await socks5Connect({
+      proxyPort: client.socksAddress!.port,
+      host: 'blocked.example',
+      port: 443,
+    });
+    s.on('error', () => {}); // the proxy drops us (RST when our byte is unread): expected
+    s.write('x');
+    await new Promise<void>((r) => {
+      s.once('close', () => r());
+      s.resume();
+    });
+  } finally {
+    await client.close();
+  }
+  assert.match(logs, /tunnel dial failed/);
+  assert.match(logs, /ECONNREFUSED|ERR_CONNECT/);
+  for (const secret of ['blocked.example', PASSWORD, ':443']) assert.ok(!logs.includes(secret), logs);
+});
