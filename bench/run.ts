@@ -11,6 +11,8 @@
  *   latency     --latency-n (default 2,000) short request/response connections (SOCKS5 handshake,
  *               32-byte request, 32-byte echo, close), interleaved ladder / libev / direct;
  *               p50 and p99 of total time and of the time added over direct
+ *   floor       (only with --phases …,floor) the same topology with Ladder's relay and no crypto
+ *               (bench/floor-relay.ts): the CPU Node's sockets cost before any encryption
  *   memory      VmRSS of client + server processes with --idle-n (default 1,000) idle tunnelled
  *               connections open (each proven alive by one echo round trip)
  *
@@ -26,9 +28,9 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type net from 'node:net';
 import type { TestServer } from '../test/helpers/net.js';
-import { connect, readExactly, startEcho, startSink, startSource } from '../test/helpers/net.js';
+import { connect, freePort, readExactly, startEcho, startSink, startSource } from '../test/helpers/net.js';
 import type { Method, Peer } from '../test/helpers/peers.js';
-import { cpuMs, REPO_ROOT, rssKiB, ssUrl, startLadderClient, startLadderServer, startSsLocal, startSsServer, which } from '../test/helpers/peers.js';
+import { cpuMs, REPO_ROOT, rssKiB, spawnPeer, ssUrl, startLadderClient, startLadderServer, startSsLocal, startSsServer, which } from '../test/helpers/peers.js';
 import { socks5Connect } from '../test/helpers/socks5.js';
 import { downloadCountVia, uploadCountVia } from '../test/helpers/transfer.js';
 
@@ -274,6 +276,52 @@ async function throughputPhase(args: Args, sink: TestServer, source: TestServer,
   return out;
 }
 
+interface FloorResult {
+  direction: 'upload' | 'download';
+  mibps: number;
+  cpuMsPerGiB: number;
+}
+
+/**
+ * The no-crypto floor: bench/floor-relay.ts (Ladder's relay with identity transforms) in the
+ * same two-process topology. Its CPU per GiB is what Node sockets cost before any encryption.
+ */
+async function floorPhase(args: Args, sink: TestServer, source: TestServer): Promise<FloorResult[]> {
+  const script = join(REPO_ROOT, 'bench', 'floor-relay.ts');
+  const sp = await freePort();
+  const cp = await freePort();
+  const server = await spawnPeer('floor server', process.execPath, ['--import', 'tsx', script, 'server', String(sp)], { waitPort: sp });
+  allPeers.add(server);
+  const client = await spawnPeer('floor client', process.execPath, ['--import', 'tsx', script, 'client', String(cp), String(sp)], { waitPort: cp });
+  allPeers.add(client);
+  try {
+    const out: FloorResult[] = [];
+    const via = { proxyPort: cp };
+    await uploadCountVia(via, { host: '127.0.0.1', port: sink.port }, 16 * MiB);
+    for (const direction of ['upload', 'download'] as const) {
+      const rates: number[] = [];
+      const cpus: number[] = [];
+      for (let r = 0; r < args.runs; r++) {
+        const c0 = (await cpuMs(client.pid)) + (await cpuMs(server.pid));
+        const ms =
+          direction === 'upload'
+            ? await uploadCountVia(via, { host: '127.0.0.1', port: sink.port }, args.size)
+            : await downloadCountVia(via, { host: '127.0.0.1', port: source.port }, args.size);
+        const used = (await cpuMs(client.pid)) + (await cpuMs(server.pid)) - c0;
+        rates.push(args.size / MiB / (ms / 1000));
+        cpus.push(used / (args.size / 1024 ** 3));
+        log(`floor ${direction} run ${r + 1}/${args.runs}: ${rates.at(-1)!.toFixed(1)} MiB/s, ${cpus.at(-1)!.toFixed(0)} CPU-ms/GiB`);
+      }
+      out.push({ direction, mibps: median(rates), cpuMsPerGiB: median(cpus) });
+    }
+    return out;
+  } finally {
+    await Promise.all([client.stop(), server.stop()]);
+    allPeers.delete(client);
+    allPeers.delete(server);
+  }
+}
+
 interface LatencyResult {
   method: Method;
   n: number;
@@ -450,6 +498,7 @@ interface Results {
   args: Omit<Args, 'phases'> & { phases: string[] };
   machine: Record<string, string>;
   throughput?: ThroughputResult[];
+  floor?: FloorResult[];
   latency?: LatencyResult;
   memory?: MemoryResult;
   errors: string[];
@@ -464,6 +513,10 @@ function render(r: Results): string {
   }
   for (const t of r.throughput ?? []) {
     rows.push([`CPU per GiB ${t.method} ${t.direction} (client+server CPU-ms)`, fmt(t.cpuMsPerGiB.ladder, 0), fmt(t.cpuMsPerGiB.libev, 0), fmt(t.cpuRatio, 2)]);
+  }
+  for (const f of r.floor ?? []) {
+    rows.push([`floor: Node relay without crypto, ${f.direction} (MiB/s)`, fmt(f.mibps), '', '']);
+    rows.push([`floor: Node relay without crypto, ${f.direction} (CPU-ms/GiB)`, fmt(f.cpuMsPerGiB, 0), '', '']);
   }
   if (r.latency) {
     const l = r.latency;
@@ -549,6 +602,8 @@ async function main(): Promise<number> {
   const left = (): number => Math.max(10_000, deadline - Date.now());
   const tp = await phase('throughput', Math.min(left(), args.capMin * 60_000 * 0.7), () => throughputPhase(args, sink, source, deadline));
   if (tp) results.throughput = tp;
+  const fl = await phase('floor', Math.min(left(), 5 * 60_000), () => floorPhase(args, sink, source));
+  if (fl) results.floor = fl;
   const lat = await phase('latency', Math.min(left(), 4 * 60_000), () => latencyPhase(args, echo, deadline));
   if (lat) results.latency = lat;
   const mem = await phase('memory', Math.min(left(), 3 * 60_000), () => memoryPhase(args, echo, deadline));
