@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
 import fc from 'fast-check';
 import { ProtocolError } from '../errors.js';
 import { toSocksAddress } from '../socks5/address.js';
@@ -331,4 +332,38 @@ describe('SIP022 UDP known-answer vectors', () => {
       assert.throws(late, code('ERR_TIMESTAMP'));
     });
   }
+});
+
+describe('XChaCha20-Poly1305 (noble HChaCha20 + native ChaCha20-Poly1305)', () => {
+  it("property: agrees with @noble/ciphers' xchacha20poly1305 both ways", () => {
+    const method = AEAD_2022_METHODS['2022-blake3-chacha20-poly1305'];
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.uint8Array({ minLength: 24, maxLength: 24 }),
+        fc.uint8Array({ maxLength: 600 }),
+        (key, nonce, payload) => {
+          const sessionId = Buffer.alloc(8, 1);
+          const wire = sealClientPacket2022(method, key, {
+            sessionId,
+            packetId: 5n,
+            address: addr,
+            payload,
+            nonce,
+            nowMs: NOW,
+          });
+          const plain = Buffer.from(xchacha20poly1305(key, nonce).decrypt(wire.subarray(24)));
+          assert.deepEqual(plain.subarray(0, 8), sessionId);
+          assert.deepEqual(plain.subarray(plain.length - payload.length), Buffer.from(payload));
+          const resealed = Buffer.concat([Buffer.from(nonce), xchacha20poly1305(key, nonce).encrypt(plain)]);
+          assert.deepEqual(resealed, wire);
+          assert.deepEqual(
+            openClientPacket2022(method, resealed, NOW, { key }).payload,
+            Buffer.from(payload),
+          );
+        },
+      ),
+      { numRuns: 50 },
+    );
+  });
 });
