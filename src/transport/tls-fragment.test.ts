@@ -8,7 +8,9 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { once } from 'node:events';
 import { readRecordHeader, RECORD_HEADER } from '../protocol/tls/clienthello.js';
-import { fragmentingSocket, type TlsFragmentOptions } from './tls-fragment.js';
+import { DialerStream } from './dialer-stream.js';
+import { DirectDialer, type Dialer } from './dialer.js';
+import { FragmentDialer, fragmentingSocket, type TlsFragmentOptions } from './tls-fragment.js';
 
 const NAME = 'blocked.example';
 
@@ -156,6 +158,39 @@ for (const opts of [
     }
   });
 }
+
+/** The proxy path: the application's own ClientHello arrives as the dial's first data. */
+async function viaDialer(proxyPort: number, dialer: Dialer): Promise<string> {
+  const stream = new DialerStream(dialer, { type: 'ipv4', host: '127.0.0.1', port: proxyPort });
+  const t = tls.connect({ socket: stream as unknown as net.Socket, servername: NAME, ca: cert });
+  const timer = setTimeout(() => t.destroy(new Error('test timeout')), 10_000);
+  try {
+    await once(t, 'secureConnect');
+    t.write('ping through tls');
+    const [data] = (await once(t, 'data')) as [Buffer];
+    return data.toString();
+  } finally {
+    clearTimeout(timer);
+    t.destroy();
+  }
+}
+
+test('FragmentDialer (route "fragment"): the application\'s ClientHello leaves fragmented; DirectDialer control does not', { skip: SKIP }, async () => {
+  const env = await setup();
+  try {
+    let info: { fragmented: boolean; records: number } | undefined;
+    assert.equal(await viaDialer(env.proxyPort, new FragmentDialer({ delayMs: 10, onHello: (i) => (info = i) })), 'ping through tls');
+    assert.equal(info?.fragmented, true);
+    assert.ok(!firstRecord(env.capture.chunks).includes(Buffer.from(NAME)));
+    assert.ok(!env.capture.chunks[0]!.includes(Buffer.from(NAME)));
+    env.capture.chunks.length = 0;
+    assert.equal(await viaDialer(env.proxyPort, new DirectDialer()), 'ping through tls');
+    assert.ok(firstRecord(env.capture.chunks).includes(Buffer.from(NAME)));
+    assert.deepEqual(env.serverNames, [NAME, NAME]);
+  } finally {
+    env.close();
+  }
+});
 
 test('non-TLS first bytes pass through unchanged', { skip: SKIP }, async () => {
   const server = net.createServer((s) => s.pipe(s));

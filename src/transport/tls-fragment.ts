@@ -9,12 +9,24 @@
  *
  * If the first bytes are not a parsable ClientHello the wrapper passes them through unchanged
  * (it never breaks a connection it does not understand) and reports fragmented: false.
+ *
+ * For the proxy path (the application does TLS itself and its ClientHello arrives as the dial's
+ * first data), FragmentDialer is a Dialer that connects straight to the destination and writes
+ * that first data fragmented:
+ *
+ *   const dialer = new FragmentDialer({ delayMs: 10 });   // Router route 'fragment'
+ *   const conn = await dialer.dial(dest, clientHelloBytes);
+ *
+ * writeFragmented(socket, bytes, opts) is the shared core: bytes holding one whole ClientHello
+ * record (plus anything after it) are written as several records / TCP writes.
  */
 import { Duplex } from 'node:stream';
 import { ProtocolError } from '../protocol/errors.js';
 import { readRecordHeader, RECORD_HEADER, CONTENT_HANDSHAKE } from '../protocol/tls/clienthello.js';
 import { fragmentClientHello, planSegments, type SegmentMode, type SplitStrategy } from '../protocol/tls/fragment.js';
+import type { SocksAddress } from '../protocol/socks5/address.js';
 import { systemClock, type Clock } from '../shared/clock.js';
+import { awaitFirstData, connectTcp, DEFAULT_CONNECT_TIMEOUT_MS, type DialedConnection, type Dialer, type FirstData } from './dialer.js';
 
 export interface TlsFragmentOptions {
   /** Where to cut the ClientHello (default 'name-middle'). */
@@ -30,13 +42,79 @@ export interface TlsFragmentOptions {
   onHello?: (info: { fragmented: boolean; records: number; writes: number }) => void;
 }
 
+export interface FragmentReport {
+  fragmented: boolean;
+  records: number;
+  writes: number;
+}
+
+interface WritableLike {
+  readonly destroyed: boolean;
+  write(chunk: Buffer): boolean;
+  once(event: 'drain', fn: () => void): unknown;
+}
+
+function writeOne(w: WritableLike, buf: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (w.destroyed) {
+      reject(new Error('socket closed'));
+      return;
+    }
+    if (w.write(buf)) resolve();
+    else w.once('drain', resolve);
+  });
+}
+
+/**
+ * Write `bytes` to `w`: when they start with one whole ClientHello record, that record goes out
+ * re-framed per `opts` (several records, several writes, `delayMs` apart), then the rest; else
+ * everything goes out unchanged in one write.
+ */
+export async function writeFragmented(w: WritableLike, bytes: Buffer, opts: TlsFragmentOptions = {}): Promise<FragmentReport> {
+  const h = readRecordHeader(bytes);
+  const recordEnd = h ? RECORD_HEADER + h.length : 0;
+  let records: Buffer[] | undefined;
+  if (h && h.type === CONTENT_HANDSHAKE && bytes.length >= recordEnd) {
+    try {
+      records = fragmentClientHello(bytes.subarray(0, recordEnd), {
+        ...(opts.strategy ? { strategy: opts.strategy } : {}),
+        ...(opts.extraCuts ? { extraCuts: opts.extraCuts } : {}),
+      }).records;
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+    }
+  }
+  if (!records) {
+    const report = { fragmented: false, records: 1, writes: 1 };
+    opts.onHello?.(report);
+    await writeOne(w, bytes);
+    return report;
+  }
+  const wire = Buffer.concat(records);
+  const sizes = planSegments(
+    records.map((r) => r.length),
+    opts.segments ?? 'per-record',
+  );
+  const report = { fragmented: true, records: records.length, writes: sizes.length };
+  opts.onHello?.(report);
+  const clock = opts.clock ?? systemClock;
+  let o = 0;
+  for (let i = 0; i < sizes.length; i++) {
+    if (i > 0 && (opts.delayMs ?? 0) > 0) await new Promise<void>((r) => clock.setTimeout(r, opts.delayMs!));
+    await writeOne(w, wire.subarray(o, o + sizes[i]!));
+    o += sizes[i]!;
+  }
+  const rest = bytes.subarray(recordEnd);
+  if (rest.length > 0) await writeOne(w, rest);
+  return report;
+}
+
 /** Largest first record we wait for before giving up and passing through. */
 const MAX_HELLO_RECORD = RECORD_HEADER + 0x4000;
 
 export class FragmentingSocket extends Duplex {
   readonly #inner: Duplex;
   readonly #opts: TlsFragmentOptions;
-  readonly #clock: Clock;
   #hello = true;
   #pending: Buffer[] = [];
   #pendingLen = 0;
@@ -46,7 +124,6 @@ export class FragmentingSocket extends Duplex {
     super({ allowHalfOpen: true });
     this.#inner = inner;
     this.#opts = opts;
-    this.#clock = opts.clock ?? systemClock;
     inner.on('data', (chunk: Buffer) => {
       if (!this.push(chunk)) inner.pause();
     });
@@ -66,48 +143,6 @@ export class FragmentingSocket extends Duplex {
 
   override _read(): void {
     this.#inner.resume();
-  }
-
-  #writeInner(buf: Buffer): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (this.#inner.destroyed) {
-        reject(new Error('socket closed'));
-        return;
-      }
-      if (this.#inner.write(buf)) resolve();
-      else this.#inner.once('drain', resolve);
-    });
-  }
-
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => this.#clock.setTimeout(resolve, ms));
-  }
-
-  async #sendHello(all: Buffer, recordEnd: number): Promise<void> {
-    const first = all.subarray(0, recordEnd);
-    const rest = all.subarray(recordEnd);
-    let records: Buffer[];
-    let fragmented = true;
-    try {
-      records = fragmentClientHello(first, {
-        ...(this.#opts.strategy ? { strategy: this.#opts.strategy } : {}),
-        ...(this.#opts.extraCuts ? { extraCuts: this.#opts.extraCuts } : {}),
-      }).records;
-    } catch (err) {
-      if (!(err instanceof ProtocolError)) throw err;
-      records = [first];
-      fragmented = false;
-    }
-    const wire = Buffer.concat(records);
-    const sizes = fragmented ? planSegments(records.map((r) => r.length), this.#opts.segments ?? 'per-record') : [wire.length];
-    this.#opts.onHello?.({ fragmented, records: records.length, writes: sizes.length });
-    let o = 0;
-    for (let i = 0; i < sizes.length; i++) {
-      if (i > 0 && (this.#opts.delayMs ?? 0) > 0) await this.#sleep(this.#opts.delayMs!);
-      await this.#writeInner(wire.subarray(o, o + sizes[i]!));
-      o += sizes[i]!;
-    }
-    if (rest.length > 0) await this.#writeInner(rest);
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -139,7 +174,7 @@ export class FragmentingSocket extends Duplex {
       else this.#inner.once('drain', () => cb());
       return;
     }
-    this.#sendHello(all, recordEnd).then(
+    writeFragmented(this.#inner, all, this.#opts).then(
       () => cb(),
       (err: unknown) => cb(err instanceof Error ? err : new Error(String(err))),
     );
@@ -165,4 +200,33 @@ export class FragmentingSocket extends Duplex {
 /** Wrap `inner` so the first ClientHello written through it is fragmented. */
 export function fragmentingSocket(inner: Duplex, opts: TlsFragmentOptions = {}): FragmentingSocket {
   return new FragmentingSocket(inner, opts);
+}
+
+export interface FragmentDialerOptions extends TlsFragmentOptions {
+  connectTimeoutMs?: number;
+}
+
+/**
+ * The 'fragment' route: a direct TCP connection whose first data (the application's ClientHello)
+ * is written fragmented. Domains are resolved locally, as for a direct route. If the first data
+ * is not one whole ClientHello record it is written unchanged (reported via onHello).
+ */
+export class FragmentDialer implements Dialer {
+  readonly #opts: FragmentDialerOptions;
+
+  constructor(opts: FragmentDialerOptions = {}) {
+    this.#opts = opts;
+  }
+
+  async dial(dest: SocksAddress, firstData?: FirstData, signal?: AbortSignal): Promise<DialedConnection> {
+    const socket = await connectTcp(dest.host, dest.port, { timeoutMs: this.#opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, signal });
+    try {
+      const data = await awaitFirstData(socket, firstData, signal);
+      if (data && data.length > 0) await writeFragmented(socket, Buffer.from(data.buffer, data.byteOffset, data.length), this.#opts);
+    } catch (err) {
+      socket.destroy();
+      throw err;
+    }
+    return { socket };
+  }
 }
