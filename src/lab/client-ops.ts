@@ -6,6 +6,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import tls from 'node:tls';
+import type { Duplex } from 'node:stream';
 import dnsPacket from 'dns-packet';
 import type { Clock } from '../shared/clock.js';
 import { encodeAddress, toSocksAddress } from '../protocol/socks5/address.js';
@@ -158,6 +159,8 @@ export interface HttpOp extends OpOptions {
   readonly tls?: { readonly servername: string; readonly ca: Buffer };
   /** Go through this SOCKS5 proxy. */
   readonly socks?: Endpoint;
+  /** Wrap the TCP socket under TLS (e.g. a ClientHello record fragmenter, defence D8). */
+  readonly wrapTls?: (raw: net.Socket) => Duplex;
 }
 
 /** One HTTP/1.1 GET with Connection: close. */
@@ -195,7 +198,11 @@ export async function httpGet(op: HttpOp): Promise<OpResult> {
       done({ outcome: classifyError(e, 'ERROR'), detail: (e as NodeJS.ErrnoException).code ?? e.message }),
     );
     if (op.tls) {
-      const t = tls.connect({ socket: raw, servername: op.tls.servername, ca: op.tls.ca });
+      const t = tls.connect({
+        socket: op.wrapTls ? op.wrapTls(raw) : raw,
+        servername: op.tls.servername,
+        ca: op.tls.ca,
+      });
       sock = t;
       t.on('secureConnect', () => t.write(req));
       let sawFin = false;

@@ -1,6 +1,243 @@
 import type { Command } from 'commander';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import {
+  formatSurvivalTable,
+  runSurvival,
+  type Contender,
+  type TunnelContender,
+} from '../../lab/survival.js';
+import { DEFAULT_PROFILE, profile, profileNames } from '../../lab/profiles.js';
+import { startDataPlane } from '../../server/index.js';
+import { startClient } from '../../client/index.js';
+import { ShadowsocksDialer } from '../../transport/shadowsocks-dialer.js';
+import { fragmentingSocket } from '../../transport/tls-fragment.js';
+import { encodeFirstWrite, makeShapedSalt } from '../../protocol/shadowsocks/shaping.js';
+import { UsageError } from '../errors.js';
 
-// Placeholder: replaced by the owner of `ladder lab`.
+interface LabRunFlags {
+  profile: string;
+  json?: boolean;
+  seed: string;
+  rate: string;
+  decisions?: string;
+  only?: string;
+}
+
+const METHOD = 'chacha20-ietf-poly1305';
+const PASSWORD = 'ladder-lab-password';
+
+function intFlag(name: string, value: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < min || n > max)
+    throw new UsageError(`${name} must be an integer in ${min}..${max}, got "${value}"`);
+  return n;
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+async function waitListening(port: number, child: ChildProcess, what: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if (child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port }, () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${what} did not start listening on 127.0.0.1:${port}`);
+}
+
+function spawnPeer(bin: string, args: string[]): ChildProcess {
+  const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  child.stderr?.resume();
+  child.on('error', () => undefined);
+  return child;
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+    setTimeout(() => {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }, 2000).unref();
+  });
+}
+
+const shadowsocksLibev: TunnelContender = {
+  kind: 'tunnel',
+  name: 'shadowsocks-libev AEAD',
+  description: `ss-server + ss-local (shadowsocks-libev, ${METHOD})`,
+  ladder: false,
+  async startServer() {
+    const port = await freePort();
+    const child = spawnPeer('ss-server', [
+      '-s',
+      '127.0.0.1',
+      '-p',
+      String(port),
+      '-k',
+      PASSWORD,
+      '-m',
+      METHOD,
+      '-t',
+      '600',
+    ]);
+    await waitListening(port, child, 'ss-server (apt-get install shadowsocks-libev)');
+    return { address: { host: '127.0.0.1', port }, stop: () => stopChild(child) };
+  },
+  async startClient(server) {
+    const port = await freePort();
+    const child = spawnPeer('ss-local', [
+      '-s',
+      server.host,
+      '-p',
+      String(server.port),
+      '-b',
+      '127.0.0.1',
+      '-l',
+      String(port),
+      '-k',
+      PASSWORD,
+      '-m',
+      METHOD,
+      '-t',
+      '600',
+    ]);
+    await waitListening(port, child, 'ss-local');
+    return { socks: { host: '127.0.0.1', port }, stop: () => stopChild(child) };
+  },
+};
+
+function ladderContender(name: string, description: string, shaped: boolean): TunnelContender {
+  return {
+    kind: 'tunnel',
+    name,
+    description,
+    ladder: true,
+    async startServer() {
+      const dp = await startDataPlane({
+        port: 0,
+        host: '127.0.0.1',
+        keys: [{ id: 'lab', method: METHOD, secret: PASSWORD }],
+        allowPrivateDestinations: true,
+      });
+      return { address: { host: '127.0.0.1', port: dp.address.port }, stop: () => dp.close() };
+    },
+    async startClient(server) {
+      const endpoint = { host: server.host, port: server.port, method: METHOD, password: PASSWORD };
+      const client = await startClient({
+        socks: { host: '127.0.0.1', port: 0 },
+        ...(shaped
+          ? {
+              dialer: new ShadowsocksDialer({
+                ...endpoint,
+                saltFactory: (n: number) => makeShapedSalt(n),
+                firstWrite: encodeFirstWrite,
+              }),
+            }
+          : { key: endpoint }),
+      });
+      return { socks: { host: '127.0.0.1', port: client.socksAddress!.port }, stop: () => client.close() };
+    },
+  };
+}
+
+export function labContenders(): Contender[] {
+  return [
+    {
+      kind: 'direct',
+      name: 'direct -> blocked site',
+      description: 'no circumvention: DNS through the path resolver, HTTP and HTTPS to www.blocked.lab',
+      site: 'blocked',
+    },
+    {
+      kind: 'direct',
+      name: 'direct -> open site',
+      description: 'control: the same workload to www.open.lab',
+      site: 'open',
+    },
+    {
+      kind: 'direct',
+      name: 'direct + TLS record frag (D8)',
+      description:
+        'direct to www.blocked.lab with the ClientHello split across TLS records (src/transport/tls-fragment.ts)',
+      site: 'blocked',
+      wrapTls: (raw) => fragmentingSocket(raw),
+    },
+    shadowsocksLibev,
+    ladderContender(
+      'ladder AEAD',
+      `Ladder server + client as they are today (SIP004 ${METHOD}, default dialer)`,
+      false,
+    ),
+    ladderContender(
+      'ladder AEAD + D1/D3',
+      'Ladder with per-connection printable/TLS salt prefixes (D1) and the first-write length plan (D3)',
+      true,
+    ),
+  ];
+}
+
 export function registerLab(program: Command): void {
-  program.command('lab').description('(not yet implemented)');
+  const lab = program
+    .command('lab')
+    .description('censor lab: the measured Great Firewall behaviours emulated on loopback');
+  lab
+    .command('run')
+    .description(
+      'bring up the emulated world, drive a fixed workload through each contender, print the survival table',
+    )
+    .option('--profile <name>', `censor profile (${profileNames().join(', ')})`, DEFAULT_PROFILE)
+    .option('--json', 'print the report as JSON')
+    .option('--seed <n>', 'seed for every random choice of the censor', '1')
+    .option('--rate <n>', 'virtual-time speed-up (180 s residual = 180/rate s)', '50')
+    .option('--decisions <file>', 'write the censor decision log (JSON lines) to this file')
+    .option('--only <names>', 'comma-separated substrings: run only contenders whose name matches')
+    .action(async (flags: LabRunFlags) => {
+      let config;
+      try {
+        config = profile(flags.profile);
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
+      const seed = intFlag('--seed', flags.seed, 0, 0xffffffff);
+      const rate = intFlag('--rate', flags.rate, 1, 1000);
+      let contenders = labContenders();
+      if (flags.only) {
+        const want = flags.only
+          .split(',')
+          .map((s) => s.trim().toLowerCase())
+          .filter(Boolean);
+        contenders = contenders.filter((c) => want.some((w) => c.name.toLowerCase().includes(w)));
+        if (contenders.length === 0) throw new UsageError(`--only "${flags.only}" matches no contender`);
+      }
+      let decisions = '';
+      const report = await runSurvival({
+        config,
+        seed,
+        clockRate: rate,
+        contenders,
+        onProgress: flags.json ? undefined : (m) => process.stderr.write(`lab: ${m}\n`),
+        onDecisionLog: (jsonl) => {
+          decisions = jsonl;
+        },
+      });
+      if (flags.decisions) await writeFile(flags.decisions, decisions);
+      process.stdout.write(flags.json ? JSON.stringify(report, null, 2) + '\n' : formatSurvivalTable(report));
+      if (report.findings.length > 0) process.exitCode = 1;
+    });
 }

@@ -1,0 +1,388 @@
+/**
+ * The survival report: bring the world up, drive a fixed workload through each contender, let the
+ * active prober judge every tunnel server, and tabulate what survived.
+ *
+ * Contenders are described by the caller (the CLI composes them, because the lab reaches servers
+ * through sockets only): a direct contender dials the emulated sites itself; a tunnel contender
+ * is a local SOCKS5 proxy whose server sits behind the censor path as an emulated remote host.
+ *
+ * Phases, chosen so that a fixed seed gives the same verdicts every run:
+ *  1. each contender's workload, one request at a time, with the prober holding its events (the
+ *     measured replay delay runs from 0.28 s to hours, so probing after the session is in range);
+ *  2. the prober acts on every suspicious flow and concludes; "proxy" feeds C1;
+ *  3. residual blocks expire (wait 181 s of virtual time), then one more request per contender
+ *     shows whether its endpoint is still reachable.
+ */
+import type net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Endpoint } from './censor.js';
+import { sleep } from './clock.js';
+import { dnsQuery, httpGet, type Outcome } from './client-ops.js';
+import type { Decision } from './decision-log.js';
+import type { CensorConfig } from './profiles.js';
+import { BLOCKED_NAME, LabWorld, OPEN_NAME } from './world.js';
+
+export interface TunnelHandle {
+  /** The contender's local SOCKS5 listener. */
+  readonly socks: Endpoint;
+  stop(): Promise<void>;
+}
+
+export interface DirectContender {
+  readonly kind: 'direct';
+  readonly name: string;
+  readonly description: string;
+  readonly site: 'blocked' | 'open';
+  /** Wrap TCP under TLS (a defence such as ClientHello record fragmentation). */
+  readonly wrapTls?: (raw: net.Socket) => Duplex;
+}
+
+export interface TunnelContender {
+  readonly kind: 'tunnel';
+  readonly name: string;
+  readonly description: string;
+  /** True for Ladder's own server: a "proxy" verdict is then a tunnel-core bug. */
+  readonly ladder: boolean;
+  /** Start the server on 127.0.0.1 (any port); returns its real address. */
+  startServer(): Promise<{ address: Endpoint; stop(): Promise<void> }>;
+  /** Start the local client pointed at `server` (the emulated address on the censor path). */
+  startClient(server: Endpoint): Promise<TunnelHandle>;
+}
+
+export type Contender = DirectContender | TunnelContender;
+
+export interface RequestRecord {
+  readonly step: string;
+  readonly outcome: Outcome;
+}
+
+export interface ContenderReport {
+  readonly name: string;
+  readonly description: string;
+  readonly kind: 'direct' | 'tunnel';
+  readonly requests: {
+    readonly ok: number;
+    readonly total: number;
+    readonly steps: readonly RequestRecord[];
+  };
+  readonly c6Triggers: number;
+  readonly prober: {
+    readonly probed: boolean;
+    readonly proxy: boolean;
+    readonly rules: readonly string[];
+    readonly evidence: readonly string[];
+    readonly reactions: Readonly<Record<string, number>>;
+    readonly stage2: boolean;
+  } | null;
+  readonly endpointBlocked: boolean;
+  readonly residualHits: number;
+  /** Behaviours that interfered with this contender's traffic, with counts. */
+  readonly blockedBy: Readonly<Record<string, number>>;
+  /** Phase 3: a request after the verdict and after residual blocks expired. */
+  readonly afterVerdict: Outcome | null;
+  readonly error?: string;
+}
+
+export interface SurvivalReport {
+  readonly profile: string;
+  readonly seed: number;
+  readonly clockRate: number;
+  readonly contenders: readonly ContenderReport[];
+  /** Problems the run found (e.g. Ladder's server classified as a proxy: a tunnel-core bug). */
+  readonly findings: readonly string[];
+  readonly notes: readonly string[];
+}
+
+export interface SurvivalOptions {
+  readonly config: CensorConfig;
+  readonly seed: number;
+  readonly clockRate?: number;
+  readonly contenders: readonly Contender[];
+  /** Virtual ms a request may take (default 15 s). */
+  readonly requestTimeoutMs?: number;
+  readonly onProgress?: ((msg: string) => void) | undefined;
+  /** Receives the censor's whole decision log (JSON lines) before the world is torn down. */
+  readonly onDecisionLog?: (jsonl: string) => void;
+}
+
+interface Running {
+  readonly c: Contender;
+  readonly clientIp: string;
+  /** For tunnels: the emulated server endpoint (censor view) and handles. */
+  server?: { logical: Endpoint; stopServer(): Promise<void>; handle: TunnelHandle };
+  steps: RequestRecord[];
+  error?: string;
+}
+
+function tally(outcomes: readonly string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const o of outcomes) out[o] = (out[o] ?? 0) + 1;
+  return out;
+}
+
+export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport> {
+  const clockRate = opts.clockRate ?? 50;
+  const progress = opts.onProgress ?? (() => undefined);
+  const world = await LabWorld.start({ config: opts.config, seed: opts.seed, clockRate });
+  const running: Running[] = [];
+  const findings: string[] = [];
+  try {
+    world.prober.hold();
+    const timeoutMs = opts.requestTimeoutMs ?? 15_000;
+    const base = { clock: world.clock, timeoutMs, minRealMs: 250 };
+    let n = 0;
+    for (const c of opts.contenders) {
+      const r: Running = { c, clientIp: `127.0.1.${101 + n++}`, steps: [] };
+      running.push(r);
+      progress(`phase 1: ${c.name}`);
+      try {
+        if (c.kind === 'direct') r.steps = await directWorkload(world, c, r.clientIp, base);
+        else {
+          const srv = await c.startServer();
+          const front = await world.addRemoteHost(srv.address, { logicalPort: 8388 });
+          let handle: TunnelHandle;
+          try {
+            handle = await c.startClient(front.tcp);
+          } catch (err) {
+            await srv.stop();
+            throw err;
+          }
+          r.server = { logical: front.logical, stopServer: () => srv.stop(), handle };
+          r.steps = await tunnelWorkload(world, handle.socks, base);
+        }
+      } catch (err) {
+        r.error = err instanceof Error ? err.message : String(err);
+      }
+    }
+    progress('phase 2: active prober');
+    world.prober.release();
+    await world.prober.settled();
+    progress('phase 3: residual blocks expire, then one request per contender');
+    await sleep(world.clock, 181_000);
+    const after = new Map<Running, Outcome>();
+    for (const r of running) {
+      if (r.error) continue;
+      if (r.c.kind === 'direct') {
+        const site = world.sites[r.c.site];
+        const res = await httpGet({
+          ...base,
+          localAddress: r.clientIp,
+          connect: site.http,
+          hostHeader: site.name,
+        });
+        after.set(r, res.outcome);
+      } else if (r.server) {
+        const res = await httpGet({
+          ...base,
+          socks: r.server.handle.socks,
+          connect: world.sites.open.realHttp,
+          hostHeader: OPEN_NAME,
+        });
+        after.set(r, res.outcome);
+      }
+    }
+
+    const contenders = running.map((r): ContenderReport => {
+      const mine = (d: Decision): boolean =>
+        d.flow !== undefined &&
+        (r.c.kind === 'direct'
+          ? d.flow.cIP === r.clientIp
+          : r.server !== undefined &&
+            d.flow.sIP === r.server.logical.host &&
+            d.flow.sPort === r.server.logical.port);
+      const decisions = world.log.records.filter(mine);
+      const endpoint = r.server ? `${r.server.logical.host}:${r.server.logical.port}` : undefined;
+      const v = endpoint ? world.prober.verdicts.get(endpoint) : undefined;
+      const blockedBy = tally(
+        decisions
+          .filter((d) => d.blocked)
+          .map((d) => (d.behaviour === 'residual' ? `residual:${d.rule}` : d.behaviour)),
+      );
+      const c6Triggers = decisions.filter((d) => d.behaviour === 'C6' && d.action === 'DROP_C2S').length;
+      const ok = r.steps.filter((s) => s.outcome === 'OK').length;
+      const endpointBlocked = r.server
+        ? world.censor.isEndpointBlocked(r.server.logical.host, r.server.logical.port)
+        : false;
+      if (r.c.kind === 'tunnel' && r.c.ladder && v?.proxy) {
+        findings.push(
+          `tunnel-core bug: the prober classified Ladder's server (${r.c.name}) as a proxy by rule(s) ${v.rules.join(', ')}: ${v.evidence.join('; ')}`,
+        );
+      }
+      return {
+        name: r.c.name,
+        description: r.c.description,
+        kind: r.c.kind,
+        requests: { ok, total: r.steps.length, steps: r.steps },
+        c6Triggers,
+        prober:
+          r.c.kind === 'tunnel'
+            ? {
+                probed: v !== undefined,
+                proxy: v?.proxy ?? false,
+                rules: v?.rules ?? [],
+                evidence: v?.evidence ?? [],
+                reactions: v ? tally(v.probes.map((p) => p.reaction)) : {},
+                stage2: v?.stage2 ?? false,
+              }
+            : null,
+        endpointBlocked,
+        residualHits: decisions.filter((d) => d.behaviour === 'residual' && d.blocked).length,
+        blockedBy,
+        afterVerdict: after.get(r) ?? null,
+        ...(r.error ? { error: r.error } : {}),
+      };
+    });
+    opts.onDecisionLog?.(world.log.toJsonLines());
+    return {
+      profile: opts.config.name,
+      seed: opts.seed,
+      clockRate,
+      contenders,
+      findings,
+      notes: [
+        'Tunnel rows dial the sites by address through the tunnel (remote-side DNS is not emulated); direct rows resolve through the path resolver and use its first answer.',
+        'The prober holds its events until every workload ran, then probes (measured delays reach hours); a "proxy" verdict null-routes the endpoint (C1).',
+        'afterVerdict: one request after residual blocks expired (181 s of virtual time).',
+      ],
+    };
+  } finally {
+    for (const r of running) {
+      if (r.server) {
+        await r.server.handle.stop().catch(() => undefined);
+        await r.server.stopServer().catch(() => undefined);
+      }
+    }
+    await world.stop();
+  }
+}
+
+type Base = { clock: LabWorld['clock']; timeoutMs: number; minRealMs: number };
+
+/** Direct: resolve, then HTTP and HTTPS twice each (the second round meets residual blocks). */
+async function directWorkload(
+  world: LabWorld,
+  c: DirectContender,
+  clientIp: string,
+  base: Base,
+): Promise<RequestRecord[]> {
+  const site = world.sites[c.site];
+  const steps: RequestRecord[] = [];
+  const dns = await dnsQuery(world.resolver, site.name, 'A', {
+    ...base,
+    localAddress: clientIp,
+    collectMs: 2_000,
+  });
+  const first = dns.first?.[0]?.data;
+  steps.push({
+    step: 'dns A',
+    outcome:
+      first === undefined
+        ? 'DNS_FAIL'
+        : first === site.ip
+          ? 'OK'
+          : world.censor.isForgedAddress(first)
+            ? 'DNS_FORGED'
+            : 'DNS_FAIL',
+  });
+  // Even with a poisoned answer, the user may know the address (hosts file); the filters still apply.
+  for (const round of [1, 2]) {
+    const h = await httpGet({ ...base, localAddress: clientIp, connect: site.http, hostHeader: site.name });
+    steps.push({ step: `http #${round}`, outcome: h.outcome });
+    const s = await httpGet({
+      ...base,
+      localAddress: clientIp,
+      connect: site.https,
+      hostHeader: site.name,
+      tls: { servername: site.name, ca: world.certs.ca },
+      ...(c.wrapTls ? { wrapTls: c.wrapTls } : {}),
+    });
+    steps.push({ step: `https #${round}`, outcome: s.outcome });
+  }
+  return steps;
+}
+
+/** Tunnel: blocked and open sites over HTTP and HTTPS through the contender's SOCKS5 proxy. */
+async function tunnelWorkload(world: LabWorld, socks: Endpoint, base: Base): Promise<RequestRecord[]> {
+  const steps: RequestRecord[] = [];
+  const b = world.sites.blocked;
+  const o = world.sites.open;
+  const plan: Array<[string, Endpoint, string, boolean]> = [
+    ['http blocked', b.realHttp, BLOCKED_NAME, false],
+    ['https blocked', b.realHttps, BLOCKED_NAME, true],
+    ['http open', o.realHttp, OPEN_NAME, false],
+    ['https open', o.realHttps, OPEN_NAME, true],
+    ['http blocked #2', b.realHttp, BLOCKED_NAME, false],
+  ];
+  for (const [step, connect, name, tls] of plan) {
+    const r = await httpGet({
+      ...base,
+      socks,
+      connect,
+      hostHeader: name,
+      ...(tls ? { tls: { servername: name, ca: world.certs.ca } } : {}),
+    });
+    steps.push({ step, outcome: r.outcome });
+  }
+  return steps;
+}
+
+/** The survival table as text. */
+export function formatSurvivalTable(r: SurvivalReport): string {
+  const header = [
+    'contender',
+    'requests ok',
+    'C6 triggers',
+    'prober verdict',
+    'endpoint blocked',
+    'residual hits',
+    'after verdict',
+    'blocked by',
+  ];
+  const rows = r.contenders.map((c) => [
+    c.name,
+    c.error ? 'error' : `${c.requests.ok}/${c.requests.total}`,
+    String(c.c6Triggers),
+    c.prober === null
+      ? 'n/a (direct)'
+      : !c.prober.probed
+        ? 'not probed'
+        : c.prober.proxy
+          ? `PROXY (${c.prober.rules.join(',')})`
+          : `not proxy (${Object.entries(c.prober.reactions)
+              .map(([k, v]) => `${k}x${v}`)
+              .join(' ')})`,
+    c.endpointBlocked ? 'yes (C1)' : 'no',
+    String(c.residualHits),
+    c.afterVerdict ?? '-',
+    Object.entries(c.blockedBy)
+      .map(([k, v]) => `${k}x${v}`)
+      .join(' ') || '-',
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]): string =>
+    cells
+      .map((x, i) => x.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
+  const out = [
+    `Ladder censor lab: profile ${r.profile}, seed ${r.seed}, clock x${r.clockRate}`,
+    '',
+    line(header),
+    line(widths.map((w) => '-'.repeat(w))),
+    ...rows.map(line),
+    '',
+  ];
+  for (const c of r.contenders) {
+    out.push(`${c.name}: ${c.description}`);
+    out.push(`  steps: ${c.requests.steps.map((s) => `${s.step}=${s.outcome}`).join(', ')}`);
+    if (c.prober?.evidence.length) out.push(`  prober evidence: ${c.prober.evidence.join('; ')}`);
+    if (c.error) out.push(`  error: ${c.error}`);
+  }
+  if (r.findings.length) {
+    out.push('', 'FINDINGS:');
+    for (const f of r.findings) out.push(`  - ${f}`);
+  }
+  out.push('', 'Notes:');
+  for (const n of r.notes) out.push(`  - ${n}`);
+  return out.join('\n') + '\n';
+}
