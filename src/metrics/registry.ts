@@ -42,7 +42,11 @@ export function createMetrics(opts: MetricsOptions = {}): LadderMetrics {
     labelNames: METRICS.dataBytes.labels,
     registers: [registry],
   });
-  const open = new Gauge({ name: METRICS.openConnections.name, help: METRICS.openConnections.help, registers: [registry] });
+  const open = new Gauge({
+    name: METRICS.openConnections.name,
+    help: METRICS.openConnections.help,
+    registers: [registry],
+  });
   const closed = new Counter({
     name: METRICS.connectionsClosed.name,
     help: METRICS.connectionsClosed.help,

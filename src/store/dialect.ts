@@ -15,10 +15,12 @@ export const SQLITE_FILE_NAME = 'ladder.db';
  * Without a spec the SQLite file lives in `dataDir`.
  */
 export function parseStoreLocation(spec: string | undefined, dataDir: string): StoreLocation {
-  if (spec === undefined || spec === '') return { kind: 'sqlite', path: join(resolve(dataDir), SQLITE_FILE_NAME) };
+  if (spec === undefined || spec === '')
+    return { kind: 'sqlite', path: join(resolve(dataDir), SQLITE_FILE_NAME) };
   if (/^postgres(ql)?:\/\//i.test(spec)) return { kind: 'postgres', url: spec };
   const path = spec.startsWith('sqlite:') ? spec.slice('sqlite:'.length) : spec;
-  if (path === '') throw new StoreError('STORE_OPEN_FAILED', 'store: "sqlite:" needs a file path after the colon');
+  if (path === '')
+    throw new StoreError('STORE_OPEN_FAILED', 'store: "sqlite:" needs a file path after the colon');
   return { kind: 'sqlite', path: resolve(path) };
 }
 
@@ -30,7 +32,10 @@ export interface OpenedDialect {
 /** Build the Kysely dialect for a location. Callers only ever see the `Store` interface. */
 export function createDialect(loc: StoreLocation): OpenedDialect {
   if (loc.kind === 'postgres') {
-    return { kind: 'postgres', dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: loc.url, max: 10 }) }) };
+    return {
+      kind: 'postgres',
+      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: loc.url, max: 10 }) }),
+    };
   }
   let db: BetterSqlite3.Database;
   try {

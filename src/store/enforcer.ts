@@ -11,6 +11,8 @@ export interface EnforcerOptions {
   logger?: Logger;
   /** Re-evaluation period (default 2 s). Also picks up changes another process made to the store. */
   intervalMs?: number;
+  /** Called after every evaluation (e.g. to export key counts by state). */
+  onEvaluate?: (statuses: readonly KeyStatus[]) => void;
 }
 
 /**
@@ -25,9 +27,11 @@ export class KeyEnforcer {
   readonly #clock: Clock;
   readonly #log: Logger;
   readonly #intervalMs: number;
+  readonly #onEvaluate: ((statuses: readonly KeyStatus[]) => void) | undefined;
   #timer: Timer | undefined;
   #running = false;
   #chain: Promise<KeyStatus[]> = Promise.resolve([]);
+  #queued: Promise<KeyStatus[]> | undefined;
   #signature: string | undefined;
   #active = new Set<string>();
   #last: KeyStatus[] = [];
@@ -38,6 +42,7 @@ export class KeyEnforcer {
     this.#clock = opts.clock ?? systemClock;
     this.#log = opts.logger ?? silentLogger;
     this.#intervalMs = opts.intervalMs ?? 2000;
+    this.#onEvaluate = opts.onEvaluate;
   }
 
   /** Evaluate now and then every interval. Resolves after the first evaluation. */
@@ -59,9 +64,19 @@ export class KeyEnforcer {
     return this.#last;
   }
 
-  /** Re-evaluate now (calls are serialized). */
+  /**
+   * Re-evaluate now. Calls are serialized; calls made while one evaluation is already waiting to
+   * start share it (it has not read the store yet, so it sees every change made before the call).
+   */
   refresh(): Promise<KeyStatus[]> {
-    const run = this.#chain.catch(() => []).then(() => this.#evaluate());
+    if (this.#queued) return this.#queued;
+    const run = this.#chain
+      .catch(() => [])
+      .then(() => {
+        this.#queued = undefined;
+        return this.#evaluate();
+      });
+    this.#queued = run;
     this.#chain = run;
     return run;
   }
@@ -99,6 +114,7 @@ export class KeyEnforcer {
       this.#signature = signature;
     }
     this.#last = statuses;
+    this.#onEvaluate?.(statuses);
     return statuses;
   }
 }

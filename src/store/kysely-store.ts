@@ -126,7 +126,10 @@ export class KyselyStore implements Store {
     } catch (err) {
       await db.destroy().catch(() => undefined);
       if (err instanceof StoreError) throw err;
-      throw new StoreError('STORE_OPEN_FAILED', `store: cannot open: ${err instanceof Error ? err.message : String(err)}`);
+      throw new StoreError(
+        'STORE_OPEN_FAILED',
+        `store: cannot open: ${err instanceof Error ? err.message : String(err)}`,
+      );
     }
     store.#scheduleFlush();
     return store;
@@ -176,6 +179,7 @@ export class KyselyStore implements Store {
         accessKeyDataLimitBytes: SETTING_DEFAULTS.accessKeyDataLimitBytes,
         apiPrefix: randomBytes(16).toString('base64url'),
         dynamicKeyBaseUrl: SETTING_DEFAULTS.dynamicKeyBaseUrl,
+        apiPort: null,
         nextKeyId: 0,
       };
       const missing = Object.entries(initial).filter(([k]) => !have.has(k));
@@ -201,6 +205,7 @@ export class KyselyStore implements Store {
       metricsEnabled: m.get('metricsEnabled') === true,
       accessKeyDataLimitBytes: numOrNull(m.get('accessKeyDataLimitBytes')),
       apiPrefix: String(m.get('apiPrefix')),
+      apiPort: numOrNull(m.get('apiPort')),
       dynamicKeyBaseUrl: (m.get('dynamicKeyBaseUrl') as string | null | undefined) ?? null,
     };
   }
@@ -237,7 +242,11 @@ export class KyselyStore implements Store {
 
   async findKeyByToken(token: string): Promise<KeyRecord | undefined> {
     this.#assertOpen();
-    const row = await this.#db.selectFrom('keys').selectAll().where('access_token', '=', token).executeTakeFirst();
+    const row = await this.#db
+      .selectFrom('keys')
+      .selectAll()
+      .where('access_token', '=', token)
+      .executeTakeFirst();
     return row ? rowToKey(row) : undefined;
   }
 
@@ -265,9 +274,14 @@ export class KyselyStore implements Store {
       }
       for (const part of chunks(explicit, IN_CHUNK)) {
         const taken = await trx.selectFrom('keys').select('id').where('id', 'in', part).executeTakeFirst();
-        if (taken) throw new StoreError('KEY_EXISTS', `store: an access key with id "${taken.id}" already exists`);
+        if (taken)
+          throw new StoreError('KEY_EXISTS', `store: an access key with id "${taken.id}" already exists`);
       }
-      const counter = await trx.selectFrom('settings').select('value').where('name', '=', 'nextKeyId').executeTakeFirst();
+      const counter = await trx
+        .selectFrom('settings')
+        .select('value')
+        .where('name', '=', 'nextKeyId')
+        .executeTakeFirst();
       let nextId = counter ? num(JSON.parse(counter.value)) : 0;
       const maxSeq = await trx
         .selectFrom('keys')
@@ -282,7 +296,11 @@ export class KyselyStore implements Store {
           for (let guard = 0; ; guard++) {
             const candidate = String(nextId++);
             if (reserved.has(candidate)) continue;
-            const exists = await trx.selectFrom('keys').select('id').where('id', '=', candidate).executeTakeFirst();
+            const exists = await trx
+              .selectFrom('keys')
+              .select('id')
+              .where('id', '=', candidate)
+              .executeTakeFirst();
             if (!exists) {
               id = candidate;
               break;
@@ -390,7 +408,8 @@ export class KyselyStore implements Store {
         const ids = [...new Set(batch.map((b) => b.keyId))];
         const existing = new Set<string>();
         for (const part of chunks(ids, IN_CHUNK)) {
-          for (const r of await trx.selectFrom('keys').select('id').where('id', 'in', part).execute()) existing.add(r.id);
+          for (const r of await trx.selectFrom('keys').select('id').where('id', 'in', part).execute())
+            existing.add(r.id);
         }
         const lastSeen = new Map<string, number>();
         for (const b of batch) {
@@ -427,7 +446,8 @@ export class KyselyStore implements Store {
           p.last = Math.max(p.last, b.last);
         } else this.#pending.set(k, b);
       }
-      if (!this.#closed) this.#log.warn({ err: err instanceof Error ? err.message : String(err) }, 'usage flush failed');
+      if (!this.#closed)
+        this.#log.warn({ err: err instanceof Error ? err.message : String(err) }, 'usage flush failed');
       throw err;
     }
   }
@@ -438,7 +458,11 @@ export class KyselyStore implements Store {
     const from = Math.floor(since / HOUR_MS) * HOUR_MS;
     const rows = await this.#db
       .selectFrom('usage')
-      .select((eb) => ['key_id', eb.fn.sum<number>('up_bytes').as('up'), eb.fn.sum<number>('down_bytes').as('down')])
+      .select((eb) => [
+        'key_id',
+        eb.fn.sum<number>('up_bytes').as('up'),
+        eb.fn.sum<number>('down_bytes').as('down'),
+      ])
       .where('bucket', '>=', from)
       .groupBy('key_id')
       .execute();
@@ -449,8 +473,18 @@ export class KyselyStore implements Store {
     await this.flush();
     this.#assertOpen();
     const from = Math.floor(since / HOUR_MS) * HOUR_MS;
-    const rows = await this.#db.selectFrom('usage').selectAll().where('bucket', '>=', from).orderBy('bucket').execute();
-    return rows.map((r) => ({ keyId: r.key_id, bucket: num(r.bucket), up: num(r.up_bytes), down: num(r.down_bytes) }));
+    const rows = await this.#db
+      .selectFrom('usage')
+      .selectAll()
+      .where('bucket', '>=', from)
+      .orderBy('bucket')
+      .execute();
+    return rows.map((r) => ({
+      keyId: r.key_id,
+      bucket: num(r.bucket),
+      up: num(r.up_bytes),
+      down: num(r.down_bytes),
+    }));
   }
 
   async close(): Promise<void> {

@@ -53,12 +53,20 @@ export function nextReset(period: LimitPeriod, now: number): number | null {
   }
 }
 
-export function effectiveLimit(key: KeyRecord, settings: Pick<ServerSettings, 'accessKeyDataLimitBytes'>): number | null {
+export function effectiveLimit(
+  key: KeyRecord,
+  settings: Pick<ServerSettings, 'accessKeyDataLimitBytes'>,
+): number | null {
   return key.dataLimitBytes ?? settings.accessKeyDataLimitBytes;
 }
 
 /** Pure decision for one key, given its usage in its window. Disabled beats expired beats limit. */
-export function keyState(key: KeyRecord, usedBytes: number, limitBytes: number | null, now: number): KeyState {
+export function keyState(
+  key: KeyRecord,
+  usedBytes: number,
+  limitBytes: number | null,
+  now: number,
+): KeyState {
   if (!key.enabled) return 'disabled';
   if (key.expiresAt !== null && key.expiresAt <= now) return 'expired';
   if (limitBytes !== null && usedBytes >= limitBytes) return 'over_limit';

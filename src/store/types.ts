@@ -59,7 +59,9 @@ export interface ServerSettings {
   readonly accessKeyDataLimitBytes: number | null;
   /** Secret path prefix of the management API (base64url). */
   readonly apiPrefix: string;
-  /** Base URL (https://host:port) where dynamic keys are served; null = derive from the API. */
+  /** Port the management API listens on (recorded at start so the CLI can build ssconf:// URLs). */
+  readonly apiPort: number | null;
+  /** Base URL (https://host[:port][/path]) where dynamic keys are served; null = the API itself. */
   readonly dynamicKeyBaseUrl: string | null;
 }
 

@@ -24,7 +24,10 @@ function tempDir(t: { after: (fn: () => void) => void }): string {
 }
 
 async function open(dir: string, clock = new ManualClock()): Promise<KyselyStore> {
-  return openStore(parseStoreLocation(undefined, dir), { clock, defaults: { hostname: 'example.org', port: 4444 } });
+  return openStore(parseStoreLocation(undefined, dir), {
+    clock,
+    defaults: { hostname: 'example.org', port: 4444 },
+  });
 }
 
 const base = { method: 'chacha20-ietf-poly1305', secret: 'pw', port: 4444 };
@@ -69,7 +72,10 @@ test('ids count up like Outline and skip ids taken by PUT', async (t) => {
   const b = await store.createKey(base);
   assert.equal(a.id, '0');
   assert.equal(b.id, '2');
-  await assert.rejects(store.createKey({ ...base, id: '1' }), (e: unknown) => e instanceof StoreError && e.code === 'KEY_EXISTS');
+  await assert.rejects(
+    store.createKey({ ...base, id: '1' }),
+    (e: unknown) => e instanceof StoreError && e.code === 'KEY_EXISTS',
+  );
   assert.deepEqual(
     (await store.listKeys()).map((k) => k.id),
     ['0', '1', '2'],
@@ -90,7 +96,9 @@ test('bulk create is all or nothing', async (t) => {
 test('200 parallel creations and deletions leave a consistent store', async (t) => {
   const store = await open(tempDir(t));
   t.after(() => store.close());
-  const created = await Promise.all(Array.from({ length: 200 }, (_, i) => store.createKey({ ...base, name: `n${i}` })));
+  const created = await Promise.all(
+    Array.from({ length: 200 }, (_, i) => store.createKey({ ...base, name: `n${i}` })),
+  );
   const ids = created.map((k) => k.id);
   assert.equal(new Set(ids).size, 200, 'ids unique');
   assert.equal(new Set(created.map((k) => k.accessToken)).size, 200, 'tokens unique');
@@ -173,7 +181,11 @@ test('enforcer: limit below usage, expiry and disable remove the key from setKey
   // Expiry is noticed by the periodic loop without any explicit refresh.
   clock.advance(6000);
   await enforcer.refresh(); // let the timer-started evaluation settle
-  assert.deepEqual(control.keys.map((k) => k.id), [c.id], 'expired key removed');
+  assert.deepEqual(
+    control.keys.map((k) => k.id),
+    [c.id],
+    'expired key removed',
+  );
   assert.equal(enforcer.statuses.find((s) => s.key.id === b.id)?.state, 'expired');
 
   await store.updateKey(c.id, { enabled: false });
@@ -187,7 +199,10 @@ test('enforcer: limit below usage, expiry and disable remove the key from setKey
   assert.deepEqual(control.keys.map((k) => k.id).sort(), [a.id, c.id]);
   await store.updateSettings({ accessKeyDataLimitBytes: 100 });
   await enforcer.refresh();
-  assert.deepEqual(control.keys.map((k) => k.id), [c.id]);
+  assert.deepEqual(
+    control.keys.map((k) => k.id),
+    [c.id],
+  );
   const calls = control.calls;
   await enforcer.refresh();
   assert.equal(control.calls, calls, 'setKeys only called when the usable set changes');
@@ -205,7 +220,10 @@ test('enforcer: a monthly quota resets at the start of the month', async (t) => 
   assert.equal(control.keys.length, 0);
   clock.advance(3 * HOUR_MS); // 1 Dec, 01:00 UTC
   await enforcer.refresh();
-  assert.deepEqual(control.keys.map((x) => x.id), [k.id]);
+  assert.deepEqual(
+    control.keys.map((x) => x.id),
+    [k.id],
+  );
 });
 
 test('a store path that cannot be created fails with a clear message', async (t) => {

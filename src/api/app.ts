@@ -1,0 +1,229 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import fastifySwagger from '@fastify/swagger';
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import {
+  hasZodFastifySchemaValidationErrors,
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+} from 'fastify-type-provider-zod';
+import type { ServerControl } from '../shared/control.js';
+import { systemClock, type Clock } from '../shared/clock.js';
+import { silentLogger, type Logger } from '../shared/logger.js';
+import type { LadderMetrics } from '../metrics/index.js';
+import { AEAD_METHODS } from '../protocol/shadowsocks/methods.js';
+import { KeyEnforcer, type Store } from '../store/index.js';
+import type { ApiContext } from './context.js';
+import { registerDynamicRoutes } from './dynamic.js';
+import { ApiError, NOT_FOUND_BODY } from './errors.js';
+import { registerLadderRoutes } from './routes-ladder.js';
+import { registerOutlineRoutes } from './routes-outline.js';
+
+/** The Outline server version we answer with: Outline Manager enables features by version (≥1.4.0 for data limits). */
+export const OUTLINE_COMPAT_VERSION = '1.12.0';
+
+export const DEFAULT_METHODS: readonly string[] = [
+  'chacha20-ietf-poly1305',
+  ...Object.keys(AEAD_METHODS).filter((m) => m !== 'chacha20-ietf-poly1305'),
+];
+
+export interface ApiOptions {
+  store: Store;
+  control: ServerControl;
+  metrics?: LadderMetrics;
+  logger?: Logger;
+  clock?: Clock;
+  /** TLS key and certificate (PEM); omitted = plain HTTP (tests, or behind a TLS-terminating proxy). */
+  https?: { key: string; cert: string };
+  /** Shared enforcer; omitted = the API creates one and runs it while the app is open. */
+  enforcer?: KeyEnforcer;
+  /** Enforcement interval when the API creates the enforcer (default 2 s). */
+  enforceIntervalMs?: number;
+  /** Methods accepted for new keys; the first is the default. */
+  methods?: readonly string[];
+  version?: string;
+}
+
+const AUTHED = Symbol('ladder.api.authed');
+type RawWithAuth = IncomingMessage & { [AUTHED]?: boolean };
+/** Where requests with a wrong prefix are sent: a path no route matches. */
+const NOWHERE = '/\u0000not-found';
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+/** Constant-time comparison of a path segment with the secret (hashing first equalizes lengths). */
+export function prefixMatches(segment: string, secretDigest: Buffer): boolean {
+  return timingSafeEqual(digest(segment), secretDigest);
+}
+
+function fieldOf(path: string): string {
+  return path.replace(/^\//, '').replace(/\//g, '.');
+}
+
+/**
+ * The management API: every Outline endpoint plus Ladder's extensions under the secret prefix,
+ * dynamic keys at /access/{token}, the OpenAPI document at /{prefix}/openapi.json. The API never
+ * reaches into the data plane; it changes keys through `control` (via the enforcer).
+ */
+export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
+  const settings = await opts.store.getSettings();
+  const secretDigest = digest(settings.apiPrefix);
+  const logger = opts.logger ?? silentLogger;
+  const clock = opts.clock ?? systemClock;
+  const ownEnforcer = opts.enforcer === undefined;
+  const enforcer =
+    opts.enforcer ??
+    new KeyEnforcer({
+      store: opts.store,
+      control: opts.control,
+      clock,
+      logger,
+      intervalMs: opts.enforceIntervalMs ?? 2000,
+      ...(opts.metrics ? { onEvaluate: stateCounter(opts.metrics) } : {}),
+    });
+
+  const app = Fastify({
+    ...(opts.https ? { https: opts.https } : {}),
+    logger: false,
+    bodyLimit: 1 << 20,
+    // Strip the secret prefix before routing; anything else (except dynamic keys) goes nowhere,
+    // so a wrong prefix and an unknown path under the right one give the same 404.
+    rewriteUrl(req) {
+      const raw = req as RawWithAuth;
+      const url = req.url ?? '/';
+      const m = /^\/([^/?#]*)(.*)$/s.exec(url);
+      if (m && prefixMatches(m[1]!, secretDigest)) {
+        raw[AUTHED] = true;
+        const rest = m[2]!;
+        return rest.startsWith('/') ? rest : `/${rest}`;
+      }
+      if (url.startsWith('/access/')) return url;
+      return NOWHERE;
+    },
+  }) as unknown as FastifyInstance;
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+
+  // JSON with an empty body counts as no body (curl -X POST -H 'content-type: application/json').
+  const defaultJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    if (typeof body === 'string' && body.trim() === '') return done(null, undefined);
+    void defaultJson(req, String(body), done);
+  });
+  // Outline Manager sends some bodies as forms (PUT /access-keys/{id}/name).
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
+    done(null, Object.fromEntries(new URLSearchParams(String(body))));
+  });
+
+  // Admin routes exist only behind the prefix (defence in depth on top of rewriteUrl).
+  app.addHook('onRequest', async (req, reply) => {
+    const url = req.routeOptions.url;
+    if (url === undefined) return;
+    if (!url.startsWith('/access/') && (req.raw as RawWithAuth)[AUTHED] !== true) {
+      return reply.code(404).send(NOT_FOUND_BODY);
+    }
+  });
+  // No body at all = an empty object, so "field missing" errors name the field.
+  app.addHook('preValidation', async (req) => {
+    if ((req.method === 'PUT' || req.method === 'POST') && (req.body === undefined || req.body === null)) {
+      req.body = {};
+    }
+  });
+
+  app.setNotFoundHandler((_req, reply) => reply.code(404).send(NOT_FOUND_BODY));
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    // Errors on unrouted requests (bad body, bad media type) still look like "not found".
+    if (req.routeOptions.url === undefined) return reply.code(404).send(NOT_FOUND_BODY);
+    if (err instanceof ApiError) return reply.code(err.status).send(err.toJSON());
+    if (hasZodFastifySchemaValidationErrors(err)) {
+      const v = err.validation[0];
+      const where = err.validationContext ?? 'body';
+      const field = v ? fieldOf(v.instancePath) : '';
+      const missing = v !== undefined && /received undefined$/.test(v.message ?? '');
+      const name = field || where;
+      const e = missing
+        ? new ApiError(400, 'MissingParameterError', `Parameter "${name}" is missing`, name)
+        : new ApiError(
+            400,
+            'InvalidArgumentError',
+            `Invalid "${name}": ${v?.message ?? 'invalid value'}`,
+            name,
+          );
+      return reply.code(400).send(e.toJSON());
+    }
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      return reply
+        .code(415)
+        .send(new ApiError(415, 'UnsupportedMediaTypeError', 'Send the body as application/json').toJSON());
+    }
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return reply
+        .code(413)
+        .send(new ApiError(413, 'PayloadTooLargeError', 'Request body too large').toJSON());
+    }
+    if (err.statusCode === 400) {
+      return reply
+        .code(400)
+        .send(new ApiError(400, 'InvalidArgumentError', 'Invalid "body": not valid JSON', 'body').toJSON());
+    }
+    logger.error({ err: err.message, route: req.routeOptions.url }, 'API request failed');
+    return reply.code(500).send(new ApiError(500, 'InternalServerError', 'Internal error').toJSON());
+  });
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'Ladder server management',
+        description:
+          'A superset of the Outline Server Management API. Every path sits under the secret prefix printed at first start (apiUrl).',
+        version: OUTLINE_COMPAT_VERSION,
+      },
+      servers: [{ url: 'https://myserver/SecretPath', description: 'Replace with your apiUrl' }],
+      tags: [
+        { name: 'Server', description: 'Server-level functions' },
+        { name: 'Access Key', description: 'Access key functions' },
+        { name: 'Experimental', description: 'Experimental functions' },
+        {
+          name: 'Ladder extensions',
+          description: 'Expiry, enable/disable, recurring quotas, bulk creation, usage',
+        },
+      ],
+    },
+    transform: jsonSchemaTransform,
+  });
+
+  const ctx: ApiContext = {
+    store: opts.store,
+    control: opts.control,
+    metrics: opts.metrics,
+    enforcer,
+    logger,
+    clock,
+    methods: opts.methods ?? DEFAULT_METHODS,
+    version: opts.version ?? OUTLINE_COMPAT_VERSION,
+  };
+  registerOutlineRoutes(app, ctx);
+  registerLadderRoutes(app, ctx);
+  registerDynamicRoutes(app, ctx);
+  app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
+
+  if (ownEnforcer) {
+    app.addHook('onReady', () => enforcer.start());
+    app.addHook('onClose', async () => enforcer.stop());
+  }
+  return app;
+}
+
+function stateCounter(metrics: LadderMetrics) {
+  return (statuses: readonly { state: string }[]): void => {
+    const counts: Record<string, number> = { active: 0, disabled: 0, expired: 0, over_limit: 0 };
+    for (const s of statuses) counts[s.state] = (counts[s.state] ?? 0) + 1;
+    metrics.setKeyStates(counts);
+  };
+}

@@ -1,0 +1,86 @@
+import { isIP } from 'node:net';
+import type { ServerControl } from '../shared/control.js';
+import type { Clock } from '../shared/clock.js';
+import type { Logger } from '../shared/logger.js';
+import type { LadderMetrics } from '../metrics/index.js';
+import {
+  type KeyEnforcer,
+  type KeyRecord,
+  type KeyStatus,
+  type ServerSettings,
+  type Store,
+} from '../store/index.js';
+import { accessUrl, dynamicAccessUrl } from './access-url.js';
+import { invalid } from './errors.js';
+import type { AccessKeyJson } from './schemas.js';
+
+/** Everything route handlers need, built once by buildApi. */
+export interface ApiContext {
+  store: Store;
+  control: ServerControl;
+  metrics: LadderMetrics | undefined;
+  enforcer: KeyEnforcer;
+  logger: Logger;
+  clock: Clock;
+  /** Methods new keys may use; the first is the default (Outline: chacha20-ietf-poly1305). */
+  methods: readonly string[];
+  /** Reported as `version` in GET /server (Outline Manager gates features on it). */
+  version: string;
+}
+
+export function toAccessKeyJson(key: KeyRecord, settings: ServerSettings, status?: KeyStatus): AccessKeyJson {
+  const json: AccessKeyJson = {
+    id: key.id,
+    name: key.name,
+    password: key.secret,
+    port: key.port,
+    method: key.method,
+    accessUrl: accessUrl(key, settings),
+    enabled: key.enabled,
+    createdTimestampMs: key.createdAt,
+  };
+  if (key.dataLimitBytes !== null) {
+    json.dataLimit = { bytes: key.dataLimitBytes };
+    json.dataLimitPeriod = key.limitPeriod;
+  } else if (key.limitPeriod !== 'rolling30d') json.dataLimitPeriod = key.limitPeriod;
+  if (key.expiresAt !== null) json.expiresAt = new Date(key.expiresAt).toISOString();
+  if (status && status.key.id === key.id) {
+    json.state = status.state;
+    json.dataUsed = { bytes: status.usedBytes };
+  }
+  const dyn = dynamicAccessUrl(key, settings);
+  if (dyn !== undefined) json.dynamicAccessUrl = dyn;
+  if (key.lastSeenAt !== null) json.lastTrafficSeenTimestampMs = key.lastSeenAt;
+  return json;
+}
+
+export function statusIndex(enforcer: KeyEnforcer): Map<string, KeyStatus> {
+  return new Map(enforcer.statuses.map((s) => [s.key.id, s]));
+}
+
+export function checkMethod(ctx: ApiContext, method: string | undefined, field = 'method'): string {
+  if (method === undefined) return ctx.methods[0]!;
+  if (!ctx.methods.includes(method)) {
+    throw invalid(
+      field,
+      `Invalid "${field}": "${method}" is not supported; use one of ${ctx.methods.join(', ')}`,
+    );
+  }
+  return method;
+}
+
+export function parseExpiry(v: string | number | undefined, field = 'expiresAt'): number | undefined {
+  if (v === undefined) return undefined;
+  const ms = typeof v === 'number' ? v : Date.parse(v);
+  if (!Number.isFinite(ms)) throw invalid(field, `Invalid "${field}": not a date`);
+  return ms;
+}
+
+const LABEL = /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/;
+
+/** A hostname (RFC 1123 labels) or an IPv4/IPv6 address. */
+export function isValidHostname(h: string): boolean {
+  if (isIP(h) !== 0) return true;
+  const name = h.endsWith('.') ? h.slice(0, -1) : h;
+  return name.length > 0 && name.length <= 253 && name.split('.').every((l) => LABEL.test(l));
+}

@@ -1,0 +1,145 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { evaluateKeys, generateSecret, nextReset, ROLLING_WINDOW_MS, type NewKey } from '../store/index.js';
+import { keyNotFound } from './errors.js';
+import { checkMethod, parseExpiry, statusIndex, toAccessKeyJson, type ApiContext } from './context.js';
+import {
+  AccessKeyList,
+  BulkCreateBody,
+  EnabledBody,
+  ErrorBody,
+  ExpiryBody,
+  IdParams,
+  KeyUsage,
+} from './schemas.js';
+
+const NoContent = z.undefined().meta({ description: 'Done' });
+const tags = ['Ladder extensions'];
+
+/**
+ * What Outline lacks, under the same secret prefix: expiry, enable/disable, recurring quotas
+ * (the `period` field of PUT /access-keys/{id}/data-limit), bulk creation and per-key usage.
+ */
+export function registerLadderRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const { store } = ctx;
+
+  r.put(
+    '/access-keys/:id/expiry',
+    {
+      schema: {
+        tags,
+        description: 'Sets when the key stops working (ISO 8601 or ms since the epoch)',
+        params: IdParams,
+        body: ExpiryBody,
+        response: { 204: NoContent, 400: ErrorBody, 404: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      if (!(await store.updateKey(req.params.id, { expiresAt: parseExpiry(req.body.expiresAt)! })))
+        throw keyNotFound(req.params.id);
+      await ctx.enforcer.refresh();
+      return reply.code(204).send();
+    },
+  );
+
+  r.delete(
+    '/access-keys/:id/expiry',
+    {
+      schema: {
+        tags,
+        description: 'Removes the expiry time',
+        params: IdParams,
+        response: { 204: NoContent, 404: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      if (!(await store.updateKey(req.params.id, { expiresAt: null }))) throw keyNotFound(req.params.id);
+      await ctx.enforcer.refresh();
+      return reply.code(204).send();
+    },
+  );
+
+  r.put(
+    '/access-keys/:id/enabled',
+    {
+      schema: {
+        tags,
+        description: 'Enables or disables a key without deleting it',
+        params: IdParams,
+        body: EnabledBody,
+        response: { 204: NoContent, 400: ErrorBody, 404: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      if (!(await store.updateKey(req.params.id, { enabled: req.body.enabled })))
+        throw keyNotFound(req.params.id);
+      await ctx.enforcer.refresh();
+      return reply.code(204).send();
+    },
+  );
+
+  r.post(
+    '/access-keys/bulk',
+    {
+      schema: {
+        tags,
+        description: 'Creates up to 1000 keys in one transaction',
+        body: BulkCreateBody,
+        response: { 201: AccessKeyList, 400: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      const b = req.body;
+      const settings = await store.getSettings();
+      const method = checkMethod(ctx, b.method);
+      const expiresAt = parseExpiry(b.expiresAt);
+      const inputs: NewKey[] = Array.from({ length: b.count }, (_, i) => ({
+        method,
+        secret: generateSecret(method),
+        port: settings.portForNewAccessKeys,
+        name: b.name ? `${b.name} ${i + 1}` : '',
+        ...(b.limit ? { dataLimitBytes: b.limit.bytes } : {}),
+        ...(b.dataLimitPeriod ? { limitPeriod: b.dataLimitPeriod } : {}),
+        ...(expiresAt !== undefined ? { expiresAt } : {}),
+        ...(b.enabled !== undefined ? { enabled: b.enabled } : {}),
+      }));
+      const keys = await store.createKeys(inputs);
+      await ctx.enforcer.refresh();
+      const statuses = statusIndex(ctx.enforcer);
+      return reply
+        .code(201)
+        .send({ accessKeys: keys.map((k) => toAccessKeyJson(k, settings, statuses.get(k.id))) });
+    },
+  );
+
+  r.get(
+    '/access-keys/:id/usage',
+    {
+      schema: {
+        tags,
+        description: 'Usage of one key: current limit window and trailing 30 days',
+        params: IdParams,
+        response: { 200: KeyUsage, 404: ErrorBody },
+      },
+    },
+    async (req) => {
+      const now = ctx.clock.now();
+      const status = (await evaluateKeys(store, now)).find((s) => s.key.id === req.params.id);
+      if (!status) throw keyNotFound(req.params.id);
+      const t = (await store.usageSince(now - ROLLING_WINDOW_MS)).get(req.params.id) ?? { up: 0, down: 0 };
+      return {
+        id: status.key.id,
+        state: status.state,
+        dataLimitPeriod: status.key.limitPeriod,
+        windowStartTimestampMs: status.windowStart,
+        nextResetTimestampMs: nextReset(status.key.limitPeriod, now),
+        dataUsed: { bytes: status.usedBytes },
+        dataLimit: status.limitBytes === null ? null : { bytes: status.limitBytes },
+        trailing30Days: { up: t.up, down: t.down, bytes: t.up + t.down },
+        openConnections: ctx.control.openConnections().get(status.key.id) ?? 0,
+      };
+    },
+  );
+}

@@ -1,0 +1,160 @@
+import { z } from 'zod';
+
+/**
+ * Request and response shapes of the management API. The Outline-defined parts match
+ * specs/outline-management-api.yml; Ladder's additions are optional fields and extra routes, so
+ * Outline clients can ignore them. The dashboard imports these types (type-only).
+ */
+
+export const LIMIT_PERIOD = z.enum(['rolling30d', 'daily', 'weekly', 'monthly']);
+
+export const DataLimit = z
+  .object({ bytes: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER) })
+  .meta({ description: 'A data transfer limit in bytes' });
+
+export const DataLimitBody = z.object({
+  limit: DataLimit,
+  period: LIMIT_PERIOD.optional().meta({
+    description:
+      'Ladder extension (per-key limits only): count usage over a trailing 30 days (default, as Outline) or reset it every UTC day, ISO week or month',
+  }),
+});
+
+/** An expiry time: ISO 8601 text or milliseconds since the epoch. */
+export const ExpiryInput = z.union([z.iso.datetime({ offset: true }), z.number().int().min(0)]);
+
+export const NewAccessKeyBody = z
+  .object({
+    name: z.string().max(100).optional(),
+    method: z.string().optional(),
+    password: z.string().min(1).max(256).optional(),
+    port: z.number().int().min(1).max(65535).optional(),
+    limit: DataLimit.optional(),
+    // Ladder extensions
+    dataLimitPeriod: LIMIT_PERIOD.optional(),
+    expiresAt: ExpiryInput.optional(),
+    enabled: z.boolean().optional(),
+  })
+  .meta({ description: 'All fields optional; omitted ones get server defaults' });
+
+export const BulkCreateBody = z.object({
+  count: z.number().int().min(1).max(1000),
+  name: z
+    .string()
+    .max(90)
+    .optional()
+    .meta({ description: 'Name prefix; keys are named "<name> 1", "<name> 2", ...' }),
+  method: z.string().optional(),
+  limit: DataLimit.optional(),
+  dataLimitPeriod: LIMIT_PERIOD.optional(),
+  expiresAt: ExpiryInput.optional(),
+  enabled: z.boolean().optional(),
+});
+
+export const KEY_STATE = z.enum(['active', 'disabled', 'expired', 'over_limit']);
+
+export const AccessKey = z.object({
+  id: z.string(),
+  name: z.string(),
+  password: z.string(),
+  port: z.number().int(),
+  method: z.string(),
+  accessUrl: z.string(),
+  dataLimit: DataLimit.optional(),
+  // Ladder extensions
+  dataLimitPeriod: LIMIT_PERIOD.optional(),
+  expiresAt: z.string().optional().meta({ description: 'ISO 8601; absent = never expires' }),
+  enabled: z.boolean(),
+  state: KEY_STATE.optional().meta({ description: 'Latest enforcement decision' }),
+  dataUsed: z
+    .object({ bytes: z.number() })
+    .optional()
+    .meta({ description: 'Usage in the current limit window' }),
+  dynamicAccessUrl: z.string().optional().meta({ description: 'ssconf:// URL of the dynamic key' }),
+  createdTimestampMs: z.number(),
+  lastTrafficSeenTimestampMs: z.number().optional(),
+});
+export type AccessKeyJson = z.infer<typeof AccessKey>;
+
+export const AccessKeyList = z.object({ accessKeys: z.array(AccessKey) });
+
+export const Server = z.object({
+  name: z.string(),
+  serverId: z.string(),
+  metricsEnabled: z.boolean(),
+  createdTimestampMs: z.number(),
+  version: z.string(),
+  portForNewAccessKeys: z.number().int(),
+  hostnameForAccessKeys: z.string(),
+  accessKeyDataLimit: DataLimit.optional(),
+});
+export type ServerJson = z.infer<typeof Server>;
+
+export const ErrorBody = z.object({ code: z.string(), message: z.string(), field: z.string().optional() });
+
+export const IdParams = z.object({ id: z.string().min(1).max(128) });
+
+export const NameBody = z.object({ name: z.string().max(100) });
+export const HostnameBody = z.object({ hostname: z.string().min(1).max(253) });
+export const PortBody = z.object({ port: z.number().int().min(1).max(65535) });
+export const MetricsEnabledBody = z.object({ metricsEnabled: z.boolean() });
+export const EnabledBody = z.object({ enabled: z.boolean() });
+export const ExpiryBody = z.object({ expiresAt: ExpiryInput });
+
+export const TransferMetrics = z.object({ bytesTransferredByUserId: z.record(z.string(), z.number().int()) });
+
+const Bytes = z.object({ bytes: z.number() });
+const Seconds = z.object({ seconds: z.number() });
+const Sample = z.object({ data: Bytes, timestamp: z.number().int() });
+
+export const ServerMetrics = z.object({
+  server: z.object({
+    tunnelTime: Seconds,
+    dataTransferred: Bytes,
+    bandwidth: z.object({ current: Sample, peak: Sample }),
+    locations: z.array(
+      z.object({
+        location: z.string(),
+        asn: z.number().nullable(),
+        asOrg: z.string().nullable(),
+        tunnelTime: Seconds,
+        dataTransferred: Bytes,
+      }),
+    ),
+  }),
+  accessKeys: z.array(
+    z.object({
+      accessKeyId: z.union([z.number().int(), z.string()]),
+      tunnelTime: Seconds,
+      dataTransferred: Bytes,
+      connection: z.object({
+        lastTrafficSeen: z.number(),
+        peakDeviceCount: z.object({ data: z.number().int(), timestamp: z.number().int() }),
+      }),
+    }),
+  ),
+});
+
+export const SinceQuery = z.object({
+  since: z
+    .string()
+    .regex(/^\d+[smhdw]$/, 'expected a number followed by s, m, h, d or w, e.g. 30d')
+    .optional(),
+});
+
+export const KeyUsage = z.object({
+  id: z.string(),
+  state: KEY_STATE,
+  dataLimitPeriod: LIMIT_PERIOD,
+  windowStartTimestampMs: z.number(),
+  nextResetTimestampMs: z.number().nullable(),
+  dataUsed: Bytes,
+  dataLimit: DataLimit.nullable(),
+  trailing30Days: z.object({ up: z.number(), down: z.number(), bytes: z.number() }),
+  openConnections: z.number().int(),
+});
+
+export const OutlineDynamicConfig = z.union([
+  z.object({ server: z.string(), server_port: z.number().int(), method: z.string(), password: z.string() }),
+  z.object({ error: z.object({ message: z.string(), details: z.string().optional() }) }),
+]);
