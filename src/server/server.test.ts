@@ -49,22 +49,25 @@ describe('ShadowsocksServer failure reaction (manual clock)', () => {
     try {
       const lengths = [1, 15, 16, 33, 34, 35, 49, 50, 51, 52, 100, 221, 5000];
       const probes = await Promise.all(lengths.map((n) => probe(port, randomBytes(n))));
-      await settle(150); // let the server read everything
+      for (let i = 0; i < 100 && server.connectionCount < lengths.length; i++) await settle(20);
+      assert.equal(server.connectionCount, lengths.length);
+      await settle(400); // let the server read everything before the clock moves
       clock.advance(IDLE - 1);
       await settle();
       for (const [i, p] of probes.entries()) assert.equal(p.kind, 'open', `length ${lengths[i]} closed early`);
       // More bytes on one probe push its deadline back; the others close on time.
       probes[0]!.sock.write(randomBytes(10));
-      await settle();
+      await settle(400);
       clock.advance(1);
-      await settle(150);
+      for (let i = 0; i < 150 && probes.slice(1).some((p) => p.kind === 'open'); i++) await settle(20);
       for (const [i, p] of probes.entries()) {
         assert.equal(p.received, 0, `length ${lengths[i]} got data`);
         assert.equal(p.kind, i === 0 ? 'open' : 'fin', `length ${lengths[i]}`);
       }
       clock.advance(IDLE);
-      await settle(150);
+      for (let i = 0; i < 150 && probes[0]!.kind === 'open'; i++) await settle(20);
       assert.equal(probes[0]!.kind, 'fin');
+      for (let i = 0; i < 100 && closed.length < lengths.length; i++) await settle(20);
       const statuses = new Set(closed.map((e) => e.status));
       assert.ok([...statuses].every((s) => s === 'ERR_SHORT_HEADER' || s === 'ERR_CIPHER'), [...statuses].join());
       // Short ones could not test the 32-byte-salt key; 50+ bytes tested both keys.

@@ -135,6 +135,11 @@ export class ShadowsocksServer implements ServerControl {
     return list.length;
   }
 
+  /** Every accepted connection not yet closed, authenticated or not (probes included). */
+  get connectionCount(): number {
+    return this.#conns.size;
+  }
+
   openConnections(): ReadonlyMap<string, number> {
     const out = new Map<string, number>();
     for (const [id, conns] of this.#byKey) if (conns.size > 0) out.set(id, conns.size);
@@ -247,7 +252,11 @@ export class ShadowsocksServer implements ServerControl {
     let set = this.#byKey.get(e.keyId);
     if (!set) this.#byKey.set(e.keyId, (set = new Set()));
     set.add(c);
-    this.#hooks.onAuthenticated?.(e);
+    try {
+      this.#hooks.onAuthenticated?.(e);
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, 'onAuthenticated hook threw');
+    }
     if (authChannel.hasSubscribers) authChannel.publish(e);
   }
 
@@ -267,7 +276,11 @@ export class ShadowsocksServer implements ServerControl {
       if (set && set.size === 0) this.#byKey.delete(e.keyId);
     }
     this.#log.debug({ status: e.status, keyId: e.keyId, durationMs: e.durationMs }, 'connection closed');
-    this.#hooks.onConnectionClosed?.(e);
+    try {
+      this.#hooks.onConnectionClosed?.(e);
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, 'onConnectionClosed hook threw');
+    }
     if (closedChannel.hasSubscribers) closedChannel.publish(e);
   }
 }
