@@ -1,5 +1,6 @@
 import type { AddressInfo, Socket } from 'node:net';
 import { isIPv6 } from 'node:net';
+import { encodeFirstWrite, makeShapedSalt } from '../protocol/shadowsocks/shaping.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import type { Dialer } from '../transport/dialer.js';
 import { ShadowsocksDialer, type ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
@@ -31,6 +32,12 @@ export interface ClientOptions {
   firstDataWaitMs?: number;
   idleTimeoutMs?: number;
   connectTimeoutMs?: number;
+  /**
+   * First-packet shaping (D1/D3, protocol/shadowsocks/shaping.ts): a fresh printable/TLS-like
+   * salt prefix per connection and a first-write chunking that avoids the active prober's length
+   * trigger. Costs salt entropy (see shaping.ts); refused together with a key's fixed `prefix`.
+   */
+  shape?: boolean;
   /** Hook for SOCKS5 UDP ASSOCIATE (absent: COMMAND_NOT_SUPPORTED). */
   udpAssociate?: (req: UdpAssociateRequest) => void;
   log?: Logger;
@@ -83,9 +90,12 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
   if (!dialer) {
     if (opts.key === undefined) throw new Error('startClient needs a key or a dialer');
     const ep = typeof opts.key === 'string' ? endpointFromKey(opts.key) : opts.key;
+    if (opts.shape && ep.prefix)
+      throw new Error("shaping replaces the key's fixed prefix; use one or the other");
     dialer = new ShadowsocksDialer({
       ...ep,
       ...(opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
+      ...(opts.shape ? { saltFactory: (n: number) => makeShapedSalt(n), firstWrite: encodeFirstWrite } : {}),
     });
   }
   if (opts.socks === undefined && opts.http === undefined)

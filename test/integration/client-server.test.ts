@@ -159,6 +159,39 @@ describe('ladder client -> ladder server', () => {
     }
   });
 
+  test('shape: true works against the real server and refuses a key with a fixed prefix', async () => {
+    const key = formatSsUrl({
+      method: 'aes-128-gcm',
+      password: passwords['aes-128-gcm']!,
+      host: '127.0.0.1',
+      port: plane.address.port,
+    });
+    const client = await startClient({ key, socks: '127.0.0.1:0', shape: true });
+    try {
+      for (const n of [1, 89, 1000]) {
+        const s = await socks5Connect({
+          proxyPort: client.socksAddress!.port,
+          host: '127.0.0.1',
+          port: echo.port,
+        });
+        const data = randomBytes(n);
+        s.write(data);
+        assert.deepEqual(await readExactly(s, n, 5000), data);
+        s.destroy();
+      }
+    } finally {
+      await client.close();
+    }
+    const prefixed = formatSsUrl({
+      method: 'aes-128-gcm',
+      password: 'x',
+      host: '127.0.0.1',
+      port: 1,
+      prefix: Buffer.from('GET '),
+    });
+    await assert.rejects(startClient({ key: prefixed, socks: '127.0.0.1:0', shape: true }), /prefix/);
+  });
+
   test('a key the server does not know gets no bytes back', async () => {
     const key = formatSsUrl({
       method: 'aes-256-gcm',

@@ -10,6 +10,7 @@ interface ClientFlags {
   http?: string;
   auth?: string;
   firstDataWait: string;
+  shape?: boolean;
   idleTimeout: string;
   logLevel?: string;
 }
@@ -49,6 +50,10 @@ export function registerClient(program: Command): void {
       "wait this long for the application's first bytes to send them with the header",
       '50',
     )
+    .option(
+      '--shape',
+      'first-packet shaping: per-connection printable/TLS-like salt prefix, first write off the prober length trigger',
+    )
     .option('--idle-timeout <s>', 'close tunnels idle for this many seconds', '300')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace (debug logs destinations)')
     .addHelpText(
@@ -81,6 +86,8 @@ export function registerClient(program: Command): void {
       }
       const firstDataWaitMs = intFlag('--first-data-wait', flags.firstDataWait, 0, 10_000);
       const idleTimeoutMs = intFlag('--idle-timeout', flags.idleTimeout, 1, 86_400) * 1000;
+      if (flags.shape && endpoint.prefix)
+        throw new UsageError('--shape cannot be combined with a key that has a prefix');
       const log = createLogger(flags.logLevel ? { level: flags.logLevel } : {});
 
       let client;
@@ -92,6 +99,7 @@ export function registerClient(program: Command): void {
           auth,
           firstDataWaitMs,
           idleTimeoutMs,
+          shape: flags.shape === true,
           log,
         });
       } catch (err) {
@@ -123,7 +131,9 @@ export function registerClient(program: Command): void {
         process.on('SIGTERM', stop);
       });
 
-      const lines = [`ladder client: ${endpoint.method} tunnel${endpoint.tag ? ` "${endpoint.tag}"` : ''}`];
+      const lines = [
+        `ladder client: ${endpoint.method} tunnel${endpoint.tag ? ` "${endpoint.tag}"` : ''}${flags.shape ? ', first-packet shaping on' : ''}`,
+      ];
       if (client.socksAddress) {
         const a = hostPort(client.socksAddress);
         lines.push(`  SOCKS5 proxy on ${a}    try: curl --proxy socks5h://${a} https://example.com`);
