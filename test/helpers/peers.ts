@@ -220,10 +220,11 @@ export interface LadderSpawnOptions {
 }
 
 export interface LadderServerOptions extends LadderSpawnOptions {
-  method: Method;
-  password: string;
+  /** With --method/--password (one key); omit both when `config` gives the keys. */
+  method?: Method;
+  password?: string;
   port?: number;
-  /** Path of a config file (passed as --config). */
+  /** Path of a config file (passed as --config; --port, --host, --allow-private still apply). */
   config?: string;
   extraArgs?: string[];
 }
@@ -243,10 +244,8 @@ export async function startLadderServer(o: LadderServerOptions): Promise<Peer & 
     '127.0.0.1',
     '--port',
     String(port),
-    '--method',
-    o.method,
-    '--password',
-    o.password,
+    ...(o.method !== undefined ? ['--method', o.method] : []),
+    ...(o.password !== undefined ? ['--password', o.password] : []),
     '--allow-private',
     ...(o.config ? ['--config', o.config] : []),
     ...(o.extraArgs ?? []),

@@ -29,7 +29,7 @@ const IDLE_MS = 2000;
 /** Without half-close: close at the idle timeout, not before; allow scheduling slack after. */
 const IDLE_POLICY: Policy = { minCloseMs: IDLE_MS - 50, maxCloseMs: IDLE_MS + 1500, maxBucketSpreadMs: 300 };
 /** With half-close: a prompt FIN, the same for every length. */
-const HALF_CLOSE_POLICY: Policy = { minCloseMs: 0, maxCloseMs: 1000, maxBucketSpreadMs: 300 };
+const HALF_CLOSE_POLICY: Policy = { minCloseMs: 0, maxCloseMs: 1500, maxBucketSpreadMs: 300 };
 const CONCURRENCY = 20;
 
 const PASSWORD = `probe-${randomBytes(6).toString('hex')}`;
