@@ -1,0 +1,130 @@
+/**
+ * D10/D15: a Dialer over several server endpoints that keeps out of residual blocks.
+ *
+ *   const dialer = new FailoverDialer({
+ *     endpoints: [{ host, port: 8388 }, { host, port: 443 }, { host: other, port: 8388 }],
+ *     dialerFor: (e) => new ShadowsocksDialer({ ...key, host: e.host, port: e.port }),
+ *     clock,
+ *   });
+ *
+ * Each dial goes to EndpointSelector.pick() (the first endpoint not in its residual period). A
+ * dial attempt that fails or takes longer than `attemptTimeoutMs` (default 3 s: a null-routed
+ * server never answers the SYN) marks that endpoint's 3-tuple and the next endpoint is tried at
+ * once, with the same first data. After a successful dial the connection is watched without
+ * consuming it: if we sent first data and nothing comes back within `stallMs` (default 4 s), or
+ * the server resets before sending anything, the endpoint is marked too, so the NEXT connection
+ * goes elsewhere (the censor's residual block would otherwise eat it). That connection itself is
+ * not retried (its bytes are already on the wire).
+ */
+import type { SocksAddress } from '../../protocol/socks5/address.js';
+import type { Clock, Timer } from '../../shared/clock.js';
+import { DialError, type DialedConnection, type Dialer, type FirstData } from '../../transport/dialer.js';
+import { EndpointSelector, type Endpoint, type EndpointFailure } from './endpoints.js';
+
+export interface FailoverDialerOptions {
+  endpoints: readonly Endpoint[];
+  dialerFor: (e: Endpoint) => Dialer;
+  clock: Clock;
+  /** Residual period to avoid a failed endpoint (default 180 s). */
+  residualMs?: number;
+  /** Give up on one endpoint's dial after this long (default 3 s; 0 disables). */
+  attemptTimeoutMs?: number;
+  /** No reply this long after our first data = stall (default 4 s; 0 disables). */
+  stallMs?: number;
+  /** Told about every endpoint failure (for logs/metrics; no destination in it). */
+  onEndpointFailure?: (e: Endpoint, kind: EndpointFailure) => void;
+}
+
+export class FailoverDialer implements Dialer {
+  readonly selector: EndpointSelector;
+  readonly #o: FailoverDialerOptions;
+  readonly #dialers = new Map<Endpoint, Dialer>();
+
+  constructor(opts: FailoverDialerOptions) {
+    this.#o = opts;
+    this.selector = new EndpointSelector(opts.endpoints, { clock: opts.clock, ...(opts.residualMs !== undefined ? { residualMs: opts.residualMs } : {}) });
+  }
+
+  #dialer(e: Endpoint): Dialer {
+    let d = this.#dialers.get(e);
+    if (!d) this.#dialers.set(e, (d = this.#o.dialerFor(e)));
+    return d;
+  }
+
+  #fail(e: Endpoint, kind: EndpointFailure): void {
+    this.selector.reportFailure(e, kind);
+    this.#o.onEndpointFailure?.(e, kind);
+  }
+
+  async dial(dest: SocksAddress, firstData?: FirstData, signal?: AbortSignal): Promise<DialedConnection> {
+    let lastErr: unknown;
+    for (let attempt = 0; attempt < this.#o.endpoints.length; attempt++) {
+      if (signal?.aborted) throw new DialError('ERR_ABORTED', 'dial aborted');
+      const p = this.selector.pick();
+      if (!p.endpoint) {
+        const secs = Math.ceil((p.retryAt - this.#o.clock.now()) / 1000);
+        throw new DialError('ERR_CONNECT', `every server endpoint is avoided after a block; the first is usable again in ${secs} s`, {
+          cause: lastErr,
+        });
+      }
+      const e = p.endpoint;
+      const attemptCtl = new AbortController();
+      const onOuterAbort = (): void => attemptCtl.abort();
+      signal?.addEventListener('abort', onOuterAbort, { once: true });
+      let timer: Timer | undefined;
+      const timeoutMs = this.#o.attemptTimeoutMs ?? 3000;
+      if (timeoutMs > 0) {
+        timer = this.#o.clock.setTimeout(() => attemptCtl.abort(), timeoutMs);
+        timer.unref?.();
+      }
+      try {
+        const conn = await this.#dialer(e).dial(dest, firstData, attemptCtl.signal);
+        const sentFirst = firstData !== undefined;
+        return this.#watch(e, conn, sentFirst);
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        lastErr = err;
+        this.#fail(e, 'connect-failed');
+      } finally {
+        if (timer) this.#o.clock.clearTimeout(timer);
+        signal?.removeEventListener('abort', onOuterAbort);
+      }
+    }
+    throw lastErr instanceof Error ? lastErr : new DialError('ERR_CONNECT', 'no server endpoint could be reached');
+  }
+
+  /** Watch a fresh connection for a stall or an early reset, without consuming its data. */
+  #watch(e: Endpoint, conn: DialedConnection, sentFirst: boolean): DialedConnection {
+    let gotData = false;
+    let timer: Timer | undefined;
+    const stallMs = this.#o.stallMs ?? 4000;
+    const clear = (): void => {
+      if (timer) this.#o.clock.clearTimeout(timer);
+      timer = undefined;
+    };
+    if (sentFirst && stallMs > 0) {
+      timer = this.#o.clock.setTimeout(() => {
+        timer = undefined;
+        if (!gotData) this.#fail(e, 'stall');
+      }, stallMs);
+      timer.unref?.();
+    }
+    conn.socket.once('error', (err: NodeJS.ErrnoException) => {
+      if (!gotData && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
+        clear();
+        this.#fail(e, 'reset');
+      }
+    });
+    conn.socket.once('close', clear);
+    const inner = conn.decode;
+    const decode = (chunk: Buffer): Buffer | Buffer[] | undefined => {
+      if (!gotData) {
+        gotData = true;
+        clear();
+        this.selector.reportSuccess(e);
+      }
+      return inner ? inner(chunk) : chunk;
+    };
+    return { socket: conn.socket, decode, ...(conn.encode ? { encode: conn.encode } : {}) };
+  }
+}
