@@ -650,6 +650,34 @@ describe('first-packet shaping and failures', () => {
     }
   });
 
+  test('HTTP proxy Basic auth when configured; IPv6 listen addresses', async () => {
+    const echo = await startEcho();
+    const client = await startClient({
+      dialer: new DirectDialer(),
+      http: '[::1]:0',
+      socks: '[::1]:0',
+      auth: { username: 'bob', password: 'pw:with:colons' },
+    });
+    try {
+      assert.equal(client.httpAddress!.address, '::1');
+      assert.equal(client.socksAddress!.address, '::1');
+      const connectVia = async (auth?: string): Promise<string> => {
+        const s = net.connect({ host: '::1', port: client.httpAddress!.port });
+        const extra = auth ? `Proxy-Authorization: Basic ${Buffer.from(auth).toString('base64')}\r\n` : '';
+        s.write(`CONNECT 127.0.0.1:${echo.port} HTTP/1.1\r\nHost: x\r\n${extra}\r\n`);
+        const head = (await readExactly(s, 12, 5000)).toString();
+        s.destroy();
+        return head;
+      };
+      assert.equal(await connectVia(), 'HTTP/1.1 407');
+      assert.equal(await connectVia('bob:wrong'), 'HTTP/1.1 407');
+      assert.equal(await connectVia('bob:pw:with:colons'), 'HTTP/1.1 200');
+    } finally {
+      await client.close();
+      await echo.close();
+    }
+  });
+
   test('close() stops listening and drops open tunnels', async () => {
     const ss = await startMiniSs();
     const echo = await startEcho();
