@@ -14,6 +14,7 @@ import {
   prefixBudget,
   saltCollisionProbability,
   sip004Length,
+  STRICT_FAMILY_WEIGHTS,
   type Rng,
 } from './shaping.js';
 
@@ -82,6 +83,22 @@ for (const saltSize of [32, 16]) {
     assert.ok(maxShare(budgetWindows) <= 0.01);
   });
 }
+
+test('D1 strict preset: no leading substring of 2..16 bytes recurs in more than 1% of connections', () => {
+  for (const saltSize of [32, 16]) {
+    const rng = seededRng(`strict-${saltSize}`);
+    const packets: Buffer[] = [];
+    for (let i = 0; i < N; i++) {
+      packets.push(Buffer.concat([makeShapedSalt(saltSize, { rng, weights: STRICT_FAMILY_WEIGHTS }), Buffer.from(rng(64))]));
+    }
+    assert.ok(packets.every((p) => fetFeatures(p).ex2));
+    for (let k = 2; k <= 16; k++) {
+      const share = maxShare(packets.map((p) => p.subarray(0, k).toString('hex')));
+      assert.ok(share <= 0.01, `salt ${saltSize}: a ${k}-byte start recurs in ${(share * 100).toFixed(1)}%`);
+    }
+    for (let off = 0; off < 16; off++) assert.ok(offsetEntropy(packets, off) > 5);
+  }
+});
 
 test('D1 negative control: unshaped random first packets are not exempt (bar the ~0.3% Ex2 chance)', () => {
   const rng = seededRng('control');

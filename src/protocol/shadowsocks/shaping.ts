@@ -188,6 +188,17 @@ export const DEFAULT_FAMILY_WEIGHTS: Readonly<Record<PrefixFamily, number>> = Ob
   text: 650,
 });
 
+/**
+ * Printable tokens only (Ex2). No leading substring of 2+ bytes recurs in more than ~1% of
+ * connections, at the price of not imitating any protocol (the default's HTTP and TLS families
+ * imitate real protocols, so their 3-5 magic bytes recur by design: "16 03 01" starts ~14%).
+ */
+export const STRICT_FAMILY_WEIGHTS: Readonly<Record<PrefixFamily, number>> = Object.freeze({
+  http: 0,
+  tls: 0,
+  text: 1000,
+});
+
 export interface PrefixOptions {
   rng?: Rng;
   weights?: Partial<Record<PrefixFamily, number>>;
