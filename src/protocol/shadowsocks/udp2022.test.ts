@@ -13,6 +13,8 @@ import {
   sealClientPacket2022,
   sealServerPacket2022,
   SubkeyCache,
+  Udp2022ClientSession,
+  Udp2022ServerSession,
 } from './udp2022.js';
 import { PacketWindow } from './udpWindow.js';
 
@@ -365,5 +367,77 @@ describe('XChaCha20-Poly1305 (noble HChaCha20 + native ChaCha20-Poly1305)', () =
       ),
       { numRuns: 50 },
     );
+  });
+});
+
+describe('Udp2022ClientSession / Udp2022ServerSession', () => {
+  for (const method of Object.values(AEAD_2022_METHODS)) {
+    it(`${method.name}: a full exchange, replays refused on both sides`, () => {
+      const key = Buffer.alloc(method.keySize, 0x31);
+      const client = new Udp2022ClientSession(method, key);
+      const nat = new Map<string, Udp2022ServerSession>();
+      const serverReceive = (pkt: Buffer, now: number) => {
+        const opened = openClientPacket2022(method, pkt, now, { key });
+        const k = opened.sessionId.toString('hex');
+        let s = nat.get(k);
+        if (!s) nat.set(k, (s = new Udp2022ServerSession(method, opened)));
+        return s.accept(opened.packetId) ? { s, opened } : undefined;
+      };
+      const sent: Buffer[] = [];
+      for (let i = 0; i < 5; i++) {
+        const pkt = client.seal(addr, Buffer.from(`q${i}`), NOW);
+        sent.push(pkt);
+        const r = serverReceive(pkt, NOW);
+        assert.ok(r);
+        assert.equal(r.opened.payload.toString(), `q${i}`);
+        assert.notDeepEqual(r.s.sessionId, client.sessionId);
+        const reply = r.s.seal(addr, Buffer.from(`a${i}`), NOW);
+        assert.equal(client.open(reply, NOW).payload.toString(), `a${i}`);
+        assert.throws(() => client.open(reply, NOW), code('ERR_REPLAY'));
+      }
+      assert.equal(client.packetId, 5n);
+      assert.equal(nat.size, 1);
+      for (const pkt of sent) assert.equal(serverReceive(pkt, NOW), undefined);
+
+      // a reply for another client session is refused
+      const other = new Udp2022ServerSession(method, {
+        sessionId: Buffer.alloc(8, 0xee),
+        key,
+        user: undefined,
+      });
+      assert.throws(() => client.open(other.seal(addr, Buffer.from('x'), NOW), NOW), code('ERR_HEADER'));
+    });
+  }
+
+  it('the client accepts a few server sessions (server restart) and forgets idle ones after 60 s', () => {
+    const method = AEAD_2022_METHODS['2022-blake3-aes-128-gcm'];
+    const key = Buffer.alloc(16, 9);
+    const client = new Udp2022ClientSession(method, key);
+    const opened = { sessionId: client.sessionId, key, user: undefined };
+    const servers = Array.from({ length: 5 }, () => new Udp2022ServerSession(method, opened));
+    for (const s of servers.slice(0, 4)) client.open(s.seal(addr, Buffer.from('x'), NOW), NOW);
+    assert.equal(client.serverSessions, 4);
+    assert.throws(() => client.open(servers[4]!.seal(addr, Buffer.from('x'), NOW), NOW), code('ERR_REPLAY'));
+    assert.equal(
+      client.open(servers[4]!.seal(addr, Buffer.from('y'), NOW + 60_000), NOW + 60_000).payload.toString(),
+      'y',
+    );
+    assert.equal(client.serverSessions, 1);
+  });
+
+  it('identity keys flow through the client session, and the server session replies with the user key', () => {
+    const method = AEAD_2022_METHODS['2022-blake3-aes-256-gcm'];
+    const ipsk = Buffer.alloc(32, 0xaa);
+    const upsk = Buffer.alloc(32, 0xbb);
+    const table = new IdentityTable<string>(method, ipsk);
+    table.set(upsk, 'alice');
+    const client = new Udp2022ClientSession(method, upsk, { identityKeys: [ipsk] });
+    const opened = openClientPacket2022(method, client.seal(addr, Buffer.from('hi'), NOW), NOW, {
+      identity: table,
+    });
+    const s = new Udp2022ServerSession(method, opened);
+    assert.equal(s.user, 'alice');
+    assert.ok(s.accept(opened.packetId));
+    assert.equal(client.open(s.seal(addr, Buffer.from('yo'), NOW), NOW).payload.toString(), 'yo');
   });
 });

@@ -5,6 +5,7 @@ import { decodeAddress, encodeAddress, type SocksAddress } from '../socks5/addre
 import { checkTimestamp, HEADER_TYPE_CLIENT, HEADER_TYPE_SERVER } from './aead2022.js';
 import { IDENTITY_HEADER_SIZE, udpIdentityHeaders, type IdentityTable } from './identity.js';
 import { AesBlock, deriveSessionSubkey, MAX_PADDING, type Aead2022Method } from './methods2022.js';
+import { PacketWindow } from './udpWindow.js';
 
 /**
  * SIP022 UDP, pure codecs. Times are milliseconds since the epoch; the wire carries Unix seconds.
@@ -423,4 +424,154 @@ export function openServerPacket2022(
   const [sep, body] = openRaw(method, k, k, packet, 0, options.cache);
   const parsed = parseBody(HEADER_TYPE_SERVER, sep, body, nowMs);
   return { ...parsed, sessionId: Buffer.from(sep.subarray(0, 8)), packetId: sep.readBigUInt64BE(8) };
+}
+
+/** How long a UDP session (and a client's memory of a server session) must live: SIP022 §3.2.4. */
+export const UDP_SESSION_TTL_MS = 60_000;
+/** A client keeps at most this many live server sessions per client session. */
+export const MAX_SERVER_SESSIONS = 4;
+
+function sessionIdFrom(id: Uint8Array | undefined): Buffer {
+  const s = id ? Buffer.from(id) : randomBytes(8);
+  if (s.length !== 8) throw new ProtocolError('ERR_HEADER', 'a UDP session ID is 8 bytes');
+  return s;
+}
+
+/**
+ * Client side of one SIP022 UDP session (one local source address): a random client session
+ * ID, a packet counter from 0, and the server sessions answering it, each with its own
+ * PacketWindow, forgotten 60 s after their last packet. Pure: the caller passes the time.
+ */
+export class Udp2022ClientSession {
+  readonly method: Aead2022Method;
+  readonly sessionId: Buffer;
+  readonly #key: Buffer;
+  readonly #identityKeys: readonly Uint8Array[];
+  readonly #cache: SubkeyCache | undefined;
+  readonly #servers = new Map<string, { window: PacketWindow; lastMs: number }>();
+  #packetId = 0n;
+
+  constructor(
+    method: Aead2022Method,
+    key: Uint8Array,
+    options: {
+      readonly identityKeys?: readonly Uint8Array[];
+      readonly sessionId?: Uint8Array;
+      readonly cache?: SubkeyCache;
+    } = {},
+  ) {
+    checkKey(method, key);
+    this.method = method;
+    this.#key = Buffer.from(key);
+    this.#identityKeys = options.identityKeys ?? [];
+    this.#cache = options.cache;
+    this.sessionId = sessionIdFrom(options.sessionId);
+  }
+
+  /** The next packet ID this session will use. */
+  get packetId(): bigint {
+    return this.#packetId;
+  }
+
+  /** Number of server sessions currently remembered. */
+  get serverSessions(): number {
+    return this.#servers.size;
+  }
+
+  seal(address: SocksAddress, payload: Uint8Array, nowMs: number, padding?: Uint8Array): Buffer {
+    const packetId = this.#packetId++;
+    return sealClientPacket2022(this.method, this.#key, {
+      sessionId: this.sessionId,
+      packetId,
+      address,
+      payload,
+      nowMs,
+      identityKeys: this.#identityKeys,
+      ...(padding ? { padding } : {}),
+      ...(this.#cache ? { cache: this.#cache } : {}),
+    });
+  }
+
+  /**
+   * Open a reply: authenticates, validates the header, checks it is addressed to this client
+   * session (ERR_HEADER otherwise) and not a replay within its server session (ERR_REPLAY), and
+   * refuses a new server session while MAX_SERVER_SESSIONS are live (ERR_REPLAY).
+   */
+  open(packet: Uint8Array, nowMs: number): Udp2022Packet {
+    const p = openServerPacket2022(
+      this.method,
+      this.#key,
+      packet,
+      nowMs,
+      this.#cache ? { cache: this.#cache } : {},
+    );
+    if (!p.clientSessionId!.equals(this.sessionId)) {
+      throw new ProtocolError('ERR_HEADER', 'reply belongs to another client session');
+    }
+    for (const [k, s] of this.#servers) if (nowMs - s.lastMs >= UDP_SESSION_TTL_MS) this.#servers.delete(k);
+    const k = p.sessionId.toString('latin1');
+    let s = this.#servers.get(k);
+    if (!s) {
+      if (this.#servers.size >= MAX_SERVER_SESSIONS) {
+        throw new ProtocolError('ERR_REPLAY', `more than ${MAX_SERVER_SESSIONS} live server sessions`);
+      }
+      s = { window: new PacketWindow(), lastMs: nowMs };
+      this.#servers.set(k, s);
+    }
+    if (!s.window.accept(p.packetId)) throw new ProtocolError('ERR_REPLAY', 'duplicate or too old packet ID');
+    s.lastMs = nowMs;
+    return p;
+  }
+}
+
+/**
+ * Server side of one SIP022 UDP session, created for a new client session ID: the client's
+ * replay window, a fresh random server session ID (never the client's), a packet counter, and
+ * the session key (the user's key on a SIP023 port). The NAT table that maps client session IDs
+ * to these, with its idle expiry (>= 60 s) and size bound, belongs to the relay.
+ */
+export class Udp2022ServerSession<U = never> {
+  readonly method: Aead2022Method;
+  readonly clientSessionId: Buffer;
+  readonly sessionId: Buffer;
+  readonly key: Buffer;
+  readonly user: U | undefined;
+  readonly #window = new PacketWindow();
+  readonly #cache: SubkeyCache | undefined;
+  #packetId = 0n;
+
+  constructor(
+    method: Aead2022Method,
+    opened: Pick<Udp2022OpenedClientPacket<U>, 'sessionId' | 'key' | 'user'>,
+    options: { readonly sessionId?: Uint8Array; readonly cache?: SubkeyCache } = {},
+  ) {
+    this.method = method;
+    this.clientSessionId = Buffer.from(opened.sessionId);
+    this.key = Buffer.from(opened.key);
+    this.user = opened.user;
+    this.#cache = options.cache;
+    let sid = sessionIdFrom(options.sessionId);
+    while (sid.equals(this.clientSessionId)) sid = randomBytes(8);
+    this.sessionId = sid;
+  }
+
+  /** Record a validated client packet ID; false for a replay (drop it like garbage). */
+  accept(packetId: bigint): boolean {
+    return this.#window.accept(packetId);
+  }
+
+  /** Seal a reply from `address` (the remote that sent `payload`). */
+  seal(address: SocksAddress, payload: Uint8Array, nowMs: number, padding?: Uint8Array): Buffer {
+    const packetId = this.#packetId++;
+    return sealServerPacket2022(this.method, this.key, {
+      sessionId: this.sessionId,
+      packetId,
+      clientSessionId: this.clientSessionId,
+      address,
+      payload,
+      nowMs,
+      ...(padding ? { padding } : {}),
+      ...(this.#cache ? { cache: this.#cache } : {}),
+    });
+  }
 }
