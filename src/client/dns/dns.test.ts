@@ -232,3 +232,36 @@ test('stub with a canary: an unknown forged address is learned from the canary a
     up2.close();
   }
 });
+
+test('listener: an answer over 512 bytes is truncated (TC) over UDP and whole over TCP', async () => {
+  const big = (q: Buffer): Buffer => {
+    const d = decodeDns(q);
+    const answers: dnsPacket.Answer[] = Array.from({ length: 40 }, (_, i) => ({ type: 'TXT' as const, name: d.questions![0]!.name, ttl: 60, data: `record-${i}-${'x'.repeat(20)}` }));
+    return dnsPacket.encode({ type: 'response', id: d.id!, flags: 0x0180, questions: d.questions!, answers });
+  };
+  const srv = await startDnsServer({ host: '127.0.0.1', port: 0, resolver: { resolve: (q) => Promise.resolve(big(q)) } });
+  try {
+    const c = dgram.createSocket('udp4');
+    c.send(query(NAME, 'TXT', 0x0201), srv.udpPort, '127.0.0.1');
+    const [msg] = (await once(c, 'message')) as [Buffer];
+    c.close();
+    const d = decodeDns(msg);
+    assert.ok(msg.length <= 512);
+    assert.equal(d.flag_tc, true);
+    assert.equal(d.id, 0x0201);
+    const t = net.connect(srv.tcpPort, '127.0.0.1');
+    await once(t, 'connect');
+    t.write(frameTcp(query(NAME, 'TXT', 0x0202)));
+    const dec = new TcpFrameDecoder();
+    const got: Buffer[] = [];
+    while (got.length < 1) {
+      const [chunk] = (await once(t, 'data')) as [Buffer];
+      got.push(...dec.push(chunk));
+    }
+    t.destroy();
+    assert.ok(got[0]!.length > 512);
+    assert.equal(decodeDns(got[0]!).answers!.length, 40);
+  } finally {
+    await srv.close();
+  }
+});
