@@ -94,8 +94,10 @@ describe('server config', () => {
   it('loads a file and reports a missing one', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ladder-cfg-'));
     const f = join(dir, 'server.json');
-    writeFileSync(f, JSON.stringify({ port: 1234, keys: [key()] }));
-    assert.equal((await loadServerConfigFile(f)).port, 1234);
+    writeFileSync(f, JSON.stringify({ port: 1234, keys: [key()], replayStateFile: 'replay.bin' }));
+    const c = await loadServerConfigFile(f);
+    assert.equal(c.port, 1234);
+    assert.equal(c.replayStateFile, join(dir, 'replay.bin'));
     await assert.rejects(loadServerConfigFile(join(dir, 'nope.json')), /nope\.json: no such file$/);
   });
 });

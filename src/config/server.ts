@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { isProtocolError } from '../protocol/errors.js';
 import { getAeadMethod } from '../protocol/shadowsocks/methods.js';
@@ -13,8 +14,11 @@ import type { RuntimeKey } from '../shared/control.js';
  *     "keys": [{ "id": "alice", "method": "chacha20-ietf-poly1305", "password": "..." }],
  *     "timeouts": { "idleSeconds": 300, "connectSeconds": 10 },
  *     "allowPrivateDestinations": false,
- *     "replayCapacity": 20000
+ *     "replayCapacity": 20000,
+ *     "replayStateFile": "replay.bin"
  *   }
+ *
+ * `replayStateFile` (relative to the config file) keeps the salt replay filters across restarts.
  *
  * Unknown fields are refused (a typo must not silently fall back to a default). Errors are one
  * line, `FILE: path.to[field]: what is wrong`, and never contain a password.
@@ -90,6 +94,7 @@ export const serverConfigSchema = z.strictObject({
     .min(1, { error: 'must be at least 1' })
     .max(10_000_000, { error: 'must be at most 10000000' })
     .default(20_000),
+  replayStateFile: z.string({ error: 'must be a file path' }).min(1, { error: 'must not be empty' }).optional(),
 });
 
 export interface ServerConfig {
@@ -100,6 +105,7 @@ export interface ServerConfig {
   readonly connectMs: number;
   readonly allowPrivateDestinations: boolean;
   readonly replayCapacity: number;
+  readonly replayStateFile: string | undefined;
 }
 
 function formatPath(path: readonly PropertyKey[]): string {
@@ -155,6 +161,7 @@ export function parseServerConfig(input: unknown, source = 'config'): ServerConf
     connectMs: Math.round(c.timeouts.connectSeconds * 1000),
     allowPrivateDestinations: c.allowPrivateDestinations,
     replayCapacity: c.replayCapacity,
+    replayStateFile: c.replayStateFile,
   });
 }
 
@@ -187,5 +194,7 @@ export async function loadServerConfigFile(path: string): Promise<ServerConfig> 
     const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : `cannot read (${code ?? 'error'})`;
     throw new ConfigError(`${path}: ${why}`, '');
   }
-  return parseServerConfigText(text, path);
+  const c = parseServerConfigText(text, path);
+  if (c.replayStateFile === undefined || isAbsolute(c.replayStateFile)) return c;
+  return Object.freeze({ ...c, replayStateFile: resolve(dirname(path), c.replayStateFile) });
 }

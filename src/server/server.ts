@@ -1,3 +1,4 @@
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import { isProtocolError } from '../protocol/errors.js';
@@ -24,6 +25,8 @@ export const DEFAULT_IDLE_MS = 300_000;
 export const DEFAULT_CONNECT_MS = 10_000;
 export const DEFAULT_REPLAY_CAPACITY = 20_000;
 export const DEFAULT_USAGE_FLUSH_MS = 5_000;
+export const DEFAULT_REPLAY_SAVE_MS = 60_000;
+const REPLAY_STATE_MAGIC = 'LRS1';
 
 export interface ServerTimeouts {
   /**
@@ -49,6 +52,14 @@ export interface ServerOptions {
   hooks?: ServerHooks;
   /** How often accumulated byte counts go to the UsageSink (default 5 s; also flushed on close). */
   usageFlushMs?: number;
+  /**
+   * Keep both salt filters in this file across restarts (loaded by listen(), saved every
+   * `replaySaveMs` and by close()), so a replay of a connection from before a restart is still
+   * refused. Without it, a restart forgets every salt (SIP004 has no timestamps).
+   */
+  replayStateFile?: string;
+  /** How often the replay state is saved when it changed (default 60 s). */
+  replaySaveMs?: number;
   /** Name resolution override (tests). */
   lookup?: (host: string) => Promise<{ address: string; family: number }[]>;
 }
@@ -82,9 +93,15 @@ export class ShadowsocksServer implements ServerControl {
   #keyList: KeyEntry[] = [];
   readonly #recent = new RecentKeys();
   /** Salts of authenticated client connections. */
-  readonly clientSalts: SaltFilter;
+  clientSalts: SaltFilter;
   /** Salts this server used for its own response streams. */
-  readonly serverSalts: SaltFilter;
+  serverSalts: SaltFilter;
+  readonly #replayCapacity: number;
+  readonly #replayStateFile: string | undefined;
+  readonly #replaySaveMs: number;
+  #replaySaveTimer: Timer | undefined;
+  #replaySavedAt = -1;
+  #saving: Promise<void> = Promise.resolve();
 
   readonly #conns = new Set<Connection>();
   readonly #byKey = new Map<string, Set<Connection>>();
@@ -103,8 +120,11 @@ export class ShadowsocksServer implements ServerControl {
     this.#usageFlushMs = opts.usageFlushMs ?? DEFAULT_USAGE_FLUSH_MS;
     this.#lookup = opts.lookup;
     const capacity = opts.replayCapacity ?? DEFAULT_REPLAY_CAPACITY;
+    this.#replayCapacity = capacity;
     this.clientSalts = new SaltFilter(capacity);
     this.serverSalts = new SaltFilter(capacity);
+    this.#replayStateFile = opts.replayStateFile;
+    this.#replaySaveMs = opts.replaySaveMs ?? DEFAULT_REPLAY_SAVE_MS;
     if (!(this.idleMs > 0) || !(this.connectMs > 0)) throw new RangeError('timeouts must be positive');
     if (opts.keys) this.setKeys(opts.keys);
   }
@@ -149,8 +169,13 @@ export class ShadowsocksServer implements ServerControl {
   // ---- lifecycle ----
 
   /** Start accepting. Resolves with the bound address (use port 0 for an ephemeral port). */
-  listen(opts: { port: number; host?: string | undefined }): Promise<AddressInfo> {
-    if (this.#server) return Promise.reject(new Error('server already listening'));
+  async listen(opts: { port: number; host?: string | undefined }): Promise<AddressInfo> {
+    if (this.#server) throw new Error('server already listening');
+    await this.#loadReplayState();
+    return this.#listen(opts);
+  }
+
+  #listen(opts: { port: number; host?: string | undefined }): Promise<AddressInfo> {
     const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.#accept(s));
     this.#server = server;
     return new Promise((resolve, reject) => {
@@ -163,6 +188,7 @@ export class ShadowsocksServer implements ServerControl {
         server.off('error', onError);
         server.on('error', (err) => this.#log.error({ err: err.message }, 'listener error'));
         this.#armUsageFlush();
+        this.#armReplaySave();
         const addr = server.address() as AddressInfo;
         this.#log.info({ port: addr.port, keys: this.#keys.size }, 'listening');
         resolve(addr);
@@ -183,9 +209,76 @@ export class ShadowsocksServer implements ServerControl {
     this.#server = undefined;
     if (this.#usageTimer) this.#clock.clearTimeout(this.#usageTimer);
     this.#usageTimer = undefined;
+    if (this.#replaySaveTimer) this.#clock.clearTimeout(this.#replaySaveTimer);
+    this.#replaySaveTimer = undefined;
     for (const c of [...this.#conns]) c.abort('ERR_CLOSED');
     this.flushUsage();
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (server) await this.saveReplayState();
+  }
+
+  // ---- replay state across restarts ----
+
+  async #loadReplayState(): Promise<void> {
+    const file = this.#replayStateFile;
+    if (!file) return;
+    let data: Buffer;
+    try {
+      data = await readFile(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        this.#log.warn({ code: (err as NodeJS.ErrnoException).code }, 'cannot read replay state; starting empty');
+      }
+      return;
+    }
+    try {
+      if (data.length < 8 || data.toString('latin1', 0, 4) !== REPLAY_STATE_MAGIC) throw new Error('bad magic');
+      const clientLen = data.readUInt32BE(4);
+      if (8 + clientLen > data.length) throw new Error('truncated');
+      this.clientSalts = SaltFilter.deserialize(data.subarray(8, 8 + clientLen), this.#replayCapacity);
+      this.serverSalts = SaltFilter.deserialize(data.subarray(8 + clientLen), this.#replayCapacity);
+      this.#replaySavedAt = this.clientSalts.changes + this.serverSalts.changes;
+      this.#log.info({ clientSalts: this.clientSalts.size, serverSalts: this.serverSalts.size }, 'replay state loaded');
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, 'replay state file is malformed; starting empty');
+    }
+  }
+
+  /** Write both salt filters to the replay state file now (atomically: temp file + rename). */
+  saveReplayState(): Promise<void> {
+    // One save at a time: a periodic save and the one in close() must not share the temp file.
+    this.#saving = this.#saving.then(() => this.#saveReplayState());
+    return this.#saving;
+  }
+
+  async #saveReplayState(): Promise<void> {
+    const file = this.#replayStateFile;
+    if (!file) return;
+    const stamp = this.clientSalts.changes + this.serverSalts.changes;
+    if (stamp === this.#replaySavedAt) return;
+    const client = this.clientSalts.serialize();
+    const server = this.serverSalts.serialize();
+    const head = Buffer.alloc(8);
+    head.write(REPLAY_STATE_MAGIC, 0, 'latin1');
+    head.writeUInt32BE(client.length, 4);
+    const tmp = `${file}.${process.pid}.tmp`;
+    try {
+      await writeFile(tmp, Buffer.concat([head, client, server]), { mode: 0o600 });
+      await rename(tmp, file);
+      this.#replaySavedAt = stamp;
+    } catch (err) {
+      this.#log.warn({ code: (err as NodeJS.ErrnoException).code }, 'cannot save replay state');
+    }
+  }
+
+  #armReplaySave(): void {
+    if (!this.#replayStateFile) return;
+    this.#replaySaveTimer = this.#clock.setTimeout(() => {
+      void this.saveReplayState().then(() => {
+        if (this.#server) this.#armReplaySave();
+      });
+    }, this.#replaySaveMs);
+    this.#replaySaveTimer.unref?.();
   }
 
   /** Hand accumulated byte counts to the UsageSink now. */

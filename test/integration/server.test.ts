@@ -382,3 +382,67 @@ describe('probe resistance', () => {
     }
   });
 });
+
+describe('replay state survives a restart (replayStateFile)', () => {
+  it('a first packet recorded before a restart is refused after it; without the file it would be relayed', async () => {
+    const { mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const file = join(mkdtempSync(join(tmpdir(), 'ladder-replay-')), 'replay.bin');
+    const echo = await startEcho('127.0.0.1');
+    const closed: ConnectionClosedEvent[] = [];
+    const opts = {
+      keys: [{ id: 'a', method: 'aes-256-gcm', secret: 'restart-pw' }],
+      port: 0,
+      host: '127.0.0.1',
+      allowPrivateDestinations: true,
+      timeouts: { idleMs: 800 },
+      replayStateFile: file,
+      hooks: { onConnectionClosed: (e: ConnectionClosedEvent) => closed.push(e) },
+    };
+    try {
+      const first = await startDataPlane(opts);
+      const t = await openTestTunnel({
+        port: first.address.port,
+        method: 'aes-256-gcm',
+        password: 'restart-pw',
+        target: { host: '127.0.0.1', port: echo.port },
+        initial: Buffer.from('before restart'),
+      });
+      await t.read(14);
+      const packet = t.sentWire[0]!;
+      const response = Buffer.concat(t.receivedWire);
+      t.end();
+      await t.closed;
+      await first.close(); // saves the state
+
+      const second = await startDataPlane(opts);
+      try {
+        const replay = await rawProbe(second.address.port, packet, 4_000);
+        assert.equal(replay.received, 0);
+        assert.equal(replay.kind, 'fin');
+        const reflected = await rawProbe(second.address.port, response, 4_000);
+        assert.equal(reflected.received, 0);
+        for (let i = 0; i < 100 && !closed.some((e) => e.status === 'ERR_REPLAY_SERVER'); i++) await new Promise((r) => setTimeout(r, 20));
+        assert.deepEqual(
+          closed.slice(-2).map((e) => e.status),
+          ['ERR_REPLAY_CLIENT', 'ERR_REPLAY_SERVER'],
+        );
+      } finally {
+        await second.close();
+      }
+
+      // Negative control: a fresh server without the file relays the same replay (DATA comes back).
+      const { replayStateFile: _drop, ...noFile } = opts;
+      const third = await startDataPlane(noFile);
+      try {
+        const replay = await rawProbe(third.address.port, packet, 1_500);
+        assert.ok(replay.received > 0, 'control: the replay should have been relayed');
+      } finally {
+        await third.close();
+      }
+    } finally {
+      await echo.close();
+    }
+  });
+});

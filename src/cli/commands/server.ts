@@ -23,6 +23,7 @@ interface ServerFlags {
   idleTimeout?: string;
   publicHost?: string;
   showUrls?: boolean;
+  replayState?: string;
   logLevel?: string;
 }
 
@@ -108,6 +109,7 @@ async function plan(flags: ServerFlags): Promise<Plan> {
       connectMs: 10_000,
       allowPrivateDestinations: false,
       replayCapacity: 20_000,
+      replayStateFile: undefined,
     };
     source = generated ? 'generated key' : '--password';
   }
@@ -118,6 +120,10 @@ async function plan(flags: ServerFlags): Promise<Plan> {
     overrides.host = flags.host;
   }
   if (flags.allowPrivate) overrides.allowPrivateDestinations = true;
+  if (flags.replayState !== undefined) {
+    if (flags.replayState === '') throw new UsageError('--replay-state must be a file path');
+    overrides.replayStateFile = flags.replayState;
+  }
   if (flags.idleTimeout !== undefined) overrides.idleMs = Math.round(secondsFlag('--idle-timeout', flags.idleTimeout) * 1000);
   config = { ...config, ...overrides };
   const printKeys = flags.config === undefined || flags.showUrls ? config.keys : [];
@@ -181,6 +187,7 @@ export function registerServer(program: Command): void {
     .option('--allow-private', 'allow relaying to loopback/private/link-local destinations (off by default)')
     .option('--idle-timeout <s>', 'close connections idle this many seconds; also how long failed probes are held (default 300)')
     .option('--public-host <name>', 'host name or IP clients use to reach this server (put in the printed URL)')
+    .option('--replay-state <file>', 'keep the replay filter in this file so replays are refused across restarts')
     .option('--show-urls', 'with --config: print every key\'s ss:// URL and QR code')
     .option('--log-level <level>', `${LOG_LEVELS.join('|')} (logs go to stderr; default info)`)
     .addHelpText(
@@ -196,7 +203,7 @@ export function registerServer(program: Command): void {
         '  { "port": 8388, "host": "0.0.0.0",',
         '    "keys": [{ "id": "alice", "method": "chacha20-ietf-poly1305", "password": "..." }],',
         '    "timeouts": { "idleSeconds": 300, "connectSeconds": 10 },',
-        '    "allowPrivateDestinations": false, "replayCapacity": 20000 }',
+        '    "allowPrivateDestinations": false, "replayCapacity": 20000, "replayStateFile": "replay.bin" }',
         '',
       ].join('\n'),
     )
@@ -221,6 +228,7 @@ export function registerServer(program: Command): void {
           timeouts: { idleMs: p.config.idleMs, connectMs: p.config.connectMs },
           allowPrivateDestinations: p.config.allowPrivateDestinations,
           replayCapacity: p.config.replayCapacity,
+          ...(p.config.replayStateFile !== undefined ? { replayStateFile: p.config.replayStateFile } : {}),
         });
       } catch (err) {
         const e = err as NodeJS.ErrnoException;

@@ -70,3 +70,27 @@ describe('SaltFilter', () => {
     assert.throws(() => new SaltFilter(1.5), /positive integer/);
   });
 });
+
+describe('SaltFilter snapshots', () => {
+  it('round-trips, keeping order: a smaller capacity keeps the newest', () => {
+    const f = new SaltFilter(10);
+    for (let i = 0; i < 25; i++) f.add(salt(i, i % 2 ? 16 : 32));
+    const snap = f.serialize();
+    const g = SaltFilter.deserialize(snap, 10);
+    assert.equal(g.size, f.size);
+    for (let i = 0; i < 25; i++) assert.equal(g.has(salt(i, i % 2 ? 16 : 32)), f.has(salt(i, i % 2 ? 16 : 32)), `salt ${i}`);
+    const small = SaltFilter.deserialize(snap, 3);
+    assert.equal(small.has(salt(24, 32)), true);
+    assert.ok(small.size <= 6);
+  });
+
+  it('refuses malformed snapshots with a ProtocolError', () => {
+    const snap = new SaltFilter(4);
+    snap.add(salt(1));
+    const good = snap.serialize();
+    assert.throws(() => SaltFilter.deserialize(Buffer.from('nope'), 4), /not a salt filter snapshot/);
+    assert.throws(() => SaltFilter.deserialize(good.subarray(0, good.length - 1), 4), /truncated/);
+    assert.throws(() => SaltFilter.deserialize(Buffer.concat([good, Buffer.from([1])]), 4), /trailing/);
+    assert.equal(SaltFilter.deserialize(new SaltFilter(4).serialize(), 4).size, 0);
+  });
+});

@@ -24,6 +24,7 @@ export class SaltFilter {
   readonly capacity: number;
   #current = new Set<string>();
   #previous = new Set<string>();
+  #changes = 0;
 
   constructor(capacity: number) {
     if (!Number.isSafeInteger(capacity) || capacity < 1) {
@@ -52,6 +53,12 @@ export class SaltFilter {
       this.#current = new Set();
     }
     this.#current.add(k);
+    this.#changes++;
+  }
+
+  /** Increases whenever the contents change (lets a caller skip saving an unchanged filter). */
+  get changes(): number {
+    return this.#changes;
   }
 
   /** Record the salt and return true if it was new; return false (and change nothing) if seen. */
@@ -69,5 +76,50 @@ export class SaltFilter {
   clear(): void {
     this.#current.clear();
     this.#previous.clear();
+    this.#changes++;
+  }
+
+  /**
+   * Serialise the remembered salts, oldest first, so the filter can survive a restart:
+   *   "LSF1" | u32 BE count | count x (u8 length | salt bytes)
+   */
+  serialize(): Buffer {
+    const entries = [...this.#previous, ...this.#current];
+    let size = 8;
+    for (const e of entries) size += 1 + e.length;
+    const out = Buffer.allocUnsafe(size);
+    out.write(MAGIC, 0, 'latin1');
+    out.writeUInt32BE(entries.length, 4);
+    let o = 8;
+    for (const e of entries) {
+      out[o++] = e.length;
+      o += out.write(e, o, 'latin1');
+    }
+    return out;
+  }
+
+  /**
+   * Rebuild a filter from serialize() output, re-adding salts oldest first into a filter of
+   * `capacity` (which may differ from the saved one: the newest salts are the ones kept).
+   * Throws ERR_CONFIG on malformed input.
+   */
+  static deserialize(data: Uint8Array, capacity: number): SaltFilter {
+    const b = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const bad = (why: string): ProtocolError => new ProtocolError('ERR_CONFIG', `replay state: ${why}`);
+    if (b.length < 8 || b.toString('latin1', 0, 4) !== MAGIC) throw bad('not a salt filter snapshot');
+    const count = b.readUInt32BE(4);
+    const f = new SaltFilter(capacity);
+    let o = 8;
+    for (let i = 0; i < count; i++) {
+      if (o >= b.length) throw bad('truncated');
+      const len = b[o++]!;
+      if (len === 0 || o + len > b.length) throw bad('truncated or empty entry');
+      f.add(b.subarray(o, o + len));
+      o += len;
+    }
+    if (o !== b.length) throw bad('trailing bytes');
+    return f;
   }
 }
+
+const MAGIC = 'LSF1';
