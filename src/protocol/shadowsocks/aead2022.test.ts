@@ -579,3 +579,28 @@ describe('SIP022 TCP known-answer vectors', () => {
     );
   });
 });
+
+describe('garbage never crashes the 2022 TCP decoders', () => {
+  it('property: random bytes give nothing or a ProtocolError', () => {
+    const only = (f: () => unknown) => {
+      try {
+        f();
+      } catch (e) {
+        assert.ok(e instanceof ProtocolError, `unexpected ${String(e)}`);
+      }
+    };
+    for (const method of METHODS) {
+      const k = key(method);
+      const table = method.supportsIdentity ? new IdentityTable<number>(method, key(method, 3)) : undefined;
+      table?.set(k, 1);
+      fc.assert(
+        fc.property(fc.uint8Array({ maxLength: 400 }), (junk) => {
+          only(() => new Aead2022RequestDecoder(method, { key: k }).push(junk, NOW));
+          if (table) only(() => new Aead2022RequestDecoder(method, { identity: table }).push(junk, NOW));
+          only(() => new Aead2022ResponseDecoder(method, k, Buffer.alloc(method.saltSize)).push(junk, NOW));
+        }),
+        { numRuns: 100 },
+      );
+    }
+  });
+});

@@ -64,6 +64,18 @@ for (const method of Object.values(AEAD_METHODS)) {
       );
     });
 
+    it('property: random datagrams give a ProtocolError', () => {
+      fc.assert(
+        fc.property(fc.uint8Array({ maxLength: 200 }), (junk) => {
+          assert.throws(
+            () => decodeUdp2017(method, key, junk),
+            (e: unknown) => e instanceof ProtocolError,
+          );
+        }),
+        { numRuns: 100 },
+      );
+    });
+
     it('property: any payload round-trips', () => {
       fc.assert(
         fc.property(fc.uint8Array({ maxLength: 2000 }), (p) => {

@@ -441,3 +441,26 @@ describe('Udp2022ClientSession / Udp2022ServerSession', () => {
     assert.equal(client.open(s.seal(addr, Buffer.from('yo'), NOW), NOW).payload.toString(), 'yo');
   });
 });
+
+describe('garbage never crashes the 2022 UDP codecs', () => {
+  it('property: random datagrams give a ProtocolError', () => {
+    for (const method of Object.values(AEAD_2022_METHODS)) {
+      const key = Buffer.alloc(method.keySize, 1);
+      const table = method.supportsIdentity
+        ? new IdentityTable<number>(method, Buffer.alloc(method.keySize, 2))
+        : undefined;
+      fc.assert(
+        fc.property(fc.uint8Array({ maxLength: 200 }), (junk) => {
+          for (const f of [
+            () => openClientPacket2022(method, junk, NOW, { key }),
+            () => openServerPacket2022(method, key, junk, NOW),
+            ...(table ? [() => openClientPacket2022(method, junk, NOW, { identity: table })] : []),
+          ]) {
+            assert.throws(f, (e: unknown) => e instanceof ProtocolError);
+          }
+        }),
+        { numRuns: 100 },
+      );
+    }
+  });
+});
