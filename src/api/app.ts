@@ -138,7 +138,11 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
     // Errors on unrouted requests (bad body, bad media type) still look like "not found".
-    if (req.routeOptions.url === undefined) return reply.code(404).send(NOT_FOUND_BODY);
+    // (Node discards any unread body before the next request, so keep-alive stays as for any 404.)
+    if (req.routeOptions.url === undefined) {
+      reply.header('connection', /close/i.test(req.headers.connection ?? '') ? 'close' : 'keep-alive');
+      return reply.code(404).send(NOT_FOUND_BODY);
+    }
     if (err instanceof ApiError) return reply.code(err.status).send(err.toJSON());
     if (hasZodFastifySchemaValidationErrors(err)) {
       const v = err.validation[0];

@@ -225,15 +225,19 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
           // Ladder keeps no client addresses, so there is no per-location breakdown.
           locations: [],
         },
-        accessKeys: keys.map((k) => ({
-          accessKeyId: /^\d+$/.test(k.id) ? Number(k.id) : k.id,
-          tunnelTime: { seconds: 0 },
-          dataTransferred: { bytes: perKey.get(k.id) ?? 0 },
-          connection: {
-            lastTrafficSeen: k.lastSeenAt === null ? 0 : Math.floor(k.lastSeenAt / 1000),
-            peakDeviceCount: { data: open.get(k.id) ?? 0, timestamp: Math.floor(now / 1000) },
-          },
-        })),
+        // The spec types accessKeyId as an integer, so keys with non-numeric ids (created with
+        // PUT /access-keys/{id}) are left out here; GET /metrics/transfer lists every key.
+        accessKeys: keys
+          .filter((k) => /^\d{1,15}$/.test(k.id))
+          .map((k) => ({
+            accessKeyId: Number(k.id),
+            tunnelTime: { seconds: 0 },
+            dataTransferred: { bytes: perKey.get(k.id) ?? 0 },
+            connection: {
+              lastTrafficSeen: k.lastSeenAt === null ? 0 : Math.floor(k.lastSeenAt / 1000),
+              peakDeviceCount: { data: open.get(k.id) ?? 0, timestamp: Math.floor(now / 1000) },
+            },
+          })),
       };
     },
   );

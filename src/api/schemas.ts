@@ -124,7 +124,7 @@ export const ServerMetrics = z.object({
   }),
   accessKeys: z.array(
     z.object({
-      accessKeyId: z.union([z.number().int(), z.string()]),
+      accessKeyId: z.number().int(),
       tunnelTime: Seconds,
       dataTransferred: Bytes,
       connection: z.object({

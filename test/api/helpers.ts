@@ -1,0 +1,83 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
+import type { RuntimeKey, ServerControl } from '../../src/shared/control.js';
+import type { Clock } from '../../src/shared/clock.js';
+import { buildApi } from '../../src/api/index.js';
+import { openStore, parseStoreLocation, type KyselyStore } from '../../src/store/index.js';
+
+/** A ServerControl that records what the management plane asked of the data plane. */
+export class RecordingControl implements ServerControl {
+  keys: RuntimeKey[] = [];
+  closed: string[] = [];
+  open = new Map<string, number>();
+  setKeys(keys: readonly RuntimeKey[]): void {
+    this.keys = [...keys];
+  }
+  closeKeyConnections(id: string): number {
+    this.closed.push(id);
+    return this.open.get(id) ?? 0;
+  }
+  openConnections(): ReadonlyMap<string, number> {
+    return this.open;
+  }
+  ids(): string[] {
+    return this.keys.map((k) => k.id).sort();
+  }
+}
+
+export function tempDir(t: { after: (fn: () => void) => void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'ladder-api-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export interface Harness {
+  dir: string;
+  store: KyselyStore;
+  app: FastifyInstance;
+  control: RecordingControl;
+  prefix: string;
+  /** inject under the secret prefix */
+  call(method: NonNullable<InjectOptions['method']>, path: string, body?: unknown): Promise<LightMyRequestResponse>;
+  close(): Promise<void>;
+}
+
+export async function harness(dir: string, opts: { clock?: Clock } = {}): Promise<Harness> {
+  const store = await openStore(parseStoreLocation(undefined, dir), {
+    ...(opts.clock ? { clock: opts.clock } : {}),
+    defaults: { hostname: 'example.org', port: 4444 },
+  });
+  const control = new RecordingControl();
+  const app = await buildApi({
+    store,
+    control,
+    ...(opts.clock ? { clock: opts.clock } : {}),
+    enforceIntervalMs: 500,
+  });
+  await app.ready();
+  const prefix = `/${(await store.getSettings()).apiPrefix}`;
+  return {
+    dir,
+    store,
+    app,
+    control,
+    prefix,
+    call: (method, path, body) =>
+      app.inject({
+        method,
+        url: prefix + path,
+        ...(body === undefined
+          ? {}
+          : {
+              payload: typeof body === 'string' ? body : JSON.stringify(body),
+              headers: { 'content-type': 'application/json' },
+            }),
+      }),
+    close: async () => {
+      await app.close();
+      await store.close();
+    },
+  };
+}
