@@ -192,7 +192,11 @@ export class FilteringUdpResolver implements DnsResolver {
         done = true;
         if (overall) this.#clock.clearTimeout(overall);
         if (windowTimer) this.#clock.clearTimeout(windowTimer);
-        sock.close();
+        try {
+          sock.close();
+        } catch {
+          // already closed after a socket error
+        }
         if (forgedCount > 0) {
           this.#onForged?.({ reasons: [...reasons], question: q.questions?.[0]?.name, genuineFound: lastGenuine !== undefined });
         }

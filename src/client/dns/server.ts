@@ -73,7 +73,11 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServerH
     void answer(opts.resolver, msg).then(({ response, ok }) => {
       opts.onQuery?.({ transport: 'udp', ok });
       const out = response.length > udpLimit(msg) ? truncated(msg, response) : response;
-      udp.send(out, rinfo.port, rinfo.address, () => {});
+      try {
+        udp.send(out, rinfo.port, rinfo.address, () => {});
+      } catch {
+        // the listener was closed while the answer was on its way
+      }
     });
   });
   udp.on('error', () => {});

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import dnsPacket from 'dns-packet';
+import fc from 'fast-check';
 import { isProtocolError } from '../errors.js';
 import { IpSet, ipToBigInt, parseCidr } from './ip-set.js';
 import { decodeDns, frameTcp, inspectResponse, servfailFor, TcpFrameDecoder, withId } from './message.js';
@@ -89,4 +90,19 @@ test('IpSet and CIDR parsing', () => {
   for (const bad of ['10.0.0.0/33', 'x/8', '1.2.3', '::1/129', '10.0.0.0/-1']) {
     assert.throws(() => parseCidr(bad), (e) => isProtocolError(e) && e.code === 'ERR_ADDRESS', bad);
   }
+});
+
+test('property: decodeDns and inspectResponse never throw anything but ProtocolError on arbitrary bytes', () => {
+  const q = decodeDns(query('blocked.example', 'A'));
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
+      try {
+        const r = decodeDns(bytes);
+        inspectResponse(q, r, { forged: new IpSet(['1.2.3.0/24']), flagAaOnRecursive: true, flagPrivate: true });
+      } catch (e) {
+        assert.ok(isProtocolError(e), String(e));
+      }
+    }),
+    { numRuns: 3000 },
+  );
 });

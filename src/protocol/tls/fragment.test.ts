@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { randomBytes } from 'node:crypto';
+import fc from 'fast-check';
 import { isProtocolError } from '../errors.js';
 import { parseClientHelloMessage, parseClientHelloRecord, readRecordHeader, RECORD_HEADER } from './clienthello.js';
 import { fragmentClientHello, planSegments } from './fragment.js';
@@ -142,4 +143,44 @@ test('planSegments', () => {
   const m = planSegments([10, 20, 30], 'misaligned');
   assert.deepEqual(m, [5, 15, 25, 15]);
   assert.equal(m.reduce((a, b) => a + b, 0), 60);
+});
+
+test('property: any host name, any padding, any strategy: exact reassembly and the name never whole in record 1', () => {
+  const label = fc.stringMatching(/^[a-z0-9-]{1,20}$/);
+  fc.assert(
+    fc.property(
+      fc.array(label, { minLength: 1, maxLength: 6 }),
+      fc.integer({ min: 0, max: 600 }),
+      fc.constantFrom('name-middle' as const, 'before-extension' as const, 'both' as const),
+      fc.integer({ min: 0, max: 6 }),
+      (labels, padding, strategy, extraCuts) => {
+        const name = labels.join('.');
+        const rec = buildClientHello(name, padding);
+        const { records: recs } = fragmentClientHello(rec, { strategy, extraCuts });
+        assert.deepEqual(Buffer.concat(recs.map((r) => r.subarray(5))), rec.subarray(5));
+        if (name.length >= 4) assert.ok(!recs[0]!.includes(Buffer.from(name)));
+        if (name.length >= 4 && strategy !== 'before-extension') for (const r of recs) assert.ok(!r.includes(Buffer.from(name)));
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
+test('property: the parser never throws anything but ProtocolError on arbitrary bytes', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 400 }), (bytes) => {
+      const rec = Buffer.concat([Buffer.from([0x16, 0x03, 0x01, bytes.length >> 8, bytes.length & 0xff]), bytes]);
+      try {
+        parseClientHelloRecord(rec);
+      } catch (e) {
+        assert.ok(isProtocolError(e), String(e));
+      }
+      try {
+        fragmentClientHello(rec);
+      } catch (e) {
+        assert.ok(isProtocolError(e), String(e));
+      }
+    }),
+    { numRuns: 2000 },
+  );
 });
