@@ -9,6 +9,9 @@
  *   isFetExempt(packet)     -> boolean (at least one of Ex1..Ex5 holds)
  *   offsetEntropy(samples, offset) -> Shannon entropy (bits) of the byte at `offset` over samples
  *   maxShare(strings)       -> the largest fraction of samples sharing one value
+ *   signatureStats(packets) -> per-offset entropy (0..15) and, per leading length k, the share
+ *                              of the most common k-byte start: the D1 signature check, so the
+ *                              lab and the unit tests use one definition
  *
  * "Printable" is 0x20..0x7E inclusive. Ex5/TLS follows the paper (third byte 0x00..0x09), which
  * is stricter than the artifact code (0x00..0x0F): a packet exempt here is exempt under both.
@@ -135,4 +138,25 @@ export function maxShare(values: readonly string[]): number {
     if (c > best) best = c;
   }
   return best / values.length;
+}
+
+export interface SignatureStats {
+  readonly samples: number;
+  /** Entropy in bits of byte i, for i in 0..offsets-1. */
+  readonly offsetEntropy: readonly number[];
+  readonly minOffsetEntropy: number;
+  /** leadingShare[k-1]: share of the most common k-byte start, k = 1..maxPrefix. */
+  readonly leadingShare: readonly number[];
+}
+
+export function signatureStats(packets: readonly Uint8Array[], opts: { offsets?: number; maxPrefix?: number } = {}): SignatureStats {
+  const offsets = opts.offsets ?? 16;
+  const maxPrefix = opts.maxPrefix ?? 16;
+  const ent: number[] = [];
+  for (let i = 0; i < offsets; i++) ent.push(offsetEntropy(packets, i));
+  const lead: number[] = [];
+  for (let k = 1; k <= maxPrefix; k++) {
+    lead.push(maxShare(packets.filter((p) => p.length >= k).map((p) => Buffer.from(p.buffer, p.byteOffset, k).toString('hex'))));
+  }
+  return { samples: packets.length, offsetEntropy: ent, minOffsetEntropy: Math.min(...ent), leadingShare: lead };
 }

@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { AeadDecoder, AeadEncoder } from './aead.js';
 import { evpBytesToKey } from './kdf.js';
 import { getAeadMethod } from './methods.js';
-import { fetFeatures, maxShare, offsetEntropy } from './shaping-features.js';
+import { fetFeatures, maxShare, offsetEntropy, signatureStats } from './shaping-features.js';
 import {
   encodeFirstWrite,
   generatePrefix,
@@ -81,6 +81,10 @@ for (const saltSize of [32, 16]) {
     assert.ok(maxShare(six) <= 0.01, `a 6-byte start recurs in ${(maxShare(six) * 100).toFixed(1)}%`);
     const budgetWindows = packets.map((p) => prefixOf(p, saltSize));
     assert.ok(maxShare(budgetWindows) <= 0.01);
+    const st = signatureStats(packets);
+    assert.equal(st.minOffsetEntropy, minH);
+    assert.ok(st.leadingShare[5]! <= 0.01);
+    assert.ok(st.leadingShare[15]! <= 0.01);
   });
 }
 
