@@ -36,8 +36,10 @@ export interface AuthEvent {
 
 export interface ConnectionClosedEvent {
   readonly status: ConnectionStatus;
-  /** Undefined when no key authenticated. */
+  /** Undefined when no key authenticated (or a replay was refused). */
   readonly keyId: string | undefined;
+  /** True when the connection never got past authentication: garbage, probe or replay. */
+  readonly probe: boolean;
   /** Milliseconds from accept to the key being found, when one was. */
   readonly timeToAuthMs: number | undefined;
   readonly durationMs: number;
@@ -49,6 +51,8 @@ export interface ConnectionClosedEvent {
 
 /** Optional callbacks; each is called synchronously and must not throw. */
 export interface ServerHooks {
+  /** A TCP connection was accepted (authenticated or not). */
+  onConnectionOpened?(): void;
   onAuthenticated?(e: AuthEvent): void;
   onConnectionClosed?(e: ConnectionClosedEvent): void;
 }
@@ -57,5 +61,6 @@ export interface ServerHooks {
  * The same events on node:diagnostics_channel, for subscribers that are not wired through the
  * constructor (metrics, lab instrumentation). Published only when someone subscribes.
  */
+export const openedChannel = diagnostics_channel.channel('ladder:server:connection-opened');
 export const authChannel = diagnostics_channel.channel('ladder:server:auth');
 export const closedChannel = diagnostics_channel.channel('ladder:server:connection-closed');

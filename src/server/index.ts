@@ -2,6 +2,6 @@ export { ShadowsocksServer, DEFAULT_IDLE_MS, DEFAULT_CONNECT_MS, DEFAULT_REPLAY_
 export type { ServerOptions, ServerTimeouts } from './server.js';
 export { startDataPlane } from './data-plane.js';
 export type { DataPlane, DataPlaneOptions, KeySource } from './data-plane.js';
-export { CONNECTION_STATUSES, authChannel, closedChannel } from './events.js';
+export { CONNECTION_STATUSES, authChannel, closedChannel, openedChannel } from './events.js';
 export type { AuthEvent, ConnectionClosedEvent, ConnectionStatus, ServerHooks } from './events.js';
 export { isPrivateAddress } from './destination.js';

@@ -13,6 +13,7 @@ import { DialError, dialDestination } from './destination.js';
 import {
   authChannel,
   closedChannel,
+  openedChannel,
   CONNECTION_STATUSES,
   type AuthEvent,
   type ConnectionClosedEvent,
@@ -314,6 +315,12 @@ export class ShadowsocksServer implements ServerControl {
   #accept(socket: Socket): void {
     const c = new Connection(this, socket);
     this.#conns.add(c);
+    try {
+      this.#hooks.onConnectionOpened?.();
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, 'onConnectionOpened hook threw');
+    }
+    if (openedChannel.hasSubscribers) openedChannel.publish({});
   }
 
   /** @internal */ get clock(): Clock {
@@ -667,6 +674,7 @@ class Connection {
     this.#srv.closed(this, {
       status,
       keyId: this.key?.id,
+      probe: this.key === undefined,
       timeToAuthMs: this.#authAt === undefined ? undefined : this.#authAt - this.#acceptedAt,
       durationMs: now - this.#acceptedAt,
       bytesUp: this.#bytesUp,

@@ -5,6 +5,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startDataPlane, type ConnectionClosedEvent, type AuthEvent, type DataPlane } from '../../src/server/index.js';
 import { openTestTunnel } from '../../src/server/test-client.js';
+import { AeadEncoder, AeadSession } from '../../src/protocol/shadowsocks/aead.js';
+import { deriveSubkey, evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
+import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
 import type { RuntimeKey } from '../../src/shared/control.js';
 
 interface Echo {
@@ -79,6 +82,7 @@ describe('ShadowsocksServer relays real encrypted connections', () => {
   let plane: DataPlane;
   const closed: ConnectionClosedEvent[] = [];
   const auths: AuthEvent[] = [];
+  let opened = 0;
   const usage = new Map<string, { up: number; down: number }>();
   const keys: RuntimeKey[] = METHODS.map((m) => ({ id: m, method: m, secret: `pw-${m}` }));
 
@@ -91,7 +95,11 @@ describe('ShadowsocksServer relays real encrypted connections', () => {
       host: '127.0.0.1',
       allowPrivateDestinations: true,
       timeouts: { idleMs: 5_000 },
-      hooks: { onConnectionClosed: (e) => closed.push(e), onAuthenticated: (e) => auths.push(e) },
+      hooks: {
+        onConnectionOpened: () => opened++,
+        onConnectionClosed: (e) => closed.push(e),
+        onAuthenticated: (e) => auths.push(e),
+      },
       usage: {
         addBytes: (id, up, down) => {
           const u = usage.get(id) ?? { up: 0, down: 0 };
@@ -162,6 +170,8 @@ describe('ShadowsocksServer relays real encrypted connections', () => {
     plane.server.flushUsage();
     const ok = closed.filter((e) => e.status === 'OK');
     assert.ok(ok.length >= 3, `OK closes: ${ok.length}`);
+    assert.ok(ok.every((e) => !e.probe && e.keyId !== undefined && e.timeToAuthMs !== undefined));
+    assert.equal(opened, closed.length + plane.server.connectionCount);
     assert.ok(auths.every((a) => a.timeToAuthMs >= 0));
     const u = usage.get('aes-128-gcm');
     assert.ok(u && u.up > 200 * 1024 && u.down > 200 * 1024, JSON.stringify(u));
@@ -356,6 +366,24 @@ describe('probe resistance', () => {
     assert.equal(reflected.kind, 'fin');
     await waitStatus('ERR_REPLAY_SERVER');
     await waitStatus('ERR_CIPHER');
+  });
+
+  it('authenticated but malformed first chunk (bad address type, zero length) gets the uniform reaction', async () => {
+    const method = getAeadMethod('chacha20-ietf-poly1305');
+    const key = evpBytesToKey('probe-pw', method.keySize);
+    // A valid chunk whose address type byte is 0x07.
+    const badAtyp = new AeadEncoder(method, key).encode(Buffer.from([0x07, 1, 2, 3, 4, 0, 80, 9, 9]));
+    // A first length chunk that authenticates but says 0 bytes.
+    const salt = Buffer.alloc(32, 0x5a);
+    const zeroLen = Buffer.concat([salt, new AeadSession(method, deriveSubkey(key, salt)).seal(Buffer.from([0, 0])), Buffer.alloc(40)]);
+    const [a, b] = await Promise.all([rawProbe(plane.address.port, badAtyp, IDLE + 6_000), rawProbe(plane.address.port, zeroLen, IDLE + 6_000)]);
+    for (const r of [a, b]) {
+      assert.equal(r.received, 0);
+      assert.equal(r.kind, 'fin');
+      assert.ok(r.afterMs >= IDLE - 50, `closed after ${r.afterMs} ms`);
+    }
+    await waitStatus('ERR_ADDRESS');
+    await waitStatus('ERR_PAYLOAD_SIZE');
   });
 
   it('private destinations are refused unless allowed', async () => {
