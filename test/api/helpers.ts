@@ -40,7 +40,11 @@ export interface Harness {
   control: RecordingControl;
   prefix: string;
   /** inject under the secret prefix */
-  call(method: NonNullable<InjectOptions['method']>, path: string, body?: unknown): Promise<LightMyRequestResponse>;
+  call(
+    method: NonNullable<InjectOptions['method']>,
+    path: string,
+    body?: unknown,
+  ): Promise<LightMyRequestResponse>;
   close(): Promise<void>;
 }
 
