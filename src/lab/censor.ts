@@ -20,10 +20,18 @@ import {
 } from './dns-inject.js';
 import type { CensorConfig, RstInjector } from './profiles.js';
 import { SeededRng } from './rng.js';
+import {
+  C8_FLAG_THRESHOLD,
+  C8_FLAG_WINDOW_MS,
+  type FlowShapeClassifier,
+  type UdpFlowInspector,
+} from './seams.js';
 
 /** How many client->server bytes a flow keeps for reassembling filters (C3, C4). */
 const STREAM_CAP = 16 * 1024;
 const CHUNK_LOG_CAP = 32;
+/** UDP flows are tracked for exactly 60 s (research notes §3.3). */
+const UDP_FLOW_MS = 60_000;
 
 export interface Endpoint {
   readonly host: string;
@@ -64,6 +72,8 @@ export type DataVerdict =
   | { readonly action: 'RST_BOTH'; readonly delayMs: number; readonly injector: RstInjector };
 
 export interface UdpVerdict {
+  /** Drop this datagram (a C5 residual, or C1 on UDP). */
+  readonly drop: boolean;
   /** Forged replies to send to the client at once. */
   readonly forged: readonly Buffer[];
   /** Delay for the genuine answer to this datagram (ms of censor clock), or 'drop'. */
@@ -78,7 +88,7 @@ export interface SuspiciousFlow {
   readonly entropy: number;
 }
 
-type ResidualMode = 'c3' | 'c4' | 'c6' | 'esni';
+type ResidualMode = 'c3' | 'c4' | 'c6' | 'esni' | 'c5';
 
 interface Residual {
   readonly expiresAt: number;
@@ -90,6 +100,10 @@ export interface CensorOptions {
   readonly clock: Clock;
   readonly seed: number;
   readonly log?: DecisionLog;
+  /** C5 implementations (seam; none ships yet). */
+  readonly udpInspectors?: readonly UdpFlowInspector[];
+  /** C8 implementations (seam; none ships yet). */
+  readonly shapeClassifiers?: readonly FlowShapeClassifier[];
 }
 
 export class Censor {
@@ -107,7 +121,11 @@ export class Censor {
   readonly #pool = new ForgedPool();
   #flowSeq = 0;
   /** Count of new connections that met a residual block, per residual mode. */
-  readonly residualHits: Record<ResidualMode, number> = { c3: 0, c4: 0, c6: 0, esni: 0 };
+  readonly residualHits: Record<ResidualMode, number> = { c3: 0, c4: 0, c6: 0, esni: 0, c5: 0 };
+  readonly #udpInspectors: readonly UdpFlowInspector[];
+  readonly #shapeClassifiers: readonly FlowShapeClassifier[];
+  readonly #c8Flags = new Map<string, number[]>();
+  readonly #udpFlows = new Map<string, number>();
 
   constructor(opts: CensorOptions) {
     this.config = opts.config;
@@ -118,8 +136,24 @@ export class Censor {
     this.#rngC6 = this.rng.fork('c6');
     this.#start = opts.clock.now();
     this.#dnsRules = compileDnsRules(opts.config.c2.rules);
-    if (opts.config.c1.enabled)
+    this.#udpInspectors = opts.config.c5.enabled ? (opts.udpInspectors ?? []) : [];
+    this.#shapeClassifiers = opts.config.c8.enabled ? (opts.shapeClassifiers ?? []) : [];
+    if (opts.config.c1.enabled) {
       for (const b of opts.config.c1.blocked) this.blockEndpoint(b.ip, b.port, 'config');
+    }
+    for (const [b, on, impls] of [
+      ['C5', opts.config.c5.enabled, this.#udpInspectors.length],
+      ['C8', opts.config.c8.enabled, this.#shapeClassifiers.length],
+    ] as const) {
+      if (on && impls === 0) {
+        this.log.record({
+          behaviour: b,
+          rule: 'not-emulated',
+          features: { reason: 'enabled by the profile, no implementation plugged into the seam' },
+          action: 'PASS',
+        });
+      }
+    }
   }
 
   isDomestic(ip: string): boolean {
@@ -158,6 +192,13 @@ export class Censor {
 
   #addResidual(ref: FlowRef, mode: ResidualMode, ms: number): void {
     this.#residual.set(this.#rkey(ref), { expiresAt: this.clock.now() + ms, mode });
+  }
+
+  #activeResiduals(mode: ResidualMode): number {
+    const now = this.clock.now();
+    let n = 0;
+    for (const r of this.#residual.values()) if (r.mode === mode && r.expiresAt > now) n++;
+    return n;
   }
 
   residualFor(ref: FlowRef): Residual | undefined {
@@ -283,6 +324,7 @@ export class Censor {
     if (flow.stream.length < STREAM_CAP)
       flow.stream = Buffer.concat([flow.stream, chunk.subarray(0, STREAM_CAP - flow.stream.length)]);
     const ref = flow.ref;
+    this.#observeShape(flow, 'c2s', chunk.length);
 
     // C4: TLS SNI (TCP reassembled; first TLS record only unless reassembleRecords).
     if (cfg.c4.enabled && !flow.c4Done) {
@@ -397,8 +439,21 @@ export class Censor {
         for (const l of this.#suspicious) l(ev);
         if (this.#rngC6.chance(cfg.c6.pBlock)) {
           flow.dropC2S = true;
-          this.#addResidual(ref, 'c6', cfg.c6.residualMs);
-          this.log.record({ behaviour: 'C6', rule: 'fet', flow: ref, features, action: 'DROP_C2S' });
+          const active = cfg.c6.underLoadThreshold > 0 ? this.#activeResiduals('c6') : 0;
+          const underLoad = cfg.c6.underLoadThreshold > 0 && active >= cfg.c6.underLoadThreshold;
+          const residualMs = underLoad ? cfg.c6.underLoadResidualMs : cfg.c6.residualMs;
+          this.#addResidual(ref, 'c6', residualMs);
+          this.log.record({
+            behaviour: 'C6',
+            rule: 'fet',
+            flow: ref,
+            features: {
+              ...features,
+              residualMs,
+              ...(underLoad ? { underLoad: true, activeResiduals: active } : {}),
+            },
+            action: 'DROP_C2S',
+          });
           return { action: 'DROP_C2S', forwardThis: !cfg.c6.dropTrigger };
         }
         this.log.record({
@@ -415,6 +470,47 @@ export class Censor {
     return { action: 'PASS' };
   }
 
+  /**
+   * The censor's UDP flow table: a 4-tuple is tracked for exactly 60 s from its first datagram
+   * (QUIC paper); only the datagram that opens a flow counts as "first".
+   */
+  #udpFirstOfFlow(f: FlowRef): boolean {
+    const key = `${f.cIP}|${f.cPort}|${f.sIP}|${f.sPort}`;
+    const now = this.clock.now();
+    const created = this.#udpFlows.get(key);
+    if (created !== undefined && now - created < UDP_FLOW_MS) return false;
+    if (this.#udpFlows.size > 50_000) {
+      for (const [k, t] of this.#udpFlows) if (now - t >= UDP_FLOW_MS) this.#udpFlows.delete(k);
+    }
+    this.#udpFlows.set(key, now);
+    return true;
+  }
+
+  /** Server->client chunk sizes, for C8 classifiers. */
+  onServerData(flow: TcpFlow, chunk: Buffer): void {
+    this.#observeShape(flow, 's2c', chunk.length);
+  }
+
+  #observeShape(flow: TcpFlow, dir: 'c2s' | 's2c', length: number): void {
+    for (const c of this.#shapeClassifiers) {
+      const v = c.observe(flow.ref, dir, length);
+      if (v.action !== 'FLAG') continue;
+      const key = `${flow.ref.sIP}:${flow.ref.sPort}`;
+      const now = this.clock.now();
+      const flags = (this.#c8Flags.get(key) ?? []).filter((t) => now - t < C8_FLAG_WINDOW_MS);
+      flags.push(now);
+      this.#c8Flags.set(key, flags);
+      this.log.record({
+        behaviour: 'C8',
+        rule: 'tls-in-tls',
+        flow: flow.ref,
+        features: { ...v.features, flagsInWindow: flags.length },
+        action: 'PASS',
+      });
+      if (flags.length >= C8_FLAG_THRESHOLD) this.blockEndpoint(flow.ref.sIP, flow.ref.sPort, 'C8 flags');
+    }
+  }
+
   #monitored(ip: string): boolean {
     const m = this.config.c6.monitored;
     return m.length === 0 ? !this.isDomestic(ip) : m.some((p) => ip.startsWith(p));
@@ -422,19 +518,47 @@ export class Censor {
 
   // ---- UDP ---------------------------------------------------------------------------------
 
-  /** C2 (and C1 for UDP): decide about one client->server datagram. */
+  /** C5 seam, then C2: decide about one client->server datagram. */
   onUdpClientDatagram(ref: Omit<FlowRef, 'proto'>, msg: Buffer): UdpVerdict {
     const cfg = this.config;
     const flow: FlowRef = { proto: 'udp', ...ref };
-    if (!cfg.c2.enabled || !cfg.c2.ports.includes(ref.sPort)) return { forged: [], genuine: 0 };
+    const firstOfFlow = this.#udpFirstOfFlow(flow);
+    const pass: UdpVerdict = { drop: false, forged: [], genuine: 0 };
+    const r = this.residualFor(flow);
+    if (r && r.mode === 'c5') {
+      this.residualHits.c5++;
+      this.log.record({
+        behaviour: 'residual',
+        rule: 'c5-quic',
+        flow,
+        features: { remainingMs: r.expiresAt - this.clock.now() },
+        action: 'DROP_C2S',
+      });
+      return { ...pass, drop: true };
+    }
+    for (const insp of this.#udpInspectors) {
+      const v = insp.inspect(flow, msg, firstOfFlow, this.isDomestic(ref.cIP));
+      if (v.action === 'DROP_3TUPLE') {
+        // The triggering datagram itself gets through; later ones on the 3-tuple do not.
+        this.#addResidual(flow, 'c5', v.residualMs);
+        this.log.record({
+          behaviour: 'C5',
+          rule: 'quic-sni',
+          flow,
+          features: v.features,
+          action: 'DROP_C2S',
+        });
+      }
+    }
+    if (!cfg.c2.enabled || !cfg.c2.ports.includes(ref.sPort)) return pass;
     const q = parseDnsQuery(msg);
-    if (!q) return { forged: [], genuine: 0 };
-    if (cfg.c2.strictQclass && q.qclass !== QCLASS_IN) return { forged: [], genuine: 0 };
+    if (!q) return pass;
+    if (cfg.c2.strictQclass && q.qclass !== QCLASS_IN) return pass;
     const rule = matchDnsRule(this.#dnsRules, q.qname);
     const features = { qname: q.qname, qtype: q.qtype, rd: q.rd, rule: rule?.source ?? null };
     if (!rule) {
       this.log.record({ behaviour: 'C2', rule: 'dns-regex', flow, features, action: 'PASS' });
-      return { forged: [], genuine: 0 };
+      return pass;
     }
     const n = Math.max(1, Math.min(3, cfg.c2.injectors));
     const forged: Buffer[] = [];
@@ -454,12 +578,15 @@ export class Censor {
         answers,
         answerType: q.qtype === QTYPE_AAAA ? 'AAAA' : 'A',
         flags: q.rd ? '0x8180' : '0x8400',
+        ttls: cfg.c2.ttls.slice(0, n),
+        // One measured injector copies the query's IP TTL into its reply; user space sees no TTLs.
+        ipTtlCopy: 'not observable in user space',
         genuineDelayMs: cfg.c2.genuineDelayMs,
         dropGenuine: cfg.c2.dropGenuine,
       },
       action: 'INJECT',
     });
-    return { forged, genuine: cfg.c2.dropGenuine ? 'drop' : cfg.c2.genuineDelayMs };
+    return { drop: false, forged, genuine: cfg.c2.dropGenuine ? 'drop' : cfg.c2.genuineDelayMs };
   }
 
   /** True if the forged-address pool contains this address (for tests and reports). */

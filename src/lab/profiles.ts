@@ -77,6 +77,12 @@ export interface CensorConfig {
     readonly monitored: readonly string[];
     /** Highest TLS minor version byte accepted by Ex5 (paper 0x09, artifact 0x0F). */
     readonly tlsMaxMinor: number;
+    /**
+     * Capacity limit: with this many C6 residual blocks active, new ones last only
+     * underLoadResidualMs (measured: ~40% lasted ~10 s with 500 ports blocked). 0 = off.
+     */
+    readonly underLoadThreshold: number;
+    readonly underLoadResidualMs: number;
   };
   readonly c7: {
     readonly enabled: boolean;
@@ -148,6 +154,8 @@ const OFF: CensorConfig = {
     dropTrigger: false,
     monitored: [],
     tlsMaxMinor: 0x09,
+    underLoadThreshold: 0,
+    underLoadResidualMs: 10_000,
   },
   c7: {
     enabled: false,

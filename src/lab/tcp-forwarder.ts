@@ -160,6 +160,7 @@ export class TcpForwarder {
         flow.dropS2C = true;
         return;
       }
+      censor.onServerData(flow, chunk);
       if (!client.write(chunk)) {
         backend.pause();
         client.once('drain', () => backend.resume());

@@ -72,3 +72,18 @@ test('incomplete and non-TLS input never throws', async () => {
     inspectClientHello(junk, { reassembleRecords: true });
   }
 });
+
+test('buildClientHello round-trips through the parser, with extra extensions', async () => {
+  const { buildClientHello, EXT_ESNI } = await import('./tls-clienthello.js');
+  const r = inspectClientHello(
+    buildClientHello({
+      serverName: 'x.blocked.lab',
+      extensions: [{ type: EXT_ESNI, data: Buffer.alloc(3) }],
+    }),
+  );
+  assert.equal(r.status, 'ok');
+  if (r.status !== 'ok') return;
+  assert.equal(r.hello.serverName, 'x.blocked.lab');
+  assert.equal(r.hello.hasEsni, true);
+  assert.deepEqual(r.hello.extensions, [0, EXT_ESNI]);
+});

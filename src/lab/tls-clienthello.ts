@@ -202,3 +202,55 @@ export function fragmentRecord(record: Uint8Array, splitAt: readonly number[]): 
   }
   return Buffer.concat(out);
 }
+
+/**
+ * Build a minimal, well-formed ClientHello record (TLS 1.2 legacy version, one cipher suite, no
+ * session id) carrying server_name and any extra extensions, e.g. the 2020 ESNI extension
+ * 0xffce. For tests and probes; not meant to complete a handshake.
+ */
+export function buildClientHello(
+  opts: {
+    serverName?: string;
+    extensions?: ReadonlyArray<{ type: number; data: Uint8Array }>;
+    random?: Uint8Array;
+  } = {},
+): Buffer {
+  const exts: Buffer[] = [];
+  const ext = (type: number, data: Uint8Array): Buffer => {
+    const h = Buffer.alloc(4);
+    h.writeUInt16BE(type, 0);
+    h.writeUInt16BE(data.length, 2);
+    return Buffer.concat([h, data]);
+  };
+  if (opts.serverName !== undefined) {
+    const name = Buffer.from(opts.serverName, 'latin1');
+    const sn = Buffer.alloc(5);
+    sn.writeUInt16BE(name.length + 3, 0);
+    sn[2] = 0;
+    sn.writeUInt16BE(name.length, 3);
+    exts.push(ext(EXT_SERVER_NAME, Buffer.concat([sn, name])));
+  }
+  for (const e of opts.extensions ?? []) exts.push(ext(e.type, e.data));
+  const extBlock = Buffer.concat(exts);
+  const extLen = Buffer.alloc(2);
+  extLen.writeUInt16BE(extBlock.length);
+  const random = Buffer.alloc(32);
+  if (opts.random) Buffer.from(opts.random).copy(random);
+  const body = Buffer.concat([
+    Buffer.from([0x03, 0x03]),
+    random,
+    Buffer.from([0x00]), // session id
+    Buffer.from([0x00, 0x02, 0x13, 0x01]), // cipher suites: TLS_AES_128_GCM_SHA256
+    Buffer.from([0x01, 0x00]), // compression: null
+    extLen,
+    extBlock,
+  ]);
+  const hs = Buffer.alloc(4);
+  hs[0] = HANDSHAKE_CLIENT_HELLO;
+  hs.writeUIntBE(body.length, 1, 3);
+  const rec = Buffer.alloc(5);
+  rec[0] = CONTENT_HANDSHAKE;
+  rec.writeUInt16BE(0x0301, 1);
+  rec.writeUInt16BE(hs.length + body.length, 3);
+  return Buffer.concat([rec, hs, body]);
+}

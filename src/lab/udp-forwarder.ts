@@ -72,9 +72,9 @@ export class UdpForwarder {
     const censor = this.#censor;
     const key = `${rinfo.address}:${rinfo.port}`;
     const ref = { cIP: rinfo.address, cPort: rinfo.port, sIP: this.spec.ip, sPort: this.logical.port };
+    let flow = this.#flows.get(key);
     const v = censor.onUdpClientDatagram(ref, msg);
     for (const f of v.forged) this.#send(f, rinfo.port, rinfo.address);
-    let flow = this.#flows.get(key);
     if (!flow) {
       const upstream = dgram.createSocket('udp4');
       upstream.on('error', () => undefined);
@@ -92,6 +92,7 @@ export class UdpForwarder {
       flow.timer = censor.clock.setTimeout(() => this.#expire(key), FLOW_IDLE_MS);
     }
     flow.genuineDelay = v.forged.length > 0 ? v.genuine : 0;
+    if (v.drop) return;
     const send = (f: UdpFlow): void => {
       try {
         f.upstream.send(msg);

@@ -18,6 +18,7 @@ import { ActiveProber } from './prober.js';
 import { LAB_BLOCKED_DOMAIN, LAB_OPEN_DOMAIN, type CensorConfig } from './profiles.js';
 import { TcpForwarder } from './tcp-forwarder.js';
 import { UdpForwarder } from './udp-forwarder.js';
+import type { FlowShapeClassifier, UdpFlowInspector } from './seams.js';
 
 export const BLOCKED_NAME = `www.${LAB_BLOCKED_DOMAIN}`;
 export const OPEN_NAME = `www.${LAB_OPEN_DOMAIN}`;
@@ -55,6 +56,9 @@ export interface WorldOptions {
   readonly prober?: boolean;
   /** Real-time floor for prober waits. */
   readonly proberMinRealWaitMs?: number;
+  /** C5 / C8 implementations for the seams (see seams.ts). */
+  readonly udpInspectors?: readonly UdpFlowInspector[];
+  readonly shapeClassifiers?: readonly FlowShapeClassifier[];
 }
 
 /** Refuse to dial anything outside loopback: forged DNS answers point at public addresses. */
@@ -169,7 +173,14 @@ export class LabWorld {
   static async start(opts: WorldOptions): Promise<LabWorld> {
     const clock = opts.clock ?? new ScaledClock(opts.clockRate ?? 50);
     const log = new DecisionLog(() => clock.now());
-    const censor = new Censor({ config: opts.config, clock, seed: opts.seed, log });
+    const censor = new Censor({
+      config: opts.config,
+      clock,
+      seed: opts.seed,
+      log,
+      ...(opts.udpInspectors ? { udpInspectors: opts.udpInspectors } : {}),
+      ...(opts.shapeClassifiers ? { shapeClassifiers: opts.shapeClassifiers } : {}),
+    });
     const prober = new ActiveProber({
       censor,
       ...(opts.proberMinRealWaitMs !== undefined ? { minRealWaitMs: opts.proberMinRealWaitMs } : {}),

@@ -75,3 +75,40 @@ test('C4 residual: 180 s on the 3-tuple, other clients unaffected, expires', asy
     await w.stop();
   }
 });
+
+test('C4 ESNI rule (2020): a ClientHello with extension 0xffce is dropped client->server, not reset; residual drops', async () => {
+  const { buildClientHello, EXT_ESNI } = await import('../../src/lab/tls-clienthello.js');
+  const { drainServer, exchange } = await import('./helpers.js');
+  const w = await startWorld('none', { c4: { enabled: true, esni: true } });
+  const server = await drainServer();
+  try {
+    const front = await w.addRemoteHost(server.address, { logicalPort: 443 });
+    const esni = buildClientHello({
+      serverName: 'cover.example',
+      extensions: [{ type: EXT_ESNI, data: Buffer.alloc(40, 7) }],
+    });
+    const r = await exchange(front.tcp, esni, {
+      localAddress: '127.0.1.48',
+      then: Buffer.from('after'),
+      waitMs: 150,
+    });
+    assert.equal(r.reaction, 'TIMEOUT', 'no RST: the ESNI rule drops');
+    const d = w.log.filter({ behaviour: 'C4', rule: 'esni' });
+    assert.equal(d.length, 1);
+    assert.equal(d[0]!.action, 'DROP_C2S');
+    assert.deepEqual(server.received[0], esni, 'the ClientHello passed the tap; "after" was dropped');
+    // Residual: a new connection on the same 3-tuple is blackholed.
+    await exchange(front.tcp, Buffer.from('GET / HTTP/1.1\r\n\r\n'), {
+      localAddress: '127.0.1.48',
+      waitMs: 100,
+    });
+    assert.equal(w.log.filter({ behaviour: 'residual', rule: 'c4-esni' }).length, 1);
+    // Control: the same ClientHello without 0xffce passes.
+    const plain = buildClientHello({ serverName: 'cover.example' });
+    await exchange(front.tcp, plain, { localAddress: '127.0.1.49', waitMs: 100 });
+    assert.equal(w.log.filter({ behaviour: 'C4', action: 'PASS' }).length, 1);
+  } finally {
+    await server.close();
+    await w.stop();
+  }
+});

@@ -138,6 +138,28 @@ test('C6 realistic p_block = 0.263 (seeded), UDP never inspected, inbound flows 
   // UDP: only C2 looks at datagrams.
   assert.deepEqual(
     censor.onUdpClientDatagram({ cIP: '127.0.1.1', cPort: 1, sIP: '127.0.20.1', sPort: 8388 }, payload),
-    { forged: [], genuine: 0 },
+    { drop: false, forged: [], genuine: 0 },
   );
+});
+
+test('C6 capacity knob: beyond the threshold of active residuals, new ones last ~10 s (off by default)', () => {
+  const clock = new ManualClock();
+  const mk = (threshold: number) =>
+    new Censor({
+      config: profile('none', { c6: { enabled: true, pBlock: 1, underLoadThreshold: threshold } }),
+      clock,
+      seed: 1,
+    });
+  for (const threshold of [2, 0]) {
+    const censor = mk(threshold);
+    for (let i = 0; i < 3; i++) {
+      const f = censor.newTcpFlow(
+        { cIP: '127.0.1.1', cPort: 1000 + i, sIP: '127.0.20.1', sPort: 9000 + i },
+        { host: '127.0.0.1', port: 1 },
+      );
+      censor.onClientData(f, fetEligible(200));
+    }
+    const ms = censor.log.filter({ behaviour: 'C6', action: 'DROP_C2S' }).map((d) => d.features.residualMs);
+    assert.deepEqual(ms, threshold ? [180_000, 180_000, 10_000] : [180_000, 180_000, 180_000]);
+  }
 });
