@@ -146,6 +146,9 @@ describe('ladder server (CLI)', () => {
     ['config + password', ['server', '--config', 'x.json', '--password', 'p'], /cannot be combined with --config/],
     ['missing config', ['server', '--config', '/nonexistent/ladder.json'], /^ladder: \/nonexistent\/ladder\.json: no such file$/],
     ['bad log level', ['server', '--log-level', 'loud'], /--log-level must be one of/],
+    ['unknown flag', ['server', '--bogus'], /^ladder: server: unknown option '--bogus'$/],
+    ['missing flag value', ['server', '--port'], /^ladder: server: option '--port <port>' argument missing$/],
+    ['bad --public-host', ['server', '--public-host', 'a b'], /--public-host must be an IP address or a DNS name/],
   ];
   for (const [name, args, re] of usageErrors) {
     it(`usage error, exit 2: ${name}`, async () => {

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import type { Command, CommanderError } from 'commander';
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { isIP } from 'node:net';
@@ -190,6 +190,14 @@ export function registerServer(program: Command): void {
     .option('--replay-state <file>', 'keep the replay filter in this file so replays are refused across restarts')
     .option('--show-urls', 'with --config: print every key\'s ss:// URL and QR code')
     .option('--log-level <level>', `${LOG_LEVELS.join('|')} (logs go to stderr; default info)`)
+    // Bad flags are usage errors like bad values: one line, exit 2 (commander alone prints two
+    // lines and exits 1). Help and version output pass through untouched.
+    .configureOutput({ outputError: () => {} })
+    .showHelpAfterError(false)
+    .exitOverride((err: CommanderError) => {
+      if (err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.help') throw err;
+      throw new UsageError(`server: ${err.message.replace(/^error: /, '')}`);
+    })
     .addHelpText(
       'after',
       [
