@@ -145,52 +145,104 @@ async function tcpUpstream() {
   return { port: (server.address() as net.AddressInfo).port, queries: () => queries, close: () => server.close() };
 }
 
-test('forwarder: UDP and TCP queries to the local listener go through dial() as DNS over TCP', async () => {
-  const far = await tcpUpstream();
-  const udpPath = await injectingUpstream({ delayMs: 50 }); // would poison any plaintext UDP query
-  const dials: { dest: SocksAddress; first: Buffer | undefined }[] = [];
-  // Stand-in for the tunnel dialer: connects to `dest` (here the far-side resolver) directly.
+for (const reuse of [false, true]) {
+  test(`forwarder (reuse=${reuse}): UDP and TCP queries to the local listener go through dial() as DNS over TCP`, async () => {
+    const far = await tcpUpstream();
+    const udpPath = await injectingUpstream({ delayMs: 50 }); // would poison any plaintext UDP query
+    const dials: { dest: SocksAddress; first: Buffer | undefined }[] = [];
+    // Stand-in for the tunnel dialer: connects to `dest` (here the far-side resolver) directly.
+    const dial: DnsDial = async (dest, first) => {
+      dials.push({ dest, first });
+      const s = net.connect(dest.port, dest.host);
+      await once(s, 'connect');
+      if (first) s.write(first);
+      return s;
+    };
+    const resolver = new TunnelDnsResolver({ dial, upstream: { type: 'ipv4', host: '127.0.0.1', port: far.port }, reuse });
+    const srv = await startDnsServer({ host: '127.0.0.1', port: 0, resolver });
+    try {
+      // UDP client
+      const c = dgram.createSocket('udp4');
+      c.send(query(NAME, 'A', 0x0101), srv.udpPort, '127.0.0.1');
+      const [msg] = (await once(c, 'message')) as [Buffer];
+      c.close();
+      assert.equal(decodeDns(msg).id, 0x0101);
+      assert.deepEqual(answerIps(msg), [TRUE_IP]);
+      // TCP client, two pipelined queries
+      const t = net.connect(srv.tcpPort, '127.0.0.1');
+      await once(t, 'connect');
+      t.write(Buffer.concat([frameTcp(query(NAME, 'A', 7)), frameTcp(query(NAME, 'TXT', 8))]));
+      const dec = new TcpFrameDecoder();
+      const got: Buffer[] = [];
+      while (got.length < 2) {
+        const [d] = (await once(t, 'data')) as [Buffer];
+        got.push(...dec.push(d));
+      }
+      t.destroy();
+      assert.deepEqual(new Set(got.map((g) => decodeDns(g).id)), new Set([7, 8]));
+      // Every query went through dial() (first data = a framed query); none as plain UDP.
+      assert.equal(dials.length, reuse ? 1 : 3);
+      for (const d of dials) {
+        assert.equal(d.dest.port, far.port);
+        assert.ok(d.first && d.first.readUInt16BE(0) === d.first.length - 2);
+      }
+      assert.equal(far.queries(), 3);
+      assert.equal(udpPath.queries(), 0);
+    } finally {
+      resolver.close();
+      await srv.close();
+      far.close();
+      udpPath.close();
+    }
+  });
+}
+
+test('forwarder reuse: concurrent queries share one stream; a stream the upstream closed is replaced; a stale one is retried once', async () => {
+  let conns = 0;
+  let dropNext = false;
+  let dropAlways = false;
+  const server = net.createServer((s) => {
+    conns++;
+    const dec = new TcpFrameDecoder();
+    s.on('error', () => {});
+    s.on('data', (d: Buffer) => {
+      for (const m of dec.push(d)) {
+        if (dropNext || dropAlways) {
+          // Simulate an upstream idle-close racing our write: drop the query and close.
+          dropNext = false;
+          s.destroy();
+          return;
+        }
+        s.write(frameTcp(answerFor(m, true)));
+      }
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as net.AddressInfo).port;
   const dial: DnsDial = async (dest, first) => {
-    dials.push({ dest, first });
     const s = net.connect(dest.port, dest.host);
     await once(s, 'connect');
     if (first) s.write(first);
     return s;
   };
-  const resolver = new TunnelDnsResolver({ dial, upstream: { type: 'ipv4', host: '127.0.0.1', port: far.port } });
-  const srv = await startDnsServer({ host: '127.0.0.1', port: 0, resolver });
+  const r = new TunnelDnsResolver({ dial, upstream: { type: 'ipv4', host: '127.0.0.1', port } });
   try {
-    // UDP client
-    const c = dgram.createSocket('udp4');
-    c.send(query(NAME, 'A', 0x0101), srv.udpPort, '127.0.0.1');
-    const [msg] = (await once(c, 'message')) as [Buffer];
-    c.close();
-    assert.equal(decodeDns(msg).id, 0x0101);
-    assert.deepEqual(answerIps(msg), [TRUE_IP]);
-    // TCP client, two pipelined queries
-    const t = net.connect(srv.tcpPort, '127.0.0.1');
-    await once(t, 'connect');
-    t.write(Buffer.concat([frameTcp(query(NAME, 'A', 7)), frameTcp(query(NAME, 'TXT', 8))]));
-    const dec = new TcpFrameDecoder();
-    const got: Buffer[] = [];
-    while (got.length < 2) {
-      const [d] = (await once(t, 'data')) as [Buffer];
-      got.push(...dec.push(d));
-    }
-    t.destroy();
-    assert.deepEqual(new Set(got.map((g) => decodeDns(g).id)), new Set([7, 8]));
-    // Every query went through dial() with the framed query as first data; none as plain UDP.
-    assert.equal(dials.length, 3);
-    for (const d of dials) {
-      assert.equal(d.dest.port, far.port);
-      assert.ok(d.first && d.first.readUInt16BE(0) === d.first.length - 2);
-    }
-    assert.equal(far.queries(), 3);
-    assert.equal(udpPath.queries(), 0);
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => r.resolve(query(`n${i}.example`, 'A', 1000 + i))));
+    assert.deepEqual(answers.map((a) => decodeDns(a).id), Array.from({ length: 20 }, (_, i) => 1000 + i));
+    assert.equal(r.dials, 1);
+    assert.equal(conns, 1);
+    // The upstream drops the stream under the next query: it is resent once on a new stream.
+    dropNext = true;
+    assert.equal(decodeDns(await r.resolve(query('late.example', 'A', 77))).id, 77);
+    assert.equal(r.dials, 2);
+    // A fresh stream that dies before answering is not retried: the query fails (SERVFAIL).
+    r.close();
+    dropAlways = true;
+    await assert.rejects(r.resolve(query('never.example', 'A', 78)), /closed/);
   } finally {
-    await srv.close();
-    far.close();
-    udpPath.close();
+    r.close();
+    server.close();
   }
 });
 
@@ -263,5 +315,35 @@ test('listener: an answer over 512 bytes is truncated (TC) over UDP and whole ov
     assert.equal(decodeDns(got[0]!).answers!.length, 40);
   } finally {
     await srv.close();
+  }
+});
+
+test('forwarder: a query with no answer times out (and the listener turns that into SERVFAIL)', async () => {
+  const server = net.createServer((s) => {
+    s.on('error', () => {});
+    s.resume(); // reads, never answers
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as net.AddressInfo).port;
+  const dial: DnsDial = async (dest, first) => {
+    const s = net.connect(dest.port, dest.host);
+    await once(s, 'connect');
+    if (first) s.write(first);
+    return s;
+  };
+  const r = new TunnelDnsResolver({ dial, upstream: { type: 'ipv4', host: '127.0.0.1', port }, timeoutMs: 150 });
+  const srv = await startDnsServer({ host: '127.0.0.1', port: 0, resolver: r });
+  try {
+    await assert.rejects(r.resolve(query(NAME, 'A', 5)), /no tunnel DNS answer in 150 ms/);
+    const c = dgram.createSocket('udp4');
+    c.send(query(NAME, 'A', 6), srv.udpPort, '127.0.0.1');
+    const [msg] = (await once(c, 'message')) as [Buffer];
+    c.close();
+    assert.equal(rcode(msg), 'SERVFAIL');
+  } finally {
+    r.close();
+    await srv.close();
+    server.close();
   }
 });

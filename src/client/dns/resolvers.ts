@@ -4,10 +4,12 @@
  *
  *   interface DnsResolver { resolve(query: Buffer): Promise<Buffer> }
  *
- *   new TunnelDnsResolver({ dial, upstream, timeoutMs? })
+ *   new TunnelDnsResolver({ dial, upstream, timeoutMs?, reuse? = true, idleMs? })
  *     DNS over TCP (2-byte framing) on a stream from `dial(upstream, firstData)`: the tunnel
- *     dialer, so queries for remote names never leave the client as plaintext UDP/53. The query
- *     is the dial's firstData, so it rides in the tunnel's first packet. One stream per query.
+ *     dialer, so queries for remote names never leave the client as plaintext UDP/53. The first
+ *     query of a stream is the dial's firstData, so it rides in the tunnel's first packet; later
+ *     queries are pipelined on the same stream until it idles out (or one stream per query with
+ *     reuse: false). A query caught by a stale stream closing under it is resent once.
  *     Adapter from a transport Dialer:
  *       dial = async (dest, first) => { const s = new DialerStream(dialer, dest); if (first) s.write(first); return s; }
  *
@@ -52,51 +54,175 @@ export interface TunnelDnsResolverOptions {
   dial: DnsDial;
   /** The resolver on the far side, e.g. { type: 'ipv4', host: '1.1.1.1', port: 53 }. */
   upstream: SocksAddress;
+  /** Per-query limit (default 5 s). */
   timeoutMs?: number;
+  /**
+   * Keep one tunnel stream open and pipeline queries on it (RFC 7766 §6.2.1), default true.
+   * The first query of a stream rides in the dial's first data. A stream idle this long is closed
+   * (`idleMs`, default 10 s). false: one stream per query.
+   */
+  reuse?: boolean;
+  idleMs?: number;
   clock?: Clock;
 }
 
+interface Pending {
+  readonly origId: number;
+  readonly framed: Buffer;
+  readonly resolve: (b: Buffer) => void;
+  readonly reject: (e: Error) => void;
+  timer: Timer | undefined;
+  /** Already resent once after its stream died. */
+  retried: boolean;
+}
+
+interface TunnelConn {
+  stream: Duplex | undefined;
+  readonly queue: Buffer[];
+  readonly pending: Map<number, Pending>;
+  dead: boolean;
+  answered: number;
+  idle: Timer | undefined;
+}
+
 export class TunnelDnsResolver implements DnsResolver {
-  readonly #o: Required<Omit<TunnelDnsResolverOptions, 'clock'>> & { clock: Clock };
+  readonly #dial: DnsDial;
+  readonly #upstream: SocksAddress;
+  readonly #timeoutMs: number;
+  readonly #reuse: boolean;
+  readonly #idleMs: number;
+  readonly #clock: Clock;
+  #conn: TunnelConn | undefined;
+  /** Streams dialled so far (for tests and metrics). */
+  dials = 0;
 
   constructor(opts: TunnelDnsResolverOptions) {
-    this.#o = { timeoutMs: 5000, clock: systemClock, ...opts };
+    this.#dial = opts.dial;
+    this.#upstream = opts.upstream;
+    this.#timeoutMs = opts.timeoutMs ?? 5000;
+    this.#reuse = opts.reuse ?? true;
+    this.#idleMs = opts.idleMs ?? 10_000;
+    this.#clock = opts.clock ?? systemClock;
   }
 
-  async resolve(query: Buffer): Promise<Buffer> {
+  resolve(query: Buffer): Promise<Buffer> {
     const origId = queryId(query);
-    const id = randomInt(0x10000);
-    const wireQuery = withId(query, id);
-    const stream = await this.#o.dial(this.#o.upstream, frameTcp(wireQuery));
-    return await new Promise<Buffer>((resolve, reject) => {
-      const dec = new TcpFrameDecoder();
-      const t: { timer?: Timer } = {};
-      const finish = (err: Error | undefined, msg?: Buffer): void => {
-        if (t.timer) this.#o.clock.clearTimeout(t.timer);
-        stream.off('data', onData);
-        stream.off('error', onError);
-        stream.off('end', onEnd);
-        stream.on('error', () => {});
-        stream.destroy();
-        if (err) reject(err);
-        else resolve(msg!);
-      };
-      const onData = (chunk: Buffer): void => {
-        for (const m of dec.push(chunk)) {
-          if (m.length >= 12 && queryId(m) === id) {
-            finish(undefined, withId(m, origId));
-            return;
-          }
-        }
-      };
-      const onError = (err: Error): void => finish(new DnsError(`tunnel DNS stream failed: ${err.message}`));
-      const onEnd = (): void => finish(new DnsError('tunnel DNS stream closed before the answer'));
-      t.timer = this.#o.clock.setTimeout(() => finish(new DnsError(`no tunnel DNS answer in ${this.#o.timeoutMs} ms`)), this.#o.timeoutMs);
-      t.timer.unref?.();
-      stream.on('data', onData);
-      stream.once('error', onError);
-      stream.once('end', onEnd);
+    return new Promise<Buffer>((resolve, reject) => {
+      const p: Pending = { origId, framed: Buffer.alloc(0), resolve, reject, timer: undefined, retried: false };
+      this.#send(p, query);
     });
+  }
+
+  /** Close the reusable stream (pending queries fail). */
+  close(): void {
+    if (this.#conn) this.#kill(this.#conn, new DnsError('resolver closed'), false);
+  }
+
+  #freshId(conn: TunnelConn): number {
+    for (let i = 0; i < 64; i++) {
+      const id = randomInt(0x10000);
+      if (!conn.pending.has(id)) return id;
+    }
+    return randomInt(0x10000);
+  }
+
+  #send(p: Pending, query: Buffer): void {
+    const reusable = this.#reuse && this.#conn && !this.#conn.dead ? this.#conn : undefined;
+    const conn: TunnelConn = reusable ?? { stream: undefined, queue: [], pending: new Map(), dead: false, answered: 0, idle: undefined };
+    const id = this.#freshId(conn);
+    const framed = frameTcp(withId(query, id));
+    const entry: Pending = { ...p, framed };
+    conn.pending.set(id, entry);
+    if (conn.idle) {
+      this.#clock.clearTimeout(conn.idle);
+      conn.idle = undefined;
+    }
+    if (!entry.timer) {
+      entry.timer = this.#clock.setTimeout(() => {
+        if (conn.pending.get(id) === entry) conn.pending.delete(id);
+        entry.reject(new DnsError(`no tunnel DNS answer in ${this.#timeoutMs} ms`));
+        if (!this.#reuse) this.#kill(conn, undefined, false);
+        else this.#armIdle(conn);
+      }, this.#timeoutMs);
+      entry.timer.unref?.();
+    }
+    if (reusable) {
+      if (conn.stream) conn.stream.write(framed);
+      else conn.queue.push(framed);
+      return;
+    }
+    if (this.#reuse) this.#conn = conn;
+    this.dials++;
+    this.#dial(this.#upstream, framed).then(
+      (stream) => this.#attach(conn, stream),
+      (err: unknown) => this.#kill(conn, new DnsError(`tunnel DNS dial failed: ${err instanceof Error ? err.message : String(err)}`), false),
+    );
+  }
+
+  #attach(conn: TunnelConn, stream: Duplex): void {
+    if (conn.dead) {
+      stream.on('error', () => {});
+      stream.destroy();
+      return;
+    }
+    conn.stream = stream;
+    const dec = new TcpFrameDecoder();
+    stream.on('data', (chunk: Buffer) => {
+      for (const m of dec.push(chunk)) {
+        if (m.length < 12) continue;
+        const entry = conn.pending.get(queryId(m));
+        if (!entry) continue;
+        conn.pending.delete(queryId(m));
+        if (entry.timer) this.#clock.clearTimeout(entry.timer);
+        conn.answered++;
+        entry.resolve(withId(m, entry.origId));
+      }
+      if (!this.#reuse && conn.pending.size === 0) this.#kill(conn, undefined, false);
+      else this.#armIdle(conn);
+    });
+    stream.on('error', (err: Error) => this.#kill(conn, new DnsError(`tunnel DNS stream failed: ${err.message}`), true));
+    stream.on('end', () => this.#kill(conn, new DnsError('tunnel DNS stream closed before the answer'), true));
+    stream.on('close', () => this.#kill(conn, new DnsError('tunnel DNS stream closed before the answer'), true));
+    for (const q of conn.queue.splice(0)) stream.write(q);
+  }
+
+  #armIdle(conn: TunnelConn): void {
+    if (conn.pending.size > 0 || conn.dead || conn.idle) return;
+    conn.idle = this.#clock.setTimeout(() => {
+      conn.idle = undefined;
+      if (conn.pending.size === 0) this.#kill(conn, undefined, false);
+    }, this.#idleMs);
+    conn.idle.unref?.();
+  }
+
+  /**
+   * Retire a stream. Pending queries fail with `err`, except that when `retry` is set and the
+   * stream had already answered (it went stale under us: the upstream's idle close raced our
+   * write), each is resent once on a fresh stream.
+   */
+  #kill(conn: TunnelConn, err: Error | undefined, retry: boolean): void {
+    if (conn.dead) return;
+    conn.dead = true;
+    if (this.#conn === conn) this.#conn = undefined;
+    if (conn.idle) this.#clock.clearTimeout(conn.idle);
+    if (conn.stream) {
+      conn.stream.on('error', () => {});
+      conn.stream.destroy();
+    }
+    const stale = conn.answered > 0;
+    for (const entry of conn.pending.values()) {
+      if (retry && stale && !entry.retried) {
+        entry.retried = true;
+        if (entry.timer) this.#clock.clearTimeout(entry.timer);
+        entry.timer = undefined;
+        const query = withId(entry.framed.subarray(2), entry.origId);
+        this.#send(entry, query);
+        continue;
+      }
+      if (entry.timer) this.#clock.clearTimeout(entry.timer);
+      entry.reject(err ?? new DnsError('tunnel DNS stream closed'));
+    }
+    conn.pending.clear();
   }
 }
 
