@@ -1,12 +1,15 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { blake3 } from '@noble/hashes/blake3.js';
+import fc from 'fast-check';
 import { ProtocolError } from '../errors.js';
 import {
   AEAD_2022_METHODS,
   aesDecryptBlock,
   aesEncryptBlock,
   decodePsk,
+  deriveIdentitySubkey,
+  deriveSessionSubkey,
   getAead2022Method,
   parsePsk2022,
 } from './methods2022.js';
@@ -127,5 +130,33 @@ describe('2022 methods and PSKs', () => {
     const ct = aesEncryptBlock(m, key, pt);
     assert.equal(ct.toString('hex'), '69c4e0d86a7b0430d8cdb78070b4c55a');
     assert.deepEqual(aesDecryptBlock(m, key, ct), pt);
+  });
+});
+
+describe('subkey derivation', () => {
+  it('property: the cached-context hasher equals one-shot blake3 derive_key over key || salt', () => {
+    const ctx = new TextEncoder().encode('shadowsocks 2022 session subkey');
+    const idCtx = new TextEncoder().encode('shadowsocks 2022 identity subkey');
+    fc.assert(
+      fc.property(
+        fc.constantFrom(16, 32),
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.uint8Array({ minLength: 0, maxLength: 32 }),
+        (n, k, salt) => {
+          const key = k.subarray(0, n);
+          const material = Buffer.concat([key, salt]);
+          assert.deepEqual(
+            deriveSessionSubkey(key, salt),
+            Buffer.from(blake3(material, { context: ctx, dkLen: n })),
+          );
+          assert.deepEqual(
+            deriveIdentitySubkey(key, salt),
+            Buffer.from(blake3(material, { context: idCtx, dkLen: n })),
+          );
+          assert.deepEqual(deriveSessionSubkey(key, salt), deriveSessionSubkey(key, salt));
+        },
+      ),
+      { numRuns: 100 },
+    );
   });
 });

@@ -135,21 +135,28 @@ export function parsePsk2022(method: Aead2022Method, password: string): Psk2022 
 const SESSION_CONTEXT = new TextEncoder().encode('shadowsocks 2022 session subkey');
 const IDENTITY_CONTEXT = new TextEncoder().encode('shadowsocks 2022 identity subkey');
 
-function deriveKey(context: Uint8Array, key: Uint8Array, salt: Uint8Array): Buffer {
-  const material = new Uint8Array(key.length + salt.length);
-  material.set(key, 0);
-  material.set(salt, key.length);
-  return Buffer.from(blake3(material, { context, dkLen: key.length }));
+// derive_key hashes its context string into a key first; that part is the same for every call,
+// so keep one hasher per (context, length) with the context absorbed and clone it per call.
+const bases = new Map<string, ReturnType<typeof blake3.create>>();
+
+function deriveKey(context: Uint8Array, name: string, key: Uint8Array, salt: Uint8Array): Buffer {
+  const id = `${name}/${key.length}`;
+  let base = bases.get(id);
+  if (base === undefined) {
+    base = blake3.create({ context, dkLen: key.length });
+    bases.set(id, base);
+  }
+  return Buffer.from(base.clone().update(key).update(salt).digest());
 }
 
 /** SIP022 §2.2: blake3::derive_key("shadowsocks 2022 session subkey", key || salt), key-length output. */
 export function deriveSessionSubkey(key: Uint8Array, salt: Uint8Array): Buffer {
-  return deriveKey(SESSION_CONTEXT, key, salt);
+  return deriveKey(SESSION_CONTEXT, 'session', key, salt);
 }
 
 /** SIP023 TCP: blake3::derive_key("shadowsocks 2022 identity subkey", iPSK || salt). */
 export function deriveIdentitySubkey(identityKey: Uint8Array, salt: Uint8Array): Buffer {
-  return deriveKey(IDENTITY_CONTEXT, identityKey, salt);
+  return deriveKey(IDENTITY_CONTEXT, 'identity', identityKey, salt);
 }
 
 /** SIP023: the first 16 bytes of blake3::hash(psk), the plaintext of an identity header. */
