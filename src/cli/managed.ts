@@ -1,0 +1,359 @@
+import { resolve } from 'node:path';
+import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
+import type { Command } from 'commander';
+import QRCode from 'qrcode';
+import { accessConfigLine, accessUrl, dynamicAccessUrl, startApi, type RunningApi } from '../api/index.js';
+import {
+  createMetrics,
+  startMetricsServer,
+  type LadderMetrics,
+  type MetricsServer,
+} from '../metrics/index.js';
+import { startDataPlane, type DataPlane, type ServerHooks } from '../server/index.js';
+import type { UsageSink } from '../shared/control.js';
+import { createLogger, type Logger } from '../shared/logger.js';
+import {
+  generateSecret,
+  KeyEnforcer,
+  openStore,
+  parseStoreLocation,
+  StoreError,
+  type KeyStatus,
+  type KyselyStore,
+} from '../store/index.js';
+import { UsageError } from './errors.js';
+
+/**
+ * Managed mode of `ladder server`: data plane + store + management API + metrics in one process.
+ * This is what `npm start` runs on a clean clone: a SQLite store under ./.ladder, one initial key,
+ * the Outline-compatible API on HTTPS, Prometheus metrics on loopback.
+ */
+export interface ManagedFlags {
+  dataDir?: string;
+  store?: string;
+  port?: string;
+  host?: string;
+  publicHost?: string;
+  apiPort?: string;
+  apiHost?: string;
+  metricsPort?: string;
+  metricsHost?: string;
+  metrics?: boolean;
+  allowPrivate?: boolean;
+  idleTimeout?: string;
+  replayState?: string;
+  logLevel?: string;
+}
+
+export const DEFAULT_DATA_DIR = '.ladder';
+const DEFAULT_DATA_PORT = 8388;
+const DEFAULT_METRICS_PORT = 9091;
+
+/** Options managed mode adds to `ladder server` (the others it shares: --port, --host, --public-host, ...). */
+export function addManagedOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      '--data-dir <dir>',
+      `managed mode: where the key store, API certificate and settings live (default ./${DEFAULT_DATA_DIR})`,
+    )
+    .option(
+      '--store <spec>',
+      'managed mode: sqlite:PATH (default: ladder.db in --data-dir) or postgres://...',
+    )
+    .option(
+      '--api-port <port>',
+      'managed mode: management API port (default: chosen at first start, then kept)',
+    )
+    .option('--api-host <addr>', 'managed mode: management API listen address (default all interfaces)')
+    .option(
+      '--metrics-port <port>',
+      `managed mode: Prometheus /metrics port (default ${DEFAULT_METRICS_PORT}, loopback)`,
+    )
+    .option('--metrics-host <addr>', 'managed mode: Prometheus listen address (default 127.0.0.1)')
+    .option('--no-metrics', 'managed mode: do not serve Prometheus metrics');
+}
+
+/** Managed mode unless the keys come from the command line or a config file (the data-plane-only modes). */
+export function wantsManaged(flags: {
+  config?: string;
+  password?: string;
+  method?: string;
+  dataDir?: string;
+  store?: string;
+}): boolean {
+  if (flags.dataDir !== undefined || flags.store !== undefined) return true;
+  return (
+    flags.config === undefined &&
+    flags.password === undefined &&
+    process.env.LADDER_PASSWORD === undefined &&
+    flags.method === undefined
+  );
+}
+
+function portOf(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) > 65535)
+    throw new UsageError(`${name} must be an integer in 0..65535, got "${v}"`);
+  return Number(v);
+}
+
+function guessHost(listenHost: string | undefined): string {
+  if (listenHost && listenHost !== '0.0.0.0' && listenHost !== '::') return listenHost;
+  const addrs = Object.values(networkInterfaces()).flatMap((l) => l ?? []);
+  const v4 = addrs.find((a) => a.family === 'IPv4' && !a.internal);
+  if (v4) return v4.address;
+  return '127.0.0.1';
+}
+
+function hooksFor(metrics: LadderMetrics): ServerHooks {
+  return {
+    onConnectionOpened: () => metrics.connectionOpened(),
+    onAuthenticated: (e) => metrics.authenticated(e.timeToAuthMs / 1000),
+    onConnectionClosed: (e) => {
+      metrics.connectionClosed({ status: e.status, keyId: e.keyId, probe: e.probe });
+      if (e.probe) metrics.authFailed(e.status);
+    },
+  };
+}
+
+function tee(...sinks: UsageSink[]): UsageSink {
+  return {
+    addBytes(id, up, down) {
+      for (const s of sinks) s.addBytes(id, up, down);
+    },
+  };
+}
+
+export interface ManagedServer {
+  store: KyselyStore;
+  plane: DataPlane;
+  api: RunningApi | undefined;
+  metricsServer: MetricsServer | undefined;
+  enforcer: KeyEnforcer;
+  banner: string;
+  close(): Promise<void>;
+}
+
+/** Knobs for tests (not command-line flags). */
+export interface ManagedTuning {
+  usageFlushMs?: number;
+  enforceIntervalMs?: number;
+}
+
+/** Start everything; the caller prints `banner` and waits for a signal. */
+export async function startManaged(
+  flags: ManagedFlags,
+  log: Logger,
+  tuning: ManagedTuning = {},
+): Promise<ManagedServer> {
+  const dataDir = resolve(flags.dataDir ?? DEFAULT_DATA_DIR);
+  const dataPortFlag = portOf('--port', flags.port);
+  const apiPortFlag = portOf('--api-port', flags.apiPort);
+  const metricsPortFlag = portOf('--metrics-port', flags.metricsPort);
+  if (
+    flags.publicHost !== undefined &&
+    isIP(flags.publicHost) === 0 &&
+    !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(flags.publicHost)
+  ) {
+    throw new UsageError('--public-host must be an IP address or a DNS name');
+  }
+  let idleMs: number | undefined;
+  if (flags.idleTimeout !== undefined) {
+    const n = Number(flags.idleTimeout);
+    if (!(n > 0) || n > 7 * 24 * 3600)
+      throw new UsageError(
+        `--idle-timeout must be a number of seconds in (0, 604800], got "${flags.idleTimeout}"`,
+      );
+    idleMs = Math.round(n * 1000);
+  }
+
+  let store: KyselyStore;
+  try {
+    store = await openStore(parseStoreLocation(flags.store, dataDir), {
+      logger: log,
+      defaults: {
+        hostname: flags.publicHost ?? guessHost(flags.host),
+        port: dataPortFlag ?? DEFAULT_DATA_PORT,
+      },
+    });
+  } catch (err) {
+    if (err instanceof StoreError) throw new UsageError(err.message);
+    throw err;
+  }
+  const cleanups: (() => Promise<void>)[] = [() => store.close()];
+  const closeAll = async (): Promise<void> => {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+  };
+  try {
+    if (flags.publicHost !== undefined)
+      await store.updateSettings({ hostnameForAccessKeys: flags.publicHost });
+    if (dataPortFlag !== undefined && dataPortFlag !== 0)
+      await store.updateSettings({ portForNewAccessKeys: dataPortFlag });
+    let settings = await store.getSettings();
+
+    let firstKey = (await store.listKeys())[0];
+    let createdNow = false;
+    if (!firstKey) {
+      const method = 'chacha20-ietf-poly1305';
+      firstKey = await store.createKey({
+        name: 'Initial key',
+        method,
+        secret: generateSecret(method),
+        port: settings.portForNewAccessKeys,
+      });
+      createdNow = true;
+    }
+
+    const metrics = createMetrics();
+    const plane = await startDataPlane({
+      keys: [],
+      port: dataPortFlag ?? settings.portForNewAccessKeys,
+      host: flags.host,
+      logger: log,
+      usage: tee(store, metrics),
+      hooks: hooksFor(metrics),
+      ...(tuning.usageFlushMs !== undefined ? { usageFlushMs: tuning.usageFlushMs } : {}),
+      ...(idleMs !== undefined ? { timeouts: { idleMs } } : {}),
+      ...(flags.allowPrivate ? { allowPrivateDestinations: true } : {}),
+      ...(flags.replayState !== undefined ? { replayStateFile: flags.replayState } : {}),
+    }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'EADDRINUSE' || err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL') {
+        throw new UsageError(
+          `cannot listen on port ${dataPortFlag ?? settings.portForNewAccessKeys}: ${err.code}`,
+        );
+      }
+      throw err;
+    });
+    cleanups.push(() => plane.close());
+    if (plane.address.port !== settings.portForNewAccessKeys) {
+      await store.updateSettings({ portForNewAccessKeys: plane.address.port });
+      if (createdNow) await store.updateKey(firstKey.id, { port: plane.address.port });
+      settings = await store.getSettings();
+      firstKey = (await store.getKey(firstKey.id)) ?? firstKey;
+    }
+    const stray = (await store.listKeys()).filter((k) => k.port !== plane.address.port).length;
+    if (stray > 0)
+      log.warn(
+        { keys: stray, port: plane.address.port },
+        'some keys name another port; this server listens on one port only',
+      );
+
+    const counts = (statuses: readonly KeyStatus[]): void => {
+      const c: Record<string, number> = { active: 0, disabled: 0, expired: 0, over_limit: 0 };
+      for (const s of statuses) c[s.state] = (c[s.state] ?? 0) + 1;
+      metrics.setKeyStates(c);
+    };
+    const enforcer = new KeyEnforcer({
+      store,
+      control: plane.server,
+      logger: log,
+      onEvaluate: counts,
+      ...(tuning.enforceIntervalMs !== undefined ? { intervalMs: tuning.enforceIntervalMs } : {}),
+    });
+    await enforcer.start();
+    cleanups.push(async () => enforcer.stop());
+
+    let api: RunningApi | undefined;
+    try {
+      api = await startApi({
+        store,
+        control: plane.server,
+        metrics,
+        logger: log,
+        enforcer,
+        dataDir,
+        host: flags.apiHost ?? '0.0.0.0',
+        port: apiPortFlag ?? settings.apiPort ?? 0,
+      });
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'EADDRINUSE' || e.code === 'EACCES') {
+        throw new UsageError(
+          `cannot listen for the management API on port ${apiPortFlag ?? settings.apiPort}: ${e.code} (use --api-port)`,
+        );
+      }
+      throw err;
+    }
+    const apiRef = api;
+    cleanups.push(() => apiRef.close());
+    settings = await store.getSettings();
+
+    let metricsServer: MetricsServer | undefined;
+    if (flags.metrics !== false) {
+      const host = flags.metricsHost ?? '127.0.0.1';
+      try {
+        metricsServer = await startMetricsServer(metrics, {
+          host,
+          port: metricsPortFlag ?? DEFAULT_METRICS_PORT,
+        });
+      } catch (err) {
+        if (metricsPortFlag !== undefined)
+          throw new UsageError(
+            `cannot serve metrics on port ${metricsPortFlag}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+          );
+        metricsServer = await startMetricsServer(metrics, { host, port: 0 });
+      }
+      const ms = metricsServer;
+      cleanups.push(() => ms.close());
+    }
+
+    const out: string[] = [];
+    out.push(`Ladder server (managed) — data in ${dataDir}`);
+    out.push(
+      `  Shadowsocks on port ${plane.address.port} (TCP), ${await store.countKeys()} key(s) in the store`,
+    );
+    out.push(`  management API on port ${api.port} (HTTPS, self-signed; Outline Manager compatible)`);
+    if (metricsServer) out.push(`  Prometheus metrics: ${metricsServer.url}`);
+    out.push('');
+    out.push('Outline Manager access config (paste into "Add server" > "existing server"; keep it secret):');
+    out.push(accessConfigLine(api));
+    out.push('');
+    out.push(
+      `${createdNow ? 'Initial key' : `Key "${firstKey.name || firstKey.id}"`} (a secret: give it only to the people who should connect):`,
+    );
+    const url = accessUrl(firstKey, settings, firstKey.name || 'ladder');
+    out.push(`  ${url}`);
+    const dyn = dynamicAccessUrl(firstKey, settings, firstKey.name || 'ladder');
+    if (dyn) out.push(`  dynamic: ${dyn}`);
+    out.push((await QRCode.toString(url, { type: 'terminal', small: true })).trimEnd());
+    out.push('');
+    out.push(`Manage keys: ladder keys list|add|rm|limit|expire|url --data-dir ${JSON.stringify(dataDir)}`);
+    out.push('Ctrl-C to stop.');
+
+    return {
+      store,
+      plane,
+      api,
+      metricsServer,
+      enforcer,
+      banner: `${out.join('\n')}\n`,
+      close: closeAll,
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+/** Run managed mode until SIGINT/SIGTERM. */
+export async function runManaged(flags: ManagedFlags): Promise<void> {
+  const log = createLogger(flags.logLevel !== undefined ? { level: flags.logLevel } : {});
+  const server = await startManaged(flags, log);
+  process.stdout.write(server.banner);
+  await new Promise<void>((done) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) process.exit(130);
+      stopping = true;
+      log.info({ signal }, 'server stopping');
+      void server.close().then(() => {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+        done();
+      });
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}

@@ -1,0 +1,166 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import { request as httpsRequest } from 'node:https';
+import type { TLSSocket } from 'node:tls';
+import { startManaged, type ManagedServer } from '../../src/cli/managed.js';
+import { openTestTunnel } from '../../src/server/test-client.js';
+import { silentLogger } from '../../src/shared/logger.js';
+import { tempDir } from './helpers.js';
+
+type Json = Record<string, unknown>;
+
+function api(
+  cfg: { apiUrl: string; certSha256: string },
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const req = httpsRequest(
+      cfg.apiUrl + path,
+      {
+        method,
+        rejectUnauthorized: false,
+        agent: false,
+        headers:
+          payload === undefined
+            ? {}
+            : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+      },
+      (res) => {
+        const fp = (res.socket as TLSSocket).getPeerCertificate().fingerprint256.replace(/:/g, '');
+        if (fp !== cfg.certSha256) return reject(new Error('certificate pin mismatch'));
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+async function echoServer(t: { after: (fn: () => Promise<void>) => void }): Promise<number> {
+  const srv: Server = createServer((s) => s.pipe(s));
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise<void>((r) => srv.close(() => r())));
+  return (srv.address() as AddressInfo).port;
+}
+
+const flags = (dataDir: string) => ({
+  dataDir,
+  port: '0',
+  host: '127.0.0.1',
+  publicHost: '127.0.0.1',
+  apiPort: '0',
+  apiHost: '127.0.0.1',
+  metricsPort: '0',
+  allowPrivate: true,
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('managed server end to end: API key -> traffic -> usage and Prometheus -> limit refuses -> delete closes -> restart keeps all', async (t) => {
+  const dir = tempDir(t);
+  const echoPort = await echoServer(t);
+  let m: ManagedServer = await startManaged(flags(dir), silentLogger, {
+    usageFlushMs: 200,
+    enforceIntervalMs: 300,
+  });
+  let closed = false;
+  t.after(async () => {
+    if (!closed) await m.close();
+  });
+
+  const line = m.banner.split('\n').find((l) => l.startsWith('{"apiUrl":'));
+  assert.ok(line, 'banner prints the Outline access config line');
+  const cfg = JSON.parse(line) as { apiUrl: string; certSha256: string };
+  assert.match(m.banner, /ss:\/\/[A-Za-z0-9_-]+@127\.0\.0\.1:\d+\/\?outline=1#Initial%20key/);
+  assert.match(m.banner, /ssconf:\/\/127\.0\.0\.1:\d+\/access\//);
+  assert.match(m.banner, /[▀▄█]/, 'QR code printed');
+  assert.equal(await m.store.countKeys(), 1, 'one initial key');
+
+  const created = await api(cfg, 'POST', '/access-keys', { name: 'e2e' });
+  assert.equal(created.status, 201);
+  const key = JSON.parse(created.body) as { id: string; password: string; port: number; method: string };
+  assert.equal(key.port, m.plane.address.port);
+  await sleep(50);
+  const tunnel = () =>
+    openTestTunnel({
+      port: key.port,
+      host: '127.0.0.1',
+      method: key.method,
+      password: key.password,
+      target: { host: '127.0.0.1', port: echoPort },
+    });
+
+  const t1 = await tunnel();
+  const payload = Buffer.alloc(50_000, 7);
+  t1.send(payload);
+  assert.equal((await t1.read(payload.length, 5000)).length, payload.length);
+  t1.end();
+  await t1.closed;
+
+  let used = 0;
+  for (let i = 0; i < 50 && used < 2 * payload.length; i++) {
+    await sleep(100);
+    const tr = JSON.parse((await api(cfg, 'GET', '/metrics/transfer')).body) as {
+      bytesTransferredByUserId: Record<string, number>;
+    };
+    used = tr.bytesTransferredByUserId[key.id] ?? 0;
+  }
+  assert.ok(used >= 2 * payload.length, `usage counted in /metrics/transfer (${used})`);
+  const prom = await (await fetch(m.metricsServer!.url)).text();
+  assert.match(prom, new RegExp(`ladder_data_bytes_total\\{access_key="${key.id}",dir="up"\\} \\d+`));
+  assert.match(prom, /ladder_tcp_connections_closed_total\{status="OK"\} \d+/);
+  assert.match(prom, /ladder_time_to_auth_seconds_count [1-9]/);
+
+  // Limit below what was used: new connections refused (no echo comes back).
+  assert.equal(
+    (await api(cfg, 'PUT', `/access-keys/${key.id}/data-limit`, { limit: { bytes: 1000 } })).status,
+    204,
+  );
+  const refused = await tunnel();
+  refused.send(Buffer.from('ping'));
+  await assert.rejects(refused.read(4, 1500));
+  refused.destroy();
+  const dyn = JSON.parse((await api(cfg, 'GET', `/access-keys/${key.id}`)).body) as Json;
+  assert.equal(dyn.state, 'over_limit');
+
+  // Lift the limit; an open connection of a deleted key is closed within 10 s.
+  assert.equal((await api(cfg, 'DELETE', `/access-keys/${key.id}/data-limit`)).status, 204);
+  const t2 = await tunnel();
+  t2.send(Buffer.from('hello'));
+  assert.equal((await t2.read(5, 5000)).toString(), 'hello');
+  const before = Date.now();
+  assert.equal((await api(cfg, 'DELETE', `/access-keys/${key.id}`)).status, 204);
+  const outcome = await Promise.race([t2.closed, sleep(10_000).then(() => undefined)]);
+  assert.ok(outcome, 'open connection of the deleted key closed');
+  assert.ok(Date.now() - before < 10_000);
+
+  // Restart: keys, usage, API URL and certificate intact.
+  const keep = JSON.parse((await api(cfg, 'POST', '/access-keys', { name: 'kept' })).body) as { id: string };
+  m.store.addBytes(keep.id, 5, 6);
+  const apiPort = m.api!.port;
+  await m.close();
+  closed = true;
+  m = await startManaged({ ...flags(dir), apiPort: undefined } as never, silentLogger);
+  closed = false;
+  assert.equal(m.api!.port, apiPort, 'API port kept across restarts');
+  const line2 = m.banner.split('\n').find((l) => l.startsWith('{"apiUrl":'));
+  assert.equal(line2, line, 'same access config after restart');
+  const list = JSON.parse((await api(cfg, 'GET', '/access-keys')).body) as {
+    accessKeys: { id: string; name: string }[];
+  };
+  assert.deepEqual(
+    list.accessKeys.map((k) => k.name),
+    ['Initial key', 'kept'],
+  );
+  const tr = JSON.parse((await api(cfg, 'GET', '/metrics/transfer')).body) as {
+    bytesTransferredByUserId: Record<string, number>;
+  };
+  assert.equal(tr.bytesTransferredByUserId[keep.id], 11);
+});
