@@ -20,10 +20,13 @@
  * Flags: --size 256MiB --runs 3 --methods a,b --latency-n N --idle-n N --phases throughput,latency,memory
  *        --cap-min 15 --profile (run the Ladder processes under --cpu-prof, profiles in bench/results/prof)
  *        --json FILE  --ours libev (noise-floor check: libev against itself)
+ *        --from-source (run Ladder through tsx; by default it is compiled with tsc into
+ *        node_modules/.cache/ladder-bench/dist first and run from there, as an installed package
+ *        runs dist/)
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type net from 'node:net';
@@ -59,6 +62,8 @@ interface Args {
   json: string;
   /** 'libev' runs libev against itself: a noise-floor check of the harness (ratio should be ~1). */
   ours: 'ladder' | 'libev';
+  /** Run Ladder from the TypeScript sources through tsx instead of compiling it first. */
+  fromSource: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -74,6 +79,7 @@ function parseArgs(argv: string[]): Args {
     profile: false,
     json: join(REPO_ROOT, 'bench', 'results', 'latest.json'),
     ours: 'ladder',
+    fromSource: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
@@ -115,6 +121,9 @@ function parseArgs(argv: string[]): Args {
       case '--profile':
         a.profile = true;
         break;
+      case '--from-source':
+        a.fromSource = true;
+        break;
       case '--json':
         a.json = v();
         break;
@@ -126,7 +135,7 @@ function parseArgs(argv: string[]): Args {
       }
       case '--help':
         console.log(
-          'usage: npm run bench -- [--size 1GiB] [--runs 3] [--methods aes-256-gcm,chacha20-ietf-poly1305] [--latency-n 2000] [--latency-method M] [--idle-n 1000] [--phases throughput,latency,memory] [--cap-min 15] [--profile] [--json FILE] [--ours ladder|libev]',
+          'usage: npm run bench -- [--size 1GiB] [--runs 3] [--methods aes-256-gcm,chacha20-ietf-poly1305] [--latency-n 2000] [--latency-method M] [--idle-n 1000] [--phases throughput,latency,memory] [--cap-min 15] [--profile] [--json FILE] [--ours ladder|libev] [--from-source]',
         );
         process.exit(0);
         break;
@@ -182,6 +191,27 @@ interface Stack {
 }
 
 const allPeers = new Set<Peer>();
+/** The compiled CLI entry, when not running from source. */
+let ladderEntry: string | undefined;
+
+/**
+ * Compile src/ with tsc (what `npm run build` makes for users) into node_modules/.cache, where
+ * lint and typecheck never look and from where package imports still resolve.
+ */
+function buildLadder(): string {
+  const out = join(REPO_ROOT, 'node_modules', '.cache', 'ladder-bench', 'dist');
+  rmSync(out, { recursive: true, force: true });
+  const tsc = join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+  try {
+    execFileSync(process.execPath, [tsc, '-p', join(REPO_ROOT, 'tsconfig.build.json'), '--outDir', out], { stdio: 'pipe', cwd: REPO_ROOT });
+  } catch (err) {
+    // Type errors still emit JavaScript; only a missing entry point is fatal.
+    log(`tsc reported errors (continuing if it emitted): ${String((err as { stdout?: Buffer }).stdout ?? '').split('\n')[0]}`);
+  }
+  const entry = join(out, 'cli', 'main.js');
+  if (!existsSync(entry)) throw new Error(`build did not produce ${entry}`);
+  return entry;
+}
 
 async function startStack(impl: Impl, method: Method, args: Args): Promise<Stack> {
   const password = `bench-${randomBytes(8).toString('hex')}`;
@@ -195,9 +225,10 @@ async function startStack(impl: Impl, method: Method, args: Args): Promise<Stack
   } else {
     const profDir = join(REPO_ROOT, 'bench', 'results', 'prof');
     const nodeArgs = args.profile ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
-    server = await startLadderServer({ method, password, nodeArgs, env: { LADDER_PROFILE_ROLE: 'server' } });
+    const entry = ladderEntry ? { entry: ladderEntry } : {};
+    server = await startLadderServer({ method, password, nodeArgs, ...entry });
     allPeers.add(server);
-    client = await startLadderClient({ key: ssUrl(method, password, '127.0.0.1', server.port), nodeArgs });
+    client = await startLadderClient({ key: ssUrl(method, password, '127.0.0.1', server.port), nodeArgs, ...entry });
   }
   allPeers.add(client);
   return { impl, method, client, server };
@@ -277,8 +308,10 @@ async function throughputPhase(args: Args, sink: TestServer, source: TestServer,
 }
 
 interface FloorResult {
-  direction: 'upload' | 'download';
+  direction: 'upload' | 'download' | 'short connections';
+  /** Bulk: MiB/s. Short connections: p50 total ms per connection. */
   mibps: number;
+  /** Bulk: CPU-ms per GiB. Short connections: CPU µs per connection. */
   cpuMsPerGiB: number;
 }
 
@@ -286,7 +319,7 @@ interface FloorResult {
  * The no-crypto floor: bench/floor-relay.ts (Ladder's relay with identity transforms) in the
  * same two-process topology. Its CPU per GiB is what Node sockets cost before any encryption.
  */
-async function floorPhase(args: Args, sink: TestServer, source: TestServer): Promise<FloorResult[]> {
+async function floorPhase(args: Args, sink: TestServer, source: TestServer, echo?: TestServer): Promise<FloorResult[]> {
   const script = join(REPO_ROOT, 'bench', 'floor-relay.ts');
   const sp = await freePort();
   const cp = await freePort();
@@ -314,6 +347,16 @@ async function floorPhase(args: Args, sink: TestServer, source: TestServer): Pro
       }
       out.push({ direction, mibps: median(rates), cpuMsPerGiB: median(cpus) });
     }
+    if (echo) {
+      const n = Math.min(args.latencyN, 1000);
+      for (let i = 0; i < 50; i++) await oneExchange(cp, echo);
+      const c0 = (await cpuMs(client.pid)) + (await cpuMs(server.pid));
+      const lat: number[] = [];
+      for (let i = 0; i < n; i++) lat.push(await oneExchange(cp, echo));
+      const used = (await cpuMs(client.pid)) + (await cpuMs(server.pid)) - c0;
+      out.push({ direction: 'short connections', mibps: percentile(lat, 50), cpuMsPerGiB: (used * 1000) / n });
+      log(`floor short connections: p50 ${percentile(lat, 50).toFixed(2)} ms, ${((used * 1000) / n).toFixed(0)} CPU-µs/conn`);
+    }
     return out;
   } finally {
     await Promise.all([client.stop(), server.stop()]);
@@ -334,6 +377,8 @@ interface LatencyResult {
   ratioP50: number;
   ratioP99: number;
   errors: Record<Impl | 'direct', number>;
+  /** CPU (user+sys) of client+server per connection, µs. */
+  cpuUsPerConn: Record<Impl, number>;
 }
 
 const REQ = randomBytes(32);
@@ -365,6 +410,8 @@ async function latencyPhase(args: Args, echo: TestServer, deadline: number): Pro
     const errors: Record<(typeof kinds)[number], number> = { ladder: 0, libev: 0, direct: 0 };
     // Warm-up.
     for (let i = 0; i < 50; i++) for (const k of kinds) await oneExchange(k === 'direct' ? undefined : stacks[k].client.socksPort, echo).catch(() => 0);
+    const cpuOf = async (st: Stack): Promise<number> => (await cpuMs(st.client.pid)) + (await cpuMs(st.server.pid));
+    const cpu0 = { ladder: await cpuOf(stacks.ladder), libev: await cpuOf(stacks.libev) };
     for (let i = 0; i < args.latencyN; i++) {
       if (Date.now() > deadline) throw new Error('overall time cap reached');
       // Rotate the order every iteration so no kind always goes first.
@@ -378,6 +425,10 @@ async function latencyPhase(args: Args, echo: TestServer, deadline: number): Pro
       }
       if ((i + 1) % 500 === 0) log(`latency ${i + 1}/${args.latencyN}`);
     }
+    const cpuUsPerConn = {
+      ladder: (((await cpuOf(stacks.ladder)) - cpu0.ladder) * 1000) / args.latencyN,
+      libev: (((await cpuOf(stacks.libev)) - cpu0.libev) * 1000) / args.latencyN,
+    };
     const p50 = { ladder: percentile(samples.ladder, 50), libev: percentile(samples.libev, 50), direct: percentile(samples.direct, 50) };
     const p99 = { ladder: percentile(samples.ladder, 99), libev: percentile(samples.libev, 99), direct: percentile(samples.direct, 99) };
     const addedP50 = { ladder: p50.ladder - p50.direct, libev: p50.libev - p50.direct };
@@ -392,6 +443,7 @@ async function latencyPhase(args: Args, echo: TestServer, deadline: number): Pro
       ratioP50: addedP50.ladder / addedP50.libev,
       ratioP99: addedP99.ladder / addedP99.libev,
       errors,
+      cpuUsPerConn,
     };
   } finally {
     await Promise.all(Object.values(stacks).map(stopStack));
@@ -515,6 +567,11 @@ function render(r: Results): string {
     rows.push([`CPU per GiB ${t.method} ${t.direction} (client+server CPU-ms)`, fmt(t.cpuMsPerGiB.ladder, 0), fmt(t.cpuMsPerGiB.libev, 0), fmt(t.cpuRatio, 2)]);
   }
   for (const f of r.floor ?? []) {
+    if (f.direction === 'short connections') {
+      rows.push([`floor: Node relay without crypto, short conn p50 total (ms)`, fmt(f.mibps, 2), '', '']);
+      rows.push([`floor: Node relay without crypto, CPU per short conn (µs)`, fmt(f.cpuMsPerGiB, 0), '', '']);
+      continue;
+    }
     rows.push([`floor: Node relay without crypto, ${f.direction} (MiB/s)`, fmt(f.mibps), '', '']);
     rows.push([`floor: Node relay without crypto, ${f.direction} (CPU-ms/GiB)`, fmt(f.cpuMsPerGiB, 0), '', '']);
   }
@@ -523,6 +580,7 @@ function render(r: Results): string {
     rows.push([`latency p50 added (ms, ${l.n} conns, ${l.method})`, fmt(l.addedP50.ladder, 2), fmt(l.addedP50.libev, 2), fmt(l.ratioP50, 2)]);
     rows.push([`latency p99 added (ms)`, fmt(l.addedP99.ladder, 2), fmt(l.addedP99.libev, 2), fmt(l.ratioP99, 2)]);
     rows.push([`latency p50 total (ms; direct ${fmt(l.p50.direct, 2)})`, fmt(l.p50.ladder, 2), fmt(l.p50.libev, 2), fmt(l.p50.ladder / l.p50.libev, 2)]);
+    rows.push([`CPU per short connection, client+server (µs)`, fmt(l.cpuUsPerConn.ladder, 0), fmt(l.cpuUsPerConn.libev, 0), fmt(l.cpuUsPerConn.ladder / l.cpuUsPerConn.libev, 2)]);
   }
   if (r.memory) {
     const m = r.memory;
@@ -557,6 +615,12 @@ async function main(): Promise<number> {
     rmSync(profDir, { recursive: true, force: true });
     mkdirSync(profDir, { recursive: true });
   }
+
+  if (!args.fromSource && args.ours === 'ladder') {
+    log('compiling Ladder (tsc) into node_modules/.cache/ladder-bench/dist');
+    ladderEntry = buildLadder();
+  }
+  results.machine.ladder = ladderEntry ? 'compiled with tsc (node_modules/.cache/ladder-bench/dist)' : 'from source through tsx';
 
   const sink = await startSink({ hash: false });
   const source = await startSource({ hash: false, fresh: false });
@@ -602,7 +666,7 @@ async function main(): Promise<number> {
   const left = (): number => Math.max(10_000, deadline - Date.now());
   const tp = await phase('throughput', Math.min(left(), args.capMin * 60_000 * 0.7), () => throughputPhase(args, sink, source, deadline));
   if (tp) results.throughput = tp;
-  const fl = await phase('floor', Math.min(left(), 5 * 60_000), () => floorPhase(args, sink, source));
+  const fl = await phase('floor', Math.min(left(), 5 * 60_000), () => floorPhase(args, sink, source, echo));
   if (fl) results.floor = fl;
   const lat = await phase('latency', Math.min(left(), 4 * 60_000), () => latencyPhase(args, echo, deadline));
   if (lat) results.latency = lat;

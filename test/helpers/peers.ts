@@ -214,9 +214,11 @@ export function ssUrl(method: string, password: string, host: string, port: numb
 }
 
 export interface LadderSpawnOptions {
-  /** Extra node flags placed before bin/ladder.js (e.g. --cpu-prof). */
+  /** Extra node flags placed before the entry script (e.g. --cpu-prof). */
   nodeArgs?: string[];
   env?: NodeJS.ProcessEnv;
+  /** Entry script instead of bin/ladder.js (e.g. a compiled cli/main.js). */
+  entry?: string;
 }
 
 export interface LadderServerOptions extends LadderSpawnOptions {
@@ -238,7 +240,7 @@ export async function startLadderServer(o: LadderServerOptions): Promise<Peer & 
   const port = o.port ?? (await freePort());
   const args = [
     ...(o.nodeArgs ?? []),
-    LADDER_BIN,
+    o.entry ?? LADDER_BIN,
     'server',
     '--host',
     '127.0.0.1',
@@ -263,7 +265,7 @@ export interface LadderClientOptions extends LadderSpawnOptions {
 /** `ladder client --key … --socks 127.0.0.1:PORT` through the CLI. */
 export async function startLadderClient(o: LadderClientOptions): Promise<Peer & { socksPort: number }> {
   const socksPort = o.socksPort ?? (await freePort());
-  const args = [...(o.nodeArgs ?? []), LADDER_BIN, 'client', '--key', o.key, '--socks', `127.0.0.1:${socksPort}`, ...(o.extraArgs ?? [])];
+  const args = [...(o.nodeArgs ?? []), o.entry ?? LADDER_BIN, 'client', '--key', o.key, '--socks', `127.0.0.1:${socksPort}`, ...(o.extraArgs ?? [])];
   const p = await spawnPeer('ladder client', process.execPath, args, { waitPort: socksPort, env: ladderEnv(o.env), waitTimeoutMs: 30_000 });
   return Object.assign(p, { socksPort });
 }
