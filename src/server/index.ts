@@ -5,3 +5,4 @@ export type { DataPlane, DataPlaneOptions, KeySource } from './data-plane.js';
 export { CONNECTION_STATUSES, authChannel, closedChannel, openedChannel } from './events.js';
 export type { AuthEvent, ConnectionClosedEvent, ConnectionStatus, ServerHooks } from './events.js';
 export { isPrivateAddress } from './destination.js';
+export type { RejectedKey } from './keys.js';

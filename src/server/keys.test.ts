@@ -4,7 +4,7 @@ import { buildKeyEntries, RecentKeys } from './keys.js';
 
 describe('buildKeyEntries', () => {
   it('derives master keys and probe lengths per method', () => {
-    const m = buildKeyEntries(
+    const { entries: m } = buildKeyEntries(
       [
         { id: 'a', method: 'aes-128-gcm', secret: 'x' },
         { id: 'b', method: 'aes-256-gcm', secret: 'x' },
@@ -19,18 +19,27 @@ describe('buildKeyEntries', () => {
   });
 
   it('keeps unchanged entries (identity) and replaces changed ones', () => {
-    const first = buildKeyEntries([{ id: 'a', method: 'aes-128-gcm', secret: 'x' }, { id: 'b', method: 'aes-128-gcm', secret: 'y' }], new Map());
-    const second = buildKeyEntries([{ id: 'a', method: 'aes-128-gcm', secret: 'x' }, { id: 'b', method: 'aes-128-gcm', secret: 'z' }], first);
+    const first = buildKeyEntries([{ id: 'a', method: 'aes-128-gcm', secret: 'x' }, { id: 'b', method: 'aes-128-gcm', secret: 'y' }], new Map()).entries;
+    const second = buildKeyEntries([{ id: 'a', method: 'aes-128-gcm', secret: 'x' }, { id: 'b', method: 'aes-128-gcm', secret: 'z' }], first).entries;
     assert.equal(second.get('a'), first.get('a'));
     assert.notEqual(second.get('b'), first.get('b'));
   });
 
-  it('refuses stream ciphers and duplicate ids', () => {
-    assert.throws(() => buildKeyEntries([{ id: 'a', method: 'rc4-md5', secret: 'x' }], new Map()), /stream cipher/);
-    assert.throws(
-      () => buildKeyEntries([{ id: 'a', method: 'aes-128-gcm', secret: 'x' }, { id: 'a', method: 'aes-128-gcm', secret: 'y' }], new Map()),
-      /duplicate key id/,
+  it('skips stream ciphers, unknown methods and repeated ids, reporting why without the secret', () => {
+    const { entries, rejected } = buildKeyEntries(
+      [
+        { id: 'a', method: 'rc4-md5', secret: 'sekrit' },
+        { id: 'b', method: 'aes-128-gcm', secret: 'x' },
+        { id: 'b', method: 'aes-128-gcm', secret: 'y' },
+        { id: 'c', method: '2022-blake3-aes-128-gcm', secret: 'sekrit' },
+      ],
+      new Map(),
     );
+    assert.deepEqual([...entries.keys()], ['b']);
+    assert.deepEqual(rejected.map((r) => r.id), ['a', 'b', 'c']);
+    assert.match(rejected[0]!.reason, /stream cipher/);
+    assert.match(rejected[1]!.reason, /duplicate/);
+    assert.ok(rejected.every((r) => !r.reason.includes('sekrit')));
   });
 });
 

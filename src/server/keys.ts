@@ -17,24 +17,43 @@ function fingerprint(k: RuntimeKey): string {
   return `${k.method}\u0000${k.secret}`;
 }
 
+export interface RejectedKey {
+  readonly id: string;
+  /** Why (never contains the secret). */
+  readonly reason: string;
+}
+
 /**
  * Build key entries, reusing unchanged entries from `previous` (same id, method and secret) so
- * their identity, and the master key derivation, survive a setKeys() call. Throws a
- * ProtocolError (ERR_METHOD) for a refused method and an Error for a duplicate id, before
- * anything changes.
+ * their identity, and the master key derivation, survive a setKeys() call. A key this server
+ * cannot serve (refused or unknown method, repeated id) is left out and reported in `rejected`,
+ * so one bad key cannot stop every other key from working.
  */
-export function buildKeyEntries(keys: readonly RuntimeKey[], previous: ReadonlyMap<string, KeyEntry>): Map<string, KeyEntry> {
-  const out = new Map<string, KeyEntry>();
+export function buildKeyEntries(
+  keys: readonly RuntimeKey[],
+  previous: ReadonlyMap<string, KeyEntry>,
+): { entries: Map<string, KeyEntry>; rejected: RejectedKey[] } {
+  const entries = new Map<string, KeyEntry>();
+  const rejected: RejectedKey[] = [];
   for (const k of keys) {
-    if (out.has(k.id)) throw new Error(`duplicate key id "${k.id}"`);
+    if (entries.has(k.id)) {
+      rejected.push({ id: k.id, reason: 'duplicate key id (the first one is used)' });
+      continue;
+    }
     const fp = fingerprint(k);
     const old = previous.get(k.id);
     if (old && old.fingerprint === fp) {
-      out.set(k.id, old);
+      entries.set(k.id, old);
       continue;
     }
-    const method = getAeadMethod(k.method);
-    out.set(k.id, {
+    let method: AeadMethod;
+    try {
+      method = getAeadMethod(k.method);
+    } catch (err) {
+      rejected.push({ id: k.id, reason: err instanceof Error ? err.message : 'unsupported method' });
+      continue;
+    }
+    entries.set(k.id, {
       id: k.id,
       method,
       masterKey: evpBytesToKey(k.secret, method.keySize),
@@ -42,7 +61,7 @@ export function buildKeyEntries(keys: readonly RuntimeKey[], previous: ReadonlyM
       fingerprint: fp,
     });
   }
-  return out;
+  return { entries, rejected };
 }
 
 /**

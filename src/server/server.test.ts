@@ -98,9 +98,14 @@ describe('ShadowsocksServer failure reaction (manual clock)', () => {
     }
   });
 
-  it('setKeys refuses a bad method without changing the current keys', () => {
+  it('setKeys skips a key it cannot serve and keeps the others', () => {
     const server = new ShadowsocksServer({ keys: [{ id: 'a', method: 'aes-256-gcm', secret: 's' }] });
-    assert.throws(() => server.setKeys([{ id: 'b', method: 'rc4-md5', secret: 'x' }]), /stream cipher/);
+    server.setKeys([
+      { id: 'a', method: 'aes-256-gcm', secret: 's' },
+      { id: 'b', method: 'rc4-md5', secret: 'x' },
+    ]);
+    assert.deepEqual(server.rejectedKeys.map((r) => r.id), ['b']);
+    assert.match(server.rejectedKeys[0]!.reason, /stream cipher/);
     assert.throws(() => new ShadowsocksServer({ timeouts: { idleMs: 0 } }), /positive/);
   });
 });

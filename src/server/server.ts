@@ -20,7 +20,7 @@ import {
   type ConnectionStatus,
   type ServerHooks,
 } from './events.js';
-import { buildKeyEntries, RecentKeys, type KeyEntry } from './keys.js';
+import { buildKeyEntries, RecentKeys, type KeyEntry, type RejectedKey } from './keys.js';
 
 export const DEFAULT_IDLE_MS = 300_000;
 export const DEFAULT_CONNECT_MS = 10_000;
@@ -92,6 +92,7 @@ export class ShadowsocksServer implements ServerControl {
 
   #keys = new Map<string, KeyEntry>();
   #keyList: KeyEntry[] = [];
+  #rejected: readonly RejectedKey[] = [];
   readonly #recent = new RecentKeys();
   /** Salts of authenticated client connections. */
   clientSalts: SaltFilter;
@@ -132,8 +133,14 @@ export class ShadowsocksServer implements ServerControl {
 
   // ---- ServerControl ----
 
+  /**
+   * Replace the key set. Keys this server cannot serve (e.g. a refused method) are skipped,
+   * logged at warn (id and reason only) and listed in `rejectedKeys`; the rest take effect.
+   */
   setKeys(keys: readonly RuntimeKey[]): void {
-    const next = buildKeyEntries(keys, this.#keys); // throws before changing anything
+    const { entries: next, rejected } = buildKeyEntries(keys, this.#keys);
+    this.#rejected = rejected;
+    for (const r of rejected) this.#log.warn({ keyId: r.id, reason: r.reason }, 'key skipped');
     this.#keys = next;
     this.#keyList = [...next.values()];
     let closed = 0;
@@ -146,6 +153,11 @@ export class ShadowsocksServer implements ServerControl {
       }
     }
     this.#log.info({ keys: next.size, closedConnections: closed }, 'keys updated');
+  }
+
+  /** Keys the last setKeys() skipped, with the reason. */
+  get rejectedKeys(): readonly RejectedKey[] {
+    return this.#rejected;
   }
 
   closeKeyConnections(id: string): number {
