@@ -170,8 +170,10 @@ export function pskHash(psk: Uint8Array): Buffer {
  * called per block, which is several times cheaper than a fresh cipher per packet.
  */
 export class AesBlock {
-  readonly #enc: Cipher;
-  readonly #dec: Decipher;
+  readonly #block: 'aes-128-ecb' | 'aes-256-ecb';
+  readonly #key: Buffer;
+  #enc: Cipher | undefined;
+  #dec: Decipher | undefined;
 
   constructor(method: Aead2022Method, key: Uint8Array) {
     if (method.block === undefined)
@@ -182,17 +184,19 @@ export class AesBlock {
         `key must be ${method.keySize} bytes for ${method.name}, got ${key.length}`,
       );
     }
-    this.#enc = createCipheriv(method.block, key, null).setAutoPadding(false);
-    this.#dec = createDecipheriv(method.block, key, null).setAutoPadding(false);
+    this.#block = method.block;
+    this.#key = Buffer.from(key);
   }
 
   encrypt(block: Uint8Array): Buffer {
     if (block.length !== 16) throw new ProtocolError('ERR_HEADER', 'an AES block is 16 bytes');
+    this.#enc ??= createCipheriv(this.#block, this.#key, null).setAutoPadding(false);
     return this.#enc.update(block);
   }
 
   decrypt(block: Uint8Array): Buffer {
     if (block.length !== 16) throw new ProtocolError('ERR_HEADER', 'an AES block is 16 bytes');
+    this.#dec ??= createDecipheriv(this.#block, this.#key, null).setAutoPadding(false);
     return this.#dec.update(block);
   }
 }
