@@ -15,9 +15,9 @@
  *
  *   new FilteringUdpResolver({ upstream, windowMs = 300, timeoutMs = 2000, forged?, ... })
  *     Plain DNS over UDP that recognises injected answers (type mismatch, known forged address,
- *     AA on a recursive path): after the first related reply it keeps listening for `windowMs`
- *     for the later genuine one, then returns the last reply that is not forged, or SERVFAIL if
- *     only forged ones came. Each query uses a fresh socket (random source port) and a random id.
+ *     optionally AA on a recursive path, optionally a canary): after the first related reply it
+ *     keeps listening for `windowMs` for the later genuine one, then returns the last reply that
+ *     is not forged, or SERVFAIL if only forged ones came. Each query uses a fresh socket (random source port) and a random id.
  *     `onForged` reports detections (auto routing moves the name to the tunnel).
  */
 import dgram from 'node:dgram';
@@ -234,7 +234,10 @@ export interface FilteringUdpResolverOptions {
   timeoutMs?: number;
   /** Known forged answer addresses (IPs or CIDRs). */
   forged?: IpSet | Iterable<string>;
-  /** Treat AA on our RD=1 queries as a forgery sign (default true: we only ask recursive resolvers). */
+  /**
+   * Treat AA on our RD=1 queries as a forgery sign (default false). The GFW sets AA only when
+   * the query had RD=0 (§4.2), and resolvers that also serve a zone set AA on genuine answers.
+   */
   flagAaOnRecursive?: boolean;
   /** Treat private/loopback answers as forged (default false). */
   flagPrivate?: boolean;
@@ -244,6 +247,8 @@ export interface FilteringUdpResolverOptions {
    * learned forged pool, which then also catches the same forged reply from the real upstream.
    */
   canary?: { host: string; port: number } | undefined;
+  /** Source address to send from (multi-homed hosts; the lab's domestic client range). */
+  localAddress?: string | undefined;
   clock?: Clock;
   /** Called once per query that drew at least one forged reply. Carries no name by default. */
   onForged?: (info: { reasons: StubForgeryReason[]; question: string | undefined; genuineFound: boolean }) => void;
@@ -268,6 +273,7 @@ export class FilteringUdpResolver implements DnsResolver {
   readonly #clock: Clock;
   readonly #onForged: FilteringUdpResolverOptions['onForged'];
   readonly #canary: { host: string; port: number } | undefined;
+  readonly #localAddress: string | undefined;
   /** Addresses seen in canary replies (bounded). */
   readonly #learned = new IpSet();
 
@@ -276,11 +282,12 @@ export class FilteringUdpResolver implements DnsResolver {
     this.#windowMs = opts.windowMs ?? 300;
     this.#timeoutMs = opts.timeoutMs ?? 2000;
     this.#forged = opts.forged instanceof IpSet ? opts.forged : new IpSet(opts.forged ?? []);
-    this.#flagAa = opts.flagAaOnRecursive ?? true;
+    this.#flagAa = opts.flagAaOnRecursive ?? false;
     this.#flagPrivate = opts.flagPrivate ?? false;
     this.#clock = opts.clock ?? systemClock;
     this.#onForged = opts.onForged;
     this.#canary = opts.canary;
+    this.#localAddress = opts.localAddress;
   }
 
   /** How many forged addresses the canary has taught us. */
@@ -305,14 +312,18 @@ export class FilteringUdpResolver implements DnsResolver {
     const family = this.#upstream.host.includes(':') ? 'udp6' : 'udp4';
     const sock = dgram.createSocket(family);
     return new Promise<ResolveDetail>((resolve) => {
-      let lastGenuine: Buffer | undefined;
-      let genuineCount = 0;
-      let forgedCount = 0;
-      const reasons = new Set<StubForgeryReason>();
-      const pending: Buffer[] = [];
+      /** Related upstream replies in arrival order. */
+      const upstream: { msg: Buffer; r: DecodedPacket }[] = [];
+      let canaryReplies = 0;
       let windowTimer: Timer | undefined;
       let overall: Timer | undefined;
       let done = false;
+      const inspectOpts: InspectOptions = {
+        forged: { has: (ip: string) => this.#isForgedAddress(ip) },
+        flagAaOnRecursive: this.#flagAa,
+        flagPrivate: this.#flagPrivate,
+      };
+      const judge = (r: DecodedPacket): Inspection => inspectResponse(sentQuery, r, inspectOpts);
       const finish = (): void => {
         if (done) return;
         done = true;
@@ -323,18 +334,30 @@ export class FilteringUdpResolver implements DnsResolver {
         } catch {
           // already closed after a socket error
         }
+        // Judge at the end, so addresses the canary taught us during this query count too.
+        // Each injector that answered the canary also answered our real query, first (race
+        // model): the first `canaryReplies` upstream replies are treated as injected.
+        const reasons = new Set<StubForgeryReason>();
+        if (canaryReplies > 0) reasons.add('canary-reply');
+        let forgedCount = canaryReplies;
+        let genuineCount = 0;
+        let lastGenuine: Buffer | undefined;
+        upstream.forEach((u, i) => {
+          const ins = judge(u.r);
+          if (i < canaryReplies || ins.forged) {
+            forgedCount++;
+            for (const x of ins.reasons) reasons.add(x);
+          } else {
+            genuineCount++;
+            lastGenuine = u.msg;
+          }
+        });
         if (forgedCount > 0) {
           this.#onForged?.({ reasons: [...reasons], question: q.questions?.[0]?.name, genuineFound: lastGenuine !== undefined });
         }
         const response = lastGenuine ? withId(lastGenuine, origId) : servfailFor(query);
         resolve({ response, forgedCount, genuineCount, reasons: [...reasons] });
       };
-      const inspectOpts: InspectOptions = {
-        forged: { has: (ip: string) => this.#isForgedAddress(ip) },
-        flagAaOnRecursive: this.#flagAa,
-        flagPrivate: this.#flagPrivate,
-      };
-      const judge = (r: DecodedPacket): Inspection => inspectResponse(sentQuery, r, inspectOpts);
       const fromCanary = (addr: string, port: number): boolean =>
         this.#canary !== undefined && port === this.#canary.port && addr === this.#canary.host;
       const fromUpstream = (addr: string, port: number): boolean => port === this.#upstream.port && addr === this.#upstream.host;
@@ -351,32 +374,10 @@ export class FilteringUdpResolver implements DnsResolver {
         const ins = judge(r);
         if (!ins.related) return;
         if (canary) {
-          forgedCount++;
-          reasons.add('canary-reply');
+          canaryReplies++;
           if (this.#learned.size < 4096) for (const ip of ins.addresses) this.#learned.add(ip);
-          // Re-judge upstream replies already accepted: they may carry the same forged address.
-          if (lastGenuine) {
-            const again = [...pending];
-            lastGenuine = undefined;
-            genuineCount = 0;
-            for (const m of again) {
-              const j = judge(decodeDns(m));
-              if (j.forged) {
-                forgedCount++;
-                for (const x of j.reasons) reasons.add(x);
-              } else {
-                genuineCount++;
-                lastGenuine = m;
-              }
-            }
-          }
-        } else if (ins.forged) {
-          forgedCount++;
-          for (const x of ins.reasons) reasons.add(x);
         } else {
-          genuineCount++;
-          lastGenuine = msg;
-          pending.push(msg);
+          upstream.push({ msg, r });
         }
         // The window opens at the first related reply; the genuine one usually comes later.
         if (!windowTimer) {
@@ -389,10 +390,15 @@ export class FilteringUdpResolver implements DnsResolver {
       sock.on('error', () => finish());
       overall = this.#clock.setTimeout(finish, this.#timeoutMs);
       overall.unref?.();
-      sock.send(wire, this.#upstream.port, this.#upstream.host, (err) => {
-        if (err) finish();
-      });
-      if (this.#canary) sock.send(wire, this.#canary.port, this.#canary.host, () => {});
+      const send = (): void => {
+        if (done) return;
+        sock.send(wire, this.#upstream.port, this.#upstream.host, (err) => {
+          if (err) finish();
+        });
+        if (this.#canary) sock.send(wire, this.#canary.port, this.#canary.host, () => {});
+      };
+      if (this.#localAddress) sock.bind(0, this.#localAddress, send);
+      else send();
     });
   }
 }
