@@ -17,13 +17,13 @@ function query(name: string, type: 'A' | 'AAAA' | 'TXT', id = 0x4242): Buffer {
   return dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name }] });
 }
 
-function answerFor(q: Buffer, genuine: boolean): Buffer {
+function answerFor(q: Buffer, genuine: boolean, forgedIp = FORGED_IP): Buffer {
   const d = decodeDns(q);
   const question = d.questions![0]!;
   let answers: dnsPacket.Answer[];
   if (!genuine) {
     // The GFW: copy the question, answer A (AAAA only for AAAA queries) with a pool address.
-    answers = [{ type: question.type === 'AAAA' ? 'AAAA' : 'A', name: question.name, ttl: 200, data: question.type === 'AAAA' ? '2001:db8::36' : FORGED_IP }];
+    answers = [{ type: question.type === 'AAAA' ? 'AAAA' : 'A', name: question.name, ttl: 200, data: question.type === 'AAAA' ? '2001:db8::36' : forgedIp }];
   } else if (question.type === 'TXT') {
     answers = [{ type: 'TXT', name: question.name, ttl: 300, data: 'v=genuine' }];
   } else {
@@ -33,13 +33,13 @@ function answerFor(q: Buffer, genuine: boolean): Buffer {
 }
 
 /** A UDP "resolver" on a censored path: a forged answer at once, the genuine one `delayMs` later. */
-async function injectingUpstream(opts: { delayMs: number; dropGenuine?: boolean; inject?: boolean; silent?: boolean }) {
+async function injectingUpstream(opts: { delayMs: number; dropGenuine?: boolean; inject?: boolean; silent?: boolean; forgedIp?: string }) {
   const sock = dgram.createSocket('udp4');
   let queries = 0;
   sock.on('message', (msg, rinfo) => {
     queries++;
     if (opts.silent) return;
-    if (opts.inject !== false) sock.send(answerFor(msg, false), rinfo.port, rinfo.address);
+    if (opts.inject !== false) sock.send(answerFor(msg, false, opts.forgedIp), rinfo.port, rinfo.address);
     if (!opts.dropGenuine) {
       setTimeout(() => sock.send(answerFor(msg, true), rinfo.port, rinfo.address), opts.delayMs);
     }
@@ -345,5 +345,25 @@ test('forwarder: a query with no answer times out (and the listener turns that i
     r.close();
     await srv.close();
     server.close();
+  }
+});
+
+test('stub with a canary: a round-robin pool (canary gets another forged address) is still caught by the reply count', async () => {
+  const up = await injectingUpstream({ delayMs: 50, dropGenuine: true });
+  const canary = await injectingUpstream({ delayMs: 0, dropGenuine: true, forgedIp: '69.171.229.11' });
+  const up2 = await injectingUpstream({ delayMs: 50 });
+  try {
+    const r = new FilteringUdpResolver({ upstream: { host: '127.0.0.1', port: up.port }, canary: { host: '127.0.0.1', port: canary.port } });
+    const d = await r.resolveDetailed(query(NAME, 'A'));
+    assert.equal(rcode(d.response), 'SERVFAIL');
+    assert.equal(d.forgedCount, 2);
+    const r2 = new FilteringUdpResolver({ upstream: { host: '127.0.0.1', port: up2.port }, canary: { host: '127.0.0.1', port: canary.port } });
+    const d2 = await r2.resolveDetailed(query(NAME, 'A'));
+    assert.deepEqual(answerIps(d2.response), [TRUE_IP]);
+    assert.equal(d2.genuineCount, 1);
+  } finally {
+    up.close();
+    canary.close();
+    up2.close();
   }
 });
