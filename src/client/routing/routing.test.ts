@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import vm from 'node:vm';
+import fc from 'fast-check';
 import { ManualClock } from '../../shared/clock.js';
 import { parseAcl } from './acl.js';
 import { EndpointSelector } from './endpoints.js';
@@ -267,4 +268,49 @@ test('EndpointSelector: avoid a stalled 3-tuple for the residual period, move on
   assert.equal(short.pick().endpoint, a443);
   assert.throws(() => new EndpointSelector([], { clock }), /at least one/);
   assert.throws(() => new EndpointSelector([{ host: 'x', port: 0 }], { clock }), /port 1\.\.65535/);
+});
+
+test('property: EndpointSelector never picks an endpoint inside its residual; Router never steps down', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(fc.constantFrom('pick', 'fail', 'advance'), fc.integer({ min: 0, max: 4 }), fc.integer({ min: 1, max: 100_000 })), { maxLength: 200 }),
+      (ops) => {
+        const clock = new ManualClock();
+        const eps = [0, 1, 2, 3, 4].map((i) => ({ host: `192.0.2.${i % 3}`, port: 1000 + i }));
+        const sel = new EndpointSelector(eps, { clock });
+        const failedAt = new Map<string, number>();
+        for (const [op, i, ms] of ops) {
+          if (op === 'advance') clock.advance(ms);
+          else if (op === 'fail') {
+            sel.reportFailure(eps[i]!, 'stall');
+            failedAt.set(`${eps[i]!.host}|${eps[i]!.port}`, clock.now());
+          } else {
+            const p = sel.pick();
+            if (p.endpoint) {
+              const t = failedAt.get(`${p.endpoint.host}|${p.endpoint.port}`);
+              assert.ok(t === undefined || clock.now() - t >= 180_000);
+            } else assert.ok(p.retryAt > clock.now());
+          }
+        }
+      },
+    ),
+    { numRuns: 300 },
+  );
+  const kinds = ['reset-after-clienthello', 'forged-dns', 'stall-after-first-packet', 'connect-failed', 'reset'] as const;
+  fc.assert(
+    fc.property(fc.array(fc.tuple(fc.constantFrom('direct' as const, 'fragment' as const, 'proxy' as const), fc.constantFrom(...kinds)), { maxLength: 30 }), (reports) => {
+      const clock = new ManualClock();
+      const r = new Router({ mode: 'auto', clock });
+      const rank = { direct: 0, fragment: 1, proxy: 2 };
+      let prev = 0;
+      for (const [route, kind] of reports) {
+        const retry = r.reportFailure('h.example', route, kind);
+        const now = r.decide('h.example').route;
+        assert.ok(rank[now] >= prev, 'stepped down');
+        if (retry) assert.ok(rank[retry] > rank[route] || retry === now);
+        prev = rank[now];
+      }
+    }),
+    { numRuns: 300 },
+  );
 });
