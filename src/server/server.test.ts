@@ -98,6 +98,37 @@ describe('ShadowsocksServer failure reaction (manual clock)', () => {
     }
   });
 
+  it('close() ends probes and relays at once, flushes usage and reports ERR_CLOSED', async () => {
+    const echo = net.createServer({ allowHalfOpen: true }, (c) => c.pipe(c));
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', () => r()));
+    const echoPort = (echo.address() as net.AddressInfo).port;
+    const usage: [string, number, number][] = [];
+    const closed: ConnectionClosedEvent[] = [];
+    const server = new ShadowsocksServer({
+      keys: [{ id: 'k', method: 'aes-128-gcm', secret: 's' }],
+      allowPrivateDestinations: true,
+      timeouts: { idleMs: IDLE },
+      usage: { addBytes: (id, up, down) => usage.push([id, up, down]) },
+      hooks: { onConnectionClosed: (e) => closed.push(e) },
+    });
+    const { port } = await server.listen({ port: 0, host: '127.0.0.1' });
+    const { openTestTunnel } = await import('./test-client.js');
+    const t = await openTestTunnel({ port, method: 'aes-128-gcm', password: 's', target: { host: '127.0.0.1', port: echoPort }, initial: Buffer.from('hi') });
+    await t.read(2);
+    const p = await probe(port, randomBytes(30));
+    for (let i = 0; i < 100 && server.connectionCount < 2; i++) await settle(20);
+    const started = Date.now();
+    await server.close();
+    assert.ok(Date.now() - started < 2000);
+    await t.closed;
+    for (let i = 0; i < 100 && p.kind === 'open'; i++) await settle(20);
+    assert.notEqual(p.kind, 'open');
+    assert.equal(p.received, 0);
+    assert.deepEqual(closed.map((e) => e.status).sort(), ['ERR_CLOSED', 'ERR_CLOSED']);
+    assert.ok(usage.some(([id, up, down]) => id === 'k' && up > 0 && down > 0), JSON.stringify(usage));
+    await new Promise<void>((r) => echo.close(() => r()));
+  });
+
   it('setKeys skips a key it cannot serve and keeps the others', () => {
     const server = new ShadowsocksServer({ keys: [{ id: 'a', method: 'aes-256-gcm', secret: 's' }] });
     server.setKeys([

@@ -227,6 +227,7 @@ export class ShadowsocksServer implements ServerControl {
     for (const c of [...this.#conns]) c.abort('ERR_CLOSED');
     this.flushUsage();
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    this.flushUsage(); // bytes counted while the aborted connections finished closing
     if (server) await this.saveReplayState();
   }
 
