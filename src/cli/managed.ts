@@ -47,7 +47,7 @@ export interface ManagedFlags {
 }
 
 export const DEFAULT_DATA_DIR = '.ladder';
-const DEFAULT_DATA_PORT = 8388;
+export const DEFAULT_DATA_PORT = 8388;
 const DEFAULT_METRICS_PORT = 9091;
 
 /** Options managed mode adds to `ladder server` (the others it shares: --port, --host, --public-host, ...). */
@@ -98,7 +98,8 @@ function portOf(name: string, v: string | undefined): number | undefined {
   return Number(v);
 }
 
-function guessHost(listenHost: string | undefined): string {
+/** The host for access URLs when none is configured: the listen address, else the first global IPv4. */
+export function guessHost(listenHost?: string): string {
   if (listenHost && listenHost !== '0.0.0.0' && listenHost !== '::') return listenHost;
   const addrs = Object.values(networkInterfaces()).flatMap((l) => l ?? []);
   const v4 = addrs.find((a) => a.family === 'IPv4' && !a.internal);
@@ -317,6 +318,10 @@ export async function startManaged(
     const dyn = dynamicAccessUrl(firstKey, settings, firstKey.name || 'ladder');
     if (dyn) out.push(`  dynamic: ${dyn}`);
     out.push((await QRCode.toString(url, { type: 'terminal', small: true })).trimEnd());
+    out.push('');
+    out.push('Try it (on the client machine):');
+    out.push(`  ladder client --key '${url}'`);
+    out.push('  curl --proxy socks5h://127.0.0.1:1080 https://example.com/');
     out.push('');
     out.push(`Manage keys: ladder keys list|add|rm|limit|expire|url --data-dir ${JSON.stringify(dataDir)}`);
     out.push('Ctrl-C to stop.');

@@ -1,0 +1,158 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { accessConfigLine, startApi } from '../../src/api/index.js';
+import { Command } from 'commander';
+import { parseSize, parseWhen, formatTable, registerKeys } from '../../src/cli/commands/keys.js';
+import { UsageError } from '../../src/cli/errors.js';
+import { openStore, parseStoreLocation } from '../../src/store/index.js';
+import { RecordingControl, tempDir } from './helpers.js';
+
+const BIN = fileURLToPath(new URL('../../bin/ladder.js', import.meta.url));
+
+function ladder(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { ...process.env, LADDER_FROM_SOURCE: '1', LADDER_LOG_LEVEL: 'silent' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 45_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, stdout, stderr });
+    });
+  });
+}
+
+/** Same command tree, in-process (spawning tsx costs seconds per run on a loaded machine). */
+async function inproc(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const program = new Command('ladder').exitOverride();
+  registerKeys(program);
+  let stdout = '';
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((chunk: string | Uint8Array) => {
+    stdout += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
+    return true;
+  }) as typeof process.stdout.write;
+  try {
+    await program.parseAsync(args, { from: 'user' });
+    return { code: 0, stdout, stderr: '' };
+  } catch (err) {
+    if (err instanceof UsageError) return { code: 2, stdout, stderr: `ladder: ${err.message}\n` };
+    throw err;
+  } finally {
+    process.stdout.write = write;
+  }
+}
+
+test('size and time parsing', () => {
+  assert.equal(parseSize('10GB'), 10e9);
+  assert.equal(parseSize('1.5GiB'), 1.5 * 2 ** 30);
+  assert.equal(parseSize('123'), 123);
+  assert.throws(() => parseSize('ten'), /expected a size/);
+  const now = Date.UTC(2026, 0, 1);
+  assert.equal(parseWhen('30d', now), now + 30 * 86_400_000);
+  assert.equal(parseWhen('2026-12-31', now), Date.UTC(2026, 11, 31));
+  assert.throws(() => parseWhen('someday', now), /expiry/);
+  const table = formatTable([
+    {
+      id: '0',
+      name: 'a',
+      password: 'p',
+      port: 1,
+      method: 'm',
+      accessUrl: 'ss://x',
+      enabled: true,
+      createdTimestampMs: 0,
+      state: 'over_limit',
+      dataUsed: { bytes: 2e9 },
+      dataLimit: { bytes: 1e9 },
+      trailing30DaysBytes: 2e9,
+    },
+  ]);
+  assert.match(table, /^ID\s+NAME\s+STATE/);
+  assert.match(table, /over_limit\s+2\.00 GB\s+1\.00 GB\s+2\.00 GB/);
+});
+
+test('ladder keys against the local store: add, limit, disable, list, url --qr-png, rm', async (t) => {
+  const dir = tempDir(t);
+  const d = ['--data-dir', dir];
+  let r = await ladder(['keys', 'add', '--name', 'Alice', '--limit', '10GB', ...d]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^created key 0 "Alice"/);
+  assert.match(r.stdout, /ss:\/\/[A-Za-z0-9_-]+@[^:]+:8388\/\?outline=1#Alice/);
+  assert.match(r.stdout, /[▀▄█]/, 'QR code');
+  r = await inproc(['keys', 'add', '--count', '2', '--name', 'team', '--expires', '30d', ...d]);
+  assert.equal(r.code, 0, r.stderr);
+  r = await inproc(['keys', 'disable', '2', ...d]);
+  assert.equal(r.code, 0, r.stderr);
+  r = await inproc(['keys', 'list', ...d]);
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n');
+  assert.equal(lines.length, 4);
+  assert.match(lines[1]!, /^0\s+Alice\s+active\s+0 B\s+10\.0 GB/);
+  assert.match(lines[3]!, /^2\s+team 2\s+disabled/);
+  const png = join(dir, 'qr.png');
+  r = await inproc(['keys', 'url', '0', '--no-qr', '--qr-png', png, ...d]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(existsSync(png));
+  r = await inproc(['keys', 'rm', '0', ...d]);
+  assert.equal(r.code, 0, r.stderr);
+  r = await inproc(['keys', 'rm', '7', ...d]);
+  assert.equal(r.code, 2);
+  assert.equal(r.stderr.trim(), 'ladder: no access key with id "7"');
+});
+
+test('ladder keys against a remote API with the access config line (certificate pinned)', async (t) => {
+  const dir = tempDir(t);
+  const store = await openStore(parseStoreLocation(undefined, dir), {
+    defaults: { hostname: '127.0.0.1', port: 4444 },
+  });
+  const api = await startApi({
+    store,
+    control: new RecordingControl(),
+    dataDir: dir,
+    host: '127.0.0.1',
+    port: 0,
+  });
+  t.after(async () => {
+    await api.close();
+    await store.close();
+  });
+  const cfg = accessConfigLine(api);
+  let r = await ladder([
+    'keys',
+    'add',
+    '--name',
+    'Remote',
+    '--limit',
+    '1GB',
+    '--period',
+    'monthly',
+    '--api',
+    cfg,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^created key 0 "Remote"/);
+  assert.match(r.stdout, /ssconf:\/\/127\.0\.0\.1:\d+\/access\/\S+#Remote/);
+  r = await inproc(['keys', 'expire', '0', '2030-01-01', '--api', cfg]);
+  assert.equal(r.code, 0, r.stderr);
+  r = await inproc(['keys', 'list', '--json', '--api', cfg]);
+  const list = JSON.parse(r.stdout) as { id: string; expiresAt: string; dataLimitPeriod: string }[];
+  assert.equal(list[0]!.expiresAt, '2030-01-01T00:00:00.000Z');
+  assert.equal(list[0]!.dataLimitPeriod, 'monthly');
+  const wrongPin = JSON.stringify({ ...(JSON.parse(cfg) as object), certSha256: 'AB'.repeat(32) });
+  r = await ladder(['keys', 'list', '--api', wrongPin]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /certificate does not match/);
+  r = await inproc(['keys', 'list', '--api', (JSON.parse(cfg) as { apiUrl: string }).apiUrl]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--cert-sha256/);
+});
