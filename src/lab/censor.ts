@@ -416,6 +416,22 @@ export class Censor {
       }
     }
 
+    // C7's passive stage without C6 (the 2020 GFW): no Ex rules, only high-entropy first packets
+    // reach the prober, which applies the length trigger and weighting itself.
+    if (first && !cfg.c6.enabled && cfg.c7.enabled && flow.outbound && this.#monitored(ref.sIP)) {
+      const entropy = shannonEntropy(chunk);
+      if (entropy >= cfg.c7.minEntropyWithoutFet) {
+        const ev: SuspiciousFlow = {
+          flow: ref,
+          backend: flow.backend,
+          payload: Buffer.from(chunk),
+          features: fetFeatures(chunk),
+          entropy,
+        };
+        for (const l of this.#suspicious) l(ev);
+      }
+    }
+
     // C6: fully encrypted traffic, first chunk only, outbound, TCP.
     if (first && cfg.c6.enabled && flow.outbound && this.#monitored(ref.sIP)) {
       const f = fetFeatures(chunk, { tlsMaxMinor: cfg.c6.tlsMaxMinor });

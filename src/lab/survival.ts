@@ -35,6 +35,8 @@ export interface DirectContender {
   readonly site: 'blocked' | 'open';
   /** Wrap TCP under TLS (a defence such as ClientHello record fragmentation). */
   readonly wrapTls?: (raw: net.Socket) => Duplex;
+  /** Resolve the site's name another way than "first answer wins" (a DNS defence); returns an IPv4 address. */
+  readonly resolveName?: (resolver: Endpoint, name: string) => Promise<string | undefined>;
 }
 
 export interface TunnelContender {
@@ -267,12 +269,17 @@ async function directWorkload(
 ): Promise<RequestRecord[]> {
   const site = world.sites[c.site];
   const steps: RequestRecord[] = [];
-  const dns = await dnsQuery(world.resolver, site.name, 'A', {
-    ...base,
-    localAddress: clientIp,
-    collectMs: 2_000,
-  });
-  const first = dns.first?.[0]?.data;
+  let first: string | undefined;
+  if (c.resolveName) {
+    first = await c.resolveName(world.resolver, site.name).catch(() => undefined);
+  } else {
+    const dns = await dnsQuery(world.resolver, site.name, 'A', {
+      ...base,
+      localAddress: clientIp,
+      collectMs: 2_000,
+    });
+    first = dns.first?.find((a) => a.type === 'A')?.data;
+  }
   steps.push({
     step: 'dns A',
     outcome:
@@ -349,13 +356,13 @@ export function formatSurvivalTable(r: SurvivalReport): string {
         : c.prober.proxy
           ? `PROXY (${c.prober.rules.join(',')})`
           : `not proxy (${Object.entries(c.prober.reactions)
-              .map(([k, v]) => `${k}x${v}`)
+              .map(([k, v]) => `${k}=${v}`)
               .join(' ')})`,
     c.endpointBlocked ? 'yes (C1)' : 'no',
     String(c.residualHits),
     c.afterVerdict ?? '-',
     Object.entries(c.blockedBy)
-      .map(([k, v]) => `${k}x${v}`)
+      .map(([k, v]) => `${k}=${v}`)
       .join(' ') || '-',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));

@@ -90,7 +90,7 @@ function siteHandler(req: http.IncomingMessage, res: http.ServerResponse): void 
   res.end(body);
 }
 
-/** A plain authoritative DNS zone server (the "genuine" resolver behind the path). */
+/** A plain DNS zone server answering like a recursive resolver (the "genuine" resolver behind the path). */
 export class ZoneServer {
   readonly records: Map<string, { a?: string; txt?: string }>;
   readonly #socket = dgram.createSocket('udp4');
@@ -117,8 +117,8 @@ export class ZoneServer {
       const reply = dnsPacket.encode({
         type: 'response',
         id: q.id ?? 0,
-        flags:
-          dnsPacket.AUTHORITATIVE_ANSWER | (rec ? 0 : 3) | ((q.flags ?? 0) & dnsPacket.RECURSION_DESIRED),
+        // Answer like the recursive resolver a client would use: RA set, AA clear, RD copied.
+        flags: dnsPacket.RECURSION_AVAILABLE | (rec ? 0 : 3) | ((q.flags ?? 0) & dnsPacket.RECURSION_DESIRED),
         questions: [question],
         answers,
       });

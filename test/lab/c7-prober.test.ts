@@ -207,3 +207,28 @@ test("C7: Ladder's own server (tunnel core) is not classified proxy after a real
     await w.stop();
   }
 });
+
+test('C7 without C6 (2020 profile): high-entropy first packets are probed, a TLS ClientHello is not', async () => {
+  const { buildClientHello } = await import('../../src/lab/tls-clienthello.js');
+  const server = await drainServer();
+  const w = await startWorld('none', {
+    c7: { enabled: true, weighted: false, maxDelayMs: 2_000, concurrency: 8 },
+  });
+  try {
+    const a = await w.addRemoteHost(server.address);
+    const b = await w.addRemoteHost(server.address);
+    const random = Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 167 + 13) & 0xff));
+    await exchange(a.tcp, random, { localAddress: '127.0.1.85', waitMs: 50 });
+    const hello = buildClientHello({
+      serverName: 'www.open.lab',
+      extensions: [{ type: 0x15, data: Buffer.alloc(200) }],
+    });
+    await exchange(b.tcp, hello, { localAddress: '127.0.1.86', waitMs: 50 });
+    await w.prober.settled();
+    assert.deepEqual([...w.prober.verdicts.keys()], [`${a.logical.host}:${a.logical.port}`]);
+    assert.equal(w.prober.verdicts.get(`${a.logical.host}:${a.logical.port}`)!.proxy, false);
+  } finally {
+    await server.close();
+    await w.stop();
+  }
+});

@@ -14,6 +14,8 @@ import { startClient } from '../../client/index.js';
 import { ShadowsocksDialer } from '../../transport/shadowsocks-dialer.js';
 import { fragmentingSocket } from '../../transport/tls-fragment.js';
 import { encodeFirstWrite, makeShapedSalt } from '../../protocol/shadowsocks/shaping.js';
+import { FilteringUdpResolver } from '../../client/dns/resolvers.js';
+import dnsPacket from 'dns-packet';
 import { UsageError } from '../errors.js';
 
 interface LabRunFlags {
@@ -156,6 +158,23 @@ function ladderContender(name: string, description: string, shaped: boolean): Tu
   };
 }
 
+/** D11: resolve through Ladder's filtering UDP stub; the first A answer of the response it keeps. */
+async function resolveWithStub(
+  resolver: { host: string; port: number },
+  name: string,
+): Promise<string | undefined> {
+  const stub = new FilteringUdpResolver({ upstream: resolver, windowMs: 300, timeoutMs: 2000 });
+  const query = dnsPacket.encode({
+    type: 'query',
+    id: 1,
+    flags: dnsPacket.RECURSION_DESIRED,
+    questions: [{ type: 'A', name, class: 'IN' }],
+  });
+  const reply = dnsPacket.decode(await stub.resolve(query));
+  const a = reply.answers?.find((x) => x.type === 'A') as { data?: unknown } | undefined;
+  return typeof a?.data === 'string' ? a.data : undefined;
+}
+
 export function labContenders(): Contender[] {
   return [
     {
@@ -177,6 +196,14 @@ export function labContenders(): Contender[] {
         'direct to www.blocked.lab with the ClientHello split across TLS records (src/transport/tls-fragment.ts)',
       site: 'blocked',
       wrapTls: (raw) => fragmentingSocket(raw),
+    },
+    {
+      kind: 'direct',
+      name: 'direct + DNS stub (D11)',
+      description:
+        "direct to www.blocked.lab resolving through Ladder's filtering DNS stub (src/client/dns; waits for the late genuine answer; its queries leave from 127.0.0.1)",
+      site: 'blocked',
+      resolveName: resolveWithStub,
     },
     shadowsocksLibev,
     ladderContender(
