@@ -6,7 +6,12 @@ import { join } from 'node:path';
 import { ConfigError, loadServerConfigFile, parseServerConfig, parseServerConfigText } from './server.js';
 
 const SECRET = 'hunter2-very-secret';
-const key = (over: Record<string, unknown> = {}) => ({ id: 'alice', method: 'chacha20-ietf-poly1305', password: SECRET, ...over });
+const key = (over: Record<string, unknown> = {}) => ({
+  id: 'alice',
+  method: 'chacha20-ietf-poly1305',
+  password: SECRET,
+  ...over,
+});
 
 function errorOf(input: unknown): ConfigError {
   try {
@@ -48,12 +53,18 @@ describe('server config', () => {
 
   it('refuses stream ciphers naming the field', () => {
     const e = errorOf({ keys: [key(), key({ id: 'bob', method: 'rc4-md5' })] });
-    assert.match(e.message, /^config\.json: keys\[1\]\.method: method "rc4-md5" is a stream cipher .*refused/);
+    assert.match(
+      e.message,
+      /^config\.json: keys\[1\]\.method: method "rc4-md5" is a stream cipher .*refused/,
+    );
     assert.equal(e.path, 'keys[1].method');
   });
 
   it('refuses unknown methods', () => {
-    assert.match(errorOf({ keys: [key({ method: 'aes-512-gcm' })] }).message, /keys\[0\]\.method: unknown method "aes-512-gcm"/);
+    assert.match(
+      errorOf({ keys: [key({ method: 'aes-512-gcm' })] }).message,
+      /keys\[0\]\.method: unknown method "aes-512-gcm"/,
+    );
   });
 
   it('refuses duplicate ids', () => {
@@ -65,30 +76,51 @@ describe('server config', () => {
 
   it('refuses unknown fields at the top level and inside keys', () => {
     assert.match(errorOf({ keys: [key()], prot: 1 }).message, /^config\.json: unknown field "prot"$/);
-    assert.match(errorOf({ keys: [{ id: 'a', method: 'aes-128-gcm', pasword: SECRET }] }).message, /keys\[0\]/);
+    assert.match(
+      errorOf({ keys: [{ id: 'a', method: 'aes-128-gcm', pasword: SECRET }] }).message,
+      /keys\[0\]/,
+    );
   });
 
   it('names the field for wrong types and ranges', () => {
-    assert.match(errorOf({ keys: [key()], port: 70000 }).message, /^config\.json: port: must be in 0\.\.65535$/);
+    assert.match(
+      errorOf({ keys: [key()], port: 70000 }).message,
+      /^config\.json: port: must be in 0\.\.65535$/,
+    );
     assert.match(errorOf({ keys: [key()], port: '8388' }).message, /^config\.json: port: must be a number/);
     assert.match(errorOf({ keys: [key({ password: 42 })] }).message, /keys\[0\]\.password: must be a string/);
-    assert.match(errorOf({ keys: [key({ password: '' })] }).message, /keys\[0\]\.password: must not be empty/);
+    assert.match(
+      errorOf({ keys: [key({ password: '' })] }).message,
+      /keys\[0\]\.password: must not be empty/,
+    );
     assert.match(errorOf({ keys: [] }).message, /keys: must list at least one key/);
     assert.match(errorOf({}).message, /keys: is required/);
-    assert.match(errorOf({ keys: [key()], timeouts: { idleSeconds: 0 } }).message, /timeouts\.idleSeconds: must be greater than 0/);
-    assert.match(errorOf({ keys: [key()], allowPrivateDestinations: 'yes' }).message, /allowPrivateDestinations: must be true or false/);
+    assert.match(
+      errorOf({ keys: [key()], timeouts: { idleSeconds: 0 } }).message,
+      /timeouts\.idleSeconds: must be greater than 0/,
+    );
+    assert.match(
+      errorOf({ keys: [key()], allowPrivateDestinations: 'yes' }).message,
+      /allowPrivateDestinations: must be true or false/,
+    );
     assert.match(errorOf([]).message, /must be a JSON object/);
   });
 
   it('JSON syntax errors give a location, never the text', () => {
     try {
-      parseServerConfigText(`{"keys": [{"id": "a", "method": "aes-128-gcm", "password": "${SECRET}" "x": 1}]}`, 'c.json');
+      parseServerConfigText(
+        `{"keys": [{"id": "a", "method": "aes-128-gcm", "password": "${SECRET}" "x": 1}]}`,
+        'c.json',
+      );
       assert.fail('expected error');
     } catch (err) {
       assert.ok(err instanceof ConfigError);
       assert.match(err.message, /^c\.json: not valid JSON at line 1, column \d+$/);
     }
-    assert.throws(() => parseServerConfigText(`{"password": ${SECRET}}`, 'c.json'), (e: Error) => !e.message.includes(SECRET));
+    assert.throws(
+      () => parseServerConfigText(`{"password": ${SECRET}}`, 'c.json'),
+      (e: Error) => !e.message.includes(SECRET),
+    );
   });
 
   it('loads a file and reports a missing one', async () => {

@@ -67,7 +67,10 @@ export const serverConfigSchema = z.strictObject({
     .min(0, { error: 'must be in 0..65535' })
     .max(65535, { error: 'must be in 0..65535' })
     .default(8388),
-  host: z.string({ error: 'must be a string (an IP address or host name)' }).min(1, { error: 'must not be empty' }).optional(),
+  host: z
+    .string({ error: 'must be a string (an IP address or host name)' })
+    .min(1, { error: 'must not be empty' })
+    .optional(),
   keys: z
     .array(keySchema, { error: 'must be a list of keys' })
     .min(1, { error: 'must list at least one key' })
@@ -77,7 +80,11 @@ export const serverConfigSchema = z.strictObject({
       keys.forEach((k, i) => {
         const prev = seen.get(k.id);
         if (prev !== undefined) {
-          ctx.addIssue({ code: 'custom', path: [i, 'id'], message: `duplicate id "${k.id}" (also keys[${prev}].id)` });
+          ctx.addIssue({
+            code: 'custom',
+            path: [i, 'id'],
+            message: `duplicate id "${k.id}" (also keys[${prev}].id)`,
+          });
         } else seen.set(k.id, i);
       });
     }),
@@ -94,7 +101,10 @@ export const serverConfigSchema = z.strictObject({
     .min(1, { error: 'must be at least 1' })
     .max(10_000_000, { error: 'must be at most 10000000' })
     .default(20_000),
-  replayStateFile: z.string({ error: 'must be a file path' }).min(1, { error: 'must not be empty' }).optional(),
+  replayStateFile: z
+    .string({ error: 'must be a file path' })
+    .min(1, { error: 'must not be empty' })
+    .optional(),
 });
 
 export interface ServerConfig {
@@ -191,7 +201,12 @@ export async function loadServerConfigFile(path: string): Promise<ServerConfig> 
     text = await readFile(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : `cannot read (${code ?? 'error'})`;
+    const why =
+      code === 'ENOENT'
+        ? 'no such file'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : `cannot read (${code ?? 'error'})`;
     throw new ConfigError(`${path}: ${why}`, '');
   }
   const c = parseServerConfigText(text, path);

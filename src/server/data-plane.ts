@@ -3,7 +3,8 @@ import type { RuntimeKey } from '../shared/control.js';
 import { ShadowsocksServer, type ServerOptions } from './server.js';
 
 /** Where keys come from: a fixed list, or a function (the management plane's store). */
-export type KeySource = readonly RuntimeKey[] | (() => readonly RuntimeKey[] | Promise<readonly RuntimeKey[]>);
+export type KeySource =
+  readonly RuntimeKey[] | (() => readonly RuntimeKey[] | Promise<readonly RuntimeKey[]>);
 
 export interface DataPlaneOptions extends Omit<ServerOptions, 'keys'> {
   keys: KeySource;

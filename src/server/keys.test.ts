@@ -19,8 +19,20 @@ describe('buildKeyEntries', () => {
   });
 
   it('keeps unchanged entries (identity) and replaces changed ones', () => {
-    const first = buildKeyEntries([{ id: 'a', method: 'aes-128-gcm', secret: 'x' }, { id: 'b', method: 'aes-128-gcm', secret: 'y' }], new Map()).entries;
-    const second = buildKeyEntries([{ id: 'a', method: 'aes-128-gcm', secret: 'x' }, { id: 'b', method: 'aes-128-gcm', secret: 'z' }], first).entries;
+    const first = buildKeyEntries(
+      [
+        { id: 'a', method: 'aes-128-gcm', secret: 'x' },
+        { id: 'b', method: 'aes-128-gcm', secret: 'y' },
+      ],
+      new Map(),
+    ).entries;
+    const second = buildKeyEntries(
+      [
+        { id: 'a', method: 'aes-128-gcm', secret: 'x' },
+        { id: 'b', method: 'aes-128-gcm', secret: 'z' },
+      ],
+      first,
+    ).entries;
     assert.equal(second.get('a'), first.get('a'));
     assert.notEqual(second.get('b'), first.get('b'));
   });
@@ -36,7 +48,10 @@ describe('buildKeyEntries', () => {
       new Map(),
     );
     assert.deepEqual([...entries.keys()], ['b']);
-    assert.deepEqual(rejected.map((r) => r.id), ['a', 'b', 'c']);
+    assert.deepEqual(
+      rejected.map((r) => r.id),
+      ['a', 'b', 'c'],
+    );
     assert.match(rejected[0]!.reason, /stream cipher/);
     assert.match(rejected[1]!.reason, /duplicate/);
     assert.ok(rejected.every((r) => !r.reason.includes('sekrit')));

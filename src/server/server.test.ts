@@ -54,7 +54,8 @@ describe('ShadowsocksServer failure reaction (manual clock)', () => {
       await settle(400); // let the server read everything before the clock moves
       clock.advance(IDLE - 1);
       await settle();
-      for (const [i, p] of probes.entries()) assert.equal(p.kind, 'open', `length ${lengths[i]} closed early`);
+      for (const [i, p] of probes.entries())
+        assert.equal(p.kind, 'open', `length ${lengths[i]} closed early`);
       // More bytes on one probe push its deadline back; the others close on time.
       probes[0]!.sock.write(randomBytes(10));
       await settle(400);
@@ -69,7 +70,10 @@ describe('ShadowsocksServer failure reaction (manual clock)', () => {
       assert.equal(probes[0]!.kind, 'fin');
       for (let i = 0; i < 100 && closed.length < lengths.length; i++) await settle(20);
       const statuses = new Set(closed.map((e) => e.status));
-      assert.ok([...statuses].every((s) => s === 'ERR_SHORT_HEADER' || s === 'ERR_CIPHER'), [...statuses].join());
+      assert.ok(
+        [...statuses].every((s) => s === 'ERR_SHORT_HEADER' || s === 'ERR_CIPHER'),
+        [...statuses].join(),
+      );
       // Short ones could not test the 32-byte-salt key; 50+ bytes tested both keys.
       assert.equal(closed.length, lengths.length);
     } finally {
@@ -78,7 +82,10 @@ describe('ShadowsocksServer failure reaction (manual clock)', () => {
   });
 
   it('a peer that closes first gets FIN back at once, for any length', async () => {
-    const server = new ShadowsocksServer({ keys: [{ id: 'a', method: 'aes-256-gcm', secret: 's' }], timeouts: { idleMs: IDLE } });
+    const server = new ShadowsocksServer({
+      keys: [{ id: 'a', method: 'aes-256-gcm', secret: 's' }],
+      timeouts: { idleMs: IDLE },
+    });
     const { port } = await server.listen({ port: 0, host: '127.0.0.1' });
     try {
       for (const n of [0, 1, 49, 50, 51, 221, 3000]) {
@@ -113,7 +120,13 @@ describe('ShadowsocksServer failure reaction (manual clock)', () => {
     });
     const { port } = await server.listen({ port: 0, host: '127.0.0.1' });
     const { openTestTunnel } = await import('./test-client.js');
-    const t = await openTestTunnel({ port, method: 'aes-128-gcm', password: 's', target: { host: '127.0.0.1', port: echoPort }, initial: Buffer.from('hi') });
+    const t = await openTestTunnel({
+      port,
+      method: 'aes-128-gcm',
+      password: 's',
+      target: { host: '127.0.0.1', port: echoPort },
+      initial: Buffer.from('hi'),
+    });
     await t.read(2);
     const p = await probe(port, randomBytes(30));
     for (let i = 0; i < 100 && server.connectionCount < 2; i++) await settle(20);
@@ -125,7 +138,10 @@ describe('ShadowsocksServer failure reaction (manual clock)', () => {
     assert.notEqual(p.kind, 'open');
     assert.equal(p.received, 0);
     assert.deepEqual(closed.map((e) => e.status).sort(), ['ERR_CLOSED', 'ERR_CLOSED']);
-    assert.ok(usage.some(([id, up, down]) => id === 'k' && up > 0 && down > 0), JSON.stringify(usage));
+    assert.ok(
+      usage.some(([id, up, down]) => id === 'k' && up > 0 && down > 0),
+      JSON.stringify(usage),
+    );
     await new Promise<void>((r) => echo.close(() => r()));
   });
 
@@ -135,7 +151,10 @@ describe('ShadowsocksServer failure reaction (manual clock)', () => {
       { id: 'a', method: 'aes-256-gcm', secret: 's' },
       { id: 'b', method: 'rc4-md5', secret: 'x' },
     ]);
-    assert.deepEqual(server.rejectedKeys.map((r) => r.id), ['b']);
+    assert.deepEqual(
+      server.rejectedKeys.map((r) => r.id),
+      ['b'],
+    );
     assert.match(server.rejectedKeys[0]!.reason, /stream cipher/);
     assert.throws(() => new ShadowsocksServer({ timeouts: { idleMs: 0 } }), /positive/);
   });

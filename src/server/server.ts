@@ -241,18 +241,25 @@ export class ShadowsocksServer implements ServerControl {
       data = await readFile(file);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-        this.#log.warn({ code: (err as NodeJS.ErrnoException).code }, 'cannot read replay state; starting empty');
+        this.#log.warn(
+          { code: (err as NodeJS.ErrnoException).code },
+          'cannot read replay state; starting empty',
+        );
       }
       return;
     }
     try {
-      if (data.length < 8 || data.toString('latin1', 0, 4) !== REPLAY_STATE_MAGIC) throw new Error('bad magic');
+      if (data.length < 8 || data.toString('latin1', 0, 4) !== REPLAY_STATE_MAGIC)
+        throw new Error('bad magic');
       const clientLen = data.readUInt32BE(4);
       if (8 + clientLen > data.length) throw new Error('truncated');
       this.clientSalts = SaltFilter.deserialize(data.subarray(8, 8 + clientLen), this.#replayCapacity);
       this.serverSalts = SaltFilter.deserialize(data.subarray(8 + clientLen), this.#replayCapacity);
       this.#replaySavedAt = this.clientSalts.changes + this.serverSalts.changes;
-      this.#log.info({ clientSalts: this.clientSalts.size, serverSalts: this.serverSalts.size }, 'replay state loaded');
+      this.#log.info(
+        { clientSalts: this.clientSalts.size, serverSalts: this.serverSalts.size },
+        'replay state loaded',
+      );
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, 'replay state file is malformed; starting empty');
     }

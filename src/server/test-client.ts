@@ -100,7 +100,10 @@ export function openTestTunnel(opts: TestTunnelOptions): Promise<TestTunnel> {
         read: (n, timeoutMs = 5000) =>
           new Promise((res, rej) => {
             let done = false;
-            const timer = setTimeout(() => finish(new Error(`timed out after ${plainLen} of ${n} bytes`)), timeoutMs);
+            const timer = setTimeout(
+              () => finish(new Error(`timed out after ${plainLen} of ${n} bytes`)),
+              timeoutMs,
+            );
             const finish = (err?: Error): void => {
               if (done) return;
               done = true;
@@ -111,7 +114,8 @@ export function openTestTunnel(opts: TestTunnelOptions): Promise<TestTunnel> {
             const check = (): void => {
               if (done) return;
               if (plainLen >= n) return finish();
-              if (socket.destroyed || socket.readableEnded) return finish(new Error(`closed after ${plainLen} of ${n} bytes`));
+              if (socket.destroyed || socket.readableEnded)
+                return finish(new Error(`closed after ${plainLen} of ${n} bytes`));
               waiters.push(check);
             };
             check();

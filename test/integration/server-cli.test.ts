@@ -115,7 +115,13 @@ describe('ladder server (CLI)', () => {
       const m = await waitFor(r, /listening on 127\.0\.0\.1:(\d+)/);
       const port = Number(m[1]);
       assert.doesNotMatch(r.stdout(), /ss:\/\//, 'config mode prints no URLs by default');
-      const t = await openTestTunnel({ port, method: 'aes-256-gcm', password: 'pb', target: { host: '127.0.0.1', port: echoPort }, initial: Buffer.from('b!') });
+      const t = await openTestTunnel({
+        port,
+        method: 'aes-256-gcm',
+        password: 'pb',
+        target: { host: '127.0.0.1', port: echoPort },
+        initial: Buffer.from('b!'),
+      });
       assert.equal((await t.read(2)).toString(), 'b!');
       t.end();
       const started = Date.now();
@@ -141,14 +147,30 @@ describe('ladder server (CLI)', () => {
   });
 
   const usageErrors: [string, string[], RegExp, (string | undefined)?][] = [
-    ['stream cipher', ['server', '--method', 'rc4-md5'], /^ladder: --method: method "rc4-md5" is a stream cipher .*refused/],
+    [
+      'stream cipher',
+      ['server', '--method', 'rc4-md5'],
+      /^ladder: --method: method "rc4-md5" is a stream cipher .*refused/,
+    ],
     ['bad port', ['server', '--port', '99999'], /^ladder: --port must be an integer in 0\.\.65535/],
-    ['config + password', ['server', '--config', 'x.json', '--password', 'p'], /cannot be combined with --config/],
-    ['missing config', ['server', '--config', '/nonexistent/ladder.json'], /^ladder: \/nonexistent\/ladder\.json: no such file$/],
+    [
+      'config + password',
+      ['server', '--config', 'x.json', '--password', 'p'],
+      /cannot be combined with --config/,
+    ],
+    [
+      'missing config',
+      ['server', '--config', '/nonexistent/ladder.json'],
+      /^ladder: \/nonexistent\/ladder\.json: no such file$/,
+    ],
     ['bad log level', ['server', '--log-level', 'loud'], /--log-level must be one of/],
     ['unknown flag', ['server', '--bogus'], /^ladder: server: unknown option '--bogus'$/],
     ['missing flag value', ['server', '--port'], /^ladder: server: option '--port <port>' argument missing$/],
-    ['bad --public-host', ['server', '--public-host', 'a b'], /--public-host must be an IP address or a DNS name/],
+    [
+      'bad --public-host',
+      ['server', '--public-host', 'a b'],
+      /--public-host must be an IP address or a DNS name/,
+    ],
   ];
   for (const [name, args, re] of usageErrors) {
     it(`usage error, exit 2: ${name}`, async () => {

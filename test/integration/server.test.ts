@@ -3,7 +3,12 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { startDataPlane, type ConnectionClosedEvent, type AuthEvent, type DataPlane } from '../../src/server/index.js';
+import {
+  startDataPlane,
+  type ConnectionClosedEvent,
+  type AuthEvent,
+  type DataPlane,
+} from '../../src/server/index.js';
 import { openTestTunnel } from '../../src/server/test-client.js';
 import { AeadEncoder, AeadSession } from '../../src/protocol/shadowsocks/aead.js';
 import { deriveSubkey, evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
@@ -50,7 +55,11 @@ const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const METHODS = ['aes-128-gcm', 'aes-256-gcm', 'chacha20-ietf-poly1305'] as const;
 
 /** Open a raw TCP connection, send bytes, and report what came back and how it closed. */
-function rawProbe(port: number, payload: Buffer, waitMs: number): Promise<{ received: number; kind: string; afterMs: number }> {
+function rawProbe(
+  port: number,
+  payload: Buffer,
+  waitMs: number,
+): Promise<{ received: number; kind: string; afterMs: number }> {
   return new Promise((resolve) => {
     const start = Date.now();
     let received = 0;
@@ -284,7 +293,10 @@ describe('probe resistance', () => {
     for (let i = 0; i < 100 && closed.filter((e) => e.status === status).length < n; i++) {
       await new Promise((r) => setTimeout(r, 50));
     }
-    assert.ok(closed.filter((e) => e.status === status).length >= n, `expected ${n} x ${status}: ${closed.map((e) => e.status).join(',')}`);
+    assert.ok(
+      closed.filter((e) => e.status === status).length >= n,
+      `expected ${n} x ${status}: ${closed.map((e) => e.status).join(',')}`,
+    );
   };
 
   before(async () => {
@@ -320,7 +332,10 @@ describe('probe resistance', () => {
     for (const [i, r] of results.entries()) {
       assert.equal(r.received, 0, `length ${lengths[i]}: got data`);
       assert.equal(r.kind, 'fin', `length ${lengths[i]}: closed by ${r.kind}`);
-      assert.ok(r.afterMs >= IDLE - 50 && r.afterMs < IDLE + 4_000, `length ${lengths[i]}: closed after ${r.afterMs} ms`);
+      assert.ok(
+        r.afterMs >= IDLE - 50 && r.afterMs < IDLE + 4_000,
+        `length ${lengths[i]}: closed after ${r.afterMs} ms`,
+      );
     }
   });
 
@@ -375,8 +390,15 @@ describe('probe resistance', () => {
     const badAtyp = new AeadEncoder(method, key).encode(Buffer.from([0x07, 1, 2, 3, 4, 0, 80, 9, 9]));
     // A first length chunk that authenticates but says 0 bytes.
     const salt = Buffer.alloc(32, 0x5a);
-    const zeroLen = Buffer.concat([salt, new AeadSession(method, deriveSubkey(key, salt)).seal(Buffer.from([0, 0])), Buffer.alloc(40)]);
-    const [a, b] = await Promise.all([rawProbe(plane.address.port, badAtyp, IDLE + 6_000), rawProbe(plane.address.port, zeroLen, IDLE + 6_000)]);
+    const zeroLen = Buffer.concat([
+      salt,
+      new AeadSession(method, deriveSubkey(key, salt)).seal(Buffer.from([0, 0])),
+      Buffer.alloc(40),
+    ]);
+    const [a, b] = await Promise.all([
+      rawProbe(plane.address.port, badAtyp, IDLE + 6_000),
+      rawProbe(plane.address.port, zeroLen, IDLE + 6_000),
+    ]);
     for (const r of [a, b]) {
       assert.equal(r.received, 0);
       assert.equal(r.kind, 'fin');
@@ -451,7 +473,8 @@ describe('replay state survives a restart (replayStateFile)', () => {
         assert.equal(replay.kind, 'fin');
         const reflected = await rawProbe(second.address.port, response, 4_000);
         assert.equal(reflected.received, 0);
-        for (let i = 0; i < 100 && !closed.some((e) => e.status === 'ERR_REPLAY_SERVER'); i++) await new Promise((r) => setTimeout(r, 20));
+        for (let i = 0; i < 100 && !closed.some((e) => e.status === 'ERR_REPLAY_SERVER'); i++)
+          await new Promise((r) => setTimeout(r, 20));
         assert.deepEqual(
           closed.slice(-2).map((e) => e.status),
           ['ERR_REPLAY_CLIENT', 'ERR_REPLAY_SERVER'],

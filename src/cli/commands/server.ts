@@ -36,7 +36,8 @@ function hostPort(host: string, port: number): string {
 
 function portFlag(value: string): number {
   const n = Number(value);
-  if (!/^\d+$/.test(value) || n > 65535) throw new UsageError(`--port must be an integer in 0..65535, got "${value}"`);
+  if (!/^\d+$/.test(value) || n > 65535)
+    throw new UsageError(`--port must be an integer in 0..65535, got "${value}"`);
   return n;
 }
 
@@ -57,13 +58,19 @@ export function generatePassword(): string {
  * The host to put in printed access URLs: --public-host, else the listen address when it is a
  * specific one, else a guess from this machine's interfaces (first global IPv4, then IPv6).
  */
-export function urlHost(listenHost: string | undefined, publicHost: string | undefined): { host: string; guessed: boolean } {
+export function urlHost(
+  listenHost: string | undefined,
+  publicHost: string | undefined,
+): { host: string; guessed: boolean } {
   if (publicHost) return { host: publicHost, guessed: false };
-  if (listenHost && listenHost !== '0.0.0.0' && listenHost !== '::') return { host: listenHost, guessed: false };
+  if (listenHost && listenHost !== '0.0.0.0' && listenHost !== '::')
+    return { host: listenHost, guessed: false };
   const addrs = Object.values(networkInterfaces()).flatMap((l) => l ?? []);
   const v4 = addrs.find((a) => a.family === 'IPv4' && !a.internal);
   if (v4) return { host: v4.address, guessed: true };
-  const v6 = addrs.find((a) => a.family === 'IPv6' && !a.internal && !a.address.toLowerCase().startsWith('fe80'));
+  const v6 = addrs.find(
+    (a) => a.family === 'IPv6' && !a.internal && !a.address.toLowerCase().startsWith('fe80'),
+  );
   if (v6) return { host: v6.address, guessed: true };
   return { host: '127.0.0.1', guessed: true };
 }
@@ -83,7 +90,9 @@ async function plan(flags: ServerFlags): Promise<Plan> {
   let source: string;
   if (flags.config !== undefined) {
     if (password !== undefined || flags.method !== undefined) {
-      throw new UsageError('--password/--method cannot be combined with --config; put the keys in the config file');
+      throw new UsageError(
+        '--password/--method cannot be combined with --config; put the keys in the config file',
+      );
     }
     try {
       config = await loadServerConfigFile(flags.config);
@@ -124,7 +133,8 @@ async function plan(flags: ServerFlags): Promise<Plan> {
     if (flags.replayState === '') throw new UsageError('--replay-state must be a file path');
     overrides.replayStateFile = flags.replayState;
   }
-  if (flags.idleTimeout !== undefined) overrides.idleMs = Math.round(secondsFlag('--idle-timeout', flags.idleTimeout) * 1000);
+  if (flags.idleTimeout !== undefined)
+    overrides.idleMs = Math.round(secondsFlag('--idle-timeout', flags.idleTimeout) * 1000);
   config = { ...config, ...overrides };
   const printKeys = flags.config === undefined || flags.showUrls ? config.keys : [];
   return { config, printKeys, generated, source };
@@ -145,9 +155,17 @@ async function banner(p: Plan, plane: DataPlane, publicHost: string | undefined)
   } else {
     const { host, guessed } = urlHost(config.host, publicHost);
     for (const k of p.printKeys) {
-      const url = formatSsUrl({ method: k.method, password: k.secret, host, port: a.port, tag: k.id === 'default' ? 'ladder' : k.id });
+      const url = formatSsUrl({
+        method: k.method,
+        password: k.secret,
+        host,
+        port: a.port,
+        tag: k.id === 'default' ? 'ladder' : k.id,
+      });
       out.push('');
-      out.push(`Access key${p.printKeys.length > 1 ? ` "${k.id}"` : ''} (a secret: give it only to the people who should connect):`);
+      out.push(
+        `Access key${p.printKeys.length > 1 ? ` "${k.id}"` : ''} (a secret: give it only to the people who should connect):`,
+      );
       out.push(`  ${url}`);
       const qr = await QRCode.toString(url, { type: 'terminal', small: true });
       out.push(qr.trimEnd());
@@ -160,13 +178,17 @@ async function banner(p: Plan, plane: DataPlane, publicHost: string | undefined)
     }
     if (guessed) {
       out.push('');
-      out.push(`The URL uses ${host}, guessed from this machine's interfaces. If clients reach this server by another`);
+      out.push(
+        `The URL uses ${host}, guessed from this machine's interfaces. If clients reach this server by another`,
+      );
       out.push('address or name (NAT, cloud VM, DNS name), restart with --public-host NAME.');
     }
     if (p.generated) {
       out.push('');
       out.push(`This key was generated for this run. To keep it across restarts, pass it back:`);
-      out.push(`  ladder server --port ${a.port} --method ${config.keys[0]!.method} --password '${config.keys[0]!.secret}'`);
+      out.push(
+        `  ladder server --port ${a.port} --method ${config.keys[0]!.method} --password '${config.keys[0]!.secret}'`,
+      );
     }
   }
   out.push('');
@@ -178,24 +200,42 @@ async function banner(p: Plan, plane: DataPlane, publicHost: string | undefined)
 export function registerServer(program: Command): void {
   program
     .command('server')
-    .description('run the Shadowsocks AEAD server; with no key given it generates one and prints its ss:// URL and a QR code')
-    .option('--config <file>', 'JSON config with one or more keys (format below); --port/--host/--idle-timeout/--allow-private override it')
+    .description(
+      'run the Shadowsocks AEAD server; with no key given it generates one and prints its ss:// URL and a QR code',
+    )
+    .option(
+      '--config <file>',
+      'JSON config with one or more keys (format below); --port/--host/--idle-timeout/--allow-private override it',
+    )
     .option('--port <port>', 'TCP port to listen on (default 8388; 0 picks a free port)')
     .option('--host <addr>', 'address to listen on (default: all interfaces)')
     .option('--method <method>', `cipher for --password or the generated key (default ${DEFAULT_METHOD})`)
-    .option('--password <pw>', 'use this password instead of generating one; or set LADDER_PASSWORD to keep it out of ps')
+    .option(
+      '--password <pw>',
+      'use this password instead of generating one; or set LADDER_PASSWORD to keep it out of ps',
+    )
     .option('--allow-private', 'allow relaying to loopback/private/link-local destinations (off by default)')
-    .option('--idle-timeout <s>', 'close connections idle this many seconds; also how long failed probes are held (default 300)')
-    .option('--public-host <name>', 'host name or IP clients use to reach this server (put in the printed URL)')
-    .option('--replay-state <file>', 'keep the replay filter in this file so replays are refused across restarts')
-    .option('--show-urls', 'with --config: print every key\'s ss:// URL and QR code')
+    .option(
+      '--idle-timeout <s>',
+      'close connections idle this many seconds; also how long failed probes are held (default 300)',
+    )
+    .option(
+      '--public-host <name>',
+      'host name or IP clients use to reach this server (put in the printed URL)',
+    )
+    .option(
+      '--replay-state <file>',
+      'keep the replay filter in this file so replays are refused across restarts',
+    )
+    .option('--show-urls', "with --config: print every key's ss:// URL and QR code")
     .option('--log-level <level>', `${LOG_LEVELS.join('|')} (logs go to stderr; default info)`)
     // Bad flags are usage errors like bad values: one line, exit 2 (commander alone prints two
     // lines and exits 1). Help and version output pass through untouched.
     .configureOutput({ outputError: () => {} })
     .showHelpAfterError(false)
     .exitOverride((err: CommanderError) => {
-      if (err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.help') throw err;
+      if (err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.help')
+        throw err;
       throw new UsageError(`server: ${err.message.replace(/^error: /, '')}`);
     })
     .addHelpText(
@@ -221,7 +261,11 @@ export function registerServer(program: Command): void {
         const from = flags.logLevel !== undefined ? '--log-level' : 'LADDER_LOG_LEVEL';
         throw new UsageError(`${from} must be one of ${LOG_LEVELS.join(', ')}, got "${level}"`);
       }
-      if (flags.publicHost !== undefined && isIP(flags.publicHost) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(flags.publicHost)) {
+      if (
+        flags.publicHost !== undefined &&
+        isIP(flags.publicHost) === 0 &&
+        !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(flags.publicHost)
+      ) {
         throw new UsageError('--public-host must be an IP address or a DNS name');
       }
       const p = await plan(flags);
@@ -240,8 +284,14 @@ export function registerServer(program: Command): void {
         });
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
-        if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND') {
-          const where = p.config.host === undefined ? `port ${p.config.port}` : hostPort(p.config.host, p.config.port);
+        if (
+          e.code === 'EADDRINUSE' ||
+          e.code === 'EACCES' ||
+          e.code === 'EADDRNOTAVAIL' ||
+          e.code === 'ENOTFOUND'
+        ) {
+          const where =
+            p.config.host === undefined ? `port ${p.config.port}` : hostPort(p.config.host, p.config.port);
           throw new UsageError(`cannot listen on ${where}: ${e.code}`);
         }
         throw err;

@@ -45,7 +45,8 @@ describe('SaltFilter', () => {
       f.add(salt(i));
       assert.ok(f.size <= 2 * N);
       // Everything from the last N insertions is still remembered.
-      for (let j = Math.max(0, i - N + 1); j <= i; j += 7) assert.equal(f.has(salt(j)), true, `forgot ${j} at ${i}`);
+      for (let j = Math.max(0, i - N + 1); j <= i; j += 7)
+        assert.equal(f.has(salt(j)), true, `forgot ${j} at ${i}`);
     }
     // ...and anything older than 2N insertions is forgotten (the only error the filter makes).
     assert.equal(f.has(salt(0)), false);
@@ -53,15 +54,19 @@ describe('SaltFilter', () => {
 
   it('property: for any insertion sequence, the last `capacity` distinct salts are present and size <= 2*capacity', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 20 }), fc.array(fc.integer({ min: 0, max: 60 }), { maxLength: 200 }), (cap, seq) => {
-        const f = new SaltFilter(cap);
-        const distinctOrder: number[] = [];
-        for (const x of seq) {
-          if (f.checkAndAdd(salt(x))) distinctOrder.push(x);
-          if (f.size > 2 * cap) return false;
-        }
-        return distinctOrder.slice(-cap).every((x) => f.has(salt(x)));
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 20 }),
+        fc.array(fc.integer({ min: 0, max: 60 }), { maxLength: 200 }),
+        (cap, seq) => {
+          const f = new SaltFilter(cap);
+          const distinctOrder: number[] = [];
+          for (const x of seq) {
+            if (f.checkAndAdd(salt(x))) distinctOrder.push(x);
+            if (f.size > 2 * cap) return false;
+          }
+          return distinctOrder.slice(-cap).every((x) => f.has(salt(x)));
+        },
+      ),
     );
   });
 
@@ -78,7 +83,8 @@ describe('SaltFilter snapshots', () => {
     const snap = f.serialize();
     const g = SaltFilter.deserialize(snap, 10);
     assert.equal(g.size, f.size);
-    for (let i = 0; i < 25; i++) assert.equal(g.has(salt(i, i % 2 ? 16 : 32)), f.has(salt(i, i % 2 ? 16 : 32)), `salt ${i}`);
+    for (let i = 0; i < 25; i++)
+      assert.equal(g.has(salt(i, i % 2 ? 16 : 32)), f.has(salt(i, i % 2 ? 16 : 32)), `salt ${i}`);
     const small = SaltFilter.deserialize(snap, 3);
     assert.equal(small.has(salt(24, 32)), true);
     assert.ok(small.size <= 6);

@@ -28,7 +28,10 @@ export class SaltFilter {
 
   constructor(capacity: number) {
     if (!Number.isSafeInteger(capacity) || capacity < 1) {
-      throw new ProtocolError('ERR_CONFIG', `replay filter capacity must be a positive integer, got ${capacity}`);
+      throw new ProtocolError(
+        'ERR_CONFIG',
+        `replay filter capacity must be a positive integer, got ${capacity}`,
+      );
     }
     this.capacity = capacity;
   }
