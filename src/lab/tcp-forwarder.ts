@@ -98,8 +98,8 @@ export class TcpForwarder {
         censor.clock.setTimeout(() => client.resetAndDestroy(), verdict.delayMs);
         return;
       case 'BLACKHOLE_NEW': {
+        // Accept (the kernel already did) and never answer anything, not even a FIN.
         client.on('data', () => undefined);
-        client.on('end', () => client.end());
         const t = setTimeout(() => client.destroy(), BLACKHOLE_MAX_REAL_MS);
         t.unref();
         client.once('close', () => clearTimeout(t));

@@ -47,6 +47,8 @@ async function freePort(): Promise<number> {
 
 async function waitListening(port: number, child: ChildProcess, what: string): Promise<void> {
   for (let i = 0; i < 100; i++) {
+    const spawnError = (child as ChildProcess & { spawnError?: Error }).spawnError;
+    if (spawnError) throw new Error(`${what}: ${spawnError.message}`);
     if (child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode}`);
     const ok = await new Promise<boolean>((resolve) => {
       const s = net.connect({ host: '127.0.0.1', port }, () => {
@@ -64,7 +66,8 @@ async function waitListening(port: number, child: ChildProcess, what: string): P
 function spawnPeer(bin: string, args: string[]): ChildProcess {
   const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   child.stderr?.resume();
-  child.on('error', () => undefined);
+  // ENOENT (binary not installed) arrives as an 'error' event; waitListening reports it.
+  child.on('error', (err) => Object.assign(child, { spawnError: err }));
   return child;
 }
 
