@@ -4,6 +4,8 @@ import { encodeFirstWrite, makeShapedSalt } from '../protocol/shadowsocks/shapin
 import { silentLogger, type Logger } from '../shared/logger.js';
 import type { Dialer } from '../transport/dialer.js';
 import { ShadowsocksDialer, type ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
+import { Shadowsocks2022Dialer } from '../transport/shadowsocks2022-dialer.js';
+import { isAead2022MethodName } from '../protocol/shadowsocks/methods2022.js';
 import { startHttpInbound } from './http-inbound.js';
 import { endpointFromKey } from './key.js';
 import { startSocks5Inbound, type SocksCredentials, type UdpAssociateRequest } from './socks5-inbound.js';
@@ -76,6 +78,29 @@ export function parseListenAddress(spec: string | ListenAddress, what = 'listen 
   return { host, port };
 }
 
+/**
+ * The tunnel dialer for an endpoint: SIP022 for 2022-blake3-* methods, SIP004 otherwise.
+ * `shape` (SIP004 only) turns on D1/D3 first-packet shaping.
+ */
+export function createTunnelDialer(
+  ep: ShadowsocksEndpoint,
+  opts: { connectTimeoutMs?: number; shape?: boolean } = {},
+): Dialer {
+  const timeout = opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {};
+  if (isAead2022MethodName(ep.method)) {
+    if (opts.shape)
+      throw new Error('first-packet shaping is for SIP004 methods; 2022 methods pad their own headers');
+    return new Shadowsocks2022Dialer({ ...ep, ...timeout });
+  }
+  if (opts.shape && ep.prefix)
+    throw new Error("shaping replaces the key's fixed prefix; use one or the other");
+  return new ShadowsocksDialer({
+    ...ep,
+    ...timeout,
+    ...(opts.shape ? { saltFactory: (n: number) => makeShapedSalt(n), firstWrite: encodeFirstWrite } : {}),
+  });
+}
+
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host.startsWith('127.') || host === '::1';
 }
@@ -90,12 +115,9 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
   if (!dialer) {
     if (opts.key === undefined) throw new Error('startClient needs a key or a dialer');
     const ep = typeof opts.key === 'string' ? endpointFromKey(opts.key) : opts.key;
-    if (opts.shape && ep.prefix)
-      throw new Error("shaping replaces the key's fixed prefix; use one or the other");
-    dialer = new ShadowsocksDialer({
-      ...ep,
+    dialer = createTunnelDialer(ep, {
       ...(opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
-      ...(opts.shape ? { saltFactory: (n: number) => makeShapedSalt(n), firstWrite: encodeFirstWrite } : {}),
+      ...(opts.shape !== undefined ? { shape: opts.shape } : {}),
     });
   }
   if (opts.socks === undefined && opts.http === undefined)

@@ -1,5 +1,10 @@
 import { ProtocolError } from '../protocol/errors.js';
 import { getAeadMethod } from '../protocol/shadowsocks/methods.js';
+import {
+  getAead2022Method,
+  isAead2022MethodName,
+  parsePsk2022,
+} from '../protocol/shadowsocks/methods2022.js';
 import { parseSsUrl } from '../protocol/sip002/index.js';
 import type { ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
 
@@ -32,7 +37,18 @@ export function endpointFromKey(key: string): ShadowsocksEndpoint & { tag?: stri
       `key uses the SIP003 plugin "${parsed.plugin}", which ladder does not support yet; ask for a key without a plugin`,
     );
   }
-  const method = getAeadMethod(parsed.method);
+  // SIP022 keys: the password is base64 PSK(s); check them now so a bad key fails at startup.
+  let method: { name: string; saltSize: number };
+  if (isAead2022MethodName(parsed.method)) {
+    method = getAead2022Method(parsed.method);
+    try {
+      parsePsk2022(getAead2022Method(parsed.method), parsed.password);
+    } catch (err) {
+      throw new ProtocolError('ERR_URL', `invalid ss:// URL: ${scrub((err as Error).message, text)}`);
+    }
+  } else {
+    method = getAeadMethod(parsed.method);
+  }
   const prefix = parsed.prefix;
   if (prefix && prefix.length > method.saltSize) {
     throw new ProtocolError(

@@ -168,7 +168,14 @@ describe('ladder client through a SIP004 server', () => {
     capture = await startCapture(ss.port);
     echo = await startEcho();
     echo6 = await startEcho({ host: '::1' });
-    client = await startClient({ key: keyFor(capture.port), socks: '127.0.0.1:0', http: '127.0.0.1:0' });
+    // A generous first-data wait so the first-write length checks cannot be broken by a slow,
+    // loaded machine (the application here writes immediately, so nothing actually waits).
+    client = await startClient({
+      key: keyFor(capture.port),
+      socks: '127.0.0.1:0',
+      http: '127.0.0.1:0',
+      firstDataWaitMs: 1000,
+    });
     socksPort = client.socksAddress!.port;
     httpPort = client.httpAddress!.port;
   });
@@ -259,7 +266,7 @@ describe('ladder client through a SIP004 server', () => {
       });
       const got = await readAll(s, 5000);
       assert.deepEqual(got, banner);
-      assert.ok(Date.now() - t0 < 2000);
+      assert.ok(Date.now() - t0 < 10_000);
       const first = await waitFor(() => capture.firsts[before]);
       assert.equal(first.length, getAeadMethod(METHOD).saltSize + 2 + 16 + 7 + 16, 'header alone');
     } finally {
@@ -495,7 +502,7 @@ describe('first-packet shaping and failures', () => {
       saltFactory: (n) => makeShapedSalt(n),
       firstWrite: encodeFirstWrite,
     });
-    const client = await startClient({ dialer, socks: '127.0.0.1:0' });
+    const client = await startClient({ dialer, socks: '127.0.0.1:0', firstDataWaitMs: 1000 });
     try {
       // Unshaped, 32 + 34 + 7 + n = 162 (n = 89) is in the trigger (160..999, length % 16 == 2).
       assert.ok(inProberTrigger(32 + 34 + 7 + 89));

@@ -86,6 +86,9 @@ export function registerClient(program: Command): void {
       }
       const firstDataWaitMs = intFlag('--first-data-wait', flags.firstDataWait, 0, 10_000);
       const idleTimeoutMs = intFlag('--idle-timeout', flags.idleTimeout, 1, 86_400) * 1000;
+      if (flags.shape && endpoint.method.startsWith('2022-')) {
+        throw new UsageError('--shape is for SIP004 keys; 2022-blake3-* methods pad their own headers');
+      }
       if (flags.shape && endpoint.prefix)
         throw new UsageError('--shape cannot be combined with a key that has a prefix');
       const log = createLogger(flags.logLevel ? { level: flags.logLevel } : {});
