@@ -268,6 +268,12 @@ export class KyselyStore implements Store {
     if (inputs.length === 0) return [];
     const now = this.#clock.now();
     return this.#tx(async (trx) => {
+      // Lock the id counter row first: concurrent creators (other connections of the pool, other
+      // nodes sharing a PostgreSQL store) queue here. SQLite's BEGIN IMMEDIATE already serializes.
+      const counterQuery = trx.selectFrom('settings').select('value').where('name', '=', 'nextKeyId');
+      const counter = await (
+        this.dialect === 'postgres' ? counterQuery.forUpdate() : counterQuery
+      ).executeTakeFirst();
       const explicit = inputs.flatMap((i) => (i.id !== undefined ? [i.id] : []));
       if (new Set(explicit).size !== explicit.length) {
         throw new StoreError('KEY_EXISTS', 'store: the same key id appears twice in one request');
@@ -277,11 +283,6 @@ export class KyselyStore implements Store {
         if (taken)
           throw new StoreError('KEY_EXISTS', `store: an access key with id "${taken.id}" already exists`);
       }
-      const counter = await trx
-        .selectFrom('settings')
-        .select('value')
-        .where('name', '=', 'nextKeyId')
-        .executeTakeFirst();
       let nextId = counter ? num(JSON.parse(counter.value)) : 0;
       const maxSeq = await trx
         .selectFrom('keys')

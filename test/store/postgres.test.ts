@@ -1,0 +1,119 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ManualClock } from '../../src/shared/clock.js';
+import {
+  KeyEnforcer,
+  openStore,
+  parseStoreLocation,
+  HOUR_MS,
+  type StoreLocation,
+} from '../../src/store/index.js';
+
+/**
+ * The same Store on a real PostgreSQL server (fleet mode), started here with initdb/pg_ctl in a
+ * temp dir on loopback. Skips loudly when PostgreSQL is not installed; fails instead under CI.
+ */
+
+const have =
+  spawnSync('initdb', ['--version']).status === 0 && spawnSync('pg_ctl', ['--version']).status === 0;
+const asRoot = process.getuid?.() === 0;
+const runAs = (cmd: string, args: string[]) =>
+  asRoot
+    ? execFileSync('runuser', ['-u', 'postgres', '--', cmd, ...args], { stdio: 'ignore' })
+    : execFileSync(cmd, args, { stdio: 'ignore' });
+
+let dir = '';
+let loc: StoreLocation;
+let started = false;
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+before(async () => {
+  if (!have) {
+    const msg = 'PostgreSQL (initdb, pg_ctl) not installed: SKIPPING the PostgreSQL store tests';
+    if (process.env.CI === 'true') throw new Error(msg);
+    console.error(`\n*** ${msg} ***\n`);
+    return;
+  }
+  dir = mkdtempSync(join(tmpdir(), 'ladder-pg-'));
+  if (asRoot) execFileSync('chown', ['postgres', dir]);
+  const port = await freePort();
+  runAs('initdb', ['-D', join(dir, 'data'), '-A', 'trust', '-U', 'ladder', '--no-sync']);
+  runAs('pg_ctl', [
+    '-D',
+    join(dir, 'data'),
+    '-o',
+    `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir} -c fsync=off`,
+    '-l',
+    join(dir, 'log'),
+    '-w',
+    'start',
+  ]);
+  started = true;
+  loc = parseStoreLocation(`postgres://ladder@127.0.0.1:${port}/postgres`, '.');
+});
+
+after(() => {
+  if (started) runAs('pg_ctl', ['-D', join(dir, 'data'), '-m', 'immediate', '-w', 'stop']);
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const base = { method: 'chacha20-ietf-poly1305', secret: 'pw', port: 4444 };
+
+test(
+  'postgres: keys, 100 parallel creations/deletions, usage sums, restart, enforcement',
+  { skip: !have },
+  async () => {
+    assert.equal(loc.kind, 'postgres');
+    const clock = new ManualClock(Date.UTC(2026, 10, 22, 10, 0));
+    let store = await openStore(loc, { clock });
+    assert.equal(store.dialect, 'postgres');
+    const made = await Promise.all(
+      Array.from({ length: 100 }, (_, i) => store.createKey({ ...base, name: `k${i}` })),
+    );
+    assert.equal(new Set(made.map((k) => k.id)).size, 100);
+    await Promise.all([
+      ...made.slice(0, 50).map((k) => store.deleteKey(k.id)),
+      ...Array.from({ length: 50 }, () => store.createKey(base)),
+    ]);
+    assert.equal(await store.countKeys(), 100);
+    const keep = made[60]!;
+    store.addBytes(keep.id, 3_000_000_000, 4_000_000_000); // > 2^32: bigint columns
+    clock.advance(HOUR_MS);
+    store.addBytes(keep.id, 1, 1);
+    assert.deepEqual((await store.usageSince(0)).get(keep.id), { up: 3_000_000_001, down: 4_000_000_001 });
+    await store.updateKey(keep.id, { dataLimitBytes: 5_000_000_000, expiresAt: clock.now() + 1000 });
+    await store.close();
+
+    store = await openStore(loc, { clock });
+    try {
+      const k = await store.getKey(keep.id);
+      assert.equal(k?.dataLimitBytes, 5_000_000_000);
+      assert.equal(typeof k?.createdAt, 'number');
+      assert.equal(k?.lastSeenAt, clock.now());
+      const ids: string[] = [];
+      const control = {
+        setKeys: (keys: readonly { id: string }[]) => ids.splice(0, ids.length, ...keys.map((x) => x.id)),
+        closeKeyConnections: () => 0,
+        openConnections: () => new Map<string, number>(),
+      };
+      const enforcer = new KeyEnforcer({ store, control, clock });
+      await enforcer.refresh();
+      assert.equal(ids.length, 99, 'over-limit key left out');
+      assert.ok(!ids.includes(keep.id));
+    } finally {
+      await store.close();
+    }
+  },
+);
