@@ -1,0 +1,54 @@
+/**
+ * The default survival report's claims, with the real contenders `ladder lab run` uses:
+ * shadowsocks-libev's first packets trigger C6; Ladder's current server is probed and never
+ * classified "proxy"; Ladder with the D1/D3 shaping draws no C6 trigger at all.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { labContenders } from '../../src/cli/commands/lab.js';
+import { runSurvival } from '../../src/lab/survival.js';
+import { DEFAULT_PROFILE, profile } from '../../src/lab/profiles.js';
+
+function have(bin: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const peers = have('ss-server') && have('ss-local');
+if (!peers) {
+  const msg = 'ss-server/ss-local (shadowsocks-libev) not installed: the shadowsocks-libev row is skipped';
+  if (process.env.CI === 'true') throw new Error(`${msg} (CI=true: failing)`);
+  console.error(`\n*** SKIP: ${msg} ***\n`);
+}
+
+test('survival under the default profile: libev triggers C6, Ladder is never "proxy", D1/D3 passes', async () => {
+  const want = ['ladder AEAD', 'ladder AEAD + D1/D3', ...(peers ? ['shadowsocks-libev AEAD'] : [])];
+  const contenders = labContenders().filter((c) => want.includes(c.name));
+  const config = profile(DEFAULT_PROFILE, { c7: { maxDelayMs: 5_000, concurrency: 8 } });
+  const r = await runSurvival({ config, seed: 1, clockRate: 100, contenders });
+  const row = (name: string) => r.contenders.find((c) => c.name === name)!;
+
+  assert.deepEqual(r.findings, [], 'no tunnel-core finding');
+  const ladder = row('ladder AEAD');
+  assert.equal(ladder.error, undefined);
+  assert.ok(ladder.c6Triggers >= 1, 'plain SIP004 first packets are fully encrypted');
+  assert.equal(ladder.prober?.probed, true);
+  assert.equal(ladder.prober?.proxy, false, ladder.prober?.evidence.join('; '));
+  assert.equal(ladder.endpointBlocked, false);
+
+  const shaped = row('ladder AEAD + D1/D3');
+  assert.equal(shaped.c6Triggers, 0);
+  assert.equal(shaped.requests.ok, shaped.requests.total);
+
+  if (peers) {
+    const libev = row('shadowsocks-libev AEAD');
+    assert.equal(libev.error, undefined);
+    assert.ok(libev.c6Triggers >= 1, "shadowsocks-libev's first packets trigger C6");
+    assert.ok(libev.residualHits >= 1);
+  }
+});
