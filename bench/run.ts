@@ -256,6 +256,8 @@ interface ThroughputResult {
    */
   cpuMsPerGiB: Record<Impl, number>;
   cpuRatio: number;
+  /** The same, split into the client and the server process (medians). */
+  cpuSplit: Record<Impl, { client: number; server: number }>;
 }
 
 async function throughputPhase(args: Args, sink: TestServer, source: TestServer, deadline: number): Promise<ThroughputResult[]> {
@@ -272,6 +274,10 @@ async function throughputPhase(args: Args, sink: TestServer, source: TestServer,
       for (const direction of ['upload', 'download'] as const) {
         const runs: Record<Impl, number[]> = { ladder: [], libev: [] };
         const cpu: Record<Impl, number[]> = { ladder: [], libev: [] };
+        const split: Record<Impl, { client: number[]; server: number[] }> = {
+          ladder: { client: [], server: [] },
+          libev: { client: [], server: [] },
+        };
         for (let r = 0; r < args.runs; r++) {
           const order = r % 2 === 0 ? IMPLS : [...IMPLS].reverse();
           for (const impl of order) {
@@ -279,7 +285,8 @@ async function throughputPhase(args: Args, sink: TestServer, source: TestServer,
             if (left < 10_000) throw new Error('overall time cap reached');
             const st = stacks[impl];
             const via = { proxyPort: st.client.socksPort };
-            const cpu0 = (await cpuMs(st.client.pid)) + (await cpuMs(st.server.pid));
+            const cc0 = await cpuMs(st.client.pid);
+            const sc0 = await cpuMs(st.server.pid);
             const perRunCap = Math.min(left, 5 * 60_000);
             const ms = await withTimeout(
               direction === 'upload'
@@ -288,17 +295,35 @@ async function throughputPhase(args: Args, sink: TestServer, source: TestServer,
               perRunCap,
               `${impl} ${method} ${direction}`,
             );
-            const cpuUsed = (await cpuMs(st.client.pid)) + (await cpuMs(st.server.pid)) - cpu0;
+            const gib = args.size / 1024 ** 3;
+            const clientPerGiB = ((await cpuMs(st.client.pid)) - cc0) / gib;
+            const serverPerGiB = ((await cpuMs(st.server.pid)) - sc0) / gib;
             const mibps = args.size / MiB / (ms / 1000);
-            const perGiB = cpuUsed / (args.size / 1024 ** 3);
+            const perGiB = clientPerGiB + serverPerGiB;
             runs[impl].push(mibps);
             cpu[impl].push(perGiB);
-            log(`${method} ${direction} ${impl} run ${r + 1}/${args.runs}: ${mibps.toFixed(1)} MiB/s, ${perGiB.toFixed(0)} CPU-ms/GiB`);
+            split[impl].client.push(clientPerGiB);
+            split[impl].server.push(serverPerGiB);
+            log(
+              `${method} ${direction} ${impl} run ${r + 1}/${args.runs}: ${mibps.toFixed(1)} MiB/s, ${perGiB.toFixed(0)} CPU-ms/GiB (client ${clientPerGiB.toFixed(0)}, server ${serverPerGiB.toFixed(0)})`,
+            );
           }
         }
         const med = { ladder: median(runs.ladder), libev: median(runs.libev) };
         const cpuMed = { ladder: median(cpu.ladder), libev: median(cpu.libev) };
-        out.push({ method, direction, runs, median: med, ratio: med.ladder / med.libev, cpuMsPerGiB: cpuMed, cpuRatio: cpuMed.ladder / cpuMed.libev });
+        out.push({
+          method,
+          direction,
+          runs,
+          median: med,
+          ratio: med.ladder / med.libev,
+          cpuMsPerGiB: cpuMed,
+          cpuRatio: cpuMed.ladder / cpuMed.libev,
+          cpuSplit: {
+            ladder: { client: median(split.ladder.client), server: median(split.ladder.server) },
+            libev: { client: median(split.libev.client), server: median(split.libev.server) },
+          },
+        });
       }
     } finally {
       await Promise.all(Object.values(stacks).map(stopStack));
