@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import { timingSafeEqual } from 'node:crypto';
 import { toSocksAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import { DialerStream } from '../transport/dialer-stream.js';
-import { runTunnel, type TunnelContext } from './tunnel.js';
+import { endWith, runTunnel, type TunnelContext } from './tunnel.js';
 import type { SocksCredentials } from './socks5-inbound.js';
 
 export interface HttpInboundOptions extends TunnelContext {
@@ -101,12 +101,12 @@ export async function startHttpInbound(opts: HttpInboundOptions): Promise<HttpIn
     const s = socket as Socket;
     s.on('error', () => s.destroy());
     if (opts.auth && !checkProxyAuth(req.headers['proxy-authorization'], opts.auth)) {
-      s.end(AUTH_REQUIRED);
+      endWith(s, AUTH_REQUIRED);
       return;
     }
     const dest = parseAuthority(req.url ?? '');
     if (!dest) {
-      s.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      endWith(s, 'HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
       return;
     }
     s.write('HTTP/1.1 200 Connection established\r\n\r\n');
@@ -177,10 +177,10 @@ export async function startHttpInbound(opts: HttpInboundOptions): Promise<HttpIn
     const s = socket as Socket;
     s.on('error', () => s.destroy());
     const reject = (status: string): void => {
-      s.end(`HTTP/1.1 ${status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+      endWith(s, `HTTP/1.1 ${status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
     };
     if (opts.auth && !checkProxyAuth(req.headers['proxy-authorization'], opts.auth)) {
-      s.end(AUTH_REQUIRED);
+      endWith(s, AUTH_REQUIRED);
       return;
     }
     let url: URL;
@@ -205,9 +205,10 @@ export async function startHttpInbound(opts: HttpInboundOptions): Promise<HttpIn
   });
 
   server.on('clientError', (_err, socket: Duplex) => {
-    if (socket.writable)
+    if (socket.writable) {
       socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
-    else socket.destroy();
+      setTimeout(() => socket.destroy(), 2000).unref();
+    } else socket.destroy();
   });
 
   await new Promise<void>((resolve, reject) => {

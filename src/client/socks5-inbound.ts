@@ -16,7 +16,7 @@ import {
   parseUserPassAuth,
   REP,
 } from '../protocol/socks5/socks5.js';
-import { runTunnel, type TunnelContext } from './tunnel.js';
+import { endWith, runTunnel, type TunnelContext } from './tunnel.js';
 
 export interface SocksCredentials {
   username: string;
@@ -92,7 +92,7 @@ export function handleSocks5(socket: Socket, opts: Socks5InboundOptions): void {
   };
   const refuse = (reply?: Buffer): void => {
     finish();
-    if (reply) socket.end(reply);
+    if (reply) endWith(socket, reply);
     else socket.destroy();
   };
 

@@ -32,6 +32,20 @@ export interface TunnelContext {
   track(socket: Socket): void;
 }
 
+/**
+ * Send a final answer and close. Our sockets allow half-open connections, so end() alone would
+ * leave the connection open for as long as the peer keeps its side open; drain what the peer
+ * still sends and destroy after `lingerMs` at the latest.
+ */
+export function endWith(socket: Socket, bytes: string | Buffer, lingerMs = 2000): void {
+  socket.on('data', () => {});
+  socket.resume();
+  socket.end(bytes);
+  const t = setTimeout(() => socket.destroy(), lingerMs);
+  t.unref();
+  socket.once('close', () => clearTimeout(t));
+}
+
 interface FirstDataWait {
   data: Promise<Buffer | undefined>;
   /** True once the application sent FIN before the relay took over. */

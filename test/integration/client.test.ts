@@ -685,6 +685,20 @@ describe('first-packet shaping and failures', () => {
     }
   });
 
+  test('a refused SOCKS5 client that keeps its side open is closed by us anyway', async () => {
+    const client = await startClient({ dialer: new DirectDialer(), socks: '127.0.0.1:0' });
+    try {
+      const s = net.connect({ host: '127.0.0.1', port: client.socksAddress!.port, allowHalfOpen: true });
+      s.on('error', () => {});
+      s.write(Buffer.from([5, 1, 2])); // only user/pass offered: refused
+      assert.deepEqual(await readExactly(s, 2, 5000), Buffer.from([5, 0xff]));
+      await waitFor(() => (client.openSockets === 0 ? true : undefined), 6000);
+      s.destroy();
+    } finally {
+      await client.close();
+    }
+  });
+
   test('close() stops listening and drops open tunnels', async () => {
     const ss = await startMiniSs();
     const echo = await startEcho();
