@@ -25,7 +25,7 @@ export const ExpiryInput = z.union([z.iso.datetime({ offset: true }), z.number()
 
 export const NewAccessKeyBody = z
   .object({
-    name: z.string().max(100).optional(),
+    name: z.string().max(256).optional(),
     method: z.string().optional(),
     password: z.string().min(1).max(256).optional(),
     port: z.number().int().min(1).max(65535).optional(),
@@ -94,7 +94,10 @@ export const ErrorBody = z.object({ code: z.string(), message: z.string(), field
 
 export const IdParams = z.object({ id: z.string().min(1).max(128) });
 
-export const NameBody = z.object({ name: z.string().max(100) });
+/** Server name: 1..100 characters, as Outline. */
+export const NameBody = z.object({ name: z.string().min(1).max(100) });
+/** Key name: non-empty, as Outline (which sets no upper bound; we cap it). */
+export const KeyNameBody = z.object({ name: z.string().min(1).max(256) });
 export const HostnameBody = z.object({ hostname: z.string().min(1).max(253) });
 export const PortBody = z.object({ port: z.number().int().min(1).max(65535) });
 export const MetricsEnabledBody = z.object({ metricsEnabled: z.boolean() });
