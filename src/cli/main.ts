@@ -11,8 +11,12 @@ export async function main(argv: string[]): Promise<number> {
   const program = new Command('ladder')
     .description('Censorship-resistant encrypted tunnel (Shadowsocks-compatible)')
     .version('0.1.0')
-    .showHelpAfterError('(run with --help for usage)')
-    .exitOverride();
+    // Bad flags are usage errors like bad values: one line, exit 2. Subcommands inherit this.
+    .configureOutput({ outputError: () => {} })
+    .exitOverride((err: CommanderError) => {
+      if (err.exitCode === 0) throw err; // --help, --version
+      throw new UsageError(`${err.message.replace(/^error: /, '')} (see ladder --help)`);
+    });
   for (const register of COMMANDS) register(program);
   try {
     await program.parseAsync(argv, { from: 'user' });

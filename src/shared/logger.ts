@@ -35,7 +35,8 @@ export interface LoggerConfig {
 
 export function createLogger(cfg: LoggerConfig = {}): Logger {
   const opts: LoggerOptions = {
-    level: cfg.level ?? process.env.LADDER_LOG_LEVEL ?? 'info',
+    // The CLI resolves --log-level / LADDER_LOG_LEVEL; an empty value means the default.
+    level: cfg.level || 'info',
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     base: null,
   };

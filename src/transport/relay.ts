@@ -85,7 +85,10 @@ export function relay(a: Socket, b: Socket, opts: RelayOptions): RelayHandle {
       if (out === undefined || dst.destroyed) return;
       let ok = true;
       if (Array.isArray(out)) {
+        // Several decoded chunks from one read leave in one writev, not one syscall each.
+        if (out.length > 1) dst.cork();
         for (const o of out) if (o.length > 0) ok = dst.write(o);
+        if (out.length > 1) dst.uncork();
       } else if (out.length > 0) ok = dst.write(out);
       if (!ok) {
         src.pause();
@@ -100,8 +103,9 @@ export function relay(a: Socket, b: Socket, opts: RelayOptions): RelayHandle {
 
   pump(a, b, opts.aToB, true);
   pump(b, a, opts.bToA, false);
-  a.once('error', () => finish('error'));
-  b.once('error', () => finish('error'));
+  // Permanent handlers: a socket can emit more than one 'error', and an unhandled one crashes.
+  a.on('error', () => finish('error'));
+  b.on('error', () => finish('error'));
   a.once('close', () => {
     if (!closed && !b.writableEnded) finish('aborted');
     else if (!closed && b.writableFinished && ended === 2) finish('done');
