@@ -5,6 +5,8 @@ import { request as httpsRequest } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { startManaged, type ManagedServer } from '../../src/cli/managed.js';
 import { openTestTunnel } from '../../src/server/test-client.js';
+import { startClient } from '../../src/client/index.js';
+import { socks5Connect } from '../helpers/socks5.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { tempDir } from './helpers.js';
 
@@ -97,12 +99,33 @@ test('managed server end to end: API key -> traffic -> usage and Prometheus -> l
       target: { host: '127.0.0.1', port: echoPort },
     });
 
-  const t1 = await tunnel();
+  // Traffic through the real client (SOCKS5 in, Shadowsocks out) with the API's access URL.
+  const client = await startClient({
+    key: (JSON.parse(created.body) as { accessUrl: string }).accessUrl,
+    socks: '127.0.0.1:0',
+  });
+  t.after(() => client.close());
+  const viaClient = async () => {
+    const s = await socks5Connect({
+      proxyPort: client.socksAddress!.port,
+      host: '127.0.0.1',
+      port: echoPort,
+    });
+    s.resume();
+    return s;
+  };
   const payload = Buffer.alloc(50_000, 7);
-  t1.send(payload);
-  assert.equal((await t1.read(payload.length, 5000)).length, payload.length);
-  t1.end();
-  await t1.closed;
+  const s1 = await viaClient();
+  let got = 0;
+  await new Promise<void>((resolve, reject) => {
+    s1.on('data', (c: Buffer) => {
+      got += c.length;
+      if (got >= payload.length) resolve();
+    });
+    s1.on('error', reject);
+    s1.write(payload);
+  });
+  s1.destroy();
 
   let used = 0;
   for (let i = 0; i < 50 && used < 2 * payload.length; i++) {
@@ -132,13 +155,18 @@ test('managed server end to end: API key -> traffic -> usage and Prometheus -> l
 
   // Lift the limit; an open connection of a deleted key is closed within 10 s.
   assert.equal((await api(cfg, 'DELETE', `/access-keys/${key.id}/data-limit`)).status, 204);
-  const t2 = await tunnel();
-  t2.send(Buffer.from('hello'));
-  assert.equal((await t2.read(5, 5000)).toString(), 'hello');
+  const s2 = await viaClient();
+  const echoed = new Promise<string>((resolve) => s2.once('data', (c: Buffer) => resolve(c.toString())));
+  s2.write('hello');
+  assert.equal(await echoed, 'hello');
+  const s2closed = new Promise<boolean>((resolve) => s2.once('close', () => resolve(true)));
   const before = Date.now();
   assert.equal((await api(cfg, 'DELETE', `/access-keys/${key.id}`)).status, 204);
-  const outcome = await Promise.race([t2.closed, sleep(10_000).then(() => undefined)]);
-  assert.ok(outcome, 'open connection of the deleted key closed');
+  const outcome = await Promise.race([s2closed, sleep(10_000).then(() => false)]);
+  assert.ok(
+    outcome,
+    'open connection of the deleted key closed (seen by the application through ladder client)',
+  );
   assert.ok(Date.now() - before < 10_000);
 
   // Restart: keys, usage, API URL and certificate intact.
