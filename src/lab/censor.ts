@@ -69,7 +69,9 @@ export type DataVerdict =
   /** Forward this chunk (unless forwardThis is false), drop every later client byte. */
   | { readonly action: 'DROP_C2S'; readonly forwardThis: boolean }
   /** Forward this chunk, freeze both directions, reset both legs after delayMs. */
-  | { readonly action: 'RST_BOTH'; readonly delayMs: number; readonly injector: RstInjector };
+  | { readonly action: 'RST_BOTH'; readonly delayMs: number; readonly injector: RstInjector }
+  /** Do not forward this chunk; reset the client leg only (C10). */
+  | { readonly action: 'RST_CLIENT' };
 
 export interface UdpVerdict {
   /** Drop this datagram (a C5 residual, or C1 on UDP). */
@@ -325,6 +327,28 @@ export class Censor {
       flow.stream = Buffer.concat([flow.stream, chunk.subarray(0, STREAM_CAP - flow.stream.length)]);
     const ref = flow.ref;
     this.#observeShape(flow, 'c2s', chunk.length);
+
+    // C10: the regional, stateless filter in front of the GFW: each chunk alone, no residual,
+    // RST to the client only.
+    if (cfg.c10.enabled) {
+      const hello = inspectClientHello(chunk);
+      const http = hello.status === 'not-tls' ? inspectHttpRequest(chunk) : undefined;
+      const sni = hello.status === 'ok' ? hello.hello.serverName : undefined;
+      const host = http?.status === 'ok' ? http.host : undefined;
+      const name = sni ?? host;
+      const hit = name !== undefined ? cfg.c10.names.find((n) => hostMatchesSuffix(name, n)) : undefined;
+      if (hit) {
+        flow.held = true;
+        this.log.record({
+          behaviour: 'C10',
+          rule: sni !== undefined ? 'regional-sni' : 'regional-host',
+          flow: ref,
+          features: { name, matched: hit, chunkLength: chunk.length, reassembly: false },
+          action: 'RST_CLIENT',
+        });
+        return { action: 'RST_CLIENT' };
+      }
+    }
 
     // C4: TLS SNI (TCP reassembled; first TLS record only unless reassembleRecords).
     if (cfg.c4.enabled && !flow.c4Done) {

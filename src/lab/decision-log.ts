@@ -3,7 +3,8 @@
  * features it computed, and the action taken. Kept in memory so tests can assert *why*
  * something was or was not blocked, and printable as JSON lines.
  */
-export type Behaviour = 'C1' | 'C2' | 'C3' | 'C4' | 'C5' | 'C6' | 'C7' | 'C8' | 'C9' | 'residual' | 'path';
+export type Behaviour =
+  'C1' | 'C2' | 'C3' | 'C4' | 'C5' | 'C6' | 'C7' | 'C8' | 'C9' | 'C10' | 'residual' | 'path';
 
 export type Action =
   | 'PASS'

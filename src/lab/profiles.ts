@@ -111,6 +111,12 @@ export interface CensorConfig {
     /** Windows in virtual ms since the censor started; empty while enabled = always. */
     readonly windows: ReadonlyArray<{ readonly startMs: number; readonly endMs: number }>;
   };
+  /** Regional stateless SNI/Host filter (Henan): each chunk alone, no residual, RST to the client. */
+  readonly c10: {
+    readonly enabled: boolean;
+    /** Suffix-matched names (its list is larger and more volatile than the GFW's). */
+    readonly names: readonly string[];
+  };
 }
 
 /** Names and keywords of the lab world's blocklists. */
@@ -177,6 +183,7 @@ const OFF: CensorConfig = {
   },
   c8: { enabled: false },
   c9: { enabled: false, ports: [443], windows: [] },
+  c10: { enabled: false, names: [LAB_BLOCKED_DOMAIN] },
 };
 
 type DeepPartial<T> = {
@@ -255,6 +262,18 @@ const PROFILES: Readonly<Record<string, CensorConfig>> = {
     c4: on,
     c6: { enabled: true, pBlock: 1 },
     c7: { enabled: true, weighted: false },
+  }),
+  'lab-det-henan': withOverrides(OFF, {
+    name: 'lab-det-henan',
+    description:
+      'lab-det plus C10, the regional stateless SNI/Host filter in front of the GFW (no reassembly, no residual, client-only RST).',
+    c1: on,
+    c2: on,
+    c3: { enabled: true, pTrigger: 1, pResidual: 1 },
+    c4: on,
+    c6: { enabled: true, pBlock: 1 },
+    c7: { enabled: true, weighted: false },
+    c10: on,
   }),
   'blanket-443': withOverrides(OFF, {
     name: 'blanket-443',

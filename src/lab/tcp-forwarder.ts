@@ -144,6 +144,11 @@ export class TcpForwarder {
         backend.write(chunk);
       } else if (v.action === 'DROP_C2S') {
         if (v.forwardThis) backend.write(chunk);
+      } else if (v.action === 'RST_CLIENT') {
+        closed = true;
+        client.resetAndDestroy();
+        // The server never sees an RST from this censor; close our leg quietly.
+        backend.destroy();
       } else {
         backend.write(chunk);
         censor.clock.setTimeout(resetBoth, v.delayMs);
