@@ -122,7 +122,12 @@ export async function runTunnel(
     app.destroy();
     const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN';
     if (code === 'ERR_ABORTED') ctx.log.debug({ code }, 'tunnel abandoned');
-    else ctx.log.info({ code }, 'tunnel dial failed');
+    else {
+      // The errno (ECONNREFUSED, ETIMEDOUT...) says whether the server is down or blocked;
+      // neither it nor the code names the server or the destination.
+      const errno = ((err as { cause?: { code?: string } }).cause ?? {}).code;
+      ctx.log.info(errno ? { code, errno } : { code }, 'tunnel dial failed');
+    }
     if (ctx.log.isLevelEnabled('debug'))
       ctx.log.debug(`dial to ${formatAddress(dest)} failed: ${String(err)}`);
     return;
