@@ -1,0 +1,65 @@
+/** `ladder lab run`: flags, JSON output, and clear errors. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const ladder = (args: string[]) =>
+  spawnSync(process.execPath, ['bin/ladder.js', ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, LADDER_FROM_SOURCE: '1' },
+    timeout: 60_000,
+  });
+
+test('lab run --json --only: the report as data, and the decision log as JSON lines', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ladder-lab-cli-'));
+  try {
+    const file = join(dir, 'decisions.jsonl');
+    const r = ladder([
+      'lab',
+      'run',
+      '--only',
+      'open site',
+      '--json',
+      '--seed',
+      '3',
+      '--rate',
+      '100',
+      '--decisions',
+      file,
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    const report = JSON.parse(r.stdout) as {
+      profile: string;
+      seed: number;
+      contenders: Array<{ name: string; requests: { ok: number; total: number } }>;
+    };
+    assert.equal(report.profile, 'lab-det');
+    assert.equal(report.seed, 3);
+    assert.deepEqual(
+      report.contenders.map((c) => [c.name, c.requests.ok, c.requests.total]),
+      [['direct -> open site', 5, 5]],
+    );
+    const lines = readFileSync(file, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { behaviour: string; action: string });
+    assert.ok(lines.some((d) => d.behaviour === 'C3' && d.action === 'PASS'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('lab run: an unknown profile or a bad flag is a one-line usage error (exit 2)', () => {
+  const p = ladder(['lab', 'run', '--profile', 'gfw-1999']);
+  assert.equal(p.status, 2);
+  assert.match(p.stderr, /unknown lab profile "gfw-1999" \(known: none, /);
+  const s = ladder(['lab', 'run', '--seed', 'abc']);
+  assert.equal(s.status, 2);
+  assert.match(s.stderr, /--seed must be an integer/);
+  const o = ladder(['lab', 'run', '--only', 'nothing-matches']);
+  assert.equal(o.status, 2);
+  assert.match(o.stderr, /--only "nothing-matches" matches no contender/);
+});
