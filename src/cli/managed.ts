@@ -74,21 +74,31 @@ export function addManagedOptions(cmd: Command): Command {
     .option('--no-metrics', 'managed mode: do not serve Prometheus metrics');
 }
 
-/** Managed mode unless the keys come from the command line or a config file (the data-plane-only modes). */
-export function wantsManaged(flags: {
-  config?: string;
-  password?: string;
-  method?: string;
-  dataDir?: string;
-  store?: string;
-}): boolean {
-  if (flags.dataDir !== undefined || flags.store !== undefined) return true;
-  return (
-    flags.config === undefined &&
-    flags.password === undefined &&
-    process.env.LADDER_PASSWORD === undefined &&
-    flags.method === undefined
-  );
+const KEY_FLAGS = ['config', 'password', 'method'] as const;
+const MANAGED_ONLY = ['dataDir', 'store', 'apiPort', 'apiHost', 'metricsPort', 'metricsHost'] as const;
+/** Flags that say nothing about the mode. */
+const NEUTRAL = new Set(['logLevel', 'publicHost', 'showUrls', 'metrics']);
+
+/**
+ * Which mode `ladder server` runs in:
+ * - keys on the command line or in a config file (--config, --password, --method, LADDER_PASSWORD):
+ *   the single-process data plane only, as before (combining them with --data-dir/--store is refused);
+ * - --data-dir, --store, --api-*, --metrics-* or --no-metrics: managed;
+ * - no flags at all (`npm start`), or only --log-level/--public-host: managed;
+ * - only data-plane flags (--port, --host, --allow-private, …): a generated key for this run, as before
+ *   (add --data-dir to get the managed server on that port).
+ */
+export function wantsManaged(flags: Record<string, unknown>): boolean {
+  const keyed = KEY_FLAGS.some((k) => flags[k] !== undefined) || process.env.LADDER_PASSWORD !== undefined;
+  const managedOnly = MANAGED_ONLY.some((k) => flags[k] !== undefined) || flags.metrics === false;
+  if (keyed && managedOnly) {
+    throw new UsageError(
+      '--config/--password/--method (keys given directly) cannot be combined with --data-dir/--store/--api-*/--metrics-*',
+    );
+  }
+  if (keyed) return false;
+  if (managedOnly) return true;
+  return Object.entries(flags).every(([k, v]) => v === undefined || NEUTRAL.has(k));
 }
 
 function portOf(name: string, v: string | undefined): number | undefined {

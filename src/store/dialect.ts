@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { PostgresDialect, SqliteDialect, type Dialect } from 'kysely';
@@ -40,6 +40,12 @@ export function createDialect(loc: StoreLocation): OpenedDialect {
   let db: BetterSqlite3.Database;
   try {
     mkdirSync(dirname(loc.path), { recursive: true, mode: 0o700 });
+    // The file holds key secrets: create it owner-only (SQLite gives -wal/-shm the same mode).
+    try {
+      writeFileSync(loc.path, '', { flag: 'wx', mode: 0o600 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
     db = new BetterSqlite3(loc.path);
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');

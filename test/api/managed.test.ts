@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { request as httpsRequest } from 'node:https';
 import type { TLSSocket } from 'node:tls';
-import { startManaged, type ManagedServer } from '../../src/cli/managed.js';
+import { startManaged, wantsManaged, type ManagedServer } from '../../src/cli/managed.js';
 import { openTestTunnel } from '../../src/server/test-client.js';
 import { startClient } from '../../src/client/index.js';
 import { socks5Connect } from '../helpers/socks5.js';
@@ -191,4 +191,31 @@ test('managed server end to end: API key -> traffic -> usage and Prometheus -> l
     bytesTransferredByUserId: Record<string, number>;
   };
   assert.equal(tr.bytesTransferredByUserId[keep.id], 11);
+});
+
+test('mode selection: `ladder server` alone is managed; keys on the command line are not', () => {
+  const saved = process.env.LADDER_PASSWORD;
+  delete process.env.LADDER_PASSWORD;
+  try {
+    assert.equal(wantsManaged({ metrics: true }), true, 'npm start');
+    assert.equal(wantsManaged({ metrics: true, logLevel: 'debug', publicHost: 'x.example' }), true);
+    assert.equal(wantsManaged({ metrics: true, dataDir: '/tmp/x', port: '443' }), true);
+    assert.equal(wantsManaged({ metrics: false }), true);
+    assert.equal(
+      wantsManaged({ metrics: true, port: '0', host: '127.0.0.1' }),
+      false,
+      'data-plane flags only',
+    );
+    assert.equal(wantsManaged({ metrics: true, password: 'p' }), false);
+    assert.equal(wantsManaged({ metrics: true, config: 'f.json' }), false);
+    assert.throws(
+      () => wantsManaged({ metrics: true, config: 'f.json', dataDir: 'd' }),
+      /cannot be combined/,
+    );
+    process.env.LADDER_PASSWORD = 'x';
+    assert.equal(wantsManaged({ metrics: true }), false);
+  } finally {
+    if (saved === undefined) delete process.env.LADDER_PASSWORD;
+    else process.env.LADDER_PASSWORD = saved;
+  }
 });

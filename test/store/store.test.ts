@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ManualClock } from '../../src/shared/clock.js';
@@ -56,6 +56,11 @@ test('creates the SQLite file in WAL mode and initial settings', async (t) => {
   assert.ok(existsSync(join(dir, 'ladder.db')));
   await store.createKey(base);
   assert.ok(existsSync(join(dir, 'ladder.db-wal')), 'WAL file exists');
+  assert.equal(
+    statSync(join(dir, 'ladder.db')).mode & 0o777,
+    0o600,
+    'database (holds secrets) is owner-only',
+  );
   const s = await store.getSettings();
   assert.equal(s.hostnameForAccessKeys, 'example.org');
   assert.equal(s.portForNewAccessKeys, 4444);

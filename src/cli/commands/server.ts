@@ -12,6 +12,7 @@ import { startDataPlane, type DataPlane } from '../../server/index.js';
 import type { RuntimeKey } from '../../shared/control.js';
 import { createLogger } from '../../shared/logger.js';
 import { UsageError } from '../errors.js';
+import { addManagedOptions, runManaged, wantsManaged, type ManagedFlags } from '../managed.js';
 
 interface ServerFlags {
   config?: string;
@@ -198,10 +199,9 @@ async function banner(p: Plan, plane: DataPlane, publicHost: string | undefined)
 
 /** `ladder server`: the Shadowsocks AEAD server (data plane). */
 export function registerServer(program: Command): void {
-  program
-    .command('server')
+  addManagedOptions(program.command('server'))
     .description(
-      'run the Shadowsocks AEAD server; with no key given it generates one and prints its ss:// URL and a QR code',
+      'run the Shadowsocks AEAD server; alone (or with --data-dir/--store) the managed server: key store, Outline-compatible API, metrics',
     )
     .option(
       '--config <file>',
@@ -243,7 +243,8 @@ export function registerServer(program: Command): void {
       [
         '',
         'Examples:',
-        '  ladder server                                  # generated key on port 8388, prints URL + QR',
+        '  ladder server                                  # managed: store in ./.ladder, API, metrics; prints URL + QR',
+        '  ladder server --port 0 --host 127.0.0.1        # data-plane flags only: one generated key for this run',
         "  ladder server --port 443 --password 'long random text'",
         '  ladder server --config server.json',
         '',
@@ -255,12 +256,14 @@ export function registerServer(program: Command): void {
         '',
       ].join('\n'),
     )
-    .action(async (flags: ServerFlags) => {
+    .action(async (flags: ServerFlags & ManagedFlags) => {
       const level = flags.logLevel ?? (process.env.LADDER_LOG_LEVEL || 'info');
       if (!LOG_LEVELS.includes(level)) {
         const from = flags.logLevel !== undefined ? '--log-level' : 'LADDER_LOG_LEVEL';
         throw new UsageError(`${from} must be one of ${LOG_LEVELS.join(', ')}, got "${level}"`);
       }
+      // Managed mode (store + API + metrics): `ladder server` alone, or with --data-dir/--store.
+      if (wantsManaged(flags as Record<string, unknown>)) return runManaged({ ...flags, logLevel: level });
       if (
         flags.publicHost !== undefined &&
         isIP(flags.publicHost) === 0 &&
