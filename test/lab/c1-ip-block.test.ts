@@ -21,7 +21,7 @@ test('C1 ip:port: the blocked endpoint is null-routed (bytes reach the server, n
     const d = w.log.filter({ behaviour: 'C1', rule: 'null-route' });
     assert.equal(d.length, 1);
     assert.equal(d[0]!.action, 'DROP_S2C');
-    const ok = await exchange(other.tcp, Buffer.from('hello'), { localAddress: '127.0.1.11', waitMs: 200 });
+    const ok = await exchange(other.tcp, Buffer.from('hello'), { localAddress: '127.0.1.11', waitMs: 3000 });
     assert.equal(ok.reaction, 'DATA');
   } finally {
     await server.close();
@@ -43,7 +43,7 @@ test('C1 ip scope blocks every port of the address; C1 disabled (control) passes
     }
     const c = await ctl.addRemoteHost(server.address, { ip: '127.0.20.8', logicalPort: 443 });
     assert.equal(
-      (await exchange(c.tcp, Buffer.from('x'), { localAddress: '127.0.1.12', waitMs: 150 })).reaction,
+      (await exchange(c.tcp, Buffer.from('x'), { localAddress: '127.0.1.12', waitMs: 3000 })).reaction,
       'DATA',
     );
   } finally {

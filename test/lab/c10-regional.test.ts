@@ -29,7 +29,8 @@ test('C10: a whole ClientHello in one chunk is reset (client only, no residual);
     assert.equal(server.received[0]?.length ?? 0, 0, 'the offending chunk never reached the server');
     // No residual: the same 3-tuple with innocuous bytes passes.
     assert.equal(
-      (await exchange(front.tcp, Buffer.from('hello'), { localAddress: '127.0.1.95', waitMs: 200 })).reaction,
+      (await exchange(front.tcp, Buffer.from('hello'), { localAddress: '127.0.1.95', waitMs: 3000 }))
+        .reaction,
       'DATA',
     );
     assert.equal(w.log.filter({ behaviour: 'residual' }).length, 0);

@@ -16,6 +16,7 @@ const get = (
   httpGet({
     clock: w.clock,
     timeoutMs: 20_000,
+    minRealMs: 3_000,
     localAddress,
     connect: w.sites[site].http,
     hostHeader: host,
@@ -68,6 +69,7 @@ test('C3 penalty box: 90 s on (cIP, sIP, sPort) only, then it expires', async ()
     const https = await httpGet({
       clock: w.clock,
       timeoutMs: 20_000,
+      minRealMs: 3_000,
       localAddress: '127.0.1.36',
       connect: w.sites.blocked.https,
       hostHeader: OPEN_NAME,

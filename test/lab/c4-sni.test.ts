@@ -14,6 +14,7 @@ const getHttps = (
   httpGet({
     clock: w.clock,
     timeoutMs: 20_000,
+    minRealMs: 3_000,
     localAddress,
     connect: w.sites[site].https,
     hostHeader: sni,

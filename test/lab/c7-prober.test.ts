@@ -188,6 +188,7 @@ test("C7: Ladder's own server (tunnel core) is not classified proxy after a real
     const r = await httpGet({
       clock: w.clock,
       timeoutMs: 30_000,
+      minRealMs: 5_000,
       socks: { host: '127.0.0.1', port: client.socksAddress!.port },
       connect: w.sites.open.realHttp,
       hostHeader: OPEN_NAME,

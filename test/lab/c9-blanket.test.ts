@@ -9,6 +9,7 @@ const https = (w: LabWorld, local: string) =>
   httpGet({
     clock: w.clock,
     timeoutMs: 20_000,
+    minRealMs: 3_000,
     localAddress: local,
     connect: w.sites.open.https,
     hostHeader: OPEN_NAME,
@@ -18,6 +19,7 @@ const http = (w: LabWorld, local: string) =>
   httpGet({
     clock: w.clock,
     timeoutMs: 20_000,
+    minRealMs: 3_000,
     localAddress: local,
     connect: w.sites.open.http,
     hostHeader: OPEN_NAME,

@@ -10,7 +10,7 @@ const ladder = (args: string[]) =>
   spawnSync(process.execPath, ['bin/ladder.js', ...args], {
     encoding: 'utf8',
     env: { ...process.env, LADDER_FROM_SOURCE: '1' },
-    timeout: 60_000,
+    timeout: 120_000,
   });
 
 test('lab run --json --only: the report as data, and the decision log as JSON lines', () => {
@@ -54,12 +54,12 @@ test('lab run --json --only: the report as data, and the decision log as JSON li
 
 test('lab run: an unknown profile or a bad flag is a one-line usage error (exit 2)', () => {
   const p = ladder(['lab', 'run', '--profile', 'gfw-1999']);
-  assert.equal(p.status, 2);
+  assert.equal(p.status, 2, p.stderr);
   assert.match(p.stderr, /unknown lab profile "gfw-1999" \(known: none, /);
   const s = ladder(['lab', 'run', '--seed', 'abc']);
-  assert.equal(s.status, 2);
+  assert.equal(s.status, 2, s.stderr);
   assert.match(s.stderr, /--seed must be an integer/);
   const o = ladder(['lab', 'run', '--only', 'nothing-matches']);
-  assert.equal(o.status, 2);
+  assert.equal(o.status, 2, o.stderr);
   assert.match(o.stderr, /--only "nothing-matches" matches no contender/);
 });

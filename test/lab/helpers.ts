@@ -14,7 +14,7 @@ export function startWorld(name: string, overrides: CensorOverrides = {}, seed =
     config: profile(name, overrides),
     seed,
     clockRate: RATE,
-    proberMinRealWaitMs: 120,
+    proberMinRealWaitMs: 400,
   });
 }
 
@@ -95,6 +95,7 @@ export function exchange(
     });
     s.on('data', (d: Buffer) => {
       data = Buffer.concat([data, d]);
+      finish('DATA');
     });
     s.on('error', (e: NodeJS.ErrnoException) => finish(e.code === 'ECONNRESET' ? 'RST' : 'TIMEOUT'));
     s.on('end', () => finish(data.length ? 'DATA' : 'FIN'));

@@ -93,7 +93,8 @@ test('C8 seam: three flags on one endpoint within 10 min feed C1', async () => {
   try {
     const front = await w.addRemoteHost(server.address);
     assert.equal(
-      (await exchange(front.tcp, Buffer.alloc(100, 0x41), { localAddress: '127.0.1.53' })).reaction,
+      (await exchange(front.tcp, Buffer.alloc(100, 0x41), { localAddress: '127.0.1.53', waitMs: 3000 }))
+        .reaction,
       'DATA',
     );
     for (let i = 0; i < 3; i++)

@@ -30,7 +30,7 @@ test('survival under the default profile: libev triggers C6, Ladder is never "pr
   const want = ['ladder AEAD', 'ladder AEAD + D1/D3', ...(peers ? ['shadowsocks-libev AEAD'] : [])];
   const contenders = labContenders().filter((c) => want.includes(c.name));
   const config = profile(DEFAULT_PROFILE, { c7: { maxDelayMs: 5_000, concurrency: 8 } });
-  const r = await runSurvival({ config, seed: 1, clockRate: 100, contenders });
+  const r = await runSurvival({ config, seed: 1, clockRate: 40, contenders });
   const row = (name: string) => r.contenders.find((c) => c.name === name)!;
 
   assert.deepEqual(r.findings, [], 'no tunnel-core finding');

@@ -66,8 +66,8 @@ const contenders: Contender[] = [
 
 test('survival: direct rows fail as each behaviour predicts; a naive server is caught and reported; stable for a seed', async () => {
   const config = profile('lab-det', { c7: { maxDelayMs: 5_000, concurrency: 8 } });
-  const a = await runSurvival({ config, seed: 3, clockRate: 100, contenders });
-  const b = await runSurvival({ config, seed: 3, clockRate: 100, contenders });
+  const a = await runSurvival({ config, seed: 3, clockRate: 40, contenders });
+  const b = await runSurvival({ config, seed: 3, clockRate: 40, contenders });
   assert.deepEqual(a, b, 'same seed, same report');
 
   const [blocked, open, tunnel] = a.contenders;

@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import {
+  DEFAULT_SURVIVAL_RATE,
   formatSurvivalTable,
   runSurvival,
   type Contender,
@@ -234,7 +235,11 @@ export function registerLab(program: Command): void {
     .option('--profile <name>', `censor profile (${profileNames().join(', ')})`, DEFAULT_PROFILE)
     .option('--json', 'print the report as JSON')
     .option('--seed <n>', 'seed for every random choice of the censor', '1')
-    .option('--rate <n>', 'virtual-time speed-up (180 s residual = 180/rate s)', '50')
+    .option(
+      '--rate <n>',
+      'virtual-time speed-up (180 s residual = 180/rate s)',
+      String(DEFAULT_SURVIVAL_RATE),
+    )
     .option('--decisions <file>', 'write the censor decision log (JSON lines) to this file')
     .option('--only <names>', 'comma-separated substrings: run only contenders whose name matches')
     .action(async (flags: LabRunFlags) => {
