@@ -14,6 +14,8 @@ export const CONNECTION_STATUSES = [
   'ERR_PAYLOAD_SIZE', // an authenticated length field outside 1..0x3FFF
   'ERR_REPLAY_CLIENT', // salt already used by an earlier client connection
   'ERR_REPLAY_SERVER', // salt is one this server sent (its own response reflected back)
+  'ERR_TIMESTAMP', // 2022 edition: the authenticated request timestamp is more than 30 s off
+  'ERR_HEADER', // 2022 edition: authenticated header with a wrong type byte or malformed fields
   'ERR_ADDRESS', // the target address in the first chunk is malformed or incomplete
   'ERR_RESOLVE', // the destination name did not resolve
   'ERR_FORBIDDEN', // the destination resolved only to loopback/private/link-local addresses
@@ -28,10 +30,15 @@ export interface AuthEvent {
   readonly keyId: string;
   /** Milliseconds from accept to the key being found. */
   readonly timeToAuthMs: number;
-  /** Keys tried by trial decryption before (and including) the one that matched. */
+  /**
+   * Keys tried by trial decryption before (and including) the one that matched. A SIP023
+   * identity group counts as one, whatever its number of users.
+   */
   readonly keysTried: number;
   /** True when the key came from this client IP's recently-used list. */
   readonly recent: boolean;
+  /** Shadowsocks edition of the key: 2017 (SIP004 AEAD) or 2022 (SIP022). */
+  readonly edition?: 2017 | 2022;
 }
 
 export interface ConnectionClosedEvent {

@@ -1,9 +1,12 @@
+import { requestPrefixSize } from '../protocol/shadowsocks/aead2022.js';
 import { evpBytesToKey } from '../protocol/shadowsocks/kdf.js';
 import { getAeadMethod, type AeadMethod } from '../protocol/shadowsocks/methods.js';
+import { getAead2022Method, parsePsk2022, type Aead2022Method } from '../protocol/shadowsocks/methods2022.js';
 import type { RuntimeKey } from '../shared/control.js';
 
-/** A key ready for trial decryption: method table entry and master key derived once. */
+/** A SIP004 (2017 edition) key ready for trial decryption: method and master key derived once. */
 export interface KeyEntry {
+  readonly edition: 2017;
   readonly id: string;
   readonly method: AeadMethod;
   readonly masterKey: Buffer;
@@ -12,6 +15,26 @@ export interface KeyEntry {
   /** method + secret, to notice a changed key under the same id. */
   readonly fingerprint: string;
 }
+
+/**
+ * A SIP022 (2022 edition) key. With `identityKey` (secret "iPSK:uPSK", SIP023) the key is one
+ * user of the identity group of that iPSK and is found by its identity header in O(1); without,
+ * it is a single-user key tried directly.
+ */
+export interface Key2022Entry {
+  readonly edition: 2022;
+  readonly id: string;
+  readonly method: Aead2022Method;
+  /** The user PSK: it keys the session. */
+  readonly userKey: Buffer;
+  /** The (first) identity PSK of a SIP023 multi-user key; undefined for a single-user key. */
+  readonly identityKey: Buffer | undefined;
+  /** Bytes needed to authenticate: salt [+ identity header] + sealed fixed header. */
+  readonly probeLength: number;
+  readonly fingerprint: string;
+}
+
+export type AnyKeyEntry = KeyEntry | Key2022Entry;
 
 function fingerprint(k: RuntimeKey): string {
   return `${k.method}\u0000${k.secret}`;
@@ -31,9 +54,10 @@ export interface RejectedKey {
  */
 export function buildKeyEntries(
   keys: readonly RuntimeKey[],
-  previous: ReadonlyMap<string, KeyEntry>,
-): { entries: Map<string, KeyEntry>; rejected: RejectedKey[] } {
-  const entries = new Map<string, KeyEntry>();
+  previous: ReadonlyMap<string, AnyKeyEntry>,
+): { entries: Map<string, AnyKeyEntry>; rejected: RejectedKey[] } {
+  const entries = new Map<string, AnyKeyEntry>();
+  const userKeys = new Map<string, string>();
   const rejected: RejectedKey[] = [];
   for (const k of keys) {
     if (entries.has(k.id)) {
@@ -43,7 +67,13 @@ export function buildKeyEntries(
     const fp = fingerprint(k);
     const old = previous.get(k.id);
     if (old && old.fingerprint === fp) {
+      if (old.edition === 2022 && !claimUserKey(userKeys, old, rejected)) continue;
       entries.set(k.id, old);
+      continue;
+    }
+    if (k.method.startsWith('2022-')) {
+      const e = build2022(k, fp, rejected);
+      if (e && claimUserKey(userKeys, e, rejected)) entries.set(k.id, e);
       continue;
     }
     let method: AeadMethod;
@@ -54,6 +84,7 @@ export function buildKeyEntries(
       continue;
     }
     entries.set(k.id, {
+      edition: 2017,
       id: k.id,
       method,
       masterKey: evpBytesToKey(k.secret, method.keySize),
@@ -62,6 +93,48 @@ export function buildKeyEntries(
     });
   }
   return { entries, rejected };
+}
+
+function build2022(k: RuntimeKey, fp: string, rejected: RejectedKey[]): Key2022Entry | undefined {
+  try {
+    const method = getAead2022Method(k.method);
+    const psk = parsePsk2022(method, k.secret);
+    if (psk.identityKeys.length > 1) {
+      rejected.push({
+        id: k.id,
+        reason: 'a server key has at most one identity key (iPSK:uPSK); multi-hop chains are a client form',
+      });
+      return undefined;
+    }
+    const identityKey = psk.identityKeys[0];
+    return {
+      edition: 2022,
+      id: k.id,
+      method,
+      userKey: psk.userKey,
+      identityKey,
+      probeLength: requestPrefixSize(method, identityKey ? 1 : 0),
+      fingerprint: fp,
+    };
+  } catch (err) {
+    rejected.push({ id: k.id, reason: err instanceof Error ? err.message : 'invalid 2022 key' });
+    return undefined;
+  }
+}
+
+/**
+ * Two 2022 keys of one identity group (or two single-user keys) with the same user PSK cannot be
+ * told apart on the wire: the first one keeps it, the second is rejected.
+ */
+function claimUserKey(seen: Map<string, string>, e: Key2022Entry, rejected: RejectedKey[]): boolean {
+  const group = `${e.method.name}/${e.identityKey?.toString('hex') ?? ''}/${e.userKey.toString('hex')}`;
+  const owner = seen.get(group);
+  if (owner !== undefined) {
+    rejected.push({ id: e.id, reason: `same 2022 user key as key "${owner}" (the first one is used)` });
+    return false;
+  }
+  seen.set(group, e.id);
+  return true;
 }
 
 /**

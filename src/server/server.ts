@@ -3,6 +3,13 @@ import net from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import { isProtocolError } from '../protocol/errors.js';
 import { AeadDecoder, AeadEncoder } from '../protocol/shadowsocks/aead.js';
+import {
+  Aead2022RequestDecoder,
+  Aead2022ResponseEncoder,
+  SaltWindow,
+} from '../protocol/shadowsocks/aead2022.js';
+import { IdentityTable } from '../protocol/shadowsocks/identity.js';
+import type { Aead2022Method } from '../protocol/shadowsocks/methods2022.js';
 import { SaltFilter } from '../protocol/shadowsocks/replay.js';
 import { decodeAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import { systemClock, type Clock, type Timer } from '../shared/clock.js';
@@ -20,7 +27,14 @@ import {
   type ConnectionStatus,
   type ServerHooks,
 } from './events.js';
-import { buildKeyEntries, RecentKeys, type KeyEntry, type RejectedKey } from './keys.js';
+import {
+  buildKeyEntries,
+  RecentKeys,
+  type AnyKeyEntry,
+  type Key2022Entry,
+  type KeyEntry,
+  type RejectedKey,
+} from './keys.js';
 
 export const DEFAULT_IDLE_MS = 300_000;
 export const DEFAULT_CONNECT_MS = 10_000;
@@ -28,6 +42,74 @@ export const DEFAULT_REPLAY_CAPACITY = 20_000;
 export const DEFAULT_USAGE_FLUSH_MS = 5_000;
 export const DEFAULT_REPLAY_SAVE_MS = 60_000;
 const REPLAY_STATE_MAGIC = 'LRS1';
+/** Version 2 adds the 2022 edition's timed salt window after the two SIP004 filters. */
+const REPLAY_STATE_MAGIC_2 = 'LRS2';
+
+/**
+ * SIP023: the users of one identity PSK on this port. One AES block decryption and one Map
+ * lookup find the user of a connection, whatever the group's size.
+ */
+export interface IdentityGroup {
+  readonly method: Aead2022Method;
+  readonly identityKey: Buffer;
+  readonly table: IdentityTable<Key2022Entry>;
+  /** salt + identity header + sealed fixed header. */
+  readonly probeLength: number;
+}
+
+function buildIdentityGroups(entries: Iterable<AnyKeyEntry>): IdentityGroup[] {
+  const groups = new Map<string, IdentityGroup>();
+  for (const e of entries) {
+    if (e.edition !== 2022 || !e.identityKey) continue;
+    const id = `${e.method.name}/${e.identityKey.toString('hex')}`;
+    let g = groups.get(id);
+    if (!g) {
+      g = {
+        method: e.method,
+        identityKey: e.identityKey,
+        table: new IdentityTable<Key2022Entry>(e.method, e.identityKey),
+        probeLength: e.probeLength,
+      };
+      groups.set(id, g);
+    }
+    g.table.set(e.userKey, e);
+  }
+  return [...groups.values()];
+}
+
+function serializeSaltWindow(w: SaltWindow, nowMs: number): Buffer {
+  const entries = w.export(nowMs);
+  const parts: Buffer[] = [];
+  const head = Buffer.alloc(4);
+  head.writeUInt32BE(entries.length, 0);
+  parts.push(head);
+  for (const [hex, exp] of entries) {
+    const salt = Buffer.from(hex, 'hex');
+    const e = Buffer.allocUnsafe(1 + salt.length + 8);
+    e[0] = salt.length;
+    salt.copy(e, 1);
+    e.writeDoubleBE(exp, 1 + salt.length);
+    parts.push(e);
+  }
+  return Buffer.concat(parts);
+}
+
+function deserializeSaltWindow(data: Buffer, nowMs: number): SaltWindow {
+  if (data.length < 4) throw new Error('truncated 2022 salt window');
+  const count = data.readUInt32BE(0);
+  const entries: Array<[string, number]> = [];
+  let o = 4;
+  for (let i = 0; i < count; i++) {
+    const len = data[o];
+    if (len === undefined || len === 0 || o + 1 + len + 8 > data.length) throw new Error('truncated 2022 salt window');
+    entries.push([data.toString('hex', o + 1, o + 1 + len), data.readDoubleBE(o + 1 + len)]);
+    o += 1 + len + 8;
+  }
+  if (o !== data.length) throw new Error('trailing bytes after 2022 salt window');
+  const w = new SaltWindow();
+  w.import(entries, nowMs);
+  return w;
+}
 
 export interface ServerTimeouts {
   /**
@@ -90,14 +172,21 @@ export class ShadowsocksServer implements ServerControl {
   readonly #usageFlushMs: number;
   readonly #lookup: ServerOptions['lookup'];
 
-  #keys = new Map<string, KeyEntry>();
+  #keys = new Map<string, AnyKeyEntry>();
+  /** SIP004 keys, tried by trial decryption. */
   #keyList: KeyEntry[] = [];
+  /** 2022 single-user keys (no identity header), tried directly. */
+  #single2022: Key2022Entry[] = [];
+  #groups: IdentityGroup[] = [];
   #rejected: readonly RejectedKey[] = [];
   readonly #recent = new RecentKeys();
   /** Salts of authenticated client connections. */
   clientSalts: SaltFilter;
   /** Salts this server used for its own response streams. */
   serverSalts: SaltFilter;
+  /** 2022 edition: request salts of the last 60 s (exact, timed; SIP022 §3.1.5). */
+  salts2022 = new SaltWindow();
+  #salts2022Changes = 0;
   readonly #replayCapacity: number;
   readonly #replayStateFile: string | undefined;
   readonly #replaySaveMs: number;
@@ -142,7 +231,10 @@ export class ShadowsocksServer implements ServerControl {
     this.#rejected = rejected;
     for (const r of rejected) this.#log.warn({ keyId: r.id, reason: r.reason }, 'key skipped');
     this.#keys = next;
-    this.#keyList = [...next.values()];
+    const all = [...next.values()];
+    this.#keyList = all.filter((k): k is KeyEntry => k.edition === 2017);
+    this.#single2022 = all.filter((k): k is Key2022Entry => k.edition === 2022 && !k.identityKey);
+    this.#groups = buildIdentityGroups(all);
     let closed = 0;
     for (const [id, conns] of this.#byKey) {
       for (const c of conns) {
@@ -249,15 +341,33 @@ export class ShadowsocksServer implements ServerControl {
       return;
     }
     try {
-      if (data.length < 8 || data.toString('latin1', 0, 4) !== REPLAY_STATE_MAGIC)
-        throw new Error('bad magic');
+      const magic = data.length < 8 ? '' : data.toString('latin1', 0, 4);
+      if (magic !== REPLAY_STATE_MAGIC && magic !== REPLAY_STATE_MAGIC_2) throw new Error('bad magic');
       const clientLen = data.readUInt32BE(4);
       if (8 + clientLen > data.length) throw new Error('truncated');
-      this.clientSalts = SaltFilter.deserialize(data.subarray(8, 8 + clientLen), this.#replayCapacity);
-      this.serverSalts = SaltFilter.deserialize(data.subarray(8 + clientLen), this.#replayCapacity);
-      this.#replaySavedAt = this.clientSalts.changes + this.serverSalts.changes;
+      let serverEnd = data.length;
+      let window: SaltWindow | undefined;
+      if (magic === REPLAY_STATE_MAGIC_2) {
+        const o = 8 + clientLen;
+        if (o + 4 > data.length) throw new Error('truncated');
+        const serverLen = data.readUInt32BE(o);
+        serverEnd = o + 4 + serverLen;
+        if (serverEnd > data.length) throw new Error('truncated');
+        window = deserializeSaltWindow(data.subarray(serverEnd), this.#clock.now());
+        this.clientSalts = SaltFilter.deserialize(data.subarray(8, 8 + clientLen), this.#replayCapacity);
+        this.serverSalts = SaltFilter.deserialize(data.subarray(o + 4, serverEnd), this.#replayCapacity);
+      } else {
+        this.clientSalts = SaltFilter.deserialize(data.subarray(8, 8 + clientLen), this.#replayCapacity);
+        this.serverSalts = SaltFilter.deserialize(data.subarray(8 + clientLen), this.#replayCapacity);
+      }
+      if (window) this.salts2022 = window;
+      this.#replaySavedAt = this.#replayStamp();
       this.#log.info(
-        { clientSalts: this.clientSalts.size, serverSalts: this.serverSalts.size },
+        {
+          clientSalts: this.clientSalts.size,
+          serverSalts: this.serverSalts.size,
+          salts2022: this.salts2022.size,
+        },
         'replay state loaded',
       );
     } catch (err) {
@@ -275,21 +385,29 @@ export class ShadowsocksServer implements ServerControl {
   async #saveReplayState(): Promise<void> {
     const file = this.#replayStateFile;
     if (!file) return;
-    const stamp = this.clientSalts.changes + this.serverSalts.changes;
+    const stamp = this.#replayStamp();
     if (stamp === this.#replaySavedAt) return;
     const client = this.clientSalts.serialize();
     const server = this.serverSalts.serialize();
+    const window = serializeSaltWindow(this.salts2022, this.#clock.now());
+    // LRS2: magic | u32 clientLen | client | u32 serverLen | server | 2022 window
     const head = Buffer.alloc(8);
-    head.write(REPLAY_STATE_MAGIC, 0, 'latin1');
+    head.write(REPLAY_STATE_MAGIC_2, 0, 'latin1');
     head.writeUInt32BE(client.length, 4);
+    const serverLen = Buffer.alloc(4);
+    serverLen.writeUInt32BE(server.length, 0);
     const tmp = `${file}.${process.pid}.tmp`;
     try {
-      await writeFile(tmp, Buffer.concat([head, client, server]), { mode: 0o600 });
+      await writeFile(tmp, Buffer.concat([head, client, serverLen, server, window]), { mode: 0o600 });
       await rename(tmp, file);
       this.#replaySavedAt = stamp;
     } catch (err) {
       this.#log.warn({ code: (err as NodeJS.ErrnoException).code }, 'cannot save replay state');
     }
+  }
+
+  #replayStamp(): number {
+    return this.clientSalts.changes + this.serverSalts.changes + this.#salts2022Changes;
   }
 
   #armReplaySave(): void {
@@ -353,6 +471,21 @@ export class ShadowsocksServer implements ServerControl {
     return this.#lookup;
   }
 
+  /** @internal SIP023 identity groups on this port. */
+  get identityGroups(): readonly IdentityGroup[] {
+    return this.#groups;
+  }
+
+  /** @internal 2022 single-user keys. */
+  get single2022Keys(): readonly Key2022Entry[] {
+    return this.#single2022;
+  }
+
+  /** @internal A 2022 request salt was remembered (the replay state changed). */
+  noteSalt2022(): void {
+    this.#salts2022Changes++;
+  }
+
   /** @internal Keys in trial order for this client IP: recently used from it first. */
   candidates(ip: string): { keys: KeyEntry[]; recent: number } {
     const recentIds = this.#recent.get(ip);
@@ -360,7 +493,7 @@ export class ShadowsocksServer implements ServerControl {
     const first: KeyEntry[] = [];
     for (const id of recentIds) {
       const k = this.#keys.get(id);
-      if (k) first.push(k);
+      if (k && k.edition === 2017) first.push(k);
     }
     if (first.length === 0) return { keys: this.#keyList, recent: 0 };
     const rest = this.#keyList.filter((k) => !first.includes(k));
@@ -368,7 +501,7 @@ export class ShadowsocksServer implements ServerControl {
   }
 
   /** @internal */ authenticated(c: Connection, ip: string, e: AuthEvent): void {
-    this.#recent.use(ip, e.keyId);
+    if (e.edition !== 2022) this.#recent.use(ip, e.keyId);
     let set = this.#byKey.get(e.keyId);
     if (!set) this.#byKey.set(e.keyId, (set = new Set()));
     set.add(c);
@@ -413,12 +546,14 @@ class Connection {
   readonly #acceptedAt: number;
   #phase: Phase = 'auth';
   #status: ConnectionStatus | undefined;
-  key: KeyEntry | undefined;
+  key: AnyKeyEntry | undefined;
   #authAt: number | undefined;
   #decoder: AeadDecoder | undefined;
+  #decoder2022: Aead2022RequestDecoder<Key2022Entry> | undefined;
   #head: Buffer[] = [];
   #headLen = 0;
-  readonly #tried = new Set<KeyEntry>();
+  /** Keys and identity groups already tried (each once, when enough bytes have arrived). */
+  readonly #tried = new Set<object>();
   #plain: Buffer[] = [];
   #bytesUp = 0;
   #bytesDown = 0;
@@ -512,14 +647,53 @@ class Connection {
     this.#headLen = 0;
     this.#plain = [];
     this.#decoder = undefined;
+    this.#decoder2022 = undefined;
   }
 
+  /**
+   * Find the key of this connection. Each candidate is tested exactly once, on exactly the bytes
+   * its edition needs (SIP004: salt + sealed length; SIP022 §3.1.4: salt, identity header and
+   * sealed fixed header), as soon as that many bytes have arrived; nothing is decided on fewer.
+   * Order: SIP023 identity groups (O(1) each), 2022 single-user keys, then SIP004 keys by
+   * trial decryption, recently used from this IP first.
+   */
   #tryKeys(): void {
     const buf = this.#head.length === 1 ? this.#head[0]! : Buffer.concat(this.#head, this.#headLen);
     this.#head = [buf];
-    const { keys, recent } = this.#srv.candidates(this.#ip);
+    const srv = this.#srv;
     let waiting = false;
     let index = 0;
+    for (const g of srv.identityGroups) {
+      index++;
+      if (this.#tried.has(g)) continue;
+      if (g.probeLength > buf.length) {
+        waiting = true;
+        continue;
+      }
+      this.#tried.add(g);
+      const dec = new Aead2022RequestDecoder<Key2022Entry>(g.method, {
+        identity: g.table,
+        salts: srv.salts2022,
+      });
+      if (this.#try2022(dec, g.probeLength, buf, index)) return;
+    }
+    for (const k of srv.single2022Keys) {
+      index++;
+      if (this.#tried.has(k)) continue;
+      if (k.probeLength > buf.length) {
+        waiting = true;
+        continue;
+      }
+      this.#tried.add(k);
+      const dec = new Aead2022RequestDecoder<Key2022Entry>(k.method, {
+        key: k.userKey,
+        salts: srv.salts2022,
+      });
+      if (this.#try2022(dec, k.probeLength, buf, index, k)) return;
+    }
+    const base = index;
+    const { keys, recent } = srv.candidates(this.#ip);
+    index = 0;
     for (const k of keys) {
       index++;
       if (this.#tried.has(k)) continue;
@@ -536,13 +710,71 @@ class Connection {
         if (!isProtocolError(err) || err.code !== 'ERR_PAYLOAD_SIZE') continue; // wrong key
         badLength = true; // the tag verified, so this is the key, but the length is invalid
       }
-      this.#onKey(k, dec, buf, index <= recent, badLength);
+      this.#onKey(k, dec, buf, index <= recent, badLength, base + index);
       return;
     }
     if (!waiting) this.#fail('ERR_CIPHER');
   }
 
-  #onKey(k: KeyEntry, dec: AeadDecoder, buf: Buffer, recent: boolean, badLength: boolean): void {
+  /**
+   * Test one 2022 candidate on the first `prefix` bytes. False when its tag (or identity) does not
+   * match, so the next candidate is tried; true when the candidate decided the connection:
+   * authenticated, or authenticated and then refused (type, timestamp, replay) with the uniform
+   * reaction.
+   */
+  #try2022(
+    dec: Aead2022RequestDecoder<Key2022Entry>,
+    prefix: number,
+    buf: Buffer,
+    tried: number,
+    single?: Key2022Entry,
+  ): boolean {
+    const srv = this.#srv;
+    const now = srv.clock.now();
+    try {
+      dec.push(buf.subarray(0, prefix), now);
+    } catch (err) {
+      if (!isProtocolError(err) || err.code === 'ERR_CIPHER' || err.code === 'ERR_SHORT_HEADER')
+        return false;
+      // The fixed header authenticated: this is the key, but the request is refused.
+      this.#fail(
+        err.code === 'ERR_REPLAY'
+          ? 'ERR_REPLAY_CLIENT'
+          : err.code === 'ERR_TIMESTAMP'
+            ? 'ERR_TIMESTAMP'
+            : 'ERR_HEADER',
+      );
+      return true;
+    }
+    if (!dec.authenticated) return false;
+    srv.noteSalt2022();
+    const k = single ?? dec.user;
+    if (!k) return false;
+    this.key = k;
+    this.#authAt = now;
+    srv.authenticated(this, this.#ip, {
+      keyId: k.id,
+      timeToAuthMs: this.#authAt - this.#acceptedAt,
+      keysTried: tried,
+      recent: false,
+      edition: 2022,
+    });
+    this.#head = [];
+    this.#headLen = 0;
+    this.#decoder2022 = dec;
+    this.#phase = 'address';
+    this.#pushPayload(buf.subarray(prefix));
+    return true;
+  }
+
+  #onKey(
+    k: KeyEntry,
+    dec: AeadDecoder,
+    buf: Buffer,
+    recent: boolean,
+    badLength: boolean,
+    tried: number,
+  ): void {
     const salt = buf.subarray(0, k.method.saltSize);
     const srv = this.#srv;
     if (srv.serverSalts.has(salt)) return this.#fail('ERR_REPLAY_SERVER');
@@ -552,8 +784,9 @@ class Connection {
     srv.authenticated(this, this.#ip, {
       keyId: k.id,
       timeToAuthMs: this.#authAt - this.#acceptedAt,
-      keysTried: this.#tried.size,
+      keysTried: tried,
       recent,
+      edition: 2017,
     });
     if (badLength) return this.#fail('ERR_PAYLOAD_SIZE');
     this.#head = [];
@@ -564,6 +797,7 @@ class Connection {
   }
 
   #pushPayload(chunk: Buffer): void {
+    if (this.#decoder2022) return this.#pushPayload2022(this.#decoder2022, chunk);
     let payloads: Buffer[];
     try {
       payloads = this.#decoder!.push(chunk);
@@ -583,6 +817,23 @@ class Connection {
     if (!decoded) return; // address continues in the next chunk
     this.#plain = [];
     void this.#connect(decoded.address, plain.subarray(decoded.length));
+  }
+
+  /** 2022: the variable header carries the target and the initial payload (or padding). */
+  #pushPayload2022(dec: Aead2022RequestDecoder<Key2022Entry>, chunk: Buffer): void {
+    let payloads: Buffer[];
+    try {
+      payloads = dec.push(chunk, this.#srv.clock.now());
+    } catch (err) {
+      const code = isProtocolError(err) ? err.code : '';
+      return this.#fail(code === 'ERR_HEADER' || code === 'ERR_ADDRESS' ? 'ERR_ADDRESS' : 'ERR_CIPHER');
+    }
+    if (payloads.length > 0) this.#plain.push(...payloads);
+    const header = dec.header;
+    if (!header) return;
+    const initial = this.#plain.length === 1 ? this.#plain[0]! : Buffer.concat(this.#plain);
+    this.#plain = [];
+    void this.#connect(header.target, initial);
   }
 
   // ---- connect and relay ----
@@ -619,7 +870,6 @@ class Connection {
 
   #startRelay(target: Socket, initial: Buffer): void {
     const k = this.key!;
-    const dec = this.#decoder!;
     const srv = this.#srv;
     this.#phase = 'relay';
     this.#target = target;
@@ -627,22 +877,39 @@ class Connection {
     client.off('data', this.#onData);
     client.off('end', this.#onEnd);
     target.on('error', () => target.destroy());
-    const encoder = new AeadEncoder(k.method, k.masterKey);
-    srv.serverSalts.add(encoder.salt);
+    let decode: (chunk: Buffer) => Buffer[];
+    let encode: (chunk: Buffer) => Buffer;
+    if (k.edition === 2022) {
+      const dec = this.#decoder2022!;
+      const encoder = new Aead2022ResponseEncoder(k.method, k.userKey, dec.salt!);
+      let first = true;
+      decode = (chunk) => dec.push(chunk, srv.clock.now());
+      encode = (chunk) => {
+        if (!first) return encoder.encode(chunk);
+        first = false;
+        return encoder.encodeHeader(chunk, srv.clock.now());
+      };
+    } else {
+      const dec = this.#decoder!;
+      const encoder = new AeadEncoder(k.method, k.masterKey);
+      srv.serverSalts.add(encoder.salt);
+      decode = (chunk) => dec.push(chunk);
+      encode = (chunk) => encoder.encode(chunk);
+    }
     if (initial.length > 0) target.write(initial);
     this.#relay = relay(client, target, {
       idleTimeoutMs: srv.idleMs,
       clock: srv.clock,
       aToB: (chunk) => {
         try {
-          return dec.push(chunk);
+          return decode(chunk);
         } catch (err) {
           this.#status ??= statusOf(err, 'ERR_CIPHER');
           throw err;
         }
       },
       bToA: (chunk) => {
-        const out = encoder.encode(chunk);
+        const out = encode(chunk);
         this.#bytesDown += out.length;
         return out;
       },
