@@ -73,7 +73,8 @@ for (const name of ['aes-128-gcm', 'aes-256-gcm', 'chacha20-ietf-poly1305'] as A
   const small = Math.max(1, Math.floor(n / 8)); // noble is slow; run an eighth and scale
   const nobleKey = randomBytes(m.keySize);
   const nonce = new Uint8Array(12);
-  const mk = name === 'chacha20-ietf-poly1305' ? () => chacha20poly1305(nobleKey, nonce) : () => gcm(nobleKey, nonce);
+  const mk =
+    name === 'chacha20-ietf-poly1305' ? () => chacha20poly1305(nobleKey, nonce) : () => gcm(nobleKey, nonce);
   const nobleMs = time(() => {
     for (let i = 0; i < small; i++) {
       for (let o = 0; o < READ; o += CHUNK) {
@@ -89,11 +90,13 @@ for (const name of ['aes-128-gcm', 'aes-256-gcm', 'chacha20-ietf-poly1305'] as A
     [
       `${name}:`,
       `  encode ${mibps(TOTAL, encMs)}   decode ${mibps(TOTAL, decMs)}   (SIP004 codec, 64 KiB reads)`,
-      `  one cipher init ${initUs.toFixed(2)} µs -> ${(2 * chunksPerMiB * initUs / 1000).toFixed(2)} ms per MiB for 2 inits/chunk (of ${(encMs / MIB).toFixed(2)} ms/MiB encode)`,
+      `  one cipher init ${initUs.toFixed(2)} µs -> ${((2 * chunksPerMiB * initUs) / 1000).toFixed(2)} ms per MiB for 2 inits/chunk (of ${(encMs / MIB).toFixed(2)} ms/MiB encode)`,
       `  long-lived cipher update() ${mibps(TOTAL, bulkMs)}   (ceiling without per-chunk inits)`,
       `  @noble/ciphers per chunk ${mibps(small * READ, nobleMs)}`,
     ].join('\n'),
   );
 }
-console.log(`SIP004 AEAD micro-benchmark, ${MIB} MiB per case, node ${process.version}, openssl ${process.versions.openssl}`);
+console.log(
+  `SIP004 AEAD micro-benchmark, ${MIB} MiB per case, node ${process.version}, openssl ${process.versions.openssl}`,
+);
 console.log(rows.join('\n'));

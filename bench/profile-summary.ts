@@ -38,7 +38,11 @@ function label(cf: CallFrame): string {
   return `${fn} ${file.startsWith('node:') ? file : basename(file) === file ? file : file}:${cf.lineNumber + 1}`;
 }
 
-export function summariseProfile(p: CpuProfile): { wallMs: number; sampledMs: number; functions: FunctionCost[] } {
+export function summariseProfile(p: CpuProfile): {
+  wallMs: number;
+  sampledMs: number;
+  functions: FunctionCost[];
+} {
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const selfUs = new Map<number, number>();
   for (let i = 0; i < p.samples.length; i++) {
@@ -65,8 +69,13 @@ export function summariseProfile(p: CpuProfile): { wallMs: number; sampledMs: nu
       total.set(cl, (total.get(cl) ?? 0) + us);
     }
   }
-  const functions = [...self.keys()].map((name) => ({ name, selfMs: (self.get(name) ?? 0) / 1000, totalMs: (total.get(name) ?? 0) / 1000 }));
-  for (const [name, us] of total) if (!self.has(name)) functions.push({ name, selfMs: 0, totalMs: us / 1000 });
+  const functions = [...self.keys()].map((name) => ({
+    name,
+    selfMs: (self.get(name) ?? 0) / 1000,
+    totalMs: (total.get(name) ?? 0) / 1000,
+  }));
+  for (const [name, us] of total)
+    if (!self.has(name)) functions.push({ name, selfMs: 0, totalMs: us / 1000 });
   return { wallMs: (p.endTime - p.startTime) / 1000, sampledMs: sampled / 1000, functions };
 }
 
@@ -82,15 +91,23 @@ function main(): void {
   }
   for (const f of files) {
     const s = summariseProfile(JSON.parse(readFileSync(f, 'utf8')) as CpuProfile);
-    const active = s.functions.filter((x) => x.name !== '(idle)' && x.name !== '(program)').reduce((a, x) => a + x.selfMs, 0);
-    console.log(`\n== ${basename(f)}: wall ${(s.wallMs / 1000).toFixed(1)} s, sampled ${(s.sampledMs / 1000).toFixed(1)} s, non-idle ${(active / 1000).toFixed(1)} s`);
+    const active = s.functions
+      .filter((x) => x.name !== '(idle)' && x.name !== '(program)')
+      .reduce((a, x) => a + x.selfMs, 0);
+    console.log(
+      `\n== ${basename(f)}: wall ${(s.wallMs / 1000).toFixed(1)} s, sampled ${(s.sampledMs / 1000).toFixed(1)} s, non-idle ${(active / 1000).toFixed(1)} s`,
+    );
     console.log('-- by self time');
     for (const x of [...s.functions].sort((a, b) => b.selfMs - a.selfMs).slice(0, top)) {
-      console.log(`${x.selfMs.toFixed(0).padStart(8)} ms ${((100 * x.selfMs) / s.sampledMs).toFixed(1).padStart(5)}%  ${x.name}`);
+      console.log(
+        `${x.selfMs.toFixed(0).padStart(8)} ms ${((100 * x.selfMs) / s.sampledMs).toFixed(1).padStart(5)}%  ${x.name}`,
+      );
     }
     console.log('-- by inclusive time');
     for (const x of [...s.functions].sort((a, b) => b.totalMs - a.totalMs).slice(0, top)) {
-      console.log(`${x.totalMs.toFixed(0).padStart(8)} ms ${((100 * x.totalMs) / s.sampledMs).toFixed(1).padStart(5)}%  ${x.name}`);
+      console.log(
+        `${x.totalMs.toFixed(0).padStart(8)} ms ${((100 * x.totalMs) / s.sampledMs).toFixed(1).padStart(5)}%  ${x.name}`,
+      );
     }
   }
 }

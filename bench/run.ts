@@ -33,7 +33,18 @@ import type net from 'node:net';
 import type { TestServer } from '../test/helpers/net.js';
 import { connect, freePort, readExactly, startEcho, startSink, startSource } from '../test/helpers/net.js';
 import type { Method, Peer } from '../test/helpers/peers.js';
-import { cpuMs, REPO_ROOT, rssKiB, spawnPeer, ssUrl, startLadderClient, startLadderServer, startSsLocal, startSsServer, which } from '../test/helpers/peers.js';
+import {
+  cpuMs,
+  REPO_ROOT,
+  rssKiB,
+  spawnPeer,
+  ssUrl,
+  startLadderClient,
+  startLadderServer,
+  startSsLocal,
+  startSsServer,
+  which,
+} from '../test/helpers/peers.js';
 import { socks5Connect } from '../test/helpers/socks5.js';
 import { downloadCountVia, uploadCountVia } from '../test/helpers/transfer.js';
 
@@ -45,7 +56,13 @@ function parseSize(s: string): number {
   if (!m) throw new Error(`--size: cannot parse "${s}" (examples: 1GiB, 256MiB)`);
   const n = Number(m[1]);
   const unit = (m[2] ?? 'b').toLowerCase();
-  const mult = unit.startsWith('g') ? 1024 ** 3 : unit.startsWith('m') ? 1024 ** 2 : unit.startsWith('k') ? 1024 : 1;
+  const mult = unit.startsWith('g')
+    ? 1024 ** 3
+    : unit.startsWith('m')
+      ? 1024 ** 2
+      : unit.startsWith('k')
+        ? 1024
+        : 1;
   return Math.round(n * mult);
 }
 
@@ -144,7 +161,8 @@ function parseArgs(argv: string[]): Args {
     }
   }
   for (const m of [...a.methods, a.latencyMethod]) {
-    if (!['aes-128-gcm', 'aes-256-gcm', 'chacha20-ietf-poly1305'].includes(m)) throw new Error(`unknown method ${m}`);
+    if (!['aes-128-gcm', 'aes-256-gcm', 'chacha20-ietf-poly1305'].includes(m))
+      throw new Error(`unknown method ${m}`);
   }
   return a;
 }
@@ -203,10 +221,15 @@ function buildLadder(): string {
   rmSync(out, { recursive: true, force: true });
   const tsc = join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
   try {
-    execFileSync(process.execPath, [tsc, '-p', join(REPO_ROOT, 'tsconfig.build.json'), '--outDir', out], { stdio: 'pipe', cwd: REPO_ROOT });
+    execFileSync(process.execPath, [tsc, '-p', join(REPO_ROOT, 'tsconfig.build.json'), '--outDir', out], {
+      stdio: 'pipe',
+      cwd: REPO_ROOT,
+    });
   } catch (err) {
     // Type errors still emit JavaScript; only a missing entry point is fatal.
-    log(`tsc reported errors (continuing if it emitted): ${String((err as { stdout?: Buffer }).stdout ?? '').split('\n')[0]}`);
+    log(
+      `tsc reported errors (continuing if it emitted): ${String((err as { stdout?: Buffer }).stdout ?? '').split('\n')[0]}`,
+    );
   }
   const entry = join(out, 'cli', 'main.js');
   if (!existsSync(entry)) throw new Error(`build did not produce ${entry}`);
@@ -221,14 +244,24 @@ async function startStack(impl: Impl, method: Method, args: Args): Promise<Stack
     // -n: raise the fd limit for the idle-connection phase.
     server = await startSsServer({ method, password, timeout: 600, extraArgs: ['-n', '8192'] });
     allPeers.add(server);
-    client = await startSsLocal({ method, password, serverPort: server.port, timeout: 600, extraArgs: ['-n', '8192'] });
+    client = await startSsLocal({
+      method,
+      password,
+      serverPort: server.port,
+      timeout: 600,
+      extraArgs: ['-n', '8192'],
+    });
   } else {
     const profDir = join(REPO_ROOT, 'bench', 'results', 'prof');
     const nodeArgs = args.profile ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
     const entry = ladderEntry ? { entry: ladderEntry } : {};
     server = await startLadderServer({ method, password, nodeArgs, ...entry });
     allPeers.add(server);
-    client = await startLadderClient({ key: ssUrl(method, password, '127.0.0.1', server.port), nodeArgs, ...entry });
+    client = await startLadderClient({
+      key: ssUrl(method, password, '127.0.0.1', server.port),
+      nodeArgs,
+      ...entry,
+    });
   }
   allPeers.add(client);
   return { impl, method, client, server };
@@ -260,7 +293,12 @@ interface ThroughputResult {
   cpuSplit: Record<Impl, { client: number; server: number }>;
 }
 
-async function throughputPhase(args: Args, sink: TestServer, source: TestServer, deadline: number): Promise<ThroughputResult[]> {
+async function throughputPhase(
+  args: Args,
+  sink: TestServer,
+  source: TestServer,
+  deadline: number,
+): Promise<ThroughputResult[]> {
   const out: ThroughputResult[] = [];
   for (const method of args.methods) {
     const stacks = {} as Record<Impl, Stack>;
@@ -268,8 +306,16 @@ async function throughputPhase(args: Args, sink: TestServer, source: TestServer,
       for (const impl of IMPLS) stacks[impl] = await startStack(impl, method, args);
       // Warm-up: a small transfer each way through each stack (JIT, TCP windows).
       for (const impl of IMPLS) {
-        await uploadCountVia({ proxyPort: stacks[impl].client.socksPort }, { host: '127.0.0.1', port: sink.port }, 16 * MiB);
-        await downloadCountVia({ proxyPort: stacks[impl].client.socksPort }, { host: '127.0.0.1', port: source.port }, 16 * MiB);
+        await uploadCountVia(
+          { proxyPort: stacks[impl].client.socksPort },
+          { host: '127.0.0.1', port: sink.port },
+          16 * MiB,
+        );
+        await downloadCountVia(
+          { proxyPort: stacks[impl].client.socksPort },
+          { host: '127.0.0.1', port: source.port },
+          16 * MiB,
+        );
       }
       for (const direction of ['upload', 'download'] as const) {
         const runs: Record<Impl, number[]> = { ladder: [], libev: [] };
@@ -344,13 +390,28 @@ interface FloorResult {
  * The no-crypto floor: bench/floor-relay.ts (Ladder's relay with identity transforms) in the
  * same two-process topology. Its CPU per GiB is what Node sockets cost before any encryption.
  */
-async function floorPhase(args: Args, sink: TestServer, source: TestServer, echo?: TestServer): Promise<FloorResult[]> {
+async function floorPhase(
+  args: Args,
+  sink: TestServer,
+  source: TestServer,
+  echo?: TestServer,
+): Promise<FloorResult[]> {
   const script = join(REPO_ROOT, 'bench', 'floor-relay.ts');
   const sp = await freePort();
   const cp = await freePort();
-  const server = await spawnPeer('floor server', process.execPath, ['--import', 'tsx', script, 'server', String(sp)], { waitPort: sp });
+  const server = await spawnPeer(
+    'floor server',
+    process.execPath,
+    ['--import', 'tsx', script, 'server', String(sp)],
+    { waitPort: sp },
+  );
   allPeers.add(server);
-  const client = await spawnPeer('floor client', process.execPath, ['--import', 'tsx', script, 'client', String(cp), String(sp)], { waitPort: cp });
+  const client = await spawnPeer(
+    'floor client',
+    process.execPath,
+    ['--import', 'tsx', script, 'client', String(cp), String(sp)],
+    { waitPort: cp },
+  );
   allPeers.add(client);
   try {
     const out: FloorResult[] = [];
@@ -368,7 +429,9 @@ async function floorPhase(args: Args, sink: TestServer, source: TestServer, echo
         const used = (await cpuMs(client.pid)) + (await cpuMs(server.pid)) - c0;
         rates.push(args.size / MiB / (ms / 1000));
         cpus.push(used / (args.size / 1024 ** 3));
-        log(`floor ${direction} run ${r + 1}/${args.runs}: ${rates.at(-1)!.toFixed(1)} MiB/s, ${cpus.at(-1)!.toFixed(0)} CPU-ms/GiB`);
+        log(
+          `floor ${direction} run ${r + 1}/${args.runs}: ${rates.at(-1)!.toFixed(1)} MiB/s, ${cpus.at(-1)!.toFixed(0)} CPU-ms/GiB`,
+        );
       }
       out.push({ direction, mibps: median(rates), cpuMsPerGiB: median(cpus) });
     }
@@ -379,8 +442,14 @@ async function floorPhase(args: Args, sink: TestServer, source: TestServer, echo
       const lat: number[] = [];
       for (let i = 0; i < n; i++) lat.push(await oneExchange(cp, echo));
       const used = (await cpuMs(client.pid)) + (await cpuMs(server.pid)) - c0;
-      out.push({ direction: 'short connections', mibps: percentile(lat, 50), cpuMsPerGiB: (used * 1000) / n });
-      log(`floor short connections: p50 ${percentile(lat, 50).toFixed(2)} ms, ${((used * 1000) / n).toFixed(0)} CPU-µs/conn`);
+      out.push({
+        direction: 'short connections',
+        mibps: percentile(lat, 50),
+        cpuMsPerGiB: (used * 1000) / n,
+      });
+      log(
+        `floor short connections: p50 ${percentile(lat, 50).toFixed(2)} ms, ${((used * 1000) / n).toFixed(0)} CPU-µs/conn`,
+      );
     }
     return out;
   } finally {
@@ -434,8 +503,11 @@ async function latencyPhase(args: Args, echo: TestServer, deadline: number): Pro
     const samples: Record<(typeof kinds)[number], number[]> = { ladder: [], libev: [], direct: [] };
     const errors: Record<(typeof kinds)[number], number> = { ladder: 0, libev: 0, direct: 0 };
     // Warm-up.
-    for (let i = 0; i < 50; i++) for (const k of kinds) await oneExchange(k === 'direct' ? undefined : stacks[k].client.socksPort, echo).catch(() => 0);
-    const cpuOf = async (st: Stack): Promise<number> => (await cpuMs(st.client.pid)) + (await cpuMs(st.server.pid));
+    for (let i = 0; i < 50; i++)
+      for (const k of kinds)
+        await oneExchange(k === 'direct' ? undefined : stacks[k].client.socksPort, echo).catch(() => 0);
+    const cpuOf = async (st: Stack): Promise<number> =>
+      (await cpuMs(st.client.pid)) + (await cpuMs(st.server.pid));
     const cpu0 = { ladder: await cpuOf(stacks.ladder), libev: await cpuOf(stacks.libev) };
     for (let i = 0; i < args.latencyN; i++) {
       if (Date.now() > deadline) throw new Error('overall time cap reached');
@@ -454,8 +526,16 @@ async function latencyPhase(args: Args, echo: TestServer, deadline: number): Pro
       ladder: (((await cpuOf(stacks.ladder)) - cpu0.ladder) * 1000) / args.latencyN,
       libev: (((await cpuOf(stacks.libev)) - cpu0.libev) * 1000) / args.latencyN,
     };
-    const p50 = { ladder: percentile(samples.ladder, 50), libev: percentile(samples.libev, 50), direct: percentile(samples.direct, 50) };
-    const p99 = { ladder: percentile(samples.ladder, 99), libev: percentile(samples.libev, 99), direct: percentile(samples.direct, 99) };
+    const p50 = {
+      ladder: percentile(samples.ladder, 50),
+      libev: percentile(samples.libev, 50),
+      direct: percentile(samples.direct, 50),
+    };
+    const p99 = {
+      ladder: percentile(samples.ladder, 99),
+      libev: percentile(samples.libev, 99),
+      direct: percentile(samples.direct, 99),
+    };
     const addedP50 = { ladder: p50.ladder - p50.direct, libev: p50.libev - p50.direct };
     const addedP99 = { ladder: p99.ladder - p99.direct, libev: p99.libev - p99.direct };
     return {
@@ -503,7 +583,12 @@ async function memoryPhase(args: Args, echo: TestServer, deadline: number): Prom
         if (Date.now() > deadline) throw new Error('overall time cap reached');
         const opened = await Promise.all(
           Array.from({ length: Math.min(batch, args.idleN - i) }, async () => {
-            const s = await socks5Connect({ proxyPort: st.client.socksPort, host: '127.0.0.1', port: echo.port, timeoutMs: 20_000 });
+            const s = await socks5Connect({
+              proxyPort: st.client.socksPort,
+              host: '127.0.0.1',
+              port: echo.port,
+              timeoutMs: 20_000,
+            });
             s.on('error', () => undefined);
             const p = readExactly(s, 8, 20_000);
             s.write(REQ.subarray(0, 8));
@@ -515,7 +600,9 @@ async function memoryPhase(args: Args, echo: TestServer, deadline: number): Prom
       }
       await new Promise((r) => setTimeout(r, 1000));
       loaded[impl] = { client: await rssKiB(st.client.pid), server: await rssKiB(st.server.pid) };
-      log(`memory ${impl}: ${socks.length} idle connections, RSS client ${loaded[impl].client} KiB, server ${loaded[impl].server} KiB`);
+      log(
+        `memory ${impl}: ${socks.length} idle connections, RSS client ${loaded[impl].client} KiB, server ${loaded[impl].server} KiB`,
+      );
     } finally {
       for (const s of socks) s.destroy();
       await stopStack(st);
@@ -529,7 +616,10 @@ async function memoryPhase(args: Args, echo: TestServer, deadline: number): Prom
     baseline,
     loaded,
     totalLoadedMiB: { ladder: total('ladder') / 1024, libev: total('libev') / 1024 },
-    perConnKiB: { ladder: (total('ladder') - base('ladder')) / args.idleN, libev: (total('libev') - base('libev')) / args.idleN },
+    perConnKiB: {
+      ladder: (total('ladder') - base('ladder')) / args.idleN,
+      libev: (total('libev') - base('libev')) / args.idleN,
+    },
     ratio: total('ladder') / total('libev'),
   };
 }
@@ -565,8 +655,10 @@ function fmt(n: number, digits = 1): string {
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  const line = (r: string[]): string => '| ' + r.map((x, c) => (c === 0 ? x.padEnd(widths[c]!) : x.padStart(widths[c]!))).join(' | ') + ' |';
-  const sep = '|' + widths.map((w, c) => (c === 0 ? '-'.repeat(w + 2) : '-'.repeat(w + 1) + ':')).join('|') + '|';
+  const line = (r: string[]): string =>
+    '| ' + r.map((x, c) => (c === 0 ? x.padEnd(widths[c]!) : x.padStart(widths[c]!))).join(' | ') + ' |';
+  const sep =
+    '|' + widths.map((w, c) => (c === 0 ? '-'.repeat(w + 2) : '-'.repeat(w + 1) + ':')).join('|') + '|';
   return [line(rows[0]!), sep, ...rows.slice(1).map(line)].join('\n');
 }
 
@@ -586,10 +678,20 @@ function render(r: Results): string {
   const ours = r.args.ours === 'libev' ? 'libev (as ours)' : 'ladder';
   const rows: string[][] = [['metric', ours, 'shadowsocks-libev', 'ratio ours/libev']];
   for (const t of r.throughput ?? []) {
-    rows.push([`throughput ${t.method} ${t.direction} (MiB/s, median of ${t.runs.ladder.length})`, fmt(t.median.ladder), fmt(t.median.libev), fmt(t.ratio, 2)]);
+    rows.push([
+      `throughput ${t.method} ${t.direction} (MiB/s, median of ${t.runs.ladder.length})`,
+      fmt(t.median.ladder),
+      fmt(t.median.libev),
+      fmt(t.ratio, 2),
+    ]);
   }
   for (const t of r.throughput ?? []) {
-    rows.push([`CPU per GiB ${t.method} ${t.direction} (client+server CPU-ms)`, fmt(t.cpuMsPerGiB.ladder, 0), fmt(t.cpuMsPerGiB.libev, 0), fmt(t.cpuRatio, 2)]);
+    rows.push([
+      `CPU per GiB ${t.method} ${t.direction} (client+server CPU-ms)`,
+      fmt(t.cpuMsPerGiB.ladder, 0),
+      fmt(t.cpuMsPerGiB.libev, 0),
+      fmt(t.cpuRatio, 2),
+    ]);
   }
   for (const f of r.floor ?? []) {
     if (f.direction === 'short connections') {
@@ -598,19 +700,54 @@ function render(r: Results): string {
       continue;
     }
     rows.push([`floor: Node relay without crypto, ${f.direction} (MiB/s)`, fmt(f.mibps), '', '']);
-    rows.push([`floor: Node relay without crypto, ${f.direction} (CPU-ms/GiB)`, fmt(f.cpuMsPerGiB, 0), '', '']);
+    rows.push([
+      `floor: Node relay without crypto, ${f.direction} (CPU-ms/GiB)`,
+      fmt(f.cpuMsPerGiB, 0),
+      '',
+      '',
+    ]);
   }
   if (r.latency) {
     const l = r.latency;
-    rows.push([`latency p50 added (ms, ${l.n} conns, ${l.method})`, fmt(l.addedP50.ladder, 2), fmt(l.addedP50.libev, 2), fmt(l.ratioP50, 2)]);
-    rows.push([`latency p99 added (ms)`, fmt(l.addedP99.ladder, 2), fmt(l.addedP99.libev, 2), fmt(l.ratioP99, 2)]);
-    rows.push([`latency p50 total (ms; direct ${fmt(l.p50.direct, 2)})`, fmt(l.p50.ladder, 2), fmt(l.p50.libev, 2), fmt(l.p50.ladder / l.p50.libev, 2)]);
-    rows.push([`CPU per short connection, client+server (µs)`, fmt(l.cpuUsPerConn.ladder, 0), fmt(l.cpuUsPerConn.libev, 0), fmt(l.cpuUsPerConn.ladder / l.cpuUsPerConn.libev, 2)]);
+    rows.push([
+      `latency p50 added (ms, ${l.n} conns, ${l.method})`,
+      fmt(l.addedP50.ladder, 2),
+      fmt(l.addedP50.libev, 2),
+      fmt(l.ratioP50, 2),
+    ]);
+    rows.push([
+      `latency p99 added (ms)`,
+      fmt(l.addedP99.ladder, 2),
+      fmt(l.addedP99.libev, 2),
+      fmt(l.ratioP99, 2),
+    ]);
+    rows.push([
+      `latency p50 total (ms; direct ${fmt(l.p50.direct, 2)})`,
+      fmt(l.p50.ladder, 2),
+      fmt(l.p50.libev, 2),
+      fmt(l.p50.ladder / l.p50.libev, 2),
+    ]);
+    rows.push([
+      `CPU per short connection, client+server (µs)`,
+      fmt(l.cpuUsPerConn.ladder, 0),
+      fmt(l.cpuUsPerConn.libev, 0),
+      fmt(l.cpuUsPerConn.ladder / l.cpuUsPerConn.libev, 2),
+    ]);
   }
   if (r.memory) {
     const m = r.memory;
-    rows.push([`RSS client+server, ${m.n} idle conns (MiB)`, fmt(m.totalLoadedMiB.ladder), fmt(m.totalLoadedMiB.libev), fmt(m.ratio, 2)]);
-    rows.push([`RSS per idle connection (KiB)`, fmt(m.perConnKiB.ladder), fmt(m.perConnKiB.libev), fmt(m.perConnKiB.ladder / m.perConnKiB.libev, 2)]);
+    rows.push([
+      `RSS client+server, ${m.n} idle conns (MiB)`,
+      fmt(m.totalLoadedMiB.ladder),
+      fmt(m.totalLoadedMiB.libev),
+      fmt(m.ratio, 2),
+    ]);
+    rows.push([
+      `RSS per idle connection (KiB)`,
+      fmt(m.perConnKiB.ladder),
+      fmt(m.perConnKiB.libev),
+      fmt(m.perConnKiB.ladder / m.perConnKiB.libev, 2),
+    ]);
   }
   const facts = Object.entries(r.machine)
     .map(([k, v]) => `${k}: ${v}`)
@@ -645,16 +782,21 @@ async function main(): Promise<number> {
     log('compiling Ladder (tsc) into node_modules/.cache/ladder-bench/dist');
     ladderEntry = buildLadder();
   }
-  results.machine.ladder = ladderEntry ? 'compiled with tsc (node_modules/.cache/ladder-bench/dist)' : 'from source through tsx';
+  results.machine.ladder = ladderEntry
+    ? 'compiled with tsc (node_modules/.cache/ladder-bench/dist)'
+    : 'from source through tsx';
 
   const sink = await startSink({ hash: false });
   const source = await startSource({ hash: false, fresh: false });
   const echo = await startEcho();
-  const cap = setTimeout(() => {
-    log(`overall cap of ${args.capMin} min reached; stopping`);
-    results.errors.push('overall time cap reached');
-    void finish(1);
-  }, args.capMin * 60_000 + 30_000);
+  const cap = setTimeout(
+    () => {
+      log(`overall cap of ${args.capMin} min reached; stopping`);
+      results.errors.push('overall time cap reached');
+      void finish(1);
+    },
+    args.capMin * 60_000 + 30_000,
+  );
   cap.unref();
 
   let finished = false;
@@ -669,7 +811,13 @@ async function main(): Promise<number> {
     console.log(`\nJSON: ${args.json}`);
     if (args.profile) {
       const dir = join(REPO_ROOT, 'bench', 'results', 'prof');
-      console.log(`profiles: ${readdirSync(dir).map((f) => join(dir, f)).join(', ') || '(none written)'}`);
+      console.log(
+        `profiles: ${
+          readdirSync(dir)
+            .map((f) => join(dir, f))
+            .join(', ') || '(none written)'
+        }`,
+      );
     }
     if (code !== 0) process.exit(code);
     return code;
@@ -689,7 +837,9 @@ async function main(): Promise<number> {
   };
 
   const left = (): number => Math.max(10_000, deadline - Date.now());
-  const tp = await phase('throughput', Math.min(left(), args.capMin * 60_000 * 0.7), () => throughputPhase(args, sink, source, deadline));
+  const tp = await phase('throughput', Math.min(left(), args.capMin * 60_000 * 0.7), () =>
+    throughputPhase(args, sink, source, deadline),
+  );
   if (tp) results.throughput = tp;
   const fl = await phase('floor', Math.min(left(), 5 * 60_000), () => floorPhase(args, sink, source, echo));
   if (fl) results.floor = fl;

@@ -93,7 +93,12 @@ export interface SpawnOptions {
 }
 
 /** Spawn `cmd args`, capture output, wait for its port; kill on teardown. */
-export async function spawnPeer(name: string, cmd: string, args: readonly string[], opts: SpawnOptions = {}): Promise<Peer> {
+export async function spawnPeer(
+  name: string,
+  cmd: string,
+  args: readonly string[],
+  opts: SpawnOptions = {},
+): Promise<Peer> {
   installExitHook();
   const max = opts.maxOutput ?? 64 * 1024;
   let out = '';
@@ -147,10 +152,16 @@ export async function spawnPeer(name: string, cmd: string, args: readonly string
     });
     died.catch(() => undefined);
     try {
-      await Promise.race([waitForPort(opts.waitPort, opts.waitHost, opts.waitTimeoutMs ?? 20_000), died, spawnError]);
+      await Promise.race([
+        waitForPort(opts.waitPort, opts.waitHost, opts.waitTimeoutMs ?? 20_000),
+        died,
+        spawnError,
+      ]);
     } catch (err) {
       await peer.stop(500);
-      throw new Error(`${name} failed to start: ${(err as Error).message}\n--- output ---\n${out}`, { cause: err });
+      throw new Error(`${name} failed to start: ${(err as Error).message}\n--- output ---\n${out}`, {
+        cause: err,
+      });
     }
   }
   return peer;
@@ -168,7 +179,19 @@ export interface SsServerOptions {
 export async function startSsServer(o: SsServerOptions): Promise<Peer & { port: number }> {
   const bin = requirePeer('ss-server');
   const port = o.port ?? (await freePort());
-  const args = ['-s', '127.0.0.1', '-p', String(port), '-k', o.password, '-m', o.method, '-t', String(o.timeout ?? 60), ...(o.extraArgs ?? [])];
+  const args = [
+    '-s',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '-k',
+    o.password,
+    '-m',
+    o.method,
+    '-t',
+    String(o.timeout ?? 60),
+    ...(o.extraArgs ?? []),
+  ];
   const p = await spawnPeer('ss-server', bin, args, { waitPort: port });
   return Object.assign(p, { port });
 }
@@ -252,7 +275,11 @@ export async function startLadderServer(o: LadderServerOptions): Promise<Peer & 
     ...(o.config ? ['--config', o.config] : []),
     ...(o.extraArgs ?? []),
   ];
-  const p = await spawnPeer('ladder server', process.execPath, args, { waitPort: port, env: ladderEnv(o.env), waitTimeoutMs: 30_000 });
+  const p = await spawnPeer('ladder server', process.execPath, args, {
+    waitPort: port,
+    env: ladderEnv(o.env),
+    waitTimeoutMs: 30_000,
+  });
   return Object.assign(p, { port });
 }
 
@@ -265,8 +292,21 @@ export interface LadderClientOptions extends LadderSpawnOptions {
 /** `ladder client --key … --socks 127.0.0.1:PORT` through the CLI. */
 export async function startLadderClient(o: LadderClientOptions): Promise<Peer & { socksPort: number }> {
   const socksPort = o.socksPort ?? (await freePort());
-  const args = [...(o.nodeArgs ?? []), o.entry ?? LADDER_BIN, 'client', '--key', o.key, '--socks', `127.0.0.1:${socksPort}`, ...(o.extraArgs ?? [])];
-  const p = await spawnPeer('ladder client', process.execPath, args, { waitPort: socksPort, env: ladderEnv(o.env), waitTimeoutMs: 30_000 });
+  const args = [
+    ...(o.nodeArgs ?? []),
+    o.entry ?? LADDER_BIN,
+    'client',
+    '--key',
+    o.key,
+    '--socks',
+    `127.0.0.1:${socksPort}`,
+    ...(o.extraArgs ?? []),
+  ];
+  const p = await spawnPeer('ladder client', process.execPath, args, {
+    waitPort: socksPort,
+    env: ladderEnv(o.env),
+    waitTimeoutMs: 30_000,
+  });
   return Object.assign(p, { socksPort });
 }
 

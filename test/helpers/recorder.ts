@@ -23,11 +23,20 @@ export interface Recorder {
   close(): Promise<void>;
 }
 
-export async function startRecorder(targetPort: number, targetHost = '127.0.0.1', keep = 64 * 1024): Promise<Recorder> {
+export async function startRecorder(
+  targetPort: number,
+  targetHost = '127.0.0.1',
+  keep = 64 * 1024,
+): Promise<Recorder> {
   const connections: RecordedConnection[] = [];
   const sockets = new Set<net.Socket>();
   const server = net.createServer((c) => {
-    const rec: RecordedConnection = { clientFirst: undefined, serverFirst: undefined, clientBytes: Buffer.alloc(0), serverBytes: Buffer.alloc(0) };
+    const rec: RecordedConnection = {
+      clientFirst: undefined,
+      serverFirst: undefined,
+      clientBytes: Buffer.alloc(0),
+      serverBytes: Buffer.alloc(0),
+    };
     connections.push(rec);
     const s = net.connect({ port: targetPort, host: targetHost });
     for (const x of [c, s]) {
@@ -38,7 +47,8 @@ export async function startRecorder(targetPort: number, targetHost = '127.0.0.1'
     s.setNoDelay(true);
     c.on('data', (d: Buffer) => {
       rec.clientFirst ??= Buffer.from(d);
-      if (rec.clientBytes.length < keep) rec.clientBytes = Buffer.concat([rec.clientBytes, d]).subarray(0, keep);
+      if (rec.clientBytes.length < keep)
+        rec.clientBytes = Buffer.concat([rec.clientBytes, d]).subarray(0, keep);
       if (!s.write(d)) {
         c.pause();
         s.once('drain', () => c.resume());
@@ -46,7 +56,8 @@ export async function startRecorder(targetPort: number, targetHost = '127.0.0.1'
     });
     s.on('data', (d: Buffer) => {
       rec.serverFirst ??= Buffer.from(d);
-      if (rec.serverBytes.length < keep) rec.serverBytes = Buffer.concat([rec.serverBytes, d]).subarray(0, keep);
+      if (rec.serverBytes.length < keep)
+        rec.serverBytes = Buffer.concat([rec.serverBytes, d]).subarray(0, keep);
       if (!c.write(d)) {
         s.pause();
         c.once('drain', () => s.resume());

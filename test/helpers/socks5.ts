@@ -79,7 +79,8 @@ export function socks5Connect(opts: Socks5ConnectOptions): Promise<net.Socket> {
       buf = Buffer.concat([buf, chunk]);
       if (stage === 'greet') {
         if (buf.length < 2) return;
-        if (buf[0] !== 5 || buf[1] !== 0) return fail(new Socks5Error(`bad method selection ${buf.subarray(0, 2).toString('hex')}`));
+        if (buf[0] !== 5 || buf[1] !== 0)
+          return fail(new Socks5Error(`bad method selection ${buf.subarray(0, 2).toString('hex')}`));
         buf = buf.subarray(2);
         stage = 'reply';
         const req = Buffer.concat([Buffer.from([5, 1, 0]), encodeTarget(opts.host, opts.port)]);

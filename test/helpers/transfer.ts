@@ -63,7 +63,12 @@ export interface UploadResult {
 }
 
 /** Upload `body` to a hashing sink via SOCKS5; resolves with both hashes. */
-export async function uploadVia(via: Via, sink: Target, body: Buffer, timeoutMs = 60_000): Promise<UploadResult> {
+export async function uploadVia(
+  via: Via,
+  sink: Target,
+  body: Buffer,
+  timeoutMs = 60_000,
+): Promise<UploadResult> {
   const t0 = performance.now();
   const s = await socks5Connect({ ...via, ...sink, timeoutMs });
   try {
@@ -77,7 +82,12 @@ export async function uploadVia(via: Via, sink: Target, body: Buffer, timeoutMs 
 }
 
 /** Upload `total` bytes of a repeated random block to a counting sink (no hashing), for benchmarks. */
-export async function uploadCountVia(via: Via, sink: Target, total: number, timeoutMs = 600_000): Promise<number> {
+export async function uploadCountVia(
+  via: Via,
+  sink: Target,
+  total: number,
+  timeoutMs = 600_000,
+): Promise<number> {
   const block = randomBytes(256 * 1024);
   const s = await socks5Connect({ ...via, ...sink, timeoutMs: 10_000 });
   try {
@@ -100,16 +110,32 @@ export interface DownloadResult {
 }
 
 /** Download `n` bytes (+32-byte digest) from a hashing source via SOCKS5. */
-export function downloadVia(via: Via, source: Target, n: number, timeoutMs = 60_000): Promise<DownloadResult> {
+export function downloadVia(
+  via: Via,
+  source: Target,
+  n: number,
+  timeoutMs = 60_000,
+): Promise<DownloadResult> {
   return downloadImpl(via, source, n, true, timeoutMs);
 }
 
 /** Download `n` bytes from a non-hashing source; resolves with elapsed ms of the body. */
-export async function downloadCountVia(via: Via, source: Target, n: number, timeoutMs = 600_000): Promise<number> {
+export async function downloadCountVia(
+  via: Via,
+  source: Target,
+  n: number,
+  timeoutMs = 600_000,
+): Promise<number> {
   return (await downloadImpl(via, source, n, false, timeoutMs)).ms;
 }
 
-async function downloadImpl(via: Via, source: Target, n: number, hashed: boolean, timeoutMs: number): Promise<DownloadResult> {
+async function downloadImpl(
+  via: Via,
+  source: Target,
+  n: number,
+  hashed: boolean,
+  timeoutMs: number,
+): Promise<DownloadResult> {
   const s = await socks5Connect({ ...via, ...source, timeoutMs: 10_000 });
   const t0 = performance.now();
   try {
@@ -118,13 +144,21 @@ async function downloadImpl(via: Via, source: Target, n: number, hashed: boolean
       const tail: Buffer[] = [];
       let got = 0;
       const want = n + (hashed ? 32 : 0);
-      const timer = setTimeout(() => finish(new Error(`download timed out after ${got} of ${want} bytes`)), timeoutMs);
+      const timer = setTimeout(
+        () => finish(new Error(`download timed out after ${got} of ${want} bytes`)),
+        timeoutMs,
+      );
       const finish = (err?: Error): void => {
         clearTimeout(timer);
         s.removeAllListeners('data');
         if (err) return reject(err);
         const t = Buffer.concat(tail);
-        resolve({ gotSha: hashed ? h.digest() : Buffer.alloc(0), sourceSha: t, bytes: got, ms: performance.now() - t0 });
+        resolve({
+          gotSha: hashed ? h.digest() : Buffer.alloc(0),
+          sourceSha: t,
+          bytes: got,
+          ms: performance.now() - t0,
+        });
       };
       s.on('data', (c: Buffer) => {
         const bodyLeft = n - Math.min(got, n);
@@ -160,7 +194,10 @@ export async function echoVia(via: Via, echo: Target, body: Buffer, timeoutMs = 
   try {
     const got = new Sha256Counter();
     const back = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`echo timed out after ${got.bytes} of ${body.length}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`echo timed out after ${got.bytes} of ${body.length}`)),
+        timeoutMs,
+      );
       s.on('data', (c: Buffer) => {
         got.update(c);
         if (got.bytes >= body.length) {

@@ -9,7 +9,14 @@ import { after, before, describe, test } from 'node:test';
 import type { TestServer } from '../helpers/net.js';
 import { startEcho, startSink, startSource } from '../helpers/net.js';
 import type { Method, Peer } from '../helpers/peers.js';
-import { peerSkip, ssUrl, startLadderClient, startLadderServer, startSsLocal, startSsServer } from '../helpers/peers.js';
+import {
+  peerSkip,
+  ssUrl,
+  startLadderClient,
+  startLadderServer,
+  startSsLocal,
+  startSsServer,
+} from '../helpers/peers.js';
 import { downloadVia, echoVia, uploadVia } from '../helpers/transfer.js';
 
 export type Side = 'libev' | 'ladder';
@@ -39,7 +46,9 @@ export function useFixtures(): Fixtures {
 }
 
 function diagnose(peers: Peer[]): string {
-  return peers.map((p) => `--- ${p.name} (pid ${p.pid}${p.exited ? ', EXITED' : ''}) ---\n${p.output().slice(-4000)}`).join('\n');
+  return peers
+    .map((p) => `--- ${p.name} (pid ${p.pid}${p.exited ? ', EXITED' : ''}) ---\n${p.output().slice(-4000)}`)
+    .join('\n');
 }
 
 async function withDiagnostics<T>(peers: Peer[], fn: () => Promise<T>): Promise<T> {
@@ -67,7 +76,9 @@ export function interopSuite(client: Side, server: Side, method: Method, fx: Fix
 
     before(async () => {
       const srv =
-        server === 'libev' ? await startSsServer({ method, password }) : await startLadderServer({ method, password });
+        server === 'libev'
+          ? await startSsServer({ method, password })
+          : await startLadderServer({ method, password });
       peers.push(srv);
       const cli =
         client === 'libev'
@@ -86,7 +97,11 @@ export function interopSuite(client: Side, server: Side, method: Method, fx: Fix
       const r = await withDiagnostics(peers, () =>
         uploadVia({ proxyPort: socksPort }, { host: '127.0.0.1', port: fx.sink.port }, body),
       );
-      assert.equal(r.reply.toString('hex'), r.sentSha.toString('hex'), 'sink sha256 differs from what was sent');
+      assert.equal(
+        r.reply.toString('hex'),
+        r.sentSha.toString('hex'),
+        'sink sha256 differs from what was sent',
+      );
     });
 
     test(`download ${BODY_SIZE / MiB} MiB arrives byte-identical`, async () => {
@@ -94,7 +109,11 @@ export function interopSuite(client: Side, server: Side, method: Method, fx: Fix
         downloadVia({ proxyPort: socksPort }, { host: '127.0.0.1', port: fx.source.port }, BODY_SIZE),
       );
       assert.equal(r.bytes, BODY_SIZE + 32);
-      assert.equal(r.gotSha.toString('hex'), r.sourceSha.toString('hex'), 'received sha256 differs from what the source sent');
+      assert.equal(
+        r.gotSha.toString('hex'),
+        r.sourceSha.toString('hex'),
+        'received sha256 differs from what the source sent',
+      );
     });
 
     test(`full-duplex echo of ${BODY_SIZE / MiB} MiB to the domain name 'localhost'`, async () => {

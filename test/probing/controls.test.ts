@@ -25,10 +25,13 @@ after(() => {
 });
 
 async function naive(behaviour: Behaviour): Promise<number> {
-  const srv = net.createServer({ allowHalfOpen: true, pauseOnConnect: behaviour === neverReadsThenCloses }, (s) => {
-    s.on('error', () => undefined);
-    behaviour(s);
-  });
+  const srv = net.createServer(
+    { allowHalfOpen: true, pauseOnConnect: behaviour === neverReadsThenCloses },
+    (s) => {
+      s.on('error', () => undefined);
+      behaviour(s);
+    },
+  );
   servers.push(srv);
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   return (srv.address() as AddressInfo).port;
@@ -124,12 +127,18 @@ describe('probing-suite controls', { concurrency: 2 }, () => {
 
   test('negative control: closing immediately on bad input is caught (early close)', async () => {
     const j = await run(closesImmediately, false);
-    assert.ok(j.violations.some((v) => v.includes('closed early')), j.violations.slice(0, 3).join('\n'));
+    assert.ok(
+      j.violations.some((v) => v.includes('closed early')),
+      j.violations.slice(0, 3).join('\n'),
+    );
   });
 
   test('negative control: RST on bad input is caught', async () => {
     const j = await run(resetsOnData, false);
-    assert.ok(j.violations.some((v) => v.includes('reaction RST')), j.violations.slice(0, 3).join('\n'));
+    assert.ok(
+      j.violations.some((v) => v.includes('reaction RST')),
+      j.violations.slice(0, 3).join('\n'),
+    );
   });
 
   test('negative control: answering with data is caught', async () => {
@@ -146,16 +155,25 @@ describe('probing-suite controls', { concurrency: 2 }, () => {
 
   test('negative control: a close time that grows with probe length is caught', async () => {
     const j = await run(lengthDependentTimeout, false);
-    assert.ok(j.violations.some((v) => v.includes('depends on probe length')), j.violations.join('\n'));
+    assert.ok(
+      j.violations.some((v) => v.includes('depends on probe length')),
+      j.violations.join('\n'),
+    );
   });
 
   test('negative control: closing with unread data in the receive buffer (RST) is caught', async () => {
     const j = await run(neverReadsThenCloses, false);
-    assert.ok(j.violations.some((v) => v.includes('reaction RST')), j.violations.slice(0, 3).join('\n'));
+    assert.ok(
+      j.violations.some((v) => v.includes('reaction RST')),
+      j.violations.slice(0, 3).join('\n'),
+    );
   });
 
   test('negative control: ignoring the prober FIN until the timeout is caught', async () => {
     const j = await run(ignoresFin, true);
-    assert.ok(j.violations.some((v) => v.includes('closed late')), j.violations.slice(0, 3).join('\n'));
+    assert.ok(
+      j.violations.some((v) => v.includes('closed late')),
+      j.violations.slice(0, 3).join('\n'),
+    );
   });
 });

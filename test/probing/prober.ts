@@ -36,7 +36,12 @@ export interface ProbeOptions {
   giveUpMs: number;
 }
 
-export function probeOnce(port: number, probe: Probe, opts: ProbeOptions, host = '127.0.0.1'): Promise<ProbeResult> {
+export function probeOnce(
+  port: number,
+  probe: Probe,
+  opts: ProbeOptions,
+  host = '127.0.0.1',
+): Promise<ProbeResult> {
   return new Promise<ProbeResult>((resolve) => {
     const s = net.connect({ port, host, allowHalfOpen: true });
     s.setNoDelay(true);
@@ -52,7 +57,15 @@ export function probeOnce(port: number, probe: Probe, opts: ProbeOptions, host =
       clearTimeout(timer);
       const ms = reaction === 'FIN' && finMs >= 0 ? finMs : t0 === 0 ? 0 : performance.now() - t0;
       s.destroy();
-      resolve({ label: probe.label, length: probe.payload.length, bytesBack, reaction, ms, halfClosed, ...(detail ? { detail } : {}) });
+      resolve({
+        label: probe.label,
+        length: probe.payload.length,
+        bytesBack,
+        reaction,
+        ms,
+        halfClosed,
+        ...(detail ? { detail } : {}),
+      });
     };
     // Connecting on loopback is quick; the give-up clock starts at the write.
     timer = setTimeout(() => finish('ERROR', 'connect timeout'), 10_000);
@@ -88,7 +101,11 @@ export function probeOnce(port: number, probe: Probe, opts: ProbeOptions, host =
  * (waves of concurrent connections) cannot line up with probe length. Results come back in
  * input order.
  */
-export async function runProbes(port: number, probes: readonly Probe[], opts: ProbeOptions & { concurrency?: number }): Promise<ProbeResult[]> {
+export async function runProbes(
+  port: number,
+  probes: readonly Probe[],
+  opts: ProbeOptions & { concurrency?: number },
+): Promise<ProbeResult[]> {
   const out: ProbeResult[] = new Array<ProbeResult>(probes.length);
   const order = probes.map((_, i) => i);
   for (let i = order.length - 1; i > 0; i--) {
@@ -146,13 +163,20 @@ export function judge(results: readonly ProbeResult[], policy: Policy): Judgemen
     reactions[r.reaction] = (reactions[r.reaction] ?? 0) + 1;
     const at = `${r.label} (len ${r.length}${r.halfClosed ? ', half-closed' : ''})`;
     if (r.bytesBack > 0) violations.push(`${at}: server sent ${r.bytesBack} bytes (DATA)`);
-    if (r.reaction !== 'FIN') violations.push(`${at}: reaction ${r.reaction}${r.detail ? ` ${r.detail}` : ''} after ${r.ms.toFixed(0)} ms, expected FIN`);
-    else if (r.ms < policy.minCloseMs) violations.push(`${at}: closed early, after ${r.ms.toFixed(0)} ms (< ${policy.minCloseMs})`);
-    else if (r.ms > policy.maxCloseMs) violations.push(`${at}: closed late, after ${r.ms.toFixed(0)} ms (> ${policy.maxCloseMs})`);
+    if (r.reaction !== 'FIN')
+      violations.push(
+        `${at}: reaction ${r.reaction}${r.detail ? ` ${r.detail}` : ''} after ${r.ms.toFixed(0)} ms, expected FIN`,
+      );
+    else if (r.ms < policy.minCloseMs)
+      violations.push(`${at}: closed early, after ${r.ms.toFixed(0)} ms (< ${policy.minCloseMs})`);
+    else if (r.ms > policy.maxCloseMs)
+      violations.push(`${at}: closed late, after ${r.ms.toFixed(0)} ms (> ${policy.maxCloseMs})`);
   }
   const bucketMedians: Record<string, number> = {};
   for (const [lo, hi] of LENGTH_BUCKETS) {
-    const xs = results.filter((r) => r.length >= lo && r.length <= hi && r.reaction === 'FIN').map((r) => r.ms);
+    const xs = results
+      .filter((r) => r.length >= lo && r.length <= hi && r.reaction === 'FIN')
+      .map((r) => r.ms);
     if (xs.length > 0) bucketMedians[`${lo}-${hi >= 100_000 ? '∞' : hi}`] = median(xs);
   }
   const meds = Object.values(bucketMedians);

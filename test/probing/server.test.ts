@@ -41,7 +41,12 @@ let socksPort = 0;
 
 async function honestExchange(size = 4096): Promise<void> {
   const body = randomBytes(size);
-  const s = await socks5Connect({ proxyPort: socksPort, host: '127.0.0.1', port: echo.port, timeoutMs: 5000 });
+  const s = await socks5Connect({
+    proxyPort: socksPort,
+    host: '127.0.0.1',
+    port: echo.port,
+    timeoutMs: 5000,
+  });
   try {
     const p = readExactly(s, body.length, 5000);
     s.write(body);
@@ -69,7 +74,13 @@ function pearson(xs: number[], ys: number[]): number {
 function report(name: string, results: ProbeResult[], policy: Policy): string[] {
   const j = judge(results, policy);
   const nr = results.filter((r) => r.label.startsWith('NR'));
-  const r = nr.length > 2 ? pearson(nr.map((x) => x.length), nr.map((x) => x.ms)) : 0;
+  const r =
+    nr.length > 2
+      ? pearson(
+          nr.map((x) => x.length),
+          nr.map((x) => x.ms),
+        )
+      : 0;
   console.log(`${summarise(name, results, j)}, pearson(length, ms) over NR ${r.toFixed(2)}`);
   for (const v of j.violations.slice(0, 10)) console.log(`  violation: ${v}`);
   return j.violations;
@@ -118,11 +129,19 @@ async function capture(port: number, cleanup: Array<() => Promise<void>>): Promi
     key: ssUrl('chacha20-ietf-poly1305', `${PASSWORD}-c`, '127.0.0.1', rec.port),
     socks: '127.0.0.1:0',
   });
-  cleanup.push(() => cl.close(), () => rec.close());
+  cleanup.push(
+    () => cl.close(),
+    () => rec.close(),
+  );
   socksPort ||= cl.socksAddress!.port;
   const header = Buffer.from([1, 127, 0, 0, 1, echo.port >> 8, echo.port & 0xff]);
   const payload = Buffer.concat([header, Buffer.from('reflected request\n')]);
-  const s = await socks5Connect({ proxyPort: cl.socksAddress!.port, host: '127.0.0.1', port: echo.port, earlyData: payload });
+  const s = await socks5Connect({
+    proxyPort: cl.socksAddress!.port,
+    host: '127.0.0.1',
+    port: echo.port,
+    earlyData: payload,
+  });
   const back = await readExactly(s, payload.length, 5000);
   assert.ok(back.equals(payload));
   s.destroy();
@@ -152,29 +171,49 @@ function allProbes(): Probe[] {
 describe('active probing: Ladder server', { concurrency: true }, () => {
   test('captured a real first packet (salt + header + data in one write)', () => {
     // 32-byte salt + 18-byte sealed length + (7-byte target + 25 bytes of payload + 16-byte tag).
-    assert.ok(captured.clientFirst.length > 32 + 18 + 16, `first packet only ${captured.clientFirst.length} bytes`);
+    assert.ok(
+      captured.clientFirst.length > 32 + 18 + 16,
+      `first packet only ${captured.clientFirst.length} bytes`,
+    );
     assert.ok(captured.serverFirst.length > 32 + 18 + 16);
   });
 
   test('single-key server: every probe gets no data and a FIN at the idle timeout, length-independent', async () => {
     const probes = allProbes();
     const honest = honestLoop();
-    const results = await runProbes(single.address.port, probes, { giveUpMs: IDLE_MS + 5000, concurrency: CONCURRENCY });
+    const results = await runProbes(single.address.port, probes, {
+      giveUpMs: IDLE_MS + 5000,
+      concurrency: CONCURRENCY,
+    });
     const h = await honest.stop();
     const v = report('single-key, idle', results, IDLE_POLICY);
     assert.deepEqual(v, []);
-    assert.ok(h.ok >= 5 && h.failed === 0, `honest client during probing: ${h.ok} ok, ${h.failed} failed (${h.lastError})`);
+    assert.ok(
+      h.ok >= 5 && h.failed === 0,
+      `honest client during probing: ${h.ok} ok, ${h.failed} failed (${h.lastError})`,
+    );
   });
 
   test('multi-key server (aes-128-gcm, aes-256-gcm, chacha20): random probes get the same reaction', async () => {
-    const results = await runProbes(multi.address.port, randomProbes(randomBytes), { giveUpMs: IDLE_MS + 5000, concurrency: CONCURRENCY });
+    const results = await runProbes(multi.address.port, randomProbes(randomBytes), {
+      giveUpMs: IDLE_MS + 5000,
+      concurrency: CONCURRENCY,
+    });
     assert.deepEqual(report('multi-key, idle', results, IDLE_POLICY), []);
   });
 
   test('prober half-closes after sending: a prompt FIN for every probe and length', async () => {
     const probes = allProbes();
-    const results = await runProbes(single.address.port, probes, { giveUpMs: IDLE_MS + 5000, halfClose: true, concurrency: CONCURRENCY });
-    const results2 = await runProbes(multi.address.port, randomProbes(randomBytes), { giveUpMs: IDLE_MS + 5000, halfClose: true, concurrency: CONCURRENCY });
+    const results = await runProbes(single.address.port, probes, {
+      giveUpMs: IDLE_MS + 5000,
+      halfClose: true,
+      concurrency: CONCURRENCY,
+    });
+    const results2 = await runProbes(multi.address.port, randomProbes(randomBytes), {
+      giveUpMs: IDLE_MS + 5000,
+      halfClose: true,
+      concurrency: CONCURRENCY,
+    });
     assert.deepEqual(report('single-key, half-close', results, HALF_CLOSE_POLICY), []);
     assert.deepEqual(report('multi-key, half-close', results2, HALF_CLOSE_POLICY), []);
   });
@@ -194,11 +233,20 @@ describe('negative control: the same replays against a server with its replay de
       // Defences off: every salt looks new, and the server's own salts are forgotten.
       weak.server.clientSalts.checkAndAdd = () => true;
       weak.server.serverSalts.has = () => false;
-      const results = await runProbes(weak.address.port, replaysOf(c), { giveUpMs: IDLE_MS + 5000, concurrency: CONCURRENCY });
+      const results = await runProbes(weak.address.port, replaysOf(c), {
+        giveUpMs: IDLE_MS + 5000,
+        concurrency: CONCURRENCY,
+      });
       const v = report('defences off (negative control)', results, IDLE_POLICY);
       const data = v.filter((x) => x.includes('(DATA)'));
-      assert.ok(data.some((x) => x.includes('R1 identical replay')), 'R1 replay answered with data');
-      assert.ok(data.some((x) => x.includes('reflected')), 'reflected server response answered with data');
+      assert.ok(
+        data.some((x) => x.includes('R1 identical replay')),
+        'R1 replay answered with data',
+      );
+      assert.ok(
+        data.some((x) => x.includes('reflected')),
+        'reflected server response answered with data',
+      );
     } finally {
       await weak.close();
     }
