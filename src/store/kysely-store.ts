@@ -4,6 +4,7 @@ import { systemClock, type Clock, type Timer } from '../shared/clock.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { createDialect, type StoreLocation } from './dialect.js';
 import { migrationProvider } from './migrations.js';
+import { SqliteReader } from './sqlite-reader.js';
 import type { Database, KeysTable } from './schema.js';
 import {
   LIMIT_PERIODS,
@@ -28,6 +29,12 @@ export interface StoreOptions {
   flushIntervalMs?: number;
   /** Flush early once this many (key, hour) entries are buffered (default 1000). */
   flushBatchEntries?: number;
+  /**
+   * Per-window usage totals are kept in memory and advanced by every flush, so evaluating limits
+   * every few seconds costs no database scan. Entries are recomputed from the database after this
+   * long (default 5 min on SQLite, 30 s on PostgreSQL where other nodes add usage too).
+   */
+  usageCacheTtlMs?: number;
   /** Values used only when the settings are first created. */
   defaults?: { hostname?: string; port?: number; name?: string };
 }
@@ -98,10 +105,22 @@ export class KyselyStore implements Store {
   #flushTimer: Timer | undefined;
   #flushing: Promise<void> = Promise.resolve();
   #closed = false;
+  readonly #usageCacheTtlMs: number;
+  /** Totals per key since `from` (hour-aligned), exact as of the last flush. */
+  #usageCache = new Map<number, { totals: Map<string, UsageTotals>; at: number; usedAt: number }>();
+  #reader: SqliteReader | undefined;
 
-  private constructor(db: Db, dialect: 'sqlite' | 'postgres', opts: StoreOptions) {
+  private constructor(db: Db, dialect: 'sqlite' | 'postgres', opts: StoreOptions, sqlitePath?: string) {
     this.#db = db;
     this.dialect = dialect;
+    this.#usageCacheTtlMs = opts.usageCacheTtlMs ?? (dialect === 'postgres' ? 30_000 : 300_000);
+    if (sqlitePath !== undefined) {
+      try {
+        this.#reader = new SqliteReader(sqlitePath);
+      } catch {
+        this.#reader = undefined; // fall back to the main connection
+      }
+    }
     this.#clock = opts.clock ?? systemClock;
     this.#log = opts.logger ?? silentLogger;
     this.#flushIntervalMs = opts.flushIntervalMs ?? 2000;
@@ -112,7 +131,7 @@ export class KyselyStore implements Store {
   static async open(loc: StoreLocation, opts: StoreOptions = {}): Promise<KyselyStore> {
     const { kind, dialect } = createDialect(loc);
     const db = new Kysely<Database>({ dialect });
-    const store = new KyselyStore(db, kind, opts);
+    let store: KyselyStore | undefined;
     try {
       const { error, results } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
       if (error) {
@@ -122,8 +141,11 @@ export class KyselyStore implements Store {
           `store: migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`,
         );
       }
+      // The reader thread opens the file read-only, so it starts after migrations created it.
+      store = new KyselyStore(db, kind, opts, loc.kind === 'sqlite' ? loc.path : undefined);
       await store.#initSettings(opts.defaults ?? {});
     } catch (err) {
+      await store?.close().catch(() => undefined);
       await db.destroy().catch(() => undefined);
       if (err instanceof StoreError) throw err;
       throw new StoreError(
@@ -131,8 +153,8 @@ export class KyselyStore implements Store {
         `store: cannot open: ${err instanceof Error ? err.message : String(err)}`,
       );
     }
-    store.#scheduleFlush();
-    return store;
+    store!.#scheduleFlush();
+    return store!;
   }
 
   // ---- transactions -------------------------------------------------------------------------
@@ -358,12 +380,16 @@ export class KyselyStore implements Store {
 
   async deleteKey(id: string): Promise<boolean> {
     for (const [k, p] of this.#pending) if (p.keyId === id) this.#pending.delete(k);
-    return this.#tx(async (trx) => {
+    const deleted = await this.#tx(async (trx) => {
       const r = await trx.deleteFrom('keys').where('id', '=', id).executeTakeFirst();
       await trx.deleteFrom('usage').where('key_id', '=', id).execute();
       return num(r.numDeletedRows) > 0;
     });
+    // After the commit, so a flush that slipped in before it cannot leave bytes behind.
+    for (const e of this.#usageCache.values()) e.totals.delete(id);
+    return deleted;
   }
+
 
   // ---- usage --------------------------------------------------------------------------------
 
@@ -404,6 +430,7 @@ export class KyselyStore implements Store {
     if (this.#pending.size === 0) return;
     const batch = [...this.#pending.values()];
     this.#pending = new Map();
+    let applied: Pending[] = [];
     try {
       await this.#tx(async (trx) => {
         const ids = [...new Set(batch.map((b) => b.keyId))];
@@ -412,12 +439,15 @@ export class KyselyStore implements Store {
           for (const r of await trx.selectFrom('keys').select('id').where('id', 'in', part).execute())
             existing.add(r.id);
         }
-        const lastSeen = new Map<string, number>();
-        for (const b of batch) {
-          if (!existing.has(b.keyId)) continue; // deleted meanwhile: its usage goes with it
+        // Multi-row upserts: one statement per 100 (key, hour) entries, not one per entry, so a
+        // flush of thousands of active keys holds the (synchronous) SQLite connection briefly.
+        const live = batch.filter((b) => existing.has(b.keyId)); // deleted keys: usage goes with them
+        for (const part of chunks(live, 100)) {
           await trx
             .insertInto('usage')
-            .values({ key_id: b.keyId, bucket: b.bucket, up_bytes: b.up, down_bytes: b.down })
+            .values(
+              part.map((b) => ({ key_id: b.keyId, bucket: b.bucket, up_bytes: b.up, down_bytes: b.down })),
+            )
             .onConflict((oc) =>
               oc.columns(['key_id', 'bucket']).doUpdateSet({
                 up_bytes: sql<number>`usage.up_bytes + excluded.up_bytes`,
@@ -425,16 +455,23 @@ export class KyselyStore implements Store {
               }),
             )
             .execute();
-          lastSeen.set(b.keyId, Math.max(lastSeen.get(b.keyId) ?? 0, b.last));
         }
-        for (const [id, at] of lastSeen) {
-          await trx
-            .updateTable('keys')
-            .set({ last_seen_at: at })
-            .where('id', '=', id)
-            .where((eb) => eb.or([eb('last_seen_at', 'is', null), eb('last_seen_at', '<', at)]))
-            .execute();
+        const lastSeen = new Map<string, number>();
+        for (const b of live) lastSeen.set(b.keyId, Math.max(lastSeen.get(b.keyId) ?? 0, b.last));
+        // Last-seen is kept to flush precision: one update per distinct time, usually one per flush.
+        const byTime = new Map<number, string[]>();
+        for (const [id, at] of lastSeen) byTime.set(at, [...(byTime.get(at) ?? []), id]);
+        for (const [at, ids] of byTime) {
+          for (const part of chunks(ids, IN_CHUNK)) {
+            await trx
+              .updateTable('keys')
+              .set({ last_seen_at: at })
+              .where('id', 'in', part)
+              .where((eb) => eb.or([eb('last_seen_at', 'is', null), eb('last_seen_at', '<', at)]))
+              .execute();
+          }
         }
+        applied = live;
       });
     } catch (err) {
       // Put the bytes back so nothing is lost; the next flush retries.
@@ -451,41 +488,93 @@ export class KyselyStore implements Store {
         this.#log.warn({ err: err instanceof Error ? err.message : String(err) }, 'usage flush failed');
       throw err;
     }
+    // Committed: advance every cached window the new bytes fall in.
+    for (const [from, entry] of this.#usageCache) {
+      for (const b of applied) {
+        if (b.bucket < from) continue;
+        const t = entry.totals.get(b.keyId);
+        if (t) {
+          t.up += b.up;
+          t.down += b.down;
+        } else entry.totals.set(b.keyId, { up: b.up, down: b.down });
+      }
+    }
+  }
+
+  /** Run `fn` after pending usage is flushed, with no flush running meanwhile. */
+  #afterFlush<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#flushing.then(async () => {
+      await this.#flushNow().catch(() => undefined); // a failed flush keeps its bytes pending
+      this.#assertOpen();
+      return fn();
+    });
+    this.#flushing = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  /** A read query, on the reader thread when there is one (SQLite), else on the main connection. */
+  async #read<R>(query: {
+    compile(): { sql: string; parameters: readonly unknown[] };
+    execute(): Promise<R[]>;
+  }): Promise<R[]> {
+    if (this.#reader && !this.#reader.failed) {
+      const { sql: text, parameters } = query.compile();
+      try {
+        return (await this.#reader.query(text, parameters)) as R[];
+      } catch (err) {
+        if (!this.#reader.failed) throw err;
+      }
+    }
+    return query.execute();
   }
 
   async usageSince(since: number): Promise<Map<string, UsageTotals>> {
-    await this.flush();
-    this.#assertOpen();
     const from = Math.floor(since / HOUR_MS) * HOUR_MS;
-    const rows = await this.#db
-      .selectFrom('usage')
-      .select((eb) => [
-        'key_id',
-        eb.fn.sum<number>('up_bytes').as('up'),
-        eb.fn.sum<number>('down_bytes').as('down'),
-      ])
-      .where('bucket', '>=', from)
-      .groupBy('key_id')
-      .execute();
-    return new Map(rows.map((r) => [r.key_id, { up: num(r.up), down: num(r.down) }]));
+    return this.#afterFlush(async () => {
+      const now = this.#clock.now();
+      let entry = this.#usageCache.get(from);
+      if (!entry || now - entry.at >= this.#usageCacheTtlMs) {
+        const rows = await this.#read(
+          this.#db
+            .selectFrom('usage')
+            .select((eb) => [
+              'key_id',
+              eb.fn.sum<number>('up_bytes').as('up'),
+              eb.fn.sum<number>('down_bytes').as('down'),
+            ])
+            .where('bucket', '>=', from)
+            .groupBy('key_id'),
+        );
+        entry = {
+          totals: new Map(rows.map((r) => [r.key_id, { up: num(r.up), down: num(r.down) }])),
+          at: now,
+          usedAt: now,
+        };
+        this.#usageCache.set(from, entry);
+        // Windows move (hourly for the rolling one): forget those nobody asked for in an hour.
+        for (const [f, e] of this.#usageCache) if (now - e.usedAt > HOUR_MS) this.#usageCache.delete(f);
+      }
+      entry.usedAt = now;
+      return new Map([...entry.totals].map(([k, v]) => [k, { ...v }]));
+    });
   }
 
   async usageBuckets(since: number): Promise<UsageBucket[]> {
-    await this.flush();
-    this.#assertOpen();
     const from = Math.floor(since / HOUR_MS) * HOUR_MS;
-    const rows = await this.#db
-      .selectFrom('usage')
-      .selectAll()
-      .where('bucket', '>=', from)
-      .orderBy('bucket')
-      .execute();
-    return rows.map((r) => ({
-      keyId: r.key_id,
-      bucket: num(r.bucket),
-      up: num(r.up_bytes),
-      down: num(r.down_bytes),
-    }));
+    return this.#afterFlush(async () => {
+      const rows = await this.#read(
+        this.#db.selectFrom('usage').selectAll().where('bucket', '>=', from).orderBy('bucket'),
+      );
+      return rows.map((r) => ({
+        keyId: r.key_id,
+        bucket: num(r.bucket),
+        up: num(r.up_bytes),
+        down: num(r.down_bytes),
+      }));
+    });
   }
 
   async close(): Promise<void> {
@@ -494,6 +583,7 @@ export class KyselyStore implements Store {
     await this.flush().catch(() => undefined);
     this.#closed = true;
     if (this.#flushTimer) this.#clock.clearTimeout(this.#flushTimer);
+    await this.#reader?.close().catch(() => undefined);
     await this.#db.destroy();
   }
 }

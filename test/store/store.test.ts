@@ -240,3 +240,28 @@ test('a store path that cannot be created fails with a clear message', async (t)
     (e: unknown) => e instanceof StoreError && /cannot open SQLite file/.test(e.message),
   );
 });
+
+test('usage window totals are cached, advanced by flushes, and re-read after the TTL', async (t) => {
+  const dir = tempDir(t);
+  const clock = new ManualClock(Date.UTC(2026, 10, 22, 10, 0));
+  const a = await openStore(parseStoreLocation(undefined, dir), { clock, usageCacheTtlMs: 60_000 });
+  t.after(() => a.close());
+  const k = await a.createKey(base);
+  a.addBytes(k.id, 10, 10);
+  const since = clock.now() - 30 * DAY_MS;
+  assert.deepEqual((await a.usageSince(since)).get(k.id), { up: 10, down: 10 });
+  a.addBytes(k.id, 5, 0); // applied to the cached window by the flush, no re-query
+  assert.deepEqual((await a.usageSince(since)).get(k.id), { up: 15, down: 10 });
+  // Another process (or fleet node) writes usage: seen once the cache entry expires.
+  const b = await openStore(parseStoreLocation(undefined, dir), { clock });
+  b.addBytes(k.id, 100, 100);
+  await b.close();
+  assert.deepEqual((await a.usageSince(since)).get(k.id), { up: 15, down: 10 }, 'cached');
+  clock.advance(61_000);
+  assert.deepEqual((await a.usageSince(since)).get(k.id), { up: 115, down: 110 }, 're-read after TTL');
+  // Mutating a returned map does not touch the cache.
+  (await a.usageSince(since)).get(k.id)!.up = 0;
+  assert.equal((await a.usageSince(since)).get(k.id)!.up, 115);
+  await a.deleteKey(k.id);
+  assert.equal((await a.usageSince(since)).get(k.id), undefined);
+});
