@@ -34,6 +34,11 @@ export interface ProbeOptions {
   halfClose?: boolean;
   /** Give up waiting for the server after this long. */
   giveUpMs: number;
+  /**
+   * Send the payload one byte at a time, this many ms apart (the slow "one byte at a time"
+   * probe). Timing then counts from the last byte.
+   */
+  trickleMs?: number;
 }
 
 export function probeOnce(
@@ -69,12 +74,35 @@ export function probeOnce(
     };
     // Connecting on loopback is quick; the give-up clock starts at the write.
     timer = setTimeout(() => finish('ERROR', 'connect timeout'), 10_000);
-    s.once('connect', () => {
-      clearTimeout(timer);
+    const startClock = (): void => {
       t0 = performance.now();
       timer = setTimeout(() => finish('TIMEOUT'), opts.giveUpMs);
-      if (halfClosed) s.end(probe.payload);
-      else s.write(probe.payload);
+    };
+    s.once('connect', () => {
+      clearTimeout(timer);
+      const trickle = opts.trickleMs;
+      if (trickle === undefined || probe.payload.length <= 1) {
+        startClock();
+        if (halfClosed) s.end(probe.payload);
+        else s.write(probe.payload);
+        return;
+      }
+      let i = 0;
+      const next = (): void => {
+        if (settled) return;
+        const last = i === probe.payload.length - 1;
+        const byte = probe.payload.subarray(i, i + 1);
+        i++;
+        if (last) {
+          startClock();
+          if (halfClosed) s.end(byte);
+          else s.write(byte);
+        } else {
+          s.write(byte);
+          timer = setTimeout(next, trickle);
+        }
+      };
+      next();
     });
     s.on('data', (d: Buffer) => {
       bytesBack += d.length;

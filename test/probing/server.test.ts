@@ -37,6 +37,7 @@ const PASSWORD = `probe-${randomBytes(6).toString('hex')}`;
 let echo: TestServer;
 let single: DataPlane; // one chacha20-ietf-poly1305 key
 let multi: DataPlane; // three keys, all three methods, on one port
+let mixed: DataPlane; // SIP004 and SIP022 (2022-blake3) keys on one port
 let socksPort = 0;
 
 async function honestExchange(size = 4096): Promise<void> {
@@ -105,6 +106,17 @@ before(async () => {
     allowPrivateDestinations: true,
     timeouts: { idleMs: IDLE_MS },
   });
+  mixed = await startDataPlane({
+    keys: [
+      key('c', 'chacha20-ietf-poly1305'),
+      { id: 'n256', method: '2022-blake3-aes-256-gcm', secret: randomBytes(32).toString('base64') },
+      { id: 'n128', method: '2022-blake3-aes-128-gcm', secret: randomBytes(16).toString('base64') },
+    ],
+    port: 0,
+    host: '127.0.0.1',
+    allowPrivateDestinations: true,
+    timeouts: { idleMs: IDLE_MS },
+  });
   captured = await capture(single.address.port, cleanups);
 });
 
@@ -153,7 +165,7 @@ async function capture(port: number, cleanup: Array<() => Promise<void>>): Promi
 
 after(async () => {
   for (const c of cleanups.reverse()) await c();
-  await Promise.all([single?.close(), multi?.close(), echo?.close()]);
+  await Promise.all([single?.close(), multi?.close(), mixed?.close(), echo?.close()]);
 });
 
 function replaysOf(c: Captured): Probe[] {
@@ -200,6 +212,48 @@ describe('active probing: Ladder server', { concurrency: true }, () => {
       concurrency: CONCURRENCY,
     });
     assert.deepEqual(report('multi-key, idle', results, IDLE_POLICY), []);
+  });
+
+  test('mixed SIP004 + SIP022 keys on one port: random probes get the same reaction, idle and half-closed', async () => {
+    const idle = await runProbes(mixed.address.port, randomProbes(randomBytes), {
+      giveUpMs: IDLE_MS + 5000,
+      concurrency: CONCURRENCY,
+    });
+    const half = await runProbes(mixed.address.port, randomProbes(randomBytes), {
+      giveUpMs: IDLE_MS + 5000,
+      halfClose: true,
+      concurrency: CONCURRENCY,
+    });
+    assert.deepEqual(report('mixed 2017/2022 keys, idle', idle, IDLE_POLICY), []);
+    assert.deepEqual(report('mixed 2017/2022 keys, half-close', half, HALF_CLOSE_POLICY), []);
+  });
+
+  test('one byte at a time (10 ms apart): no data, FIN one idle timeout after the last byte', async () => {
+    const probes: Probe[] = [10, 40, 49, 50, 51, 80].map((n) => ({
+      label: `trickle len=${n}`,
+      payload: randomBytes(n),
+    }));
+    probes.push({ label: 'trickle R1 replay', payload: captured.clientFirst });
+    const results = await runProbes(single.address.port, probes, {
+      giveUpMs: IDLE_MS + 5000,
+      trickleMs: 10,
+      concurrency: CONCURRENCY,
+    });
+    const half = await runProbes(single.address.port, probes, {
+      giveUpMs: IDLE_MS + 5000,
+      trickleMs: 10,
+      halfClose: true,
+      concurrency: CONCURRENCY,
+    });
+    // Few probes per length bucket here: judge uniformity of kind and timing, not the spread.
+    assert.deepEqual(
+      report('single-key, trickled', results, { ...IDLE_POLICY, maxBucketSpreadMs: 1000 }),
+      [],
+    );
+    assert.deepEqual(
+      report('single-key, trickled + half-close', half, { ...HALF_CLOSE_POLICY, maxBucketSpreadMs: 1000 }),
+      [],
+    );
   });
 
   test('prober half-closes after sending: a prompt FIN for every probe and length', async () => {
