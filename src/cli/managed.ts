@@ -10,8 +10,8 @@ import {
   type LadderMetrics,
   type MetricsServer,
 } from '../metrics/index.js';
-import { startDataPlane, type DataPlane, type ServerHooks } from '../server/index.js';
-import type { UsageSink } from '../shared/control.js';
+import { startDataPlane, type DataPlane, type DataPlaneOptions, type ServerHooks } from '../server/index.js';
+import type { RuntimeKey, ServerControl, UsageSink } from '../shared/control.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 import {
   generateSecret,
@@ -136,9 +136,87 @@ function tee(...sinks: UsageSink[]): UsageSink {
   };
 }
 
+/**
+ * Outline gives every key a port (usually the same one). The pool runs one data plane per port
+ * that some usable key names, opening listeners as keys appear (PUT /access-keys/{id} with a port,
+ * PUT /server/port-for-new-access-keys) and handing each its keys. It is the ServerControl the
+ * enforcer drives; keys without a port go to the primary listener.
+ */
+export class PortPool implements ServerControl {
+  readonly #planes = new Map<number, DataPlane>();
+  readonly #opening = new Set<number>();
+  readonly #failed = new Set<number>();
+  #keys: readonly (RuntimeKey & { port?: number })[] = [];
+  #closed = false;
+
+  constructor(
+    readonly primary: DataPlane,
+    private readonly options: Omit<DataPlaneOptions, 'keys' | 'port'>,
+    private readonly log: Logger,
+  ) {
+    this.#planes.set(primary.address.port, primary);
+  }
+
+  #portOf(k: RuntimeKey & { port?: number }): number {
+    return k.port ?? this.primary.address.port;
+  }
+
+  #keysFor(port: number): RuntimeKey[] {
+    return this.#keys.filter((k) => this.#portOf(k) === port);
+  }
+
+  setKeys(keys: readonly RuntimeKey[]): void {
+    this.#keys = keys;
+    for (const [port, plane] of this.#planes) plane.server.setKeys(this.#keysFor(port));
+    for (const port of new Set(keys.map((k) => this.#portOf(k)))) {
+      if (this.#planes.has(port) || this.#opening.has(port) || this.#failed.has(port)) continue;
+      this.#opening.add(port);
+      startDataPlane({ ...this.options, keys: [], port }).then(
+        (plane) => {
+          this.#opening.delete(port);
+          if (this.#closed) return void plane.close();
+          this.#planes.set(port, plane);
+          plane.server.setKeys(this.#keysFor(port));
+          this.log.info({ port }, 'listening on an additional key port');
+        },
+        (err: NodeJS.ErrnoException) => {
+          this.#opening.delete(port);
+          this.#failed.add(port); // not retried until restart; the keys on it cannot connect
+          this.log.warn({ port, err: err.code ?? err.message }, 'cannot listen on a key port');
+        },
+      );
+    }
+  }
+
+  closeKeyConnections(id: string): number {
+    let n = 0;
+    for (const plane of this.#planes.values()) n += plane.server.closeKeyConnections(id);
+    return n;
+  }
+
+  openConnections(): ReadonlyMap<string, number> {
+    const out = new Map<string, number>();
+    for (const plane of this.#planes.values()) {
+      for (const [id, n] of plane.server.openConnections()) out.set(id, (out.get(id) ?? 0) + n);
+    }
+    return out;
+  }
+
+  get ports(): number[] {
+    return [...this.#planes.keys()];
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all([...this.#planes.values()].map((p) => p.close()));
+  }
+}
+
 export interface ManagedServer {
   store: KyselyStore;
+  /** The primary data plane (the port for new keys). */
   plane: DataPlane;
+  pool: PortPool;
   api: RunningApi | undefined;
   metricsServer: MetricsServer | undefined;
   enforcer: KeyEnforcer;
@@ -217,9 +295,7 @@ export async function startManaged(
     }
 
     const metrics = createMetrics();
-    const plane = await startDataPlane({
-      keys: [],
-      port: dataPortFlag ?? settings.portForNewAccessKeys,
+    const planeOptions: Omit<DataPlaneOptions, 'keys' | 'port'> = {
       host: flags.host,
       logger: log,
       usage: tee(store, metrics),
@@ -227,28 +303,28 @@ export async function startManaged(
       ...(tuning.usageFlushMs !== undefined ? { usageFlushMs: tuning.usageFlushMs } : {}),
       ...(idleMs !== undefined ? { timeouts: { idleMs } } : {}),
       ...(flags.allowPrivate ? { allowPrivateDestinations: true } : {}),
+    };
+    const primaryPort = dataPortFlag ?? settings.portForNewAccessKeys;
+    const plane = await startDataPlane({
+      ...planeOptions,
+      keys: [],
+      port: primaryPort,
+      // One replay-state file: the primary listener's (additional key ports keep theirs in memory).
       ...(flags.replayState !== undefined ? { replayStateFile: flags.replayState } : {}),
     }).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'EADDRINUSE' || err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL') {
-        throw new UsageError(
-          `cannot listen on port ${dataPortFlag ?? settings.portForNewAccessKeys}: ${err.code}`,
-        );
+        throw new UsageError(`cannot listen on port ${primaryPort}: ${err.code}`);
       }
       throw err;
     });
-    cleanups.push(() => plane.close());
+    const pool = new PortPool(plane, planeOptions, log);
+    cleanups.push(() => pool.close());
     if (plane.address.port !== settings.portForNewAccessKeys) {
       await store.updateSettings({ portForNewAccessKeys: plane.address.port });
       if (createdNow) await store.updateKey(firstKey.id, { port: plane.address.port });
       settings = await store.getSettings();
       firstKey = (await store.getKey(firstKey.id)) ?? firstKey;
     }
-    const stray = (await store.listKeys()).filter((k) => k.port !== plane.address.port).length;
-    if (stray > 0)
-      log.warn(
-        { keys: stray, port: plane.address.port },
-        'some keys name another port; this server listens on one port only',
-      );
 
     const counts = (statuses: readonly KeyStatus[]): void => {
       const c: Record<string, number> = { active: 0, disabled: 0, expired: 0, over_limit: 0 };
@@ -257,7 +333,7 @@ export async function startManaged(
     };
     const enforcer = new KeyEnforcer({
       store,
-      control: plane.server,
+      control: pool,
       logger: log,
       onEvaluate: counts,
       ...(tuning.enforceIntervalMs !== undefined ? { intervalMs: tuning.enforceIntervalMs } : {}),
@@ -269,7 +345,7 @@ export async function startManaged(
     try {
       api = await startApi({
         store,
-        control: plane.server,
+        control: pool,
         metrics,
         logger: log,
         enforcer,
@@ -339,6 +415,7 @@ export async function startManaged(
     return {
       store,
       plane,
+      pool,
       api,
       metricsServer,
       enforcer,

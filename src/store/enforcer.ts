@@ -96,10 +96,13 @@ export class KeyEnforcer {
 
   async #evaluate(): Promise<KeyStatus[]> {
     const statuses = await evaluateKeys(this.#store, this.#clock.now());
-    const usable: RuntimeKey[] = statuses
+    // `port` rides along for controls that serve several ports (the data plane ignores it).
+    const usable: (RuntimeKey & { port: number })[] = statuses
       .filter((s) => s.state === 'active')
-      .map((s) => ({ id: s.key.id, method: s.key.method, secret: s.key.secret }));
-    const signature = usable.map((k) => `${k.id}\u0000${k.method}\u0000${k.secret}`).join('\u0001');
+      .map((s) => ({ id: s.key.id, method: s.key.method, secret: s.key.secret, port: s.key.port }));
+    const signature = usable
+      .map((k) => `${k.id}\u0000${k.method}\u0000${k.secret}\u0000${k.port}`)
+      .join('\u0001');
     if (signature !== this.#signature) {
       const next = new Set(usable.map((k) => k.id));
       this.#control.setKeys(usable);

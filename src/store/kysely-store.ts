@@ -390,7 +390,6 @@ export class KyselyStore implements Store {
     return deleted;
   }
 
-
   // ---- usage --------------------------------------------------------------------------------
 
   addBytes(keyId: string, up: number, down: number): void {

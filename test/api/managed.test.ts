@@ -169,6 +169,36 @@ test('managed server end to end: API key -> traffic -> usage and Prometheus -> l
   );
   assert.ok(Date.now() - before < 10_000);
 
+  // Outline semantics: a key may name its own port, and the port for new keys can change; the
+  // pool opens listeners for them without a restart.
+  const spare = await new Promise<number>((resolve) => {
+    const probe = createServer();
+    probe.listen(0, '127.0.0.1', () => {
+      const p = (probe.address() as AddressInfo).port;
+      probe.close(() => resolve(p));
+    });
+  });
+  const own = JSON.parse(
+    (await api(cfg, 'PUT', '/access-keys/own-port', { name: 'own', port: spare })).body,
+  ) as typeof key;
+  assert.equal(own.port, spare);
+  let t3;
+  for (let i = 0; i < 40 && !t3; i++) {
+    await sleep(50);
+    t3 = await openTestTunnel({
+      port: spare,
+      host: '127.0.0.1',
+      method: own.method,
+      password: own.password,
+      target: { host: '127.0.0.1', port: echoPort },
+    }).catch(() => undefined);
+  }
+  assert.ok(t3, 'listener opened for the key port');
+  t3.send(Buffer.from('own port'));
+  assert.equal((await t3.read(8, 5000)).toString(), 'own port');
+  t3.destroy();
+  assert.ok(m.pool.ports.includes(spare));
+
   // Restart: keys, usage, API URL and certificate intact.
   const keep = JSON.parse((await api(cfg, 'POST', '/access-keys', { name: 'kept' })).body) as { id: string };
   m.store.addBytes(keep.id, 5, 6);
@@ -185,12 +215,16 @@ test('managed server end to end: API key -> traffic -> usage and Prometheus -> l
   };
   assert.deepEqual(
     list.accessKeys.map((k) => k.name),
-    ['Initial key', 'kept'],
+    ['Initial key', 'own', 'kept'],
   );
   const tr = JSON.parse((await api(cfg, 'GET', '/metrics/transfer')).body) as {
     bytesTransferredByUserId: Record<string, number>;
   };
   assert.equal(tr.bytesTransferredByUserId[keep.id], 11);
+  // The primary port changed (--port 0), so the old keys' port gets its own listener again.
+  const keptPort = (list.accessKeys.find((k) => k.name === 'kept') as unknown as { port: number }).port;
+  for (let i = 0; i < 40 && !m.pool.ports.includes(keptPort); i++) await sleep(50);
+  assert.ok(m.pool.ports.includes(keptPort), 'listener for the stored keys port after restart');
 });
 
 test('mode selection: `ladder server` alone is managed; keys on the command line are not', () => {
