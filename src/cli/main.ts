@@ -1,7 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { ProtocolError } from '../protocol/errors.js';
 import { UsageError } from './errors.js';
-import { COMMANDS } from './commands/index.js';
+import { loadCommands } from './commands/index.js';
 
 /**
  * The composition root: the only module that reads argv/env and calls process.exit.
@@ -17,7 +17,7 @@ export async function main(argv: string[]): Promise<number> {
       if (err.exitCode === 0) throw err; // --help, --version
       throw new UsageError(`${err.message.replace(/^error: /, '')} (see ladder --help)`);
     });
-  for (const register of COMMANDS) register(program);
+  for (const register of await loadCommands(argv)) register(program);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;
