@@ -13,6 +13,8 @@ export interface HttpInboundOptions extends TunnelContext {
   /** Require `Proxy-Authorization: Basic` with these credentials (407 otherwise). */
   auth?: SocksCredentials | undefined;
   onSocket?: (socket: Socket) => void;
+  /** Serve this proxy auto-config at /proxy.pac (origin-form GET to the proxy itself). */
+  pac?: (() => string) | undefined;
 }
 
 export interface HttpInbound {
@@ -117,6 +119,15 @@ export async function startHttpInbound(opts: HttpInboundOptions): Promise<HttpIn
     const fail = (status: number, text: string): void => {
       res.writeHead(status, { 'Content-Type': 'text/plain', Connection: 'close' }).end(`${text}\n`);
     };
+    // The PAC file names only the proxy's own address, so it is served without credentials.
+    if (opts.pac && (req.url === '/proxy.pac' || req.url?.startsWith('/proxy.pac?'))) {
+      res.writeHead(200, {
+        'Content-Type': 'application/x-ns-proxy-autoconfig',
+        'Cache-Control': 'no-cache',
+      });
+      res.end(opts.pac());
+      return;
+    }
     if (opts.auth && !checkProxyAuth(req.headers['proxy-authorization'], opts.auth)) {
       res.writeHead(407, { 'Proxy-Authenticate': 'Basic realm="ladder"', 'Content-Length': '0' }).end();
       return;

@@ -40,6 +40,8 @@ export interface ClientOptions {
    * trigger. Costs salt entropy (see shaping.ts); refused together with a key's fixed `prefix`.
    */
   shape?: boolean;
+  /** Proxy auto-config served by the HTTP inbound at /proxy.pac (e.g. routing/pac.ts generatePac). */
+  pac?: () => string;
   /** Hook for SOCKS5 UDP ASSOCIATE (absent: COMMAND_NOT_SUPPORTED). */
   udpAssociate?: (req: UdpAssociateRequest) => void;
   log?: Logger;
@@ -173,6 +175,7 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
         port: l.port,
         auth: opts.auth,
         onSocket: track,
+        pac: opts.pac,
       });
       closers.push(serverCloser(inbound.server));
       httpAddress = inbound.address;

@@ -686,6 +686,19 @@ describe('first-packet shaping and failures', () => {
     }
   });
 
+  test('the HTTP inbound serves /proxy.pac when given one', async () => {
+    const pac = 'function FindProxyForURL(url, host) { return "SOCKS5 127.0.0.1:1080; DIRECT"; }';
+    const client = await startClient({ dialer: new DirectDialer(), http: '127.0.0.1:0', pac: () => pac });
+    try {
+      const r = await fetch(`http://127.0.0.1:${client.httpAddress!.port}/proxy.pac`);
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get('content-type'), 'application/x-ns-proxy-autoconfig');
+      assert.equal(await r.text(), pac);
+    } finally {
+      await client.close();
+    }
+  });
+
   test('close() stops listening and drops open tunnels', async () => {
     const ss = await startMiniSs();
     const echo = await startEcho();
