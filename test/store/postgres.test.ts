@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,12 +19,32 @@ import {
  * temp dir on loopback. Skips loudly when PostgreSQL is not installed; fails instead under CI.
  */
 
-const have =
-  spawnSync('initdb', ['--version']).status === 0 && spawnSync('pg_ctl', ['--version']).status === 0;
+/** initdb/pg_ctl on PATH, else Debian's /usr/lib/postgresql/<version>/bin (not on PATH there). */
+function pgBin(name: string): string | undefined {
+  if (spawnSync(name, ['--version']).status === 0) return name;
+  let versions: string[];
+  try {
+    versions = readdirSync('/usr/lib/postgresql').sort((a, b) => Number(b) - Number(a));
+  } catch {
+    return undefined;
+  }
+  for (const v of versions) {
+    const p = join('/usr/lib/postgresql', v, 'bin', name);
+    if (existsSync(p)) return p;
+  }
+  return undefined;
+}
+const INITDB = pgBin('initdb');
+const PG_CTL = pgBin('pg_ctl');
+const have = INITDB !== undefined && PG_CTL !== undefined;
 const asRoot = process.getuid?.() === 0;
+// PostgreSQL refuses to run as root: as root, run it as the postgres user.
+const RUNUSER = ['runuser', '/usr/sbin/runuser', '/sbin/runuser'].find(
+  (c) => spawnSync(c, ['--version']).status === 0,
+);
 const runAs = (cmd: string, args: string[]) =>
   asRoot
-    ? execFileSync('runuser', ['-u', 'postgres', '--', cmd, ...args], { stdio: 'ignore' })
+    ? execFileSync(RUNUSER ?? 'runuser', ['-u', 'postgres', '--', cmd, ...args], { stdio: 'ignore' })
     : execFileSync(cmd, args, { stdio: 'ignore' });
 
 let dir = '';
@@ -41,7 +61,8 @@ async function freePort(): Promise<number> {
 
 before(async () => {
   if (!have) {
-    const msg = 'PostgreSQL (initdb, pg_ctl) not installed: SKIPPING the PostgreSQL store tests';
+    const msg =
+      'PostgreSQL (initdb, pg_ctl; Debian package postgresql) not installed: SKIPPING the PostgreSQL store tests';
     if (process.env.CI === 'true') throw new Error(msg);
     console.error(`\n*** ${msg} ***\n`);
     return;
@@ -49,8 +70,8 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'ladder-pg-'));
   if (asRoot) execFileSync('chown', ['postgres', dir]);
   const port = await freePort();
-  runAs('initdb', ['-D', join(dir, 'data'), '-A', 'trust', '-U', 'ladder', '--no-sync']);
-  runAs('pg_ctl', [
+  runAs(INITDB!, ['-D', join(dir, 'data'), '-A', 'trust', '-U', 'ladder', '--no-sync']);
+  runAs(PG_CTL!, [
     '-D',
     join(dir, 'data'),
     '-o',
@@ -65,7 +86,7 @@ before(async () => {
 });
 
 after(() => {
-  if (started) runAs('pg_ctl', ['-D', join(dir, 'data'), '-m', 'immediate', '-w', 'stop']);
+  if (started) runAs(PG_CTL!, ['-D', join(dir, 'data'), '-m', 'immediate', '-w', 'stop']);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
