@@ -15,6 +15,7 @@
  */
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { Clock } from '../shared/clock.js';
 import type { Endpoint } from './censor.js';
 import { sleep } from './clock.js';
 import { dnsQuery, httpGet, type Outcome } from './client-ops.js';
@@ -47,8 +48,18 @@ export interface TunnelContender {
   readonly ladder: boolean;
   /** Start the server on 127.0.0.1 (any port); returns its real address. */
   startServer(): Promise<{ address: Endpoint; stop(): Promise<void> }>;
-  /** Start the local client pointed at `server` (the emulated address on the censor path). */
-  startClient(server: Endpoint): Promise<TunnelHandle>;
+  /** Emulated fronts (distinct remote addresses, same server) to create; default 1. */
+  readonly fronts?: number;
+  /**
+   * Start the local client pointed at `server` (the emulated address on the censor path);
+   * `ctx.fronts` lists every front (the first is `server`), `ctx.clock` is the lab's clock.
+   */
+  startClient(server: Endpoint, ctx: TunnelContext): Promise<TunnelHandle>;
+}
+
+export interface TunnelContext {
+  readonly fronts: readonly Endpoint[];
+  readonly clock: Clock;
 }
 
 export type Contender = DirectContender | TunnelContender;
@@ -114,7 +125,7 @@ interface Running {
   readonly c: Contender;
   readonly clientIp: string;
   /** For tunnels: the emulated server endpoint (censor view) and handles. */
-  server?: { logical: Endpoint; stopServer(): Promise<void>; handle: TunnelHandle };
+  server?: { logical: Endpoint[]; stopServer(): Promise<void>; handle: TunnelHandle };
   steps: RequestRecord[];
   error?: string;
 }
@@ -150,15 +161,19 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
         if (c.kind === 'direct') r.steps = await directWorkload(world, c, r.clientIp, base);
         else {
           const srv = await c.startServer();
-          const front = await world.addRemoteHost(srv.address, { logicalPort: 8388 });
+          const fronts = [];
+          for (let i = 0; i < Math.max(1, c.fronts ?? 1); i++) {
+            fronts.push(await world.addRemoteHost(srv.address, { logicalPort: 8388 }));
+          }
+          const front = fronts[0]!;
           let handle: TunnelHandle;
           try {
-            handle = await c.startClient(front.tcp);
+            handle = await c.startClient(front.tcp, { fronts: fronts.map((f) => f.tcp), clock: world.clock });
           } catch (err) {
             await srv.stop();
             throw err;
           }
-          r.server = { logical: front.logical, stopServer: () => srv.stop(), handle };
+          r.server = { logical: fronts.map((f) => f.logical), stopServer: () => srv.stop(), handle };
           r.steps = await tunnelWorkload(world, handle.socks, base);
         }
       } catch (err) {
@@ -199,11 +214,21 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
         (r.c.kind === 'direct'
           ? d.flow.cIP === r.clientIp
           : r.server !== undefined &&
-            d.flow.sIP === r.server.logical.host &&
-            d.flow.sPort === r.server.logical.port);
+            r.server.logical.some((l) => d.flow!.sIP === l.host && d.flow!.sPort === l.port));
       const decisions = world.log.records.filter(mine);
-      const endpoint = r.server ? `${r.server.logical.host}:${r.server.logical.port}` : undefined;
-      const v = endpoint ? world.prober.verdicts.get(endpoint) : undefined;
+      const verdicts = (r.server?.logical ?? [])
+        .map((l) => world.prober.verdicts.get(`${l.host}:${l.port}`))
+        .filter((x) => x !== undefined);
+      const v =
+        verdicts.length === 0
+          ? undefined
+          : {
+              proxy: verdicts.some((x) => x.proxy),
+              rules: [...new Set(verdicts.flatMap((x) => x.rules))],
+              evidence: verdicts.flatMap((x) => x.evidence),
+              probes: verdicts.flatMap((x) => x.probes),
+              stage2: verdicts.some((x) => x.stage2),
+            };
       const blockedBy = tally(
         decisions
           .filter((d) => d.blocked)
@@ -211,9 +236,9 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
       );
       const c6Triggers = decisions.filter((d) => d.behaviour === 'C6' && d.action === 'DROP_C2S').length;
       const ok = r.steps.filter((s) => s.outcome === 'OK').length;
-      const endpointBlocked = r.server
-        ? world.censor.isEndpointBlocked(r.server.logical.host, r.server.logical.port)
-        : false;
+      const endpointBlocked = (r.server?.logical ?? []).some((l) =>
+        world.censor.isEndpointBlocked(l.host, l.port),
+      );
       if (r.c.kind === 'tunnel' && r.c.ladder && v?.proxy) {
         findings.push(
           `tunnel-core bug: the prober classified Ladder's server (${r.c.name}) as a proxy by rule(s) ${v.rules.join(', ')}: ${v.evidence.join('; ')}`,

@@ -13,6 +13,8 @@ import { DEFAULT_PROFILE, profile, profileNames } from '../../lab/profiles.js';
 import { startDataPlane } from '../../server/index.js';
 import { startClient } from '../../client/index.js';
 import { ShadowsocksDialer } from '../../transport/shadowsocks-dialer.js';
+import { FailoverDialer } from '../../client/routing/failover.js';
+import { randomBytes } from 'node:crypto';
 import { fragmentingSocket } from '../../transport/tls-fragment.js';
 import { encodeFirstWrite, makeShapedSalt } from '../../protocol/shadowsocks/shaping.js';
 import { FilteringUdpResolver } from '../../client/dns/resolvers.js';
@@ -30,6 +32,7 @@ interface LabRunFlags {
 
 const METHOD = 'chacha20-ietf-poly1305';
 const PASSWORD = 'ladder-lab-password';
+const METHOD_2022 = '2022-blake3-aes-256-gcm';
 
 function intFlag(name: string, value: string, min: number, max: number): number {
   const n = Number(value);
@@ -128,35 +131,60 @@ const shadowsocksLibev: TunnelContender = {
   },
 };
 
-function ladderContender(name: string, description: string, shaped: boolean): TunnelContender {
+interface LadderVariant {
+  /** SIP004 or SIP022 method. */
+  method: string;
+  secret: string;
+  /** D1/D3 first-packet shaping on the SIP004 dialer. */
+  shaped?: boolean;
+  /** D10/D15: this many emulated fronts and a residual-aware failover dialer over them. */
+  failoverFronts?: number;
+}
+
+function ladderContender(name: string, description: string, v: LadderVariant): TunnelContender {
   return {
     kind: 'tunnel',
     name,
     description,
     ladder: true,
+    ...(v.failoverFronts ? { fronts: v.failoverFronts } : {}),
     async startServer() {
       const dp = await startDataPlane({
         port: 0,
         host: '127.0.0.1',
-        keys: [{ id: 'lab', method: METHOD, secret: PASSWORD }],
+        keys: [{ id: 'lab', method: v.method, secret: v.secret }],
         allowPrivateDestinations: true,
       });
       return { address: { host: '127.0.0.1', port: dp.address.port }, stop: () => dp.close() };
     },
-    async startClient(server) {
-      const endpoint = { host: server.host, port: server.port, method: METHOD, password: PASSWORD };
-      const client = await startClient({
-        socks: { host: '127.0.0.1', port: 0 },
-        ...(shaped
-          ? {
-              dialer: new ShadowsocksDialer({
-                ...endpoint,
-                saltFactory: (n: number) => makeShapedSalt(n),
-                firstWrite: encodeFirstWrite,
-              }),
-            }
-          : { key: endpoint }),
+    async startClient(server, ctx) {
+      const key = (e: { host: string; port: number }) => ({
+        host: e.host,
+        port: e.port,
+        method: v.method,
+        password: v.secret,
       });
+      let opts: Parameters<typeof startClient>[0];
+      if (v.failoverFronts) {
+        opts = {
+          dialer: new FailoverDialer({
+            endpoints: ctx.fronts.map((f) => ({ host: f.host, port: f.port })),
+            dialerFor: (e) => new ShadowsocksDialer(key(e)),
+            clock: ctx.clock,
+          }),
+        };
+      } else if (v.shaped) {
+        opts = {
+          dialer: new ShadowsocksDialer({
+            ...key(server),
+            saltFactory: (n: number) => makeShapedSalt(n),
+            firstWrite: encodeFirstWrite,
+          }),
+        };
+      } else {
+        opts = { key: key(server) };
+      }
+      const client = await startClient({ socks: { host: '127.0.0.1', port: 0 }, ...opts });
       return { socks: { host: '127.0.0.1', port: client.socksAddress!.port }, stop: () => client.close() };
     },
   };
@@ -213,13 +241,29 @@ export function labContenders(): Contender[] {
     ladderContender(
       'ladder AEAD',
       `Ladder server + client as they are today (SIP004 ${METHOD}, default dialer)`,
-      false,
+      {
+        method: METHOD,
+        secret: PASSWORD,
+      },
     ),
     ladderContender(
       'ladder AEAD + D1/D3',
       'Ladder with per-connection printable/TLS salt prefixes (D1) and the first-write length plan (D3)',
-      true,
+      { method: METHOD, secret: PASSWORD, shaped: true },
     ),
+    ladderContender(
+      'ladder AEAD + D10/D15',
+      'Ladder with two server fronts and the residual-aware failover dialer (src/client/routing)',
+      {
+        method: METHOD,
+        secret: PASSWORD,
+        failoverFronts: 2,
+      },
+    ),
+    ladderContender('ladder SIP022', `Ladder server + client with ${METHOD_2022} (Shadowsocks 2022)`, {
+      method: METHOD_2022,
+      secret: randomBytes(32).toString('base64'),
+    }),
   ];
 }
 
