@@ -45,8 +45,9 @@ export function relay(a: Socket, b: Socket, opts: RelayOptions): RelayHandle {
     closed = true;
     if (timer) clock.clearTimeout(timer);
     if (reason === 'done') {
-      a.end();
-      b.end();
+      // end() on an already-ended socket costs an error object; skip it.
+      if (!a.writableEnded) a.end();
+      if (!b.writableEnded) b.end();
     } else {
       a.destroy();
       b.destroy();
