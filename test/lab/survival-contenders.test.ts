@@ -26,20 +26,27 @@ if (!peers) {
   console.error(`\n*** SKIP: ${msg} ***\n`);
 }
 
-test('survival under the default profile: libev triggers C6, Ladder is never "proxy", D1/D3 passes', async () => {
-  const want = ['ladder AEAD', 'ladder AEAD + D1/D3', ...(peers ? ['shadowsocks-libev AEAD'] : [])];
+test('survival under the default profile: libev triggers C6, Ladder (SIP004, SIP022) is never "proxy", D1/D3 passes', async () => {
+  const want = [
+    'ladder AEAD',
+    'ladder AEAD + D1/D3',
+    'ladder SIP022',
+    ...(peers ? ['shadowsocks-libev AEAD'] : []),
+  ];
   const contenders = labContenders().filter((c) => want.includes(c.name));
   const config = profile(DEFAULT_PROFILE, { c7: { maxDelayMs: 5_000, concurrency: 8 } });
   const r = await runSurvival({ config, seed: 1, clockRate: 40, contenders });
   const row = (name: string) => r.contenders.find((c) => c.name === name)!;
 
   assert.deepEqual(r.findings, [], 'no tunnel-core finding');
-  const ladder = row('ladder AEAD');
-  assert.equal(ladder.error, undefined);
-  assert.ok(ladder.c6Triggers >= 1, 'plain SIP004 first packets are fully encrypted');
-  assert.equal(ladder.prober?.probed, true);
-  assert.equal(ladder.prober?.proxy, false, ladder.prober?.evidence.join('; '));
-  assert.equal(ladder.endpointBlocked, false);
+  for (const name of ['ladder AEAD', 'ladder SIP022']) {
+    const ladder = row(name);
+    assert.equal(ladder.error, undefined, name);
+    assert.ok(ladder.c6Triggers >= 1, `${name}: fully encrypted first packets`);
+    assert.equal(ladder.prober?.probed, true, name);
+    assert.equal(ladder.prober?.proxy, false, `${name}: ${ladder.prober?.evidence.join('; ')}`);
+    assert.equal(ladder.endpointBlocked, false, name);
+  }
 
   const shaped = row('ladder AEAD + D1/D3');
   assert.equal(shaped.c6Triggers, 0);
