@@ -10,6 +10,11 @@ import { harness, tempDir, RecordingControl } from './helpers.js';
 type Json = Record<string, unknown>;
 const json = (body: string): Json => JSON.parse(body) as Json;
 
+/** Wait (bounded: 5 s) for a timer-driven evaluation to land. */
+async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 250 && !cond(); i++) await new Promise((r) => setTimeout(r, 20));
+}
+
 test('Outline Manager flow: version gate, POST without body, rename as a form, limits, usage, delete', async (t) => {
   const h = await harness(tempDir(t));
   t.after(() => h.close());
@@ -81,7 +86,7 @@ test('limit below usage, expiry and disable take the key out of ServerControl.se
   assert.equal(json((await h.call('GET', '/access-keys/1')).body).expiresAt, exp);
   assert.deepEqual(h.control.ids(), ['1', '2']);
   clock.advance(61_000); // fires the enforcement timer (500 ms interval in the harness)
-  await new Promise((r) => setTimeout(r, 50));
+  await until(() => h.control.ids().length === 1);
   assert.deepEqual(h.control.ids(), ['2'], 'expired key removed by the periodic loop');
 
   assert.equal(
@@ -108,7 +113,7 @@ test('limit below usage, expiry and disable take the key out of ServerControl.se
   assert.equal(u0.dataLimitPeriod, 'daily');
   assert.equal(u0.nextResetTimestampMs, Date.UTC(2026, 10, 23));
   clock.advance(13 * HOUR_MS);
-  await new Promise((r) => setTimeout(r, 50));
+  await until(() => h.control.ids().length === 3);
   assert.deepEqual(h.control.ids(), ['0', '1', '2'], 'daily quota reset');
   const u1 = json((await h.call('GET', '/access-keys/0/usage')).body);
   assert.deepEqual(u1.dataUsed, { bytes: 0 });
