@@ -2,6 +2,7 @@ import { createCipheriv, createDecipheriv, createSecretKey, randomBytes, type Ke
 import { ProtocolError } from '../errors.js';
 import { deriveSubkey } from './kdf.js';
 import type { AeadMethod } from './methods.js';
+import { NativeDecoder, NativeEncoder, nativeAvailable } from './native.js';
 
 /** SIP004: the largest payload one chunk may carry. */
 export const MAX_PAYLOAD = 0x3fff;
@@ -68,10 +69,14 @@ export class AeadSession {
 /**
  * Writer side of a SIP004 stream: [salt][sealed len][sealed payload]... The salt goes out with
  * the first encode() call so that salt, header and first data leave in one write.
+ *
+ * Uses the native codec (native.ts) when it is available at construction, else node:crypto;
+ * the bytes are identical either way.
  */
 export class AeadEncoder {
   readonly salt: Buffer;
-  readonly #session: AeadSession;
+  readonly #session: AeadSession | undefined;
+  readonly #native: NativeEncoder | undefined;
   #saltSent = false;
 
   constructor(method: AeadMethod, masterKey: Uint8Array, salt: Uint8Array = randomBytes(method.saltSize)) {
@@ -79,11 +84,19 @@ export class AeadEncoder {
       throw new ProtocolError('ERR_KEY', `salt must be ${method.saltSize} bytes for ${method.name}`);
     }
     this.salt = Buffer.from(salt);
-    this.#session = new AeadSession(method, deriveSubkey(masterKey, this.salt));
+    const subkey = deriveSubkey(masterKey, this.salt);
+    if (nativeAvailable()) this.#native = new NativeEncoder(method.cipher, subkey);
+    else this.#session = new AeadSession(method, subkey);
   }
 
   /** Encode `data` (any length; empty yields just the salt the first time) into wire bytes. */
   encode(data: Uint8Array): Buffer {
+    if (this.#native) {
+      if (this.#saltSent) return this.#native.encode(data);
+      const out = this.#native.encode(data, this.salt);
+      this.#saltSent = true;
+      return out;
+    }
     const chunks = Math.ceil(data.length / MAX_PAYLOAD);
     const saltLen = this.#saltSent ? 0 : this.salt.length;
     const out = Buffer.allocUnsafe(saltLen + chunks * (2 + TAG * 2) + data.length);
@@ -97,8 +110,8 @@ export class AeadEncoder {
     for (let i = 0; i < data.length; i += MAX_PAYLOAD) {
       const piece = data.subarray(i, Math.min(i + MAX_PAYLOAD, data.length));
       len.writeUInt16BE(piece.length, 0);
-      o += this.#session.sealInto(len, out, o);
-      o += this.#session.sealInto(piece, out, o);
+      o += this.#session!.sealInto(len, out, o);
+      o += this.#session!.sealInto(piece, out, o);
     }
     return out;
   }
@@ -114,10 +127,16 @@ const enum State {
  * Reader side of a SIP004 stream as a byte-in state machine: push() any split of the wire
  * bytes, get back the payloads completed so far. Any failure throws a ProtocolError and the
  * decoder must not be used again.
+ *
+ * With the native codec (when available at construction) the salt is still collected here and
+ * everything after it goes to C++, which returns the payloads of one push() as one Buffer and
+ * copies the bytes of an incomplete chunk, so push() then keeps no reference to `data`.
  */
 export class AeadDecoder {
   readonly #method: AeadMethod;
   readonly #masterKey: Uint8Array;
+  readonly #useNative: boolean;
+  #native: NativeDecoder | undefined;
   #session: AeadSession | undefined;
   #salt: Buffer | undefined;
   #state = State.Salt;
@@ -130,6 +149,7 @@ export class AeadDecoder {
     this.#method = method;
     this.#masterKey = masterKey;
     this.#need = method.saltSize;
+    this.#useNative = nativeAvailable();
   }
 
   /** The peer's salt, once received. */
@@ -139,7 +159,7 @@ export class AeadDecoder {
 
   /** Bytes buffered but not yet decoded. */
   get buffered(): number {
-    return this.#pendingLen;
+    return this.#native ? this.#native.buffered : this.#pendingLen;
   }
 
   #take(n: number): Buffer {
@@ -173,8 +193,11 @@ export class AeadDecoder {
    */
   push(data: Uint8Array): Buffer[] {
     if (this.#failed) throw new ProtocolError('ERR_CIPHER', 'decoder already failed');
+    if (this.#useNative) return this.#pushNative(data);
     if (data.length > 0) {
-      this.#pending.push(Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.length));
+      this.#pending.push(
+        Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.length),
+      );
       this.#pendingLen += data.length;
     }
     const out: Buffer[] = [];
@@ -211,13 +234,50 @@ export class AeadDecoder {
     return out;
   }
 
+  #pushNative(data: Uint8Array): Buffer[] {
+    let nat = this.#native;
+    const out: Buffer[] = [];
+    try {
+      if (!nat) {
+        // Still reading the salt: collect it in #pending like the node:crypto path.
+        if (data.length > 0) {
+          this.#pending.push(
+            Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.length),
+          );
+          this.#pendingLen += data.length;
+        }
+        if (this.#pendingLen < this.#need) return out;
+        this.#salt = Buffer.from(this.#take(this.#need));
+        nat = new NativeDecoder(this.#method.cipher, deriveSubkey(this.#masterKey, this.#salt));
+        this.#native = nat;
+        this.#state = State.Length;
+        const rest = this.#pending;
+        this.#pending = [];
+        this.#pendingLen = 0;
+        for (const b of rest) {
+          const plain = nat.decode(b);
+          if (plain.length > 0) out.push(plain);
+        }
+        return out;
+      }
+      const plain = nat.decode(data);
+      if (plain.length > 0) out.push(plain);
+      return out;
+    } catch (err) {
+      this.#failed = true;
+      throw err;
+    }
+  }
+
   /** True when the decoder sits exactly on a chunk boundary with nothing buffered. */
   get atBoundary(): boolean {
+    if (this.#native) return this.#native.readingLength && this.#native.buffered === 0;
     return this.#state === State.Length && this.#pendingLen === 0;
   }
 
   /** Bytes still needed to finish the current header or chunk. */
   get needed(): number {
+    if (this.#native) return this.#native.elementSize - this.#native.buffered;
     return this.#need - this.#pendingLen;
   }
 }

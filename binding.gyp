@@ -1,0 +1,15 @@
+# Native SIP004 codec (native/ladder_aead.cc), built by scripts/build-native.mjs into
+# build/Release/ladder_aead.node. Optional: without it Ladder uses node:crypto.
+# OpenSSL symbols come from the node binary at load time; headers from node's include/node/openssl.
+{
+  "targets": [
+    {
+      "target_name": "ladder_aead",
+      "sources": ["native/ladder_aead.cc"],
+      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
+      "cflags": ["-O2", "-fvisibility=hidden", "-Wall", "-Wextra"],
+      "cflags_cc": ["-O2", "-fvisibility=hidden", "-Wall", "-Wextra"],
+      "xcode_settings": {"GCC_SYMBOLS_PRIVATE_EXTERN": "YES", "OTHER_CFLAGS": ["-O2"]}
+    }
+  ]
+}
