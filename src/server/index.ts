@@ -6,3 +6,5 @@ export { CONNECTION_STATUSES, authChannel, closedChannel, openedChannel } from '
 export type { AuthEvent, ConnectionClosedEvent, ConnectionStatus, ServerHooks } from './events.js';
 export { isPrivateAddress } from './destination.js';
 export type { RejectedKey } from './keys.js';
+export { UdpRelay, DEFAULT_UDP_IDLE_MS, DEFAULT_UDP_MAX_SESSIONS } from './udp-relay.js';
+export type { UdpRelayOptions } from './udp-relay.js';

@@ -27,6 +27,7 @@ import {
   type ConnectionStatus,
   type ServerHooks,
 } from './events.js';
+import { UdpRelay, type UdpRelayOptions } from './udp-relay.js';
 import {
   buildKeyEntries,
   RecentKeys,
@@ -145,6 +146,11 @@ export interface ServerOptions {
   replaySaveMs?: number;
   /** Name resolution override (tests). */
   lookup?: (host: string) => Promise<{ address: string; family: number }[]>;
+  /**
+   * Relay UDP too (both editions), on a UDP socket with the TCP port's number. Off by default,
+   * like ss-server without -u. `true` or options (NAT idle expiry, table size).
+   */
+  udp?: boolean | UdpRelayOptions;
 }
 
 type Phase = 'auth' | 'address' | 'connecting' | 'relay' | 'drain' | 'done';
@@ -199,6 +205,8 @@ export class ShadowsocksServer implements ServerControl {
   readonly #pendingUsage = new Map<string, { up: number; down: number }>();
   #usageTimer: Timer | undefined;
   #server: net.Server | undefined;
+  readonly #udpOptions: UdpRelayOptions | undefined;
+  #udp: UdpRelay | undefined;
 
   constructor(opts: ServerOptions = {}) {
     this.#log = opts.logger ?? silentLogger;
@@ -216,6 +224,7 @@ export class ShadowsocksServer implements ServerControl {
     this.serverSalts = new SaltFilter(capacity);
     this.#replayStateFile = opts.replayStateFile;
     this.#replaySaveMs = opts.replaySaveMs ?? DEFAULT_REPLAY_SAVE_MS;
+    this.#udpOptions = opts.udp === true ? {} : opts.udp === false ? undefined : opts.udp;
     if (!(this.idleMs > 0) || !(this.connectMs > 0)) throw new RangeError('timeouts must be positive');
     if (opts.keys) this.setKeys(opts.keys);
   }
@@ -244,6 +253,7 @@ export class ShadowsocksServer implements ServerControl {
         }
       }
     }
+    this.#udp?.pruneKeys();
     this.#log.info({ keys: next.size, closedConnections: closed }, 'keys updated');
   }
 
@@ -277,7 +287,23 @@ export class ShadowsocksServer implements ServerControl {
   async listen(opts: { port: number; host?: string | undefined }): Promise<AddressInfo> {
     if (this.#server) throw new Error('server already listening');
     await this.#loadReplayState();
-    return this.#listen(opts);
+    const addr = await this.#listen(opts);
+    if (this.#udpOptions) {
+      const udp = new UdpRelay(this, this.#udpOptions);
+      try {
+        await udp.listen(addr.port, opts.host);
+      } catch (err) {
+        await this.close();
+        throw new Error(`cannot bind UDP port ${addr.port}: ${(err as Error).message}`, { cause: err });
+      }
+      this.#udp = udp;
+    }
+    return addr;
+  }
+
+  /** The UDP relay, when enabled and listening. */
+  get udp(): UdpRelay | undefined {
+    return this.#udp;
   }
 
   #listen(opts: { port: number; host?: string | undefined }): Promise<AddressInfo> {
@@ -317,6 +343,9 @@ export class ShadowsocksServer implements ServerControl {
     if (this.#replaySaveTimer) this.#clock.clearTimeout(this.#replaySaveTimer);
     this.#replaySaveTimer = undefined;
     for (const c of [...this.#conns]) c.abort('ERR_CLOSED');
+    const udp = this.#udp;
+    this.#udp = undefined;
+    if (udp) await udp.close();
     this.flushUsage();
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
     this.flushUsage(); // bytes counted while the aborted connections finished closing
@@ -474,6 +503,16 @@ export class ShadowsocksServer implements ServerControl {
   /** @internal SIP023 identity groups on this port. */
   get identityGroups(): readonly IdentityGroup[] {
     return this.#groups;
+  }
+
+  /** @internal SIP004 keys (trial order of the key list). */
+  get sip004Keys(): readonly KeyEntry[] {
+    return this.#keyList;
+  }
+
+  /** @internal The current entry of a key id. */
+  keyById(id: string): AnyKeyEntry | undefined {
+    return this.#keys.get(id);
   }
 
   /** @internal 2022 single-user keys. */

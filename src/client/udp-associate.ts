@@ -1,0 +1,137 @@
+import dgram from 'node:dgram';
+import net from 'node:net';
+import {
+  encodeReply,
+  encodeUdpHeader,
+  parseUdpDatagram,
+  REP,
+} from '../protocol/socks5/socks5.js';
+import { toSocksAddress } from '../protocol/socks5/address.js';
+import type { Clock } from '../shared/clock.js';
+import { silentLogger, type Logger } from '../shared/logger.js';
+import { UdpTunnel, UdpTunnelKey, type UdpTunnelOptions } from '../transport/udp-tunnel.js';
+import type { UdpAssociateRequest } from './socks5-inbound.js';
+
+export interface UdpAssociateOptions {
+  /** The server (host, port) and key (method, password: SIP004 or 2022 with optional iPSK:uPSK). */
+  server: Pick<UdpTunnelOptions, 'host' | 'port' | 'method' | 'password'>;
+  logger?: Logger;
+  clock?: Clock;
+}
+
+export interface UdpAssociateHandler {
+  (req: UdpAssociateRequest): void;
+  /** Associations currently open. */
+  readonly active: number;
+  /** Close every association (client shutdown). */
+  closeAll(): void;
+}
+
+/**
+ * SOCKS5 UDP ASSOCIATE (RFC 1928 §7) over the Shadowsocks server's UDP relay. Pass the result as
+ * the SOCKS5 inbound's `udpAssociate` option. Each association binds a local UDP socket on the
+ * inbound's own address, answers the request with it, accepts datagrams only from the IP of the
+ * TCP control connection, drops fragments (FRAG != 0), and lives exactly as long as the control
+ * connection.
+ */
+export function createUdpAssociate(opts: UdpAssociateOptions): UdpAssociateHandler {
+  const log = opts.logger ?? silentLogger;
+  // Parse the key once (bad keys fail here, at startup, with a message naming the field).
+  const key = new UdpTunnelKey(opts.server.method, opts.server.password);
+  const live = new Set<() => void>();
+
+  const handler = (req: UdpAssociateRequest): void => {
+    const control = req.socket;
+    const localIp = control.localAddress ?? '127.0.0.1';
+    const clientIp = control.remoteAddress ?? '';
+    let closed = false;
+    let local: dgram.Socket | undefined;
+    let tunnel: UdpTunnel | undefined;
+    let app: { address: string; port: number } | undefined;
+
+    const close = (): void => {
+      if (closed) return;
+      closed = true;
+      live.delete(close);
+      tunnel?.close();
+      local?.close();
+      control.destroy();
+    };
+    live.add(close);
+    control.on('close', close);
+    control.on('error', close);
+    control.on('end', close);
+    control.resume(); // the control connection carries nothing more; read and discard
+
+    const fail = (): void => {
+      if (closed) return;
+      control.end(encodeReply(REP.GENERAL_FAILURE));
+      close();
+    };
+
+    void (async () => {
+      try {
+        tunnel = await UdpTunnel.open({ ...opts.server, ...(opts.clock ? { clock: opts.clock } : {}) }, key);
+        const type = net.isIP(localIp) === 6 ? 'udp6' : 'udp4';
+        const sock = dgram.createSocket(type);
+        local = sock;
+        await new Promise<void>((resolve, reject) => {
+          sock.once('error', reject);
+          sock.bind(0, localIp, () => {
+            sock.off('error', reject);
+            resolve();
+          });
+        });
+        sock.on('error', () => undefined);
+      } catch (err) {
+        log.debug({ err: (err as Error).message }, 'udp associate setup failed');
+        fail();
+        return;
+      }
+      if (closed) {
+        tunnel.close();
+        local.close();
+        return;
+      }
+      const sock = local;
+      const t = tunnel;
+      sock.on('message', (msg, rinfo) => {
+        if (rinfo.address !== clientIp && !(sameLoopback(rinfo.address, clientIp))) return;
+        let d: ReturnType<typeof parseUdpDatagram>;
+        try {
+          d = parseUdpDatagram(msg);
+        } catch {
+          return;
+        }
+        if (d.frag !== 0) return; // no fragment reassembly (RFC 1928 allows dropping)
+        app = { address: rinfo.address, port: rinfo.port };
+        try {
+          t.send(d.address, d.data);
+        } catch {
+          // unencodable address: drop
+        }
+      });
+      t.onMessage = (from, payload) => {
+        if (!app || closed) return;
+        const head = encodeUdpHeader(from);
+        sock.send(Buffer.concat([head, payload]), app.port, app.address);
+      };
+      const bound = sock.address();
+      control.write(encodeReply(REP.SUCCEEDED, toSocksAddress(bound.address, bound.port)));
+    })();
+  };
+
+  return Object.assign(handler, {
+    get active() {
+      return live.size;
+    },
+    closeAll: () => {
+      for (const c of [...live]) c();
+    },
+  }) as UdpAssociateHandler;
+}
+
+function sameLoopback(a: string, b: string): boolean {
+  const strip = (x: string): string => (x.startsWith('::ffff:') ? x.slice(7) : x);
+  return strip(a) === strip(b);
+}

@@ -1,0 +1,342 @@
+import dgram from 'node:dgram';
+import dns from 'node:dns';
+import net from 'node:net';
+import { decodeUdp2017, encodeUdp2017 } from '../protocol/shadowsocks/udp.js';
+import {
+  openClientPacket2022,
+  SubkeyCache,
+  UDP_SESSION_TTL_MS,
+  Udp2022ServerSession,
+  type Udp2022OpenedClientPacket,
+} from '../protocol/shadowsocks/udp2022.js';
+import type { SocksAddress } from '../protocol/socks5/address.js';
+import type { Clock, Timer } from '../shared/clock.js';
+import type { Logger } from '../shared/logger.js';
+import { isPrivateAddress } from './destination.js';
+import type { AnyKeyEntry, Key2022Entry, KeyEntry } from './keys.js';
+import type { IdentityGroup } from './server.js';
+
+/** A session is forgotten this long after its last packet (SIP022 §3.2.4 asks for >= 60 s). */
+export const DEFAULT_UDP_IDLE_MS = 120_000;
+/** At most this many NAT sessions; the least recently active one is evicted past it. */
+export const DEFAULT_UDP_MAX_SESSIONS = 4096;
+/** Resolved destination names are reused for this long within a session. */
+const NAME_TTL_MS = 60_000;
+
+export interface UdpRelayOptions {
+  idleMs?: number;
+  maxSessions?: number;
+}
+
+/** What the relay needs from the server: the current keys, policy, and accounting. */
+export interface UdpRelayContext {
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly allowPrivateDestinations: boolean;
+  readonly lookup: ((host: string) => Promise<{ address: string; family: number }[]>) | undefined;
+  readonly identityGroups: readonly IdentityGroup[];
+  readonly single2022Keys: readonly Key2022Entry[];
+  readonly sip004Keys: readonly KeyEntry[];
+  /** The current entry for a key id (undefined once revoked). */
+  keyById(id: string): AnyKeyEntry | undefined;
+  addUsage(keyId: string, up: number, down: number): void;
+}
+
+interface Session {
+  readonly id: string;
+  readonly key: AnyKeyEntry;
+  /** 2022: the server side of the client's session (replay window, reply sealing). */
+  readonly s2022: Udp2022ServerSession<Key2022Entry> | undefined;
+  /** Where replies go: the client's latest authenticated source address. */
+  clientAddress: string;
+  clientPort: number;
+  out4: dgram.Socket | undefined;
+  out6: dgram.Socket | undefined;
+  lastMs: number;
+  readonly names: Map<string, { ip: string; at: number }>;
+  closed: boolean;
+}
+
+const defaultLookup = (host: string): Promise<{ address: string; family: number }[]> =>
+  dns.promises.lookup(host, { all: true, verbatim: true });
+
+/**
+ * The UDP half of the Shadowsocks server on the TCP port's number: both editions on one socket.
+ * SIP004 datagrams are found by trial decryption (the key of the client's address:port first),
+ * SIP022 ones through identity groups and single-user keys, then mapped to a NAT session (SIP004:
+ * per client address:port; SIP022: per client session ID) with its own outbound sockets, an idle
+ * expiry and a bounded table. Every datagram that does not authenticate, is a replay (SIP022
+ * packet-ID window), has a timestamp more than 30 s off or a forbidden destination is dropped
+ * silently: a prober gets no reply whatever it sends.
+ */
+export class UdpRelay {
+  readonly #ctx: UdpRelayContext;
+  readonly idleMs: number;
+  readonly maxSessions: number;
+  readonly #sessions = new Map<string, Session>();
+  readonly #cache = new SubkeyCache(4096);
+  #socket: dgram.Socket | undefined;
+  #sweepTimer: Timer | undefined;
+  /** Datagrams dropped before reaching a destination (garbage, replays, forbidden). */
+  dropped = 0;
+
+  constructor(ctx: UdpRelayContext, opts: UdpRelayOptions = {}) {
+    this.#ctx = ctx;
+    this.idleMs = opts.idleMs ?? DEFAULT_UDP_IDLE_MS;
+    this.maxSessions = opts.maxSessions ?? DEFAULT_UDP_MAX_SESSIONS;
+    if (!(this.idleMs > 0) || !(this.maxSessions >= 1)) throw new RangeError('udp idleMs and maxSessions must be positive');
+  }
+
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  address(): { address: string; port: number; family: string } | undefined {
+    return this.#socket?.address();
+  }
+
+  /** Bind on `port` (use the TCP listener's port number). */
+  async listen(port: number, host: string | undefined): Promise<void> {
+    const type = host !== undefined && net.isIP(host) === 4 ? 'udp4' : 'udp6';
+    const socket = dgram.createSocket({ type, ipv6Only: false });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      const done = (): void => {
+        socket.off('error', reject);
+        resolve();
+      };
+      if (host === undefined) socket.bind(port, done);
+      else socket.bind(port, host, done);
+    });
+    socket.on('error', (err) => this.#ctx.log.warn({ err: err.message }, 'udp listener error'));
+    socket.on('message', (msg, rinfo) => this.#onClientPacket(msg, rinfo));
+    this.#socket = socket;
+    this.#armSweep();
+  }
+
+  async close(): Promise<void> {
+    if (this.#sweepTimer) this.#ctx.clock.clearTimeout(this.#sweepTimer);
+    this.#sweepTimer = undefined;
+    for (const s of [...this.#sessions.values()]) this.#drop(s);
+    const socket = this.#socket;
+    this.#socket = undefined;
+    if (socket) await new Promise<void>((resolve) => socket.close(() => resolve()));
+  }
+
+  /** Close the sessions of keys that are gone or changed (after setKeys). */
+  pruneKeys(): void {
+    for (const s of [...this.#sessions.values()]) if (this.#ctx.keyById(s.key.id) !== s.key) this.#drop(s);
+  }
+
+  #armSweep(): void {
+    const every = Math.max(50, Math.min(10_000, Math.floor(this.idleMs / 4)));
+    this.#sweepTimer = this.#ctx.clock.setTimeout(() => {
+      this.#sweep();
+      if (this.#socket) this.#armSweep();
+    }, every);
+    this.#sweepTimer.unref?.();
+  }
+
+  #sweep(): void {
+    const now = this.#ctx.clock.now();
+    for (const s of [...this.#sessions.values()]) if (now - s.lastMs >= this.idleMs) this.#drop(s);
+  }
+
+  #drop(s: Session): void {
+    if (s.closed) return;
+    s.closed = true;
+    this.#sessions.delete(s.id);
+    s.out4?.close();
+    s.out6?.close();
+  }
+
+  // ---- client to destination ----
+
+  #onClientPacket(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    const ctx = this.#ctx;
+    const now = ctx.clock.now();
+    const opened = this.#open2022(msg, now) ?? this.#open2017(msg, rinfo);
+    if (!opened) {
+      this.dropped++;
+      return;
+    }
+    let s: Session | undefined;
+    if (opened.edition === 2022) {
+      const p = opened.packet;
+      const id = `b|${opened.key.id}|${p.sessionId.toString('hex')}`;
+      s = this.#sessions.get(id);
+      if (!s) s = this.#create(id, opened.key, rinfo, new Udp2022ServerSession(opened.key.method, p, { cache: this.#cache }));
+      if (!s.s2022!.accept(p.packetId)) {
+        this.dropped++; // replayed or too old packet ID: like garbage
+        return;
+      }
+    } else {
+      const id = `a|${rinfo.address}|${rinfo.port}`;
+      s = this.#sessions.get(id);
+      if (s && s.key !== opened.key) {
+        this.#drop(s);
+        s = undefined;
+      }
+      s ??= this.#create(id, opened.key, rinfo, undefined);
+    }
+    // LRU order: re-insert on activity.
+    this.#sessions.delete(s.id);
+    this.#sessions.set(s.id, s);
+    s.clientAddress = rinfo.address;
+    s.clientPort = rinfo.port;
+    s.lastMs = now;
+    ctx.addUsage(s.key.id, msg.length, 0);
+    void this.#forward(s, opened.address, opened.payload, now);
+  }
+
+  #open2022(
+    msg: Buffer,
+    now: number,
+  ):
+    | { edition: 2022; key: Key2022Entry; packet: Udp2022OpenedClientPacket<Key2022Entry>; address: SocksAddress; payload: Buffer }
+    | undefined {
+    const ctx = this.#ctx;
+    for (const g of ctx.identityGroups) {
+      try {
+        const packet = openClientPacket2022(g.method, msg, now, { identity: g.table, cache: this.#cache });
+        if (!packet.user) continue;
+        return { edition: 2022, key: packet.user, packet, address: packet.address, payload: packet.payload };
+      } catch {
+        // not this group
+      }
+    }
+    for (const k of ctx.single2022Keys) {
+      try {
+        const packet = openClientPacket2022<Key2022Entry>(k.method, msg, now, { key: k.userKey, cache: this.#cache });
+        return { edition: 2022, key: k, packet, address: packet.address, payload: packet.payload };
+      } catch {
+        // not this key
+      }
+    }
+    return undefined;
+  }
+
+  #open2017(
+    msg: Buffer,
+    rinfo: dgram.RemoteInfo,
+  ): { edition: 2017; key: KeyEntry; address: SocksAddress; payload: Buffer } | undefined {
+    const keys = this.#ctx.sip004Keys;
+    if (keys.length === 0) return undefined;
+    const known = this.#sessions.get(`a|${rinfo.address}|${rinfo.port}`)?.key;
+    const tryKey = (k: KeyEntry): { edition: 2017; key: KeyEntry; address: SocksAddress; payload: Buffer } | undefined => {
+      try {
+        const d = decodeUdp2017(k.method, k.masterKey, msg);
+        return { edition: 2017, key: k, address: d.address, payload: d.payload };
+      } catch {
+        return undefined;
+      }
+    };
+    if (known && known.edition === 2017 && this.#ctx.keyById(known.id) === known) {
+      const r = tryKey(known);
+      if (r) return r;
+    }
+    for (const k of keys) {
+      if (k === known) continue;
+      const r = tryKey(k);
+      if (r) return r;
+    }
+    return undefined;
+  }
+
+  #create(
+    id: string,
+    key: AnyKeyEntry,
+    rinfo: dgram.RemoteInfo,
+    s2022: Udp2022ServerSession<Key2022Entry> | undefined,
+  ): Session {
+    while (this.#sessions.size >= this.maxSessions) {
+      const oldest = this.#sessions.values().next().value;
+      if (!oldest) break;
+      this.#drop(oldest);
+    }
+    const s: Session = {
+      id,
+      key,
+      s2022,
+      clientAddress: rinfo.address,
+      clientPort: rinfo.port,
+      out4: undefined,
+      out6: undefined,
+      lastMs: this.#ctx.clock.now(),
+      names: new Map(),
+      closed: false,
+    };
+    this.#sessions.set(id, s);
+    return s;
+  }
+
+  async #resolve(s: Session, address: SocksAddress, now: number): Promise<string | undefined> {
+    if (address.type !== 'domain') return address.host;
+    const hit = s.names.get(address.host);
+    if (hit && now - hit.at < NAME_TTL_MS) return hit.ip;
+    let found: { address: string; family: number }[];
+    try {
+      found = await (this.#ctx.lookup ?? defaultLookup)(address.host);
+    } catch {
+      return undefined;
+    }
+    const allowed = this.#ctx.allowPrivateDestinations ? found : found.filter((f) => !isPrivateAddress(f.address));
+    const ip = allowed[0]?.address;
+    if (ip === undefined) return undefined;
+    if (s.names.size >= 64) s.names.clear();
+    s.names.set(address.host, { ip, at: now });
+    return ip;
+  }
+
+  async #forward(s: Session, address: SocksAddress, payload: Buffer, now: number): Promise<void> {
+    const ip = await this.#resolve(s, address, now);
+    if (ip === undefined || s.closed) {
+      this.dropped++;
+      return;
+    }
+    if (!this.#ctx.allowPrivateDestinations && isPrivateAddress(ip)) {
+      this.dropped++;
+      return;
+    }
+    const out = this.#outSocket(s, net.isIP(ip) === 6 ? 6 : 4);
+    out.send(payload, address.port, ip, (err) => {
+      if (err) this.dropped++;
+    });
+  }
+
+  #outSocket(s: Session, family: 4 | 6): dgram.Socket {
+    const existing = family === 4 ? s.out4 : s.out6;
+    if (existing) return existing;
+    const out = dgram.createSocket(family === 4 ? 'udp4' : 'udp6');
+    out.on('error', () => undefined); // ICMP errors and the like: the destination just doesn't answer
+    out.on('message', (data, rinfo) => this.#onReply(s, data, rinfo));
+    if (family === 4) s.out4 = out;
+    else s.out6 = out;
+    return out;
+  }
+
+  // ---- destination to client ----
+
+  #onReply(s: Session, data: Buffer, rinfo: dgram.RemoteInfo): void {
+    const socket = this.#socket;
+    if (s.closed || !socket) return;
+    const now = this.#ctx.clock.now();
+    const from: SocksAddress = { type: rinfo.family === 'IPv6' ? 'ipv6' : 'ipv4', host: rinfo.address, port: rinfo.port };
+    let sealed: Buffer;
+    try {
+      sealed =
+        s.key.edition === 2022
+          ? s.s2022!.seal(from, data, now)
+          : encodeUdp2017(s.key.method, s.key.masterKey, from, data);
+    } catch (err) {
+      this.#ctx.log.debug({ err: (err as Error).message }, 'udp reply not sealed');
+      return;
+    }
+    s.lastMs = now;
+    this.#ctx.addUsage(s.key.id, 0, sealed.length);
+    socket.send(sealed, s.clientPort, s.clientAddress);
+  }
+}
+
+/** SIP022 §3.2.4: a NAT session must outlive the 60 s a client remembers the server's session. */
+export const MIN_UDP_IDLE_MS_2022 = UDP_SESSION_TTL_MS;
