@@ -1,14 +1,17 @@
 #!/usr/bin/env node
-// Entry point. Runs the compiled CLI from dist/ when it has been built (npm run build),
-// otherwise runs the TypeScript sources through tsx, so a fresh clone works without a build step.
+// Entry point. In a source checkout (src/ present) it runs the TypeScript sources through tsx, so
+// a fresh clone works without a build step and a stale dist/ can never shadow the sources.
+// An installed package (only bin/ and dist/ are published) runs the compiled dist/.
+// LADDER_DIST=1 forces dist/ in a checkout (after `npm run build`).
 import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
+const source = new URL('../src/cli/main.ts', import.meta.url);
 const built = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
-if (existsSync(built) && process.env.LADDER_FROM_SOURCE !== '1') {
-  await import(pathToFileURL(built).href);
-} else {
+if (existsSync(fileURLToPath(source)) && process.env.LADDER_DIST !== '1') {
   const { register } = await import('tsx/esm/api');
   register();
-  await import(new URL('../src/cli/main.ts', import.meta.url).href);
+  await import(source.href);
+} else {
+  await import(pathToFileURL(built).href);
 }
