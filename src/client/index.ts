@@ -2,10 +2,22 @@ import type { AddressInfo, Socket } from 'node:net';
 import { isIPv6 } from 'node:net';
 import { encodeFirstWrite, makeShapedSalt } from '../protocol/shadowsocks/shaping.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
-import type { Dialer } from '../transport/dialer.js';
+import { DirectDialer, type Dialer } from '../transport/dialer.js';
 import { ShadowsocksDialer, type ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
 import { Shadowsocks2022Dialer } from '../transport/shadowsocks2022-dialer.js';
 import { isAead2022MethodName } from '../protocol/shadowsocks/methods2022.js';
+import { toSocksAddress } from '../protocol/socks5/address.js';
+import { systemClock, type Clock } from '../shared/clock.js';
+import { DialerStream } from '../transport/dialer-stream.js';
+import { FragmentDialer, type TlsFragmentOptions } from '../transport/tls-fragment.js';
+import { FilteringUdpResolver, TunnelDnsResolver, type DnsResolver } from './dns/resolvers.js';
+import { startDnsServer, type DnsServerHandle } from './dns/server.js';
+import { FailoverDialer } from './routing/failover.js';
+import type { Endpoint, EndpointFailure } from './routing/endpoints.js';
+import { generatePac } from './routing/pac.js';
+import { Router, type RouteMode } from './routing/router.js';
+import { RuleSet } from './routing/rules.js';
+import { RoutingDialer, type RouteEvent } from './routing-dialer.js';
 import { startHttpInbound } from './http-inbound.js';
 import { endpointFromKey } from './key.js';
 import { startSocks5Inbound, type SocksCredentials, type UdpAssociateRequest } from './socks5-inbound.js';
@@ -13,6 +25,51 @@ import { DEFAULT_FIRST_DATA_WAIT_MS, DEFAULT_IDLE_TIMEOUT_MS, type TunnelContext
 
 export { endpointFromKey } from './key.js';
 export { DEFAULT_FIRST_DATA_WAIT_MS, DEFAULT_IDLE_TIMEOUT_MS } from './tunnel.js';
+export { RoutingDialer } from './routing-dialer.js';
+
+export type DnsMode = 'tunnel' | 'stub';
+
+/** Default resolver for `--dns`: asked through the tunnel (resolved at the server's side). */
+export const DEFAULT_DNS_UPSTREAM = { host: '1.1.1.1', port: 53 };
+
+export interface DnsOptions {
+  /** Where the local DNS server listens (UDP and TCP), e.g. "127.0.0.1:5353". */
+  listen: string | ListenAddress;
+  /**
+   * 'tunnel' (default): every query goes as DNS over TCP through the tunnel to `upstream`, so no
+   * plaintext DNS for remote names leaves the client. 'stub': plain UDP to `upstream`, filtering
+   * injected answers (FilteringUdpResolver); in auto routing a forged answer moves the name to
+   * the tunnel.
+   */
+  mode?: DnsMode;
+  /** The resolver to ask (default 1.1.1.1:53). */
+  upstream?: { host: string; port: number };
+  /** Stub mode: known forged answer addresses (IPs or CIDRs). */
+  forged?: Iterable<string>;
+}
+
+export interface FailoverOptions {
+  /** Avoid a failed server host:port this long (default 180 s). */
+  residualMs?: number;
+  /** Per-endpoint dial limit (default 3 s). */
+  attemptTimeoutMs?: number;
+  /** No reply this long after the first data marks the endpoint (default 4 s). */
+  stallMs?: number;
+  /** Told about each endpoint failure: the endpoint's position in the list, not its address. */
+  onEndpointFailure?: (index: number, kind: EndpointFailure) => void;
+}
+
+export interface RoutingOptions {
+  /** Dialer for the 'direct' route (default DirectDialer). */
+  direct?: Dialer;
+  /** Dialer (or FragmentDialer options) for the 'fragment' route. */
+  fragment?: Dialer | TlsFragmentOptions;
+  /** auto: wait this long for a direct/fragment reply before escalating (default 5 s). */
+  probeTimeoutMs?: number;
+  /** auto: how long a learned route is kept (default 30 min). */
+  ttlMs?: number;
+  onRoute?: (e: RouteEvent) => void;
+}
 
 export interface ListenAddress {
   host: string;
@@ -22,8 +79,24 @@ export interface ListenAddress {
 export interface ClientOptions {
   /** An ss:// access key, or an endpoint already parsed. Ignored when `dialer` is given. */
   key?: string | ShadowsocksEndpoint;
-  /** Use this dialer instead of one built from `key` (routing, failover, tests). */
+  /**
+   * Several server endpoints (D10/D15), in order of preference; `key`, if also given, comes
+   * first. With two or more, the tunnel is a FailoverDialer: a stall or reset moves new
+   * connections to the next endpoint and keeps off the failed host:port for its residual period.
+   */
+  keys?: ReadonlyArray<string | ShadowsocksEndpoint>;
+  failover?: FailoverOptions;
+  /** Use this tunnel dialer instead of one built from the keys (lab, tests). */
   dialer?: Dialer;
+  /** 'proxy' (default): everything through the tunnel; 'direct'; 'auto' (learns per host). */
+  route?: RouteMode;
+  /** Routing rules (routing/rules.ts or acl.ts); they win over the mode. */
+  rules?: RuleSet;
+  routing?: RoutingOptions;
+  /** Local DNS server (`--dns`). */
+  dns?: DnsOptions;
+  /** Time source for failover residuals and route TTLs (tests). */
+  clock?: Clock;
   /** SOCKS5 listener ("host:port", "[::1]:port", "port" or an object); omitted = none. */
   socks?: string | ListenAddress | undefined;
   /** HTTP proxy listener; omitted = none. */
@@ -39,8 +112,11 @@ export interface ClientOptions {
    * salt prefix per connection and a first-write chunking that avoids the active prober's length
    * trigger. Costs salt entropy (see shaping.ts); refused together with a key's fixed `prefix`.
    */
-  shape?: boolean;
-  /** Proxy auto-config served by the HTTP inbound at /proxy.pac (e.g. routing/pac.ts generatePac). */
+  shape?: boolean | undefined;
+  /**
+   * Proxy auto-config served by the HTTP inbound at /proxy.pac. Default: one generated from
+   * `rules` (routing/pac.ts) that sends what is not direct to this client's own listeners.
+   */
   pac?: () => string;
   /** Hook for SOCKS5 UDP ASSOCIATE (absent: COMMAND_NOT_SUPPORTED). */
   udpAssociate?: (req: UdpAssociateRequest) => void;
@@ -50,8 +126,21 @@ export interface ClientOptions {
 export interface LocalClient {
   readonly socksAddress: AddressInfo | undefined;
   readonly httpAddress: AddressInfo | undefined;
-  /** The dialer every inbound uses. */
+  /** The dialer every inbound uses (the RoutingDialer, or the tunnel when everything is proxied). */
   readonly dialer: Dialer;
+  /** The tunnel dialer (a FailoverDialer with several endpoints). */
+  readonly tunnel: Dialer;
+  /** Set when there are several endpoints. */
+  readonly failover: FailoverDialer | undefined;
+  /** Set when routing is on (a mode other than proxy, or rules). */
+  readonly router: Router | undefined;
+  /** The local DNS server, when `dns` was given. */
+  readonly dnsAddress: { host: string; udpPort: number; tcpPort: number } | undefined;
+  readonly dnsMode: DnsMode | undefined;
+  /** How many server endpoints the tunnel has (0 with an injected dialer). */
+  readonly endpoints: number;
+  /** The PAC file the HTTP inbound serves (undefined without an HTTP listener). */
+  pac(): string | undefined;
   /** Open connections (application side plus next hop). */
   readonly openSockets: number;
   /** Stop listening and close every connection. */
@@ -81,25 +170,37 @@ export function parseListenAddress(spec: string | ListenAddress, what = 'listen 
 }
 
 /**
+ * Whether `createTunnelDialer` shapes an endpoint's first packets when the caller did not say:
+ * yes for SIP004 keys without a fixed Outline `prefix` (D1/D3, a default of our own); keys with
+ * a `prefix` keep it, and 2022 methods are never shaped (they pad their own headers).
+ */
+export function shapesByDefault(ep: ShadowsocksEndpoint): boolean {
+  return !isAead2022MethodName(ep.method) && !(ep.prefix && ep.prefix.length > 0);
+}
+
+/**
  * The tunnel dialer for an endpoint: SIP022 for 2022-blake3-* methods, SIP004 otherwise.
- * `shape` (SIP004 only) turns on D1/D3 first-packet shaping.
+ * `shape` (SIP004 only): D1/D3 first-packet shaping. Undefined means the default
+ * (`shapesByDefault`: on for SIP004 keys without a prefix); false turns it off (the lab's
+ * negative control); true insists, and is refused for 2022 keys and keys with a prefix.
  */
 export function createTunnelDialer(
   ep: ShadowsocksEndpoint,
-  opts: { connectTimeoutMs?: number; shape?: boolean } = {},
+  opts: { connectTimeoutMs?: number; shape?: boolean | undefined } = {},
 ): Dialer {
   const timeout = opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {};
   if (isAead2022MethodName(ep.method)) {
-    if (opts.shape)
+    if (opts.shape === true)
       throw new Error('first-packet shaping is for SIP004 methods; 2022 methods pad their own headers');
     return new Shadowsocks2022Dialer({ ...ep, ...timeout });
   }
-  if (opts.shape && ep.prefix)
+  if (opts.shape === true && ep.prefix)
     throw new Error("shaping replaces the key's fixed prefix; use one or the other");
+  const shape = opts.shape ?? shapesByDefault(ep);
   return new ShadowsocksDialer({
     ...ep,
     ...timeout,
-    ...(opts.shape ? { saltFactory: (n: number) => makeShapedSalt(n), firstWrite: encodeFirstWrite } : {}),
+    ...(shape ? { saltFactory: (n: number) => makeShapedSalt(n), firstWrite: encodeFirstWrite } : {}),
   });
 }
 
@@ -107,23 +208,83 @@ function isLoopback(host: string): boolean {
   return host === 'localhost' || host.startsWith('127.') || host === '::1';
 }
 
+/** The tunnel over every configured endpoint: one dialer, or a FailoverDialer over several. */
+function buildTunnel(
+  opts: ClientOptions,
+  clock: Clock,
+): { tunnel: Dialer; failover: FailoverDialer | undefined; endpoints: number } {
+  if (opts.dialer) return { tunnel: opts.dialer, failover: undefined, endpoints: 0 };
+  const all = [...(opts.key !== undefined ? [opts.key] : []), ...(opts.keys ?? [])];
+  if (all.length === 0) throw new Error('startClient needs a key or a dialer');
+  const eps = all.map((k) => (typeof k === 'string' ? endpointFromKey(k) : k));
+  const dialerOpts = {
+    ...(opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
+    shape: opts.shape,
+  };
+  // Build every dialer now so a bad key fails at startup, not at its first use.
+  const dialers = new Map<Endpoint, Dialer>(eps.map((ep) => [ep, createTunnelDialer(ep, dialerOpts)]));
+  if (eps.length === 1) return { tunnel: dialers.get(eps[0]!)!, failover: undefined, endpoints: 1 };
+  const f = opts.failover ?? {};
+  const failover = new FailoverDialer({
+    endpoints: eps,
+    dialerFor: (e) => dialers.get(e)!,
+    clock,
+    ...(f.residualMs !== undefined ? { residualMs: f.residualMs } : {}),
+    ...(f.attemptTimeoutMs !== undefined ? { attemptTimeoutMs: f.attemptTimeoutMs } : {}),
+    ...(f.stallMs !== undefined ? { stallMs: f.stallMs } : {}),
+    onEndpointFailure: (e, kind) => f.onEndpointFailure?.(eps.indexOf(e as ShadowsocksEndpoint), kind),
+  });
+  return { tunnel: failover, failover, endpoints: eps.length };
+}
+
+function pacProxyString(socks: AddressInfo | undefined, http: AddressInfo | undefined): string {
+  const hp = (a: AddressInfo): string => {
+    const host = a.address === '0.0.0.0' ? '127.0.0.1' : a.address === '::' ? '[::1]' : a.family === 'IPv6' ? `[${a.address}]` : a.address;
+    return `${host}:${a.port}`;
+  };
+  const parts: string[] = [];
+  if (socks) parts.push(`SOCKS5 ${hp(socks)}`, `SOCKS ${hp(socks)}`);
+  if (http) parts.push(`PROXY ${hp(http)}`);
+  return parts.join('; ');
+}
+
 /**
- * Start the local proxy client in-process: SOCKS5 and/or HTTP inbounds feeding one dialer
- * (a Shadowsocks tunnel built from `key` unless a dialer is given).
+ * Start the local proxy client in-process: SOCKS5 and/or HTTP inbounds (and optionally a DNS
+ * server) feeding one dialer: the router over direct / fragment / tunnel when routing is on,
+ * else the tunnel, which is a FailoverDialer when there are several server endpoints.
  */
 export async function startClient(opts: ClientOptions): Promise<LocalClient> {
   const log = opts.log ?? silentLogger;
-  let dialer = opts.dialer;
-  if (!dialer) {
-    if (opts.key === undefined) throw new Error('startClient needs a key or a dialer');
-    const ep = typeof opts.key === 'string' ? endpointFromKey(opts.key) : opts.key;
-    dialer = createTunnelDialer(ep, {
-      ...(opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
-      ...(opts.shape !== undefined ? { shape: opts.shape } : {}),
-    });
-  }
+  const clock = opts.clock ?? systemClock;
   if (opts.socks === undefined && opts.http === undefined)
     throw new Error('startClient needs a socks or http listen address');
+  const { tunnel, failover, endpoints } = buildTunnel(opts, clock);
+  const mode: RouteMode = opts.route ?? 'proxy';
+  if (mode !== 'auto' && mode !== 'proxy' && mode !== 'direct')
+    throw new Error(`route must be auto, proxy or direct, got "${String(mode)}"`);
+  let router: Router | undefined;
+  let dialer: Dialer = tunnel;
+  if (mode !== 'proxy' || (opts.rules && (opts.rules.rules.length > 0 || opts.rules.fallback))) {
+    const r = opts.routing ?? {};
+    router = new Router({
+      mode,
+      rules: opts.rules,
+      clock,
+      ...(r.ttlMs !== undefined ? { ttlMs: r.ttlMs } : {}),
+    });
+    const timeout = opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {};
+    const fragment =
+      r.fragment && 'dial' in r.fragment ? r.fragment : new FragmentDialer({ ...timeout, ...(r.fragment ?? {}) });
+    dialer = new RoutingDialer({
+      router,
+      tunnel,
+      direct: r.direct ?? new DirectDialer(timeout),
+      fragment,
+      clock,
+      ...(r.probeTimeoutMs !== undefined ? { probeTimeoutMs: r.probeTimeoutMs } : {}),
+      ...(r.onRoute ? { onRoute: r.onRoute } : {}),
+    });
+  }
 
   const sockets = new Set<Socket>();
   const track = (s: Socket): void => {
@@ -149,6 +310,15 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
 
   let socksAddress: AddressInfo | undefined;
   let httpAddress: AddressInfo | undefined;
+  let dnsAddress: LocalClient['dnsAddress'];
+  let pacText: string | undefined;
+  const pac =
+    opts.pac ??
+    ((): string =>
+      (pacText ??= generatePac(opts.rules ?? new RuleSet(), {
+        proxy: pacProxyString(socksAddress, httpAddress),
+        defaultRoute: opts.rules?.fallback ?? (mode === 'direct' ? 'direct' : 'proxy'),
+      })));
   try {
     if (opts.socks !== undefined) {
       const l = parseListenAddress(opts.socks, 'SOCKS5 listen address');
@@ -175,10 +345,39 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
         port: l.port,
         auth: opts.auth,
         onSocket: track,
-        pac: opts.pac,
+        pac,
       });
       closers.push(serverCloser(inbound.server));
       httpAddress = inbound.address;
+    }
+    if (opts.dns) {
+      const l = parseListenAddress(opts.dns.listen, 'DNS listen address');
+      const upstream = opts.dns.upstream ?? DEFAULT_DNS_UPSTREAM;
+      let resolver: DnsResolver;
+      if ((opts.dns.mode ?? 'tunnel') === 'tunnel') {
+        const dest = toSocksAddress(upstream.host, upstream.port);
+        // Always the tunnel, whatever the route mode: names are resolved at the server's side.
+        resolver = new TunnelDnsResolver({
+          upstream: dest,
+          dial: async (d, first) => {
+            const s = new DialerStream(tunnel, d);
+            if (first) s.write(first);
+            return s;
+          },
+        });
+      } else {
+        resolver = new FilteringUdpResolver({
+          upstream,
+          ...(opts.dns.forged ? { forged: opts.dns.forged } : {}),
+          onForged: (info) => {
+            if (router && info.question) router.reportFailure(info.question, 'direct', 'forged-dns');
+            log.info({ reasons: info.reasons }, 'forged DNS answer dropped');
+          },
+        });
+      }
+      const srv: DnsServerHandle = await startDnsServer({ host: l.host, port: l.port, resolver });
+      closers.push(() => srv.close());
+      dnsAddress = { host: l.host, udpPort: srv.udpPort, tcpPort: srv.tcpPort };
     }
   } catch (err) {
     await closeAll();
@@ -190,6 +389,13 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
     socksAddress,
     httpAddress,
     dialer,
+    tunnel,
+    failover,
+    router,
+    dnsAddress,
+    dnsMode: opts.dns ? (opts.dns.mode ?? 'tunnel') : undefined,
+    endpoints,
+    pac: () => (httpAddress ? pac() : undefined),
     get openSockets() {
       return sockets.size;
     },

@@ -169,11 +169,14 @@ describe('ladder client through a SIP004 server', () => {
     echo6 = await startEcho({ host: '::1' });
     // A generous first-data wait so the first-write length checks cannot be broken by a slow,
     // loaded machine (the application here writes immediately, so nothing actually waits).
+    // shape: false: these tests check the unshaped SIP004 layout byte for byte (shaping, on by
+    // default, is tested in 'first-packet shaping and failures').
     client = await startClient({
       key: keyFor(capture.port),
       socks: '127.0.0.1:0',
       http: '127.0.0.1:0',
       firstDataWaitMs: 1000,
+      shape: false,
     });
     socksPort = client.socksAddress!.port;
     httpPort = client.httpAddress!.port;
@@ -485,6 +488,50 @@ describe('first-packet shaping and failures', () => {
       assert.deepEqual(first.subarray(0, prefix.length), prefix);
     } finally {
       await client.close();
+      await Promise.all([ss.close(), capture.close(), echo.close()]);
+    }
+  });
+
+  test('shaping is on by default for a SIP004 key without a prefix; shape: false is the control', async () => {
+    const ss = await startMiniSs();
+    const capture = await startCapture(ss.port);
+    const echo = await startEcho();
+    const shaped = await startClient({ key: keyFor(capture.port), socks: '127.0.0.1:0', firstDataWaitMs: 1000 });
+    const plain = await startClient({ key: keyFor(capture.port), socks: '127.0.0.1:0', firstDataWaitMs: 1000, shape: false });
+    const salt = getAeadMethod(METHOD).saltSize;
+    // Ex2 (first 6 bytes printable) or Ex5 (TLS record header / HTTP method): the exemptions the
+    // shaped prefixes are built from (docs/client-defences.md, D1).
+    const exempt = (b: Buffer): boolean =>
+      [...b.subarray(0, 6)].every((x) => x >= 0x20 && x <= 0x7e) ||
+      ((b[0] === 0x16 || b[0] === 0x17) && b[1] === 3 && b[2]! <= 9) ||
+      /^(GET|PUT|POST|HEAD) /.test(b.subarray(0, 5).toString('latin1'));
+    const run = async (c: LocalClient, n: number): Promise<Buffer> => {
+      const before = capture.firsts.length;
+      const s = await socks5Connect({ proxyPort: c.socksAddress!.port, host: '127.0.0.1', port: echo.port });
+      const data = randomBytes(n);
+      assert.deepEqual(await roundTrip(s, data), data, 'the server accepts and relays');
+      s.destroy();
+      return waitFor(() => capture.firsts[before]);
+    };
+    try {
+      const firsts: Buffer[] = [];
+      // n = 89: unshaped 32 + 34 + 7 + 89 = 162 is in the prober trigger (160..999, mod 16 = 2).
+      for (const n of [89, 10, 300, 89, 500, 1]) firsts.push(await run(shaped, n));
+      for (const f of firsts) {
+        assert.ok(exempt(f), `shaped first packet starts ${f.subarray(0, 6).toString('hex')}`);
+        assert.ok(!inProberTrigger(f.length), `shaped first write of ${f.length} bytes avoids the trigger`);
+      }
+      // Shaped layout: salt | len(2)+16 | header 7 + data + 16, except the trigger case, which is
+      // split into two chunks (header, then data: +34 bytes).
+      assert.equal(firsts[1]!.length, salt + 34 + 7 + 10);
+      assert.equal(firsts[0]!.length, salt + 34 + 7 + 34 + 89);
+      assert.ok(new Set(firsts.map((f) => f.subarray(0, 6).toString('hex'))).size >= 3, 'the prefix varies per connection');
+      // Control: unshaped, the trigger length goes out as is and the salt is uniformly random.
+      const control = await run(plain, 89);
+      assert.equal(control.length, salt + 34 + 7 + 89);
+      assert.ok(inProberTrigger(control.length));
+    } finally {
+      await Promise.all([shaped.close(), plain.close()]);
       await Promise.all([ss.close(), capture.close(), echo.close()]);
     }
   });

@@ -1,0 +1,200 @@
+/**
+ * The client's router as a Dialer: each destination goes direct, direct with TLS-record
+ * fragmentation, or through the tunnel, as `Router.decide(host)` says (routing/router.ts).
+ *
+ *   const d = new RoutingDialer({ router, tunnel, direct?, fragment?, clock?, probeTimeoutMs? });
+ *   await d.dial(dest, firstData, signal);   // used by tunnel.ts like any Dialer
+ *
+ * In `auto` mode a direct or fragmented attempt that carried first data (a ClientHello, an HTTP
+ * request) is held back from the application until the destination's first reply bytes arrive.
+ * If instead the connection is reset, closed, or silent for `probeTimeoutMs` (default 5 s), or
+ * the TCP connect itself fails the way a censor makes it fail, the failure is classified
+ * (`classifyFailure`), reported (`Router.reportFailure`), and the SAME request is retried at once
+ * by the escalated route with the same first data. The application never saw a byte of the failed
+ * attempt, so a request fails at most once inside the client and never in front of the user.
+ * The reply bytes that ended the hold are put back on the socket (`unshift`), untouched.
+ *
+ * Names: the tunnel gets domains unresolved (socks5h semantics); only direct and fragment routes
+ * resolve a name locally, as a direct connection must. Nothing here logs destinations.
+ */
+import type { Socket } from 'node:net';
+import type { SocksAddress } from '../protocol/socks5/address.js';
+import { systemClock, type Clock, type Timer } from '../shared/clock.js';
+import { DialError, DirectDialer, type DialedConnection, type Dialer, type FirstData } from '../transport/dialer.js';
+import { FragmentDialer } from '../transport/tls-fragment.js';
+import { classifyFailure, type FailureKind, type Router } from './routing/router.js';
+import type { Route } from './routing/rules.js';
+
+export const DEFAULT_PROBE_TIMEOUT_MS = 5000;
+
+export interface RouteEvent {
+  route: Route;
+  /** 'ok': connected (and, when held, replied); 'failed': gave up on this route. */
+  outcome: 'ok' | 'failed';
+  /** The failure pattern when one was recognised. */
+  kind?: FailureKind | undefined;
+  /** The route the request was retried with, if any. */
+  retry?: Route | undefined;
+}
+
+export interface RoutingDialerOptions {
+  router: Router;
+  /** The tunnel (a ShadowsocksDialer, or a FailoverDialer over several endpoints). */
+  tunnel: Dialer;
+  direct?: Dialer;
+  fragment?: Dialer;
+  clock?: Clock;
+  /** auto: how long to wait for the first reply to a direct/fragment first packet (default 5 s). */
+  probeTimeoutMs?: number;
+  /** Told about every attempt (counters, tests). Carries no destination. */
+  onRoute?: (e: RouteEvent) => void;
+}
+
+const TLS_HANDSHAKE = 0x16;
+
+function looksLikeClientHello(b: Uint8Array | undefined): boolean {
+  return !!b && b.length >= 6 && b[0] === TLS_HANDSHAKE && b[1] === 3 && b[5] === 1;
+}
+
+/** The errno behind a dial failure ('timeout' for our own connect timer). */
+function errnoOf(err: unknown): string | undefined {
+  const e = err as { code?: string; cause?: { code?: string } };
+  if (e.code === 'ERR_CONNECT_TIMEOUT') return 'timeout';
+  return e.cause?.code ?? e.code;
+}
+
+type Held =
+  | { ok: true }
+  | { ok: false; errorCode: string; bytesReceived: 0 };
+
+export class RoutingDialer implements Dialer {
+  readonly router: Router;
+  readonly #tunnel: Dialer;
+  readonly #direct: Dialer;
+  readonly #fragment: Dialer;
+  readonly #clock: Clock;
+  readonly #probeMs: number;
+  readonly #onRoute: RoutingDialerOptions['onRoute'];
+
+  constructor(opts: RoutingDialerOptions) {
+    this.router = opts.router;
+    this.#tunnel = opts.tunnel;
+    this.#direct = opts.direct ?? new DirectDialer();
+    this.#fragment = opts.fragment ?? new FragmentDialer();
+    this.#clock = opts.clock ?? systemClock;
+    this.#probeMs = opts.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
+    this.#onRoute = opts.onRoute;
+  }
+
+  #dialerFor(route: Route): Dialer {
+    return route === 'proxy' ? this.#tunnel : route === 'fragment' ? this.#fragment : this.#direct;
+  }
+
+  async dial(dest: SocksAddress, firstData?: FirstData, signal?: AbortSignal): Promise<DialedConnection> {
+    let route = this.router.decide(dest.host).route;
+    if (route === 'proxy' || this.router.mode !== 'auto') {
+      return this.#once(route, dest, firstData, signal);
+    }
+    // auto with a direct or fragment route: settle the first data once so a retry can resend it.
+    const data = firstData === undefined || firstData instanceof Uint8Array ? firstData : await firstData;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (route === 'proxy') return this.#once(route, dest, data, signal);
+      let conn: DialedConnection;
+      try {
+        conn = await this.#dialerFor(route).dial(dest, data, signal);
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        const kind = classifyFailure({ phase: 'connect', errorCode: localDnsFailure(err) ? 'ETIMEDOUT' : errnoOf(err), bytesSent: 0, bytesReceived: 0, sentClientHello: false });
+        const next: Route | undefined = kind ? this.router.reportFailure(dest.host, route, kind) : undefined;
+        this.#onRoute?.({ route, outcome: 'failed', kind, retry: next });
+        if (!next) throw err;
+        route = next;
+        continue;
+      }
+      if (!data || data.length === 0) {
+        this.#onRoute?.({ route, outcome: 'ok' });
+        return conn;
+      }
+      const held = await this.#hold(conn.socket, signal);
+      if (held.ok) {
+        this.router.reportSuccess(dest.host, route);
+        this.#onRoute?.({ route, outcome: 'ok' });
+        return conn;
+      }
+      conn.socket.destroy();
+      if (signal?.aborted) throw new DialError('ERR_ABORTED', 'dial aborted');
+      const kind = classifyFailure({
+        phase: 'established',
+        errorCode: held.errorCode,
+        bytesSent: data.length,
+        bytesReceived: 0,
+        sentClientHello: looksLikeClientHello(data),
+      });
+      const next: Route | undefined = kind ? this.router.reportFailure(dest.host, route, kind) : undefined;
+      this.#onRoute?.({ route, outcome: 'failed', kind, retry: next });
+      if (!next) throw new DialError('ERR_CLOSED', `destination closed before replying (${held.errorCode})`);
+      route = next;
+    }
+    throw new DialError('ERR_CONNECT', 'no route left to try');
+  }
+
+  async #once(route: Route, dest: SocksAddress, firstData: FirstData, signal?: AbortSignal): Promise<DialedConnection> {
+    try {
+      const conn = await this.#dialerFor(route).dial(dest, firstData, signal);
+      this.#onRoute?.({ route, outcome: 'ok' });
+      return conn;
+    } catch (err) {
+      if (!signal?.aborted) this.#onRoute?.({ route, outcome: 'failed' });
+      throw err;
+    }
+  }
+
+  /**
+   * Wait for the first reply bytes without consuming them: ok when they come (they are put back),
+   * a failure on reset/close/end/timeout/abort first.
+   */
+  #hold(socket: Socket, signal?: AbortSignal): Promise<Held> {
+    return new Promise((resolve) => {
+      let timer: Timer | undefined;
+      const finish = (h: Held): void => {
+        if (timer) this.#clock.clearTimeout(timer);
+        socket.off('data', onData);
+        socket.off('error', onError);
+        socket.off('end', onEnd);
+        socket.off('close', onClose);
+        signal?.removeEventListener('abort', onAbort);
+        resolve(h);
+      };
+      const onData = (chunk: Buffer): void => {
+        socket.pause();
+        socket.unshift(chunk);
+        finish({ ok: true });
+      };
+      const onError = (err: NodeJS.ErrnoException): void =>
+        finish({ ok: false, errorCode: err.code ?? 'ECONNRESET', bytesReceived: 0 });
+      // A FIN (or close) with nothing received after our first packet: treat like a reset.
+      const onEnd = (): void => finish({ ok: false, errorCode: 'ECONNRESET', bytesReceived: 0 });
+      const onClose = onEnd;
+      const onAbort = (): void => finish({ ok: false, errorCode: 'ERR_ABORTED', bytesReceived: 0 });
+      socket.on('data', onData);
+      socket.once('error', onError);
+      socket.once('end', onEnd);
+      socket.once('close', onClose);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      if (signal?.aborted) onAbort();
+      if (this.#probeMs > 0) {
+        timer = this.#clock.setTimeout(() => finish({ ok: false, errorCode: 'timeout', bytesReceived: 0 }), this.#probeMs);
+        timer.unref?.();
+      }
+    });
+  }
+}
+
+/**
+ * A local name lookup that failed (ENOTFOUND/EAI_AGAIN): for a direct route this is what DNS
+ * blocking looks like from here, so auto mode escalates it like a connect failure.
+ */
+function localDnsFailure(err: unknown): boolean {
+  const c = errnoOf(err);
+  return c === 'ENOTFOUND' || c === 'EAI_AGAIN' || c === 'EAI_FAIL';
+}
