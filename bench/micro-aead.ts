@@ -3,7 +3,9 @@
  * transfer's CPU goes before optimising:
  *   node --import tsx bench/micro-aead.ts [--mib 64]
  * Measures, per method: the codec as shipped (AeadEncoder.encode / AeadDecoder.push on 64 KiB
- * reads), the bare cost of one cipher init (createCipheriv + final + getAuthTag on 0 bytes),
+ * reads; decode reads cut at 64 KiB regardless of chunk boundaries), on the node:crypto path and
+ * on the native addon (native/ladder_aead.cc, when built: node scripts/build-native.mjs), the
+ * bare cost of one cipher init (createCipheriv + final + getAuthTag on 0 bytes),
  * raw bulk update() speed of one long-lived cipher (the ceiling without per-chunk inits), and
  * @noble/ciphers' pure-JS AEADs for comparison. Times are CPU time of this process, so other
  * load on the machine inflates them less than wall time.
@@ -12,7 +14,8 @@ import { createCipheriv, createSecretKey, randomBytes } from 'node:crypto';
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { gcm } from '@noble/ciphers/aes.js';
 import { AeadDecoder, AeadEncoder } from '../src/protocol/shadowsocks/aead.js';
-import { AEAD_METHODS, type AeadMethodName } from '../src/protocol/shadowsocks/methods.js';
+import { AEAD_METHODS, type AeadMethod, type AeadMethodName } from '../src/protocol/shadowsocks/methods.js';
+import { nativeAvailable, nativeLoadError, setNativeEnabled } from '../src/protocol/shadowsocks/native.js';
 
 const args = process.argv.slice(2);
 const mibArg = args.indexOf('--mib');
@@ -33,6 +36,31 @@ function mibps(bytes: number, ms: number): string {
   return `${(bytes / 1024 / 1024 / (ms / 1000)).toFixed(0).padStart(6)} MiB/s`;
 }
 
+const HAVE_NATIVE = nativeAvailable();
+
+/** Encode `n` 64 KiB writes, then decode the wire in 64 KiB reads; CPU ms for each side. */
+function codec(m: AeadMethod, master: Buffer, read: Buffer, n: number, native: boolean) {
+  setNativeEnabled(native);
+  const enc = new AeadEncoder(m, master);
+  const dec = new AeadDecoder(m, master);
+  setNativeEnabled(true);
+  const written: Buffer[] = [];
+  const encMs = time(() => {
+    for (let i = 0; i < n; i++) written.push(enc.encode(read));
+  });
+  // Re-cut at 64 KiB like socket reads, so most reads end inside a chunk.
+  const all = Buffer.concat(written);
+  written.length = 0;
+  const reads: Buffer[] = [];
+  for (let o = 0; o < all.length; o += READ) reads.push(Buffer.from(all.subarray(o, o + READ)));
+  let out = 0;
+  const decMs = time(() => {
+    for (const r of reads) for (const p of dec.push(r)) out += p.length;
+  });
+  if (out !== n * READ) throw new Error(`decoded ${out} bytes, expected ${n * READ}`);
+  return { encMs, decMs };
+}
+
 const rows: string[] = [];
 for (const name of ['aes-128-gcm', 'aes-256-gcm', 'chacha20-ietf-poly1305'] as AeadMethodName[]) {
   const m = AEAD_METHODS[name];
@@ -41,20 +69,12 @@ for (const name of ['aes-128-gcm', 'aes-256-gcm', 'chacha20-ietf-poly1305'] as A
   const n = TOTAL / READ;
 
   // Warm-up (JIT) so the first method measured is not penalised.
-  const warm = new AeadEncoder(m, master);
-  const warmDec = new AeadDecoder(m, master);
-  for (let i = 0; i < 64; i++) warmDec.push(warm.encode(read));
+  codec(m, master, read, 64, false);
+  if (HAVE_NATIVE) codec(m, master, read, 64, true);
 
-  // 1. Codec as shipped.
-  const enc = new AeadEncoder(m, master);
-  const wire: Buffer[] = [];
-  const encMs = time(() => {
-    for (let i = 0; i < n; i++) wire.push(enc.encode(read));
-  });
-  const dec = new AeadDecoder(m, master);
-  const decMs = time(() => {
-    for (const w of wire) dec.push(w);
-  });
+  // 1. Codec as shipped: node:crypto path, and the native addon.
+  const { encMs, decMs } = codec(m, master, read, n, false);
+  const nat = HAVE_NATIVE ? codec(m, master, read, n, true) : undefined;
 
   // 2. One cipher init alone (what each 2-byte length seal mostly is).
   const key = createSecretKey(randomBytes(m.keySize));
@@ -94,7 +114,10 @@ for (const name of ['aes-128-gcm', 'aes-256-gcm', 'chacha20-ietf-poly1305'] as A
   rows.push(
     [
       `${name}:`,
-      `  encode ${mibps(TOTAL, encMs)}   decode ${mibps(TOTAL, decMs)}   (SIP004 codec, 64 KiB reads)`,
+      `  encode ${mibps(TOTAL, encMs)}   decode ${mibps(TOTAL, decMs)}   (SIP004 codec, node:crypto, 64 KiB reads)`,
+      nat
+        ? `  encode ${mibps(TOTAL, nat.encMs)}   decode ${mibps(TOTAL, nat.decMs)}   (SIP004 codec, native addon: ${(encMs / nat.encMs).toFixed(2)}x / ${(decMs / nat.decMs).toFixed(2)}x; ${((nat.encMs + nat.decMs) / (MIB / 1024)).toFixed(0)} CPU-ms per GiB sealed + opened vs ${((encMs + decMs) / (MIB / 1024)).toFixed(0)})`
+        : `  native addon not available (${nativeLoadError() ?? 'unknown'}): node scripts/build-native.mjs`,
       `  one cipher init ${initUs.toFixed(2)} µs -> ${((2 * chunksPerMiB * initUs) / 1000).toFixed(2)} ms per MiB for 2 inits/chunk (of ${(encMs / MIB).toFixed(2)} ms/MiB encode)`,
       `  long-lived cipher update() ${mibps(TOTAL, bulkMs)}   (ceiling without per-chunk inits)`,
       `  @noble/ciphers per chunk ${mibps(small * READ, nobleMs)}`,
