@@ -1,16 +1,44 @@
 import type { Command } from 'commander';
+import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { endpointFromKey, parseListenAddress, startClient, type ListenAddress } from '../../client/index.js';
+import { dirname, resolve as resolvePath } from 'node:path';
+import {
+  ClientConfigError,
+  parseClientConfig,
+  parseHostPort,
+  parseRouteMode,
+  parseRulesText,
+  type ClientConfig,
+} from '../../client/config.js';
+import {
+  DEFAULT_DNS_UPSTREAM,
+  endpointFromKey,
+  parseListenAddress,
+  shapesByDefault,
+  startClient,
+  type DnsMode,
+  type ListenAddress,
+} from '../../client/index.js';
+import type { RouteMode } from '../../client/routing/router.js';
+import type { RuleSet } from '../../client/routing/rules.js';
+import type { ShadowsocksEndpoint } from '../../transport/shadowsocks-dialer.js';
 import { createLogger } from '../../shared/logger.js';
 import { UsageError } from '../errors.js';
 
 interface ClientFlags {
-  key?: string;
+  key?: string[];
+  config?: string;
   socks: string | false;
   http?: string;
   auth?: string;
   firstDataWait: string;
   shape?: boolean;
+  route?: string;
+  rules?: string;
+  dns?: string;
+  dnsUpstream?: string;
+  dnsMode?: string;
+  residual?: string;
   idleTimeout: string;
   logLevel?: string;
 }
@@ -26,24 +54,91 @@ function intFlag(name: string, value: string, min: number, max: number): number 
   return n;
 }
 
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+function readText(path: string, what: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+/** Run `fn`, turning the parsers' errors into one-line usage errors. */
+function usage<T>(what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    const msg = (err as Error).message;
+    throw new UsageError(what ? `${what}: ${msg}` : msg);
+  }
+}
+
+type Endpoint = ShadowsocksEndpoint & { tag?: string };
+
+/** What the shaping setting does for these endpoints, in words for the banner. */
+function shapingSummary(eps: Endpoint[], shape: boolean | undefined): string {
+  const shaped = eps.filter((e) => shape !== false && shapesByDefault(e)).length;
+  const parts: string[] = [];
+  if (shaped === eps.length) parts.push('first-packet shaping on');
+  else if (shaped > 0) parts.push(`first-packet shaping on for ${shaped} of ${eps.length} endpoints`);
+  else if (shape === false) parts.push('first-packet shaping off (--no-shape)');
+  if (eps.some((e) => e.prefix)) parts.push("key prefix as given");
+  return parts.join(', ');
+}
+
 /** `ladder client`: the local proxy (SOCKS5 and optional HTTP in, Shadowsocks tunnel out). */
 export function registerClient(program: Command): void {
   program
     .command('client')
-    .description('run the local proxy: SOCKS5 (and optionally HTTP) in, Shadowsocks AEAD tunnel out')
+    .description(
+      'run the local proxy: SOCKS5 (and optionally HTTP) in; direct, TLS-fragmented or through the Shadowsocks tunnel out',
+    )
     .option(
       '--key <ss-url>',
-      'access key (ss://...); or set LADDER_KEY to keep it out of ps and shell history',
+      'access key (ss://...); repeat for several servers (failover, in order); or set LADDER_KEY (several separated by spaces) to keep keys out of ps and shell history',
+      collect,
+    )
+    .option(
+      '--config <file>',
+      'JSON client config: "keys"/"servers" (SIP008), "socks", "http", "route", "rules", "dns", "dnsUpstream", "dnsMode", "shape", "residualSeconds"; flags win',
     )
     .option('--socks <addr>', 'SOCKS5 listen address (host:port, [v6]:port or port)', '127.0.0.1:1080')
     .option('--no-socks', 'do not start the SOCKS5 proxy')
     .option(
       '--http <addr>',
-      'also start an HTTP proxy (CONNECT and http:// URLs) on this address, e.g. 127.0.0.1:8118',
+      'also start an HTTP proxy (CONNECT and http:// URLs) on this address, e.g. 127.0.0.1:8118; it serves the PAC file at /proxy.pac',
     )
     .option(
       '--auth <user:password>',
       'require these credentials from applications (SOCKS5 RFC 1929, HTTP Basic)',
+    )
+    .option(
+      '--route <mode>',
+      'proxy: everything through the tunnel (default); direct: nothing; auto: direct while it works, TLS fragmentation or the tunnel once a site is seen blocked',
+    )
+    .option(
+      '--rules <file>',
+      'routing rules, winning over --route: list format (domain-suffix,example.com,proxy / ip-cidr,10.0.0.0/8,direct / final,proxy) or a Shadowsocks .acl file',
+    )
+    .option(
+      '--dns <addr>',
+      'start a local DNS server (UDP and TCP) on this address, e.g. 127.0.0.1:5353, answering through the tunnel',
+    )
+    .option(
+      '--dns-upstream <host:port>',
+      `resolver the DNS server asks (through the tunnel, so it resolves at the server's side; default ${DEFAULT_DNS_UPSTREAM.host}:${DEFAULT_DNS_UPSTREAM.port})`,
+    )
+    .option(
+      '--dns-mode <mode>',
+      'tunnel (default): DNS over the tunnel; stub: plain DNS to the upstream that drops injected (forged) answers',
+    )
+    .option(
+      '--residual <s>',
+      'with several servers, keep off one that stalled or reset for this many seconds (default 180)',
     )
     .option(
       '--first-data-wait <ms>',
@@ -52,31 +147,58 @@ export function registerClient(program: Command): void {
     )
     .option(
       '--shape',
-      'first-packet shaping: per-connection printable/TLS-like salt prefix, first write off the prober length trigger',
+      'insist on first-packet shaping (on by default for SIP004 keys without a prefix): per-connection printable/TLS-like salt prefix, first write off the prober length trigger',
     )
+    .option('--no-shape', 'turn first-packet shaping off (plain random salts: for comparisons only)')
     .option('--idle-timeout <s>', 'close tunnels idle for this many seconds', '300')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace (debug logs destinations)')
     .addHelpText(
       'after',
-      '\nExample:\n  ladder client --key ss://... --socks 127.0.0.1:1080 --http 127.0.0.1:8118\n  curl --proxy socks5h://127.0.0.1:1080 https://example.com\n',
+      [
+        '',
+        'Examples:',
+        '  ladder client --key ss://... --socks 127.0.0.1:1080 --http 127.0.0.1:8118',
+        '  curl --proxy socks5h://127.0.0.1:1080 https://example.com',
+        '  ladder client --key ss://A --key ss://B --route auto --rules rules.txt --dns 127.0.0.1:5353',
+        '  browser: automatic proxy configuration URL http://127.0.0.1:8118/proxy.pac',
+        '',
+        'Names are never resolved locally for proxied destinations (use socks5h:// or the HTTP proxy).',
+        'Logs name no destination, server or key unless --log-level debug.',
+        '',
+      ].join('\n'),
     )
-    .action(async (flags: ClientFlags) => {
-      const key = flags.key ?? process.env.LADDER_KEY;
-      if (!key) throw new UsageError('--key is required (an ss:// access key), or set LADDER_KEY');
-      let endpoint;
-      try {
-        endpoint = endpointFromKey(key);
-      } catch (err) {
-        throw new UsageError(`--key: ${(err as Error).message}`);
+    .action(async (flags: ClientFlags, cmd: Command) => {
+      const fromCli = (name: string): boolean => cmd.getOptionValueSource(name) === 'cli';
+      let config: ClientConfig = { keys: [], servers: [] };
+      let configDir = process.cwd();
+      if (flags.config !== undefined) {
+        const path = resolvePath(flags.config);
+        config = usage('', () => parseClientConfig(readText(path, '--config'), flags.config!));
+        configDir = dirname(path);
       }
+      const envKeys = (process.env.LADDER_KEY ?? '').split(/\s+/).filter((k) => k.length > 0);
+      const cliKeys = flags.key ?? [];
+      const keyTexts = cliKeys.length > 0 ? cliKeys : envKeys;
+      const endpoints: Endpoint[] = [];
+      keyTexts.forEach((k, i) => {
+        const what = keyTexts.length > 1 ? `--key #${i + 1}` : '--key';
+        endpoints.push(usage(what, () => endpointFromKey(k)));
+      });
+      if (cliKeys.length === 0) {
+        config.keys.forEach((k, i) => endpoints.push(usage(`${flags.config}: keys[${i}]`, () => endpointFromKey(k))));
+        for (const s of config.servers) endpoints.push(s);
+      }
+      if (endpoints.length === 0)
+        throw new UsageError('--key is required (an ss:// access key), or set LADDER_KEY, or give --config with "keys"');
+
       let socks: ListenAddress | undefined;
       let httpAddr: ListenAddress | undefined;
-      try {
-        if (flags.socks !== false) socks = parseListenAddress(flags.socks, '--socks');
-        if (flags.http !== undefined) httpAddr = parseListenAddress(flags.http, '--http');
-      } catch (err) {
-        throw new UsageError((err as Error).message);
-      }
+      const socksSpec = fromCli('socks') || config.socks === undefined ? flags.socks : config.socks;
+      const httpSpec = flags.http ?? config.http;
+      usage('', () => {
+        if (socksSpec !== false) socks = parseListenAddress(socksSpec, '--socks');
+        if (httpSpec !== undefined) httpAddr = parseListenAddress(httpSpec, '--http');
+      });
       if (!socks && !httpAddr) throw new UsageError('nothing to do: --no-socks given and no --http address');
       let auth;
       if (flags.auth !== undefined) {
@@ -86,26 +208,73 @@ export function registerClient(program: Command): void {
       }
       const firstDataWaitMs = intFlag('--first-data-wait', flags.firstDataWait, 0, 10_000);
       const idleTimeoutMs = intFlag('--idle-timeout', flags.idleTimeout, 1, 86_400) * 1000;
-      if (flags.shape && endpoint.method.startsWith('2022-')) {
-        throw new UsageError('--shape is for SIP004 keys; 2022-blake3-* methods pad their own headers');
+      const residualMs =
+        flags.residual !== undefined
+          ? intFlag('--residual', flags.residual, 0, 86_400) * 1000
+          : config.residualSeconds !== undefined
+            ? config.residualSeconds * 1000
+            : undefined;
+
+      const shape = fromCli('shape') ? flags.shape : config.shape;
+      if (shape === true) {
+        if (endpoints.some((e) => e.method.startsWith('2022-')))
+          throw new UsageError('--shape is for SIP004 keys; 2022-blake3-* methods pad their own headers');
+        if (endpoints.some((e) => e.prefix))
+          throw new UsageError('--shape cannot be combined with a key that has a prefix');
       }
-      if (flags.shape && endpoint.prefix)
-        throw new UsageError('--shape cannot be combined with a key that has a prefix');
+
+      const route: RouteMode = usage('', () =>
+        flags.route !== undefined ? parseRouteMode(flags.route, '--route') : (config.route ?? 'proxy'),
+      );
+      let rules: RuleSet | undefined;
+      let rulesName: string | undefined;
+      const rulesPath =
+        flags.rules !== undefined ? resolvePath(flags.rules) : config.rules ? resolvePath(configDir, config.rules) : undefined;
+      if (rulesPath !== undefined) {
+        rulesName = flags.rules ?? config.rules;
+        rules = usage('', () => parseRulesText(readText(rulesPath, '--rules'), rulesName!));
+      }
+
+      const dnsListen = flags.dns ?? config.dns;
+      const dnsModeText = flags.dnsMode ?? config.dnsMode ?? 'tunnel';
+      if (dnsModeText !== 'tunnel' && dnsModeText !== 'stub')
+        throw new UsageError(`--dns-mode must be tunnel or stub, got "${dnsModeText}"`);
+      const dnsMode: DnsMode = dnsModeText;
+      const upstreamText = flags.dnsUpstream ?? config.dnsUpstream;
+      const dnsUpstream = upstreamText
+        ? usage('', () => parseHostPort(upstreamText, '--dns-upstream', 53))
+        : DEFAULT_DNS_UPSTREAM;
+      if (dnsListen === undefined && (flags.dnsUpstream !== undefined || flags.dnsMode !== undefined))
+        throw new UsageError('--dns-upstream and --dns-mode need --dns <addr> (where the DNS server listens)');
+      const dns =
+        dnsListen !== undefined
+          ? { listen: usage('', () => parseListenAddress(dnsListen, '--dns')), mode: dnsMode, upstream: dnsUpstream }
+          : undefined;
+
       const log = createLogger(flags.logLevel ? { level: flags.logLevel } : {});
 
       let client;
       try {
         client = await startClient({
-          key: endpoint,
+          keys: endpoints,
           socks,
           http: httpAddr,
           auth,
           firstDataWaitMs,
           idleTimeoutMs,
-          shape: flags.shape === true,
+          shape,
+          route,
+          ...(rules ? { rules } : {}),
+          ...(dns ? { dns } : {}),
+          failover: {
+            ...(residualMs !== undefined ? { residualMs } : {}),
+            // Positions, not addresses: logs at the default level name no server.
+            onEndpointFailure: (index, kind) => log.warn({ endpoint: index + 1, kind }, 'server endpoint avoided for its residual period'),
+          },
           log,
         });
       } catch (err) {
+        if (err instanceof ClientConfigError) throw new UsageError(err.message);
         const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
         if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL') {
           throw new UsageError(
@@ -134,9 +303,14 @@ export function registerClient(program: Command): void {
         process.on('SIGTERM', stop);
       });
 
-      const lines = [
-        `ladder client: ${endpoint.method} tunnel${endpoint.tag ? ` "${endpoint.tag}"` : ''}${flags.shape ? ', first-packet shaping on' : ''}`,
-      ];
+      const methods = [...new Set(endpoints.map((e) => e.method))].join(', ');
+      const tags = endpoints.map((e) => e.tag).filter((t): t is string => !!t);
+      const shaping = shapingSummary(endpoints, shape);
+      const what =
+        endpoints.length === 1
+          ? `${methods} tunnel${tags[0] ? ` "${tags[0]}"` : ''}`
+          : `${endpoints.length} server endpoints (failover in order${tags.length ? `: ${tags.map((t) => `"${t}"`).join(', ')}` : ''}), ${methods}`;
+      const lines = [`ladder client: ${what}${shaping ? `, ${shaping}` : ''}`];
       if (client.socksAddress) {
         const a = hostPort(client.socksAddress);
         lines.push(`  SOCKS5 proxy on ${a}    try: curl --proxy socks5h://${a} https://example.com`);
@@ -144,10 +318,38 @@ export function registerClient(program: Command): void {
       if (client.httpAddress) {
         const a = hostPort(client.httpAddress);
         lines.push(`  HTTP proxy   on ${a}    try: curl --proxy http://${a} https://example.com`);
+        lines.push(`  PAC file     http://${a}/proxy.pac    (browser: automatic proxy configuration URL)`);
+      }
+      const ruleNote = rules ? `, ${rules.rules.length} rules from ${rulesName}${rules.fallback ? ` (unmatched: ${rules.fallback})` : ''}` : '';
+      const routeText =
+        route === 'proxy'
+          ? 'everything through the tunnel'
+          : route === 'direct'
+            ? 'everything direct (no tunnel)'
+            : 'direct while it works; TLS fragmentation or the tunnel once a site is seen blocked';
+      lines.push(`  routing      ${route}: ${routeText}${ruleNote}`);
+      if (client.dnsAddress) {
+        const d = client.dnsAddress;
+        const h = d.host.includes(':') ? `[${d.host}]` : d.host;
+        const via =
+          client.dnsMode === 'tunnel'
+            ? `through the tunnel to ${dnsUpstream.host}:${dnsUpstream.port}`
+            : `plain DNS to ${dnsUpstream.host}:${dnsUpstream.port}, forged answers dropped`;
+        const port = d.udpPort === d.tcpPort ? `${d.udpPort}` : `${d.udpPort} (UDP), ${d.tcpPort} (TCP)`;
+        lines.push(`  DNS          on ${h}:${port}, ${via}    try: dig @${d.host} -p ${d.udpPort} example.com`);
       }
       lines.push('  Ctrl-C to stop.');
       process.stdout.write(`${lines.join('\n')}\n`);
-      log.info({ socks: client.socksAddress?.port, http: client.httpAddress?.port }, 'client listening');
+      log.info(
+        {
+          socks: client.socksAddress?.port,
+          http: client.httpAddress?.port,
+          dns: client.dnsAddress?.udpPort,
+          route,
+          endpoints: endpoints.length,
+        },
+        'client listening',
+      );
       await stopped;
     });
 }
