@@ -477,6 +477,14 @@ export class ShadowsocksServer implements ServerControl {
     this.#usageTimer.unref?.();
   }
 
+  /**
+   * Serve a connection accepted elsewhere (socket activation, tests, the authentication
+   * benchmark): exactly what the listener does with each accepted socket.
+   */
+  handleConnection(socket: Socket): void {
+    this.#accept(socket);
+  }
+
   // ---- internals used by Connection ----
 
   #accept(socket: Socket): void {
