@@ -224,6 +224,31 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   return app;
 }
 
+/**
+ * A plain-HTTP listener that serves only the dynamic keys (/access/{token}), for putting behind a
+ * TLS-terminating proxy or CDN with a real certificate (Outline clients verify ssconf:// TLS).
+ * Everything else gets the same 404 as the API's unknown paths.
+ */
+export async function buildDynamicApp(
+  opts: Pick<ApiOptions, 'store' | 'control' | 'logger' | 'clock'> & { enforcer: KeyEnforcer },
+): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false, bodyLimit: 1024 }) as unknown as FastifyInstance;
+  app.setNotFoundHandler((_req, reply) => reply.code(404).send(NOT_FOUND_BODY));
+  app.setErrorHandler((_err, _req, reply) => reply.code(404).send(NOT_FOUND_BODY));
+  registerDynamicRoutes(app, {
+    store: opts.store,
+    control: opts.control,
+    metrics: undefined,
+    enforcer: opts.enforcer,
+    logger: opts.logger ?? silentLogger,
+    clock: opts.clock ?? systemClock,
+    methods: DEFAULT_METHODS,
+    version: OUTLINE_COMPAT_VERSION,
+  });
+  await app.ready();
+  return app;
+}
+
 function stateCounter(metrics: LadderMetrics) {
   return (statuses: readonly { state: string }[]): void => {
     const counts: Record<string, number> = { active: 0, disabled: 0, expired: 0, over_limit: 0 };

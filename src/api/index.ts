@@ -1,4 +1,11 @@
-export { buildApi, prefixMatches, DEFAULT_METHODS, OUTLINE_COMPAT_VERSION, type ApiOptions } from './app.js';
+export {
+  buildApi,
+  buildDynamicApp,
+  prefixMatches,
+  DEFAULT_METHODS,
+  OUTLINE_COMPAT_VERSION,
+  type ApiOptions,
+} from './app.js';
 export { ApiError, NOT_FOUND_BODY, type ApiErrorCode } from './errors.js';
 export { accessUrl, dynamicAccessUrl, dynamicBaseUrl } from './access-url.js';
 export { ensureCertificate, certSha256, type ApiCertificate, CERT_FILE, KEY_FILE } from './tls.js';

@@ -7,6 +7,7 @@ import { checkMethod, parseExpiry, statusIndex, toAccessKeyJson, type ApiContext
 import {
   AccessKeyList,
   BulkCreateBody,
+  DynamicBaseBody,
   EnabledBody,
   ErrorBody,
   ExpiryBody,
@@ -57,6 +58,24 @@ export function registerLadderRoutes(app: FastifyInstance, ctx: ApiContext): voi
     async (req, reply) => {
       if (!(await store.updateKey(req.params.id, { expiresAt: null }))) throw keyNotFound(req.params.id);
       await ctx.enforcer.refresh();
+      return reply.code(204).send();
+    },
+  );
+
+  r.put(
+    '/server/dynamic-key-base-url',
+    {
+      schema: {
+        tags,
+        description: 'Sets where ssconf:// dynamic keys point (e.g. a proxy with a real certificate)',
+        body: DynamicBaseBody,
+        response: { 204: NoContent, 400: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      await store.updateSettings({
+        dynamicKeyBaseUrl: req.body.url === null ? null : req.body.url.replace(/\/+$/, ''),
+      });
       return reply.code(204).send();
     },
   );

@@ -94,6 +94,7 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
         hostnameForAccessKeys: s.hostnameForAccessKeys,
       };
       if (s.accessKeyDataLimitBytes !== null) out.accessKeyDataLimit = { bytes: s.accessKeyDataLimitBytes };
+      if (s.dynamicKeyBaseUrl !== null) out.dynamicKeyBaseUrl = s.dynamicKeyBaseUrl;
       return out;
     },
   );

@@ -87,6 +87,11 @@ export const Server = z.object({
   portForNewAccessKeys: z.number().int(),
   hostnameForAccessKeys: z.string(),
   accessKeyDataLimit: DataLimit.optional(),
+  // Ladder extension
+  dynamicKeyBaseUrl: z
+    .string()
+    .optional()
+    .meta({ description: 'Base URL of ssconf:// dynamic keys, when set' }),
 });
 export type ServerJson = z.infer<typeof Server>;
 
@@ -102,6 +107,12 @@ export const HostnameBody = z.object({ hostname: z.string().min(1).max(253) });
 export const PortBody = z.object({ port: z.number().int().min(1).max(65535) });
 export const MetricsEnabledBody = z.object({ metricsEnabled: z.boolean() });
 export const EnabledBody = z.object({ enabled: z.boolean() });
+export const DynamicBaseBody = z.object({
+  url: z
+    .url({ protocol: /^https$/, error: 'expected an https:// URL' })
+    .nullable()
+    .meta({ description: 'https://host[:port][/path] that serves /access/{token}; null = the API itself' }),
+});
 export const ExpiryBody = z.object({ expiresAt: ExpiryInput });
 
 export const TransferMetrics = z.object({ bytesTransferredByUserId: z.record(z.string(), z.number().int()) });

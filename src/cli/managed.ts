@@ -3,7 +3,14 @@ import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { Command } from 'commander';
 import QRCode from 'qrcode';
-import { accessConfigLine, accessUrl, dynamicAccessUrl, startApi, type RunningApi } from '../api/index.js';
+import {
+  accessConfigLine,
+  accessUrl,
+  buildDynamicApp,
+  dynamicAccessUrl,
+  startApi,
+  type RunningApi,
+} from '../api/index.js';
 import {
   createMetrics,
   startMetricsServer,
@@ -40,6 +47,8 @@ export interface ManagedFlags {
   metricsPort?: string;
   metricsHost?: string;
   metrics?: boolean;
+  dynamicListen?: string;
+  dynamicUrl?: string;
   allowPrivate?: boolean;
   idleTimeout?: string;
   replayState?: string;
@@ -71,11 +80,28 @@ export function addManagedOptions(cmd: Command): Command {
       `managed mode: Prometheus /metrics port (default ${DEFAULT_METRICS_PORT}, loopback)`,
     )
     .option('--metrics-host <addr>', 'managed mode: Prometheus listen address (default 127.0.0.1)')
-    .option('--no-metrics', 'managed mode: do not serve Prometheus metrics');
+    .option('--no-metrics', 'managed mode: do not serve Prometheus metrics')
+    .option(
+      '--dynamic-listen <addr>',
+      'managed mode: also serve dynamic keys (/access/…) over plain HTTP on host:port, for a TLS proxy or CDN in front',
+    )
+    .option(
+      '--dynamic-url <url>',
+      'managed mode: https:// base URL clients use for ssconf:// keys (kept in the store; "none" resets)',
+    );
 }
 
 const KEY_FLAGS = ['config', 'password', 'method'] as const;
-const MANAGED_ONLY = ['dataDir', 'store', 'apiPort', 'apiHost', 'metricsPort', 'metricsHost'] as const;
+const MANAGED_ONLY = [
+  'dataDir',
+  'store',
+  'apiPort',
+  'apiHost',
+  'metricsPort',
+  'metricsHost',
+  'dynamicListen',
+  'dynamicUrl',
+] as const;
 /** Flags that say nothing about the mode. */
 const NEUTRAL = new Set(['logLevel', 'publicHost', 'showUrls', 'metrics']);
 
@@ -220,6 +246,8 @@ export interface ManagedServer {
   api: RunningApi | undefined;
   metricsServer: MetricsServer | undefined;
   enforcer: KeyEnforcer;
+  /** http://host:port of the plain-HTTP dynamic-key listener, when --dynamic-listen was given. */
+  dynamicAddress: string | undefined;
   banner: string;
   close(): Promise<void>;
 }
@@ -257,6 +285,24 @@ export async function startManaged(
     idleMs = Math.round(n * 1000);
   }
 
+  let dynamicListen: { host: string; port: number } | undefined;
+  if (flags.dynamicListen !== undefined) {
+    const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d+)$|^(\d+)$/.exec(flags.dynamicListen.trim());
+    const port = Number(m?.[3] ?? m?.[4]);
+    if (!m || !(port >= 0 && port <= 65535)) {
+      throw new UsageError(
+        `--dynamic-listen must be host:port, [v6]:port or a port, got "${flags.dynamicListen}"`,
+      );
+    }
+    dynamicListen = { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+  }
+  let dynamicUrl: string | null | undefined;
+  if (flags.dynamicUrl !== undefined) {
+    if (flags.dynamicUrl === 'none') dynamicUrl = null;
+    else if (/^https:\/\/[^/\s]+/.test(flags.dynamicUrl)) dynamicUrl = flags.dynamicUrl.replace(/\/+$/, '');
+    else throw new UsageError(`--dynamic-url must be an https:// URL (or "none"), got "${flags.dynamicUrl}"`);
+  }
+
   let store: KyselyStore;
   try {
     store = await openStore(parseStoreLocation(flags.store, dataDir), {
@@ -277,6 +323,7 @@ export async function startManaged(
   try {
     if (flags.publicHost !== undefined)
       await store.updateSettings({ hostnameForAccessKeys: flags.publicHost });
+    if (dynamicUrl !== undefined) await store.updateSettings({ dynamicKeyBaseUrl: dynamicUrl });
     if (dataPortFlag !== undefined && dataPortFlag !== 0)
       await store.updateSettings({ portForNewAccessKeys: dataPortFlag });
     let settings = await store.getSettings();
@@ -364,6 +411,19 @@ export async function startManaged(
     }
     const apiRef = api;
     cleanups.push(() => apiRef.close());
+
+    let dynamicAddress: string | undefined;
+    if (dynamicListen) {
+      const dyn = await buildDynamicApp({ store, control: pool, logger: log, enforcer });
+      cleanups.push(() => dyn.close());
+      try {
+        dynamicAddress = await dyn.listen(dynamicListen);
+      } catch (err) {
+        throw new UsageError(
+          `cannot serve dynamic keys on ${flags.dynamicListen}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+        );
+      }
+    }
     settings = await store.getSettings();
 
     let metricsServer: MetricsServer | undefined;
@@ -392,6 +452,7 @@ export async function startManaged(
     );
     out.push(`  management API on port ${api.port} (HTTPS, self-signed; Outline Manager compatible)`);
     if (metricsServer) out.push(`  Prometheus metrics: ${metricsServer.url}`);
+    if (dynamicAddress) out.push(`  dynamic keys (plain HTTP, put TLS in front): ${dynamicAddress}/access/…`);
     out.push('');
     out.push('Outline Manager access config (paste into "Add server" > "existing server"; keep it secret):');
     out.push(accessConfigLine(api));
@@ -419,6 +480,7 @@ export async function startManaged(
       api,
       metricsServer,
       enforcer,
+      dynamicAddress,
       banner: `${out.join('\n')}\n`,
       close: closeAll,
     };

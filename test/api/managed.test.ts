@@ -68,7 +68,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 test('managed server end to end: API key -> traffic -> usage and Prometheus -> limit refuses -> delete closes -> restart keeps all', async (t) => {
   const dir = tempDir(t);
   const echoPort = await echoServer(t);
-  let m: ManagedServer = await startManaged(flags(dir), silentLogger, {
+  let m: ManagedServer = await startManaged({ ...flags(dir), dynamicListen: '127.0.0.1:0' }, silentLogger, {
     usageFlushMs: 200,
     enforceIntervalMs: 300,
   });
@@ -84,6 +84,15 @@ test('managed server end to end: API key -> traffic -> usage and Prometheus -> l
   assert.match(m.banner, /ssconf:\/\/127\.0\.0\.1:\d+\/access\//);
   assert.match(m.banner, /[▀▄█]/, 'QR code printed');
   assert.equal(await m.store.countKeys(), 1, 'one initial key');
+
+  // The plain-HTTP dynamic-key listener (for a TLS proxy in front) serves /access/ only.
+  assert.ok(m.dynamicAddress);
+  const first = (await m.store.listKeys())[0]!;
+  const doc = (await (await fetch(`${m.dynamicAddress}/access/${first.accessToken}`)).json()) as Json;
+  assert.deepEqual(Object.keys(doc).sort(), ['method', 'password', 'server', 'server_port']);
+  const nf = await fetch(`${m.dynamicAddress}/server`);
+  assert.equal(nf.status, 404);
+  assert.deepEqual(await nf.json(), { code: 'ResourceNotFound', message: 'Not found' });
 
   const created = await api(cfg, 'POST', '/access-keys', { name: 'e2e' });
   assert.equal(created.status, 201);

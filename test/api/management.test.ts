@@ -198,6 +198,26 @@ test('dynamic keys: Outline JSON, SIP008, and Outline error objects when the key
   await h.call('PUT', `/access-keys/${String(key.id)}/enabled`, { enabled: false });
   assert.equal((json((await get(path)).body).error as Json).message, 'Access key disabled');
 
+  // Dynamic keys can point at a proxy with a real certificate.
+  assert.equal(
+    (await h.call('PUT', '/server/dynamic-key-base-url', { url: 'https://keys.example.net/ladder/' }))
+      .statusCode,
+    204,
+  );
+  assert.equal(
+    json((await h.call('GET', '/server')).body).dynamicKeyBaseUrl,
+    'https://keys.example.net/ladder',
+  );
+  assert.match(
+    String(json((await h.call('GET', `/access-keys/${String(key.id)}`)).body).dynamicAccessUrl),
+    /^ssconf:\/\/keys\.example\.net\/ladder\/access\/[A-Za-z0-9_-]{22}$/,
+  );
+  const badUrl = await h.call('PUT', '/server/dynamic-key-base-url', { url: 'http://plain.example' });
+  assert.equal(badUrl.statusCode, 400);
+  assert.equal(json(badUrl.body).field, 'url');
+  assert.equal((await h.call('PUT', '/server/dynamic-key-base-url', { url: null })).statusCode, 204);
+  assert.equal(json((await h.call('GET', '/server')).body).dynamicKeyBaseUrl, undefined);
+
   await h.call('DELETE', `/access-keys/${String(key.id)}`);
   res = await get(path);
   assert.equal(res.statusCode, 404);
