@@ -477,3 +477,38 @@ describe('garbage never crashes the 2022 UDP codecs', () => {
     }
   });
 });
+
+describe('SubkeyCache', () => {
+  it('only packets that authenticate add to the cache (garbage and other keys cannot evict sessions)', () => {
+    const method = AEAD_2022_METHODS['2022-blake3-aes-128-gcm'];
+    const key = Buffer.alloc(16, 1);
+    const other = Buffer.alloc(16, 2);
+    const cache = new SubkeyCache(2);
+    const pkt = (k: Buffer, sid: number) =>
+      sealClientPacket2022(method, k, {
+        sessionId: Buffer.alloc(8, sid),
+        packetId: 0n,
+        address: addr,
+        payload: Buffer.from('x'),
+        nowMs: NOW,
+      });
+    openClientPacket2022(method, pkt(key, 1), NOW, { key, cache });
+    openClientPacket2022(method, pkt(key, 2), NOW, { key, cache });
+    assert.equal(cache.size, 2);
+    for (let i = 3; i < 50; i++) {
+      assert.throws(
+        () => openClientPacket2022(method, pkt(other, i), NOW, { key, cache }),
+        code('ERR_CIPHER'),
+      );
+      assert.throws(
+        () => openClientPacket2022(method, Buffer.alloc(60, i), NOW, { key, cache }),
+        code('ERR_CIPHER'),
+      );
+    }
+    assert.ok(cache.peek(key, Buffer.alloc(8, 1)));
+    assert.ok(cache.peek(key, Buffer.alloc(8, 2)));
+    openClientPacket2022(method, pkt(key, 3), NOW, { key, cache });
+    assert.equal(cache.size, 2);
+    assert.equal(cache.peek(key, Buffer.alloc(8, 1)), undefined); // the oldest went
+  });
+});

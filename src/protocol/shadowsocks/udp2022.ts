@@ -76,15 +76,22 @@ export class SubkeyCache {
     return this.#map.size;
   }
 
+  /** The subkey for (key, session ID), derived and remembered on a miss (use when sealing). */
   get(key: Uint8Array, sessionId: Uint8Array): Buffer {
+    return this.peek(key, sessionId) ?? this.put(key, sessionId, deriveSessionSubkey(key, sessionId));
+  }
+
+  /** The remembered subkey, if any (no derivation, no insertion). */
+  peek(key: Uint8Array, sessionId: Uint8Array): Buffer | undefined {
+    return this.#map.get(Buffer.concat([key, sessionId]).toString('latin1'));
+  }
+
+  /** Remember a subkey; evicts the oldest entry past `max`. */
+  put(key: Uint8Array, sessionId: Uint8Array, subkey: Buffer): Buffer {
     const k = Buffer.concat([key, sessionId]).toString('latin1');
-    let v = this.#map.get(k);
-    if (v === undefined) {
-      v = deriveSessionSubkey(key, sessionId);
-      if (this.#map.size >= this.max) this.#map.delete(this.#map.keys().next().value!);
-      this.#map.set(k, v);
-    }
-    return v;
+    if (!this.#map.has(k) && this.#map.size >= this.max) this.#map.delete(this.#map.keys().next().value!);
+    this.#map.set(k, subkey);
+    return subkey;
   }
 
   block(method: Aead2022Method, key: Uint8Array): AesBlock {
@@ -310,12 +317,13 @@ function openRaw(
     throw new ProtocolError('ERR_SHORT_HEADER', `datagram of ${buf.length} bytes is too short`);
   const sep = block(method, headerKey, cache).decrypt(buf.subarray(0, 16));
   const sessionKey = resolve ? resolve(sep, buf.subarray(16, 16 + identityLen)) : key;
-  const body = gcmOpen(
-    method,
-    subkey(sessionKey, sep.subarray(0, 8), cache),
-    sep.subarray(4, 16),
-    buf.subarray(16 + identityLen),
-  );
+  // Only a packet that authenticates may add to the cache: garbage (or another key's packets
+  // on a shared port) must not evict live sessions' subkeys.
+  const sid = sep.subarray(0, 8);
+  const cached = cache?.peek(sessionKey, sid);
+  const sk = cached ?? deriveSessionSubkey(sessionKey, sid);
+  const body = gcmOpen(method, sk, sep.subarray(4, 16), buf.subarray(16 + identityLen));
+  if (cache && !cached) cache.put(sessionKey, sid, sk);
   return [sep, body, sessionKey];
 }
 
