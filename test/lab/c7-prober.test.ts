@@ -182,6 +182,8 @@ test("C7: Ladder's own server (tunnel core) is not classified proxy after a real
       method: 'chacha20-ietf-poly1305',
       password: 'lab-password',
     },
+    // Shaping off: a fully encrypted first packet is what draws the prober (D1's negative control).
+    shape: false,
     socks: { host: '127.0.0.1', port: 0 },
   });
   try {

@@ -17,19 +17,7 @@ test('lab run --json --only: the report as data, and the decision log as JSON li
   const dir = mkdtempSync(join(tmpdir(), 'ladder-lab-cli-'));
   try {
     const file = join(dir, 'decisions.jsonl');
-    const r = ladder([
-      'lab',
-      'run',
-      '--only',
-      'open site',
-      '--json',
-      '--seed',
-      '3',
-      '--rate',
-      '100',
-      '--decisions',
-      file,
-    ]);
+    const r = ladder(['lab', 'run', '--only', 'open site', '--json', '--seed', '3', '--decisions', file]);
     assert.equal(r.status, 0, r.stderr);
     const report = JSON.parse(r.stdout) as {
       profile: string;

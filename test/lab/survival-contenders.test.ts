@@ -26,10 +26,10 @@ if (!peers) {
   console.error(`\n*** SKIP: ${msg} ***\n`);
 }
 
-test('survival under the default profile: libev triggers C6, Ladder (SIP004, SIP022) is never "proxy", D1/D3 passes', async () => {
+test('survival under the default profile: libev triggers C6, Ladder (SIP004, SIP022) is never "proxy", default D1/D3 shaping passes', async () => {
   const want = [
-    'ladder AEAD',
-    'ladder AEAD + D1/D3',
+    'ladder AEAD, no shaping',
+    'ladder AEAD (default)',
     'ladder SIP022',
     ...(peers ? ['shadowsocks-libev AEAD'] : []),
   ];
@@ -39,7 +39,7 @@ test('survival under the default profile: libev triggers C6, Ladder (SIP004, SIP
   const row = (name: string) => r.contenders.find((c) => c.name === name)!;
 
   assert.deepEqual(r.findings, [], 'no tunnel-core finding');
-  for (const name of ['ladder AEAD', 'ladder SIP022']) {
+  for (const name of ['ladder AEAD, no shaping', 'ladder SIP022']) {
     const ladder = row(name);
     assert.equal(ladder.error, undefined, name);
     assert.ok(ladder.c6Triggers >= 1, `${name}: fully encrypted first packets`);
@@ -48,7 +48,7 @@ test('survival under the default profile: libev triggers C6, Ladder (SIP004, SIP
     assert.equal(ladder.endpointBlocked, false, name);
   }
 
-  const shaped = row('ladder AEAD + D1/D3');
+  const shaped = row('ladder AEAD (default)');
   assert.equal(shaped.c6Triggers, 0);
   assert.equal(shaped.requests.ok, shaped.requests.total);
 

@@ -12,11 +12,8 @@ import {
 import { DEFAULT_PROFILE, profile, profileNames } from '../../lab/profiles.js';
 import { startDataPlane } from '../../server/index.js';
 import { startClient } from '../../client/index.js';
-import { ShadowsocksDialer } from '../../transport/shadowsocks-dialer.js';
-import { FailoverDialer } from '../../client/routing/failover.js';
 import { randomBytes } from 'node:crypto';
 import { fragmentingSocket } from '../../transport/tls-fragment.js';
-import { encodeFirstWrite, makeShapedSalt } from '../../protocol/shadowsocks/shaping.js';
 import { FilteringUdpResolver } from '../../client/dns/resolvers.js';
 import dnsPacket from 'dns-packet';
 import { UsageError } from '../errors.js';
@@ -135,10 +132,10 @@ interface LadderVariant {
   /** SIP004 or SIP022 method. */
   method: string;
   secret: string;
-  /** D1/D3 first-packet shaping on the SIP004 dialer. */
-  shaped?: boolean;
-  /** D10/D15: this many emulated fronts and a residual-aware failover dialer over them. */
-  failoverFronts?: number;
+  /** D1/D3 first-packet shaping; undefined = the client's default (on for SIP004). */
+  shape?: boolean;
+  /** D10/D15: this many emulated fronts of the same server, given to the client as several keys. */
+  fronts?: number;
 }
 
 function ladderContender(name: string, description: string, v: LadderVariant): TunnelContender {
@@ -147,7 +144,7 @@ function ladderContender(name: string, description: string, v: LadderVariant): T
     name,
     description,
     ladder: true,
-    ...(v.failoverFronts ? { fronts: v.failoverFronts } : {}),
+    ...(v.fronts ? { fronts: v.fronts } : {}),
     async startServer() {
       const dp = await startDataPlane({
         port: 0,
@@ -164,27 +161,11 @@ function ladderContender(name: string, description: string, v: LadderVariant): T
         method: v.method,
         password: v.secret,
       });
-      let opts: Parameters<typeof startClient>[0];
-      if (v.failoverFronts) {
-        opts = {
-          dialer: new FailoverDialer({
-            endpoints: ctx.fronts.map((f) => ({ host: f.host, port: f.port })),
-            dialerFor: (e) => new ShadowsocksDialer(key(e)),
-            clock: ctx.clock,
-          }),
-        };
-      } else if (v.shaped) {
-        opts = {
-          dialer: new ShadowsocksDialer({
-            ...key(server),
-            saltFactory: (n: number) => makeShapedSalt(n),
-            firstWrite: encodeFirstWrite,
-          }),
-        };
-      } else {
-        opts = { key: key(server) };
-      }
-      const client = await startClient({ socks: { host: '127.0.0.1', port: 0 }, ...opts });
+      const client = await startClient({
+        socks: { host: '127.0.0.1', port: 0 },
+        ...(v.fronts ? { keys: ctx.fronts.map(key), clock: ctx.clock } : { key: key(server) }),
+        ...(v.shape !== undefined ? { shape: v.shape } : {}),
+      });
       return { socks: { host: '127.0.0.1', port: client.socksAddress!.port }, stop: () => client.close() };
     },
   };
@@ -239,31 +220,28 @@ export function labContenders(): Contender[] {
     },
     shadowsocksLibev,
     ladderContender(
-      'ladder AEAD',
-      `Ladder server + client as they are today (SIP004 ${METHOD}, default dialer)`,
-      {
-        method: METHOD,
-        secret: PASSWORD,
-      },
+      'ladder AEAD, no shaping',
+      `Ladder server + client, SIP004 ${METHOD} with first-packet shaping off (the D1/D3 negative control)`,
+      { method: METHOD, secret: PASSWORD, shape: false },
     ),
     ladderContender(
-      'ladder AEAD + D1/D3',
-      'Ladder with per-connection printable/TLS salt prefixes (D1) and the first-write length plan (D3)',
-      { method: METHOD, secret: PASSWORD, shaped: true },
+      'ladder AEAD (default)',
+      `Ladder server + client as users get them: SIP004 ${METHOD}, D1/D3 first-packet shaping on by default`,
+      { method: METHOD, secret: PASSWORD },
     ),
     ladderContender(
-      'ladder AEAD + D10/D15',
-      'Ladder with two server fronts and the residual-aware failover dialer (src/client/routing)',
+      'ladder AEAD, no shaping, 2 fronts (D10/D15)',
+      "shaping off, two server fronts given as two keys: the client's residual-aware failover (src/client/routing)",
+      { method: METHOD, secret: PASSWORD, shape: false, fronts: 2 },
+    ),
+    ladderContender(
+      'ladder SIP022',
+      `Ladder server + client with ${METHOD_2022} (Shadowsocks 2022; never shaped)`,
       {
-        method: METHOD,
-        secret: PASSWORD,
-        failoverFronts: 2,
+        method: METHOD_2022,
+        secret: randomBytes(32).toString('base64'),
       },
     ),
-    ladderContender('ladder SIP022', `Ladder server + client with ${METHOD_2022} (Shadowsocks 2022)`, {
-      method: METHOD_2022,
-      secret: randomBytes(32).toString('base64'),
-    }),
   ];
 }
 
