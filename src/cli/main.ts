@@ -32,6 +32,12 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+// `ladder --help | head` closes the pipe early: that is not an error worth a stack trace.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 const code = await main(process.argv.slice(2));
 // Long-running commands (server, client, lab) keep the event loop alive and never get here with
 // a result until they stop; one-shot commands exit with their code.
