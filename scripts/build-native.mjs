@@ -67,9 +67,9 @@ function selfTest() {
       if (!Buffer.isBuffer(p) || p.toString() !== 'ladder') throw new Error('round trip failed for method ' + m);
     }`;
   const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 30_000 });
-  return r.status === 0
-    ? undefined
-    : (r.stderr || r.error?.message || `exit ${r.status}`).trim().split('\n')[0];
+  if (r.status === 0) return undefined;
+  const lines = (r.stderr || '').split('\n').map((l) => l.trim());
+  return lines.find((l) => /Error/.test(l)) ?? r.error?.message ?? `exit ${r.status}`;
 }
 
 if (process.env.LADDER_SKIP_NATIVE === '1') warn('LADDER_SKIP_NATIVE=1');
