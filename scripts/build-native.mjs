@@ -69,7 +69,7 @@ function selfTest() {
   const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 30_000 });
   if (r.status === 0) return undefined;
   const lines = (r.stderr || '').split('\n').map((l) => l.trim());
-  return lines.find((l) => /Error/.test(l)) ?? r.error?.message ?? `exit ${r.status}`;
+  return lines.find((l) => /^[A-Za-z]*Error\b/.test(l)) ?? r.error?.message ?? `exit ${r.status}`;
 }
 
 if (process.env.LADDER_SKIP_NATIVE === '1') warn('LADDER_SKIP_NATIVE=1');
