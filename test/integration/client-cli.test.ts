@@ -7,6 +7,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { startClient } from '../../src/client/index.js';
 import { formatSsUrl } from '../../src/protocol/sip002/index.js';
@@ -174,4 +177,102 @@ test('default-level logs of a failing tunnel name no destination', async () => {
   assert.match(logs, /tunnel dial failed/);
   assert.match(logs, /"code":"ERR_CONNECT","errno":"ECONNREFUSED"/);
   for (const secret of ['blocked.example', PASSWORD, ':443']) assert.ok(!logs.includes(secret), logs);
+});
+
+describe('ladder client CLI: several endpoints, routing, DNS, PAC', () => {
+  let plane: DataPlane;
+  let echo: TestServer;
+  let dir: string;
+  const key = (port: number, tag?: string): string =>
+    formatSsUrl({ method: 'aes-256-gcm', password: PASSWORD, host: '127.0.0.1', port, ...(tag ? { tag } : {}) });
+
+  before(async () => {
+    plane = await startDataPlane({
+      keys: [{ id: 'k', method: 'aes-256-gcm', secret: PASSWORD }],
+      port: 0,
+      host: '127.0.0.1',
+      allowPrivateDestinations: true,
+    });
+    echo = await startEcho();
+    dir = mkdtempSync(join(tmpdir(), 'ladder-client-cli-'));
+  });
+  after(async () => {
+    await plane.close();
+    await echo.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('--config with two keys, auto routing, rules, DNS and PAC: banner, failover, PAC, private logs', async () => {
+    writeFileSync(join(dir, 'rules.txt'), 'ip-cidr,127.0.0.0/8,proxy\ndomain-suffix,home.example,direct\n');
+    // The first endpoint refuses connections: the failover dialer moves on within the request.
+    const config = { keys: [key(9, 'first'), key(plane.address.port, 'second')], route: 'auto', rules: 'rules.txt', dns: '127.0.0.1:0' };
+    writeFileSync(join(dir, 'client.json'), JSON.stringify(config));
+    const r = run(['client', '--config', join(dir, 'client.json'), '--socks', '127.0.0.1:0', '--http', '127.0.0.1:0']);
+    try {
+      const m = await waitForText(r.stdout, /SOCKS5 proxy on 127\.0\.0\.1:(\d+)/);
+      const h = await waitForText(r.stdout, /PAC file +http:\/\/(127\.0\.0\.1:\d+)\/proxy\.pac/);
+      const out = r.stdout();
+      assert.match(out, /2 server endpoints \(failover in order: "first", "second"\)/);
+      assert.match(out, /first-packet shaping on/);
+      assert.match(out, /routing +auto: .*2 rules from rules\.txt/);
+      assert.match(out, /DNS +on 127\.0\.0\.1:\d+.*through the tunnel to 1\.1\.1\.1:53/);
+      const s = await socks5Connect({ proxyPort: Number(m[1]), host: '127.0.0.1', port: echo.port });
+      s.write('hello');
+      assert.equal((await readExactly(s, 5, 10_000)).toString(), 'hello');
+      s.destroy();
+      const pac = await (await fetch(`http://${h[1]}/proxy.pac`)).text();
+      assert.match(pac, /FindProxyForURL/);
+      assert.match(pac, new RegExp(`SOCKS5 127\\.0\\.0\\.1:${m[1]}`));
+      assert.match(pac, /home\.example/);
+      r.child.kill('SIGTERM');
+      assert.equal((await r.exit).code, 0, r.stderr());
+      const logs = r.stderr();
+      assert.match(logs, /"endpoint":1,"kind":"connect-failed"/);
+      for (const secret of [PASSWORD, `:${echo.port}`, `127.0.0.1:${plane.address.port}`, '127.0.0.1:9'])
+        assert.ok(!logs.includes(secret), `logs contain ${secret}:\n${logs}`);
+      assert.ok(!out.includes(PASSWORD));
+    } finally {
+      r.child.kill('SIGKILL');
+    }
+  });
+
+  test('--no-shape is reported in the banner', async () => {
+    const r = run(['client', '--key', key(plane.address.port), '--socks', '127.0.0.1:0', '--no-shape']);
+    try {
+      await waitForText(r.stdout, /SOCKS5 proxy on/);
+      assert.match(r.stdout(), /first-packet shaping off \(--no-shape\)/);
+      assert.match(r.stdout(), /routing +proxy: everything through the tunnel/);
+    } finally {
+      r.child.kill('SIGKILL');
+    }
+  });
+
+  const bad: Array<[string, () => string[], RegExp]> = [
+    ['--route', () => ['--key', key(1), '--route', 'sideways'], /^ladder: --route must be auto, proxy or direct, got "sideways"$/],
+    ['--rules syntax', () => {
+      writeFileSync(join(dir, 'bad.txt'), '# ok\ndomain-suffix,x.example,teleport\n');
+      return ['--key', key(1), '--rules', join(dir, 'bad.txt')];
+    }, /bad\.txt:2: unknown route "teleport"/],
+    ['--rules missing', () => ['--key', key(1), '--rules', join(dir, 'nope.txt')], /--rules .*nope\.txt: ENOENT/],
+    ['--config field', () => {
+      writeFileSync(join(dir, 'c.json'), JSON.stringify({ keys: [key(1)], sock: '1080' }));
+      return ['--config', join(dir, 'c.json')];
+    }, /c\.json: unknown field "sock"/],
+    ['--config key', () => {
+      writeFileSync(join(dir, 'k.json'), JSON.stringify({ keys: ['ss://nope'] }));
+      return ['--config', join(dir, 'k.json')];
+    }, /k\.json: keys\[0\]: invalid ss:\/\/ URL/],
+    ['--dns-mode', () => ['--key', key(1), '--dns', '127.0.0.1:0', '--dns-mode', 'doh'], /--dns-mode must be tunnel or stub/],
+    ['--shape with 2022', () => ['--key', formatSsUrl({ method: '2022-blake3-aes-128-gcm', password: randomBytes(16).toString('base64'), host: '127.0.0.1', port: 1 }), '--shape'], /--shape is for SIP004 keys/],
+  ];
+  for (const [name, args, re] of bad) {
+    test(`bad ${name}: exit 2, one line`, async () => {
+      const r = run(['client', '--socks', '127.0.0.1:0', ...args()]);
+      assert.equal((await r.exit).code, 2, r.stdout());
+      const err = r.stderr().trim();
+      assert.match(err, re);
+      assert.equal(err.split('\n').length, 1, err);
+      assert.ok(!err.includes(PASSWORD));
+    });
+  }
 });
