@@ -186,7 +186,7 @@ export class UdpRelay {
     s.clientPort = rinfo.port;
     s.lastMs = now;
     ctx.addUsage(s.key.id, msg.length, 0);
-    void this.#forward(s, opened.address, opened.payload, now);
+    this.#forward(s, opened.address, opened.payload, now);
   }
 
   #open2022(
@@ -288,20 +288,24 @@ export class UdpRelay {
     return ip;
   }
 
-  async #forward(s: Session, address: SocksAddress, payload: Buffer, now: number): Promise<void> {
-    const ip = await this.#resolve(s, address, now);
-    if (ip === undefined || s.closed) {
-      this.dropped++;
+  #forward(s: Session, address: SocksAddress, payload: Buffer, now: number): void {
+    if (address.type === 'domain') {
+      void this.#resolve(s, address, now).then((ip) => {
+        if (ip === undefined || s.closed) this.dropped++;
+        else this.#sendOut(s, ip, address.port, payload);
+      });
       return;
     }
+    this.#sendOut(s, address.host, address.port, payload);
+  }
+
+  #sendOut(s: Session, ip: string, port: number, payload: Buffer): void {
     if (!this.#ctx.allowPrivateDestinations && isPrivateAddress(ip)) {
       this.dropped++;
       return;
     }
     const out = this.#outSocket(s, net.isIP(ip) === 6 ? 6 : 4);
-    out.send(payload, address.port, ip, (err) => {
-      if (err) this.dropped++;
-    });
+    out.send(payload, port, ip);
   }
 
   #outSocket(s: Session, family: 4 | 6): dgram.Socket {
