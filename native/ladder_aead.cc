@@ -26,7 +26,12 @@
 //       failed for good. info (Int32Array, length >= 4) receives after every call:
 //       [0] bytes buffered in the codec, [1] size of the element being read (18, or len + 16),
 //       [2] state (0 reading a length, 1 reading a payload), [3] the bad length for error 2.
-//   seal(codec, plain) -> Buffer / open(codec, sealed) -> Buffer | number   single AEAD ops
+//   createSession(method, key) -> codec        for single operations in either direction
+//   seal(codec, plain) -> Buffer                ciphertext || tag with the next nonce
+//   sealInto(codec, plain, out, offset) -> n    the same written into out at offset
+//   open(codec, sealed) -> Buffer | number      plaintext, or 1 when authentication fails
+//       seal/sealInto take an encoder or session codec, open a decoder or session codec; one
+//       nonce counter per codec, advanced by every successful operation.
 
 #ifndef NAPI_VERSION
 #define NAPI_VERSION 8
@@ -88,9 +93,11 @@ struct Record {  // one payload found by decode's first pass
   uint8_t nonce[kNonce];
 };
 
+constexpr int kSession = 2;  // Codec::enc for a codec that may seal and open
+
 struct Codec {
   EVP_CIPHER_CTX* ctx = nullptr;
-  int enc = 0;
+  int enc = 0;  // 1 encoder, 0 decoder, kSession either
   uint8_t nonce[kNonce] = {0};
   bool failed = false;
   // Decoder only.
@@ -184,7 +191,9 @@ bool GetBytes(napi_env env, napi_value v, const uint8_t** data, size_t* len, con
   return true;
 }
 
-bool GetCodec(napi_env env, napi_value v, Codec** out, int enc) {
+// enc: 1 for an encoding operation, 0 for decoding; single operations (allow_session) also
+// accept a session codec.
+bool GetCodec(napi_env env, napi_value v, Codec** out, int enc, bool allow_session = false) {
   napi_valuetype t;
   bool tagged = false;
   void* p = nullptr;
@@ -194,7 +203,9 @@ bool GetCodec(napi_env env, napi_value v, Codec** out, int enc) {
     return Throw(env, "expected a ladder_aead codec");
   }
   Codec* c = static_cast<Codec*>(p);
-  if (c->enc != enc) return Throw(env, enc ? "codec is not an encoder" : "codec is not a decoder");
+  if (c->enc != enc && !(allow_session && c->enc == kSession)) {
+    return Throw(env, enc ? "codec is not an encoder" : "codec is not a decoder");
+  }
   *out = c;
   return true;
 }
@@ -225,15 +236,9 @@ napi_value Available(napi_env env, napi_callback_info info) {
   return Bool(env, m >= 0 && m < kMethods && g_cipher[m] != nullptr);
 }
 
-napi_value Create(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 3) {
-    Throw(env, "create(method, key, encrypt)");
-    return nullptr;
-  }
+// A codec for method argv[0] and key argv[1]; mode 1 encoder, 0 decoder, kSession both.
+napi_value MakeCodec(napi_env env, napi_value* argv, int mode) {
   int32_t m = -1;
-  bool enc = false;
   const uint8_t* key = nullptr;
   size_t key_len = 0;
   if (napi_get_value_int32(env, argv[0], &m) != napi_ok || m < 0 || m >= kMethods) {
@@ -241,10 +246,6 @@ napi_value Create(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   if (!GetBytes(env, argv[1], &key, &key_len, "key must be a Uint8Array")) return nullptr;
-  if (napi_get_value_bool(env, argv[2], &enc) != napi_ok) {
-    Throw(env, "encrypt must be a boolean");
-    return nullptr;
-  }
   std::call_once(g_fetch_once, FetchCiphers);
   const EVP_CIPHER* cipher = g_cipher[m];
   if (cipher == nullptr) {
@@ -260,11 +261,12 @@ napi_value Create(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "ERR_LADDER_AEAD", "out of memory");
     return nullptr;
   }
-  c->enc = enc ? 1 : 0;
+  c->enc = mode;
+  const int init_enc = mode == 0 ? 0 : 1;  // every operation sets its direction again anyway
   c->ctx = EVP_CIPHER_CTX_new();
-  if (c->ctx == nullptr || EVP_CipherInit_ex(c->ctx, cipher, nullptr, nullptr, nullptr, c->enc) != 1 ||
+  if (c->ctx == nullptr || EVP_CipherInit_ex(c->ctx, cipher, nullptr, nullptr, nullptr, init_enc) != 1 ||
       EVP_CIPHER_CTX_ctrl(c->ctx, EVP_CTRL_AEAD_SET_IVLEN, static_cast<int>(kNonce), nullptr) != 1 ||
-      EVP_CipherInit_ex(c->ctx, nullptr, nullptr, key, nullptr, c->enc) != 1) {
+      EVP_CipherInit_ex(c->ctx, nullptr, nullptr, key, nullptr, init_enc) != 1) {
     FreeCodec(c);
     napi_throw_error(env, "ERR_LADDER_AEAD", "EVP cipher set-up failed");
     return nullptr;
@@ -280,6 +282,31 @@ napi_value Create(napi_env env, napi_callback_info info) {
   int64_t ignored;
   if (napi_adjust_external_memory(env, kCodecExternal, &ignored) == napi_ok) c->external = kCodecExternal;
   return ext;
+}
+
+napi_value Create(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  bool enc = false;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 3) {
+    Throw(env, "create(method, key, encrypt)");
+    return nullptr;
+  }
+  if (napi_get_value_bool(env, argv[2], &enc) != napi_ok) {
+    Throw(env, "encrypt must be a boolean");
+    return nullptr;
+  }
+  return MakeCodec(env, argv, enc ? 1 : 0);
+}
+
+napi_value CreateSession(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 2) {
+    Throw(env, "createSession(method, key)");
+    return nullptr;
+  }
+  return MakeCodec(env, argv, kSession);
 }
 
 napi_value Encode(napi_env env, napi_callback_info info) {
@@ -535,7 +562,7 @@ napi_value Seal(napi_env env, napi_callback_info info) {
     Throw(env, "seal(codec, plain)");
     return nullptr;
   }
-  if (!GetCodec(env, argv[0], &c, 1) || !GetBytes(env, argv[1], &data, &n, "plain must be a Uint8Array")) {
+  if (!GetCodec(env, argv[0], &c, 1, true) || !GetBytes(env, argv[1], &data, &n, "plain must be a Uint8Array")) {
     return nullptr;
   }
   if (n > kMaxOp) {
@@ -553,6 +580,58 @@ napi_value Seal(napi_env env, napi_callback_info info) {
   return result;
 }
 
+napi_value SealInto(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  Codec* c;
+  const uint8_t* data = nullptr;
+  size_t n = 0;
+  const uint8_t* out_c = nullptr;
+  size_t out_len = 0;
+  int64_t offset = -1;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 4) {
+    Throw(env, "sealInto(codec, plain, out, offset)");
+    return nullptr;
+  }
+  if (!GetCodec(env, argv[0], &c, 1, true) || !GetBytes(env, argv[1], &data, &n, "plain must be a Uint8Array") ||
+      !GetBytes(env, argv[2], &out_c, &out_len, "out must be a Uint8Array")) {
+    return nullptr;
+  }
+  double off_d = -1;
+  if (napi_get_value_double(env, argv[3], &off_d) == napi_ok && off_d >= 0 && off_d <= 9007199254740991.0 &&
+      off_d == static_cast<double>(static_cast<int64_t>(off_d))) {
+    offset = static_cast<int64_t>(off_d);  // a non-negative safe integer; NaN and fractions fail
+  }
+  if (offset < 0 ||
+      static_cast<uint64_t>(offset) > out_len || n > kMaxOp || out_len - static_cast<size_t>(offset) < n + kTag) {
+    Throw(env, "sealInto: offset outside out, or out too small for plain + tag");
+    return nullptr;
+  }
+  uint8_t* dst = const_cast<uint8_t*>(out_c) + offset;
+  const uint8_t* src = data;
+  uint8_t* tmp = nullptr;
+  // EVP allows only exact in-place operation; any other overlap goes through a copy.
+  if (n > 0 && src < dst + n + kTag && dst < src + n) {
+    tmp = static_cast<uint8_t*>(malloc(n));
+    if (tmp == nullptr) {
+      napi_throw_error(env, "ERR_LADDER_AEAD", "out of memory");
+      return nullptr;
+    }
+    memcpy(tmp, src, n);
+    src = tmp;
+  }
+  const bool ok = !c->failed && SealOne(c, src, n, dst);
+  free(tmp);
+  if (!ok) {
+    c->failed = true;
+    napi_throw_error(env, "ERR_LADDER_AEAD", "EVP seal failed");
+    return nullptr;
+  }
+  napi_value r;
+  napi_create_int64(env, static_cast<int64_t>(n + kTag), &r);
+  return r;
+}
+
 napi_value Open(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -563,7 +642,7 @@ napi_value Open(napi_env env, napi_callback_info info) {
     Throw(env, "open(codec, sealed)");
     return nullptr;
   }
-  if (!GetCodec(env, argv[0], &c, 0) || !GetBytes(env, argv[1], &data, &n, "sealed must be a Uint8Array")) {
+  if (!GetCodec(env, argv[0], &c, 0, true) || !GetBytes(env, argv[1], &data, &n, "sealed must be a Uint8Array")) {
     return nullptr;
   }
   if (n < kTag || n - kTag > kMaxOp) {
@@ -586,12 +665,14 @@ napi_value Init(napi_env env, napi_value exports) {
       {"create", nullptr, Create, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"encode", nullptr, Encode, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"decode", nullptr, Decode, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"createSession", nullptr, CreateSession, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"seal", nullptr, Seal, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sealInto", nullptr, SealInto, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"open", nullptr, Open, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   napi_value version;
-  napi_create_int32(env, 1, &version);
+  napi_create_int32(env, 2, &version);
   napi_set_named_property(env, exports, "abiVersion", version);
   return exports;
 }

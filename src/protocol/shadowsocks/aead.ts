@@ -2,7 +2,7 @@ import { createCipheriv, createDecipheriv, createSecretKey, randomBytes, type Ke
 import { ProtocolError } from '../errors.js';
 import { deriveSubkey } from './kdf.js';
 import type { AeadMethod } from './methods.js';
-import { NativeDecoder, NativeEncoder, nativeAvailable } from './native.js';
+import { NativeDecoder, NativeEncoder, NativeSession, nativeAvailable } from './native.js';
 
 /** SIP004: the largest payload one chunk may carry. */
 export const MAX_PAYLOAD = 0x3fff;
@@ -11,18 +11,21 @@ const NONCE = 12;
 
 /**
  * One direction of an AEAD session: a subkey and a 12-byte little-endian counter nonce that
- * starts at zero and increments after every seal/open.
+ * starts at zero and increments after every seal/open. Uses the native codec (one reusable
+ * cipher context) when it is available at construction, else node:crypto.
  */
 export class AeadSession {
   readonly #cipher: AeadMethod['cipher'];
   // Imported once per session: createCipheriv with a KeyObject skips re-importing raw key bytes
   // on every chunk, which is a measurable share of the per-chunk cost.
-  readonly #key: KeyObject;
+  readonly #key: KeyObject | undefined;
+  readonly #native: NativeSession | undefined;
   readonly #nonce = Buffer.alloc(NONCE);
 
   constructor(method: AeadMethod, subkey: Uint8Array) {
     this.#cipher = method.cipher;
-    this.#key = createSecretKey(subkey);
+    if (nativeAvailable()) this.#native = new NativeSession(method.cipher, subkey);
+    else this.#key = createSecretKey(subkey);
   }
 
   #increment(): void {
@@ -35,7 +38,8 @@ export class AeadSession {
 
   /** Encrypt `plain` and write ciphertext||tag into `out` at `offset`; returns bytes written. */
   sealInto(plain: Uint8Array, out: Buffer, offset: number): number {
-    const c = createCipheriv(this.#cipher as 'aes-128-gcm', this.#key, this.#nonce, { authTagLength: TAG });
+    if (this.#native) return this.#native.sealInto(plain, out, offset);
+    const c = createCipheriv(this.#cipher as 'aes-128-gcm', this.#key!, this.#nonce, { authTagLength: TAG });
     const body = c.update(plain);
     c.final();
     body.copy(out, offset);
@@ -45,6 +49,7 @@ export class AeadSession {
   }
 
   seal(plain: Uint8Array): Buffer {
+    if (this.#native) return this.#native.seal(plain);
     const out = Buffer.allocUnsafe(plain.length + TAG);
     this.sealInto(plain, out, 0);
     return out;
@@ -53,7 +58,10 @@ export class AeadSession {
   /** Decrypt ciphertext||tag; throws ERR_CIPHER when authentication fails. */
   open(sealed: Uint8Array): Buffer {
     if (sealed.length < TAG) throw new ProtocolError('ERR_SHORT_HEADER', 'sealed chunk shorter than its tag');
-    const d = createDecipheriv(this.#cipher as 'aes-128-gcm', this.#key, this.#nonce, { authTagLength: TAG });
+    if (this.#native) return this.#native.open(sealed);
+    const d = createDecipheriv(this.#cipher as 'aes-128-gcm', this.#key!, this.#nonce, {
+      authTagLength: TAG,
+    });
     d.setAuthTag(sealed.subarray(sealed.length - TAG));
     const plain = d.update(sealed.subarray(0, sealed.length - TAG));
     try {

@@ -468,12 +468,99 @@ test('NativeEncoder.seal / NativeDecoder.open match AeadSession', (t) => {
   }
 });
 
+test('AeadSession: native and node:crypto give the same bytes for any mix of seal, sealInto and open (fast-check)', (t) => {
+  if (!requireNative(t)) return;
+  type Op = { kind: 'seal' | 'sealInto' | 'open' | 'openBad'; len: number };
+  fc.assert(
+    fc.property(
+      fc.constantFrom(...METHODS),
+      fc.uint8Array({ minLength: 32, maxLength: 32 }),
+      fc.array(
+        fc.record({
+          kind: fc.constantFrom<Op['kind']>('seal', 'sealInto', 'open', 'openBad'),
+          len: fc.oneof(fc.integer({ min: 0, max: 64 }), fc.integer({ min: MAX_PAYLOAD - 1, max: 70_000 })),
+        }),
+        { minLength: 1, maxLength: 12 },
+      ),
+      (m, k, ops) => {
+        const sub = k.subarray(0, m.keySize);
+        const js = on('js', () => new AeadSession(m, sub));
+        const nat = on('native', () => new AeadSession(m, sub));
+        // A peer that seals what the sessions under test must open, at their nonce.
+        const peer = new AeadSession(m, sub);
+        let i = 0;
+        for (const op of ops) {
+          const plain = Buffer.alloc(op.len, i++ & 0xff);
+          if (op.kind === 'seal') {
+            sameBytes(nat.seal(plain), js.seal(plain), `${m.name} seal ${op.len}`);
+            peer.seal(plain);
+          } else if (op.kind === 'sealInto') {
+            const a = Buffer.alloc(op.len + 16 + 9, 0x55);
+            const b = Buffer.alloc(op.len + 16 + 9, 0x55);
+            assert.equal(nat.sealInto(plain, a, 5), op.len + 16);
+            assert.equal(js.sealInto(plain, b, 5), op.len + 16);
+            sameBytes(a, b, `${m.name} sealInto ${op.len}`);
+            peer.seal(plain);
+          } else {
+            const sealed = peer.seal(plain);
+            if (op.kind === 'openBad') {
+              const bad = Buffer.from(sealed);
+              bad[bad.length - 1]! ^= 0x80;
+              assert.throws(() => nat.open(bad), isCode('ERR_CIPHER'));
+              assert.throws(() => js.open(bad), isCode('ERR_CIPHER'));
+            }
+            sameBytes(nat.open(sealed), plain, `${m.name} open ${op.len}`);
+            sameBytes(js.open(sealed), plain, `${m.name} js open ${op.len}`);
+          }
+        }
+      },
+    ),
+    { numRuns: 60 },
+  );
+});
+
+test('AeadSession.sealInto: in place, overlapping, views and bounds on the native path', (t) => {
+  if (!requireNative(t)) return;
+  for (const m of METHODS) {
+    const sub = deriveSubkey(keyFor(m), saltFor(m));
+    const plain = randomBytes(1000);
+    const expected = new AeadSession(m, sub).seal(plain);
+    for (const [src, dst] of [
+      [0, 0],
+      [10, 0],
+      [0, 10],
+      [16, 0],
+      [0, 1016],
+    ] as const) {
+      const buf = Buffer.alloc(3000);
+      plain.copy(buf, src);
+      const s = on('native', () => new AeadSession(m, sub));
+      assert.equal(s.sealInto(buf.subarray(src, src + 1000), buf, dst), 1016);
+      sameBytes(buf.subarray(dst, dst + 1016), expected, `${m.name} src ${src} dst ${dst}`);
+    }
+    // Into a Uint8Array view of a larger ArrayBuffer (typed as Buffer by the API, used as bytes).
+    const backing = new Uint8Array(2000);
+    const view = backing.subarray(100, 1200) as Buffer;
+    assert.equal(on('native', () => new AeadSession(m, sub)).sealInto(plain, view, 50), 1016);
+    sameBytes(backing.subarray(150, 1166), expected, `${m.name} view`);
+    assert.equal(backing[149], 0);
+    assert.equal(backing[1166], 0);
+    const s = on('native', () => new AeadSession(m, sub));
+    assert.throws(() => s.sealInto(plain, Buffer.alloc(1015), 0), RangeError);
+    assert.throws(() => s.sealInto(plain, Buffer.alloc(2000), 1000), RangeError);
+    assert.throws(() => s.sealInto(plain, Buffer.alloc(2000), -1), RangeError);
+    sameBytes(s.seal(plain), expected, `${m.name} nonce unchanged by refused sealInto`);
+  }
+});
+
 interface RawAddon {
   available(m: unknown): boolean;
   create(...a: unknown[]): object;
   encode(...a: unknown[]): Buffer;
   decode(...a: unknown[]): Buffer | number;
+  createSession(...a: unknown[]): object;
   seal(...a: unknown[]): Buffer;
+  sealInto(...a: unknown[]): number;
   open(...a: unknown[]): Buffer | number;
 }
 
@@ -507,6 +594,17 @@ test('addon: bad arguments throw TypeError instead of crashing', (t) => {
   assert.throws(() => a.seal(dec, new Uint8Array(1)), typeErr);
   assert.throws(() => a.open(enc, new Uint8Array(20)), typeErr);
   assert.throws(() => a.open(dec, new Uint8Array(15)), typeErr);
+  const ses = a.createSession(1, key);
+  assert.throws(() => a.encode(ses, new Uint8Array(1)), typeErr); // sessions do single operations only
+  assert.throws(() => a.decode(ses, new Uint8Array(1), info), typeErr);
+  assert.throws(() => a.createSession(1, new Uint8Array(31)), typeErr);
+  const out = new Uint8Array(40);
+  for (const off of [-1, 25, 41, 2 ** 53, Number.NaN, '0'])
+    assert.throws(() => a.sealInto(ses, new Uint8Array(8), out, off), typeErr, `offset ${String(off)}`);
+  assert.throws(() => a.sealInto(ses, new Uint8Array(8), new Uint16Array(40), 0), typeErr);
+  assert.throws(() => a.sealInto(dec, new Uint8Array(8), out, 0), typeErr);
+  assert.equal(a.sealInto(ses, new Uint8Array(8), out, 16), 24);
+  assert.equal(a.sealInto(a.create(1, key, true), new Uint8Array(8), out, 0), 24);
   // A foreign external (another addon's) is refused by its type tag; a plain object too.
   assert.throws(() => a.decode(Object.create(null), new Uint8Array(0), info), typeErr);
   // Detached input is empty input.

@@ -22,7 +22,9 @@ interface Addon {
   create(method: number, key: Uint8Array, encrypt: boolean): object;
   encode(codec: object, data: Uint8Array, prefix?: Uint8Array): Buffer;
   decode(codec: object, data: Uint8Array, info: Int32Array): Buffer | number;
+  createSession(method: number, key: Uint8Array): object;
   seal(codec: object, plain: Uint8Array): Buffer;
+  sealInto(codec: object, plain: Uint8Array, out: Uint8Array, offset: number): number;
   open(codec: object, sealed: Uint8Array): Buffer | number;
 }
 
@@ -67,7 +69,7 @@ function load(): Addon | null {
       );
       continue;
     }
-    if (mod.abiVersion !== 1 || ![0, 1, 2].every((m) => mod.available(m))) {
+    if (mod.abiVersion !== 2 || ![0, 1, 2].every((m) => mod.available(m))) {
       errors.push('wrong addon version or a cipher is missing');
       continue;
     }
@@ -182,5 +184,48 @@ export class NativeDecoder {
   /** True while reading a length field (a chunk boundary when nothing is buffered). */
   get readingLength(): boolean {
     return this.#info[2] === 0;
+  }
+}
+
+/**
+ * Single AEAD operations in either direction with one nonce counter (AeadSession's contract):
+ * each successful seal or open uses the next nonce; a failed open does not advance it.
+ */
+export class NativeSession {
+  readonly #a: Addon;
+  readonly #codec: object;
+
+  constructor(cipher: AeadMethod['cipher'], subkey: Uint8Array) {
+    this.#a = need();
+    this.#codec = this.#a.createSession(METHOD_INDEX[cipher], subkey);
+  }
+
+  seal(plain: Uint8Array): Buffer {
+    try {
+      return this.#a.seal(this.#codec, plain);
+    } catch (cause) {
+      throw new ProtocolError('ERR_CIPHER', 'native AEAD seal failed', { cause });
+    }
+  }
+
+  /** Writes ciphertext || tag into `out` at `offset`; throws RangeError when it does not fit. */
+  sealInto(plain: Uint8Array, out: Uint8Array, offset: number): number {
+    if (!Number.isInteger(offset) || offset < 0 || offset + plain.length + 16 > out.length) {
+      throw new RangeError(
+        `sealInto: ${plain.length} + 16 bytes do not fit at offset ${offset} of ${out.length}`,
+      );
+    }
+    try {
+      return this.#a.sealInto(this.#codec, plain, out, offset);
+    } catch (cause) {
+      throw new ProtocolError('ERR_CIPHER', 'native AEAD seal failed', { cause });
+    }
+  }
+
+  open(sealed: Uint8Array): Buffer {
+    if (sealed.length < 16) throw new ProtocolError('ERR_SHORT_HEADER', 'sealed chunk shorter than its tag');
+    const r = this.#a.open(this.#codec, sealed);
+    if (typeof r === 'number') throw new ProtocolError('ERR_CIPHER', 'AEAD authentication failed');
+    return r;
   }
 }
