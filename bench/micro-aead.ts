@@ -13,7 +13,7 @@
 import { createCipheriv, createSecretKey, randomBytes } from 'node:crypto';
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { gcm } from '@noble/ciphers/aes.js';
-import { AeadDecoder, AeadEncoder } from '../src/protocol/shadowsocks/aead.js';
+import { AeadDecoder, AeadEncoder, AeadSession } from '../src/protocol/shadowsocks/aead.js';
 import { AEAD_METHODS, type AeadMethod, type AeadMethodName } from '../src/protocol/shadowsocks/methods.js';
 import { nativeAvailable, nativeLoadError, setNativeEnabled } from '../src/protocol/shadowsocks/native.js';
 
@@ -61,6 +61,19 @@ function codec(m: AeadMethod, master: Buffer, read: Buffer, n: number, native: b
   return { encMs, decMs };
 }
 
+/** A UDP-style packet: a new session (subkey) per packet and one 1,400-byte seal; µs each. */
+function perPacket(m: AeadMethod, native: boolean): number {
+  const sub = randomBytes(m.keySize);
+  const pkt = randomBytes(1400);
+  const N = 20_000;
+  setNativeEnabled(native);
+  const ms = time(() => {
+    for (let i = 0; i < N; i++) new AeadSession(m, sub).seal(pkt);
+  });
+  setNativeEnabled(true);
+  return (ms * 1000) / N;
+}
+
 const rows: string[] = [];
 for (const name of ['aes-128-gcm', 'aes-256-gcm', 'chacha20-ietf-poly1305'] as AeadMethodName[]) {
   const m = AEAD_METHODS[name];
@@ -75,6 +88,10 @@ for (const name of ['aes-128-gcm', 'aes-256-gcm', 'chacha20-ietf-poly1305'] as A
   // 1. Codec as shipped: node:crypto path, and the native addon.
   const { encMs, decMs } = codec(m, master, read, n, false);
   const nat = HAVE_NATIVE ? codec(m, master, read, n, true) : undefined;
+
+  perPacket(m, false); // warm-up
+  const pktJs = perPacket(m, false);
+  const pktNative = HAVE_NATIVE ? perPacket(m, true) : undefined;
 
   // 2. One cipher init alone (what each 2-byte length seal mostly is).
   const key = createSecretKey(randomBytes(m.keySize));
@@ -118,6 +135,7 @@ for (const name of ['aes-128-gcm', 'aes-256-gcm', 'chacha20-ietf-poly1305'] as A
       nat
         ? `  encode ${mibps(TOTAL, nat.encMs)}   decode ${mibps(TOTAL, nat.decMs)}   (SIP004 codec, native addon: ${(encMs / nat.encMs).toFixed(2)}x / ${(decMs / nat.decMs).toFixed(2)}x; ${((nat.encMs + nat.decMs) / (MIB / 1024)).toFixed(0)} CPU-ms per GiB sealed + opened vs ${((encMs + decMs) / (MIB / 1024)).toFixed(0)})`
         : `  native addon not available (${nativeLoadError() ?? 'unknown'}): node scripts/build-native.mjs`,
+      `  new session + one 1,400-byte seal (UDP packet): ${pktJs.toFixed(2)} µs node:crypto${pktNative !== undefined ? `, ${pktNative.toFixed(2)} µs native` : ''}`,
       `  one cipher init ${initUs.toFixed(2)} µs -> ${((2 * chunksPerMiB * initUs) / 1000).toFixed(2)} ms per MiB for 2 inits/chunk (of ${(encMs / MIB).toFixed(2)} ms/MiB encode)`,
       `  long-lived cipher update() ${mibps(TOTAL, bulkMs)}   (ceiling without per-chunk inits)`,
       `  @noble/ciphers per chunk ${mibps(small * READ, nobleMs)}`,
