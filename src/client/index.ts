@@ -12,6 +12,7 @@ import { DialerStream } from '../transport/dialer-stream.js';
 import { FragmentDialer, type TlsFragmentOptions } from '../transport/tls-fragment.js';
 import { FilteringUdpResolver, TunnelDnsResolver, type DnsResolver } from './dns/resolvers.js';
 import { startDnsServer, type DnsServerHandle } from './dns/server.js';
+import { DirectLookup } from './dns/lookup.js';
 import { FailoverDialer } from './routing/failover.js';
 import type { Endpoint, EndpointFailure } from './routing/endpoints.js';
 import { generatePac } from './routing/pac.js';
@@ -262,6 +263,37 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
   const mode: RouteMode = opts.route ?? 'proxy';
   if (mode !== 'auto' && mode !== 'proxy' && mode !== 'direct')
     throw new Error(`route must be auto, proxy or direct, got "${String(mode)}"`);
+  // The DNS resolver (--dns): built first, because the direct routes resolve names through it.
+  let resolver: DnsResolver | undefined;
+  if (opts.dns) {
+    const upstream = opts.dns.upstream ?? DEFAULT_DNS_UPSTREAM;
+    if ((opts.dns.mode ?? 'tunnel') === 'tunnel') {
+      const dest = toSocksAddress(upstream.host, upstream.port);
+      // Always the tunnel, whatever the route mode: names are resolved at the server's side.
+      resolver = new TunnelDnsResolver({
+        upstream: dest,
+        dial: async (d, first) => {
+          const s = new DialerStream(tunnel, d);
+          if (first) s.write(first);
+          return s;
+        },
+      });
+    } else {
+      resolver = new FilteringUdpResolver({
+        upstream,
+        ...(opts.dns.forged ? { forged: opts.dns.forged } : {}),
+        onForged: (info) => {
+          if (router && info.question) router.reportFailure(info.question, 'direct', 'forged-dns');
+          log.info({ reasons: info.reasons }, 'forged DNS answer dropped');
+        },
+      });
+    }
+  }
+  const directLookup = resolver ? new DirectLookup({ resolver, clock }) : undefined;
+  const closeResolver = (): void => {
+    if (resolver instanceof TunnelDnsResolver) resolver.close();
+  };
+
   let router: Router | undefined;
   let dialer: Dialer = tunnel;
   if (mode !== 'proxy' || (opts.rules && (opts.rules.rules.length > 0 || opts.rules.fallback))) {
@@ -283,6 +315,9 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
       clock,
       ...(r.probeTimeoutMs !== undefined ? { probeTimeoutMs: r.probeTimeoutMs } : {}),
       ...(r.onRoute ? { onRoute: r.onRoute } : {}),
+      // With --dns, direct routes resolve names through it (tunnel or filtering stub), so a
+      // direct connection never goes to an injected address.
+      ...(directLookup ? { lookup: (name: string) => directLookup.lookup(name) } : {}),
     });
   }
 
@@ -302,6 +337,7 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
   const closers: Array<() => Promise<void>> = [];
   const closeAll = async (): Promise<void> => {
     const pending = closers.map((c) => c());
+    closeResolver();
     for (const s of sockets) s.destroy();
     await Promise.all(pending);
   };
@@ -350,31 +386,8 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
       closers.push(serverCloser(inbound.server));
       httpAddress = inbound.address;
     }
-    if (opts.dns) {
+    if (opts.dns && resolver) {
       const l = parseListenAddress(opts.dns.listen, 'DNS listen address');
-      const upstream = opts.dns.upstream ?? DEFAULT_DNS_UPSTREAM;
-      let resolver: DnsResolver;
-      if ((opts.dns.mode ?? 'tunnel') === 'tunnel') {
-        const dest = toSocksAddress(upstream.host, upstream.port);
-        // Always the tunnel, whatever the route mode: names are resolved at the server's side.
-        resolver = new TunnelDnsResolver({
-          upstream: dest,
-          dial: async (d, first) => {
-            const s = new DialerStream(tunnel, d);
-            if (first) s.write(first);
-            return s;
-          },
-        });
-      } else {
-        resolver = new FilteringUdpResolver({
-          upstream,
-          ...(opts.dns.forged ? { forged: opts.dns.forged } : {}),
-          onForged: (info) => {
-            if (router && info.question) router.reportFailure(info.question, 'direct', 'forged-dns');
-            log.info({ reasons: info.reasons }, 'forged DNS answer dropped');
-          },
-        });
-      }
       const srv: DnsServerHandle = await startDnsServer({ host: l.host, port: l.port, resolver });
       closers.push(() => srv.close());
       dnsAddress = { host: l.host, udpPort: srv.udpPort, tcpPort: srv.tcpPort };

@@ -24,6 +24,8 @@ import { DialError, DirectDialer, type DialedConnection, type Dialer, type First
 import { FragmentDialer } from '../transport/tls-fragment.js';
 import { classifyFailure, type FailureKind, type Router } from './routing/router.js';
 import type { Route } from './routing/rules.js';
+import type { LookupResult } from './dns/lookup.js';
+import { toSocksAddress } from '../protocol/socks5/address.js';
 
 export const DEFAULT_PROBE_TIMEOUT_MS = 5000;
 
@@ -48,6 +50,12 @@ export interface RoutingDialerOptions {
   probeTimeoutMs?: number;
   /** Told about every attempt (counters, tests). Carries no destination. */
   onRoute?: (e: RouteEvent) => void;
+  /**
+   * Resolve names for the direct and fragment routes (dns/lookup.ts DirectLookup over the tunnel
+   * or the filtering stub) instead of the system resolver. A `forged` result is the forged-dns
+   * failure pattern: auto moves the name on; otherwise the genuine address, if any, is used.
+   */
+  lookup?: (name: string) => Promise<LookupResult>;
 }
 
 const TLS_HANDSHAKE = 0x16;
@@ -75,6 +83,7 @@ export class RoutingDialer implements Dialer {
   readonly #clock: Clock;
   readonly #probeMs: number;
   readonly #onRoute: RoutingDialerOptions['onRoute'];
+  readonly #lookup: RoutingDialerOptions['lookup'];
 
   constructor(opts: RoutingDialerOptions) {
     this.router = opts.router;
@@ -84,6 +93,26 @@ export class RoutingDialer implements Dialer {
     this.#clock = opts.clock ?? systemClock;
     this.#probeMs = opts.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
     this.#onRoute = opts.onRoute;
+    this.#lookup = opts.lookup;
+  }
+
+  /**
+   * The address to dial for a direct or fragment route: `dest` itself, or the name resolved by
+   * our lookup; 'forged' when the lookup saw injection and there is a better route to take.
+   */
+  async #target(dest: SocksAddress, route: Route): Promise<SocksAddress | { forged: true } | { error: string }> {
+    if (!this.#lookup || dest.type !== 'domain') return dest;
+    const r = await this.#lookup(dest.host);
+    if ('forged' in r) {
+      const next = this.router.reportFailure(dest.host, route, 'forged-dns');
+      if (next || r.address === undefined) {
+        this.#onRoute?.({ route, outcome: 'failed', kind: 'forged-dns', retry: next });
+        return { forged: true };
+      }
+      return toSocksAddress(r.address, dest.port);
+    }
+    if ('error' in r) return r;
+    return toSocksAddress(r.address, dest.port);
   }
 
   #dialerFor(route: Route): Dialer {
@@ -92,16 +121,36 @@ export class RoutingDialer implements Dialer {
 
   async dial(dest: SocksAddress, firstData?: FirstData, signal?: AbortSignal): Promise<DialedConnection> {
     let route = this.router.decide(dest.host).route;
-    if (route === 'proxy' || this.router.mode !== 'auto') {
-      return this.#once(route, dest, firstData, signal);
+    if (route === 'proxy') return this.#once(route, dest, firstData, signal);
+    if (this.router.mode !== 'auto') {
+      const target = await this.#target(dest, route);
+      if ('forged' in target) throw new DialError('ERR_CONNECT', 'the name drew only forged DNS answers');
+      if ('error' in target) throw new DialError('ERR_CONNECT', `name lookup failed: ${target.error}`);
+      return this.#once(route, target, firstData, signal);
     }
     // auto with a direct or fragment route: settle the first data once so a retry can resend it.
     const data = firstData === undefined || firstData instanceof Uint8Array ? firstData : await firstData;
     for (let attempt = 0; attempt < 3; attempt++) {
       if (route === 'proxy') return this.#once(route, dest, data, signal);
+      const target = await this.#target(dest, route);
+      if ('forged' in target) {
+        const next = this.router.decide(dest.host).route;
+        if (next === route) throw new DialError('ERR_CONNECT', 'the name drew only forged DNS answers');
+        route = next;
+        continue;
+      }
+      if ('error' in target) {
+        if (target.error === 'NXDOMAIN') throw new DialError('ERR_CONNECT', 'name lookup failed: NXDOMAIN');
+        // No answer at all (SERVFAIL, timeout): what DNS blocking looks like from here.
+        const next: Route | undefined = this.router.reportFailure(dest.host, route, 'connect-failed');
+        this.#onRoute?.({ route, outcome: 'failed', kind: 'connect-failed', retry: next });
+        if (!next) throw new DialError('ERR_CONNECT', `name lookup failed: ${target.error}`);
+        route = next;
+        continue;
+      }
       let conn: DialedConnection;
       try {
-        conn = await this.#dialerFor(route).dial(dest, data, signal);
+        conn = await this.#dialerFor(route).dial(target, data, signal);
       } catch (err) {
         if (signal?.aborted) throw err;
         const kind = classifyFailure({ phase: 'connect', errorCode: localDnsFailure(err) ? 'ETIMEDOUT' : errnoOf(err), bytesSent: 0, bytesReceived: 0, sentClientHello: false });

@@ -12,11 +12,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
 import dns from 'node:dns';
 import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import vm from 'node:vm';
+import dnsPacket from 'dns-packet';
 import { createTunnelDialer, endpointFromKey, startClient, type LocalClient } from '../../src/client/index.js';
 import type { RouteEvent } from '../../src/client/routing-dialer.js';
 import { parseRuleList } from '../../src/client/routing/rules.js';
@@ -372,5 +374,146 @@ describe('auto routing against an SNI-filtering censor stand-in', () => {
     // auto: unmatched hosts go to the client, which decides per destination.
     assert.equal(find('https://elsewhere.example/', 'elsewhere.example'), proxied);
     assert.ok(client.pac()?.includes('FindProxyForURL'));
+  });
+});
+
+describe('direct routes resolve names through --dns, never through the system resolver', () => {
+  const FORGED = '198.51.100.66';
+  let site: Awaited<ReturnType<typeof startSite>>;
+  before(async () => {
+    site = await startSite('127.0.0.2', 'named');
+  });
+  after(async () => {
+    await site.close();
+  });
+
+  /** A SOCKS5 request by name; true when the site answered. */
+  async function requestByName(c: LocalClient, name: string): Promise<boolean> {
+    const s = await socks5Connect({ proxyPort: c.socksAddress!.port, host: name, port: site.port });
+    s.on('error', () => {});
+    try {
+      s.write('GET / HTTP/1.1\r\n\r\n');
+      return (await readExactly(s, 'SITE named\n'.length, 8000)).toString() === 'SITE named\n';
+    } catch {
+      return false;
+    } finally {
+      s.destroy();
+    }
+  }
+
+  const recording = (seen: SocksAddress[], map?: (d: SocksAddress) => SocksAddress): Dialer => {
+    const inner = new DirectDialer();
+    return { dial: (d, f, sig) => (seen.push(d), inner.dial(map ? map(d) : d, f, sig)) };
+  };
+
+  test('tunnel DNS: the direct connection goes to the address resolved at the server side', async () => {
+    // DNS over TCP upstream (reached through the tunnel's stand-in): named.example -> 127.0.0.2.
+    const up = net.createServer((s) => {
+      s.on('error', () => {});
+      s.once('data', (d: Buffer) => {
+        const q = dnsPacket.decode(d.subarray(2));
+        const question = q.questions![0]!;
+        const a = dnsPacket.encode({
+          type: 'response',
+          id: q.id,
+          flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE,
+          questions: q.questions,
+          answers: question.type === 'A' ? [{ type: 'A', name: question.name, ttl: 60, data: '127.0.0.2' }] : [],
+        });
+        const len = Buffer.alloc(2);
+        len.writeUInt16BE(a.length);
+        s.write(Buffer.concat([len, a]));
+      });
+    });
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    const tunnelSeen: SocksAddress[] = [];
+    const directSeen: SocksAddress[] = [];
+    const lookups: string[] = [];
+    const orig = dns.lookup;
+    (dns as { lookup: unknown }).lookup = (host: string, ...rest: unknown[]) => {
+      lookups.push(host);
+      return (orig as (...a: unknown[]) => unknown)(host, ...rest);
+    };
+    const c = await startClient({
+      dialer: recording(tunnelSeen),
+      socks: '127.0.0.1:0',
+      route: 'auto',
+      dns: { listen: '127.0.0.1:0', upstream: { host: '127.0.0.1', port: (up.address() as net.AddressInfo).port } },
+      routing: { direct: recording(directSeen) },
+    });
+    try {
+      assert.ok(await requestByName(c, 'named.example'));
+      assert.deepEqual(directSeen.map((d) => `${d.type}:${d.host}`), ['ipv4:127.0.0.2']);
+      assert.deepEqual(tunnelSeen.map((d) => `${d.host}:${d.port}`), [`127.0.0.1:${(up.address() as net.AddressInfo).port}`], 'only the DNS query used the tunnel');
+      assert.ok(!lookups.includes('named.example'), 'the system resolver was not asked');
+    } finally {
+      (dns as { lookup: unknown }).lookup = orig;
+      await c.close();
+      await new Promise<void>((r) => up.close(() => r()));
+    }
+  });
+
+  /** A UDP resolver that injects FORGED first and sends the genuine 127.0.0.2 30 ms later. */
+  async function injectingResolver(): Promise<dgram.Socket> {
+    const up = dgram.createSocket('udp4');
+    up.on('message', (m, rinfo) => {
+      const q = dnsPacket.decode(m);
+      const question = q.questions![0]!;
+      const reply = (data: string) =>
+        dnsPacket.encode({
+          type: 'response',
+          id: q.id,
+          flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE,
+          questions: q.questions,
+          answers: question.type === 'A' ? [{ type: 'A', name: question.name, ttl: 60, data }] : [],
+        });
+      up.send(reply(FORGED), rinfo.port, rinfo.address);
+      setTimeout(() => up.send(reply('127.0.0.2'), rinfo.port, rinfo.address), 30);
+    });
+    await new Promise<void>((r) => up.bind(0, '127.0.0.1', r));
+    return up;
+  }
+
+  test('stub DNS + auto: a forged answer sends the name through the tunnel; the forged address is never dialled', async () => {
+    const up = await injectingResolver();
+    const tunnelSeen: SocksAddress[] = [];
+    const directSeen: SocksAddress[] = [];
+    const events: RouteEvent[] = [];
+    const c = await startClient({
+      // The tunnel's stand-in reaches the site by name at the "server side".
+      dialer: recording(tunnelSeen, (d) => ({ type: 'ipv4', host: '127.0.0.2', port: d.port })),
+      socks: '127.0.0.1:0',
+      route: 'auto',
+      dns: { listen: '127.0.0.1:0', mode: 'stub', upstream: { host: '127.0.0.1', port: up.address().port }, forged: ['198.51.100.0/24'] },
+      routing: { direct: recording(directSeen), fragment: recording(directSeen), onRoute: (e) => events.push(e) },
+    });
+    try {
+      assert.ok(await requestByName(c, 'poisoned.example'), 'the request succeeds, first time');
+      assert.deepEqual(directSeen, [], 'nothing dialled direct, least of all the forged address');
+      assert.deepEqual(tunnelSeen.map((d) => `${d.type}:${d.host}`), ['domain:poisoned.example']);
+      assert.deepEqual(events.map((e) => `${e.route}:${e.outcome}:${e.kind ?? ''}`), ['direct:failed:forged-dns', 'proxy:ok:']);
+    } finally {
+      await c.close();
+      up.close();
+    }
+  });
+
+  test('stub DNS + route direct: the late genuine answer is used, the forged one never', async () => {
+    const up = await injectingResolver();
+    const directSeen: SocksAddress[] = [];
+    const c = await startClient({
+      dialer: { dial: () => Promise.reject(new Error('no tunnel with route direct')) },
+      socks: '127.0.0.1:0',
+      route: 'direct',
+      dns: { listen: '127.0.0.1:0', mode: 'stub', upstream: { host: '127.0.0.1', port: up.address().port }, forged: ['198.51.100.0/24'] },
+      routing: { direct: recording(directSeen) },
+    });
+    try {
+      assert.ok(await requestByName(c, 'poisoned.example'));
+      assert.deepEqual(directSeen.map((d) => d.host), ['127.0.0.2']);
+    } finally {
+      await c.close();
+      up.close();
+    }
   });
 });
