@@ -7,7 +7,7 @@
 import dgram from 'node:dgram';
 import http from 'node:http';
 import https from 'node:https';
-import type net from 'node:net';
+import net from 'node:net';
 import dnsPacket from 'dns-packet';
 import type { Clock } from '../shared/clock.js';
 import { Censor, type Endpoint } from './censor.js';
@@ -90,49 +90,92 @@ function siteHandler(req: http.IncomingMessage, res: http.ServerResponse): void 
   res.end(body);
 }
 
-/** A plain DNS zone server answering like a recursive resolver (the "genuine" resolver behind the path). */
+/**
+ * A plain DNS zone server answering like a recursive resolver (the "genuine" resolver behind the
+ * path). It answers UDP on `address` and DNS over TCP (2-byte length framing, pipelined) on
+ * `tcpAddress`, so a tunnel's DNS forwarder can reach it from the remote side.
+ */
 export class ZoneServer {
   readonly records: Map<string, { a?: string; txt?: string }>;
   readonly #socket = dgram.createSocket('udp4');
+  readonly #tcp = net.createServer((s) => this.#onTcp(s));
+  readonly #tcpSockets = new Set<net.Socket>();
   address: Endpoint = { host: '127.0.0.1', port: 0 };
+  tcpAddress: Endpoint = { host: '127.0.0.1', port: 0 };
+  /** Queries answered, per transport. */
+  readonly answered = { udp: 0, tcp: 0 };
 
   constructor(records: Map<string, { a?: string; txt?: string }>) {
     this.records = records;
     this.#socket.on('error', () => undefined);
     this.#socket.on('message', (msg, rinfo) => {
-      let q: dnsPacket.Packet;
-      try {
-        q = dnsPacket.decode(msg);
-      } catch {
-        return;
-      }
-      const question = q.questions?.[0];
-      if (!question || q.type !== 'query') return;
-      const rec = this.records.get(question.name.toLowerCase());
-      const answers: dnsPacket.Answer[] = [];
-      if (rec?.a && question.type === 'A')
-        answers.push({ type: 'A', name: question.name, ttl: 300, class: 'IN', data: rec.a });
-      if (rec?.txt && question.type === 'TXT')
-        answers.push({ type: 'TXT', name: question.name, ttl: 300, class: 'IN', data: rec.txt });
-      const reply = dnsPacket.encode({
-        type: 'response',
-        id: q.id ?? 0,
-        // Answer like the recursive resolver a client would use: RA set, AA clear, RD copied.
-        flags: dnsPacket.RECURSION_AVAILABLE | (rec ? 0 : 3) | ((q.flags ?? 0) & dnsPacket.RECURSION_DESIRED),
-        questions: [question],
-        answers,
-      });
+      const reply = this.answer(msg);
+      if (!reply) return;
+      this.answered.udp++;
       this.#socket.send(reply, rinfo.port, rinfo.address);
     });
+  }
+
+  /** The reply to one query message, or undefined for garbage. */
+  answer(msg: Buffer): Buffer | undefined {
+    let q: dnsPacket.Packet;
+    try {
+      q = dnsPacket.decode(msg);
+    } catch {
+      return undefined;
+    }
+    const question = q.questions?.[0];
+    if (!question || q.type !== 'query') return undefined;
+    const rec = this.records.get(question.name.toLowerCase());
+    const answers: dnsPacket.Answer[] = [];
+    if (rec?.a && question.type === 'A')
+      answers.push({ type: 'A', name: question.name, ttl: 300, class: 'IN', data: rec.a });
+    if (rec?.txt && question.type === 'TXT')
+      answers.push({ type: 'TXT', name: question.name, ttl: 300, class: 'IN', data: rec.txt });
+    return dnsPacket.encode({
+      type: 'response',
+      id: q.id ?? 0,
+      // Answer like the recursive resolver a client would use: RA set, AA clear, RD copied.
+      flags: dnsPacket.RECURSION_AVAILABLE | (rec ? 0 : 3) | ((q.flags ?? 0) & dnsPacket.RECURSION_DESIRED),
+      questions: [question],
+      answers,
+    });
+  }
+
+  #onTcp(s: net.Socket): void {
+    this.#tcpSockets.add(s);
+    s.once('close', () => this.#tcpSockets.delete(s));
+    s.on('error', () => undefined);
+    let buf = Buffer.alloc(0);
+    s.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        const n = buf.readUInt16BE(0);
+        const reply = this.answer(buf.subarray(2, 2 + n));
+        buf = buf.subarray(2 + n);
+        if (!reply) {
+          s.destroy();
+          return;
+        }
+        this.answered.tcp++;
+        const len = Buffer.alloc(2);
+        len.writeUInt16BE(reply.length);
+        s.write(Buffer.concat([len, reply]));
+      }
+    });
+    s.on('end', () => s.end());
   }
 
   async start(): Promise<Endpoint> {
     await new Promise<void>((r) => this.#socket.bind(0, '127.0.0.1', r));
     this.address = { host: '127.0.0.1', port: this.#socket.address().port };
+    this.tcpAddress = await listen(this.#tcp);
     return this.address;
   }
 
   async close(): Promise<void> {
+    for (const s of this.#tcpSockets) s.destroy();
+    await new Promise<void>((r) => this.#tcp.close(() => r()));
     await new Promise<void>((r) => this.#socket.close(() => r()));
   }
 }
