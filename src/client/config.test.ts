@@ -1,0 +1,72 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ClientConfigError, parseClientConfig, parseHostPort, parseRouteMode, parseRulesText } from './config.js';
+import { RuleSyntaxError } from './routing/rules.js';
+
+test('client config: keys, SIP008 servers and options', () => {
+  const c = parseClientConfig(
+    JSON.stringify({
+      keys: ['ss://a', 'ss://b'],
+      servers: [{ server: '198.51.100.7', server_port: 8388, method: 'aes-256-gcm', password: 'pw', remarks: 'tokyo' }],
+      socks: false,
+      http: '127.0.0.1:8118',
+      route: 'AUTO',
+      rules: 'r.txt',
+      dns: '127.0.0.1:5353',
+      dnsUpstream: '9.9.9.9',
+      dnsMode: 'stub',
+      shape: false,
+      residualSeconds: 120,
+    }),
+    'c.json',
+  );
+  assert.deepEqual(c.keys, ['ss://a', 'ss://b']);
+  assert.deepEqual(c.servers, [{ host: '198.51.100.7', port: 8388, method: 'aes-256-gcm', password: 'pw', tag: 'tokyo' }]);
+  assert.equal(c.socks, false);
+  assert.equal(c.route, 'auto');
+  assert.equal(c.dnsMode, 'stub');
+  assert.equal(c.shape, false);
+  assert.equal(c.residualSeconds, 120);
+});
+
+test('client config errors name the file and field, never the password', () => {
+  const bad: Array<[unknown, RegExp]> = [
+    [[], /expected a JSON object/],
+    [{ sock: 1 }, /unknown field "sock"/],
+    [{ keys: 'ss://x' }, /"keys" must be an array/],
+    [{ servers: [{ server: 'h', server_port: 0, method: 'm', password: 'secretpw' }] }, /servers\[0\]\.server_port/],
+    [{ servers: [{ server: 'h', server_port: 1, method: 'm', password: '' }] }, /servers\[0\]\.password/],
+    [{ servers: [{ server: 'h', server_port: 1, method: 'm', password: 'secretpw', plugin: 'x' }] }, /plugins are not supported/],
+    [{ route: 'sideways' }, /"route" must be auto, proxy or direct/],
+    [{ dnsMode: 'doh' }, /"dnsMode"/],
+    [{ shape: 'yes' }, /"shape" must be true or false/],
+    [{ residualSeconds: -1 }, /"residualSeconds"/],
+  ];
+  for (const [v, re] of bad) {
+    assert.throws(() => parseClientConfig(JSON.stringify(v), 'c.json'), (e: Error) => {
+      assert.ok(e instanceof ClientConfigError);
+      assert.match(e.message, /^c\.json: /);
+      assert.match(e.message, re);
+      assert.ok(!e.message.includes('secretpw'));
+      return true;
+    });
+  }
+  assert.throws(() => parseClientConfig('{', 'c.json'), /c\.json: not valid JSON/);
+});
+
+test('route modes, host:port and rule-file format detection', () => {
+  assert.equal(parseRouteMode(' Direct '), 'direct');
+  assert.throws(() => parseRouteMode('x'), /--route must be auto, proxy or direct/);
+  assert.deepEqual(parseHostPort('1.1.1.1', '--dns-upstream', 53), { host: '1.1.1.1', port: 53 });
+  assert.deepEqual(parseHostPort('dns.example:5353', 'x'), { host: 'dns.example', port: 5353 });
+  assert.deepEqual(parseHostPort('[2606:4700::1111]:53', 'x'), { host: '2606:4700::1111', port: 53 });
+  assert.deepEqual(parseHostPort('2606:4700::1111', 'x', 53), { host: '2606:4700::1111', port: 53 });
+  assert.throws(() => parseHostPort('h:0', 'x'), /port outside/);
+  assert.throws(() => parseHostPort('h', 'x'), /a port is required/);
+  const acl = parseRulesText('[bypass_all]\n[proxy_list]\n||blocked.example\n', 'list.txt');
+  assert.equal(acl.match('www.blocked.example'), 'proxy');
+  assert.equal(acl.match('open.example'), 'direct');
+  const list = parseRulesText('domain-suffix,blocked.example,fragment\n', 'rules.txt');
+  assert.equal(list.match('a.blocked.example'), 'fragment');
+  assert.throws(() => parseRulesText('nonsense\n', 'rules.txt'), RuleSyntaxError);
+});
