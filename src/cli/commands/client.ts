@@ -337,6 +337,7 @@ export function registerClient(program: Command): void {
             : `plain DNS to ${dnsUpstream.host}:${dnsUpstream.port}, forged answers dropped`;
         const port = d.udpPort === d.tcpPort ? `${d.udpPort}` : `${d.udpPort} (UDP), ${d.tcpPort} (TCP)`;
         lines.push(`  DNS          on ${h}:${port}, ${via}    try: dig @${d.host} -p ${d.udpPort} example.com`);
+        if (route !== 'proxy' || rules) lines.push('               direct routes resolve names through it too, never the system resolver');
       }
       lines.push('  Ctrl-C to stop.');
       process.stdout.write(`${lines.join('\n')}\n`);
