@@ -400,6 +400,19 @@ bool AddRecord(Codec* c, size_t* count, const uint8_t* src, size_t len) {
   return true;
 }
 
+// Frees the carry buffer (its bytes are no longer needed) and un-reports it to V8.
+void ReleaseCarry(napi_env env, Codec* c) {
+  if (c->carry == nullptr) return;
+  OPENSSL_cleanse(c->carry, c->carry_cap);
+  free(c->carry);
+  int64_t ignored;
+  const int64_t delta = static_cast<int64_t>(c->carry_cap);
+  if (c->external >= delta && napi_adjust_external_memory(env, -delta, &ignored) == napi_ok) c->external -= delta;
+  c->carry = nullptr;
+  c->carry_cap = 0;
+  c->carry_len = 0;
+}
+
 void WriteInfo(Codec* c, int32_t* info, int32_t bad_len) {
   info[0] = static_cast<int32_t>(c->carry_len);
   info[1] = static_cast<int32_t>(c->need);
@@ -534,18 +547,18 @@ napi_value Decode(napi_env env, napi_callback_info info) {
         napi_throw_error(env, "ERR_LADDER_AEAD", "out of memory");
         return nullptr;
       }
-      if (c->carry != nullptr) {
-        OPENSSL_cleanse(c->carry, c->carry_cap);
-        free(c->carry);
-      }
+      ReleaseCarry(env, c);
       c->carry = buf;
       int64_t ignored;
-      const int64_t delta = static_cast<int64_t>(kMaxElement - c->carry_cap);
+      const int64_t delta = static_cast<int64_t>(kMaxElement);
       if (napi_adjust_external_memory(env, delta, &ignored) == napi_ok) c->external += delta;
       c->carry_cap = kMaxElement;
     }
     memcpy(c->carry, data + off, rest);
     c->carry_len = rest;
+  } else if (c->carry != nullptr) {
+    // On a boundary with nothing pending (an idle connection, typically): give the 16 KiB back.
+    ReleaseCarry(env, c);
   }
   WriteInfo(c, out_info, 0);
   return result;
