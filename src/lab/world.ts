@@ -31,6 +31,9 @@ export const ADDR = {
   serverBase: '127.0.20.',
   proberBase: '127.0.30.',
   clientBase: '127.0.1.',
+  /** The sites as seen from abroad (no censor in between): where a tunnel server reaches them. */
+  remoteBlockedSite: '127.0.11.1',
+  remoteOpenSite: '127.0.11.2',
 } as const;
 
 export interface SiteView {
@@ -43,6 +46,13 @@ export interface SiteView {
   /** The real servers behind the path (reachable from the "remote" side, e.g. by a tunnel server). */
   readonly realHttp: Endpoint;
   readonly realHttps: Endpoint;
+  /**
+   * The site from the remote side: an uncensored pass-through on its own address with the SAME
+   * ports as `http`/`https`, so a destination "name:port" means the same site on both sides of
+   * the border (a tunnel server resolves lab names with `LabWorld.remoteLookup`). Undefined in the
+   * unlikely case a port was taken on that address.
+   */
+  readonly remote?: { readonly ip: string; readonly http: Endpoint; readonly https: Endpoint };
 }
 
 export interface WorldOptions {
@@ -77,6 +87,41 @@ function listen(server: net.Server): Promise<Endpoint> {
       resolve({ host: '127.0.0.1', port: a.port });
     });
   });
+}
+
+/** A plain TCP pass-through (no censor) listening on exactly ip:port; undefined if taken. */
+async function passThrough(
+  ip: string,
+  port: number,
+  backend: Endpoint,
+): Promise<{ address: Endpoint; close(): Promise<void> } | undefined> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer({ allowHalfOpen: true }, (c) => {
+    const b = net.connect({ host: backend.host, port: backend.port, allowHalfOpen: true });
+    for (const s of [c, b]) {
+      sockets.add(s);
+      s.once('close', () => sockets.delete(s));
+    }
+    c.on('error', () => b.destroy());
+    b.on('error', () => c.destroy());
+    c.on('close', () => b.destroy());
+    b.on('close', () => c.destroy());
+    c.pipe(b);
+    b.pipe(c);
+  });
+  const ok = await new Promise<boolean>((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen({ host: ip, port }, () => resolve(true));
+  });
+  if (!ok) return undefined;
+  return {
+    address: { host: ip, port },
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
 }
 
 function siteHandler(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -250,7 +295,7 @@ export class LabWorld {
             httpsServer.close(() => r());
           }),
       );
-      const mkSite = async (name: string, ip: string): Promise<SiteView> => {
+      const mkSite = async (name: string, ip: string, remoteIp: string): Promise<SiteView> => {
         const h = await TcpForwarder.listen(censor, {
           ip,
           logicalPort: 80,
@@ -265,10 +310,21 @@ export class LabWorld {
           label: `${name}:443`,
         });
         closers.push(() => s.close());
-        return { name, ip, http: h.address, https: s.address, realHttp, realHttps };
+        const rh = await passThrough(remoteIp, h.address.port, realHttp);
+        const rs = await passThrough(remoteIp, s.address.port, realHttps);
+        for (const x of [rh, rs]) if (x) closers.push(() => x.close());
+        return {
+          name,
+          ip,
+          http: h.address,
+          https: s.address,
+          realHttp,
+          realHttps,
+          ...(rh && rs ? { remote: { ip: remoteIp, http: rh.address, https: rs.address } } : {}),
+        };
       };
-      const blocked = await mkSite(BLOCKED_NAME, ADDR.blockedSite);
-      const open = await mkSite(OPEN_NAME, ADDR.openSite);
+      const blocked = await mkSite(BLOCKED_NAME, ADDR.blockedSite, ADDR.remoteBlockedSite);
+      const open = await mkSite(OPEN_NAME, ADDR.openSite, ADDR.remoteOpenSite);
       const zone = new ZoneServer(
         new Map([
           [BLOCKED_NAME, { a: ADDR.blockedSite, txt: 'lab blocked site' }],
@@ -296,6 +352,23 @@ export class LabWorld {
       for (const c of closers.reverse()) await c().catch(() => undefined);
       throw err;
     }
+  }
+
+  /**
+   * Name resolution for a server abroad (a tunnel server's `lookup`): lab site names resolve to
+   * the sites' remote-side addresses, which reach them without crossing the censor path.
+   */
+  readonly remoteLookup = async (host: string): Promise<{ address: string; family: number }[]> => {
+    const h = host.toLowerCase().replace(/\.$/, '');
+    for (const site of [this.sites.blocked, this.sites.open]) {
+      if (h === site.name && site.remote) return [{ address: site.remote.ip, family: 4 }];
+    }
+    throw Object.assign(new Error(`lab: no remote address for ${host}`), { code: 'ENOTFOUND' });
+  };
+
+  /** The genuine (domestic-side) address of a lab name, as an uncensored resolver answers it. */
+  domesticAddress(host: string): string | undefined {
+    return this.zone.records.get(host.toLowerCase().replace(/\.$/, ''))?.a;
   }
 
   /**

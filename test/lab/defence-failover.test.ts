@@ -115,7 +115,7 @@ test('D10/D15: one of two endpoints null-routed mid-session: recovery on the sec
       assert.ok(await request(w, client, echo.port, 20_000), `warm-up request ${i}`);
     assert.equal(connectionsTo(f1), 3, 'the session runs on the first endpoint');
     assert.equal(connectionsTo(f2), 0);
-    assert.deepEqual(marks, []);
+    assert.equal(marks.length, 0, 'no endpoint marked before the block');
 
     // Mid-session: C1 null-routes front 1.
     const tBlock = w.clock.now();
