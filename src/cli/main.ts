@@ -2,12 +2,15 @@ import { Command, CommanderError } from 'commander';
 import { ProtocolError } from '../protocol/errors.js';
 import { UsageError } from './errors.js';
 import { loadCommands } from './commands/index.js';
+import { setNativeEnabled } from '../protocol/shadowsocks/native.js';
 
 /**
  * The composition root: the only module that reads argv/env and calls process.exit.
  * Each subcommand lives in its own file under ./commands and registers itself on the program.
  */
 export async function main(argv: string[]): Promise<number> {
+  // LADDER_NATIVE=0: use node:crypto even where the native AEAD addon is built (for comparison).
+  if (process.env.LADDER_NATIVE === '0') setNativeEnabled(false);
   const program = new Command('ladder')
     .description('Censorship-resistant encrypted tunnel (Shadowsocks-compatible)')
     .version('0.1.0')
