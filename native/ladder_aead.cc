@@ -210,6 +210,15 @@ bool GetCodec(napi_env env, napi_value v, Codec** out, int enc, bool allow_sessi
   return true;
 }
 
+// After a failed napi_create_buffer: make sure JS sees an exception, never a bare undefined.
+napi_value AllocFailed(napi_env env) {
+  bool pending = false;
+  if (napi_is_exception_pending(env, &pending) != napi_ok || !pending) {
+    napi_throw_range_error(env, "ERR_LADDER_AEAD", "cannot allocate the output buffer");
+  }
+  return nullptr;
+}
+
 napi_value Number(napi_env env, int32_t v) {
   napi_value r;
   napi_create_int32(env, v, &r);
@@ -340,7 +349,7 @@ napi_value Encode(napi_env env, napi_callback_info info) {
   const size_t out_len = prefix_len + n + chunks * (kLenChunk + kTag);
   void* out_ptr = nullptr;
   napi_value result;
-  if (napi_create_buffer(env, out_len, &out_ptr, &result) != napi_ok) return nullptr;
+  if (napi_create_buffer(env, out_len, &out_ptr, &result) != napi_ok) return AllocFailed(env);
   uint8_t* out = static_cast<uint8_t*>(out_ptr);
   size_t o = 0;
   if (prefix_len > 0) {
@@ -469,7 +478,7 @@ napi_value Decode(napi_env env, napi_callback_info info) {
       WriteInfo(c, out_info, 0);
       napi_value empty;
       void* ignored;
-      if (napi_create_buffer(env, 0, &ignored, &empty) != napi_ok) return nullptr;
+      if (napi_create_buffer(env, 0, &ignored, &empty) != napi_ok) return AllocFailed(env);
       return empty;
     }
     c->carry_len = 0;  // its bytes stay valid until the carry is refilled after pass 2
@@ -511,7 +520,7 @@ napi_value Decode(napi_env env, napi_callback_info info) {
   napi_value result;
   if (napi_create_buffer(env, total, &out_ptr, &result) != napi_ok) {
     c->failed = true;
-    return nullptr;
+    return AllocFailed(env);
   }
   uint8_t* out = static_cast<uint8_t*>(out_ptr);
   size_t o = 0;
@@ -584,7 +593,7 @@ napi_value Seal(napi_env env, napi_callback_info info) {
   }
   void* out = nullptr;
   napi_value result;
-  if (napi_create_buffer(env, n + kTag, &out, &result) != napi_ok) return nullptr;
+  if (napi_create_buffer(env, n + kTag, &out, &result) != napi_ok) return AllocFailed(env);
   if (c->failed || !SealOne(c, data, n, static_cast<uint8_t*>(out))) {
     c->failed = true;
     napi_throw_error(env, "ERR_LADDER_AEAD", "EVP seal failed");
@@ -664,7 +673,7 @@ napi_value Open(napi_env env, napi_callback_info info) {
   }
   void* out = nullptr;
   napi_value result;
-  if (napi_create_buffer(env, n - kTag, &out, &result) != napi_ok) return nullptr;
+  if (napi_create_buffer(env, n - kTag, &out, &result) != napi_ok) return AllocFailed(env);
   if (c->failed || !OpenOne(c, c->nonce, data, n - kTag, static_cast<uint8_t*>(out))) {
     return Number(env, kErrCipher);  // the nonce does not advance on failure
   }
