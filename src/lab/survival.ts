@@ -46,8 +46,17 @@ export interface TunnelContender {
   readonly description: string;
   /** True for Ladder's own server: a "proxy" verdict is then a tunnel-core bug. */
   readonly ladder: boolean;
-  /** Start the server on 127.0.0.1 (any port); returns its real address. */
-  startServer(): Promise<{ address: Endpoint; stop(): Promise<void> }>;
+  /**
+   * Start the server on 127.0.0.1 (any port); returns its real address. `ctx.remoteLookup`
+   * resolves lab names as a server abroad would (to addresses that do not cross the path).
+   */
+  startServer(ctx: ServerContext): Promise<{ address: Endpoint; stop(): Promise<void> }>;
+  /**
+   * Ask the proxy for the sites by name and at their path ports (as a browser would), instead of
+   * by the real servers' addresses: for clients that route some destinations directly (auto
+   * routing). Direct flows from 127.0.0.1 to the sites' addresses count for this row.
+   */
+  readonly byName?: boolean;
   /** Emulated fronts (distinct remote addresses, same server) to create; default 1. */
   readonly fronts?: number;
   /**
@@ -60,6 +69,12 @@ export interface TunnelContender {
 export interface TunnelContext {
   readonly fronts: readonly Endpoint[];
   readonly clock: Clock;
+  /** The genuine domestic-side address of a lab name (a clean resolver's answer). */
+  readonly domesticAddress: (name: string) => string | undefined;
+}
+
+export interface ServerContext {
+  readonly remoteLookup: (host: string) => Promise<{ address: string; family: number }[]>;
 }
 
 export type Contender = DirectContender | TunnelContender;
@@ -161,7 +176,7 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
       try {
         if (c.kind === 'direct') r.steps = await directWorkload(world, c, r.clientIp, base);
         else {
-          const srv = await c.startServer();
+          const srv = await c.startServer({ remoteLookup: world.remoteLookup });
           const fronts = [];
           for (let i = 0; i < Math.max(1, c.fronts ?? 1); i++) {
             fronts.push(await world.addRemoteHost(srv.address, { logicalPort: 8388 }));
@@ -169,13 +184,17 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
           const front = fronts[0]!;
           let handle: TunnelHandle;
           try {
-            handle = await c.startClient(front.tcp, { fronts: fronts.map((f) => f.tcp), clock: world.clock });
+            handle = await c.startClient(front.tcp, {
+              fronts: fronts.map((f) => f.tcp),
+              clock: world.clock,
+              domesticAddress: (name) => world.domesticAddress(name),
+            });
           } catch (err) {
             await srv.stop();
             throw err;
           }
           r.server = { logical: fronts.map((f) => f.logical), stopServer: () => srv.stop(), handle };
-          r.steps = await tunnelWorkload(world, handle.socks, base);
+          r.steps = await tunnelWorkload(world, handle.socks, base, c.byName === true);
         }
       } catch (err) {
         r.error = err instanceof Error ? err.message : String(err);
@@ -199,10 +218,11 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
         });
         after.set(r, res.outcome);
       } else if (r.server) {
+        const byName = r.c.byName === true;
         const res = await httpGet({
           ...base,
           socks: r.server.handle.socks,
-          connect: world.sites.open.realHttp,
+          connect: byName ? { host: OPEN_NAME, port: world.sites.open.http.port } : world.sites.open.realHttp,
           hostHeader: OPEN_NAME,
         });
         after.set(r, res.outcome);
@@ -210,12 +230,18 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
     }
 
     const contenders = running.map((r): ContenderReport => {
+      const siteIps = [world.sites.blocked.ip, world.sites.open.ip];
       const mine = (d: Decision): boolean =>
         d.flow !== undefined &&
         (r.c.kind === 'direct'
           ? d.flow.cIP === r.clientIp
-          : r.server !== undefined &&
-            r.server.logical.some((l) => d.flow!.sIP === l.host && d.flow!.sPort === l.port));
+          : (r.server !== undefined &&
+              r.server.logical.some((l) => d.flow!.sIP === l.host && d.flow!.sPort === l.port)) ||
+            // A by-name client's own direct flows (only it reaches the sites from 127.0.0.1 over TCP).
+            (r.c.byName === true &&
+              d.flow.proto === 'tcp' &&
+              d.flow.cIP === '127.0.0.1' &&
+              siteIps.includes(d.flow.sIP)));
       const decisions = world.log.records.filter(mine);
       const verdicts = (r.server?.logical ?? [])
         .map((l) => world.prober.verdicts.get(`${l.host}:${l.port}`))
@@ -277,7 +303,7 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
       contenders,
       findings,
       notes: [
-        'Tunnel rows dial the sites by address through the tunnel (remote-side DNS is not emulated); direct rows resolve through the path resolver and use its first answer.',
+        "Tunnel rows dial the sites by the real servers' addresses through the tunnel, except by-name rows (auto routing): they ask for the names at the path ports, their server resolves them to the sites' remote-side addresses and their direct routes to the domestic ones. Direct rows resolve through the path resolver and use its first answer.",
         'The prober holds its events until every workload ran, then probes (measured delays reach hours; here capped at 60 s of virtual time); a "proxy" verdict null-routes the endpoint (C1).',
         'afterVerdict: one request after residual blocks expired (181 s of virtual time).',
       ],
@@ -344,16 +370,28 @@ async function directWorkload(
 }
 
 /** Tunnel: blocked and open sites over HTTP and HTTPS through the contender's SOCKS5 proxy. */
-async function tunnelWorkload(world: LabWorld, socks: Endpoint, base: Base): Promise<RequestRecord[]> {
+async function tunnelWorkload(
+  world: LabWorld,
+  socks: Endpoint,
+  base: Base,
+  byName: boolean,
+): Promise<RequestRecord[]> {
   const steps: RequestRecord[] = [];
   const b = world.sites.blocked;
   const o = world.sites.open;
+  // By name: the sites' names at their path ports (the proxy decides how to reach them).
+  const at = (site: typeof b, tls: boolean): Endpoint =>
+    byName
+      ? { host: site.name, port: (tls ? site.https : site.http).port }
+      : tls
+        ? site.realHttps
+        : site.realHttp;
   const plan: Array<[string, Endpoint, string, boolean]> = [
-    ['http blocked', b.realHttp, BLOCKED_NAME, false],
-    ['https blocked', b.realHttps, BLOCKED_NAME, true],
-    ['http open', o.realHttp, OPEN_NAME, false],
-    ['https open', o.realHttps, OPEN_NAME, true],
-    ['http blocked #2', b.realHttp, BLOCKED_NAME, false],
+    ['http blocked', at(b, false), BLOCKED_NAME, false],
+    ['https blocked', at(b, true), BLOCKED_NAME, true],
+    ['http open', at(o, false), OPEN_NAME, false],
+    ['https open', at(o, true), OPEN_NAME, true],
+    ['http blocked #2', at(b, false), BLOCKED_NAME, false],
   ];
   for (const [step, connect, name, tls] of plan) {
     const r = await httpGet({

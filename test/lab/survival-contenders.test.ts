@@ -26,11 +26,12 @@ if (!peers) {
   console.error(`\n*** SKIP: ${msg} ***\n`);
 }
 
-test('survival under the default profile: libev triggers C6, Ladder (SIP004, SIP022) is never "proxy", default D1/D3 shaping passes', async () => {
+test('survival under the default profile: libev triggers C6, Ladder (SIP004, SIP022) is never "proxy", default D1/D3 shaping passes, auto routing loses no request', async () => {
   const want = [
     'ladder AEAD, no shaping',
     'ladder AEAD (default)',
     'ladder SIP022',
+    'ladder auto routing',
     ...(peers ? ['shadowsocks-libev AEAD'] : []),
   ];
   const contenders = labContenders().filter((c) => want.includes(c.name));
@@ -51,6 +52,19 @@ test('survival under the default profile: libev triggers C6, Ladder (SIP004, SIP
   const shaped = row('ladder AEAD (default)');
   assert.equal(shaped.c6Triggers, 0);
   assert.equal(shaped.requests.ok, shaped.requests.total);
+
+  // Auto routing: every request succeeds; the only interference is the censor meeting its direct
+  // attempts (C3/C4 resets and their residuals), never its tunnel (shaped: no C6).
+  const auto = row('ladder auto routing');
+  assert.equal(auto.error, undefined);
+  assert.equal(
+    auto.requests.ok,
+    auto.requests.total,
+    auto.requests.steps.map((s) => `${s.step}=${s.outcome}`).join(' '),
+  );
+  assert.equal(auto.c6Triggers, 0);
+  assert.ok((auto.blockedBy.C3 ?? 0) + (auto.blockedBy.C4 ?? 0) >= 1, JSON.stringify(auto.blockedBy));
+  assert.equal(auto.afterVerdict, 'OK');
 
   if (peers) {
     const libev = row('shadowsocks-libev AEAD');

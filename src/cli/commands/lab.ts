@@ -13,7 +13,8 @@ import { DEFAULT_PROFILE, profile, profileNames } from '../../lab/profiles.js';
 import { startDataPlane } from '../../server/index.js';
 import { startClient } from '../../client/index.js';
 import { randomBytes } from 'node:crypto';
-import { fragmentingSocket } from '../../transport/tls-fragment.js';
+import { FragmentDialer, fragmentingSocket } from '../../transport/tls-fragment.js';
+import { DirectDialer, type Dialer } from '../../transport/dialer.js';
 import { FilteringUdpResolver } from '../../client/dns/resolvers.js';
 import dnsPacket from 'dns-packet';
 import { UsageError } from '../errors.js';
@@ -136,6 +137,22 @@ interface LadderVariant {
   shape?: boolean;
   /** D10/D15: this many emulated fronts of the same server, given to the client as several keys. */
   fronts?: number;
+  /**
+   * Auto routing: direct while it works, then TLS-record fragmentation, then the tunnel. The
+   * sites are asked for by name; direct routes resolve them to the genuine domestic address (as
+   * the client's `--dns` forwarder would answer), the server abroad to the remote-side one.
+   */
+  auto?: boolean;
+}
+
+/** Resolve lab names before dialling (a clean resolver's answer), for the direct/fragment routes. */
+function resolvingDialer(resolve: (name: string) => string | undefined, inner: Dialer): Dialer {
+  return {
+    dial: (dest, first, signal) => {
+      const ip = dest.type === 'domain' ? resolve(dest.host) : undefined;
+      return inner.dial(ip ? { type: 'ipv4', host: ip, port: dest.port } : dest, first, signal);
+    },
+  };
 }
 
 function ladderContender(name: string, description: string, v: LadderVariant): TunnelContender {
@@ -145,12 +162,14 @@ function ladderContender(name: string, description: string, v: LadderVariant): T
     description,
     ladder: true,
     ...(v.fronts ? { fronts: v.fronts } : {}),
-    async startServer() {
+    ...(v.auto ? { byName: true } : {}),
+    async startServer(ctx) {
       const dp = await startDataPlane({
         port: 0,
         host: '127.0.0.1',
         keys: [{ id: 'lab', method: v.method, secret: v.secret }],
         allowPrivateDestinations: true,
+        ...(v.auto ? { lookup: ctx.remoteLookup } : {}),
       });
       return { address: { host: '127.0.0.1', port: dp.address.port }, stop: () => dp.close() };
     },
@@ -165,6 +184,16 @@ function ladderContender(name: string, description: string, v: LadderVariant): T
         socks: { host: '127.0.0.1', port: 0 },
         ...(v.fronts ? { keys: ctx.fronts.map(key), clock: ctx.clock } : { key: key(server) }),
         ...(v.shape !== undefined ? { shape: v.shape } : {}),
+        ...(v.auto
+          ? {
+              route: 'auto' as const,
+              clock: ctx.clock,
+              routing: {
+                direct: resolvingDialer(ctx.domesticAddress, new DirectDialer()),
+                fragment: resolvingDialer(ctx.domesticAddress, new FragmentDialer()),
+              },
+            }
+          : {}),
       });
       return { socks: { host: '127.0.0.1', port: client.socksAddress!.port }, stop: () => client.close() };
     },
@@ -233,6 +262,11 @@ export function labContenders(): Contender[] {
       'ladder AEAD, no shaping, 2 fronts (D10/D15)',
       "shaping off, two server fronts given as two keys: the client's residual-aware failover (src/client/routing)",
       { method: METHOD, secret: PASSWORD, shape: false, fronts: 2 },
+    ),
+    ladderContender(
+      'ladder auto routing',
+      'route auto (direct while it works, then TLS-record fragmentation, then the tunnel; src/client/routing-dialer.ts), shaping on; sites asked for by name at their path ports',
+      { method: METHOD, secret: PASSWORD, auto: true },
     ),
     ladderContender(
       'ladder SIP022',
