@@ -15,6 +15,12 @@
  *               (bench/floor-relay.ts): the CPU Node's sockets cost before any encryption
  *   memory      VmRSS of client + server processes with --idle-n (default 1,000) idle tunnelled
  *               connections open (each proven alive by one echo round trip)
+ *   sip022-auth server time to authenticate a first packet: 2022 identity headers with 1 vs
+ *               10,000 users, SIP004 with 1,000 keys (worst case, returning) (bench/sip022-auth.ts)
+ *   sip022-throughput  2022 edition next to SIP004 in Ladder, libev SIP004 reference
+ *               (bench/sip022-throughput.ts; Ladder from source, 64 MiB per run)
+ *   udp         UDP round trips/s through the relays, Ladder vs libev (bench/udp-pps.ts)
+ *   The last three run as child scripts; their tables are printed after the main table.
  *
  * Prints a table (ours, theirs, ratio) and writes JSON to bench/results/latest.json.
  * Flags: --size 256MiB --runs 3 --methods a,b --latency-n N --idle-n N --phases throughput,latency,memory
@@ -26,7 +32,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type net from 'node:net';
@@ -91,7 +97,7 @@ function parseArgs(argv: string[]): Args {
     latencyN: 2000,
     latencyMethod: 'aes-256-gcm',
     idleN: 1000,
-    phases: new Set(['throughput', 'latency', 'memory']),
+    phases: new Set(['throughput', 'latency', 'memory', 'sip022-auth', 'sip022-throughput', 'udp']),
     capMin: 15,
     profile: false,
     json: join(REPO_ROOT, 'bench', 'results', 'latest.json'),
@@ -152,7 +158,7 @@ function parseArgs(argv: string[]): Args {
       }
       case '--help':
         console.log(
-          'usage: npm run bench -- [--size 1GiB] [--runs 3] [--methods aes-256-gcm,chacha20-ietf-poly1305] [--latency-n 2000] [--latency-method M] [--idle-n 1000] [--phases throughput,latency,memory] [--cap-min 15] [--profile] [--json FILE] [--ours ladder|libev] [--from-source]',
+          'usage: npm run bench -- [--size 1GiB] [--runs 3] [--methods aes-256-gcm,chacha20-ietf-poly1305] [--latency-n 2000] [--latency-method M] [--idle-n 1000] [--phases throughput,latency,memory,floor,sip022-auth,sip022-throughput,udp] [--cap-min 15] [--profile] [--json FILE] [--ours ladder|libev] [--from-source]',
         );
         process.exit(0);
         break;
@@ -275,6 +281,42 @@ async function stopStack(s: Stack): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------
 // Phases
+
+/**
+ * Run a separate benchmark script (bench/sip022-*.ts, bench/udp-pps.ts) as a child through tsx;
+ * its stdout is the table, its --json file the data. Stopped with the other peers on the cap.
+ */
+async function scriptPhase(
+  name: string,
+  file: string,
+  scriptArgs: string[],
+): Promise<{ table: string; data: unknown }> {
+  const json = join(REPO_ROOT, 'bench', 'results', `${name}.json`);
+  rmSync(json, { force: true });
+  const p = await spawnPeer(
+    name,
+    process.execPath,
+    ['--import', 'tsx', join(REPO_ROOT, 'bench', file), ...scriptArgs, '--json', json],
+    { maxOutput: 256 * 1024 },
+  );
+  allPeers.add(p);
+  try {
+    await new Promise<void>((resolve) => {
+      if (p.exited) resolve();
+      else p.child.once('exit', () => resolve());
+    });
+  } finally {
+    allPeers.delete(p);
+  }
+  if (!existsSync(json)) throw new Error(`${file} wrote no results: ${p.output().split('\n').slice(-3).join(' | ')}`);
+  const out = p.output();
+  const table = out
+    .split('\n')
+    .filter((l) => !l.startsWith('['))
+    .join('\n')
+    .trim();
+  return { table, data: JSON.parse(readFileSync(json, 'utf8')) as unknown };
+}
 
 interface ThroughputResult {
   method: Method;
@@ -670,6 +712,8 @@ interface Results {
   floor?: FloorResult[];
   latency?: LatencyResult;
   memory?: MemoryResult;
+  /** Tables and JSON of the phases run as child scripts (sip022-auth, sip022-throughput, udp). */
+  scripts?: Record<string, { table: string; data: unknown }>;
   errors: string[];
   durationS?: number;
 }
@@ -808,6 +852,7 @@ async function main(): Promise<number> {
     results.durationS = (Date.now() - started) / 1000;
     writeFileSync(args.json, JSON.stringify(results, null, 2) + '\n');
     console.log(render(results));
+    for (const [name, sc] of Object.entries(results.scripts ?? {})) console.log(`\n## ${name}\n${sc.table}`);
     console.log(`\nJSON: ${args.json}`);
     if (args.profile) {
       const dir = join(REPO_ROOT, 'bench', 'results', 'prof');
@@ -847,6 +892,15 @@ async function main(): Promise<number> {
   if (lat) results.latency = lat;
   const mem = await phase('memory', Math.min(left(), 3 * 60_000), () => memoryPhase(args, echo, deadline));
   if (mem) results.memory = mem;
+  const scripts: Array<[string, string, string[]]> = [
+    ['sip022-auth', 'sip022-auth.ts', ['--n', '1000', '--rounds', '3', '--cap-s', '120']],
+    ['sip022-throughput', 'sip022-throughput.ts', ['--size', '64', '--runs', '3', '--cap-min', '4']],
+    ['udp', 'udp-pps.ts', ['--n', '10000', '--runs', '3', '--cap-min', '3']],
+  ];
+  for (const [name, file, scriptArgs] of scripts) {
+    const sc = await phase(name, Math.min(left(), 5 * 60_000), () => scriptPhase(name, file, scriptArgs));
+    if (sc) (results.scripts ??= {})[name] = sc;
+  }
   return finish(results.errors.length > 0 ? 1 : 0);
 }
 
