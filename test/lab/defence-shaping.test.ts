@@ -278,3 +278,69 @@ test('D1/D3 vs C6 (deterministic): shaped 0 triggers in 1,000 connections, unsha
     await world.stop();
   }
 });
+
+test('D1/D3 with a 16-byte salt (aes-128-gcm, prefix <= 6 bytes): 1,000 shaped connections, 0 C6 triggers, no constant offset, no recurring prefix', async () => {
+  const method = 'aes-128-gcm';
+  const world = await LabWorld.start({
+    config: profile('gfw-2021-2023-fet', { c6: { pBlock: 1, residualMs: 0 }, c7: { enabled: false } }),
+    seed: 2,
+    clockRate: 100,
+    prober: false,
+  });
+  const plane = await startDataPlane({
+    port: 0,
+    host: '127.0.0.1',
+    keys: [{ id: 'lab', method, secret: PASSWORD }],
+    allowPrivateDestinations: true,
+  });
+  const echo = await startEcho();
+  const firstChunks: Buffer[] = [];
+  const orig = world.censor.onClientData.bind(world.censor);
+  world.censor.onClientData = (flow: TcpFlow, chunk: Buffer) => {
+    if (!flow.firstChunkSeen) firstChunks.push(Buffer.from(chunk));
+    return orig(flow, chunk);
+  };
+  try {
+    const front = await world.addRemoteHost(
+      { host: '127.0.0.1', port: plane.address.port },
+      { logicalPort: 8388 },
+    );
+    const prefixes: Buffer[] = [];
+    const shaped = new ShadowsocksDialer({
+      host: front.tcp.host,
+      port: front.tcp.port,
+      method,
+      password: PASSWORD,
+      saltFactory: recordingShapedSalt(prefixes),
+      firstWrite: encodeFirstWrite,
+    });
+    let ok = 0;
+    await pool(N, CONCURRENCY, async () => {
+      if (await echoOnce(shaped, echo.port, 5000)) ok++;
+    });
+    const d = world.log.filter({ behaviour: 'C6' });
+    assert.equal(d.length, N);
+    assert.equal(d.filter((x) => x.action === 'DROP_C2S').length, 0, '0 C6 triggers');
+    assert.equal(ok, N);
+    assert.ok(
+      prefixes.every((p) => p.length <= 6),
+      'prefix budget of a 16-byte salt',
+    );
+    const entropies = Array.from({ length: 16 }, (_, i) => offsetEntropy(firstChunks, i));
+    for (let i = 0; i < 16; i++)
+      assert.ok(entropies[i]! > 4, `offset ${i}: ${entropies[i]!.toFixed(2)} bits`);
+    const [, topPrefixCount] = mostCommon(prefixes.map((p) => p.toString('hex')));
+    assert.ok(topPrefixCount <= N / 100, `most common prefix x${topPrefixCount}`);
+    const [top6, top6Count] = mostCommon(firstChunks.map((p) => p.subarray(0, 6).toString('hex')));
+    assert.equal(firstChunks.map((p) => p.length).filter(inProberTrigger).length, 0);
+    console.log(
+      `# shaped ${method}: ${N} connections, 0 C6 triggers; per-offset entropy 0-15 min ${Math.min(...entropies).toFixed(2)} bits; ` +
+        `most common prefix x${topPrefixCount}; most common leading 6 bytes ${top6} ` +
+        `(${JSON.stringify(Buffer.from(top6, 'hex').toString('latin1'))}) x${top6Count}`,
+    );
+  } finally {
+    await echo.close();
+    await plane.close();
+    await world.stop();
+  }
+});
