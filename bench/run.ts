@@ -308,7 +308,8 @@ async function scriptPhase(
   } finally {
     allPeers.delete(p);
   }
-  if (!existsSync(json)) throw new Error(`${file} wrote no results: ${p.output().split('\n').slice(-3).join(' | ')}`);
+  if (!existsSync(json))
+    throw new Error(`${file} wrote no results: ${p.output().split('\n').slice(-3).join(' | ')}`);
   const out = p.output();
   const table = out
     .split('\n')

@@ -187,7 +187,10 @@ function prepare(s: Scenario): Runner {
       if (authed - before !== packets.length)
         throw new Error(`${s.name}: ${authed - before}/${packets.length} authenticated`);
       if (wrong > 0) throw new Error(`${s.name}: ${wrong} authentications found the wrong key`);
-      return { wallUs: Number(t1 - t0) / 1000 / packets.length, cpuUs: (c1.user + c1.system) / packets.length };
+      return {
+        wallUs: Number(t1 - t0) / 1000 / packets.length,
+        cpuUs: (c1.user + c1.system) / packets.length,
+      };
     },
   };
 }
@@ -226,7 +229,8 @@ const id10k = results.find((r) => r.name.includes('10,000 users'));
 console.log(`\nServer time to authenticate one connection (first packet), median of ${ROUNDS} rounds x ${N}`);
 console.log('| scenario | connections per round | wall us | CPU us |');
 console.log('|---|---:|---:|---:|');
-for (const r of results) console.log(`| ${r.name} | ${r.n} | ${r.wallUs.toFixed(1)} | ${r.cpuUs.toFixed(1)} |`);
+for (const r of results)
+  console.log(`| ${r.name} | ${r.n} | ${r.wallUs.toFixed(1)} | ${r.cpuUs.toFixed(1)} |`);
 if (id1 && id10k) {
   const ratio = id10k.cpuUs / id1.cpuUs;
   const wallRatio = id10k.wallUs / id1.wallUs;

@@ -2,7 +2,14 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { freePort } from '../test/helpers/net.js';
-import { REPO_ROOT, spawnPeer, startSsLocal, startSsServer, type Method, type Peer } from '../test/helpers/peers.js';
+import {
+  REPO_ROOT,
+  spawnPeer,
+  startSsLocal,
+  startSsServer,
+  type Method,
+  type Peer,
+} from '../test/helpers/peers.js';
 
 export type StackKind = 'ladder' | 'libev' | 'libev-local+ladder-server';
 
@@ -21,15 +28,37 @@ function passwordFor(method: string): string {
   return `bench-${randomBytes(8).toString('hex')}`;
 }
 
-async function ladderServer(method: string, password: string, udp: boolean): Promise<Peer & { port: number }> {
+async function ladderServer(
+  method: string,
+  password: string,
+  udp: boolean,
+): Promise<Peer & { port: number }> {
   const port = await freePort();
-  const args = ['--import', 'tsx', NODE_SCRIPT, 'server', '--port', String(port), '--method', method, '--password', password];
+  const args = [
+    '--import',
+    'tsx',
+    NODE_SCRIPT,
+    'server',
+    '--port',
+    String(port),
+    '--method',
+    method,
+    '--password',
+    password,
+  ];
   if (udp) args.push('--udp');
-  const p = await spawnPeer('ladder server', process.execPath, args, { waitPort: port, waitTimeoutMs: 60_000 });
+  const p = await spawnPeer('ladder server', process.execPath, args, {
+    waitPort: port,
+    waitTimeoutMs: 60_000,
+  });
   return Object.assign(p, { port });
 }
 
-async function ladderClient(method: string, password: string, serverPort: number): Promise<Peer & { socksPort: number }> {
+async function ladderClient(
+  method: string,
+  password: string,
+  serverPort: number,
+): Promise<Peer & { socksPort: number }> {
   const socksPort = await freePort();
   const args = [
     '--import',
@@ -45,7 +74,10 @@ async function ladderClient(method: string, password: string, serverPort: number
     '--socks-port',
     String(socksPort),
   ];
-  const p = await spawnPeer('ladder client', process.execPath, args, { waitPort: socksPort, waitTimeoutMs: 60_000 });
+  const p = await spawnPeer('ladder client', process.execPath, args, {
+    waitPort: socksPort,
+    waitTimeoutMs: 60_000,
+  });
   return Object.assign(p, { socksPort });
 }
 
@@ -56,15 +88,32 @@ export async function startStack(kind: StackKind, method: string, udp: boolean):
   let client: Peer & { socksPort: number };
   if (kind === 'libev') {
     server = await startSsServer({ method: method as Method, password, timeout: 600, extraArgs: [...extra] });
-    client = await startSsLocal({ method: method as Method, password, serverPort: server.port, timeout: 600, extraArgs: [...extra] });
+    client = await startSsLocal({
+      method: method as Method,
+      password,
+      serverPort: server.port,
+      timeout: 600,
+      extraArgs: [...extra],
+    });
   } else if (kind === 'libev-local+ladder-server') {
     server = await ladderServer(method, password, udp);
-    client = await startSsLocal({ method: method as Method, password, serverPort: server.port, timeout: 600, extraArgs: [...extra] });
+    client = await startSsLocal({
+      method: method as Method,
+      password,
+      serverPort: server.port,
+      timeout: 600,
+      extraArgs: [...extra],
+    });
   } else {
     server = await ladderServer(method, password, udp);
     client = await ladderClient(method, password, server.port);
   }
-  const label = kind === 'ladder' ? `ladder ${method}` : kind === 'libev' ? `libev ${method}` : `ss-local -> ladder server ${method}`;
+  const label =
+    kind === 'ladder'
+      ? `ladder ${method}`
+      : kind === 'libev'
+        ? `libev ${method}`
+        : `ss-local -> ladder server ${method}`;
   return { label, kind, method, client, server };
 }
 

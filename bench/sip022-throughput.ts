@@ -26,7 +26,8 @@ const SIZE = Number(arg('--size', '128')) * MiB;
 const RUNS = Number(arg('--runs', '3'));
 const JSON_OUT = arg('--json', '');
 const DEADLINE = Date.now() + Number(arg('--cap-min', '8')) * 60_000;
-const log = (m: string): void => void process.stderr.write(`[sip022-throughput ${new Date().toISOString().slice(11, 19)}] ${m}\n`);
+const log = (m: string): void =>
+  void process.stderr.write(`[sip022-throughput ${new Date().toISOString().slice(11, 19)}] ${m}\n`);
 
 const PLAN: Array<{ kind: StackKind; method: string }> = [
   { kind: 'ladder', method: 'aes-256-gcm' },
@@ -39,7 +40,11 @@ else log('!!! shadowsocks-libev missing: no libev reference row');
 
 const med = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  return s.length === 0
+    ? NaN
+    : s.length % 2
+      ? s[s.length >> 1]!
+      : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
 interface Row {
@@ -59,7 +64,11 @@ try {
   for (const p of PLAN) stacks.push(await startStack(p.kind, p.method, false));
   for (const s of stacks) {
     await uploadCountVia({ proxyPort: s.client.socksPort }, { host: '127.0.0.1', port: sink.port }, 16 * MiB);
-    await downloadCountVia({ proxyPort: s.client.socksPort }, { host: '127.0.0.1', port: source.port }, 16 * MiB);
+    await downloadCountVia(
+      { proxyPort: s.client.socksPort },
+      { host: '127.0.0.1', port: source.port },
+      16 * MiB,
+    );
   }
   outer: for (let r = 0; r < RUNS; r++) {
     const order = r % 2 === 0 ? stacks : [...stacks].reverse();
@@ -74,8 +83,16 @@ try {
         const c0 = cc0 + sc0;
         const ms =
           direction === 'upload'
-            ? await uploadCountVia({ proxyPort: s.client.socksPort }, { host: '127.0.0.1', port: sink.port }, SIZE)
-            : await downloadCountVia({ proxyPort: s.client.socksPort }, { host: '127.0.0.1', port: source.port }, SIZE);
+            ? await uploadCountVia(
+                { proxyPort: s.client.socksPort },
+                { host: '127.0.0.1', port: sink.port },
+                SIZE,
+              )
+            : await downloadCountVia(
+                { proxyPort: s.client.socksPort },
+                { host: '127.0.0.1', port: source.port },
+                SIZE,
+              );
         const cc1 = await cpuMs(s.client.pid);
         const sc1 = await cpuMs(s.server.pid);
         const c1 = cc1 + sc1;
@@ -93,7 +110,9 @@ try {
         row.mibps.push(SIZE / MiB / (ms / 1000));
         row.cpuMsPerGiB.push(((c1 - c0) * (1024 * MiB)) / SIZE);
         rows.set(key, row);
-        log(`${s.label} ${direction}: ${(SIZE / MiB / (ms / 1000)).toFixed(0)} MiB/s, CPU ${(c1 - c0).toFixed(0)} ms`);
+        log(
+          `${s.label} ${direction}: ${(SIZE / MiB / (ms / 1000)).toFixed(0)} MiB/s, CPU ${(c1 - c0).toFixed(0)} ms`,
+        );
       }
     }
   }
@@ -103,7 +122,11 @@ try {
   await source.close();
 }
 
-console.log(`\nBulk throughput, ${SIZE / MiB} MiB per run, median of ${RUNS} (load average ${loadavg().map((x) => x.toFixed(1)).join(' ')})`);
+console.log(
+  `\nBulk throughput, ${SIZE / MiB} MiB per run, median of ${RUNS} (load average ${loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ')})`,
+);
 console.log('| stack | direction | MiB/s | CPU ms per GiB (client+server) | client | server |');
 console.log('|---|---|---:|---:|---:|---:|');
 for (const r of rows.values())
@@ -126,4 +149,8 @@ for (const [m22, m17] of [
     );
   }
 }
-if (JSON_OUT) writeFileSync(JSON_OUT, JSON.stringify({ sizeMiB: SIZE / MiB, runs: RUNS, rows: [...rows.values()] }, null, 2));
+if (JSON_OUT)
+  writeFileSync(
+    JSON_OUT,
+    JSON.stringify({ sizeMiB: SIZE / MiB, runs: RUNS, rows: [...rows.values()] }, null, 2),
+  );

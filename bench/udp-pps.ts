@@ -27,7 +27,8 @@ const WINDOW = Number(arg('--window', '32'));
 const RUNS = Number(arg('--runs', '3'));
 const JSON_OUT = arg('--json', '');
 const DEADLINE = Date.now() + Number(arg('--cap-min', '6')) * 60_000;
-const log = (m: string): void => void process.stderr.write(`[udp-pps ${new Date().toISOString().slice(11, 19)}] ${m}\n`);
+const log = (m: string): void =>
+  void process.stderr.write(`[udp-pps ${new Date().toISOString().slice(11, 19)}] ${m}\n`);
 
 const PLAN: Array<{ kind: StackKind; method: string }> = [];
 const libev = Boolean(which('ss-server') && which('ss-local'));
@@ -40,7 +41,11 @@ PLAN.push({ kind: 'ladder', method: '2022-blake3-aes-256-gcm' });
 
 const med = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  return s.length === 0
+    ? NaN
+    : s.length % 2
+      ? s[s.length >> 1]!
+      : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
 interface Row {
@@ -76,7 +81,11 @@ try {
         const a = await socks5UdpAssociate(s.client.socksPort);
         const cc0 = await cpuMs(s.client.pid);
         const sc0 = await cpuMs(s.server.pid);
-        const res = await udpEchoRun(a, target, N, size, { window: WINDOW, lossTimeoutMs: 500, deadlineMs: 60_000 });
+        const res = await udpEchoRun(a, target, N, size, {
+          window: WINDOW,
+          lossTimeoutMs: 500,
+          deadlineMs: 60_000,
+        });
         const cc1 = await cpuMs(s.client.pid);
         const sc1 = await cpuMs(s.server.pid);
         a.close();
@@ -97,7 +106,9 @@ try {
         row.clientMsPer10k.push(((cc1 - cc0) * 10_000) / Math.max(1, res.received));
         row.serverMsPer10k.push(((sc1 - sc0) * 10_000) / Math.max(1, res.received));
         rows.set(key, row);
-        log(`${s.label} ${size} B: ${pps.toFixed(0)} round trips/s, ${res.sent - res.received} lost, ${res.corrupted} corrupted`);
+        log(
+          `${s.label} ${size} B: ${pps.toFixed(0)} round trips/s, ${res.sent - res.received} lost, ${res.corrupted} corrupted`,
+        );
       }
     }
   }
@@ -107,9 +118,13 @@ try {
 }
 
 console.log(
-  `\nUDP round trips per second through client and server relays, ${N} datagrams per run, window ${WINDOW}, median of ${RUNS} (load average ${loadavg().map((x) => x.toFixed(1)).join(' ')})`,
+  `\nUDP round trips per second through client and server relays, ${N} datagrams per run, window ${WINDOW}, median of ${RUNS} (load average ${loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ')})`,
 );
-console.log('| stack | size | round trips/s | loss % | corrupted | client CPU ms / 10k | server CPU ms / 10k |');
+console.log(
+  '| stack | size | round trips/s | loss % | corrupted | client CPU ms / 10k | server CPU ms / 10k |',
+);
 console.log('|---|---:|---:|---:|---:|---:|---:|');
 for (const r of rows.values())
   console.log(
@@ -129,4 +144,8 @@ if (libev) {
       console.log(`${size} B, full stack: ladder/libev pps ${(med(ours.pps) / med(lib.pps)).toFixed(2)}x`);
   }
 }
-if (JSON_OUT) writeFileSync(JSON_OUT, JSON.stringify({ n: N, window: WINDOW, runs: RUNS, rows: [...rows.values()] }, null, 2));
+if (JSON_OUT)
+  writeFileSync(
+    JSON_OUT,
+    JSON.stringify({ n: N, window: WINDOW, runs: RUNS, rows: [...rows.values()] }, null, 2),
+  );

@@ -1,11 +1,6 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
-import {
-  encodeReply,
-  encodeUdpHeader,
-  parseUdpDatagram,
-  REP,
-} from '../protocol/socks5/socks5.js';
+import { encodeReply, encodeUdpHeader, parseUdpDatagram, REP } from '../protocol/socks5/socks5.js';
 import { toSocksAddress } from '../protocol/socks5/address.js';
 import type { Clock } from '../shared/clock.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
@@ -96,7 +91,7 @@ export function createUdpAssociate(opts: UdpAssociateOptions): UdpAssociateHandl
       const sock = local;
       const t = tunnel;
       sock.on('message', (msg, rinfo) => {
-        if (rinfo.address !== clientIp && !(sameLoopback(rinfo.address, clientIp))) return;
+        if (rinfo.address !== clientIp && !sameLoopback(rinfo.address, clientIp)) return;
         let d: ReturnType<typeof parseUdpDatagram>;
         try {
           d = parseUdpDatagram(msg);

@@ -102,7 +102,8 @@ function deserializeSaltWindow(data: Buffer, nowMs: number): SaltWindow {
   let o = 4;
   for (let i = 0; i < count; i++) {
     const len = data[o];
-    if (len === undefined || len === 0 || o + 1 + len + 8 > data.length) throw new Error('truncated 2022 salt window');
+    if (len === undefined || len === 0 || o + 1 + len + 8 > data.length)
+      throw new Error('truncated 2022 salt window');
     entries.push([data.toString('hex', o + 1, o + 1 + len), data.readDoubleBE(o + 1 + len)]);
     o += 1 + len + 8;
   }
@@ -781,8 +782,7 @@ class Connection {
     try {
       dec.push(buf.subarray(0, prefix), now);
     } catch (err) {
-      if (!isProtocolError(err) || err.code === 'ERR_CIPHER' || err.code === 'ERR_SHORT_HEADER')
-        return false;
+      if (!isProtocolError(err) || err.code === 'ERR_CIPHER' || err.code === 'ERR_SHORT_HEADER') return false;
       // The fixed header authenticated: this is the key, but the request is refused.
       this.#fail(
         err.code === 'ERR_REPLAY'

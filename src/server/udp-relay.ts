@@ -84,7 +84,8 @@ export class UdpRelay {
     this.#ctx = ctx;
     this.idleMs = opts.idleMs ?? DEFAULT_UDP_IDLE_MS;
     this.maxSessions = opts.maxSessions ?? DEFAULT_UDP_MAX_SESSIONS;
-    if (!(this.idleMs > 0) || !(this.maxSessions >= 1)) throw new RangeError('udp idleMs and maxSessions must be positive');
+    if (!(this.idleMs > 0) || !(this.maxSessions >= 1))
+      throw new RangeError('udp idleMs and maxSessions must be positive');
   }
 
   get sessionCount(): number {
@@ -165,7 +166,13 @@ export class UdpRelay {
       const p = opened.packet;
       const id = `b|${opened.key.id}|${p.sessionId.toString('hex')}`;
       s = this.#sessions.get(id);
-      if (!s) s = this.#create(id, opened.key, rinfo, new Udp2022ServerSession(opened.key.method, p, { cache: this.#cache }));
+      if (!s)
+        s = this.#create(
+          id,
+          opened.key,
+          rinfo,
+          new Udp2022ServerSession(opened.key.method, p, { cache: this.#cache }),
+        );
       if (!s.s2022!.accept(p.packetId)) {
         this.dropped++; // replayed or too old packet ID: like garbage
         return;
@@ -193,7 +200,13 @@ export class UdpRelay {
     msg: Buffer,
     now: number,
   ):
-    | { edition: 2022; key: Key2022Entry; packet: Udp2022OpenedClientPacket<Key2022Entry>; address: SocksAddress; payload: Buffer }
+    | {
+        edition: 2022;
+        key: Key2022Entry;
+        packet: Udp2022OpenedClientPacket<Key2022Entry>;
+        address: SocksAddress;
+        payload: Buffer;
+      }
     | undefined {
     const ctx = this.#ctx;
     for (const g of ctx.identityGroups) {
@@ -207,7 +220,10 @@ export class UdpRelay {
     }
     for (const k of ctx.single2022Keys) {
       try {
-        const packet = openClientPacket2022<Key2022Entry>(k.method, msg, now, { key: k.userKey, cache: this.#cache });
+        const packet = openClientPacket2022<Key2022Entry>(k.method, msg, now, {
+          key: k.userKey,
+          cache: this.#cache,
+        });
         return { edition: 2022, key: k, packet, address: packet.address, payload: packet.payload };
       } catch {
         // not this key
@@ -223,7 +239,9 @@ export class UdpRelay {
     const keys = this.#ctx.sip004Keys;
     if (keys.length === 0) return undefined;
     const known = this.#sessions.get(`a|${rinfo.address}|${rinfo.port}`)?.key;
-    const tryKey = (k: KeyEntry): { edition: 2017; key: KeyEntry; address: SocksAddress; payload: Buffer } | undefined => {
+    const tryKey = (
+      k: KeyEntry,
+    ): { edition: 2017; key: KeyEntry; address: SocksAddress; payload: Buffer } | undefined => {
       try {
         const d = decodeUdp2017(k.method, k.masterKey, msg);
         return { edition: 2017, key: k, address: d.address, payload: d.payload };
@@ -280,7 +298,9 @@ export class UdpRelay {
     } catch {
       return undefined;
     }
-    const allowed = this.#ctx.allowPrivateDestinations ? found : found.filter((f) => !isPrivateAddress(f.address));
+    const allowed = this.#ctx.allowPrivateDestinations
+      ? found
+      : found.filter((f) => !isPrivateAddress(f.address));
     const ip = allowed[0]?.address;
     if (ip === undefined) return undefined;
     if (s.names.size >= 64) s.names.clear();
@@ -325,7 +345,11 @@ export class UdpRelay {
     const socket = this.#socket;
     if (s.closed || !socket) return;
     const now = this.#ctx.clock.now();
-    const from: SocksAddress = { type: rinfo.family === 'IPv6' ? 'ipv6' : 'ipv4', host: rinfo.address, port: rinfo.port };
+    const from: SocksAddress = {
+      type: rinfo.family === 'IPv6' ? 'ipv6' : 'ipv4',
+      host: rinfo.address,
+      port: rinfo.port,
+    };
     let sealed: Buffer;
     try {
       sealed =

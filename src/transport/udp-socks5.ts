@@ -1,9 +1,6 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
-import {
-  encodeUdpHeader,
-  parseUdpDatagram,
-} from '../protocol/socks5/socks5.js';
+import { encodeUdpHeader, parseUdpDatagram } from '../protocol/socks5/socks5.js';
 import { decodeAddress, type SocksAddress } from '../protocol/socks5/address.js';
 
 /**
@@ -89,7 +86,9 @@ export async function socks5UdpAssociate(
   let host = bound.host;
   if (host === '0.0.0.0' || host === '::') host = socksHost;
   const sock = dgram.createSocket(net.isIP(host) === 6 ? 'udp6' : 'udp4');
-  await new Promise<void>((resolve) => sock.bind(0, net.isIP(host) === 6 ? '::1' : '127.0.0.1', () => resolve()));
+  await new Promise<void>((resolve) =>
+    sock.bind(0, net.isIP(host) === 6 ? '::1' : '127.0.0.1', () => resolve()),
+  );
   const assoc: Socks5UdpAssociation = {
     relay: { host, port: bound.port },
     send: (to, payload) => {

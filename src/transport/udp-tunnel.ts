@@ -87,7 +87,13 @@ export class UdpTunnel {
   dropped = 0;
   onMessage: ((from: SocksAddress, payload: Buffer) => void) | undefined;
 
-  private constructor(socket: dgram.Socket, codec: UdpCodec, serverIp: string, serverPort: number, clock: Clock) {
+  private constructor(
+    socket: dgram.Socket,
+    codec: UdpCodec,
+    serverIp: string,
+    serverPort: number,
+    clock: Clock,
+  ) {
     this.#socket = socket;
     this.#codec = codec;
     this.#serverIp = serverIp;
@@ -111,7 +117,10 @@ export class UdpTunnel {
   }
 
   /** Resolve the server and open a local socket for one association. */
-  static async open(opts: UdpTunnelOptions, key = new UdpTunnelKey(opts.method, opts.password)): Promise<UdpTunnel> {
+  static async open(
+    opts: UdpTunnelOptions,
+    key = new UdpTunnelKey(opts.method, opts.password),
+  ): Promise<UdpTunnel> {
     let ip = opts.host;
     if (net.isIP(ip) === 0) ip = (await dns.promises.lookup(opts.host)).address;
     const socket = dgram.createSocket(net.isIP(ip) === 6 ? 'udp6' : 'udp4');

@@ -21,10 +21,7 @@ import {
 } from '../../src/server/index.js';
 import { openTestTunnel } from '../../src/server/test-client.js';
 import { AeadSession } from '../../src/protocol/shadowsocks/aead.js';
-import {
-  Aead2022RequestEncoder,
-  Aead2022ResponseDecoder,
-} from '../../src/protocol/shadowsocks/aead2022.js';
+import { Aead2022RequestEncoder, Aead2022ResponseDecoder } from '../../src/protocol/shadowsocks/aead2022.js';
 import {
   deriveSessionSubkey,
   getAead2022Method,
@@ -246,7 +243,13 @@ describe('SIP022 TCP: relaying with every method, and a port shared with SIP004'
 
   it('a request with padding and no initial payload works', async () => {
     const method = getAead2022Method('2022-blake3-aes-256-gcm');
-    const t = await open2022(h.plane.address.port, method, keys.get(method.name)!, echo.port, Buffer.alloc(0));
+    const t = await open2022(
+      h.plane.address.port,
+      method,
+      keys.get(method.name)!,
+      echo.port,
+      Buffer.alloc(0),
+    );
     const back = await t.exchange(Buffer.from('later'), 5);
     assert.equal(back.toString(), 'later');
     t.socket.destroy();
@@ -321,7 +324,11 @@ describe('SIP023: 10,000 users on one port, found by identity header', () => {
     }));
     h.plane.server.setKeys(rk);
     const enc = new Aead2022RequestEncoder(method, users[0]!, { identityKeys: [ipsk] });
-    const first = enc.encodeHeader({ type: 'ipv4', host: '127.0.0.1', port: echo.port }, Buffer.from('x'), Date.now());
+    const first = enc.encodeHeader(
+      { type: 'ipv4', host: '127.0.0.1', port: echo.port },
+      Buffer.from('x'),
+      Date.now(),
+    );
     assertUniform(await rawProbe(h.plane.address.port, first, IDLE_MS + 2_000), 'unknown identity');
     assert.equal(await statusOf(h, first.length), 'ERR_CIPHER');
     const t = await open2022(h.plane.address.port, method, users[1]!, echo.port, Buffer.from('ok'), {

@@ -29,14 +29,23 @@ const KEYS: Array<RuntimeKey & { label: string }> = [
     method: '2022-blake3-aes-256-gcm',
     secret: `${b64(ipsk)}:${b64(randomBytes(32))}`,
   },
-  { label: '2022 chacha20', id: 'ncc', method: '2022-blake3-chacha20-poly1305', secret: b64(randomBytes(32)) },
+  {
+    label: '2022 chacha20',
+    id: 'ncc',
+    method: '2022-blake3-chacha20-poly1305',
+    secret: b64(randomBytes(32)),
+  },
 ];
 
 const noDial: Dialer = {
   dial: () => Promise.reject(new Error('no TCP in this test')),
 };
 
-async function withClient<T>(plane: DataPlane, k: RuntimeKey, fn: (socksPort: number) => Promise<T>): Promise<T> {
+async function withClient<T>(
+  plane: DataPlane,
+  k: RuntimeKey,
+  fn: (socksPort: number) => Promise<T>,
+): Promise<T> {
   const udpAssociate = createUdpAssociate({
     server: { host: '127.0.0.1', port: plane.address.port, method: k.method, password: k.secret },
   });
@@ -88,7 +97,12 @@ describe('UDP relay through SOCKS5 UDP ASSOCIATE, every edition on one port', ()
 
   it('a domain destination is resolved at the server', async () => {
     const k = KEYS[2]!;
-    const t = await UdpTunnel.open({ host: '127.0.0.1', port: plane.address.port, method: k.method, password: k.secret });
+    const t = await UdpTunnel.open({
+      host: '127.0.0.1',
+      port: plane.address.port,
+      method: k.method,
+      password: k.secret,
+    });
     try {
       const got = new Promise<Buffer>((resolve) => (t.onMessage = (_f, p) => resolve(p)));
       t.send({ type: 'domain', host: 'localhost', port: echo.port }, Buffer.from('by name'));
@@ -131,7 +145,11 @@ describe('UDP relay refusals are silent drops', () => {
 
   const send = (b: Buffer): void => probe.send(b, plane.address.port, '127.0.0.1');
   const settle = (ms = 300): Promise<void> => new Promise((r) => setTimeout(r, ms));
-  const target = (): { type: 'ipv4'; host: string; port: number } => ({ type: 'ipv4', host: '127.0.0.1', port: echo.port });
+  const target = (): { type: 'ipv4'; host: string; port: number } => ({
+    type: 'ipv4',
+    host: '127.0.0.1',
+    port: echo.port,
+  });
 
   it('garbage of many lengths: no reply at all', async () => {
     const before = plane.server.udp!.dropped;

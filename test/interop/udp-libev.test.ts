@@ -36,7 +36,9 @@ async function exchange(socksPort: number, label: string): Promise<void> {
   try {
     for (const size of SIZES) {
       const r = await udpEchoRun(assoc, target(), COUNT, size);
-      console.log(`# ${label} ${size} B: sent ${r.sent}, received ${r.received}, corrupted ${r.corrupted}, ${r.elapsedMs} ms`);
+      console.log(
+        `# ${label} ${size} B: sent ${r.sent}, received ${r.received}, corrupted ${r.corrupted}, ${r.elapsedMs} ms`,
+      );
       assert.equal(r.corrupted, 0, `${label} ${size} B: corrupted replies`);
       assert.ok(r.received >= COUNT * 0.99, `${label} ${size} B: ${r.received}/${COUNT} delivered`);
     }
@@ -57,7 +59,9 @@ describe('Ladder client UDP ASSOCIATE -> ss-server -u', { skip: peerSkip('ss-ser
       try {
         await exchange(client.socksAddress!.port, `ladder->ss-server ${method}`);
       } catch (err) {
-        throw new Error(`${(err as Error).message}\n--- ss-server output ---\n${ss.output()}`, { cause: err });
+        throw new Error(`${(err as Error).message}\n--- ss-server output ---\n${ss.output()}`, {
+          cause: err,
+        });
       } finally {
         udpAssociate.closeAll();
         await client.close();
@@ -67,25 +71,29 @@ describe('Ladder client UDP ASSOCIATE -> ss-server -u', { skip: peerSkip('ss-ser
   }
 });
 
-describe('negative control: a wrong password gets nothing through ss-server -u', { skip: peerSkip('ss-server') }, () => {
-  it('aes-256-gcm with the wrong password: no datagram comes back', async () => {
-    const ss = await startSsServer({ method: 'aes-256-gcm', password: 'right', extraArgs: ['-u'] });
-    const udpAssociate = createUdpAssociate({
-      server: { host: '127.0.0.1', port: ss.port, method: 'aes-256-gcm', password: 'wrong' },
+describe(
+  'negative control: a wrong password gets nothing through ss-server -u',
+  { skip: peerSkip('ss-server') },
+  () => {
+    it('aes-256-gcm with the wrong password: no datagram comes back', async () => {
+      const ss = await startSsServer({ method: 'aes-256-gcm', password: 'right', extraArgs: ['-u'] });
+      const udpAssociate = createUdpAssociate({
+        server: { host: '127.0.0.1', port: ss.port, method: 'aes-256-gcm', password: 'wrong' },
+      });
+      const client = await startClient({ dialer: noDial, socks: '127.0.0.1:0', udpAssociate });
+      const assoc = await socks5UdpAssociate(client.socksAddress!.port);
+      try {
+        const r = await udpEchoRun(assoc, target(), 20, 64, { lossTimeoutMs: 300, deadlineMs: 3_000 });
+        assert.equal(r.received, 0);
+      } finally {
+        assoc.close();
+        udpAssociate.closeAll();
+        await client.close();
+        await ss.stop();
+      }
     });
-    const client = await startClient({ dialer: noDial, socks: '127.0.0.1:0', udpAssociate });
-    const assoc = await socks5UdpAssociate(client.socksAddress!.port);
-    try {
-      const r = await udpEchoRun(assoc, target(), 20, 64, { lossTimeoutMs: 300, deadlineMs: 3_000 });
-      assert.equal(r.received, 0);
-    } finally {
-      assoc.close();
-      udpAssociate.closeAll();
-      await client.close();
-      await ss.stop();
-    }
-  });
-});
+  },
+);
 
 describe('ss-local -u -> Ladder server UDP relay', { skip: peerSkip('ss-local') }, () => {
   for (const method of METHODS) {
@@ -98,12 +106,19 @@ describe('ss-local -u -> Ladder server UDP relay', { skip: peerSkip('ss-local') 
         allowPrivateDestinations: true,
         udp: true,
       });
-      const local = await startSsLocal({ method, password, serverPort: plane.address.port, extraArgs: ['-u'] });
+      const local = await startSsLocal({
+        method,
+        password,
+        serverPort: plane.address.port,
+        extraArgs: ['-u'],
+      });
       try {
         await exchange(local.socksPort, `ss-local->ladder ${method}`);
         assert.ok(plane.server.udp!.sessionCount >= 1);
       } catch (err) {
-        throw new Error(`${(err as Error).message}\n--- ss-local output ---\n${local.output()}`, { cause: err });
+        throw new Error(`${(err as Error).message}\n--- ss-local output ---\n${local.output()}`, {
+          cause: err,
+        });
       } finally {
         await local.stop();
         await plane.close();
