@@ -20,7 +20,11 @@ import {
   type ServerOptions,
 } from '../../src/server/index.js';
 import { openTestTunnel } from '../../src/server/test-client.js';
-import { AeadSession } from '../../src/protocol/shadowsocks/aead.js';
+import { writeFile } from 'node:fs/promises';
+import { AeadEncoder, AeadSession } from '../../src/protocol/shadowsocks/aead.js';
+import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
+import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
+import { SaltFilter } from '../../src/protocol/shadowsocks/replay.js';
 import { Aead2022RequestEncoder, Aead2022ResponseDecoder } from '../../src/protocol/shadowsocks/aead2022.js';
 import {
   deriveSessionSubkey,
@@ -472,6 +476,43 @@ describe('SIP022 replay across a restart (replayStateFile)', () => {
       assert.ok(r.received > 0, 'the replay is relayed (answered) by a server without replay state');
     } finally {
       await c.plane.close();
+    }
+  });
+});
+
+describe('replay state files from before the 2022 edition (LRS1) still load', () => {
+  it('a SIP004 salt in an LRS1 file is refused after the upgrade', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ladder-lrs1-'));
+    const echo = await startEcho();
+    try {
+      const m = getAeadMethod('aes-128-gcm');
+      const enc = new AeadEncoder(m, evpBytesToKey('pw', m.keySize));
+      const first = enc.encode(
+        Buffer.concat([
+          encodeAddress({ type: 'ipv4', host: '127.0.0.1', port: echo.port }),
+          Buffer.from('x'),
+        ]),
+      );
+      const client = new SaltFilter(100);
+      client.add(enc.salt);
+      const c = client.serialize();
+      const srv = new SaltFilter(100).serialize();
+      const head = Buffer.alloc(8);
+      head.write('LRS1', 0, 'latin1');
+      head.writeUInt32BE(c.length, 4);
+      const file = join(dir, 'replay.bin');
+      await writeFile(file, Buffer.concat([head, c, srv]));
+      const h = await startServer([{ id: 'k', method: m.name, secret: 'pw' }], { replayStateFile: file });
+      try {
+        assert.equal(h.plane.server.clientSalts.size, 1);
+        assertUniform(await rawProbe(h.plane.address.port, first, IDLE_MS + 2_000), 'LRS1 replay');
+        assert.equal(await statusOf(h, first.length), 'ERR_REPLAY_CLIENT');
+      } finally {
+        await h.plane.close();
+      }
+    } finally {
+      await echo.close();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
