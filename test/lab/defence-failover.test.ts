@@ -7,7 +7,7 @@
  *
  * The application: one echo request at a time through the client's SOCKS5 inbound, giving up
  * after 1.5 s (virtual) and trying again at once. All times below are virtual (the lab clock at
- * x10, which also drives the client's timers), so "5 s" means what the client experiences.
+ * x5, which also drives the client's timers), so "5 s" means what the client experiences.
  *
  *  - Recovery: the first successful request after the block comes < 5 s after it, over front 2.
  *  - During the client's residual period for front 1 (180 s from when it marked the endpoint),
@@ -30,7 +30,7 @@ import { startEcho } from '../helpers/net.js';
 
 const METHOD = 'chacha20-ietf-poly1305';
 const PASSWORD = 'lab-failover-password';
-const RATE = 10;
+const RATE = 5;
 const APP_TIMEOUT_MS = 1_500;
 
 /** One echo request through the client; true when the echo came back within `ms` (virtual). */
