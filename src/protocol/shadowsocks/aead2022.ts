@@ -403,7 +403,11 @@ abstract class ChunkReader {
 
   protected abstract step(bytes: Buffer, nowMs: number, out: Buffer[]): void;
 
-  /** Feed wire bytes (any split); returns the payloads completed so far. */
+  /**
+   * Feed wire bytes (any split); returns the payloads completed so far. The decoder keeps a
+   * reference to `data` (no copy) until those bytes are consumed, so don't reuse the buffer
+   * (e.g. net's `onread` static buffer) while `buffered > 0`.
+   */
   push(data: Uint8Array, nowMs: number): Buffer[] {
     if (this.state === St.Failed) throw new ProtocolError('ERR_CIPHER', 'decoder already failed');
     this.queue.push(data);
