@@ -186,8 +186,8 @@ function ladderContender(name: string, description: string, v: LadderVariant): T
         ...(v.shape !== undefined ? { shape: v.shape } : {}),
         ...(v.auto
           ? {
+              // Real clock: the 5 s probe timeout must not shrink with the lab's clock.
               route: 'auto' as const,
-              clock: ctx.clock,
               routing: {
                 direct: resolvingDialer(ctx.domesticAddress, new DirectDialer()),
                 fragment: resolvingDialer(ctx.domesticAddress, new FragmentDialer()),
