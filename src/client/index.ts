@@ -30,6 +30,9 @@ export { RoutingDialer } from './routing-dialer.js';
 
 export type DnsMode = 'tunnel' | 'stub';
 
+/** In auto mode, how long a direct or fragment TCP connect may take before the tunnel is tried. */
+export const DEFAULT_AUTO_DIRECT_CONNECT_TIMEOUT_MS = 4000;
+
 /** Default resolver for `--dns`: asked through the tunnel (resolved at the server's side). */
 export const DEFAULT_DNS_UPSTREAM = { host: '1.1.1.1', port: 53 };
 
@@ -304,7 +307,10 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
       clock,
       ...(r.ttlMs !== undefined ? { ttlMs: r.ttlMs } : {}),
     });
-    const timeout = opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {};
+    // auto: a direct connect that hangs is a censor's null route as often as not; give up on it
+    // sooner than on the tunnel, since the request is retried through the tunnel anyway.
+    const directTimeoutMs = opts.connectTimeoutMs ?? (mode === 'auto' ? DEFAULT_AUTO_DIRECT_CONNECT_TIMEOUT_MS : undefined);
+    const timeout = directTimeoutMs !== undefined ? { connectTimeoutMs: directTimeoutMs } : {};
     const fragment =
       r.fragment && 'dial' in r.fragment ? r.fragment : new FragmentDialer({ ...timeout, ...(r.fragment ?? {}) });
     dialer = new RoutingDialer({
