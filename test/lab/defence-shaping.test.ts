@@ -11,6 +11,8 @@
  *    checks that its recording salt factory is byte-identical to makeShapedSalt.
  *  - 100 more connections go end to end through `startClient` (SOCKS5 inbound, shaping on by
  *    default) to show the shipped client draws no C6 trigger either.
+ *  - A third test repeats the shaped arm with aes-128-gcm, whose 16-byte salt allows only a
+ *    6-byte prefix (the tightest case for "no recurring prefix": "GET /" + one of 62 characters).
  *  - C6's residual is set to 0 in both arms, so every connection is judged on its own first packet
  *    (with the measured 180 s residual, the unshaped arm's first trigger would blackhole every
  *    later connection on the same 3-tuple, and we would be counting residual hits, not C6).
