@@ -1,13 +1,27 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ClientConfigError, parseClientConfig, parseHostPort, parseRouteMode, parseRulesText } from './config.js';
+import {
+  ClientConfigError,
+  parseClientConfig,
+  parseHostPort,
+  parseRouteMode,
+  parseRulesText,
+} from './config.js';
 import { RuleSyntaxError } from './routing/rules.js';
 
 test('client config: keys, SIP008 servers and options', () => {
   const c = parseClientConfig(
     JSON.stringify({
       keys: ['ss://a', 'ss://b'],
-      servers: [{ server: '198.51.100.7', server_port: 8388, method: 'aes-256-gcm', password: 'pw', remarks: 'tokyo' }],
+      servers: [
+        {
+          server: '198.51.100.7',
+          server_port: 8388,
+          method: 'aes-256-gcm',
+          password: 'pw',
+          remarks: 'tokyo',
+        },
+      ],
       socks: false,
       http: '127.0.0.1:8118',
       route: 'AUTO',
@@ -21,7 +35,9 @@ test('client config: keys, SIP008 servers and options', () => {
     'c.json',
   );
   assert.deepEqual(c.keys, ['ss://a', 'ss://b']);
-  assert.deepEqual(c.servers, [{ host: '198.51.100.7', port: 8388, method: 'aes-256-gcm', password: 'pw', tag: 'tokyo' }]);
+  assert.deepEqual(c.servers, [
+    { host: '198.51.100.7', port: 8388, method: 'aes-256-gcm', password: 'pw', tag: 'tokyo' },
+  ]);
   assert.equal(c.socks, false);
   assert.equal(c.route, 'auto');
   assert.equal(c.dnsMode, 'stub');
@@ -34,22 +50,31 @@ test('client config errors name the file and field, never the password', () => {
     [[], /expected a JSON object/],
     [{ sock: 1 }, /unknown field "sock"/],
     [{ keys: 'ss://x' }, /"keys" must be an array/],
-    [{ servers: [{ server: 'h', server_port: 0, method: 'm', password: 'secretpw' }] }, /servers\[0\]\.server_port/],
+    [
+      { servers: [{ server: 'h', server_port: 0, method: 'm', password: 'secretpw' }] },
+      /servers\[0\]\.server_port/,
+    ],
     [{ servers: [{ server: 'h', server_port: 1, method: 'm', password: '' }] }, /servers\[0\]\.password/],
-    [{ servers: [{ server: 'h', server_port: 1, method: 'm', password: 'secretpw', plugin: 'x' }] }, /plugins are not supported/],
+    [
+      { servers: [{ server: 'h', server_port: 1, method: 'm', password: 'secretpw', plugin: 'x' }] },
+      /plugins are not supported/,
+    ],
     [{ route: 'sideways' }, /"route" must be auto, proxy or direct/],
     [{ dnsMode: 'doh' }, /"dnsMode"/],
     [{ shape: 'yes' }, /"shape" must be true or false/],
     [{ residualSeconds: -1 }, /"residualSeconds"/],
   ];
   for (const [v, re] of bad) {
-    assert.throws(() => parseClientConfig(JSON.stringify(v), 'c.json'), (e: Error) => {
-      assert.ok(e instanceof ClientConfigError);
-      assert.match(e.message, /^c\.json: /);
-      assert.match(e.message, re);
-      assert.ok(!e.message.includes('secretpw'));
-      return true;
-    });
+    assert.throws(
+      () => parseClientConfig(JSON.stringify(v), 'c.json'),
+      (e: Error) => {
+        assert.ok(e instanceof ClientConfigError);
+        assert.match(e.message, /^c\.json: /);
+        assert.match(e.message, re);
+        assert.ok(!e.message.includes('secretpw'));
+        return true;
+      },
+    );
   }
   assert.throws(() => parseClientConfig('{', 'c.json'), /c\.json: not valid JSON/);
 });

@@ -54,8 +54,19 @@ export interface ClientConfig {
 }
 
 const FIELDS = new Set([
-  'keys', 'servers', 'socks', 'http', 'route', 'rules', 'dns', 'dnsUpstream', 'dnsMode', 'shape', 'residualSeconds',
-  'version', 'remarks',
+  'keys',
+  'servers',
+  'socks',
+  'http',
+  'route',
+  'rules',
+  'dns',
+  'dnsUpstream',
+  'dnsMode',
+  'shape',
+  'residualSeconds',
+  'version',
+  'remarks',
 ]);
 
 export function parseClientConfig(text: string, source = 'config'): ClientConfig {
@@ -68,11 +79,13 @@ export function parseClientConfig(text: string, source = 'config'): ClientConfig
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
     throw new ClientConfigError(`${source}: expected a JSON object`);
   const o = raw as Record<string, unknown>;
-  for (const k of Object.keys(o)) if (!FIELDS.has(k)) throw new ClientConfigError(`${source}: unknown field "${k}"`);
+  for (const k of Object.keys(o))
+    if (!FIELDS.has(k)) throw new ClientConfigError(`${source}: unknown field "${k}"`);
   const str = (k: string): string | undefined => {
     const v = o[k];
     if (v === undefined) return undefined;
-    if (typeof v !== 'string' || v.trim() === '') throw new ClientConfigError(`${source}: "${k}" must be a non-empty string`);
+    if (typeof v !== 'string' || v.trim() === '')
+      throw new ClientConfigError(`${source}: "${k}" must be a non-empty string`);
     return v;
   };
   const out: ClientConfig = { keys: [], servers: [] };
@@ -87,13 +100,17 @@ export function parseClientConfig(text: string, source = 'config'): ClientConfig
       const where = `${source}: servers[${i}]`;
       if (typeof s !== 'object' || s === null) throw new ClientConfigError(`${where} must be an object`);
       const e = s as Record<string, unknown>;
-      if (typeof e.server !== 'string' || e.server === '') throw new ClientConfigError(`${where}.server must be a host name or IP`);
+      if (typeof e.server !== 'string' || e.server === '')
+        throw new ClientConfigError(`${where}.server must be a host name or IP`);
       const port = e.server_port;
       if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535)
         throw new ClientConfigError(`${where}.server_port must be an integer 1..65535`);
-      if (typeof e.method !== 'string' || e.method === '') throw new ClientConfigError(`${where}.method must be a string`);
-      if (typeof e.password !== 'string' || e.password === '') throw new ClientConfigError(`${where}.password must be a non-empty string`);
-      if (e.plugin !== undefined && e.plugin !== '') throw new ClientConfigError(`${where}: plugins are not supported`);
+      if (typeof e.method !== 'string' || e.method === '')
+        throw new ClientConfigError(`${where}.method must be a string`);
+      if (typeof e.password !== 'string' || e.password === '')
+        throw new ClientConfigError(`${where}.password must be a non-empty string`);
+      if (e.plugin !== undefined && e.plugin !== '')
+        throw new ClientConfigError(`${where}: plugins are not supported`);
       const tag = typeof e.remarks === 'string' ? e.remarks : undefined;
       return { host: e.server, port, method: e.method, password: e.password, ...(tag ? { tag } : {}) };
     });
@@ -115,7 +132,8 @@ export function parseClientConfig(text: string, source = 'config'): ClientConfig
   if (route !== undefined) out.route = parseRouteMode(route, `${source}: "route"`);
   const mode = str('dnsMode');
   if (mode !== undefined) {
-    if (mode !== 'tunnel' && mode !== 'stub') throw new ClientConfigError(`${source}: "dnsMode" must be "tunnel" or "stub"`);
+    if (mode !== 'tunnel' && mode !== 'stub')
+      throw new ClientConfigError(`${source}: "dnsMode" must be "tunnel" or "stub"`);
     out.dnsMode = mode;
   }
   if (o.shape !== undefined) {
@@ -147,7 +165,11 @@ export function parseRulesText(text: string, source: string): RuleSet {
 }
 
 /** "host:port", "[v6]:port", or "host" with `defaultPort`. */
-export function parseHostPort(text: string, what: string, defaultPort?: number): { host: string; port: number } {
+export function parseHostPort(
+  text: string,
+  what: string,
+  defaultPort?: number,
+): { host: string; port: number } {
   const s = text.trim();
   let host: string;
   let portText: string | undefined;
@@ -165,6 +187,7 @@ export function parseHostPort(text: string, what: string, defaultPort?: number):
   }
   const port = portText !== undefined ? Number(portText) : defaultPort;
   if (port === undefined) throw new ClientConfigError(`${what} "${text}": a port is required`);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ClientConfigError(`${what} "${text}": port outside 1..65535`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new ClientConfigError(`${what} "${text}": port outside 1..65535`);
   return { host, port };
 }

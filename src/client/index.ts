@@ -243,7 +243,14 @@ function buildTunnel(
 
 function pacProxyString(socks: AddressInfo | undefined, http: AddressInfo | undefined): string {
   const hp = (a: AddressInfo): string => {
-    const host = a.address === '0.0.0.0' ? '127.0.0.1' : a.address === '::' ? '[::1]' : a.family === 'IPv6' ? `[${a.address}]` : a.address;
+    const host =
+      a.address === '0.0.0.0'
+        ? '127.0.0.1'
+        : a.address === '::'
+          ? '[::1]'
+          : a.family === 'IPv6'
+            ? `[${a.address}]`
+            : a.address;
     return `${host}:${a.port}`;
   };
   const parts: string[] = [];
@@ -309,10 +316,13 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
     });
     // auto: a direct connect that hangs is a censor's null route as often as not; give up on it
     // sooner than on the tunnel, since the request is retried through the tunnel anyway.
-    const directTimeoutMs = opts.connectTimeoutMs ?? (mode === 'auto' ? DEFAULT_AUTO_DIRECT_CONNECT_TIMEOUT_MS : undefined);
+    const directTimeoutMs =
+      opts.connectTimeoutMs ?? (mode === 'auto' ? DEFAULT_AUTO_DIRECT_CONNECT_TIMEOUT_MS : undefined);
     const timeout = directTimeoutMs !== undefined ? { connectTimeoutMs: directTimeoutMs } : {};
     const fragment =
-      r.fragment && 'dial' in r.fragment ? r.fragment : new FragmentDialer({ ...timeout, ...(r.fragment ?? {}) });
+      r.fragment && 'dial' in r.fragment
+        ? r.fragment
+        : new FragmentDialer({ ...timeout, ...(r.fragment ?? {}) });
     dialer = new RoutingDialer({
       router,
       tunnel,

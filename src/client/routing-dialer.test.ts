@@ -53,7 +53,10 @@ function fakeTunnel(log: SocksAddress[]): Dialer {
 
 test('proxy mode without rules goes straight to the tunnel, first data untouched', async () => {
   const seen: SocksAddress[] = [];
-  const d = new RoutingDialer({ router: new Router({ mode: 'proxy', clock: systemClock }), tunnel: fakeTunnel(seen) });
+  const d = new RoutingDialer({
+    router: new Router({ mode: 'proxy', clock: systemClock }),
+    tunnel: fakeTunnel(seen),
+  });
   const c = await d.dial({ type: 'domain', host: 'x.example', port: 443 }, HELLO);
   c.socket.destroy();
   assert.deepEqual(seen, [{ type: 'domain', host: 'x.example', port: 443 }]);
@@ -90,7 +93,14 @@ test('auto: a reset after the ClientHello goes to fragment; with fragment also r
   const clock = new ManualClock();
   const router = new Router({ mode: 'auto', clock });
   const toResetting: Dialer = { dial: (_d, f, s) => new DirectDialer().dial(dest(port(resetting)), f, s) };
-  const d = new RoutingDialer({ router, tunnel: fakeTunnel(seen), direct: toResetting, fragment: toResetting, clock, onRoute: (e) => events.push(e) });
+  const d = new RoutingDialer({
+    router,
+    tunnel: fakeTunnel(seen),
+    direct: toResetting,
+    fragment: toResetting,
+    clock,
+    onRoute: (e) => events.push(e),
+  });
   const c = await d.dial(dest(443, '192.0.2.1'), HELLO);
   c.socket.destroy();
   assert.deepEqual(
@@ -112,7 +122,9 @@ test('rules: a direct rule in proxy mode dials direct; a lookup error is reporte
   const seen: SocksAddress[] = [];
   const directSeen: SocksAddress[] = [];
   const rules = parseRuleList('domain-suffix,home.example,direct\n', 'r');
-  const direct: Dialer = { dial: (d, f, s) => (directSeen.push(d), new DirectDialer().dial(dest(port(replying)), f, s)) };
+  const direct: Dialer = {
+    dial: (d, f, s) => (directSeen.push(d), new DirectDialer().dial(dest(port(replying)), f, s)),
+  };
   const d1 = new RoutingDialer({
     router: new Router({ mode: 'proxy', rules, clock: systemClock }),
     tunnel: fakeTunnel(seen),
@@ -139,7 +151,11 @@ test('rules: a direct rule in proxy mode dials direct; a lookup error is reporte
     lookup: async () => ({ error: 'SERVFAIL' }),
   });
   (await d3.dial({ type: 'domain', host: 'dns-blocked.example', port: 80 }, HELLO)).socket.destroy();
-  assert.deepEqual(seen.map((s) => s.host), ['dns-blocked.example'], 'no answer at all: through the tunnel, by name');
+  assert.deepEqual(
+    seen.map((s) => s.host),
+    ['dns-blocked.example'],
+    'no answer at all: through the tunnel, by name',
+  );
 });
 
 test('auto: an abort while holding destroys the attempt and does not escalate', async () => {

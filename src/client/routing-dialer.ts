@@ -20,7 +20,13 @@
 import type { Socket } from 'node:net';
 import type { SocksAddress } from '../protocol/socks5/address.js';
 import { systemClock, type Clock, type Timer } from '../shared/clock.js';
-import { DialError, DirectDialer, type DialedConnection, type Dialer, type FirstData } from '../transport/dialer.js';
+import {
+  DialError,
+  DirectDialer,
+  type DialedConnection,
+  type Dialer,
+  type FirstData,
+} from '../transport/dialer.js';
 import { FragmentDialer } from '../transport/tls-fragment.js';
 import { classifyFailure, type FailureKind, type Router } from './routing/router.js';
 import type { Route } from './routing/rules.js';
@@ -71,9 +77,7 @@ function errnoOf(err: unknown): string | undefined {
   return e.cause?.code ?? e.code;
 }
 
-type Held =
-  | { ok: true }
-  | { ok: false; errorCode: string; bytesReceived: 0 };
+type Held = { ok: true } | { ok: false; errorCode: string; bytesReceived: 0 };
 
 export class RoutingDialer implements Dialer {
   readonly router: Router;
@@ -100,7 +104,10 @@ export class RoutingDialer implements Dialer {
    * The address to dial for a direct or fragment route: `dest` itself, or the name resolved by
    * our lookup; 'forged' when the lookup saw injection and there is a better route to take.
    */
-  async #target(dest: SocksAddress, route: Route): Promise<SocksAddress | { forged: true } | { error: string }> {
+  async #target(
+    dest: SocksAddress,
+    route: Route,
+  ): Promise<SocksAddress | { forged: true } | { error: string }> {
     if (!this.#lookup || dest.type !== 'domain') return dest;
     const r = await this.#lookup(dest.host);
     if ('forged' in r) {
@@ -153,7 +160,13 @@ export class RoutingDialer implements Dialer {
         conn = await this.#dialerFor(route).dial(target, data, signal);
       } catch (err) {
         if (signal?.aborted) throw err;
-        const kind = classifyFailure({ phase: 'connect', errorCode: localDnsFailure(err) ? 'ETIMEDOUT' : errnoOf(err), bytesSent: 0, bytesReceived: 0, sentClientHello: false });
+        const kind = classifyFailure({
+          phase: 'connect',
+          errorCode: localDnsFailure(err) ? 'ETIMEDOUT' : errnoOf(err),
+          bytesSent: 0,
+          bytesReceived: 0,
+          sentClientHello: false,
+        });
         const next: Route | undefined = kind ? this.router.reportFailure(dest.host, route, kind) : undefined;
         this.#onRoute?.({ route, outcome: 'failed', kind, retry: next });
         if (!next) throw err;
@@ -187,7 +200,12 @@ export class RoutingDialer implements Dialer {
     throw new DialError('ERR_CONNECT', 'no route left to try');
   }
 
-  async #once(route: Route, dest: SocksAddress, firstData: FirstData, signal?: AbortSignal): Promise<DialedConnection> {
+  async #once(
+    route: Route,
+    dest: SocksAddress,
+    firstData: FirstData,
+    signal?: AbortSignal,
+  ): Promise<DialedConnection> {
     try {
       const conn = await this.#dialerFor(route).dial(dest, firstData, signal);
       this.#onRoute?.({ route, outcome: 'ok' });
@@ -232,7 +250,10 @@ export class RoutingDialer implements Dialer {
       signal?.addEventListener('abort', onAbort, { once: true });
       if (signal?.aborted) onAbort();
       if (this.#probeMs > 0) {
-        timer = this.#clock.setTimeout(() => finish({ ok: false, errorCode: 'timeout', bytesReceived: 0 }), this.#probeMs);
+        timer = this.#clock.setTimeout(
+          () => finish({ ok: false, errorCode: 'timeout', bytesReceived: 0 }),
+          this.#probeMs,
+        );
         timer.unref?.();
       }
     });

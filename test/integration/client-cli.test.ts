@@ -184,7 +184,13 @@ describe('ladder client CLI: several endpoints, routing, DNS, PAC', () => {
   let echo: TestServer;
   let dir: string;
   const key = (port: number, tag?: string): string =>
-    formatSsUrl({ method: 'aes-256-gcm', password: PASSWORD, host: '127.0.0.1', port, ...(tag ? { tag } : {}) });
+    formatSsUrl({
+      method: 'aes-256-gcm',
+      password: PASSWORD,
+      host: '127.0.0.1',
+      port,
+      ...(tag ? { tag } : {}),
+    });
 
   before(async () => {
     plane = await startDataPlane({
@@ -205,9 +211,22 @@ describe('ladder client CLI: several endpoints, routing, DNS, PAC', () => {
   test('--config with two keys, auto routing, rules, DNS and PAC: banner, failover, PAC, private logs', async () => {
     writeFileSync(join(dir, 'rules.txt'), 'ip-cidr,127.0.0.0/8,proxy\ndomain-suffix,home.example,direct\n');
     // The first endpoint refuses connections: the failover dialer moves on within the request.
-    const config = { keys: [key(9, 'first'), key(plane.address.port, 'second')], route: 'auto', rules: 'rules.txt', dns: '127.0.0.1:0' };
+    const config = {
+      keys: [key(9, 'first'), key(plane.address.port, 'second')],
+      route: 'auto',
+      rules: 'rules.txt',
+      dns: '127.0.0.1:0',
+    };
     writeFileSync(join(dir, 'client.json'), JSON.stringify(config));
-    const r = run(['client', '--config', join(dir, 'client.json'), '--socks', '127.0.0.1:0', '--http', '127.0.0.1:0']);
+    const r = run([
+      'client',
+      '--config',
+      join(dir, 'client.json'),
+      '--socks',
+      '127.0.0.1:0',
+      '--http',
+      '127.0.0.1:0',
+    ]);
     try {
       const m = await waitForText(r.stdout, /SOCKS5 proxy on 127\.0\.0\.1:(\d+)/);
       const h = await waitForText(r.stdout, /PAC file +http:\/\/(127\.0\.0\.1:\d+)\/proxy\.pac/);
@@ -248,22 +267,59 @@ describe('ladder client CLI: several endpoints, routing, DNS, PAC', () => {
   });
 
   const bad: Array<[string, () => string[], RegExp]> = [
-    ['--route', () => ['--key', key(1), '--route', 'sideways'], /^ladder: --route must be auto, proxy or direct, got "sideways"$/],
-    ['--rules syntax', () => {
-      writeFileSync(join(dir, 'bad.txt'), '# ok\ndomain-suffix,x.example,teleport\n');
-      return ['--key', key(1), '--rules', join(dir, 'bad.txt')];
-    }, /bad\.txt:2: unknown route "teleport"/],
-    ['--rules missing', () => ['--key', key(1), '--rules', join(dir, 'nope.txt')], /--rules .*nope\.txt: ENOENT/],
-    ['--config field', () => {
-      writeFileSync(join(dir, 'c.json'), JSON.stringify({ keys: [key(1)], sock: '1080' }));
-      return ['--config', join(dir, 'c.json')];
-    }, /c\.json: unknown field "sock"/],
-    ['--config key', () => {
-      writeFileSync(join(dir, 'k.json'), JSON.stringify({ keys: ['ss://nope'] }));
-      return ['--config', join(dir, 'k.json')];
-    }, /k\.json: keys\[0\]: invalid ss:\/\/ URL/],
-    ['--dns-mode', () => ['--key', key(1), '--dns', '127.0.0.1:0', '--dns-mode', 'doh'], /--dns-mode must be tunnel or stub/],
-    ['--shape with 2022', () => ['--key', formatSsUrl({ method: '2022-blake3-aes-128-gcm', password: randomBytes(16).toString('base64'), host: '127.0.0.1', port: 1 }), '--shape'], /--shape is for SIP004 keys/],
+    [
+      '--route',
+      () => ['--key', key(1), '--route', 'sideways'],
+      /^ladder: --route must be auto, proxy or direct, got "sideways"$/,
+    ],
+    [
+      '--rules syntax',
+      () => {
+        writeFileSync(join(dir, 'bad.txt'), '# ok\ndomain-suffix,x.example,teleport\n');
+        return ['--key', key(1), '--rules', join(dir, 'bad.txt')];
+      },
+      /bad\.txt:2: unknown route "teleport"/,
+    ],
+    [
+      '--rules missing',
+      () => ['--key', key(1), '--rules', join(dir, 'nope.txt')],
+      /--rules .*nope\.txt: ENOENT/,
+    ],
+    [
+      '--config field',
+      () => {
+        writeFileSync(join(dir, 'c.json'), JSON.stringify({ keys: [key(1)], sock: '1080' }));
+        return ['--config', join(dir, 'c.json')];
+      },
+      /c\.json: unknown field "sock"/,
+    ],
+    [
+      '--config key',
+      () => {
+        writeFileSync(join(dir, 'k.json'), JSON.stringify({ keys: ['ss://nope'] }));
+        return ['--config', join(dir, 'k.json')];
+      },
+      /k\.json: keys\[0\]: invalid ss:\/\/ URL/,
+    ],
+    [
+      '--dns-mode',
+      () => ['--key', key(1), '--dns', '127.0.0.1:0', '--dns-mode', 'doh'],
+      /--dns-mode must be tunnel or stub/,
+    ],
+    [
+      '--shape with 2022',
+      () => [
+        '--key',
+        formatSsUrl({
+          method: '2022-blake3-aes-128-gcm',
+          password: randomBytes(16).toString('base64'),
+          host: '127.0.0.1',
+          port: 1,
+        }),
+        '--shape',
+      ],
+      /--shape is for SIP004 keys/,
+    ],
   ];
   for (const [name, args, re] of bad) {
     test(`bad ${name}: exit 2, one line`, async () => {

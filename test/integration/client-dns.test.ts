@@ -196,7 +196,10 @@ describe('ladder client --dns (forwarder through the tunnel)', () => {
         assert.equal(firstA(a), TRUE_IP);
         const b = await tcpAsk(client.dnsAddress!.tcpPort, query(`tcp.${route}-blocked.example`));
         assert.equal(firstA(b), TRUE_IP);
-        assert.deepEqual(resolver.names.slice(namesBefore), [`www.${route}-blocked.example`, `tcp.${route}-blocked.example`]);
+        assert.deepEqual(resolver.names.slice(namesBefore), [
+          `www.${route}-blocked.example`,
+          `tcp.${route}-blocked.example`,
+        ]);
         assert.ok(tap.connections > tunnelsBefore, 'the queries went through the tunnel');
       } finally {
         await client.close();

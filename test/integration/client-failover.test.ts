@@ -92,7 +92,11 @@ describe('ladder client with two endpoints, the first black-holed', () => {
       });
       /** One request: true when the echo came back within `ms`. */
       const attempt = async (ms: number): Promise<boolean> => {
-        const s = await socks5Connect({ proxyPort: client.socksAddress!.port, host: '127.0.0.1', port: echo.port });
+        const s = await socks5Connect({
+          proxyPort: client.socksAddress!.port,
+          host: '127.0.0.1',
+          port: echo.port,
+        });
         s.on('error', () => {});
         try {
           const data = randomBytes(64);

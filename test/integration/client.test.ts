@@ -496,8 +496,17 @@ describe('first-packet shaping and failures', () => {
     const ss = await startMiniSs();
     const capture = await startCapture(ss.port);
     const echo = await startEcho();
-    const shaped = await startClient({ key: keyFor(capture.port), socks: '127.0.0.1:0', firstDataWaitMs: 1000 });
-    const plain = await startClient({ key: keyFor(capture.port), socks: '127.0.0.1:0', firstDataWaitMs: 1000, shape: false });
+    const shaped = await startClient({
+      key: keyFor(capture.port),
+      socks: '127.0.0.1:0',
+      firstDataWaitMs: 1000,
+    });
+    const plain = await startClient({
+      key: keyFor(capture.port),
+      socks: '127.0.0.1:0',
+      firstDataWaitMs: 1000,
+      shape: false,
+    });
     const salt = getAeadMethod(METHOD).saltSize;
     // Ex2 (first 6 bytes printable) or Ex5 (TLS record header / HTTP method): the exemptions the
     // shaped prefixes are built from (docs/client-defences.md, D1).
@@ -525,7 +534,10 @@ describe('first-packet shaping and failures', () => {
       // split into two chunks (header, then data: +34 bytes).
       assert.equal(firsts[1]!.length, salt + 34 + 7 + 10);
       assert.equal(firsts[0]!.length, salt + 34 + 7 + 34 + 89);
-      assert.ok(new Set(firsts.map((f) => f.subarray(0, 6).toString('hex'))).size >= 3, 'the prefix varies per connection');
+      assert.ok(
+        new Set(firsts.map((f) => f.subarray(0, 6).toString('hex'))).size >= 3,
+        'the prefix varies per connection',
+      );
       // Control: unshaped, the trigger length goes out as is and the salt is uniformly random.
       const control = await run(plain, 89);
       assert.equal(control.length, salt + 34 + 7 + 89);

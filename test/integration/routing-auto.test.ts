@@ -19,10 +19,19 @@ import net from 'node:net';
 import tls from 'node:tls';
 import vm from 'node:vm';
 import dnsPacket from 'dns-packet';
-import { createTunnelDialer, endpointFromKey, startClient, type LocalClient } from '../../src/client/index.js';
+import {
+  createTunnelDialer,
+  endpointFromKey,
+  startClient,
+  type LocalClient,
+} from '../../src/client/index.js';
 import type { RouteEvent } from '../../src/client/routing-dialer.js';
 import { parseRuleList } from '../../src/client/routing/rules.js';
-import { parseClientHelloMessage, readRecordHeader, RECORD_HEADER } from '../../src/protocol/tls/clienthello.js';
+import {
+  parseClientHelloMessage,
+  readRecordHeader,
+  RECORD_HEADER,
+} from '../../src/protocol/tls/clienthello.js';
 import type { SocksAddress } from '../../src/protocol/socks5/address.js';
 import { formatSsUrl } from '../../src/protocol/sip002/index.js';
 import { startDataPlane, type DataPlane } from '../../src/server/index.js';
@@ -38,13 +47,20 @@ const BLOCKED = ['blocked.example', 'hard.example'];
 async function clientHello(servername: string): Promise<Buffer> {
   const srv = net.createServer();
   const got = new Promise<Buffer>((resolve) =>
-    srv.once('connection', (s) => s.once('data', (d: Buffer) => {
-      resolve(d);
-      s.destroy();
-    })),
+    srv.once('connection', (s) =>
+      s.once('data', (d: Buffer) => {
+        resolve(d);
+        s.destroy();
+      }),
+    ),
   );
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const t = tls.connect({ host: '127.0.0.1', port: (srv.address() as net.AddressInfo).port, servername, rejectUnauthorized: false });
+  const t = tls.connect({
+    host: '127.0.0.1',
+    port: (srv.address() as net.AddressInfo).port,
+    servername,
+    rejectUnauthorized: false,
+  });
   t.on('error', () => {});
   const hello = await got;
   t.destroy();
@@ -196,7 +212,12 @@ describe('auto routing against an SNI-filtering censor stand-in', () => {
         return inner.dial({ type: 'ipv4', host: '127.0.0.1', port: c.port }, first, signal);
       },
     });
-    const key = formatSsUrl({ method: 'chacha20-ietf-poly1305', password: PASSWORD, host: '127.0.0.1', port: plane.address.port });
+    const key = formatSsUrl({
+      method: 'chacha20-ietf-poly1305',
+      password: PASSWORD,
+      host: '127.0.0.1',
+      port: plane.address.port,
+    });
     const realTunnel = createTunnelDialer(endpointFromKey(key));
     client = await startClient({
       dialer: {
@@ -208,7 +229,10 @@ describe('auto routing against an SNI-filtering censor stand-in', () => {
       socks: '127.0.0.1:0',
       http: '127.0.0.1:0',
       route: 'auto',
-      rules: parseRuleList('domain-suffix,always-direct.example,direct\ndomain-suffix,tunnelled.example,proxy\nip-cidr,10.0.0.0/8,direct\n', 'test-rules'),
+      rules: parseRuleList(
+        'domain-suffix,always-direct.example,direct\ndomain-suffix,tunnelled.example,proxy\nip-cidr,10.0.0.0/8,direct\n',
+        'test-rules',
+      ),
       routing: {
         direct: viaCensor(new DirectDialer()),
         fragment: viaCensor(new FragmentDialer()),
@@ -245,7 +269,10 @@ describe('auto routing against an SNI-filtering censor stand-in', () => {
     await request('open');
     await request('open');
     assert.equal(censorOf('open').connections, 2, 'open site: direct, through the censor path');
-    assert.deepEqual(events.map((e) => `${e.route}:${e.outcome}`), ['direct:ok', 'direct:ok']);
+    assert.deepEqual(
+      events.map((e) => `${e.route}:${e.outcome}`),
+      ['direct:ok', 'direct:ok'],
+    );
     assert.equal(tunnelDials, 0);
 
     // SNI-blocked, no record reassembly: reset after the ClientHello, retried fragmented at once.
@@ -259,7 +286,10 @@ describe('auto routing against an SNI-filtering censor stand-in', () => {
     // Learned: the next request goes fragmented straight away (no second reset).
     events.length = 0;
     await request('blocked');
-    assert.deepEqual(events.map((e) => `${e.route}:${e.outcome}`), ['fragment:ok']);
+    assert.deepEqual(
+      events.map((e) => `${e.route}:${e.outcome}`),
+      ['fragment:ok'],
+    );
     assert.equal(censorOf('blocked').resets, 1);
     assert.equal(client.router!.decide('127.0.0.3').source, 'learned');
 
@@ -275,7 +305,10 @@ describe('auto routing against an SNI-filtering censor stand-in', () => {
     assert.equal(tunnelDials, 1);
     events.length = 0;
     await request('hard');
-    assert.deepEqual(events.map((e) => `${e.route}:${e.outcome}`), ['proxy:ok']);
+    assert.deepEqual(
+      events.map((e) => `${e.route}:${e.outcome}`),
+      ['proxy:ok'],
+    );
     assert.equal(censorOf('hard').resets, 2, 'a learned route does not touch the censor again');
 
     // Silence after the first packet: the stall pattern goes to the tunnel.
@@ -324,7 +357,11 @@ describe('auto routing against an SNI-filtering censor stand-in', () => {
     });
     try {
       for (const cl of [c, plain]) {
-        const s = await socks5Connect({ proxyPort: cl.socksAddress!.port, host: 'www.tunnelled.example', port: 443 });
+        const s = await socks5Connect({
+          proxyPort: cl.socksAddress!.port,
+          host: 'www.tunnelled.example',
+          port: 443,
+        });
         s.on('error', () => {});
         s.write('x');
         await new Promise<void>((r) => {
@@ -345,30 +382,41 @@ describe('auto routing against an SNI-filtering censor stand-in', () => {
 
   test('the HTTP inbound serves a PAC file generated from the rules', async () => {
     const port = client.httpAddress!.port;
-    const { status, type, body } = await new Promise<{ status: number; type: string; body: string }>((resolve, reject) => {
-      http
-        .get({ host: '127.0.0.1', port, path: '/proxy.pac' }, (res) => {
-          let b = '';
-          res.setEncoding('utf8');
-          res.on('data', (d: string) => (b += d));
-          res.on('end', () => resolve({ status: res.statusCode!, type: String(res.headers['content-type']), body: b }));
-        })
-        .on('error', reject);
-    });
+    const { status, type, body } = await new Promise<{ status: number; type: string; body: string }>(
+      (resolve, reject) => {
+        http
+          .get({ host: '127.0.0.1', port, path: '/proxy.pac' }, (res) => {
+            let b = '';
+            res.setEncoding('utf8');
+            res.on('data', (d: string) => (b += d));
+            res.on('end', () =>
+              resolve({ status: res.statusCode!, type: String(res.headers['content-type']), body: b }),
+            );
+          })
+          .on('error', reject);
+      },
+    );
     assert.equal(status, 200);
     assert.match(type, /application\/x-ns-proxy-autoconfig/);
     // The browser's PAC helper the file uses (for IPv4 CIDR rules).
     const isInNet = (h: string, n: string, mask: string): boolean => {
       const v = (x: string): number => x.split('.').reduce((a, b) => ((a << 8) | Number(b)) >>> 0, 0);
-      return ((v(h) & v(mask)) >>> 0) === ((v(n) & v(mask)) >>> 0);
+      return (v(h) & v(mask)) >>> 0 === (v(n) & v(mask)) >>> 0;
     };
     const ctx = vm.createContext({ isInNet });
     vm.runInContext(body, ctx, { timeout: 1000 });
     const find = (url: string, host: string): string =>
-      vm.runInContext(`FindProxyForURL(${JSON.stringify(url)}, ${JSON.stringify(host)})`, ctx, { timeout: 1000 }) as string;
+      vm.runInContext(`FindProxyForURL(${JSON.stringify(url)}, ${JSON.stringify(host)})`, ctx, {
+        timeout: 1000,
+      }) as string;
     const socks = client.socksAddress!.port;
     const proxied = find('https://www.tunnelled.example/', 'www.tunnelled.example');
-    assert.match(proxied, new RegExp(`^SOCKS5 127\\.0\\.0\\.1:${socks}; SOCKS 127\\.0\\.0\\.1:${socks}; PROXY 127\\.0\\.0\\.1:${port}`));
+    assert.match(
+      proxied,
+      new RegExp(
+        `^SOCKS5 127\\.0\\.0\\.1:${socks}; SOCKS 127\\.0\\.0\\.1:${socks}; PROXY 127\\.0\\.0\\.1:${port}`,
+      ),
+    );
     assert.equal(find('https://a.always-direct.example/', 'a.always-direct.example'), 'DIRECT');
     assert.equal(find('http://10.1.2.3/', '10.1.2.3'), 'DIRECT');
     // auto: unmatched hosts go to the client, which decides per destination.
@@ -418,7 +466,8 @@ describe('direct routes resolve names through --dns, never through the system re
           id: q.id,
           flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE,
           questions: q.questions,
-          answers: question.type === 'A' ? [{ type: 'A', name: question.name, ttl: 60, data: '127.0.0.2' }] : [],
+          answers:
+            question.type === 'A' ? [{ type: 'A', name: question.name, ttl: 60, data: '127.0.0.2' }] : [],
         });
         const len = Buffer.alloc(2);
         len.writeUInt16BE(a.length);
@@ -438,13 +487,23 @@ describe('direct routes resolve names through --dns, never through the system re
       dialer: recording(tunnelSeen),
       socks: '127.0.0.1:0',
       route: 'auto',
-      dns: { listen: '127.0.0.1:0', upstream: { host: '127.0.0.1', port: (up.address() as net.AddressInfo).port } },
+      dns: {
+        listen: '127.0.0.1:0',
+        upstream: { host: '127.0.0.1', port: (up.address() as net.AddressInfo).port },
+      },
       routing: { direct: recording(directSeen) },
     });
     try {
       assert.ok(await requestByName(c, 'named.example'));
-      assert.deepEqual(directSeen.map((d) => `${d.type}:${d.host}`), ['ipv4:127.0.0.2']);
-      assert.deepEqual(tunnelSeen.map((d) => `${d.host}:${d.port}`), [`127.0.0.1:${(up.address() as net.AddressInfo).port}`], 'only the DNS query used the tunnel');
+      assert.deepEqual(
+        directSeen.map((d) => `${d.type}:${d.host}`),
+        ['ipv4:127.0.0.2'],
+      );
+      assert.deepEqual(
+        tunnelSeen.map((d) => `${d.host}:${d.port}`),
+        [`127.0.0.1:${(up.address() as net.AddressInfo).port}`],
+        'only the DNS query used the tunnel',
+      );
       assert.ok(!lookups.includes('named.example'), 'the system resolver was not asked');
     } finally {
       (dns as { lookup: unknown }).lookup = orig;
@@ -484,14 +543,29 @@ describe('direct routes resolve names through --dns, never through the system re
       dialer: recording(tunnelSeen, (d) => ({ type: 'ipv4', host: '127.0.0.2', port: d.port })),
       socks: '127.0.0.1:0',
       route: 'auto',
-      dns: { listen: '127.0.0.1:0', mode: 'stub', upstream: { host: '127.0.0.1', port: up.address().port }, forged: ['198.51.100.0/24'] },
-      routing: { direct: recording(directSeen), fragment: recording(directSeen), onRoute: (e) => events.push(e) },
+      dns: {
+        listen: '127.0.0.1:0',
+        mode: 'stub',
+        upstream: { host: '127.0.0.1', port: up.address().port },
+        forged: ['198.51.100.0/24'],
+      },
+      routing: {
+        direct: recording(directSeen),
+        fragment: recording(directSeen),
+        onRoute: (e) => events.push(e),
+      },
     });
     try {
       assert.ok(await requestByName(c, 'poisoned.example'), 'the request succeeds, first time');
       assert.deepEqual(directSeen, [], 'nothing dialled direct, least of all the forged address');
-      assert.deepEqual(tunnelSeen.map((d) => `${d.type}:${d.host}`), ['domain:poisoned.example']);
-      assert.deepEqual(events.map((e) => `${e.route}:${e.outcome}:${e.kind ?? ''}`), ['direct:failed:forged-dns', 'proxy:ok:']);
+      assert.deepEqual(
+        tunnelSeen.map((d) => `${d.type}:${d.host}`),
+        ['domain:poisoned.example'],
+      );
+      assert.deepEqual(
+        events.map((e) => `${e.route}:${e.outcome}:${e.kind ?? ''}`),
+        ['direct:failed:forged-dns', 'proxy:ok:'],
+      );
     } finally {
       await c.close();
       up.close();
@@ -505,12 +579,20 @@ describe('direct routes resolve names through --dns, never through the system re
       dialer: { dial: () => Promise.reject(new Error('no tunnel with route direct')) },
       socks: '127.0.0.1:0',
       route: 'direct',
-      dns: { listen: '127.0.0.1:0', mode: 'stub', upstream: { host: '127.0.0.1', port: up.address().port }, forged: ['198.51.100.0/24'] },
+      dns: {
+        listen: '127.0.0.1:0',
+        mode: 'stub',
+        upstream: { host: '127.0.0.1', port: up.address().port },
+        forged: ['198.51.100.0/24'],
+      },
       routing: { direct: recording(directSeen) },
     });
     try {
       assert.ok(await requestByName(c, 'poisoned.example'));
-      assert.deepEqual(directSeen.map((d) => d.host), ['127.0.0.2']);
+      assert.deepEqual(
+        directSeen.map((d) => d.host),
+        ['127.0.0.2'],
+      );
     } finally {
       await c.close();
       up.close();

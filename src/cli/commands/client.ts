@@ -86,7 +86,7 @@ function shapingSummary(eps: Endpoint[], shape: boolean | undefined): string {
   if (shaped === eps.length) parts.push('first-packet shaping on');
   else if (shaped > 0) parts.push(`first-packet shaping on for ${shaped} of ${eps.length} endpoints`);
   else if (shape === false) parts.push('first-packet shaping off (--no-shape)');
-  if (eps.some((e) => e.prefix)) parts.push("key prefix as given");
+  if (eps.some((e) => e.prefix)) parts.push('key prefix as given');
   return parts.join(', ');
 }
 
@@ -185,11 +185,15 @@ export function registerClient(program: Command): void {
         endpoints.push(usage(what, () => endpointFromKey(k)));
       });
       if (cliKeys.length === 0) {
-        config.keys.forEach((k, i) => endpoints.push(usage(`${flags.config}: keys[${i}]`, () => endpointFromKey(k))));
+        config.keys.forEach((k, i) =>
+          endpoints.push(usage(`${flags.config}: keys[${i}]`, () => endpointFromKey(k))),
+        );
         for (const s of config.servers) endpoints.push(s);
       }
       if (endpoints.length === 0)
-        throw new UsageError('--key is required (an ss:// access key), or set LADDER_KEY, or give --config with "keys"');
+        throw new UsageError(
+          '--key is required (an ss:// access key), or set LADDER_KEY, or give --config with "keys"',
+        );
 
       let socks: ListenAddress | undefined;
       let httpAddr: ListenAddress | undefined;
@@ -229,7 +233,11 @@ export function registerClient(program: Command): void {
       let rules: RuleSet | undefined;
       let rulesName: string | undefined;
       const rulesPath =
-        flags.rules !== undefined ? resolvePath(flags.rules) : config.rules ? resolvePath(configDir, config.rules) : undefined;
+        flags.rules !== undefined
+          ? resolvePath(flags.rules)
+          : config.rules
+            ? resolvePath(configDir, config.rules)
+            : undefined;
       if (rulesPath !== undefined) {
         rulesName = flags.rules ?? config.rules;
         rules = usage('', () => parseRulesText(readText(rulesPath, '--rules'), rulesName!));
@@ -245,10 +253,16 @@ export function registerClient(program: Command): void {
         ? usage('', () => parseHostPort(upstreamText, '--dns-upstream', 53))
         : DEFAULT_DNS_UPSTREAM;
       if (dnsListen === undefined && (flags.dnsUpstream !== undefined || flags.dnsMode !== undefined))
-        throw new UsageError('--dns-upstream and --dns-mode need --dns <addr> (where the DNS server listens)');
+        throw new UsageError(
+          '--dns-upstream and --dns-mode need --dns <addr> (where the DNS server listens)',
+        );
       const dns =
         dnsListen !== undefined
-          ? { listen: usage('', () => parseListenAddress(dnsListen, '--dns')), mode: dnsMode, upstream: dnsUpstream }
+          ? {
+              listen: usage('', () => parseListenAddress(dnsListen, '--dns')),
+              mode: dnsMode,
+              upstream: dnsUpstream,
+            }
           : undefined;
 
       const log = createLogger(flags.logLevel ? { level: flags.logLevel } : {});
@@ -269,7 +283,8 @@ export function registerClient(program: Command): void {
           failover: {
             ...(residualMs !== undefined ? { residualMs } : {}),
             // Positions, not addresses: logs at the default level name no server.
-            onEndpointFailure: (index, kind) => log.warn({ endpoint: index + 1, kind }, 'server endpoint avoided for its residual period'),
+            onEndpointFailure: (index, kind) =>
+              log.warn({ endpoint: index + 1, kind }, 'server endpoint avoided for its residual period'),
           },
           log,
         });
@@ -320,7 +335,9 @@ export function registerClient(program: Command): void {
         lines.push(`  HTTP proxy   on ${a}    try: curl --proxy http://${a} https://example.com`);
         lines.push(`  PAC file     http://${a}/proxy.pac    (browser: automatic proxy configuration URL)`);
       }
-      const ruleNote = rules ? `, ${rules.rules.length} rules from ${rulesName}${rules.fallback ? ` (unmatched: ${rules.fallback})` : ''}` : '';
+      const ruleNote = rules
+        ? `, ${rules.rules.length} rules from ${rulesName}${rules.fallback ? ` (unmatched: ${rules.fallback})` : ''}`
+        : '';
       const routeText =
         route === 'proxy'
           ? 'everything through the tunnel'
@@ -336,8 +353,11 @@ export function registerClient(program: Command): void {
             ? `through the tunnel to ${dnsUpstream.host}:${dnsUpstream.port}`
             : `plain DNS to ${dnsUpstream.host}:${dnsUpstream.port}, forged answers dropped`;
         const port = d.udpPort === d.tcpPort ? `${d.udpPort}` : `${d.udpPort} (UDP), ${d.tcpPort} (TCP)`;
-        lines.push(`  DNS          on ${h}:${port}, ${via}    try: dig @${d.host} -p ${d.udpPort} example.com`);
-        if (route !== 'proxy' || rules) lines.push('               direct routes resolve names through it too, never the system resolver');
+        lines.push(
+          `  DNS          on ${h}:${port}, ${via}    try: dig @${d.host} -p ${d.udpPort} example.com`,
+        );
+        if (route !== 'proxy' || rules)
+          lines.push('               direct routes resolve names through it too, never the system resolver');
       }
       lines.push('  Ctrl-C to stop.');
       process.stdout.write(`${lines.join('\n')}\n`);

@@ -68,7 +68,10 @@ export class DirectLookup {
     return last;
   }
 
-  async #ask(name: string, type: 'A' | 'AAAA'): Promise<{ address: string; ttl: number } | { forged: true } | { error: string }> {
+  async #ask(
+    name: string,
+    type: 'A' | 'AAAA',
+  ): Promise<{ address: string; ttl: number } | { forged: true } | { error: string }> {
     const query = dnsPacket.encode({
       type: 'query',
       id: randomInt(0x10000),
