@@ -71,6 +71,8 @@ export interface TunnelContext {
   readonly clock: Clock;
   /** The genuine domestic-side address of a lab name (a clean resolver's answer). */
   readonly domesticAddress: (name: string) => string | undefined;
+  /** The lab's genuine resolver over TCP, reachable from the remote side (for a tunnel DNS forwarder). */
+  readonly genuineResolverTcp: Endpoint;
 }
 
 export interface ServerContext {
@@ -188,6 +190,7 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
               fronts: fronts.map((f) => f.tcp),
               clock: world.clock,
               domesticAddress: (name) => world.domesticAddress(name),
+              genuineResolverTcp: world.zone.tcpAddress,
             });
           } catch (err) {
             await srv.stop();

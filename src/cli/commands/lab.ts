@@ -13,8 +13,7 @@ import { DEFAULT_PROFILE, profile, profileNames } from '../../lab/profiles.js';
 import { startDataPlane } from '../../server/index.js';
 import { startClient } from '../../client/index.js';
 import { randomBytes } from 'node:crypto';
-import { FragmentDialer, fragmentingSocket } from '../../transport/tls-fragment.js';
-import { DirectDialer, type Dialer } from '../../transport/dialer.js';
+import { fragmentingSocket } from '../../transport/tls-fragment.js';
 import { FilteringUdpResolver } from '../../client/dns/resolvers.js';
 import dnsPacket from 'dns-packet';
 import { UsageError } from '../errors.js';
@@ -139,20 +138,11 @@ interface LadderVariant {
   fronts?: number;
   /**
    * Auto routing: direct while it works, then TLS-record fragmentation, then the tunnel. The
-   * sites are asked for by name; direct routes resolve them to the genuine domestic address (as
-   * the client's `--dns` forwarder would answer), the server abroad to the remote-side one.
+   * sites are asked for by name; the client resolves them for its direct routes through its own
+   * `--dns` forwarder (the tunnel to the lab's genuine resolver), the server abroad to the sites'
+   * remote-side addresses.
    */
   auto?: boolean;
-}
-
-/** Resolve lab names before dialling (a clean resolver's answer), for the direct/fragment routes. */
-function resolvingDialer(resolve: (name: string) => string | undefined, inner: Dialer): Dialer {
-  return {
-    dial: (dest, first, signal) => {
-      const ip = dest.type === 'domain' ? resolve(dest.host) : undefined;
-      return inner.dial(ip ? { type: 'ipv4', host: ip, port: dest.port } : dest, first, signal);
-    },
-  };
 }
 
 function ladderContender(name: string, description: string, v: LadderVariant): TunnelContender {
@@ -188,10 +178,8 @@ function ladderContender(name: string, description: string, v: LadderVariant): T
           ? {
               // Real clock: the 5 s probe timeout must not shrink with the lab's clock.
               route: 'auto' as const,
-              routing: {
-                direct: resolvingDialer(ctx.domesticAddress, new DirectDialer()),
-                fragment: resolvingDialer(ctx.domesticAddress, new FragmentDialer()),
-              },
+              // --dns through the tunnel: the direct and fragment routes resolve names through it.
+              dns: { listen: '127.0.0.1:0', mode: 'tunnel' as const, upstream: ctx.genuineResolverTcp },
             }
           : {}),
       });
@@ -265,7 +253,7 @@ export function labContenders(): Contender[] {
     ),
     ladderContender(
       'ladder auto routing',
-      'route auto (direct while it works, then TLS-record fragmentation, then the tunnel; src/client/routing-dialer.ts), shaping on; sites asked for by name at their path ports',
+      'route auto (direct while it works, then TLS-record fragmentation, then the tunnel; src/client/routing-dialer.ts) with --dns through the tunnel, shaping on; sites asked for by name at their path ports',
       { method: METHOD, secret: PASSWORD, auto: true },
     ),
     ladderContender(
