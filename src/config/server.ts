@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { isProtocolError } from '../protocol/errors.js';
-import { getAeadMethod } from '../protocol/shadowsocks/methods.js';
+import { checkKey, checkMethod } from '../protocol/shadowsocks/key-material.js';
 import type { RuntimeKey } from '../shared/control.js';
 
 /**
@@ -15,8 +15,12 @@ import type { RuntimeKey } from '../shared/control.js';
  *     "timeouts": { "idleSeconds": 300, "connectSeconds": 10 },
  *     "allowPrivateDestinations": false,
  *     "replayCapacity": 20000,
- *     "replayStateFile": "replay.bin"
+ *     "replayStateFile": "replay.bin",
+ *     "udp": false
  *   }
+ *
+ * Methods: the SIP004 AEAD ciphers (password: any text) and the 2022 edition
+ * (2022-blake3-*; password: base64 PSK of the key size, or "iPSK:uPSK" for SIP023 identity).
  *
  * `replayStateFile` (relative to the config file) keeps the salt replay filters across restarts.
  *
@@ -39,20 +43,38 @@ const MAX_KEYS = 100_000;
 
 const methodSchema = z.string({ error: 'must be a string naming an AEAD method' }).superRefine((m, ctx) => {
   try {
-    getAeadMethod(m);
+    checkMethod(m);
   } catch (err) {
     ctx.addIssue({ code: 'custom', message: isProtocolError(err) ? err.message : 'unknown method' });
   }
 });
 
-const keySchema = z.strictObject({
-  id: z
-    .string({ error: 'must be a string' })
-    .min(1, { error: 'must not be empty' })
-    .max(200, { error: 'must be at most 200 characters' }),
-  method: methodSchema,
-  password: z.string({ error: 'must be a string' }).min(1, { error: 'must not be empty' }),
-});
+const keySchema = z
+  .strictObject({
+    id: z
+      .string({ error: 'must be a string' })
+      .min(1, { error: 'must not be empty' })
+      .max(200, { error: 'must be at most 200 characters' }),
+    method: methodSchema,
+    password: z.string({ error: 'must be a string' }).min(1, { error: 'must not be empty' }),
+  })
+  .superRefine((k, ctx) => {
+    // 2022 methods need base64 PSKs of the exact key size; the message never contains the key.
+    try {
+      checkMethod(k.method);
+    } catch {
+      return; // reported on the method field
+    }
+    try {
+      checkKey(k.method, k.password);
+    } catch (err) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['password'],
+        message: isProtocolError(err) ? err.message : 'unusable key',
+      });
+    }
+  });
 
 const seconds = (max: number) =>
   z
@@ -105,6 +127,7 @@ export const serverConfigSchema = z.strictObject({
     .string({ error: 'must be a file path' })
     .min(1, { error: 'must not be empty' })
     .optional(),
+  udp: z.boolean({ error: 'must be true or false' }).default(false),
 });
 
 export interface ServerConfig {
@@ -116,6 +139,8 @@ export interface ServerConfig {
   readonly allowPrivateDestinations: boolean;
   readonly replayCapacity: number;
   readonly replayStateFile: string | undefined;
+  /** Also relay UDP on the same port number (like ss-server -u). */
+  readonly udp: boolean;
 }
 
 function formatPath(path: readonly PropertyKey[]): string {
@@ -172,6 +197,7 @@ export function parseServerConfig(input: unknown, source = 'config'): ServerConf
     allowPrivateDestinations: c.allowPrivateDestinations,
     replayCapacity: c.replayCapacity,
     replayStateFile: c.replayStateFile,
+    udp: c.udp,
   });
 }
 

@@ -1,12 +1,11 @@
 import type { Command, CommanderError } from 'commander';
-import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import QRCode from 'qrcode';
 import { ConfigError, loadServerConfigFile, type ServerConfig } from '../../config/server.js';
 import { isProtocolError } from '../../protocol/errors.js';
-import { getAeadMethod } from '../../protocol/shadowsocks/methods.js';
+import { checkKey, checkMethod, generateSecret } from '../../protocol/shadowsocks/key-material.js';
 import { formatSsUrl } from '../../protocol/sip002/index.js';
 import { startDataPlane, type DataPlane } from '../../server/index.js';
 import type { RuntimeKey } from '../../shared/control.js';
@@ -21,6 +20,7 @@ interface ServerFlags {
   method?: string;
   password?: string;
   allowPrivate?: boolean;
+  udp?: boolean;
   idleTimeout?: string;
   publicHost?: string;
   showUrls?: boolean;
@@ -51,10 +51,6 @@ function secondsFlag(name: string, value: string): number {
 }
 
 /** A strong random password: 24 random bytes as base64url (192 bits). */
-export function generatePassword(): string {
-  return randomBytes(24).toString('base64url');
-}
-
 /**
  * The host to put in printed access URLs: --public-host, else the listen address when it is a
  * specific one, else a guess from this machine's interfaces (first global IPv4, then IPv6).
@@ -105,21 +101,29 @@ async function plan(flags: ServerFlags): Promise<Plan> {
   } else {
     const method = flags.method ?? DEFAULT_METHOD;
     try {
-      getAeadMethod(method);
+      checkMethod(method);
     } catch (err) {
       throw new UsageError(`--method: ${isProtocolError(err) ? err.message : String(err)}`);
     }
     if (password === '') throw new UsageError('--password must not be empty');
+    if (password !== undefined) {
+      try {
+        checkKey(method, password);
+      } catch (err) {
+        throw new UsageError(`--password: ${isProtocolError(err) ? err.message : String(err)}`);
+      }
+    }
     generated = password === undefined;
     config = {
       port: 8388,
       host: undefined,
-      keys: [{ id: 'default', method, secret: password ?? generatePassword() }],
+      keys: [{ id: 'default', method, secret: password ?? generateSecret(method) }],
       idleMs: 300_000,
       connectMs: 10_000,
       allowPrivateDestinations: false,
       replayCapacity: 20_000,
       replayStateFile: undefined,
+      udp: false,
     };
     source = generated ? 'generated key' : '--password';
   }
@@ -130,6 +134,7 @@ async function plan(flags: ServerFlags): Promise<Plan> {
     overrides.host = flags.host;
   }
   if (flags.allowPrivate) overrides.allowPrivateDestinations = true;
+  if (flags.udp) overrides.udp = true;
   if (flags.replayState !== undefined) {
     if (flags.replayState === '') throw new UsageError('--replay-state must be a file path');
     overrides.replayStateFile = flags.replayState;
@@ -147,7 +152,7 @@ async function banner(p: Plan, plane: DataPlane, publicHost: string | undefined)
   const listen =
     config.host === undefined ? `all interfaces, port ${a.port}` : `${hostPort(a.address, a.port)}`;
   const out: string[] = [];
-  out.push(`Ladder server listening on ${listen} (TCP)`);
+  out.push(`Ladder server listening on ${listen} (${config.udp ? 'TCP and UDP' : 'TCP'})`);
   const methods = [...new Set(config.keys.map((k) => k.method))].join(', ');
   out.push(`  ${config.keys.length} key${config.keys.length === 1 ? '' : 's'} from ${p.source}; ${methods}`);
   if (config.allowPrivateDestinations) out.push('  private/loopback destinations ALLOWED (--allow-private)');
@@ -215,6 +220,7 @@ export function registerServer(program: Command): void {
       'use this password instead of generating one; or set LADDER_PASSWORD to keep it out of ps',
     )
     .option('--allow-private', 'allow relaying to loopback/private/link-local destinations (off by default)')
+    .option('--udp', 'also relay UDP on the same port number (like ss-server -u)')
     .option(
       '--idle-timeout <s>',
       'close connections idle this many seconds; also how long failed probes are held (default 300)',
@@ -284,6 +290,7 @@ export function registerServer(program: Command): void {
           allowPrivateDestinations: p.config.allowPrivateDestinations,
           replayCapacity: p.config.replayCapacity,
           ...(p.config.replayStateFile !== undefined ? { replayStateFile: p.config.replayStateFile } : {}),
+          udp: p.config.udp,
         });
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
