@@ -47,6 +47,7 @@ export class EndpointSelector {
   readonly #residual: number;
   readonly #avoidUntil = new Map<string, number>();
   readonly #failures = new Map<string, number>();
+  #lastFailureAt = -Infinity;
 
   constructor(endpoints: readonly Endpoint[], opts: EndpointSelectorOptions) {
     if (endpoints.length === 0) throw new Error('at least one server endpoint is required');
@@ -81,17 +82,44 @@ export class EndpointSelector {
     const k = endpointKey(e);
     this.#avoidUntil.set(k, this.#clock.now() + this.#residual);
     this.#failures.set(k, (this.#failures.get(k) ?? 0) + 1);
+    this.#lastFailureAt = this.#clock.now();
   }
 
+  /** Data came back through this endpoint: it is not blocked, whatever was seen before. */
   reportSuccess(e: Endpoint): void {
-    this.#failures.delete(endpointKey(e));
+    const k = endpointKey(e);
+    this.#failures.delete(k);
+    this.#avoidUntil.delete(k);
+  }
+
+  /** When the most recent failure of any endpoint was reported (-Infinity if never). */
+  get lastFailureAt(): number {
+    return this.#lastFailureAt;
+  }
+
+  /** The avoided endpoint whose residual period ends first. */
+  soonestAvoided(): Endpoint {
+    let best = this.endpoints[0]!;
+    let bestUntil = Infinity;
+    for (const e of this.endpoints) {
+      const until = this.#avoidUntil.get(endpointKey(e)) ?? -Infinity;
+      if (until < bestUntil) {
+        best = e;
+        bestUntil = until;
+      }
+    }
+    return best;
   }
 
   status(): { endpoint: Endpoint; avoidedForMs: number; failures: number }[] {
     const now = this.#clock.now();
     return this.endpoints.map((e) => {
       const k = endpointKey(e);
-      return { endpoint: e, avoidedForMs: Math.max(0, (this.#avoidUntil.get(k) ?? 0) - now), failures: this.#failures.get(k) ?? 0 };
+      return {
+        endpoint: e,
+        avoidedForMs: Math.max(0, (this.#avoidUntil.get(k) ?? 0) - now),
+        failures: this.#failures.get(k) ?? 0,
+      };
     });
   }
 }

@@ -59,7 +59,9 @@ function blackhole(calls: { n: number }): Dialer {
     dial(_d, _f, signal) {
       calls.n++;
       return new Promise((_resolve, reject) => {
-        signal?.addEventListener('abort', () => reject(new DialError('ERR_ABORTED', 'aborted')), { once: true });
+        signal?.addEventListener('abort', () => reject(new DialError('ERR_ABORTED', 'aborted')), {
+          once: true,
+        });
       });
     },
   };
@@ -149,15 +151,50 @@ test('all endpoints blocked: a clear error saying when to retry; outer abort pro
   const clock = new OffsetClock();
   const calls = { n: 0 };
   const E: Endpoint = { host: '192.0.2.1', port: 1 };
-  const d = new FailoverDialer({ endpoints: [E], dialerFor: () => blackhole(calls), clock, attemptTimeoutMs: 50 });
+  const d = new FailoverDialer({
+    endpoints: [E],
+    dialerFor: () => blackhole(calls),
+    clock,
+    attemptTimeoutMs: 50,
+  });
   await assert.rejects(d.dial(DEST, Buffer.from('x')), (e) => e instanceof DialError);
   await assert.rejects(d.dial(DEST, Buffer.from('x')), /every server endpoint is avoided.*180 s/);
   assert.equal(calls.n, 1);
   const ctl = new AbortController();
-  const d2 = new FailoverDialer({ endpoints: [E], dialerFor: () => blackhole(calls), clock, attemptTimeoutMs: 0 });
+  const d2 = new FailoverDialer({
+    endpoints: [E],
+    dialerFor: () => blackhole(calls),
+    clock,
+    attemptTimeoutMs: 0,
+  });
   const p = d2.dial(DEST, undefined, ctl.signal);
   ctl.abort();
   await assert.rejects(p, /aborted/);
   // An outer abort is the caller's choice, not the endpoint's fault.
   assert.equal(d2.selector.isAvoided(E), false);
+});
+
+test('all endpoints failed over 30 s ago (a local outage, say): one dial tries the soonest, and success clears it', async () => {
+  const clock = new OffsetClock();
+  const calls = { n: 0 };
+  let up = false;
+  const A: Endpoint = { host: '192.0.2.1', port: 1 };
+  const B: Endpoint = { host: '192.0.2.2', port: 2 };
+  const flaky = (): Dialer => ({
+    dial: (d, f, signal) =>
+      up ? toPort(echoPort, calls).dial(d, f, signal) : blackhole(calls).dial(d, f, signal),
+  });
+  const d = new FailoverDialer({ endpoints: [A, B], dialerFor: flaky, clock, attemptTimeoutMs: 50 });
+  await assert.rejects(d.dial(DEST, Buffer.from('x')));
+  assert.equal(calls.n, 2);
+  // Right after the failures: refused without touching either 3-tuple.
+  await assert.rejects(d.dial(DEST, Buffer.from('x')), /every server endpoint is avoided/);
+  assert.equal(calls.n, 2);
+  // 31 s later the network is back: one dial goes to A (its residual ends first) and succeeds.
+  clock.offset += 31_000;
+  up = true;
+  assert.equal(await roundTrip(d, 'back'), 'back');
+  assert.equal(calls.n, 3);
+  assert.equal(d.selector.isAvoided(A), false);
+  assert.equal(d.selector.isAvoided(B), true);
 });

@@ -31,6 +31,13 @@ export interface FailoverDialerOptions {
   attemptTimeoutMs?: number;
   /** No reply this long after our first data = stall (default 4 s; 0 disables). */
   stallMs?: number;
+  /**
+   * When every endpoint is avoided and the newest failure is at least this old (default 30 s),
+   * one dial may try the endpoint whose residual ends first: when all endpoints fail together
+   * the cause is more often the local network than a censor, and refusing for the whole
+   * residual period (180 s) after a brief outage would strand the user.
+   */
+  lastResortAfterMs?: number;
   /** Told about every endpoint failure (for logs/metrics; no destination in it). */
   onEndpointFailure?: (e: Endpoint, kind: EndpointFailure) => void;
 }
@@ -42,7 +49,10 @@ export class FailoverDialer implements Dialer {
 
   constructor(opts: FailoverDialerOptions) {
     this.#o = opts;
-    this.selector = new EndpointSelector(opts.endpoints, { clock: opts.clock, ...(opts.residualMs !== undefined ? { residualMs: opts.residualMs } : {}) });
+    this.selector = new EndpointSelector(opts.endpoints, {
+      clock: opts.clock,
+      ...(opts.residualMs !== undefined ? { residualMs: opts.residualMs } : {}),
+    });
   }
 
   #dialer(e: Endpoint): Dialer {
@@ -59,15 +69,25 @@ export class FailoverDialer implements Dialer {
   async dial(dest: SocksAddress, firstData?: FirstData, signal?: AbortSignal): Promise<DialedConnection> {
     let lastErr: unknown;
     for (let attempt = 0; attempt < this.#o.endpoints.length; attempt++) {
+      // (attempt 0 may be a last-resort try of an avoided endpoint; see lastResortAfterMs)
       if (signal?.aborted) throw new DialError('ERR_ABORTED', 'dial aborted');
       const p = this.selector.pick();
-      if (!p.endpoint) {
-        const secs = Math.ceil((p.retryAt - this.#o.clock.now()) / 1000);
-        throw new DialError('ERR_CONNECT', `every server endpoint is avoided after a block; the first is usable again in ${secs} s`, {
-          cause: lastErr,
-        });
+      let e = p.endpoint;
+      if (!e) {
+        const quietFor = this.#o.clock.now() - this.selector.lastFailureAt;
+        if (attempt === 0 && quietFor >= (this.#o.lastResortAfterMs ?? 30_000)) {
+          e = this.selector.soonestAvoided();
+        } else {
+          const secs = Math.ceil((p.retryAt - this.#o.clock.now()) / 1000);
+          throw new DialError(
+            'ERR_CONNECT',
+            `every server endpoint is avoided after a block; the first is usable again in ${secs} s`,
+            {
+              cause: lastErr,
+            },
+          );
+        }
       }
-      const e = p.endpoint;
       const attemptCtl = new AbortController();
       const onOuterAbort = (): void => attemptCtl.abort();
       signal?.addEventListener('abort', onOuterAbort, { once: true });
@@ -90,7 +110,9 @@ export class FailoverDialer implements Dialer {
         signal?.removeEventListener('abort', onOuterAbort);
       }
     }
-    throw lastErr instanceof Error ? lastErr : new DialError('ERR_CONNECT', 'no server endpoint could be reached');
+    throw lastErr instanceof Error
+      ? lastErr
+      : new DialError('ERR_CONNECT', 'no server endpoint could be reached');
   }
 
   /** Watch a fresh connection for a stall or an early reset, without consuming its data. */
