@@ -78,7 +78,8 @@ export class FailoverDialer implements Dialer {
         if (attempt === 0 && quietFor >= (this.#o.lastResortAfterMs ?? 30_000)) {
           e = this.selector.soonestAvoided();
         } else {
-          const secs = Math.ceil((p.retryAt - this.#o.clock.now()) / 1000);
+          const retryAt = p.endpoint === undefined ? p.retryAt : this.#o.clock.now();
+          const secs = Math.ceil((retryAt - this.#o.clock.now()) / 1000);
           throw new DialError(
             'ERR_CONNECT',
             `every server endpoint is avoided after a block; the first is usable again in ${secs} s`,
