@@ -8,11 +8,11 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { connect as tcpConnect, type Socket as TcpSocket } from 'node:net';
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { METHODS, peerSkip, startSsLocal, startSsServer, type Peer } from '../../../test/helpers/peers.js';
-import { toSocksAddress } from '../socks5/address.js';
-import { evpBytesToKey } from './kdf.js';
-import { getAeadMethod } from './methods.js';
-import { decodeUdp2017, encodeUdp2017 } from './udp.js';
+import { METHODS, peerSkip, startSsLocal, startSsServer, type Peer } from '../helpers/peers.js';
+import { toSocksAddress } from '../../src/protocol/socks5/address.js';
+import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
+import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
+import { decodeUdp2017, encodeUdp2017 } from '../../src/protocol/shadowsocks/udp.js';
 
 const PASSWORD = 'udp-interop-password';
 const SIZES = [48, 1400];

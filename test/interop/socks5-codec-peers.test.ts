@@ -6,8 +6,8 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { SocksClient } from 'socks';
-import { ProtocolError } from '../errors.js';
-import type { SocksAddress } from './address.js';
+import { ProtocolError } from '../../src/protocol/errors.js';
+import type { SocksAddress } from '../../src/protocol/socks5/address.js';
 import {
   AUTH_NO_ACCEPTABLE,
   AUTH_NONE,
@@ -22,7 +22,7 @@ import {
   parseRequest,
   parseUdpDatagram,
   parseUserPassAuth,
-} from './socks5.js';
+} from '../../src/protocol/socks5/socks5.js';
 
 const norm6 = (h: string) => (h.includes(':') ? new URL(`http://[${h}]/`).hostname.slice(1, -1) : h);
 
@@ -160,7 +160,7 @@ test('the socks package as client: no auth and username/password, domain/IPv4/IP
 // curl is optional locally (skipped loudly) but required in CI.
 const hasCurl = ['/usr/bin/curl', '/usr/local/bin/curl', '/bin/curl'].some((p) => existsSync(p));
 if (!hasCurl)
-  console.warn('socks5.peers.test: curl not found; skipping the curl test (apt-get install curl)');
+  console.warn('socks5-codec-peers.test: curl not found; skipping the curl test (apt-get install curl)');
 
 test(
   'curl as client (socks5h, with and without credentials)',

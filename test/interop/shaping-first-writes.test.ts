@@ -6,14 +6,20 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { ShadowsocksServer } from '../../server/server.js';
-import { METHODS, peerSkip, startSsServer, type Peer } from '../../../test/helpers/peers.js';
-import { AeadDecoder, AeadEncoder } from './aead.js';
-import { evpBytesToKey } from './kdf.js';
-import { getAeadMethod } from './methods.js';
-import { encodeAddress, toSocksAddress } from '../socks5/address.js';
-import { fetFeatures } from './shaping-features.js';
-import { encodeFirstWrite, inProberTrigger, makeShapedSalt, planFirstWrite, sip004Length } from './shaping.js';
+import { ShadowsocksServer } from '../../src/server/server.js';
+import { METHODS, peerSkip, startSsServer, type Peer } from '../helpers/peers.js';
+import { AeadDecoder, AeadEncoder } from '../../src/protocol/shadowsocks/aead.js';
+import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
+import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
+import { encodeAddress, toSocksAddress } from '../../src/protocol/socks5/address.js';
+import { fetFeatures } from '../../src/protocol/shadowsocks/shaping-features.js';
+import {
+  encodeFirstWrite,
+  inProberTrigger,
+  makeShapedSalt,
+  planFirstWrite,
+  sip004Length,
+} from '../../src/protocol/shadowsocks/shaping.js';
 
 let echo: net.Server;
 let echoPort = 0;
@@ -38,7 +44,12 @@ function triggerDataLength(saltSize: number, headerLen: number): number {
   throw new Error('unreachable');
 }
 
-async function shapedRoundTrip(port: number, methodName: string, password: string, dataLen: number): Promise<{ split: boolean; wire: Buffer }> {
+async function shapedRoundTrip(
+  port: number,
+  methodName: string,
+  password: string,
+  dataLen: number,
+): Promise<{ split: boolean; wire: Buffer }> {
   const method = getAeadMethod(methodName);
   const key = evpBytesToKey(password, method.keySize);
   const header = encodeAddress(toSocksAddress('127.0.0.1', echoPort));
@@ -88,7 +99,10 @@ async function exercise(port: number, methodName: string, password: string): Pro
 describe('shaped first writes against the Ladder server', () => {
   for (const methodName of METHODS) {
     test(methodName, async () => {
-      const server = new ShadowsocksServer({ keys: [{ id: 'k', method: methodName, secret: 'shape-pw' }], allowPrivateDestinations: true });
+      const server = new ShadowsocksServer({
+        keys: [{ id: 'k', method: methodName, secret: 'shape-pw' }],
+        allowPrivateDestinations: true,
+      });
       const { port } = await server.listen({ port: 0, host: '127.0.0.1' });
       try {
         await exercise(port, methodName, 'shape-pw');
