@@ -2,6 +2,7 @@ import dgram from 'node:dgram';
 import dns from 'node:dns';
 import net from 'node:net';
 import { decodeUdp2017, encodeUdp2017 } from '../protocol/shadowsocks/udp.js';
+import { SaltFilter } from '../protocol/shadowsocks/replay.js';
 import {
   openClientPacket2022,
   SubkeyCache,
@@ -79,6 +80,12 @@ export class UdpRelay {
   #sweepTimer: Timer | undefined;
   /** Datagrams dropped before reaching a destination (garbage, replays, forbidden). */
   dropped = 0;
+  /**
+   * Salts of authenticated SIP004 datagrams (exact, two generations of at most this many each:
+   * about 10 MB). The 2017 edition has no timestamps, so a replay older than the last ~2N
+   * datagrams is forgotten; 2022 keys have a real window.
+   */
+  readonly #salts2017 = new SaltFilter(50_000);
 
   constructor(ctx: UdpRelayContext, opts: UdpRelayOptions = {}) {
     this.#ctx = ctx;
@@ -110,7 +117,14 @@ export class UdpRelay {
       else socket.bind(port, host, done);
     });
     socket.on('error', (err) => this.#ctx.log.warn({ err: err.message }, 'udp listener error'));
-    socket.on('message', (msg, rinfo) => this.#onClientPacket(msg, rinfo));
+    socket.on('message', (msg, rinfo) => {
+      // One bad datagram must never take the process (and every user) down: drop it.
+      try {
+        this.#onClientPacket(msg, rinfo);
+      } catch {
+        this.dropped++;
+      }
+    });
     this.#socket = socket;
     this.#armSweep();
   }
@@ -242,12 +256,18 @@ export class UdpRelay {
     const tryKey = (
       k: KeyEntry,
     ): { edition: 2017; key: KeyEntry; address: SocksAddress; payload: Buffer } | undefined => {
+      let d: ReturnType<typeof decodeUdp2017>;
       try {
-        const d = decodeUdp2017(k.method, k.masterKey, msg);
-        return { edition: 2017, key: k, address: d.address, payload: d.payload };
+        d = decodeUdp2017(k.method, k.masterKey, msg);
       } catch {
         return undefined;
       }
+      // Every honest datagram has a fresh random salt: one seen before is a replay (a prober
+      // re-sending a captured packet would otherwise get a reply, which garbage never gets).
+      const salt = msg.subarray(0, k.method.saltSize);
+      if (this.#salts2017.has(salt)) return undefined;
+      this.#salts2017.add(salt);
+      return { edition: 2017, key: k, address: d.address, payload: d.payload };
     };
     if (known && known.edition === 2017 && this.#ctx.keyById(known.id) === known) {
       const r = tryKey(known);
@@ -310,22 +330,31 @@ export class UdpRelay {
 
   #forward(s: Session, address: SocksAddress, payload: Buffer, now: number): void {
     if (address.type === 'domain') {
-      void this.#resolve(s, address, now).then((ip) => {
-        if (ip === undefined || s.closed) this.dropped++;
-        else this.#sendOut(s, ip, address.port, payload);
-      });
+      void this.#resolve(s, address, now)
+        .then((ip) => {
+          if (ip === undefined || s.closed) this.dropped++;
+          else this.#sendOut(s, ip, address.port, payload);
+        })
+        .catch(() => {
+          this.dropped++;
+        });
       return;
     }
     this.#sendOut(s, address.host, address.port, payload);
   }
 
   #sendOut(s: Session, ip: string, port: number, payload: Buffer): void {
-    if (!this.#ctx.allowPrivateDestinations && isPrivateAddress(ip)) {
+    // Port 0 is not a destination (dgram would throw ERR_SOCKET_BAD_PORT).
+    if (port === 0 || (!this.#ctx.allowPrivateDestinations && isPrivateAddress(ip))) {
       this.dropped++;
       return;
     }
     const out = this.#outSocket(s, net.isIP(ip) === 6 ? 6 : 4);
-    out.send(payload, port, ip);
+    try {
+      out.send(payload, port, ip);
+    } catch {
+      this.dropped++;
+    }
   }
 
   #outSocket(s: Session, family: 4 | 6): dgram.Socket {

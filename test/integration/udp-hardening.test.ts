@@ -1,0 +1,85 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { startDataPlane } from '../../src/server/index.js';
+import { encodeUdp2017, decodeUdp2017 } from '../../src/protocol/shadowsocks/udp.js';
+import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
+import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
+import { startUdpEcho } from '../../src/transport/udp-socks5.js';
+
+const method = getAeadMethod('aes-256-gcm');
+const PASSWORD = 'udp-hardening';
+const key = evpBytesToKey(PASSWORD, method.keySize);
+
+/** Send one datagram from a fresh socket; resolve with the replies that arrive within `ms`. */
+async function exchange(port: number, packet: Buffer, ms = 400, from?: dgram.Socket): Promise<Buffer[]> {
+  const sock = from ?? dgram.createSocket('udp4');
+  if (!from) await new Promise<void>((r) => sock.bind(0, '127.0.0.1', r));
+  const got: Buffer[] = [];
+  const onMsg = (m: Buffer): void => void got.push(m);
+  sock.on('message', onMsg);
+  sock.send(packet, port, '127.0.0.1');
+  await new Promise((r) => setTimeout(r, ms));
+  sock.off('message', onMsg);
+  if (!from) sock.close();
+  return got;
+}
+
+test('UDP: a datagram to port 0 is dropped and the server keeps serving (it used to crash the process)', async (t) => {
+  const echo = await startUdpEcho();
+  const plane = await startDataPlane({
+    keys: [{ id: 'k', method: method.name, secret: PASSWORD }],
+    port: 0,
+    host: '127.0.0.1',
+    allowPrivateDestinations: true,
+    udp: true,
+  });
+  t.after(async () => {
+    await plane.close();
+    await echo.close();
+  });
+  const port = plane.address.port;
+  for (const host of ['127.0.0.1', 'localhost']) {
+    const bad = encodeUdp2017(
+      method,
+      key,
+      { type: host === 'localhost' ? 'domain' : 'ipv4', host, port: 0 },
+      Buffer.from('x'),
+    );
+    assert.deepEqual(await exchange(port, bad), []);
+  }
+  const good = encodeUdp2017(
+    method,
+    key,
+    { type: 'ipv4', host: '127.0.0.1', port: echo.port },
+    Buffer.from('still here'),
+  );
+  const replies = await exchange(port, good, 1000);
+  assert.equal(replies.length, 1);
+  assert.equal(decodeUdp2017(method, key, replies[0]!).payload.toString(), 'still here');
+});
+
+test('UDP (SIP004): an identical replay of a datagram gets no reply, like garbage; a fresh one does', async (t) => {
+  const echo = await startUdpEcho();
+  const plane = await startDataPlane({
+    keys: [{ id: 'k', method: method.name, secret: PASSWORD }],
+    port: 0,
+    host: '127.0.0.1',
+    allowPrivateDestinations: true,
+    udp: true,
+  });
+  t.after(async () => {
+    await plane.close();
+    await echo.close();
+  });
+  const port = plane.address.port;
+  const dest = { type: 'ipv4' as const, host: '127.0.0.1', port: echo.port };
+  const packet = encodeUdp2017(method, key, dest, Buffer.from('once'));
+  assert.equal((await exchange(port, packet, 1000)).length, 1, 'the original gets its reply');
+  // The censor replays the captured datagram from its own address: nothing comes back.
+  assert.deepEqual(await exchange(port, packet, 600), []);
+  // Garbage of the same length: nothing either (the reactions match).
+  assert.deepEqual(await exchange(port, Buffer.alloc(packet.length, 0x5a), 600), []);
+  // Control: a new datagram with the same content but a fresh salt is answered.
+  assert.equal((await exchange(port, encodeUdp2017(method, key, dest, Buffer.from('once')), 1000)).length, 1);
+});
