@@ -72,7 +72,8 @@ export function checkMethod(ctx: ApiContext, method: string | undefined, field =
 export function parseExpiry(v: string | number | undefined, field = 'expiresAt'): number | undefined {
   if (v === undefined) return undefined;
   const ms = typeof v === 'number' ? v : Date.parse(v);
-  if (!Number.isFinite(ms)) throw invalid(field, `Invalid "${field}": not a date`);
+  if (!Number.isFinite(ms) || !Number.isFinite(new Date(ms).getTime()))
+    throw invalid(field, `Invalid "${field}": not a date`);
   return ms;
 }
 

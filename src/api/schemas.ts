@@ -21,7 +21,8 @@ export const DataLimitBody = z.object({
 });
 
 /** An expiry time: ISO 8601 text or milliseconds since the epoch. */
-export const ExpiryInput = z.union([z.iso.datetime({ offset: true }), z.number().int().min(0)]);
+// 8.64e15 ms is the last instant a JavaScript Date can hold; beyond it the key list could not be rendered.
+export const ExpiryInput = z.union([z.iso.datetime({ offset: true }), z.number().int().min(0).max(8.64e15)]);
 
 export const NewAccessKeyBody = z
   .object({

@@ -333,3 +333,15 @@ test('real HTTPS: self-signed certificate pinned by certSha256, access config li
   assert.equal(api.certSha256, line.certSha256, 'certificate persisted in the data dir');
   assert.equal(api.apiUrl.split('/').pop(), line.apiUrl.split('/').pop(), 'prefix persisted');
 });
+
+test('an expiry beyond what a date can hold is refused (it used to break GET /access-keys for every key)', async (t) => {
+  const h = await harness(tempDir(t));
+  t.after(() => h.close());
+  json((await h.call('POST', '/access-keys', { name: 'a' })).body);
+  const r = await h.call('PUT', '/access-keys/0/expiry', { expiresAt: 9_000_000_000_000_000 });
+  assert.equal(r.statusCode, 400);
+  assert.match(r.body, /expiresAt/);
+  assert.equal((await h.call('GET', '/access-keys')).statusCode, 200);
+  const bulk = await h.call('POST', '/access-keys', { name: 'b', expiresAt: 9_000_000_000_000_000 });
+  assert.equal(bulk.statusCode, 400);
+});
