@@ -248,7 +248,12 @@ export interface ManagedServer {
   enforcer: KeyEnforcer;
   /** http://host:port of the plain-HTTP dynamic-key listener, when --dynamic-listen was given. */
   dynamicAddress: string | undefined;
+  /** The full start-up text, secrets included (access config line, key URL, QR code). */
   banner: string;
+  /** The same without secrets, for a restart whose output goes to a log (journald, docker). */
+  publicBanner: string;
+  /** True when this start created the store and its first key. */
+  firstStart: boolean;
   close(): Promise<void>;
 }
 
@@ -454,6 +459,7 @@ export async function startManaged(
     if (metricsServer) out.push(`  Prometheus metrics: ${metricsServer.url}`);
     if (dynamicAddress) out.push(`  dynamic keys (plain HTTP, put TLS in front): ${dynamicAddress}/access/…`);
     out.push('');
+    const publicPart = out.length;
     out.push('Outline Manager access config (paste into "Add server" > "existing server"; keep it secret):');
     out.push(accessConfigLine(api));
     out.push('');
@@ -482,6 +488,15 @@ export async function startManaged(
       enforcer,
       dynamicAddress,
       banner: `${out.join('\n')}\n`,
+      publicBanner: `${[
+        ...out.slice(0, publicPart),
+        'Secrets are not printed on a restart whose output is not a terminal (logs keep them):',
+        `  key URLs: ladder keys url ID --data-dir ${JSON.stringify(dataDir)}`,
+        '  Outline Manager access config: run the server once in a terminal',
+        '',
+        'Ctrl-C to stop.',
+      ].join('\n')}\n`,
+      firstStart: createdNow,
       close: closeAll,
     };
   } catch (err) {
@@ -494,7 +509,8 @@ export async function startManaged(
 export async function runManaged(flags: ManagedFlags): Promise<void> {
   const log = createLogger(flags.logLevel !== undefined ? { level: flags.logLevel } : {});
   const server = await startManaged(flags, log);
-  process.stdout.write(server.banner);
+  // Secrets go to the screen, or once at the first start; never into every restart's log.
+  process.stdout.write(server.firstStart || process.stdout.isTTY ? server.banner : server.publicBanner);
   await new Promise<void>((done) => {
     let stopping = false;
     const stop = (signal: NodeJS.Signals): void => {

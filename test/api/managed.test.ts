@@ -79,6 +79,7 @@ test('managed server end to end: API key -> traffic -> usage and Prometheus -> l
 
   const line = m.banner.split('\n').find((l) => l.startsWith('{"apiUrl":'));
   assert.ok(line, 'banner prints the Outline access config line');
+  assert.equal(m.firstStart, true);
   const cfg = JSON.parse(line) as { apiUrl: string; certSha256: string };
   assert.match(m.banner, /ss:\/\/[A-Za-z0-9_-]+@127\.0\.0\.1:\d+\/\?outline=1#Initial%20key/);
   assert.match(m.banner, /ssconf:\/\/127\.0\.0\.1:\d+\/access\//);
@@ -217,6 +218,12 @@ test('managed server end to end: API key -> traffic -> usage and Prometheus -> l
   m = await startManaged({ ...flags(dir), apiPort: undefined } as never, silentLogger);
   closed = false;
   assert.equal(m.api!.port, apiPort, 'API port kept across restarts');
+  assert.equal(m.firstStart, false);
+  assert.ok(
+    !m.publicBanner.includes('apiUrl') && !m.publicBanner.includes('ss://'),
+    'no secrets in the restart log text',
+  );
+  assert.match(m.publicBanner, /ladder keys url/);
   const line2 = m.banner.split('\n').find((l) => l.startsWith('{"apiUrl":'));
   assert.equal(line2, line, 'same access config after restart');
   const list = JSON.parse((await api(cfg, 'GET', '/access-keys')).body) as {
