@@ -1,4 +1,6 @@
 import { isIP } from 'node:net';
+import { isProtocolError } from '../protocol/errors.js';
+import { checkKey } from '../protocol/shadowsocks/key-material.js';
 import type { ServerControl } from '../shared/control.js';
 import type { Clock } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
@@ -67,6 +69,16 @@ export function checkMethod(ctx: ApiContext, method: string | undefined, field =
     );
   }
   return method;
+}
+
+/** A caller-chosen password must be usable with its method (2022 methods need a base64 PSK of the key size). */
+export function checkPassword(method: string, password: string, field = 'password'): void {
+  try {
+    checkKey(method, password);
+  } catch (err) {
+    // checkKey's messages never contain the secret.
+    throw invalid(field, `Invalid "${field}": ${isProtocolError(err) ? err.message : 'unusable key'}`);
+  }
 }
 
 export function parseExpiry(v: string | number | undefined, field = 'expiresAt'): number | undefined {

@@ -6,6 +6,7 @@ import { generateSecret, HOUR_MS, ROLLING_WINDOW_MS, StoreError, type NewKey } f
 import { ApiError, invalid, keyNotFound } from './errors.js';
 import {
   checkMethod,
+  checkPassword,
   isValidHostname,
   parseExpiry,
   statusIndex,
@@ -266,6 +267,7 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
   ): Promise<z.infer<typeof AccessKey>> => {
     const settings = await store.getSettings();
     const method = checkMethod(ctx, body.method);
+    if (body.password !== undefined) checkPassword(method, body.password);
     const input: NewKey = {
       method,
       secret: body.password ?? generateSecret(method),

@@ -5,6 +5,7 @@ import type { TLSSocket } from 'node:tls';
 import { ManualClock } from '../../src/shared/clock.js';
 import { accessConfigLine, startApi } from '../../src/api/index.js';
 import { openStore, parseStoreLocation, HOUR_MS } from '../../src/store/index.js';
+import { checkPassword } from '../../src/api/context.js';
 import { harness, tempDir, RecordingControl } from './helpers.js';
 
 type Json = Record<string, unknown>;
@@ -344,4 +345,22 @@ test('an expiry beyond what a date can hold is refused (it used to break GET /ac
   assert.equal((await h.call('GET', '/access-keys')).statusCode, 200);
   const bulk = await h.call('POST', '/access-keys', { name: 'b', expiresAt: 9_000_000_000_000_000 });
   assert.equal(bulk.statusCode, 400);
+});
+
+test('key passwords are checked against their method: the API refuses 2022 methods (SIP004 only), and checkPassword refuses a bad PSK without echoing it', async (t) => {
+  const h = await harness(tempDir(t));
+  t.after(() => h.close());
+  const r = await h.call('POST', '/access-keys', {
+    method: '2022-blake3-aes-256-gcm',
+    password: 'not-a-psk',
+  });
+  assert.equal(r.statusCode, 400);
+  assert.match(r.body, /method/);
+  assert.ok(!r.body.includes('not-a-psk'));
+  assert.throws(
+    () => checkPassword('2022-blake3-aes-256-gcm', 'not-a-psk'),
+    (e: unknown) => e instanceof Error && /password/.test(e.message) && !e.message.includes('not-a-psk'),
+  );
+  assert.doesNotThrow(() => checkPassword('2022-blake3-aes-256-gcm', Buffer.alloc(32, 1).toString('base64')));
+  assert.doesNotThrow(() => checkPassword('aes-256-gcm', 'any text'));
 });
