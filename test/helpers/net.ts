@@ -260,3 +260,34 @@ export function readAll(s: net.Socket, timeoutMs = 30_000): Promise<Buffer> {
     s.resume();
   });
 }
+
+/** Open a raw TCP connection, send bytes, and report what came back and how it closed. */
+export function rawProbe(
+  port: number,
+  payload: Buffer,
+  waitMs: number,
+): Promise<{ received: number; kind: string; afterMs: number }> {
+  return new Promise((resolve) => {
+    const start = Date.now();
+    let received = 0;
+    let kind = 'open';
+    const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve({ received, kind: 'open', afterMs: Date.now() - start });
+    }, waitMs);
+    s.on('connect', () => s.write(payload));
+    s.on('data', (d: Buffer) => (received += d.length));
+    s.on('end', () => {
+      kind = 'fin';
+      s.end();
+    });
+    s.on('error', (err: NodeJS.ErrnoException) => {
+      kind = err.code === 'ECONNRESET' ? 'rst' : `error:${err.code}`;
+    });
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve({ received, kind, afterMs: Date.now() - start });
+    });
+  });
+}

@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
+import { rawProbe } from '../helpers/net.js';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -114,37 +115,6 @@ async function statusOf(h: Harness, bytes: number, timeoutMs = 5_000): Promise<s
     }
     await new Promise((r) => setTimeout(r, 10));
   }
-}
-
-/** Send raw bytes; report bytes received and how/when the server closed. */
-function rawProbe(
-  port: number,
-  payload: Buffer,
-  waitMs: number,
-): Promise<{ received: number; kind: string; afterMs: number }> {
-  return new Promise((resolve) => {
-    const start = Date.now();
-    let received = 0;
-    let kind = 'open';
-    const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
-    const timer = setTimeout(() => {
-      s.destroy();
-      resolve({ received, kind: 'open', afterMs: Date.now() - start });
-    }, waitMs);
-    s.on('connect', () => s.write(payload));
-    s.on('data', (d: Buffer) => (received += d.length));
-    s.on('end', () => {
-      kind = 'fin';
-      s.end();
-    });
-    s.on('error', (err: NodeJS.ErrnoException) => {
-      kind = err.code === 'ECONNRESET' ? 'rst' : `error:${err.code}`;
-    });
-    s.on('close', () => {
-      clearTimeout(timer);
-      resolve({ received, kind, afterMs: Date.now() - start });
-    });
-  });
 }
 
 /** The uniform reaction: nothing sent, connection held until the idle timeout, then a FIN. */

@@ -1,5 +1,6 @@
 import { randomBytes, createHash } from 'node:crypto';
 import net from 'node:net';
+import { rawProbe } from '../helpers/net.js';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -53,37 +54,6 @@ async function ipv6Available(): Promise<boolean> {
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 const METHODS = ['aes-128-gcm', 'aes-256-gcm', 'chacha20-ietf-poly1305'] as const;
-
-/** Open a raw TCP connection, send bytes, and report what came back and how it closed. */
-function rawProbe(
-  port: number,
-  payload: Buffer,
-  waitMs: number,
-): Promise<{ received: number; kind: string; afterMs: number }> {
-  return new Promise((resolve) => {
-    const start = Date.now();
-    let received = 0;
-    let kind = 'open';
-    const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
-    const timer = setTimeout(() => {
-      s.destroy();
-      resolve({ received, kind: 'open', afterMs: Date.now() - start });
-    }, waitMs);
-    s.on('connect', () => s.write(payload));
-    s.on('data', (d: Buffer) => (received += d.length));
-    s.on('end', () => {
-      kind = 'fin';
-      s.end();
-    });
-    s.on('error', (err: NodeJS.ErrnoException) => {
-      kind = err.code === 'ECONNRESET' ? 'rst' : `error:${err.code}`;
-    });
-    s.on('close', () => {
-      clearTimeout(timer);
-      resolve({ received, kind, afterMs: Date.now() - start });
-    });
-  });
-}
 
 describe('ShadowsocksServer relays real encrypted connections', () => {
   let echo4: Echo;
