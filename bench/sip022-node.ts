@@ -1,6 +1,7 @@
 /**
- * A Ladder server or client process for the SIP022 and UDP benchmarks (the CLI does not take
- * 2022 keys or UDP flags yet). Runs until SIGTERM.
+ * A Ladder server or client process for the SIP022 and UDP benchmarks: the data plane and the
+ * client started directly (no CLI banner or store), so only the relays are measured. Runs until
+ * SIGTERM.
  *
  *   node --import tsx bench/sip022-node.ts server --port P --method M --password PW [--udp]
  *   node --import tsx bench/sip022-node.ts client --server-port P --method M --password PW --socks-port S

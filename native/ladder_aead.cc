@@ -17,7 +17,10 @@
 //
 // JS surface (wrapped by src/protocol/shadowsocks/native.ts):
 //   available(method) -> boolean
-//   create(method, key, encrypt) -> codec     method: 0 aes-128-gcm, 1 aes-256-gcm, 2 chacha20-poly1305
+//   create(method, key, encrypt, maxPayload?, minPayload?, nonceStart?) -> codec
+//       method: 0 aes-128-gcm, 1 aes-256-gcm, 2 chacha20-poly1305; chunk payloads maxPayload
+//       (default 0x3FFF, up to 0xFFFF for SIP022) and minPayload (1, or 0 to accept empty
+//       chunks); the nonce counter starts after nonceStart operations (SIP022 headers).
 //   encode(codec, data, prefix?) -> Buffer    [prefix][sealed len][sealed payload]...
 //   decode(codec, data, info) -> Buffer | number
 //       Buffer: the plaintext of every chunk completed by data (possibly empty); bytes of an
@@ -32,13 +35,50 @@
 //   open(codec, sealed) -> Buffer | number      plaintext, or 1 when authentication fails
 //       seal/sealInto take an encoder or session codec, open a decoder or session codec; one
 //       nonce counter per codec, advanced by every successful operation.
+//
+// Stateless one-shot operations (datagrams, key derivation), abiVersion 3:
+//   hkdfSha1(key, salt) -> Buffer               HKDF-SHA1(ikm = key, salt, info "ss-subkey"),
+//                                               key.length bytes (the SIP004 subkey)
+//   sealParts(method, key, nonce, prefix, a, b?) -> Buffer
+//                                               prefix || AEAD(key, nonce, a || b) || tag
+//   openAt(method, key, nonce, sealed, offset) -> Buffer | number
+//                                               plaintext of sealed[offset..] (tag last), or 1
+//   udpSeal(method, masterKey, head, payload) -> Buffer
+//                                               SIP004 datagram: a random salt from RAND_bytes,
+//                                               subkey = hkdfSha1(masterKey, salt), zero nonce,
+//                                               salt || AEAD(head || payload) || tag
+//   udpOpen(method, masterKey, packet) -> Buffer | number
+//                                               the plaintext of a SIP004 datagram, or 1 when it
+//                                               is too short or does not authenticate
+// These share one EVP_CIPHER_CTX per method and thread whose key is set on every call.
+//
+// Datagram I/O helper (not crypto, but it lives here so there is one optional addon to build):
+//   sendTo(fd, data, port, ip, family) -> number
+//       one non-blocking sendto(2) on a UDP socket libuv already owns (node's dgram handle fd),
+//       skipping node's per-send request object and lookup tick. Returns the bytes sent, or
+//       -errno (the caller falls back to socket.send on -EAGAIN/-ENOBUFS). family 6 maps an
+//       IPv4 address to ::ffff:a.b.c.d. On Windows it always returns -ENOSYS.
 
+// SHA1_Init/Update/Final are deprecated in OpenSSL 3 but exported by every node binary; HMAC over
+// the low-level context lets HKDF-SHA1 reuse the padded-key states instead of fetching a digest
+// per call (EVP_MD_fetch/EVP_MAC cost more than the hashing itself for 32-byte inputs). Must come
+// before the first OpenSSL header.
+#define OPENSSL_SUPPRESS_DEPRECATED
 #ifndef NAPI_VERSION
 #define NAPI_VERSION 8
 #endif
 #include <node_api.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
 
+#ifndef _WIN32
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#endif
+
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -51,7 +91,8 @@ constexpr size_t kTag = 16;
 constexpr size_t kNonce = 12;
 constexpr size_t kMaxPayload = 0x3FFF;
 constexpr size_t kLenChunk = 2 + kTag;
-constexpr size_t kMaxElement = kMaxPayload + kTag;
+// SIP022 chunks carry up to 0xFFFF bytes; create() takes the limits per codec.
+constexpr size_t kMaxPayloadLimit = 0xFFFF;
 // Largest single seal/open (datagrams can exceed a stream chunk; EVP takes an int length).
 constexpr size_t kMaxOp = size_t{1} << 30;
 constexpr int kMethods = 3;
@@ -100,6 +141,8 @@ struct Codec {
   int enc = 0;  // 1 encoder, 0 decoder, kSession either
   uint8_t nonce[kNonce] = {0};
   bool failed = false;
+  size_t max_payload = kMaxPayload;  // chunk payload bounds (SIP004: 1..0x3FFF; SIP022: 0..0xFFFF)
+  size_t min_payload = 1;
   // Decoder only.
   State state = kReadLength;
   size_t need = kLenChunk;
@@ -294,18 +337,36 @@ napi_value MakeCodec(napi_env env, napi_value* argv, int mode) {
 }
 
 napi_value Create(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 6;
+  napi_value argv[6];
   bool enc = false;
   if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 3) {
-    Throw(env, "create(method, key, encrypt)");
+    Throw(env, "create(method, key, encrypt, maxPayload?, minPayload?, nonceStart?)");
     return nullptr;
   }
   if (napi_get_value_bool(env, argv[2], &enc) != napi_ok) {
     Throw(env, "encrypt must be a boolean");
     return nullptr;
   }
-  return MakeCodec(env, argv, enc ? 1 : 0);
+  int32_t max_p = static_cast<int32_t>(kMaxPayload);
+  int32_t min_p = 1;
+  int32_t start = 0;
+  if ((argc >= 4 && napi_get_value_int32(env, argv[3], &max_p) != napi_ok) ||
+      (argc >= 5 && napi_get_value_int32(env, argv[4], &min_p) != napi_ok) ||
+      (argc >= 6 && napi_get_value_int32(env, argv[5], &start) != napi_ok) || max_p < 1 ||
+      static_cast<size_t>(max_p) > kMaxPayloadLimit || min_p < 0 || min_p > 1 || start < 0 || start > 1024) {
+    Throw(env, "maxPayload must be 1..65535, minPayload 0 or 1, nonceStart 0..1024");
+    return nullptr;
+  }
+  napi_value ext = MakeCodec(env, argv, enc ? 1 : 0);
+  if (ext == nullptr) return nullptr;
+  void* p = nullptr;
+  if (napi_get_value_external(env, ext, &p) != napi_ok || p == nullptr) return nullptr;
+  Codec* c = static_cast<Codec*>(p);
+  c->max_payload = static_cast<size_t>(max_p);
+  c->min_payload = static_cast<size_t>(min_p);
+  for (int32_t i = 0; i < start; i++) Increment(c->nonce);
+  return ext;
 }
 
 napi_value CreateSession(napi_env env, napi_callback_info info) {
@@ -343,7 +404,13 @@ napi_value Encode(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "ERR_LADDER_AEAD", "encoder failed earlier");
     return nullptr;
   }
-  const size_t chunks = n / kMaxPayload + (n % kMaxPayload != 0 ? 1 : 0);
+  // SIP004 (max 0x3FFF): full chunks then the remainder, as every SIP004 implementation writes.
+  // SIP022 (max above 0x3FFF): the fewest chunks, of even size, so a 64 KiB write becomes two
+  // 32 KiB chunks rather than 0xFFFF bytes plus one: no tiny chunk costing two seals, and
+  // chunks the reader's 64 KiB reads split less often.
+  const size_t maxp = c->max_payload;
+  const size_t chunks = n / maxp + (n % maxp != 0 ? 1 : 0);
+  const size_t even = c->max_payload > kMaxPayload && chunks > 0 ? n / chunks + (n % chunks != 0 ? 1 : 0) : maxp;
   // n + chunks * 34 + prefix_len cannot overflow size_t for any n a Uint8Array can have, but a
   // too-large result is refused by napi_create_buffer below.
   const size_t out_len = prefix_len + n + chunks * (kLenChunk + kTag);
@@ -356,8 +423,8 @@ napi_value Encode(napi_env env, napi_callback_info info) {
     memcpy(out, prefix, prefix_len);
     o = prefix_len;
   }
-  for (size_t i = 0; i < n; i += kMaxPayload) {
-    const size_t piece = n - i < kMaxPayload ? n - i : kMaxPayload;
+  for (size_t i = 0; i < n; i += even) {
+    const size_t piece = n - i < even ? n - i : even;
     const uint8_t len[2] = {static_cast<uint8_t>(piece >> 8), static_cast<uint8_t>(piece & 0xff)};
     // o + 18 + piece + 16 <= out_len by construction of out_len.
     if (!SealOne(c, len, 2, out + o) || !SealOne(c, data + i, piece, out + o + kLenChunk)) {
@@ -382,7 +449,7 @@ Status OpenLength(Codec* c, const uint8_t* p, int32_t* bad_len) {
   if (!OpenOne(c, c->nonce, p, 2, len)) return kErrCipher;
   Increment(c->nonce);
   const size_t l = (static_cast<size_t>(len[0]) << 8) | len[1];
-  if (l == 0 || l > kMaxPayload) {
+  if (l < c->min_payload || l > c->max_payload) {
     *bad_len = static_cast<int32_t>(l);
     return kErrPayloadSize;
   }
@@ -543,14 +610,15 @@ napi_value Decode(napi_env env, napi_callback_info info) {
   // Keep the bytes of the incomplete element (fewer than need) for the next call.
   const size_t rest = n - off;
   if (rest > 0) {
-    if (c->need > kMaxElement || rest >= c->need) {  // cannot happen; refuse rather than overflow
+    const size_t max_element = c->max_payload + kTag;
+    if (c->need > max_element || rest >= c->need) {  // cannot happen; refuse rather than overflow
       c->failed = true;
       napi_throw_error(env, "ERR_LADDER_AEAD", "internal state error");
       return nullptr;
     }
     if (c->carry_cap < c->need) {
       // Sized once for the largest element, so a bulk stream allocates this only once.
-      uint8_t* buf = static_cast<uint8_t*>(malloc(kMaxElement));
+      uint8_t* buf = static_cast<uint8_t*>(malloc(max_element));
       if (buf == nullptr) {
         c->failed = true;
         napi_throw_error(env, "ERR_LADDER_AEAD", "out of memory");
@@ -559,9 +627,9 @@ napi_value Decode(napi_env env, napi_callback_info info) {
       ReleaseCarry(env, c);
       c->carry = buf;
       int64_t ignored;
-      const int64_t delta = static_cast<int64_t>(kMaxElement);
+      const int64_t delta = static_cast<int64_t>(max_element);
       if (napi_adjust_external_memory(env, delta, &ignored) == napi_ok) c->external += delta;
-      c->carry_cap = kMaxElement;
+      c->carry_cap = max_element;
     }
     memcpy(c->carry, data + off, rest);
     c->carry_len = rest;
@@ -681,6 +749,405 @@ napi_value Open(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// ---- stateless one-shot operations -----------------------------------------------------------
+
+// HMAC-SHA1 key schedule: the inner and outer contexts after absorbing the padded key.
+struct HmacSha1 {
+  SHA_CTX inner;
+  SHA_CTX outer;
+};
+
+void HmacInit(HmacSha1* h, const uint8_t* key, size_t key_len) {
+  uint8_t k[64];
+  memset(k, 0, sizeof k);
+  if (key_len > sizeof k) {
+    SHA_CTX t;
+    SHA1_Init(&t);
+    SHA1_Update(&t, key, key_len);
+    SHA1_Final(k, &t);
+  } else if (key_len > 0) {
+    memcpy(k, key, key_len);
+  }
+  uint8_t pad[64];
+  for (size_t i = 0; i < 64; i++) pad[i] = k[i] ^ 0x36;
+  SHA1_Init(&h->inner);
+  SHA1_Update(&h->inner, pad, 64);
+  for (size_t i = 0; i < 64; i++) pad[i] = k[i] ^ 0x5c;
+  SHA1_Init(&h->outer);
+  SHA1_Update(&h->outer, pad, 64);
+  OPENSSL_cleanse(k, sizeof k);
+  OPENSSL_cleanse(pad, sizeof pad);
+}
+
+// out (20 bytes) = HMAC(key of h, a || b || c); h itself is not modified.
+void HmacSha1Mac(const HmacSha1* h, const uint8_t* a, size_t an, const uint8_t* b, size_t bn,
+                 const uint8_t* c, size_t cn, uint8_t* out) {
+  SHA_CTX t = h->inner;
+  if (an > 0) SHA1_Update(&t, a, an);
+  if (bn > 0) SHA1_Update(&t, b, bn);
+  if (cn > 0) SHA1_Update(&t, c, cn);
+  uint8_t ih[SHA_DIGEST_LENGTH];
+  SHA1_Final(ih, &t);
+  t = h->outer;
+  SHA1_Update(&t, ih, sizeof ih);
+  SHA1_Final(out, &t);
+  OPENSSL_cleanse(&t, sizeof t);
+}
+
+constexpr uint8_t kSsSubkeyInfo[] = {'s', 's', '-', 's', 'u', 'b', 'k', 'e', 'y'};
+constexpr size_t kMaxSubkey = 64;
+
+// RFC 5869 with SHA-1: PRK = HMAC(salt, ikm); T(i) = HMAC(PRK, T(i-1) || info || i).
+bool HkdfSha1(const uint8_t* ikm, size_t ikm_len, const uint8_t* salt, size_t salt_len, uint8_t* out,
+              size_t out_len) {
+  if (out_len > kMaxSubkey) return false;
+  HmacSha1 h;
+  HmacInit(&h, salt, salt_len);
+  uint8_t prk[SHA_DIGEST_LENGTH];
+  HmacSha1Mac(&h, ikm, ikm_len, nullptr, 0, nullptr, 0, prk);
+  HmacInit(&h, prk, sizeof prk);
+  uint8_t t[SHA_DIGEST_LENGTH];
+  size_t t_len = 0;
+  size_t done = 0;
+  for (uint8_t i = 1; done < out_len; i++) {
+    HmacSha1Mac(&h, t, t_len, kSsSubkeyInfo, sizeof kSsSubkeyInfo, &i, 1, t);
+    t_len = sizeof t;
+    const size_t take = out_len - done < t_len ? out_len - done : t_len;
+    memcpy(out + done, t, take);
+    done += take;
+  }
+  OPENSSL_cleanse(&h, sizeof h);
+  OPENSSL_cleanse(prk, sizeof prk);
+  OPENSSL_cleanse(t, sizeof t);
+  return true;
+}
+
+// One context per method and thread for the one-shot operations; the key is set per call.
+EVP_CIPHER_CTX* OneShotCtx(int m) {
+  static thread_local EVP_CIPHER_CTX* ctx[kMethods] = {nullptr, nullptr, nullptr};
+  std::call_once(g_fetch_once, FetchCiphers);
+  if (m < 0 || m >= kMethods || g_cipher[m] == nullptr) return nullptr;
+  if (ctx[m] == nullptr) {
+    EVP_CIPHER_CTX* c = EVP_CIPHER_CTX_new();
+    if (c == nullptr || EVP_CipherInit_ex(c, g_cipher[m], nullptr, nullptr, nullptr, 1) != 1 ||
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_IVLEN, static_cast<int>(kNonce), nullptr) != 1) {
+      EVP_CIPHER_CTX_free(c);
+      return nullptr;
+    }
+    ctx[m] = c;
+  }
+  return ctx[m];
+}
+
+// out receives AEAD(a || b) then the tag (an + bn + 16 bytes).
+bool SealTwo(EVP_CIPHER_CTX* ctx, const uint8_t* key, const uint8_t* nonce, const uint8_t* a, size_t an,
+             const uint8_t* b, size_t bn, uint8_t* out) {
+  int outl = 0;
+  int finl = 0;
+  if (an > kMaxOp || bn > kMaxOp) return false;
+  if (EVP_CipherInit_ex(ctx, nullptr, nullptr, key, nonce, 1) != 1) return false;
+  size_t o = 0;
+  if (an > 0) {
+    if (EVP_CipherUpdate(ctx, out, &outl, a, static_cast<int>(an)) != 1 || static_cast<size_t>(outl) != an) {
+      return false;
+    }
+    o = an;
+  }
+  if (bn > 0) {
+    if (EVP_CipherUpdate(ctx, out + o, &outl, b, static_cast<int>(bn)) != 1 || static_cast<size_t>(outl) != bn) {
+      return false;
+    }
+    o += bn;
+  }
+  if (EVP_CipherFinal_ex(ctx, out + o, &finl) != 1 || finl != 0) return false;
+  return EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, static_cast<int>(kTag), out + o) == 1;
+}
+
+bool OpenTagged(EVP_CIPHER_CTX* ctx, const uint8_t* key, const uint8_t* nonce, const uint8_t* in, size_t n,
+                uint8_t* out) {
+  int outl = 0;
+  int finl = 0;
+  if (n > kMaxOp) return false;
+  if (EVP_CipherInit_ex(ctx, nullptr, nullptr, key, nonce, 0) != 1) return false;
+  if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, static_cast<int>(kTag), const_cast<uint8_t*>(in + n)) != 1) {
+    return false;
+  }
+  if (n > 0 && EVP_CipherUpdate(ctx, out, &outl, in, static_cast<int>(n)) != 1) return false;
+  if (static_cast<size_t>(outl) > n) return false;
+  if (EVP_CipherFinal_ex(ctx, out + outl, &finl) != 1) return false;
+  return static_cast<size_t>(outl) + static_cast<size_t>(finl) == n;
+}
+
+bool GetMethod(napi_env env, napi_value v, int* m, EVP_CIPHER_CTX** ctx, size_t* key_len) {
+  int32_t i = -1;
+  if (napi_get_value_int32(env, v, &i) != napi_ok || i < 0 || i >= kMethods) {
+    return Throw(env, "method must be 0, 1 or 2");
+  }
+  *ctx = OneShotCtx(i);
+  if (*ctx == nullptr) return Throw(env, "cipher not available in this OpenSSL");
+  *m = i;
+  *key_len = static_cast<size_t>(EVP_CIPHER_get_key_length(g_cipher[i]));
+  return true;
+}
+
+// Optional byte argument: undefined or null give an empty range.
+bool GetOptionalBytes(napi_env env, napi_value v, const uint8_t** data, size_t* len, const char* what) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok) return Throw(env, what);
+  if (t == napi_undefined || t == napi_null) {
+    *data = nullptr;
+    *len = 0;
+    return true;
+  }
+  return GetBytes(env, v, data, len, what);
+}
+
+napi_value HkdfSha1Js(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  const uint8_t* key = nullptr;
+  size_t key_len = 0;
+  const uint8_t* salt = nullptr;
+  size_t salt_len = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 2) {
+    Throw(env, "hkdfSha1(key, salt)");
+    return nullptr;
+  }
+  if (!GetBytes(env, argv[0], &key, &key_len, "key must be a Uint8Array") ||
+      !GetBytes(env, argv[1], &salt, &salt_len, "salt must be a Uint8Array")) {
+    return nullptr;
+  }
+  if (key_len == 0 || key_len > kMaxSubkey) {
+    Throw(env, "key must be 1..64 bytes");
+    return nullptr;
+  }
+  void* out = nullptr;
+  napi_value result;
+  if (napi_create_buffer(env, key_len, &out, &result) != napi_ok) return AllocFailed(env);
+  HkdfSha1(key, key_len, salt, salt_len, static_cast<uint8_t*>(out), key_len);
+  return result;
+}
+
+napi_value SealParts(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  int m;
+  EVP_CIPHER_CTX* ctx;
+  size_t key_len_want;
+  const uint8_t *key, *nonce, *prefix, *a, *b;
+  size_t key_len, nonce_len, prefix_len, an, bn;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 5) {
+    Throw(env, "sealParts(method, key, nonce, prefix, a, b?)");
+    return nullptr;
+  }
+  if (!GetMethod(env, argv[0], &m, &ctx, &key_len_want) ||
+      !GetBytes(env, argv[1], &key, &key_len, "key must be a Uint8Array") ||
+      !GetBytes(env, argv[2], &nonce, &nonce_len, "nonce must be a Uint8Array") ||
+      !GetOptionalBytes(env, argv[3], &prefix, &prefix_len, "prefix must be a Uint8Array") ||
+      !GetBytes(env, argv[4], &a, &an, "a must be a Uint8Array") ||
+      (argc >= 6 && !GetOptionalBytes(env, argv[5], &b, &bn, "b must be a Uint8Array"))) {
+    return nullptr;
+  }
+  if (argc < 6) {
+    b = nullptr;
+    bn = 0;
+  }
+  if (key_len != key_len_want || nonce_len != kNonce) {
+    Throw(env, "key or nonce has the wrong length for this method");
+    return nullptr;
+  }
+  if (an > kMaxOp || bn > kMaxOp - an || prefix_len > kMaxOp) {
+    Throw(env, "input too long");
+    return nullptr;
+  }
+  void* out_ptr = nullptr;
+  napi_value result;
+  if (napi_create_buffer(env, prefix_len + an + bn + kTag, &out_ptr, &result) != napi_ok) return AllocFailed(env);
+  uint8_t* out = static_cast<uint8_t*>(out_ptr);
+  if (prefix_len > 0) memcpy(out, prefix, prefix_len);
+  if (!SealTwo(ctx, key, nonce, a, an, b, bn, out + prefix_len)) {
+    napi_throw_error(env, "ERR_LADDER_AEAD", "EVP seal failed");
+    return nullptr;
+  }
+  return result;
+}
+
+napi_value OpenAt(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  int m;
+  EVP_CIPHER_CTX* ctx;
+  size_t key_len_want;
+  const uint8_t *key, *nonce, *sealed;
+  size_t key_len, nonce_len, n;
+  int64_t offset = -1;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 5) {
+    Throw(env, "openAt(method, key, nonce, sealed, offset)");
+    return nullptr;
+  }
+  if (!GetMethod(env, argv[0], &m, &ctx, &key_len_want) ||
+      !GetBytes(env, argv[1], &key, &key_len, "key must be a Uint8Array") ||
+      !GetBytes(env, argv[2], &nonce, &nonce_len, "nonce must be a Uint8Array") ||
+      !GetBytes(env, argv[3], &sealed, &n, "sealed must be a Uint8Array")) {
+    return nullptr;
+  }
+  if (napi_get_value_int64(env, argv[4], &offset) != napi_ok || offset < 0 || static_cast<uint64_t>(offset) > n) {
+    Throw(env, "offset outside sealed");
+    return nullptr;
+  }
+  if (key_len != key_len_want || nonce_len != kNonce) {
+    Throw(env, "key or nonce has the wrong length for this method");
+    return nullptr;
+  }
+  const size_t avail = n - static_cast<size_t>(offset);
+  if (avail < kTag || avail - kTag > kMaxOp) return Number(env, kErrCipher);
+  void* out = nullptr;
+  napi_value result;
+  if (napi_create_buffer(env, avail - kTag, &out, &result) != napi_ok) return AllocFailed(env);
+  if (!OpenTagged(ctx, key, nonce, sealed + offset, avail - kTag, static_cast<uint8_t*>(out))) {
+    return Number(env, kErrCipher);
+  }
+  return result;
+}
+
+const uint8_t kZeroNonce[kNonce] = {0};
+
+napi_value UdpSeal(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  int m;
+  EVP_CIPHER_CTX* ctx;
+  size_t key_len;
+  const uint8_t *master, *head, *payload;
+  size_t master_len, hn, pn;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 4) {
+    Throw(env, "udpSeal(method, masterKey, head, payload)");
+    return nullptr;
+  }
+  if (!GetMethod(env, argv[0], &m, &ctx, &key_len) ||
+      !GetBytes(env, argv[1], &master, &master_len, "masterKey must be a Uint8Array") ||
+      !GetBytes(env, argv[2], &head, &hn, "head must be a Uint8Array") ||
+      !GetBytes(env, argv[3], &payload, &pn, "payload must be a Uint8Array")) {
+    return nullptr;
+  }
+  if (master_len != key_len) {
+    Throw(env, "masterKey has the wrong length for this method");
+    return nullptr;
+  }
+  if (hn > kMaxOp || pn > kMaxOp - hn) {
+    Throw(env, "datagram too long");
+    return nullptr;
+  }
+  const size_t salt_len = key_len;  // SIP004: salt size = key size for every method here
+  void* out_ptr = nullptr;
+  napi_value result;
+  if (napi_create_buffer(env, salt_len + hn + pn + kTag, &out_ptr, &result) != napi_ok) return AllocFailed(env);
+  uint8_t* out = static_cast<uint8_t*>(out_ptr);
+  uint8_t subkey[kMaxSubkey];
+  const bool ok = RAND_bytes(out, static_cast<int>(salt_len)) == 1 &&
+                  HkdfSha1(master, master_len, out, salt_len, subkey, key_len) &&
+                  SealTwo(ctx, subkey, kZeroNonce, head, hn, payload, pn, out + salt_len);
+  OPENSSL_cleanse(subkey, sizeof subkey);
+  if (!ok) {
+    napi_throw_error(env, "ERR_LADDER_AEAD", "datagram seal failed");
+    return nullptr;
+  }
+  return result;
+}
+
+napi_value UdpOpen(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  int m;
+  EVP_CIPHER_CTX* ctx;
+  size_t key_len;
+  const uint8_t *master, *packet;
+  size_t master_len, n;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 3) {
+    Throw(env, "udpOpen(method, masterKey, packet)");
+    return nullptr;
+  }
+  if (!GetMethod(env, argv[0], &m, &ctx, &key_len) ||
+      !GetBytes(env, argv[1], &master, &master_len, "masterKey must be a Uint8Array") ||
+      !GetBytes(env, argv[2], &packet, &n, "packet must be a Uint8Array")) {
+    return nullptr;
+  }
+  if (master_len != key_len) {
+    Throw(env, "masterKey has the wrong length for this method");
+    return nullptr;
+  }
+  const size_t salt_len = key_len;
+  if (n < salt_len + kTag || n - salt_len - kTag > kMaxOp) return Number(env, kErrCipher);
+  const size_t plain_len = n - salt_len - kTag;
+  uint8_t subkey[kMaxSubkey];
+  HkdfSha1(master, master_len, packet, salt_len, subkey, key_len);
+  void* out = nullptr;
+  napi_value result;
+  if (napi_create_buffer(env, plain_len, &out, &result) != napi_ok) {
+    OPENSSL_cleanse(subkey, sizeof subkey);
+    return AllocFailed(env);
+  }
+  const bool ok = OpenTagged(ctx, subkey, kZeroNonce, packet + salt_len, plain_len, static_cast<uint8_t*>(out));
+  OPENSSL_cleanse(subkey, sizeof subkey);
+  if (!ok) return Number(env, kErrCipher);
+  return result;
+}
+
+// ---- datagram send ---------------------------------------------------------------------------
+
+napi_value SendTo(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  int32_t fd = -1;
+  int32_t port = -1;
+  int32_t family = 0;
+  const uint8_t* data = nullptr;
+  size_t n = 0;
+  char ip[64];
+  size_t ip_len = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 5 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0 ||
+      !GetBytes(env, argv[1], &data, &n, "data must be a Uint8Array") ||
+      napi_get_value_int32(env, argv[2], &port) != napi_ok || port <= 0 || port > 65535 ||
+      napi_get_value_string_utf8(env, argv[3], ip, sizeof ip, &ip_len) != napi_ok ||
+      napi_get_value_int32(env, argv[4], &family) != napi_ok || (family != 4 && family != 6)) {
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && !pending) {
+      Throw(env, "sendTo(fd, data, port 1..65535, ip, family 4|6)");
+    }
+    return nullptr;
+  }
+#ifdef _WIN32
+  (void)data;
+  (void)n;
+  return Number(env, -ENOSYS);
+#else
+  ssize_t r;
+  if (family == 4) {
+    sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    if (inet_pton(AF_INET, ip, &a.sin_addr) != 1) return Number(env, -EINVAL);
+    r = sendto(fd, data, n, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  } else {
+    sockaddr_in6 a;
+    memset(&a, 0, sizeof a);
+    a.sin6_family = AF_INET6;
+    a.sin6_port = htons(static_cast<uint16_t>(port));
+    if (inet_pton(AF_INET6, ip, &a.sin6_addr) != 1) {
+      in_addr v4;
+      if (inet_pton(AF_INET, ip, &v4) != 1) return Number(env, -EINVAL);
+      a.sin6_addr.s6_addr[10] = 0xff;
+      a.sin6_addr.s6_addr[11] = 0xff;
+      memcpy(&a.sin6_addr.s6_addr[12], &v4, 4);
+    }
+    r = sendto(fd, data, n, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  }
+  return Number(env, r >= 0 ? static_cast<int32_t>(r) : -errno);
+#endif
+}
+
 napi_value Init(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"available", nullptr, Available, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
@@ -691,10 +1158,16 @@ napi_value Init(napi_env env, napi_value exports) {
       {"seal", nullptr, Seal, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"sealInto", nullptr, SealInto, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"open", nullptr, Open, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"hkdfSha1", nullptr, HkdfSha1Js, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sealParts", nullptr, SealParts, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"openAt", nullptr, OpenAt, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"udpSeal", nullptr, UdpSeal, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"udpOpen", nullptr, UdpOpen, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sendTo", nullptr, SendTo, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   napi_value version;
-  napi_create_int32(env, 2, &version);
+  napi_create_int32(env, 3, &version);
   napi_set_named_property(env, exports, "abiVersion", version);
   return exports;
 }

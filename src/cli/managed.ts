@@ -50,6 +50,8 @@ export interface ManagedFlags {
   dynamicListen?: string;
   dynamicUrl?: string;
   allowPrivate?: boolean;
+  /** Relay UDP too (default in managed mode, like Outline's server); --no-udp turns it off. */
+  udp?: boolean;
   idleTimeout?: string;
   replayState?: string;
   logLevel?: string;
@@ -103,14 +105,14 @@ const MANAGED_ONLY = [
   'dynamicUrl',
 ] as const;
 /** Flags that say nothing about the mode. */
-const NEUTRAL = new Set(['logLevel', 'publicHost', 'showUrls', 'metrics']);
+const NEUTRAL = new Set(['logLevel', 'publicHost', 'showUrls', 'metrics', 'udp']);
 
 /**
  * Which mode `ladder server` runs in:
  * - keys on the command line or in a config file (--config, --password, --method, LADDER_PASSWORD):
  *   the single-process data plane only, as before (combining them with --data-dir/--store is refused);
  * - --data-dir, --store, --api-*, --metrics-* or --no-metrics: managed;
- * - no flags at all (`npm start`), or only --log-level/--public-host: managed;
+ * - no flags at all (`npm start`), or only --log-level/--public-host/--udp/--no-udp: managed;
  * - only data-plane flags (--port, --host, --allow-private, …): a generated key for this run, as before
  *   (add --data-dir to get the managed server on that port).
  */
@@ -355,6 +357,7 @@ export async function startManaged(
       ...(tuning.usageFlushMs !== undefined ? { usageFlushMs: tuning.usageFlushMs } : {}),
       ...(idleMs !== undefined ? { timeouts: { idleMs } } : {}),
       ...(flags.allowPrivate ? { allowPrivateDestinations: true } : {}),
+      udp: flags.udp !== false,
     };
     const primaryPort = dataPortFlag ?? settings.portForNewAccessKeys;
     const plane = await startDataPlane({
@@ -453,7 +456,7 @@ export async function startManaged(
     const out: string[] = [];
     out.push(`Ladder server (managed) — data in ${dataDir}`);
     out.push(
-      `  Shadowsocks on port ${plane.address.port} (TCP), ${await store.countKeys()} key(s) in the store`,
+      `  Shadowsocks on port ${plane.address.port} (${flags.udp === false ? 'TCP; UDP off' : 'TCP and UDP'}), ${await store.countKeys()} key(s) in the store`,
     );
     out.push(`  management API on port ${api.port} (HTTPS, self-signed; Outline Manager compatible)`);
     if (metricsServer) out.push(`  Prometheus metrics: ${metricsServer.url}`);

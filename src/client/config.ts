@@ -17,7 +17,7 @@
  *     "socks": "127.0.0.1:1080", "http": "127.0.0.1:8118",
  *     "route": "auto", "rules": "rules.txt",       // rules path relative to the config file
  *     "dns": "127.0.0.1:5353", "dnsUpstream": "1.1.1.1:53", "dnsMode": "tunnel",
- *     "shape": true, "residualSeconds": 180
+ *     "shape": true, "residualSeconds": 180, "udp": true
  *   }
  *
  * Errors name the file and the field, never a password or key.
@@ -51,6 +51,8 @@ export interface ClientConfig {
   dnsMode?: 'tunnel' | 'stub';
   shape?: boolean;
   residualSeconds?: number;
+  /** Relay SOCKS5 UDP ASSOCIATE through the first server's UDP relay. */
+  udp?: boolean;
 }
 
 const FIELDS = new Set([
@@ -65,6 +67,7 @@ const FIELDS = new Set([
   'dnsMode',
   'shape',
   'residualSeconds',
+  'udp',
   'version',
   'remarks',
 ]);
@@ -139,6 +142,10 @@ export function parseClientConfig(text: string, source = 'config'): ClientConfig
   if (o.shape !== undefined) {
     if (typeof o.shape !== 'boolean') throw new ClientConfigError(`${source}: "shape" must be true or false`);
     out.shape = o.shape;
+  }
+  if (o.udp !== undefined) {
+    if (typeof o.udp !== 'boolean') throw new ClientConfigError(`${source}: "udp" must be true or false`);
+    out.udp = o.udp;
   }
   if (o.residualSeconds !== undefined) {
     const r = o.residualSeconds;

@@ -4,6 +4,7 @@ import { encodeReply, encodeUdpHeader, parseUdpDatagram, REP } from '../protocol
 import { toSocksAddress } from '../protocol/socks5/address.js';
 import type { Clock } from '../shared/clock.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
+import { FastUdpSender } from '../transport/fast-udp.js';
 import { UdpTunnel, UdpTunnelKey, type UdpTunnelOptions } from '../transport/udp-tunnel.js';
 import type { UdpAssociateRequest } from './socks5-inbound.js';
 
@@ -89,6 +90,7 @@ export function createUdpAssociate(opts: UdpAssociateOptions): UdpAssociateHandl
         return;
       }
       const sock = local;
+      const sender = new FastUdpSender(sock, net.isIP(localIp) === 6 ? 6 : 4);
       const t = tunnel;
       sock.on('message', (msg, rinfo) => {
         if (rinfo.address !== clientIp && !sameLoopback(rinfo.address, clientIp)) return;
@@ -109,7 +111,7 @@ export function createUdpAssociate(opts: UdpAssociateOptions): UdpAssociateHandl
       t.onMessage = (from, payload) => {
         if (!app || closed) return;
         const head = encodeUdpHeader(from);
-        sock.send(Buffer.concat([head, payload]), app.port, app.address);
+        sender.send(Buffer.concat([head, payload]), app.port, app.address);
       };
       const bound = sock.address();
       control.write(encodeReply(REP.SUCCEEDED, toSocksAddress(bound.address, bound.port)));

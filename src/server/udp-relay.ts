@@ -12,6 +12,7 @@ import {
 } from '../protocol/shadowsocks/udp2022.js';
 import type { SocksAddress } from '../protocol/socks5/address.js';
 import type { Clock, Timer } from '../shared/clock.js';
+import { FastUdpSender } from '../transport/fast-udp.js';
 import type { Logger } from '../shared/logger.js';
 import { isPrivateAddress } from './destination.js';
 import type { AnyKeyEntry, Key2022Entry, KeyEntry } from './keys.js';
@@ -53,6 +54,8 @@ interface Session {
   clientPort: number;
   out4: dgram.Socket | undefined;
   out6: dgram.Socket | undefined;
+  send4: FastUdpSender | undefined;
+  send6: FastUdpSender | undefined;
   lastMs: number;
   readonly names: Map<string, { ip: string; at: number }>;
   closed: boolean;
@@ -77,6 +80,7 @@ export class UdpRelay {
   readonly #sessions = new Map<string, Session>();
   readonly #cache = new SubkeyCache(4096);
   #socket: dgram.Socket | undefined;
+  #sender: FastUdpSender | undefined;
   #sweepTimer: Timer | undefined;
   /** Datagrams dropped before reaching a destination (garbage, replays, forbidden). */
   dropped = 0;
@@ -126,6 +130,7 @@ export class UdpRelay {
       }
     });
     this.#socket = socket;
+    this.#sender = new FastUdpSender(socket, type === 'udp6' ? 6 : 4);
     this.#armSweep();
   }
 
@@ -135,6 +140,7 @@ export class UdpRelay {
     for (const s of [...this.#sessions.values()]) this.#drop(s);
     const socket = this.#socket;
     this.#socket = undefined;
+    this.#sender = undefined;
     if (socket) await new Promise<void>((resolve) => socket.close(() => resolve()));
   }
 
@@ -300,6 +306,8 @@ export class UdpRelay {
       clientPort: rinfo.port,
       out4: undefined,
       out6: undefined,
+      send4: undefined,
+      send6: undefined,
       lastMs: this.#ctx.clock.now(),
       names: new Map(),
       closed: false,
@@ -349,30 +357,31 @@ export class UdpRelay {
       this.dropped++;
       return;
     }
-    const out = this.#outSocket(s, net.isIP(ip) === 6 ? 6 : 4);
-    try {
-      out.send(payload, port, ip);
-    } catch {
-      this.dropped++;
-    }
+    if (!this.#outSender(s, net.isIP(ip) === 6 ? 6 : 4).send(payload, port, ip)) this.dropped++;
   }
 
-  #outSocket(s: Session, family: 4 | 6): dgram.Socket {
-    const existing = family === 4 ? s.out4 : s.out6;
+  #outSender(s: Session, family: 4 | 6): FastUdpSender {
+    const existing = family === 4 ? s.send4 : s.send6;
     if (existing) return existing;
     const out = dgram.createSocket(family === 4 ? 'udp4' : 'udp6');
     out.on('error', () => undefined); // ICMP errors and the like: the destination just doesn't answer
     out.on('message', (data, rinfo) => this.#onReply(s, data, rinfo));
-    if (family === 4) s.out4 = out;
-    else s.out6 = out;
-    return out;
+    const sender = new FastUdpSender(out, family);
+    if (family === 4) {
+      s.out4 = out;
+      s.send4 = sender;
+    } else {
+      s.out6 = out;
+      s.send6 = sender;
+    }
+    return sender;
   }
 
   // ---- destination to client ----
 
   #onReply(s: Session, data: Buffer, rinfo: dgram.RemoteInfo): void {
-    const socket = this.#socket;
-    if (s.closed || !socket) return;
+    const sender = this.#sender;
+    if (s.closed || !sender) return;
     const now = this.#ctx.clock.now();
     const from: SocksAddress = {
       type: rinfo.family === 'IPv6' ? 'ipv6' : 'ipv4',
@@ -391,7 +400,7 @@ export class UdpRelay {
     }
     s.lastMs = now;
     this.#ctx.addUsage(s.key.id, 0, sealed.length);
-    socket.send(sealed, s.clientPort, s.clientAddress);
+    sender.send(sealed, s.clientPort, s.clientAddress);
   }
 }
 

@@ -14,6 +14,7 @@ import { SubkeyCache, Udp2022ClientSession } from '../protocol/shadowsocks/udp20
 import type { SocksAddress } from '../protocol/socks5/address.js';
 import { systemClock, type Clock } from '../shared/clock.js';
 import type { ShadowsocksEndpoint } from './shadowsocks-dialer.js';
+import { FastUdpSender } from './fast-udp.js';
 
 export interface UdpTunnelOptions extends Pick<ShadowsocksEndpoint, 'host' | 'port' | 'method' | 'password'> {
   clock?: Clock;
@@ -78,6 +79,7 @@ export class UdpTunnelKey {
  */
 export class UdpTunnel {
   readonly #socket: dgram.Socket;
+  readonly #sender: FastUdpSender;
   readonly #codec: UdpCodec;
   readonly #clock: Clock;
   readonly #serverIp: string;
@@ -95,6 +97,7 @@ export class UdpTunnel {
     clock: Clock,
   ) {
     this.#socket = socket;
+    this.#sender = new FastUdpSender(socket, net.isIP(serverIp) === 6 ? 6 : 4);
     this.#codec = codec;
     this.#serverIp = serverIp;
     this.#serverPort = serverPort;
@@ -137,7 +140,7 @@ export class UdpTunnel {
   send(to: SocksAddress, payload: Uint8Array): void {
     if (this.#closed) return;
     const packet = this.#codec.seal(to, payload, this.#clock.now());
-    this.#socket.send(packet, this.#serverPort, this.#serverIp);
+    this.#sender.send(packet, this.#serverPort, this.#serverIp);
   }
 
   close(): void {

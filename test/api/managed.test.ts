@@ -269,3 +269,42 @@ test('mode selection: `ladder server` alone is managed; keys on the command line
     else process.env.LADDER_PASSWORD = saved;
   }
 });
+
+test('managed mode relays UDP for its keys by default, like Outline; --no-udp turns it off (negative control)', async (t) => {
+  const { UdpTunnel } = await import('../../src/transport/udp-tunnel.js');
+  const { startUdpEcho } = await import('../../src/transport/udp-socks5.js');
+  const echo = await startUdpEcho();
+  t.after(() => echo.close());
+  for (const udp of [undefined, false] as const) {
+    const m = await startManaged({ ...flags(tempDir(t)), ...(udp === false ? { udp } : {}) }, silentLogger);
+    try {
+      assert.match(m.publicBanner, udp === false ? /\(TCP; UDP off\)/ : /\(TCP and UDP\)/);
+      const k = (await m.store.listKeys())[0]!;
+      const tunnel = await UdpTunnel.open({
+        host: '127.0.0.1',
+        port: m.plane.address.port,
+        method: k.method,
+        password: k.secret,
+      });
+      try {
+        const got: Buffer[] = [];
+        tunnel.onMessage = (_from, payload) => got.push(payload);
+        for (let i = 0; i < 5; i++) {
+          tunnel.send({ type: 'ipv4', host: '127.0.0.1', port: echo.port }, Buffer.from(`dgram ${i}`));
+          await sleep(40);
+        }
+        await sleep(200);
+        if (udp === false) assert.equal(got.length, 0, 'no UDP relay with --no-udp');
+        else
+          assert.deepEqual(
+            got.map(String).sort(),
+            [0, 1, 2, 3, 4].map((i) => `dgram ${i}`),
+          );
+      } finally {
+        tunnel.close();
+      }
+    } finally {
+      await m.close();
+    }
+  }
+});

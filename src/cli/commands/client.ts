@@ -19,6 +19,7 @@ import {
   type DnsMode,
   type ListenAddress,
 } from '../../client/index.js';
+import { createUdpAssociate, type UdpAssociateHandler } from '../../client/udp-associate.js';
 import type { RouteMode } from '../../client/routing/router.js';
 import type { RuleSet } from '../../client/routing/rules.js';
 import type { ShadowsocksEndpoint } from '../../transport/shadowsocks-dialer.js';
@@ -40,6 +41,7 @@ interface ClientFlags {
   dnsMode?: string;
   residual?: string;
   idleTimeout: string;
+  udp?: boolean;
   logLevel?: string;
 }
 
@@ -151,6 +153,10 @@ export function registerClient(program: Command): void {
     )
     .option('--no-shape', 'turn first-packet shaping off (plain random salts: for comparisons only)')
     .option('--idle-timeout <s>', 'close tunnels idle for this many seconds', '300')
+    .option(
+      '--udp',
+      "answer SOCKS5 UDP ASSOCIATE (DNS, QUIC, calls) through the first server's UDP relay (the server runs with --udp)",
+    )
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace (debug logs destinations)')
     .addHelpText(
       'after',
@@ -267,6 +273,19 @@ export function registerClient(program: Command): void {
 
       const log = createLogger(flags.logLevel ? { level: flags.logLevel } : {});
 
+      const udpOn = fromCli('udp') ? flags.udp === true : config.udp === true;
+      let udpAssociate: UdpAssociateHandler | undefined;
+      if (udpOn) {
+        if (!socks) throw new UsageError('--udp needs the SOCKS5 proxy (UDP ASSOCIATE is a SOCKS5 command)');
+        const first = endpoints[0]!;
+        udpAssociate = usage('--udp', () =>
+          createUdpAssociate({
+            server: { host: first.host, port: first.port, method: first.method, password: first.password },
+            logger: log,
+          }),
+        );
+      }
+
       let client;
       try {
         client = await startClient({
@@ -280,6 +299,7 @@ export function registerClient(program: Command): void {
           route,
           ...(rules ? { rules } : {}),
           ...(dns ? { dns } : {}),
+          ...(udpAssociate ? { udpAssociate } : {}),
           failover: {
             ...(residualMs !== undefined ? { residualMs } : {}),
             // Positions, not addresses: logs at the default level name no server.
@@ -308,6 +328,7 @@ export function registerClient(program: Command): void {
           }
           stopping = true;
           log.info({ signal }, 'client stopping');
+          udpAssociate?.closeAll();
           void client.close().then(() => {
             process.off('SIGINT', stop);
             process.off('SIGTERM', stop);
@@ -329,6 +350,10 @@ export function registerClient(program: Command): void {
       if (client.socksAddress) {
         const a = hostPort(client.socksAddress);
         lines.push(`  SOCKS5 proxy on ${a}    try: curl --proxy socks5h://${a} https://example.com`);
+        if (udpAssociate)
+          lines.push(
+            `  SOCKS5 UDP   on ${a} (UDP ASSOCIATE), relayed by the server's UDP relay${endpoints.length > 1 ? ' of the first endpoint' : ''}`,
+          );
       }
       if (client.httpAddress) {
         const a = hostPort(client.httpAddress);

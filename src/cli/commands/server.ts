@@ -220,7 +220,11 @@ export function registerServer(program: Command): void {
       'use this password instead of generating one; or set LADDER_PASSWORD to keep it out of ps',
     )
     .option('--allow-private', 'allow relaying to loopback/private/link-local destinations (off by default)')
-    .option('--udp', 'also relay UDP on the same port number (like ss-server -u)')
+    .option(
+      '--udp',
+      'also relay UDP on the same port number (like ss-server -u; managed mode does by default)',
+    )
+    .option('--no-udp', 'managed mode: do not relay UDP')
     .option(
       '--idle-timeout <s>',
       'close connections idle this many seconds; also how long failed probes are held (default 300)',

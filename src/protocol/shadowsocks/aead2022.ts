@@ -2,6 +2,7 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { ProtocolError } from '../errors.js';
 import { decodeAddress, encodeAddress, encodedAddressLength, type SocksAddress } from '../socks5/address.js';
 import { AeadSession } from './aead.js';
+import { NativeDecoder, NativeEncoder, nativeAvailable } from './native.js';
 import {
   IDENTITY_HEADER_SIZE,
   tcpIdentityHeaders,
@@ -88,16 +89,68 @@ function chunkedSize(n: number): number {
   return Math.ceil(n / MAX_PAYLOAD_2022) * (2 + TAG + TAG) + n;
 }
 
+/**
+ * Length/payload chunk pairs: the fewest chunks, of even size (a 64 KiB write is two 32 KiB
+ * chunks, not 0xFFFF bytes and one more). The native codec splits the same way.
+ */
 function writeChunks(session: AeadSession, data: Uint8Array, out: Buffer, offset: number): number {
   let o = offset;
   const len = Buffer.allocUnsafe(2);
-  for (let i = 0; i < data.length; i += MAX_PAYLOAD_2022) {
-    const piece = data.subarray(i, Math.min(i + MAX_PAYLOAD_2022, data.length));
+  const step = Math.ceil(data.length / Math.ceil(data.length / MAX_PAYLOAD_2022));
+  for (let i = 0; i < data.length; i += step) {
+    const piece = data.subarray(i, Math.min(i + step, data.length));
     len.writeUInt16BE(piece.length, 0);
     o += session.sealInto(len, out, o);
     o += session.sealInto(piece, out, o);
   }
   return o - offset;
+}
+
+/**
+ * Both header chunks of either direction come first in the session's nonce sequence (request:
+ * fixed and variable header; response: fixed header and first payload), so bulk chunks start
+ * at nonce 2.
+ */
+const HEADER_SEALS = 2;
+
+/** The native chunk codec options for SIP022 streams. */
+const NATIVE_2022 = { maxPayload: MAX_PAYLOAD_2022, allowEmpty: true } as const;
+
+/** Seals with the native codec when it is loaded (one nonce counter for headers and bulk), else AeadSession. */
+class Sealer {
+  readonly #session: AeadSession | undefined;
+  readonly #native: NativeEncoder | undefined;
+
+  constructor(method: Aead2022Method, subkey: Buffer) {
+    if (nativeAvailable()) this.#native = new NativeEncoder(method.aead.cipher, subkey, NATIVE_2022);
+    else this.#session = new AeadSession(method.aead, subkey);
+  }
+
+  /** salt/identity prefix, then each header piece sealed, then `rest` as chunks: one buffer. */
+  header(prefix: readonly Buffer[], pieces: readonly Uint8Array[], rest: Uint8Array): Buffer {
+    if (this.#native) {
+      const parts = [...prefix];
+      for (const p of pieces) parts.push(this.#native.seal(p));
+      if (rest.length > 0) parts.push(this.#native.encode(rest));
+      return Buffer.concat(parts);
+    }
+    let total = chunkedSize(rest.length);
+    for (const p of prefix) total += p.length;
+    for (const p of pieces) total += p.length + TAG;
+    const out = Buffer.allocUnsafe(total);
+    let o = 0;
+    for (const p of prefix) o += p.copy(out, o);
+    for (const p of pieces) o += this.#session!.sealInto(p, out, o);
+    writeChunks(this.#session!, rest, out, o);
+    return out;
+  }
+
+  chunks(data: Uint8Array): Buffer {
+    if (this.#native) return this.#native.encode(data);
+    const out = Buffer.allocUnsafe(chunkedSize(data.length));
+    writeChunks(this.#session!, data, out, 0);
+    return out;
+  }
 }
 
 export interface RequestEncoderOptions {
@@ -114,7 +167,7 @@ export interface RequestEncoderOptions {
 export class Aead2022RequestEncoder {
   readonly method: Aead2022Method;
   readonly salt: Buffer;
-  readonly #session: AeadSession;
+  readonly #sealer: Sealer;
   readonly #identity: Buffer;
   #headerSent = false;
 
@@ -123,7 +176,7 @@ export class Aead2022RequestEncoder {
     this.method = method;
     this.salt = checkSalt(method, options.salt ?? randomBytes(method.saltSize));
     this.#identity = tcpIdentityHeaders(method, options.identityKeys ?? [], key, this.salt);
-    this.#session = new AeadSession(method.aead, deriveSessionSubkey(key, this.salt));
+    this.#sealer = new Sealer(method, deriveSessionSubkey(key, this.salt));
   }
 
   /**
@@ -164,20 +217,7 @@ export class Aead2022RequestEncoder {
     writeTimestamp(fixed, 1, nowMs);
     fixed.writeUInt16BE(varLen, 9);
 
-    const total =
-      this.salt.length +
-      this.#identity.length +
-      REQUEST_FIXED +
-      TAG +
-      varLen +
-      TAG +
-      chunkedSize(rest.length);
-    const out = Buffer.allocUnsafe(total);
-    let o = this.salt.copy(out, 0);
-    o += this.#identity.copy(out, o);
-    o += this.#session.sealInto(fixed, out, o);
-    o += this.#session.sealInto(variable, out, o);
-    writeChunks(this.#session, rest, out, o);
+    const out = this.#sealer.header([this.salt, this.#identity], [fixed, variable], rest);
     this.#headerSent = true;
     return out;
   }
@@ -185,9 +225,7 @@ export class Aead2022RequestEncoder {
   /** Later data as length/payload chunk pairs (empty input gives an empty buffer). */
   encode(data: Uint8Array): Buffer {
     if (!this.#headerSent) throw new Error('Aead2022RequestEncoder: encodeHeader() must come first');
-    const out = Buffer.allocUnsafe(chunkedSize(data.length));
-    writeChunks(this.#session, data, out, 0);
-    return out;
+    return this.#sealer.chunks(data);
   }
 }
 
@@ -199,7 +237,7 @@ export class Aead2022ResponseEncoder {
   readonly method: Aead2022Method;
   readonly salt: Buffer;
   readonly #requestSalt: Buffer;
-  readonly #session: AeadSession;
+  readonly #sealer: Sealer;
   #headerSent = false;
 
   constructor(
@@ -212,7 +250,7 @@ export class Aead2022ResponseEncoder {
     this.method = method;
     this.#requestSalt = checkSalt(method, requestSalt);
     this.salt = checkSalt(method, options.salt ?? randomBytes(method.saltSize));
-    this.#session = new AeadSession(method.aead, deriveSessionSubkey(key, this.salt));
+    this.#sealer = new Sealer(method, deriveSessionSubkey(key, this.salt));
   }
 
   /** The first write; `firstPayload` should be non-empty (the spec sends the header with data). */
@@ -227,22 +265,14 @@ export class Aead2022ResponseEncoder {
     this.#requestSalt.copy(fixed, 9);
     fixed.writeUInt16BE(first.length, fixedLen - 2);
 
-    const out = Buffer.allocUnsafe(
-      this.salt.length + fixedLen + TAG + first.length + TAG + chunkedSize(rest.length),
-    );
-    let o = this.salt.copy(out, 0);
-    o += this.#session.sealInto(fixed, out, o);
-    o += this.#session.sealInto(first, out, o);
-    writeChunks(this.#session, rest, out, o);
+    const out = this.#sealer.header([this.salt], [fixed, first], rest);
     this.#headerSent = true;
     return out;
   }
 
   encode(data: Uint8Array): Buffer {
     if (!this.#headerSent) throw new Error('Aead2022ResponseEncoder: encodeHeader() must come first');
-    const out = Buffer.allocUnsafe(chunkedSize(data.length));
-    writeChunks(this.#session, data, out, 0);
-    return out;
+    return this.#sealer.chunks(data);
   }
 }
 
@@ -380,25 +410,48 @@ abstract class ChunkReader {
   protected session: AeadSession | undefined;
   protected state: St = St.Salt;
   protected need: number;
+  /** The session subkey (set with `session`), for the native bulk decoder. */
+  #subkey: Buffer | undefined;
+  /** After the headers: the native chunk decoder, when the addon is loaded. */
+  #bulk: NativeDecoder | undefined;
 
   constructor(method: Aead2022Method) {
     this.method = method;
     this.need = method.saltSize;
   }
 
+  protected startSession(subkey: Buffer): void {
+    this.#subkey = subkey;
+    this.session = new AeadSession(this.method.aead, subkey);
+  }
+
   /** Bytes buffered but not yet decoded. */
   get buffered(): number {
-    return this.queue.length;
+    return this.#bulk ? this.#bulk.buffered : this.queue.length;
   }
 
   /** Bytes still needed to complete the current header or chunk. */
   get needed(): number {
+    if (this.#bulk) return this.#bulk.elementSize - this.#bulk.buffered;
     return Math.max(0, this.need - this.queue.length);
   }
 
   /** True when the decoder has passed its header(s) and sits on a chunk boundary with nothing buffered. */
   get atBoundary(): boolean {
+    if (this.#bulk) return this.state !== St.Failed && this.#bulk.readingLength && this.#bulk.buffered === 0;
     return this.state === St.Length && this.queue.length === 0;
+  }
+
+  /** At the first chunk boundary after the headers: hand the chunk stream to the native codec. */
+  #toBulk(): boolean {
+    if (this.#bulk) return true;
+    if (this.state !== St.Length || this.#subkey === undefined || !nativeAvailable()) return false;
+    this.#bulk = new NativeDecoder(this.method.aead.cipher, this.#subkey, {
+      ...NATIVE_2022,
+      nonceStart: HEADER_SEALS,
+    });
+    this.session = undefined;
+    return true;
   }
 
   protected abstract step(bytes: Buffer, nowMs: number, out: Buffer[]): void;
@@ -410,10 +463,16 @@ abstract class ChunkReader {
    */
   push(data: Uint8Array, nowMs: number): Buffer[] {
     if (this.state === St.Failed) throw new ProtocolError('ERR_CIPHER', 'decoder already failed');
-    this.queue.push(data);
     const out: Buffer[] = [];
     try {
+      if (this.#bulk) {
+        const p = this.#bulk.decode(data);
+        if (p.length > 0) out.push(p);
+        return out;
+      }
+      this.queue.push(data);
       while (this.queue.length >= this.need) {
+        if (this.#toBulk()) break;
         const bytes = this.queue.take(this.need);
         switch (this.state) {
           case St.Length: {
@@ -432,6 +491,10 @@ abstract class ChunkReader {
           default:
             this.step(bytes, nowMs, out);
         }
+      }
+      if (this.#toBulk() && this.queue.length > 0) {
+        const p = this.#bulk!.decode(this.queue.take(this.queue.length));
+        if (p.length > 0) out.push(p);
       }
     } catch (err) {
       this.state = St.Failed;
@@ -579,7 +642,7 @@ export class Aead2022RequestDecoder<U = never> extends ChunkReader {
   }
 
   #startSession(): void {
-    this.session = new AeadSession(this.method.aead, deriveSessionSubkey(this.#key!, this.#salt!));
+    this.startSession(deriveSessionSubkey(this.#key!, this.#salt!));
     this.state = St.Fixed;
     this.need = REQUEST_FIXED + TAG;
   }
@@ -615,7 +678,7 @@ export class Aead2022ResponseDecoder extends ChunkReader {
     switch (this.state) {
       case St.Salt:
         this.#salt = Buffer.from(bytes);
-        this.session = new AeadSession(this.method.aead, deriveSessionSubkey(this.#key, this.#salt));
+        this.startSession(deriveSessionSubkey(this.#key, this.#salt));
         this.state = St.Fixed;
         this.need = 1 + 8 + this.method.saltSize + 2 + TAG;
         break;

@@ -19,14 +19,43 @@ const MAX_PAYLOAD = 0x3fff;
 interface Addon {
   abiVersion: number;
   available(method: number): boolean;
-  create(method: number, key: Uint8Array, encrypt: boolean): object;
+  create(
+    method: number,
+    key: Uint8Array,
+    encrypt: boolean,
+    maxPayload?: number,
+    minPayload?: number,
+    nonceStart?: number,
+  ): object;
   encode(codec: object, data: Uint8Array, prefix?: Uint8Array): Buffer;
   decode(codec: object, data: Uint8Array, info: Int32Array): Buffer | number;
   createSession(method: number, key: Uint8Array): object;
   seal(codec: object, plain: Uint8Array): Buffer;
   sealInto(codec: object, plain: Uint8Array, out: Uint8Array, offset: number): number;
   open(codec: object, sealed: Uint8Array): Buffer | number;
+  hkdfSha1(key: Uint8Array, salt: Uint8Array): Buffer;
+  sealParts(
+    method: number,
+    key: Uint8Array,
+    nonce: Uint8Array,
+    prefix: Uint8Array | undefined,
+    a: Uint8Array,
+    b?: Uint8Array,
+  ): Buffer;
+  openAt(
+    method: number,
+    key: Uint8Array,
+    nonce: Uint8Array,
+    sealed: Uint8Array,
+    offset: number,
+  ): Buffer | number;
+  udpSeal(method: number, masterKey: Uint8Array, head: Uint8Array, payload: Uint8Array): Buffer;
+  udpOpen(method: number, masterKey: Uint8Array, packet: Uint8Array): Buffer | number;
+  sendTo(fd: number, data: Uint8Array, port: number, ip: string, family: 4 | 6): number;
 }
+
+/** The addon ABI this module speaks (native/ladder_aead.cc exports it as abiVersion). */
+const ABI_VERSION = 3;
 
 const METHOD_INDEX: Readonly<Record<AeadMethod['cipher'], number>> = {
   'aes-128-gcm': 0,
@@ -69,7 +98,7 @@ function load(): Addon | null {
       );
       continue;
     }
-    if (mod.abiVersion !== 2 || ![0, 1, 2].every((m) => mod.available(m))) {
+    if (mod.abiVersion !== ABI_VERSION || ![0, 1, 2].every((m) => mod.available(m))) {
       errors.push('wrong addon version or a cipher is missing');
       continue;
     }
@@ -102,14 +131,41 @@ function need(): Addon {
   return a;
 }
 
+/** Chunk framing of a stream codec: SIP004 by default; SIP022 passes its own. */
+export interface NativeChunkOptions {
+  /** Largest chunk payload (default 0x3FFF; SIP022: 0xFFFF). */
+  readonly maxPayload?: number;
+  /** Decoder: accept chunks of length 0 (SIP004 refuses them). */
+  readonly allowEmpty?: boolean;
+  /** The nonce counter starts after this many AEAD operations (SIP022 header chunks). */
+  readonly nonceStart?: number;
+}
+
+function createCodec(
+  a: Addon,
+  cipher: AeadMethod['cipher'],
+  subkey: Uint8Array,
+  enc: boolean,
+  o: NativeChunkOptions,
+): object {
+  return a.create(
+    METHOD_INDEX[cipher],
+    subkey,
+    enc,
+    o.maxPayload ?? MAX_PAYLOAD,
+    o.allowEmpty ? 0 : 1,
+    o.nonceStart ?? 0,
+  );
+}
+
 /** Writer side of one SIP004 direction: a subkey and a nonce counter held in C++. */
 export class NativeEncoder {
   readonly #a: Addon;
   readonly #codec: object;
 
-  constructor(cipher: AeadMethod['cipher'], subkey: Uint8Array) {
+  constructor(cipher: AeadMethod['cipher'], subkey: Uint8Array, options: NativeChunkOptions = {}) {
     this.#a = need();
-    this.#codec = this.#a.create(METHOD_INDEX[cipher], subkey, true);
+    this.#codec = createCodec(this.#a, cipher, subkey, true, options);
   }
 
   /** [prefix][sealed len][sealed payload]... for `data` of any length, in one new Buffer. */
@@ -145,17 +201,22 @@ export class NativeDecoder {
   readonly #codec: object;
   // [buffered, size of the element being read, state (0 length, 1 payload), bad length]
   readonly #info = new Int32Array([0, 18, 0, 0]);
+  readonly #maxPayload: number;
 
-  constructor(cipher: AeadMethod['cipher'], subkey: Uint8Array) {
+  constructor(cipher: AeadMethod['cipher'], subkey: Uint8Array, options: NativeChunkOptions = {}) {
     this.#a = need();
-    this.#codec = this.#a.create(METHOD_INDEX[cipher], subkey, false);
+    this.#codec = createCodec(this.#a, cipher, subkey, false, options);
+    this.#maxPayload = options.maxPayload ?? MAX_PAYLOAD;
   }
 
   decode(data: Uint8Array): Buffer {
     const r = this.#a.decode(this.#codec, data, this.#info);
     if (typeof r !== 'number') return r;
     if (r === ERR_PAYLOAD_SIZE) {
-      throw new ProtocolError('ERR_PAYLOAD_SIZE', `chunk length ${this.#info[3]} outside 1..${MAX_PAYLOAD}`);
+      throw new ProtocolError(
+        'ERR_PAYLOAD_SIZE',
+        `chunk length ${this.#info[3]} outside 1..${this.#maxPayload}`,
+      );
     }
     throw new ProtocolError(
       'ERR_CIPHER',
@@ -228,4 +289,91 @@ export class NativeSession {
     if (typeof r === 'number') throw new ProtocolError('ERR_CIPHER', 'AEAD authentication failed');
     return r;
   }
+}
+
+/**
+ * Stateless one-shot operations (datagrams and key derivation): one OpenSSL context per method
+ * in C++, keyed per call. Each returns undefined when the addon is not in use, so callers keep
+ * their node:crypto path as the fallback.
+ */
+export const nativeOneShot = {
+  /** HKDF-SHA1(key, salt, "ss-subkey") of key.length bytes: the SIP004 subkey. */
+  hkdfSha1(key: Uint8Array, salt: Uint8Array): Buffer | undefined {
+    const a = enabled ? load() : null;
+    return a ? a.hkdfSha1(key, salt) : undefined;
+  },
+
+  /** prefix || AEAD(key, nonce, a || b) || tag. */
+  sealParts(
+    cipher: AeadMethod['cipher'],
+    key: Uint8Array,
+    nonce: Uint8Array,
+    prefix: Uint8Array | undefined,
+    a: Uint8Array,
+    b?: Uint8Array,
+  ): Buffer | undefined {
+    const x = enabled ? load() : null;
+    if (!x) return undefined;
+    try {
+      return x.sealParts(METHOD_INDEX[cipher], key, nonce, prefix, a, b);
+    } catch (cause) {
+      throw new ProtocolError('ERR_CIPHER', 'native AEAD seal failed', { cause });
+    }
+  },
+
+  /**
+   * The plaintext of sealed[offset..] (ciphertext then a 16-byte tag); null when it is too short
+   * or does not authenticate; undefined without the addon.
+   */
+  openAt(
+    cipher: AeadMethod['cipher'],
+    key: Uint8Array,
+    nonce: Uint8Array,
+    sealed: Uint8Array,
+    offset: number,
+  ): Buffer | null | undefined {
+    const x = enabled ? load() : null;
+    if (!x) return undefined;
+    const r = x.openAt(METHOD_INDEX[cipher], key, nonce, sealed, offset);
+    return typeof r === 'number' ? null : r;
+  },
+
+  /** A SIP004 datagram: random salt || AEAD(HKDF(masterKey, salt), zero nonce, head || payload) || tag. */
+  udpSeal(
+    cipher: AeadMethod['cipher'],
+    masterKey: Uint8Array,
+    head: Uint8Array,
+    payload: Uint8Array,
+  ): Buffer | undefined {
+    const x = enabled ? load() : null;
+    if (!x) return undefined;
+    try {
+      return x.udpSeal(METHOD_INDEX[cipher], masterKey, head, payload);
+    } catch (cause) {
+      throw new ProtocolError('ERR_CIPHER', 'native datagram seal failed', { cause });
+    }
+  },
+
+  /** The plaintext of a SIP004 datagram; null when too short or not authentic; undefined without the addon. */
+  udpOpen(
+    cipher: AeadMethod['cipher'],
+    masterKey: Uint8Array,
+    packet: Uint8Array,
+  ): Buffer | null | undefined {
+    const x = enabled ? load() : null;
+    if (!x) return undefined;
+    const r = x.udpOpen(METHOD_INDEX[cipher], masterKey, packet);
+    return typeof r === 'number' ? null : r;
+  },
+};
+
+/**
+ * The addon's datagram send (one non-blocking sendto(2) on a socket fd; returns bytes sent or
+ * -errno), for src/transport/fast-udp.ts. It is I/O, so nothing in src/protocol calls it; it is
+ * exported from here only because this module owns loading the addon. Undefined without it.
+ */
+export function nativeSendTo():
+  ((fd: number, data: Uint8Array, port: number, ip: string, family: 4 | 6) => number) | undefined {
+  const a = enabled ? load() : null;
+  return a ? a.sendTo : undefined;
 }

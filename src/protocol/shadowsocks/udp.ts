@@ -3,6 +3,7 @@ import { ProtocolError } from '../errors.js';
 import { decodeAddress, encodeAddress, type SocksAddress } from '../socks5/address.js';
 import { AeadSession } from './aead.js';
 import { deriveSubkey } from './kdf.js';
+import { nativeOneShot } from './native.js';
 import type { AeadMethod } from './methods.js';
 
 /**
@@ -12,6 +13,7 @@ import type { AeadMethod } from './methods.js';
  */
 
 const TAG = 16;
+const EMPTY = new Uint8Array(0);
 
 /** Seal one datagram's plaintext with a fresh (or given) salt. */
 export function sealUdpPacket(
@@ -20,6 +22,10 @@ export function sealUdpPacket(
   plain: Uint8Array,
   salt?: Uint8Array,
 ): Buffer {
+  if (salt === undefined) {
+    const sealed = nativeOneShot.udpSeal(method.cipher, masterKey, plain, EMPTY);
+    if (sealed) return sealed;
+  }
   const s = salt ?? randomBytes(method.saltSize);
   if (s.length !== method.saltSize) {
     throw new ProtocolError('ERR_KEY', `salt must be ${method.saltSize} bytes for ${method.name}`);
@@ -38,6 +44,9 @@ export function openUdpPacket(method: AeadMethod, masterKey: Uint8Array, packet:
       `datagram of ${packet.length} bytes is shorter than salt and tag`,
     );
   }
+  const opened = nativeOneShot.udpOpen(method.cipher, masterKey, packet);
+  if (opened === null) throw new ProtocolError('ERR_CIPHER', 'AEAD authentication failed');
+  if (opened) return opened;
   const salt = packet.subarray(0, method.saltSize);
   return new AeadSession(method, deriveSubkey(masterKey, salt)).open(packet.subarray(method.saltSize));
 }
@@ -57,6 +66,10 @@ export function encodeUdp2017(
   salt?: Uint8Array,
 ): Buffer {
   const addr = encodeAddress(address);
+  if (salt === undefined) {
+    const sealed = nativeOneShot.udpSeal(method.cipher, masterKey, addr, payload);
+    if (sealed) return sealed;
+  }
   const plain = Buffer.allocUnsafe(addr.length + payload.length);
   addr.copy(plain, 0);
   plain.set(payload, addr.length);

@@ -5,6 +5,7 @@ import { decodeAddress, encodeAddress, type SocksAddress } from '../socks5/addre
 import { checkTimestamp, HEADER_TYPE_CLIENT, HEADER_TYPE_SERVER } from './aead2022.js';
 import { IDENTITY_HEADER_SIZE, udpIdentityHeaders, type IdentityTable } from './identity.js';
 import { AesBlock, deriveSessionSubkey, MAX_PADDING, type Aead2022Method } from './methods2022.js';
+import { nativeOneShot } from './native.js';
 import { PacketWindow } from './udpWindow.js';
 
 /**
@@ -178,6 +179,9 @@ function gcmSeal(
 
 function gcmOpen(method: Aead2022Method, key: Buffer, nonce: Uint8Array, sealed: Uint8Array): Buffer {
   if (sealed.length < TAG) throw new ProtocolError('ERR_SHORT_HEADER', 'datagram shorter than its tag');
+  const nat = nativeOneShot.openAt(method.aead.cipher, key, nonce, sealed, 0);
+  if (nat === null) throw new ProtocolError('ERR_CIPHER', 'AEAD authentication failed');
+  if (nat) return nat;
   const d = createDecipheriv(method.aead.cipher as 'aes-128-gcm', key, nonce, { authTagLength: TAG });
   d.setAuthTag(sealed.subarray(sealed.length - TAG));
   const plain = d.update(sealed.subarray(0, sealed.length - TAG));
@@ -226,6 +230,9 @@ function xchachaSeal(
 
 function xchachaOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array): Buffer {
   const [subkey, iv] = xchachaParams(key, nonce);
+  const nat = nativeOneShot.openAt('chacha20-poly1305', subkey, iv, sealed, 0);
+  if (nat === null) throw new ProtocolError('ERR_CIPHER', 'AEAD authentication failed');
+  if (nat) return nat;
   const d = createDecipheriv('chacha20-poly1305', subkey, iv, { authTagLength: TAG });
   d.setAuthTag(sealed.subarray(sealed.length - TAG));
   const plain = d.update(sealed.subarray(0, sealed.length - TAG));
@@ -249,23 +256,24 @@ function seal(
   if (method.block === undefined) {
     const nonce = o.nonce ?? randomBytes(XNONCE);
     if (nonce.length !== XNONCE) throw new ProtocolError('ERR_HEADER', 'the XChaCha20 nonce is 24 bytes');
+    const [xkey, xiv] = xchachaParams(key, nonce);
+    const nat = nativeOneShot.sealParts('chacha20-poly1305', xkey, xiv, nonce, sep, body);
+    if (nat) return nat;
     const plain = Buffer.concat([sep, body]);
     const out = Buffer.allocUnsafe(XNONCE + plain.length + TAG);
     out.set(nonce, 0);
     xchachaSeal(key, nonce, plain, out, XNONCE);
     return out;
   }
+  const sk = subkey(key, sep.subarray(0, 8), o.cache);
+  const head = Buffer.allocUnsafe(16 + identity.length);
+  block(method, headerKey, o.cache).encrypt(sep).copy(head, 0);
+  identity.copy(head, 16);
+  const nat = nativeOneShot.sealParts(method.aead.cipher, sk, sep.subarray(4, 16), head, body);
+  if (nat) return nat;
   const out = Buffer.allocUnsafe(16 + identity.length + body.length + TAG);
-  gcmSeal(
-    method,
-    subkey(key, sep.subarray(0, 8), o.cache),
-    sep.subarray(4, 16),
-    body,
-    out,
-    16 + identity.length,
-  );
-  block(method, headerKey, o.cache).encrypt(sep).copy(out, 0);
-  identity.copy(out, 16);
+  gcmSeal(method, sk, sep.subarray(4, 16), body, out, head.length);
+  head.copy(out, 0);
   return out;
 }
 
