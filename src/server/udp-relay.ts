@@ -1,7 +1,7 @@
 import dgram from 'node:dgram';
 import dns from 'node:dns';
 import net from 'node:net';
-import { decodeUdp2017, encodeUdp2017 } from '../protocol/shadowsocks/udp.js';
+import { decodeUdp2017, encodeUdp2017, encodeUdp2017Raw } from '../protocol/shadowsocks/udp.js';
 import { SaltFilter } from '../protocol/shadowsocks/replay.js';
 import {
   openClientPacket2022,
@@ -12,6 +12,7 @@ import {
 } from '../protocol/shadowsocks/udp2022.js';
 import type { SocksAddress } from '../protocol/socks5/address.js';
 import type { Clock, Timer } from '../shared/clock.js';
+import { ADDR_SIZE, addrKey, addrToIp, addrToSocks, BatchUdpSocket } from '../transport/batch-udp.js';
 import { FastUdpSender } from '../transport/fast-udp.js';
 import type { Logger } from '../shared/logger.js';
 import { isPrivateAddress } from './destination.js';
@@ -52,10 +53,15 @@ interface Session {
   /** Where replies go: the client's latest authenticated source address. */
   clientAddress: string;
   clientPort: number;
+  /** Batched sockets: the same as a source key and 20 address bytes (see batch-udp.ts). */
+  clientKey: string;
+  clientRaw: Buffer | undefined;
   out4: dgram.Socket | undefined;
   out6: dgram.Socket | undefined;
   send4: FastUdpSender | undefined;
   send6: FastUdpSender | undefined;
+  bout4: BatchUdpSocket | undefined;
+  bout6: BatchUdpSocket | undefined;
   lastMs: number;
   readonly names: Map<string, { ip: string; at: number }>;
   closed: boolean;
@@ -81,6 +87,9 @@ export class UdpRelay {
   readonly #cache = new SubkeyCache(4096);
   #socket: dgram.Socket | undefined;
   #sender: FastUdpSender | undefined;
+  /** The listener when the addon's batched sockets are in use (then #socket is unused). */
+  #batch: BatchUdpSocket | undefined;
+  #batchHost = '';
   #sweepTimer: Timer | undefined;
   /** Datagrams dropped before reaching a destination (garbage, replays, forbidden). */
   dropped = 0;
@@ -104,12 +113,45 @@ export class UdpRelay {
   }
 
   address(): { address: string; port: number; family: string } | undefined {
+    if (this.#batch)
+      return {
+        address: this.#batchHost,
+        port: this.#batch.port,
+        family: this.#batch.family === 6 ? 'IPv6' : 'IPv4',
+      };
     return this.#socket?.address();
+  }
+
+  /** True when the relay runs on the addon's batched sockets (recvmmsg), false on node:dgram. */
+  get batched(): boolean {
+    return this.#batch !== undefined;
   }
 
   /** Bind on `port` (use the TCP listener's port number). */
   async listen(port: number, host: string | undefined): Promise<void> {
     const type = host !== undefined && net.isIP(host) === 4 ? 'udp4' : 'udp6';
+    if (BatchUdpSocket.available() && (host === undefined || net.isIP(host) !== 0)) {
+      const bindHost = host ?? '::';
+      try {
+        this.#batch = BatchUdpSocket.bind(type === 'udp6' ? 6 : 4, bindHost, port, (msg, addrs, off) => {
+          try {
+            this.#onClientPacket(msg, addrKey(addrs, off), undefined, addrs, off);
+          } catch {
+            this.dropped++;
+          }
+        });
+        this.#batchHost = bindHost;
+        this.#armSweep();
+        return;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EADDRINUSE' || code === 'EACCES') throw err; // dgram would fail the same way
+        this.#ctx.log.debug(
+          { err: (err as Error).message },
+          'batched UDP sockets unavailable; using node:dgram',
+        );
+      }
+    }
     const socket = dgram.createSocket({ type, ipv6Only: false });
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
@@ -124,7 +166,7 @@ export class UdpRelay {
     socket.on('message', (msg, rinfo) => {
       // One bad datagram must never take the process (and every user) down: drop it.
       try {
-        this.#onClientPacket(msg, rinfo);
+        this.#onClientPacket(msg, `${rinfo.address}|${rinfo.port}`, rinfo, undefined, 0);
       } catch {
         this.dropped++;
       }
@@ -138,6 +180,8 @@ export class UdpRelay {
     if (this.#sweepTimer) this.#ctx.clock.clearTimeout(this.#sweepTimer);
     this.#sweepTimer = undefined;
     for (const s of [...this.#sessions.values()]) this.#drop(s);
+    this.#batch?.close();
+    this.#batch = undefined;
     const socket = this.#socket;
     this.#socket = undefined;
     this.#sender = undefined;
@@ -153,7 +197,7 @@ export class UdpRelay {
     const every = Math.max(50, Math.min(10_000, Math.floor(this.idleMs / 4)));
     this.#sweepTimer = this.#ctx.clock.setTimeout(() => {
       this.#sweep();
-      if (this.#socket) this.#armSweep();
+      if (this.#socket || this.#batch) this.#armSweep();
     }, every);
     this.#sweepTimer.unref?.();
   }
@@ -169,14 +213,26 @@ export class UdpRelay {
     this.#sessions.delete(s.id);
     s.out4?.close();
     s.out6?.close();
+    s.bout4?.close();
+    s.bout6?.close();
   }
 
   // ---- client to destination ----
 
-  #onClientPacket(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  /**
+   * One datagram from a client. `src` identifies its source address (a session key); replies go
+   * to `rinfo` (node:dgram) or to the 20 address bytes at addrs[off] (batched sockets).
+   */
+  #onClientPacket(
+    msg: Buffer,
+    src: string,
+    rinfo: dgram.RemoteInfo | undefined,
+    addrs: Uint8Array | undefined,
+    off: number,
+  ): void {
     const ctx = this.#ctx;
     const now = ctx.clock.now();
-    const opened = this.#open2022(msg, now) ?? this.#open2017(msg, rinfo);
+    const opened = this.#open2022(msg, now) ?? this.#open2017(msg, src);
     if (!opened) {
       this.dropped++;
       return;
@@ -190,7 +246,6 @@ export class UdpRelay {
         s = this.#create(
           id,
           opened.key,
-          rinfo,
           new Udp2022ServerSession(opened.key.method, p, { cache: this.#cache }),
         );
       if (!s.s2022!.accept(p.packetId)) {
@@ -198,19 +253,24 @@ export class UdpRelay {
         return;
       }
     } else {
-      const id = `a|${rinfo.address}|${rinfo.port}`;
+      const id = `a|${src}`;
       s = this.#sessions.get(id);
       if (s && s.key !== opened.key) {
         this.#drop(s);
         s = undefined;
       }
-      s ??= this.#create(id, opened.key, rinfo, undefined);
+      s ??= this.#create(id, opened.key, undefined);
     }
     // LRU order: re-insert on activity.
     this.#sessions.delete(s.id);
     this.#sessions.set(s.id, s);
-    s.clientAddress = rinfo.address;
-    s.clientPort = rinfo.port;
+    if (rinfo) {
+      s.clientAddress = rinfo.address;
+      s.clientPort = rinfo.port;
+    } else if (s.clientKey !== src && addrs) {
+      s.clientKey = src;
+      s.clientRaw = Buffer.from(addrs.subarray(off, off + ADDR_SIZE));
+    }
     s.lastMs = now;
     ctx.addUsage(s.key.id, msg.length, 0);
     this.#forward(s, opened.address, opened.payload, now);
@@ -254,11 +314,11 @@ export class UdpRelay {
 
   #open2017(
     msg: Buffer,
-    rinfo: dgram.RemoteInfo,
+    src: string,
   ): { edition: 2017; key: KeyEntry; address: SocksAddress; payload: Buffer } | undefined {
     const keys = this.#ctx.sip004Keys;
     if (keys.length === 0) return undefined;
-    const known = this.#sessions.get(`a|${rinfo.address}|${rinfo.port}`)?.key;
+    const known = this.#sessions.get(`a|${src}`)?.key;
     const tryKey = (
       k: KeyEntry,
     ): { edition: 2017; key: KeyEntry; address: SocksAddress; payload: Buffer } | undefined => {
@@ -287,12 +347,7 @@ export class UdpRelay {
     return undefined;
   }
 
-  #create(
-    id: string,
-    key: AnyKeyEntry,
-    rinfo: dgram.RemoteInfo,
-    s2022: Udp2022ServerSession<Key2022Entry> | undefined,
-  ): Session {
+  #create(id: string, key: AnyKeyEntry, s2022: Udp2022ServerSession<Key2022Entry> | undefined): Session {
     while (this.#sessions.size >= this.maxSessions) {
       const oldest = this.#sessions.values().next().value;
       if (!oldest) break;
@@ -302,12 +357,16 @@ export class UdpRelay {
       id,
       key,
       s2022,
-      clientAddress: rinfo.address,
-      clientPort: rinfo.port,
+      clientAddress: '',
+      clientPort: 0,
+      clientKey: '',
+      clientRaw: undefined,
       out4: undefined,
       out6: undefined,
       send4: undefined,
       send6: undefined,
+      bout4: undefined,
+      bout6: undefined,
       lastMs: this.#ctx.clock.now(),
       names: new Map(),
       closed: false,
@@ -357,7 +416,25 @@ export class UdpRelay {
       this.dropped++;
       return;
     }
-    if (!this.#outSender(s, net.isIP(ip) === 6 ? 6 : 4).send(payload, port, ip)) this.dropped++;
+    const family = net.isIP(ip) === 6 ? 6 : 4;
+    if (this.#batch) {
+      let out = family === 4 ? s.bout4 : s.bout6;
+      if (!out) {
+        try {
+          out = BatchUdpSocket.bind(family, family === 4 ? '0.0.0.0' : '::', 0, (data, addrs, off) =>
+            this.#onBatchReply(s, data, addrs, off),
+          );
+        } catch {
+          this.dropped++; // out of fds, say: like a lost datagram
+          return;
+        }
+        if (family === 4) s.bout4 = out;
+        else s.bout6 = out;
+      }
+      if (!out.sendTo(payload, port, ip)) this.dropped++;
+      return;
+    }
+    if (!this.#outSender(s, family).send(payload, port, ip)) this.dropped++;
   }
 
   #outSender(s: Session, family: 4 | 6): FastUdpSender {
@@ -378,6 +455,32 @@ export class UdpRelay {
   }
 
   // ---- destination to client ----
+
+  /** A reply on a batched socket: the source is the 20 address bytes at addrs[off]. */
+  #onBatchReply(s: Session, data: Buffer, addrs: Uint8Array, off: number): void {
+    const listener = this.#batch;
+    if (s.closed || !listener || !s.clientRaw) return;
+    const now = this.#ctx.clock.now();
+    let sealed: Buffer;
+    try {
+      if (s.key.edition === 2022) {
+        const a = addrToIp(addrs, off);
+        sealed = s.s2022!.seal(
+          { type: a.family === 6 ? 'ipv6' : 'ipv4', host: a.ip, port: a.port },
+          data,
+          now,
+        );
+      } else {
+        sealed = encodeUdp2017Raw(s.key.method, s.key.masterKey, addrToSocks(addrs, off), data);
+      }
+    } catch (err) {
+      this.#ctx.log.debug({ err: (err as Error).message }, 'udp reply not sealed');
+      return;
+    }
+    s.lastMs = now;
+    this.#ctx.addUsage(s.key.id, 0, sealed.length);
+    listener.send(sealed, s.clientRaw, 0);
+  }
 
   #onReply(s: Session, data: Buffer, rinfo: dgram.RemoteInfo): void {
     const sender = this.#sender;

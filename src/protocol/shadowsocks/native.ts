@@ -52,6 +52,22 @@ interface Addon {
   udpSeal(method: number, masterKey: Uint8Array, head: Uint8Array, payload: Uint8Array): Buffer;
   udpOpen(method: number, masterKey: Uint8Array, packet: Uint8Array): Buffer | number;
   sendTo(fd: number, data: Uint8Array, port: number, ip: string, family: 4 | 6): number;
+  sockShared?: () => [Buffer, Int32Array, Uint8Array, number, number];
+  sockCreate?: (family: 4 | 6, ip: string, port: number, onBatch: (count: number) => void) => object;
+  sockPort?: (sock: object) => number;
+  sockSend?: (sock: object, data: Uint8Array, addrs: Uint8Array, offset: number) => number;
+  sockSendTo?: (sock: object, data: Uint8Array, port: number, ip: string) => number;
+  sockClose?: (sock: object) => void;
+}
+
+/** The addon's batched UDP sockets (Linux only); see native/ladder_aead.cc. */
+export interface NativeSockets {
+  sockShared(): [Buffer, Int32Array, Uint8Array, number, number];
+  sockCreate(family: 4 | 6, ip: string, port: number, onBatch: (count: number) => void): object;
+  sockPort(sock: object): number;
+  sockSend(sock: object, data: Uint8Array, addrs: Uint8Array, offset: number): number;
+  sockSendTo(sock: object, data: Uint8Array, port: number, ip: string): number;
+  sockClose(sock: object): void;
 }
 
 /** The addon ABI this module speaks (native/ladder_aead.cc exports it as abiVersion). */
@@ -376,4 +392,15 @@ export function nativeSendTo():
   ((fd: number, data: Uint8Array, port: number, ip: string, family: 4 | 6) => number) | undefined {
   const a = enabled ? load() : null;
   return a ? a.sendTo : undefined;
+}
+
+/**
+ * The addon's batched UDP sockets (recvmmsg into a shared area, one JS call per batch), for
+ * src/transport/batch-udp.ts; undefined without the addon or off Linux. I/O, like nativeSendTo.
+ */
+export function nativeSockets(): NativeSockets | undefined {
+  const a = enabled ? load() : null;
+  if (!a || !a.sockShared || !a.sockCreate || !a.sockPort || !a.sockSend || !a.sockSendTo || !a.sockClose)
+    return undefined;
+  return a as unknown as NativeSockets;
 }

@@ -76,6 +76,24 @@ export function encodeUdp2017(
   return sealUdpPacket(method, masterKey, plain, salt);
 }
 
+/**
+ * salt | AEAD(head | payload) where `head` is an already encoded SOCKS address (the relay's
+ * replies build it straight from the source's address bytes).
+ */
+export function encodeUdp2017Raw(
+  method: AeadMethod,
+  masterKey: Uint8Array,
+  head: Uint8Array,
+  payload: Uint8Array,
+): Buffer {
+  const sealed = nativeOneShot.udpSeal(method.cipher, masterKey, head, payload);
+  if (sealed) return sealed;
+  const plain = Buffer.allocUnsafe(head.length + payload.length);
+  plain.set(head, 0);
+  plain.set(payload, head.length);
+  return sealUdpPacket(method, masterKey, plain);
+}
+
 /** Open a datagram and split off its SOCKS address; ERR_ADDRESS when the address is malformed or truncated. */
 export function decodeUdp2017(method: AeadMethod, masterKey: Uint8Array, packet: Uint8Array): UdpDatagram {
   const plain = openUdpPacket(method, masterKey, packet);
