@@ -43,11 +43,11 @@
 //                                               prefix || AEAD(key, nonce, a || b) || tag
 //   openAt(method, key, nonce, sealed, offset) -> Buffer | number
 //                                               plaintext of sealed[offset..] (tag last), or 1
-//   udpSeal(method, masterKey, head, payload) -> Buffer
+//   udpSeal(method, masterKey, head, payload, out?) -> Buffer (or its length, written into out)
 //                                               SIP004 datagram: a random salt from RAND_bytes,
 //                                               subkey = hkdfSha1(masterKey, salt), zero nonce,
 //                                               salt || AEAD(head || payload) || tag
-//   udpOpen(method, masterKey, packet) -> Buffer | number
+//   udpOpen(method, masterKey, packet, out?) -> Buffer | number (with out: its length, or -1)
 //                                               the plaintext of a SIP004 datagram, or 1 when it
 //                                               is too short or does not authenticate
 // These share one EVP_CIPHER_CTX per method and thread whose key is set on every call.
@@ -1032,8 +1032,8 @@ napi_value OpenAt(napi_env env, napi_callback_info info) {
 const uint8_t kZeroNonce[kNonce] = {0};
 
 napi_value UdpSeal(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   int m;
   EVP_CIPHER_CTX* ctx;
   size_t key_len;
@@ -1058,9 +1058,26 @@ napi_value UdpSeal(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   const size_t salt_len = key_len;  // SIP004: salt size = key size for every method here
+  const size_t total = salt_len + hn + pn + kTag;
   void* out_ptr = nullptr;
-  napi_value result;
-  if (napi_create_buffer(env, salt_len + hn + pn + kTag, &out_ptr, &result) != napi_ok) return AllocFailed(env);
+  napi_value result = nullptr;
+  if (argc >= 5) {  // into a caller's buffer of exactly the datagram's size (node's pooled allocUnsafe)
+    const uint8_t* o = nullptr;
+    size_t on = 0;
+    if (!GetBytes(env, argv[4], &o, &on, "out must be a Uint8Array")) return nullptr;
+    if (on != total) {
+      Throw(env, "out must be exactly salt + head + payload + 16 bytes");
+      return nullptr;
+    }
+    out_ptr = const_cast<uint8_t*>(o);
+    // head or payload overlapping out would be read after being overwritten
+    if ((hn > 0 && head < o + on && o < head + hn) || (pn > 0 && payload < o + on && o < payload + pn)) {
+      Throw(env, "out overlaps the input");
+      return nullptr;
+    }
+  } else if (napi_create_buffer(env, total, &out_ptr, &result) != napi_ok) {
+    return AllocFailed(env);
+  }
   uint8_t* out = static_cast<uint8_t*>(out_ptr);
   uint8_t subkey[kMaxSubkey];
   const bool ok = RAND_bytes(out, static_cast<int>(salt_len)) == 1 &&
@@ -1071,12 +1088,12 @@ napi_value UdpSeal(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "ERR_LADDER_AEAD", "datagram seal failed");
     return nullptr;
   }
-  return result;
+  return result != nullptr ? result : Number(env, static_cast<int32_t>(total));
 }
 
 napi_value UdpOpen(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   int m;
   EVP_CIPHER_CTX* ctx;
   size_t key_len;
@@ -1098,18 +1115,32 @@ napi_value UdpOpen(napi_env env, napi_callback_info info) {
   const size_t salt_len = key_len;
   if (n < salt_len + kTag || n - salt_len - kTag > kMaxOp) return Number(env, kErrCipher);
   const size_t plain_len = n - salt_len - kTag;
+  void* out = nullptr;
+  napi_value result = nullptr;
+  if (argc >= 4) {  // into a caller's buffer of exactly the plaintext's size
+    const uint8_t* o = nullptr;
+    size_t on = 0;
+    if (!GetBytes(env, argv[3], &o, &on, "out must be a Uint8Array")) return nullptr;
+    if (on != plain_len) {
+      Throw(env, "out must be exactly the plaintext size");
+      return nullptr;
+    }
+    if (plain_len > 0 && packet < o + on && o < packet + n) {
+      Throw(env, "out overlaps the packet");
+      return nullptr;
+    }
+    out = const_cast<uint8_t*>(o);
+  }
   uint8_t subkey[kMaxSubkey];
   HkdfSha1(master, master_len, packet, salt_len, subkey, key_len);
-  void* out = nullptr;
-  napi_value result;
-  if (napi_create_buffer(env, plain_len, &out, &result) != napi_ok) {
+  if (out == nullptr && napi_create_buffer(env, plain_len, &out, &result) != napi_ok) {
     OPENSSL_cleanse(subkey, sizeof subkey);
     return AllocFailed(env);
   }
   const bool ok = OpenTagged(ctx, subkey, kZeroNonce, packet + salt_len, plain_len, static_cast<uint8_t*>(out));
   OPENSSL_cleanse(subkey, sizeof subkey);
-  if (!ok) return Number(env, kErrCipher);
-  return result;
+  if (!ok) return Number(env, result != nullptr ? kErrCipher : -1);
+  return result != nullptr ? result : Number(env, static_cast<int32_t>(plain_len));
 }
 
 // ---- datagram send ---------------------------------------------------------------------------

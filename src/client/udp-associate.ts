@@ -4,6 +4,7 @@ import { encodeReply, encodeUdpHeader, parseUdpDatagram, REP } from '../protocol
 import { toSocksAddress } from '../protocol/socks5/address.js';
 import type { Clock } from '../shared/clock.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
+import { addrKey, addrOf, ADDR_SIZE, BatchUdpSocket } from '../transport/batch-udp.js';
 import { FastUdpSender } from '../transport/fast-udp.js';
 import { UdpTunnel, UdpTunnelKey, type UdpTunnelOptions } from '../transport/udp-tunnel.js';
 import type { UdpAssociateRequest } from './socks5-inbound.js';
@@ -42,6 +43,7 @@ export function createUdpAssociate(opts: UdpAssociateOptions): UdpAssociateHandl
     const clientIp = control.remoteAddress ?? '';
     let closed = false;
     let local: dgram.Socket | undefined;
+    let batch: BatchUdpSocket | undefined;
     let tunnel: UdpTunnel | undefined;
     let app: { address: string; port: number } | undefined;
 
@@ -51,6 +53,7 @@ export function createUdpAssociate(opts: UdpAssociateOptions): UdpAssociateHandl
       live.delete(close);
       tunnel?.close();
       local?.close();
+      batch?.close();
       control.destroy();
     };
     live.add(close);
@@ -65,9 +68,62 @@ export function createUdpAssociate(opts: UdpAssociateOptions): UdpAssociateHandl
       close();
     };
 
+    /**
+     * The application side on the addon's batched socket: datagrams only from the control
+     * connection's IP (compared as address bytes), replies to the application's latest port.
+     */
+    const startBatched = (t: UdpTunnel): boolean => {
+      const expected = addrOf(clientIp.startsWith('::ffff:') ? clientIp.slice(7) : clientIp, 0);
+      if (!expected || !BatchUdpSocket.available() || net.isIP(localIp) === 0) return false;
+      let appKey = '';
+      let appRaw: Buffer | undefined;
+      const fromClient = (addrs: Uint8Array, off: number): boolean => {
+        if (addrs[off] !== expected[0]) return false;
+        for (let i = 4; i < ADDR_SIZE; i++) if (addrs[off + i] !== expected[i]) return false;
+        return true;
+      };
+      try {
+        batch = BatchUdpSocket.bind(net.isIP(localIp) === 6 ? 6 : 4, localIp, 0, (msg, addrs, off) => {
+          if (closed || !fromClient(addrs, off)) return;
+          let d: ReturnType<typeof parseUdpDatagram>;
+          try {
+            d = parseUdpDatagram(msg);
+          } catch {
+            return;
+          }
+          if (d.frag !== 0) return;
+          const k = addrKey(addrs, off);
+          if (k !== appKey) {
+            appKey = k;
+            appRaw = Buffer.from(addrs.subarray(off, off + ADDR_SIZE));
+          }
+          try {
+            t.send(d.address, d.data);
+          } catch {
+            // unencodable address: drop
+          }
+        });
+      } catch (err) {
+        log.debug({ err: (err as Error).message }, 'batched UDP socket unavailable; using node:dgram');
+        return false;
+      }
+      const b = batch;
+      t.onMessage = (from, payload) => {
+        if (!appRaw || closed) return;
+        b.send(Buffer.concat([encodeUdpHeader(from), payload]), appRaw, 0);
+      };
+      control.write(encodeReply(REP.SUCCEEDED, toSocksAddress(localIp, b.port)));
+      return true;
+    };
+
     void (async () => {
       try {
         tunnel = await UdpTunnel.open({ ...opts.server, ...(opts.clock ? { clock: opts.clock } : {}) }, key);
+        if (closed) {
+          tunnel.close();
+          return;
+        }
+        if (startBatched(tunnel)) return;
         const type = net.isIP(localIp) === 6 ? 'udp6' : 'udp4';
         const sock = dgram.createSocket(type);
         local = sock;

@@ -330,9 +330,7 @@ export class UdpRelay {
       }
       // Every honest datagram has a fresh random salt: one seen before is a replay (a prober
       // re-sending a captured packet would otherwise get a reply, which garbage never gets).
-      const salt = msg.subarray(0, k.method.saltSize);
-      if (this.#salts2017.has(salt)) return undefined;
-      this.#salts2017.add(salt);
+      if (!this.#salts2017.checkAndAdd(msg.subarray(0, k.method.saltSize))) return undefined;
       return { edition: 2017, key: k, address: d.address, payload: d.payload };
     };
     if (known && known.edition === 2017 && this.#ctx.keyById(known.id) === known) {

@@ -117,3 +117,56 @@ export function sendable(ip: string, family: 4 | 6): boolean {
   const f = isIP(ip);
   return f === 4 || (f === 6 && family === 6);
 }
+
+/** The 16 (IPv6) or 4 (IPv4) bytes of an IP literal; undefined when it is not one. */
+export function ipBytes(ip: string): Uint8Array | undefined {
+  const f = isIP(ip);
+  if (f === 4) return Uint8Array.from(ip.split('.').map(Number));
+  if (f !== 6) return undefined;
+  let text = ip.replace(/%.*$/, '');
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (v4) {
+    const b = v4[1]!.split('.').map(Number);
+    text = text.slice(0, -v4[1]!.length) + '0:0';
+    const words = expand(text);
+    words[6] = (b[0]! << 8) | b[1]!;
+    words[7] = (b[2]! << 8) | b[3]!;
+    return toBytes(words);
+  }
+  return toBytes(expand(text));
+}
+
+function expand(text: string): number[] {
+  const [head, rest] = text.includes('::') ? text.split('::') : [text, undefined];
+  const h = head ? head.split(':').map((x) => parseInt(x, 16)) : [];
+  const r = rest ? rest.split(':').map((x) => parseInt(x, 16)) : [];
+  const zeros = rest === undefined ? 0 : 8 - h.length - r.length;
+  return [...h, ...Array<number>(zeros).fill(0), ...r];
+}
+
+function toBytes(words: number[]): Uint8Array {
+  const out = new Uint8Array(16);
+  words.forEach((w, i) => {
+    out[i * 2] = w >> 8;
+    out[i * 2 + 1] = w & 0xff;
+  });
+  return out;
+}
+
+/** The 20-byte address form of ip:port (see ADDR_SIZE), as a batch reports sources. */
+export function addrOf(ip: string, port: number): Buffer | undefined {
+  const b = ipBytes(ip);
+  if (!b) return undefined;
+  const out = Buffer.alloc(ADDR_SIZE);
+  out[0] = b.length === 4 ? 4 : 6;
+  out[1] = port >> 8;
+  out[2] = port & 0xff;
+  out.set(b, 4);
+  // A v4-mapped IPv6 literal is reported as IPv4 by batches.
+  if (out[0] === 6 && out.subarray(4, 14).every((x) => x === 0) && out[14] === 0xff && out[15] === 0xff) {
+    out[0] = 4;
+    out.copyWithin(4, 16, 20);
+    out.fill(0, 8);
+  }
+  return out;
+}

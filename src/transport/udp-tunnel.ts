@@ -14,6 +14,7 @@ import { SubkeyCache, Udp2022ClientSession } from '../protocol/shadowsocks/udp20
 import type { SocksAddress } from '../protocol/socks5/address.js';
 import { systemClock, type Clock } from '../shared/clock.js';
 import type { ShadowsocksEndpoint } from './shadowsocks-dialer.js';
+import { addrOf, ADDR_SIZE, BatchUdpSocket } from './batch-udp.js';
 import { FastUdpSender } from './fast-udp.js';
 
 export interface UdpTunnelOptions extends Pick<ShadowsocksEndpoint, 'host' | 'port' | 'method' | 'password'> {
@@ -78,8 +79,9 @@ export class UdpTunnelKey {
  * do not authenticate are dropped.
  */
 export class UdpTunnel {
-  readonly #socket: dgram.Socket;
-  readonly #sender: FastUdpSender;
+  readonly #socket: dgram.Socket | undefined;
+  readonly #sender: FastUdpSender | undefined;
+  readonly #batch: BatchUdpSocket | undefined;
   readonly #codec: UdpCodec;
   readonly #clock: Clock;
   readonly #serverIp: string;
@@ -90,33 +92,46 @@ export class UdpTunnel {
   onMessage: ((from: SocksAddress, payload: Buffer) => void) | undefined;
 
   private constructor(
-    socket: dgram.Socket,
+    socket: dgram.Socket | BatchUdpSocket,
     codec: UdpCodec,
     serverIp: string,
     serverPort: number,
     clock: Clock,
   ) {
-    this.#socket = socket;
-    this.#sender = new FastUdpSender(socket, net.isIP(serverIp) === 6 ? 6 : 4);
     this.#codec = codec;
     this.#serverIp = serverIp;
     this.#serverPort = serverPort;
     this.#clock = clock;
+    if (socket instanceof BatchUdpSocket) {
+      this.#batch = socket;
+      return;
+    }
+    this.#socket = socket;
+    this.#sender = new FastUdpSender(socket, net.isIP(serverIp) === 6 ? 6 : 4);
     socket.on('message', (msg, rinfo) => {
       if (rinfo.port !== serverPort || !sameIp(rinfo.address, serverIp)) {
         this.dropped++;
         return;
       }
-      let r: { address: SocksAddress; payload: Buffer };
-      try {
-        r = this.#codec.open(msg, this.#clock.now());
-      } catch {
-        this.dropped++;
-        return;
-      }
-      this.onMessage?.(r.address, r.payload);
+      this.#onPacket(msg);
     });
     socket.on('error', () => undefined);
+  }
+
+  #onPacket(msg: Buffer): void {
+    let r: { address: SocksAddress; payload: Buffer };
+    try {
+      r = this.#codec.open(msg, this.#clock.now());
+    } catch {
+      this.dropped++;
+      return;
+    }
+    this.onMessage?.(r.address, r.payload);
+  }
+
+  /** True when this association runs on the addon's batched socket rather than node:dgram. */
+  get batched(): boolean {
+    return this.#batch !== undefined;
   }
 
   /** Resolve the server and open a local socket for one association. */
@@ -126,7 +141,31 @@ export class UdpTunnel {
   ): Promise<UdpTunnel> {
     let ip = opts.host;
     if (net.isIP(ip) === 0) ip = (await dns.promises.lookup(opts.host)).address;
-    const socket = dgram.createSocket(net.isIP(ip) === 6 ? 'udp6' : 'udp4');
+    const family = net.isIP(ip) === 6 ? 6 : 4;
+    const clock = opts.clock ?? systemClock;
+    const server = addrOf(ip, opts.port);
+    if (server && BatchUdpSocket.available()) {
+      let tunnel: UdpTunnel | undefined;
+      let batch: BatchUdpSocket | undefined;
+      try {
+        batch = BatchUdpSocket.bind(family, family === 6 ? '::' : '0.0.0.0', 0, (msg, addrs, off) => {
+          if (!tunnel) return;
+          // Only the server's address and port: compare the 20 address bytes.
+          if (!sameAddr(server, addrs, off)) {
+            tunnel.dropped++;
+            return;
+          }
+          tunnel.#onPacket(msg);
+        });
+      } catch {
+        batch = undefined; // fall back to node:dgram below
+      }
+      if (batch) {
+        tunnel = new UdpTunnel(batch, key.codec(), ip, opts.port, clock);
+        return tunnel;
+      }
+    }
+    const socket = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
       socket.bind(0, () => {
@@ -134,20 +173,28 @@ export class UdpTunnel {
         resolve();
       });
     });
-    return new UdpTunnel(socket, key.codec(), ip, opts.port, opts.clock ?? systemClock);
+    return new UdpTunnel(socket, key.codec(), ip, opts.port, clock);
   }
 
   send(to: SocksAddress, payload: Uint8Array): void {
     if (this.#closed) return;
     const packet = this.#codec.seal(to, payload, this.#clock.now());
-    this.#sender.send(packet, this.#serverPort, this.#serverIp);
+    if (this.#batch) this.#batch.sendTo(packet, this.#serverPort, this.#serverIp);
+    else this.#sender!.send(packet, this.#serverPort, this.#serverIp);
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#socket.close();
+    this.#batch?.close();
+    this.#socket?.close();
   }
+}
+
+/** Same family, port and address bytes (byte 3 is padding). */
+function sameAddr(a: Uint8Array, addrs: Uint8Array, off: number): boolean {
+  for (let i = 0; i < ADDR_SIZE; i++) if (i !== 3 && a[i] !== addrs[off + i]) return false;
+  return true;
 }
 
 function sameIp(a: string, b: string): boolean {

@@ -201,6 +201,8 @@ test('one-shot addon calls: bad arguments throw TypeError, never crash', (t) => 
     ['openAt', [1, k32, Buffer.alloc(12), Buffer.alloc(20), -1]],
     ['udpSeal', [1, Buffer.alloc(16), Buffer.alloc(1), Buffer.alloc(1)]],
     ['udpOpen', [2, Buffer.alloc(31), Buffer.alloc(64)]],
+    ['udpSeal', [1, k32, Buffer.alloc(1), Buffer.alloc(1), Buffer.alloc(5)]],
+    ['udpOpen', [1, k32, Buffer.alloc(64), Buffer.alloc(3)]],
     ['udpOpen', [-1, k32, Buffer.alloc(64)]],
     ['create', [1, k32, true, 0]],
     ['create', [1, k32, true, 0x10000]],
@@ -214,6 +216,13 @@ test('one-shot addon calls: bad arguments throw TypeError, never crash', (t) => 
   for (const [fn, args] of calls) {
     assert.throws(() => a[fn]!(...args), TypeError, `${fn}(${args.map((x) => typeof x).join(', ')})`);
   }
+  // out overlapping the input is refused rather than read after being overwritten.
+  const big = Buffer.alloc(200);
+  assert.throws(
+    () => a.udpSeal!(1, k32, big.subarray(0, 10), big.subarray(10, 20), big.subarray(5, 73)),
+    TypeError,
+  );
+  assert.throws(() => a.udpOpen!(1, k32, big.subarray(0, 100), big.subarray(50, 102)), TypeError);
   // Garbage datagrams are a status, not an exception.
   assert.equal(a.udpOpen!(1, k32, Buffer.alloc(10)), 1);
   assert.equal(a.udpOpen!(1, k32, randomBytes(100)), 1);

@@ -49,8 +49,14 @@ interface Addon {
     sealed: Uint8Array,
     offset: number,
   ): Buffer | number;
-  udpSeal(method: number, masterKey: Uint8Array, head: Uint8Array, payload: Uint8Array): Buffer;
-  udpOpen(method: number, masterKey: Uint8Array, packet: Uint8Array): Buffer | number;
+  udpSeal(
+    method: number,
+    masterKey: Uint8Array,
+    head: Uint8Array,
+    payload: Uint8Array,
+    out?: Uint8Array,
+  ): Buffer | number;
+  udpOpen(method: number, masterKey: Uint8Array, packet: Uint8Array, out?: Uint8Array): Buffer | number;
   sendTo(fd: number, data: Uint8Array, port: number, ip: string, family: 4 | 6): number;
   sockShared?: () => [Buffer, Int32Array, Uint8Array, number, number];
   sockCreate?: (family: 4 | 6, ip: string, port: number, onBatch: (count: number) => void) => object;
@@ -364,7 +370,11 @@ export const nativeOneShot = {
     const x = enabled ? load() : null;
     if (!x) return undefined;
     try {
-      return x.udpSeal(METHOD_INDEX[cipher], masterKey, head, payload);
+      // Into node's pooled allocUnsafe memory: cheaper than a fresh backing store per datagram.
+      // The salt is as long as the key for every SIP004 method.
+      const out = Buffer.allocUnsafe(masterKey.length + head.length + payload.length + 16);
+      x.udpSeal(METHOD_INDEX[cipher], masterKey, head, payload, out);
+      return out;
     } catch (cause) {
       throw new ProtocolError('ERR_CIPHER', 'native datagram seal failed', { cause });
     }
@@ -378,8 +388,10 @@ export const nativeOneShot = {
   ): Buffer | null | undefined {
     const x = enabled ? load() : null;
     if (!x) return undefined;
-    const r = x.udpOpen(METHOD_INDEX[cipher], masterKey, packet);
-    return typeof r === 'number' ? null : r;
+    const size = packet.length - masterKey.length - 16;
+    if (size < 0) return null;
+    const out = Buffer.allocUnsafe(size);
+    return x.udpOpen(METHOD_INDEX[cipher], masterKey, packet, out) === size ? out : null;
   },
 };
 

@@ -49,14 +49,19 @@ export class SaltFilter {
 
   /** Record a salt (no-op if already present). */
   add(salt: Uint8Array): void {
-    const k = SaltFilter.#key(salt);
-    if (this.#current.has(k) || this.#previous.has(k)) return;
+    this.#addKey(SaltFilter.#key(salt));
+  }
+
+  /** Adds the key unless present; true when it was new. One key string, one pass. */
+  #addKey(k: string): boolean {
+    if (this.#current.has(k) || this.#previous.has(k)) return false;
     if (this.#current.size >= this.capacity) {
       this.#previous = this.#current;
       this.#current = new Set();
     }
     this.#current.add(k);
     this.#changes++;
+    return true;
   }
 
   /** Increases whenever the contents change (lets a caller skip saving an unchanged filter). */
@@ -66,9 +71,7 @@ export class SaltFilter {
 
   /** Record the salt and return true if it was new; return false (and change nothing) if seen. */
   checkAndAdd(salt: Uint8Array): boolean {
-    if (this.has(salt)) return false;
-    this.add(salt);
-    return true;
+    return this.#addKey(SaltFilter.#key(salt));
   }
 
   /** Salts currently remembered (at most 2 * capacity). */

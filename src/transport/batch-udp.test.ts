@@ -1,0 +1,121 @@
+// The addon's batched UDP sockets on real loopback sockets, and the 20-byte address helpers.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { nativeLoadError } from '../protocol/shadowsocks/native.js';
+import { decodeAddress } from '../protocol/socks5/address.js';
+import { ADDR_SIZE, addrKey, addrOf, addrToIp, addrToSocks, BatchUdpSocket, ipBytes } from './batch-udp.js';
+
+function requireBatch(t: TestContext): boolean {
+  if (BatchUdpSocket.available()) return true;
+  const why = `batched UDP sockets unavailable (${nativeLoadError() ?? 'not Linux, or addon not built'})`;
+  if (process.env.CI === 'true') assert.fail(`${why} (CI=true requires them)`);
+  console.warn(`\n*** SKIPPING batched UDP socket tests: ${why} ***\n`);
+  t.skip(why);
+  return false;
+}
+
+test('ipBytes / addrOf / addrToIp / addrToSocks agree for IPv4, IPv6 and v4-mapped literals', () => {
+  assert.deepEqual([...ipBytes('192.0.2.7')!], [192, 0, 2, 7]);
+  assert.deepEqual(Buffer.from(ipBytes('2001:db8::1')!).toString('hex'), '20010db8000000000000000000000001');
+  assert.deepEqual(Buffer.from(ipBytes('::')!).toString('hex'), '0'.repeat(32));
+  assert.deepEqual(Buffer.from(ipBytes('::1')!).toString('hex'), `${'0'.repeat(31)}1`);
+  assert.deepEqual(Buffer.from(ipBytes('fe80::1:2')!).toString('hex'), 'fe800000000000000000000000010002');
+  assert.deepEqual(
+    Buffer.from(ipBytes('64:ff9b::192.0.2.33')!).toString('hex'),
+    '0064ff9b0000000000000000c0000221',
+  );
+  assert.equal(ipBytes('example.com'), undefined);
+  assert.equal(addrOf('not an ip', 1), undefined);
+
+  const v4 = addrOf('10.1.2.3', 5353)!;
+  assert.equal(v4.length, ADDR_SIZE);
+  assert.deepEqual(addrToIp(v4, 0), { ip: '10.1.2.3', port: 5353, family: 4 });
+  assert.deepEqual(addrOf('::ffff:10.1.2.3', 5353), v4, 'v4-mapped is reported as IPv4');
+  const v6 = addrOf('2001:db8::53', 53)!;
+  assert.deepEqual(addrToIp(v6, 0), { ip: '2001:db8:0:0:0:0:0:53', port: 53, family: 6 });
+  // SOCKS bytes decode to the same address.
+  assert.deepEqual(decodeAddress(addrToSocks(v4, 0), 0)!.address, {
+    type: 'ipv4',
+    host: '10.1.2.3',
+    port: 5353,
+  });
+  const s6 = decodeAddress(addrToSocks(v6, 0), 0)!.address;
+  assert.equal(s6.type, 'ipv6');
+  assert.equal(s6.port, 53);
+  assert.deepEqual(Buffer.from(ipBytes(s6.host)!), Buffer.from(ipBytes('2001:db8::53')!));
+  // Keys differ by port and by address.
+  const at = (b: Buffer) => addrKey(b, 0);
+  assert.notEqual(at(addrOf('10.1.2.3', 1)!), at(addrOf('10.1.2.3', 2)!));
+  assert.notEqual(at(addrOf('10.1.2.3', 1)!), at(addrOf('10.1.2.4', 1)!));
+  assert.equal(at(addrOf('10.1.2.3', 1)!), at(addrOf('10.1.2.3', 1)!));
+});
+
+test('BatchUdpSocket: 300 datagrams in, each with its source; replies by address bytes reach the sender', async (t) => {
+  if (!requireBatch(t)) return;
+  const got: Array<{ data: Buffer; from: ReturnType<typeof addrToIp>; raw: Buffer }> = [];
+  let arrived: () => void = () => undefined;
+  const done = new Promise<void>((r) => (arrived = r));
+  const sock = BatchUdpSocket.bind(4, '127.0.0.1', 0, (msg, addrs, off) => {
+    got.push({
+      data: Buffer.from(msg),
+      from: addrToIp(addrs, off),
+      raw: Buffer.from(addrs.subarray(off, off + ADDR_SIZE)),
+    });
+    if (got.length === 300) arrived();
+  });
+  t.after(() => sock.close());
+  assert.ok(sock.port > 0);
+  const peer = dgram.createSocket('udp4');
+  peer.bind(0, '127.0.0.1');
+  await once(peer, 'listening');
+  t.after(() => peer.close());
+  const sent = Array.from({ length: 300 }, (_, i) => randomBytes(1 + ((i * 13) % 1400)));
+  for (let i = 0; i < sent.length; i++) {
+    peer.send(sent[i]!, sock.port, '127.0.0.1');
+    if (i % 20 === 19) await new Promise((r) => setTimeout(r, 2));
+  }
+  await done;
+  const hex = (b: Buffer) => b.toString('hex');
+  assert.deepEqual(new Set(got.map((g) => hex(g.data))), new Set(sent.map(hex)), 'every datagram, intact');
+  for (const g of got) assert.deepEqual(g.from, { ip: '127.0.0.1', port: peer.address().port, family: 4 });
+
+  const reply = once(peer, 'message');
+  assert.equal(sock.send(Buffer.from('back'), got[0]!.raw, 0), true);
+  assert.equal(String((await reply)[0]), 'back');
+  const reply2 = once(peer, 'message');
+  assert.equal(sock.sendTo(Buffer.from('by ip'), peer.address().port, '127.0.0.1'), true);
+  assert.equal(String((await reply2)[0]), 'by ip');
+  assert.equal(sock.sendTo(Buffer.from('x'), 0, '127.0.0.1'), false, 'port 0 is refused');
+});
+
+test('BatchUdpSocket: dual-stack socket sees IPv4 peers as IPv4; a throwing handler loses only its datagram; bind errors carry a code; close is final', async (t) => {
+  if (!requireBatch(t)) return;
+  const seen: string[] = [];
+  const sock = BatchUdpSocket.bind(6, '::', 0, (msg) => {
+    const text = String(msg);
+    if (text === 'boom') throw new Error('handler failure');
+    seen.push(text);
+  });
+  const peer = dgram.createSocket('udp4');
+  peer.bind(0, '127.0.0.1');
+  await once(peer, 'listening');
+  t.after(() => peer.close());
+  for (const m of ['a', 'boom', 'b']) peer.send(m, sock.port, '127.0.0.1');
+  for (let i = 0; i < 100 && seen.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(seen, ['a', 'b']);
+
+  assert.throws(
+    () => BatchUdpSocket.bind(6, '::', sock.port, () => undefined),
+    (e: NodeJS.ErrnoException) => e.code === 'EADDRINUSE',
+  );
+  sock.close();
+  sock.close(); // idempotent
+  assert.equal(sock.sendTo(Buffer.from('x'), peer.address().port, '127.0.0.1'), false, 'closed: dropped');
+  // The port is free again once the close has run (libuv closes handles at the end of a loop turn).
+  await new Promise((r) => setTimeout(r, 20));
+  const again = BatchUdpSocket.bind(6, '::', sock.port, () => undefined);
+  again.close();
+});
