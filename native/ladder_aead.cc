@@ -72,6 +72,19 @@
 //       address at addrs[offset]: [family 4|6, port hi, port lo, 0, 16 address bytes (IPv4 in
 //       the first 4)], the same form a batch reports sources in
 //   sockSendTo(socket, data, port, ip) -> number            the same to an IP literal
+//   sockRelay(out, listener, method, masterKey, addrs, offset)
+//       SIP004 replies in C: datagrams on `out` are sealed with masterKey (fresh salt, the source
+//       as SOCKS address) and sent from `listener` to the client address at addrs[offset]; no JS
+//       call per reply. sockRelayTake(out) -> sealed bytes sent since the last call.
+//   sockPolicy(listener, allowPrivate, saltCapacity)       state of the C forward path below
+//   sockSaltAdd(listener, salt) -> bool                    the listener's SIP004 salt filter
+//       (exact, two generations of saltCapacity), shared by JS and the C path
+//   sockRoute(listener, addrs, offset, out4, out6, method, masterKey)
+//       SIP004 datagrams from that client address are opened with masterKey, salt-checked,
+//       checked against the private-destination rule and sent from out4/out6 in C; anything
+//       else (another key, a domain, no outbound socket yet) still goes to JS untouched.
+//   sockUnroute(listener, addrs, offset) -> bytes, sockRouteTake(...) -> bytes forwarded since
+//       the last take, sockDropped(listener) -> datagrams the C path dropped
 //   sockClose(socket)                                      stops polling, closes the fd
 
 // SHA1_Init/Update/Final are deprecated in OpenSSL 3 but exported by every node binary; HMAC over
@@ -103,6 +116,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
 
 namespace {
 
@@ -1249,6 +1265,38 @@ RecvArea* GetArea(napi_env env) {
 
 const napi_type_tag kSockTag = {0x6c61646465725544ULL, 0x5053434b30300001ULL};
 
+struct Sock;
+
+// A client's SIP004 session known to the listener: datagrams from this address are opened,
+// filtered and forwarded in C (sockRoute).
+struct Route {
+  Sock* out4 = nullptr;
+  Sock* out6 = nullptr;
+  napi_ref out4_ref = nullptr;
+  napi_ref out6_ref = nullptr;
+  int method = -1;
+  uint8_t key[32];
+  size_t key_len = 0;
+  uint64_t up_bytes = 0;  // datagram bytes forwarded since the last sockRouteTake
+};
+
+// Exact two-generation set of SIP004 datagram salts (like src/protocol/shadowsocks/replay.ts).
+struct SaltSet {
+  std::unordered_set<std::string> cur, prev;
+  size_t capacity = 50000;
+  // True when the salt was new (and is now remembered).
+  bool Add(const uint8_t* salt, size_t n) {
+    std::string k(reinterpret_cast<const char*>(salt), n);
+    if (cur.count(k) != 0 || prev.count(k) != 0) return false;
+    if (cur.size() >= capacity) {
+      prev.swap(cur);
+      cur.clear();
+    }
+    cur.insert(std::move(k));
+    return true;
+  }
+};
+
 struct Sock {
   int fd = -1;
   int family = 4;
@@ -1257,13 +1305,38 @@ struct Sock {
   napi_ref callback = nullptr;
   napi_ref self = nullptr;
   napi_async_context actx = nullptr;
+  // SIP004 replies sealed and sent in C (sockRelay): no JS call per reply datagram.
+  Sock* relay_to = nullptr;       // the listener the sealed replies leave from
+  napi_ref relay_ref = nullptr;   // keeps the listener's handle (and so its Sock) alive
+  int relay_method = -1;
+  uint8_t relay_key[32];
+  size_t relay_key_len = 0;
+  uint8_t relay_client[20];
+  uint64_t relay_bytes = 0;       // sealed bytes sent since the last sockRelayTake
+  // Listener only: the C forward path (sockPolicy, sockRoute).
+  std::unordered_map<std::string, Route>* routes = nullptr;
+  SaltSet* salts = nullptr;
+  bool allow_private = false;
+  uint64_t dropped = 0;
   bool closed = false;     // sockClose was called (or creation failed half-way)
   bool uv_done = false;    // the poll handle's close callback ran (fd closed)
   bool finalized = false;  // the JS object is gone
 };
 
+void ClearRoute(napi_env env, Route* r) {
+  if (r->out4_ref != nullptr) napi_delete_reference(env, r->out4_ref);
+  if (r->out6_ref != nullptr) napi_delete_reference(env, r->out6_ref);
+  r->out4_ref = r->out6_ref = nullptr;
+  r->out4 = r->out6 = nullptr;
+  OPENSSL_cleanse(r->key, sizeof r->key);
+}
+
 void MaybeFree(Sock* s) {
-  if (s->uv_done && s->finalized) delete s;
+  if (s->uv_done && s->finalized) {
+    delete s->routes;
+    delete s->salts;
+    delete s;
+  }
 }
 
 void OnPollClosed(uv_handle_t* h) {
@@ -1285,7 +1358,16 @@ void CloseSock(Sock* s) {
   s->actx = nullptr;
   if (s->self != nullptr) napi_delete_reference(s->env, s->self);  // GC may now collect the handle
   s->self = nullptr;
+  if (s->relay_ref != nullptr) napi_delete_reference(s->env, s->relay_ref);
+  s->relay_ref = nullptr;
+  s->relay_to = nullptr;
+  OPENSSL_cleanse(s->relay_key, sizeof s->relay_key);
+  if (s->routes != nullptr) {
+    for (auto& kv : *s->routes) ClearRoute(s->env, &kv.second);
+    s->routes->clear();
+  }
 }
+
 
 void FinalizeSock(napi_env /*env*/, void* data, void* /*hint*/) {
   Sock* s = static_cast<Sock*>(data);
@@ -1316,6 +1398,147 @@ void PutAddr(uint8_t* out, const sockaddr_storage& ss) {
   }
 }
 
+// Destination for sendto from the 20-byte address form, for a socket of `family`.
+socklen_t AddrToSockaddr(const uint8_t* a, int family, sockaddr_storage* ss) {
+  memset(ss, 0, sizeof *ss);
+  if (family == 4) {
+    if (a[0] != 4) return 0;
+    sockaddr_in* sa = reinterpret_cast<sockaddr_in*>(ss);
+    sa->sin_family = AF_INET;
+    memcpy(&sa->sin_port, a + 1, 2);
+    memcpy(&sa->sin_addr, a + 4, 4);
+    return sizeof(sockaddr_in);
+  }
+  sockaddr_in6* sa = reinterpret_cast<sockaddr_in6*>(ss);
+  sa->sin6_family = AF_INET6;
+  memcpy(&sa->sin6_port, a + 1, 2);
+  if (a[0] == 4) {
+    sa->sin6_addr.s6_addr[10] = 0xff;
+    sa->sin6_addr.s6_addr[11] = 0xff;
+    memcpy(&sa->sin6_addr.s6_addr[12], a + 4, 4);
+  } else if (a[0] == 6) {
+    memcpy(&sa->sin6_addr, a + 4, 16);
+  } else {
+    return 0;
+  }
+  return sizeof(sockaddr_in6);
+}
+
+// One SIP004 reply: salt | AEAD(SOCKS address of `from` | data) to the client, from the listener.
+void RelayReply(Sock* s, const sockaddr_storage& from, const uint8_t* data, size_t n) {
+  Sock* l = s->relay_to;
+  if (l == nullptr || l->closed) return;
+  uint8_t head[19];
+  size_t hn;
+  uint8_t a[kAddr];
+  PutAddr(a, from);
+  if (a[0] == 4) {
+    head[0] = 1;
+    memcpy(head + 1, a + 4, 4);
+    memcpy(head + 5, a + 1, 2);
+    hn = 7;
+  } else if (a[0] == 6) {
+    head[0] = 4;
+    memcpy(head + 1, a + 4, 16);
+    memcpy(head + 17, a + 1, 2);
+    hn = 19;
+  } else {
+    return;
+  }
+  static thread_local uint8_t out[kSlot + 32 + 19 + kTag];
+  const size_t salt_len = s->relay_key_len;
+  if (n > kSlot) return;
+  EVP_CIPHER_CTX* ctx = OneShotCtx(s->relay_method);
+  uint8_t subkey[kMaxSubkey];
+  const bool ok = ctx != nullptr && RAND_bytes(out, static_cast<int>(salt_len)) == 1 &&
+                  HkdfSha1(s->relay_key, s->relay_key_len, out, salt_len, subkey, s->relay_key_len) &&
+                  SealTwo(ctx, subkey, kZeroNonce, head, hn, data, n, out + salt_len);
+  OPENSSL_cleanse(subkey, sizeof subkey);
+  if (!ok) return;
+  const size_t total = salt_len + hn + n + kTag;
+  sockaddr_storage to;
+  const socklen_t tl = AddrToSockaddr(s->relay_client, l->family, &to);
+  if (tl == 0) return;
+  if (sendto(l->fd, out, total, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&to), tl) >= 0) s->relay_bytes += total;
+}
+
+// The server's private-destination rule (src/server/destination.ts, isPrivateAddress), for IPv4
+// bytes: 0/8, 10/8, 100.64/10, 127/8, 169.254/16, 172.16/12, 192.168/16, 224/4, 240/4.
+bool IsPrivate4(const uint8_t* a) {
+  return a[0] == 0 || a[0] == 10 || (a[0] == 100 && (a[1] & 0xc0) == 64) || a[0] == 127 ||
+         (a[0] == 169 && a[1] == 254) || (a[0] == 172 && (a[1] & 0xf0) == 16) || (a[0] == 192 && a[1] == 168) ||
+         a[0] >= 224;
+}
+
+// ... and for IPv6 bytes: ::, ::1, fc00::/7, fe80::/10, ff00::/8, IPv4-mapped by the IPv4 rule.
+bool IsPrivate6(const uint8_t* a) {
+  static const uint8_t kZero[15] = {0};
+  static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (memcmp(a, kMapped, 12) == 0) return IsPrivate4(a + 12);
+  if (memcmp(a, kZero, 15) == 0 && (a[15] == 0 || a[15] == 1)) return true;
+  return (a[0] & 0xfe) == 0xfc || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) || a[0] == 0xff;
+}
+
+// A datagram from a routed client: open, check, forward. True when handled here (forwarded, or
+// dropped as a replay / forbidden destination / port 0); false leaves it to JS untouched (it
+// did not authenticate with the route's key, names a domain, or needs an outbound socket JS has
+// not made yet) - nothing is remembered before that decision, so JS sees it fresh.
+bool FastForward(Sock* l, Route* r, const uint8_t* pkt, size_t n) {
+  const size_t salt_len = r->key_len;
+  if (n < salt_len + kTag + 7 || n - salt_len - kTag > kSlot) return false;
+  static thread_local uint8_t plain[kSlot];
+  const size_t pn = n - salt_len - kTag;
+  EVP_CIPHER_CTX* ctx = OneShotCtx(r->method);
+  if (ctx == nullptr) return false;
+  uint8_t subkey[kMaxSubkey];
+  HkdfSha1(r->key, r->key_len, pkt, salt_len, subkey, r->key_len);
+  const bool ok = OpenTagged(ctx, subkey, kZeroNonce, pkt + salt_len, pn, plain);
+  OPENSSL_cleanse(subkey, sizeof subkey);
+  if (!ok) return false;
+  size_t hl;
+  Sock* out;
+  if (plain[0] == 1) {
+    hl = 7;
+    out = r->out4;
+  } else if (plain[0] == 4 && pn >= 19) {
+    hl = 19;
+    out = r->out6;
+  } else {
+    return false;  // a domain (resolved in JS) or a malformed address (JS drops it)
+  }
+  if (out == nullptr || out->closed) return false;
+  if (!l->salts->Add(pkt, salt_len)) {  // a replayed datagram: like garbage
+    l->dropped++;
+    return true;
+  }
+  const uint8_t* ip = plain + 1;
+  uint16_t port_be;
+  memcpy(&port_be, plain + hl - 2, 2);
+  if (port_be == 0 || (!l->allow_private && (hl == 7 ? IsPrivate4(ip) : IsPrivate6(ip)))) {
+    l->dropped++;
+    return true;
+  }
+  sockaddr_storage to;
+  memset(&to, 0, sizeof to);
+  socklen_t tl;
+  if (hl == 7) {
+    sockaddr_in* sa = reinterpret_cast<sockaddr_in*>(&to);
+    sa->sin_family = AF_INET;
+    sa->sin_port = port_be;
+    memcpy(&sa->sin_addr, ip, 4);
+    tl = sizeof(sockaddr_in);
+  } else {
+    sockaddr_in6* sa = reinterpret_cast<sockaddr_in6*>(&to);
+    sa->sin6_family = AF_INET6;
+    sa->sin6_port = port_be;
+    memcpy(&sa->sin6_addr, ip, 16);
+    tl = sizeof(sockaddr_in6);
+  }
+  if (sendto(out->fd, plain + hl, pn - hl, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&to), tl) < 0) l->dropped++;
+  r->up_bytes += n;
+  return true;
+}
+
 void OnReadable(uv_poll_t* h, int status, int events) {
   Sock* s = static_cast<Sock*>(h->data);
   if (s->closed || status < 0 || !(events & UV_READABLE)) return;
@@ -1338,9 +1561,27 @@ void OnReadable(uv_poll_t* h, int status, int events) {
     }
     const int n = recvmmsg(s->fd, msgs, kBatch, MSG_DONTWAIT, nullptr);
     if (n <= 0) return;  // EAGAIN (drained) or an error: wait for the next event
+    if (s->relay_to != nullptr) {  // SIP004 replies: sealed and sent here, no JS
+      for (int i = 0; i < n; i++) {
+        if (!(msgs[i].msg_hdr.msg_flags & MSG_TRUNC))
+          RelayReply(s, from[i], static_cast<const uint8_t*>(iov[i].iov_base), msgs[i].msg_len);
+      }
+      if (n < kBatch) return;
+      continue;
+    }
     int kept = 0;
+    const bool routed = s->routes != nullptr && !s->routes->empty();
     for (int i = 0; i < n; i++) {
       if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) continue;  // larger than a slot: drop
+      if (routed) {
+        uint8_t a[kAddr];
+        PutAddr(a, from[i]);
+        auto it = s->routes->find(std::string(reinterpret_cast<const char*>(a), kAddr));
+        if (it != s->routes->end() &&
+            FastForward(s, &it->second, static_cast<const uint8_t*>(iov[i].iov_base), msgs[i].msg_len)) {
+          continue;
+        }
+      }
       if (kept != i) memmove(area->data + static_cast<size_t>(kept) * kSlot, iov[i].iov_base, msgs[i].msg_len);
       area->lens[kept] = static_cast<int32_t>(msgs[i].msg_len);
       PutAddr(area->addrs + static_cast<size_t>(kept) * kAddr, from[i]);
@@ -1587,6 +1828,236 @@ napi_value SockSendTo(napi_env env, napi_callback_info info) {
   return Number(env, SendToFd(s->fd, s->family, data, n, port, ip));
 }
 
+// sockRelay(out, listener, method, masterKey, addrs, offset): from now on, datagrams arriving on
+// `out` are sealed as SIP004 replies with masterKey and sent from `listener` to the 20-byte client
+// address at addrs[offset], without calling JS. Call again when the client's address changes.
+napi_value SockRelay(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  int m;
+  EVP_CIPHER_CTX* ctx;
+  size_t key_len;
+  const uint8_t *key, *addrs;
+  size_t kn, an;
+  int32_t off = -1;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 6) {
+    Throw(env, "sockRelay(out, listener, method, masterKey, addrs, offset)");
+    return nullptr;
+  }
+  Sock* s = GetSock(env, argv[0]);
+  if (s == nullptr) return nullptr;
+  Sock* l = GetSock(env, argv[1]);
+  if (l == nullptr || !GetMethod(env, argv[2], &m, &ctx, &key_len) ||
+      !GetBytes(env, argv[3], &key, &kn, "masterKey must be a Uint8Array") ||
+      !GetBytes(env, argv[4], &addrs, &an, "addrs must be a Uint8Array")) {
+    return nullptr;
+  }
+  if (kn != key_len || kn > sizeof s->relay_key) {
+    Throw(env, "masterKey has the wrong length for this method");
+    return nullptr;
+  }
+  if (napi_get_value_int32(env, argv[5], &off) != napi_ok || off < 0 || static_cast<size_t>(off) + kAddr > an) {
+    Throw(env, "offset outside addrs");
+    return nullptr;
+  }
+  if (s->closed || l->closed) return nullptr;
+  if (s->relay_to != l) {
+    if (s->relay_ref != nullptr) napi_delete_reference(env, s->relay_ref);
+    s->relay_ref = nullptr;
+    if (napi_create_reference(env, argv[1], 1, &s->relay_ref) != napi_ok) {
+      s->relay_to = nullptr;
+      napi_throw_error(env, "ERR_LADDER_SOCK", "napi_create_reference failed");
+      return nullptr;
+    }
+    s->relay_to = l;
+  }
+  s->relay_method = m;
+  memcpy(s->relay_key, key, kn);
+  s->relay_key_len = kn;
+  memcpy(s->relay_client, addrs + off, kAddr);
+  return nullptr;
+}
+
+// sockRelayTake(out) -> bytes of sealed replies sent since the last call (for usage accounting).
+napi_value SockRelayTake(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 1) return nullptr;
+  Sock* s = GetSock(env, argv[0]);
+  if (s == nullptr) return nullptr;
+  const uint64_t b = s->relay_bytes;
+  s->relay_bytes = 0;
+  napi_value r;
+  napi_create_double(env, static_cast<double>(b), &r);
+  return r;
+}
+
+// sockPolicy(listener, allowPrivate, saltCapacity): turns on the C forward path's state.
+napi_value SockPolicy(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  bool allow = false;
+  int32_t cap = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 3) {
+    Throw(env, "sockPolicy(listener, allowPrivate, saltCapacity)");
+    return nullptr;
+  }
+  Sock* s = GetSock(env, argv[0]);
+  if (s == nullptr) return nullptr;
+  if (napi_get_value_bool(env, argv[1], &allow) != napi_ok || napi_get_value_int32(env, argv[2], &cap) != napi_ok ||
+      cap < 1) {
+    Throw(env, "allowPrivate must be a boolean and saltCapacity a positive integer");
+    return nullptr;
+  }
+  if (s->routes == nullptr) s->routes = new std::unordered_map<std::string, Route>();
+  if (s->salts == nullptr) s->salts = new SaltSet();
+  s->salts->capacity = static_cast<size_t>(cap);
+  s->allow_private = allow;
+  return nullptr;
+}
+
+// sockSaltAdd(listener, salt) -> true when new (and now remembered), false for a replay.
+napi_value SockSaltAdd(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  const uint8_t* salt;
+  size_t n;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 2) return nullptr;
+  Sock* s = GetSock(env, argv[0]);
+  if (s == nullptr || !GetBytes(env, argv[1], &salt, &n, "salt must be a Uint8Array")) return nullptr;
+  if (s->salts == nullptr) {
+    Throw(env, "sockPolicy first");
+    return nullptr;
+  }
+  return Bool(env, s->salts->Add(salt, n));
+}
+
+std::string AddrArg(napi_env env, napi_value addrs_v, napi_value off_v, bool* ok) {
+  const uint8_t* addrs;
+  size_t an;
+  int32_t off = -1;
+  *ok = GetBytes(env, addrs_v, &addrs, &an, "addrs must be a Uint8Array") &&
+        napi_get_value_int32(env, off_v, &off) == napi_ok && off >= 0 && static_cast<size_t>(off) + kAddr <= an;
+  if (!*ok) {
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && !pending) Throw(env, "offset outside addrs");
+    return std::string();
+  }
+  return std::string(reinterpret_cast<const char*>(addrs + off), kAddr);
+}
+
+// sockRoute(listener, addrs, offset, out4|null, out6|null, method, masterKey)
+napi_value SockRoute(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 7) {
+    Throw(env, "sockRoute(listener, addrs, offset, out4, out6, method, masterKey)");
+    return nullptr;
+  }
+  Sock* l = GetSock(env, argv[0]);
+  if (l == nullptr) return nullptr;
+  bool ok;
+  std::string k = AddrArg(env, argv[1], argv[2], &ok);
+  if (!ok) return nullptr;
+  Sock* outs[2] = {nullptr, nullptr};
+  for (int i = 0; i < 2; i++) {
+    napi_valuetype t;
+    if (napi_typeof(env, argv[3 + i], &t) != napi_ok) return nullptr;
+    if (t == napi_null || t == napi_undefined) continue;
+    outs[i] = GetSock(env, argv[3 + i]);
+    if (outs[i] == nullptr) return nullptr;
+  }
+  int m;
+  EVP_CIPHER_CTX* ctx;
+  size_t key_len;
+  const uint8_t* key;
+  size_t kn;
+  if (!GetMethod(env, argv[5], &m, &ctx, &key_len) || !GetBytes(env, argv[6], &key, &kn, "masterKey must be a Uint8Array")) {
+    return nullptr;
+  }
+  if (kn != key_len || kn > 32) {
+    Throw(env, "masterKey has the wrong length for this method");
+    return nullptr;
+  }
+  if (l->routes == nullptr || l->closed) {
+    Throw(env, "sockPolicy first, on an open listener");
+    return nullptr;
+  }
+  Route& r = (*l->routes)[k];
+  const uint64_t up = r.up_bytes;
+  ClearRoute(env, &r);
+  r.up_bytes = up;
+  for (int i = 0; i < 2; i++) {
+    if (outs[i] == nullptr) continue;
+    napi_ref* ref = i == 0 ? &r.out4_ref : &r.out6_ref;
+    if (napi_create_reference(env, argv[3 + i], 1, ref) != napi_ok) continue;
+    (i == 0 ? r.out4 : r.out6) = outs[i];
+  }
+  r.method = m;
+  memcpy(r.key, key, kn);
+  r.key_len = kn;
+  return nullptr;
+}
+
+// sockUnroute(listener, addrs, offset) -> forwarded bytes not yet taken
+napi_value SockUnroute(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 3) return nullptr;
+  Sock* l = GetSock(env, argv[0]);
+  if (l == nullptr) return nullptr;
+  bool ok;
+  std::string k = AddrArg(env, argv[1], argv[2], &ok);
+  if (!ok) return nullptr;
+  double up = 0;
+  if (l->routes != nullptr) {
+    auto it = l->routes->find(k);
+    if (it != l->routes->end()) {
+      up = static_cast<double>(it->second.up_bytes);
+      ClearRoute(env, &it->second);
+      l->routes->erase(it);
+    }
+  }
+  napi_value r;
+  napi_create_double(env, up, &r);
+  return r;
+}
+
+// sockRouteTake(listener, addrs, offset) -> forwarded datagram bytes since the last call
+napi_value SockRouteTake(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 3) return nullptr;
+  Sock* l = GetSock(env, argv[0]);
+  if (l == nullptr) return nullptr;
+  bool ok;
+  std::string k = AddrArg(env, argv[1], argv[2], &ok);
+  if (!ok) return nullptr;
+  double up = 0;
+  if (l->routes != nullptr) {
+    auto it = l->routes->find(k);
+    if (it != l->routes->end()) {
+      up = static_cast<double>(it->second.up_bytes);
+      it->second.up_bytes = 0;
+    }
+  }
+  napi_value r;
+  napi_create_double(env, up, &r);
+  return r;
+}
+
+// sockDropped(listener) -> datagrams the C forward path dropped (replays, forbidden destinations)
+napi_value SockDropped(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 1) return nullptr;
+  Sock* l = GetSock(env, argv[0]);
+  if (l == nullptr) return nullptr;
+  napi_value r;
+  napi_create_double(env, static_cast<double>(l->dropped), &r);
+  return r;
+}
+
 napi_value SockClose(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -1623,6 +2094,14 @@ napi_value Init(napi_env env, napi_value exports) {
       {"sockPort", nullptr, SockPort, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"sockSend", nullptr, SockSend, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"sockSendTo", nullptr, SockSendTo, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sockRelay", nullptr, SockRelay, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sockRelayTake", nullptr, SockRelayTake, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sockPolicy", nullptr, SockPolicy, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sockSaltAdd", nullptr, SockSaltAdd, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sockRoute", nullptr, SockRoute, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sockUnroute", nullptr, SockUnroute, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sockRouteTake", nullptr, SockRouteTake, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sockDropped", nullptr, SockDropped, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"sockClose", nullptr, SockClose, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof(sock_props) / sizeof(sock_props[0]), sock_props);

@@ -23,6 +23,10 @@ import type { IdentityGroup } from './server.js';
 export const DEFAULT_UDP_IDLE_MS = 120_000;
 /** At most this many NAT sessions; the least recently active one is evicted past it. */
 export const DEFAULT_UDP_MAX_SESSIONS = 4096;
+/** SIP004 datagram salts remembered: two generations of this many (about 10 MB). */
+const SALTS_2017 = 50_000;
+/** How often usage relayed by the C paths (batched sockets) is collected. */
+const COLLECT_MS = 1000;
 /** Resolved destination names are reused for this long within a session. */
 const NAME_TTL_MS = 60_000;
 
@@ -56,6 +60,8 @@ interface Session {
   /** Batched sockets: the same as a source key and 20 address bytes (see batch-udp.ts). */
   clientKey: string;
   clientRaw: Buffer | undefined;
+  /** The client address the listener's C forward path has a route for (SIP004). */
+  routed: Buffer | undefined;
   out4: dgram.Socket | undefined;
   out6: dgram.Socket | undefined;
   send4: FastUdpSender | undefined;
@@ -91,14 +97,19 @@ export class UdpRelay {
   #batch: BatchUdpSocket | undefined;
   #batchHost = '';
   #sweepTimer: Timer | undefined;
+  #collectTimer: Timer | undefined;
+  #droppedJs = 0;
+
   /** Datagrams dropped before reaching a destination (garbage, replays, forbidden). */
-  dropped = 0;
+  get dropped(): number {
+    return this.#droppedJs + (this.#batch?.droppedInC() ?? 0);
+  }
   /**
    * Salts of authenticated SIP004 datagrams (exact, two generations of at most this many each:
    * about 10 MB). The 2017 edition has no timestamps, so a replay older than the last ~2N
    * datagrams is forgotten; 2022 keys have a real window.
    */
-  readonly #salts2017 = new SaltFilter(50_000);
+  readonly #salts2017 = new SaltFilter(SALTS_2017);
 
   constructor(ctx: UdpRelayContext, opts: UdpRelayOptions = {}) {
     this.#ctx = ctx;
@@ -137,11 +148,13 @@ export class UdpRelay {
           try {
             this.#onClientPacket(msg, addrKey(addrs, off), undefined, addrs, off);
           } catch {
-            this.dropped++;
+            this.#droppedJs++;
           }
         });
         this.#batchHost = bindHost;
+        this.#batch.policy(this.#ctx.allowPrivateDestinations, SALTS_2017);
         this.#armSweep();
+        this.#armCollect();
         return;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
@@ -168,7 +181,7 @@ export class UdpRelay {
       try {
         this.#onClientPacket(msg, `${rinfo.address}|${rinfo.port}`, rinfo, undefined, 0);
       } catch {
-        this.dropped++;
+        this.#droppedJs++;
       }
     });
     this.#socket = socket;
@@ -179,6 +192,8 @@ export class UdpRelay {
   async close(): Promise<void> {
     if (this.#sweepTimer) this.#ctx.clock.clearTimeout(this.#sweepTimer);
     this.#sweepTimer = undefined;
+    if (this.#collectTimer) this.#ctx.clock.clearTimeout(this.#collectTimer);
+    this.#collectTimer = undefined;
     for (const s of [...this.#sessions.values()]) this.#drop(s);
     this.#batch?.close();
     this.#batch = undefined;
@@ -193,6 +208,22 @@ export class UdpRelay {
     for (const s of [...this.#sessions.values()]) if (this.#ctx.keyById(s.key.id) !== s.key) this.#drop(s);
   }
 
+  /** Batched sockets: pick up what the C paths relayed (usage, activity) once a second. */
+  #armCollect(): void {
+    this.#collectTimer = this.#ctx.clock.setTimeout(() => {
+      const now = this.#ctx.clock.now();
+      for (const s of [...this.#sessions.values()]) if (this.#collect(s, now)) this.#touch(s);
+      if (this.#batch) this.#armCollect();
+    }, COLLECT_MS);
+    this.#collectTimer.unref?.();
+  }
+
+  /** Most recently used, for the LRU bound. */
+  #touch(s: Session): void {
+    this.#sessions.delete(s.id);
+    this.#sessions.set(s.id, s);
+  }
+
   #armSweep(): void {
     const every = Math.max(50, Math.min(10_000, Math.floor(this.idleMs / 4)));
     this.#sweepTimer = this.#ctx.clock.setTimeout(() => {
@@ -204,11 +235,58 @@ export class UdpRelay {
 
   #sweep(): void {
     const now = this.#ctx.clock.now();
-    for (const s of [...this.#sessions.values()]) if (now - s.lastMs >= this.idleMs) this.#drop(s);
+    for (const s of [...this.#sessions.values()]) {
+      if (this.#collect(s, now)) this.#touch(s); // active in C since the last look
+      if (now - s.lastMs >= this.idleMs) this.#drop(s);
+    }
+  }
+
+  /**
+   * SIP004 sessions on batched sockets seal and send their replies in C (no JS per reply);
+   * 2022 sessions keep sealing in JS (packet IDs, server session). Re-pointed when the client's
+   * address changes.
+   */
+  #nativeReplies(s: Session, out: BatchUdpSocket | undefined): void {
+    if (!out || s.key.edition !== 2017 || !this.#batch || !s.clientRaw) return;
+    out.relayTo(this.#batch, s.key.method.cipher, s.key.masterKey, s.clientRaw, 0);
+  }
+
+  /**
+   * SIP004 sessions on batched sockets: later datagrams from the client's address are forwarded
+   * by the listener in C (open, salt filter, private-destination rule, send) once the session
+   * has an outbound socket; only other keys, domains and new address families come to JS.
+   */
+  #route(s: Session): void {
+    const l = this.#batch;
+    if (!l || s.key.edition !== 2017 || !s.clientRaw || s.closed) return;
+    if (s.routed && !s.routed.equals(s.clientRaw)) this.#unroute(s);
+    if (!s.bout4 && !s.bout6) return;
+    l.route(s.clientRaw, 0, s.bout4, s.bout6, s.key.method.cipher, s.key.masterKey);
+    s.routed = s.clientRaw;
+  }
+
+  #unroute(s: Session): void {
+    if (!s.routed || !this.#batch) return;
+    const up = this.#batch.unroute(s.routed, 0);
+    if (up > 0) this.#ctx.addUsage(s.key.id, up, 0);
+    s.routed = undefined;
+  }
+
+  /** Usage and activity of datagrams relayed in C since the last look. */
+  #collect(s: Session, now: number): boolean {
+    if (s.key.edition !== 2017) return false;
+    const down = (s.bout4?.relayedBytes() ?? 0) + (s.bout6?.relayedBytes() ?? 0);
+    const up = s.routed && this.#batch ? this.#batch.routeTake(s.routed, 0) : 0;
+    if (down === 0 && up === 0) return false;
+    this.#ctx.addUsage(s.key.id, up, down);
+    s.lastMs = now;
+    return true;
   }
 
   #drop(s: Session): void {
     if (s.closed) return;
+    this.#collect(s, this.#ctx.clock.now());
+    this.#unroute(s);
     s.closed = true;
     this.#sessions.delete(s.id);
     s.out4?.close();
@@ -234,7 +312,7 @@ export class UdpRelay {
     const now = ctx.clock.now();
     const opened = this.#open2022(msg, now) ?? this.#open2017(msg, src);
     if (!opened) {
-      this.dropped++;
+      this.#droppedJs++;
       return;
     }
     let s: Session | undefined;
@@ -249,7 +327,7 @@ export class UdpRelay {
           new Udp2022ServerSession(opened.key.method, p, { cache: this.#cache }),
         );
       if (!s.s2022!.accept(p.packetId)) {
-        this.dropped++; // replayed or too old packet ID: like garbage
+        this.#droppedJs++; // replayed or too old packet ID: like garbage
         return;
       }
     } else {
@@ -270,7 +348,11 @@ export class UdpRelay {
     } else if (s.clientKey !== src && addrs) {
       s.clientKey = src;
       s.clientRaw = Buffer.from(addrs.subarray(off, off + ADDR_SIZE));
+      this.#nativeReplies(s, s.bout4);
+      this.#nativeReplies(s, s.bout6);
+      this.#route(s);
     }
+    this.#collect(s, now);
     s.lastMs = now;
     ctx.addUsage(s.key.id, msg.length, 0);
     this.#forward(s, opened.address, opened.payload, now);
@@ -330,7 +412,9 @@ export class UdpRelay {
       }
       // Every honest datagram has a fresh random salt: one seen before is a replay (a prober
       // re-sending a captured packet would otherwise get a reply, which garbage never gets).
-      if (!this.#salts2017.checkAndAdd(msg.subarray(0, k.method.saltSize))) return undefined;
+      const salt = msg.subarray(0, k.method.saltSize);
+      // On batched sockets the listener's filter in C, which its forward path shares.
+      if (!(this.#batch ? this.#batch.saltAdd(salt) : this.#salts2017.checkAndAdd(salt))) return undefined;
       return { edition: 2017, key: k, address: d.address, payload: d.payload };
     };
     if (known && known.edition === 2017 && this.#ctx.keyById(known.id) === known) {
@@ -359,6 +443,7 @@ export class UdpRelay {
       clientPort: 0,
       clientKey: '',
       clientRaw: undefined,
+      routed: undefined,
       out4: undefined,
       out6: undefined,
       send4: undefined,
@@ -397,11 +482,11 @@ export class UdpRelay {
     if (address.type === 'domain') {
       void this.#resolve(s, address, now)
         .then((ip) => {
-          if (ip === undefined || s.closed) this.dropped++;
+          if (ip === undefined || s.closed) this.#droppedJs++;
           else this.#sendOut(s, ip, address.port, payload);
         })
         .catch(() => {
-          this.dropped++;
+          this.#droppedJs++;
         });
       return;
     }
@@ -411,7 +496,7 @@ export class UdpRelay {
   #sendOut(s: Session, ip: string, port: number, payload: Buffer): void {
     // Port 0 is not a destination (dgram would throw ERR_SOCKET_BAD_PORT).
     if (port === 0 || (!this.#ctx.allowPrivateDestinations && isPrivateAddress(ip))) {
-      this.dropped++;
+      this.#droppedJs++;
       return;
     }
     const family = net.isIP(ip) === 6 ? 6 : 4;
@@ -423,16 +508,18 @@ export class UdpRelay {
             this.#onBatchReply(s, data, addrs, off),
           );
         } catch {
-          this.dropped++; // out of fds, say: like a lost datagram
+          this.#droppedJs++; // out of fds, say: like a lost datagram
           return;
         }
         if (family === 4) s.bout4 = out;
         else s.bout6 = out;
+        this.#nativeReplies(s, out);
+        this.#route(s);
       }
-      if (!out.sendTo(payload, port, ip)) this.dropped++;
+      if (!out.sendTo(payload, port, ip)) this.#droppedJs++;
       return;
     }
-    if (!this.#outSender(s, family).send(payload, port, ip)) this.dropped++;
+    if (!this.#outSender(s, family).send(payload, port, ip)) this.#droppedJs++;
   }
 
   #outSender(s: Session, family: 4 | 6): FastUdpSender {

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
-import { nativeSockets, type NativeSockets } from '../protocol/shadowsocks/native.js';
+import type { AeadMethod } from '../protocol/shadowsocks/methods.js';
+import { nativeMethodIndex, nativeSockets, type NativeSockets } from '../protocol/shadowsocks/native.js';
 
 /**
  * UDP sockets of the native addon for the server's UDP relay: recvmmsg(2) in batches of up to
@@ -74,6 +75,77 @@ export class BatchUdpSocket {
   sendTo(data: Uint8Array, port: number, ip: string): boolean {
     if (this.#closed || port <= 0 || port > 65535) return false;
     return this.#n.sockSendTo(this.#sock, data, port, ip) >= 0;
+  }
+
+  /**
+   * SIP004 replies without JS: from now on every datagram arriving here is sealed with
+   * `masterKey` (a fresh salt, its source as the SOCKS address) and sent from `listener` to the
+   * 20-byte client address at addrs[offset]; onPacket is no longer called. Call again when the
+   * client's address changes. relayedBytes() reports what was sent.
+   */
+  relayTo(
+    listener: BatchUdpSocket,
+    cipher: AeadMethod['cipher'],
+    masterKey: Uint8Array,
+    addrs: Uint8Array,
+    offset: number,
+  ): void {
+    if (this.#closed || listener.#closed) return;
+    this.#n.sockRelay(this.#sock, listener.#sock, nativeMethodIndex(cipher), masterKey, addrs, offset);
+  }
+
+  /** Sealed bytes relayed (relayTo) since the last call. */
+  relayedBytes(): number {
+    return this.#closed ? 0 : this.#n.sockRelayTake(this.#sock);
+  }
+
+  // ---- the listener's C forward path (SIP004) ----
+
+  /**
+   * Listener: set up the C forward path - the private-destination rule (allowPrivate) and an
+   * exact SIP004 salt filter of two generations of `saltCapacity` salts, shared with saltAdd().
+   */
+  policy(allowPrivate: boolean, saltCapacity: number): void {
+    if (!this.#closed) this.#n.sockPolicy(this.#sock, allowPrivate, saltCapacity);
+  }
+
+  /** Listener: remember a SIP004 salt; false when it was seen (a replay). */
+  saltAdd(salt: Uint8Array): boolean {
+    return !this.#closed && this.#n.sockSaltAdd(this.#sock, salt);
+  }
+
+  /**
+   * Listener: datagrams from the client at addrs[offset] are opened with `masterKey` and, when
+   * they authenticate and name an IP, salt-checked, policy-checked and sent from out4/out6
+   * without JS. Others still reach onPacket unchanged. Call again when an outbound socket is added.
+   */
+  route(
+    addrs: Uint8Array,
+    offset: number,
+    out4: BatchUdpSocket | undefined,
+    out6: BatchUdpSocket | undefined,
+    cipher: AeadMethod['cipher'],
+    masterKey: Uint8Array,
+  ): void {
+    if (this.#closed) return;
+    const o4 = out4 && !out4.#closed ? out4.#sock : null;
+    const o6 = out6 && !out6.#closed ? out6.#sock : null;
+    this.#n.sockRoute(this.#sock, addrs, offset, o4, o6, nativeMethodIndex(cipher), masterKey);
+  }
+
+  /** Listener: forget a route; returns the bytes it forwarded since the last take. */
+  unroute(addrs: Uint8Array, offset: number): number {
+    return this.#closed ? 0 : this.#n.sockUnroute(this.#sock, addrs, offset);
+  }
+
+  /** Listener: datagram bytes a route forwarded since the last take. */
+  routeTake(addrs: Uint8Array, offset: number): number {
+    return this.#closed ? 0 : this.#n.sockRouteTake(this.#sock, addrs, offset);
+  }
+
+  /** Listener: datagrams the C path dropped (replays, forbidden destinations, port 0). */
+  droppedInC(): number {
+    return this.#closed ? 0 : this.#n.sockDropped(this.#sock);
   }
 
   close(): void {

@@ -83,3 +83,62 @@ test('UDP (SIP004): an identical replay of a datagram gets no reply, like garbag
   // Control: a new datagram with the same content but a fresh salt is answered.
   assert.equal((await exchange(port, encodeUdp2017(method, key, dest, Buffer.from('once')), 1000)).length, 1);
 });
+
+test('UDP usage is counted both ways for SIP004 (replies sealed in C on batched sockets) and 2022 keys', async (t) => {
+  const { randomBytes } = await import('node:crypto');
+  const { UdpTunnel } = await import('../../src/transport/udp-tunnel.js');
+  const echo = await startUdpEcho();
+  const psk = randomBytes(32).toString('base64');
+  const usage = new Map<string, { up: number; down: number }>();
+  const plane = await startDataPlane({
+    keys: [
+      { id: 'old', method: method.name, secret: PASSWORD },
+      { id: 'new', method: '2022-blake3-aes-256-gcm', secret: psk },
+    ],
+    port: 0,
+    host: '127.0.0.1',
+    allowPrivateDestinations: true,
+    udp: true,
+    usageFlushMs: 50,
+    usage: {
+      addBytes: (id, up, down) => {
+        const u = usage.get(id) ?? { up: 0, down: 0 };
+        u.up += up;
+        u.down += down;
+        usage.set(id, u);
+      },
+    },
+  });
+  t.after(async () => {
+    await plane.close();
+    await echo.close();
+  });
+  for (const [id, m, secret] of [
+    ['old', method.name, PASSWORD],
+    ['new', '2022-blake3-aes-256-gcm', psk],
+  ] as const) {
+    const tunnel = await UdpTunnel.open({
+      host: '127.0.0.1',
+      port: plane.address.port,
+      method: m,
+      password: secret,
+    });
+    let replies = 0;
+    tunnel.onMessage = () => void replies++;
+    for (let i = 0; i < 20; i++) {
+      tunnel.send({ type: 'ipv4', host: '127.0.0.1', port: echo.port }, Buffer.alloc(500, i));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    for (let i = 0; i < 100 && replies < 20; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(replies, 20, `${id}: every datagram echoed`);
+    // The relay collects what its C paths relayed once a second, then the usage flush runs.
+    const enough = (): boolean =>
+      (usage.get(id)?.down ?? 0) >= 20 * 500 && (usage.get(id)?.up ?? 0) >= 20 * 500;
+    for (let i = 0; i < 150 && !enough(); i++) await new Promise((r) => setTimeout(r, 20));
+    tunnel.close();
+    const u = usage.get(id);
+    assert.ok(u && u.up >= 20 * 500, `${id}: up ${u?.up}`);
+    assert.ok(u.down >= 20 * 500 && u.down < 22 * 700, `${id}: down ${u.down} (20 sealed 500-byte replies)`);
+    assert.ok(u.up < 22 * 700, `${id}: up ${u.up} counted once (20 datagrams of about 550 bytes)`);
+  }
+});

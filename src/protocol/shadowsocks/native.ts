@@ -64,6 +64,29 @@ interface Addon {
   sockSend?: (sock: object, data: Uint8Array, addrs: Uint8Array, offset: number) => number;
   sockSendTo?: (sock: object, data: Uint8Array, port: number, ip: string) => number;
   sockClose?: (sock: object) => void;
+  sockRelay?: (
+    out: object,
+    listener: object,
+    method: number,
+    masterKey: Uint8Array,
+    addrs: Uint8Array,
+    offset: number,
+  ) => void;
+  sockRelayTake?: (out: object) => number;
+  sockPolicy?: (listener: object, allowPrivate: boolean, saltCapacity: number) => void;
+  sockSaltAdd?: (listener: object, salt: Uint8Array) => boolean;
+  sockRoute?: (
+    listener: object,
+    addrs: Uint8Array,
+    offset: number,
+    out4: object | null,
+    out6: object | null,
+    method: number,
+    masterKey: Uint8Array,
+  ) => void;
+  sockUnroute?: (listener: object, addrs: Uint8Array, offset: number) => number;
+  sockRouteTake?: (listener: object, addrs: Uint8Array, offset: number) => number;
+  sockDropped?: (listener: object) => number;
 }
 
 /** The addon's batched UDP sockets (Linux only); see native/ladder_aead.cc. */
@@ -74,6 +97,34 @@ export interface NativeSockets {
   sockSend(sock: object, data: Uint8Array, addrs: Uint8Array, offset: number): number;
   sockSendTo(sock: object, data: Uint8Array, port: number, ip: string): number;
   sockClose(sock: object): void;
+  sockRelay(
+    out: object,
+    listener: object,
+    method: number,
+    masterKey: Uint8Array,
+    addrs: Uint8Array,
+    offset: number,
+  ): void;
+  sockRelayTake(out: object): number;
+  sockPolicy(listener: object, allowPrivate: boolean, saltCapacity: number): void;
+  sockSaltAdd(listener: object, salt: Uint8Array): boolean;
+  sockRoute(
+    listener: object,
+    addrs: Uint8Array,
+    offset: number,
+    out4: object | null,
+    out6: object | null,
+    method: number,
+    masterKey: Uint8Array,
+  ): void;
+  sockUnroute(listener: object, addrs: Uint8Array, offset: number): number;
+  sockRouteTake(listener: object, addrs: Uint8Array, offset: number): number;
+  sockDropped(listener: object): number;
+}
+
+/** The addon's method number for a cipher (sockRelay takes it). */
+export function nativeMethodIndex(cipher: AeadMethod['cipher']): number {
+  return METHOD_INDEX[cipher];
 }
 
 /** The addon ABI this module speaks (native/ladder_aead.cc exports it as abiVersion). */
@@ -412,7 +463,23 @@ export function nativeSendTo():
  */
 export function nativeSockets(): NativeSockets | undefined {
   const a = enabled ? load() : null;
-  if (!a || !a.sockShared || !a.sockCreate || !a.sockPort || !a.sockSend || !a.sockSendTo || !a.sockClose)
+  if (
+    !a ||
+    !a.sockShared ||
+    !a.sockCreate ||
+    !a.sockPort ||
+    !a.sockSend ||
+    !a.sockSendTo ||
+    !a.sockClose ||
+    !a.sockRelay ||
+    !a.sockRelayTake ||
+    !a.sockPolicy ||
+    !a.sockSaltAdd ||
+    !a.sockRoute ||
+    !a.sockUnroute ||
+    !a.sockRouteTake ||
+    !a.sockDropped
+  )
     return undefined;
   return a as unknown as NativeSockets;
 }
