@@ -2,7 +2,7 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import { isProtocolError } from '../protocol/errors.js';
-import { AeadDecoder, AeadEncoder } from '../protocol/shadowsocks/aead.js';
+import { AeadDecoder, AeadEncoder, sip004HeadMatches } from '../protocol/shadowsocks/aead.js';
 import {
   Aead2022RequestDecoder,
   Aead2022ResponseEncoder,
@@ -750,6 +750,9 @@ class Connection {
         continue;
       }
       this.#tried.add(k);
+      // A cheap test first (native: no decoder, no exception per wrong key); the decoder only
+      // for the key that matches, or for every key without the addon.
+      if (sip004HeadMatches(k.method, k.masterKey, buf.subarray(0, k.probeLength)) === false) continue;
       const dec = new AeadDecoder(k.method, k.masterKey);
       let badLength = false;
       try {

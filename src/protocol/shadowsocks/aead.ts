@@ -2,7 +2,7 @@ import { createCipheriv, createDecipheriv, createSecretKey, randomBytes, type Ke
 import { ProtocolError } from '../errors.js';
 import { deriveSubkey } from './kdf.js';
 import type { AeadMethod } from './methods.js';
-import { NativeDecoder, NativeEncoder, NativeSession, nativeAvailable } from './native.js';
+import { NativeDecoder, NativeEncoder, NativeSession, nativeAvailable, nativeOneShot } from './native.js';
 
 /** SIP004: the largest payload one chunk may carry. */
 export const MAX_PAYLOAD = 0x3fff;
@@ -288,4 +288,30 @@ export class AeadDecoder {
     if (this.#native) return this.#native.elementSize - this.#native.buffered;
     return this.#need - this.#pendingLen;
   }
+}
+
+const ZERO_NONCE = new Uint8Array(12);
+
+/**
+ * Trial decryption for many keys on one port, without building a decoder or throwing for each
+ * wrong key: does `head` (salt + sealed length chunk, at least saltSize + 18 bytes) authenticate
+ * under `masterKey`? True or false with the native addon (HKDF and one 2-byte AEAD open, a few
+ * µs); undefined without it, and the caller falls back to a decoder.
+ */
+export function sip004HeadMatches(
+  method: AeadMethod,
+  masterKey: Uint8Array,
+  head: Uint8Array,
+): boolean | undefined {
+  if (head.length < method.saltSize + 2 + TAG) return false;
+  const subkey = nativeOneShot.hkdfSha1(masterKey, head.subarray(0, method.saltSize));
+  if (!subkey) return undefined;
+  const r = nativeOneShot.openAt(
+    method.cipher,
+    subkey,
+    ZERO_NONCE,
+    head.subarray(0, method.saltSize + 2 + TAG),
+    method.saltSize,
+  );
+  return r === undefined ? undefined : r !== null;
 }

@@ -7,6 +7,7 @@ import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:cr
 import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import { ProtocolError } from '../errors.js';
+import { AeadDecoder, AeadEncoder, sip004HeadMatches } from './aead.js';
 import {
   Aead2022RequestDecoder,
   Aead2022RequestEncoder,
@@ -341,4 +342,35 @@ test('SIP022 UDP: native and JS paths seal identical bytes and open each other, 
     const reply = sealServerPacket2022(m, key, { ...o, clientSessionId: Buffer.from('client01') });
     assert.deepEqual(onJs(() => openServerPacket2022(m, key, reply, NOW)).payload, o.payload);
   }
+});
+
+test('sip004HeadMatches: true exactly for the key whose decoder accepts the salt and length chunk', (t) => {
+  if (!requireNative(t)) return;
+  for (const m of METHODS) {
+    const keys = Array.from({ length: 6 }, (_, i) => evpBytesToKey(`k${i}`, m.keySize));
+    for (let round = 0; round < 20; round++) {
+      const owner = round % keys.length;
+      const head = new AeadEncoder(m, keys[owner]!)
+        .encode(randomBytes(1 + round * 50))
+        .subarray(0, m.saltSize + 18);
+      keys.forEach((k, i) => {
+        let decoderSays: boolean;
+        try {
+          new AeadDecoder(m, k).push(head);
+          decoderSays = true;
+        } catch {
+          decoderSays = false;
+        }
+        assert.equal(sip004HeadMatches(m, k, head), decoderSays, `${m.name}: key ${i}, owner ${owner}`);
+        assert.equal(decoderSays, i === owner);
+      });
+      assert.equal(sip004HeadMatches(m, keys[owner]!, head.subarray(0, head.length - 1)), false, 'too short');
+      assert.equal(sip004HeadMatches(m, keys[owner]!, randomBytes(head.length)), false, 'garbage');
+    }
+  }
+  // Without the addon the caller must fall back to a decoder.
+  assert.equal(
+    onJs(() => sip004HeadMatches(METHODS[0]!, Buffer.alloc(16), randomBytes(50))),
+    undefined,
+  );
 });
