@@ -1129,11 +1129,13 @@ napi_value UdpOpen(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   const size_t salt_len = key_len;
-  if (n < salt_len + kTag || n - salt_len - kTag > kMaxOp) return Number(env, kErrCipher);
+  const bool has_out = argc >= 4;  // with out: a length, or -1 for anything that does not open
+  if (n < salt_len + kTag || n - salt_len - kTag > kMaxOp) return Number(env, has_out ? -1 : kErrCipher);
   const size_t plain_len = n - salt_len - kTag;
   void* out = nullptr;
   napi_value result = nullptr;
-  if (argc >= 4) {  // into a caller's buffer of exactly the plaintext's size
+  uint8_t empty_out = 0;
+  if (has_out) {  // into a caller's buffer of exactly the plaintext's size
     const uint8_t* o = nullptr;
     size_t on = 0;
     if (!GetBytes(env, argv[3], &o, &on, "out must be a Uint8Array")) return nullptr;
@@ -1145,18 +1147,18 @@ napi_value UdpOpen(napi_env env, napi_callback_info info) {
       Throw(env, "out overlaps the packet");
       return nullptr;
     }
-    out = const_cast<uint8_t*>(o);
+    out = plain_len > 0 ? const_cast<uint8_t*>(o) : &empty_out;  // Buffer.alloc(0) has no data pointer
   }
   uint8_t subkey[kMaxSubkey];
   HkdfSha1(master, master_len, packet, salt_len, subkey, key_len);
-  if (out == nullptr && napi_create_buffer(env, plain_len, &out, &result) != napi_ok) {
+  if (!has_out && napi_create_buffer(env, plain_len, &out, &result) != napi_ok) {
     OPENSSL_cleanse(subkey, sizeof subkey);
     return AllocFailed(env);
   }
   const bool ok = OpenTagged(ctx, subkey, kZeroNonce, packet + salt_len, plain_len, static_cast<uint8_t*>(out));
   OPENSSL_cleanse(subkey, sizeof subkey);
-  if (!ok) return Number(env, result != nullptr ? kErrCipher : -1);
-  return result != nullptr ? result : Number(env, static_cast<int32_t>(plain_len));
+  if (!ok) return Number(env, has_out ? -1 : kErrCipher);
+  return has_out ? Number(env, static_cast<int32_t>(plain_len)) : result;
 }
 
 // ---- datagram send ---------------------------------------------------------------------------
@@ -1231,12 +1233,23 @@ constexpr size_t kSlot = 65536;
 constexpr size_t kAddr = 20;
 constexpr int kRounds = 8;  // batches per readable event before yielding to the loop
 
+struct Sock;
+void CloseSock(Sock* s);
+
 struct RecvArea {
   uint8_t* data = nullptr;
   int32_t lens[kBatch];
   uint8_t addrs[kBatch * kAddr];
   napi_ref js = nullptr;  // the [data, lens, addrs, slot, batch] array
+  // Open sockets of this env: closed by the env cleanup hook (a worker thread that exits with
+  // sockets open must not leave active poll handles on its loop).
+  std::unordered_set<Sock*> open;
 };
+
+void CloseAllSocks(void* arg) {
+  RecvArea* a = static_cast<RecvArea*>(arg);
+  while (!a->open.empty()) CloseSock(*a->open.begin());  // CloseSock erases it
+}
 
 void FreeRecvArea(napi_env env, void* data, void* /*hint*/) {
   RecvArea* a = static_cast<RecvArea*>(data);
@@ -1260,12 +1273,11 @@ RecvArea* GetArea(napi_env env) {
     delete a;
     return nullptr;
   }
+  napi_add_env_cleanup_hook(env, CloseAllSocks, a);
   return a;
 }
 
 const napi_type_tag kSockTag = {0x6c61646465725544ULL, 0x5053434b30300001ULL};
-
-struct Sock;
 
 // A client's SIP004 session known to the listener: datagrams from this address are opened,
 // filtered and forwarded in C (sockRoute).
@@ -1318,6 +1330,9 @@ struct Sock {
   SaltSet* salts = nullptr;
   bool allow_private = false;
   uint64_t dropped = 0;
+  RecvArea* area = nullptr;  // the env's, where this socket is listed while open
+  int in_callback = 0;       // > 0 while JS runs from OnReadable (close defers async_destroy)
+  bool destroy_deferred = false;
   bool closed = false;     // sockClose was called (or creation failed half-way)
   bool uv_done = false;    // the poll handle's close callback ran (fd closed)
   bool finalized = false;  // the JS object is gone
@@ -1347,15 +1362,23 @@ void OnPollClosed(uv_handle_t* h) {
   MaybeFree(s);
 }
 
-void CloseSock(Sock* s) {
-  if (s->closed) return;
-  s->closed = true;
-  uv_poll_stop(&s->poll);
-  uv_close(reinterpret_cast<uv_handle_t*>(&s->poll), OnPollClosed);
+void ReleaseCallback(Sock* s) {
   if (s->callback != nullptr) napi_delete_reference(s->env, s->callback);
   s->callback = nullptr;
   if (s->actx != nullptr) napi_async_destroy(s->env, s->actx);
   s->actx = nullptr;
+}
+
+void CloseSock(Sock* s) {
+  if (s->closed) return;
+  s->closed = true;
+  if (s->area != nullptr) s->area->open.erase(s);
+  s->area = nullptr;
+  uv_poll_stop(&s->poll);
+  uv_close(reinterpret_cast<uv_handle_t*>(&s->poll), OnPollClosed);
+  // Closed from inside its own callback: the async context is destroyed once that returns.
+  if (s->in_callback > 0) s->destroy_deferred = true;
+  else ReleaseCallback(s);
   if (s->self != nullptr) napi_delete_reference(s->env, s->self);  // GC may now collect the handle
   s->self = nullptr;
   if (s->relay_ref != nullptr) napi_delete_reference(s->env, s->relay_ref);
@@ -1511,6 +1534,7 @@ bool FastForward(Sock* l, Route* r, const uint8_t* pkt, size_t n) {
     l->dropped++;
     return true;
   }
+  r->up_bytes += n;  // counted like the JS path: an authenticated datagram, forwarded or not
   const uint8_t* ip = plain + 1;
   uint16_t port_be;
   memcpy(&port_be, plain + hl - 2, 2);
@@ -1535,13 +1559,22 @@ bool FastForward(Sock* l, Route* r, const uint8_t* pkt, size_t n) {
     tl = sizeof(sockaddr_in6);
   }
   if (sendto(out->fd, plain + hl, pn - hl, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&to), tl) < 0) l->dropped++;
-  r->up_bytes += n;
   return true;
 }
 
 void OnReadable(uv_poll_t* h, int status, int events) {
   Sock* s = static_cast<Sock*>(h->data);
-  if (s->closed || status < 0 || !(events & UV_READABLE)) return;
+  if (s->closed) return;
+  if (status < 0) {
+    // libuv stopped the handle (POLLERR): clear the pending socket error and keep listening,
+    // rather than going deaf without a word.
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    uv_poll_start(&s->poll, UV_READABLE, OnReadable);
+    return;
+  }
+  if (!(events & UV_READABLE)) return;
   napi_env env = s->env;
   RecvArea* area = GetArea(env);
   if (area == nullptr) return;
@@ -1594,7 +1627,13 @@ void OnReadable(uv_poll_t* h, int status, int events) {
       // recv must be an object (node's MakeCallback converts it with ToObject).
       if (s->callback != nullptr && napi_get_reference_value(env, s->callback, &cb) == napi_ok &&
           napi_get_global(env, &recv) == napi_ok && napi_create_int32(env, kept, &arg) == napi_ok) {
+        s->in_callback++;
         napi_make_callback(env, s->actx, recv, cb, 1, &arg, &result);
+        s->in_callback--;
+        if (s->in_callback == 0 && s->destroy_deferred) {
+          s->destroy_deferred = false;
+          ReleaseCallback(s);
+        }
         // Never leave an exception pending for the next unrelated N-API call to trip over: hand
         // it to process 'uncaughtException' as any callback's would be.
         bool pending = false;
@@ -1624,7 +1663,14 @@ Sock* GetSock(napi_env env, napi_value v) {
 
 napi_value ThrowErrno(napi_env env, int err, const char* what) {
   napi_value code, msg, e;
-  const char* name = err == EADDRINUSE ? "EADDRINUSE" : err == EACCES ? "EACCES" : err == EADDRNOTAVAIL ? "EADDRNOTAVAIL" : err == EAFNOSUPPORT ? "EAFNOSUPPORT" : "EIO";
+  const char* name = err == EADDRINUSE      ? "EADDRINUSE"
+                     : err == EACCES        ? "EACCES"
+                     : err == EADDRNOTAVAIL ? "EADDRNOTAVAIL"
+                     : err == EAFNOSUPPORT  ? "EAFNOSUPPORT"
+                     : err == EMFILE        ? "EMFILE"
+                     : err == ENFILE        ? "ENFILE"
+                     : err == ENOMEM        ? "ENOMEM"
+                                            : "EIO";
   char text[160];
   snprintf(text, sizeof text, "%s: %s (%s)", what, strerror(err), name);
   napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
@@ -1725,9 +1771,14 @@ napi_value SockCreate(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "ERR_LADDER_SOCK", "napi_create_external failed");
     return nullptr;
   }
-  napi_type_tag_object(env, ext, &kSockTag);
-  napi_create_string_utf8(env, "ladder:udp", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_reference(env, argv[3], 1, &s->callback) != napi_ok ||
+  RecvArea* area = GetArea(env);
+  if (area != nullptr) {
+    s->area = area;
+    area->open.insert(s);
+  }
+  if (area == nullptr || napi_type_tag_object(env, ext, &kSockTag) != napi_ok ||
+      napi_create_string_utf8(env, "ladder:udp", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_reference(env, argv[3], 1, &s->callback) != napi_ok ||
       napi_create_reference(env, ext, 1, &s->self) != napi_ok ||
       napi_async_init(env, nullptr, name, &s->actx) != napi_ok ||
       uv_poll_start(&s->poll, UV_READABLE, OnReadable) != 0) {

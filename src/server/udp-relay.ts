@@ -157,6 +157,10 @@ export class UdpRelay {
         this.#armCollect();
         return;
       } catch (err) {
+        this.#batch?.close();
+        this.#batch = undefined;
+        if (this.#collectTimer) this.#ctx.clock.clearTimeout(this.#collectTimer);
+        if (this.#sweepTimer) this.#ctx.clock.clearTimeout(this.#sweepTimer);
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'EADDRINUSE' || code === 'EACCES') throw err; // dgram would fail the same way
         this.#ctx.log.debug(

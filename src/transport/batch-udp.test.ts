@@ -119,3 +119,103 @@ test('BatchUdpSocket: dual-stack socket sees IPv4 peers as IPv4; a throwing hand
   const again = BatchUdpSocket.bind(6, '::', sock.port, () => undefined);
   again.close();
 });
+
+test('BatchUdpSocket: closing a socket inside its own callback, and a worker exiting with sockets open, are both clean', async (t) => {
+  if (!requireBatch(t)) return;
+  let calls = 0;
+  const sock: BatchUdpSocket = BatchUdpSocket.bind(4, '127.0.0.1', 0, () => {
+    calls++;
+    sock.close(); // from inside the batch: the rest of the batch and later datagrams are not delivered
+  });
+  const peer = dgram.createSocket('udp4');
+  peer.bind(0, '127.0.0.1');
+  await once(peer, 'listening');
+  t.after(() => peer.close());
+  for (let i = 0; i < 5; i++) peer.send('x', sock.port, '127.0.0.1');
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(calls, 1);
+
+  // A worker thread that leaves sockets open: the env cleanup hook closes them, so the worker
+  // exits normally instead of aborting the process over active libuv handles.
+  const { Worker } = await import('node:worker_threads');
+  const code = `
+    const { createRequire } = require('node:module');
+    const a = createRequire(${JSON.stringify(import.meta.url)})('../../build/Release/ladder_aead.node');
+    const s1 = a.sockCreate(4, '127.0.0.1', 0, () => {});
+    const s2 = a.sockCreate(6, '::', 0, () => {});
+    require('node:worker_threads').parentPort.postMessage([a.sockPort(s1), a.sockPort(s2)]);
+  `;
+  const w = new Worker(code, { eval: true });
+  const [ports] = (await once(w, 'message')) as [number[]];
+  assert.ok(ports.every((p) => p > 0));
+  await w.terminate();
+  // Still alive, and the ports were released.
+  await new Promise((r) => setTimeout(r, 50));
+  const again = BatchUdpSocket.bind(4, '127.0.0.1', ports[0]!, () => undefined);
+  again.close();
+});
+
+test('listener C forward path: forwards an authenticated datagram once; replays, port 0, private destinations dropped in C; other keys and domains left to JS untouched', async (t) => {
+  if (!requireBatch(t)) return;
+  const { encodeUdp2017 } = await import('../protocol/shadowsocks/udp.js');
+  const { getAeadMethod } = await import('../protocol/shadowsocks/methods.js');
+  const { evpBytesToKey } = await import('../protocol/shadowsocks/kdf.js');
+  const m = getAeadMethod('aes-256-gcm');
+  const key = evpBytesToKey('route key', m.keySize);
+  const echoed: string[] = [];
+  const echo = dgram.createSocket('udp4');
+  echo.on('message', (msg) => echoed.push(String(msg)));
+  echo.bind(0, '127.0.0.1');
+  await once(echo, 'listening');
+  t.after(() => echo.close());
+  const toJs: number[] = [];
+  const listener = BatchUdpSocket.bind(4, '127.0.0.1', 0, (msg) => toJs.push(msg.length));
+  const out = BatchUdpSocket.bind(4, '0.0.0.0', 0, () => undefined);
+  t.after(() => {
+    listener.close();
+    out.close();
+  });
+  const client = dgram.createSocket('udp4');
+  client.bind(0, '127.0.0.1');
+  await once(client, 'listening');
+  t.after(() => client.close());
+  const clientAddr = addrOf('127.0.0.1', client.address().port)!;
+  const send = async (p: Buffer): Promise<void> => {
+    client.send(p, listener.port, '127.0.0.1');
+    await new Promise((r) => setTimeout(r, 60));
+  };
+  const toEcho = (text: string, port = echo.address().port, k = key) =>
+    encodeUdp2017(m, k, { type: 'ipv4', host: '127.0.0.1', port }, Buffer.from(text));
+
+  listener.policy(true, 1000);
+  listener.route(clientAddr, 0, out, undefined, m.cipher, key);
+  const first = toEcho('one');
+  await send(first);
+  assert.deepEqual(echoed, ['one'], 'forwarded in C');
+  assert.deepEqual(toJs, [], 'without JS');
+  await send(first);
+  assert.deepEqual(echoed, ['one'], 'a replay is not forwarded');
+  assert.equal(listener.droppedInC(), 1);
+  await send(toEcho('zero', 0));
+  assert.equal(listener.droppedInC(), 2, 'port 0 dropped');
+  const other = toEcho('other key', echo.address().port, evpBytesToKey('another', m.keySize));
+  await send(other);
+  const domain = encodeUdp2017(m, key, { type: 'domain', host: 'localhost', port: 9 }, Buffer.from('d'));
+  await send(domain);
+  assert.deepEqual(toJs, [other.length, domain.length], 'another key and a domain reach JS');
+  assert.equal(
+    listener.saltAdd(domain.subarray(0, m.saltSize)),
+    true,
+    'a datagram left to JS left its salt unrecorded',
+  );
+  // Counted like the JS path: authenticated and not a replay (forwarded or refused by policy).
+  assert.equal(listener.routeTake(clientAddr, 0), first.length + toEcho('zero', 0).length);
+
+  listener.policy(false, 1000); // the private-destination rule on: loopback is refused
+  await send(toEcho('private'));
+  assert.deepEqual(echoed, ['one']);
+  assert.equal(listener.droppedInC(), 3, 'the private destination dropped');
+  assert.equal(listener.unroute(clientAddr, 0), toEcho('private').length);
+  await send(toEcho('after unroute'));
+  assert.equal(toJs.length, 3, 'no route: everything goes to JS');
+});

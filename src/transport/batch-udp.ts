@@ -52,8 +52,10 @@ export class BatchUdpSocket {
       shared = { data, lens, addrs, slot };
     }
     const area = shared;
+    let self: BatchUdpSocket | undefined;
     const onBatch = (count: number): void => {
       for (let i = 0; i < count; i++) {
+        if (self?.#closed) return; // closed by a handler: the rest of the batch is dropped
         const start = i * area.slot;
         try {
           onPacket(area.data.subarray(start, start + area.lens[i]!), area.addrs, i * ADDR_SIZE);
@@ -62,7 +64,8 @@ export class BatchUdpSocket {
         }
       }
     };
-    return new BatchUdpSocket(n, n.sockCreate(family, ip, port, onBatch), family);
+    self = new BatchUdpSocket(n, n.sockCreate(family, ip, port, onBatch), family);
+    return self;
   }
 
   /** Send to a 20-byte address (as a batch reports sources). False when dropped (kernel said no, or closed). */

@@ -2,7 +2,7 @@ import type dgram from 'node:dgram';
 import { constants } from 'node:os';
 import { nativeSendTo } from '../protocol/shadowsocks/native.js';
 
-const { EAGAIN, EWOULDBLOCK, ENOBUFS } = constants.errno;
+const { EAGAIN, EWOULDBLOCK, ENOBUFS, EINVAL } = constants.errno;
 
 interface DgramState {
   handle?: { fd?: unknown } | null;
@@ -48,7 +48,8 @@ export class FastUdpSender {
     if (this.#send && this.#fd >= 0 && this.#state?.handle === this.#handle) {
       const r = this.#send(this.#fd, data, port, ip, this.#family);
       if (r >= 0) return true;
-      if (r !== -EAGAIN && r !== -EWOULDBLOCK && r !== -ENOBUFS) return false;
+      // EINVAL: an address sendto cannot take as given (a zone ID like fe80::1%eth0): node can.
+      if (r !== -EAGAIN && r !== -EWOULDBLOCK && r !== -ENOBUFS && r !== -EINVAL) return false;
     }
     try {
       this.#socket.send(data, port, ip);
