@@ -55,7 +55,7 @@ export class BatchUdpSocket {
     let self: BatchUdpSocket | undefined;
     const onBatch = (count: number): void => {
       for (let i = 0; i < count; i++) {
-        if (self?.#closed) return; // closed by a handler: the rest of the batch is dropped
+        if (self && self.#closed) return; // closed by a handler: the rest of the batch is dropped
         const start = i * area.slot;
         try {
           onPacket(area.data.subarray(start, start + area.lens[i]!), area.addrs, i * ADDR_SIZE);

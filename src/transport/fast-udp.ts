@@ -48,8 +48,9 @@ export class FastUdpSender {
     if (this.#send && this.#fd >= 0 && this.#state?.handle === this.#handle) {
       const r = this.#send(this.#fd, data, port, ip, this.#family);
       if (r >= 0) return true;
-      // EINVAL: an address sendto cannot take as given (a zone ID like fe80::1%eth0): node can.
-      if (r !== -EAGAIN && r !== -EWOULDBLOCK && r !== -ENOBUFS && r !== -EINVAL) return false;
+      // EINVAL for an IPv6 zone ID (fe80::1%eth0), which the addon does not parse: node can.
+      const zone = r === -EINVAL && ip.includes('%');
+      if (r !== -EAGAIN && r !== -EWOULDBLOCK && r !== -ENOBUFS && !zone) return false;
     }
     try {
       this.#socket.send(data, port, ip);
