@@ -52,10 +52,9 @@ export class BatchUdpSocket {
       shared = { data, lens, addrs, slot };
     }
     const area = shared;
-    let self: BatchUdpSocket | undefined;
     const onBatch = (count: number): void => {
       for (let i = 0; i < count; i++) {
-        if (self && self.#closed) return; // closed by a handler: the rest of the batch is dropped
+        if (self.#closed) return; // closed by a handler: the rest of the batch is dropped
         const start = i * area.slot;
         try {
           onPacket(area.data.subarray(start, start + area.lens[i]!), area.addrs, i * ADDR_SIZE);
@@ -64,7 +63,8 @@ export class BatchUdpSocket {
         }
       }
     };
-    self = new BatchUdpSocket(n, n.sockCreate(family, ip, port, onBatch), family);
+    // onBatch runs only from later loop turns, after `self` is set.
+    const self = new BatchUdpSocket(n, n.sockCreate(family, ip, port, onBatch), family);
     return self;
   }
 
