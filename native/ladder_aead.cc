@@ -1493,12 +1493,16 @@ bool IsPrivate4(const uint8_t* a) {
          a[0] >= 224;
 }
 
-// ... and for IPv6 bytes: ::, ::1, fc00::/7, fe80::/10, ff00::/8, IPv4-mapped by the IPv4 rule.
+// ... and for IPv6 bytes: fc00::/7, fe80::/10, ff00::/8, and by the IPv4 rule the addresses that
+// carry an IPv4 address in their last 4 bytes: IPv4-mapped ::ffff:0:0/96, IPv4-compatible ::/96
+// (which includes :: and ::1) and the NAT64 well-known prefix 64:ff9b::/96.
 bool IsPrivate6(const uint8_t* a) {
-  static const uint8_t kZero[15] = {0};
+  static const uint8_t kZero[12] = {0};
   static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (memcmp(a, kMapped, 12) == 0) return IsPrivate4(a + 12);
-  if (memcmp(a, kZero, 15) == 0 && (a[15] == 0 || a[15] == 1)) return true;
+  static const uint8_t kNat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+  if (memcmp(a, kMapped, 12) == 0 || memcmp(a, kZero, 12) == 0 || memcmp(a, kNat64, 12) == 0) {
+    return IsPrivate4(a + 12);
+  }
   return (a[0] & 0xfe) == 0xfc || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) || a[0] == 0xff;
 }
 
@@ -2097,6 +2101,24 @@ napi_value SockRouteTake(napi_env env, napi_callback_info info) {
   return r;
 }
 
+// isPrivateIp(bytes of 4 or 16) -> the C forward path's private-destination rule (for tests
+// that hold it equal to src/server/destination.ts).
+napi_value IsPrivateIp(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  const uint8_t* a;
+  size_t n;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 1 ||
+      !GetBytes(env, argv[0], &a, &n, "ip must be a Uint8Array of 4 or 16 bytes")) {
+    return nullptr;
+  }
+  if (n != 4 && n != 16) {
+    Throw(env, "ip must be a Uint8Array of 4 or 16 bytes");
+    return nullptr;
+  }
+  return Bool(env, n == 4 ? IsPrivate4(a) : IsPrivate6(a));
+}
+
 // sockDropped(listener) -> datagrams the C forward path dropped (replays, forbidden destinations)
 napi_value SockDropped(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -2153,6 +2175,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"sockUnroute", nullptr, SockUnroute, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"sockRouteTake", nullptr, SockRouteTake, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"sockDropped", nullptr, SockDropped, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"isPrivateIp", nullptr, IsPrivateIp, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"sockClose", nullptr, SockClose, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof(sock_props) / sizeof(sock_props[0]), sock_props);

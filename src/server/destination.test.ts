@@ -28,6 +28,11 @@ describe('isPrivateAddress', () => {
       '::ffff:127.0.0.1',
       '::ffff:7f00:1',
       '::ffff:10.0.0.1',
+      '::7f00:1', // IPv4-compatible 127.0.0.1
+      '::10.0.0.1',
+      '64:ff9b::127.0.0.1', // NAT64 well-known prefix
+      '64:ff9b::a9fe:a9fe', // NAT64 of 169.254.169.254 (cloud metadata)
+      'fe80::1%eth0',
       'not-an-ip',
     ]) {
       assert.equal(isPrivateAddress(ip), true, ip);
@@ -41,6 +46,9 @@ describe('isPrivateAddress', () => {
       '192.169.0.1',
       '2001:4860:4860::8888',
       '::ffff:8.8.8.8',
+      '64:ff9b::8.8.8.8',
+      '::8.8.8.8',
+      '64:ff9b:1::a00:1', // local-use NAT64 (RFC 8215) is not the well-known prefix
     ]) {
       assert.equal(isPrivateAddress(ip), false, ip);
     }
@@ -120,5 +128,62 @@ describe('dialDestination', () => {
     } finally {
       await new Promise<void>((r) => s.close(() => r()));
     }
+  });
+});
+
+describe('the C fast path applies the same private rule (native/ladder_aead.cc)', () => {
+  it('agrees with isPrivateAddress on every range edge, embedded forms and random addresses', async (t) => {
+    const { createRequire } = await import('node:module');
+    const { nativeSockets } = await import('../protocol/shadowsocks/native.js');
+    if (!nativeSockets()) {
+      if (process.env.CI === 'true') assert.fail('native addon with sockets required under CI=true');
+      t.skip('native addon not built (or not Linux)');
+      return;
+    }
+    const addon = createRequire(import.meta.url)('../../build/Release/ladder_aead.node') as {
+      isPrivateIp(b: Uint8Array): boolean;
+    };
+    const v4 = (b: number[]): string => b.join('.');
+    const v6 = (b: Uint8Array): string => {
+      const g: string[] = [];
+      for (let i = 0; i < 16; i += 2) g.push(((b[i]! << 8) | b[i + 1]!).toString(16));
+      return g.join(':');
+    };
+    const check4 = (b: number[]): void =>
+      assert.equal(addon.isPrivateIp(Uint8Array.from(b)), isPrivateAddress(v4(b)), v4(b));
+    const check6 = (b: Uint8Array): void =>
+      assert.equal(addon.isPrivateIp(b), isPrivateAddress(v6(b)), v6(b));
+    // Edges of every IPv4 range, one below and one above.
+    for (const first of [
+      0, 1, 9, 10, 11, 99, 100, 101, 126, 127, 128, 168, 169, 170, 171, 172, 173, 191, 192, 193, 223, 224,
+      239, 240, 255,
+    ])
+      for (const second of [0, 1, 15, 16, 31, 32, 63, 64, 127, 128, 167, 168, 169, 253, 254, 255])
+        check4([first, second, 7, 9]);
+    const rnd = (n: number): Uint8Array =>
+      Uint8Array.from({ length: n }, () => Math.floor(Math.random() * 256));
+    for (let i = 0; i < 3000; i++) check4([...rnd(4)]);
+    const prefixes = [
+      [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff], // mapped
+      [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], // compatible
+      [0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0], // NAT64
+      [0, 0x64, 0xff, 0x9b, 0, 1, 0, 0, 0, 0, 0, 0], // local-use NAT64 (not embedded)
+      [0xfe, 0x80],
+      [0xfe, 0xc0],
+      [0xfc],
+      [0xfd],
+      [0xff],
+      [0x20, 0x01, 0x0d, 0xb8],
+    ];
+    for (let i = 0; i < 6000; i++) {
+      const b = rnd(16);
+      const p = prefixes[i % (prefixes.length + 1)];
+      if (p) b.set(p, 0);
+      if (i % 7 === 0) b.set([127, 0, 0, 1], 12);
+      if (i % 11 === 0) b.set([10, 1, 2, 3], 12);
+      check6(b);
+    }
+    check6(new Uint8Array(16));
+    check6(Uint8Array.from([...new Uint8Array(15), 1]));
   });
 });

@@ -28,13 +28,41 @@ PRIVATE.addSubnet('fc00::', 7, 'ipv6'); // unique local
 PRIVATE.addSubnet('fe80::', 10, 'ipv6'); // link-local
 PRIVATE.addSubnet('ff00::', 8, 'ipv6'); // multicast
 
-/** True for loopback, private, link-local, unspecified, multicast (IPv4-mapped IPv6 included). */
+/**
+ * IPv6 forms that carry an IPv4 address in their last 32 bits and reach it: IPv4-compatible
+ * ::/96 (deprecated, still routed by some stacks) and the NAT64 well-known prefix 64:ff9b::/96
+ * (a NAT64 gateway turns it into the IPv4 address). IPv4-mapped ::ffff:0:0/96 BlockList handles.
+ */
+const EMBEDS_V4 = new net.BlockList();
+EMBEDS_V4.addSubnet('::', 96, 'ipv6');
+EMBEDS_V4.addSubnet('64:ff9b::', 96, 'ipv6');
+
+/** The IPv4 address in the last 32 bits of an IPv6 literal. */
+function lastV4(ip6: string): string {
+  const sa = new net.SocketAddress({ address: ip6, family: 'ipv6' });
+  // SocketAddress normalises; read the last two groups (or an embedded dotted quad).
+  const text = sa.address;
+  const dotted = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (dotted) return dotted[1]!;
+  const groups = text.split(':');
+  const hi = parseInt(groups[groups.length - 2] || '0', 16);
+  const lo = parseInt(groups[groups.length - 1] || '0', 16);
+  return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
+}
+
+/**
+ * True for loopback, private, link-local, unspecified, multicast, and for IPv6 addresses that
+ * embed such an IPv4 address (mapped, compatible, NAT64 64:ff9b::/96). The C fast path of the
+ * UDP relay applies the same rule (native/ladder_aead.cc IsPrivate4/IsPrivate6; held equal by
+ * src/server/destination.test.ts).
+ */
 export function isPrivateAddress(ip: string): boolean {
   const family = net.isIP(ip);
   if (family === 4) return PRIVATE.check(ip, 'ipv4');
   if (family === 6) {
     const bare = ip.split('%')[0]!;
-    return PRIVATE.check(bare, 'ipv6');
+    if (PRIVATE.check(bare, 'ipv6')) return true;
+    return EMBEDS_V4.check(bare, 'ipv6') && PRIVATE.check(lastV4(bare), 'ipv4');
   }
   return true; // not an IP at all: refuse
 }
