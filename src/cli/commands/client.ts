@@ -155,7 +155,7 @@ export function registerClient(program: Command): void {
     .option('--idle-timeout <s>', 'close tunnels idle for this many seconds', '300')
     .option(
       '--udp',
-      "answer SOCKS5 UDP ASSOCIATE (DNS, QUIC, calls) through the first server's UDP relay (the server runs with --udp)",
+      "answer SOCKS5 UDP ASSOCIATE (DNS, QUIC, calls) through the first server's UDP relay (ladder server --udp, a managed server, or ss-server -u)",
     )
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace (debug logs destinations)')
     .addHelpText(
