@@ -1829,34 +1829,11 @@ napi_value SockSend(napi_env env, napi_callback_info info) {
   }
   if (s->closed) return Number(env, -EBADF);
   const uint8_t* a = addrs + off;
-  uint16_t port_be;
-  memcpy(&port_be, a + 1, 2);
-  if (port_be == 0) return Number(env, -EINVAL);
-  ssize_t r;
-  if (s->family == 4) {
-    if (a[0] != 4) return Number(env, -EAFNOSUPPORT);
-    sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = port_be;
-    memcpy(&sa.sin_addr, a + 4, 4);
-    r = sendto(s->fd, data, n, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-  } else {
-    sockaddr_in6 sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin6_family = AF_INET6;
-    sa.sin6_port = port_be;
-    if (a[0] == 4) {
-      sa.sin6_addr.s6_addr[10] = 0xff;
-      sa.sin6_addr.s6_addr[11] = 0xff;
-      memcpy(&sa.sin6_addr.s6_addr[12], a + 4, 4);
-    } else if (a[0] == 6) {
-      memcpy(&sa.sin6_addr, a + 4, 16);
-    } else {
-      return Number(env, -EAFNOSUPPORT);
-    }
-    r = sendto(s->fd, data, n, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-  }
+  if (a[1] == 0 && a[2] == 0) return Number(env, -EINVAL);  // port 0
+  sockaddr_storage to;
+  const socklen_t tl = AddrToSockaddr(a, s->family, &to);
+  if (tl == 0) return Number(env, -EAFNOSUPPORT);
+  const ssize_t r = sendto(s->fd, data, n, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&to), tl);
   return Number(env, r >= 0 ? static_cast<int32_t>(r) : -errno);
 }
 
@@ -2054,32 +2031,8 @@ napi_value SockRoute(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// sockUnroute(listener, addrs, offset) -> forwarded bytes not yet taken
-napi_value SockUnroute(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 3) return nullptr;
-  Sock* l = GetSock(env, argv[0]);
-  if (l == nullptr) return nullptr;
-  bool ok;
-  std::string k = AddrArg(env, argv[1], argv[2], &ok);
-  if (!ok) return nullptr;
-  double up = 0;
-  if (l->routes != nullptr) {
-    auto it = l->routes->find(k);
-    if (it != l->routes->end()) {
-      up = static_cast<double>(it->second.up_bytes);
-      ClearRoute(env, &it->second);
-      l->routes->erase(it);
-    }
-  }
-  napi_value r;
-  napi_create_double(env, up, &r);
-  return r;
-}
-
-// sockRouteTake(listener, addrs, offset) -> forwarded datagram bytes since the last call
-napi_value SockRouteTake(napi_env env, napi_callback_info info) {
+// The bytes a route forwarded since the last take; `forget` also removes the route.
+napi_value TakeRoute(napi_env env, napi_callback_info info, bool forget) {
   size_t argc = 3;
   napi_value argv[3];
   if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 3) return nullptr;
@@ -2094,12 +2047,22 @@ napi_value SockRouteTake(napi_env env, napi_callback_info info) {
     if (it != l->routes->end()) {
       up = static_cast<double>(it->second.up_bytes);
       it->second.up_bytes = 0;
+      if (forget) {
+        ClearRoute(env, &it->second);
+        l->routes->erase(it);
+      }
     }
   }
   napi_value r;
   napi_create_double(env, up, &r);
   return r;
 }
+
+// sockUnroute(listener, addrs, offset) -> forwarded bytes not yet taken; the route is gone
+napi_value SockUnroute(napi_env env, napi_callback_info info) { return TakeRoute(env, info, true); }
+
+// sockRouteTake(listener, addrs, offset) -> forwarded datagram bytes since the last call
+napi_value SockRouteTake(napi_env env, napi_callback_info info) { return TakeRoute(env, info, false); }
 
 // isPrivateIp(bytes of 4 or 16) -> the C forward path's private-destination rule (for tests
 // that hold it equal to src/server/destination.ts).
