@@ -531,6 +531,50 @@ void WriteInfo(Codec* c, int32_t* info, int32_t bad_len) {
   info[3] = bad_len;
 }
 
+// The Int32Array a decode call reports its state in (length >= 4), or nullptr with an exception.
+int32_t* GetInfo(napi_env env, napi_value v) {
+  bool is_ta = false;
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* ptr = nullptr;
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta ||
+      napi_get_typedarray_info(env, v, &type, &length, &ptr, nullptr, nullptr) != napi_ok ||
+      type != napi_int32_array || length < 4 || ptr == nullptr) {
+    Throw(env, "info must be an Int32Array of length >= 4");
+    return nullptr;
+  }
+  return static_cast<int32_t*>(ptr);
+}
+
+// Copies the bytes of the incomplete element (fewer than need) into the codec's carry buffer,
+// sized once for the largest element so a bulk stream allocates it only once. False (codec
+// failed, exception set) when that cannot be done.
+bool KeepRest(napi_env env, Codec* c, const uint8_t* rest_ptr, size_t rest) {
+  const size_t max_element = c->max_payload + kTag;
+  if (c->need > max_element || rest >= c->need) {  // cannot happen; refuse rather than overflow
+    c->failed = true;
+    napi_throw_error(env, "ERR_LADDER_AEAD", "internal state error");
+    return false;
+  }
+  if (c->carry_cap < c->need) {
+    uint8_t* buf = static_cast<uint8_t*>(malloc(max_element));
+    if (buf == nullptr) {
+      c->failed = true;
+      napi_throw_error(env, "ERR_LADDER_AEAD", "out of memory");
+      return false;
+    }
+    ReleaseCarry(env, c);
+    c->carry = buf;
+    int64_t ignored;
+    const int64_t delta = static_cast<int64_t>(max_element);
+    if (napi_adjust_external_memory(env, delta, &ignored) == napi_ok) c->external += delta;
+    c->carry_cap = max_element;
+  }
+  memcpy(c->carry, rest_ptr, rest);
+  c->carry_len = rest;
+  return true;
+}
+
 napi_value Decode(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
@@ -543,20 +587,8 @@ napi_value Decode(napi_env env, napi_callback_info info) {
   size_t n = 0;
   if (!GetCodec(env, argv[0], &c, 0)) return nullptr;
   if (!GetBytes(env, argv[1], &data, &n, "data must be a Uint8Array")) return nullptr;
-  int32_t* out_info = nullptr;
-  {
-    bool is_ta = false;
-    napi_typedarray_type type;
-    size_t length = 0;
-    void* ptr = nullptr;
-    if (napi_is_typedarray(env, argv[2], &is_ta) != napi_ok || !is_ta ||
-        napi_get_typedarray_info(env, argv[2], &type, &length, &ptr, nullptr, nullptr) != napi_ok ||
-        type != napi_int32_array || length < 4 || ptr == nullptr) {
-      Throw(env, "info must be an Int32Array of length >= 4");
-      return nullptr;
-    }
-    out_info = static_cast<int32_t*>(ptr);
-  }
+  int32_t* out_info = GetInfo(env, argv[2]);
+  if (out_info == nullptr) return nullptr;
   if (c->failed) {
     WriteInfo(c, out_info, 0);
     return Number(env, kErrCipher);
@@ -645,35 +677,108 @@ napi_value Decode(napi_env env, napi_callback_info info) {
   // Keep the bytes of the incomplete element (fewer than need) for the next call.
   const size_t rest = n - off;
   if (rest > 0) {
-    const size_t max_element = c->max_payload + kTag;
-    if (c->need > max_element || rest >= c->need) {  // cannot happen; refuse rather than overflow
-      c->failed = true;
-      napi_throw_error(env, "ERR_LADDER_AEAD", "internal state error");
-      return nullptr;
-    }
-    if (c->carry_cap < c->need) {
-      // Sized once for the largest element, so a bulk stream allocates this only once.
-      uint8_t* buf = static_cast<uint8_t*>(malloc(max_element));
-      if (buf == nullptr) {
-        c->failed = true;
-        napi_throw_error(env, "ERR_LADDER_AEAD", "out of memory");
-        return nullptr;
-      }
-      ReleaseCarry(env, c);
-      c->carry = buf;
-      int64_t ignored;
-      const int64_t delta = static_cast<int64_t>(max_element);
-      if (napi_adjust_external_memory(env, delta, &ignored) == napi_ok) c->external += delta;
-      c->carry_cap = max_element;
-    }
-    memcpy(c->carry, data + off, rest);
-    c->carry_len = rest;
+    if (!KeepRest(env, c, data + off, rest)) return nullptr;
   } else if (c->carry != nullptr) {
     // On a boundary with nothing pending (an idle connection, typically): give the 16 KiB back.
     ReleaseCarry(env, c);
   }
   WriteInfo(c, out_info, 0);
   return result;
+}
+
+// decodeInPlace(codec, data, info) -> number | [Buffer, number]
+// Like decode, but payloads that lie whole inside `data` are opened in place and moved to its
+// front: n >= 0 means data[0..n) now holds the plaintext, and no output buffer was allocated (a
+// relay's socket reads are fresh buffers it owns, so the per-read output allocation - and the V8
+// GC it drives through external-memory pressure - goes away). A payload begun in an earlier call
+// (kept in the codec's carry) is returned in a new Buffer first: [thatPlaintext, n]. Negative:
+// -1 authentication failed, -2 chunk length out of bounds (info[3] holds it); failed for good.
+// On failure data holds garbage. Elements are processed in stream order.
+napi_value DecodeInPlace(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 3) {
+    Throw(env, "decodeInPlace(codec, data, info)");
+    return nullptr;
+  }
+  Codec* c;
+  const uint8_t* cdata = nullptr;
+  size_t n = 0;
+  if (!GetCodec(env, argv[0], &c, 0)) return nullptr;
+  if (!GetBytes(env, argv[1], &cdata, &n, "data must be a Uint8Array")) return nullptr;
+  uint8_t* data = const_cast<uint8_t*>(cdata);
+  int32_t* out_info = GetInfo(env, argv[2]);
+  if (out_info == nullptr) return nullptr;
+  auto fail = [&](Status st, int32_t bad_len) -> napi_value {
+    c->failed = true;
+    c->carry_len = 0;
+    WriteInfo(c, out_info, bad_len);
+    return Number(env, st == kErrPayloadSize ? -2 : -1);
+  };
+  if (c->failed) return fail(kErrCipher, 0);
+  napi_value carry_out = nullptr;
+  size_t off = 0;
+  size_t o = 0;  // plaintext written at data[0..o)
+  int32_t bad_len = 0;
+  if (c->carry_len > 0) {
+    const size_t want = c->need - c->carry_len;
+    const size_t take = n < want ? n : want;
+    if (take > 0) memcpy(c->carry + c->carry_len, data, take);
+    c->carry_len += take;
+    off = take;
+    if (c->carry_len < c->need) {
+      WriteInfo(c, out_info, 0);
+      return Number(env, 0);
+    }
+    c->carry_len = 0;
+    if (c->state == kReadLength) {
+      const Status st = OpenLength(c, c->carry, &bad_len);
+      if (st != kOk) return fail(st, bad_len);
+    } else {
+      const size_t len = c->need - kTag;
+      void* p = nullptr;
+      if (napi_create_buffer(env, len, &p, &carry_out) != napi_ok) {
+        c->failed = true;
+        return AllocFailed(env);
+      }
+      if (!OpenOne(c, c->nonce, c->carry, len, static_cast<uint8_t*>(p))) return fail(kErrCipher, 0);
+      Increment(c->nonce);
+      c->state = kReadLength;
+      c->need = kLenChunk;
+    }
+  }
+  while (n - off >= c->need) {
+    if (c->state == kReadLength) {
+      const Status st = OpenLength(c, data + off, &bad_len);
+      if (st != kOk) return fail(st, bad_len);
+      off += kLenChunk;
+    } else {
+      const size_t len = c->need - kTag;
+      if (!OpenOne(c, c->nonce, data + off, len, data + off)) return fail(kErrCipher, 0);  // in place
+      Increment(c->nonce);
+      if (o != off && len > 0) memmove(data + o, data + off, len);
+      o += len;
+      off += len + kTag;
+      c->state = kReadLength;
+      c->need = kLenChunk;
+    }
+  }
+  const size_t rest = n - off;
+  if (rest > 0 && !KeepRest(env, c, data + off, rest)) return nullptr;
+  // The carry buffer is kept for the stream's life here (unlike decode, which gives it back on
+  // a boundary): releasing and re-reporting 16-64 KiB of external memory per read is itself
+  // what wakes V8's external-memory GC heuristics.
+  WriteInfo(c, out_info, 0);
+  napi_value count = Number(env, static_cast<int32_t>(o));
+  if (carry_out == nullptr) return count;
+  napi_value arr;
+  if (napi_create_array_with_length(env, 2, &arr) != napi_ok || napi_set_element(env, arr, 0, carry_out) != napi_ok ||
+      napi_set_element(env, arr, 1, count) != napi_ok) {
+    c->failed = true;
+    napi_throw_error(env, "ERR_LADDER_AEAD", "cannot build the result");
+    return nullptr;
+  }
+  return arr;
 }
 
 // Single AEAD operations with the codec's nonce (for datagram-style use and tests).
@@ -2111,6 +2216,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"create", nullptr, Create, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"encode", nullptr, Encode, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"decode", nullptr, Decode, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"decodeInPlace", nullptr, DecodeInPlace, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"createSession", nullptr, CreateSession, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"seal", nullptr, Seal, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"sealInto", nullptr, SealInto, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -933,7 +933,8 @@ class Connection {
       const dec = this.#decoder2022!;
       const encoder = new Aead2022ResponseEncoder(k.method, k.userKey, dec.salt!);
       let first = true;
-      decode = (chunk) => dec.push(chunk, srv.clock.now());
+      // Socket reads are ours once read: payloads are opened in place (no output allocation).
+      decode = (chunk) => dec.pushInPlace(chunk, srv.clock.now());
       encode = (chunk) => {
         if (!first) return encoder.encode(chunk);
         first = false;
@@ -943,7 +944,7 @@ class Connection {
       const dec = this.#decoder!;
       const encoder = new AeadEncoder(k.method, k.masterKey);
       srv.serverSalts.add(encoder.salt);
-      decode = (chunk) => dec.push(chunk);
+      decode = (chunk) => dec.pushInPlace(chunk);
       encode = (chunk) => encoder.encode(chunk);
     }
     if (initial.length > 0) target.write(initial);

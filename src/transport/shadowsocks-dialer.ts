@@ -134,7 +134,7 @@ export class ShadowsocksDialer implements Dialer {
     return {
       socket,
       encode: (chunk) => encoder.encode(chunk),
-      decode: (chunk) => decoder.push(chunk),
+      decode: (chunk) => decoder.pushInPlace(chunk), // socket reads are ours: opened in place
     };
   }
 }

@@ -77,7 +77,7 @@ export class Shadowsocks2022Dialer implements Dialer {
     return {
       socket,
       encode: (chunk) => encoder.encode(chunk),
-      decode: (chunk) => decoder.push(chunk, clock.now()),
+      decode: (chunk) => decoder.pushInPlace(chunk, clock.now()), // socket reads are ours
     };
   }
 }

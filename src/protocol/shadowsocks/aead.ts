@@ -277,6 +277,22 @@ export class AeadDecoder {
     }
   }
 
+  /**
+   * push() for a buffer the caller owns and will not read again (a socket read in the relay
+   * phase): with the native codec, payloads are opened in place and returned as views of `data`,
+   * so no output buffer is allocated per read. Otherwise the same as push().
+   */
+  pushInPlace(data: Buffer): Buffer[] {
+    const nat = this.#native;
+    if (!nat || this.#failed) return this.push(data);
+    try {
+      return nat.decodeInPlace(data);
+    } catch (err) {
+      this.#failed = true;
+      throw err;
+    }
+  }
+
   /** True when the decoder sits exactly on a chunk boundary with nothing buffered. */
   get atBoundary(): boolean {
     if (this.#native) return this.#native.readingLength && this.#native.buffered === 0;

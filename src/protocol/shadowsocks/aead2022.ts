@@ -442,6 +442,21 @@ abstract class ChunkReader {
     return this.state === St.Length && this.queue.length === 0;
   }
 
+  /**
+   * push() for a buffer the caller owns and will not read again (a socket read in the relay
+   * phase): once the chunk stream is on the native codec, payloads are opened in place.
+   */
+  pushInPlace(data: Buffer, nowMs: number): Buffer[] {
+    const bulk = this.#bulk;
+    if (!bulk || this.state === St.Failed) return this.push(data, nowMs);
+    try {
+      return bulk.decodeInPlace(data);
+    } catch (err) {
+      this.state = St.Failed;
+      throw err;
+    }
+  }
+
   /** At the first chunk boundary after the headers: hand the chunk stream to the native codec. */
   #toBulk(): boolean {
     if (this.#bulk) return true;

@@ -374,3 +374,61 @@ test('sip004HeadMatches: true exactly for the key whose decoder accepts the salt
     undefined,
   );
 });
+
+test('in-place decoding (pushInPlace) gives the same plaintext as push for any split, SIP004 and SIP022, and fails alike (fast-check)', (t) => {
+  if (!requireNative(t)) return;
+  const cut = (buf: Buffer, cuts: number[]): Buffer[] => splitAt(buf, cuts).map((b) => Buffer.from(b)); // fresh, owned buffers like socket reads
+  for (const m of METHODS) {
+    const key = evpBytesToKey('in place', m.keySize);
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 1, max: 40_000 }), { minLength: 1, maxLength: 5 }),
+        fc.array(fc.nat(), { maxLength: 10 }),
+        (sizes, cuts) => {
+          const writes = sizes.map((n, i) => randomBytes(n).fill(i, 0, 1));
+          const e = new AeadEncoder(m, key);
+          const wire = Buffer.concat(writes.map((w) => e.encode(w)));
+          const viaPush = new AeadDecoder(m, key);
+          const viaInPlace = new AeadDecoder(m, key);
+          const a = Buffer.concat(cut(wire, cuts).flatMap((p) => viaPush.push(p)));
+          const b = Buffer.concat(cut(wire, cuts).flatMap((p) => viaInPlace.pushInPlace(p)));
+          assert.deepEqual(b, a);
+          assert.deepEqual(b, Buffer.concat(writes));
+          assert.equal(viaInPlace.atBoundary, true);
+        },
+      ),
+      { numRuns: 40 },
+    );
+    // A flipped byte in the second chunk: the first chunk's plaintext comes out, then ERR_CIPHER.
+    const e = new AeadEncoder(m, key);
+    const wire = Buffer.concat([e.encode(Buffer.alloc(100, 1)), e.encode(Buffer.alloc(100, 2))]);
+    wire[wire.length - 5]! ^= 1;
+    const d = new AeadDecoder(m, key);
+    const first = d.pushInPlace(Buffer.from(wire.subarray(0, wire.length - 60)));
+    assert.deepEqual(Buffer.concat(first), Buffer.alloc(100, 1));
+    assert.throws(() => d.pushInPlace(Buffer.from(wire.subarray(wire.length - 60))), isCode('ERR_CIPHER'));
+    assert.throws(() => d.pushInPlace(Buffer.alloc(10)), isCode('ERR_CIPHER'), 'stays failed');
+  }
+  for (const m of METHODS_2022) {
+    const key = randomBytes(m.keySize);
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 150_000 }), { minLength: 1, maxLength: 4 }),
+        fc.array(fc.nat(), { maxLength: 10 }),
+        (sizes, cuts) => {
+          const e = new Aead2022RequestEncoder(m, key);
+          const writes = sizes.map((n) => randomBytes(n));
+          const wire = Buffer.concat([
+            e.encodeHeader(target, Buffer.from('hi'), NOW),
+            ...writes.map((w) => e.encode(w)),
+          ]);
+          const d = new Aead2022RequestDecoder(m, { key });
+          const got = Buffer.concat(cut(wire, cuts).flatMap((p) => d.pushInPlace(p, NOW)));
+          assert.deepEqual(got, Buffer.concat([Buffer.from('hi'), ...writes]));
+          assert.equal(d.atBoundary, true);
+        },
+      ),
+      { numRuns: 20 },
+    );
+  }
+});

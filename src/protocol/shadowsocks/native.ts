@@ -29,6 +29,7 @@ interface Addon {
   ): object;
   encode(codec: object, data: Uint8Array, prefix?: Uint8Array): Buffer;
   decode(codec: object, data: Uint8Array, info: Int32Array): Buffer | number;
+  decodeInPlace(codec: object, data: Uint8Array, info: Int32Array): number | [Buffer, number];
   createSession(method: number, key: Uint8Array): object;
   seal(codec: object, plain: Uint8Array): Buffer;
   sealInto(codec: object, plain: Uint8Array, out: Uint8Array, offset: number): number;
@@ -303,6 +304,33 @@ export class NativeDecoder {
     const r = this.#a.open(this.#codec, sealed);
     if (typeof r === 'number') throw new ProtocolError('ERR_CIPHER', 'AEAD authentication failed');
     return r;
+  }
+
+  /**
+   * decode() without an output allocation: payloads that lie whole inside `data` are opened in
+   * place and returned as a view of its front, so `data` must be a buffer the caller owns and
+   * does not read again (a socket read, in the relay phase). A payload begun in an earlier call
+   * comes first, in a buffer of its own. Errors as decode(); `data` then holds garbage.
+   */
+  decodeInPlace(data: Buffer): Buffer[] {
+    const r = this.#a.decodeInPlace(this.#codec, data, this.#info);
+    if (typeof r === 'number') {
+      if (r > 0) return [data.subarray(0, r)];
+      if (r === 0) return [];
+      throw this.#error(r === -2 ? ERR_PAYLOAD_SIZE : ERR_CIPHER);
+    }
+    const [carried, n] = r;
+    return n > 0 ? [carried, data.subarray(0, n)] : [carried];
+  }
+
+  #error(status: number): ProtocolError {
+    if (status === ERR_PAYLOAD_SIZE) {
+      return new ProtocolError(
+        'ERR_PAYLOAD_SIZE',
+        `chunk length ${this.#info[3]} outside 1..${this.#maxPayload}`,
+      );
+    }
+    return new ProtocolError('ERR_CIPHER', 'AEAD authentication failed');
   }
 
   /** Bytes of the current, incomplete length or payload held in the codec. */
