@@ -28,6 +28,15 @@ export const HEADER_TYPE_CLIENT = 0;
 export const HEADER_TYPE_SERVER = 1;
 /** A 2022 payload chunk carries up to 0xFFFF bytes (the SIP004 0x3FFF cap does not apply). */
 export const MAX_PAYLOAD_2022 = 0xffff;
+/**
+ * The largest chunk our encoders write (readers accept up to MAX_PAYLOAD_2022). Writes are cut
+ * into the fewest chunks of at most this size, all of even size: a 64 KiB write is four 16 KiB
+ * chunks (8 seals, against SIP004's 4 x 0x3FFF + 4 bytes, 10 seals). Larger chunks would need
+ * fewer seals still, but a reader's 64 KiB socket reads then split them more often, and a split
+ * chunk is copied and decrypted into a buffer of its own instead of in place
+ * (docs/benchmarks.md).
+ */
+export const WRITE_CHUNK_2022 = 0x4000;
 /** Largest accepted |timestamp - now|, in seconds (SIP022 §3.1.3). */
 export const MAX_TIME_DIFF_S = 30;
 /** How long a server must remember request salts (SIP022 §3.1.5). */
@@ -86,17 +95,17 @@ function checkKey(method: Aead2022Method, key: Uint8Array): void {
 
 /** Wire size of `n` payload bytes as length+payload chunk pairs. */
 function chunkedSize(n: number): number {
-  return Math.ceil(n / MAX_PAYLOAD_2022) * (2 + TAG + TAG) + n;
+  return Math.ceil(n / WRITE_CHUNK_2022) * (2 + TAG + TAG) + n;
 }
 
 /**
- * Length/payload chunk pairs: the fewest chunks, of even size (a 64 KiB write is two 32 KiB
- * chunks, not 0xFFFF bytes and one more). The native codec splits the same way.
+ * Length/payload chunk pairs: the fewest chunks of at most WRITE_CHUNK_2022 bytes, of even size.
+ * The native codec splits the same way.
  */
 function writeChunks(session: AeadSession, data: Uint8Array, out: Buffer, offset: number): number {
   let o = offset;
   const len = Buffer.allocUnsafe(2);
-  const step = Math.ceil(data.length / Math.ceil(data.length / MAX_PAYLOAD_2022));
+  const step = Math.ceil(data.length / Math.ceil(data.length / WRITE_CHUNK_2022));
   for (let i = 0; i < data.length; i += step) {
     const piece = data.subarray(i, Math.min(i + step, data.length));
     len.writeUInt16BE(piece.length, 0);
@@ -122,7 +131,8 @@ class Sealer {
   readonly #native: NativeEncoder | undefined;
 
   constructor(method: Aead2022Method, subkey: Buffer) {
-    if (nativeAvailable()) this.#native = new NativeEncoder(method.aead.cipher, subkey, NATIVE_2022);
+    if (nativeAvailable())
+      this.#native = new NativeEncoder(method.aead.cipher, subkey, { maxPayload: WRITE_CHUNK_2022 });
     else this.#session = new AeadSession(method.aead, subkey);
   }
 

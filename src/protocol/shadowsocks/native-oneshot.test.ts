@@ -18,7 +18,14 @@ import {
 import { deriveSubkey, evpBytesToKey } from './kdf.js';
 import { AEAD_METHODS } from './methods.js';
 import { AEAD_2022_METHODS } from './methods2022.js';
-import { nativeAvailable, nativeLoadError, nativeOneShot, setNativeEnabled } from './native.js';
+import {
+  NativeDecoder,
+  NativeEncoder,
+  nativeAvailable,
+  nativeLoadError,
+  nativeOneShot,
+  setNativeEnabled,
+} from './native.js';
 import { decodeUdp2017, encodeUdp2017, openUdpPacket, sealUdpPacket } from './udp.js';
 import {
   openClientPacket2022,
@@ -285,7 +292,7 @@ test('SIP022 TCP: both paths write the same bytes and read each other, any split
   }
 });
 
-test('SIP022 TCP: responses cross paths; a 64 KiB write is two even chunks; a flipped bulk byte fails on both', (t) => {
+test('SIP022 TCP: responses cross paths; a 64 KiB write is four even chunks; a flipped bulk byte fails on both', (t) => {
   if (!requireNative(t)) return;
   for (const m of METHODS_2022) {
     const key = randomBytes(m.keySize);
@@ -297,7 +304,7 @@ test('SIP022 TCP: responses cross paths; a 64 KiB write is two even chunks; a fl
       const e = on(encSide, () => new Aead2022ResponseEncoder(m, key, reqSalt));
       const head = e.encodeHeader(Buffer.from('first'), NOW);
       const bulk = e.encode(Buffer.alloc(65_536, 5));
-      assert.equal(bulk.length, 65_536 + 2 * (2 + 16 + 16), 'two 32 KiB chunks');
+      assert.equal(bulk.length, 65_536 + 4 * (2 + 16 + 16), 'four 16 KiB chunks');
       const d = on(decSide, () => new Aead2022ResponseDecoder(m, key, reqSalt));
       const out = [...d.push(head, NOW), ...d.push(bulk, NOW)];
       assert.deepEqual(Buffer.concat(out), Buffer.concat([Buffer.from('first'), Buffer.alloc(65_536, 5)]));
@@ -430,5 +437,24 @@ test('in-place decoding (pushInPlace) gives the same plaintext as push for any s
       ),
       { numRuns: 20 },
     );
+  }
+});
+
+test('the SIP022 chunk codec reads chunks up to 0xFFFF written by others (decode and in place), and refuses more', (t) => {
+  if (!requireNative(t)) return;
+  for (const m of METHODS) {
+    const subkey = randomBytes(m.keySize);
+    const big = new NativeEncoder(m.cipher, subkey, { maxPayload: MAX_PAYLOAD_2022 });
+    const wire = big.encode(randomBytes(MAX_PAYLOAD_2022));
+    assert.equal(wire.length, MAX_PAYLOAD_2022 + 2 + 16 + 16, 'one 0xFFFF chunk');
+    const opts = { maxPayload: MAX_PAYLOAD_2022, allowEmpty: true };
+    const viaDecode = new NativeDecoder(m.cipher, subkey, opts).decode(wire);
+    const viaInPlace = Buffer.concat(
+      new NativeDecoder(m.cipher, subkey, opts).decodeInPlace(Buffer.from(wire)),
+    );
+    assert.equal(viaDecode.length, MAX_PAYLOAD_2022);
+    assert.deepEqual(viaInPlace, viaDecode);
+    // A SIP004 reader (0x3FFF) refuses that length.
+    assert.throws(() => new NativeDecoder(m.cipher, subkey).decode(wire), isCode('ERR_PAYLOAD_SIZE'));
   }
 });
