@@ -22,6 +22,9 @@
 //       (default 0x3FFF, up to 0xFFFF for SIP022) and minPayload (1, or 0 to accept empty
 //       chunks); the nonce counter starts after nonceStart operations (SIP022 headers).
 //   encode(codec, data, prefix?) -> Buffer    [prefix][sealed len][sealed payload]...
+//   decodeInPlace(codec, data, info) -> number | [Buffer, number]
+//       decode that opens payloads inside `data` and moves them to its front (see DecodeInPlace);
+//       `data` is overwritten, so only for buffers the caller owns and does not read again
 //   decode(codec, data, info) -> Buffer | number
 //       Buffer: the plaintext of every chunk completed by data (possibly empty); bytes of an
 //       incomplete length or payload are copied into the codec (so data may be reused at once).
@@ -36,7 +39,7 @@
 //       seal/sealInto take an encoder or session codec, open a decoder or session codec; one
 //       nonce counter per codec, advanced by every successful operation.
 //
-// Stateless one-shot operations (datagrams, key derivation), abiVersion 3:
+// Stateless one-shot operations (datagrams, key derivation), since abiVersion 3:
 //   hkdfSha1(key, salt) -> Buffer               HKDF-SHA1(ikm = key, salt, info "ss-subkey"),
 //                                               key.length bytes (the SIP004 subkey)
 //   sealParts(method, key, nonce, prefix, a, b?) -> Buffer
@@ -59,7 +62,8 @@
 //       -errno (the caller falls back to socket.send on -EAGAIN/-ENOBUFS). family 6 maps an
 //       IPv4 address to ::ffff:a.b.c.d. On Windows it always returns -ENOSYS.
 //
-// Batched UDP sockets of our own (Linux; the UDP relay's hot path), abiVersion 3:
+// Batched UDP sockets of our own (Linux; the UDP relay's hot path), since abiVersion 3
+// (decodeInPlace: abiVersion 4):
 //   sockShared() -> [data Buffer, lens Int32Array, addrs Uint8Array, slot, batch]
 //       one receive area per thread, filled before each callback: datagram i is
 //       data[i*slot .. i*slot+lens[i]], its source addrs[i*20 .. i*20+20] in the wire form below.
@@ -557,7 +561,11 @@ bool KeepRest(napi_env env, Codec* c, const uint8_t* rest_ptr, size_t rest) {
     return false;
   }
   if (c->carry_cap < c->need) {
-    uint8_t* buf = static_cast<uint8_t*>(malloc(max_element));
+    // At least a full SIP004 element, so a SIP004 stream (and a SIP022 one from our writers,
+    // 16 KiB chunks) allocates this once; larger only for larger elements (up to 0xFFFF + 16).
+    const size_t floor_size = kMaxPayload + kTag;
+    const size_t cap = c->need > floor_size ? c->need : (floor_size < max_element ? floor_size : max_element);
+    uint8_t* buf = static_cast<uint8_t*>(malloc(cap));
     if (buf == nullptr) {
       c->failed = true;
       napi_throw_error(env, "ERR_LADDER_AEAD", "out of memory");
@@ -566,9 +574,9 @@ bool KeepRest(napi_env env, Codec* c, const uint8_t* rest_ptr, size_t rest) {
     ReleaseCarry(env, c);
     c->carry = buf;
     int64_t ignored;
-    const int64_t delta = static_cast<int64_t>(max_element);
+    const int64_t delta = static_cast<int64_t>(cap);
     if (napi_adjust_external_memory(env, delta, &ignored) == napi_ok) c->external += delta;
-    c->carry_cap = max_element;
+    c->carry_cap = cap;
   }
   memcpy(c->carry, rest_ptr, rest);
   c->carry_len = rest;
@@ -707,6 +715,10 @@ napi_value DecodeInPlace(napi_env env, napi_callback_info info) {
   if (!GetCodec(env, argv[0], &c, 0)) return nullptr;
   if (!GetBytes(env, argv[1], &cdata, &n, "data must be a Uint8Array")) return nullptr;
   uint8_t* data = const_cast<uint8_t*>(cdata);
+  if (n > 0x7fffffff) {  // the plaintext count is returned as an int32
+    Throw(env, "data longer than 2 GiB");
+    return nullptr;
+  }
   int32_t* out_info = GetInfo(env, argv[2]);
   if (out_info == nullptr) return nullptr;
   auto fail = [&](Status st, int32_t bad_len) -> napi_value {
@@ -764,10 +776,11 @@ napi_value DecodeInPlace(napi_env env, napi_callback_info info) {
     }
   }
   const size_t rest = n - off;
-  if (rest > 0 && !KeepRest(env, c, data + off, rest)) return nullptr;
-  // The carry buffer is kept for the stream's life here (unlike decode, which gives it back on
-  // a boundary): releasing and re-reporting 16-64 KiB of external memory per read is itself
-  // what wakes V8's external-memory GC heuristics.
+  if (rest > 0) {
+    if (!KeepRest(env, c, data + off, rest)) return nullptr;
+  } else if (c->carry != nullptr) {
+    ReleaseCarry(env, c);  // on a boundary (an idle connection, typically): give it back, like decode
+  }
   WriteInfo(c, out_info, 0);
   napi_value count = Number(env, static_cast<int32_t>(o));
   if (carry_out == nullptr) return count;
@@ -2250,7 +2263,7 @@ napi_value Init(napi_env env, napi_value exports) {
   napi_define_properties(env, exports, sizeof(sock_props) / sizeof(sock_props[0]), sock_props);
 #endif
   napi_value version;
-  napi_create_int32(env, 3, &version);
+  napi_create_int32(env, 4, &version);
   napi_set_named_property(env, exports, "abiVersion", version);
   return exports;
 }

@@ -480,7 +480,9 @@ export class ShadowsocksServer implements ServerControl {
 
   /**
    * Serve a connection accepted elsewhere (socket activation, tests, the authentication
-   * benchmark): exactly what the listener does with each accepted socket.
+   * benchmark): exactly what the listener does with each accepted socket. Once relaying, the
+   * buffers the socket emits as 'data' are decrypted in place, so it must hand out buffers
+   * nobody else reads afterwards (as net.Socket does).
    */
   handleConnection(socket: Socket): void {
     this.#accept(socket);

@@ -16,6 +16,8 @@ export type FirstData = Uint8Array | PromiseLike<Uint8Array | undefined> | undef
  * application's bytes into wire bytes (`encode`) and back (`decode`). Absent transforms mean
  * identity (a direct connection). Kept as socket + transforms rather than a wrapping Duplex so
  * relay() can pump the raw socket with no extra stream layer; see DialerStream for a Duplex.
+ * `decode` may overwrite the socket read it is given (payloads are opened in place): a caller
+ * must not read that buffer afterwards.
  */
 export interface DialedConnection {
   readonly socket: Socket;

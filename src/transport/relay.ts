@@ -2,7 +2,11 @@ import type { Socket } from 'node:net';
 import type { Clock } from '../shared/clock.js';
 import { systemClock } from '../shared/clock.js';
 
-/** Turns bytes read on one side into bytes to write on the other (encrypt, decrypt, or identity). */
+/**
+ * Turns bytes read on one side into bytes to write on the other (encrypt, decrypt, or identity).
+ * It owns `chunk` (a fresh socket read) and may overwrite it: the Shadowsocks decoders open
+ * payloads in place and return views of it. Nothing may read `chunk` after the call.
+ */
 export type Transform = (chunk: Buffer) => Buffer | Buffer[] | undefined;
 
 export interface RelayOptions {

@@ -295,6 +295,7 @@ export class AeadDecoder {
 
   /** True when the decoder sits exactly on a chunk boundary with nothing buffered. */
   get atBoundary(): boolean {
+    if (this.#failed) return false;
     if (this.#native) return this.#native.readingLength && this.#native.buffered === 0;
     return this.#state === State.Length && this.#pendingLen === 0;
   }

@@ -17,7 +17,7 @@ import {
 } from './aead2022.js';
 import { deriveSubkey, evpBytesToKey } from './kdf.js';
 import { AEAD_METHODS } from './methods.js';
-import { AEAD_2022_METHODS } from './methods2022.js';
+import { AEAD_2022_METHODS, deriveSessionSubkey } from './methods2022.js';
 import {
   NativeDecoder,
   NativeEncoder,
@@ -456,5 +456,33 @@ test('the SIP022 chunk codec reads chunks up to 0xFFFF written by others (decode
     assert.deepEqual(viaInPlace, viaDecode);
     // A SIP004 reader (0x3FFF) refuses that length.
     assert.throws(() => new NativeDecoder(m.cipher, subkey).decode(wire), isCode('ERR_PAYLOAD_SIZE'));
+  }
+});
+
+test('SIP022 decoders read 0xFFFF chunks from another writer at any split, in place and not', (t) => {
+  if (!requireNative(t)) return;
+  for (const m of METHODS_2022) {
+    const key = randomBytes(m.keySize);
+    const salt = randomBytes(m.saltSize);
+    fc.assert(
+      fc.property(fc.array(fc.nat(), { maxLength: 12 }), fc.boolean(), (cuts, inPlace) => {
+        const enc = new Aead2022RequestEncoder(m, key, { salt });
+        const head = enc.encodeHeader(target, Buffer.from('x'), NOW);
+        // Another implementation's chunks: 0xFFFF and 0 bytes long, after our two header seals.
+        const foreign = new NativeEncoder(m.aead.cipher, deriveSessionSubkey(key, salt), {
+          maxPayload: MAX_PAYLOAD_2022,
+          nonceStart: 2,
+        });
+        const big = randomBytes(2 * MAX_PAYLOAD_2022 + 7);
+        const wire = Buffer.concat([head, foreign.encode(big)]);
+        const d = new Aead2022RequestDecoder(m, { key });
+        const got = splitAt(wire, cuts).flatMap((p) =>
+          inPlace ? d.pushInPlace(Buffer.from(p), NOW) : d.push(Buffer.from(p), NOW),
+        );
+        assert.deepEqual(Buffer.concat(got), Buffer.concat([Buffer.from('x'), big]));
+        assert.ok(d.atBoundary);
+      }),
+      { numRuns: 15 },
+    );
   }
 });

@@ -129,7 +129,7 @@ export function nativeMethodIndex(cipher: AeadMethod['cipher']): number {
 }
 
 /** The addon ABI this module speaks (native/ladder_aead.cc exports it as abiVersion). */
-const ABI_VERSION = 3;
+const ABI_VERSION = 4;
 
 const METHOD_INDEX: Readonly<Record<AeadMethod['cipher'], number>> = {
   'aes-128-gcm': 0,
