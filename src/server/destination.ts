@@ -1,6 +1,6 @@
 import dns from 'node:dns';
 import net from 'node:net';
-import type { SocksAddress } from '../protocol/socks5/address.js';
+import { ipToBytes, type SocksAddress } from '../protocol/socks5/address.js';
 import type { Clock } from '../shared/clock.js';
 
 /**
@@ -37,19 +37,6 @@ const EMBEDS_V4 = new net.BlockList();
 EMBEDS_V4.addSubnet('::', 96, 'ipv6');
 EMBEDS_V4.addSubnet('64:ff9b::', 96, 'ipv6');
 
-/** The IPv4 address in the last 32 bits of an IPv6 literal. */
-function lastV4(ip6: string): string {
-  const sa = new net.SocketAddress({ address: ip6, family: 'ipv6' });
-  // SocketAddress normalises; read the last two groups (or an embedded dotted quad).
-  const text = sa.address;
-  const dotted = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (dotted) return dotted[1]!;
-  const groups = text.split(':');
-  const hi = parseInt(groups[groups.length - 2] || '0', 16);
-  const lo = parseInt(groups[groups.length - 1] || '0', 16);
-  return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
-}
-
 /**
  * True for loopback, private, link-local, unspecified, multicast, and for IPv6 addresses that
  * embed such an IPv4 address (mapped, compatible, NAT64 64:ff9b::/96). The C fast path of the
@@ -62,7 +49,9 @@ export function isPrivateAddress(ip: string): boolean {
   if (family === 6) {
     const bare = ip.split('%')[0]!;
     if (PRIVATE.check(bare, 'ipv6')) return true;
-    return EMBEDS_V4.check(bare, 'ipv6') && PRIVATE.check(lastV4(bare), 'ipv4');
+    if (!EMBEDS_V4.check(bare, 'ipv6')) return false;
+    const b = ipToBytes(bare)!; // a valid IPv6 literal here
+    return PRIVATE.check(b.subarray(12).join('.'), 'ipv4');
   }
   return true; // not an IP at all: refuse
 }

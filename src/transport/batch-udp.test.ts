@@ -6,7 +6,8 @@ import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { nativeLoadError } from '../protocol/shadowsocks/native.js';
 import { decodeAddress } from '../protocol/socks5/address.js';
-import { ADDR_SIZE, addrKey, addrOf, addrToIp, addrToSocks, BatchUdpSocket, ipBytes } from './batch-udp.js';
+import { ipToBytes } from '../protocol/socks5/address.js';
+import { ADDR_SIZE, addrKey, addrOf, addrToIp, addrToSocks, BatchUdpSocket } from './batch-udp.js';
 
 function requireBatch(t: TestContext): boolean {
   if (BatchUdpSocket.available()) return true;
@@ -17,17 +18,20 @@ function requireBatch(t: TestContext): boolean {
   return false;
 }
 
-test('ipBytes / addrOf / addrToIp / addrToSocks agree for IPv4, IPv6 and v4-mapped literals', () => {
-  assert.deepEqual([...ipBytes('192.0.2.7')!], [192, 0, 2, 7]);
-  assert.deepEqual(Buffer.from(ipBytes('2001:db8::1')!).toString('hex'), '20010db8000000000000000000000001');
-  assert.deepEqual(Buffer.from(ipBytes('::')!).toString('hex'), '0'.repeat(32));
-  assert.deepEqual(Buffer.from(ipBytes('::1')!).toString('hex'), `${'0'.repeat(31)}1`);
-  assert.deepEqual(Buffer.from(ipBytes('fe80::1:2')!).toString('hex'), 'fe800000000000000000000000010002');
+test('ipToBytes / addrOf / addrToIp / addrToSocks agree for IPv4, IPv6 and v4-mapped literals', () => {
+  assert.deepEqual([...ipToBytes('192.0.2.7')!], [192, 0, 2, 7]);
   assert.deepEqual(
-    Buffer.from(ipBytes('64:ff9b::192.0.2.33')!).toString('hex'),
+    Buffer.from(ipToBytes('2001:db8::1')!).toString('hex'),
+    '20010db8000000000000000000000001',
+  );
+  assert.deepEqual(Buffer.from(ipToBytes('::')!).toString('hex'), '0'.repeat(32));
+  assert.deepEqual(Buffer.from(ipToBytes('::1')!).toString('hex'), `${'0'.repeat(31)}1`);
+  assert.deepEqual(Buffer.from(ipToBytes('fe80::1:2')!).toString('hex'), 'fe800000000000000000000000010002');
+  assert.deepEqual(
+    Buffer.from(ipToBytes('64:ff9b::192.0.2.33')!).toString('hex'),
     '0064ff9b0000000000000000c0000221',
   );
-  assert.equal(ipBytes('example.com'), undefined);
+  assert.equal(ipToBytes('example.com'), undefined);
   assert.equal(addrOf('not an ip', 1), undefined);
 
   const v4 = addrOf('10.1.2.3', 5353)!;
@@ -45,7 +49,7 @@ test('ipBytes / addrOf / addrToIp / addrToSocks agree for IPv4, IPv6 and v4-mapp
   const s6 = decodeAddress(addrToSocks(v6, 0), 0)!.address;
   assert.equal(s6.type, 'ipv6');
   assert.equal(s6.port, 53);
-  assert.deepEqual(Buffer.from(ipBytes(s6.host)!), Buffer.from(ipBytes('2001:db8::53')!));
+  assert.deepEqual(Buffer.from(ipToBytes(s6.host)!), Buffer.from(ipToBytes('2001:db8::53')!));
   // Keys differ by port and by address.
   const at = (b: Buffer) => addrKey(b, 0);
   assert.notEqual(at(addrOf('10.1.2.3', 1)!), at(addrOf('10.1.2.3', 2)!));

@@ -1,5 +1,5 @@
-import { isIP } from 'node:net';
 import type { AeadMethod } from '../protocol/shadowsocks/methods.js';
+import { ipToBytes } from '../protocol/socks5/address.js';
 import { nativeMethodIndex, nativeSockets, type NativeSockets } from '../protocol/shadowsocks/native.js';
 
 /**
@@ -187,50 +187,9 @@ export function addrToSocks(addrs: Uint8Array, offset: number): Buffer {
   return out;
 }
 
-/** True when `ip` is an IP literal a batch socket of `family` can send to. */
-export function sendable(ip: string, family: 4 | 6): boolean {
-  const f = isIP(ip);
-  return f === 4 || (f === 6 && family === 6);
-}
-
-/** The 16 (IPv6) or 4 (IPv4) bytes of an IP literal; undefined when it is not one. */
-export function ipBytes(ip: string): Uint8Array | undefined {
-  const f = isIP(ip);
-  if (f === 4) return Uint8Array.from(ip.split('.').map(Number));
-  if (f !== 6) return undefined;
-  let text = ip.replace(/%.*$/, '');
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (v4) {
-    const b = v4[1]!.split('.').map(Number);
-    text = text.slice(0, -v4[1]!.length) + '0:0';
-    const words = expand(text);
-    words[6] = (b[0]! << 8) | b[1]!;
-    words[7] = (b[2]! << 8) | b[3]!;
-    return toBytes(words);
-  }
-  return toBytes(expand(text));
-}
-
-function expand(text: string): number[] {
-  const [head, rest] = text.includes('::') ? text.split('::') : [text, undefined];
-  const h = head ? head.split(':').map((x) => parseInt(x, 16)) : [];
-  const r = rest ? rest.split(':').map((x) => parseInt(x, 16)) : [];
-  const zeros = rest === undefined ? 0 : 8 - h.length - r.length;
-  return [...h, ...Array<number>(zeros).fill(0), ...r];
-}
-
-function toBytes(words: number[]): Uint8Array {
-  const out = new Uint8Array(16);
-  words.forEach((w, i) => {
-    out[i * 2] = w >> 8;
-    out[i * 2 + 1] = w & 0xff;
-  });
-  return out;
-}
-
 /** The 20-byte address form of ip:port (see ADDR_SIZE), as a batch reports sources. */
 export function addrOf(ip: string, port: number): Buffer | undefined {
-  const b = ipBytes(ip);
+  const b = ipToBytes(ip);
   if (!b) return undefined;
   const out = Buffer.alloc(ADDR_SIZE);
   out[0] = b.length === 4 ? 4 : 6;

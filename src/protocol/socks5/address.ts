@@ -41,7 +41,9 @@ function ipv6ToBytes(text: string): Buffer {
   const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(t);
   if (v4) {
     const b = v4[1]!.split('.').map(Number);
-    t = t.slice(0, v4.index) + (((b[0]! << 8) | b[1]!).toString(16) + ':' + ((b[2]! << 8) | b[3]!).toString(16));
+    t =
+      t.slice(0, v4.index) +
+      (((b[0]! << 8) | b[1]!).toString(16) + ':' + ((b[2]! << 8) | b[3]!).toString(16));
   }
   const [head, tail] = t.includes('::') ? t.split('::') : [t, undefined];
   const h = head ? head.split(':') : [];
@@ -54,13 +56,22 @@ function ipv6ToBytes(text: string): Buffer {
   return out;
 }
 
+/**
+ * The 4 (IPv4) or 16 (IPv6, zone ID ignored, embedded dotted quad allowed) bytes of an IP
+ * literal; undefined when the text is not one.
+ */
+export function ipToBytes(ip: string): Buffer | undefined {
+  if (isIPv4(ip)) return Buffer.from(ip.split('.').map(Number));
+  return isIPv6(ip.split('%')[0]!) ? ipv6ToBytes(ip) : undefined;
+}
+
 function bytesToIpv6(b: Uint8Array): string {
   const groups: string[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(((b[i]! << 8) | b[i + 1]!).toString(16));
   // Compress the longest run of zero groups (RFC 5952).
   let best = -1;
   let bestLen = 0;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (groups[i] !== '0') {
       i++;
       continue;
@@ -125,7 +136,10 @@ export function encodeAddress(addr: SocksAddress): Buffer {
  * Decode an address at `offset`. Returns undefined when more bytes are needed, the address and
  * the number of bytes it used otherwise; throws ERR_ADDRESS for an unknown ATYP or empty domain.
  */
-export function decodeAddress(buf: Uint8Array, offset = 0): { address: SocksAddress; length: number } | undefined {
+export function decodeAddress(
+  buf: Uint8Array,
+  offset = 0,
+): { address: SocksAddress; length: number } | undefined {
   if (buf.length <= offset) return undefined;
   const atyp = buf[offset]!;
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.length);
