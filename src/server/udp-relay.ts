@@ -343,9 +343,7 @@ export class UdpRelay {
       }
       s ??= this.#create(id, opened.key, undefined);
     }
-    // LRU order: re-insert on activity.
-    this.#sessions.delete(s.id);
-    this.#sessions.set(s.id, s);
+    this.#touch(s);
     if (rinfo) {
       s.clientAddress = rinfo.address;
       s.clientPort = rinfo.port;
@@ -356,7 +354,6 @@ export class UdpRelay {
       this.#nativeReplies(s, s.bout6);
       this.#route(s);
     }
-    this.#collect(s, now);
     s.lastMs = now;
     ctx.addUsage(s.key.id, msg.length, 0);
     this.#forward(s, opened.address, opened.payload, now);
@@ -545,54 +542,52 @@ export class UdpRelay {
 
   // ---- destination to client ----
 
-  /** A reply on a batched socket: the source is the 20 address bytes at addrs[off]. */
+  /**
+   * A reply on a batched socket: the source is the 20 address bytes at addrs[off]. SIP004
+   * sessions normally have their replies sealed in C (#nativeReplies); this is the 2022 path.
+   */
   #onBatchReply(s: Session, data: Buffer, addrs: Uint8Array, off: number): void {
     const listener = this.#batch;
-    if (s.closed || !listener || !s.clientRaw) return;
+    const client = s.clientRaw;
+    if (s.closed || !listener || !client) return;
+    const sealed = this.#sealReply(s, (now) => {
+      if (s.key.edition !== 2022)
+        return encodeUdp2017Raw(s.key.method, s.key.masterKey, addrToSocks(addrs, off), data);
+      const a = addrToIp(addrs, off);
+      return s.s2022!.seal({ type: a.family === 6 ? 'ipv6' : 'ipv4', host: a.ip, port: a.port }, data, now);
+    });
+    if (sealed) listener.send(sealed, client, 0);
+  }
+
+  /** Seal a reply with the session's key, counting it; undefined (logged at debug) when it cannot be sealed. */
+  #sealReply(s: Session, seal: (now: number) => Buffer): Buffer | undefined {
     const now = this.#ctx.clock.now();
     let sealed: Buffer;
     try {
-      if (s.key.edition === 2022) {
-        const a = addrToIp(addrs, off);
-        sealed = s.s2022!.seal(
-          { type: a.family === 6 ? 'ipv6' : 'ipv4', host: a.ip, port: a.port },
-          data,
-          now,
-        );
-      } else {
-        sealed = encodeUdp2017Raw(s.key.method, s.key.masterKey, addrToSocks(addrs, off), data);
-      }
+      sealed = seal(now);
     } catch (err) {
       this.#ctx.log.debug({ err: (err as Error).message }, 'udp reply not sealed');
-      return;
+      return undefined;
     }
     s.lastMs = now;
     this.#ctx.addUsage(s.key.id, 0, sealed.length);
-    listener.send(sealed, s.clientRaw, 0);
+    return sealed;
   }
 
   #onReply(s: Session, data: Buffer, rinfo: dgram.RemoteInfo): void {
     const sender = this.#sender;
     if (s.closed || !sender) return;
-    const now = this.#ctx.clock.now();
     const from: SocksAddress = {
       type: rinfo.family === 'IPv6' ? 'ipv6' : 'ipv4',
       host: rinfo.address,
       port: rinfo.port,
     };
-    let sealed: Buffer;
-    try {
-      sealed =
-        s.key.edition === 2022
-          ? s.s2022!.seal(from, data, now)
-          : encodeUdp2017(s.key.method, s.key.masterKey, from, data);
-    } catch (err) {
-      this.#ctx.log.debug({ err: (err as Error).message }, 'udp reply not sealed');
-      return;
-    }
-    s.lastMs = now;
-    this.#ctx.addUsage(s.key.id, 0, sealed.length);
-    sender.send(sealed, s.clientPort, s.clientAddress);
+    const sealed = this.#sealReply(s, (now) =>
+      s.key.edition === 2022
+        ? s.s2022!.seal(from, data, now)
+        : encodeUdp2017(s.key.method, s.key.masterKey, from, data),
+    );
+    if (sealed) sender.send(sealed, s.clientPort, s.clientAddress);
   }
 }
 
