@@ -85,23 +85,13 @@ export function createUdpAssociate(opts: UdpAssociateOptions): UdpAssociateHandl
       try {
         batch = BatchUdpSocket.bind(net.isIP(localIp) === 6 ? 6 : 4, localIp, 0, (msg, addrs, off) => {
           if (closed || !fromClient(addrs, off)) return;
-          let d: ReturnType<typeof parseUdpDatagram>;
-          try {
-            d = parseUdpDatagram(msg);
-          } catch {
-            return;
-          }
-          if (d.frag !== 0) return;
-          const k = addrKey(addrs, off);
-          if (k !== appKey) {
-            appKey = k;
-            appRaw = Buffer.from(addrs.subarray(off, off + ADDR_SIZE));
-          }
-          try {
-            t.send(d.address, d.data);
-          } catch {
-            // unencodable address: drop
-          }
+          toTunnel(t, msg, () => {
+            const k = addrKey(addrs, off);
+            if (k !== appKey) {
+              appKey = k;
+              appRaw = Buffer.from(addrs.subarray(off, off + ADDR_SIZE));
+            }
+          });
         });
       } catch (err) {
         log.debug({ err: (err as Error).message }, 'batched UDP socket unavailable; using node:dgram');
@@ -150,19 +140,7 @@ export function createUdpAssociate(opts: UdpAssociateOptions): UdpAssociateHandl
       const t = tunnel;
       sock.on('message', (msg, rinfo) => {
         if (rinfo.address !== clientIp && !sameLoopback(rinfo.address, clientIp)) return;
-        let d: ReturnType<typeof parseUdpDatagram>;
-        try {
-          d = parseUdpDatagram(msg);
-        } catch {
-          return;
-        }
-        if (d.frag !== 0) return; // no fragment reassembly (RFC 1928 allows dropping)
-        app = { address: rinfo.address, port: rinfo.port };
-        try {
-          t.send(d.address, d.data);
-        } catch {
-          // unencodable address: drop
-        }
+        toTunnel(t, msg, () => (app = { address: rinfo.address, port: rinfo.port }));
       });
       t.onMessage = (from, payload) => {
         if (!app || closed) return;
@@ -182,6 +160,27 @@ export function createUdpAssociate(opts: UdpAssociateOptions): UdpAssociateHandl
       for (const c of [...live]) c();
     },
   }) as UdpAssociateHandler;
+}
+
+/**
+ * One datagram from the application into the tunnel: the SOCKS5 UDP header parsed off,
+ * fragments dropped (no reassembly; RFC 1928 allows dropping), `accepted` called to remember
+ * where replies go, then sealed and sent. Malformed datagrams and unencodable addresses are dropped.
+ */
+function toTunnel(t: UdpTunnel, msg: Buffer, accepted: () => void): void {
+  let d: ReturnType<typeof parseUdpDatagram>;
+  try {
+    d = parseUdpDatagram(msg);
+  } catch {
+    return;
+  }
+  if (d.frag !== 0) return;
+  accepted();
+  try {
+    t.send(d.address, d.data);
+  } catch {
+    // unencodable address: drop
+  }
 }
 
 function sameLoopback(a: string, b: string): boolean {

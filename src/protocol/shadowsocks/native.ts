@@ -186,7 +186,12 @@ function load(): Addon | null {
 
 /** True when the native codec is loaded and enabled: new encoders and decoders will use it. */
 export function nativeAvailable(): boolean {
-  return enabled && load() !== null;
+  return loaded() !== null;
+}
+
+/** The addon when it is loaded and enabled, else null. */
+function loaded(): Addon | null {
+  return enabled ? load() : null;
 }
 
 /** Turn the native codec on or off for encoders and decoders created from now on. */
@@ -200,7 +205,7 @@ export function nativeLoadError(): string | undefined {
 }
 
 function need(): Addon {
-  const a = enabled ? load() : null;
+  const a = loaded();
   if (!a) throw new Error('native AEAD codec not available');
   return a;
 }
@@ -400,7 +405,7 @@ export class NativeSession {
 export const nativeOneShot = {
   /** HKDF-SHA1(key, salt, "ss-subkey") of key.length bytes: the SIP004 subkey. */
   hkdfSha1(key: Uint8Array, salt: Uint8Array): Buffer | undefined {
-    const a = enabled ? load() : null;
+    const a = loaded();
     return a ? a.hkdfSha1(key, salt) : undefined;
   },
 
@@ -413,7 +418,7 @@ export const nativeOneShot = {
     a: Uint8Array,
     b?: Uint8Array,
   ): Buffer | undefined {
-    const x = enabled ? load() : null;
+    const x = loaded();
     if (!x) return undefined;
     try {
       return x.sealParts(METHOD_INDEX[cipher], key, nonce, prefix, a, b);
@@ -433,7 +438,7 @@ export const nativeOneShot = {
     sealed: Uint8Array,
     offset: number,
   ): Buffer | null | undefined {
-    const x = enabled ? load() : null;
+    const x = loaded();
     if (!x) return undefined;
     const r = x.openAt(METHOD_INDEX[cipher], key, nonce, sealed, offset);
     return typeof r === 'number' ? null : r;
@@ -446,7 +451,7 @@ export const nativeOneShot = {
     head: Uint8Array,
     payload: Uint8Array,
   ): Buffer | undefined {
-    const x = enabled ? load() : null;
+    const x = loaded();
     if (!x) return undefined;
     try {
       // Into node's pooled allocUnsafe memory: cheaper than a fresh backing store per datagram.
@@ -465,7 +470,7 @@ export const nativeOneShot = {
     masterKey: Uint8Array,
     packet: Uint8Array,
   ): Buffer | null | undefined {
-    const x = enabled ? load() : null;
+    const x = loaded();
     if (!x) return undefined;
     const size = packet.length - masterKey.length - 16;
     if (size < 0) return null;
@@ -481,7 +486,7 @@ export const nativeOneShot = {
  */
 export function nativeSendTo():
   ((fd: number, data: Uint8Array, port: number, ip: string, family: 4 | 6) => number) | undefined {
-  const a = enabled ? load() : null;
+  const a = loaded();
   return a ? a.sendTo : undefined;
 }
 
@@ -490,7 +495,7 @@ export function nativeSendTo():
  * src/transport/batch-udp.ts; undefined without the addon or off Linux. I/O, like nativeSendTo.
  */
 export function nativeSockets(): NativeSockets | undefined {
-  const a = enabled ? load() : null;
+  const a = loaded();
   if (
     !a ||
     !a.sockShared ||
