@@ -583,20 +583,37 @@ bool KeepRest(napi_env env, Codec* c, const uint8_t* rest_ptr, size_t rest) {
   return true;
 }
 
-napi_value Decode(napi_env env, napi_callback_info info) {
+// The arguments of decode and decodeInPlace: (codec, data, info). False with an exception set.
+bool DecodeArgs(napi_env env, napi_callback_info info, const char* usage, Codec** c, const uint8_t** data,
+                size_t* n, int32_t** out_info) {
   size_t argc = 3;
   napi_value argv[3];
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 3) {
-    Throw(env, "decode(codec, data, info)");
-    return nullptr;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 3) return Throw(env, usage);
+  if (!GetCodec(env, argv[0], c, 0) || !GetBytes(env, argv[1], data, n, "data must be a Uint8Array")) return false;
+  *out_info = GetInfo(env, argv[2]);
+  return *out_info != nullptr;
+}
+
+// After a decode call: keep the bytes of the incomplete element (data[off..n)) for the next
+// call, or on a boundary with nothing pending (an idle connection, typically) give the carry
+// buffer back; then report the state. False with an exception set.
+bool FinishDecode(napi_env env, Codec* c, const uint8_t* data, size_t n, size_t off, int32_t* out_info) {
+  const size_t rest = n - off;
+  if (rest > 0) {
+    if (!KeepRest(env, c, data + off, rest)) return false;
+  } else if (c->carry != nullptr) {
+    ReleaseCarry(env, c);
   }
+  WriteInfo(c, out_info, 0);
+  return true;
+}
+
+napi_value Decode(napi_env env, napi_callback_info info) {
   Codec* c;
   const uint8_t* data = nullptr;
   size_t n = 0;
-  if (!GetCodec(env, argv[0], &c, 0)) return nullptr;
-  if (!GetBytes(env, argv[1], &data, &n, "data must be a Uint8Array")) return nullptr;
-  int32_t* out_info = GetInfo(env, argv[2]);
-  if (out_info == nullptr) return nullptr;
+  int32_t* out_info = nullptr;
+  if (!DecodeArgs(env, info, "decode(codec, data, info)", &c, &data, &n, &out_info)) return nullptr;
   if (c->failed) {
     WriteInfo(c, out_info, 0);
     return Number(env, kErrCipher);
@@ -682,15 +699,7 @@ napi_value Decode(napi_env env, napi_callback_info info) {
     return Number(env, status);
   }
 
-  // Keep the bytes of the incomplete element (fewer than need) for the next call.
-  const size_t rest = n - off;
-  if (rest > 0) {
-    if (!KeepRest(env, c, data + off, rest)) return nullptr;
-  } else if (c->carry != nullptr) {
-    // On a boundary with nothing pending (an idle connection, typically): give the 16 KiB back.
-    ReleaseCarry(env, c);
-  }
-  WriteInfo(c, out_info, 0);
+  if (!FinishDecode(env, c, data, n, off, out_info)) return nullptr;
   return result;
 }
 
@@ -703,24 +712,16 @@ napi_value Decode(napi_env env, napi_callback_info info) {
 // -1 authentication failed, -2 chunk length out of bounds (info[3] holds it); failed for good.
 // On failure data holds garbage. Elements are processed in stream order.
 napi_value DecodeInPlace(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 3) {
-    Throw(env, "decodeInPlace(codec, data, info)");
-    return nullptr;
-  }
   Codec* c;
   const uint8_t* cdata = nullptr;
   size_t n = 0;
-  if (!GetCodec(env, argv[0], &c, 0)) return nullptr;
-  if (!GetBytes(env, argv[1], &cdata, &n, "data must be a Uint8Array")) return nullptr;
+  int32_t* out_info = nullptr;
+  if (!DecodeArgs(env, info, "decodeInPlace(codec, data, info)", &c, &cdata, &n, &out_info)) return nullptr;
   uint8_t* data = const_cast<uint8_t*>(cdata);
   if (n > 0x7fffffff) {  // the plaintext count is returned as an int32
     Throw(env, "data longer than 2 GiB");
     return nullptr;
   }
-  int32_t* out_info = GetInfo(env, argv[2]);
-  if (out_info == nullptr) return nullptr;
   auto fail = [&](Status st, int32_t bad_len) -> napi_value {
     c->failed = true;
     c->carry_len = 0;
@@ -775,13 +776,7 @@ napi_value DecodeInPlace(napi_env env, napi_callback_info info) {
       c->need = kLenChunk;
     }
   }
-  const size_t rest = n - off;
-  if (rest > 0) {
-    if (!KeepRest(env, c, data + off, rest)) return nullptr;
-  } else if (c->carry != nullptr) {
-    ReleaseCarry(env, c);  // on a boundary (an idle connection, typically): give it back, like decode
-  }
-  WriteInfo(c, out_info, 0);
+  if (!FinishDecode(env, c, data, n, off, out_info)) return nullptr;
   napi_value count = Number(env, static_cast<int32_t>(o));
   if (carry_out == nullptr) return count;
   napi_value arr;
