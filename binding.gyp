@@ -1,11 +1,19 @@
-# Native SIP004 codec (native/ladder_aead.cc), built by scripts/build-native.mjs into
+# Native SIP004 codec (native/*.cc, see native/module.cc), built by scripts/build-native.mjs into
 # build/Release/ladder_aead.node. Optional: without it Ladder uses node:crypto.
 # OpenSSL symbols come from the node binary at load time; headers from node's include/node/openssl.
 {
   "targets": [
     {
       "target_name": "ladder_aead",
-      "sources": ["native/ladder_aead.cc"],
+      "sources": [
+        "native/module.cc",
+        "native/common.cc",
+        "native/napi_args.cc",
+        "native/stream_codec.cc",
+        "native/oneshot.cc",
+        "native/udp_sockets.cc",
+        "native/udp_fastpath.cc"
+      ],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags": ["-O2", "-fvisibility=hidden", "-Wall", "-Wextra"],
       "cflags_cc": ["-O2", "-fvisibility=hidden", "-Wall", "-Wextra"],

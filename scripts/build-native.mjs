@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Builds the optional native SIP004 codec (native/ladder_aead.cc -> build/Release/ladder_aead.node)
+// Builds the optional native SIP004 codec (native/*.cc -> build/Release/ladder_aead.node)
 // with the node-gyp that ships inside npm, against the headers of the running node (no download).
 // Never fails the install: on any problem it prints one warning line and exits 0, and Ladder then
 // uses node:crypto. Set LADDER_SKIP_NATIVE=1 to skip, LADDER_NATIVE_VERBOSE=1 for node-gyp output.
@@ -73,7 +73,7 @@ function selfTest() {
 }
 
 if (process.env.LADDER_SKIP_NATIVE === '1') warn('LADDER_SKIP_NATIVE=1');
-if (!existsSync(join(root, 'binding.gyp')) || !existsSync(join(root, 'native', 'ladder_aead.cc')))
+if (!existsSync(join(root, 'binding.gyp')) || !existsSync(join(root, 'native', 'module.cc')))
   warn('native sources not present');
 const gyp = findNodeGyp();
 if (!gyp) warn('node-gyp (bundled with npm) not found');

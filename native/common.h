@@ -1,0 +1,38 @@
+// Ladder native addon: what every part shares - the N-API and OpenSSL headers, the AEAD sizes
+// and the process-wide cipher table.
+#ifndef LADDER_NATIVE_COMMON_H_
+#define LADDER_NATIVE_COMMON_H_
+
+// SHA1_Init/Update/Final are deprecated in OpenSSL 3 but exported by every node binary; HMAC over
+// the low-level context lets HKDF-SHA1 reuse the padded-key states instead of fetching a digest
+// per call (EVP_MD_fetch/EVP_MAC cost more than the hashing itself for 32-byte inputs). Must come
+// before the first OpenSSL header.
+#define OPENSSL_SUPPRESS_DEPRECATED
+#ifndef NAPI_VERSION
+#define NAPI_VERSION 8
+#endif
+#include <node_api.h>
+#include <openssl/evp.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace ladder {
+
+constexpr size_t kTag = 16;
+constexpr size_t kNonce = 12;
+// Largest single seal/open (datagrams can exceed a stream chunk; EVP takes an int length).
+constexpr size_t kMaxOp = size_t{1} << 30;
+// 0 aes-128-gcm, 1 aes-256-gcm, 2 chacha20-poly1305.
+constexpr int kMethods = 3;
+
+enum Status : int32_t { kOk = 0, kErrCipher = 1, kErrPayloadSize = 2 };
+
+// The cipher of method m, fetched once per process (EVP_CIPHER is reference counted and
+// immutable after fetch, so sharing across worker threads is fine), or nullptr when m is out of
+// range or this OpenSSL lacks it.
+const EVP_CIPHER* CipherOf(int m);
+
+}  // namespace ladder
+
+#endif  // LADDER_NATIVE_COMMON_H_

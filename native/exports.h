@@ -1,0 +1,54 @@
+// Ladder native addon: every function module.cc exports, by the part that defines it. The JS
+// surface of each is documented in its part.
+#ifndef LADDER_NATIVE_EXPORTS_H_
+#define LADDER_NATIVE_EXPORTS_H_
+
+#include "common.h"
+
+namespace ladder {
+
+// common.cc
+napi_value Available(napi_env env, napi_callback_info info);
+
+// stream_codec.cc
+napi_value Create(napi_env env, napi_callback_info info);
+napi_value CreateSession(napi_env env, napi_callback_info info);
+napi_value Encode(napi_env env, napi_callback_info info);
+napi_value Decode(napi_env env, napi_callback_info info);
+napi_value DecodeInPlace(napi_env env, napi_callback_info info);
+napi_value Seal(napi_env env, napi_callback_info info);
+napi_value SealInto(napi_env env, napi_callback_info info);
+napi_value Open(napi_env env, napi_callback_info info);
+
+// oneshot.cc
+napi_value HkdfSha1Js(napi_env env, napi_callback_info info);
+napi_value SealParts(napi_env env, napi_callback_info info);
+napi_value OpenAt(napi_env env, napi_callback_info info);
+napi_value UdpSeal(napi_env env, napi_callback_info info);
+napi_value UdpOpen(napi_env env, napi_callback_info info);
+
+// udp_sockets.cc
+napi_value SendTo(napi_env env, napi_callback_info info);
+#if defined(__linux__)
+napi_value SockShared(napi_env env, napi_callback_info info);
+napi_value SockCreate(napi_env env, napi_callback_info info);
+napi_value SockPort(napi_env env, napi_callback_info info);
+napi_value SockSend(napi_env env, napi_callback_info info);
+napi_value SockSendTo(napi_env env, napi_callback_info info);
+napi_value SockClose(napi_env env, napi_callback_info info);
+
+// udp_fastpath.cc
+napi_value SockRelay(napi_env env, napi_callback_info info);
+napi_value SockRelayTake(napi_env env, napi_callback_info info);
+napi_value SockPolicy(napi_env env, napi_callback_info info);
+napi_value SockSaltAdd(napi_env env, napi_callback_info info);
+napi_value SockRoute(napi_env env, napi_callback_info info);
+napi_value SockUnroute(napi_env env, napi_callback_info info);
+napi_value SockRouteTake(napi_env env, napi_callback_info info);
+napi_value SockDropped(napi_env env, napi_callback_info info);
+napi_value IsPrivateIp(napi_env env, napi_callback_info info);
+#endif
+
+}  // namespace ladder
+
+#endif  // LADDER_NATIVE_EXPORTS_H_

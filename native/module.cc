@@ -1,0 +1,81 @@
+// Ladder: the optional native addon (build/Release/ladder_aead.node, built by
+// scripts/build-native.mjs from the parts listed in binding.gyp): the SIP004 (Shadowsocks AEAD
+// 2017) / SIP022 chunk codec, one-shot AEAD and HKDF for datagrams, and batched UDP sockets with
+// the SIP004 relay path in C. Wrapped by src/protocol/shadowsocks/native.ts.
+//
+// OpenSSL comes from the node binary itself (it exports its bundled libcrypto), built against
+// the headers node ships in include/node/openssl; nothing is linked here.
+//
+// The parts, each with its JS surface documented at its top:
+//   common.cc        the cipher table; available(method) -> boolean
+//   stream_codec.cc  create, createSession, encode, decode, decodeInPlace, seal, sealInto, open
+//   oneshot.cc       hkdfSha1, sealParts, openAt, udpSeal, udpOpen
+//   udp_sockets.cc   sendTo; sockShared, sockCreate, sockPort, sockSend, sockSendTo, sockClose
+//   udp_fastpath.cc  sockRelay, sockRelayTake, sockPolicy, sockSaltAdd, sockRoute, sockUnroute,
+//                    sockRouteTake, sockDropped, isPrivateIp
+//   napi_args.cc     the argument parser every export uses
+// The sock* functions and isPrivateIp exist on Linux only.
+//
+// abiVersion: 3 added the one-shot operations and the batched sockets, 4 decodeInPlace. The
+// loader refuses any other number, so it changes only when the JS surface does.
+#include "common.h"
+#include "exports.h"
+
+namespace ladder {
+namespace {
+
+constexpr int32_t kAbiVersion = 4;
+
+#define LADDER_EXPORT(name, fn) {name, nullptr, fn, nullptr, nullptr, nullptr, napi_enumerable, nullptr}
+
+napi_value Init(napi_env env, napi_value exports) {
+  const napi_property_descriptor props[] = {
+      LADDER_EXPORT("available", Available),
+      LADDER_EXPORT("create", Create),
+      LADDER_EXPORT("encode", Encode),
+      LADDER_EXPORT("decode", Decode),
+      LADDER_EXPORT("decodeInPlace", DecodeInPlace),
+      LADDER_EXPORT("createSession", CreateSession),
+      LADDER_EXPORT("seal", Seal),
+      LADDER_EXPORT("sealInto", SealInto),
+      LADDER_EXPORT("open", Open),
+      LADDER_EXPORT("hkdfSha1", HkdfSha1Js),
+      LADDER_EXPORT("sealParts", SealParts),
+      LADDER_EXPORT("openAt", OpenAt),
+      LADDER_EXPORT("udpSeal", UdpSeal),
+      LADDER_EXPORT("udpOpen", UdpOpen),
+      LADDER_EXPORT("sendTo", SendTo),
+  };
+  napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+#if defined(__linux__)
+  const napi_property_descriptor sock_props[] = {
+      LADDER_EXPORT("sockShared", SockShared),
+      LADDER_EXPORT("sockCreate", SockCreate),
+      LADDER_EXPORT("sockPort", SockPort),
+      LADDER_EXPORT("sockSend", SockSend),
+      LADDER_EXPORT("sockSendTo", SockSendTo),
+      LADDER_EXPORT("sockRelay", SockRelay),
+      LADDER_EXPORT("sockRelayTake", SockRelayTake),
+      LADDER_EXPORT("sockPolicy", SockPolicy),
+      LADDER_EXPORT("sockSaltAdd", SockSaltAdd),
+      LADDER_EXPORT("sockRoute", SockRoute),
+      LADDER_EXPORT("sockUnroute", SockUnroute),
+      LADDER_EXPORT("sockRouteTake", SockRouteTake),
+      LADDER_EXPORT("sockDropped", SockDropped),
+      LADDER_EXPORT("isPrivateIp", IsPrivateIp),
+      LADDER_EXPORT("sockClose", SockClose),
+  };
+  napi_define_properties(env, exports, sizeof(sock_props) / sizeof(sock_props[0]), sock_props);
+#endif
+  napi_value version;
+  napi_create_int32(env, kAbiVersion, &version);
+  napi_set_named_property(env, exports, "abiVersion", version);
+  return exports;
+}
+
+#undef LADDER_EXPORT
+
+}  // namespace
+}  // namespace ladder
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, ladder::Init)

@@ -1,0 +1,361 @@
+// Ladder native addon: stateless one-shot operations (datagrams, key derivation), since
+// abiVersion 3:
+//   hkdfSha1(key, salt) -> Buffer               HKDF-SHA1(ikm = key, salt, info "ss-subkey"),
+//                                               key.length bytes (the SIP004 subkey)
+//   sealParts(method, key, nonce, prefix, a, b?) -> Buffer
+//                                               prefix || AEAD(key, nonce, a || b) || tag
+//   openAt(method, key, nonce, sealed, offset) -> Buffer | number
+//                                               plaintext of sealed[offset..] (tag last), or 1
+//   udpSeal(method, masterKey, head, payload, out?) -> Buffer (or its length, written into out)
+//                                               SIP004 datagram: a random salt from RAND_bytes,
+//                                               subkey = hkdfSha1(masterKey, salt), zero nonce,
+//                                               salt || AEAD(head || payload) || tag
+//   udpOpen(method, masterKey, packet, out?) -> Buffer | number (with out: its length, or -1)
+//                                               the plaintext of a SIP004 datagram, or 1 when it
+//                                               is too short or does not authenticate
+// These share one EVP_CIPHER_CTX per method and thread whose key is set on every call.
+#include "oneshot.h"
+
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include <cstring>
+
+#include "exports.h"
+
+namespace ladder {
+
+const uint8_t kZeroNonce[kNonce] = {0};
+
+namespace {
+
+// HMAC-SHA1 key schedule: the inner and outer contexts after absorbing the padded key.
+struct HmacSha1 {
+  SHA_CTX inner;
+  SHA_CTX outer;
+};
+
+void HmacInit(HmacSha1* h, const uint8_t* key, size_t key_len) {
+  uint8_t k[64];
+  memset(k, 0, sizeof k);
+  if (key_len > sizeof k) {
+    SHA_CTX t;
+    SHA1_Init(&t);
+    SHA1_Update(&t, key, key_len);
+    SHA1_Final(k, &t);
+  } else if (key_len > 0) {
+    memcpy(k, key, key_len);
+  }
+  uint8_t pad[64];
+  for (size_t i = 0; i < 64; i++) pad[i] = k[i] ^ 0x36;
+  SHA1_Init(&h->inner);
+  SHA1_Update(&h->inner, pad, 64);
+  for (size_t i = 0; i < 64; i++) pad[i] = k[i] ^ 0x5c;
+  SHA1_Init(&h->outer);
+  SHA1_Update(&h->outer, pad, 64);
+  OPENSSL_cleanse(k, sizeof k);
+  OPENSSL_cleanse(pad, sizeof pad);
+}
+
+// out (20 bytes) = HMAC(key of h, a || b || c); h itself is not modified.
+void HmacSha1Mac(const HmacSha1* h, const uint8_t* a, size_t an, const uint8_t* b, size_t bn,
+                 const uint8_t* c, size_t cn, uint8_t* out) {
+  SHA_CTX t = h->inner;
+  if (an > 0) SHA1_Update(&t, a, an);
+  if (bn > 0) SHA1_Update(&t, b, bn);
+  if (cn > 0) SHA1_Update(&t, c, cn);
+  uint8_t ih[SHA_DIGEST_LENGTH];
+  SHA1_Final(ih, &t);
+  t = h->outer;
+  SHA1_Update(&t, ih, sizeof ih);
+  SHA1_Final(out, &t);
+  OPENSSL_cleanse(&t, sizeof t);
+}
+
+constexpr uint8_t kSsSubkeyInfo[] = {'s', 's', '-', 's', 'u', 'b', 'k', 'e', 'y'};
+
+}  // namespace
+
+// RFC 5869 with SHA-1: PRK = HMAC(salt, ikm); T(i) = HMAC(PRK, T(i-1) || info || i).
+bool HkdfSha1(const uint8_t* ikm, size_t ikm_len, const uint8_t* salt, size_t salt_len, uint8_t* out,
+              size_t out_len) {
+  if (out_len > kMaxSubkey) return false;
+  HmacSha1 h;
+  HmacInit(&h, salt, salt_len);
+  uint8_t prk[SHA_DIGEST_LENGTH];
+  HmacSha1Mac(&h, ikm, ikm_len, nullptr, 0, nullptr, 0, prk);
+  HmacInit(&h, prk, sizeof prk);
+  uint8_t t[SHA_DIGEST_LENGTH];
+  size_t t_len = 0;
+  size_t done = 0;
+  for (uint8_t i = 1; done < out_len; i++) {
+    HmacSha1Mac(&h, t, t_len, kSsSubkeyInfo, sizeof kSsSubkeyInfo, &i, 1, t);
+    t_len = sizeof t;
+    const size_t take = out_len - done < t_len ? out_len - done : t_len;
+    memcpy(out + done, t, take);
+    done += take;
+  }
+  OPENSSL_cleanse(&h, sizeof h);
+  OPENSSL_cleanse(prk, sizeof prk);
+  OPENSSL_cleanse(t, sizeof t);
+  return true;
+}
+
+EVP_CIPHER_CTX* OneShotCtx(int m) {
+  static thread_local EVP_CIPHER_CTX* ctx[kMethods] = {nullptr, nullptr, nullptr};
+  const EVP_CIPHER* cipher = CipherOf(m);
+  if (cipher == nullptr) return nullptr;
+  if (ctx[m] == nullptr) {
+    EVP_CIPHER_CTX* c = EVP_CIPHER_CTX_new();
+    if (c == nullptr || EVP_CipherInit_ex(c, cipher, nullptr, nullptr, nullptr, 1) != 1 ||
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_IVLEN, static_cast<int>(kNonce), nullptr) != 1) {
+      EVP_CIPHER_CTX_free(c);
+      return nullptr;
+    }
+    ctx[m] = c;
+  }
+  return ctx[m];
+}
+
+// out receives AEAD(a || b) then the tag (an + bn + 16 bytes).
+bool SealTwo(EVP_CIPHER_CTX* ctx, const uint8_t* key, const uint8_t* nonce, const uint8_t* a, size_t an,
+             const uint8_t* b, size_t bn, uint8_t* out) {
+  int outl = 0;
+  int finl = 0;
+  if (an > kMaxOp || bn > kMaxOp) return false;
+  if (EVP_CipherInit_ex(ctx, nullptr, nullptr, key, nonce, 1) != 1) return false;
+  size_t o = 0;
+  if (an > 0) {
+    if (EVP_CipherUpdate(ctx, out, &outl, a, static_cast<int>(an)) != 1 || static_cast<size_t>(outl) != an) {
+      return false;
+    }
+    o = an;
+  }
+  if (bn > 0) {
+    if (EVP_CipherUpdate(ctx, out + o, &outl, b, static_cast<int>(bn)) != 1 || static_cast<size_t>(outl) != bn) {
+      return false;
+    }
+    o += bn;
+  }
+  if (EVP_CipherFinal_ex(ctx, out + o, &finl) != 1 || finl != 0) return false;
+  return EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, static_cast<int>(kTag), out + o) == 1;
+}
+
+bool OpenTagged(EVP_CIPHER_CTX* ctx, const uint8_t* key, const uint8_t* nonce, const uint8_t* in, size_t n,
+                uint8_t* out) {
+  int outl = 0;
+  int finl = 0;
+  if (n > kMaxOp) return false;
+  if (EVP_CipherInit_ex(ctx, nullptr, nullptr, key, nonce, 0) != 1) return false;
+  if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, static_cast<int>(kTag), const_cast<uint8_t*>(in + n)) != 1) {
+    return false;
+  }
+  if (n > 0 && EVP_CipherUpdate(ctx, out, &outl, in, static_cast<int>(n)) != 1) return false;
+  if (static_cast<size_t>(outl) > n) return false;
+  if (EVP_CipherFinal_ex(ctx, out + outl, &finl) != 1) return false;
+  return static_cast<size_t>(outl) + static_cast<size_t>(finl) == n;
+}
+
+bool GetMethod(const Args& a, size_t i, int* m, EVP_CIPHER_CTX** ctx, size_t* key_len) {
+  int32_t v = -1;
+  if (!a.Int32(i, &v) || v < 0 || v >= kMethods) return Throw(a.env(), "method must be 0, 1 or 2");
+  *ctx = OneShotCtx(v);
+  if (*ctx == nullptr) return Throw(a.env(), "cipher not available in this OpenSSL");
+  *m = v;
+  *key_len = static_cast<size_t>(EVP_CIPHER_get_key_length(CipherOf(v)));
+  return true;
+}
+
+napi_value HkdfSha1Js(napi_env env, napi_callback_info info) {
+  const Args a(env, info);
+  const uint8_t* key = nullptr;
+  size_t key_len = 0;
+  const uint8_t* salt = nullptr;
+  size_t salt_len = 0;
+  if (!a.Need(2, "hkdfSha1(key, salt)") || !a.Bytes(0, &key, &key_len, "key must be a Uint8Array") ||
+      !a.Bytes(1, &salt, &salt_len, "salt must be a Uint8Array")) {
+    return nullptr;
+  }
+  if (key_len == 0 || key_len > kMaxSubkey) {
+    Throw(env, "key must be 1..64 bytes");
+    return nullptr;
+  }
+  void* out = nullptr;
+  napi_value result;
+  if (napi_create_buffer(env, key_len, &out, &result) != napi_ok) return AllocFailed(env);
+  HkdfSha1(key, key_len, salt, salt_len, static_cast<uint8_t*>(out), key_len);
+  return result;
+}
+
+napi_value SealParts(napi_env env, napi_callback_info info) {
+  const Args args(env, info);
+  int m;
+  EVP_CIPHER_CTX* ctx;
+  size_t key_len_want;
+  const uint8_t *key, *nonce, *prefix, *a, *b;
+  size_t key_len, nonce_len, prefix_len, an, bn;
+  if (!args.Need(5, "sealParts(method, key, nonce, prefix, a, b?)") ||
+      !GetMethod(args, 0, &m, &ctx, &key_len_want) || !args.Bytes(1, &key, &key_len, "key must be a Uint8Array") ||
+      !args.Bytes(2, &nonce, &nonce_len, "nonce must be a Uint8Array") ||
+      !args.OptionalBytes(3, &prefix, &prefix_len, "prefix must be a Uint8Array") ||
+      !args.Bytes(4, &a, &an, "a must be a Uint8Array") || !args.OptionalBytes(5, &b, &bn, "b must be a Uint8Array")) {
+    return nullptr;
+  }
+  if (key_len != key_len_want || nonce_len != kNonce) {
+    Throw(env, "key or nonce has the wrong length for this method");
+    return nullptr;
+  }
+  if (an > kMaxOp || bn > kMaxOp - an || prefix_len > kMaxOp) {
+    Throw(env, "input too long");
+    return nullptr;
+  }
+  void* out_ptr = nullptr;
+  napi_value result;
+  if (napi_create_buffer(env, prefix_len + an + bn + kTag, &out_ptr, &result) != napi_ok) return AllocFailed(env);
+  uint8_t* out = static_cast<uint8_t*>(out_ptr);
+  if (prefix_len > 0) memcpy(out, prefix, prefix_len);
+  if (!SealTwo(ctx, key, nonce, a, an, b, bn, out + prefix_len)) {
+    napi_throw_error(env, "ERR_LADDER_AEAD", "EVP seal failed");
+    return nullptr;
+  }
+  return result;
+}
+
+napi_value OpenAt(napi_env env, napi_callback_info info) {
+  const Args a(env, info);
+  int m;
+  EVP_CIPHER_CTX* ctx;
+  size_t key_len_want;
+  const uint8_t *key, *nonce, *sealed;
+  size_t key_len, nonce_len, n;
+  int64_t offset = -1;
+  if (!a.Need(5, "openAt(method, key, nonce, sealed, offset)") || !GetMethod(a, 0, &m, &ctx, &key_len_want) ||
+      !a.Bytes(1, &key, &key_len, "key must be a Uint8Array") ||
+      !a.Bytes(2, &nonce, &nonce_len, "nonce must be a Uint8Array") ||
+      !a.Bytes(3, &sealed, &n, "sealed must be a Uint8Array")) {
+    return nullptr;
+  }
+  if (!a.Int64(4, &offset) || offset < 0 || static_cast<uint64_t>(offset) > n) {
+    Throw(env, "offset outside sealed");
+    return nullptr;
+  }
+  if (key_len != key_len_want || nonce_len != kNonce) {
+    Throw(env, "key or nonce has the wrong length for this method");
+    return nullptr;
+  }
+  const size_t avail = n - static_cast<size_t>(offset);
+  if (avail < kTag || avail - kTag > kMaxOp) return Number(env, kErrCipher);
+  void* out = nullptr;
+  napi_value result;
+  if (napi_create_buffer(env, avail - kTag, &out, &result) != napi_ok) return AllocFailed(env);
+  if (!OpenTagged(ctx, key, nonce, sealed + offset, avail - kTag, static_cast<uint8_t*>(out))) {
+    return Number(env, kErrCipher);
+  }
+  return result;
+}
+
+napi_value UdpSeal(napi_env env, napi_callback_info info) {
+  const Args a(env, info);
+  int m;
+  EVP_CIPHER_CTX* ctx;
+  size_t key_len;
+  const uint8_t *master, *head, *payload;
+  size_t master_len, hn, pn;
+  if (!a.Need(4, "udpSeal(method, masterKey, head, payload)") || !GetMethod(a, 0, &m, &ctx, &key_len) ||
+      !a.Bytes(1, &master, &master_len, "masterKey must be a Uint8Array") ||
+      !a.Bytes(2, &head, &hn, "head must be a Uint8Array") ||
+      !a.Bytes(3, &payload, &pn, "payload must be a Uint8Array")) {
+    return nullptr;
+  }
+  if (master_len != key_len) {
+    Throw(env, "masterKey has the wrong length for this method");
+    return nullptr;
+  }
+  if (hn > kMaxOp || pn > kMaxOp - hn) {
+    Throw(env, "datagram too long");
+    return nullptr;
+  }
+  const size_t salt_len = key_len;  // SIP004: salt size = key size for every method here
+  const size_t total = salt_len + hn + pn + kTag;
+  void* out_ptr = nullptr;
+  napi_value result = nullptr;
+  if (a.Has(4)) {  // into a caller's buffer of exactly the datagram's size (node's pooled allocUnsafe)
+    const uint8_t* o = nullptr;
+    size_t on = 0;
+    if (!a.Bytes(4, &o, &on, "out must be a Uint8Array")) return nullptr;
+    if (on != total) {
+      Throw(env, "out must be exactly salt + head + payload + 16 bytes");
+      return nullptr;
+    }
+    out_ptr = const_cast<uint8_t*>(o);
+    // head or payload overlapping out would be read after being overwritten
+    if ((hn > 0 && head < o + on && o < head + hn) || (pn > 0 && payload < o + on && o < payload + pn)) {
+      Throw(env, "out overlaps the input");
+      return nullptr;
+    }
+  } else if (napi_create_buffer(env, total, &out_ptr, &result) != napi_ok) {
+    return AllocFailed(env);
+  }
+  uint8_t* out = static_cast<uint8_t*>(out_ptr);
+  uint8_t subkey[kMaxSubkey];
+  const bool ok = RAND_bytes(out, static_cast<int>(salt_len)) == 1 &&
+                  HkdfSha1(master, master_len, out, salt_len, subkey, key_len) &&
+                  SealTwo(ctx, subkey, kZeroNonce, head, hn, payload, pn, out + salt_len);
+  OPENSSL_cleanse(subkey, sizeof subkey);
+  if (!ok) {
+    napi_throw_error(env, "ERR_LADDER_AEAD", "datagram seal failed");
+    return nullptr;
+  }
+  return result != nullptr ? result : Number(env, static_cast<int32_t>(total));
+}
+
+napi_value UdpOpen(napi_env env, napi_callback_info info) {
+  const Args a(env, info);
+  int m;
+  EVP_CIPHER_CTX* ctx;
+  size_t key_len;
+  const uint8_t *master, *packet;
+  size_t master_len, n;
+  if (!a.Need(3, "udpOpen(method, masterKey, packet)") || !GetMethod(a, 0, &m, &ctx, &key_len) ||
+      !a.Bytes(1, &master, &master_len, "masterKey must be a Uint8Array") ||
+      !a.Bytes(2, &packet, &n, "packet must be a Uint8Array")) {
+    return nullptr;
+  }
+  if (master_len != key_len) {
+    Throw(env, "masterKey has the wrong length for this method");
+    return nullptr;
+  }
+  const size_t salt_len = key_len;
+  const bool has_out = a.Has(3);  // with out: a length, or -1 for anything that does not open
+  if (n < salt_len + kTag || n - salt_len - kTag > kMaxOp) return Number(env, has_out ? -1 : kErrCipher);
+  const size_t plain_len = n - salt_len - kTag;
+  void* out = nullptr;
+  napi_value result = nullptr;
+  uint8_t empty_out = 0;
+  if (has_out) {  // into a caller's buffer of exactly the plaintext's size
+    const uint8_t* o = nullptr;
+    size_t on = 0;
+    if (!a.Bytes(3, &o, &on, "out must be a Uint8Array")) return nullptr;
+    if (on != plain_len) {
+      Throw(env, "out must be exactly the plaintext size");
+      return nullptr;
+    }
+    if (plain_len > 0 && packet < o + on && o < packet + n) {
+      Throw(env, "out overlaps the packet");
+      return nullptr;
+    }
+    out = plain_len > 0 ? const_cast<uint8_t*>(o) : &empty_out;  // Buffer.alloc(0) has no data pointer
+  }
+  uint8_t subkey[kMaxSubkey];
+  HkdfSha1(master, master_len, packet, salt_len, subkey, key_len);
+  if (!has_out && napi_create_buffer(env, plain_len, &out, &result) != napi_ok) {
+    OPENSSL_cleanse(subkey, sizeof subkey);
+    return AllocFailed(env);
+  }
+  const bool ok = OpenTagged(ctx, subkey, kZeroNonce, packet + salt_len, plain_len, static_cast<uint8_t*>(out));
+  OPENSSL_cleanse(subkey, sizeof subkey);
+  if (!ok) return Number(env, has_out ? -1 : kErrCipher);
+  return has_out ? Number(env, static_cast<int32_t>(plain_len)) : result;
+}
+
+}  // namespace ladder

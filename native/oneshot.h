@@ -1,0 +1,37 @@
+// Ladder native addon: the stateless AEAD and HKDF-SHA1 primitives that the one-shot exports
+// (oneshot.cc) and the UDP fast path (udp_fastpath.cc) share.
+#ifndef LADDER_NATIVE_ONESHOT_H_
+#define LADDER_NATIVE_ONESHOT_H_
+
+#include "common.h"
+#include "napi_args.h"
+
+namespace ladder {
+
+// Longest HKDF-SHA1 output (and so master key) the one-shot operations take.
+constexpr size_t kMaxSubkey = 64;
+// The nonce of every SIP004 datagram.
+extern const uint8_t kZeroNonce[kNonce];
+
+// RFC 5869 with SHA-1 and info "ss-subkey": out_len (<= kMaxSubkey) bytes from ikm and salt.
+bool HkdfSha1(const uint8_t* ikm, size_t ikm_len, const uint8_t* salt, size_t salt_len, uint8_t* out,
+              size_t out_len);
+
+// One context per method and thread for the one-shot operations; the key is set per call.
+// nullptr when the method is out of range or unavailable.
+EVP_CIPHER_CTX* OneShotCtx(int m);
+
+// out receives AEAD(a || b) then the tag (an + bn + 16 bytes).
+bool SealTwo(EVP_CIPHER_CTX* ctx, const uint8_t* key, const uint8_t* nonce, const uint8_t* a, size_t an,
+             const uint8_t* b, size_t bn, uint8_t* out);
+
+// Opens in[0..n) with the tag at in[n..n+16) into out (n bytes).
+bool OpenTagged(EVP_CIPHER_CTX* ctx, const uint8_t* key, const uint8_t* nonce, const uint8_t* in, size_t n,
+                uint8_t* out);
+
+// The method argument at i: its one-shot context and key length. Throws TypeError otherwise.
+bool GetMethod(const Args& a, size_t i, int* m, EVP_CIPHER_CTX** ctx, size_t* key_len);
+
+}  // namespace ladder
+
+#endif  // LADDER_NATIVE_ONESHOT_H_
