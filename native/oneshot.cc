@@ -166,6 +166,11 @@ bool GetMethod(const Args& a, size_t i, int* m, EVP_CIPHER_CTX** ctx, size_t* ke
   return true;
 }
 
+bool GetMethodAndMasterKey(const Args& a, size_t i, int* m, EVP_CIPHER_CTX** ctx, size_t* key_len,
+                           const uint8_t** master, size_t* master_len) {
+  return GetMethod(a, i, m, ctx, key_len) && a.Bytes(i + 1, master, master_len, "masterKey must be a Uint8Array");
+}
+
 napi_value HkdfSha1Js(napi_env env, napi_callback_info info) {
   const Args a(env, info);
   const uint8_t* key = nullptr;
@@ -261,8 +266,8 @@ napi_value UdpSeal(napi_env env, napi_callback_info info) {
   size_t key_len;
   const uint8_t *master, *head, *payload;
   size_t master_len, hn, pn;
-  if (!a.Need(4, "udpSeal(method, masterKey, head, payload)") || !GetMethod(a, 0, &m, &ctx, &key_len) ||
-      !a.Bytes(1, &master, &master_len, "masterKey must be a Uint8Array") ||
+  if (!a.Need(4, "udpSeal(method, masterKey, head, payload)") ||
+      !GetMethodAndMasterKey(a, 0, &m, &ctx, &key_len, &master, &master_len) ||
       !a.Bytes(2, &head, &hn, "head must be a Uint8Array") ||
       !a.Bytes(3, &payload, &pn, "payload must be a Uint8Array")) {
     return nullptr;
@@ -316,8 +321,8 @@ napi_value UdpOpen(napi_env env, napi_callback_info info) {
   size_t key_len;
   const uint8_t *master, *packet;
   size_t master_len, n;
-  if (!a.Need(3, "udpOpen(method, masterKey, packet)") || !GetMethod(a, 0, &m, &ctx, &key_len) ||
-      !a.Bytes(1, &master, &master_len, "masterKey must be a Uint8Array") ||
+  if (!a.Need(3, "udpOpen(method, masterKey, packet)") ||
+      !GetMethodAndMasterKey(a, 0, &m, &ctx, &key_len, &master, &master_len) ||
       !a.Bytes(2, &packet, &n, "packet must be a Uint8Array")) {
     return nullptr;
   }

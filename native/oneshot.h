@@ -32,6 +32,10 @@ bool OpenTagged(EVP_CIPHER_CTX* ctx, const uint8_t* key, const uint8_t* nonce, c
 // The method argument at i: its one-shot context and key length. Throws TypeError otherwise.
 bool GetMethod(const Args& a, size_t i, int* m, EVP_CIPHER_CTX** ctx, size_t* key_len);
 
+// GetMethod at i, then the master key (a Uint8Array, its length not checked) at i + 1.
+bool GetMethodAndMasterKey(const Args& a, size_t i, int* m, EVP_CIPHER_CTX** ctx, size_t* key_len,
+                           const uint8_t** master, size_t* master_len);
+
 }  // namespace ladder
 
 #endif  // LADDER_NATIVE_ONESHOT_H_

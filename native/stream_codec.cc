@@ -18,7 +18,7 @@
 //       (default 0x3FFF, up to 0xFFFF for SIP022) and minPayload (1, or 0 to accept empty
 //       chunks); the nonce counter starts after nonceStart operations (SIP022 headers).
 //   encode(codec, data, prefix?) -> Buffer    [prefix][sealed len][sealed payload]...
-//   decodeInPlace(codec, data, info) -> number | [Buffer, number]
+//   decodeInPlace(codec, data, info) -> number | [Buffer, number]      (since abiVersion 4)
 //       decode that opens payloads inside `data` and moves them to its front (see DecodeInPlace);
 //       `data` is overwritten, so only for buffers the caller owns and does not read again
 //   decode(codec, data, info) -> Buffer | number
@@ -289,11 +289,18 @@ bool KeepRest(napi_env env, Codec* c, const uint8_t* rest_ptr, size_t rest) {
   return true;
 }
 
+// The arguments every codec operation starts with: at least `need` of them, the codec (see
+// GetCodec) and a Uint8Array (`what` names it in the TypeError). False with an exception set.
+bool CodecArgs(const Args& a, size_t need, const char* usage, int enc, bool allow_session, Codec** c,
+               const uint8_t** data, size_t* n, const char* what) {
+  return a.Need(need, usage) && GetCodec(a, 0, c, enc, allow_session) && a.Bytes(1, data, n, what);
+}
+
 // The arguments of decode and decodeInPlace: (codec, data, info). False with an exception set.
 bool DecodeArgs(napi_env env, napi_callback_info info, const char* usage, Codec** c, const uint8_t** data,
                 size_t* n, int32_t** out_info) {
   const Args a(env, info);
-  return a.Need(3, usage) && GetCodec(a, 0, c, 0) && a.Bytes(1, data, n, "data must be a Uint8Array") &&
+  return CodecArgs(a, 3, usage, 0, false, c, data, n, "data must be a Uint8Array") &&
          a.Int32Array(2, 4, out_info, "info must be an Int32Array of length >= 4");
 }
 
@@ -354,8 +361,7 @@ napi_value Encode(napi_env env, napi_callback_info info) {
   size_t n = 0;
   const uint8_t* prefix = nullptr;
   size_t prefix_len = 0;
-  if (!a.Need(2, "encode(codec, data, prefix?)") || !GetCodec(a, 0, &c, 1) ||
-      !a.Bytes(1, &data, &n, "data must be a Uint8Array") ||
+  if (!CodecArgs(a, 2, "encode(codec, data, prefix?)", 1, false, &c, &data, &n, "data must be a Uint8Array") ||
       (!a.Undefined(2) && !a.Bytes(2, &prefix, &prefix_len, "prefix must be a Uint8Array"))) {
     return nullptr;
   }
@@ -588,10 +594,7 @@ napi_value Seal(napi_env env, napi_callback_info info) {
   Codec* c = nullptr;
   const uint8_t* data = nullptr;
   size_t n = 0;
-  if (!a.Need(2, "seal(codec, plain)") || !GetCodec(a, 0, &c, 1, true) ||
-      !a.Bytes(1, &data, &n, "plain must be a Uint8Array")) {
-    return nullptr;
-  }
+  if (!CodecArgs(a, 2, "seal(codec, plain)", 1, true, &c, &data, &n, "plain must be a Uint8Array")) return nullptr;
   if (n > kMaxOp) {
     Throw(env, "plain too long");
     return nullptr;
@@ -615,8 +618,8 @@ napi_value SealInto(napi_env env, napi_callback_info info) {
   const uint8_t* out_c = nullptr;
   size_t out_len = 0;
   int64_t offset = -1;
-  if (!a.Need(4, "sealInto(codec, plain, out, offset)") || !GetCodec(a, 0, &c, 1, true) ||
-      !a.Bytes(1, &data, &n, "plain must be a Uint8Array") || !a.Bytes(2, &out_c, &out_len, "out must be a Uint8Array")) {
+  if (!CodecArgs(a, 4, "sealInto(codec, plain, out, offset)", 1, true, &c, &data, &n, "plain must be a Uint8Array") ||
+      !a.Bytes(2, &out_c, &out_len, "out must be a Uint8Array")) {
     return nullptr;
   }
   if (!a.Index(3, &offset) || static_cast<uint64_t>(offset) > out_len || n > kMaxOp ||
@@ -654,10 +657,7 @@ napi_value Open(napi_env env, napi_callback_info info) {
   Codec* c = nullptr;
   const uint8_t* data = nullptr;
   size_t n = 0;
-  if (!a.Need(2, "open(codec, sealed)") || !GetCodec(a, 0, &c, 0, true) ||
-      !a.Bytes(1, &data, &n, "sealed must be a Uint8Array")) {
-    return nullptr;
-  }
+  if (!CodecArgs(a, 2, "open(codec, sealed)", 0, true, &c, &data, &n, "sealed must be a Uint8Array")) return nullptr;
   if (n < kTag || n - kTag > kMaxOp) {
     Throw(env, "sealed shorter than its tag or too long");
     return nullptr;

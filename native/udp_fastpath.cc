@@ -268,7 +268,7 @@ napi_value SockRelay(napi_env env, napi_callback_info info) {
   Sock* s = GetSock(a, 0);
   if (s == nullptr) return nullptr;
   Sock* l = GetSock(a, 1);
-  if (l == nullptr || !GetMethod(a, 2, &m, &ctx, &key_len) || !a.Bytes(3, &key, &kn, "masterKey must be a Uint8Array") ||
+  if (l == nullptr || !GetMethodAndMasterKey(a, 2, &m, &ctx, &key_len, &key, &kn) ||
       !a.Bytes(4, &addrs, &an, "addrs must be a Uint8Array")) {
     return nullptr;
   }
@@ -297,9 +297,7 @@ napi_value SockRelay(napi_env env, napi_callback_info info) {
 
 // sockRelayTake(out) -> bytes of sealed replies sent since the last call (for usage accounting).
 napi_value SockRelayTake(napi_env env, napi_callback_info info) {
-  const Args a(env, info);
-  if (!a.Need(1)) return nullptr;
-  Sock* s = GetSock(a, 0);
+  Sock* s = OnlySock(env, info);
   if (s == nullptr) return nullptr;
   const uint64_t b = s->relay_bytes;
   s->relay_bytes = 0;
@@ -362,9 +360,7 @@ napi_value SockRoute(napi_env env, napi_callback_info info) {
   size_t key_len;
   const uint8_t* key;
   size_t kn;
-  if (!GetMethod(a, 5, &m, &ctx, &key_len) || !a.Bytes(6, &key, &kn, "masterKey must be a Uint8Array")) {
-    return nullptr;
-  }
+  if (!GetMethodAndMasterKey(a, 5, &m, &ctx, &key_len, &key, &kn)) return nullptr;
   if (kn != key_len || kn > 32) {
     Throw(env, "masterKey has the wrong length for this method");
     return nullptr;
@@ -411,9 +407,7 @@ napi_value IsPrivateIp(napi_env env, napi_callback_info info) {
 
 // sockDropped(listener) -> datagrams the C forward path dropped (replays, forbidden destinations)
 napi_value SockDropped(napi_env env, napi_callback_info info) {
-  const Args a(env, info);
-  if (!a.Need(1)) return nullptr;
-  Sock* l = GetSock(a, 0);
+  Sock* l = OnlySock(env, info);
   if (l == nullptr) return nullptr;
   return Double(env, static_cast<double>(l->dropped));
 }

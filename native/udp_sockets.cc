@@ -306,6 +306,11 @@ Sock* GetSock(const Args& a, size_t i) {
   return a.Tagged(i, kSockTag, &p, "expected a ladder socket") ? static_cast<Sock*>(p) : nullptr;
 }
 
+Sock* OnlySock(napi_env env, napi_callback_info info) {
+  const Args a(env, info);
+  return a.Need(1) ? GetSock(a, 0) : nullptr;
+}
+
 bool AddrOffset(const Args& a, size_t i, size_t addrs_len, int32_t* off) {
   if (!a.Int32(i, off) || *off < 0 || static_cast<size_t>(*off) + kAddr > addrs_len) {
     return Throw(a.env(), "offset outside addrs");
@@ -464,9 +469,7 @@ napi_value SockCreate(napi_env env, napi_callback_info info) {
 }
 
 napi_value SockPort(napi_env env, napi_callback_info info) {
-  const Args a(env, info);
-  if (!a.Need(1)) return nullptr;
-  Sock* s = GetSock(a, 0);
+  Sock* s = OnlySock(env, info);
   if (s == nullptr) return nullptr;
   if (s->closed) return Number(env, -1);
   sockaddr_storage ss;
@@ -516,9 +519,7 @@ napi_value SockSendTo(napi_env env, napi_callback_info info) {
 }
 
 napi_value SockClose(napi_env env, napi_callback_info info) {
-  const Args a(env, info);
-  if (!a.Need(1)) return nullptr;
-  Sock* s = GetSock(a, 0);
+  Sock* s = OnlySock(env, info);
   if (s == nullptr) return nullptr;
   CloseSock(s);
   return nullptr;

@@ -56,6 +56,10 @@ struct Sock {
 // The socket at argument i; throws TypeError otherwise.
 Sock* GetSock(const Args& a, size_t i);
 
+// The socket of a call that takes only one: nullptr (undefined to JS) without an argument, or
+// with a TypeError for anything else.
+Sock* OnlySock(napi_env env, napi_callback_info info);
+
 // The offset argument at i of a 20-byte address in addrs (addrs_len bytes); throws TypeError
 // "offset outside addrs" otherwise.
 bool AddrOffset(const Args& a, size_t i, size_t addrs_len, int32_t* off);
