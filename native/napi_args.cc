@@ -22,11 +22,6 @@ napi_value AllocFailed(napi_env env) {
   return nullptr;
 }
 
-napi_value ThrowError(napi_env env, const char* code, const char* msg) {
-  napi_throw_error(env, code, msg);
-  return nullptr;
-}
-
 napi_value Number(napi_env env, int32_t v) {
   napi_value r;
   napi_create_int32(env, v, &r);

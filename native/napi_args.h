@@ -15,8 +15,6 @@ bool Throw(napi_env env, const char* msg);
 bool ThrowUnlessPending(napi_env env, const char* msg);
 // After a failed napi_create_buffer: make sure JS sees an exception, never a bare undefined.
 napi_value AllocFailed(napi_env env);
-// Throws a plain Error with the given code and message; returns nullptr.
-napi_value ThrowError(napi_env env, const char* code, const char* msg);
 
 napi_value Number(napi_env env, int32_t v);
 napi_value Double(napi_env env, double v);
