@@ -471,7 +471,7 @@ function proberCell(c: ContenderReport): string {
 /** Under the table: what each column and word means, and where to read more. */
 const LEGEND = [
   'requests ok    requests of the fixed workload that worked (direct rows: a DNS lookup, then HTTP and HTTPS',
-  '               twice; tunnel rows: HTTP and HTTPS to a blocked and an open site through the tunnel, 5 in all)',
+  '               twice; tunnel rows: HTTP and HTTPS to a blocked and an open site, then the blocked one again)',
   "censor hits    what the emulated censor did to the row's traffic (x2 = twice): DNS = forged DNS answer (C2),",
   '               HTTP = reset by the HTTP Host/keyword filter (C3), SNI = reset by the TLS SNI filter (C4),',
   '               FET = first packet looked fully encrypted, so the connection was dropped (C6), IP = address',
