@@ -2,7 +2,7 @@
  * The censor engine: flow tables, the residual table, the C1 endpoint list and the per-behaviour
  * decisions (C1, C2, C3, C4, C6, C9; C7 lives in prober.ts and feeds C1 back here). It owns no
  * sockets: the forwarders ask it what to do with each new flow and each chunk, and it records one
- * decision-log entry per decision. Research notes §8.0-§8.1.
+ * decision-log entry per decision. Terms and behaviours: docs/glossary.md.
  */
 import type { Clock } from '../shared/clock.js';
 import { DecisionLog, type FlowRef } from './decision-log.js';
@@ -30,7 +30,7 @@ import {
 /** How many client->server bytes a flow keeps for reassembling filters (C3, C4). */
 const STREAM_CAP = 16 * 1024;
 const CHUNK_LOG_CAP = 32;
-/** UDP flows are tracked for exactly 60 s (research notes §3.3). */
+/** UDP flows are tracked for exactly 60 s (docs/glossary.md C5). */
 const UDP_FLOW_MS = 60_000;
 
 export interface Endpoint {

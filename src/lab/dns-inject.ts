@@ -1,5 +1,5 @@
 /**
- * C2: DNS injection in the measured format (research notes §4.1-§4.2; Wallbleed `blackbox.c`,
+ * C2: DNS injection in the measured format (docs/glossary.md C2; Wallbleed `blackbox.c`,
  * Triplet Censors). Pure functions: query parsing, name matching and forged-answer building.
  */
 import { isIPv4, isIPv6 } from 'node:net';

@@ -1,6 +1,6 @@
 /**
  * C6: the fully-encrypted-traffic exemption rules (Wu et al., USENIX Security 2023, Algorithm 1,
- * as implemented in the artifact's utils/detect.py; research notes §1.3). Pure functions.
+ * as implemented in the artifact's utils/detect.py; docs/glossary.md C6). Pure functions.
  *
  * A first client packet is *eligible* for blocking only if none of Ex1..Ex5 holds.
  */

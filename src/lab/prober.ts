@@ -1,5 +1,5 @@
 /**
- * C7: the active prober (research notes §2 and §8.1 C7; IMC'20 §3-§6, Frolov et al. NDSS 2020).
+ * C7: the active prober (docs/glossary.md C7; IMC'20 §3-§6, Frolov et al. NDSS 2020).
  *
  * Fed by the censor's "suspicious fully-encrypted flow" events, it records the first payload,
  * connects *directly* to the real server from its own loopback source addresses, replays the
@@ -378,7 +378,7 @@ function summarize(results: readonly ProbeResult[]): Record<string, number> {
 }
 
 /**
- * The classifier (research notes §8.1 C7): proxy if any of
+ * The classifier (docs/glossary.md C7): proxy if any of
  *  (i)   R1 -> DATA;
  *  (ii)  the reaction class is a function of probe length with a threshold (bands);
  *  (iii) the RST share over random probes of >= 15 bytes is in [0.75, 0.995];

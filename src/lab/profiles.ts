@@ -1,5 +1,5 @@
 /**
- * C11: named rule-set profiles (research notes §8.1 C11). A profile is the list of enabled
+ * C11: named rule-set profiles (docs/glossary.md C11). A profile is the list of enabled
  * behaviours with their parameter values; tests and `ladder lab run` name a profile.
  */
 import { domainRule } from './dns-inject.js';

@@ -1,5 +1,5 @@
 /**
- * Seams for the behaviours the lab does not emulate yet (research notes §8.1): C5, the QUIC
+ * Seams for the behaviours the lab does not emulate yet (docs/glossary.md): C5, the QUIC
  * Initial SNI filter, and C8, the encapsulated-TLS (TLS-in-TLS) classifier. An implementation
  * plugs into the Censor through these interfaces; the censor already provides what they need
  * (the UDP 4-tuple flow table with 60 s idle expiry and the "first datagram of the flow" flag,

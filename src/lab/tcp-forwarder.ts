@@ -1,7 +1,7 @@
 /**
  * The censor path for TCP: one listener per emulated remote host (a distinct 127.x address, so
  * 3-tuples are real), forwarding to the real backend and applying the censor's verdicts with
- * the actions a user-space forwarder has (research notes §8.0): PASS, DROP_C2S, DROP_S2C,
+ * the actions a user-space forwarder has (docs/glossary.md, Terms): PASS, DROP_C2S, DROP_S2C,
  * RST_BOTH (socket.resetAndDestroy() on both legs), BLACKHOLE_NEW, REFUSE_NEW.
  *
  * Client bytes are read eagerly (no back-pressure on the client leg), so chunk boundaries follow

@@ -2,7 +2,7 @@
  * A pure TLS ClientHello parser for the lab's SNI filter (C4), written against RFC 8446 §4.1.2
  * and RFC 6066 §3. Bytes in, a typed result out; never throws on malformed input.
  *
- * Two modes, as measured (research notes §3.1/§3.2): the GFW parses only the *first TLS record*
+ * Two modes, as measured (docs/glossary.md C4): the GFW parses only the *first TLS record*
  * (a ClientHello split across several records evades it, as of April 2024), while stricter
  * networks reassemble records (`reassembleRecords`).
  */

@@ -40,6 +40,25 @@ test('lab run --json --only: the report as data, and the decision log as JSON li
   }
 });
 
+test('lab run --verbose: a table of at most 120 columns in plain words, a legend, then the details', () => {
+  const r = ladder(['lab', 'run', '--only', 'open site', '--seed', '3', '--verbose']);
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.split('\n');
+  assert.equal(lines[0], 'Ladder censor lab: profile lab-det, seed 3, clock x20');
+  assert.match(lines[2]!, /^contender\s+requests ok\s+censor hits\s+active prober\s+after$/);
+  assert.match(lines[4]!, /^direct -> open site\s+5\/5\s+-\s+-\s+ok$/);
+  for (const l of lines.slice(0, lines.indexOf('Details:')))
+    assert.ok(l.length <= 120, `${l.length} columns: ${l}`);
+  assert.match(r.stdout, /censor hits +what the emulated censor did/);
+  assert.match(r.stdout, /docs\/glossary\.md.*docs\/lab\.md/);
+  assert.match(
+    r.stdout,
+    /Details:\ndirect -> open site: control: the same workload to www\.open\.lab\n {2}steps: dns A=OK, /,
+  );
+  assert.match(r.stdout, / {2}blocked by: -; C6 triggers 0; residual hits 0; endpoint blocked \(C1\) no\n/);
+  assert.match(r.stdout, /Notes:/);
+});
+
 test('lab run: an unknown profile or a bad flag is a one-line usage error (exit 2)', () => {
   const p = ladder(['lab', 'run', '--profile', 'gfw-1999']);
   assert.equal(p.status, 2, p.stderr);

@@ -90,4 +90,20 @@ test('survival: direct rows fail as each behaviour predicts; a naive server is c
   assert.match(table, /naive echo tunnel\s+0\/5/);
   assert.match(table, /PROXY \(i/);
   assert.match(table, /FINDINGS:/);
+  // The default table is narrow, in plain words, with a legend; the raw counts are --verbose only.
+  const rowsOf = (t: string) => t.split('\n').slice(2, 2 + 2 + a.contenders.length);
+  for (const l of rowsOf(table)) assert.ok(l.length <= 120, `table line of ${l.length} columns: ${l}`);
+  assert.match(table, /direct blocked\s+0\/5\s+DNS, HTTP x2, SNI, residual x2\s+-\s+reset/);
+  assert.match(table, /PROXY \(i[^)]*\) -> IP blocked/);
+  assert.match(table, /docs\/glossary\.md/);
+  assert.doesNotMatch(table, /C2=1|Details:|Notes:/);
+  const verbose = formatSurvivalTable(a, { verbose: true });
+  assert.deepEqual(rowsOf(verbose), rowsOf(table), 'same table');
+  assert.match(
+    verbose,
+    /blocked by: C2=1 C3=2 C4=1 residual:c3-penalty-box=1 residual:c4-sni=1; C6 triggers 0/,
+  );
+  assert.match(verbose, /steps: dns A=DNS_FORGED, http #1=RST/);
+  assert.match(verbose, /prober evidence: /);
+  assert.match(verbose, /Notes:/);
 });

@@ -21,6 +21,7 @@ import { UsageError } from '../errors.js';
 interface LabRunFlags {
   profile: string;
   json?: boolean;
+  verbose?: boolean;
   seed: string;
   rate: string;
   decisions?: string;
@@ -278,6 +279,7 @@ export function registerLab(program: Command): void {
     )
     .option('--profile <name>', `censor profile (${profileNames().join(', ')})`, DEFAULT_PROFILE)
     .option('--json', 'print the report as JSON')
+    .option('--verbose', "after the table, each row's requests, behaviour counts and prober reactions")
     .option('--seed <n>', 'seed for every random choice of the censor', '1')
     .option(
       '--rate <n>',
@@ -316,7 +318,11 @@ export function registerLab(program: Command): void {
         },
       });
       if (flags.decisions) await writeFile(flags.decisions, decisions);
-      process.stdout.write(flags.json ? JSON.stringify(report, null, 2) + '\n' : formatSurvivalTable(report));
+      process.stdout.write(
+        flags.json
+          ? JSON.stringify(report, null, 2) + '\n'
+          : formatSurvivalTable(report, { verbose: flags.verbose === true }),
+      );
       if (report.findings.length > 0) process.exitCode = 1;
     });
 }

@@ -1,5 +1,5 @@
 /**
- * D11 resolvers (research notes §4, §9 D11). Both take a raw DNS query and give back a raw DNS
+ * D11 resolvers (docs/glossary.md C2, D11). Both take a raw DNS query and give back a raw DNS
  * response; neither ever returns an answer it judged forged.
  *
  *   interface DnsResolver { resolve(query: Buffer): Promise<Buffer> }
@@ -236,13 +236,13 @@ export interface FilteringUdpResolverOptions {
   forged?: IpSet | Iterable<string>;
   /**
    * Treat AA on our RD=1 queries as a forgery sign (default false). The GFW sets AA only when
-   * the query had RD=0 (§4.2), and resolvers that also serve a zone set AA on genuine answers.
+   * the query had RD=0 (glossary C2), and resolvers that also serve a zone set AA on genuine answers.
    */
   flagAaOnRecursive?: boolean;
   /** Treat private/loopback answers as forged (default false). */
   flagPrivate?: boolean;
   /**
-   * An address across the censored path with no resolver behind it (research §4.3 rule 6).
+   * An address across the censored path with no resolver behind it (docs/glossary.md D11).
    * The query is sent there too; any reply from it is injected, and its addresses join the
    * learned forged pool, which then also catches the same forged reply from the real upstream.
    */

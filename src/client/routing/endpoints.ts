@@ -3,7 +3,7 @@
  * injected Clock.
  *
  * The censor's residual block is on the 3-tuple (client IP, server IP, server port) for 120-180 s
- * (research §1.4, §3.1, §5.3). Our client IP is fixed, so the key is (server host, server port):
+ * (docs/glossary.md, Residual blocks). Our client IP is fixed, so the key is (server host, server port):
  * after a stall or reset on an endpoint we do not touch that host:port for `residualMs`
  * (default 180 s) and use the next endpoint in configured order; when the residual has passed,
  * the earlier (preferred) endpoint is used again.

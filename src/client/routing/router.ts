@@ -15,7 +15,7 @@
  *
  * `auto` state machine per host (names are normalised; IP literals are their own key):
  *
- *   direct --reset-after-clienthello--> fragment   (SNI filter: C4, research §3.1-3.2)
+ *   direct --reset-after-clienthello--> fragment   (SNI filter: C4, docs/glossary.md)
  *   direct --forged-dns / stall-after-first-packet / connect-failed / reset--> proxy
  *   fragment --any failure--> proxy                (record reassembly on, or not an SNI block)
  *   proxy  --failure--> (no change: tunnel failures are the EndpointSelector's business)

@@ -1,5 +1,5 @@
 /**
- * DNS message helpers over dns-packet, and the D11 injection heuristics (research notes §4.2-4.3).
+ * DNS message helpers over dns-packet, and the D11 injection heuristics (docs/glossary.md C2, D11).
  * Pure.
  *
  * API:
@@ -12,7 +12,7 @@
  *
  * Forgery reasons (each alone marks a response forged):
  *   'type-mismatch'   an answer for the question name whose type is neither the question type
- *                     nor CNAME/DNAME (the GFW answers A to TXT/HTTPS/MX queries, §4.2)
+ *                     nor CNAME/DNAME (the GFW answers A to TXT/HTTPS/MX queries, glossary C2)
  *   'forged-address'  an A/AAAA in the known-forged pool
  *   'aa-on-recursive' AA set although we asked a recursive resolver (RD=1); opt-in, since some
  *                     resolvers are also authoritative for a few zones

@@ -1,5 +1,5 @@
 /**
- * D8: TLS-record fragmentation of a ClientHello (research notes §3.2, §9 D8). Pure.
+ * D8: TLS-record fragmentation of a ClientHello (docs/glossary.md D8). Pure.
  *
  * A handshake message may span several records (RFC 8446 §5.1); every mainstream server
  * reassembles them, while the GFW's SNI filter (as of 2024) did not. We re-frame the ClientHello
@@ -11,7 +11,7 @@
  *   fragmentClientHello(record, opts?) -> { records, cuts }   (records carry their own headers)
  *   planSegments(recordLengths, mode)   -> TCP write sizes over the concatenated records
  *
- * Caveat (§3.2): CERNET/China Mobile reportedly reset record-fragmented hellos in late 2025;
+ * Caveat (glossary C4): CERNET/China Mobile reportedly reset record-fragmented hellos in late 2025;
  * treat this as a knob the censor can defeat (lab: tlsRecordReassembly = true).
  */
 import { ProtocolError } from '../errors.js';
