@@ -54,7 +54,11 @@ function failureStatus(err: unknown, stage: FailureStage): ConnectionStatus {
   const code = isProtocolError(err) ? err.code : '';
   switch (stage) {
     case 'fixed-header':
-      return code === 'ERR_REPLAY' ? 'ERR_REPLAY_CLIENT' : code === 'ERR_TIMESTAMP' ? 'ERR_TIMESTAMP' : 'ERR_HEADER';
+      return code === 'ERR_REPLAY'
+        ? 'ERR_REPLAY_CLIENT'
+        : code === 'ERR_TIMESTAMP'
+          ? 'ERR_TIMESTAMP'
+          : 'ERR_HEADER';
     case 'request-header':
       return code === 'ERR_HEADER' || code === 'ERR_ADDRESS' ? 'ERR_ADDRESS' : 'ERR_CIPHER';
     case 'stream':
@@ -218,7 +222,8 @@ export class Connection {
       }
       // A cheap test first (native: no decoder, no exception per wrong key); the decoder only
       // for the key that matches, or for every key without the addon.
-      if (sip004HeadMatches(c.method, c.masterKey, buf.subarray(0, c.probeLength)) === false) return undefined;
+      if (sip004HeadMatches(c.method, c.masterKey, buf.subarray(0, c.probeLength)) === false)
+        return undefined;
       const dec = new AeadDecoder(c.method, c.masterKey);
       let badLength = false;
       try {

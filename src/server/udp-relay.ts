@@ -377,7 +377,13 @@ export class UdpRelay {
         try {
           const packet = openClientPacket2022(c.method, msg, now, { identity: c.table, cache: this.#cache });
           if (!packet.user) return undefined;
-          return { edition: 2022, key: packet.user, packet, address: packet.address, payload: packet.payload };
+          return {
+            edition: 2022,
+            key: packet.user,
+            packet,
+            address: packet.address,
+            payload: packet.payload,
+          };
         } catch {
           return undefined; // not this group
         }
