@@ -48,9 +48,9 @@ export interface ConnectionClosedEvent {
   /** Milliseconds from accept to the key being found, when one was. */
   readonly timeToAuthMs: number | undefined;
   readonly durationMs: number;
-  /** Bytes read from the client socket (encrypted, including the handshake). */
+  /** Bytes read from the client stream (encrypted, including the handshake). */
   readonly bytesUp: number;
-  /** Bytes written to the client socket (encrypted). */
+  /** Bytes written to the client stream (encrypted). */
   readonly bytesDown: number;
 }
 
