@@ -68,16 +68,19 @@ export class DialError extends Error {
   }
 }
 
+/** Name resolution: every address of a name, in resolver order. */
+export type Lookup = (host: string) => Promise<{ address: string; family: number }[]>;
+
 export interface DialOptions {
   allowPrivate: boolean;
   timeoutMs: number;
   clock: Clock;
   /** Name resolution (injectable for tests); default dns.lookup with all addresses. */
-  lookup?: (host: string) => Promise<{ address: string; family: number }[]>;
+  lookup?: Lookup;
 }
 
-const defaultLookup = (host: string): Promise<{ address: string; family: number }[]> =>
-  dns.promises.lookup(host, { all: true, verbatim: true });
+/** dns.lookup with all addresses, in the resolver's order. */
+export const defaultLookup: Lookup = (host) => dns.promises.lookup(host, { all: true, verbatim: true });
 
 function connectOnce(ip: string, port: number, deadline: number, clock: Clock): Promise<net.Socket> {
   return new Promise((resolve, reject) => {

@@ -1,8 +1,6 @@
-import diagnostics_channel from 'node:diagnostics_channel';
-
 /**
  * Per-connection outcome of the Shadowsocks server. The codes double as metric label values
- * (the metrics module subscribes; the server never imports metrics).
+ * (the composition root wires ServerHooks to the metrics; the server never imports metrics).
  *
  * Failures before a key is proven (and replays) all get the same wire reaction (see
  * docs/probing-defenses.md); the code only says which check failed, for counting.
@@ -50,24 +48,16 @@ export interface ConnectionClosedEvent {
   /** Milliseconds from accept to the key being found, when one was. */
   readonly timeToAuthMs: number | undefined;
   readonly durationMs: number;
-  /** Bytes read from the client socket (encrypted, including the handshake). */
+  /** Bytes read from the client stream (encrypted, including the handshake). */
   readonly bytesUp: number;
-  /** Bytes written to the client socket (encrypted). */
+  /** Bytes written to the client stream (encrypted). */
   readonly bytesDown: number;
 }
 
 /** Optional callbacks; each is called synchronously and must not throw. */
 export interface ServerHooks {
-  /** A TCP connection was accepted (authenticated or not). */
+  /** A connection (TCP socket or handed-in stream) was accepted, authenticated or not. */
   onConnectionOpened?(): void;
   onAuthenticated?(e: AuthEvent): void;
   onConnectionClosed?(e: ConnectionClosedEvent): void;
 }
-
-/**
- * The same events on node:diagnostics_channel, for subscribers that are not wired through the
- * constructor (metrics, lab instrumentation). Published only when someone subscribes.
- */
-export const openedChannel = diagnostics_channel.channel('ladder:server:connection-opened');
-export const authChannel = diagnostics_channel.channel('ladder:server:auth');
-export const closedChannel = diagnostics_channel.channel('ladder:server:connection-closed');

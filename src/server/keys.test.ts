@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildKeyEntries, RecentKeys } from './keys.js';
+import { randomBytes } from 'node:crypto';
+import { buildKeyEntries, isIdentityGroup, KeyRing, RecentKeys, type Candidate } from './keys.js';
 
 describe('buildKeyEntries', () => {
   it('derives master keys and probe lengths per method', () => {
@@ -106,5 +107,69 @@ describe('RecentKeys', () => {
     r.use('ip3', 'y'); // evicts ip1, the least recently active IP
     assert.deepEqual(r.get('ip1'), []);
     assert.equal(r.size, 2);
+  });
+});
+
+describe('KeyRing.walk (the one trial order of TCP and UDP)', () => {
+  const psk = (): string => randomBytes(16).toString('base64');
+  const ipsk = psk();
+  const ring = new KeyRing();
+  ring.set([
+    { id: 's1', method: 'aes-128-gcm', secret: 'one' },
+    { id: 'u1', method: '2022-blake3-aes-128-gcm', secret: `${ipsk}:${psk()}` },
+    { id: 's2', method: 'aes-256-gcm', secret: 'two' },
+    { id: 'single', method: '2022-blake3-aes-128-gcm', secret: psk() },
+    { id: 'u2', method: '2022-blake3-aes-128-gcm', secret: `${ipsk}:${psk()}` },
+    { id: 's3', method: 'chacha20-ietf-poly1305', secret: 'three' },
+  ]);
+  const label = (c: Candidate): string => (isIdentityGroup(c) ? `group(${c.table.size})` : c.id);
+  const order = (first: Parameters<KeyRing['walk']>[0]): string[] => {
+    const seen: string[] = [];
+    ring.walk(first, (c, position, recent) => {
+      seen.push(`${position}:${label(c)}${recent ? '*' : ''}`);
+      return undefined;
+    });
+    return seen;
+  };
+
+  it('identity groups, 2022 single-user keys, then SIP004 keys; positions count a group once', () => {
+    assert.deepEqual(order([]), ['1:group(2)', '2:single', '3:s1', '4:s2', '5:s3']);
+  });
+
+  it('SIP004 keys used recently from an IP come first, most recent first', () => {
+    ring.used('198.51.100.1', 's3');
+    ring.used('198.51.100.1', 's2');
+    assert.deepEqual(
+      ring.recentFor('198.51.100.1').map((k) => k.id),
+      ['s2', 's3'],
+    );
+    assert.deepEqual(order(ring.recentFor('198.51.100.1')), [
+      '1:group(2)',
+      '2:single',
+      '3:s2*',
+      '4:s3*',
+      '5:s1',
+    ]);
+    assert.deepEqual(ring.recentFor('203.0.113.9'), []);
+  });
+
+  it('a preferred key that is no longer current is skipped; the walk stops at the first value', () => {
+    const stale = ring.get('s2');
+    assert.ok(stale && stale.edition === 2017);
+    const before = ring.get('s1');
+    ring.set([
+      { id: 's1', method: 'aes-128-gcm', secret: 'one' },
+      { id: 's2', method: 'aes-256-gcm', secret: 'changed' },
+    ]);
+    assert.equal(ring.get('s1'), before, 'an unchanged key keeps its entry');
+    assert.deepEqual(order([stale]), ['1:s1', '2:s2']);
+    assert.equal(
+      ring.walk([], (c) => (isIdentityGroup(c) ? undefined : c.id === 's2' ? c.id : undefined)),
+      's2',
+    );
+    assert.equal(
+      ring.walk([], () => undefined),
+      undefined,
+    );
   });
 });

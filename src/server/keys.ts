@@ -1,4 +1,5 @@
 import { requestPrefixSize } from '../protocol/shadowsocks/aead2022.js';
+import { IdentityTable } from '../protocol/shadowsocks/identity.js';
 import { evpBytesToKey } from '../protocol/shadowsocks/kdf.js';
 import { getAeadMethod, type AeadMethod } from '../protocol/shadowsocks/methods.js';
 import { getAead2022Method, parsePsk2022, type Aead2022Method } from '../protocol/shadowsocks/methods2022.js';
@@ -172,5 +173,137 @@ export class RecentKeys {
 
   get size(): number {
     return this.#byIp.size;
+  }
+}
+
+/**
+ * SIP023: the users of one identity PSK on this port. One AES block decryption and one Map
+ * lookup find the user of a connection, whatever the group's size.
+ */
+export interface IdentityGroup {
+  readonly method: Aead2022Method;
+  readonly identityKey: Buffer;
+  readonly table: IdentityTable<Key2022Entry>;
+  /** salt + identity header + sealed fixed header. */
+  readonly probeLength: number;
+}
+
+function buildIdentityGroups(entries: Iterable<AnyKeyEntry>): IdentityGroup[] {
+  const groups = new Map<string, IdentityGroup>();
+  for (const e of entries) {
+    if (e.edition !== 2022 || !e.identityKey) continue;
+    const id = `${e.method.name}/${e.identityKey.toString('hex')}`;
+    let g = groups.get(id);
+    if (!g) {
+      g = {
+        method: e.method,
+        identityKey: e.identityKey,
+        table: new IdentityTable<Key2022Entry>(e.method, e.identityKey),
+        probeLength: e.probeLength,
+      };
+      groups.set(id, g);
+    }
+    g.table.set(e.userKey, e);
+  }
+  return [...groups.values()];
+}
+
+/** One thing trial decryption tests: a SIP023 identity group, a 2022 single-user key, a SIP004 key. */
+export type Candidate = IdentityGroup | Key2022Entry | KeyEntry;
+
+export function isIdentityGroup(c: Candidate): c is IdentityGroup {
+  return 'table' in c;
+}
+
+/**
+ * Called on each candidate in trial order with its 1-based position (a SIP023 group counts as
+ * one) and whether it came from the `first` list. Return a value to stop the walk with it.
+ */
+export type CandidateVisitor<T> = (c: Candidate, position: number, first: boolean) => T | undefined;
+
+const NO_KEYS: readonly KeyEntry[] = [];
+
+/**
+ * The keys of one port, in the forms trial decryption needs, shared by the TCP and UDP paths:
+ * the entries by id, the SIP023 identity groups, the 2022 single-user keys, the SIP004 keys,
+ * and which SIP004 keys each client IP used recently. `walk` is the one trial order.
+ */
+export class KeyRing {
+  #entries = new Map<string, AnyKeyEntry>();
+  /** SIP004 keys, tried by trial decryption. */
+  #sip004: KeyEntry[] = [];
+  /** 2022 single-user keys (no identity header), tried directly. */
+  #single2022: Key2022Entry[] = [];
+  #groups: IdentityGroup[] = [];
+  #rejected: readonly RejectedKey[] = [];
+  readonly #recent = new RecentKeys();
+
+  /**
+   * Replace the key set (unchanged entries keep their identity, see buildKeyEntries). Keys that
+   * cannot be served are left out and listed in `rejected`.
+   */
+  set(keys: readonly RuntimeKey[]): void {
+    const { entries, rejected } = buildKeyEntries(keys, this.#entries);
+    this.#rejected = rejected;
+    this.#entries = entries;
+    const all = [...entries.values()];
+    this.#sip004 = all.filter((k): k is KeyEntry => k.edition === 2017);
+    this.#single2022 = all.filter((k): k is Key2022Entry => k.edition === 2022 && !k.identityKey);
+    this.#groups = buildIdentityGroups(all);
+  }
+
+  /** Keys the last set() left out, with the reason. */
+  get rejected(): readonly RejectedKey[] {
+    return this.#rejected;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** The current entry of a key id (undefined once revoked). */
+  get(id: string): AnyKeyEntry | undefined {
+    return this.#entries.get(id);
+  }
+
+  /** A client IP authenticated with this SIP004 key: try it first for that IP next time. */
+  used(ip: string, keyId: string): void {
+    this.#recent.use(ip, keyId);
+  }
+
+  /** The SIP004 keys recently used from this IP, most recent first. */
+  recentFor(ip: string): readonly KeyEntry[] {
+    const ids = this.#recent.get(ip);
+    if (ids.length === 0) return NO_KEYS;
+    const first: KeyEntry[] = [];
+    for (const id of ids) {
+      const k = this.#entries.get(id);
+      if (k && k.edition === 2017) first.push(k);
+    }
+    return first;
+  }
+
+  /**
+   * Visit the candidates in trial order until `visit` returns a value, and return it: SIP023
+   * identity groups (O(1) each), 2022 single-user keys, then the SIP004 keys, those in `first`
+   * (recently used by this client; skipped when no longer current) before the others.
+   */
+  walk<T>(first: readonly KeyEntry[], visit: CandidateVisitor<T>): T | undefined {
+    let position = 0;
+    let r: T | undefined;
+    for (const g of this.#groups) if ((r = visit(g, ++position, false)) !== undefined) return r;
+    for (const k of this.#single2022) if ((r = visit(k, ++position, false)) !== undefined) return r;
+    if (this.#sip004.length === 0) return undefined;
+    let preferred = 0;
+    for (const k of first) {
+      if (this.#entries.get(k.id) !== k) continue;
+      preferred++;
+      if ((r = visit(k, ++position, true)) !== undefined) return r;
+    }
+    for (const k of this.#sip004) {
+      if (preferred > 0 && first.includes(k)) continue;
+      if ((r = visit(k, ++position, false)) !== undefined) return r;
+    }
+    return undefined;
   }
 }

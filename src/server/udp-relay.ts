@@ -1,5 +1,4 @@
 import dgram from 'node:dgram';
-import dns from 'node:dns';
 import net from 'node:net';
 import { decodeUdp2017, encodeUdp2017, encodeUdp2017Raw } from '../protocol/shadowsocks/udp.js';
 import { SaltFilter } from '../protocol/shadowsocks/replay.js';
@@ -15,9 +14,8 @@ import type { Clock, Timer } from '../shared/clock.js';
 import { ADDR_SIZE, addrKey, addrToIp, addrToSocks, BatchUdpSocket } from '../transport/batch-udp.js';
 import { FastUdpSender } from '../transport/fast-udp.js';
 import type { Logger } from '../shared/logger.js';
-import { isPrivateAddress } from './destination.js';
-import type { AnyKeyEntry, Key2022Entry, KeyEntry } from './keys.js';
-import type { IdentityGroup } from './server.js';
+import { defaultLookup, isPrivateAddress, type Lookup } from './destination.js';
+import { isIdentityGroup, type AnyKeyEntry, type Key2022Entry, type KeyEntry, type KeyRing } from './keys.js';
 
 /** A session is forgotten this long after its last packet (SIP022 §3.2.4 asks for >= 60 s). */
 export const DEFAULT_UDP_IDLE_MS = 120_000;
@@ -40,18 +38,17 @@ export interface UdpRelayContext {
   readonly clock: Clock;
   readonly log: Logger;
   readonly allowPrivateDestinations: boolean;
-  readonly lookup: ((host: string) => Promise<{ address: string; family: number }[]>) | undefined;
-  readonly identityGroups: readonly IdentityGroup[];
-  readonly single2022Keys: readonly Key2022Entry[];
-  readonly sip004Keys: readonly KeyEntry[];
-  /** The current entry for a key id (undefined once revoked). */
-  keyById(id: string): AnyKeyEntry | undefined;
+  readonly lookup: Lookup | undefined;
+  /** The current keys (their entries by id, and the trial order). */
+  readonly keys: KeyRing;
   addUsage(keyId: string, up: number, down: number): void;
 }
 
 interface Session {
   readonly id: string;
   readonly key: AnyKeyEntry;
+  /** SIP004: [key], tried first for the next datagram from this source. */
+  readonly first: readonly KeyEntry[];
   /** 2022: the server side of the client's session (replay window, reply sealing). */
   readonly s2022: Udp2022ServerSession<Key2022Entry> | undefined;
   /** Where replies go: the client's latest authenticated source address. */
@@ -73,8 +70,18 @@ interface Session {
   closed: boolean;
 }
 
-const defaultLookup = (host: string): Promise<{ address: string; family: number }[]> =>
-  dns.promises.lookup(host, { all: true, verbatim: true });
+/** A datagram whose key was found: the key, what it carried, and (2022) the opened packet. */
+type Opened =
+  | {
+      edition: 2022;
+      key: Key2022Entry;
+      packet: Udp2022OpenedClientPacket<Key2022Entry>;
+      address: SocksAddress;
+      payload: Buffer;
+    }
+  | { edition: 2017; key: KeyEntry; address: SocksAddress; payload: Buffer };
+
+const NO_KEYS: readonly KeyEntry[] = [];
 
 /**
  * The UDP half of the Shadowsocks server on the TCP port's number: both editions on one socket.
@@ -209,7 +216,7 @@ export class UdpRelay {
 
   /** Close the sessions of keys that are gone or changed (after setKeys). */
   pruneKeys(): void {
-    for (const s of [...this.#sessions.values()]) if (this.#ctx.keyById(s.key.id) !== s.key) this.#drop(s);
+    for (const s of [...this.#sessions.values()]) if (this.#ctx.keys.get(s.key.id) !== s.key) this.#drop(s);
   }
 
   /** Batched sockets: pick up what the C paths relayed (usage, activity) once a second. */
@@ -314,7 +321,7 @@ export class UdpRelay {
   ): void {
     const ctx = this.#ctx;
     const now = ctx.clock.now();
-    const opened = this.#open2022(msg, now) ?? this.#open2017(msg, src);
+    const opened = this.#open(msg, src, now);
     if (!opened) {
       this.#droppedJs++;
       return;
@@ -359,75 +366,52 @@ export class UdpRelay {
     this.#forward(s, opened.address, opened.payload, now);
   }
 
-  #open2022(
-    msg: Buffer,
-    now: number,
-  ):
-    | {
-        edition: 2022;
-        key: Key2022Entry;
-        packet: Udp2022OpenedClientPacket<Key2022Entry>;
-        address: SocksAddress;
-        payload: Buffer;
+  /**
+   * Find the key of a datagram in the one trial order (KeyRing.walk): SIP023 identity groups,
+   * 2022 single-user keys, then SIP004 keys, the key of this source's session first.
+   */
+  #open(msg: Buffer, src: string, now: number): Opened | undefined {
+    const known = this.#sessions.get(`a|${src}`);
+    return this.#ctx.keys.walk(known ? known.first : NO_KEYS, (c): Opened | undefined => {
+      if (isIdentityGroup(c)) {
+        try {
+          const packet = openClientPacket2022(c.method, msg, now, { identity: c.table, cache: this.#cache });
+          if (!packet.user) return undefined;
+          return {
+            edition: 2022,
+            key: packet.user,
+            packet,
+            address: packet.address,
+            payload: packet.payload,
+          };
+        } catch {
+          return undefined; // not this group
+        }
       }
-    | undefined {
-    const ctx = this.#ctx;
-    for (const g of ctx.identityGroups) {
-      try {
-        const packet = openClientPacket2022(g.method, msg, now, { identity: g.table, cache: this.#cache });
-        if (!packet.user) continue;
-        return { edition: 2022, key: packet.user, packet, address: packet.address, payload: packet.payload };
-      } catch {
-        // not this group
+      if (c.edition === 2022) {
+        try {
+          const packet = openClientPacket2022<Key2022Entry>(c.method, msg, now, {
+            key: c.userKey,
+            cache: this.#cache,
+          });
+          return { edition: 2022, key: c, packet, address: packet.address, payload: packet.payload };
+        } catch {
+          return undefined; // not this key
+        }
       }
-    }
-    for (const k of ctx.single2022Keys) {
-      try {
-        const packet = openClientPacket2022<Key2022Entry>(k.method, msg, now, {
-          key: k.userKey,
-          cache: this.#cache,
-        });
-        return { edition: 2022, key: k, packet, address: packet.address, payload: packet.payload };
-      } catch {
-        // not this key
-      }
-    }
-    return undefined;
-  }
-
-  #open2017(
-    msg: Buffer,
-    src: string,
-  ): { edition: 2017; key: KeyEntry; address: SocksAddress; payload: Buffer } | undefined {
-    const keys = this.#ctx.sip004Keys;
-    if (keys.length === 0) return undefined;
-    const known = this.#sessions.get(`a|${src}`)?.key;
-    const tryKey = (
-      k: KeyEntry,
-    ): { edition: 2017; key: KeyEntry; address: SocksAddress; payload: Buffer } | undefined => {
       let d: ReturnType<typeof decodeUdp2017>;
       try {
-        d = decodeUdp2017(k.method, k.masterKey, msg);
+        d = decodeUdp2017(c.method, c.masterKey, msg);
       } catch {
         return undefined;
       }
       // Every honest datagram has a fresh random salt: one seen before is a replay (a prober
       // re-sending a captured packet would otherwise get a reply, which garbage never gets).
-      const salt = msg.subarray(0, k.method.saltSize);
+      const salt = msg.subarray(0, c.method.saltSize);
       // On batched sockets the listener's filter in C, which its forward path shares.
       if (!(this.#batch ? this.#batch.saltAdd(salt) : this.#salts2017.checkAndAdd(salt))) return undefined;
-      return { edition: 2017, key: k, address: d.address, payload: d.payload };
-    };
-    if (known && known.edition === 2017 && this.#ctx.keyById(known.id) === known) {
-      const r = tryKey(known);
-      if (r) return r;
-    }
-    for (const k of keys) {
-      if (k === known) continue;
-      const r = tryKey(k);
-      if (r) return r;
-    }
-    return undefined;
+      return { edition: 2017, key: c, address: d.address, payload: d.payload };
+    });
   }
 
   #create(id: string, key: AnyKeyEntry, s2022: Udp2022ServerSession<Key2022Entry> | undefined): Session {
@@ -439,6 +423,7 @@ export class UdpRelay {
     const s: Session = {
       id,
       key,
+      first: key.edition === 2017 ? [key] : NO_KEYS,
       s2022,
       clientAddress: '',
       clientPort: 0,

@@ -1,4 +1,4 @@
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Clock } from '../shared/clock.js';
 import { systemClock } from '../shared/clock.js';
 
@@ -37,7 +37,7 @@ export interface RelayHandle {
  * the pending bytes flush) and an idle timeout shared by both directions.
  * A transform that throws tears the relay down (the caller maps the error).
  */
-export function relay(a: Socket, b: Socket, opts: RelayOptions): RelayHandle {
+export function relay(a: Duplex, b: Duplex, opts: RelayOptions): RelayHandle {
   const clock = opts.clock ?? systemClock;
   let closed = false;
   let ended = 0;
@@ -73,7 +73,7 @@ export function relay(a: Socket, b: Socket, opts: RelayOptions): RelayHandle {
   };
   arm();
 
-  const pump = (src: Socket, dst: Socket, tf: Transform | undefined, fromA: boolean): void => {
+  const pump = (src: Duplex, dst: Duplex, tf: Transform | undefined, fromA: boolean): void => {
     src.on('data', (chunk: Buffer) => {
       lastActivity = clock.now();
       if (opts.onBytes) {

@@ -1,0 +1,486 @@
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { isProtocolError } from '../protocol/errors.js';
+import { AeadDecoder, AeadEncoder, sip004HeadMatches } from '../protocol/shadowsocks/aead.js';
+import { Aead2022RequestDecoder, Aead2022ResponseEncoder } from '../protocol/shadowsocks/aead2022.js';
+import { decodeAddress, type SocksAddress } from '../protocol/socks5/address.js';
+import type { Clock, Timer } from '../shared/clock.js';
+import { relay, type RelayHandle } from '../transport/relay.js';
+import { DialError, dialDestination, type Lookup } from './destination.js';
+import type { AuthEvent, ConnectionClosedEvent, ConnectionStatus } from './events.js';
+import { CONNECTION_STATUSES } from './events.js';
+import { isIdentityGroup, type AnyKeyEntry, type Key2022Entry, type KeyEntry, type KeyRing } from './keys.js';
+import type { ReplayState } from './replay-state.js';
+
+/** What the server knows about a byte stream it is handed, besides the bytes. */
+export interface StreamInfo {
+  /**
+   * The client's address, used only to try the keys it used recently first. A TCP listener
+   * passes the socket's peer; a web front can pass the address a trusted proxy forwarded.
+   */
+  remoteAddress?: string | undefined;
+}
+
+/** What a Connection needs from its server: policy, keys, replay filters, and where to report. */
+export interface ConnectionContext {
+  readonly clock: Clock;
+  /** Idle timeout in both phases (before relaying it is the only way a failed connection closes). */
+  readonly idleMs: number;
+  /** Budget for resolving and connecting to a destination. */
+  readonly connectMs: number;
+  readonly allowPrivateDestinations: boolean;
+  readonly lookup: Lookup | undefined;
+  readonly keys: KeyRing;
+  readonly replay: ReplayState;
+  /** A key was found (`ip` is the StreamInfo address, '' when unknown). */
+  authenticated(c: Connection, ip: string, e: AuthEvent): void;
+  addUsage(keyId: string, up: number, down: number): void;
+  /** The stream closed; called exactly once. */
+  closed(c: Connection, e: ConnectionClosedEvent): void;
+}
+
+type Phase = 'auth' | 'address' | 'connecting' | 'relay' | 'drain' | 'done';
+
+/**
+ * What was being read when a decoder threw: the 2022 fixed header of a matched key, the 2022
+ * variable header (target address, padding), or a sealed chunk of either edition's stream.
+ */
+type FailureStage = 'fixed-header' | 'request-header' | 'stream';
+
+const FAILURE_CODES = new Set<string>(CONNECTION_STATUSES);
+
+/** The one mapping from a decoding error to the status it is counted as. */
+function failureStatus(err: unknown, stage: FailureStage): ConnectionStatus {
+  const code = isProtocolError(err) ? err.code : '';
+  switch (stage) {
+    case 'fixed-header':
+      return code === 'ERR_REPLAY'
+        ? 'ERR_REPLAY_CLIENT'
+        : code === 'ERR_TIMESTAMP'
+          ? 'ERR_TIMESTAMP'
+          : 'ERR_HEADER';
+    case 'request-header':
+      return code === 'ERR_HEADER' || code === 'ERR_ADDRESS' ? 'ERR_ADDRESS' : 'ERR_CIPHER';
+    case 'stream':
+      return FAILURE_CODES.has(code) ? (code as ConnectionStatus) : 'ERR_CIPHER';
+  }
+}
+
+/**
+ * One client connection over any byte stream (a TCP socket, a WebSocket or TLS stream, a
+ * multiplexed sub-stream), from the first byte to close. Before relaying, every failure gets
+ * the same reaction on every stream kind: nothing is written, reading goes on, and the stream
+ * is ended only when the peer ends it or the idle timeout passes.
+ *
+ * Once relaying, the buffers the stream emits as 'data' are decrypted in place, so it must hand
+ * out buffers nobody else reads afterwards (as net.Socket does).
+ */
+export class Connection {
+  readonly #ctx: ConnectionContext;
+  readonly #socket: Duplex;
+  /** StreamInfo.remoteAddress ('' when unknown): orders trial decryption only. */
+  readonly #ip: string;
+  readonly #acceptedAt: number;
+  #phase: Phase = 'auth';
+  #status: ConnectionStatus | undefined;
+  key: AnyKeyEntry | undefined;
+  #authAt: number | undefined;
+  #decoder: AeadDecoder | undefined;
+  #decoder2022: Aead2022RequestDecoder<Key2022Entry> | undefined;
+  #head: Buffer[] = [];
+  #headLen = 0;
+  /** Keys and identity groups already tried (each once, when enough bytes have arrived). */
+  readonly #tried = new Set<object>();
+  #plain: Buffer[] = [];
+  #bytesUp = 0;
+  #bytesDown = 0;
+  #reportedUp = 0;
+  #reportedDown = 0;
+  #lastActivity: number;
+  #timer: Timer | undefined;
+  #target: Socket | undefined;
+  #relay: RelayHandle | undefined;
+  #finalized = false;
+
+  constructor(ctx: ConnectionContext, socket: Duplex, info: StreamInfo) {
+    this.#ctx = ctx;
+    this.#socket = socket;
+    this.#ip = info.remoteAddress ?? '';
+    this.#acceptedAt = ctx.clock.now();
+    this.#lastActivity = this.#acceptedAt;
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => this.#finalize());
+    this.#armIdle();
+  }
+
+  // ---- pre-relay phases: auth, address, drain ----
+
+  readonly #onData = (chunk: Buffer): void => {
+    this.#bytesUp += chunk.length;
+    this.#lastActivity = this.#ctx.clock.now();
+    switch (this.#phase) {
+      case 'auth':
+        this.#head.push(chunk);
+        this.#headLen += chunk.length;
+        this.#tryKeys();
+        return;
+      case 'address':
+        this.#pushPayload(chunk);
+        return;
+      default:
+        return; // drain: read and discard
+    }
+  };
+
+  /** The peer sent FIN before we started relaying: answer with FIN (everything was read). */
+  readonly #onEnd = (): void => {
+    if (this.#phase === 'auth') this.#status ??= 'ERR_SHORT_HEADER';
+    if (this.#phase === 'address') this.#status ??= 'ERR_ADDRESS';
+    this.#phase = 'done';
+    this.#clearTimer();
+    this.#socket.end();
+  };
+
+  #armIdle(): void {
+    const clock = this.#ctx.clock;
+    const due = this.#lastActivity + this.#ctx.idleMs - clock.now();
+    this.#timer = clock.setTimeout(
+      () => {
+        this.#timer = undefined;
+        if (this.#phase !== 'auth' && this.#phase !== 'address' && this.#phase !== 'drain') return;
+        if (clock.now() - this.#lastActivity >= this.#ctx.idleMs) this.#idleOut();
+        else this.#armIdle();
+      },
+      Math.max(1, due),
+    );
+    this.#timer.unref?.();
+  }
+
+  #clearTimer(): void {
+    if (this.#timer) this.#ctx.clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Idle timeout before relaying: close with FIN (we have read everything the peer sent). */
+  #idleOut(): void {
+    if (this.#phase === 'auth') this.#status ??= 'ERR_SHORT_HEADER';
+    if (this.#phase === 'address') this.#status ??= 'ERR_ADDRESS';
+    this.#phase = 'done';
+    const s = this.#socket;
+    s.end(() => s.destroy());
+  }
+
+  /**
+   * The uniform reaction to every failure before relaying: remember why (for counting), then
+   * keep reading and discarding. No bytes are sent and nothing closes until the peer closes or
+   * the ordinary idle timeout passes.
+   */
+  #fail(status: ConnectionStatus): void {
+    this.#status ??= status;
+    this.#phase = 'drain';
+    this.#head = [];
+    this.#headLen = 0;
+    this.#plain = [];
+    this.#decoder = undefined;
+    this.#decoder2022 = undefined;
+  }
+
+  /**
+   * Find the key of this connection. Each candidate is tested exactly once, on exactly the bytes
+   * its edition needs (SIP004: salt + sealed length; SIP022 §3.1.4: salt, identity header and
+   * sealed fixed header), as soon as that many bytes have arrived; nothing is decided on fewer.
+   * Order: SIP023 identity groups (O(1) each), 2022 single-user keys, then SIP004 keys by
+   * trial decryption, recently used from this IP first.
+   */
+  #tryKeys(): void {
+    const buf = this.#head.length === 1 ? this.#head[0]! : Buffer.concat(this.#head, this.#headLen);
+    this.#head = [buf];
+    const ctx = this.#ctx;
+    let waiting = false;
+    const decided = ctx.keys.walk(ctx.keys.recentFor(this.#ip), (c, tried, recent) => {
+      if (this.#tried.has(c)) return undefined;
+      if (c.probeLength > buf.length) {
+        waiting = true;
+        return undefined;
+      }
+      this.#tried.add(c);
+      if (isIdentityGroup(c)) {
+        const dec = new Aead2022RequestDecoder<Key2022Entry>(c.method, {
+          identity: c.table,
+          salts: ctx.replay.salts2022,
+        });
+        return this.#try2022(dec, c.probeLength, buf, tried) || undefined;
+      }
+      if (c.edition === 2022) {
+        const dec = new Aead2022RequestDecoder<Key2022Entry>(c.method, {
+          key: c.userKey,
+          salts: ctx.replay.salts2022,
+        });
+        return this.#try2022(dec, c.probeLength, buf, tried, c) || undefined;
+      }
+      // A cheap test first (native: no decoder, no exception per wrong key); the decoder only
+      // for the key that matches, or for every key without the addon.
+      if (sip004HeadMatches(c.method, c.masterKey, buf.subarray(0, c.probeLength)) === false)
+        return undefined;
+      const dec = new AeadDecoder(c.method, c.masterKey);
+      let badLength = false;
+      try {
+        dec.push(buf.subarray(0, c.probeLength));
+      } catch (err) {
+        if (!isProtocolError(err) || err.code !== 'ERR_PAYLOAD_SIZE') return undefined; // wrong key
+        badLength = true; // the tag verified, so this is the key, but the length is invalid
+      }
+      this.#onKey(c, dec, buf, recent, badLength, tried);
+      return true;
+    });
+    if (!decided && !waiting) this.#fail('ERR_CIPHER');
+  }
+
+  /**
+   * Test one 2022 candidate on the first `prefix` bytes. False when its tag (or identity) does not
+   * match, so the next candidate is tried; true when the candidate decided the connection:
+   * authenticated, or authenticated and then refused (type, timestamp, replay) with the uniform
+   * reaction.
+   */
+  #try2022(
+    dec: Aead2022RequestDecoder<Key2022Entry>,
+    prefix: number,
+    buf: Buffer,
+    tried: number,
+    single?: Key2022Entry,
+  ): boolean {
+    const ctx = this.#ctx;
+    const now = ctx.clock.now();
+    try {
+      dec.push(buf.subarray(0, prefix), now);
+    } catch (err) {
+      if (!isProtocolError(err) || err.code === 'ERR_CIPHER' || err.code === 'ERR_SHORT_HEADER') return false;
+      // The fixed header authenticated: this is the key, but the request is refused.
+      this.#fail(failureStatus(err, 'fixed-header'));
+      return true;
+    }
+    if (!dec.authenticated) return false;
+    ctx.replay.noteSalt2022();
+    const k = single ?? dec.user;
+    if (!k) return false;
+    this.key = k;
+    this.#authAt = now;
+    ctx.authenticated(this, this.#ip, {
+      keyId: k.id,
+      timeToAuthMs: this.#authAt - this.#acceptedAt,
+      keysTried: tried,
+      recent: false,
+      edition: 2022,
+    });
+    this.#head = [];
+    this.#headLen = 0;
+    this.#decoder2022 = dec;
+    this.#phase = 'address';
+    this.#pushPayload(buf.subarray(prefix));
+    return true;
+  }
+
+  #onKey(
+    k: KeyEntry,
+    dec: AeadDecoder,
+    buf: Buffer,
+    recent: boolean,
+    badLength: boolean,
+    tried: number,
+  ): void {
+    const salt = buf.subarray(0, k.method.saltSize);
+    const ctx = this.#ctx;
+    if (ctx.replay.serverSalts.has(salt)) return this.#fail('ERR_REPLAY_SERVER');
+    if (!ctx.replay.clientSalts.checkAndAdd(salt)) return this.#fail('ERR_REPLAY_CLIENT');
+    this.key = k;
+    this.#authAt = ctx.clock.now();
+    ctx.authenticated(this, this.#ip, {
+      keyId: k.id,
+      timeToAuthMs: this.#authAt - this.#acceptedAt,
+      keysTried: tried,
+      recent,
+      edition: 2017,
+    });
+    if (badLength) return this.#fail('ERR_PAYLOAD_SIZE');
+    this.#head = [];
+    this.#headLen = 0;
+    this.#decoder = dec;
+    this.#phase = 'address';
+    this.#pushPayload(buf.subarray(k.probeLength));
+  }
+
+  #pushPayload(chunk: Buffer): void {
+    if (this.#decoder2022) return this.#pushPayload2022(this.#decoder2022, chunk);
+    let payloads: Buffer[];
+    try {
+      payloads = this.#decoder!.push(chunk);
+    } catch (err) {
+      return this.#fail(failureStatus(err, 'stream'));
+    }
+    if (payloads.length === 0) return;
+    this.#plain.push(...payloads);
+    const plain = this.#plain.length === 1 ? this.#plain[0]! : Buffer.concat(this.#plain);
+    this.#plain = [plain];
+    let decoded: { address: SocksAddress; length: number } | undefined;
+    try {
+      decoded = decodeAddress(plain);
+    } catch {
+      return this.#fail('ERR_ADDRESS');
+    }
+    if (!decoded) return; // address continues in the next chunk
+    this.#plain = [];
+    void this.#connect(decoded.address, plain.subarray(decoded.length));
+  }
+
+  /** 2022: the variable header carries the target and the initial payload (or padding). */
+  #pushPayload2022(dec: Aead2022RequestDecoder<Key2022Entry>, chunk: Buffer): void {
+    let payloads: Buffer[];
+    try {
+      payloads = dec.push(chunk, this.#ctx.clock.now());
+    } catch (err) {
+      return this.#fail(failureStatus(err, 'request-header'));
+    }
+    if (payloads.length > 0) this.#plain.push(...payloads);
+    const header = dec.header;
+    if (!header) return;
+    const initial = this.#plain.length === 1 ? this.#plain[0]! : Buffer.concat(this.#plain);
+    this.#plain = [];
+    void this.#connect(header.target, initial);
+  }
+
+  // ---- connect and relay ----
+
+  async #connect(address: SocksAddress, initial: Buffer): Promise<void> {
+    this.#phase = 'connecting';
+    this.#clearTimer();
+    this.#socket.pause();
+    let target: Socket;
+    try {
+      target = await dialDestination(address, {
+        allowPrivate: this.#ctx.allowPrivateDestinations,
+        timeoutMs: this.#ctx.connectMs,
+        clock: this.#ctx.clock,
+        ...(this.#ctx.lookup ? { lookup: this.#ctx.lookup } : {}),
+      });
+    } catch (err) {
+      if (this.#finalized || this.#phase !== 'connecting') return;
+      // Authenticated client, so no probing concern: tell it promptly with a FIN, reading
+      // whatever it still sends so the close is not a RST.
+      this.#status ??= err instanceof DialError ? err.status : 'ERR_CONNECT';
+      this.#phase = 'done';
+      const s = this.#socket;
+      s.resume();
+      s.end(() => s.destroy());
+      return;
+    }
+    if (this.#finalized || this.#phase !== 'connecting') {
+      target.destroy();
+      return;
+    }
+    this.#startRelay(target, initial);
+  }
+
+  #startRelay(target: Socket, initial: Buffer): void {
+    const k = this.key!;
+    const ctx = this.#ctx;
+    this.#phase = 'relay';
+    this.#target = target;
+    const client = this.#socket;
+    client.off('data', this.#onData);
+    client.off('end', this.#onEnd);
+    target.on('error', () => target.destroy());
+    let decode: (chunk: Buffer) => Buffer[];
+    let encode: (chunk: Buffer) => Buffer;
+    if (k.edition === 2022) {
+      const dec = this.#decoder2022!;
+      const encoder = new Aead2022ResponseEncoder(k.method, k.userKey, dec.salt!);
+      let first = true;
+      // Stream reads are ours once read: payloads are opened in place (no output allocation).
+      decode = (chunk) => dec.pushInPlace(chunk, ctx.clock.now());
+      encode = (chunk) => {
+        if (!first) return encoder.encode(chunk);
+        first = false;
+        return encoder.encodeHeader(chunk, ctx.clock.now());
+      };
+    } else {
+      const dec = this.#decoder!;
+      const encoder = new AeadEncoder(k.method, k.masterKey);
+      ctx.replay.serverSalts.add(encoder.salt);
+      decode = (chunk) => dec.pushInPlace(chunk);
+      encode = (chunk) => encoder.encode(chunk);
+    }
+    if (initial.length > 0) target.write(initial);
+    this.#relay = relay(client, target, {
+      idleTimeoutMs: ctx.idleMs,
+      clock: ctx.clock,
+      aToB: (chunk) => {
+        try {
+          return decode(chunk);
+        } catch (err) {
+          this.#status ??= failureStatus(err, 'stream');
+          throw err;
+        }
+      },
+      bToA: (chunk) => {
+        const out = encode(chunk);
+        this.#bytesDown += out.length;
+        return out;
+      },
+      onBytes: (fromClient) => {
+        this.#bytesUp += fromClient;
+      },
+      onClose: (reason) => {
+        if (reason === 'error') this.#status ??= 'ERR_RELAY';
+      },
+    });
+    client.resume();
+  }
+
+  /** Close now (operator action: revoked key, shutdown). */
+  abort(status: ConnectionStatus): void {
+    this.#status ??= status;
+    this.#phase = 'done';
+    this.#clearTimer();
+    if (this.#relay) this.#relay.close('aborted');
+    this.#target?.destroy();
+    this.#socket.destroy();
+  }
+
+  /** Move byte counts not yet reported into the server's pending usage. */
+  collectUsage(): void {
+    if (!this.key) return;
+    const up = this.#bytesUp - this.#reportedUp;
+    const down = this.#bytesDown - this.#reportedDown;
+    if (up === 0 && down === 0) return;
+    this.#reportedUp = this.#bytesUp;
+    this.#reportedDown = this.#bytesDown;
+    this.#ctx.addUsage(this.key.id, up, down);
+  }
+
+  #finalize(): void {
+    if (this.#finalized) return;
+    this.#finalized = true;
+    this.#clearTimer();
+    this.#target?.destroy();
+    let status = this.#status;
+    if (status === undefined) {
+      if (this.#phase === 'relay' || (this.#phase === 'done' && this.#relay)) status = 'OK';
+      else if (this.key) status = 'ERR_ADDRESS';
+      else status = 'ERR_SHORT_HEADER';
+    }
+    this.#phase = 'done';
+    this.collectUsage();
+    const now = this.#ctx.clock.now();
+    this.#ctx.closed(this, {
+      status,
+      keyId: this.key?.id,
+      probe: this.key === undefined,
+      timeToAuthMs: this.#authAt === undefined ? undefined : this.#authAt - this.#acceptedAt,
+      durationMs: now - this.#acceptedAt,
+      bytesUp: this.#bytesUp,
+      bytesDown: this.#bytesDown,
+    });
+  }
+}
