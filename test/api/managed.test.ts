@@ -4,7 +4,7 @@ import { createServer, type AddressInfo, type Server } from 'node:net';
 import { request as httpsRequest } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { startManaged, wantsManaged, type ManagedServer } from '../../src/cli/managed.js';
-import { openTestTunnel } from '../../src/server/test-client.js';
+import { openTestTunnel } from '../helpers/test-client.js';
 import { startClient } from '../../src/client/index.js';
 import { socks5Connect } from '../helpers/socks5.js';
 import { silentLogger } from '../../src/shared/logger.js';

@@ -20,7 +20,7 @@ import {
   type DataPlane,
   type ServerOptions,
 } from '../../src/server/index.js';
-import { openTestTunnel } from '../../src/server/test-client.js';
+import { openTestTunnel } from '../helpers/test-client.js';
 import { writeFile } from 'node:fs/promises';
 import { AeadEncoder, AeadSession } from '../../src/protocol/shadowsocks/aead.js';
 import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseSsUrl } from '../../src/protocol/sip002/index.js';
-import { openTestTunnel } from '../../src/server/test-client.js';
+import { openTestTunnel } from '../helpers/test-client.js';
 
 const BIN = fileURLToPath(new URL('../../bin/ladder.js', import.meta.url));
 

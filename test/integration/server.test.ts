@@ -10,7 +10,7 @@ import {
   type AuthEvent,
   type DataPlane,
 } from '../../src/server/index.js';
-import { openTestTunnel } from '../../src/server/test-client.js';
+import { openTestTunnel } from '../helpers/test-client.js';
 import { AeadEncoder, AeadSession } from '../../src/protocol/shadowsocks/aead.js';
 import { deriveSubkey, evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
 import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';

@@ -7,10 +7,10 @@ import { join } from 'node:path';
 import net from 'node:net';
 import tls from 'node:tls';
 import { once } from 'node:events';
-import { readRecordHeader, RECORD_HEADER } from '../protocol/tls/clienthello.js';
-import { DialerStream } from './dialer-stream.js';
-import { DirectDialer, type Dialer } from './dialer.js';
-import { FragmentDialer, fragmentingSocket, type TlsFragmentOptions } from './tls-fragment.js';
+import { readRecordHeader, RECORD_HEADER } from '../../src/protocol/tls/clienthello.js';
+import { DialerStream } from '../../src/transport/dialer-stream.js';
+import { DirectDialer, type Dialer } from '../../src/transport/dialer.js';
+import { FragmentDialer, fragmentingSocket, type TlsFragmentOptions } from '../../src/transport/tls-fragment.js';
 
 const NAME = 'blocked.example';
 

@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { nativeAvailable, nativeLoadError } from '../protocol/shadowsocks/native.js';
-import { FastUdpSender } from './fast-udp.js';
+import { nativeAvailable, nativeLoadError } from '../../src/protocol/shadowsocks/native.js';
+import { FastUdpSender } from '../../src/transport/fast-udp.js';
 
 async function bound(type: 'udp4' | 'udp6', host: string): Promise<dgram.Socket> {
   const s = dgram.createSocket({ type, ipv6Only: false });

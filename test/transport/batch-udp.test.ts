@@ -4,10 +4,10 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { nativeLoadError } from '../protocol/shadowsocks/native.js';
-import { decodeAddress } from '../protocol/socks5/address.js';
-import { ipToBytes } from '../protocol/socks5/address.js';
-import { ADDR_SIZE, addrKey, addrOf, addrToIp, addrToSocks, BatchUdpSocket } from './batch-udp.js';
+import { nativeLoadError } from '../../src/protocol/shadowsocks/native.js';
+import { decodeAddress } from '../../src/protocol/socks5/address.js';
+import { ipToBytes } from '../../src/protocol/socks5/address.js';
+import { ADDR_SIZE, addrKey, addrOf, addrToIp, addrToSocks, BatchUdpSocket } from '../../src/transport/batch-udp.js';
 
 function requireBatch(t: TestContext): boolean {
   if (BatchUdpSocket.available()) return true;
@@ -161,9 +161,9 @@ test('BatchUdpSocket: closing a socket inside its own callback, and a worker exi
 
 test('listener C forward path: forwards an authenticated datagram once; replays, port 0, private destinations dropped in C; other keys and domains left to JS untouched', async (t) => {
   if (!requireBatch(t)) return;
-  const { encodeUdp2017 } = await import('../protocol/shadowsocks/udp.js');
-  const { getAeadMethod } = await import('../protocol/shadowsocks/methods.js');
-  const { evpBytesToKey } = await import('../protocol/shadowsocks/kdf.js');
+  const { encodeUdp2017 } = await import('../../src/protocol/shadowsocks/udp.js');
+  const { getAeadMethod } = await import('../../src/protocol/shadowsocks/methods.js');
+  const { evpBytesToKey } = await import('../../src/protocol/shadowsocks/kdf.js');
   const m = getAeadMethod('aes-256-gcm');
   const key = evpBytesToKey('route key', m.keySize);
   const echoed: string[] = [];
