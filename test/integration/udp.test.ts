@@ -18,6 +18,7 @@ import { UdpTunnel } from '../../src/transport/udp-tunnel.js';
 import { BatchUdpSocket } from '../../src/transport/batch-udp.js';
 import { nativeLoadError, setNativeEnabled } from '../../src/protocol/shadowsocks/native.js';
 import type { Dialer } from '../../src/transport/dialer.js';
+import { requireOrSkip } from '../helpers/prereq.js';
 
 const b64 = (b: Buffer): string => b.toString('base64');
 const ipsk = randomBytes(32);
@@ -85,12 +86,8 @@ for (const path of ['batched', 'dgram'] as const)
     });
 
     it(`the relay runs on ${path} sockets`, (t) => {
-      if (path === 'batched' && !BatchUdpSocket.available()) {
-        if (process.env.CI === 'true')
-          assert.fail(`batched UDP sockets unavailable under CI=true: ${nativeLoadError()}`);
-        t.skip('no batched sockets here (addon not built, or not Linux)');
-        return;
-      }
+      const what = `batched UDP sockets unavailable (${nativeLoadError() ?? 'addon not built, or not Linux'})`;
+      if (path === 'batched' && !requireOrSkip(t, BatchUdpSocket.available(), what)) return;
       assert.equal(plane.server.udp!.batched, path === 'batched');
     });
 

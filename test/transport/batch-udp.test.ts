@@ -8,15 +8,14 @@ import { nativeLoadError } from '../../src/protocol/shadowsocks/native.js';
 import { decodeAddress } from '../../src/protocol/socks5/address.js';
 import { ipToBytes } from '../../src/protocol/socks5/address.js';
 import { ADDR_SIZE, addrKey, addrOf, addrToIp, addrToSocks, BatchUdpSocket } from '../../src/transport/batch-udp.js';
+import { requireOrSkip } from '../helpers/prereq.js';
 
-function requireBatch(t: TestContext): boolean {
-  if (BatchUdpSocket.available()) return true;
-  const why = `batched UDP sockets unavailable (${nativeLoadError() ?? 'not Linux, or addon not built'})`;
-  if (process.env.CI === 'true') assert.fail(`${why} (CI=true requires them)`);
-  console.warn(`\n*** SKIPPING batched UDP socket tests: ${why} ***\n`);
-  t.skip(why);
-  return false;
-}
+const requireBatch = (t: TestContext): boolean =>
+  requireOrSkip(
+    t,
+    BatchUdpSocket.available(),
+    `batched UDP sockets unavailable (${nativeLoadError() ?? 'not Linux, or addon not built'})`,
+  );
 
 test('ipToBytes / addrOf / addrToIp / addrToSocks agree for IPv4, IPv6 and v4-mapped literals', () => {
   assert.deepEqual([...ipToBytes('192.0.2.7')!], [192, 0, 2, 7]);
