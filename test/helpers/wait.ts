@@ -1,12 +1,12 @@
 /** Waiting for a condition that another party (a socket, a process, a timer) makes true. */
 
 export interface WaitForOptions {
-  /** Give up after this many ms (default 2000). */
+  /** Give up after this many ms (default 5000). */
   timeoutMs?: number;
   /** Check this often, in ms (default 20). */
   intervalMs?: number;
-  /** What was awaited, for the timeout error. */
-  message?: string;
+  /** What was awaited, for the timeout error (a function is called only then, e.g. for output). */
+  message?: string | (() => string);
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -20,14 +20,18 @@ export async function waitFor<T>(
   predicate: () => T | Promise<T>,
   opts: WaitForOptions = {},
 ): Promise<NonNullable<T>> {
-  const timeoutMs = opts.timeoutMs ?? 2000;
+  const timeoutMs = opts.timeoutMs ?? 5000;
   const intervalMs = opts.intervalMs ?? 20;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await predicate();
     if (v) return v as NonNullable<T>;
     if (Date.now() >= deadline)
-      throw new Error(`waitFor: ${opts.message ?? 'condition'} not met within ${timeoutMs} ms`);
+      throw new Error(`waitFor: ${describe(opts.message)} not met within ${timeoutMs} ms`);
     await sleep(intervalMs);
   }
+}
+
+function describe(message: WaitForOptions['message']): string {
+  return typeof message === 'function' ? message() : (message ?? 'condition');
 }

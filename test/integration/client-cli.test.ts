@@ -18,6 +18,7 @@ import { createLogger } from '../../src/shared/logger.js';
 import { readExactly, startEcho, type TestServer } from '../helpers/net.js';
 import { LADDER_BIN } from '../helpers/peers.js';
 import { socks5Connect } from '../helpers/socks5.js';
+import { waitFor } from '../helpers/wait.js';
 
 const PASSWORD = `cli-${randomBytes(8).toString('hex')}`;
 
@@ -45,15 +46,8 @@ function run(args: string[], env: NodeJS.ProcessEnv = {}): Run {
   return { child, stdout: () => out, stderr: () => err, exit };
 }
 
-async function waitForText(get: () => string, re: RegExp, ms = 20_000): Promise<RegExpExecArray> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const m = re.exec(get());
-    if (m) return m;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}; got:\n${get()}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+const waitForText = (get: () => string, re: RegExp, ms = 20_000): Promise<RegExpExecArray> =>
+  waitFor(() => re.exec(get()), { timeoutMs: ms, intervalMs: 25, message: () => `${re}; got:\n${get()}` });
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64url');
 

@@ -9,6 +9,7 @@ import { decodeAddress } from '../../src/protocol/socks5/address.js';
 import { ipToBytes } from '../../src/protocol/socks5/address.js';
 import { ADDR_SIZE, addrKey, addrOf, addrToIp, addrToSocks, BatchUdpSocket } from '../../src/transport/batch-udp.js';
 import { requireOrSkip } from '../helpers/prereq.js';
+import { waitFor } from '../helpers/wait.js';
 
 const requireBatch = (t: TestContext): boolean =>
   requireOrSkip(
@@ -107,7 +108,7 @@ test('BatchUdpSocket: dual-stack socket sees IPv4 peers as IPv4; a throwing hand
   await once(peer, 'listening');
   t.after(() => peer.close());
   for (const m of ['a', 'boom', 'b']) peer.send(m, sock.port, '127.0.0.1');
-  for (let i = 0; i < 100 && seen.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  await waitFor(() => seen.length >= 2, { timeoutMs: 1000, intervalMs: 10, message: 'two datagrams' });
   assert.deepEqual(seen, ['a', 'b']);
 
   assert.throws(

@@ -11,7 +11,9 @@ import { readRecordHeader, RECORD_HEADER } from '../../src/protocol/tls/clienthe
 import { DialerStream } from '../../src/transport/dialer-stream.js';
 import { DirectDialer, type Dialer } from '../../src/transport/dialer.js';
 import { FragmentDialer, fragmentingSocket, type TlsFragmentOptions } from '../../src/transport/tls-fragment.js';
+import { connect } from '../helpers/net.js';
 import { skipUnless } from '../helpers/prereq.js';
+import { waitFor } from '../helpers/wait.js';
 
 const NAME = 'blocked.example';
 
@@ -223,28 +225,22 @@ test('interop: a fragmented ClientHello completes against OpenSSL s_server', { s
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  let reply = '';
-  // Retry the TCP connect until s_server listens (bounded: 50 x 100 ms).
-  for (let attempt = 0; attempt < 50 && reply === ''; attempt++) {
-    const raw = net.connect(port, '127.0.0.1');
-    const connected = await new Promise<boolean>((resolve) => {
-      raw.once('connect', () => resolve(true));
-      raw.once('error', () => resolve(false));
-    });
-    if (!connected) {
-      await new Promise((r) => setTimeout(r, 100));
-      continue;
-    }
-    let info: { fragmented: boolean; records: number } | undefined;
-    const tsock = tls.connect({ socket: fragmentingSocket(raw, { delayMs: 5, onHello: (i) => (info = i) }), servername: NAME, ca: cert });
-    tsock.on('error', () => {});
-    await once(tsock, 'secureConnect');
-    assert.equal(info?.fragmented, true);
-    assert.ok(info.records >= 2);
-    tsock.write('abc\n');
-    const [d] = (await once(tsock, 'data')) as [Buffer];
-    reply = d.toString();
-    tsock.destroy();
-  }
+  // Retry the TCP connect until s_server listens (bounded: 5 s).
+  const raw = await waitFor(() => connect(port).catch(() => undefined), {
+    timeoutMs: 5000,
+    intervalMs: 100,
+    message: () => `openssl s_server accepting on ${port}; its output:\n${out}`,
+  });
+  raw.on('error', () => {});
+  let info: { fragmented: boolean; records: number } | undefined;
+  const tsock = tls.connect({ socket: fragmentingSocket(raw, { delayMs: 5, onHello: (i) => (info = i) }), servername: NAME, ca: cert });
+  tsock.on('error', () => {});
+  await once(tsock, 'secureConnect');
+  assert.equal(info?.fragmented, true);
+  assert.ok(info.records >= 2);
+  tsock.write('abc\n');
+  const [d] = (await once(tsock, 'data')) as [Buffer];
+  const reply = d.toString();
+  tsock.destroy();
   assert.equal(reply.trim(), 'cba', out);
 });
