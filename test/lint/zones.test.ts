@@ -46,6 +46,12 @@ async function restrictedMessages(dir: string, code: string, file = '__zone_prob
   return messages.filter((m) => m.ruleId === 'no-restricted-imports').map((m) => m.message);
 }
 
+/** How many zone errors a file in src/<dir>/ importing `specifier` gets. */
+async function refusals(dir: string, specifier: string, file?: string): Promise<number> {
+  return (await restrictedMessages(dir, `import { x } from '${specifier}';\nexport const y = x;\n`, file))
+    .length;
+}
+
 const allowed = ALLOWED as Record<string, string[]>;
 
 test('every folder of src/ is a lint zone (cli composes), and probe/ is one before it exists', () => {
@@ -60,12 +66,9 @@ for (const [dir, ok] of Object.entries(allowed)) {
   test(`lint zone: src/${dir}`, async () => {
     for (const other of FOLDERS) {
       if (other === dir) continue;
-      const msgs = await restrictedMessages(
-        dir,
-        `import { x } from '../${other}/thing.js';\nexport const y = x;\n`,
-      );
-      if (ok.includes(other)) assert.equal(msgs.length, 0, `${dir} -> ${other} should be allowed`);
-      else assert.equal(msgs.length, 1, `${dir} -> ${other} should be refused`);
+      const n = await refusals(dir, `../${other}/thing.js`);
+      if (ok.includes(other)) assert.equal(n, 0, `${dir} -> ${other} should be allowed`);
+      else assert.equal(n, 1, `${dir} -> ${other} should be refused`);
     }
   });
 }
@@ -77,28 +80,8 @@ test('lint zone: a file in a subfolder is held to its zone (the rule counts any 
     ['client', 'routing/__zone_probe__.ts'],
   ] as const) {
     const up = '../'.repeat(file.split('/').length);
-    assert.equal(
-      (
-        await restrictedMessages(
-          dir,
-          `import { x } from '${up}server/thing.js';\nexport const y = x;\n`,
-          file,
-        )
-      ).length,
-      1,
-      `${dir}/${file} -> server`,
-    );
-    assert.equal(
-      (
-        await restrictedMessages(
-          dir,
-          `import { x } from '${up}protocol/thing.js';\nexport const y = x;\n`,
-          file,
-        )
-      ).length,
-      0,
-      `${dir}/${file} -> protocol`,
-    );
+    assert.equal(await refusals(dir, `${up}server/thing.js`, file), 1, `${dir}/${file} -> server`);
+    assert.equal(await refusals(dir, `${up}protocol/thing.js`, file), 0, `${dir}/${file} -> protocol`);
   }
 });
 
