@@ -128,9 +128,21 @@ test('the cycle finder finds a cycle, names its path, and passes a DAG', () => {
   );
 });
 
-test('no import cycles in src/ (test files excluded)', () => {
+function srcGraph(): Map<string, string[]> {
   const graph = new Map<string, string[]>();
   for (const f of srcFiles()) graph.set(f, importsOf(f, readFileSync(join(REPO_ROOT, f), 'utf8')));
+  return graph;
+}
+
+test('no src/ module imports test code (test/helpers is not shipped in dist/)', () => {
+  const bad = [...srcGraph()].flatMap(([f, deps]) =>
+    deps.filter((d) => !d.startsWith('src/')).map((d) => `${f} -> ${d}`),
+  );
+  assert.deepEqual(bad, []);
+});
+
+test('no import cycles in src/ (test files excluded)', () => {
+  const graph = srcGraph();
   assert.ok(graph.size > 50, `found only ${graph.size} files under src/`);
   const cycles = findCycles(graph);
   const unexpected = cycles.filter((c) => !(cycleKey(c) in KNOWN_CYCLES));
