@@ -1,14 +1,18 @@
 #!/usr/bin/env node
 // Test runner wrapper: finds *.test.ts under the given roots (default: src, test),
 // refuses to pass when it finds none, and runs them with node:test through tsx.
-// Usage: node scripts/run-tests.mjs [root-or-file ...] [-- extra node --test flags]
+// Usage: node scripts/run-tests.mjs [--list] [root-or-file ...] [-- extra node --test flags]
+//   --list  print the test files it would run, one a line, and exit
+// Where tests live and how to run subsets: docs/testing.md.
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
 const argv = process.argv.slice(2);
 const dash = argv.indexOf('--');
-const roots = (dash === -1 ? argv : argv.slice(0, dash)).filter(Boolean);
+const own = (dash === -1 ? argv : argv.slice(0, dash)).filter(Boolean);
+const list = own.includes('--list');
+const roots = own.filter((a) => a !== '--list');
 const extra = dash === -1 ? [] : argv.slice(dash + 1);
 if (roots.length === 0) roots.push('src', 'test');
 
@@ -36,6 +40,10 @@ files.sort();
 if (files.length === 0) {
   console.error(`run-tests: found no *.test.ts files under ${roots.join(', ')}; refusing to report success`);
   process.exit(1);
+}
+if (list) {
+  for (const f of files) console.log(f);
+  process.exit(0);
 }
 console.log(`run-tests: ${files.length} test files`);
 const concurrency = process.env.TEST_CONCURRENCY ?? '2';

@@ -1,9 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { ConfigError, loadServerConfigFile, parseServerConfig, parseServerConfigText } from './server.js';
+import { ConfigError, parseServerConfig, parseServerConfigText } from './server.js';
 
 const SECRET = 'hunter2-very-secret';
 const key = (over: Record<string, unknown> = {}) => ({
@@ -121,15 +118,5 @@ describe('server config', () => {
       () => parseServerConfigText(`{"password": ${SECRET}}`, 'c.json'),
       (e: Error) => !e.message.includes(SECRET),
     );
-  });
-
-  it('loads a file and reports a missing one', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ladder-cfg-'));
-    const f = join(dir, 'server.json');
-    writeFileSync(f, JSON.stringify({ port: 1234, keys: [key()], replayStateFile: 'replay.bin' }));
-    const c = await loadServerConfigFile(f);
-    assert.equal(c.port, 1234);
-    assert.equal(c.replayStateFile, join(dir, 'replay.bin'));
-    await assert.rejects(loadServerConfigFile(join(dir, 'nope.json')), /nope\.json: no such file$/);
   });
 });

@@ -3,6 +3,10 @@
  * decisions (C1, C2, C3, C4, C6, C9; C7 lives in prober.ts and feeds C1 back here). It owns no
  * sockets: the forwarders ask it what to do with each new flow and each chunk, and it records one
  * decision-log entry per decision. Terms and behaviours: docs/glossary.md.
+ *
+ * size: one decision engine; every behaviour reads and writes the same flow and residual tables.
+ * The pure per-behaviour rules already live in fet.ts, dns-inject.ts, http-request.ts and
+ * tls-clienthello.ts; splitting the rest by behaviour would scatter that shared state.
  */
 import type { Clock } from '../shared/clock.js';
 import { DecisionLog, type FlowRef } from './decision-log.js';

@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SeededRng } from './rng.js';
-import { ScaledClock } from './clock.js';
 import { DecisionLog } from './decision-log.js';
 
 test('SeededRng replays exactly for a seed and differs across seeds', () => {
@@ -36,16 +35,6 @@ test('SeededRng.chance(1) and chance(0) are deterministic; p=0.263 is near its r
   let hits = 0;
   for (let i = 0; i < 20_000; i++) if (r.chance(0.263)) hits++;
   assert.ok(Math.abs(hits / 20_000 - 0.263) < 0.015, `rate ${hits / 20_000}`);
-});
-
-test('ScaledClock runs virtual time faster and fires timers early', async () => {
-  const c = new ScaledClock(100);
-  const t0 = c.now();
-  const real0 = Date.now();
-  await new Promise<void>((r) => c.setTimeout(r, 2_000));
-  assert.ok(c.now() - t0 >= 1_900, `virtual elapsed ${c.now() - t0}`);
-  assert.ok(Date.now() - real0 < 1_000);
-  assert.throws(() => new ScaledClock(0), /positive/);
 });
 
 test('DecisionLog keeps one record per decision and prints JSON lines with hex buffers', () => {

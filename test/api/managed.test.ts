@@ -4,11 +4,12 @@ import { createServer, type AddressInfo, type Server } from 'node:net';
 import { request as httpsRequest } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { startManaged, wantsManaged, type ManagedServer } from '../../src/cli/managed.js';
-import { openTestTunnel } from '../../src/server/test-client.js';
+import { openTestTunnel } from '../helpers/test-client.js';
 import { startClient } from '../../src/client/index.js';
 import { socks5Connect } from '../helpers/socks5.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { tempDir } from './helpers.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 
 type Json = Record<string, unknown>;
 
@@ -63,7 +64,6 @@ const flags = (dataDir: string) => ({
   allowPrivate: true,
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test('managed server end to end: API key -> traffic -> usage and Prometheus -> limit refuses -> delete closes -> restart keeps all', async (t) => {
   const dir = tempDir(t);
@@ -138,13 +138,16 @@ test('managed server end to end: API key -> traffic -> usage and Prometheus -> l
   s1.destroy();
 
   let used = 0;
-  for (let i = 0; i < 50 && used < 2 * payload.length; i++) {
-    await sleep(100);
-    const tr = JSON.parse((await api(cfg, 'GET', '/metrics/transfer')).body) as {
-      bytesTransferredByUserId: Record<string, number>;
-    };
-    used = tr.bytesTransferredByUserId[key.id] ?? 0;
-  }
+  await waitFor(
+    async () => {
+      const tr = JSON.parse((await api(cfg, 'GET', '/metrics/transfer')).body) as {
+        bytesTransferredByUserId: Record<string, number>;
+      };
+      used = tr.bytesTransferredByUserId[key.id] ?? 0;
+      return used >= 2 * payload.length;
+    },
+    { timeoutMs: 5000, intervalMs: 100, message: () => `usage counted in /metrics/transfer (${used})` },
+  );
   assert.ok(used >= 2 * payload.length, `usage counted in /metrics/transfer (${used})`);
   const prom = await (await fetch(m.metricsServer!.url)).text();
   assert.match(prom, new RegExp(`ladder_data_bytes_total\\{access_key="${key.id}",dir="up"\\} \\d+`));
@@ -192,17 +195,17 @@ test('managed server end to end: API key -> traffic -> usage and Prometheus -> l
     (await api(cfg, 'PUT', '/access-keys/own-port', { name: 'own', port: spare })).body,
   ) as typeof key;
   assert.equal(own.port, spare);
-  let t3;
-  for (let i = 0; i < 40 && !t3; i++) {
-    await sleep(50);
-    t3 = await openTestTunnel({
-      port: spare,
-      host: '127.0.0.1',
-      method: own.method,
-      password: own.password,
-      target: { host: '127.0.0.1', port: echoPort },
-    }).catch(() => undefined);
-  }
+  const t3 = await waitFor(
+    () =>
+      openTestTunnel({
+        port: spare,
+        host: '127.0.0.1',
+        method: own.method,
+        password: own.password,
+        target: { host: '127.0.0.1', port: echoPort },
+      }).catch(() => undefined),
+    { timeoutMs: 2000, intervalMs: 50, message: 'listener opened for the key port' },
+  );
   assert.ok(t3, 'listener opened for the key port');
   t3.send(Buffer.from('own port'));
   assert.equal((await t3.read(8, 5000)).toString(), 'own port');
@@ -239,7 +242,11 @@ test('managed server end to end: API key -> traffic -> usage and Prometheus -> l
   assert.equal(tr.bytesTransferredByUserId[keep.id], 11);
   // The primary port changed (--port 0), so the old keys' port gets its own listener again.
   const keptPort = (list.accessKeys.find((k) => k.name === 'kept') as unknown as { port: number }).port;
-  for (let i = 0; i < 40 && !m.pool.ports.includes(keptPort); i++) await sleep(50);
+  await waitFor(() => m.pool.ports.includes(keptPort), {
+    timeoutMs: 2000,
+    intervalMs: 50,
+    message: 'listener for the stored keys port after restart',
+  });
   assert.ok(m.pool.ports.includes(keptPort), 'listener for the stored keys port after restart');
 });
 

@@ -7,14 +7,13 @@ import { accessConfigLine, startApi } from '../../src/api/index.js';
 import { openStore, parseStoreLocation, HOUR_MS } from '../../src/store/index.js';
 import { checkPassword } from '../../src/api/context.js';
 import { harness, tempDir, RecordingControl } from './helpers.js';
+import { waitFor } from '../helpers/wait.js';
 
 type Json = Record<string, unknown>;
 const json = (body: string): Json => JSON.parse(body) as Json;
 
 /** Wait (bounded: 5 s) for a timer-driven evaluation to land. */
-async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 250 && !cond(); i++) await new Promise((r) => setTimeout(r, 20));
-}
+const until = (cond: () => boolean): Promise<boolean> => waitFor(cond, { timeoutMs: 5000, intervalMs: 20 });
 
 test('Outline Manager flow: version gate, POST without body, rename as a form, limits, usage, delete', async (t) => {
   const h = await harness(tempDir(t));

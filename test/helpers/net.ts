@@ -13,6 +13,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { waitFor } from './wait.js';
 
 export interface TestServer {
   readonly port: number;
@@ -161,25 +162,16 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
 
 /** Resolve once a TCP connect to host:port succeeds; reject after `timeoutMs`. */
 export async function waitForPort(port: number, host = '127.0.0.1', timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
   let lastErr: unknown;
-  while (Date.now() < deadline) {
-    try {
-      await new Promise<void>((resolve, reject) => {
-        const s = net.connect({ port, host });
-        s.once('connect', () => {
-          s.destroy();
-          resolve();
-        });
-        s.once('error', reject);
-      });
-      return;
-    } catch (err) {
-      lastErr = err;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  throw new Error(`port ${host}:${port} did not accept within ${timeoutMs} ms (${String(lastErr)})`);
+  const s = await waitFor(
+    () =>
+      connect(port, host).catch((err: unknown) => {
+        lastErr = err;
+        return undefined;
+      }),
+    { timeoutMs, intervalMs: 50, message: () => `port ${host}:${port} accepting (${String(lastErr)})` },
+  );
+  s.destroy();
 }
 
 /** Connect and resolve with the socket once connected. */

@@ -10,6 +10,7 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, waitForPort } from './net.js';
+import { skipUnless } from './prereq.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const LADDER_BIN = join(REPO_ROOT, 'bin', 'ladder.js');
@@ -34,16 +35,14 @@ export function which(name: string): string | undefined {
 
 /**
  * For `{ skip: peerSkip('ss-server') }` on a describe/test: false when every binary is present;
- * otherwise a reason string (printed loudly). Under CI (process.env.CI === 'true') a missing peer
- * throws instead, so CI can never pass by skipping interop.
+ * otherwise skips loudly, or fails under CI=true (the rule in ./prereq.ts).
  */
 export function peerSkip(...names: string[]): string | false {
   const missing = names.filter((n) => which(n) === undefined);
-  if (missing.length === 0) return false;
-  const msg = `peer binary missing: ${missing.join(', ')} (apt-get install shadowsocks-libev)`;
-  if (process.env.CI === 'true') throw new Error(`${msg}; CI=true, so this is a failure, not a skip`);
-  console.error(`\n!!! SKIPPING: ${msg}\n`);
-  return `SKIPPED: ${msg}`;
+  return skipUnless(
+    missing.length === 0,
+    `peer binary missing: ${missing.join(', ')} (apt-get install shadowsocks-libev)`,
+  );
 }
 
 /** Path of a required peer binary; throws (with the same CI rule) when missing. */

@@ -13,11 +13,13 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { startClient } from '../../src/client/index.js';
 import { formatSsUrl } from '../../src/protocol/sip002/index.js';
-import { startDataPlane, type DataPlane } from '../../src/server/index.js';
+import type { DataPlane } from '../../src/server/index.js';
 import { createLogger } from '../../src/shared/logger.js';
-import { readExactly, startEcho, type TestServer } from '../helpers/net.js';
+import { readExactly } from '../helpers/net.js';
+import { startTestServer, type TestDataPlane } from '../helpers/data-plane.js';
 import { LADDER_BIN } from '../helpers/peers.js';
 import { socks5Connect } from '../helpers/socks5.js';
+import { waitFor } from '../helpers/wait.js';
 
 const PASSWORD = `cli-${randomBytes(8).toString('hex')}`;
 
@@ -45,34 +47,22 @@ function run(args: string[], env: NodeJS.ProcessEnv = {}): Run {
   return { child, stdout: () => out, stderr: () => err, exit };
 }
 
-async function waitForText(get: () => string, re: RegExp, ms = 20_000): Promise<RegExpExecArray> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const m = re.exec(get());
-    if (m) return m;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}; got:\n${get()}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+const waitForText = (get: () => string, re: RegExp, ms = 20_000): Promise<RegExpExecArray> =>
+  waitFor(() => re.exec(get()), { timeoutMs: ms, intervalMs: 25, message: () => `${re}; got:\n${get()}` });
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64url');
 
 describe('ladder client CLI', () => {
+  let server: TestDataPlane;
   let plane: DataPlane;
-  let echo: TestServer;
+  let echo: TestDataPlane['echo'];
 
   before(async () => {
-    plane = await startDataPlane({
-      keys: [{ id: 'k', method: 'aes-256-gcm', secret: PASSWORD }],
-      port: 0,
-      host: '127.0.0.1',
-      allowPrivateDestinations: true,
-    });
-    echo = await startEcho();
+    server = await startTestServer({ keys: [{ id: 'k', method: 'aes-256-gcm', secret: PASSWORD }] });
+    ({ plane, echo } = server);
   });
   after(async () => {
-    await plane.close();
-    await echo.close();
+    await server.close();
   });
 
   const badKeys: Array<[string, string, RegExp]> = [
@@ -180,8 +170,9 @@ test('default-level logs of a failing tunnel name no destination', async () => {
 });
 
 describe('ladder client CLI: several endpoints, routing, DNS, PAC', () => {
+  let server: TestDataPlane;
   let plane: DataPlane;
-  let echo: TestServer;
+  let echo: TestDataPlane['echo'];
   let dir: string;
   const key = (port: number, tag?: string): string =>
     formatSsUrl({
@@ -193,18 +184,12 @@ describe('ladder client CLI: several endpoints, routing, DNS, PAC', () => {
     });
 
   before(async () => {
-    plane = await startDataPlane({
-      keys: [{ id: 'k', method: 'aes-256-gcm', secret: PASSWORD }],
-      port: 0,
-      host: '127.0.0.1',
-      allowPrivateDestinations: true,
-    });
-    echo = await startEcho();
+    server = await startTestServer({ keys: [{ id: 'k', method: 'aes-256-gcm', secret: PASSWORD }] });
+    ({ plane, echo } = server);
     dir = mkdtempSync(join(tmpdir(), 'ladder-client-cli-'));
   });
   after(async () => {
-    await plane.close();
-    await echo.close();
+    await server.close();
     rmSync(dir, { recursive: true, force: true });
   });
 

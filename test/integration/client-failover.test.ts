@@ -12,8 +12,9 @@ import net from 'node:net';
 import { startClient } from '../../src/client/index.js';
 import type { Clock } from '../../src/shared/clock.js';
 import { formatSsUrl } from '../../src/protocol/sip002/index.js';
-import { startDataPlane, type DataPlane } from '../../src/server/index.js';
-import { readExactly, startEcho, type TestServer } from '../helpers/net.js';
+import type { DataPlane } from '../../src/server/index.js';
+import { readExactly } from '../helpers/net.js';
+import { startTestServer, type TestDataPlane } from '../helpers/data-plane.js';
 import { socks5Connect } from '../helpers/socks5.js';
 
 const PASSWORD = `fo-${randomBytes(6).toString('hex')}`;
@@ -59,21 +60,16 @@ function skewClock(): Clock & { skip(ms: number): void } {
 }
 
 describe('ladder client with two endpoints, the first black-holed', () => {
+  let server: TestDataPlane;
   let plane: DataPlane;
-  let echo: TestServer;
+  let echo: TestDataPlane['echo'];
 
   before(async () => {
-    plane = await startDataPlane({
-      keys: [{ id: 'k', method: METHOD, secret: PASSWORD }],
-      port: 0,
-      host: '127.0.0.1',
-      allowPrivateDestinations: true,
-    });
-    echo = await startEcho();
+    server = await startTestServer({ keys: [{ id: 'k', method: METHOD, secret: PASSWORD }] });
+    ({ plane, echo } = server);
   });
   after(async () => {
-    await plane.close();
-    await echo.close();
+    await server.close();
   });
 
   const key = (port: number, tag: string): string =>

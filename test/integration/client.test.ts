@@ -21,6 +21,7 @@ import { ShadowsocksDialer } from '../../src/transport/shadowsocks-dialer.js';
 import { DirectDialer } from '../../src/transport/dialer.js';
 import { readAll, readExactly, startEcho, type TestServer } from '../helpers/net.js';
 import { socks5Connect } from '../helpers/socks5.js';
+import { waitFor } from '../helpers/wait.js';
 
 const PASSWORD = 'correct horse battery staple';
 const METHOD = 'aes-256-gcm';
@@ -138,19 +139,6 @@ function keyFor(port: number, extra: { prefix?: Uint8Array; method?: string } = 
 async function roundTrip(sock: net.Socket, data: Buffer): Promise<Buffer> {
   sock.write(data);
   return readExactly(sock, data.length, 10_000);
-}
-
-function waitFor<T>(fn: () => T | undefined, ms = 5000): Promise<T> {
-  const deadline = Date.now() + ms;
-  return new Promise((resolve, reject) => {
-    const tick = (): void => {
-      const v = fn();
-      if (v !== undefined) resolve(v);
-      else if (Date.now() > deadline) reject(new Error('condition not met in time'));
-      else setTimeout(tick, 10);
-    };
-    tick();
-  });
 }
 
 describe('ladder client through a SIP004 server', () => {
@@ -738,7 +726,7 @@ describe('first-packet shaping and failures', () => {
       s.on('error', () => {});
       s.write(Buffer.from([5, 1, 2])); // only user/pass offered: refused
       assert.deepEqual(await readExactly(s, 2, 5000), Buffer.from([5, 0xff]));
-      await waitFor(() => (client.openSockets === 0 ? true : undefined), 6000);
+      await waitFor(() => client.openSockets === 0, { timeoutMs: 6000, intervalMs: 10 });
       s.destroy();
     } finally {
       await client.close();

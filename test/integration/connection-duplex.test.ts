@@ -20,7 +20,7 @@ import { encodeAddress, type SocksAddress } from '../../src/protocol/socks5/addr
 import { ManualClock } from '../../src/shared/clock.js';
 import type { RuntimeKey } from '../../src/shared/control.js';
 import { ShadowsocksServer, type ConnectionClosedEvent } from '../../src/server/index.js';
-import { openTestTunnel } from '../../src/server/test-client.js';
+import { openTestTunnel } from '../helpers/test-client.js';
 
 const IDLE_MS = 60_000;
 const settle = (ms = 40): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -20,7 +20,7 @@ import {
   type DataPlane,
   type ServerOptions,
 } from '../../src/server/index.js';
-import { openTestTunnel } from '../../src/server/test-client.js';
+import { openTestTunnel } from '../helpers/test-client.js';
 import { writeFile } from 'node:fs/promises';
 import { AeadEncoder, AeadSession } from '../../src/protocol/shadowsocks/aead.js';
 import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
@@ -36,6 +36,7 @@ import {
 import { encodeAddress } from '../../src/protocol/socks5/address.js';
 import type { Clock } from '../../src/shared/clock.js';
 import type { RuntimeKey } from '../../src/shared/control.js';
+import { waitFor } from '../helpers/wait.js';
 
 const METHODS: Aead2022MethodName[] = [
   '2022-blake3-aes-128-gcm',
@@ -369,7 +370,7 @@ describe('SIP022 refusals get the same reaction as garbage', () => {
   it('timestamp 31 s ahead or behind: uniform reaction; 29 s off is accepted', async () => {
     for (const off of [31_000, -31_000]) {
       // Whole seconds on the wire: start early in a second so "31 s" cannot round to 30.
-      while (Date.now() % 1000 > 300) await new Promise((r) => setTimeout(r, 20));
+      await waitFor(() => Date.now() % 1000 <= 300, { timeoutMs: 2000, message: 'the start of a second' });
       const enc = new Aead2022RequestEncoder(method, key);
       const bytes = enc.encodeHeader(target(), Buffer.from('x'), Date.now() + off);
       assert.equal(await refused(bytes, `timestamp ${off / 1000} s`), 'ERR_TIMESTAMP');

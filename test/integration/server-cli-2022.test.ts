@@ -6,6 +6,7 @@ import { echoVia } from '../helpers/transfer.js';
 import { sha256Hex } from '../helpers/hash.js';
 import { startLadderClient, startLadderServer } from '../helpers/peers.js';
 import { formatSsUrl } from '../../src/protocol/sip002/index.js';
+import { waitFor } from '../helpers/wait.js';
 
 // The 2022 edition as users run it: `ladder server --method 2022-… --password PSK` and
 // `ladder client --key ss://2022-…`, both through the CLI, 1 MiB echoed byte-identical.
@@ -21,8 +22,7 @@ for (const method of [
     const server = await startLadderServer({ extraArgs: ['--method', method, '--password', psk, '--udp'] });
     t.after(() => server.stop());
     // The port accepts a moment before the banner is written: wait for it (bounded).
-    for (let i = 0; i < 100 && !/TCP and UDP/.test(server.output()); i++)
-      await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => /TCP and UDP/.test(server.output()), { timeoutMs: 5000, intervalMs: 50, message: 'the TCP and UDP banner' });
     assert.match(server.output(), /TCP and UDP/);
     const key = formatSsUrl({ method, password: psk, host: '127.0.0.1', port: server.port });
     const client = await startLadderClient({ key });

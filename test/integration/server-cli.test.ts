@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseSsUrl } from '../../src/protocol/sip002/index.js';
-import { openTestTunnel } from '../../src/server/test-client.js';
+import { openTestTunnel } from '../helpers/test-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 const BIN = fileURLToPath(new URL('../../bin/ladder.js', import.meta.url));
 
@@ -36,15 +37,17 @@ function run(args: string[]): Run {
   return { child, stdout: () => out, stderr: () => err, exit };
 }
 
-async function waitFor(r: Run, re: RegExp, ms = 20_000): Promise<RegExpExecArray> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const m = re.exec(r.stdout());
-    if (m) return m;
-    if (r.child.exitCode !== null) break;
-    await new Promise((res) => setTimeout(res, 50));
-  }
-  throw new Error(`no ${re} in stdout: ${r.stdout()} / stderr: ${r.stderr()}`);
+/** The first match of `re` in the server's stdout; fails at once if the server exits first. */
+function waitForStdout(r: Run, re: RegExp, ms = 20_000): Promise<RegExpExecArray> {
+  const message = (): string => `${re} in stdout: ${r.stdout()} / stderr: ${r.stderr()}`;
+  return waitFor(
+    () => {
+      const m = re.exec(r.stdout());
+      if (!m && r.child.exitCode !== null) throw new Error(`server exited; no ${message()}`);
+      return m;
+    },
+    { timeoutMs: ms, intervalMs: 50, message },
+  );
 }
 
 describe('ladder server (CLI)', () => {
@@ -65,7 +68,7 @@ describe('ladder server (CLI)', () => {
   it('with no key: generates one, prints URL, QR and how to try it; relays; stops on SIGTERM; logs no secrets', async () => {
     const r = run(['server', '--port', '0', '--host', '127.0.0.1', '--allow-private']);
     try {
-      const [url] = await waitFor(r, /ss:\/\/\S+/);
+      const [url] = await waitForStdout(r, /ss:\/\/\S+/);
       const key = parseSsUrl(url);
       assert.equal(key.method, 'chacha20-ietf-poly1305');
       assert.ok(key.password.length >= 32, 'strong password');
@@ -112,7 +115,7 @@ describe('ladder server (CLI)', () => {
     );
     const r = run(['server', '--config', f]);
     try {
-      const m = await waitFor(r, /listening on 127\.0\.0\.1:(\d+)/);
+      const m = await waitForStdout(r, /listening on 127\.0\.0\.1:(\d+)/);
       const port = Number(m[1]);
       assert.doesNotMatch(r.stdout(), /ss:\/\//, 'config mode prints no URLs by default');
       const t = await openTestTunnel({

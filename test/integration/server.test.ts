@@ -10,11 +10,12 @@ import {
   type AuthEvent,
   type DataPlane,
 } from '../../src/server/index.js';
-import { openTestTunnel } from '../../src/server/test-client.js';
+import { openTestTunnel } from '../helpers/test-client.js';
 import { AeadEncoder, AeadSession } from '../../src/protocol/shadowsocks/aead.js';
 import { deriveSubkey, evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
 import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
 import type { RuntimeKey } from '../../src/shared/control.js';
+import { waitFor } from '../helpers/wait.js';
 
 interface Echo {
   port: number;
@@ -260,9 +261,8 @@ describe('probe resistance', () => {
   let plane: DataPlane;
   const closed: ConnectionClosedEvent[] = [];
   const waitStatus = async (status: string, n = 1): Promise<void> => {
-    for (let i = 0; i < 100 && closed.filter((e) => e.status === status).length < n; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const message = (): string => `expected ${n} x ${status}: ${closed.map((e) => e.status).join(',')}`;
+    await waitFor(() => closed.filter((e) => e.status === status).length >= n, { timeoutMs: 5000, intervalMs: 50, message });
     assert.ok(
       closed.filter((e) => e.status === status).length >= n,
       `expected ${n} x ${status}: ${closed.map((e) => e.status).join(',')}`,
@@ -443,8 +443,7 @@ describe('replay state survives a restart (replayStateFile)', () => {
         assert.equal(replay.kind, 'fin');
         const reflected = await rawProbe(second.address.port, response, 4_000);
         assert.equal(reflected.received, 0);
-        for (let i = 0; i < 100 && !closed.some((e) => e.status === 'ERR_REPLAY_SERVER'); i++)
-          await new Promise((r) => setTimeout(r, 20));
+        await waitFor(() => closed.some((e) => e.status === 'ERR_REPLAY_SERVER'), { timeoutMs: 2000, message: 'ERR_REPLAY_SERVER' });
         assert.deepEqual(
           closed.slice(-2).map((e) => e.status),
           ['ERR_REPLAY_CLIENT', 'ERR_REPLAY_SERVER'],

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { startLadderClient, startLadderServer } from '../helpers/peers.js';
 import { formatSsUrl } from '../../src/protocol/sip002/index.js';
 import { socks5UdpAssociate, startUdpEcho, udpEchoRun } from '../../src/transport/udp-socks5.js';
+import { waitFor } from '../helpers/wait.js';
 
 // UDP as users run it: `ladder server --udp` and `ladder client --udp`, both through the CLI,
 // an application speaking SOCKS5 UDP ASSOCIATE to the client; DNS-sized and 1,400-byte
@@ -26,8 +27,7 @@ for (const method of ['chacha20-ietf-poly1305', '2022-blake3-aes-256-gcm'] as co
     const key = formatSsUrl({ method, password, host: '127.0.0.1', port: server.port });
     const client = await startLadderClient({ key, extraArgs: ['--udp'] });
     t.after(() => client.stop());
-    for (let i = 0; i < 100 && !/SOCKS5 UDP/.test(client.output()); i++)
-      await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => /SOCKS5 UDP/.test(client.output()), { timeoutMs: 5000, intervalMs: 50, message: 'the SOCKS5 UDP banner' });
     assert.match(client.output(), /SOCKS5 UDP\s+on 127\.0\.0\.1:\d+ \(UDP ASSOCIATE\)/);
     assert.ok(!client.output().includes(password), 'the banner does not print the key');
     const assoc = await socks5UdpAssociate(client.socksPort);

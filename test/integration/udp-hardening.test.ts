@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { startDataPlane } from '../../src/server/index.js';
 import { encodeUdp2017, decodeUdp2017 } from '../../src/protocol/shadowsocks/udp.js';
 import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
 import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
-import { startUdpEcho } from '../../src/transport/udp-socks5.js';
+import { startTestServer } from '../helpers/data-plane.js';
+import { waitFor } from '../helpers/wait.js';
 
 const method = getAeadMethod('aes-256-gcm');
 const PASSWORD = 'udp-hardening';
@@ -26,19 +26,10 @@ async function exchange(port: number, packet: Buffer, ms = 400, from?: dgram.Soc
 }
 
 test('UDP: a datagram to port 0 is dropped and the server keeps serving (it used to crash the process)', async (t) => {
-  const echo = await startUdpEcho();
-  const plane = await startDataPlane({
-    keys: [{ id: 'k', method: method.name, secret: PASSWORD }],
-    port: 0,
-    host: '127.0.0.1',
-    allowPrivateDestinations: true,
-    udp: true,
-  });
-  t.after(async () => {
-    await plane.close();
-    await echo.close();
-  });
-  const port = plane.address.port;
+  const { port, echo } = await startTestServer(
+    { keys: [{ id: 'k', method: method.name, secret: PASSWORD }], udp: true },
+    t,
+  );
   for (const host of ['127.0.0.1', 'localhost']) {
     const bad = encodeUdp2017(
       method,
@@ -60,19 +51,10 @@ test('UDP: a datagram to port 0 is dropped and the server keeps serving (it used
 });
 
 test('UDP (SIP004): an identical replay of a datagram gets no reply, like garbage; a fresh one does', async (t) => {
-  const echo = await startUdpEcho();
-  const plane = await startDataPlane({
-    keys: [{ id: 'k', method: method.name, secret: PASSWORD }],
-    port: 0,
-    host: '127.0.0.1',
-    allowPrivateDestinations: true,
-    udp: true,
-  });
-  t.after(async () => {
-    await plane.close();
-    await echo.close();
-  });
-  const port = plane.address.port;
+  const { port, echo } = await startTestServer(
+    { keys: [{ id: 'k', method: method.name, secret: PASSWORD }], udp: true },
+    t,
+  );
   const dest = { type: 'ipv4' as const, host: '127.0.0.1', port: echo.port };
   const packet = encodeUdp2017(method, key, dest, Buffer.from('once'));
   assert.equal((await exchange(port, packet, 1000)).length, 1, 'the original gets its reply');
@@ -87,32 +69,27 @@ test('UDP (SIP004): an identical replay of a datagram gets no reply, like garbag
 test('UDP usage is counted both ways for SIP004 (replies sealed in C on batched sockets) and 2022 keys', async (t) => {
   const { randomBytes } = await import('node:crypto');
   const { UdpTunnel } = await import('../../src/transport/udp-tunnel.js');
-  const echo = await startUdpEcho();
   const psk = randomBytes(32).toString('base64');
   const usage = new Map<string, { up: number; down: number }>();
-  const plane = await startDataPlane({
-    keys: [
-      { id: 'old', method: method.name, secret: PASSWORD },
-      { id: 'new', method: '2022-blake3-aes-256-gcm', secret: psk },
-    ],
-    port: 0,
-    host: '127.0.0.1',
-    allowPrivateDestinations: true,
-    udp: true,
-    usageFlushMs: 50,
-    usage: {
-      addBytes: (id, up, down) => {
-        const u = usage.get(id) ?? { up: 0, down: 0 };
-        u.up += up;
-        u.down += down;
-        usage.set(id, u);
+  const { plane, echo } = await startTestServer(
+    {
+      keys: [
+        { id: 'old', method: method.name, secret: PASSWORD },
+        { id: 'new', method: '2022-blake3-aes-256-gcm', secret: psk },
+      ],
+      udp: true,
+      usageFlushMs: 50,
+      usage: {
+        addBytes: (id, up, down) => {
+          const u = usage.get(id) ?? { up: 0, down: 0 };
+          u.up += up;
+          u.down += down;
+          usage.set(id, u);
+        },
       },
     },
-  });
-  t.after(async () => {
-    await plane.close();
-    await echo.close();
-  });
+    t,
+  );
   for (const [id, m, secret] of [
     ['old', method.name, PASSWORD],
     ['new', '2022-blake3-aes-256-gcm', psk],
@@ -129,12 +106,12 @@ test('UDP usage is counted both ways for SIP004 (replies sealed in C on batched 
       tunnel.send({ type: 'ipv4', host: '127.0.0.1', port: echo.port }, Buffer.alloc(500, i));
       await new Promise((r) => setTimeout(r, 5));
     }
-    for (let i = 0; i < 100 && replies < 20; i++) await new Promise((r) => setTimeout(r, 20));
+    await waitFor(() => replies >= 20, { timeoutMs: 2000, message: () => `${id}: 20 replies (${replies})` });
     assert.equal(replies, 20, `${id}: every datagram echoed`);
     // The relay collects what its C paths relayed once a second, then the usage flush runs.
     const enough = (): boolean =>
       (usage.get(id)?.down ?? 0) >= 20 * 500 && (usage.get(id)?.up ?? 0) >= 20 * 500;
-    for (let i = 0; i < 150 && !enough(); i++) await new Promise((r) => setTimeout(r, 20));
+    await waitFor(enough, { timeoutMs: 3000, message: () => `${id}: usage of 20 x 500 bytes each way` });
     tunnel.close();
     const u = usage.get(id);
     assert.ok(u && u.up >= 20 * 500, `${id}: up ${u?.up}`);

@@ -18,6 +18,9 @@ import { UdpTunnel } from '../../src/transport/udp-tunnel.js';
 import { BatchUdpSocket } from '../../src/transport/batch-udp.js';
 import { nativeLoadError, setNativeEnabled } from '../../src/protocol/shadowsocks/native.js';
 import type { Dialer } from '../../src/transport/dialer.js';
+import { requireOrSkip } from '../helpers/prereq.js';
+import { startTestServer, type TestDataPlane } from '../helpers/data-plane.js';
+import { waitFor } from '../helpers/wait.js';
 
 const b64 = (b: Buffer): string => b.toString('base64');
 const ipsk = randomBytes(32);
@@ -64,33 +67,23 @@ async function withClient<T>(
 // node:dgram (what runs without the addon, forced here by turning the addon off).
 for (const path of ['batched', 'dgram'] as const)
   describe(`UDP relay through SOCKS5 UDP ASSOCIATE, every edition on one port (${path} sockets)`, () => {
-    let echo: Awaited<ReturnType<typeof startUdpEcho>>;
+    let server: TestDataPlane;
+    let echo: TestDataPlane['echo'];
     let plane: DataPlane;
     before(async () => {
       if (path === 'dgram') setNativeEnabled(false);
-      echo = await startUdpEcho();
-      plane = await startDataPlane({
-        keys: KEYS,
-        port: 0,
-        host: '127.0.0.1',
-        allowPrivateDestinations: true,
-        udp: true,
-      });
+      server = await startTestServer({ keys: KEYS, udp: true });
+      ({ echo, plane } = server);
       assert.deepEqual(plane.server.rejectedKeys, []);
     });
     after(async () => {
-      await plane.close();
-      await echo.close();
+      await server.close();
       setNativeEnabled(true);
     });
 
     it(`the relay runs on ${path} sockets`, (t) => {
-      if (path === 'batched' && !BatchUdpSocket.available()) {
-        if (process.env.CI === 'true')
-          assert.fail(`batched UDP sockets unavailable under CI=true: ${nativeLoadError()}`);
-        t.skip('no batched sockets here (addon not built, or not Linux)');
-        return;
-      }
+      const what = `batched UDP sockets unavailable (${nativeLoadError() ?? 'addon not built, or not Linux'})`;
+      if (path === 'batched' && !requireOrSkip(t, BatchUdpSocket.available(), what)) return;
       assert.equal(plane.server.udp!.batched, path === 'batched');
     });
 
@@ -194,7 +187,7 @@ describe('UDP relay refusals are silent drops', () => {
   it('a 2022 packet with a timestamp 31 s off is dropped', async () => {
     replies.length = 0;
     // Whole seconds on the wire: start early in a second so "31 s" cannot round to 30.
-    while (Date.now() % 1000 > 300) await settle(20);
+    await waitFor(() => Date.now() % 1000 <= 300, { timeoutMs: 2000, message: 'the start of a second' });
     const s = new Udp2022ClientSession(method, key);
     send(s.seal(target(), Buffer.from('late'), Date.now() - 31_000));
     send(s.seal(target(), Buffer.from('early'), Date.now() + 31_000));
@@ -214,8 +207,7 @@ describe('UDP relay refusals are silent drops', () => {
     await settle(150);
     assert.ok(udp.sessionCount <= 3, `sessions ${udp.sessionCount}`);
     assert.ok(udp.sessionCount >= 1);
-    const end = Date.now() + 5_000;
-    while (udp.sessionCount > 0 && Date.now() < end) await settle(100);
+    await waitFor(() => udp.sessionCount === 0, { timeoutMs: 5_000, intervalMs: 100, message: 'idle sessions expired' });
     assert.equal(udp.sessionCount, 0);
   });
 

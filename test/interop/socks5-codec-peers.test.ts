@@ -23,6 +23,7 @@ import {
   parseUdpDatagram,
   parseUserPassAuth,
 } from '../../src/protocol/socks5/socks5.js';
+import { skipUnless } from '../helpers/prereq.js';
 
 const norm6 = (h: string) => (h.includes(':') ? new URL(`http://[${h}]/`).hostname.slice(1, -1) : h);
 
@@ -159,12 +160,10 @@ test('the socks package as client: no auth and username/password, domain/IPv4/IP
 
 // curl is optional locally (skipped loudly) but required in CI.
 const hasCurl = ['/usr/bin/curl', '/usr/local/bin/curl', '/bin/curl'].some((p) => existsSync(p));
-if (!hasCurl)
-  console.warn('socks5-codec-peers.test: curl not found; skipping the curl test (apt-get install curl)');
 
 test(
   'curl as client (socks5h, with and without credentials)',
-  { skip: hasCurl || process.env.CI === 'true' ? false : 'curl not installed' },
+  { skip: skipUnless(hasCurl, 'curl not installed (apt-get install curl)') },
   async () => {
     const curl = (args: string[]) =>
       new Promise<string>((resolve, reject) =>

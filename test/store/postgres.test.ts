@@ -2,7 +2,6 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ManualClock } from '../../src/shared/clock.js';
@@ -13,6 +12,8 @@ import {
   HOUR_MS,
   type StoreLocation,
 } from '../../src/store/index.js';
+import { freePort } from '../helpers/net.js';
+import { skipUnless } from '../helpers/prereq.js';
 
 /**
  * The same Store on a real PostgreSQL server (fleet mode), started here with initdb/pg_ctl in a
@@ -51,22 +52,10 @@ let dir = '';
 let loc: StoreLocation;
 let started = false;
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+const SKIP = skipUnless(have, 'PostgreSQL (initdb, pg_ctl; Debian package postgresql) not installed');
 
 before(async () => {
-  if (!have) {
-    const msg =
-      'PostgreSQL (initdb, pg_ctl; Debian package postgresql) not installed: SKIPPING the PostgreSQL store tests';
-    if (process.env.CI === 'true') throw new Error(msg);
-    console.error(`\n*** ${msg} ***\n`);
-    return;
-  }
+  if (!have) return;
   dir = mkdtempSync(join(tmpdir(), 'ladder-pg-'));
   if (asRoot) execFileSync('chown', ['postgres', dir]);
   const port = await freePort();
@@ -94,7 +83,7 @@ const base = { method: 'chacha20-ietf-poly1305', secret: 'pw', port: 4444 };
 
 test(
   'postgres: keys, 100 parallel creations/deletions, usage sums, restart, enforcement',
-  { skip: !have },
+  { skip: SKIP },
   async () => {
     assert.equal(loc.kind, 'postgres');
     const clock = new ManualClock(Date.UTC(2026, 10, 22, 10, 0));

@@ -33,19 +33,18 @@ import {
   sealClientPacket2022,
   sealServerPacket2022,
 } from './udp2022.js';
+import { requireOrSkip } from '../../../test/helpers/prereq.js';
 
 const HAVE_NATIVE = nativeAvailable();
 const METHODS = Object.values(AEAD_METHODS);
 const METHODS_2022 = Object.values(AEAD_2022_METHODS);
 
-function requireNative(t: TestContext): boolean {
-  if (HAVE_NATIVE) return true;
-  const why = `native addon unavailable (${nativeLoadError() ?? 'unknown'}); run: node scripts/build-native.mjs`;
-  if (process.env.CI === 'true') assert.fail(`${why} (CI=true requires it)`);
-  console.warn(`\n*** SKIPPING native one-shot tests: ${why} ***\n`);
-  t.skip(why);
-  return false;
-}
+const requireNative = (t: TestContext): boolean =>
+  requireOrSkip(
+    t,
+    HAVE_NATIVE,
+    `native addon unavailable (${nativeLoadError() ?? 'unknown'}); run: node scripts/build-native.mjs`,
+  );
 
 function onJs<T>(f: () => T): T {
   setNativeEnabled(false);

@@ -21,19 +21,18 @@ import {
   nativeLoadError,
   setNativeEnabled,
 } from './native.js';
+import { requireOrSkip } from '../../../test/helpers/prereq.js';
 
 const METHODS = Object.values(AEAD_METHODS);
 const HAVE_NATIVE = nativeAvailable();
 
 /** Skips (loudly) when the addon is missing; fails instead under CI=true. */
-function requireNative(t: TestContext): boolean {
-  if (HAVE_NATIVE) return true;
-  const why = `native AEAD addon unavailable (${nativeLoadError() ?? 'unknown'}); run: node scripts/build-native.mjs`;
-  if (process.env.CI === 'true') assert.fail(`${why} (CI=true requires it)`);
-  console.warn(`\n*** SKIPPING native half: ${why} ***\n`);
-  t.skip(why);
-  return false;
-}
+const requireNative = (t: TestContext): boolean =>
+  requireOrSkip(
+    t,
+    HAVE_NATIVE,
+    `native AEAD addon unavailable (${nativeLoadError() ?? 'unknown'}); run: node scripts/build-native.mjs`,
+  );
 
 type Path = 'js' | 'native';
 const PATHS: Path[] = ['js', 'native'];

@@ -4,10 +4,10 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { once } from 'node:events';
 import dnsPacket from 'dns-packet';
-import { decodeDns, frameTcp, TcpFrameDecoder } from '../../protocol/dns/message.js';
-import type { SocksAddress } from '../../protocol/socks5/address.js';
-import { FilteringUdpResolver, TunnelDnsResolver, type DnsDial } from './resolvers.js';
-import { startDnsServer } from './server.js';
+import { decodeDns, frameTcp, TcpFrameDecoder } from '../../src/protocol/dns/message.js';
+import type { SocksAddress } from '../../src/protocol/socks5/address.js';
+import { FilteringUdpResolver, TunnelDnsResolver, type DnsDial } from '../../src/client/dns/resolvers.js';
+import { startDnsServer } from '../../src/client/dns/server.js';
 
 const NAME = 'blocked.example';
 const TRUE_IP = '198.51.100.7';

@@ -6,8 +6,9 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { nativeAvailable, nativeLoadError } from '../protocol/shadowsocks/native.js';
-import { FastUdpSender } from './fast-udp.js';
+import { nativeAvailable, nativeLoadError } from '../../src/protocol/shadowsocks/native.js';
+import { FastUdpSender } from '../../src/transport/fast-udp.js';
+import { prerequisiteMissing } from '../helpers/prereq.js';
 
 async function bound(type: 'udp4' | 'udp6', host: string): Promise<dgram.Socket> {
   const s = dgram.createSocket({ type, ipv6Only: false });
@@ -31,11 +32,8 @@ function collect(s: dgram.Socket, n: number, timeoutMs = 5000): Promise<Buffer[]
 }
 
 test('FastUdpSender: 200 datagrams of 1..1400 bytes arrive intact (native path when built)', async (t) => {
-  if (!nativeAvailable()) {
-    if (process.env.CI === 'true')
-      assert.fail(`native addon unavailable under CI=true: ${nativeLoadError()}`);
-    console.warn('\n*** FastUdpSender test runs the socket.send fallback only: addon not built ***\n');
-  }
+  if (!nativeAvailable())
+    prerequisiteMissing(`native addon unavailable (${nativeLoadError()})`, 'testing the socket.send fallback only');
   const rx = await bound('udp4', '127.0.0.1');
   const tx = await bound('udp4', '127.0.0.1');
   t.after(() => {

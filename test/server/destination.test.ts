@@ -2,8 +2,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { systemClock } from '../shared/clock.js';
-import { DialError, dialDestination, isPrivateAddress } from './destination.js';
+import { systemClock } from '../../src/shared/clock.js';
+import { DialError, dialDestination, isPrivateAddress } from '../../src/server/destination.js';
 
 describe('isPrivateAddress', () => {
   it('refuses loopback, private, link-local, unspecified, multicast, mapped forms', () => {
@@ -134,7 +134,7 @@ describe('dialDestination', () => {
 describe('the C fast path applies the same private rule (native/ladder_aead.cc)', () => {
   it('agrees with isPrivateAddress on every range edge, embedded forms and random addresses', async (t) => {
     const { createRequire } = await import('node:module');
-    const { nativeSockets } = await import('../protocol/shadowsocks/native.js');
+    const { nativeSockets } = await import('../../src/protocol/shadowsocks/native.js');
     if (!nativeSockets()) {
       if (process.env.CI === 'true') assert.fail('native addon with sockets required under CI=true');
       t.skip('native addon not built (or not Linux)');

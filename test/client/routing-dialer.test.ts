@@ -1,12 +1,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import type { SocksAddress } from '../protocol/socks5/address.js';
-import { ManualClock, systemClock } from '../shared/clock.js';
-import { DirectDialer, type DialError, type Dialer } from '../transport/dialer.js';
-import { RoutingDialer, type RouteEvent } from './routing-dialer.js';
-import { Router } from './routing/router.js';
-import { parseRuleList } from './routing/rules.js';
+import type { SocksAddress } from '../../src/protocol/socks5/address.js';
+import { ManualClock, systemClock } from '../../src/shared/clock.js';
+import { DirectDialer, type DialError, type Dialer } from '../../src/transport/dialer.js';
+import { RoutingDialer, type RouteEvent } from '../../src/client/routing-dialer.js';
+import { Router } from '../../src/client/routing/router.js';
+import { parseRuleList } from '../../src/client/routing/rules.js';
 
 const HELLO = Buffer.from([0x16, 3, 1, 0, 4, 1, 0, 0, 0]);
 

@@ -4,19 +4,19 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { nativeLoadError } from '../protocol/shadowsocks/native.js';
-import { decodeAddress } from '../protocol/socks5/address.js';
-import { ipToBytes } from '../protocol/socks5/address.js';
-import { ADDR_SIZE, addrKey, addrOf, addrToIp, addrToSocks, BatchUdpSocket } from './batch-udp.js';
+import { nativeLoadError } from '../../src/protocol/shadowsocks/native.js';
+import { decodeAddress } from '../../src/protocol/socks5/address.js';
+import { ipToBytes } from '../../src/protocol/socks5/address.js';
+import { ADDR_SIZE, addrKey, addrOf, addrToIp, addrToSocks, BatchUdpSocket } from '../../src/transport/batch-udp.js';
+import { requireOrSkip } from '../helpers/prereq.js';
+import { waitFor } from '../helpers/wait.js';
 
-function requireBatch(t: TestContext): boolean {
-  if (BatchUdpSocket.available()) return true;
-  const why = `batched UDP sockets unavailable (${nativeLoadError() ?? 'not Linux, or addon not built'})`;
-  if (process.env.CI === 'true') assert.fail(`${why} (CI=true requires them)`);
-  console.warn(`\n*** SKIPPING batched UDP socket tests: ${why} ***\n`);
-  t.skip(why);
-  return false;
-}
+const requireBatch = (t: TestContext): boolean =>
+  requireOrSkip(
+    t,
+    BatchUdpSocket.available(),
+    `batched UDP sockets unavailable (${nativeLoadError() ?? 'not Linux, or addon not built'})`,
+  );
 
 test('ipToBytes / addrOf / addrToIp / addrToSocks agree for IPv4, IPv6 and v4-mapped literals', () => {
   assert.deepEqual([...ipToBytes('192.0.2.7')!], [192, 0, 2, 7]);
@@ -108,7 +108,7 @@ test('BatchUdpSocket: dual-stack socket sees IPv4 peers as IPv4; a throwing hand
   await once(peer, 'listening');
   t.after(() => peer.close());
   for (const m of ['a', 'boom', 'b']) peer.send(m, sock.port, '127.0.0.1');
-  for (let i = 0; i < 100 && seen.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  await waitFor(() => seen.length >= 2, { timeoutMs: 1000, intervalMs: 10, message: 'two datagrams' });
   assert.deepEqual(seen, ['a', 'b']);
 
   assert.throws(
@@ -161,9 +161,9 @@ test('BatchUdpSocket: closing a socket inside its own callback, and a worker exi
 
 test('listener C forward path: forwards an authenticated datagram once; replays, port 0, private destinations dropped in C; other keys and domains left to JS untouched', async (t) => {
   if (!requireBatch(t)) return;
-  const { encodeUdp2017 } = await import('../protocol/shadowsocks/udp.js');
-  const { getAeadMethod } = await import('../protocol/shadowsocks/methods.js');
-  const { evpBytesToKey } = await import('../protocol/shadowsocks/kdf.js');
+  const { encodeUdp2017 } = await import('../../src/protocol/shadowsocks/udp.js');
+  const { getAeadMethod } = await import('../../src/protocol/shadowsocks/methods.js');
+  const { evpBytesToKey } = await import('../../src/protocol/shadowsocks/kdf.js');
   const m = getAeadMethod('aes-256-gcm');
   const key = evpBytesToKey('route key', m.keySize);
   const echoed: string[] = [];

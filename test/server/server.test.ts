@@ -2,9 +2,9 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { ManualClock } from '../shared/clock.js';
-import type { ConnectionClosedEvent } from './events.js';
-import { ShadowsocksServer } from './server.js';
+import { ManualClock } from '../../src/shared/clock.js';
+import type { ConnectionClosedEvent } from '../../src/server/events.js';
+import { ShadowsocksServer } from '../../src/server/server.js';
 
 const IDLE = 60_000;
 const settle = (ms = 60): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -119,7 +119,7 @@ describe('ShadowsocksServer failure reaction (manual clock)', () => {
       hooks: { onConnectionClosed: (e) => closed.push(e) },
     });
     const { port } = await server.listen({ port: 0, host: '127.0.0.1' });
-    const { openTestTunnel } = await import('./test-client.js');
+    const { openTestTunnel } = await import('../helpers/test-client.js');
     const t = await openTestTunnel({
       port,
       method: 'aes-128-gcm',

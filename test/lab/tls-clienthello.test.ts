@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
-import { fragmentRecord, inspectClientHello, splitRecords } from './tls-clienthello.js';
+import { fragmentRecord, inspectClientHello, splitRecords } from '../../src/lab/tls-clienthello.js';
 
 /** Capture a real ClientHello from Node's TLS stack. */
 export async function captureClientHello(servername: string): Promise<Buffer> {
@@ -74,7 +74,7 @@ test('incomplete and non-TLS input never throws', async () => {
 });
 
 test('buildClientHello round-trips through the parser, with extra extensions', async () => {
-  const { buildClientHello, EXT_ESNI } = await import('./tls-clienthello.js');
+  const { buildClientHello, EXT_ESNI } = await import('../../src/lab/tls-clienthello.js');
   const r = inspectClientHello(
     buildClientHello({
       serverName: 'x.blocked.lab',

@@ -1,7 +1,7 @@
 /** C11: named profiles are lists of behaviours with parameter values. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { profile, profileNames, DEFAULT_PROFILE } from '../../src/lab/profiles.js';
+import { profile, profileNames, DEFAULT_PROFILE } from './profiles.js';
 
 test('C11: the measured profiles exist with the measured parameters', () => {
   for (const n of [

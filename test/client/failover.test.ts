@@ -2,10 +2,10 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
-import type { Clock } from '../../shared/clock.js';
-import { DialError, DirectDialer, type Dialer } from '../../transport/dialer.js';
-import { FailoverDialer } from './failover.js';
-import type { Endpoint } from './endpoints.js';
+import type { Clock } from '../../src/shared/clock.js';
+import { DialError, DirectDialer, type Dialer } from '../../src/transport/dialer.js';
+import { FailoverDialer } from '../../src/client/routing/failover.js';
+import type { Endpoint } from '../../src/client/routing/endpoints.js';
 
 /** Real timers, but now() can be pushed forward to skip a residual period. */
 class OffsetClock implements Clock {

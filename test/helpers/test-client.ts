@@ -1,8 +1,8 @@
 import net from 'node:net';
-import { AeadDecoder, AeadEncoder } from '../protocol/shadowsocks/aead.js';
-import { evpBytesToKey } from '../protocol/shadowsocks/kdf.js';
-import { getAeadMethod } from '../protocol/shadowsocks/methods.js';
-import { encodeAddress, toSocksAddress } from '../protocol/socks5/address.js';
+import { AeadDecoder, AeadEncoder } from '../../src/protocol/shadowsocks/aead.js';
+import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
+import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
+import { encodeAddress, toSocksAddress } from '../../src/protocol/socks5/address.js';
 
 /**
  * A minimal Shadowsocks AEAD client over a raw socket, for tests and probes of the server (not
