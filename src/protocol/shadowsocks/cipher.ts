@@ -108,9 +108,11 @@ export interface CipherBackend {
   sip004HeadMatches(method: AeadMethod, masterKey: Uint8Array, head: Uint8Array): boolean | undefined;
 }
 
+let nativeCipher: CipherBackend | undefined; // built once: native.ts loads the addon only once
+
 function pick(): CipherBackend {
   const addon = nativeAddon();
-  return addon ? createNativeCipher(addon) : nodeCipher;
+  return addon ? (nativeCipher ??= createNativeCipher(addon)) : nodeCipher;
 }
 
 let active = pick();
