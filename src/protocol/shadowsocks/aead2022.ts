@@ -350,7 +350,7 @@ abstract class ChunkReader {
 
   /**
    * push() for a buffer the caller owns and will not read again (a socket read in the relay
-   * phase): once the chunk stream is on the native codec, payloads are opened in place.
+   * phase): once past the headers, the native backend opens payloads in place.
    */
   pushInPlace(data: Buffer, nowMs: number): Buffer[] {
     const bulk = this.#bulk;

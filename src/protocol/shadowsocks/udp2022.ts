@@ -165,8 +165,8 @@ const SIGMA = new Uint32Array(new Uint8Array(Buffer.from('expand 32-byte k')).bu
 
 /**
  * XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha): subkey = HChaCha20(key, nonce[0..16]) from
- * @noble/ciphers, then the native IETF ChaCha20-Poly1305 with nonce 0000 || nonce[16..24].
- * Same bytes as noble's xchacha20poly1305, at native speed for the bulk of the packet.
+ * @noble/ciphers, then the cipher backend's IETF ChaCha20-Poly1305 with nonce 0000 ||
+ * nonce[16..24]. Same bytes as noble's xchacha20poly1305, at OpenSSL speed for the bulk of the packet.
  */
 function xchachaParams(key: Uint8Array, nonce: Uint8Array): [Buffer, Buffer] {
   const k = new Uint32Array(8);
