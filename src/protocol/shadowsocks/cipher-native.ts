@@ -142,6 +142,11 @@ export class NativeDecoder implements ChunkDecoder {
    * comes first, in a buffer of its own. Errors as decode(); `data` then holds garbage.
    */
   decodeInPlace(data: Buffer): Buffer[] {
+    return this.pushInPlace(data);
+  }
+
+  /** decodeInPlace(), under the name the codecs call (ChunkDecoder). */
+  pushInPlace(data: Buffer): Buffer[] {
     const r = this.#a.decodeInPlace(this.#codec, data, this.#info);
     if (typeof r === 'number') {
       if (r > 0) return [data.subarray(0, r)];
@@ -150,10 +155,6 @@ export class NativeDecoder implements ChunkDecoder {
     }
     const [carried, n] = r;
     return n > 0 ? [carried, data.subarray(0, n)] : [carried];
-  }
-
-  pushInPlace(data: Buffer): Buffer[] {
-    return this.decodeInPlace(data);
   }
 
   #error(status: number): ProtocolError {
