@@ -117,7 +117,8 @@ export class AeadDecoder {
     const out: Buffer[] = [];
     if (q.length < this.#method.saltSize) return out;
     this.#salt = Buffer.from(q.take(this.#method.saltSize));
-    const chunks = this.#cipher.chunkDecoder(this.#method.cipher, deriveSubkey(this.#masterKey, this.#salt));
+    const subkey = this.#cipher.hkdfSha1(this.#masterKey, this.#salt); // deriveSubkey on this decoder's backend
+    const chunks = this.#cipher.chunkDecoder(this.#method.cipher, subkey);
     this.#chunks = chunks;
     for (const b of q.drain()) for (const p of chunks.push(b)) out.push(p);
     return out;
