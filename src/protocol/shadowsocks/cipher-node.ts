@@ -49,14 +49,7 @@ function openAt(
 }
 
 /** The one AEAD seal: prefix || AEAD(a || b) || tag. */
-function sealParts(
-  cipher: AeadCipher,
-  key: Uint8Array,
-  nonce: Uint8Array,
-  prefix: Uint8Array | undefined,
-  a: Uint8Array,
-  b?: Uint8Array,
-): Buffer {
+const sealParts: CipherBackend['sealParts'] = (cipher, key, nonce, prefix, a, b) => {
   const p = prefix?.length ?? 0;
   const out = Buffer.allocUnsafe(p + a.length + (b?.length ?? 0) + TAG);
   if (prefix) out.set(prefix, 0);
@@ -66,7 +59,7 @@ function sealParts(
   c.final();
   c.getAuthTag().copy(out, o);
   return out;
-}
+};
 
 function hkdfSha1(key: Uint8Array, salt: Uint8Array): Buffer {
   return Buffer.from(hkdfSync('sha1', key, salt, SS_SUBKEY_INFO, key.length));
