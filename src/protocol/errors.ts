@@ -17,7 +17,8 @@ export type ProtocolErrorCode =
   | 'ERR_URL' // malformed ss:// or ssconf:// URL
   | 'ERR_CONFIG' // malformed online config (SIP008 / Outline dynamic key)
   | 'ERR_TLS' // malformed TLS record or ClientHello
-  | 'ERR_DNS'; // malformed DNS message
+  | 'ERR_DNS' // malformed DNS message
+  | 'ERR_USAGE'; // a codec called out of order or with contradictory options (a bug in the caller, never the peer's bytes)
 
 export class ProtocolError extends Error {
   override readonly name = 'ProtocolError';

@@ -1,6 +1,6 @@
 import type { AeadMethod } from '../protocol/shadowsocks/methods.js';
 import { ipToBytes } from '../protocol/socks5/address.js';
-import { nativeMethodIndex, nativeSockets, type NativeSockets } from '../protocol/shadowsocks/native.js';
+import { nativeMethodIndex, nativeSockets, type NativeSockets } from './native-sockets.js';
 
 /**
  * UDP sockets of the native addon for the server's UDP relay: recvmmsg(2) in batches of up to

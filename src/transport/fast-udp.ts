@@ -1,6 +1,6 @@
 import type dgram from 'node:dgram';
 import { constants } from 'node:os';
-import { nativeSendTo } from '../protocol/shadowsocks/native.js';
+import { nativeSendTo } from './native-sockets.js';
 
 const { EAGAIN, EWOULDBLOCK, ENOBUFS, EINVAL } = constants.errno;
 

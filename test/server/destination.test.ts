@@ -134,7 +134,7 @@ describe('dialDestination', () => {
 describe('the C fast path applies the same private rule (native/ladder_aead.cc)', () => {
   it('agrees with isPrivateAddress on every range edge, embedded forms and random addresses', async (t) => {
     const { createRequire } = await import('node:module');
-    const { nativeSockets } = await import('../../src/protocol/shadowsocks/native.js');
+    const { nativeSockets } = await import('../../src/transport/native-sockets.js');
     if (!nativeSockets()) {
       if (process.env.CI === 'true') assert.fail('native addon with sockets required under CI=true');
       t.skip('native addon not built (or not Linux)');

@@ -585,3 +585,21 @@ describe('garbage never crashes the 2022 TCP decoders', () => {
     }
   });
 });
+
+describe('misuse of the 2022 TCP codecs', () => {
+  it('throws ProtocolError ERR_USAGE: data before the header, a second header, both or neither of key and identity', () => {
+    const method = METHODS[0]!;
+    const k = key(method);
+    const req = new Aead2022RequestEncoder(method, k);
+    assert.throws(() => req.encode(Buffer.from('x')), code('ERR_USAGE'));
+    req.encodeHeader(target, Buffer.from('x'), NOW);
+    assert.throws(() => req.encodeHeader(target, Buffer.from('x'), NOW), code('ERR_USAGE'));
+    const res = new Aead2022ResponseEncoder(method, k, req.salt);
+    assert.throws(() => res.encode(Buffer.from('x')), code('ERR_USAGE'));
+    res.encodeHeader(Buffer.from('x'), NOW);
+    assert.throws(() => res.encodeHeader(Buffer.from('x'), NOW), code('ERR_USAGE'));
+    const table = new IdentityTable<number>(method, key(method, 3));
+    assert.throws(() => new Aead2022RequestDecoder(method, {}), code('ERR_USAGE'));
+    assert.throws(() => new Aead2022RequestDecoder(method, { key: k, identity: table }), code('ERR_USAGE'));
+  });
+});

@@ -1,15 +1,15 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { ProtocolError } from '../errors.js';
 import { decodeAddress, encodeAddress, encodedAddressLength, type SocksAddress } from '../socks5/address.js';
-import { AeadSession } from './aead.js';
-import { NativeDecoder, NativeEncoder, nativeAvailable } from './native.js';
+import { ByteQueue } from './byte-queue.js';
+import { cipher, type ChunkDecoder, type ChunkEncoder, type CipherBackend, type SessionCipher } from './cipher.js';
 import {
   IDENTITY_HEADER_SIZE,
   tcpIdentityHeaders,
   type IdentityEntry,
   type IdentityTable,
 } from './identity.js';
-import { deriveSessionSubkey, MAX_PADDING, type Aead2022Method } from './methods2022.js';
+import { checkKeySize, deriveSessionSubkey, MAX_PADDING, type Aead2022Method } from './methods2022.js';
 
 /**
  * SIP022 TCP (Shadowsocks 2022 edition), pure codecs. All times are milliseconds since the epoch
@@ -21,7 +21,7 @@ import { deriveSessionSubkey, MAX_PADDING, type Aead2022Method } from './methods
  * Response stream: salt | seal(type=1 | ts u64be | request salt | len u16be) | seal(payload)
  *                  | { seal(len u16be) | seal(payload) }*
  * Each seal uses the session subkey derive_key("shadowsocks 2022 session subkey", key || salt)
- * and a 12-byte little-endian counter nonce, exactly like SIP004 (AeadSession).
+ * and a 12-byte little-endian counter nonce, exactly like SIP004 (cipher.ts SessionCipher).
  */
 
 export const HEADER_TYPE_CLIENT = 0;
@@ -84,37 +84,6 @@ function checkSalt(method: Aead2022Method, salt: Uint8Array): Buffer {
   return Buffer.from(salt);
 }
 
-function checkKey(method: Aead2022Method, key: Uint8Array): void {
-  if (key.length !== method.keySize) {
-    throw new ProtocolError(
-      'ERR_KEY',
-      `key must be ${method.keySize} bytes for ${method.name}, got ${key.length}`,
-    );
-  }
-}
-
-/** Wire size of `n` payload bytes as length+payload chunk pairs. */
-function chunkedSize(n: number): number {
-  return Math.ceil(n / WRITE_CHUNK_2022) * (2 + TAG + TAG) + n;
-}
-
-/**
- * Length/payload chunk pairs: the fewest chunks of at most WRITE_CHUNK_2022 bytes, of even size.
- * The native codec splits the same way.
- */
-function writeChunks(session: AeadSession, data: Uint8Array, out: Buffer, offset: number): number {
-  let o = offset;
-  const len = Buffer.allocUnsafe(2);
-  const step = Math.ceil(data.length / Math.ceil(data.length / WRITE_CHUNK_2022));
-  for (let i = 0; i < data.length; i += step) {
-    const piece = data.subarray(i, Math.min(i + step, data.length));
-    len.writeUInt16BE(piece.length, 0);
-    o += session.sealInto(len, out, o);
-    o += session.sealInto(piece, out, o);
-  }
-  return o - offset;
-}
-
 /**
  * Both header chunks of either direction come first in the session's nonce sequence (request:
  * fixed and variable header; response: fixed header and first payload), so bulk chunks start
@@ -122,45 +91,9 @@ function writeChunks(session: AeadSession, data: Uint8Array, out: Buffer, offset
  */
 const HEADER_SEALS = 2;
 
-/** The native chunk codec options for SIP022 streams. */
-const NATIVE_2022 = { maxPayload: MAX_PAYLOAD_2022, allowEmpty: true } as const;
-
-/** Seals with the native codec when it is loaded (one nonce counter for headers and bulk), else AeadSession. */
-class Sealer {
-  readonly #session: AeadSession | undefined;
-  readonly #native: NativeEncoder | undefined;
-
-  constructor(method: Aead2022Method, subkey: Buffer) {
-    if (nativeAvailable())
-      this.#native = new NativeEncoder(method.aead.cipher, subkey, { maxPayload: WRITE_CHUNK_2022 });
-    else this.#session = new AeadSession(method.aead, subkey);
-  }
-
-  /** salt/identity prefix, then each header piece sealed, then `rest` as chunks: one buffer. */
-  header(prefix: readonly Buffer[], pieces: readonly Uint8Array[], rest: Uint8Array): Buffer {
-    if (this.#native) {
-      const parts = [...prefix];
-      for (const p of pieces) parts.push(this.#native.seal(p));
-      if (rest.length > 0) parts.push(this.#native.encode(rest));
-      return Buffer.concat(parts);
-    }
-    let total = chunkedSize(rest.length);
-    for (const p of prefix) total += p.length;
-    for (const p of pieces) total += p.length + TAG;
-    const out = Buffer.allocUnsafe(total);
-    let o = 0;
-    for (const p of prefix) o += p.copy(out, o);
-    for (const p of pieces) o += this.#session!.sealInto(p, out, o);
-    writeChunks(this.#session!, rest, out, o);
-    return out;
-  }
-
-  chunks(data: Uint8Array): Buffer {
-    if (this.#native) return this.#native.encode(data);
-    const out = Buffer.allocUnsafe(chunkedSize(data.length));
-    writeChunks(this.#session!, data, out, 0);
-    return out;
-  }
+/** The session's writer: header pieces and chunks of at most WRITE_CHUNK_2022 bytes, one nonce counter. */
+function chunkWriter(method: Aead2022Method, subkey: Buffer): ChunkEncoder {
+  return cipher().chunkEncoder(method.aead.cipher, subkey, { maxPayload: WRITE_CHUNK_2022 });
 }
 
 export interface RequestEncoderOptions {
@@ -177,16 +110,16 @@ export interface RequestEncoderOptions {
 export class Aead2022RequestEncoder {
   readonly method: Aead2022Method;
   readonly salt: Buffer;
-  readonly #sealer: Sealer;
+  readonly #chunks: ChunkEncoder;
   readonly #identity: Buffer;
   #headerSent = false;
 
   constructor(method: Aead2022Method, key: Uint8Array, options: RequestEncoderOptions = {}) {
-    checkKey(method, key);
+    checkKeySize(method, key);
     this.method = method;
     this.salt = checkSalt(method, options.salt ?? randomBytes(method.saltSize));
     this.#identity = tcpIdentityHeaders(method, options.identityKeys ?? [], key, this.salt);
-    this.#sealer = new Sealer(method, deriveSessionSubkey(key, this.salt));
+    this.#chunks = chunkWriter(method, deriveSessionSubkey(key, this.salt));
   }
 
   /**
@@ -201,7 +134,7 @@ export class Aead2022RequestEncoder {
     nowMs: number,
     padding?: Uint8Array,
   ): Buffer {
-    if (this.#headerSent) throw new Error('Aead2022RequestEncoder: header already sent');
+    if (this.#headerSent) throw new ProtocolError('ERR_USAGE', 'Aead2022RequestEncoder: header already sent');
     const pad =
       padding ??
       (initialPayload.length === 0 ? Buffer.alloc(randomInt(1, MAX_PADDING + 1)) : Buffer.alloc(0));
@@ -227,15 +160,15 @@ export class Aead2022RequestEncoder {
     writeTimestamp(fixed, 1, nowMs);
     fixed.writeUInt16BE(varLen, 9);
 
-    const out = this.#sealer.header([this.salt, this.#identity], [fixed, variable], rest);
+    const out = this.#chunks.encodeWith([this.salt, this.#identity], [fixed, variable], rest);
     this.#headerSent = true;
     return out;
   }
 
   /** Later data as length/payload chunk pairs (empty input gives an empty buffer). */
   encode(data: Uint8Array): Buffer {
-    if (!this.#headerSent) throw new Error('Aead2022RequestEncoder: encodeHeader() must come first');
-    return this.#sealer.chunks(data);
+    if (!this.#headerSent) throw new ProtocolError('ERR_USAGE', 'Aead2022RequestEncoder: encodeHeader() must come first');
+    return this.#chunks.encode(data);
   }
 }
 
@@ -247,7 +180,7 @@ export class Aead2022ResponseEncoder {
   readonly method: Aead2022Method;
   readonly salt: Buffer;
   readonly #requestSalt: Buffer;
-  readonly #sealer: Sealer;
+  readonly #chunks: ChunkEncoder;
   #headerSent = false;
 
   constructor(
@@ -256,16 +189,16 @@ export class Aead2022ResponseEncoder {
     requestSalt: Uint8Array,
     options: { readonly salt?: Uint8Array } = {},
   ) {
-    checkKey(method, key);
+    checkKeySize(method, key);
     this.method = method;
     this.#requestSalt = checkSalt(method, requestSalt);
     this.salt = checkSalt(method, options.salt ?? randomBytes(method.saltSize));
-    this.#sealer = new Sealer(method, deriveSessionSubkey(key, this.salt));
+    this.#chunks = chunkWriter(method, deriveSessionSubkey(key, this.salt));
   }
 
   /** The first write; `firstPayload` should be non-empty (the spec sends the header with data). */
   encodeHeader(firstPayload: Uint8Array, nowMs: number): Buffer {
-    if (this.#headerSent) throw new Error('Aead2022ResponseEncoder: header already sent');
+    if (this.#headerSent) throw new ProtocolError('ERR_USAGE', 'Aead2022ResponseEncoder: header already sent');
     const first = firstPayload.subarray(0, Math.min(MAX_PAYLOAD_2022, firstPayload.length));
     const rest = firstPayload.subarray(first.length);
     const fixedLen = 1 + 8 + this.#requestSalt.length + 2;
@@ -275,14 +208,14 @@ export class Aead2022ResponseEncoder {
     this.#requestSalt.copy(fixed, 9);
     fixed.writeUInt16BE(first.length, fixedLen - 2);
 
-    const out = this.#sealer.header([this.salt], [fixed, first], rest);
+    const out = this.#chunks.encodeWith([this.salt], [fixed, first], rest);
     this.#headerSent = true;
     return out;
   }
 
   encode(data: Uint8Array): Buffer {
-    if (!this.#headerSent) throw new Error('Aead2022ResponseEncoder: encodeHeader() must come first');
-    return this.#sealer.chunks(data);
+    if (!this.#headerSent) throw new ProtocolError('ERR_USAGE', 'Aead2022ResponseEncoder: encodeHeader() must come first');
+    return this.#chunks.encode(data);
   }
 }
 
@@ -345,45 +278,6 @@ export class SaltWindow {
   }
 }
 
-/** A byte queue that hands out exact-length pieces. */
-class ByteQueue {
-  #parts: Buffer[] = [];
-  #len = 0;
-
-  get length(): number {
-    return this.#len;
-  }
-
-  push(data: Uint8Array): void {
-    if (data.length === 0) return;
-    this.#parts.push(Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.length));
-    this.#len += data.length;
-  }
-
-  take(n: number): Buffer {
-    const first = this.#parts[0];
-    if (first !== undefined && first.length >= n) {
-      const out = first.subarray(0, n);
-      if (first.length === n) this.#parts.shift();
-      else this.#parts[0] = first.subarray(n);
-      this.#len -= n;
-      return out;
-    }
-    const out = Buffer.allocUnsafe(n);
-    let o = 0;
-    while (o < n) {
-      const b = this.#parts[0]!;
-      const k = Math.min(b.length, n - o);
-      b.copy(out, o, 0, k);
-      o += k;
-      if (k === b.length) this.#parts.shift();
-      else this.#parts[0] = b.subarray(k);
-    }
-    this.#len -= n;
-    return out;
-  }
-}
-
 const enum St {
   Salt,
   Identity,
@@ -413,17 +307,19 @@ export interface RequestDecoderOptions<U> {
   readonly salts?: SaltWindow;
 }
 
-/** Shared length/payload chunk reading for both directions. */
+/** Shared header reading for both directions; the chunks after the headers go to the backend's chunk decoder. */
 abstract class ChunkReader {
   protected readonly method: Aead2022Method;
   protected readonly queue = new ByteQueue();
-  protected session: AeadSession | undefined;
+  protected session: SessionCipher | undefined;
   protected state: St = St.Salt;
   protected need: number;
-  /** The session subkey (set with `session`), for the native bulk decoder. */
+  /** The backend in use at construction. */
+  readonly #cipher: CipherBackend = cipher();
+  /** The session subkey (set with `session`), for the bulk decoder. */
   #subkey: Buffer | undefined;
-  /** After the headers: the native chunk decoder, when the addon is loaded. */
-  #bulk: NativeDecoder | undefined;
+  /** After the headers: the chunk decoder. */
+  #bulk: ChunkDecoder | undefined;
 
   constructor(method: Aead2022Method) {
     this.method = method;
@@ -432,7 +328,7 @@ abstract class ChunkReader {
 
   protected startSession(subkey: Buffer): void {
     this.#subkey = subkey;
-    this.session = new AeadSession(this.method.aead, subkey);
+    this.session = this.#cipher.session(this.method.aead.cipher, subkey);
   }
 
   /** Bytes buffered but not yet decoded. */
@@ -448,31 +344,32 @@ abstract class ChunkReader {
 
   /** True when the decoder has passed its header(s) and sits on a chunk boundary with nothing buffered. */
   get atBoundary(): boolean {
-    if (this.#bulk) return this.state !== St.Failed && this.#bulk.readingLength && this.#bulk.buffered === 0;
-    return this.state === St.Length && this.queue.length === 0;
+    const b = this.#bulk;
+    return b !== undefined && this.state !== St.Failed && b.readingLength && b.buffered === 0;
   }
 
   /**
    * push() for a buffer the caller owns and will not read again (a socket read in the relay
-   * phase): once the chunk stream is on the native codec, payloads are opened in place.
+   * phase): once past the headers, the native backend opens payloads in place.
    */
   pushInPlace(data: Buffer, nowMs: number): Buffer[] {
     const bulk = this.#bulk;
     if (!bulk || this.state === St.Failed) return this.push(data, nowMs);
     try {
-      return bulk.decodeInPlace(data);
+      return bulk.pushInPlace(data);
     } catch (err) {
       this.state = St.Failed;
       throw err;
     }
   }
 
-  /** At the first chunk boundary after the headers: hand the chunk stream to the native codec. */
+  /** At the first chunk boundary after the headers: hand the chunk stream to the chunk decoder. */
   #toBulk(): boolean {
     if (this.#bulk) return true;
-    if (this.state !== St.Length || this.#subkey === undefined || !nativeAvailable()) return false;
-    this.#bulk = new NativeDecoder(this.method.aead.cipher, this.#subkey, {
-      ...NATIVE_2022,
+    if (this.state !== St.Length) return false;
+    this.#bulk = this.#cipher.chunkDecoder(this.method.aead.cipher, this.#subkey!, {
+      maxPayload: MAX_PAYLOAD_2022,
+      allowEmpty: true,
       nonceStart: HEADER_SEALS,
     });
     this.session = undefined;
@@ -482,50 +379,35 @@ abstract class ChunkReader {
   protected abstract step(bytes: Buffer, nowMs: number, out: Buffer[]): void;
 
   /**
-   * Feed wire bytes (any split); returns the payloads completed so far. The decoder keeps a
+   * Feed wire bytes (any split); returns the payloads completed so far. The decoder may keep a
    * reference to `data` (no copy) until those bytes are consumed, so don't reuse the buffer
    * (e.g. net's `onread` static buffer) while `buffered > 0`.
    */
   push(data: Uint8Array, nowMs: number): Buffer[] {
     if (this.state === St.Failed) throw new ProtocolError('ERR_CIPHER', 'decoder already failed');
-    const out: Buffer[] = [];
     try {
-      if (this.#bulk) {
-        const p = this.#bulk.decode(data);
-        if (p.length > 0) out.push(p);
-        return out;
-      }
+      if (this.#bulk) return this.#bulk.push(data);
+      const out: Buffer[] = [];
       this.queue.push(data);
       while (this.queue.length >= this.need) {
         if (this.#toBulk()) break;
         const bytes = this.queue.take(this.need);
-        switch (this.state) {
-          case St.Length: {
-            const len = this.session!.open(bytes).readUInt16BE(0);
-            this.state = St.Payload;
-            this.need = len + TAG;
-            break;
-          }
-          case St.Payload: {
-            const p = this.session!.open(bytes);
-            if (p.length > 0) out.push(p);
-            this.state = St.Length;
-            this.need = 2 + TAG;
-            break;
-          }
-          default:
-            this.step(bytes, nowMs, out);
+        if (this.state === St.Payload) {
+          // The response's first payload, sealed with the header's nonces.
+          const p = this.session!.open(bytes);
+          if (p.length > 0) out.push(p);
+          this.state = St.Length;
+          this.need = 2 + TAG;
+        } else {
+          this.step(bytes, nowMs, out);
         }
       }
-      if (this.#toBulk() && this.queue.length > 0) {
-        const p = this.#bulk!.decode(this.queue.take(this.queue.length));
-        if (p.length > 0) out.push(p);
-      }
+      if (this.#toBulk()) for (const b of this.queue.drain()) for (const p of this.#bulk!.push(b)) out.push(p);
+      return out;
     } catch (err) {
       this.state = St.Failed;
       throw err;
     }
-    return out;
   }
 }
 
@@ -549,10 +431,10 @@ export class Aead2022RequestDecoder<U = never> extends ChunkReader {
   constructor(method: Aead2022Method, options: RequestDecoderOptions<U>) {
     super(method);
     if ((options.key === undefined) === (options.identity === undefined)) {
-      throw new Error('Aead2022RequestDecoder: give exactly one of key and identity');
+      throw new ProtocolError('ERR_USAGE', 'Aead2022RequestDecoder: give exactly one of key and identity');
     }
     if (options.key !== undefined) {
-      checkKey(method, options.key);
+      checkKeySize(method, options.key);
       this.#key = Buffer.from(options.key);
     }
     if (options.identity !== undefined && options.identity.method !== method) {
@@ -662,7 +544,7 @@ export class Aead2022RequestDecoder<U = never> extends ChunkReader {
         break;
       }
       default:
-        throw new Error('unreachable decoder state');
+        throw new ProtocolError('ERR_USAGE', 'unreachable decoder state');
     }
   }
 
@@ -685,7 +567,7 @@ export class Aead2022ResponseDecoder extends ChunkReader {
 
   constructor(method: Aead2022Method, key: Uint8Array, requestSalt: Uint8Array) {
     super(method);
-    checkKey(method, key);
+    checkKeySize(method, key);
     this.#key = Buffer.from(key);
     this.#requestSalt = checkSalt(method, requestSalt);
   }
@@ -726,7 +608,7 @@ export class Aead2022ResponseDecoder extends ChunkReader {
         break;
       }
       default:
-        throw new Error('unreachable decoder state');
+        throw new ProtocolError('ERR_USAGE', 'unreachable decoder state');
     }
   }
 }

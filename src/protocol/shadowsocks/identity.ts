@@ -3,6 +3,7 @@ import {
   AesBlock,
   aesDecryptBlock,
   aesEncryptBlock,
+  checkKeySize,
   deriveIdentitySubkey,
   pskHash,
   type Aead2022Method,
@@ -16,15 +17,6 @@ function requireIdentity(method: Aead2022Method): void {
     throw new ProtocolError(
       'ERR_METHOD',
       `${method.name} has no identity headers (SIP023 needs an AES method)`,
-    );
-  }
-}
-
-function checkKey(method: Aead2022Method, key: Uint8Array, field: string): void {
-  if (key.length !== method.keySize) {
-    throw new ProtocolError(
-      'ERR_KEY',
-      `${field} must be ${method.keySize} bytes for ${method.name}, got ${key.length}`,
     );
   }
 }
@@ -45,7 +37,7 @@ export function tcpIdentityHeaders(
   requireIdentity(method);
   const out = Buffer.allocUnsafe(identityKeys.length * IDENTITY_HEADER_SIZE);
   identityKeys.forEach((ipsk, i) => {
-    checkKey(method, ipsk, `identity key ${i + 1}`);
+    checkKeySize(method, ipsk, `identity key ${i + 1}`);
     const next = identityKeys[i + 1] ?? userKey;
     aesEncryptBlock(method, deriveIdentitySubkey(ipsk, salt), pskHash(next)).copy(
       out,
@@ -69,7 +61,7 @@ export function udpIdentityHeaders(
   requireIdentity(method);
   const out = Buffer.allocUnsafe(identityKeys.length * IDENTITY_HEADER_SIZE);
   identityKeys.forEach((ipsk, i) => {
-    checkKey(method, ipsk, `identity key ${i + 1}`);
+    checkKeySize(method, ipsk, `identity key ${i + 1}`);
     const plain = pskHash(identityKeys[i + 1] ?? userKey);
     for (let j = 0; j < 16; j++) plain[j]! ^= separateHeader[j]!;
     aesEncryptBlock(method, ipsk, plain).copy(out, i * IDENTITY_HEADER_SIZE);
@@ -96,7 +88,7 @@ export class IdentityTable<U> {
 
   constructor(method: Aead2022Method, identityKey: Uint8Array) {
     requireIdentity(method);
-    checkKey(method, identityKey, 'identity key');
+    checkKeySize(method, identityKey, 'identity key');
     this.method = method;
     this.#identityKey = Buffer.from(identityKey);
     this.#block = new AesBlock(method, identityKey);
@@ -108,7 +100,7 @@ export class IdentityTable<U> {
 
   /** Add or replace a user. Two users can't share a PSK: the second replaces the first. */
   set(userKey: Uint8Array, user: U): void {
-    checkKey(this.method, userKey, 'user key');
+    checkKeySize(this.method, userKey, 'user key');
     this.#byHash.set(pskHash(userKey).toString('latin1'), { key: Buffer.from(userKey), user });
   }
 

@@ -1,5 +1,5 @@
-import { createHash, hkdfSync } from 'node:crypto';
-import { nativeOneShot } from './native.js';
+import { createHash } from 'node:crypto';
+import { cipher } from './cipher.js';
 
 /**
  * OpenSSL's EVP_BytesToKey with MD5, one iteration, no salt: the SIP004 password-to-key rule.
@@ -18,12 +18,7 @@ export function evpBytesToKey(password: string | Uint8Array, keyLen: number): Bu
   return Buffer.concat(parts, total).subarray(0, keyLen);
 }
 
-const SS_SUBKEY_INFO = Buffer.from('ss-subkey');
-
 /** HKDF-SHA1(key, salt, info="ss-subkey") -> per-session subkey of key.length bytes (SIP004). */
 export function deriveSubkey(key: Uint8Array, salt: Uint8Array): Buffer {
-  // The native HKDF costs about 2 µs; node's hkdfSync about 12 µs (it imports a KeyObject per call).
-  return (
-    nativeOneShot.hkdfSha1(key, salt) ?? Buffer.from(hkdfSync('sha1', key, salt, SS_SUBKEY_INFO, key.length))
-  );
+  return cipher().hkdfSha1(key, salt);
 }

@@ -65,3 +65,10 @@ export function getAeadMethod(name: string): AeadMethod {
   }
   throw new ProtocolError('ERR_METHOD', `unknown method "${name}"; expected one of ${Object.keys(AEAD_METHODS).join(', ')}`);
 }
+
+/** Throws ERR_KEY unless `salt` has the method's salt length. */
+export function checkSalt(method: AeadMethod, salt: Uint8Array): void {
+  if (salt.length !== method.saltSize) {
+    throw new ProtocolError('ERR_KEY', `salt must be ${method.saltSize} bytes for ${method.name}`);
+  }
+}

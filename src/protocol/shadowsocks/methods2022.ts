@@ -164,6 +164,16 @@ export function pskHash(psk: Uint8Array): Buffer {
   return Buffer.from(blake3(psk).subarray(0, 16));
 }
 
+/** Throws ERR_KEY unless `key` (named `field` in the message) has the method's key length. */
+export function checkKeySize(method: Aead2022Method, key: Uint8Array, field = 'key'): void {
+  if (key.length !== method.keySize) {
+    throw new ProtocolError(
+      'ERR_KEY',
+      `${field} must be ${method.keySize} bytes for ${method.name}, got ${key.length}`,
+    );
+  }
+}
+
 /**
  * A reusable raw AES block cipher for one key (UDP separate headers, identity headers). ECB with
  * padding off is stateless per block, so the OpenSSL contexts are created once and update() is
@@ -178,12 +188,7 @@ export class AesBlock {
   constructor(method: Aead2022Method, key: Uint8Array) {
     if (method.block === undefined)
       throw new ProtocolError('ERR_METHOD', `${method.name} has no AES block cipher`);
-    if (key.length !== method.keySize) {
-      throw new ProtocolError(
-        'ERR_KEY',
-        `key must be ${method.keySize} bytes for ${method.name}, got ${key.length}`,
-      );
-    }
+    checkKeySize(method, key);
     this.#block = method.block;
     this.#key = Buffer.from(key);
   }

@@ -18,14 +18,9 @@ import {
 import { deriveSubkey, evpBytesToKey } from './kdf.js';
 import { AEAD_METHODS } from './methods.js';
 import { AEAD_2022_METHODS, deriveSessionSubkey } from './methods2022.js';
-import {
-  NativeDecoder,
-  NativeEncoder,
-  nativeAvailable,
-  nativeLoadError,
-  nativeOneShot,
-  setNativeEnabled,
-} from './native.js';
+import { cipher } from './cipher.js';
+import { NativeDecoder, NativeEncoder } from './cipher-native.js';
+import { nativeAvailable, nativeLoadError, setNativeEnabled } from './native.js';
 import { decodeUdp2017, encodeUdp2017, openUdpPacket, sealUdpPacket } from './udp.js';
 import {
   openClientPacket2022,
@@ -36,6 +31,8 @@ import {
 import { requireOrSkip } from '../../../test/helpers/prereq.js';
 
 const HAVE_NATIVE = nativeAvailable();
+/** The backend in use at load: the native one whenever HAVE_NATIVE. */
+const nativeOneShot = cipher();
 const METHODS = Object.values(AEAD_METHODS);
 const METHODS_2022 = Object.values(AEAD_2022_METHODS);
 

@@ -14,13 +14,8 @@ import { ProtocolError } from '../errors.js';
 import { AeadDecoder, AeadEncoder, AeadSession, MAX_PAYLOAD } from './aead.js';
 import { deriveSubkey, evpBytesToKey } from './kdf.js';
 import { AEAD_METHODS, getAeadMethod, type AeadMethod, type AeadMethodName } from './methods.js';
-import {
-  NativeDecoder,
-  NativeEncoder,
-  nativeAvailable,
-  nativeLoadError,
-  setNativeEnabled,
-} from './native.js';
+import { NativeDecoder, NativeEncoder } from './cipher-native.js';
+import { nativeAvailable, nativeLoadError, setNativeEnabled } from './native.js';
 import { requireOrSkip } from '../../../test/helpers/prereq.js';
 
 const METHODS = Object.values(AEAD_METHODS);

@@ -1,10 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { ProtocolError } from '../errors.js';
 import { decodeAddress, encodeAddress, type SocksAddress } from '../socks5/address.js';
-import { AeadSession } from './aead.js';
-import { deriveSubkey } from './kdf.js';
-import { nativeOneShot } from './native.js';
-import type { AeadMethod } from './methods.js';
+import { cipher } from './cipher.js';
+import { checkSalt, type AeadMethod } from './methods.js';
 
 /**
  * SIP004 UDP (2017 edition): every datagram is salt | AEAD(subkey, nonce 0, plaintext) where
@@ -22,18 +19,8 @@ export function sealUdpPacket(
   plain: Uint8Array,
   salt?: Uint8Array,
 ): Buffer {
-  if (salt === undefined) {
-    const sealed = nativeOneShot.udpSeal(method.cipher, masterKey, plain, EMPTY);
-    if (sealed) return sealed;
-  }
-  const s = salt ?? randomBytes(method.saltSize);
-  if (s.length !== method.saltSize) {
-    throw new ProtocolError('ERR_KEY', `salt must be ${method.saltSize} bytes for ${method.name}`);
-  }
-  const out = Buffer.allocUnsafe(s.length + plain.length + TAG);
-  out.set(s, 0);
-  new AeadSession(method, deriveSubkey(masterKey, s)).sealInto(plain, out, s.length);
-  return out;
+  if (salt !== undefined) checkSalt(method, salt);
+  return cipher().udpSeal(method, masterKey, plain, EMPTY, salt);
 }
 
 /** Open one datagram; throws ERR_SHORT_HEADER when too short, ERR_CIPHER when it does not authenticate. */
@@ -44,11 +31,9 @@ export function openUdpPacket(method: AeadMethod, masterKey: Uint8Array, packet:
       `datagram of ${packet.length} bytes is shorter than salt and tag`,
     );
   }
-  const opened = nativeOneShot.udpOpen(method.cipher, masterKey, packet);
-  if (opened === null) throw new ProtocolError('ERR_CIPHER', 'AEAD authentication failed');
-  if (opened) return opened;
-  const salt = packet.subarray(0, method.saltSize);
-  return new AeadSession(method, deriveSubkey(masterKey, salt)).open(packet.subarray(method.saltSize));
+  const plain = cipher().udpOpen(method, masterKey, packet);
+  if (plain === null) throw new ProtocolError('ERR_CIPHER', 'AEAD authentication failed');
+  return plain;
 }
 
 export interface UdpDatagram {
@@ -66,14 +51,8 @@ export function encodeUdp2017(
   salt?: Uint8Array,
 ): Buffer {
   const addr = encodeAddress(address);
-  if (salt === undefined) {
-    const sealed = nativeOneShot.udpSeal(method.cipher, masterKey, addr, payload);
-    if (sealed) return sealed;
-  }
-  const plain = Buffer.allocUnsafe(addr.length + payload.length);
-  addr.copy(plain, 0);
-  plain.set(payload, addr.length);
-  return sealUdpPacket(method, masterKey, plain, salt);
+  if (salt !== undefined) checkSalt(method, salt);
+  return cipher().udpSeal(method, masterKey, addr, payload, salt);
 }
 
 /**
@@ -86,12 +65,7 @@ export function encodeUdp2017Raw(
   head: Uint8Array,
   payload: Uint8Array,
 ): Buffer {
-  const sealed = nativeOneShot.udpSeal(method.cipher, masterKey, head, payload);
-  if (sealed) return sealed;
-  const plain = Buffer.allocUnsafe(head.length + payload.length);
-  plain.set(head, 0);
-  plain.set(payload, head.length);
-  return sealUdpPacket(method, masterKey, plain);
+  return cipher().udpSeal(method, masterKey, head, payload);
 }
 
 /** Open a datagram and split off its SOCKS address; ERR_ADDRESS when the address is malformed or truncated. */

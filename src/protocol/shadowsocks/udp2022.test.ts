@@ -512,3 +512,10 @@ describe('SubkeyCache', () => {
     assert.equal(cache.peek(key, Buffer.alloc(8, 1)), undefined); // the oldest went
   });
 });
+
+describe('misuse of the 2022 UDP codecs', () => {
+  it('openClientPacket2022 with neither key nor identity throws ProtocolError ERR_USAGE', () => {
+    const method = AEAD_2022_METHODS['2022-blake3-aes-256-gcm'];
+    assert.throws(() => openClientPacket2022(method, Buffer.alloc(64), NOW, {}), code('ERR_USAGE'));
+  });
+});

@@ -1,11 +1,11 @@
-import { createCipheriv, createDecipheriv, randomBytes, randomInt } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { hchacha } from '@noble/ciphers/chacha.js';
 import { ProtocolError } from '../errors.js';
 import { decodeAddress, encodeAddress, type SocksAddress } from '../socks5/address.js';
 import { checkTimestamp, HEADER_TYPE_CLIENT, HEADER_TYPE_SERVER } from './aead2022.js';
 import { IDENTITY_HEADER_SIZE, udpIdentityHeaders, type IdentityTable } from './identity.js';
-import { AesBlock, deriveSessionSubkey, MAX_PADDING, type Aead2022Method } from './methods2022.js';
-import { nativeOneShot } from './native.js';
+import { cipher, type AeadCipher } from './cipher.js';
+import { AesBlock, checkKeySize, deriveSessionSubkey, MAX_PADDING, type Aead2022Method } from './methods2022.js';
 import { PacketWindow } from './udpWindow.js';
 
 /**
@@ -115,15 +115,6 @@ function subkey(key: Uint8Array, sessionId: Uint8Array, cache: SubkeyCache | und
   return cache ? cache.get(key, sessionId) : deriveSessionSubkey(key, sessionId);
 }
 
-function checkKey(method: Aead2022Method, key: Uint8Array): void {
-  if (key.length !== method.keySize) {
-    throw new ProtocolError(
-      'ERR_KEY',
-      `key must be ${method.keySize} bytes for ${method.name}, got ${key.length}`,
-    );
-  }
-}
-
 function separateHeader(sessionId: Uint8Array, packetId: bigint): Buffer {
   if (sessionId.length !== 8) throw new ProtocolError('ERR_HEADER', 'a UDP session ID is 8 bytes');
   if (packetId < 0n || packetId > 0xffff_ffff_ffff_ffffn)
@@ -162,34 +153,10 @@ function buildBody(type: number, o: Udp2022SealOptions, clientSessionId: Uint8Ar
   return body;
 }
 
-function gcmSeal(
-  method: Aead2022Method,
-  key: Buffer,
-  nonce: Uint8Array,
-  plain: Uint8Array,
-  out: Buffer,
-  offset: number,
-): void {
-  const c = createCipheriv(method.aead.cipher as 'aes-128-gcm', key, nonce, { authTagLength: TAG });
-  const body = c.update(plain);
-  c.final();
-  body.copy(out, offset);
-  c.getAuthTag().copy(out, offset + body.length);
-}
-
-function gcmOpen(method: Aead2022Method, key: Buffer, nonce: Uint8Array, sealed: Uint8Array): Buffer {
-  if (sealed.length < TAG) throw new ProtocolError('ERR_SHORT_HEADER', 'datagram shorter than its tag');
-  const nat = nativeOneShot.openAt(method.aead.cipher, key, nonce, sealed, 0);
-  if (nat === null) throw new ProtocolError('ERR_CIPHER', 'AEAD authentication failed');
-  if (nat) return nat;
-  const d = createDecipheriv(method.aead.cipher as 'aes-128-gcm', key, nonce, { authTagLength: TAG });
-  d.setAuthTag(sealed.subarray(sealed.length - TAG));
-  const plain = d.update(sealed.subarray(0, sealed.length - TAG));
-  try {
-    d.final();
-  } catch (cause) {
-    throw new ProtocolError('ERR_CIPHER', 'AEAD authentication failed', { cause });
-  }
+/** AEAD open of a whole sealed body; ERR_CIPHER when it does not authenticate. */
+function open(name: AeadCipher, key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array): Buffer {
+  const plain = cipher().openAt(name, key, nonce, sealed, 0);
+  if (plain === null) throw new ProtocolError('ERR_CIPHER', 'AEAD authentication failed');
   return plain;
 }
 
@@ -198,8 +165,8 @@ const SIGMA = new Uint32Array(new Uint8Array(Buffer.from('expand 32-byte k')).bu
 
 /**
  * XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha): subkey = HChaCha20(key, nonce[0..16]) from
- * @noble/ciphers, then the native IETF ChaCha20-Poly1305 with nonce 0000 || nonce[16..24].
- * Same bytes as noble's xchacha20poly1305, at native speed for the bulk of the packet.
+ * @noble/ciphers, then the cipher backend's IETF ChaCha20-Poly1305 with nonce 0000 ||
+ * nonce[16..24]. Same bytes as noble's xchacha20poly1305, at OpenSSL speed for the bulk of the packet.
  */
 function xchachaParams(key: Uint8Array, nonce: Uint8Array): [Buffer, Buffer] {
   const k = new Uint32Array(8);
@@ -213,35 +180,9 @@ function xchachaParams(key: Uint8Array, nonce: Uint8Array): [Buffer, Buffer] {
   return [Buffer.from(out.buffer), iv];
 }
 
-function xchachaSeal(
-  key: Uint8Array,
-  nonce: Uint8Array,
-  plain: Uint8Array,
-  out: Buffer,
-  offset: number,
-): void {
-  const [subkey, iv] = xchachaParams(key, nonce);
-  const c = createCipheriv('chacha20-poly1305', subkey, iv, { authTagLength: TAG });
-  const body = c.update(plain);
-  c.final();
-  body.copy(out, offset);
-  c.getAuthTag().copy(out, offset + body.length);
-}
-
 function xchachaOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array): Buffer {
   const [subkey, iv] = xchachaParams(key, nonce);
-  const nat = nativeOneShot.openAt('chacha20-poly1305', subkey, iv, sealed, 0);
-  if (nat === null) throw new ProtocolError('ERR_CIPHER', 'AEAD authentication failed');
-  if (nat) return nat;
-  const d = createDecipheriv('chacha20-poly1305', subkey, iv, { authTagLength: TAG });
-  d.setAuthTag(sealed.subarray(sealed.length - TAG));
-  const plain = d.update(sealed.subarray(0, sealed.length - TAG));
-  try {
-    d.final();
-  } catch (cause) {
-    throw new ProtocolError('ERR_CIPHER', 'AEAD authentication failed', { cause });
-  }
-  return plain;
+  return open('chacha20-poly1305', subkey, iv, sealed);
 }
 
 function seal(
@@ -257,24 +198,13 @@ function seal(
     const nonce = o.nonce ?? randomBytes(XNONCE);
     if (nonce.length !== XNONCE) throw new ProtocolError('ERR_HEADER', 'the XChaCha20 nonce is 24 bytes');
     const [xkey, xiv] = xchachaParams(key, nonce);
-    const nat = nativeOneShot.sealParts('chacha20-poly1305', xkey, xiv, nonce, sep, body);
-    if (nat) return nat;
-    const plain = Buffer.concat([sep, body]);
-    const out = Buffer.allocUnsafe(XNONCE + plain.length + TAG);
-    out.set(nonce, 0);
-    xchachaSeal(key, nonce, plain, out, XNONCE);
-    return out;
+    return cipher().sealParts('chacha20-poly1305', xkey, xiv, nonce, sep, body);
   }
   const sk = subkey(key, sep.subarray(0, 8), o.cache);
   const head = Buffer.allocUnsafe(16 + identity.length);
   block(method, headerKey, o.cache).encrypt(sep).copy(head, 0);
   identity.copy(head, 16);
-  const nat = nativeOneShot.sealParts(method.aead.cipher, sk, sep.subarray(4, 16), head, body);
-  if (nat) return nat;
-  const out = Buffer.allocUnsafe(16 + identity.length + body.length + TAG);
-  gcmSeal(method, sk, sep.subarray(4, 16), body, out, head.length);
-  head.copy(out, 0);
-  return out;
+  return cipher().sealParts(method.aead.cipher, sk, sep.subarray(4, 16), head, body);
 }
 
 /**
@@ -286,7 +216,7 @@ export function sealClientPacket2022(
   key: Uint8Array,
   o: Udp2022SealOptions & { readonly identityKeys?: readonly Uint8Array[] },
 ): Buffer {
-  checkKey(method, key);
+  checkKeySize(method, key);
   const ids = o.identityKeys ?? [];
   const sep = separateHeader(o.sessionId, o.packetId);
   const identity = udpIdentityHeaders(method, ids, key, sep);
@@ -299,7 +229,7 @@ export function sealServerPacket2022(
   key: Uint8Array,
   o: Udp2022SealOptions & { readonly clientSessionId: Uint8Array },
 ): Buffer {
-  checkKey(method, key);
+  checkKeySize(method, key);
   const sep = separateHeader(o.sessionId, o.packetId);
   return seal(method, key, key, sep, Buffer.alloc(0), buildBody(HEADER_TYPE_SERVER, o, o.clientSessionId), o);
 }
@@ -330,7 +260,7 @@ function openRaw(
   const sid = sep.subarray(0, 8);
   const cached = cache?.peek(sessionKey, sid);
   const sk = cached ?? deriveSessionSubkey(sessionKey, sid);
-  const body = gcmOpen(method, sk, sep.subarray(4, 16), buf.subarray(16 + identityLen));
+  const body = open(method.aead.cipher, sk, sep.subarray(4, 16), buf.subarray(16 + identityLen));
   if (cache && !cached) cache.put(sessionKey, sid, sk);
   return [sep, body, sessionKey];
 }
@@ -391,7 +321,7 @@ export function openClientPacket2022<U = never>(
 ): Udp2022OpenedClientPacket<U> {
   const { key, identity, cache } = options;
   if ((key === undefined) === (identity === undefined))
-    throw new Error('openClientPacket2022: give exactly one of key and identity');
+    throw new ProtocolError('ERR_USAGE', 'openClientPacket2022: give exactly one of key and identity');
   let user: U | undefined;
   let raw: [Buffer, Buffer, Buffer];
   if (identity) {
@@ -412,7 +342,7 @@ export function openClientPacket2022<U = never>(
       },
     );
   } else {
-    checkKey(method, key!);
+    checkKeySize(method, key!);
     const k = Buffer.from(key!);
     raw = openRaw(method, k, k, packet, 0, cache);
   }
@@ -435,7 +365,7 @@ export function openServerPacket2022(
   nowMs: number,
   options: { readonly cache?: SubkeyCache } = {},
 ): Udp2022Packet {
-  checkKey(method, key);
+  checkKeySize(method, key);
   const k = Buffer.from(key);
   const [sep, body] = openRaw(method, k, k, packet, 0, options.cache);
   const parsed = parseBody(HEADER_TYPE_SERVER, sep, body, nowMs);
@@ -476,7 +406,7 @@ export class Udp2022ClientSession {
       readonly cache?: SubkeyCache;
     } = {},
   ) {
-    checkKey(method, key);
+    checkKeySize(method, key);
     this.method = method;
     this.#key = Buffer.from(key);
     this.#identityKeys = options.identityKeys ?? [];

@@ -1,0 +1,88 @@
+/**
+ * The socket functions of the native addon (native/ladder_aead.cc), which src/protocol loads
+ * (protocol/shadowsocks/native.ts: one loader, its ABI check and the setNativeEnabled switch for
+ * both halves) but does not use: a datagram sendto(2) for fast-udp.ts and the batched UDP
+ * sockets for batch-udp.ts. Undefined while the addon is missing or turned off.
+ */
+import type { AeadMethod } from '../protocol/shadowsocks/methods.js';
+import { NATIVE_METHOD, nativeAddon } from '../protocol/shadowsocks/native.js';
+
+/** The addon's batched UDP sockets (Linux only); see native/ladder_aead.cc. */
+export interface NativeSockets {
+  sockShared(): [Buffer, Int32Array, Uint8Array, number, number];
+  sockCreate(family: 4 | 6, ip: string, port: number, onBatch: (count: number) => void): object;
+  sockPort(sock: object): number;
+  sockSend(sock: object, data: Uint8Array, addrs: Uint8Array, offset: number): number;
+  sockSendTo(sock: object, data: Uint8Array, port: number, ip: string): number;
+  sockClose(sock: object): void;
+  sockRelay(
+    out: object,
+    listener: object,
+    method: number,
+    masterKey: Uint8Array,
+    addrs: Uint8Array,
+    offset: number,
+  ): void;
+  sockRelayTake(out: object): number;
+  sockPolicy(listener: object, allowPrivate: boolean, saltCapacity: number): void;
+  sockSaltAdd(listener: object, salt: Uint8Array): boolean;
+  sockRoute(
+    listener: object,
+    addrs: Uint8Array,
+    offset: number,
+    out4: object | null,
+    out6: object | null,
+    method: number,
+    masterKey: Uint8Array,
+  ): void;
+  sockUnroute(listener: object, addrs: Uint8Array, offset: number): number;
+  sockRouteTake(listener: object, addrs: Uint8Array, offset: number): number;
+  sockDropped(listener: object): number;
+}
+
+/** One non-blocking sendto(2) on a socket fd; returns bytes sent or -errno. */
+export type NativeSendTo = (fd: number, data: Uint8Array, port: number, ip: string, family: 4 | 6) => number;
+
+/** What the addon may export beyond its AEAD functions (older or non-Linux builds lack the sockets). */
+type SocketExports = Partial<NativeSockets> & { sendTo?: NativeSendTo };
+
+const SOCKET_FUNCTIONS: readonly (keyof NativeSockets)[] = [
+  'sockShared',
+  'sockCreate',
+  'sockPort',
+  'sockSend',
+  'sockSendTo',
+  'sockClose',
+  'sockRelay',
+  'sockRelayTake',
+  'sockPolicy',
+  'sockSaltAdd',
+  'sockRoute',
+  'sockUnroute',
+  'sockRouteTake',
+  'sockDropped',
+];
+
+function socketExports(): SocketExports | undefined {
+  return (nativeAddon() as SocketExports | null) ?? undefined;
+}
+
+/** The addon's method number for a cipher (sockRelay and sockRoute take it). */
+export function nativeMethodIndex(cipher: AeadMethod['cipher']): number {
+  return NATIVE_METHOD[cipher];
+}
+
+/** The addon's datagram send, for fast-udp.ts; undefined without the addon. */
+export function nativeSendTo(): NativeSendTo | undefined {
+  return socketExports()?.sendTo;
+}
+
+/**
+ * The addon's batched UDP sockets (recvmmsg into a shared area, one JS call per batch), for
+ * batch-udp.ts; undefined without the addon or off Linux.
+ */
+export function nativeSockets(): NativeSockets | undefined {
+  const a = socketExports();
+  if (!a || !SOCKET_FUNCTIONS.every((f) => typeof a[f] === 'function')) return undefined;
+  return a as NativeSockets;
+}
