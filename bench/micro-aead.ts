@@ -4,7 +4,7 @@
  *   node --import tsx bench/micro-aead.ts [--mib 64]
  * Measures, per method: the codec as shipped (AeadEncoder.encode / AeadDecoder.push on 64 KiB
  * reads; decode reads cut at 64 KiB regardless of chunk boundaries), on the node:crypto path and
- * on the native addon (native/ladder_aead.cc, when built: node scripts/build-native.mjs), the
+ * on the native addon (native/*.cc, when built: node scripts/build-native.mjs), the
  * bare cost of one cipher init (createCipheriv + final + getAuthTag on 0 bytes),
  * raw bulk update() speed of one long-lived cipher (the ceiling without per-chunk inits), and
  * @noble/ciphers' pure-JS AEADs for comparison. Times are CPU time of this process, so other

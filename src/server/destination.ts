@@ -40,7 +40,7 @@ EMBEDS_V4.addSubnet('64:ff9b::', 96, 'ipv6');
 /**
  * True for loopback, private, link-local, unspecified, multicast, and for IPv6 addresses that
  * embed such an IPv4 address (mapped, compatible, NAT64 64:ff9b::/96). The C fast path of the
- * UDP relay applies the same rule (native/ladder_aead.cc IsPrivate4/IsPrivate6; held equal by
+ * UDP relay applies the same rule (native/udp_fastpath.cc IsPrivate4/IsPrivate6; held equal by
  * src/server/destination.test.ts).
  */
 export function isPrivateAddress(ip: string): boolean {

@@ -1,5 +1,5 @@
 /**
- * The socket functions of the native addon (native/ladder_aead.cc), which src/protocol loads
+ * The socket functions of the native addon (native/udp_sockets.cc, udp_fastpath.cc), which src/protocol loads
  * (protocol/shadowsocks/native.ts: one loader, its ABI check and the setNativeEnabled switch for
  * both halves) but does not use: a datagram sendto(2) for fast-udp.ts and the batched UDP
  * sockets for batch-udp.ts. Undefined while the addon is missing or turned off.
@@ -7,7 +7,7 @@
 import type { AeadMethod } from '../protocol/shadowsocks/methods.js';
 import { NATIVE_METHOD, nativeAddon } from '../protocol/shadowsocks/native.js';
 
-/** The addon's batched UDP sockets (Linux only); see native/ladder_aead.cc. */
+/** The addon's batched UDP sockets (Linux only); see native/udp_sockets.cc. */
 export interface NativeSockets {
   sockShared(): [Buffer, Int32Array, Uint8Array, number, number];
   sockCreate(family: 4 | 6, ip: string, port: number, onBatch: (count: number) => void): object;

@@ -3,7 +3,7 @@
  * (a) pass a deliberately correct in-test server (positive control: the assertions are not too
  * strict) and (b) catch each of several deliberately naive servers (negative controls: the
  * assertions can fail). Each naive server reproduces a real, historically probed behaviour
- * (research §2.4).
+ * (docs/glossary.md C7, D6).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';

@@ -1,5 +1,5 @@
 /**
- * An active prober in the manner of the GFW's Shadowsocks prober (research §2.4): it sends one
+ * An active prober in the manner of the GFW's Shadowsocks prober (docs/glossary.md C7): it sends one
  * probe per connection and classifies the server's reaction as DATA (any byte came back), FIN
  * (orderly close), RST (ECONNRESET) or TIMEOUT (the prober gave up first), with the time from
  * sending to the close. `judge()` turns a batch of results into a list of violations of the

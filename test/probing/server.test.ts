@@ -1,5 +1,5 @@
 /**
- * Active-probing suite against the Ladder server (research §2.4, §9 D6), with the server's idle
+ * Active-probing suite against the Ladder server (docs/glossary.md C7, D6), with the server's idle
  * timeout shortened for the test. For every probe the server must send nothing, close only at
  * its idle timeout (or promptly, with FIN, when the prober half-closes), always with FIN and
  * never RST, and its time-to-close must not depend on the probe length. The same prober and

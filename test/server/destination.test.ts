@@ -131,7 +131,7 @@ describe('dialDestination', () => {
   });
 });
 
-describe('the C fast path applies the same private rule (native/ladder_aead.cc)', () => {
+describe('the C fast path applies the same private rule (native/udp_fastpath.cc)', () => {
   it('agrees with isPrivateAddress on every range edge, embedded forms and random addresses', async (t) => {
     const { createRequire } = await import('node:module');
     const { nativeSockets } = await import('../../src/transport/native-sockets.js');

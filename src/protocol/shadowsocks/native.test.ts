@@ -1,4 +1,4 @@
-// The native SIP004 codec (native/ladder_aead.cc via native.ts) against the node:crypto path of
+// The native SIP004 codec (native/stream_codec.cc via cipher-native.ts) against the node:crypto path of
 // aead.ts: byte-identical output in both directions, the same errors at the same push, and the
 // addon's own argument and memory handling. The native half skips loudly when the addon is not
 // built (node scripts/build-native.mjs) and fails under CI=true, where the install builds it.

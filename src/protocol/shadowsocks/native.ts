@@ -1,5 +1,5 @@
 /**
- * Loader of the optional native addon (native/ladder_aead.cc, built by scripts/build-native.mjs
+ * Loader of the optional native addon (native/*.cc, module.cc first; built by scripts/build-native.mjs
  * into build/Release/ladder_aead.node), and the switch that turns it off. cipher-native.ts wraps
  * its AEAD functions as a CipherBackend (cipher.ts); src/transport/native-sockets.ts reads its
  * socket functions from nativeAddon(), so nothing here does I/O.
@@ -13,7 +13,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { AeadMethod } from './methods.js';
 
-/** The addon's AEAD functions (see the comment at the top of native/ladder_aead.cc). */
+/** The addon's AEAD functions (see the comments at the top of native/stream_codec.cc and oneshot.cc). */
 export interface NativeAddon {
   abiVersion: number;
   available(method: number): boolean;
@@ -58,7 +58,7 @@ export interface NativeAddon {
   udpOpen(method: number, masterKey: Uint8Array, packet: Uint8Array, out?: Uint8Array): Buffer | number;
 }
 
-/** The addon ABI this module speaks (native/ladder_aead.cc exports it as abiVersion). */
+/** The addon ABI this module speaks (native/module.cc exports it as abiVersion). */
 const ABI_VERSION = 4;
 
 /** The addon's method number for each cipher (every addon function that takes a method). */

@@ -1,6 +1,6 @@
 /**
  * Our own, independent C6 feature extractor (fully-encrypted-traffic detection, Wu et al.,
- * USENIX Security 2023, Algorithm 1; research notes §1.3), used to test first-packet shaping.
+ * USENIX Security 2023, Algorithm 1; docs/glossary.md C6), used to test first-packet shaping.
  * The lab has its own extractor (src/lab/fet.ts); keeping two written separately means a bug in
  * one does not silently bless the other.
  *

@@ -1,7 +1,7 @@
 /**
  * D1/D3 first-packet shaping for Shadowsocks AEAD (SIP004) client connections. Pure.
  *
- * D1 (research notes §1.3, §9): the fully-encrypted-traffic detector exempts a first packet whose
+ * D1 (docs/glossary.md C6, D1): the fully-encrypted-traffic detector exempts a first packet whose
  * first 6 bytes are printable (Ex2) or that starts like TLS/HTTP (Ex5). We put such bytes at the
  * start of the salt, with Outline's `prefix` semantics: the prefix bytes REPLACE the first bytes
  * of the salt (Outline SDK `NewPrefixSaltGenerator`: "prefix, followed by random bytes"), so the
@@ -10,7 +10,7 @@
  * from realistic templates (HTTP request lines, TLS record headers, printable tokens), so no byte
  * offset is constant and no prefix string recurs.
  *
- * D3 (§2.1): the active prober's trigger looks at first packets of 160..999 bytes whose length is
+ * D3 (docs/glossary.md C7): the active prober's trigger looks at first packets of 160..999 bytes whose length is
  * 2 or 9 mod 16. SIP004 cannot pad inside a chunk, but the client chooses how it chunks the first
  * write: sending the target header and the first data as two chunks adds 34 bytes, which moves the
  * length class by +2 (mod 16) and out of {2, 9}.
@@ -20,7 +20,7 @@
  *   generatePrefix(maxLen, rng?)       -> one per-connection prefix (3..maxLen bytes)
  *   makeShapedSalt(saltSize, rng?)     -> a full salt: generated prefix + random rest
  *   saltCollisionProbability(randomBits, connections) -> birthday bound
- *   inProberTrigger(len)               -> the §2.1 length trigger
+ *   inProberTrigger(len)               -> the C7 length trigger
  *   planFirstWrite(saltSize, headerLength, dataLength) -> chunk plan and resulting length
  *   encodeFirstWrite(encoder, header, data) -> the wire bytes of the first write, following the plan
  *
@@ -236,7 +236,7 @@ export function makeShapedSalt(saltSize: number, opts: PrefixOptions = {}): Buff
 
 // ---- D3: first-write length ----
 
-/** The prober's length trigger (IMC'20 §4; research §2.1): 160..999 bytes, length mod 16 in {2, 9}. */
+/** The prober's length trigger (IMC'20 §4; docs/glossary.md C7): 160..999 bytes, length mod 16 in {2, 9}. */
 export const PROBER_TRIGGER = Object.freeze({ min: 160, max: 999, mod16: Object.freeze([2, 9]) });
 
 export function inProberTrigger(len: number): boolean {
