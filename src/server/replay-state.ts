@@ -1,5 +1,5 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
-import { SaltWindow } from '../protocol/shadowsocks/aead2022.js';
+import { SaltWindow } from '../protocol/shadowsocks/replay.js';
 import { SaltFilter } from '../protocol/shadowsocks/replay.js';
 import type { Clock } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';

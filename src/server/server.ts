@@ -1,7 +1,7 @@
 import net from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { SaltWindow } from '../protocol/shadowsocks/aead2022.js';
+import type { SaltWindow } from '../protocol/shadowsocks/replay.js';
 import type { SaltFilter } from '../protocol/shadowsocks/replay.js';
 import { systemClock, type Clock } from '../shared/clock.js';
 import type { RuntimeKey, ServerControl, UsageSink } from '../shared/control.js';

@@ -1,8 +1,15 @@
 import { randomBytes, randomInt } from 'node:crypto';
+import type { SaltWindow } from './replay.js';
 import { ProtocolError } from '../errors.js';
 import { decodeAddress, encodeAddress, encodedAddressLength, type SocksAddress } from '../socks5/address.js';
 import { ByteQueue } from './byte-queue.js';
-import { cipher, type ChunkDecoder, type ChunkEncoder, type CipherBackend, type SessionCipher } from './cipher.js';
+import {
+  cipher,
+  type ChunkDecoder,
+  type ChunkEncoder,
+  type CipherBackend,
+  type SessionCipher,
+} from './cipher.js';
 import {
   IDENTITY_HEADER_SIZE,
   tcpIdentityHeaders,
@@ -39,8 +46,8 @@ export const MAX_PAYLOAD_2022 = 0xffff;
 export const WRITE_CHUNK_2022 = 0x4000;
 /** Largest accepted |timestamp - now|, in seconds (SIP022 §3.1.3). */
 export const MAX_TIME_DIFF_S = 30;
-/** How long a server must remember request salts (SIP022 §3.1.5). */
-export const SALT_TTL_MS = 60_000;
+// The 60 s request-salt window lives with the other replay filters (replay.ts).
+export { SALT_TTL_MS, SaltWindow } from './replay.js';
 
 const TAG = 16;
 const REQUEST_FIXED = 1 + 8 + 2;
@@ -167,7 +174,8 @@ export class Aead2022RequestEncoder {
 
   /** Later data as length/payload chunk pairs (empty input gives an empty buffer). */
   encode(data: Uint8Array): Buffer {
-    if (!this.#headerSent) throw new ProtocolError('ERR_USAGE', 'Aead2022RequestEncoder: encodeHeader() must come first');
+    if (!this.#headerSent)
+      throw new ProtocolError('ERR_USAGE', 'Aead2022RequestEncoder: encodeHeader() must come first');
     return this.#chunks.encode(data);
   }
 }
@@ -198,7 +206,8 @@ export class Aead2022ResponseEncoder {
 
   /** The first write; `firstPayload` should be non-empty (the spec sends the header with data). */
   encodeHeader(firstPayload: Uint8Array, nowMs: number): Buffer {
-    if (this.#headerSent) throw new ProtocolError('ERR_USAGE', 'Aead2022ResponseEncoder: header already sent');
+    if (this.#headerSent)
+      throw new ProtocolError('ERR_USAGE', 'Aead2022ResponseEncoder: header already sent');
     const first = firstPayload.subarray(0, Math.min(MAX_PAYLOAD_2022, firstPayload.length));
     const rest = firstPayload.subarray(first.length);
     const fixedLen = 1 + 8 + this.#requestSalt.length + 2;
@@ -214,67 +223,9 @@ export class Aead2022ResponseEncoder {
   }
 
   encode(data: Uint8Array): Buffer {
-    if (!this.#headerSent) throw new ProtocolError('ERR_USAGE', 'Aead2022ResponseEncoder: encodeHeader() must come first');
+    if (!this.#headerSent)
+      throw new ProtocolError('ERR_USAGE', 'Aead2022ResponseEncoder: encodeHeader() must come first');
     return this.#chunks.encode(data);
-  }
-}
-
-/**
- * Exact set of request salts seen in the last 60 s (SIP022 §3.1.5: no Bloom filters, no false
- * positives). Pure: the caller passes the time. Entries are kept in insertion order and pruned
- * from the front; a clock that steps backwards only makes entries live longer.
- */
-export class SaltWindow {
-  readonly ttlMs: number;
-  readonly #expiry = new Map<string, number>();
-
-  constructor(ttlMs: number = SALT_TTL_MS) {
-    this.ttlMs = ttlMs;
-  }
-
-  get size(): number {
-    return this.#expiry.size;
-  }
-
-  prune(nowMs: number): void {
-    for (const [k, exp] of this.#expiry) {
-      if (exp > nowMs) break;
-      this.#expiry.delete(k);
-    }
-  }
-
-  has(salt: Uint8Array, nowMs: number): boolean {
-    const exp = this.#expiry.get(Buffer.from(salt).toString('latin1'));
-    return exp !== undefined && exp > nowMs;
-  }
-
-  /** Remember `salt`; false when it was already seen within the window (a replay). */
-  add(salt: Uint8Array, nowMs: number): boolean {
-    this.prune(nowMs);
-    const k = Buffer.from(salt).toString('latin1');
-    const exp = this.#expiry.get(k);
-    if (exp !== undefined && exp > nowMs) return false;
-    this.#expiry.delete(k); // re-insert at the back so insertion order stays expiry order
-    this.#expiry.set(k, nowMs + this.ttlMs);
-    return true;
-  }
-
-  /** Live entries as [salt hex, expiry ms], so a server can persist the set across a restart. */
-  export(nowMs: number): Array<[string, number]> {
-    this.prune(nowMs);
-    return [...this.#expiry].map(([k, exp]) => [Buffer.from(k, 'latin1').toString('hex'), exp]);
-  }
-
-  /** Load entries produced by export(); expired ones are skipped. */
-  import(entries: Iterable<readonly [string, number]>, nowMs: number): void {
-    const live = [...entries].filter(([, exp]) => exp > nowMs).sort((a, b) => a[1] - b[1]);
-    for (const [hex, exp] of live) {
-      const k = Buffer.from(hex, 'hex').toString('latin1');
-      if ((this.#expiry.get(k) ?? 0) < exp) {
-        this.#expiry.delete(k);
-        this.#expiry.set(k, exp);
-      }
-    }
   }
 }
 
@@ -402,7 +353,8 @@ abstract class ChunkReader {
           this.step(bytes, nowMs, out);
         }
       }
-      if (this.#toBulk()) for (const b of this.queue.drain()) for (const p of this.#bulk!.push(b)) out.push(p);
+      if (this.#toBulk())
+        for (const b of this.queue.drain()) for (const p of this.#bulk!.push(b)) out.push(p);
       return out;
     } catch (err) {
       this.state = St.Failed;

@@ -129,3 +129,65 @@ export class SaltFilter {
 }
 
 const MAGIC = 'LSF1';
+
+/** How long a server must remember SIP022 request salts (SIP022 §3.1.5). */
+export const SALT_TTL_MS = 60_000;
+
+/**
+ * Exact set of request salts seen in the last 60 s (SIP022 §3.1.5: no Bloom filters, no false
+ * positives). Pure: the caller passes the time. Entries are kept in insertion order and pruned
+ * from the front; a clock that steps backwards only makes entries live longer.
+ */
+export class SaltWindow {
+  readonly ttlMs: number;
+  readonly #expiry = new Map<string, number>();
+
+  constructor(ttlMs: number = SALT_TTL_MS) {
+    this.ttlMs = ttlMs;
+  }
+
+  get size(): number {
+    return this.#expiry.size;
+  }
+
+  prune(nowMs: number): void {
+    for (const [k, exp] of this.#expiry) {
+      if (exp > nowMs) break;
+      this.#expiry.delete(k);
+    }
+  }
+
+  has(salt: Uint8Array, nowMs: number): boolean {
+    const exp = this.#expiry.get(Buffer.from(salt).toString('latin1'));
+    return exp !== undefined && exp > nowMs;
+  }
+
+  /** Remember `salt`; false when it was already seen within the window (a replay). */
+  add(salt: Uint8Array, nowMs: number): boolean {
+    this.prune(nowMs);
+    const k = Buffer.from(salt).toString('latin1');
+    const exp = this.#expiry.get(k);
+    if (exp !== undefined && exp > nowMs) return false;
+    this.#expiry.delete(k); // re-insert at the back so insertion order stays expiry order
+    this.#expiry.set(k, nowMs + this.ttlMs);
+    return true;
+  }
+
+  /** Live entries as [salt hex, expiry ms], so a server can persist the set across a restart. */
+  export(nowMs: number): Array<[string, number]> {
+    this.prune(nowMs);
+    return [...this.#expiry].map(([k, exp]) => [Buffer.from(k, 'latin1').toString('hex'), exp]);
+  }
+
+  /** Load entries produced by export(); expired ones are skipped. */
+  import(entries: Iterable<readonly [string, number]>, nowMs: number): void {
+    const live = [...entries].filter(([, exp]) => exp > nowMs).sort((a, b) => a[1] - b[1]);
+    for (const [hex, exp] of live) {
+      const k = Buffer.from(hex, 'hex').toString('latin1');
+      if ((this.#expiry.get(k) ?? 0) < exp) {
+        this.#expiry.delete(k);
+        this.#expiry.set(k, exp);
+      }
+    }
+  }
+}
