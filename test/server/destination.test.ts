@@ -1,4 +1,5 @@
 import { describe, it } from 'node:test';
+import { requireOrSkip } from '../helpers/prereq.js';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -135,11 +136,7 @@ describe('the C fast path applies the same private rule (native/udp_fastpath.cc)
   it('agrees with isPrivateAddress on every range edge, embedded forms and random addresses', async (t) => {
     const { createRequire } = await import('node:module');
     const { nativeSockets } = await import('../../src/transport/native-sockets.js');
-    if (!nativeSockets()) {
-      if (process.env.CI === 'true') assert.fail('native addon with sockets required under CI=true');
-      t.skip('native addon not built (or not Linux)');
-      return;
-    }
+    if (!requireOrSkip(t, nativeSockets() !== undefined, 'the native addon with sockets (Linux)')) return;
     const addon = createRequire(import.meta.url)('../../build/Release/ladder_aead.node') as {
       isPrivateIp(b: Uint8Array): boolean;
     };

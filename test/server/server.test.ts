@@ -1,4 +1,5 @@
 import { describe, it } from 'node:test';
+import { waitFor } from '../helpers/wait.js';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
@@ -49,7 +50,7 @@ describe('ShadowsocksServer failure reaction (manual clock)', () => {
     try {
       const lengths = [1, 15, 16, 33, 34, 35, 49, 50, 51, 52, 100, 221, 5000];
       const probes = await Promise.all(lengths.map((n) => probe(port, randomBytes(n))));
-      for (let i = 0; i < 100 && server.connectionCount < lengths.length; i++) await settle(20);
+      await waitFor(() => !(server.connectionCount < lengths.length), { timeoutMs: 2000 });
       assert.equal(server.connectionCount, lengths.length);
       await settle(400); // let the server read everything before the clock moves
       clock.advance(IDLE - 1);
@@ -60,15 +61,15 @@ describe('ShadowsocksServer failure reaction (manual clock)', () => {
       probes[0]!.sock.write(randomBytes(10));
       await settle(400);
       clock.advance(1);
-      for (let i = 0; i < 150 && probes.slice(1).some((p) => p.kind === 'open'); i++) await settle(20);
+      await waitFor(() => !probes.slice(1).some((p) => p.kind === 'open'), { timeoutMs: 3000 });
       for (const [i, p] of probes.entries()) {
         assert.equal(p.received, 0, `length ${lengths[i]} got data`);
         assert.equal(p.kind, i === 0 ? 'open' : 'fin', `length ${lengths[i]}`);
       }
       clock.advance(IDLE);
-      for (let i = 0; i < 150 && probes[0]!.kind === 'open'; i++) await settle(20);
+      await waitFor(() => !(probes[0]!.kind === 'open'), { timeoutMs: 3000 });
       assert.equal(probes[0]!.kind, 'fin');
-      for (let i = 0; i < 100 && closed.length < lengths.length; i++) await settle(20);
+      await waitFor(() => !(closed.length < lengths.length), { timeoutMs: 2000 });
       const statuses = new Set(closed.map((e) => e.status));
       assert.ok(
         [...statuses].every((s) => s === 'ERR_SHORT_HEADER' || s === 'ERR_CIPHER'),
@@ -129,12 +130,12 @@ describe('ShadowsocksServer failure reaction (manual clock)', () => {
     });
     await t.read(2);
     const p = await probe(port, randomBytes(30));
-    for (let i = 0; i < 100 && server.connectionCount < 2; i++) await settle(20);
+    await waitFor(() => !(server.connectionCount < 2), { timeoutMs: 2000 });
     const started = Date.now();
     await server.close();
     assert.ok(Date.now() - started < 2000);
     await t.closed;
-    for (let i = 0; i < 100 && p.kind === 'open'; i++) await settle(20);
+    await waitFor(() => !(p.kind === 'open'), { timeoutMs: 2000 });
     assert.notEqual(p.kind, 'open');
     assert.equal(p.received, 0);
     assert.deepEqual(closed.map((e) => e.status).sort(), ['ERR_CLOSED', 'ERR_CLOSED']);
