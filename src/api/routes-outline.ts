@@ -2,7 +2,7 @@ import { createServer } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { generateSecret, HOUR_MS, ROLLING_WINDOW_MS, StoreError, type NewKey } from '../store/index.js';
+import { createAccessKeys, HOUR_MS, ROLLING_WINDOW_MS, StoreError } from '../store/index.js';
 import { ApiError, invalid, keyNotFound } from './errors.js';
 import {
   checkMethod,
@@ -265,24 +265,21 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
     body: z.infer<typeof NewAccessKeyBody>,
     id?: string,
   ): Promise<z.infer<typeof AccessKey>> => {
-    const settings = await store.getSettings();
     const method = checkMethod(ctx, body.method);
     if (body.password !== undefined) checkPassword(method, body.password);
-    const input: NewKey = {
-      method,
-      secret: body.password ?? generateSecret(method),
-      port: body.port ?? settings.portForNewAccessKeys,
-      name: body.name ?? '',
-    };
-    if (id !== undefined) input.id = id;
-    if (body.limit) input.dataLimitBytes = body.limit.bytes;
-    if (body.dataLimitPeriod) input.limitPeriod = body.dataLimitPeriod;
-    const exp = parseExpiry(body.expiresAt);
-    if (exp !== undefined) input.expiresAt = exp;
-    if (body.enabled !== undefined) input.enabled = body.enabled;
-    let key;
+    let made;
     try {
-      key = await store.createKey(input);
+      made = await createAccessKeys(store, {
+        method,
+        secret: body.password,
+        id,
+        port: body.port,
+        name: body.name,
+        dataLimitBytes: body.limit?.bytes,
+        limitPeriod: body.dataLimitPeriod,
+        expiresAt: parseExpiry(body.expiresAt),
+        enabled: body.enabled,
+      });
     } catch (err) {
       if (err instanceof StoreError && err.code === 'KEY_EXISTS') {
         throw new ApiError(
@@ -294,6 +291,8 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
       }
       throw err;
     }
+    const { settings } = made;
+    const key = made.keys[0]!;
     const statuses = await changed().then(() => statusIndex(ctx.enforcer));
     return toAccessKeyJson(key, settings, statuses.get(key.id));
   };

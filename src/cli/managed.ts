@@ -21,7 +21,7 @@ import { startDataPlane, type DataPlane, type DataPlaneOptions, type ServerHooks
 import type { RuntimeKey, ServerControl, UsageSink } from '../shared/control.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 import {
-  generateSecret,
+  createAccessKeys,
   KeyEnforcer,
   openStore,
   parseStoreLocation,
@@ -29,6 +29,13 @@ import {
   type KeyStatus,
   type KyselyStore,
 } from '../store/index.js';
+import {
+  DEFAULT_DATA_DIR,
+  DEFAULT_METHOD,
+  DEFAULT_METRICS_HOST,
+  DEFAULT_METRICS_PORT,
+  DEFAULT_SERVER_PORT,
+} from '../config/defaults.js';
 import { UsageError } from './errors.js';
 
 /**
@@ -57,9 +64,9 @@ export interface ManagedFlags {
   logLevel?: string;
 }
 
-export const DEFAULT_DATA_DIR = '.ladder';
-export const DEFAULT_DATA_PORT = 8388;
-const DEFAULT_METRICS_PORT = 9091;
+export { DEFAULT_DATA_DIR };
+/** The data port a store is created with when the CLI creates it before any server ran. */
+export const DEFAULT_DATA_PORT = DEFAULT_SERVER_PORT;
 
 /** Options managed mode adds to `ladder server` (the others it shares: --port, --host, --public-host, ...). */
 export function addManagedOptions(cmd: Command): Command {
@@ -338,13 +345,7 @@ export async function startManaged(
     let firstKey = (await store.listKeys())[0];
     let createdNow = false;
     if (!firstKey) {
-      const method = 'chacha20-ietf-poly1305';
-      firstKey = await store.createKey({
-        name: 'Initial key',
-        method,
-        secret: generateSecret(method),
-        port: settings.portForNewAccessKeys,
-      });
+      firstKey = (await createAccessKeys(store, { name: 'Initial key', method: DEFAULT_METHOD })).keys[0]!;
       createdNow = true;
     }
 
@@ -436,7 +437,7 @@ export async function startManaged(
 
     let metricsServer: MetricsServer | undefined;
     if (flags.metrics !== false) {
-      const host = flags.metricsHost ?? '127.0.0.1';
+      const host = flags.metricsHost ?? DEFAULT_METRICS_HOST;
       try {
         metricsServer = await startMetricsServer(metrics, {
           host,

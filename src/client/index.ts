@@ -2,6 +2,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { isIPv6 } from 'node:net';
 import { encodeFirstWrite, makeShapedSalt } from '../protocol/shadowsocks/shaping.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
+import { DEFAULT_DNS_UPSTREAM } from '../config/defaults.js';
 import { DirectDialer, type Dialer } from '../transport/dialer.js';
 import { ShadowsocksDialer, type ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
 import { Shadowsocks2022Dialer } from '../transport/shadowsocks2022-dialer.js';
@@ -34,7 +35,7 @@ export type DnsMode = 'tunnel' | 'stub';
 export const DEFAULT_AUTO_DIRECT_CONNECT_TIMEOUT_MS = 4000;
 
 /** Default resolver for `--dns`: asked through the tunnel (resolved at the server's side). */
-export const DEFAULT_DNS_UPSTREAM = { host: '1.1.1.1', port: 53 };
+export { DEFAULT_DNS_UPSTREAM };
 
 export interface DnsOptions {
   /** Where the local DNS server listens (UDP and TCP), e.g. "127.0.0.1:5353". */
