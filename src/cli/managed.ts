@@ -36,7 +36,9 @@ import {
   DEFAULT_METRICS_PORT,
   DEFAULT_SERVER_PORT,
 } from '../config/defaults.js';
+import { parseHostPort, parsePort, parseSeconds } from '../shared/parse.js';
 import { UsageError } from './errors.js';
+import { untilSignal } from './shutdown.js';
 
 /**
  * Managed mode of `ladder server`: data plane + store + management API + metrics in one process.
@@ -137,10 +139,7 @@ export function wantsManaged(flags: Record<string, unknown>): boolean {
 }
 
 function portOf(name: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v) || Number(v) > 65535)
-    throw new UsageError(`${name} must be an integer in 0..65535, got "${v}"`);
-  return Number(v);
+  return v === undefined ? undefined : parsePort(v, name);
 }
 
 /** The host for access URLs when none is configured: the listen address, else the first global IPv4. */
@@ -289,27 +288,14 @@ export async function startManaged(
   ) {
     throw new UsageError('--public-host must be an IP address or a DNS name');
   }
-  let idleMs: number | undefined;
-  if (flags.idleTimeout !== undefined) {
-    const n = Number(flags.idleTimeout);
-    if (!(n > 0) || n > 7 * 24 * 3600)
-      throw new UsageError(
-        `--idle-timeout must be a number of seconds in (0, 604800], got "${flags.idleTimeout}"`,
-      );
-    idleMs = Math.round(n * 1000);
-  }
-
-  let dynamicListen: { host: string; port: number } | undefined;
-  if (flags.dynamicListen !== undefined) {
-    const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d+)$|^(\d+)$/.exec(flags.dynamicListen.trim());
-    const port = Number(m?.[3] ?? m?.[4]);
-    if (!m || !(port >= 0 && port <= 65535)) {
-      throw new UsageError(
-        `--dynamic-listen must be host:port, [v6]:port or a port, got "${flags.dynamicListen}"`,
-      );
-    }
-    dynamicListen = { host: m[1] ?? (m[2] || '0.0.0.0'), port };
-  }
+  const idleMs =
+    flags.idleTimeout !== undefined
+      ? Math.round(parseSeconds(flags.idleTimeout, '--idle-timeout') * 1000)
+      : undefined;
+  const dynamicListen =
+    flags.dynamicListen !== undefined
+      ? parseHostPort(flags.dynamicListen, '--dynamic-listen', { defaultHost: '0.0.0.0' })
+      : undefined;
   let dynamicUrl: string | null | undefined;
   if (flags.dynamicUrl !== undefined) {
     if (flags.dynamicUrl === 'none') dynamicUrl = null;
@@ -515,19 +501,5 @@ export async function runManaged(flags: ManagedFlags): Promise<void> {
   const server = await startManaged(flags, log);
   // Secrets go to the screen, or once at the first start; never into every restart's log.
   process.stdout.write(server.firstStart || process.stdout.isTTY ? server.banner : server.publicBanner);
-  await new Promise<void>((done) => {
-    let stopping = false;
-    const stop = (signal: NodeJS.Signals): void => {
-      if (stopping) process.exit(130);
-      stopping = true;
-      log.info({ signal }, 'server stopping');
-      void server.close().then(() => {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-        done();
-      });
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  await untilSignal({ close: () => server.close(), message: 'server stopping', log });
 }

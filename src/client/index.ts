@@ -1,8 +1,8 @@
 import type { AddressInfo, Socket } from 'node:net';
-import { isIPv6 } from 'node:net';
 import { encodeFirstWrite, makeShapedSalt } from '../protocol/shadowsocks/shaping.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
-import { DEFAULT_DNS_UPSTREAM } from '../config/defaults.js';
+import { DEFAULT_DNS_UPSTREAM, DEFAULT_LISTEN_HOST } from '../config/defaults.js';
+import { parseHostPort } from '../shared/parse.js';
 import { DirectDialer, type Dialer } from '../transport/dialer.js';
 import { ShadowsocksDialer, type ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
 import { Shadowsocks2022Dialer } from '../transport/shadowsocks2022-dialer.js';
@@ -155,23 +155,7 @@ export interface LocalClient {
 /** Parse "host:port", "[v6]:port" or "port" (host defaults to 127.0.0.1). */
 export function parseListenAddress(spec: string | ListenAddress, what = 'listen address'): ListenAddress {
   if (typeof spec !== 'string') return spec;
-  const s = spec.trim();
-  let host = '127.0.0.1';
-  let portText = s;
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d+)$/.exec(s);
-  if (m) {
-    host = m[1] ?? m[2]!;
-    if (m[1] !== undefined && !isIPv6(m[1]))
-      throw new Error(`${what} "${spec}": bracketed host is not an IPv6 address`);
-    if (host === '') host = '127.0.0.1';
-    portText = m[3]!;
-  } else if (!/^\d+$/.test(s)) {
-    throw new Error(`${what} "${spec}": expected host:port, [ipv6]:port or a port number`);
-  }
-  const port = Number(portText);
-  if (!Number.isInteger(port) || port < 0 || port > 65535)
-    throw new Error(`${what} "${spec}": port outside 0..65535`);
-  return { host, port };
+  return parseHostPort(spec, what, { defaultHost: DEFAULT_LISTEN_HOST });
 }
 
 /**

@@ -10,7 +10,16 @@ import { formatSsUrl } from '../../protocol/sip002/index.js';
 import { startDataPlane, type DataPlane } from '../../server/index.js';
 import type { RuntimeKey } from '../../shared/control.js';
 import { createLogger } from '../../shared/logger.js';
+import {
+  DEFAULT_CONNECT_SECONDS,
+  DEFAULT_IDLE_SECONDS,
+  DEFAULT_METHOD,
+  DEFAULT_REPLAY_CAPACITY,
+  DEFAULT_SERVER_PORT,
+} from '../../config/defaults.js';
+import { formatHostPort, parsePort, parseSeconds } from '../../shared/parse.js';
 import { UsageError } from '../errors.js';
+import { untilSignal } from '../shutdown.js';
 import { addManagedOptions, runManaged, wantsManaged, type ManagedFlags } from '../managed.js';
 
 interface ServerFlags {
@@ -28,29 +37,8 @@ interface ServerFlags {
   logLevel?: string;
 }
 
-const DEFAULT_METHOD = 'chacha20-ietf-poly1305';
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
-function hostPort(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
-function portFlag(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n > 65535)
-    throw new UsageError(`--port must be an integer in 0..65535, got "${value}"`);
-  return n;
-}
-
-function secondsFlag(name: string, value: string): number {
-  const n = Number(value);
-  if (!/^\d+(\.\d+)?$/.test(value) || !(n > 0) || n > 7 * 24 * 3600) {
-    throw new UsageError(`${name} must be a number of seconds in (0, 604800], got "${value}"`);
-  }
-  return n;
-}
-
-/** A strong random password: 24 random bytes as base64url (192 bits). */
 /**
  * The host to put in printed access URLs: --public-host, else the listen address when it is a
  * specific one, else a guess from this machine's interfaces (first global IPv4, then IPv6).
@@ -115,20 +103,20 @@ async function plan(flags: ServerFlags): Promise<Plan> {
     }
     generated = password === undefined;
     config = {
-      port: 8388,
+      port: DEFAULT_SERVER_PORT,
       host: undefined,
       keys: [{ id: 'default', method, secret: password ?? generateSecret(method) }],
-      idleMs: 300_000,
-      connectMs: 10_000,
+      idleMs: DEFAULT_IDLE_SECONDS * 1000,
+      connectMs: DEFAULT_CONNECT_SECONDS * 1000,
       allowPrivateDestinations: false,
-      replayCapacity: 20_000,
+      replayCapacity: DEFAULT_REPLAY_CAPACITY,
       replayStateFile: undefined,
       udp: false,
     };
     source = generated ? 'generated key' : '--password';
   }
   const overrides: Partial<{ -readonly [K in keyof ServerConfig]: ServerConfig[K] }> = {};
-  if (flags.port !== undefined) overrides.port = portFlag(flags.port);
+  if (flags.port !== undefined) overrides.port = parsePort(flags.port, '--port');
   if (flags.host !== undefined) {
     if (flags.host === '') throw new UsageError('--host must not be empty');
     overrides.host = flags.host;
@@ -140,7 +128,7 @@ async function plan(flags: ServerFlags): Promise<Plan> {
     overrides.replayStateFile = flags.replayState;
   }
   if (flags.idleTimeout !== undefined)
-    overrides.idleMs = Math.round(secondsFlag('--idle-timeout', flags.idleTimeout) * 1000);
+    overrides.idleMs = Math.round(parseSeconds(flags.idleTimeout, '--idle-timeout') * 1000);
   config = { ...config, ...overrides };
   const printKeys = flags.config === undefined || flags.showUrls ? config.keys : [];
   return { config, printKeys, generated, source };
@@ -150,7 +138,7 @@ async function banner(p: Plan, plane: DataPlane, publicHost: string | undefined)
   const a: AddressInfo = plane.address;
   const { config } = p;
   const listen =
-    config.host === undefined ? `all interfaces, port ${a.port}` : `${hostPort(a.address, a.port)}`;
+    config.host === undefined ? `all interfaces, port ${a.port}` : formatHostPort(a.address, a.port);
   const out: string[] = [];
   out.push(`Ladder server listening on ${listen} (${config.udp ? 'TCP and UDP' : 'TCP'})`);
   const methods = [...new Set(config.keys.map((k) => k.method))].join(', ');
@@ -212,7 +200,7 @@ export function registerServer(program: Command): void {
       '--config <file>',
       'JSON config with one or more keys (format below); --port/--host/--idle-timeout/--allow-private override it',
     )
-    .option('--port <port>', 'TCP port to listen on (default 8388; 0 picks a free port)')
+    .option('--port <port>', `TCP port to listen on (default ${DEFAULT_SERVER_PORT}; 0 picks a free port)`)
     .option('--host <addr>', 'address to listen on (default: all interfaces)')
     .option('--method <method>', `cipher for --password or the generated key (default ${DEFAULT_METHOD})`)
     .option(
@@ -305,27 +293,13 @@ export function registerServer(program: Command): void {
           e.code === 'ENOTFOUND'
         ) {
           const where =
-            p.config.host === undefined ? `port ${p.config.port}` : hostPort(p.config.host, p.config.port);
+            p.config.host === undefined ? `port ${p.config.port}` : formatHostPort(p.config.host, p.config.port);
           throw new UsageError(`cannot listen on ${where}: ${e.code}`);
         }
         throw err;
       }
       process.stdout.write(await banner(p, plane, flags.publicHost));
 
-      await new Promise<void>((resolve) => {
-        let stopping = false;
-        const stop = (signal: NodeJS.Signals): void => {
-          if (stopping) process.exit(130); // second signal: give up on a graceful stop
-          stopping = true;
-          log.info({ signal }, 'server stopping');
-          void plane.close().then(() => {
-            process.off('SIGINT', stop);
-            process.off('SIGTERM', stop);
-            resolve();
-          });
-        };
-        process.on('SIGINT', stop);
-        process.on('SIGTERM', stop);
-      });
+      await untilSignal({ close: () => plane.close(), message: 'server stopping', log });
     });
 }
