@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { createAccessKeys, HOUR_MS, ROLLING_WINDOW_MS, StoreError } from '../store/index.js';
+import { listen } from '../shared/listen.js';
 import { ApiError, invalid, keyNotFound } from './errors.js';
 import {
   checkMethod,
@@ -33,12 +34,15 @@ import {
 
 const NoContent = z.undefined().meta({ description: 'Done' });
 
-function portInUse(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'EADDRINUSE'));
-    srv.listen({ port, host: '0.0.0.0', exclusive: true }, () => srv.close(() => resolve(false)));
-  });
+async function portInUse(port: number): Promise<boolean> {
+  const srv = createServer();
+  try {
+    await listen(srv, { port, host: '0.0.0.0', exclusive: true });
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EADDRINUSE';
+  }
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return false;
 }
 
 const UNIT_MS: Record<string, number> = {

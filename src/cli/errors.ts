@@ -31,7 +31,11 @@ export const EXIT = {
 } as const;
 
 /** Store failures that are about the user's data or setup, not about ladder's own code. */
-const STORE_DATA_ERRORS: ReadonlySet<StoreErrorCode> = new Set(['KEY_EXISTS', 'KEY_NOT_FOUND', 'STORE_OPEN_FAILED']);
+const STORE_DATA_ERRORS: ReadonlySet<StoreErrorCode> = new Set([
+  'KEY_EXISTS',
+  'KEY_NOT_FOUND',
+  'STORE_OPEN_FAILED',
+]);
 
 /**
  * The errors that mean "the user gave us something we cannot use", each layer's own class.

@@ -61,12 +61,12 @@ export function routeModeOf(text: string): RouteMode | undefined {
 
 export function parseRouteMode(text: string, what = '--route'): RouteMode {
   const mode = routeModeOf(text);
-  if (mode === undefined) throw new ClientConfigError(`${what} must be auto, proxy or direct, got "${text}"`, what);
+  if (mode === undefined)
+    throw new ClientConfigError(`${what} must be auto, proxy or direct, got "${text}"`, what);
   return mode;
 }
 
-const nonEmpty = (error: string) =>
-  z.string({ error }).refine((v) => v.trim() !== '', { error });
+const nonEmpty = (error: string) => z.string({ error }).refine((v) => v.trim() !== '', { error });
 const text = nonEmpty('must be a non-empty string');
 const bool = z.boolean({ error: 'must be true or false' });
 
@@ -80,24 +80,25 @@ const serverEntrySchema = z
         .min(1, { error: 'must be an integer 1..65535' })
         .max(65535, { error: 'must be an integer 1..65535' }),
       method: z.string({ error: 'must be a string' }).min(1, { error: 'must be a string' }),
-      password: z.string({ error: 'must be a non-empty string' }).min(1, { error: 'must be a non-empty string' }),
+      password: z
+        .string({ error: 'must be a non-empty string' })
+        .min(1, { error: 'must be a non-empty string' }),
       plugin: z.unknown().optional(),
       remarks: z.unknown().optional(),
     },
     { error: 'must be an object' },
   )
   .superRefine((e, ctx) => {
-    if (e.plugin !== undefined && e.plugin !== '') ctx.addIssue({ code: 'custom', message: 'plugins are not supported' });
+    if (e.plugin !== undefined && e.plugin !== '')
+      ctx.addIssue({ code: 'custom', message: 'plugins are not supported' });
   })
-  .transform(
-    (e): ServerEntry => ({
-      host: e.server,
-      port: e.server_port,
-      method: e.method,
-      password: e.password,
-      ...(typeof e.remarks === 'string' && e.remarks ? { tag: e.remarks } : {}),
-    }),
-  );
+  .transform((e): ServerEntry => ({
+    host: e.server,
+    port: e.server_port,
+    method: e.method,
+    password: e.password,
+    ...(typeof e.remarks === 'string' && e.remarks ? { tag: e.remarks } : {}),
+  }));
 
 export const clientConfigSchema = z.strictObject({
   keys: z
@@ -160,7 +161,11 @@ export function parseClientConfig(input: string, source = 'config'): ClientConfi
   try {
     raw = JSON.parse(input);
   } catch (err) {
-    throw new ClientConfigError(`${source}: not valid JSON (${(err as Error).message})`, '', 'ERR_CONFIG_JSON');
+    throw new ClientConfigError(
+      `${source}: not valid JSON (${(err as Error).message})`,
+      '',
+      'ERR_CONFIG_JSON',
+    );
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
     throw new ClientConfigError(`${source}: expected a JSON object`, '', 'ERR_CONFIG_JSON');
@@ -173,6 +178,7 @@ export function parseClientConfig(input: string, source = 'config'): ClientConfi
   }
   const { keys, servers, version: _v, remarks: _r, ...rest } = r.data;
   const out: ClientConfig = { keys: keys ?? [], servers: servers ?? [] };
-  for (const [k, v] of Object.entries(rest)) if (v !== undefined) (out as unknown as Record<string, unknown>)[k] = v;
+  for (const [k, v] of Object.entries(rest))
+    if (v !== undefined) (out as unknown as Record<string, unknown>)[k] = v;
   return out;
 }

@@ -18,15 +18,24 @@ export interface LabCertificates {
   readonly key: Buffer;
 }
 
+export type LabCaErrorCode =
+  | 'ERR_LAB_CA_NAMES' // asked for a certificate with no names
+  | 'ERR_OPENSSL_MISSING' // the openssl command is not installed
+  | 'ERR_OPENSSL'; // openssl ran and failed
+
 export class LabCaError extends Error {
-  constructor(message: string, cause?: unknown) {
+  override readonly name = 'LabCaError';
+  readonly code: LabCaErrorCode;
+
+  constructor(code: LabCaErrorCode, message: string, cause?: unknown) {
     super(message, { cause });
-    this.name = 'LabCaError';
+    this.code = code;
   }
 }
 
 export async function makeLabCertificates(names: readonly string[]): Promise<LabCertificates> {
-  if (names.length === 0) throw new LabCaError('makeLabCertificates needs at least one name');
+  if (names.length === 0)
+    throw new LabCaError('ERR_LAB_CA_NAMES', 'makeLabCertificates needs at least one name');
   const dir = await mkdtemp(join(tmpdir(), 'ladder-lab-ca-'));
   const p = (f: string): string => join(dir, f);
   const openssl = async (args: string[]): Promise<void> => {
@@ -35,8 +44,12 @@ export async function makeLabCertificates(names: readonly string[]): Promise<Lab
     } catch (err) {
       const e = err as NodeJS.ErrnoException & { stderr?: string };
       if (e.code === 'ENOENT')
-        throw new LabCaError('the lab needs the `openssl` command (apt-get install openssl)', err);
-      throw new LabCaError(`openssl ${args[0]} failed: ${e.stderr ?? e.message}`, err);
+        throw new LabCaError(
+          'ERR_OPENSSL_MISSING',
+          'the lab needs the `openssl` command (apt-get install openssl)',
+          err,
+        );
+      throw new LabCaError('ERR_OPENSSL', `openssl ${args[0]} failed: ${e.stderr ?? e.message}`, err);
     }
   };
   try {

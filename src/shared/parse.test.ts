@@ -38,8 +38,20 @@ test('parseHostPort: listen addresses (bare port, :port, default host)', () => {
   const forms = /expected host:port, \[ipv6\]:port or a port number/;
   for (const bad of ['', 'host', '::1:80', 'a:b', 'a b:1', '1.2.3.4:'])
     refuses(() => parseHostPort(bad, '--socks', l), 'ERR_HOST_PORT', '--socks', bad, forms);
-  refuses(() => parseHostPort('1.2.3.4:99999', '--http', l), 'ERR_HOST_PORT', '--http', '1.2.3.4:99999', /port outside 0\.\.65535/);
-  refuses(() => parseHostPort('[nope]:1', '--dns', l), 'ERR_HOST_PORT', '--dns', '[nope]:1', /bracketed host is not an IPv6 address/);
+  refuses(
+    () => parseHostPort('1.2.3.4:99999', '--http', l),
+    'ERR_HOST_PORT',
+    '--http',
+    '1.2.3.4:99999',
+    /port outside 0\.\.65535/,
+  );
+  refuses(
+    () => parseHostPort('[nope]:1', '--dns', l),
+    'ERR_HOST_PORT',
+    '--dns',
+    '[nope]:1',
+    /bracketed host is not an IPv6 address/,
+  );
 });
 
 test('parseHostPort: destinations (bare host, default port, port 0 refused)', () => {
@@ -49,10 +61,28 @@ test('parseHostPort: destinations (bare host, default port, port 0 refused)', ()
   assert.deepEqual(parseHostPort('[2606:4700::1111]:53', 'x', d), { host: '2606:4700::1111', port: 53 });
   assert.deepEqual(parseHostPort('2606:4700::1111', 'x', d), { host: '2606:4700::1111', port: 53 });
   assert.deepEqual(parseHostPort('[::1]', 'x', d), { host: '::1', port: 53 });
-  refuses(() => parseHostPort('h:0', '--dns-upstream', d), 'ERR_HOST_PORT', '--dns-upstream', 'h:0', /port outside 1\.\.65535/);
-  refuses(() => parseHostPort('h', 'upstream', { minPort: 1 }), 'ERR_HOST_PORT', 'upstream', 'h', /a port is required/);
+  refuses(
+    () => parseHostPort('h:0', '--dns-upstream', d),
+    'ERR_HOST_PORT',
+    '--dns-upstream',
+    'h:0',
+    /port outside 1\.\.65535/,
+  );
+  refuses(
+    () => parseHostPort('h', 'upstream', { minPort: 1 }),
+    'ERR_HOST_PORT',
+    'upstream',
+    'h',
+    /a port is required/,
+  );
   for (const bad of ['', ':53', 'a b', 'h:x', '[h]:1'])
-    refuses(() => parseHostPort(bad, 'upstream', d), 'ERR_HOST_PORT', 'upstream', bad, /expected host:port|bracketed/);
+    refuses(
+      () => parseHostPort(bad, 'upstream', d),
+      'ERR_HOST_PORT',
+      'upstream',
+      bad,
+      /expected host:port|bracketed/,
+    );
 });
 
 test('parsePort and parseIntInRange: digits only, inside the range', () => {
@@ -60,9 +90,21 @@ test('parsePort and parseIntInRange: digits only, inside the range', () => {
   assert.equal(parsePort('65535', '--port'), 65535);
   assert.equal(parseIntInRange('50', '--first-data-wait', 0, 10_000), 50);
   for (const bad of ['', '-1', '65536', '1.5', '1e3', ' 80', 'http', '0x50'])
-    refuses(() => parsePort(bad, '--port'), 'ERR_PORT', '--port', bad, /^--port must be an integer in 0\.\.65535, got /);
+    refuses(
+      () => parsePort(bad, '--port'),
+      'ERR_PORT',
+      '--port',
+      bad,
+      /^--port must be an integer in 0\.\.65535, got /,
+    );
   refuses(() => parsePort('0', '--api-port', 1), 'ERR_PORT', '--api-port', '0', /in 1\.\.65535/);
-  refuses(() => parseIntInRange('0', '--idle-timeout', 1, 86_400), 'ERR_INTEGER', '--idle-timeout', '0', /in 1\.\.86400/);
+  refuses(
+    () => parseIntInRange('0', '--idle-timeout', 1, 86_400),
+    'ERR_INTEGER',
+    '--idle-timeout',
+    '0',
+    /in 1\.\.86400/,
+  );
 });
 
 test('parseSeconds: positive, fractions allowed, at most a week unless told', () => {
@@ -116,7 +158,10 @@ test('listen and bindUdp resolve with the address and reject with the bind error
   const ua = await bindUdp(u, 0, '127.0.0.1');
   assert.ok(ua.port > 0);
   const v = createSocket('udp4');
-  await assert.rejects(bindUdp(v, ua.port, '127.0.0.1'), (e: NodeJS.ErrnoException) => e.code === 'EADDRINUSE');
+  await assert.rejects(
+    bindUdp(v, ua.port, '127.0.0.1'),
+    (e: NodeJS.ErrnoException) => e.code === 'EADDRINUSE',
+  );
   u.close();
   v.close();
 });

@@ -220,8 +220,14 @@ export function registerClient(program: Command): void {
         if (colon <= 0) throw new UsageError('--auth must be user:password');
         auth = { username: flags.auth.slice(0, colon), password: flags.auth.slice(colon + 1) };
       }
-      const firstDataWaitMs = parseIntInRange(flags.firstDataWait, '--first-data-wait', 0, MAX_FIRST_DATA_WAIT_MS);
-      const idleTimeoutMs = parseIntInRange(flags.idleTimeout, '--idle-timeout', 1, MAX_CLIENT_SECONDS) * 1000;
+      const firstDataWaitMs = parseIntInRange(
+        flags.firstDataWait,
+        '--first-data-wait',
+        0,
+        MAX_FIRST_DATA_WAIT_MS,
+      );
+      const idleTimeoutMs =
+        parseIntInRange(flags.idleTimeout, '--idle-timeout', 1, MAX_CLIENT_SECONDS) * 1000;
       const residualMs =
         flags.residual !== undefined
           ? parseIntInRange(flags.residual, '--residual', 0, MAX_CLIENT_SECONDS) * 1000

@@ -293,7 +293,9 @@ export function registerServer(program: Command): void {
           e.code === 'ENOTFOUND'
         ) {
           const where =
-            p.config.host === undefined ? `port ${p.config.port}` : formatHostPort(p.config.host, p.config.port);
+            p.config.host === undefined
+              ? `port ${p.config.port}`
+              : formatHostPort(p.config.host, p.config.port);
           throw new UsageError(`cannot listen on ${where}: ${e.code}`);
         }
         throw err;
