@@ -1,5 +1,4 @@
 import { resolve } from 'node:path';
-import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { Command } from 'commander';
 import QRCode from 'qrcode';
@@ -36,7 +35,8 @@ import {
   DEFAULT_METRICS_PORT,
   DEFAULT_SERVER_PORT,
 } from '../config/defaults.js';
-import { parseHostPort, parsePort, parseSeconds } from '../shared/parse.js';
+import { bindErrorCode } from '../shared/listen.js';
+import { isHostName, parseHostPort, parsePort, parseSeconds } from '../shared/parse.js';
 import { UsageError } from './errors.js';
 import { untilSignal } from './shutdown.js';
 
@@ -140,6 +140,12 @@ export function wantsManaged(flags: Record<string, unknown>): boolean {
 
 function portOf(name: string, v: string | undefined): number | undefined {
   return v === undefined ? undefined : parsePort(v, name);
+}
+
+/** --public-host: what clients put in their access URLs, so an IP address or a DNS name. */
+export function checkPublicHost(publicHost: string | undefined): void {
+  if (publicHost !== undefined && !isHostName(publicHost))
+    throw new UsageError('--public-host must be an IP address or a DNS name');
 }
 
 /** The host for access URLs when none is configured: the listen address, else the first global IPv4. */
@@ -281,13 +287,7 @@ export async function startManaged(
   const dataPortFlag = portOf('--port', flags.port);
   const apiPortFlag = portOf('--api-port', flags.apiPort);
   const metricsPortFlag = portOf('--metrics-port', flags.metricsPort);
-  if (
-    flags.publicHost !== undefined &&
-    isIP(flags.publicHost) === 0 &&
-    !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(flags.publicHost)
-  ) {
-    throw new UsageError('--public-host must be an IP address or a DNS name');
-  }
+  checkPublicHost(flags.publicHost);
   const idleMs =
     flags.idleTimeout !== undefined
       ? Math.round(parseSeconds(flags.idleTimeout, '--idle-timeout') * 1000)
@@ -354,9 +354,8 @@ export async function startManaged(
       // One replay-state file: the primary listener's (additional key ports keep theirs in memory).
       ...(flags.replayState !== undefined ? { replayStateFile: flags.replayState } : {}),
     }).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'EADDRINUSE' || err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL') {
-        throw new UsageError(`cannot listen on port ${primaryPort}: ${err.code}`);
-      }
+      const code = bindErrorCode(err);
+      if (code) throw new UsageError(`cannot listen on port ${primaryPort}: ${code}`);
       throw err;
     });
     const pool = new PortPool(plane, planeOptions, log);
@@ -396,10 +395,10 @@ export async function startManaged(
         port: apiPortFlag ?? settings.apiPort ?? 0,
       });
     } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      if (e.code === 'EADDRINUSE' || e.code === 'EACCES') {
+      const code = bindErrorCode(err);
+      if (code) {
         throw new UsageError(
-          `cannot listen for the management API on port ${apiPortFlag ?? settings.apiPort}: ${e.code} (use --api-port)`,
+          `cannot listen for the management API on port ${apiPortFlag ?? settings.apiPort}: ${code} (use --api-port)`,
         );
       }
       throw err;

@@ -67,3 +67,15 @@ export function bindUdp(socket: UdpSocket, port: number, host?: string): Promise
     () => socket.address(),
   );
 }
+
+const BIND_ERRORS: ReadonlySet<string> = new Set(['EADDRINUSE', 'EACCES', 'EADDRNOTAVAIL', 'ENOTFOUND']);
+
+/**
+ * The code of a listen/bind failure that is about the address the user chose (in use, a
+ * privileged port, not an address of this machine, a host name that does not resolve);
+ * undefined for anything else.
+ */
+export function bindErrorCode(err: unknown): string | undefined {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code !== undefined && BIND_ERRORS.has(code) ? code : undefined;
+}

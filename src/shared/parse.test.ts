@@ -5,6 +5,7 @@ import { createSocket } from 'node:dgram';
 import {
   durationMs,
   formatHostPort,
+  isHostName,
   parseDuration,
   parseHostPort,
   parseIntInRange,
@@ -13,7 +14,7 @@ import {
   ParseError,
   type ParseErrorCode,
 } from './parse.js';
-import { bindUdp, listen } from './listen.js';
+import { bindErrorCode, bindUdp, listen } from './listen.js';
 
 /** Throws a ParseError with this code and a one-line message that names `what` and quotes the text. */
 function refuses(fn: () => unknown, code: ParseErrorCode, what: string, text: string, why: RegExp): void {
@@ -164,4 +165,28 @@ test('listen and bindUdp resolve with the address and reject with the bind error
   );
   u.close();
   v.close();
+});
+
+test('isHostName: IP literals and RFC 1123 names', () => {
+  for (const ok of ['1.2.3.4', '::1', 'example.com', 'example.com.', 'a-b.c', 'localhost'])
+    assert.ok(isHostName(ok), ok);
+  for (const bad of [
+    '',
+    '-a.com',
+    'a-.com',
+    'a..b',
+    'a_b.com',
+    'exa mple.com',
+    `${'a'.repeat(64)}.com`,
+    'http://x',
+  ])
+    assert.ok(!isHostName(bad), bad);
+});
+
+test('bindErrorCode: only the failures about the chosen address', () => {
+  for (const code of ['EADDRINUSE', 'EACCES', 'EADDRNOTAVAIL', 'ENOTFOUND'])
+    assert.equal(bindErrorCode(Object.assign(new Error('x'), { code })), code);
+  assert.equal(bindErrorCode(Object.assign(new Error('x'), { code: 'EMFILE' })), undefined);
+  assert.equal(bindErrorCode(new TypeError('x')), undefined);
+  assert.equal(bindErrorCode(undefined), undefined);
 });

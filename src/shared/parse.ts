@@ -129,6 +129,15 @@ export function parseHostPort(text: string, what: string, opts: HostPortOptions 
   return { host, port };
 }
 
+const LABEL = /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/;
+
+/** A host name (RFC 1123 labels, an optional final dot) or an IPv4/IPv6 address. */
+export function isHostName(h: string): boolean {
+  if (isIP(h) !== 0) return true;
+  const name = h.endsWith('.') ? h.slice(0, -1) : h;
+  return name.length > 0 && name.length <= 253 && name.split('.').every((l) => LABEL.test(l));
+}
+
 /** host:port for messages, with IPv6 literals in brackets. */
 export function formatHostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;

@@ -3,7 +3,6 @@ import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { dirname, resolve as resolvePath } from 'node:path';
 import {
-  ClientConfigError,
   parseClientConfig,
   parseHostPort,
   parseRouteMode,
@@ -33,6 +32,7 @@ import {
   MAX_FIRST_DATA_WAIT_MS,
   SUGGESTED_HTTP_PORT,
 } from '../../config/defaults.js';
+import { bindErrorCode } from '../../shared/listen.js';
 import { formatHostPort, parseIntInRange } from '../../shared/parse.js';
 import { UsageError } from '../errors.js';
 import { untilSignal } from '../shutdown.js';
@@ -319,11 +319,11 @@ export function registerClient(program: Command): void {
           log,
         });
       } catch (err) {
-        if (err instanceof ClientConfigError) throw new UsageError(err.message);
-        const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
-        if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL') {
+        const code = bindErrorCode(err);
+        if (code) {
+          const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
           throw new UsageError(
-            `cannot listen: ${e.code} (${e.syscall ?? 'listen'} ${e.address ?? ''}:${e.port ?? ''})`,
+            `cannot listen: ${code} (${e.syscall ?? 'listen'} ${e.address ?? ''}:${e.port ?? ''})`,
           );
         }
         throw err;

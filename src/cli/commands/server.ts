@@ -1,6 +1,5 @@
 import type { Command, CommanderError } from 'commander';
 import type { AddressInfo } from 'node:net';
-import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import QRCode from 'qrcode';
 import { ConfigError, loadServerConfigFile, type ServerConfig } from '../../config/server.js';
@@ -17,10 +16,17 @@ import {
   DEFAULT_REPLAY_CAPACITY,
   DEFAULT_SERVER_PORT,
 } from '../../config/defaults.js';
+import { bindErrorCode } from '../../shared/listen.js';
 import { formatHostPort, parsePort, parseSeconds } from '../../shared/parse.js';
 import { UsageError } from '../errors.js';
 import { untilSignal } from '../shutdown.js';
-import { addManagedOptions, runManaged, wantsManaged, type ManagedFlags } from '../managed.js';
+import {
+  addManagedOptions,
+  checkPublicHost,
+  runManaged,
+  wantsManaged,
+  type ManagedFlags,
+} from '../managed.js';
 
 interface ServerFlags {
   config?: string;
@@ -262,13 +268,7 @@ export function registerServer(program: Command): void {
       }
       // Managed mode (store + API + metrics): `ladder server` alone, or with --data-dir/--store.
       if (wantsManaged(flags as Record<string, unknown>)) return runManaged({ ...flags, logLevel: level });
-      if (
-        flags.publicHost !== undefined &&
-        isIP(flags.publicHost) === 0 &&
-        !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(flags.publicHost)
-      ) {
-        throw new UsageError('--public-host must be an IP address or a DNS name');
-      }
+      checkPublicHost(flags.publicHost);
       const p = await plan(flags);
       const log = createLogger({ level });
       let plane: DataPlane;
@@ -285,18 +285,13 @@ export function registerServer(program: Command): void {
           udp: p.config.udp,
         });
       } catch (err) {
-        const e = err as NodeJS.ErrnoException;
-        if (
-          e.code === 'EADDRINUSE' ||
-          e.code === 'EACCES' ||
-          e.code === 'EADDRNOTAVAIL' ||
-          e.code === 'ENOTFOUND'
-        ) {
+        const code = bindErrorCode(err);
+        if (code) {
           const where =
             p.config.host === undefined
               ? `port ${p.config.port}`
               : formatHostPort(p.config.host, p.config.port);
-          throw new UsageError(`cannot listen on ${where}: ${e.code}`);
+          throw new UsageError(`cannot listen on ${where}: ${code}`);
         }
         throw err;
       }
