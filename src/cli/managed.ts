@@ -36,7 +36,9 @@ import {
   DEFAULT_SERVER_PORT,
 } from '../config/defaults.js';
 import { bindErrorCode } from '../shared/listen.js';
-import { isHostName, parseHostPort, parsePort, parseSeconds } from '../shared/parse.js';
+import { isHostName } from '../shared/parse.js';
+import { parseFlags } from '../config/flags.js';
+import { managedFlagsSchema } from '../config/server.js';
 import { UsageError } from './errors.js';
 import { untilSignal } from './shutdown.js';
 
@@ -136,10 +138,6 @@ export function wantsManaged(flags: Record<string, unknown>): boolean {
   if (keyed) return false;
   if (managedOnly) return true;
   return Object.entries(flags).every(([k, v]) => v === undefined || NEUTRAL.has(k));
-}
-
-function portOf(name: string, v: string | undefined): number | undefined {
-  return v === undefined ? undefined : parsePort(v, name);
 }
 
 /** --public-host: what clients put in their access URLs, so an IP address or a DNS name. */
@@ -284,18 +282,13 @@ export async function startManaged(
   tuning: ManagedTuning = {},
 ): Promise<ManagedServer> {
   const dataDir = resolve(flags.dataDir ?? DEFAULT_DATA_DIR);
-  const dataPortFlag = portOf('--port', flags.port);
-  const apiPortFlag = portOf('--api-port', flags.apiPort);
-  const metricsPortFlag = portOf('--metrics-port', flags.metricsPort);
+  const parsed = parseFlags(managedFlagsSchema, flags);
+  const dataPortFlag = parsed.port;
+  const apiPortFlag = parsed.apiPort;
+  const metricsPortFlag = parsed.metricsPort;
   checkPublicHost(flags.publicHost);
-  const idleMs =
-    flags.idleTimeout !== undefined
-      ? Math.round(parseSeconds(flags.idleTimeout, '--idle-timeout') * 1000)
-      : undefined;
-  const dynamicListen =
-    flags.dynamicListen !== undefined
-      ? parseHostPort(flags.dynamicListen, '--dynamic-listen', { defaultHost: '0.0.0.0' })
-      : undefined;
+  const idleMs = parsed.idleTimeout !== undefined ? Math.round(parsed.idleTimeout * 1000) : undefined;
+  const dynamicListen = parsed.dynamicListen;
   let dynamicUrl: string | null | undefined;
   if (flags.dynamicUrl !== undefined) {
     if (flags.dynamicUrl === 'none') dynamicUrl = null;

@@ -20,8 +20,9 @@
  * Errors are one line, `FILE: field must…`, name the file and the field, never a password or key.
  */
 import { z } from 'zod';
-import { MAX_CLIENT_SECONDS } from './defaults.js';
+import { MAX_CLIENT_SECONDS, MAX_FIRST_DATA_WAIT_MS } from './defaults.js';
 import { ClientConfigError } from './errors.js';
+import { flag } from './flags.js';
 
 export { ClientConfigError };
 
@@ -182,3 +183,13 @@ export function parseClientConfig(input: string, source = 'config'): ClientConfi
     if (v !== undefined) (out as unknown as Record<string, unknown>)[k] = v;
   return out;
 }
+
+/**
+ * The numeric flags of `ladder client` (commander's strings; the defaults are applied by the
+ * command's option declarations). Other flags pass through untouched.
+ */
+export const clientFlagsSchema = z.looseObject({
+  firstDataWait: flag.int('--first-data-wait', 0, MAX_FIRST_DATA_WAIT_MS),
+  idleTimeout: flag.int('--idle-timeout', 1, MAX_CLIENT_SECONDS),
+  residual: flag.int('--residual', 0, MAX_CLIENT_SECONDS).optional(),
+});

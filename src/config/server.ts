@@ -5,6 +5,7 @@ import { isProtocolError } from '../protocol/errors.js';
 import { checkKey, checkMethod } from '../protocol/shadowsocks/key-material.js';
 import type { RuntimeKey } from '../shared/control.js';
 import { ConfigError } from './errors.js';
+import { flag } from './flags.js';
 import {
   DEFAULT_CONNECT_SECONDS,
   DEFAULT_IDLE_SECONDS,
@@ -240,3 +241,18 @@ export async function loadServerConfigFile(path: string): Promise<ServerConfig> 
   if (c.replayStateFile === undefined || isAbsolute(c.replayStateFile)) return c;
   return Object.freeze({ ...c, replayStateFile: resolve(dirname(path), c.replayStateFile) });
 }
+
+/** The numeric flags of `ladder server` (data-plane flags; commander's strings). */
+export const serverFlagsSchema = z.looseObject({
+  port: flag.port('--port').optional(),
+  idleTimeout: flag.seconds('--idle-timeout').optional(),
+});
+
+/** The flags managed mode adds, with the ports and addresses parsed. */
+export const managedFlagsSchema = z.looseObject({
+  port: serverFlagsSchema.shape.port,
+  apiPort: flag.port('--api-port').optional(),
+  metricsPort: flag.port('--metrics-port').optional(),
+  idleTimeout: serverFlagsSchema.shape.idleTimeout,
+  dynamicListen: flag.hostPort('--dynamic-listen', { defaultHost: '0.0.0.0' }).optional(),
+});

@@ -28,12 +28,12 @@ import {
   DEFAULT_IDLE_SECONDS,
   DEFAULT_RESIDUAL_SECONDS,
   DEFAULT_SOCKS_LISTEN,
-  MAX_CLIENT_SECONDS,
-  MAX_FIRST_DATA_WAIT_MS,
   SUGGESTED_HTTP_PORT,
 } from '../../config/defaults.js';
 import { bindErrorCode } from '../../shared/listen.js';
-import { formatHostPort, parseIntInRange } from '../../shared/parse.js';
+import { formatHostPort } from '../../shared/parse.js';
+import { parseFlags } from '../../config/flags.js';
+import { clientFlagsSchema } from '../../config/client.js';
 import { UsageError } from '../errors.js';
 import { untilSignal } from '../shutdown.js';
 
@@ -220,17 +220,12 @@ export function registerClient(program: Command): void {
         if (colon <= 0) throw new UsageError('--auth must be user:password');
         auth = { username: flags.auth.slice(0, colon), password: flags.auth.slice(colon + 1) };
       }
-      const firstDataWaitMs = parseIntInRange(
-        flags.firstDataWait,
-        '--first-data-wait',
-        0,
-        MAX_FIRST_DATA_WAIT_MS,
-      );
-      const idleTimeoutMs =
-        parseIntInRange(flags.idleTimeout, '--idle-timeout', 1, MAX_CLIENT_SECONDS) * 1000;
+      const numbers = parseFlags(clientFlagsSchema, flags);
+      const firstDataWaitMs = numbers.firstDataWait;
+      const idleTimeoutMs = numbers.idleTimeout * 1000;
       const residualMs =
-        flags.residual !== undefined
-          ? parseIntInRange(flags.residual, '--residual', 0, MAX_CLIENT_SECONDS) * 1000
+        numbers.residual !== undefined
+          ? numbers.residual * 1000
           : config.residualSeconds !== undefined
             ? config.residualSeconds * 1000
             : undefined;

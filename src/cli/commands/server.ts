@@ -2,7 +2,7 @@ import type { Command, CommanderError } from 'commander';
 import type { AddressInfo } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import QRCode from 'qrcode';
-import { ConfigError, loadServerConfigFile, type ServerConfig } from '../../config/server.js';
+import { loadServerConfigFile, serverFlagsSchema, type ServerConfig } from '../../config/server.js';
 import { isProtocolError } from '../../protocol/errors.js';
 import { checkKey, checkMethod, generateSecret } from '../../protocol/shadowsocks/key-material.js';
 import { formatSsUrl } from '../../protocol/sip002/index.js';
@@ -17,7 +17,8 @@ import {
   DEFAULT_SERVER_PORT,
 } from '../../config/defaults.js';
 import { bindErrorCode } from '../../shared/listen.js';
-import { formatHostPort, parsePort, parseSeconds } from '../../shared/parse.js';
+import { formatHostPort } from '../../shared/parse.js';
+import { parseFlags } from '../../config/flags.js';
 import { UsageError } from '../errors.js';
 import { untilSignal } from '../shutdown.js';
 import {
@@ -85,12 +86,7 @@ async function plan(flags: ServerFlags): Promise<Plan> {
         '--password/--method cannot be combined with --config; put the keys in the config file',
       );
     }
-    try {
-      config = await loadServerConfigFile(flags.config);
-    } catch (err) {
-      if (err instanceof ConfigError) throw new UsageError(err.message);
-      throw err;
-    }
+    config = await loadServerConfigFile(flags.config); // a ConfigError is a usage error (exit 2)
     source = flags.config;
   } else {
     const method = flags.method ?? DEFAULT_METHOD;
@@ -121,8 +117,9 @@ async function plan(flags: ServerFlags): Promise<Plan> {
     };
     source = generated ? 'generated key' : '--password';
   }
+  const parsed = parseFlags(serverFlagsSchema, flags);
   const overrides: Partial<{ -readonly [K in keyof ServerConfig]: ServerConfig[K] }> = {};
-  if (flags.port !== undefined) overrides.port = parsePort(flags.port, '--port');
+  if (parsed.port !== undefined) overrides.port = parsed.port;
   if (flags.host !== undefined) {
     if (flags.host === '') throw new UsageError('--host must not be empty');
     overrides.host = flags.host;
@@ -133,8 +130,7 @@ async function plan(flags: ServerFlags): Promise<Plan> {
     if (flags.replayState === '') throw new UsageError('--replay-state must be a file path');
     overrides.replayStateFile = flags.replayState;
   }
-  if (flags.idleTimeout !== undefined)
-    overrides.idleMs = Math.round(parseSeconds(flags.idleTimeout, '--idle-timeout') * 1000);
+  if (parsed.idleTimeout !== undefined) overrides.idleMs = Math.round(parsed.idleTimeout * 1000);
   config = { ...config, ...overrides };
   const printKeys = flags.config === undefined || flags.showUrls ? config.keys : [];
   return { config, printKeys, generated, source };
