@@ -1,5 +1,6 @@
 import { CommanderError } from 'commander';
 import { ProtocolError } from '../protocol/errors.js';
+import { CodedError } from '../shared/errors.js';
 import { ParseError } from '../shared/parse.js';
 import { ConfigError, ClientConfigError } from '../config/errors.js';
 import { StoreError, type StoreErrorCode } from '../store/types.js';
@@ -11,13 +12,11 @@ export type CliErrorCode =
   | 'ERR_INPUT'; // a file, key, URL or server answer the user gave us that we cannot use
 
 /** A mistake in what the user typed or wrote in a config file: printed as one line, exit code 2. */
-export class UsageError extends Error {
+export class UsageError extends CodedError<CliErrorCode> {
   override readonly name = 'UsageError';
-  readonly code: CliErrorCode;
 
   constructor(message: string, code: CliErrorCode = 'ERR_USAGE') {
-    super(message);
-    this.code = code;
+    super(code, message);
   }
 }
 
@@ -52,6 +51,11 @@ const USER_ERRORS: ReadonlyArray<(err: unknown) => boolean> = [
   (e) => e instanceof LabCaError, // the lab's openssl is missing or failed
 ];
 
+/** True for an error about what the user gave us (exit 2), false for a bug (exit 1). */
+export function isUserError(err: unknown): boolean {
+  return USER_ERRORS.some((isUser) => isUser(err));
+}
+
 export interface ExitReport {
   exitCode: number;
   /** What to print on stderr ('' for nothing). */
@@ -61,7 +65,7 @@ export interface ExitReport {
 /** How `ladder` ends for an error that reached the top: the exit code and what stderr says. */
 export function reportError(err: unknown): ExitReport {
   if (err instanceof CommanderError) return { exitCode: err.exitCode, stderr: '' }; // --help, --version
-  if (USER_ERRORS.some((isUser) => isUser(err))) {
+  if (isUserError(err)) {
     const line = (err as Error).message.split('\n')[0]!;
     return { exitCode: EXIT.USAGE, stderr: `ladder: ${line}\n` };
   }

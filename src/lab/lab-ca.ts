@@ -8,6 +8,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { CodedError } from '../shared/errors.js';
 
 const run = promisify(execFile);
 
@@ -23,14 +24,8 @@ export type LabCaErrorCode =
   | 'ERR_OPENSSL_MISSING' // the openssl command is not installed
   | 'ERR_OPENSSL'; // openssl ran and failed
 
-export class LabCaError extends Error {
+export class LabCaError extends CodedError<LabCaErrorCode> {
   override readonly name = 'LabCaError';
-  readonly code: LabCaErrorCode;
-
-  constructor(code: LabCaErrorCode, message: string, cause?: unknown) {
-    super(message, { cause });
-    this.code = code;
-  }
 }
 
 export async function makeLabCertificates(names: readonly string[]): Promise<LabCertificates> {
@@ -47,9 +42,11 @@ export async function makeLabCertificates(names: readonly string[]): Promise<Lab
         throw new LabCaError(
           'ERR_OPENSSL_MISSING',
           'the lab needs the `openssl` command (apt-get install openssl)',
-          err,
+          { cause: err },
         );
-      throw new LabCaError('ERR_OPENSSL', `openssl ${args[0]} failed: ${e.stderr ?? e.message}`, err);
+      throw new LabCaError('ERR_OPENSSL', `openssl ${args[0]} failed: ${e.stderr ?? e.message}`, {
+        cause: err,
+      });
     }
   };
   try {

@@ -5,6 +5,7 @@
  * field) and quotes the text; callers add the file name where there is one.
  */
 import { isIP } from 'node:net';
+import { CodedError } from './errors.js';
 
 export type ParseErrorCode =
   | 'ERR_HOST_PORT' // not host:port, [ipv6]:port or a port
@@ -13,14 +14,8 @@ export type ParseErrorCode =
   | 'ERR_SECONDS' // not a number of seconds in the allowed range
   | 'ERR_DURATION'; // not a duration like 30d
 
-export class ParseError extends Error {
+export class ParseError extends CodedError<ParseErrorCode> {
   override readonly name = 'ParseError';
-  readonly code: ParseErrorCode;
-
-  constructor(code: ParseErrorCode, message: string) {
-    super(message);
-    this.code = code;
-  }
 }
 
 /** The longest timeout or limit period anything accepts: one week, in seconds. */

@@ -1,5 +1,6 @@
 import net, { type Socket } from 'node:net';
 import type { SocksAddress } from '../protocol/socks5/address.js';
+import { CodedError } from '../shared/errors.js';
 import { relay, type RelayCloseReason, type RelayHandle, type Transform } from './relay.js';
 
 /**
@@ -45,14 +46,8 @@ export interface Dialer {
  */
 export type UpstreamDialErrorCode = 'ERR_CONNECT' | 'ERR_CONNECT_TIMEOUT' | 'ERR_ABORTED' | 'ERR_CLOSED';
 
-export class UpstreamDialError extends Error {
+export class UpstreamDialError extends CodedError<UpstreamDialErrorCode> {
   override readonly name = 'UpstreamDialError';
-  readonly code: UpstreamDialErrorCode;
-
-  constructor(code: UpstreamDialErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
-  }
 }
 
 export interface ConnectOptions {

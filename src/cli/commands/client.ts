@@ -34,7 +34,7 @@ import { bindErrorCode } from '../../shared/listen.js';
 import { formatHostPort } from '../../shared/parse.js';
 import { parseFlags } from '../../config/flags.js';
 import { clientFlagsSchema } from '../../config/client.js';
-import { UsageError } from '../errors.js';
+import { isUserError, UsageError } from '../errors.js';
 import { untilSignal } from '../shutdown.js';
 
 interface ClientFlags {
@@ -68,18 +68,21 @@ function readText(path: string, what: string): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (err) {
-    throw new UsageError(`${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new UsageError(
+      `${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      'ERR_INPUT',
+    );
   }
 }
 
-/** Run `fn`, turning the parsers' errors into one-line usage errors. */
+/** Run `fn`, turning the parsers' errors into one-line usage errors that say `what`; a bug stays a bug. */
 function usage<T>(what: string, fn: () => T): T {
   try {
     return fn();
   } catch (err) {
-    if (err instanceof UsageError) throw err;
+    if (err instanceof UsageError || !isUserError(err)) throw err;
     const msg = (err as Error).message;
-    throw new UsageError(what ? `${what}: ${msg}` : msg);
+    throw new UsageError(what ? `${what}: ${msg}` : msg, 'ERR_INPUT');
   }
 }
 

@@ -39,6 +39,7 @@ import {
   type Inspection,
 } from '../../protocol/dns/message.js';
 import { systemClock, type Clock, type Timer } from '../../shared/clock.js';
+import { CodedError } from '../../shared/errors.js';
 
 export interface DnsResolver {
   resolve(query: Buffer): Promise<Buffer>;
@@ -53,14 +54,8 @@ export type DnsErrorCode =
   | 'ERR_DNS_STREAM'; // the tunnel stream failed or closed before the answer
 
 /** A query the tunnel resolver could not get answered (the local DNS server answers SERVFAIL). */
-export class DnsError extends Error {
+export class DnsError extends CodedError<DnsErrorCode> {
   override readonly name = 'DnsError';
-  readonly code: DnsErrorCode;
-
-  constructor(code: DnsErrorCode, message: string) {
-    super(message);
-    this.code = code;
-  }
 }
 
 export interface TunnelDnsResolverOptions {
