@@ -4,6 +4,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { createAccessKeys, HOUR_MS, ROLLING_WINDOW_MS, StoreError } from '../store/index.js';
 import { listen } from '../shared/listen.js';
+import { durationMs } from '../shared/parse.js';
 import { ApiError, invalid, keyNotFound } from './errors.js';
 import {
   checkMethod,
@@ -45,20 +46,13 @@ async function portInUse(port: number): Promise<boolean> {
   return false;
 }
 
-const UNIT_MS: Record<string, number> = {
-  s: 1000,
-  m: 60_000,
-  h: HOUR_MS,
-  d: 24 * HOUR_MS,
-  w: 7 * 24 * HOUR_MS,
-};
-
 /** Outline's `since` (e.g. "30d") in ms; default 30 days. */
 function parseSince(since: string | undefined): number {
   if (since === undefined) return ROLLING_WINDOW_MS;
-  const m = /^(\d+)([smhdw])$/.exec(since);
-  if (!m) throw invalid('since', 'Invalid "since": expected a number followed by s, m, h, d or w, e.g. 30d');
-  return Number(m[1]) * UNIT_MS[m[2]!]!;
+  const ms = durationMs(since);
+  if (ms === undefined)
+    throw invalid('since', 'Invalid "since": expected a number followed by s, m, h, d or w, e.g. 30d');
+  return ms;
 }
 
 /**

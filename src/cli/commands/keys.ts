@@ -20,6 +20,7 @@ import {
   type KyselyStore,
   type LimitPeriod,
 } from '../../store/index.js';
+import { durationMs } from '../../shared/parse.js';
 import { UsageError } from '../errors.js';
 import { DEFAULT_DATA_DIR, DEFAULT_DATA_PORT, guessHost } from '../managed.js';
 
@@ -352,12 +353,10 @@ export function parseSize(s: string, what = 'size'): number {
   return n;
 }
 
-const REL: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 };
-
 /** "2026-12-31", an ISO date-time, or a relative "30d" / "12h" / "2w" from now. */
 export function parseWhen(s: string, now = Date.now()): number {
-  const rel = /^\+?(\d+)([mhdw])$/.exec(s.trim());
-  if (rel) return now + Number(rel[1]) * REL[rel[2]!]!;
+  const rel = durationMs(s.trim().replace(/^\+/, ''));
+  if (rel !== undefined) return now + rel;
   const ms = Date.parse(/^\d{4}-\d{2}-\d{2}$/.test(s.trim()) ? `${s.trim()}T00:00:00Z` : s);
   if (!Number.isFinite(ms))
     throw new UsageError(
