@@ -27,6 +27,7 @@ import { encodeAddress } from '../src/protocol/socks5/address.js';
 import { ShadowsocksServer } from '../src/server/server.js';
 import { ManualClock } from '../src/shared/clock.js';
 import type { RuntimeKey } from '../src/shared/control.js';
+import { median } from './stats.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(name);
@@ -195,8 +196,6 @@ function prepare(s: Scenario): Runner {
   };
 }
 
-const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
-
 const scenarios: Scenario[] = [
   scenario2022Identity(1),
   scenario2022Identity(10_000),
@@ -219,8 +218,8 @@ for (let r = 0; r <= ROUNDS && Date.now() < DEADLINE; r++) {
 const results: Measured[] = runners.map((run, i) => ({
   name: run.s.name,
   n: run.s.count ?? N,
-  wallUs: med(perScenario[i]!.map((x) => x.wallUs)),
-  cpuUs: med(perScenario[i]!.map((x) => x.cpuUs)),
+  wallUs: median(perScenario[i]!.map((x) => x.wallUs)),
+  cpuUs: median(perScenario[i]!.map((x) => x.cpuUs)),
   rounds: perScenario[i]!,
 }));
 

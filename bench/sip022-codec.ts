@@ -12,6 +12,7 @@ import { Aead2022RequestDecoder, Aead2022RequestEncoder } from '../src/protocol/
 import { getAeadMethod } from '../src/protocol/shadowsocks/methods.js';
 import { getAead2022Method } from '../src/protocol/shadowsocks/methods2022.js';
 import { nativeAvailable } from '../src/protocol/shadowsocks/native.js';
+import { median } from './stats.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(name);
@@ -61,7 +62,6 @@ function run2022(name: string): number {
   });
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 console.log(
   `stream codecs, encode 64 KiB writes + decode 64 KiB reads in place, ${(gib * 1024).toFixed(0)} MiB per run, median of ${RUNS} (native addon: ${nativeAvailable() ? 'yes' : 'no'})`,
 );

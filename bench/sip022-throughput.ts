@@ -16,6 +16,7 @@ import { startSink, startSource } from '../test/helpers/net.js';
 import { cpuMs, which } from '../test/helpers/peers.js';
 import { downloadCountVia, uploadCountVia } from '../test/helpers/transfer.js';
 import { startStack, stopStack, type Stack, type StackKind } from './sip022-stacks.js';
+import { median } from './stats.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(name);
@@ -37,15 +38,6 @@ const PLAN: Array<{ kind: StackKind; method: string }> = [
 ];
 if (which('ss-server') && which('ss-local')) PLAN.push({ kind: 'libev', method: 'aes-256-gcm' });
 else log('!!! shadowsocks-libev missing: no libev reference row');
-
-const med = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0
-    ? NaN
-    : s.length % 2
-      ? s[s.length >> 1]!
-      : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 interface Row {
   label: string;
@@ -131,7 +123,7 @@ console.log('| stack | direction | MiB/s | CPU ms per GiB (client+server) | clie
 console.log('|---|---|---:|---:|---:|---:|');
 for (const r of rows.values())
   console.log(
-    `| ${r.label} | ${r.direction} | ${med(r.mibps).toFixed(0)} | ${med(r.cpuMsPerGiB).toFixed(0)} | ${med(r.clientMsPerGiB).toFixed(0)} | ${med(r.serverMsPerGiB).toFixed(0)} |`,
+    `| ${r.label} | ${r.direction} | ${median(r.mibps).toFixed(0)} | ${median(r.cpuMsPerGiB).toFixed(0)} | ${median(r.clientMsPerGiB).toFixed(0)} | ${median(r.serverMsPerGiB).toFixed(0)} |`,
   );
 const ratio = (a: string, b: string, d: string, f: (r: Row) => number): string => {
   const x = rows.get(`${a}|${d}`);
@@ -145,7 +137,7 @@ for (const [m22, m17] of [
 ]) {
   for (const d of ['upload', 'download']) {
     console.log(
-      `ladder ${m22} / ladder ${m17}, ${d}: throughput ${ratio(`ladder ${m22}`, `ladder ${m17}`, d, (r) => med(r.mibps))}x, CPU/GiB ${ratio(`ladder ${m22}`, `ladder ${m17}`, d, (r) => med(r.cpuMsPerGiB))}x`,
+      `ladder ${m22} / ladder ${m17}, ${d}: throughput ${ratio(`ladder ${m22}`, `ladder ${m17}`, d, (r) => median(r.mibps))}x, CPU/GiB ${ratio(`ladder ${m22}`, `ladder ${m17}`, d, (r) => median(r.cpuMsPerGiB))}x`,
     );
   }
 }

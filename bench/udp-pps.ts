@@ -17,6 +17,7 @@ import { loadavg } from 'node:os';
 import { cpuMs, which } from '../test/helpers/peers.js';
 import { socks5UdpAssociate, startUdpEcho, udpEchoRun } from '../src/transport/udp-socks5.js';
 import { startStack, stopStack, type Stack, type StackKind } from './sip022-stacks.js';
+import { median } from './stats.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(name);
@@ -38,15 +39,6 @@ if (libev) {
 } else log('!!! shadowsocks-libev missing: no libev rows');
 PLAN.push({ kind: 'ladder', method: 'aes-256-gcm' });
 PLAN.push({ kind: 'ladder', method: '2022-blake3-aes-256-gcm' });
-
-const med = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0
-    ? NaN
-    : s.length % 2
-      ? s[s.length >> 1]!
-      : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 interface Row {
   label: string;
@@ -128,7 +120,7 @@ console.log(
 console.log('|---|---:|---:|---:|---:|---:|---:|');
 for (const r of rows.values())
   console.log(
-    `| ${r.label} | ${r.size} | ${med(r.pps).toFixed(0)} | ${med(r.lossPct).toFixed(2)} | ${r.corrupted} | ${med(r.clientMsPer10k).toFixed(0)} | ${med(r.serverMsPer10k).toFixed(0)} |`,
+    `| ${r.label} | ${r.size} | ${median(r.pps).toFixed(0)} | ${median(r.lossPct).toFixed(2)} | ${r.corrupted} | ${median(r.clientMsPer10k).toFixed(0)} | ${median(r.serverMsPer10k).toFixed(0)} |`,
   );
 if (libev) {
   console.log('');
@@ -138,10 +130,12 @@ if (libev) {
     const ours = rows.get(`ladder aes-256-gcm|${size}`);
     if (lib && mixed)
       console.log(
-        `${size} B, server relay alone (same ss-local in front): ladder/libev pps ${(med(mixed.pps) / med(lib.pps)).toFixed(2)}x, server CPU per packet ${(med(mixed.serverMsPer10k) / med(lib.serverMsPer10k)).toFixed(2)}x`,
+        `${size} B, server relay alone (same ss-local in front): ladder/libev pps ${(median(mixed.pps) / median(lib.pps)).toFixed(2)}x, server CPU per packet ${(median(mixed.serverMsPer10k) / median(lib.serverMsPer10k)).toFixed(2)}x`,
       );
     if (lib && ours)
-      console.log(`${size} B, full stack: ladder/libev pps ${(med(ours.pps) / med(lib.pps)).toFixed(2)}x`);
+      console.log(
+        `${size} B, full stack: ladder/libev pps ${(median(ours.pps) / median(lib.pps)).toFixed(2)}x`,
+      );
   }
 }
 if (JSON_OUT)

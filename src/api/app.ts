@@ -13,6 +13,7 @@ import { systemClock, type Clock } from '../shared/clock.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import type { LadderMetrics } from '../metrics/index.js';
 import { AEAD_METHODS } from '../protocol/shadowsocks/methods.js';
+import { DEFAULT_METHOD } from '../config/defaults.js';
 import { KeyEnforcer, type Store } from '../store/index.js';
 import type { ApiContext } from './context.js';
 import { registerDynamicRoutes } from './dynamic.js';
@@ -24,8 +25,8 @@ import { registerOutlineRoutes } from './routes-outline.js';
 export const OUTLINE_COMPAT_VERSION = '1.12.0';
 
 export const DEFAULT_METHODS: readonly string[] = [
-  'chacha20-ietf-poly1305',
-  ...Object.keys(AEAD_METHODS).filter((m) => m !== 'chacha20-ietf-poly1305'),
+  DEFAULT_METHOD,
+  ...Object.keys(AEAD_METHODS).filter((m) => m !== DEFAULT_METHOD),
 ];
 
 export interface ApiOptions {

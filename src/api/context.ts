@@ -1,9 +1,9 @@
-import { isIP } from 'node:net';
 import { isProtocolError } from '../protocol/errors.js';
 import { checkKey } from '../protocol/shadowsocks/key-material.js';
 import type { ServerControl } from '../shared/control.js';
 import type { Clock } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
+import { isHostName } from '../shared/parse.js';
 import type { LadderMetrics } from '../metrics/index.js';
 import {
   type KeyEnforcer,
@@ -89,11 +89,5 @@ export function parseExpiry(v: string | number | undefined, field = 'expiresAt')
   return ms;
 }
 
-const LABEL = /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/;
-
 /** A hostname (RFC 1123 labels) or an IPv4/IPv6 address. */
-export function isValidHostname(h: string): boolean {
-  if (isIP(h) !== 0) return true;
-  const name = h.endsWith('.') ? h.slice(0, -1) : h;
-  return name.length > 0 && name.length <= 253 && name.split('.').every((l) => LABEL.test(l));
-}
+export const isValidHostname = isHostName;

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { evaluateKeys, generateSecret, nextReset, ROLLING_WINDOW_MS, type NewKey } from '../store/index.js';
+import { createAccessKeys, evaluateKeys, nextReset, ROLLING_WINDOW_MS } from '../store/index.js';
 import { keyNotFound } from './errors.js';
 import { checkMethod, parseExpiry, statusIndex, toAccessKeyJson, type ApiContext } from './context.js';
 import {
@@ -111,20 +111,15 @@ export function registerLadderRoutes(app: FastifyInstance, ctx: ApiContext): voi
     },
     async (req, reply) => {
       const b = req.body;
-      const settings = await store.getSettings();
-      const method = checkMethod(ctx, b.method);
-      const expiresAt = parseExpiry(b.expiresAt);
-      const inputs: NewKey[] = Array.from({ length: b.count }, (_, i) => ({
-        method,
-        secret: generateSecret(method),
-        port: settings.portForNewAccessKeys,
-        name: b.name ? `${b.name} ${i + 1}` : '',
-        ...(b.limit ? { dataLimitBytes: b.limit.bytes } : {}),
-        ...(b.dataLimitPeriod ? { limitPeriod: b.dataLimitPeriod } : {}),
-        ...(expiresAt !== undefined ? { expiresAt } : {}),
-        ...(b.enabled !== undefined ? { enabled: b.enabled } : {}),
-      }));
-      const keys = await store.createKeys(inputs);
+      const { keys, settings } = await createAccessKeys(store, {
+        method: checkMethod(ctx, b.method),
+        count: b.count,
+        name: b.name,
+        dataLimitBytes: b.limit?.bytes,
+        limitPeriod: b.dataLimitPeriod,
+        expiresAt: parseExpiry(b.expiresAt),
+        enabled: b.enabled,
+      });
       await ctx.enforcer.refresh();
       const statuses = statusIndex(ctx.enforcer);
       return reply

@@ -2,7 +2,9 @@ import { createServer } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { generateSecret, HOUR_MS, ROLLING_WINDOW_MS, StoreError, type NewKey } from '../store/index.js';
+import { createAccessKeys, HOUR_MS, ROLLING_WINDOW_MS, StoreError } from '../store/index.js';
+import { listen } from '../shared/listen.js';
+import { durationMs } from '../shared/parse.js';
 import { ApiError, invalid, keyNotFound } from './errors.js';
 import {
   checkMethod,
@@ -33,28 +35,24 @@ import {
 
 const NoContent = z.undefined().meta({ description: 'Done' });
 
-function portInUse(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'EADDRINUSE'));
-    srv.listen({ port, host: '0.0.0.0', exclusive: true }, () => srv.close(() => resolve(false)));
-  });
+async function portInUse(port: number): Promise<boolean> {
+  const srv = createServer();
+  try {
+    await listen(srv, { port, host: '0.0.0.0', exclusive: true });
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EADDRINUSE';
+  }
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return false;
 }
-
-const UNIT_MS: Record<string, number> = {
-  s: 1000,
-  m: 60_000,
-  h: HOUR_MS,
-  d: 24 * HOUR_MS,
-  w: 7 * 24 * HOUR_MS,
-};
 
 /** Outline's `since` (e.g. "30d") in ms; default 30 days. */
 function parseSince(since: string | undefined): number {
   if (since === undefined) return ROLLING_WINDOW_MS;
-  const m = /^(\d+)([smhdw])$/.exec(since);
-  if (!m) throw invalid('since', 'Invalid "since": expected a number followed by s, m, h, d or w, e.g. 30d');
-  return Number(m[1]) * UNIT_MS[m[2]!]!;
+  const ms = durationMs(since);
+  if (ms === undefined)
+    throw invalid('since', 'Invalid "since": expected a number followed by s, m, h, d or w, e.g. 30d');
+  return ms;
 }
 
 /**
@@ -265,24 +263,21 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
     body: z.infer<typeof NewAccessKeyBody>,
     id?: string,
   ): Promise<z.infer<typeof AccessKey>> => {
-    const settings = await store.getSettings();
     const method = checkMethod(ctx, body.method);
     if (body.password !== undefined) checkPassword(method, body.password);
-    const input: NewKey = {
-      method,
-      secret: body.password ?? generateSecret(method),
-      port: body.port ?? settings.portForNewAccessKeys,
-      name: body.name ?? '',
-    };
-    if (id !== undefined) input.id = id;
-    if (body.limit) input.dataLimitBytes = body.limit.bytes;
-    if (body.dataLimitPeriod) input.limitPeriod = body.dataLimitPeriod;
-    const exp = parseExpiry(body.expiresAt);
-    if (exp !== undefined) input.expiresAt = exp;
-    if (body.enabled !== undefined) input.enabled = body.enabled;
-    let key;
+    let made;
     try {
-      key = await store.createKey(input);
+      made = await createAccessKeys(store, {
+        method,
+        secret: body.password,
+        id,
+        port: body.port,
+        name: body.name,
+        dataLimitBytes: body.limit?.bytes,
+        limitPeriod: body.dataLimitPeriod,
+        expiresAt: parseExpiry(body.expiresAt),
+        enabled: body.enabled,
+      });
     } catch (err) {
       if (err instanceof StoreError && err.code === 'KEY_EXISTS') {
         throw new ApiError(
@@ -294,6 +289,8 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
       }
       throw err;
     }
+    const { settings } = made;
+    const key = made.keys[0]!;
     const statuses = await changed().then(() => statusIndex(ctx.enforcer));
     return toAccessKeyJson(key, settings, statuses.get(key.id));
   };

@@ -1,4 +1,79 @@
+import { CommanderError } from 'commander';
+import { ProtocolError } from '../protocol/errors.js';
+import { CodedError } from '../shared/errors.js';
+import { ParseError } from '../shared/parse.js';
+import { ConfigError, ClientConfigError } from '../config/errors.js';
+import { StoreError, type StoreErrorCode } from '../store/types.js';
+import { RuleSyntaxError } from '../client/routing/rules.js';
+import { LabCaError } from '../lab/lab-ca.js';
+
+export type CliErrorCode =
+  | 'ERR_USAGE' // a bad flag, flag value or combination of flags
+  | 'ERR_INPUT'; // a file, key, URL or server answer the user gave us that we cannot use
+
 /** A mistake in what the user typed or wrote in a config file: printed as one line, exit code 2. */
-export class UsageError extends Error {
+export class UsageError extends CodedError<CliErrorCode> {
   override readonly name = 'UsageError';
+
+  constructor(message: string, code: CliErrorCode = 'ERR_USAGE') {
+    super(code, message);
+  }
+}
+
+/** Exit codes of `ladder`. */
+export const EXIT = {
+  OK: 0,
+  /** An unexpected error: a bug in ladder (or a failure it does not know how to explain). */
+  BUG: 1,
+  /** A usage error or unusable user data: one line on stderr says what and where. */
+  USAGE: 2,
+} as const;
+
+/** Store failures that are about the user's data or setup, not about ladder's own code. */
+const STORE_DATA_ERRORS: ReadonlySet<StoreErrorCode> = new Set([
+  'KEY_EXISTS',
+  'KEY_NOT_FOUND',
+  'STORE_OPEN_FAILED',
+]);
+
+/**
+ * The errors that mean "the user gave us something we cannot use", each layer's own class.
+ * Everything else that reaches the top is a bug.
+ */
+const USER_ERRORS: ReadonlyArray<(err: unknown) => boolean> = [
+  (e) => e instanceof UsageError,
+  (e) => e instanceof ParseError, // a flag or field value (host:port, port, seconds…)
+  (e) => e instanceof ConfigError, // the server config file
+  (e) => e instanceof ClientConfigError, // the client config file
+  (e) => e instanceof RuleSyntaxError, // a rules / ACL file
+  (e) => e instanceof ProtocolError, // a bad key, method, ss:// URL or online config
+  (e) => e instanceof StoreError && STORE_DATA_ERRORS.has(e.code),
+  (e) => e instanceof LabCaError, // the lab's openssl is missing or failed
+];
+
+/** True for an error about what the user gave us (exit 2), false for a bug (exit 1). */
+export function isUserError(err: unknown): boolean {
+  return USER_ERRORS.some((isUser) => isUser(err));
+}
+
+export interface ExitReport {
+  exitCode: number;
+  /** What to print on stderr ('' for nothing). */
+  stderr: string;
+}
+
+/** How `ladder` ends for an error that reached the top: the exit code and what stderr says. */
+export function reportError(err: unknown): ExitReport {
+  if (err instanceof CommanderError) return { exitCode: err.exitCode, stderr: '' }; // --help, --version
+  if (isUserError(err)) {
+    const line = (err as Error).message.split('\n')[0]!;
+    return { exitCode: EXIT.USAGE, stderr: `ladder: ${line}\n` };
+  }
+  const detail = err instanceof Error ? (err.stack ?? `${err.name}: ${err.message}`) : String(err);
+  return {
+    exitCode: EXIT.BUG,
+    stderr:
+      'ladder: unexpected error: this is a bug in ladder, please report it with the text below\n' +
+      `${detail}\n`,
+  };
 }

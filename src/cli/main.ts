@@ -1,6 +1,5 @@
-import { Command, CommanderError } from 'commander';
-import { ProtocolError } from '../protocol/errors.js';
-import { UsageError } from './errors.js';
+import { Command, type CommanderError } from 'commander';
+import { EXIT, reportError, UsageError } from './errors.js';
 import { loadCommands } from './commands/index.js';
 import { setNativeEnabled } from '../protocol/shadowsocks/native.js';
 
@@ -23,15 +22,11 @@ export async function main(argv: string[]): Promise<number> {
   for (const register of await loadCommands(argv)) register(program);
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return 0;
+    return EXIT.OK;
   } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode;
-    if (err instanceof UsageError || err instanceof ProtocolError) {
-      process.stderr.write(`ladder: ${err.message}\n`);
-      return 2;
-    }
-    process.stderr.write(`ladder: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    return 1;
+    const { exitCode, stderr } = reportError(err);
+    if (stderr) process.stderr.write(stderr);
+    return exitCode;
   }
 }
 

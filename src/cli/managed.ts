@@ -1,5 +1,4 @@
 import { resolve } from 'node:path';
-import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { Command } from 'commander';
 import QRCode from 'qrcode';
@@ -21,7 +20,7 @@ import { startDataPlane, type DataPlane, type DataPlaneOptions, type ServerHooks
 import type { RuntimeKey, ServerControl, UsageSink } from '../shared/control.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 import {
-  generateSecret,
+  createAccessKeys,
   KeyEnforcer,
   openStore,
   parseStoreLocation,
@@ -29,7 +28,19 @@ import {
   type KeyStatus,
   type KyselyStore,
 } from '../store/index.js';
+import {
+  DEFAULT_DATA_DIR,
+  DEFAULT_METHOD,
+  DEFAULT_METRICS_HOST,
+  DEFAULT_METRICS_PORT,
+  DEFAULT_SERVER_PORT,
+} from '../config/defaults.js';
+import { bindErrorCode } from '../shared/listen.js';
+import { isHostName } from '../shared/parse.js';
+import { parseFlags } from '../config/flags.js';
+import { managedFlagsSchema } from '../config/server.js';
 import { UsageError } from './errors.js';
+import { untilSignal } from './shutdown.js';
 
 /**
  * Managed mode of `ladder server`: data plane + store + management API + metrics in one process.
@@ -57,9 +68,9 @@ export interface ManagedFlags {
   logLevel?: string;
 }
 
-export const DEFAULT_DATA_DIR = '.ladder';
-export const DEFAULT_DATA_PORT = 8388;
-const DEFAULT_METRICS_PORT = 9091;
+export { DEFAULT_DATA_DIR };
+/** The data port a store is created with when the CLI creates it before any server ran. */
+export const DEFAULT_DATA_PORT = DEFAULT_SERVER_PORT;
 
 /** Options managed mode adds to `ladder server` (the others it shares: --port, --host, --public-host, ...). */
 export function addManagedOptions(cmd: Command): Command {
@@ -129,11 +140,10 @@ export function wantsManaged(flags: Record<string, unknown>): boolean {
   return Object.entries(flags).every(([k, v]) => v === undefined || NEUTRAL.has(k));
 }
 
-function portOf(name: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v) || Number(v) > 65535)
-    throw new UsageError(`${name} must be an integer in 0..65535, got "${v}"`);
-  return Number(v);
+/** --public-host: what clients put in their access URLs, so an IP address or a DNS name. */
+export function checkPublicHost(publicHost: string | undefined): void {
+  if (publicHost !== undefined && !isHostName(publicHost))
+    throw new UsageError('--public-host must be an IP address or a DNS name');
 }
 
 /** The host for access URLs when none is configured: the listen address, else the first global IPv4. */
@@ -272,37 +282,13 @@ export async function startManaged(
   tuning: ManagedTuning = {},
 ): Promise<ManagedServer> {
   const dataDir = resolve(flags.dataDir ?? DEFAULT_DATA_DIR);
-  const dataPortFlag = portOf('--port', flags.port);
-  const apiPortFlag = portOf('--api-port', flags.apiPort);
-  const metricsPortFlag = portOf('--metrics-port', flags.metricsPort);
-  if (
-    flags.publicHost !== undefined &&
-    isIP(flags.publicHost) === 0 &&
-    !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(flags.publicHost)
-  ) {
-    throw new UsageError('--public-host must be an IP address or a DNS name');
-  }
-  let idleMs: number | undefined;
-  if (flags.idleTimeout !== undefined) {
-    const n = Number(flags.idleTimeout);
-    if (!(n > 0) || n > 7 * 24 * 3600)
-      throw new UsageError(
-        `--idle-timeout must be a number of seconds in (0, 604800], got "${flags.idleTimeout}"`,
-      );
-    idleMs = Math.round(n * 1000);
-  }
-
-  let dynamicListen: { host: string; port: number } | undefined;
-  if (flags.dynamicListen !== undefined) {
-    const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d+)$|^(\d+)$/.exec(flags.dynamicListen.trim());
-    const port = Number(m?.[3] ?? m?.[4]);
-    if (!m || !(port >= 0 && port <= 65535)) {
-      throw new UsageError(
-        `--dynamic-listen must be host:port, [v6]:port or a port, got "${flags.dynamicListen}"`,
-      );
-    }
-    dynamicListen = { host: m[1] ?? (m[2] || '0.0.0.0'), port };
-  }
+  const parsed = parseFlags(managedFlagsSchema, flags);
+  const dataPortFlag = parsed.port;
+  const apiPortFlag = parsed.apiPort;
+  const metricsPortFlag = parsed.metricsPort;
+  checkPublicHost(flags.publicHost);
+  const idleMs = parsed.idleTimeout !== undefined ? Math.round(parsed.idleTimeout * 1000) : undefined;
+  const dynamicListen = parsed.dynamicListen;
   let dynamicUrl: string | null | undefined;
   if (flags.dynamicUrl !== undefined) {
     if (flags.dynamicUrl === 'none') dynamicUrl = null;
@@ -338,13 +324,7 @@ export async function startManaged(
     let firstKey = (await store.listKeys())[0];
     let createdNow = false;
     if (!firstKey) {
-      const method = 'chacha20-ietf-poly1305';
-      firstKey = await store.createKey({
-        name: 'Initial key',
-        method,
-        secret: generateSecret(method),
-        port: settings.portForNewAccessKeys,
-      });
+      firstKey = (await createAccessKeys(store, { name: 'Initial key', method: DEFAULT_METHOD })).keys[0]!;
       createdNow = true;
     }
 
@@ -367,9 +347,8 @@ export async function startManaged(
       // One replay-state file: the primary listener's (additional key ports keep theirs in memory).
       ...(flags.replayState !== undefined ? { replayStateFile: flags.replayState } : {}),
     }).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'EADDRINUSE' || err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL') {
-        throw new UsageError(`cannot listen on port ${primaryPort}: ${err.code}`);
-      }
+      const code = bindErrorCode(err);
+      if (code) throw new UsageError(`cannot listen on port ${primaryPort}: ${code}`);
       throw err;
     });
     const pool = new PortPool(plane, planeOptions, log);
@@ -409,10 +388,10 @@ export async function startManaged(
         port: apiPortFlag ?? settings.apiPort ?? 0,
       });
     } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      if (e.code === 'EADDRINUSE' || e.code === 'EACCES') {
+      const code = bindErrorCode(err);
+      if (code) {
         throw new UsageError(
-          `cannot listen for the management API on port ${apiPortFlag ?? settings.apiPort}: ${e.code} (use --api-port)`,
+          `cannot listen for the management API on port ${apiPortFlag ?? settings.apiPort}: ${code} (use --api-port)`,
         );
       }
       throw err;
@@ -436,7 +415,7 @@ export async function startManaged(
 
     let metricsServer: MetricsServer | undefined;
     if (flags.metrics !== false) {
-      const host = flags.metricsHost ?? '127.0.0.1';
+      const host = flags.metricsHost ?? DEFAULT_METRICS_HOST;
       try {
         metricsServer = await startMetricsServer(metrics, {
           host,
@@ -514,19 +493,5 @@ export async function runManaged(flags: ManagedFlags): Promise<void> {
   const server = await startManaged(flags, log);
   // Secrets go to the screen, or once at the first start; never into every restart's log.
   process.stdout.write(server.firstStart || process.stdout.isTTY ? server.banner : server.publicBanner);
-  await new Promise<void>((done) => {
-    let stopping = false;
-    const stop = (signal: NodeJS.Signals): void => {
-      if (stopping) process.exit(130);
-      stopping = true;
-      log.info({ signal }, 'server stopping');
-      void server.close().then(() => {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-        done();
-      });
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  await untilSignal({ close: () => server.close(), message: 'server stopping', log });
 }

@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream';
 import { timingSafeEqual } from 'node:crypto';
 import { toSocksAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import { DialerStream } from '../transport/dialer-stream.js';
+import { listen } from '../shared/listen.js';
 import { endWith, runTunnel, type TunnelContext } from './tunnel.js';
 import type { SocksCredentials } from './socks5-inbound.js';
 
@@ -222,15 +223,9 @@ export async function startHttpInbound(opts: HttpInboundOptions): Promise<HttpIn
     } else socket.destroy();
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  const address = await listen(server, { port: opts.port, host: opts.host });
   server.on('error', (err) =>
     log.error({ code: (err as NodeJS.ErrnoException).code }, 'http listener error'),
   );
-  return { server, address: server.address() as AddressInfo };
+  return { server, address };
 }

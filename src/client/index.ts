@@ -1,7 +1,8 @@
 import type { AddressInfo, Socket } from 'node:net';
-import { isIPv6 } from 'node:net';
 import { encodeFirstWrite, makeShapedSalt } from '../protocol/shadowsocks/shaping.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
+import { DEFAULT_DNS_UPSTREAM, DEFAULT_LISTEN_HOST } from '../config/defaults.js';
+import { parseHostPort } from '../shared/parse.js';
 import { DirectDialer, type Dialer } from '../transport/dialer.js';
 import { ShadowsocksDialer, type ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
 import { Shadowsocks2022Dialer } from '../transport/shadowsocks2022-dialer.js';
@@ -34,7 +35,7 @@ export type DnsMode = 'tunnel' | 'stub';
 export const DEFAULT_AUTO_DIRECT_CONNECT_TIMEOUT_MS = 4000;
 
 /** Default resolver for `--dns`: asked through the tunnel (resolved at the server's side). */
-export const DEFAULT_DNS_UPSTREAM = { host: '1.1.1.1', port: 53 };
+export { DEFAULT_DNS_UPSTREAM };
 
 export interface DnsOptions {
   /** Where the local DNS server listens (UDP and TCP), e.g. "127.0.0.1:5353". */
@@ -154,23 +155,7 @@ export interface LocalClient {
 /** Parse "host:port", "[v6]:port" or "port" (host defaults to 127.0.0.1). */
 export function parseListenAddress(spec: string | ListenAddress, what = 'listen address'): ListenAddress {
   if (typeof spec !== 'string') return spec;
-  const s = spec.trim();
-  let host = '127.0.0.1';
-  let portText = s;
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d+)$/.exec(s);
-  if (m) {
-    host = m[1] ?? m[2]!;
-    if (m[1] !== undefined && !isIPv6(m[1]))
-      throw new Error(`${what} "${spec}": bracketed host is not an IPv6 address`);
-    if (host === '') host = '127.0.0.1';
-    portText = m[3]!;
-  } else if (!/^\d+$/.test(s)) {
-    throw new Error(`${what} "${spec}": expected host:port, [ipv6]:port or a port number`);
-  }
-  const port = Number(portText);
-  if (!Number.isInteger(port) || port < 0 || port > 65535)
-    throw new Error(`${what} "${spec}": port outside 0..65535`);
-  return { host, port };
+  return parseHostPort(spec, what, { defaultHost: DEFAULT_LISTEN_HOST });
 }
 
 /**

@@ -21,7 +21,7 @@ import type { Socket } from 'node:net';
 import type { SocksAddress } from '../protocol/socks5/address.js';
 import { systemClock, type Clock, type Timer } from '../shared/clock.js';
 import {
-  DialError,
+  UpstreamDialError,
   DirectDialer,
   type DialedConnection,
   type Dialer,
@@ -131,8 +131,10 @@ export class RoutingDialer implements Dialer {
     if (route === 'proxy') return this.#once(route, dest, firstData, signal);
     if (this.router.mode !== 'auto') {
       const target = await this.#target(dest, route);
-      if ('forged' in target) throw new DialError('ERR_CONNECT', 'the name drew only forged DNS answers');
-      if ('error' in target) throw new DialError('ERR_CONNECT', `name lookup failed: ${target.error}`);
+      if ('forged' in target)
+        throw new UpstreamDialError('ERR_CONNECT', 'the name drew only forged DNS answers');
+      if ('error' in target)
+        throw new UpstreamDialError('ERR_CONNECT', `name lookup failed: ${target.error}`);
       return this.#once(route, target, firstData, signal);
     }
     // auto with a direct or fragment route: settle the first data once so a retry can resend it.
@@ -142,16 +144,18 @@ export class RoutingDialer implements Dialer {
       const target = await this.#target(dest, route);
       if ('forged' in target) {
         const next = this.router.decide(dest.host).route;
-        if (next === route) throw new DialError('ERR_CONNECT', 'the name drew only forged DNS answers');
+        if (next === route)
+          throw new UpstreamDialError('ERR_CONNECT', 'the name drew only forged DNS answers');
         route = next;
         continue;
       }
       if ('error' in target) {
-        if (target.error === 'NXDOMAIN') throw new DialError('ERR_CONNECT', 'name lookup failed: NXDOMAIN');
+        if (target.error === 'NXDOMAIN')
+          throw new UpstreamDialError('ERR_CONNECT', 'name lookup failed: NXDOMAIN');
         // No answer at all (SERVFAIL, timeout): what DNS blocking looks like from here.
         const next: Route | undefined = this.router.reportFailure(dest.host, route, 'connect-failed');
         this.#onRoute?.({ route, outcome: 'failed', kind: 'connect-failed', retry: next });
-        if (!next) throw new DialError('ERR_CONNECT', `name lookup failed: ${target.error}`);
+        if (!next) throw new UpstreamDialError('ERR_CONNECT', `name lookup failed: ${target.error}`);
         route = next;
         continue;
       }
@@ -184,7 +188,7 @@ export class RoutingDialer implements Dialer {
         return conn;
       }
       conn.socket.destroy();
-      if (signal?.aborted) throw new DialError('ERR_ABORTED', 'dial aborted');
+      if (signal?.aborted) throw new UpstreamDialError('ERR_ABORTED', 'dial aborted');
       const kind = classifyFailure({
         phase: 'established',
         errorCode: held.errorCode,
@@ -194,10 +198,11 @@ export class RoutingDialer implements Dialer {
       });
       const next: Route | undefined = kind ? this.router.reportFailure(dest.host, route, kind) : undefined;
       this.#onRoute?.({ route, outcome: 'failed', kind, retry: next });
-      if (!next) throw new DialError('ERR_CLOSED', `destination closed before replying (${held.errorCode})`);
+      if (!next)
+        throw new UpstreamDialError('ERR_CLOSED', `destination closed before replying (${held.errorCode})`);
       route = next;
     }
-    throw new DialError('ERR_CONNECT', 'no route left to try');
+    throw new UpstreamDialError('ERR_CONNECT', 'no route left to try');
   }
 
   async #once(

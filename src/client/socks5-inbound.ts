@@ -16,6 +16,7 @@ import {
   parseUserPassAuth,
   REP,
 } from '../protocol/socks5/socks5.js';
+import { listen } from '../shared/listen.js';
 import { endWith, runTunnel, type TunnelContext } from './tunnel.js';
 
 export interface SocksCredentials {
@@ -184,15 +185,9 @@ export async function startSocks5Inbound(opts: Socks5InboundOptions): Promise<So
     opts.onSocket?.(socket);
     handleSocks5(socket, opts);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  const address = await listen(server, { port: opts.port, host: opts.host });
   server.on('error', (err) =>
     opts.log.error({ code: (err as NodeJS.ErrnoException).code }, 'socks5 listener error'),
   );
-  return { server, address: server.address() as AddressInfo };
+  return { server, address };
 }

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../shared/logger.js';
+import { DEFAULT_FIRST_DATA_WAIT_MS, DEFAULT_IDLE_SECONDS } from '../config/defaults.js';
 import { formatAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import { pipeConnection, type Dialer } from '../transport/dialer.js';
 
@@ -18,10 +19,10 @@ import { pipeConnection, type Dialer } from '../transport/dialer.js';
  *   application (a phone building a TLS ClientHello, a GC pause, a loaded 2-core box) can easily
  *   miss a 10 ms window.
  */
-export const DEFAULT_FIRST_DATA_WAIT_MS = 50;
+export { DEFAULT_FIRST_DATA_WAIT_MS };
 
 /** Default idle timeout for a tunnelled connection (no bytes either way). */
-export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
+export const DEFAULT_IDLE_TIMEOUT_MS = DEFAULT_IDLE_SECONDS * 1000;
 
 export interface TunnelContext {
   dialer: Dialer;

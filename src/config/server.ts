@@ -4,6 +4,17 @@ import { z } from 'zod';
 import { isProtocolError } from '../protocol/errors.js';
 import { checkKey, checkMethod } from '../protocol/shadowsocks/key-material.js';
 import type { RuntimeKey } from '../shared/control.js';
+import { ConfigError } from './errors.js';
+import { flag } from './flags.js';
+import {
+  DEFAULT_CONNECT_SECONDS,
+  DEFAULT_IDLE_SECONDS,
+  DEFAULT_REPLAY_CAPACITY,
+  DEFAULT_SERVER_PORT,
+  MAX_CONNECT_SECONDS,
+  MAX_REPLAY_CAPACITY,
+  MAX_TIMEOUT_SECONDS,
+} from './defaults.js';
 
 /**
  * The `ladder server --config FILE` format:
@@ -28,16 +39,7 @@ import type { RuntimeKey } from '../shared/control.js';
  * line, `FILE: path.to[field]: what is wrong`, and never contain a password.
  */
 
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-  constructor(
-    message: string,
-    /** The field path, e.g. `keys[1].method`; empty for whole-file problems. */
-    readonly path: string,
-  ) {
-    super(message);
-  }
-}
+export { ConfigError, type ConfigErrorCode } from './errors.js';
 
 const MAX_KEYS = 100_000;
 
@@ -88,7 +90,7 @@ export const serverConfigSchema = z.strictObject({
     .int({ error: 'must be an integer' })
     .min(0, { error: 'must be in 0..65535' })
     .max(65535, { error: 'must be in 0..65535' })
-    .default(8388),
+    .default(DEFAULT_SERVER_PORT),
   host: z
     .string({ error: 'must be a string (an IP address or host name)' })
     .min(1, { error: 'must not be empty' })
@@ -112,17 +114,17 @@ export const serverConfigSchema = z.strictObject({
     }),
   timeouts: z
     .strictObject({
-      idleSeconds: seconds(7 * 24 * 3600).default(300),
-      connectSeconds: seconds(600).default(10),
+      idleSeconds: seconds(MAX_TIMEOUT_SECONDS).default(DEFAULT_IDLE_SECONDS),
+      connectSeconds: seconds(MAX_CONNECT_SECONDS).default(DEFAULT_CONNECT_SECONDS),
     })
-    .default({ idleSeconds: 300, connectSeconds: 10 }),
+    .default({ idleSeconds: DEFAULT_IDLE_SECONDS, connectSeconds: DEFAULT_CONNECT_SECONDS }),
   allowPrivateDestinations: z.boolean({ error: 'must be true or false' }).default(false),
   replayCapacity: z
     .number({ error: 'must be a number' })
     .int({ error: 'must be an integer' })
     .min(1, { error: 'must be at least 1' })
-    .max(10_000_000, { error: 'must be at most 10000000' })
-    .default(20_000),
+    .max(MAX_REPLAY_CAPACITY, { error: `must be at most ${MAX_REPLAY_CAPACITY}` })
+    .default(DEFAULT_REPLAY_CAPACITY),
   replayStateFile: z
     .string({ error: 'must be a file path' })
     .min(1, { error: 'must not be empty' })
@@ -170,7 +172,7 @@ function issueToError(source: string, issue: z.core.$ZodIssue, input: unknown): 
   } else if (issue.code === 'invalid_type' && valueAt(input, issue.path) === undefined) {
     message = 'is required';
   }
-  if (path === '') return new ConfigError(`${source}: ${message}`, '');
+  if (path === '') return new ConfigError(`${source}: ${message}`, '', 'ERR_CONFIG_FIELD');
   return new ConfigError(`${source}: ${path}: ${message}`, path);
 }
 
@@ -233,9 +235,24 @@ export async function loadServerConfigFile(path: string): Promise<ServerConfig> 
         : code === 'EACCES'
           ? 'permission denied'
           : `cannot read (${code ?? 'error'})`;
-    throw new ConfigError(`${path}: ${why}`, '');
+    throw new ConfigError(`${path}: ${why}`, '', 'ERR_CONFIG_READ');
   }
   const c = parseServerConfigText(text, path);
   if (c.replayStateFile === undefined || isAbsolute(c.replayStateFile)) return c;
   return Object.freeze({ ...c, replayStateFile: resolve(dirname(path), c.replayStateFile) });
 }
+
+/** The numeric flags of `ladder server` (data-plane flags; commander's strings). */
+export const serverFlagsSchema = z.looseObject({
+  port: flag.port('--port').optional(),
+  idleTimeout: flag.seconds('--idle-timeout').optional(),
+});
+
+/** The flags managed mode adds, with the ports and addresses parsed. */
+export const managedFlagsSchema = z.looseObject({
+  port: serverFlagsSchema.shape.port,
+  apiPort: flag.port('--api-port').optional(),
+  metricsPort: flag.port('--metrics-port').optional(),
+  idleTimeout: serverFlagsSchema.shape.idleTimeout,
+  dynamicListen: flag.hostPort('--dynamic-listen', { defaultHost: '0.0.0.0' }).optional(),
+});

@@ -8,6 +8,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { CodedError } from '../shared/errors.js';
 
 const run = promisify(execFile);
 
@@ -18,15 +19,18 @@ export interface LabCertificates {
   readonly key: Buffer;
 }
 
-export class LabCaError extends Error {
-  constructor(message: string, cause?: unknown) {
-    super(message, { cause });
-    this.name = 'LabCaError';
-  }
+export type LabCaErrorCode =
+  | 'ERR_LAB_CA_NAMES' // asked for a certificate with no names
+  | 'ERR_OPENSSL_MISSING' // the openssl command is not installed
+  | 'ERR_OPENSSL'; // openssl ran and failed
+
+export class LabCaError extends CodedError<LabCaErrorCode> {
+  override readonly name = 'LabCaError';
 }
 
 export async function makeLabCertificates(names: readonly string[]): Promise<LabCertificates> {
-  if (names.length === 0) throw new LabCaError('makeLabCertificates needs at least one name');
+  if (names.length === 0)
+    throw new LabCaError('ERR_LAB_CA_NAMES', 'makeLabCertificates needs at least one name');
   const dir = await mkdtemp(join(tmpdir(), 'ladder-lab-ca-'));
   const p = (f: string): string => join(dir, f);
   const openssl = async (args: string[]): Promise<void> => {
@@ -35,8 +39,14 @@ export async function makeLabCertificates(names: readonly string[]): Promise<Lab
     } catch (err) {
       const e = err as NodeJS.ErrnoException & { stderr?: string };
       if (e.code === 'ENOENT')
-        throw new LabCaError('the lab needs the `openssl` command (apt-get install openssl)', err);
-      throw new LabCaError(`openssl ${args[0]} failed: ${e.stderr ?? e.message}`, err);
+        throw new LabCaError(
+          'ERR_OPENSSL_MISSING',
+          'the lab needs the `openssl` command (apt-get install openssl)',
+          { cause: err },
+        );
+      throw new LabCaError('ERR_OPENSSL', `openssl ${args[0]} failed: ${e.stderr ?? e.message}`, {
+        cause: err,
+      });
     }
   };
   try {

@@ -4,3 +4,4 @@ export { KyselyStore, openStore, HOUR_MS, type StoreOptions } from './kysely-sto
 export * from './policy.js';
 export { KeyEnforcer, type EnforcerOptions } from './enforcer.js';
 export { generateSecret } from './secrets.js';
+export { createAccessKeys, type KeyRequest } from './new-keys.js';

@@ -1,4 +1,5 @@
 import type { UsageSink } from '../shared/control.js';
+import { CodedError } from '../shared/errors.js';
 
 /** How a key's data limit is counted: a trailing 30-day total (Outline) or a calendar period (UTC). */
 export type LimitPeriod = 'rolling30d' | 'daily' | 'weekly' | 'monthly';
@@ -82,14 +83,8 @@ export interface UsageBucket {
 
 export type StoreErrorCode = 'KEY_EXISTS' | 'KEY_NOT_FOUND' | 'STORE_CLOSED' | 'STORE_OPEN_FAILED';
 
-export class StoreError extends Error {
+export class StoreError extends CodedError<StoreErrorCode> {
   override readonly name = 'StoreError';
-  constructor(
-    readonly code: StoreErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 /**

@@ -1,5 +1,6 @@
 import net, { type Socket } from 'node:net';
 import type { SocksAddress } from '../protocol/socks5/address.js';
+import { CodedError } from '../shared/errors.js';
 import { relay, type RelayCloseReason, type RelayHandle, type Transform } from './relay.js';
 
 /**
@@ -28,8 +29,8 @@ export interface DialedConnection {
 /**
  * Opens connections to destinations. `dial` resolves once the next hop accepted the TCP
  * connection and the first write (handshake plus `firstData`) has been handed to the socket; it
- * rejects with a DialError. Destinations given as domains are passed on unresolved where the
- * dialer tunnels (socks5h semantics).
+ * rejects with an UpstreamDialError. Destinations given as domains are passed on unresolved where
+ * the dialer tunnels (socks5h semantics).
  *
  * Composable by design: a failover dialer (several endpoints) or a shaping dialer (prefix bytes,
  * TLS-record fragmentation) is just another Dialer wrapping these.
@@ -38,16 +39,15 @@ export interface Dialer {
   dial(dest: SocksAddress, firstData?: FirstData, signal?: AbortSignal): Promise<DialedConnection>;
 }
 
-export type DialErrorCode = 'ERR_CONNECT' | 'ERR_CONNECT_TIMEOUT' | 'ERR_ABORTED' | 'ERR_CLOSED';
+/**
+ * Why a Dialer could not open a connection to its next hop (a proxy server, or the destination
+ * itself for a direct route). Not the server's DialError (src/server/destination.ts), which is the
+ * server failing to reach a client's destination and carries a metric status.
+ */
+export type UpstreamDialErrorCode = 'ERR_CONNECT' | 'ERR_CONNECT_TIMEOUT' | 'ERR_ABORTED' | 'ERR_CLOSED';
 
-export class DialError extends Error {
-  override readonly name = 'DialError';
-  readonly code: DialErrorCode;
-
-  constructor(code: DialErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
-  }
+export class UpstreamDialError extends CodedError<UpstreamDialErrorCode> {
+  override readonly name = 'UpstreamDialError';
 }
 
 export interface ConnectOptions {
@@ -69,7 +69,7 @@ export function connectTcp(host: string, port: number, opts: ConnectOptions = {}
   const signal = opts.signal;
   return new Promise((resolve, reject) => {
     if (signal?.aborted) {
-      reject(new DialError('ERR_ABORTED', 'dial aborted'));
+      reject(new UpstreamDialError('ERR_ABORTED', 'dial aborted'));
       return;
     }
     // allowHalfOpen: a FIN from the peer must not end our side; relay() forwards it instead.
@@ -81,7 +81,7 @@ export function connectTcp(host: string, port: number, opts: ConnectOptions = {}
       socket.off('error', onError);
       signal?.removeEventListener('abort', onAbort);
     };
-    const fail = (err: DialError): void => {
+    const fail = (err: UpstreamDialError): void => {
       cleanup();
       socket.on('error', ignore);
       socket.destroy();
@@ -93,11 +93,13 @@ export function connectTcp(host: string, port: number, opts: ConnectOptions = {}
       resolve(socket);
     };
     const onError = (err: NodeJS.ErrnoException): void => {
-      fail(new DialError('ERR_CONNECT', `connect failed: ${err.code ?? err.message}`, { cause: err }));
+      fail(
+        new UpstreamDialError('ERR_CONNECT', `connect failed: ${err.code ?? err.message}`, { cause: err }),
+      );
     };
-    const onAbort = (): void => fail(new DialError('ERR_ABORTED', 'dial aborted'));
+    const onAbort = (): void => fail(new UpstreamDialError('ERR_ABORTED', 'dial aborted'));
     const timer = setTimeout(
-      () => fail(new DialError('ERR_CONNECT_TIMEOUT', `connect timed out after ${timeoutMs} ms`)),
+      () => fail(new UpstreamDialError('ERR_CONNECT_TIMEOUT', `connect timed out after ${timeoutMs} ms`)),
       timeoutMs,
     );
     timer.unref();
@@ -127,11 +129,11 @@ export function awaitFirstData(
     };
     const onClose = (): void => {
       cleanup();
-      reject(new DialError('ERR_CLOSED', 'next hop closed before the first write'));
+      reject(new UpstreamDialError('ERR_CLOSED', 'next hop closed before the first write'));
     };
     const onAbort = (): void => {
       cleanup();
-      reject(new DialError('ERR_ABORTED', 'dial aborted'));
+      reject(new UpstreamDialError('ERR_ABORTED', 'dial aborted'));
     };
     socket.once('close', onClose);
     signal?.addEventListener('abort', onAbort, { once: true });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
 import type { Clock } from '../../src/shared/clock.js';
-import { DialError, DirectDialer, type Dialer } from '../../src/transport/dialer.js';
+import { UpstreamDialError, DirectDialer, type Dialer } from '../../src/transport/dialer.js';
 import { FailoverDialer } from '../../src/client/routing/failover.js';
 import type { Endpoint } from '../../src/client/routing/endpoints.js';
 
@@ -59,7 +59,7 @@ function blackhole(calls: { n: number }): Dialer {
     dial(_d, _f, signal) {
       calls.n++;
       return new Promise((_resolve, reject) => {
-        signal?.addEventListener('abort', () => reject(new DialError('ERR_ABORTED', 'aborted')), {
+        signal?.addEventListener('abort', () => reject(new UpstreamDialError('ERR_ABORTED', 'aborted')), {
           once: true,
         });
       });
@@ -157,7 +157,7 @@ test('all endpoints blocked: a clear error saying when to retry; outer abort pro
     clock,
     attemptTimeoutMs: 50,
   });
-  await assert.rejects(d.dial(DEST, Buffer.from('x')), (e) => e instanceof DialError);
+  await assert.rejects(d.dial(DEST, Buffer.from('x')), (e) => e instanceof UpstreamDialError);
   await assert.rejects(d.dial(DEST, Buffer.from('x')), /every server endpoint is avoided.*180 s/);
   assert.equal(calls.n, 1);
   const ctl = new AbortController();

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import type { SocksAddress } from '../../src/protocol/socks5/address.js';
 import { ManualClock, systemClock } from '../../src/shared/clock.js';
-import { DirectDialer, type DialError, type Dialer } from '../../src/transport/dialer.js';
+import { DirectDialer, type UpstreamDialError, type Dialer } from '../../src/transport/dialer.js';
 import { RoutingDialer, type RouteEvent } from '../../src/client/routing-dialer.js';
 import { Router } from '../../src/client/routing/router.js';
 import { parseRuleList } from '../../src/client/routing/rules.js';
@@ -82,7 +82,7 @@ test('auto: ECONNREFUSED is the site itself: no escalation, the error is passed 
   const seen: SocksAddress[] = [];
   const router = new Router({ mode: 'auto', clock: systemClock });
   const d = new RoutingDialer({ router, tunnel: fakeTunnel(seen) });
-  await assert.rejects(d.dial(dest(refusedPort), HELLO), (e: DialError) => e.code === 'ERR_CONNECT');
+  await assert.rejects(d.dial(dest(refusedPort), HELLO), (e: UpstreamDialError) => e.code === 'ERR_CONNECT');
   assert.equal(seen.length, 0);
   assert.equal(router.decide('127.0.0.1').route, 'direct');
 });
@@ -170,7 +170,7 @@ test('auto: an abort while holding destroys the attempt and does not escalate', 
   const ac = new AbortController();
   const p = d.dial(dest(port(silent)), HELLO, ac.signal);
   setTimeout(() => ac.abort(), 100);
-  await assert.rejects(p, (e: DialError) => e.code === 'ERR_ABORTED');
+  await assert.rejects(p, (e: UpstreamDialError) => e.code === 'ERR_ABORTED');
   assert.equal(seen.length, 0);
   assert.equal(router.decide('127.0.0.1').route, 'direct');
   for (const s of open) s.destroy();

@@ -3,7 +3,6 @@ import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { dirname, resolve as resolvePath } from 'node:path';
 import {
-  ClientConfigError,
   parseClientConfig,
   parseHostPort,
   parseRouteMode,
@@ -24,7 +23,19 @@ import type { RouteMode } from '../../client/routing/router.js';
 import type { RuleSet } from '../../client/routing/rules.js';
 import type { ShadowsocksEndpoint } from '../../transport/shadowsocks-dialer.js';
 import { createLogger } from '../../shared/logger.js';
-import { UsageError } from '../errors.js';
+import {
+  DEFAULT_FIRST_DATA_WAIT_MS,
+  DEFAULT_IDLE_SECONDS,
+  DEFAULT_RESIDUAL_SECONDS,
+  DEFAULT_SOCKS_LISTEN,
+  SUGGESTED_HTTP_PORT,
+} from '../../config/defaults.js';
+import { bindErrorCode } from '../../shared/listen.js';
+import { formatHostPort } from '../../shared/parse.js';
+import { parseFlags } from '../../config/flags.js';
+import { clientFlagsSchema } from '../../config/client.js';
+import { isUserError, UsageError } from '../errors.js';
+import { untilSignal } from '../shutdown.js';
 
 interface ClientFlags {
   key?: string[];
@@ -46,14 +57,7 @@ interface ClientFlags {
 }
 
 function hostPort(a: AddressInfo): string {
-  return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
-}
-
-function intFlag(name: string, value: string, min: number, max: number): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n < min || n > max)
-    throw new UsageError(`${name} must be an integer in ${min}..${max}, got "${value}"`);
-  return n;
+  return formatHostPort(a.address, a.port);
 }
 
 function collect(value: string, previous: string[] | undefined): string[] {
@@ -64,18 +68,21 @@ function readText(path: string, what: string): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (err) {
-    throw new UsageError(`${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new UsageError(
+      `${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      'ERR_INPUT',
+    );
   }
 }
 
-/** Run `fn`, turning the parsers' errors into one-line usage errors. */
+/** Run `fn`, turning the parsers' errors into one-line usage errors that say `what`; a bug stays a bug. */
 function usage<T>(what: string, fn: () => T): T {
   try {
     return fn();
   } catch (err) {
-    if (err instanceof UsageError) throw err;
+    if (err instanceof UsageError || !isUserError(err)) throw err;
     const msg = (err as Error).message;
-    throw new UsageError(what ? `${what}: ${msg}` : msg);
+    throw new UsageError(what ? `${what}: ${msg}` : msg, 'ERR_INPUT');
   }
 }
 
@@ -108,11 +115,11 @@ export function registerClient(program: Command): void {
       '--config <file>',
       'JSON client config: "keys"/"servers" (SIP008), "socks", "http", "route", "rules", "dns", "dnsUpstream", "dnsMode", "shape", "residualSeconds"; flags win',
     )
-    .option('--socks <addr>', 'SOCKS5 listen address (host:port, [v6]:port or port)', '127.0.0.1:1080')
+    .option('--socks <addr>', 'SOCKS5 listen address (host:port, [v6]:port or port)', DEFAULT_SOCKS_LISTEN)
     .option('--no-socks', 'do not start the SOCKS5 proxy')
     .option(
       '--http <addr>',
-      'also start an HTTP proxy (CONNECT and http:// URLs) on this address, e.g. 127.0.0.1:8118; it serves the PAC file at /proxy.pac',
+      `also start an HTTP proxy (CONNECT and http:// URLs) on this address, e.g. 127.0.0.1:${SUGGESTED_HTTP_PORT}; it serves the PAC file at /proxy.pac`,
     )
     .option(
       '--auth <user:password>',
@@ -140,19 +147,19 @@ export function registerClient(program: Command): void {
     )
     .option(
       '--residual <s>',
-      'with several servers, keep off one that stalled or reset for this many seconds (default 180)',
+      `with several servers, keep off one that stalled or reset for this many seconds (default ${DEFAULT_RESIDUAL_SECONDS})`,
     )
     .option(
       '--first-data-wait <ms>',
       "wait this long for the application's first bytes to send them with the header",
-      '50',
+      String(DEFAULT_FIRST_DATA_WAIT_MS),
     )
     .option(
       '--shape',
       'insist on first-packet shaping (on by default for SIP004 keys without a prefix): per-connection printable/TLS-like salt prefix, first write off the prober length trigger',
     )
     .option('--no-shape', 'turn first-packet shaping off (plain random salts: for comparisons only)')
-    .option('--idle-timeout <s>', 'close tunnels idle for this many seconds', '300')
+    .option('--idle-timeout <s>', 'close tunnels idle for this many seconds', String(DEFAULT_IDLE_SECONDS))
     .option(
       '--udp',
       "answer SOCKS5 UDP ASSOCIATE (DNS, QUIC, calls) through the first server's UDP relay (ladder server --udp, a managed server, or ss-server -u)",
@@ -216,11 +223,12 @@ export function registerClient(program: Command): void {
         if (colon <= 0) throw new UsageError('--auth must be user:password');
         auth = { username: flags.auth.slice(0, colon), password: flags.auth.slice(colon + 1) };
       }
-      const firstDataWaitMs = intFlag('--first-data-wait', flags.firstDataWait, 0, 10_000);
-      const idleTimeoutMs = intFlag('--idle-timeout', flags.idleTimeout, 1, 86_400) * 1000;
+      const numbers = parseFlags(clientFlagsSchema, flags);
+      const firstDataWaitMs = numbers.firstDataWait;
+      const idleTimeoutMs = numbers.idleTimeout * 1000;
       const residualMs =
-        flags.residual !== undefined
-          ? intFlag('--residual', flags.residual, 0, 86_400) * 1000
+        numbers.residual !== undefined
+          ? numbers.residual * 1000
           : config.residualSeconds !== undefined
             ? config.residualSeconds * 1000
             : undefined;
@@ -309,34 +317,24 @@ export function registerClient(program: Command): void {
           log,
         });
       } catch (err) {
-        if (err instanceof ClientConfigError) throw new UsageError(err.message);
-        const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
-        if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL') {
+        const code = bindErrorCode(err);
+        if (code) {
+          const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
           throw new UsageError(
-            `cannot listen: ${e.code} (${e.syscall ?? 'listen'} ${e.address ?? ''}:${e.port ?? ''})`,
+            `cannot listen: ${code} (${e.syscall ?? 'listen'} ${e.address ?? ''}:${e.port ?? ''})`,
           );
         }
         throw err;
       }
 
       // Handlers first, banner second: whoever reads the banner may signal us at once.
-      const stopped = new Promise<void>((resolve) => {
-        let stopping = false;
-        const stop = (signal: NodeJS.Signals): void => {
-          if (stopping) {
-            process.exit(130); // second signal: give up on a graceful stop
-          }
-          stopping = true;
-          log.info({ signal }, 'client stopping');
+      const stopped = untilSignal({
+        close: () => {
           udpAssociate?.closeAll();
-          void client.close().then(() => {
-            process.off('SIGINT', stop);
-            process.off('SIGTERM', stop);
-            resolve();
-          });
-        };
-        process.on('SIGINT', stop);
-        process.on('SIGTERM', stop);
+          return client.close();
+        },
+        message: 'client stopping',
+        log,
       });
 
       const methods = [...new Set(endpoints.map((e) => e.method))].join(', ');

@@ -9,8 +9,8 @@ import { accessUrl, dynamicAccessUrl, type AccessKeyJson } from '../../api/index
 import { toAccessKeyJson } from '../../api/context.js';
 import { DEFAULT_METHODS } from '../../api/app.js';
 import {
+  createAccessKeys,
   evaluateKeys,
-  generateSecret,
   openStore,
   parseStoreLocation,
   ROLLING_WINDOW_MS,
@@ -19,8 +19,8 @@ import {
   type KeyPatch,
   type KyselyStore,
   type LimitPeriod,
-  type NewKey,
 } from '../../store/index.js';
+import { durationMs } from '../../shared/parse.js';
 import { UsageError } from '../errors.js';
 import { DEFAULT_DATA_DIR, DEFAULT_DATA_PORT, guessHost } from '../managed.js';
 
@@ -89,22 +89,18 @@ export class LocalKeys implements KeysBackend {
   }
 
   async add(o: AddOptions): Promise<KeyView[]> {
-    const settings = await this.store.getSettings();
     const method = o.method ?? DEFAULT_METHODS[0]!;
     if (!DEFAULT_METHODS.includes(method))
       throw new UsageError(`--method must be one of ${DEFAULT_METHODS.join(', ')}, got "${method}"`);
-    const count = o.count ?? 1;
-    const inputs: NewKey[] = Array.from({ length: count }, (_, i) => ({
+    const { keys, settings } = await createAccessKeys(this.store, {
       method,
-      secret: generateSecret(method),
-      port: settings.portForNewAccessKeys,
-      name: o.name === undefined ? '' : count > 1 ? `${o.name} ${i + 1}` : o.name,
-      ...(o.limitBytes !== undefined ? { dataLimitBytes: o.limitBytes } : {}),
-      ...(o.period !== undefined ? { limitPeriod: o.period } : {}),
-      ...(o.expiresAt !== undefined ? { expiresAt: o.expiresAt } : {}),
-    }));
-    const made = await this.store.createKeys(inputs);
-    return made.map((k) => toAccessKeyJson(k, settings));
+      count: o.count,
+      name: o.name,
+      dataLimitBytes: o.limitBytes,
+      limitPeriod: o.period,
+      expiresAt: o.expiresAt,
+    });
+    return keys.map((k) => toAccessKeyJson(k, settings));
   }
 
   async #update(id: string, patch: KeyPatch): Promise<void> {
@@ -357,12 +353,10 @@ export function parseSize(s: string, what = 'size'): number {
   return n;
 }
 
-const REL: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 };
-
 /** "2026-12-31", an ISO date-time, or a relative "30d" / "12h" / "2w" from now. */
 export function parseWhen(s: string, now = Date.now()): number {
-  const rel = /^\+?(\d+)([mhdw])$/.exec(s.trim());
-  if (rel) return now + Number(rel[1]) * REL[rel[2]!]!;
+  const rel = durationMs(s.trim().replace(/^\+/, ''));
+  if (rel !== undefined) return now + rel;
   const ms = Date.parse(/^\d{4}-\d{2}-\d{2}$/.test(s.trim()) ? `${s.trim()}T00:00:00Z` : s);
   if (!Number.isFinite(ms))
     throw new UsageError(

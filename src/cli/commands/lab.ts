@@ -16,6 +16,9 @@ import { randomBytes } from 'node:crypto';
 import { fragmentingSocket } from '../../transport/tls-fragment.js';
 import { FilteringUdpResolver } from '../../client/dns/resolvers.js';
 import dnsPacket from 'dns-packet';
+import { DEFAULT_METHOD } from '../../config/defaults.js';
+import { listen } from '../../shared/listen.js';
+import { parseIntInRange } from '../../shared/parse.js';
 import { UsageError } from '../errors.js';
 
 interface LabRunFlags {
@@ -28,21 +31,13 @@ interface LabRunFlags {
   only?: string;
 }
 
-const METHOD = 'chacha20-ietf-poly1305';
+const METHOD = DEFAULT_METHOD;
 const PASSWORD = 'ladder-lab-password';
 const METHOD_2022 = '2022-blake3-aes-256-gcm';
 
-function intFlag(name: string, value: string, min: number, max: number): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n < min || n > max)
-    throw new UsageError(`${name} must be an integer in ${min}..${max}, got "${value}"`);
-  return n;
-}
-
 async function freePort(): Promise<number> {
   const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
+  const { port } = await listen(s, { port: 0, host: '127.0.0.1' });
   await new Promise<void>((r) => s.close(() => r()));
   return port;
 }
@@ -295,8 +290,8 @@ export function registerLab(program: Command): void {
       } catch (err) {
         throw new UsageError((err as Error).message);
       }
-      const seed = intFlag('--seed', flags.seed, 0, 0xffffffff);
-      const rate = intFlag('--rate', flags.rate, 1, 1000);
+      const seed = parseIntInRange(flags.seed, '--seed', 0, 0xffffffff);
+      const rate = parseIntInRange(flags.rate, '--rate', 1, 1000);
       let contenders = labContenders();
       if (flags.only) {
         const want = flags.only

@@ -1,17 +1,33 @@
 import type { Command, CommanderError } from 'commander';
 import type { AddressInfo } from 'node:net';
-import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import QRCode from 'qrcode';
-import { ConfigError, loadServerConfigFile, type ServerConfig } from '../../config/server.js';
+import { loadServerConfigFile, serverFlagsSchema, type ServerConfig } from '../../config/server.js';
 import { isProtocolError } from '../../protocol/errors.js';
 import { checkKey, checkMethod, generateSecret } from '../../protocol/shadowsocks/key-material.js';
 import { formatSsUrl } from '../../protocol/sip002/index.js';
 import { startDataPlane, type DataPlane } from '../../server/index.js';
 import type { RuntimeKey } from '../../shared/control.js';
 import { createLogger } from '../../shared/logger.js';
+import {
+  DEFAULT_CONNECT_SECONDS,
+  DEFAULT_IDLE_SECONDS,
+  DEFAULT_METHOD,
+  DEFAULT_REPLAY_CAPACITY,
+  DEFAULT_SERVER_PORT,
+} from '../../config/defaults.js';
+import { bindErrorCode } from '../../shared/listen.js';
+import { formatHostPort } from '../../shared/parse.js';
+import { parseFlags } from '../../config/flags.js';
 import { UsageError } from '../errors.js';
-import { addManagedOptions, runManaged, wantsManaged, type ManagedFlags } from '../managed.js';
+import { untilSignal } from '../shutdown.js';
+import {
+  addManagedOptions,
+  checkPublicHost,
+  runManaged,
+  wantsManaged,
+  type ManagedFlags,
+} from '../managed.js';
 
 interface ServerFlags {
   config?: string;
@@ -28,29 +44,8 @@ interface ServerFlags {
   logLevel?: string;
 }
 
-const DEFAULT_METHOD = 'chacha20-ietf-poly1305';
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
-function hostPort(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
-function portFlag(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n > 65535)
-    throw new UsageError(`--port must be an integer in 0..65535, got "${value}"`);
-  return n;
-}
-
-function secondsFlag(name: string, value: string): number {
-  const n = Number(value);
-  if (!/^\d+(\.\d+)?$/.test(value) || !(n > 0) || n > 7 * 24 * 3600) {
-    throw new UsageError(`${name} must be a number of seconds in (0, 604800], got "${value}"`);
-  }
-  return n;
-}
-
-/** A strong random password: 24 random bytes as base64url (192 bits). */
 /**
  * The host to put in printed access URLs: --public-host, else the listen address when it is a
  * specific one, else a guess from this machine's interfaces (first global IPv4, then IPv6).
@@ -91,12 +86,7 @@ async function plan(flags: ServerFlags): Promise<Plan> {
         '--password/--method cannot be combined with --config; put the keys in the config file',
       );
     }
-    try {
-      config = await loadServerConfigFile(flags.config);
-    } catch (err) {
-      if (err instanceof ConfigError) throw new UsageError(err.message);
-      throw err;
-    }
+    config = await loadServerConfigFile(flags.config); // a ConfigError is a usage error (exit 2)
     source = flags.config;
   } else {
     const method = flags.method ?? DEFAULT_METHOD;
@@ -115,20 +105,21 @@ async function plan(flags: ServerFlags): Promise<Plan> {
     }
     generated = password === undefined;
     config = {
-      port: 8388,
+      port: DEFAULT_SERVER_PORT,
       host: undefined,
       keys: [{ id: 'default', method, secret: password ?? generateSecret(method) }],
-      idleMs: 300_000,
-      connectMs: 10_000,
+      idleMs: DEFAULT_IDLE_SECONDS * 1000,
+      connectMs: DEFAULT_CONNECT_SECONDS * 1000,
       allowPrivateDestinations: false,
-      replayCapacity: 20_000,
+      replayCapacity: DEFAULT_REPLAY_CAPACITY,
       replayStateFile: undefined,
       udp: false,
     };
     source = generated ? 'generated key' : '--password';
   }
+  const parsed = parseFlags(serverFlagsSchema, flags);
   const overrides: Partial<{ -readonly [K in keyof ServerConfig]: ServerConfig[K] }> = {};
-  if (flags.port !== undefined) overrides.port = portFlag(flags.port);
+  if (parsed.port !== undefined) overrides.port = parsed.port;
   if (flags.host !== undefined) {
     if (flags.host === '') throw new UsageError('--host must not be empty');
     overrides.host = flags.host;
@@ -139,8 +130,7 @@ async function plan(flags: ServerFlags): Promise<Plan> {
     if (flags.replayState === '') throw new UsageError('--replay-state must be a file path');
     overrides.replayStateFile = flags.replayState;
   }
-  if (flags.idleTimeout !== undefined)
-    overrides.idleMs = Math.round(secondsFlag('--idle-timeout', flags.idleTimeout) * 1000);
+  if (parsed.idleTimeout !== undefined) overrides.idleMs = Math.round(parsed.idleTimeout * 1000);
   config = { ...config, ...overrides };
   const printKeys = flags.config === undefined || flags.showUrls ? config.keys : [];
   return { config, printKeys, generated, source };
@@ -150,7 +140,7 @@ async function banner(p: Plan, plane: DataPlane, publicHost: string | undefined)
   const a: AddressInfo = plane.address;
   const { config } = p;
   const listen =
-    config.host === undefined ? `all interfaces, port ${a.port}` : `${hostPort(a.address, a.port)}`;
+    config.host === undefined ? `all interfaces, port ${a.port}` : formatHostPort(a.address, a.port);
   const out: string[] = [];
   out.push(`Ladder server listening on ${listen} (${config.udp ? 'TCP and UDP' : 'TCP'})`);
   const methods = [...new Set(config.keys.map((k) => k.method))].join(', ');
@@ -212,7 +202,7 @@ export function registerServer(program: Command): void {
       '--config <file>',
       'JSON config with one or more keys (format below); --port/--host/--idle-timeout/--allow-private override it',
     )
-    .option('--port <port>', 'TCP port to listen on (default 8388; 0 picks a free port)')
+    .option('--port <port>', `TCP port to listen on (default ${DEFAULT_SERVER_PORT}; 0 picks a free port)`)
     .option('--host <addr>', 'address to listen on (default: all interfaces)')
     .option('--method <method>', `cipher for --password or the generated key (default ${DEFAULT_METHOD})`)
     .option(
@@ -274,13 +264,7 @@ export function registerServer(program: Command): void {
       }
       // Managed mode (store + API + metrics): `ladder server` alone, or with --data-dir/--store.
       if (wantsManaged(flags as Record<string, unknown>)) return runManaged({ ...flags, logLevel: level });
-      if (
-        flags.publicHost !== undefined &&
-        isIP(flags.publicHost) === 0 &&
-        !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(flags.publicHost)
-      ) {
-        throw new UsageError('--public-host must be an IP address or a DNS name');
-      }
+      checkPublicHost(flags.publicHost);
       const p = await plan(flags);
       const log = createLogger({ level });
       let plane: DataPlane;
@@ -297,35 +281,18 @@ export function registerServer(program: Command): void {
           udp: p.config.udp,
         });
       } catch (err) {
-        const e = err as NodeJS.ErrnoException;
-        if (
-          e.code === 'EADDRINUSE' ||
-          e.code === 'EACCES' ||
-          e.code === 'EADDRNOTAVAIL' ||
-          e.code === 'ENOTFOUND'
-        ) {
+        const code = bindErrorCode(err);
+        if (code) {
           const where =
-            p.config.host === undefined ? `port ${p.config.port}` : hostPort(p.config.host, p.config.port);
-          throw new UsageError(`cannot listen on ${where}: ${e.code}`);
+            p.config.host === undefined
+              ? `port ${p.config.port}`
+              : formatHostPort(p.config.host, p.config.port);
+          throw new UsageError(`cannot listen on ${where}: ${code}`);
         }
         throw err;
       }
       process.stdout.write(await banner(p, plane, flags.publicHost));
 
-      await new Promise<void>((resolve) => {
-        let stopping = false;
-        const stop = (signal: NodeJS.Signals): void => {
-          if (stopping) process.exit(130); // second signal: give up on a graceful stop
-          stopping = true;
-          log.info({ signal }, 'server stopping');
-          void plane.close().then(() => {
-            process.off('SIGINT', stop);
-            process.off('SIGTERM', stop);
-            resolve();
-          });
-        };
-        process.on('SIGINT', stop);
-        process.on('SIGTERM', stop);
-      });
+      await untilSignal({ close: () => plane.close(), message: 'server stopping', log });
     });
 }

@@ -19,7 +19,7 @@ import { randomInt } from 'node:crypto';
 import dnsPacket from 'dns-packet';
 import { decodeDns } from '../../protocol/dns/message.js';
 import { systemClock, type Clock } from '../../shared/clock.js';
-import { FilteringUdpResolver, type DnsResolver } from './resolvers.js';
+import { DnsError, FilteringUdpResolver, type DnsResolver } from './resolvers.js';
 
 /**
  * `forged`: the censor answered for this name; `address` is the genuine answer when the stub
@@ -91,7 +91,7 @@ export class DirectLookup {
         response = await this.#resolver.resolve(query);
       }
     } catch (err) {
-      return { error: (err as Error).name === 'DnsError' ? 'SERVFAIL' : 'ERROR' };
+      return { error: err instanceof DnsError ? 'SERVFAIL' : 'ERROR' };
     }
     let r;
     try {

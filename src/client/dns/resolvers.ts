@@ -39,6 +39,7 @@ import {
   type Inspection,
 } from '../../protocol/dns/message.js';
 import { systemClock, type Clock, type Timer } from '../../shared/clock.js';
+import { CodedError } from '../../shared/errors.js';
 
 export interface DnsResolver {
   resolve(query: Buffer): Promise<Buffer>;
@@ -46,7 +47,14 @@ export interface DnsResolver {
 
 export type DnsDial = (dest: SocksAddress, firstData?: Buffer) => Promise<Duplex>;
 
-export class DnsError extends Error {
+export type DnsErrorCode =
+  | 'ERR_DNS_CLOSED' // the resolver was closed with the query pending
+  | 'ERR_DNS_TIMEOUT' // no answer within the per-query limit
+  | 'ERR_DNS_DIAL' // the tunnel to the upstream resolver could not be opened
+  | 'ERR_DNS_STREAM'; // the tunnel stream failed or closed before the answer
+
+/** A query the tunnel resolver could not get answered (the local DNS server answers SERVFAIL). */
+export class DnsError extends CodedError<DnsErrorCode> {
   override readonly name = 'DnsError';
 }
 
@@ -115,7 +123,7 @@ export class TunnelDnsResolver implements DnsResolver {
 
   /** Close the reusable stream (pending queries fail). */
   close(): void {
-    if (this.#conn) this.#kill(this.#conn, new DnsError('resolver closed'), false);
+    if (this.#conn) this.#kill(this.#conn, new DnsError('ERR_DNS_CLOSED', 'resolver closed'), false);
   }
 
   #freshId(conn: TunnelConn): number {
@@ -140,7 +148,7 @@ export class TunnelDnsResolver implements DnsResolver {
     if (!entry.timer) {
       entry.timer = this.#clock.setTimeout(() => {
         if (conn.pending.get(id) === entry) conn.pending.delete(id);
-        entry.reject(new DnsError(`no tunnel DNS answer in ${this.#timeoutMs} ms`));
+        entry.reject(new DnsError('ERR_DNS_TIMEOUT', `no tunnel DNS answer in ${this.#timeoutMs} ms`));
         if (!this.#reuse) this.#kill(conn, undefined, false);
         else this.#armIdle(conn);
       }, this.#timeoutMs);
@@ -155,7 +163,7 @@ export class TunnelDnsResolver implements DnsResolver {
     this.dials++;
     this.#dial(this.#upstream, framed).then(
       (stream) => this.#attach(conn, stream),
-      (err: unknown) => this.#kill(conn, new DnsError(`tunnel DNS dial failed: ${err instanceof Error ? err.message : String(err)}`), false),
+      (err: unknown) => this.#kill(conn, new DnsError('ERR_DNS_DIAL', `tunnel DNS dial failed: ${err instanceof Error ? err.message : String(err)}`), false),
     );
   }
 
@@ -180,9 +188,9 @@ export class TunnelDnsResolver implements DnsResolver {
       if (!this.#reuse && conn.pending.size === 0) this.#kill(conn, undefined, false);
       else this.#armIdle(conn);
     });
-    stream.on('error', (err: Error) => this.#kill(conn, new DnsError(`tunnel DNS stream failed: ${err.message}`), true));
-    stream.on('end', () => this.#kill(conn, new DnsError('tunnel DNS stream closed before the answer'), true));
-    stream.on('close', () => this.#kill(conn, new DnsError('tunnel DNS stream closed before the answer'), true));
+    stream.on('error', (err: Error) => this.#kill(conn, new DnsError('ERR_DNS_STREAM', `tunnel DNS stream failed: ${err.message}`), true));
+    stream.on('end', () => this.#kill(conn, new DnsError('ERR_DNS_STREAM', 'tunnel DNS stream closed before the answer'), true));
+    stream.on('close', () => this.#kill(conn, new DnsError('ERR_DNS_STREAM', 'tunnel DNS stream closed before the answer'), true));
     for (const q of conn.queue.splice(0)) stream.write(q);
   }
 
@@ -220,7 +228,7 @@ export class TunnelDnsResolver implements DnsResolver {
         continue;
       }
       if (entry.timer) this.#clock.clearTimeout(entry.timer);
-      entry.reject(err ?? new DnsError('tunnel DNS stream closed'));
+      entry.reject(err ?? new DnsError('ERR_DNS_STREAM', 'tunnel DNS stream closed'));
     }
     conn.pending.clear();
   }

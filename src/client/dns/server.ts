@@ -12,9 +12,9 @@
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { once } from 'node:events';
 import dnsPacket from 'dns-packet';
 import { decodeDns, frameTcp, servfailFor, TcpFrameDecoder } from '../../protocol/dns/message.js';
+import { bindUdp, listen } from '../../shared/listen.js';
 import type { DnsResolver } from './resolvers.js';
 
 export interface DnsServerOptions {
@@ -81,9 +81,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServerH
     });
   });
   udp.on('error', () => {});
-  udp.bind(opts.port, opts.host);
-  await once(udp, 'listening');
-  const udpPort = udp.address().port;
+  const udpPort = (await bindUdp(udp, opts.port, opts.host)).port;
 
   const sockets = new Set<net.Socket>();
   const tcp = net.createServer((sock) => {
@@ -109,9 +107,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServerH
     });
   });
   // Prefer the same port number as UDP when the caller asked for a fixed one.
-  tcp.listen(opts.port === 0 ? 0 : opts.port, opts.host);
-  await once(tcp, 'listening');
-  const tcpPort = (tcp.address() as net.AddressInfo).port;
+  const tcpPort = (await listen(tcp, { port: opts.port === 0 ? 0 : opts.port, host: opts.host })).port;
 
   return {
     udpPort,

@@ -18,6 +18,7 @@
  * is never done by pick(); when every endpoint is avoided pick() says when the first frees up.
  */
 import type { Clock } from '../../shared/clock.js';
+import { DEFAULT_RESIDUAL_SECONDS } from '../../config/defaults.js';
 
 export interface Endpoint {
   readonly host: string;
@@ -34,7 +35,7 @@ export interface EndpointSelectorOptions {
 
 export type Pick = { endpoint: Endpoint; index: number } | { endpoint: undefined; retryAt: number };
 
-export const DEFAULT_RESIDUAL_MS = 180_000;
+export const DEFAULT_RESIDUAL_MS = DEFAULT_RESIDUAL_SECONDS * 1000;
 
 export function endpointKey(e: Endpoint): string {
   const h = e.host.toLowerCase().replace(/^\[|\]$/g, '');

@@ -18,7 +18,12 @@
  */
 import type { SocksAddress } from '../../protocol/socks5/address.js';
 import type { Clock, Timer } from '../../shared/clock.js';
-import { DialError, type DialedConnection, type Dialer, type FirstData } from '../../transport/dialer.js';
+import {
+  UpstreamDialError,
+  type DialedConnection,
+  type Dialer,
+  type FirstData,
+} from '../../transport/dialer.js';
 import { EndpointSelector, type Endpoint, type EndpointFailure } from './endpoints.js';
 
 export interface FailoverDialerOptions {
@@ -70,7 +75,7 @@ export class FailoverDialer implements Dialer {
     let lastErr: unknown;
     for (let attempt = 0; attempt < this.#o.endpoints.length; attempt++) {
       // (attempt 0 may be a last-resort try of an avoided endpoint; see lastResortAfterMs)
-      if (signal?.aborted) throw new DialError('ERR_ABORTED', 'dial aborted');
+      if (signal?.aborted) throw new UpstreamDialError('ERR_ABORTED', 'dial aborted');
       const p = this.selector.pick();
       let e = p.endpoint;
       if (!e) {
@@ -80,7 +85,7 @@ export class FailoverDialer implements Dialer {
         } else {
           const retryAt = p.endpoint === undefined ? p.retryAt : this.#o.clock.now();
           const secs = Math.ceil((retryAt - this.#o.clock.now()) / 1000);
-          throw new DialError(
+          throw new UpstreamDialError(
             'ERR_CONNECT',
             `every server endpoint is avoided after a block; the first is usable again in ${secs} s`,
             {
@@ -113,7 +118,7 @@ export class FailoverDialer implements Dialer {
     }
     throw lastErr instanceof Error
       ? lastErr
-      : new DialError('ERR_CONNECT', 'no server endpoint could be reached');
+      : new UpstreamDialError('ERR_CONNECT', 'no server endpoint could be reached');
   }
 
   /** Watch a fresh connection for a stall or an early reset, without consuming its data. */

@@ -41,8 +41,11 @@ export interface Rule {
   readonly line?: number | undefined;
 }
 
+export type RuleErrorCode = 'ERR_RULE_SYNTAX'; // a line of a rules or ACL file that does not parse
+
 export class RuleSyntaxError extends Error {
   override readonly name = 'RuleSyntaxError';
+  readonly code: RuleErrorCode = 'ERR_RULE_SYNTAX';
   readonly source: string;
   readonly line: number;
 

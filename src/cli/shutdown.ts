@@ -1,0 +1,46 @@
+import type { Logger } from '../shared/logger.js';
+
+export interface ShutdownOptions {
+  /** Closes everything; called once, on the first SIGINT or SIGTERM. */
+  close: () => Promise<void>;
+  /** Logged at info with the signal, e.g. "server stopping". */
+  message: string;
+  log: Pick<Logger, 'info'>;
+  /** Where a second signal goes when the graceful stop takes too long (default: exit 130). */
+  force?: () => void;
+}
+
+/**
+ * Run until SIGINT or SIGTERM: the first signal logs `message` and closes things once (the
+ * returned promise settles when `close` has); a second signal gives up on the graceful stop.
+ * The signal handlers are removed once closed. Install it before printing a banner: whoever
+ * reads the banner may signal at once.
+ */
+export function untilSignal(opts: ShutdownOptions): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        if (opts.force) opts.force();
+        else process.exit(130); // second signal: give up on a graceful stop
+        return;
+      }
+      stopping = true;
+      opts.log.info({ signal }, opts.message);
+      opts.close().then(
+        () => {
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+          resolve();
+        },
+        (err: unknown) => {
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+          reject(err as Error);
+        },
+      );
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}

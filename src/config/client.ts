@@ -1,0 +1,195 @@
+/**
+ * The client's JSON config file (`ladder client --config FILE`), as a zod schema. Pure: the CLI
+ * reads the file and hands the text here.
+ *
+ * Format (every field optional except that some server must be given here or by --key):
+ *
+ *   {
+ *     "keys": ["ss://...", "ss://..."],            // each key is one server endpoint, in order
+ *     "servers": [                                  // or SIP008 entries (online-config style)
+ *       { "server": "198.51.100.7", "server_port": 8388, "method": "chacha20-ietf-poly1305",
+ *         "password": "...", "remarks": "tokyo" }
+ *     ],
+ *     "socks": "127.0.0.1:1080", "http": "127.0.0.1:8118",
+ *     "route": "auto", "rules": "rules.txt",       // rules path relative to the config file
+ *     "dns": "127.0.0.1:5353", "dnsUpstream": "1.1.1.1:53", "dnsMode": "tunnel",
+ *     "shape": true, "residualSeconds": 180, "udp": true
+ *   }
+ *
+ * Unknown top-level fields are refused (SIP008 server entries may carry fields of their own).
+ * Errors are one line, `FILE: field must…`, name the file and the field, never a password or key.
+ */
+import { z } from 'zod';
+import { MAX_CLIENT_SECONDS, MAX_FIRST_DATA_WAIT_MS } from './defaults.js';
+import { ClientConfigError } from './errors.js';
+import { flag } from './flags.js';
+
+export { ClientConfigError };
+
+/** How destinations without a matching rule are routed (src/client/routing/router.ts). */
+export type RouteMode = 'auto' | 'proxy' | 'direct';
+export const ROUTE_MODES: readonly RouteMode[] = ['auto', 'proxy', 'direct'];
+
+export interface ServerEntry {
+  host: string;
+  port: number;
+  method: string;
+  password: string;
+  tag?: string;
+}
+
+export interface ClientConfig {
+  keys: string[];
+  servers: ServerEntry[];
+  socks?: string | false;
+  http?: string;
+  route?: RouteMode;
+  rules?: string;
+  dns?: string;
+  dnsUpstream?: string;
+  dnsMode?: 'tunnel' | 'stub';
+  shape?: boolean;
+  residualSeconds?: number;
+  /** Relay SOCKS5 UDP ASSOCIATE through the first server's UDP relay. */
+  udp?: boolean;
+}
+
+/** "auto", "proxy" or "direct", any case, trimmed. */
+export function routeModeOf(text: string): RouteMode | undefined {
+  const t = text.trim().toLowerCase();
+  return (ROUTE_MODES as readonly string[]).includes(t) ? (t as RouteMode) : undefined;
+}
+
+export function parseRouteMode(text: string, what = '--route'): RouteMode {
+  const mode = routeModeOf(text);
+  if (mode === undefined)
+    throw new ClientConfigError(`${what} must be auto, proxy or direct, got "${text}"`, what);
+  return mode;
+}
+
+const nonEmpty = (error: string) => z.string({ error }).refine((v) => v.trim() !== '', { error });
+const text = nonEmpty('must be a non-empty string');
+const bool = z.boolean({ error: 'must be true or false' });
+
+const serverEntrySchema = z
+  .looseObject(
+    {
+      server: z.string({ error: 'must be a host name or IP' }).min(1, { error: 'must be a host name or IP' }),
+      server_port: z
+        .number({ error: 'must be an integer 1..65535' })
+        .int({ error: 'must be an integer 1..65535' })
+        .min(1, { error: 'must be an integer 1..65535' })
+        .max(65535, { error: 'must be an integer 1..65535' }),
+      method: z.string({ error: 'must be a string' }).min(1, { error: 'must be a string' }),
+      password: z
+        .string({ error: 'must be a non-empty string' })
+        .min(1, { error: 'must be a non-empty string' }),
+      plugin: z.unknown().optional(),
+      remarks: z.unknown().optional(),
+    },
+    { error: 'must be an object' },
+  )
+  .superRefine((e, ctx) => {
+    if (e.plugin !== undefined && e.plugin !== '')
+      ctx.addIssue({ code: 'custom', message: 'plugins are not supported' });
+  })
+  .transform((e): ServerEntry => ({
+    host: e.server,
+    port: e.server_port,
+    method: e.method,
+    password: e.password,
+    ...(typeof e.remarks === 'string' && e.remarks ? { tag: e.remarks } : {}),
+  }));
+
+export const clientConfigSchema = z.strictObject({
+  keys: z
+    .custom<string[]>((v) => Array.isArray(v) && v.every((k) => typeof k === 'string'), {
+      error: 'must be an array of ss:// strings',
+    })
+    .optional(),
+  servers: z.array(serverEntrySchema, { error: 'must be an array' }).optional(),
+  socks: z.union([z.literal(false), text], { error: 'must be a non-empty string' }).optional(),
+  http: text.optional(),
+  rules: text.optional(),
+  dns: text.optional(),
+  dnsUpstream: text.optional(),
+  route: text
+    .transform((v, ctx) => {
+      const mode = routeModeOf(v);
+      if (mode === undefined) {
+        ctx.addIssue({ code: 'custom', message: `must be auto, proxy or direct, got "${v}"` });
+        return z.NEVER;
+      }
+      return mode;
+    })
+    .optional(),
+  dnsMode: text
+    .refine((v) => v === 'tunnel' || v === 'stub', { error: 'must be "tunnel" or "stub"' })
+    .transform((v) => v as 'tunnel' | 'stub')
+    .optional(),
+  shape: bool.optional(),
+  udp: bool.optional(),
+  residualSeconds: z
+    .number({ error: `must be a number 0..${MAX_CLIENT_SECONDS}` })
+    .min(0, { error: `must be a number 0..${MAX_CLIENT_SECONDS}` })
+    .max(MAX_CLIENT_SECONDS, { error: `must be a number 0..${MAX_CLIENT_SECONDS}` })
+    .optional(),
+  // SIP008 documents carry these; they mean nothing to the client.
+  version: z.unknown().optional(),
+  remarks: z.unknown().optional(),
+});
+
+/** `servers[1].server_port`: the field path as ClientConfigError.path. */
+function fieldPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out === '' ? String(p) : `.${String(p)}`;
+  return out;
+}
+
+function issueMessage(issue: z.core.$ZodIssue): { message: string; field: string } {
+  if (issue.code === 'unrecognized_keys') return { message: `unknown field "${issue.keys[0]}"`, field: '' };
+  const field = fieldPath(issue.path);
+  if (field === '') return { message: issue.message, field };
+  // Top-level fields are quoted ("route" must…); "servers[0] must be an object", but
+  // "servers[0]: plugins are not supported".
+  const label = issue.path.length === 1 ? `"${field}"` : field;
+  const sep = issue.message.startsWith('must ') ? ' ' : ': ';
+  return { message: `${label}${sep}${issue.message}`, field };
+}
+
+export function parseClientConfig(input: string, source = 'config'): ClientConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(input);
+  } catch (err) {
+    throw new ClientConfigError(
+      `${source}: not valid JSON (${(err as Error).message})`,
+      '',
+      'ERR_CONFIG_JSON',
+    );
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw new ClientConfigError(`${source}: expected a JSON object`, '', 'ERR_CONFIG_JSON');
+  const r = clientConfigSchema.safeParse(raw);
+  if (!r.success) {
+    const issues = r.error.issues;
+    const first = issues.find((i) => i.code === 'unrecognized_keys') ?? issues[0]!;
+    const { message, field } = issueMessage(first);
+    throw new ClientConfigError(`${source}: ${message}`, field, 'ERR_CONFIG_FIELD');
+  }
+  const { keys, servers, version: _v, remarks: _r, ...rest } = r.data;
+  const out: ClientConfig = { keys: keys ?? [], servers: servers ?? [] };
+  for (const [k, v] of Object.entries(rest))
+    if (v !== undefined) (out as unknown as Record<string, unknown>)[k] = v;
+  return out;
+}
+
+/**
+ * The numeric flags of `ladder client` (commander's strings; the defaults are applied by the
+ * command's option declarations). Other flags pass through untouched.
+ */
+export const clientFlagsSchema = z.looseObject({
+  firstDataWait: flag.int('--first-data-wait', 0, MAX_FIRST_DATA_WAIT_MS),
+  idleTimeout: flag.int('--idle-timeout', 1, MAX_CLIENT_SECONDS),
+  residual: flag.int('--residual', 0, MAX_CLIENT_SECONDS).optional(),
+});

@@ -1,0 +1,139 @@
+/**
+ * The parsers for what users type in flags and config files: host:port, ports, integers in a
+ * range, seconds and short durations ("30d"). Pure. Every failure is a ParseError with a stable
+ * code and a one-line message that names what was being parsed (`what`: a flag, or a config
+ * field) and quotes the text; callers add the file name where there is one.
+ */
+import { isIP } from 'node:net';
+import { CodedError } from './errors.js';
+
+export type ParseErrorCode =
+  | 'ERR_HOST_PORT' // not host:port, [ipv6]:port or a port
+  | 'ERR_PORT' // a port number outside the allowed range, or not a number
+  | 'ERR_INTEGER' // not an integer in the allowed range
+  | 'ERR_SECONDS' // not a number of seconds in the allowed range
+  | 'ERR_DURATION'; // not a duration like 30d
+
+export class ParseError extends CodedError<ParseErrorCode> {
+  override readonly name = 'ParseError';
+}
+
+/** The longest timeout or limit period anything accepts: one week, in seconds. */
+export const MAX_SECONDS = 7 * 24 * 3600;
+
+/** "1080" -> 1080 within min..max; `what` names the flag or field in the error. */
+export function parseIntInRange(text: string, what: string, min: number, max: number): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < min || n > max)
+    throw new ParseError('ERR_INTEGER', `${what} must be an integer in ${min}..${max}, got "${text}"`);
+  return n;
+}
+
+/** A port number, 0..65535 (0: pick a free port) unless `min` says 1. */
+export function parsePort(text: string, what: string, min: 0 | 1 = 0): number {
+  try {
+    return parseIntInRange(text, what, min, 65535);
+  } catch (err) {
+    throw new ParseError('ERR_PORT', (err as Error).message);
+  }
+}
+
+/** A positive number of seconds (fractions allowed) up to `max`, as given (not milliseconds). */
+export function parseSeconds(text: string, what: string, max = MAX_SECONDS): number {
+  const n = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || !(n > 0) || n > max)
+    throw new ParseError('ERR_SECONDS', `${what} must be a number of seconds in (0, ${max}], got "${text}"`);
+  return n;
+}
+
+const UNIT_MS: Readonly<Record<string, number>> = {
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 7 * 86_400_000,
+};
+
+/** "30d", "12h", "90s", "2w", "5m" in milliseconds; undefined when the text is not of that form. */
+export function durationMs(text: string): number | undefined {
+  const m = /^(\d+)([smhdw])$/.exec(text);
+  return m ? Number(m[1]) * UNIT_MS[m[2]!]! : undefined;
+}
+
+/** Like durationMs, but a wrong form is a ParseError naming `what`. */
+export function parseDuration(text: string, what: string): number {
+  const ms = durationMs(text);
+  if (ms === undefined)
+    throw new ParseError(
+      'ERR_DURATION',
+      `${what} must be a number followed by s, m, h, d or w (e.g. 30d), got "${text}"`,
+    );
+  return ms;
+}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface HostPortOptions {
+  /**
+   * Listen addresses: the host when the text is only a port (or ":port"). A bare IPv6 literal is
+   * refused (is "::1:80" a host or a host and a port?): write [::1]:80.
+   */
+  defaultHost?: string;
+  /** Destinations: the port when the text is only a host (a bare IPv6 literal is a host). */
+  defaultPort?: number;
+  /** Lowest port accepted: 0 (default, "pick one") for listen addresses, 1 for destinations. */
+  minPort?: 0 | 1;
+}
+
+/**
+ * "host:port", "[v6]:port", and, as the options allow, a bare port (listen addresses, with
+ * `defaultHost`) or a bare host (destinations, with `defaultPort`). `what` names the flag or field.
+ */
+export function parseHostPort(text: string, what: string, opts: HostPortOptions = {}): HostPort {
+  const listen = opts.defaultHost !== undefined;
+  const min = opts.minPort ?? 0;
+  const fail = (why: string): never => {
+    throw new ParseError('ERR_HOST_PORT', `${what} "${text}": ${why}`);
+  };
+  const s = text.trim();
+  let host: string | undefined;
+  let portText: string | undefined;
+  const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(s);
+  const hostAndPort = /^([^:[\]\s]*):(\d+)$/.exec(s);
+  if (bracket) {
+    if (isIP(bracket[1]!) !== 6) fail('bracketed host is not an IPv6 address');
+    host = bracket[1]!;
+    portText = bracket[2];
+  } else if (hostAndPort) {
+    host = hostAndPort[1] || opts.defaultHost;
+    portText = hostAndPort[2];
+  } else if (listen && /^\d+$/.test(s)) {
+    host = opts.defaultHost;
+    portText = s;
+  } else if (!listen && (isIP(s) === 6 || /^[^:[\]\s]+$/.test(s))) {
+    host = s;
+  }
+  if (host === undefined)
+    return fail(listen ? 'expected host:port, [ipv6]:port or a port number' : 'expected host:port');
+  const port = portText !== undefined ? Number(portText) : opts.defaultPort;
+  if (port === undefined) return fail('a port is required');
+  if (!Number.isInteger(port) || port < min || port > 65535) return fail(`port outside ${min}..65535`);
+  return { host, port };
+}
+
+const LABEL = /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/;
+
+/** A host name (RFC 1123 labels, an optional final dot) or an IPv4/IPv6 address. */
+export function isHostName(h: string): boolean {
+  if (isIP(h) !== 0) return true;
+  const name = h.endsWith('.') ? h.slice(0, -1) : h;
+  return name.length > 0 && name.length <= 253 && name.split('.').every((l) => LABEL.test(l));
+}
+
+/** host:port for messages, with IPv6 literals in brackets. */
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
