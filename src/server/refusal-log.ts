@@ -21,8 +21,8 @@ const UNAUTHENTICATED_WHY = 'wrong, disabled, expired or over-quota key, or prob
 /** Why an unauthenticated connection failed, in words, for the breakdown of the aggregate. */
 const UNAUTHENTICATED_DETAIL: Partial<Record<ConnectionStatus, string>> = {
   ERR_REPLAY_CLIENT: 'replayed',
-  ERR_REPLAY_SERVER: 'reflected',
-  ERR_TIMESTAMP: 'with a 2022 timestamp more than 30 s off (client clock, or a replay)',
+  ERR_REPLAY_SERVER: 'reflected (our own response sent back)',
+  ERR_TIMESTAMP: 'dated more than 30 s off (2022 timestamp: a wrong client clock, or a replay)',
 };
 
 /** The line for a refusal of an authenticated connection, or undefined when it is not one to tell. */
@@ -78,7 +78,7 @@ export class RefusalLog {
         const of = parts.length > 0 ? `; of them ${parts.join(', ')}` : '';
         log.info(
           { unauthenticated: count },
-          `${count} more ${count === 1 ? 'connection' : 'connections'} did not authenticate with any key in the last ${seconds(unauthMs)} (${UNAUTHENTICATED_WHY}${of})`,
+          `${count} more ${count === 1 ? 'connection' : 'connections'} did not authenticate with any key in the last ${seconds(unauthMs)} (${UNAUTHENTICATED_WHY})${of}`,
         );
       },
     });
@@ -98,11 +98,11 @@ export class RefusalLog {
   #unauthenticated(e: ConnectionClosedEvent): void {
     // A connection that sent nothing tried no key (a port check, a client that gave up early).
     if (e.bytesUp === 0 || !this.#log.isLevelEnabled('info')) return;
-    if (!this.#unauth.hit(UNAUTHENTICATED, UNAUTHENTICATED_DETAIL[e.status])) return;
     const detail = UNAUTHENTICATED_DETAIL[e.status];
+    if (!this.#unauth.hit(UNAUTHENTICATED, detail)) return;
     this.#log.info(
       { status: e.status },
-      `a connection did not authenticate with any key (${UNAUTHENTICATED_WHY}${detail ? `; it was ${detail}` : ''}); more are counted and reported at most once per ${seconds(this.#unauthMs)}`,
+      `a connection did not authenticate with any key (${UNAUTHENTICATED_WHY})${detail ? `; it was ${detail}` : ''}; more are counted and reported at most once per ${seconds(this.#unauthMs)}`,
     );
   }
 
