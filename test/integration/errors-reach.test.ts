@@ -10,9 +10,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { PassThrough } from 'node:stream';
-import { startClient } from '../../src/client/index.js';
+import { startClient, type ClientOptions } from '../../src/client/index.js';
 import { formatSsUrl } from '../../src/protocol/sip002/index.js';
-import { startDataPlane, type DataPlane } from '../../src/server/index.js';
+import { startDataPlane, type DataPlane, type DataPlaneOptions } from '../../src/server/index.js';
 import { openTestTunnel } from '../../src/server/test-client.js';
 import { createLogger } from '../../src/shared/logger.js';
 import { startEcho, type TestServer } from '../helpers/net.js';
@@ -81,6 +81,29 @@ async function requestAndWaitClose(proxyPort: number, host: string, port: number
   return got;
 }
 
+/** The server under test: one key, loopback, short timeouts, logging into `log` if given. */
+function startServer(log?: Captured, extra: Partial<DataPlaneOptions> = {}): Promise<DataPlane> {
+  return startDataPlane({
+    keys: [{ id: KEY_ID, method: METHOD, secret: PASSWORD }],
+    port: 0,
+    host: '127.0.0.1',
+    timeouts: { idleMs: 5_000, connectMs: 2_000 },
+    ...(log ? { logger: log.log } : {}),
+    ...extra,
+  });
+}
+
+/** A client for `password` (default the server's key) on an ephemeral SOCKS5 port. */
+function startClientFor(
+  plane: DataPlane,
+  log: Captured,
+  password = PASSWORD,
+  extra: Partial<ClientOptions> = {},
+) {
+  const key = formatSsUrl({ method: METHOD, password, host: '127.0.0.1', port: plane.address.port });
+  return startClient({ key, socks: '127.0.0.1:0', log: log.log, ...extra });
+}
+
 const msgs = (c: Captured): string[] => c.lines().map((l) => String(l.msg));
 
 describe('a refused private destination is explained on both sides', () => {
@@ -89,13 +112,7 @@ describe('a refused private destination is explained on both sides', () => {
   const server = capture();
 
   before(async () => {
-    plane = await startDataPlane({
-      keys: [{ id: KEY_ID, method: METHOD, secret: PASSWORD }],
-      port: 0,
-      host: '127.0.0.1',
-      logger: server.log,
-      timeouts: { idleMs: 5_000, connectMs: 2_000 },
-    });
+    plane = await startServer(server);
     echo = await startEcho();
   });
   after(async () => {
@@ -105,13 +122,7 @@ describe('a refused private destination is explained on both sides', () => {
 
   test('server and client each log one plain line at info, with no destination or secret', async () => {
     const client = capture();
-    const key = formatSsUrl({
-      method: METHOD,
-      password: PASSWORD,
-      host: '127.0.0.1',
-      port: plane.address.port,
-    });
-    const c = await startClient({ key, socks: '127.0.0.1:0', log: client.log });
+    const c = await startClientFor(plane, client);
     try {
       const got = await requestAndWaitClose(c.socksAddress!.port, '127.0.0.1', echo.port);
       assert.equal(got, 0, 'the application gets nothing (as before)');
@@ -149,14 +160,7 @@ describe('a refused private destination is explained on both sides', () => {
       });
     });
     const log = capture();
-    const p = await startDataPlane({
-      keys: [{ id: KEY_ID, method: METHOD, secret: PASSWORD }],
-      port: 0,
-      host: '127.0.0.1',
-      logger: log.log,
-      allowPrivateDestinations: true,
-      timeouts: { idleMs: 5_000, connectMs: 2_000 },
-    });
+    const p = await startServer(log, { allowPrivateDestinations: true });
     try {
       const t = await openTestTunnel({
         port: p.address.port,
@@ -181,14 +185,7 @@ describe('a refused private destination is explained on both sides', () => {
 describe('server refusal lines are rate-limited', () => {
   test('100 refusals of one key: a bounded number of lines whose counts add up to 100', async () => {
     const log = capture();
-    const plane = await startDataPlane({
-      keys: [{ id: KEY_ID, method: METHOD, secret: PASSWORD }],
-      port: 0,
-      host: '127.0.0.1',
-      logger: log.log,
-      timeouts: { idleMs: 5_000, connectMs: 2_000 },
-      refusalLog: { repeatMs: 400 },
-    });
+    const plane = await startServer(log, { refusalLog: { repeatMs: 400 } });
     const started = Date.now();
     try {
       for (let batch = 0; batch < 10; batch++) {
@@ -235,14 +232,7 @@ describe('server refusal lines are rate-limited', () => {
 
   test('connections that match no key: one line, then one aggregate count per window', async () => {
     const log = capture();
-    const plane = await startDataPlane({
-      keys: [{ id: KEY_ID, method: METHOD, secret: PASSWORD }],
-      port: 0,
-      host: '127.0.0.1',
-      logger: log.log,
-      timeouts: { idleMs: 5_000, connectMs: 2_000 },
-      refusalLog: { unauthenticatedMs: 2000 },
-    });
+    const plane = await startServer(log, { refusalLog: { unauthenticatedMs: 2000 } });
     try {
       // 30 connections with a wrong key (the server drains them; we close), 5 that send nothing.
       await Promise.all(
@@ -296,17 +286,10 @@ describe('server refusal lines are rate-limited', () => {
 describe('the client says when the server never answers', () => {
   test('a key the server does not have: "no answer from the server" after the configured wait', async () => {
     const server = capture();
-    const plane = await startDataPlane({
-      keys: [{ id: KEY_ID, method: METHOD, secret: PASSWORD }],
-      port: 0,
-      host: '127.0.0.1',
-      logger: server.log,
-      timeouts: { idleMs: 5_000, connectMs: 2_000 },
-    });
+    const plane = await startServer(server);
     const client = capture();
     const wrong = 'a-disabled-key-password-91b2';
-    const key = formatSsUrl({ method: METHOD, password: wrong, host: '127.0.0.1', port: plane.address.port });
-    const c = await startClient({ key, socks: '127.0.0.1:0', log: client.log, noAnswerMs: 300 });
+    const c = await startClientFor(plane, client, wrong, { noAnswerMs: 300 });
     try {
       const t0 = Date.now();
       const pending = requestAndWaitClose(c.socksAddress!.port, 'origin.example', 8099, 1200);
@@ -353,21 +336,10 @@ describe('the client says when the server never answers', () => {
   });
 
   test('repeats of the same finding are counted, not logged one by one', async () => {
-    const plane = await startDataPlane({
-      keys: [{ id: KEY_ID, method: METHOD, secret: PASSWORD }],
-      port: 0,
-      host: '127.0.0.1',
-      timeouts: { idleMs: 5_000, connectMs: 2_000 },
-    });
+    const plane = await startServer();
     const echo = await startEcho();
     const client = capture();
-    const key = formatSsUrl({
-      method: METHOD,
-      password: PASSWORD,
-      host: '127.0.0.1',
-      port: plane.address.port,
-    });
-    const c = await startClient({ key, socks: '127.0.0.1:0', log: client.log });
+    const c = await startClientFor(plane, client);
     try {
       for (let i = 0; i < 20; i++) await requestAndWaitClose(c.socksAddress!.port, '127.0.0.1', echo.port);
     } finally {
