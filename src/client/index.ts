@@ -20,6 +20,7 @@ import { generatePac } from './routing/pac.js';
 import { Router, type RouteMode } from './routing/router.js';
 import { RuleSet } from './routing/rules.js';
 import { RoutingDialer, type RouteEvent } from './routing-dialer.js';
+import { AnswerWatchDialer } from './answer-watch.js';
 import { startHttpInbound } from './http-inbound.js';
 import { endpointFromKey } from './key.js';
 import { startSocks5Inbound, type SocksCredentials, type UdpAssociateRequest } from './socks5-inbound.js';
@@ -27,6 +28,7 @@ import { DEFAULT_FIRST_DATA_WAIT_MS, DEFAULT_IDLE_TIMEOUT_MS, type TunnelContext
 
 export { endpointFromKey } from './key.js';
 export { DEFAULT_FIRST_DATA_WAIT_MS, DEFAULT_IDLE_TIMEOUT_MS } from './tunnel.js';
+export { DEFAULT_NO_ANSWER_MS } from './answer-watch.js';
 export { RoutingDialer } from './routing-dialer.js';
 
 export type DnsMode = 'tunnel' | 'stub';
@@ -112,6 +114,17 @@ export interface ClientOptions {
   firstDataWaitMs?: number;
   idleTimeoutMs?: number;
   connectTimeoutMs?: number;
+  /**
+   * Log one line at info when the server has sent nothing this long after the application's
+   * first bytes (default 10 s; answer-watch.ts). Only for tunnels built from keys, not for an
+   * injected `dialer`. The connection is left open either way.
+   */
+  noAnswerMs?: number;
+  /**
+   * Where a key source that can explain a refusal (e.g. a dynamic-key server's error message)
+   * hands its text to the client's "no answer" lines. Nothing provides it yet.
+   */
+  keySourceMessage?: () => string | undefined;
   /**
    * First-packet shaping (D1/D3, protocol/shadowsocks/shaping.ts): a fresh printable/TLS-like
    * salt prefix per connection and a first-write chunking that avoids the active prober's length
@@ -201,18 +214,44 @@ function isLoopback(host: string): boolean {
 function buildTunnel(
   opts: ClientOptions,
   clock: Clock,
-): { tunnel: Dialer; failover: FailoverDialer | undefined; endpoints: number } {
-  if (opts.dialer) return { tunnel: opts.dialer, failover: undefined, endpoints: 0 };
+  log: Logger,
+): {
+  tunnel: Dialer;
+  failover: FailoverDialer | undefined;
+  endpoints: number;
+  watch: AnswerWatchDialer | undefined;
+} {
+  if (opts.dialer) return { tunnel: opts.dialer, failover: undefined, endpoints: 0, watch: undefined };
+  const { tunnel, failover, endpoints, edition2022 } = buildKeyTunnel(opts, clock);
+  // Every tunnelled connection (SOCKS5, HTTP, DNS through the tunnel) tells the user when the
+  // server never answers.
+  const watch = new AnswerWatchDialer(tunnel, {
+    log,
+    clock,
+    ...(opts.noAnswerMs !== undefined ? { noAnswerMs: opts.noAnswerMs } : {}),
+    ...(opts.keySourceMessage ? { keySourceMessage: opts.keySourceMessage } : {}),
+    edition2022,
+  });
+  return { tunnel: watch, failover, endpoints, watch };
+}
+
+/** The tunnel dialer built from the configured keys. */
+function buildKeyTunnel(
+  opts: ClientOptions,
+  clock: Clock,
+): { tunnel: Dialer; failover: FailoverDialer | undefined; endpoints: number; edition2022: boolean } {
   const all = [...(opts.key !== undefined ? [opts.key] : []), ...(opts.keys ?? [])];
   if (all.length === 0) throw new Error('startClient needs a key or a dialer');
   const eps = all.map((k) => (typeof k === 'string' ? endpointFromKey(k) : k));
+  const edition2022 = eps.some((ep) => isAead2022MethodName(ep.method));
   const dialerOpts = {
     ...(opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
     shape: opts.shape,
   };
   // Build every dialer now so a bad key fails at startup, not at its first use.
   const dialers = new Map<Endpoint, Dialer>(eps.map((ep) => [ep, createTunnelDialer(ep, dialerOpts)]));
-  if (eps.length === 1) return { tunnel: dialers.get(eps[0]!)!, failover: undefined, endpoints: 1 };
+  if (eps.length === 1)
+    return { tunnel: dialers.get(eps[0]!)!, failover: undefined, endpoints: 1, edition2022 };
   const f = opts.failover ?? {};
   const failover = new FailoverDialer({
     endpoints: eps,
@@ -223,7 +262,7 @@ function buildTunnel(
     ...(f.stallMs !== undefined ? { stallMs: f.stallMs } : {}),
     onEndpointFailure: (e, kind) => f.onEndpointFailure?.(eps.indexOf(e as ShadowsocksEndpoint), kind),
   });
-  return { tunnel: failover, failover, endpoints: eps.length };
+  return { tunnel: failover, failover, endpoints: eps.length, edition2022 };
 }
 
 function pacProxyString(socks: AddressInfo | undefined, http: AddressInfo | undefined): string {
@@ -254,7 +293,7 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
   const clock = opts.clock ?? systemClock;
   if (opts.socks === undefined && opts.http === undefined)
     throw new Error('startClient needs a socks or http listen address');
-  const { tunnel, failover, endpoints } = buildTunnel(opts, clock);
+  const { tunnel, failover, endpoints, watch } = buildTunnel(opts, clock, log);
   const mode: RouteMode = opts.route ?? 'proxy';
   if (mode !== 'auto' && mode !== 'proxy' && mode !== 'direct')
     throw new Error(`route must be auto, proxy or direct, got "${String(mode)}"`);
@@ -339,6 +378,7 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
   const closeAll = async (): Promise<void> => {
     const pending = closers.map((c) => c());
     closeResolver();
+    watch?.close();
     for (const s of sockets) s.destroy();
     await Promise.all(pending);
   };

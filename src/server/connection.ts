@@ -83,6 +83,8 @@ export class Connection {
   readonly #acceptedAt: number;
   #phase: Phase = 'auth';
   #status: ConnectionStatus | undefined;
+  /** With ERR_CONNECT: the system error code of the failed dial (never the destination). */
+  #errno: string | undefined;
   key: AnyKeyEntry | undefined;
   #authAt: number | undefined;
   #decoder: AeadDecoder | undefined;
@@ -368,7 +370,10 @@ export class Connection {
       if (this.#finalized || this.#phase !== 'connecting') return;
       // Authenticated client, so no probing concern: tell it promptly with a FIN, reading
       // whatever it still sends so the close is not a RST.
-      this.#status ??= err instanceof DialError ? err.status : 'ERR_CONNECT';
+      if (this.#status === undefined) {
+        this.#status = err instanceof DialError ? err.status : 'ERR_CONNECT';
+        this.#errno = err instanceof DialError ? err.errno : undefined;
+      }
       this.#phase = 'done';
       const s = this.#socket;
       s.resume();
@@ -481,6 +486,7 @@ export class Connection {
       durationMs: now - this.#acceptedAt,
       bytesUp: this.#bytesUp,
       bytesDown: this.#bytesDown,
+      ...(this.#errno !== undefined ? { errno: this.#errno } : {}),
     });
   }
 }

@@ -63,6 +63,8 @@ export class DialError extends Error {
   constructor(
     readonly status: DialFailure,
     message: string,
+    /** ERR_CONNECT: the system error code (ECONNREFUSED, EHOSTUNREACH…; ETIMEDOUT for our budget). */
+    readonly errno?: string,
   ) {
     super(message);
   }
@@ -88,7 +90,7 @@ function connectOnce(ip: string, port: number, deadline: number, clock: Clock): 
     const timer = clock.setTimeout(
       () => {
         s.destroy();
-        reject(new DialError('ERR_CONNECT', 'connect timed out'));
+        reject(new DialError('ERR_CONNECT', 'connect timed out', 'ETIMEDOUT'));
       },
       Math.max(1, deadline - clock.now()),
     );
@@ -101,7 +103,7 @@ function connectOnce(ip: string, port: number, deadline: number, clock: Clock): 
     s.once('error', (err: NodeJS.ErrnoException) => {
       clock.clearTimeout(timer);
       s.destroy();
-      reject(new DialError('ERR_CONNECT', `connect failed: ${err.code ?? err.message}`));
+      reject(new DialError('ERR_CONNECT', `connect failed: ${err.code ?? err.message}`, err.code));
     });
   });
 }
@@ -139,5 +141,5 @@ export async function dialDestination(addr: SocksAddress, opts: DialOptions): Pr
       last = err;
     }
   }
-  throw last instanceof DialError ? last : new DialError('ERR_CONNECT', 'connect timed out');
+  throw last instanceof DialError ? last : new DialError('ERR_CONNECT', 'connect timed out', 'ETIMEDOUT');
 }

@@ -52,6 +52,8 @@ export interface ConnectionClosedEvent {
   readonly bytesUp: number;
   /** Bytes written to the client stream (encrypted). */
   readonly bytesDown: number;
+  /** ERR_CONNECT: the system error code of the dial (ECONNREFUSED, ETIMEDOUT…), never the host. */
+  readonly errno?: string;
 }
 
 /** Optional callbacks; each is called synchronously and must not throw. */

@@ -10,12 +10,14 @@ import { Connection, type ConnectionContext, type StreamInfo } from './connectio
 import type { Lookup } from './destination.js';
 import type { AuthEvent, ConnectionClosedEvent, ServerHooks } from './events.js';
 import { KeyRing, type RejectedKey } from './keys.js';
+import { RefusalLog } from './refusal-log.js';
 import { ReplayState, replayStateFile, type ReplayStore } from './replay-state.js';
 import { UdpRelay, type UdpRelayOptions } from './udp-relay.js';
 import { UsageMeter } from './usage-meter.js';
 
 export { DEFAULT_REPLAY_CAPACITY, DEFAULT_REPLAY_SAVE_MS } from './replay-state.js';
 export { DEFAULT_USAGE_FLUSH_MS } from './usage-meter.js';
+export { DEFAULT_REFUSAL_REPEAT_MS, DEFAULT_UNAUTHENTICATED_REPORT_MS } from './refusal-log.js';
 export const DEFAULT_IDLE_MS = 300_000;
 export const DEFAULT_CONNECT_MS = 10_000;
 
@@ -60,6 +62,12 @@ export interface ServerOptions {
    * like ss-server without -u. `true` or options (NAT idle expiry, table size).
    */
   udp?: boolean | UdpRelayOptions;
+  /**
+   * How often refusals reach the log at info: the same reason and key at most once per
+   * `repeatMs` (default 10 s), connections that matched no key as one count at most once per
+   * `unauthenticatedMs` (default 60 s). Tests shorten them.
+   */
+  refusalLog?: { repeatMs?: number; unauthenticatedMs?: number };
 }
 
 /**
@@ -79,6 +87,7 @@ export class ShadowsocksServer implements ServerControl {
   readonly #keys = new KeyRing();
   readonly #replay: ReplayState;
   readonly #usage: UsageMeter;
+  readonly #refusals: RefusalLog;
   /** What each Connection may see and call of this server. */
   readonly #ctx: ConnectionContext;
 
@@ -113,6 +122,7 @@ export class ShadowsocksServer implements ServerControl {
       ...(opts.replayCapacity !== undefined ? { capacity: opts.replayCapacity } : {}),
       ...(opts.replaySaveMs !== undefined ? { saveMs: opts.replaySaveMs } : {}),
     });
+    this.#refusals = new RefusalLog({ log, clock, ...opts.refusalLog });
     this.#udpOptions = opts.udp === true ? {} : opts.udp === false ? undefined : opts.udp;
     if (!(this.idleMs > 0) || !(this.connectMs > 0)) throw new RangeError('timeouts must be positive');
     this.#ctx = {
@@ -280,6 +290,7 @@ export class ShadowsocksServer implements ServerControl {
     this.flushUsage();
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
     this.flushUsage(); // bytes counted while the aborted connections finished closing
+    this.#refusals.close();
     if (server) await this.saveReplayState();
   }
 
@@ -338,6 +349,7 @@ export class ShadowsocksServer implements ServerControl {
       if (set && set.size === 0) this.#byKey.delete(e.keyId);
     }
     this.#log.debug({ status: e.status, keyId: e.keyId, durationMs: e.durationMs }, 'connection closed');
+    this.#refusals.closed(e);
     try {
       this.#hooks.onConnectionClosed?.(e);
     } catch (err) {
