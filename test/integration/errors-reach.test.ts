@@ -13,7 +13,7 @@ import { PassThrough } from 'node:stream';
 import { startClient, type ClientOptions } from '../../src/client/index.js';
 import { formatSsUrl } from '../../src/protocol/sip002/index.js';
 import { startDataPlane, type DataPlane, type DataPlaneOptions } from '../../src/server/index.js';
-import { openTestTunnel } from '../../src/server/test-client.js';
+import { openTestTunnel } from '../helpers/test-client.js';
 import { createLogger } from '../../src/shared/logger.js';
 import { startEcho, type TestServer } from '../helpers/net.js';
 import { socks5Connect } from '../helpers/socks5.js';
