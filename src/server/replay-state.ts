@@ -1,11 +1,12 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
+import { DEFAULT_REPLAY_CAPACITY } from '../config/defaults.js';
 import { SaltWindow } from '../protocol/shadowsocks/replay.js';
 import { SaltFilter } from '../protocol/shadowsocks/replay.js';
 import type { Clock } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
 import { Periodic } from './periodic.js';
 
-export const DEFAULT_REPLAY_CAPACITY = 20_000;
+export { DEFAULT_REPLAY_CAPACITY };
 export const DEFAULT_REPLAY_SAVE_MS = 60_000;
 const REPLAY_STATE_MAGIC = 'LRS1';
 /** Version 2 adds the 2022 edition's timed salt window after the two SIP004 filters. */

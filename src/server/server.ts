@@ -1,4 +1,6 @@
 import net from 'node:net';
+import { DEFAULT_CONNECT_SECONDS, DEFAULT_IDLE_SECONDS } from '../config/defaults.js';
+import { listen } from '../shared/listen.js';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { SaltWindow } from '../protocol/shadowsocks/replay.js';
@@ -18,8 +20,8 @@ import { UsageMeter } from './usage-meter.js';
 export { DEFAULT_REPLAY_CAPACITY, DEFAULT_REPLAY_SAVE_MS } from './replay-state.js';
 export { DEFAULT_USAGE_FLUSH_MS } from './usage-meter.js';
 export { DEFAULT_REFUSAL_REPEAT_MS, DEFAULT_UNAUTHENTICATED_REPORT_MS } from './refusal-log.js';
-export const DEFAULT_IDLE_MS = 300_000;
-export const DEFAULT_CONNECT_MS = 10_000;
+export const DEFAULT_IDLE_MS = DEFAULT_IDLE_SECONDS * 1000;
+export const DEFAULT_CONNECT_MS = DEFAULT_CONNECT_SECONDS * 1000;
 
 export interface ServerTimeouts {
   /**
@@ -249,27 +251,24 @@ export class ShadowsocksServer implements ServerControl {
     return this.#udp;
   }
 
-  #listen(opts: { port: number; host?: string | undefined }): Promise<AddressInfo> {
+  async #listen(opts: { port: number; host?: string | undefined }): Promise<AddressInfo> {
     const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.handleConnection(s));
     this.#server = server;
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error): void => {
-        this.#server = undefined;
-        reject(err);
-      };
-      server.once('error', onError);
-      const done = (): void => {
-        server.off('error', onError);
-        server.on('error', (err) => this.#log.error({ err: err.message }, 'listener error'));
-        this.#usage.start();
-        this.#replay.start();
-        const addr = server.address() as AddressInfo;
-        this.#log.info({ port: addr.port, keys: this.#keys.size }, 'listening');
-        resolve(addr);
-      };
-      if (opts.host === undefined) server.listen(opts.port, done);
-      else server.listen(opts.port, opts.host, done);
-    });
+    let addr: AddressInfo;
+    try {
+      addr = await listen(
+        server,
+        opts.host === undefined ? { port: opts.port } : { port: opts.port, host: opts.host },
+      );
+    } catch (err) {
+      this.#server = undefined;
+      throw err;
+    }
+    server.on('error', (err) => this.#log.error({ err: err.message }, 'listener error'));
+    this.#usage.start();
+    this.#replay.start();
+    this.#log.info({ port: addr.port, keys: this.#keys.size }, 'listening');
+    return addr;
   }
 
   address(): AddressInfo | undefined {

@@ -1,4 +1,5 @@
 import dgram from 'node:dgram';
+import { bindUdp } from '../shared/listen.js';
 import net from 'node:net';
 import { decodeUdp2017, encodeUdp2017, encodeUdp2017Raw } from '../protocol/shadowsocks/udp.js';
 import { SaltFilter } from '../protocol/shadowsocks/replay.js';
@@ -177,15 +178,7 @@ export class UdpRelay {
       }
     }
     const socket = dgram.createSocket({ type, ipv6Only: false });
-    await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
-      const done = (): void => {
-        socket.off('error', reject);
-        resolve();
-      };
-      if (host === undefined) socket.bind(port, done);
-      else socket.bind(port, host, done);
-    });
+    await bindUdp(socket, port, host);
     socket.on('error', (err) => this.#ctx.log.warn({ err: err.message }, 'udp listener error'));
     socket.on('message', (msg, rinfo) => {
       // One bad datagram must never take the process (and every user) down: drop it.
