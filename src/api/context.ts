@@ -1,5 +1,3 @@
-import { isProtocolError } from '../protocol/errors.js';
-import { checkKey } from '../protocol/shadowsocks/key-material.js';
 import type { ServerControl } from '../shared/control.js';
 import type { Clock } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
@@ -15,6 +13,7 @@ import {
 import { accessUrl, dynamicAccessUrl } from './access-url.js';
 import { invalid } from './errors.js';
 import {
+  checkSecret,
   isMultiUserSecret,
   KeySecretError,
   planSecrets,
@@ -84,10 +83,10 @@ export function checkMethod(ctx: ApiContext, method: string | undefined, field =
 /** A caller-chosen password must be usable with its method (2022 methods need a base64 PSK of the key size). */
 export function checkPassword(method: string, password: string, field = 'password'): void {
   try {
-    checkKey(method, password);
+    checkSecret(method, password);
   } catch (err) {
-    // checkKey's messages never contain the secret.
-    throw invalid(field, `Invalid "${field}": ${isProtocolError(err) ? err.message : 'unusable key'}`);
+    if (err instanceof KeySecretError) throw invalid(field, `Invalid "${field}": ${err.message}`);
+    throw err;
   }
 }
 

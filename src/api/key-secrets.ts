@@ -50,7 +50,7 @@ export async function planSecrets(store: Store, req: SecretRequest): Promise<Sec
   if (!isAead2022MethodName(method)) {
     if (req.multiUser !== undefined)
       throw new KeySecretError('multiUser', `multiUser is for 2022-blake3-* methods, not ${method}`);
-    if (password !== undefined) checked(method, password);
+    if (password !== undefined) checkSecret(method, password);
     return { secret: password, makeSecret: () => generateSecret(method) };
   }
   const m = getAead2022Method(method);
@@ -63,7 +63,7 @@ export async function planSecrets(store: Store, req: SecretRequest): Promise<Sec
   if (!multiUser) {
     if (password?.includes(':'))
       throw new KeySecretError('password', 'a single-user 2022 key is one base64 PSK, without "iPSK:"');
-    if (password !== undefined) checked(method, password);
+    if (password !== undefined) checkSecret(method, password);
     return { secret: password, makeSecret: () => generateSecret(method) };
   }
   const parts = password?.split(':') ?? [];
@@ -72,11 +72,12 @@ export async function planSecrets(store: Store, req: SecretRequest): Promise<Sec
   const identity =
     parts.length === 2 ? parts[0]! : await store.identityKey(method, () => generateSecret(method));
   const secret = password === undefined ? undefined : `${identity}:${parts[parts.length - 1]!}`;
-  if (secret !== undefined) checked(method, secret);
+  if (secret !== undefined) checkSecret(method, secret);
   return { secret, makeSecret: () => `${identity}:${generateSecret(method)}` };
 }
 
-function checked(method: string, secret: string): void {
+/** Throws KeySecretError (field "password") when `secret` cannot be used with `method`. */
+export function checkSecret(method: string, secret: string): void {
   try {
     checkKey(method, secret);
   } catch (err) {
