@@ -4,6 +4,11 @@ import type { KeyRecord, ServerSettings } from '../store/index.js';
 /**
  * The static access URL exactly as Outline writes it: SIP002 with `/?outline=1` and no tag.
  * With `tag`, the name is added as the fragment (for sharing, as the Outline Manager does).
+ *
+ * 2022-blake3-* keys get SIP002's plain userinfo instead (base64 is not allowed for them), with
+ * method and password percent-encoded, the ":" of "iPSK:uPSK" included, as sing-box, mihomo,
+ * shadowsocks-rust, Xray and our own client read it; and no `outline=1`, since Outline's apps have
+ * no 2022 ciphers: ss://2022-blake3-aes-128-gcm:<iPSK>%3A<uPSK>@host:port#tag (SIP002's own example form).
  */
 export function accessUrl(
   key: KeyRecord,
@@ -18,7 +23,11 @@ export function accessUrl(
   });
   const hash = base.indexOf('#');
   const noTag = hash === -1 ? base : base.slice(0, hash);
-  const withQuery = noTag.includes('?') ? `${noTag}&outline=1` : `${noTag.replace(/\/$/, '')}/?outline=1`;
+  const withQuery = key.method.startsWith('2022-')
+    ? noTag
+    : noTag.includes('?')
+      ? `${noTag}&outline=1`
+      : `${noTag.replace(/\/$/, '')}/?outline=1`;
   return tag ? `${withQuery}#${encodeURIComponent(tag)}` : withQuery;
 }
 

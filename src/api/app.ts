@@ -13,6 +13,7 @@ import { systemClock, type Clock } from '../shared/clock.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import type { LadderMetrics } from '../metrics/index.js';
 import { AEAD_METHODS } from '../protocol/shadowsocks/methods.js';
+import { AEAD_2022_METHODS } from '../protocol/shadowsocks/methods2022.js';
 import { DEFAULT_METHOD } from '../config/defaults.js';
 import { KeyEnforcer, type Store } from '../store/index.js';
 import type { ApiContext } from './context.js';
@@ -20,13 +21,24 @@ import { registerDynamicRoutes } from './dynamic.js';
 import { ApiError, NOT_FOUND_BODY } from './errors.js';
 import { registerLadderRoutes } from './routes-ladder.js';
 import { registerOutlineRoutes } from './routes-outline.js';
+import { ladderVersion } from './version.js';
 
 /** The Outline server version we answer with: Outline Manager enables features by version (≥1.4.0 for data limits). */
 export const OUTLINE_COMPAT_VERSION = '1.12.0';
 
+/**
+ * GET /server's `version`: the Outline level Outline Manager compares (semver ignores what follows
+ * "+"), then Ladder's own version as semver build metadata, e.g. "1.12.0+ladder.0.1.0".
+ */
+export function serverVersion(): string {
+  return `${OUTLINE_COMPAT_VERSION}+ladder.${ladderVersion()}`;
+}
+
+/** Methods new keys may use, the default first: the SIP004 AEAD methods, then the 2022 edition. */
 export const DEFAULT_METHODS: readonly string[] = [
   DEFAULT_METHOD,
   ...Object.keys(AEAD_METHODS).filter((m) => m !== DEFAULT_METHOD),
+  ...Object.keys(AEAD_2022_METHODS),
 ];
 
 export interface ApiOptions {
@@ -44,6 +56,8 @@ export interface ApiOptions {
   /** Methods accepted for new keys; the first is the default. */
   methods?: readonly string[];
   version?: string;
+  /** Whether the Prometheus endpoint is served now (reported as GET /server's metricsEnabled). */
+  metricsServed?: () => boolean;
 }
 
 const AUTHED = Symbol('ladder.api.authed');
@@ -187,7 +201,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
         title: 'Ladder server management',
         description:
           'A superset of the Outline Server Management API. Every path sits under the secret prefix printed at first start (apiUrl).',
-        version: OUTLINE_COMPAT_VERSION,
+        version: serverVersion(),
       },
       servers: [{ url: 'https://myserver/SecretPath', description: 'Replace with your apiUrl' }],
       tags: [
@@ -211,7 +225,8 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     logger,
     clock,
     methods: opts.methods ?? DEFAULT_METHODS,
-    version: opts.version ?? OUTLINE_COMPAT_VERSION,
+    version: opts.version ?? serverVersion(),
+    metricsServed: opts.metricsServed,
   };
   registerOutlineRoutes(app, ctx);
   registerLadderRoutes(app, ctx);
@@ -244,7 +259,8 @@ export async function buildDynamicApp(
     logger: opts.logger ?? silentLogger,
     clock: opts.clock ?? systemClock,
     methods: DEFAULT_METHODS,
-    version: OUTLINE_COMPAT_VERSION,
+    version: serverVersion(),
+    metricsServed: undefined,
   });
   await app.ready();
   return app;

@@ -1,5 +1,3 @@
-import { isProtocolError } from '../protocol/errors.js';
-import { checkKey } from '../protocol/shadowsocks/key-material.js';
 import type { ServerControl } from '../shared/control.js';
 import type { Clock } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
@@ -14,6 +12,14 @@ import {
 } from '../store/index.js';
 import { accessUrl, dynamicAccessUrl } from './access-url.js';
 import { invalid } from './errors.js';
+import {
+  checkSecret,
+  isMultiUserSecret,
+  KeySecretError,
+  planSecrets,
+  type SecretPlan,
+  type SecretRequest,
+} from './key-secrets.js';
 import type { AccessKeyJson } from './schemas.js';
 
 /** Everything route handlers need, built once by buildApi. */
@@ -28,6 +34,8 @@ export interface ApiContext {
   methods: readonly string[];
   /** Reported as `version` in GET /server (Outline Manager gates features on it). */
   version: string;
+  /** Whether the Prometheus endpoint is being served (GET /server's metricsEnabled); undefined = unknown. */
+  metricsServed: (() => boolean) | undefined;
 }
 
 export function toAccessKeyJson(key: KeyRecord, settings: ServerSettings, status?: KeyStatus): AccessKeyJson {
@@ -41,6 +49,7 @@ export function toAccessKeyJson(key: KeyRecord, settings: ServerSettings, status
     enabled: key.enabled,
     createdTimestampMs: key.createdAt,
   };
+  if (key.method.startsWith('2022-')) json.multiUser = isMultiUserSecret(key.method, key.secret);
   if (key.dataLimitBytes !== null) {
     json.dataLimit = { bytes: key.dataLimitBytes };
     json.dataLimitPeriod = key.limitPeriod;
@@ -74,10 +83,20 @@ export function checkMethod(ctx: ApiContext, method: string | undefined, field =
 /** A caller-chosen password must be usable with its method (2022 methods need a base64 PSK of the key size). */
 export function checkPassword(method: string, password: string, field = 'password'): void {
   try {
-    checkKey(method, password);
+    checkSecret(method, password);
   } catch (err) {
-    // checkKey's messages never contain the secret.
-    throw invalid(field, `Invalid "${field}": ${isProtocolError(err) ? err.message : 'unusable key'}`);
+    if (err instanceof KeySecretError) throw invalid(field, `Invalid "${field}": ${err.message}`);
+    throw err;
+  }
+}
+
+/** planSecrets with its errors as the API's 400s. */
+export async function secretsFor(ctx: ApiContext, req: SecretRequest): Promise<SecretPlan> {
+  try {
+    return await planSecrets(ctx.store, req);
+  } catch (err) {
+    if (err instanceof KeySecretError) throw invalid(err.field, `Invalid "${err.field}": ${err.message}`);
+    throw err;
   }
 }
 

@@ -3,7 +3,14 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { createAccessKeys, evaluateKeys, nextReset, ROLLING_WINDOW_MS } from '../store/index.js';
 import { keyNotFound } from './errors.js';
-import { checkMethod, parseExpiry, statusIndex, toAccessKeyJson, type ApiContext } from './context.js';
+import {
+  checkMethod,
+  parseExpiry,
+  secretsFor,
+  statusIndex,
+  toAccessKeyJson,
+  type ApiContext,
+} from './context.js';
 import {
   AccessKeyList,
   BulkCreateBody,
@@ -111,8 +118,11 @@ export function registerLadderRoutes(app: FastifyInstance, ctx: ApiContext): voi
     },
     async (req, reply) => {
       const b = req.body;
+      const method = checkMethod(ctx, b.method);
+      const { makeSecret } = await secretsFor(ctx, { method, multiUser: b.multiUser });
       const { keys, settings } = await createAccessKeys(store, {
-        method: checkMethod(ctx, b.method),
+        method,
+        makeSecret,
         count: b.count,
         name: b.name,
         dataLimitBytes: b.limit?.bytes,

@@ -8,9 +8,9 @@ import { durationMs } from '../shared/parse.js';
 import { ApiError, invalid, keyNotFound } from './errors.js';
 import {
   checkMethod,
-  checkPassword,
   isValidHostname,
   parseExpiry,
+  secretsFor,
   statusIndex,
   toAccessKeyJson,
   type ApiContext,
@@ -68,6 +68,9 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
     limit: ['Access Key', 'Limit'],
     exp: ['Experimental'],
   };
+  // Ladder sends metrics nowhere; "enabled" is true while its Prometheus endpoint is served, or
+  // when an operator (Outline Manager's sharing switch) turned it on.
+  const metricsEnabled = (chosen: boolean): boolean => chosen || ctx.metricsServed?.() === true;
   const changed = async (): Promise<void> => {
     await ctx.enforcer.refresh();
   };
@@ -86,7 +89,7 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
       const out: z.infer<typeof Server> = {
         name: s.name,
         serverId: s.serverId,
-        metricsEnabled: s.metricsEnabled,
+        metricsEnabled: metricsEnabled(s.metricsEnabled),
         createdTimestampMs: s.createdTimestampMs,
         version: ctx.version,
         portForNewAccessKeys: s.portForNewAccessKeys,
@@ -94,6 +97,7 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
       };
       if (s.accessKeyDataLimitBytes !== null) out.accessKeyDataLimit = { bytes: s.accessKeyDataLimitBytes };
       if (s.dynamicKeyBaseUrl !== null) out.dynamicKeyBaseUrl = s.dynamicKeyBaseUrl;
+      out.openapi = `/${s.apiPrefix}/openapi.json`;
       return out;
     },
   );
@@ -264,12 +268,17 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
     id?: string,
   ): Promise<z.infer<typeof AccessKey>> => {
     const method = checkMethod(ctx, body.method);
-    if (body.password !== undefined) checkPassword(method, body.password);
+    const { secret, makeSecret } = await secretsFor(ctx, {
+      method,
+      password: body.password,
+      multiUser: body.multiUser,
+    });
     let made;
     try {
       made = await createAccessKeys(store, {
         method,
-        secret: body.password,
+        secret,
+        makeSecret,
         id,
         port: body.port,
         name: body.name,
@@ -456,7 +465,7 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
         response: { 200: z.object({ metricsEnabled: z.boolean() }) },
       },
     },
-    async () => ({ metricsEnabled: (await store.getSettings()).metricsEnabled }),
+    async () => ({ metricsEnabled: metricsEnabled((await store.getSettings()).metricsEnabled) }),
   );
 
   r.put(

@@ -24,6 +24,11 @@ export const DataLimitBody = z.object({
 // 8.64e15 ms is the last instant a JavaScript Date can hold; beyond it the key list could not be rendered.
 export const ExpiryInput = z.union([z.iso.datetime({ offset: true }), z.number().int().min(0).max(8.64e15)]);
 
+const MultiUserInput = z.boolean().optional().meta({
+  description:
+    'Ladder extension, 2022-blake3-* methods: SIP023 multi-user key (password "iPSK:uPSK" with the server\'s identity PSK; default for the AES methods) or single-user (false; one PSK)',
+});
+
 export const NewAccessKeyBody = z
   .object({
     name: z.string().max(256).optional(),
@@ -35,6 +40,7 @@ export const NewAccessKeyBody = z
     dataLimitPeriod: LIMIT_PERIOD.optional(),
     expiresAt: ExpiryInput.optional(),
     enabled: z.boolean().optional(),
+    multiUser: MultiUserInput,
   })
   .meta({ description: 'All fields optional; omitted ones get server defaults' });
 
@@ -50,6 +56,7 @@ export const BulkCreateBody = z.object({
   dataLimitPeriod: LIMIT_PERIOD.optional(),
   expiresAt: ExpiryInput.optional(),
   enabled: z.boolean().optional(),
+  multiUser: MultiUserInput,
 });
 
 export const KEY_STATE = z.enum(['active', 'disabled', 'expired', 'over_limit']);
@@ -74,6 +81,10 @@ export const AccessKey = z.object({
   dynamicAccessUrl: z.string().optional().meta({ description: 'ssconf:// URL of the dynamic key' }),
   createdTimestampMs: z.number(),
   lastTrafficSeenTimestampMs: z.number().optional(),
+  multiUser: z
+    .boolean()
+    .optional()
+    .meta({ description: '2022-blake3-* keys: SIP023 multi-user ("iPSK:uPSK") or single-user' }),
 });
 export type AccessKeyJson = z.infer<typeof AccessKey>;
 
@@ -93,6 +104,10 @@ export const Server = z.object({
     .string()
     .optional()
     .meta({ description: 'Base URL of ssconf:// dynamic keys, when set' }),
+  openapi: z
+    .string()
+    .optional()
+    .meta({ description: "Path of this API's OpenAPI document (under the secret prefix)" }),
 });
 export type ServerJson = z.infer<typeof Server>;
 

@@ -376,11 +376,13 @@ export async function startManaged(
     cleanups.push(async () => enforcer.stop());
 
     let api: RunningApi | undefined;
+    let metricsServer: MetricsServer | undefined;
     try {
       api = await startApi({
         store,
         control: pool,
         metrics,
+        metricsServed: () => metricsServer !== undefined,
         logger: log,
         enforcer,
         dataDir,
@@ -413,7 +415,6 @@ export async function startManaged(
     }
     settings = await store.getSettings();
 
-    let metricsServer: MetricsServer | undefined;
     if (flags.metrics !== false) {
       const host = flags.metricsHost ?? DEFAULT_METRICS_HOST;
       try {

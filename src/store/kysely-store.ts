@@ -248,6 +248,31 @@ export class KyselyStore implements Store {
     return this.getSettings();
   }
 
+  async identityKey(method: string, generate: () => string): Promise<string> {
+    this.#assertOpen();
+    const name = `identityKey/${method}`;
+    const have = await this.#db
+      .selectFrom('settings')
+      .select('value')
+      .where('name', '=', name)
+      .executeTakeFirst();
+    if (have) return String(JSON.parse(have.value));
+    // Insert-if-absent, then read back: whoever inserted first wins, everyone gets that key.
+    return this.#tx(async (trx) => {
+      await trx
+        .insertInto('settings')
+        .values({ name, value: JSON.stringify(generate()) })
+        .onConflict((oc) => oc.column('name').doNothing())
+        .execute();
+      const row = await trx
+        .selectFrom('settings')
+        .select('value')
+        .where('name', '=', name)
+        .executeTakeFirstOrThrow();
+      return String(JSON.parse(row.value));
+    });
+  }
+
   // ---- keys ---------------------------------------------------------------------------------
 
   async listKeys(): Promise<KeyRecord[]> {

@@ -10,6 +10,11 @@ export interface KeyRequest {
   method: string;
   /** Caller-chosen secret (one key only); otherwise each key gets a generated one. */
   secret?: string | undefined;
+  /**
+   * Makes each key's secret when `secret` is not given (the API passes the protocol's rules, and
+   * for SIP023 keys prefixes the server's identity PSK); default generateSecret(method).
+   */
+  makeSecret?: (() => string) | undefined;
   /** Caller-chosen id (one key only); otherwise the next free integer ids. */
   id?: string | undefined;
   /** The port clients connect to; default the server's port for new keys. */
@@ -37,7 +42,7 @@ export async function createAccessKeys(
   const inputs: NewKey[] = Array.from({ length: count }, (_, i) => {
     const input: NewKey = {
       method: req.method,
-      secret: req.secret ?? generateSecret(req.method),
+      secret: req.secret ?? (req.makeSecret ? req.makeSecret() : generateSecret(req.method)),
       port: req.port ?? settings.portForNewAccessKeys,
       name: req.name === undefined || req.name === '' ? '' : count > 1 ? `${req.name} ${i + 1}` : req.name,
     };

@@ -10,7 +10,11 @@ export interface KeyRecord {
   readonly id: string;
   readonly name: string;
   readonly method: string;
-  /** The password (SIP004) or base64 PSK (SIP022). */
+  /**
+   * The password (SIP004), or for 2022 methods the base64 PSK: "uPSK" (single-user) or
+   * "iPSK:uPSK" (SIP023 multi-user: the server's identity PSK, then the user's PSK), exactly what
+   * the client puts in its password field.
+   */
   readonly secret: string;
   readonly port: number;
   /** Per-key data limit in bytes; null means "use the server default" (which may be none). */
@@ -108,6 +112,12 @@ export interface Store extends UsageSink {
 
   getSettings(): Promise<ServerSettings>;
   updateSettings(patch: SettingsPatch): Promise<ServerSettings>;
+  /**
+   * The server's SIP023 identity PSK for a 2022 method: read from the settings, or made with
+   * `generate` and stored the first time it is asked for (atomically: concurrent callers, other
+   * processes and other nodes of a PostgreSQL store all get the same one).
+   */
+  identityKey(method: string, generate: () => string): Promise<string>;
 
   /** Per-key totals of buckets starting at or after `since` (ms); includes unflushed bytes. */
   usageSince(since: number): Promise<Map<string, UsageTotals>>;

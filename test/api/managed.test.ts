@@ -1,69 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type AddressInfo, type Server } from 'node:net';
-import { request as httpsRequest } from 'node:https';
-import type { TLSSocket } from 'node:tls';
+import { createServer, type AddressInfo } from 'node:net';
 import { startManaged, wantsManaged, type ManagedServer } from '../../src/cli/managed.js';
 import { openTestTunnel } from '../helpers/test-client.js';
 import { startClient } from '../../src/client/index.js';
 import { socks5Connect } from '../helpers/socks5.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { tempDir } from './helpers.js';
+import { api, echoServer, flags, type Json } from './managed-helpers.js';
 import { sleep, waitFor } from '../helpers/wait.js';
-
-type Json = Record<string, unknown>;
-
-function api(
-  cfg: { apiUrl: string; certSha256: string },
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    const req = httpsRequest(
-      cfg.apiUrl + path,
-      {
-        method,
-        rejectUnauthorized: false,
-        agent: false,
-        headers:
-          payload === undefined
-            ? {}
-            : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
-      },
-      (res) => {
-        const fp = (res.socket as TLSSocket).getPeerCertificate().fingerprint256.replace(/:/g, '');
-        if (fp !== cfg.certSha256) return reject(new Error('certificate pin mismatch'));
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (text += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
-
-async function echoServer(t: { after: (fn: () => Promise<void>) => void }): Promise<number> {
-  const srv: Server = createServer((s) => s.pipe(s));
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  t.after(() => new Promise<void>((r) => srv.close(() => r())));
-  return (srv.address() as AddressInfo).port;
-}
-
-const flags = (dataDir: string) => ({
-  dataDir,
-  port: '0',
-  host: '127.0.0.1',
-  publicHost: '127.0.0.1',
-  apiPort: '0',
-  apiHost: '127.0.0.1',
-  metricsPort: '0',
-  allowPrivate: true,
-});
-
 
 test('managed server end to end: API key -> traffic -> usage and Prometheus -> limit refuses -> delete closes -> restart keeps all', async (t) => {
   const dir = tempDir(t);

@@ -346,7 +346,7 @@ test('an expiry beyond what a date can hold is refused (it used to break GET /ac
   assert.equal(bulk.statusCode, 400);
 });
 
-test('key passwords are checked against their method: the API refuses 2022 methods (SIP004 only), and checkPassword refuses a bad PSK without echoing it', async (t) => {
+test('key passwords are checked against their method: a 2022 key with a bad PSK is refused on "password", and checkPassword refuses a bad PSK without echoing it', async (t) => {
   const h = await harness(tempDir(t));
   t.after(() => h.close());
   const r = await h.call('POST', '/access-keys', {
@@ -354,7 +354,7 @@ test('key passwords are checked against their method: the API refuses 2022 metho
     password: 'not-a-psk',
   });
   assert.equal(r.statusCode, 400);
-  assert.match(r.body, /method/);
+  assert.match(r.body, /password/);
   assert.ok(!r.body.includes('not-a-psk'));
   assert.throws(
     () => checkPassword('2022-blake3-aes-256-gcm', 'not-a-psk'),

@@ -13,6 +13,7 @@ import {
   type StoreLocation,
 } from '../../src/store/index.js';
 import { freePort } from '../helpers/net.js';
+import { check2022RoundTrip } from './keys2022-roundtrip.js';
 import { skipUnless } from '../helpers/prereq.js';
 
 /**
@@ -125,5 +126,13 @@ test(
     } finally {
       await store.close();
     }
+  },
+);
+
+test(
+  'postgres: 2022 keys (multi-user iPSK:uPSK, single-user) and identity PSKs round-trip',
+  { skip: SKIP },
+  async () => {
+    await check2022RoundTrip(loc);
   },
 );

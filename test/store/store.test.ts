@@ -16,6 +16,7 @@ import {
   DAY_MS,
   type KyselyStore,
 } from '../../src/store/index.js';
+import { check2022RoundTrip } from './keys2022-roundtrip.js';
 
 function tempDir(t: { after: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'ladder-store-'));
@@ -264,4 +265,8 @@ test('usage window totals are cached, advanced by flushes, and re-read after the
   assert.equal((await a.usageSince(since)).get(k.id)!.up, 115);
   await a.deleteKey(k.id);
   assert.equal((await a.usageSince(since)).get(k.id), undefined);
+});
+
+test('2022 keys (multi-user iPSK:uPSK, single-user) and identity PSKs round-trip on SQLite', async (t) => {
+  await check2022RoundTrip(parseStoreLocation(undefined, tempDir(t)));
 });

@@ -8,6 +8,7 @@ import QRCode from 'qrcode';
 import { accessUrl, dynamicAccessUrl, type AccessKeyJson } from '../../api/index.js';
 import { toAccessKeyJson } from '../../api/context.js';
 import { DEFAULT_METHODS } from '../../api/app.js';
+import { planSecrets } from '../../api/key-secrets.js';
 import {
   createAccessKeys,
   evaluateKeys,
@@ -92,8 +93,11 @@ export class LocalKeys implements KeysBackend {
     const method = o.method ?? DEFAULT_METHODS[0]!;
     if (!DEFAULT_METHODS.includes(method))
       throw new UsageError(`--method must be one of ${DEFAULT_METHODS.join(', ')}, got "${method}"`);
+    // 2022 AES methods: SIP023 multi-user keys ("iPSK:uPSK" with the server's identity PSK).
+    const { makeSecret } = await planSecrets(this.store, { method });
     const { keys, settings } = await createAccessKeys(this.store, {
       method,
+      makeSecret,
       count: o.count,
       name: o.name,
       dataLimitBytes: o.limitBytes,

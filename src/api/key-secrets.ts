@@ -1,0 +1,87 @@
+import { isProtocolError } from '../protocol/errors.js';
+import { checkKey, generateSecret } from '../protocol/shadowsocks/key-material.js';
+import { getAead2022Method, isAead2022MethodName } from '../protocol/shadowsocks/methods2022.js';
+import type { Store } from '../store/index.js';
+
+/**
+ * How a new key's secret is chosen, for every edition:
+ * - SIP004 methods: a generated password, or the caller's (any non-empty text);
+ * - 2022 methods, multi-user (SIP023, the default for the AES methods): "iPSK:uPSK", where iPSK
+ *   is the server's identity PSK for the method (made once, kept in the store) and uPSK the key's
+ *   own PSK. Every such key of one method shares the one port as one identity group, found by its
+ *   identity header in O(1). A caller's password is the uPSK alone, or a whole "iPSK:uPSK";
+ * - 2022 methods, single-user (`multiUser: false`, and always for 2022-blake3-chacha20-poly1305,
+ *   which has no identity headers): one PSK, tried directly by the server.
+ * Every PSK is base64 of exactly the method's key size. Messages never contain a secret.
+ */
+export interface SecretRequest {
+  method: string;
+  /** Caller-chosen password (one key). */
+  password?: string | undefined;
+  /** 2022 methods only: SIP023 identity (default true where the method supports it). */
+  multiUser?: boolean | undefined;
+}
+
+export class KeySecretError extends Error {
+  override readonly name = 'KeySecretError';
+  constructor(
+    readonly field: 'password' | 'multiUser',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface SecretPlan {
+  /** The caller's secret in its stored form, when one was given. */
+  secret: string | undefined;
+  /** Makes a fresh secret per key otherwise. */
+  makeSecret: () => string;
+}
+
+/** True when a stored 2022 secret is a SIP023 multi-user one ("iPSK:uPSK"). */
+export function isMultiUserSecret(method: string, secret: string): boolean {
+  return isAead2022MethodName(method) && secret.includes(':');
+}
+
+/** Decide how the secrets of new keys are made; throws KeySecretError for an unusable request. */
+export async function planSecrets(store: Store, req: SecretRequest): Promise<SecretPlan> {
+  const { method, password } = req;
+  if (!isAead2022MethodName(method)) {
+    if (req.multiUser !== undefined)
+      throw new KeySecretError('multiUser', `multiUser is for 2022-blake3-* methods, not ${method}`);
+    if (password !== undefined) checkSecret(method, password);
+    return { secret: password, makeSecret: () => generateSecret(method) };
+  }
+  const m = getAead2022Method(method);
+  if (req.multiUser === true && !m.supportsIdentity)
+    throw new KeySecretError(
+      'multiUser',
+      `${method} has no identity headers (SIP023), so its keys are single-user; use an AES 2022 method for multi-user keys`,
+    );
+  const multiUser = req.multiUser ?? m.supportsIdentity;
+  if (!multiUser) {
+    if (password?.includes(':'))
+      throw new KeySecretError('password', 'a single-user 2022 key is one base64 PSK, without "iPSK:"');
+    if (password !== undefined) checkSecret(method, password);
+    return { secret: password, makeSecret: () => generateSecret(method) };
+  }
+  const parts = password?.split(':') ?? [];
+  if (parts.length > 2)
+    throw new KeySecretError('password', 'a server key has at most one identity PSK ("iPSK:uPSK")');
+  const identity =
+    parts.length === 2 ? parts[0]! : await store.identityKey(method, () => generateSecret(method));
+  const secret = password === undefined ? undefined : `${identity}:${parts[parts.length - 1]!}`;
+  if (secret !== undefined) checkSecret(method, secret);
+  return { secret, makeSecret: () => `${identity}:${generateSecret(method)}` };
+}
+
+/** Throws KeySecretError (field "password") when `secret` cannot be used with `method`. */
+export function checkSecret(method: string, secret: string): void {
+  try {
+    checkKey(method, secret);
+  } catch (err) {
+    // checkKey's messages never contain the secret.
+    throw new KeySecretError('password', isProtocolError(err) ? err.message : 'unusable key');
+  }
+}
