@@ -42,7 +42,11 @@ describe('ladder server (CLI)', () => {
       assert.match(r.stdout(), /listening on 127\.0\.0\.1:\d+/);
       assert.match(r.stdout(), /unmanaged mode: 1 key from --password .*no store, no management API/);
       assert.match(r.stdout(), /private\/loopback destinations ALLOWED \(--allow-private\)/);
-      assert.match(r.stdout(), /ladder client --key 'ss:\/\//);
+      assert.match(
+        r.stdout(),
+        /ladder(\.js)? client --key 'ss:\/\//,
+        'npx ladder / ladder / node …/bin/ladder.js',
+      );
       assert.match(r.stdout(), /curl --proxy socks5h:\/\/127\.0\.0\.1:1080/);
       assert.doesNotMatch(
         r.stdout(),
