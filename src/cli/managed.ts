@@ -27,6 +27,7 @@ import {
   StoreError,
   type KeyStatus,
   type KyselyStore,
+  type StoreLocation,
 } from '../store/index.js';
 import {
   DEFAULT_DATA_DIR,
@@ -39,8 +40,13 @@ import { bindErrorCode } from '../shared/listen.js';
 import { isHostName } from '../shared/parse.js';
 import { parseFlags } from '../config/flags.js';
 import { managedFlagsSchema } from '../config/server.js';
+import { checkMethod } from '../protocol/shadowsocks/key-material.js';
+import { isProtocolError } from '../protocol/errors.js';
 import { UsageError } from './errors.js';
 import { untilSignal } from './shutdown.js';
+import { describeStore, dynamicKeyNote, privatePolicyLine, storeFlags } from './banner-text.js';
+import { ladderCommand } from './invocation.js';
+import { StartupLog } from './startup-log.js';
 
 /**
  * Managed mode of `ladder server`: data plane + store + management API + metrics in one process.
@@ -50,6 +56,8 @@ import { untilSignal } from './shutdown.js';
 export interface ManagedFlags {
   dataDir?: string;
   store?: string;
+  /** The method of the key a first start creates (default DEFAULT_METHOD). */
+  method?: string;
   port?: string;
   host?: string;
   publicHost?: string;
@@ -104,40 +112,63 @@ export function addManagedOptions(cmd: Command): Command {
     );
 }
 
-const KEY_FLAGS = ['config', 'password', 'method'] as const;
-const MANAGED_ONLY = [
-  'dataDir',
-  'store',
-  'apiPort',
-  'apiHost',
-  'metricsPort',
-  'metricsHost',
-  'dynamicListen',
-  'dynamicUrl',
+/** Flags that name the keys to serve: any of them runs the unmanaged server (no store). */
+const KEY_SOURCES = [
+  ['config', '--config'],
+  ['password', '--password'],
 ] as const;
-/** Flags that say nothing about the mode. */
-const NEUTRAL = new Set(['logLevel', 'publicHost', 'showUrls', 'metrics', 'udp']);
+/** Flags only the managed server understands (the store and what serves it). */
+const MANAGED_ONLY = [
+  ['dataDir', '--data-dir'],
+  ['store', '--store'],
+  ['apiPort', '--api-port'],
+  ['apiHost', '--api-host'],
+  ['metricsPort', '--metrics-port'],
+  ['metricsHost', '--metrics-host'],
+  ['dynamicListen', '--dynamic-listen'],
+  ['dynamicUrl', '--dynamic-url'],
+] as const;
+
+export type ServerMode = 'managed' | 'unmanaged';
 
 /**
- * Which mode `ladder server` runs in:
- * - keys on the command line or in a config file (--config, --password, --method, LADDER_PASSWORD):
- *   the single-process data plane only, as before (combining them with --data-dir/--store is refused);
- * - --data-dir, --store, --api-*, --metrics-* or --no-metrics: managed;
- * - no flags at all (`npm start`), or only --log-level/--public-host/--udp/--no-udp: managed;
- * - only data-plane flags (--port, --host, --allow-private, …): a generated key for this run, as before
- *   (add --data-dir to get the managed server on that port).
+ * Which mode `ladder server` runs in. The managed server (store, API, metrics) is the default and
+ * stays managed whatever data-plane flags come with it (--port, --host, --allow-private, --udp,
+ * --idle-timeout, --replay-state; --method sets the method of the key it creates). The unmanaged
+ * server (the given keys, no store) runs only when a key source is named: --config, --password or
+ * LADDER_PASSWORD. A flag that means nothing in the chosen mode is refused with one line.
  */
-export function wantsManaged(flags: Record<string, unknown>): boolean {
-  const keyed = KEY_FLAGS.some((k) => flags[k] !== undefined) || process.env.LADDER_PASSWORD !== undefined;
-  const managedOnly = MANAGED_ONLY.some((k) => flags[k] !== undefined) || flags.metrics === false;
-  if (keyed && managedOnly) {
+export function chooseMode(flags: Record<string, unknown>): ServerMode {
+  const sources: string[] = KEY_SOURCES.filter(([k]) => flags[k] !== undefined).map(([, f]) => f);
+  if (flags.password === undefined && process.env.LADDER_PASSWORD !== undefined)
+    sources.push('LADDER_PASSWORD');
+  const managedOnly: string[] = MANAGED_ONLY.filter(([k]) => flags[k] !== undefined).map(([, f]) => f);
+  if (flags.metrics === false) managedOnly.push('--no-metrics');
+  if (sources.length > 1) {
     throw new UsageError(
-      '--config/--password/--method (keys given directly) cannot be combined with --data-dir/--store/--api-*/--metrics-*',
+      `${sources[1]} cannot be combined with ${sources[0]}: both name the keys to serve (put the keys in the config file)`,
     );
   }
-  if (keyed) return false;
-  if (managedOnly) return true;
-  return Object.entries(flags).every(([k, v]) => v === undefined || NEUTRAL.has(k));
+  if (sources.length === 1) {
+    if (managedOnly.length > 0) {
+      throw new UsageError(
+        `${managedOnly[0]} is for the managed server (keys in a store), but ${sources[0]} runs the given keys without a store: drop one of them`,
+      );
+    }
+    if (flags.config !== undefined && flags.method !== undefined)
+      throw new UsageError(
+        '--method cannot be combined with --config; each key in the file names its method',
+      );
+    if (flags.showUrls !== undefined && flags.config === undefined)
+      throw new UsageError('--show-urls is for --config; with --password the key is always printed');
+    return 'unmanaged';
+  }
+  if (flags.showUrls !== undefined) {
+    throw new UsageError(
+      '--show-urls is for --config; the managed server prints its first key (all keys: ladder server access-config)',
+    );
+  }
+  return 'managed';
 }
 
 /** --public-host: what clients put in their access URLs, so an IP address or a DNS name. */
@@ -262,6 +293,8 @@ export interface ManagedServer {
   dynamicAddress: string | undefined;
   /** The full start-up text, secrets included (access config line, key URL, QR code). */
   banner: string;
+  /** The same without the QR code, for a first start whose output is not a terminal. */
+  logBanner: string;
   /** The same without secrets, for a restart whose output goes to a log (journald, docker). */
   publicBanner: string;
   /** True when this start created the store and its first key. */
@@ -287,6 +320,13 @@ export async function startManaged(
   const apiPortFlag = parsed.apiPort;
   const metricsPortFlag = parsed.metricsPort;
   checkPublicHost(flags.publicHost);
+  if (flags.method !== undefined) {
+    try {
+      checkMethod(flags.method);
+    } catch (err) {
+      throw new UsageError(`--method: ${isProtocolError(err) ? err.message : String(err)}`);
+    }
+  }
   const idleMs = parsed.idleTimeout !== undefined ? Math.round(parsed.idleTimeout * 1000) : undefined;
   const dynamicListen = parsed.dynamicListen;
   let dynamicUrl: string | null | undefined;
@@ -297,8 +337,10 @@ export async function startManaged(
   }
 
   let store: KyselyStore;
+  let storeLocation: StoreLocation;
   try {
-    store = await openStore(parseStoreLocation(flags.store, dataDir), {
+    storeLocation = parseStoreLocation(flags.store, dataDir);
+    store = await openStore(storeLocation, {
       logger: log,
       defaults: {
         hostname: flags.publicHost ?? guessHost(flags.host),
@@ -324,7 +366,9 @@ export async function startManaged(
     let firstKey = (await store.listKeys())[0];
     let createdNow = false;
     if (!firstKey) {
-      firstKey = (await createAccessKeys(store, { name: 'Initial key', method: DEFAULT_METHOD })).keys[0]!;
+      firstKey = (
+        await createAccessKeys(store, { name: 'Initial key', method: flags.method ?? DEFAULT_METHOD })
+      ).keys[0]!;
       createdNow = true;
     }
 
@@ -433,34 +477,55 @@ export async function startManaged(
       cleanups.push(() => ms.close());
     }
 
+    const url = accessUrl(firstKey, settings, firstKey.name || 'ladder');
+    const dyn = dynamicAccessUrl(firstKey, settings, firstKey.name || 'ladder');
+    const ladder = ladderCommand();
+    const where = storeFlags(storeLocation, dataDir, flags.store !== undefined);
     const out: string[] = [];
-    out.push(`Ladder server (managed) — data in ${dataDir}`);
+    out.push('Ladder server — managed mode (key store, management API, metrics)');
+    out.push(`  store: ${describeStore(storeLocation, dataDir)}`);
     out.push(
       `  Shadowsocks on port ${plane.address.port} (${flags.udp === false ? 'TCP; UDP off' : 'TCP and UDP'}), ${await store.countKeys()} key(s) in the store`,
     );
     out.push(`  management API on port ${api.port} (HTTPS, self-signed; Outline Manager compatible)`);
     if (metricsServer) out.push(`  Prometheus metrics: ${metricsServer.url}`);
     if (dynamicAddress) out.push(`  dynamic keys (plain HTTP, put TLS in front): ${dynamicAddress}/access/…`);
+    out.push(`  ${privatePolicyLine(flags.allowPrivate === true)}`);
+    if (flags.method !== undefined && !createdNow && flags.method !== firstKey.method)
+      out.push(
+        `  --method ${flags.method} applies to the key a first start creates; add more with: ${ladder} keys add --method ${flags.method}${where}`,
+      );
     out.push('');
-    const publicPart = out.length;
-    out.push('Outline Manager access config (paste into "Add server" > "existing server"; keep it secret):');
-    out.push(accessConfigLine(api));
-    out.push('');
-    out.push(
-      `${createdNow ? 'Initial key' : `Key "${firstKey.name || firstKey.id}"`} (a secret: give it only to the people who should connect):`,
-    );
-    const url = accessUrl(firstKey, settings, firstKey.name || 'ladder');
-    out.push(`  ${url}`);
-    const dyn = dynamicAccessUrl(firstKey, settings, firstKey.name || 'ladder');
-    if (dyn) out.push(`  dynamic: ${dyn}`);
-    out.push((await QRCode.toString(url, { type: 'terminal', small: true })).trimEnd());
-    out.push('');
-    out.push('Try it (on the client machine):');
-    out.push(`  ladder client --key '${url}'`);
-    out.push('  curl --proxy socks5h://127.0.0.1:1080 https://example.com/');
-    out.push('');
-    out.push(`Manage keys: ladder keys list|add|rm|limit|expire|url --data-dir ${JSON.stringify(dataDir)}`);
-    out.push('Ctrl-C to stop.');
+    const head = out.slice();
+
+    const render = async (qr: boolean): Promise<string> => {
+      const o = head.slice();
+      o.push('Outline Manager access config (paste into "Add server" > "existing server"; keep it secret):');
+      o.push(accessConfigLine(api));
+      o.push('');
+      o.push(
+        `${createdNow ? 'Initial key' : `Key "${firstKey.name || firstKey.id}"`} (a secret: give it only to the people who should connect):`,
+      );
+      o.push(`  ${url}`);
+      if (dyn) {
+        o.push(`  dynamic: ${dyn}`);
+        o.push(`    ${dynamicKeyNote(settings.dynamicKeyBaseUrl)}`);
+      }
+      if (qr) o.push((await QRCode.toString(url, { type: 'terminal', small: true })).trimEnd());
+      else
+        o.push(
+          `  (QR code not drawn: output is not a terminal; for a picture: ${ladder} keys url ${firstKey.id} --qr-png FILE${where})`,
+        );
+      o.push('');
+      o.push(`Try it (on the client machine${flags.allowPrivate ? ', or on this one' : ''}):`);
+      o.push(`  ${ladder} client --key '${url}'`);
+      o.push('  curl --proxy socks5h://127.0.0.1:1080 https://example.com/');
+      o.push('');
+      o.push(`Manage keys: ${ladder} keys list|add|rm|limit|expire|url${where}`);
+      o.push(`Reprint this access config and every key: ${ladder} server access-config${where}`);
+      o.push('Ctrl-C to stop.');
+      return `${o.join('\n')}\n`;
+    };
 
     return {
       store,
@@ -470,12 +535,13 @@ export async function startManaged(
       metricsServer,
       enforcer,
       dynamicAddress,
-      banner: `${out.join('\n')}\n`,
+      banner: await render(true),
+      logBanner: await render(false),
       publicBanner: `${[
-        ...out.slice(0, publicPart),
-        'Secrets are not printed on a restart whose output is not a terminal (logs keep them):',
-        `  key URLs: ladder keys url ID --data-dir ${JSON.stringify(dataDir)}`,
-        '  Outline Manager access config: run the server once in a terminal',
+        ...head,
+        'Secrets are not printed on a restart whose output is not a terminal (logs keep them). To see them:',
+        `  ${ladder} server access-config${where}    (Outline Manager access config and every key's URL)`,
+        `  ${ladder} keys url ID${where}    (one key's URL; --qr-png FILE for its QR code)`,
         '',
         'Ctrl-C to stop.',
       ].join('\n')}\n`,
@@ -490,9 +556,21 @@ export async function startManaged(
 
 /** Run managed mode until SIGINT/SIGTERM. */
 export async function runManaged(flags: ManagedFlags): Promise<void> {
-  const log = createLogger(flags.logLevel !== undefined ? { level: flags.logLevel } : {});
-  const server = await startManaged(flags, log);
-  // Secrets go to the screen, or once at the first start; never into every restart's log.
-  process.stdout.write(server.firstStart || process.stdout.isTTY ? server.banner : server.publicBanner);
+  // Start-up info lines wait until the banner is out (warnings and errors do not).
+  const startupLog = new StartupLog();
+  const log = createLogger({
+    ...(flags.logLevel !== undefined ? { level: flags.logLevel } : {}),
+    destination: startupLog,
+  });
+  let server: ManagedServer;
+  try {
+    server = await startManaged(flags, log);
+    // Secrets go to the screen, or once at the first start; never into every restart's log.
+    // The QR code only to a terminal (in a log file it is a screenful of escape codes).
+    const tty = process.stdout.isTTY === true;
+    process.stdout.write(tty ? server.banner : server.firstStart ? server.logBanner : server.publicBanner);
+  } finally {
+    startupLog.release();
+  }
   await untilSignal({ close: () => server.close(), message: 'server stopping', log });
 }

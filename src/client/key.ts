@@ -19,7 +19,8 @@ export function endpointFromKey(key: string): ShadowsocksEndpoint & { tag?: stri
   if (/^ssconf:\/\//i.test(text)) {
     throw new ProtocolError(
       'ERR_URL',
-      'ssconf:// (online config) keys are not supported yet; use an ss:// key',
+      'ssconf:// (dynamic) keys are not supported by ladder client yet; use the ss:// key printed next to it ' +
+        '(ladder keys url ID); ssconf:// works in Outline clients only when the server has a trusted certificate',
     );
   }
   let parsed;

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type AddressInfo } from 'node:net';
-import { startManaged, wantsManaged, type ManagedServer } from '../../src/cli/managed.js';
+import { chooseMode, startManaged, type ManagedServer } from '../../src/cli/managed.js';
 import { openTestTunnel } from '../helpers/test-client.js';
 import { startClient } from '../../src/client/index.js';
 import { socks5Connect } from '../helpers/socks5.js';
@@ -195,31 +195,81 @@ test('managed server end to end: API key -> traffic -> usage and Prometheus -> l
   assert.ok(m.pool.ports.includes(keptPort), 'listener for the stored keys port after restart');
 });
 
-test('mode selection: `ladder server` alone is managed; keys on the command line are not', () => {
+test('mode selection: managed unless a key source is named; data-plane flags keep it managed; flags of the other mode refused', () => {
   const saved = process.env.LADDER_PASSWORD;
   delete process.env.LADDER_PASSWORD;
   try {
-    assert.equal(wantsManaged({ metrics: true }), true, 'npm start');
-    assert.equal(wantsManaged({ metrics: true, logLevel: 'debug', publicHost: 'x.example' }), true);
-    assert.equal(wantsManaged({ metrics: true, dataDir: '/tmp/x', port: '443' }), true);
-    assert.equal(wantsManaged({ metrics: false }), true);
+    assert.equal(chooseMode({ metrics: true }), 'managed', 'npm start');
+    assert.equal(chooseMode({ metrics: true, logLevel: 'debug', publicHost: 'x.example' }), 'managed');
+    assert.equal(chooseMode({ metrics: true, dataDir: '/tmp/x', port: '443' }), 'managed');
+    assert.equal(chooseMode({ metrics: false }), 'managed');
+    for (const extra of [
+      { allowPrivate: true },
+      { port: '0', host: '127.0.0.1' },
+      { udp: false },
+      { idleTimeout: '30' },
+      { method: 'aes-256-gcm' },
+      { replayState: 'r.bin' },
+    ])
+      assert.equal(chooseMode({ metrics: true, ...extra }), 'managed', JSON.stringify(extra));
+    assert.equal(chooseMode({ metrics: true, password: 'p' }), 'unmanaged');
     assert.equal(
-      wantsManaged({ metrics: true, port: '0', host: '127.0.0.1' }),
-      false,
-      'data-plane flags only',
+      chooseMode({ metrics: true, password: 'p', method: 'aes-128-gcm', allowPrivate: true }),
+      'unmanaged',
     );
-    assert.equal(wantsManaged({ metrics: true, password: 'p' }), false);
-    assert.equal(wantsManaged({ metrics: true, config: 'f.json' }), false);
+    assert.equal(chooseMode({ metrics: true, config: 'f.json' }), 'unmanaged');
     assert.throws(
-      () => wantsManaged({ metrics: true, config: 'f.json', dataDir: 'd' }),
-      /cannot be combined/,
+      () => chooseMode({ metrics: true, config: 'f.json', dataDir: 'd' }),
+      /--data-dir is for the managed server/,
     );
+    assert.throws(
+      () => chooseMode({ metrics: false, password: 'p' }),
+      /--no-metrics is for the managed server/,
+    );
+    assert.throws(
+      () => chooseMode({ metrics: true, config: 'f', password: 'p' }),
+      /cannot be combined with --config/,
+    );
+    assert.throws(() => chooseMode({ metrics: true, showUrls: true }), /--show-urls is for --config/);
     process.env.LADDER_PASSWORD = 'x';
-    assert.equal(wantsManaged({ metrics: true }), false);
+    assert.equal(chooseMode({ metrics: true }), 'unmanaged');
+    assert.throws(
+      () => chooseMode({ metrics: true, config: 'f' }),
+      /LADDER_PASSWORD cannot be combined with --config/,
+    );
   } finally {
     if (saved === undefined) delete process.env.LADDER_PASSWORD;
     else process.env.LADDER_PASSWORD = saved;
   }
+});
+
+test('managed banner: mode, store, ports, private policy; --method sets the initial key; the QR code only in the terminal text', async (t) => {
+  const dir = tempDir(t);
+  const m = await startManaged(
+    { ...flags(dir), allowPrivate: undefined, method: 'aes-256-gcm' } as never,
+    silentLogger,
+  );
+  try {
+    for (const text of [m.banner, m.logBanner, m.publicBanner]) {
+      assert.match(text, /^Ladder server — managed mode \(key store, management API, metrics\)\n/);
+      assert.ok(text.includes(`store: ${dir}/ladder.db (SQLite)`), text);
+      assert.match(text, new RegExp(`Shadowsocks on port ${m.plane.address.port} `));
+      assert.match(text, new RegExp(`management API on port ${m.api!.port} `));
+      assert.match(text, /private\/loopback destinations refused \(a local test needs --allow-private\)/);
+    }
+    assert.match(m.banner, /[▀▄█]/);
+    assert.doesNotMatch(m.logBanner, /[▀▄█]/);
+    assert.ok(!m.logBanner.includes('\u001b'), 'no escape codes');
+    assert.match(m.logBanner, /ss:\/\/\S+/);
+    assert.match(m.logBanner, /--qr-png FILE/);
+    assert.equal((await m.store.listKeys())[0]!.method, 'aes-256-gcm');
+  } finally {
+    await m.close();
+  }
+  await assert.rejects(
+    startManaged({ ...flags(tempDir(t)), method: 'rc4-md5' } as never, silentLogger),
+    /--method: method "rc4-md5" is a stream cipher/,
+  );
 });
 
 test('managed mode relays UDP for its keys by default, like Outline; --no-udp turns it off (negative control)', async (t) => {

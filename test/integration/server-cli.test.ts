@@ -1,54 +1,14 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseSsUrl } from '../../src/protocol/sip002/index.js';
 import { openTestTunnel } from '../helpers/test-client.js';
-import { waitFor } from '../helpers/wait.js';
-
-const BIN = fileURLToPath(new URL('../../bin/ladder.js', import.meta.url));
-
-interface Run {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exit: Promise<number | null>;
-}
-
-function run(args: string[]): Run {
-  const env: NodeJS.ProcessEnv = { ...process.env, LADDER_FROM_SOURCE: '1' };
-  delete env.LADDER_LOG_LEVEL;
-  delete env.LADDER_PASSWORD;
-  const child = spawn(process.execPath, [BIN, ...args], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, stdout: () => out, stderr: () => err, exit };
-}
-
-/** The first match of `re` in the server's stdout; fails at once if the server exits first. */
-function waitForStdout(r: Run, re: RegExp, ms = 20_000): Promise<RegExpExecArray> {
-  const message = (): string => `${re} in stdout: ${r.stdout()} / stderr: ${r.stderr()}`;
-  return waitFor(
-    () => {
-      const m = re.exec(r.stdout());
-      if (!m && r.child.exitCode !== null) throw new Error(`server exited; no ${message()}`);
-      return m;
-    },
-    { timeoutMs: ms, intervalMs: 50, message },
-  );
-}
+import { run, waitForStdout } from '../helpers/cli-run.js';
 
 describe('ladder server (CLI)', () => {
   let echo: net.Server;
@@ -65,18 +25,32 @@ describe('ladder server (CLI)', () => {
   });
   after(() => new Promise<void>((r) => echo.close(() => r())));
 
-  it('with no key: generates one, prints URL, QR and how to try it; relays; stops on SIGTERM; logs no secrets', async () => {
-    const r = run(['server', '--port', '0', '--host', '127.0.0.1', '--allow-private']);
+  it('--password: unmanaged, prints URL (no QR code: stdout is not a terminal) and how to try it; relays; stops on SIGTERM; logs no secrets', async () => {
+    const password = randomBytes(24).toString('base64url');
+    const r = run(
+      ['server', '--port', '0', '--host', '127.0.0.1', '--allow-private', '--password', password],
+      {
+        cwd: dir,
+      },
+    );
     try {
       const [url] = await waitForStdout(r, /ss:\/\/\S+/);
       const key = parseSsUrl(url);
       assert.equal(key.method, 'chacha20-ietf-poly1305');
-      assert.ok(key.password.length >= 32, 'strong password');
+      assert.equal(key.password, password);
       assert.equal(key.host, '127.0.0.1');
       assert.match(r.stdout(), /listening on 127\.0\.0\.1:\d+/);
-      assert.match(r.stdout(), /ladder client --key 'ss:\/\//);
+      assert.match(r.stdout(), /unmanaged mode: 1 key from --password .*no store, no management API/);
+      assert.match(r.stdout(), /private\/loopback destinations ALLOWED \(--allow-private\)/);
+      assert.match(
+        r.stdout(),
+        /ladder(\.js)? client --key 'ss:\/\//,
+        'npx ladder / ladder / node …/bin/ladder.js',
+      );
       assert.match(r.stdout(), /curl --proxy socks5h:\/\/127\.0\.0\.1:1080/);
-      assert.match(r.stdout(), /[▀▄█]/, 'QR code');
+      assert.doesNotMatch(r.stdout(), /[▀▄█]/, 'no QR code when stdout is not a terminal');
+      assert.ok(!r.stdout().includes('\u001b'), 'no escape codes when stdout is not a terminal');
+      assert.match(r.stdout(), /QR code not drawn: output is not a terminal/);
       const t = await openTestTunnel({
         port: key.port,
         method: key.method,
@@ -174,11 +148,42 @@ describe('ladder server (CLI)', () => {
       ['server', '--public-host', 'a b'],
       /--public-host must be an IP address or a DNS name/,
     ],
+    [
+      'a managed-only flag with --password',
+      ['server', '--password', 'p', '--data-dir', 'd'],
+      /^ladder: --data-dir is for the managed server \(keys in a store\), but --password runs the given keys without a store: drop one of them$/,
+    ],
+    [
+      '--no-metrics with --config',
+      ['server', '--config', 'x.json', '--no-metrics'],
+      /^ladder: --no-metrics is for the managed server .* but --config runs/,
+    ],
+    [
+      '--method with --config',
+      ['server', '--config', 'x.json', '--method', 'aes-128-gcm'],
+      /each key in the file names its method/,
+    ],
+    [
+      '--show-urls in managed mode',
+      ['server', '--show-urls'],
+      /^ladder: --show-urls is for --config; the managed server prints/,
+    ],
+    [
+      '--show-urls with --password',
+      ['server', '--password', 'p', '--show-urls'],
+      /--show-urls is for --config/,
+    ],
+    [
+      'access-config: unknown flag',
+      ['server', 'access-config', '--bogus'],
+      /^ladder: server access-config: unknown option '--bogus'$/,
+    ],
   ];
   for (const [name, args, re] of usageErrors) {
     it(`usage error, exit 2: ${name}`, async () => {
-      const r = run(args);
+      const r = run(args, { cwd: dir }); // managed-mode refusals must not create ./.ladder anywhere
       assert.equal(await r.exit, 2);
+      assert.ok(!existsSync(join(dir, '.ladder')), 'no store created on a usage error');
       const err = r.stderr().trim();
       assert.equal(err.split('\n').length, 1, err);
       assert.match(err, re);

@@ -382,6 +382,7 @@ export function registerClient(program: Command): void {
         if (route !== 'proxy' || rules)
           lines.push('               direct routes resolve names through it too, never the system resolver');
       }
+      lines.push('  If a site gets no reply, the log says why (refused destination, key not accepted).');
       lines.push('  Ctrl-C to stop.');
       process.stdout.write(`${lines.join('\n')}\n`);
       log.info(

@@ -4,7 +4,7 @@ import { networkInterfaces } from 'node:os';
 import QRCode from 'qrcode';
 import { loadServerConfigFile, serverFlagsSchema, type ServerConfig } from '../../config/server.js';
 import { isProtocolError } from '../../protocol/errors.js';
-import { checkKey, checkMethod, generateSecret } from '../../protocol/shadowsocks/key-material.js';
+import { checkKey, checkMethod } from '../../protocol/shadowsocks/key-material.js';
 import { formatSsUrl } from '../../protocol/sip002/index.js';
 import { startDataPlane, type DataPlane } from '../../server/index.js';
 import type { RuntimeKey } from '../../shared/control.js';
@@ -21,13 +21,11 @@ import { formatHostPort } from '../../shared/parse.js';
 import { parseFlags } from '../../config/flags.js';
 import { UsageError } from '../errors.js';
 import { untilSignal } from '../shutdown.js';
-import {
-  addManagedOptions,
-  checkPublicHost,
-  runManaged,
-  wantsManaged,
-  type ManagedFlags,
-} from '../managed.js';
+import { addManagedOptions, checkPublicHost, chooseMode, runManaged, type ManagedFlags } from '../managed.js';
+import { privatePolicyLine } from '../banner-text.js';
+import { ladderCommand } from '../invocation.js';
+import { StartupLog } from '../startup-log.js';
+import { registerAccessConfig } from './server-access-config.js';
 
 interface ServerFlags {
   config?: string;
@@ -69,45 +67,38 @@ export function urlHost(
 
 interface Plan {
   config: ServerConfig;
-  /** Keys whose URL is printed (the single --password / generated key, or all with --show-urls). */
+  /** Keys whose URL is printed (the --password key, or all with --config --show-urls). */
   printKeys: readonly RuntimeKey[];
-  generated: boolean;
   source: string;
 }
 
+/** The unmanaged server's keys: a config file, or one key from --password / LADDER_PASSWORD. */
 async function plan(flags: ServerFlags): Promise<Plan> {
-  const password = flags.password ?? process.env.LADDER_PASSWORD;
   let config: ServerConfig;
-  let generated = false;
   let source: string;
   if (flags.config !== undefined) {
-    if (password !== undefined || flags.method !== undefined) {
-      throw new UsageError(
-        '--password/--method cannot be combined with --config; put the keys in the config file',
-      );
-    }
     config = await loadServerConfigFile(flags.config); // a ConfigError is a usage error (exit 2)
     source = flags.config;
   } else {
+    const fromEnv = flags.password === undefined;
+    const password = flags.password ?? process.env.LADDER_PASSWORD ?? '';
+    const what = fromEnv ? 'LADDER_PASSWORD' : '--password';
     const method = flags.method ?? DEFAULT_METHOD;
     try {
       checkMethod(method);
     } catch (err) {
       throw new UsageError(`--method: ${isProtocolError(err) ? err.message : String(err)}`);
     }
-    if (password === '') throw new UsageError('--password must not be empty');
-    if (password !== undefined) {
-      try {
-        checkKey(method, password);
-      } catch (err) {
-        throw new UsageError(`--password: ${isProtocolError(err) ? err.message : String(err)}`);
-      }
+    if (password === '') throw new UsageError(`${what} must not be empty`);
+    try {
+      checkKey(method, password);
+    } catch (err) {
+      throw new UsageError(`${what}: ${isProtocolError(err) ? err.message : String(err)}`);
     }
-    generated = password === undefined;
     config = {
       port: DEFAULT_SERVER_PORT,
       host: undefined,
-      keys: [{ id: 'default', method, secret: password ?? generateSecret(method) }],
+      keys: [{ id: 'default', method, secret: password }],
       idleMs: DEFAULT_IDLE_SECONDS * 1000,
       connectMs: DEFAULT_CONNECT_SECONDS * 1000,
       allowPrivateDestinations: false,
@@ -115,7 +106,7 @@ async function plan(flags: ServerFlags): Promise<Plan> {
       replayStateFile: undefined,
       udp: false,
     };
-    source = generated ? 'generated key' : '--password';
+    source = what;
   }
   const parsed = parseFlags(serverFlagsSchema, flags);
   const overrides: Partial<{ -readonly [K in keyof ServerConfig]: ServerConfig[K] }> = {};
@@ -133,10 +124,15 @@ async function plan(flags: ServerFlags): Promise<Plan> {
   if (parsed.idleTimeout !== undefined) overrides.idleMs = Math.round(parsed.idleTimeout * 1000);
   config = { ...config, ...overrides };
   const printKeys = flags.config === undefined || flags.showUrls ? config.keys : [];
-  return { config, printKeys, generated, source };
+  return { config, printKeys, source };
 }
 
-async function banner(p: Plan, plane: DataPlane, publicHost: string | undefined): Promise<string> {
+async function banner(
+  p: Plan,
+  plane: DataPlane,
+  publicHost: string | undefined,
+  tty: boolean,
+): Promise<string> {
   const a: AddressInfo = plane.address;
   const { config } = p;
   const listen =
@@ -144,8 +140,11 @@ async function banner(p: Plan, plane: DataPlane, publicHost: string | undefined)
   const out: string[] = [];
   out.push(`Ladder server listening on ${listen} (${config.udp ? 'TCP and UDP' : 'TCP'})`);
   const methods = [...new Set(config.keys.map((k) => k.method))].join(', ');
-  out.push(`  ${config.keys.length} key${config.keys.length === 1 ? '' : 's'} from ${p.source}; ${methods}`);
-  if (config.allowPrivateDestinations) out.push('  private/loopback destinations ALLOWED (--allow-private)');
+  out.push(
+    `  unmanaged mode: ${config.keys.length} key${config.keys.length === 1 ? '' : 's'} from ${p.source} (${methods}); no store, no management API`,
+  );
+  out.push(`  ${privatePolicyLine(config.allowPrivateDestinations)}`);
+  const ladder = ladderCommand();
   if (p.printKeys.length === 0) {
     out.push('  access URLs are not printed for config files (add --show-urls to print them)');
   } else {
@@ -163,12 +162,14 @@ async function banner(p: Plan, plane: DataPlane, publicHost: string | undefined)
         `Access key${p.printKeys.length > 1 ? ` "${k.id}"` : ''} (a secret: give it only to the people who should connect):`,
       );
       out.push(`  ${url}`);
-      const qr = await QRCode.toString(url, { type: 'terminal', small: true });
-      out.push(qr.trimEnd());
+      if (tty) out.push((await QRCode.toString(url, { type: 'terminal', small: true })).trimEnd());
+      else out.push('  (QR code not drawn: output is not a terminal)');
       if (k === p.printKeys[0]) {
         out.push('');
-        out.push('Try it (on the client machine):');
-        out.push(`  ladder client --key '${url}'`);
+        out.push(
+          `Try it (on the client machine${config.allowPrivateDestinations ? ', or on this one' : ''}):`,
+        );
+        out.push(`  ${ladder} client --key '${url}'`);
         out.push('  curl --proxy socks5h://127.0.0.1:1080 https://example.com/');
       }
     }
@@ -179,35 +180,33 @@ async function banner(p: Plan, plane: DataPlane, publicHost: string | undefined)
       );
       out.push('address or name (NAT, cloud VM, DNS name), restart with --public-host NAME.');
     }
-    if (p.generated) {
-      out.push('');
-      out.push(`This key was generated for this run. To keep it across restarts, pass it back:`);
-      out.push(
-        `  ladder server --port ${a.port} --method ${config.keys[0]!.method} --password '${config.keys[0]!.secret}'`,
-      );
-    }
   }
   out.push('');
   out.push('Ctrl-C to stop.');
   return `${out.join('\n')}\n`;
 }
 
-/** `ladder server`: the Shadowsocks AEAD server (data plane). */
+/** `ladder server`: the Shadowsocks server, managed or unmanaged; `ladder server access-config`. */
 export function registerServer(program: Command): void {
-  addManagedOptions(program.command('server'))
+  const server = program.command('server');
+  registerAccessConfig(server);
+  addManagedOptions(server)
     .description(
-      'run the Shadowsocks AEAD server; alone (or with --data-dir/--store) the managed server: key store, Outline-compatible API, metrics',
+      'run the Shadowsocks server: managed (key store, Outline-compatible API, metrics) unless --password or --config names the keys',
     )
     .option(
       '--config <file>',
-      'JSON config with one or more keys (format below); --port/--host/--idle-timeout/--allow-private override it',
+      'unmanaged: serve the keys in this JSON file, no store (format below); --port/--host/--idle-timeout/--allow-private override it',
     )
     .option('--port <port>', `TCP port to listen on (default ${DEFAULT_SERVER_PORT}; 0 picks a free port)`)
     .option('--host <addr>', 'address to listen on (default: all interfaces)')
-    .option('--method <method>', `cipher for --password or the generated key (default ${DEFAULT_METHOD})`)
+    .option(
+      '--method <method>',
+      `cipher of the --password key, or of the key a managed first start creates (default ${DEFAULT_METHOD})`,
+    )
     .option(
       '--password <pw>',
-      'use this password instead of generating one; or set LADDER_PASSWORD to keep it out of ps',
+      'unmanaged: serve this one key, no store; or set LADDER_PASSWORD to keep it out of ps',
     )
     .option('--allow-private', 'allow relaying to loopback/private/link-local destinations (off by default)')
     .option(
@@ -244,9 +243,15 @@ export function registerServer(program: Command): void {
         '',
         'Examples:',
         '  ladder server                                  # managed: store in ./.ladder, API, metrics; prints URL + QR',
-        '  ladder server --port 0 --host 127.0.0.1        # data-plane flags only: one generated key for this run',
-        "  ladder server --port 443 --password 'long random text'",
-        '  ladder server --config server.json',
+        '  ladder server --allow-private --port 8388      # still managed (same store, same keys); a local test',
+        "  ladder server --port 443 --password 'long random text'   # unmanaged: this one key, no store",
+        '  ladder server --config server.json             # unmanaged: the keys in the file, no store',
+        '  ladder server access-config                    # reprint the Outline Manager config and every key',
+        '',
+        'Modes: the managed server is the default and stays managed with any data-plane flag',
+        '(--port, --host, --allow-private, --udp/--no-udp, --idle-timeout, --replay-state, --method);',
+        'naming the keys (--password, LADDER_PASSWORD or --config) runs the unmanaged server.',
+        'Flags of the other mode are refused.',
         '',
         'Config file (JSON; unknown fields are refused):',
         '  { "port": 8388, "host": "0.0.0.0",',
@@ -262,11 +267,14 @@ export function registerServer(program: Command): void {
         const from = flags.logLevel !== undefined ? '--log-level' : 'LADDER_LOG_LEVEL';
         throw new UsageError(`${from} must be one of ${LOG_LEVELS.join(', ')}, got "${level}"`);
       }
-      // Managed mode (store + API + metrics): `ladder server` alone, or with --data-dir/--store.
-      if (wantsManaged(flags as Record<string, unknown>)) return runManaged({ ...flags, logLevel: level });
+      // Managed (store + API + metrics) unless a key source is named; see chooseMode.
+      if (chooseMode(flags as Record<string, unknown>) === 'managed')
+        return runManaged({ ...flags, logLevel: level });
       checkPublicHost(flags.publicHost);
       const p = await plan(flags);
-      const log = createLogger({ level });
+      // Start-up info lines wait until the banner is out (warnings and errors do not).
+      const startupLog = new StartupLog();
+      const log = createLogger({ level, destination: startupLog });
       let plane: DataPlane;
       try {
         plane = await startDataPlane({
@@ -281,6 +289,7 @@ export function registerServer(program: Command): void {
           udp: p.config.udp,
         });
       } catch (err) {
+        startupLog.release();
         const code = bindErrorCode(err);
         if (code) {
           const where =
@@ -291,7 +300,8 @@ export function registerServer(program: Command): void {
         }
         throw err;
       }
-      process.stdout.write(await banner(p, plane, flags.publicHost));
+      process.stdout.write(await banner(p, plane, flags.publicHost, process.stdout.isTTY === true));
+      startupLog.release();
 
       await untilSignal({ close: () => plane.close(), message: 'server stopping', log });
     });

@@ -1,0 +1,108 @@
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Command, CommanderError } from 'commander';
+import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
+import { formatHostPort } from '../../shared/parse.js';
+import { dynamicKeyNote, storeFlags } from '../banner-text.js';
+import { UsageError } from '../errors.js';
+import { ladderCommand } from '../invocation.js';
+
+interface AccessConfigFlags {
+  dataDir?: string;
+  store?: string;
+}
+
+/**
+ * The text of `ladder server access-config`: the Outline Manager access config (apiUrl +
+ * certSha256) and every key's URLs, read from the store and the data directory. Secrets are not
+ * logged on a restart under systemd; this is how to see them again.
+ */
+export async function accessConfigText(flags: AccessConfigFlags): Promise<string> {
+  // Loaded here, not at start-up: other commands do not need the store or the API.
+  const { openStore, parseStoreLocation, StoreError } = await import('../../store/index.js');
+  const { accessConfigLine, accessUrl, certSha256, CERT_FILE, dynamicAccessUrl } =
+    await import('../../api/index.js');
+  const dataDir = resolve(flags.dataDir ?? DEFAULT_DATA_DIR);
+  const ladder = ladderCommand();
+  let loc;
+  try {
+    loc = parseStoreLocation(flags.store, dataDir);
+  } catch (err) {
+    if (err instanceof StoreError) throw new UsageError(err.message);
+    throw err;
+  }
+  const where = storeFlags(loc, dataDir, flags.store !== undefined);
+  if (loc.kind === 'sqlite' && !existsSync(loc.path)) {
+    throw new UsageError(
+      `no store at ${loc.path}: start the server once (${ladder} server${where}), or name its store with --data-dir/--store`,
+    );
+  }
+  let store;
+  try {
+    store = await openStore(loc);
+  } catch (err) {
+    if (err instanceof StoreError) throw new UsageError(err.message);
+    throw err;
+  }
+  try {
+    const settings = await store.getSettings();
+    const keys = await store.listKeys();
+    const out: string[] = [];
+    const certFile = join(dataDir, CERT_FILE);
+    let pem: string | undefined;
+    try {
+      pem = await readFile(certFile, 'utf8');
+    } catch {
+      pem = undefined;
+    }
+    if (settings.apiPort == null || pem === undefined) {
+      out.push(`No Outline Manager access config yet: the management API has not started with ${dataDir}.`);
+    } else {
+      const host = formatHostPort(settings.hostnameForAccessKeys, settings.apiPort);
+      out.push(
+        'Outline Manager access config (paste into "Add server" > "existing server"; keep it secret):',
+      );
+      out.push(
+        accessConfigLine({ apiUrl: `https://${host}/${settings.apiPrefix}`, certSha256: certSha256(pem) }),
+      );
+    }
+    out.push('');
+    out.push(`${keys.length} key(s) (secrets: give each only to the people who should use it):`);
+    for (const k of keys) {
+      const tag = k.name || 'ladder';
+      out.push(`  ${k.id} ${JSON.stringify(k.name)}${k.enabled ? '' : ' (disabled)'}`);
+      out.push(`    ${accessUrl(k, settings, tag)}`);
+      const dyn = dynamicAccessUrl(k, settings, tag);
+      if (dyn) out.push(`    dynamic: ${dyn}`);
+    }
+    if (keys.some((k) => dynamicAccessUrl(k, settings) !== undefined)) {
+      out.push('');
+      out.push(`dynamic (ssconf://) keys: ${dynamicKeyNote(settings.dynamicKeyBaseUrl)}`);
+    }
+    out.push('');
+    out.push(`QR code of a key: ${ladder} keys url ID${where}`);
+    return `${out.join('\n')}\n`;
+  } finally {
+    await store.close();
+  }
+}
+
+/** `ladder server access-config`. */
+export function registerAccessConfig(server: Command): void {
+  server
+    .command('access-config')
+    .description("reprint the Outline Manager access config and every key's URLs from the store")
+    .option('--data-dir <dir>', `the managed server's data directory (default ./${DEFAULT_DATA_DIR})`)
+    .option('--store <spec>', 'sqlite:PATH or postgres://... (default: ladder.db in --data-dir)')
+    .configureOutput({ outputError: () => {} })
+    .showHelpAfterError(false)
+    .exitOverride((err: CommanderError) => {
+      if (err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.help')
+        throw err;
+      throw new UsageError(`server access-config: ${err.message.replace(/^error: /, '')}`);
+    })
+    .action(async (_opts: AccessConfigFlags, cmd: Command) => {
+      process.stdout.write(await accessConfigText(cmd.optsWithGlobals<AccessConfigFlags>()));
+    });
+}

@@ -1,0 +1,43 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { waitFor } from './wait.js';
+
+const BIN = fileURLToPath(new URL('../../bin/ladder.js', import.meta.url));
+
+export interface Run {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exit: Promise<number | null>;
+}
+
+/** `ladder ARGS` from the sources, stdout and stderr piped (not a terminal), without LADDER_* from the caller. */
+export function run(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Run {
+  const env: NodeJS.ProcessEnv = { ...process.env, LADDER_FROM_SOURCE: '1', ...opts.env };
+  if (!opts.env?.LADDER_LOG_LEVEL) delete env.LADDER_LOG_LEVEL;
+  if (!opts.env?.LADDER_PASSWORD) delete env.LADDER_PASSWORD;
+  const child = spawn(process.execPath, [BIN, ...args], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
+  });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, stdout: () => out, stderr: () => err, exit };
+}
+
+/** The first match of `re` in the process's stdout; fails at once if the process exits first. */
+export function waitForStdout(r: Run, re: RegExp, ms = 20_000): Promise<RegExpExecArray> {
+  const message = (): string => `${re} in stdout: ${r.stdout()} / stderr: ${r.stderr()}`;
+  return waitFor(
+    () => {
+      const m = re.exec(r.stdout());
+      if (!m && r.child.exitCode !== null) throw new Error(`exited; no ${message()}`);
+      return m;
+    },
+    { timeoutMs: ms, intervalMs: 50, message },
+  );
+}

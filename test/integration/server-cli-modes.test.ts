@@ -1,0 +1,168 @@
+// The server's modes as a user meets them through the CLI: the managed server stays managed when
+// data-plane flags are added (the key printed at the first start keeps working after a restart
+// with --allow-private, the API stays up), the banner states the mode, the store and the
+// private-destination policy, no JSON log line comes before it, no escape codes go to a file, and
+// `ladder server access-config` reprints what a restart under systemd does not.
+import { closeSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseSsUrl } from '../../src/protocol/sip002/index.js';
+import { LADDER_BIN } from '../helpers/peers.js';
+import { freePort, startEcho } from '../helpers/net.js';
+import { openTestTunnel } from '../helpers/test-client.js';
+import { run } from '../helpers/cli-run.js';
+import { waitFor } from '../helpers/wait.js';
+
+/** `ladder server ARGS` with stdout and stderr into one file, as under systemd or `> log 2>&1`. */
+async function startToFile(dir: string, name: string, args: string[]) {
+  const file = join(dir, name);
+  const fd = openSync(file, 'w');
+  const env: NodeJS.ProcessEnv = { ...process.env, LADDER_FROM_SOURCE: '1' };
+  delete env.LADDER_LOG_LEVEL;
+  delete env.LADDER_PASSWORD;
+  const child = spawn(process.execPath, [LADDER_BIN, 'server', ...args], {
+    cwd: dir,
+    env,
+    stdio: ['ignore', fd, fd],
+  });
+  closeSync(fd);
+  const exit = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+  const text = (): string => readFileSync(file, 'utf8');
+  await waitFor(
+    () => {
+      if (child.exitCode !== null) throw new Error(`server exited: ${text()}`);
+      return text().includes('Ctrl-C to stop.') && /"msg":"listening"/.test(text());
+    },
+    { timeoutMs: 30_000, intervalMs: 50, message: () => `banner and logs: ${text()}` },
+  );
+  return {
+    text,
+    stop: async (): Promise<number | null> => {
+      child.kill('SIGTERM');
+      return exit;
+    },
+  };
+}
+
+function getJson(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(url, { rejectUnauthorized: false, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('managed stays managed with --allow-private: same store, same key, API up; banner first; no escape codes in a file; access-config reprints', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ladder-modes-'));
+  const echo = await startEcho();
+  t.after(() => echo.close());
+  const port = await freePort();
+  const common = [
+    '--data-dir',
+    join(dir, 'data'),
+    '--port',
+    String(port),
+    '--host',
+    '127.0.0.1',
+    '--public-host',
+    '127.0.0.1',
+  ];
+  const common2 = ['--api-host', '127.0.0.1', '--metrics-port', '0'];
+
+  // First start, without --allow-private.
+  const first = await startToFile(dir, 'first.log', [...common, ...common2]);
+  const out1 = first.text();
+  assert.equal(await first.stop(), 0);
+  const lines = out1.split('\n');
+  assert.equal(lines[0], 'Ladder server — managed mode (key store, management API, metrics)', out1);
+  const bannerEnd = lines.indexOf('Ctrl-C to stop.');
+  assert.ok(
+    lines.slice(0, bannerEnd).every((l) => !l.startsWith('{"level"')),
+    `no JSON log line before the banner:\n${out1}`,
+  );
+  assert.match(
+    out1,
+    new RegExp(
+      `store: ${join(dir, 'data', 'ladder.db').replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} \\(SQLite\\)`,
+    ),
+  );
+  assert.match(out1, new RegExp(`Shadowsocks on port ${port} \\(TCP and UDP\\)`));
+  assert.match(out1, /private\/loopback destinations refused \(a local test needs --allow-private\)/);
+  assert.doesNotMatch(out1, /[▀▄█]/, 'no QR code in a file');
+  assert.ok(!out1.includes('\u001b'), 'no escape codes in a file');
+  assert.match(
+    out1,
+    /QR code not drawn: output is not a terminal; for a picture: .*keys url 0 --qr-png FILE/,
+  );
+  assert.match(
+    out1,
+    /dynamic: ssconf:\/\/\S+\n\s+works in Outline clients only when the server has a trusted certificate/,
+  );
+  assert.match(out1, /server access-config --data-dir/);
+  const url = /ss:\/\/\S+/.exec(out1)![0];
+  const cfgLine = lines.find((l) => l.startsWith('{"apiUrl":'))!;
+  const cfg = JSON.parse(cfgLine) as { apiUrl: string };
+
+  // Restart with --allow-private: still managed, same key, API still answering.
+  const second = await startToFile(dir, 'second.log', [...common, ...common2, '--allow-private']);
+  try {
+    const out2 = second.text();
+    assert.match(out2, /^Ladder server — managed mode/);
+    assert.match(out2, /private\/loopback destinations ALLOWED \(--allow-private\)/);
+    assert.doesNotMatch(out2, /ss:\/\/|apiUrl/, 'no secrets on a restart to a file');
+    assert.match(out2, /server access-config --data-dir/);
+    assert.equal(await getJson(`${cfg.apiUrl}/server`), 200, 'management API up after the restart');
+    const key = parseSsUrl(url);
+    const tun = await openTestTunnel({
+      port: key.port,
+      method: key.method,
+      password: key.password,
+      target: { host: '127.0.0.1', port: echo.port },
+      initial: Buffer.from('same key'),
+    });
+    assert.equal((await tun.read(8)).toString(), 'same key', 'the first key works after the restart');
+    tun.end();
+  } finally {
+    assert.equal(await second.stop(), 0);
+  }
+
+  // access-config: the same Outline line and the key's URL, from the store.
+  const ac = run(['server', 'access-config', '--data-dir', join(dir, 'data')], { cwd: dir });
+  assert.equal(await ac.exit, 0, ac.stderr());
+  assert.ok(ac.stdout().split('\n').includes(cfgLine), ac.stdout());
+  assert.ok(ac.stdout().includes(url), 'the key URL');
+  assert.match(ac.stdout(), /0 "Initial key"/);
+  assert.match(ac.stdout(), /works in Outline clients only when the server has a trusted certificate/);
+
+  const missing = run(['server', 'access-config', '--data-dir', join(dir, 'nope')], { cwd: dir });
+  assert.equal(await missing.exit, 2);
+  assert.match(missing.stderr(), /^ladder: no store at .*nope.*ladder\.db: start the server once/);
+  assert.equal(missing.stderr().trim().split('\n').length, 1);
+});
+
+test('LADDER_PASSWORD names a key source: unmanaged, no store created', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ladder-modes-'));
+  const r = run(['server', '--port', '0', '--host', '127.0.0.1'], {
+    cwd: dir,
+    env: { LADDER_PASSWORD: 'a-long-test-password' },
+  });
+  t.after(() => r.child.kill('SIGKILL'));
+  await waitFor(() => r.stdout().includes('Ctrl-C to stop.'), {
+    timeoutMs: 30_000,
+    intervalMs: 50,
+    message: () => r.stderr(),
+  });
+  assert.match(r.stdout(), /unmanaged mode: 1 key from LADDER_PASSWORD/);
+  assert.match(r.stdout(), /private\/loopback destinations refused \(a local test needs --allow-private\)/);
+  r.child.kill('SIGTERM');
+  assert.equal(await r.exit, 0);
+  const { existsSync } = await import('node:fs');
+  assert.ok(!existsSync(join(dir, '.ladder')), 'no store');
+});
