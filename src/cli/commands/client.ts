@@ -34,6 +34,7 @@ import { bindErrorCode } from '../../shared/listen.js';
 import { formatHostPort } from '../../shared/parse.js';
 import { parseFlags } from '../../config/flags.js';
 import { clientFlagsSchema } from '../../config/client.js';
+import { fileErrorWhy } from '../../config/errors.js';
 import { isUserError, UsageError } from '../errors.js';
 import { untilSignal } from '../shutdown.js';
 
@@ -64,14 +65,11 @@ function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
 
-function readText(path: string, what: string): string {
+function readText(path: string): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (err) {
-    throw new UsageError(
-      `${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-      'ERR_INPUT',
-    );
+    throw new UsageError(`${path}: ${fileErrorWhy(err)}`, 'ERR_INPUT');
   }
 }
 
@@ -186,7 +184,7 @@ export function registerClient(program: Command): void {
       let configDir = process.cwd();
       if (flags.config !== undefined) {
         const path = resolvePath(flags.config);
-        config = usage('', () => parseClientConfig(readText(path, '--config'), flags.config!));
+        config = usage('', () => parseClientConfig(readText(path), flags.config!));
         configDir = dirname(path);
       }
       const envKeys = (process.env.LADDER_KEY ?? '').split(/\s+/).filter((k) => k.length > 0);
@@ -254,7 +252,7 @@ export function registerClient(program: Command): void {
             : undefined;
       if (rulesPath !== undefined) {
         rulesName = flags.rules ?? config.rules;
-        rules = usage('', () => parseRulesText(readText(rulesPath, '--rules'), rulesName!));
+        rules = usage('', () => parseRulesText(readText(rulesPath), rulesName!));
       }
 
       const dnsListen = flags.dns ?? config.dns;
