@@ -8,6 +8,9 @@
 // eslint-disable-next-line no-control-regex
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 
+/** What JSON.stringify leaves raw (it escapes C0 controls itself; its own newlines must stay). */
+const UNSAFE_IN_JSON = /[\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
 const NAMED: Readonly<Record<string, string>> = { '\n': '\\n', '\r': '\\r', '\t': '\\t', '\u001b': '\\e' };
 
 /** `text` with every unsafe character written as \n, \r, \t, \e, \xHH or \u{HHHH}. */
@@ -23,7 +26,7 @@ export function printable(text: string): string {
 /** JSON for a terminal: JSON.stringify escapes C0 controls; this also escapes DEL, C1 and bidi marks. */
 export function printableJson(value: unknown): string {
   return JSON.stringify(value, null, 2).replace(
-    UNSAFE,
+    UNSAFE_IN_JSON,
     (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`,
   );
 }
