@@ -94,7 +94,7 @@ test('--data-dir on an unreadable path (/proc/nope) fails at once with one line'
 test('every change is confirmed in one line; sizes, dates and periods are strict', async (t) => {
   const dir = tempDir(t);
   const k = (...args: string[]) => ladder(['keys', '--data-dir', dir, ...args]);
-  let r = await k('--init', 'add', '--name', 'Alice', '--limit', '10GB', '--no-qr');
+  const r = await k('--init', 'add', '--name', 'Alice', '--limit', '10GB', '--no-qr');
   assert.match(r.stdout, /^created key 0 "Alice": data limit 10\.0 GB in any 30 days \(rolling30d\)\n/);
 
   refused(await k('limit', '0', '10'), /^ladder: limit must be a size with a unit .* like 10GB, got "10"$/);
