@@ -1,34 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { accessConfigLine, startApi } from '../../src/api/index.js';
 import { Command } from 'commander';
 import { parseSize, parseWhen, formatTable, registerKeys } from '../../src/cli/commands/keys.js';
 import { reportError } from '../../src/cli/errors.js';
 import { openStore, parseStoreLocation } from '../../src/store/index.js';
 import { RecordingControl, tempDir } from './helpers.js';
-
-const BIN = fileURLToPath(new URL('../../bin/ladder.js', import.meta.url));
+import { runLadder } from '../helpers/ladder-run.js';
 
 function ladder(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, LADDER_FROM_SOURCE: '1', LADDER_LOG_LEVEL: 'silent' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 45_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, stdout, stderr });
-    });
-  });
+  return runLadder(args, { killAfterMs: 45_000 });
 }
 
 /** Same command tree, in-process (spawning tsx costs seconds per run on a loaded machine). */

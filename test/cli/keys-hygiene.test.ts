@@ -3,44 +3,18 @@
 // is confirmed in one line, and nothing a key's name holds reaches the terminal raw.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { openStore, parseStoreLocation } from '../../src/store/index.js';
 import { tempDir } from '../api/helpers.js';
+import { runLadder, type LadderRun } from '../helpers/ladder-run.js';
 
-const BIN = fileURLToPath(new URL('../../bin/ladder.js', import.meta.url));
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-function ladder(args: string[], cwd?: string, killAfterMs = 60_000): Promise<Run> {
-  const start = Date.now();
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd,
-      env: { ...process.env, LADDER_FROM_SOURCE: '1', LADDER_LOG_LEVEL: 'silent' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, stdout, stderr, ms: Date.now() - start });
-    });
-  });
+function ladder(args: string[], cwd?: string, killAfterMs?: number): Promise<LadderRun> {
+  return runLadder(args, { ...(cwd ? { cwd } : {}), ...(killAfterMs ? { killAfterMs } : {}) });
 }
 
 /** Exit 2 with exactly one stderr line matching `re`, nothing on stdout. */
-function refused(r: Run, re: RegExp): void {
+function refused(r: LadderRun, re: RegExp): void {
   assert.equal(r.code, 2, `exit code; stderr: ${r.stderr}`);
   assert.equal(r.stdout, '');
   const lines = r.stderr.trimEnd().split('\n');
@@ -50,7 +24,7 @@ function refused(r: Run, re: RegExp): void {
 }
 
 /** Exit 0 with exactly one stdout line matching `re`. */
-function confirmed(r: Run, re: RegExp): void {
+function confirmed(r: LadderRun, re: RegExp): void {
   assert.equal(r.code, 0, r.stderr);
   const lines = r.stdout.trimEnd().split('\n');
   assert.equal(lines.length, 1, r.stdout);
