@@ -27,7 +27,7 @@ export class LocalKeys implements KeysBackend {
    * added to a store no server reads would look valid and never work. Nothing is created
    * without --init, and never more than the data directory itself (its parent must exist).
    */
-  static async open(dataDir: string, storeSpec: string | undefined, init: boolean): Promise<LocalKeys> {
+  static async open(dataDir: string, storeSpec: string | undefined, init = false): Promise<LocalKeys> {
     try {
       const loc = parseStoreLocation(storeSpec, resolve(dataDir));
       if (loc.kind === 'sqlite') prepareSqlite(loc.path, init);
