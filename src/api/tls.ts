@@ -1,9 +1,10 @@
 import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { chmod, readFile, rename, rm } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { makeDirs } from '../shared/fs.js';
 
 const run = promisify(execFile);
 
@@ -34,7 +35,7 @@ export async function ensureCertificate(dataDir: string, hostname: string): Prom
   } catch {
     // create below
   }
-  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  makeDirs(dataDir); // not recursive mkdir: it hangs on /proc (see makeDirs)
   const tmpCert = `${certPath}.tmp`;
   const tmpKey = `${keyPath}.tmp`;
   const san = isIP(hostname) ? `IP:${hostname}` : `DNS:${hostname}`;

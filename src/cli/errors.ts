@@ -77,3 +77,16 @@ export function reportError(err: unknown): ExitReport {
       `${detail}\n`,
   };
 }
+
+/**
+ * A commander parse error (unknown option, missing argument…) as one usage line:
+ * `unknown option '--fo' (did you mean --foo?) — see ladder keys --help`. Commander puts its
+ * suggestion on a second line; here it joins the first.
+ */
+export function commanderUsageError(err: CommanderError, helpCommand: string): UsageError {
+  const text = err.message
+    .replace(/^error: /, '')
+    .replace(/\n\(Did you mean (.+)\?\)/, ' (did you mean $1?)')
+    .replace(/\s*\n\s*/g, ' ');
+  return new UsageError(`${text} — see ${helpCommand} --help`);
+}

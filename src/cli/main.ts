@@ -1,5 +1,5 @@
 import { Command, type CommanderError } from 'commander';
-import { EXIT, reportError, UsageError } from './errors.js';
+import { commanderUsageError, EXIT, reportError } from './errors.js';
 import { loadCommands } from './commands/index.js';
 import { setNativeEnabled } from '../protocol/shadowsocks/native.js';
 
@@ -17,7 +17,7 @@ export async function main(argv: string[]): Promise<number> {
     .configureOutput({ outputError: () => {} })
     .exitOverride((err: CommanderError) => {
       if (err.exitCode === 0) throw err; // --help, --version
-      throw new UsageError(`${err.message.replace(/^error: /, '')} (see ladder --help)`);
+      throw commanderUsageError(err, 'ladder');
     });
   for (const register of await loadCommands(argv)) register(program);
   try {

@@ -21,7 +21,7 @@
  */
 import { z } from 'zod';
 import { MAX_CLIENT_SECONDS, MAX_FIRST_DATA_WAIT_MS } from './defaults.js';
-import { ClientConfigError } from './errors.js';
+import { ClientConfigError, jsonErrorWhere } from './errors.js';
 import { flag } from './flags.js';
 
 export { ClientConfigError };
@@ -162,11 +162,7 @@ export function parseClientConfig(input: string, source = 'config'): ClientConfi
   try {
     raw = JSON.parse(input);
   } catch (err) {
-    throw new ClientConfigError(
-      `${source}: not valid JSON (${(err as Error).message})`,
-      '',
-      'ERR_CONFIG_JSON',
-    );
+    throw new ClientConfigError(`${source}: ${jsonErrorWhere(input, err)}`, '', 'ERR_CONFIG_JSON');
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
     throw new ClientConfigError(`${source}: expected a JSON object`, '', 'ERR_CONFIG_JSON');

@@ -2,11 +2,22 @@
  * Defaults that more than one place relies on: the CLI's flags and help, the config file
  * schemas, the API and the client. One place so the help text, the schema and the code agree.
  */
-import type { AeadMethodName } from '../protocol/shadowsocks/methods.js';
+import { AEAD_METHODS, type AeadMethodName } from '../protocol/shadowsocks/methods.js';
+import { AEAD_2022_METHODS } from '../protocol/shadowsocks/methods2022.js';
 import { MAX_SECONDS } from '../shared/parse.js';
 
 /** The cipher for generated and new keys (Outline's default too). */
 export const DEFAULT_METHOD: AeadMethodName = 'chacha20-ietf-poly1305';
+
+/**
+ * Every method ladder speaks, from the protocol's method tables (the default first, then the
+ * other SIP004 methods, then the 2022 edition): the one list help texts and errors show.
+ */
+export const ALL_METHODS: readonly string[] = Object.freeze([
+  DEFAULT_METHOD,
+  ...Object.keys(AEAD_METHODS).filter((m) => m !== DEFAULT_METHOD),
+  ...Object.keys(AEAD_2022_METHODS),
+]);
 
 /** The longest timeout anything accepts (--idle-timeout, timeouts.idleSeconds): one week. */
 export const MAX_TIMEOUT_SECONDS = MAX_SECONDS;

@@ -27,3 +27,60 @@ export class ConfigError extends Error {
 export class ClientConfigError extends ConfigError {
   override readonly name: string = 'ClientConfigError';
 }
+
+/**
+ * Why a file cannot be read, in the words every command uses: "no such file", "permission
+ * denied", "is a directory", else the system's code. Used as `<file>: <why>`.
+ */
+export function fileErrorWhy(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  switch (code) {
+    case 'ENOENT':
+    case 'ENOTDIR':
+      return 'no such file';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    case 'EISDIR':
+      return 'is a directory, not a file';
+    default:
+      return `cannot read (${code ?? (err instanceof Error ? err.message : String(err))})`;
+  }
+}
+
+/**
+ * Where V8 did not say: the first occurrence of the unexpected token outside string literals
+ * and the words true/false/null (V8 names the token but quotes the text instead of a position).
+ */
+function tokenOffset(text: string, token: string): number {
+  // Structural tokens are only unexpected after certain others: "[1,,2]", "{"a":}", "[1,]".
+  const badAfter: Record<string, string> = { ',': '[{,:', ']': ',:', '}': ',:', ':': '[{,:' };
+  const re = /"(?:[^"\\]|\\.)*"|\b(?:true|false|null)\b|[^\s]/g;
+  let prev = '';
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    const after = badAfter[token];
+    if (m[0] === token && (after === undefined || prev === '' || after.includes(prev))) return m.index;
+    prev = m[0].length === 1 ? m[0] : 'v';
+  }
+  return text.length;
+}
+
+/**
+ * A JSON.parse failure as `line L, column C: <what>` (1-based), in the words every command
+ * uses; never quotes the text (config files hold passwords), which V8's message sometimes does.
+ */
+export function jsonErrorWhere(text: string, err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  const pos = /at position (\d+)/.exec(msg);
+  const token = /^Unexpected token '(.)'/.exec(msg);
+  const offset = pos ? Number(pos[1]) : token ? tokenOffset(text, token[1]!) : text.length;
+  let what = msg
+    .replace(/\s*in JSON at position \d+.*$/s, '')
+    .replace(/^(Unexpected token '.'),.*$/s, '$1')
+    .replace(/^Unexpected end of JSON input$/, 'unexpected end of the file');
+  what = what.charAt(0).toLowerCase() + what.slice(1);
+  const before = text.slice(0, offset);
+  const line = before.split('\n').length;
+  const col = before.length - before.lastIndexOf('\n');
+  return `line ${line}, column ${col}: ${what}`;
+}

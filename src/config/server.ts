@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { isProtocolError } from '../protocol/errors.js';
 import { checkKey, checkMethod } from '../protocol/shadowsocks/key-material.js';
 import type { RuntimeKey } from '../shared/control.js';
-import { ConfigError } from './errors.js';
+import { ConfigError, fileErrorWhy, jsonErrorWhere } from './errors.js';
 import { flag } from './flags.js';
 import {
   DEFAULT_CONNECT_SECONDS,
@@ -209,16 +209,7 @@ export function parseServerConfigText(text: string, source = 'config'): ServerCo
   try {
     json = JSON.parse(text);
   } catch (err) {
-    const msg = err instanceof Error ? err.message : '';
-    const pos = /at position (\d+)/.exec(msg);
-    let where = '';
-    if (pos) {
-      const before = text.slice(0, Number(pos[1]));
-      const line = before.split('\n').length;
-      const col = before.length - before.lastIndexOf('\n');
-      where = ` at line ${line}, column ${col}`;
-    }
-    throw new ConfigError(`${source}: not valid JSON${where}`, '');
+    throw new ConfigError(`${source}: ${jsonErrorWhere(text, err)}`, '');
   }
   return parseServerConfig(json, source);
 }
@@ -228,14 +219,7 @@ export async function loadServerConfigFile(path: string): Promise<ServerConfig> 
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT'
-        ? 'no such file'
-        : code === 'EACCES'
-          ? 'permission denied'
-          : `cannot read (${code ?? 'error'})`;
-    throw new ConfigError(`${path}: ${why}`, '', 'ERR_CONFIG_READ');
+    throw new ConfigError(`${path}: ${fileErrorWhy(err)}`, '', 'ERR_CONFIG_READ');
   }
   const c = parseServerConfigText(text, path);
   if (c.replayStateFile === undefined || isAbsolute(c.replayStateFile)) return c;

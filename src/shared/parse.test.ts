@@ -4,6 +4,9 @@ import { createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
 import {
   durationMs,
+  parseIsoDate,
+  parseMoment,
+  parseSize,
   formatHostPort,
   isHostName,
   parseDuration,
@@ -189,4 +192,33 @@ test('bindErrorCode: only the failures about the chosen address', () => {
   assert.equal(bindErrorCode(Object.assign(new Error('x'), { code: 'EMFILE' })), undefined);
   assert.equal(bindErrorCode(new TypeError('x')), undefined);
   assert.equal(bindErrorCode(undefined), undefined);
+});
+
+test('parseSize: a unit is required, decimal and binary, positive only', () => {
+  assert.equal(parseSize('10GB', 'limit'), 10e9);
+  assert.equal(parseSize('500MiB', 'limit'), 500 * 2 ** 20);
+  assert.equal(parseSize('1.5TB', 'limit'), 1.5e12);
+  assert.equal(parseSize('2048 b', 'limit'), 2048);
+  assert.throws(() => parseSize('10', 'limit'), /limit must be a size with a unit .*got "10"/);
+  assert.throws(() => parseSize('-5GB', 'limit'), /limit must be a positive size like 10GB, got "-5GB"/);
+  assert.throws(() => parseSize('0GB', 'limit'), /positive/);
+  assert.throws(() => parseSize('5XB', 'limit'), /unit B, kB/);
+  assert.throws(() => parseSize('9999999TB', 'limit'), /at most 8 PB/);
+});
+
+test('parseIsoDate: strict ISO 8601 dates and date-times, impossible ones refused with the reason', () => {
+  assert.equal(parseIsoDate('2026-12-31', 'e'), Date.UTC(2026, 11, 31));
+  assert.equal(parseIsoDate('2028-02-29', 'e'), Date.UTC(2028, 1, 29));
+  assert.equal(parseIsoDate('2026-12-31T18:30', 'e'), Date.UTC(2026, 11, 31, 18, 30));
+  assert.equal(parseIsoDate('2026-12-31T18:30:15.5Z', 'e'), Date.UTC(2026, 11, 31, 18, 30, 15, 500));
+  assert.equal(parseIsoDate('2026-12-31T18:30+02:00', 'e'), Date.UTC(2026, 11, 31, 16, 30));
+  assert.throws(() => parseIsoDate('2027-02-29', 'e'), /e "2027-02-29": February 2027 has 28 days/);
+  assert.throws(() => parseIsoDate('2027-04-31', 'e'), /April 2027 has 30 days/);
+  assert.throws(() => parseIsoDate('2027-00-10', 'e'), /there is no month 0/);
+  assert.throws(() => parseIsoDate('2027-01-01T24:00', 'e'), /there is no hour 24/);
+  assert.throws(() => parseIsoDate('2027-01-01T10:00+19:00', 'e'), /time zone offset/);
+  assert.throws(() => parseIsoDate('31/12/2026', 'e'), /expected an ISO 8601 date/);
+  const now = Date.UTC(2026, 0, 1);
+  assert.equal(parseMoment('+12h', 'e', now), now + 12 * 3_600_000);
+  assert.throws(() => parseMoment('tomorrow', 'e', now), /e must be a date .* got "tomorrow"/);
 });

@@ -12,7 +12,9 @@ export type ParseErrorCode =
   | 'ERR_PORT' // a port number outside the allowed range, or not a number
   | 'ERR_INTEGER' // not an integer in the allowed range
   | 'ERR_SECONDS' // not a number of seconds in the allowed range
-  | 'ERR_DURATION'; // not a duration like 30d
+  | 'ERR_DURATION' // not a duration like 30d
+  | 'ERR_SIZE' // not a size with a unit like 10GB
+  | 'ERR_DATE'; // not an ISO 8601 date or date-time, or an impossible one (2027-02-30)
 
 export class ParseError extends CodedError<ParseErrorCode> {
   override readonly name = 'ParseError';
@@ -69,6 +71,100 @@ export function parseDuration(text: string, what: string): number {
       `${what} must be a number followed by s, m, h, d or w (e.g. 30d), got "${text}"`,
     );
   return ms;
+}
+
+/** Byte units: decimal (kB = 1000) and binary (KiB = 1024); case-insensitive. */
+const SIZE_UNITS: Readonly<Record<string, number>> = {
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  tb: 1e12,
+  kib: 2 ** 10,
+  mib: 2 ** 20,
+  gib: 2 ** 30,
+  tib: 2 ** 40,
+};
+
+/**
+ * A positive size with a unit: "10GB", "500MiB", "1.5TB", "2048 B". A bare number is refused
+ * (is "10" bytes or gigabytes?), so are zero and negative sizes; callers handle "none"/"0".
+ */
+export function parseSize(text: string, what: string): number {
+  const fail = (why: string): never => {
+    throw new ParseError('ERR_SIZE', `${what} must be ${why}, got "${text}"`);
+  };
+  const m = /^\s*([-+]?\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$/.exec(text);
+  if (!m) return fail('a positive size like 10GB, 500MiB or 1.5TB');
+  if (Number(m[1]) <= 0) return fail('a positive size like 10GB');
+  if (m[2] === '') return fail('a size with a unit (B, kB, MB, GB, TB, KiB, MiB, GiB, TiB) like 10GB');
+  const unit = SIZE_UNITS[m[2]!.toLowerCase()];
+  if (unit === undefined) return fail('a size with a unit B, kB, MB, GB, TB, KiB, MiB, GiB or TiB');
+  const n = Math.round(Number(m[1]) * unit);
+  if (!Number.isSafeInteger(n)) return fail('at most 8 PB');
+  if (n < 1) return fail('at least 1 byte');
+  return n;
+}
+
+const MONTHS = [
+  'January',
+  'February',
+  'March',
+  'April',
+  'May',
+  'June',
+  'July',
+  'August',
+  'September',
+  'October',
+  'November',
+  'December',
+];
+
+/**
+ * An ISO 8601 date ("2026-12-31", midnight UTC) or date-time ("2026-12-31T18:00", seconds and
+ * fractions optional, "Z" or "+02:00"; without a zone it is UTC), in milliseconds. Every field is
+ * checked, so "2027-02-30" is refused with the reason instead of rolling over into March.
+ */
+export function parseIsoDate(text: string, what: string): number {
+  const fail = (why: string): never => {
+    throw new ParseError('ERR_DATE', `${what} "${text}": ${why}`);
+  };
+  const m =
+    /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/i.exec(
+      text.trim(),
+    );
+  if (!m) return fail('expected an ISO 8601 date (2026-12-31) or date-time (2026-12-31T18:00Z)');
+  const [y, mo, d, h = 0, mi = 0, sec = 0] = [m[1], m[2], m[3], m[4], m[5], m[6]].map((v) =>
+    v === undefined ? undefined : Number(v),
+  ) as number[];
+  if (mo! < 1 || mo! > 12) return fail(`there is no month ${mo}`);
+  const days = new Date(Date.UTC(y!, mo!, 0)).getUTCDate();
+  if (d! < 1 || d! > days) return fail(`${MONTHS[mo! - 1]} ${y} has ${days} days`);
+  if (h > 23) return fail(`there is no hour ${h}`);
+  if (mi > 59) return fail(`there is no minute ${mi}`);
+  if (sec > 59) return fail(`there is no second ${sec}`);
+  let offsetMin = 0;
+  const zone = m[8];
+  if (zone && zone.toUpperCase() !== 'Z') {
+    const z = /^([+-])(\d{2}):?(\d{2})$/.exec(zone)!;
+    if (Number(z[2]) > 18 || Number(z[3]) > 59) return fail(`there is no time zone offset ${zone}`);
+    offsetMin = (z[1] === '-' ? -1 : 1) * (Number(z[2]) * 60 + Number(z[3]));
+  }
+  const frac = m[7] ? Math.floor(Number(m[7]) * 1000) : 0;
+  return Date.UTC(y!, mo! - 1, d!, h, mi, sec, frac) - offsetMin * 60_000;
+}
+
+/** A moment: an ISO 8601 date or date-time, or a duration from `now` ("30d", "+12h"). */
+export function parseMoment(text: string, what: string, now: number): number {
+  const rel = durationMs(text.trim().replace(/^\+/, ''));
+  if (rel !== undefined) return now + rel;
+  if (!/^\d{4}-/.test(text.trim()))
+    throw new ParseError(
+      'ERR_DATE',
+      `${what} must be a date (2026-12-31), a date-time (2026-12-31T18:00Z) or a duration from now (30d, 12h, 2w), got "${text}"`,
+    );
+  return parseIsoDate(text, what);
 }
 
 export interface HostPort {

@@ -1,4 +1,5 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { makeDirs } from '../shared/fs.js';
 import { dirname, join, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { PostgresDialect, SqliteDialect, type Dialect } from 'kysely';
@@ -39,7 +40,7 @@ export function createDialect(loc: StoreLocation): OpenedDialect {
   }
   let db: BetterSqlite3.Database;
   try {
-    mkdirSync(dirname(loc.path), { recursive: true, mode: 0o700 });
+    makeDirs(dirname(loc.path)); // not recursive mkdir: it hangs on /proc (see makeDirs)
     // The file holds key secrets: create it owner-only (SQLite gives -wal/-shm the same mode).
     try {
       writeFileSync(loc.path, '', { flag: 'wx', mode: 0o600 });

@@ -1,34 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { accessConfigLine, startApi } from '../../src/api/index.js';
 import { Command } from 'commander';
 import { parseSize, parseWhen, formatTable, registerKeys } from '../../src/cli/commands/keys.js';
-import { UsageError } from '../../src/cli/errors.js';
+import { reportError } from '../../src/cli/errors.js';
 import { openStore, parseStoreLocation } from '../../src/store/index.js';
 import { RecordingControl, tempDir } from './helpers.js';
-
-const BIN = fileURLToPath(new URL('../../bin/ladder.js', import.meta.url));
+import { runLadder } from '../helpers/ladder-run.js';
 
 function ladder(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, LADDER_FROM_SOURCE: '1', LADDER_LOG_LEVEL: 'silent' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 45_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, stdout, stderr });
-    });
-  });
+  return runLadder(args, { killAfterMs: 45_000 });
 }
 
 /** Same command tree, in-process (spawning tsx costs seconds per run on a loaded machine). */
@@ -45,8 +28,9 @@ async function inproc(args: string[]): Promise<{ code: number; stdout: string; s
     await program.parseAsync(args, { from: 'user' });
     return { code: 0, stdout, stderr: '' };
   } catch (err) {
-    if (err instanceof UsageError) return { code: 2, stdout, stderr: `ladder: ${err.message}\n` };
-    throw err;
+    const { exitCode, stderr } = reportError(err);
+    if (exitCode !== 2) throw err;
+    return { code: exitCode, stdout, stderr };
   } finally {
     process.stdout.write = write;
   }
@@ -55,8 +39,8 @@ async function inproc(args: string[]): Promise<{ code: number; stdout: string; s
 test('size and time parsing', () => {
   assert.equal(parseSize('10GB'), 10e9);
   assert.equal(parseSize('1.5GiB'), 1.5 * 2 ** 30);
-  assert.equal(parseSize('123'), 123);
-  assert.throws(() => parseSize('ten'), /expected a size/);
+  assert.throws(() => parseSize('123'), /a size with a unit/);
+  assert.throws(() => parseSize('ten'), /limit must be a positive size like 10GB/);
   const now = Date.UTC(2026, 0, 1);
   assert.equal(parseWhen('30d', now), now + 30 * 86_400_000);
   assert.equal(parseWhen('2026-12-31', now), Date.UTC(2026, 11, 31));
@@ -84,7 +68,7 @@ test('size and time parsing', () => {
 test('ladder keys against the local store: add, limit, disable, list, url --qr-png, rm', async (t) => {
   const dir = tempDir(t);
   const d = ['--data-dir', dir];
-  let r = await ladder(['keys', 'add', '--name', 'Alice', '--limit', '10GB', ...d]);
+  let r = await ladder(['keys', '--init', 'add', '--name', 'Alice', '--limit', '10GB', ...d]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^created key 0 "Alice"/);
   assert.match(r.stdout, /ss:\/\/[A-Za-z0-9_-]+@[^:]+:8388\/\?outline=1#Alice/);

@@ -268,7 +268,7 @@ describe('ladder client CLI: several endpoints, routing, DNS, PAC', () => {
     [
       '--rules missing',
       () => ['--key', key(1), '--rules', join(dir, 'nope.txt')],
-      /--rules .*nope\.txt: ENOENT/,
+      /^ladder: \S*nope\.txt: no such file$/,
     ],
     [
       '--config field',

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { dirname, resolve as resolvePath } from 'node:path';
@@ -34,7 +34,8 @@ import { bindErrorCode } from '../../shared/listen.js';
 import { formatHostPort } from '../../shared/parse.js';
 import { parseFlags } from '../../config/flags.js';
 import { clientFlagsSchema } from '../../config/client.js';
-import { isUserError, UsageError } from '../errors.js';
+import { fileErrorWhy } from '../../config/errors.js';
+import { commanderUsageError, isUserError, UsageError } from '../errors.js';
 import { untilSignal } from '../shutdown.js';
 
 interface ClientFlags {
@@ -64,14 +65,11 @@ function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
 
-function readText(path: string, what: string): string {
+function readText(path: string): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (err) {
-    throw new UsageError(
-      `${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-      'ERR_INPUT',
-    );
+    throw new UsageError(`${path}: ${fileErrorWhy(err)}`, 'ERR_INPUT');
   }
 }
 
@@ -84,6 +82,11 @@ function usage<T>(what: string, fn: () => T): T {
     const msg = (err as Error).message;
     throw new UsageError(what ? `${what}: ${msg}` : msg, 'ERR_INPUT');
   }
+}
+
+/** A flag with a default shown as written (commander quotes string defaults: "50"). */
+function shownDefault(flags: string, description: string, value: string | number): Option {
+  return new Option(flags, description).default(String(value), String(value));
 }
 
 type Endpoint = ShadowsocksEndpoint & { tag?: string };
@@ -103,6 +106,10 @@ function shapingSummary(eps: Endpoint[], shape: boolean | undefined): string {
 export function registerClient(program: Command): void {
   program
     .command('client')
+    .exitOverride((err) => {
+      if (err.exitCode === 0) throw err; // --help
+      throw commanderUsageError(err, 'ladder client');
+    })
     .description(
       'run the local proxy: SOCKS5 (and optionally HTTP) in; direct, TLS-fragmented or through the Shadowsocks tunnel out',
     )
@@ -115,7 +122,13 @@ export function registerClient(program: Command): void {
       '--config <file>',
       'JSON client config: "keys"/"servers" (SIP008), "socks", "http", "route", "rules", "dns", "dnsUpstream", "dnsMode", "shape", "residualSeconds"; flags win',
     )
-    .option('--socks <addr>', 'SOCKS5 listen address (host:port, [v6]:port or port)', DEFAULT_SOCKS_LISTEN)
+    .addOption(
+      shownDefault(
+        '--socks <addr>',
+        'SOCKS5 listen address (host:port, [v6]:port or port)',
+        DEFAULT_SOCKS_LISTEN,
+      ),
+    )
     .option('--no-socks', 'do not start the SOCKS5 proxy')
     .option(
       '--http <addr>',
@@ -149,17 +162,21 @@ export function registerClient(program: Command): void {
       '--residual <s>',
       `with several servers, keep off one that stalled or reset for this many seconds (default ${DEFAULT_RESIDUAL_SECONDS})`,
     )
-    .option(
-      '--first-data-wait <ms>',
-      "wait this long for the application's first bytes to send them with the header",
-      String(DEFAULT_FIRST_DATA_WAIT_MS),
+    .addOption(
+      shownDefault(
+        '--first-data-wait <ms>',
+        "wait this long for the application's first bytes to send them with the header",
+        DEFAULT_FIRST_DATA_WAIT_MS,
+      ),
     )
     .option(
       '--shape',
       'insist on first-packet shaping (on by default for SIP004 keys without a prefix): per-connection printable/TLS-like salt prefix, first write off the prober length trigger',
     )
     .option('--no-shape', 'turn first-packet shaping off (plain random salts: for comparisons only)')
-    .option('--idle-timeout <s>', 'close tunnels idle for this many seconds', String(DEFAULT_IDLE_SECONDS))
+    .addOption(
+      shownDefault('--idle-timeout <s>', 'close tunnels idle for this many seconds', DEFAULT_IDLE_SECONDS),
+    )
     .option(
       '--udp',
       "answer SOCKS5 UDP ASSOCIATE (DNS, QUIC, calls) through the first server's UDP relay (ladder server --udp, a managed server, or ss-server -u)",
@@ -186,7 +203,7 @@ export function registerClient(program: Command): void {
       let configDir = process.cwd();
       if (flags.config !== undefined) {
         const path = resolvePath(flags.config);
-        config = usage('', () => parseClientConfig(readText(path, '--config'), flags.config!));
+        config = usage('', () => parseClientConfig(readText(path), flags.config!));
         configDir = dirname(path);
       }
       const envKeys = (process.env.LADDER_KEY ?? '').split(/\s+/).filter((k) => k.length > 0);
@@ -254,7 +271,7 @@ export function registerClient(program: Command): void {
             : undefined;
       if (rulesPath !== undefined) {
         rulesName = flags.rules ?? config.rules;
-        rules = usage('', () => parseRulesText(readText(rulesPath, '--rules'), rulesName!));
+        rules = usage('', () => parseRulesText(readText(rulesPath), rulesName!));
       }
 
       const dnsListen = flags.dns ?? config.dns;

@@ -1,0 +1,76 @@
+/** How `ladder keys` prints keys: the table, sizes, and the one-line confirmations. */
+import { printable } from '../../terminal.js';
+import type { LimitPeriod } from '../../../store/index.js';
+import type { KeyView } from './backend.js';
+
+export function formatBytes(n: number): string {
+  if (n < 1000) return `${n} B`;
+  const units = ['kB', 'MB', 'GB', 'TB'];
+  let v = n;
+  let i = -1;
+  while (v >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
+}
+
+export function formatTable(keys: readonly KeyView[]): string {
+  const rows = [['ID', 'NAME', 'STATE', 'USED (window)', 'LIMIT', '30 DAYS', 'EXPIRES', 'LAST SEEN']];
+  for (const k of keys) {
+    rows.push([
+      printable(k.id),
+      k.name ? printable(k.name) : '-',
+      k.state ?? (k.enabled ? 'active' : 'disabled'),
+      k.dataUsed ? formatBytes(k.dataUsed.bytes) : '-',
+      k.dataLimit
+        ? `${formatBytes(k.dataLimit.bytes)}${k.dataLimitPeriod && k.dataLimitPeriod !== 'rolling30d' ? `/${k.dataLimitPeriod}` : ''}`
+        : 'none',
+      formatBytes(k.trailing30DaysBytes ?? 0),
+      k.expiresAt ? k.expiresAt.replace(/:\d\d\.\d{3}Z$/, 'Z') : 'never',
+      k.lastTrafficSeenTimestampMs
+        ? new Date(k.lastTrafficSeenTimestampMs).toISOString().replace(/:\d\d\.\d{3}Z$/, 'Z')
+        : 'never',
+    ]);
+  }
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return (
+    rows
+      .map((r) =>
+        r
+          .map((cell, c) => cell.padEnd(widths[c]!))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
+}
+
+/** Key 2 "Alice", for confirmations; the name escaped for the terminal. */
+export function keyLabel(k: { id: string; name?: string }): string {
+  return `key ${printable(k.id)}${k.name ? ` "${printable(k.name)}"` : ''}`;
+}
+
+/** What each limit period means, in the words of the confirmations and the help. */
+export const PERIOD_WORDS: Readonly<Record<LimitPeriod, string>> = {
+  rolling30d: 'in any 30 days (rolling30d)',
+  daily: 'per UTC day (daily)',
+  weekly: 'per ISO week, from Monday 00:00 UTC (weekly)',
+  monthly: 'per calendar month, UTC (monthly)',
+};
+
+/** "2027-03-01T00:00Z": minutes are enough for an expiry or a last-seen time. */
+export function shortTime(ms: number): string {
+  return new Date(ms)
+    .toISOString()
+    .replace(/:00\.000Z$/, 'Z')
+    .replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** The confirmation of `ladder keys limit`: the limit now in force and which period applies. */
+export function limitConfirmation(k: KeyView, periodGiven: boolean): string {
+  if (!k.dataLimit) return `${keyLabel(k)}: data limit removed (no limit)`;
+  const period = (k.dataLimitPeriod ?? 'rolling30d') as LimitPeriod;
+  const how = periodGiven ? 'as given' : 'kept from before; change it with --period';
+  return `${keyLabel(k)}: data limit ${formatBytes(k.dataLimit.bytes)} ${PERIOD_WORDS[period]} (period ${how})`;
+}

@@ -1,0 +1,164 @@
+/** `ladder keys` on the local store (SQLite file in the data dir, or --store). */
+import { planSecrets } from '../../../api/key-secrets.js';
+import { mkdirSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { accessUrl, dynamicAccessUrl } from '../../../api/index.js';
+import { toAccessKeyJson } from '../../../api/context.js';
+import { DEFAULT_METHODS } from '../../../api/app.js';
+import {
+  createAccessKeys,
+  evaluateKeys,
+  openStore,
+  parseStoreLocation,
+  ROLLING_WINDOW_MS,
+  StoreError,
+  type KeyPatch,
+  type KyselyStore,
+  type LimitPeriod,
+} from '../../../store/index.js';
+import { UsageError } from '../../errors.js';
+import { DEFAULT_DATA_PORT, guessHost } from '../../managed.js';
+import { notFound, type AddOptions, type KeysBackend, type KeyView } from './backend.js';
+
+export class LocalKeys implements KeysBackend {
+  private constructor(private readonly store: KyselyStore) {}
+
+  /**
+   * Open the store at --data-dir/--store. A missing SQLite file is refused unless `init`: a key
+   * added to a store no server reads would look valid and never work. Nothing is created
+   * without --init, and never more than the data directory itself (its parent must exist).
+   */
+  static async open(dataDir: string, storeSpec: string | undefined, init = false): Promise<LocalKeys> {
+    try {
+      const loc = parseStoreLocation(storeSpec, resolve(dataDir));
+      if (loc.kind === 'sqlite') prepareSqlite(loc.path, init);
+      // Defaults only matter when the CLI creates the store before the server ever ran.
+      const defaults = { hostname: guessHost(), port: DEFAULT_DATA_PORT };
+      return new LocalKeys(await openStore(loc, { defaults }));
+    } catch (err) {
+      if (err instanceof StoreError) throw new UsageError(err.message);
+      throw err;
+    }
+  }
+
+  async list(): Promise<KeyView[]> {
+    const now = Date.now();
+    const [statuses, settings, usage] = await Promise.all([
+      evaluateKeys(this.store, now),
+      this.store.getSettings(),
+      this.store.usageSince(now - ROLLING_WINDOW_MS),
+    ]);
+    return statuses.map((s) => {
+      const u = usage.get(s.key.id);
+      return { ...toAccessKeyJson(s.key, settings, s), trailing30DaysBytes: u ? u.up + u.down : 0 };
+    });
+  }
+
+  async get(id: string): Promise<KeyView> {
+    const k = (await this.list()).find((x) => x.id === id);
+    if (!k) throw notFound(id);
+    return k;
+  }
+
+  async add(o: AddOptions): Promise<KeyView[]> {
+    const method = o.method ?? DEFAULT_METHODS[0]!;
+    if (!DEFAULT_METHODS.includes(method))
+      throw new UsageError(`--method must be one of ${DEFAULT_METHODS.join(', ')}, got "${method}"`);
+    // 2022 AES methods: SIP023 multi-user keys ("iPSK:uPSK" with the server's identity PSK).
+    const { makeSecret } = await planSecrets(this.store, { method });
+    const { keys, settings } = await createAccessKeys(this.store, {
+      method,
+      makeSecret,
+      count: o.count,
+      name: o.name,
+      dataLimitBytes: o.limitBytes,
+      limitPeriod: o.period,
+      expiresAt: o.expiresAt,
+    });
+    return keys.map((k) => toAccessKeyJson(k, settings));
+  }
+
+  async #update(id: string, patch: KeyPatch): Promise<void> {
+    if (!(await this.store.updateKey(id, patch))) throw notFound(id);
+  }
+
+  async remove(id: string): Promise<void> {
+    if (!(await this.store.deleteKey(id))) throw notFound(id);
+  }
+  rename(id: string, name: string): Promise<void> {
+    return this.#update(id, { name });
+  }
+  limit(id: string, bytes: number | null, period?: LimitPeriod): Promise<void> {
+    return this.#update(id, { dataLimitBytes: bytes, ...(period ? { limitPeriod: period } : {}) });
+  }
+  expire(id: string, at: number | null): Promise<void> {
+    return this.#update(id, { expiresAt: at });
+  }
+  setEnabled(id: string, enabled: boolean): Promise<void> {
+    return this.#update(id, { enabled });
+  }
+
+  async urls(id: string): Promise<{ ss: string; ssconf?: string; name: string }> {
+    const key = await this.store.getKey(id);
+    if (!key) throw notFound(id);
+    const settings = await this.store.getSettings();
+    const tag = key.name || `key ${key.id}`;
+    const ssconf = dynamicAccessUrl(key, settings, tag);
+    return { ss: accessUrl(key, settings, tag), name: key.name, ...(ssconf ? { ssconf } : {}) };
+  }
+
+  close(): Promise<void> {
+    return this.store.close();
+  }
+}
+
+const exists = (path: string): boolean => {
+  try {
+    statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** The errno code of a failed fs call, or undefined. */
+const errnoCode = (err: unknown): string | undefined => (err as NodeJS.ErrnoException).code;
+
+/**
+ * Check the SQLite file exists, or with `init` create its directory (one level, no recursion:
+ * Node 20's recursive mkdir loops forever when the kernel answers ENOENT for an existing parent,
+ * as /proc does, which made `--data-dir /proc/nope` hang).
+ */
+function prepareSqlite(path: string, init: boolean): void {
+  try {
+    if (!statSync(path).isFile()) throw new UsageError(`${path}: not a file (expected the SQLite key store)`);
+    return;
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    const code = errnoCode(err);
+    if (code === 'EACCES' || code === 'EPERM') throw new UsageError(`${path}: permission denied`);
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw new UsageError(`${path}: cannot read (${code})`);
+  }
+  if (!init) {
+    throw new UsageError(
+      `no key store at ${path}: point at the server's store with --data-dir DIR or --store sqlite:FILE, ` +
+        `or at a running server with --api URL; to create a new store here, add --init`,
+    );
+  }
+  const dir = dirname(path);
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'EEXIST') return;
+    const why =
+      code === 'ENOENT' && !exists(dirname(dir))
+        ? 'its parent directory does not exist'
+        : code === 'ENOENT'
+          ? 'the file system does not allow a new directory there'
+          : code === 'EACCES' || code === 'EPERM'
+            ? 'permission denied'
+            : code;
+    throw new UsageError(`cannot create ${dir}: ${why}`);
+  }
+}

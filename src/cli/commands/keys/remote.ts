@@ -1,0 +1,194 @@
+/** `ladder keys --api`: the same operations through a server's management API, certificate pinned. */
+import { once } from 'node:events';
+import { request as httpsRequest } from 'node:https';
+import { isIP } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import type { AccessKeyJson } from '../../../api/index.js';
+import type { LimitPeriod } from '../../../store/index.js';
+import { UsageError } from '../../errors.js';
+import { notFound, type AddOptions, type KeysBackend, type KeyView } from './backend.js';
+
+/** `--api`: an apiUrl, or the whole access config line {"apiUrl":…,"certSha256":…}. */
+export function parseApiTarget(
+  api: string,
+  certFlag: string | undefined,
+  insecure: boolean,
+): { apiUrl: string; certSha256?: string } {
+  let apiUrl = api.trim();
+  let cert = certFlag;
+  if (apiUrl.startsWith('{')) {
+    let cfg: { apiUrl?: unknown; certSha256?: unknown };
+    try {
+      cfg = JSON.parse(apiUrl) as typeof cfg;
+    } catch {
+      throw new UsageError(
+        '--api: looks like JSON but does not parse; paste the whole {"apiUrl":…,"certSha256":…} line',
+      );
+    }
+    if (typeof cfg.apiUrl !== 'string') throw new UsageError('--api: the JSON has no "apiUrl" string');
+    apiUrl = cfg.apiUrl;
+    if (cert === undefined && typeof cfg.certSha256 === 'string') cert = cfg.certSha256;
+  }
+  let u: URL;
+  try {
+    u = new URL(apiUrl);
+  } catch {
+    throw new UsageError(`--api: not a URL: "${apiUrl}"`);
+  }
+  if (u.protocol !== 'https:') throw new UsageError('--api: the management API URL must start with https://');
+  if (cert !== undefined) {
+    const hex = cert.replace(/:/g, '').toUpperCase();
+    if (!/^[0-9A-F]{64}$/.test(hex))
+      throw new UsageError('--cert-sha256: expected 64 hex digits (colons allowed)');
+    return { apiUrl: apiUrl.replace(/\/+$/, ''), certSha256: hex };
+  }
+  if (!insecure) {
+    throw new UsageError(
+      '--api: give the certificate fingerprint (--cert-sha256, or paste the whole access config JSON), or --insecure',
+    );
+  }
+  return { apiUrl: apiUrl.replace(/\/+$/, '') };
+}
+
+/** One HTTPS request with the certificate pinned by SHA-256: nothing is sent before the pin matches. */
+export async function pinnedRequest(
+  target: { apiUrl: string; certSha256?: string },
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: string }> {
+  const url = new URL(target.apiUrl + path);
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  const port = Number(url.port || 443);
+  const socket: TLSSocket = tlsConnect({
+    host,
+    port,
+    rejectUnauthorized: false,
+    ...(isIP(host) ? {} : { servername: host }),
+  });
+  socket.setTimeout(15_000, () => socket.destroy(new Error('timed out')));
+  try {
+    await once(socket, 'secureConnect');
+  } catch (err) {
+    throw new UsageError(`cannot reach ${url.host}: ${(err as Error).message}`);
+  }
+  if (target.certSha256 !== undefined) {
+    const fp = socket.getPeerCertificate().fingerprint256?.replace(/:/g, '').toUpperCase();
+    if (fp !== target.certSha256) {
+      socket.destroy();
+      throw new UsageError(
+        `the server's certificate does not match --cert-sha256 (got ${fp ?? 'none'}); refusing to send anything`,
+      );
+    }
+  }
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  return new Promise((resolvePromise, reject) => {
+    const req = httpsRequest(
+      url,
+      {
+        method,
+        createConnection: () => socket,
+        headers:
+          payload === undefined
+            ? {}
+            : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => {
+          socket.destroy();
+          resolvePromise({ status: res.statusCode ?? 0, body: text });
+        });
+      },
+    );
+    req.on('error', (err) => reject(new UsageError(`request to ${url.host} failed: ${err.message}`)));
+    req.end(payload);
+  });
+}
+
+export class RemoteKeys implements KeysBackend {
+  constructor(private readonly target: { apiUrl: string; certSha256?: string }) {}
+
+  async #call<T>(method: string, path: string, body?: unknown, id?: string): Promise<T> {
+    const res = await pinnedRequest(this.target, method, path, body);
+    if (res.status === 404 && id !== undefined) throw notFound(id);
+    if (res.status >= 400) {
+      let msg = res.body;
+      try {
+        msg = (JSON.parse(res.body) as { message?: string }).message ?? res.body;
+      } catch {
+        // not JSON
+      }
+      throw new UsageError(`API error ${res.status}: ${msg}`);
+    }
+    return (res.body ? JSON.parse(res.body) : undefined) as T;
+  }
+
+  async list(): Promise<KeyView[]> {
+    const [{ accessKeys }, transfer] = await Promise.all([
+      this.#call<{ accessKeys: AccessKeyJson[] }>('GET', '/access-keys'),
+      this.#call<{ bytesTransferredByUserId: Record<string, number> }>('GET', '/metrics/transfer'),
+    ]);
+    return accessKeys.map((k) => ({
+      ...k,
+      trailing30DaysBytes: transfer.bytesTransferredByUserId[k.id] ?? 0,
+    }));
+  }
+  async get(id: string): Promise<KeyView> {
+    return this.#call<AccessKeyJson>('GET', `/access-keys/${encodeURIComponent(id)}`, undefined, id);
+  }
+  async add(o: AddOptions): Promise<KeyView[]> {
+    const common = {
+      ...(o.method !== undefined ? { method: o.method } : {}),
+      ...(o.limitBytes !== undefined ? { limit: { bytes: o.limitBytes } } : {}),
+      ...(o.period !== undefined ? { dataLimitPeriod: o.period } : {}),
+      ...(o.expiresAt !== undefined ? { expiresAt: o.expiresAt } : {}),
+    };
+    if ((o.count ?? 1) > 1) {
+      const r = await this.#call<{ accessKeys: AccessKeyJson[] }>('POST', '/access-keys/bulk', {
+        count: o.count,
+        ...(o.name !== undefined ? { name: o.name } : {}),
+        ...common,
+      });
+      return r.accessKeys;
+    }
+    return [
+      await this.#call<AccessKeyJson>('POST', '/access-keys', {
+        ...(o.name !== undefined ? { name: o.name } : {}),
+        ...common,
+      }),
+    ];
+  }
+  async remove(id: string): Promise<void> {
+    await this.#call('DELETE', `/access-keys/${encodeURIComponent(id)}`, undefined, id);
+  }
+  async rename(id: string, name: string): Promise<void> {
+    await this.#call('PUT', `/access-keys/${encodeURIComponent(id)}/name`, { name }, id);
+  }
+  async limit(id: string, bytes: number | null, period?: LimitPeriod): Promise<void> {
+    const p = `/access-keys/${encodeURIComponent(id)}/data-limit`;
+    if (bytes === null) await this.#call('DELETE', p, undefined, id);
+    else await this.#call('PUT', p, { limit: { bytes }, ...(period ? { period } : {}) }, id);
+  }
+  async expire(id: string, at: number | null): Promise<void> {
+    const p = `/access-keys/${encodeURIComponent(id)}/expiry`;
+    if (at === null) await this.#call('DELETE', p, undefined, id);
+    else await this.#call('PUT', p, { expiresAt: at }, id);
+  }
+  async setEnabled(id: string, enabled: boolean): Promise<void> {
+    await this.#call('PUT', `/access-keys/${encodeURIComponent(id)}/enabled`, { enabled }, id);
+  }
+  async urls(id: string): Promise<{ ss: string; ssconf?: string; name: string }> {
+    const k = await this.get(id);
+    const tag = k.name || `key ${k.id}`;
+    const ss = `${k.accessUrl.replace(/#.*$/, '')}#${encodeURIComponent(tag)}`;
+    return {
+      ss,
+      name: k.name,
+      ...(k.dynamicAccessUrl ? { ssconf: `${k.dynamicAccessUrl}#${encodeURIComponent(tag)}` } : {}),
+    };
+  }
+  async close(): Promise<void> {}
+}
