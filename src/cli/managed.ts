@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { printable } from './terminal.js';
 import { networkInterfaces } from 'node:os';
 import type { Command } from 'commander';
 import QRCode from 'qrcode';
@@ -504,7 +505,7 @@ export async function startManaged(
       o.push(accessConfigLine(api));
       o.push('');
       o.push(
-        `${createdNow ? 'Initial key' : `Key "${firstKey.name || firstKey.id}"`} (a secret: give it only to the people who should connect):`,
+        `${createdNow ? 'Initial key' : `Key "${printable(firstKey.name || firstKey.id)}"`} (a secret: give it only to the people who should connect):`,
       );
       o.push(`  ${url}`);
       if (dyn) {
