@@ -1,0 +1,183 @@
+/**
+ * Fixtures for the web-front tests: raw HTTP exchanges (bytes in, bytes and close behaviour out),
+ * a private nginx (its own conf, pid and logs in a temp dir, `daemon off`, a child of the test),
+ * self-signed certificates made with openssl, and a small directory to serve.
+ */
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from '../helpers/net.js';
+import { spawnPeer, which, type Peer } from '../helpers/peers.js';
+import { skipUnless } from '../helpers/prereq.js';
+
+export interface Exchange {
+  /** Everything received, as latin1 text. */
+  text: string;
+  /** 'open' (still open after the idle wait), 'fin' or 'rst'. */
+  close: 'open' | 'fin' | 'rst';
+}
+
+/** Send `payload` on a fresh connection; collect until the peer closes or `idleMs` of silence. */
+export function exchange(port: number, payload: string | Buffer, opts: { idleMs?: number; tls?: tls.ConnectionOptions } = {}): Promise<Exchange> {
+  const idleMs = opts.idleMs ?? 300;
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let close: Exchange['close'] = 'open';
+    const s: net.Socket = opts.tls
+      ? tls.connect({ port, host: '127.0.0.1', ...opts.tls })
+      : net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        s.destroy();
+      }, idleMs);
+    };
+    s.once(opts.tls ? 'secureConnect' : 'connect', () => {
+      s.write(payload);
+      arm();
+    });
+    s.on('data', (d: Buffer) => {
+      chunks.push(d);
+      arm();
+    });
+    s.on('end', () => {
+      close = 'fin';
+      s.end();
+    });
+    s.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ECONNRESET') close = 'rst';
+      else if (chunks.length === 0) reject(err);
+    });
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve({ text: Buffer.concat(chunks).toString('latin1'), close });
+    });
+  });
+}
+
+/** Mask what legitimately differs between two servers: Date values and the listening ports. */
+export function mask(text: string, ports: number[] = []): string {
+  let t = text.replace(/^Date: .*$/gim, 'Date: <date>');
+  for (const p of ports) t = t.split(`:${p}`).join(':<port>');
+  return t;
+}
+
+/** Split a raw response into head (lower-cased header lines) and body. */
+export function splitResponse(text: string): { status: number; headers: string[]; body: string } {
+  const end = text.indexOf('\r\n\r\n');
+  const head = end < 0 ? text : text.slice(0, end);
+  const lines = head.split('\r\n');
+  return {
+    status: Number((lines[0] ?? '').split(' ')[1]),
+    headers: lines.slice(1),
+    body: end < 0 ? '' : text.slice(end + 4),
+  };
+}
+
+export function tempDir(prefix: string): { path: string; remove(): void } {
+  const path = mkdtempSync(join(tmpdir(), `ladder-${prefix}-`));
+  chmodSync(path, 0o755); // nginx's workers run as another user when the tests run as root
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/** A small site on disk with fixed mtimes: pages, css, a sub-directory, an empty one, a symlink out. */
+export function makeSite(root: string, outside: string): void {
+  const when = new Date('2026-03-14T09:26:53Z');
+  const files: Record<string, string | Buffer> = {
+    'index.html': '<!DOCTYPE html>\n<html><head><title>Home</title></head><body><h1>Welcome</h1></body></html>\n',
+    'about.html': '<p>About us</p>\n',
+    'css/site.css': 'body { color: #333 }\n',
+    'js/app.js': 'console.log(1);\n',
+    'img/logo.png': Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex'),
+    'docs/index.html': '<p>docs</p>\n',
+    'data.bin': Buffer.alloc(3000, 7),
+    'robots.txt': 'User-agent: *\nDisallow: /private/\n',
+    'NOTES.TXT': 'upper-case extension\n',
+  };
+  for (const [name, body] of Object.entries(files)) {
+    const p = join(root, name);
+    mkdirSync(join(p, '..'), { recursive: true });
+    writeFileSync(p, body);
+    utimesSync(p, when, when);
+  }
+  mkdirSync(join(root, 'empty'), { recursive: true });
+  writeFileSync(join(outside, 'secret.txt'), 'outside the root\n');
+  symlinkSync(join(outside, 'secret.txt'), join(root, 'escape.txt'));
+}
+
+export const nginxSkip = (): string | false => skipUnless(which('nginx') !== undefined, 'nginx missing (apt-get install nginx)');
+export const opensslSkip = (): string | false => skipUnless(which('openssl') !== undefined, 'openssl missing (apt-get install openssl)');
+
+export interface Nginx extends Peer {
+  readonly port: number;
+  readonly dir: string;
+}
+
+/**
+ * Run nginx with `serverBlock` (the `server { … }` body; `{{PORT}}` is replaced by a free port)
+ * inside a minimal http context, everything under a temp dir. Stopped and removed by `stop()`.
+ */
+export async function startNginx(serverBlock: string): Promise<Nginx> {
+  const dir = tempDir('nginx');
+  const port = await freePort();
+  const conf = `
+pid ${dir.path}/nginx.pid;
+error_log ${dir.path}/error.log warn;
+worker_processes 1;
+events { worker_connections 128; }
+http {
+  include /etc/nginx/mime.types;
+  default_type application/octet-stream;
+  access_log off;
+  server_tokens off;
+  client_body_temp_path ${dir.path}/body;
+  proxy_temp_path ${dir.path}/proxy;
+  fastcgi_temp_path ${dir.path}/fastcgi;
+  uwsgi_temp_path ${dir.path}/uwsgi;
+  scgi_temp_path ${dir.path}/scgi;
+  server {
+${serverBlock.split('{{PORT}}').join(String(port))}
+  }
+}
+`;
+  writeFileSync(join(dir.path, 'nginx.conf'), conf);
+  const peer = await spawnPeer('nginx', 'nginx', ['-c', join(dir.path, 'nginx.conf'), '-p', dir.path, '-g', 'daemon off;'], {
+    waitPort: port,
+  });
+  return {
+    ...peer,
+    port,
+    dir: dir.path,
+    output: () => peer.output(),
+    get exited() {
+      return peer.exited;
+    },
+    async stop(graceMs?: number) {
+      await peer.stop(graceMs);
+      dir.remove();
+    },
+  };
+}
+
+/** A self-signed certificate for `cn` (also as DNS/IP SANs), made by openssl. */
+export function makeCert(dir: string, cn: string, name = cn): { cert: string; key: string; certPath: string; keyPath: string } {
+  const certPath = join(dir, `${name}.crt`);
+  const keyPath = join(dir, `${name}.key`);
+  const san = /^\d+\.\d+\.\d+\.\d+$/.test(cn) ? `IP:${cn}` : `DNS:${cn},IP:127.0.0.1`;
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', `/CN=${cn}`,
+      '-addext', `subjectAltName=${san}`, '-keyout', keyPath, '-out', certPath],
+    { stdio: 'ignore' },
+  );
+  return {
+    certPath,
+    keyPath,
+    cert: readFileSync(certPath, 'utf8'),
+    key: readFileSync(keyPath, 'utf8'),
+  };
+}
