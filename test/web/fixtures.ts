@@ -181,3 +181,57 @@ export function makeCert(dir: string, cn: string, name = cn): { cert: string; ke
     key: readFileSync(keyPath, 'utf8'),
   };
 }
+
+export const WS_UPGRADE_HEADERS = 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
+const BROWSER =
+  'User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\nAccept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\n';
+
+/** Requests compared byte for byte; `{{H}}` is the Host header line. */
+export const DECOY_REQUESTS: string[] = [
+  'GET / HTTP/1.1\r\n{{H}}' + BROWSER + '\r\n',
+  'HEAD / HTTP/1.1\r\n{{H}}\r\n',
+  'GET /about.html HTTP/1.1\r\n{{H}}\r\n',
+  'GET /css/site.css HTTP/1.1\r\n{{H}}\r\n',
+  'GET /js/app.js HTTP/1.1\r\n{{H}}\r\n',
+  'GET /img/logo.png HTTP/1.1\r\n{{H}}\r\n',
+  'GET /NOTES.TXT HTTP/1.1\r\n{{H}}\r\n',
+  'GET /robots.txt HTTP/1.1\r\n{{H}}\r\n',
+  'GET /favicon.ico HTTP/1.1\r\n{{H}}\r\n',
+  'GET /missing HTTP/1.1\r\n{{H}}\r\n',
+  'GET /docs HTTP/1.1\r\n{{H}}\r\n',
+  'GET /docs?x=1 HTTP/1.1\r\n{{H}}\r\n',
+  'GET /docs/ HTTP/1.1\r\n{{H}}\r\n',
+  'GET /empty/ HTTP/1.1\r\n{{H}}\r\n',
+  'GET /nothere/ HTTP/1.1\r\n{{H}}\r\n',
+  'GET //css///site.css HTTP/1.1\r\n{{H}}\r\n',
+  'GET /css/../index.html HTTP/1.1\r\n{{H}}\r\n',
+  'GET /../etc/passwd HTTP/1.1\r\n{{H}}\r\n',
+  'GET /%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\n{{H}}\r\n',
+  'GET /a%00b HTTP/1.1\r\n{{H}}\r\n',
+  'GET /index.html/x HTTP/1.1\r\n{{H}}\r\n',
+  'POST / HTTP/1.1\r\n{{H}}Content-Length: 5\r\n\r\nhello',
+  'POST /missing HTTP/1.1\r\n{{H}}Content-Length: 0\r\n\r\n',
+  'OPTIONS / HTTP/1.1\r\n{{H}}\r\n',
+  'PUT /x HTTP/1.1\r\n{{H}}Content-Length: 0\r\n\r\n',
+  'GET / HTTP/1.1\r\n{{H}}If-None-Match: "69b529dd-5b"\r\n\r\n',
+  'GET /css/site.css HTTP/1.1\r\n{{H}}If-Modified-Since: Sat, 14 Mar 2026 09:26:53 GMT\r\n\r\n',
+  'GET /data.bin HTTP/1.1\r\n{{H}}Range: bytes=10-19\r\n\r\n',
+  'GET /data.bin HTTP/1.1\r\n{{H}}Range: bytes=-5\r\n\r\n',
+  'GET /data.bin HTTP/1.1\r\n{{H}}Range: bytes=5000-\r\n\r\n',
+  'GET / HTTP/1.1\r\n{{H}}Connection: close\r\n\r\n',
+  'GET / HTTP/1.0\r\n\r\n',
+  'GET /docs HTTP/1.0\r\n\r\n',
+  'GET / HTTP/1.1\r\n\r\n',
+  // Keep-alive: two requests pipelined on one connection.
+  'GET /robots.txt HTTP/1.1\r\n{{H}}\r\nGET /about.html HTTP/1.1\r\n{{H}}\r\n',
+  // Wrong-path upgrades are answered like any request; the connection stays usable.
+  'GET / HTTP/1.1\r\n{{H}}' + WS_UPGRADE_HEADERS + '\r\n',
+  'GET /ws HTTP/1.1\r\n{{H}}' + WS_UPGRADE_HEADERS + '\r\n',
+  'GET /chat?room=1 HTTP/1.1\r\n{{H}}' + WS_UPGRADE_HEADERS + '\r\nGET /robots.txt HTTP/1.1\r\n{{H}}\r\n',
+  'HEAD /about.html HTTP/1.1\r\n{{H}}' + WS_UPGRADE_HEADERS + '\r\n',
+  'GET / HTTP/1.1\r\n{{H}}Connection: Upgrade, close\r\nUpgrade: websocket\r\n\r\n',
+  // Garbage.
+  '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n',
+  'hello\r\n\r\n',
+  'GET / HTTP/1.1\r\nHost x\r\n\r\n',
+];

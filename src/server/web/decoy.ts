@@ -17,6 +17,7 @@ import { realpath, stat } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isIP } from 'node:net';
 import { isAbsolute, join, resolve, sep } from 'node:path';
 import { builtinSiteFiles } from './site.js';
 import { connectionValue, hasRequestBody, sendError, serveStatic, writeHead } from './static.js';
@@ -145,9 +146,10 @@ export function proxyDecoy(upstream: string | URL, opts: ProxyOptions = {}): Dec
   if (url.protocol !== 'https:' && url.protocol !== 'http:')
     throw new Error(`--decoy: upstream must be an http:// or https:// URL, got ${url.protocol}`);
   const secure = url.protocol === 'https:';
+  const host = url.hostname.replace(/^\[|\]$/g, '');
   const agentOpts = { keepAlive: true, maxSockets: 64, maxFreeSockets: 8, timeout: 60_000 };
   const agent = secure
-    ? new https.Agent({ ...agentOpts, servername: url.hostname, ...(opts.ca ? { ca: opts.ca } : {}) })
+    ? new https.Agent({ ...agentOpts, ...(isIP(host) ? {} : { servername: host }), ...(opts.ca ? { ca: opts.ca } : {}) })
     : new http.Agent(agentOpts);
   const prefix = url.pathname.replace(/\/$/, '');
   const timeoutMs = opts.timeoutMs ?? 60_000;
@@ -158,12 +160,13 @@ export function proxyDecoy(upstream: string | URL, opts: ProxyOptions = {}): Dec
   return {
     kind: 'proxy',
     handle(req, res) {
+      if (req.httpVersion === '1.1' && req.headers.host === undefined) return sendError(res, 400);
       const headers = filterHeaders(req.rawHeaders, hostDrop);
       headers.unshift(['Host', url.host]);
       const withBody = hasRequestBody(req);
       const upReq = (secure ? https : http).request({
         protocol: url.protocol,
-        hostname: url.hostname.replace(/^\[|\]$/g, ''),
+        hostname: host,
         port: url.port || (secure ? 443 : 80),
         method: req.method ?? 'GET',
         path: prefix + (req.url ?? '/'),
@@ -191,6 +194,8 @@ export function proxyDecoy(upstream: string | URL, opts: ProxyOptions = {}): Dec
         answered = true;
         const out = filterHeaders(upRes.rawHeaders, responseDrop);
         // Put our own Connection header where the upstream had its own (same bytes as direct).
+        // An upstream that closes makes us close too, so the client sees what it would directly.
+        if (/\bclose\b/i.test(String(upRes.headers.connection ?? ''))) res.shouldKeepAlive = false;
         let at = -1;
         for (let i = 0, j = 0; i < upRes.rawHeaders.length; i += 2) {
           const k = (upRes.rawHeaders[i] ?? '').toLowerCase();
