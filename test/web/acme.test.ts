@@ -1,0 +1,214 @@
+/**
+ * ACME against Debian's `pebble` on loopback, with real HTTP-01 validation: pebble resolves the
+ * domain through a tiny DNS server of ours (every A query → 127.0.0.1) and fetches the challenge
+ * from the plain web front's port (pebble's `httpPort`). Certificates live 10 s
+ * (`certificateValidityPeriod`), so renewal at 2/3 of the lifetime happens during the test and the
+ * TLS front must start serving the new certificate without a restart.
+ */
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import type { X509Certificate } from 'node:crypto';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import { after, before, describe, test } from 'node:test';
+import dnsPacket from 'dns-packet';
+import { createAcme, renewalTime, type Acme } from '../../src/server/web/acme.js';
+import { builtinDecoy } from '../../src/server/web/decoy.js';
+import { startWebFront, type WebFront } from '../../src/server/web/front.js';
+import { freePort } from '../helpers/net.js';
+import { spawnPeer, which, type Peer } from '../helpers/peers.js';
+import { skipUnless } from '../helpers/prereq.js';
+import { waitFor } from '../helpers/wait.js';
+import { exchange, makeCert, splitResponse, tempDir } from './fixtures.js';
+
+const DOMAIN = 'ladder-decoy.test';
+const VALIDITY_S = 10;
+
+/** A DNS server on 127.0.0.1 answering every A query with 127.0.0.1 (other types: no data). */
+async function startDns(): Promise<{ port: number; close(): void }> {
+  const sock = dgram.createSocket('udp4');
+  sock.on('message', (msg, rinfo) => {
+    let q: dnsPacket.Packet;
+    try {
+      q = dnsPacket.decode(msg);
+    } catch {
+      return;
+    }
+    const question = q.questions?.[0];
+    const answers: dnsPacket.Answer[] =
+      question?.type === 'A' ? [{ type: 'A', name: question.name, ttl: 60, class: 'IN', data: '127.0.0.1' }] : [];
+    const reply = dnsPacket.encode({
+      id: q.id ?? 0,
+      type: 'response',
+      flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE,
+      questions: q.questions ?? [],
+      answers,
+    });
+    sock.send(reply, rinfo.port, rinfo.address);
+  });
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', r));
+  return { port: sock.address().port, close: () => sock.close() };
+}
+
+function peerCert(port: number, ca: string): Promise<X509Certificate> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ port, host: '127.0.0.1', servername: DOMAIN, ca, ALPNProtocols: ['http/1.1'] }, () => {
+      const raw = s.getPeerX509Certificate();
+      s.destroy();
+      if (raw) resolve(raw);
+      else reject(new Error('no certificate'));
+    });
+    s.on('error', reject);
+  });
+}
+
+function fetchText(url: string, ca: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    https
+      .get(url, { ca }, (res) => {
+        let b = '';
+        res.on('data', (d: Buffer) => (b += d.toString()));
+        res.on('end', () => resolve(b));
+      })
+      .on('error', reject);
+  });
+}
+
+describe('ACME with pebble (HTTP-01, renewal, hot swap)', { skip: skipUnless(which('pebble') !== undefined && which('openssl') !== undefined, 'pebble or openssl missing (apt-get install pebble openssl)') }, () => {
+  const tmp = tempDir('acme');
+  let dns: { port: number; close(): void };
+  let pebble: Peer;
+  let pebbleCa = '';
+  let mgmtPort = 0;
+  let acmePort = 0;
+  let acme: Acme;
+  let plain: WebFront;
+  let front: WebFront | undefined;
+  const swapped: string[] = [];
+
+  before(async () => {
+    dns = await startDns();
+    const pc = makeCert(tmp.path, 'localhost', 'pebble');
+    pebbleCa = pc.cert;
+    plain = await startWebFront({
+      port: 0,
+      host: '127.0.0.1',
+      secretPath: '/acme-secret',
+      decoy: builtinDecoy({ seed: 'acme' }),
+      onUpgrade: () => false,
+      http01: (token) => acme.http01(token),
+    });
+    acmePort = await freePort();
+    mgmtPort = await freePort();
+    const cfg = {
+      pebble: {
+        listenAddress: `127.0.0.1:${acmePort}`,
+        managementListenAddress: `127.0.0.1:${mgmtPort}`,
+        certificate: pc.certPath,
+        privateKey: pc.keyPath,
+        httpPort: plain.port,
+        tlsPort: await freePort(),
+        ocspResponderURL: '',
+        externalAccountBindingRequired: false,
+        certificateValidityPeriod: VALIDITY_S,
+      },
+    };
+    writeFileSync(join(tmp.path, 'pebble.json'), JSON.stringify(cfg));
+    pebble = await spawnPeer('pebble', 'pebble', ['-config', join(tmp.path, 'pebble.json'), '-dnsserver', `127.0.0.1:${dns.port}`], {
+      waitPort: acmePort,
+      env: { PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0', PEBBLE_AUTHZREUSE: '0' },
+    });
+    acme = createAcme({
+      domains: [DOMAIN],
+      dataDir: join(tmp.path, 'data'),
+      directoryUrl: `https://127.0.0.1:${acmePort}/dir`,
+      directoryCa: pebbleCa,
+      retryDelayMs: 1000,
+      onCertificate: (c) => {
+        swapped.push(c.cert);
+        front?.setTlsCredentials(c);
+      },
+    });
+  });
+  after(async () => {
+    acme?.stop();
+    await front?.close();
+    await plain?.close();
+    await pebble?.stop();
+    dns?.close();
+    tmp.remove();
+  });
+
+  let root = '';
+  let firstSerial = '';
+
+  test('obtains a certificate through HTTP-01 on the plain front and serves it over TLS', async () => {
+    const creds = await acme.start();
+    assert.equal(swapped.length, 1);
+    front = await startWebFront({
+      port: 0,
+      host: '127.0.0.1',
+      secretPath: '/acme-secret',
+      tls: creds,
+      decoy: builtinDecoy({ seed: 'acme' }),
+      onUpgrade: () => false,
+    });
+    root = await fetchText(`https://127.0.0.1:${mgmtPort}/roots/0`, pebbleCa);
+    const chain = String(creds.cert).split(/(?=-----BEGIN CERTIFICATE-----)/);
+    const trust = [root, ...chain.slice(1)].join('\n');
+    const served = await peerCert(front.port, trust);
+    assert.match(served.subjectAltName ?? '', new RegExp(`DNS:${DOMAIN.replace(/\./g, '\\.')}`));
+    assert.match(served.issuer, /Pebble Intermediate CA/);
+    firstSerial = served.serialNumber;
+    const lifetime = Date.parse(served.validTo) - Date.parse(served.validFrom);
+    assert.ok(lifetime <= VALIDITY_S * 1000 + 1000, `lifetime ${lifetime} ms`);
+    const r = await exchange(front.port, `GET / HTTP/1.1\r\nHost: ${DOMAIN}\r\n\r\n`, { tls: { servername: DOMAIN, ca: trust } });
+    assert.equal(splitResponse(r.text).status, 200);
+  });
+
+  test('account key and certificate are stored 0600 under a 0700 directory', () => {
+    const dir = join(tmp.path, 'data', 'acme');
+    assert.equal(statSync(dir).mode & 0o777, 0o700);
+    for (const f of [`${DOMAIN}.crt`, `${DOMAIN}.key`]) assert.equal(statSync(join(dir, f)).mode & 0o777, 0o600, f);
+    const accounts = readFileSync(join(dir, `${DOMAIN}.crt`), 'utf8');
+    assert.match(accounts, /BEGIN CERTIFICATE/);
+  });
+
+  test('renews at 2/3 of the lifetime and the TLS front serves the new certificate', async () => {
+    const due = acme.renewalDue();
+    assert.ok(due);
+    const served = await waitFor(
+      async () => {
+        const c = await peerCert(front!.port, [root, ...String(acme.current()?.cert ?? '').split(/(?=-----BEGIN CERTIFICATE-----)/).slice(1)].join('\n'));
+        return c.serialNumber !== firstSerial ? c : undefined;
+      },
+      { timeoutMs: VALIDITY_S * 2000, intervalMs: 250, message: 'a renewed certificate served' },
+    );
+    assert.ok(Date.now() >= due.getTime());
+    assert.ok(swapped.length >= 2);
+    // Renewed before the old one expired.
+    assert.ok(Date.now() < due.getTime() + (VALIDITY_S * 1000) / 3 + 2000);
+    assert.match(served.issuer, /Pebble Intermediate CA/);
+    assert.equal(renewalTime(acme.current()!.cert).getTime(), acme.renewalDue()!.getTime());
+  });
+
+  test('a restart with a certificate not yet due loads it from disk instead of ordering', async () => {
+    acme.stop();
+    const before = readFileSync(join(tmp.path, 'data', 'acme', `${DOMAIN}.crt`), 'utf8');
+    const again = createAcme({
+      domains: [DOMAIN],
+      dataDir: join(tmp.path, 'data'),
+      directoryUrl: `https://127.0.0.1:${acmePort}/dir`,
+      directoryCa: pebbleCa,
+      renewFraction: 0.99,
+    });
+    try {
+      const c = await again.start();
+      assert.equal(String(c.cert), before);
+    } finally {
+      again.stop();
+    }
+  });
+});
