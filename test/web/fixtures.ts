@@ -234,4 +234,8 @@ export const DECOY_REQUESTS: string[] = [
   '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n',
   'hello\r\n\r\n',
   'GET / HTTP/1.1\r\nHost x\r\n\r\n',
+  'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n',
+  'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n',
+  'GET * HTTP/1.1\r\n{{H}}\r\n',
+  'GET http://other.example/css/site.css HTTP/1.1\r\n{{H}}\r\n',
 ];

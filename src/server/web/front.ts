@@ -11,7 +11,7 @@
  * when the connection stays open, give the socket back to the server as a fresh connection, so
  * the next request on it is parsed as usual (pipelined bytes included).
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import https from 'node:https';
@@ -72,6 +72,11 @@ export function validateSecretPath(p: string): string {
   if (!/^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]+$/.test(p) || p.endsWith('/') || p.includes('//'))
     throw new Error(`--web-path: expected /SECRET (letters, digits, - . _ ~; no trailing slash), got ${JSON.stringify(p)}`);
   return p;
+}
+
+/** A fresh random secret path (`/` + 22 URL-safe characters, 128 bits) for when none is configured. */
+export function generateSecretPath(): string {
+  return '/' + randomBytes(16).toString('base64url');
 }
 
 /** Constant-time "is `path` the secret path or below it" (query string ignored). */
@@ -194,6 +199,12 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
       if (taken) return;
     }
     decoyOnUpgrade(req, socket, head);
+  });
+
+  // CONNECT is not for us: nginx answers 400 and closes.
+  server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    socket.on('error', () => socket.destroy());
+    socket.end(rawErrorResponse(400));
   });
 
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
