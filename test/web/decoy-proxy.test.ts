@@ -7,51 +7,37 @@
  */
 import assert from 'node:assert/strict';
 import https from 'node:https';
-import { mkdirSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { proxyDecoy } from '../../src/server/web/decoy.js';
 import { startWebFront, type WebFront } from '../../src/server/web/front.js';
-import { DECOY_REQUESTS, exchange, makeCert, makeSite, mask, nginxSkip, opensslSkip, splitResponse, startNginx, tempDir, type Nginx } from './fixtures.js';
+import { decoyComparisonTests, exchange, makeCert, nginxServingSite, nginxSkip, opensslSkip, splitResponse, tempDir } from './fixtures.js';
 
 describe('proxy decoy matches the upstream (nginx) served directly', { skip: nginxSkip() }, () => {
-  const tmp = tempDir('decoy-proxy');
-  let nginx: Nginx;
+  let site: Awaited<ReturnType<typeof nginxServingSite>>;
   let front: WebFront;
   before(async () => {
-    const root = join(tmp.path, 'www');
-    const outside = join(tmp.path, 'outside');
-    mkdirSync(root);
-    mkdirSync(outside);
-    makeSite(root, outside);
-    nginx = await startNginx(`listen 127.0.0.1:{{PORT}}; root ${root};
-      location = /echo-headers { default_type text/plain; return 200 "host=$http_host up=$http_upgrade conn=$http_connection te=$http_te x=$http_x_custom\\n"; }`);
+    site = await nginxServingSite(
+      'decoy-proxy',
+      'location = /echo-headers { default_type text/plain; return 200 "host=$http_host up=$http_upgrade conn=$http_connection te=$http_te x=$http_x_custom\\n"; }',
+    );
     front = await startWebFront({
       port: 0,
       host: '127.0.0.1',
       secretPath: '/5ecret',
-      decoy: proxyDecoy(`http://127.0.0.1:${nginx.port}`),
+      decoy: proxyDecoy(`http://127.0.0.1:${site.nginx.port}`),
       onUpgrade: () => false,
     });
   });
   after(async () => {
     await front?.close();
-    await nginx?.stop();
-    tmp.remove();
+    await site?.stop();
   });
 
   // Requests nginx itself rejects before proxying (garbage, no Host) are the front's own 400,
-  // which is nginx's page anyway; they are compared too.
-  for (const raw of DECOY_REQUESTS) {
-    test(JSON.stringify(raw.slice(0, 60)), async () => {
-      const host = `Host: 127.0.0.1:${nginx.port}\r\n`;
-      const direct = await exchange(nginx.port, raw.split('{{H}}').join(host));
-      const viaFront = await exchange(front.port, raw.split('{{H}}').join('Host: www.example.org\r\n'));
-      assert.equal(mask(viaFront.text, [front.port, nginx.port]), mask(direct.text, [front.port, nginx.port]));
-      assert.equal(viaFront.close, direct.close);
-    });
-  }
+  // which is nginx's page anyway; they are compared too. Direct requests name nginx as Host,
+  // as the proxy does.
+  decoyComparisonTests(() => ({ front: front.port, direct: site.nginx.port }), 'www.example.org', () => `127.0.0.1:${site.nginx.port}`);
 
   test('Host is rewritten; Upgrade, Connection and TE are not forwarded; other headers are', async () => {
     const r = await exchange(
@@ -59,7 +45,7 @@ describe('proxy decoy matches the upstream (nginx) served directly', { skip: ngi
       'GET /echo-headers HTTP/1.1\r\nHost: www.example.org\r\nConnection: Upgrade, X-Drop\r\nUpgrade: websocket\r\nTE: trailers\r\nX-Drop: 1\r\nX-Custom: kept\r\n\r\n',
     );
     const { body } = splitResponse(r.text);
-    assert.equal(body, `host=127.0.0.1:${nginx.port} up= conn=keep-alive te= x=kept\n`);
+    assert.equal(body, `host=127.0.0.1:${site.nginx.port} up= conn=keep-alive te= x=kept\n`);
   });
 });
 

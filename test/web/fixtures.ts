@@ -5,10 +5,15 @@
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { WebSocketServer } from 'ws';
+import type { UpgradeHandler } from '../../src/server/web/front.js';
 import { freePort } from '../helpers/net.js';
 import { spawnPeer, which, type Peer } from '../helpers/peers.js';
 import { skipUnless } from '../helpers/prereq.js';
@@ -239,3 +244,70 @@ export const DECOY_REQUESTS: string[] = [
   'GET * HTTP/1.1\r\n{{H}}\r\n',
   'GET http://other.example/css/site.css HTTP/1.1\r\n{{H}}\r\n',
 ];
+
+/** nginx serving makeSite()'s directory (plus `extraConf` in its server block), all in a temp dir. */
+export async function nginxServingSite(prefix: string, extraConf = ''): Promise<{ root: string; nginx: Nginx; stop(): Promise<void> }> {
+  const tmp = tempDir(prefix);
+  const root = join(tmp.path, 'www');
+  const outside = join(tmp.path, 'outside');
+  mkdirSync(root);
+  mkdirSync(outside);
+  makeSite(root, outside);
+  try {
+    const nginx = await startNginx(`listen 127.0.0.1:{{PORT}}; root ${root}; ${extraConf}`);
+    return {
+      root,
+      nginx,
+      async stop() {
+        await nginx.stop();
+        tmp.remove();
+      },
+    };
+  } catch (err) {
+    tmp.remove();
+    throw err;
+  }
+}
+
+/**
+ * One test per DECOY_REQUESTS entry: the answer through the front must equal nginx's direct
+ * answer byte for byte (Date and ports masked), close behaviour included. `{{H}}` becomes
+ * `frontHost` / `directHost()` respectively.
+ */
+export function decoyComparisonTests(ports: () => { front: number; direct: number }, frontHost: string, directHost: () => string): void {
+  for (const raw of DECOY_REQUESTS) {
+    test(JSON.stringify(raw.slice(0, 60)), async () => {
+      const { front, direct } = ports();
+      const [d, f] = await Promise.all([
+        exchange(direct, raw.split('{{H}}').join(`Host: ${directHost()}\r\n`)),
+        exchange(front, raw.split('{{H}}').join(`Host: ${frontHost}\r\n`)),
+      ]);
+      assert.ok(d.text.length > 0, 'nginx answered');
+      assert.equal(mask(f.text, [front, direct]), mask(d.text, [front, direct]));
+      assert.equal(f.close, d.close);
+    });
+  }
+}
+
+/**
+ * A stand-in for the WebSocket endpoints: accepts a genuine WebSocket upgrade to `${secret}/tcp`
+ * (query ignored), records the client address it was given, echoes every message; refuses
+ * everything else untouched (so the front serves the decoy).
+ */
+export function echoEndpoint(secret: string, seen: string[]): { onUpgrade: UpgradeHandler; close(): void } {
+  const wss = new WebSocketServer({ noServer: true });
+  return {
+    onUpgrade(req: IncomingMessage, socket, head, clientAddress) {
+      const path = (req.url ?? '').split('?')[0];
+      if (path !== `${secret}/tcp` || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket' || !req.headers['sec-websocket-key'])
+        return false;
+      seen.push(clientAddress);
+      wss.handleUpgrade(req, socket, head, (ws) => ws.on('message', (m, binary) => ws.send(m, { binary })));
+      return true;
+    },
+    close() {
+      for (const c of wss.clients) c.terminate();
+      wss.close();
+    },
+  };
+}

@@ -5,14 +5,13 @@
  * openssl-made certificate (ALPN, hot swap), and the slowloris / header-size limits.
  */
 import assert from 'node:assert/strict';
-import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
-import { WebSocket, WebSocketServer } from 'ws';
+import { WebSocket } from 'ws';
 import { builtinDecoy } from '../../src/server/web/decoy.js';
-import { startWebFront, type UpgradeHandler, type WebFront } from '../../src/server/web/front.js';
-import { exchange, makeCert, mask, opensslSkip, splitResponse, tempDir } from './fixtures.js';
+import { startWebFront, type WebFront } from '../../src/server/web/front.js';
+import { echoEndpoint, exchange, makeCert, mask, opensslSkip, splitResponse, tempDir } from './fixtures.js';
 
 const SECRET = '/k7Qd-93xv';
 const UPGRADE =
@@ -20,25 +19,6 @@ const UPGRADE =
 const BROWSER_GET =
   'GET / HTTP/1.1\r\nHost: blog.example\r\nUser-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36\r\n' +
   'Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8\r\nAccept-Encoding: gzip, deflate, br, zstd\r\nAccept-Language: en-US,en;q=0.9\r\n\r\n';
-
-/** A stand-in for the WebSocket endpoints: accepts `${SECRET}/tcp` and echoes; refuses the rest. */
-function echoEndpoint(seen: string[]): { onUpgrade: UpgradeHandler; close(): void } {
-  const wss = new WebSocketServer({ noServer: true });
-  return {
-    onUpgrade(req: IncomingMessage, socket, head, clientAddress) {
-      const path = (req.url ?? '').split('?')[0];
-      if (path !== `${SECRET}/tcp` || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket' || !req.headers['sec-websocket-key'])
-        return false;
-      seen.push(clientAddress);
-      wss.handleUpgrade(req, socket, head, (ws) => ws.on('message', (m, binary) => ws.send(m, { binary })));
-      return true;
-    },
-    close: () => {
-      for (const c of wss.clients) c.terminate();
-      wss.close();
-    },
-  };
-}
 
 function wsEcho(url: string, payload: Buffer, opts: { ca?: string; servername?: string } = {}): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -58,7 +38,7 @@ const SIGNATURES = /express|x-powered-by|\bnode\b|node\.js|fastify|koa|hono|undi
 describe('web front with the builtin decoy', () => {
   let front: WebFront;
   const seen: string[] = [];
-  const endpoint = echoEndpoint(seen);
+  const endpoint = echoEndpoint(SECRET, seen);
   before(async () => {
     front = await startWebFront({
       port: 0,
@@ -213,7 +193,7 @@ describe('web front over TLS (openssl-made certificate)', { skip: opensslSkip() 
   let a: ReturnType<typeof makeCert>;
   let b: ReturnType<typeof makeCert>;
   const seen: string[] = [];
-  const endpoint = echoEndpoint(seen);
+  const endpoint = echoEndpoint(SECRET, seen);
   before(async () => {
     a = makeCert(tmp.path, 'a.example');
     b = makeCert(tmp.path, 'b.example');

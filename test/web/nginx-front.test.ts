@@ -6,30 +6,13 @@
  * is left of it and ignored); otherwise it is nginx's own 127.0.0.3.
  */
 import assert from 'node:assert/strict';
-import type { IncomingMessage } from 'node:http';
 import { after, before, describe, test } from 'node:test';
-import { WebSocket, WebSocketServer } from 'ws';
+import { WebSocket } from 'ws';
 import { builtinDecoy } from '../../src/server/web/decoy.js';
 import { startWebFront, type UpgradeHandler, type WebFront } from '../../src/server/web/front.js';
-import { exchange, makeCert, nginxSkip, opensslSkip, splitResponse, startNginx, tempDir, type Nginx } from './fixtures.js';
+import { echoEndpoint, exchange, makeCert, nginxSkip, opensslSkip, splitResponse, startNginx, tempDir, type Nginx } from './fixtures.js';
 
 const SECRET = '/p4th-Zq8';
-
-function echo(seen: string[]): { onUpgrade: UpgradeHandler; close(): void } {
-  const wss = new WebSocketServer({ noServer: true });
-  return {
-    onUpgrade(req: IncomingMessage, socket, head, clientAddress) {
-      if (!(req.url ?? '').startsWith(`${SECRET}/tcp`)) return false;
-      seen.push(clientAddress);
-      wss.handleUpgrade(req, socket, head, (ws) => ws.on('message', (m, binary) => ws.send(m, { binary })));
-      return true;
-    },
-    close() {
-      for (const c of wss.clients) c.terminate();
-      wss.close();
-    },
-  };
-}
 
 describe('nginx (TLS, WebSocket proxy) in front of the plain web front', { skip: nginxSkip() || opensslSkip() }, () => {
   const tmp = tempDir('nginx-front');
@@ -39,28 +22,16 @@ describe('nginx (TLS, WebSocket proxy) in front of the plain web front', { skip:
   let ca = '';
   const seenTrusting: string[] = [];
   const seenDistrusting: string[] = [];
-  const e1 = echo(seenTrusting);
-  const e2 = echo(seenDistrusting);
+  const e1 = echoEndpoint(SECRET, seenTrusting);
+  const e2 = echoEndpoint(SECRET, seenDistrusting);
 
   before(async () => {
     const cert = makeCert(tmp.path, 'cdn.test');
     ca = cert.cert;
-    trusting = await startWebFront({
-      port: 0,
-      host: '127.0.0.1',
-      secretPath: SECRET,
-      decoy: builtinDecoy({ seed: 'a' }),
-      trustProxy: ['127.0.0.3/32'],
-      onUpgrade: e1.onUpgrade,
-    });
-    distrusting = await startWebFront({
-      port: 0,
-      host: '127.0.0.1',
-      secretPath: SECRET,
-      decoy: builtinDecoy({ seed: 'a' }),
-      trustProxy: ['127.0.0.9/32'],
-      onUpgrade: e2.onUpgrade,
-    });
+    const start = (trust: string, onUpgrade: UpgradeHandler): Promise<WebFront> =>
+      startWebFront({ port: 0, host: '127.0.0.1', secretPath: SECRET, decoy: builtinDecoy({ seed: 'a' }), trustProxy: [trust], onUpgrade });
+    trusting = await start('127.0.0.3/32', e1.onUpgrade);
+    distrusting = await start('127.0.0.9/32', e2.onUpgrade);
     const loc = (prefix: string, port: number): string => `
       location ${prefix} {
         proxy_pass http://127.0.0.1:${port}/;
