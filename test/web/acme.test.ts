@@ -1,7 +1,7 @@
 /**
  * ACME against Debian's `pebble` on loopback, with real HTTP-01 validation: pebble resolves the
  * domain through a tiny DNS server of ours (every A query → 127.0.0.1) and fetches the challenge
- * from the plain web front's port (pebble's `httpPort`). Certificates live 10 s
+ * from the plain web front's port (pebble's `httpPort`). Certificates live 20 s
  * (`certificateValidityPeriod`), so renewal at 2/3 of the lifetime happens during the test and the
  * TLS front must start serving the new certificate without a restart.
  */
@@ -17,6 +17,7 @@ import dnsPacket from 'dns-packet';
 import { createAcme, renewalTime, type Acme } from '../../src/server/web/acme.js';
 import { builtinDecoy } from '../../src/server/web/decoy.js';
 import { startWebFront, type WebFront } from '../../src/server/web/front.js';
+import { startWebService, type WebService } from '../../src/server/web/setup.js';
 import { freePort } from '../helpers/net.js';
 import { spawnPeer, which, type Peer } from '../helpers/peers.js';
 import { skipUnless } from '../helpers/prereq.js';
@@ -24,7 +25,7 @@ import { waitFor } from '../helpers/wait.js';
 import { exchange, makeCert, splitResponse, tempDir } from './fixtures.js';
 
 const DOMAIN = 'ladder-decoy.test';
-const VALIDITY_S = 10;
+const VALIDITY_S = 20;
 
 /** A DNS server on 127.0.0.1 answering every A query with 127.0.0.1 (other types: no data). */
 async function startDns(): Promise<{ port: number; close(): void }> {
@@ -52,6 +53,57 @@ async function startDns(): Promise<{ port: number; close(): void }> {
   return { port: sock.address().port, close: () => sock.close() };
 }
 
+interface Pebble {
+  directoryUrl: string;
+  /** CA of pebble's own HTTPS listener. */
+  ca: string;
+  mgmtPort: number;
+  stop(): Promise<void>;
+}
+
+/** pebble on loopback validating HTTP-01 against `httpPort`, resolving names through our DNS stub. */
+async function startPebble(dir: string, httpPort: number): Promise<Pebble> {
+  const dns = await startDns();
+  const pc = makeCert(dir, 'localhost', 'pebble');
+  const acmePort = await freePort();
+  const mgmtPort = await freePort();
+  const cfg = {
+    pebble: {
+      listenAddress: `127.0.0.1:${acmePort}`,
+      managementListenAddress: `127.0.0.1:${mgmtPort}`,
+      certificate: pc.certPath,
+      privateKey: pc.keyPath,
+      httpPort,
+      tlsPort: await freePort(),
+      ocspResponderURL: '',
+      externalAccountBindingRequired: false,
+      certificateValidityPeriod: VALIDITY_S,
+    },
+  };
+  writeFileSync(join(dir, 'pebble.json'), JSON.stringify(cfg));
+  let peer: Peer;
+  try {
+    peer = await spawnPeer('pebble', 'pebble', ['-config', join(dir, 'pebble.json'), '-dnsserver', `127.0.0.1:${dns.port}`], {
+      waitPort: acmePort,
+      env: { PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0', PEBBLE_AUTHZREUSE: '0' },
+    });
+  } catch (err) {
+    dns.close();
+    throw err;
+  }
+  return {
+    directoryUrl: `https://127.0.0.1:${acmePort}/dir`,
+    ca: pc.cert,
+    mgmtPort,
+    async stop() {
+      await peer.stop();
+      dns.close();
+    },
+  };
+}
+
+const PEBBLE_SKIP = skipUnless(which('pebble') !== undefined && which('openssl') !== undefined, 'pebble or openssl missing (apt-get install pebble openssl)');
+
 function peerCert(port: number, ca: string): Promise<X509Certificate> {
   return new Promise((resolve, reject) => {
     const s = tls.connect({ port, host: '127.0.0.1', servername: DOMAIN, ca, ALPNProtocols: ['http/1.1'] }, () => {
@@ -76,22 +128,15 @@ function fetchText(url: string, ca: string): Promise<string> {
   });
 }
 
-describe('ACME with pebble (HTTP-01, renewal, hot swap)', { skip: skipUnless(which('pebble') !== undefined && which('openssl') !== undefined, 'pebble or openssl missing (apt-get install pebble openssl)') }, () => {
+describe('ACME with pebble (HTTP-01, renewal, hot swap)', { skip: PEBBLE_SKIP }, () => {
   const tmp = tempDir('acme');
-  let dns: { port: number; close(): void };
-  let pebble: Peer;
-  let pebbleCa = '';
-  let mgmtPort = 0;
-  let acmePort = 0;
+  let pebble: Pebble;
   let acme: Acme;
   let plain: WebFront;
   let front: WebFront | undefined;
   const swapped: string[] = [];
 
   before(async () => {
-    dns = await startDns();
-    const pc = makeCert(tmp.path, 'localhost', 'pebble');
-    pebbleCa = pc.cert;
     plain = await startWebFront({
       port: 0,
       host: '127.0.0.1',
@@ -100,31 +145,12 @@ describe('ACME with pebble (HTTP-01, renewal, hot swap)', { skip: skipUnless(whi
       onUpgrade: () => false,
       http01: (token) => acme.http01(token),
     });
-    acmePort = await freePort();
-    mgmtPort = await freePort();
-    const cfg = {
-      pebble: {
-        listenAddress: `127.0.0.1:${acmePort}`,
-        managementListenAddress: `127.0.0.1:${mgmtPort}`,
-        certificate: pc.certPath,
-        privateKey: pc.keyPath,
-        httpPort: plain.port,
-        tlsPort: await freePort(),
-        ocspResponderURL: '',
-        externalAccountBindingRequired: false,
-        certificateValidityPeriod: VALIDITY_S,
-      },
-    };
-    writeFileSync(join(tmp.path, 'pebble.json'), JSON.stringify(cfg));
-    pebble = await spawnPeer('pebble', 'pebble', ['-config', join(tmp.path, 'pebble.json'), '-dnsserver', `127.0.0.1:${dns.port}`], {
-      waitPort: acmePort,
-      env: { PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0', PEBBLE_AUTHZREUSE: '0' },
-    });
+    pebble = await startPebble(tmp.path, plain.port);
     acme = createAcme({
       domains: [DOMAIN],
       dataDir: join(tmp.path, 'data'),
-      directoryUrl: `https://127.0.0.1:${acmePort}/dir`,
-      directoryCa: pebbleCa,
+      directoryUrl: pebble.directoryUrl,
+      directoryCa: pebble.ca,
       retryDelayMs: 1000,
       onCertificate: (c) => {
         swapped.push(c.cert);
@@ -137,7 +163,6 @@ describe('ACME with pebble (HTTP-01, renewal, hot swap)', { skip: skipUnless(whi
     await front?.close();
     await plain?.close();
     await pebble?.stop();
-    dns?.close();
     tmp.remove();
   });
 
@@ -155,7 +180,7 @@ describe('ACME with pebble (HTTP-01, renewal, hot swap)', { skip: skipUnless(whi
       decoy: builtinDecoy({ seed: 'acme' }),
       onUpgrade: () => false,
     });
-    root = await fetchText(`https://127.0.0.1:${mgmtPort}/roots/0`, pebbleCa);
+    root = await fetchText(`https://127.0.0.1:${pebble.mgmtPort}/roots/0`, pebble.ca);
     const chain = String(creds.cert).split(/(?=-----BEGIN CERTIFICATE-----)/);
     const trust = [root, ...chain.slice(1)].join('\n');
     const served = await peerCert(front.port, trust);
@@ -200,8 +225,8 @@ describe('ACME with pebble (HTTP-01, renewal, hot swap)', { skip: skipUnless(whi
     const again = createAcme({
       domains: [DOMAIN],
       dataDir: join(tmp.path, 'data'),
-      directoryUrl: `https://127.0.0.1:${acmePort}/dir`,
-      directoryCa: pebbleCa,
+      directoryUrl: pebble.directoryUrl,
+      directoryCa: pebble.ca,
       renewFraction: 0.99,
     });
     try {
@@ -210,5 +235,55 @@ describe('ACME with pebble (HTTP-01, renewal, hot swap)', { skip: skipUnless(whi
     } finally {
       again.stop();
     }
+  });
+});
+
+describe('startWebService with --acme (pebble)', { skip: PEBBLE_SKIP }, () => {
+  const tmp = tempDir('acme-service');
+  let pebble: Pebble;
+  let service: WebService | undefined;
+  after(async () => {
+    await service?.close();
+    await pebble?.stop();
+    tmp.remove();
+  });
+
+  test('challenge listener + TLS front; the certificate is renewed and swapped in', async () => {
+    const httpPort = await freePort();
+    pebble = await startPebble(tmp.path, httpPort);
+    const seen: string[] = [];
+    service = await startWebService(
+      {
+        port: 0,
+        host: '127.0.0.1',
+        secretPath: '/svc-secret',
+        acmeDomains: [DOMAIN],
+        acmeHttpPort: httpPort,
+        acmeDirectoryUrl: pebble.directoryUrl,
+        acmeDirectoryCa: pebble.ca,
+        dataDir: join(tmp.path, 'data'),
+      },
+      (_req, _socket, _head, addr) => {
+        seen.push(addr);
+        return false;
+      },
+    );
+    assert.equal(service.front.tls, true);
+    assert.equal(service.challengeFront?.tls, false);
+    const root = await fetchText(`https://127.0.0.1:${pebble.mgmtPort}/roots/0`, pebble.ca);
+    const trust = (): string => [root, ...String(service!.acme!.current()!.cert).split(/(?=-----BEGIN CERTIFICATE-----)/).slice(1)].join('\n');
+    const first = await peerCert(service.front.port, trust());
+    const renewed = await waitFor(
+      async () => {
+        const c = await peerCert(service!.front.port, trust());
+        return c.serialNumber !== first.serialNumber ? c : undefined;
+      },
+      { timeoutMs: VALIDITY_S * 2000, intervalMs: 250, message: 'a renewed certificate served' },
+    );
+    assert.match(renewed.issuer, /Pebble Intermediate CA/);
+    // The challenge listener is an ordinary site for everyone else.
+    const r = await exchange(httpPort, 'GET /.well-known/acme-challenge/unknown HTTP/1.1\r\nHost: a\r\n\r\n');
+    assert.equal(splitResponse(r.text).status, 404);
+    assert.deepEqual(seen, []);
   });
 });
