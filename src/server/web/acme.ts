@@ -29,7 +29,7 @@ export const LETSENCRYPT_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/direc
 
 export interface AcmeOptions {
   /** Names on the certificate; the first is the subject. */
-  domains: string[];
+  domains: readonly string[];
   /** Where the account key and certificates live (created 0700; files 0600). */
   dataDir: string;
   /** ACME directory URL (default: Let's Encrypt production). */
@@ -144,7 +144,7 @@ export function createAcme(opts: AcmeOptions): Acme {
     await ensureDir();
     const client = await getClient();
     const [key, csr] = await acme.crypto.createCsr(
-      { commonName: opts.domains[0] ?? '', altNames: opts.domains },
+      { commonName: opts.domains[0] ?? '', altNames: [...opts.domains] },
       await acme.crypto.createPrivateEcdsaKey('P-256'),
     );
     const cert = await client.auto({

@@ -26,7 +26,7 @@ export interface WebServiceSettings {
   tlsCertFile?: string;
   tlsKeyFile?: string;
   /** --acme DOMAIN[,DOMAIN…] (exclusive with the TLS files). */
-  acmeDomains?: string[];
+  acmeDomains?: readonly string[];
   /** --acme-email */
   acmeEmail?: string;
   /** --acme-directory (default Let's Encrypt production) */
@@ -38,7 +38,7 @@ export interface WebServiceSettings {
   /** Where ACME keeps its account and certificates (the server's data dir). */
   dataDir?: string;
   /** --trust-proxy CIDR (repeatable) */
-  trustProxy?: string[];
+  trustProxy?: readonly string[];
   logger?: Logger;
 }
 
