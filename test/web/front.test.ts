@@ -244,9 +244,18 @@ describe('web front over TLS (openssl-made certificate)', { skip: opensslSkip() 
     s.destroy();
   });
 
-  test('a failed handshake just closes', async () => {
-    const r = await exchange(front.port, 'GET / HTTP/1.1\r\nHost: a\r\n\r\n');
-    assert.equal(r.text.startsWith('HTTP/'), false);
-    assert.notEqual(r.close, 'open');
+  test('plain HTTP on the TLS port gets nginx\'s 400 pages; a broken handshake just closes', async () => {
+    const plain = await exchange(front.port, 'GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+    const { status, headers, body } = splitResponse(plain.text);
+    assert.equal(status, 400);
+    assert.ok(headers.includes('Connection: close'));
+    assert.ok(headers.includes('Content-Length: 248'));
+    assert.match(body, /<title>400 The plain HTTP request was sent to HTTPS port<\/title>/);
+    assert.equal(plain.close, 'fin');
+    const garbage = await exchange(front.port, 'hello\r\n\r\n');
+    assert.match(garbage.text, /^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*Content-Length: 150\r\n/);
+    const broken = await exchange(front.port, Buffer.concat([Buffer.from('1603010005', 'hex'), Buffer.from('hello')]));
+    assert.equal(broken.text.startsWith('HTTP/'), false, 'at most a TLS alert, as OpenSSL sends for nginx too');
+    assert.notEqual(broken.close, 'open');
   });
 });

@@ -130,8 +130,24 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   server.on('connection', track);
   if (opts.tls) server.on('secureConnection', track);
   if (opts.tls) {
-    // Failed handshakes just close, as OpenSSL-backed servers do.
-    server.on('tlsClientError', (_err: Error, s: Duplex) => s.destroy());
+    // Plain HTTP on the TLS port gets nginx's answers (nginx reads non-TLS bytes as HTTP): its
+    // "plain HTTP request was sent to HTTPS port" page for what OpenSSL recognises as an HTTP
+    // request, its generic 400 for other non-TLS bytes; a broken TLS handshake just closes.
+    server.on('tlsClientError', (err: NodeJS.ErrnoException, s: Duplex) => {
+      const raw = (s as Duplex & { _parent?: Socket | null })._parent;
+      const page =
+        err.code === 'ERR_SSL_HTTP_REQUEST'
+          ? rawErrorResponse(400, 'The plain HTTP request was sent to HTTPS port')
+          : err.code === 'ERR_SSL_WRONG_VERSION_NUMBER' || err.code === 'ERR_SSL_HTTPS_PROXY_REQUEST'
+            ? rawErrorResponse(400)
+            : undefined;
+      if (page === undefined || !raw?.writable) {
+        s.destroy();
+        return;
+      }
+      raw.on('error', () => raw.destroy());
+      raw.end(page);
+    });
   }
 
   const acmePrefix = '/.well-known/acme-challenge/';
