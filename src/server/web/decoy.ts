@@ -1,0 +1,242 @@
+/**
+ * The decoy: what the web front shows to everything that is not a WebSocket upgrade on the secret
+ * path — a wrong path, no upgrade, a bad upgrade, any method, /favicon.ico, /robots.txt.
+ *
+ *   builtin           a small static site held in memory (./site.ts), served nginx-style
+ *   dir:PATH | PATH   the files under PATH, served nginx-style (./static.ts)
+ *   https://HOST[/P]  a reverse proxy to HOST (http:// too), Host rewritten to HOST, bodies
+ *                     streamed, hop-by-hop headers dropped; the upstream's own headers (its
+ *                     Server, Date, order) pass through untouched
+ *
+ * Policy: `Server: nginx` (no version) for the builtin and dir decoys — the commonest value on
+ * the web, and the one whose behaviour ./static.ts copies; a missing Server header is rarer and
+ * a versioned one invites version-specific probing. The proxy decoy shows the upstream's.
+ */
+import { createReadStream } from 'node:fs';
+import { realpath, stat } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isIP } from 'node:net';
+import { isAbsolute, join, resolve, sep } from 'node:path';
+import { builtinSiteFiles } from './site.js';
+import { connectionValue, hasRequestBody, sendError, serveStatic, writeHead } from './static.js';
+import type { FileSource, HeaderList, Lookup, StaticFile } from './static.js';
+
+export interface Decoy {
+  /** A short description for logs and `--help` (never the secret path). */
+  readonly kind: 'builtin' | 'dir' | 'proxy';
+  /** Answer one request. Must not throw; errors become nginx-style error pages. */
+  handle(req: IncomingMessage, res: ServerResponse): void;
+  /** Release resources (upstream keep-alive sockets). */
+  close(): void;
+}
+
+function staticDecoy(kind: 'builtin' | 'dir', source: FileSource): Decoy {
+  return {
+    kind,
+    handle(req, res) {
+      serveStatic(req, res, source).catch(() => {
+        if (!res.headersSent) sendError(res, 500);
+        else res.destroy();
+      });
+    },
+    close() {},
+  };
+}
+
+export interface BuiltinOptions {
+  /**
+   * Varies the site's wording, names and dates, so two Ladder servers do not serve identical
+   * bytes (a fingerprint). Pass something stable per server (it is hashed, never shown); random
+   * when omitted.
+   */
+  seed?: string | Buffer;
+}
+
+/** The builtin site (in memory; nothing to ship besides the code). */
+export function builtinDecoy(opts: BuiltinOptions = {}): Decoy {
+  const files = builtinSiteFiles(opts.seed);
+  const source: FileSource = {
+    lookup(path) {
+      const f = files.get(path);
+      if (f !== undefined) {
+        const file: StaticFile = { size: f.body.length, mtime: f.mtime, read: (s, e) => f.body.subarray(s, e + 1) };
+        return Promise.resolve({ kind: 'file', file });
+      }
+      const prefix = path === '' ? '' : `${path}/`;
+      for (const name of files.keys()) if (name.startsWith(prefix)) return Promise.resolve({ kind: 'dir' });
+      return Promise.resolve(undefined);
+    },
+  };
+  return staticDecoy('builtin', source);
+}
+
+/**
+ * Files under `root`. Paths are normalised before they reach the file system (no `..` can
+ * escape; see normalisePath), and a resolved path outside the root's real path (a symlink
+ * pointing out) is treated as missing.
+ */
+export function dirDecoy(root: string): Decoy {
+  const base = resolve(root);
+  let realBase: Promise<string> | undefined;
+  const source: FileSource = {
+    async lookup(path): Promise<Lookup> {
+      realBase ??= realpath(base);
+      const rb = await realBase;
+      const full = join(base, ...path.split('/'));
+      let real: string;
+      try {
+        real = await realpath(full);
+      } catch {
+        return undefined;
+      }
+      if (real !== rb && !real.startsWith(rb + sep)) return undefined;
+      const st = await stat(real);
+      if (st.isDirectory()) return { kind: 'dir' };
+      if (!st.isFile()) return undefined;
+      const file: StaticFile = {
+        size: st.size,
+        mtime: st.mtime,
+        read: (start, end) => createReadStream(real, { start, end }),
+      };
+      return { kind: 'file', file };
+    },
+  };
+  return staticDecoy('dir', source);
+}
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1) plus the proxy-only ones; never forwarded either way. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'upgrade',
+]);
+
+function filterHeaders(raw: string[], extraDrop: Set<string>): HeaderList {
+  const named = new Set<string>();
+  for (let i = 0; i < raw.length; i += 2)
+    if ((raw[i] ?? '').toLowerCase() === 'connection')
+      for (const t of (raw[i + 1] ?? '').split(',')) named.add(t.trim().toLowerCase());
+  const out: HeaderList = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i] ?? '';
+    const lk = k.toLowerCase();
+    if (HOP_BY_HOP.has(lk) || named.has(lk) || extraDrop.has(lk)) continue;
+    out.push([k, raw[i + 1] ?? '']);
+  }
+  return out;
+}
+
+export interface ProxyOptions {
+  /** Extra CA certificates for an https upstream (tests); the system store otherwise. */
+  ca?: string | Buffer;
+  /** Give up on an upstream that has not answered after this long (nginx: 60 s). */
+  timeoutMs?: number;
+}
+
+/** A reverse proxy to `upstream` (`https://host[:port][/prefix]` or `http://…`). */
+export function proxyDecoy(upstream: string | URL, opts: ProxyOptions = {}): Decoy {
+  const url = new URL(upstream);
+  if (url.protocol !== 'https:' && url.protocol !== 'http:')
+    throw new Error(`--decoy: upstream must be an http:// or https:// URL, got ${url.protocol}`);
+  const secure = url.protocol === 'https:';
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  const agentOpts = { keepAlive: true, maxSockets: 64, maxFreeSockets: 8, timeout: 60_000 };
+  const agent = secure
+    ? new https.Agent({ ...agentOpts, ...(isIP(host) ? {} : { servername: host }), ...(opts.ca ? { ca: opts.ca } : {}) })
+    : new http.Agent(agentOpts);
+  const prefix = url.pathname.replace(/\/$/, '');
+  const timeoutMs = opts.timeoutMs ?? 60_000;
+  const hostDrop = new Set(['host']);
+  // Transfer-Encoding stays in place on responses (Node re-chunks), so the order is the upstream's.
+  const responseDrop = new Set<string>();
+
+  return {
+    kind: 'proxy',
+    handle(req, res) {
+      if (req.httpVersion === '1.1' && req.headers.host === undefined) return sendError(res, 400);
+      const headers = filterHeaders(req.rawHeaders, hostDrop);
+      headers.unshift(['Host', url.host]);
+      const withBody = hasRequestBody(req);
+      const upReq = (secure ? https : http).request({
+        protocol: url.protocol,
+        hostname: host,
+        port: url.port || (secure ? 443 : 80),
+        method: req.method ?? 'GET',
+        path: prefix + (req.url ?? '/'),
+        headers: headers.flat(),
+        agent,
+        setHost: false,
+      });
+      let answered = false;
+      const fail = (status: number): void => {
+        if (answered) return;
+        answered = true;
+        if (!res.headersSent) sendError(res, status);
+        else res.destroy();
+      };
+      upReq.setTimeout(timeoutMs, () => {
+        upReq.destroy();
+        fail(504);
+      });
+      upReq.on('error', () => fail(502));
+      upReq.on('response', (upRes) => {
+        if (answered) {
+          upRes.destroy();
+          return;
+        }
+        answered = true;
+        const out = filterHeaders(upRes.rawHeaders, responseDrop);
+        // Put our own Connection header where the upstream had its own (same bytes as direct).
+        // An upstream that closes makes us close too, so the client sees what it would directly.
+        if (/\bclose\b/i.test(String(upRes.headers.connection ?? ''))) res.shouldKeepAlive = false;
+        let at = -1;
+        for (let i = 0, j = 0; i < upRes.rawHeaders.length; i += 2) {
+          const k = (upRes.rawHeaders[i] ?? '').toLowerCase();
+          if (k === 'connection') {
+            at = j;
+            break;
+          }
+          if (!HOP_BY_HOP.has(k)) j++;
+        }
+        const conn: [string, string] = ['Connection', connectionValue(res)];
+        if (at >= 0) out.splice(at, 0, conn);
+        else out.push(conn);
+        writeHead(res, upRes.statusCode ?? 502, out, upRes.statusMessage ?? '');
+        upRes.on('error', () => res.destroy());
+        upRes.pipe(res);
+      });
+      res.on('close', () => {
+        if (!res.writableFinished) upReq.destroy();
+      });
+      if (withBody) req.pipe(upReq);
+      else upReq.end();
+    },
+    close() {
+      agent.destroy();
+    },
+  };
+}
+
+/**
+ * `--decoy` value → Decoy: `builtin` (default), `dir:PATH` or a path (absolute, or starting with
+ * `.`), `https://…` / `http://…`. Throws with a message naming the bad value.
+ */
+export function parseDecoy(spec: string | undefined, opts: BuiltinOptions & ProxyOptions = {}): Decoy {
+  const s = (spec ?? 'builtin').trim();
+  if (s === '' || s === 'builtin') return builtinDecoy(opts.seed === undefined ? {} : { seed: opts.seed });
+  if (/^https?:\/\//i.test(s)) {
+    const { ca, timeoutMs } = opts;
+    return proxyDecoy(s, { ...(ca === undefined ? {} : { ca }), ...(timeoutMs === undefined ? {} : { timeoutMs }) });
+  }
+  const path = s.startsWith('dir:') ? s.slice(4) : s;
+  if (path === '' || (!s.startsWith('dir:') && !isAbsolute(path) && !path.startsWith('.')))
+    throw new Error(`--decoy: expected builtin, dir:PATH, a directory path or an http(s):// URL, got ${JSON.stringify(spec)}`);
+  return dirDecoy(path);
+}

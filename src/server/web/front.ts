@@ -1,0 +1,266 @@
+/**
+ * The web front: one HTTP/1.1 listener (plain, or TLS with ALPN `http/1.1`) where a WebSocket
+ * upgrade on the secret path goes to `onUpgrade` and everything else — other paths, plain
+ * requests, upgrades that `onUpgrade` refuses, garbage — gets the decoy, exactly as an ordinary
+ * nginx-fronted site would answer. The path is the only secret: it is compared in constant time,
+ * and a refused upgrade is answered by the same code, on the same socket, with the same
+ * keep-alive rules as any other request.
+ *
+ * Node's http server hands every `Upgrade:` request to the 'upgrade' event with the parser
+ * already detached. For the decoy we answer on that socket with a ServerResponse of our own and,
+ * when the connection stays open, give the socket back to the server as a fresh connection, so
+ * the next request on it is parsed as usual (pipelined bytes included).
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import http from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { SecureContextOptions } from 'node:tls';
+import { silentLogger, type Logger } from '../../shared/logger.js';
+import type { Decoy } from './decoy.js';
+import { hasRequestBody, rawErrorResponse, SERVER_HEADER, connectionValue, httpDate, writeHead } from './static.js';
+import { clientAddress, parseTrustedProxies } from './trust-proxy.js';
+
+export interface WebFrontTls {
+  cert: string | Buffer;
+  key: string | Buffer;
+}
+
+/** Answers HTTP-01 challenges: token → key authorization, or undefined. */
+export type Http01Responder = (token: string) => string | undefined;
+
+export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer, clientAddress: string) => boolean;
+
+export interface WebFrontOptions {
+  port: number;
+  host?: string;
+  /** '/SECRET': upgrades on it or below it (`/SECRET/tcp`, `/SECRET/udp`) reach onUpgrade. */
+  secretPath: string;
+  /** TLS credentials (PEM); plain HTTP when absent (behind a CDN / reverse proxy). */
+  tls?: WebFrontTls;
+  decoy: Decoy;
+  /** CIDRs whose forwarding headers are believed (see ./trust-proxy.ts). */
+  trustProxy?: readonly string[];
+  /** Take the upgrade (return true) or refuse it untouched (false → the decoy answers). */
+  onUpgrade: UpgradeHandler;
+  /** HTTP-01 challenge answers (ACME), served at /.well-known/acme-challenge/TOKEN. */
+  http01?: Http01Responder;
+  logger?: Logger;
+  /** Server timeouts in ms; nginx-like defaults (headers 60 s, keep-alive 65 s). */
+  headersTimeoutMs?: number;
+  keepAliveTimeoutMs?: number;
+  requestTimeoutMs?: number;
+}
+
+export interface WebFront {
+  readonly port: number;
+  readonly host: string;
+  readonly tls: boolean;
+  /** Swap the certificate without dropping connections (ACME renewal). Throws on a plain front. */
+  setTlsCredentials(tls: WebFrontTls): void;
+  /** Stop listening and end every connection, including upgraded ones; closes the decoy. */
+  close(): Promise<void>;
+}
+
+/** Header limit (bytes, all header lines together): nginx's 4×8 KiB buffers, roughly. */
+export const MAX_HEADER_SIZE = 16 * 1024;
+
+/** Validate a secret path: '/' followed by URL-safe characters, no query, no trailing slash. */
+export function validateSecretPath(p: string): string {
+  if (!/^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]+$/.test(p) || p.endsWith('/') || p.includes('//'))
+    throw new Error(`--web-path: expected /SECRET (letters, digits, - . _ ~; no trailing slash), got ${JSON.stringify(p)}`);
+  return p;
+}
+
+/** A fresh random secret path (`/` + 22 URL-safe characters, 128 bits) for when none is configured. */
+export function generateSecretPath(): string {
+  return '/' + randomBytes(16).toString('base64url');
+}
+
+/** Constant-time "is `path` the secret path or below it" (query string ignored). */
+export function secretPathMatcher(secretPath: string): (url: string | undefined) => boolean {
+  const secret = Buffer.from(secretPath);
+  const secretDigest = createHash('sha256').update(secret).digest();
+  return (url) => {
+    const u = url ?? '';
+    const q = u.indexOf('?');
+    const path = Buffer.from(q >= 0 ? u.slice(0, q) : u);
+    const head = path.subarray(0, secret.length);
+    // Hash both sides so the comparison time depends on neither the secret's nor the path's length.
+    const same = timingSafeEqual(createHash('sha256').update(head).digest(), secretDigest);
+    const next = path[secret.length];
+    return same && (next === undefined || next === 0x2f);
+  };
+}
+
+type PrivateResponse = ServerResponse & { _hasBody: boolean; _last: boolean };
+
+export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
+  const log = opts.logger ?? silentLogger;
+  const host = opts.host ?? '0.0.0.0';
+  validateSecretPath(opts.secretPath);
+  const isSecret = secretPathMatcher(opts.secretPath);
+  const trusted = opts.trustProxy && opts.trustProxy.length > 0 ? parseTrustedProxies(opts.trustProxy) : undefined;
+  const decoy = opts.decoy;
+
+  const serverOptions: http.ServerOptions = {
+    maxHeaderSize: MAX_HEADER_SIZE,
+    requireHostHeader: false, // the decoy answers a missing Host with nginx's 400, not Node's
+    keepAliveTimeout: opts.keepAliveTimeoutMs ?? 65_000,
+    headersTimeout: opts.headersTimeoutMs ?? 60_000,
+    requestTimeout: opts.requestTimeoutMs ?? 300_000,
+    connectionsCheckingInterval: 1_000,
+    joinDuplicateHeaders: false,
+  };
+  const tlsOptions = (t: WebFrontTls): SecureContextOptions => ({ cert: t.cert, key: t.key });
+  const server: http.Server = opts.tls
+    ? https.createServer({ ...serverOptions, ...tlsOptions(opts.tls), ALPNProtocols: ['http/1.1'], minVersion: 'TLSv1.2' })
+    : http.createServer(serverOptions);
+  server.keepAliveTimeout = opts.keepAliveTimeoutMs ?? 65_000;
+  server.timeout = 0;
+
+  const sockets = new Set<Duplex>();
+  const track = (s: Duplex): void => {
+    if (sockets.has(s)) return;
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  };
+  server.on('connection', track);
+  if (opts.tls) server.on('secureConnection', track);
+  if (opts.tls) {
+    // Plain HTTP on the TLS port gets nginx's answers (nginx reads non-TLS bytes as HTTP): its
+    // "plain HTTP request was sent to HTTPS port" page for what OpenSSL recognises as an HTTP
+    // request, its generic 400 for other non-TLS bytes; a broken TLS handshake just closes.
+    server.on('tlsClientError', (err: NodeJS.ErrnoException, s: Duplex) => {
+      const raw = (s as Duplex & { _parent?: Socket | null })._parent;
+      const page =
+        err.code === 'ERR_SSL_HTTP_REQUEST'
+          ? rawErrorResponse(400, 'The plain HTTP request was sent to HTTPS port')
+          : err.code === 'ERR_SSL_WRONG_VERSION_NUMBER' || err.code === 'ERR_SSL_HTTPS_PROXY_REQUEST'
+            ? rawErrorResponse(400)
+            : undefined;
+      if (page === undefined || !raw?.writable) {
+        s.destroy();
+        return;
+      }
+      raw.on('error', () => raw.destroy());
+      raw.end(page);
+    });
+  }
+
+  const acmePrefix = '/.well-known/acme-challenge/';
+  const answer = (req: IncomingMessage, res: ServerResponse): void => {
+    const url = req.url ?? '/';
+    if (opts.http01 && url.startsWith(acmePrefix) && (req.method === 'GET' || req.method === 'HEAD')) {
+      const keyAuth = opts.http01(url.slice(acmePrefix.length).split('?')[0] ?? '');
+      if (keyAuth !== undefined) {
+        writeHead(res, 200, [
+          ['Server', SERVER_HEADER],
+          ['Date', httpDate()],
+          ['Content-Type', 'text/plain'],
+          ['Content-Length', String(Buffer.byteLength(keyAuth))],
+          ['Connection', connectionValue(res)],
+        ]);
+        res.end(req.method === 'HEAD' ? undefined : keyAuth);
+        return;
+      }
+    }
+    decoy.handle(req, res);
+  };
+
+  server.on('request', answer);
+
+  /** Answer an upgrade request with the decoy on its detached socket, then hand the socket back. */
+  const decoyOnUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const onError = (): void => {
+      socket.destroy();
+    };
+    socket.on('error', onError);
+    const res = new http.ServerResponse(req) as PrivateResponse;
+    const v10 = req.httpVersionMajor === 1 && req.httpVersionMinor === 0;
+    const conn = (req.headers.connection ?? '').toLowerCase();
+    // HTTP/1.1 persists unless "close"; 1.0 only with "keep-alive". A body we cannot parse (the
+    // parser is gone) means we cannot find the next request: close after answering.
+    let keepAlive = v10 ? /\bkeep-alive\b/.test(conn) : !/\bclose\b/.test(conn);
+    if (hasRequestBody(req)) keepAlive = false;
+    res.shouldKeepAlive = keepAlive;
+    if (req.method === 'HEAD') res._hasBody = false;
+    res.assignSocket(socket as Socket);
+    res.on('finish', () => {
+      res.detachSocket(socket as Socket);
+      socket.removeListener('error', onError);
+      if (!keepAlive || res._last || socket.destroyed) {
+        socket.on('error', () => {});
+        (socket as Socket).destroySoon();
+        return;
+      }
+      if (head.length > 0) socket.unshift(head);
+      // A fresh parser for the next request; idle sockets time out like any keep-alive one.
+      server.emit(opts.tls ? 'secureConnection' : 'connection', socket);
+      (socket as Socket).setTimeout(server.keepAliveTimeout + 1000);
+    });
+    answer(req, res);
+  };
+
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (isSecret(req.url)) {
+      let taken = false;
+      try {
+        taken = opts.onUpgrade(req, socket, head, clientAddress(req, trusted));
+      } catch (err) {
+        log.debug({ err: (err as Error).message }, 'web front: upgrade handler threw; serving the decoy');
+      }
+      if (taken) return;
+    }
+    decoyOnUpgrade(req, socket, head);
+  });
+
+  // CONNECT is not for us: nginx answers 400 and closes.
+  server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    socket.on('error', () => socket.destroy());
+    socket.end(rawErrorResponse(400));
+  });
+
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    const s = socket as Socket & { _httpMessage?: unknown };
+    // Timeouts and resets close silently (nginx logs 408 but sends nothing); a response already
+    // in flight cannot be followed by an error page.
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'ECONNRESET' || !s.writable || s._httpMessage) {
+      s.destroy();
+      return;
+    }
+    const detail = err.code === 'HPE_HEADER_OVERFLOW' ? 'Request Header Or Cookie Too Large' : undefined;
+    s.end(rawErrorResponse(400, detail));
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  server.on('error', (err) => log.warn({ err: err.message }, 'web front: server error'));
+  const addr = server.address() as AddressInfo;
+  log.info({ port: addr.port, tls: Boolean(opts.tls), decoy: decoy.kind }, 'web front listening');
+
+  return {
+    port: addr.port,
+    host: addr.address,
+    tls: Boolean(opts.tls),
+    setTlsCredentials(t) {
+      if (!opts.tls) throw new Error('web front: setTlsCredentials on a plain-HTTP front');
+      (server as https.Server).setSecureContext(tlsOptions(t));
+    },
+    close() {
+      return new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+        for (const s of sockets) s.destroy();
+        decoy.close();
+      });
+    },
+  };
+}

@@ -1,0 +1,33 @@
+/**
+ * The `dir:` decoy against nginx serving the same directory: every request below must get the same
+ * bytes (Date values and the listening port masked) and the same close behaviour, whether it is
+ * sent to nginx directly or to the web front, and whether or not it carries a WebSocket upgrade
+ * on a wrong path. Also: no path traversal, no symlink escape, no directory listing.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { dirDecoy } from '../../src/server/web/decoy.js';
+import { startWebFront, type WebFront } from '../../src/server/web/front.js';
+import { decoyComparisonTests, exchange, nginxServingSite, nginxSkip } from './fixtures.js';
+
+
+describe('dir: decoy matches nginx serving the same directory', { skip: nginxSkip() }, () => {
+  let site: Awaited<ReturnType<typeof nginxServingSite>>;
+  let front: WebFront;
+  before(async () => {
+    site = await nginxServingSite('decoy-dir');
+    front = await startWebFront({ port: 0, host: '127.0.0.1', secretPath: '/0a9f-secret', decoy: dirDecoy(site.root), onUpgrade: () => false });
+  });
+  after(async () => {
+    await front?.close();
+    await site?.stop();
+  });
+
+  decoyComparisonTests(() => ({ front: front.port, direct: site.nginx.port }), 'example.org', () => 'example.org');
+
+  test('no traversal: a symlink out of the root is not served', async () => {
+    const r = await exchange(front.port, 'GET /escape.txt HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.match(r.text, /^HTTP\/1\.1 404 Not Found\r\n/);
+    assert.doesNotMatch(r.text, /outside the root/);
+  });
+});
