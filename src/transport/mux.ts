@@ -102,7 +102,9 @@ export class MuxConnection {
       if (this.carrier.destroyed) return;
       const due = Math.max(this.#lastActive, this.#lastData) + idleMs - Date.now();
       if (this.#sessions.size === 0 && due <= 0) {
-        this.destroy();
+        // Like the server's idle close of an unauthenticated connection: our end, then gone.
+        this.#closed = true;
+        this.carrier.end(() => this.carrier.destroy());
         return;
       }
       this.#idleTimer = setTimeout(check, Math.max(due, idleMs / 4));

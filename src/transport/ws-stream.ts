@@ -9,6 +9,13 @@ export interface WsStreamOptions {
   readableHighWaterMark?: number;
   /** ws.bufferedAmount above which a write's callback waits for the socket (default 256 KiB). */
   writeHighWater?: number;
+  /**
+   * After end(), wait until our messages are on the wire and then this long before the close
+   * frame (default 200 ms). v2ray (v2ray-plugin, v2ray's ws transport) reads a close frame as an
+   * error and drops what it has not yet forwarded, so a close that follows the last message too
+   * closely loses the end of a response.
+   */
+  closeDelayMs?: number;
 }
 
 /** What we read of ws's internals: whether the peer's close frame arrived / ours left. */
@@ -23,7 +30,7 @@ interface WsInternals {
  * arbitrary slice of the stream), a text message is an error.
  *
  * Half-close (Outline): end() sends a close frame with code 1000 once the writes before it are
- * out, and reading goes on until the peer's close. A close frame from the peer with code 1000
+ * out (and `closeDelayMs` later), and reading goes on until the peer's close. A close frame from the peer with code 1000
  * (or no code) ends the readable side while writing goes on; our close frame follows when we
  * end(). RFC 6455 and the ws library would answer the peer's close at once, which would cut off
  * what we still have to send, so the library's automatic answer is deferred until then. Any
@@ -35,6 +42,7 @@ interface WsInternals {
 export class WsStream extends Duplex {
   readonly ws: WebSocket;
   readonly #writeHigh: number;
+  readonly #closeDelayMs: number;
   readonly #wsClose: WebSocket['close'];
   #peerEnded = false;
   #ourCloseSent = false;
@@ -44,6 +52,7 @@ export class WsStream extends Duplex {
     if (ws.readyState !== WebSocket.OPEN) throw new Error('WsStream needs an open WebSocket');
     this.ws = ws;
     this.#writeHigh = opts.writeHighWater ?? DEFAULT_WRITE_HIGH_WATER;
+    this.#closeDelayMs = opts.closeDelayMs ?? 200;
     ws.binaryType = 'nodebuffer';
     const internals = ws as unknown as WsInternals;
     this.#wsClose = ws.close.bind(ws);
@@ -114,7 +123,20 @@ export class WsStream extends Duplex {
 
   override _final(cb: (err?: Error | null) => void): void {
     this.#ourCloseSent = true;
-    if (this.ws.readyState === WebSocket.OPEN) this.#wsClose(1000);
+    const ws = this.ws;
+    const closeWhenFlushed = (): void => {
+      if (ws.readyState !== WebSocket.OPEN) return;
+      if (ws.bufferedAmount > 0) {
+        setTimeout(closeWhenFlushed, 10);
+        return;
+      }
+      if (this.#closeDelayMs <= 0) this.#wsClose(1000);
+      else
+        setTimeout(() => {
+          if (ws.readyState === WebSocket.OPEN) this.#wsClose(1000);
+        }, this.#closeDelayMs);
+    };
+    closeWhenFlushed();
     cb();
   }
 
