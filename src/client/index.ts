@@ -216,18 +216,23 @@ function isLoopback(host: string): boolean {
 function buildTunnel(
   opts: ClientOptions,
   clock: Clock,
-): { tunnel: Dialer; failover: FailoverDialer | undefined; endpoints: number } {
-  if (opts.dialer) return { tunnel: opts.dialer, failover: undefined, endpoints: 0 };
+): { tunnel: Dialer; failover: FailoverDialer | undefined; endpoints: number; closeHops: () => void } {
+  if (opts.dialer) return { tunnel: opts.dialer, failover: undefined, endpoints: 0, closeHops: () => {} };
   const all = [...(opts.key !== undefined ? [opts.key] : []), ...(opts.keys ?? [])];
   if (all.length === 0) throw new Error('startClient needs a key or a dialer');
   const eps = all.map((k) => (typeof k === 'string' ? endpointFromKey(k) : k));
+  // Transports that keep connections of their own (pooled WebSockets) close with the client.
+  const closeHops = (): void => {
+    for (const ep of eps) (ep.nextHop as { close?: () => void } | undefined)?.close?.();
+  };
   const dialerOpts = {
     ...(opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
     shape: opts.shape,
   };
   // Build every dialer now so a bad key fails at startup, not at its first use.
   const dialers = new Map<Endpoint, Dialer>(eps.map((ep) => [ep, createTunnelDialer(ep, dialerOpts)]));
-  if (eps.length === 1) return { tunnel: dialers.get(eps[0]!)!, failover: undefined, endpoints: 1 };
+  if (eps.length === 1)
+    return { tunnel: dialers.get(eps[0]!)!, failover: undefined, endpoints: 1, closeHops };
   const f = opts.failover ?? {};
   const failover = new FailoverDialer({
     endpoints: eps,
@@ -238,7 +243,7 @@ function buildTunnel(
     ...(f.stallMs !== undefined ? { stallMs: f.stallMs } : {}),
     onEndpointFailure: (e, kind) => f.onEndpointFailure?.(eps.indexOf(e as ShadowsocksEndpoint), kind),
   });
-  return { tunnel: failover, failover, endpoints: eps.length };
+  return { tunnel: failover, failover, endpoints: eps.length, closeHops };
 }
 
 function pacProxyString(socks: AddressInfo | undefined, http: AddressInfo | undefined): string {
@@ -269,7 +274,7 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
   const clock = opts.clock ?? systemClock;
   if (opts.socks === undefined && opts.http === undefined)
     throw new Error('startClient needs a socks or http listen address');
-  const { tunnel, failover, endpoints } = buildTunnel(opts, clock);
+  const { tunnel, failover, endpoints, closeHops } = buildTunnel(opts, clock);
   const mode: RouteMode = opts.route ?? 'proxy';
   if (mode !== 'auto' && mode !== 'proxy' && mode !== 'direct')
     throw new Error(`route must be auto, proxy or direct, got "${String(mode)}"`);
@@ -350,7 +355,7 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
     track,
   };
 
-  const closers: Array<() => Promise<void>> = [];
+  const closers: Array<() => Promise<void>> = [async () => closeHops()];
   const closeAll = async (): Promise<void> => {
     const pending = closers.map((c) => c());
     closeResolver();

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from '../shared/logger.js';
 import { formatAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import { pipeConnection, type Dialer } from '../transport/dialer.js';
@@ -29,7 +30,7 @@ export interface TunnelContext {
   idleTimeoutMs: number;
   log: Logger;
   /** Track an outbound socket so the client can close everything on shutdown. */
-  track(socket: Socket): void;
+  track(socket: Duplex): void;
 }
 
 /**
