@@ -36,7 +36,7 @@ export async function startWsTestServer(opts: {
     ...(opts.hooks ? { hooks: opts.hooks } : {}),
     ...(opts.idleMs !== undefined ? { timeouts: { idleMs: opts.idleMs } } : {}),
   });
-  const endpoints = createWebSocketEndpoints(plane.server, { secretPath });
+  const endpoints = createWebSocketEndpoints(plane.server, { secretPath, udp: { keys: () => opts.keys } });
   let upgrades = 0;
   const web = http.createServer((_req, res) => {
     res.writeHead(404).end();

@@ -13,7 +13,9 @@ import { encodeMuxFrame, MuxNetwork, MuxStatus } from '../../src/protocol/muxcoo
 import { AeadDecoder, AeadEncoder } from '../../src/protocol/shadowsocks/aead.js';
 import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
 import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
+import { decodeUdp2017, encodeUdp2017 } from '../../src/protocol/shadowsocks/udp.js';
 import { encodeAddress, toSocksAddress } from '../../src/protocol/socks5/address.js';
+import { startUdpEcho } from '../../src/transport/udp-socks5.js';
 import { startEcho, type TestServer } from '../helpers/net.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { startWsTestServer, type WsTestServer } from '../helpers/web-server.js';
@@ -139,4 +141,26 @@ test('a WebSocket that sends too little and closes gets a clean close back and n
   const [code] = (await once(ws, 'close')) as [number];
   assert.equal(code, 1000);
   assert.equal(received, 0);
+});
+
+test('UDP over WebSocket (Outline): one SIP004 packet per message both ways; garbage gets nothing', async () => {
+  const udpEcho = await startUdpEcho();
+  try {
+    const m = getAeadMethod(METHOD);
+    const key = evpBytesToKey(PASSWORD, m.keySize);
+    const ws = open(`${srv.secretPath}/udp`);
+    const replies: Buffer[] = [];
+    ws.on('message', (d: Buffer) => replies.push(d));
+    await once(ws, 'open');
+    ws.send(randomBytes(80)); // garbage first: dropped
+    const dest = toSocksAddress('127.0.0.1', udpEcho.port);
+    for (const text of ['one', 'two']) ws.send(encodeUdp2017(m, key, dest, Buffer.from(text)));
+    await waitFor(() => replies.length === 2);
+    const got = replies.map((r) => decodeUdp2017(m, key, r));
+    assert.deepEqual(got.map((g) => g.payload.toString()).sort(), ['one', 'two']);
+    assert.equal(got[0]!.address.port, udpEcho.port);
+    ws.terminate();
+  } finally {
+    await udpEcho.close();
+  }
 });

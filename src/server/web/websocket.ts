@@ -5,7 +5,10 @@ import { WebSocketServer } from 'ws';
 import { looksLikeMuxCoolNew } from '../../protocol/muxcool.js';
 import { MuxConnection } from '../../transport/mux.js';
 import { WsStream } from '../../transport/ws-stream.js';
+import type { RuntimeKey } from '../../shared/control.js';
 import type { ShadowsocksServer } from '../server.js';
+import { DEFAULT_UDP_IDLE_MS } from '../udp-relay.js';
+import { serveWsUdp } from './ws-udp.js';
 
 /** The largest WebSocket message accepted (a Mux.Cool frame is at most ~64 KiB). */
 const MAX_MESSAGE = 4 * 1024 * 1024;
@@ -18,6 +21,11 @@ export interface WebSocketEndpointOptions {
    * undecided, and while a Mux.Cool carrier has no session (default: the server's idle timeout).
    */
   idleMs?: number;
+  /**
+   * Serve `${secretPath}/udp` (Outline's UDP over WebSocket, SIP004 keys) from these keys
+   * (usually the server's key source). Without it that path is not ours (decoy).
+   */
+  udp?: { keys: () => readonly RuntimeKey[]; idleMs?: number };
 }
 
 export interface WebSocketEndpoints {
@@ -61,7 +69,8 @@ function pathOf(url: string | undefined): string {
  * dialect is decided per WebSocket from its first bytes: a Mux.Cool New frame (v2ray-plugin's
  * default mux=1, Clash/mihomo, sing-box) makes it a Mux.Cool carrier whose sessions are each a
  * Shadowsocks stream; anything else is one raw stream (Outline, Xray/v2rayNG, v2ray,
- * v2ray-plugin with mux=0). Xray's early data in Sec-WebSocket-Protocol is echoed back and fed
+ * v2ray-plugin with mux=0); `${secretPath}/udp` carries SIP004 UDP packets when `udp` is given
+ * (ws-udp.ts). Xray's early data in Sec-WebSocket-Protocol is echoed back and fed
  * in as the first bytes. Query strings are ignored.
  *
  * Every stream goes to `server.handleStream` with the client address the front resolved, so
@@ -76,6 +85,11 @@ export function createWebSocketEndpoints(
   if (!base.startsWith('/') || base.length < 2) throw new Error('secretPath must look like /SECRET');
   const streamPaths = new Set([base, `${base}/tcp`]);
   const idleMs = opts.idleMs ?? server.idleMs;
+  const udp = opts.udp && {
+    keys: opts.udp.keys,
+    allowPrivateDestinations: server.allowPrivateDestinations,
+    idleMs: opts.udp.idleMs ?? DEFAULT_UDP_IDLE_MS,
+  };
   const wss = new WebSocketServer({
     noServer: true,
     perMessageDeflate: false,
@@ -111,6 +125,10 @@ export function createWebSocketEndpoints(
   return {
     onUpgrade(req, socket, head, clientAddress) {
       const path = pathOf(req.url);
+      if (path === `${base}/udp` && udp && validUpgrade(req) && !req.headers['sec-websocket-protocol']) {
+        wss.handleUpgrade(req, socket, head, (ws) => serveWsUdp(ws, udp));
+        return true;
+      }
       if (!streamPaths.has(path) || !validUpgrade(req)) return false;
       const proto = req.headers['sec-websocket-protocol']?.trim();
       const early = proto ? Buffer.from(proto, 'base64url') : undefined;
