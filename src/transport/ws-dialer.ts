@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
+import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { PeerCertificate } from 'node:tls';
+import { connect as tlsConnect, type ConnectionOptions, type PeerCertificate } from 'node:tls';
 import WebSocket from 'ws';
 import { DEFAULT_CONNECT_TIMEOUT_MS, DialError, type NextHop } from './dialer.js';
 import { MuxConnection } from './mux.js';
@@ -22,8 +23,8 @@ export interface WsEndpoint {
   connectTimeoutMs?: number | undefined;
 }
 
-function fingerprint(cert: PeerCertificate): string {
-  return createHash('sha256').update(cert.raw).digest('hex');
+function fingerprint(cert: PeerCertificate | undefined): string {
+  return cert?.raw ? createHash('sha256').update(cert.raw).digest('hex') : '';
 }
 
 /** The Host header's name without port or brackets. */
@@ -47,15 +48,22 @@ export function dialWebSocket(ep: WsEndpoint, signal?: AbortSignal): Promise<WsS
   const tls =
     url.protocol === 'wss:'
       ? {
-          servername: ep.servername ?? hostName(host),
+          // RFC 6066: no IP addresses in SNI.
+          servername: ep.servername ?? (isIP(hostName(host)) ? '' : hostName(host)),
           ...(ep.ca !== undefined ? { ca: ep.ca } : {}),
           ...(pin
             ? {
+                // The pin replaces chain and name checks (self-signed origins); checked as soon
+                // as the handshake is done, before the upgrade request leaves.
                 rejectUnauthorized: false,
-                checkServerIdentity: (_name: string, cert: PeerCertificate) =>
-                  fingerprint(cert) === pin
-                    ? undefined
-                    : new Error('server certificate does not match the pin'),
+                createConnection: (o: ConnectionOptions) => {
+                  const s = tlsConnect(o);
+                  s.once('secureConnect', () => {
+                    if (fingerprint(s.getPeerCertificate()) !== pin)
+                      s.destroy(new Error('server certificate does not match the pin'));
+                  });
+                  return s;
+                },
               }
             : { rejectUnauthorized: ep.verify ?? true }),
         }
