@@ -220,9 +220,11 @@ function buildTunnel(
   failover: FailoverDialer | undefined;
   endpoints: number;
   watch: AnswerWatchDialer | undefined;
+  closeHops: () => void;
 } {
-  if (opts.dialer) return { tunnel: opts.dialer, failover: undefined, endpoints: 0, watch: undefined };
-  const { tunnel, failover, endpoints, edition2022 } = buildKeyTunnel(opts, clock);
+  if (opts.dialer)
+    return { tunnel: opts.dialer, failover: undefined, endpoints: 0, watch: undefined, closeHops: () => {} };
+  const { tunnel, failover, endpoints, edition2022, closeHops } = buildKeyTunnel(opts, clock);
   // Every tunnelled connection (SOCKS5, HTTP, DNS through the tunnel) tells the user when the
   // server never answers.
   const watch = new AnswerWatchDialer(tunnel, {
@@ -232,18 +234,28 @@ function buildTunnel(
     ...(opts.keySourceMessage ? { keySourceMessage: opts.keySourceMessage } : {}),
     edition2022,
   });
-  return { tunnel: watch, failover, endpoints, watch };
+  return { tunnel: watch, failover, endpoints, watch, closeHops };
 }
 
 /** The tunnel dialer built from the configured keys. */
 function buildKeyTunnel(
   opts: ClientOptions,
   clock: Clock,
-): { tunnel: Dialer; failover: FailoverDialer | undefined; endpoints: number; edition2022: boolean } {
+): {
+  tunnel: Dialer;
+  failover: FailoverDialer | undefined;
+  endpoints: number;
+  edition2022: boolean;
+  closeHops: () => void;
+} {
   const all = [...(opts.key !== undefined ? [opts.key] : []), ...(opts.keys ?? [])];
   if (all.length === 0) throw new Error('startClient needs a key or a dialer');
   const eps = all.map((k) => (typeof k === 'string' ? endpointFromKey(k) : k));
   const edition2022 = eps.some((ep) => isAead2022MethodName(ep.method));
+  // Transports that keep connections of their own (pooled WebSockets) close with the client.
+  const closeHops = (): void => {
+    for (const ep of eps) (ep.nextHop as { close?: () => void } | undefined)?.close?.();
+  };
   const dialerOpts = {
     ...(opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
     shape: opts.shape,
@@ -251,7 +263,7 @@ function buildKeyTunnel(
   // Build every dialer now so a bad key fails at startup, not at its first use.
   const dialers = new Map<Endpoint, Dialer>(eps.map((ep) => [ep, createTunnelDialer(ep, dialerOpts)]));
   if (eps.length === 1)
-    return { tunnel: dialers.get(eps[0]!)!, failover: undefined, endpoints: 1, edition2022 };
+    return { tunnel: dialers.get(eps[0]!)!, failover: undefined, endpoints: 1, edition2022, closeHops };
   const f = opts.failover ?? {};
   const failover = new FailoverDialer({
     endpoints: eps,
@@ -262,7 +274,7 @@ function buildKeyTunnel(
     ...(f.stallMs !== undefined ? { stallMs: f.stallMs } : {}),
     onEndpointFailure: (e, kind) => f.onEndpointFailure?.(eps.indexOf(e as ShadowsocksEndpoint), kind),
   });
-  return { tunnel: failover, failover, endpoints: eps.length, edition2022 };
+  return { tunnel: failover, failover, endpoints: eps.length, edition2022, closeHops };
 }
 
 function pacProxyString(socks: AddressInfo | undefined, http: AddressInfo | undefined): string {
@@ -293,7 +305,7 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
   const clock = opts.clock ?? systemClock;
   if (opts.socks === undefined && opts.http === undefined)
     throw new Error('startClient needs a socks or http listen address');
-  const { tunnel, failover, endpoints, watch } = buildTunnel(opts, clock, log);
+  const { tunnel, failover, endpoints, watch, closeHops } = buildTunnel(opts, clock, log);
   const mode: RouteMode = opts.route ?? 'proxy';
   if (mode !== 'auto' && mode !== 'proxy' && mode !== 'direct')
     throw new Error(`route must be auto, proxy or direct, got "${String(mode)}"`);
@@ -374,7 +386,7 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
     track,
   };
 
-  const closers: Array<() => Promise<void>> = [];
+  const closers: Array<() => Promise<void>> = [async () => closeHops()];
   const closeAll = async (): Promise<void> => {
     const pending = closers.map((c) => c());
     closeResolver();

@@ -6,15 +6,23 @@ import {
   parsePsk2022,
 } from '../protocol/shadowsocks/methods2022.js';
 import { parseSsUrl } from '../protocol/sip002/index.js';
+import { parseV2rayPluginOptions } from '../protocol/sip002/plugin-opts.js';
 import type { ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
+import { webSocketNextHop, type WsTransportOptions } from '../transport/ws-dialer.js';
+
+/** SIP003 plugin names whose wire we speak ourselves. */
+const V2RAY_PLUGIN = new Set(['v2ray-plugin', 'ss-v2ray-plugin']);
 
 /**
  * Turn an access key (ss:// URL) into a tunnel endpoint, refusing what we cannot honour: plugin
- * keys (no plugin support yet), online-config keys (ssconf://, not yet), stream ciphers and
- * unknown methods. Every error is one line that says what is wrong and never contains the
+ * keys other than v2ray-plugin in websocket mode (whose wire we speak: its endpoint gets a
+ * WebSocket `nextHop`, Mux.Cool unless mux=0), online-config keys (ssconf://, not yet), stream
+ * ciphers and unknown methods. Every error is one line that says what is wrong and never contains the
  * password or the rest of the key.
  */
-export function endpointFromKey(key: string): ShadowsocksEndpoint & { tag?: string } {
+export function endpointFromKey(
+  key: string,
+): ShadowsocksEndpoint & { tag?: string; websocket?: WsTransportOptions } {
   const text = key.trim();
   if (/^ssconf:\/\//i.test(text)) {
     throw new ProtocolError(
@@ -32,7 +40,21 @@ export function endpointFromKey(key: string): ShadowsocksEndpoint & { tag?: stri
     const msg = scrub(err instanceof Error ? err.message : String(err), text);
     throw new ProtocolError('ERR_URL', msg);
   }
-  if (parsed.plugin !== undefined) {
+  let websocket: WsTransportOptions | undefined;
+  if (parsed.plugin !== undefined && V2RAY_PLUGIN.has(parsed.plugin)) {
+    let o;
+    try {
+      o = parseV2rayPluginOptions(parsed.pluginOptions);
+    } catch (err) {
+      throw new ProtocolError('ERR_URL', `invalid ss:// URL: ${scrub((err as Error).message, text)}`);
+    }
+    const addr = parsed.host.includes(':') ? `[${parsed.host}]` : parsed.host;
+    websocket = {
+      url: `${o.tls ? 'wss' : 'ws'}://${addr}:${parsed.port}${o.path}`,
+      host: o.host,
+      mux: o.mux,
+    };
+  } else if (parsed.plugin !== undefined) {
     throw new ProtocolError(
       'ERR_URL',
       `key uses the SIP003 plugin "${parsed.plugin}", which ladder does not support yet; ask for a key without a plugin`,
@@ -64,6 +86,7 @@ export function endpointFromKey(key: string): ShadowsocksEndpoint & { tag?: stri
     password: parsed.password,
     ...(prefix && prefix.length > 0 ? { prefix } : {}),
     ...(parsed.tag !== undefined ? { tag: parsed.tag } : {}),
+    ...(websocket ? { nextHop: webSocketNextHop(websocket), websocket } : {}),
   };
 }
 

@@ -17,7 +17,7 @@
  * Names: the tunnel gets domains unresolved (socks5h semantics); only direct and fragment routes
  * resolve a name locally, as a direct connection must. Nothing here logs destinations.
  */
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { SocksAddress } from '../protocol/socks5/address.js';
 import { systemClock, type Clock, type Timer } from '../shared/clock.js';
 import {
@@ -225,7 +225,7 @@ export class RoutingDialer implements Dialer {
    * Wait for the first reply bytes without consuming them: ok when they come (they are put back),
    * a failure on reset/close/end/timeout/abort first.
    */
-  #hold(socket: Socket, signal?: AbortSignal): Promise<Held> {
+  #hold(socket: Duplex, signal?: AbortSignal): Promise<Held> {
     return new Promise((resolve) => {
       let timer: Timer | undefined;
       const finish = (h: Held): void => {

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from '../shared/logger.js';
 import { DEFAULT_FIRST_DATA_WAIT_MS, DEFAULT_IDLE_SECONDS } from '../config/defaults.js';
 import { formatAddress, type SocksAddress } from '../protocol/socks5/address.js';
@@ -30,7 +31,7 @@ export interface TunnelContext {
   idleTimeoutMs: number;
   log: Logger;
   /** Track an outbound socket so the client can close everything on shutdown. */
-  track(socket: Socket): void;
+  track(socket: Duplex): void;
 }
 
 /**

@@ -1,4 +1,5 @@
 import net, { type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { SocksAddress } from '../protocol/socks5/address.js';
 import { CodedError } from '../shared/errors.js';
 import { relay, type RelayCloseReason, type RelayHandle, type Transform } from './relay.js';
@@ -21,7 +22,7 @@ export type FirstData = Uint8Array | PromiseLike<Uint8Array | undefined> | undef
  * must not read that buffer afterwards.
  */
 export interface DialedConnection {
-  readonly socket: Socket;
+  readonly socket: Duplex;
   readonly encode?: Transform | undefined;
   readonly decode?: Transform | undefined;
 }
@@ -57,6 +58,12 @@ export interface ConnectOptions {
 }
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * Opens the byte stream to the next hop for a tunnel dialer (default: TCP to the server). A
+ * WebSocket transport gives one that resolves with a WebSocket or Mux.Cool session stream.
+ */
+export type NextHop = (signal?: AbortSignal) => Promise<Duplex>;
 
 /**
  * TCP connect with a timeout and an abort signal. The socket comes back with Nagle off, not
@@ -117,7 +124,7 @@ function ignore(): void {}
  * socket.
  */
 export function awaitFirstData(
-  socket: Socket,
+  socket: Duplex,
   firstData: FirstData,
   signal?: AbortSignal,
 ): Promise<Uint8Array | undefined> {

@@ -11,6 +11,7 @@ import {
   type DialedConnection,
   type Dialer,
   type FirstData,
+  type NextHop,
 } from './dialer.js';
 
 export interface ShadowsocksEndpoint {
@@ -26,6 +27,11 @@ export interface ShadowsocksEndpoint {
    * prefix byte is a byte of salt entropy lost; at most the whole salt.
    */
   prefix?: Uint8Array | undefined;
+  /**
+   * Open the stream to the server some other way than TCP to host:port (e.g. a WebSocket or a
+   * Mux.Cool session on a shared one, transport/ws-dialer.ts).
+   */
+  nextHop?: NextHop | undefined;
 }
 
 /** Encodes the first write (salt + header + data) with a fresh encoder. */
@@ -74,6 +80,7 @@ export class ShadowsocksDialer implements Dialer {
   readonly #port: number;
   readonly #prefix: Uint8Array | undefined;
   readonly #connectTimeoutMs: number;
+  readonly #nextHop: NextHop;
   readonly #saltFactory: ((saltSize: number) => Uint8Array) | undefined;
   readonly #firstWrite: FirstWriteEncoder;
 
@@ -91,6 +98,9 @@ export class ShadowsocksDialer implements Dialer {
     this.#port = opts.port;
     this.#prefix = opts.prefix && opts.prefix.length > 0 ? Uint8Array.from(opts.prefix) : undefined;
     this.#connectTimeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    this.#nextHop =
+      opts.nextHop ??
+      ((signal) => connectTcp(this.#host, this.#port, { timeoutMs: this.#connectTimeoutMs, signal }));
     if (opts.saltFactory && this.#prefix)
       throw new ProtocolError('ERR_KEY', 'give either a fixed prefix or a salt factory, not both');
     this.#saltFactory = opts.saltFactory;
@@ -112,7 +122,7 @@ export class ShadowsocksDialer implements Dialer {
   async dial(dest: SocksAddress, firstData?: FirstData, signal?: AbortSignal): Promise<DialedConnection> {
     // Encode the header before connecting: a bad address fails without touching the network.
     const header = encodeAddress(dest);
-    const socket = await connectTcp(this.#host, this.#port, { timeoutMs: this.#connectTimeoutMs, signal });
+    const socket = await this.#nextHop(signal);
     let data: Uint8Array | undefined;
     try {
       data = await awaitFirstData(socket, firstData, signal);

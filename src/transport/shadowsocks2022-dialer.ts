@@ -10,6 +10,7 @@ import {
   type DialedConnection,
   type Dialer,
   type FirstData,
+  type NextHop,
 } from './dialer.js';
 import { makeSalt, type ShadowsocksEndpoint } from './shadowsocks-dialer.js';
 
@@ -35,6 +36,7 @@ export class Shadowsocks2022Dialer implements Dialer {
   readonly #port: number;
   readonly #prefix: Uint8Array | undefined;
   readonly #connectTimeoutMs: number;
+  readonly #nextHop: NextHop;
   readonly #clock: Clock;
 
   constructor(opts: Shadowsocks2022DialerOptions) {
@@ -52,6 +54,9 @@ export class Shadowsocks2022Dialer implements Dialer {
     this.#host = opts.host;
     this.#port = opts.port;
     this.#connectTimeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    this.#nextHop =
+      opts.nextHop ??
+      ((signal) => connectTcp(this.#host, this.#port, { timeoutMs: this.#connectTimeoutMs, signal }));
     this.#clock = opts.clock ?? systemClock;
   }
 
@@ -62,7 +67,7 @@ export class Shadowsocks2022Dialer implements Dialer {
       salt: makeSalt(this.method.saltSize, this.#prefix),
       identityKeys: this.#identityKeys,
     });
-    const socket = await connectTcp(this.#host, this.#port, { timeoutMs: this.#connectTimeoutMs, signal });
+    const socket = await this.#nextHop(signal);
     let first: Buffer;
     try {
       const data = await awaitFirstData(socket, firstData, signal);

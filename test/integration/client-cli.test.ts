@@ -67,7 +67,7 @@ describe('ladder client CLI', () => {
 
   const badKeys: Array<[string, string, RegExp]> = [
     ['stream cipher', `ss://${b64(`rc4-md5:${PASSWORD}`)}@127.0.0.1:8388`, /stream cipher/],
-    ['plugin', `ss://${b64(`aes-256-gcm:${PASSWORD}`)}@127.0.0.1:8388/?plugin=v2ray-plugin`, /plugin/],
+    ['plugin', `ss://${b64(`aes-256-gcm:${PASSWORD}`)}@127.0.0.1:8388/?plugin=obfs-local`, /plugin/],
     ['missing port', `ss://${b64(`aes-256-gcm:${PASSWORD}`)}@127.0.0.1`, /port/],
   ];
   for (const [name, key, re] of badKeys) {

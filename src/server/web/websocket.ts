@@ -1,0 +1,184 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type WebSocket from 'ws';
+import { WebSocketServer } from 'ws';
+import { looksLikeMuxCoolNew } from '../../protocol/muxcool.js';
+import { MuxConnection } from '../../transport/mux.js';
+import { WsStream } from '../../transport/ws-stream.js';
+import type { RuntimeKey } from '../../shared/control.js';
+import type { ShadowsocksServer } from '../server.js';
+import { DEFAULT_UDP_IDLE_MS } from '../udp-relay.js';
+import { serveWsUdp } from './ws-udp.js';
+
+/** The largest WebSocket message accepted (a Mux.Cool frame is at most ~64 KiB). */
+const MAX_MESSAGE = 4 * 1024 * 1024;
+
+export interface WebSocketEndpointOptions {
+  /** The secret path, e.g. '/SECRET' (no trailing slash): streams at it and at `${it}/tcp`. */
+  secretPath: string;
+  /**
+   * How long a WebSocket may sit without a byte before it is dropped while its dialect is still
+   * undecided, and while a Mux.Cool carrier has no session (default: the server's idle timeout).
+   */
+  idleMs?: number;
+  /**
+   * Serve `${secretPath}/udp` (Outline's UDP over WebSocket, SIP004 keys) from these keys
+   * (usually the server's key source). Without it that path is not ours (decoy).
+   */
+  udp?: { keys: () => readonly RuntimeKey[]; idleMs?: number };
+}
+
+export interface WebSocketEndpoints {
+  /**
+   * For the web front's 'upgrade' event on the secret path: accepts a WebSocket upgrade to one
+   * of our endpoints and returns true; returns false (touching nothing) for any other path or a
+   * malformed upgrade, so the caller serves the decoy.
+   */
+  onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, clientAddress: string | undefined): boolean;
+  /** Drop every WebSocket accepted so far. */
+  close(): void;
+}
+
+const WS_KEY = /^[+/0-9A-Za-z]{22}==$/;
+/** Xray's early data: base64url of the first bytes, carried in Sec-WebSocket-Protocol. */
+const EARLY_DATA = /^[0-9A-Za-z_-]+={0,2}$/;
+
+/** What an upgrade request needs to be one ws will accept, checked before anything is sent. */
+function validUpgrade(req: IncomingMessage): boolean {
+  const h = req.headers;
+  if (req.method !== 'GET') return false;
+  if ((h.upgrade ?? '').toLowerCase() !== 'websocket') return false;
+  const key = h['sec-websocket-key'];
+  if (typeof key !== 'string' || !WS_KEY.test(key.trim())) return false;
+  const version = h['sec-websocket-version'];
+  if (version !== '13' && version !== '8') return false;
+  const proto = h['sec-websocket-protocol'];
+  if (proto !== undefined && !EARLY_DATA.test(proto.trim())) return false;
+  return true;
+}
+
+function pathOf(url: string | undefined): string {
+  const u = url ?? '';
+  const q = u.indexOf('?');
+  return q === -1 ? u : u.slice(0, q);
+}
+
+/**
+ * Shadowsocks over WebSocket for the web front: `${secretPath}/tcp` and the bare `${secretPath}`
+ * (v2ray-plugin's path is the path itself) carry a Shadowsocks stream in binary messages. The
+ * dialect is decided per WebSocket from its first bytes: a Mux.Cool New frame (v2ray-plugin's
+ * default mux=1, Clash/mihomo, sing-box) makes it a Mux.Cool carrier whose sessions are each a
+ * Shadowsocks stream; anything else is one raw stream (Outline, Xray/v2rayNG, v2ray,
+ * v2ray-plugin with mux=0); `${secretPath}/udp` carries SIP004 UDP packets when `udp` is given
+ * (ws-udp.ts). Xray's early data in Sec-WebSocket-Protocol is echoed back and fed
+ * in as the first bytes. Query strings are ignored.
+ *
+ * Every stream goes to `server.handleStream` with the client address the front resolved, so
+ * failures get the server's one reaction: no bytes back, the WebSocket held open until the peer
+ * closes or the idle timeout.
+ */
+export function createWebSocketEndpoints(
+  server: ShadowsocksServer,
+  opts: WebSocketEndpointOptions,
+): WebSocketEndpoints {
+  const base = opts.secretPath.replace(/\/+$/, '');
+  if (!base.startsWith('/') || base.length < 2) throw new Error('secretPath must look like /SECRET');
+  const streamPaths = new Set([base, `${base}/tcp`]);
+  const idleMs = opts.idleMs ?? server.idleMs;
+  const udp = opts.udp && {
+    keys: opts.udp.keys,
+    allowPrivateDestinations: server.allowPrivateDestinations,
+    idleMs: opts.udp.idleMs ?? DEFAULT_UDP_IDLE_MS,
+  };
+  const wss = new WebSocketServer({
+    noServer: true,
+    perMessageDeflate: false,
+    maxPayload: MAX_MESSAGE,
+    // Echo Xray's early data (validUpgrade let only one base64url token through).
+    handleProtocols: (protocols) => protocols.values().next().value ?? false,
+  });
+
+  const onStream = (ws: WebSocket, early: Buffer | undefined, clientAddress: string | undefined): void => {
+    let stream: WsStream;
+    try {
+      stream = new WsStream(ws);
+    } catch {
+      ws.terminate();
+      return;
+    }
+    stream.on('error', () => {}); // whoever takes the stream over reports; undecided ones just close
+    if (early && early.length > 0) stream.unshift(early);
+    detectDialect(stream, idleMs, (mux) => {
+      const info = { remoteAddress: clientAddress };
+      if (!mux) {
+        server.handleStream(stream, info);
+        return;
+      }
+      new MuxConnection(stream, {
+        role: 'server',
+        idleMs,
+        onSession: (session) => server.handleStream(session, info),
+      });
+    });
+  };
+
+  return {
+    onUpgrade(req, socket, head, clientAddress) {
+      const path = pathOf(req.url);
+      if (path === `${base}/udp` && udp && validUpgrade(req) && !req.headers['sec-websocket-protocol']) {
+        wss.handleUpgrade(req, socket, head, (ws) => serveWsUdp(ws, udp));
+        return true;
+      }
+      if (!streamPaths.has(path) || !validUpgrade(req)) return false;
+      const proto = req.headers['sec-websocket-protocol']?.trim();
+      const early = proto ? Buffer.from(proto, 'base64url') : undefined;
+      wss.handleUpgrade(req, socket, head, (ws) => onStream(ws, early, clientAddress));
+      return true;
+    },
+    close() {
+      for (const ws of wss.clients) ws.terminate();
+      wss.close();
+    },
+  };
+}
+
+/**
+ * Read the first bytes until they tell a Mux.Cool New frame from anything else, put them back,
+ * and call `decided` (which attaches its 'data' listener), then resume. Undecided for `idleMs`: closed as the server
+ * closes an idle unauthenticated connection.
+ */
+function detectDialect(stream: WsStream, idleMs: number, decided: (mux: boolean) => void): void {
+  const parts: Buffer[] = [];
+  let done = false;
+  const timer = setTimeout(() => {
+    if (!done) stream.end(() => stream.destroy());
+  }, idleMs);
+  timer.unref();
+  const finish = (mux: boolean): void => {
+    done = true;
+    clearTimeout(timer);
+    stream.off('data', onData);
+    stream.off('end', onEnd);
+    stream.pause();
+    if (parts.length > 0) stream.unshift(Buffer.concat(parts));
+    decided(mux);
+    // The new owner listens for 'data' (as on a fresh socket); our pause() must not hold it.
+    stream.resume();
+  };
+  const onData = (chunk: Buffer): void => {
+    parts.push(chunk);
+    const verdict = looksLikeMuxCoolNew(parts.length === 1 ? chunk : Buffer.concat(parts));
+    if (verdict !== 'more') finish(verdict === 'yes');
+  };
+  // Ended before deciding (too few bytes for either): answer with our end, as the server does
+  // to a TCP client that sends FIN before it authenticated.
+  const onEnd = (): void => {
+    done = true;
+    clearTimeout(timer);
+    stream.off('data', onData);
+    stream.end();
+  };
+  stream.on('data', onData);
+  stream.once('end', onEnd);
+  stream.once('close', () => clearTimeout(timer));
+}

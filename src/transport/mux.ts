@@ -1,0 +1,369 @@
+import { Duplex } from 'node:stream';
+import {
+  encodeMuxData,
+  encodeMuxFrame,
+  MUX_OPTION_ERROR,
+  MuxCoolDecoder,
+  MuxNetwork,
+  MuxStatus,
+  type MuxFrame,
+  type MuxTarget,
+} from '../protocol/muxcool.js';
+
+/** Data per frame we send: small enough that sessions interleave, big enough to cost little. */
+const FRAME_DATA = 32 * 1024;
+
+/**
+ * The target a client puts in New frames. A v2ray-plugin server ignores it (its outbound is
+ * fixed), and so do we; Clash sends the same.
+ */
+export const MUX_PLACEHOLDER_TARGET: MuxTarget = { network: MuxNetwork.Tcp, host: '127.0.0.1', port: 0 };
+
+export interface MuxConnectionOptions {
+  /** 'server' accepts New frames; 'client' opens sessions with open(). */
+  role: 'server' | 'client';
+  /** Server: each new TCP session, with the target its New frame named. */
+  onSession?: (session: MuxSession, target: MuxTarget) => void;
+  /**
+   * Bytes one session may hold unread before the whole carrier is paused (Mux.Cool has no
+   * per-session flow control). Default 1 MiB.
+   */
+  sessionBuffer?: number;
+  /**
+   * How long one session may keep the carrier paused by not reading; then it is destroyed so the
+   * others go on (default 30 s).
+   */
+  stallMs?: number;
+  /** Server: most concurrent sessions; a New beyond it is answered with End (default 1024). */
+  maxSessions?: number;
+  /** Called once when the carrier is gone. */
+  onClose?: () => void;
+  /** Destroy the carrier after this long with no session and no byte from the peer. */
+  idleMs?: number;
+}
+
+/**
+ * Mux.Cool over one byte stream (the carrier, e.g. a WsStream): sessions are Duplex sub-streams.
+ * Frames from the peer: New opens a session (server), Keep carries data, End ends the peer's
+ * direction of a session (with the error bit: the session is destroyed), KeepAlive is ignored,
+ * frames for unknown sessions are answered with End and dropped (as v2ray does). What we send:
+ * New (client, with the first data), Keep for data, End when a session's writable side ends, End
+ * with the error bit when it is destroyed first.
+ *
+ * A malformed frame ends all sessions and makes the connection inert: it reads and drops
+ * whatever else comes and sends nothing, until the peer closes or `destroy()` (the server's
+ * uniform reaction to garbage).
+ */
+export class MuxConnection {
+  readonly carrier: Duplex;
+  readonly #opts: MuxConnectionOptions;
+  readonly #decoder = new MuxCoolDecoder();
+  readonly #sessions = new Map<number, MuxSession>();
+  readonly #sessionBuffer: number;
+  readonly #stallMs: number;
+  readonly #maxSessions: number;
+  #nextId = 1;
+  #failed = false;
+  #closed = false;
+  #drainWaiters: Array<() => void> = [];
+  /** Sessions whose unread bytes paused the carrier. */
+  readonly #stalled = new Set<MuxSession>();
+  #stallTimer: ReturnType<typeof setTimeout> | undefined;
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  #lastActive = Date.now();
+  #lastData = Date.now();
+
+  constructor(carrier: Duplex, opts: MuxConnectionOptions) {
+    this.carrier = carrier;
+    this.#opts = opts;
+    this.#sessionBuffer = opts.sessionBuffer ?? 1024 * 1024;
+    this.#stallMs = opts.stallMs ?? 30_000;
+    this.#maxSessions = opts.maxSessions ?? 1024;
+    carrier.on('data', (chunk: Buffer) => this.#onData(chunk));
+    carrier.on('drain', () => this.#wakeWriters());
+    carrier.once('end', () => {
+      // The peer sends nothing more: sessions it had not ended are cut off; the carrier ends
+      // once the sessions still sending are done.
+      for (const s of [...this.#sessions.values()])
+        if (!s.remoteEnded) s.destroy(new Error('mux carrier ended'));
+      this.end();
+    });
+    carrier.on('error', () => this.#teardown());
+    carrier.once('close', () => {
+      this.#teardown();
+      opts.onClose?.();
+    });
+    if (opts.idleMs !== undefined) this.#armIdle(opts.idleMs);
+  }
+
+  /** Without sessions and without a byte from the peer for `idleMs`, destroy the carrier. */
+  #armIdle(idleMs: number): void {
+    const check = (): void => {
+      if (this.carrier.destroyed) return;
+      const due = Math.max(this.#lastActive, this.#lastData) + idleMs - Date.now();
+      if (this.#sessions.size === 0 && due <= 0) {
+        // Like the server's idle close of an unauthenticated connection: our end, then gone.
+        this.#closed = true;
+        this.carrier.end(() => this.carrier.destroy());
+        return;
+      }
+      this.#idleTimer = setTimeout(check, Math.max(due, idleMs / 4));
+      this.#idleTimer.unref();
+    };
+    this.#idleTimer = setTimeout(check, idleMs);
+    this.#idleTimer.unref();
+  }
+
+  #wakeWriters(): void {
+    const w = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const f of w) f();
+  }
+
+  /** Sessions open now. */
+  get size(): number {
+    return this.#sessions.size;
+  }
+
+  /** Whether open() may still be used (carrier alive and not failed). */
+  get usable(): boolean {
+    return !this.#closed && !this.#failed && !this.carrier.destroyed && !this.carrier.writableEnded;
+  }
+
+  /** When a session last opened or closed (ms since the epoch), for pools that close idle carriers. */
+  get lastActive(): number {
+    return this.#lastActive;
+  }
+
+  /** Client: a new session; its New frame leaves with its first write. */
+  open(target: MuxTarget = MUX_PLACEHOLDER_TARGET): MuxSession {
+    if (!this.usable) throw new Error('mux connection is closed');
+    if (this.#sessions.size >= 0xffff) throw new Error('no free mux session id');
+    let id = this.#nextId;
+    while (this.#sessions.has(id)) id = id >= 0xffff ? 1 : id + 1;
+    this.#nextId = id >= 0xffff ? 1 : id + 1;
+    const s = new MuxSession(this, id, target);
+    this.#add(s);
+    return s;
+  }
+
+  /** Close the carrier now; sessions are destroyed. */
+  destroy(): void {
+    this.carrier.destroy();
+    this.#teardown();
+  }
+
+  /** End the carrier once every session has finished (no new sessions after this). */
+  end(): void {
+    this.#closed = true;
+    if (this.#sessions.size === 0 && !this.carrier.writableEnded) this.carrier.end();
+  }
+
+  #add(s: MuxSession): void {
+    this.#sessions.set(s.id, s);
+    this.#lastActive = Date.now();
+  }
+
+  #teardown(): void {
+    if (this.#stallTimer) clearTimeout(this.#stallTimer);
+    if (this.#idleTimer) clearTimeout(this.#idleTimer);
+    this.#stallTimer = this.#idleTimer = undefined;
+    this.#closed = true;
+    for (const s of [...this.#sessions.values()]) s.destroy(new Error('mux carrier closed'));
+    this.#wakeWriters();
+  }
+
+  #onData(chunk: Buffer): void {
+    this.#lastData = Date.now();
+    if (this.#failed) return;
+    let frames: MuxFrame[];
+    try {
+      frames = this.#decoder.push(chunk);
+    } catch {
+      this.#fail();
+      return;
+    }
+    for (const f of frames) this.#onFrame(f);
+  }
+
+  /** Malformed input: end every session, then read and drop everything, send nothing. */
+  #fail(): void {
+    this.#failed = true;
+    for (const s of [...this.#sessions.values()]) {
+      s.silent = true;
+      s.destroy();
+    }
+    this.#stalled.clear();
+    if (this.#stallTimer) clearTimeout(this.#stallTimer);
+    this.#stallTimer = undefined;
+    this.carrier.resume();
+  }
+
+  #onFrame(f: MuxFrame): void {
+    if (f.status === MuxStatus.KeepAlive) return;
+    let s = this.#sessions.get(f.sessionId);
+    if (f.status === MuxStatus.New) {
+      if (this.#opts.role !== 'server') return; // a server never opens sessions
+      if (s) {
+        s.silent = true; // an End for the old session would end the new one at the peer
+        s.destroy(new Error('session id reused'));
+      }
+      if (f.target!.network !== MuxNetwork.Tcp || this.#closed || this.#sessions.size >= this.#maxSessions) {
+        this.sendFrame(
+          encodeMuxFrame({ sessionId: f.sessionId, status: MuxStatus.End, option: MUX_OPTION_ERROR }),
+        );
+        return;
+      }
+      s = new MuxSession(this, f.sessionId, undefined);
+      this.#add(s);
+      this.#opts.onSession?.(s, f.target!);
+    }
+    if (!s) {
+      // Unknown (or already closed) session: tell the peer it is gone, drop the data.
+      if (f.status === MuxStatus.Keep)
+        this.sendFrame(encodeMuxFrame({ sessionId: f.sessionId, status: MuxStatus.End, option: 0 }));
+      return;
+    }
+    if (f.data && f.data.length > 0) s.deliver(f.data);
+    if (f.status === MuxStatus.End) {
+      if (f.option & MUX_OPTION_ERROR) {
+        s.silent = true; // the peer already dropped it: no End back
+        s.destroy(new Error('mux session ended with an error by the peer'));
+      } else s.remoteEnd();
+    }
+  }
+
+  /** Write frames to the carrier; `cb` when it can take more (after 'drain' if it was full). */
+  sendFrame(frame: Buffer | Buffer[], cb?: () => void): void {
+    if (this.#failed || this.carrier.destroyed || this.carrier.writableEnded) {
+      cb?.();
+      return;
+    }
+    const frames = Array.isArray(frame) ? frame : [frame];
+    const ok = this.carrier.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
+    if (!cb) return;
+    if (ok) cb();
+    else this.#drainWaiters.push(cb);
+  }
+
+  /** A session's unread bytes crossed the limit: pause everyone (bounded by stallMs). */
+  stall(s: MuxSession): void {
+    this.#stalled.add(s);
+    this.carrier.pause();
+    if (!this.#stallTimer) {
+      this.#stallTimer = setTimeout(() => {
+        this.#stallTimer = undefined;
+        for (const x of [...this.#stalled]) x.destroy(new Error('mux session stalled the carrier'));
+        this.#stalled.clear();
+        if (!this.carrier.destroyed) this.carrier.resume();
+      }, this.#stallMs);
+      this.#stallTimer.unref();
+    }
+  }
+
+  unstall(s: MuxSession): void {
+    if (!this.#stalled.delete(s) || this.#stalled.size > 0) return;
+    if (this.#stallTimer) clearTimeout(this.#stallTimer);
+    this.#stallTimer = undefined;
+    this.carrier.resume();
+  }
+
+  get sessionBuffer(): number {
+    return this.#sessionBuffer;
+  }
+
+  /** A session finished (both directions, or destroyed). */
+  removed(s: MuxSession): void {
+    if (this.#sessions.get(s.id) === s) this.#sessions.delete(s.id);
+    this.unstall(s);
+    this.#lastActive = Date.now();
+    if (this.#closed && this.#sessions.size === 0 && !this.carrier.writableEnded && !this.carrier.destroyed)
+      this.carrier.end();
+  }
+}
+
+/**
+ * One Mux.Cool session as a Duplex. allowHalfOpen: End from the peer ends the readable side and
+ * writing goes on; end() sends our End.
+ */
+export class MuxSession extends Duplex {
+  readonly id: number;
+  readonly #mux: MuxConnection;
+  /** Client: the target of the New frame still to send; undefined once sent (or on a server). */
+  #newTarget: MuxTarget | undefined;
+  remoteEnded = false;
+  #localEnded = false;
+  /** Send nothing more (the peer dropped the session, or the connection failed). */
+  silent = false;
+  #stalling = false;
+
+  constructor(mux: MuxConnection, id: number, newTarget: MuxTarget | undefined) {
+    super({ allowHalfOpen: true, readableHighWaterMark: 64 * 1024 });
+    this.#mux = mux;
+    this.id = id;
+    this.#newTarget = newTarget;
+  }
+
+  deliver(data: Buffer): void {
+    if (this.remoteEnded || this.destroyed) return;
+    this.push(data);
+    if (this.readableLength > this.#mux.sessionBuffer && !this.#stalling) {
+      this.#stalling = true;
+      this.#mux.stall(this);
+    }
+  }
+
+  remoteEnd(): void {
+    if (this.remoteEnded) return;
+    this.remoteEnded = true;
+    this.push(null);
+  }
+
+  override _read(): void {
+    if (this.#stalling && this.readableLength <= this.#mux.sessionBuffer / 2) {
+      this.#stalling = false;
+      this.#mux.unstall(this);
+    }
+  }
+
+  #frames(data: Buffer): Buffer[] {
+    const t = this.#newTarget;
+    this.#newTarget = undefined;
+    const meta = t
+      ? { sessionId: this.id, status: MuxStatus.New, option: 0, target: t }
+      : { sessionId: this.id, status: MuxStatus.Keep, option: 0 };
+    return encodeMuxData(meta, data, FRAME_DATA);
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.silent) {
+      cb(new Error('mux session is closed'));
+      return;
+    }
+    this.#mux.sendFrame(this.#frames(chunk), () => cb());
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
+    this._write(Buffer.concat(chunks.map((c) => c.chunk)), 'binary', cb);
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.#localEnded = true;
+    if (!this.silent) {
+      const end = encodeMuxFrame({ sessionId: this.id, status: MuxStatus.End, option: 0 });
+      // A session that never wrote still has to open before it ends.
+      this.#mux.sendFrame(this.#newTarget ? [...this.#frames(Buffer.alloc(0)), end] : end);
+    }
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    const clean = this.#localEnded && this.remoteEnded;
+    if (!clean && !this.silent && this.#newTarget === undefined)
+      this.#mux.sendFrame(
+        encodeMuxFrame({ sessionId: this.id, status: MuxStatus.End, option: MUX_OPTION_ERROR }),
+      );
+    this.#mux.removed(this);
+    cb(err);
+  }
+}

@@ -1,0 +1,213 @@
+import { createHash } from 'node:crypto';
+import { isIP } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { connect as tlsConnect, type ConnectionOptions, type PeerCertificate } from 'node:tls';
+import WebSocket from 'ws';
+import { DEFAULT_CONNECT_TIMEOUT_MS, UpstreamDialError, type NextHop } from './dialer.js';
+import { MuxConnection } from './mux.js';
+import { WsStream } from './ws-stream.js';
+
+export interface WsEndpoint {
+  /** ws://ADDRESS:PORT/PATH or wss://…: the address actually dialled (a CDN edge, say). */
+  url: string;
+  /** Host header (default: the URL's host). */
+  host?: string | undefined;
+  /** TLS server name (default: the Host header's name; '' sends none). */
+  servername?: string | undefined;
+  /** TLS: verify the server's certificate against the system CAs (default true). */
+  verify?: boolean | undefined;
+  /** TLS: trust these CA certificates (PEM) instead of the system's. */
+  ca?: string | Buffer | undefined;
+  /** TLS: accept exactly the certificate with this SHA-256 fingerprint (hex, colons allowed), self-signed or not. */
+  pinSha256?: string | undefined;
+  connectTimeoutMs?: number | undefined;
+}
+
+function fingerprint(cert: PeerCertificate | undefined): string {
+  return cert?.raw ? createHash('sha256').update(cert.raw).digest('hex') : '';
+}
+
+/** The Host header's name without port or brackets. */
+function hostName(hostHeader: string): string {
+  if (hostHeader.startsWith('[')) return hostHeader.slice(1, hostHeader.indexOf(']'));
+  const colon = hostHeader.lastIndexOf(':');
+  return colon > 0 && hostHeader.indexOf(':') === colon ? hostHeader.slice(0, colon) : hostHeader;
+}
+
+/**
+ * Open a WebSocket to `ep` and resolve with a WsStream over it. Host and SNI are set apart from
+ * the dialled address (domain fronting through a CDN edge); no compression, no subprotocol.
+ */
+export function dialWebSocket(ep: WsEndpoint, signal?: AbortSignal): Promise<WsStream> {
+  const url = new URL(ep.url);
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:')
+    throw new Error('WebSocket URL must be ws:// or wss://');
+  const host = ep.host ?? url.host;
+  const pin = ep.pinSha256?.replace(/:/g, '').toLowerCase();
+  const timeoutMs = ep.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  const tls =
+    url.protocol === 'wss:'
+      ? {
+          // RFC 6066: no IP addresses in SNI.
+          servername: ep.servername ?? (isIP(hostName(host)) ? '' : hostName(host)),
+          ...(ep.ca !== undefined ? { ca: ep.ca } : {}),
+          ...(pin
+            ? {
+                // The pin replaces chain and name checks (self-signed origins); checked as soon
+                // as the handshake is done, before the upgrade request leaves.
+                rejectUnauthorized: false,
+                createConnection: (o: ConnectionOptions) => {
+                  const s = tlsConnect(o);
+                  s.once('secureConnect', () => {
+                    if (fingerprint(s.getPeerCertificate()) !== pin)
+                      s.destroy(new Error('server certificate does not match the pin'));
+                  });
+                  return s;
+                },
+              }
+            : { rejectUnauthorized: ep.verify ?? true }),
+        }
+      : {};
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(new UpstreamDialError('ERR_ABORTED', 'dial aborted'));
+      return;
+    }
+    const ws = new WebSocket(url, {
+      headers: { Host: host },
+      perMessageDeflate: false,
+      handshakeTimeout: timeoutMs,
+      maxPayload: 4 * 1024 * 1024,
+      ...tls,
+    });
+    const cleanup = (): void => {
+      ws.off('open', onOpen);
+      ws.off('error', onError);
+      ws.off('unexpected-response', onResponse);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const fail = (err: UpstreamDialError): void => {
+      cleanup();
+      ws.on('error', () => {});
+      ws.terminate();
+      reject(err);
+    };
+    const onOpen = (): void => {
+      cleanup();
+      try {
+        resolve(new WsStream(ws));
+      } catch (err) {
+        reject(new UpstreamDialError('ERR_CLOSED', (err as Error).message));
+      }
+    };
+    const onError = (err: NodeJS.ErrnoException): void =>
+      fail(
+        new UpstreamDialError(
+          /timed out|timeout/i.test(err.message) ? 'ERR_CONNECT_TIMEOUT' : 'ERR_CONNECT',
+          `WebSocket connect failed: ${err.code ?? err.message}`,
+          { cause: err },
+        ),
+      );
+    const onResponse = (_req: unknown, res: { statusCode?: number }): void =>
+      fail(new UpstreamDialError('ERR_CONNECT', `WebSocket upgrade refused (HTTP ${res.statusCode ?? '?'})`));
+    const onAbort = (): void => fail(new UpstreamDialError('ERR_ABORTED', 'dial aborted'));
+    ws.once('open', onOpen);
+    ws.once('error', onError);
+    ws.once('unexpected-response', onResponse);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+export interface WsTransportOptions extends WsEndpoint {
+  /** Carry every stream as a Mux.Cool session over shared WebSockets (v2ray-plugin's mux=1). */
+  mux?: boolean | undefined;
+  /** Mux: most concurrent sessions on one WebSocket before another is opened (default 16). */
+  maxSessions?: number | undefined;
+  /** Mux: close a WebSocket after this long without sessions (default 30 s). */
+  idleMs?: number | undefined;
+}
+
+/**
+ * A NextHop over WebSocket: without mux one WebSocket per stream; with mux a pool of WebSockets,
+ * each carrying up to `maxSessions` Mux.Cool sessions, closed after `idleMs` without any.
+ */
+export function webSocketNextHop(opts: WsTransportOptions): NextHop & { close(): void } {
+  if (!opts.mux) {
+    const hop = (signal?: AbortSignal): Promise<Duplex> => dialWebSocket(opts, signal);
+    return Object.assign(hop, { close: () => {} });
+  }
+  const pool = new MuxPool(opts);
+  const hop = (signal?: AbortSignal): Promise<Duplex> => pool.open(signal);
+  return Object.assign(hop, { close: () => pool.close() });
+}
+
+/** Client Mux.Cool carriers over WebSockets, shared by many streams. */
+export class MuxPool {
+  readonly #opts: WsTransportOptions;
+  readonly #maxSessions: number;
+  readonly #idleMs: number;
+  readonly #carriers = new Set<MuxConnection>();
+  #dialing: Promise<MuxConnection> | undefined;
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(opts: WsTransportOptions) {
+    this.#opts = opts;
+    this.#maxSessions = opts.maxSessions ?? 16;
+    this.#idleMs = opts.idleMs ?? 30_000;
+  }
+
+  /** WebSockets open now. */
+  get carriers(): number {
+    return this.#carriers.size;
+  }
+
+  async open(signal?: AbortSignal): Promise<Duplex> {
+    for (;;) {
+      for (const c of this.#carriers) if (c.usable && c.size < this.#maxSessions) return c.open();
+      // One WebSocket being opened at a time; callers that find it full open the next.
+      this.#dialing ??= this.#dial(signal).finally(() => (this.#dialing = undefined));
+      const c = await this.#dialing;
+      if (c.usable && c.size < this.#maxSessions) return c.open();
+    }
+  }
+
+  async #dial(signal?: AbortSignal): Promise<MuxConnection> {
+    const stream = await dialWebSocket(this.#opts, signal);
+    stream.on('error', () => {});
+    const c = new MuxConnection(stream, {
+      role: 'client',
+      onClose: () => this.#carriers.delete(c),
+    });
+    this.#carriers.add(c);
+    if (!this.#timer) {
+      this.#timer = setInterval(() => this.#sweep(), Math.max(1000, this.#idleMs / 4));
+      this.#timer.unref();
+    }
+    return c;
+  }
+
+  #sweep(): void {
+    const now = Date.now();
+    for (const c of this.#carriers) {
+      if (!c.usable) {
+        if (c.size === 0) this.#carriers.delete(c);
+        continue;
+      }
+      if (c.size === 0 && now - c.lastActive >= this.#idleMs) {
+        c.end();
+        this.#carriers.delete(c);
+      }
+    }
+    if (this.#carriers.size === 0 && this.#timer) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  close(): void {
+    for (const c of this.#carriers) c.destroy();
+    this.#carriers.clear();
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+}

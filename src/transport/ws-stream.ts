@@ -1,0 +1,149 @@
+import { Duplex } from 'node:stream';
+import WebSocket from 'ws';
+
+/** Bytes ws may hold unsent before a write waits for the socket (per WebSocket). */
+const DEFAULT_WRITE_HIGH_WATER = 256 * 1024;
+
+export interface WsStreamOptions {
+  /** Readable-side buffer before the socket is paused (default 256 KiB). */
+  readableHighWaterMark?: number;
+  /** ws.bufferedAmount above which a write's callback waits for the socket (default 256 KiB). */
+  writeHighWater?: number;
+  /**
+   * After end(), wait until our messages are on the wire and then this long before the close
+   * frame (default 200 ms). v2ray (v2ray-plugin, v2ray's ws transport) reads a close frame as an
+   * error and drops what it has not yet forwarded, so a close that follows the last message too
+   * closely loses the end of a response.
+   */
+  closeDelayMs?: number;
+}
+
+/** What we read of ws's internals: whether the peer's close frame arrived / ours left. */
+interface WsInternals {
+  _closeFrameReceived: boolean;
+  _closeFrameSent: boolean;
+}
+
+/**
+ * A byte stream over an open WebSocket, in the dialect Outline and v2ray-plugin share: every
+ * write leaves as one binary message, messages are concatenated on read (a message is an
+ * arbitrary slice of the stream), a text message is an error.
+ *
+ * Half-close (Outline): end() sends a close frame with code 1000 once the writes before it are
+ * out (and `closeDelayMs` later), and reading goes on until the peer's close. A close frame from the peer with code 1000
+ * (or no code) ends the readable side while writing goes on; our close frame follows when we
+ * end(). RFC 6455 and the ws library would answer the peer's close at once, which would cut off
+ * what we still have to send, so the library's automatic answer is deferred until then. Any
+ * other close code, a lost connection or an error destroys the stream.
+ *
+ * Back-pressure: the socket is paused while the readable side is full; a write's callback waits
+ * for the socket while more than `writeHighWater` bytes are unsent.
+ */
+export class WsStream extends Duplex {
+  readonly ws: WebSocket;
+  readonly #writeHigh: number;
+  readonly #closeDelayMs: number;
+  readonly #wsClose: WebSocket['close'];
+  #peerEnded = false;
+  #ourCloseSent = false;
+
+  constructor(ws: WebSocket, opts: WsStreamOptions = {}) {
+    super({ allowHalfOpen: true, readableHighWaterMark: opts.readableHighWaterMark ?? 256 * 1024 });
+    if (ws.readyState !== WebSocket.OPEN) throw new Error('WsStream needs an open WebSocket');
+    this.ws = ws;
+    this.#writeHigh = opts.writeHighWater ?? DEFAULT_WRITE_HIGH_WATER;
+    this.#closeDelayMs = opts.closeDelayMs ?? 200;
+    ws.binaryType = 'nodebuffer';
+    const internals = ws as unknown as WsInternals;
+    this.#wsClose = ws.close.bind(ws);
+    // The library calls close() itself when the peer's close frame arrives (to answer it).
+    ws.close = (code?: number, data?: string | Buffer) => {
+      if (internals._closeFrameReceived && !this.#peerEnded) {
+        if (!this.#peerClosed(code ?? 1005)) return;
+      }
+      this.#wsClose(code, data);
+    };
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (this.destroyed || this.#peerEnded) return;
+      if (!isBinary) {
+        this.destroy(new Error('text message on a binary WebSocket stream'));
+        return;
+      }
+      if (data.length > 0 && !this.push(data)) ws.pause();
+    });
+    ws.on('error', (err) => this.destroy(err));
+    ws.on('close', (code: number) => {
+      if (this.destroyed) return;
+      // Both directions done: autoDestroy closes the stream once the reader saw 'end'.
+      if (this.#peerEnded && this.#ourCloseSent) return;
+      this.destroy(new Error(`WebSocket closed (${code}) before the stream ended`));
+    });
+  }
+
+  /**
+   * The peer's close frame arrived. Clean (1000 or no code): end of its writing side; returns
+   * whether the library may answer now (false while we still write). Else destroys.
+   */
+  #peerClosed(code: number): boolean {
+    if (code !== 1000 && code !== 1005) {
+      this.destroy(new Error(`WebSocket closed by the peer with code ${code}`));
+      return false;
+    }
+    this.#peerEnded = true;
+    this.push(null);
+    return this.#ourCloseSent || this.destroyed;
+  }
+
+  override _read(): void {
+    if (this.ws.isPaused) this.ws.resume();
+  }
+
+  #send(data: Buffer, cb: (err?: Error | null) => void): void {
+    if (this.ws.readyState !== WebSocket.OPEN) {
+      cb(new Error('WebSocket is not open'));
+      return;
+    }
+    let called = false;
+    const done = (err?: Error | null): void => {
+      if (called) return;
+      called = true;
+      cb(err);
+    };
+    this.ws.send(data, { binary: true }, (err) => done(err ?? null));
+    if (this.ws.bufferedAmount <= this.#writeHigh) done();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.#send(chunk, cb);
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
+    this.#send(chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk)), cb);
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.#ourCloseSent = true;
+    const ws = this.ws;
+    const closeWhenFlushed = (): void => {
+      if (ws.readyState !== WebSocket.OPEN) return;
+      if (ws.bufferedAmount > 0) {
+        setTimeout(closeWhenFlushed, 10);
+        return;
+      }
+      if (this.#closeDelayMs <= 0) this.#wsClose(1000);
+      else
+        setTimeout(() => {
+          if (ws.readyState === WebSocket.OPEN) this.#wsClose(1000);
+        }, this.#closeDelayMs);
+    };
+    closeWhenFlushed();
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CLOSING) {
+      if (err || !this.#ourCloseSent) this.ws.terminate();
+    }
+    cb(err);
+  }
+}

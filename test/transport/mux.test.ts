@@ -1,0 +1,215 @@
+// Mux.Cool sessions over a loopback TCP carrier: concurrency, sequential reuse, half-close,
+// frames from a hand-driven peer, bounded stalls, garbage.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { test } from 'node:test';
+import {
+  encodeMuxFrame,
+  MuxCoolDecoder,
+  MuxNetwork,
+  MuxStatus,
+  type MuxFrame,
+} from '../../src/protocol/muxcool.js';
+import { MuxConnection, type MuxConnectionOptions, type MuxSession } from '../../src/transport/mux.js';
+import { sha256Hex } from '../helpers/hash.js';
+import { sleep, waitFor } from '../helpers/wait.js';
+
+/** Two connected sockets (allowHalfOpen) on loopback. */
+async function socketPair(): Promise<[net.Socket, net.Socket, () => void]> {
+  const server = net.createServer({ allowHalfOpen: true });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const accepted = once(server, 'connection') as Promise<[net.Socket]>;
+  const a = net.connect({
+    port: (server.address() as AddressInfo).port,
+    host: '127.0.0.1',
+    allowHalfOpen: true,
+  });
+  const [b] = await accepted;
+  await once(a, 'connect');
+  return [a, b, () => server.close()];
+}
+
+function readAll(s: Duplex): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  s.on('data', (b: Buffer) => parts.push(b));
+  return new Promise((resolve, reject) => {
+    s.once('end', () => resolve(Buffer.concat(parts)));
+    s.once('error', reject);
+  });
+}
+
+async function muxPair(
+  onSession: (s: MuxSession) => void,
+  server: Partial<MuxConnectionOptions> = {},
+): Promise<{ client: MuxConnection; server: MuxConnection; close: () => void }> {
+  const [a, b, closeServer] = await socketPair();
+  const client = new MuxConnection(a, { role: 'client' });
+  const srv = new MuxConnection(b, { role: 'server', onSession, ...server });
+  return {
+    client,
+    server: srv,
+    close: () => {
+      client.destroy();
+      srv.destroy();
+      closeServer();
+    },
+  };
+}
+
+const echo = (s: MuxSession): void => {
+  s.pipe(s);
+};
+
+test('concurrent sessions each get their own bytes back (1 MiB each, 8 at once)', async () => {
+  const m = await muxPair(echo);
+  const bodies = Array.from({ length: 8 }, () => randomBytes(1 << 20));
+  const results = await Promise.all(
+    bodies.map(async (body) => {
+      const s = m.client.open();
+      const got = readAll(s);
+      s.end(body);
+      return sha256Hex(await got);
+    }),
+  );
+  assert.deepEqual(
+    results,
+    bodies.map((b) => sha256Hex(b)),
+  );
+  await waitFor(() => m.client.size === 0 && m.server.size === 0);
+  m.close();
+});
+
+test('200 short sessions in a row over one carrier', async () => {
+  let opened = 0;
+  const m = await muxPair((s) => {
+    opened++;
+    echo(s);
+  });
+  for (let i = 0; i < 200; i++) {
+    const s = m.client.open();
+    const got = readAll(s);
+    s.end(Buffer.from(`hello ${i}`));
+    assert.equal((await got).toString(), `hello ${i}`);
+  }
+  assert.equal(opened, 200);
+  await waitFor(() => m.client.size === 0 && m.server.size === 0);
+  m.close();
+});
+
+test('half-close: the server keeps sending after the client ended its side', async () => {
+  const m = await muxPair((s) => {
+    void readAll(s).then(async (req) => {
+      await sleep(50);
+      s.write(req);
+      s.end(Buffer.from(' and more'));
+    });
+  });
+  const s = m.client.open();
+  const got = readAll(s);
+  s.end(Buffer.from('request'));
+  assert.equal((await got).toString(), 'request and more');
+  m.close();
+});
+
+test('frames a hand-driven client sends are answered as v2ray would', async () => {
+  const [a, b, closeServer] = await socketPair();
+  const sessions: MuxSession[] = [];
+  const srv = new MuxConnection(b, { role: 'server', onSession: (s) => sessions.push(s) });
+  const frames: MuxFrame[] = [];
+  const dec = new MuxCoolDecoder();
+  a.on('data', (d: Buffer) => frames.push(...dec.push(d)));
+  const target = { network: MuxNetwork.Tcp, host: 'v1.mux.cool', port: 0 };
+  a.write(
+    Buffer.concat([
+      encodeMuxFrame({ sessionId: 0, status: MuxStatus.New, option: 0, target }, Buffer.from('a')),
+      encodeMuxFrame({ sessionId: 0, status: MuxStatus.KeepAlive, option: 0 }, Buffer.from('ignored')),
+      encodeMuxFrame({ sessionId: 9, status: MuxStatus.Keep, option: 0 }, Buffer.from('nobody')),
+      encodeMuxFrame({ sessionId: 0, status: MuxStatus.Keep, option: 0 }, Buffer.from('b')),
+      encodeMuxFrame({
+        sessionId: 1,
+        status: MuxStatus.New,
+        option: 0,
+        target: { ...target, network: MuxNetwork.Udp },
+      }),
+      encodeMuxFrame({ sessionId: 0, status: MuxStatus.End, option: 0 }),
+    ]),
+  );
+  await waitFor(() => sessions.length === 1);
+  const s = sessions[0]!;
+  assert.equal((await readAll(s)).toString(), 'ab');
+  s.end(Buffer.from('reply'));
+  await waitFor(() => frames.length >= 4);
+  assert.deepEqual(
+    frames.map((f) => [f.sessionId, f.status, f.option, f.data?.toString()]),
+    [
+      [9, MuxStatus.End, 0, undefined], // unknown session
+      [1, MuxStatus.End, 2, undefined], // UDP sessions refused
+      [0, MuxStatus.Keep, 0, 'reply'],
+      [0, MuxStatus.End, 0, undefined],
+    ],
+  );
+  await waitFor(() => srv.size === 0);
+  a.destroy();
+  closeServer();
+});
+
+test('a session nobody reads stalls the carrier only for stallMs, then is dropped', async () => {
+  let first: MuxSession | undefined;
+  const m = await muxPair(
+    (s) => {
+      if (!first) {
+        first = s; // never read
+        s.on('error', () => {});
+      } else echo(s);
+    },
+    { sessionBuffer: 64 * 1024, stallMs: 300 },
+  );
+  const hog = m.client.open();
+  hog.resume();
+  hog.on('error', () => {});
+  const hogClosed = new Promise((r) => hog.once('close', r));
+  hog.write(randomBytes(1 << 20));
+  await waitFor(() => first !== undefined);
+  const s = m.client.open();
+  const got = readAll(s);
+  s.end(Buffer.from('still moving'));
+  assert.equal((await got).toString(), 'still moving');
+  await hogClosed;
+  assert.equal(first!.destroyed, true);
+  m.close();
+});
+
+test('garbage after a valid New: sessions end, nothing is sent back, the carrier stays open', async () => {
+  const [a, b, closeServer] = await socketPair();
+  const sessions: MuxSession[] = [];
+  const srv = new MuxConnection(b, { role: 'server', onSession: (s) => sessions.push(s), idleMs: 400 });
+  let back = 0;
+  a.on('data', (d: Buffer) => (back += d.length));
+  a.write(
+    encodeMuxFrame(
+      {
+        sessionId: 3,
+        status: MuxStatus.New,
+        option: 0,
+        target: { network: MuxNetwork.Tcp, host: '1.2.3.4', port: 1 },
+      },
+      Buffer.from('x'),
+    ),
+  );
+  await waitFor(() => sessions.length === 1);
+  a.write(Buffer.from('ffff0000', 'hex'));
+  await waitFor(() => sessions[0]!.destroyed);
+  a.write(randomBytes(1000));
+  await sleep(200);
+  assert.equal(back, 0);
+  assert.equal(b.destroyed, false);
+  // ... until the idle timeout.
+  await once(a, 'end');
+  assert.equal(srv.size, 0);
+  closeServer();
+});
