@@ -151,7 +151,7 @@ async function measureOnce(mode: string): Promise<number | undefined> {
     await new Promise((r) => setTimeout(r, IDLE_MS));
     return (await rssKiB(child.pid!)) / 1024;
   } catch (err) {
-    throw new Error(`${mode}: ${(err as Error).message}\n${stderr.slice(-2000)}`);
+    throw new Error(`${mode}: ${(err as Error).message}\n${stderr.slice(-2000)}`, { cause: err });
   } finally {
     const exited = new Promise((r) => child.once('exit', r));
     child.kill('SIGTERM');
