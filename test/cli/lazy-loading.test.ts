@@ -116,11 +116,12 @@ test('the unmanaged server (--password) loads neither the management plane nor t
   assertLean(modules, /[▄█]/.test(output) ? { allow: ['qrcode'] } : {});
 });
 
-test('the managed server does load them (the recorder sees CommonJS packages)', async () => {
+test('the managed server does load them (the recorder sees CommonJS packages), but not pg', async () => {
   const port = await freePort();
   const args = ['server', '--data-dir', join(tmp, 'data'), '--host', '127.0.0.1', '--port', String(port)];
   args.push('--api-host', '127.0.0.1', '--api-port', String(await freePort()));
   args.push('--metrics-port', String(await freePort()));
   const loaded = packagesIn((await modulesOf('managed', args, port)).modules);
   for (const p of ['fastify', 'kysely', 'better-sqlite3', 'prom-client']) assert.ok(loaded.has(p), p);
+  assert.ok(!loaded.has('pg'), 'a SQLite store does not load pg');
 });
