@@ -2,34 +2,13 @@ import { resolve } from 'node:path';
 import { printable } from './terminal.js';
 import { networkInterfaces } from 'node:os';
 import type { Command } from 'commander';
-import QRCode from 'qrcode';
-import {
-  accessConfigLine,
-  accessUrl,
-  buildDynamicApp,
-  dynamicAccessUrl,
-  startApi,
-  type RunningApi,
-} from '../api/index.js';
-import {
-  createMetrics,
-  startMetricsServer,
-  type LadderMetrics,
-  type MetricsServer,
-} from '../metrics/index.js';
+import { QRCode } from './qr.js';
+import type { RunningApi } from '../api/index.js';
+import type { LadderMetrics, MetricsServer } from '../metrics/index.js';
 import { startDataPlane, type DataPlane, type DataPlaneOptions, type ServerHooks } from '../server/index.js';
 import type { RuntimeKey, ServerControl, UsageSink } from '../shared/control.js';
 import { createLogger, type Logger } from '../shared/logger.js';
-import {
-  createAccessKeys,
-  KeyEnforcer,
-  openStore,
-  parseStoreLocation,
-  StoreError,
-  type KeyStatus,
-  type KyselyStore,
-  type StoreLocation,
-} from '../store/index.js';
+import type { KeyEnforcer, KeyStatus, KyselyStore, StoreLocation } from '../store/index.js';
 import {
   DEFAULT_DATA_DIR,
   DEFAULT_METHOD,
@@ -315,6 +294,13 @@ export async function startManaged(
   log: Logger,
   tuning: ManagedTuning = {},
 ): Promise<ManagedServer> {
+  // Loaded here, not at the top: the unmanaged server and `ladder client` never load the store,
+  // fastify or prom-client (see bin/ladder.js and test/cli/lazy-loading.test.ts).
+  const { accessConfigLine, accessUrl, buildDynamicApp, dynamicAccessUrl, startApi } =
+    await import('../api/index.js');
+  const { createMetrics, startMetricsServer } = await import('../metrics/index.js');
+  const { createAccessKeys, KeyEnforcer, openStore, parseStoreLocation, StoreError } =
+    await import('../store/index.js');
   const dataDir = resolve(flags.dataDir ?? DEFAULT_DATA_DIR);
   const parsed = parseFlags(managedFlagsSchema, flags);
   const dataPortFlag = parsed.port;

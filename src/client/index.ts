@@ -11,9 +11,11 @@ import { toSocksAddress } from '../protocol/socks5/address.js';
 import { systemClock, type Clock } from '../shared/clock.js';
 import { DialerStream } from '../transport/dialer-stream.js';
 import { FragmentDialer, type TlsFragmentOptions } from '../transport/tls-fragment.js';
-import { FilteringUdpResolver, TunnelDnsResolver, type DnsResolver } from './dns/resolvers.js';
-import { startDnsServer, type DnsServerHandle } from './dns/server.js';
-import { DirectLookup } from './dns/lookup.js';
+import type * as DnsResolvers from './dns/resolvers.js';
+import type { DnsResolver } from './dns/resolvers.js';
+import type * as DnsServer from './dns/server.js';
+import type { DnsServerHandle } from './dns/server.js';
+import type * as DnsLookup from './dns/lookup.js';
 import { FailoverDialer } from './routing/failover.js';
 import type { Endpoint, EndpointFailure } from './routing/endpoints.js';
 import { generatePac } from './routing/pac.js';
@@ -295,6 +297,16 @@ function pacProxyString(socks: AddressInfo | undefined, http: AddressInfo | unde
   return parts.join('; ');
 }
 
+/** The --dns modules, loaded on demand. */
+async function loadDns(): Promise<typeof DnsResolvers & typeof DnsServer & typeof DnsLookup> {
+  const [resolvers, server, lookup] = await Promise.all([
+    import('./dns/resolvers.js'),
+    import('./dns/server.js'),
+    import('./dns/lookup.js'),
+  ]);
+  return { ...resolvers, ...server, ...lookup };
+}
+
 /**
  * Start the local proxy client in-process: SOCKS5 and/or HTTP inbounds (and optionally a DNS
  * server) feeding one dialer: the router over direct / fragment / tunnel when routing is on,
@@ -311,7 +323,11 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
     throw new Error(`route must be auto, proxy or direct, got "${String(mode)}"`);
   // The DNS resolver (--dns): built first, because the direct routes resolve names through it.
   let resolver: DnsResolver | undefined;
-  if (opts.dns) {
+  // Loaded only with --dns: the DNS modules pull in dns-packet, megabytes an idle client without
+  // a DNS server need not carry (see test/cli/lazy-loading.test.ts).
+  const dns = opts.dns ? await loadDns() : undefined;
+  if (opts.dns && dns) {
+    const { FilteringUdpResolver, TunnelDnsResolver } = dns;
     const upstream = opts.dns.upstream ?? DEFAULT_DNS_UPSTREAM;
     if ((opts.dns.mode ?? 'tunnel') === 'tunnel') {
       const dest = toSocksAddress(upstream.host, upstream.port);
@@ -335,9 +351,9 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
       });
     }
   }
-  const directLookup = resolver ? new DirectLookup({ resolver, clock }) : undefined;
+  const directLookup = resolver && dns ? new dns.DirectLookup({ resolver, clock }) : undefined;
   const closeResolver = (): void => {
-    if (resolver instanceof TunnelDnsResolver) resolver.close();
+    if (dns && resolver instanceof dns.TunnelDnsResolver) resolver.close();
   };
 
   let router: Router | undefined;
@@ -439,9 +455,9 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
       closers.push(serverCloser(inbound.server));
       httpAddress = inbound.address;
     }
-    if (opts.dns && resolver) {
+    if (opts.dns && resolver && dns) {
       const l = parseListenAddress(opts.dns.listen, 'DNS listen address');
-      const srv: DnsServerHandle = await startDnsServer({ host: l.host, port: l.port, resolver });
+      const srv: DnsServerHandle = await dns.startDnsServer({ host: l.host, port: l.port, resolver });
       closers.push(() => srv.close());
       dnsAddress = { host: l.host, udpPort: srv.udpPort, tcpPort: srv.tcpPort };
     }

@@ -1,9 +1,10 @@
 import { writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { makeDirs } from '../shared/fs.js';
 import { dirname, join, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { PostgresDialect, SqliteDialect, type Dialect } from 'kysely';
-import pg from 'pg';
+import type Pg from 'pg';
 import { StoreError } from './types.js';
 
 /** Where the store lives: a SQLite file (default) or a PostgreSQL database (fleet mode). */
@@ -30,12 +31,17 @@ export interface OpenedDialect {
   dialect: Dialect;
 }
 
+function loadPg(): typeof Pg {
+  return createRequire(import.meta.url)('pg') as typeof Pg;
+}
+
 /** Build the Kysely dialect for a location. Callers only ever see the `Store` interface. */
 export function createDialect(loc: StoreLocation): OpenedDialect {
   if (loc.kind === 'postgres') {
     return {
       kind: 'postgres',
-      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: loc.url, max: 10 }) }),
+      // pg is loaded for a PostgreSQL store only: it costs a SQLite server megabytes of memory.
+      dialect: new PostgresDialect({ pool: new (loadPg().Pool)({ connectionString: loc.url, max: 10 }) }),
     };
   }
   let db: BetterSqlite3.Database;

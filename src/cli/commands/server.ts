@@ -1,7 +1,7 @@
 import type { Command, CommanderError } from 'commander';
 import type { AddressInfo } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import QRCode from 'qrcode';
+import { QRCode } from '../qr.js';
 import { loadServerConfigFile, serverFlagsSchema, type ServerConfig } from '../../config/server.js';
 import { isProtocolError } from '../../protocol/errors.js';
 import { checkKey, checkMethod } from '../../protocol/shadowsocks/key-material.js';

@@ -1,0 +1,127 @@
+/**
+ * Each mode loads only what it needs (issue 15, "lighter processes"): `ladder client` and the
+ * unmanaged server (`ladder server --password …`) never load the management plane (fastify,
+ * kysely, SQLite, Postgres, prom-client), the QR code drawer, YAML, the lab or, for the client
+ * without --dns, dns-packet. Each mode is started as a user starts it (bin/ladder.js) under a
+ * preload that records every module loaded (test/helpers/record-modules.mjs); the managed server
+ * is the control that proves the recorder sees those packages when they are loaded.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { freePort } from '../helpers/net.js';
+import { LADDER_BIN, REPO_ROOT, spawnPeer, ssUrl } from '../helpers/peers.js';
+
+const RECORDER = join(REPO_ROOT, 'test', 'helpers', 'record-modules.mjs');
+const tmp = mkdtempSync(join(tmpdir(), 'ladder-lazy-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** Packages (node_modules/<name>/) that only the managed server, `keys` or the lab need. */
+const MANAGEMENT_PACKAGES = [
+  'fastify',
+  '@fastify/swagger',
+  'fastify-type-provider-zod',
+  'kysely',
+  'better-sqlite3',
+  'pg',
+  'prom-client',
+  'qrcode',
+  'yaml',
+  'pino-pretty',
+];
+
+/** Start a mode under the recorder, wait for its port, stop it; the modules it loaded. */
+async function modulesOf(
+  name: string,
+  args: string[],
+  port: number,
+  ready?: RegExp,
+): Promise<{ modules: string[]; output: string }> {
+  const file = join(tmp, `${name}.txt`);
+  const peer = await spawnPeer(name, process.execPath, ['--import', RECORDER, LADDER_BIN, ...args], {
+    waitPort: port,
+    env: { LADDER_RECORD_MODULES: file },
+  });
+  // The banner comes after the port opens: wait for it, so what drawing it loads is recorded.
+  for (let i = 0; ready && !ready.test(peer.output()) && i < 200; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await peer.stop();
+  const modules = [...new Set(readFileSync(file, 'utf8').split('\n').filter(Boolean))];
+  return { modules, output: peer.output() };
+}
+
+function packagesIn(modules: readonly string[]): Set<string> {
+  const names = new Set<string>();
+  for (const m of modules) {
+    const match = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(m);
+    if (match) names.add(match[1]!);
+  }
+  return names;
+}
+
+/** Our own modules from these src/ (or dist/) folders, other than the allowed files. */
+function ownModulesIn(modules: readonly string[], folders: string[], allowed: string[] = []): string[] {
+  const re = new RegExp(`/(?:src|dist)/(?:${folders.join('|')})/`);
+  return modules.filter(
+    (m) => !m.includes('/node_modules/') && re.test(m) && !allowed.some((a) => m.includes(a)),
+  );
+}
+
+function assertLean(modules: readonly string[], extra: { forbid?: string[]; allow?: string[] } = {}): void {
+  const loaded = packagesIn(modules);
+  const forbidden = [...MANAGEMENT_PACKAGES, ...(extra.forbid ?? [])].filter(
+    (p) => loaded.has(p) && !extra.allow?.includes(p),
+  );
+  assert.deepEqual(forbidden, [], `loaded ${forbidden.join(', ')}`);
+  // cli/errors.ts recognises the lab's and the store's error classes (small, no dependencies).
+  const own = ownModulesIn(
+    modules,
+    ['api', 'store', 'metrics', 'lab', 'probe'],
+    ['/lab/lab-ca.', '/store/types.'],
+  );
+  assert.deepEqual(own, [], `loaded ${own.join(', ')}`);
+}
+
+test('ladder client loads neither the management plane, the lab nor dns-packet', async () => {
+  const port = await freePort();
+  const key = ssUrl('chacha20-ietf-poly1305', 'lazy-loading-test', '127.0.0.1', await freePort());
+  const { modules } = await modulesOf(
+    'client',
+    ['client', '--key', key, '--socks', `127.0.0.1:${port}`],
+    port,
+  );
+  assert.ok(
+    modules.some((m) => /\/client\/index\.(ts|js)$/.test(m)),
+    'the recorder saw the client',
+  );
+  assertLean(modules, { forbid: ['dns-packet'] });
+});
+
+test('the unmanaged server (--password) loads neither the management plane nor the lab', async () => {
+  const port = await freePort();
+  const { modules, output } = await modulesOf(
+    'server',
+    ['server', '--password', 'lazy-loading-test', '--host', '127.0.0.1', '--port', String(port)],
+    port,
+    /Try it/,
+  );
+  assert.ok(
+    modules.some((m) => /\/server\/index\.(ts|js)$/.test(m)),
+    'the recorder saw the server',
+  );
+  // qrcode is loaded when the banner draws a QR code, and only then.
+  assertLean(modules, /[▄█]/.test(output) ? { allow: ['qrcode'] } : {});
+});
+
+test('the managed server does load them (the recorder sees CommonJS packages), but not pg', async () => {
+  const port = await freePort();
+  const args = ['server', '--data-dir', join(tmp, 'data'), '--host', '127.0.0.1', '--port', String(port)];
+  args.push('--api-host', '127.0.0.1', '--api-port', String(await freePort()));
+  args.push('--metrics-port', String(await freePort()));
+  const loaded = packagesIn((await modulesOf('managed', args, port)).modules);
+  for (const p of ['fastify', 'kysely', 'better-sqlite3', 'prom-client']) assert.ok(loaded.has(p), p);
+  assert.ok(!loaded.has('pg'), 'a SQLite store does not load pg');
+});
