@@ -4,6 +4,7 @@ import { systemClock, type Clock, type Timer } from '../shared/clock.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { createDialect, type StoreLocation } from './dialect.js';
 import { migrationProvider } from './migrations.js';
+import { chunks, IN_CHUNK, num, numOrNull, rowToKey } from './rows.js';
 import { SqliteReader } from './sqlite-reader.js';
 import type { Database, KeysTable } from './schema.js';
 import {
@@ -48,42 +49,6 @@ const SETTING_DEFAULTS = {
   accessKeyDataLimitBytes: null,
   dynamicKeyBaseUrl: null,
 } as const;
-
-function num(v: unknown): number {
-  return typeof v === 'number' ? v : Number(v);
-}
-function numOrNull(v: unknown): number | null {
-  return v === null || v === undefined ? null : num(v);
-}
-function toPeriod(v: string): LimitPeriod {
-  return (LIMIT_PERIODS as readonly string[]).includes(v) ? (v as LimitPeriod) : 'rolling30d';
-}
-
-function rowToKey(r: KeysTable): KeyRecord {
-  return {
-    id: r.id,
-    name: r.name,
-    method: r.method,
-    secret: r.secret,
-    port: num(r.port),
-    dataLimitBytes: numOrNull(r.data_limit_bytes),
-    limitPeriod: toPeriod(r.limit_period),
-    expiresAt: numOrNull(r.expires_at),
-    enabled: num(r.enabled) !== 0,
-    accessToken: r.access_token,
-    createdAt: num(r.created_at),
-    lastSeenAt: numOrNull(r.last_seen_at),
-  };
-}
-
-function chunks<T>(items: readonly T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-}
-
-/** SQLite caps bound parameters per statement; stay well under it. */
-const IN_CHUNK = 400;
 
 interface Pending {
   keyId: string;
