@@ -8,11 +8,9 @@ import { chunks, IN_CHUNK, num, numOrNull, rowToKey } from './rows.js';
 import { SqliteReader } from './sqlite-reader.js';
 import type { Database, KeysTable } from './schema.js';
 import {
-  LIMIT_PERIODS,
   StoreError,
   type KeyPatch,
   type KeyRecord,
-  type LimitPeriod,
   type NewKey,
   type ServerSettings,
   type SettingsPatch,
