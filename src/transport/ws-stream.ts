@@ -63,12 +63,10 @@ export class WsStream extends Duplex {
       }
       this.#wsClose(code, data);
     };
-    ws.on('message', (data: Buffer, isBinary: boolean) => {
+    // Text messages are bytes too (as in v2ray's reader): refusing them would make the reaction
+    // to a prober depend on the frame type, where every other input gets the same one (D6).
+    ws.on('message', (data: Buffer) => {
       if (this.destroyed || this.#peerEnded) return;
-      if (!isBinary) {
-        this.destroy(new Error('text message on a binary WebSocket stream'));
-        return;
-      }
       if (data.length > 0 && !this.push(data)) ws.pause();
     });
     ws.on('error', (err) => this.destroy(err));
@@ -81,14 +79,11 @@ export class WsStream extends Duplex {
   }
 
   /**
-   * The peer's close frame arrived. Clean (1000 or no code): end of its writing side; returns
-   * whether the library may answer now (false while we still write). Else destroys.
+   * The peer's close frame arrived: the end of its writing side (Outline's half-close), whatever
+   * its code, so a prober's close code changes nothing in our reaction (D6). Returns whether the
+   * library may answer now (false while we still write).
    */
-  #peerClosed(code: number): boolean {
-    if (code !== 1000 && code !== 1005) {
-      this.destroy(new Error(`WebSocket closed by the peer with code ${code}`));
-      return false;
-    }
+  #peerClosed(_code: number): boolean {
     this.#peerEnded = true;
     this.push(null);
     return this.#ourCloseSent || this.destroyed;

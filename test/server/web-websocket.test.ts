@@ -164,3 +164,38 @@ test('UDP over WebSocket (Outline): one SIP004 packet per message both ways; gar
     await udpEcho.close();
   }
 });
+
+test('UDP over WebSocket: a replayed datagram gets nothing, on the same and on a new WebSocket; port 0 is dropped', async () => {
+  const udpEcho = await startUdpEcho();
+  try {
+    const m = getAeadMethod(METHOD);
+    const key = evpBytesToKey(PASSWORD, m.keySize);
+    const dest = toSocksAddress('127.0.0.1', udpEcho.port);
+    const captured = encodeUdp2017(m, key, dest, Buffer.from('once'));
+    const ws = open(`${srv.secretPath}/udp`);
+    const replies: Buffer[] = [];
+    ws.on('message', (d: Buffer) => replies.push(d));
+    await once(ws, 'open');
+    ws.send(encodeUdp2017(m, key, toSocksAddress('127.0.0.1', 0), Buffer.from('port zero'))); // dropped, no crash
+    ws.send(captured);
+    ws.send(captured); // replay on the same WebSocket
+    await waitFor(() => replies.length >= 1);
+    const ws2 = open(`${srv.secretPath}/udp`);
+    const replies2: Buffer[] = [];
+    ws2.on('message', (d: Buffer) => replies2.push(d));
+    await once(ws2, 'open');
+    ws2.send(captured); // replay on a new association
+    ws2.send(encodeUdp2017(m, key, dest, Buffer.from('fresh'))); // control: a fresh datagram is answered
+    await waitFor(() => replies2.length >= 1);
+    await sleep(300);
+    assert.equal(replies.length, 1, 'the first copy only');
+    assert.deepEqual(
+      replies2.map((r) => decodeUdp2017(m, key, r).payload.toString()),
+      ['fresh'],
+    );
+    ws.terminate();
+    ws2.terminate();
+  } finally {
+    await udpEcho.close();
+  }
+});

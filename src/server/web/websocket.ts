@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import { SaltFilter } from '../../protocol/shadowsocks/replay.js';
 import type { Duplex } from 'node:stream';
 import type WebSocket from 'ws';
 import { WebSocketServer } from 'ws';
@@ -12,6 +13,8 @@ import { serveWsUdp } from './ws-udp.js';
 
 /** The largest WebSocket message accepted (a Mux.Cool frame is at most ~64 KiB). */
 const MAX_MESSAGE = 4 * 1024 * 1024;
+/** Salts remembered for UDP over WebSocket (two generations of this many, as replay.ts keeps). */
+const UDP_SALTS = 100_000;
 
 export interface WebSocketEndpointOptions {
   /** The secret path, e.g. '/SECRET' (no trailing slash): streams at it and at `${it}/tcp`. */
@@ -41,7 +44,9 @@ export interface WebSocketEndpoints {
 
 const WS_KEY = /^[+/0-9A-Za-z]{22}==$/;
 /** Xray's early data: base64url of the first bytes, carried in Sec-WebSocket-Protocol. */
-const EARLY_DATA = /^[0-9A-Za-z_-]+={0,2}$/;
+// base64url without padding, as Xray sends it: a padded value ('=') is one the ws library's own
+// subprotocol parser refuses with its own 400 page, so it goes to the decoy instead.
+const EARLY_DATA = /^[0-9A-Za-z_-]+$/;
 
 /** What an upgrade request needs to be one ws will accept, checked before anything is sent. */
 function validUpgrade(req: IncomingMessage): boolean {
@@ -89,6 +94,7 @@ export function createWebSocketEndpoints(
     keys: opts.udp.keys,
     allowPrivateDestinations: server.allowPrivateDestinations,
     idleMs: opts.udp.idleMs ?? DEFAULT_UDP_IDLE_MS,
+    salts: new SaltFilter(UDP_SALTS),
   };
   const wss = new WebSocketServer({
     noServer: true,

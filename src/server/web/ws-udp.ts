@@ -4,6 +4,7 @@ import type WebSocket from 'ws';
 import { decodeUdp2017, encodeUdp2017 } from '../../protocol/shadowsocks/udp.js';
 import { evpBytesToKey } from '../../protocol/shadowsocks/kdf.js';
 import { getAeadMethod, type AeadMethod } from '../../protocol/shadowsocks/methods.js';
+import type { SaltFilter } from '../../protocol/shadowsocks/replay.js';
 import type { SocksAddress } from '../../protocol/socks5/address.js';
 import type { RuntimeKey } from '../../shared/control.js';
 import { defaultLookup, isPrivateAddress, type Lookup } from '../destination.js';
@@ -15,7 +16,15 @@ export interface WsUdpOptions {
   /** Close the association after this long without a datagram either way. */
   idleMs: number;
   lookup?: Lookup | undefined;
+  /**
+   * Salts of datagrams already answered, shared by every association of the endpoint: a replayed
+   * capture is dropped like garbage (a reply would confirm the server to a prober).
+   */
+  salts: SaltFilter;
 }
+
+/** Replies queued on one WebSocket beyond this are dropped (UDP may lose; memory may not grow). */
+const MAX_BUFFERED_REPLIES = 1024 * 1024;
 
 interface Sip004Key {
   method: AeadMethod;
@@ -53,7 +62,9 @@ function sip004Keys(keys: readonly RuntimeKey[]): Sip004Key[] {
  * any destination come back sealed with that key, one per message.
  *
  * Minimal next to the UDP relay (src/server/udp-relay.ts, which is bound to its UDP socket): no
- * SIP022, no salt replay filter, no usage accounting.
+ * SIP022 and no usage accounting. The salt filter is the endpoint's own, not the UDP relay's, so
+ * a datagram captured on the plain UDP port and replayed here (which needs the secret path) is
+ * answered once.
  */
 export function serveWsUdp(ws: WebSocket, opts: WsUdpOptions): void {
   const lookup = opts.lookup ?? defaultLookup;
@@ -88,6 +99,7 @@ export function serveWsUdp(ws: WebSocket, opts: WsUdpOptions): void {
     s.on('error', () => {});
     s.on('message', (data, rinfo) => {
       if (closed || !key || ws.readyState !== ws.OPEN) return;
+      if (ws.bufferedAmount > MAX_BUFFERED_REPLIES) return;
       last = Date.now();
       const from: SocksAddress = {
         type: rinfo.family === 'IPv6' ? 'ipv6' : 'ipv4',
@@ -108,8 +120,12 @@ export function serveWsUdp(ws: WebSocket, opts: WsUdpOptions): void {
       if (!ok) return;
       ip = ok.address;
     } else if (!opts.allowPrivateDestinations && isPrivateAddress(ip)) return;
-    if (closed) return;
-    socketFor(isIP(ip) === 6 ? 6 : 4).send(payload, dest.port, ip);
+    if (closed || dest.port === 0) return;
+    try {
+      socketFor(isIP(ip) === 6 ? 6 : 4).send(payload, dest.port, ip);
+    } catch {
+      // A send that node refuses (a bad address or port) drops the datagram, never the process.
+    }
   };
 
   ws.on('message', (msg: Buffer, isBinary: boolean) => {
@@ -122,9 +138,10 @@ export function serveWsUdp(ws: WebSocket, opts: WsUdpOptions): void {
       } catch {
         continue;
       }
+      if (!opts.salts.checkAndAdd(msg.subarray(0, k.method.saltSize))) return; // a replay
       key = k;
       last = Date.now();
-      void forward(d.address, d.payload);
+      forward(d.address, d.payload).catch(() => undefined);
       return;
     }
   });
