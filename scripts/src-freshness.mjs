@@ -9,8 +9,9 @@ export const STAMP_FILE = '.build-stamp';
 
 /**
  * The compiled sources of srcDir (every *.ts but the tests): how many there are and the newest
- * modification time. A file added, edited or restored by git moves `newest`; one deleted
- * changes `files`.
+ * status-change time (ctime). A file added, edited or restored moves `newest`, even when a tool
+ * puts its old mtime back (cp -p, rsync -a, tar, unzip all may; none can set ctime, and ctime is
+ * never in the future); one deleted changes `files`.
  */
 export function scanSources(srcDir) {
   let files = 0;
@@ -21,7 +22,7 @@ export function scanSources(srcDir) {
       if (e.isDirectory()) walk(p);
       else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts')) {
         files++;
-        newest = Math.max(newest, statSync(p).mtimeMs);
+        newest = Math.max(newest, statSync(p).ctimeMs);
       }
     }
   };

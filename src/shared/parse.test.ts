@@ -199,6 +199,8 @@ test('parseSize: a unit is required, decimal and binary, positive only', () => {
   assert.equal(parseSize('500MiB', 'limit'), 500 * 2 ** 20);
   assert.equal(parseSize('1.5TB', 'limit'), 1.5e12);
   assert.equal(parseSize('2048 b', 'limit'), 2048);
+  assert.equal(parseSize('10G', 'limit'), 10e9); // one-letter units stay decimal, as before
+  assert.equal(parseSize('500m', 'limit'), 500e6);
   assert.throws(() => parseSize('10', 'limit'), /limit must be a size with a unit .*got "10"/);
   assert.throws(() => parseSize('-5GB', 'limit'), /limit must be a positive size like 10GB, got "-5GB"/);
   assert.throws(() => parseSize('0GB', 'limit'), /positive/);

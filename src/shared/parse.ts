@@ -73,9 +73,16 @@ export function parseDuration(text: string, what: string): number {
   return ms;
 }
 
-/** Byte units: decimal (kB = 1000) and binary (KiB = 1024); case-insensitive. */
+/**
+ * Byte units: decimal (kB = 1000) and binary (KiB = 1024); case-insensitive. The one-letter forms
+ * (10G, 500M) are decimal, as the CLI accepted them before units became required.
+ */
 const SIZE_UNITS: Readonly<Record<string, number>> = {
   b: 1,
+  k: 1e3,
+  m: 1e6,
+  g: 1e9,
+  t: 1e12,
   kb: 1e3,
   mb: 1e6,
   gb: 1e9,

@@ -55,6 +55,15 @@ test('dist/ is stale when a source is edited, added or deleted, or there is no s
   assert.match(stale(src, dist) ?? '', /no build/);
 });
 
+test('dist/ is stale after an edit whose old mtime was put back (cp -p, rsync -a, tar)', async () => {
+  setUp();
+  await new Promise((r) => setTimeout(r, 20)); // a later ctime than the stamp's, on any clock
+  const old = new Date(Date.now() - 60_000);
+  writeFileSync(join(src, 'a.ts'), 'edited, then its mtime restored');
+  utimesSync(join(src, 'a.ts'), old, old);
+  assert.match(stale(src, dist) ?? '', /changed since the last build/);
+});
+
 test('editing a test file does not make dist/ stale', () => {
   setUp();
   writeFileSync(join(src, 'a.test.ts'), 'edited');
