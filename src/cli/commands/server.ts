@@ -26,8 +26,10 @@ import { privatePolicyLine } from '../banner-text.js';
 import { ladderCommand } from '../invocation.js';
 import { StartupLog } from '../startup-log.js';
 import { registerAccessConfig } from './server-access-config.js';
+import { addWebOptions, planWeb, startWeb, webKeyUrl, webStatusLine, type RunningWeb, type WebFlags } from '../web.js';
+import { generateSecretPath } from '../../server/web/front.js';
 
-interface ServerFlags {
+interface ServerFlags extends WebFlags {
   config?: string;
   port?: string;
   host?: string;
@@ -130,6 +132,7 @@ async function plan(flags: ServerFlags): Promise<Plan> {
 async function banner(
   p: Plan,
   plane: DataPlane,
+  web: RunningWeb | undefined,
   publicHost: string | undefined,
   tty: boolean,
 ): Promise<string> {
@@ -143,6 +146,7 @@ async function banner(
   out.push(
     `  unmanaged mode: ${config.keys.length} key${config.keys.length === 1 ? '' : 's'} from ${p.source} (${methods}); no store, no management API`,
   );
+  if (web) out.push(`  ${webStatusLine(web)}`);
   out.push(`  ${privatePolicyLine(config.allowPrivateDestinations)}`);
   const ladder = ladderCommand();
   if (p.printKeys.length === 0) {
@@ -164,6 +168,10 @@ async function banner(
       out.push(`  ${url}`);
       if (tty) out.push((await QRCode.toString(url, { type: 'terminal', small: true })).trimEnd());
       else out.push('  (QR code not drawn: output is not a terminal)');
+      if (web) {
+        out.push('  over the web front (ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box):');
+        out.push(`  ${webKeyUrl(k, host, web, k.id === 'default' ? 'ladder-web' : `${k.id}-web`)}`);
+      }
       if (k === p.printKeys[0]) {
         out.push('');
         out.push(
@@ -190,7 +198,7 @@ async function banner(
 export function registerServer(program: Command): void {
   const server = program.command('server');
   registerAccessConfig(server);
-  addManagedOptions(server)
+  addWebOptions(addManagedOptions(server))
     .description(
       'run the Shadowsocks server: managed (key store, Outline-compatible API, metrics) unless --password or --config names the keys',
     )
@@ -272,6 +280,7 @@ export function registerServer(program: Command): void {
         return runManaged({ ...flags, logLevel: level });
       checkPublicHost(flags.publicHost);
       const p = await plan(flags);
+      const webPlan = await planWeb(flags, p.config.web, undefined);
       // Start-up info lines wait until the banner is out (warnings and errors do not).
       const startupLog = new StartupLog();
       const log = createLogger({ level, destination: startupLog });
@@ -300,9 +309,29 @@ export function registerServer(program: Command): void {
         }
         throw err;
       }
-      process.stdout.write(await banner(p, plane, flags.publicHost, process.stdout.isTTY === true));
+      let web: RunningWeb | undefined;
+      if (webPlan) {
+        const secretPath = webPlan.secretPath ?? generateSecretPath();
+        const keys = p.config.keys;
+        try {
+          web = await startWeb({ ...webPlan, secretPath }, plane.server, p.config.udp ? () => keys : undefined, log);
+        } catch (err) {
+          startupLog.release();
+          await plane.close();
+          throw err;
+        }
+      }
+      const running = web;
+      const stopped = untilSignal({
+        close: async () => {
+          await running?.close();
+          await plane.close();
+        },
+        message: 'server stopping',
+        log,
+      });
+      process.stdout.write(await banner(p, plane, web, flags.publicHost, process.stdout.isTTY === true));
       startupLog.release();
-
-      await untilSignal({ close: () => plane.close(), message: 'server stopping', log });
+      await stopped;
     });
 }
