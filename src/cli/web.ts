@@ -246,7 +246,7 @@ export function webStatusLine(web: RunningWeb): string {
     ? `TLS, ACME certificate for ${s.acmeDomains.join(', ')}`
     : web.service.front.tls
       ? 'TLS'
-      : 'plain HTTP: put TLS in front (nginx, a CDN)';
+      : 'plain HTTP; put TLS in front of it, e.g. nginx or a CDN';
   const d = s.decoy;
   const decoy =
     d === undefined || d === 'builtin' ? 'builtin site' : /^https?:\/\//i.test(d) ? 'reverse proxy' : 'files from a directory';
