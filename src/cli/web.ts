@@ -39,18 +39,19 @@ export interface WebFlags {
   trustProxy?: string[];
 }
 
-/** Every web flag but --web-port, which the others need. */
-const NEEDS_PORT = [
-  ['webHost', '--web-host'],
-  ['webPath', '--web-path'],
-  ['decoy', '--decoy'],
-  ['tlsCert', '--tls-cert'],
-  ['tlsKey', '--tls-key'],
-  ['acme', '--acme'],
-  ['acmeEmail', '--acme-email'],
-  ['acmeDirectory', '--acme-directory'],
-  ['acmeHttpPort', '--acme-http-port'],
-  ['trustProxy', '--trust-proxy'],
+/** The web flags: commander's key, the flag, the config file's `web` field. */
+const FLAGS = [
+  ['webPort', '--web-port', 'port'],
+  ['webHost', '--web-host', 'host'],
+  ['webPath', '--web-path', 'path'],
+  ['decoy', '--decoy', 'decoy'],
+  ['tlsCert', '--tls-cert', 'tlsCert'],
+  ['tlsKey', '--tls-key', 'tlsKey'],
+  ['acme', '--acme', 'acme'],
+  ['acmeEmail', '--acme-email', 'acmeEmail'],
+  ['acmeDirectory', '--acme-directory', 'acmeDirectory'],
+  ['acmeHttpPort', '--acme-http-port', 'acmeHttpPort'],
+  ['trustProxy', '--trust-proxy', 'trustProxy'],
 ] as const;
 
 const commaList = (value: string, previous: string[] | undefined): string[] => [
@@ -91,16 +92,23 @@ export type WebPlan = Omit<WebServiceSettings, 'secretPath' | 'logger'> & { secr
  */
 export async function planWeb(
   flags: WebFlags,
-  file: WebConfig | undefined,
+  fromFile: { web: WebConfig; source: string } | undefined,
   dataDir: string | undefined,
 ): Promise<WebPlan | undefined> {
+  const file = fromFile?.web;
   const parsed = parseFlags(webFlagsSchema, flags);
   const port = parsed.webPort ?? file?.port;
   if (port === undefined) {
-    const given = NEEDS_PORT.find(([k]) => flags[k] !== undefined);
+    const given = FLAGS.find(([k]) => flags[k] !== undefined);
     if (given) throw new UsageError(`${given[1]} needs --web-port (it configures the web front)`);
     return undefined;
   }
+  // A message about a value from the config file names its field there, not the flag.
+  const fail = (message: string): never => {
+    const hit = FLAGS.find(([k, name, field]) => message.startsWith(name) && flags[k] === undefined && file?.[field] !== undefined);
+    if (hit && fromFile) throw new UsageError(`${fromFile.source}: web.${hit[2]}${message.slice(hit[1].length)}`);
+    throw new UsageError(message);
+  };
   for (const [k, name] of [
     ['webHost', '--web-host'],
     ['webPath', '--web-path'],
@@ -138,7 +146,7 @@ export async function planWeb(
     // A stand-in path when the mode generates one later.
     validateWebSettings({ ...plan, secretPath: plan.secretPath ?? '/x' });
   } catch (err) {
-    throw new UsageError(err instanceof Error ? err.message : String(err));
+    fail(err instanceof Error ? err.message : String(err));
   }
   for (const [f, name] of [
     [plan.tlsCertFile, '--tls-cert'],
@@ -148,7 +156,7 @@ export async function planWeb(
     try {
       await access(f, constants.R_OK);
     } catch (err) {
-      throw new UsageError(`${name} ${f}: ${fileErrorWhy(err)}`);
+      fail(`${name} ${f}: ${fileErrorWhy(err)}`);
     }
   }
   const dir = decoyDir(plan.decoy);
@@ -157,7 +165,7 @@ export async function planWeb(
       (s) => s.isDirectory(),
       () => false,
     );
-    if (!isDir) throw new UsageError(`--decoy ${dir}: not a directory`);
+    if (!isDir) fail(`--decoy ${dir}: not a directory`);
   }
   return plan;
 }

@@ -3,7 +3,7 @@
 // with the builtin site; bad TLS settings are one line and exit 2; managed mode keeps its secret
 // path across a restart (the URL printed at the first start still works).
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -129,6 +129,27 @@ describe('ladder server --web-port (CLI)', () => {
       assert.equal(err.split('\n').length, 1, err);
       assert.equal(r.stdout(), '');
     }
+  });
+
+  it('--config with a web object: a bad value names the field of the file; paths are relative to it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ladder-web-config-'));
+    const f = join(dir, 'server.json');
+    writeFileSync(
+      f,
+      JSON.stringify({
+        port: 0,
+        host: '127.0.0.1',
+        keys: [{ id: 'a', method: 'aes-128-gcm', password: 'pa' }],
+        web: { port: 0, host: '127.0.0.1', tlsCert: 'cert.pem', tlsKey: 'key.pem' },
+      }),
+    );
+    const r = run(['server', '--config', f]);
+    assert.equal(await r.exit, 2, r.stderr());
+    assert.equal(r.stderr().trim(), `ladder: ${f}: web.tlsCert ${join(dir, 'cert.pem')}: no such file`);
+    writeFileSync(f, JSON.stringify({ keys: [{ id: 'a', method: 'aes-128-gcm', password: 'pa' }], web: { port: 0, tlsKey: 'k' } }));
+    const r2 = run(['server', '--config', f]);
+    assert.equal(await r2.exit, 2, r2.stderr());
+    assert.equal(r2.stderr().trim(), `ladder: ${f}: web.tlsCert: tlsCert and tlsKey go together`);
   });
 
   it('managed: the secret path is generated once and kept; the web URL of the first start works after a restart', async (t) => {

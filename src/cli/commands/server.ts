@@ -280,7 +280,7 @@ export function registerServer(program: Command): void {
         return runManaged({ ...flags, logLevel: level });
       checkPublicHost(flags.publicHost);
       const p = await plan(flags);
-      const webPlan = await planWeb(flags, p.config.web, undefined);
+      const webPlan = await planWeb(flags, p.config.web && { web: p.config.web, source: p.source }, undefined);
       // Start-up info lines wait until the banner is out (warnings and errors do not).
       const startupLog = new StartupLog();
       const log = createLogger({ level, destination: startupLog });
