@@ -17,9 +17,8 @@ import { parseFlags } from '../config/flags.js';
 import { webFlagsSchema, type WebConfig } from '../config/server.js';
 import { formatSsUrl } from '../protocol/sip002/index.js';
 import type { ShadowsocksServer } from '../server/index.js';
-import { generateSecretPath } from '../server/web/front.js';
-import { startWebService, validateWebSettings, type WebService, type WebServiceSettings } from '../server/web/setup.js';
-import { createWebSocketEndpoints } from '../server/web/websocket.js';
+// The web front's modules (ws, acme-client, the decoy site) load only when --web-port is given.
+import type { WebService, WebServiceSettings } from '../server/web/setup.js';
 import type { RuntimeKey } from '../shared/control.js';
 import { bindErrorCode } from '../shared/listen.js';
 import type { Logger } from '../shared/logger.js';
@@ -142,6 +141,7 @@ export async function planWeb(
   if (acmeDomains?.some((d) => d === '')) throw new UsageError('--acme: empty domain name');
   if (!plan.acmeDomains && (plan.acmeEmail ?? plan.acmeDirectoryUrl ?? plan.acmeHttpPort) !== undefined)
     throw new UsageError('--acme-email, --acme-directory and --acme-http-port need --acme');
+  const { validateWebSettings } = await import('../server/web/setup.js');
   try {
     // A stand-in path when the mode generates one later.
     validateWebSettings({ ...plan, secretPath: plan.secretPath ?? '/x' });
@@ -193,7 +193,7 @@ export async function storedSecretPath(dataDir: string, given: string | undefine
     () => undefined,
   );
   if (given === undefined && kept) return kept;
-  const path = given ?? generateSecretPath();
+  const path = given ?? (await import('../server/web/front.js')).generateSecretPath();
   if (path !== kept) {
     await mkdir(dataDir, { recursive: true });
     await writeFile(file, `${path}\n`, { mode: 0o600 });
@@ -209,16 +209,28 @@ export interface RunningWeb {
 
 /**
  * Start the web front for `server`: WebSocket streams (every key of the server) and, when
- * `udpKeys` is given, UDP over WebSocket. Bind errors are usage errors naming the web port.
+ * `udpKeys` is given, UDP over WebSocket. Without a secret path in `plan`, a new one is generated
+ * (the unmanaged server's; managed mode passes its stored one). Bind errors are usage errors
+ * naming the web port.
  */
 export async function startWeb(
-  settings: WebServiceSettings,
+  plan: WebPlan,
   server: ShadowsocksServer,
   udpKeys: (() => readonly RuntimeKey[]) | undefined,
   logger: Logger,
 ): Promise<RunningWeb> {
+  const [{ generateSecretPath }, { startWebService }, { createWebSocketEndpoints }] = await Promise.all([
+    import('../server/web/front.js'),
+    import('../server/web/setup.js'),
+    import('../server/web/websocket.js'),
+  ]);
+  const secretPath = plan.secretPath ?? generateSecretPath();
   // The builtin decoy's wording follows the secret path (stable with it), not revealing it.
-  settings = { decoySeed: createHash('sha256').update(`decoy ${settings.secretPath}`).digest(), ...settings };
+  const settings: WebServiceSettings = {
+    decoySeed: createHash('sha256').update(`decoy ${secretPath}`).digest(),
+    ...plan,
+    secretPath,
+  };
   const endpoints = createWebSocketEndpoints(server, {
     secretPath: settings.secretPath,
     ...(udpKeys ? { udp: { keys: udpKeys } } : {}),

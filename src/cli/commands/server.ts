@@ -27,7 +27,6 @@ import { ladderCommand } from '../invocation.js';
 import { StartupLog } from '../startup-log.js';
 import { registerAccessConfig } from './server-access-config.js';
 import { addWebOptions, planWeb, startWeb, webKeyUrl, webStatusLine, type RunningWeb, type WebFlags } from '../web.js';
-import { generateSecretPath } from '../../server/web/front.js';
 
 interface ServerFlags extends WebFlags {
   config?: string;
@@ -311,10 +310,9 @@ export function registerServer(program: Command): void {
       }
       let web: RunningWeb | undefined;
       if (webPlan) {
-        const secretPath = webPlan.secretPath ?? generateSecretPath();
         const keys = p.config.keys;
         try {
-          web = await startWeb({ ...webPlan, secretPath }, plane.server, p.config.udp ? () => keys : undefined, log);
+          web = await startWeb(webPlan, plane.server, p.config.udp ? () => keys : undefined, log);
         } catch (err) {
           startupLog.release();
           await plane.close();
