@@ -252,9 +252,9 @@ export class PortPool implements ServerControl {
     return out;
   }
 
-  /** Every key the pool serves (whatever its port): the web front serves them all. */
-  get keys(): readonly RuntimeKey[] {
-    return this.#keys;
+  /** The keys served on one port (the web front serves the primary port's). */
+  keysOn(port: number): RuntimeKey[] {
+    return this.#keysFor(port);
   }
 
   get ports(): number[] {
@@ -458,8 +458,10 @@ export async function startManaged(
     let web: RunningWeb | undefined;
     if (webPlan) {
       const secretPath = await storedSecretPath(dataDir, webPlan.secretPath);
-      // The primary listener's server; the pool hands it the keys of its port, the UDP endpoint all keys.
-      web = await startWeb({ ...webPlan, secretPath }, plane.server, flags.udp !== false ? () => pool.keys : undefined, log);
+      // The primary listener's server and keys: keys an API client moved to another port are
+      // not served over the web front.
+      const primary = plane.address.port;
+      web = await startWeb({ ...webPlan, secretPath }, plane.server, flags.udp !== false ? () => pool.keysOn(primary) : undefined, log);
       const w = web;
       cleanups.push(() => w.close());
     }
