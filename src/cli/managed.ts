@@ -27,7 +27,15 @@ import { untilSignal } from './shutdown.js';
 import { describeStore, dynamicKeyNote, privatePolicyLine, storeFlags } from './banner-text.js';
 import { ladderCommand } from './invocation.js';
 import { StartupLog } from './startup-log.js';
-import { planWeb, startWeb, storedSecretPath, webKeyUrl, webStatusLine, type RunningWeb, type WebFlags } from './web.js';
+import {
+  planWeb,
+  startWeb,
+  storedSecretPath,
+  webKeyUrl,
+  webStatusLine,
+  type RunningWeb,
+  type WebFlags,
+} from './web.js';
 
 /**
  * Managed mode of `ladder server`: data plane + store + management API + metrics in one process.
@@ -461,7 +469,12 @@ export async function startManaged(
       // The primary listener's server and keys: keys an API client moved to another port are
       // not served over the web front.
       const primary = plane.address.port;
-      web = await startWeb({ ...webPlan, secretPath }, plane.server, flags.udp !== false ? () => pool.keysOn(primary) : undefined, log);
+      web = await startWeb(
+        { ...webPlan, secretPath },
+        plane.server,
+        flags.udp !== false ? () => pool.keysOn(primary) : undefined,
+        log,
+      );
       const w = web;
       cleanups.push(() => w.close());
     }
@@ -521,7 +534,9 @@ export async function startManaged(
       }
       if (web) {
         o.push('  over the web front (ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box):');
-        o.push(`  ${webKeyUrl(firstKey, settings.hostnameForAccessKeys, web, `${firstKey.name || 'ladder'} (web)`)}`);
+        o.push(
+          `  ${webKeyUrl(firstKey, settings.hostnameForAccessKeys, web, `${firstKey.name || 'ladder'} (web)`)}`,
+        );
       }
       if (qr) o.push((await QRCode.toString(url, { type: 'terminal', small: true })).trimEnd());
       else

@@ -61,16 +61,25 @@ const commaList = (value: string, previous: string[] | undefined): string[] => [
 /** The web front's options, shared by both modes of `ladder server`. */
 export function addWebOptions(cmd: Command): Command {
   return cmd
-    .option('--web-port <port>', 'also serve Shadowsocks over WebSocket (and a decoy website) on this port (0 picks one)')
+    .option(
+      '--web-port <port>',
+      'also serve Shadowsocks over WebSocket (and a decoy website) on this port (0 picks one)',
+    )
     .option('--web-host <addr>', 'address the web front listens on (default all interfaces)')
     .option(
       '--web-path <path>',
       'secret path of the WebSocket endpoints, /SECRET (default: generated; managed mode keeps it in --data-dir)',
     )
-    .option('--decoy <site>', 'what everyone else sees on the web port: builtin (default), a directory, or https://upstream')
+    .option(
+      '--decoy <site>',
+      'what everyone else sees on the web port: builtin (default), a directory, or https://upstream',
+    )
     .option('--tls-cert <file>', 'web front: TLS certificate (PEM; with --tls-key)')
     .option('--tls-key <file>', 'web front: TLS private key (PEM; with --tls-cert)')
-    .option('--acme <domain>', 'web front: get a TLS certificate for DOMAIN[,DOMAIN] from an ACME CA (managed mode: kept in --data-dir)')
+    .option(
+      '--acme <domain>',
+      'web front: get a TLS certificate for DOMAIN[,DOMAIN] from an ACME CA (managed mode: kept in --data-dir)',
+    )
     .option('--acme-email <addr>', 'ACME account contact')
     .option('--acme-directory <url>', "ACME directory URL (default Let's Encrypt)")
     .option('--acme-http-port <port>', 'where ACME HTTP-01 challenges are answered (default 80)')
@@ -104,8 +113,11 @@ export async function planWeb(
   }
   // A message about a value from the config file names its field there, not the flag.
   const fail = (message: string): never => {
-    const hit = FLAGS.find(([k, name, field]) => message.startsWith(name) && flags[k] === undefined && file?.[field] !== undefined);
-    if (hit && fromFile) throw new UsageError(`${fromFile.source}: web.${hit[2]}${message.slice(hit[1].length)}`);
+    const hit = FLAGS.find(
+      ([k, name, field]) => message.startsWith(name) && flags[k] === undefined && file?.[field] !== undefined,
+    );
+    if (hit && fromFile)
+      throw new UsageError(`${fromFile.source}: web.${hit[2]}${message.slice(hit[1].length)}`);
     throw new UsageError(message);
   };
   for (const [k, name] of [
@@ -121,9 +133,7 @@ export async function planWeb(
   const tlsFromFlags = flags.tlsCert !== undefined || flags.tlsKey !== undefined || flags.acme !== undefined;
   const tlsCertFile = tlsFromFlags ? flags.tlsCert : file?.tlsCert;
   const tlsKeyFile = tlsFromFlags ? flags.tlsKey : file?.tlsKey;
-  const acmeDomains = tlsFromFlags
-    ? flags.acme?.split(',').map((d) => d.trim())
-    : file?.acme;
+  const acmeDomains = tlsFromFlags ? flags.acme?.split(',').map((d) => d.trim()) : file?.acme;
   const plan: WebPlan = {
     port,
     ...opt('host', pick(flags.webHost, file?.host)),
@@ -244,7 +254,9 @@ export async function startWeb(
     endpoints.close();
     const code = bindErrorCode(err);
     if (code) {
-      const port = settings.acmeDomains?.length ? `${settings.port} (or the ACME port ${settings.acmeHttpPort ?? 80})` : `${settings.port}`;
+      const port = settings.acmeDomains?.length
+        ? `${settings.port} (or the ACME port ${settings.acmeHttpPort ?? 80})`
+        : `${settings.port}`;
       throw new UsageError(`cannot listen on web port ${port}: ${code}`);
     }
     throw err;
@@ -269,7 +281,11 @@ export function webStatusLine(web: RunningWeb): string {
       : 'plain HTTP; put TLS in front of it, e.g. nginx or a CDN';
   const d = s.decoy;
   const decoy =
-    d === undefined || d === 'builtin' ? 'builtin site' : /^https?:\/\//i.test(d) ? 'reverse proxy' : 'files from a directory';
+    d === undefined || d === 'builtin'
+      ? 'builtin site'
+      : /^https?:\/\//i.test(d)
+        ? 'reverse proxy'
+        : 'files from a directory';
   const n = s.trustProxy?.length ?? 0;
   const proxies = n === 0 ? 'no trusted proxies' : `${n} trusted prox${n === 1 ? 'y' : 'ies'}`;
   return `web front on port ${web.service.front.port} (${tls}); decoy: ${decoy}; ${proxies}`;
@@ -285,9 +301,18 @@ function pluginValue(v: string): string {
  * the web port, `mode=websocket;path=…;host=…[;tls]`. `host` is what clients dial and put in the
  * Host header (the ACME domain when there is one).
  */
-export function webKeyUrl(key: Pick<RuntimeKey, 'method' | 'secret'>, host: string, web: RunningWeb, tag: string): string {
+export function webKeyUrl(
+  key: Pick<RuntimeKey, 'method' | 'secret'>,
+  host: string,
+  web: RunningWeb,
+  tag: string,
+): string {
   const name = web.settings.acmeDomains?.[0] ?? host;
-  const opts = [`mode=websocket`, `path=${pluginValue(web.settings.secretPath)}`, `host=${pluginValue(name)}`];
+  const opts = [
+    `mode=websocket`,
+    `path=${pluginValue(web.settings.secretPath)}`,
+    `host=${pluginValue(name)}`,
+  ];
   if (web.service.front.tls) opts.push('tls');
   return formatSsUrl({
     method: key.method,

@@ -95,11 +95,20 @@ const portNumber = z
   .int({ error: 'must be an integer' })
   .min(0, { error: 'must be in 0..65535' })
   .max(65535, { error: 'must be in 0..65535' });
-const text = (what: string) => z.string({ error: `must be a string (${what})` }).min(1, { error: 'must not be empty' });
+const text = (what: string) =>
+  z.string({ error: `must be a string (${what})` }).min(1, { error: 'must not be empty' });
 const oneOrMany = (what: string) =>
-  z.union([text(what).transform((t) => [t]), z.array(text(what), { error: `must be ${what} or a list of them` }).min(1, { error: 'must not be an empty list' })], {
-    error: `must be ${what} or a list of them`,
-  });
+  z.union(
+    [
+      text(what).transform((t) => [t]),
+      z
+        .array(text(what), { error: `must be ${what} or a list of them` })
+        .min(1, { error: 'must not be an empty list' }),
+    ],
+    {
+      error: `must be ${what} or a list of them`,
+    },
+  );
 
 /** The `web` object: the web front (WebSocket endpoints, decoy, TLS), like the --web-* flags. */
 export const webConfigSchema = z
@@ -112,20 +121,31 @@ export const webConfigSchema = z
     tlsKey: text('a PEM file path').optional(),
     acme: oneOrMany('a domain name').optional(),
     acmeEmail: text('an e-mail address').optional(),
-    acmeDirectory: text('an https:// URL').regex(/^https?:\/\//, { error: 'must be an https:// URL' }).optional(),
+    acmeDirectory: text('an https:// URL')
+      .regex(/^https?:\/\//, { error: 'must be an https:// URL' })
+      .optional(),
     acmeHttpPort: portNumber.optional(),
     trustProxy: oneOrMany('a CIDR').optional(),
     dataDir: text('a directory').optional(),
   })
   .superRefine((w, ctx) => {
     if ((w.tlsCert === undefined) !== (w.tlsKey === undefined))
-      ctx.addIssue({ code: 'custom', path: [w.tlsCert === undefined ? 'tlsCert' : 'tlsKey'], message: 'tlsCert and tlsKey go together' });
+      ctx.addIssue({
+        code: 'custom',
+        path: [w.tlsCert === undefined ? 'tlsCert' : 'tlsKey'],
+        message: 'tlsCert and tlsKey go together',
+      });
     if (w.acme && w.tlsCert !== undefined)
       ctx.addIssue({ code: 'custom', path: ['acme'], message: 'acme and tlsCert/tlsKey are exclusive' });
     if (w.acme && w.dataDir === undefined)
-      ctx.addIssue({ code: 'custom', path: ['dataDir'], message: 'is required with acme (where its account and certificates live)' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['dataDir'],
+        message: 'is required with acme (where its account and certificates live)',
+      });
     for (const k of ['acmeEmail', 'acmeDirectory', 'acmeHttpPort'] as const)
-      if (w[k] !== undefined && !w.acme) ctx.addIssue({ code: 'custom', path: [k], message: 'only means something with acme' });
+      if (w[k] !== undefined && !w.acme)
+        ctx.addIssue({ code: 'custom', path: [k], message: 'only means something with acme' });
   });
 
 export type WebConfig = Readonly<z.output<typeof webConfigSchema>>;
@@ -279,7 +299,11 @@ export async function loadServerConfigFile(path: string): Promise<ServerConfig> 
     // A decoy directory is relative to the file too ('builtin' and URLs are not paths).
     const d = web.decoy;
     const decoy =
-      d === undefined || d === 'builtin' || /^https?:\/\//.test(d) ? d : d.startsWith('dir:') ? `dir:${rel(d.slice(4))}` : rel(d);
+      d === undefined || d === 'builtin' || /^https?:\/\//.test(d)
+        ? d
+        : d.startsWith('dir:')
+          ? `dir:${rel(d.slice(4))}`
+          : rel(d);
     web = Object.freeze({
       ...web,
       ...(decoy !== undefined ? { decoy } : {}),

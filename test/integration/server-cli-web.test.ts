@@ -36,7 +36,10 @@ async function roundTripThroughClient(url: string, echoPort: number): Promise<vo
   }
 }
 
-function get(port: number, path: string): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+function get(
+  port: number,
+  path: string,
+): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, path, agent: false }, (res) => {
       let body = '';
@@ -79,7 +82,9 @@ describe('ladder server --web-port (CLI)', () => {
     ]);
     try {
       const [url] = await waitForStdout(r, WEB_URL);
-      const m = /web front on port (\d+) \(plain HTTP[^)]*\); decoy: builtin site; 2 trusted proxies/.exec(r.stdout());
+      const m = /web front on port (\d+) \(plain HTTP[^)]*\); decoy: builtin site; 2 trusted proxies/.exec(
+        r.stdout(),
+      );
       assert.ok(m, r.stdout());
       const webPort = Number(m[1]);
       assert.notEqual(webPort, 0, 'the banner reports the bound port');
@@ -92,7 +97,10 @@ describe('ladder server --web-port (CLI)', () => {
       assert.equal(opts.get('host'), '127.0.0.1');
       assert.equal(opts.has('tls'), false);
       const secretPath = opts.get('path');
-      assert.ok(typeof secretPath === 'string' && /^\/[A-Za-z0-9_-]{22}$/.test(secretPath), String(secretPath));
+      assert.ok(
+        typeof secretPath === 'string' && /^\/[A-Za-z0-9_-]{22}$/.test(secretPath),
+        String(secretPath),
+      );
       assert.match(url, /plugin=v2ray-plugin%3Bmode%3Dwebsocket%3Bpath%3D%2F/);
 
       await roundTripThroughClient(url, echo.port);
@@ -114,7 +122,10 @@ describe('ladder server --web-port (CLI)', () => {
 
   it('bad web settings: one line, exit 2', async () => {
     const cases: [string[], RegExp][] = [
-      [['--web-port', '0', '--tls-cert', '/nonexistent/cert.pem', '--tls-key', '/nonexistent/key.pem'], /^ladder: --tls-cert \/nonexistent\/cert\.pem: no such file$/],
+      [
+        ['--web-port', '0', '--tls-cert', '/nonexistent/cert.pem', '--tls-key', '/nonexistent/key.pem'],
+        /^ladder: --tls-cert \/nonexistent\/cert\.pem: no such file$/,
+      ],
       [['--web-port', '0', '--tls-cert', '/nonexistent/cert.pem'], /--tls-cert and --tls-key go together/],
       [['--web-port', '0', '--acme', 'example.com'], /--acme needs a data directory/],
       [['--decoy', 'builtin'], /--decoy needs --web-port/],
@@ -146,7 +157,13 @@ describe('ladder server --web-port (CLI)', () => {
     const r = run(['server', '--config', f]);
     assert.equal(await r.exit, 2, r.stderr());
     assert.equal(r.stderr().trim(), `ladder: ${f}: web.tlsCert ${join(dir, 'cert.pem')}: no such file`);
-    writeFileSync(f, JSON.stringify({ keys: [{ id: 'a', method: 'aes-128-gcm', password: 'pa' }], web: { port: 0, tlsKey: 'k' } }));
+    writeFileSync(
+      f,
+      JSON.stringify({
+        keys: [{ id: 'a', method: 'aes-128-gcm', password: 'pa' }],
+        web: { port: 0, tlsKey: 'k' },
+      }),
+    );
     const r2 = run(['server', '--config', f]);
     assert.equal(await r2.exit, 2, r2.stderr());
     assert.equal(r2.stderr().trim(), `ladder: ${f}: web.tlsCert: tlsCert and tlsKey go together`);

@@ -26,7 +26,15 @@ import { privatePolicyLine } from '../banner-text.js';
 import { ladderCommand } from '../invocation.js';
 import { StartupLog } from '../startup-log.js';
 import { registerAccessConfig } from './server-access-config.js';
-import { addWebOptions, planWeb, startWeb, webKeyUrl, webStatusLine, type RunningWeb, type WebFlags } from '../web.js';
+import {
+  addWebOptions,
+  planWeb,
+  startWeb,
+  webKeyUrl,
+  webStatusLine,
+  type RunningWeb,
+  type WebFlags,
+} from '../web.js';
 
 interface ServerFlags extends WebFlags {
   config?: string;
@@ -132,6 +140,7 @@ async function banner(
   p: Plan,
   plane: DataPlane,
   web: RunningWeb | undefined,
+  webGenerated: boolean,
   publicHost: string | undefined,
   tty: boolean,
 ): Promise<string> {
@@ -150,6 +159,10 @@ async function banner(
   const ladder = ladderCommand();
   if (p.printKeys.length === 0) {
     out.push('  access URLs are not printed for config files (add --show-urls to print them)');
+    if (web && webGenerated)
+      out.push(
+        '  the web front\'s secret path is new for this run: set "path" in the web object (or --web-path) to keep it',
+      );
   } else {
     const { host, guessed } = urlHost(config.host, publicHost);
     for (const k of p.printKeys) {
@@ -287,7 +300,11 @@ export function registerServer(program: Command): void {
         return runManaged({ ...flags, logLevel: level });
       checkPublicHost(flags.publicHost);
       const p = await plan(flags);
-      const webPlan = await planWeb(flags, p.config.web && { web: p.config.web, source: p.source }, undefined);
+      const webPlan = await planWeb(
+        flags,
+        p.config.web && { web: p.config.web, source: p.source },
+        undefined,
+      );
       // Start-up info lines wait until the banner is out (warnings and errors do not).
       const startupLog = new StartupLog();
       const log = createLogger({ level, destination: startupLog });
@@ -336,7 +353,16 @@ export function registerServer(program: Command): void {
         message: 'server stopping',
         log,
       });
-      process.stdout.write(await banner(p, plane, web, flags.publicHost, process.stdout.isTTY === true));
+      process.stdout.write(
+        await banner(
+          p,
+          plane,
+          web,
+          webPlan?.secretPath === undefined,
+          flags.publicHost,
+          process.stdout.isTTY === true,
+        ),
+      );
       startupLog.release();
       await stopped;
     });
