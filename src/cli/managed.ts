@@ -27,13 +27,22 @@ import { untilSignal } from './shutdown.js';
 import { describeStore, dynamicKeyNote, privatePolicyLine, storeFlags } from './banner-text.js';
 import { ladderCommand } from './invocation.js';
 import { StartupLog } from './startup-log.js';
+import {
+  planWeb,
+  startWeb,
+  storedSecretPath,
+  webKeyUrl,
+  webStatusLine,
+  type RunningWeb,
+  type WebFlags,
+} from './web.js';
 
 /**
  * Managed mode of `ladder server`: data plane + store + management API + metrics in one process.
  * This is what `npm start` runs on a clean clone: a SQLite store under ./.ladder, one initial key,
  * the Outline-compatible API on HTTPS, Prometheus metrics on loopback.
  */
-export interface ManagedFlags {
+export interface ManagedFlags extends WebFlags {
   dataDir?: string;
   store?: string;
   /** The method of the key a first start creates (default DEFAULT_METHOD). */
@@ -251,6 +260,11 @@ export class PortPool implements ServerControl {
     return out;
   }
 
+  /** The keys served on one port (the web front serves the primary port's). */
+  keysOn(port: number): RuntimeKey[] {
+    return this.#keysFor(port);
+  }
+
   get ports(): number[] {
     return [...this.#planes.keys()];
   }
@@ -269,6 +283,8 @@ export interface ManagedServer {
   api: RunningApi | undefined;
   metricsServer: MetricsServer | undefined;
   enforcer: KeyEnforcer;
+  /** The web front (WebSocket endpoints, decoy), when --web-port was given. */
+  web: RunningWeb | undefined;
   /** http://host:port of the plain-HTTP dynamic-key listener, when --dynamic-listen was given. */
   dynamicAddress: string | undefined;
   /** The full start-up text, secrets included (access config line, key URL, QR code). */
@@ -322,6 +338,7 @@ export async function startManaged(
     else if (/^https:\/\/[^/\s]+/.test(flags.dynamicUrl)) dynamicUrl = flags.dynamicUrl.replace(/\/+$/, '');
     else throw new UsageError(`--dynamic-url must be an https:// URL (or "none"), got "${flags.dynamicUrl}"`);
   }
+  const webPlan = await planWeb(flags, undefined, dataDir);
 
   let store: KyselyStore;
   let storeLocation: StoreLocation;
@@ -446,6 +463,22 @@ export async function startManaged(
     }
     settings = await store.getSettings();
 
+    let web: RunningWeb | undefined;
+    if (webPlan) {
+      const secretPath = await storedSecretPath(dataDir, webPlan.secretPath);
+      // The primary listener's server and keys: keys an API client moved to another port are
+      // not served over the web front.
+      const primary = plane.address.port;
+      web = await startWeb(
+        { ...webPlan, secretPath },
+        plane.server,
+        flags.udp !== false ? () => pool.keysOn(primary) : undefined,
+        log,
+      );
+      const w = web;
+      cleanups.push(() => w.close());
+    }
+
     if (flags.metrics !== false) {
       const host = flags.metricsHost ?? DEFAULT_METRICS_HOST;
       try {
@@ -477,6 +510,7 @@ export async function startManaged(
     out.push(`  management API on port ${api.port} (HTTPS, self-signed; Outline Manager compatible)`);
     if (metricsServer) out.push(`  Prometheus metrics: ${metricsServer.url}`);
     if (dynamicAddress) out.push(`  dynamic keys (plain HTTP, put TLS in front): ${dynamicAddress}/access/…`);
+    if (web) out.push(`  ${webStatusLine(web)}`);
     out.push(`  ${privatePolicyLine(flags.allowPrivate === true)}`);
     if (flags.method !== undefined && !createdNow && flags.method !== firstKey.method)
       out.push(
@@ -497,6 +531,12 @@ export async function startManaged(
       if (dyn) {
         o.push(`  dynamic: ${dyn}`);
         o.push(`    ${dynamicKeyNote(settings.dynamicKeyBaseUrl)}`);
+      }
+      if (web) {
+        o.push('  over the web front (ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box):');
+        o.push(
+          `  ${webKeyUrl(firstKey, settings.hostnameForAccessKeys, web, `${firstKey.name || 'ladder'} (web)`)}`,
+        );
       }
       if (qr) o.push((await QRCode.toString(url, { type: 'terminal', small: true })).trimEnd());
       else
@@ -521,6 +561,7 @@ export async function startManaged(
       api,
       metricsServer,
       enforcer,
+      web,
       dynamicAddress,
       banner: await render(true),
       logBanner: await render(false),

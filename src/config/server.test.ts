@@ -119,4 +119,51 @@ describe('server config', () => {
       (e: Error) => !e.message.includes(SECRET),
     );
   });
+
+  it('web: the web front settings, with errors naming the field', () => {
+    const c = parseServerConfig({
+      keys: [key()],
+      web: { port: 8443, path: '/s3cret', tlsCert: 'c.pem', tlsKey: 'k.pem', trustProxy: '10.0.0.0/8' },
+    });
+    assert.deepEqual(c.web, {
+      port: 8443,
+      path: '/s3cret',
+      tlsCert: 'c.pem',
+      tlsKey: 'k.pem',
+      trustProxy: ['10.0.0.0/8'],
+    });
+    assert.equal(parseServerConfig({ keys: [key()] }).web, undefined);
+    assert.deepEqual(
+      parseServerConfig({ keys: [key()], web: { port: 0, acme: 'a.example', dataDir: 'd' } }).web?.acme,
+      ['a.example'],
+    );
+    assert.match(errorOf({ keys: [key()], web: {} }).message, /^config\.json: web\.port: is required$/);
+    assert.match(
+      errorOf({ keys: [key()], web: { port: 70000 } }).message,
+      /web\.port: must be in 0\.\.65535/,
+    );
+    assert.match(
+      errorOf({ keys: [key()], web: { port: 1, path: 'x' } }).message,
+      /web\.path: must start with "\/"/,
+    );
+    assert.match(
+      errorOf({ keys: [key()], web: { port: 1, tlsCert: 'c' } }).message,
+      /web\.tlsKey: tlsCert and tlsKey go together/,
+    );
+    assert.match(
+      errorOf({ keys: [key()], web: { port: 1, tlsCert: 'c', tlsKey: 'k', acme: 'a.example', dataDir: 'd' } })
+        .message,
+      /web\.acme: acme and tlsCert\/tlsKey are exclusive/,
+    );
+    assert.match(
+      errorOf({ keys: [key()], web: { port: 1, acme: 'a.example' } }).message,
+      /web\.dataDir: is required with acme/,
+    );
+    assert.match(
+      errorOf({ keys: [key()], web: { port: 1, acmeEmail: 'a@b' } }).message,
+      /web\.acmeEmail: only means something with acme/,
+    );
+    assert.match(errorOf({ keys: [key()], web: { port: 1, trustProxy: [] } }).message, /web\.trustProxy: /);
+    assert.match(errorOf({ keys: [key()], web: { port: 1, tls: true } }).message, /web: unknown field "tls"/);
+  });
 });

@@ -27,13 +27,19 @@ import {
  *     "allowPrivateDestinations": false,
  *     "replayCapacity": 20000,
  *     "replayStateFile": "replay.bin",
- *     "udp": false
+ *     "udp": false,
+ *     "web": { "port": 443, "path": "/SECRET", "decoy": "builtin", "tlsCert": "cert.pem", "tlsKey": "key.pem" }
  *   }
  *
  * Methods: the SIP004 AEAD ciphers (password: any text) and the 2022 edition
  * (2022-blake3-*; password: base64 PSK of the key size, or "iPSK:uPSK" for SIP023 identity).
  *
  * `replayStateFile` (relative to the config file) keeps the salt replay filters across restarts.
+ *
+ * `web` turns the web front on (the same settings as the --web-* flags, which override it):
+ * `port` (required), `host`, `path`, `decoy`, `tlsCert` + `tlsKey` or `acme` (a domain or a list)
+ * with `acmeEmail`, `acmeDirectory`, `acmeHttpPort` and `dataDir` (where ACME keeps its account and
+ * certificates), `trustProxy` (a CIDR or a list). File paths are relative to the config file.
  *
  * Unknown fields are refused (a typo must not silently fall back to a default). Errors are one
  * line, `FILE: path.to[field]: what is wrong`, and never contain a password.
@@ -84,6 +90,66 @@ const seconds = (max: number) =>
     .positive({ error: 'must be greater than 0' })
     .max(max, { error: `must be at most ${max}` });
 
+const portNumber = z
+  .number({ error: 'must be a number' })
+  .int({ error: 'must be an integer' })
+  .min(0, { error: 'must be in 0..65535' })
+  .max(65535, { error: 'must be in 0..65535' });
+const text = (what: string) =>
+  z.string({ error: `must be a string (${what})` }).min(1, { error: 'must not be empty' });
+const oneOrMany = (what: string) =>
+  z.union(
+    [
+      text(what).transform((t) => [t]),
+      z
+        .array(text(what), { error: `must be ${what} or a list of them` })
+        .min(1, { error: 'must not be an empty list' }),
+    ],
+    {
+      error: `must be ${what} or a list of them`,
+    },
+  );
+
+/** The `web` object: the web front (WebSocket endpoints, decoy, TLS), like the --web-* flags. */
+export const webConfigSchema = z
+  .strictObject({
+    port: portNumber,
+    host: text('an IP address or host name').optional(),
+    path: text('/SECRET').regex(/^\//, { error: 'must start with "/"' }).optional(),
+    decoy: text('builtin, a directory or an https:// URL').optional(),
+    tlsCert: text('a PEM file path').optional(),
+    tlsKey: text('a PEM file path').optional(),
+    acme: oneOrMany('a domain name').optional(),
+    acmeEmail: text('an e-mail address').optional(),
+    acmeDirectory: text('an https:// URL')
+      .regex(/^https?:\/\//, { error: 'must be an https:// URL' })
+      .optional(),
+    acmeHttpPort: portNumber.optional(),
+    trustProxy: oneOrMany('a CIDR').optional(),
+    dataDir: text('a directory').optional(),
+  })
+  .superRefine((w, ctx) => {
+    if ((w.tlsCert === undefined) !== (w.tlsKey === undefined))
+      ctx.addIssue({
+        code: 'custom',
+        path: [w.tlsCert === undefined ? 'tlsCert' : 'tlsKey'],
+        message: 'tlsCert and tlsKey go together',
+      });
+    if (w.acme && w.tlsCert !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['acme'], message: 'acme and tlsCert/tlsKey are exclusive' });
+    if (w.acme && w.dataDir === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['dataDir'],
+        message: 'is required with acme (where its account and certificates live)',
+      });
+    for (const k of ['acmeEmail', 'acmeDirectory', 'acmeHttpPort'] as const)
+      if (w[k] !== undefined && !w.acme)
+        ctx.addIssue({ code: 'custom', path: [k], message: 'only means something with acme' });
+  });
+
+export type WebConfig = Readonly<z.output<typeof webConfigSchema>>;
+
 export const serverConfigSchema = z.strictObject({
   port: z
     .number({ error: 'must be a number' })
@@ -130,6 +196,7 @@ export const serverConfigSchema = z.strictObject({
     .min(1, { error: 'must not be empty' })
     .optional(),
   udp: z.boolean({ error: 'must be true or false' }).default(false),
+  web: webConfigSchema.optional(),
 });
 
 export interface ServerConfig {
@@ -143,6 +210,8 @@ export interface ServerConfig {
   readonly replayStateFile: string | undefined;
   /** Also relay UDP on the same port number (like ss-server -u). */
   readonly udp: boolean;
+  /** The web front (WebSocket, decoy, TLS), when the file has a `web` object. */
+  readonly web?: WebConfig;
 }
 
 function formatPath(path: readonly PropertyKey[]): string {
@@ -200,6 +269,7 @@ export function parseServerConfig(input: unknown, source = 'config'): ServerConf
     replayCapacity: c.replayCapacity,
     replayStateFile: c.replayStateFile,
     udp: c.udp,
+    ...(c.web ? { web: Object.freeze(c.web) } : {}),
   });
 }
 
@@ -222,14 +292,43 @@ export async function loadServerConfigFile(path: string): Promise<ServerConfig> 
     throw new ConfigError(`${path}: ${fileErrorWhy(err)}`, '', 'ERR_CONFIG_READ');
   }
   const c = parseServerConfigText(text, path);
-  if (c.replayStateFile === undefined || isAbsolute(c.replayStateFile)) return c;
-  return Object.freeze({ ...c, replayStateFile: resolve(dirname(path), c.replayStateFile) });
+  const rel = (f: string): string => (isAbsolute(f) ? f : resolve(dirname(path), f));
+  const relIfSet = (f: string | undefined): string | undefined => (f === undefined ? f : rel(f));
+  let web = c.web;
+  if (web) {
+    // A decoy directory is relative to the file too ('builtin' and URLs are not paths).
+    const d = web.decoy;
+    const decoy =
+      d === undefined || d === 'builtin' || /^https?:\/\//.test(d)
+        ? d
+        : d.startsWith('dir:')
+          ? `dir:${rel(d.slice(4))}`
+          : rel(d);
+    web = Object.freeze({
+      ...web,
+      ...(decoy !== undefined ? { decoy } : {}),
+      ...(web.tlsCert !== undefined ? { tlsCert: rel(web.tlsCert) } : {}),
+      ...(web.tlsKey !== undefined ? { tlsKey: rel(web.tlsKey) } : {}),
+      ...(web.dataDir !== undefined ? { dataDir: relIfSet(web.dataDir) } : {}),
+    });
+  }
+  return Object.freeze({
+    ...c,
+    replayStateFile: relIfSet(c.replayStateFile),
+    ...(web ? { web } : {}),
+  });
 }
 
 /** The numeric flags of `ladder server` (data-plane flags; commander's strings). */
 export const serverFlagsSchema = z.looseObject({
   port: flag.port('--port').optional(),
   idleTimeout: flag.seconds('--idle-timeout').optional(),
+});
+
+/** The numeric flags of the web front (both modes). */
+export const webFlagsSchema = z.looseObject({
+  webPort: flag.port('--web-port').optional(),
+  acmeHttpPort: flag.port('--acme-http-port', 1).optional(),
 });
 
 /** The flags managed mode adds, with the ports and addresses parsed. */

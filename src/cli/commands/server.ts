@@ -26,8 +26,17 @@ import { privatePolicyLine } from '../banner-text.js';
 import { ladderCommand } from '../invocation.js';
 import { StartupLog } from '../startup-log.js';
 import { registerAccessConfig } from './server-access-config.js';
+import {
+  addWebOptions,
+  planWeb,
+  startWeb,
+  webKeyUrl,
+  webStatusLine,
+  type RunningWeb,
+  type WebFlags,
+} from '../web.js';
 
-interface ServerFlags {
+interface ServerFlags extends WebFlags {
   config?: string;
   port?: string;
   host?: string;
@@ -130,6 +139,8 @@ async function plan(flags: ServerFlags): Promise<Plan> {
 async function banner(
   p: Plan,
   plane: DataPlane,
+  web: RunningWeb | undefined,
+  webGenerated: boolean,
   publicHost: string | undefined,
   tty: boolean,
 ): Promise<string> {
@@ -143,10 +154,15 @@ async function banner(
   out.push(
     `  unmanaged mode: ${config.keys.length} key${config.keys.length === 1 ? '' : 's'} from ${p.source} (${methods}); no store, no management API`,
   );
+  if (web) out.push(`  ${webStatusLine(web)}`);
   out.push(`  ${privatePolicyLine(config.allowPrivateDestinations)}`);
   const ladder = ladderCommand();
   if (p.printKeys.length === 0) {
     out.push('  access URLs are not printed for config files (add --show-urls to print them)');
+    if (web && webGenerated)
+      out.push(
+        '  the web front\'s secret path is new for this run: set "path" in the web object (or --web-path) to keep it',
+      );
   } else {
     const { host, guessed } = urlHost(config.host, publicHost);
     for (const k of p.printKeys) {
@@ -164,6 +180,10 @@ async function banner(
       out.push(`  ${url}`);
       if (tty) out.push((await QRCode.toString(url, { type: 'terminal', small: true })).trimEnd());
       else out.push('  (QR code not drawn: output is not a terminal)');
+      if (web) {
+        out.push('  over the web front (ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box):');
+        out.push(`  ${webKeyUrl(k, host, web, k.id === 'default' ? 'ladder-web' : `${k.id}-web`)}`);
+      }
       if (k === p.printKeys[0]) {
         out.push('');
         out.push(
@@ -190,7 +210,7 @@ async function banner(
 export function registerServer(program: Command): void {
   const server = program.command('server');
   registerAccessConfig(server);
-  addManagedOptions(server)
+  addWebOptions(addManagedOptions(server))
     .description(
       'run the Shadowsocks server: managed (key store, Outline-compatible API, metrics) unless --password or --config names the keys',
     )
@@ -247,17 +267,25 @@ export function registerServer(program: Command): void {
         "  ladder server --port 443 --password 'long random text'   # unmanaged: this one key, no store",
         '  ladder server --config server.json             # unmanaged: the keys in the file, no store',
         '  ladder server access-config                    # reprint the Outline Manager config and every key',
+        '  ladder server --web-port 443 --acme your.name  # also Shadowsocks over WebSocket+TLS, a decoy site for others',
         '',
         'Modes: the managed server is the default and stays managed with any data-plane flag',
         '(--port, --host, --allow-private, --udp/--no-udp, --idle-timeout, --replay-state, --method);',
         'naming the keys (--password, LADDER_PASSWORD or --config) runs the unmanaged server.',
         'Flags of the other mode are refused.',
         '',
+        'Web front (both modes; --web-port turns it on): WebSocket endpoints at a secret path',
+        '(--web-path; printed only inside the key URL) for v2ray-plugin, v2rayNG, Clash/mihomo and',
+        'sing-box clients; a decoy website for everyone else; TLS from --tls-cert/--tls-key or --acme,',
+        'or plain HTTP behind nginx or a CDN (--trust-proxy for their client-address headers).',
+        '',
         'Config file (JSON; unknown fields are refused):',
         '  { "port": 8388, "host": "0.0.0.0",',
         '    "keys": [{ "id": "alice", "method": "chacha20-ietf-poly1305", "password": "..." }],',
         '    "timeouts": { "idleSeconds": 300, "connectSeconds": 10 },',
-        '    "allowPrivateDestinations": false, "replayCapacity": 20000, "replayStateFile": "replay.bin" }',
+        '    "allowPrivateDestinations": false, "replayCapacity": 20000, "replayStateFile": "replay.bin",',
+        '    "web": { "port": 443, "path": "/SECRET", "decoy": "builtin", "tlsCert": "cert.pem", "tlsKey": "key.pem",',
+        '             "trustProxy": ["10.0.0.0/8"] } }   (or "acme": "your.name" with "dataDir"; paths relative to the file)',
         '',
       ].join('\n'),
     )
@@ -272,6 +300,11 @@ export function registerServer(program: Command): void {
         return runManaged({ ...flags, logLevel: level });
       checkPublicHost(flags.publicHost);
       const p = await plan(flags);
+      const webPlan = await planWeb(
+        flags,
+        p.config.web && { web: p.config.web, source: p.source },
+        undefined,
+      );
       // Start-up info lines wait until the banner is out (warnings and errors do not).
       const startupLog = new StartupLog();
       const log = createLogger({ level, destination: startupLog });
@@ -300,9 +333,37 @@ export function registerServer(program: Command): void {
         }
         throw err;
       }
-      process.stdout.write(await banner(p, plane, flags.publicHost, process.stdout.isTTY === true));
+      let web: RunningWeb | undefined;
+      if (webPlan) {
+        const keys = p.config.keys;
+        try {
+          web = await startWeb(webPlan, plane.server, p.config.udp ? () => keys : undefined, log);
+        } catch (err) {
+          startupLog.release();
+          await plane.close();
+          throw err;
+        }
+      }
+      const running = web;
+      const stopped = untilSignal({
+        close: async () => {
+          await running?.close();
+          await plane.close();
+        },
+        message: 'server stopping',
+        log,
+      });
+      process.stdout.write(
+        await banner(
+          p,
+          plane,
+          web,
+          webPlan?.secretPath === undefined,
+          flags.publicHost,
+          process.stdout.isTTY === true,
+        ),
+      );
       startupLog.release();
-
-      await untilSignal({ close: () => plane.close(), message: 'server stopping', log });
+      await stopped;
     });
 }

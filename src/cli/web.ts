@@ -1,0 +1,326 @@
+/**
+ * The web front for `ladder server` (both modes): the --web-* / --tls-* / --acme* / --decoy /
+ * --trust-proxy flags (and the config file's `web` object), turning them into
+ * WebServiceSettings, starting the front with the WebSocket endpoints of a ShadowsocksServer, the
+ * banner's status line and the v2ray-plugin access URL of a key.
+ *
+ * The secret path is a secret like a key's password: it is never logged and only printed inside
+ * a key URL, where the key URL itself is printed.
+ */
+import type { Command } from 'commander';
+import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
+import { access, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileErrorWhy } from '../config/errors.js';
+import { parseFlags } from '../config/flags.js';
+import { webFlagsSchema, type WebConfig } from '../config/server.js';
+import { formatSsUrl } from '../protocol/sip002/index.js';
+import type { ShadowsocksServer } from '../server/index.js';
+// The web front's modules (ws, acme-client, the decoy site) load only when --web-port is given.
+import type { WebService, WebServiceSettings } from '../server/web/setup.js';
+import type { RuntimeKey } from '../shared/control.js';
+import { bindErrorCode } from '../shared/listen.js';
+import type { Logger } from '../shared/logger.js';
+import { UsageError } from './errors.js';
+
+export interface WebFlags {
+  webPort?: string;
+  webHost?: string;
+  webPath?: string;
+  decoy?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  acme?: string;
+  acmeEmail?: string;
+  acmeDirectory?: string;
+  acmeHttpPort?: string;
+  trustProxy?: string[];
+}
+
+/** The web flags: commander's key, the flag, the config file's `web` field. */
+const FLAGS = [
+  ['webPort', '--web-port', 'port'],
+  ['webHost', '--web-host', 'host'],
+  ['webPath', '--web-path', 'path'],
+  ['decoy', '--decoy', 'decoy'],
+  ['tlsCert', '--tls-cert', 'tlsCert'],
+  ['tlsKey', '--tls-key', 'tlsKey'],
+  ['acme', '--acme', 'acme'],
+  ['acmeEmail', '--acme-email', 'acmeEmail'],
+  ['acmeDirectory', '--acme-directory', 'acmeDirectory'],
+  ['acmeHttpPort', '--acme-http-port', 'acmeHttpPort'],
+  ['trustProxy', '--trust-proxy', 'trustProxy'],
+] as const;
+
+const commaList = (value: string, previous: string[] | undefined): string[] => [
+  ...(previous ?? []),
+  ...value.split(',').map((s) => s.trim()),
+];
+
+/** The web front's options, shared by both modes of `ladder server`. */
+export function addWebOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      '--web-port <port>',
+      'also serve Shadowsocks over WebSocket (and a decoy website) on this port (0 picks one)',
+    )
+    .option('--web-host <addr>', 'address the web front listens on (default all interfaces)')
+    .option(
+      '--web-path <path>',
+      'secret path of the WebSocket endpoints, /SECRET (default: generated; managed mode keeps it in --data-dir)',
+    )
+    .option(
+      '--decoy <site>',
+      'what everyone else sees on the web port: builtin (default), a directory, or https://upstream',
+    )
+    .option('--tls-cert <file>', 'web front: TLS certificate (PEM; with --tls-key)')
+    .option('--tls-key <file>', 'web front: TLS private key (PEM; with --tls-cert)')
+    .option(
+      '--acme <domain>',
+      'web front: get a TLS certificate for DOMAIN[,DOMAIN] from an ACME CA (managed mode: kept in --data-dir)',
+    )
+    .option('--acme-email <addr>', 'ACME account contact')
+    .option('--acme-directory <url>', "ACME directory URL (default Let's Encrypt)")
+    .option('--acme-http-port <port>', 'where ACME HTTP-01 challenges are answered (default 80)')
+    .option(
+      '--trust-proxy <cidr>',
+      'believe X-Forwarded-For/Forwarded/CF-Connecting-IP from these addresses (CIDR[,CIDR]; repeatable): nginx, a CDN',
+      commaList,
+    );
+}
+
+/** The web settings without the secret path (which the mode decides), or undefined when the front is off. */
+export type WebPlan = Omit<WebServiceSettings, 'secretPath' | 'logger'> & { secretPath?: string };
+
+/**
+ * Flags over the config file's `web` object. `dataDir` is where ACME keeps its state (managed
+ * mode's data dir; the config file's web.dataDir in unmanaged mode). Bad values and combinations
+ * are one-line usage errors.
+ */
+export async function planWeb(
+  flags: WebFlags,
+  fromFile: { web: WebConfig; source: string } | undefined,
+  dataDir: string | undefined,
+): Promise<WebPlan | undefined> {
+  const file = fromFile?.web;
+  const parsed = parseFlags(webFlagsSchema, flags);
+  const port = parsed.webPort ?? file?.port;
+  if (port === undefined) {
+    const given = FLAGS.find(([k]) => flags[k] !== undefined);
+    if (given) throw new UsageError(`${given[1]} needs --web-port (it configures the web front)`);
+    return undefined;
+  }
+  // A message about a value from the config file names its field there, not the flag.
+  const fail = (message: string): never => {
+    const hit = FLAGS.find(
+      ([k, name, field]) => message.startsWith(name) && flags[k] === undefined && file?.[field] !== undefined,
+    );
+    if (hit && fromFile)
+      throw new UsageError(`${fromFile.source}: web.${hit[2]}${message.slice(hit[1].length)}`);
+    throw new UsageError(message);
+  };
+  for (const [k, name] of [
+    ['webHost', '--web-host'],
+    ['webPath', '--web-path'],
+    ['decoy', '--decoy'],
+    ['acme', '--acme'],
+  ] as const) {
+    if (flags[k] === '') throw new UsageError(`${name} must not be empty`);
+  }
+  const pick = <T>(a: T | undefined, b: T | undefined): T | undefined => (a !== undefined ? a : b);
+  // TLS from the flags replaces TLS from the file as a whole (files or ACME, not a mix).
+  const tlsFromFlags = flags.tlsCert !== undefined || flags.tlsKey !== undefined || flags.acme !== undefined;
+  const tlsCertFile = tlsFromFlags ? flags.tlsCert : file?.tlsCert;
+  const tlsKeyFile = tlsFromFlags ? flags.tlsKey : file?.tlsKey;
+  const acmeDomains = tlsFromFlags ? flags.acme?.split(',').map((d) => d.trim()) : file?.acme;
+  const plan: WebPlan = {
+    port,
+    ...opt('host', pick(flags.webHost, file?.host)),
+    ...opt('secretPath', pick(flags.webPath, file?.path)),
+    ...opt('decoy', pick(flags.decoy, file?.decoy)),
+    ...opt('tlsCertFile', tlsCertFile),
+    ...opt('tlsKeyFile', tlsKeyFile),
+    ...opt('acmeDomains', acmeDomains),
+    ...opt('acmeEmail', pick(flags.acmeEmail, file?.acmeEmail)),
+    ...opt('acmeDirectoryUrl', pick(flags.acmeDirectory, file?.acmeDirectory)),
+    ...opt('acmeHttpPort', pick(parsed.acmeHttpPort, file?.acmeHttpPort)),
+    ...opt('dataDir', pick(dataDir, file?.dataDir)),
+    ...opt('trustProxy', pick(flags.trustProxy, file?.trustProxy)),
+  };
+  if (acmeDomains?.some((d) => d === '')) throw new UsageError('--acme: empty domain name');
+  if (!plan.acmeDomains && (plan.acmeEmail ?? plan.acmeDirectoryUrl ?? plan.acmeHttpPort) !== undefined)
+    throw new UsageError('--acme-email, --acme-directory and --acme-http-port need --acme');
+  const { validateWebSettings } = await import('../server/web/setup.js');
+  try {
+    // A stand-in path when the mode generates one later.
+    validateWebSettings({ ...plan, secretPath: plan.secretPath ?? '/x' });
+  } catch (err) {
+    fail(err instanceof Error ? err.message : String(err));
+  }
+  for (const [f, name] of [
+    [plan.tlsCertFile, '--tls-cert'],
+    [plan.tlsKeyFile, '--tls-key'],
+  ] as const) {
+    if (f === undefined) continue;
+    try {
+      await access(f, constants.R_OK);
+    } catch (err) {
+      fail(`${name} ${f}: ${fileErrorWhy(err)}`);
+    }
+  }
+  const dir = decoyDir(plan.decoy);
+  if (dir !== undefined) {
+    const isDir = await stat(dir).then(
+      (s) => s.isDirectory(),
+      () => false,
+    );
+    if (!isDir) fail(`--decoy ${dir}: not a directory`);
+  }
+  return plan;
+}
+
+function opt<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
+}
+
+/** The directory a --decoy value names, if it names one. */
+function decoyDir(decoy: string | undefined): string | undefined {
+  if (decoy === undefined || decoy === 'builtin' || /^https?:\/\//i.test(decoy)) return undefined;
+  return decoy.startsWith('dir:') ? decoy.slice(4) : decoy;
+}
+
+const SECRET_FILE = 'web-path';
+
+/**
+ * Managed mode's secret path: --web-path when given (and then kept), else the one kept in the
+ * data dir, else a new one (kept). Stable across restarts.
+ */
+export async function storedSecretPath(dataDir: string, given: string | undefined): Promise<string> {
+  const file = join(dataDir, SECRET_FILE);
+  const kept = await readFile(file, 'utf8').then(
+    (t) => t.trim(),
+    () => undefined,
+  );
+  if (given === undefined && kept) return kept;
+  const path = given ?? (await import('../server/web/front.js')).generateSecretPath();
+  if (path !== kept) {
+    await mkdir(dataDir, { recursive: true });
+    await writeFile(file, `${path}\n`, { mode: 0o600 });
+  }
+  return path;
+}
+
+export interface RunningWeb {
+  readonly service: WebService;
+  readonly settings: WebServiceSettings;
+  close(): Promise<void>;
+}
+
+/**
+ * Start the web front for `server`: WebSocket streams (every key of the server) and, when
+ * `udpKeys` is given, UDP over WebSocket. Without a secret path in `plan`, a new one is generated
+ * (the unmanaged server's; managed mode passes its stored one). Bind errors are usage errors
+ * naming the web port.
+ */
+export async function startWeb(
+  plan: WebPlan,
+  server: ShadowsocksServer,
+  udpKeys: (() => readonly RuntimeKey[]) | undefined,
+  logger: Logger,
+): Promise<RunningWeb> {
+  const [{ generateSecretPath }, { startWebService }, { createWebSocketEndpoints }] = await Promise.all([
+    import('../server/web/front.js'),
+    import('../server/web/setup.js'),
+    import('../server/web/websocket.js'),
+  ]);
+  const secretPath = plan.secretPath ?? generateSecretPath();
+  // The builtin decoy's wording follows the secret path (stable with it), not revealing it.
+  const settings: WebServiceSettings = {
+    decoySeed: createHash('sha256').update(`decoy ${secretPath}`).digest(),
+    ...plan,
+    secretPath,
+  };
+  const endpoints = createWebSocketEndpoints(server, {
+    secretPath: settings.secretPath,
+    ...(udpKeys ? { udp: { keys: udpKeys } } : {}),
+  });
+  let service: WebService;
+  try {
+    service = await startWebService({ ...settings, logger }, (req, socket, head, addr) =>
+      endpoints.onUpgrade(req, socket, head, addr),
+    );
+  } catch (err) {
+    endpoints.close();
+    const code = bindErrorCode(err);
+    if (code) {
+      const port = settings.acmeDomains?.length
+        ? `${settings.port} (or the ACME port ${settings.acmeHttpPort ?? 80})`
+        : `${settings.port}`;
+      throw new UsageError(`cannot listen on web port ${port}: ${code}`);
+    }
+    throw err;
+  }
+  return {
+    service,
+    settings,
+    async close() {
+      endpoints.close();
+      await service.close();
+    },
+  };
+}
+
+/** One banner line about the web front (no secrets). */
+export function webStatusLine(web: RunningWeb): string {
+  const s = web.settings;
+  const tls = s.acmeDomains?.length
+    ? `TLS, ACME certificate for ${s.acmeDomains.join(', ')}`
+    : web.service.front.tls
+      ? 'TLS'
+      : 'plain HTTP; put TLS in front of it, e.g. nginx or a CDN';
+  const d = s.decoy;
+  const decoy =
+    d === undefined || d === 'builtin'
+      ? 'builtin site'
+      : /^https?:\/\//i.test(d)
+        ? 'reverse proxy'
+        : 'files from a directory';
+  const n = s.trustProxy?.length ?? 0;
+  const proxies = n === 0 ? 'no trusted proxies' : `${n} trusted prox${n === 1 ? 'y' : 'ies'}`;
+  return `web front on port ${web.service.front.port} (${tls}); decoy: ${decoy}; ${proxies}`;
+}
+
+/** Escape a v2ray-plugin option value (SIP003: `\` before `;`, `=` and `\`). */
+function pluginValue(v: string): string {
+  return v.replace(/[\\;=]/g, (c) => `\\${c}`);
+}
+
+/**
+ * A key's SIP002 URL for v2ray-plugin clients (ss-local + v2ray-plugin, v2rayNG, Clash, sing-box):
+ * the web port, `mode=websocket;path=…;host=…[;tls]`. `host` is what clients dial and put in the
+ * Host header (the ACME domain when there is one).
+ */
+export function webKeyUrl(
+  key: Pick<RuntimeKey, 'method' | 'secret'>,
+  host: string,
+  web: RunningWeb,
+  tag: string,
+): string {
+  const name = web.settings.acmeDomains?.[0] ?? host;
+  const opts = [
+    `mode=websocket`,
+    `path=${pluginValue(web.settings.secretPath)}`,
+    `host=${pluginValue(name)}`,
+  ];
+  if (web.service.front.tls) opts.push('tls');
+  return formatSsUrl({
+    method: key.method,
+    password: key.secret,
+    host: name,
+    port: web.service.front.port,
+    tag,
+    plugin: 'v2ray-plugin',
+    pluginOptions: opts.join(';'),
+  });
+}

@@ -1,0 +1,222 @@
+// The web front as a user meets it through the CLI: `ladder server --web-port` prints a
+// v2ray-plugin key URL that `ladder client` dials over WebSocket; the decoy answers everyone else
+// with the builtin site; bad TLS settings are one line and exit 2; managed mode keeps its secret
+// path across a restart (the URL printed at the first start still works).
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseSsUrl } from '../../src/protocol/sip002/index.js';
+import { parsePluginOptions } from '../../src/protocol/sip002/plugin-opts.js';
+import { run, waitForStdout, type Run } from '../helpers/cli-run.js';
+import { freePort, readExactly, startEcho } from '../helpers/net.js';
+import { socks5Connect } from '../helpers/socks5.js';
+
+const WEB_URL = /ss:\/\/\S+plugin=v2ray-plugin\S*/;
+
+/** `ladder client --key URL` on a free SOCKS port; 8 KiB through it to the echo server and back. */
+async function roundTripThroughClient(url: string, echoPort: number): Promise<void> {
+  const c = run(['client', '--key', url, '--socks', '127.0.0.1:0']);
+  try {
+    const m = await waitForStdout(c, /SOCKS5 proxy on 127\.0\.0\.1:(\d+)/);
+    const s = await socks5Connect({ proxyPort: Number(m[1]), host: '127.0.0.1', port: echoPort });
+    const data = randomBytes(8192);
+    s.write(data);
+    const back = await readExactly(s, data.length, 15_000);
+    assert.ok(back.equals(data), '8 KiB came back unchanged');
+    s.destroy();
+    c.child.kill('SIGTERM');
+    assert.equal(await c.exit, 0);
+    assert.ok(!c.stderr().includes('ss://'), 'client logs no key');
+  } finally {
+    c.child.kill('SIGKILL');
+  }
+}
+
+function get(
+  port: number,
+  path: string,
+): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function stop(r: Run): Promise<void> {
+  r.child.kill('SIGTERM');
+  assert.equal(await r.exit, 0, r.stderr());
+}
+
+describe('ladder server --web-port (CLI)', () => {
+  it('unmanaged: banner states the web front and prints a v2ray-plugin URL; ladder client relays over it; the decoy serves the builtin site', async (t) => {
+    const echo = await startEcho();
+    t.after(() => echo.close());
+    const password = randomBytes(18).toString('base64url');
+    const r = run([
+      'server',
+      '--password',
+      password,
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--web-port',
+      '0',
+      '--web-host',
+      '127.0.0.1',
+      '--public-host',
+      '127.0.0.1',
+      '--allow-private',
+      '--trust-proxy',
+      '127.0.0.1/32,::1/128',
+    ]);
+    try {
+      const [url] = await waitForStdout(r, WEB_URL);
+      const m = /web front on port (\d+) \(plain HTTP[^)]*\); decoy: builtin site; 2 trusted proxies/.exec(
+        r.stdout(),
+      );
+      assert.ok(m, r.stdout());
+      const webPort = Number(m[1]);
+      assert.notEqual(webPort, 0, 'the banner reports the bound port');
+      const key = parseSsUrl(url);
+      assert.equal(key.port, webPort);
+      assert.equal(key.password, password);
+      assert.equal(key.plugin, 'v2ray-plugin');
+      const opts = parsePluginOptions(key.pluginOptions ?? '');
+      assert.equal(opts.get('mode'), 'websocket');
+      assert.equal(opts.get('host'), '127.0.0.1');
+      assert.equal(opts.has('tls'), false);
+      const secretPath = opts.get('path');
+      assert.ok(
+        typeof secretPath === 'string' && /^\/[A-Za-z0-9_-]{22}$/.test(secretPath),
+        String(secretPath),
+      );
+      assert.match(url, /plugin=v2ray-plugin%3Bmode%3Dwebsocket%3Bpath%3D%2F/);
+
+      await roundTripThroughClient(url, echo.port);
+
+      const home = await get(webPort, '/');
+      assert.equal(home.status, 200);
+      assert.match(String(home.headers['content-type']), /text\/html/);
+      assert.match(home.body, /<html/i);
+      assert.ok(!/node|express|fastify/i.test(JSON.stringify(home.headers)), 'no framework signature');
+
+      await stop(r);
+      const logs = r.stderr();
+      assert.ok(!logs.includes(secretPath), 'secret path not in logs');
+      assert.ok(!logs.includes(password), 'password not in logs');
+    } finally {
+      r.child.kill('SIGKILL');
+    }
+  });
+
+  it('bad web settings: one line, exit 2', async () => {
+    const cases: [string[], RegExp][] = [
+      [
+        ['--web-port', '0', '--tls-cert', '/nonexistent/cert.pem', '--tls-key', '/nonexistent/key.pem'],
+        /^ladder: --tls-cert \/nonexistent\/cert\.pem: no such file$/,
+      ],
+      [['--web-port', '0', '--tls-cert', '/nonexistent/cert.pem'], /--tls-cert and --tls-key go together/],
+      [['--web-port', '0', '--acme', 'example.com'], /--acme needs a data directory/],
+      [['--decoy', 'builtin'], /--decoy needs --web-port/],
+      [['--web-port', '70000'], /--web-port/],
+      [['--web-port', '0', '--trust-proxy', 'not-a-cidr'], /./],
+    ];
+    for (const [args, re] of cases) {
+      const r = run(['server', '--password', 'pw', '--port', '0', '--host', '127.0.0.1', ...args]);
+      assert.equal(await r.exit, 2, `${args.join(' ')}: ${r.stderr()}`);
+      const err = r.stderr().trim();
+      assert.match(err, re);
+      assert.equal(err.split('\n').length, 1, err);
+      assert.equal(r.stdout(), '');
+    }
+  });
+
+  it('--config with a web object: a bad value names the field of the file; paths are relative to it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ladder-web-config-'));
+    const f = join(dir, 'server.json');
+    writeFileSync(
+      f,
+      JSON.stringify({
+        port: 0,
+        host: '127.0.0.1',
+        keys: [{ id: 'a', method: 'aes-128-gcm', password: 'pa' }],
+        web: { port: 0, host: '127.0.0.1', tlsCert: 'cert.pem', tlsKey: 'key.pem' },
+      }),
+    );
+    const r = run(['server', '--config', f]);
+    assert.equal(await r.exit, 2, r.stderr());
+    assert.equal(r.stderr().trim(), `ladder: ${f}: web.tlsCert ${join(dir, 'cert.pem')}: no such file`);
+    writeFileSync(
+      f,
+      JSON.stringify({
+        keys: [{ id: 'a', method: 'aes-128-gcm', password: 'pa' }],
+        web: { port: 0, tlsKey: 'k' },
+      }),
+    );
+    const r2 = run(['server', '--config', f]);
+    assert.equal(await r2.exit, 2, r2.stderr());
+    assert.equal(r2.stderr().trim(), `ladder: ${f}: web.tlsCert: tlsCert and tlsKey go together`);
+  });
+
+  it('managed: the secret path is generated once and kept; the web URL of the first start works after a restart', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'ladder-web-managed-'));
+    const echo = await startEcho();
+    t.after(() => echo.close());
+    const args = [
+      'server',
+      '--data-dir',
+      join(dir, 'data'),
+      '--port',
+      String(await freePort()),
+      '--host',
+      '127.0.0.1',
+      '--public-host',
+      '127.0.0.1',
+      '--api-host',
+      '127.0.0.1',
+      '--metrics-port',
+      '0',
+      '--allow-private',
+      '--web-host',
+      '127.0.0.1',
+      '--web-port',
+    ];
+    const first = run([...args, String(await freePort())], { cwd: dir });
+    let url: string;
+    try {
+      [url] = await waitForStdout(first, WEB_URL, 30_000);
+      await waitForStdout(first, /Ctrl-C to stop\./);
+      assert.match(first.stdout(), /web front on port \d+ \(plain HTTP/);
+      await stop(first);
+    } finally {
+      first.child.kill('SIGKILL');
+    }
+    const secretPath = parsePluginOptions(parseSsUrl(url).pluginOptions ?? '').get('path') as string;
+    assert.ok(!first.stderr().includes(secretPath), 'secret path not in logs');
+
+    // Restart on the same web port: a restart to a log prints no secrets, yet the old URL works.
+    const webPort = parseSsUrl(url).port;
+    const second = run([...args, String(webPort)], { cwd: dir });
+    try {
+      await waitForStdout(second, /Ctrl-C to stop\./, 30_000);
+      assert.match(second.stdout(), new RegExp(`web front on port ${webPort} `));
+      assert.doesNotMatch(second.stdout(), /ss:\/\//, 'no secrets on a restart to a log');
+      await roundTripThroughClient(url, echo.port);
+      await stop(second);
+      assert.ok(!second.stderr().includes(secretPath), 'secret path not in logs');
+    } finally {
+      second.child.kill('SIGKILL');
+    }
+  });
+});
