@@ -3,17 +3,8 @@
  * when the kernel answers ENOENT for a directory whose parent exists (procfs does:
  * `--data-dir /proc/nope` spun for as long as it was let); this walks up itself and fails at once.
  */
-import { mkdirSync, statSync } from 'node:fs';
+import { existsSync as exists, mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-
-const exists = (path: string): boolean => {
-  try {
-    statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** mkdir -p: create `dir` and missing parents with `mode`; an existing directory is fine. */
 export function makeDirs(dir: string, mode = 0o700): void {

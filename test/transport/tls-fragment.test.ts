@@ -1,4 +1,5 @@
 import { test, before, after } from 'node:test';
+import { which } from '../helpers/peers.js';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -10,23 +11,19 @@ import { once } from 'node:events';
 import { readRecordHeader, RECORD_HEADER } from '../../src/protocol/tls/clienthello.js';
 import { DialerStream } from '../../src/transport/dialer-stream.js';
 import { DirectDialer, type Dialer } from '../../src/transport/dialer.js';
-import { FragmentDialer, fragmentingSocket, type TlsFragmentOptions } from '../../src/transport/tls-fragment.js';
+import {
+  FragmentDialer,
+  fragmentingSocket,
+  type TlsFragmentOptions,
+} from '../../src/transport/tls-fragment.js';
 import { connect } from '../helpers/net.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { waitFor } from '../helpers/wait.js';
 
 const NAME = 'blocked.example';
 
-/** openssl makes the test certificate (and is the interop peer): skip loudly without it, fail in CI. */
-function haveOpenssl(): boolean {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore', timeout: 10_000 });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const SKIP = skipUnless(haveOpenssl(), 'openssl CLI missing (apt-get install openssl)');
+// openssl makes the test certificate: skip loudly without it, fail in CI.
+const SKIP = skipUnless(which('openssl') !== undefined, 'openssl CLI missing (apt-get install openssl)');
 let dir = '';
 let key: Buffer;
 let cert: Buffer;
@@ -37,9 +34,23 @@ before(() => {
   execFileSync(
     'openssl',
     [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '1',
-      '-subj', `/CN=${NAME}`, '-addext', `subjectAltName=DNS:${NAME}`,
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      join(dir, 'k.pem'),
+      '-out',
+      join(dir, 'c.pem'),
+      '-days',
+      '1',
+      '-subj',
+      `/CN=${NAME}`,
+      '-addext',
+      `subjectAltName=DNS:${NAME}`,
     ],
     { stdio: 'ignore', timeout: 20_000 },
   );
@@ -57,7 +68,12 @@ interface Capture {
 }
 
 /** TLS echo server behind a raw TCP proxy that records what the client sent. */
-async function setup(): Promise<{ proxyPort: number; capture: Capture; serverNames: string[]; close: () => void }> {
+async function setup(): Promise<{
+  proxyPort: number;
+  capture: Capture;
+  serverNames: string[];
+  close: () => void;
+}> {
   const serverNames: string[] = [];
   const server = tls.createServer({ key, cert }, (s) => {
     serverNames.push((s as tls.TLSSocket & { servername?: string }).servername ?? '');
@@ -120,43 +136,54 @@ function firstRecord(chunks: Buffer[]): Buffer {
   return all.subarray(0, RECORD_HEADER + h.length);
 }
 
-test('negative control: an unfragmented ClientHello carries the whole SNI in its first record and first TCP chunk', { skip: SKIP }, async () => {
-  const env = await setup();
-  try {
-    assert.equal(await handshakeAndEcho(env.proxyPort, undefined), 'ping through tls');
-    assert.ok(firstRecord(env.capture.chunks).includes(Buffer.from(NAME)));
-    assert.ok(env.capture.chunks[0]!.includes(Buffer.from(NAME)));
-    assert.deepEqual(env.serverNames, [NAME]);
-  } finally {
-    env.close();
-  }
-});
+test(
+  'negative control: an unfragmented ClientHello carries the whole SNI in its first record and first TCP chunk',
+  { skip: SKIP },
+  async () => {
+    const env = await setup();
+    try {
+      assert.equal(await handshakeAndEcho(env.proxyPort, undefined), 'ping through tls');
+      assert.ok(firstRecord(env.capture.chunks).includes(Buffer.from(NAME)));
+      assert.ok(env.capture.chunks[0]!.includes(Buffer.from(NAME)));
+      assert.deepEqual(env.serverNames, [NAME]);
+    } finally {
+      env.close();
+    }
+  },
+);
 
 for (const opts of [
   { strategy: 'name-middle', segments: 'per-record', delayMs: 20 },
   { strategy: 'both', segments: 'misaligned', delayMs: 5, extraCuts: 3 },
   { strategy: 'name-middle', segments: 'single' },
 ] as const satisfies readonly TlsFragmentOptions[]) {
-  test(`fragmented ClientHello (${JSON.stringify(opts)}): handshake completes, data flows, SNI never whole in the first record`, { skip: SKIP }, async () => {
-    const env = await setup();
-    try {
-      let info: { fragmented: boolean; records: number; writes: number } | undefined;
-      const echoed = await handshakeAndEcho(env.proxyPort, { ...opts, onHello: (i) => (info = i) });
-      assert.equal(echoed, 'ping through tls');
-      assert.equal(info?.fragmented, true);
-      assert.ok(info.records >= 2);
-      // The server reassembled the name from the records.
-      assert.deepEqual(env.serverNames, [NAME]);
-      const rec = firstRecord(env.capture.chunks);
-      assert.ok(!rec.includes(Buffer.from(NAME)), 'first record holds the whole SNI');
-      if (opts.segments !== 'single') {
-        // With separate, delayed writes the first TCP chunk the proxy read lacks the name too.
-        assert.ok(!env.capture.chunks[0]!.includes(Buffer.from(NAME)), 'first TCP chunk holds the whole SNI');
+  test(
+    `fragmented ClientHello (${JSON.stringify(opts)}): handshake completes, data flows, SNI never whole in the first record`,
+    { skip: SKIP },
+    async () => {
+      const env = await setup();
+      try {
+        let info: { fragmented: boolean; records: number; writes: number } | undefined;
+        const echoed = await handshakeAndEcho(env.proxyPort, { ...opts, onHello: (i) => (info = i) });
+        assert.equal(echoed, 'ping through tls');
+        assert.equal(info?.fragmented, true);
+        assert.ok(info.records >= 2);
+        // The server reassembled the name from the records.
+        assert.deepEqual(env.serverNames, [NAME]);
+        const rec = firstRecord(env.capture.chunks);
+        assert.ok(!rec.includes(Buffer.from(NAME)), 'first record holds the whole SNI');
+        if (opts.segments !== 'single') {
+          // With separate, delayed writes the first TCP chunk the proxy read lacks the name too.
+          assert.ok(
+            !env.capture.chunks[0]!.includes(Buffer.from(NAME)),
+            'first TCP chunk holds the whole SNI',
+          );
+        }
+      } finally {
+        env.close();
       }
-    } finally {
-      env.close();
-    }
-  });
+    },
+  );
 }
 
 /** The proxy path: the application's own ClientHello arrives as the dial's first data. */
@@ -175,22 +202,29 @@ async function viaDialer(proxyPort: number, dialer: Dialer): Promise<string> {
   }
 }
 
-test('FragmentDialer (route "fragment"): the application\'s ClientHello leaves fragmented; DirectDialer control does not', { skip: SKIP }, async () => {
-  const env = await setup();
-  try {
-    let info: { fragmented: boolean; records: number } | undefined;
-    assert.equal(await viaDialer(env.proxyPort, new FragmentDialer({ delayMs: 10, onHello: (i) => (info = i) })), 'ping through tls');
-    assert.equal(info?.fragmented, true);
-    assert.ok(!firstRecord(env.capture.chunks).includes(Buffer.from(NAME)));
-    assert.ok(!env.capture.chunks[0]!.includes(Buffer.from(NAME)));
-    env.capture.chunks.length = 0;
-    assert.equal(await viaDialer(env.proxyPort, new DirectDialer()), 'ping through tls');
-    assert.ok(firstRecord(env.capture.chunks).includes(Buffer.from(NAME)));
-    assert.deepEqual(env.serverNames, [NAME, NAME]);
-  } finally {
-    env.close();
-  }
-});
+test(
+  'FragmentDialer (route "fragment"): the application\'s ClientHello leaves fragmented; DirectDialer control does not',
+  { skip: SKIP },
+  async () => {
+    const env = await setup();
+    try {
+      let info: { fragmented: boolean; records: number } | undefined;
+      assert.equal(
+        await viaDialer(env.proxyPort, new FragmentDialer({ delayMs: 10, onHello: (i) => (info = i) })),
+        'ping through tls',
+      );
+      assert.equal(info?.fragmented, true);
+      assert.ok(!firstRecord(env.capture.chunks).includes(Buffer.from(NAME)));
+      assert.ok(!env.capture.chunks[0]!.includes(Buffer.from(NAME)));
+      env.capture.chunks.length = 0;
+      assert.equal(await viaDialer(env.proxyPort, new DirectDialer()), 'ping through tls');
+      assert.ok(firstRecord(env.capture.chunks).includes(Buffer.from(NAME)));
+      assert.deepEqual(env.serverNames, [NAME, NAME]);
+    } finally {
+      env.close();
+    }
+  },
+);
 
 test('non-TLS first bytes pass through unchanged', { skip: SKIP }, async () => {
   const server = net.createServer((s) => s.pipe(s));
@@ -218,9 +252,23 @@ test('interop: a fragmented ClientHello completes against OpenSSL s_server', { s
       s.close(() => resolve(p));
     });
   });
-  const child = spawn('openssl', ['s_server', '-accept', `127.0.0.1:${port}`, '-cert', join(dir, 'c.pem'), '-key', join(dir, 'k.pem'), '-rev', '-quiet'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    'openssl',
+    [
+      's_server',
+      '-accept',
+      `127.0.0.1:${port}`,
+      '-cert',
+      join(dir, 'c.pem'),
+      '-key',
+      join(dir, 'k.pem'),
+      '-rev',
+      '-quiet',
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   t.after(() => child.kill('SIGKILL'));
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -233,7 +281,11 @@ test('interop: a fragmented ClientHello completes against OpenSSL s_server', { s
   });
   raw.on('error', () => {});
   let info: { fragmented: boolean; records: number } | undefined;
-  const tsock = tls.connect({ socket: fragmentingSocket(raw, { delayMs: 5, onHello: (i) => (info = i) }), servername: NAME, ca: cert });
+  const tsock = tls.connect({
+    socket: fragmentingSocket(raw, { delayMs: 5, onHello: (i) => (info = i) }),
+    servername: NAME,
+    ca: cert,
+  });
   tsock.on('error', () => {});
   await once(tsock, 'secureConnect');
   assert.equal(info?.fragmented, true);

@@ -1,6 +1,7 @@
 // dialWebSocket over TLS (wss://) on loopback with a self-signed certificate: verification on by
 // default, a pin accepts exactly that certificate, and SNI and Host are set apart from the
 // dialled address (fronting).
+import { which } from '../helpers/peers.js';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
@@ -16,15 +17,8 @@ import { WebSocketServer } from 'ws';
 import { dialWebSocket } from '../../src/transport/ws-dialer.js';
 import { skipUnless } from '../helpers/prereq.js';
 
-function haveOpenssl(): boolean {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore', timeout: 10_000 });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const SKIP = skipUnless(haveOpenssl(), 'openssl CLI missing (apt-get install openssl)');
+// openssl makes the test certificate: skip loudly without it, fail in CI.
+const SKIP = skipUnless(which('openssl') !== undefined, 'openssl CLI missing (apt-get install openssl)');
 
 let dir = '';
 let server: https.Server;

@@ -1,6 +1,6 @@
 /** `ladder keys` on the local store (SQLite file in the data dir, or --store). */
 import { planSecrets } from '../../../api/key-secrets.js';
-import { mkdirSync, statSync } from 'node:fs';
+import { existsSync as exists, mkdirSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { accessUrl, dynamicAccessUrl } from '../../../api/index.js';
 import { toAccessKeyJson } from '../../../api/context.js';
@@ -111,15 +111,6 @@ export class LocalKeys implements KeysBackend {
     return this.store.close();
   }
 }
-
-const exists = (path: string): boolean => {
-  try {
-    statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** The errno code of a failed fs call, or undefined. */
 const errnoCode = (err: unknown): string | undefined => (err as NodeJS.ErrnoException).code;
