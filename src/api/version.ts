@@ -1,25 +1,7 @@
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageRoot } from '../shared/package-root.js';
 
-let cached: string | undefined;
-
-/** Ladder's own version, from the nearest package.json named "ladder" (src/ or dist/ alike). */
+/** Ladder's own version, from the package.json at the package root (src/ or dist/ alike). */
 export function ladderVersion(): string {
-  if (cached !== undefined) return cached;
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    try {
-      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
-        name?: unknown;
-        version?: unknown;
-      };
-      if (pkg.name === 'ladder' && typeof pkg.version === 'string') return (cached = pkg.version);
-    } catch {
-      // no (readable) package.json here: keep going up
-    }
-    const up = dirname(dir);
-    if (up === dir) return (cached = '0.0.0');
-    dir = up;
-  }
+  const version = packageRoot()?.pkg.version;
+  return typeof version === 'string' ? version : '0.0.0';
 }

@@ -1,9 +1,9 @@
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageRoot } from '../shared/package-root.js';
 
-/** bin/ladder.js of this checkout or installed package (src/cli and dist/cli sit at the same depth). */
-const OWN_BIN = fileURLToPath(new URL('../../bin/ladder.js', import.meta.url));
+/** bin/ladder.js of this checkout or installed package. */
+const OWN_BIN = join(packageRoot()?.dir ?? process.cwd(), 'bin', 'ladder.js');
 
 function real(path: string): string | undefined {
   try {

@@ -18,8 +18,7 @@ import {
 } from '../config/defaults.js';
 import { bindErrorCode } from '../shared/listen.js';
 import { isHostName } from '../shared/parse.js';
-import { parseFlags } from '../config/flags.js';
-import { managedFlagsSchema } from '../config/server.js';
+import { managedFlagsSchema, parseFlags } from '../config/flags.js';
 import { checkMethod } from '../protocol/shadowsocks/key-material.js';
 import { isProtocolError } from '../protocol/errors.js';
 import { UsageError } from './errors.js';
@@ -245,6 +244,9 @@ export interface ManagedServer {
 export interface ManagedTuning {
   usageFlushMs?: number;
   enforceIntervalMs?: number;
+  /** Draw the QR code into `banner` (default true); false when it will not go to a terminal,
+   *  so the QR drawer is never loaded (idle memory). */
+  drawQr?: boolean;
 }
 
 /** Start everything; the caller prints `banner` and waits for a signal. */
@@ -506,7 +508,7 @@ export async function startManaged(
       enforcer,
       web,
       dynamicAddress,
-      banner: await render(true),
+      banner: await render(tuning.drawQr !== false),
       logBanner: await render(false),
       publicBanner: `${[
         ...head,
@@ -534,11 +536,11 @@ export async function runManaged(flags: ManagedFlags): Promise<void> {
     destination: startupLog,
   });
   let server: ManagedServer;
+  // Secrets go to the screen, or once at the first start; never into every restart's log.
+  // The QR code only to a terminal (in a log file it is a screenful of escape codes).
+  const tty = process.stdout.isTTY === true;
   try {
-    server = await startManaged(flags, log);
-    // Secrets go to the screen, or once at the first start; never into every restart's log.
-    // The QR code only to a terminal (in a log file it is a screenful of escape codes).
-    const tty = process.stdout.isTTY === true;
+    server = await startManaged(flags, log, { drawQr: tty });
     process.stdout.write(tty ? server.banner : server.firstStart ? server.logBanner : server.publicBanner);
   } finally {
     startupLog.release();

@@ -1,4 +1,5 @@
 import type { Logger } from '../shared/logger.js';
+import { startupDone } from '../shared/startup.js';
 
 export interface ShutdownOptions {
   /** Closes everything; called once, on the first SIGINT or SIGTERM. */
@@ -17,6 +18,8 @@ export interface ShutdownOptions {
  * reads the banner may signal at once.
  */
 export function untilSignal(opts: ShutdownOptions): Promise<void> {
+  // Every long-running command waits here once it has started: start-up is over.
+  setImmediate(startupDone);
   return new Promise<void>((resolve, reject) => {
     let stopping = false;
     const stop = (signal: NodeJS.Signals): void => {

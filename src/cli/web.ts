@@ -13,8 +13,8 @@ import { constants } from 'node:fs';
 import { access, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileErrorWhy } from '../config/errors.js';
-import { parseFlags } from '../config/flags.js';
-import { webFlagsSchema, type WebConfig } from '../config/server.js';
+import { parseFlags, webFlagsSchema } from '../config/flags.js';
+import type { WebConfig } from '../config/server.js';
 import { formatSsUrl } from '../protocol/sip002/index.js';
 import type { ShadowsocksServer } from '../server/index.js';
 // The web front's modules (ws, acme-client, the decoy site) load only when --web-port is given.

@@ -1,12 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  ClientConfigError,
-  parseClientConfig,
-  parseHostPort,
-  parseRouteMode,
-  parseRulesText,
-} from './config.js';
+import { parseClientConfig } from '../config/client.js';
+import { ClientConfigError, parseHostPort, parseRouteMode, parseRulesText } from './config.js';
 import { RuleSyntaxError } from './routing/rules.js';
 
 test('client config: keys, SIP008 servers and options', () => {

@@ -1,8 +1,9 @@
 /**
- * Rule-file loading and the client's re-exports of its config file format (src/config/client.ts,
- * the zod schema). Pure: the CLI reads the files and hands the text here.
+ * Rule-file loading and the client's re-exports of its config file types (the format itself,
+ * a zod schema, is src/config/client.ts: the CLI imports it only when a --config file is given,
+ * so a client started with --key never loads zod). Pure: the CLI reads the files and hands the
+ * text here.
  *
- *   parseClientConfig(text, source?) -> ClientConfig          (throws ClientConfigError)
  *   parseRulesText(text, source)     -> RuleSet               (list or Shadowsocks ACL)
  *   parseHostPort(text, what, defaultPort?) -> { host, port } (a destination, port 1..65535)
  */
@@ -10,13 +11,9 @@ import { parseHostPort as parseAnyHostPort, type HostPort } from '../shared/pars
 import { parseAcl } from './routing/acl.js';
 import { parseRuleList, type RuleSet } from './routing/rules.js';
 
-export {
-  ClientConfigError,
-  parseClientConfig,
-  parseRouteMode,
-  type ClientConfig,
-  type ServerEntry,
-} from '../config/client.js';
+export { ClientConfigError } from '../config/errors.js';
+export { parseRouteMode } from '../config/route-mode.js';
+export type { ClientConfig, ServerEntry } from '../config/client.js';
 
 /**
  * A rule file: Shadowsocks ACL when it has [section] lines (or the name ends in .acl), else the

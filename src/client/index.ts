@@ -23,7 +23,6 @@ import { Router, type RouteMode } from './routing/router.js';
 import { RuleSet } from './routing/rules.js';
 import { RoutingDialer, type RouteEvent } from './routing-dialer.js';
 import { AnswerWatchDialer } from './answer-watch.js';
-import { startHttpInbound } from './http-inbound.js';
 import { endpointFromKey } from './key.js';
 import { startSocks5Inbound, type SocksCredentials, type UdpAssociateRequest } from './socks5-inbound.js';
 import { DEFAULT_FIRST_DATA_WAIT_MS, DEFAULT_IDLE_TIMEOUT_MS, type TunnelContext } from './tunnel.js';
@@ -444,6 +443,8 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
       const l = parseListenAddress(opts.http, 'HTTP listen address');
       if (!isLoopback(l.host) && !opts.auth)
         log.warn('HTTP proxy listens beyond loopback without authentication');
+      // Loaded only with an HTTP proxy: node:http is not needed for SOCKS alone (idle memory).
+      const { startHttpInbound } = await import('./http-inbound.js');
       const inbound = await startHttpInbound({
         ...ctx,
         host: l.host,

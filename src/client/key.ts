@@ -8,7 +8,8 @@ import {
 import { parseSsUrl } from '../protocol/sip002/index.js';
 import { parseV2rayPluginOptions } from '../protocol/sip002/plugin-opts.js';
 import type { ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
-import { webSocketNextHop, type WsTransportOptions } from '../transport/ws-dialer.js';
+import type { NextHop } from '../transport/dialer.js';
+import type { WsTransportOptions } from '../transport/ws-dialer.js';
 
 /** SIP003 plugin names whose wire we speak ourselves. */
 const V2RAY_PLUGIN = new Set(['v2ray-plugin', 'ss-v2ray-plugin']);
@@ -86,7 +87,7 @@ export function endpointFromKey(
     password: parsed.password,
     ...(prefix && prefix.length > 0 ? { prefix } : {}),
     ...(parsed.tag !== undefined ? { tag: parsed.tag } : {}),
-    ...(websocket ? { nextHop: webSocketNextHop(websocket), websocket } : {}),
+    ...(websocket ? { nextHop: lazyWebSocketNextHop(websocket), websocket } : {}),
   };
 }
 
@@ -118,4 +119,16 @@ function scrub(msg: string, key: string): string {
   let out = msg;
   for (const s of secretsOf(key)) if (out.includes(s)) out = out.split(s).join('[redacted]');
   return out;
+}
+
+/**
+ * webSocketNextHop, with the WebSocket code (the `ws` package) loaded at the first dial rather
+ * than at start: a client whose keys are all raw Shadowsocks never loads it (idle memory).
+ */
+function lazyWebSocketNextHop(opts: WsTransportOptions): NextHop {
+  let hop: Promise<NextHop> | undefined;
+  return async (signal) => {
+    hop ??= import('../transport/ws-dialer.js').then((m) => m.webSocketNextHop(opts));
+    return (await hop)(signal);
+  };
 }

@@ -20,15 +20,14 @@
  * Errors are one line, `FILE: field must…`, name the file and the field, never a password or key.
  */
 import { z } from 'zod';
-import { MAX_CLIENT_SECONDS, MAX_FIRST_DATA_WAIT_MS } from './defaults.js';
+import { MAX_CLIENT_SECONDS } from './defaults.js';
 import { ClientConfigError, jsonErrorWhere } from './errors.js';
-import { flag } from './flags.js';
+import { parseRouteMode, ROUTE_MODES, routeModeOf, type RouteMode } from './route-mode.js';
+
+export { parseRouteMode, ROUTE_MODES, routeModeOf, type RouteMode };
 
 export { ClientConfigError };
 
-/** How destinations without a matching rule are routed (src/client/routing/router.ts). */
-export type RouteMode = 'auto' | 'proxy' | 'direct';
-export const ROUTE_MODES: readonly RouteMode[] = ['auto', 'proxy', 'direct'];
 
 export interface ServerEntry {
   host: string;
@@ -52,19 +51,6 @@ export interface ClientConfig {
   residualSeconds?: number;
   /** Relay SOCKS5 UDP ASSOCIATE through the first server's UDP relay. */
   udp?: boolean;
-}
-
-/** "auto", "proxy" or "direct", any case, trimmed. */
-export function routeModeOf(text: string): RouteMode | undefined {
-  const t = text.trim().toLowerCase();
-  return (ROUTE_MODES as readonly string[]).includes(t) ? (t as RouteMode) : undefined;
-}
-
-export function parseRouteMode(text: string, what = '--route'): RouteMode {
-  const mode = routeModeOf(text);
-  if (mode === undefined)
-    throw new ClientConfigError(`${what} must be auto, proxy or direct, got "${text}"`, what);
-  return mode;
 }
 
 const nonEmpty = (error: string) => z.string({ error }).refine((v) => v.trim() !== '', { error });
@@ -180,12 +166,3 @@ export function parseClientConfig(input: string, source = 'config'): ClientConfi
   return out;
 }
 
-/**
- * The numeric flags of `ladder client` (commander's strings; the defaults are applied by the
- * command's option declarations). Other flags pass through untouched.
- */
-export const clientFlagsSchema = z.looseObject({
-  firstDataWait: flag.int('--first-data-wait', 0, MAX_FIRST_DATA_WAIT_MS),
-  idleTimeout: flag.int('--idle-timeout', 1, MAX_CLIENT_SECONDS),
-  residual: flag.int('--residual', 0, MAX_CLIENT_SECONDS).optional(),
-});

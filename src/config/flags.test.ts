@@ -1,9 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ParseError } from '../shared/parse.js';
-import { clientFlagsSchema } from './client.js';
-import { parseFlags } from './flags.js';
-import { managedFlagsSchema, serverFlagsSchema } from './server.js';
+import { clientFlagsSchema, managedFlagsSchema, parseFlags, serverFlagsSchema } from './flags.js';
 
 function refused(fn: () => unknown, message: string, code: string): void {
   assert.throws(fn, (e: unknown) => {
@@ -14,9 +12,10 @@ function refused(fn: () => unknown, message: string, code: string): void {
   });
 }
 
-test('client flags: numbers parsed, other flags passed through', () => {
+test('client flags: numbers parsed, other flags left to the command, a missing default refused', () => {
   const f = parseFlags(clientFlagsSchema, { firstDataWait: '50', idleTimeout: '300', socks: '1080' });
-  assert.deepEqual(f, { firstDataWait: 50, idleTimeout: 300, socks: '1080' });
+  assert.deepEqual(f, { firstDataWait: 50, idleTimeout: 300 });
+  refused(() => parseFlags(clientFlagsSchema, { idleTimeout: '300' }), '--first-data-wait is required', 'ERR_INTEGER');
   assert.equal(
     parseFlags(clientFlagsSchema, { firstDataWait: '0', idleTimeout: '1', residual: '0' }).residual,
     0,

@@ -5,7 +5,6 @@ import { isProtocolError } from '../protocol/errors.js';
 import { checkKey, checkMethod } from '../protocol/shadowsocks/key-material.js';
 import type { RuntimeKey } from '../shared/control.js';
 import { ConfigError, fileErrorWhy, jsonErrorWhere } from './errors.js';
-import { flag } from './flags.js';
 import {
   DEFAULT_CONNECT_SECONDS,
   DEFAULT_IDLE_SECONDS,
@@ -318,24 +317,3 @@ export async function loadServerConfigFile(path: string): Promise<ServerConfig> 
     ...(web ? { web } : {}),
   });
 }
-
-/** The numeric flags of `ladder server` (data-plane flags; commander's strings). */
-export const serverFlagsSchema = z.looseObject({
-  port: flag.port('--port').optional(),
-  idleTimeout: flag.seconds('--idle-timeout').optional(),
-});
-
-/** The numeric flags of the web front (both modes). */
-export const webFlagsSchema = z.looseObject({
-  webPort: flag.port('--web-port').optional(),
-  acmeHttpPort: flag.port('--acme-http-port', 1).optional(),
-});
-
-/** The flags managed mode adds, with the ports and addresses parsed. */
-export const managedFlagsSchema = z.looseObject({
-  port: serverFlagsSchema.shape.port,
-  apiPort: flag.port('--api-port').optional(),
-  metricsPort: flag.port('--metrics-port').optional(),
-  idleTimeout: serverFlagsSchema.shape.idleTimeout,
-  dynamicListen: flag.hostPort('--dynamic-listen', { defaultHost: '0.0.0.0' }).optional(),
-});

@@ -5,11 +5,16 @@
  * without --dns, dns-packet. Each mode is started as a user starts it (bin/ladder.js) under a
  * preload that records every module loaded (test/helpers/record-modules.mjs); the managed server
  * is the control that proves the recorder sees those packages when they are loaded.
+ *
+ * From a build, bin/ladder.js runs the bundle (scripts/build.mjs): the recorder then sees
+ * dist/cli/main.js and the dist/chunks/ files the mode loaded, and dist/meta.json says which
+ * sources and packages each of those files holds, so the same checks apply to the bundle.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, test } from 'node:test';
 import { freePort } from '../helpers/net.js';
 import { LADDER_BIN, REPO_ROOT, spawnPeer, ssUrl } from '../helpers/peers.js';
@@ -50,7 +55,26 @@ async function modulesOf(
   }
   await peer.stop();
   const modules = [...new Set(readFileSync(file, 'utf8').split('\n').filter(Boolean))];
-  return { modules, output: peer.output() };
+  return { modules: expandBundle(modules), output: peer.output() };
+}
+
+/** Bundle files (dist/…js) replaced by the sources and package files they were built from. */
+function expandBundle(modules: readonly string[]): string[] {
+  const dist = join(REPO_ROOT, 'dist');
+  const out: string[] = [];
+  let meta: Record<string, string[]> | undefined;
+  for (const m of modules) {
+    const path = m.startsWith('file://') ? fileURLToPath(m) : m;
+    if (!path.startsWith(`${dist}/`) || !path.endsWith('.js')) {
+      out.push(m);
+      continue;
+    }
+    meta ??= JSON.parse(readFileSync(join(dist, 'meta.json'), 'utf8')) as Record<string, string[]>;
+    const inputs = meta[path.slice(dist.length + 1)];
+    assert.ok(inputs, `dist/meta.json lists ${path}`);
+    out.push(path, ...inputs.map((i) => join(REPO_ROOT, i)));
+  }
+  return out;
 }
 
 function packagesIn(modules: readonly string[]): Set<string> {
@@ -97,7 +121,7 @@ test('ladder client loads neither the management plane, the lab nor dns-packet',
     modules.some((m) => /\/client\/index\.(ts|js)$/.test(m)),
     'the recorder saw the client',
   );
-  assertLean(modules, { forbid: ['dns-packet'] });
+  assertLean(modules, { forbid: ['dns-packet', 'pino'] });
 });
 
 test('the unmanaged server (--password) loads neither the management plane nor the lab', async () => {
@@ -113,7 +137,7 @@ test('the unmanaged server (--password) loads neither the management plane nor t
     'the recorder saw the server',
   );
   // qrcode is loaded when the banner draws a QR code, and only then.
-  assertLean(modules, /[▄█]/.test(output) ? { allow: ['qrcode'] } : {});
+  assertLean(modules, /[▄█]/.test(output) ? { allow: ['qrcode'], forbid: ['pino'] } : { forbid: ['pino'] });
 });
 
 test('the managed server does load them (the recorder sees CommonJS packages), but not pg', async () => {

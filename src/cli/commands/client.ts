@@ -3,7 +3,6 @@ import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { dirname, resolve as resolvePath } from 'node:path';
 import {
-  parseClientConfig,
   parseHostPort,
   parseRouteMode,
   parseRulesText,
@@ -22,7 +21,8 @@ import { createUdpAssociate, type UdpAssociateHandler } from '../../client/udp-a
 import type { RouteMode } from '../../client/routing/router.js';
 import type { RuleSet } from '../../client/routing/rules.js';
 import type { ShadowsocksEndpoint } from '../../transport/shadowsocks-dialer.js';
-import { createLogger } from '../../shared/logger.js';
+import { createLogger, LOG_LEVELS } from '../../shared/logger.js';
+import { logLevelFrom } from '../log-level.js';
 import {
   DEFAULT_FIRST_DATA_WAIT_MS,
   DEFAULT_IDLE_SECONDS,
@@ -32,8 +32,7 @@ import {
 } from '../../config/defaults.js';
 import { bindErrorCode } from '../../shared/listen.js';
 import { formatHostPort } from '../../shared/parse.js';
-import { parseFlags } from '../../config/flags.js';
-import { clientFlagsSchema } from '../../config/client.js';
+import { clientFlagsSchema, parseFlags } from '../../config/flags.js';
 import { fileErrorWhy } from '../../config/errors.js';
 import { commanderUsageError, isUserError, UsageError } from '../errors.js';
 import { untilSignal } from '../shutdown.js';
@@ -181,7 +180,7 @@ export function registerClient(program: Command): void {
       '--udp',
       "answer SOCKS5 UDP ASSOCIATE (DNS, QUIC, calls) through the first server's UDP relay (ladder server --udp, a managed server, or ss-server -u)",
     )
-    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace (debug logs destinations)')
+    .option('--log-level <level>', `${LOG_LEVELS.join('|')} (debug logs destinations; default info or LADDER_LOG_LEVEL)`)
     .addHelpText(
       'after',
       [
@@ -203,6 +202,7 @@ export function registerClient(program: Command): void {
       let configDir = process.cwd();
       if (flags.config !== undefined) {
         const path = resolvePath(flags.config);
+        const { parseClientConfig } = await import('../../config/client.js'); // zod: only with a file
         config = usage('', () => parseClientConfig(readText(path), flags.config!));
         configDir = dirname(path);
       }
@@ -296,7 +296,7 @@ export function registerClient(program: Command): void {
             }
           : undefined;
 
-      const log = createLogger(flags.logLevel ? { level: flags.logLevel } : {});
+      const log = createLogger({ level: logLevelFrom(flags.logLevel) });
 
       const udpOn = fromCli('udp') ? flags.udp === true : config.udp === true;
       let udpAssociate: UdpAssociateHandler | undefined;

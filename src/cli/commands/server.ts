@@ -2,7 +2,7 @@ import type { Command, CommanderError } from 'commander';
 import type { AddressInfo } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { QRCode } from '../qr.js';
-import { loadServerConfigFile, serverFlagsSchema, type ServerConfig } from '../../config/server.js';
+import type { ServerConfig } from '../../config/server.js';
 import { isProtocolError } from '../../protocol/errors.js';
 import { checkKey, checkMethod } from '../../protocol/shadowsocks/key-material.js';
 import { formatSsUrl } from '../../protocol/sip002/index.js';
@@ -18,7 +18,9 @@ import {
 } from '../../config/defaults.js';
 import { bindErrorCode } from '../../shared/listen.js';
 import { formatHostPort } from '../../shared/parse.js';
-import { parseFlags } from '../../config/flags.js';
+import { parseFlags, serverFlagsSchema } from '../../config/flags.js';
+import { LOG_LEVELS } from '../../shared/logger.js';
+import { logLevelFrom } from '../log-level.js';
 import { UsageError } from '../errors.js';
 import { untilSignal } from '../shutdown.js';
 import { addManagedOptions, checkPublicHost, chooseMode, runManaged, type ManagedFlags } from '../managed.js';
@@ -51,7 +53,6 @@ interface ServerFlags extends WebFlags {
   logLevel?: string;
 }
 
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /**
  * The host to put in printed access URLs: --public-host, else the listen address when it is a
@@ -86,6 +87,7 @@ async function plan(flags: ServerFlags): Promise<Plan> {
   let config: ServerConfig;
   let source: string;
   if (flags.config !== undefined) {
+    const { loadServerConfigFile } = await import('../../config/server.js'); // zod: only with a file
     config = await loadServerConfigFile(flags.config); // a ConfigError is a usage error (exit 2)
     source = flags.config;
   } else {
@@ -290,11 +292,7 @@ export function registerServer(program: Command): void {
       ].join('\n'),
     )
     .action(async (flags: ServerFlags & ManagedFlags) => {
-      const level = flags.logLevel ?? (process.env.LADDER_LOG_LEVEL || 'info');
-      if (!LOG_LEVELS.includes(level)) {
-        const from = flags.logLevel !== undefined ? '--log-level' : 'LADDER_LOG_LEVEL';
-        throw new UsageError(`${from} must be one of ${LOG_LEVELS.join(', ')}, got "${level}"`);
-      }
+      const level = logLevelFrom(flags.logLevel);
       // Managed (store + API + metrics) unless a key source is named; see chooseMode.
       if (chooseMode(flags as Record<string, unknown>) === 'managed')
         return runManaged({ ...flags, logLevel: level });

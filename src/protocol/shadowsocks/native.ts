@@ -71,15 +71,22 @@ export const NATIVE_METHOD: Readonly<Record<AeadMethod['cipher'], number>> = {
 const ADDON_FILE = 'build/Release/ladder_aead.node';
 
 /**
- * Where the package root may be relative to this module: src/protocol/shadowsocks/ and
- * dist/protocol/shadowsocks/ are both three levels below it; a copy compiled somewhere under
- * <root>/node_modules/ (the bench's cache) finds <root> before the node_modules segment.
+ * Where the addon may be: build/Release/ under the package root, which is some levels above this
+ * module (src/protocol/shadowsocks/, a tsc-style dist/protocol/shadowsocks/, or the bundle's
+ * dist/chunks/: every directory up to the filesystem root is a candidate); a copy compiled
+ * somewhere under <root>/node_modules/ (the bench's cache) finds <root> before the node_modules
+ * segment.
  */
 function candidateUrls(): URL[] {
   const here = import.meta.url;
-  const urls = [new URL(`../../../${ADDON_FILE}`, here)];
+  const urls: URL[] = [];
   const nm = here.indexOf('/node_modules/');
   if (nm > 0) urls.push(new URL(`${here.slice(0, nm)}/${ADDON_FILE}`));
+  for (let up = '../'; urls.length < 12; up += '../') {
+    const url = new URL(`${up}${ADDON_FILE}`, here);
+    if (urls.some((u) => u.href === url.href)) break; // reached the filesystem root
+    urls.push(url);
+  }
   return urls;
 }
 
