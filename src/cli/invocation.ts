@@ -29,7 +29,8 @@ function inOwnCheckout(cwd: string): boolean {
   const pkg = join(cwd, 'package.json');
   if (real(cwd) !== real(root) || !existsSync(pkg)) return false;
   try {
-    return (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: unknown }).name === 'ladder';
+    const bin = (JSON.parse(readFileSync(pkg, 'utf8')) as { bin?: unknown }).bin;
+    return bin !== null && typeof bin === 'object' && 'ladder' in bin;
   } catch {
     return false;
   }
