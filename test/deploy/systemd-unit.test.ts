@@ -33,7 +33,10 @@ function unitFile(name: string, text = UNIT): string {
 
 async function verify(path: string): Promise<string> {
   const r = await run(analyze!, ['verify', '--man=no', path], { cwd: tmp }).catch(
-    (err: { stdout?: string; stderr?: string }) => ({ stdout: err.stdout ?? '', stderr: err.stderr ?? 'failed' }),
+    (err: { stdout?: string; stderr?: string }) => ({
+      stdout: err.stdout ?? '',
+      stderr: err.stderr ?? 'failed',
+    }),
   );
   return `${r.stdout}${r.stderr}`.trim();
 }
@@ -45,30 +48,34 @@ async function exposure(path: string): Promise<number> {
   return Number(m[1]);
 }
 
-describe('deploy/ladder.service', { skip: skipUnless(analyze !== undefined, 'systemd-analyze not installed (apt install systemd)') }, () => {
-  test('systemd-analyze verify accepts it without a warning', async () => {
-    assert.equal(await verify(unitFile('ladder')), '');
-  });
+describe(
+  'deploy/ladder.service',
+  { skip: skipUnless(analyze !== undefined, 'systemd-analyze not installed (apt install systemd)') },
+  () => {
+    test('systemd-analyze verify accepts it without a warning', async () => {
+      assert.equal(await verify(unitFile('ladder')), '');
+    });
 
-  test('a misspelt directive is reported (negative control for the check above)', async () => {
-    const out = await verify(unitFile('typo', UNIT.replace('ProtectSystem=strict', 'ProtectSystm=strict')));
-    assert.match(out, /Unknown key 'ProtectSystm'/);
-  });
+    test('a misspelt directive is reported (negative control for the check above)', async () => {
+      const out = await verify(unitFile('typo', UNIT.replace('ProtectSystem=strict', 'ProtectSystm=strict')));
+      assert.match(out, /Unknown key 'ProtectSystm'/);
+    });
 
-  test('the sandbox rates "OK" or better (exposure < 2.5), and the bare unit does not', async () => {
-    const score = await exposure(unitFile('ladder'));
-    assert.ok(score < 2.5, `exposure ${score}`);
-    // The same service with only [Unit], ExecStart and [Install]: what the directives buy.
-    const bare = UNIT.split('\n')
-      .filter((l) => /^(\[|ExecStart=|Description=|WantedBy=|Type=)/.test(l))
-      .join('\n');
-    const bareScore = await exposure(unitFile('bare', bare));
-    assert.ok(bareScore > 8, `bare exposure ${bareScore}`);
-  });
+    test('the sandbox rates "OK" or better (exposure < 2.5), and the bare unit does not', async () => {
+      const score = await exposure(unitFile('ladder'));
+      assert.ok(score < 2.5, `exposure ${score}`);
+      // The same service with only [Unit], ExecStart and [Install]: what the directives buy.
+      const bare = UNIT.split('\n')
+        .filter((l) => /^(\[|ExecStart=|Description=|WantedBy=|Type=)/.test(l))
+        .join('\n');
+      const bareScore = await exposure(unitFile('bare', bare));
+      assert.ok(bareScore > 8, `bare exposure ${bareScore}`);
+    });
 
-  test('it keeps what node needs: no MemoryDenyWriteExecute (V8 JIT) and a writable state directory', () => {
-    assert.doesNotMatch(UNIT, /^MemoryDenyWriteExecute=yes/m);
-    assert.match(UNIT, /^StateDirectory=ladder$/m);
-    assert.match(UNIT, /^ExecStart=\S+ladder server --data-dir \/var\/lib\/ladder$/m);
-  });
-});
+    test('it keeps what node needs: no MemoryDenyWriteExecute (V8 JIT) and a writable state directory', () => {
+      assert.doesNotMatch(UNIT, /^MemoryDenyWriteExecute=yes/m);
+      assert.match(UNIT, /^StateDirectory=ladder$/m);
+      assert.match(UNIT, /^ExecStart=\S+ladder server --data-dir \/var\/lib\/ladder$/m);
+    });
+  },
+);
