@@ -2,7 +2,9 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { NOT_FOUND_BODY } from './errors.js';
 import type { ApiContext } from './context.js';
 import { registerSubscriptionRoutes } from './subscriptions/routes.js';
-import { keyByToken, refusalOf, stableUuid } from './subscriptions/state.js';
+import { sip008Doc } from './subscriptions/formats.js';
+import { buildSubscription } from './subscriptions/model.js';
+import { keyByToken, refusalOf } from './subscriptions/state.js';
 
 const JSON_UTF8 = 'application/json; charset=utf-8';
 
@@ -23,30 +25,13 @@ export function registerDynamicRoutes(app: FastifyInstance, ctx: ApiContext): vo
     const { key, status } = found;
     const settings = await ctx.store.getSettings();
     reply.header('content-type', JSON_UTF8).header('cache-control', 'no-store');
-    if (format === 'sip008') {
-      const body: Record<string, unknown> = {
-        version: 1,
-        servers:
-          status.state === 'active'
-            ? [
-                {
-                  id: stableUuid(`${settings.serverId}/${key.id}`),
-                  remarks: key.name || settings.name,
-                  server: settings.hostnameForAccessKeys,
-                  server_port: key.port,
-                  password: key.secret,
-                  method: key.method,
-                },
-              ]
-            : [],
-      };
-      if (status.limitBytes !== null) {
-        body.bytes_used = status.usedBytes;
-        body.bytes_remaining = Math.max(0, status.limitBytes - status.usedBytes);
-      }
-      return reply.code(200).send(body);
-    }
     const refusal = refusalOf(key, status);
+    if (format === 'sip008') {
+      // The raw server only (the subscription's SIP008 adds the web front's), same id and figures.
+      return reply
+        .code(200)
+        .send(sip008Doc(buildSubscription(key, status, settings, undefined, refusal, undefined)));
+    }
     if (refusal) return reply.code(200).send({ error: refusal });
     return reply.code(200).send({
       server: settings.hostnameForAccessKeys,

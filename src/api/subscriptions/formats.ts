@@ -151,7 +151,9 @@ export function clashYaml(sub: Subscription): Rendered {
     };
     return { body: yaml(doc), contentType: YAML_UTF8, ext: 'yaml' };
   }
-  const group = sub.title.replace(/,/g, ' ');
+  // mihomo refuses a group named like a proxy; the rule is comma-separated.
+  let group = 'Ladder';
+  while (sub.entries.some((e) => e.name === group)) group += ' ·';
   const doc = {
     ...base,
     proxies: sub.entries.map(clashProxy),

@@ -76,9 +76,9 @@ export function buildSubscription(
     });
   }
   entries.push(raw);
-  // The split of the window's usage when the store has it; else all of it as download (as panels do).
+  // The store's live split of the window's usage; else the enforcer's total as download (as panels do).
   const up = usage?.up ?? 0;
-  const down = usage ? Math.max(0, status.usedBytes - up) : status.usedBytes;
+  const down = usage?.down ?? status.usedBytes;
   return {
     title,
     entries: refusal ? [] : entries,

@@ -36,7 +36,7 @@ function disposition(title: string, ext: string, inline: boolean): string {
       .replace(/[^A-Za-z0-9._ -]/g, '')
       .trim()
       .slice(0, 60) || 'ladder';
-  return `${inline ? 'inline' : 'attachment'}; filename="${ascii}.${ext}"; filename*=UTF-8''${encodeURIComponent(`${title}.${ext}`)}`;
+  return `${inline ? 'inline' : 'attachment'}; filename="${ascii}.${ext}"; filename*=UTF-8''${encodeURIComponent(`${title}.${ext}`).replace(/['()*!]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)}`;
 }
 
 /**
