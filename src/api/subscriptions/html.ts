@@ -1,5 +1,6 @@
 import { entryLink, type Subscription } from './model.js';
 import { refusalLine } from './formats.js';
+import { gib } from './state.js';
 
 /**
  * The page a browser gets at /sub/{token}: the key's state and usage, then per app family what to
@@ -30,18 +31,6 @@ async function linkBlock(label: string, link: string): Promise<string> {
   return `<figure><div class="qr">${await qrSvg(link)}</div><figcaption>${escapeHtml(label)}<br><code>${escapeHtml(link)}</code></figcaption></figure>`;
 }
 
-function bytes(n: number): string {
-  if (n < 1000) return `${n} B`;
-  const units = ['kB', 'MB', 'GB', 'TB'];
-  let v = n;
-  let i = -1;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
-}
-
 const STYLE = `body{font-family:system-ui,sans-serif;max-width:46rem;margin:1rem auto;padding:0 1rem;line-height:1.45;color:#222}
 h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:1.6rem}code{word-break:break-all;font-size:.8rem}
 figure{margin:.8rem 0;display:flex;gap:1rem;align-items:center}.qr{flex:0 0 11rem}.qr svg{width:11rem;height:11rem}
@@ -50,7 +39,7 @@ figure{margin:.8rem 0;display:flex;gap:1rem;align-items:center}.qr{flex:0 0 11re
 export async function htmlPage(sub: Subscription, links: PageLinks): Promise<string> {
   const used = sub.upload + sub.download;
   const facts = [
-    `Used ${bytes(used)}${sub.limitBytes !== null ? ` of ${bytes(sub.limitBytes)}` : ''} in the current period`,
+    `Used ${gib(used)}${sub.limitBytes !== null ? ` of ${gib(sub.limitBytes)}` : ''} in the current period`,
     sub.expiresAt !== null
       ? `Expires ${new Date(sub.expiresAt).toISOString().slice(0, 16)}Z`
       : 'Does not expire',

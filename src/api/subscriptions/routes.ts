@@ -16,6 +16,19 @@ import { negotiate } from './negotiate.js';
 import { keyByToken, refusalOf } from './state.js';
 import { SUB_FORMATS, subscriptionUrl, type SubFormat } from './url.js';
 
+/** The formats that are one function of the subscription (and the Outline prefix). */
+const RENDER: Record<
+  Exclude<SubFormat, 'html'>,
+  (sub: Subscription, prefix: Uint8Array | undefined) => Rendered
+> = {
+  outline: outlineYaml,
+  'outline-json': outlineJson,
+  clash: clashYaml,
+  'sing-box': singBoxJson,
+  sip008: sip008Json,
+  base64: base64List,
+};
+
 /** How often apps should re-fetch (hours; profile-update-interval). Short, so a moved server is found soon. */
 export const UPDATE_INTERVAL_HOURS = 6;
 
@@ -55,42 +68,21 @@ export function registerSubscriptionRoutes(app: FastifyInstance, ctx: ApiContext
     // PREFIX HOOK (see model.ts outlinePrefix): Outline has no 2022 ciphers, so SIP004 keys only.
     const prefix = key.method.startsWith('2022-') ? undefined : outlinePrefix(key, settings);
     let out: Rendered;
-    switch (format) {
-      case 'outline':
-        out = outlineYaml(sub, prefix);
-        break;
-      case 'outline-json':
-        out = outlineJson(sub, prefix);
-        break;
-      case 'clash':
-        out = clashYaml(sub);
-        break;
-      case 'sing-box':
-        out = singBoxJson(sub);
-        break;
-      case 'sip008':
-        out = sip008Json(sub);
-        break;
-      case 'base64':
-        out = base64List(sub);
-        break;
-      case 'html': {
-        const outline = subscriptionUrl(key, settings, 'outline');
-        out = {
-          body: await htmlPage(sub, {
-            subscription: subscriptionUrl(key, settings),
-            outline:
-              outline && !key.method.startsWith('2022-')
-                ? `${outline.replace(/^https?:\/\//, 'ssconf://')}#${encodeURIComponent(sub.title)}`
-                : undefined,
-            prefix,
-          }),
-          contentType: 'text/html; charset=utf-8',
-          ext: 'html',
-        };
-        break;
-      }
-    }
+    if (format === 'html') {
+      const outline = subscriptionUrl(key, settings, 'outline');
+      out = {
+        body: await htmlPage(sub, {
+          subscription: subscriptionUrl(key, settings),
+          outline:
+            outline && !key.method.startsWith('2022-')
+              ? `${outline.replace(/^https?:\/\//, 'ssconf://')}#${encodeURIComponent(sub.title)}`
+              : undefined,
+          prefix,
+        }),
+        contentType: 'text/html; charset=utf-8',
+        ext: 'html',
+      };
+    } else out = RENDER[format](sub, prefix);
     reply
       .header('content-type', out.contentType)
       .header('cache-control', 'no-store')
