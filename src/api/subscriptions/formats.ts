@@ -1,4 +1,3 @@
-import { stringify as toYaml } from 'yaml';
 import {
   entryLink,
   hostPort,
@@ -34,7 +33,11 @@ const TEXT_UTF8 = 'text/plain; charset=utf-8';
 /** Where placeholder entries point: nothing listens on port 1, and nothing leaves the device. */
 const NOWHERE = { host: '127.0.0.1', port: 1, method: 'chacha20-ietf-poly1305', password: 'unavailable' };
 
-const yaml = (doc: unknown): string => toYaml(doc, { lineWidth: 0 });
+/** The yaml package loads when a YAML format is first asked for, not with the server (idle memory). */
+async function yaml(doc: unknown): Promise<string> {
+  const { stringify } = await import('yaml');
+  return stringify(doc, { lineWidth: 0 });
+}
 
 /** The one line apps show for a refused key ("Quota exceeded: Used 2.00 GiB out of 2.00 GiB"). */
 export function refusalLine(r: NonNullable<Subscription['refusal']>): string {
@@ -65,9 +68,9 @@ function outlineRefusal(sub: Subscription): { message: string; details?: string 
  * decided when the config is parsed, not by trying the network. Only fields Outline's parsers know
  * (they reject unknown ones); `prefix` on TCP only, as Outline applies it.
  */
-export function outlineYaml(sub: Subscription, prefix: Uint8Array | undefined): Rendered {
+export async function outlineYaml(sub: Subscription, prefix: Uint8Array | undefined): Promise<Rendered> {
   const refused = outlineRefusal(sub);
-  if (refused) return { body: yaml({ error: refused }), contentType: YAML_UTF8, ext: 'yaml' };
+  if (refused) return { body: await yaml({ error: refused }), contentType: YAML_UTF8, ext: 'yaml' };
   const raw = sub.raw!;
   const direct = hostPort(raw.host, raw.port);
   const ws = sub.entries.find((e) => e.ws !== undefined);
@@ -89,7 +92,7 @@ export function outlineYaml(sub: Subscription, prefix: Uint8Array | undefined): 
       udp: { $type: 'shadowsocks', endpoint: endpoint('udp'), ...cipher },
     },
   };
-  return { body: yaml(doc), contentType: YAML_UTF8, ext: 'yaml' };
+  return { body: await yaml(doc), contentType: YAML_UTF8, ext: 'yaml' };
 }
 
 /** Outline's legacy dynamic-key JSON: exactly server, server_port, method, password (+ prefix). */
@@ -138,7 +141,7 @@ function clashProxy(e: SubEntry): Record<string, unknown> {
  * A minimal working Clash/mihomo profile: a local mixed (HTTP+SOCKS) port, the key's proxies,
  * one select group (WebSocket first) and a rule sending everything through it.
  */
-export function clashYaml(sub: Subscription): Rendered {
+export async function clashYaml(sub: Subscription): Promise<Rendered> {
   const base = { 'mixed-port': 7890, 'allow-lan': false, mode: 'rule', 'log-level': 'warning' };
   if (sub.refusal) {
     // Group names end up in a comma-separated rule: no commas in them.
@@ -149,7 +152,7 @@ export function clashYaml(sub: Subscription): Rendered {
       'proxy-groups': [{ name, type: 'select', proxies: ['REJECT'] }],
       rules: [`MATCH,${name}`],
     };
-    return { body: yaml(doc), contentType: YAML_UTF8, ext: 'yaml' };
+    return { body: await yaml(doc), contentType: YAML_UTF8, ext: 'yaml' };
   }
   // mihomo refuses a group named like a proxy; the rule is comma-separated.
   let group = 'Ladder';
@@ -160,7 +163,7 @@ export function clashYaml(sub: Subscription): Rendered {
     'proxy-groups': [{ name: group, type: 'select', proxies: sub.entries.map((e) => e.name) }],
     rules: [`MATCH,${group}`],
   };
-  return { body: yaml(doc), contentType: YAML_UTF8, ext: 'yaml' };
+  return { body: await yaml(doc), contentType: YAML_UTF8, ext: 'yaml' };
 }
 
 /** sing-box shadowsocks outbound; the web front through sing-box's built-in v2ray-plugin. */

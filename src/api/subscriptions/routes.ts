@@ -19,7 +19,7 @@ import { SUB_FORMATS, subscriptionUrl, type SubFormat } from './url.js';
 /** The formats that are one function of the subscription (and the Outline prefix). */
 const RENDER: Record<
   Exclude<SubFormat, 'html'>,
-  (sub: Subscription, prefix: Uint8Array | undefined) => Rendered
+  (sub: Subscription, prefix: Uint8Array | undefined) => Rendered | Promise<Rendered>
 > = {
   outline: outlineYaml,
   'outline-json': outlineJson,
@@ -82,7 +82,7 @@ export function registerSubscriptionRoutes(app: FastifyInstance, ctx: ApiContext
         contentType: 'text/html; charset=utf-8',
         ext: 'html',
       };
-    } else out = RENDER[format](sub, prefix);
+    } else out = await RENDER[format](sub, prefix);
     reply
       .header('content-type', out.contentType)
       .header('cache-control', 'no-store')
