@@ -222,6 +222,7 @@ test('format negotiation: the User-Agent matrix of panels, Accept text/html for 
   assert.equal(checkSip008(await body('shadowsocks-rust/1.21')).servers.length, 2);
   assert.match(Buffer.from(await body('v2rayNG/1.9'), 'base64').toString(), /^ss:\/\//);
   assert.match(await body('Mozilla/5.0', 'text/html'), /^<!doctype html>/);
+  assert.equal((await app.inject({ url: base })).headers.vary, 'User-Agent, Accept');
 });
 
 test('headers: subscription-userinfo, profile-update-interval, profile-title, content-disposition', async (t) => {

@@ -103,8 +103,11 @@ export function registerSubscriptionRoutes(app: FastifyInstance, ctx: ApiContext
   app.get<{ Params: { token: string } }>(
     '/sub/:token',
     { schema: hide },
-    (req: FastifyRequest<{ Params: { token: string } }>, reply) =>
-      serve(req.params.token, negotiate(req.headers['user-agent'], req.headers.accept), reply),
+    (req: FastifyRequest<{ Params: { token: string } }>, reply) => {
+      // A cache (a CDN in front) must not hand one app's format to another.
+      reply.header('vary', 'User-Agent, Accept');
+      return serve(req.params.token, negotiate(req.headers['user-agent'], req.headers.accept), reply);
+    },
   );
   app.get<{ Params: { token: string; format: string } }>(
     '/sub/:token/:format',
