@@ -16,7 +16,7 @@ import { AEAD_METHODS } from '../protocol/shadowsocks/methods.js';
 import { AEAD_2022_METHODS } from '../protocol/shadowsocks/methods2022.js';
 import { DEFAULT_METHOD } from '../config/defaults.js';
 import { KeyEnforcer, type Store } from '../store/index.js';
-import type { ApiContext } from './context.js';
+import type { ApiContext, WebEndpoint } from './context.js';
 import { registerDynamicRoutes } from './dynamic.js';
 import { ApiError, NOT_FOUND_BODY } from './errors.js';
 import { registerLadderRoutes } from './routes-ladder.js';
@@ -58,6 +58,8 @@ export interface ApiOptions {
   version?: string;
   /** Whether the Prometheus endpoint is served now (reported as GET /server's metricsEnabled). */
   metricsServed?: () => boolean;
+  /** The web front's public parameters, read per request (subscriptions offer its WebSocket entries). */
+  webEndpoint?: () => WebEndpoint | undefined;
 }
 
 const AUTHED = Symbol('ladder.api.authed');
@@ -115,7 +117,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
         const rest = m[2]!;
         return rest.startsWith('/') ? rest : `/${rest}`;
       }
-      if (url.startsWith('/access/')) return url;
+      if (url.startsWith('/access/') || url.startsWith('/sub/')) return url;
       return NOWHERE;
     },
   }) as unknown as FastifyInstance;
@@ -138,7 +140,11 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   app.addHook('onRequest', async (req, reply) => {
     const url = req.routeOptions.url;
     if (url === undefined) return;
-    if (!url.startsWith('/access/') && (req.raw as RawWithAuth)[AUTHED] !== true) {
+    if (
+      !url.startsWith('/access/') &&
+      !url.startsWith('/sub/') &&
+      (req.raw as RawWithAuth)[AUTHED] !== true
+    ) {
       return reply.code(404).send(NOT_FOUND_BODY);
     }
   });
@@ -227,6 +233,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     methods: opts.methods ?? DEFAULT_METHODS,
     version: opts.version ?? serverVersion(),
     metricsServed: opts.metricsServed,
+    webEndpoint: opts.webEndpoint,
   };
   registerOutlineRoutes(app, ctx);
   registerLadderRoutes(app, ctx);
@@ -241,12 +248,15 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
 }
 
 /**
- * A plain-HTTP listener that serves only the dynamic keys (/access/{token}), for putting behind a
+ * A plain-HTTP listener that serves only the dynamic keys (/access/{token}) and subscriptions
+ * (/sub/{token}), for putting behind a
  * TLS-terminating proxy or CDN with a real certificate (Outline clients verify ssconf:// TLS).
  * Everything else gets the same 404 as the API's unknown paths.
  */
 export async function buildDynamicApp(
-  opts: Pick<ApiOptions, 'store' | 'control' | 'logger' | 'clock'> & { enforcer: KeyEnforcer },
+  opts: Pick<ApiOptions, 'store' | 'control' | 'logger' | 'clock' | 'webEndpoint'> & {
+    enforcer: KeyEnforcer;
+  },
 ): Promise<FastifyInstance> {
   const app = Fastify({ logger: false, bodyLimit: 1024 }) as unknown as FastifyInstance;
   app.setNotFoundHandler((_req, reply) => reply.code(404).send(NOT_FOUND_BODY));
@@ -261,6 +271,7 @@ export async function buildDynamicApp(
     methods: DEFAULT_METHODS,
     version: serverVersion(),
     metricsServed: undefined,
+    webEndpoint: opts.webEndpoint,
   });
   await app.ready();
   return app;

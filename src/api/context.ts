@@ -21,6 +21,26 @@ import {
   type SecretRequest,
 } from './key-secrets.js';
 import type { AccessKeyJson } from './schemas.js';
+import { subscriptionUrl } from './subscriptions/url.js';
+
+/**
+ * The web front's public parameters (managed mode with --web-port), so subscriptions can offer
+ * Shadowsocks over WebSocket next to raw Shadowsocks. The secret path is a secret like a password.
+ */
+export interface WebEndpoint {
+  /** What clients dial and send as Host/SNI; undefined = hostnameForAccessKeys at request time. */
+  host?: string | undefined;
+  port: number;
+  /** The secret path, '/SECRET': v2ray-plugin streams at it, Outline's at `${path}/tcp` and `${path}/udp`. */
+  path: string;
+  tls: boolean;
+  /** Ask v2ray-plugin clients for Mux.Cool (true) or raw streams (false); undefined = each client's default. */
+  mux?: boolean | undefined;
+  /** UDP over WebSocket at `${path}/udp` (Outline's packet endpoint) is served. */
+  udp: boolean;
+  /** Only keys on this data port are reachable through the web front; undefined = every key. */
+  keyPort?: number | undefined;
+}
 
 /** Everything route handlers need, built once by buildApi. */
 export interface ApiContext {
@@ -36,6 +56,8 @@ export interface ApiContext {
   version: string;
   /** Whether the Prometheus endpoint is being served (GET /server's metricsEnabled); undefined = unknown. */
   metricsServed: (() => boolean) | undefined;
+  /** The web front, when there is one (read per request: managed mode starts it after the API). */
+  webEndpoint?: (() => WebEndpoint | undefined) | undefined;
 }
 
 export function toAccessKeyJson(key: KeyRecord, settings: ServerSettings, status?: KeyStatus): AccessKeyJson {
@@ -61,6 +83,8 @@ export function toAccessKeyJson(key: KeyRecord, settings: ServerSettings, status
   }
   const dyn = dynamicAccessUrl(key, settings);
   if (dyn !== undefined) json.dynamicAccessUrl = dyn;
+  const sub = subscriptionUrl(key, settings);
+  if (sub !== undefined) json.subscriptionUrl = sub;
   if (key.lastSeenAt !== null) json.lastTrafficSeenTimestampMs = key.lastSeenAt;
   return json;
 }

@@ -79,6 +79,10 @@ export const AccessKey = z.object({
     .optional()
     .meta({ description: 'Usage in the current limit window' }),
   dynamicAccessUrl: z.string().optional().meta({ description: 'ssconf:// URL of the dynamic key' }),
+  subscriptionUrl: z.string().optional().meta({
+    description:
+      'https:// subscription URL (no admin secret): the key in the format each app reads (Clash/mihomo, sing-box, v2rayNG/Shadowrocket base64, Outline, SIP008), chosen by User-Agent and Accept or by /FORMAT; a browser gets a page with QR codes',
+  }),
   createdTimestampMs: z.number(),
   lastTrafficSeenTimestampMs: z.number().optional(),
   multiUser: z

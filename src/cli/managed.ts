@@ -3,7 +3,7 @@ import { printable } from './terminal.js';
 import { networkInterfaces } from 'node:os';
 import type { Command } from 'commander';
 import { QRCode } from './qr.js';
-import type { RunningApi } from '../api/index.js';
+import type { RunningApi, WebEndpoint } from '../api/index.js';
 import type { LadderMetrics, MetricsServer } from '../metrics/index.js';
 import { startDataPlane, type DataPlane, type DataPlaneOptions, type ServerHooks } from '../server/index.js';
 import type { RuntimeKey, ServerControl, UsageSink } from '../shared/control.js';
@@ -26,6 +26,7 @@ import { untilSignal } from './shutdown.js';
 import { describeStore, dynamicKeyNote, privatePolicyLine, storeFlags } from './banner-text.js';
 import { ladderCommand } from './invocation.js';
 import { StartupLog } from './startup-log.js';
+import { webEndpointOf } from './web-endpoint.js';
 import {
   planWeb,
   startWeb,
@@ -370,12 +371,16 @@ export async function startManaged(
 
     let api: RunningApi | undefined;
     let metricsServer: MetricsServer | undefined;
+    let web: RunningWeb | undefined; // started after the API; subscriptions read it per request
+    const webEndpoint = (): WebEndpoint | undefined =>
+      web && webEndpointOf(web, flags.udp !== false, plane.address.port);
     try {
       api = await startApi({
         store,
         control: pool,
         metrics,
         metricsServed: () => metricsServer !== undefined,
+        webEndpoint,
         logger: log,
         enforcer,
         dataDir,
@@ -396,7 +401,7 @@ export async function startManaged(
 
     let dynamicAddress: string | undefined;
     if (dynamicListen) {
-      const dyn = await buildDynamicApp({ store, control: pool, logger: log, enforcer });
+      const dyn = await buildDynamicApp({ store, control: pool, logger: log, enforcer, webEndpoint });
       cleanups.push(() => dyn.close());
       try {
         dynamicAddress = await dyn.listen(dynamicListen);
@@ -408,7 +413,6 @@ export async function startManaged(
     }
     settings = await store.getSettings();
 
-    let web: RunningWeb | undefined;
     if (webPlan) {
       const secretPath = await storedSecretPath(dataDir, webPlan.secretPath);
       // The primary listener's server and keys: keys an API client moved to another port are

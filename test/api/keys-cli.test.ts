@@ -140,3 +140,39 @@ test('ladder keys against a remote API with the access config line (certificate 
   assert.equal(r.code, 2);
   assert.match(r.stderr, /--cert-sha256/);
 });
+
+test('ladder keys url: the ss://, ssconf:// and subscription URLs, labelled; QR codes only with --qr off a terminal', async (t) => {
+  const dir = tempDir(t);
+  const store = await openStore(parseStoreLocation(undefined, dir), {
+    defaults: { hostname: 'vpn.example.org', port: 4444 },
+  });
+  await store.updateSettings({ apiPort: 8443 });
+  await store.close();
+  const d = ['--data-dir', dir];
+  let r = await inproc(['keys', 'add', '--name', 'Carol', '--no-qr', ...d]);
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n');
+  assert.match(lines[1]!, /^ss:\/\/\S+#Carol$/);
+  assert.match(lines[2]!, /^ssconf:\/\/vpn\.example\.org:8443\/access\/[\w-]{22}#Carol$/);
+  assert.match(lines[3]!, /^https:\/\/vpn\.example\.org:8443\/sub\/[\w-]{22}$/);
+  const token = lines[2]!.split('/access/')[1]!.split('#')[0]!;
+  assert.ok(lines[3]!.endsWith(`/sub/${token}`), 'the subscription reuses the dynamic key token');
+
+  // stdout here is not a terminal: no QR code unless asked for.
+  r = await inproc(['keys', 'url', '0', ...d]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.doesNotMatch(r.stdout, /[▀▄█]/);
+  const out = r.stdout.split('\n');
+  assert.match(out[0]!, /^static key \(Outline/);
+  assert.match(out[1]!, /^ {2}ss:\/\//);
+  assert.match(out[2]!, /^dynamic key \(Outline/);
+  assert.match(out[3]!, /^ {2}ssconf:\/\//);
+  assert.match(out[4]!, /^subscription \(Clash\/mihomo, sing-box/);
+  assert.equal(out[5], `  https://vpn.example.org:8443/sub/${token}`);
+  r = await inproc(['keys', 'url', '0', '--qr', ...d]);
+  const blocks = r.stdout.split('\n').filter((l) => /^ {2}(ss|ssconf|https):\/\//.test(l)).length;
+  assert.equal(blocks, 3);
+  const rows = r.stdout.split('\n');
+  const qrBlocks = rows.filter((l, i) => /[▀▄█]/.test(l) && !/[▀▄█]/.test(rows[i - 1] ?? '')).length;
+  assert.equal(qrBlocks, 3, 'one QR code per URL');
+});

@@ -100,11 +100,35 @@ async function withBackend(cmd: Command, fn: (b: KeysBackend) => Promise<void>):
 
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 
-async function printUrls(b: KeysBackend, id: string, qr: boolean, png?: string): Promise<void> {
+/** After `keys add`: the URLs one a line, the ss:// QR code unless --no-qr (as before subscriptions). */
+async function printNewKeyUrls(b: KeysBackend, id: string, qr: boolean): Promise<void> {
   const u = await b.urls(id);
   say(u.ss);
   if (u.ssconf) say(u.ssconf);
+  if (u.sub) say(u.sub);
   if (qr) say((await QRCode.toString(u.ss, { type: 'terminal', small: true })).trimEnd());
+}
+
+/**
+ * `keys url`: each URL with what it is for and, on a terminal (or with --qr), its QR code;
+ * --qr-png writes the ss:// one as a picture.
+ */
+async function printUrls(b: KeysBackend, id: string, qr: boolean, png?: string): Promise<void> {
+  const u = await b.urls(id);
+  const parts: [string, string | undefined][] = [
+    ['static key (Outline, shadowsocks-libev/-rust, v2rayNG, ladder client --key):', u.ss],
+    ['dynamic key (Outline; re-read on every connect, follows the server when it moves):', u.ssconf],
+    [
+      'subscription (Clash/mihomo, sing-box, v2rayNG, Shadowrocket, Outline; in a browser: a page with QR codes):',
+      u.sub,
+    ],
+  ];
+  for (const [label, url] of parts) {
+    if (url === undefined) continue;
+    say(label);
+    say(`  ${url}`);
+    if (qr) say((await QRCode.toString(url, { type: 'terminal', small: true })).trimEnd());
+  }
   if (png !== undefined) {
     await QRCode.toFile(png, u.ss, { type: 'png', margin: 2, width: 512 });
     say(`QR code written to ${png}`);
@@ -137,7 +161,7 @@ Examples:
   ladder keys limit 2 none                           # remove the limit
   ladder keys expire 2 2027-03-01                    # or 2027-03-01T18:00Z, 30d, never
   ladder keys disable 2 && ladder keys enable 2
-  ladder keys url 2 --no-qr
+  ladder keys url 2                                  # ss://, ssconf:// and subscription URLs
   ladder keys --init --data-dir ./new-store add      # create a new store on purpose`;
 
 /** `ladder keys`: manage access keys in the local store or through a server's management API. */
@@ -214,7 +238,7 @@ export function registerKeys(program: Command): void {
           const made = await b.add(add);
           if (made.length === 1) {
             say(`created ${keyLabel(made[0]!)}${suffix}`);
-            await printUrls(b, made[0]!.id, o.qr !== false);
+            await printNewKeyUrls(b, made[0]!.id, o.qr !== false);
           } else {
             say(`created ${made.length} keys: ${made[0]!.id} … ${made[made.length - 1]!.id}${suffix}`);
             for (const k of made) say(`${printable(k.id)}\t${printable(k.name)}\t${k.accessUrl}`);
@@ -302,11 +326,16 @@ export function registerKeys(program: Command): void {
   }
 
   sub('url')
-    .description('print the ss:// and ssconf:// URLs of a key and its QR code')
+    .description(
+      'print the ss://, ssconf:// and subscription URLs of a key, each with its QR code on a terminal',
+    )
     .argument('<id>')
-    .option('--qr-png <file>', 'also write the QR code as a PNG image')
-    .option('--no-qr', 'do not print the QR code')
+    .option('--qr', 'draw the QR codes even when the output is not a terminal')
+    .option('--no-qr', 'do not draw the QR codes')
+    .option('--qr-png <file>', 'also write the ss:// QR code as a PNG image')
     .action(async (id: string, o: { qrPng?: string; qr?: boolean }, cmd: Command) => {
-      await withBackend(cmd, (b) => printUrls(b, id, o.qr !== false, o.qrPng));
+      // QR codes only to a terminal by default (in a file or a pipe they are a screenful of blocks).
+      const qr = o.qr ?? process.stdout.isTTY === true;
+      await withBackend(cmd, (b) => printUrls(b, id, qr, o.qrPng));
     });
 }

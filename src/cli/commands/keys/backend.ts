@@ -7,6 +7,14 @@ import { printable } from '../../terminal.js';
 /** A key as the CLI shows it (the API's AccessKey plus 30-day usage). */
 export type KeyView = AccessKeyJson & { trailing30DaysBytes?: number };
 
+export interface KeyUrls {
+  ss: string;
+  ssconf?: string;
+  /** https://…/sub/{token}: every app's format, a page with QR codes in a browser. */
+  sub?: string;
+  name: string;
+}
+
 export interface AddOptions {
   name?: string;
   method?: string;
@@ -26,8 +34,8 @@ export interface KeysBackend {
   limit(id: string, bytes: number | null, period?: LimitPeriod): Promise<void>;
   expire(id: string, at: number | null): Promise<void>;
   setEnabled(id: string, enabled: boolean): Promise<void>;
-  /** ss:// (with the key name as tag) and, when known, ssconf:// for a key. */
-  urls(id: string): Promise<{ ss: string; ssconf?: string; name: string }>;
+  /** ss:// (with the key name as tag) and, when known, ssconf:// and the subscription URL of a key. */
+  urls(id: string): Promise<KeyUrls>;
   close(): Promise<void>;
 }
 

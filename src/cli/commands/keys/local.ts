@@ -2,7 +2,7 @@
 import { planSecrets } from '../../../api/key-secrets.js';
 import { existsSync as exists, mkdirSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { accessUrl, dynamicAccessUrl } from '../../../api/index.js';
+import { accessUrl, dynamicAccessUrl, subscriptionUrl } from '../../../api/index.js';
 import { toAccessKeyJson } from '../../../api/context.js';
 import { DEFAULT_METHODS } from '../../../api/app.js';
 import {
@@ -18,7 +18,7 @@ import {
 } from '../../../store/index.js';
 import { UsageError } from '../../errors.js';
 import { DEFAULT_DATA_PORT, guessHost } from '../../managed.js';
-import { notFound, type AddOptions, type KeysBackend, type KeyView } from './backend.js';
+import { notFound, type AddOptions, type KeysBackend, type KeyUrls, type KeyView } from './backend.js';
 
 export class LocalKeys implements KeysBackend {
   private constructor(private readonly store: KyselyStore) {}
@@ -98,13 +98,19 @@ export class LocalKeys implements KeysBackend {
     return this.#update(id, { enabled });
   }
 
-  async urls(id: string): Promise<{ ss: string; ssconf?: string; name: string }> {
+  async urls(id: string): Promise<KeyUrls> {
     const key = await this.store.getKey(id);
     if (!key) throw notFound(id);
     const settings = await this.store.getSettings();
     const tag = key.name || `key ${key.id}`;
     const ssconf = dynamicAccessUrl(key, settings, tag);
-    return { ss: accessUrl(key, settings, tag), name: key.name, ...(ssconf ? { ssconf } : {}) };
+    const sub = subscriptionUrl(key, settings);
+    return {
+      ss: accessUrl(key, settings, tag),
+      name: key.name,
+      ...(ssconf ? { ssconf } : {}),
+      ...(sub ? { sub } : {}),
+    };
   }
 
   close(): Promise<void> {

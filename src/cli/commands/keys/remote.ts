@@ -6,7 +6,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { AccessKeyJson } from '../../../api/index.js';
 import type { LimitPeriod } from '../../../store/index.js';
 import { UsageError } from '../../errors.js';
-import { notFound, type AddOptions, type KeysBackend, type KeyView } from './backend.js';
+import { notFound, type AddOptions, type KeysBackend, type KeyUrls, type KeyView } from './backend.js';
 
 /** `--api`: an apiUrl, or the whole access config line {"apiUrl":…,"certSha256":…}. */
 export function parseApiTarget(
@@ -180,7 +180,7 @@ export class RemoteKeys implements KeysBackend {
   async setEnabled(id: string, enabled: boolean): Promise<void> {
     await this.#call('PUT', `/access-keys/${encodeURIComponent(id)}/enabled`, { enabled }, id);
   }
-  async urls(id: string): Promise<{ ss: string; ssconf?: string; name: string }> {
+  async urls(id: string): Promise<KeyUrls> {
     const k = await this.get(id);
     const tag = k.name || `key ${k.id}`;
     const ss = `${k.accessUrl.replace(/#.*$/, '')}#${encodeURIComponent(tag)}`;
@@ -188,6 +188,7 @@ export class RemoteKeys implements KeysBackend {
       ss,
       name: k.name,
       ...(k.dynamicAccessUrl ? { ssconf: `${k.dynamicAccessUrl}#${encodeURIComponent(tag)}` } : {}),
+      ...(k.subscriptionUrl ? { sub: k.subscriptionUrl } : {}),
     };
   }
   async close(): Promise<void> {}

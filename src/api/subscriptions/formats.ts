@@ -1,0 +1,265 @@
+import {
+  entryLink,
+  hostPort,
+  prefixString,
+  v2rayPluginOpts,
+  type SubEntry,
+  type Subscription,
+} from './model.js';
+import { stableUuid } from './state.js';
+
+/**
+ * The subscription body in each app family's own format. Each is checked against that format's
+ * rules in test/api/subscriptions*.test.ts, and its entries fed to real clients where one runs.
+ *
+ * A key that cannot be used gets each format's native way of saying so: Outline's `error` object;
+ * SIP008's empty `servers` (with bytes_used/bytes_remaining); and, where apps only show a list of
+ * servers (Clash/mihomo, sing-box, base64 links), an entry whose name is the message, as panels
+ * do (Remnawave's "expired/limited/disabled" remarks), that carries no traffic anywhere: Clash's
+ * group holds only REJECT; the others point at 127.0.0.1 port 1.
+ */
+
+export interface Rendered {
+  body: string;
+  contentType: string;
+  /** File name extension for content-disposition. */
+  ext: string;
+}
+
+const YAML_UTF8 = 'text/yaml; charset=utf-8';
+const JSON_UTF8 = 'application/json; charset=utf-8';
+const TEXT_UTF8 = 'text/plain; charset=utf-8';
+
+/** Where placeholder entries point: nothing listens on port 1, and nothing leaves the device. */
+const NOWHERE = { host: '127.0.0.1', port: 1, method: 'chacha20-ietf-poly1305', password: 'unavailable' };
+
+/** The yaml package loads when a YAML format is first asked for, not with the server (idle memory). */
+async function yaml(doc: unknown): Promise<string> {
+  const { stringify } = await import('yaml');
+  return stringify(doc, { lineWidth: 0 });
+}
+
+/** The one line apps show for a refused key ("Quota exceeded: Used 2.00 GiB out of 2.00 GiB"). */
+export function refusalLine(r: NonNullable<Subscription['refusal']>): string {
+  return r.details ? `${r.message}: ${r.details}` : r.message;
+}
+
+function placeholder(sub: Subscription): SubEntry {
+  return { name: `⚠ ${refusalLine(sub.refusal!)}`, ...NOWHERE };
+}
+
+/** Outline apps have SIP004 ciphers only (chacha20-ietf-poly1305, aes-{128,192,256}-gcm). */
+function outlineRefusal(sub: Subscription): { message: string; details?: string } | undefined {
+  if (sub.refusal) return sub.refusal;
+  const m = sub.raw!.method;
+  if (m.startsWith('2022-'))
+    return {
+      message: 'Outline apps cannot use this key',
+      details: `Its cipher ${m} is Shadowsocks-2022, which Outline apps do not have; open the subscription link in a browser for apps that can.`,
+    };
+  return undefined;
+}
+
+/**
+ * Outline's tunnel config (client/config.md in outline-apps): `transport` of type tcpudp with a
+ * shadowsocks dialer and packet listener; with a web front, each endpoint is `first-supported` of
+ * Outline's WebSocket endpoint (`wss://HOST/SECRET/tcp`, `/udp`) then the raw `host:port`, so
+ * apps without WebSocket support (Windows, older versions) still connect. first-supported is
+ * decided when the config is parsed, not by trying the network. Only fields Outline's parsers know
+ * (they reject unknown ones); `prefix` on TCP only, as Outline applies it.
+ */
+export async function outlineYaml(sub: Subscription, prefix: Uint8Array | undefined): Promise<Rendered> {
+  const refused = outlineRefusal(sub);
+  if (refused) return { body: await yaml({ error: refused }), contentType: YAML_UTF8, ext: 'yaml' };
+  const raw = sub.raw!;
+  const direct = hostPort(raw.host, raw.port);
+  const ws = sub.entries.find((e) => e.ws !== undefined);
+  const endpoint = (kind: 'tcp' | 'udp'): unknown => {
+    if (!ws?.ws || (kind === 'udp' && !ws.ws.udp)) return direct;
+    const url = `${ws.ws.tls ? 'wss' : 'ws'}://${hostPort(ws.ws.host, ws.port)}${ws.ws.path}/${kind}`;
+    return { $type: 'first-supported', options: [{ $type: 'websocket', url }, direct] };
+  };
+  const cipher = { cipher: raw.method, secret: raw.password };
+  const doc = {
+    transport: {
+      $type: 'tcpudp',
+      tcp: {
+        $type: 'shadowsocks',
+        endpoint: endpoint('tcp'),
+        ...cipher,
+        ...(prefix ? { prefix: prefixString(prefix) } : {}),
+      },
+      udp: { $type: 'shadowsocks', endpoint: endpoint('udp'), ...cipher },
+    },
+  };
+  return { body: await yaml(doc), contentType: YAML_UTF8, ext: 'yaml' };
+}
+
+/** Outline's legacy dynamic-key JSON: exactly server, server_port, method, password (+ prefix). */
+export function outlineJson(sub: Subscription, prefix: Uint8Array | undefined): Rendered {
+  const refused = outlineRefusal(sub);
+  const raw = sub.raw;
+  const doc =
+    refused || !raw
+      ? { error: refused }
+      : {
+          server: raw.host,
+          server_port: raw.port,
+          method: raw.method,
+          password: raw.password,
+          ...(prefix ? { prefix: prefixString(prefix) } : {}),
+        };
+  return { body: JSON.stringify(doc), contentType: JSON_UTF8, ext: 'json' };
+}
+
+/** Clash/mihomo proxy for an entry: `type: ss`, and v2ray-plugin's websocket mode for the web front. */
+function clashProxy(e: SubEntry): Record<string, unknown> {
+  const p: Record<string, unknown> = {
+    name: e.name,
+    type: 'ss',
+    server: e.host,
+    port: e.port,
+    cipher: e.method,
+    password: e.password,
+    // UDP goes over raw Shadowsocks; v2ray-plugin carries streams only.
+    udp: e.ws === undefined,
+  };
+  if (e.ws) {
+    p.plugin = 'v2ray-plugin';
+    p['plugin-opts'] = {
+      mode: 'websocket',
+      host: e.ws.host,
+      path: e.ws.path,
+      tls: e.ws.tls,
+      ...(e.ws.mux !== undefined ? { mux: e.ws.mux } : {}),
+    };
+  }
+  return p;
+}
+
+/**
+ * A minimal working Clash/mihomo profile: a local mixed (HTTP+SOCKS) port, the key's proxies,
+ * one select group (WebSocket first) and a rule sending everything through it.
+ */
+export async function clashYaml(sub: Subscription): Promise<Rendered> {
+  const base = { 'mixed-port': 7890, 'allow-lan': false, mode: 'rule', 'log-level': 'warning' };
+  if (sub.refusal) {
+    // Group names end up in a comma-separated rule: no commas in them.
+    const name = `⚠ ${refusalLine(sub.refusal)}`.replace(/,/g, ' ');
+    const doc = {
+      ...base,
+      proxies: [],
+      'proxy-groups': [{ name, type: 'select', proxies: ['REJECT'] }],
+      rules: [`MATCH,${name}`],
+    };
+    return { body: await yaml(doc), contentType: YAML_UTF8, ext: 'yaml' };
+  }
+  // mihomo refuses a group named like a proxy; the rule is comma-separated.
+  let group = 'Ladder';
+  while (sub.entries.some((e) => e.name === group)) group += ' ·';
+  const doc = {
+    ...base,
+    proxies: sub.entries.map(clashProxy),
+    'proxy-groups': [{ name: group, type: 'select', proxies: sub.entries.map((e) => e.name) }],
+    rules: [`MATCH,${group}`],
+  };
+  return { body: await yaml(doc), contentType: YAML_UTF8, ext: 'yaml' };
+}
+
+/** sing-box shadowsocks outbound; the web front through sing-box's built-in v2ray-plugin. */
+function singBoxOutbound(e: SubEntry): Record<string, unknown> {
+  return {
+    type: 'shadowsocks',
+    tag: e.name,
+    server: e.host,
+    server_port: e.port,
+    method: e.method,
+    password: e.password,
+    ...(e.ws ? { plugin: 'v2ray-plugin', plugin_opts: v2rayPluginOpts(e.ws) } : {}),
+  };
+}
+
+/**
+ * A sing-box (≥ 1.11) profile as SFA/SFI/SFM and Hiddify import it: a tun inbound (the phone
+ * VPN) and a local mixed port, a selector over the key's outbounds (WebSocket first), DNS through
+ * the proxy. sing-box's shadowsocks outbound has no ws transport of its own, so the web front is
+ * reached with its built-in v2ray-plugin (`plugin`/`plugin_opts`, the v2ray-plugin wire ours speaks).
+ */
+export function singBoxJson(sub: Subscription): Rendered {
+  const outs = (sub.refusal ? [placeholder(sub)] : sub.entries).map(singBoxOutbound);
+  const tags = outs.map((o) => o.tag as string);
+  const doc = {
+    log: { level: 'warn' },
+    dns: {
+      servers: [
+        { tag: 'dns-remote', address: 'tcp://1.1.1.1', detour: 'proxy' },
+        { tag: 'dns-local', address: 'local', detour: 'direct' },
+      ],
+      rules: [{ outbound: 'any', server: 'dns-local' }],
+      final: 'dns-remote',
+    },
+    inbounds: [
+      {
+        type: 'tun',
+        tag: 'tun-in',
+        address: ['172.19.0.1/30', 'fdfe:dcba:9876::1/126'],
+        auto_route: true,
+        strict_route: true,
+      },
+      { type: 'mixed', tag: 'mixed-in', listen: '127.0.0.1', listen_port: 2080 },
+    ],
+    outbounds: [
+      { type: 'selector', tag: 'proxy', outbounds: tags, default: tags[0] },
+      ...outs,
+      { type: 'direct', tag: 'direct' },
+    ],
+    route: {
+      rules: [
+        { inbound: ['tun-in', 'mixed-in'], action: 'sniff' },
+        { protocol: 'dns', action: 'hijack-dns' },
+      ],
+      final: 'proxy',
+      auto_detect_interface: true,
+    },
+  };
+  return { body: JSON.stringify(doc, null, 2), contentType: JSON_UTF8, ext: 'json' };
+}
+
+/** The SIP002 links, one a line, base64 as a whole (v2rayN/NG, Shadowrocket, Streisand, Happ). */
+export function base64List(sub: Subscription): Rendered {
+  const links = (sub.refusal ? [placeholder(sub)] : sub.entries).map((e) => entryLink(e));
+  return {
+    body: Buffer.from(links.join('\n'), 'utf8').toString('base64'),
+    contentType: TEXT_UTF8,
+    ext: 'txt',
+  };
+}
+
+/**
+ * SIP008 online config: one server per entry, the raw one with the same id /access/{token}/sip008
+ * gives it, the WebSocket one with v2ray-plugin; bytes_used/bytes_remaining only with a limit.
+ */
+export function sip008Doc(sub: Subscription): Record<string, unknown> {
+  const doc: Record<string, unknown> = {
+    version: 1,
+    servers: sub.entries.map((e) => ({
+      id: stableUuid(e.ws ? `${sub.seed}/ws` : sub.seed),
+      remarks: e.name,
+      server: e.host,
+      server_port: e.port,
+      password: e.password,
+      method: e.method,
+      ...(e.ws ? { plugin: 'v2ray-plugin', plugin_opts: v2rayPluginOpts(e.ws) } : {}),
+    })),
+  };
+  if (sub.limitBytes !== null) {
+    const used = sub.upload + sub.download;
+    doc.bytes_used = used;
+    doc.bytes_remaining = Math.max(0, sub.limitBytes - used);
+  }
+  return doc;
+}
+
+export function sip008Json(sub: Subscription): Rendered {
+  return { body: JSON.stringify(sip008Doc(sub)), contentType: JSON_UTF8, ext: 'json' };
+}

@@ -1,0 +1,18 @@
+import type { WebEndpoint } from '../api/index.js';
+import type { RunningWeb } from './web.js';
+
+/**
+ * The web front's public parameters for the API's subscriptions: the name clients dial (the ACME
+ * domain when there is one, else the server's hostname for access keys), port, secret path, TLS,
+ * whether UDP over WebSocket is served, and the one data port whose keys the front serves.
+ */
+export function webEndpointOf(web: RunningWeb, udp: boolean, keyPort: number): WebEndpoint {
+  return {
+    host: web.settings.acmeDomains?.[0],
+    port: web.service.front.port,
+    path: web.settings.secretPath,
+    tls: web.service.front.tls,
+    udp,
+    keyPort,
+  };
+}
