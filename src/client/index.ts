@@ -1,6 +1,10 @@
 import type { AddressInfo, Socket } from 'node:net';
 import { encodeFirstWrite, makeShapedSalt } from '../protocol/shadowsocks/shaping.js';
-import { firstWritePadding2022, makeShapedSalt2022, shapes2022 } from '../protocol/shadowsocks/shaping2022.js';
+import {
+  firstWritePadding2022,
+  makeShapedSalt2022,
+  shapes2022,
+} from '../protocol/shadowsocks/shaping2022.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { DEFAULT_DNS_UPSTREAM, DEFAULT_LISTEN_HOST } from '../config/defaults.js';
 import { parseHostPort } from '../shared/parse.js';

@@ -46,8 +46,14 @@ test('2022 D1/D3 vs C6 (deterministic): shaped 0 triggers in 1,000 connections w
       assert.ok(st.offsetEntropy[i]! > 4, `offset ${i}: ${st.offsetEntropy[i]!.toFixed(2)} bits`);
       assert.ok(new Set(packets.map((p) => p[i])).size > 1, `offset ${i} not constant`);
     }
-    assert.ok(st.leadingShare[5]! <= 0.01, `a 6-byte start recurs in ${(100 * st.leadingShare[5]!).toFixed(1)} %`);
-    assert.ok(st.leadingShare[15]! <= 0.01, `a 16-byte start recurs in ${(100 * st.leadingShare[15]!).toFixed(1)} %`);
+    assert.ok(
+      st.leadingShare[5]! <= 0.01,
+      `a 6-byte start recurs in ${(100 * st.leadingShare[5]!).toFixed(1)} %`,
+    );
+    assert.ok(
+      st.leadingShare[15]! <= 0.01,
+      `a 16-byte start recurs in ${(100 * st.leadingShare[15]!).toFixed(1)} %`,
+    );
     // 16 random salt bytes after the prefix: all distinct.
     assert.equal(new Set(packets.map((p) => p.subarray(16, 32).toString('hex'))).size, N);
     const lengths = packets.map((p) => p.length);
@@ -69,10 +75,13 @@ test('2022 D1/D3 vs C6 (deterministic): shaped 0 triggers in 1,000 connections w
     const blocked = ud.filter((x) => x.action === 'DROP_C2S').length;
     const exName = (f: Record<string, unknown>): string =>
       ['ex1', 'ex2', 'ex3', 'ex4', 'ex5'].filter((e) => f[e] === true).join('+');
-    for (const x of ud.filter((y) => y.action === 'PASS')) assert.notEqual(exName(x.features), '', JSON.stringify(x.features));
+    for (const x of ud.filter((y) => y.action === 'PASS'))
+      assert.notEqual(exName(x.features), '', JSON.stringify(x.features));
     assert.ok(blocked >= 0.99 * N, `unshaped blocked ${blocked}/${N}`);
     const trig = [...lab.firstChunks.values()].filter((p) => inProberTrigger(p.length)).length;
-    console.log(`# 2022 unshaped: ${blocked}/${N} blocked by C6; ${trig} first packets in the prober's length trigger`);
+    console.log(
+      `# 2022 unshaped: ${blocked}/${N} blocked by C6; ${trig} first packets in the prober's length trigger`,
+    );
   } finally {
     await lab.close();
   }

@@ -58,7 +58,10 @@ export interface ShapingWorld {
 }
 
 /** gfw-2021-2023-fet with C6 deterministic (p_block 1, no residual) and no prober, one key. */
-export async function startShapingWorld(key: { method: string; secret: string }, seed: number): Promise<ShapingWorld> {
+export async function startShapingWorld(
+  key: { method: string; secret: string },
+  seed: number,
+): Promise<ShapingWorld> {
   const world = await LabWorld.start({
     config: profile('gfw-2021-2023-fet', { c6: { pBlock: 1, residualMs: 0 }, c7: { enabled: false } }),
     seed,
@@ -78,7 +81,10 @@ export async function startShapingWorld(key: { method: string; secret: string },
     if (!flow.firstChunkSeen) firstChunks.set(flow.id, Buffer.from(chunk));
     return orig(flow, chunk);
   };
-  const front = await world.addRemoteHost({ host: '127.0.0.1', port: plane.address.port }, { logicalPort: 8388 });
+  const front = await world.addRemoteHost(
+    { host: '127.0.0.1', port: plane.address.port },
+    { logicalPort: 8388 },
+  );
   return {
     world,
     front: front.tcp,

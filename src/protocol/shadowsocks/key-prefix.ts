@@ -71,7 +71,10 @@ export function keyPrefixFor(
   if (!isAeadMethodName(method)) return undefined;
   const saltSize = getAeadMethod(method).saltSize;
   if (setting.length > saltSize) {
-    throw new ProtocolError('ERR_KEY', `prefix of ${setting.length} bytes is longer than the ${saltSize}-byte salt of ${method}`);
+    throw new ProtocolError(
+      'ERR_KEY',
+      `prefix of ${setting.length} bytes is longer than the ${saltSize}-byte salt of ${method}`,
+    );
   }
   return setting.length === 0 ? undefined : setting;
 }
@@ -79,7 +82,8 @@ export function keyPrefixFor(
 /**
  * Parse an operator's prefix setting: "auto", "off", hex bytes (an even number of hex digits,
  * optionally after "0x": "160301"), or else Outline's URL form (percent-encoded UTF-8 of code
- * points 0..255, e.g. "POST%20" or "%16%03%01%00%C2%A8%01%01"; unescaped text stands for itself).
+ * points 0..255, e.g. "POST%20" or "%16%03%01%00%C2%A8%01%01"; unescaped text stands for itself,
+ * so text made only of hex digits needs one character escaped: "%63afe" is the text "cafe").
  */
 export function parseKeyPrefixSetting(text: string): KeyPrefixSetting {
   const t = text.trim();
@@ -88,22 +92,29 @@ export function parseKeyPrefixSetting(text: string): KeyPrefixSetting {
   const hex = /^([0-9a-fA-F]{2})+$/.test(hexBody) ? hexBody : undefined;
   let bytes: Uint8Array;
   if (hex !== undefined) {
-    bytes = Buffer.from(hex, 'hex');
+    bytes = Uint8Array.from(Buffer.from(hex, 'hex'));
   } else {
     let s: string;
     try {
       s = decodeURIComponent(text);
     } catch {
-      throw new ProtocolError('ERR_KEY', 'prefix: bad percent-encoding (use auto, off, hex bytes or a URL-escaped string)');
+      throw new ProtocolError(
+        'ERR_KEY',
+        'prefix: bad percent-encoding (use auto, off, hex bytes or a URL-escaped string)',
+      );
     }
     const codes = Array.from(s, (c) => c.codePointAt(0)!);
     if (codes.some((c) => c > 0xff)) {
-      throw new ProtocolError('ERR_KEY', 'prefix: a character above U+00FF (each character must stand for one byte)');
+      throw new ProtocolError(
+        'ERR_KEY',
+        'prefix: a character above U+00FF (each character must stand for one byte)',
+      );
     }
     bytes = Uint8Array.from(codes);
   }
   if (bytes.length === 0) throw new ProtocolError('ERR_KEY', 'prefix: empty (use off for none)');
-  if (bytes.length > 32) throw new ProtocolError('ERR_KEY', `prefix: ${bytes.length} bytes, longer than any salt (32)`);
+  if (bytes.length > 32)
+    throw new ProtocolError('ERR_KEY', `prefix: ${bytes.length} bytes, longer than any salt (32)`);
   return bytes;
 }
 

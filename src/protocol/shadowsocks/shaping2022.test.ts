@@ -19,7 +19,8 @@ function seededRng(seed: string): Rng {
   let counter = 0;
   let pool = Buffer.alloc(0);
   return (n) => {
-    while (pool.length < n) pool = Buffer.concat([pool, createHash('sha256').update(`${seed}:${counter++}`).digest()]);
+    while (pool.length < n)
+      pool = Buffer.concat([pool, createHash('sha256').update(`${seed}:${counter++}`).digest()]);
     const out = pool.subarray(0, n);
     pool = pool.subarray(n);
     return Uint8Array.from(out);
@@ -57,7 +58,10 @@ test('2022 D1: 1,000 shaped request first writes (aes-256 and chacha20) are C6-e
     const notExempt = packets.filter((p) => !(fetFeatures(p).ex2 || fetFeatures(p).ex5));
     assert.equal(notExempt.length, 0, `${name}: ${notExempt.length} not exempt by Ex2/Ex5`);
     const st = signatureStats(packets);
-    assert.ok(st.minOffsetEntropy > 4, `${name}: per-offset entropy ${st.offsetEntropy.map((h) => h.toFixed(2)).join(' ')}`);
+    assert.ok(
+      st.minOffsetEntropy > 4,
+      `${name}: per-offset entropy ${st.offsetEntropy.map((h) => h.toFixed(2)).join(' ')}`,
+    );
     assert.ok(st.leadingShare[5]! <= 0.01, `${name}: a 6-byte start recurs in ${st.leadingShare[5]}`);
     // The last 16 salt bytes are the random tail: no two of the 1,000 share them.
     assert.equal(new Set(packets.map((p) => p.subarray(16, 32).toString('hex'))).size, 1000);
@@ -69,7 +73,11 @@ test('2022 D1 negative control: unprefixed 2022 first writes are C6-eligible (ba
   const key = randomBytes(32);
   let exempt = 0;
   for (let i = 0; i < 1000; i++) {
-    const wire = new Aead2022RequestEncoder(method, key).encodeHeader(target, randomBytes(64 + (i % 400)), NOW);
+    const wire = new Aead2022RequestEncoder(method, key).encodeHeader(
+      target,
+      randomBytes(64 + (i % 400)),
+      NOW,
+    );
     if (fetFeatures(wire).exempt) exempt++;
   }
   assert.ok(exempt <= 10, `${exempt} of 1000 unshaped 2022 first writes exempt`);
