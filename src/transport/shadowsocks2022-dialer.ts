@@ -13,7 +13,7 @@ import {
   type FirstData,
   type NextHop,
 } from './dialer.js';
-import { makeSalt, type ShadowsocksEndpoint } from './shadowsocks-dialer.js';
+import { connectionSalt, type ShadowsocksEndpoint } from './shadowsocks-dialer.js';
 
 export interface Shadowsocks2022DialerOptions extends ShadowsocksEndpoint {
   connectTimeoutMs?: number;
@@ -77,15 +77,7 @@ export class Shadowsocks2022Dialer implements Dialer {
   }
 
   #salt(): Uint8Array {
-    if (!this.#saltFactory) return makeSalt(this.method.saltSize, this.#prefix);
-    const salt = this.#saltFactory(this.method.saltSize);
-    if (salt.length !== this.method.saltSize) {
-      throw new ProtocolError(
-        'ERR_KEY',
-        `salt factory returned ${salt.length} bytes, expected ${this.method.saltSize}`,
-      );
-    }
-    return salt;
+    return connectionSalt(this.method.saltSize, this.#prefix, this.#saltFactory);
   }
 
   #paddingFor(dest: SocksAddress, data: Uint8Array): Buffer | undefined {
