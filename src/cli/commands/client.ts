@@ -171,7 +171,7 @@ export function registerClient(program: Command): void {
     )
     .option(
       '--shape',
-      'insist on first-packet shaping (on by default for SIP004 keys without a prefix): per-connection printable/TLS-like salt prefix, first write off the prober length trigger',
+      'insist on first-packet shaping (on by default for keys without a prefix, except 2022-blake3-aes-128-gcm): per-connection printable/TLS-like salt prefix, first write off the prober length trigger',
     )
     .option('--no-shape', 'turn first-packet shaping off (plain random salts: for comparisons only)')
     .addOption(
