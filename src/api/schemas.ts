@@ -189,6 +189,13 @@ export const KeyUsage = z.object({
 });
 
 export const OutlineDynamicConfig = z.union([
-  z.object({ server: z.string(), server_port: z.number().int(), method: z.string(), password: z.string() }),
+  z.object({
+    server: z.string(),
+    server_port: z.number().int(),
+    method: z.string(),
+    password: z.string(),
+    /** Outline's salt prefix, one character per byte (src/protocol/shadowsocks/key-prefix.ts). */
+    prefix: z.string().optional(),
+  }),
   z.object({ error: z.object({ message: z.string(), details: z.string().optional() }) }),
 ]);

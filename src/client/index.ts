@@ -1,12 +1,17 @@
 import type { AddressInfo, Socket } from 'node:net';
 import { encodeFirstWrite, makeShapedSalt } from '../protocol/shadowsocks/shaping.js';
+import {
+  firstWritePadding2022,
+  makeShapedSalt2022,
+  shapes2022,
+} from '../protocol/shadowsocks/shaping2022.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { DEFAULT_DNS_UPSTREAM, DEFAULT_LISTEN_HOST } from '../config/defaults.js';
 import { parseHostPort } from '../shared/parse.js';
 import { DirectDialer, type Dialer } from '../transport/dialer.js';
 import { ShadowsocksDialer, type ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
 import { Shadowsocks2022Dialer } from '../transport/shadowsocks2022-dialer.js';
-import { isAead2022MethodName } from '../protocol/shadowsocks/methods2022.js';
+import { getAead2022Method, isAead2022MethodName } from '../protocol/shadowsocks/methods2022.js';
 import { toSocksAddress } from '../protocol/socks5/address.js';
 import { systemClock, type Clock } from '../shared/clock.js';
 import { DialerStream } from '../transport/dialer-stream.js';
@@ -174,32 +179,47 @@ export function parseListenAddress(spec: string | ListenAddress, what = 'listen 
 
 /**
  * Whether `createTunnelDialer` shapes an endpoint's first packets when the caller did not say:
- * yes for SIP004 keys without a fixed Outline `prefix` (D1/D3, a default of our own); keys with
- * a `prefix` keep it, and 2022 methods are never shaped (they pad their own headers).
+ * yes for keys without a fixed Outline `prefix` (D1/D3, a default of our own): every SIP004
+ * method, and the 2022 methods whose 32-byte salt leaves room for a prefix after 16 random bytes
+ * (shaping2022.ts; 2022-blake3-aes-128-gcm's 16-byte salt does not). Keys with a `prefix` keep it.
  */
 export function shapesByDefault(ep: ShadowsocksEndpoint): boolean {
-  return !isAead2022MethodName(ep.method) && !(ep.prefix && ep.prefix.length > 0);
+  if (ep.prefix && ep.prefix.length > 0) return false;
+  return !isAead2022MethodName(ep.method) || shapes2022(getAead2022Method(ep.method).saltSize);
 }
 
 /**
  * The tunnel dialer for an endpoint: SIP022 for 2022-blake3-* methods, SIP004 otherwise.
- * `shape` (SIP004 only): D1/D3 first-packet shaping. Undefined means the default
- * (`shapesByDefault`: on for SIP004 keys without a prefix); false turns it off (the lab's
- * negative control); true insists, and is refused for 2022 keys and keys with a prefix.
+ * `shape`: D1/D3 first-packet shaping (shaping.ts, shaping2022.ts). Undefined means the default
+ * (`shapesByDefault`); false turns it off (the lab's negative control); true insists, and is
+ * refused for keys with a prefix and for 2022-blake3-aes-128-gcm.
  */
 export function createTunnelDialer(
   ep: ShadowsocksEndpoint,
   opts: { connectTimeoutMs?: number; shape?: boolean | undefined } = {},
 ): Dialer {
   const timeout = opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {};
-  if (isAead2022MethodName(ep.method)) {
-    if (opts.shape === true)
-      throw new Error('first-packet shaping is for SIP004 methods; 2022 methods pad their own headers');
-    return new Shadowsocks2022Dialer({ ...ep, ...timeout });
-  }
   if (opts.shape === true && ep.prefix)
     throw new Error("shaping replaces the key's fixed prefix; use one or the other");
   const shape = opts.shape ?? shapesByDefault(ep);
+  if (isAead2022MethodName(ep.method)) {
+    const method = getAead2022Method(ep.method);
+    if (shape && !shapes2022(method.saltSize))
+      throw new Error(
+        `first-packet shaping needs a 32-byte salt; ${method.name}'s ${method.saltSize}-byte salt has no room for a prefix after 16 random bytes`,
+      );
+    return new Shadowsocks2022Dialer({
+      ...ep,
+      ...timeout,
+      ...(shape
+        ? {
+            saltFactory: (n: number) => makeShapedSalt2022(n),
+            firstWritePadding: (unpadded: number, dataLength: number) =>
+              firstWritePadding2022(unpadded, dataLength),
+          }
+        : {}),
+    });
+  }
   return new ShadowsocksDialer({
     ...ep,
     ...timeout,

@@ -67,6 +67,20 @@ export function makeSalt(size: number, prefix?: Uint8Array): Buffer {
   return salt;
 }
 
+/** A connection's salt: from the shaping `factory` (checked for size) or `makeSalt` with the fixed prefix. */
+export function connectionSalt(
+  size: number,
+  prefix: Uint8Array | undefined,
+  factory: ((saltSize: number) => Uint8Array) | undefined,
+): Uint8Array {
+  if (!factory) return makeSalt(size, prefix);
+  const salt = factory(size);
+  if (salt.length !== size) {
+    throw new ProtocolError('ERR_KEY', `salt factory returned ${salt.length} bytes, expected ${size}`);
+  }
+  return salt;
+}
+
 /**
  * Shadowsocks AEAD (SIP004) tunnel dialer. Connects to the server, then writes
  *   salt || seal(len) || seal(target address || first application bytes)
@@ -108,15 +122,7 @@ export class ShadowsocksDialer implements Dialer {
   }
 
   #salt(): Uint8Array {
-    if (!this.#saltFactory) return makeSalt(this.method.saltSize, this.#prefix);
-    const salt = this.#saltFactory(this.method.saltSize);
-    if (salt.length !== this.method.saltSize) {
-      throw new ProtocolError(
-        'ERR_KEY',
-        `salt factory returned ${salt.length} bytes, expected ${this.method.saltSize}`,
-      );
-    }
-    return salt;
+    return connectionSalt(this.method.saltSize, this.#prefix, this.#saltFactory);
   }
 
   async dial(dest: SocksAddress, firstData?: FirstData, signal?: AbortSignal): Promise<DialedConnection> {

@@ -1,7 +1,8 @@
 import { ProtocolError } from '../protocol/errors.js';
 import { Aead2022RequestEncoder, Aead2022ResponseDecoder } from '../protocol/shadowsocks/aead2022.js';
 import { getAead2022Method, parsePsk2022, type Aead2022Method } from '../protocol/shadowsocks/methods2022.js';
-import { encodeAddress, type SocksAddress } from '../protocol/socks5/address.js';
+import { request2022Length } from '../protocol/shadowsocks/shaping2022.js';
+import { encodeAddress, encodedAddressLength, type SocksAddress } from '../protocol/socks5/address.js';
 import { systemClock, type Clock } from '../shared/clock.js';
 import {
   awaitFirstData,
@@ -12,12 +13,21 @@ import {
   type FirstData,
   type NextHop,
 } from './dialer.js';
-import { makeSalt, type ShadowsocksEndpoint } from './shadowsocks-dialer.js';
+import { connectionSalt, type ShadowsocksEndpoint } from './shadowsocks-dialer.js';
 
 export interface Shadowsocks2022DialerOptions extends ShadowsocksEndpoint {
   connectTimeoutMs?: number;
   /** Time source for the request timestamp and the response check (SIP022 allows +-30 s). */
   clock?: Clock;
+  /**
+   * First-packet shaping hooks (protocol/shadowsocks/shaping2022.ts). `saltFactory` makes each
+   * connection's request salt (e.g. makeShapedSalt2022); it replaces the fixed `prefix`, so
+   * giving both is an error. `firstWritePadding` chooses the variable header's padding length
+   * from the first write's unpadded wire length and the initial data's length (e.g.
+   * firstWritePadding2022); default: the codec's policy.
+   */
+  saltFactory?: ((saltSize: number) => Uint8Array) | undefined;
+  firstWritePadding?: ((unpaddedLength: number, dataLength: number) => number) | undefined;
 }
 
 /**
@@ -38,6 +48,8 @@ export class Shadowsocks2022Dialer implements Dialer {
   readonly #connectTimeoutMs: number;
   readonly #nextHop: NextHop;
   readonly #clock: Clock;
+  readonly #saltFactory: ((saltSize: number) => Uint8Array) | undefined;
+  readonly #padding: ((unpaddedLength: number, dataLength: number) => number) | undefined;
 
   constructor(opts: Shadowsocks2022DialerOptions) {
     this.method = getAead2022Method(opts.method);
@@ -58,20 +70,40 @@ export class Shadowsocks2022Dialer implements Dialer {
       opts.nextHop ??
       ((signal) => connectTcp(this.#host, this.#port, { timeoutMs: this.#connectTimeoutMs, signal }));
     this.#clock = opts.clock ?? systemClock;
+    if (opts.saltFactory && this.#prefix)
+      throw new ProtocolError('ERR_KEY', 'give either a fixed prefix or a salt factory, not both');
+    this.#saltFactory = opts.saltFactory;
+    this.#padding = opts.firstWritePadding;
+  }
+
+  #salt(): Uint8Array {
+    return connectionSalt(this.method.saltSize, this.#prefix, this.#saltFactory);
+  }
+
+  #paddingFor(dest: SocksAddress, data: Uint8Array): Buffer | undefined {
+    if (!this.#padding) return undefined;
+    const unpadded = request2022Length(
+      this.method.saltSize,
+      this.#identityKeys.length,
+      encodedAddressLength(dest),
+      0,
+      data.length,
+    );
+    return Buffer.alloc(this.#padding(unpadded, data.length));
   }
 
   async dial(dest: SocksAddress, firstData?: FirstData, signal?: AbortSignal): Promise<DialedConnection> {
     // Validate first: a bad address fails before touching the network.
     encodeAddress(dest);
     const encoder = new Aead2022RequestEncoder(this.method, this.#userKey, {
-      salt: makeSalt(this.method.saltSize, this.#prefix),
+      salt: this.#salt(),
       identityKeys: this.#identityKeys,
     });
     const socket = await this.#nextHop(signal);
     let first: Buffer;
     try {
-      const data = await awaitFirstData(socket, firstData, signal);
-      first = encoder.encodeHeader(dest, data ?? new Uint8Array(0), this.#clock.now());
+      const data = (await awaitFirstData(socket, firstData, signal)) ?? new Uint8Array(0);
+      first = encoder.encodeHeader(dest, data, this.#clock.now(), this.#paddingFor(dest, data));
     } catch (err) {
       socket.destroy();
       throw err;

@@ -35,7 +35,7 @@ test('managed server end to end: API key -> traffic -> usage and Prometheus -> l
   assert.ok(m.dynamicAddress);
   const first = (await m.store.listKeys())[0]!;
   const doc = (await (await fetch(`${m.dynamicAddress}/access/${first.accessToken}`)).json()) as Json;
-  assert.deepEqual(Object.keys(doc).sort(), ['method', 'password', 'server', 'server_port']);
+  assert.deepEqual(Object.keys(doc).sort(), ['method', 'password', 'prefix', 'server', 'server_port']);
   const nf = await fetch(`${m.dynamicAddress}/server`);
   assert.equal(nf.status, 404);
   assert.deepEqual(await nf.json(), { code: 'ResourceNotFound', message: 'Not found' });

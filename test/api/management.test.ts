@@ -8,6 +8,7 @@ import { openStore, parseStoreLocation, HOUR_MS } from '../../src/store/index.js
 import { checkPassword } from '../../src/api/context.js';
 import { harness, tempDir, RecordingControl } from './helpers.js';
 import { waitFor } from '../helpers/wait.js';
+import { fetFeatures } from '../../src/protocol/shadowsocks/shaping-features.js';
 
 type Json = Record<string, unknown>;
 const json = (body: string): Json => JSON.parse(body) as Json;
@@ -155,13 +156,24 @@ test('dynamic keys: Outline JSON, SIP008, and Outline error objects when the key
   let res = await get(path);
   assert.equal(res.statusCode, 200);
   assert.equal(res.headers['content-type'], 'application/json; charset=utf-8');
-  // Outline's legacy parser rejects unknown fields: exactly these four.
-  assert.deepEqual(json(res.body), {
+  // Outline's legacy parser rejects unknown fields: exactly these five (LegacyShadowsocksConfig).
+  const { prefix, ...rest } = json(res.body);
+  assert.deepEqual(rest, {
     server: 'example.org',
     server_port: 4444,
     method: 'chacha20-ietf-poly1305',
     password: key.password,
   });
+  // The prefix (key-prefix.ts): one character per byte, 3..16 of them, C6-exempt, re-drawn on each fetch.
+  assert.equal(typeof prefix, 'string');
+  const bytes = Buffer.from(String(prefix), 'latin1');
+  assert.ok([...String(prefix)].every((c) => c.charCodeAt(0) <= 0xff));
+  assert.ok(bytes.length >= 3 && bytes.length <= 16, String(bytes.length));
+  const f = fetFeatures(Buffer.concat([bytes, Buffer.alloc(100, 0x80)]));
+  assert.ok(f.ex2 || f.ex5, bytes.toString('hex'));
+  const again = new Set<string>();
+  for (let i = 0; i < 5; i++) again.add(String(json((await get(path)).body).prefix));
+  assert.ok(again.size >= 4, 'a fresh prefix on each fetch');
 
   res = await get(`${path}/sip008`);
   const sip = json(res.body) as { version: number; servers: Json[] };

@@ -292,7 +292,7 @@ describe('ladder client CLI: several endpoints, routing, DNS, PAC', () => {
       /--dns-mode must be tunnel or stub/,
     ],
     [
-      '--shape with 2022',
+      '--shape with 2022-blake3-aes-128-gcm',
       () => [
         '--key',
         formatSsUrl({
@@ -303,7 +303,7 @@ describe('ladder client CLI: several endpoints, routing, DNS, PAC', () => {
         }),
         '--shape',
       ],
-      /--shape is for SIP004 keys/,
+      /--shape needs a 32-byte salt: 2022-blake3-aes-128-gcm/,
     ],
   ];
   for (const [name, args, re] of bad) {

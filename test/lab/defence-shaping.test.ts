@@ -28,13 +28,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type net from 'node:net';
-import { LabWorld } from '../../src/lab/world.js';
-import { profile } from '../../src/lab/profiles.js';
 import { shannonEntropy } from '../../src/lab/fet.js';
-import type { TcpFlow } from '../../src/lab/censor.js';
-import { startDataPlane } from '../../src/server/index.js';
 import { startClient } from '../../src/client/index.js';
 import { ShadowsocksDialer } from '../../src/transport/shadowsocks-dialer.js';
 import {
@@ -45,9 +41,8 @@ import {
   prefixBudget,
   type Rng,
 } from '../../src/protocol/shadowsocks/shaping.js';
-import type { Dialer } from '../../src/transport/dialer.js';
 import { socksConnect } from '../../src/lab/client-ops.js';
-import { startEcho } from '../helpers/net.js';
+import { echoOnce, pool, startShapingWorld } from './shaping-helpers.js';
 
 const METHOD = 'chacha20-ietf-poly1305';
 const PASSWORD = 'lab-shaping-password';
@@ -80,37 +75,6 @@ function counterRng(seed: number): Rng {
   };
 }
 
-async function pool(n: number, width: number, fn: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: width }, async () => {
-      while (next < n) await fn(next++);
-    }),
-  );
-}
-
-/** One tunnelled echo: dial with 64 bytes of first data, wait for the echo (or give up). */
-async function echoOnce(dialer: Dialer, echoPort: number, waitMs: number): Promise<boolean> {
-  const data = randomBytes(randomInt(64, 601));
-  const conn = await dialer.dial({ type: 'ipv4', host: '127.0.0.1', port: echoPort }, data);
-  return new Promise((resolve) => {
-    let got = Buffer.alloc(0);
-    const done = (ok: boolean): void => {
-      clearTimeout(t);
-      conn.socket.destroy();
-      resolve(ok);
-    };
-    const t = setTimeout(() => done(false), waitMs);
-    conn.socket.on('error', () => done(false));
-    conn.socket.on('data', (c: Buffer) => {
-      const out = conn.decode ? conn.decode(c) : c;
-      const parts = out === undefined ? [] : Array.isArray(out) ? out : [out];
-      got = Buffer.concat([got, ...parts]);
-      if (got.length >= data.length) done(got.subarray(0, data.length).equals(data));
-    });
-  });
-}
-
 /** Shannon entropy (bits) of the byte values at one offset across packets. */
 function offsetEntropy(packets: readonly Buffer[], offset: number): number {
   const counts = new Map<number, number>();
@@ -138,32 +102,12 @@ test('the recording salt factory is byte-identical to the shipped makeShapedSalt
 });
 
 test('D1/D3 vs C6 (deterministic): shaped 0 triggers in 1,000 connections, unshaped >= 99 % blocked; shaped first packets have no constant offset and no recurring prefix', async () => {
-  const world = await LabWorld.start({
-    config: profile('gfw-2021-2023-fet', { c6: { pBlock: 1, residualMs: 0 }, c7: { enabled: false } }),
-    seed: 1,
-    clockRate: 100,
-    prober: false,
-  });
-  const plane = await startDataPlane({
-    port: 0,
-    host: '127.0.0.1',
-    keys: [{ id: 'lab', method: METHOD, secret: PASSWORD }],
-    allowPrivateDestinations: true,
-  });
-  const echo = await startEcho();
-  // Capture each flow's first chunk exactly as the censor was handed it.
-  const firstChunks = new Map<number, Buffer>();
-  const orig = world.censor.onClientData.bind(world.censor);
-  world.censor.onClientData = (flow: TcpFlow, chunk: Buffer) => {
-    if (!flow.firstChunkSeen) firstChunks.set(flow.id, Buffer.from(chunk));
-    return orig(flow, chunk);
-  };
+  const lab = await startShapingWorld({ method: METHOD, secret: PASSWORD }, 1);
+  const { world, firstChunks } = lab;
+  const echo = { port: lab.echoPort };
   const t0 = Date.now();
   try {
-    const front = await world.addRemoteHost(
-      { host: '127.0.0.1', port: plane.address.port },
-      { logicalPort: 8388 },
-    );
+    const front = { tcp: lab.front };
     const ep = { host: front.tcp.host, port: front.tcp.port, method: METHOD, password: PASSWORD };
 
     // ---- shaped arm: 1,000 connections ----
@@ -275,38 +219,17 @@ test('D1/D3 vs C6 (deterministic): shaped 0 triggers in 1,000 connections, unsha
     }
     console.log(`# ${2 * N + N_CLIENT} connections through the lab in ${Date.now() - t0} ms`);
   } finally {
-    await echo.close();
-    await plane.close();
-    await world.stop();
+    await lab.close();
   }
 });
 
 test('D1/D3 with a 16-byte salt (aes-128-gcm, prefix <= 6 bytes): 1,000 shaped connections, 0 C6 triggers, no constant offset, no recurring prefix', async () => {
   const method = 'aes-128-gcm';
-  const world = await LabWorld.start({
-    config: profile('gfw-2021-2023-fet', { c6: { pBlock: 1, residualMs: 0 }, c7: { enabled: false } }),
-    seed: 2,
-    clockRate: 100,
-    prober: false,
-  });
-  const plane = await startDataPlane({
-    port: 0,
-    host: '127.0.0.1',
-    keys: [{ id: 'lab', method, secret: PASSWORD }],
-    allowPrivateDestinations: true,
-  });
-  const echo = await startEcho();
-  const firstChunks: Buffer[] = [];
-  const orig = world.censor.onClientData.bind(world.censor);
-  world.censor.onClientData = (flow: TcpFlow, chunk: Buffer) => {
-    if (!flow.firstChunkSeen) firstChunks.push(Buffer.from(chunk));
-    return orig(flow, chunk);
-  };
+  const lab = await startShapingWorld({ method, secret: PASSWORD }, 2);
+  const { world } = lab;
+  const echo = { port: lab.echoPort };
+  const front = { tcp: lab.front };
   try {
-    const front = await world.addRemoteHost(
-      { host: '127.0.0.1', port: plane.address.port },
-      { logicalPort: 8388 },
-    );
     const prefixes: Buffer[] = [];
     const shaped = new ShadowsocksDialer({
       host: front.tcp.host,
@@ -328,6 +251,7 @@ test('D1/D3 with a 16-byte salt (aes-128-gcm, prefix <= 6 bytes): 1,000 shaped c
       prefixes.every((p) => p.length <= 6),
       'prefix budget of a 16-byte salt',
     );
+    const firstChunks = [...lab.firstChunks.values()];
     const entropies = Array.from({ length: 16 }, (_, i) => offsetEntropy(firstChunks, i));
     for (let i = 0; i < 16; i++)
       assert.ok(entropies[i]! > 4, `offset ${i}: ${entropies[i]!.toFixed(2)} bits`);
@@ -341,8 +265,6 @@ test('D1/D3 with a 16-byte salt (aes-128-gcm, prefix <= 6 bytes): 1,000 shaped c
         `(${JSON.stringify(Buffer.from(top6, 'hex').toString('latin1'))}) x${top6Count}`,
     );
   } finally {
-    await echo.close();
-    await plane.close();
-    await world.stop();
+    await lab.close();
   }
 });

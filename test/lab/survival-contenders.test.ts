@@ -18,10 +18,11 @@ if (!peers)
     'skipping the shadowsocks-libev row',
   );
 
-test('survival under the default profile: libev triggers C6, Ladder (SIP004, SIP022) is never "proxy", default D1/D3 shaping passes, auto routing loses no request', async () => {
+test('survival under the default profile: libev triggers C6, Ladder (SIP004, SIP022) is never "proxy", default D1/D3 shaping passes (SIP004 and SIP022), auto routing loses no request', async () => {
   const want = [
     'ladder AEAD, no shaping',
     'ladder AEAD (default)',
+    'ladder SIP022, no shaping',
     'ladder SIP022',
     'ladder auto routing',
     ...(peers ? ['shadowsocks-libev AEAD'] : []),
@@ -32,7 +33,8 @@ test('survival under the default profile: libev triggers C6, Ladder (SIP004, SIP
   const row = (name: string) => r.contenders.find((c) => c.name === name)!;
 
   assert.deepEqual(r.findings, [], 'no tunnel-core finding');
-  for (const name of ['ladder AEAD, no shaping', 'ladder SIP022']) {
+  // The negative controls: unshaped first packets (SIP004 and SIP022) are caught by C6.
+  for (const name of ['ladder AEAD, no shaping', 'ladder SIP022, no shaping']) {
     const ladder = row(name);
     assert.equal(ladder.error, undefined, name);
     assert.ok(ladder.c6Triggers >= 1, `${name}: fully encrypted first packets`);
@@ -41,9 +43,14 @@ test('survival under the default profile: libev triggers C6, Ladder (SIP004, SIP
     assert.equal(ladder.endpointBlocked, false, name);
   }
 
-  const shaped = row('ladder AEAD (default)');
-  assert.equal(shaped.c6Triggers, 0);
-  assert.equal(shaped.requests.ok, shaped.requests.total);
+  for (const name of ['ladder AEAD (default)', 'ladder SIP022']) {
+    const shaped = row(name);
+    assert.equal(shaped.error, undefined, name);
+    assert.equal(shaped.c6Triggers, 0, `${name}: 0 C6 triggers`);
+    assert.equal(shaped.requests.ok, shaped.requests.total, `${name}: every request`);
+    assert.equal(shaped.prober?.proxy ?? false, false, name);
+    assert.equal(shaped.endpointBlocked, false, name);
+  }
 
   // Auto routing: every request succeeds; the only interference is the censor meeting its direct
   // attempts (C3/C4 resets and their residuals), never its tunnel (shaped: no C6).

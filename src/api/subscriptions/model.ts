@@ -1,6 +1,7 @@
 import { formatSsUrl } from '../../protocol/sip002/index.js';
 import type { KeyRecord, KeyStatus, ServerSettings } from '../../store/index.js';
 import type { WebEndpoint } from '../context.js';
+import { keyPrefixFor, outlinePrefixString } from '../../protocol/shadowsocks/key-prefix.js';
 
 /**
  * What a subscription says about one key, before any app's format: its entries (how to reach
@@ -126,17 +127,14 @@ export function entryLink(e: SubEntry, extra: { prefix?: Uint8Array; outline?: b
 }
 
 /**
- * PREFIX HOOK — the one place a key's Outline salt prefix enters the subscriptions. Another change
- * adds a per-key Outline-compatible `prefix` (exported next to src/api/access-url.ts); wire it
- * here and every Outline-facing output picks it up: Outline YAML (tcp.prefix), Outline legacy JSON
- * (`prefix`), and the page's ss://…?outline=1 link. Only for SIP004 methods (Outline has no 2022
- * ciphers) and raw Shadowsocks or Outline's WebSocket (a prefix is part of the salt either way).
+ * The one place a key's Outline salt prefix enters the subscriptions: Outline YAML (tcp.prefix),
+ * Outline legacy JSON (`prefix`), and the page's ss://…?outline=1 link. Drawn afresh on each
+ * fetch (src/protocol/shadowsocks/key-prefix.ts), so no server has one fixed first-bytes
+ * signature; none for 2022 keys (Outline has no 2022 ciphers) or keys whose salt has no room.
  */
-export function outlinePrefix(_key: KeyRecord, _settings: ServerSettings): Uint8Array | undefined {
-  return undefined;
+export function outlinePrefix(key: KeyRecord, _settings: ServerSettings): Uint8Array | undefined {
+  return keyPrefixFor(key.method);
 }
 
 /** Outline's prefix string: one code point 0..255 per byte (what its parser turns back into bytes). */
-export function prefixString(prefix: Uint8Array): string {
-  return String.fromCharCode(...prefix);
-}
+export const prefixString = outlinePrefixString;

@@ -170,7 +170,7 @@ export function registerClient(program: Command): void {
     )
     .option(
       '--shape',
-      'insist on first-packet shaping (on by default for SIP004 keys without a prefix): per-connection printable/TLS-like salt prefix, first write off the prober length trigger',
+      'insist on first-packet shaping (on by default for keys without a prefix, except 2022-blake3-aes-128-gcm): per-connection printable/TLS-like salt prefix, first write off the prober length trigger',
     )
     .option('--no-shape', 'turn first-packet shaping off (plain random salts: for comparisons only)')
     .addOption(
@@ -252,8 +252,10 @@ export function registerClient(program: Command): void {
 
       const shape = fromCli('shape') ? flags.shape : config.shape;
       if (shape === true) {
-        if (endpoints.some((e) => e.method.startsWith('2022-')))
-          throw new UsageError('--shape is for SIP004 keys; 2022-blake3-* methods pad their own headers');
+        if (endpoints.some((e) => e.method === '2022-blake3-aes-128-gcm'))
+          throw new UsageError(
+            '--shape needs a 32-byte salt: 2022-blake3-aes-128-gcm has no room for a prefix after 16 random bytes',
+          );
         if (endpoints.some((e) => e.prefix))
           throw new UsageError('--shape cannot be combined with a key that has a prefix');
       }

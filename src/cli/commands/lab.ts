@@ -202,6 +202,7 @@ async function resolveWithStub(
 }
 
 export function labContenders(): Contender[] {
+  const secret2022 = randomBytes(32).toString('base64');
   return [
     {
       kind: 'direct',
@@ -253,12 +254,14 @@ export function labContenders(): Contender[] {
       { method: METHOD, secret: PASSWORD, auto: true },
     ),
     ladderContender(
+      'ladder SIP022, no shaping',
+      `Ladder server + client with ${METHOD_2022} (Shadowsocks 2022), first-packet shaping off (the 2022 D1/D3 negative control)`,
+      { method: METHOD_2022, secret: secret2022, shape: false },
+    ),
+    ladderContender(
       'ladder SIP022',
-      `Ladder server + client with ${METHOD_2022} (Shadowsocks 2022; never shaped)`,
-      {
-        method: METHOD_2022,
-        secret: randomBytes(32).toString('base64'),
-      },
+      `Ladder server + client with ${METHOD_2022} (Shadowsocks 2022) as users get them: a per-connection salt prefix (16 random bytes kept) and first-write padding, on by default`,
+      { method: METHOD_2022, secret: secret2022 },
     ),
   ];
 }
