@@ -258,7 +258,7 @@ export async function startManaged(
 ): Promise<ManagedServer> {
   // Loaded here, not at the top: the unmanaged server and `ladder client` never load the store,
   // fastify or prom-client (see bin/ladder.js and test/cli/lazy-loading.test.ts).
-  const { accessConfigLine, accessUrl, buildDynamicApp, dynamicAccessUrl, startApi } =
+  const { accessConfigLine, accessUrl, buildDynamicApp, dynamicAccessUrl, startApi, subscriptionUrl } =
     await import('../api/index.js');
   const { createMetrics, startMetricsServer } = await import('../metrics/index.js');
   const { createAccessKeys, KeyEnforcer, openStore, parseStoreLocation, StoreError } =
@@ -481,6 +481,8 @@ export async function startManaged(
         o.push(`  dynamic: ${dyn}`);
         o.push(`    ${dynamicKeyNote(settings.dynamicKeyBaseUrl)}`);
       }
+      const sub = subscriptionUrl(firstKey, settings);
+      if (sub) o.push(`  subscription (every app; a browser shows a page with QR codes): ${sub}`);
       if (web) {
         o.push('  over the web front (ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box):');
         o.push(

@@ -28,6 +28,7 @@ test('managed server end to end: API key -> traffic -> usage and Prometheus -> l
   const cfg = JSON.parse(line) as { apiUrl: string; certSha256: string };
   assert.match(m.banner, /ss:\/\/[A-Za-z0-9_-]+@127\.0\.0\.1:\d+\/\?outline=1#Initial%20key/);
   assert.match(m.banner, /ssconf:\/\/127\.0\.0\.1:\d+\/access\//);
+  assert.match(m.banner, /subscription \(every app[^\n]*\): https:\/\/127\.0\.0\.1:\d+\/sub\//);
   assert.match(m.banner, /[▀▄█]/, 'QR code printed');
   assert.equal(await m.store.countKeys(), 1, 'one initial key');
 

@@ -192,7 +192,11 @@ test('the first hour: start, use the key, dynamic key, disable, restart, access-
       server = await startServer();
       const out = output(server);
       assert.match(out, /^Ladder server — managed mode/);
-      assert.doesNotMatch(out, /ss:\/\/|ssconf:\/\/|apiUrl|certSha256/, `no secrets on a restart:\n${out}`);
+      assert.doesNotMatch(
+        out,
+        /ss:\/\/|ssconf:\/\/|\/sub\/|apiUrl|certSha256/,
+        `no secrets on a restart:\n${out}`,
+      );
       assert.match(out, / server access-config --data-dir /, 'says how to reprint them');
       const ac = await runLadder(['server', 'access-config', '--data-dir', data], {
         cwd: dir,
@@ -204,6 +208,11 @@ test('the first hour: start, use the key, dynamic key, disable, restart, access-
         /^\{"apiUrl":"https:\/\/127\.0\.0\.1:\d+\/\S+","certSha256":"[0-9A-F]{64}"\}$/m,
       );
       assert.ok(ac.stdout.includes(ssKey), `the key URL:\n${ac.stdout}`);
+      assert.match(
+        ac.stdout,
+        /^ {4}subscription: https:\/\/127\.0\.0\.1:\d+\/sub\/\S+$/m,
+        'the subscription URL',
+      );
     },
   );
 

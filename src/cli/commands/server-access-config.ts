@@ -22,7 +22,7 @@ interface AccessConfigFlags {
 export async function accessConfigText(flags: AccessConfigFlags): Promise<string> {
   // Loaded here, not at start-up: other commands do not need the store or the API.
   const { openStore, parseStoreLocation, StoreError } = await import('../../store/index.js');
-  const { accessConfigLine, accessUrl, certSha256, CERT_FILE, dynamicAccessUrl } =
+  const { accessConfigLine, accessUrl, certSha256, CERT_FILE, dynamicAccessUrl, subscriptionUrl } =
     await import('../../api/index.js');
   const dataDir = resolve(flags.dataDir ?? DEFAULT_DATA_DIR);
   const ladder = ladderCommand();
@@ -76,6 +76,8 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
       out.push(`    ${accessUrl(k, settings, tag)}`);
       const dyn = dynamicAccessUrl(k, settings, tag);
       if (dyn) out.push(`    dynamic: ${dyn}`);
+      const sub = subscriptionUrl(k, settings);
+      if (sub) out.push(`    subscription: ${sub}`);
     }
     if (keys.some((k) => dynamicAccessUrl(k, settings) !== undefined)) {
       out.push('');
