@@ -56,6 +56,8 @@ export interface NativeAddon {
     out?: Uint8Array,
   ): Buffer | number;
   udpOpen(method: number, masterKey: Uint8Array, packet: Uint8Array, out?: Uint8Array): Buffer | number;
+  /** glibc mallopt thresholds (native/common.cc); absent in builds before it was added. */
+  tuneHeap?(trimBytes: number, mmapBytes: number): boolean;
 }
 
 /** The addon ABI this module speaks (native/module.cc exports it as abiVersion). */
@@ -139,6 +141,24 @@ export function whenNativeToggled(f: () => void): void {
 export function setNativeEnabled(on: boolean): void {
   enabled = on;
   onToggle?.();
+}
+
+/**
+ * The malloc thresholds a relay process runs with (tuneHeap in native/common.cc): keep up to
+ * 32 MiB of free heap top instead of glibc's 128 KiB, and serve allocations below 1 MiB from the
+ * heap. Every socket read and encoded write is a fresh 64 KiB buffer; with the defaults, frees at
+ * the heap top went back to the kernel and came back as page faults, which cost a relay process
+ * about half its CPU per GiB (docs/benchmarks.md, "Where the restructure's loss went").
+ */
+export const RELAY_HEAP = { trimBytes: 32 * 1024 * 1024, mmapBytes: 1024 * 1024 } as const;
+
+/**
+ * Apply RELAY_HEAP to this process (process-wide; the CLI calls it once at start). False when
+ * the addon is not in use, predates tuneHeap, or the C library is not glibc: nothing changes.
+ */
+export function tuneHeapForRelay(): boolean {
+  const a = nativeAddon();
+  return a?.tuneHeap ? a.tuneHeap(RELAY_HEAP.trimBytes, RELAY_HEAP.mmapBytes) : false;
 }
 
 /** Why the addon is not in use (undefined when it is loaded, or not tried yet). */
