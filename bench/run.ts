@@ -214,7 +214,10 @@ let ladderEntry: string | undefined;
  */
 function buildLadder(): string {
   try {
-    execFileSync(process.execPath, [join(REPO_ROOT, 'scripts', 'build.mjs')], { stdio: 'pipe', cwd: REPO_ROOT });
+    execFileSync(process.execPath, [join(REPO_ROOT, 'scripts', 'build.mjs')], {
+      stdio: 'pipe',
+      cwd: REPO_ROOT,
+    });
   } catch (err) {
     const first = String((err as { stderr?: Buffer }).stderr ?? err).split('\n')[0];
     throw new Error(`npm run build failed: ${first}`, { cause: err });
