@@ -24,7 +24,7 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadavg } from 'node:os';
@@ -107,6 +107,13 @@ const cpuOf = async (s: Stack): Promise<{ c: number; s: number }> => ({
   s: await cpuMs(s.server.pid),
 });
 
+/** Minor page faults of a process so far (/proc/PID/stat field 10): fresh memory touched. */
+function minorFaults(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
+}
+const faultsOf = (s: Stack): number => minorFaults(s.client.pid) + minorFaults(s.server.pid);
+
 /** An HTTP server answering GET /N with N bytes (one random block repeated), for curl. */
 async function startHttpSource(): Promise<Server> {
   const block = randomBytes(64 * 1024);
@@ -180,25 +187,30 @@ interface Series {
   cpu: number[];
   client: number[];
   server: number[];
+  /** Minor page faults of client + server per GiB. */
+  faults: number[];
 }
 type BulkKind = 'upload' | 'download' | 'curl download';
 
 async function bulk(stacks: Stack[], kind: BulkKind, run: (st: Stack) => Promise<number>) {
   const out = new Map<string, Series>(
-    stacks.map((s) => [s.name, { mibps: [], cpu: [], client: [], server: [] }]),
+    stacks.map((s) => [s.name, { mibps: [], cpu: [], client: [], server: [], faults: [] }]),
   );
   for (let r = 0; r < runs; r++) {
     for (let j = 0; j < stacks.length; j++) {
       const st = stacks[(r + j) % stacks.length]!;
       const c0 = await cpuOf(st);
+      const pf0 = faultsOf(st);
       const ms = await run(st);
       const c1 = await cpuOf(st);
+      const pf1 = faultsOf(st);
       const gib = size / 1024 ** 3;
       const rec = out.get(st.name)!;
       rec.mibps.push(sizeMiB / (ms / 1000));
       rec.client.push((c1.c - c0.c) / gib);
       rec.server.push((c1.s - c0.s) / gib);
       rec.cpu.push((c1.c - c0.c + c1.s - c0.s) / gib);
+      rec.faults.push((pf1 - pf0) / gib);
       log(
         `${kind} ${st.name} run ${r + 1}/${runs}: ${rec.mibps.at(-1)!.toFixed(0)} MiB/s, ${rec.cpu.at(-1)!.toFixed(0)} CPU-ms/GiB`,
       );
@@ -322,6 +334,7 @@ async function main(): Promise<void> {
           `${spread(s.cpu, f0)} (${f0(median(s.client))} / ${f0(median(s.server))})`,
           ratio(name, median(s.cpu), median(libev.cpu)),
         ]);
+        rows.push([`${kind} page faults/GiB`, name, spread(s.faults, f0), '']);
       }
     }
     if (phases.has('short')) {
