@@ -145,12 +145,14 @@ export function setNativeEnabled(on: boolean): void {
 
 /**
  * The malloc thresholds a relay process runs with (tuneHeap in native/common.cc): keep up to
- * 32 MiB of free heap top instead of glibc's 128 KiB, and serve allocations below 1 MiB from the
+ * 128 MiB of free heap top instead of glibc's 128 KiB, and serve allocations below 1 MiB from the
  * heap. Every socket read and encoded write is a fresh 64 KiB buffer; with the defaults, frees at
  * the heap top went back to the kernel and came back as page faults, which cost a relay process
- * about half its CPU per GiB (docs/benchmarks.md, "Where the restructure's loss went").
+ * about half its CPU per GiB (docs/benchmarks.md, "After the restructure"). 128 MiB: V8 collects
+ * dead ArrayBuffers in batches of up to its 64 MiB external-memory step, and a batch freed at once
+ * must not be handed back. The price: memory freed after a burst stays with the process.
  */
-export const RELAY_HEAP = { trimBytes: 32 * 1024 * 1024, mmapBytes: 1024 * 1024 } as const;
+export const RELAY_HEAP = { trimBytes: 128 * 1024 * 1024, mmapBytes: 1024 * 1024 } as const;
 
 /**
  * Apply RELAY_HEAP to this process (process-wide; the CLI calls it once at start). False when
