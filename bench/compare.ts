@@ -29,8 +29,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
-import type net from 'node:net';
-import { connect, readExactly, startEcho, startSink, startSource } from '../test/helpers/net.js';
+import { startEcho, startSink, startSource } from '../test/helpers/net.js';
 import type { TestServer } from '../test/helpers/net.js';
 import type { Method, Peer } from '../test/helpers/peers.js';
 import {
@@ -43,8 +42,8 @@ import {
   startSsServer,
   which,
 } from '../test/helpers/peers.js';
-import { socks5Connect } from '../test/helpers/socks5.js';
 import { downloadCountVia, uploadCountVia } from '../test/helpers/transfer.js';
+import { oneExchange } from './exchange.js';
 import { median, percentile } from './stats.js';
 
 const MiB = 1024 * 1024;
@@ -164,24 +163,6 @@ function curlDownload(socksPort: number, httpPort: number, bytes: number): Promi
   });
 }
 
-const REQ = Buffer.alloc(32, 0x61);
-async function oneExchange(socks: number | undefined, echo: TestServer): Promise<number> {
-  const t0 = performance.now();
-  const s: net.Socket =
-    socks === undefined
-      ? await connect(echo.port)
-      : await socks5Connect({ proxyPort: socks, host: '127.0.0.1', port: echo.port, timeoutMs: 10_000 });
-  try {
-    s.setNoDelay(true);
-    const p = readExactly(s, REQ.length, 10_000);
-    s.write(REQ);
-    if (!(await p).equals(REQ)) throw new Error('echo mismatch');
-    return performance.now() - t0;
-  } finally {
-    s.destroy();
-  }
-}
-
 interface Series {
   mibps: number[];
   cpu: number[];
@@ -212,7 +193,7 @@ async function bulk(stacks: Stack[], kind: BulkKind, run: (st: Stack) => Promise
       rec.cpu.push((c1.c - c0.c + c1.s - c0.s) / gib);
       rec.faults.push((pf1 - pf0) / gib);
       log(
-        `${kind} ${st.name} run ${r + 1}/${runs}: ${rec.mibps.at(-1)!.toFixed(0)} MiB/s, ${rec.cpu.at(-1)!.toFixed(0)} CPU-ms/GiB`,
+        `${kind} ${st.name} run ${r + 1}/${runs}: ${rec.mibps.at(-1)!.toFixed(0)} MiB/s, ${rec.cpu.at(-1)!.toFixed(0)} CPU-ms/GiB (client ${rec.client.at(-1)!.toFixed(0)}), ${rec.faults.at(-1)!.toFixed(0)} page faults/GiB`,
       );
     }
   }

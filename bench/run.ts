@@ -36,7 +36,7 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type net from 'node:net';
 import type { TestServer } from '../test/helpers/net.js';
-import { connect, freePort, readExactly, startEcho, startSink, startSource } from '../test/helpers/net.js';
+import { freePort, readExactly, startEcho, startSink, startSource } from '../test/helpers/net.js';
 import type { Method, Peer } from '../test/helpers/peers.js';
 import {
   cpuMs,
@@ -52,6 +52,7 @@ import {
 } from '../test/helpers/peers.js';
 import { socks5Connect } from '../test/helpers/socks5.js';
 import { downloadCountVia, uploadCountVia } from '../test/helpers/transfer.js';
+import { oneExchange, REQ } from './exchange.js';
 import { median, percentile } from './stats.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -501,25 +502,6 @@ interface LatencyResult {
   errors: Record<Impl | 'direct', number>;
   /** CPU (user+sys) of client+server per connection, µs. */
   cpuUsPerConn: Record<Impl, number>;
-}
-
-const REQ = randomBytes(32);
-
-async function oneExchange(socks: number | undefined, echo: TestServer): Promise<number> {
-  const t0 = performance.now();
-  let s: net.Socket;
-  if (socks === undefined) s = await connect(echo.port);
-  else s = await socks5Connect({ proxyPort: socks, host: '127.0.0.1', port: echo.port, timeoutMs: 10_000 });
-  try {
-    s.setNoDelay(true);
-    const p = readExactly(s, REQ.length, 10_000);
-    s.write(REQ);
-    const got = await p;
-    if (!got.equals(REQ)) throw new Error('echo mismatch');
-    return performance.now() - t0;
-  } finally {
-    s.destroy();
-  }
 }
 
 async function latencyPhase(args: Args, echo: TestServer, deadline: number): Promise<LatencyResult> {
