@@ -26,9 +26,8 @@
  * Flags: --size 256MiB --runs 3 --methods a,b --latency-n N --idle-n N --phases throughput,latency,memory
  *        --cap-min 15 --profile (run the Ladder processes under --cpu-prof, profiles in bench/results/prof)
  *        --json FILE  --ours libev (noise-floor check: libev against itself)
- *        --from-source (run Ladder through tsx; by default it is compiled with tsc into
- *        node_modules/.cache/ladder-bench/dist first and run from there, as an installed package
- *        runs dist/)
+ *        --from-source (run Ladder through tsx; by default `npm run build` compiles it into dist/
+ *        first and it runs from there, as an installed package runs dist/)
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -37,7 +36,7 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type net from 'node:net';
 import type { TestServer } from '../test/helpers/net.js';
-import { connect, freePort, readExactly, startEcho, startSink, startSource } from '../test/helpers/net.js';
+import { freePort, readExactly, startEcho, startSink, startSource } from '../test/helpers/net.js';
 import type { Method, Peer } from '../test/helpers/peers.js';
 import {
   cpuMs,
@@ -53,6 +52,7 @@ import {
 } from '../test/helpers/peers.js';
 import { socks5Connect } from '../test/helpers/socks5.js';
 import { downloadCountVia, uploadCountVia } from '../test/helpers/transfer.js';
+import { oneExchange, REQ } from './exchange.js';
 import { median, percentile } from './stats.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -208,25 +208,22 @@ const allPeers = new Set<Peer>();
 let ladderEntry: string | undefined;
 
 /**
- * Compile src/ with tsc (what `npm run build` makes for users) into node_modules/.cache, where
- * lint and typecheck never look and from where package imports still resolve.
+ * `npm run build` (scripts/build.mjs: tsc into dist/ and its freshness stamp), then run
+ * dist/cli/main.js: exactly what `ladder` runs for a user. dist/ (not a copy under node_modules)
+ * so the compiled native.ts finds this checkout's build/Release addon: a worktree whose
+ * node_modules is a symlink would otherwise load the addon of the checkout it points into.
  */
 function buildLadder(): string {
-  const out = join(REPO_ROOT, 'node_modules', '.cache', 'ladder-bench', 'dist');
-  rmSync(out, { recursive: true, force: true });
-  const tsc = join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
   try {
-    execFileSync(process.execPath, [tsc, '-p', join(REPO_ROOT, 'tsconfig.build.json'), '--outDir', out], {
+    execFileSync(process.execPath, [join(REPO_ROOT, 'scripts', 'build.mjs')], {
       stdio: 'pipe',
       cwd: REPO_ROOT,
     });
   } catch (err) {
-    // Type errors still emit JavaScript; only a missing entry point is fatal.
-    log(
-      `tsc reported errors (continuing if it emitted): ${String((err as { stdout?: Buffer }).stdout ?? '').split('\n')[0]}`,
-    );
+    const first = String((err as { stderr?: Buffer }).stderr ?? err).split('\n')[0];
+    throw new Error(`npm run build failed: ${first}`, { cause: err });
   }
-  const entry = join(out, 'cli', 'main.js');
+  const entry = join(REPO_ROOT, 'dist', 'cli', 'main.js');
   if (!existsSync(entry)) throw new Error(`build did not produce ${entry}`);
   return entry;
 }
@@ -505,25 +502,6 @@ interface LatencyResult {
   errors: Record<Impl | 'direct', number>;
   /** CPU (user+sys) of client+server per connection, µs. */
   cpuUsPerConn: Record<Impl, number>;
-}
-
-const REQ = randomBytes(32);
-
-async function oneExchange(socks: number | undefined, echo: TestServer): Promise<number> {
-  const t0 = performance.now();
-  let s: net.Socket;
-  if (socks === undefined) s = await connect(echo.port);
-  else s = await socks5Connect({ proxyPort: socks, host: '127.0.0.1', port: echo.port, timeoutMs: 10_000 });
-  try {
-    s.setNoDelay(true);
-    const p = readExactly(s, REQ.length, 10_000);
-    s.write(REQ);
-    const got = await p;
-    if (!got.equals(REQ)) throw new Error('echo mismatch');
-    return performance.now() - t0;
-  } finally {
-    s.destroy();
-  }
 }
 
 async function latencyPhase(args: Args, echo: TestServer, deadline: number): Promise<LatencyResult> {
@@ -813,11 +791,11 @@ async function main(): Promise<number> {
   }
 
   if (!args.fromSource && args.ours === 'ladder') {
-    log('compiling Ladder (tsc) into node_modules/.cache/ladder-bench/dist');
+    log('compiling Ladder (npm run build) into dist/');
     ladderEntry = buildLadder();
   }
   results.machine.ladder = ladderEntry
-    ? 'compiled with tsc (node_modules/.cache/ladder-bench/dist)'
+    ? 'compiled with tsc (dist/, npm run build)'
     : 'from source through tsx';
 
   const sink = await startSink({ hash: false });

@@ -9,6 +9,7 @@ namespace ladder {
 
 // common.cc
 napi_value Available(napi_env env, napi_callback_info info);
+napi_value TuneHeap(napi_env env, napi_callback_info info);
 
 // stream_codec.cc
 napi_value Create(napi_env env, napi_callback_info info);

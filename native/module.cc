@@ -7,7 +7,7 @@
 // the headers node ships in include/node/openssl; nothing is linked here.
 //
 // The parts, each with its JS surface documented at its top:
-//   common.cc        the cipher table; available(method) -> boolean
+//   common.cc        the cipher table; available(method) -> boolean; tuneHeap(trim, mmap)
 //   stream_codec.cc  create, createSession, encode, decode, decodeInPlace, seal, sealInto, open
 //   oneshot.cc       hkdfSha1, sealParts, openAt, udpSeal, udpOpen
 //   udp_sockets.cc   sendTo; sockShared, sockCreate, sockPort, sockSend, sockSendTo, sockClose
@@ -17,7 +17,8 @@
 // The sock* functions and isPrivateIp exist on Linux only.
 //
 // abiVersion: 3 added the one-shot operations and the batched sockets, 4 decodeInPlace. The
-// loader refuses any other number, so it changes only when the JS surface does.
+// loader refuses any other number, so it changes only when the JS surface does. tuneHeap was
+// added without a new number: it is optional (the JS side calls it only when present).
 #include "common.h"
 #include "exports.h"
 
@@ -31,6 +32,7 @@ constexpr int32_t kAbiVersion = 4;
 napi_value Init(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       LADDER_EXPORT("available", Available),
+      LADDER_EXPORT("tuneHeap", TuneHeap),
       LADDER_EXPORT("create", Create),
       LADDER_EXPORT("encode", Encode),
       LADDER_EXPORT("decode", Decode),

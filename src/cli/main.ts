@@ -1,7 +1,7 @@
 import { Command, type CommanderError } from 'commander';
 import { commanderUsageError, EXIT, reportError } from './errors.js';
 import { loadCommands } from './commands/index.js';
-import { setNativeEnabled } from '../protocol/shadowsocks/native.js';
+import { setNativeEnabled, tuneHeapForRelay } from '../protocol/shadowsocks/native.js';
 
 /**
  * The composition root: the only module that reads argv/env and calls process.exit.
@@ -10,6 +10,9 @@ import { setNativeEnabled } from '../protocol/shadowsocks/native.js';
 export async function main(argv: string[]): Promise<number> {
   // LADDER_NATIVE=0: use node:crypto even where the native AEAD addon is built (for comparison).
   if (process.env.LADDER_NATIVE === '0') setNativeEnabled(false);
+  // Malloc thresholds for a relay (native.ts RELAY_HEAP); LADDER_HEAP_TUNE=0 keeps glibc's defaults
+  // (the bench compares both).
+  else if (process.env.LADDER_HEAP_TUNE !== '0') tuneHeapForRelay();
   const program = new Command('ladder')
     .description('Censorship-resistant encrypted tunnel (Shadowsocks-compatible)')
     .version('0.1.0')

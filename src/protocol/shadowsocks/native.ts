@@ -56,6 +56,8 @@ export interface NativeAddon {
     out?: Uint8Array,
   ): Buffer | number;
   udpOpen(method: number, masterKey: Uint8Array, packet: Uint8Array, out?: Uint8Array): Buffer | number;
+  /** glibc mallopt thresholds (native/common.cc); absent in builds before it was added. */
+  tuneHeap?(trimBytes: number, mmapBytes: number): boolean;
 }
 
 /** The addon ABI this module speaks (native/module.cc exports it as abiVersion). */
@@ -146,6 +148,26 @@ export function whenNativeToggled(f: () => void): void {
 export function setNativeEnabled(on: boolean): void {
   enabled = on;
   onToggle?.();
+}
+
+/**
+ * The malloc thresholds a relay process runs with (tuneHeap in native/common.cc): keep up to
+ * 128 MiB of free heap top instead of glibc's 128 KiB, and serve allocations below 1 MiB from the
+ * heap. Every socket read and encoded write is a fresh 64 KiB buffer; with the defaults, frees at
+ * the heap top went back to the kernel and came back as page faults, which cost a relay process
+ * about half its CPU per GiB (docs/benchmarks.md, "After the restructure"). 128 MiB: V8 collects
+ * dead ArrayBuffers in batches of up to its 64 MiB external-memory step, and a batch freed at once
+ * must not be handed back. The price: memory freed after a burst stays with the process.
+ */
+export const RELAY_HEAP = { trimBytes: 128 * 1024 * 1024, mmapBytes: 1024 * 1024 } as const;
+
+/**
+ * Apply RELAY_HEAP to this process (process-wide; the CLI calls it once at start). False when
+ * the addon is not in use, predates tuneHeap, or the C library is not glibc: nothing changes.
+ */
+export function tuneHeapForRelay(): boolean {
+  const a = nativeAddon();
+  return a?.tuneHeap ? a.tuneHeap(RELAY_HEAP.trimBytes, RELAY_HEAP.mmapBytes) : false;
 }
 
 /** Why the addon is not in use (undefined when it is loaded, or not tried yet). */

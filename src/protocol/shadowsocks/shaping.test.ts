@@ -6,6 +6,7 @@ import { evpBytesToKey } from './kdf.js';
 import { getAeadMethod } from './methods.js';
 import { fetFeatures, maxShare, offsetEntropy, signatureStats } from './shaping-features.js';
 import {
+  defaultRng,
   encodeFirstWrite,
   generatePrefix,
   inProberTrigger,
@@ -200,4 +201,23 @@ test('D3: encodeFirstWrite follows the plan and decodes to header||data with a S
       assert.deepEqual(out, Buffer.concat([h, d]));
     }
   }
+});
+
+test('defaultRng: pooled draws never repeat bytes across refills, are copies, and large draws work', () => {
+  // 16-byte draws across more than two 4 KiB pool refills: a byte handed out twice (a refill that
+  // did not happen, a position that did not advance) shows up as a repeated draw.
+  const seen = new Set<string>();
+  for (let i = 0; i < 700; i++) {
+    const d = defaultRng(16);
+    assert.equal(d.length, 16);
+    const hex = Buffer.from(d).toString('hex');
+    assert.ok(!seen.has(hex), `draw ${i} repeats an earlier one`);
+    seen.add(hex);
+    d.fill(0); // a copy: zeroing it must not zero what comes next
+  }
+  const next = defaultRng(32);
+  assert.ok(next.some((b) => b !== 0));
+  const big = defaultRng(1000);
+  assert.equal(big.length, 1000);
+  assert.ok(new Set(big).size > 200, 'a large draw is random bytes');
 });

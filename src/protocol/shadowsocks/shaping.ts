@@ -31,14 +31,34 @@
  * window). docs/client-defences.md has the numbers. The prefix itself is random too, so the real
  * margin is larger; the budget counts only the uniformly random tail.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomFillSync } from 'node:crypto';
 import { ProtocolError } from '../errors.js';
 import { MAX_PAYLOAD, type AeadEncoder } from './aead.js';
 
 /** Source of uniformly random bytes (inject a seeded one in tests). */
 export type Rng = (n: number) => Uint8Array;
 
-export const defaultRng: Rng = (n) => randomBytes(n);
+/**
+ * Small requests are served from a 4 KiB block of CSPRNG output, each byte handed out once, as a
+ * copy: a shaped prefix takes a few dozen 4-byte draws per connection, and one randomBytes()
+ * call each (an allocation and a call into OpenSSL) was the largest share of the client's own
+ * CPU per short connection (docs/benchmarks.md).
+ */
+const POOL_BYTES = 4096;
+const pool = Buffer.alloc(POOL_BYTES);
+let poolPos = POOL_BYTES; // empty: filled on first use
+
+export const defaultRng: Rng = (n) => {
+  if (n > 256) return randomBytes(n);
+  if (poolPos + n > POOL_BYTES) {
+    randomFillSync(pool);
+    poolPos = 0;
+  }
+  const out = Buffer.from(pool.subarray(poolPos, poolPos + n));
+  pool.fill(0, poolPos, poolPos + n); // no copy of handed-out bytes stays behind
+  poolPos += n;
+  return out;
+};
 
 /** Minimum random salt bytes we keep, by salt size. */
 export function minRandomSaltBytes(saltSize: number): number {
@@ -290,7 +310,11 @@ export function planFirstWrite(saltSize: number, headerLength: number, dataLengt
  * Encode salt + header + data as the first write, following planFirstWrite. `encoder` must be
  * fresh (its salt not yet sent). Decodes with any SIP004 decoder to header||data.
  */
-export function encodeFirstWrite(encoder: AeadEncoder, header: Uint8Array, data: Uint8Array = new Uint8Array(0)): Buffer {
+export function encodeFirstWrite(
+  encoder: AeadEncoder,
+  header: Uint8Array,
+  data: Uint8Array = new Uint8Array(0),
+): Buffer {
   const plan = planFirstWrite(encoder.salt.length, header.length, data.length);
   if (!plan.split) return encoder.encode(Buffer.concat([header, data]));
   return Buffer.concat([encoder.encode(header), encoder.encode(data)]);

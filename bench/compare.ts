@@ -1,0 +1,360 @@
+/**
+ * `npm run bench:compare`: several stacks side by side in ONE invocation, the runs interleaved
+ * (the order rotates every round), so drift on a shared machine hits every stack alike:
+ *
+ *   ladder   this checkout, `npm run build` then dist/cli/main.js (as `ladder` runs for a user)
+ *   libev    ss-local + ss-server
+ *   libev2   a second, independent libev stack: libev2/libev is the noise floor of every ratio
+ *   NAME=PATH[,VAR=VALUE...]  (--stack, repeatable) another Ladder build, e.g. the
+ *            dist/cli/main.js of a checkout of an older commit (before/after in one sitting), or
+ *            this one with environment set (ladder-defaults=dist/cli/main.js,LADDER_HEAP_TUNE=0)
+ *
+ * Phases (--phases, default all):
+ *   bulk   upload to a counting sink and download from a source through SOCKS5, --size per run
+ *   curl   `curl --socks5-hostname` downloading --size from a local HTTP server (a real client:
+ *          its own read sizes and window), the way a user's downloader goes through the proxy
+ *   short  --short-n short connections per stack (SOCKS5 handshake, 32-byte request, 32-byte
+ *          echo, close) plus direct ones; p50/p99 of the time added over direct
+ * Reported per stack: median and min-max over --runs of MiB/s and of client + server CPU per GiB
+ * (user + sys from /proc, robust to load in a way MiB/s is not), and CPU µs per short connection;
+ * ratios against libev. Writes --json (default bench/results/compare.json).
+ *
+ *   npm run bench:compare -- --size 256MiB --runs 5 --short-n 1000
+ *   npm run bench:compare -- --stack before=/path/to/old-checkout/dist/cli/main.js
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { loadavg } from 'node:os';
+import { dirname, join } from 'node:path';
+import { startEcho, startSink, startSource } from '../test/helpers/net.js';
+import type { TestServer } from '../test/helpers/net.js';
+import type { Method, Peer } from '../test/helpers/peers.js';
+import {
+  cpuMs,
+  REPO_ROOT,
+  ssUrl,
+  startLadderClient,
+  startLadderServer,
+  startSsLocal,
+  startSsServer,
+  which,
+} from '../test/helpers/peers.js';
+import { downloadCountVia, uploadCountVia } from '../test/helpers/transfer.js';
+import { oneExchange } from './exchange.js';
+import { median, percentile } from './stats.js';
+
+const MiB = 1024 * 1024;
+const argv = process.argv.slice(2);
+function opt(name: string, dflt: string): string {
+  const i = argv.indexOf(name);
+  if (i < 0) return dflt;
+  const v = argv[i + 1];
+  if (v === undefined) throw new Error(`${name} needs a value`);
+  return v;
+}
+function posInt(name: string, dflt: number): number {
+  const n = Number(opt(name, String(dflt)));
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name}: expected a positive integer`);
+  return n;
+}
+const sizeMiB = Number(/^(\d+)/.exec(opt('--size', '256MiB'))?.[1] ?? NaN);
+if (!(sizeMiB > 0)) throw new Error('--size: expected MiB, e.g. 256MiB');
+const size = sizeMiB * MiB;
+const runs = posInt('--runs', 3);
+const shortN = posInt('--short-n', 1000);
+const method = opt('--method', 'aes-256-gcm') as Method;
+const phases = new Set(opt('--phases', 'bulk,curl,short').split(','));
+const jsonOut = opt('--json', join(REPO_ROOT, 'bench', 'results', 'compare.json'));
+const extra = argv.flatMap((a, i) => (argv[i - 1] === '--stack' ? [a] : []));
+const noFloor = argv.includes('--no-floor');
+
+function log(msg: string): void {
+  process.stderr.write(`[compare ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+}
+
+interface Stack {
+  name: string;
+  client: Peer & { socksPort: number };
+  server: Peer & { port: number };
+}
+
+async function startStack(name: string, spec: string | 'libev'): Promise<Stack> {
+  const password = `bench-${randomBytes(8).toString('hex')}`;
+  if (spec === 'libev') {
+    const server = await startSsServer({ method, password, timeout: 600 });
+    const client = await startSsLocal({ method, password, serverPort: server.port, timeout: 600 });
+    return { name, client, server };
+  }
+  // Another checkout's dist/ runs with that checkout's own addon (native.ts finds it from there).
+  const [entry, ...vars] = spec.split(',');
+  const env = Object.fromEntries(vars.map((v) => [v.slice(0, v.indexOf('=')), v.slice(v.indexOf('=') + 1)]));
+  const o = { method, password, entry: entry!, env };
+  const server = await startLadderServer(o);
+  const client = await startLadderClient({
+    key: ssUrl(method, password, '127.0.0.1', server.port),
+    entry: entry!,
+    env,
+  });
+  return { name, client, server };
+}
+
+const cpuOf = async (s: Stack): Promise<{ c: number; s: number }> => ({
+  c: await cpuMs(s.client.pid),
+  s: await cpuMs(s.server.pid),
+});
+
+/** Minor page faults of a process so far (/proc/PID/stat field 10): fresh memory touched. */
+function minorFaults(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
+}
+const faultsOf = (s: Stack): number => minorFaults(s.client.pid) + minorFaults(s.server.pid);
+
+/** An HTTP server answering GET /N with N bytes (one random block repeated), for curl. */
+async function startHttpSource(): Promise<Server> {
+  const block = randomBytes(64 * 1024);
+  const srv = createServer((req, res) => {
+    const n = Number((req.url ?? '/').slice(1));
+    if (!Number.isSafeInteger(n) || n < 0) return void res.writeHead(400).end();
+    res.writeHead(200, { 'content-length': String(n), 'content-type': 'application/octet-stream' });
+    let left = n;
+    const pump = (): void => {
+      while (left > 0) {
+        const k = Math.min(block.length, left);
+        left -= k;
+        if (!res.write(k === block.length ? block : block.subarray(0, k)))
+          return void res.once('drain', pump);
+      }
+      res.end();
+    };
+    pump();
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  return srv;
+}
+
+function curlDownload(socksPort: number, httpPort: number, bytes: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    execFile(
+      'curl',
+      [
+        '-sS',
+        '--fail',
+        '--max-time',
+        '300',
+        '--socks5-hostname',
+        `127.0.0.1:${socksPort}`,
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{size_download}',
+        `http://127.0.0.1:${httpPort}/${bytes}`,
+      ],
+      (err, stdout) => {
+        if (err) return reject(err);
+        if (Number(stdout) !== bytes) return reject(new Error(`curl got ${stdout} of ${bytes} bytes`));
+        resolve(performance.now() - t0);
+      },
+    );
+  });
+}
+
+interface Series {
+  mibps: number[];
+  cpu: number[];
+  client: number[];
+  server: number[];
+  /** Minor page faults of client + server per GiB. */
+  faults: number[];
+}
+type BulkKind = 'upload' | 'download' | 'curl download';
+
+async function bulk(stacks: Stack[], kind: BulkKind, run: (st: Stack) => Promise<number>) {
+  const out = new Map<string, Series>(
+    stacks.map((s) => [s.name, { mibps: [], cpu: [], client: [], server: [], faults: [] }]),
+  );
+  for (let r = 0; r < runs; r++) {
+    for (let j = 0; j < stacks.length; j++) {
+      const st = stacks[(r + j) % stacks.length]!;
+      const c0 = await cpuOf(st);
+      const pf0 = faultsOf(st);
+      const ms = await run(st);
+      const c1 = await cpuOf(st);
+      const pf1 = faultsOf(st);
+      const gib = size / 1024 ** 3;
+      const rec = out.get(st.name)!;
+      rec.mibps.push(sizeMiB / (ms / 1000));
+      rec.client.push((c1.c - c0.c) / gib);
+      rec.server.push((c1.s - c0.s) / gib);
+      rec.cpu.push((c1.c - c0.c + c1.s - c0.s) / gib);
+      rec.faults.push((pf1 - pf0) / gib);
+      log(
+        `${kind} ${st.name} run ${r + 1}/${runs}: ${rec.mibps.at(-1)!.toFixed(0)} MiB/s, ${rec.cpu.at(-1)!.toFixed(0)} CPU-ms/GiB (client ${rec.client.at(-1)!.toFixed(0)}), ${rec.faults.at(-1)!.toFixed(0)} page faults/GiB`,
+      );
+    }
+  }
+  return out;
+}
+
+async function short(stacks: Stack[], echo: TestServer) {
+  const kinds = [...stacks.map((s) => s.name), 'direct'];
+  const port = new Map(stacks.map((s) => [s.name, s.client.socksPort]));
+  const samples = new Map<string, number[]>(kinds.map((k) => [k, []]));
+  for (let i = 0; i < 50; i++) for (const k of kinds) await oneExchange(port.get(k), echo).catch(() => 0);
+  const c0 = new Map(await Promise.all(stacks.map(async (s) => [s.name, await cpuOf(s)] as const)));
+  for (let i = 0; i < shortN; i++) {
+    for (let j = 0; j < kinds.length; j++) {
+      const k = kinds[(i + j) % kinds.length]!;
+      samples.get(k)!.push(await oneExchange(port.get(k), echo));
+    }
+    if ((i + 1) % 250 === 0) log(`short ${i + 1}/${shortN}`);
+  }
+  const direct = { p50: percentile(samples.get('direct')!, 50), p99: percentile(samples.get('direct')!, 99) };
+  const res: Record<string, { addedP50: number; addedP99: number; cpuUs: number; clientUs: number }> = {};
+  for (const s of stacks) {
+    const c1 = await cpuOf(s);
+    const a = c0.get(s.name)!;
+    const ss = samples.get(s.name)!;
+    res[s.name] = {
+      addedP50: percentile(ss, 50) - direct.p50,
+      addedP99: percentile(ss, 99) - direct.p99,
+      cpuUs: ((c1.c - a.c + c1.s - a.s) * 1000) / shortN,
+      clientUs: ((c1.c - a.c) * 1000) / shortN,
+    };
+  }
+  return { direct, res };
+}
+
+const f0 = (x: number): string => x.toFixed(0);
+const f2 = (x: number): string => x.toFixed(2);
+const spread = (a: number[], f: (x: number) => string): string =>
+  `${f(median(a))} (${f(Math.min(...a))}-${f(Math.max(...a))})`;
+
+async function main(): Promise<void> {
+  for (const tool of ['ss-server', 'ss-local', ...(phases.has('curl') ? ['curl'] : [])])
+    if (!which(tool)) throw new Error(`${tool} not found (apt-get install shadowsocks-libev curl)`);
+  log('npm run build');
+  execFileSync(process.execPath, [join(REPO_ROOT, 'scripts', 'build.mjs')], {
+    stdio: 'pipe',
+    cwd: REPO_ROOT,
+  });
+  const specs: [string, string][] = [
+    ['ladder', join(REPO_ROOT, 'dist', 'cli', 'main.js')],
+    ...extra.map((e) => {
+      const at = e.indexOf('=');
+      if (at < 1) throw new Error(`--stack NAME=PATH/dist/cli/main.js[,VAR=VALUE], got "${e}"`);
+      return [e.slice(0, at), e.slice(at + 1)] as [string, string];
+    }),
+    ['libev', 'libev'],
+    ...(noFloor ? [] : ([['libev2', 'libev']] as [string, string][])),
+  ];
+  const load0 = loadavg();
+  const stacks: Stack[] = [];
+  const sink = await startSink({ hash: false });
+  const source = await startSource({ hash: false, fresh: false });
+  const echo = await startEcho();
+  const http = await startHttpSource();
+  const httpPort = (http.address() as AddressInfo).port;
+  const result: Record<string, unknown> = {
+    method,
+    sizeMiB,
+    runs,
+    shortN,
+    loadAtStart: load0,
+    stacks: specs,
+  };
+  const rows: string[][] = [];
+  const ratio = (name: string, v: number, base: number | undefined): string =>
+    name === 'libev' || base === undefined ? '' : f2(v / base);
+  try {
+    for (const [name, entry] of specs) stacks.push(await startStack(name, entry));
+    for (const st of stacks) {
+      await uploadCountVia(
+        { proxyPort: st.client.socksPort },
+        { host: '127.0.0.1', port: sink.port },
+        16 * MiB,
+      );
+      await downloadCountVia(
+        { proxyPort: st.client.socksPort },
+        { host: '127.0.0.1', port: source.port },
+        16 * MiB,
+      );
+    }
+    const bulkKinds: [BulkKind, (st: Stack) => Promise<number>][] = [];
+    const via = (st: Stack) => ({ proxyPort: st.client.socksPort });
+    if (phases.has('bulk')) {
+      bulkKinds.push([
+        'upload',
+        (st) => uploadCountVia(via(st), { host: '127.0.0.1', port: sink.port }, size),
+      ]);
+      bulkKinds.push([
+        'download',
+        (st) => downloadCountVia(via(st), { host: '127.0.0.1', port: source.port }, size),
+      ]);
+    }
+    if (phases.has('curl'))
+      bulkKinds.push(['curl download', (st) => curlDownload(st.client.socksPort, httpPort, size)]);
+    for (const [kind, run] of bulkKinds) {
+      const series = await bulk(stacks, kind, run);
+      result[kind] = Object.fromEntries(series);
+      const libev = series.get('libev')!;
+      for (const [name, s] of series) {
+        rows.push([
+          `${kind} MiB/s`,
+          name,
+          spread(s.mibps, f0),
+          ratio(name, median(s.mibps), median(libev.mibps)),
+        ]);
+        rows.push([
+          `${kind} CPU-ms/GiB (client / server)`,
+          name,
+          `${spread(s.cpu, f0)} (${f0(median(s.client))} / ${f0(median(s.server))})`,
+          ratio(name, median(s.cpu), median(libev.cpu)),
+        ]);
+        rows.push([`${kind} page faults/GiB`, name, spread(s.faults, f0), '']);
+      }
+    }
+    if (phases.has('short')) {
+      const sh = await short(stacks, echo);
+      result.short = sh;
+      const lib = sh.res.libev!;
+      for (const st of stacks) {
+        const r = sh.res[st.name]!;
+        rows.push(['short: added p50 ms', st.name, f2(r.addedP50), ratio(st.name, r.addedP50, lib.addedP50)]);
+        rows.push(['short: added p99 ms', st.name, f2(r.addedP99), ratio(st.name, r.addedP99, lib.addedP99)]);
+        rows.push([
+          'short: CPU µs/conn (client)',
+          st.name,
+          `${f0(r.cpuUs)} (${f0(r.clientUs)})`,
+          ratio(st.name, r.cpuUs, lib.cpuUs),
+        ]);
+      }
+      rows.push(['short: direct p50 / p99 ms', 'direct', `${f2(sh.direct.p50)} / ${f2(sh.direct.p99)}`, '']);
+    }
+  } finally {
+    await Promise.all(stacks.flatMap((s) => [s.client.stop(5000), s.server.stop(5000)]));
+    await Promise.all([sink.close(), source.close(), echo.close()]);
+    http.close();
+  }
+  result.loadAtEnd = loadavg();
+  const head = ['measure', 'stack', `median (min-max of ${runs})`, 'ratio / libev'];
+  console.log(`| ${head.join(' | ')} |\n|${head.map(() => '---').join('|')}|`);
+  for (const r of rows) console.log(`| ${r.join(' | ')} |`);
+  console.log(
+    `\n${method}, ${sizeMiB} MiB per bulk run, ${shortN} short connections per stack; load average ${load0.map(f2).join(' ')} at start, ${loadavg().map(f2).join(' ')} at end`,
+  );
+  mkdirSync(dirname(jsonOut), { recursive: true });
+  writeFileSync(jsonOut, JSON.stringify(result, null, 2));
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(`compare: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  },
+);
