@@ -2,6 +2,7 @@ import { Command, type CommanderError } from 'commander';
 import { commanderUsageError, EXIT, reportError } from './errors.js';
 import { loadCommands } from './commands/index.js';
 import { setNativeEnabled, tuneHeapForRelay } from '../protocol/shadowsocks/native.js';
+import { whenStarted } from '../shared/startup.js';
 
 /**
  * The composition root: the only module that reads argv/env and calls process.exit.
@@ -11,8 +12,9 @@ export async function main(argv: string[]): Promise<number> {
   // LADDER_NATIVE=0: use node:crypto even where the native AEAD addon is built (for comparison).
   if (process.env.LADDER_NATIVE === '0') setNativeEnabled(false);
   // Malloc thresholds for a relay (native.ts RELAY_HEAP); LADDER_HEAP_TUNE=0 keeps glibc's defaults
-  // (the bench compares both).
-  else if (process.env.LADDER_HEAP_TUNE !== '0') tuneHeapForRelay();
+  // (the bench compares both). Applied once start-up is over, so the memory start-up freed goes
+  // back to the system first (idle RSS) and only the relay's buffers are kept.
+  else if (process.env.LADDER_HEAP_TUNE !== '0') whenStarted(tuneHeapForRelay);
   const program = new Command('ladder')
     .description('Censorship-resistant encrypted tunnel (Shadowsocks-compatible)')
     .version('0.1.0')
