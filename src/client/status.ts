@@ -119,17 +119,16 @@ export function formatStatus(st: ClientStatus, running: boolean, now = Date.now(
       : '  using: none yet (no connection has carried data)',
   );
   for (const e of st.endpoints) {
+    const worked = e.lastOkAt !== undefined ? `last worked ${ago(now - e.lastOkAt)}` : '';
     const detail =
       e.state === 'avoided'
-        ? `avoided ${Math.ceil(e.avoidedForMs / 1000)} s more after ${e.failures} failure${e.failures === 1 ? '' : 's'} (${e.lastFail ?? '?'})`
+        ? `avoided ${Math.ceil(e.avoidedForMs / 1000)} s more after ${e.failures} failure${e.failures === 1 ? '' : 's'} in a row (${e.lastFail ?? '?'})`
         : e.state === 'failed'
-          ? `failed ${e.failures}× (${e.lastFail ?? '?'}), may be retried`
-          : e.lastOkAt !== undefined
-            ? `last worked ${ago(now - e.lastOkAt)}`
-            : 'not tried on this network';
-    lines.push(
-      `  ${e.position}. ${e.kind}${e.tag ? ` "${e.tag}"` : ''} port ${e.port}: ${e.state}, ${detail}`,
-    );
+          ? `failed ${e.failures}× (${e.lastFail ?? '?'}), may be tried again`
+          : e.state === 'untried'
+            ? 'not tried on this network'
+            : `${e.state}${worked ? `, ${worked}` : ''}`;
+    lines.push(`  ${e.position}. ${e.kind}${e.tag ? ` "${e.tag}"` : ''} port ${e.port}: ${detail}`);
   }
   return lines.join('\n');
 }
