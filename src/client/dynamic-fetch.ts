@@ -152,7 +152,8 @@ function getOnce(
       new Promise((resolve, reject) => {
         const req = httpsRequest(url, {
           method: 'GET',
-          agent: false,
+          // No agent: with createConnection and no agent, the request goes over this socket,
+          // already verified (an agent would open and verify a connection of its own).
           createConnection: () => socket,
           headers: {
             accept: 'application/json, application/yaml;q=0.9, text/plain;q=0.8',

@@ -45,6 +45,7 @@ export interface DynamicKeySourceStatus {
 export class DynamicKeySource {
   readonly #o: DynamicKeySourceOptions;
   #timer: Timer | undefined;
+  #nextAt = Infinity;
   #inFlight: Promise<DynamicKeyBody> | undefined;
   #closed = false;
   readonly #st: DynamicKeySourceStatus = { fetches: 0 };
@@ -72,9 +73,12 @@ export class DynamicKeySource {
   /** Fetch again soon (the tunnel is failing), unless one was made within minRefetchMs. */
   refreshSoon(): void {
     if (this.#closed || this.#inFlight) return;
-    const since = this.#o.clock.now() - (this.#st.lastFetchAt ?? -Infinity);
-    const min = this.#o.minRefetchMs ?? DEFAULT_MIN_REFETCH_MS;
-    this.#schedule(Math.max(0, min - since));
+    const now = this.#o.clock.now();
+    const since = now - (this.#st.lastFetchAt ?? -Infinity);
+    const min = Math.min(this.#o.minRefetchMs ?? DEFAULT_MIN_REFETCH_MS, this.#o.refreshMs ?? Infinity);
+    const at = now + Math.max(0, min - since);
+    // Never later than a fetch already due.
+    if (at < this.#nextAt) this.#schedule(at - now);
   }
 
   close(): void {
@@ -86,26 +90,20 @@ export class DynamicKeySource {
   #schedule(ms?: number): void {
     if (this.#closed) return;
     if (this.#timer) this.#o.clock.clearTimeout(this.#timer);
-    this.#timer = this.#o.clock.setTimeout(
-      () => {
-        this.#timer = undefined;
-        this.#fetch().then(
-          (body) =>
-            this.#schedule(
-              body.kind === 'error' ? (this.#o.errorRetryMs ?? DEFAULT_ERROR_RETRY_MS) : undefined,
-            ),
-          (err: Error) => {
-            this.#o.onFetchError?.(err);
-            this.#schedule(
-              err instanceof DynamicKeyFetchError && !err.permanent
-                ? (this.#o.errorRetryMs ?? DEFAULT_ERROR_RETRY_MS)
-                : undefined,
-            );
-          },
-        );
-      },
-      ms ?? this.#o.refreshMs ?? DEFAULT_REFRESH_MS,
-    );
+    const delay = ms ?? this.#o.refreshMs ?? DEFAULT_REFRESH_MS;
+    this.#nextAt = this.#o.clock.now() + delay;
+    const retry = this.#o.errorRetryMs ?? DEFAULT_ERROR_RETRY_MS;
+    this.#timer = this.#o.clock.setTimeout(() => {
+      this.#timer = undefined;
+      this.#nextAt = Infinity;
+      this.#fetch().then(
+        (body) => this.#schedule(body.kind === 'error' ? retry : undefined),
+        (err: Error) => {
+          this.#o.onFetchError?.(err);
+          this.#schedule(err instanceof DynamicKeyFetchError && err.permanent ? undefined : retry);
+        },
+      );
+    }, delay);
     this.#timer.unref?.();
   }
 

@@ -121,7 +121,7 @@ export async function startPickedTunnel(o: PickedTunnelOptions): Promise<PickedT
       picker.setRefusal(source?.refusal);
       if (was !== picker.refusal)
         log.warn(
-          `${picker.refusal ?? ''} (new connections are refused; the key is fetched again every minute)`,
+          `${picker.refusal ?? ''} (new connections are refused; the key is fetched again until the server accepts it)`,
         );
     } else {
       if (picker.refusal !== undefined) log.info('the server accepts the key again');

@@ -28,6 +28,7 @@ import {
 } from '../../client/dynamic-fetch.js';
 import { refusalText } from '../../client/dynamic-key.js';
 import { startPickedTunnel, type PickedTunnel } from '../../client/picked-tunnel.js';
+import { DEFAULT_ERROR_RETRY_MS, DEFAULT_REFRESH_MS } from '../../client/key-source.js';
 import { defaultStateDir, formatStatus, readStatuses } from '../../client/status.js';
 import type { RouteMode } from '../../client/routing/router.js';
 import type { RuleSet } from '../../client/routing/rules.js';
@@ -67,6 +68,7 @@ interface ClientFlags {
   logLevel?: string;
   stateDir?: string;
   status?: boolean;
+  refresh?: string;
 }
 
 function hostPort(a: AddressInfo): string {
@@ -130,6 +132,7 @@ async function startPicked(o: {
   endpoints: Endpoint[];
   shape: boolean | undefined;
   residualMs: number | undefined;
+  refreshMs: number | undefined;
   stateDir: string;
   log: Logger;
 }): Promise<PickedTunnel> {
@@ -140,6 +143,9 @@ async function startPicked(o: {
       log: o.log,
       stateDir: o.stateDir,
       ...(o.residualMs !== undefined ? { picker: { residualMs: o.residualMs } } : {}),
+      ...(o.refreshMs !== undefined
+        ? { source: { refreshMs: o.refreshMs, errorRetryMs: Math.min(DEFAULT_ERROR_RETRY_MS, o.refreshMs) } }
+        : {}),
     });
   } catch (err) {
     if (err instanceof DynamicKeyFetchError) throw new UsageError(`--key: ${err.message}`, 'ERR_INPUT');
@@ -168,6 +174,10 @@ export function registerClient(program: Command): void {
       'where the client remembers which endpoints got through on which network, and writes its status (default $LADDER_STATE_DIR, $XDG_STATE_HOME/ladder or ~/.local/state/ladder)',
     )
     .option('--status', 'show what the running clients chose (endpoints, failures, dynamic key) and exit')
+    .option(
+      '--refresh <s>',
+      `fetch a dynamic key again this often (default ${DEFAULT_REFRESH_MS / 1000}; sooner when its endpoints fail, and at least every minute while the server refuses the key or cannot be reached)`,
+    )
     .option(
       '--config <file>',
       'JSON client config: "keys"/"servers" (SIP008), "socks", "http", "route", "rules", "dns", "dnsUpstream", "dnsMode", "shape", "residualSeconds"; flags win',
@@ -364,7 +374,15 @@ export function registerClient(program: Command): void {
       // A dynamic key, or several endpoints: the picker (D9), with its memory and status file.
       const picked =
         dynamicKey || endpoints.length > 1
-          ? await startPicked({ dynamicKey, endpoints, shape, residualMs, stateDir, log })
+          ? await startPicked({
+              dynamicKey,
+              endpoints,
+              shape,
+              residualMs,
+              refreshMs: numbers.refresh !== undefined ? numbers.refresh * 1000 : undefined,
+              stateDir,
+              log,
+            })
           : undefined;
       let udpEndpoint = endpoints[0];
       if (picked?.first) {
@@ -448,7 +466,7 @@ export function registerClient(program: Command): void {
       const dynTag = dynamicKey?.tag ? ` "${dynamicKey.tag}"` : '';
       const what =
         dynamicKey && endpoints.length === 0
-          ? `dynamic key${dynTag}: refused by the server for now, fetched again every minute`
+          ? `dynamic key${dynTag}: refused by the server for now, fetched again until it accepts the key`
           : endpoints.length === 1
             ? `${dynamicKey ? `dynamic key${dynTag}, ` : ''}${methods} tunnel${tags[0] ? ` "${tags[0]}"` : ''}`
             : `${dynamicKey ? `dynamic key${dynTag}, ` : ''}${endpoints.length} server endpoints (failover in order${tags.length ? `: ${tags.map((t) => `"${t}"`).join(', ')}` : ''}; what gets through is remembered), ${methods}`;
