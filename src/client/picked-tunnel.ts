@@ -51,8 +51,9 @@ export interface PickedTunnel {
   close(): void;
 }
 
+/** Position and kind only: tags are the user's own names for servers, kept out of logs too. */
 function describe(position: number, e: KeyEndpoint): Record<string, unknown> {
-  return { endpoint: position, transport: endpointKind(e), ...(e.tag ? { tag: e.tag } : {}) };
+  return { endpoint: position, transport: endpointKind(e) };
 }
 
 /** Start the picker (and, for a dynamic key, fetch it: throws when the first fetch fails). */
@@ -95,7 +96,7 @@ export async function startPickedTunnel(o: PickedTunnelOptions): Promise<PickedT
     ...o.picker,
     onFailure: (position, e, kind, avoidMs) => {
       log.warn(
-        { ...describe(position, e), kind, avoidSeconds: Math.round(avoidMs / 1000) },
+        { endpoint: position, kind, transport: endpointKind(e), avoidSeconds: Math.round(avoidMs / 1000) },
         'server endpoint avoided for its residual period',
       );
       saveStatus();
