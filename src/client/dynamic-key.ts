@@ -21,7 +21,8 @@
  * refused alone. Errors are one line naming the place (`transport.tcp.endpoint: …`), never a
  * password.
  */
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
+import type * as Yaml from 'yaml';
 import { ProtocolError } from '../protocol/errors.js';
 import type { SsKey } from '../protocol/sip002/index.js';
 import { webSocketNextHop, type WsTransportOptions } from '../transport/ws-dialer.js';
@@ -37,6 +38,21 @@ export type DynamicKeyBody =
       format: 'outline-json' | 'ss-url' | 'ss-list' | 'outline-yaml' | 'sip008';
     }
   | { kind: 'error'; message: string; details?: string };
+
+/** The YAML parser, loaded on first use: a client with a static key never carries it (test/cli/lazy-loading.test.ts). */
+let yamlModule: typeof Yaml | undefined;
+function parseYaml(text: string): unknown {
+  yamlModule ??= createRequire(import.meta.url)('yaml') as typeof Yaml;
+  return yamlModule.parse(text, { merge: true, maxAliasCount: 100, prettyErrors: false });
+}
+
+function jsonOrUndefined(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
 
 /** The most endpoints one body may give (bounds every later loop). */
 export const MAX_DYNAMIC_ENDPOINTS = 32;
@@ -296,7 +312,8 @@ export function parseDynamicKeyBody(body: string): DynamicKeyBody {
   }
   let doc: unknown;
   try {
-    doc = parseYaml(text, { merge: true, maxAliasCount: 100, prettyErrors: false });
+    // JSON (what most servers send) without loading the YAML parser; YAML otherwise.
+    doc = text.startsWith('{') ? (jsonOrUndefined(text) ?? parseYaml(text)) : parseYaml(text);
   } catch (err) {
     const line = /at line (\d+)/.exec((err as Error).message)?.[1];
     throw bad('', `not JSON or YAML${line ? ` (line ${line})` : ''}, nor ss:// links`);
