@@ -99,6 +99,8 @@ export async function startPickedTunnel(o: PickedTunnelOptions): Promise<PickedT
         { endpoint: position, kind, transport: endpointKind(e), avoidSeconds: Math.round(avoidMs / 1000) },
         'server endpoint avoided for its residual period',
       );
+      // The operator may have moved the server: ask the key (rate-limited in the source).
+      source?.refreshSoon();
       saveStatus();
     },
     onChoice: (position, e) => {
