@@ -14,7 +14,7 @@ export function dynamicKeyNote(dynamicKeyBaseUrl: string | null | undefined): st
   const where = dynamicKeyBaseUrl
     ? `${dynamicKeyBaseUrl} has a certificate they trust`
     : 'the server has a trusted certificate: this API certificate is self-signed, so serve /access/ behind a TLS proxy with a real one (--dynamic-listen, --dynamic-url https://…)';
-  return `works in Outline clients only when ${where}; ladder client does not read ssconf:// yet: use the ss:// key`;
+  return `works in Outline clients only when ${where}; ladder client also reads it with the API certificate pinned: add ?certSha256=<certSha256 of the access config line>`;
 }
 
 /** A postgres:// URL without its password (for banners and logs). */

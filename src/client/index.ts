@@ -101,6 +101,12 @@ export interface ClientOptions {
   failover?: FailoverOptions;
   /** Use this tunnel dialer instead of one built from the keys (lab, tests). */
   dialer?: Dialer;
+  /**
+   * A tunnel built by the caller from keys (the picker over a dynamic key's endpoints,
+   * picker.ts): used instead of `key`/`keys`, but watched for unanswered connections like a
+   * tunnel built here. `close` runs when the client closes.
+   */
+  tunnel?: { dialer: Dialer; endpoints: number; edition2022?: boolean; close?: () => void };
   /** 'proxy' (default): everything through the tunnel; 'direct'; 'auto' (learns per host). */
   route?: RouteMode;
   /** Routing rules (routing/rules.ts or acl.ts); they win over the mode. */
@@ -128,7 +134,7 @@ export interface ClientOptions {
   noAnswerMs?: number;
   /**
    * Where a key source that can explain a refusal (e.g. a dynamic-key server's error message)
-   * hands its text to the client's "no answer" lines. Nothing provides it yet.
+   * hands its text to the client's "no answer" lines (the CLI's dynamic-key source does).
    */
   keySourceMessage?: () => string | undefined;
   /**
@@ -245,7 +251,15 @@ function buildTunnel(
 } {
   if (opts.dialer)
     return { tunnel: opts.dialer, failover: undefined, endpoints: 0, watch: undefined, closeHops: () => {} };
-  const { tunnel, failover, endpoints, edition2022, closeHops } = buildKeyTunnel(opts, clock);
+  const { tunnel, failover, endpoints, edition2022, closeHops } = opts.tunnel
+    ? {
+        tunnel: opts.tunnel.dialer,
+        failover: undefined,
+        endpoints: opts.tunnel.endpoints,
+        edition2022: opts.tunnel.edition2022 ?? false,
+        closeHops: opts.tunnel.close ?? ((): void => {}),
+      }
+    : buildKeyTunnel(opts, clock);
   // Every tunnelled connection (SOCKS5, HTTP, DNS through the tunnel) tells the user when the
   // server never answers.
   const watch = new AnswerWatchDialer(tunnel, {

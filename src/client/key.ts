@@ -5,7 +5,7 @@ import {
   isAead2022MethodName,
   parsePsk2022,
 } from '../protocol/shadowsocks/methods2022.js';
-import { parseSsUrl } from '../protocol/sip002/index.js';
+import { parseSsUrl, type SsKey } from '../protocol/sip002/index.js';
 import { parseV2rayPluginOptions } from '../protocol/sip002/plugin-opts.js';
 import type { ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
 import type { NextHop } from '../transport/dialer.js';
@@ -14,22 +14,22 @@ import type { WsTransportOptions } from '../transport/ws-dialer.js';
 /** SIP003 plugin names whose wire we speak ourselves. */
 const V2RAY_PLUGIN = new Set(['v2ray-plugin', 'ss-v2ray-plugin']);
 
+/** A tunnel endpoint from a key: the Shadowsocks endpoint, its tag and its WebSocket transport. */
+export type KeyEndpoint = ShadowsocksEndpoint & { tag?: string; websocket?: WsTransportOptions };
+
 /**
  * Turn an access key (ss:// URL) into a tunnel endpoint, refusing what we cannot honour: plugin
  * keys other than v2ray-plugin in websocket mode (whose wire we speak: its endpoint gets a
- * WebSocket `nextHop`, Mux.Cool unless mux=0), online-config keys (ssconf://, not yet), stream
- * ciphers and unknown methods. Every error is one line that says what is wrong and never contains the
- * password or the rest of the key.
+ * WebSocket `nextHop`, Mux.Cool unless mux=0), online-config keys (ssconf://, which
+ * dynamic-key.ts fetches), stream ciphers and unknown methods. Every error is one line that says
+ * what is wrong and never contains the password or the rest of the key.
  */
-export function endpointFromKey(
-  key: string,
-): ShadowsocksEndpoint & { tag?: string; websocket?: WsTransportOptions } {
+export function endpointFromKey(key: string): KeyEndpoint {
   const text = key.trim();
-  if (/^ssconf:\/\//i.test(text)) {
+  if (/^(ssconf|https?):\/\//i.test(text)) {
     throw new ProtocolError(
       'ERR_URL',
-      'ssconf:// (dynamic) keys are not supported by ladder client yet; use the ss:// key printed next to it ' +
-        '(ladder keys url ID); ssconf:// works in Outline clients only when the server has a trusted certificate',
+      'this is a dynamic (ssconf:// or https://) key: it is fetched when the client starts (ladder client --key), not read as an ss:// URL',
     );
   }
   let parsed;
@@ -41,13 +41,22 @@ export function endpointFromKey(
     const msg = scrub(err instanceof Error ? err.message : String(err), text);
     throw new ProtocolError('ERR_URL', msg);
   }
+  return endpointFromParts(parsed, (m) => `invalid ss:// URL: ${scrub(m, text)}`);
+}
+
+/**
+ * The same checks for a key given as parts (an ss:// URL parsed, a SIP008 server entry, an
+ * Outline legacy or YAML config). `explain` turns a checker's message into the line to show;
+ * it must keep secrets out.
+ */
+export function endpointFromParts(parsed: SsKey, explain: (msg: string) => string): KeyEndpoint {
   let websocket: WsTransportOptions | undefined;
   if (parsed.plugin !== undefined && V2RAY_PLUGIN.has(parsed.plugin)) {
     let o;
     try {
       o = parseV2rayPluginOptions(parsed.pluginOptions);
     } catch (err) {
-      throw new ProtocolError('ERR_URL', `invalid ss:// URL: ${scrub((err as Error).message, text)}`);
+      throw new ProtocolError('ERR_URL', explain((err as Error).message));
     }
     const addr = parsed.host.includes(':') ? `[${parsed.host}]` : parsed.host;
     websocket = {
@@ -63,21 +72,21 @@ export function endpointFromKey(
   }
   // SIP022 keys: the password is base64 PSK(s); check them now so a bad key fails at startup.
   let method: { name: string; saltSize: number };
-  if (isAead2022MethodName(parsed.method)) {
-    method = getAead2022Method(parsed.method);
-    try {
+  try {
+    if (isAead2022MethodName(parsed.method)) {
+      method = getAead2022Method(parsed.method);
       parsePsk2022(getAead2022Method(parsed.method), parsed.password);
-    } catch (err) {
-      throw new ProtocolError('ERR_URL', `invalid ss:// URL: ${scrub((err as Error).message, text)}`);
+    } else {
+      method = getAeadMethod(parsed.method);
     }
-  } else {
-    method = getAeadMethod(parsed.method);
+  } catch (err) {
+    throw new ProtocolError('ERR_URL', explain((err as Error).message));
   }
   const prefix = parsed.prefix;
   if (prefix && prefix.length > method.saltSize) {
     throw new ProtocolError(
       'ERR_URL',
-      `invalid ss:// URL: prefix is ${prefix.length} bytes, longer than the ${method.saltSize}-byte salt of ${method.name}`,
+      explain(`prefix is ${prefix.length} bytes, longer than the ${method.saltSize}-byte salt of ${method.name}`),
     );
   }
   return {

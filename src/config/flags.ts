@@ -83,6 +83,8 @@ export const clientFlagsSchema = flagSchema({
   firstDataWait: flag.int('--first-data-wait', 0, MAX_FIRST_DATA_WAIT_MS),
   idleTimeout: flag.int('--idle-timeout', 1, MAX_CLIENT_SECONDS),
   residual: flag.int('--residual', 0, MAX_CLIENT_SECONDS).optional(),
+  /** How often a dynamic key is fetched again (seconds). */
+  refresh: flag.int('--refresh', 1, MAX_CLIENT_SECONDS).optional(),
 });
 
 /** The numeric flags of `ladder server` (data-plane flags; commander's strings). */

@@ -207,6 +207,8 @@ describe('ladder client CLI: several endpoints, routing, DNS, PAC', () => {
       'client',
       '--config',
       join(dir, 'client.json'),
+      '--state-dir',
+      join(dir, 'state'),
       '--socks',
       '127.0.0.1:0',
       '--http',
@@ -216,7 +218,7 @@ describe('ladder client CLI: several endpoints, routing, DNS, PAC', () => {
       const m = await waitForText(r.stdout, /SOCKS5 proxy on 127\.0\.0\.1:(\d+)/);
       const h = await waitForText(r.stdout, /PAC file +http:\/\/(127\.0\.0\.1:\d+)\/proxy\.pac/);
       const out = r.stdout();
-      assert.match(out, /2 server endpoints \(failover in order: "first", "second"\)/);
+      assert.match(out, /2 server endpoints \(failover in order: "first", "second"; what gets through is remembered\)/);
       assert.match(out, /first-packet shaping on/);
       assert.match(out, /routing +auto: .*2 rules from rules\.txt/);
       assert.match(out, /DNS +on 127\.0\.0\.1:\d+.*through the tunnel to 1\.1\.1\.1:53/);

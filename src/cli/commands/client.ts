@@ -9,6 +9,7 @@ import {
   type ClientConfig,
 } from '../../client/config.js';
 import {
+  createTunnelDialer,
   DEFAULT_DNS_UPSTREAM,
   endpointFromKey,
   parseListenAddress,
@@ -18,10 +19,20 @@ import {
   type ListenAddress,
 } from '../../client/index.js';
 import { createUdpAssociate, type UdpAssociateHandler } from '../../client/udp-associate.js';
+import {
+  DynamicKeyFetchError,
+  isDynamicKeyUrl,
+  parseDynamicKeyUrl,
+  type DynamicKeyUrl,
+} from '../../client/dynamic-fetch.js';
+import { refusalText } from '../../client/dynamic-key.js';
+import { startPickedTunnel, type PickedTunnel } from '../../client/picked-tunnel.js';
+import { DEFAULT_ERROR_RETRY_MS, DEFAULT_REFRESH_MS } from '../../client/key-source.js';
+import { defaultStateDir, formatStatus, readStatuses } from '../../client/status.js';
 import type { RouteMode } from '../../client/routing/router.js';
 import type { RuleSet } from '../../client/routing/rules.js';
 import type { ShadowsocksEndpoint } from '../../transport/shadowsocks-dialer.js';
-import { createLogger, LOG_LEVELS } from '../../shared/logger.js';
+import { createLogger, LOG_LEVELS, type Logger } from '../../shared/logger.js';
 import { logLevelFrom } from '../log-level.js';
 import {
   DEFAULT_FIRST_DATA_WAIT_MS,
@@ -54,6 +65,9 @@ interface ClientFlags {
   idleTimeout: string;
   udp?: boolean;
   logLevel?: string;
+  stateDir?: string;
+  status?: boolean;
+  refresh?: string;
 }
 
 function hostPort(a: AddressInfo): string {
@@ -101,6 +115,43 @@ function shapingSummary(eps: Endpoint[], shape: boolean | undefined): string {
   return parts.join(', ');
 }
 
+/** `ladder client --status`: every client's status file in the state directory. */
+function statusReport(stateDir: string): string {
+  const all = readStatuses(stateDir);
+  const running = all.filter((s) => s.running);
+  if (all.length === 0)
+    return `no ladder client status in ${stateDir} (a client writes one when its key offers a choice of endpoints or is dynamic)\n`;
+  const shown = running.length > 0 ? running : all.slice(0, 1);
+  return `${shown.map((s) => formatStatus(s.status, s.running)).join('\n\n')}\n`;
+}
+
+/** The picker over a dynamic key or several endpoints; the first fetch's failure is one line. */
+async function startPicked(o: {
+  dynamicKey: DynamicKeyUrl | undefined;
+  endpoints: Endpoint[];
+  shape: boolean | undefined;
+  residualMs: number | undefined;
+  refreshMs: number | undefined;
+  stateDir: string;
+  log: Logger;
+}): Promise<PickedTunnel> {
+  try {
+    return await startPickedTunnel({
+      ...(o.dynamicKey ? { dynamic: o.dynamicKey } : { endpoints: o.endpoints }),
+      dialerFor: (e) => createTunnelDialer(e, { shape: o.shape }),
+      log: o.log,
+      stateDir: o.stateDir,
+      ...(o.residualMs !== undefined ? { picker: { residualMs: o.residualMs } } : {}),
+      ...(o.refreshMs !== undefined
+        ? { source: { refreshMs: o.refreshMs, errorRetryMs: Math.min(DEFAULT_ERROR_RETRY_MS, o.refreshMs) } }
+        : {}),
+    });
+  } catch (err) {
+    if (err instanceof DynamicKeyFetchError) throw new UsageError(`--key: ${err.message}`, 'ERR_INPUT');
+    throw err;
+  }
+}
+
 /** `ladder client`: the local proxy (SOCKS5 and optional HTTP in, Shadowsocks tunnel out). */
 export function registerClient(program: Command): void {
   program
@@ -113,9 +164,18 @@ export function registerClient(program: Command): void {
       'run the local proxy: SOCKS5 (and optionally HTTP) in; direct, TLS-fragmented or through the Shadowsocks tunnel out',
     )
     .option(
-      '--key <ss-url>',
-      'access key (ss://...); repeat for several servers (failover, in order); or set LADDER_KEY (several separated by spaces) to keep keys out of ps and shell history',
+      '--key <key>',
+      'access key: ss://... (repeat for several servers: the client picks what gets through), or one dynamic key ssconf://... or https://... (fetched at start and kept fresh; a self-signed server needs ?certSha256=HEX in it); or set LADDER_KEY (several separated by spaces) to keep keys out of ps and shell history',
       collect,
+    )
+    .option(
+      '--state-dir <dir>',
+      'where the client remembers which endpoints got through on which network, and writes its status (default $LADDER_STATE_DIR, $XDG_STATE_HOME/ladder or ~/.local/state/ladder)',
+    )
+    .option('--status', 'show what the running clients chose (endpoints, failures, dynamic key) and exit')
+    .option(
+      '--refresh <s>',
+      `fetch a dynamic key again this often (default ${DEFAULT_REFRESH_MS / 1000}; sooner when its endpoints fail, and at least every minute while the server refuses the key or cannot be reached)`,
     )
     .option(
       '--config <file>',
@@ -198,6 +258,11 @@ export function registerClient(program: Command): void {
     )
     .action(async (flags: ClientFlags, cmd: Command) => {
       const fromCli = (name: string): boolean => cmd.getOptionValueSource(name) === 'cli';
+      const stateDir = resolvePath(flags.stateDir ?? defaultStateDir());
+      if (flags.status) {
+        process.stdout.write(statusReport(stateDir));
+        return;
+      }
       let config: ClientConfig = { keys: [], servers: [] };
       let configDir = process.cwd();
       if (flags.config !== undefined) {
@@ -210,7 +275,15 @@ export function registerClient(program: Command): void {
       const cliKeys = flags.key ?? [];
       const keyTexts = cliKeys.length > 0 ? cliKeys : envKeys;
       const endpoints: Endpoint[] = [];
+      const dynamicTexts = keyTexts.filter(isDynamicKeyUrl);
+      if (dynamicTexts.length > 0 && keyTexts.length > 1)
+        throw new UsageError('--key: give one dynamic (ssconf:// or https://) key alone, without other keys');
+      const dynamicKey =
+        dynamicTexts[0] !== undefined
+          ? usage('--key', () => parseDynamicKeyUrl(dynamicTexts[0]!))
+          : undefined;
       keyTexts.forEach((k, i) => {
+        if (dynamicKey) return;
         const what = keyTexts.length > 1 ? `--key #${i + 1}` : '--key';
         endpoints.push(usage(what, () => endpointFromKey(k)));
       });
@@ -220,7 +293,7 @@ export function registerClient(program: Command): void {
         );
         for (const s of config.servers) endpoints.push(s);
       }
-      if (endpoints.length === 0)
+      if (endpoints.length === 0 && !dynamicKey)
         throw new UsageError(
           '--key is required (an ss:// access key), or set LADDER_KEY, or give --config with "keys"',
         );
@@ -300,11 +373,40 @@ export function registerClient(program: Command): void {
 
       const log = createLogger({ level: logLevelFrom(flags.logLevel) });
 
+      // A dynamic key, or several endpoints: the picker (D9), with its memory and status file.
+      const picked =
+        dynamicKey || endpoints.length > 1
+          ? await startPicked({
+              dynamicKey,
+              endpoints,
+              shape,
+              residualMs,
+              refreshMs: numbers.refresh !== undefined ? numbers.refresh * 1000 : undefined,
+              stateDir,
+              log,
+            })
+          : undefined;
+      let udpEndpoint = endpoints[0];
+      if (picked?.first) {
+        const body = picked.first;
+        if (body.kind === 'error') process.stdout.write(`ladder client: ${refusalText(body)}\n`);
+        else {
+          endpoints.push(...body.endpoints);
+          udpEndpoint = body.udp ?? body.endpoints.find((e) => !e.websocket);
+        }
+      }
+
       const udpOn = fromCli('udp') ? flags.udp === true : config.udp === true;
       let udpAssociate: UdpAssociateHandler | undefined;
       if (udpOn) {
         if (!socks) throw new UsageError('--udp needs the SOCKS5 proxy (UDP ASSOCIATE is a SOCKS5 command)');
-        const first = endpoints[0]!;
+        if (!udpEndpoint) {
+          picked?.close();
+          throw new UsageError(
+            '--udp needs a plain Shadowsocks endpoint (host:port) in the key, and the dynamic key gives none now',
+          );
+        }
+        const first = udpEndpoint;
         udpAssociate = usage('--udp', () =>
           createUdpAssociate({
             server: { host: first.host, port: first.port, method: first.method, password: first.password },
@@ -316,7 +418,9 @@ export function registerClient(program: Command): void {
       let client;
       try {
         client = await startClient({
-          keys: endpoints,
+          ...(picked
+            ? { tunnel: picked.tunnel, keySourceMessage: picked.keySourceMessage }
+            : { keys: endpoints }),
           socks,
           http: httpAddr,
           auth,
@@ -336,6 +440,7 @@ export function registerClient(program: Command): void {
           log,
         });
       } catch (err) {
+        picked?.close();
         const code = bindErrorCode(err);
         if (code) {
           const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
@@ -350,6 +455,7 @@ export function registerClient(program: Command): void {
       const stopped = untilSignal({
         close: () => {
           udpAssociate?.closeAll();
+          picked?.close();
           return client.close();
         },
         message: 'client stopping',
@@ -359,10 +465,13 @@ export function registerClient(program: Command): void {
       const methods = [...new Set(endpoints.map((e) => e.method))].join(', ');
       const tags = endpoints.map((e) => e.tag).filter((t): t is string => !!t);
       const shaping = shapingSummary(endpoints, shape);
+      const dynTag = dynamicKey?.tag ? ` "${dynamicKey.tag}"` : '';
       const what =
-        endpoints.length === 1
-          ? `${methods} tunnel${tags[0] ? ` "${tags[0]}"` : ''}`
-          : `${endpoints.length} server endpoints (failover in order${tags.length ? `: ${tags.map((t) => `"${t}"`).join(', ')}` : ''}), ${methods}`;
+        dynamicKey && endpoints.length === 0
+          ? `dynamic key${dynTag}: refused by the server for now, fetched again until it accepts the key`
+          : endpoints.length === 1
+            ? `${dynamicKey ? `dynamic key${dynTag}, ` : ''}${methods} tunnel${tags[0] ? ` "${tags[0]}"` : ''}`
+            : `${dynamicKey ? `dynamic key${dynTag}, ` : ''}${endpoints.length} server endpoints (failover in order${tags.length ? `: ${tags.map((t) => `"${t}"`).join(', ')}` : ''}; what gets through is remembered), ${methods}`;
       const lines = [`ladder client: ${what}${shaping ? `, ${shaping}` : ''}`];
       if (client.socksAddress) {
         const a = hostPort(client.socksAddress);

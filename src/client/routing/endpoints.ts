@@ -27,10 +27,38 @@ export interface Endpoint {
 
 export type EndpointFailure = 'stall' | 'reset' | 'connect-failed';
 
+/** What is remembered about one endpoint (a Map by default; picker-memory.ts persists it per network). */
+export interface EndpointRecord {
+  /** Not to be dialled before this time (clock ms). */
+  avoidUntil?: number;
+  /** Failures since the last success. */
+  failures: number;
+  lastOkAt?: number;
+  lastFailAt?: number;
+  lastFail?: EndpointFailure;
+}
+
+export interface EndpointMemory {
+  get(key: string): EndpointRecord | undefined;
+  set(key: string, r: EndpointRecord): void;
+}
+
 export interface EndpointSelectorOptions {
   clock: Clock;
   /** How long to avoid a failed host:port (default 180 s, the longest measured residual). */
   residualMs?: number;
+  /**
+   * Back-off: the n-th failure in a row avoids the endpoint for residualMs × 2^(n-1), up to this
+   * (default residualMs: no growth). Never shorter than the residual, so a retry cannot land in
+   * the censor's residual block and renew it.
+   */
+  backoffMaxMs?: number;
+  /** Prefer the endpoint that last carried data (when not avoided) over configured order. */
+  sticky?: boolean;
+  /** Where records live (default an in-memory Map). */
+  memory?: EndpointMemory;
+  /** The memory key of an endpoint (default endpointKey: host|port). */
+  keyOf?: (e: Endpoint) => string;
 }
 
 export type Pick = { endpoint: Endpoint; index: number } | { endpoint: undefined; retryAt: number };
@@ -46,8 +74,10 @@ export class EndpointSelector {
   readonly endpoints: readonly Endpoint[];
   readonly #clock: Clock;
   readonly #residual: number;
-  readonly #avoidUntil = new Map<string, number>();
-  readonly #failures = new Map<string, number>();
+  readonly #backoffMax: number;
+  readonly #sticky: boolean;
+  readonly #memory: EndpointMemory;
+  readonly #keyOf: (e: Endpoint) => string;
   #lastFailureAt = -Infinity;
 
   constructor(endpoints: readonly Endpoint[], opts: EndpointSelectorOptions) {
@@ -60,37 +90,78 @@ export class EndpointSelector {
     this.endpoints = endpoints;
     this.#clock = opts.clock;
     this.#residual = opts.residualMs ?? DEFAULT_RESIDUAL_MS;
+    this.#backoffMax = Math.max(this.#residual, opts.backoffMaxMs ?? this.#residual);
+    this.#sticky = opts.sticky ?? false;
+    this.#memory = opts.memory ?? new Map<string, EndpointRecord>();
+    this.#keyOf = opts.keyOf ?? endpointKey;
+  }
+
+  #rec(e: Endpoint): EndpointRecord | undefined {
+    return this.#memory.get(this.#keyOf(e));
+  }
+
+  #until(e: Endpoint): number | undefined {
+    return this.#rec(e)?.avoidUntil;
   }
 
   isAvoided(e: Endpoint): boolean {
-    const until = this.#avoidUntil.get(endpointKey(e));
+    const until = this.#until(e);
     return until !== undefined && until > this.#clock.now();
   }
 
-  /** The first endpoint, in configured order, whose 3-tuple is not in its residual period. */
+  /**
+   * The first endpoint, in configured order, whose 3-tuple is not in its residual period; with
+   * `sticky`, the one that last carried data comes first when it is not avoided.
+   */
   pick(): Pick {
+    const now = this.#clock.now();
+    if (this.#sticky) {
+      let best = -1;
+      let bestAt = -Infinity;
+      this.endpoints.forEach((e, i) => {
+        const r = this.#rec(e);
+        const free = r?.avoidUntil === undefined || r.avoidUntil <= now;
+        if (free && r?.lastOkAt !== undefined && r.lastOkAt > bestAt) {
+          best = i;
+          bestAt = r.lastOkAt;
+        }
+      });
+      if (best !== -1) return { endpoint: this.endpoints[best]!, index: best };
+    }
     let soonest = Infinity;
     for (let i = 0; i < this.endpoints.length; i++) {
       const e = this.endpoints[i]!;
-      const until = this.#avoidUntil.get(endpointKey(e));
-      if (until === undefined || until <= this.#clock.now()) return { endpoint: e, index: i };
+      const until = this.#until(e);
+      if (until === undefined || until <= now) return { endpoint: e, index: i };
       soonest = Math.min(soonest, until);
     }
     return { endpoint: undefined, retryAt: soonest };
   }
 
-  reportFailure(e: Endpoint, _kind: EndpointFailure): void {
-    const k = endpointKey(e);
-    this.#avoidUntil.set(k, this.#clock.now() + this.#residual);
-    this.#failures.set(k, (this.#failures.get(k) ?? 0) + 1);
-    this.#lastFailureAt = this.#clock.now();
+  /** How long a failure now would avoid `e` (residual, doubled per failure in a row, capped). */
+  avoidMsFor(e: Endpoint): number {
+    const n = (this.#rec(e)?.failures ?? 0) + 1;
+    return Math.min(this.#backoffMax, this.#residual * 2 ** Math.min(n - 1, 20));
+  }
+
+  reportFailure(e: Endpoint, kind: EndpointFailure): void {
+    const now = this.#clock.now();
+    const r = this.#rec(e);
+    this.#memory.set(this.#keyOf(e), {
+      ...r,
+      avoidUntil: now + this.avoidMsFor(e),
+      failures: (r?.failures ?? 0) + 1,
+      lastFailAt: now,
+      lastFail: kind,
+    });
+    this.#lastFailureAt = now;
   }
 
   /** Data came back through this endpoint: it is not blocked, whatever was seen before. */
   reportSuccess(e: Endpoint): void {
-    const k = endpointKey(e);
-    this.#failures.delete(k);
-    this.#avoidUntil.delete(k);
+    const r = this.#rec(e);
+    const { avoidUntil: _gone, ...rest } = r ?? { failures: 0 };
+    this.#memory.set(this.#keyOf(e), { ...rest, failures: 0, lastOkAt: this.#clock.now() });
   }
 
   /** When the most recent failure of any endpoint was reported (-Infinity if never). */
@@ -103,7 +174,7 @@ export class EndpointSelector {
     let best = this.endpoints[0]!;
     let bestUntil = Infinity;
     for (const e of this.endpoints) {
-      const until = this.#avoidUntil.get(endpointKey(e)) ?? -Infinity;
+      const until = this.#until(e) ?? -Infinity;
       if (until < bestUntil) {
         best = e;
         bestUntil = until;
@@ -112,14 +183,22 @@ export class EndpointSelector {
     return best;
   }
 
-  status(): { endpoint: Endpoint; avoidedForMs: number; failures: number }[] {
+  status(): {
+    endpoint: Endpoint;
+    avoidedForMs: number;
+    failures: number;
+    lastOkAt?: number;
+    lastFail?: EndpointFailure;
+  }[] {
     const now = this.#clock.now();
     return this.endpoints.map((e) => {
-      const k = endpointKey(e);
+      const r = this.#rec(e);
       return {
         endpoint: e,
-        avoidedForMs: Math.max(0, (this.#avoidUntil.get(k) ?? 0) - now),
-        failures: this.#failures.get(k) ?? 0,
+        avoidedForMs: Math.max(0, (r?.avoidUntil ?? 0) - now),
+        failures: r?.failures ?? 0,
+        ...(r?.lastOkAt !== undefined ? { lastOkAt: r.lastOkAt } : {}),
+        ...(r?.lastFail !== undefined ? { lastFail: r.lastFail } : {}),
       };
     });
   }

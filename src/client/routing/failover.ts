@@ -45,6 +45,10 @@ export interface FailoverDialerOptions {
   lastResortAfterMs?: number;
   /** Told about every endpoint failure (for logs/metrics; no destination in it). */
   onEndpointFailure?: (e: Endpoint, kind: EndpointFailure) => void;
+  /** Told when data first comes back through an endpoint on a connection. */
+  onEndpointSuccess?: (e: Endpoint) => void;
+  /** Use this selector (over the same endpoints) instead of a fresh one: shared memory, back-off. */
+  selector?: EndpointSelector;
 }
 
 export class FailoverDialer implements Dialer {
@@ -54,10 +58,12 @@ export class FailoverDialer implements Dialer {
 
   constructor(opts: FailoverDialerOptions) {
     this.#o = opts;
-    this.selector = new EndpointSelector(opts.endpoints, {
-      clock: opts.clock,
-      ...(opts.residualMs !== undefined ? { residualMs: opts.residualMs } : {}),
-    });
+    this.selector =
+      opts.selector ??
+      new EndpointSelector(opts.endpoints, {
+        clock: opts.clock,
+        ...(opts.residualMs !== undefined ? { residualMs: opts.residualMs } : {}),
+      });
   }
 
   #dialer(e: Endpoint): Dialer {
@@ -150,6 +156,7 @@ export class FailoverDialer implements Dialer {
         gotData = true;
         clear();
         this.selector.reportSuccess(e);
+        this.#o.onEndpointSuccess?.(e);
       }
       return inner ? inner(chunk) : chunk;
     };
