@@ -3,7 +3,8 @@ import { Kysely, Migrator, sql, type Transaction } from 'kysely';
 import { systemClock, type Clock, type Timer } from '../shared/clock.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { createDialect, type StoreLocation } from './dialect.js';
-import { migrationProvider } from './migrations.js';
+import { ensureMarker, openFailure } from './integrity.js';
+import { checkTables, migrationProvider } from './migrations.js';
 import { chunks, IN_CHUNK, num, numOrNull, rowToKey } from './rows.js';
 import { SqliteReader } from './sqlite-reader.js';
 import type { Database, KeysTable } from './schema.js';
@@ -107,14 +108,12 @@ export class KyselyStore implements Store {
       // The reader thread opens the file read-only, so it starts after migrations created it.
       store = new KyselyStore(db, kind, opts, loc.kind === 'sqlite' ? loc.path : undefined);
       await store.#initSettings(opts.defaults ?? {});
+      await checkTables(db); // a table dropped after its migration ran: refuse here, not with 500s later
+      if (loc.kind === 'sqlite') ensureMarker(loc.path, await store.getSettings());
     } catch (err) {
       await store?.close().catch(() => undefined);
       await db.destroy().catch(() => undefined);
-      if (err instanceof StoreError) throw err;
-      throw new StoreError(
-        'STORE_OPEN_FAILED',
-        `store: cannot open: ${err instanceof Error ? err.message : String(err)}`,
-      );
+      throw openFailure(loc.kind === 'sqlite' ? loc.path : 'the PostgreSQL store', err);
     }
     store!.#scheduleFlush();
     return store!;
