@@ -214,7 +214,7 @@ export function ensureMarker(dbPath: string, settings: StoreMarker): void {
 export function checkBeforeServing(loc: { kind: 'sqlite'; path: string } | { kind: 'postgres' }): void {
   if (loc.kind !== 'sqlite') return;
   checkNotLost(loc.path);
-  let size = 0;
+  let size: number;
   try {
     size = statSync(loc.path).size;
   } catch {

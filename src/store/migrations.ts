@@ -55,6 +55,5 @@ export const migrationProvider: MigrationProvider = {
 
 /** Each table answers a one-row read (cheap on both stores): what a dropped table or a damaged root page fails. */
 export async function checkTables(db: Kysely<Database>): Promise<void> {
-  for (const table of ['keys', 'usage', 'settings'] as const)
-    await db.selectFrom(table).selectAll().limit(1).execute();
+  for (const table of STORE_TABLES) await db.selectFrom(table).selectAll().limit(1).execute();
 }
