@@ -8,6 +8,14 @@ export {
 } from './app.js';
 export { ApiError, NOT_FOUND_BODY, type ApiErrorCode } from './errors.js';
 export { accessUrl, dynamicAccessUrl, dynamicBaseUrl } from './access-url.js';
-export { ensureCertificate, certSha256, type ApiCertificate, CERT_FILE, KEY_FILE } from './tls.js';
+export {
+  ensureCertificate,
+  certSha256,
+  rotateCertificate,
+  CertificateError,
+  type ApiCertificate,
+  CERT_FILE,
+  KEY_FILE,
+} from './tls.js';
 export { startApi, accessConfigLine, type RunningApi, type StartApiOptions } from './listen.js';
 export type * from './schemas.js';

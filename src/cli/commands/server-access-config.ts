@@ -72,7 +72,7 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
     out.push(`${keys.length} key(s) (secrets: give each only to the people who should use it):`);
     for (const k of keys) {
       const tag = k.name || 'ladder';
-      out.push(`  ${k.id} "${printable(k.name)}"${k.enabled ? '' : ' (disabled)'}`);
+      out.push(`  ${printable(k.id)} "${printable(k.name)}"${k.enabled ? '' : ' (disabled)'}`);
       out.push(`    ${accessUrl(k, settings, tag)}`);
       const dyn = dynamicAccessUrl(k, settings, tag);
       if (dyn) out.push(`    dynamic: ${dyn}`);

@@ -26,6 +26,7 @@ import { privatePolicyLine } from '../banner-text.js';
 import { ladderCommand } from '../invocation.js';
 import { StartupLog } from '../startup-log.js';
 import { registerAccessConfig } from './server-access-config.js';
+import { registerRotateCert } from './server-rotate-cert.js';
 import {
   addWebOptions,
   planWeb,
@@ -210,6 +211,7 @@ async function banner(
 export function registerServer(program: Command): void {
   const server = program.command('server');
   registerAccessConfig(server);
+  registerRotateCert(server);
   addWebOptions(addManagedOptions(server))
     .description(
       'run the Shadowsocks server: managed (key store, Outline-compatible API, metrics) unless --password or --config names the keys',
