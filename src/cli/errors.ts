@@ -7,6 +7,7 @@ import { StoreError, type StoreErrorCode } from '../store/types.js';
 import { RuleSyntaxError } from '../client/routing/rules.js';
 import { LabCaError } from '../lab/lab-ca.js';
 import { CertificateError } from '../api/tls.js';
+import { ReplayStateError } from '../server/replay-state-error.js';
 
 export type CliErrorCode =
   | 'ERR_USAGE' // a bad flag, flag value or combination of flags
@@ -51,6 +52,7 @@ const USER_ERRORS: ReadonlyArray<(err: unknown) => boolean> = [
   (e) => e instanceof StoreError && STORE_DATA_ERRORS.has(e.code),
   (e) => e instanceof LabCaError, // the lab's openssl is missing or failed
   (e) => e instanceof CertificateError, // the API certificate in the data directory
+  (e) => e instanceof ReplayStateError, // a damaged --replay-state file
 ];
 
 /** True for an error about what the user gave us (exit 2), false for a bug (exit 1). */
