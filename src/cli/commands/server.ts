@@ -2,6 +2,7 @@ import type { Command, CommanderError } from 'commander';
 import type { AddressInfo } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { QRCode } from '../qr.js';
+import { printable } from '../terminal.js';
 import { loadServerConfigFile, serverFlagsSchema, type ServerConfig } from '../../config/server.js';
 import { isProtocolError } from '../../protocol/errors.js';
 import { checkKey, checkMethod } from '../../protocol/shadowsocks/key-material.js';
@@ -176,7 +177,7 @@ async function banner(
       });
       out.push('');
       out.push(
-        `Access key${p.printKeys.length > 1 ? ` "${k.id}"` : ''} (a secret: give it only to the people who should connect):`,
+        `Access key${p.printKeys.length > 1 ? ` "${printable(k.id)}"` : ''} (a secret: give it only to the people who should connect):`,
       );
       out.push(`  ${url}`);
       if (tty) out.push((await QRCode.toString(url, { type: 'terminal', small: true })).trimEnd());
