@@ -5,7 +5,9 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { makeDirs } from '../shared/fs.js';
-import { CodedError } from '../shared/errors.js';
+import { CertificateError } from './cert-error.js';
+
+export { CertificateError };
 
 const run = promisify(execFile);
 
@@ -18,13 +20,6 @@ export interface ApiCertificate {
 
 export const CERT_FILE = 'api-cert.pem';
 export const KEY_FILE = 'api-key.pem';
-
-export type CertificateErrorCode = 'CERT_DAMAGED' | 'CERT_CREATE_FAILED';
-
-/** The API certificate or key cannot be used or made: one line naming the file and the next step. */
-export class CertificateError extends CodedError<CertificateErrorCode> {
-  override readonly name = 'CertificateError';
-}
 
 export function certSha256(pem: string): string {
   return new X509Certificate(pem).fingerprint256.replace(/:/g, '').toUpperCase();

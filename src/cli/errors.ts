@@ -6,7 +6,7 @@ import { ConfigError, ClientConfigError } from '../config/errors.js';
 import { StoreError, type StoreErrorCode } from '../store/types.js';
 import { RuleSyntaxError } from '../client/routing/rules.js';
 import { LabCaError } from '../lab/lab-ca.js';
-import { CertificateError } from '../api/tls.js';
+import { CertificateError } from '../api/cert-error.js';
 import { ReplayStateError } from '../server/replay-state-error.js';
 
 export type CliErrorCode =
