@@ -58,7 +58,8 @@ export function readMarker(dbPath: string): StoreMarker | undefined {
   try {
     text = readFileSync(markerPath(dbPath), 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined; // no marker (opening reports the path)
     throw new StoreError(
       'STORE_OPEN_FAILED',
       `store: cannot read ${markerPath(dbPath)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,

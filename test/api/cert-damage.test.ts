@@ -10,7 +10,7 @@ import { CertificateError } from '../../src/api/index.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { tempDir } from './helpers.js';
 import { api, flags } from './managed-helpers.js';
-import { runLadder } from '../helpers/ladder-run.js';
+import { managedServerArgs, runLadder } from '../helpers/ladder-run.js';
 
 async function fingerprintOfFirstStart(dir: string): Promise<string> {
   const m = await startManaged(flags(dir), silentLogger);
@@ -77,23 +77,7 @@ test('damaged, empty, missing-half and mismatched certificate or key: refused, f
   assert.equal(await fingerprintOfFirstStart(dir), sha);
   // Through the CLI: one line, exit 2, no stack trace.
   writeFileSync(keyPath, '');
-  const r = await runLadder(
-    [
-      'server',
-      '--data-dir',
-      dir,
-      '--host',
-      '127.0.0.1',
-      '--port',
-      '0',
-      '--api-host',
-      '127.0.0.1',
-      '--api-port',
-      '0',
-      '--no-metrics',
-    ],
-    { killAfterMs: 30_000 },
-  );
+  const r = await runLadder(managedServerArgs(dir), { killAfterMs: 30_000 });
   assert.equal(r.code, 2, r.stderr);
   assert.equal(r.stdout, '');
   assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);

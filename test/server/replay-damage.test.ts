@@ -16,6 +16,18 @@ import { waitFor } from '../helpers/wait.js';
 
 const KEY = { id: 'a', method: 'aes-256-gcm', secret: 'replay-damage-pw' };
 
+/** One key, loopback, a short idle timeout, the replay state in `file`. */
+function optionsFor(file: string): DataPlaneOptions {
+  return {
+    keys: [KEY],
+    port: 0,
+    host: '127.0.0.1',
+    allowPrivateDestinations: true,
+    timeouts: { idleMs: 600 },
+    replayStateFile: file,
+  };
+}
+
 /** Serve one key with the state in `file`; capture the first packet of one real connection. */
 async function captureAndStop(opts: DataPlaneOptions, echoPort: number): Promise<Buffer> {
   const plane = await startDataPlane(opts);
@@ -72,14 +84,7 @@ test('damaged, truncated or deleted current state: the previous generation refus
     const dir = mkdtempSync(join(tmpdir(), 'ladder-replay-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
     const file = join(dir, 'replay.bin');
-    const opts: DataPlaneOptions = {
-      keys: [KEY],
-      port: 0,
-      host: '127.0.0.1',
-      allowPrivateDestinations: true,
-      timeouts: { idleMs: 600 },
-      replayStateFile: file,
-    };
+    const opts = optionsFor(file);
     const old = await captureAndStop(opts, echo.port); // generation 1 holds the capture's salt
     await captureAndStop(opts, echo.port); // generation 2: the first moves to replay.bin.prev
     assert.ok(existsSync(`${file}.prev`), 'the previous generation is kept');
@@ -103,14 +108,7 @@ test('no usable generation at all: the server refuses to start, one line naming 
   const dir = mkdtempSync(join(tmpdir(), 'ladder-replay-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'replay.bin');
-  const opts: DataPlaneOptions = {
-    keys: [KEY],
-    port: 0,
-    host: '127.0.0.1',
-    allowPrivateDestinations: true,
-    timeouts: { idleMs: 600 },
-    replayStateFile: file,
-  };
+  const opts = optionsFor(file);
   await captureAndStop(opts, echo.port);
   await captureAndStop(opts, echo.port);
   truncateSync(file, 20);

@@ -10,6 +10,7 @@ import { parseSsUrl } from '../../src/protocol/sip002/index.js';
 import { openStore, parseStoreLocation } from '../../src/store/index.js';
 import { tempDir } from '../api/helpers.js';
 import { run, waitForStdout } from '../helpers/cli-run.js';
+import { managedServerArgs } from '../helpers/ladder-run.js';
 import { openTestTunnel } from '../helpers/test-client.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
@@ -43,23 +44,9 @@ async function sink(t: { after: (fn: () => Promise<void>) => void }) {
 test('kill -9 under traffic loses at most ~1 s of usage; usage commits are batched', async (t) => {
   const dir = tempDir(t);
   const target = await sink(t);
-  const args = [
-    'server',
-    '--data-dir',
-    dir,
-    '--host',
-    '127.0.0.1',
-    '--port',
-    '0',
-    '--public-host',
-    '127.0.0.1',
-  ];
-  const server = run(
-    [...args, '--api-host', '127.0.0.1', '--api-port', '0', '--no-metrics', '--allow-private'],
-    {
-      env: { LADDER_LOG_LEVEL: 'warn' },
-    },
-  );
+  const server = run([...managedServerArgs(dir), '--public-host', '127.0.0.1', '--allow-private'], {
+    env: { LADDER_LOG_LEVEL: 'warn' },
+  });
   t.after(() => {
     if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill('SIGKILL');
   });

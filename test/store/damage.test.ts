@@ -19,7 +19,7 @@ import { startManaged } from '../../src/cli/managed.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { tempDir } from '../api/helpers.js';
 import { flags } from '../api/managed-helpers.js';
-import { runLadder, type LadderRun } from '../helpers/ladder-run.js';
+import { managedServerArgs, runLadder, type LadderRun } from '../helpers/ladder-run.js';
 
 /** A store made by a managed server (marker and all), with some keys and usage, then stopped. */
 async function servedStore(dir: string): Promise<{ db: string; serverId: string; keys: number }> {
@@ -40,10 +40,7 @@ async function servedStore(dir: string): Promise<{ db: string; serverId: string;
 }
 
 function serve(dir: string): Promise<LadderRun> {
-  const args = ['server', '--data-dir', dir, '--host', '127.0.0.1', '--port', '0'];
-  return runLadder([...args, '--api-host', '127.0.0.1', '--api-port', '0', '--no-metrics'], {
-    killAfterMs: 30_000,
-  });
+  return runLadder(managedServerArgs(dir), { killAfterMs: 30_000 });
 }
 
 /** Exit 2, one stderr line naming the file and the restore command, nothing on stdout. */

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
-import type { Command, CommanderError } from 'commander';
+import type { Command } from 'commander';
+import { oneLineCommand, withStoreOptions } from './store-command.js';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import { formatHostPort } from '../../shared/parse.js';
 import { UsageError } from '../errors.js';
@@ -55,19 +56,14 @@ export async function rotateCertText(flags: RotateFlags): Promise<string> {
 }
 
 export function registerRotateCert(server: Command): void {
-  server
-    .command('rotate-cert')
-    .description('make a new management API certificate and print the new Outline Manager access config')
-    .option('--data-dir <dir>', `the managed server's data directory (default ./${DEFAULT_DATA_DIR})`)
-    .option('--store <spec>', 'sqlite:PATH or postgres://... (default: ladder.db in --data-dir)')
-    .configureOutput({ outputError: () => {} })
-    .showHelpAfterError(false)
-    .exitOverride((err: CommanderError) => {
-      if (err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.help')
-        throw err;
-      throw new UsageError(`server rotate-cert: ${err.message.replace(/^error: /, '')}`);
-    })
-    .action(async (_opts: RotateFlags, cmd: Command) => {
-      process.stdout.write(await rotateCertText(cmd.optsWithGlobals<RotateFlags>()));
-    });
+  oneLineCommand(
+    withStoreOptions(
+      server
+        .command('rotate-cert')
+        .description('make a new management API certificate and print the new Outline Manager access config'),
+    ),
+    'server rotate-cert',
+  ).action(async (_opts: RotateFlags, cmd: Command) => {
+    process.stdout.write(await rotateCertText(cmd.optsWithGlobals<RotateFlags>()));
+  });
 }

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
-import type { Command, CommanderError } from 'commander';
+import type { Command } from 'commander';
+import { oneLineCommand, withStoreOptions } from './store-command.js';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import { UsageError } from '../errors.js';
 import { printable } from '../terminal.js';
@@ -43,29 +44,15 @@ async function storeStep<T>(fn: () => Promise<T> | T): Promise<T> {
  * integrity check. See docs/operations.md.
  */
 export function registerStore(program: Command): void {
-  const store = program
-    .command('store')
-    .description('back up, restore or check the key store (SQLite)')
-    .option('--data-dir <dir>', `the managed server's data directory (default ./${DEFAULT_DATA_DIR})`)
-    .option('--store <spec>', 'sqlite:PATH (default: ladder.db in --data-dir)')
-    .configureOutput({ outputError: () => {} })
-    .showHelpAfterError(false)
-    .exitOverride((err: CommanderError) => {
-      if (err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.help')
-        throw err;
-      throw new UsageError(`store: ${err.message.replace(/^error: /, '')}`);
-    });
+  const store = oneLineCommand(
+    withStoreOptions(
+      program.command('store').description('back up, restore or check the key store (SQLite)'),
+      'sqlite:PATH',
+    ),
+    'store',
+  );
   const sub = (name: string, description: string): Command =>
-    store
-      .command(name)
-      .description(description)
-      .configureOutput({ outputError: () => {} })
-      .showHelpAfterError(false)
-      .exitOverride((err: CommanderError) => {
-        if (err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.help')
-          throw err;
-        throw new UsageError(`store ${name}: ${err.message.replace(/^error: /, '')}`);
-      });
+    oneLineCommand(store.command(name).description(description), `store ${name}`);
 
   sub('backup', 'write a consistent copy of the store to FILE (safe while the server runs)')
     .argument('<file>', 'the backup file to create (never overwritten)')
