@@ -81,7 +81,9 @@ export function writeMarker(dbPath: string, marker: StoreMarker): void {
   try {
     const fd = openSync(tmp, 'w', 0o600);
     try {
-      writeSync(fd, `${JSON.stringify(marker)}\n`);
+      // Only these two fields: callers may pass the whole settings (the API prefix is a secret).
+      const { serverId, createdTimestampMs } = marker;
+      writeSync(fd, `${JSON.stringify({ serverId, createdTimestampMs })}\n`);
       fsyncSync(fd);
     } finally {
       closeSync(fd);

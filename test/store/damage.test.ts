@@ -83,7 +83,11 @@ test('first start is recognised by the marker; a deleted or emptied store is ref
   const s = await servedStore(dir);
   const marker = `${s.db}.marker`;
   assert.ok(existsSync(marker), 'the first start wrote the marker');
-  assert.equal(JSON.parse(readFileSync(marker, 'utf8')).serverId, s.serverId);
+  assert.deepEqual(Object.keys(JSON.parse(readFileSync(marker, 'utf8')) as object).sort(), [
+    'createdTimestampMs',
+    'serverId',
+  ]);
+  assert.equal((JSON.parse(readFileSync(marker, 'utf8')) as { serverId: string }).serverId, s.serverId);
   // Control: the intact store starts (and keeps its server id and keys).
   const again = await startManaged(flags(dir), silentLogger);
   assert.equal(again.firstStart, false);
