@@ -1,7 +1,12 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import fastifySwagger from '@fastify/swagger';
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
 import {
   hasZodFastifySchemaValidationErrors,
   jsonSchemaTransform,
@@ -76,6 +81,21 @@ export function prefixMatches(segment: string, secretDigest: Buffer): boolean {
   return timingSafeEqual(digest(segment), secretDigest);
 }
 
+/** The router's own errors (an over-long id, a bad %-escape) in our format, never echoing the path. */
+function frameworkErrors(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
+  const authed = (req.raw as RawWithAuth)[AUTHED] === true;
+  if (!authed) return void reply.code(404).send(NOT_FOUND_BODY);
+  const e =
+    err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+      ? new ApiError(400, 'InvalidArgumentError', 'Invalid "id": longer than 128 characters', 'id')
+      : new ApiError(400, 'InvalidArgumentError', 'Invalid path: not a valid URL component');
+  void reply.code(400).send(e.toJSON());
+}
+
+function unsupportedMediaType(): ApiError {
+  return new ApiError(415, 'UnsupportedMediaTypeError', 'Send the body as application/json');
+}
+
 function fieldOf(path: string): string {
   return path.replace(/^\//, '').replace(/\//g, '.');
 }
@@ -106,6 +126,10 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     ...(opts.https ? { https: opts.https } : {}),
     logger: false,
     bodyLimit: 1 << 20,
+    // Ids may be up to 128 characters (IdParams); longer ones reach our error handler, not
+    // the router's own 414 (which echoes the path: the secret prefix included).
+    routerOptions: { maxParamLength: 256 },
+    frameworkErrors,
     // Strip the secret prefix before routing; anything else (except dynamic keys) goes nowhere,
     // so a wrong prefix and an unknown path under the right one give the same 404.
     rewriteUrl(req) {
@@ -131,10 +155,15 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     if (typeof body === 'string' && body.trim() === '') return done(null, undefined);
     void defaultJson(req, String(body), done);
   });
-  // Outline Manager sends some bodies as forms (PUT /access-keys/{id}/name).
+  // Outline Manager sends some bodies as forms (PUT /access-keys/{id}/name). JSON sent with a
+  // form's content type would parse as one nameless field (and create a nameless key): 415.
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
-    done(null, Object.fromEntries(new URLSearchParams(String(body))));
+    const text = String(body);
+    if (/^\s*[[{]/.test(text)) return done(unsupportedMediaType(), undefined);
+    done(null, Object.fromEntries(new URLSearchParams(text)));
   });
+  // Fastify reads text/plain as a string, which then fails validation as a 400; the docs say 415.
+  app.removeContentTypeParser('text/plain');
 
   // Admin routes exist only behind the prefix (defence in depth on top of rewriteUrl).
   app.addHook('onRequest', async (req, reply) => {
@@ -181,11 +210,8 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
           );
       return reply.code(400).send(e.toJSON());
     }
-    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-      return reply
-        .code(415)
-        .send(new ApiError(415, 'UnsupportedMediaTypeError', 'Send the body as application/json').toJSON());
-    }
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
+      return reply.code(415).send(unsupportedMediaType().toJSON());
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       return reply
         .code(413)

@@ -10,6 +10,14 @@ export { ApiError, NOT_FOUND_BODY, type ApiErrorCode } from './errors.js';
 export { accessUrl, dynamicAccessUrl, dynamicBaseUrl } from './access-url.js';
 export { subscriptionUrl, SUB_FORMATS, type SubFormat } from './subscriptions/url.js';
 export type { WebEndpoint } from './context.js';
-export { ensureCertificate, certSha256, type ApiCertificate, CERT_FILE, KEY_FILE } from './tls.js';
+export {
+  ensureCertificate,
+  certSha256,
+  rotateCertificate,
+  CertificateError,
+  type ApiCertificate,
+  CERT_FILE,
+  KEY_FILE,
+} from './tls.js';
 export { startApi, accessConfigLine, type RunningApi, type StartApiOptions } from './listen.js';
 export type * from './schemas.js';

@@ -1,10 +1,13 @@
 import { execFile } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
-import { chmod, readFile, rename, rm } from 'node:fs/promises';
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { chmod, open, readFile, rename, rm } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { makeDirs } from '../shared/fs.js';
+import { CertificateError } from './cert-error.js';
+
+export { CertificateError };
 
 const run = promisify(execFile);
 
@@ -22,22 +25,97 @@ export function certSha256(pem: string): string {
   return new X509Certificate(pem).fingerprint256.replace(/:/g, '').toUpperCase();
 }
 
+/** The command that replaces the certificate on purpose (and prints the new access config). */
+export function rotateCommand(dataDir: string): string {
+  return `ladder server rotate-cert --data-dir ${dataDir}`;
+}
+
+async function readIfThere(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new CertificateError(
+      'CERT_DAMAGED',
+      `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+    );
+  }
+}
+
+/** Why a certificate/key pair cannot be served, or undefined when it can. */
+function pairProblem(
+  cert: string,
+  key: string,
+  certPath: string,
+  keyPath: string,
+): { file: string; why: string } | undefined {
+  let x509: X509Certificate;
+  let priv: KeyObject;
+  try {
+    x509 = new X509Certificate(cert);
+  } catch {
+    return { file: certPath, why: cert.trim() === '' ? 'empty' : 'not a PEM certificate' };
+  }
+  try {
+    priv = createPrivateKey(key);
+  } catch {
+    return { file: keyPath, why: key.trim() === '' ? 'empty' : 'not a PEM private key' };
+  }
+  if (!x509.checkPrivateKey(priv)) return { file: keyPath, why: `not the key of ${certPath}` };
+  return undefined;
+}
+
 /**
- * Load the API's self-signed certificate from `dataDir`, creating it on first start with the
- * openssl CLI (node:crypto cannot issue X.509 certificates). The subject names `hostname`.
+ * Load the API's self-signed certificate from `dataDir`, creating it on first start (neither file
+ * there) with the openssl CLI (node:crypto cannot issue X.509 certificates). A certificate or key
+ * that is there but damaged, empty, alone or mismatched is refused, never replaced: Outline
+ * Manager pins the fingerprint, so a silent new one would lock the operator out with no reason
+ * given. `rotateCertificate` replaces it on purpose.
  */
 export async function ensureCertificate(dataDir: string, hostname: string): Promise<ApiCertificate> {
   const certPath = join(dataDir, CERT_FILE);
   const keyPath = join(dataDir, KEY_FILE);
-  try {
-    const [cert, key] = await Promise.all([readFile(certPath, 'utf8'), readFile(keyPath, 'utf8')]);
-    return { cert, key, sha256: certSha256(cert) };
-  } catch {
-    // create below
+  const [cert, key] = await Promise.all([readIfThere(certPath), readIfThere(keyPath)]);
+  if (cert === undefined && key === undefined) return createCertificate(dataDir, hostname);
+  const problem =
+    cert === undefined
+      ? { file: certPath, why: `missing (its key ${keyPath} is there)` }
+      : key === undefined
+        ? { file: keyPath, why: `missing (its certificate ${certPath} is there)` }
+        : pairProblem(cert, key, certPath, keyPath);
+  if (problem) {
+    throw new CertificateError(
+      'CERT_DAMAGED',
+      `API certificate: ${problem.file} is ${problem.why}; it is not replaced silently because Outline Manager ` +
+        `pins the certificate. To make a new one and get the new access config: ${rotateCommand(dataDir)}`,
+    );
   }
+  return { cert: cert!, key: key!, sha256: certSha256(cert!) };
+}
+
+/** Replace the certificate and key on purpose (`ladder server rotate-cert`); the old ones go. */
+export function rotateCertificate(dataDir: string, hostname: string): Promise<ApiCertificate> {
+  return createCertificate(dataDir, hostname);
+}
+
+async function fsyncFile(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function createCertificate(dataDir: string, hostname: string): Promise<ApiCertificate> {
+  const certPath = join(dataDir, CERT_FILE);
+  const keyPath = join(dataDir, KEY_FILE);
   makeDirs(dataDir); // not recursive mkdir: it hangs on /proc (see makeDirs)
   const tmpCert = `${certPath}.tmp`;
   const tmpKey = `${keyPath}.tmp`;
+  const cleanup = (): Promise<unknown> =>
+    Promise.all([rm(tmpCert, { force: true }), rm(tmpKey, { force: true })]);
+  await cleanup(); // what an interrupted earlier run left
   const san = isIP(hostname) ? `IP:${hostname}` : `DNS:${hostname}`;
   const cn = hostname.replace(/[^A-Za-z0-9.:-]/g, '') || 'ladder';
   try {
@@ -64,15 +142,22 @@ export async function ensureCertificate(dataDir: string, hostname: string): Prom
       ],
       { timeout: 20_000 },
     );
+    await chmod(tmpKey, 0o600);
+    await Promise.all([fsyncFile(tmpKey), fsyncFile(tmpCert)]);
   } catch (err) {
-    await Promise.all([rm(tmpCert, { force: true }), rm(tmpKey, { force: true })]);
+    await cleanup();
     const why =
       (err as NodeJS.ErrnoException).code === 'ENOENT'
         ? 'the openssl command is not installed'
-        : String((err as Error).message);
-    throw new Error(`cannot create the API certificate in ${dataDir}: ${why}`, { cause: err });
+        : String((err as Error).message).split('\n')[0];
+    throw new CertificateError(
+      'CERT_CREATE_FAILED',
+      `cannot create the API certificate in ${dataDir}: ${why}`,
+      {
+        cause: err,
+      },
+    );
   }
-  await chmod(tmpKey, 0o600);
   await rename(tmpKey, keyPath);
   await rename(tmpCert, certPath);
   const [cert, key] = await Promise.all([readFile(certPath, 'utf8'), readFile(keyPath, 'utf8')]);

@@ -6,6 +6,8 @@ import { ConfigError, ClientConfigError } from '../config/errors.js';
 import { StoreError, type StoreErrorCode } from '../store/types.js';
 import { RuleSyntaxError } from '../client/routing/rules.js';
 import { LabCaError } from '../lab/lab-ca.js';
+import { CertificateError } from '../api/cert-error.js';
+import { ReplayStateError } from '../server/replay-state-error.js';
 
 export type CliErrorCode =
   | 'ERR_USAGE' // a bad flag, flag value or combination of flags
@@ -49,6 +51,8 @@ const USER_ERRORS: ReadonlyArray<(err: unknown) => boolean> = [
   (e) => e instanceof ProtocolError, // a bad key, method, ss:// URL or online config
   (e) => e instanceof StoreError && STORE_DATA_ERRORS.has(e.code),
   (e) => e instanceof LabCaError, // the lab's openssl is missing or failed
+  (e) => e instanceof CertificateError, // the API certificate in the data directory
+  (e) => e instanceof ReplayStateError, // a damaged --replay-state file
 ];
 
 /** True for an error about what the user gave us (exit 2), false for a bug (exit 1). */

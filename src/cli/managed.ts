@@ -261,7 +261,7 @@ export async function startManaged(
   const { accessConfigLine, accessUrl, buildDynamicApp, dynamicAccessUrl, startApi, subscriptionUrl } =
     await import('../api/index.js');
   const { createMetrics, startMetricsServer } = await import('../metrics/index.js');
-  const { createAccessKeys, KeyEnforcer, openStore, parseStoreLocation, StoreError } =
+  const { checkBeforeServing, createAccessKeys, KeyEnforcer, openStore, parseStoreLocation, StoreError } =
     await import('../store/index.js');
   const dataDir = resolve(flags.dataDir ?? DEFAULT_DATA_DIR);
   const parsed = parseFlags(managedFlagsSchema, flags);
@@ -290,6 +290,7 @@ export async function startManaged(
   let storeLocation: StoreLocation;
   try {
     storeLocation = parseStoreLocation(flags.store, dataDir);
+    checkBeforeServing(storeLocation); // a lost or damaged store is refused before anything serves
     store = await openStore(storeLocation, {
       logger: log,
       defaults: {

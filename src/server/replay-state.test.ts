@@ -1,19 +1,25 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ManualClock } from '../shared/clock.js';
 import { silentLogger } from '../shared/logger.js';
-import { memoryReplayStore, ReplayState, replayStateFile, type ReplayStore } from './replay-state.js';
+import {
+  memoryReplayStore,
+  ReplayState,
+  ReplayStateError,
+  replayStateFile,
+  type ReplayStore,
+} from './replay-state.js';
 
 function state(clock: ManualClock, store: ReplayStore | undefined, saveMs?: number): ReplayState {
   return new ReplayState({ clock, log: silentLogger, capacity: 100, store, ...(saveMs ? { saveMs } : {}) });
 }
 
 describe('ReplayState', () => {
-  it('round-trips all three filters through an in-memory store (LRS2)', async () => {
+  it('round-trips all three filters through an in-memory store (LRS3)', async () => {
     const clock = new ManualClock();
     const store = memoryReplayStore();
     const a = state(clock, store);
@@ -23,7 +29,7 @@ describe('ReplayState', () => {
     assert.ok(a.salts2022.add(w, clock.now()));
     a.noteSalt2022();
     await a.save();
-    assert.equal(store.data?.toString('latin1', 0, 4), 'LRS2');
+    assert.equal(store.data?.toString('latin1', 0, 4), 'LRS3');
     const b = state(clock, store);
     await b.load();
     assert.ok(b.clientSalts.has(c));
@@ -54,7 +60,7 @@ describe('ReplayState', () => {
     assert.equal(writes, 2, 'stopped: no more periodic saves');
   });
 
-  it('a file store: missing file is an empty start, malformed content is ignored, writes are 0600', async () => {
+  it('a file store: missing file is an empty start, malformed content with no previous generation is refused, writes are 0600', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'ladder-replay-'));
     try {
       const file = join(dir, 'replay.bin');
@@ -64,15 +70,43 @@ describe('ReplayState', () => {
       const salt = randomBytes(32);
       a.clientSalts.add(salt);
       await a.save();
-      assert.equal((await readFile(file)).toString('latin1', 0, 4), 'LRS2');
+      assert.equal((await readFile(file)).toString('latin1', 0, 4), 'LRS3');
       assert.equal((await stat(file)).mode & 0o777, 0o600);
       const b = state(clock, replayStateFile(file));
       await b.load();
       assert.ok(b.clientSalts.has(salt));
+      // Legacy LRS2 (no checksum) still loads: the LRS3 body under the old magic.
+      const lrs3 = await readFile(file);
+      const lrs2 = Buffer.from(lrs3.subarray(0, lrs3.length - 32));
+      lrs2.write('LRS2', 0, 'latin1');
+      await writeFile(file, lrs2);
+      const legacy = state(clock, replayStateFile(file));
+      await legacy.load();
+      assert.ok(legacy.clientSalts.has(salt));
       await writeFile(file, Buffer.from('LRS2 not really'));
       const c = state(clock, replayStateFile(file));
-      await c.load();
+      await assert.rejects(c.load(), ReplayStateError);
       assert.equal(c.clientSalts.size, 0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a failed save leaves no temporary file, and keeps the state it had', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ladder-replay-'));
+    try {
+      const file = join(dir, 'replay.bin');
+      const clock = new ManualClock();
+      const a = state(clock, replayStateFile(file));
+      a.clientSalts.add(randomBytes(32));
+      await a.save();
+      const saved = await readFile(file);
+      // The previous generation's name is a non-empty directory: the rotation fails.
+      await mkdir(join(`${file}.prev`, 'x'), { recursive: true });
+      a.clientSalts.add(randomBytes(32));
+      await a.save();
+      assert.deepEqual((await readdir(dir)).sort(), ['replay.bin', 'replay.bin.prev']);
+      assert.ok((await readFile(file)).equals(saved), 'the current generation is untouched');
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -1,16 +1,22 @@
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { DEFAULT_REPLAY_CAPACITY } from '../config/defaults.js';
 import { SaltWindow } from '../protocol/shadowsocks/replay.js';
 import { SaltFilter } from '../protocol/shadowsocks/replay.js';
 import type { Clock } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
 import { Periodic } from './periodic.js';
+import { ReplayStateError } from './replay-state-error.js';
 
-export { DEFAULT_REPLAY_CAPACITY };
+export { DEFAULT_REPLAY_CAPACITY, ReplayStateError };
 export const DEFAULT_REPLAY_SAVE_MS = 60_000;
 const REPLAY_STATE_MAGIC = 'LRS1';
 /** Version 2 adds the 2022 edition's timed salt window after the two SIP004 filters. */
 const REPLAY_STATE_MAGIC_2 = 'LRS2';
+/** Version 3 is version 2's body followed by a SHA-256 of everything before it. */
+const REPLAY_STATE_MAGIC_3 = 'LRS3';
+const CHECKSUM_BYTES = 32;
 
 /** Where the replay state lives between runs: a file (`replayStateFile`) or memory (tests). */
 export interface ReplayStore {
@@ -18,23 +24,90 @@ export interface ReplayStore {
   read(): Promise<Buffer | undefined>;
   /** Replace the saved bytes (all or nothing). Throws on a write error. */
   write(data: Buffer): Promise<void>;
+  /** The generation written before the last one (a file store keeps it), if any. */
+  readPrevious?(): Promise<Buffer | undefined>;
+  /** Move a damaged current generation out of the way (so the next write keeps the previous one). */
+  setAside?(): Promise<string>;
+  /** What to name in messages (the file). */
+  readonly name?: string;
 }
 
-/** The state in a file, written atomically (temp file + rename), readable only by the owner. */
+async function readOrUndefined(file: string): Promise<Buffer | undefined> {
+  try {
+    return await readFile(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** fsync a directory so a rename in it survives a power cut (best effort: some file systems refuse). */
+async function fsyncDir(dir: string): Promise<void> {
+  try {
+    const fh = await open(dir, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    // not every file system allows fsync on a directory
+  }
+}
+
+/**
+ * The state in a file, readable only by the owner, replaced atomically: a temporary file is
+ * written and fsynced, the current file becomes `FILE.prev` (the previous generation), the
+ * temporary file is renamed into place and the directory fsynced. A failed write removes its
+ * temporary file; the first read removes what an interrupted run left (`FILE.*.tmp`).
+ */
 export function replayStateFile(file: string): ReplayStore {
+  const prev = `${file}.prev`;
+  let swept = false;
+  const sweep = async (): Promise<void> => {
+    if (swept) return;
+    swept = true;
+    const base = `${basename(file)}.`;
+    const names = await readdir(dirname(file)).catch(() => [] as string[]);
+    await Promise.all(
+      names
+        .filter((n) => n.startsWith(base) && n.endsWith('.tmp'))
+        .map((n) => rm(join(dirname(file), n), { force: true })),
+    );
+  };
   return {
+    name: file,
     async read() {
-      try {
-        return await readFile(file);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-        throw err;
-      }
+      await sweep();
+      return readOrUndefined(file);
+    },
+    readPrevious: () => readOrUndefined(prev),
+    async setAside() {
+      const to = `${file}.damaged`;
+      await rename(file, to).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+      return to;
     },
     async write(data) {
       const tmp = `${file}.${process.pid}.tmp`;
-      await writeFile(tmp, data, { mode: 0o600 });
-      await rename(tmp, file);
+      try {
+        const fh = await open(tmp, 'w', 0o600);
+        try {
+          await fh.writeFile(data);
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+        await rename(file, prev).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+        });
+        await rename(tmp, file);
+      } catch (err) {
+        await rm(tmp, { force: true });
+        throw err;
+      }
+      await fsyncDir(dirname(file));
     },
   };
 }
@@ -87,6 +160,12 @@ function deserializeSaltWindow(data: Buffer, nowMs: number): SaltWindow {
   return w;
 }
 
+interface ParsedState {
+  client: SaltFilter;
+  server: SaltFilter;
+  window: SaltWindow | undefined;
+}
+
 export interface ReplayStateOptions {
   clock: Clock;
   log: Logger;
@@ -104,9 +183,15 @@ export interface ReplayStateOptions {
  * With a store they outlive a restart (SIP004 has no timestamps, so a restart would otherwise
  * forget every salt): load() before serving, saved every `saveMs` while running and by save().
  *
- * File format (big-endian): LRS2 | u32 clientLen | client filter | u32 serverLen | server filter
- * | 2022 window (u32 count, then per salt: u8 length, salt, f64 expiry ms). LRS1, read only, is
- * LRS1 | u32 clientLen | client filter | server filter.
+ * File format (big-endian): LRS3 | u32 clientLen | client filter | u32 serverLen | server filter
+ * | 2022 window (u32 count, then per salt: u8 length, salt, f64 expiry ms) | SHA-256 of all that
+ * precedes. Read only: LRS2 (the same without the checksum) and LRS1 (LRS1 | u32 clientLen |
+ * client filter | server filter).
+ *
+ * Start decision (load): the current generation, else the previous one (`FILE.prev`, one save
+ * older) with a warning naming both; when neither loads but one exists the server has saved
+ * state before, and load() throws ReplayStateError rather than start with an empty filter that
+ * would answer every old capture. Nothing saved at all (neither file) is a first start.
  */
 export class ReplayState {
   /** Salts of authenticated client connections. */
@@ -139,53 +224,105 @@ export class ReplayState {
     this.#salts2022Changes++;
   }
 
-  /** Replace the filters with the stored state, if any; a malformed one is logged and ignored. */
+  /** The three filters from saved bytes; throws an Error saying what is wrong with them. */
+  #parse(data: Buffer): ParsedState {
+    const magic = data.length < 8 ? '' : data.toString('latin1', 0, 4);
+    if (magic !== REPLAY_STATE_MAGIC && magic !== REPLAY_STATE_MAGIC_2 && magic !== REPLAY_STATE_MAGIC_3)
+      throw new Error(data.length === 0 ? 'empty' : 'not a replay state file');
+    if (magic === REPLAY_STATE_MAGIC_3) {
+      if (data.length < 8 + CHECKSUM_BYTES) throw new Error('truncated');
+      const body = data.subarray(0, data.length - CHECKSUM_BYTES);
+      const sum = createHash('sha256').update(body).digest();
+      if (!sum.equals(data.subarray(data.length - CHECKSUM_BYTES))) throw new Error('checksum mismatch');
+      data = body;
+    }
+    const clientLen = data.readUInt32BE(4);
+    if (8 + clientLen > data.length) throw new Error('truncated');
+    if (magic === REPLAY_STATE_MAGIC) {
+      return {
+        client: SaltFilter.deserialize(data.subarray(8, 8 + clientLen), this.#capacity),
+        server: SaltFilter.deserialize(data.subarray(8 + clientLen), this.#capacity),
+        window: undefined,
+      };
+    }
+    const o = 8 + clientLen;
+    if (o + 4 > data.length) throw new Error('truncated');
+    const serverLen = data.readUInt32BE(o);
+    const serverEnd = o + 4 + serverLen;
+    if (serverEnd > data.length) throw new Error('truncated');
+    return {
+      window: deserializeSaltWindow(data.subarray(serverEnd), this.#clock.now()),
+      client: SaltFilter.deserialize(data.subarray(8, 8 + clientLen), this.#capacity),
+      server: SaltFilter.deserialize(data.subarray(o + 4, serverEnd), this.#capacity),
+    };
+  }
+
+  /** One generation: its filters, or that it is missing, or what is wrong with it. */
+  async #generation(
+    read: () => Promise<Buffer | undefined>,
+  ): Promise<{ state: ParsedState } | { missing: true } | { problem: string }> {
+    let data: Buffer | undefined;
+    try {
+      data = await read();
+    } catch (err) {
+      return { problem: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}` };
+    }
+    if (data === undefined) return { missing: true };
+    try {
+      return { state: this.#parse(data) };
+    } catch (err) {
+      return { problem: (err as Error).message };
+    }
+  }
+
+  /**
+   * Replace the filters with the stored state (see the start decision above). Throws
+   * ReplayStateError when state was saved before and no generation of it can be read.
+   */
   async load(): Promise<void> {
     const store = this.#store;
     if (!store) return;
-    let data: Buffer | undefined;
-    try {
-      data = await store.read();
-    } catch (err) {
-      this.#log.warn(
-        { code: (err as NodeJS.ErrnoException).code },
-        'cannot read replay state; starting empty',
-      );
-      return;
-    }
-    if (!data) return;
-    try {
-      const magic = data.length < 8 ? '' : data.toString('latin1', 0, 4);
-      if (magic !== REPLAY_STATE_MAGIC && magic !== REPLAY_STATE_MAGIC_2) throw new Error('bad magic');
-      const clientLen = data.readUInt32BE(4);
-      if (8 + clientLen > data.length) throw new Error('truncated');
-      let window: SaltWindow | undefined;
-      if (magic === REPLAY_STATE_MAGIC_2) {
-        const o = 8 + clientLen;
-        if (o + 4 > data.length) throw new Error('truncated');
-        const serverLen = data.readUInt32BE(o);
-        const serverEnd = o + 4 + serverLen;
-        if (serverEnd > data.length) throw new Error('truncated');
-        window = deserializeSaltWindow(data.subarray(serverEnd), this.#clock.now());
-        this.clientSalts = SaltFilter.deserialize(data.subarray(8, 8 + clientLen), this.#capacity);
-        this.serverSalts = SaltFilter.deserialize(data.subarray(o + 4, serverEnd), this.#capacity);
+    const name = store.name ?? 'replay state';
+    const current = await this.#generation(() => store.read());
+    let loaded = 'state' in current ? current.state : undefined;
+    if (!loaded) {
+      const previous = store.readPrevious
+        ? await this.#generation(() => store.readPrevious!())
+        : ({ missing: true } as const);
+      const say = (g: typeof current): string =>
+        'missing' in g ? 'missing' : `damaged (${'problem' in g ? g.problem : ''})`;
+      if ('state' in previous) {
+        loaded = previous.state;
+        const aside =
+          'problem' in current && store.setAside ? await store.setAside().catch(() => undefined) : undefined;
+        this.#log.warn(
+          { file: name, current: say(current), ...(aside ? { movedTo: aside } : {}) },
+          `replay state ${name} is ${say(current)}: loaded the previous generation ${name}.prev (salts seen after it was saved are not remembered)`,
+        );
+      } else if ('missing' in current && 'missing' in previous) {
+        return; // never saved: a first start
       } else {
-        this.clientSalts = SaltFilter.deserialize(data.subarray(8, 8 + clientLen), this.#capacity);
-        this.serverSalts = SaltFilter.deserialize(data.subarray(8 + clientLen), this.#capacity);
+        throw new ReplayStateError(
+          'REPLAY_STATE_DAMAGED',
+          `replay state ${name} is ${say(current)} and its previous generation ${name}.prev is ${say(previous)}; ` +
+            'starting with an empty filter would answer replays of traffic recorded before now. ' +
+            'To accept that, move both files aside and start again (docs/operations.md)',
+        );
       }
-      if (window) this.salts2022 = window;
-      this.#savedAt = this.#stamp();
-      this.#log.info(
-        {
-          clientSalts: this.clientSalts.size,
-          serverSalts: this.serverSalts.size,
-          salts2022: this.salts2022.size,
-        },
-        'replay state loaded',
-      );
-    } catch (err) {
-      this.#log.warn({ err: (err as Error).message }, 'replay state file is malformed; starting empty');
     }
+    this.clientSalts = loaded.client;
+    this.serverSalts = loaded.server;
+    if (loaded.window) this.salts2022 = loaded.window;
+    // From the previous generation: write a good current one at the next save.
+    this.#savedAt = 'state' in current ? this.#stamp() : -1;
+    this.#log.info(
+      {
+        clientSalts: this.clientSalts.size,
+        serverSalts: this.serverSalts.size,
+        salts2022: this.salts2022.size,
+      },
+      'replay state loaded',
+    );
   }
 
   /** Write the state to the store now, if it changed since the last load or save. */
@@ -204,15 +341,19 @@ export class ReplayState {
     const server = this.serverSalts.serialize();
     const window = serializeSaltWindow(this.salts2022, this.#clock.now());
     const head = Buffer.alloc(8);
-    head.write(REPLAY_STATE_MAGIC_2, 0, 'latin1');
+    head.write(REPLAY_STATE_MAGIC_3, 0, 'latin1');
     head.writeUInt32BE(client.length, 4);
     const serverLen = Buffer.alloc(4);
     serverLen.writeUInt32BE(server.length, 0);
     try {
-      await store.write(Buffer.concat([head, client, serverLen, server, window]));
+      const body = Buffer.concat([head, client, serverLen, server, window]);
+      await store.write(Buffer.concat([body, createHash('sha256').update(body).digest()]));
       this.#savedAt = stamp;
     } catch (err) {
-      this.#log.warn({ code: (err as NodeJS.ErrnoException).code }, 'cannot save replay state');
+      this.#log.warn(
+        { file: store.name, code: (err as NodeJS.ErrnoException).code },
+        'cannot save replay state',
+      );
     }
   }
 

@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { PostgresDialect, SqliteDialect, type Dialect } from 'kysely';
 import type Pg from 'pg';
+import { checkNotLost, openFailure } from './integrity.js';
 import { StoreError } from './types.js';
 
 /** Where the store lives: a SQLite file (default) or a PostgreSQL database (fleet mode). */
@@ -44,6 +45,8 @@ export function createDialect(loc: StoreLocation): OpenedDialect {
       dialect: new PostgresDialect({ pool: new (loadPg().Pool)({ connectionString: loc.url, max: 10 }) }),
     };
   }
+  // A store that existed (its marker says so) and is now missing or empty is refused, not re-created.
+  checkNotLost(loc.path);
   let db: BetterSqlite3.Database;
   try {
     makeDirs(dirname(loc.path)); // not recursive mkdir: it hangs on /proc (see makeDirs)
@@ -59,10 +62,7 @@ export function createDialect(loc: StoreLocation): OpenedDialect {
     db.pragma('busy_timeout = 5000');
     db.pragma('foreign_keys = ON');
   } catch (err) {
-    throw new StoreError(
-      'STORE_OPEN_FAILED',
-      `store: cannot open SQLite file ${loc.path}: ${err instanceof Error ? err.message : String(err)}`,
-    );
+    throw openFailure(`SQLite file ${loc.path}`, err);
   }
   return { kind: 'sqlite', dialect: new SqliteDialect({ database: db }) };
 }

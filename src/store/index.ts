@@ -5,3 +5,13 @@ export * from './policy.js';
 export { KeyEnforcer, type EnforcerOptions } from './enforcer.js';
 export { generateSecret } from './secrets.js';
 export { createAccessKeys, type KeyRequest } from './new-keys.js';
+export {
+  checkBeforeServing,
+  checkNotLost,
+  checkSqliteFile,
+  markerPath,
+  readMarker,
+  writeMarker,
+  type StoreMarker,
+} from './integrity.js';
+export { backupStore, checkStore, restoreStore, storeInUse } from './backup.js';

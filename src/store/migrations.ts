@@ -1,4 +1,6 @@
 import { type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { STORE_TABLES } from './integrity.js';
+import type { Database } from './schema.js';
 
 /**
  * Schema migrations, kept in code (no directory scan) so they ship inside dist/ and run the same on
@@ -50,3 +52,8 @@ const MIGRATIONS: Record<string, Migration> = {
 export const migrationProvider: MigrationProvider = {
   getMigrations: () => Promise.resolve(MIGRATIONS),
 };
+
+/** Each table answers a one-row read (cheap on both stores): what a dropped table or a damaged root page fails. */
+export async function checkTables(db: Kysely<Database>): Promise<void> {
+  for (const table of STORE_TABLES) await db.selectFrom(table).selectAll().limit(1).execute();
+}

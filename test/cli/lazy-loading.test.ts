@@ -100,11 +100,12 @@ function assertLean(modules: readonly string[], extra: { forbid?: string[]; allo
     (p) => loaded.has(p) && !extra.allow?.includes(p),
   );
   assert.deepEqual(forbidden, [], `loaded ${forbidden.join(', ')}`);
-  // cli/errors.ts recognises the lab's and the store's error classes (small, no dependencies).
+  // cli/errors.ts recognises the lab's, the store's and the API certificate's error classes
+  // (small, no dependencies).
   const own = ownModulesIn(
     modules,
     ['api', 'store', 'metrics', 'lab', 'probe'],
-    ['/lab/lab-ca.', '/store/types.'],
+    ['/lab/lab-ca.', '/store/types.', '/api/cert-error.'],
   );
   assert.deepEqual(own, [], `loaded ${own.join(', ')}`);
 }

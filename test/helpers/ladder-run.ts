@@ -36,3 +36,14 @@ export function runLadder(args: readonly string[], o: LadderRunOptions = {}): Pr
     });
   });
 }
+
+/** `ladder server` in managed mode on loopback, every port chosen by the system, no metrics. */
+export function managedServerArgs(dataDir: string): string[] {
+  return ['server', '--data-dir', dataDir, '--host', '127.0.0.1', '--port', '0'].concat([
+    '--api-host',
+    '127.0.0.1',
+    '--api-port',
+    '0',
+    '--no-metrics',
+  ]);
+}

@@ -240,7 +240,9 @@ export function registerKeys(program: Command): void {
             say(`created ${keyLabel(made[0]!)}${suffix}`);
             await printNewKeyUrls(b, made[0]!.id, o.qr !== false);
           } else {
-            say(`created ${made.length} keys: ${made[0]!.id} … ${made[made.length - 1]!.id}${suffix}`);
+            say(
+              `created ${made.length} keys: ${printable(made[0]!.id)} … ${printable(made[made.length - 1]!.id)}${suffix}`,
+            );
             for (const k of made) say(`${printable(k.id)}\t${printable(k.name)}\t${k.accessUrl}`);
           }
         });

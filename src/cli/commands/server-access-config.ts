@@ -2,7 +2,8 @@ import { existsSync } from 'node:fs';
 import { printable } from '../terminal.js';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { Command, CommanderError } from 'commander';
+import type { Command } from 'commander';
+import { oneLineCommand, withStoreOptions } from './store-command.js';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import { formatHostPort } from '../../shared/parse.js';
 import { dynamicKeyNote, storeFlags } from '../banner-text.js';
@@ -72,7 +73,7 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
     out.push(`${keys.length} key(s) (secrets: give each only to the people who should use it):`);
     for (const k of keys) {
       const tag = k.name || 'ladder';
-      out.push(`  ${k.id} "${printable(k.name)}"${k.enabled ? '' : ' (disabled)'}`);
+      out.push(`  ${printable(k.id)} "${printable(k.name)}"${k.enabled ? '' : ' (disabled)'}`);
       out.push(`    ${accessUrl(k, settings, tag)}`);
       const dyn = dynamicAccessUrl(k, settings, tag);
       if (dyn) out.push(`    dynamic: ${dyn}`);
@@ -93,19 +94,14 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
 
 /** `ladder server access-config`. */
 export function registerAccessConfig(server: Command): void {
-  server
-    .command('access-config')
-    .description("reprint the Outline Manager access config and every key's URLs from the store")
-    .option('--data-dir <dir>', `the managed server's data directory (default ./${DEFAULT_DATA_DIR})`)
-    .option('--store <spec>', 'sqlite:PATH or postgres://... (default: ladder.db in --data-dir)')
-    .configureOutput({ outputError: () => {} })
-    .showHelpAfterError(false)
-    .exitOverride((err: CommanderError) => {
-      if (err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.help')
-        throw err;
-      throw new UsageError(`server access-config: ${err.message.replace(/^error: /, '')}`);
-    })
-    .action(async (_opts: AccessConfigFlags, cmd: Command) => {
-      process.stdout.write(await accessConfigText(cmd.optsWithGlobals<AccessConfigFlags>()));
-    });
+  oneLineCommand(
+    withStoreOptions(
+      server
+        .command('access-config')
+        .description("reprint the Outline Manager access config and every key's URLs from the store"),
+    ),
+    'server access-config',
+  ).action(async (_opts: AccessConfigFlags, cmd: Command) => {
+    process.stdout.write(await accessConfigText(cmd.optsWithGlobals<AccessConfigFlags>()));
+  });
 }

@@ -2,6 +2,7 @@ import type { Command, CommanderError } from 'commander';
 import type { AddressInfo } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { QRCode } from '../qr.js';
+import { printable } from '../terminal.js';
 import type { ServerConfig } from '../../config/server.js';
 import { isProtocolError } from '../../protocol/errors.js';
 import { checkKey, checkMethod } from '../../protocol/shadowsocks/key-material.js';
@@ -28,6 +29,7 @@ import { privatePolicyLine } from '../banner-text.js';
 import { ladderCommand } from '../invocation.js';
 import { StartupLog } from '../startup-log.js';
 import { registerAccessConfig } from './server-access-config.js';
+import { registerRotateCert } from './server-rotate-cert.js';
 import {
   addWebOptions,
   planWeb,
@@ -177,7 +179,7 @@ async function banner(
       });
       out.push('');
       out.push(
-        `Access key${p.printKeys.length > 1 ? ` "${k.id}"` : ''} (a secret: give it only to the people who should connect):`,
+        `Access key${p.printKeys.length > 1 ? ` "${printable(k.id)}"` : ''} (a secret: give it only to the people who should connect):`,
       );
       out.push(`  ${url}`);
       if (tty) out.push((await QRCode.toString(url, { type: 'terminal', small: true })).trimEnd());
@@ -212,6 +214,7 @@ async function banner(
 export function registerServer(program: Command): void {
   const server = program.command('server');
   registerAccessConfig(server);
+  registerRotateCert(server);
   addWebOptions(addManagedOptions(server))
     .description(
       'run the Shadowsocks server: managed (key store, Outline-compatible API, metrics) unless --password or --config names the keys',

@@ -6,6 +6,7 @@ import { accessUrl, dynamicAccessUrl, subscriptionUrl } from '../../../api/index
 import { toAccessKeyJson } from '../../../api/context.js';
 import { DEFAULT_METHODS } from '../../../api/app.js';
 import {
+  checkNotLost,
   createAccessKeys,
   evaluateKeys,
   openStore,
@@ -136,6 +137,7 @@ function prepareSqlite(path: string, init: boolean): void {
     if (code === 'EACCES' || code === 'EPERM') throw new UsageError(`${path}: permission denied`);
     if (code !== 'ENOENT' && code !== 'ENOTDIR') throw new UsageError(`${path}: cannot read (${code})`);
   }
+  checkNotLost(path); // the store existed (its marker says so): say how to restore it, not --init
   if (!init) {
     throw new UsageError(
       `no key store at ${path}: point at the server's store with --data-dir DIR or --store sqlite:FILE, ` +

@@ -1,0 +1,22 @@
+import type { Command, CommanderError } from 'commander';
+import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
+import { UsageError } from '../errors.js';
+
+/** --data-dir and --store, as every command that reads a managed server's store takes them. */
+export function withStoreOptions(cmd: Command, store = 'sqlite:PATH or postgres://...'): Command {
+  return cmd
+    .option('--data-dir <dir>', `the managed server's data directory (default ./${DEFAULT_DATA_DIR})`)
+    .option('--store <spec>', `${store} (default: ladder.db in --data-dir)`);
+}
+
+/** Commander's own errors (unknown option, missing argument) as one `ladder: LABEL: …` line, exit 2. */
+export function oneLineCommand(cmd: Command, label: string): Command {
+  return cmd
+    .configureOutput({ outputError: () => {} })
+    .showHelpAfterError(false)
+    .exitOverride((err: CommanderError) => {
+      if (err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.help')
+        throw err;
+      throw new UsageError(`${label}: ${err.message.replace(/^error: /, '')}`);
+    });
+}

@@ -1,0 +1,133 @@
+import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync } from 'node:fs';
+import { dirname } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { checkSqliteFile, fsyncDir, isDamageError, markerPath, writeMarker } from './integrity.js';
+import { StoreError } from './types.js';
+
+/**
+ * `ladder store backup | restore | check` for a SQLite store, on SQLite's online backup API: a
+ * backup is a consistent copy even while the server writes (WAL), and every file is written to a
+ * temporary name, checked, fsynced and renamed, so an interrupted run leaves no half file.
+ */
+
+function fail(message: string): StoreError {
+  return new StoreError('STORE_OPEN_FAILED', `store: ${message}`);
+}
+
+function fsyncFile(path: string): void {
+  const fd = openSync(path, 'r+');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Copy `from` (a live store or a backup) to `to` through a temporary file, checked before the rename. */
+async function copyChecked(from: string, to: string): Promise<{ serverId: string; keys: number }> {
+  const tmp = `${to}.${process.pid}.tmp`;
+  rmSync(tmp, { force: true });
+  let src: BetterSqlite3.Database | undefined;
+  try {
+    src = new BetterSqlite3(from, { readonly: true, fileMustExist: true });
+    src.pragma('busy_timeout = 5000');
+    await src.backup(tmp);
+    src.close();
+    src = undefined;
+    // A backup must be complete on its own: one file, no WAL beside it.
+    const copy = new BetterSqlite3(tmp);
+    try {
+      copy.pragma('journal_mode = DELETE');
+    } finally {
+      copy.close();
+    }
+    const summary = checkSqliteFile(tmp, { full: true });
+    fsyncFile(tmp);
+    renameSync(tmp, to);
+    fsyncDir(dirname(to));
+    return summary;
+  } catch (err) {
+    src?.close();
+    for (const f of [tmp, `${tmp}-wal`, `${tmp}-shm`, `${tmp}-journal`]) rmSync(f, { force: true });
+    if (err instanceof StoreError) throw err;
+    if (isDamageError(err)) throw fail(`${from} is damaged (${(err as Error).message}); it cannot be copied`);
+    throw fail(
+      `cannot copy ${from} to ${to}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
+  }
+}
+
+/** `ladder store backup FILE`: a consistent copy of the store, safe while the server runs. */
+export async function backupStore(dbPath: string, dest: string): Promise<{ serverId: string; keys: number }> {
+  if (!existsSync(dbPath)) throw fail(`no store at ${dbPath} to back up`);
+  if (existsSync(dest)) throw fail(`${dest} already exists; name a new file (a backup never overwrites one)`);
+  checkSqliteFile(dbPath); // quick_check: do not copy a damaged store over an older good backup
+  return copyChecked(dbPath, dest);
+}
+
+/**
+ * True when another connection (a running server, another ladder command) has the store open.
+ * Leaving WAL mode needs the only connection: SQLite answers SQLITE_BUSY when another holds it.
+ */
+export function storeInUse(dbPath: string): boolean {
+  if (!existsSync(dbPath)) return false;
+  let db: BetterSqlite3.Database | undefined;
+  try {
+    db = new BetterSqlite3(dbPath, { fileMustExist: true });
+    db.pragma('busy_timeout = 0');
+    db.pragma('journal_mode = DELETE');
+    return false;
+  } catch (err) {
+    return (err as { code?: string }).code === 'SQLITE_BUSY';
+  } finally {
+    db?.close();
+  }
+}
+
+/**
+ * `ladder store restore FILE`: replace the store with a checked backup. Refused while the store is
+ * in use. The file it replaces is kept beside it (`ladder.db.replaced-TIME`, with its -wal), and
+ * the marker takes the backup's server id.
+ */
+export async function restoreStore(
+  backup: string,
+  dbPath: string,
+  now: number = Date.now(),
+): Promise<{ serverId: string; keys: number; replaced: string | undefined }> {
+  if (!existsSync(backup)) throw fail(`no backup at ${backup}`);
+  try {
+    checkSqliteFile(backup, { full: true });
+  } catch (err) {
+    throw fail(`${backup} cannot be restored: ${(err as Error).message.replace(/^store: /, '')}`);
+  }
+  if (storeInUse(dbPath)) {
+    throw fail(`${dbPath} is in use (a running server or another ladder command): stop it, then restore`);
+  }
+  const incoming = `${dbPath}.restoring`;
+  const summary = await copyChecked(backup, incoming);
+  let replaced: string | undefined;
+  try {
+    if (existsSync(dbPath)) {
+      replaced = `${dbPath}.replaced-${new Date(now).toISOString().replace(/[:.]/g, '-')}`;
+      for (const suffix of ['-wal', '-shm']) {
+        if (existsSync(dbPath + suffix)) renameSync(dbPath + suffix, replaced + suffix);
+      }
+      renameSync(dbPath, replaced);
+    }
+    renameSync(incoming, dbPath);
+    fsyncDir(dirname(dbPath));
+  } catch (err) {
+    rmSync(incoming, { force: true });
+    throw fail(
+      `cannot put the backup in place at ${dbPath}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+    );
+  }
+  writeMarker(dbPath, { serverId: summary.serverId, createdTimestampMs: now });
+  return { ...summary, replaced };
+}
+
+/** `ladder store check`: the full integrity check, the tables and the server id. */
+export function checkStore(dbPath: string): { serverId: string; keys: number; marker: string } {
+  if (!existsSync(dbPath)) throw fail(`no store at ${dbPath}`);
+  return { ...checkSqliteFile(dbPath, { full: true }), marker: markerPath(dbPath) };
+}
