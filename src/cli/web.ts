@@ -16,7 +16,7 @@ import { fileErrorWhy } from '../config/errors.js';
 import { parseFlags } from '../config/flags.js';
 import { webFlagsSchema, type WebConfig } from '../config/server.js';
 import { formatSsUrl } from '../protocol/sip002/index.js';
-import { ShadowsocksServer, type DataPlaneOptions } from '../server/index.js';
+import type { DataPlaneOptions, ShadowsocksServer } from '../server/index.js';
 // The web front's modules (ws, acme-client, the decoy site) load only when --web-port is given.
 import type { WebService, WebServiceSettings } from '../server/web/setup.js';
 import type { RuntimeKey } from '../shared/control.js';
@@ -279,6 +279,7 @@ export async function startWeb(
 export async function startWebOnlyServer(
   options: Omit<DataPlaneOptions, 'keys' | 'port'>,
 ): Promise<ShadowsocksServer> {
+  const { ShadowsocksServer } = await import('../server/index.js');
   const { host: _host, udp: _udp, replayStateFile: _file, ...rest } = options;
   const server = new ShadowsocksServer(rest);
   await server.startWithoutListener();

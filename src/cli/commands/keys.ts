@@ -104,6 +104,7 @@ async function printUrls(b: KeysBackend, id: string, qr: boolean, png?: string):
   const u = await b.urls(id);
   say(u.ss);
   if (u.ssconf) say(u.ssconf);
+  if (u.web) say(u.web);
   if (qr) say((await QRCode.toString(u.ss, { type: 'terminal', small: true })).trimEnd());
   if (png !== undefined) {
     await QRCode.toFile(png, u.ss, { type: 'png', margin: 2, width: 512 });

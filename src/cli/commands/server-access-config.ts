@@ -8,6 +8,7 @@ import { formatHostPort } from '../../shared/parse.js';
 import { dynamicKeyNote, storeFlags } from '../banner-text.js';
 import { UsageError } from '../errors.js';
 import { ladderCommand } from '../invocation.js';
+import { loadWebEndpoint, webEndpointKeyUrl } from '../web.js';
 
 interface AccessConfigFlags {
   dataDir?: string;
@@ -49,6 +50,7 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
   try {
     const settings = await store.getSettings();
     const keys = await store.listKeys();
+    const web = await loadWebEndpoint(dataDir);
     const out: string[] = [];
     const certFile = join(dataDir, CERT_FILE);
     let pem: string | undefined;
@@ -76,6 +78,13 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
       out.push(`    ${accessUrl(k, settings, tag)}`);
       const dyn = dynamicAccessUrl(k, settings, tag);
       if (dyn) out.push(`    dynamic: ${dyn}`);
+      if (web) out.push(`    web: ${webEndpointKeyUrl(k, web, `${tag} (web)`)}`);
+    }
+    if (web) {
+      out.push('');
+      out.push(
+        `web: keys over the web front${web.tls ? ' (TLS)' : ''} on port ${web.port}, for ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box and ${ladder} client`,
+      );
     }
     if (keys.some((k) => dynamicAccessUrl(k, settings) !== undefined)) {
       out.push('');

@@ -27,7 +27,8 @@ export interface KeysBackend {
   expire(id: string, at: number | null): Promise<void>;
   setEnabled(id: string, enabled: boolean): Promise<void>;
   /** ss:// (with the key name as tag) and, when known, ssconf:// for a key. */
-  urls(id: string): Promise<{ ss: string; ssconf?: string; name: string }>;
+  /** The key's URLs; `web` (v2ray-plugin, the web front) when a local server has a web front. */
+  urls(id: string): Promise<{ ss: string; ssconf?: string; web?: string; name: string }>;
   close(): Promise<void>;
 }
 

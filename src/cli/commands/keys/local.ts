@@ -18,10 +18,14 @@ import {
 } from '../../../store/index.js';
 import { UsageError } from '../../errors.js';
 import { DEFAULT_DATA_PORT, guessHost } from '../../managed.js';
+import { loadWebEndpoint, webEndpointKeyUrl } from '../../web.js';
 import { notFound, type AddOptions, type KeysBackend, type KeyView } from './backend.js';
 
 export class LocalKeys implements KeysBackend {
-  private constructor(private readonly store: KyselyStore) {}
+  private constructor(
+    private readonly store: KyselyStore,
+    private readonly dataDir: string,
+  ) {}
 
   /**
    * Open the store at --data-dir/--store. A missing SQLite file is refused unless `init`: a key
@@ -34,7 +38,7 @@ export class LocalKeys implements KeysBackend {
       if (loc.kind === 'sqlite') prepareSqlite(loc.path, init);
       // Defaults only matter when the CLI creates the store before the server ever ran.
       const defaults = { hostname: guessHost(), port: DEFAULT_DATA_PORT };
-      return new LocalKeys(await openStore(loc, { defaults }));
+      return new LocalKeys(await openStore(loc, { defaults }), resolve(dataDir));
     } catch (err) {
       if (err instanceof StoreError) throw new UsageError(err.message);
       throw err;
@@ -98,13 +102,19 @@ export class LocalKeys implements KeysBackend {
     return this.#update(id, { enabled });
   }
 
-  async urls(id: string): Promise<{ ss: string; ssconf?: string; name: string }> {
+  async urls(id: string): Promise<{ ss: string; ssconf?: string; web?: string; name: string }> {
     const key = await this.store.getKey(id);
     if (!key) throw notFound(id);
     const settings = await this.store.getSettings();
     const tag = key.name || `key ${key.id}`;
     const ssconf = dynamicAccessUrl(key, settings, tag);
-    return { ss: accessUrl(key, settings, tag), name: key.name, ...(ssconf ? { ssconf } : {}) };
+    const ep = await loadWebEndpoint(this.dataDir);
+    return {
+      ss: accessUrl(key, settings, tag),
+      name: key.name,
+      ...(ssconf ? { ssconf } : {}),
+      ...(ep ? { web: webEndpointKeyUrl(key, ep, `${tag} (web)`) } : {}),
+    };
   }
 
   close(): Promise<void> {
