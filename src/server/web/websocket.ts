@@ -96,6 +96,7 @@ export function createWebSocketEndpoints(
         idleMs: (opts.udp === true ? undefined : opts.udp.idleMs) ?? DEFAULT_UDP_IDLE_MS,
         salts: new SaltFilter(UDP_SALTS),
         cache: new SubkeyCache(1024),
+        sessions2022: new Map(),
       }
     : undefined;
   const wss = new WebSocketServer({

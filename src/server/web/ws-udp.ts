@@ -22,13 +22,19 @@ export interface WsUdpOptions {
   salts: SaltFilter;
   /** 2022 session subkeys, shared by the endpoint's associations. */
   cache: SubkeyCache;
+  /**
+   * 2022 client sessions by key and session ID, shared by the endpoint's associations (each with
+   * its packet-ID window, so a capture replayed on a new WebSocket is still a replay); the least
+   * recently used go past MAX_SESSIONS.
+   */
+  sessions2022: Map<string, Udp2022ServerSession<Key2022Entry>>;
 }
 
 /** Replies queued on one WebSocket beyond this are dropped (UDP may lose; memory may not grow). */
 const MAX_BUFFERED_REPLIES = 1024 * 1024;
 const NO_KEYS: readonly KeyEntry[] = [];
-/** Client sessions (2022) remembered per association, each with its packet-ID window. */
-const MAX_SESSIONS = 8;
+/** 2022 client sessions remembered by an endpoint (a session is ~200 bytes). */
+export const MAX_SESSIONS = 4096;
 
 /**
  * Outline's UDP over WebSocket: each binary message is one Shadowsocks UDP packet, SIP004 (salt |
@@ -48,8 +54,8 @@ export function serveWsUdp(ws: WebSocket, opts: WsUdpOptions): void {
   const lookup = ctx.lookup ?? defaultLookup;
   let key: AnyKeyEntry | undefined;
   let first: readonly KeyEntry[] = NO_KEYS;
-  /** 2022: the server side of each client session seen here (bounded), and the latest one. */
-  const sessions = new Map<string, Udp2022ServerSession<Key2022Entry>>();
+  const sessions = opts.sessions2022;
+  /** 2022: the server side of the client's latest session. */
   let s2022: Udp2022ServerSession<Key2022Entry> | undefined;
   const sockets = new Map<4 | 6, dgram.Socket>();
   let last = ctx.clock.now();
@@ -129,13 +135,14 @@ export function serveWsUdp(ws: WebSocket, opts: WsUdpOptions): void {
     if (!opened || (key && opened.key !== key)) return;
     if (opened.edition === 2022) {
       const p = opened.packet;
-      const id = p.sessionId.toString('hex');
+      const id = `${opened.key.id}|${p.sessionId.toString('hex')}`;
       let s = sessions.get(id);
-      if (!s) {
+      if (s) sessions.delete(id); // re-inserted below: most recently used last
+      else {
         s = new Udp2022ServerSession(opened.key.method, p, { cache: opts.cache });
         if (sessions.size >= MAX_SESSIONS) sessions.delete(sessions.keys().next().value!);
-        sessions.set(id, s);
       }
+      sessions.set(id, s);
       if (!s.accept(p.packetId)) return; // replayed or too old packet ID: like garbage
       // Replies follow the client's latest session (a client restarts its session at will).
       s2022 = s;
