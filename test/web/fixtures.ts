@@ -187,6 +187,42 @@ export function makeCert(dir: string, cn: string, name = cn): { cert: string; ke
   };
 }
 
+export interface TestCa {
+  /** The root certificate (PEM) and its file, for clients to trust. */
+  caPem: string;
+  caPath: string;
+  /** A leaf for `name` (DNS SAN, plus IP:127.0.0.1) signed by the root: files and PEM. */
+  certPath: string;
+  keyPath: string;
+  cert: string;
+  key: string;
+}
+
+/** A test CA (its own root, not trusted by anything unless told) and one server certificate from it. */
+export function makeCa(dir: string, name: string): TestCa {
+  const caKey = join(dir, 'ca.key');
+  const caPath = join(dir, 'ca.crt');
+  const keyPath = join(dir, `${name}.key`);
+  const csr = join(dir, `${name}.csr`);
+  const certPath = join(dir, `${name}.crt`);
+  const ext = join(dir, `${name}.ext`);
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  const openssl = (args: string[]): void => void execFileSync('openssl', args, { stdio: 'ignore' });
+  openssl(['req', '-x509', ...ec, '-days', '2', '-subj', '/CN=Ladder Test Root', '-keyout', caKey, '-out', caPath,
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  openssl(['req', '-new', ...ec, '-subj', `/CN=${name}`, '-keyout', keyPath, '-out', csr]);
+  writeFileSync(ext, `subjectAltName=DNS:${name},IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`);
+  openssl(['x509', '-req', '-in', csr, '-CA', caPath, '-CAkey', caKey, '-CAcreateserial', '-days', '2', '-extfile', ext, '-out', certPath]);
+  return {
+    caPem: readFileSync(caPath, 'utf8'),
+    caPath,
+    certPath,
+    keyPath,
+    cert: readFileSync(certPath, 'utf8'),
+    key: readFileSync(keyPath, 'utf8'),
+  };
+}
+
 export const WS_UPGRADE_HEADERS = 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
 const BROWSER =
   'User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\nAccept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\n';
