@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { fileErrorWhy } from '../config/errors.js';
 import { parseFlags } from '../config/flags.js';
 import { webFlagsSchema, type WebConfig } from '../config/server.js';
-import { formatSsUrl } from '../protocol/sip002/index.js';
+import { webKeyUrlFor, type WebEndpoint } from '../protocol/sip002/plugin-opts.js';
 import type { DataPlaneOptions, ShadowsocksServer } from '../server/index.js';
 // The web front's modules (ws, acme-client, the decoy site) load only when --web-port is given.
 import type { WebService, WebServiceSettings } from '../server/web/setup.js';
@@ -306,24 +306,7 @@ export function webStatusLine(web: RunningWeb): string {
   return `web front on port ${web.service.front.port} (${tls}); decoy: ${decoy}; ${proxies}`;
 }
 
-/** Escape a v2ray-plugin option value (SIP003: `\` before `;`, `=` and `\`). */
-function pluginValue(v: string): string {
-  return v.replace(/[\\;=]/g, (c) => `\\${c}`);
-}
-
-/**
- * The web front's public endpoint: what a v2ray-plugin key, a Clash/sing-box entry or a
- * subscription points at. `host` is dialled and sent as Host (and SNI with TLS); `path` is the
- * secret path (a secret: print it only where keys are printed); `mux` says the server takes
- * Mux.Cool (it takes raw WebSockets too).
- */
-export interface WebEndpoint {
-  host: string;
-  port: number;
-  path: string;
-  tls: boolean;
-  mux: boolean;
-}
+export { webKeyUrlFor, type WebEndpoint };
 
 /** The public endpoint of a running front; `host` is the access-key host (the ACME domain wins). */
 export function webEndpointOf(web: RunningWeb, host: string): WebEndpoint {
@@ -336,28 +319,6 @@ export function webEndpointOf(web: RunningWeb, host: string): WebEndpoint {
   };
 }
 
-/**
- * A key's SIP002 URL for v2ray-plugin clients (ss-local + v2ray-plugin, v2rayNG, Clash, sing-box):
- * the web port, `mode=websocket;path=…;host=…[;tls]`.
- */
-export function webEndpointKeyUrl(
-  key: Pick<RuntimeKey, 'method' | 'secret'>,
-  ep: WebEndpoint,
-  tag: string,
-): string {
-  const opts = [`mode=websocket`, `path=${pluginValue(ep.path)}`, `host=${pluginValue(ep.host)}`];
-  if (ep.tls) opts.push('tls');
-  return formatSsUrl({
-    method: key.method,
-    password: key.secret,
-    host: ep.host,
-    port: ep.port,
-    tag,
-    plugin: 'v2ray-plugin',
-    pluginOptions: opts.join(';'),
-  });
-}
-
 /** A key's v2ray-plugin URL for a running front (see webEndpointOf). */
 export function webKeyUrl(
   key: Pick<RuntimeKey, 'method' | 'secret'>,
@@ -365,7 +326,7 @@ export function webKeyUrl(
   web: RunningWeb,
   tag: string,
 ): string {
-  return webEndpointKeyUrl(key, webEndpointOf(web, host), tag);
+  return webKeyUrlFor(key, webEndpointOf(web, host), tag);
 }
 
 const ENDPOINT_FILE = 'web-endpoint.json';

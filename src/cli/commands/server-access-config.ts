@@ -8,7 +8,7 @@ import { formatHostPort } from '../../shared/parse.js';
 import { dynamicKeyNote, storeFlags } from '../banner-text.js';
 import { UsageError } from '../errors.js';
 import { ladderCommand } from '../invocation.js';
-import { loadWebEndpoint, webEndpointKeyUrl } from '../web.js';
+import { loadWebEndpoint, webKeyUrlFor } from '../web.js';
 
 interface AccessConfigFlags {
   dataDir?: string;
@@ -78,7 +78,7 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
       out.push(`    ${accessUrl(k, settings, tag)}`);
       const dyn = dynamicAccessUrl(k, settings, tag);
       if (dyn) out.push(`    dynamic: ${dyn}`);
-      if (web) out.push(`    web: ${webEndpointKeyUrl(k, web, `${tag} (web)`)}`);
+      if (web) out.push(`    web: ${webKeyUrlFor(k, web, `${tag} (web)`)}`);
     }
     if (web) {
       out.push('');

@@ -18,7 +18,7 @@ import {
 } from '../../../store/index.js';
 import { UsageError } from '../../errors.js';
 import { DEFAULT_DATA_PORT, guessHost } from '../../managed.js';
-import { loadWebEndpoint, webEndpointKeyUrl } from '../../web.js';
+import { webKeyUrlFor } from '../../../protocol/sip002/plugin-opts.js';
 import { notFound, type AddOptions, type KeysBackend, type KeyView } from './backend.js';
 
 export class LocalKeys implements KeysBackend {
@@ -108,12 +108,14 @@ export class LocalKeys implements KeysBackend {
     const settings = await this.store.getSettings();
     const tag = key.name || `key ${key.id}`;
     const ssconf = dynamicAccessUrl(key, settings, tag);
+    // Loaded here: only `keys url` needs the web front's module.
+    const { loadWebEndpoint } = await import('../../web.js');
     const ep = await loadWebEndpoint(this.dataDir);
     return {
       ss: accessUrl(key, settings, tag),
       name: key.name,
       ...(ssconf ? { ssconf } : {}),
-      ...(ep ? { web: webEndpointKeyUrl(key, ep, `${tag} (web)`) } : {}),
+      ...(ep ? { web: webKeyUrlFor(key, ep, `${tag} (web)`) } : {}),
     };
   }
 
