@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatSsUrl } from '../../src/protocol/sip002/index.js';
 import { freePort } from '../helpers/net.js';
@@ -28,7 +28,7 @@ import { echoVia } from '../helpers/transfer.js';
 import { startWsTestServer, type WsTestServer } from '../helpers/web-server.js';
 import { makeCa, opensslSkip, type TestCa } from '../web/fixtures.js';
 import { useFixtures } from './matrix.js';
-import { MiB, shortConnections, transferBothWays, waitUntilUsable } from './ws-matrix.js';
+import { MiB, wsInteropSuite } from './ws-matrix.js';
 
 const fx = useFixtures();
 const HOST = 'cdn.test';
@@ -45,13 +45,23 @@ const startTlsLadder = (method: Method, secret: string): Promise<WsTestServer> =
     front: { tls: { cert: ca.cert, key: ca.key } },
   });
 
-/** One echo through `socksPort` that must not get through within a few seconds. */
-async function refused(socksPort: number): Promise<void> {
-  const got = await echoVia({ proxyPort: socksPort }, { host: '127.0.0.1', port: fx.echo.port }, Buffer.from('x'), 4000).then(
-    (r) => r.bytes,
-    () => 0,
-  );
-  assert.equal(got, 0, 'nothing gets through without trusting the CA');
+/**
+ * The negative control: a client started by `start` without the CA gets no echo through within a
+ * few seconds, and (when `srv` is Ladder) no WebSocket reaches the server.
+ */
+async function refusedWithout(start: () => Promise<Peer & { socksPort: number }>, srv?: WsTestServer): Promise<void> {
+  const before = srv?.upgrades;
+  const client = await start();
+  try {
+    const got = await echoVia({ proxyPort: client.socksPort }, { host: '127.0.0.1', port: fx.echo.port }, Buffer.from('x'), 4000).then(
+      (r) => r.bytes,
+      () => 0,
+    );
+    assert.equal(got, 0, 'nothing gets through without trusting the CA');
+    if (srv) assert.equal(srv.upgrades, before, 'no WebSocket reached the server');
+  } finally {
+    await client.stop();
+  }
 }
 
 const sizeFor = (method: Method, big: Method): number => (method === big ? 8 * MiB : 1 * MiB);
@@ -64,49 +74,32 @@ for (const mux of [true, false]) {
       { skip: peerSkip('ss-local', 'ss-v2ray-plugin') || noOpenssl },
       () => {
         const secret = password();
-        const peers: Peer[] = [];
         let srv: WsTestServer;
-        let socksPort = 0;
-        const pluginOpts = (trust: boolean): string =>
-          `tls;host=${HOST};path=${srv.secretPath}${trust ? `;cert=${ca.caPath}` : ''}${mux ? '' : ';mux=0'};loglevel=none`;
         const local = (trust: boolean): Promise<Peer & { socksPort: number }> =>
           startSsLocal({
             method,
             password: secret,
             serverPort: srv.webPort,
-            extraArgs: ['--plugin', 'ss-v2ray-plugin', '--plugin-opts', pluginOpts(trust)],
+            extraArgs: [
+              '--plugin',
+              'ss-v2ray-plugin',
+              '--plugin-opts',
+              `tls;host=${HOST};path=${srv.secretPath}${trust ? `;cert=${ca.caPath}` : ''}${mux ? '' : ';mux=0'};loglevel=none`,
+            ],
           });
-
-        before(async () => {
-          srv = await startTlsLadder(method, secret);
-          const l = await local(true);
-          peers.push(l);
-          socksPort = l.socksPort;
-          await waitUntilUsable(socksPort, fx, peers);
+        wsInteropSuite(fx, {
+          size,
+          async setup(peers) {
+            srv = await startTlsLadder(method, secret);
+            const l = await local(true);
+            peers.push(l);
+            return l.socksPort;
+          },
+          teardown: async () => srv?.close(),
         });
-        after(async () => {
-          await Promise.all(peers.map((p) => p.stop()));
-          await srv?.close();
-        });
-
-        test(`${size / MiB} MiB up and down arrive byte-identical`, async () => {
-          await transferBothWays(socksPort, size, fx, peers);
-        });
-
-        test('10 short connections in a row', async () => {
-          await shortConnections(socksPort, 10, fx, peers);
-        });
-
         if (method === 'aes-128-gcm')
           test('negative control: the plugin without the CA gets nothing through', async () => {
-            const before = srv.upgrades;
-            const l = await local(false);
-            try {
-              await refused(l.socksPort);
-              assert.equal(srv.upgrades, before, 'no WebSocket reached the server');
-            } finally {
-              await l.stop();
-            }
+            await refusedWithout(() => local(false), srv);
           });
       },
     );
@@ -117,9 +110,7 @@ for (const method of METHODS) {
   const size = sizeFor(method, 'aes-128-gcm');
   describe(`v2ray 4.34 (shadowsocks + ws + tls) → ladder web front (TLS), ${method}`, { skip: peerSkip('v2ray') || noOpenssl }, () => {
     const secret = password();
-    const peers: Peer[] = [];
     let srv: WsTestServer;
-    let socksPort = 0;
 
     const startV2ray = async (trust: boolean): Promise<Peer & { socksPort: number }> => {
       const port = await freePort();
@@ -148,36 +139,19 @@ for (const method of METHODS) {
       return Object.assign(p, { socksPort: port });
     };
 
-    before(async () => {
-      srv = await startTlsLadder(method, secret);
-      const v = await startV2ray(true);
-      peers.push(v);
-      socksPort = v.socksPort;
-      await waitUntilUsable(socksPort, fx, peers);
+    wsInteropSuite(fx, {
+      size,
+      async setup(peers) {
+        srv = await startTlsLadder(method, secret);
+        const v = await startV2ray(true);
+        peers.push(v);
+        return v.socksPort;
+      },
+      teardown: async () => srv?.close(),
     });
-    after(async () => {
-      await Promise.all(peers.map((p) => p.stop()));
-      await srv?.close();
-    });
-
-    test(`${size / MiB} MiB up and down arrive byte-identical`, async () => {
-      await transferBothWays(socksPort, size, fx, peers);
-    });
-
-    test('10 short connections in a row', async () => {
-      await shortConnections(socksPort, 10, fx, peers);
-    });
-
     if (method === 'aes-128-gcm')
       test('negative control: v2ray without the CA gets nothing through', async () => {
-        const before = srv.upgrades;
-        const v = await startV2ray(false);
-        try {
-          await refused(v.socksPort);
-          assert.equal(srv.upgrades, before, 'no WebSocket reached the server');
-        } finally {
-          await v.stop();
-        }
+        await refusedWithout(() => startV2ray(false), srv);
       });
   });
 }
@@ -189,55 +163,37 @@ for (const method of METHODS) {
     { skip: peerSkip('ss-server', 'ss-v2ray-plugin') || noOpenssl },
     () => {
       const secret = password();
-      const peers: Peer[] = [];
-      let socksPort = 0;
       let key = '';
-
-      before(async () => {
-        const server = await startSsServer({
-          method,
-          password: secret,
-          extraArgs: [
-            '--plugin',
-            'ss-v2ray-plugin',
-            '--plugin-opts',
-            `server;tls;host=${HOST};cert=${ca.certPath};key=${ca.keyPath};path=/x;loglevel=none`,
-          ],
-        });
-        peers.push(server);
-        key = formatSsUrl({
-          method,
-          password: secret,
-          host: '127.0.0.1',
-          port: server.port,
-          plugin: 'v2ray-plugin',
-          pluginOptions: `tls;host=${HOST};path=/x`,
-        });
-        const client = await startLadderClient({ key, env: { NODE_EXTRA_CA_CERTS: ca.caPath } });
-        peers.push(client);
-        socksPort = client.socksPort;
-        await waitUntilUsable(socksPort, fx, peers);
+      wsInteropSuite(fx, {
+        size,
+        async setup(peers) {
+          const server = await startSsServer({
+            method,
+            password: secret,
+            extraArgs: [
+              '--plugin',
+              'ss-v2ray-plugin',
+              '--plugin-opts',
+              `server;tls;host=${HOST};cert=${ca.certPath};key=${ca.keyPath};path=/x;loglevel=none`,
+            ],
+          });
+          peers.push(server);
+          key = formatSsUrl({
+            method,
+            password: secret,
+            host: '127.0.0.1',
+            port: server.port,
+            plugin: 'v2ray-plugin',
+            pluginOptions: `tls;host=${HOST};path=/x`,
+          });
+          const client = await startLadderClient({ key, env: { NODE_EXTRA_CA_CERTS: ca.caPath } });
+          peers.push(client);
+          return client.socksPort;
+        },
       });
-      after(async () => {
-        await Promise.all(peers.map((p) => p.stop()));
-      });
-
-      test(`${size / MiB} MiB up and down arrive byte-identical`, async () => {
-        await transferBothWays(socksPort, size, fx, peers);
-      });
-
-      test('10 short connections in a row', async () => {
-        await shortConnections(socksPort, 10, fx, peers);
-      });
-
       if (method === 'aes-128-gcm')
         test('negative control: ladder client without the CA gets nothing through', async () => {
-          const c = await startLadderClient({ key });
-          try {
-            await refused(c.socksPort);
-          } finally {
-            await c.stop();
-          }
+          await refusedWithout(() => startLadderClient({ key }));
         });
     },
   );

@@ -168,6 +168,24 @@ ${serverBlock.split('{{PORT}}').join(String(port))}
   };
 }
 
+/**
+ * An nginx `location` proxying WebSocket upgrades (and everything else) to `upstream` the way a CDN
+ * does: connecting from 127.0.0.3, Host kept, the client appended to X-Forwarded-For.
+ */
+export function wsProxyLocation(prefix: string, upstream: string): string {
+  return `
+    location ${prefix} {
+      proxy_pass ${upstream};
+      proxy_http_version 1.1;
+      proxy_bind 127.0.0.3;
+      proxy_set_header Host $host;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_read_timeout 300s;
+    }`;
+}
+
 /** A self-signed certificate for `cn` (also as DNS/IP SANs), made by openssl. */
 export function makeCert(dir: string, cn: string, name = cn): { cert: string; key: string; certPath: string; keyPath: string } {
   const certPath = join(dir, `${name}.crt`);
