@@ -5,7 +5,13 @@ import type { Command } from 'commander';
 import { QRCode } from './qr.js';
 import type { RunningApi, WebEndpoint } from '../api/index.js';
 import type { LadderMetrics, MetricsServer } from '../metrics/index.js';
-import { startDataPlane, type DataPlane, type DataPlaneOptions, type ServerHooks } from '../server/index.js';
+import {
+  startDataPlane,
+  type DataPlane,
+  type DataPlaneOptions,
+  type ServerHooks,
+  type ShadowsocksServer,
+} from '../server/index.js';
 import type { RuntimeKey, ServerControl, UsageSink } from '../shared/control.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 import type { KeyEnforcer, KeyStatus, KyselyStore, StoreLocation } from '../store/index.js';
@@ -26,11 +32,14 @@ import { untilSignal } from './shutdown.js';
 import { describeStore, dynamicKeyNote, privatePolicyLine, storeFlags } from './banner-text.js';
 import { ladderCommand } from './invocation.js';
 import { StartupLog } from './startup-log.js';
-import { webEndpointOf } from './web-endpoint.js';
+import { subscriptionEndpointOf } from './web-endpoint.js';
 import {
   planWeb,
+  saveWebEndpoint,
   startWeb,
+  startWebOnlyServer,
   storedSecretPath,
+  webEndpointOf,
   webKeyUrl,
   webStatusLine,
   type RunningWeb,
@@ -149,6 +158,8 @@ export class PortPool implements ServerControl {
   readonly #failed = new Set<number>();
   #keys: readonly (RuntimeKey & { port?: number })[] = [];
   #closed = false;
+  /** The web front's server: every key of every port (it has no listener of its own). */
+  #web: ShadowsocksServer | undefined;
 
   constructor(
     readonly primary: DataPlane,
@@ -166,8 +177,15 @@ export class PortPool implements ServerControl {
     return this.#keys.filter((k) => this.#portOf(k) === port);
   }
 
+  /** Serve every key over the web front through `server` from now on. */
+  attachWebServer(server: ShadowsocksServer): void {
+    this.#web = server;
+    server.setKeys(this.#keys);
+  }
+
   setKeys(keys: readonly RuntimeKey[]): void {
     this.#keys = keys;
+    this.#web?.setKeys(keys);
     for (const [port, plane] of this.#planes) plane.server.setKeys(this.#keysFor(port));
     for (const port of new Set(keys.map((k) => this.#portOf(k)))) {
       if (this.#planes.has(port) || this.#opening.has(port) || this.#failed.has(port)) continue;
@@ -190,22 +208,24 @@ export class PortPool implements ServerControl {
   }
 
   closeKeyConnections(id: string): number {
-    let n = 0;
+    let n = this.#web?.closeKeyConnections(id) ?? 0;
     for (const plane of this.#planes.values()) n += plane.server.closeKeyConnections(id);
     return n;
   }
 
   openConnections(): ReadonlyMap<string, number> {
     const out = new Map<string, number>();
-    for (const plane of this.#planes.values()) {
-      for (const [id, n] of plane.server.openConnections()) out.set(id, (out.get(id) ?? 0) + n);
+    for (const server of [
+      ...[...this.#planes.values()].map((p) => p.server),
+      ...(this.#web ? [this.#web] : []),
+    ]) {
+      for (const [id, n] of server.openConnections()) out.set(id, (out.get(id) ?? 0) + n);
     }
     return out;
   }
 
-  /** The keys served on one port (the web front serves the primary port's). */
-  keysOn(port: number): RuntimeKey[] {
-    return this.#keysFor(port);
+  get webServer(): ShadowsocksServer | undefined {
+    return this.#web;
   }
 
   get ports(): number[] {
@@ -214,7 +234,7 @@ export class PortPool implements ServerControl {
 
   async close(): Promise<void> {
     this.#closed = true;
-    await Promise.all([...this.#planes.values()].map((p) => p.close()));
+    await Promise.all([...[...this.#planes.values()].map((p) => p.close()), this.#web?.close()]);
   }
 }
 
@@ -374,7 +394,8 @@ export async function startManaged(
     let metricsServer: MetricsServer | undefined;
     let web: RunningWeb | undefined; // started after the API; subscriptions read it per request
     const webEndpoint = (): WebEndpoint | undefined =>
-      web && webEndpointOf(web, flags.udp !== false, plane.address.port);
+      // Every key of every port is served over the web front (the pool attaches its server).
+      web && subscriptionEndpointOf(web, flags.udp !== false, undefined);
     try {
       api = await startApi({
         store,
@@ -416,18 +437,13 @@ export async function startManaged(
 
     if (webPlan) {
       const secretPath = await storedSecretPath(dataDir, webPlan.secretPath);
-      // The primary listener's server and keys: keys an API client moved to another port are
-      // not served over the web front.
-      const primary = plane.address.port;
-      web = await startWeb(
-        { ...webPlan, secretPath },
-        plane.server,
-        flags.udp !== false ? () => pool.keysOn(primary) : undefined,
-        log,
-      );
+      // Its own server (no listener) with every key of every port; the pool keeps its keys.
+      pool.attachWebServer(await startWebOnlyServer(planeOptions));
+      web = await startWeb({ ...webPlan, secretPath }, pool.webServer!, flags.udp !== false, log);
       const w = web;
       cleanups.push(() => w.close());
     }
+    await saveWebEndpoint(dataDir, web && webEndpointOf(web, settings.hostnameForAccessKeys));
 
     if (flags.metrics !== false) {
       const host = flags.metricsHost ?? DEFAULT_METRICS_HOST;

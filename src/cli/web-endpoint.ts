@@ -4,9 +4,15 @@ import type { RunningWeb } from './web.js';
 /**
  * The web front's public parameters for the API's subscriptions: the name clients dial (the ACME
  * domain when there is one, else the server's hostname for access keys), port, secret path, TLS,
- * whether UDP over WebSocket is served, and the one data port whose keys the front serves.
+ * whether UDP over WebSocket is served, and the one data port whose keys the front serves
+ * (undefined: every key's). The same front as cli/web.ts webEndpointOf describes for key URLs,
+ * with what only the subscriptions need (UDP, the host left to request time).
  */
-export function webEndpointOf(web: RunningWeb, udp: boolean, keyPort: number): WebEndpoint {
+export function subscriptionEndpointOf(
+  web: RunningWeb,
+  udp: boolean,
+  keyPort: number | undefined,
+): WebEndpoint {
   return {
     host: web.settings.acmeDomains?.[0],
     port: web.service.front.port,

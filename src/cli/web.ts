@@ -10,13 +10,13 @@
 import type { Command } from 'commander';
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileErrorWhy } from '../config/errors.js';
 import { parseFlags, webFlagsSchema } from '../config/flags.js';
 import type { WebConfig } from '../config/server.js';
-import { formatSsUrl } from '../protocol/sip002/index.js';
-import type { ShadowsocksServer } from '../server/index.js';
+import { webKeyUrlFor, type WebEndpoint } from '../protocol/sip002/plugin-opts.js';
+import type { DataPlaneOptions, ShadowsocksServer } from '../server/index.js';
 // The web front's modules (ws, acme-client, the decoy site) load only when --web-port is given.
 import type { WebService, WebServiceSettings } from '../server/web/setup.js';
 import type { RuntimeKey } from '../shared/control.js';
@@ -219,14 +219,14 @@ export interface RunningWeb {
 
 /**
  * Start the web front for `server`: WebSocket streams (every key of the server) and, when
- * `udpKeys` is given, UDP over WebSocket. Without a secret path in `plan`, a new one is generated
+ * `udp` is true, UDP over WebSocket (the same keys, usage counted to them). Without a secret path in `plan`, a new one is generated
  * (the unmanaged server's; managed mode passes its stored one). Bind errors are usage errors
  * naming the web port.
  */
 export async function startWeb(
   plan: WebPlan,
   server: ShadowsocksServer,
-  udpKeys: (() => readonly RuntimeKey[]) | undefined,
+  udp: boolean,
   logger: Logger,
 ): Promise<RunningWeb> {
   const [{ generateSecretPath }, { startWebService }, { createWebSocketEndpoints }] = await Promise.all([
@@ -243,7 +243,7 @@ export async function startWeb(
   };
   const endpoints = createWebSocketEndpoints(server, {
     secretPath: settings.secretPath,
-    ...(udpKeys ? { udp: { keys: udpKeys } } : {}),
+    udp,
   });
   let service: WebService;
   try {
@@ -271,6 +271,21 @@ export async function startWeb(
   };
 }
 
+/**
+ * Managed mode's server for the web front: the data planes' options, no listener of its own
+ * (its keys are every key of every port, set by the port pool); usage and replay state run as on
+ * a listening server. Its SIP004 salt filter is its own, like each key port's.
+ */
+export async function startWebOnlyServer(
+  options: Omit<DataPlaneOptions, 'keys' | 'port'>,
+): Promise<ShadowsocksServer> {
+  const { ShadowsocksServer } = await import('../server/index.js');
+  const { host: _host, udp: _udp, replayStateFile: _file, ...rest } = options;
+  const server = new ShadowsocksServer(rest);
+  await server.startWithoutListener();
+  return server;
+}
+
 /** One banner line about the web front (no secrets). */
 export function webStatusLine(web: RunningWeb): string {
   const s = web.settings;
@@ -291,36 +306,64 @@ export function webStatusLine(web: RunningWeb): string {
   return `web front on port ${web.service.front.port} (${tls}); decoy: ${decoy}; ${proxies}`;
 }
 
-/** Escape a v2ray-plugin option value (SIP003: `\` before `;`, `=` and `\`). */
-function pluginValue(v: string): string {
-  return v.replace(/[\\;=]/g, (c) => `\\${c}`);
+export { webKeyUrlFor, type WebEndpoint };
+
+/** The public endpoint of a running front; `host` is the access-key host (the ACME domain wins). */
+export function webEndpointOf(web: RunningWeb, host: string): WebEndpoint {
+  return {
+    host: web.settings.acmeDomains?.[0] ?? host,
+    port: web.service.front.port,
+    path: web.settings.secretPath,
+    tls: web.service.front.tls,
+    mux: true,
+  };
 }
 
-/**
- * A key's SIP002 URL for v2ray-plugin clients (ss-local + v2ray-plugin, v2rayNG, Clash, sing-box):
- * the web port, `mode=websocket;path=…;host=…[;tls]`. `host` is what clients dial and put in the
- * Host header (the ACME domain when there is one).
- */
+/** A key's v2ray-plugin URL for a running front (see webEndpointOf). */
 export function webKeyUrl(
   key: Pick<RuntimeKey, 'method' | 'secret'>,
   host: string,
   web: RunningWeb,
   tag: string,
 ): string {
-  const name = web.settings.acmeDomains?.[0] ?? host;
-  const opts = [
-    `mode=websocket`,
-    `path=${pluginValue(web.settings.secretPath)}`,
-    `host=${pluginValue(name)}`,
-  ];
-  if (web.service.front.tls) opts.push('tls');
-  return formatSsUrl({
-    method: key.method,
-    password: key.secret,
-    host: name,
-    port: web.service.front.port,
-    tag,
-    plugin: 'v2ray-plugin',
-    pluginOptions: opts.join(';'),
-  });
+  return webKeyUrlFor(key, webEndpointOf(web, host), tag);
+}
+
+const ENDPOINT_FILE = 'web-endpoint.json';
+
+/**
+ * Managed mode keeps the running front's public endpoint in its data dir (0600: it holds the
+ * secret path), so `ladder keys url` and `ladder server access-config` can print web URLs while
+ * the server runs elsewhere; a start without a web front removes it.
+ */
+export async function saveWebEndpoint(dataDir: string, ep: WebEndpoint | undefined): Promise<void> {
+  const file = join(dataDir, ENDPOINT_FILE);
+  if (ep === undefined) {
+    await rm(file, { force: true });
+    return;
+  }
+  await writeFile(file, `${JSON.stringify(ep)}\n`, { mode: 0o600 });
+}
+
+/** The endpoint a managed server with a web front last saved in `dataDir`, if any. */
+export async function loadWebEndpoint(dataDir: string): Promise<WebEndpoint | undefined> {
+  let text: string;
+  try {
+    text = await readFile(join(dataDir, ENDPOINT_FILE), 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    const v = JSON.parse(text) as Partial<WebEndpoint>;
+    if (
+      typeof v.host === 'string' &&
+      typeof v.port === 'number' &&
+      typeof v.path === 'string' &&
+      typeof v.tls === 'boolean'
+    )
+      return { host: v.host, port: v.port, path: v.path, tls: v.tls, mux: v.mux !== false };
+  } catch {
+    // a damaged file: as if there were none
+  }
+  return undefined;
 }

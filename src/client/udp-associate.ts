@@ -7,11 +7,16 @@ import { silentLogger, type Logger } from '../shared/logger.js';
 import { addrKey, addrOf, ADDR_SIZE, BatchUdpSocket } from '../transport/batch-udp.js';
 import { FastUdpSender } from '../transport/fast-udp.js';
 import { UdpTunnel, UdpTunnelKey, type UdpTunnelOptions } from '../transport/udp-tunnel.js';
+import type { WsEndpoint } from '../transport/ws-dialer.js';
+import { WsUdpTunnel } from '../transport/ws-udp-tunnel.js';
 import type { UdpAssociateRequest } from './socks5-inbound.js';
 
 export interface UdpAssociateOptions {
   /** The server (host, port) and key (method, password: SIP004 or 2022 with optional iPSK:uPSK). */
-  server: Pick<UdpTunnelOptions, 'host' | 'port' | 'method' | 'password'>;
+  server: Pick<UdpTunnelOptions, 'host' | 'port' | 'method' | 'password'> & {
+    /** The key's WebSocket transport: associations go to its packet endpoint, not the UDP port. */
+    websocket?: WsEndpoint | undefined;
+  };
   logger?: Logger;
   clock?: Clock;
 }
@@ -24,8 +29,13 @@ export interface UdpAssociateHandler {
   closeAll(): void;
 }
 
+/** What an association needs from its tunnel (the UDP port's or the WebSocket one). */
+type PacketTunnel = Pick<UdpTunnel, 'send' | 'close' | 'onMessage'>;
+
 /**
- * SOCKS5 UDP ASSOCIATE (RFC 1928 §7) over the Shadowsocks server's UDP relay. Pass the result as
+ * SOCKS5 UDP ASSOCIATE (RFC 1928 §7) over the Shadowsocks server's UDP relay, or, for a key with
+ * a WebSocket transport, over the web front's packet endpoint (one WebSocket per association,
+ * ending the association when it ends). Pass the result as
  * the SOCKS5 inbound's `udpAssociate` option. Each association binds a local UDP socket on the
  * inbound's own address, answers the request with it, accepts datagrams only from the IP of the
  * TCP control connection, drops fragments (FRAG != 0), and lives exactly as long as the control
@@ -44,7 +54,7 @@ export function createUdpAssociate(opts: UdpAssociateOptions): UdpAssociateHandl
     let closed = false;
     let local: dgram.Socket | undefined;
     let batch: BatchUdpSocket | undefined;
-    let tunnel: UdpTunnel | undefined;
+    let tunnel: PacketTunnel | undefined;
     let app: { address: string; port: number } | undefined;
 
     const close = (): void => {
@@ -72,7 +82,7 @@ export function createUdpAssociate(opts: UdpAssociateOptions): UdpAssociateHandl
      * The application side on the addon's batched socket: datagrams only from the control
      * connection's IP (compared as address bytes), replies to the application's latest port.
      */
-    const startBatched = (t: UdpTunnel): boolean => {
+    const startBatched = (t: PacketTunnel): boolean => {
       const expected = addrOf(clientIp.startsWith('::ffff:') ? clientIp.slice(7) : clientIp, 0);
       if (!expected || !BatchUdpSocket.available() || net.isIP(localIp) === 0) return false;
       let appKey = '';
@@ -108,7 +118,14 @@ export function createUdpAssociate(opts: UdpAssociateOptions): UdpAssociateHandl
 
     void (async () => {
       try {
-        tunnel = await UdpTunnel.open({ ...opts.server, ...(opts.clock ? { clock: opts.clock } : {}) }, key);
+        const ws = opts.server.websocket;
+        if (ws) {
+          const t = await WsUdpTunnel.open(ws, key, opts.clock);
+          t.onClose = close;
+          tunnel = t;
+        } else {
+          tunnel = await UdpTunnel.open({ ...opts.server, ...(opts.clock ? { clock: opts.clock } : {}) }, key);
+        }
         if (closed) {
           tunnel.close();
           return;
@@ -167,7 +184,7 @@ export function createUdpAssociate(opts: UdpAssociateOptions): UdpAssociateHandl
  * fragments dropped (no reassembly; RFC 1928 allows dropping), `accepted` called to remember
  * where replies go, then sealed and sent. Malformed datagrams and unencodable addresses are dropped.
  */
-function toTunnel(t: UdpTunnel, msg: Buffer, accepted: () => void): void {
+function toTunnel(t: PacketTunnel, msg: Buffer, accepted: () => void): void {
   let d: ReturnType<typeof parseUdpDatagram>;
   try {
     d = parseUdpDatagram(msg);

@@ -14,7 +14,7 @@ import type { AuthEvent, ConnectionClosedEvent, ServerHooks } from './events.js'
 import { KeyRing, type RejectedKey } from './keys.js';
 import { RefusalLog } from './refusal-log.js';
 import { ReplayState, replayStateFile, type ReplayStore } from './replay-state.js';
-import { UdpRelay, type UdpRelayOptions } from './udp-relay.js';
+import { UdpRelay, type UdpRelayContext, type UdpRelayOptions } from './udp-relay.js';
 import { UsageMeter } from './usage-meter.js';
 
 export { DEFAULT_REPLAY_CAPACITY, DEFAULT_REPLAY_SAVE_MS } from './replay-state.js';
@@ -224,17 +224,7 @@ export class ShadowsocksServer implements ServerControl {
     await this.#replay.load();
     const addr = await this.#listen(opts);
     if (this.#udpOptions) {
-      const udp = new UdpRelay(
-        {
-          clock: this.#clock,
-          log: this.#log,
-          allowPrivateDestinations: this.allowPrivateDestinations,
-          lookup: this.#ctx.lookup,
-          keys: this.#keys,
-          addUsage: this.#ctx.addUsage,
-        },
-        this.#udpOptions,
-      );
+      const udp = new UdpRelay(this.udpContext, this.#udpOptions);
       try {
         await udp.listen(addr.port, opts.host);
       } catch (err) {
@@ -244,6 +234,32 @@ export class ShadowsocksServer implements ServerControl {
       this.#udp = udp;
     }
     return addr;
+  }
+
+  /**
+   * What a UDP relay of this server needs: its current keys, policy and usage accounting. The
+   * UDP relay on the port uses it, and so does UDP over WebSocket (web/ws-udp.ts).
+   */
+  get udpContext(): UdpRelayContext {
+    return {
+      clock: this.#clock,
+      log: this.#log,
+      allowPrivateDestinations: this.allowPrivateDestinations,
+      lookup: this.#ctx.lookup,
+      keys: this.#keys,
+      addUsage: this.#ctx.addUsage,
+    };
+  }
+
+  /**
+   * Start the periodic work (usage flushing, replay-state saving) of a server that has no
+   * listener of its own and takes streams only through handleStream (the web front's server in
+   * managed mode, which serves the keys of every port). listen() does this itself.
+   */
+  async startWithoutListener(): Promise<void> {
+    await this.#replay.load();
+    this.#usage.start();
+    this.#replay.start();
   }
 
   /** The UDP relay, when enabled and listening. */

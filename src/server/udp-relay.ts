@@ -72,7 +72,7 @@ interface Session {
 }
 
 /** A datagram whose key was found: the key, what it carried, and (2022) the opened packet. */
-type Opened =
+export type Opened =
   | {
       edition: 2022;
       key: Key2022Entry;
@@ -359,52 +359,13 @@ export class UdpRelay {
     this.#forward(s, opened.address, opened.payload, now);
   }
 
-  /**
-   * Find the key of a datagram in the one trial order (KeyRing.walk): SIP023 identity groups,
-   * 2022 single-user keys, then SIP004 keys, the key of this source's session first.
-   */
+  /** Find the key of a datagram (openDatagram), the key of this source's session first. */
   #open(msg: Buffer, src: string, now: number): Opened | undefined {
     const known = this.#sessions.get(`a|${src}`);
-    return this.#ctx.keys.walk(known ? known.first : NO_KEYS, (c): Opened | undefined => {
-      if (isIdentityGroup(c)) {
-        try {
-          const packet = openClientPacket2022(c.method, msg, now, { identity: c.table, cache: this.#cache });
-          if (!packet.user) return undefined;
-          return {
-            edition: 2022,
-            key: packet.user,
-            packet,
-            address: packet.address,
-            payload: packet.payload,
-          };
-        } catch {
-          return undefined; // not this group
-        }
-      }
-      if (c.edition === 2022) {
-        try {
-          const packet = openClientPacket2022<Key2022Entry>(c.method, msg, now, {
-            key: c.userKey,
-            cache: this.#cache,
-          });
-          return { edition: 2022, key: c, packet, address: packet.address, payload: packet.payload };
-        } catch {
-          return undefined; // not this key
-        }
-      }
-      let d: ReturnType<typeof decodeUdp2017>;
-      try {
-        d = decodeUdp2017(c.method, c.masterKey, msg);
-      } catch {
-        return undefined;
-      }
-      // Every honest datagram has a fresh random salt: one seen before is a replay (a prober
-      // re-sending a captured packet would otherwise get a reply, which garbage never gets).
-      const salt = msg.subarray(0, c.method.saltSize);
+    return openDatagram(this.#ctx.keys, this.#cache, msg, now, known ? known.first : NO_KEYS, (salt) =>
       // On batched sockets the listener's filter in C, which its forward path shares.
-      if (!(this.#batch ? this.#batch.saltAdd(salt) : this.#salts2017.checkAndAdd(salt))) return undefined;
-      return { edition: 2017, key: c, address: d.address, payload: d.payload };
-    });
+      this.#batch ? this.#batch.saltAdd(salt) : this.#salts2017.checkAndAdd(salt),
+    );
   }
 
   #create(id: string, key: AnyKeyEntry, s2022: Udp2022ServerSession<Key2022Entry> | undefined): Session {
@@ -567,6 +528,51 @@ export class UdpRelay {
     );
     if (sealed) sender.send(sealed, s.clientPort, s.clientAddress);
   }
+}
+
+/**
+ * Find the key of a client datagram in the one trial order (KeyRing.walk): SIP023 identity
+ * groups, 2022 single-user keys, then SIP004 keys (`first` tried first). A SIP004 datagram whose
+ * salt `saltAdd` has seen is a replay and opens with no key. Used by the UDP relay and by UDP over
+ * WebSocket (web/ws-udp.ts).
+ */
+export function openDatagram(
+  keys: KeyRing,
+  cache: SubkeyCache,
+  msg: Buffer,
+  now: number,
+  first: readonly KeyEntry[],
+  saltAdd: (salt: Buffer) => boolean,
+): Opened | undefined {
+  return keys.walk(first, (c): Opened | undefined => {
+    if (isIdentityGroup(c)) {
+      try {
+        const packet = openClientPacket2022(c.method, msg, now, { identity: c.table, cache });
+        if (!packet.user) return undefined;
+        return { edition: 2022, key: packet.user, packet, address: packet.address, payload: packet.payload };
+      } catch {
+        return undefined; // not this group
+      }
+    }
+    if (c.edition === 2022) {
+      try {
+        const packet = openClientPacket2022<Key2022Entry>(c.method, msg, now, { key: c.userKey, cache });
+        return { edition: 2022, key: c, packet, address: packet.address, payload: packet.payload };
+      } catch {
+        return undefined; // not this key
+      }
+    }
+    let d: ReturnType<typeof decodeUdp2017>;
+    try {
+      d = decodeUdp2017(c.method, c.masterKey, msg);
+    } catch {
+      return undefined;
+    }
+    // Every honest datagram has a fresh random salt: one seen before is a replay (a prober
+    // re-sending a captured packet would otherwise get a reply, which garbage never gets).
+    if (!saltAdd(msg.subarray(0, c.method.saltSize))) return undefined;
+    return { edition: 2017, key: c, address: d.address, payload: d.payload };
+  });
 }
 
 /** SIP022 §3.2.4: a NAT session must outlive the 60 s a client remembers the server's session. */

@@ -38,7 +38,18 @@ function hostName(hostHeader: string): string {
  * Open a WebSocket to `ep` and resolve with a WsStream over it. Host and SNI are set apart from
  * the dialled address (domain fronting through a CDN edge); no compression, no subprotocol.
  */
-export function dialWebSocket(ep: WsEndpoint, signal?: AbortSignal): Promise<WsStream> {
+export async function dialWebSocket(ep: WsEndpoint, signal?: AbortSignal): Promise<WsStream> {
+  const ws = await openWebSocket(ep, signal);
+  try {
+    return new WsStream(ws);
+  } catch (err) {
+    ws.terminate();
+    throw new UpstreamDialError('ERR_CLOSED', (err as Error).message);
+  }
+}
+
+/** Open a WebSocket to `ep` (as dialWebSocket) and resolve with it once open. */
+export function openWebSocket(ep: WsEndpoint, signal?: AbortSignal): Promise<WebSocket> {
   const url = new URL(ep.url);
   if (url.protocol !== 'ws:' && url.protocol !== 'wss:')
     throw new Error('WebSocket URL must be ws:// or wss://');
@@ -94,11 +105,7 @@ export function dialWebSocket(ep: WsEndpoint, signal?: AbortSignal): Promise<WsS
     };
     const onOpen = (): void => {
       cleanup();
-      try {
-        resolve(new WsStream(ws));
-      } catch (err) {
-        reject(new UpstreamDialError('ERR_CLOSED', (err as Error).message));
-      }
+      resolve(ws);
     };
     const onError = (err: NodeJS.ErrnoException): void =>
       fail(

@@ -1,16 +1,19 @@
 /**
- * A stand-in for the web front (issue 12): a plain node:http server whose 'upgrade' event hands
- * requests to createWebSocketEndpoints, in front of an in-process Ladder data plane allowed to
- * reach loopback destinations. Anything not taken gets a bare 404. Counts upgrades so tests can
- * tell how many WebSockets a client opened.
+ * A Ladder data plane (allowed to reach loopback destinations) with its WebSocket endpoints
+ * behind either a stand-in for the web front (a plain node:http server whose 'upgrade' event hands
+ * requests to createWebSocketEndpoints; anything not taken gets a bare 404) or, with `front`, the
+ * real web front (builtin decoy, optional TLS and trusted proxies). Counts upgrades so tests can
+ * tell how many WebSockets a client opened, and records the client address each one was given.
  */
 import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { ServerHooks } from '../../src/server/events.js';
 import { startDataPlane, type DataPlane } from '../../src/server/index.js';
+import { builtinDecoy } from '../../src/server/web/decoy.js';
+import { startWebFront, type WebFrontTls } from '../../src/server/web/front.js';
 import { createWebSocketEndpoints } from '../../src/server/web/websocket.js';
-import type { RuntimeKey } from '../../src/shared/control.js';
+import type { RuntimeKey, UsageSink } from '../../src/shared/control.js';
 
 export interface WsTestServer {
   readonly plane: DataPlane;
@@ -18,15 +21,25 @@ export interface WsTestServer {
   readonly secretPath: string;
   /** WebSocket upgrades accepted so far. */
   readonly upgrades: number;
+  /** The client address the front resolved for each accepted upgrade, in order. */
+  readonly clients: readonly (string | undefined)[];
   close(): Promise<void>;
 }
 
-export async function startWsTestServer(opts: {
+export interface WsTestServerOptions {
   keys: readonly RuntimeKey[];
   secretPath?: string;
   idleMs?: number;
   hooks?: ServerHooks;
-}): Promise<WsTestServer> {
+  usage?: UsageSink;
+  usageFlushMs?: number;
+  /** Serve `${secretPath}/udp` too (default true). */
+  udp?: boolean;
+  /** Use the real web front (builtin decoy) rather than the bare stand-in. */
+  front?: { tls?: WebFrontTls; trustProxy?: readonly string[] };
+}
+
+export async function startWsTestServer(opts: WsTestServerOptions): Promise<WsTestServer> {
   const secretPath = opts.secretPath ?? '/secret-path';
   const plane = await startDataPlane({
     keys: opts.keys,
@@ -34,30 +47,60 @@ export async function startWsTestServer(opts: {
     host: '127.0.0.1',
     allowPrivateDestinations: true,
     ...(opts.hooks ? { hooks: opts.hooks } : {}),
+    ...(opts.usage ? { usage: opts.usage } : {}),
+    ...(opts.usageFlushMs !== undefined ? { usageFlushMs: opts.usageFlushMs } : {}),
     ...(opts.idleMs !== undefined ? { timeouts: { idleMs: opts.idleMs } } : {}),
   });
-  const endpoints = createWebSocketEndpoints(plane.server, { secretPath, udp: { keys: () => opts.keys } });
+  const endpoints = createWebSocketEndpoints(plane.server, { secretPath, udp: opts.udp ?? true });
   let upgrades = 0;
-  const web = http.createServer((_req, res) => {
-    res.writeHead(404).end();
-  });
-  web.on('upgrade', (req: http.IncomingMessage, socket, head: Buffer) => {
-    if (endpoints.onUpgrade(req, socket, head, (socket as Socket).remoteAddress)) upgrades++;
-    else socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n');
-  });
-  web.listen(0, '127.0.0.1');
-  await once(web, 'listening');
+  const clients: (string | undefined)[] = [];
+  const take = (req: http.IncomingMessage, socket: Socket, head: Buffer, addr: string | undefined): boolean => {
+    if (!endpoints.onUpgrade(req, socket, head, addr)) return false;
+    upgrades++;
+    clients.push(addr);
+    return true;
+  };
+  let webPort: number;
+  let closeWeb: () => Promise<void>;
+  if (opts.front) {
+    const front = await startWebFront({
+      port: 0,
+      host: '127.0.0.1',
+      secretPath,
+      decoy: builtinDecoy({ seed: 'test' }),
+      ...(opts.front.tls ? { tls: opts.front.tls } : {}),
+      ...(opts.front.trustProxy ? { trustProxy: opts.front.trustProxy } : {}),
+      onUpgrade: (req, socket, head, addr) => take(req, socket as Socket, head, addr),
+    });
+    webPort = front.port;
+    closeWeb = () => front.close();
+  } else {
+    const web = http.createServer((_req, res) => {
+      res.writeHead(404).end();
+    });
+    web.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
+      if (!take(req, socket, head, socket.remoteAddress))
+        socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n');
+    });
+    web.listen(0, '127.0.0.1');
+    await once(web, 'listening');
+    webPort = (web.address() as AddressInfo).port;
+    closeWeb = async () => {
+      web.closeAllConnections();
+      await new Promise((r) => web.close(r));
+    };
+  }
   return {
     plane,
-    webPort: (web.address() as AddressInfo).port,
+    webPort,
     secretPath,
     get upgrades() {
       return upgrades;
     },
+    clients,
     close: async () => {
       endpoints.close();
-      web.closeAllConnections();
-      await new Promise((r) => web.close(r));
+      await closeWeb();
       await plane.close();
     },
   };

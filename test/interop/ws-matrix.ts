@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { after, before, test } from 'node:test';
 import type { Peer } from '../helpers/peers.js';
 import { downloadVia, echoVia, uploadVia } from '../helpers/transfer.js';
 import { waitFor } from '../helpers/wait.js';
@@ -92,4 +93,33 @@ export async function shortConnections(
     );
     assert.equal(r.gotSha.toString('hex'), r.sentSha.toString('hex'));
   }
+}
+
+/**
+ * The body of one WebSocket interop suite (call inside a describe): `setup` starts the peers
+ * (pushing each onto `peers`, stopped afterwards) and returns the SOCKS port to test through;
+ * then `size` bytes up and down, and `shorts` short connections. Further tests may follow.
+ */
+export function wsInteropSuite(
+  fx: Fixtures,
+  o: { size: number; shorts?: number; setup(peers: Peer[]): Promise<number>; teardown?(): Promise<void> },
+): { socksPort(): number } {
+  const peers: Peer[] = [];
+  let port = 0;
+  const shorts = o.shorts ?? 10;
+  before(async () => {
+    port = await o.setup(peers);
+    await waitUntilUsable(port, fx, peers);
+  });
+  after(async () => {
+    await Promise.all(peers.map((p) => p.stop()));
+    await o.teardown?.();
+  });
+  test(`${o.size / MiB} MiB up and down arrive byte-identical`, async () => {
+    await transferBothWays(port, o.size, fx, peers);
+  });
+  test(`${shorts} short connections in a row`, async () => {
+    await shortConnections(port, shorts, fx, peers);
+  });
+  return { socksPort: () => port };
 }

@@ -168,6 +168,24 @@ ${serverBlock.split('{{PORT}}').join(String(port))}
   };
 }
 
+/**
+ * An nginx `location` proxying WebSocket upgrades (and everything else) to `upstream` the way a CDN
+ * does: connecting from 127.0.0.3, Host kept, the client appended to X-Forwarded-For.
+ */
+export function wsProxyLocation(prefix: string, upstream: string): string {
+  return `
+    location ${prefix} {
+      proxy_pass ${upstream};
+      proxy_http_version 1.1;
+      proxy_bind 127.0.0.3;
+      proxy_set_header Host $host;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_read_timeout 300s;
+    }`;
+}
+
 /** A self-signed certificate for `cn` (also as DNS/IP SANs), made by openssl. */
 export function makeCert(dir: string, cn: string, name = cn): { cert: string; key: string; certPath: string; keyPath: string } {
   const certPath = join(dir, `${name}.crt`);
@@ -180,6 +198,42 @@ export function makeCert(dir: string, cn: string, name = cn): { cert: string; ke
     { stdio: 'ignore' },
   );
   return {
+    certPath,
+    keyPath,
+    cert: readFileSync(certPath, 'utf8'),
+    key: readFileSync(keyPath, 'utf8'),
+  };
+}
+
+export interface TestCa {
+  /** The root certificate (PEM) and its file, for clients to trust. */
+  caPem: string;
+  caPath: string;
+  /** A leaf for `name` (DNS SAN, plus IP:127.0.0.1) signed by the root: files and PEM. */
+  certPath: string;
+  keyPath: string;
+  cert: string;
+  key: string;
+}
+
+/** A test CA (its own root, not trusted by anything unless told) and one server certificate from it. */
+export function makeCa(dir: string, name: string): TestCa {
+  const caKey = join(dir, 'ca.key');
+  const caPath = join(dir, 'ca.crt');
+  const keyPath = join(dir, `${name}.key`);
+  const csr = join(dir, `${name}.csr`);
+  const certPath = join(dir, `${name}.crt`);
+  const ext = join(dir, `${name}.ext`);
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  const openssl = (args: string[]): void => void execFileSync('openssl', args, { stdio: 'ignore' });
+  openssl(['req', '-x509', ...ec, '-days', '2', '-subj', '/CN=Ladder Test Root', '-keyout', caKey, '-out', caPath,
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  openssl(['req', '-new', ...ec, '-subj', `/CN=${name}`, '-keyout', keyPath, '-out', csr]);
+  writeFileSync(ext, `subjectAltName=DNS:${name},IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`);
+  openssl(['x509', '-req', '-in', csr, '-CA', caPath, '-CAkey', caKey, '-CAcreateserial', '-days', '2', '-extfile', ext, '-out', certPath]);
+  return {
+    caPem: readFileSync(caPath, 'utf8'),
+    caPath,
     certPath,
     keyPath,
     cert: readFileSync(certPath, 'utf8'),

@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { WebSocket } from 'ws';
 import { builtinDecoy } from '../../src/server/web/decoy.js';
 import { startWebFront, type UpgradeHandler, type WebFront } from '../../src/server/web/front.js';
-import { echoEndpoint, exchange, makeCert, nginxSkip, opensslSkip, splitResponse, startNginx, tempDir, type Nginx } from './fixtures.js';
+import { echoEndpoint, exchange, makeCert, nginxSkip, opensslSkip, splitResponse, startNginx, tempDir, wsProxyLocation, type Nginx } from './fixtures.js';
 
 const SECRET = '/p4th-Zq8';
 
@@ -32,17 +32,7 @@ describe('nginx (TLS, WebSocket proxy) in front of the plain web front', { skip:
       startWebFront({ port: 0, host: '127.0.0.1', secretPath: SECRET, decoy: builtinDecoy({ seed: 'a' }), trustProxy: [trust], onUpgrade });
     trusting = await start('127.0.0.3/32', e1.onUpgrade);
     distrusting = await start('127.0.0.9/32', e2.onUpgrade);
-    const loc = (prefix: string, port: number): string => `
-      location ${prefix} {
-        proxy_pass http://127.0.0.1:${port}/;
-        proxy_http_version 1.1;
-        proxy_bind 127.0.0.3;
-        proxy_set_header Host $host;
-        proxy_set_header Upgrade $http_upgrade;
-        proxy_set_header Connection "upgrade";
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_read_timeout 60s;
-      }`;
+    const loc = (prefix: string, port: number): string => wsProxyLocation(prefix, `http://127.0.0.1:${port}/`);
     nginx = await startNginx(`
       listen 127.0.0.1:{{PORT}} ssl;
       ssl_certificate ${cert.certPath};

@@ -32,6 +32,7 @@ import { defaultStateDir, formatStatus, readStatuses } from '../../client/status
 import type { RouteMode } from '../../client/routing/router.js';
 import type { RuleSet } from '../../client/routing/rules.js';
 import type { ShadowsocksEndpoint } from '../../transport/shadowsocks-dialer.js';
+import type { WsEndpoint } from '../../transport/ws-dialer.js';
 import { createLogger, LOG_LEVELS, type Logger } from '../../shared/logger.js';
 import { logLevelFrom } from '../log-level.js';
 import {
@@ -102,7 +103,7 @@ function shownDefault(flags: string, description: string, value: string | number
   return new Option(flags, description).default(String(value), String(value));
 }
 
-type Endpoint = ShadowsocksEndpoint & { tag?: string };
+type Endpoint = ShadowsocksEndpoint & { tag?: string; websocket?: WsEndpoint };
 
 /** What the shaping setting does for these endpoints, in words for the banner. */
 function shapingSummary(eps: Endpoint[], shape: boolean | undefined): string {
@@ -409,7 +410,13 @@ export function registerClient(program: Command): void {
         const first = udpEndpoint;
         udpAssociate = usage('--udp', () =>
           createUdpAssociate({
-            server: { host: first.host, port: first.port, method: first.method, password: first.password },
+            server: {
+              host: first.host,
+              port: first.port,
+              method: first.method,
+              password: first.password,
+              websocket: first.websocket,
+            },
             logger: log,
           }),
         );
@@ -478,7 +485,7 @@ export function registerClient(program: Command): void {
         lines.push(`  SOCKS5 proxy on ${a}    try: curl --proxy socks5h://${a} https://example.com`);
         if (udpAssociate)
           lines.push(
-            `  SOCKS5 UDP   on ${a} (UDP ASSOCIATE), relayed by the server's UDP relay${endpoints.length > 1 ? ' of the first endpoint' : ''}`,
+            `  SOCKS5 UDP   on ${a} (UDP ASSOCIATE), relayed by the server's ${endpoints[0]!.websocket ? 'web front (UDP over WebSocket)' : 'UDP relay'}${endpoints.length > 1 ? ' of the first endpoint' : ''}`,
           );
       }
       if (client.httpAddress) {

@@ -106,6 +106,7 @@ async function printNewKeyUrls(b: KeysBackend, id: string, qr: boolean): Promise
   say(u.ss);
   if (u.ssconf) say(u.ssconf);
   if (u.sub) say(u.sub);
+  if (u.web) say(u.web);
   if (qr) say((await QRCode.toString(u.ss, { type: 'terminal', small: true })).trimEnd());
 }
 
@@ -122,6 +123,7 @@ async function printUrls(b: KeysBackend, id: string, qr: boolean, png?: string):
       'subscription (Clash/mihomo, sing-box, v2rayNG, Shadowrocket, Outline; in a browser: a page with QR codes):',
       u.sub,
     ],
+    ['over the web front (ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box, ladder client):', u.web],
   ];
   for (const [label, url] of parts) {
     if (url === undefined) continue;

@@ -9,6 +9,7 @@ import { formatHostPort } from '../../shared/parse.js';
 import { dynamicKeyNote, storeFlags } from '../banner-text.js';
 import { UsageError } from '../errors.js';
 import { ladderCommand } from '../invocation.js';
+import { loadWebEndpoint, webKeyUrlFor } from '../web.js';
 
 interface AccessConfigFlags {
   dataDir?: string;
@@ -50,6 +51,7 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
   try {
     const settings = await store.getSettings();
     const keys = await store.listKeys();
+    const web = await loadWebEndpoint(dataDir);
     const out: string[] = [];
     const certFile = join(dataDir, CERT_FILE);
     let pem: string | undefined;
@@ -79,6 +81,13 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
       if (dyn) out.push(`    dynamic: ${dyn}`);
       const sub = subscriptionUrl(k, settings);
       if (sub) out.push(`    subscription: ${sub}`);
+      if (web) out.push(`    web: ${webKeyUrlFor(k, web, `${tag} (web)`)}`);
+    }
+    if (web) {
+      out.push('');
+      out.push(
+        `web: keys over the web front${web.tls ? ' (TLS)' : ''} on port ${web.port}, for ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box and ${ladder} client`,
+      );
     }
     if (keys.some((k) => dynamicAccessUrl(k, settings) !== undefined)) {
       out.push('');

@@ -336,9 +336,8 @@ export function registerServer(program: Command): void {
       }
       let web: RunningWeb | undefined;
       if (webPlan) {
-        const keys = p.config.keys;
         try {
-          web = await startWeb(webPlan, plane.server, p.config.udp ? () => keys : undefined, log);
+          web = await startWeb(webPlan, plane.server, p.config.udp === true, log);
         } catch (err) {
           startupLog.release();
           await plane.close();

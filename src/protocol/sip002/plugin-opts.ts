@@ -1,4 +1,5 @@
 import { ProtocolError } from '../errors.js';
+import { formatSsUrl } from './index.js';
 
 /**
  * SIP003 plugin options (SS_PLUGIN_OPTIONS, the part after `plugin=name;` in a SIP002 URL):
@@ -74,4 +75,46 @@ export function parseV2rayPluginOptions(text: string | undefined): V2rayPluginOp
     path: path.startsWith('/') ? path : `/${path}`,
     mux: mux > 0,
   };
+}
+
+/**
+ * A web front's public endpoint: what a v2ray-plugin key, a Clash/sing-box entry or a
+ * subscription points at. `host` is dialled and sent as Host (and SNI with TLS); `path` is the
+ * secret path (a secret: print it only where keys are printed); `mux` says the server takes
+ * Mux.Cool (Ladder's takes raw WebSockets too).
+ */
+export interface WebEndpoint {
+  host: string;
+  port: number;
+  path: string;
+  tls: boolean;
+  mux: boolean;
+}
+
+/** Escape a plugin option value (SIP003: `\` before `;`, `=` and `\`). */
+function pluginValue(v: string): string {
+  return v.replace(/[\\;=]/g, (c) => `\\${c}`);
+}
+
+/** `mode=websocket;path=…;host=…[;tls]` for `ep`, as v2ray-plugin reads it. */
+export function formatV2rayPluginOptions(ep: Pick<WebEndpoint, 'host' | 'path' | 'tls'>): string {
+  const opts = ['mode=websocket', `path=${pluginValue(ep.path)}`, `host=${pluginValue(ep.host)}`];
+  if (ep.tls) opts.push('tls');
+  return opts.join(';');
+}
+
+/**
+ * A key's SIP002 URL over a web front, for v2ray-plugin clients (ss-local + v2ray-plugin,
+ * v2rayNG, Clash/mihomo, sing-box, ladder client).
+ */
+export function webKeyUrlFor(key: { method: string; secret: string }, ep: WebEndpoint, tag?: string): string {
+  return formatSsUrl({
+    method: key.method,
+    password: key.secret,
+    host: ep.host,
+    port: ep.port,
+    ...(tag !== undefined ? { tag } : {}),
+    plugin: 'v2ray-plugin',
+    pluginOptions: formatV2rayPluginOptions(ep),
+  });
 }

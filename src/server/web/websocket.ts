@@ -6,7 +6,7 @@ import { WebSocketServer } from 'ws';
 import { looksLikeMuxCoolNew } from '../../protocol/muxcool.js';
 import { MuxConnection } from '../../transport/mux.js';
 import { WsStream } from '../../transport/ws-stream.js';
-import type { RuntimeKey } from '../../shared/control.js';
+import { SubkeyCache } from '../../protocol/shadowsocks/udp2022.js';
 import type { ShadowsocksServer } from '../server.js';
 import { DEFAULT_UDP_IDLE_MS } from '../udp-relay.js';
 import { serveWsUdp } from './ws-udp.js';
@@ -25,10 +25,10 @@ export interface WebSocketEndpointOptions {
    */
   idleMs?: number;
   /**
-   * Serve `${secretPath}/udp` (Outline's UDP over WebSocket, SIP004 keys) from these keys
-   * (usually the server's key source). Without it that path is not ours (decoy).
+   * Serve `${secretPath}/udp` (Outline's UDP over WebSocket: SIP004 and 2022 keys of the server,
+   * usage counted to the key). Without it that path is not ours (decoy).
    */
-  udp?: { keys: () => readonly RuntimeKey[]; idleMs?: number };
+  udp?: boolean | { idleMs?: number };
 }
 
 export interface WebSocketEndpoints {
@@ -74,7 +74,7 @@ function pathOf(url: string | undefined): string {
  * dialect is decided per WebSocket from its first bytes: a Mux.Cool New frame (v2ray-plugin's
  * default mux=1, Clash/mihomo, sing-box) makes it a Mux.Cool carrier whose sessions are each a
  * Shadowsocks stream; anything else is one raw stream (Outline, Xray/v2rayNG, v2ray,
- * v2ray-plugin with mux=0); `${secretPath}/udp` carries SIP004 UDP packets when `udp` is given
+ * v2ray-plugin with mux=0); `${secretPath}/udp` carries Shadowsocks UDP packets when `udp` is on
  * (ws-udp.ts). Xray's early data in Sec-WebSocket-Protocol is echoed back and fed
  * in as the first bytes. Query strings are ignored.
  *
@@ -90,12 +90,15 @@ export function createWebSocketEndpoints(
   if (!base.startsWith('/') || base.length < 2) throw new Error('secretPath must look like /SECRET');
   const streamPaths = new Set([base, `${base}/tcp`]);
   const idleMs = opts.idleMs ?? server.idleMs;
-  const udp = opts.udp && {
-    keys: opts.udp.keys,
-    allowPrivateDestinations: server.allowPrivateDestinations,
-    idleMs: opts.udp.idleMs ?? DEFAULT_UDP_IDLE_MS,
-    salts: new SaltFilter(UDP_SALTS),
-  };
+  const udp = opts.udp
+    ? {
+        ctx: server.udpContext,
+        idleMs: (opts.udp === true ? undefined : opts.udp.idleMs) ?? DEFAULT_UDP_IDLE_MS,
+        salts: new SaltFilter(UDP_SALTS),
+        cache: new SubkeyCache(1024),
+        sessions2022: new Map(),
+      }
+    : undefined;
   const wss = new WebSocketServer({
     noServer: true,
     perMessageDeflate: false,

@@ -1,76 +1,64 @@
 import dgram from 'node:dgram';
 import { isIP } from 'node:net';
 import type WebSocket from 'ws';
-import { decodeUdp2017, encodeUdp2017 } from '../../protocol/shadowsocks/udp.js';
-import { evpBytesToKey } from '../../protocol/shadowsocks/kdf.js';
-import { getAeadMethod, type AeadMethod } from '../../protocol/shadowsocks/methods.js';
+import { encodeUdp2017 } from '../../protocol/shadowsocks/udp.js';
 import type { SaltFilter } from '../../protocol/shadowsocks/replay.js';
+import { Udp2022ServerSession, type SubkeyCache } from '../../protocol/shadowsocks/udp2022.js';
 import type { SocksAddress } from '../../protocol/socks5/address.js';
-import type { RuntimeKey } from '../../shared/control.js';
-import { defaultLookup, isPrivateAddress, type Lookup } from '../destination.js';
+import { defaultLookup, isPrivateAddress } from '../destination.js';
+import type { AnyKeyEntry, Key2022Entry, KeyEntry } from '../keys.js';
+import { openDatagram, type UdpRelayContext } from '../udp-relay.js';
 
 export interface WsUdpOptions {
-  /** The server's current keys; SIP004 ones are used (2022 keys are skipped). */
-  keys: () => readonly RuntimeKey[];
-  allowPrivateDestinations: boolean;
+  /** The server's keys, policy and usage accounting (ShadowsocksServer.udpContext). */
+  ctx: UdpRelayContext;
   /** Close the association after this long without a datagram either way. */
   idleMs: number;
-  lookup?: Lookup | undefined;
   /**
-   * Salts of datagrams already answered, shared by every association of the endpoint: a replayed
-   * capture is dropped like garbage (a reply would confirm the server to a prober).
+   * Salts of SIP004 datagrams already answered, shared by every association of the endpoint: a
+   * replayed capture is dropped like garbage (a reply would confirm the server to a prober).
+   * 2022 datagrams have their own packet-ID window and timestamps.
    */
   salts: SaltFilter;
+  /** 2022 session subkeys, shared by the endpoint's associations. */
+  cache: SubkeyCache;
+  /**
+   * 2022 client sessions by key and session ID, shared by the endpoint's associations (each with
+   * its packet-ID window, so a capture replayed on a new WebSocket is still a replay); the least
+   * recently used go past MAX_SESSIONS.
+   */
+  sessions2022: Map<string, Udp2022ServerSession<Key2022Entry>>;
 }
 
 /** Replies queued on one WebSocket beyond this are dropped (UDP may lose; memory may not grow). */
 const MAX_BUFFERED_REPLIES = 1024 * 1024;
-
-interface Sip004Key {
-  method: AeadMethod;
-  masterKey: Buffer;
-}
-
-/** Derived SIP004 keys by "method:secret" (EVP_BytesToKey is not free). */
-const derived = new Map<string, Sip004Key | null>();
-
-function sip004Keys(keys: readonly RuntimeKey[]): Sip004Key[] {
-  const out: Sip004Key[] = [];
-  for (const k of keys) {
-    const id = `${k.method}:${k.secret}`;
-    let d = derived.get(id);
-    if (d === undefined) {
-      try {
-        const method = getAeadMethod(k.method);
-        d = { method, masterKey: evpBytesToKey(k.secret, method.keySize) };
-      } catch {
-        d = null; // a 2022 or unknown method: not for this endpoint
-      }
-      if (derived.size > 10_000) derived.clear();
-      derived.set(id, d);
-    }
-    if (d) out.push(d);
-  }
-  return out;
-}
+const NO_KEYS: readonly KeyEntry[] = [];
+/** 2022 client sessions remembered by an endpoint (a session is ~200 bytes). */
+export const MAX_SESSIONS = 4096;
 
 /**
- * Outline's UDP over WebSocket, SIP004 only: each binary message is one Shadowsocks UDP packet
- * (salt | AEAD(address | payload)); the WebSocket is one association. The first packet that opens
- * with one of the keys binds the association to it; packets that do not open, or name a
- * forbidden destination, are dropped without a word (a prober gets nothing back). Replies from
- * any destination come back sealed with that key, one per message.
+ * Outline's UDP over WebSocket: each binary message is one Shadowsocks UDP packet, SIP004 (salt |
+ * AEAD(address | payload)) or SIP022 (with SIP023 identity headers); the WebSocket is one
+ * association. The first packet that opens with one of the server's keys (the UDP relay's trial
+ * order, openDatagram) binds the association to that key; packets that do not open, open with
+ * another key, are replays (SIP004 salts, SIP022 packet IDs) or name a forbidden destination are
+ * dropped without a word (a prober gets nothing back). Replies from any destination come back
+ * sealed with that key (2022: the server session of the client's latest session ID), one per
+ * message.
  *
- * Minimal next to the UDP relay (src/server/udp-relay.ts, which is bound to its UDP socket): no
- * SIP022 and no usage accounting. The salt filter is the endpoint's own, not the UDP relay's, so
- * a datagram captured on the plain UDP port and replayed here (which needs the secret path) is
- * answered once.
+ * Usage is counted to the key as the UDP relay counts it (sealed bytes each way), and the
+ * association ends as soon as its key is removed or changed (disabled, over its limit).
  */
 export function serveWsUdp(ws: WebSocket, opts: WsUdpOptions): void {
-  const lookup = opts.lookup ?? defaultLookup;
-  let key: Sip004Key | undefined;
+  const { ctx } = opts;
+  const lookup = ctx.lookup ?? defaultLookup;
+  let key: AnyKeyEntry | undefined;
+  let first: readonly KeyEntry[] = NO_KEYS;
+  const sessions = opts.sessions2022;
+  /** 2022: the server side of the client's latest session. */
+  let s2022: Udp2022ServerSession<Key2022Entry> | undefined;
   const sockets = new Map<4 | 6, dgram.Socket>();
-  let last = Date.now();
+  let last = ctx.clock.now();
   let closed = false;
   const close = (): void => {
     if (closed) return;
@@ -79,35 +67,46 @@ export function serveWsUdp(ws: WebSocket, opts: WsUdpOptions): void {
     for (const s of sockets.values()) s.close();
     sockets.clear();
   };
+  const stop = (): void => {
+    close();
+    ws.terminate();
+  };
+  /** The bound key is still one the server serves (not removed, disabled or replaced). */
+  const current = (): boolean => !key || ctx.keys.get(key.id) === key;
   const timer = setInterval(
     () => {
-      if (Date.now() - last >= opts.idleMs) {
-        close();
-        ws.terminate();
-      }
+      if (!current() || ctx.clock.now() - last >= opts.idleMs) stop();
     },
-    Math.max(250, opts.idleMs / 4),
+    Math.max(250, Math.min(10_000, opts.idleMs / 4)),
   );
   timer.unref();
   ws.on('close', close);
   ws.on('error', close);
+
+  const reply = (from: SocksAddress, data: Buffer): void => {
+    if (closed || !key || ws.readyState !== ws.OPEN) return;
+    if (!current()) return stop();
+    if (ws.bufferedAmount > MAX_BUFFERED_REPLIES) return;
+    const now = ctx.clock.now();
+    let sealed: Buffer;
+    try {
+      sealed = key.edition === 2022 ? s2022!.seal(from, data, now) : encodeUdp2017(key.method, key.masterKey, from, data);
+    } catch {
+      return;
+    }
+    last = now;
+    ctx.addUsage(key.id, 0, sealed.length);
+    ws.send(sealed, { binary: true });
+  };
 
   const socketFor = (family: 4 | 6): dgram.Socket => {
     let s = sockets.get(family);
     if (s) return s;
     s = dgram.createSocket(family === 4 ? 'udp4' : 'udp6');
     s.on('error', () => {});
-    s.on('message', (data, rinfo) => {
-      if (closed || !key || ws.readyState !== ws.OPEN) return;
-      if (ws.bufferedAmount > MAX_BUFFERED_REPLIES) return;
-      last = Date.now();
-      const from: SocksAddress = {
-        type: rinfo.family === 'IPv6' ? 'ipv6' : 'ipv4',
-        host: rinfo.address,
-        port: rinfo.port,
-      };
-      ws.send(encodeUdp2017(key.method, key.masterKey, from, data), { binary: true });
-    });
+    s.on('message', (data, rinfo) =>
+      reply({ type: rinfo.family === 'IPv6' ? 'ipv6' : 'ipv4', host: rinfo.address, port: rinfo.port }, data),
+    );
     sockets.set(family, s);
     return s;
   };
@@ -116,10 +115,10 @@ export function serveWsUdp(ws: WebSocket, opts: WsUdpOptions): void {
     let ip = dest.host;
     if (dest.type === 'domain') {
       const all = await lookup(dest.host).catch(() => []);
-      const ok = all.find((a) => opts.allowPrivateDestinations || !isPrivateAddress(a.address));
+      const ok = all.find((a) => ctx.allowPrivateDestinations || !isPrivateAddress(a.address));
       if (!ok) return;
       ip = ok.address;
-    } else if (!opts.allowPrivateDestinations && isPrivateAddress(ip)) return;
+    } else if (!ctx.allowPrivateDestinations && isPrivateAddress(ip)) return;
     if (closed || dest.port === 0) return;
     try {
       socketFor(isIP(ip) === 6 ? 6 : 4).send(payload, dest.port, ip);
@@ -130,19 +129,29 @@ export function serveWsUdp(ws: WebSocket, opts: WsUdpOptions): void {
 
   ws.on('message', (msg: Buffer, isBinary: boolean) => {
     if (closed || !isBinary) return;
-    const candidates = key ? [key] : sip004Keys(opts.keys());
-    for (const k of candidates) {
-      let d;
-      try {
-        d = decodeUdp2017(k.method, k.masterKey, msg);
-      } catch {
-        continue;
+    if (!current()) return stop();
+    const now = ctx.clock.now();
+    const opened = openDatagram(ctx.keys, opts.cache, msg, now, first, (salt) => opts.salts.checkAndAdd(salt));
+    if (!opened || (key && opened.key !== key)) return;
+    if (opened.edition === 2022) {
+      const p = opened.packet;
+      const id = `${opened.key.id}|${p.sessionId.toString('hex')}`;
+      let s = sessions.get(id);
+      if (s) sessions.delete(id); // re-inserted below: most recently used last
+      else {
+        s = new Udp2022ServerSession(opened.key.method, p, { cache: opts.cache });
+        if (sessions.size >= MAX_SESSIONS) sessions.delete(sessions.keys().next().value!);
       }
-      if (!opts.salts.checkAndAdd(msg.subarray(0, k.method.saltSize))) return; // a replay
-      key = k;
-      last = Date.now();
-      forward(d.address, d.payload).catch(() => undefined);
-      return;
+      sessions.set(id, s);
+      if (!s.accept(p.packetId)) return; // replayed or too old packet ID: like garbage
+      // Replies follow the client's latest session (a client restarts its session at will).
+      s2022 = s;
+    } else {
+      first = [opened.key];
     }
+    key = opened.key;
+    last = now;
+    ctx.addUsage(key.id, msg.length, 0);
+    forward(opened.address, opened.payload).catch(() => undefined);
   });
 }

@@ -12,6 +12,8 @@ export interface KeyUrls {
   ssconf?: string;
   /** https://…/sub/{token}: every app's format, a page with QR codes in a browser. */
   sub?: string;
+  /** v2ray-plugin URL over the web front, when a local server has one. */
+  web?: string;
   name: string;
 }
 

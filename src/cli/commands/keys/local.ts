@@ -19,10 +19,14 @@ import {
 } from '../../../store/index.js';
 import { UsageError } from '../../errors.js';
 import { DEFAULT_DATA_PORT, guessHost } from '../../managed.js';
+import { webKeyUrlFor } from '../../../protocol/sip002/plugin-opts.js';
 import { notFound, type AddOptions, type KeysBackend, type KeyUrls, type KeyView } from './backend.js';
 
 export class LocalKeys implements KeysBackend {
-  private constructor(private readonly store: KyselyStore) {}
+  private constructor(
+    private readonly store: KyselyStore,
+    private readonly dataDir: string,
+  ) {}
 
   /**
    * Open the store at --data-dir/--store. A missing SQLite file is refused unless `init`: a key
@@ -35,7 +39,7 @@ export class LocalKeys implements KeysBackend {
       if (loc.kind === 'sqlite') prepareSqlite(loc.path, init);
       // Defaults only matter when the CLI creates the store before the server ever ran.
       const defaults = { hostname: guessHost(), port: DEFAULT_DATA_PORT };
-      return new LocalKeys(await openStore(loc, { defaults }));
+      return new LocalKeys(await openStore(loc, { defaults }), resolve(dataDir));
     } catch (err) {
       if (err instanceof StoreError) throw new UsageError(err.message);
       throw err;
@@ -106,11 +110,15 @@ export class LocalKeys implements KeysBackend {
     const tag = key.name || `key ${key.id}`;
     const ssconf = dynamicAccessUrl(key, settings, tag);
     const sub = subscriptionUrl(key, settings);
+    // Loaded here: only `keys url` needs the web front's module.
+    const { loadWebEndpoint } = await import('../../web.js');
+    const ep = await loadWebEndpoint(this.dataDir);
     return {
       ss: accessUrl(key, settings, tag),
       name: key.name,
       ...(ssconf ? { ssconf } : {}),
       ...(sub ? { sub } : {}),
+      ...(ep ? { web: webKeyUrlFor(key, ep, `${tag} (web)`) } : {}),
     };
   }
 
