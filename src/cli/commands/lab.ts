@@ -4,11 +4,11 @@ import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import {
   DEFAULT_SURVIVAL_RATE,
-  formatSurvivalTable,
   runSurvival,
   type Contender,
   type TunnelContender,
 } from '../../lab/survival.js';
+import { formatSurvivalTable } from '../../lab/survival-format.js';
 import { DEFAULT_PROFILE, profile, profileNames } from '../../lab/profiles.js';
 import { startDataPlane } from '../../server/index.js';
 import { startClient } from '../../client/index.js';
