@@ -50,6 +50,7 @@ function hitsCell(blockedBy: Readonly<Record<string, number>>): string {
 function proberCell(c: ContenderReport): string {
   const ipBlocked = c.endpointBlocked ? ' -> IP blocked' : '';
   if (c.prober === null) return c.endpointBlocked ? 'IP blocked' : '-';
+  if (c.prober.web) return `${c.prober.web.verdict} (${c.prober.web.probes} web probes)${ipBlocked}`;
   if (!c.prober.probed) return `not probed${ipBlocked}`;
   if (c.prober.proxy) return `PROXY (${c.prober.rules.join(',')})${ipBlocked}`;
   const probes = Object.values(c.prober.reactions).reduce((a, b) => a + b, 0);
@@ -66,6 +67,7 @@ const LEGEND = [
   '               null-routed (C1), residual = a later connection caught by a block still in force (90-180 s)',
   'active prober  replays and probes each tunnel server, then judges whether it is a proxy (C7); "not probed" =',
   '               nothing it saw looked suspicious; PROXY (rule numbers) = caught, and then null-routed (C1)',
+  '               web rows: "web server" = its web port answered every probe exactly as a plain web server',
   'after          one more request once every residual block has expired (181 s of emulated time)',
   'Behaviours C1-C11 and defences D1-D18: docs/glossary.md. How the lab works: docs/lab.md.',
   'Per-row details: --verbose. The whole report as data: --json.',
@@ -126,6 +128,7 @@ export function formatSurvivalTable(r: SurvivalReport, opts: SurvivalTableOption
         );
       }
       if (c.prober?.evidence.length) out.push(`  prober evidence: ${c.prober.evidence.join('; ')}`);
+      if (c.prober?.web?.differences.length) out.push(`  web prober: ${c.prober.web.differences.join('; ')}`);
       if (c.error) out.push(`  error: ${c.error}`);
     }
   }

@@ -22,6 +22,9 @@ import { dnsQuery, httpGet, type Outcome } from './client-ops.js';
 import type { Decision } from './decision-log.js';
 import { withOverrides, type CensorConfig } from './profiles.js';
 import { BLOCKED_NAME, LabWorld, OPEN_NAME } from './world.js';
+import type { LabCertificates } from './lab-ca.js';
+import type { PlaceFn } from './web-hosts.js';
+import { probeWebFront, type WebVerdict } from './web-prober.js';
 
 export interface TunnelHandle {
   /** The contender's local SOCKS5 listener. */
@@ -50,7 +53,12 @@ export interface TunnelContender {
    * Start the server on 127.0.0.1 (any port); returns its real address. `ctx.remoteLookup`
    * resolves lab names as a server abroad would (to addresses that do not cross the path).
    */
-  startServer(ctx: ServerContext): Promise<{ address: Endpoint; stop(): Promise<void> }>;
+  startServer(ctx: ServerContext): Promise<StartedServer>;
+  /**
+   * Where the server sits (web-hosts.ts: directly on logical 443, behind the lab CDN, with the
+   * origin's IP blocked); default: `fronts` emulated hosts on logical port 8388.
+   */
+  readonly place?: PlaceFn;
   /**
    * Ask the proxy for the sites by name and at their path ports (as a browser would), instead of
    * by the real servers' addresses: for clients that route some destinations directly (auto
@@ -73,10 +81,24 @@ export interface TunnelContext {
   readonly domesticAddress: (name: string) => string | undefined;
   /** The lab's genuine resolver over TCP, reachable from the remote side (for a tunnel DNS forwarder). */
   readonly genuineResolverTcp: Endpoint;
+  /** The lab CA (what a web contender's client trusts). */
+  readonly ca: Buffer;
 }
 
 export interface ServerContext {
   readonly remoteLookup: (host: string) => Promise<{ address: string; family: number }[]>;
+  /** The lab CA's certificate for the lab names (covers *.web.lab). */
+  readonly certs: LabCertificates;
+}
+
+export interface StartedServer {
+  readonly address: Endpoint;
+  stop(): Promise<void>;
+  /**
+   * A web front: the prober (web-prober.ts) compares it with `reference`, a plain web server
+   * with the same site, over TLS with SNI `host`; `secretPath` only derives near-miss probes.
+   */
+  readonly web?: { readonly host: string; readonly secretPath: string; readonly reference: Endpoint };
 }
 
 export type Contender = DirectContender | TunnelContender;
@@ -103,6 +125,8 @@ export interface ContenderReport {
     readonly evidence: readonly string[];
     readonly reactions: Readonly<Record<string, number>>;
     readonly stage2: boolean;
+    /** C7 pointed at a web front (web-prober.ts). */
+    readonly web?: Omit<WebVerdict, 'results'>;
   } | null;
   readonly endpointBlocked: boolean;
   readonly residualHits: number;
@@ -145,7 +169,8 @@ interface Running {
   readonly c: Contender;
   readonly clientIp: string;
   /** For tunnels: the emulated server endpoint (censor view) and handles. */
-  server?: { logical: Endpoint[]; stopServer(): Promise<void>; handle: TunnelHandle };
+  server?: { logical: Endpoint[]; stopServer(): Promise<void>; handle: TunnelHandle; started: StartedServer };
+  web?: WebVerdict;
   steps: RequestRecord[];
   error?: string;
 }
@@ -186,15 +211,21 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
       try {
         if (c.kind === 'direct') r.steps = await directWorkload(world, c, r.clientIp, base);
         else {
-          const srv = await c.startServer({ remoteLookup: world.remoteLookup });
+          const srv = await c.startServer({ remoteLookup: world.remoteLookup, certs: world.certs });
           const fronts = [];
-          for (let i = 0; i < Math.max(1, c.fronts ?? 1); i++) {
-            fronts.push(await world.addRemoteHost(srv.address, { logicalPort: 8388 }));
+          if (c.place) {
+            const p = await c.place(webWorld(world), srv.address);
+            fronts.push({ tcp: p.dial, logical: p.logical[0]!, more: p.logical.slice(1) });
+          } else {
+            for (let i = 0; i < Math.max(1, c.fronts ?? 1); i++) {
+              fronts.push({ ...(await world.addRemoteHost(srv.address, { logicalPort: 8388 })), more: [] });
+            }
           }
           const front = fronts[0]!;
           let handle: TunnelHandle;
           try {
             handle = await c.startClient(front.tcp, {
+              ca: world.certs.ca,
               fronts: fronts.map((f) => f.tcp),
               clock: world.clock,
               domesticAddress: (name) => world.domesticAddress(name),
@@ -204,7 +235,12 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
             await srv.stop();
             throw err;
           }
-          r.server = { logical: fronts.map((f) => f.logical), stopServer: () => srv.stop(), handle };
+          r.server = {
+            logical: fronts.flatMap((f) => [f.logical, ...f.more]),
+            stopServer: () => srv.stop(),
+            handle,
+            started: srv,
+          };
           r.steps = await tunnelWorkload(world, handle.socks, base, c.byName === true);
         }
       } catch (err) {
@@ -214,6 +250,16 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
     progress('phase 2: active prober');
     world.prober.release();
     await world.prober.settled();
+    for (const r of running) {
+      const web = r.server?.started.web;
+      if (!web || !r.server) continue;
+      const tlsOpts = { servername: web.host, ca: world.certs.ca };
+      r.web = await probeWebFront(
+        { endpoint: r.server.started.address, tls: tlsOpts },
+        { endpoint: web.reference, tls: tlsOpts },
+        { host: web.host, secretPath: web.secretPath },
+      );
+    }
     progress('phase 3: residual blocks expire, then one request per contender');
     await sleep(world.clock, 181_000);
     const after = new Map<Running, Outcome>();
@@ -269,7 +315,8 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
             };
       const blockedBy = tally(
         decisions
-          .filter((d) => d.blocked)
+          // C8 flags interfere only through C1 (K = 3), but the row should show them.
+          .filter((d) => d.blocked || (d.behaviour === 'C8' && d.rule === 'tls-in-tls'))
           .map((d) => (d.behaviour === 'residual' ? `residual:${d.rule}` : d.behaviour)),
       );
       const c6Triggers = decisions.filter((d) => d.behaviour === 'C6' && d.action === 'DROP_C2S').length;
@@ -277,6 +324,11 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
       const endpointBlocked = (r.server?.logical ?? []).some((l) =>
         world.censor.isEndpointBlocked(l.host, l.port),
       );
+      if (r.c.kind === 'tunnel' && r.c.ladder && r.web && r.web.verdict !== 'web server') {
+        findings.push(
+          `web front tell: the prober told Ladder's web front (${r.c.name}) from a plain web server: ${r.web.differences.join('; ')}`,
+        );
+      }
       if (r.c.kind === 'tunnel' && r.c.ladder && v?.proxy) {
         findings.push(
           `tunnel-core bug: the prober classified Ladder's server (${r.c.name}) as a proxy by rule(s) ${v.rules.join(', ')}: ${v.evidence.join('; ')}`,
@@ -297,6 +349,9 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
                 evidence: v?.evidence ?? [],
                 reactions: v ? tally(v.probes.map((p) => p.reaction)) : {},
                 stage2: v?.stage2 ?? false,
+                ...(r.web
+                  ? { web: { verdict: r.web.verdict, probes: r.web.probes, differences: r.web.differences } }
+                  : {}),
               }
             : null,
         endpointBlocked,
@@ -415,4 +470,13 @@ async function tunnelWorkload(
     steps.push({ step, outcome: r.outcome });
   }
   return steps;
+}
+
+/** The world as web-hosts.ts placements see it. */
+function webWorld(world: LabWorld): import('./web-hosts.js').WebWorld {
+  return {
+    addRemoteHost: (backend, opts) => world.addRemoteHost(backend, opts),
+    blockEndpoint: (ip, port, reason) => world.censor.blockEndpoint(ip, port, reason),
+    cdn: () => world.cdn(),
+  };
 }

@@ -20,6 +20,7 @@ import { DEFAULT_METHOD } from '../../config/defaults.js';
 import { listen } from '../../shared/listen.js';
 import { parseIntInRange } from '../../shared/parse.js';
 import { UsageError } from '../errors.js';
+import { webContenders } from './lab-web.js';
 
 interface LabRunFlags {
   profile: string;
@@ -260,6 +261,7 @@ export function labContenders(): Contender[] {
         secret: randomBytes(32).toString('base64'),
       },
     ),
+    ...webContenders(METHOD, PASSWORD),
   ];
 }
 
