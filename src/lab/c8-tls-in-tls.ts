@@ -7,7 +7,7 @@
  * TLS record headers in both directions (an on-path observer sees them in clear). After the outer
  * handshake (TLS 1.3: once the client's first encrypted record, its Finished, has passed; TLS
  * 1.2: application-data records only) it takes the first N = 8 application-data records of each
- * direction, minus `overhead` bytes each (AEAD tag and inner content type), and flags the flow
+ * direction, minus `overhead` bytes each (outer AEAD tag, content type, a Shadowsocks chunk), and flags the flow
  * when the sequence shows an inner handshake:
  *
  *   a client record of [200, 700] bytes (an inner ClientHello),
@@ -24,7 +24,11 @@ import type { FlowShapeClassifier, ShapeVerdict } from './seams.js';
 export interface C8Parameters {
   /** Application records taken per direction (N). */
   readonly records: number;
-  /** Bytes removed from each record's length: AEAD tag 16 + TLS 1.3 inner content type 1. */
+  /**
+   * Bytes removed from each record's length: the outer TLS record's AEAD tag and inner content
+   * type (17) plus one Shadowsocks AEAD chunk (2 + 16 + 16), the research notes' example for
+   * Shadowsocks inside TLS.
+   */
   readonly overhead: number;
   readonly clientHello: readonly [number, number];
   readonly serverFlight: readonly [number, number];
@@ -33,7 +37,7 @@ export interface C8Parameters {
 
 export const C8_DEFAULTS: C8Parameters = {
   records: 8,
-  overhead: 17,
+  overhead: 17 + 34,
   clientHello: [200, 700],
   serverFlight: [1000, 8000],
   clientFinished: [40, 120],
@@ -100,7 +104,8 @@ export function matchInnerHandshake(
     while (j < seq.length && seq[j]![0] === 's2c') burst += seq[j++]![1];
     if (j >= seq.length || !inRange(burst, p.serverFlight)) continue;
     const fin = seq[j]![1];
-    if (inRange(fin, p.clientFinished)) return { clientHello: size, serverFlight: burst, clientFinished: fin, at: i };
+    if (inRange(fin, p.clientFinished))
+      return { clientHello: size, serverFlight: burst, clientFinished: fin, at: i };
   }
   return undefined;
 }

@@ -290,7 +290,8 @@ const PROFILES: Readonly<Record<string, CensorConfig>> = {
   }),
   advanced: withOverrides(OFF, {
     name: 'advanced',
-    description: 'gfw-2025-strict + C8 TLS-in-TLS classifier (hypothetical; parameters are ours: c8-tls-in-tls.ts).',
+    description:
+      'gfw-2025-strict + C8 TLS-in-TLS classifier (hypothetical; parameters are ours: c8-tls-in-tls.ts).',
     c1: on,
     c2: on,
     c3: { enabled: true, pTrigger: 1, pResidual: 1 },

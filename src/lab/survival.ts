@@ -169,7 +169,14 @@ interface Running {
   readonly c: Contender;
   readonly clientIp: string;
   /** For tunnels: the emulated server endpoint (censor view) and handles. */
-  server?: { logical: Endpoint[]; stopServer(): Promise<void>; handle: TunnelHandle; started: StartedServer };
+  server?: {
+    logical: Endpoint[];
+    /** Behind a CDN: the origin's endpoints (this row's traffic, but not what its client dials). */
+    origins: Endpoint[];
+    stopServer(): Promise<void>;
+    handle: TunnelHandle;
+    started: StartedServer;
+  };
   web?: WebVerdict;
   steps: RequestRecord[];
   error?: string;
@@ -237,6 +244,7 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
           }
           r.server = {
             logical: fronts.flatMap((f) => [f.logical, ...f.more]),
+            origins: fronts.flatMap((f) => f.more),
             stopServer: () => srv.stop(),
             handle,
             started: srv,
@@ -321,9 +329,10 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
       );
       const c6Triggers = decisions.filter((d) => d.behaviour === 'C6' && d.action === 'DROP_C2S').length;
       const ok = r.steps.filter((s) => s.outcome === 'OK').length;
-      const endpointBlocked = (r.server?.logical ?? []).some((l) =>
-        world.censor.isEndpointBlocked(l.host, l.port),
-      );
+      // The endpoint the client dials (a CDN row's origin may be blocked: that is the point).
+      const endpointBlocked = (r.server?.logical ?? [])
+        .filter((l) => !r.server?.origins.includes(l))
+        .some((l) => world.censor.isEndpointBlocked(l.host, l.port));
       if (r.c.kind === 'tunnel' && r.c.ladder && r.web && r.web.verdict !== 'web server') {
         findings.push(
           `web front tell: the prober told Ladder's web front (${r.c.name}) from a plain web server: ${r.web.differences.join('; ')}`,
@@ -465,7 +474,8 @@ async function tunnelWorkload(
       socks,
       connect,
       hostHeader: name,
-      ...(tls ? { tls: { servername: name, ca: world.certs.ca } } : {}),
+      // The request waits 20 ms after the handshake: the Finished in a record of its own (C8).
+      ...(tls ? { tls: { servername: name, ca: world.certs.ca }, requestDelayMs: 20 } : {}),
     });
     steps.push({ step, outcome: r.outcome });
   }

@@ -38,7 +38,10 @@ export interface Placement {
 
 /** What a placement needs from the world (LabWorld implements it). */
 export interface WebWorld {
-  addRemoteHost(backend: Endpoint, opts: { logicalPort?: number }): Promise<{ tcp: Endpoint; logical: Endpoint }>;
+  addRemoteHost(
+    backend: Endpoint,
+    opts: { logicalPort?: number },
+  ): Promise<{ tcp: Endpoint; logical: Endpoint }>;
   blockEndpoint(ip: string, port: number | undefined, reason: string): void;
   cdn(): Promise<CdnHost>;
 }
@@ -62,7 +65,8 @@ export function directPlacement(opts: { blockOrigin?: boolean } = {}): PlaceFn {
 export function cdnPlacement(opts: { host: string; port?: number; blockOrigin?: boolean }): PlaceFn {
   return async (world, backend) => {
     const origin = await world.addRemoteHost(backend, { logicalPort: 443 });
-    if (opts.blockOrigin) world.blockEndpoint(origin.logical.host, undefined, 'origin IP known to the censor');
+    if (opts.blockOrigin)
+      world.blockEndpoint(origin.logical.host, undefined, 'origin IP known to the censor');
     const cdn = await world.cdn();
     cdn.route(opts.host, backend);
     const port = opts.port ?? 443;
@@ -74,7 +78,8 @@ export function cdnPlacement(opts: { host: string; port?: number; blockOrigin?: 
 /** Request headers as "Name: value" lines, hop-by-hop ones kept (the upgrade needs them). */
 function headBytes(req: http.IncomingMessage, clientIp: string): Buffer {
   const lines = [`${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/1.1`];
-  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2)
+    lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
   lines.push(`X-Forwarded-For: ${clientIp}`);
   return Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1');
 }
@@ -93,7 +98,9 @@ export class CdnHost {
   #real: Endpoint = { host: '127.0.0.1', port: 0 };
 
   private constructor(certs: LabCertificates) {
-    this.#server = https.createServer({ cert: certs.cert, key: certs.key }, (req, res) => this.#onRequest(req, res));
+    this.#server = https.createServer({ cert: certs.cert, key: certs.key }, (req, res) =>
+      this.#onRequest(req, res),
+    );
     this.#server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
       this.#onUpgrade(req, socket, head),
     );
@@ -106,7 +113,12 @@ export class CdnHost {
    */
   static async start(
     certs: LabCertificates,
-    listen: (spec: { ip: string; logicalPort: number; backend: Endpoint; label: string }) => Promise<TcpForwarder>,
+    listen: (spec: {
+      ip: string;
+      logicalPort: number;
+      backend: Endpoint;
+      label: string;
+    }) => Promise<TcpForwarder>,
   ): Promise<CdnHost> {
     const c = new CdnHost(certs);
     await new Promise<void>((resolve, reject) => {
@@ -115,7 +127,12 @@ export class CdnHost {
     });
     c.#real = { host: '127.0.0.1', port: (c.#server.address() as net.AddressInfo).port };
     for (const port of CDN_PORTS) {
-      const f = await listen({ ip: ADDR_CDN, logicalPort: port, backend: c.#real, label: `${CDN_NAME}:${port}` });
+      const f = await listen({
+        ip: ADDR_CDN,
+        logicalPort: port,
+        backend: c.#real,
+        label: `${CDN_NAME}:${port}`,
+      });
       c.#closers.push(() => f.close());
       c.#edges.set(port, { tcp: f.address, logical: f.logical });
     }
@@ -147,7 +164,9 @@ export class CdnHost {
   #onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
     const origin = this.#origin(req);
     if (!origin) {
-      res.writeHead(404, { 'content-type': 'text/plain', connection: 'close' }).end('no such site on this CDN\n');
+      res
+        .writeHead(404, { 'content-type': 'text/plain', connection: 'close' })
+        .end('no such site on this CDN\n');
       return;
     }
     const up = https.request(

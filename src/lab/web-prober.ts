@@ -26,6 +26,7 @@ export interface WebProbeTarget {
 
 export interface WebProbeResult {
   readonly name: string;
+  /** How the connection ended (FIN, RST, TIMEOUT: still open after the wait); the bytes are in `response`. */
   readonly reaction: Reaction;
   /** The answer with the Date header's value blanked (what the comparison uses). */
   readonly response: string;
@@ -43,7 +44,7 @@ export interface WebProbeOptions {
   /** The secret path, to derive the near-miss probes from (the prober never learns it). */
   readonly secretPath: string;
   readonly host: string;
-  /** How long a probe waits for the server to close (real ms; default 1500). */
+  /** How long a probe waits for the server to close (real ms; default 5000; every probe here asks for a close). */
   readonly waitMs?: number;
 }
 
@@ -76,7 +77,10 @@ export function webProbes(opts: WebProbeOptions): Array<[string, Buffer]> {
     ['GET /favicon.ico', get('/favicon.ico')],
     ['GET /robots.txt', get('/robots.txt')],
     ['GET unknown path', get(unknown)],
-    ['POST /', `POST / HTTP/1.1\r\nHost: ${h}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\nConnection: close\r\n\r\nq=hello`],
+    [
+      'POST /',
+      `POST / HTTP/1.1\r\nHost: ${h}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\nConnection: close\r\n\r\nq=hello`,
+    ],
     ['OPTIONS *', `OPTIONS * HTTP/1.1\r\nHost: ${h}\r\nConnection: close\r\n\r\n`],
     ['upgrade, unknown path', upgrade(`${unknown}/tcp`, h, key)],
     ['upgrade, near-miss secret path', upgrade(`${nearMiss(opts.secretPath)}/tcp`, h, key)],
@@ -92,13 +96,22 @@ export function webProbes(opts: WebProbeOptions): Array<[string, Buffer]> {
 const DATE = /^(date:)[^\r\n]*/gim;
 
 /** Send one probe and read until the server closes or `waitMs` passes. */
-export function sendWebProbe(target: WebProbeTarget, bytes: Buffer, waitMs: number): Promise<Omit<WebProbeResult, 'name'>> {
+export function sendWebProbe(
+  target: WebProbeTarget,
+  bytes: Buffer,
+  waitMs: number,
+): Promise<Omit<WebProbeResult, 'name'>> {
   assertLoopback(target.endpoint.host);
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let settled = false;
     const sock: net.Socket = target.tls
-      ? tls.connect({ host: target.endpoint.host, port: target.endpoint.port, servername: target.tls.servername, ca: target.tls.ca })
+      ? tls.connect({
+          host: target.endpoint.host,
+          port: target.endpoint.port,
+          servername: target.tls.servername,
+          ca: target.tls.ca,
+        })
       : net.connect(target.endpoint);
     const finish = (reaction: Reaction): void => {
       if (settled) return;
@@ -106,7 +119,7 @@ export function sendWebProbe(target: WebProbeTarget, bytes: Buffer, waitMs: numb
       clearTimeout(timer);
       sock.destroy();
       const text = Buffer.concat(chunks).toString('latin1').replace(DATE, '$1 *');
-      resolve({ reaction: chunks.length > 0 && reaction !== 'RST' ? 'DATA' : reaction, response: text });
+      resolve({ reaction, response: text });
     };
     const timer = setTimeout(() => finish('TIMEOUT'), waitMs);
     sock.once(target.tls ? 'secureConnect' : 'connect', () => sock.write(bytes));
@@ -116,10 +129,15 @@ export function sendWebProbe(target: WebProbeTarget, bytes: Buffer, waitMs: numb
   });
 }
 
-async function probeAll(target: WebProbeTarget, probes: Array<[string, Buffer]>, waitMs: number): Promise<WebProbeResult[]> {
-  const out: WebProbeResult[] = [];
-  for (const [name, bytes] of probes) out.push({ name, ...(await sendWebProbe(target, bytes, waitMs)) });
-  return out;
+/** Every probe at once (each on its own connection): the whole run takes about one `waitMs`. */
+function probeAll(
+  target: WebProbeTarget,
+  probes: Array<[string, Buffer]>,
+  waitMs: number,
+): Promise<WebProbeResult[]> {
+  return Promise.all(
+    probes.map(async ([name, bytes]) => ({ name, ...(await sendWebProbe(target, bytes, waitMs)) })),
+  );
 }
 
 /**
@@ -131,9 +149,12 @@ export async function probeWebFront(
   reference: WebProbeTarget,
   opts: WebProbeOptions,
 ): Promise<WebVerdict> {
-  const waitMs = opts.waitMs ?? 1500;
+  const waitMs = opts.waitMs ?? 5000;
   const probes = webProbes(opts);
-  const [mine, ref] = [await probeAll(front, probes, waitMs), await probeAll(reference, probes, waitMs)];
+  const [mine, ref] = await Promise.all([
+    probeAll(front, probes, waitMs),
+    probeAll(reference, probes, waitMs),
+  ]);
   const differences: string[] = [];
   mine.forEach((r, i) => {
     const x = ref[i]!;
@@ -144,9 +165,12 @@ export async function probeWebFront(
   const miss = byName.get('upgrade, near-miss secret path');
   const unknown = byName.get('upgrade, unknown path');
   if (miss && unknown && (miss.reaction !== unknown.reaction || miss.response !== unknown.response))
-    differences.push(`near-miss secret path answered unlike an unknown path: ${summary(miss)} vs ${summary(unknown)}`);
+    differences.push(
+      `near-miss secret path answered unlike an unknown path: ${summary(miss)} vs ${summary(unknown)}`,
+    );
   const home = byName.get('GET /');
-  if (!home || !/^HTTP\/1\.1 200 /.test(home.response)) differences.push(`GET /: ${home ? summary(home) : 'missing'}`);
+  if (!home || !/^HTTP\/1\.1 200 /.test(home.response))
+    differences.push(`GET /: ${home ? summary(home) : 'missing'}`);
   return {
     verdict: differences.length === 0 ? 'web server' : 'not a plain web server',
     probes: probes.length,

@@ -288,7 +288,11 @@ export class LabWorld {
         CDN_NAME,
       ]);
       const httpServer = http.createServer(siteHandler);
-      const httpsServer = https.createServer({ cert: certs.cert, key: certs.key }, siteHandler);
+      // The chain (leaf and CA), as real sites send it: the server's first flight is 1-2 KB.
+      const httpsServer = https.createServer(
+        { cert: Buffer.concat([certs.cert, certs.ca]), key: certs.key },
+        siteHandler,
+      );
       const realHttp = await listen(httpServer);
       closers.push(
         () =>

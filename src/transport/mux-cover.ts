@@ -48,7 +48,10 @@ export function browsingRecordSize(): number {
 export function paddingFrame(length: number, target: number): Buffer | undefined {
   const pad = target - length - KEEPALIVE_OVERHEAD;
   if (pad <= 0) return undefined;
-  return encodeMuxFrame({ sessionId: 0, status: MuxStatus.KeepAlive, option: 0 }, randomBytes(Math.min(pad, MUX_MAX_DATA)));
+  return encodeMuxFrame(
+    { sessionId: 0, status: MuxStatus.KeepAlive, option: 0 },
+    randomBytes(Math.min(pad, MUX_MAX_DATA)),
+  );
 }
 
 /** Per-carrier state: pads writes until `records` are done, and runs the idle timer. */

@@ -59,7 +59,11 @@ export function webContender(name: string, description: string, v: WebVariant): 
           endpoints.close();
           await front.close();
         });
-        const reference = await startWebFront({ ...common, decoy: builtinDecoy({ seed }), onUpgrade: () => false });
+        const reference = await startWebFront({
+          ...common,
+          decoy: builtinDecoy({ seed }),
+          onUpgrade: () => false,
+        });
         closers.push(() => reference.close());
         return {
           address: { host: '127.0.0.1', port: front.port },
@@ -95,7 +99,9 @@ export function webContender(name: string, description: string, v: WebVariant): 
 /** The web rows of the survival table. */
 export function webContenders(method: string, secret: string): TunnelContender[] {
   const host = `ladder.${WEB_DOMAIN}`;
+  // One site name per CDN customer: the CDN routes by Host.
   const cdnHost = `ladder-cdn.${WEB_DOMAIN}`;
+  const cdnAlt = `ladder-cdn-alt.${WEB_DOMAIN}`;
   return [
     webContender(
       'ladder WS+TLS (web front)',
@@ -125,7 +131,7 @@ export function webContenders(method: string, secret: string): TunnelContender[]
     webContender(
       'ladder WS+TLS via CDN :8443, origin IP blocked',
       "the same through the CDN's alternate HTTPS port 8443 (what survives a blanket 443 event, profile blanket-443)",
-      { method, secret, host: cdnHost, place: cdnPlacement({ host: cdnHost, port: 8443, blockOrigin: true }) },
+      { method, secret, host: cdnAlt, place: cdnPlacement({ host: cdnAlt, port: 8443, blockOrigin: true }) },
     ),
   ];
 }
