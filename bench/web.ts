@@ -174,6 +174,7 @@ async function shortConnections(socksPort: number, echoPort: number, n: number):
         }
       });
       s.on('error', reject);
+      s.resume(); // socks5Connect hands the socket over paused
       s.write(body);
     });
     s.destroy();
@@ -213,6 +214,9 @@ try {
       const via = { proxyPort: p.socksPort };
       const up = await uploadCountVia(via, { host: '127.0.0.1', port: sink.port }, SIZE);
       const down = await downloadCountVia(via, { host: '127.0.0.1', port: source.port }, SIZE);
+      log(
+        `${p.label}: up ${(SIZE / MiB / (up / 1000)).toFixed(0)} MiB/s, down ${(SIZE / MiB / (down / 1000)).toFixed(0)} MiB/s`,
+      );
       const short = await shortConnections(p.socksPort, echo.port, SHORT);
       row.upload.push(SIZE / MiB / (up / 1000));
       row.download.push(SIZE / MiB / (down / 1000));
