@@ -50,7 +50,8 @@ function hitsCell(blockedBy: Readonly<Record<string, number>>): string {
 function proberCell(c: ContenderReport): string {
   const ipBlocked = c.endpointBlocked ? ' -> IP blocked' : '';
   if (c.prober === null) return c.endpointBlocked ? 'IP blocked' : '-';
-  if (c.prober.web) return `${c.prober.web.verdict} (${c.prober.web.probes} web probes)${ipBlocked}`;
+  // Web rows: the web prober's verdict (an IP block there is the profile's, shown under censor hits).
+  if (c.prober.web) return c.prober.web.verdict;
   if (!c.prober.probed) return `not probed${ipBlocked}`;
   if (c.prober.proxy) return `PROXY (${c.prober.rules.join(',')})${ipBlocked}`;
   const probes = Object.values(c.prober.reactions).reduce((a, b) => a + b, 0);

@@ -114,8 +114,8 @@ export function webContenders(method: string, secret: string): TunnelContender[]
       { method, secret, host, place: directPlacement(), cover: false },
     ),
     webContender(
-      'ladder WS+TLS, no mux (Outline dialect)',
-      'one WebSocket per connection, raw stream (Outline): nowhere to pad, a fresh outer connection per inner handshake',
+      'ladder WS+TLS, no mux',
+      'Outline dialect: one WebSocket per connection, raw stream; nowhere to pad, a fresh outer connection per inner handshake',
       { method, secret, host, place: directPlacement(), mux: false },
     ),
     webContender(
@@ -129,8 +129,8 @@ export function webContenders(method: string, secret: string): TunnelContender[]
       { method, secret, host: cdnHost, place: cdnPlacement({ host: cdnHost, blockOrigin: true }) },
     ),
     webContender(
-      'ladder WS+TLS via CDN :8443, origin IP blocked',
-      "the same through the CDN's alternate HTTPS port 8443 (what survives a blanket 443 event, profile blanket-443)",
+      'ladder WS+TLS via CDN :8443',
+      "the same through the CDN's alternate HTTPS port 8443, origin IP blocked too (what survives a blanket 443 event, profile blanket-443)",
       { method, secret, host: cdnAlt, place: cdnPlacement({ host: cdnAlt, port: 8443, blockOrigin: true }) },
     ),
   ];
