@@ -14,7 +14,7 @@ const HIT_NAMES: Readonly<Record<string, string>> = {
   C5: 'QUIC',
   C6: 'FET',
   C8: 'TLS-in-TLS',
-  C9: 'port-443',
+  C9: 'blanket',
   C10: 'regional',
 };
 
@@ -65,7 +65,9 @@ const LEGEND = [
   "censor hits    what the emulated censor did to the row's traffic (x2 = twice): DNS = forged DNS answer (C2),",
   '               HTTP = reset by the HTTP Host/keyword filter (C3), SNI = reset by the TLS SNI filter (C4),',
   '               FET = first packet looked fully encrypted, so the connection was dropped (C6), IP = address',
-  '               null-routed (C1), residual = a later connection caught by a block still in force (90-180 s)',
+  '               null-routed (C1), residual = a later connection caught by a block still in force (90-180 s),',
+  '               TLS-in-TLS = flagged by the TLS-in-TLS classifier (C8; 3 flags null-route the endpoint),',
+  '               blanket = reset by a blanket port event (C9)',
   'active prober  replays and probes each tunnel server, then judges whether it is a proxy (C7); "not probed" =',
   '               nothing it saw looked suspicious; PROXY (rule numbers) = caught, and then null-routed (C1)',
   '               web rows: "web server" = its web port answered every probe exactly as a plain web server',
