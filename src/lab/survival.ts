@@ -23,7 +23,7 @@ import type { Decision } from './decision-log.js';
 import { withOverrides, type CensorConfig } from './profiles.js';
 import { BLOCKED_NAME, LabWorld, OPEN_NAME } from './world.js';
 import type { LabCertificates } from './lab-ca.js';
-import type { PlaceFn } from './web-hosts.js';
+import type { PlaceFn, WebWorld } from './web-hosts.js';
 import { probeWebFront, type WebVerdict } from './web-prober.js';
 
 export interface TunnelHandle {
@@ -483,7 +483,7 @@ async function tunnelWorkload(
 }
 
 /** The world as web-hosts.ts placements see it. */
-function webWorld(world: LabWorld): import('./web-hosts.js').WebWorld {
+function webWorld(world: LabWorld): WebWorld {
   return {
     addRemoteHost: (backend, opts) => world.addRemoteHost(backend, opts),
     blockEndpoint: (ip, port, reason) => world.censor.blockEndpoint(ip, port, reason),

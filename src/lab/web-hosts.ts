@@ -11,14 +11,14 @@
  *
  * Certificates come from the world's lab CA, which covers `*.web.lab` (WEB_DOMAIN).
  */
-import http from 'node:http';
+import type http from 'node:http';
 import https from 'node:https';
-import net from 'node:net';
+import type net from 'node:net';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { Endpoint } from './censor.js';
 import type { LabCertificates } from './lab-ca.js';
-import { TcpForwarder } from './tcp-forwarder.js';
+import type { TcpForwarder } from './tcp-forwarder.js';
 
 /** Names under this domain are web contenders' sites (the lab certificate covers *.web.lab). */
 export const WEB_DOMAIN = 'web.lab';
