@@ -262,6 +262,15 @@ export class LabWorld {
   }
 
   static async start(opts: WorldOptions): Promise<LabWorld> {
+    // Certificates first: openssl takes a while, and C9 windows count from the censor's start.
+    const certs = await makeLabCertificates([
+      BLOCKED_NAME,
+      LAB_BLOCKED_DOMAIN,
+      OPEN_NAME,
+      LAB_OPEN_DOMAIN,
+      `*.${WEB_DOMAIN}`,
+      CDN_NAME,
+    ]);
     const clock = opts.clock ?? new ScaledClock(opts.clockRate ?? 50);
     const log = new DecisionLog(() => clock.now());
     const censor = new Censor({
@@ -279,14 +288,6 @@ export class LabWorld {
     if (opts.prober !== false) prober.attach();
     const closers: Array<() => Promise<void>> = [];
     try {
-      const certs = await makeLabCertificates([
-        BLOCKED_NAME,
-        LAB_BLOCKED_DOMAIN,
-        OPEN_NAME,
-        LAB_OPEN_DOMAIN,
-        `*.${WEB_DOMAIN}`,
-        CDN_NAME,
-      ]);
       const httpServer = http.createServer(siteHandler);
       // The chain (leaf and CA), as real sites send it: the server's first flight is 1-2 KB.
       const httpsServer = https.createServer(
