@@ -10,7 +10,12 @@ import assert from 'node:assert/strict';
 import { runSurvival, type ContenderReport, type SurvivalReport } from '../../src/lab/survival.js';
 import { profile } from '../../src/lab/profiles.js';
 import { labContenders } from '../../src/cli/commands/lab.js';
-import { RATE } from './helpers.js';
+
+/**
+ * The CDN path is four hops of TLS and WebSocket: at the default rate (20) and with a 60 s
+ * (virtual, 3 s real) request timeout, a loaded machine does not turn slow successes into timeouts.
+ */
+const SLOW_PATH = { clockRate: 20, requestTimeoutMs: 60_000 } as const;
 
 const pick = (...names: string[]) => labContenders().filter((c) => names.includes(c.name));
 
@@ -27,7 +32,7 @@ test('C1 + C6 + C7 (lab-det): WS+TLS passes C6 and the prober sees a web server;
   const r = await runSurvival({
     config: profile('lab-det'),
     seed: 1,
-    clockRate: RATE,
+    ...SLOW_PATH,
     contenders: pick(
       'ladder AEAD, no shaping',
       'ladder WS+TLS (web front)',
@@ -58,7 +63,7 @@ test('C9 only-443-passes (blanket-except-443): the CDN on 443 survives, its 8443
   const r = await runSurvival({
     config: profile('blanket-except-443'),
     seed: 1,
-    clockRate: RATE,
+    ...SLOW_PATH,
     contenders: pick(
       'ladder AEAD, no shaping',
       'ladder WS+TLS via CDN, origin IP blocked',
@@ -78,7 +83,7 @@ test('C9 blanket-443 (20 Aug 2025): the CDN edge on 443 is reset, the alternate 
   const r = await runSurvival({
     config: profile('blanket-443', { c1: { enabled: true } }),
     seed: 1,
-    clockRate: RATE,
+    ...SLOW_PATH,
     contenders: pick('ladder WS+TLS via CDN, origin IP blocked', 'ladder WS+TLS via CDN :8443'),
   });
   const main = row(r, 'ladder WS+TLS via CDN, origin IP blocked');
