@@ -20,7 +20,9 @@
  *   sip022-throughput  2022 edition next to SIP004 in Ladder, libev SIP004 reference
  *               (bench/sip022-throughput.ts; Ladder from source, 64 MiB per run)
  *   udp         UDP round trips/s through the relays, Ladder vs libev (bench/udp-pps.ts)
- *   The last three run as child scripts; their tables are printed after the main table.
+ *   web         (only with --phases …,web) Ladder's web front vs ss-server + v2ray-plugin over
+ *               WebSocket+TLS, both clients, single flow and 200 short connections (bench/web.ts)
+ *   The last ones run as child scripts; their tables are printed after the main table.
  *
  * Prints a table (ours, theirs, ratio) and writes JSON to bench/results/latest.json.
  * Flags: --size 256MiB --runs 3 --methods a,b --latency-n N --idle-n N --phases throughput,latency,memory
@@ -159,7 +161,7 @@ function parseArgs(argv: string[]): Args {
       }
       case '--help':
         console.log(
-          'usage: npm run bench -- [--size 1GiB] [--runs 3] [--methods aes-256-gcm,chacha20-ietf-poly1305] [--latency-n 2000] [--latency-method M] [--idle-n 1000] [--phases throughput,latency,memory,floor,sip022-auth,sip022-throughput,udp] [--cap-min 15] [--profile] [--json FILE] [--ours ladder|libev] [--from-source]',
+          'usage: npm run bench -- [--size 1GiB] [--runs 3] [--methods aes-256-gcm,chacha20-ietf-poly1305] [--latency-n 2000] [--latency-method M] [--idle-n 1000] [--phases throughput,latency,memory,floor,sip022-auth,sip022-throughput,udp,web] [--cap-min 15] [--profile] [--json FILE] [--ours ladder|libev] [--from-source]',
         );
         process.exit(0);
         break;
@@ -864,6 +866,8 @@ async function main(): Promise<number> {
     ['sip022-auth', 'sip022-auth.ts', ['--n', '1000', '--rounds', '3', '--cap-s', '120']],
     ['sip022-throughput', 'sip022-throughput.ts', ['--size', '64', '--runs', '3', '--cap-min', '4']],
     ['udp', 'udp-pps.ts', ['--n', '10000', '--runs', '3', '--cap-min', '3']],
+    // Only with --phases …,web: WebSocket+TLS against ss-server + v2ray-plugin (bench/web.ts).
+    ['web', 'web.ts', ['--size', '64', '--runs', '3', '--short', '200', '--cap-min', '8']],
   ];
   for (const [name, file, scriptArgs] of scripts) {
     const sc = await phase(name, Math.min(left(), 5 * 60_000), () => scriptPhase(name, file, scriptArgs));

@@ -330,7 +330,7 @@ export class Censor {
     if (flow.stream.length < STREAM_CAP)
       flow.stream = Buffer.concat([flow.stream, chunk.subarray(0, STREAM_CAP - flow.stream.length)]);
     const ref = flow.ref;
-    this.#observeShape(flow, 'c2s', chunk.length);
+    this.#observeShape(flow, 'c2s', chunk);
 
     // C10: the regional, stateless filter in front of the GFW: each chunk alone, no residual,
     // RST to the client only.
@@ -532,12 +532,12 @@ export class Censor {
 
   /** Server->client chunk sizes, for C8 classifiers. */
   onServerData(flow: TcpFlow, chunk: Buffer): void {
-    this.#observeShape(flow, 's2c', chunk.length);
+    this.#observeShape(flow, 's2c', chunk);
   }
 
-  #observeShape(flow: TcpFlow, dir: 'c2s' | 's2c', length: number): void {
+  #observeShape(flow: TcpFlow, dir: 'c2s' | 's2c', chunk: Buffer): void {
     for (const c of this.#shapeClassifiers) {
-      const v = c.observe(flow.ref, dir, length);
+      const v = c.observe(flow.ref, dir, chunk.length, chunk);
       if (v.action !== 'FLAG') continue;
       const key = `${flow.ref.sIP}:${flow.ref.sPort}`;
       const now = this.clock.now();

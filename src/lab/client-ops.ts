@@ -161,6 +161,11 @@ export interface HttpOp extends OpOptions {
   readonly socks?: Endpoint;
   /** Wrap the TCP socket under TLS (e.g. a ClientHello record fragmenter, defence D8). */
   readonly wrapTls?: (raw: net.Socket) => Duplex;
+  /**
+   * TLS: send the request this long (real ms) after the handshake, so the client's Finished
+   * leaves in a record of its own rather than together with the request (see C8).
+   */
+  readonly requestDelayMs?: number;
 }
 
 /** One HTTP/1.1 GET with Connection: close. */
@@ -204,7 +209,10 @@ export async function httpGet(op: HttpOp): Promise<OpResult> {
         ca: op.tls.ca,
       });
       sock = t;
-      t.on('secureConnect', () => t.write(req));
+      t.on('secureConnect', () => {
+        if (op.requestDelayMs) setTimeout(() => t.writable && t.write(req), op.requestDelayMs);
+        else t.write(req);
+      });
       let sawFin = false;
       raw.on('end', () => {
         sawFin = true;

@@ -281,9 +281,17 @@ const PROFILES: Readonly<Record<string, CensorConfig>> = {
       'C9 only: every new TCP connection to port 443 is reset (the 20 Aug 2025 event), for the whole run.',
     c9: { enabled: true, ports: [443], windows: [] },
   }),
+  'blanket-except-443': withOverrides(OFF, {
+    name: 'blanket-except-443',
+    description:
+      'C9 the other way round (the issue-12 event): every new TCP connection to the lab ports other than 443 (80, 8388, 8443) is reset; only TCP/443 passes.',
+    c1: on,
+    c9: { enabled: true, ports: [80, 8388, 8443], windows: [] },
+  }),
   advanced: withOverrides(OFF, {
     name: 'advanced',
-    description: 'gfw-2025-strict + C8 TLS-in-TLS classifier (C8 is a seam: not emulated yet).',
+    description:
+      'gfw-2025-strict + C8 TLS-in-TLS classifier (hypothetical; parameters are ours: c8-tls-in-tls.ts).',
     c1: on,
     c2: on,
     c3: { enabled: true, pTrigger: 1, pResidual: 1 },

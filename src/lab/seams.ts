@@ -36,7 +36,8 @@ export type ShapeVerdict =
 /** C8: see the (direction, size) sequence of each TCP flow, chunk by chunk. */
 export interface FlowShapeClassifier {
   readonly behaviour: 'C8';
-  observe(flow: FlowRef, direction: 'c2s' | 's2c', length: number): ShapeVerdict;
+  /** `chunk`: the bytes themselves (a classifier may parse record headers, as an on-path censor can). */
+  observe(flow: FlowRef, direction: 'c2s' | 's2c', length: number, chunk?: Buffer): ShapeVerdict;
 }
 
 /** C8 feeds C1 when one endpoint collects `threshold` flags within `windowMs` (K = 3 in 10 min). */

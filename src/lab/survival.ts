@@ -22,6 +22,9 @@ import { dnsQuery, httpGet, type Outcome } from './client-ops.js';
 import type { Decision } from './decision-log.js';
 import { withOverrides, type CensorConfig } from './profiles.js';
 import { BLOCKED_NAME, LabWorld, OPEN_NAME } from './world.js';
+import type { LabCertificates } from './lab-ca.js';
+import type { PlaceFn, WebWorld } from './web-hosts.js';
+import { probeWebFront, type WebVerdict } from './web-prober.js';
 
 export interface TunnelHandle {
   /** The contender's local SOCKS5 listener. */
@@ -50,7 +53,12 @@ export interface TunnelContender {
    * Start the server on 127.0.0.1 (any port); returns its real address. `ctx.remoteLookup`
    * resolves lab names as a server abroad would (to addresses that do not cross the path).
    */
-  startServer(ctx: ServerContext): Promise<{ address: Endpoint; stop(): Promise<void> }>;
+  startServer(ctx: ServerContext): Promise<StartedServer>;
+  /**
+   * Where the server sits (web-hosts.ts: directly on logical 443, behind the lab CDN, with the
+   * origin's IP blocked); default: `fronts` emulated hosts on logical port 8388.
+   */
+  readonly place?: PlaceFn;
   /**
    * Ask the proxy for the sites by name and at their path ports (as a browser would), instead of
    * by the real servers' addresses: for clients that route some destinations directly (auto
@@ -73,10 +81,24 @@ export interface TunnelContext {
   readonly domesticAddress: (name: string) => string | undefined;
   /** The lab's genuine resolver over TCP, reachable from the remote side (for a tunnel DNS forwarder). */
   readonly genuineResolverTcp: Endpoint;
+  /** The lab CA (what a web contender's client trusts). */
+  readonly ca: Buffer;
 }
 
 export interface ServerContext {
   readonly remoteLookup: (host: string) => Promise<{ address: string; family: number }[]>;
+  /** The lab CA's certificate for the lab names (covers *.web.lab). */
+  readonly certs: LabCertificates;
+}
+
+export interface StartedServer {
+  readonly address: Endpoint;
+  stop(): Promise<void>;
+  /**
+   * A web front: the prober (web-prober.ts) compares it with `reference`, a plain web server
+   * with the same site, over TLS with SNI `host`; `secretPath` only derives near-miss probes.
+   */
+  readonly web?: { readonly host: string; readonly secretPath: string; readonly reference: Endpoint };
 }
 
 export type Contender = DirectContender | TunnelContender;
@@ -103,6 +125,8 @@ export interface ContenderReport {
     readonly evidence: readonly string[];
     readonly reactions: Readonly<Record<string, number>>;
     readonly stage2: boolean;
+    /** C7 pointed at a web front (web-prober.ts). */
+    readonly web?: Omit<WebVerdict, 'results'>;
   } | null;
   readonly endpointBlocked: boolean;
   readonly residualHits: number;
@@ -145,7 +169,15 @@ interface Running {
   readonly c: Contender;
   readonly clientIp: string;
   /** For tunnels: the emulated server endpoint (censor view) and handles. */
-  server?: { logical: Endpoint[]; stopServer(): Promise<void>; handle: TunnelHandle };
+  server?: {
+    logical: Endpoint[];
+    /** Behind a CDN: the origin's endpoints (this row's traffic, but not what its client dials). */
+    origins: Endpoint[];
+    stopServer(): Promise<void>;
+    handle: TunnelHandle;
+    started: StartedServer;
+  };
+  web?: WebVerdict;
   steps: RequestRecord[];
   error?: string;
 }
@@ -186,15 +218,21 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
       try {
         if (c.kind === 'direct') r.steps = await directWorkload(world, c, r.clientIp, base);
         else {
-          const srv = await c.startServer({ remoteLookup: world.remoteLookup });
+          const srv = await c.startServer({ remoteLookup: world.remoteLookup, certs: world.certs });
           const fronts = [];
-          for (let i = 0; i < Math.max(1, c.fronts ?? 1); i++) {
-            fronts.push(await world.addRemoteHost(srv.address, { logicalPort: 8388 }));
+          if (c.place) {
+            const p = await c.place(webWorld(world), srv.address);
+            fronts.push({ tcp: p.dial, logical: p.logical[0]!, more: p.logical.slice(1) });
+          } else {
+            for (let i = 0; i < Math.max(1, c.fronts ?? 1); i++) {
+              fronts.push({ ...(await world.addRemoteHost(srv.address, { logicalPort: 8388 })), more: [] });
+            }
           }
           const front = fronts[0]!;
           let handle: TunnelHandle;
           try {
             handle = await c.startClient(front.tcp, {
+              ca: world.certs.ca,
               fronts: fronts.map((f) => f.tcp),
               clock: world.clock,
               domesticAddress: (name) => world.domesticAddress(name),
@@ -204,7 +242,13 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
             await srv.stop();
             throw err;
           }
-          r.server = { logical: fronts.map((f) => f.logical), stopServer: () => srv.stop(), handle };
+          r.server = {
+            logical: fronts.flatMap((f) => [f.logical, ...f.more]),
+            origins: fronts.flatMap((f) => f.more),
+            stopServer: () => srv.stop(),
+            handle,
+            started: srv,
+          };
           r.steps = await tunnelWorkload(world, handle.socks, base, c.byName === true);
         }
       } catch (err) {
@@ -214,6 +258,16 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
     progress('phase 2: active prober');
     world.prober.release();
     await world.prober.settled();
+    for (const r of running) {
+      const web = r.server?.started.web;
+      if (!web || !r.server) continue;
+      const tlsOpts = { servername: web.host, ca: world.certs.ca };
+      r.web = await probeWebFront(
+        { endpoint: r.server.started.address, tls: tlsOpts },
+        { endpoint: web.reference, tls: tlsOpts },
+        { host: web.host, secretPath: web.secretPath },
+      );
+    }
     progress('phase 3: residual blocks expire, then one request per contender');
     await sleep(world.clock, 181_000);
     const after = new Map<Running, Outcome>();
@@ -269,14 +323,21 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
             };
       const blockedBy = tally(
         decisions
-          .filter((d) => d.blocked)
+          // C8 flags interfere only through C1 (K = 3), but the row should show them.
+          .filter((d) => d.blocked || (d.behaviour === 'C8' && d.rule === 'tls-in-tls'))
           .map((d) => (d.behaviour === 'residual' ? `residual:${d.rule}` : d.behaviour)),
       );
       const c6Triggers = decisions.filter((d) => d.behaviour === 'C6' && d.action === 'DROP_C2S').length;
       const ok = r.steps.filter((s) => s.outcome === 'OK').length;
-      const endpointBlocked = (r.server?.logical ?? []).some((l) =>
-        world.censor.isEndpointBlocked(l.host, l.port),
-      );
+      // The endpoint the client dials (a CDN row's origin may be blocked: that is the point).
+      const endpointBlocked = (r.server?.logical ?? [])
+        .filter((l) => !r.server?.origins.includes(l))
+        .some((l) => world.censor.isEndpointBlocked(l.host, l.port));
+      if (r.c.kind === 'tunnel' && r.c.ladder && r.web && r.web.verdict !== 'web server') {
+        findings.push(
+          `web front tell: the prober told Ladder's web front (${r.c.name}) from a plain web server: ${r.web.differences.join('; ')}`,
+        );
+      }
       if (r.c.kind === 'tunnel' && r.c.ladder && v?.proxy) {
         findings.push(
           `tunnel-core bug: the prober classified Ladder's server (${r.c.name}) as a proxy by rule(s) ${v.rules.join(', ')}: ${v.evidence.join('; ')}`,
@@ -297,6 +358,9 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
                 evidence: v?.evidence ?? [],
                 reactions: v ? tally(v.probes.map((p) => p.reaction)) : {},
                 stage2: v?.stage2 ?? false,
+                ...(r.web
+                  ? { web: { verdict: r.web.verdict, probes: r.web.probes, differences: r.web.differences } }
+                  : {}),
               }
             : null,
         endpointBlocked,
@@ -410,144 +474,19 @@ async function tunnelWorkload(
       socks,
       connect,
       hostHeader: name,
-      ...(tls ? { tls: { servername: name, ca: world.certs.ca } } : {}),
+      // The request waits 20 ms after the handshake: the Finished in a record of its own (C8).
+      ...(tls ? { tls: { servername: name, ca: world.certs.ca }, requestDelayMs: 20 } : {}),
     });
     steps.push({ step, outcome: r.outcome });
   }
   return steps;
 }
 
-/** Plain names of the behaviours in the table's "censor hits" cells (the legend spells them out). */
-const HIT_NAMES: Readonly<Record<string, string>> = {
-  C1: 'IP',
-  C2: 'DNS',
-  C3: 'HTTP',
-  C4: 'SNI',
-  C5: 'QUIC',
-  C6: 'FET',
-  C8: 'TLS-in-TLS',
-  C9: 'port-443',
-  C10: 'regional',
-};
-
-const OUTCOME_WORDS: Readonly<Record<Outcome, string>> = {
-  OK: 'ok',
-  RST: 'reset',
-  TIMEOUT: 'timeout',
-  FIN: 'closed',
-  REFUSED: 'refused',
-  DNS_FORGED: 'forged DNS',
-  DNS_FAIL: 'no DNS',
-  TLS_FAIL: 'TLS failed',
-  SOCKS_FAIL: 'proxy failed',
-  ERROR: 'error',
-};
-
-const times = (name: string, n: number): string => (n === 1 ? name : `${name} x${n}`);
-
-/** "DNS, HTTP x2, SNI, residual x2": behaviours in number order, every residual rule summed last. */
-function hitsCell(blockedBy: Readonly<Record<string, number>>): string {
-  let residual = 0;
-  const direct: Array<[number, string, number]> = [];
-  for (const [k, n] of Object.entries(blockedBy)) {
-    if (k.startsWith('residual')) residual += n;
-    else direct.push([Number(k.slice(1)) || 0, HIT_NAMES[k] ?? k, n]);
-  }
-  direct.sort((a, b) => a[0] - b[0]);
-  const cells = direct.map(([, name, n]) => times(name, n));
-  if (residual > 0) cells.push(times('residual', residual));
-  return cells.join(', ') || '-';
-}
-
-function proberCell(c: ContenderReport): string {
-  const ipBlocked = c.endpointBlocked ? ' -> IP blocked' : '';
-  if (c.prober === null) return c.endpointBlocked ? 'IP blocked' : '-';
-  if (!c.prober.probed) return `not probed${ipBlocked}`;
-  if (c.prober.proxy) return `PROXY (${c.prober.rules.join(',')})${ipBlocked}`;
-  const probes = Object.values(c.prober.reactions).reduce((a, b) => a + b, 0);
-  return `not proxy (${probes} probes)${ipBlocked}`;
-}
-
-/** Under the table: what each column and word means, and where to read more. */
-const LEGEND = [
-  'requests ok    requests of the fixed workload that worked (direct rows: a DNS lookup, then HTTP and HTTPS',
-  '               twice; tunnel rows: HTTP and HTTPS to a blocked and an open site, then the blocked one again)',
-  "censor hits    what the emulated censor did to the row's traffic (x2 = twice): DNS = forged DNS answer (C2),",
-  '               HTTP = reset by the HTTP Host/keyword filter (C3), SNI = reset by the TLS SNI filter (C4),',
-  '               FET = first packet looked fully encrypted, so the connection was dropped (C6), IP = address',
-  '               null-routed (C1), residual = a later connection caught by a block still in force (90-180 s)',
-  'active prober  replays and probes each tunnel server, then judges whether it is a proxy (C7); "not probed" =',
-  '               nothing it saw looked suspicious; PROXY (rule numbers) = caught, and then null-routed (C1)',
-  'after          one more request once every residual block has expired (181 s of emulated time)',
-  'Behaviours C1-C11 and defences D1-D18: docs/glossary.md. How the lab works: docs/lab.md.',
-  'Per-row details: --verbose. The whole report as data: --json.',
-];
-
-export interface SurvivalTableOptions {
-  /** Add each row's description, request steps, raw behaviour counts, prober reactions and the notes. */
-  readonly verbose?: boolean;
-}
-
-/** The survival table as text: a narrow table with a legend; details with `verbose`. */
-export function formatSurvivalTable(r: SurvivalReport, opts: SurvivalTableOptions = {}): string {
-  const header = ['contender', 'requests ok', 'censor hits', 'active prober', 'after'];
-  const rows = r.contenders.map((c) => [
-    c.name,
-    c.error ? 'error' : `${c.requests.ok}/${c.requests.total}`,
-    hitsCell(c.blockedBy),
-    proberCell(c),
-    c.afterVerdict === null ? '-' : OUTCOME_WORDS[c.afterVerdict],
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-  const line = (cells: string[]): string =>
-    cells
-      .map((x, i) => x.padEnd(widths[i]!))
-      .join('  ')
-      .trimEnd();
-  const out = [
-    `Ladder censor lab: profile ${r.profile}, seed ${r.seed}, clock x${r.clockRate}`,
-    '',
-    line(header),
-    line(widths.map((w) => '-'.repeat(w))),
-    ...rows.map(line),
-    '',
-    ...LEGEND,
-  ];
-  const failed = r.contenders.filter((c) => c.error);
-  if (failed.length > 0 && !opts.verbose) {
-    out.push('', 'Errors:');
-    for (const c of failed) out.push(`  ${c.name}: ${c.error}`);
-  }
-  if (opts.verbose) {
-    out.push('', 'Details:');
-    for (const c of r.contenders) {
-      out.push(`${c.name}: ${c.description}`);
-      out.push(`  steps: ${c.requests.steps.map((s) => `${s.step}=${s.outcome}`).join(', ')}`);
-      const counts = Object.entries(c.blockedBy)
-        .map(([k, v]) => `${k}=${v}`)
-        .join(' ');
-      out.push(
-        `  blocked by: ${counts || '-'}; C6 triggers ${c.c6Triggers}; residual hits ${c.residualHits}; endpoint blocked (C1) ${c.endpointBlocked ? 'yes' : 'no'}`,
-      );
-      if (c.prober?.probed) {
-        const reactions = Object.entries(c.prober.reactions)
-          .map(([k, v]) => `${k}=${v}`)
-          .join(' ');
-        out.push(
-          `  prober: reactions ${reactions || '-'}; stage 2 ${c.prober.stage2 ? 'reached' : 'not reached'}${c.prober.rules.length ? `; rules ${c.prober.rules.join(',')}` : ''}`,
-        );
-      }
-      if (c.prober?.evidence.length) out.push(`  prober evidence: ${c.prober.evidence.join('; ')}`);
-      if (c.error) out.push(`  error: ${c.error}`);
-    }
-  }
-  if (r.findings.length) {
-    out.push('', 'FINDINGS:');
-    for (const f of r.findings) out.push(`  - ${f}`);
-  }
-  if (opts.verbose) {
-    out.push('', 'Notes:');
-    for (const n of r.notes) out.push(`  - ${n}`);
-  }
-  return out.join('\n') + '\n';
+/** The world as web-hosts.ts placements see it. */
+function webWorld(world: LabWorld): WebWorld {
+  return {
+    addRemoteHost: (backend, opts) => world.addRemoteHost(backend, opts),
+    blockEndpoint: (ip, port, reason) => world.censor.blockEndpoint(ip, port, reason),
+    cdn: () => world.cdn(),
+  };
 }

@@ -19,6 +19,8 @@ import { LAB_BLOCKED_DOMAIN, LAB_OPEN_DOMAIN, type CensorConfig } from './profil
 import { TcpForwarder } from './tcp-forwarder.js';
 import { UdpForwarder } from './udp-forwarder.js';
 import type { FlowShapeClassifier, UdpFlowInspector } from './seams.js';
+import { CDN_NAME, CdnHost, WEB_DOMAIN } from './web-hosts.js';
+import { TlsInTlsClassifier } from './c8-tls-in-tls.js';
 
 export const BLOCKED_NAME = `www.${LAB_BLOCKED_DOMAIN}`;
 export const OPEN_NAME = `www.${LAB_OPEN_DOMAIN}`;
@@ -66,7 +68,7 @@ export interface WorldOptions {
   readonly prober?: boolean;
   /** Real-time floor for prober waits. */
   readonly proberMinRealWaitMs?: number;
-  /** C5 / C8 implementations for the seams (see seams.ts). */
+  /** C5 / C8 implementations for the seams (see seams.ts); C8 defaults to c8-tls-in-tls.ts. */
   readonly udpInspectors?: readonly UdpFlowInspector[];
   readonly shapeClassifiers?: readonly FlowShapeClassifier[];
 }
@@ -237,6 +239,7 @@ export class LabWorld {
   readonly zone: ZoneServer;
   readonly #closers: Array<() => Promise<void>> = [];
   #nextServerIp = 1;
+  #cdn: Promise<CdnHost> | undefined;
 
   private constructor(init: {
     censor: Censor;
@@ -259,6 +262,15 @@ export class LabWorld {
   }
 
   static async start(opts: WorldOptions): Promise<LabWorld> {
+    // Certificates first: openssl takes a while, and C9 windows count from the censor's start.
+    const certs = await makeLabCertificates([
+      BLOCKED_NAME,
+      LAB_BLOCKED_DOMAIN,
+      OPEN_NAME,
+      LAB_OPEN_DOMAIN,
+      `*.${WEB_DOMAIN}`,
+      CDN_NAME,
+    ]);
     const clock = opts.clock ?? new ScaledClock(opts.clockRate ?? 50);
     const log = new DecisionLog(() => clock.now());
     const censor = new Censor({
@@ -267,7 +279,7 @@ export class LabWorld {
       seed: opts.seed,
       log,
       ...(opts.udpInspectors ? { udpInspectors: opts.udpInspectors } : {}),
-      ...(opts.shapeClassifiers ? { shapeClassifiers: opts.shapeClassifiers } : {}),
+      shapeClassifiers: opts.shapeClassifiers ?? [new TlsInTlsClassifier()],
     });
     const prober = new ActiveProber({
       censor,
@@ -276,9 +288,12 @@ export class LabWorld {
     if (opts.prober !== false) prober.attach();
     const closers: Array<() => Promise<void>> = [];
     try {
-      const certs = await makeLabCertificates([BLOCKED_NAME, LAB_BLOCKED_DOMAIN, OPEN_NAME, LAB_OPEN_DOMAIN]);
       const httpServer = http.createServer(siteHandler);
-      const httpsServer = https.createServer({ cert: certs.cert, key: certs.key }, siteHandler);
+      // The chain (leaf and CA), as real sites send it: the server's first flight is 1-2 KB.
+      const httpsServer = https.createServer(
+        { cert: Buffer.concat([certs.cert, certs.ca]), key: certs.key },
+        siteHandler,
+      );
       const realHttp = await listen(httpServer);
       closers.push(
         () =>
@@ -398,6 +413,16 @@ export class LabWorld {
       udp = u.address;
     }
     return { tcp: t.address, logical: t.logical, ...(udp ? { udp } : {}) };
+  }
+
+  /** The shared CDN edge (web-hosts.ts), started on first use; it also serves the open site. */
+  cdn(): Promise<CdnHost> {
+    this.#cdn ??= CdnHost.start(this.certs, (spec) => TcpForwarder.listen(this.censor, spec)).then((c) => {
+      this.#closers.push(() => c.close());
+      c.route(OPEN_NAME, this.sites.open.realHttps);
+      return c;
+    });
+    return this.#cdn;
   }
 
   async stop(): Promise<void> {

@@ -9,6 +9,7 @@ import {
   type MuxFrame,
   type MuxTarget,
 } from '../protocol/muxcool.js';
+import { MuxCover, type MuxCoverOptions } from './mux-cover.js';
 
 /** Data per frame we send: small enough that sessions interleave, big enough to cost little. */
 const FRAME_DATA = 32 * 1024;
@@ -40,6 +41,8 @@ export interface MuxConnectionOptions {
   onClose?: () => void;
   /** Destroy the carrier after this long with no session and no byte from the peer. */
   idleMs?: number;
+  /** D14 cover: pad the first writes and optionally send idle KeepAlives (mux-cover.ts); default none. */
+  cover?: MuxCoverOptions | undefined;
 }
 
 /**
@@ -72,10 +75,15 @@ export class MuxConnection {
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
   #lastActive = Date.now();
   #lastData = Date.now();
+  readonly #cover: MuxCover | undefined;
 
   constructor(carrier: Duplex, opts: MuxConnectionOptions) {
     this.carrier = carrier;
     this.#opts = opts;
+    if (opts.cover) {
+      this.#cover = new MuxCover(opts.cover);
+      this.#cover.start((b) => this.sendFrame(b));
+    }
     this.#sessionBuffer = opts.sessionBuffer ?? 1024 * 1024;
     this.#stallMs = opts.stallMs ?? 30_000;
     this.#maxSessions = opts.maxSessions ?? 1024;
@@ -165,6 +173,7 @@ export class MuxConnection {
   }
 
   #teardown(): void {
+    this.#cover?.stop();
     if (this.#stallTimer) clearTimeout(this.#stallTimer);
     if (this.#idleTimer) clearTimeout(this.#idleTimer);
     this.#stallTimer = this.#idleTimer = undefined;
@@ -240,7 +249,8 @@ export class MuxConnection {
       return;
     }
     const frames = Array.isArray(frame) ? frame : [frame];
-    const ok = this.carrier.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
+    const out = frames.length === 1 ? frames[0]! : Buffer.concat(frames);
+    const ok = this.carrier.write(this.#cover ? this.#cover.shape(out) : out);
     if (!cb) return;
     if (ok) cb();
     else this.#drainWaiters.push(cb);

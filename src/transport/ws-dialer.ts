@@ -5,6 +5,7 @@ import { connect as tlsConnect, type ConnectionOptions, type PeerCertificate } f
 import WebSocket from 'ws';
 import { DEFAULT_CONNECT_TIMEOUT_MS, UpstreamDialError, type NextHop } from './dialer.js';
 import { MuxConnection } from './mux.js';
+import type { MuxCoverOptions } from './mux-cover.js';
 import { WsStream } from './ws-stream.js';
 
 export interface WsEndpoint {
@@ -132,6 +133,11 @@ export interface WsTransportOptions extends WsEndpoint {
   maxSessions?: number | undefined;
   /** Mux: close a WebSocket after this long without sessions (default 30 s). */
   idleMs?: number | undefined;
+  /**
+   * Mux: D14 cover (transport/mux-cover.ts). Default: the first 8 messages of each WebSocket
+   * padded to browsing-like sizes, no idle cover; `false` turns it off.
+   */
+  cover?: MuxCoverOptions | false | undefined;
 }
 
 /**
@@ -183,6 +189,7 @@ export class MuxPool {
     stream.on('error', () => {});
     const c = new MuxConnection(stream, {
       role: 'client',
+      ...(this.#opts.cover === false ? {} : { cover: this.#opts.cover ?? {} }),
       onClose: () => this.#carriers.delete(c),
     });
     this.#carriers.add(c);

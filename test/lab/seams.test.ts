@@ -1,6 +1,6 @@
 /**
- * The C5 (QUIC Initial SNI) and C8 (TLS-in-TLS) seams: not emulated yet, but an implementation
- * plugs in and gets the flow model, the 3-tuple residual and the C1 feed. Toy implementations
+ * The C5 (QUIC Initial SNI) and C8 (TLS-in-TLS) seams: C5 is not emulated yet (C8 is:
+ * src/lab/c8-tls-in-tls.ts, test/lab/c8-d14.test.ts), but an implementation plugs in and gets the flow model, the 3-tuple residual and the C1 feed. Toy implementations
  * stand in for the real classifiers here.
  */
 import { test } from 'node:test';
@@ -14,6 +14,8 @@ import { echoServer, exchange, RATE } from './helpers.js';
 test('C5/C8 enabled without an implementation: one "not-emulated" decision each, traffic passes', async () => {
   const w = await LabWorld.start({
     config: profile('advanced', { c5: { enabled: true } }),
+    // The world plugs in c8-tls-in-tls.ts by default; an empty list is the bare seam.
+    shapeClassifiers: [],
     seed: 1,
     clockRate: RATE,
   });

@@ -6,12 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import {
-  runSurvival,
-  formatSurvivalTable,
-  type Contender,
-  type TunnelContender,
-} from '../../src/lab/survival.js';
+import { runSurvival, type Contender, type TunnelContender } from '../../src/lab/survival.js';
+import { formatSurvivalTable } from '../../src/lab/survival-format.js';
 import { profile } from '../../src/lab/profiles.js';
 import type { Endpoint } from '../../src/lab/censor.js';
 import { echoServer, fetEligible } from './helpers.js';

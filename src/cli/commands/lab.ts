@@ -4,11 +4,11 @@ import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import {
   DEFAULT_SURVIVAL_RATE,
-  formatSurvivalTable,
   runSurvival,
   type Contender,
   type TunnelContender,
 } from '../../lab/survival.js';
+import { formatSurvivalTable } from '../../lab/survival-format.js';
 import { DEFAULT_PROFILE, profile, profileNames } from '../../lab/profiles.js';
 import { startDataPlane } from '../../server/index.js';
 import { startClient } from '../../client/index.js';
@@ -20,6 +20,7 @@ import { DEFAULT_METHOD } from '../../config/defaults.js';
 import { listen } from '../../shared/listen.js';
 import { parseIntInRange } from '../../shared/parse.js';
 import { UsageError } from '../errors.js';
+import { webContenders } from './lab-web.js';
 
 interface LabRunFlags {
   profile: string;
@@ -263,6 +264,7 @@ export function labContenders(): Contender[] {
       `Ladder server + client with ${METHOD_2022} (Shadowsocks 2022) as users get them: a per-connection salt prefix (16 random bytes kept) and first-write padding, on by default`,
       { method: METHOD_2022, secret: secret2022 },
     ),
+    ...webContenders(METHOD, PASSWORD),
   ];
 }
 

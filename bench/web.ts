@@ -1,0 +1,266 @@
+/**
+ * Shadowsocks over WebSocket+TLS (issue 12's speed targets): Ladder's web front against
+ * shadowsocks-libev's ss-server behind ss-v2ray-plugin (server mode, TLS), each with both
+ * clients (Ladder's client with a v2ray-plugin key, ss-local + ss-v2ray-plugin), same cipher,
+ * same loopback topology, stacks alternated per run:
+ *
+ *   this process ──SOCKS5──▶ client ──WebSocket+TLS──▶ server ──▶ sink / source / echo (this process)
+ *
+ * Measures single-flow upload and download (--size MiB, median of --runs) and the time of
+ * --short connections in a row (each: connect through the proxy, 64 bytes echoed, close), which
+ * Mux.Cool (on in both clients, their default) carries over one WebSocket.
+ * Targets: throughput >= 1.5x theirs, short connections <= 0.5x their time.
+ *
+ *   npm run bench -- --phases web          (through bench/run.ts)
+ *   node --import tsx bench/web.ts [--size 64] [--runs 3] [--short 200] [--method M] [--json FILE]
+ */
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makeLabCertificates } from '../src/lab/lab-ca.js';
+import { formatSsUrl } from '../src/protocol/sip002/index.js';
+import { freePort, startEcho, startSink, startSource, waitForPort } from '../test/helpers/net.js';
+import {
+  startLadderClient,
+  startLadderServer,
+  startSsLocal,
+  startSsServer,
+  which,
+  type Method,
+  type Peer,
+} from '../test/helpers/peers.js';
+import { socks5Connect } from '../test/helpers/socks5.js';
+import { downloadCountVia, uploadCountVia } from '../test/helpers/transfer.js';
+import { median } from './stats.js';
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(name);
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : dflt;
+}
+const MiB = 1024 * 1024;
+const SIZE = Number(arg('--size', '64')) * MiB;
+const RUNS = Number(arg('--runs', '3'));
+const SHORT = Number(arg('--short', '200'));
+const METHOD = arg('--method', 'chacha20-ietf-poly1305') as Method;
+const JSON_OUT = arg('--json', '');
+const DEADLINE = Date.now() + Number(arg('--cap-min', '10')) * 60_000;
+const HOST = 'bench.web.lab';
+const PATH = '/ladderbenchpath';
+const PASSWORD = 'web-bench-password';
+const log = (m: string): void =>
+  void process.stderr.write(`[web ${new Date().toISOString().slice(11, 19)}] ${m}\n`);
+
+for (const bin of ['ss-server', 'ss-local', 'ss-v2ray-plugin']) {
+  if (!which(bin)) {
+    log(
+      `${bin} is missing (apt-get install shadowsocks-libev shadowsocks-v2ray-plugin): no reference, nothing to compare`,
+    );
+    process.exit(2);
+  }
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'ladder-web-bench-'));
+const certs = await makeLabCertificates([HOST]);
+const f = (name: string, data: Buffer): string => {
+  const p = join(dir, name);
+  writeFileSync(p, data);
+  return p;
+};
+const caFile = f('ca.pem', certs.ca);
+const certFile = f('cert.pem', certs.cert);
+const keyFile = f('key.pem', certs.key);
+
+const peers: Peer[] = [];
+const track = <T extends Peer>(p: T): T => (peers.push(p), p);
+
+interface Server {
+  name: string;
+  port: number;
+}
+interface Client {
+  name: string;
+  socksPort: number;
+}
+
+async function servers(): Promise<Server[]> {
+  const webPort = await freePort();
+  const ladder = track(
+    await startLadderServer({
+      method: METHOD,
+      password: PASSWORD,
+      extraArgs: [
+        '--web-port',
+        String(webPort),
+        '--web-host',
+        '127.0.0.1',
+        '--web-path',
+        PATH,
+        '--tls-cert',
+        certFile,
+        '--tls-key',
+        keyFile,
+      ],
+    }),
+  );
+  void ladder;
+  await waitForPort(webPort);
+  const ss = track(
+    await startSsServer({
+      method: METHOD,
+      password: PASSWORD,
+      extraArgs: [
+        '--plugin',
+        'ss-v2ray-plugin',
+        '--plugin-opts',
+        `server;tls;host=${HOST};path=${PATH};cert=${certFile};key=${keyFile};loglevel=none`,
+      ],
+    }),
+  );
+  return [
+    { name: 'ladder server (web front)', port: webPort },
+    { name: 'ss-server + v2ray-plugin', port: ss.port },
+  ];
+}
+
+async function clients(server: Server): Promise<Client[]> {
+  const key = formatSsUrl({
+    method: METHOD,
+    password: PASSWORD,
+    host: '127.0.0.1',
+    port: server.port,
+    plugin: 'v2ray-plugin',
+    pluginOptions: `tls;host=${HOST};path=${PATH}`,
+  });
+  // Ladder's client verifies against the system CAs plus NODE_EXTRA_CA_CERTS (the bench CA).
+  const ladder = track(await startLadderClient({ key, env: { NODE_EXTRA_CA_CERTS: caFile } }));
+  const ss = track(
+    await startSsLocal({
+      method: METHOD,
+      password: PASSWORD,
+      serverPort: server.port,
+      extraArgs: [
+        '--plugin',
+        'ss-v2ray-plugin',
+        '--plugin-opts',
+        `tls;host=${HOST};path=${PATH};cert=${caFile};loglevel=none`,
+      ],
+    }),
+  );
+  return [
+    { name: 'ladder client', socksPort: ladder.socksPort },
+    { name: 'ss-local + v2ray-plugin', socksPort: ss.socksPort },
+  ];
+}
+
+/** `n` connections in a row through the proxy, each 64 bytes echoed; total ms. */
+async function shortConnections(socksPort: number, echoPort: number, n: number): Promise<number> {
+  const body = Buffer.alloc(64, 7);
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const s = await socks5Connect({
+      proxyPort: socksPort,
+      host: '127.0.0.1',
+      port: echoPort,
+      timeoutMs: 10_000,
+    });
+    await new Promise<void>((resolve, reject) => {
+      let got = 0;
+      const timer = setTimeout(() => reject(new Error('short connection timed out')), 10_000);
+      s.on('data', (d: Buffer) => {
+        got += d.length;
+        if (got >= body.length) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      s.on('error', reject);
+      s.resume(); // socks5Connect hands the socket over paused
+      s.write(body);
+    });
+    s.destroy();
+  }
+  return performance.now() - t0;
+}
+
+interface Row {
+  pair: string;
+  upload: number[];
+  download: number[];
+  shortMs: number[];
+}
+
+const sink = await startSink({ hash: false });
+const source = await startSource({ hash: false });
+const echo = await startEcho();
+const rows: Row[] = [];
+const load0 = loadavg()[0]!;
+try {
+  const pairs: Array<{ label: string; socksPort: number }> = [];
+  for (const s of await servers())
+    for (const c of await clients(s)) pairs.push({ label: `${c.name} -> ${s.name}`, socksPort: c.socksPort });
+  for (const p of pairs) {
+    // Warm-up: the WebSocket and TLS set up, JIT warm.
+    await uploadCountVia({ proxyPort: p.socksPort }, { host: '127.0.0.1', port: sink.port }, 4 * MiB);
+    rows.push({ pair: p.label, upload: [], download: [], shortMs: [] });
+  }
+  outer: for (let r = 0; r < RUNS; r++) {
+    const order = r % 2 === 0 ? pairs : [...pairs].reverse();
+    for (const p of order) {
+      if (Date.now() > DEADLINE) {
+        log('cap reached; stopping with the runs so far');
+        break outer;
+      }
+      const row = rows.find((x) => x.pair === p.label)!;
+      const via = { proxyPort: p.socksPort };
+      const up = await uploadCountVia(via, { host: '127.0.0.1', port: sink.port }, SIZE);
+      const down = await downloadCountVia(via, { host: '127.0.0.1', port: source.port }, SIZE);
+      log(
+        `${p.label}: up ${(SIZE / MiB / (up / 1000)).toFixed(0)} MiB/s, down ${(SIZE / MiB / (down / 1000)).toFixed(0)} MiB/s`,
+      );
+      const short = await shortConnections(p.socksPort, echo.port, SHORT);
+      row.upload.push(SIZE / MiB / (up / 1000));
+      row.download.push(SIZE / MiB / (down / 1000));
+      row.shortMs.push(short);
+      log(
+        `${p.label}: up ${(SIZE / MiB / (up / 1000)).toFixed(0)} MiB/s, down ${(SIZE / MiB / (down / 1000)).toFixed(0)} MiB/s, ${SHORT} short ${short.toFixed(0)} ms`,
+      );
+    }
+  }
+} finally {
+  await Promise.all(peers.map((p) => p.stop()));
+  await Promise.all([sink.close(), source.close(), echo.close()]);
+  rmSync(dir, { recursive: true, force: true });
+}
+
+const med = (xs: number[]): number => (xs.length ? median(xs) : NaN);
+const out = rows.map((r) => ({
+  pair: r.pair,
+  upload: med(r.upload),
+  download: med(r.download),
+  shortMs: med(r.shortMs),
+  runs: r.upload.length,
+}));
+const ours = out.find((r) => r.pair === 'ladder client -> ladder server (web front)');
+const theirs = out.find((r) => r.pair === 'ss-local + v2ray-plugin -> ss-server + v2ray-plugin');
+const lines = [
+  `Shadowsocks over WebSocket+TLS, ${METHOD}, ${SIZE / MiB} MiB single flow, ${SHORT} short connections (Mux.Cool on), median of ${RUNS}; load ${load0.toFixed(1)} at start`,
+  '',
+  `| client -> server | upload MiB/s | download MiB/s | ${SHORT} short conns, s |`,
+  '|---|--:|--:|--:|',
+  ...out.map(
+    (r) =>
+      `| ${r.pair} | ${r.upload.toFixed(0)} | ${r.download.toFixed(0)} | ${(r.shortMs / 1000).toFixed(2)} |`,
+  ),
+];
+if (ours && theirs) {
+  lines.push(
+    '',
+    `ladder/ladder vs v2ray-plugin/ss-server: upload ${(ours.upload / theirs.upload).toFixed(2)}x, download ${(ours.download / theirs.download).toFixed(2)}x (target >= 1.5x); short connections ${(ours.shortMs / theirs.shortMs).toFixed(2)}x the time (target <= 0.5x)`,
+  );
+}
+process.stdout.write(lines.join('\n') + '\n');
+if (JSON_OUT)
+  writeFileSync(
+    JSON_OUT,
+    JSON.stringify({ method: METHOD, size: SIZE, runs: RUNS, short: SHORT, load: load0, rows: out }, null, 2),
+  );
