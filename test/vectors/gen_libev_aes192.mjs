@@ -3,7 +3,7 @@
 // UDP datagram, client -> server direction) into test/vectors/libev-aes-192-gcm.json: ss-local
 // talks to a fake "server" on loopback that only records the bytes. Run by hand when the vectors
 // must change: node test/vectors/gen_libev_aes192.mjs (needs ss-local on PATH).
-/* global Buffer, process, console, setTimeout, clearTimeout */
+/* global Buffer, process, setTimeout, clearTimeout */
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { writeFileSync } from 'node:fs';
@@ -70,7 +70,7 @@ const portBuf = Buffer.from([target.port >> 8, target.port & 0xff]);
 const c = connect(localPort, '127.0.0.1');
 let stage = 0;
 let udpRelay;
-c.on('data', (b) => {
+c.on('data', () => {
   if (stage === 0) {
     c.write(Buffer.concat([Buffer.from([5, 1, 0, 1]), ip, portBuf]));
     stage = 1;
