@@ -3,7 +3,7 @@
 // UDP datagram, client -> server direction) into test/vectors/libev-aes-192-gcm.json: ss-local
 // talks to a fake "server" on loopback that only records the bytes. Run by hand when the vectors
 // must change: node test/vectors/gen_libev_aes192.mjs (needs ss-local on PATH).
-/* global Buffer, process, setTimeout, clearTimeout */
+/* global Buffer, setTimeout, clearTimeout */
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { writeFileSync } from 'node:fs';
