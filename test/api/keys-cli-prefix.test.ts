@@ -2,35 +2,9 @@
 // (certificate pinned), shown by `keys list` and `keys url`; bad values refused in one line.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Command } from 'commander';
-import { accessConfigLine, startApi } from '../../src/api/index.js';
-import { registerKeys } from '../../src/cli/commands/keys.js';
-import { reportError } from '../../src/cli/errors.js';
 import { parseSsUrl } from '../../src/protocol/sip002/index.js';
-import { openStore, parseStoreLocation } from '../../src/store/index.js';
-import { RecordingControl, tempDir } from './helpers.js';
-
-/** The keys command tree in-process, stdout captured; usage errors give code 2 and one stderr line. */
-async function inproc(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const program = new Command('ladder').exitOverride();
-  registerKeys(program);
-  let stdout = '';
-  const write = process.stdout.write.bind(process.stdout);
-  process.stdout.write = ((chunk: string | Uint8Array) => {
-    stdout += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
-    return true;
-  }) as typeof process.stdout.write;
-  try {
-    await program.parseAsync(args, { from: 'user' });
-    return { code: 0, stdout, stderr: '' };
-  } catch (err) {
-    const { exitCode, stderr } = reportError(err);
-    if (exitCode !== 2) throw err;
-    return { code: exitCode, stdout, stderr };
-  } finally {
-    process.stdout.write = write;
-  }
-}
+import { tempDir } from './helpers.js';
+import { inproc, remoteKeysApi } from './keys-inproc.js';
 
 const ssLine = (out: string): string =>
   out
@@ -87,22 +61,9 @@ test('ladder keys --prefix on the local store: add, edit, list, url; bad values 
 });
 
 test('ladder keys --prefix through a remote API (pinned certificate): add, edit, list --json, refusal', async (t) => {
-  const dir = tempDir(t);
-  const store = await openStore(parseStoreLocation(undefined, dir), {
-    defaults: { hostname: '127.0.0.1', port: 4444 },
-  });
-  const api = await startApi({
-    store,
-    control: new RecordingControl(),
-    dataDir: dir,
-    host: '127.0.0.1',
-    port: 0,
-  });
-  t.after(async () => {
-    await api.close();
-    await store.close();
-  });
-  const a = ['--api', accessConfigLine(api)];
+  const { store, cfg } = await remoteKeysApi(t);
+
+  const a = ['--api', cfg];
   let r = await inproc(['keys', 'add', '--prefix', '%16%03%01', '--no-qr', ...a]);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(Buffer.from(parseSsUrl(ssLine(r.stdout)).prefix!).toString('hex'), '160301');
