@@ -23,8 +23,8 @@ constexpr size_t kTag = 16;
 constexpr size_t kNonce = 12;
 // Largest single seal/open (datagrams can exceed a stream chunk; EVP takes an int length).
 constexpr size_t kMaxOp = size_t{1} << 30;
-// 0 aes-128-gcm, 1 aes-256-gcm, 2 chacha20-poly1305.
-constexpr int kMethods = 3;
+// 0 aes-128-gcm, 1 aes-256-gcm, 2 chacha20-poly1305, 3 aes-192-gcm.
+constexpr int kMethods = 4;
 
 enum Status : int32_t { kOk = 0, kErrCipher = 1, kErrPayloadSize = 2 };
 

@@ -16,16 +16,16 @@
 //   napi_args.cc     the argument parser every export uses
 // The sock* functions and isPrivateIp exist on Linux only.
 //
-// abiVersion: 3 added the one-shot operations and the batched sockets, 4 decodeInPlace. The
-// loader refuses any other number, so it changes only when the JS surface does. tuneHeap was
-// added without a new number: it is optional (the JS side calls it only when present).
+// abiVersion: 3 added the one-shot operations and the batched sockets, 4 decodeInPlace, 5 method 3
+// (aes-192-gcm). The loader refuses any other number, so it changes only when the JS surface does.
+// tuneHeap was added without a new number: it is optional (the JS side calls it only when present).
 #include "common.h"
 #include "exports.h"
 
 namespace ladder {
 namespace {
 
-constexpr int32_t kAbiVersion = 4;
+constexpr int32_t kAbiVersion = 5;
 
 #define LADDER_EXPORT(name, fn) {name, nullptr, fn, nullptr, nullptr, nullptr, napi_enumerable, nullptr}
 

@@ -102,7 +102,7 @@ bool HkdfSha1(const uint8_t* ikm, size_t ikm_len, const uint8_t* salt, size_t sa
 }
 
 EVP_CIPHER_CTX* OneShotCtx(int m) {
-  static thread_local EVP_CIPHER_CTX* ctx[kMethods] = {nullptr, nullptr, nullptr};
+  static thread_local EVP_CIPHER_CTX* ctx[kMethods] = {nullptr, nullptr, nullptr, nullptr};
   const EVP_CIPHER* cipher = CipherOf(m);
   if (cipher == nullptr) return nullptr;
   if (ctx[m] == nullptr) {
@@ -158,7 +158,7 @@ bool OpenTagged(EVP_CIPHER_CTX* ctx, const uint8_t* key, const uint8_t* nonce, c
 
 bool GetMethod(const Args& a, size_t i, int* m, EVP_CIPHER_CTX** ctx, size_t* key_len) {
   int32_t v = -1;
-  if (!a.Int32(i, &v) || v < 0 || v >= kMethods) return Throw(a.env(), "method must be 0, 1 or 2");
+  if (!a.Int32(i, &v) || v < 0 || v >= kMethods) return Throw(a.env(), "method must be 0, 1, 2 or 3");
   *ctx = OneShotCtx(v);
   if (*ctx == nullptr) return Throw(a.env(), "cipher not available in this OpenSSL");
   *m = v;

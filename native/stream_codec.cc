@@ -14,7 +14,7 @@
 //
 // JS surface (wrapped by src/protocol/shadowsocks/native.ts):
 //   create(method, key, encrypt, maxPayload?, minPayload?, nonceStart?) -> codec
-//       method: 0 aes-128-gcm, 1 aes-256-gcm, 2 chacha20-poly1305; chunk payloads maxPayload
+//       method: 0 aes-128-gcm, 1 aes-256-gcm, 2 chacha20-poly1305, 3 aes-192-gcm; chunk payloads maxPayload
 //       (default 0x3FFF, up to 0xFFFF for SIP022) and minPayload (1, or 0 to accept empty
 //       chunks); the nonce counter starts after nonceStart operations (SIP022 headers).
 //   encode(codec, data, prefix?) -> Buffer    [prefix][sealed len][sealed payload]...
@@ -161,7 +161,7 @@ napi_value MakeCodec(const Args& a, int mode) {
   const uint8_t* key = nullptr;
   size_t key_len = 0;
   if (!a.Int32(0, &m) || m < 0 || m >= kMethods) {
-    Throw(env, "method must be 0, 1 or 2");
+    Throw(env, "method must be 0, 1, 2 or 3");
     return nullptr;
   }
   if (!a.Bytes(1, &key, &key_len, "key must be a Uint8Array")) return nullptr;

@@ -1,5 +1,29 @@
+import { keyPrefixFor, storedKeyPrefixSetting } from '../protocol/shadowsocks/key-prefix.js';
 import { formatSsUrl } from '../protocol/sip002/index.js';
 import type { KeyRecord, ServerSettings } from '../store/index.js';
+
+/**
+ * The Outline `prefix` a key hands out now for its setting (KeyRecord.prefix): none for 'off',
+ * 2022 keys and salts without room; a fresh draw for 'auto' (dynamic keys and subscriptions call
+ * this on every fetch); the pinned bytes otherwise.
+ */
+export function keyPrefix(key: Pick<KeyRecord, 'method' | 'prefix'>): Uint8Array | undefined {
+  if (key.method.startsWith('2022-')) return undefined;
+  try {
+    return keyPrefixFor(key.method, storedKeyPrefixSetting(key.prefix));
+  } catch {
+    return undefined; // a pinned prefix that no longer fits the key's method: hand out none
+  }
+}
+
+/**
+ * The prefix a static ss:// URL carries: only a pinned one. A static URL cannot re-draw, and a
+ * draw kept for the key's lifetime would be one fixed first-bytes signature per user, so 'auto'
+ * keys' static URLs stay unprefixed (docs/api.md, "Outline prefix").
+ */
+export function staticKeyPrefix(key: Pick<KeyRecord, 'method' | 'prefix'>): Uint8Array | undefined {
+  return typeof storedKeyPrefixSetting(key.prefix) === 'string' ? undefined : keyPrefix(key);
+}
 
 /**
  * The static access URL exactly as Outline writes it: SIP002 with `/?outline=1` and no tag.
@@ -15,11 +39,13 @@ export function accessUrl(
   settings: Pick<ServerSettings, 'hostnameForAccessKeys'>,
   tag?: string,
 ): string {
+  const prefix = staticKeyPrefix(key);
   const base = formatSsUrl({
     method: key.method,
     password: key.secret,
     host: settings.hostnameForAccessKeys,
     port: key.port,
+    ...(prefix ? { prefix } : {}),
   });
   const hash = base.indexOf('#');
   const noTag = hash === -1 ? base : base.slice(0, hash);

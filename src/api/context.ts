@@ -10,6 +10,8 @@ import {
   type ServerSettings,
   type Store,
 } from '../store/index.js';
+import { ProtocolError } from '../protocol/errors.js';
+import { keyPrefixSettingFor } from '../protocol/shadowsocks/key-prefix.js';
 import { accessUrl, dynamicAccessUrl } from './access-url.js';
 import { invalid } from './errors.js';
 import {
@@ -86,7 +88,23 @@ export function toAccessKeyJson(key: KeyRecord, settings: ServerSettings, status
   const sub = subscriptionUrl(key, settings);
   if (sub !== undefined) json.subscriptionUrl = sub;
   if (key.lastSeenAt !== null) json.lastTrafficSeenTimestampMs = key.lastSeenAt;
+  if (!key.method.startsWith('2022-')) json.prefix = key.prefix ?? 'auto';
   return json;
+}
+
+/**
+ * The stored form ('auto' | 'off' | hex) of a `prefix` field for a key of `method`; a 400 naming
+ * the field when the text does not parse or the prefix does not fit the method (key-prefix.ts).
+ */
+export function checkPrefix(method: string, text: string, field = 'prefix'): string {
+  try {
+    return keyPrefixSettingFor(method, text);
+  } catch (err) {
+    if (err instanceof ProtocolError) {
+      throw invalid(field, `Invalid "${field}": ${err.message.replace(/^prefix: /, '')}`);
+    }
+    throw err;
+  }
 }
 
 export function statusIndex(enforcer: KeyEnforcer): Map<string, KeyStatus> {

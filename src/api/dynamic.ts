@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { keyPrefixFor, outlinePrefixString } from '../protocol/shadowsocks/key-prefix.js';
+import { outlinePrefixString } from '../protocol/shadowsocks/key-prefix.js';
+import { keyPrefix } from './access-url.js';
 import { NOT_FOUND_BODY } from './errors.js';
 import type { ApiContext } from './context.js';
 import { registerSubscriptionRoutes } from './subscriptions/routes.js';
@@ -13,7 +14,7 @@ const JSON_UTF8 = 'application/json; charset=utf-8';
  * Dynamic access keys (ssconf://), served without the admin secret at /access/{token}:
  * Outline's dynamic-key JSON by default, SIP008 at /access/{token}/sip008 (or ?format=sip008).
  * When the key cannot be used, Outline's `error` object says why and the client shows it.
- * SIP004 keys whose salt has room carry a fresh Outline `prefix` on each fetch (key-prefix.ts).
+ * SIP004 keys whose salt has room carry the key's Outline `prefix` (auto: a fresh one per fetch).
  * Unknown tokens get the same 404 as every unknown path.
  */
 export function registerDynamicRoutes(app: FastifyInstance, ctx: ApiContext): void {
@@ -35,9 +36,10 @@ export function registerDynamicRoutes(app: FastifyInstance, ctx: ApiContext): vo
         .send(sip008Doc(buildSubscription(key, status, settings, undefined, refusal, undefined)));
     }
     if (refusal) return reply.code(200).send({ error: refusal });
-    // D1 for phones: an Outline `prefix` drawn afresh on every fetch (key-prefix.ts), so no
-    // server has one fixed first-bytes signature; none for 2022 and aes-128-gcm keys.
-    const prefix = keyPrefixFor(key.method);
+    // D1 for phones: the key's Outline `prefix` setting; 'auto' draws afresh on every fetch
+    // (key-prefix.ts), so no server has one fixed first-bytes signature; none for 'off', 2022 and
+    // aes-128-gcm keys; a pinned one as pinned.
+    const prefix = keyPrefix(key);
     return reply.code(200).send({
       server: settings.hostnameForAccessKeys,
       server_port: key.port,

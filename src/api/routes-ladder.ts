@@ -5,6 +5,7 @@ import { createAccessKeys, evaluateKeys, nextReset, ROLLING_WINDOW_MS } from '..
 import { keyNotFound } from './errors.js';
 import {
   checkMethod,
+  checkPrefix,
   parseExpiry,
   secretsFor,
   statusIndex,
@@ -20,6 +21,7 @@ import {
   ExpiryBody,
   IdParams,
   KeyUsage,
+  PrefixBody,
 } from './schemas.js';
 
 const NoContent = z.undefined().meta({ description: 'Done' });
@@ -106,6 +108,27 @@ export function registerLadderRoutes(app: FastifyInstance, ctx: ApiContext): voi
     },
   );
 
+  r.put(
+    '/access-keys/:id/prefix',
+    {
+      schema: {
+        tags,
+        description:
+          'Sets the Outline salt prefix of a SIP004 key: "auto" (fresh per dynamic-key fetch), "off", or pinned bytes (hex or Outline\'s URL-escaped string)',
+        params: IdParams,
+        body: PrefixBody,
+        response: { 204: NoContent, 400: ErrorBody, 404: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      const key = await store.getKey(req.params.id);
+      if (!key) throw keyNotFound(req.params.id);
+      const prefix = checkPrefix(key.method, req.body.prefix);
+      if (!(await store.updateKey(key.id, { prefix }))) throw keyNotFound(req.params.id);
+      return reply.code(204).send();
+    },
+  );
+
   r.post(
     '/access-keys/bulk',
     {
@@ -129,6 +152,7 @@ export function registerLadderRoutes(app: FastifyInstance, ctx: ApiContext): voi
         limitPeriod: b.dataLimitPeriod,
         expiresAt: parseExpiry(b.expiresAt),
         enabled: b.enabled,
+        prefix: b.prefix === undefined ? undefined : checkPrefix(method, b.prefix),
       });
       await ctx.enforcer.refresh();
       const statuses = statusIndex(ctx.enforcer);

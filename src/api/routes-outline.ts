@@ -8,6 +8,7 @@ import { durationMs } from '../shared/parse.js';
 import { ApiError, invalid, keyNotFound } from './errors.js';
 import {
   checkMethod,
+  checkPrefix,
   isValidHostname,
   parseExpiry,
   secretsFor,
@@ -286,6 +287,7 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
         limitPeriod: body.dataLimitPeriod,
         expiresAt: parseExpiry(body.expiresAt),
         enabled: body.enabled,
+        prefix: body.prefix === undefined ? undefined : checkPrefix(method, body.prefix),
       });
     } catch (err) {
       if (err instanceof StoreError && err.code === 'KEY_EXISTS') {

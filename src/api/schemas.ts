@@ -29,6 +29,13 @@ const MultiUserInput = z.boolean().optional().meta({
     'Ladder extension, 2022-blake3-* methods: SIP023 multi-user key (password "iPSK:uPSK" with the server\'s identity PSK; default for the AES methods) or single-user (false; one PSK)',
 });
 
+const PrefixInput = z.string().max(200).meta({
+  description:
+    'Ladder extension, SIP004 keys: the Outline salt `prefix` dynamic keys, subscriptions and (when pinned) the static ss:// URL carry. "auto" (default): a fresh one on every dynamic-key fetch; "off": none; or pinned bytes as hex ("160301") or Outline\'s URL-escaped string ("POST%20")',
+});
+
+export const PrefixBody = z.object({ prefix: PrefixInput });
+
 export const NewAccessKeyBody = z
   .object({
     name: z.string().max(256).optional(),
@@ -41,6 +48,7 @@ export const NewAccessKeyBody = z
     expiresAt: ExpiryInput.optional(),
     enabled: z.boolean().optional(),
     multiUser: MultiUserInput,
+    prefix: PrefixInput.optional(),
   })
   .meta({ description: 'All fields optional; omitted ones get server defaults' });
 
@@ -57,6 +65,7 @@ export const BulkCreateBody = z.object({
   expiresAt: ExpiryInput.optional(),
   enabled: z.boolean().optional(),
   multiUser: MultiUserInput,
+  prefix: PrefixInput.optional(),
 });
 
 export const KEY_STATE = z.enum(['active', 'disabled', 'expired', 'over_limit']);
@@ -89,6 +98,10 @@ export const AccessKey = z.object({
     .boolean()
     .optional()
     .meta({ description: '2022-blake3-* keys: SIP023 multi-user ("iPSK:uPSK") or single-user' }),
+  prefix: z.string().optional().meta({
+    description:
+      'SIP004 keys: the Outline salt prefix setting, "auto", "off" or the pinned bytes in hex (pinned ones are also in accessUrl)',
+  }),
 });
 export type AccessKeyJson = z.infer<typeof AccessKey>;
 

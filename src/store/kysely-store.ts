@@ -333,6 +333,7 @@ export class KyselyStore implements Store {
           created_at: now,
           last_seen_at: null,
           seq: ++seq,
+          prefix: input.prefix ?? 'auto',
         });
       }
       for (const part of chunks(rows, 50)) await trx.insertInto('keys').values(part).execute();
@@ -355,6 +356,7 @@ export class KyselyStore implements Store {
     if (patch.limitPeriod !== undefined) set.limit_period = patch.limitPeriod;
     if (patch.expiresAt !== undefined) set.expires_at = patch.expiresAt;
     if (patch.enabled !== undefined) set.enabled = patch.enabled ? 1 : 0;
+    if (patch.prefix !== undefined) set.prefix = patch.prefix;
     return this.#tx(async (trx) => {
       if (Object.keys(set).length > 0) {
         const r = await trx.updateTable('keys').set(set).where('id', '=', id).executeTakeFirst();

@@ -47,6 +47,19 @@ const MIGRATIONS: Record<string, Migration> = {
       await db.schema.dropTable('keys').execute();
     },
   },
+  // Per-key Outline `prefix` setting (issue 13): 'auto' (drawn per dynamic-key fetch), 'off', or the
+  // pinned bytes as lowercase hex. Existing keys become 'auto'.
+  '0002_key_prefix': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema
+        .alterTable('keys')
+        .addColumn('prefix', 'text', (c) => c.notNull().defaultTo('auto'))
+        .execute();
+    },
+    async down(db: Kysely<unknown>): Promise<void> {
+      await db.schema.alterTable('keys').dropColumn('prefix').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

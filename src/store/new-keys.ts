@@ -27,6 +27,8 @@ export interface KeyRequest {
   limitPeriod?: LimitPeriod | undefined;
   expiresAt?: number | undefined;
   enabled?: boolean | undefined;
+  /** Outline `prefix` setting: 'auto' (default) | 'off' | lowercase hex. */
+  prefix?: string | undefined;
 }
 
 /**
@@ -51,6 +53,7 @@ export async function createAccessKeys(
     if (req.limitPeriod !== undefined) input.limitPeriod = req.limitPeriod;
     if (req.expiresAt !== undefined) input.expiresAt = req.expiresAt;
     if (req.enabled !== undefined) input.enabled = req.enabled;
+    if (req.prefix !== undefined) input.prefix = req.prefix;
     return input;
   });
   return { keys: await store.createKeys(inputs), settings };

@@ -26,6 +26,7 @@ export function rowToKey(r: KeysTable): KeyRecord {
     accessToken: r.access_token,
     createdAt: num(r.created_at),
     lastSeenAt: numOrNull(r.last_seen_at),
+    prefix: r.prefix ?? 'auto',
   };
 }
 

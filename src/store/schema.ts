@@ -13,6 +13,8 @@ export interface KeysTable {
   created_at: number;
   last_seen_at: number | null;
   seq: number;
+  /** 'auto' | 'off' | lowercase hex (migration 0002_key_prefix). */
+  prefix: string;
 }
 
 export interface UsageTable {

@@ -26,6 +26,12 @@ export interface KeyRecord {
   readonly accessToken: string;
   readonly createdAt: number;
   readonly lastSeenAt: number | null;
+  /**
+   * The key's Outline `prefix` setting (SIP004 keys): 'auto' (a fresh one per dynamic-key fetch),
+   * 'off', or the pinned bytes as lowercase hex (key-prefix.ts formatKeyPrefixSetting). Absent
+   * (records built outside the store) means 'auto'.
+   */
+  readonly prefix?: string;
 }
 
 export interface NewKey {
@@ -39,6 +45,8 @@ export interface NewKey {
   limitPeriod?: LimitPeriod;
   expiresAt?: number | null;
   enabled?: boolean;
+  /** 'auto' (default) | 'off' | lowercase hex. */
+  prefix?: string;
 }
 
 export interface KeyPatch {
@@ -50,6 +58,7 @@ export interface KeyPatch {
   limitPeriod?: LimitPeriod;
   expiresAt?: number | null;
   enabled?: boolean;
+  prefix?: string;
 }
 
 export interface ServerSettings {

@@ -125,6 +125,26 @@ test('every path of the Outline spec answers as documented', async (t) => {
   assert.equal(dup.statusCode, 409);
   assert.equal(errorOf(dup).code, 'ConflictError');
   await w.op('PUT', '/access-keys/{id}', 201, { path: '/access-keys/no-body' });
+  // Every method Outline's API accepts, aes-192-gcm included (the spec's own example uses it).
+  const aes192 = JSON.parse(
+    (
+      await w.op('PUT', '/access-keys/{id}', 201, {
+        path: '/access-keys/aes192',
+        body: { method: 'aes-192-gcm', password: 'aes192-password' },
+      })
+    ).body,
+  ) as Json;
+  assert.equal(aes192.method, 'aes-192-gcm');
+  assert.deepEqual(decodeAccessUrl(aes192.accessUrl as string), {
+    method: 'aes-192-gcm',
+    password: 'aes192-password',
+    host: '127.0.0.1',
+    port: 12345,
+  });
+  const viaPost = JSON.parse(
+    (await w.op('POST', '/access-keys', 201, { body: { method: 'aes-192-gcm' } })).body,
+  ) as Json;
+  assert.equal(viaPost.method, 'aes-192-gcm');
 
   const got = JSON.parse(
     (await w.op('GET', '/access-keys/{id}', 200, { path: '/access-keys/1' })).body,

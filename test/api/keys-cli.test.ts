@@ -2,38 +2,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { accessConfigLine, startApi } from '../../src/api/index.js';
-import { Command } from 'commander';
-import { parseSize, parseWhen, formatTable, registerKeys } from '../../src/cli/commands/keys.js';
-import { reportError } from '../../src/cli/errors.js';
+import { parseSize, parseWhen, formatTable } from '../../src/cli/commands/keys.js';
 import { openStore, parseStoreLocation } from '../../src/store/index.js';
-import { RecordingControl, tempDir } from './helpers.js';
+import { tempDir } from './helpers.js';
+import { inproc, remoteKeysApi } from './keys-inproc.js';
 import { runLadder } from '../helpers/ladder-run.js';
 
 function ladder(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return runLadder(args, { killAfterMs: 45_000 });
-}
-
-/** Same command tree, in-process (spawning tsx costs seconds per run on a loaded machine). */
-async function inproc(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const program = new Command('ladder').exitOverride();
-  registerKeys(program);
-  let stdout = '';
-  const write = process.stdout.write.bind(process.stdout);
-  process.stdout.write = ((chunk: string | Uint8Array) => {
-    stdout += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
-    return true;
-  }) as typeof process.stdout.write;
-  try {
-    await program.parseAsync(args, { from: 'user' });
-    return { code: 0, stdout, stderr: '' };
-  } catch (err) {
-    const { exitCode, stderr } = reportError(err);
-    if (exitCode !== 2) throw err;
-    return { code: exitCode, stdout, stderr };
-  } finally {
-    process.stdout.write = write;
-  }
 }
 
 test('size and time parsing', () => {
@@ -95,22 +71,8 @@ test('ladder keys against the local store: add, limit, disable, list, url --qr-p
 });
 
 test('ladder keys against a remote API with the access config line (certificate pinned)', async (t) => {
-  const dir = tempDir(t);
-  const store = await openStore(parseStoreLocation(undefined, dir), {
-    defaults: { hostname: '127.0.0.1', port: 4444 },
-  });
-  const api = await startApi({
-    store,
-    control: new RecordingControl(),
-    dataDir: dir,
-    host: '127.0.0.1',
-    port: 0,
-  });
-  t.after(async () => {
-    await api.close();
-    await store.close();
-  });
-  const cfg = accessConfigLine(api);
+  const { cfg } = await remoteKeysApi(t);
+
   let r = await ladder([
     'keys',
     'add',

@@ -1,4 +1,4 @@
-// Interop: `ladder client` (CLI) → shadowsocks-libev's ss-server, all three SIP004 ciphers.
+// Interop: `ladder client` (CLI) → shadowsocks-libev's ss-server, all four SIP004 ciphers.
 import { METHODS } from '../helpers/peers.js';
 import { interopSuite, useFixtures } from './matrix.js';
 

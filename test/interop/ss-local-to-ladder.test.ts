@@ -1,4 +1,4 @@
-// Interop: shadowsocks-libev's ss-local (client) → `ladder server` (CLI), all three SIP004 ciphers.
+// Interop: shadowsocks-libev's ss-local (client) → `ladder server` (CLI), all four SIP004 ciphers.
 import { METHODS } from '../helpers/peers.js';
 import { interopSuite, useFixtures } from './matrix.js';
 

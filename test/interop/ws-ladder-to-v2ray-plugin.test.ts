@@ -1,6 +1,6 @@
 // Interop: `ladder client` (CLI) with a `plugin=v2ray-plugin` key → shadowsocks-libev's ss-server
 // behind the v2ray-plugin SIP003 server (websocket). That server accepts only Mux.Cool, so this
-// checks our client's Mux.Cool. All three SIP004 ciphers: 8 MiB each way for one, 1 MiB for the others.
+// checks our client's Mux.Cool. All four SIP004 ciphers: 8 MiB each way for one, 1 MiB for the others.
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { formatSsUrl } from '../../src/protocol/sip002/index.js';

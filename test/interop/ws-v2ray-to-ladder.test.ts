@@ -1,6 +1,6 @@
 // Interop: v2ray 4.34 (Debian `v2ray`: SOCKS inbound, Shadowsocks outbound with the `ws` stream
 // transport, which is raw: no Mux.Cool) → Ladder's WebSocket endpoint (stand-in web front), all
-// three SIP004 ciphers: 8 MiB each way for one, 1 MiB for the others.
+// SIP004 ciphers v2ray has (not aes-192-gcm): 8 MiB each way for one, 1 MiB for the others.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,7 +14,7 @@ import { MiB, shortConnections, transferBothWays, waitUntilUsable } from './ws-m
 
 const fx = useFixtures();
 
-for (const method of METHODS) {
+for (const method of METHODS.filter((m) => m !== 'aes-192-gcm')) {
   const size = method === 'aes-128-gcm' ? 8 * MiB : 1 * MiB;
   describe(`v2ray 4.34 (shadowsocks + ws) → ladder WebSocket, ${method}`, { skip: peerSkip('v2ray') }, () => {
     const password = `ws-${randomBytes(6).toString('hex')}`;

@@ -1,7 +1,8 @@
 import { formatSsUrl } from '../../protocol/sip002/index.js';
 import type { KeyRecord, KeyStatus, ServerSettings } from '../../store/index.js';
 import type { WebEndpoint } from '../context.js';
-import { keyPrefixFor, outlinePrefixString } from '../../protocol/shadowsocks/key-prefix.js';
+import { outlinePrefixString } from '../../protocol/shadowsocks/key-prefix.js';
+import { keyPrefix } from '../access-url.js';
 
 /**
  * What a subscription says about one key, before any app's format: its entries (how to reach
@@ -128,12 +129,13 @@ export function entryLink(e: SubEntry, extra: { prefix?: Uint8Array; outline?: b
 
 /**
  * The one place a key's Outline salt prefix enters the subscriptions: Outline YAML (tcp.prefix),
- * Outline legacy JSON (`prefix`), and the page's ss://…?outline=1 link. Drawn afresh on each
- * fetch (src/protocol/shadowsocks/key-prefix.ts), so no server has one fixed first-bytes
- * signature; none for 2022 keys (Outline has no 2022 ciphers) or keys whose salt has no room.
+ * Outline legacy JSON (`prefix`), and the page's ss://…?outline=1 link. The key's setting
+ * (KeyRecord.prefix): 'auto' draws afresh on each fetch (key-prefix.ts), so no server has one
+ * fixed first-bytes signature; 'off' none; pinned bytes as pinned; none for 2022 keys (Outline
+ * has no 2022 ciphers) or keys whose salt has no room.
  */
 export function outlinePrefix(key: KeyRecord, _settings: ServerSettings): Uint8Array | undefined {
-  return keyPrefixFor(key.method);
+  return keyPrefix(key);
 }
 
 /** Outline's prefix string: one code point 0..255 per byte (what its parser turns back into bytes). */

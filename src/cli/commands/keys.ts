@@ -9,6 +9,8 @@ import { DEFAULT_METHODS } from '../../api/app.js';
 import { LIMIT_PERIODS, type LimitPeriod } from '../../store/index.js';
 import { parseMoment, parseSize as parseSizeText } from '../../shared/parse.js';
 import { ALL_METHODS } from '../../config/defaults.js';
+import { ProtocolError } from '../../protocol/errors.js';
+import { formatKeyPrefixSetting, parseKeyPrefixSetting } from '../../protocol/shadowsocks/key-prefix.js';
 import { commanderUsageError, UsageError } from '../errors.js';
 import { printable, printableJson } from '../terminal.js';
 import { DEFAULT_DATA_DIR } from '../managed.js';
@@ -66,6 +68,19 @@ function periodOf(s: string | undefined): LimitPeriod | undefined {
   }
   return p as LimitPeriod;
 }
+
+/** --prefix checked for syntax here (one line, before any store is opened), in its stored form. */
+function prefixOf(text: string): string {
+  try {
+    return formatKeyPrefixSetting(parseKeyPrefixSetting(text));
+  } catch (err) {
+    if (err instanceof ProtocolError) throw new UsageError(`--${err.message}`);
+    throw err;
+  }
+}
+
+const PREFIX_HELP =
+  "Outline salt prefix of a SIP004 key: auto (default; a fresh one on every dynamic-key fetch, none in the static ss:// URL), off, or pinned bytes as hex (160301) or Outline's URL-escaped string (POST%20); pinned ones go into the ss:// URL too";
 
 const PERIOD_HELP = `limit window: ${LIMIT_PERIODS.map((p) => PERIOD_WORDS[p]).join('; ')}`;
 
@@ -131,6 +146,8 @@ async function printUrls(b: KeysBackend, id: string, qr: boolean, png?: string):
     say(`  ${url}`);
     if (qr) say((await QRCode.toString(url, { type: 'terminal', small: true })).trimEnd());
   }
+  if (u.prefix !== undefined)
+    say(`Outline prefix: ${u.prefix} (change: ladder keys edit ID --prefix auto|off|<value>)`);
   if (png !== undefined) {
     await QRCode.toFile(png, u.ss, { type: 'png', margin: 2, width: 512 });
     say(`QR code written to ${png}`);
@@ -164,6 +181,7 @@ Examples:
   ladder keys expire 2 2027-03-01                    # or 2027-03-01T18:00Z, 30d, never
   ladder keys disable 2 && ladder keys enable 2
   ladder keys url 2                                  # ss://, ssconf:// and subscription URLs
+  ladder keys edit 2 --prefix 160301                 # pin the Outline prefix (or auto, off)
   ladder keys --init --data-dir ./new-store add      # create a new store on purpose`;
 
 /** `ladder keys`: manage access keys in the local store or through a server's management API. */
@@ -171,7 +189,7 @@ export function registerKeys(program: Command): void {
   const keys = oneLineErrors(
     program
       .command('keys')
-      .description('manage access keys: add, list, rm, rename, limit, expire, enable, disable, url')
+      .description('manage access keys: add, list, rm, rename, limit, expire, enable, disable, edit, url')
       .option(
         '--data-dir <dir>',
         `the server's data directory holding its key store (default ./${DEFAULT_DATA_DIR}); a running server picks changes up within seconds`,
@@ -196,6 +214,7 @@ export function registerKeys(program: Command): void {
     .option('--expires <when>', 'expiry: 2026-12-31, an ISO 8601 date-time, or 30d/12h/2w from now')
     .option('--force', 'accept an expiry in the past')
     .option('--count <n>', 'create this many keys at once (named "<name> 1", …)')
+    .option('--prefix <auto|off|value>', PREFIX_HELP)
     .option('--no-qr', 'do not print the QR code')
     .action(
       async (
@@ -207,6 +226,7 @@ export function registerKeys(program: Command): void {
           expires?: string;
           force?: boolean;
           count?: string;
+          prefix?: string;
           qr?: boolean;
         },
         cmd: Command,
@@ -219,6 +239,7 @@ export function registerKeys(program: Command): void {
             `--method must be one of ${ALL_METHODS.join(', ')}, got "${printable(o.method)}"`,
           );
         const period = periodOf(o.period);
+        const prefix = o.prefix === undefined ? undefined : prefixOf(o.prefix);
         if (period && o.limit === undefined)
           throw new UsageError('--period is the window of a data limit: give --limit too');
         const add: AddOptions = {
@@ -228,12 +249,14 @@ export function registerKeys(program: Command): void {
           ...(o.limit !== undefined ? { limitBytes: parseSize(o.limit, '--limit') } : {}),
           ...(period ? { period } : {}),
           ...(o.expires !== undefined ? { expiresAt: expiryOf(o.expires, '--expires', o.force) } : {}),
+          ...(prefix !== undefined ? { prefix } : {}),
         };
         const terms = [
           ...(add.limitBytes !== undefined
             ? [`data limit ${formatBytes(add.limitBytes)} ${PERIOD_WORDS[period ?? 'rolling30d']}`]
             : []),
           ...(add.expiresAt !== undefined ? [`expires ${shortTime(add.expiresAt)}`] : []),
+          ...(prefix !== undefined ? [`prefix ${prefix}`] : []),
         ];
         const suffix = terms.length ? `: ${terms.join(', ')}` : '';
         await withBackend(cmd, async (b) => {
@@ -250,6 +273,20 @@ export function registerKeys(program: Command): void {
         });
       },
     );
+
+  sub('edit')
+    .description("change a key's settings: --prefix (the Outline salt prefix its keys hand out)")
+    .argument('<id>')
+    .option('--prefix <auto|off|value>', PREFIX_HELP)
+    .action(async (id: string, o: { prefix?: string }, cmd: Command) => {
+      if (o.prefix === undefined) throw new UsageError('nothing to change: give --prefix auto|off|<value>');
+      const prefix = prefixOf(o.prefix);
+      await withBackend(cmd, async (b) => {
+        await b.setPrefix(id, prefix);
+        const k = await b.get(id);
+        say(`${keyLabel(k)}: prefix ${printable(k.prefix ?? prefix)}`);
+      });
+    });
 
   sub('list')
     .description('table of keys with state, usage (current window and 30 days), limit and expiry')

@@ -2,7 +2,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseSsUrl, formatSsUrl } from '../sip002/index.js';
 import {
+  checkKeyPrefixSetting,
   drawKeyPrefix,
+  formatKeyPrefixSetting,
+  keyPrefixSettingFor,
+  storedKeyPrefixSetting,
   KEY_PREFIX_MIN_RANDOM,
   keyPrefixBudget,
   keyPrefixFor,
@@ -83,4 +87,36 @@ test("outlinePrefixString is Outline's JSON form and agrees with the ss:// prefi
     JSON.stringify(outlinePrefixString(Uint8Array.from([0x16, 0x03, 0x01, 0xa8]))),
     '"\\u0016\\u0003\\u0001¨"',
   );
+});
+
+test('aes-192-gcm keys: 24-byte salt, drawn prefixes of up to 8 bytes, C6-exempt', () => {
+  assert.equal(keyPrefixBudget('aes-192-gcm'), 8);
+  for (let i = 0; i < 200; i++) {
+    const p = drawKeyPrefix('aes-192-gcm')!;
+    assert.ok(p.length >= 3 && p.length <= 8, String(p.length));
+    const f = fetFeatures(Buffer.concat([p, Buffer.alloc(64, 0x80)]));
+    assert.ok(f.ex2 || f.ex5, Buffer.from(p).toString('hex'));
+  }
+});
+
+test('stored settings: auto/off/hex round trip; checkKeyPrefixSetting keeps 16 random salt bytes', () => {
+  for (const text of ['auto', 'off', '160301', 'POST%20', '0x504f5354']) {
+    const stored = keyPrefixSettingFor('chacha20-ietf-poly1305', text);
+    assert.match(stored, /^(auto|off|[0-9a-f]+)$/);
+    assert.equal(formatKeyPrefixSetting(storedKeyPrefixSetting(stored)), stored);
+  }
+  assert.equal(keyPrefixSettingFor('aes-256-gcm', 'POST%20'), '504f535420');
+  assert.equal(storedKeyPrefixSetting(undefined), 'auto');
+  assert.equal(storedKeyPrefixSetting('%ZZ'), 'auto', 'damaged text reads as the default');
+  // Pinned: 16 bytes fit a 32-byte salt, 17 do not; 8 fit aes-192-gcm, 9 do not; none for 16-byte salts and 2022.
+  assert.doesNotThrow(() => checkKeyPrefixSetting('aes-256-gcm', new Uint8Array(16)));
+  assert.throws(() => checkKeyPrefixSetting('aes-256-gcm', new Uint8Array(17)), /at most 16/);
+  assert.doesNotThrow(() => checkKeyPrefixSetting('aes-192-gcm', new Uint8Array(8)));
+  assert.throws(() => checkKeyPrefixSetting('aes-192-gcm', new Uint8Array(9)), /at most 8/);
+  assert.throws(() => checkKeyPrefixSetting('aes-128-gcm', new Uint8Array(1)), /take no prefix/);
+  assert.throws(() => checkKeyPrefixSetting('2022-blake3-aes-256-gcm', new Uint8Array(1)), /no prefix/);
+  for (const m of ['aes-128-gcm', '2022-blake3-aes-256-gcm']) {
+    checkKeyPrefixSetting(m, 'auto');
+    checkKeyPrefixSetting(m, 'off');
+  }
 });

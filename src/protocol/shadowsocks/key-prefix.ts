@@ -27,6 +27,9 @@
  *   keyPrefixFor(method, setting, opts?) -> what a key hands out for its setting (auto/off/pinned)
  *   parseKeyPrefixSetting(text)          -> 'auto' | 'off' | pinned bytes (hex or Outline's URL form)
  *   outlinePrefixString(bytes)           -> the JSON `prefix` string
+ *   checkKeyPrefixSetting(method, s)     -> throws unless a key of `method` may carry s
+ *   formatKeyPrefixSetting(s) / storedKeyPrefixSetting(text) -> the stored form ('auto'|'off'|hex)
+ *   keyPrefixSettingFor(method, text)    -> parse + check + stored form (API and CLI)
  */
 import { ProtocolError } from '../errors.js';
 import { getAeadMethod, isAeadMethodName } from './methods.js';
@@ -121,4 +124,47 @@ export function parseKeyPrefixSetting(text: string): KeyPrefixSetting {
 /** Outline's JSON form: one character per byte (code points 0..255). */
 export function outlinePrefixString(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1');
+}
+
+/** The stored (and API/CLI display) form of a setting: "auto", "off" or lowercase hex bytes. */
+export function formatKeyPrefixSetting(setting: KeyPrefixSetting): string {
+  return typeof setting === 'string' ? setting : Buffer.from(setting).toString('hex');
+}
+
+/** A stored setting back; absent or damaged text counts as 'auto' (the default). */
+export function storedKeyPrefixSetting(text: string | undefined): KeyPrefixSetting {
+  if (text === undefined) return 'auto';
+  try {
+    return parseKeyPrefixSetting(text);
+  } catch {
+    return 'auto';
+  }
+}
+
+/**
+ * Throws ERR_KEY unless a key of `method` may carry `setting`: a pinned prefix needs a SIP004
+ * method and must leave KEY_PREFIX_MIN_RANDOM random salt bytes (so at most 16 bytes for 32-byte
+ * salts, 8 for aes-192-gcm; aes-128-gcm and 2022 keys take none). 'auto' and 'off' fit every key.
+ */
+export function checkKeyPrefixSetting(method: string, setting: KeyPrefixSetting): void {
+  if (typeof setting === 'string') return;
+  if (!isAeadMethodName(method)) {
+    throw new ProtocolError('ERR_KEY', `prefix: ${method} keys take no prefix (use auto or off)`);
+  }
+  const room = getAeadMethod(method).saltSize - KEY_PREFIX_MIN_RANDOM;
+  if (setting.length > room) {
+    throw new ProtocolError(
+      'ERR_KEY',
+      room <= 0
+        ? `prefix: ${method} keys take no prefix (a 16-byte salt has no room beside ${KEY_PREFIX_MIN_RANDOM} random bytes; use auto or off)`
+        : `prefix: ${setting.length} bytes, but ${method} keys take at most ${room} (${KEY_PREFIX_MIN_RANDOM} of the ${room + KEY_PREFIX_MIN_RANDOM}-byte salt stay random)`,
+    );
+  }
+}
+
+/** Parse, check against `method` and give the stored form: what the API and the CLI store. */
+export function keyPrefixSettingFor(method: string, text: string): string {
+  const setting = parseKeyPrefixSetting(text);
+  checkKeyPrefixSetting(method, setting);
+  return formatKeyPrefixSetting(setting);
 }

@@ -3,14 +3,17 @@ import assert from 'node:assert/strict';
 import { ProtocolError } from '../errors.js';
 import { AEAD_METHODS, getAeadMethod, isAeadMethodName } from './methods.js';
 
-test('the three SIP004 methods and their sizes', () => {
+test('the four SIP004 methods and their sizes', () => {
   assert.deepEqual(Object.keys(AEAD_METHODS).sort(), [
     'aes-128-gcm',
+    'aes-192-gcm',
     'aes-256-gcm',
     'chacha20-ietf-poly1305',
   ]);
   assert.equal(getAeadMethod('aes-128-gcm').keySize, 16);
   assert.equal(getAeadMethod('aes-128-gcm').saltSize, 16);
+  assert.equal(getAeadMethod('aes-192-gcm').keySize, 24);
+  assert.equal(getAeadMethod('aes-192-gcm').saltSize, 24);
   assert.equal(getAeadMethod('aes-256-gcm').keySize, 32);
   assert.equal(getAeadMethod('aes-256-gcm').saltSize, 32);
   assert.equal(getAeadMethod('chacha20-ietf-poly1305').keySize, 32);
@@ -30,7 +33,7 @@ test('stream ciphers, unsupported and unknown methods are refused with a reason'
   for (const s of ['rc4-md5', 'aes-256-cfb', 'AES-128-CTR', 'chacha20-ietf', 'table', 'none', 'plain'])
     refused(s, /stream cipher/);
   refused('xchacha20-ietf-poly1305', /not supported/);
-  refused('aes-192-gcm', /not supported/);
+  refused('aes-192-cfb', /stream cipher/);
   for (const s of [
     '',
     'AES-256-GCM',
@@ -40,7 +43,7 @@ test('stream ciphers, unsupported and unknown methods are refused with a reason'
     'toString',
     'constructor',
   ]) {
-    refused(s, /unknown method.*expected one of aes-128-gcm, aes-256-gcm, chacha20-ietf-poly1305/);
+    refused(s, /unknown method.*expected one of aes-128-gcm, aes-192-gcm, aes-256-gcm, chacha20-ietf-poly1305/);
   }
   assert.equal(isAeadMethodName('toString'), false);
   assert.equal(isAeadMethodName('aes-128-gcm'), true);

@@ -1,7 +1,7 @@
 import { ProtocolError } from '../errors.js';
 
 /** The 2017-edition AEAD methods (SIP004). Stream ciphers are refused by design (D4). */
-export type AeadMethodName = 'aes-128-gcm' | 'aes-256-gcm' | 'chacha20-ietf-poly1305';
+export type AeadMethodName = 'aes-128-gcm' | 'aes-192-gcm' | 'aes-256-gcm' | 'chacha20-ietf-poly1305';
 
 export interface AeadMethod {
   readonly name: AeadMethodName;
@@ -10,11 +10,12 @@ export interface AeadMethod {
   readonly saltSize: number;
   readonly tagSize: 16;
   /** The node:crypto cipher name. */
-  readonly cipher: 'aes-128-gcm' | 'aes-256-gcm' | 'chacha20-poly1305';
+  readonly cipher: 'aes-128-gcm' | 'aes-192-gcm' | 'aes-256-gcm' | 'chacha20-poly1305';
 }
 
 export const AEAD_METHODS: Readonly<Record<AeadMethodName, AeadMethod>> = Object.freeze({
   'aes-128-gcm': { name: 'aes-128-gcm', keySize: 16, saltSize: 16, tagSize: 16, cipher: 'aes-128-gcm' },
+  'aes-192-gcm': { name: 'aes-192-gcm', keySize: 24, saltSize: 24, tagSize: 16, cipher: 'aes-192-gcm' },
   'aes-256-gcm': { name: 'aes-256-gcm', keySize: 32, saltSize: 32, tagSize: 16, cipher: 'aes-256-gcm' },
   'chacha20-ietf-poly1305': {
     name: 'chacha20-ietf-poly1305',
@@ -60,10 +61,16 @@ export function getAeadMethod(name: string): AeadMethod {
       `method "${name}" is a stream cipher without authentication and is refused; use one of ${Object.keys(AEAD_METHODS).join(', ')}`,
     );
   }
-  if (lower === 'xchacha20-ietf-poly1305' || lower === 'aes-192-gcm') {
-    throw new ProtocolError('ERR_METHOD', `method "${name}" is not supported; use one of ${Object.keys(AEAD_METHODS).join(', ')}`);
+  if (lower === 'xchacha20-ietf-poly1305') {
+    throw new ProtocolError(
+      'ERR_METHOD',
+      `method "${name}" is not supported; use one of ${Object.keys(AEAD_METHODS).join(', ')}`,
+    );
   }
-  throw new ProtocolError('ERR_METHOD', `unknown method "${name}"; expected one of ${Object.keys(AEAD_METHODS).join(', ')}`);
+  throw new ProtocolError(
+    'ERR_METHOD',
+    `unknown method "${name}"; expected one of ${Object.keys(AEAD_METHODS).join(', ')}`,
+  );
 }
 
 /** Throws ERR_KEY unless `salt` has the method's salt length. */

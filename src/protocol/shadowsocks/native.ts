@@ -61,13 +61,14 @@ export interface NativeAddon {
 }
 
 /** The addon ABI this module speaks (native/module.cc exports it as abiVersion). */
-const ABI_VERSION = 4;
+const ABI_VERSION = 5;
 
 /** The addon's method number for each cipher (every addon function that takes a method). */
 export const NATIVE_METHOD: Readonly<Record<AeadMethod['cipher'], number>> = {
   'aes-128-gcm': 0,
   'aes-256-gcm': 1,
   'chacha20-poly1305': 2,
+  'aes-192-gcm': 3,
 };
 
 const ADDON_FILE = 'build/Release/ladder_aead.node';
@@ -112,7 +113,7 @@ function load(): NativeAddon | null {
       );
       continue;
     }
-    if (mod.abiVersion !== ABI_VERSION || ![0, 1, 2].every((m) => mod.available(m))) {
+    if (mod.abiVersion !== ABI_VERSION || ![0, 1, 2, 3].every((m) => mod.available(m))) {
       errors.push('wrong addon version or a cipher is missing');
       continue;
     }

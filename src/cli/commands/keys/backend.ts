@@ -15,6 +15,8 @@ export interface KeyUrls {
   /** v2ray-plugin URL over the web front, when a local server has one. */
   web?: string;
   name: string;
+  /** The key's Outline prefix setting ('auto' | 'off' | hex); absent for 2022 keys. */
+  prefix?: string;
 }
 
 export interface AddOptions {
@@ -24,6 +26,8 @@ export interface AddOptions {
   period?: LimitPeriod;
   expiresAt?: number;
   count?: number;
+  /** --prefix as typed: auto, off, hex or Outline's URL-escaped string. */
+  prefix?: string;
 }
 
 /** Where keys live: the local store, or a server's management API. Same operations either way. */
@@ -36,6 +40,8 @@ export interface KeysBackend {
   limit(id: string, bytes: number | null, period?: LimitPeriod): Promise<void>;
   expire(id: string, at: number | null): Promise<void>;
   setEnabled(id: string, enabled: boolean): Promise<void>;
+  /** --prefix as typed (auto, off, hex, Outline's URL-escaped string); refused if it does not fit the key. */
+  setPrefix(id: string, prefix: string): Promise<void>;
   /** ss:// (with the key name as tag) and, when known, ssconf:// and the subscription URL of a key. */
   urls(id: string): Promise<KeyUrls>;
   close(): Promise<void>;

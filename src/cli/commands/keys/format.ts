@@ -16,7 +16,9 @@ export function formatBytes(n: number): string {
 }
 
 export function formatTable(keys: readonly KeyView[]): string {
-  const rows = [['ID', 'NAME', 'STATE', 'USED (window)', 'LIMIT', '30 DAYS', 'EXPIRES', 'LAST SEEN']];
+  const rows = [
+    ['ID', 'NAME', 'STATE', 'USED (window)', 'LIMIT', '30 DAYS', 'EXPIRES', 'LAST SEEN', 'PREFIX'],
+  ];
   for (const k of keys) {
     rows.push([
       printable(k.id),
@@ -31,6 +33,7 @@ export function formatTable(keys: readonly KeyView[]): string {
       k.lastTrafficSeenTimestampMs
         ? new Date(k.lastTrafficSeenTimestampMs).toISOString().replace(/:\d\d\.\d{3}Z$/, 'Z')
         : 'never',
+      k.prefix === undefined ? '-' : printable(k.prefix),
     ]);
   }
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));

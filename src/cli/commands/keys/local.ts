@@ -17,6 +17,8 @@ import {
   type KyselyStore,
   type LimitPeriod,
 } from '../../../store/index.js';
+import { ProtocolError } from '../../../protocol/errors.js';
+import { keyPrefixSettingFor } from '../../../protocol/shadowsocks/key-prefix.js';
 import { UsageError } from '../../errors.js';
 import { DEFAULT_DATA_PORT, guessHost } from '../../managed.js';
 import { webKeyUrlFor } from '../../../protocol/sip002/plugin-opts.js';
@@ -79,6 +81,7 @@ export class LocalKeys implements KeysBackend {
       dataLimitBytes: o.limitBytes,
       limitPeriod: o.period,
       expiresAt: o.expiresAt,
+      prefix: o.prefix === undefined ? undefined : prefixSetting(method, o.prefix),
     });
     return keys.map((k) => toAccessKeyJson(k, settings));
   }
@@ -102,6 +105,11 @@ export class LocalKeys implements KeysBackend {
   setEnabled(id: string, enabled: boolean): Promise<void> {
     return this.#update(id, { enabled });
   }
+  async setPrefix(id: string, prefix: string): Promise<void> {
+    const key = await this.store.getKey(id);
+    if (!key) throw notFound(id);
+    return this.#update(id, { prefix: prefixSetting(key.method, prefix) });
+  }
 
   async urls(id: string): Promise<KeyUrls> {
     const key = await this.store.getKey(id);
@@ -116,6 +124,7 @@ export class LocalKeys implements KeysBackend {
     return {
       ss: accessUrl(key, settings, tag),
       name: key.name,
+      ...(key.method.startsWith('2022-') ? {} : { prefix: key.prefix ?? 'auto' }),
       ...(ssconf ? { ssconf } : {}),
       ...(sub ? { sub } : {}),
       ...(ep ? { web: webKeyUrlFor(key, ep, `${tag} (web)`) } : {}),
@@ -124,6 +133,16 @@ export class LocalKeys implements KeysBackend {
 
   close(): Promise<void> {
     return this.store.close();
+  }
+}
+
+/** The stored form of --prefix for a key of `method`, or a one-line usage error. */
+function prefixSetting(method: string, text: string): string {
+  try {
+    return keyPrefixSettingFor(method, text);
+  } catch (err) {
+    if (err instanceof ProtocolError) throw new UsageError(`--${err.message}`);
+    throw err;
   }
 }
 

@@ -145,6 +145,7 @@ export class RemoteKeys implements KeysBackend {
       ...(o.limitBytes !== undefined ? { limit: { bytes: o.limitBytes } } : {}),
       ...(o.period !== undefined ? { dataLimitPeriod: o.period } : {}),
       ...(o.expiresAt !== undefined ? { expiresAt: o.expiresAt } : {}),
+      ...(o.prefix !== undefined ? { prefix: o.prefix } : {}),
     };
     if ((o.count ?? 1) > 1) {
       const r = await this.#call<{ accessKeys: AccessKeyJson[] }>('POST', '/access-keys/bulk', {
@@ -180,6 +181,9 @@ export class RemoteKeys implements KeysBackend {
   async setEnabled(id: string, enabled: boolean): Promise<void> {
     await this.#call('PUT', `/access-keys/${encodeURIComponent(id)}/enabled`, { enabled }, id);
   }
+  async setPrefix(id: string, prefix: string): Promise<void> {
+    await this.#call('PUT', `/access-keys/${encodeURIComponent(id)}/prefix`, { prefix }, id);
+  }
   async urls(id: string): Promise<KeyUrls> {
     const k = await this.get(id);
     const tag = k.name || `key ${k.id}`;
@@ -187,6 +191,7 @@ export class RemoteKeys implements KeysBackend {
     return {
       ss,
       name: k.name,
+      ...(k.prefix !== undefined ? { prefix: k.prefix } : {}),
       ...(k.dynamicAccessUrl ? { ssconf: `${k.dynamicAccessUrl}#${encodeURIComponent(tag)}` } : {}),
       ...(k.subscriptionUrl ? { sub: k.subscriptionUrl } : {}),
     };
