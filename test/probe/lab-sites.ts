@@ -60,6 +60,8 @@ export interface ProbeLab {
   readonly dialer: Dialer;
   readonly resolver: { host: string; port: number };
   readonly controlResolver: { host: string; port: number };
+  /** The Ladder server's address behind the censor (for an ss:// key). */
+  readonly front: { host: string; port: number };
   stop(): Promise<void>;
 }
 
@@ -153,6 +155,7 @@ export async function startProbeLab(opts: {
       dialer,
       resolver: world.resolver,
       controlResolver: world.zone.tcpAddress,
+      front: front.tcp,
       stop: async () => {
         for (const c of closers.reverse()) await c().catch(() => undefined);
         await world.stop();

@@ -12,6 +12,7 @@ export const COMMANDS: ReadonlyArray<{ name: string; load: () => Promise<Registe
   { name: 'client', load: async () => (await import('./client.js')).registerClient },
   { name: 'keys', load: async () => (await import('./keys.js')).registerKeys },
   { name: 'lab', load: async () => (await import('./lab.js')).registerLab },
+  { name: 'probe', load: async () => (await import('./probe.js')).registerProbe },
 ];
 
 /** The registrations needed for this argv: just the named command, or all of them (help). */
