@@ -10,6 +10,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { requireOrSkip } from '../helpers/prereq.js';
 import { startProbeLab } from './lab-sites.js';
 
 const ladder = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
@@ -19,6 +20,26 @@ const ladder = (args: string[]): Promise<{ code: number; stdout: string; stderr:
       ['bin/ladder.js', ...args],
       { encoding: 'utf8', env: { ...process.env, LADDER_DIST: '0' }, timeout: 120_000 },
       (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+
+const CHROMIUM = '/usr/bin/chromium';
+
+/** The DOM after scripts ran, from headless Chromium (offline: the report loads nothing). */
+const chromiumDom = (file: string): Promise<string> =>
+  new Promise((resolve, reject) => {
+    execFile(
+      CHROMIUM,
+      [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--virtual-time-budget=2000',
+        '--dump-dom',
+        `file://${file}`,
+      ],
+      { encoding: 'utf8', timeout: 60_000 },
+      (err, stdout) => (err ? reject(err) : resolve(stdout)),
     );
   });
 
@@ -60,7 +81,7 @@ const TEST_KEYS = [
   'tls_handshakes',
 ];
 
-test('ladder probe: CSV list, control via an ss:// key, summary and OONI-shaped JSON lines', async () => {
+test('ladder probe: CSV list, control via an ss:// key, summary, OONI-shaped JSON lines, HTML report', async (t) => {
   const lab = await startProbeLab({
     censor: true,
     sites: [
@@ -80,6 +101,7 @@ test('ladder probe: CSV list, control via an ss:// key, summary and OONI-shaped 
     );
     const key = `ss://${Buffer.from('chacha20-ietf-poly1305:probe-lab-password').toString('base64url')}@${lab.front.host}:${lab.front.port}`;
     const out = join(dir, 'm.jsonl');
+    const html = join(dir, 'report.html');
     const r = await ladder([
       'probe',
       '--list',
@@ -92,6 +114,8 @@ test('ladder probe: CSV list, control via an ss:// key, summary and OONI-shaped 
       `${lab.controlResolver.host}:${lab.controlResolver.port}`,
       '--json',
       out,
+      '--html',
+      html,
       '--timeout',
       '3',
     ]);
@@ -137,6 +161,16 @@ test('ladder probe: CSV list, control via an ss:// key, summary and OONI-shaped 
     assert.equal((lines[1]!.test_keys as { blocking: unknown }).blocking, 'http-failure');
     assert.deepEqual(lines[1]!.annotations, { category_code: 'XED', engine_name: 'ladder' });
     assert.equal(JSON.stringify(lines).includes('probe-lab-password'), false, 'no key in the output');
+    // The HTML report renders in headless Chromium: its script ran over both rows, no error.
+    const report = readFileSync(html, 'utf8');
+    assert.ok(!report.includes('probe-lab-password'));
+    assert.ok(!/(src|href)=["']?https?:/.test(report), 'self-contained: no external resources');
+    if (requireOrSkip(t, existsSync(CHROMIUM), 'chromium (apt install chromium) to render the HTML report')) {
+      const dom = await chromiumDom(html);
+      assert.match(dom, /<body[^>]*data-ready="2"/);
+      assert.doesNotMatch(dom, /data-error=/);
+      assert.match(dom, /1 of 2 blocked: 1 by HTTP failure/);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
     await lab.stop();

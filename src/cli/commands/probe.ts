@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
-import { rename, writeFile } from 'node:fs/promises';
+import { rename, rm, writeFile } from 'node:fs/promises';
 import { parseHostPort } from '../../client/config.js';
 import { createTunnelDialer, endpointFromKey } from '../../client/index.js';
 import { fileErrorWhy } from '../../config/errors.js';
 import { parseIntInRange } from '../../shared/parse.js';
 import { ListError, parseList } from '../../probe/list.js';
+import { renderHtml } from '../../probe/html.js';
 import { toOoni } from '../../probe/ooni.js';
 import { probeList, type ListEntry } from '../../probe/run.js';
 import { summarize, verdictName } from '../../probe/summary.js';
@@ -17,6 +18,7 @@ interface ProbeFlags {
   dns?: string;
   controlResolver: string;
   json?: string;
+  html?: string;
   concurrency: string;
   timeout: string;
 }
@@ -44,6 +46,18 @@ function readList(item: string): ListEntry[] {
   }
 }
 
+/** Write the whole file or nothing (a temporary file renamed into place), readable by the user only. */
+async function writeWhole(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  try {
+    await writeFile(tmp, text, { mode: 0o600 });
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw new UsageError(`${path}: ${fileErrorWhy(err)}`, 'ERR_INPUT');
+  }
+}
+
 function usage<T>(fn: () => T): T {
   try {
     return fn();
@@ -67,6 +81,7 @@ export function registerProbe(program: Command): void {
     .option('--dns <host:port>', 'resolver for the local measurement (default: the system resolver)')
     .option('--control-resolver <host:port>', 'resolver your server asks for the control', '1.1.1.1:53')
     .option('--json <file>', "write the measurements, one per line, in OONI's format")
+    .option('--html <file>', 'write a self-contained HTML report (summary, chart, sortable table)')
     .option('--concurrency <n>', 'URLs measured at once (1..256)', '8')
     .option('--timeout <seconds>', 'deadline for each step (1..120)', '10')
     .addHelpText('after', PRIVACY)
@@ -98,16 +113,9 @@ export function registerProbe(program: Command): void {
         },
       });
       if (tty) process.stderr.write('\r\x1b[K');
-      if (flags.json) {
-        const tmp = `${flags.json}.tmp-${process.pid}`;
-        const text = results.map((r) => JSON.stringify(toOoni(r, start))).join('\n') + '\n';
-        try {
-          await writeFile(tmp, text, { mode: 0o600 });
-          await rename(tmp, flags.json);
-        } catch (err) {
-          throw new UsageError(`${flags.json}: ${fileErrorWhy(err)}`, 'ERR_INPUT');
-        }
-      }
+      if (flags.json)
+        await writeWhole(flags.json, results.map((r) => JSON.stringify(toOoni(r, start))).join('\n') + '\n');
+      if (flags.html) await writeWhole(flags.html, renderHtml(results, start));
       process.stdout.write(summarize(results));
     });
 }
