@@ -102,6 +102,12 @@ export interface TestKeys extends Comparison {
   readonly http_experiment_failure: Failure;
   /** The address accepted TCP but answered no neutral request (a null route). */
   readonly x_null_routed: boolean;
+  /**
+   * Set by the list runner: every connect was reset on an address:port where another URL of the
+   * run triggered a name-based block, so this is the censor's residual block of that address
+   * and the verdict is the trigger's mechanism (see run.ts).
+   */
+  readonly x_residual?: boolean;
 }
 
 export interface Measurement {
