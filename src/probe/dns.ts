@@ -84,84 +84,79 @@ export async function resolveSystem(hostname: string, timeoutMs: number, t0: num
   }
 }
 
+/**
+ * One A query for `hostname` to `server` over `exchange` (which sends the message and resolves
+ * with the reply), under the deadline; `done` releases the socket or stream either way.
+ */
+async function askResolver(
+  engine: 'udp' | 'tcp',
+  hostname: string,
+  server: HostPort,
+  timeoutMs: number,
+  t0: number,
+  exchange: (msg: Buffer) => Promise<Buffer>,
+  done: () => void,
+): Promise<DnsQuery> {
+  const base = {
+    engine,
+    resolver_address: `${server.host}:${server.port}`,
+    query_type: 'A',
+    hostname,
+  } as const;
+  try {
+    if (isIP(hostname)) return { ...base, answers: fromIps([hostname], null), failure: null, t: 0 };
+    const reply = await withTimeout(exchange(query(hostname)), timeoutMs);
+    return { ...base, ...answersOf(reply), t: since(t0) };
+  } catch (err) {
+    return { ...base, answers: [], failure: failureOf(err), t: since(t0) };
+  } finally {
+    done();
+  }
+}
+
 /** A plain UDP A query to `server`; the first reply with our id is the answer. */
-export async function resolveUdp(
+export function resolveUdp(
   hostname: string,
   server: HostPort,
   timeoutMs: number,
   t0: number,
 ): Promise<DnsQuery> {
-  const base = {
-    engine: 'udp',
-    resolver_address: `${server.host}:${server.port}`,
-    query_type: 'A',
-    hostname,
-  } as const;
-  if (isIP(hostname)) return { ...base, answers: fromIps([hostname], null), failure: null, t: 0 };
-  const msg = query(hostname);
   const sock = dgram.createSocket(isIP(server.host) === 6 ? 'udp6' : 'udp4');
-  try {
-    const reply = await withTimeout(
-      new Promise<Buffer>((resolve, reject) => {
-        sock.on('error', reject);
-        sock.on('message', (m) => {
-          if (m.length >= 2 && m.readUInt16BE(0) === msg.readUInt16BE(0)) resolve(m);
-        });
-        sock.send(msg, server.port, server.host);
-      }),
-      timeoutMs,
-    );
-    return { ...base, ...answersOf(reply), t: since(t0) };
-  } catch (err) {
-    return { ...base, answers: [], failure: failureOf(err), t: since(t0) };
-  } finally {
-    sock.close();
-  }
+  const exchange = (msg: Buffer): Promise<Buffer> =>
+    new Promise<Buffer>((resolve, reject) => {
+      sock.on('error', reject);
+      sock.on('message', (m) => {
+        if (m.length >= 2 && m.readUInt16BE(0) === msg.readUInt16BE(0)) resolve(m);
+      });
+      sock.send(msg, server.port, server.host);
+    });
+  return askResolver('udp', hostname, server, timeoutMs, t0, exchange, () => sock.close());
 }
 
 /** DNS over TCP (2-byte length framing) on an already opened stream, e.g. through the tunnel. */
-export async function resolveTcpOver(
+export function resolveTcpOver(
   stream: Duplex,
   hostname: string,
   server: HostPort,
   timeoutMs: number,
   t0: number,
 ): Promise<DnsQuery> {
-  const base = {
-    engine: 'tcp',
-    resolver_address: `${server.host}:${server.port}`,
-    query_type: 'A',
-    hostname,
-  } as const;
-  if (isIP(hostname)) {
-    stream.destroy();
-    return { ...base, answers: fromIps([hostname], null), failure: null, t: 0 };
-  }
-  const msg = query(hostname);
-  try {
-    const reply = await withTimeout(
-      new Promise<Buffer>((resolve, reject) => {
-        let buf = Buffer.alloc(0);
-        stream.on('error', reject);
-        stream.on('end', () => reject(Object.assign(new Error('connection closed'), { code: 'EOF' })));
-        stream.on('data', (d: Buffer) => {
-          buf = Buffer.concat([buf, d]);
-          if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0))
-            resolve(buf.subarray(2, 2 + buf.readUInt16BE(0)));
-          else if (buf.length > 65_537) reject(new Error('oversized DNS reply'));
-        });
-        const len = Buffer.alloc(2);
-        len.writeUInt16BE(msg.length);
-        stream.write(Buffer.concat([len, msg]));
-      }),
-      timeoutMs,
-    );
-    return { ...base, ...answersOf(reply), t: since(t0) };
-  } catch (err) {
-    return { ...base, answers: [], failure: failureOf(err), t: since(t0) };
-  } finally {
-    stream.destroy();
-  }
+  const exchange = (msg: Buffer): Promise<Buffer> =>
+    new Promise<Buffer>((resolve, reject) => {
+      let buf = Buffer.alloc(0);
+      stream.on('error', reject);
+      stream.on('end', () => reject(Object.assign(new Error('connection closed'), { code: 'EOF' })));
+      stream.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0))
+          resolve(buf.subarray(2, 2 + buf.readUInt16BE(0)));
+        else if (buf.length > 65_537) reject(new Error('oversized DNS reply'));
+      });
+      const len = Buffer.alloc(2);
+      len.writeUInt16BE(msg.length);
+      stream.write(Buffer.concat([len, msg]));
+    });
+  return askResolver('tcp', hostname, server, timeoutMs, t0, exchange, () => stream.destroy());
 }
 
 export const since = (t0: number): number => Math.round(performance.now() - t0) / 1000;
