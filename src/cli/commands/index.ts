@@ -13,6 +13,7 @@ export const COMMANDS: ReadonlyArray<{ name: string; load: () => Promise<Registe
   { name: 'keys', load: async () => (await import('./keys.js')).registerKeys },
   { name: 'store', load: async () => (await import('./store.js')).registerStore },
   { name: 'lab', load: async () => (await import('./lab.js')).registerLab },
+  { name: 'probe', load: async () => (await import('./probe.js')).registerProbe },
 ];
 
 /** The registrations needed for this argv: just the named command, or all of them (help). */

@@ -1,0 +1,121 @@
+import type { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { rename, rm, writeFile } from 'node:fs/promises';
+import { parseHostPort } from '../../client/config.js';
+import { createTunnelDialer, endpointFromKey } from '../../client/index.js';
+import { fileErrorWhy } from '../../config/errors.js';
+import { parseIntInRange } from '../../shared/parse.js';
+import { ListError, parseList } from '../../probe/list.js';
+import { renderHtml } from '../../probe/html.js';
+import { toOoni } from '../../probe/ooni.js';
+import { probeList, type ListEntry } from '../../probe/run.js';
+import { summarize, verdictName } from '../../probe/summary.js';
+import { isUserError, UsageError } from '../errors.js';
+
+interface ProbeFlags {
+  list?: string[];
+  via?: string;
+  dns?: string;
+  controlResolver: string;
+  json?: string;
+  html?: string;
+  concurrency: string;
+  timeout: string;
+}
+
+const PRIVACY = `
+Privacy: nothing is sent anywhere but the measurement traffic itself (from this network to each
+URL, and to the resolver) and the control through your own server (--via), which resolves and
+fetches each URL from abroad. The outputs stay on this machine. If you share a --json file, it
+reveals the list you measured, when, what each site answered here (bodies truncated to 4 KiB,
+headers, addresses) and so roughly where you are; it does not hold your address, ASN or key.`;
+
+function readList(item: string): ListEntry[] {
+  if (/^https?:\/\//i.test(item)) return parseList(item, 'command line');
+  let text: string;
+  try {
+    text = readFileSync(item, 'utf8');
+  } catch (err) {
+    throw new UsageError(`${item}: ${fileErrorWhy(err)}`, 'ERR_INPUT');
+  }
+  try {
+    return parseList(text, item);
+  } catch (err) {
+    if (err instanceof ListError) throw new UsageError(err.message, 'ERR_INPUT');
+    throw err;
+  }
+}
+
+/** Write the whole file or nothing (a temporary file renamed into place), readable by the user only. */
+async function writeWhole(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  try {
+    await writeFile(tmp, text, { mode: 0o600 });
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw new UsageError(`${path}: ${fileErrorWhy(err)}`, 'ERR_INPUT');
+  }
+}
+
+function usage<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof UsageError || !isUserError(err)) throw err;
+    throw new UsageError((err as Error).message);
+  }
+}
+
+export function registerProbe(program: Command): void {
+  program
+    .command('probe')
+    .description(
+      'measure which URLs this network blocks and how (OONI web_connectivity method), with your server as the control',
+    )
+    .option('--list <file|url...>', 'citizenlab CSV test lists, plain URL-per-line files, or URLs')
+    .option(
+      '--via <key>',
+      'access key of your Ladder/Shadowsocks server: the control resolves and fetches through it',
+    )
+    .option('--dns <host:port>', 'resolver for the local measurement (default: the system resolver)')
+    .option('--control-resolver <host:port>', 'resolver your server asks for the control', '1.1.1.1:53')
+    .option('--json <file>', "write the measurements, one per line, in OONI's format")
+    .option('--html <file>', 'write a self-contained HTML report (summary, chart, sortable table)')
+    .option('--concurrency <n>', 'URLs measured at once (1..256)', '8')
+    .option('--timeout <seconds>', 'deadline for each step (1..120)', '10')
+    .addHelpText('after', PRIVACY)
+    .action(async (flags: ProbeFlags) => {
+      if (!flags.list?.length) throw new UsageError('probe: give --list FILE|URL…');
+      const concurrency = usage(() => parseIntInRange(flags.concurrency, '--concurrency', 1, 256));
+      const timeoutMs = usage(() => parseIntInRange(flags.timeout, '--timeout', 1, 120)) * 1000;
+      const dns = flags.dns ? usage(() => parseHostPort(flags.dns!, '--dns', 53)) : undefined;
+      const resolver = usage(() => parseHostPort(flags.controlResolver, '--control-resolver', 53));
+      const entries = flags.list.flatMap(readList);
+      if (entries.length === 0) throw new UsageError('probe: the list is empty', 'ERR_INPUT');
+      const dialer = flags.via ? usage(() => createTunnelDialer(endpointFromKey(flags.via!))) : undefined;
+      if (!dialer)
+        process.stderr.write('probe: no --via server, so no control: every verdict will be null\n');
+      const tty = process.stderr.isTTY === true;
+      let blocked = 0;
+      const start = new Date();
+      const results = await probeList(entries, {
+        ...(dns ? { dns } : {}),
+        ...(dialer ? { control: { dialer, resolver } } : {}),
+        timeoutMs,
+        concurrency,
+        onResult: (done, total, r) => {
+          if (r.keys.blocking) blocked++;
+          if (tty)
+            process.stderr.write(
+              `\r\x1b[K[${done}/${total}] ${blocked} blocked, last: ${verdictName(r.keys.blocking)}`,
+            );
+        },
+      });
+      if (tty) process.stderr.write('\r\x1b[K');
+      if (flags.json)
+        await writeWhole(flags.json, results.map((r) => JSON.stringify(toOoni(r, start))).join('\n') + '\n');
+      if (flags.html) await writeWhole(flags.html, renderHtml(results, start));
+      process.stdout.write(summarize(results));
+    });
+}

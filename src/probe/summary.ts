@@ -1,0 +1,38 @@
+/** The end-of-run summary: "N of M blocked: x by DNS, …", then a table by category and mechanism. */
+import { MECHANISMS, type Verdict } from './classify.js';
+import type { ProbeResult } from './run.js';
+
+const LABEL: Record<string, string> = {
+  dns: 'DNS',
+  tcp_ip: 'TCP/IP',
+  tls: 'TLS',
+  'http-failure': 'HTTP failure',
+  'http-diff': 'HTTP diff',
+};
+const COLUMNS = ['accessible', ...MECHANISMS, 'null'] as const;
+
+export const verdictName = (v: Verdict): string => (v === false ? 'accessible' : v === null ? 'null' : v);
+
+export function summarize(results: readonly ProbeResult[]): string {
+  const blocked = results.filter((r) => r.keys.blocking);
+  const by = (m: string): number => blocked.filter((r) => r.keys.blocking === m).length;
+  const parts = MECHANISMS.filter((m) => by(m) > 0).map((m) => `${by(m)} by ${LABEL[m]}`);
+  const nulls = results.filter((r) => r.keys.blocking === null).length;
+  const head =
+    `${blocked.length} of ${results.length} blocked` +
+    (parts.length ? `: ${parts.join(', ')}` : '') +
+    (nulls ? ` (${nulls} unknown: the control failed)` : '');
+  const cats = [...new Set(results.map((r) => r.category))].sort();
+  const rows = [['category', ...COLUMNS, 'total']];
+  const count = (rs: readonly ProbeResult[]): string[] => [
+    ...COLUMNS.map((c) => String(rs.filter((r) => verdictName(r.keys.blocking) === c).length)),
+    String(rs.length),
+  ];
+  for (const c of cats) rows.push([c, ...count(results.filter((r) => r.category === c))]);
+  rows.push(['all', ...count(results)]);
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const table = rows.map((r) =>
+    r.map((x, i) => (i === 0 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  '),
+  );
+  return [head, '', ...table].join('\n') + '\n';
+}
