@@ -87,6 +87,20 @@ function deserializeSaltWindow(data: Buffer, nowMs: number): SaltWindow {
   return w;
 }
 
+/**
+ * Filters the caller supplies instead of new in-process ones: the multi-worker server's, over
+ * SharedArrayBuffers (workers/shared-salts.ts), which every worker and the main thread share.
+ */
+export interface ReplayFilters {
+  readonly clientSalts: SaltFilter;
+  readonly serverSalts: SaltFilter;
+  readonly salts2022: SaltWindow;
+  /** Copy a loaded state in (shared filters are filled, never swapped for new objects). */
+  replace(client: SaltFilter, server: SaltFilter, window: SaltWindow | undefined, nowMs: number): void;
+  /** Changes made by any thread (a save is skipped only when nothing changed anywhere). */
+  readonly changes: number;
+}
+
 export interface ReplayStateOptions {
   clock: Clock;
   log: Logger;
@@ -96,6 +110,8 @@ export interface ReplayStateOptions {
   store?: ReplayStore | undefined;
   /** How often the state is saved when it changed. */
   saveMs?: number;
+  /** Use these filters (shared across worker threads) rather than new ones. */
+  filters?: ReplayFilters | undefined;
 }
 
 /**
@@ -121,6 +137,7 @@ export class ReplayState {
   readonly #capacity: number;
   readonly #store: ReplayStore | undefined;
   readonly #saver: Periodic;
+  readonly #shared: ReplayFilters | undefined;
   #savedAt = -1;
   #saving: Promise<void> = Promise.resolve();
 
@@ -130,8 +147,18 @@ export class ReplayState {
     this.#capacity = opts.capacity ?? DEFAULT_REPLAY_CAPACITY;
     this.#store = opts.store;
     this.#saver = new Periodic(opts.clock, opts.saveMs ?? DEFAULT_REPLAY_SAVE_MS, () => this.save());
-    this.clientSalts = new SaltFilter(this.#capacity);
-    this.serverSalts = new SaltFilter(this.#capacity);
+    const shared = (this.#shared = opts.filters);
+    this.clientSalts = shared?.clientSalts ?? new SaltFilter(this.#capacity);
+    this.serverSalts = shared?.serverSalts ?? new SaltFilter(this.#capacity);
+    if (shared) this.salts2022 = shared.salts2022;
+  }
+
+  /** Take a loaded state: new filters in-process, a copy into shared ones. */
+  #install(client: SaltFilter, server: SaltFilter, window: SaltWindow | undefined): void {
+    if (this.#shared) return this.#shared.replace(client, server, window, this.#clock.now());
+    this.clientSalts = client;
+    this.serverSalts = server;
+    if (window) this.salts2022 = window;
   }
 
   /** A 2022 request salt was remembered (the state changed). */
@@ -167,13 +194,18 @@ export class ReplayState {
         const serverEnd = o + 4 + serverLen;
         if (serverEnd > data.length) throw new Error('truncated');
         window = deserializeSaltWindow(data.subarray(serverEnd), this.#clock.now());
-        this.clientSalts = SaltFilter.deserialize(data.subarray(8, 8 + clientLen), this.#capacity);
-        this.serverSalts = SaltFilter.deserialize(data.subarray(o + 4, serverEnd), this.#capacity);
+        this.#install(
+          SaltFilter.deserialize(data.subarray(8, 8 + clientLen), this.#capacity),
+          SaltFilter.deserialize(data.subarray(o + 4, serverEnd), this.#capacity),
+          window,
+        );
       } else {
-        this.clientSalts = SaltFilter.deserialize(data.subarray(8, 8 + clientLen), this.#capacity);
-        this.serverSalts = SaltFilter.deserialize(data.subarray(8 + clientLen), this.#capacity);
+        this.#install(
+          SaltFilter.deserialize(data.subarray(8, 8 + clientLen), this.#capacity),
+          SaltFilter.deserialize(data.subarray(8 + clientLen), this.#capacity),
+          undefined,
+        );
       }
-      if (window) this.salts2022 = window;
       this.#savedAt = this.#stamp();
       this.#log.info(
         {
@@ -217,6 +249,7 @@ export class ReplayState {
   }
 
   #stamp(): number {
+    if (this.#shared) return this.#shared.changes;
     return this.clientSalts.changes + this.serverSalts.changes + this.#salts2022Changes;
   }
 
