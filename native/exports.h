@@ -50,6 +50,7 @@ napi_value IsPrivateIp(napi_env env, napi_callback_info info);
 
 // reuseport.cc
 napi_value TcpListenReusePort(napi_env env, napi_callback_info info);
+napi_value FdLocalPort(napi_env env, napi_callback_info info);
 napi_value FdClose(napi_env env, napi_callback_info info);
 #endif
 

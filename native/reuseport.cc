@@ -6,6 +6,7 @@
 //       connections across the workers (by a hash of the 4-tuple) with no accept lock and no
 //       thread in between. family 6 is dual-stack (IPV6_V6ONLY off). Port 0 picks a free port;
 //       the caller then binds the other workers' sockets to the port the first one got.
+//   fdLocalPort(fd) -> number                                    the port a socket is bound to (getsockname)
 //   fdClose(fd)                                                  close(2) a socket never handed to node
 #include <cerrno>
 #include <cstdio>
@@ -97,6 +98,21 @@ napi_value TcpListenReusePort(napi_env env, napi_callback_info info) {
     return ThrowListenErrno(env, e, "listen");
   }
   return Number(env, fd);
+}
+
+napi_value FdLocalPort(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int32_t fd = -1;
+  if (!a.Need(1) || !a.Int32(0, &fd) || fd < 0) {
+    Throw(env, "fdLocalPort(fd >= 0)");
+    return nullptr;
+  }
+  sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) != 0) return ThrowListenErrno(env, errno, "getsockname");
+  const uint16_t port = ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
+                                                 : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  return Number(env, port);
 }
 
 napi_value FdClose(napi_env env, napi_callback_info info) {

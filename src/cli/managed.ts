@@ -5,8 +5,15 @@ import type { Command } from 'commander';
 import { QRCode } from './qr.js';
 import type { RunningApi } from '../api/index.js';
 import type { LadderMetrics, MetricsServer } from '../metrics/index.js';
-import { startDataPlane, type DataPlane, type DataPlaneOptions, type ServerHooks } from '../server/index.js';
-import type { RuntimeKey, ServerControl, UsageSink } from '../shared/control.js';
+import {
+  startDataPlane,
+  startWorkerPlane,
+  type DataPlane,
+  type DataPlaneOptions,
+  type ServerHooks,
+  type WorkerPlane,
+} from '../server/index.js';
+import type { UsageSink } from '../shared/control.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 import type { KeyEnforcer, KeyStatus, KyselyStore, StoreLocation } from '../store/index.js';
 import {
@@ -27,6 +34,7 @@ import { untilSignal } from './shutdown.js';
 import { describeStore, dynamicKeyNote, privatePolicyLine, storeFlags } from './banner-text.js';
 import { ladderCommand } from './invocation.js';
 import { StartupLog } from './startup-log.js';
+import { inProcessPlane, PortPool, type Plane } from './port-pool.js';
 import {
   planWeb,
   startWeb,
@@ -62,6 +70,8 @@ export interface ManagedFlags extends WebFlags {
   udp?: boolean;
   idleTimeout?: string;
   replayState?: string;
+  /** Data-plane worker threads (default one per core). */
+  workers?: string;
   logLevel?: string;
 }
 
@@ -137,91 +147,14 @@ function tee(...sinks: UsageSink[]): UsageSink {
   };
 }
 
-/**
- * Outline gives every key a port (usually the same one). The pool runs one data plane per port
- * that some usable key names, opening listeners as keys appear (PUT /access-keys/{id} with a port,
- * PUT /server/port-for-new-access-keys) and handing each its keys. It is the ServerControl the
- * enforcer drives; keys without a port go to the primary listener.
- */
-export class PortPool implements ServerControl {
-  readonly #planes = new Map<number, DataPlane>();
-  readonly #opening = new Set<number>();
-  readonly #failed = new Set<number>();
-  #keys: readonly (RuntimeKey & { port?: number })[] = [];
-  #closed = false;
-
-  constructor(
-    readonly primary: DataPlane,
-    private readonly options: Omit<DataPlaneOptions, 'keys' | 'port'>,
-    private readonly log: Logger,
-  ) {
-    this.#planes.set(primary.address.port, primary);
-  }
-
-  #portOf(k: RuntimeKey & { port?: number }): number {
-    return k.port ?? this.primary.address.port;
-  }
-
-  #keysFor(port: number): RuntimeKey[] {
-    return this.#keys.filter((k) => this.#portOf(k) === port);
-  }
-
-  setKeys(keys: readonly RuntimeKey[]): void {
-    this.#keys = keys;
-    for (const [port, plane] of this.#planes) plane.server.setKeys(this.#keysFor(port));
-    for (const port of new Set(keys.map((k) => this.#portOf(k)))) {
-      if (this.#planes.has(port) || this.#opening.has(port) || this.#failed.has(port)) continue;
-      this.#opening.add(port);
-      startDataPlane({ ...this.options, keys: [], port }).then(
-        (plane) => {
-          this.#opening.delete(port);
-          if (this.#closed) return void plane.close();
-          this.#planes.set(port, plane);
-          plane.server.setKeys(this.#keysFor(port));
-          this.log.info({ port }, 'listening on an additional key port');
-        },
-        (err: NodeJS.ErrnoException) => {
-          this.#opening.delete(port);
-          this.#failed.add(port); // not retried until restart; the keys on it cannot connect
-          this.log.warn({ port, err: err.code ?? err.message }, 'cannot listen on a key port');
-        },
-      );
-    }
-  }
-
-  closeKeyConnections(id: string): number {
-    let n = 0;
-    for (const plane of this.#planes.values()) n += plane.server.closeKeyConnections(id);
-    return n;
-  }
-
-  openConnections(): ReadonlyMap<string, number> {
-    const out = new Map<string, number>();
-    for (const plane of this.#planes.values()) {
-      for (const [id, n] of plane.server.openConnections()) out.set(id, (out.get(id) ?? 0) + n);
-    }
-    return out;
-  }
-
-  /** The keys served on one port (the web front serves the primary port's). */
-  keysOn(port: number): RuntimeKey[] {
-    return this.#keysFor(port);
-  }
-
-  get ports(): number[] {
-    return [...this.#planes.keys()];
-  }
-
-  async close(): Promise<void> {
-    this.#closed = true;
-    await Promise.all([...this.#planes.values()].map((p) => p.close()));
-  }
-}
+export { PortPool } from './port-pool.js';
 
 export interface ManagedServer {
   store: KyselyStore;
   /** The primary data plane (the port for new keys). */
-  plane: DataPlane;
+  plane: Plane;
+  /** Data-plane worker threads of the primary port (0: on the main thread, for the web front). */
+  workers: number;
   pool: PortPool;
   api: RunningApi | undefined;
   metricsServer: MetricsServer | undefined;
@@ -245,6 +178,8 @@ export interface ManagedServer {
 export interface ManagedTuning {
   usageFlushMs?: number;
   enforceIntervalMs?: number;
+  /** How often data-plane workers post events and connection counts (ms). */
+  reportMs?: number;
 }
 
 /** Start everything; the caller prints `banner` and waits for a signal. */
@@ -331,18 +266,36 @@ export async function startManaged(
       udp: flags.udp !== false,
     };
     const primaryPort = dataPortFlag ?? settings.portForNewAccessKeys;
-    const plane = await startDataPlane({
-      ...planeOptions,
-      keys: [],
-      port: primaryPort,
+    // The primary port's data plane runs in worker threads (--workers, default one per core),
+    // off this thread's event loop: API, store and enforcer load cannot stall its tunnels. With
+    // the web front it stays on this thread, where the front's endpoints hand it streams; so do
+    // additional key ports (Outline's per-key ports, rare).
+    let webServer: DataPlane['server'] | undefined;
+    const startPlane = async (port: number, primary: boolean): Promise<Plane & { workers: number }> => {
       // One replay-state file: the primary listener's (additional key ports keep theirs in memory).
-      ...(flags.replayState !== undefined ? { replayStateFile: flags.replayState } : {}),
-    }).catch((err: NodeJS.ErrnoException) => {
+      const replay = primary && flags.replayState !== undefined ? { replayStateFile: flags.replayState } : {};
+      if (!primary || webPlan) {
+        const dp = await startDataPlane({ ...planeOptions, ...replay, keys: [], port });
+        if (primary) webServer = dp.server;
+        return { ...inProcessPlane(dp), workers: 0 };
+      }
+      const wp: WorkerPlane = await startWorkerPlane({
+        ...planeOptions,
+        ...replay,
+        logger: log,
+        keys: [],
+        port,
+        ...(parsed.workers !== undefined ? { workers: parsed.workers } : {}),
+        ...(tuning.reportMs !== undefined ? { reportMs: tuning.reportMs } : {}),
+      });
+      return wp;
+    };
+    const plane = await startPlane(primaryPort, true).catch((err: NodeJS.ErrnoException) => {
       const code = bindErrorCode(err);
       if (code) throw new UsageError(`cannot listen on port ${primaryPort}: ${code}`);
       throw err;
     });
-    const pool = new PortPool(plane, planeOptions, log);
+    const pool = new PortPool(plane, (port) => startPlane(port, false), log);
     cleanups.push(() => pool.close());
     if (plane.address.port !== settings.portForNewAccessKeys) {
       await store.updateSettings({ portForNewAccessKeys: plane.address.port });
@@ -407,14 +360,14 @@ export async function startManaged(
     settings = await store.getSettings();
 
     let web: RunningWeb | undefined;
-    if (webPlan) {
+    if (webPlan && webServer) {
       const secretPath = await storedSecretPath(dataDir, webPlan.secretPath);
       // The primary listener's server and keys: keys an API client moved to another port are
       // not served over the web front.
       const primary = plane.address.port;
       web = await startWeb(
         { ...webPlan, secretPath },
-        plane.server,
+        webServer,
         flags.udp !== false ? () => pool.keysOn(primary) : undefined,
         log,
       );
@@ -449,6 +402,11 @@ export async function startManaged(
     out.push(`  store: ${describeStore(storeLocation, dataDir)}`);
     out.push(
       `  Shadowsocks on port ${plane.address.port} (${flags.udp === false ? 'TCP; UDP off' : 'TCP and UDP'}), ${await store.countKeys()} key(s) in the store`,
+    );
+    out.push(
+      plane.workers > 0
+        ? `  data plane: ${plane.workers} worker thread${plane.workers === 1 ? '' : 's'} (management stays on the main thread)`
+        : '  data plane: on the main thread (the web front hands it streams)',
     );
     out.push(`  management API on port ${api.port} (HTTPS, self-signed; Outline Manager compatible)`);
     if (metricsServer) out.push(`  Prometheus metrics: ${metricsServer.url}`);
@@ -500,6 +458,7 @@ export async function startManaged(
     return {
       store,
       plane,
+      workers: plane.workers,
       pool,
       api,
       metricsServer,

@@ -13,6 +13,7 @@ import {
   DEFAULT_SERVER_PORT,
   MAX_CONNECT_SECONDS,
   MAX_REPLAY_CAPACITY,
+  MAX_WORKERS,
   MAX_TIMEOUT_SECONDS,
 } from './defaults.js';
 
@@ -196,6 +197,12 @@ export const serverConfigSchema = z.strictObject({
     .min(1, { error: 'must not be empty' })
     .optional(),
   udp: z.boolean({ error: 'must be true or false' }).default(false),
+  workers: z
+    .number({ error: 'must be a number' })
+    .int({ error: 'must be an integer' })
+    .min(1, { error: 'must be at least 1' })
+    .max(MAX_WORKERS, { error: `must be at most ${MAX_WORKERS}` })
+    .optional(),
   web: webConfigSchema.optional(),
 });
 
@@ -210,6 +217,8 @@ export interface ServerConfig {
   readonly replayStateFile: string | undefined;
   /** Also relay UDP on the same port number (like ss-server -u). */
   readonly udp: boolean;
+  /** Data-plane worker threads; undefined: one per core. */
+  readonly workers: number | undefined;
   /** The web front (WebSocket, decoy, TLS), when the file has a `web` object. */
   readonly web?: WebConfig;
 }
@@ -269,6 +278,7 @@ export function parseServerConfig(input: unknown, source = 'config'): ServerConf
     replayCapacity: c.replayCapacity,
     replayStateFile: c.replayStateFile,
     udp: c.udp,
+    workers: c.workers,
     ...(c.web ? { web: Object.freeze(c.web) } : {}),
   });
 }
@@ -323,6 +333,7 @@ export async function loadServerConfigFile(path: string): Promise<ServerConfig> 
 export const serverFlagsSchema = z.looseObject({
   port: flag.port('--port').optional(),
   idleTimeout: flag.seconds('--idle-timeout').optional(),
+  workers: flag.int('--workers', 1, MAX_WORKERS).optional(),
 });
 
 /** The numeric flags of the web front (both modes). */
@@ -337,5 +348,6 @@ export const managedFlagsSchema = z.looseObject({
   apiPort: flag.port('--api-port').optional(),
   metricsPort: flag.port('--metrics-port').optional(),
   idleTimeout: serverFlagsSchema.shape.idleTimeout,
+  workers: serverFlagsSchema.shape.workers,
   dynamicListen: flag.hostPort('--dynamic-listen', { defaultHost: '0.0.0.0' }).optional(),
 });

@@ -3,7 +3,7 @@ import { IdentityTable } from '../protocol/shadowsocks/identity.js';
 import { evpBytesToKey } from '../protocol/shadowsocks/kdf.js';
 import { getAeadMethod, type AeadMethod } from '../protocol/shadowsocks/methods.js';
 import { getAead2022Method, parsePsk2022, type Aead2022Method } from '../protocol/shadowsocks/methods2022.js';
-import type { RuntimeKey } from '../shared/control.js';
+import type { KeyDelta, RuntimeKey } from '../shared/control.js';
 
 /** A SIP004 (2017 edition) key ready for trial decryption: method and master key derived once. */
 export interface KeyEntry {
@@ -223,14 +223,7 @@ export type CandidateVisitor<T> = (c: Candidate, position: number, first: boolea
 
 const NO_KEYS: readonly KeyEntry[] = [];
 
-/**
- * A change to a key set: keys added or changed (by id), and ids removed. What the management
- * plane sends the data-plane workers, so one changed key costs work for one key.
- */
-export interface KeyDelta {
-  readonly upsert: readonly RuntimeKey[];
-  readonly remove: readonly string[];
-}
+export type { KeyDelta };
 
 /** The delta that turns key set `from` (by id) into `to`; `from` is left unchanged. */
 export function keyDelta(from: ReadonlyMap<string, RuntimeKey>, to: readonly RuntimeKey[]): KeyDelta {

@@ -36,7 +36,7 @@ export interface WorkerInit {
 
 export type ToWorker =
   | { readonly t: 'keys'; readonly keys: readonly RuntimeKey[] }
-  | { readonly t: 'delta'; readonly delta: KeyDelta }
+  | { readonly t: 'delta'; readonly delta: KeyDelta; readonly seq: number }
   | { readonly t: 'closeKey'; readonly id: string }
   | { readonly t: 'close' };
 
@@ -52,4 +52,6 @@ export type FromWorker =
       /** Open connections per key id, when they changed since the last report. */
       readonly open: readonly (readonly [id: string, n: number])[] | undefined;
     }
+  /** Every message up to this key delta is applied. */
+  | { readonly t: 'applied'; readonly seq: number }
   | { readonly t: 'closed' };

@@ -19,7 +19,7 @@ import { keyDelta, type KeyDelta } from '../keys.js';
 import { DEFAULT_REPLAY_CAPACITY, ReplayState, replayStateFile, type ReplayStore } from '../replay-state.js';
 import type { UdpRelayOptions } from '../udp-relay.js';
 import type { FromWorker, ToWorker, WorkerInit } from './messages.js';
-import { bindAddress, closeFd, listenReusePort, reusePortAvailable } from './reuseport.js';
+import { bindAddress, closeFd, listenReusePort, localPort, reusePortAvailable } from './reuseport.js';
 import { createSharedReplay, sharedReplayFilters } from './shared-salts.js';
 
 /** Default number of data-plane workers: one per core. */
@@ -34,7 +34,7 @@ export interface WorkerPlaneOptions {
   port: number;
   host?: string | undefined;
   logger: Logger;
-  /** The workers' log level (they log to stderr themselves). */
+  /** The workers' log level (they log to stderr themselves; default: the logger's). */
   logLevel?: string;
   usage?: UsageSink;
   hooks?: ServerHooks;
@@ -55,6 +55,12 @@ export interface WorkerPlaneOptions {
   onWorkerEvents?: (worker: number, m: Extract<FromWorker, { t: 'events' }>) => void;
 }
 
+export interface WorkerStats {
+  opened: number;
+  authenticated: number;
+  closed: Record<string, number>;
+}
+
 /** The data plane as the management plane drives it (the same seam as one ShadowsocksServer). */
 export interface WorkerPlane extends ServerControl {
   readonly address: AddressInfo;
@@ -64,8 +70,16 @@ export interface WorkerPlane extends ServerControl {
   readonly replayState: ReplayState;
   /** The current key set. */
   readonly keys: readonly RuntimeKey[];
-  /** Change only the keys a delta names, in every worker. */
-  applyKeyDelta(delta: KeyDelta): void;
+  /**
+   * What each worker reported so far (index = worker): connections accepted, authenticated, and
+   * closed by status (as of the latest report, every `reportMs`).
+   */
+  workerStats(): readonly WorkerStats[];
+  /**
+   * Change only the keys a delta names, in every worker. Resolves once every worker applied it,
+   * so a key the API has just created works in whichever worker its first connection reaches.
+   */
+  applyKeyDelta(delta: KeyDelta): Promise<void>;
   saveReplayState(): Promise<void>;
   close(): Promise<void>;
 }
@@ -85,7 +99,10 @@ function workerSource(): string {
 class Handle {
   readonly worker: Worker;
   open = new Map<string, number>();
+  readonly stats: WorkerStats = { opened: 0, authenticated: 0, closed: {} };
   error: string | undefined;
+  /** Key deltas posted and not yet applied, by sequence number. */
+  readonly pending = new Map<number, () => void>();
   closed: Promise<void>;
   #onClosed!: () => void;
 
@@ -99,12 +116,21 @@ class Handle {
     this.closed = new Promise((r) => (this.#onClosed = r));
     this.worker.on('message', (m: FromWorker) => {
       if (m.t === 'closed') this.#onClosed();
+      if (m.t === 'applied') {
+        for (const [seq, done] of this.pending) {
+          if (seq > m.seq) break;
+          this.pending.delete(seq);
+          done();
+        }
+      }
       onMessage(this, m);
     });
     // An uncaught error ends in 'exit', reported there with the error's first line.
     this.worker.on('error', (err) => (this.error = err.message.split('\n')[0]));
     this.worker.on('exit', (code) => {
       this.#onClosed();
+      for (const done of this.pending.values()) done();
+      this.pending.clear();
       onExit(this, code);
     });
   }
@@ -118,14 +144,19 @@ class Handle {
 export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<WorkerPlane> {
   const log = opts.logger;
   let wanted = opts.workers ?? defaultWorkers();
-  if (!Number.isSafeInteger(wanted) || wanted < 1) throw new RangeError(`workers must be a positive integer, got ${wanted}`);
+  if (!Number.isSafeInteger(wanted) || wanted < 1)
+    throw new RangeError(`workers must be a positive integer, got ${wanted}`);
   if (wanted > 1 && !reusePortAvailable()) {
-    log.warn({ workers: wanted }, 'several data-plane workers need the native addon (SO_REUSEPORT); running one');
+    log.warn(
+      { workers: wanted },
+      'several data-plane workers need the native addon (SO_REUSEPORT); running one',
+    );
     wanted = 1;
   }
   const capacity = opts.replayCapacity ?? DEFAULT_REPLAY_CAPACITY;
   const bufs = createSharedReplay(capacity);
-  const store = opts.replayStore ?? (opts.replayStateFile ? replayStateFile(opts.replayStateFile) : undefined);
+  const store =
+    opts.replayStore ?? (opts.replayStateFile ? replayStateFile(opts.replayStateFile) : undefined);
   const replay = new ReplayState({
     clock: systemClock,
     log,
@@ -138,6 +169,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
 
   const keys = new Map(opts.keys.map((k) => [k.id, k]));
   const handles: Handle[] = [];
+  let seq = 0;
   let closing = false;
   const usage = opts.usage;
   const hooks = opts.hooks ?? {};
@@ -152,6 +184,9 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
       }
     } else if (m.t === 'events') {
       if (m.open) h.open = new Map(m.open);
+      h.stats.opened += m.opened;
+      h.stats.authenticated += m.authenticated.length;
+      for (const e of m.closed) h.stats.closed[e.status] = (h.stats.closed[e.status] ?? 0) + 1;
       for (let i = 0; i < m.opened; i++) hooks.onConnectionOpened?.();
       for (const e of m.authenticated) hooks.onAuthenticated?.(e);
       for (const e of m.closed) hooks.onConnectionClosed?.(e);
@@ -172,10 +207,14 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     usageFlushMs: opts.usageFlushMs,
     refusalLog: opts.refusalLog,
     reportMs: opts.reportMs ?? 250,
-    logLevel: opts.logLevel ?? 'info',
+    logLevel: opts.logLevel ?? log.level,
     native: nativeAvailable(),
   };
-  const start = (index: number, fd: number | undefined, port: number): Promise<Extract<FromWorker, { t: 'ready' }>> =>
+  const start = (
+    index: number,
+    fd: number | undefined,
+    port: number,
+  ): Promise<Extract<FromWorker, { t: 'ready' }>> =>
     new Promise((resolve, reject) => {
       const init: WorkerInit = { ...base, index, fd, port, udp: index === 0 ? (opts.udp ?? false) : false };
       const h = new Handle(
@@ -187,7 +226,9 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
           else onMessage(hh, m);
         },
         (hh, code) => {
-          reject(new Error(`data-plane worker ${index} exited (${code}) before listening: ${hh.error ?? ''}`));
+          reject(
+            new Error(`data-plane worker ${index} exited (${code}) before listening: ${hh.error ?? ''}`),
+          );
           onExit(hh, code);
         },
       );
@@ -207,25 +248,29 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
       const r = await start(0, undefined, opts.port);
       address = { port: r.port, address: r.address, family: r.family };
     } else {
+      // Every socket first (the first fixes the port when port 0 asked for any), then every
+      // worker at once.
       const addrs = await bindAddress(opts.host);
-      const fd0 = listenReusePort(addrs, opts.port);
-      const r = await start(0, fd0, opts.port).catch((err: unknown) => {
-        closeFd(fd0);
+      const fds: number[] = [];
+      try {
+        fds.push(listenReusePort(addrs, opts.port));
+        const port = localPort(fds[0]!);
+        while (fds.length < wanted) fds.push(listenReusePort(addrs, port));
+      } catch (err) {
+        for (const fd of fds) closeFd(fd);
         throw err;
-      });
-      address = { port: r.port, address: r.address, family: r.family };
-      // The first worker fixed the port (port 0 picks one); the others start together.
-      const rest: Promise<unknown>[] = [];
-      for (let i = 1; i < wanted; i++) {
-        const fd = listenReusePort(addrs, r.port);
-        rest.push(
-          start(i, fd, r.port).catch((err: unknown) => {
+      }
+      const port = localPort(fds[0]!);
+      const ready = await Promise.all(
+        fds.map((fd, i) =>
+          start(i, fd, port).catch((err: unknown) => {
             closeFd(fd);
             throw err;
           }),
-        );
-      }
-      await Promise.all(rest);
+        ),
+      );
+      const r = ready[0]!;
+      address = { port: r.port, address: r.address, family: r.family };
     }
   } catch (err) {
     await stopAll();
@@ -245,13 +290,16 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
       return [...keys.values()];
     },
     setKeys(next) {
-      plane.applyKeyDelta(keyDelta(keys, next));
+      void plane.applyKeyDelta(keyDelta(keys, next));
     },
     applyKeyDelta(delta) {
-      if (delta.upsert.length === 0 && delta.remove.length === 0) return;
+      if (delta.upsert.length === 0 && delta.remove.length === 0) return Promise.resolve();
       for (const id of delta.remove) keys.delete(id);
       for (const k of delta.upsert) keys.set(k.id, k);
-      broadcast({ t: 'delta', delta });
+      const n = ++seq;
+      const applied = handles.map((h) => new Promise<void>((r) => h.pending.set(n, r)));
+      broadcast({ t: 'delta', delta, seq: n });
+      return Promise.all(applied).then(() => undefined);
     },
     closeKeyConnections(id) {
       broadcast({ t: 'closeKey', id });
@@ -264,6 +312,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
       for (const h of handles) for (const [id, n] of h.open) out.set(id, (out.get(id) ?? 0) + n);
       return out;
     },
+    workerStats: () => handles.map((h) => ({ ...h.stats, closed: { ...h.stats.closed } })),
     saveReplayState: () => replay.save(),
     async close() {
       replay.stop();

@@ -10,6 +10,7 @@ import { nativeAddon } from '../../protocol/shadowsocks/native.js';
 
 interface ReusePortExports {
   tcpListenReusePort?: (family: 4 | 6, ip: string, port: number, backlog: number) => number;
+  fdLocalPort?: (fd: number) => number;
   fdClose?: (fd: number) => void;
 }
 
@@ -22,12 +23,20 @@ function exportsOf(): ReusePortExports | undefined {
 /** True when the addon can make SO_REUSEPORT listening sockets here. */
 export function reusePortAvailable(): boolean {
   const a = exportsOf();
-  return typeof a?.tcpListenReusePort === 'function' && typeof a.fdClose === 'function';
+  return (
+    typeof a?.tcpListenReusePort === 'function' &&
+    typeof a.fdLocalPort === 'function' &&
+    typeof a.fdClose === 'function'
+  );
 }
 
 /** Where to bind: an IP literal and its family (a name is resolved once, like net.listen does). */
 export async function bindAddress(host: string | undefined): Promise<{ family: 4 | 6; ip: string }[]> {
-  if (host === undefined) return [{ family: 6, ip: '::' }, { family: 4, ip: '0.0.0.0' }];
+  if (host === undefined)
+    return [
+      { family: 6, ip: '::' },
+      { family: 4, ip: '0.0.0.0' },
+    ];
   const v = isIP(host);
   if (v !== 0) return [{ family: v as 4 | 6, ip: host }];
   const r = await lookup(host);
@@ -51,6 +60,13 @@ export function listenReusePort(addrs: readonly { family: 4 | 6; ip: string }[],
     }
   }
   throw last;
+}
+
+/** The port a socket fd is bound to. */
+export function localPort(fd: number): number {
+  const a = exportsOf();
+  if (!a?.fdLocalPort) throw new Error('SO_REUSEPORT sockets need the native addon');
+  return a.fdLocalPort(fd);
 }
 
 /** Close a socket fd that was never handed to a worker. */

@@ -6,10 +6,15 @@ import { ManualClock } from '../../shared/clock.js';
 import { silentLogger } from '../../shared/logger.js';
 import { SaltFilter, SaltWindow } from '../../protocol/shadowsocks/replay.js';
 import { memoryReplayStore, ReplayState } from '../replay-state.js';
-import { createSharedReplay, sharedReplayFilters, SharedSaltFilter, SharedSaltWindow } from './shared-salts.js';
+import {
+  createSharedReplay,
+  sharedReplayFilters,
+  SharedSaltFilter,
+  SharedSaltWindow,
+} from './shared-salts.js';
 
 describe('SharedSaltFilter', () => {
-  it('keeps SaltFilter\'s contract: exact, two generations of `capacity`, the older dropped whole', () => {
+  it("keeps SaltFilter's contract: exact, two generations of `capacity`, the older dropped whole", () => {
     const bufs = createSharedReplay(3, 16);
     const f = new SharedSaltFilter(bufs.client);
     const plain = new SaltFilter(3);
@@ -21,7 +26,7 @@ describe('SharedSaltFilter', () => {
     assert.equal(f.has(randomBytes(32)), false);
   });
 
-  it('two views of one buffer (two threads) see each other\'s salts; a different buffer does not', () => {
+  it("two views of one buffer (two threads) see each other's salts; a different buffer does not", () => {
     const bufs = createSharedReplay(100);
     const a = new SharedSaltFilter(bufs.client);
     const b = new SharedSaltFilter(bufs.client);
@@ -57,7 +62,10 @@ describe('SharedSaltFilter', () => {
       });`;
     const run = (): Promise<number> =>
       new Promise((resolve, reject) => {
-        const w = new Worker(src, { eval: true, workerData: { sab: bufs.client, salts: salts.map((s) => [...s]) } });
+        const w = new Worker(src, {
+          eval: true,
+          workerData: { sab: bufs.client, salts: salts.map((s) => [...s]) },
+        });
         w.once('message', (n: number) => void w.terminate().then(() => resolve(n)));
         w.once('error', reject);
       });
@@ -94,7 +102,13 @@ describe('ReplayState over shared filters', () => {
     const clock = new ManualClock();
     const store = memoryReplayStore();
     const bufs = createSharedReplay(100);
-    const main = new ReplayState({ clock, log: silentLogger, capacity: 100, store, filters: sharedReplayFilters(bufs) });
+    const main = new ReplayState({
+      clock,
+      log: silentLogger,
+      capacity: 100,
+      store,
+      filters: sharedReplayFilters(bufs),
+    });
     const worker = sharedReplayFilters(bufs); // what a worker holds
     const [c, s, w] = [randomBytes(32), randomBytes(32), randomBytes(16)];
     worker.clientSalts.add(c);
@@ -103,7 +117,13 @@ describe('ReplayState over shared filters', () => {
     await main.save();
     assert.ok(store.data, 'a change made in another view is saved');
     const fresh = createSharedReplay(100);
-    const restarted = new ReplayState({ clock, log: silentLogger, capacity: 100, store, filters: sharedReplayFilters(fresh) });
+    const restarted = new ReplayState({
+      clock,
+      log: silentLogger,
+      capacity: 100,
+      store,
+      filters: sharedReplayFilters(fresh),
+    });
     await restarted.load();
     const after = sharedReplayFilters(fresh);
     assert.ok(after.clientSalts.has(c));

@@ -65,8 +65,15 @@ function allocate(capacity: number, timed: boolean): SharedArrayBuffer {
 }
 
 /** New, empty buffers for one port's filters (the main thread makes them before the workers). */
-export function createSharedReplay(capacity: number, windowCapacity = DEFAULT_WINDOW_CAPACITY): SharedReplayBuffers {
-  return { client: allocate(capacity, false), server: allocate(capacity, false), window: allocate(windowCapacity, true) };
+export function createSharedReplay(
+  capacity: number,
+  windowCapacity = DEFAULT_WINDOW_CAPACITY,
+): SharedReplayBuffers {
+  return {
+    client: allocate(capacity, false),
+    server: allocate(capacity, false),
+    window: allocate(windowCapacity, true),
+  };
 }
 
 /** Two tables of salts in one buffer, and the lock. */
@@ -113,7 +120,8 @@ class Tables {
   #hash(salt: Uint8Array): number {
     let h = this.h[H_SEED]! ^ salt.length;
     for (let i = 0; i < salt.length; i += 4) {
-      let k = (salt[i] ?? 0) | ((salt[i + 1] ?? 0) << 8) | ((salt[i + 2] ?? 0) << 16) | ((salt[i + 3] ?? 0) << 24);
+      let k =
+        (salt[i] ?? 0) | ((salt[i + 1] ?? 0) << 8) | ((salt[i + 2] ?? 0) << 16) | ((salt[i + 3] ?? 0) << 24);
       k = Math.imul(k, 0xcc9e2d51);
       k = (k << 15) | (k >>> 17);
       h ^= Math.imul(k, 0x1b873593);
@@ -182,7 +190,8 @@ class Tables {
 }
 
 function checkSalt(salt: Uint8Array): void {
-  if (salt.length === 0 || salt.length > MAX_SALT) throw new RangeError(`salt length ${salt.length} out of 1..${MAX_SALT}`);
+  if (salt.length === 0 || salt.length > MAX_SALT)
+    throw new RangeError(`salt length ${salt.length} out of 1..${MAX_SALT}`);
 }
 
 /** SaltFilter (SIP004 salts: two exact generations) shared by every thread holding the buffer. */

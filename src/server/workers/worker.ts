@@ -18,6 +18,10 @@ const post = (m: FromWorker): void => port.postMessage(m);
 if (!init.native) setNativeEnabled(false);
 
 const log = createLogger({ level: init.logLevel }).child({ worker: init.index });
+// Start-up info lines would come before the main thread's banner: warnings and errors only until
+// listening (the main thread says it listens).
+const level = log.level;
+if (log.isLevelEnabled('info')) log.level = 'warn';
 let usage: [string, number, number][] = [];
 let opened = 0;
 let authenticated: AuthEvent[] = [];
@@ -82,6 +86,7 @@ port.on('message', (m: ToWorker) => {
       break;
     case 'delta':
       server.applyKeyDelta(m.delta);
+      post({ t: 'applied', seq: m.seq });
       break;
     case 'closeKey':
       server.closeKeyConnections(m.id);
@@ -99,7 +104,10 @@ port.on('message', (m: ToWorker) => {
 });
 
 server.listen({ port: init.port, host: init.host, ...(init.fd !== undefined ? { fd: init.fd } : {}) }).then(
-  (a) => post({ t: 'ready', port: a.port, address: a.address, family: a.family }),
+  (a) => {
+    log.level = level;
+    post({ t: 'ready', port: a.port, address: a.address, family: a.family });
+  },
   (err: NodeJS.ErrnoException) => {
     post({ t: 'failed', code: err.code, message: err.message });
     port.close();
