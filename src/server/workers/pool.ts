@@ -7,7 +7,9 @@
  * by the one worker that carried it) and the hooks (events posted in batches, so metrics are
  * aggregated in one registry). UDP runs in worker 0 only.
  */
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { nativeAvailable } from '../../protocol/shadowsocks/native.js';
@@ -86,14 +88,18 @@ export interface WorkerPlane extends ServerControl {
 
 /**
  * The worker's entry: worker.js next to this file, or worker.ts when running from src/ through
- * tsx (registered in the worker too: an eval'd worker does not get the parent's loader hooks).
+ * tsx. An eval'd worker does not get the parent's loader hooks, so tsx is registered in it, through
+ * its CommonJS hook (about a third of the start-up time of its ESM hook, which starts a loader
+ * thread per worker; the data plane's modules have no top-level await).
  */
 function workerSource(): string {
-  const ts = import.meta.url.endsWith('.ts');
-  const entry = new URL(`./worker${ts ? '.ts' : '.js'}`, import.meta.url).href;
-  if (!ts) return `import(${JSON.stringify(entry)});`;
-  const tsx = import.meta.resolve('tsx/esm/api');
-  return `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); });`;
+  if (!import.meta.url.endsWith('.ts')) {
+    return `import(${JSON.stringify(new URL('./worker.js', import.meta.url).href)});`;
+  }
+  const req = createRequire(import.meta.url);
+  const tsx = req.resolve('tsx/cjs/api');
+  const entry = fileURLToPath(new URL('./worker.ts', import.meta.url));
+  return `require(${JSON.stringify(tsx)}).register(); require(${JSON.stringify(entry)});`;
 }
 
 class Handle {
