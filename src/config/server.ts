@@ -29,6 +29,7 @@ import {
  *     "replayCapacity": 20000,
  *     "replayStateFile": "replay.bin",
  *     "udp": false,
+ *     "workers": 2,                 (data-plane worker threads; default one per core)
  *     "web": { "port": 443, "path": "/SECRET", "decoy": "builtin", "tlsCert": "cert.pem", "tlsKey": "key.pem" }
  *   }
  *

@@ -292,7 +292,7 @@ export function registerServer(program: Command): void {
         '  { "port": 8388, "host": "0.0.0.0",',
         '    "keys": [{ "id": "alice", "method": "chacha20-ietf-poly1305", "password": "..." }],',
         '    "timeouts": { "idleSeconds": 300, "connectSeconds": 10 },',
-        '    "allowPrivateDestinations": false, "replayCapacity": 20000, "replayStateFile": "replay.bin",',
+        '    "allowPrivateDestinations": false, "replayCapacity": 20000, "replayStateFile": "replay.bin", "workers": 2,',
         '    "web": { "port": 443, "path": "/SECRET", "decoy": "builtin", "tlsCert": "cert.pem", "tlsKey": "key.pem",',
         '             "trustProxy": ["10.0.0.0/8"] } }   (or "acme": "your.name" with "dataDir"; paths relative to the file)',
         '',
