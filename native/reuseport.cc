@@ -21,33 +21,12 @@
 
 #include "exports.h"
 #include "napi_args.h"
+#include "udp_sockets.h"
 
 namespace ladder {
 
 #if defined(__linux__)
 
-namespace {
-
-napi_value ThrowListenErrno(napi_env env, int err, const char* what) {
-  const char* name = err == EADDRINUSE      ? "EADDRINUSE"
-                     : err == EACCES        ? "EACCES"
-                     : err == EADDRNOTAVAIL ? "EADDRNOTAVAIL"
-                     : err == EAFNOSUPPORT  ? "EAFNOSUPPORT"
-                     : err == EMFILE        ? "EMFILE"
-                     : err == ENFILE        ? "ENFILE"
-                     : err == ENOPROTOOPT   ? "ENOPROTOOPT"
-                                            : "EIO";
-  char text[160];
-  snprintf(text, sizeof text, "%s: %s (%s)", what, strerror(err), name);
-  napi_value code, msg, e;
-  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
-  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
-  napi_create_error(env, code, msg, &e);
-  napi_throw(env, e);
-  return nullptr;
-}
-
-}  // namespace
 
 napi_value TcpListenReusePort(napi_env env, napi_callback_info info) {
   Args a(env, info);
@@ -59,29 +38,16 @@ napi_value TcpListenReusePort(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   sockaddr_storage ss;
-  memset(&ss, 0, sizeof ss);
-  socklen_t sl;
-  if (family == 4) {
-    sockaddr_in* s4 = reinterpret_cast<sockaddr_in*>(&ss);
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons(static_cast<uint16_t>(port));
-    if (inet_pton(AF_INET, ip, &s4->sin_addr) != 1) return Throw(env, "ip must be an IPv4 address"), nullptr;
-    sl = sizeof(sockaddr_in);
-  } else {
-    sockaddr_in6* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons(static_cast<uint16_t>(port));
-    if (inet_pton(AF_INET6, ip, &s6->sin6_addr) != 1) return Throw(env, "ip must be an IPv6 address"), nullptr;
-    sl = sizeof(sockaddr_in6);
-  }
+  socklen_t sl = 0;
+  if (!IpSockaddr(env, family, ip, port, &ss, &sl)) return nullptr;
   const int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return ThrowListenErrno(env, errno, "socket");
+  if (fd < 0) return ThrowErrno(env, errno, "socket");
   int on = 1;
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
       setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) {
     const int e = errno;
     close(fd);
-    return ThrowListenErrno(env, e, "setsockopt");
+    return ThrowErrno(env, e, "setsockopt");
   }
   if (family == 6) {
     int off = 0;
@@ -90,12 +56,12 @@ napi_value TcpListenReusePort(napi_env env, napi_callback_info info) {
   if (bind(fd, reinterpret_cast<sockaddr*>(&ss), sl) != 0) {
     const int e = errno;
     close(fd);
-    return ThrowListenErrno(env, e, "bind");
+    return ThrowErrno(env, e, "bind");
   }
   if (listen(fd, backlog) != 0) {
     const int e = errno;
     close(fd);
-    return ThrowListenErrno(env, e, "listen");
+    return ThrowErrno(env, e, "listen");
   }
   return Number(env, fd);
 }
@@ -109,7 +75,7 @@ napi_value FdLocalPort(napi_env env, napi_callback_info info) {
   }
   sockaddr_storage ss;
   socklen_t sl = sizeof ss;
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) != 0) return ThrowListenErrno(env, errno, "getsockname");
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) != 0) return ThrowErrno(env, errno, "getsockname");
   const uint16_t port = ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
                                                  : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
   return Number(env, port);

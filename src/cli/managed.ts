@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { printable } from './terminal.js';
-import { networkInterfaces } from 'node:os';
+import { getPriority, networkInterfaces, setPriority } from 'node:os';
 import type { Command } from 'commander';
 import { QRCode } from './qr.js';
 import type { RunningApi } from '../api/index.js';
@@ -149,6 +149,24 @@ function tee(...sinks: UsageSink[]): UsageSink {
 
 export { PortPool } from './port-pool.js';
 
+/** How much lower (nice) the management plane's thread runs than the data-plane workers. */
+const MANAGEMENT_NICE = 5;
+
+/**
+ * On Linux the nice value is per thread: once the workers exist (at the nice value they were
+ * created with), the management plane's thread (this one) is lowered, so on a busy machine the
+ * scheduler runs the relaying threads first. Raising one's own nice needs no privilege; failure
+ * (another OS) is harmless.
+ */
+function lowerThisThreadPriority(log: Logger): void {
+  if (process.platform !== 'linux') return;
+  try {
+    setPriority(Math.min(19, getPriority() + MANAGEMENT_NICE));
+  } catch (err) {
+    log.debug({ err: (err as Error).message }, 'cannot lower the management thread priority');
+  }
+}
+
 export interface ManagedServer {
   store: KyselyStore;
   /** The primary data plane (the port for new keys). */
@@ -295,6 +313,7 @@ export async function startManaged(
       if (code) throw new UsageError(`cannot listen on port ${primaryPort}: ${code}`);
       throw err;
     });
+    if (plane.workers > 0) lowerThisThreadPriority(log);
     const pool = new PortPool(plane, (port) => startPlane(port, false), log);
     cleanups.push(() => pool.close());
     if (plane.address.port !== settings.portForNewAccessKeys) {

@@ -188,21 +188,22 @@ export interface IdentityGroup {
   readonly probeLength: number;
 }
 
+function newGroup(e: Key2022Entry, identityKey: Buffer): IdentityGroup {
+  return {
+    method: e.method,
+    identityKey,
+    table: new IdentityTable<Key2022Entry>(e.method, identityKey),
+    probeLength: e.probeLength,
+  };
+}
+
 function buildIdentityGroups(entries: Iterable<AnyKeyEntry>): IdentityGroup[] {
   const groups = new Map<string, IdentityGroup>();
   for (const e of entries) {
     if (e.edition !== 2022 || !e.identityKey) continue;
     const id = `${e.method.name}/${e.identityKey.toString('hex')}`;
     let g = groups.get(id);
-    if (!g) {
-      g = {
-        method: e.method,
-        identityKey: e.identityKey,
-        table: new IdentityTable<Key2022Entry>(e.method, e.identityKey),
-        probeLength: e.probeLength,
-      };
-      groups.set(id, g);
-    }
+    if (!g) groups.set(id, (g = newGroup(e, e.identityKey)));
     g.table.set(e.userKey, e);
   }
   return [...groups.values()];
@@ -318,13 +319,7 @@ export class KeyRing {
       const id = groupId(e);
       let g = this.#groupsById.get(id);
       if (!g) {
-        g = {
-          method: e.method,
-          identityKey: e.identityKey,
-          table: new IdentityTable<Key2022Entry>(e.method, e.identityKey),
-          probeLength: e.probeLength,
-        };
-        this.#groupsById.set(id, g);
+        this.#groupsById.set(id, (g = newGroup(e, e.identityKey)));
         this.#groups = [...this.#groups, g];
       }
       g.table.set(e.userKey, e);
