@@ -12,7 +12,8 @@
         "native/stream_codec.cc",
         "native/oneshot.cc",
         "native/udp_sockets.cc",
-        "native/udp_fastpath.cc"
+        "native/udp_fastpath.cc",
+        "native/reuseport.cc"
       ],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags": ["-O2", "-fvisibility=hidden", "-Wall", "-Wextra"],

@@ -48,6 +48,11 @@ napi_value SockUnroute(napi_env env, napi_callback_info info);
 napi_value SockRouteTake(napi_env env, napi_callback_info info);
 napi_value SockDropped(napi_env env, napi_callback_info info);
 napi_value IsPrivateIp(napi_env env, napi_callback_info info);
+
+// reuseport.cc
+napi_value TcpListenReusePort(napi_env env, napi_callback_info info);
+napi_value FdLocalPort(napi_env env, napi_callback_info info);
+napi_value FdClose(napi_env env, napi_callback_info info);
 #endif
 
 }  // namespace ladder

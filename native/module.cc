@@ -13,8 +13,10 @@
 //   udp_sockets.cc   sendTo; sockShared, sockCreate, sockPort, sockSend, sockSendTo, sockClose
 //   udp_fastpath.cc  sockRelay, sockRelayTake, sockPolicy, sockSaltAdd, sockRoute, sockUnroute,
 //                    sockRouteTake, sockDropped, isPrivateIp
+//   reuseport.cc     tcpListenReusePort, fdLocalPort, fdClose (the multi-worker server's listeners)
 //   napi_args.cc     the argument parser every export uses
-// The sock* functions and isPrivateIp exist on Linux only.
+// The sock* functions, isPrivateIp and the reuseport.cc functions exist on Linux only (the
+// last three are looked up by name, so a build without them is still accepted).
 //
 // abiVersion: 3 added the one-shot operations and the batched sockets, 4 decodeInPlace, 5 method 3
 // (aes-192-gcm). The loader refuses any other number, so it changes only when the JS surface does.
@@ -66,6 +68,9 @@ napi_value Init(napi_env env, napi_value exports) {
       LADDER_EXPORT("sockDropped", SockDropped),
       LADDER_EXPORT("isPrivateIp", IsPrivateIp),
       LADDER_EXPORT("sockClose", SockClose),
+      LADDER_EXPORT("tcpListenReusePort", TcpListenReusePort),
+      LADDER_EXPORT("fdLocalPort", FdLocalPort),
+      LADDER_EXPORT("fdClose", FdClose),
   };
   napi_define_properties(env, exports, sizeof(sock_props) / sizeof(sock_props[0]), sock_props);
 #endif

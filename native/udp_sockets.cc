@@ -280,6 +280,8 @@ void OnReadable(uv_poll_t* h, int status, int events) {
   }
 }
 
+}  // namespace
+
 napi_value ThrowErrno(napi_env env, int err, const char* what) {
   napi_value code, msg, e;
   const char* name = err == EADDRINUSE      ? "EADDRINUSE"
@@ -288,6 +290,7 @@ napi_value ThrowErrno(napi_env env, int err, const char* what) {
                      : err == EAFNOSUPPORT  ? "EAFNOSUPPORT"
                      : err == EMFILE        ? "EMFILE"
                      : err == ENFILE        ? "ENFILE"
+                     : err == ENOPROTOOPT   ? "ENOPROTOOPT"
                      : err == ENOMEM        ? "ENOMEM"
                                             : "EIO";
   char text[160];
@@ -299,7 +302,23 @@ napi_value ThrowErrno(napi_env env, int err, const char* what) {
   return nullptr;
 }
 
-}  // namespace
+bool IpSockaddr(napi_env env, int family, const char* ip, int port, sockaddr_storage* ss, socklen_t* sl) {
+  memset(ss, 0, sizeof *ss);
+  if (family == 4) {
+    sockaddr_in* a = reinterpret_cast<sockaddr_in*>(ss);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(static_cast<uint16_t>(port));
+    if (inet_pton(AF_INET, ip, &a->sin_addr) != 1) return Throw(env, "ip must be an IPv4 address");
+    *sl = sizeof(sockaddr_in);
+  } else {
+    sockaddr_in6* a = reinterpret_cast<sockaddr_in6*>(ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(static_cast<uint16_t>(port));
+    if (inet_pton(AF_INET6, ip, &a->sin6_addr) != 1) return Throw(env, "ip must be an IPv6 address");
+    *sl = sizeof(sockaddr_in6);
+  }
+  return true;
+}
 
 Sock* GetSock(const Args& a, size_t i) {
   void* p = nullptr;
@@ -403,21 +422,8 @@ napi_value SockCreate(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   sockaddr_storage ss;
-  memset(&ss, 0, sizeof ss);
-  socklen_t sl;
-  if (family == 4) {
-    sockaddr_in* a = reinterpret_cast<sockaddr_in*>(&ss);
-    a->sin_family = AF_INET;
-    a->sin_port = htons(static_cast<uint16_t>(port));
-    if (inet_pton(AF_INET, ip, &a->sin_addr) != 1) return Throw(env, "ip must be an IPv4 address"), nullptr;
-    sl = sizeof(sockaddr_in);
-  } else {
-    sockaddr_in6* a = reinterpret_cast<sockaddr_in6*>(&ss);
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons(static_cast<uint16_t>(port));
-    if (inet_pton(AF_INET6, ip, &a->sin6_addr) != 1) return Throw(env, "ip must be an IPv6 address"), nullptr;
-    sl = sizeof(sockaddr_in6);
-  }
+  socklen_t sl = 0;
+  if (!IpSockaddr(env, family, ip, port, &ss, &sl)) return nullptr;
   const int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return ThrowErrno(env, errno, "socket");
   if (family == 6) {

@@ -53,6 +53,12 @@ struct Sock {
   bool finalized = false;  // the JS object is gone
 };
 
+// Throws Error(".code" = the errno's name) for a failed socket call `what`; returns nullptr.
+napi_value ThrowErrno(napi_env env, int err, const char* what);
+
+// ip:port of `family` (4 or 6, an IP literal) as a sockaddr; false (TypeError thrown) otherwise.
+bool IpSockaddr(napi_env env, int family, const char* ip, int port, sockaddr_storage* ss, socklen_t* sl);
+
 // The socket at argument i; throws TypeError otherwise.
 Sock* GetSock(const Args& a, size_t i);
 

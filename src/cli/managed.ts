@@ -1,18 +1,18 @@
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { printable } from './terminal.js';
-import { networkInterfaces } from 'node:os';
+import { getPriority, networkInterfaces, setPriority } from 'node:os';
 import type { Command } from 'commander';
 import { QRCode } from './qr.js';
 import type { RunningApi, WebEndpoint } from '../api/index.js';
 import type { LadderMetrics, MetricsServer } from '../metrics/index.js';
 import {
   startDataPlane,
-  type DataPlane,
+  startWorkerPlane,
   type DataPlaneOptions,
   type ServerHooks,
-  type ShadowsocksServer,
+  type WorkerPlane,
 } from '../server/index.js';
-import type { RuntimeKey, ServerControl, UsageSink } from '../shared/control.js';
+import type { UsageSink } from '../shared/control.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 import type { KeyEnforcer, KeyStatus, KyselyStore, StoreLocation } from '../store/index.js';
 import {
@@ -33,6 +33,7 @@ import { describeStore, dynamicKeyNote, privatePolicyLine, storeFlags } from './
 import { ladderCommand } from './invocation.js';
 import { StartupLog } from './startup-log.js';
 import { subscriptionEndpointOf } from './web-endpoint.js';
+import { inProcessPlane, PortPool, type Plane } from './port-pool.js';
 import {
   planWeb,
   saveWebEndpoint,
@@ -71,6 +72,8 @@ export interface ManagedFlags extends WebFlags {
   udp?: boolean;
   idleTimeout?: string;
   replayState?: string;
+  /** Data-plane worker threads (default one per core). */
+  workers?: string;
   logLevel?: string;
 }
 
@@ -146,102 +149,32 @@ function tee(...sinks: UsageSink[]): UsageSink {
   };
 }
 
+export { PortPool } from './port-pool.js';
+
+/** How much lower (nice) the management plane's thread runs than the data-plane workers. */
+const MANAGEMENT_NICE = 5;
+
 /**
- * Outline gives every key a port (usually the same one). The pool runs one data plane per port
- * that some usable key names, opening listeners as keys appear (PUT /access-keys/{id} with a port,
- * PUT /server/port-for-new-access-keys) and handing each its keys. It is the ServerControl the
- * enforcer drives; keys without a port go to the primary listener.
+ * On Linux the nice value is per thread: once the workers exist (at the nice value they were
+ * created with), the management plane's thread (this one) is lowered, so on a busy machine the
+ * scheduler runs the relaying threads first. Raising one's own nice needs no privilege; failure
+ * (another OS) is harmless.
  */
-export class PortPool implements ServerControl {
-  readonly #planes = new Map<number, DataPlane>();
-  readonly #opening = new Set<number>();
-  readonly #failed = new Set<number>();
-  #keys: readonly (RuntimeKey & { port?: number })[] = [];
-  #closed = false;
-  /** The web front's server: every key of every port (it has no listener of its own). */
-  #web: ShadowsocksServer | undefined;
-
-  constructor(
-    readonly primary: DataPlane,
-    private readonly options: Omit<DataPlaneOptions, 'keys' | 'port'>,
-    private readonly log: Logger,
-  ) {
-    this.#planes.set(primary.address.port, primary);
-  }
-
-  #portOf(k: RuntimeKey & { port?: number }): number {
-    return k.port ?? this.primary.address.port;
-  }
-
-  #keysFor(port: number): RuntimeKey[] {
-    return this.#keys.filter((k) => this.#portOf(k) === port);
-  }
-
-  /** Serve every key over the web front through `server` from now on. */
-  attachWebServer(server: ShadowsocksServer): void {
-    this.#web = server;
-    server.setKeys(this.#keys);
-  }
-
-  setKeys(keys: readonly RuntimeKey[]): void {
-    this.#keys = keys;
-    this.#web?.setKeys(keys);
-    for (const [port, plane] of this.#planes) plane.server.setKeys(this.#keysFor(port));
-    for (const port of new Set(keys.map((k) => this.#portOf(k)))) {
-      if (this.#planes.has(port) || this.#opening.has(port) || this.#failed.has(port)) continue;
-      this.#opening.add(port);
-      startDataPlane({ ...this.options, keys: [], port }).then(
-        (plane) => {
-          this.#opening.delete(port);
-          if (this.#closed) return void plane.close();
-          this.#planes.set(port, plane);
-          plane.server.setKeys(this.#keysFor(port));
-          this.log.info({ port }, 'listening on an additional key port');
-        },
-        (err: NodeJS.ErrnoException) => {
-          this.#opening.delete(port);
-          this.#failed.add(port); // not retried until restart; the keys on it cannot connect
-          this.log.warn({ port, err: err.code ?? err.message }, 'cannot listen on a key port');
-        },
-      );
-    }
-  }
-
-  closeKeyConnections(id: string): number {
-    let n = this.#web?.closeKeyConnections(id) ?? 0;
-    for (const plane of this.#planes.values()) n += plane.server.closeKeyConnections(id);
-    return n;
-  }
-
-  openConnections(): ReadonlyMap<string, number> {
-    const out = new Map<string, number>();
-    for (const server of [
-      ...[...this.#planes.values()].map((p) => p.server),
-      ...(this.#web ? [this.#web] : []),
-    ]) {
-      for (const [id, n] of server.openConnections()) out.set(id, (out.get(id) ?? 0) + n);
-    }
-    return out;
-  }
-
-  get webServer(): ShadowsocksServer | undefined {
-    return this.#web;
-  }
-
-  get ports(): number[] {
-    return [...this.#planes.keys()];
-  }
-
-  async close(): Promise<void> {
-    this.#closed = true;
-    await Promise.all([...[...this.#planes.values()].map((p) => p.close()), this.#web?.close()]);
+function lowerThisThreadPriority(log: Logger): void {
+  if (process.platform !== 'linux') return;
+  try {
+    setPriority(Math.min(19, getPriority() + MANAGEMENT_NICE));
+  } catch (err) {
+    log.debug({ err: (err as Error).message }, 'cannot lower the management thread priority');
   }
 }
 
 export interface ManagedServer {
   store: KyselyStore;
   /** The primary data plane (the port for new keys). */
-  plane: DataPlane;
+  plane: Plane;
+  /** Data-plane worker threads of the primary port (0: on the main thread, for the web front). */
+  workers: number;
   pool: PortPool;
   api: RunningApi | undefined;
   metricsServer: MetricsServer | undefined;
@@ -268,6 +201,8 @@ export interface ManagedTuning {
   /** Draw the QR code into `banner` (default true); false when it will not go to a terminal,
    *  so the QR drawer is never loaded (idle memory). */
   drawQr?: boolean;
+  /** How often data-plane workers post events and connection counts (ms). */
+  reportMs?: number;
 }
 
 /** Start everything; the caller prints `banner` and waits for a signal. */
@@ -355,18 +290,39 @@ export async function startManaged(
       udp: flags.udp !== false,
     };
     const primaryPort = dataPortFlag ?? settings.portForNewAccessKeys;
-    const plane = await startDataPlane({
-      ...planeOptions,
-      keys: [],
-      port: primaryPort,
-      // One replay-state file: the primary listener's (additional key ports keep theirs in memory).
-      ...(flags.replayState !== undefined ? { replayStateFile: flags.replayState } : {}),
-    }).catch((err: NodeJS.ErrnoException) => {
+    // The primary port's data plane runs in worker threads (--workers, default one per core),
+    // off this thread's event loop: API, store and enforcer load cannot stall its tunnels.
+    // Additional key ports (Outline's per-key ports, rare) and the web front's own server (no
+    // listener; the front's endpoints hand it streams) stay on this thread.
+    const startPlane = async (port: number, primary: boolean): Promise<Plane & { workers: number }> => {
+      // One replay-state file: the primary listener's (additional key ports keep theirs in memory),
+      // in the data directory unless --replay-state names one, so a restart still refuses replays
+      // of traffic recorded before it (D5).
+      const replay = primary
+        ? { replayStateFile: flags.replayState ?? join(dataDir, 'replay-state.bin') }
+        : {};
+      if (!primary) {
+        const dp = await startDataPlane({ ...planeOptions, ...replay, keys: [], port });
+        return { ...inProcessPlane(dp), workers: 0 };
+      }
+      const wp: WorkerPlane = await startWorkerPlane({
+        ...planeOptions,
+        ...replay,
+        logger: log,
+        keys: [],
+        port,
+        ...(parsed.workers !== undefined ? { workers: parsed.workers } : {}),
+        ...(tuning.reportMs !== undefined ? { reportMs: tuning.reportMs } : {}),
+      });
+      return wp;
+    };
+    const plane = await startPlane(primaryPort, true).catch((err: NodeJS.ErrnoException) => {
       const code = bindErrorCode(err);
       if (code) throw new UsageError(`cannot listen on port ${primaryPort}: ${code}`);
       throw err;
     });
-    const pool = new PortPool(plane, planeOptions, log);
+    if (plane.workers > 0) lowerThisThreadPriority(log);
+    const pool = new PortPool(plane, (port) => startPlane(port, false), log);
     cleanups.push(() => pool.close());
     if (plane.address.port !== settings.portForNewAccessKeys) {
       await store.updateSettings({ portForNewAccessKeys: plane.address.port });
@@ -473,6 +429,11 @@ export async function startManaged(
     out.push(
       `  Shadowsocks on port ${plane.address.port} (${flags.udp === false ? 'TCP; UDP off' : 'TCP and UDP'}), ${await store.countKeys()} key(s) in the store`,
     );
+    out.push(
+      plane.workers > 0
+        ? `  data plane: ${plane.workers} worker thread${plane.workers === 1 ? '' : 's'} (management stays on the main thread)`
+        : '  data plane: on the main thread (the web front hands it streams)',
+    );
     out.push(`  management API on port ${api.port} (HTTPS, self-signed; Outline Manager compatible)`);
     if (metricsServer) out.push(`  Prometheus metrics: ${metricsServer.url}`);
     if (dynamicAddress) out.push(`  dynamic keys (plain HTTP, put TLS in front): ${dynamicAddress}/access/…`);
@@ -525,6 +486,7 @@ export async function startManaged(
     return {
       store,
       plane,
+      workers: plane.workers,
       pool,
       api,
       metricsServer,

@@ -29,6 +29,8 @@ export const DEFAULT_CONNECT_SECONDS = 10;
 export const MAX_CONNECT_SECONDS = 600;
 export const DEFAULT_REPLAY_CAPACITY = 20_000;
 export const MAX_REPLAY_CAPACITY = 10_000_000;
+/** Data-plane worker threads: the default is the number of cores (os.availableParallelism()). */
+export const MAX_WORKERS = 256;
 
 // ---- managed server -------------------------------------------------------------------------
 export const DEFAULT_DATA_DIR = '.ladder';

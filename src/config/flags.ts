@@ -17,7 +17,7 @@ import {
   parseSeconds,
   type HostPortOptions,
 } from '../shared/parse.js';
-import { MAX_CLIENT_SECONDS, MAX_FIRST_DATA_WAIT_MS } from './defaults.js';
+import { MAX_CLIENT_SECONDS, MAX_FIRST_DATA_WAIT_MS, MAX_WORKERS } from './defaults.js';
 
 /** One flag: how its text is parsed, and whether it may be absent. */
 export interface FlagRule<T> {
@@ -91,6 +91,7 @@ export const clientFlagsSchema = flagSchema({
 export const serverFlagsSchema = flagSchema({
   port: flag.port('--port').optional(),
   idleTimeout: flag.seconds('--idle-timeout').optional(),
+  workers: flag.int('--workers', 1, MAX_WORKERS).optional(),
 });
 
 /** The numeric flags of the web front (both modes). */
@@ -105,5 +106,6 @@ export const managedFlagsSchema = flagSchema({
   apiPort: flag.port('--api-port').optional(),
   metricsPort: flag.port('--metrics-port').optional(),
   idleTimeout: serverFlagsSchema.shape.idleTimeout,
+  workers: serverFlagsSchema.shape.workers,
   dynamicListen: flag.hostPort('--dynamic-listen', { defaultHost: '0.0.0.0' }).optional(),
 });

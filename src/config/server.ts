@@ -12,6 +12,7 @@ import {
   DEFAULT_SERVER_PORT,
   MAX_CONNECT_SECONDS,
   MAX_REPLAY_CAPACITY,
+  MAX_WORKERS,
   MAX_TIMEOUT_SECONDS,
 } from './defaults.js';
 
@@ -27,6 +28,7 @@ import {
  *     "replayCapacity": 20000,
  *     "replayStateFile": "replay.bin",
  *     "udp": false,
+ *     "workers": 2,                 (data-plane worker threads; default one per core)
  *     "web": { "port": 443, "path": "/SECRET", "decoy": "builtin", "tlsCert": "cert.pem", "tlsKey": "key.pem" }
  *   }
  *
@@ -195,6 +197,12 @@ export const serverConfigSchema = z.strictObject({
     .min(1, { error: 'must not be empty' })
     .optional(),
   udp: z.boolean({ error: 'must be true or false' }).default(false),
+  workers: z
+    .number({ error: 'must be a number' })
+    .int({ error: 'must be an integer' })
+    .min(1, { error: 'must be at least 1' })
+    .max(MAX_WORKERS, { error: `must be at most ${MAX_WORKERS}` })
+    .optional(),
   web: webConfigSchema.optional(),
 });
 
@@ -209,6 +217,8 @@ export interface ServerConfig {
   readonly replayStateFile: string | undefined;
   /** Also relay UDP on the same port number (like ss-server -u). */
   readonly udp: boolean;
+  /** Data-plane worker threads; undefined: one per core. */
+  readonly workers: number | undefined;
   /** The web front (WebSocket, decoy, TLS), when the file has a `web` object. */
   readonly web?: WebConfig;
 }
@@ -268,6 +278,7 @@ export function parseServerConfig(input: unknown, source = 'config'): ServerConf
     replayCapacity: c.replayCapacity,
     replayStateFile: c.replayStateFile,
     udp: c.udp,
+    workers: c.workers,
     ...(c.web ? { web: Object.freeze(c.web) } : {}),
   });
 }

@@ -173,3 +173,59 @@ describe('KeyRing.walk (the one trial order of TCP and UDP)', () => {
     );
   });
 });
+
+describe('KeyRing.apply (deltas)', () => {
+  const k16 = (b: number): string => Buffer.alloc(16, b).toString('base64');
+  const ids = (ring: KeyRing): string[] => {
+    const out: string[] = [];
+    ring.walk([], (c) => void out.push(isIdentityGroup(c) ? `group(${c.table.size})` : c.id));
+    return out.sort();
+  };
+
+  it('adds, replaces and removes only the keys a delta names; the result walks like set()', () => {
+    const ring = new KeyRing();
+    ring.set([
+      { id: 'a', method: 'aes-128-gcm', secret: 'x' },
+      { id: 'b', method: 'chacha20-ietf-poly1305', secret: 'y' },
+    ]);
+    const a = ring.get('a');
+    const gone = ring.apply({
+      upsert: [
+        { id: 'b', method: 'chacha20-ietf-poly1305', secret: 'changed' },
+        { id: 'c', method: 'aes-256-gcm', secret: 'z' },
+        { id: 's', method: '2022-blake3-aes-128-gcm', secret: k16(1) },
+        { id: 'g1', method: '2022-blake3-aes-128-gcm', secret: `${k16(9)}:${k16(2)}` },
+        { id: 'g2', method: '2022-blake3-aes-128-gcm', secret: `${k16(9)}:${k16(3)}` },
+      ],
+      remove: ['missing'],
+    });
+    assert.deepEqual(gone, ['b'], 'a changed key is replaced (its connections are closed)');
+    assert.equal(ring.get('a'), a, 'an untouched key keeps its entry');
+    assert.equal(ring.size, 6);
+    const same = new KeyRing();
+    same.set([
+      { id: 'a', method: 'aes-128-gcm', secret: 'x' },
+      { id: 'b', method: 'chacha20-ietf-poly1305', secret: 'changed' },
+      { id: 'c', method: 'aes-256-gcm', secret: 'z' },
+      { id: 's', method: '2022-blake3-aes-128-gcm', secret: k16(1) },
+      { id: 'g1', method: '2022-blake3-aes-128-gcm', secret: `${k16(9)}:${k16(2)}` },
+      { id: 'g2', method: '2022-blake3-aes-128-gcm', secret: `${k16(9)}:${k16(3)}` },
+    ]);
+    assert.deepEqual(ids(ring), ids(same));
+    assert.deepEqual(ring.apply({ upsert: [], remove: ['a', 'g1', 's'] }).sort(), ['a', 'g1', 's']);
+    assert.equal(ring.get('a'), undefined);
+    assert.equal(ring.size, 3);
+    assert.deepEqual(ids(ring), ['b', 'c', 'group(1)']);
+  });
+
+  it('refuses a 2022 user key another key already owns, and frees it when the owner goes', () => {
+    const ring = new KeyRing();
+    ring.apply({ upsert: [{ id: 'u1', method: '2022-blake3-aes-128-gcm', secret: k16(4) }], remove: [] });
+    ring.apply({ upsert: [{ id: 'u2', method: '2022-blake3-aes-128-gcm', secret: k16(4) }], remove: [] });
+    assert.equal(ring.get('u2'), undefined);
+    assert.match(ring.rejected[0]!.reason, /same 2022 user key as key "u1"/);
+    ring.apply({ upsert: [], remove: ['u1'] });
+    ring.apply({ upsert: [{ id: 'u2', method: '2022-blake3-aes-128-gcm', secret: k16(4) }], remove: [] });
+    assert.ok(ring.get('u2'));
+  });
+});

@@ -3,7 +3,7 @@ import { IdentityTable } from '../protocol/shadowsocks/identity.js';
 import { evpBytesToKey } from '../protocol/shadowsocks/kdf.js';
 import { getAeadMethod, type AeadMethod } from '../protocol/shadowsocks/methods.js';
 import { getAead2022Method, parsePsk2022, type Aead2022Method } from '../protocol/shadowsocks/methods2022.js';
-import type { RuntimeKey } from '../shared/control.js';
+import type { KeyDelta, RuntimeKey } from '../shared/control.js';
 
 /** A SIP004 (2017 edition) key ready for trial decryption: method and master key derived once. */
 export interface KeyEntry {
@@ -188,21 +188,22 @@ export interface IdentityGroup {
   readonly probeLength: number;
 }
 
+function newGroup(e: Key2022Entry, identityKey: Buffer): IdentityGroup {
+  return {
+    method: e.method,
+    identityKey,
+    table: new IdentityTable<Key2022Entry>(e.method, identityKey),
+    probeLength: e.probeLength,
+  };
+}
+
 function buildIdentityGroups(entries: Iterable<AnyKeyEntry>): IdentityGroup[] {
   const groups = new Map<string, IdentityGroup>();
   for (const e of entries) {
     if (e.edition !== 2022 || !e.identityKey) continue;
     const id = `${e.method.name}/${e.identityKey.toString('hex')}`;
     let g = groups.get(id);
-    if (!g) {
-      g = {
-        method: e.method,
-        identityKey: e.identityKey,
-        table: new IdentityTable<Key2022Entry>(e.method, e.identityKey),
-        probeLength: e.probeLength,
-      };
-      groups.set(id, g);
-    }
+    if (!g) groups.set(id, (g = newGroup(e, e.identityKey)));
     g.table.set(e.userKey, e);
   }
   return [...groups.values()];
@@ -223,18 +224,43 @@ export type CandidateVisitor<T> = (c: Candidate, position: number, first: boolea
 
 const NO_KEYS: readonly KeyEntry[] = [];
 
+export type { KeyDelta };
+
+/** The delta that turns key set `from` (by id) into `to`; `from` is left unchanged. */
+export function keyDelta(from: ReadonlyMap<string, RuntimeKey>, to: readonly RuntimeKey[]): KeyDelta {
+  const upsert: RuntimeKey[] = [];
+  const seen = new Set<string>();
+  for (const k of to) {
+    seen.add(k.id);
+    const old = from.get(k.id);
+    if (!old || old.method !== k.method || old.secret !== k.secret) upsert.push(k);
+  }
+  const remove: string[] = [];
+  for (const id of from.keys()) if (!seen.has(id)) remove.push(id);
+  return { upsert, remove };
+}
+
+function groupId(e: Key2022Entry): string {
+  return `${e.method.name}/${e.identityKey?.toString('hex') ?? ''}`;
+}
+
 /**
  * The keys of one port, in the forms trial decryption needs, shared by the TCP and UDP paths:
  * the entries by id, the SIP023 identity groups, the 2022 single-user keys, the SIP004 keys,
- * and which SIP004 keys each client IP used recently. `walk` is the one trial order.
+ * and which SIP004 keys each client IP used recently. `walk` is the one trial order. `set`
+ * replaces the whole set; `apply` changes only the keys a delta names.
  */
 export class KeyRing {
   #entries = new Map<string, AnyKeyEntry>();
-  /** SIP004 keys, tried by trial decryption. */
+  /** SIP004 keys, tried by trial decryption, and each one's index there (O(1) removal). */
   #sip004: KeyEntry[] = [];
+  #sip004At = new Map<string, number>();
   /** 2022 single-user keys (no identity header), tried directly. */
   #single2022: Key2022Entry[] = [];
   #groups: IdentityGroup[] = [];
+  #groupsById = new Map<string, IdentityGroup>();
+  /** Which key id owns each 2022 user PSK (see claimUserKey). */
+  #userKeys = new Map<string, string>();
   #rejected: readonly RejectedKey[] = [];
   readonly #recent = new RecentKeys();
 
@@ -248,8 +274,87 @@ export class KeyRing {
     this.#entries = entries;
     const all = [...entries.values()];
     this.#sip004 = all.filter((k): k is KeyEntry => k.edition === 2017);
+    this.#sip004At = new Map(this.#sip004.map((k, i) => [k.id, i]));
     this.#single2022 = all.filter((k): k is Key2022Entry => k.edition === 2022 && !k.identityKey);
     this.#groups = buildIdentityGroups(all);
+    this.#groupsById = new Map(this.#groups.map((g) => [`${g.method.name}/${g.identityKey.toString('hex')}`, g]));
+    this.#userKeys = new Map();
+    for (const e of all) if (e.edition === 2022) claimUserKey(this.#userKeys, e, []);
+  }
+
+  /**
+   * Change only the keys `delta` names: removed ids go, added or changed keys are built (a
+   * changed key is replaced). Work is proportional to the delta, not to the key set. `rejected`
+   * then lists the keys of this delta that cannot be served (a 2022 user PSK already owned by
+   * another key stays with its owner). Returns the ids whose entry was removed or replaced, so
+   * the caller can close their connections.
+   */
+  apply(delta: KeyDelta): string[] {
+    const gone: string[] = [];
+    const rejected: RejectedKey[] = [];
+    for (const id of delta.remove) if (this.#drop(id)) gone.push(id);
+    for (const k of delta.upsert) {
+      const old = this.#entries.get(k.id);
+      if (old && old.fingerprint === fingerprint(k)) continue;
+      if (old && this.#drop(k.id)) gone.push(k.id);
+      const { entries, rejected: r } = buildKeyEntries([k], new Map());
+      const e = entries.get(k.id);
+      if (!e || (e.edition === 2022 && !claimUserKey(this.#userKeys, e, r))) {
+        rejected.push(...r);
+        continue;
+      }
+      this.#add(e);
+    }
+    this.#rejected = rejected;
+    return gone;
+  }
+
+  #add(e: AnyKeyEntry): void {
+    this.#entries.set(e.id, e);
+    if (e.edition === 2017) {
+      this.#sip004At.set(e.id, this.#sip004.length);
+      this.#sip004.push(e);
+    } else if (!e.identityKey) this.#single2022 = [...this.#single2022, e];
+    else {
+      const id = groupId(e);
+      let g = this.#groupsById.get(id);
+      if (!g) {
+        this.#groupsById.set(id, (g = newGroup(e, e.identityKey)));
+        this.#groups = [...this.#groups, g];
+      }
+      g.table.set(e.userKey, e);
+    }
+  }
+
+  #drop(id: string): boolean {
+    const e = this.#entries.get(id);
+    if (!e) return false;
+    this.#entries.delete(id);
+    if (e.edition === 2017) {
+      // Swap-remove: the order of SIP004 trials is not part of any contract.
+      const i = this.#sip004At.get(id)!;
+      const last = this.#sip004.pop()!;
+      if (last !== e) {
+        this.#sip004[i] = last;
+        this.#sip004At.set(last.id, i);
+      }
+      this.#sip004At.delete(id);
+      return true;
+    }
+    const owner = `${groupId(e)}/${e.userKey.toString('hex')}`;
+    if (this.#userKeys.get(owner) === id) this.#userKeys.delete(owner);
+    if (!e.identityKey) this.#single2022 = this.#single2022.filter((k) => k !== e);
+    else {
+      const g = this.#groupsById.get(groupId(e));
+      if (g) {
+        g.table.delete(e.userKey);
+        if (g.table.size === 0) {
+          this.#groupsById.delete(groupId(e));
+          this.#groups = this.#groups.filter((x) => x !== g);
+        }
+      }
+    }
+    return true;
   }
 
   /** Keys the last set() left out, with the reason. */

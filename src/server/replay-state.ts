@@ -166,6 +166,20 @@ interface ParsedState {
   window: SaltWindow | undefined;
 }
 
+/**
+ * Filters the caller supplies instead of new in-process ones: the multi-worker server's, over
+ * SharedArrayBuffers (workers/shared-salts.ts), which every worker and the main thread share.
+ */
+export interface ReplayFilters {
+  readonly clientSalts: SaltFilter;
+  readonly serverSalts: SaltFilter;
+  readonly salts2022: SaltWindow;
+  /** Copy a loaded state in (shared filters are filled, never swapped for new objects). */
+  replace(client: SaltFilter, server: SaltFilter, window: SaltWindow | undefined, nowMs: number): void;
+  /** Changes made by any thread (a save is skipped only when nothing changed anywhere). */
+  readonly changes: number;
+}
+
 export interface ReplayStateOptions {
   clock: Clock;
   log: Logger;
@@ -175,6 +189,8 @@ export interface ReplayStateOptions {
   store?: ReplayStore | undefined;
   /** How often the state is saved when it changed. */
   saveMs?: number;
+  /** Use these filters (shared across worker threads) rather than new ones. */
+  filters?: ReplayFilters | undefined;
 }
 
 /**
@@ -206,6 +222,7 @@ export class ReplayState {
   readonly #capacity: number;
   readonly #store: ReplayStore | undefined;
   readonly #saver: Periodic;
+  readonly #shared: ReplayFilters | undefined;
   #savedAt = -1;
   #saving: Promise<void> = Promise.resolve();
 
@@ -215,8 +232,18 @@ export class ReplayState {
     this.#capacity = opts.capacity ?? DEFAULT_REPLAY_CAPACITY;
     this.#store = opts.store;
     this.#saver = new Periodic(opts.clock, opts.saveMs ?? DEFAULT_REPLAY_SAVE_MS, () => this.save());
-    this.clientSalts = new SaltFilter(this.#capacity);
-    this.serverSalts = new SaltFilter(this.#capacity);
+    const shared = (this.#shared = opts.filters);
+    this.clientSalts = shared?.clientSalts ?? new SaltFilter(this.#capacity);
+    this.serverSalts = shared?.serverSalts ?? new SaltFilter(this.#capacity);
+    if (shared) this.salts2022 = shared.salts2022;
+  }
+
+  /** Take a loaded state: new filters in-process, a copy into shared ones. */
+  #install(client: SaltFilter, server: SaltFilter, window: SaltWindow | undefined): void {
+    if (this.#shared) return this.#shared.replace(client, server, window, this.#clock.now());
+    this.clientSalts = client;
+    this.serverSalts = server;
+    if (window) this.salts2022 = window;
   }
 
   /** A 2022 request salt was remembered (the state changed). */
@@ -310,9 +337,7 @@ export class ReplayState {
         );
       }
     }
-    this.clientSalts = loaded.client;
-    this.serverSalts = loaded.server;
-    if (loaded.window) this.salts2022 = loaded.window;
+    this.#install(loaded.client, loaded.server, loaded.window);
     // From the previous generation: write a good current one at the next save.
     this.#savedAt = 'state' in current ? this.#stamp() : -1;
     this.#log.info(
@@ -358,6 +383,7 @@ export class ReplayState {
   }
 
   #stamp(): number {
+    if (this.#shared) return this.#shared.changes;
     return this.clientSalts.changes + this.serverSalts.changes + this.#salts2022Changes;
   }
 

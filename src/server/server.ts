@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { DEFAULT_CONNECT_SECONDS, DEFAULT_IDLE_SECONDS } from '../config/defaults.js';
 import { listen } from '../shared/listen.js';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo, ListenOptions, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { SaltWindow } from '../protocol/shadowsocks/replay.js';
 import type { SaltFilter } from '../protocol/shadowsocks/replay.js';
@@ -11,9 +11,9 @@ import { silentLogger, type Logger } from '../shared/logger.js';
 import { Connection, type ConnectionContext, type StreamInfo } from './connection.js';
 import type { Lookup } from './destination.js';
 import type { AuthEvent, ConnectionClosedEvent, ServerHooks } from './events.js';
-import { KeyRing, type RejectedKey } from './keys.js';
+import { KeyRing, type KeyDelta, type RejectedKey } from './keys.js';
 import { RefusalLog } from './refusal-log.js';
-import { ReplayState, replayStateFile, type ReplayStore } from './replay-state.js';
+import { ReplayState, replayStateFile, type ReplayFilters, type ReplayStore } from './replay-state.js';
 import { UdpRelay, type UdpRelayContext, type UdpRelayOptions } from './udp-relay.js';
 import { UsageMeter } from './usage-meter.js';
 
@@ -57,6 +57,8 @@ export interface ServerOptions {
   replayStore?: ReplayStore;
   /** How often the replay state is saved when it changed (default 60 s). */
   replaySaveMs?: number;
+  /** Replay filters shared with other threads (a data-plane worker's; see workers/). */
+  replayFilters?: ReplayFilters;
   /** Name resolution override (tests). */
   lookup?: Lookup;
   /**
@@ -123,6 +125,7 @@ export class ShadowsocksServer implements ServerControl {
       store,
       ...(opts.replayCapacity !== undefined ? { capacity: opts.replayCapacity } : {}),
       ...(opts.replaySaveMs !== undefined ? { saveMs: opts.replaySaveMs } : {}),
+      filters: opts.replayFilters,
     });
     this.#refusals = new RefusalLog({ log, clock, ...opts.refusalLog });
     this.#udpOptions = opts.udp === true ? {} : opts.udp === false ? undefined : opts.udp;
@@ -163,6 +166,19 @@ export class ShadowsocksServer implements ServerControl {
     }
     this.#udp?.pruneKeys();
     this.#log.info({ keys: ring.size, closedConnections: closed }, 'keys updated');
+  }
+
+  /**
+   * Change only the keys `delta` names (work proportional to the delta): connections of removed
+   * or replaced keys are closed, skipped keys logged at warn as by setKeys().
+   */
+  applyKeyDelta(delta: KeyDelta): void {
+    const gone = this.#keys.apply(delta);
+    for (const r of this.#keys.rejected) this.#log.warn({ keyId: r.id, reason: r.reason }, 'key skipped');
+    let closed = 0;
+    for (const id of gone) closed += this.closeKeyConnections(id);
+    if (gone.length > 0) this.#udp?.pruneKeys();
+    this.#log.debug({ keys: this.#keys.size, closedConnections: closed }, 'keys changed');
   }
 
   /** Keys the last setKeys() skipped, with the reason. */
@@ -218,8 +234,12 @@ export class ShadowsocksServer implements ServerControl {
 
   // ---- lifecycle ----
 
-  /** Start accepting. Resolves with the bound address (use port 0 for an ephemeral port). */
-  async listen(opts: { port: number; host?: string | undefined }): Promise<AddressInfo> {
+  /**
+   * Start accepting. Resolves with the bound address (use port 0 for an ephemeral port). With
+   * `fd`, accept on that already listening socket instead (a worker's SO_REUSEPORT socket); UDP
+   * then binds `port`.
+   */
+  async listen(opts: { port: number; host?: string | undefined; fd?: number }): Promise<AddressInfo> {
     if (this.#server) throw new Error('server already listening');
     await this.#replay.load();
     const addr = await this.#listen(opts);
@@ -267,14 +287,18 @@ export class ShadowsocksServer implements ServerControl {
     return this.#udp;
   }
 
-  async #listen(opts: { port: number; host?: string | undefined }): Promise<AddressInfo> {
+  async #listen(opts: { port: number; host?: string | undefined; fd?: number }): Promise<AddressInfo> {
     const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.handleConnection(s));
     this.#server = server;
     let addr: AddressInfo;
     try {
       addr = await listen(
         server,
-        opts.host === undefined ? { port: opts.port } : { port: opts.port, host: opts.host },
+        opts.fd !== undefined
+          ? ({ fd: opts.fd } as ListenOptions) // net's handle form: { fd } of a listening socket
+          : opts.host === undefined
+            ? { port: opts.port }
+            : { port: opts.port, host: opts.host },
       );
     } catch (err) {
       this.#server = undefined;

@@ -11,9 +11,23 @@ export interface RuntimeKey {
   readonly secret: string;
 }
 
+/**
+ * A change to a key set: keys added or changed (by id), and ids removed. Lets one changed key
+ * cost work for one key, in the enforcer and in every data-plane worker.
+ */
+export interface KeyDelta {
+  readonly upsert: readonly RuntimeKey[];
+  readonly remove: readonly string[];
+}
+
 export interface ServerControl {
   /** Replace the set of usable keys. Connections of keys no longer present are closed. */
   setKeys(keys: readonly RuntimeKey[]): void;
+  /**
+   * Change only the keys the delta names (optional: a control without it gets setKeys). A
+   * promise, when returned, settles once the change is in force everywhere (every worker).
+   */
+  applyKeyDelta?(delta: KeyDelta): void | Promise<void>;
   /** Close every open connection that authenticated with this key id. */
   closeKeyConnections(id: string): number;
   /** Open connections per key id. */

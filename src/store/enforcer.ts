@@ -32,8 +32,8 @@ export class KeyEnforcer {
   #running = false;
   #chain: Promise<KeyStatus[]> = Promise.resolve([]);
   #queued: Promise<KeyStatus[]> | undefined;
-  #signature: string | undefined;
-  #active = new Set<string>();
+  /** The usable keys the control has now, by id. */
+  #active = new Map<string, RuntimeKey & { port: number }>();
   #last: KeyStatus[] = [];
 
   constructor(opts: EnforcerOptions) {
@@ -96,25 +96,29 @@ export class KeyEnforcer {
 
   async #evaluate(): Promise<KeyStatus[]> {
     const statuses = await evaluateKeys(this.#store, this.#clock.now());
-    // `port` rides along for controls that serve several ports (the data plane ignores it).
-    const usable: (RuntimeKey & { port: number })[] = statuses
-      .filter((s) => s.state === 'active')
-      .map((s) => ({ id: s.key.id, method: s.key.method, secret: s.key.secret, port: s.key.port }));
-    const signature = usable
-      .map((k) => `${k.id}\u0000${k.method}\u0000${k.secret}\u0000${k.port}`)
-      .join('\u0001');
-    if (signature !== this.#signature) {
-      const next = new Set(usable.map((k) => k.id));
-      this.#control.setKeys(usable);
-      for (const id of this.#active) {
-        if (!next.has(id)) {
-          this.#control.closeKeyConnections(id);
-          const s = statuses.find((x) => x.key.id === id);
-          this.#log.info({ keyId: id, state: s?.state ?? 'deleted' }, 'access key stopped');
-        }
+    // The control gets what changed, not the whole set: one changed key costs work for one key
+    // in the data plane (and in each of its workers). `port` rides along for controls that serve
+    // several ports (a single data plane ignores it).
+    const next = new Map<string, RuntimeKey & { port: number }>();
+    const upsert: (RuntimeKey & { port: number })[] = [];
+    for (const s of statuses) {
+      if (s.state !== 'active') continue;
+      const k = { id: s.key.id, method: s.key.method, secret: s.key.secret, port: s.key.port };
+      next.set(k.id, k);
+      const old = this.#active.get(k.id);
+      if (!old || old.method !== k.method || old.secret !== k.secret || old.port !== k.port) upsert.push(k);
+    }
+    const remove: string[] = [];
+    for (const id of this.#active.keys()) if (!next.has(id)) remove.push(id);
+    if (upsert.length > 0 || remove.length > 0) {
+      if (this.#control.applyKeyDelta) await this.#control.applyKeyDelta({ upsert, remove });
+      else this.#control.setKeys([...next.values()]);
+      const byId = remove.length > 0 ? new Map(statuses.map((s) => [s.key.id, s])) : undefined;
+      for (const id of remove) {
+        this.#control.closeKeyConnections(id);
+        this.#log.info({ keyId: id, state: byId?.get(id)?.state ?? 'deleted' }, 'access key stopped');
       }
       this.#active = next;
-      this.#signature = signature;
     }
     this.#last = statuses;
     this.#onEvaluate?.(statuses);

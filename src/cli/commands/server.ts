@@ -7,7 +7,7 @@ import type { ServerConfig } from '../../config/server.js';
 import { isProtocolError } from '../../protocol/errors.js';
 import { checkKey, checkMethod } from '../../protocol/shadowsocks/key-material.js';
 import { formatSsUrl } from '../../protocol/sip002/index.js';
-import { startDataPlane, type DataPlane } from '../../server/index.js';
+import { startDataPlane, startWorkerPlane, type DataPlane, type WorkerPlane } from '../../server/index.js';
 import type { RuntimeKey } from '../../shared/control.js';
 import { createLogger } from '../../shared/logger.js';
 import {
@@ -52,6 +52,7 @@ interface ServerFlags extends WebFlags {
   publicHost?: string;
   showUrls?: boolean;
   replayState?: string;
+  workers?: string;
   logLevel?: string;
 }
 
@@ -118,6 +119,7 @@ async function plan(flags: ServerFlags): Promise<Plan> {
       replayCapacity: DEFAULT_REPLAY_CAPACITY,
       replayStateFile: undefined,
       udp: false,
+      workers: undefined,
     };
     source = what;
   }
@@ -135,6 +137,7 @@ async function plan(flags: ServerFlags): Promise<Plan> {
     overrides.replayStateFile = flags.replayState;
   }
   if (parsed.idleTimeout !== undefined) overrides.idleMs = Math.round(parsed.idleTimeout * 1000);
+  if (parsed.workers !== undefined) overrides.workers = parsed.workers;
   config = { ...config, ...overrides };
   const printKeys = flags.config === undefined || flags.showUrls ? config.keys : [];
   return { config, printKeys, source };
@@ -142,7 +145,7 @@ async function plan(flags: ServerFlags): Promise<Plan> {
 
 async function banner(
   p: Plan,
-  plane: DataPlane,
+  plane: { readonly address: AddressInfo; readonly workers?: number },
   web: RunningWeb | undefined,
   webGenerated: boolean,
   publicHost: string | undefined,
@@ -154,6 +157,8 @@ async function banner(
     config.host === undefined ? `all interfaces, port ${a.port}` : formatHostPort(a.address, a.port);
   const out: string[] = [];
   out.push(`Ladder server listening on ${listen} (${config.udp ? 'TCP and UDP' : 'TCP'})`);
+  if (plane.workers !== undefined)
+    out.push(`  data plane: ${plane.workers} worker thread${plane.workers === 1 ? '' : 's'}`);
   const methods = [...new Set(config.keys.map((k) => k.method))].join(', ');
   out.push(
     `  unmanaged mode: ${config.keys.length} key${config.keys.length === 1 ? '' : 's'} from ${p.source} (${methods}); no store, no management API`,
@@ -251,6 +256,10 @@ export function registerServer(program: Command): void {
       '--replay-state <file>',
       'keep the replay filter in this file so replays are refused across restarts',
     )
+    .option(
+      '--workers <n>',
+      'data-plane worker threads (default: one per core); the API and store stay on the main thread',
+    )
     .option('--show-urls', "with --config: print every key's ss:// URL and QR code")
     .option('--log-level <level>', `${LOG_LEVELS.join('|')} (logs go to stderr; default info)`)
     // Bad flags are usage errors like bad values: one line, exit 2 (commander alone prints two
@@ -288,7 +297,7 @@ export function registerServer(program: Command): void {
         '  { "port": 8388, "host": "0.0.0.0",',
         '    "keys": [{ "id": "alice", "method": "chacha20-ietf-poly1305", "password": "..." }],',
         '    "timeouts": { "idleSeconds": 300, "connectSeconds": 10 },',
-        '    "allowPrivateDestinations": false, "replayCapacity": 20000, "replayStateFile": "replay.bin",',
+        '    "allowPrivateDestinations": false, "replayCapacity": 20000, "replayStateFile": "replay.bin", "workers": 2,',
         '    "web": { "port": 443, "path": "/SECRET", "decoy": "builtin", "tlsCert": "cert.pem", "tlsKey": "key.pem",',
         '             "trustProxy": ["10.0.0.0/8"] } }   (or "acme": "your.name" with "dataDir"; paths relative to the file)',
         '',
@@ -309,19 +318,28 @@ export function registerServer(program: Command): void {
       // Start-up info lines wait until the banner is out (warnings and errors do not).
       const startupLog = new StartupLog();
       const log = createLogger({ level, destination: startupLog });
-      let plane: DataPlane;
+      // The data plane runs in worker threads (--workers, default one per core); with the web
+      // front it stays on this thread, where the front's WebSocket endpoints hand it streams.
+      const common = {
+        keys: p.config.keys,
+        port: p.config.port,
+        host: p.config.host,
+        logger: log,
+        timeouts: { idleMs: p.config.idleMs, connectMs: p.config.connectMs },
+        allowPrivateDestinations: p.config.allowPrivateDestinations,
+        replayCapacity: p.config.replayCapacity,
+        ...(p.config.replayStateFile !== undefined ? { replayStateFile: p.config.replayStateFile } : {}),
+        udp: p.config.udp,
+      };
+      let plane: DataPlane | WorkerPlane;
       try {
-        plane = await startDataPlane({
-          keys: p.config.keys,
-          port: p.config.port,
-          host: p.config.host,
-          logger: log,
-          timeouts: { idleMs: p.config.idleMs, connectMs: p.config.connectMs },
-          allowPrivateDestinations: p.config.allowPrivateDestinations,
-          replayCapacity: p.config.replayCapacity,
-          ...(p.config.replayStateFile !== undefined ? { replayStateFile: p.config.replayStateFile } : {}),
-          udp: p.config.udp,
-        });
+        plane = webPlan
+          ? await startDataPlane(common)
+          : await startWorkerPlane({
+              ...common,
+              logLevel: level,
+              ...(p.config.workers !== undefined ? { workers: p.config.workers } : {}),
+            });
       } catch (err) {
         startupLog.release();
         const code = bindErrorCode(err);
@@ -335,9 +353,10 @@ export function registerServer(program: Command): void {
         throw err;
       }
       let web: RunningWeb | undefined;
-      if (webPlan) {
+      if (webPlan && 'server' in plane) {
+        const inProcess = plane;
         try {
-          web = await startWeb(webPlan, plane.server, p.config.udp === true, log);
+          web = await startWeb(webPlan, inProcess.server, p.config.udp === true, log);
         } catch (err) {
           startupLog.release();
           await plane.close();

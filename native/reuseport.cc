@@ -1,0 +1,97 @@
+// Ladder native addon: listening TCP sockets several threads can share (the multi-worker server).
+//   tcpListenReusePort(family 4|6, ip, port, backlog) -> fd      (Linux; throws Error, .code = errno name)
+//       a non-blocking, close-on-exec TCP socket with SO_REUSEADDR and SO_REUSEPORT, bound to
+//       ip:port and listening. Each data-plane worker gets its own such socket on the same port
+//       and hands the fd to node (`server.listen({ fd })`), so the kernel spreads new
+//       connections across the workers (by a hash of the 4-tuple) with no accept lock and no
+//       thread in between. family 6 is dual-stack (IPV6_V6ONLY off). Port 0 picks a free port;
+//       the caller then binds the other workers' sockets to the port the first one got.
+//   fdLocalPort(fd) -> number                                    the port a socket is bound to (getsockname)
+//   fdClose(fd)                                                  close(2) a socket never handed to node
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#if defined(__linux__)
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#endif
+
+#include "exports.h"
+#include "napi_args.h"
+#include "udp_sockets.h"
+
+namespace ladder {
+
+#if defined(__linux__)
+
+
+napi_value TcpListenReusePort(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int32_t family = 0, port = -1, backlog = 0;
+  char ip[64];
+  if (!a.Need(4) || !a.Int32(0, &family) || (family != 4 && family != 6) || !a.String(1, ip, sizeof ip) ||
+      !a.Int32(2, &port) || port < 0 || port > 65535 || !a.Int32(3, &backlog) || backlog < 1) {
+    Throw(env, "tcpListenReusePort(family 4|6, ip, port 0..65535, backlog >= 1)");
+    return nullptr;
+  }
+  sockaddr_storage ss;
+  socklen_t sl = 0;
+  if (!IpSockaddr(env, family, ip, port, &ss, &sl)) return nullptr;
+  const int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ThrowErrno(env, errno, "socket");
+  int on = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) {
+    const int e = errno;
+    close(fd);
+    return ThrowErrno(env, e, "setsockopt");
+  }
+  if (family == 6) {
+    int off = 0;
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), sl) != 0) {
+    const int e = errno;
+    close(fd);
+    return ThrowErrno(env, e, "bind");
+  }
+  if (listen(fd, backlog) != 0) {
+    const int e = errno;
+    close(fd);
+    return ThrowErrno(env, e, "listen");
+  }
+  return Number(env, fd);
+}
+
+napi_value FdLocalPort(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int32_t fd = -1;
+  if (!a.Need(1) || !a.Int32(0, &fd) || fd < 0) {
+    Throw(env, "fdLocalPort(fd >= 0)");
+    return nullptr;
+  }
+  sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) != 0) return ThrowErrno(env, errno, "getsockname");
+  const uint16_t port = ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
+                                                 : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  return Number(env, port);
+}
+
+napi_value FdClose(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int32_t fd = -1;
+  if (!a.Need(1) || !a.Int32(0, &fd) || fd < 0) {
+    Throw(env, "fdClose(fd >= 0)");
+    return nullptr;
+  }
+  close(fd);
+  return nullptr;
+}
+
+#endif  // __linux__
+
+}  // namespace ladder

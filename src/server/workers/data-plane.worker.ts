@@ -1,0 +1,115 @@
+/**
+ * A data-plane worker thread: one ShadowsocksServer on a listening socket of its own (an
+ * SO_REUSEPORT socket the main thread made, or its own listener when it is the only worker),
+ * with the replay filters shared through SharedArrayBuffers. Keys arrive as deltas; byte counts,
+ * connection events and open-connection counts go back to the main thread in batches.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { setNativeEnabled } from '../../protocol/shadowsocks/native.js';
+import { createLogger } from '../../shared/logger.js';
+import type { AuthEvent, ConnectionClosedEvent } from '../events.js';
+import { ShadowsocksServer } from '../server.js';
+import type { FromWorker, ToWorker, WorkerInit } from './messages.js';
+import { sharedReplayFilters } from './shared-salts.js';
+
+const init = workerData as WorkerInit;
+const port = parentPort!;
+const post = (m: FromWorker): void => port.postMessage(m);
+if (!init.native) setNativeEnabled(false);
+
+const log = createLogger({ level: init.logLevel }).child({ worker: init.index });
+// Start-up info lines would come before the main thread's banner: warnings and errors only until
+// listening (the main thread says it listens).
+const level = log.level;
+if (log.isLevelEnabled('info')) log.level = 'warn';
+let usage: [string, number, number][] = [];
+let opened = 0;
+let authenticated: AuthEvent[] = [];
+let closed: ConnectionClosedEvent[] = [];
+let openDirty = true;
+
+const server = new ShadowsocksServer({
+  keys: init.keys,
+  logger: log,
+  timeouts: {
+    ...(init.idleMs !== undefined ? { idleMs: init.idleMs } : {}),
+    ...(init.connectMs !== undefined ? { connectMs: init.connectMs } : {}),
+  },
+  allowPrivateDestinations: init.allowPrivateDestinations,
+  ...(init.replayCapacity !== undefined ? { replayCapacity: init.replayCapacity } : {}),
+  ...(init.replay ? { replayFilters: sharedReplayFilters(init.replay) } : {}),
+  ...(init.usageFlushMs !== undefined ? { usageFlushMs: init.usageFlushMs } : {}),
+  ...(init.refusalLog ? { refusalLog: init.refusalLog } : {}),
+  udp: init.udp,
+  usage: {
+    // The meter calls this once per key per flush; one message per flush.
+    addBytes(id, up, down) {
+      if (usage.length === 0) queueMicrotask(sendUsage);
+      usage.push([id, up, down]);
+    },
+  },
+  hooks: {
+    onConnectionOpened: () => void opened++,
+    onAuthenticated: (e) => {
+      authenticated.push(e);
+      openDirty = true;
+    },
+    onConnectionClosed: (e) => {
+      closed.push(e);
+      if (e.keyId !== undefined) openDirty = true;
+    },
+  },
+});
+
+function sendUsage(): void {
+  if (usage.length === 0) return;
+  post({ t: 'usage', counts: usage });
+  usage = [];
+}
+
+function report(): void {
+  if (opened === 0 && authenticated.length === 0 && closed.length === 0 && !openDirty) return;
+  const open = openDirty ? [...server.openConnections()] : undefined;
+  post({ t: 'events', opened, authenticated, closed, open });
+  opened = 0;
+  authenticated = [];
+  closed = [];
+  openDirty = false;
+}
+const reporter = setInterval(report, init.reportMs);
+reporter.unref();
+
+port.on('message', (m: ToWorker) => {
+  switch (m.t) {
+    case 'keys':
+      server.setKeys(m.keys);
+      break;
+    case 'delta':
+      server.applyKeyDelta(m.delta);
+      post({ t: 'applied', seq: m.seq });
+      break;
+    case 'closeKey':
+      server.closeKeyConnections(m.id);
+      break;
+    case 'close':
+      clearInterval(reporter);
+      void server.close().then(() => {
+        report();
+        sendUsage();
+        post({ t: 'closed' });
+        port.close();
+      });
+      break;
+  }
+});
+
+server.listen({ port: init.port, host: init.host, ...(init.fd !== undefined ? { fd: init.fd } : {}) }).then(
+  (a) => {
+    log.level = level;
+    post({ t: 'ready', port: a.port, address: a.address, family: a.family });
+  },
+  (err: NodeJS.ErrnoException) => {
+    post({ t: 'failed', code: err.code, message: err.message });
+    port.close();
+  },
+);

@@ -1,0 +1,57 @@
+/**
+ * What the main thread and the data-plane workers say to each other (structured clones over the
+ * worker's port). Everything is plain data: keys in, byte counts, events and connection counts
+ * out, the same seam as ServerControl / UsageSink in src/shared/control.ts.
+ */
+import type { RuntimeKey } from '../../shared/control.js';
+import type { AuthEvent, ConnectionClosedEvent } from '../events.js';
+import type { KeyDelta } from '../keys.js';
+import type { UdpRelayOptions } from '../udp-relay.js';
+import type { SharedReplayBuffers } from './shared-salts.js';
+
+/** The worker's start-up data (`workerData`). */
+export interface WorkerInit {
+  readonly index: number;
+  /** A listening SO_REUSEPORT socket to accept on; undefined: listen on port/host itself. */
+  readonly fd: number | undefined;
+  readonly port: number;
+  readonly host: string | undefined;
+  /** Relay UDP too (one worker only: its NAT sessions and UDP salts are not shared). */
+  readonly udp: boolean | UdpRelayOptions;
+  readonly keys: readonly RuntimeKey[];
+  /** The shared replay filters; undefined gives the worker filters of its own (a test control). */
+  readonly replay: SharedReplayBuffers | undefined;
+  readonly replayCapacity: number | undefined;
+  readonly idleMs: number | undefined;
+  readonly connectMs: number | undefined;
+  readonly allowPrivateDestinations: boolean;
+  readonly usageFlushMs: number | undefined;
+  readonly refusalLog: { repeatMs?: number; unauthenticatedMs?: number } | undefined;
+  /** How often events and open-connection counts are posted (ms). */
+  readonly reportMs: number;
+  readonly logLevel: string;
+  /** The native addon on (false: LADDER_NATIVE=0 in the main thread). */
+  readonly native: boolean;
+}
+
+export type ToWorker =
+  | { readonly t: 'keys'; readonly keys: readonly RuntimeKey[] }
+  | { readonly t: 'delta'; readonly delta: KeyDelta; readonly seq: number }
+  | { readonly t: 'closeKey'; readonly id: string }
+  | { readonly t: 'close' };
+
+export type FromWorker =
+  | { readonly t: 'ready'; readonly port: number; readonly address: string; readonly family: string }
+  | { readonly t: 'failed'; readonly code: string | undefined; readonly message: string }
+  | { readonly t: 'usage'; readonly counts: readonly (readonly [id: string, up: number, down: number])[] }
+  | {
+      readonly t: 'events';
+      readonly opened: number;
+      readonly authenticated: readonly AuthEvent[];
+      readonly closed: readonly ConnectionClosedEvent[];
+      /** Open connections per key id, when they changed since the last report. */
+      readonly open: readonly (readonly [id: string, n: number])[] | undefined;
+    }
+  /** Every message up to this key delta is applied. */
+  | { readonly t: 'applied'; readonly seq: number }
+  | { readonly t: 'closed' };

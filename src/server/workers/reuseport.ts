@@ -1,0 +1,75 @@
+/**
+ * Listening sockets for several data-plane workers on one port: SO_REUSEPORT sockets from the
+ * native addon (native/reuseport.cc; Linux), one per worker, so the kernel spreads connections
+ * across them. Node 20 has no reusePort option, and worker threads cannot share one listening
+ * handle, so without the addon the server runs one data-plane worker.
+ */
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { nativeAddon } from '../../protocol/shadowsocks/native.js';
+
+interface ReusePortExports {
+  tcpListenReusePort?: (family: 4 | 6, ip: string, port: number, backlog: number) => number;
+  fdLocalPort?: (fd: number) => number;
+  fdClose?: (fd: number) => void;
+}
+
+const BACKLOG = 511; // node's default
+
+function exportsOf(): ReusePortExports | undefined {
+  return (nativeAddon() as ReusePortExports | null) ?? undefined;
+}
+
+/** True when the addon can make SO_REUSEPORT listening sockets here. */
+export function reusePortAvailable(): boolean {
+  const a = exportsOf();
+  return (
+    typeof a?.tcpListenReusePort === 'function' &&
+    typeof a.fdLocalPort === 'function' &&
+    typeof a.fdClose === 'function'
+  );
+}
+
+/** Where to bind: an IP literal and its family (a name is resolved once, like net.listen does). */
+export async function bindAddress(host: string | undefined): Promise<{ family: 4 | 6; ip: string }[]> {
+  if (host === undefined)
+    return [
+      { family: 6, ip: '::' },
+      { family: 4, ip: '0.0.0.0' },
+    ];
+  const v = isIP(host);
+  if (v !== 0) return [{ family: v as 4 | 6, ip: host }];
+  const r = await lookup(host);
+  return [{ family: r.family as 4 | 6, ip: r.address }];
+}
+
+/**
+ * One SO_REUSEPORT listening socket: its fd. The first address that works (IPv6 dual-stack, then
+ * IPv4 when the host has no IPv6). Throws the bind error with its `code` (EADDRINUSE…).
+ */
+export function listenReusePort(addrs: readonly { family: 4 | 6; ip: string }[], port: number): number {
+  const a = exportsOf();
+  if (!a?.tcpListenReusePort) throw new Error('SO_REUSEPORT sockets need the native addon');
+  let last: unknown;
+  for (const { family, ip } of addrs) {
+    try {
+      return a.tcpListenReusePort(family, ip, port, BACKLOG);
+    } catch (err) {
+      last = err;
+      if ((err as NodeJS.ErrnoException).code !== 'EAFNOSUPPORT') break;
+    }
+  }
+  throw last;
+}
+
+/** The port a socket fd is bound to. */
+export function localPort(fd: number): number {
+  const a = exportsOf();
+  if (!a?.fdLocalPort) throw new Error('SO_REUSEPORT sockets need the native addon');
+  return a.fdLocalPort(fd);
+}
+
+/** Close a socket fd that was never handed to a worker. */
+export function closeFd(fd: number): void {
+  exportsOf()?.fdClose?.(fd);
+}
