@@ -106,7 +106,8 @@ for (const mux of [true, false]) {
   }
 }
 
-for (const method of METHODS) {
+// v2ray 4.34 has no aes-192-gcm.
+for (const method of METHODS.filter((m) => m !== 'aes-192-gcm')) {
   const size = sizeFor(method, 'aes-128-gcm');
   describe(`v2ray 4.34 (shadowsocks + ws + tls) → ladder web front (TLS), ${method}`, { skip: peerSkip('v2ray') || noOpenssl }, () => {
     const secret = password();

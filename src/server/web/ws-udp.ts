@@ -77,7 +77,8 @@ export function serveWsUdp(ws: WebSocket, opts: WsUdpOptions): void {
     () => {
       if (!current() || ctx.clock.now() - last >= opts.idleMs) stop();
     },
-    Math.max(250, Math.min(10_000, opts.idleMs / 4)),
+    // At most a second between checks, so a removed or disabled key's association ends promptly.
+    Math.max(250, Math.min(1_000, opts.idleMs / 4)),
   );
   timer.unref();
   ws.on('close', close);
