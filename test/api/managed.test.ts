@@ -95,7 +95,15 @@ test('managed server end to end: API key -> traffic -> usage and Prometheus -> l
     { timeoutMs: 5000, intervalMs: 100, message: () => `usage counted in /metrics/transfer (${used})` },
   );
   assert.ok(used >= 2 * payload.length, `usage counted in /metrics/transfer (${used})`);
-  const prom = await (await fetch(m.metricsServer!.url)).text();
+  // Workers post connection events in batches (every reportMs): the closed counter may lag usage.
+  let prom = '';
+  await waitFor(
+    async () => {
+      prom = await (await fetch(m.metricsServer!.url)).text();
+      return /ladder_tcp_connections_closed_total\{status="OK"\} \d+/.test(prom);
+    },
+    { timeoutMs: 5000, intervalMs: 100, message: () => `the closed connection in the metrics:\n${prom}` },
+  );
   assert.match(prom, new RegExp(`ladder_data_bytes_total\\{access_key="${key.id}",dir="up"\\} \\d+`));
   assert.match(prom, /ladder_tcp_connections_closed_total\{status="OK"\} \d+/);
   assert.match(prom, /ladder_time_to_auth_seconds_count [1-9]/);
