@@ -1,9 +1,11 @@
-import { existsSync, readFileSync, realpathSync } from 'node:fs';
-import { delimiter, dirname, join } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { packageRoot } from '../shared/package-root.js';
 
+/** The checkout or installed package this code runs from (its package.json declares `ladder`). */
+const ROOT = packageRoot()?.dir;
 /** bin/ladder.js of this checkout or installed package. */
-const OWN_BIN = join(packageRoot()?.dir ?? process.cwd(), 'bin', 'ladder.js');
+const OWN_BIN = join(ROOT ?? process.cwd(), 'bin', 'ladder.js');
 
 function real(path: string): string | undefined {
   try {
@@ -25,15 +27,8 @@ function onPath(env: NodeJS.ProcessEnv): boolean {
 
 /** True when `cwd` is the root of this checkout, where `npx ladder` runs its own bin. */
 function inOwnCheckout(cwd: string): boolean {
-  const root = dirname(dirname(OWN_BIN));
-  const pkg = join(cwd, 'package.json');
-  if (real(cwd) !== real(root) || !existsSync(pkg)) return false;
-  try {
-    const bin = (JSON.parse(readFileSync(pkg, 'utf8')) as { bin?: unknown }).bin;
-    return bin !== null && typeof bin === 'object' && 'ladder' in bin;
-  } catch {
-    return false;
-  }
+  // packageRoot() found ROOT by its package.json declaring the `ladder` command.
+  return ROOT !== undefined && real(cwd) === real(ROOT);
 }
 
 /**
