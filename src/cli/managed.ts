@@ -160,8 +160,10 @@ const MANAGEMENT_NICE = 5;
  * scheduler runs the relaying threads first. Raising one's own nice needs no privilege; failure
  * (another OS) is harmless.
  */
+let priorityLowered = false;
 function lowerThisThreadPriority(log: Logger): void {
-  if (process.platform !== 'linux') return;
+  if (process.platform !== 'linux' || priorityLowered) return;
+  priorityLowered = true;
   try {
     setPriority(Math.min(19, getPriority() + MANAGEMENT_NICE));
   } catch (err) {
@@ -203,6 +205,9 @@ export interface ManagedTuning {
   drawQr?: boolean;
   /** How often data-plane workers post events and connection counts (ms). */
   reportMs?: number;
+  /** Lower this thread's scheduling priority once workers relay (the `ladder server` command
+   *  does; a program embedding startManaged, such as a test, keeps its own priority). */
+  lowerPriority?: boolean;
 }
 
 /** Start everything; the caller prints `banner` and waits for a signal. */
@@ -321,7 +326,7 @@ export async function startManaged(
       if (code) throw new UsageError(`cannot listen on port ${primaryPort}: ${code}`);
       throw err;
     });
-    if (plane.workers > 0) lowerThisThreadPriority(log);
+    if (plane.workers > 0 && tuning.lowerPriority === true) lowerThisThreadPriority(log);
     const pool = new PortPool(plane, (port) => startPlane(port, false), log);
     cleanups.push(() => pool.close());
     if (plane.address.port !== settings.portForNewAccessKeys) {
@@ -525,7 +530,7 @@ export async function runManaged(flags: ManagedFlags): Promise<void> {
   // The QR code only to a terminal (in a log file it is a screenful of escape codes).
   const tty = process.stdout.isTTY === true;
   try {
-    server = await startManaged(flags, log, { drawQr: tty });
+    server = await startManaged(flags, log, { drawQr: tty, lowerPriority: true });
     process.stdout.write(tty ? server.banner : server.firstStart ? server.logBanner : server.publicBanner);
   } finally {
     startupLog.release();

@@ -3,7 +3,7 @@
 // with --allow-private, the API stays up), the banner states the mode, the store and the
 // private-destination policy, no JSON log line comes before it, no escape codes go to a file, and
 // `ladder server access-config` reprints what a restart under systemd does not.
-import { closeSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -41,6 +41,7 @@ async function startToFile(dir: string, name: string, args: string[]) {
   );
   return {
     text,
+    pid: child.pid!,
     stop: async (): Promise<number | null> => {
       child.kill('SIGTERM');
       return exit;
@@ -129,6 +130,17 @@ test('managed stays managed with --allow-private: same store, same key, API up; 
     });
     assert.equal((await tun.read(8)).toString(), 'same key', 'the first key works after the restart');
     tun.end();
+
+    // Linux: once workers relay, the management thread (the main one) runs at a lower priority
+    // than the relaying threads, so a busy machine serves the tunnel first.
+    if (process.platform === 'linux') {
+      const nice = (tid: string): number =>
+        Number(readFileSync(`/proc/${second.pid}/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]);
+      const tids = readdirSync(`/proc/${second.pid}/task`);
+      const main = nice(String(second.pid));
+      const others = tids.filter((t) => t !== String(second.pid)).map(nice);
+      assert.ok(others.some((n) => n === main - 5), `main thread ${main}, others ${others.join(',')}`);
+    }
   } finally {
     assert.equal(await second.stop(), 0);
   }
