@@ -1,9 +1,5 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { ManualClock } from '../../src/shared/clock.js';
 import {
   KeyEnforcer,
@@ -12,73 +8,26 @@ import {
   HOUR_MS,
   type StoreLocation,
 } from '../../src/store/index.js';
-import { freePort } from '../helpers/net.js';
 import { check2022RoundTrip } from './keys2022-roundtrip.js';
-import { skipUnless } from '../helpers/prereq.js';
+import { HAVE_POSTGRES, SKIP_WITHOUT_POSTGRES, startPostgres, type PgCluster } from '../helpers/postgres.js';
 
 /**
  * The same Store on a real PostgreSQL server (fleet mode), started here with initdb/pg_ctl in a
  * temp dir on loopback. Skips loudly when PostgreSQL is not installed; fails instead under CI.
  */
 
-/** initdb/pg_ctl on PATH, else Debian's /usr/lib/postgresql/<version>/bin (not on PATH there). */
-function pgBin(name: string): string | undefined {
-  if (spawnSync(name, ['--version']).status === 0) return name;
-  let versions: string[];
-  try {
-    versions = readdirSync('/usr/lib/postgresql').sort((a, b) => Number(b) - Number(a));
-  } catch {
-    return undefined;
-  }
-  for (const v of versions) {
-    const p = join('/usr/lib/postgresql', v, 'bin', name);
-    if (existsSync(p)) return p;
-  }
-  return undefined;
-}
-const INITDB = pgBin('initdb');
-const PG_CTL = pgBin('pg_ctl');
-const have = INITDB !== undefined && PG_CTL !== undefined;
-const asRoot = process.getuid?.() === 0;
-// PostgreSQL refuses to run as root: as root, run it as the postgres user.
-const RUNUSER = ['runuser', '/usr/sbin/runuser', '/sbin/runuser'].find(
-  (c) => spawnSync(c, ['--version']).status === 0,
-);
-const runAs = (cmd: string, args: string[]) =>
-  asRoot
-    ? execFileSync(RUNUSER ?? 'runuser', ['-u', 'postgres', '--', cmd, ...args], { stdio: 'ignore' })
-    : execFileSync(cmd, args, { stdio: 'ignore' });
-
-let dir = '';
+let pg: PgCluster | undefined;
 let loc: StoreLocation;
-let started = false;
 
-const SKIP = skipUnless(have, 'PostgreSQL (initdb, pg_ctl; Debian package postgresql) not installed');
+const SKIP = SKIP_WITHOUT_POSTGRES;
 
 before(async () => {
-  if (!have) return;
-  dir = mkdtempSync(join(tmpdir(), 'ladder-pg-'));
-  if (asRoot) execFileSync('chown', ['postgres', dir]);
-  const port = await freePort();
-  runAs(INITDB!, ['-D', join(dir, 'data'), '-A', 'trust', '-U', 'ladder', '--no-sync']);
-  runAs(PG_CTL!, [
-    '-D',
-    join(dir, 'data'),
-    '-o',
-    `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir} -c fsync=off`,
-    '-l',
-    join(dir, 'log'),
-    '-w',
-    'start',
-  ]);
-  started = true;
-  loc = parseStoreLocation(`postgres://ladder@127.0.0.1:${port}/postgres`, '.');
+  if (!HAVE_POSTGRES) return;
+  pg = await startPostgres();
+  loc = parseStoreLocation(pg.url, '.');
 });
 
-after(() => {
-  if (started) runAs(PG_CTL!, ['-D', join(dir, 'data'), '-m', 'immediate', '-w', 'stop']);
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+after(() => pg?.destroy());
 
 const base = { method: 'chacha20-ietf-poly1305', secret: 'pw', port: 4444 };
 
