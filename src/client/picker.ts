@@ -150,7 +150,11 @@ export class PickerDialer implements Dialer {
       this.#dialers.delete(k);
     }
     this.#endpoints = next;
-    if (this.#chosen && !next.includes(this.#chosen)) this.#chosen = undefined;
+    // A re-fetched key may offer the same path as a new endpoint (an 'auto' prefix is drawn per
+    // fetch): the path in use stays the one in use.
+    const chosen = this.#chosen;
+    if (chosen && !next.includes(chosen))
+      this.#chosen = next.find((e) => pathKey(e) === pathKey(chosen));
     this.#failover = next.length === 0 ? undefined : this.#buildFailover(next);
     return skipped;
   }

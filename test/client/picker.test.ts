@@ -85,7 +85,13 @@ test('the picker leaves a blackholed endpoint for one that answers, remembers it
   const b = await run('net-a');
   assert.equal(await b.echo(5000), true, 'first connection of the new run gets through');
   assert.equal(hole.accepted, 1, 'remembered: no connection to the blocked endpoint');
+  // A re-fetched dynamic key offers the same paths as new endpoints (an 'auto' prefix is drawn
+  // per fetch): the path in use is still shown in use.
+  b.picked.picker.setEndpoints(eps.map((e) => ({ ...e, prefix: Uint8Array.of(0x16, 0x03) })));
+  b.picked.writeStatus();
+  const afterRefetch = formatStatus(readStatuses(dir)[0]!.status, true);
   await b.close();
+  assert.match(afterRefetch, /using: endpoint 2 /);
 
   // Negative control: another network has no memory, so config order puts the blackhole first.
   const c = await run('net-b');
