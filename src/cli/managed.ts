@@ -525,15 +525,18 @@ export async function runManaged(flags: ManagedFlags): Promise<void> {
     ...(flags.logLevel !== undefined ? { level: flags.logLevel } : {}),
     destination: startupLog,
   });
-  let server: ManagedServer;
   // Secrets go to the screen, or once at the first start; never into every restart's log.
   // The QR code only to a terminal (in a log file it is a screenful of escape codes).
   const tty = process.stdout.isTTY === true;
+  let stopped: Promise<void>;
   try {
-    server = await startManaged(flags, log, { drawQr: tty, lowerPriority: true });
+    const server = await startManaged(flags, log, { drawQr: tty, lowerPriority: true });
+    // The handlers go in before the banner: whoever reads "Ctrl-C to stop." may signal at once
+    // (a SIGTERM before them would kill the process without closing the store).
+    stopped = untilSignal({ close: () => server.close(), message: 'server stopping', log });
     process.stdout.write(tty ? server.banner : server.firstStart ? server.logBanner : server.publicBanner);
   } finally {
     startupLog.release();
   }
-  await untilSignal({ close: () => server.close(), message: 'server stopping', log });
+  await stopped;
 }
