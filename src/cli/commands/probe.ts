@@ -11,9 +11,12 @@ import { toOoni } from '../../probe/ooni.js';
 import { probeList, type ListEntry } from '../../probe/run.js';
 import { summarize, verdictName } from '../../probe/summary.js';
 import { isUserError, UsageError } from '../errors.js';
+import { runServerCheck, serverCheckJson } from './probe-servers.js';
 
 interface ProbeFlags {
   list?: string[];
+  servers?: string[];
+  target: string;
   via?: string;
   dns?: string;
   controlResolver: string;
@@ -75,6 +78,15 @@ export function registerProbe(program: Command): void {
     )
     .option('--list <file|url...>', 'citizenlab CSV test lists, plain URL-per-line files, or URLs')
     .option(
+      '--servers <key|file...>',
+      'self-check instead: can this network reach each endpoint of these ss:// / ssconf:// keys or subscription files, and where does it fail (exit 3 if one is not reachable)',
+    )
+    .option(
+      '--target <url>',
+      '--servers: the http:// URL fetched through each endpoint (from the server side)',
+      'http://www.gstatic.com/generate_204',
+    )
+    .option(
       '--via <key>',
       'access key of your Ladder/Shadowsocks server: the control resolves and fetches through it',
     )
@@ -86,10 +98,29 @@ export function registerProbe(program: Command): void {
     .option('--timeout <seconds>', 'deadline for each step (1..120)', '10')
     .addHelpText('after', PRIVACY)
     .action(async (flags: ProbeFlags) => {
-      if (!flags.list?.length) throw new UsageError('probe: give --list FILE|URL…');
+      if (flags.list?.length && flags.servers?.length)
+        throw new UsageError('probe: give --list or --servers, not both');
+      if (!flags.list?.length && !flags.servers?.length)
+        throw new UsageError('probe: give --list FILE|URL… (or --servers KEY|FILE… for the self-check)');
       const concurrency = usage(() => parseIntInRange(flags.concurrency, '--concurrency', 1, 256));
       const timeoutMs = usage(() => parseIntInRange(flags.timeout, '--timeout', 1, 120)) * 1000;
       const dns = flags.dns ? usage(() => parseHostPort(flags.dns!, '--dns', 53)) : undefined;
+      if (flags.servers?.length) {
+        if (flags.html || flags.via) throw new UsageError('probe --servers: --html and --via are for --list');
+        let target: URL;
+        try {
+          target = new URL(flags.target);
+        } catch {
+          throw new UsageError(`--target: "${flags.target}" is not a URL`);
+        }
+        if (target.protocol !== 'http:') throw new UsageError('--target must be an http:// URL');
+        const start = new Date();
+        const checks = await runServerCheck({ servers: flags.servers, dns, target, timeoutMs, concurrency });
+        if (flags.json)
+          await writeWhole(flags.json, checks.map((c) => JSON.stringify(serverCheckJson(c, start))).join('\n') + '\n');
+        return;
+      }
+      if (!flags.list?.length) return;
       const resolver = usage(() => parseHostPort(flags.controlResolver, '--control-resolver', 53));
       const entries = flags.list.flatMap(readList);
       if (entries.length === 0) throw new UsageError('probe: the list is empty', 'ERR_INPUT');
