@@ -18,14 +18,13 @@
  */
 import { createHash } from 'node:crypto';
 import { isIP, type Socket } from 'node:net';
-import tls from 'node:tls';
 import type { Dialer, NextHop } from '../transport/dialer.js';
 import { DialerStream } from '../transport/dialer-stream.js';
 import { dialWebSocket, webSocketNextHop, type WsTransportOptions } from '../transport/ws-dialer.js';
 import { toSocksAddress } from '../protocol/socks5/address.js';
 import { addrsOf, resolveSystem, resolveUdp, since, type HostPort } from './dns.js';
 import { failureOf, withTimeout, type Failure } from './failure.js';
-import { connectTcp, getOver } from './steps.js';
+import { connectTcp, getOver, handshake } from './steps.js';
 
 export type ServerStep = 'fetch' | 'dns' | 'tcp' | 'tls' | 'websocket' | 'tunnel';
 export const SERVER_STEPS: readonly ServerStep[] = ['fetch', 'dns', 'tcp', 'tls', 'websocket', 'tunnel'];
@@ -98,24 +97,10 @@ async function tlsStep(sock: Socket, ws: WsTransportOptions, timeoutMs: number):
   const url = new URL(ws.url);
   const hostHeader = ws.host ?? url.host;
   const name = ws.servername ?? hostHeader.replace(/^\[([^\]]+)\].*$/, '$1').replace(/:\d+$/, '');
-  const t = tls.connect({
-    socket: sock,
-    servername: name && !isIP(name) ? name : '',
-    rejectUnauthorized: false,
-    ...(ws.ca ? { ca: ws.ca } : {}),
-    ALPNProtocols: ['http/1.1'],
-  });
-  t.on('error', () => undefined);
+  const h = await handshake(sock, name, { ca: ws.ca, verify: false }, timeoutMs);
+  const t = h.socket;
+  if (!t) throw Object.assign(new Error(h.failure ?? 'ssl_failed_handshake'), { failure: h.failure });
   try {
-    await withTimeout(
-      new Promise<void>((resolve, reject) => {
-        t.once('secureConnect', resolve);
-        t.once('error', reject);
-        t.once('close', () => reject(Object.assign(new Error('connection closed'), { code: 'EOF' })));
-      }),
-      timeoutMs,
-      () => t.destroy(),
-    );
     const raw = t.getPeerCertificate().raw;
     const pin = ws.pinSha256?.replace(/:/g, '').toLowerCase();
     if (pin) {
@@ -125,7 +110,7 @@ async function tlsStep(sock: Socket, ws: WsTransportOptions, timeoutMs: number):
       const code = String(t.authorizationError ?? 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
       throw Object.assign(new Error(code), { code });
     }
-    return t.getProtocol() ?? '';
+    return h.tls_version ?? '';
   } finally {
     t.destroy();
   }
@@ -178,8 +163,8 @@ export async function checkServer(target: ServerTarget, o: ServerCheckOptions): 
         const version = await tlsStep(sock, ws, o.timeoutMs);
         steps.push({ step: 'tls', failure: null, t: since(t0), detail: version });
       } catch (err) {
-        const code = (err as { code?: string }).code;
-        const failure = code === 'ERR_PIN' ? 'ssl_invalid_certificate: pin mismatch' : failureOf(err);
+        const e = err as { code?: string; failure?: string | null };
+        const failure = e.code === 'ERR_PIN' ? 'ssl_invalid_certificate: pin mismatch' : (e.failure ?? failureOf(err));
         steps.push({ step: 'tls', failure, t: since(t0) });
         return done();
       }

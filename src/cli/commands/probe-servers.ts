@@ -20,6 +20,15 @@ import { checkServers, fetchFailed, maskedName, type ServerCheck, type ServerTar
 import { serverCheckJson, serversTable } from '../../probe/servers-report.js';
 import { isUserError, UsageError } from '../errors.js';
 
+/** A file the user named, as text; a one-line error naming it when it cannot be read. */
+export function readInputFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`${path}: ${fileErrorWhy(err)}`, 'ERR_INPUT');
+  }
+}
+
 /** Some endpoint is not reachable from this network. */
 export const EXIT_UNREACHABLE = 3;
 
@@ -59,12 +68,7 @@ async function endpointsOf(item: string, n: number, timeoutMs: number): Promise<
     if (body.kind === 'error') return { kind: 'failed', check: fetchFailed(name, refusalText(body)) };
     return { kind: 'endpoints', endpoints: body.endpoints };
   }
-  let text: string;
-  try {
-    text = readFileSync(item, 'utf8');
-  } catch (err) {
-    throw new UsageError(`${item}: ${fileErrorWhy(err)}`, 'ERR_INPUT');
-  }
+  const text = readInputFile(item);
   try {
     const body = parseDynamicKeyBody(text);
     if (body.kind === 'error') throw new UsageError(`${item}: ${refusalText(body)}`, 'ERR_INPUT');

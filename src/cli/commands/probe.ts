@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { readFileSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { parseHostPort } from '../../client/config.js';
 import { createTunnelDialer, endpointFromKey } from '../../client/index.js';
@@ -11,7 +10,7 @@ import { toOoni } from '../../probe/ooni.js';
 import { probeList, type ListEntry } from '../../probe/run.js';
 import { summarize, verdictName } from '../../probe/summary.js';
 import { isUserError, UsageError } from '../errors.js';
-import { runServerCheck, serverCheckJson } from './probe-servers.js';
+import { readInputFile, runServerCheck, serverCheckJson } from './probe-servers.js';
 
 interface ProbeFlags {
   list?: string[];
@@ -35,12 +34,7 @@ headers, addresses) and so roughly where you are; it does not hold your address,
 
 function readList(item: string): ListEntry[] {
   if (/^https?:\/\//i.test(item)) return parseList(item, 'command line');
-  let text: string;
-  try {
-    text = readFileSync(item, 'utf8');
-  } catch (err) {
-    throw new UsageError(`${item}: ${fileErrorWhy(err)}`, 'ERR_INPUT');
-  }
+  const text = readInputFile(item);
   try {
     return parseList(text, item);
   } catch (err) {
