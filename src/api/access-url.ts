@@ -67,14 +67,25 @@ export function dynamicBaseUrl(
   return `https://${h.includes(':') ? `[${h}]` : h}:${settings.apiPort}`;
 }
 
-/** The ssconf:// URL of a key's dynamic config (Outline clients rewrite ssconf:// to https://). */
+/**
+ * The ssconf:// URL of a key's dynamic config (Outline clients rewrite ssconf:// to https://).
+ *
+ * `apiCertSha256`: the API's certificate fingerprint (the access config line's certSha256). When
+ * the URL points at the API itself (no dynamicKeyBaseUrl), that certificate is our self-signed
+ * one, which no client trusts by itself, so the URL carries `?certSha256=<pin>`: `ladder client`
+ * pins it. Outline's apps fetch the URL as https:// with the query included and verify TLS
+ * normally: they cannot use a self-signed server with or without the pin, and the server ignores
+ * the parameter. With a dynamicKeyBaseUrl (a proxy with a real certificate) there is no pin.
+ */
 export function dynamicAccessUrl(
   key: KeyRecord,
   settings: Pick<ServerSettings, 'dynamicKeyBaseUrl' | 'hostnameForAccessKeys' | 'apiPort'>,
   tag?: string,
+  apiCertSha256?: string,
 ): string | undefined {
   const base = dynamicBaseUrl(settings);
   if (base === undefined) return undefined;
-  const url = `${base.replace(/^https?:\/\//, 'ssconf://')}/access/${key.accessToken}`;
+  const pin = apiCertSha256 && !settings.dynamicKeyBaseUrl ? `?certSha256=${apiCertSha256}` : '';
+  const url = `${base.replace(/^https?:\/\//, 'ssconf://')}/access/${key.accessToken}${pin}`;
   return tag ? `${url}#${encodeURIComponent(tag)}` : url;
 }

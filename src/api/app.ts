@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual, X509Certificate } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import fastifySwagger from '@fastify/swagger';
 import Fastify, {
@@ -259,6 +259,9 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     methods: opts.methods ?? DEFAULT_METHODS,
     version: opts.version ?? serverVersion(),
     metricsServed: opts.metricsServed,
+    apiCertSha256: opts.https
+      ? new X509Certificate(opts.https.cert).fingerprint256.replace(/:/g, '').toUpperCase()
+      : undefined,
     webEndpoint: opts.webEndpoint,
   };
   registerOutlineRoutes(app, ctx);

@@ -58,11 +58,19 @@ export interface ApiContext {
   version: string;
   /** Whether the Prometheus endpoint is being served (GET /server's metricsEnabled); undefined = unknown. */
   metricsServed: (() => boolean) | undefined;
+  /** The API certificate's SHA-256 (upper-case hex), when it serves HTTPS: the pin in dynamic key URLs. */
+  apiCertSha256?: string | undefined;
   /** The web front, when there is one (read per request: managed mode starts it after the API). */
   webEndpoint?: (() => WebEndpoint | undefined) | undefined;
 }
 
-export function toAccessKeyJson(key: KeyRecord, settings: ServerSettings, status?: KeyStatus): AccessKeyJson {
+/** `apiCertSha256`: the API certificate's pin, carried by a dynamicAccessUrl that points at the API (access-url.ts). */
+export function toAccessKeyJson(
+  key: KeyRecord,
+  settings: ServerSettings,
+  status?: KeyStatus,
+  apiCertSha256?: string,
+): AccessKeyJson {
   const json: AccessKeyJson = {
     id: key.id,
     name: key.name,
@@ -83,7 +91,7 @@ export function toAccessKeyJson(key: KeyRecord, settings: ServerSettings, status
     json.state = status.state;
     json.dataUsed = { bytes: status.usedBytes };
   }
-  const dyn = dynamicAccessUrl(key, settings);
+  const dyn = dynamicAccessUrl(key, settings, undefined, apiCertSha256);
   if (dyn !== undefined) json.dynamicAccessUrl = dyn;
   const sub = subscriptionUrl(key, settings);
   if (sub !== undefined) json.subscriptionUrl = sub;

@@ -158,7 +158,7 @@ export function registerLadderRoutes(app: FastifyInstance, ctx: ApiContext): voi
       const statuses = statusIndex(ctx.enforcer);
       return reply
         .code(201)
-        .send({ accessKeys: keys.map((k) => toAccessKeyJson(k, settings, statuses.get(k.id))) });
+        .send({ accessKeys: keys.map((k) => toAccessKeyJson(k, settings, statuses.get(k.id), ctx.apiCertSha256)) });
     },
   );
 

@@ -303,7 +303,7 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
     const { settings } = made;
     const key = made.keys[0]!;
     const statuses = await changed().then(() => statusIndex(ctx.enforcer));
-    return toAccessKeyJson(key, settings, statuses.get(key.id));
+    return toAccessKeyJson(key, settings, statuses.get(key.id), ctx.apiCertSha256);
   };
 
   r.post(
@@ -325,7 +325,7 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
     async () => {
       const [keys, settings] = await Promise.all([store.listKeys(), store.getSettings()]);
       const statuses = statusIndex(ctx.enforcer);
-      return { accessKeys: keys.map((k) => toAccessKeyJson(k, settings, statuses.get(k.id))) };
+      return { accessKeys: keys.map((k) => toAccessKeyJson(k, settings, statuses.get(k.id), ctx.apiCertSha256)) };
     },
   );
 
@@ -356,7 +356,7 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
     async (req) => {
       const key = await store.getKey(req.params.id);
       if (!key) throw keyNotFound(req.params.id);
-      return toAccessKeyJson(key, await store.getSettings(), statusIndex(ctx.enforcer).get(key.id));
+      return toAccessKeyJson(key, await store.getSettings(), statusIndex(ctx.enforcer).get(key.id), ctx.apiCertSha256);
     },
   );
 

@@ -11,10 +11,9 @@ export function privatePolicyLine(allowed: boolean): string {
 
 /** What an ssconf:// key needs, under its line in the banners and `server access-config`. */
 export function dynamicKeyNote(dynamicKeyBaseUrl: string | null | undefined): string {
-  const where = dynamicKeyBaseUrl
-    ? `${dynamicKeyBaseUrl} has a certificate they trust`
-    : 'the server has a trusted certificate: this API certificate is self-signed, so serve /access/ behind a TLS proxy with a real one (--dynamic-listen, --dynamic-url https://…)';
-  return `works in Outline clients only when ${where}; ladder client also reads it with the API certificate pinned: add ?certSha256=<certSha256 of the access config line>`;
+  if (dynamicKeyBaseUrl)
+    return `works in Outline clients and ladder client when ${dynamicKeyBaseUrl} has a certificate they trust`;
+  return 'ladder client reads it as printed (it pins the self-signed API certificate by ?certSha256); Outline clients need a trusted certificate: serve /access/ behind a TLS proxy with a real one (--dynamic-listen, --dynamic-url https://…)';
 }
 
 /** A postgres:// URL without its password (for banners and logs). */

@@ -425,7 +425,7 @@ export async function startManaged(
     }
 
     const url = accessUrl(firstKey, settings, firstKey.name || 'ladder');
-    const dyn = dynamicAccessUrl(firstKey, settings, firstKey.name || 'ladder');
+    const dyn = dynamicAccessUrl(firstKey, settings, firstKey.name || 'ladder', api.certSha256);
     const ladder = ladderCommand();
     const where = storeFlags(storeLocation, dataDir, flags.store !== undefined);
     const out: string[] = [];

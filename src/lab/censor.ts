@@ -1,6 +1,6 @@
 /**
  * The censor engine: flow tables, the residual table, the C1 endpoint list and the per-behaviour
- * decisions (C1, C2, C3, C4, C6, C9; C7 lives in prober.ts and feeds C1 back here). It owns no
+ * decisions (C1, C2, C3, C4, C6, C9, C10, C12; C7 lives in prober.ts and feeds C1 back here). It owns no
  * sockets: the forwarders ask it what to do with each new flow and each chunk, and it records one
  * decision-log entry per decision. Terms and behaviours: docs/glossary.md.
  *
@@ -12,7 +12,7 @@ import type { Clock } from '../shared/clock.js';
 import { DecisionLog, type FlowRef } from './decision-log.js';
 import { fetFeatures, shannonEntropy, type FetFeatures } from './fet.js';
 import { inspectClientHello } from './tls-clienthello.js';
-import { hostMatchesSuffix, inspectHttpRequest } from './http-request.js';
+import { blockPage, hostMatchesSuffix, inspectHttpRequest } from './http-request.js';
 import {
   compileDnsRules,
   forgeAnswer,
@@ -53,6 +53,7 @@ export interface TcpFlow {
   firstChunkSeen: boolean;
   c3Done: boolean;
   c4Done: boolean;
+  c12Done: boolean;
   /** Client->server forwarding stopped (C6, ESNI). */
   dropC2S: boolean;
   /** Server->client forwarding stopped (C1). */
@@ -75,7 +76,9 @@ export type DataVerdict =
   /** Forward this chunk, freeze both directions, reset both legs after delayMs. */
   | { readonly action: 'RST_BOTH'; readonly delayMs: number; readonly injector: RstInjector }
   /** Do not forward this chunk; reset the client leg only (C10). */
-  | { readonly action: 'RST_CLIENT' };
+  | { readonly action: 'RST_CLIENT' }
+  /** Do not forward this chunk; send `response` to the client, close both legs (C12). */
+  | { readonly action: 'INJECT_RESPONSE'; readonly response: Buffer };
 
 export interface UdpVerdict {
   /** Drop this datagram (a C5 residual, or C1 on UDP). */
@@ -237,6 +240,7 @@ export class Censor {
       firstChunkSeen: false,
       c3Done: false,
       c4Done: false,
+      c12Done: false,
       dropC2S: false,
       dropS2C: false,
       held: false,
@@ -397,6 +401,27 @@ export class Censor {
             features: { parsed: 'partial', records: res.records, reassembleRecords: false },
             action: 'PASS',
           });
+        }
+      }
+    }
+
+    // C12: a block page instead of the page, for a listed Host (TCP reassembled).
+    if (cfg.c12.enabled && !flow.c12Done) {
+      const res = inspectHttpRequest(flow.stream);
+      if (res.status !== 'need-more') {
+        flow.c12Done = true;
+        const host = res.status === 'ok' ? (res.host ?? '') : '';
+        const hit = cfg.c12.hosts.find((h) => host !== '' && hostMatchesSuffix(host, h));
+        if (hit) {
+          flow.held = true;
+          this.log.record({
+            behaviour: 'C12',
+            rule: 'block-page',
+            flow: ref,
+            features: { host, matched: hit, status: cfg.c12.status },
+            action: 'INJECT',
+          });
+          return { action: 'INJECT_RESPONSE', response: blockPage(cfg.c12.status, host) };
         }
       }
     }

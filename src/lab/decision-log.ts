@@ -4,7 +4,7 @@
  * something was or was not blocked, and printable as JSON lines.
  */
 export type Behaviour =
-  'C1' | 'C2' | 'C3' | 'C4' | 'C5' | 'C6' | 'C7' | 'C8' | 'C9' | 'C10' | 'residual' | 'path';
+  'C1' | 'C2' | 'C3' | 'C4' | 'C5' | 'C6' | 'C7' | 'C8' | 'C9' | 'C10' | 'C12' | 'residual' | 'path';
 
 export type Action =
   | 'PASS'

@@ -2,6 +2,16 @@
  * C3 helper: read the request line and Host header of the first HTTP request in a
  * client->server byte stream. Pure; never throws.
  */
+/** C12's forged response: a block page for `host`, closing the connection. */
+export function blockPage(status: number, host: string): Buffer {
+  const safe = host.replace(/[^a-z0-9.-]/gi, '');
+  const body = `<html><head><title>Access denied</title></head><body><h1>Access denied</h1><p>Access to ${safe} is not permitted in accordance with the law (lab block page).</p></body></html>\n`;
+  return Buffer.from(
+    `HTTP/1.1 ${status} Forbidden\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    'latin1',
+  );
+}
+
 export type HttpInspect =
   | { readonly status: 'need-more' }
   | { readonly status: 'not-http' }

@@ -117,6 +117,18 @@ export interface CensorConfig {
     /** Suffix-matched names (its list is larger and more volatile than the GFW's). */
     readonly names: readonly string[];
   };
+  /**
+   * HTTP block-page injection (not the GFW's way: Iran, Russian ISPs, Indonesia, Turkey, South
+   * Korea): a plain-HTTP request for a listed host is dropped and a forged response (the block
+   * page) goes to the client instead, then the connection is closed. No residual.
+   */
+  readonly c12: {
+    readonly enabled: boolean;
+    /** Host suffixes (a name and its subdomains). */
+    readonly hosts: readonly string[];
+    /** Status of the forged response (403 as Iran's; 302 would be a redirect to a block page). */
+    readonly status: number;
+  };
 }
 
 /** Names and keywords of the lab world's blocklists. */
@@ -184,6 +196,7 @@ const OFF: CensorConfig = {
   c8: { enabled: false },
   c9: { enabled: false, ports: [443], windows: [] },
   c10: { enabled: false, names: [LAB_BLOCKED_DOMAIN] },
+  c12: { enabled: false, hosts: [LAB_BLOCKED_DOMAIN], status: 403 },
 };
 
 type DeepPartial<T> = {

@@ -144,6 +144,11 @@ export class TcpForwarder {
         backend.write(chunk);
       } else if (v.action === 'DROP_C2S') {
         if (v.forwardThis) backend.write(chunk);
+      } else if (v.action === 'INJECT_RESPONSE') {
+        // The request never reaches the site; the client reads the forged page, then FIN.
+        closed = true;
+        client.end(v.response);
+        backend.destroy();
       } else if (v.action === 'RST_CLIENT') {
         closed = true;
         client.resetAndDestroy();

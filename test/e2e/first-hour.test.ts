@@ -140,12 +140,20 @@ test('the first hour: start, use the key, dynamic key, disable, restart, access-
   );
 
   await t.test(
-    '3. the ssconf:// key without a pin: the self-signed certificate refused in one line saying how to pin, exit 2',
+    '3. the printed ssconf:// key works with ladder client as printed (it carries the pin); without its pin: refused in one line saying how to pin, exit 2',
     async () => {
-      // Issue 13: ladder client reads dynamic keys; this server's API certificate is self-signed,
-      // so the printed key (no pin) is refused with what to add (the pinned key is tested in
-      // test/integration/dynamic-key-cli.test.ts).
-      const r = await runLadder(['client', '--key', ssconfKey], { cwd: dir, killAfterMs: 20_000 });
+      // Issue 13: this server's API certificate is self-signed, so the printed dynamic key
+      // carries ?certSha256=<the access config line's pin> and ladder client pins it.
+      assert.match(ssconfKey, /\?certSha256=[0-9A-F]{64}#/, 'the printed key carries the pin');
+      const socks = await startClient(ssconfKey);
+      const dynClient = procs.at(-1)!;
+      const got = await getVia(socks, origin.port, 10_000);
+      assert.ok(got?.endsWith(ORIGIN_BODY), `the origin body through the dynamic key, got ${JSON.stringify(got)}`);
+      dynClient.child.kill('SIGTERM');
+      await dynClient.exit;
+      // Negative control: the same key without the pin is the self-signed certificate refused.
+      const unpinned = ssconfKey.replace(/\?certSha256=[0-9A-F]+/, '');
+      const r = await runLadder(['client', '--key', unpinned], { cwd: dir, killAfterMs: 20_000 });
       assert.equal(r.code, 2, `exit code; stderr: ${r.stderr}`);
       assert.match(r.stderr, /^ladder: --key: the key server's certificate is not trusted/);
       assert.match(r.stderr, /needs its certSha256 in the key/);

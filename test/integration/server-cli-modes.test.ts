@@ -104,7 +104,7 @@ test('managed stays managed with --allow-private: same store, same key, API up; 
   );
   assert.match(
     out1,
-    /dynamic: ssconf:\/\/\S+\n\s+works in Outline clients only when the server has a trusted certificate/,
+    /dynamic: ssconf:\/\/\S+\?certSha256=[0-9A-F]{64}#\S+\n\s+ladder client reads it as printed \(it pins the self-signed API certificate by \?certSha256\); Outline clients need a trusted certificate/,
   );
   assert.match(out1, /server access-config --data-dir/);
   const url = /ss:\/\/\S+/.exec(out1)![0];
@@ -151,7 +151,8 @@ test('managed stays managed with --allow-private: same store, same key, API up; 
   assert.ok(ac.stdout().split('\n').includes(cfgLine), ac.stdout());
   assert.ok(ac.stdout().includes(url), 'the key URL');
   assert.match(ac.stdout(), /0 "Initial key"/);
-  assert.match(ac.stdout(), /works in Outline clients only when the server has a trusted certificate/);
+  assert.match(ac.stdout(), /Outline clients need a trusted certificate/);
+  assert.match(ac.stdout(), /dynamic: ssconf:\/\/\S+\?certSha256=[0-9A-F]{64}#/, 'access-config prints the pinned form too');
 
   const missing = run(['server', 'access-config', '--data-dir', join(dir, 'nope')], { cwd: dir });
   assert.equal(await missing.exit, 2);

@@ -1,5 +1,5 @@
 /**
- * Bench (not a test): N URLs (default 1,000) spread over the probe lab's ten sites, measured at
+ * Bench (not a test): N URLs (default 1,000) spread over the probe lab's sites (eleven since the C12 block-page site), measured at
  * --concurrency C (default 50) with the control through the lab's Ladder server. Prints wall time,
  * peak RSS and the confusion matrix. Run: node --import tsx test/probe/bench-lab.ts [N] [C] [timeout ms]
  */

@@ -26,7 +26,7 @@ export interface SiteSpec {
   readonly expect: Blocking | false;
 }
 
-/** Open sites and one site per emulated blocking behaviour (C1 IP, C2 DNS, C3 Host/keyword, C4 SNI). */
+/** Open sites and one site per emulated blocking behaviour (C1 IP, C2 DNS, C3 Host/keyword, C4 SNI, C12 block page). */
 export const SITES: readonly SiteSpec[] = [
   { name: 'www.news.open.lab', scheme: 'http', expect: false },
   { name: 'www.mail.open.lab', scheme: 'https', expect: false },
@@ -38,6 +38,7 @@ export const SITES: readonly SiteSpec[] = [
   { name: 'www.host.c3.lab', scheme: 'http', expect: 'http-failure' },
   { name: 'www.wiki.open.lab', scheme: 'http', path: `/wiki/${LAB_KEYWORD}`, expect: 'http-failure' },
   { name: 'www.sni.c4.lab', scheme: 'https', expect: 'tls' },
+  { name: 'www.page.c12.lab', scheme: 'http', expect: 'http-diff' },
 ];
 
 export const LAB_OVERRIDES = (sites: readonly ProbeSite[]): CensorOverrides => ({
@@ -45,6 +46,7 @@ export const LAB_OVERRIDES = (sites: readonly ProbeSite[]): CensorOverrides => (
   c2: { enabled: true, rules: [domainRule('c2.lab')] },
   c3: { enabled: true, hosts: ['c3.lab'], keywords: [LAB_KEYWORD], pTrigger: 1, pResidual: 1 },
   c4: { enabled: true, names: ['c4.lab'], namesInbound: ['c4.lab'] },
+  c12: { enabled: true, hosts: ['c12.lab'], status: 403 },
 });
 
 export interface ProbeSite extends SiteSpec {

@@ -1,5 +1,5 @@
 /**
- * The probe against the censor lab: every site blocked by C1, C2, C3 or C4 is classified with its
+ * The probe against the censor lab: every site blocked by C1, C2, C3, C4 or C12 (a block page) is classified with its
  * mechanism and every open site is accessible (a diagonal confusion matrix on the deterministic
  * profile), with the control through a Ladder server in the lab world; with the censor off, the
  * same list is all accessible (negative control).
@@ -53,9 +53,15 @@ test('lab: blocked sites are classified by mechanism, open sites accessible (con
           assert.ok(lab.world.censor.isForgedAddress(a), `${a} is forged`);
       }
       if (s.expect === false) assert.equal(r.keys.accessible, true);
+      if (s.expect === 'http-diff') {
+        // The block page arrived instead of the page: a 403 against the control's 200.
+        assert.equal(r.keys.requests.at(-1)?.response?.code, 403);
+        assert.match(r.keys.requests.at(-1)?.response?.body ?? '', /lab block page/);
+        assert.equal(r.keys.status_code_match, false);
+      }
     }
     // The censor really acted on each blocked site (the probe did not invent a verdict).
-    for (const b of ['C1', 'C2', 'C3', 'C4'] as const)
+    for (const b of ['C1', 'C2', 'C3', 'C4', 'C12'] as const)
       assert.ok(
         lab.world.log.filter({ behaviour: b }).some((d) => d.action !== 'PASS'),
         `${b} acted`,

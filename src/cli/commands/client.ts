@@ -31,6 +31,7 @@ import { DEFAULT_ERROR_RETRY_MS, DEFAULT_REFRESH_MS } from '../../client/key-sou
 import { defaultStateDir, formatStatus, readStatuses } from '../../client/status.js';
 import type { RouteMode } from '../../client/routing/router.js';
 import type { RuleSet } from '../../client/routing/rules.js';
+import { parseProbeRules } from '../../client/routing/probe-rules.js';
 import type { ShadowsocksEndpoint } from '../../transport/shadowsocks-dialer.js';
 import type { WsEndpoint } from '../../transport/ws-dialer.js';
 import { createLogger, LOG_LEVELS, type Logger } from '../../shared/logger.js';
@@ -59,6 +60,7 @@ interface ClientFlags {
   shape?: boolean;
   route?: string;
   rules?: string;
+  rulesFromProbe?: string;
   dns?: string;
   dnsUpstream?: string;
   dnsMode?: string;
@@ -207,6 +209,10 @@ export function registerClient(program: Command): void {
       'routing rules, winning over --route: list format (domain-suffix,example.com,proxy / ip-cidr,10.0.0.0/8,direct / final,proxy) or a Shadowsocks .acl file',
     )
     .option(
+      '--rules-from-probe <file>',
+      'routing rules from a `ladder probe --json` file: what it found blocked through the tunnel (with --route auto, SNI-filtered https sites try TLS fragmentation first), what it found accessible direct; after --rules',
+    )
+    .option(
       '--dns <addr>',
       'start a local DNS server (UDP and TCP) on this address, e.g. 127.0.0.1:5353, answering through the tunnel',
     )
@@ -348,6 +354,13 @@ export function registerClient(program: Command): void {
       if (rulesPath !== undefined) {
         rulesName = flags.rules ?? config.rules;
         rules = usage('', () => parseRulesText(readText(rulesPath), rulesName!));
+      }
+      if (flags.rulesFromProbe !== undefined) {
+        const name = flags.rulesFromProbe;
+        const text = readText(resolvePath(name));
+        const measured = usage('', () => parseProbeRules(text, name, { fragment: route === 'auto' }));
+        rules = rules ? rules.concat(measured) : measured;
+        rulesName = rulesName ? `${rulesName} and ${name}` : name;
       }
 
       const dnsListen = flags.dns ?? config.dns;

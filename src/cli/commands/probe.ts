@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { readFileSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { parseHostPort } from '../../client/config.js';
 import { createTunnelDialer, endpointFromKey } from '../../client/index.js';
@@ -11,9 +10,12 @@ import { toOoni } from '../../probe/ooni.js';
 import { probeList, type ListEntry } from '../../probe/run.js';
 import { summarize, verdictName } from '../../probe/summary.js';
 import { isUserError, UsageError } from '../errors.js';
+import { readInputFile, runServerCheck, serverCheckJson } from './probe-servers.js';
 
 interface ProbeFlags {
   list?: string[];
+  servers?: string[];
+  target: string;
   via?: string;
   dns?: string;
   controlResolver: string;
@@ -32,12 +34,7 @@ headers, addresses) and so roughly where you are; it does not hold your address,
 
 function readList(item: string): ListEntry[] {
   if (/^https?:\/\//i.test(item)) return parseList(item, 'command line');
-  let text: string;
-  try {
-    text = readFileSync(item, 'utf8');
-  } catch (err) {
-    throw new UsageError(`${item}: ${fileErrorWhy(err)}`, 'ERR_INPUT');
-  }
+  const text = readInputFile(item);
   try {
     return parseList(text, item);
   } catch (err) {
@@ -75,6 +72,15 @@ export function registerProbe(program: Command): void {
     )
     .option('--list <file|url...>', 'citizenlab CSV test lists, plain URL-per-line files, or URLs')
     .option(
+      '--servers <key|file...>',
+      'self-check instead: can this network reach each endpoint of these ss:// / ssconf:// keys or subscription files, and where does it fail (exit 3 if one is not reachable)',
+    )
+    .option(
+      '--target <url>',
+      '--servers: the http:// URL fetched through each endpoint (from the server side)',
+      'http://www.gstatic.com/generate_204',
+    )
+    .option(
       '--via <key>',
       'access key of your Ladder/Shadowsocks server: the control resolves and fetches through it',
     )
@@ -86,10 +92,29 @@ export function registerProbe(program: Command): void {
     .option('--timeout <seconds>', 'deadline for each step (1..120)', '10')
     .addHelpText('after', PRIVACY)
     .action(async (flags: ProbeFlags) => {
-      if (!flags.list?.length) throw new UsageError('probe: give --list FILE|URL…');
+      if (flags.list?.length && flags.servers?.length)
+        throw new UsageError('probe: give --list or --servers, not both');
+      if (!flags.list?.length && !flags.servers?.length)
+        throw new UsageError('probe: give --list FILE|URL… (or --servers KEY|FILE… for the self-check)');
       const concurrency = usage(() => parseIntInRange(flags.concurrency, '--concurrency', 1, 256));
       const timeoutMs = usage(() => parseIntInRange(flags.timeout, '--timeout', 1, 120)) * 1000;
       const dns = flags.dns ? usage(() => parseHostPort(flags.dns!, '--dns', 53)) : undefined;
+      if (flags.servers?.length) {
+        if (flags.html || flags.via) throw new UsageError('probe --servers: --html and --via are for --list');
+        let target: URL;
+        try {
+          target = new URL(flags.target);
+        } catch {
+          throw new UsageError(`--target: "${flags.target}" is not a URL`);
+        }
+        if (target.protocol !== 'http:') throw new UsageError('--target must be an http:// URL');
+        const start = new Date();
+        const checks = await runServerCheck({ servers: flags.servers, dns, target, timeoutMs, concurrency });
+        if (flags.json)
+          await writeWhole(flags.json, checks.map((c) => JSON.stringify(serverCheckJson(c, start))).join('\n') + '\n');
+        return;
+      }
+      if (!flags.list?.length) return;
       const resolver = usage(() => parseHostPort(flags.controlResolver, '--control-resolver', 53));
       const entries = flags.list.flatMap(readList);
       if (entries.length === 0) throw new UsageError('probe: the list is empty', 'ERR_INPUT');

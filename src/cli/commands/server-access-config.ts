@@ -77,7 +77,7 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
       const tag = k.name || 'ladder';
       out.push(`  ${printable(k.id)} "${printable(k.name)}"${k.enabled ? '' : ' (disabled)'}`);
       out.push(`    ${accessUrl(k, settings, tag)}`);
-      const dyn = dynamicAccessUrl(k, settings, tag);
+      const dyn = dynamicAccessUrl(k, settings, tag, pem === undefined ? undefined : certSha256(pem));
       if (dyn) out.push(`    dynamic: ${dyn}`);
       const sub = subscriptionUrl(k, settings);
       if (sub) out.push(`    subscription: ${sub}`);

@@ -10,7 +10,8 @@
  *   router.reportSuccess(host, route);
  *
  * Modes: 'proxy' (everything tunnelled), 'direct' (nothing tunnelled), 'auto'. Rules always win
- * (the user's explicit intent); a rule-set fallback ('final,...' or ACL [bypass_all]) applies to
+ * (the user's explicit intent), except `soft` ones from a probe measurement, which `auto` may
+ * escalate like a default route; a rule-set fallback ('final,...' or ACL [bypass_all]) applies to
  * unmatched hosts in every mode.
  *
  * `auto` state machine per host (names are normalised; IP literals are their own key):
@@ -90,7 +91,7 @@ export class Router {
   decide(host: string): Decision {
     const key = normalizeHost(host);
     const rule = this.#rules?.matchRule(key);
-    if (rule) return { route: rule.route, source: 'rule' };
+    if (rule && !(rule.soft && this.mode === 'auto' && this.#current(key))) return { route: rule.route, source: 'rule' };
     if (this.mode === 'auto') {
       const l = this.#current(key);
       if (l) return { route: l.route, source: 'learned' };
@@ -107,7 +108,8 @@ export class Router {
   reportFailure(host: string, route: Route, kind: FailureKind): Route | undefined {
     if (this.mode !== 'auto') return undefined;
     const key = normalizeHost(host);
-    if (this.#rules?.matchRule(key)) return undefined; // explicit rules are not second-guessed
+    const rule = this.#rules?.matchRule(key);
+    if (rule && !rule.soft) return undefined; // explicit rules are not second-guessed (measured ones are: probe-rules.ts)
     let next: Route | undefined;
     if (route === 'direct') next = kind === 'reset-after-clienthello' && this.#fragment ? 'fragment' : 'proxy';
     else if (route === 'fragment') next = 'proxy';

@@ -39,6 +39,11 @@ export interface Rule {
   readonly route: Route;
   /** 1-based source line, for messages. */
   readonly line?: number | undefined;
+  /**
+   * From a measurement (probe-rules.ts), not the user's explicit intent: in auto mode a failure
+   * may still escalate it, and what the router learned wins over it.
+   */
+  readonly soft?: boolean | undefined;
 }
 
 export type RuleErrorCode = 'ERR_RULE_SYNTAX'; // a line of a rules or ACL file that does not parse

@@ -1,8 +1,9 @@
 /** `ladder keys` on the local store (SQLite file in the data dir, or --store). */
 import { planSecrets } from '../../../api/key-secrets.js';
 import { existsSync as exists, mkdirSync, statSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { accessUrl, dynamicAccessUrl, subscriptionUrl } from '../../../api/index.js';
+import { dirname, join, resolve } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { accessUrl, certSha256, CERT_FILE, dynamicAccessUrl, subscriptionUrl } from '../../../api/index.js';
 import { toAccessKeyJson } from '../../../api/context.js';
 import { DEFAULT_METHODS } from '../../../api/app.js';
 import {
@@ -48,16 +49,26 @@ export class LocalKeys implements KeysBackend {
     }
   }
 
+  /** The API certificate's pin (dynamic key URLs carry it, access-url.ts), once the API has made one. */
+  async #apiPin(): Promise<string | undefined> {
+    try {
+      return certSha256(await readFile(join(this.dataDir, CERT_FILE), 'utf8'));
+    } catch {
+      return undefined;
+    }
+  }
+
   async list(): Promise<KeyView[]> {
     const now = Date.now();
-    const [statuses, settings, usage] = await Promise.all([
+    const [statuses, settings, usage, pin] = await Promise.all([
       evaluateKeys(this.store, now),
       this.store.getSettings(),
       this.store.usageSince(now - ROLLING_WINDOW_MS),
+      this.#apiPin(),
     ]);
     return statuses.map((s) => {
       const u = usage.get(s.key.id);
-      return { ...toAccessKeyJson(s.key, settings, s), trailing30DaysBytes: u ? u.up + u.down : 0 };
+      return { ...toAccessKeyJson(s.key, settings, s, pin), trailing30DaysBytes: u ? u.up + u.down : 0 };
     });
   }
 
@@ -83,7 +94,8 @@ export class LocalKeys implements KeysBackend {
       expiresAt: o.expiresAt,
       prefix: o.prefix === undefined ? undefined : prefixSetting(method, o.prefix),
     });
-    return keys.map((k) => toAccessKeyJson(k, settings));
+    const pin = await this.#apiPin();
+    return keys.map((k) => toAccessKeyJson(k, settings, undefined, pin));
   }
 
   async #update(id: string, patch: KeyPatch): Promise<void> {
@@ -116,7 +128,7 @@ export class LocalKeys implements KeysBackend {
     if (!key) throw notFound(id);
     const settings = await this.store.getSettings();
     const tag = key.name || `key ${key.id}`;
-    const ssconf = dynamicAccessUrl(key, settings, tag);
+    const ssconf = dynamicAccessUrl(key, settings, tag, await this.#apiPin());
     const sub = subscriptionUrl(key, settings);
     // Loaded here: only `keys url` needs the web front's module.
     const { loadWebEndpoint } = await import('../../web.js');
