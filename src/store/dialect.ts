@@ -52,21 +52,27 @@ function postgresPool(url: string, health: StoreHealth | undefined): Pg.Pool {
     query_timeout: 30_000,
   });
   pool.on('error', (err) => health?.down(err));
-  if (health) {
-    // Every connection attempt tells the store whether its database answers (StoreHealth logs
-    // an outage once and its end once).
-    const connect = pool.connect.bind(pool) as () => Promise<Pg.PoolClient>;
-    (pool as { connect: () => Promise<Pg.PoolClient> }).connect = async () => {
-      try {
-        const client = await connect();
-        health.up();
-        return client;
-      } catch (err) {
-        health.down(err);
-        throw err;
-      }
-    };
-  }
+  // A connection that breaks while checked out emits 'error' on its client (the query in flight
+  // fails too, and that is what the caller sees); unheard, the event would end the process.
+  const heard = new WeakSet<Pg.PoolClient>();
+  // Every connection attempt tells the store whether its database answers (StoreHealth logs an
+  // outage once and its end once).
+  const connect = pool.connect.bind(pool) as () => Promise<Pg.PoolClient>;
+  (pool as { connect: () => Promise<Pg.PoolClient> }).connect = async () => {
+    let client: Pg.PoolClient;
+    try {
+      client = await connect();
+    } catch (err) {
+      health?.down(err);
+      throw err;
+    }
+    if (!heard.has(client)) {
+      heard.add(client);
+      client.on('error', (err) => health?.down(err));
+    }
+    health?.up();
+    return client;
+  };
   return pool;
 }
 

@@ -108,7 +108,10 @@ export class KeyEnforcer {
         .catch((err: unknown) => {
           // An outage is the store's to log (once); the keys in force stay until it is back.
           if (!isStoreUnavailable(err))
-            this.#log.warn({ err: err instanceof Error ? err.message : String(err) }, 'key evaluation failed');
+            this.#log.warn(
+              { err: err instanceof Error ? err.message : String(err) },
+              'key evaluation failed',
+            );
         })
         .finally(() => this.#schedule());
     }, this.#intervalMs);

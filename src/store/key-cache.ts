@@ -44,7 +44,8 @@ function damagedCache(path: string, why: string): StoreError {
   );
 }
 
-const isPort = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 65535;
+const isPort = (v: unknown): v is number =>
+  Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 65535;
 
 /** The cache, undefined when there is none; a damaged one is refused (one line naming the file). */
 export function loadKeyCache(path: string): KeyCache | undefined {
@@ -53,7 +54,10 @@ export function loadKeyCache(path: string): KeyCache | undefined {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new StoreError('STORE_OPEN_FAILED', `store: cannot read the cached key set ${path}: ${(err as Error).message}`);
+    throw new StoreError(
+      'STORE_OPEN_FAILED',
+      `store: cannot read the cached key set ${path}: ${(err as Error).message}`,
+    );
   }
   let v: unknown;
   try {

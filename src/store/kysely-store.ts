@@ -66,7 +66,6 @@ const SETTING_DEFAULTS = {
   dynamicKeyBaseUrl: null,
 } as const;
 
-
 /** The Store on Kysely: SQLite through better-sqlite3 by default, PostgreSQL through pg. */
 export class KyselyStore implements Store {
   readonly dialect: 'sqlite' | 'postgres';
@@ -182,7 +181,10 @@ export class KyselyStore implements Store {
               (err: unknown) => {
                 this.#connected = false;
                 if (!isStoreUnavailable(err))
-                  this.#log.warn({ err: err instanceof Error ? err.message : String(err) }, 'store open failed; retrying');
+                  this.#log.warn(
+                    { err: err instanceof Error ? err.message : String(err) },
+                    'store open failed; retrying',
+                  );
                 attempt();
               },
             );
@@ -230,7 +232,10 @@ export class KyselyStore implements Store {
   #assertOpen(): void {
     if (this.#closed) throw new StoreError('STORE_CLOSED', 'store: already closed');
     if (!this.#connected)
-      throw new StoreError('STORE_UNAVAILABLE', 'store: the PostgreSQL store has not been reachable since this start');
+      throw new StoreError(
+        'STORE_UNAVAILABLE',
+        'store: the PostgreSQL store has not been reachable since this start',
+      );
   }
 
   // ---- settings -----------------------------------------------------------------------------

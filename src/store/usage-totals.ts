@@ -162,6 +162,8 @@ export class UsageTotalsCache {
 }
 
 async function dbNow(trx: Db): Promise<number> {
-  const r = await sql<{ ms: string | number }>`select (extract(epoch from clock_timestamp()) * 1000)::bigint as ms`.execute(trx);
+  const r = await sql<{
+    ms: string | number;
+  }>`select (extract(epoch from clock_timestamp()) * 1000)::bigint as ms`.execute(trx);
   return num(r.rows[0]!.ms);
 }

@@ -156,7 +156,10 @@ export class UsageWriter {
     if (num(claim.numInsertedOrUpdatedRows ?? 0) === 0) return []; // committed before: a replay
     if (!this.#pruned) {
       this.#pruned = true;
-      await trx.deleteFrom('usage_batches').where('committed_at', '<', now - BATCH_ROW_TTL_MS).execute();
+      await trx
+        .deleteFrom('usage_batches')
+        .where('committed_at', '<', now - BATCH_ROW_TTL_MS)
+        .execute();
     }
     const ids = [...new Set(batch.map((b) => b.keyId))];
     const existing = new Set<string>();
