@@ -120,7 +120,28 @@ export class KeyEnforcer {
   }
 
   async #evaluate(): Promise<KeyStatus[]> {
-    const statuses = await evaluateKeys(this.#store, this.#clock.now());
+    const now = this.#clock.now();
+    let statuses: KeyStatus[];
+    try {
+      statuses = await evaluateKeys(this.#store, now);
+    } catch (err) {
+      // Store unreachable: expiry needs no database, so keys that expire meanwhile still stop
+      // (from the last statuses); usage and changes wait for the store.
+      if (isStoreUnavailable(err) && this.#last.length > 0) {
+        await this.#apply(
+          this.#last.map((st) =>
+            st.state === 'active' && st.key.expiresAt !== null && st.key.expiresAt <= now
+              ? { ...st, state: 'expired' as const }
+              : st,
+          ),
+        );
+      }
+      throw err;
+    }
+    return this.#apply(statuses);
+  }
+
+  async #apply(statuses: KeyStatus[]): Promise<KeyStatus[]> {
     // The control gets what changed, not the whole set: one changed key costs work for one key
     // in the data plane (and in each of its workers). `port` rides along for controls that serve
     // several ports (a single data plane ignores it).

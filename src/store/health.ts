@@ -49,6 +49,7 @@ export class StoreHealth {
   readonly #log: Logger;
   readonly #now: () => number;
   #downSince: number | undefined;
+  #everUp = false;
 
   constructor(log: Logger = silentLogger, now: () => number = Date.now) {
     this.#log = log;
@@ -59,9 +60,14 @@ export class StoreHealth {
     return this.#downSince === undefined;
   }
 
+  /**
+   * An outage starts. Logged only when the store answered before: a store that never answered
+   * since this start is the caller's to report (the open fails, or a node starts from its cache).
+   */
   down(err: unknown): void {
     if (this.#downSince !== undefined || !isStoreUnavailable(err)) return;
     this.#downSince = this.#now();
+    if (!this.#everUp) return;
     this.#log.warn(
       { reason: reason(err) },
       'store unreachable: serving the keys already known, counting usage in memory until it is back',
@@ -69,6 +75,7 @@ export class StoreHealth {
   }
 
   up(): void {
+    this.#everUp = true;
     if (this.#downSince === undefined) return;
     const seconds = Math.round((this.#now() - this.#downSince) / 1000);
     this.#downSince = undefined;

@@ -140,7 +140,7 @@ export class KyselyStore implements Store {
       if (loc.kind === 'sqlite') ensureMarker(loc.path, await store.getSettings());
     } catch (err) {
       if (loc.kind === 'postgres' && opts.allowOffline === true && isStoreUnavailable(err)) {
-        health.down(err);
+        health.down(err); // not logged: the caller says it (cli/fleet-node.ts), in one line
         store ??= make();
         store.#connectLater(opts);
         return store;

@@ -9,6 +9,7 @@ import { createLogger } from '../../src/shared/logger.js';
 import {
   evaluateKeys,
   HOUR_MS,
+  KeyEnforcer,
   loadKeyCache,
   openStore,
   parseStoreLocation,
@@ -165,6 +166,46 @@ test(
 );
 
 test(
+  "another node's usage reaches this node's enforcer at its next evaluation after that node's flush (the overshoot bound's terms)",
+  { skip: SKIP_WITHOUT_POSTGRES },
+  async () => {
+    const x = await openStore(loc, { ...quiet, writerId: 'bound-x' });
+    const y = await openStore(loc, { ...quiet, writerId: 'bound-y' });
+    try {
+      const key = await x.createKey({ ...base, dataLimitBytes: 10_000 });
+      const served = new Set<string>();
+      const control = {
+        setKeys: (ks: readonly { id: string }[]) => {
+          served.clear();
+          for (const k of ks) served.add(k.id);
+        },
+        closeKeyConnections: () => 0,
+        openConnections: () => new Map<string, number>(),
+      };
+      const enforcer = new KeyEnforcer({ store: x, control, intervalMs: 3_600_000 });
+      await enforcer.start();
+      try {
+        assert.ok(served.has(key.id));
+        await x.usageSince(0); // x's totals are cached from here on (a 5-min full-read period)
+        y.addBytes(key.id, 6_000, 3_000);
+        x.addBytes(key.id, 600, 500); // neither node alone reaches 10,000
+        await enforcer.refresh();
+        assert.ok(served.has(key.id), 'y has not flushed: under the limit as far as the fleet knows');
+        await y.flush();
+        await enforcer.refresh();
+        assert.ok(!served.has(key.id), 'one flush of y and one evaluation of x: refused on x');
+        assert.equal(enforcer.statuses.find((st) => st.key.id === key.id)?.usedBytes, 10_100);
+      } finally {
+        enforcer.stop();
+      }
+    } finally {
+      await x.close();
+      await y.close();
+    }
+  },
+);
+
+test(
   'PostgreSQL stopped: usage is kept in memory, the outage is logged once, every byte is written when it returns',
   { skip: SKIP_WITHOUT_POSTGRES, timeout: 60_000 },
   async () => {
@@ -175,6 +216,19 @@ test(
     const store = await openStore(loc, { flushIntervalMs: 100, writerId: 'outage', logger });
     try {
       const key = await store.createKey(base);
+      const expiring = await store.createKey({ ...base, expiresAt: Date.now() + 1500 });
+      const served = new Set<string>();
+      const control = {
+        setKeys: (ks: readonly { id: string }[]) => {
+          served.clear();
+          for (const k of ks) served.add(k.id);
+        },
+        closeKeyConnections: () => 0,
+        openConnections: () => new Map<string, number>(),
+      };
+      const enforcer = new KeyEnforcer({ store, control, intervalMs: 3_600_000 });
+      await enforcer.start();
+      assert.deepEqual([...served].sort(), [key.id, expiring.id].sort());
       store.addBytes(key.id, 100, 10);
       await store.flush();
       pg!.stop();
@@ -184,6 +238,10 @@ test(
       }
       await assert.rejects(store.flush());
       assert.equal(store.available, false);
+      // Expiry needs no database: the expired key stops, the other keeps working.
+      await assert.rejects(enforcer.refresh());
+      assert.deepEqual([...served], [key.id]);
+      enforcer.stop();
       // One key, one hour: the bytes counted during the outage are one or two entries, not twenty.
       assert.ok(store.pendingUsageEntries <= 2, `pending entries: ${store.pendingUsageEntries}`);
       pg!.start();
