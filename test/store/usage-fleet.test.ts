@@ -216,7 +216,9 @@ test(
     const store = await openStore(loc, { flushIntervalMs: 100, writerId: 'outage', logger });
     try {
       const key = await store.createKey(base);
-      const expiring = await store.createKey({ ...base, expiresAt: Date.now() + 1500 });
+      // The enforcer's own clock decides expiry: moved past it during the outage, not waited for.
+      const enforcerClock = new ManualClock(Date.now());
+      const expiring = await store.createKey({ ...base, expiresAt: enforcerClock.now() + 60_000 });
       const served = new Set<string>();
       const control = {
         setKeys: (ks: readonly { id: string }[]) => {
@@ -226,9 +228,10 @@ test(
         closeKeyConnections: () => 0,
         openConnections: () => new Map<string, number>(),
       };
-      const enforcer = new KeyEnforcer({ store, control, intervalMs: 3_600_000 });
+      const enforcer = new KeyEnforcer({ store, control, clock: enforcerClock, intervalMs: 3_600_000 });
       await enforcer.start();
-      assert.deepEqual([...served].sort(), [key.id, expiring.id].sort());
+      const mine = (): string[] => [key.id, expiring.id].filter((id) => served.has(id)); // (other tests' keys too)
+      assert.deepEqual(mine(), [key.id, expiring.id]);
       store.addBytes(key.id, 100, 10);
       await store.flush();
       pg!.stop();
@@ -240,7 +243,14 @@ test(
       assert.equal(store.available, false);
       // Expiry needs no database: the expired key stops, the other keeps working.
       await assert.rejects(enforcer.refresh());
-      assert.deepEqual([...served], [key.id]);
+      assert.deepEqual(
+        mine(),
+        [key.id, expiring.id],
+        'nothing changes while the store is away and nothing expired',
+      );
+      enforcerClock.advance(61_000);
+      await assert.rejects(enforcer.refresh());
+      assert.deepEqual(mine(), [key.id]);
       enforcer.stop();
       // One key, one hour: the bytes counted during the outage are one or two entries, not twenty.
       assert.ok(store.pendingUsageEntries <= 2, `pending entries: ${store.pendingUsageEntries}`);
