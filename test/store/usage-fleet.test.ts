@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { ManualClock } from '../../src/shared/clock.js';
+import type { ServerControl } from '../../src/shared/control.js';
 import { createLogger } from '../../src/shared/logger.js';
 import {
   evaluateKeys,
@@ -96,6 +97,20 @@ test(
   },
 );
 
+/** A ServerControl that only remembers which keys it was told to serve. */
+function servingControl(): { served: Set<string>; control: ServerControl } {
+  const served = new Set<string>();
+  const control: ServerControl = {
+    setKeys: (ks) => {
+      served.clear();
+      for (const k of ks) served.add(k.id);
+    },
+    closeKeyConnections: () => 0,
+    openConnections: () => new Map<string, number>(),
+  };
+  return { served, control };
+}
+
 /** Deterministic pseudo-random numbers (a failing seed can be replayed). */
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -173,15 +188,7 @@ test(
     const y = await openStore(loc, { ...quiet, writerId: 'bound-y' });
     try {
       const key = await x.createKey({ ...base, dataLimitBytes: 10_000 });
-      const served = new Set<string>();
-      const control = {
-        setKeys: (ks: readonly { id: string }[]) => {
-          served.clear();
-          for (const k of ks) served.add(k.id);
-        },
-        closeKeyConnections: () => 0,
-        openConnections: () => new Map<string, number>(),
-      };
+      const { served, control } = servingControl();
       const enforcer = new KeyEnforcer({ store: x, control, intervalMs: 3_600_000 });
       await enforcer.start();
       try {
@@ -219,15 +226,7 @@ test(
       // The enforcer's own clock decides expiry: moved past it during the outage, not waited for.
       const enforcerClock = new ManualClock(Date.now());
       const expiring = await store.createKey({ ...base, expiresAt: enforcerClock.now() + 60_000 });
-      const served = new Set<string>();
-      const control = {
-        setKeys: (ks: readonly { id: string }[]) => {
-          served.clear();
-          for (const k of ks) served.add(k.id);
-        },
-        closeKeyConnections: () => 0,
-        openConnections: () => new Map<string, number>(),
-      };
+      const { served, control } = servingControl();
       const enforcer = new KeyEnforcer({ store, control, clock: enforcerClock, intervalMs: 3_600_000 });
       await enforcer.start();
       const mine = (): string[] => [key.id, expiring.id].filter((id) => served.has(id)); // (other tests' keys too)
