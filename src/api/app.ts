@@ -20,10 +20,10 @@ import type { LadderMetrics } from '../metrics/index.js';
 import { AEAD_METHODS } from '../protocol/shadowsocks/methods.js';
 import { AEAD_2022_METHODS } from '../protocol/shadowsocks/methods2022.js';
 import { DEFAULT_METHOD } from '../config/defaults.js';
-import { KeyEnforcer, type Store } from '../store/index.js';
+import { isStoreUnavailable, KeyEnforcer, type Store } from '../store/index.js';
 import type { ApiContext, WebEndpoint } from './context.js';
 import { registerDynamicRoutes } from './dynamic.js';
-import { ApiError, NOT_FOUND_BODY } from './errors.js';
+import { ApiError, NOT_FOUND_BODY, storeUnavailable } from './errors.js';
 import { registerLadderRoutes } from './routes-ladder.js';
 import { registerOutlineRoutes } from './routes-outline.js';
 import { ladderVersion } from './version.js';
@@ -222,6 +222,8 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
         .code(400)
         .send(new ApiError(400, 'InvalidArgumentError', 'Invalid "body": not valid JSON', 'body').toJSON());
     }
+    if (isStoreUnavailable(err))
+      return reply.code(503).header('retry-after', '5').send(storeUnavailable().toJSON());
     logger.error({ err: err.message, route: req.routeOptions.url }, 'API request failed');
     return reply.code(500).send(new ApiError(500, 'InternalServerError', 'Internal error').toJSON());
   });
@@ -289,7 +291,12 @@ export async function buildDynamicApp(
 ): Promise<FastifyInstance> {
   const app = Fastify({ logger: false, bodyLimit: 1024 }) as unknown as FastifyInstance;
   app.setNotFoundHandler((_req, reply) => reply.code(404).send(NOT_FOUND_BODY));
-  app.setErrorHandler((_err, _req, reply) => reply.code(404).send(NOT_FOUND_BODY));
+  // A dynamic key is not "not found" while the store is away: clients keep the one they have.
+  app.setErrorHandler((err, _req, reply) =>
+    isStoreUnavailable(err)
+      ? reply.code(503).header('retry-after', '5').send(storeUnavailable().toJSON())
+      : reply.code(404).send(NOT_FOUND_BODY),
+  );
   registerDynamicRoutes(app, {
     store: opts.store,
     control: opts.control,

@@ -10,7 +10,8 @@ export type ApiErrorCode =
   | 'ResourceNotFound'
   | 'UnsupportedMediaTypeError'
   | 'PayloadTooLargeError'
-  | 'InternalServerError';
+  | 'InternalServerError'
+  | 'ServiceUnavailableError';
 
 export class ApiError extends Error {
   override readonly name = 'ApiError';
@@ -39,3 +40,12 @@ export const keyNotFound = (id: string): ApiError =>
 
 /** The one body every unknown path gets, with or without the right secret prefix. */
 export const NOT_FOUND_BODY = Object.freeze({ code: 'ResourceNotFound', message: 'Not found' });
+
+/** The answer while the key store (PostgreSQL) cannot be reached: 503, not a stack or a hang. */
+export function storeUnavailable(): ApiError {
+  return new ApiError(
+    503,
+    'ServiceUnavailableError',
+    'The key store (PostgreSQL) is unreachable; keys in use keep working. Try again when it is back.',
+  );
+}

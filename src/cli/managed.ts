@@ -14,7 +14,14 @@ import {
 } from '../server/index.js';
 import type { UsageSink } from '../shared/control.js';
 import { createLogger, type Logger } from '../shared/logger.js';
-import type { KeyEnforcer, KeyStatus, KyselyStore, StoreLocation } from '../store/index.js';
+import type {
+  CachedKey,
+  KeyEnforcer,
+  KeyStatus,
+  KyselyStore,
+  StoreLocation,
+  StoreOptions,
+} from '../store/index.js';
 import {
   DEFAULT_DATA_DIR,
   DEFAULT_METHOD,
@@ -30,6 +37,7 @@ import { isProtocolError } from '../protocol/errors.js';
 import { UsageError } from './errors.js';
 import { untilSignal } from './shutdown.js';
 import { describeStore, dynamicKeyNote, privatePolicyLine, storeFlags } from './banner-text.js';
+import { cachedKeysForOfflineStart, keyCacheWriter, nodeWriterId } from './fleet-node.js';
 import { ladderCommand } from './invocation.js';
 import { StartupLog } from './startup-log.js';
 import { subscriptionEndpointOf } from './web-endpoint.js';
@@ -74,6 +82,8 @@ export interface ManagedFlags extends WebFlags {
   replayState?: string;
   /** Data-plane worker threads (default one per core). */
   workers?: string;
+  /** The node's name in a fleet (PostgreSQL store): its usage-writer id (issue 16). */
+  node?: string;
   logLevel?: string;
 }
 
@@ -205,6 +215,8 @@ export interface ManagedTuning {
   drawQr?: boolean;
   /** How often data-plane workers post events and connection counts (ms). */
   reportMs?: number;
+  /** Store options for tests (fault-injection seams, retry pace). */
+  storeOptions?: Pick<StoreOptions, 'testing' | 'retryMs' | 'usageCacheTtlMs' | 'writerId'>;
   /** Lower this thread's scheduling priority once workers relay (the `ladder server` command
    *  does; a program embedding startManaged, such as a test, keeps its own priority). */
   lowerPriority?: boolean;
@@ -251,38 +263,27 @@ export async function startManaged(
   try {
     storeLocation = parseStoreLocation(flags.store, dataDir);
     checkBeforeServing(storeLocation); // a lost or damaged store is refused before anything serves
+    // A fleet node (PostgreSQL) outlives its database: it may start from its cached key set.
+    const fleet = storeLocation.kind === 'postgres';
     store = await openStore(storeLocation, {
       logger: log,
       defaults: {
         hostname: flags.publicHost ?? guessHost(flags.host),
         port: dataPortFlag ?? DEFAULT_DATA_PORT,
       },
+      ...(fleet ? { writerId: nodeWriterId(flags.node, dataDir), allowOffline: true } : {}),
+      ...(tuning.storeOptions ?? {}),
     });
   } catch (err) {
     if (err instanceof StoreError) throw new UsageError(err.message);
     throw err;
   }
+  const cached = await cachedKeysForOfflineStart(store, dataDir, log);
   const cleanups: (() => Promise<void>)[] = [() => store.close()];
   const closeAll = async (): Promise<void> => {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
   };
   try {
-    if (flags.publicHost !== undefined)
-      await store.updateSettings({ hostnameForAccessKeys: flags.publicHost });
-    if (dynamicUrl !== undefined) await store.updateSettings({ dynamicKeyBaseUrl: dynamicUrl });
-    if (dataPortFlag !== undefined && dataPortFlag !== 0)
-      await store.updateSettings({ portForNewAccessKeys: dataPortFlag });
-    let settings = await store.getSettings();
-
-    let firstKey = (await store.listKeys())[0];
-    let createdNow = false;
-    if (!firstKey) {
-      firstKey = (
-        await createAccessKeys(store, { name: 'Initial key', method: flags.method ?? DEFAULT_METHOD })
-      ).keys[0]!;
-      createdNow = true;
-    }
-
     const metrics = createMetrics();
     const planeOptions: Omit<DataPlaneOptions, 'keys' | 'port'> = {
       host: flags.host,
@@ -294,7 +295,6 @@ export async function startManaged(
       ...(flags.allowPrivate ? { allowPrivateDestinations: true } : {}),
       udp: flags.udp !== false,
     };
-    const primaryPort = dataPortFlag ?? settings.portForNewAccessKeys;
     // The primary port's data plane runs in worker threads (--workers, default one per core),
     // off this thread's event loop: API, store and enforcer load cannot stall its tunnels.
     // Additional key ports (Outline's per-key ports, rare) and the web front's own server (no
@@ -321,14 +321,71 @@ export async function startManaged(
       });
       return wp;
     };
-    const plane = await startPlane(primaryPort, true).catch((err: NodeJS.ErrnoException) => {
-      const code = bindErrorCode(err);
-      if (code) throw new UsageError(`cannot listen on port ${primaryPort}: ${code}`);
-      throw err;
-    });
-    if (plane.workers > 0 && tuning.lowerPriority === true) lowerThisThreadPriority(log);
-    const pool = new PortPool(plane, (port) => startPlane(port, false), log);
-    cleanups.push(() => pool.close());
+    const startPrimary = (port: number): Promise<Plane & { workers: number }> =>
+      startPlane(port, true).catch((err: NodeJS.ErrnoException) => {
+        const code = bindErrorCode(err);
+        if (code) throw new UsageError(`cannot listen on port ${port}: ${code}`);
+        throw err;
+      });
+    const startPool = async (
+      port: number,
+    ): Promise<{ plane: Plane & { workers: number }; pool: PortPool }> => {
+      const plane = await startPrimary(port);
+      if (plane.workers > 0 && tuning.lowerPriority === true) lowerThisThreadPriority(log);
+      const pool = new PortPool(plane, (p) => startPlane(p, false), log);
+      cleanups.push(() => pool.close());
+      return { plane, pool };
+    };
+    const counts = (statuses: readonly KeyStatus[]): void => {
+      const c: Record<string, number> = { active: 0, disabled: 0, expired: 0, over_limit: 0 };
+      for (const s of statuses) c[s.state] = (c[s.state] ?? 0) + 1;
+      metrics.setKeyStates(c);
+    };
+    let planePort = 0;
+    const saveCache =
+      store.dialect === 'postgres' ? await keyCacheWriter(dataDir, () => planePort, log) : undefined;
+    const startEnforcer = async (pool: PortPool, initial?: readonly CachedKey[]): Promise<KeyEnforcer> => {
+      const e = new KeyEnforcer({
+        store,
+        control: pool,
+        logger: log,
+        onEvaluate: counts,
+        ...(initial ? { initialActive: initial } : {}),
+        ...(saveCache ? { onActiveChange: saveCache } : {}),
+        ...(tuning.enforceIntervalMs !== undefined ? { intervalMs: tuning.enforceIntervalMs } : {}),
+      });
+      await e.start();
+      cleanups.push(async () => e.stop());
+      return e;
+    };
+    // Started while the store is down: serve the cached keys now, the rest once it answers.
+    let early: { plane: Plane & { workers: number }; pool: PortPool; enforcer: KeyEnforcer } | undefined;
+    if (cached) {
+      const started = await startPool(dataPortFlag ?? cached.port);
+      planePort = started.plane.address.port;
+      await started.pool.applyKeyDelta({ upsert: cached.keys, remove: [] });
+      early = { ...started, enforcer: await startEnforcer(started.pool, cached.keys) };
+      await store.ready;
+    }
+    if (flags.publicHost !== undefined)
+      await store.updateSettings({ hostnameForAccessKeys: flags.publicHost });
+    if (dynamicUrl !== undefined) await store.updateSettings({ dynamicKeyBaseUrl: dynamicUrl });
+    if (dataPortFlag !== undefined && dataPortFlag !== 0)
+      await store.updateSettings({ portForNewAccessKeys: dataPortFlag });
+    let settings = await store.getSettings();
+
+    let firstKey = (await store.listKeys())[0];
+    let createdNow = false;
+    if (!firstKey) {
+      firstKey = (
+        await createAccessKeys(store, { name: 'Initial key', method: flags.method ?? DEFAULT_METHOD })
+      ).keys[0]!;
+      createdNow = true;
+    }
+
+    const primaryPort = dataPortFlag ?? settings.portForNewAccessKeys;
+    const { plane, pool } = early ?? (await startPool(primaryPort));
+    planePort = plane.address.port;
     if (plane.address.port !== settings.portForNewAccessKeys) {
       await store.updateSettings({ portForNewAccessKeys: plane.address.port });
       if (createdNow) await store.updateKey(firstKey.id, { port: plane.address.port });
@@ -336,20 +393,7 @@ export async function startManaged(
       firstKey = (await store.getKey(firstKey.id)) ?? firstKey;
     }
 
-    const counts = (statuses: readonly KeyStatus[]): void => {
-      const c: Record<string, number> = { active: 0, disabled: 0, expired: 0, over_limit: 0 };
-      for (const s of statuses) c[s.state] = (c[s.state] ?? 0) + 1;
-      metrics.setKeyStates(c);
-    };
-    const enforcer = new KeyEnforcer({
-      store,
-      control: pool,
-      logger: log,
-      onEvaluate: counts,
-      ...(tuning.enforceIntervalMs !== undefined ? { intervalMs: tuning.enforceIntervalMs } : {}),
-    });
-    await enforcer.start();
-    cleanups.push(async () => enforcer.stop());
+    const enforcer = early?.enforcer ?? (await startEnforcer(pool));
 
     let api: RunningApi | undefined;
     let metricsServer: MetricsServer | undefined;

@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { PostgresDialect, SqliteDialect, type Dialect } from 'kysely';
 import type Pg from 'pg';
+import type { StoreHealth } from './health.js';
 import { checkNotLost, openFailure } from './integrity.js';
 import { StoreError } from './types.js';
 
@@ -36,13 +37,52 @@ function loadPg(): typeof Pg {
   return createRequire(import.meta.url)('pg') as typeof Pg;
 }
 
+/**
+ * The connection pool of a PostgreSQL store. A connection that breaks while idle (the server
+ * stopped or restarted, the network cut) is an 'error' event on the pool: without a listener it
+ * would end the process, and a node must outlive its database (docs/fleet.md). The store notices
+ * the outage on its next query. A refused connection fails at once; waiting for a connection
+ * (a silent network, or all 10 busy) gives up after 30 s, and so does a query, so nothing hangs.
+ */
+function postgresPool(url: string, health: StoreHealth | undefined): Pg.Pool {
+  const pool = new (loadPg().Pool)({
+    connectionString: url,
+    max: 10,
+    connectionTimeoutMillis: 30_000,
+    query_timeout: 30_000,
+  });
+  pool.on('error', (err) => health?.down(err));
+  // A connection that breaks while checked out emits 'error' on its client (the query in flight
+  // fails too, and that is what the caller sees); unheard, the event would end the process.
+  const heard = new WeakSet<Pg.PoolClient>();
+  // Every connection attempt tells the store whether its database answers (StoreHealth logs an
+  // outage once and its end once).
+  const connect = pool.connect.bind(pool) as () => Promise<Pg.PoolClient>;
+  (pool as { connect: () => Promise<Pg.PoolClient> }).connect = async () => {
+    let client: Pg.PoolClient;
+    try {
+      client = await connect();
+    } catch (err) {
+      health?.down(err);
+      throw err;
+    }
+    if (!heard.has(client)) {
+      heard.add(client);
+      client.on('error', (err) => health?.down(err));
+    }
+    health?.up();
+    return client;
+  };
+  return pool;
+}
+
 /** Build the Kysely dialect for a location. Callers only ever see the `Store` interface. */
-export function createDialect(loc: StoreLocation): OpenedDialect {
+export function createDialect(loc: StoreLocation, health?: StoreHealth): OpenedDialect {
   if (loc.kind === 'postgres') {
     return {
       kind: 'postgres',
       // pg is loaded for a PostgreSQL store only: it costs a SQLite server megabytes of memory.
-      dialect: new PostgresDialect({ pool: new (loadPg().Pool)({ connectionString: loc.url, max: 10 }) }),
+      dialect: new PostgresDialect({ pool: postgresPool(loc.url, health) }),
     };
   }
   // A store that existed (its marker says so) and is now missing or empty is refused, not re-created.

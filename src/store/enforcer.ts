@@ -1,6 +1,8 @@
 import type { RuntimeKey, ServerControl } from '../shared/control.js';
 import { systemClock, type Clock, type Timer } from '../shared/clock.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
+import { isStoreUnavailable } from './health.js';
+import type { CachedKey } from './key-cache.js';
 import { evaluateKeys, type KeyStatus } from './policy.js';
 import type { Store } from './types.js';
 
@@ -13,13 +15,18 @@ export interface EnforcerOptions {
   intervalMs?: number;
   /** Called after every evaluation (e.g. to export key counts by state). */
   onEvaluate?: (statuses: readonly KeyStatus[]) => void;
+  /** The keys the control serves already (a node started from its key cache while the store is down). */
+  initialActive?: readonly CachedKey[];
+  /** Called with the whole usable set each time it changed (to keep the node's key cache). */
+  onActiveChange?: (active: readonly CachedKey[]) => void;
 }
 
 /**
  * Keeps the data plane's key set equal to the usable keys in the store: enabled, not expired, under
  * their limit. Runs every `intervalMs` and on demand (`refresh()` after an API change), so a
  * revoked or exhausted key stops working for new connections at once and its open connections are
- * closed by the data plane.
+ * closed by the data plane. While the store is unreachable nothing changes: the node keeps the
+ * keys (and the revocations) it last applied.
  */
 export class KeyEnforcer {
   readonly #store: Store;
@@ -28,6 +35,7 @@ export class KeyEnforcer {
   readonly #log: Logger;
   readonly #intervalMs: number;
   readonly #onEvaluate: ((statuses: readonly KeyStatus[]) => void) | undefined;
+  readonly #onActiveChange: ((active: readonly CachedKey[]) => void) | undefined;
   #timer: Timer | undefined;
   #running = false;
   #chain: Promise<KeyStatus[]> = Promise.resolve([]);
@@ -43,13 +51,25 @@ export class KeyEnforcer {
     this.#log = opts.logger ?? silentLogger;
     this.#intervalMs = opts.intervalMs ?? 2000;
     this.#onEvaluate = opts.onEvaluate;
+    this.#onActiveChange = opts.onActiveChange;
+    for (const k of opts.initialActive ?? []) this.#active.set(k.id, k);
   }
 
-  /** Evaluate now and then every interval. Resolves after the first evaluation. */
+  /**
+   * Evaluate now and then every interval. Resolves after the first evaluation; with the store
+   * unreachable (StoreHealth has said so) the keys the control has stay, and the timer retries.
+   */
   async start(): Promise<void> {
     if (this.#running) return;
     this.#running = true;
-    await this.refresh();
+    try {
+      await this.refresh();
+    } catch (err) {
+      if (!isStoreUnavailable(err)) {
+        this.#running = false;
+        throw err;
+      }
+    }
     this.#schedule();
   }
 
@@ -85,9 +105,14 @@ export class KeyEnforcer {
     if (!this.#running) return;
     const t = this.#clock.setTimeout(() => {
       this.refresh()
-        .catch((err: unknown) =>
-          this.#log.warn({ err: err instanceof Error ? err.message : String(err) }, 'key evaluation failed'),
-        )
+        .catch((err: unknown) => {
+          // An outage is the store's to log (once); the keys in force stay until it is back.
+          if (!isStoreUnavailable(err))
+            this.#log.warn(
+              { err: err instanceof Error ? err.message : String(err) },
+              'key evaluation failed',
+            );
+        })
         .finally(() => this.#schedule());
     }, this.#intervalMs);
     t.unref?.();
@@ -95,7 +120,28 @@ export class KeyEnforcer {
   }
 
   async #evaluate(): Promise<KeyStatus[]> {
-    const statuses = await evaluateKeys(this.#store, this.#clock.now());
+    const now = this.#clock.now();
+    let statuses: KeyStatus[];
+    try {
+      statuses = await evaluateKeys(this.#store, now);
+    } catch (err) {
+      // Store unreachable: expiry needs no database, so keys that expire meanwhile still stop
+      // (from the last statuses); usage and changes wait for the store.
+      if (isStoreUnavailable(err) && this.#last.length > 0) {
+        await this.#apply(
+          this.#last.map((st) =>
+            st.state === 'active' && st.key.expiresAt !== null && st.key.expiresAt <= now
+              ? { ...st, state: 'expired' as const }
+              : st,
+          ),
+        );
+      }
+      throw err;
+    }
+    return this.#apply(statuses);
+  }
+
+  async #apply(statuses: KeyStatus[]): Promise<KeyStatus[]> {
     // The control gets what changed, not the whole set: one changed key costs work for one key
     // in the data plane (and in each of its workers). `port` rides along for controls that serve
     // several ports (a single data plane ignores it).
@@ -119,6 +165,7 @@ export class KeyEnforcer {
         this.#log.info({ keyId: id, state: byId?.get(id)?.state ?? 'deleted' }, 'access key stopped');
       }
       this.#active = next;
+      this.#onActiveChange?.([...next.values()]);
     }
     this.#last = statuses;
     this.#onEvaluate?.(statuses);

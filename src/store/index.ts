@@ -15,3 +15,6 @@ export {
   type StoreMarker,
 } from './integrity.js';
 export { backupStore, checkStore, restoreStore, storeInUse } from './backup.js';
+export { isStoreUnavailable, StoreHealth } from './health.js';
+export type { UsageWriterTesting } from './usage-writer.js';
+export { KEY_CACHE_FILE, loadKeyCache, saveKeyCache, type CachedKey, type KeyCache } from './key-cache.js';

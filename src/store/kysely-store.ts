@@ -3,10 +3,13 @@ import { Kysely, Migrator, sql, type Transaction } from 'kysely';
 import { systemClock, type Clock, type Timer } from '../shared/clock.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { createDialect, type StoreLocation } from './dialect.js';
+import { isStoreUnavailable, StoreHealth } from './health.js';
 import { ensureMarker, openFailure } from './integrity.js';
 import { checkTables, migrationProvider } from './migrations.js';
 import { chunks, IN_CHUNK, num, numOrNull, rowToKey } from './rows.js';
 import { SqliteReader } from './sqlite-reader.js';
+import { UsageTotalsCache } from './usage-totals.js';
+import { HOUR_MS, UsageWriter, type UsageWriterTesting } from './usage-writer.js';
 import type { Database, KeysTable } from './schema.js';
 import {
   StoreError,
@@ -20,7 +23,7 @@ import {
   type UsageTotals,
 } from './types.js';
 
-export const HOUR_MS = 3_600_000;
+export { HOUR_MS };
 
 export interface StoreOptions {
   clock?: Clock;
@@ -30,13 +33,27 @@ export interface StoreOptions {
   /** Flush early once this many (key, hour) entries are buffered (default 1000). */
   flushBatchEntries?: number;
   /**
-   * Per-window usage totals are kept in memory and advanced by every flush, so evaluating limits
-   * every few seconds costs no database scan. Entries are recomputed from the database after this
-   * long (default 5 min on SQLite, 30 s on PostgreSQL where other nodes add usage too).
+   * Per-window usage totals are kept in memory, so evaluating limits every few seconds costs no
+   * scan of the window (usage-totals.ts: on PostgreSQL each read adds only the rows other nodes
+   * changed). They are recomputed in full after this long (default 5 min).
    */
   usageCacheTtlMs?: number;
   /** Values used only when the settings are first created. */
   defaults?: { hostname?: string; port?: number; name?: string };
+  /**
+   * This process's name as a usage writer (usage_batches.writer): the node name in a fleet, else
+   * an id kept in the data directory. Default 'local'.
+   */
+  writerId?: string;
+  /**
+   * PostgreSQL unreachable at open: return a store that keeps trying in the background (every
+   * `retryMs`, default 1 s) instead of failing; until it connects (`ready`), its methods throw
+   * STORE_UNAVAILABLE and usage is counted in memory. For a node that serves cached keys.
+   */
+  allowOffline?: boolean;
+  retryMs?: number;
+  /** Fault-injection seams for tests. */
+  testing?: UsageWriterTesting;
 }
 
 type Db = Kysely<Database>;
@@ -49,14 +66,6 @@ const SETTING_DEFAULTS = {
   dynamicKeyBaseUrl: null,
 } as const;
 
-interface Pending {
-  keyId: string;
-  bucket: number;
-  up: number;
-  down: number;
-  last: number;
-}
-
 /** The Store on Kysely: SQLite through better-sqlite3 by default, PostgreSQL through pg. */
 export class KyselyStore implements Store {
   readonly dialect: 'sqlite' | 'postgres';
@@ -64,20 +73,26 @@ export class KyselyStore implements Store {
   readonly #clock: Clock;
   readonly #log: Logger;
   readonly #flushIntervalMs: number;
-  readonly #flushBatchEntries: number;
-  #pending = new Map<string, Pending>();
+  readonly health: StoreHealth;
+  readonly #writer: UsageWriter;
+  readonly #totals: UsageTotalsCache;
   #flushTimer: Timer | undefined;
-  #flushing: Promise<void> = Promise.resolve();
   #closed = false;
-  readonly #usageCacheTtlMs: number;
-  /** Totals per key since `from` (hour-aligned), exact as of the last flush. */
-  #usageCache = new Map<number, { totals: Map<string, UsageTotals>; at: number; usedAt: number }>();
+  /** False while an offline-opened store has not reached its database yet (allowOffline). */
+  #connected = true;
+  /** Settles once the database answered (at once unless opened offline). */
+  ready: Promise<void> = Promise.resolve();
   #reader: SqliteReader | undefined;
 
-  private constructor(db: Db, dialect: 'sqlite' | 'postgres', opts: StoreOptions, sqlitePath?: string) {
+  private constructor(
+    db: Db,
+    dialect: 'sqlite' | 'postgres',
+    opts: StoreOptions,
+    health: StoreHealth,
+    sqlitePath?: string,
+  ) {
     this.#db = db;
     this.dialect = dialect;
-    this.#usageCacheTtlMs = opts.usageCacheTtlMs ?? (dialect === 'postgres' ? 30_000 : 300_000);
     if (sqlitePath !== undefined) {
       try {
         this.#reader = new SqliteReader(sqlitePath);
@@ -87,36 +102,107 @@ export class KyselyStore implements Store {
     }
     this.#clock = opts.clock ?? systemClock;
     this.#log = opts.logger ?? silentLogger;
+    this.health = health;
     this.#flushIntervalMs = opts.flushIntervalMs ?? 500;
-    this.#flushBatchEntries = opts.flushBatchEntries ?? 1000;
+    this.#totals = new UsageTotalsCache({
+      db,
+      dialect,
+      clock: this.#clock,
+      ttlMs: opts.usageCacheTtlMs ?? 300_000,
+      read: (q) => this.#read(q),
+    });
+    this.#writer = new UsageWriter({
+      tx: (fn) => this.#tx(fn),
+      dialect,
+      clock: this.#clock,
+      log: this.#log,
+      health,
+      writerId: opts.writerId ?? 'local',
+      flushBatchEntries: opts.flushBatchEntries ?? 1000,
+      ...(opts.testing ? { testing: opts.testing } : {}),
+      onCommitted: (applied) => this.#totals.committed(applied),
+    });
   }
 
   /** Open (creating if needed), run migrations, and make sure the server settings exist. */
   static async open(loc: StoreLocation, opts: StoreOptions = {}): Promise<KyselyStore> {
-    const { kind, dialect } = createDialect(loc);
+    const health = new StoreHealth(opts.logger, () => (opts.clock ?? systemClock).now());
+    const { kind, dialect } = createDialect(loc, health);
     const db = new Kysely<Database>({ dialect });
+    // The reader thread opens the file read-only, so it starts after migrations created it.
+    const make = (): KyselyStore =>
+      new KyselyStore(db, kind, opts, health, loc.kind === 'sqlite' ? loc.path : undefined);
     let store: KyselyStore | undefined;
     try {
-      const { error, results } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
-      if (error) {
-        const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
-        throw new StoreError(
-          'STORE_OPEN_FAILED',
-          `store: migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`,
-        );
-      }
-      // The reader thread opens the file read-only, so it starts after migrations created it.
-      store = new KyselyStore(db, kind, opts, loc.kind === 'sqlite' ? loc.path : undefined);
-      await store.#initSettings(opts.defaults ?? {});
-      await checkTables(db); // a table dropped after its migration ran: refuse here, not with 500s later
+      await migrate(db);
+      store = make();
+      await store.#prepare(opts);
       if (loc.kind === 'sqlite') ensureMarker(loc.path, await store.getSettings());
     } catch (err) {
+      if (loc.kind === 'postgres' && opts.allowOffline === true && isStoreUnavailable(err)) {
+        health.down(err); // not logged: the caller says it (cli/fleet-node.ts), in one line
+        store ??= make();
+        store.#connectLater(opts);
+        return store;
+      }
       await store?.close().catch(() => undefined);
       await db.destroy().catch(() => undefined);
       throw openFailure(loc.kind === 'sqlite' ? loc.path : 'the PostgreSQL store', err);
     }
-    store!.#scheduleFlush();
-    return store!;
+    store.#scheduleFlush();
+    return store;
+  }
+
+  /** Settings present and every table readable (a table dropped after its migration: refuse now). */
+  async #prepare(opts: StoreOptions): Promise<void> {
+    await this.#initSettings(opts.defaults ?? {});
+    await checkTables(this.#db);
+  }
+
+  /** Offline open: count usage now, keep trying the database, become a normal store once it answers. */
+  #connectLater(opts: StoreOptions): void {
+    this.#connected = false;
+    const retryMs = opts.retryMs ?? 1000;
+    this.ready = new Promise<void>((resolve) => {
+      const attempt = (): void => {
+        if (this.#closed) return;
+        const t = this.#clock.setTimeout(() => {
+          migrate(this.#db)
+            .then(() => {
+              this.#connected = true;
+              return this.#prepare(opts);
+            })
+            .then(
+              () => {
+                this.health.up();
+                this.#scheduleFlush();
+                resolve();
+              },
+              (err: unknown) => {
+                this.#connected = false;
+                if (!isStoreUnavailable(err))
+                  this.#log.warn(
+                    { err: err instanceof Error ? err.message : String(err) },
+                    'store open failed; retrying',
+                  );
+                attempt();
+              },
+            );
+        }, retryMs);
+        t.unref?.();
+      };
+      attempt();
+    });
+  }
+
+  /** False while the database cannot be reached (as last seen by a connection attempt). */
+  get available(): boolean {
+    return this.#connected && this.health.available;
+  }
+
+  /** (key, hour) usage entries counted but not yet committed to the database. */
+  get pendingUsageEntries(): number {
+    return this.#writer.uncommittedEntries;
   }
 
   // ---- transactions -------------------------------------------------------------------------
@@ -145,6 +231,11 @@ export class KyselyStore implements Store {
 
   #assertOpen(): void {
     if (this.#closed) throw new StoreError('STORE_CLOSED', 'store: already closed');
+    if (!this.#connected)
+      throw new StoreError(
+        'STORE_UNAVAILABLE',
+        'store: the PostgreSQL store has not been reachable since this start',
+      );
   }
 
   // ---- settings -----------------------------------------------------------------------------
@@ -368,33 +459,21 @@ export class KyselyStore implements Store {
   }
 
   async deleteKey(id: string): Promise<boolean> {
-    for (const [k, p] of this.#pending) if (p.keyId === id) this.#pending.delete(k);
+    this.#writer.forget(id);
     const deleted = await this.#tx(async (trx) => {
       const r = await trx.deleteFrom('keys').where('id', '=', id).executeTakeFirst();
       await trx.deleteFrom('usage').where('key_id', '=', id).execute();
       return num(r.numDeletedRows) > 0;
     });
     // After the commit, so a flush that slipped in before it cannot leave bytes behind.
-    for (const e of this.#usageCache.values()) e.totals.delete(id);
+    this.#totals.forget(id);
     return deleted;
   }
 
   // ---- usage --------------------------------------------------------------------------------
 
   addBytes(keyId: string, up: number, down: number): void {
-    if (this.#closed || (up <= 0 && down <= 0)) return;
-    const now = this.#clock.now();
-    const bucket = Math.floor(now / HOUR_MS) * HOUR_MS;
-    const k = `${keyId}\u0000${bucket}`;
-    const p = this.#pending.get(k);
-    if (p) {
-      p.up += Math.max(0, up);
-      p.down += Math.max(0, down);
-      p.last = now;
-    } else {
-      this.#pending.set(k, { keyId, bucket, up: Math.max(0, up), down: Math.max(0, down), last: now });
-      if (this.#pending.size >= this.#flushBatchEntries) void this.flush().catch(() => undefined);
-    }
+    if (!this.#closed) this.#writer.add(keyId, up, down);
   }
 
   #scheduleFlush(): void {
@@ -409,98 +488,16 @@ export class KyselyStore implements Store {
   }
 
   flush(): Promise<void> {
-    const run = this.#flushing.then(() => this.#flushNow());
-    this.#flushing = run.catch(() => undefined);
-    return run;
-  }
-
-  async #flushNow(): Promise<void> {
-    if (this.#pending.size === 0) return;
-    const batch = [...this.#pending.values()];
-    this.#pending = new Map();
-    let applied: Pending[] = [];
-    try {
-      await this.#tx(async (trx) => {
-        const ids = [...new Set(batch.map((b) => b.keyId))];
-        const existing = new Set<string>();
-        for (const part of chunks(ids, IN_CHUNK)) {
-          for (const r of await trx.selectFrom('keys').select('id').where('id', 'in', part).execute())
-            existing.add(r.id);
-        }
-        // Multi-row upserts: one statement per 100 (key, hour) entries, not one per entry, so a
-        // flush of thousands of active keys holds the (synchronous) SQLite connection briefly.
-        const live = batch.filter((b) => existing.has(b.keyId)); // deleted keys: usage goes with them
-        for (const part of chunks(live, 100)) {
-          await trx
-            .insertInto('usage')
-            .values(
-              part.map((b) => ({ key_id: b.keyId, bucket: b.bucket, up_bytes: b.up, down_bytes: b.down })),
-            )
-            .onConflict((oc) =>
-              oc.columns(['key_id', 'bucket']).doUpdateSet({
-                up_bytes: sql<number>`usage.up_bytes + excluded.up_bytes`,
-                down_bytes: sql<number>`usage.down_bytes + excluded.down_bytes`,
-              }),
-            )
-            .execute();
-        }
-        const lastSeen = new Map<string, number>();
-        for (const b of live) lastSeen.set(b.keyId, Math.max(lastSeen.get(b.keyId) ?? 0, b.last));
-        // Last-seen is kept to flush precision: one update per distinct time, usually one per flush.
-        const byTime = new Map<number, string[]>();
-        for (const [id, at] of lastSeen) byTime.set(at, [...(byTime.get(at) ?? []), id]);
-        for (const [at, ids] of byTime) {
-          for (const part of chunks(ids, IN_CHUNK)) {
-            await trx
-              .updateTable('keys')
-              .set({ last_seen_at: at })
-              .where('id', 'in', part)
-              .where((eb) => eb.or([eb('last_seen_at', 'is', null), eb('last_seen_at', '<', at)]))
-              .execute();
-          }
-        }
-        applied = live;
-      });
-    } catch (err) {
-      // Put the bytes back so nothing is lost; the next flush retries.
-      for (const b of batch) {
-        const k = `${b.keyId}\u0000${b.bucket}`;
-        const p = this.#pending.get(k);
-        if (p) {
-          p.up += b.up;
-          p.down += b.down;
-          p.last = Math.max(p.last, b.last);
-        } else this.#pending.set(k, b);
-      }
-      if (!this.#closed)
-        this.#log.warn({ err: err instanceof Error ? err.message : String(err) }, 'usage flush failed');
-      throw err;
-    }
-    // Committed: advance every cached window the new bytes fall in.
-    for (const [from, entry] of this.#usageCache) {
-      for (const b of applied) {
-        if (b.bucket < from) continue;
-        const t = entry.totals.get(b.keyId);
-        if (t) {
-          t.up += b.up;
-          t.down += b.down;
-        } else entry.totals.set(b.keyId, { up: b.up, down: b.down });
-      }
-    }
+    if (!this.#connected) return Promise.resolve(); // offline open: the bytes wait in memory
+    return this.#writer.flush();
   }
 
   /** Run `fn` after pending usage is flushed, with no flush running meanwhile. */
   #afterFlush<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#flushing.then(async () => {
-      await this.#flushNow().catch(() => undefined); // a failed flush keeps its bytes pending
+    return this.#writer.afterFlush(async () => {
       this.#assertOpen();
       return fn();
     });
-    this.#flushing = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run;
   }
 
   /** A read query, on the reader thread when there is one (SQLite), else on the main connection. */
@@ -521,33 +518,7 @@ export class KyselyStore implements Store {
 
   async usageSince(since: number): Promise<Map<string, UsageTotals>> {
     const from = Math.floor(since / HOUR_MS) * HOUR_MS;
-    return this.#afterFlush(async () => {
-      const now = this.#clock.now();
-      let entry = this.#usageCache.get(from);
-      if (!entry || now - entry.at >= this.#usageCacheTtlMs) {
-        const rows = await this.#read(
-          this.#db
-            .selectFrom('usage')
-            .select((eb) => [
-              'key_id',
-              eb.fn.sum<number>('up_bytes').as('up'),
-              eb.fn.sum<number>('down_bytes').as('down'),
-            ])
-            .where('bucket', '>=', from)
-            .groupBy('key_id'),
-        );
-        entry = {
-          totals: new Map(rows.map((r) => [r.key_id, { up: num(r.up), down: num(r.down) }])),
-          at: now,
-          usedAt: now,
-        };
-        this.#usageCache.set(from, entry);
-        // Windows move (hourly for the rolling one): forget those nobody asked for in an hour.
-        for (const [f, e] of this.#usageCache) if (now - e.usedAt > HOUR_MS) this.#usageCache.delete(f);
-      }
-      entry.usedAt = now;
-      return new Map([...entry.totals].map(([k, v]) => [k, { ...v }]));
-    });
+    return this.#afterFlush(() => this.#totals.since(from));
   }
 
   async usageBuckets(since: number): Promise<UsageBucket[]> {
@@ -570,10 +541,22 @@ export class KyselyStore implements Store {
     if (this.#flushTimer) this.#clock.clearTimeout(this.#flushTimer);
     await this.flush().catch(() => undefined);
     this.#closed = true;
+    this.#writer.closed = true;
     if (this.#flushTimer) this.#clock.clearTimeout(this.#flushTimer);
     await this.#reader?.close().catch(() => undefined);
     await this.#db.destroy();
   }
+}
+
+async function migrate(db: Db): Promise<void> {
+  const { error, results } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
+  if (!error) return;
+  if (isStoreUnavailable(error)) throw error;
+  const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
+  throw new StoreError(
+    'STORE_OPEN_FAILED',
+    `store: migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`,
+  );
 }
 
 /** Open the store at `loc` (see parseStoreLocation). */

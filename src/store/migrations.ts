@@ -60,6 +60,33 @@ const MIGRATIONS: Record<string, Migration> = {
       await db.schema.alterTable('keys').dropColumn('prefix').execute();
     },
   },
+  // Fleet-wide usage (issue 16): each writer (a node, see StoreOptions.writerId) numbers its usage
+  // batches per run; the batch's row and its increments commit together, so a retried batch whose
+  // commit was applied is a no-op. One row per writer run (its last seq): batches of a run commit
+  // in order. usage.changed_at lets a node read only the usage rows that changed (on PostgreSQL,
+  // stamped with the database's clock). Independent of other migrations' tables.
+  '0004_usage_batches': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema
+        .createTable('usage_batches')
+        .addColumn('writer', 'text', (c) => c.notNull())
+        .addColumn('run', 'text', (c) => c.notNull())
+        .addColumn('seq', 'bigint', (c) => c.notNull())
+        .addColumn('committed_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('usage_batches_pk', ['writer', 'run'])
+        .execute();
+      await db.schema
+        .alterTable('usage')
+        .addColumn('changed_at', 'bigint', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema.createIndex('usage_changed_idx').on('usage').column('changed_at').execute();
+    },
+    async down(db: Kysely<unknown>): Promise<void> {
+      await db.schema.dropIndex('usage_changed_idx').execute();
+      await db.schema.alterTable('usage').dropColumn('changed_at').execute();
+      await db.schema.dropTable('usage_batches').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

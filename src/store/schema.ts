@@ -22,6 +22,16 @@ export interface UsageTable {
   bucket: number;
   up_bytes: number;
   down_bytes: number;
+  /** When the row last changed, ms (migration 0004; the database's clock on PostgreSQL). */
+  changed_at: number;
+}
+
+/** The last usage batch each writer run committed (migration 0004_usage_batches). */
+export interface UsageBatchesTable {
+  writer: string;
+  run: string;
+  seq: number;
+  committed_at: number;
 }
 
 export interface SettingsTable {
@@ -33,4 +43,5 @@ export interface Database {
   keys: KeysTable;
   usage: UsageTable;
   settings: SettingsTable;
+  usage_batches: UsageBatchesTable;
 }

@@ -94,7 +94,13 @@ export interface UsageBucket {
   down: number;
 }
 
-export type StoreErrorCode = 'KEY_EXISTS' | 'KEY_NOT_FOUND' | 'STORE_CLOSED' | 'STORE_OPEN_FAILED';
+export type StoreErrorCode =
+  | 'KEY_EXISTS'
+  | 'KEY_NOT_FOUND'
+  | 'STORE_CLOSED'
+  | 'STORE_OPEN_FAILED'
+  /** The database (PostgreSQL) cannot be reached now; the API answers 503. */
+  | 'STORE_UNAVAILABLE';
 
 export class StoreError extends CodedError<StoreErrorCode> {
   override readonly name = 'StoreError';
