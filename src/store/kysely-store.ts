@@ -10,6 +10,8 @@ import { SqliteReader } from './sqlite-reader.js';
 import type { Database, KeysTable } from './schema.js';
 import {
   StoreError,
+  type KeyCursor,
+  type KeyPage,
   type KeyPatch,
   type KeyRecord,
   type NewKey,
@@ -73,6 +75,7 @@ export class KyselyStore implements Store {
   /** Totals per key since `from` (hour-aligned), exact as of the last flush. */
   #usageCache = new Map<number, { totals: Map<string, UsageTotals>; at: number; usedAt: number }>();
   #reader: SqliteReader | undefined;
+  #keysVersion = 0;
 
   private constructor(db: Db, dialect: 'sqlite' | 'postgres', opts: StoreOptions, sqlitePath?: string) {
     this.#db = db;
@@ -143,6 +146,15 @@ export class KyselyStore implements Store {
     });
   }
 
+  /** #tx for a change of keys or settings: the listing's version advances once it is settled. */
+  async #keysTx<T>(fn: (trx: Db) => Promise<T>): Promise<T> {
+    try {
+      return await this.#tx(fn);
+    } finally {
+      this.#keysVersion++;
+    }
+  }
+
   #assertOpen(): void {
     if (this.#closed) throw new StoreError('STORE_CLOSED', 'store: already closed');
   }
@@ -197,7 +209,7 @@ export class KyselyStore implements Store {
   async updateSettings(patch: SettingsPatch): Promise<ServerSettings> {
     const entries = Object.entries(patch).filter(([, v]) => v !== undefined);
     if (entries.length > 0) {
-      await this.#tx(async (trx) => {
+      await this.#keysTx(async (trx) => {
         for (const [name, value] of entries) {
           await trx
             .insertInto('settings')
@@ -243,6 +255,26 @@ export class KyselyStore implements Store {
     return rows.map(rowToKey);
   }
 
+  async listKeysPage(limit: number, after?: KeyCursor): Promise<KeyPage> {
+    this.#assertOpen();
+    let q = this.#db.selectFrom('keys').selectAll();
+    if (after !== undefined) {
+      q = q.where((eb) =>
+        eb.or([eb('seq', '>', after.seq), eb.and([eb('seq', '=', after.seq), eb('id', '>', after.id)])]),
+      );
+    }
+    const rows = await this.#read(q.orderBy('seq').orderBy('id').limit(limit));
+    const last = rows.at(-1);
+    return {
+      keys: rows.map(rowToKey),
+      next: rows.length === limit && last ? { seq: num(last.seq), id: last.id } : undefined,
+    };
+  }
+
+  get keysVersion(): number {
+    return this.#keysVersion;
+  }
+
   async getKey(id: string): Promise<KeyRecord | undefined> {
     this.#assertOpen();
     const row = await this.#db.selectFrom('keys').selectAll().where('id', '=', id).executeTakeFirst();
@@ -276,7 +308,7 @@ export class KyselyStore implements Store {
   async createKeys(inputs: readonly NewKey[]): Promise<KeyRecord[]> {
     if (inputs.length === 0) return [];
     const now = this.#clock.now();
-    return this.#tx(async (trx) => {
+    return this.#keysTx(async (trx) => {
       // Lock the id counter row first: concurrent creators (other connections of the pool, other
       // nodes sharing a PostgreSQL store) queue here. SQLite's BEGIN IMMEDIATE already serializes.
       const counterQuery = trx.selectFrom('settings').select('value').where('name', '=', 'nextKeyId');
@@ -357,7 +389,7 @@ export class KyselyStore implements Store {
     if (patch.expiresAt !== undefined) set.expires_at = patch.expiresAt;
     if (patch.enabled !== undefined) set.enabled = patch.enabled ? 1 : 0;
     if (patch.prefix !== undefined) set.prefix = patch.prefix;
-    return this.#tx(async (trx) => {
+    return this.#keysTx(async (trx) => {
       if (Object.keys(set).length > 0) {
         const r = await trx.updateTable('keys').set(set).where('id', '=', id).executeTakeFirst();
         if (num(r.numUpdatedRows) === 0) return undefined;
@@ -369,7 +401,7 @@ export class KyselyStore implements Store {
 
   async deleteKey(id: string): Promise<boolean> {
     for (const [k, p] of this.#pending) if (p.keyId === id) this.#pending.delete(k);
-    const deleted = await this.#tx(async (trx) => {
+    const deleted = await this.#keysTx(async (trx) => {
       const r = await trx.deleteFrom('keys').where('id', '=', id).executeTakeFirst();
       await trx.deleteFrom('usage').where('key_id', '=', id).execute();
       return num(r.numDeletedRows) > 0;
