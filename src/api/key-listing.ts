@@ -27,9 +27,12 @@ const MAX_PAGES = 32;
 /** A full listing stops after this many pages (5 million keys): every loop has a bound. */
 const MAX_STREAM_PAGES = 10_000;
 
-/** One rendered page: the keys' JSON joined by commas, without the brackets. */
+/** A full listing is written in slices of at most this many bytes (views of the shared page). */
+const SLICE_BYTES = 32 * 1024;
+
+/** One rendered page: the keys' JSON joined by commas, without the brackets, as UTF-8. */
 export interface RenderedPage {
-  readonly body: string;
+  readonly body: Buffer;
   readonly count: number;
   readonly next: KeyCursor | undefined;
 }
@@ -101,35 +104,43 @@ export class KeyListing {
     const body = keys
       .map((k) => JSON.stringify(AccessKey.encode(toAccessKeyJson(k, settings, statuses.get(k.id)))))
       .join(',');
-    return { body, count: keys.length, next };
+    return { body: Buffer.from(body), count: keys.length, next };
   }
 
   /** One page as a paginated response: `{"accessKeys":[…],"next":"…"}` (`next` absent at the end). */
   async pageJson(limit: number, after?: KeyCursor): Promise<string> {
     const p = await this.page(limit, after);
     const next = p.next === undefined ? '' : `,"next":${JSON.stringify(encodeCursor(p.next))}`;
-    return `{"accessKeys":[${p.body}]${next}}`;
+    return `{"accessKeys":[${p.body.toString()}]${next}}`;
   }
 
   /**
    * The full listing as a byte stream, a page at a time: the next page is read only when the
-   * reply has taken the previous one. The first page is read before anything is sent, so a store
-   * error there is still an ordinary error response; a later one ends the reply unfinished.
+   * reply has taken the previous one, and a page goes out in slices that are views of the shared
+   * page (each listing holds a slice in flight, not a copy of its page). The first page is read
+   * before anything is sent, so a store error there is still an ordinary error response; a later
+   * one ends the reply unfinished.
    */
   async stream(): Promise<Readable> {
     const first = await this.page(PAGE_KEYS);
-    const pages = async function* (this: KeyListing): AsyncGenerator<string> {
-      yield `{"accessKeys":[${first.body}`;
+    const pages = async function* (this: KeyListing): AsyncGenerator<Buffer> {
+      yield Buffer.from('{"accessKeys":[');
+      yield* slices(first.body);
       let written = first.count;
       let next = first.next;
       for (let i = 0; next !== undefined && i < MAX_STREAM_PAGES; i++) {
         const p = await this.page(PAGE_KEYS, next);
-        if (p.count > 0) yield (written > 0 ? ',' : '') + p.body;
+        if (p.count > 0 && written > 0) yield Buffer.from(',');
+        yield* slices(p.body);
         written += p.count;
         next = p.next;
       }
-      yield ']}';
+      yield Buffer.from(']}');
     }.call(this);
     return Readable.from(pages, { objectMode: false });
   }
+}
+
+function* slices(buf: Buffer): Generator<Buffer> {
+  for (let at = 0; at < buf.length; at += SLICE_BYTES) yield buf.subarray(at, at + SLICE_BYTES);
 }
