@@ -16,6 +16,7 @@ import { request as httpsRequest, Agent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { openStore, parseStoreLocation, createAccessKeys } from '../src/store/index.js';
+import { managedServerArgs } from '../test/helpers/ladder-run.js';
 import { REPO_ROOT } from '../test/helpers/peers.js';
 import { median } from './stats.js';
 
@@ -59,16 +60,7 @@ async function main(): Promise<void> {
     await store.close();
     const child = spawn(
       process.execPath,
-      [
-        join(ROOT, 'bin', 'ladder.js'),
-        'server',
-        '--data-dir',
-        dir,
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '0',
-      ].concat(['--api-host', '127.0.0.1', '--api-port', '0', '--no-metrics', '--workers', '1']),
+      [join(ROOT, 'bin', 'ladder.js'), ...managedServerArgs(dir), '--workers', '1'],
       {
         env: { ...process.env, LADDER_DIST: '0', LADDER_LOG_LEVEL: 'silent' },
         stdio: ['ignore', 'pipe', 'inherit'],

@@ -1,11 +1,11 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Kysely, Migrator, sql, type Transaction } from 'kysely';
+import { Kysely, Migrator, sql, type ExpressionBuilder, type Transaction } from 'kysely';
 import { systemClock, type Clock, type Timer } from '../shared/clock.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { createDialect, type StoreLocation } from './dialect.js';
 import { ensureMarker, openFailure } from './integrity.js';
 import { checkTables, migrationProvider } from './migrations.js';
-import { chunks, IN_CHUNK, num, numOrNull, rowToKey } from './rows.js';
+import { chunks, IN_CHUNK, keyPage, num, numOrNull, rowToKey } from './rows.js';
 import { SqliteReader } from './sqlite-reader.js';
 import type { Database, KeysTable } from './schema.js';
 import {
@@ -75,7 +75,8 @@ export class KyselyStore implements Store {
   /** Totals per key since `from` (hour-aligned), exact as of the last flush. */
   #usageCache = new Map<number, { totals: Map<string, UsageTotals>; at: number; usedAt: number }>();
   #reader: SqliteReader | undefined;
-  #keysVersion = 0;
+  /** Store.keysVersion: advanced after every settled change of keys or settings. */
+  keysVersion = 0;
 
   private constructor(db: Db, dialect: 'sqlite' | 'postgres', opts: StoreOptions, sqlitePath?: string) {
     this.#db = db;
@@ -128,30 +129,25 @@ export class KyselyStore implements Store {
    * Run `fn` in one write transaction. On SQLite it is `BEGIN IMMEDIATE`, so a second process
    * (the CLI next to a running server) waits on the busy timeout instead of failing mid-way.
    */
-  async #tx<T>(fn: (trx: Db) => Promise<T>): Promise<T> {
+  async #tx<T>(fn: (trx: Db) => Promise<T>, changesKeys = false): Promise<T> {
     this.#assertOpen();
-    if (this.dialect === 'postgres') {
-      return this.#db.transaction().execute((trx: Transaction<Database>) => fn(trx));
-    }
-    return this.#db.connection().execute(async (conn) => {
-      await sql`begin immediate`.execute(conn);
-      try {
-        const result = await fn(conn);
-        await sql`commit`.execute(conn);
-        return result;
-      } catch (err) {
-        await sql`rollback`.execute(conn).catch(() => undefined);
-        throw err;
-      }
-    });
-  }
-
-  /** #tx for a change of keys or settings: the listing's version advances once it is settled. */
-  async #keysTx<T>(fn: (trx: Db) => Promise<T>): Promise<T> {
     try {
-      return await this.#tx(fn);
+      if (this.dialect === 'postgres') {
+        return await this.#db.transaction().execute((trx: Transaction<Database>) => fn(trx));
+      }
+      return await this.#db.connection().execute(async (conn) => {
+        await sql`begin immediate`.execute(conn);
+        try {
+          const result = await fn(conn);
+          await sql`commit`.execute(conn);
+          return result;
+        } catch (err) {
+          await sql`rollback`.execute(conn).catch(() => undefined);
+          throw err;
+        }
+      });
     } finally {
-      this.#keysVersion++;
+      if (changesKeys) this.keysVersion++; // once settled: a listing cache then sees the change
     }
   }
 
@@ -209,7 +205,7 @@ export class KyselyStore implements Store {
   async updateSettings(patch: SettingsPatch): Promise<ServerSettings> {
     const entries = Object.entries(patch).filter(([, v]) => v !== undefined);
     if (entries.length > 0) {
-      await this.#keysTx(async (trx) => {
+      await this.#tx(async (trx) => {
         for (const [name, value] of entries) {
           await trx
             .insertInto('settings')
@@ -217,7 +213,7 @@ export class KyselyStore implements Store {
             .onConflict((oc) => oc.column('name').doUpdateSet({ value: JSON.stringify(value) }))
             .execute();
         }
-      });
+      }, true);
     }
     return this.getSettings();
   }
@@ -257,22 +253,11 @@ export class KyselyStore implements Store {
 
   async listKeysPage(limit: number, after?: KeyCursor): Promise<KeyPage> {
     this.#assertOpen();
-    let q = this.#db.selectFrom('keys').selectAll();
-    if (after !== undefined) {
-      q = q.where((eb) =>
-        eb.or([eb('seq', '>', after.seq), eb.and([eb('seq', '=', after.seq), eb('id', '>', after.id)])]),
-      );
-    }
-    const rows = await this.#read(q.orderBy('seq').orderBy('id').limit(limit));
-    const last = rows.at(-1);
-    return {
-      keys: rows.map(rowToKey),
-      next: rows.length === limit && last ? { seq: num(last.seq), id: last.id } : undefined,
-    };
-  }
-
-  get keysVersion(): number {
-    return this.#keysVersion;
+    const { seq, id } = after ?? { seq: -1, id: '' }; // no cursor: before every key (seq >= 0)
+    const q = this.#db.selectFrom('keys').selectAll().orderBy('seq').orderBy('id').limit(limit);
+    const next = (eb: ExpressionBuilder<Database, 'keys'>) =>
+      eb.or([eb('seq', '>', seq), eb.and([eb('seq', '=', seq), eb('id', '>', id)])]);
+    return keyPage(await this.#read(q.where(next)), limit);
   }
 
   async getKey(id: string): Promise<KeyRecord | undefined> {
@@ -308,7 +293,7 @@ export class KyselyStore implements Store {
   async createKeys(inputs: readonly NewKey[]): Promise<KeyRecord[]> {
     if (inputs.length === 0) return [];
     const now = this.#clock.now();
-    return this.#keysTx(async (trx) => {
+    return this.#tx(async (trx) => {
       // Lock the id counter row first: concurrent creators (other connections of the pool, other
       // nodes sharing a PostgreSQL store) queue here. SQLite's BEGIN IMMEDIATE already serializes.
       const counterQuery = trx.selectFrom('settings').select('value').where('name', '=', 'nextKeyId');
@@ -375,7 +360,7 @@ export class KyselyStore implements Store {
         .onConflict((oc) => oc.column('name').doUpdateSet({ value: JSON.stringify(nextId) }))
         .execute();
       return rows.map(rowToKey);
-    });
+    }, true);
   }
 
   async updateKey(id: string, patch: KeyPatch): Promise<KeyRecord | undefined> {
@@ -389,23 +374,23 @@ export class KyselyStore implements Store {
     if (patch.expiresAt !== undefined) set.expires_at = patch.expiresAt;
     if (patch.enabled !== undefined) set.enabled = patch.enabled ? 1 : 0;
     if (patch.prefix !== undefined) set.prefix = patch.prefix;
-    return this.#keysTx(async (trx) => {
+    return this.#tx(async (trx) => {
       if (Object.keys(set).length > 0) {
         const r = await trx.updateTable('keys').set(set).where('id', '=', id).executeTakeFirst();
         if (num(r.numUpdatedRows) === 0) return undefined;
       }
       const row = await trx.selectFrom('keys').selectAll().where('id', '=', id).executeTakeFirst();
       return row ? rowToKey(row) : undefined;
-    });
+    }, true);
   }
 
   async deleteKey(id: string): Promise<boolean> {
     for (const [k, p] of this.#pending) if (p.keyId === id) this.#pending.delete(k);
-    const deleted = await this.#keysTx(async (trx) => {
+    const deleted = await this.#tx(async (trx) => {
       const r = await trx.deleteFrom('keys').where('id', '=', id).executeTakeFirst();
       await trx.deleteFrom('usage').where('key_id', '=', id).execute();
       return num(r.numDeletedRows) > 0;
-    });
+    }, true);
     // After the commit, so a flush that slipped in before it cannot leave bytes behind.
     for (const e of this.#usageCache.values()) e.totals.delete(id);
     return deleted;

@@ -71,10 +71,8 @@ async function rig(
   return { p, echo, log: () => text.split('\n').filter(Boolean), crashes, workerOf, gaveUp };
 }
 
-/** A tunnel with a key of its own, so the worker that took it is known; one echo done. */
-async function tunnel(r: Rig, id: string): Promise<{ t: TestTunnel; worker: number; seen: number }> {
-  const k = key(id);
-  await r.p.applyKeyDelta({ upsert: [k], remove: [] });
+/** A tunnel with key `k` to the echo origin, one echo done. */
+async function pinged(r: Rig, k: RuntimeKey): Promise<TestTunnel> {
   const t = await openTestTunnel({
     port: r.p.address.port,
     method: k.method,
@@ -83,6 +81,14 @@ async function tunnel(r: Rig, id: string): Promise<{ t: TestTunnel; worker: numb
     initial: Buffer.from('ping'),
   });
   assert.equal((await t.read(4, 10_000)).toString(), 'ping');
+  return t;
+}
+
+/** A tunnel with a key of its own, so the worker that took it is known; one echo done. */
+async function tunnel(r: Rig, id: string): Promise<{ t: TestTunnel; worker: number; seen: number }> {
+  const k = key(id);
+  await r.p.applyKeyDelta({ upsert: [k], remove: [] });
+  const t = await pinged(r, k);
   const at = await waitFor(() => (r.workerOf.has(id) ? { w: r.workerOf.get(id)! } : undefined), {
     message: `the worker of ${id}`,
   });
@@ -139,15 +145,7 @@ describe('a crashed data-plane worker', { skip: skipUnless(reusePortAvailable(),
     );
     let lateOnOne = false;
     for (let i = 0; i < 40 && !lateOnOne; i++) {
-      const tt = await openTestTunnel({
-        port: r.p.address.port,
-        method: late.method,
-        password: late.secret,
-        target: { host: '127.0.0.1', port: r.echo.port },
-        initial: Buffer.from('ping'),
-      });
-      assert.equal((await tt.read(4, 10_000)).toString(), 'ping');
-      tt.destroy();
+      (await pinged(r, late)).destroy();
       await waitFor(() => r.workerOf.has('late') || undefined, { message: 'late key authenticated' });
       lateOnOne = r.workerOf.get('late') === 1;
       r.workerOf.delete('late');
