@@ -1,11 +1,12 @@
 import { createServer } from 'node:net';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { createAccessKeys, HOUR_MS, ROLLING_WINDOW_MS, StoreError } from '../store/index.js';
 import { listen } from '../shared/listen.js';
 import { durationMs } from '../shared/parse.js';
 import { ApiError, invalid, keyNotFound } from './errors.js';
+import { decodeCursor, KeyListing, parseLimit } from './key-listing.js';
 import {
   checkMethod,
   checkPrefix,
@@ -18,12 +19,13 @@ import {
 } from './context.js';
 import {
   AccessKey,
-  AccessKeyList,
+  AccessKeyPage,
   DataLimitBody,
   ErrorBody,
   HostnameBody,
   IdParams,
   KeyNameBody,
+  ListQuery,
   MetricsEnabledBody,
   NameBody,
   NewAccessKeyBody,
@@ -319,13 +321,25 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
     async (req, reply) => reply.code(201).send(await createOne(req.body ?? {})),
   );
 
+  const listing = new KeyListing(ctx);
   r.get(
     '/access-keys',
-    { schema: { tags: tags.key, description: 'Lists the access keys', response: { 200: AccessKeyList } } },
-    async () => {
-      const [keys, settings] = await Promise.all([store.listKeys(), store.getSettings()]);
-      const statuses = statusIndex(ctx.enforcer);
-      return { accessKeys: keys.map((k) => toAccessKeyJson(k, settings, statuses.get(k.id), ctx.apiCertSha256)) };
+    {
+      schema: {
+        tags: tags.key,
+        description:
+          'Lists the access keys (streamed); with `limit` and/or `after` (Ladder extension), one page and the cursor of the next',
+        querystring: ListQuery,
+        response: { 200: AccessKeyPage, 400: ErrorBody },
+      },
+    },
+    async (req, typed) => {
+      // Already JSON (rendered through AccessKey page by page): sent as is, not serialized again.
+      const reply = (typed as unknown as FastifyReply).type('application/json; charset=utf-8');
+      const { limit, after } = req.query;
+      if (limit === undefined && after === undefined) return reply.send(await listing.stream());
+      const size = parseLimit(limit);
+      return reply.send(await listing.pageJson(size, after === undefined ? undefined : decodeCursor(after)));
     },
   );
 
@@ -356,7 +370,12 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
     async (req) => {
       const key = await store.getKey(req.params.id);
       if (!key) throw keyNotFound(req.params.id);
-      return toAccessKeyJson(key, await store.getSettings(), statusIndex(ctx.enforcer).get(key.id), ctx.apiCertSha256);
+      return toAccessKeyJson(
+        key,
+        await store.getSettings(),
+        statusIndex(ctx.enforcer).get(key.id),
+        ctx.apiCertSha256,
+      );
     },
   );
 

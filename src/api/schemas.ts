@@ -106,6 +106,23 @@ export const AccessKey = z.object({
 export type AccessKeyJson = z.infer<typeof AccessKey>;
 
 export const AccessKeyList = z.object({ accessKeys: z.array(AccessKey) });
+/** GET /access-keys: the Outline list, plus `next` when a page was asked for (Ladder extension). */
+export const AccessKeyPage = AccessKeyList.extend({
+  next: z
+    .string()
+    .optional()
+    .meta({ description: 'Ladder extension, paginated requests only: `after` for the next page; absent on the last' }),
+});
+export const ListQuery = z.object({
+  limit: z
+    .string()
+    .optional()
+    .meta({ description: 'Ladder extension: keys per page, 1 to 1000 (default 500 when `after` is given)' }),
+  after: z
+    .string()
+    .optional()
+    .meta({ description: "Ladder extension: the previous page's `next`" }),
+});
 
 export const Server = z.object({
   name: z.string(),

@@ -35,7 +35,7 @@ import { managedFlagsSchema, parseFlags } from '../config/flags.js';
 import { checkMethod } from '../protocol/shadowsocks/key-material.js';
 import { isProtocolError } from '../protocol/errors.js';
 import { UsageError } from './errors.js';
-import { untilSignal } from './shutdown.js';
+import { stopForFatal, untilSignal } from './shutdown.js';
 import { describeStore, dynamicKeyNote, privatePolicyLine, storeFlags } from './banner-text.js';
 import { cachedKeysForOfflineStart, keyCacheWriter, nodeWriterId } from './fleet-node.js';
 import { ladderCommand } from './invocation.js';
@@ -148,6 +148,7 @@ function hooksFor(metrics: LadderMetrics): ServerHooks {
       metrics.connectionClosed({ status: e.status, keyId: e.keyId, probe: e.probe });
       if (e.probe) metrics.authFailed(e.status);
     },
+    onWorkerCrashed: (e) => metrics.workerCrashed(e.lostConnections),
   };
 }
 
@@ -318,6 +319,7 @@ export async function startManaged(
         port,
         ...(parsed.workers !== undefined ? { workers: parsed.workers } : {}),
         ...(tuning.reportMs !== undefined ? { reportMs: tuning.reportMs } : {}),
+        onGiveUp: () => void stopForFatal(), // the pool logged why
       });
       return wp;
     };

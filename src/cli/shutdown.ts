@@ -11,6 +11,21 @@ export interface ShutdownOptions {
   force?: () => void;
 }
 
+/** The stop of the command waiting in untilSignal, if one is. */
+let active: ((cause: string) => void) | undefined;
+
+/**
+ * Stop the command waiting in untilSignal as a signal would, and exit with status 1: for a
+ * condition it cannot run on with (data-plane workers that keep crashing; the caller logged why).
+ * False when no command is waiting (a program embedding the server decides for itself).
+ */
+export function stopForFatal(): boolean {
+  if (active === undefined) return false;
+  process.exitCode = 1;
+  active('fatal');
+  return true;
+}
+
 /**
  * Run until SIGINT or SIGTERM: the first signal logs `message` and closes things once (the
  * returned promise settles when `close` has); a second signal gives up on the graceful stop.
@@ -22,13 +37,14 @@ export function untilSignal(opts: ShutdownOptions): Promise<void> {
   setImmediate(startupDone);
   return new Promise<void>((resolve, reject) => {
     let stopping = false;
-    const stop = (signal: NodeJS.Signals): void => {
+    const stop = (signal: string): void => {
       if (stopping) {
         if (opts.force) opts.force();
         else process.exit(130); // second signal: give up on a graceful stop
         return;
       }
       stopping = true;
+      active = undefined;
       opts.log.info({ signal }, opts.message);
       opts.close().then(
         () => {
@@ -45,5 +61,6 @@ export function untilSignal(opts: ShutdownOptions): Promise<void> {
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
+    active = stop;
   });
 }

@@ -34,6 +34,11 @@ export const METRICS = {
     labels: [],
     buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
   },
+  workerCrashes: {
+    name: 'ladder_data_plane_worker_crashes_total',
+    help: 'Data-plane worker threads that stopped unexpectedly (each is restarted, within a budget per minute)',
+    labels: [],
+  },
   accessKeys: {
     name: 'ladder_access_keys',
     help: 'Access keys in the store by state (active, disabled, expired, over_limit)',

@@ -16,6 +16,8 @@ export interface LadderMetrics extends UsageSink {
   readonly registry: Registry;
   connectionOpened(): void;
   connectionClosed(outcome: ConnectionOutcome): void;
+  /** A data-plane worker stopped unexpectedly; its open connections went with it. */
+  workerCrashed(lostConnections: number): void;
   /** A connection found its key after `seconds`. */
   authenticated(seconds: number): void;
   /** A connection failed to authenticate (bad cipher, replay, timeout...). */
@@ -65,6 +67,11 @@ export function createMetrics(opts: MetricsOptions = {}): LadderMetrics {
     buckets: [...METRICS.timeToAuth.buckets],
     registers: [registry],
   });
+  const crashes = new Counter({
+    name: METRICS.workerCrashes.name,
+    help: METRICS.workerCrashes.help,
+    registers: [registry],
+  });
   const keys = new Gauge({
     name: METRICS.accessKeys.name,
     help: METRICS.accessKeys.help,
@@ -84,6 +91,10 @@ export function createMetrics(opts: MetricsOptions = {}): LadderMetrics {
     connectionClosed(outcome) {
       open.dec();
       closed.inc({ status: outcome.status });
+    },
+    workerCrashed(lostConnections) {
+      crashes.inc();
+      open.dec(lostConnections);
     },
     authenticated(seconds) {
       timeToAuth.observe(seconds);

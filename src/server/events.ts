@@ -62,4 +62,9 @@ export interface ServerHooks {
   onConnectionOpened?(): void;
   onAuthenticated?(e: AuthEvent): void;
   onConnectionClosed?(e: ConnectionClosedEvent): void;
+  /**
+   * A data-plane worker thread stopped unexpectedly (whether or not it is restarted): its open
+   * connections are gone without a close event each.
+   */
+  onWorkerCrashed?(e: { readonly worker: number; readonly lostConnections: number }): void;
 }

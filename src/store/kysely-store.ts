@@ -1,18 +1,20 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Kysely, Migrator, sql, type Transaction } from 'kysely';
+import { Kysely, Migrator, sql, type ExpressionBuilder, type Transaction } from 'kysely';
 import { systemClock, type Clock, type Timer } from '../shared/clock.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { createDialect, type StoreLocation } from './dialect.js';
 import { isStoreUnavailable, StoreHealth } from './health.js';
 import { ensureMarker, openFailure } from './integrity.js';
 import { checkTables, migrationProvider } from './migrations.js';
-import { chunks, IN_CHUNK, num, numOrNull, rowToKey } from './rows.js';
+import { chunks, IN_CHUNK, keyPage, num, numOrNull, rowToKey } from './rows.js';
 import { SqliteReader } from './sqlite-reader.js';
 import { UsageTotalsCache } from './usage-totals.js';
 import { HOUR_MS, UsageWriter, type UsageWriterTesting } from './usage-writer.js';
 import type { Database, KeysTable } from './schema.js';
 import {
   StoreError,
+  type KeyCursor,
+  type KeyPage,
   type KeyPatch,
   type KeyRecord,
   type NewKey,
@@ -83,6 +85,8 @@ export class KyselyStore implements Store {
   /** Settles once the database answered (at once unless opened offline). */
   ready: Promise<void> = Promise.resolve();
   #reader: SqliteReader | undefined;
+  /** Store.keysVersion: advanced after every settled change of keys or settings. */
+  keysVersion = 0;
 
   private constructor(
     db: Db,
@@ -211,22 +215,26 @@ export class KyselyStore implements Store {
    * Run `fn` in one write transaction. On SQLite it is `BEGIN IMMEDIATE`, so a second process
    * (the CLI next to a running server) waits on the busy timeout instead of failing mid-way.
    */
-  async #tx<T>(fn: (trx: Db) => Promise<T>): Promise<T> {
+  async #tx<T>(fn: (trx: Db) => Promise<T>, changesKeys = false): Promise<T> {
     this.#assertOpen();
-    if (this.dialect === 'postgres') {
-      return this.#db.transaction().execute((trx: Transaction<Database>) => fn(trx));
-    }
-    return this.#db.connection().execute(async (conn) => {
-      await sql`begin immediate`.execute(conn);
-      try {
-        const result = await fn(conn);
-        await sql`commit`.execute(conn);
-        return result;
-      } catch (err) {
-        await sql`rollback`.execute(conn).catch(() => undefined);
-        throw err;
+    try {
+      if (this.dialect === 'postgres') {
+        return await this.#db.transaction().execute((trx: Transaction<Database>) => fn(trx));
       }
-    });
+      return await this.#db.connection().execute(async (conn) => {
+        await sql`begin immediate`.execute(conn);
+        try {
+          const result = await fn(conn);
+          await sql`commit`.execute(conn);
+          return result;
+        } catch (err) {
+          await sql`rollback`.execute(conn).catch(() => undefined);
+          throw err;
+        }
+      });
+    } finally {
+      if (changesKeys) this.keysVersion++; // once settled: a listing cache then sees the change
+    }
   }
 
   #assertOpen(): void {
@@ -296,7 +304,7 @@ export class KyselyStore implements Store {
             .onConflict((oc) => oc.column('name').doUpdateSet({ value: JSON.stringify(value) }))
             .execute();
         }
-      });
+      }, true);
     }
     return this.getSettings();
   }
@@ -332,6 +340,15 @@ export class KyselyStore implements Store {
     this.#assertOpen();
     const rows = await this.#db.selectFrom('keys').selectAll().orderBy('seq').orderBy('id').execute();
     return rows.map(rowToKey);
+  }
+
+  async listKeysPage(limit: number, after?: KeyCursor): Promise<KeyPage> {
+    this.#assertOpen();
+    const { seq, id } = after ?? { seq: -1, id: '' }; // no cursor: before every key (seq >= 0)
+    const q = this.#db.selectFrom('keys').selectAll().orderBy('seq').orderBy('id').limit(limit);
+    const next = (eb: ExpressionBuilder<Database, 'keys'>) =>
+      eb.or([eb('seq', '>', seq), eb.and([eb('seq', '=', seq), eb('id', '>', id)])]);
+    return keyPage(await this.#read(q.where(next)), limit);
   }
 
   async getKey(id: string): Promise<KeyRecord | undefined> {
@@ -434,7 +451,7 @@ export class KyselyStore implements Store {
         .onConflict((oc) => oc.column('name').doUpdateSet({ value: JSON.stringify(nextId) }))
         .execute();
       return rows.map(rowToKey);
-    });
+    }, true);
   }
 
   async updateKey(id: string, patch: KeyPatch): Promise<KeyRecord | undefined> {
@@ -455,7 +472,7 @@ export class KyselyStore implements Store {
       }
       const row = await trx.selectFrom('keys').selectAll().where('id', '=', id).executeTakeFirst();
       return row ? rowToKey(row) : undefined;
-    });
+    }, true);
   }
 
   async deleteKey(id: string): Promise<boolean> {
@@ -464,7 +481,7 @@ export class KyselyStore implements Store {
       const r = await trx.deleteFrom('keys').where('id', '=', id).executeTakeFirst();
       await trx.deleteFrom('usage').where('key_id', '=', id).execute();
       return num(r.numDeletedRows) > 0;
-    });
+    }, true);
     // After the commit, so a flush that slipped in before it cannot leave bytes behind.
     this.#totals.forget(id);
     return deleted;

@@ -1,6 +1,6 @@
 /** Row mapping shared by the Kysely store: database values (SQLite or PostgreSQL types) to records. */
 import type { KeysTable } from './schema.js';
-import { LIMIT_PERIODS, type KeyRecord, type LimitPeriod } from './types.js';
+import { LIMIT_PERIODS, type KeyPage, type KeyRecord, type LimitPeriod } from './types.js';
 
 export function num(v: unknown): number {
   return typeof v === 'number' ? v : Number(v);
@@ -27,6 +27,15 @@ export function rowToKey(r: KeysTable): KeyRecord {
     createdAt: num(r.created_at),
     lastSeenAt: numOrNull(r.last_seen_at),
     prefix: r.prefix ?? 'auto',
+  };
+}
+
+/** A page of key rows read with `limit`: a cursor after the last when the page is full. */
+export function keyPage(rows: readonly KeysTable[], limit: number): KeyPage {
+  const last = rows.at(-1);
+  return {
+    keys: rows.map(rowToKey),
+    next: rows.length === limit && last ? { seq: num(last.seq), id: last.id } : undefined,
   };
 }
 

@@ -94,6 +94,18 @@ export interface UsageBucket {
   down: number;
 }
 
+/** Where a keyset page of the key listing starts after: the last key of the previous page. */
+export interface KeyCursor {
+  readonly seq: number;
+  readonly id: string;
+}
+
+/** One page of keys in listing order (creation order); `next` is set when more may follow. */
+export interface KeyPage {
+  readonly keys: readonly KeyRecord[];
+  readonly next: KeyCursor | undefined;
+}
+
 export type StoreErrorCode =
   | 'KEY_EXISTS'
   | 'KEY_NOT_FOUND'
@@ -113,6 +125,17 @@ export class StoreError extends CodedError<StoreErrorCode> {
 export interface Store extends UsageSink {
   readonly dialect: 'sqlite' | 'postgres';
   listKeys(): Promise<KeyRecord[]>;
+  /**
+   * Up to `limit` keys after `after` in listKeys' order (keyset pagination: each page is one
+   * indexed-order read, whatever the page's position; a key changed between pages is listed at
+   * most once).
+   */
+  listKeysPage(limit: number, after?: KeyCursor): Promise<KeyPage>;
+  /**
+   * A counter this process advances after every committed change of keys or settings, so a cache
+   * of what they render to (the key listing) knows when it is stale.
+   */
+  readonly keysVersion: number;
   getKey(id: string): Promise<KeyRecord | undefined>;
   findKeyByToken(token: string): Promise<KeyRecord | undefined>;
   /** Throws StoreError KEY_EXISTS when `id` is taken. */

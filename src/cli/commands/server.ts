@@ -23,7 +23,7 @@ import { parseFlags, serverFlagsSchema } from '../../config/flags.js';
 import { LOG_LEVELS } from '../../shared/logger.js';
 import { logLevelFrom } from '../log-level.js';
 import { UsageError } from '../errors.js';
-import { untilSignal } from '../shutdown.js';
+import { stopForFatal, untilSignal } from '../shutdown.js';
 import { addManagedOptions, checkPublicHost, chooseMode, runManaged, type ManagedFlags } from '../managed.js';
 import { privatePolicyLine } from '../banner-text.js';
 import { ladderCommand } from '../invocation.js';
@@ -339,6 +339,7 @@ export function registerServer(program: Command): void {
               ...common,
               logLevel: level,
               ...(p.config.workers !== undefined ? { workers: p.config.workers } : {}),
+              onGiveUp: () => void stopForFatal(), // the pool logged why
             });
       } catch (err) {
         startupLog.release();

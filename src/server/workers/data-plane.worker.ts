@@ -91,6 +91,13 @@ port.on('message', (m: ToWorker) => {
     case 'closeKey':
       server.closeKeyConnections(m.id);
       break;
+    case 'crash':
+      if (init.testHooks) {
+        setImmediate(() => {
+          throw new Error('data-plane worker crash requested by a test');
+        });
+      }
+      break;
     case 'close':
       clearInterval(reporter);
       void server.close().then(() => {

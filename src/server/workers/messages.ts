@@ -32,13 +32,17 @@ export interface WorkerInit {
   readonly logLevel: string;
   /** The native addon on (false: LADDER_NATIVE=0 in the main thread). */
   readonly native: boolean;
+  /** Tests only: obey 'crash' (throw an uncaught error). */
+  readonly testHooks: boolean;
 }
 
 export type ToWorker =
   | { readonly t: 'keys'; readonly keys: readonly RuntimeKey[] }
   | { readonly t: 'delta'; readonly delta: KeyDelta; readonly seq: number }
   | { readonly t: 'closeKey'; readonly id: string }
-  | { readonly t: 'close' };
+  | { readonly t: 'close' }
+  /** Tests only (WorkerInit.testHooks): throw an uncaught error, as a bug would. */
+  | { readonly t: 'crash' };
 
 export type FromWorker =
   | { readonly t: 'ready'; readonly port: number; readonly address: string; readonly family: string }

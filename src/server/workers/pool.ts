@@ -7,6 +7,7 @@
  * by the one worker that carried it) and the hooks (events posted in batches, so metrics are
  * aggregated in one registry). UDP runs in worker 0 only.
  */
+import { readlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -57,12 +58,33 @@ export interface WorkerPlaneOptions {
   shareReplay?: boolean;
   /** Tests only: called with each batch of events and the worker that posted it. */
   onWorkerEvents?: (worker: number, m: Extract<FromWorker, { t: 'events' }>) => void;
+  /**
+   * A worker that stops unexpectedly is started again on a new listening socket of the same port,
+   * with the current keys (default); false leaves it down (tests: the negative control).
+   */
+  restart?: WorkerRestartOptions | false;
+  /**
+   * Called once, with one line saying why, when crashed workers are no longer restarted (more
+   * than `maxPerMinute` restarts): the composition root stops the server.
+   */
+  onGiveUp?: (reason: string) => void;
+  /** Tests only: the plane gets crashWorker(index), which makes that worker throw. */
+  testHooks?: boolean;
+}
+
+export interface WorkerRestartOptions {
+  /** Restarts (all workers together) allowed in any 60 s; one more stops restarting (default 5). */
+  maxPerMinute?: number;
+  /** Delay before a restart, doubled for each restart in the last minute, at most 5 s (default 100 ms). */
+  backoffMs?: number;
 }
 
 export interface WorkerStats {
   opened: number;
   authenticated: number;
   closed: Record<string, number>;
+  /** Times this worker was restarted after stopping unexpectedly. */
+  restarts: number;
 }
 
 /** The data plane as the management plane drives it (the same seam as one ShadowsocksServer). */
@@ -79,6 +101,8 @@ export interface WorkerPlane extends ServerControl {
    * closed by status (as of the latest report, every `reportMs`).
    */
   workerStats(): readonly WorkerStats[];
+  /** Tests only (testHooks): make worker `index` throw an uncaught error. */
+  crashWorker?(index: number): void;
   /**
    * Change only the keys a delta names, in every worker. Resolves once every worker applied it,
    * so a key the API has just created works in whichever worker its first connection reaches.
@@ -112,15 +136,23 @@ function workerSource(): string {
 class Handle {
   readonly worker: Worker;
   open = new Map<string, number>();
-  readonly stats: WorkerStats = { opened: 0, authenticated: 0, closed: {} };
-  error: string | undefined;
+  /** Connections accepted and not yet reported closed (lost if the worker crashes). */
+  live = 0;
+  /** The uncaught error that ended the worker: its class and code (logged), and first line (debug). */
+  error: { name: string; code?: string; line: string } | undefined;
+  /** The listening socket it was given, and that socket's inode (to close it only if still ours). */
+  fd: number | undefined;
+  fdInode: string | undefined;
   /** Key deltas posted and not yet applied, by sequence number. */
   readonly pending = new Map<number, () => void>();
   closed: Promise<void>;
+  /** The thread has exited: nothing it is sent is answered. */
+  exited = false;
   #onClosed!: () => void;
 
   constructor(
     readonly index: number,
+    readonly stats: WorkerStats,
     init: WorkerInit,
     onMessage: (h: Handle, m: FromWorker) => void,
     onExit: (h: Handle, code: number) => void,
@@ -139,8 +171,15 @@ class Handle {
       onMessage(this, m);
     });
     // An uncaught error ends in 'exit', reported there with the error's first line.
-    this.worker.on('error', (err) => (this.error = err.message.split('\n')[0]));
+    this.worker.on('error', (err: Error & { code?: unknown }) => {
+      this.error = {
+        name: err.name,
+        ...(typeof err.code === 'string' ? { code: err.code } : {}),
+        line: String(err.message).split('\n')[0]!,
+      };
+    });
     this.worker.on('exit', (code) => {
+      this.exited = true;
       this.#onClosed();
       for (const done of this.pending.values()) done();
       this.pending.clear();
@@ -151,6 +190,24 @@ class Handle {
   send(m: ToWorker): void {
     this.worker.postMessage(m);
   }
+}
+
+/** The inode of the socket at `fd` in this process ("socket:[N]"), or undefined. */
+function socketInode(fd: number): string | undefined {
+  try {
+    const target = readlinkSync(`/proc/self/fd/${fd}`);
+    return target.startsWith('socket:') ? target : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Close a crashed worker's listening socket if its thread's teardown did not: only while the fd
+ * still names the same socket (the number may have been reused since), so nothing else is closed.
+ */
+function closeIfStillOpen(fd: number, inode: string | undefined): void {
+  if (inode !== undefined && socketInode(fd) === inode) closeFd(fd);
 }
 
 /** Start the workers and resolve once every one is listening. */
@@ -197,6 +254,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
       }
     } else if (m.t === 'events') {
       if (m.open) h.open = new Map(m.open);
+      h.live += m.opened - m.closed.length;
       h.stats.opened += m.opened;
       h.stats.authenticated += m.authenticated.length;
       for (const e of m.closed) h.stats.closed[e.status] = (h.stats.closed[e.status] ?? 0) + 1;
@@ -206,8 +264,49 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
       opts.onWorkerEvents?.(h.index, m);
     }
   };
+  // Restarts: an unexpected exit is logged (the error's class and code; its message, which may
+  // name a destination, only at debug), its connections counted as lost, and the worker started
+  // again after a backoff, within a budget per minute; past the budget the pool gives up.
+  const restart = opts.restart === false ? undefined : (opts.restart ?? {});
+  const maxPerMinute = restart?.maxPerMinute ?? 5;
+  const backoffMs = restart?.backoffMs ?? 100;
+  const recent: number[] = []; // restart times in the last minute
+  const timers = new Set<NodeJS.Timeout>();
+  let gaveUp = false;
+  let up = false; // every worker listened once: from then on a stop is a crash to restart
   const onExit = (h: Handle, code: number): void => {
-    if (!closing) log.error({ worker: h.index, code, err: h.error }, 'data-plane worker stopped');
+    if (closing || handles[h.index] !== h) return;
+    if (h.error) log.debug({ worker: h.index, err: h.error.line }, 'data-plane worker error');
+    const error = h.error && (h.error.code ? `${h.error.name} ${h.error.code}` : h.error.name);
+    const lost = Math.max(0, h.live);
+    h.live = 0;
+    h.open = new Map();
+    hooks.onWorkerCrashed?.({ worker: h.index, lostConnections: lost });
+    if (h.fd !== undefined) closeIfStillOpen(h.fd, h.fdInode);
+    const now = Date.now();
+    while (recent.length > 0 && now - recent[0]! >= 60_000) recent.shift();
+    const what = { worker: h.index, code, error, lostConnections: lost };
+    if (restart === undefined || gaveUp || !up) {
+      log.error(what, up ? 'data-plane worker stopped; not restarted' : 'data-plane worker stopped');
+      return;
+    }
+    if (recent.length >= maxPerMinute) {
+      gaveUp = true;
+      const reason =
+        `data-plane worker ${h.index} stopped unexpectedly (${error ?? `exit code ${code}`}) after ` +
+        `${recent.length} restarts within a minute; stopping the server (LADDER_LOG_LEVEL=debug logs the error)`;
+      log.error(what, reason);
+      opts.onGiveUp?.(reason);
+      return;
+    }
+    recent.push(now);
+    const delay = Math.min(5000, backoffMs * 2 ** (recent.length - 1));
+    log.error({ ...what, restartInMs: delay }, 'data-plane worker stopped unexpectedly; restarting it');
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      void respawn(h);
+    }, delay);
+    timers.add(timer);
   };
   const base = {
     host: opts.host,
@@ -222,16 +321,26 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     reportMs: opts.reportMs ?? 250,
     logLevel: opts.logLevel ?? log.level,
     native: nativeAvailable(),
+    testHooks: opts.testHooks === true,
   };
   const start = (
     index: number,
     fd: number | undefined,
     port: number,
+    stats: WorkerStats = { opened: 0, authenticated: 0, closed: {}, restarts: 0 },
   ): Promise<Extract<FromWorker, { t: 'ready' }>> =>
     new Promise((resolve, reject) => {
-      const init: WorkerInit = { ...base, index, fd, port, udp: index === 0 ? (opts.udp ?? false) : false };
+      const init: WorkerInit = {
+        ...base,
+        keys: [...keys.values()], // a restarted worker starts with the current keys
+        index,
+        fd,
+        port,
+        udp: index === 0 ? (opts.udp ?? false) : false,
+      };
       const h = new Handle(
         index,
+        stats,
         init,
         (hh, m) => {
           if (m.t === 'ready') resolve(m);
@@ -245,17 +354,22 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
           onExit(hh, code);
         },
       );
-      handles.push(h);
+      h.fd = fd;
+      h.fdInode = fd === undefined ? undefined : socketInode(fd);
+      handles[index] = h;
     });
 
   const stopAll = async (): Promise<void> => {
     closing = true;
+    for (const t of timers) clearTimeout(t);
+    timers.clear();
     for (const h of handles) h.send({ t: 'close' });
     await Promise.all(handles.map((h) => h.closed));
     await Promise.all(handles.map((h) => h.worker.terminate()));
   };
 
   let address: AddressInfo;
+  let addrs: { family: 4 | 6; ip: string }[] = [];
   try {
     if (wanted === 1) {
       const r = await start(0, undefined, opts.port);
@@ -263,7 +377,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     } else {
       // Every socket first (the first fixes the port when port 0 asked for any), then every
       // worker at once.
-      const addrs = await bindAddress(opts.host);
+      addrs = await bindAddress(opts.host);
       const fds: number[] = [];
       try {
         fds.push(listenReusePort(addrs, opts.port));
@@ -290,10 +404,34 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     throw err;
   }
   replay.start();
+  up = true;
   log.info({ port: address.port, workers: wanted }, 'listening');
 
+  /** Start worker `old.index` again: a new SO_REUSEPORT socket on the port (or its own listener). */
+  const respawn = async (old: Handle): Promise<void> => {
+    if (closing || handles[old.index] !== old) return;
+    let fd: number | undefined;
+    try {
+      if (wanted > 1) fd = listenReusePort(addrs, address.port);
+    } catch (err) {
+      // No socket, so no worker whose exit would retry: give up the same way.
+      gaveUp = true;
+      const reason = `cannot listen again for data-plane worker ${old.index}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; stopping the server`;
+      log.error({ worker: old.index }, reason);
+      opts.onGiveUp?.(reason);
+      return;
+    }
+    old.stats.restarts++;
+    try {
+      await start(old.index, fd, address.port, old.stats);
+      log.warn({ worker: old.index, restarts: old.stats.restarts }, 'data-plane worker restarted');
+    } catch {
+      // It stopped again before listening: its exit went through onExit (socket, budget, backoff).
+    }
+  };
+
   const broadcast = (m: ToWorker): void => {
-    for (const h of handles) h.send(m);
+    for (const h of handles) if (!h.exited) h.send(m);
   };
   const plane: WorkerPlane = {
     address,
@@ -310,7 +448,9 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
       for (const id of delta.remove) keys.delete(id);
       for (const k of delta.upsert) keys.set(k.id, k);
       const n = ++seq;
-      const applied = handles.map((h) => new Promise<void>((r) => h.pending.set(n, r)));
+      // A worker that has exited is not waited for (a restarted one starts with the current keys).
+      const live = handles.filter((h) => !h.exited);
+      const applied = live.map((h) => new Promise<void>((r) => h.pending.set(n, r)));
       broadcast({ t: 'delta', delta, seq: n });
       return Promise.all(applied).then(() => undefined);
     },
@@ -326,6 +466,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
       return out;
     },
     workerStats: () => handles.map((h) => ({ ...h.stats, closed: { ...h.stats.closed } })),
+    ...(opts.testHooks === true ? { crashWorker: (i: number) => handles[i]?.send({ t: 'crash' }) } : {}),
     saveReplayState: () => replay.save(),
     async close() {
       replay.stop();
