@@ -1,0 +1,210 @@
+/**
+ * What one short connection costs Ladder's client and server, in numbers that hold on a loaded
+ * machine: CPU time per connection (user + sys from /proc/PID/stat) and, with --callgrind,
+ * **instructions** per connection (valgrind's callgrind, zeroed after the warm-up and dumped after
+ * the measured connections, so start-up and JIT warm-up are not counted).
+ *
+ * One short connection is what bench/compare.ts times: SOCKS5 handshake, 32-byte request through
+ * the tunnel to an echo server, 32-byte echo, close; one at a time, --n of them after --warm.
+ *
+ *   node --import tsx bench/conn-cost.ts                      # CPU µs per connection, dist/
+ *   node --import tsx bench/conn-cost.ts --callgrind --n 300  # + instructions (slow: ~1 min)
+ *   node --import tsx bench/conn-cost.ts --entry /other/checkout/dist/cli/main.js
+ *   options: --method M (aes-256-gcm), --workers N (server data-plane workers, 1),
+ *            --warm N (300), --n N (2000; 300 with --callgrind), --no-build,
+ *            --prof DIR (--cpu-prof into DIR), --strace (system calls per connection),
+ *            --keep (keep the callgrind dumps for callgrind_annotate)
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort, startEcho } from '../test/helpers/net.js';
+import type { Method, Peer } from '../test/helpers/peers.js';
+import { cpuMs, REPO_ROOT, spawnPeer, ssUrl, which } from '../test/helpers/peers.js';
+import { oneExchange } from './exchange.js';
+import { median } from './stats.js';
+
+const argv = process.argv.slice(2);
+function opt(name: string, dflt: string): string {
+  const i = argv.indexOf(name);
+  if (i < 0) return dflt;
+  const v = argv[i + 1];
+  if (v === undefined) throw new Error(`${name} needs a value`);
+  return v;
+}
+function posInt(name: string, dflt: number): number {
+  const n = Number(opt(name, String(dflt)));
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name}: expected a positive integer`);
+  return n;
+}
+const callgrind = argv.includes('--callgrind');
+const method = opt('--method', 'aes-256-gcm') as Method;
+const workers = posInt('--workers', 1);
+const warm = posInt('--warm', 300);
+const n = posInt('--n', callgrind ? 300 : 2000);
+const entry = opt('--entry', join(REPO_ROOT, 'dist', 'cli', 'main.js'));
+/** --prof DIR: both processes under --cpu-prof, profiles written to DIR at exit. */
+const profDir = argv.includes('--prof') ? opt('--prof', '') : undefined;
+/** --strace: count the system calls each process makes during the measured connections. */
+const strace = argv.includes('--strace');
+
+function log(msg: string): void {
+  process.stderr.write(`[conn-cost ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+}
+
+const outDir = mkdtempSync(join(tmpdir(), 'ladder-conn-cost-'));
+/** `node <args>`, under callgrind (instrumentation off until zeroed) when asked. */
+function command(args: string[]): [string, string[]] {
+  if (profDir !== undefined) args = ['--cpu-prof', `--cpu-prof-dir=${profDir}`, ...args];
+  if (!callgrind) return [process.execPath, args];
+  return [
+    'valgrind',
+    [
+      '--tool=callgrind',
+      '--smc-check=all-non-file',
+      `--callgrind-out-file=${join(outDir, 'cg.%p')}`,
+      process.execPath,
+      // The JIT's code moves; valgrind needs to see every code write (smc-check above), and
+      // perf-basic-prof would only add work. Interpreted start-up under valgrind is slow.
+      ...args,
+    ],
+  ];
+}
+
+async function startPair(password: string): Promise<{ server: Peer; client: Peer & { socksPort: number } }> {
+  const port = await freePort();
+  const [scmd, sargs] = command([
+    entry,
+    'server',
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--method',
+    method,
+    '--password',
+    password,
+    '--allow-private',
+    '--workers',
+    String(workers),
+  ]);
+  const server = await spawnPeer('ladder server', scmd, sargs, { waitPort: port, waitTimeoutMs: 120_000 });
+  const socksPort = await freePort();
+  const [ccmd, cargs] = command([
+    entry,
+    'client',
+    '--key',
+    ssUrl(method, password, '127.0.0.1', port),
+    '--socks',
+    `127.0.0.1:${socksPort}`,
+  ]);
+  const client = await spawnPeer('ladder client', ccmd, cargs, {
+    waitPort: socksPort,
+    waitTimeoutMs: 120_000,
+  });
+  return { server, client: Object.assign(client, { socksPort }) };
+}
+
+/** Instructions (Ir) callgrind counted in `pid` since the last zeroing: dump, read the totals. */
+function instructions(pid: number): number {
+  const before = new Set(readdirSync(outDir));
+  execFileSync('callgrind_control', ['-d', String(pid)], { stdio: 'pipe', timeout: 120_000 });
+  const fresh = readdirSync(outDir).filter((f) => !before.has(f) && f.startsWith(`cg.${pid}`));
+  let total = 0;
+  for (const f of fresh) {
+    const m = /^(?:summary|totals): (\d+)/m.exec(readFileSync(join(outDir, f), 'utf8'));
+    if (m) total += Number(m[1]);
+  }
+  if (fresh.length === 0) throw new Error(`callgrind wrote no dump for ${pid}`);
+  return total;
+}
+
+/** `strace -c -f -p pid` into a file; stop() ends it and returns the per-call counts. */
+async function straceCount(pid: number, name: string): Promise<{ stop(): Promise<Map<string, number>> }> {
+  const file = join(outDir, `strace.${name}`);
+  const child: ChildProcess = spawn('strace', ['-c', '-f', '-o', file, '-p', String(pid)], {
+    stdio: 'ignore',
+  });
+  await new Promise((r) => setTimeout(r, 1500)); // attached to every thread
+  return {
+    async stop() {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGINT');
+      await exited;
+      const counts = new Map<string, number>();
+      for (const line of readFileSync(file, 'utf8').split('\n')) {
+        const f = line.trim().split(/\s+/);
+        // % time, seconds, usecs/call, calls, [errors], syscall
+        if (f.length >= 5 && /^\d+$/.test(f[3]!)) counts.set(f.at(-1)!, Number(f[3]));
+      }
+      return counts;
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  if (callgrind && !which('valgrind')) throw new Error('valgrind not found (apt-get install valgrind)');
+  if (!argv.includes('--no-build') && !argv.includes('--entry')) {
+    log('npm run build');
+    execFileSync(process.execPath, [join(REPO_ROOT, 'scripts', 'build.mjs')], {
+      stdio: 'pipe',
+      cwd: REPO_ROOT,
+    });
+  }
+  const echo = await startEcho();
+  const { server, client } = await startPair(`bench-${randomBytes(8).toString('hex')}`);
+  try {
+    log(`warm-up: ${warm} connections`);
+    for (let i = 0; i < warm; i++) await oneExchange(client.socksPort, echo);
+    if (callgrind)
+      for (const p of [client, server])
+        execFileSync('callgrind_control', ['-z', String(p.pid)], { stdio: 'pipe' });
+    const traces = strace
+      ? await Promise.all([straceCount(client.pid, 'client'), straceCount(server.pid, 'server')])
+      : [];
+    const c0 = { c: await cpuMs(client.pid), s: await cpuMs(server.pid) };
+    const ms: number[] = [];
+    log(`measuring: ${n} connections`);
+    for (let i = 0; i < n; i++) ms.push(await oneExchange(client.socksPort, echo));
+    const c1 = { c: await cpuMs(client.pid), s: await cpuMs(server.pid) };
+    const per = (a: number, b: number): string => (((b - a) * 1000) / n).toFixed(0);
+    const lines = [
+      `${method}, server --workers ${workers}, ${n} short connections after ${warm} warm-up, ${callgrind ? 'under callgrind' : 'native'}`,
+      `CPU µs per connection: client ${per(c0.c, c1.c)}, server ${per(c0.s, c1.s)}`,
+      `median ms per connection: ${median(ms).toFixed(2)}`,
+    ];
+    if (callgrind) {
+      const ic = instructions(client.pid) / n;
+      const is = instructions(server.pid) / n;
+      lines.push(
+        `instructions per connection: client ${(ic / 1000).toFixed(0)}k, server ${(is / 1000).toFixed(0)}k, total ${((ic + is) / 1000).toFixed(0)}k`,
+      );
+    }
+    for (const [i, t] of traces.entries()) {
+      const counts = await t.stop();
+      const top = [...counts].filter(([k]) => k !== 'total').sort((a, b) => b[1] - a[1]);
+      lines.push(
+        `${i === 0 ? 'client' : 'server'} system calls per connection: ${((counts.get('total') ?? 0) / n).toFixed(1)} (${top
+          .slice(0, 10)
+          .map(([k, v]) => `${k} ${(v / n).toFixed(1)}`)
+          .join(', ')})`,
+      );
+    }
+    console.log(lines.join('\n'));
+  } finally {
+    await Promise.all([client.stop(5000), server.stop(5000)]);
+    await echo.close();
+    if (argv.includes('--keep')) log(`callgrind dumps and strace counts kept in ${outDir}`);
+    else rmSync(outDir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(`conn-cost: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  },
+);
