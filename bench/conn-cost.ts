@@ -13,7 +13,8 @@
  *   options: --method M (aes-256-gcm), --workers N (server data-plane workers, 1),
  *            --warm N (300), --n N (2000; 300 with --callgrind), --no-build,
  *            --prof DIR (--cpu-prof into DIR), --strace (system calls per connection),
- *            --keep (keep the callgrind dumps for callgrind_annotate)
+ *            --keep (keep the callgrind dumps for callgrind_annotate),
+ *            --libev (measure ss-local + ss-server instead, the reference)
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -49,62 +50,79 @@ const entry = opt('--entry', join(REPO_ROOT, 'dist', 'cli', 'main.js'));
 const profDir = argv.includes('--prof') ? opt('--prof', '') : undefined;
 /** --strace: count the system calls each process makes during the measured connections. */
 const strace = argv.includes('--strace');
+/** --libev: the same measurements of ss-local + ss-server (shadowsocks-libev), for reference. */
+const libev = argv.includes('--libev');
 
 function log(msg: string): void {
   process.stderr.write(`[conn-cost ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 }
 
 const outDir = mkdtempSync(join(tmpdir(), 'ladder-conn-cost-'));
-/** `node <args>`, under callgrind (instrumentation off until zeroed) when asked. */
-function command(args: string[]): [string, string[]] {
-  if (profDir !== undefined) args = ['--cpu-prof', `--cpu-prof-dir=${profDir}`, ...args];
-  if (!callgrind) return [process.execPath, args];
+/** `bin args` (Ladder: node, with --cpu-prof when asked), under callgrind when asked. */
+function command(bin: string, args: string[]): [string, string[]] {
+  if (bin === process.execPath && profDir !== undefined)
+    args = ['--cpu-prof', `--cpu-prof-dir=${profDir}`, ...args];
+  if (!callgrind) return [bin, args];
   return [
     'valgrind',
     [
       '--tool=callgrind',
+      // V8 writes and moves machine code: valgrind must notice every code write.
       '--smc-check=all-non-file',
       '--separate-threads=yes',
       `--callgrind-out-file=${join(outDir, 'cg.%p')}`,
-      process.execPath,
-      // The JIT's code moves; valgrind needs to see every code write (smc-check above), and
-      // perf-basic-prof would only add work. Interpreted start-up under valgrind is slow.
+      bin,
       ...args,
     ],
   ];
 }
 
+/** The two processes: Ladder's server and client, or with --libev ss-server and ss-local. */
 async function startPair(password: string): Promise<{ server: Peer; client: Peer & { socksPort: number } }> {
   const port = await freePort();
-  const [scmd, sargs] = command([
-    entry,
-    'server',
-    '--host',
-    '127.0.0.1',
-    '--port',
-    String(port),
-    '--method',
-    method,
-    '--password',
-    password,
-    '--allow-private',
-    '--workers',
-    String(workers),
-  ]);
-  const server = await spawnPeer('ladder server', scmd, sargs, { waitPort: port, waitTimeoutMs: 300_000 });
   const socksPort = await freePort();
-  const [ccmd, cargs] = command([
-    entry,
-    'client',
-    '--key',
-    ssUrl(method, password, '127.0.0.1', port),
-    '--socks',
-    `127.0.0.1:${socksPort}`,
-  ]);
-  const client = await spawnPeer('ladder client', ccmd, cargs, {
-    waitPort: socksPort,
-    waitTimeoutMs: 300_000,
-  });
+  const [scmd, sargs] = libev
+    ? command(which('ss-server') ?? 'ss-server', [
+        '-s',
+        '127.0.0.1',
+        '-p',
+        String(port),
+        '-k',
+        password,
+        '-m',
+        method,
+      ])
+    : command(process.execPath, [
+        entry,
+        'server',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--method',
+        method,
+        '--password',
+        password,
+        '--allow-private',
+        '--workers',
+        String(workers),
+      ]);
+  const name = libev ? ['ss-server', 'ss-local'] : ['ladder server', 'ladder client'];
+  const server = await spawnPeer(name[0]!, scmd, sargs, { waitPort: port, waitTimeoutMs: 300_000 });
+  const [ccmd, cargs] = libev
+    ? command(which('ss-local') ?? 'ss-local', [
+        ...['-s', '127.0.0.1', '-p', String(port), '-b', '127.0.0.1', '-l', String(socksPort)],
+        ...['-k', password, '-m', method],
+      ])
+    : command(process.execPath, [
+        entry,
+        'client',
+        '--key',
+        ssUrl(method, password, '127.0.0.1', port),
+        '--socks',
+        `127.0.0.1:${socksPort}`,
+      ]);
+  const client = await spawnPeer(name[1]!, ccmd, cargs, { waitPort: socksPort, waitTimeoutMs: 300_000 });
   return { server, client: Object.assign(client, { socksPort }) };
 }
 
@@ -162,7 +180,7 @@ async function straceCount(pid: number, name: string): Promise<{ stop(): Promise
 
 async function main(): Promise<void> {
   if (callgrind && !which('valgrind')) throw new Error('valgrind not found (apt-get install valgrind)');
-  if (!argv.includes('--no-build') && !argv.includes('--entry')) {
+  if (!argv.includes('--no-build') && !argv.includes('--entry') && !libev) {
     log('npm run build');
     execFileSync(process.execPath, [join(REPO_ROOT, 'scripts', 'build.mjs')], {
       stdio: 'pipe',
@@ -190,7 +208,7 @@ async function main(): Promise<void> {
     const per = (a: Cpu, b: Cpu): string =>
       `${us(a.user + a.sys, b.user + b.sys)} (user ${us(a.user, b.user)}, sys ${us(a.sys, b.sys)})`;
     const lines = [
-      `${method}, server --workers ${workers}, ${n} short connections after ${warm} warm-up, ${callgrind ? 'under callgrind' : 'native'}`,
+      `${libev ? 'shadowsocks-libev' : 'ladder'} ${method}, server --workers ${workers}, ${n} short connections after ${warm} warm-up, ${callgrind ? 'under callgrind' : 'native'}`,
       `CPU µs per connection: client ${per(c0.c, c1.c)}, server ${per(c0.s, c1.s)}`,
       `median ms per connection: ${median(ms).toFixed(2)}`,
     ];
