@@ -14,11 +14,12 @@
  *            --warm N (300), --n N (2000; 300 with --callgrind), --no-build,
  *            --prof DIR (--cpu-prof into DIR), --strace (system calls per connection),
  *            --keep (keep the callgrind dumps for callgrind_annotate),
- *            --libev (measure ss-local + ss-server instead, the reference)
+ *            --libev (measure ss-local + ss-server instead, the reference),
+ *            --floor (measure bench/floor-relay.ts instead: Node sockets, no crypto, no Ladder)
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, startEcho } from '../test/helpers/net.js';
@@ -52,6 +53,8 @@ const profDir = argv.includes('--prof') ? opt('--prof', '') : undefined;
 const strace = argv.includes('--strace');
 /** --libev: the same measurements of ss-local + ss-server (shadowsocks-libev), for reference. */
 const libev = argv.includes('--libev');
+/** --floor: bench/floor-relay.ts (two Node processes relaying with no crypto), Node's own floor. */
+const floor = argv.includes('--floor');
 
 function log(msg: string): void {
   process.stderr.write(`[conn-cost ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -77,51 +80,65 @@ function command(bin: string, args: string[]): [string, string[]] {
   ];
 }
 
+/**
+ * A libev binary by path. Under callgrind a copy: Debian's ss-server/ss-local carry file
+ * capabilities, which valgrind refuses to run; a copy has none.
+ */
+function libevBin(name: string): string {
+  const bin = which(name);
+  if (!bin) throw new Error(`${name} not found (apt-get install shadowsocks-libev)`);
+  if (!callgrind) return bin;
+  copyFileSync(bin, join(outDir, name));
+  chmodSync(join(outDir, name), 0o755);
+  return join(outDir, name);
+}
+
 /** The two processes: Ladder's server and client, or with --libev ss-server and ss-local. */
 async function startPair(password: string): Promise<{ server: Peer; client: Peer & { socksPort: number } }> {
   const port = await freePort();
   const socksPort = await freePort();
-  const [scmd, sargs] = libev
-    ? command(which('ss-server') ?? 'ss-server', [
-        '-s',
-        '127.0.0.1',
-        '-p',
-        String(port),
-        '-k',
-        password,
-        '-m',
-        method,
-      ])
-    : command(process.execPath, [
-        entry,
-        'server',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        String(port),
-        '--method',
-        method,
-        '--password',
-        password,
-        '--allow-private',
-        '--workers',
-        String(workers),
-      ]);
+  const floorArgs = (...a: string[]): string[] => [
+    '--import',
+    'tsx',
+    join(REPO_ROOT, 'bench', 'floor-relay.ts'),
+    ...a,
+  ];
+  const [scmd, sargs] = floor
+    ? command(process.execPath, floorArgs('server', String(port)))
+    : libev
+      ? command(libevBin('ss-server'), ['-s', '127.0.0.1', '-p', String(port), '-k', password, '-m', method])
+      : command(process.execPath, [
+          entry,
+          'server',
+          '--host',
+          '127.0.0.1',
+          '--port',
+          String(port),
+          '--method',
+          method,
+          '--password',
+          password,
+          '--allow-private',
+          '--workers',
+          String(workers),
+        ]);
   const name = libev ? ['ss-server', 'ss-local'] : ['ladder server', 'ladder client'];
   const server = await spawnPeer(name[0]!, scmd, sargs, { waitPort: port, waitTimeoutMs: 300_000 });
-  const [ccmd, cargs] = libev
-    ? command(which('ss-local') ?? 'ss-local', [
-        ...['-s', '127.0.0.1', '-p', String(port), '-b', '127.0.0.1', '-l', String(socksPort)],
-        ...['-k', password, '-m', method],
-      ])
-    : command(process.execPath, [
-        entry,
-        'client',
-        '--key',
-        ssUrl(method, password, '127.0.0.1', port),
-        '--socks',
-        `127.0.0.1:${socksPort}`,
-      ]);
+  const [ccmd, cargs] = floor
+    ? command(process.execPath, floorArgs('client', String(socksPort), String(port)))
+    : libev
+      ? command(libevBin('ss-local'), [
+          ...['-s', '127.0.0.1', '-p', String(port), '-b', '127.0.0.1', '-l', String(socksPort)],
+          ...['-k', password, '-m', method],
+        ])
+      : command(process.execPath, [
+          entry,
+          'client',
+          '--key',
+          ssUrl(method, password, '127.0.0.1', port),
+          '--socks',
+          `127.0.0.1:${socksPort}`,
+        ]);
   const client = await spawnPeer(name[1]!, ccmd, cargs, { waitPort: socksPort, waitTimeoutMs: 300_000 });
   return { server, client: Object.assign(client, { socksPort }) };
 }
@@ -180,7 +197,7 @@ async function straceCount(pid: number, name: string): Promise<{ stop(): Promise
 
 async function main(): Promise<void> {
   if (callgrind && !which('valgrind')) throw new Error('valgrind not found (apt-get install valgrind)');
-  if (!argv.includes('--no-build') && !argv.includes('--entry') && !libev) {
+  if (!argv.includes('--no-build') && !argv.includes('--entry') && !libev && !floor) {
     log('npm run build');
     execFileSync(process.execPath, [join(REPO_ROOT, 'scripts', 'build.mjs')], {
       stdio: 'pipe',
@@ -208,7 +225,7 @@ async function main(): Promise<void> {
     const per = (a: Cpu, b: Cpu): string =>
       `${us(a.user + a.sys, b.user + b.sys)} (user ${us(a.user, b.user)}, sys ${us(a.sys, b.sys)})`;
     const lines = [
-      `${libev ? 'shadowsocks-libev' : 'ladder'} ${method}, server --workers ${workers}, ${n} short connections after ${warm} warm-up, ${callgrind ? 'under callgrind' : 'native'}`,
+      `${libev ? 'shadowsocks-libev' : floor ? 'no-crypto Node floor' : 'ladder'} ${method}, server --workers ${workers}, ${n} short connections after ${warm} warm-up, ${callgrind ? 'under callgrind' : 'native'}`,
       `CPU µs per connection: client ${per(c0.c, c1.c)}, server ${per(c0.s, c1.s)}`,
       `median ms per connection: ${median(ms).toFixed(2)}`,
     ];
