@@ -97,12 +97,8 @@ function libevBin(name: string): string {
 async function startPair(password: string): Promise<{ server: Peer; client: Peer & { socksPort: number } }> {
   const port = await freePort();
   const socksPort = await freePort();
-  const floorArgs = (...a: string[]): string[] => [
-    '--import',
-    'tsx',
-    join(REPO_ROOT, 'bench', 'floor-relay.ts'),
-    ...a,
-  ];
+  // Bundled first: under valgrind, tsx's start-up transpiling alone takes minutes.
+  const floorArgs = (...a: string[]): string[] => [join(outDir, 'floor-relay.mjs'), ...a];
   const [scmd, sargs] = floor
     ? command(process.execPath, floorArgs('server', String(port)))
     : libev
@@ -204,6 +200,18 @@ async function main(): Promise<void> {
       cwd: REPO_ROOT,
     });
   }
+  if (floor)
+    execFileSync(
+      join(REPO_ROOT, 'node_modules', '.bin', 'esbuild'),
+      [
+        join(REPO_ROOT, 'bench', 'floor-relay.ts'),
+        '--bundle',
+        '--platform=node',
+        '--format=esm',
+        `--outfile=${join(outDir, 'floor-relay.mjs')}`,
+      ],
+      { stdio: 'pipe' },
+    );
   const echo = await startEcho();
   const { server, client } = await startPair(`bench-${randomBytes(8).toString('hex')}`);
   try {
