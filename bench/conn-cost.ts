@@ -216,7 +216,15 @@ async function main(): Promise<void> {
   const { server, client } = await startPair(`bench-${randomBytes(8).toString('hex')}`);
   try {
     log(`warm-up: ${warm} connections`);
-    for (let i = 0; i < warm; i++) await oneExchange(client.socksPort, echo);
+    // Under valgrind on a loaded machine an exchange can pass its 10 s limit; a few such are
+    // tolerated (and reported), not a broken stack.
+    let failed = 0;
+    const exchange = (): Promise<number | undefined> =>
+      oneExchange(client.socksPort, echo).catch(() => {
+        if (++failed > (warm + n) / 20) throw new Error(`${failed} exchanges failed`);
+        return undefined;
+      });
+    for (let i = 0; i < warm; i++) await exchange();
     if (callgrind)
       for (const p of [client, server])
         execFileSync('callgrind_control', ['-z', String(p.pid)], { stdio: 'pipe' });
@@ -226,7 +234,12 @@ async function main(): Promise<void> {
     const c0 = { c: cpu(client.pid), s: cpu(server.pid) };
     const ms: number[] = [];
     log(`measuring: ${n} connections`);
-    for (let i = 0; i < n; i++) ms.push(await oneExchange(client.socksPort, echo));
+    const failedBefore = failed;
+    for (let i = 0; i < n; i++) {
+      const t = await exchange();
+      if (t !== undefined) ms.push(t);
+    }
+    if (failed > 0) log(`${failed - failedBefore} of the measured exchanges (${failed} in all) timed out`);
     const c1 = { c: cpu(client.pid), s: cpu(server.pid) };
     const us = (a: number, b: number): string => (((b - a) * 1000) / n).toFixed(0);
     type Cpu = ReturnType<typeof cpu>;
