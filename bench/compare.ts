@@ -52,24 +52,13 @@ import {
   which,
 } from '../test/helpers/peers.js';
 import { downloadCountVia, uploadCountVia } from '../test/helpers/transfer.js';
+import { opt, posInt } from './args.js';
 import { concurrentFlows, concurrentShort, type LoadTarget } from './compare-load.js';
 import { oneExchange } from './exchange.js';
 import { median, percentile } from './stats.js';
 
 const MiB = 1024 * 1024;
 const argv = process.argv.slice(2);
-function opt(name: string, dflt: string): string {
-  const i = argv.indexOf(name);
-  if (i < 0) return dflt;
-  const v = argv[i + 1];
-  if (v === undefined) throw new Error(`${name} needs a value`);
-  return v;
-}
-function posInt(name: string, dflt: number): number {
-  const n = Number(opt(name, String(dflt)));
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name}: expected a positive integer`);
-  return n;
-}
 const sizeMiB = Number(/^(\d+)/.exec(opt('--size', '256MiB'))?.[1] ?? NaN);
 if (!(sizeMiB > 0)) throw new Error('--size: expected MiB, e.g. 256MiB');
 const size = sizeMiB * MiB;
@@ -331,6 +320,10 @@ async function main(): Promise<void> {
         }
         if (phases.has('curl'))
           bulkKinds.push(['curl download', (st) => curlDownload(st.client.socksPort, httpPort, size)]);
+        if (phases.has('flows')) {
+          bulkKinds.push(['8 flows upload', (st) => concurrentFlows(size, (b) => up(st, b))]);
+          bulkKinds.push(['8 flows download', (st) => concurrentFlows(size, (b) => down(st, b))]);
+        }
         for (const [kind, run] of bulkKinds) {
           const series = await bulk(stacks, kind, run);
           perMethod[kind] = Object.fromEntries(series);
@@ -349,30 +342,6 @@ async function main(): Promise<void> {
               ratio(name, median(s.cpu), median(libev.cpu)),
             );
             row(`${kind} page faults/GiB`, name, spread(s.faults, f0), '');
-          }
-        }
-        if (phases.has('flows')) {
-          for (const [kind, one] of [
-            ['8 flows upload', up],
-            ['8 flows download', down],
-          ] as const) {
-            const series = await bulk(stacks, kind, (st) => concurrentFlows(size, (b) => one(st, b)));
-            perMethod[kind] = Object.fromEntries(series);
-            const libev = series.get('libev')!;
-            for (const [name, s] of series) {
-              row(
-                `${kind} MiB/s`,
-                name,
-                spread(s.mibps, f0),
-                ratio(name, median(s.mibps), median(libev.mibps)),
-              );
-              row(
-                `${kind} CPU-ms/GiB`,
-                name,
-                spread(s.cpu, f0),
-                ratio(name, median(s.cpu), median(libev.cpu)),
-              );
-            }
           }
         }
         if (phases.has('conns')) {

@@ -25,22 +25,11 @@ import { join } from 'node:path';
 import { freePort, startEcho } from '../test/helpers/net.js';
 import type { Method, Peer } from '../test/helpers/peers.js';
 import { REPO_ROOT, spawnPeer, ssUrl, which } from '../test/helpers/peers.js';
+import { opt, posInt } from './args.js';
 import { oneExchange } from './exchange.js';
 import { median } from './stats.js';
 
 const argv = process.argv.slice(2);
-function opt(name: string, dflt: string): string {
-  const i = argv.indexOf(name);
-  if (i < 0) return dflt;
-  const v = argv[i + 1];
-  if (v === undefined) throw new Error(`${name} needs a value`);
-  return v;
-}
-function posInt(name: string, dflt: number): number {
-  const n = Number(opt(name, String(dflt)));
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name}: expected a positive integer`);
-  return n;
-}
 const callgrind = argv.includes('--callgrind');
 const method = opt('--method', 'aes-256-gcm') as Method;
 const workers = posInt('--workers', 1);
