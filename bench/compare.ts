@@ -2,12 +2,15 @@
  * `npm run bench:compare`: several stacks side by side in ONE invocation, the runs interleaved
  * (the order rotates every round), so drift on a shared machine hits every stack alike:
  *
- *   ladder   this checkout, `npm run build` then dist/cli/main.js (as `ladder` runs for a user)
+ *   ladder   this checkout, `npm run build` then dist/cli/main.js (as `ladder` runs for a user);
+ *            the server with its default data-plane workers (one per core)
+ *   ladder-w1  the same with `ladder server --workers 1` (--no-w1 leaves it out)
  *   libev    ss-local + ss-server
  *   libev2   a second, independent libev stack: libev2/libev is the noise floor of every ratio
  *   NAME=PATH[,VAR=VALUE...]  (--stack, repeatable) another Ladder build, e.g. the
  *            dist/cli/main.js of a checkout of an older commit (before/after in one sitting), or
- *            this one with environment set (ladder-defaults=dist/cli/main.js,LADDER_HEAP_TUNE=0)
+ *            this one with environment set (ladder-defaults=dist/cli/main.js,LADDER_HEAP_TUNE=0);
+ *            WORKERS=N is not environment but the server's --workers
  *
  * Phases (--phases, default all):
  *   bulk   upload to a counting sink and download from a source through SOCKS5, --size per run
@@ -15,6 +18,11 @@
  *          its own read sizes and window), the way a user's downloader goes through the proxy
  *   short  --short-n short connections per stack (SOCKS5 handshake, 32-byte request, 32-byte
  *          echo, close) plus direct ones; p50/p99 of the time added over direct
+ *   conns  --conns-n short connections from 64 concurrent clients: connections per second and
+ *          CPU per connection (what a loaded server's capacity is)
+ *   flows  8 concurrent bulk flows (upload and download), --size in all: aggregate MiB/s, CPU/GiB
+ * Every method of --method (default aes-256-gcm,chacha20-ietf-poly1305) runs all phases with
+ * stacks started for it; each stack's idle RSS (client and server right after start) is a row.
  * Reported per stack: median and min-max over --runs of MiB/s and of client + server CPU per GiB
  * (user + sys from /proc, robust to load in a way MiB/s is not), and CPU µs per short connection;
  * ratios against libev. Writes --json (default bench/results/compare.json).
@@ -35,6 +43,7 @@ import type { Method, Peer } from '../test/helpers/peers.js';
 import {
   cpuMs,
   REPO_ROOT,
+  rssKiB,
   ssUrl,
   startLadderClient,
   startLadderServer,
@@ -43,33 +52,25 @@ import {
   which,
 } from '../test/helpers/peers.js';
 import { downloadCountVia, uploadCountVia } from '../test/helpers/transfer.js';
+import { opt, posInt } from './args.js';
+import { concurrentFlows, concurrentShort, type LoadTarget } from './compare-load.js';
 import { oneExchange } from './exchange.js';
 import { median, percentile } from './stats.js';
 
 const MiB = 1024 * 1024;
 const argv = process.argv.slice(2);
-function opt(name: string, dflt: string): string {
-  const i = argv.indexOf(name);
-  if (i < 0) return dflt;
-  const v = argv[i + 1];
-  if (v === undefined) throw new Error(`${name} needs a value`);
-  return v;
-}
-function posInt(name: string, dflt: number): number {
-  const n = Number(opt(name, String(dflt)));
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name}: expected a positive integer`);
-  return n;
-}
 const sizeMiB = Number(/^(\d+)/.exec(opt('--size', '256MiB'))?.[1] ?? NaN);
 if (!(sizeMiB > 0)) throw new Error('--size: expected MiB, e.g. 256MiB');
 const size = sizeMiB * MiB;
 const runs = posInt('--runs', 3);
 const shortN = posInt('--short-n', 1000);
-const method = opt('--method', 'aes-256-gcm') as Method;
-const phases = new Set(opt('--phases', 'bulk,curl,short').split(','));
+const methods = opt('--method', 'aes-256-gcm,chacha20-ietf-poly1305').split(',') as Method[];
+const connsN = posInt('--conns-n', 5000);
+const phases = new Set(opt('--phases', 'bulk,curl,short,conns,flows').split(','));
 const jsonOut = opt('--json', join(REPO_ROOT, 'bench', 'results', 'compare.json'));
 const extra = argv.flatMap((a, i) => (argv[i - 1] === '--stack' ? [a] : []));
 const noFloor = argv.includes('--no-floor');
+const noW1 = argv.includes('--no-w1');
 
 function log(msg: string): void {
   process.stderr.write(`[compare ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -81,7 +82,7 @@ interface Stack {
   server: Peer & { port: number };
 }
 
-async function startStack(name: string, spec: string | 'libev'): Promise<Stack> {
+async function startStack(name: string, spec: string | 'libev', method: Method): Promise<Stack> {
   const password = `bench-${randomBytes(8).toString('hex')}`;
   if (spec === 'libev') {
     const server = await startSsServer({ method, password, timeout: 600 });
@@ -91,8 +92,13 @@ async function startStack(name: string, spec: string | 'libev'): Promise<Stack> 
   // Another checkout's dist/ runs with that checkout's own addon (native.ts finds it from there).
   const [entry, ...vars] = spec.split(',');
   const env = Object.fromEntries(vars.map((v) => [v.slice(0, v.indexOf('=')), v.slice(v.indexOf('=') + 1)]));
+  const workers = env.WORKERS;
+  delete env.WORKERS;
   const o = { method, password, entry: entry!, env };
-  const server = await startLadderServer(o);
+  const server = await startLadderServer({
+    ...o,
+    ...(workers !== undefined ? { extraArgs: ['--workers', workers] } : {}),
+  });
   const client = await startLadderClient({
     key: ssUrl(method, password, '127.0.0.1', server.port),
     entry: entry!,
@@ -100,6 +106,11 @@ async function startStack(name: string, spec: string | 'libev'): Promise<Stack> 
   });
   return { name, client, server };
 }
+
+const pidsOf = (s: Stack): LoadTarget => ({
+  socksPort: s.client.socksPort,
+  pids: [s.client.pid, s.server.pid],
+});
 
 const cpuOf = async (s: Stack): Promise<{ c: number; s: number }> => ({
   c: await cpuMs(s.client.pid),
@@ -171,7 +182,7 @@ interface Series {
   /** Minor page faults of client + server per GiB. */
   faults: number[];
 }
-type BulkKind = 'upload' | 'download' | 'curl download';
+type BulkKind = 'upload' | 'download' | 'curl download' | '8 flows upload' | '8 flows download';
 
 async function bulk(stacks: Stack[], kind: BulkKind, run: (st: Stack) => Promise<number>) {
   const out = new Map<string, Series>(
@@ -244,6 +255,9 @@ async function main(): Promise<void> {
   });
   const specs: [string, string][] = [
     ['ladder', join(REPO_ROOT, 'dist', 'cli', 'main.js')],
+    ...(noW1
+      ? []
+      : ([['ladder-w1', `${join(REPO_ROOT, 'dist', 'cli', 'main.js')},WORKERS=1`]] as [string, string][])),
     ...extra.map((e) => {
       const at = e.indexOf('=');
       if (at < 1) throw new Error(`--stack NAME=PATH/dist/cli/main.js[,VAR=VALUE], got "${e}"`);
@@ -253,17 +267,16 @@ async function main(): Promise<void> {
     ...(noFloor ? [] : ([['libev2', 'libev']] as [string, string][])),
   ];
   const load0 = loadavg();
-  const stacks: Stack[] = [];
   const sink = await startSink({ hash: false });
   const source = await startSource({ hash: false, fresh: false });
   const echo = await startEcho();
   const http = await startHttpSource();
   const httpPort = (http.address() as AddressInfo).port;
   const result: Record<string, unknown> = {
-    method,
     sizeMiB,
     runs,
     shortN,
+    connsN,
     loadAtStart: load0,
     stacks: specs,
   };
@@ -271,72 +284,119 @@ async function main(): Promise<void> {
   const ratio = (name: string, v: number, base: number | undefined): string =>
     name === 'libev' || base === undefined ? '' : f2(v / base);
   try {
-    for (const [name, entry] of specs) stacks.push(await startStack(name, entry));
-    for (const st of stacks) {
-      await uploadCountVia(
-        { proxyPort: st.client.socksPort },
-        { host: '127.0.0.1', port: sink.port },
-        16 * MiB,
-      );
-      await downloadCountVia(
-        { proxyPort: st.client.socksPort },
-        { host: '127.0.0.1', port: source.port },
-        16 * MiB,
-      );
-    }
-    const bulkKinds: [BulkKind, (st: Stack) => Promise<number>][] = [];
-    const via = (st: Stack) => ({ proxyPort: st.client.socksPort });
-    if (phases.has('bulk')) {
-      bulkKinds.push([
-        'upload',
-        (st) => uploadCountVia(via(st), { host: '127.0.0.1', port: sink.port }, size),
-      ]);
-      bulkKinds.push([
-        'download',
-        (st) => downloadCountVia(via(st), { host: '127.0.0.1', port: source.port }, size),
-      ]);
-    }
-    if (phases.has('curl'))
-      bulkKinds.push(['curl download', (st) => curlDownload(st.client.socksPort, httpPort, size)]);
-    for (const [kind, run] of bulkKinds) {
-      const series = await bulk(stacks, kind, run);
-      result[kind] = Object.fromEntries(series);
-      const libev = series.get('libev')!;
-      for (const [name, s] of series) {
-        rows.push([
-          `${kind} MiB/s`,
-          name,
-          spread(s.mibps, f0),
-          ratio(name, median(s.mibps), median(libev.mibps)),
-        ]);
-        rows.push([
-          `${kind} CPU-ms/GiB (client / server)`,
-          name,
-          `${spread(s.cpu, f0)} (${f0(median(s.client))} / ${f0(median(s.server))})`,
-          ratio(name, median(s.cpu), median(libev.cpu)),
-        ]);
-        rows.push([`${kind} page faults/GiB`, name, spread(s.faults, f0), '']);
+    for (const method of methods) {
+      const stacks: Stack[] = [];
+      const perMethod: Record<string, unknown> = {};
+      result[method] = perMethod;
+      const row = (measure: string, ...rest: string[]): number =>
+        rows.push([`${method} ${measure}`, ...rest]);
+      try {
+        for (const [name, entry] of specs) stacks.push(await startStack(name, entry, method));
+        await new Promise((r) => setTimeout(r, 1000));
+        const idle: Record<string, [number, number]> = {};
+        for (const st of stacks) {
+          idle[st.name] = [(await rssKiB(st.client.pid)) / 1024, (await rssKiB(st.server.pid)) / 1024];
+          row(
+            'idle RSS MiB (client / server)',
+            st.name,
+            idle[st.name]!.map((x) => x.toFixed(1)).join(' / '),
+            '',
+          );
+        }
+        perMethod.idleRssMiB = idle;
+        const via = (st: Stack) => ({ proxyPort: st.client.socksPort });
+        const up = (st: Stack, bytes: number) =>
+          uploadCountVia(via(st), { host: '127.0.0.1', port: sink.port }, bytes);
+        const down = (st: Stack, bytes: number) =>
+          downloadCountVia(via(st), { host: '127.0.0.1', port: source.port }, bytes);
+        for (const st of stacks) {
+          await up(st, 16 * MiB);
+          await down(st, 16 * MiB);
+        }
+        const bulkKinds: [BulkKind, (st: Stack) => Promise<number>][] = [];
+        if (phases.has('bulk')) {
+          bulkKinds.push(['upload', (st) => up(st, size)]);
+          bulkKinds.push(['download', (st) => down(st, size)]);
+        }
+        if (phases.has('curl'))
+          bulkKinds.push(['curl download', (st) => curlDownload(st.client.socksPort, httpPort, size)]);
+        if (phases.has('flows')) {
+          bulkKinds.push(['8 flows upload', (st) => concurrentFlows(size, (b) => up(st, b))]);
+          bulkKinds.push(['8 flows download', (st) => concurrentFlows(size, (b) => down(st, b))]);
+        }
+        for (const [kind, run] of bulkKinds) {
+          const series = await bulk(stacks, kind, run);
+          perMethod[kind] = Object.fromEntries(series);
+          const libev = series.get('libev')!;
+          for (const [name, s] of series) {
+            row(
+              `${kind} MiB/s`,
+              name,
+              spread(s.mibps, f0),
+              ratio(name, median(s.mibps), median(libev.mibps)),
+            );
+            row(
+              `${kind} CPU-ms/GiB (client / server)`,
+              name,
+              `${spread(s.cpu, f0)} (${f0(median(s.client))} / ${f0(median(s.server))})`,
+              ratio(name, median(s.cpu), median(libev.cpu)),
+            );
+            row(`${kind} page faults/GiB`, name, spread(s.faults, f0), '');
+          }
+        }
+        if (phases.has('conns')) {
+          const out = new Map<string, { perSecond: number[]; cpuUs: number[] }>(
+            stacks.map((s) => [s.name, { perSecond: [], cpuUs: [] }]),
+          );
+          for (let r = 0; r < runs; r++) {
+            for (let j = 0; j < stacks.length; j++) {
+              const st = stacks[(r + j) % stacks.length]!;
+              const c = await concurrentShort(pidsOf(st), echo, connsN, 64);
+              out.get(st.name)!.perSecond.push(c.perSecond);
+              out.get(st.name)!.cpuUs.push(c.cpuUs);
+              log(`conns ${st.name} run ${r + 1}/${runs}: ${f0(c.perSecond)}/s, ${f0(c.cpuUs)} CPU µs each`);
+            }
+          }
+          perMethod.conns = Object.fromEntries(out);
+          const libev = out.get('libev')!;
+          for (const [name, s] of out) {
+            const [ps, cu] = [median(s.perSecond), median(s.cpuUs)];
+            row(
+              '64 concurrent: connections/s',
+              name,
+              spread(s.perSecond, f0),
+              ratio(name, ps, median(libev.perSecond)),
+            );
+            row(
+              '64 concurrent: CPU µs/conn',
+              name,
+              spread(s.cpuUs, f0),
+              ratio(name, cu, median(libev.cpuUs)),
+            );
+          }
+        }
+        if (phases.has('short')) {
+          const sh = await short(stacks, echo);
+          perMethod.short = sh;
+          const lib = sh.res.libev!;
+          for (const st of stacks) {
+            const r = sh.res[st.name]!;
+            row('short: added p50 ms', st.name, f2(r.addedP50), ratio(st.name, r.addedP50, lib.addedP50));
+            row('short: added p99 ms', st.name, f2(r.addedP99), ratio(st.name, r.addedP99, lib.addedP99));
+            row(
+              'short: CPU µs/conn (client)',
+              st.name,
+              `${f0(r.cpuUs)} (${f0(r.clientUs)})`,
+              ratio(st.name, r.cpuUs, lib.cpuUs),
+            );
+          }
+          row('short: direct p50 / p99 ms', 'direct', `${f2(sh.direct.p50)} / ${f2(sh.direct.p99)}`, '');
+        }
+      } finally {
+        await Promise.all(stacks.flatMap((s) => [s.client.stop(5000), s.server.stop(5000)]));
       }
-    }
-    if (phases.has('short')) {
-      const sh = await short(stacks, echo);
-      result.short = sh;
-      const lib = sh.res.libev!;
-      for (const st of stacks) {
-        const r = sh.res[st.name]!;
-        rows.push(['short: added p50 ms', st.name, f2(r.addedP50), ratio(st.name, r.addedP50, lib.addedP50)]);
-        rows.push(['short: added p99 ms', st.name, f2(r.addedP99), ratio(st.name, r.addedP99, lib.addedP99)]);
-        rows.push([
-          'short: CPU µs/conn (client)',
-          st.name,
-          `${f0(r.cpuUs)} (${f0(r.clientUs)})`,
-          ratio(st.name, r.cpuUs, lib.cpuUs),
-        ]);
-      }
-      rows.push(['short: direct p50 / p99 ms', 'direct', `${f2(sh.direct.p50)} / ${f2(sh.direct.p99)}`, '']);
     }
   } finally {
-    await Promise.all(stacks.flatMap((s) => [s.client.stop(5000), s.server.stop(5000)]));
     await Promise.all([sink.close(), source.close(), echo.close()]);
     http.close();
   }
@@ -345,7 +405,7 @@ async function main(): Promise<void> {
   console.log(`| ${head.join(' | ')} |\n|${head.map(() => '---').join('|')}|`);
   for (const r of rows) console.log(`| ${r.join(' | ')} |`);
   console.log(
-    `\n${method}, ${sizeMiB} MiB per bulk run, ${shortN} short connections per stack; load average ${load0.map(f2).join(' ')} at start, ${loadavg().map(f2).join(' ')} at end`,
+    `\n${methods.join(', ')}, ${sizeMiB} MiB per bulk run, ${shortN} short connections per stack, ${connsN} from 64 concurrent clients; load average ${load0.map(f2).join(' ')} at start, ${loadavg().map(f2).join(' ')} at end`,
   );
   mkdirSync(dirname(jsonOut), { recursive: true });
   writeFileSync(jsonOut, JSON.stringify(result, null, 2));

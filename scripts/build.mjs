@@ -76,7 +76,12 @@ try {
     target: 'node20',
     minifyWhitespace: true,
     minifySyntax: true,
-    keepNames: true,
+    // No __name(fn, "name") wrappers: they ran Object.defineProperty on every closure each time
+    // it was made (about thirty per short connection per process) and cost 14-23 % of the
+    // event-loop thread's instructions per connection (bench/conn-cost.ts, docs/benchmarks.md).
+    // Nothing reads function or class names; only a name the bundler renamed to avoid a clash
+    // shows differently in a stack trace.
+    keepNames: false,
     sourcemap: false,
     metafile: true,
     logLevel: 'warning',

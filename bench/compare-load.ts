@@ -1,0 +1,78 @@
+/**
+ * The load phases of bench/compare.ts: many clients at once rather than one. `concurrentShort`
+ * runs short connections from 64 concurrent clients (connections per second and CPU per
+ * connection); `concurrentFlows` runs 8 bulk transfers at once (the caller's bulk() turns its
+ * wall time into aggregate MiB/s and reads CPU per GiB around it).
+ * Both take a stack's SOCKS5 port and the pids whose CPU counts; the caller interleaves stacks.
+ */
+import { readFileSync } from 'node:fs';
+import type { TestServer } from '../test/helpers/net.js';
+import { oneExchange } from './exchange.js';
+
+export interface LoadTarget {
+  socksPort: number;
+  /** Client and server pids: their user + sys CPU is what a run costs. */
+  pids: number[];
+}
+
+/** CPU ms (user + sys, all threads) of `pids` so far, from /proc/PID/stat. */
+export function cpuMsOf(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    ticks += Number(f[11]) + Number(f[12]);
+  }
+  return ticks * 10;
+}
+
+export interface ConnsResult {
+  /** Completed connections per second of wall time. */
+  perSecond: number;
+  /** Client + server CPU µs per connection. */
+  cpuUs: number;
+  failed: number;
+}
+
+/**
+ * `total` short connections (bench/exchange.ts) through `t`, from `concurrency` clients each
+ * starting its next connection when the last one finished. A failed exchange counts as failed,
+ * not as done; more than 1 % failed is an error (the stack is broken, not slow).
+ */
+export async function concurrentShort(
+  t: LoadTarget,
+  echo: TestServer,
+  total: number,
+  concurrency = 64,
+): Promise<ConnsResult> {
+  let next = 0;
+  let failed = 0;
+  const c0 = cpuMsOf(t.pids);
+  const t0 = performance.now();
+  const client = async (): Promise<void> => {
+    while (next < total) {
+      next++;
+      await oneExchange(t.socksPort, echo).catch(() => failed++);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, total) }, client));
+  const ms = performance.now() - t0;
+  const done = total - failed;
+  if (failed > total / 100) throw new Error(`${failed} of ${total} concurrent short connections failed`);
+  return { perSecond: done / (ms / 1000), cpuUs: ((cpuMsOf(t.pids) - c0) * 1000) / done, failed };
+}
+
+/**
+ * `flows` transfers of `bytes / flows` each at once, through `one(bytes)` (an upload or a
+ * download): the wall ms from the first start to the last finish (the caller reads CPU around it).
+ */
+export async function concurrentFlows(
+  bytes: number,
+  one: (bytes: number) => Promise<unknown>,
+  flows = 8,
+): Promise<number> {
+  const each = Math.floor(bytes / flows);
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: flows }, () => one(each)));
+  return performance.now() - t0;
+}

@@ -1,0 +1,275 @@
+/**
+ * What one short connection costs Ladder's client and server, in numbers that hold on a loaded
+ * machine: CPU time per connection (user + sys from /proc/PID/stat) and, with --callgrind,
+ * **instructions** per connection (valgrind's callgrind, zeroed after the warm-up and dumped after
+ * the measured connections, so start-up and JIT warm-up are not counted).
+ *
+ * One short connection is what bench/compare.ts times: SOCKS5 handshake, 32-byte request through
+ * the tunnel to an echo server, 32-byte echo, close; one at a time, --n of them after --warm.
+ *
+ *   node --import tsx bench/conn-cost.ts                      # CPU µs per connection, dist/
+ *   node --import tsx bench/conn-cost.ts --callgrind --n 300  # + instructions (slow: ~1 min)
+ *   node --import tsx bench/conn-cost.ts --entry /other/checkout/dist/cli/main.js
+ *   options: --method M (aes-256-gcm), --workers N (server data-plane workers, 1),
+ *            --warm N (300), --n N (2000; 300 with --callgrind), --no-build,
+ *            --prof DIR (--cpu-prof into DIR), --strace (system calls per connection),
+ *            --keep (keep the callgrind dumps for callgrind_annotate),
+ *            --libev (measure ss-local + ss-server instead, the reference),
+ *            --floor (measure bench/floor-relay.ts instead: Node sockets, no crypto, no Ladder)
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort, startEcho } from '../test/helpers/net.js';
+import type { Method, Peer } from '../test/helpers/peers.js';
+import { REPO_ROOT, spawnPeer, ssUrl, which } from '../test/helpers/peers.js';
+import { opt, posInt } from './args.js';
+import { oneExchange } from './exchange.js';
+import { median } from './stats.js';
+
+const argv = process.argv.slice(2);
+const callgrind = argv.includes('--callgrind');
+const method = opt('--method', 'aes-256-gcm') as Method;
+const workers = posInt('--workers', 1);
+const warm = posInt('--warm', 300);
+const n = posInt('--n', callgrind ? 300 : 2000);
+const entry = opt('--entry', join(REPO_ROOT, 'dist', 'cli', 'main.js'));
+/** --prof DIR: both processes under --cpu-prof, profiles written to DIR at exit. */
+const profDir = argv.includes('--prof') ? opt('--prof', '') : undefined;
+/** --strace: count the system calls each process makes during the measured connections. */
+const strace = argv.includes('--strace');
+/** --libev: the same measurements of ss-local + ss-server (shadowsocks-libev), for reference. */
+const libev = argv.includes('--libev');
+/** --floor: bench/floor-relay.ts (two Node processes relaying with no crypto), Node's own floor. */
+const floor = argv.includes('--floor');
+
+function log(msg: string): void {
+  process.stderr.write(`[conn-cost ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+}
+
+const outDir = mkdtempSync(join(tmpdir(), 'ladder-conn-cost-'));
+/** `bin args` (Ladder: node, with --cpu-prof when asked), under callgrind when asked. */
+function command(bin: string, args: string[]): [string, string[]] {
+  if (bin === process.execPath && profDir !== undefined)
+    args = ['--cpu-prof', `--cpu-prof-dir=${profDir}`, ...args];
+  if (!callgrind) return [bin, args];
+  return [
+    'valgrind',
+    [
+      '--tool=callgrind',
+      // V8 writes and moves machine code: valgrind must notice every code write.
+      '--smc-check=all-non-file',
+      '--separate-threads=yes',
+      `--callgrind-out-file=${join(outDir, 'cg.%p')}`,
+      bin,
+      ...args,
+    ],
+  ];
+}
+
+/**
+ * A libev binary by path. Under callgrind a copy: Debian's ss-server/ss-local carry file
+ * capabilities, which valgrind refuses to run; a copy has none.
+ */
+function libevBin(name: string): string {
+  const bin = which(name);
+  if (!bin) throw new Error(`${name} not found (apt-get install shadowsocks-libev)`);
+  if (!callgrind) return bin;
+  copyFileSync(bin, join(outDir, name));
+  chmodSync(join(outDir, name), 0o755);
+  return join(outDir, name);
+}
+
+/** The two processes: Ladder's server and client, or with --libev ss-server and ss-local. */
+async function startPair(password: string): Promise<{ server: Peer; client: Peer & { socksPort: number } }> {
+  const port = await freePort();
+  const socksPort = await freePort();
+  // Bundled first: under valgrind, tsx's start-up transpiling alone takes minutes.
+  const floorArgs = (...a: string[]): string[] => [join(outDir, 'floor-relay.mjs'), ...a];
+  const [scmd, sargs] = floor
+    ? command(process.execPath, floorArgs('server', String(port)))
+    : libev
+      ? command(libevBin('ss-server'), ['-s', '127.0.0.1', '-p', String(port), '-k', password, '-m', method])
+      : command(process.execPath, [
+          entry,
+          'server',
+          '--host',
+          '127.0.0.1',
+          '--port',
+          String(port),
+          '--method',
+          method,
+          '--password',
+          password,
+          '--allow-private',
+          '--workers',
+          String(workers),
+        ]);
+  const name = libev ? ['ss-server', 'ss-local'] : ['ladder server', 'ladder client'];
+  const server = await spawnPeer(name[0]!, scmd, sargs, { waitPort: port, waitTimeoutMs: 300_000 });
+  const [ccmd, cargs] = floor
+    ? command(process.execPath, floorArgs('client', String(socksPort), String(port)))
+    : libev
+      ? command(libevBin('ss-local'), [
+          ...['-s', '127.0.0.1', '-p', String(port), '-b', '127.0.0.1', '-l', String(socksPort)],
+          ...['-k', password, '-m', method],
+        ])
+      : command(process.execPath, [
+          entry,
+          'client',
+          '--key',
+          ssUrl(method, password, '127.0.0.1', port),
+          '--socks',
+          `127.0.0.1:${socksPort}`,
+        ]);
+  const client = await spawnPeer(name[1]!, ccmd, cargs, { waitPort: socksPort, waitTimeoutMs: 300_000 });
+  return { server, client: Object.assign(client, { socksPort }) };
+}
+
+/** User and system CPU time of a process so far, ms (/proc/PID/stat utime, stime; 10 ms ticks). */
+function cpu(pid: number): { user: number; sys: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: Number(f[11]) * 10, sys: Number(f[12]) * 10 };
+}
+
+/**
+ * Instructions (Ir) callgrind counted in `pid` since the last zeroing: dump (one file per thread,
+ * --separate-threads), read the totals. `busiest` is the thread with the most: the event loop that
+ * runs the connections (the client's main thread, the server's data-plane worker); `all` adds
+ * V8's compiler and GC helper threads, whose share varies from run to run.
+ */
+function instructions(pid: number): { busiest: number; all: number } {
+  const before = new Set(readdirSync(outDir));
+  execFileSync('callgrind_control', ['-d', String(pid)], { stdio: 'pipe', timeout: 120_000 });
+  const fresh = readdirSync(outDir).filter((f) => !before.has(f) && f.startsWith(`cg.${pid}`));
+  if (fresh.length === 0) throw new Error(`callgrind wrote no dump for ${pid}`);
+  let all = 0;
+  let busiest = 0;
+  for (const f of fresh) {
+    const m = /^(?:summary|totals): (\d+)/m.exec(readFileSync(join(outDir, f), 'utf8'));
+    const ir = m ? Number(m[1]) : 0;
+    all += ir;
+    busiest = Math.max(busiest, ir);
+  }
+  return { busiest, all };
+}
+
+/** `strace -c -f -p pid` into a file; stop() ends it and returns the per-call counts. */
+async function straceCount(pid: number, name: string): Promise<{ stop(): Promise<Map<string, number>> }> {
+  const file = join(outDir, `strace.${name}`);
+  const child: ChildProcess = spawn('strace', ['-c', '-f', '-o', file, '-p', String(pid)], {
+    stdio: 'ignore',
+  });
+  await new Promise((r) => setTimeout(r, 1500)); // attached to every thread
+  return {
+    async stop() {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGINT');
+      await exited;
+      const counts = new Map<string, number>();
+      for (const line of readFileSync(file, 'utf8').split('\n')) {
+        const f = line.trim().split(/\s+/);
+        // % time, seconds, usecs/call, calls, [errors], syscall
+        if (f.length >= 5 && /^\d+$/.test(f[3]!)) counts.set(f.at(-1)!, Number(f[3]));
+      }
+      return counts;
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  if (callgrind && !which('valgrind')) throw new Error('valgrind not found (apt-get install valgrind)');
+  if (!argv.includes('--no-build') && !argv.includes('--entry') && !libev && !floor) {
+    log('npm run build');
+    execFileSync(process.execPath, [join(REPO_ROOT, 'scripts', 'build.mjs')], {
+      stdio: 'pipe',
+      cwd: REPO_ROOT,
+    });
+  }
+  if (floor)
+    execFileSync(
+      join(REPO_ROOT, 'node_modules', '.bin', 'esbuild'),
+      [
+        join(REPO_ROOT, 'bench', 'floor-relay.ts'),
+        '--bundle',
+        '--platform=node',
+        '--format=esm',
+        `--outfile=${join(outDir, 'floor-relay.mjs')}`,
+      ],
+      { stdio: 'pipe' },
+    );
+  const echo = await startEcho();
+  const { server, client } = await startPair(`bench-${randomBytes(8).toString('hex')}`);
+  try {
+    log(`warm-up: ${warm} connections`);
+    // Under valgrind on a loaded machine an exchange can pass its 10 s limit; a few such are
+    // tolerated (and reported), not a broken stack.
+    let failed = 0;
+    const exchange = (): Promise<number | undefined> =>
+      oneExchange(client.socksPort, echo).catch(() => {
+        if (++failed > (warm + n) / 20) throw new Error(`${failed} exchanges failed`);
+        return undefined;
+      });
+    for (let i = 0; i < warm; i++) await exchange();
+    if (callgrind)
+      for (const p of [client, server])
+        execFileSync('callgrind_control', ['-z', String(p.pid)], { stdio: 'pipe' });
+    const traces = strace
+      ? await Promise.all([straceCount(client.pid, 'client'), straceCount(server.pid, 'server')])
+      : [];
+    const c0 = { c: cpu(client.pid), s: cpu(server.pid) };
+    const ms: number[] = [];
+    log(`measuring: ${n} connections`);
+    const failedBefore = failed;
+    for (let i = 0; i < n; i++) {
+      const t = await exchange();
+      if (t !== undefined) ms.push(t);
+    }
+    if (failed > 0) log(`${failed - failedBefore} of the measured exchanges (${failed} in all) timed out`);
+    const c1 = { c: cpu(client.pid), s: cpu(server.pid) };
+    const us = (a: number, b: number): string => (((b - a) * 1000) / n).toFixed(0);
+    type Cpu = ReturnType<typeof cpu>;
+    const per = (a: Cpu, b: Cpu): string =>
+      `${us(a.user + a.sys, b.user + b.sys)} (user ${us(a.user, b.user)}, sys ${us(a.sys, b.sys)})`;
+    const lines = [
+      `${libev ? 'shadowsocks-libev' : floor ? 'no-crypto Node floor' : 'ladder'} ${method}, server --workers ${workers}, ${n} short connections after ${warm} warm-up, ${callgrind ? 'under callgrind' : 'native'}`,
+      `CPU µs per connection: client ${per(c0.c, c1.c)}, server ${per(c0.s, c1.s)}`,
+      `median ms per connection: ${median(ms).toFixed(2)}`,
+    ];
+    if (callgrind) {
+      const [ic, is] = [instructions(client.pid), instructions(server.pid)];
+      const k = (x: number): string => `${(x / n / 1000).toFixed(0)}k`;
+      lines.push(
+        `instructions per connection, event-loop thread: client ${k(ic.busiest)}, server ${k(is.busiest)}`,
+        `instructions per connection, all threads: client ${k(ic.all)}, server ${k(is.all)}`,
+      );
+    }
+    for (const [i, t] of traces.entries()) {
+      const counts = await t.stop();
+      const top = [...counts].filter(([k]) => k !== 'total').sort((a, b) => b[1] - a[1]);
+      lines.push(
+        `${i === 0 ? 'client' : 'server'} system calls per connection: ${((counts.get('total') ?? 0) / n).toFixed(1)} (${top
+          .slice(0, 10)
+          .map(([k, v]) => `${k} ${(v / n).toFixed(1)}`)
+          .join(', ')})`,
+      );
+    }
+    console.log(lines.join('\n'));
+  } finally {
+    await Promise.all([client.stop(5000), server.stop(5000)]);
+    await echo.close();
+    if (argv.includes('--keep')) log(`callgrind dumps and strace counts kept in ${outDir}`);
+    else rmSync(outDir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(`conn-cost: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  },
+);
