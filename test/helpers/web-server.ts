@@ -37,6 +37,8 @@ export interface WsTestServerOptions {
   udp?: boolean;
   /** Use the real web front (builtin decoy) rather than the bare stand-in. */
   front?: { tls?: WebFrontTls; trustProxy?: readonly string[] };
+  /** Called with the socket of each accepted upgrade, once the WebSocket has it (tests' controls). */
+  onAccepted?: (socket: Socket) => void;
 }
 
 export async function startWsTestServer(opts: WsTestServerOptions): Promise<WsTestServer> {
@@ -58,6 +60,10 @@ export async function startWsTestServer(opts: WsTestServerOptions): Promise<WsTe
     if (!endpoints.onUpgrade(req, socket, head, addr)) return false;
     upgrades++;
     clients.push(addr);
+    if (opts.onAccepted) {
+      const hook = opts.onAccepted;
+      setImmediate(() => hook(socket));
+    }
     return true;
   };
   let webPort: number;
