@@ -273,8 +273,9 @@ export async function startWeb(
 
 /**
  * Managed mode's server for the web front: the data planes' options, no listener of its own
- * (its keys are every key of every port, set by the port pool); usage and replay state run as on
- * a listening server. Its SIP004 salt filter is its own, like each key port's.
+ * (its keys are every key of every port, set by the port pool); usage runs as on a listening
+ * server. With `replayFilters` (the primary port's workers' shared filters) its salts are checked
+ * against the raw port's and the other way round; the primary port loads and saves them.
  */
 export async function startWebOnlyServer(
   options: Omit<DataPlaneOptions, 'keys' | 'port'>,
