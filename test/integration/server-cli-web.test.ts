@@ -131,6 +131,15 @@ describe('ladder server --web-port (CLI)', () => {
       [['--decoy', 'builtin'], /--decoy needs --web-port/],
       [['--web-port', '70000'], /--web-port/],
       [['--web-port', '0', '--trust-proxy', 'not-a-cidr'], /./],
+      [['--web-public-url', 'wss://cdn.example.net'], /--web-public-url needs --web-port/],
+      [
+        ['--web-port', '0', '--web-public-url', 'ftp://cdn.example.net'],
+        /^ladder: --web-public-url: expected ws:\/\//,
+      ],
+      [
+        ['--web-port', '0', '--web-public-url', 'wss://cdn.example.net/p'],
+        /^ladder: --web-public-url: no path/,
+      ],
     ];
     for (const [args, re] of cases) {
       const r = run(['server', '--password', 'pw', '--port', '0', '--host', '127.0.0.1', ...args]);
@@ -167,6 +176,55 @@ describe('ladder server --web-port (CLI)', () => {
     const r2 = run(['server', '--config', f]);
     assert.equal(await r2.exit, 2, r2.stderr());
     assert.equal(r2.stderr().trim(), `ladder: ${f}: web.tlsCert: tlsCert and tlsKey go together`);
+    writeFileSync(
+      f,
+      JSON.stringify({
+        keys: [{ id: 'a', method: 'aes-128-gcm', password: 'pa' }],
+        web: { port: 0, publicUrl: 'wss://cdn.example.net/x' },
+      }),
+    );
+    const r3 = run(['server', '--config', f]);
+    assert.equal(await r3.exit, 2, r3.stderr());
+    assert.match(
+      r3.stderr().trim(),
+      new RegExp(`^ladder: ${f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: web\\.publicUrl: no path`),
+    );
+  });
+
+  it('--web-public-url: keys advertise the CDN host, port and TLS; the banner says so', async () => {
+    const r = run([
+      'server',
+      '--password',
+      'pw-public-url',
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--web-port',
+      '0',
+      '--web-host',
+      '127.0.0.1',
+      '--public-host',
+      '127.0.0.1',
+      '--web-public-url',
+      'wss://cdn.example.net:8443',
+    ]);
+    try {
+      const [url] = await waitForStdout(r, WEB_URL);
+      const key = parseSsUrl(url);
+      assert.equal(key.host, 'cdn.example.net');
+      assert.equal(key.port, 8443);
+      const opts = parsePluginOptions(key.pluginOptions ?? '');
+      assert.equal(opts.get('host'), 'cdn.example.net');
+      assert.equal(opts.has('tls'), true, 'the CDN speaks TLS although the front is plain');
+      assert.match(
+        r.stdout(),
+        /web front on port \d+ \(plain HTTP[^\n]*; advertised as wss:\/\/cdn\.example\.net:8443/,
+      );
+      await stop(r);
+    } finally {
+      r.child.kill('SIGKILL');
+    }
   });
 
   it('managed: the secret path is generated once and kept; the web URL of the first start works after a restart', async (t) => {
