@@ -13,6 +13,7 @@ import { startDataPlane, type DataPlane } from '../../src/server/index.js';
 import { builtinDecoy } from '../../src/server/web/decoy.js';
 import { startWebFront, type WebFrontTls } from '../../src/server/web/front.js';
 import { createWebSocketEndpoints } from '../../src/server/web/websocket.js';
+import type { MuxCoverOptions } from '../../src/transport/mux-cover.js';
 import type { RuntimeKey, UsageSink } from '../../src/shared/control.js';
 
 export interface WsTestServer {
@@ -37,6 +38,8 @@ export interface WsTestServerOptions {
   udp?: boolean;
   /** Use the real web front (builtin decoy) rather than the bare stand-in. */
   front?: { tls?: WebFrontTls; trustProxy?: readonly string[] };
+  /** D14 cover of the server's Mux.Cool carriers (createWebSocketEndpoints' `cover`). */
+  cover?: MuxCoverOptions | false;
   /** Called with the socket of each accepted upgrade, once the WebSocket has it (tests' controls). */
   onAccepted?: (socket: Socket) => void;
 }
@@ -53,10 +56,19 @@ export async function startWsTestServer(opts: WsTestServerOptions): Promise<WsTe
     ...(opts.usageFlushMs !== undefined ? { usageFlushMs: opts.usageFlushMs } : {}),
     ...(opts.idleMs !== undefined ? { timeouts: { idleMs: opts.idleMs } } : {}),
   });
-  const endpoints = createWebSocketEndpoints(plane.server, { secretPath, udp: opts.udp ?? true });
+  const endpoints = createWebSocketEndpoints(plane.server, {
+    secretPath,
+    udp: opts.udp ?? true,
+    ...(opts.cover !== undefined ? { cover: opts.cover } : {}),
+  });
   let upgrades = 0;
   const clients: (string | undefined)[] = [];
-  const take = (req: http.IncomingMessage, socket: Socket, head: Buffer, addr: string | undefined): boolean => {
+  const take = (
+    req: http.IncomingMessage,
+    socket: Socket,
+    head: Buffer,
+    addr: string | undefined,
+  ): boolean => {
     if (!endpoints.onUpgrade(req, socket, head, addr)) return false;
     upgrades++;
     clients.push(addr);

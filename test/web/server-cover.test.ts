@@ -1,0 +1,103 @@
+/**
+ * D14 for the server→client direction: on a Mux.Cool carrier the server pads each of its first 8
+ * writes (one write = one WebSocket message = one outer TLS record) to a browsing-like size with
+ * a KeepAlive frame, which the client drops: the echoed bytes arrive intact. Writes after the
+ * 8th leave unpadded. Negative control: the same exchange with the server's cover off gives only
+ * small messages (so the test sees padding, not the echo's own size).
+ */
+import assert from 'node:assert/strict';
+import type { Duplex } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { DialerStream } from '../../src/transport/dialer-stream.js';
+import { MuxConnection } from '../../src/transport/mux.js';
+import { ShadowsocksDialer } from '../../src/transport/shadowsocks-dialer.js';
+import { dialWebSocket } from '../../src/transport/ws-dialer.js';
+import { startEcho, type TestServer } from '../helpers/net.js';
+import { startWsTestServer, type WsTestServer } from '../helpers/web-server.js';
+
+const METHOD = 'aes-128-gcm';
+const PASSWORD = 'server-cover-password';
+const PADDED = 8;
+/** browsingRecordSize's floor (mux-cover.ts): every padded message is at least this big. */
+const MIN_PADDED = 240;
+/** An echoed 'ping' in one Shadowsocks chunk and one Keep frame is far below it. */
+const SMALL = 120;
+
+let echo: TestServer;
+before(async () => {
+  echo = await startEcho();
+});
+after(async () => {
+  await echo.close();
+});
+
+/** Sizes of the server's WebSocket messages over 12 echoed pings on one Mux.Cool session. */
+async function serverMessageSizes(srv: WsTestServer): Promise<number[]> {
+  const sizes: number[] = [];
+  const hop = async (): Promise<Duplex> => {
+    const stream = await dialWebSocket({ url: `ws://127.0.0.1:${srv.webPort}${srv.secretPath}/tcp` });
+    stream.ws.on('message', (m: Buffer) => sizes.push(m.length));
+    return new MuxConnection(stream, { role: 'client' }).open();
+  };
+  const dialer = new ShadowsocksDialer({
+    host: '127.0.0.1',
+    port: srv.webPort,
+    method: METHOD,
+    password: PASSWORD,
+    nextHop: hop,
+  });
+  const conn = new DialerStream(dialer, { type: 'ipv4', host: '127.0.0.1', port: echo.port });
+  try {
+    let got = '';
+    for (let i = 0; i < 12; i++) {
+      const want = got.length + 4;
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`ping ${i}: no echo in 10 s`)), 10_000);
+        const onData = (d: Buffer): void => {
+          got += d.toString();
+          if (got.length >= want) {
+            clearTimeout(timer);
+            conn.off('data', onData);
+            resolve();
+          }
+        };
+        conn.on('data', onData);
+        conn.write('ping');
+      });
+    }
+    assert.equal(got, 'ping'.repeat(12), 'the echo arrives intact (the client drops the padding)');
+  } finally {
+    conn.destroy();
+  }
+  return sizes;
+}
+
+describe('server-side D14 cover on Mux.Cool carriers', () => {
+  test('the first 8 server messages are padded, the rest are not', async () => {
+    const srv = await startWsTestServer({ keys: [{ id: 'k', method: METHOD, secret: PASSWORD }] });
+    try {
+      const sizes = await serverMessageSizes(srv);
+      assert.ok(sizes.length > PADDED, `${sizes.length} messages`);
+      for (const [i, n] of sizes.slice(0, PADDED).entries())
+        assert.ok(n >= MIN_PADDED, `message ${i} of ${n} bytes is padded: ${sizes.join(' ')}`);
+      for (const n of sizes.slice(PADDED))
+        assert.ok(n < SMALL, `unpadded after ${PADDED}: ${sizes.join(' ')}`);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('negative control: cover off, every server message is small', async () => {
+    const srv = await startWsTestServer({
+      keys: [{ id: 'k', method: METHOD, secret: PASSWORD }],
+      cover: false,
+    });
+    try {
+      const sizes = await serverMessageSizes(srv);
+      assert.ok(sizes.length >= 12, `${sizes.length} messages`);
+      for (const n of sizes) assert.ok(n < SMALL, `no padding: ${sizes.join(' ')}`);
+    } finally {
+      await srv.close();
+    }
+  });
+});
