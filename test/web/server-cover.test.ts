@@ -1,9 +1,11 @@
 /**
- * D14 for the server→client direction: on a Mux.Cool carrier the server pads each of its first 8
- * writes (one write = one WebSocket message = one outer TLS record) to a browsing-like size with
- * a KeepAlive frame, which the client drops: the echoed bytes arrive intact. Writes after the
- * 8th leave unpadded. Negative control: the same exchange with the server's cover off gives only
- * small messages (so the test sees padding, not the echo's own size).
+ * D14 for the server→client direction: on a Mux.Cool carrier whose client pads its own writes
+ * (Ladder's client), the server pads each of its first 8 writes (one write = one WebSocket
+ * message = one outer TLS record) to a browsing-like size with a KeepAlive frame, which the
+ * client drops: the echoed bytes arrive intact. Writes after the 8th leave unpadded. A client
+ * that does not pad (v2ray-plugin; Clash/mihomo, which would misread KeepAlive data) gets no
+ * padding. Negative control: the server's cover off gives only small messages even to a padding
+ * client (so the test sees padding, not the echo's own size).
  */
 import assert from 'node:assert/strict';
 import type { Duplex } from 'node:stream';
@@ -32,12 +34,12 @@ after(async () => {
 });
 
 /** Sizes of the server's WebSocket messages over 12 echoed pings on one Mux.Cool session. */
-async function serverMessageSizes(srv: WsTestServer): Promise<number[]> {
+async function serverMessageSizes(srv: WsTestServer, clientPads: boolean): Promise<number[]> {
   const sizes: number[] = [];
   const hop = async (): Promise<Duplex> => {
     const stream = await dialWebSocket({ url: `ws://127.0.0.1:${srv.webPort}${srv.secretPath}/tcp` });
     stream.ws.on('message', (m: Buffer) => sizes.push(m.length));
-    return new MuxConnection(stream, { role: 'client' }).open();
+    return new MuxConnection(stream, { role: 'client', ...(clientPads ? { cover: {} } : {}) }).open();
   };
   const dialer = new ShadowsocksDialer({
     host: '127.0.0.1',
@@ -73,15 +75,26 @@ async function serverMessageSizes(srv: WsTestServer): Promise<number[]> {
 }
 
 describe('server-side D14 cover on Mux.Cool carriers', () => {
-  test('the first 8 server messages are padded, the rest are not', async () => {
+  test('a padding client: the first 8 server messages are padded, the rest are not', async () => {
     const srv = await startWsTestServer({ keys: [{ id: 'k', method: METHOD, secret: PASSWORD }] });
     try {
-      const sizes = await serverMessageSizes(srv);
+      const sizes = await serverMessageSizes(srv, true);
       assert.ok(sizes.length > PADDED, `${sizes.length} messages`);
       for (const [i, n] of sizes.slice(0, PADDED).entries())
         assert.ok(n >= MIN_PADDED, `message ${i} of ${n} bytes is padded: ${sizes.join(' ')}`);
       for (const n of sizes.slice(PADDED))
         assert.ok(n < SMALL, `unpadded after ${PADDED}: ${sizes.join(' ')}`);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('a client that does not pad gets no padding (Clash-safe)', async () => {
+    const srv = await startWsTestServer({ keys: [{ id: 'k', method: METHOD, secret: PASSWORD }] });
+    try {
+      const sizes = await serverMessageSizes(srv, false);
+      assert.ok(sizes.length >= 12, `${sizes.length} messages`);
+      for (const n of sizes) assert.ok(n < SMALL, `no padding: ${sizes.join(' ')}`);
     } finally {
       await srv.close();
     }
@@ -93,7 +106,7 @@ describe('server-side D14 cover on Mux.Cool carriers', () => {
       cover: false,
     });
     try {
-      const sizes = await serverMessageSizes(srv);
+      const sizes = await serverMessageSizes(srv, true);
       assert.ok(sizes.length >= 12, `${sizes.length} messages`);
       for (const n of sizes) assert.ok(n < SMALL, `no padding: ${sizes.join(' ')}`);
     } finally {

@@ -32,9 +32,11 @@ export interface WebSocketEndpointOptions {
   udp?: boolean | { idleMs?: number };
   /**
    * D14 cover for the server→client direction of Mux.Cool carriers (transport/mux-cover.ts): the
-   * first writes padded with KeepAlive frames, which every Mux.Cool client drops. Default: the
-   * first 8 writes of each carrier, as our client pads its own; `false` turns it off. Raw
-   * (non-Mux.Cool) streams have nowhere to put padding and are never padded.
+   * first writes padded with KeepAlive frames, on carriers whose client pads its own (Ladder's
+   * client does by default): a client that sends KeepAlive data parses it. Clients that do not
+   * (v2ray-plugin, Clash/mihomo, whose partial Mux.Cool would misread it) are never padded.
+   * Default: the first 8 writes; `false` turns it off. Raw (non-Mux.Cool) streams have nowhere to
+   * put padding.
    */
   cover?: MuxCoverOptions | false;
 }
@@ -135,7 +137,7 @@ export function createWebSocketEndpoints(
       new MuxConnection(stream, {
         role: 'server',
         idleMs,
-        ...(cover ? { cover } : {}),
+        ...(cover ? { mirrorCover: cover } : {}),
         onSession: (session) => server.handleStream(session, info),
       });
     });
