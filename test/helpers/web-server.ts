@@ -13,6 +13,9 @@ import { startDataPlane, type DataPlane } from '../../src/server/index.js';
 import { builtinDecoy } from '../../src/server/web/decoy.js';
 import { startWebFront, type WebFrontTls } from '../../src/server/web/front.js';
 import { createWebSocketEndpoints } from '../../src/server/web/websocket.js';
+import type { NextHop } from '../../src/transport/dialer.js';
+import { DialerStream } from '../../src/transport/dialer-stream.js';
+import { ShadowsocksDialer } from '../../src/transport/shadowsocks-dialer.js';
 import type { MuxCoverOptions } from '../../src/transport/mux-cover.js';
 import type { RuntimeKey, UsageSink } from '../../src/shared/control.js';
 
@@ -122,4 +125,18 @@ export async function startWsTestServer(opts: WsTestServerOptions): Promise<WsTe
       await plane.close();
     },
   };
+}
+
+/**
+ * A Shadowsocks stream to 127.0.0.1:`port` through `srv`'s WebSocket endpoints, over `hop` (the
+ * test's own WebSocket dial, e.g. with a Mux.Cool session); dialled on the first write.
+ */
+export function tunnelVia(
+  srv: WsTestServer,
+  key: { method: string; password: string },
+  hop: NextHop,
+  port: number,
+): DialerStream {
+  const dialer = new ShadowsocksDialer({ host: '127.0.0.1', port: srv.webPort, ...key, nextHop: hop });
+  return new DialerStream(dialer, { type: 'ipv4', host: '127.0.0.1', port });
 }

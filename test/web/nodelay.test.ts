@@ -16,11 +16,9 @@ import net, { type AddressInfo, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { makeLabCertificates, type LabCertificates } from '../../src/lab/lab-ca.js';
-import { DialerStream } from '../../src/transport/dialer-stream.js';
 import { MuxConnection } from '../../src/transport/mux.js';
-import { ShadowsocksDialer } from '../../src/transport/shadowsocks-dialer.js';
 import { dialWebSocket } from '../../src/transport/ws-dialer.js';
-import { startWsTestServer, type WsTestServer } from '../helpers/web-server.js';
+import { startWsTestServer, tunnelVia, type WsTestServer } from '../helpers/web-server.js';
 import { opensslSkip } from './fixtures.js';
 
 const SKIP = opensslSkip();
@@ -87,14 +85,7 @@ async function quartileRoundTrip(opts: { mux: boolean; clientNagle: boolean }): 
     if (opts.clientNagle) (stream.ws as unknown as { _socket: Socket })._socket.setNoDelay(false);
     return opts.mux ? new MuxConnection(stream, { role: 'client' }).open() : stream;
   };
-  const dialer = new ShadowsocksDialer({
-    host: '127.0.0.1',
-    port: srv.webPort,
-    method: METHOD,
-    password: PASSWORD,
-    nextHop: hop,
-  });
-  const conn = new DialerStream(dialer, { type: 'ipv4', host: '127.0.0.1', port: destPort });
+  const conn = tunnelVia(srv, { method: METHOD, password: PASSWORD }, hop, destPort);
   const times: number[] = [];
   try {
     let got = 0;

@@ -10,12 +10,10 @@
 import assert from 'node:assert/strict';
 import type { Duplex } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { DialerStream } from '../../src/transport/dialer-stream.js';
 import { MuxConnection } from '../../src/transport/mux.js';
-import { ShadowsocksDialer } from '../../src/transport/shadowsocks-dialer.js';
 import { dialWebSocket } from '../../src/transport/ws-dialer.js';
 import { startEcho, type TestServer } from '../helpers/net.js';
-import { startWsTestServer, type WsTestServer } from '../helpers/web-server.js';
+import { startWsTestServer, tunnelVia, type WsTestServer } from '../helpers/web-server.js';
 
 const METHOD = 'aes-128-gcm';
 const PASSWORD = 'server-cover-password';
@@ -41,14 +39,7 @@ async function serverMessageSizes(srv: WsTestServer, clientPads: boolean): Promi
     stream.ws.on('message', (m: Buffer) => sizes.push(m.length));
     return new MuxConnection(stream, { role: 'client', ...(clientPads ? { cover: {} } : {}) }).open();
   };
-  const dialer = new ShadowsocksDialer({
-    host: '127.0.0.1',
-    port: srv.webPort,
-    method: METHOD,
-    password: PASSWORD,
-    nextHop: hop,
-  });
-  const conn = new DialerStream(dialer, { type: 'ipv4', host: '127.0.0.1', port: echo.port });
+  const conn = tunnelVia(srv, { method: METHOD, password: PASSWORD }, hop, echo.port);
   try {
     let got = '';
     for (let i = 0; i < 12; i++) {
@@ -74,43 +65,38 @@ async function serverMessageSizes(srv: WsTestServer, clientPads: boolean): Promi
   return sizes;
 }
 
+/** The server's message sizes, on a fresh server (its cover on unless `serverCover` is false). */
+async function sizesFrom(clientPads: boolean, serverCover?: false): Promise<number[]> {
+  const srv = await startWsTestServer({
+    keys: [{ id: 'k', method: METHOD, secret: PASSWORD }],
+    ...(serverCover === false ? { cover: false } : {}),
+  });
+  try {
+    return await serverMessageSizes(srv, clientPads);
+  } finally {
+    await srv.close();
+  }
+}
+
+function assertUnpadded(sizes: number[]): void {
+  assert.ok(sizes.length >= 12, `${sizes.length} messages`);
+  for (const n of sizes) assert.ok(n < SMALL, `no padding: ${sizes.join(' ')}`);
+}
+
 describe('server-side D14 cover on Mux.Cool carriers', () => {
   test('a padding client: the first 8 server messages are padded, the rest are not', async () => {
-    const srv = await startWsTestServer({ keys: [{ id: 'k', method: METHOD, secret: PASSWORD }] });
-    try {
-      const sizes = await serverMessageSizes(srv, true);
-      assert.ok(sizes.length > PADDED, `${sizes.length} messages`);
-      for (const [i, n] of sizes.slice(0, PADDED).entries())
-        assert.ok(n >= MIN_PADDED, `message ${i} of ${n} bytes is padded: ${sizes.join(' ')}`);
-      for (const n of sizes.slice(PADDED))
-        assert.ok(n < SMALL, `unpadded after ${PADDED}: ${sizes.join(' ')}`);
-    } finally {
-      await srv.close();
-    }
+    const sizes = await sizesFrom(true);
+    assert.ok(sizes.length > PADDED, `${sizes.length} messages`);
+    for (const [i, n] of sizes.slice(0, PADDED).entries())
+      assert.ok(n >= MIN_PADDED, `message ${i} of ${n} bytes is padded: ${sizes.join(' ')}`);
+    for (const n of sizes.slice(PADDED)) assert.ok(n < SMALL, `unpadded after ${PADDED}: ${sizes.join(' ')}`);
   });
 
   test('a client that does not pad gets no padding (Clash-safe)', async () => {
-    const srv = await startWsTestServer({ keys: [{ id: 'k', method: METHOD, secret: PASSWORD }] });
-    try {
-      const sizes = await serverMessageSizes(srv, false);
-      assert.ok(sizes.length >= 12, `${sizes.length} messages`);
-      for (const n of sizes) assert.ok(n < SMALL, `no padding: ${sizes.join(' ')}`);
-    } finally {
-      await srv.close();
-    }
+    assertUnpadded(await sizesFrom(false));
   });
 
   test('negative control: cover off, every server message is small', async () => {
-    const srv = await startWsTestServer({
-      keys: [{ id: 'k', method: METHOD, secret: PASSWORD }],
-      cover: false,
-    });
-    try {
-      const sizes = await serverMessageSizes(srv, true);
-      assert.ok(sizes.length >= 12, `${sizes.length} messages`);
-      for (const n of sizes) assert.ok(n < SMALL, `no padding: ${sizes.join(' ')}`);
-    } finally {
-      await srv.close();
-    }
+    assertUnpadded(await sizesFrom(true, false));
   });
 });
