@@ -8,13 +8,17 @@
  *
  * Measures single-flow upload and download (--size MiB, median of --runs) and the time of
  * --short connections in a row (each: connect through the proxy, 64 bytes echoed, close), which
- * Mux.Cool (on in both clients, their default) carries over one WebSocket.
+ * Mux.Cool (on in both clients, their default) carries over one WebSocket. Also, because
+ * MiB/s on a loaded machine is mostly the load: CPU time of client and server (their whole
+ * process trees: the plugins are child processes) per MiB moved and per short connection, from
+ * /proc, and the distribution of the short connections' times (a Nagle/delayed-ACK stall is a
+ * 40 ms step in it whatever the load).
  * Targets: throughput >= 1.5x theirs, short connections <= 0.5x their time.
  *
  *   npm run bench -- --phases web          (through bench/run.ts)
  *   node --import tsx bench/web.ts [--size 64] [--runs 3] [--short 200] [--method M] [--json FILE]
  */
-import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeLabCertificates } from '../src/lab/lab-ca.js';
@@ -76,10 +80,29 @@ const track = <T extends Peer>(p: T): T => (peers.push(p), p);
 interface Server {
   name: string;
   port: number;
+  pid: number;
 }
 interface Client {
   name: string;
   socksPort: number;
+  pid: number;
+}
+
+/** CPU time (user + system, ms) of `pid` and every live descendant, from /proc (CLK_TCK 100). */
+function treeCpuMs(pid: number): number {
+  let ms = 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    ms = (Number(f[11]) + Number(f[12])) * 10;
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
+      const kids = readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim();
+      for (const k of kids ? kids.split(' ') : []) ms += treeCpuMs(Number(k));
+    }
+  } catch {
+    // gone meanwhile
+  }
+  return ms;
 }
 
 async function servers(): Promise<Server[]> {
@@ -102,7 +125,6 @@ async function servers(): Promise<Server[]> {
       ],
     }),
   );
-  void ladder;
   await waitForPort(webPort);
   const ss = track(
     await startSsServer({
@@ -117,8 +139,8 @@ async function servers(): Promise<Server[]> {
     }),
   );
   return [
-    { name: 'ladder server (web front)', port: webPort },
-    { name: 'ss-server + v2ray-plugin', port: ss.port },
+    { name: 'ladder server (web front)', port: webPort, pid: ladder.pid },
+    { name: 'ss-server + v2ray-plugin', port: ss.port, pid: ss.pid },
   ];
 }
 
@@ -147,16 +169,22 @@ async function clients(server: Server): Promise<Client[]> {
     }),
   );
   return [
-    { name: 'ladder client', socksPort: ladder.socksPort },
-    { name: 'ss-local + v2ray-plugin', socksPort: ss.socksPort },
+    { name: 'ladder client', socksPort: ladder.socksPort, pid: ladder.pid },
+    { name: 'ss-local + v2ray-plugin', socksPort: ss.socksPort, pid: ss.pid },
   ];
 }
 
-/** `n` connections in a row through the proxy, each 64 bytes echoed; total ms. */
-async function shortConnections(socksPort: number, echoPort: number, n: number): Promise<number> {
+/** `n` connections in a row through the proxy, each 64 bytes echoed; total ms and each one's. */
+async function shortConnections(
+  socksPort: number,
+  echoPort: number,
+  n: number,
+): Promise<{ total: number; each: number[] }> {
   const body = Buffer.alloc(64, 7);
+  const each: number[] = [];
   const t0 = performance.now();
   for (let i = 0; i < n; i++) {
+    const c0 = performance.now();
     const s = await socks5Connect({
       proxyPort: socksPort,
       host: '127.0.0.1',
@@ -178,8 +206,9 @@ async function shortConnections(socksPort: number, echoPort: number, n: number):
       s.write(body);
     });
     s.destroy();
+    each.push(performance.now() - c0);
   }
-  return performance.now() - t0;
+  return { total: performance.now() - t0, each };
 }
 
 interface Row {
@@ -187,6 +216,12 @@ interface Row {
   upload: number[];
   download: number[];
   shortMs: number[];
+  /** CPU ms of client + server per MiB moved (upload and download together), per run. */
+  cpuPerMiB: number[];
+  /** CPU ms of client + server per short connection, per run. */
+  cpuPerShort: number[];
+  /** Every short connection's time (ms), all runs. */
+  each: number[];
 }
 
 const sink = await startSink({ hash: false });
@@ -195,13 +230,22 @@ const echo = await startEcho();
 const rows: Row[] = [];
 const load0 = loadavg()[0]!;
 try {
-  const pairs: Array<{ label: string; socksPort: number }> = [];
+  const pairs: Array<{ label: string; socksPort: number; pids: number[] }> = [];
   for (const s of await servers())
-    for (const c of await clients(s)) pairs.push({ label: `${c.name} -> ${s.name}`, socksPort: c.socksPort });
+    for (const c of await clients(s))
+      pairs.push({ label: `${c.name} -> ${s.name}`, socksPort: c.socksPort, pids: [c.pid, s.pid] });
   for (const p of pairs) {
     // Warm-up: the WebSocket and TLS set up, JIT warm.
     await uploadCountVia({ proxyPort: p.socksPort }, { host: '127.0.0.1', port: sink.port }, 4 * MiB);
-    rows.push({ pair: p.label, upload: [], download: [], shortMs: [] });
+    rows.push({
+      pair: p.label,
+      upload: [],
+      download: [],
+      shortMs: [],
+      cpuPerMiB: [],
+      cpuPerShort: [],
+      each: [],
+    });
   }
   outer: for (let r = 0; r < RUNS; r++) {
     const order = r % 2 === 0 ? pairs : [...pairs].reverse();
@@ -212,15 +256,22 @@ try {
       }
       const row = rows.find((x) => x.pair === p.label)!;
       const via = { proxyPort: p.socksPort };
+      const cpu = (): number => p.pids.reduce((a, pid) => a + treeCpuMs(pid), 0);
+      const cpu0 = cpu();
       const up = await uploadCountVia(via, { host: '127.0.0.1', port: sink.port }, SIZE);
       const down = await downloadCountVia(via, { host: '127.0.0.1', port: source.port }, SIZE);
+      const cpu1 = cpu();
       log(
         `${p.label}: up ${(SIZE / MiB / (up / 1000)).toFixed(0)} MiB/s, down ${(SIZE / MiB / (down / 1000)).toFixed(0)} MiB/s`,
       );
-      const short = await shortConnections(p.socksPort, echo.port, SHORT);
+      const { total: short, each } = await shortConnections(p.socksPort, echo.port, SHORT);
+      const cpu2 = cpu();
       row.upload.push(SIZE / MiB / (up / 1000));
       row.download.push(SIZE / MiB / (down / 1000));
       row.shortMs.push(short);
+      row.cpuPerMiB.push((cpu1 - cpu0) / ((2 * SIZE) / MiB));
+      row.cpuPerShort.push((cpu2 - cpu1) / SHORT);
+      row.each.push(...each);
       log(
         `${p.label}: up ${(SIZE / MiB / (up / 1000)).toFixed(0)} MiB/s, down ${(SIZE / MiB / (down / 1000)).toFixed(0)} MiB/s, ${SHORT} short ${short.toFixed(0)} ms`,
       );
@@ -233,11 +284,21 @@ try {
 }
 
 const med = (xs: number[]): number => (xs.length ? median(xs) : NaN);
+const pct = (xs: number[], q: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))]! : NaN;
+};
 const out = rows.map((r) => ({
   pair: r.pair,
   upload: med(r.upload),
   download: med(r.download),
   shortMs: med(r.shortMs),
+  cpuPerMiB: med(r.cpuPerMiB),
+  cpuPerShort: med(r.cpuPerShort),
+  shortP50: pct(r.each, 0.5),
+  shortP90: pct(r.each, 0.9),
+  /** Short connections that took 40 ms or more (a delayed-ACK step, or the load). */
+  short40: r.each.filter((x) => x >= 40).length / Math.max(1, r.each.length),
   runs: r.upload.length,
 }));
 const ours = out.find((r) => r.pair === 'ladder client -> ladder server (web front)');
@@ -245,17 +306,17 @@ const theirs = out.find((r) => r.pair === 'ss-local + v2ray-plugin -> ss-server 
 const lines = [
   `Shadowsocks over WebSocket+TLS, ${METHOD}, ${SIZE / MiB} MiB single flow, ${SHORT} short connections (Mux.Cool on), median of ${RUNS}; load ${load0.toFixed(1)} at start`,
   '',
-  `| client -> server | upload MiB/s | download MiB/s | ${SHORT} short conns, s |`,
-  '|---|--:|--:|--:|',
+  `| client -> server | upload MiB/s | download MiB/s | ${SHORT} short conns, s | CPU ms/MiB | CPU ms/short conn | short conn p50 / p90 ms | >= 40 ms |`,
+  '|---|--:|--:|--:|--:|--:|--:|--:|',
   ...out.map(
     (r) =>
-      `| ${r.pair} | ${r.upload.toFixed(0)} | ${r.download.toFixed(0)} | ${(r.shortMs / 1000).toFixed(2)} |`,
+      `| ${r.pair} | ${r.upload.toFixed(0)} | ${r.download.toFixed(0)} | ${(r.shortMs / 1000).toFixed(2)} | ${r.cpuPerMiB.toFixed(1)} | ${r.cpuPerShort.toFixed(2)} | ${r.shortP50.toFixed(1)} / ${r.shortP90.toFixed(1)} | ${(100 * r.short40).toFixed(0)}% |`,
   ),
 ];
 if (ours && theirs) {
   lines.push(
     '',
-    `ladder/ladder vs v2ray-plugin/ss-server: upload ${(ours.upload / theirs.upload).toFixed(2)}x, download ${(ours.download / theirs.download).toFixed(2)}x (target >= 1.5x); short connections ${(ours.shortMs / theirs.shortMs).toFixed(2)}x the time (target <= 0.5x)`,
+    `ladder/ladder vs v2ray-plugin/ss-server: upload ${(ours.upload / theirs.upload).toFixed(2)}x, download ${(ours.download / theirs.download).toFixed(2)}x (target >= 1.5x); short connections ${(ours.shortMs / theirs.shortMs).toFixed(2)}x the time (target <= 0.5x); CPU ${(ours.cpuPerMiB / theirs.cpuPerMiB).toFixed(2)}x per MiB, ${(ours.cpuPerShort / theirs.cpuPerShort).toFixed(2)}x per short connection`,
   );
 }
 process.stdout.write(lines.join('\n') + '\n');

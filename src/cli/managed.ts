@@ -300,7 +300,10 @@ export async function startManaged(
     // off this thread's event loop: API, store and enforcer load cannot stall its tunnels.
     // Additional key ports (Outline's per-key ports, rare) and the web front's own server (no
     // listener; the front's endpoints hand it streams) stay on this thread.
-    const startPlane = async (port: number, primary: boolean): Promise<Plane & { workers: number }> => {
+    const startPlane = async (
+      port: number,
+      primary: boolean,
+    ): Promise<Plane & { workers: number } & Partial<Pick<WorkerPlane, 'replayFilters'>>> => {
       // One replay-state file: the primary listener's (additional key ports keep theirs in memory),
       // in the data directory unless --replay-state names one, so a restart still refuses replays
       // of traffic recorded before it (D5).
@@ -444,8 +447,15 @@ export async function startManaged(
 
     if (webPlan) {
       const secretPath = await storedSecretPath(dataDir, webPlan.secretPath);
-      // Its own server (no listener) with every key of every port; the pool keeps its keys.
-      pool.attachWebServer(await startWebOnlyServer(planeOptions));
+      // Its own server (no listener) with every key of every port; the pool keeps its keys. It
+      // checks salts against the primary port's replay filters (the workers' shared ones), so a
+      // connection recorded on the raw port and replayed to the web front is refused, and back.
+      pool.attachWebServer(
+        await startWebOnlyServer({
+          ...planeOptions,
+          ...(plane.replayFilters ? { replayFilters: plane.replayFilters } : {}),
+        }),
+      );
       web = await startWeb({ ...webPlan, secretPath }, pool.webServer!, flags.udp !== false, log);
       const w = web;
       cleanups.push(() => w.close());

@@ -21,6 +21,7 @@ import type { DataPlaneOptions, ShadowsocksServer } from '../server/index.js';
 import type { WebService, WebServiceSettings } from '../server/web/setup.js';
 import type { RuntimeKey } from '../shared/control.js';
 import { bindErrorCode } from '../shared/listen.js';
+import { formatHostPort } from '../shared/parse.js';
 import type { Logger } from '../shared/logger.js';
 import { UsageError } from './errors.js';
 
@@ -36,6 +37,7 @@ export interface WebFlags {
   acmeDirectory?: string;
   acmeHttpPort?: string;
   trustProxy?: string[];
+  webPublicUrl?: string;
 }
 
 /** The web flags: commander's key, the flag, the config file's `web` field. */
@@ -51,6 +53,7 @@ const FLAGS = [
   ['acmeDirectory', '--acme-directory', 'acmeDirectory'],
   ['acmeHttpPort', '--acme-http-port', 'acmeHttpPort'],
   ['trustProxy', '--trust-proxy', 'trustProxy'],
+  ['webPublicUrl', '--web-public-url', 'publicUrl'],
 ] as const;
 
 const commaList = (value: string, previous: string[] | undefined): string[] => [
@@ -87,11 +90,54 @@ export function addWebOptions(cmd: Command): Command {
       '--trust-proxy <cidr>',
       'believe X-Forwarded-For/Forwarded/CF-Connecting-IP from these addresses (CIDR[,CIDR]; repeatable): nginx, a CDN',
       commaList,
+    )
+    .option(
+      '--web-public-url <url>',
+      'what keys and subscriptions tell clients to dial for the web front when it is not this host and --web-port, e.g. wss://cdn.example.net (a CDN or reverse proxy)',
     );
 }
 
+/** Where clients reach the web front from outside (a CDN edge, a reverse proxy): --web-public-url. */
+export interface PublicWebUrl {
+  /** Name or address clients dial and send as Host/SNI (IPv6 without brackets). */
+  host: string;
+  port: number;
+  tls: boolean;
+}
+
+/**
+ * Parse --web-public-url: ws:// or http:// (plain), wss:// or https:// (TLS), a host, an optional
+ * port (default 80 / 443), nothing else. The secret path stays the server's (a CDN forwards it).
+ */
+export function parsePublicWebUrl(text: string): PublicWebUrl {
+  // The value is echoed unless it may carry credentials (user:password@).
+  const shown = text.includes('@') ? '' : `, got ${JSON.stringify(text)}`;
+  const bad = (why: string): never => {
+    throw new UsageError(`--web-public-url: ${why}${shown}`);
+  };
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    return bad('expected a URL such as wss://cdn.example.net or https://cdn.example.net:8443');
+  }
+  const tls = u.protocol === 'wss:' || u.protocol === 'https:';
+  if (!tls && u.protocol !== 'ws:' && u.protocol !== 'http:')
+    bad('expected ws://, wss://, http:// or https://');
+  if (u.hostname === '') bad('no host');
+  if (u.username !== '' || u.password !== '') bad('no user name or password in it');
+  if ((u.pathname !== '/' && u.pathname !== '') || u.search !== '' || u.hash !== '' || /[?#]/.test(text))
+    bad("no path, query or fragment (the secret path is the server's, --web-path)");
+  const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
+  return { host, port: u.port === '' ? (tls ? 443 : 80) : Number(u.port), tls };
+}
+
 /** The web settings without the secret path (which the mode decides), or undefined when the front is off. */
-export type WebPlan = Omit<WebServiceSettings, 'secretPath' | 'logger'> & { secretPath?: string };
+export type WebPlan = Omit<WebServiceSettings, 'secretPath' | 'logger'> & {
+  secretPath?: string;
+  /** --web-public-url: advertised in keys and subscriptions instead of this host and port. */
+  publicUrl?: PublicWebUrl;
+};
 
 /**
  * Flags over the config file's `web` object. `dataDir` is where ACME keeps its state (managed
@@ -125,6 +171,7 @@ export async function planWeb(
     ['webPath', '--web-path'],
     ['decoy', '--decoy'],
     ['acme', '--acme'],
+    ['webPublicUrl', '--web-public-url'],
   ] as const) {
     if (flags[k] === '') throw new UsageError(`${name} must not be empty`);
   }
@@ -148,6 +195,14 @@ export async function planWeb(
     ...opt('dataDir', pick(dataDir, file?.dataDir)),
     ...opt('trustProxy', pick(flags.trustProxy, file?.trustProxy)),
   };
+  const publicUrl = pick(flags.webPublicUrl, file?.publicUrl);
+  if (publicUrl !== undefined) {
+    try {
+      plan.publicUrl = parsePublicWebUrl(publicUrl);
+    } catch (err) {
+      fail((err as Error).message);
+    }
+  }
   if (acmeDomains?.some((d) => d === '')) throw new UsageError('--acme: empty domain name');
   if (!plan.acmeDomains && (plan.acmeEmail ?? plan.acmeDirectoryUrl ?? plan.acmeHttpPort) !== undefined)
     throw new UsageError('--acme-email, --acme-directory and --acme-http-port need --acme');
@@ -214,6 +269,8 @@ export async function storedSecretPath(dataDir: string, given: string | undefine
 export interface RunningWeb {
   readonly service: WebService;
   readonly settings: WebServiceSettings;
+  /** --web-public-url, when given: what keys and subscriptions advertise. */
+  readonly publicUrl?: PublicWebUrl | undefined;
   close(): Promise<void>;
 }
 
@@ -234,11 +291,12 @@ export async function startWeb(
     import('../server/web/setup.js'),
     import('../server/web/websocket.js'),
   ]);
-  const secretPath = plan.secretPath ?? generateSecretPath();
+  const { publicUrl, ...front } = plan;
+  const secretPath = front.secretPath ?? generateSecretPath();
   // The builtin decoy's wording follows the secret path (stable with it), not revealing it.
   const settings: WebServiceSettings = {
     decoySeed: createHash('sha256').update(`decoy ${secretPath}`).digest(),
-    ...plan,
+    ...front,
     secretPath,
   };
   const endpoints = createWebSocketEndpoints(server, {
@@ -264,6 +322,7 @@ export async function startWeb(
   return {
     service,
     settings,
+    publicUrl,
     async close() {
       endpoints.close();
       await service.close();
@@ -273,8 +332,9 @@ export async function startWeb(
 
 /**
  * Managed mode's server for the web front: the data planes' options, no listener of its own
- * (its keys are every key of every port, set by the port pool); usage and replay state run as on
- * a listening server. Its SIP004 salt filter is its own, like each key port's.
+ * (its keys are every key of every port, set by the port pool); usage runs as on a listening
+ * server. With `replayFilters` (the primary port's workers' shared filters) its salts are checked
+ * against the raw port's and the other way round; the primary port loads and saves them.
  */
 export async function startWebOnlyServer(
   options: Omit<DataPlaneOptions, 'keys' | 'port'>,
@@ -303,18 +363,26 @@ export function webStatusLine(web: RunningWeb): string {
         : 'files from a directory';
   const n = s.trustProxy?.length ?? 0;
   const proxies = n === 0 ? 'no trusted proxies' : `${n} trusted prox${n === 1 ? 'y' : 'ies'}`;
-  return `web front on port ${web.service.front.port} (${tls}); decoy: ${decoy}; ${proxies}`;
+  const pu = web.publicUrl;
+  const advertised = pu
+    ? `; advertised as ${pu.tls ? 'wss' : 'ws'}://${formatHostPort(pu.host, pu.port)}`
+    : '';
+  return `web front on port ${web.service.front.port} (${tls}); decoy: ${decoy}; ${proxies}${advertised}`;
 }
 
 export { webKeyUrlFor, type WebEndpoint };
 
-/** The public endpoint of a running front; `host` is the access-key host (the ACME domain wins). */
+/**
+ * The public endpoint of a running front: --web-public-url when given, else `host` (the
+ * access-key host; the ACME domain wins) with the front's own port and TLS.
+ */
 export function webEndpointOf(web: RunningWeb, host: string): WebEndpoint {
+  const pu = web.publicUrl;
   return {
-    host: web.settings.acmeDomains?.[0] ?? host,
-    port: web.service.front.port,
+    host: pu?.host ?? web.settings.acmeDomains?.[0] ?? host,
+    port: pu?.port ?? web.service.front.port,
     path: web.settings.secretPath,
-    tls: web.service.front.tls,
+    tls: pu?.tls ?? web.service.front.tls,
     mux: true,
   };
 }

@@ -40,7 +40,8 @@ import {
  * `web` turns the web front on (the same settings as the --web-* flags, which override it):
  * `port` (required), `host`, `path`, `decoy`, `tlsCert` + `tlsKey` or `acme` (a domain or a list)
  * with `acmeEmail`, `acmeDirectory`, `acmeHttpPort` and `dataDir` (where ACME keeps its account and
- * certificates), `trustProxy` (a CIDR or a list). File paths are relative to the config file.
+ * certificates), `trustProxy` (a CIDR or a list), `publicUrl` (what keys advertise when clients
+ * reach the front through a CDN or proxy elsewhere). File paths are relative to the config file.
  *
  * Unknown fields are refused (a typo must not silently fall back to a default). Errors are one
  * line, `FILE: path.to[field]: what is wrong`, and never contain a password.
@@ -128,6 +129,7 @@ export const webConfigSchema = z
     acmeHttpPort: portNumber.optional(),
     trustProxy: oneOrMany('a CIDR').optional(),
     dataDir: text('a directory').optional(),
+    publicUrl: text('a ws://, wss://, http:// or https:// URL').optional(),
   })
   .superRefine((w, ctx) => {
     if ((w.tlsCert === undefined) !== (w.tlsKey === undefined))

@@ -43,6 +43,13 @@ export interface MuxConnectionOptions {
   idleMs?: number;
   /** D14 cover: pad the first writes and optionally send idle KeepAlives (mux-cover.ts); default none. */
   cover?: MuxCoverOptions | undefined;
+  /**
+   * D14 cover that starts only once the peer sent a KeepAlive frame with data (its own padding):
+   * proof that it parses KeepAlive data. Some clients do not (Clash/mihomo's v2ray-plugin mux
+   * reads a KeepAlive as a bare header and would take the padding for the next frame), so a
+   * server pads only peers that pad.
+   */
+  mirrorCover?: MuxCoverOptions | undefined;
 }
 
 /**
@@ -75,7 +82,7 @@ export class MuxConnection {
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
   #lastActive = Date.now();
   #lastData = Date.now();
-  readonly #cover: MuxCover | undefined;
+  #cover: MuxCover | undefined;
 
   constructor(carrier: Duplex, opts: MuxConnectionOptions) {
     this.carrier = carrier;
@@ -209,7 +216,14 @@ export class MuxConnection {
   }
 
   #onFrame(f: MuxFrame): void {
-    if (f.status === MuxStatus.KeepAlive) return;
+    if (f.status === MuxStatus.KeepAlive) {
+      const mirror = this.#opts.mirrorCover;
+      if (mirror && !this.#cover && f.data && f.data.length > 0) {
+        this.#cover = new MuxCover(mirror);
+        this.#cover.start((b) => this.sendFrame(b));
+      }
+      return;
+    }
     let s = this.#sessions.get(f.sessionId);
     if (f.status === MuxStatus.New) {
       if (this.#opts.role !== 'server') return; // a server never opens sessions

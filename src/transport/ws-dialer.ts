@@ -49,6 +49,10 @@ export async function dialWebSocket(ep: WsEndpoint, signal?: AbortSignal): Promi
   }
 }
 
+const zeroMask = (mask: Buffer): void => {
+  mask.fill(0);
+};
+
 /** Open a WebSocket to `ep` (as dialWebSocket) and resolve with it once open. */
 export function openWebSocket(ep: WsEndpoint, signal?: AbortSignal): Promise<WebSocket> {
   const url = new URL(ep.url);
@@ -88,6 +92,11 @@ export function openWebSocket(ep: WsEndpoint, signal?: AbortSignal): Promise<Web
     const ws = new WebSocket(url, {
       headers: { Host: host },
       perMessageDeflate: false,
+      // Inside TLS the masking key is invisible to everyone but the server (or the CDN that
+      // terminates TLS, which unmasks without checking it): an all-zero key makes ws skip
+      // masking, a copy plus a JavaScript XOR of every byte we send, and the server's unmasking.
+      // On plain ws:// the key is on the wire, so it stays random there (RFC 6455 §5.3).
+      ...(url.protocol === 'wss:' ? { generateMask: zeroMask } : {}),
       handshakeTimeout: timeoutMs,
       maxPayload: 4 * 1024 * 1024,
       ...tls,

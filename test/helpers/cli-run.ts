@@ -41,3 +41,23 @@ export function waitForStdout(r: Run, re: RegExp, ms = 20_000): Promise<RegExpEx
     { timeoutMs: ms, intervalMs: 50, message },
   );
 }
+
+/** `ladder server` unmanaged on loopback with a web front on a free port, plus `extra`. */
+export function unmanagedWeb(password: string, ...extra: string[]): string[] {
+  return [
+    'server',
+    '--password',
+    password,
+    '--port',
+    '0',
+    '--host',
+    '127.0.0.1',
+    '--web-port',
+    '0',
+    '--web-host',
+    '127.0.0.1',
+    '--public-host',
+    '127.0.0.1',
+    ...extra,
+  ];
+}

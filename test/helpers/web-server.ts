@@ -13,6 +13,10 @@ import { startDataPlane, type DataPlane } from '../../src/server/index.js';
 import { builtinDecoy } from '../../src/server/web/decoy.js';
 import { startWebFront, type WebFrontTls } from '../../src/server/web/front.js';
 import { createWebSocketEndpoints } from '../../src/server/web/websocket.js';
+import type { NextHop } from '../../src/transport/dialer.js';
+import { DialerStream } from '../../src/transport/dialer-stream.js';
+import { ShadowsocksDialer } from '../../src/transport/shadowsocks-dialer.js';
+import type { MuxCoverOptions } from '../../src/transport/mux-cover.js';
 import type { RuntimeKey, UsageSink } from '../../src/shared/control.js';
 
 export interface WsTestServer {
@@ -37,6 +41,10 @@ export interface WsTestServerOptions {
   udp?: boolean;
   /** Use the real web front (builtin decoy) rather than the bare stand-in. */
   front?: { tls?: WebFrontTls; trustProxy?: readonly string[] };
+  /** D14 cover of the server's Mux.Cool carriers (createWebSocketEndpoints' `cover`). */
+  cover?: MuxCoverOptions | false;
+  /** Called with the socket of each accepted upgrade, once the WebSocket has it (tests' controls). */
+  onAccepted?: (socket: Socket) => void;
 }
 
 export async function startWsTestServer(opts: WsTestServerOptions): Promise<WsTestServer> {
@@ -51,13 +59,26 @@ export async function startWsTestServer(opts: WsTestServerOptions): Promise<WsTe
     ...(opts.usageFlushMs !== undefined ? { usageFlushMs: opts.usageFlushMs } : {}),
     ...(opts.idleMs !== undefined ? { timeouts: { idleMs: opts.idleMs } } : {}),
   });
-  const endpoints = createWebSocketEndpoints(plane.server, { secretPath, udp: opts.udp ?? true });
+  const endpoints = createWebSocketEndpoints(plane.server, {
+    secretPath,
+    udp: opts.udp ?? true,
+    ...(opts.cover !== undefined ? { cover: opts.cover } : {}),
+  });
   let upgrades = 0;
   const clients: (string | undefined)[] = [];
-  const take = (req: http.IncomingMessage, socket: Socket, head: Buffer, addr: string | undefined): boolean => {
+  const take = (
+    req: http.IncomingMessage,
+    socket: Socket,
+    head: Buffer,
+    addr: string | undefined,
+  ): boolean => {
     if (!endpoints.onUpgrade(req, socket, head, addr)) return false;
     upgrades++;
     clients.push(addr);
+    if (opts.onAccepted) {
+      const hook = opts.onAccepted;
+      setImmediate(() => hook(socket));
+    }
     return true;
   };
   let webPort: number;
@@ -104,4 +125,18 @@ export async function startWsTestServer(opts: WsTestServerOptions): Promise<WsTe
       await plane.close();
     },
   };
+}
+
+/**
+ * A Shadowsocks stream to 127.0.0.1:`port` through `srv`'s WebSocket endpoints, over `hop` (the
+ * test's own WebSocket dial, e.g. with a Mux.Cool session); dialled on the first write.
+ */
+export function tunnelVia(
+  srv: WsTestServer,
+  key: { method: string; password: string },
+  hop: NextHop,
+  port: number,
+): DialerStream {
+  const dialer = new ShadowsocksDialer({ host: '127.0.0.1', port: srv.webPort, ...key, nextHop: hop });
+  return new DialerStream(dialer, { type: 'ipv4', host: '127.0.0.1', port });
 }

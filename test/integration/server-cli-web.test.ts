@@ -11,7 +11,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseSsUrl } from '../../src/protocol/sip002/index.js';
 import { parsePluginOptions } from '../../src/protocol/sip002/plugin-opts.js';
-import { run, waitForStdout, type Run } from '../helpers/cli-run.js';
+import { run, unmanagedWeb, waitForStdout, type Run } from '../helpers/cli-run.js';
 import { freePort, readExactly, startEcho } from '../helpers/net.js';
 import { socks5Connect } from '../helpers/socks5.js';
 
@@ -62,24 +62,7 @@ describe('ladder server --web-port (CLI)', () => {
     const echo = await startEcho();
     t.after(() => echo.close());
     const password = randomBytes(18).toString('base64url');
-    const r = run([
-      'server',
-      '--password',
-      password,
-      '--port',
-      '0',
-      '--host',
-      '127.0.0.1',
-      '--web-port',
-      '0',
-      '--web-host',
-      '127.0.0.1',
-      '--public-host',
-      '127.0.0.1',
-      '--allow-private',
-      '--trust-proxy',
-      '127.0.0.1/32,::1/128',
-    ]);
+    const r = run(unmanagedWeb(password, '--allow-private', '--trust-proxy', '127.0.0.1/32,::1/128'));
     try {
       const [url] = await waitForStdout(r, WEB_URL);
       const m = /web front on port (\d+) \(plain HTTP[^)]*\); decoy: builtin site; 2 trusted proxies/.exec(
@@ -131,6 +114,15 @@ describe('ladder server --web-port (CLI)', () => {
       [['--decoy', 'builtin'], /--decoy needs --web-port/],
       [['--web-port', '70000'], /--web-port/],
       [['--web-port', '0', '--trust-proxy', 'not-a-cidr'], /./],
+      [['--web-public-url', 'wss://cdn.example.net'], /--web-public-url needs --web-port/],
+      [
+        ['--web-port', '0', '--web-public-url', 'ftp://cdn.example.net'],
+        /^ladder: --web-public-url: expected ws:\/\//,
+      ],
+      [
+        ['--web-port', '0', '--web-public-url', 'wss://cdn.example.net/p'],
+        /^ladder: --web-public-url: no path/,
+      ],
     ];
     for (const [args, re] of cases) {
       const r = run(['server', '--password', 'pw', '--port', '0', '--host', '127.0.0.1', ...args]);
@@ -154,19 +146,38 @@ describe('ladder server --web-port (CLI)', () => {
         web: { port: 0, host: '127.0.0.1', tlsCert: 'cert.pem', tlsKey: 'key.pem' },
       }),
     );
-    const r = run(['server', '--config', f]);
-    assert.equal(await r.exit, 2, r.stderr());
-    assert.equal(r.stderr().trim(), `ladder: ${f}: web.tlsCert ${join(dir, 'cert.pem')}: no such file`);
-    writeFileSync(
-      f,
-      JSON.stringify({
-        keys: [{ id: 'a', method: 'aes-128-gcm', password: 'pa' }],
-        web: { port: 0, tlsKey: 'k' },
-      }),
-    );
-    const r2 = run(['server', '--config', f]);
-    assert.equal(await r2.exit, 2, r2.stderr());
-    assert.equal(r2.stderr().trim(), `ladder: ${f}: web.tlsCert: tlsCert and tlsKey go together`);
+    /** `ladder server --config f` exits 2 with one line; returns it. */
+    const refused = async (): Promise<string> => {
+      const r = run(['server', '--config', f]);
+      assert.equal(await r.exit, 2, r.stderr());
+      return r.stderr().trim();
+    };
+    assert.equal(await refused(), `ladder: ${f}: web.tlsCert ${join(dir, 'cert.pem')}: no such file`);
+    const keys = [{ id: 'a', method: 'aes-128-gcm', password: 'pa' }];
+    writeFileSync(f, JSON.stringify({ keys, web: { port: 0, tlsKey: 'k' } }));
+    assert.equal(await refused(), `ladder: ${f}: web.tlsCert: tlsCert and tlsKey go together`);
+    writeFileSync(f, JSON.stringify({ keys, web: { port: 0, publicUrl: 'wss://cdn.example.net/x' } }));
+    assert.ok((await refused()).startsWith(`ladder: ${f}: web.publicUrl: no path`));
+  });
+
+  it('--web-public-url: keys advertise the CDN host, port and TLS; the banner says so', async () => {
+    const r = run(unmanagedWeb('pw-public-url', '--web-public-url', 'wss://cdn.example.net:8443'));
+    try {
+      const [url] = await waitForStdout(r, WEB_URL);
+      const key = parseSsUrl(url);
+      assert.equal(key.host, 'cdn.example.net');
+      assert.equal(key.port, 8443);
+      const opts = parsePluginOptions(key.pluginOptions ?? '');
+      assert.equal(opts.get('host'), 'cdn.example.net');
+      assert.equal(opts.has('tls'), true, 'the CDN speaks TLS although the front is plain');
+      assert.match(
+        r.stdout(),
+        /web front on port \d+ \(plain HTTP[^\n]*; advertised as wss:\/\/cdn\.example\.net:8443/,
+      );
+      await stop(r);
+    } finally {
+      r.child.kill('SIGKILL');
+    }
   });
 
   it('managed: the secret path is generated once and kept; the web URL of the first start works after a restart', async (t) => {

@@ -5,28 +5,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { socks5UdpAssociate, startUdpEcho, udpEchoRun } from '../../src/transport/udp-socks5.js';
-import { run, waitForStdout, type Run } from '../helpers/cli-run.js';
+import { run, unmanagedWeb, waitForStdout, type Run } from '../helpers/cli-run.js';
 
 const WEB_URL = /ss:\/\/\S+plugin=v2ray-plugin\S*/;
 
 function server(udp: boolean): Run {
-  return run([
-    'server',
-    '--password',
-    'udp-over-ws-password',
-    '--port',
-    '0',
-    '--host',
-    '127.0.0.1',
-    '--web-port',
-    '0',
-    '--web-host',
-    '127.0.0.1',
-    '--public-host',
-    '127.0.0.1',
-    '--allow-private',
-    ...(udp ? ['--udp'] : []),
-  ]);
+  return run(unmanagedWeb('udp-over-ws-password', '--allow-private', ...(udp ? ['--udp'] : [])));
 }
 
 /** Datagrams echoed through `ladder client --udp` with the server's web URL (out of 20). */

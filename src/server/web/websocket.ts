@@ -5,6 +5,7 @@ import type WebSocket from 'ws';
 import { WebSocketServer } from 'ws';
 import { looksLikeMuxCoolNew } from '../../protocol/muxcool.js';
 import { MuxConnection } from '../../transport/mux.js';
+import type { MuxCoverOptions } from '../../transport/mux-cover.js';
 import { WsStream } from '../../transport/ws-stream.js';
 import { SubkeyCache } from '../../protocol/shadowsocks/udp2022.js';
 import type { ShadowsocksServer } from '../server.js';
@@ -29,6 +30,15 @@ export interface WebSocketEndpointOptions {
    * usage counted to the key). Without it that path is not ours (decoy).
    */
   udp?: boolean | { idleMs?: number };
+  /**
+   * D14 cover for the server→client direction of Mux.Cool carriers (transport/mux-cover.ts): the
+   * first writes padded with KeepAlive frames, on carriers whose client pads its own (Ladder's
+   * client does by default): a client that sends KeepAlive data parses it. Clients that do not
+   * (v2ray-plugin, Clash/mihomo, whose partial Mux.Cool would misread it) are never padded.
+   * Default: the first 8 writes; `false` turns it off. Raw (non-Mux.Cool) streams have nowhere to
+   * put padding.
+   */
+  cover?: MuxCoverOptions | false;
 }
 
 export interface WebSocketEndpoints {
@@ -90,6 +100,7 @@ export function createWebSocketEndpoints(
   if (!base.startsWith('/') || base.length < 2) throw new Error('secretPath must look like /SECRET');
   const streamPaths = new Set([base, `${base}/tcp`]);
   const idleMs = opts.idleMs ?? server.idleMs;
+  const cover = opts.cover === false ? undefined : (opts.cover ?? {});
   const udp = opts.udp
     ? {
         ctx: server.udpContext,
@@ -126,6 +137,7 @@ export function createWebSocketEndpoints(
       new MuxConnection(stream, {
         role: 'server',
         idleMs,
+        ...(cover ? { mirrorCover: cover } : {}),
         onSession: (session) => server.handleStream(session, info),
       });
     });

@@ -21,7 +21,13 @@ import type { Logger } from '../../shared/logger.js';
 import { packageRoot } from '../../shared/package-root.js';
 import type { ServerHooks } from '../events.js';
 import { keyDelta, type KeyDelta } from '../keys.js';
-import { DEFAULT_REPLAY_CAPACITY, ReplayState, replayStateFile, type ReplayStore } from '../replay-state.js';
+import {
+  DEFAULT_REPLAY_CAPACITY,
+  ReplayState,
+  replayStateFile,
+  type ReplayFilters,
+  type ReplayStore,
+} from '../replay-state.js';
 import type { UdpRelayOptions } from '../udp-relay.js';
 import type { FromWorker, ToWorker, WorkerInit } from './messages.js';
 import { bindAddress, closeFd, listenReusePort, localPort, reusePortAvailable } from './reuseport.js';
@@ -94,6 +100,11 @@ export interface WorkerPlane extends ServerControl {
   readonly workers: number;
   /** The replay state this thread loads and saves (the filters are the workers'). */
   readonly replayState: ReplayState;
+  /**
+   * The workers' replay filters, for a server on this thread to check salts against too (the
+   * web front's), so a connection recorded on this port is refused there and the other way round.
+   */
+  readonly replayFilters: ReplayFilters;
   /** The current key set. */
   readonly keys: readonly RuntimeKey[];
   /**
@@ -225,6 +236,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
   }
   const capacity = opts.replayCapacity ?? DEFAULT_REPLAY_CAPACITY;
   const bufs = createSharedReplay(capacity);
+  const filters = sharedReplayFilters(bufs);
   const store =
     opts.replayStore ?? (opts.replayStateFile ? replayStateFile(opts.replayStateFile) : undefined);
   const replay = new ReplayState({
@@ -233,7 +245,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     store,
     capacity,
     ...(opts.replaySaveMs !== undefined ? { saveMs: opts.replaySaveMs } : {}),
-    filters: sharedReplayFilters(bufs),
+    filters,
   });
   await replay.load();
 
@@ -437,6 +449,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     address,
     workers: wanted,
     replayState: replay,
+    replayFilters: filters,
     get keys() {
       return [...keys.values()];
     },
