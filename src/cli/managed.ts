@@ -162,6 +162,9 @@ function tee(...sinks: UsageSink[]): UsageSink {
 
 export { PortPool } from './port-pool.js';
 
+/** The primary port's plane: in workers (with their shared replay filters) or on this thread. */
+type PrimaryPlane = Plane & { workers: number } & Partial<Pick<WorkerPlane, 'replayFilters'>>;
+
 /** How much lower (nice) the management plane's thread runs than the data-plane workers. */
 const MANAGEMENT_NICE = 5;
 
@@ -300,10 +303,7 @@ export async function startManaged(
     // off this thread's event loop: API, store and enforcer load cannot stall its tunnels.
     // Additional key ports (Outline's per-key ports, rare) and the web front's own server (no
     // listener; the front's endpoints hand it streams) stay on this thread.
-    const startPlane = async (
-      port: number,
-      primary: boolean,
-    ): Promise<Plane & { workers: number } & Partial<Pick<WorkerPlane, 'replayFilters'>>> => {
+    const startPlane = async (port: number, primary: boolean): Promise<PrimaryPlane> => {
       // One replay-state file: the primary listener's (additional key ports keep theirs in memory),
       // in the data directory unless --replay-state names one, so a restart still refuses replays
       // of traffic recorded before it (D5).
@@ -332,9 +332,7 @@ export async function startManaged(
         if (code) throw new UsageError(`cannot listen on port ${port}: ${code}`);
         throw err;
       });
-    const startPool = async (
-      port: number,
-    ): Promise<{ plane: Plane & { workers: number }; pool: PortPool }> => {
+    const startPool = async (port: number): Promise<{ plane: PrimaryPlane; pool: PortPool }> => {
       const plane = await startPrimary(port);
       if (plane.workers > 0 && tuning.lowerPriority === true) lowerThisThreadPriority(log);
       const pool = new PortPool(plane, (p) => startPlane(p, false), log);
@@ -364,7 +362,7 @@ export async function startManaged(
       return e;
     };
     // Started while the store is down: serve the cached keys now, the rest once it answers.
-    let early: { plane: Plane & { workers: number }; pool: PortPool; enforcer: KeyEnforcer } | undefined;
+    let early: { plane: PrimaryPlane; pool: PortPool; enforcer: KeyEnforcer } | undefined;
     if (cached) {
       const started = await startPool(dataPortFlag ?? cached.port);
       planePort = started.plane.address.port;
