@@ -48,12 +48,32 @@ const zoneBlocks = Object.entries(ALLOWED).map(([dir, allowed]) => {
   return { files: [`src/${dir}/**/*.ts`], ignores: ['**/*.test.ts'], rules: { 'no-restricted-imports': ['error', { patterns, paths }] } };
 });
 
+/**
+ * The dashboard's browser code (web/src, bundled by scripts/build-web.mjs) runs in the operator's
+ * browser: it talks to the server over HTTP only, so it may import nothing from src/ (not even
+ * types: web/src/api.ts mirrors docs/api.md) and no Node built-in.
+ */
+export const WEB_ZONE = {
+  files: ['web/src/**/*.ts', 'web/src/**/*.tsx'],
+  rules: {
+    'no-restricted-imports': [
+      'error',
+      {
+        patterns: [
+          { regex: '(^|/)src/|^\\.\\./\\.\\./', message: 'web/ (browser code) may not import server code: use the HTTP API' },
+          { regex: '^node:', message: 'web/ runs in a browser: no Node built-ins' },
+        ],
+      },
+    ],
+  },
+};
+
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'web/dist/**', 'coverage/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    files: ['**/*.ts'],
+    files: ['**/*.ts', '**/*.tsx'],
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
     rules: {
       '@typescript-eslint/no-floating-promises': [
@@ -79,5 +99,6 @@ export default tseslint.config(
     languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } },
   },
   ...zoneBlocks,
+  WEB_ZONE,
   prettier,
 );
