@@ -134,7 +134,9 @@ export function Qr({ text, label }: { text: string; label: string }) {
   const [src, setSrc] = useState<string>();
   useEffect(() => {
     let live = true;
-    void import('qrcode').then(async (q) => {
+    void import('qrcode').then(async (mod) => {
+      // A CommonJS module: its functions are on the default export.
+      const q = (mod as { default?: typeof mod }).default ?? mod;
       const svg = await q.toString(text, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 });
       if (live) setSrc(`data:image/svg+xml;charset=utf-8,${encodeURIComponent(svg)}`);
     });
