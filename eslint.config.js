@@ -5,7 +5,20 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import prettier from 'eslint-config-prettier';
 
-const ALL = ['protocol', 'transport', 'server', 'client', 'store', 'api', 'metrics', 'config', 'lab', 'probe', 'cli', 'shared'];
+const ALL = [
+  'protocol',
+  'transport',
+  'server',
+  'client',
+  'store',
+  'api',
+  'metrics',
+  'config',
+  'lab',
+  'probe',
+  'cli',
+  'shared',
+];
 
 /**
  * The dependency direction, as "folder -> folders it may import from". Checked on the import
@@ -37,7 +50,17 @@ const zoneBlocks = Object.entries(ALLOWED).map(([dir, allowed]) => {
   const paths = [];
   if (dir === 'protocol') {
     // Pure codecs: no I/O, timers or logging.
-    for (const name of ['node:fs', 'node:fs/promises', 'node:dgram', 'node:tls', 'node:http', 'node:https', 'node:child_process', 'node:timers', 'pino'])
+    for (const name of [
+      'node:fs',
+      'node:fs/promises',
+      'node:dgram',
+      'node:tls',
+      'node:http',
+      'node:https',
+      'node:child_process',
+      'node:timers',
+      'pino',
+    ])
       paths.push({ name, message: 'src/protocol is pure: no I/O, timers or logging' });
     paths.push({
       name: 'node:net',
@@ -45,7 +68,11 @@ const zoneBlocks = Object.entries(ALLOWED).map(([dir, allowed]) => {
       message: 'src/protocol is pure: no sockets',
     });
   }
-  return { files: [`src/${dir}/**/*.ts`], ignores: ['**/*.test.ts'], rules: { 'no-restricted-imports': ['error', { patterns, paths }] } };
+  return {
+    files: [`src/${dir}/**/*.ts`],
+    ignores: ['**/*.test.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns, paths }] },
+  };
 });
 
 /**
@@ -60,7 +87,10 @@ export const WEB_ZONE = {
       'error',
       {
         patterns: [
-          { regex: '(^|/)src/|^\\.\\./\\.\\./', message: 'web/ (browser code) may not import server code: use the HTTP API' },
+          {
+            regex: '(^|/)src/|^\\.\\./\\.\\./',
+            message: 'web/ (browser code) may not import server code: use the HTTP API',
+          },
           { regex: '^node:', message: 'web/ runs in a browser: no Node built-ins' },
         ],
       },
@@ -78,14 +108,21 @@ export default tseslint.config(
     rules: {
       '@typescript-eslint/no-floating-promises': [
         'error',
-        { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['test', 'it', 'describe', 'suite'] }] },
+        {
+          allowForKnownSafeCalls: [
+            { from: 'package', package: 'node:test', name: ['test', 'it', 'describe', 'suite'] },
+          ],
+        },
       ],
       '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: { arguments: false } }],
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/consistent-type-imports': 'error',
       'no-restricted-syntax': [
         'error',
-        { selector: "MemberExpression[object.name='process'][property.name='exit']", message: 'Only src/cli may call process.exit' },
+        {
+          selector: "MemberExpression[object.name='process'][property.name='exit']",
+          message: 'Only src/cli may call process.exit',
+        },
       ],
     },
   },

@@ -269,7 +269,10 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   registerLadderRoutes(app, ctx);
   registerStatusRoutes(app, ctx, clock.now());
   registerDynamicRoutes(app, ctx);
-  registerDashboard(app, opts.dashboardDir === null ? undefined : (opts.dashboardDir ?? defaultDashboardDir()));
+  registerDashboard(
+    app,
+    opts.dashboardDir === null ? undefined : (opts.dashboardDir ?? defaultDashboardDir()),
+  );
   app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
 
   if (ownEnforcer) {

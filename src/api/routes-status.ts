@@ -8,7 +8,13 @@ const DAY_MS = 86_400_000;
 const tags = ['Ladder extensions'];
 
 const UsageHistoryQuery = z.object({
-  days: z.coerce.number().int().min(1).max(90).optional().meta({ description: 'How many UTC days, today included (default 30)' }),
+  days: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(90)
+    .optional()
+    .meta({ description: 'How many UTC days, today included (default 30)' }),
   keyId: z.string().min(1).max(128).optional().meta({ description: 'One key only (default: every key)' }),
 });
 
@@ -53,7 +59,8 @@ export function registerStatusRoutes(app: FastifyInstance, ctx: ApiContext, star
     {
       schema: {
         tags,
-        description: 'Bytes per UTC day over the last `days` days (oldest first, today last), for every key or one',
+        description:
+          'Bytes per UTC day over the last `days` days (oldest first, today last), for every key or one',
         querystring: UsageHistoryQuery,
         response: { 200: UsageHistory, 400: ErrorBody },
       },
@@ -62,7 +69,12 @@ export function registerStatusRoutes(app: FastifyInstance, ctx: ApiContext, star
       const n = req.query.days ?? 30;
       const today = Math.floor(ctx.clock.now() / DAY_MS) * DAY_MS;
       const first = today - (n - 1) * DAY_MS;
-      const days = Array.from({ length: n }, (_, i) => ({ startTimestampMs: first + i * DAY_MS, up: 0, down: 0, bytes: 0 }));
+      const days = Array.from({ length: n }, (_, i) => ({
+        startTimestampMs: first + i * DAY_MS,
+        up: 0,
+        down: 0,
+        bytes: 0,
+      }));
       for (const b of await store.usageBuckets(first)) {
         if (req.query.keyId !== undefined && b.keyId !== req.query.keyId) continue;
         const d = days[Math.floor((b.bucket - first) / DAY_MS)];

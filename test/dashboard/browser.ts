@@ -33,7 +33,9 @@ export function buildDashboard(): string {
 
 /** True when Chromium is there; otherwise skips loudly (a failure under CI=true). */
 export function chromiumPresent(): string | false {
-  return existsSync(CHROMIUM) ? false : prerequisiteMissing(`${CHROMIUM} is missing (apt-get install chromium)`);
+  return existsSync(CHROMIUM)
+    ? false
+    : prerequisiteMissing(`${CHROMIUM} is missing (apt-get install chromium)`);
 }
 
 export interface Dashboard {
@@ -83,7 +85,11 @@ export interface WatchedPage {
 
 /** A page in a context of its own (language `locale`), recording everything that went wrong. */
 export async function openPage(browser: Browser, locale = 'en-US'): Promise<WatchedPage> {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, locale, viewport: { width: 1280, height: 800 } });
+  const context = await browser.newContext({
+    ignoreHTTPSErrors: true,
+    locale,
+    viewport: { width: 1280, height: 800 },
+  });
   await context.grantPermissions(['clipboard-read', 'clipboard-write']);
   const page = await context.newPage();
   page.setDefaultTimeout(15_000);
@@ -92,9 +98,14 @@ export async function openPage(browser: Browser, locale = 'en-US'): Promise<Watc
     if (msg.type() === 'error') problems.push(`console: ${msg.text()}`);
   });
   page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
-  page.on('requestfailed', (req) => problems.push(`failed: ${req.method()} ${new URL(req.url()).pathname.replace(/^\/[^/]+/, '/PREFIX')}: ${req.failure()?.errorText}`));
+  page.on('requestfailed', (req) =>
+    problems.push(
+      `failed: ${req.method()} ${new URL(req.url()).pathname.replace(/^\/[^/]+/, '/PREFIX')}: ${req.failure()?.errorText}`,
+    ),
+  );
   page.on('response', (res) => {
-    if (res.status() >= 400) problems.push(`HTTP ${res.status()}: ${new URL(res.url()).pathname.replace(/^\/[^/]+/, '/PREFIX')}`);
+    if (res.status() >= 400)
+      problems.push(`HTTP ${res.status()}: ${new URL(res.url()).pathname.replace(/^\/[^/]+/, '/PREFIX')}`);
   });
   return { page, context, problems };
 }

@@ -119,7 +119,12 @@ test('lint zone: web/ (the dashboard, browser code) imports nothing from src/ an
     if (fatal) throw new Error(`eslint could not lint the probe: ${fatal.message}`);
     return messages.filter((m) => m.ruleId === 'no-restricted-imports').length;
   };
-  for (const bad of ['../../src/api/app.js', '../../src/api/schemas.js', '../../../src/shared/clock.js', 'node:fs'])
+  for (const bad of [
+    '../../src/api/app.js',
+    '../../src/api/schemas.js',
+    '../../../src/shared/clock.js',
+    'node:fs',
+  ])
     assert.equal(await webRefusals(bad), 1, `web -> ${bad} should be refused`);
   for (const good of ['./api.js', './ui.js', 'preact', 'preact/hooks', 'qrcode'])
     assert.equal(await webRefusals(good), 0, `web -> ${good} should be allowed`);

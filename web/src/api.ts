@@ -40,7 +40,13 @@ export interface ServerStatus {
   startedTimestampMs: number;
   keys: Record<'total' | KeyState, number>;
   openConnections: number;
-  transports: { kind: 'shadowsocks' | 'websocket'; ports: number[]; methods?: string[]; tls?: boolean; udp?: boolean }[];
+  transports: {
+    kind: 'shadowsocks' | 'websocket';
+    ports: number[];
+    methods?: string[];
+    tls?: boolean;
+    udp?: boolean;
+  }[];
   /** Present when the server is a node of a fleet (issue 16): the Nodes page is shown. */
   fleet?: { nodes: number };
 }
@@ -90,14 +96,16 @@ export async function call<T>(method: string, path: string, body?: unknown): Pro
   return (res.status === 204 ? undefined : await res.json()) as T;
 }
 
-export const get = <T,>(path: string): Promise<T> => call<T>('GET', path);
+export const get = <T>(path: string): Promise<T> => call<T>('GET', path);
 const enc = encodeURIComponent;
 
 export const api = {
   server: () => get<ServerInfo>('server'),
   status: () => get<ServerStatus>('server/status'),
   history: (keyId?: string) =>
-    get<{ days: UsageDay[] }>(`server/usage-history?days=30${keyId === undefined ? '' : `&keyId=${enc(keyId)}`}`),
+    get<{ days: UsageDay[] }>(
+      `server/usage-history?days=30${keyId === undefined ? '' : `&keyId=${enc(keyId)}`}`,
+    ),
   keys: () => get<{ accessKeys: AccessKey[] }>('access-keys').then((r) => r.accessKeys),
   key: (id: string) => get<AccessKey>(`access-keys/${enc(id)}`),
   usage: (id: string) => get<KeyUsage>(`access-keys/${enc(id)}/usage`),
@@ -105,7 +113,8 @@ export const api = {
   createMany: (body: Record<string, unknown>) =>
     call<{ accessKeys: AccessKey[] }>('POST', 'access-keys/bulk', body).then((r) => r.accessKeys),
   remove: (id: string) => call<void>('DELETE', `access-keys/${enc(id)}`),
-  setEnabled: (id: string, enabled: boolean) => call<void>('PUT', `access-keys/${enc(id)}/enabled`, { enabled }),
+  setEnabled: (id: string, enabled: boolean) =>
+    call<void>('PUT', `access-keys/${enc(id)}/enabled`, { enabled }),
   rename: (id: string, name: string) => call<void>('PUT', `access-keys/${enc(id)}/name`, { name }),
   setLimit: (id: string, bytes: number | null, period: LimitPeriod) =>
     bytes === null
@@ -127,7 +136,11 @@ export const api = {
 };
 
 /** Run `fn` over `items`, at most `width` at a time (bulk actions on many keys). */
-export async function eachLimited<T>(items: readonly T[], width: number, fn: (item: T) => Promise<unknown>): Promise<number> {
+export async function eachLimited<T>(
+  items: readonly T[],
+  width: number,
+  fn: (item: T) => Promise<unknown>,
+): Promise<number> {
   let next = 0;
   let failed = 0;
   const worker = async (): Promise<void> => {

@@ -44,7 +44,9 @@ function Buttons({ ok, onCancel, busy }: { ok: string; onCancel: () => void; bus
 }
 
 /** Run a form's action, show its error in the dialog, close it when done. */
-function useAction(done: () => void): [boolean, string | undefined, (fn: () => Promise<unknown>) => (e: Event) => void] {
+function useAction(
+  done: () => void,
+): [boolean, string | undefined, (fn: () => Promise<unknown>) => (e: Event) => void] {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string>();
   const run = (fn: () => Promise<unknown>) => (e: Event) => {
@@ -119,14 +121,26 @@ export function CreateDialog({ onClose, onDone }: { onClose: () => void; onDone:
         <Field label={t.expiresAt}>
           <input type="date" value={expiry} onInput={(e) => setExpiry(val(e))} />
         </Field>
-        {error && <p role="alert" class="error">{error}</p>}
+        {error && (
+          <p role="alert" class="error">
+            {error}
+          </p>
+        )}
         <Buttons ok={t.create} onCancel={onClose} busy={busy} />
       </form>
     </Dialog>
   );
 }
 
-export function EditDialog({ k, onClose, onDone }: { k: AccessKey; onClose: () => void; onDone: () => void }) {
+export function EditDialog({
+  k,
+  onClose,
+  onDone,
+}: {
+  k: AccessKey;
+  onClose: () => void;
+  onDone: () => void;
+}) {
   const { t } = useUi();
   const [name, setName] = useState(k.name);
   const [limit, setLimit] = useState(k.dataLimit ? String(k.dataLimit.bytes / GB) : '');
@@ -138,7 +152,10 @@ export function EditDialog({ k, onClose, onDone }: { k: AccessKey; onClose: () =
     const bytes = gbOrNull(limit);
     const exp = dateOrNull(expiry);
     if (name !== k.name && name.trim()) await api.rename(k.id, name.trim());
-    if (bytes !== (k.dataLimit?.bytes ?? null) || (bytes !== null && period !== (k.dataLimitPeriod ?? 'rolling30d')))
+    if (
+      bytes !== (k.dataLimit?.bytes ?? null) ||
+      (bytes !== null && period !== (k.dataLimitPeriod ?? 'rolling30d'))
+    )
       await api.setLimit(k.id, bytes, period);
     const oldExp = k.expiresAt ? k.expiresAt.slice(0, 10) : '';
     if (expiry !== oldExp) await api.setExpiry(k.id, exp);
@@ -164,7 +181,11 @@ export function EditDialog({ k, onClose, onDone }: { k: AccessKey; onClose: () =
             <input value={prefix} maxLength={200} onInput={(e) => setPrefix(val(e))} />
           </Field>
         )}
-        {error && <p role="alert" class="error">{error}</p>}
+        {error && (
+          <p role="alert" class="error">
+            {error}
+          </p>
+        )}
         <Buttons ok={t.save} onCancel={onClose} busy={busy} />
       </form>
     </Dialog>
@@ -186,13 +207,23 @@ export function QrDialog({ title, text, onClose }: { title: string; text: string
   );
 }
 
-export function ConfirmDialog(props: { title: string; text: string; ok: string; onClose: () => void; action: () => Promise<unknown> }) {
+export function ConfirmDialog(props: {
+  title: string;
+  text: string;
+  ok: string;
+  onClose: () => void;
+  action: () => Promise<unknown>;
+}) {
   const [busy, error, run] = useAction(props.onClose);
   return (
     <Dialog title={props.title} onClose={props.onClose}>
       <form onSubmit={run(props.action)}>
         <p>{props.text}</p>
-        {error && <p role="alert" class="error">{error}</p>}
+        {error && (
+          <p role="alert" class="error">
+            {error}
+          </p>
+        )}
         <Buttons ok={props.ok} onCancel={props.onClose} busy={busy} />
       </form>
     </Dialog>
@@ -219,7 +250,11 @@ export function ExtendDialog({ keys, onClose }: { keys: AccessKey[]; onClose: ()
         <Field label={t.days}>
           <input type="number" min={1} value={days} onInput={(e) => setDays(val(e))} required />
         </Field>
-        {error && <p role="alert" class="error">{error}</p>}
+        {error && (
+          <p role="alert" class="error">
+            {error}
+          </p>
+        )}
         <Buttons ok={t.extendExpiry} onCancel={onClose} busy={busy} />
       </form>
     </Dialog>

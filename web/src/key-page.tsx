@@ -48,7 +48,9 @@ export function KeyPage({ id }: { id: string }) {
           <UsageBar used={usage.dataUsed.bytes} limit={usage.dataLimit?.bytes} />
           <small class="muted">
             {t[`p_${usage.dataLimitPeriod}`]}
-            {usage.nextResetTimestampMs !== null ? ` · ${t.resets} ${date(usage.nextResetTimestampMs, locale)}` : ''}
+            {usage.nextResetTimestampMs !== null
+              ? ` · ${t.resets} ${date(usage.nextResetTimestampMs, locale)}`
+              : ''}
           </small>
         </div>
         <div class="card">
@@ -61,7 +63,9 @@ export function KeyPage({ id }: { id: string }) {
         </div>
         <div class="card">
           <div class="card-label">{t.lastSeen}</div>
-          <div class="card-text">{key.lastTrafficSeenTimestampMs ? date(key.lastTrafficSeenTimestampMs, locale, true) : t.never}</div>
+          <div class="card-text">
+            {key.lastTrafficSeenTimestampMs ? date(key.lastTrafficSeenTimestampMs, locale, true) : t.never}
+          </div>
         </div>
       </div>
       <h2>{t.keyUsage}</h2>

@@ -61,7 +61,9 @@ export function KeysPage() {
   const shown = useMemo(() => {
     const q = query.trim().toLowerCase();
     const list = (keys ?? []).filter(
-      (k) => (!only || stateOf(k) === only) && (!q || k.name.toLowerCase().includes(q) || k.id.toLowerCase().includes(q)),
+      (k) =>
+        (!only || stateOf(k) === only) &&
+        (!q || k.name.toLowerCase().includes(q) || k.id.toLowerCase().includes(q)),
     );
     const cache = new Map(list.map((k) => [k.id, sortValue(k, sort)]));
     return list.sort((a, b) => {
@@ -96,15 +98,28 @@ export function KeysPage() {
     <section>
       <div class="title-row">
         <h1>
-          {t.keys} <small>({keys.length} {t.keysTotal})</small>
+          {t.keys}{' '}
+          <small>
+            ({keys.length} {t.keysTotal})
+          </small>
         </h1>
         <button type="button" class="primary" onClick={() => setModal({ kind: 'create' })}>
           {t.createKeys}
         </button>
       </div>
       <div class="toolbar">
-        <input type="search" placeholder={t.search} aria-label={t.search} value={query} onInput={(e) => (setQuery((e.target as HTMLInputElement).value), setPage(0))} />
-        <select aria-label={t.status} value={only} onChange={(e) => (setOnly((e.target as HTMLSelectElement).value as KeyState | ''), setPage(0))}>
+        <input
+          type="search"
+          placeholder={t.search}
+          aria-label={t.search}
+          value={query}
+          onInput={(e) => (setQuery((e.target as HTMLInputElement).value), setPage(0))}
+        />
+        <select
+          aria-label={t.status}
+          value={only}
+          onChange={(e) => (setOnly((e.target as HTMLSelectElement).value as KeyState | ''), setPage(0))}
+        >
           <option value="">{t.allStates}</option>
           {STATES.map((s) => (
             <option key={s} value={s}>
@@ -112,12 +127,24 @@ export function KeysPage() {
             </option>
           ))}
         </select>
-        <select aria-label={t.sortBy} value={sort} onChange={(e) => setSort((e.target as HTMLSelectElement).value as Sort)}>
+        <select
+          aria-label={t.sortBy}
+          value={sort}
+          onChange={(e) => setSort((e.target as HTMLSelectElement).value as Sort)}
+        >
           <option value="created">{t.sortBy}: #</option>
-          <option value="name">{t.sortBy}: {t.name}</option>
-          <option value="usage">{t.sortBy}: {t.usage}</option>
-          <option value="expiry">{t.sortBy}: {t.expiry}</option>
-          <option value="lastSeen">{t.sortBy}: {t.lastSeen}</option>
+          <option value="name">
+            {t.sortBy}: {t.name}
+          </option>
+          <option value="usage">
+            {t.sortBy}: {t.usage}
+          </option>
+          <option value="expiry">
+            {t.sortBy}: {t.expiry}
+          </option>
+          <option value="lastSeen">
+            {t.sortBy}: {t.lastSeen}
+          </option>
         </select>
         <button type="button" onClick={load}>
           {t.refresh}
@@ -131,10 +158,18 @@ export function KeysPage() {
           <button type="button" onClick={() => setModal({ kind: 'extend', keys: chosen })}>
             {t.extendExpiry}
           </button>
-          <button type="button" data-bulk="enable" onClick={() => void bulk((k) => api.setEnabled(k.id, true))}>
+          <button
+            type="button"
+            data-bulk="enable"
+            onClick={() => void bulk((k) => api.setEnabled(k.id, true))}
+          >
             {t.enable}
           </button>
-          <button type="button" data-bulk="disable" onClick={() => void bulk((k) => api.setEnabled(k.id, false))}>
+          <button
+            type="button"
+            data-bulk="disable"
+            onClick={() => void bulk((k) => api.setEnabled(k.id, false))}
+          >
             {t.disable}
           </button>
           <button type="button" class="danger" onClick={() => setModal({ kind: 'delete', keys: chosen })}>
@@ -151,7 +186,13 @@ export function KeysPage() {
                   type="checkbox"
                   aria-label={t.selectAll}
                   checked={rows.length > 0 && rows.every((k) => selected.has(k.id))}
-                  onChange={(e) => setSelected((e.target as HTMLInputElement).checked ? new Set([...selected, ...rows.map((k) => k.id)]) : new Set())}
+                  onChange={(e) =>
+                    setSelected(
+                      (e.target as HTMLInputElement).checked
+                        ? new Set([...selected, ...rows.map((k) => k.id)])
+                        : new Set(),
+                    )
+                  }
                 />
               </th>
               <th scope="col">{t.name}</th>
@@ -166,7 +207,12 @@ export function KeysPage() {
             {rows.map((k) => (
               <tr key={k.id} data-key-id={k.id}>
                 <td>
-                  <input type="checkbox" aria-label={`${t.select} ${k.name || k.id}`} checked={selected.has(k.id)} onChange={() => toggle(k.id)} />
+                  <input
+                    type="checkbox"
+                    aria-label={`${t.select} ${k.name || k.id}`}
+                    checked={selected.has(k.id)}
+                    onChange={() => toggle(k.id)}
+                  />
                 </td>
                 <td>
                   <a href={`#/keys/${encodeURIComponent(k.id)}`}>{k.name || `#${k.id}`}</a>
@@ -176,24 +222,54 @@ export function KeysPage() {
                 </td>
                 <td>
                   <UsageBar used={k.dataUsed?.bytes ?? 0} limit={k.dataLimit?.bytes ?? defaultLimit} />
-                  {(k.dataLimit || defaultLimit !== undefined) && <small class="muted">{t[`p_${k.dataLimitPeriod ?? 'rolling30d'}`]}</small>}
+                  {(k.dataLimit || defaultLimit !== undefined) && (
+                    <small class="muted">{t[`p_${k.dataLimitPeriod ?? 'rolling30d'}`]}</small>
+                  )}
                 </td>
                 <td>{k.expiresAt ? date(Date.parse(k.expiresAt), locale) : t.never}</td>
-                <td>{k.lastTrafficSeenTimestampMs ? date(k.lastTrafficSeenTimestampMs, locale, true) : t.never}</td>
+                <td>
+                  {k.lastTrafficSeenTimestampMs ? date(k.lastTrafficSeenTimestampMs, locale, true) : t.never}
+                </td>
                 <td class="actions">
                   <CopyButton text={k.accessUrl} label="ss://" kind="ss" />
                   <CopyButton text={k.dynamicAccessUrl} label="ssconf://" kind="dynamic" />
                   <CopyButton text={k.subscriptionUrl} label={t.copySub} kind="sub" />
-                  <button type="button" class="small" data-qr="sub" onClick={() => setModal({ kind: 'qr', title: `${t.qr}: ${k.name || k.id}`, text: k.subscriptionUrl ?? k.accessUrl })}>
+                  <button
+                    type="button"
+                    class="small"
+                    data-qr="sub"
+                    onClick={() =>
+                      setModal({
+                        kind: 'qr',
+                        title: `${t.qr}: ${k.name || k.id}`,
+                        text: k.subscriptionUrl ?? k.accessUrl,
+                      })
+                    }
+                  >
                     {t.qr}
                   </button>
-                  <button type="button" class="small" data-action="toggle" onClick={() => void api.setEnabled(k.id, !k.enabled).then(load)}>
+                  <button
+                    type="button"
+                    class="small"
+                    data-action="toggle"
+                    onClick={() => void api.setEnabled(k.id, !k.enabled).then(load)}
+                  >
                     {k.enabled ? t.disable : t.enable}
                   </button>
-                  <button type="button" class="small" data-action="edit" onClick={() => setModal({ kind: 'edit', key: k })}>
+                  <button
+                    type="button"
+                    class="small"
+                    data-action="edit"
+                    onClick={() => setModal({ kind: 'edit', key: k })}
+                  >
                     {t.edit}
                   </button>
-                  <button type="button" class="small danger" data-action="delete" onClick={() => setModal({ kind: 'delete', keys: [k] })}>
+                  <button
+                    type="button"
+                    class="small danger"
+                    data-action="delete"
+                    onClick={() => setModal({ kind: 'delete', keys: [k] })}
+                  >
                     {t.delete}
                   </button>
                 </td>
@@ -217,8 +293,12 @@ export function KeysPage() {
         </div>
       )}
       {modal?.kind === 'create' && <CreateDialog onClose={() => setModal(undefined)} onDone={closeAndLoad} />}
-      {modal?.kind === 'edit' && <EditDialog k={modal.key} onClose={() => setModal(undefined)} onDone={closeAndLoad} />}
-      {modal?.kind === 'qr' && <QrDialog title={modal.title} text={modal.text} onClose={() => setModal(undefined)} />}
+      {modal?.kind === 'edit' && (
+        <EditDialog k={modal.key} onClose={() => setModal(undefined)} onDone={closeAndLoad} />
+      )}
+      {modal?.kind === 'qr' && (
+        <QrDialog title={modal.title} text={modal.text} onClose={() => setModal(undefined)} />
+      )}
       {modal?.kind === 'extend' && <ExtendDialog keys={modal.keys} onClose={closeAndLoad} />}
       {modal?.kind === 'delete' && (
         <ConfirmDialog

@@ -64,7 +64,11 @@ function App() {
         </nav>
         <label class="lang">
           <span class="sr-only">{t.language}</span>
-          <select value={lang} onChange={(e) => choose((e.target as HTMLSelectElement).value as Lang)} aria-label={t.language}>
+          <select
+            value={lang}
+            onChange={(e) => choose((e.target as HTMLSelectElement).value as Lang)}
+            aria-label={t.language}
+          >
             {LANGS.map((l) => (
               <option key={l.code} value={l.code} lang={l.tag}>
                 {l.label}

@@ -57,7 +57,9 @@ export function Overview() {
       <ul class="transports">
         {status.transports.map((tr) => (
           <li key={tr.kind}>
-            <strong>{tr.kind === 'shadowsocks' ? 'Shadowsocks' : `WebSocket${tr.tls ? ' + TLS' : ''}`}</strong>{' '}
+            <strong>
+              {tr.kind === 'shadowsocks' ? 'Shadowsocks' : `WebSocket${tr.tls ? ' + TLS' : ''}`}
+            </strong>{' '}
             {tr.ports.length ? `: ${tr.ports.join(', ')}` : ''}
             {tr.methods?.length ? ` (${tr.methods.join(', ')})` : ''}
             {tr.udp ? ' · UDP' : ''}

@@ -11,17 +11,20 @@ export function SettingsPage() {
   const [form, setForm] = useState({ name: '', hostname: '', port: '', limit: '', base: '' });
   const [error, setError] = useState<string>();
   const load = (): void => {
-    void Promise.all([api.server(), api.status()]).then(([s, st]) => {
-      setServer(s);
-      setStatus(st);
-      setForm({
-        name: s.name,
-        hostname: s.hostnameForAccessKeys,
-        port: String(s.portForNewAccessKeys),
-        limit: s.accessKeyDataLimit ? String(s.accessKeyDataLimit.bytes / GB) : '',
-        base: s.dynamicKeyBaseUrl ?? '',
-      });
-    }, () => setError(t.error));
+    void Promise.all([api.server(), api.status()]).then(
+      ([s, st]) => {
+        setServer(s);
+        setStatus(st);
+        setForm({
+          name: s.name,
+          hostname: s.hostnameForAccessKeys,
+          port: String(s.portForNewAccessKeys),
+          limit: s.accessKeyDataLimit ? String(s.accessKeyDataLimit.bytes / GB) : '',
+          base: s.dynamicKeyBaseUrl ?? '',
+        });
+      },
+      () => setError(t.error),
+    );
   };
   useEffect(load, []);
   if (!server || !status) return error ? <p role="alert">{error}</p> : <p>{t.loading}</p>;
@@ -47,7 +50,11 @@ export function SettingsPage() {
   const field = (name: keyof typeof form, label: string) => (
     <label class="field">
       <span>{label}</span>
-      <input type="text" value={form[name]} onInput={(e) => setForm({ ...form, [name]: (e.target as HTMLInputElement).value })} />
+      <input
+        type="text"
+        value={form[name]}
+        onInput={(e) => setForm({ ...form, [name]: (e.target as HTMLInputElement).value })}
+      />
     </label>
   );
   return (
@@ -59,7 +66,11 @@ export function SettingsPage() {
         {field('port', t.portNew)}
         {field('limit', t.defaultLimit)}
         {field('base', t.dynamicBase)}
-        {error && <p role="alert" class="error">{error}</p>}
+        {error && (
+          <p role="alert" class="error">
+            {error}
+          </p>
+        )}
         <div class="buttons">
           <button type="submit" class="primary">
             {t.save}
@@ -67,7 +78,11 @@ export function SettingsPage() {
         </div>
       </form>
       <h2>{t.webFront}</h2>
-      <p>{web ? `WebSocket${web.tls ? ' + TLS' : ''}: ${web.ports.join(', ')}${web.udp ? ' · UDP' : ''}` : t.none}</p>
+      <p>
+        {web
+          ? `WebSocket${web.tls ? ' + TLS' : ''}: ${web.ports.join(', ')}${web.udp ? ' · UDP' : ''}`
+          : t.none}
+      </p>
       <p class="muted">{t.webFrontNote}</p>
     </section>
   );

@@ -28,7 +28,10 @@ export function bytes(n: number, locale: string): string {
 
 export function date(ms: number | undefined, locale: string, withTime = false): string {
   if (ms === undefined) return '';
-  return new Intl.DateTimeFormat(locale, withTime ? { dateStyle: 'medium', timeStyle: 'short' } : { dateStyle: 'medium' }).format(ms);
+  return new Intl.DateTimeFormat(
+    locale,
+    withTime ? { dateStyle: 'medium', timeStyle: 'short' } : { dateStyle: 'medium' },
+  ).format(ms);
 }
 
 export function stateOf(k: AccessKey): KeyState {
@@ -53,7 +56,14 @@ export function UsageBar({ used, limit }: { used: number; limit: number | undefi
         {bytes(used, locale)} / {limit ? bytes(limit, locale) : t.noLimit}
       </span>
       {limit ? (
-        <span class="bar" role="progressbar" aria-valuenow={Math.round(pct)} aria-valuemin={0} aria-valuemax={100} aria-label={t.usage}>
+        <span
+          class="bar"
+          role="progressbar"
+          aria-valuenow={Math.round(pct)}
+          aria-valuemin={0}
+          aria-valuemax={100}
+          aria-label={t.usage}
+        >
           <span ref={fill} class={pct >= 100 ? 'fill full' : 'fill'} />
         </span>
       ) : null}
@@ -75,14 +85,26 @@ export function Chart({ days, label }: { days: UsageDay[]; label: string }) {
         {days.map((d, i) => {
           const bh = d.bytes === 0 ? 0 : Math.max(2, (d.bytes / max) * h);
           return (
-            <rect key={d.startTimestampMs} class="chart-bar" data-bytes={d.bytes} x={i * bw + 1} y={h - bh} width={Math.max(1, bw - 2)} height={bh}>
+            <rect
+              key={d.startTimestampMs}
+              class="chart-bar"
+              data-bytes={d.bytes}
+              x={i * bw + 1}
+              y={h - bh}
+              width={Math.max(1, bw - 2)}
+              height={bh}
+            >
               <title>{`${date(d.startTimestampMs, locale)}: ${bytes(d.bytes, locale)}`}</title>
             </rect>
           );
         })}
         <line x1="0" y1={h} x2={w} y2={h} class="chart-axis" />
-        <text x="0" y={h + 16} class="chart-label">{date(days[0]?.startTimestampMs, locale)}</text>
-        <text x={w} y={h + 16} text-anchor="end" class="chart-label">{date(days.at(-1)?.startTimestampMs, locale)}</text>
+        <text x="0" y={h + 16} class="chart-label">
+          {date(days[0]?.startTimestampMs, locale)}
+        </text>
+        <text x={w} y={h + 16} text-anchor="end" class="chart-label">
+          {date(days.at(-1)?.startTimestampMs, locale)}
+        </text>
       </svg>
       <figcaption>
         {label}: <strong>{bytes(total, locale)}</strong> (max {bytes(max === 1 ? 0 : max, locale)}/day)
@@ -91,7 +113,15 @@ export function Chart({ days, label }: { days: UsageDay[]; label: string }) {
   );
 }
 
-export function Dialog({ title, onClose, children }: { title: string; onClose: () => void; children: ComponentChildren }) {
+export function Dialog({
+  title,
+  onClose,
+  children,
+}: {
+  title: string;
+  onClose: () => void;
+  children: ComponentChildren;
+}) {
   const ref = useRef<HTMLDialogElement>(null);
   useEffect(() => {
     const d = ref.current;
@@ -123,7 +153,12 @@ export function CopyButton({ text, label, kind }: { text: string | undefined; la
   const { t, toast } = useUi();
   if (text === undefined) return null;
   return (
-    <button type="button" class="small" data-copy={kind} onClick={() => void writeClipboard(text).then(() => toast(t.copied))}>
+    <button
+      type="button"
+      class="small"
+      data-copy={kind}
+      onClick={() => void writeClipboard(text).then(() => toast(t.copied))}
+    >
       {label}
     </button>
   );
@@ -136,7 +171,7 @@ export function Qr({ text, label }: { text: string; label: string }) {
     let live = true;
     void import('qrcode').then(async (mod) => {
       // A CommonJS module: its functions are on the default export.
-      const q = (mod as { default?: typeof mod }).default ?? mod;
+      const q = (mod as { default?: typeof mod.default }).default ?? mod;
       const svg = await q.toString(text, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 });
       if (live) setSrc(`data:image/svg+xml;charset=utf-8,${encodeURIComponent(svg)}`);
     });
