@@ -43,6 +43,12 @@ const ServerStatus = z.object({
       udp: z.boolean().optional(),
     }),
   ),
+  fleet: z
+    .object({ nodes: z.number().int() })
+    .optional()
+    .meta({
+      description: 'Present when the server is a node of a fleet (the dashboard then shows its Nodes page)',
+    }),
 });
 
 /**
