@@ -230,48 +230,50 @@ export function KeysPage() {
                 <td>
                   {k.lastTrafficSeenTimestampMs ? date(k.lastTrafficSeenTimestampMs, locale, true) : t.never}
                 </td>
-                <td class="actions">
-                  <CopyButton text={k.accessUrl} label="ss://" kind="ss" />
-                  <CopyButton text={k.dynamicAccessUrl} label="ssconf://" kind="dynamic" />
-                  <CopyButton text={k.subscriptionUrl} label={t.copySub} kind="sub" />
-                  <button
-                    type="button"
-                    class="small"
-                    data-qr="sub"
-                    onClick={() =>
-                      setModal({
-                        kind: 'qr',
-                        title: `${t.qr}: ${k.name || k.id}`,
-                        text: k.subscriptionUrl ?? k.accessUrl,
-                      })
-                    }
-                  >
-                    {t.qr}
-                  </button>
-                  <button
-                    type="button"
-                    class="small"
-                    data-action="toggle"
-                    onClick={() => void api.setEnabled(k.id, !k.enabled).then(load)}
-                  >
-                    {k.enabled ? t.disable : t.enable}
-                  </button>
-                  <button
-                    type="button"
-                    class="small"
-                    data-action="edit"
-                    onClick={() => setModal({ kind: 'edit', key: k })}
-                  >
-                    {t.edit}
-                  </button>
-                  <button
-                    type="button"
-                    class="small danger"
-                    data-action="delete"
-                    onClick={() => setModal({ kind: 'delete', keys: [k] })}
-                  >
-                    {t.delete}
-                  </button>
+                <td>
+                  <div class="actions">
+                    <CopyButton text={k.accessUrl} label="ss://" kind="ss" />
+                    <CopyButton text={k.dynamicAccessUrl} label="ssconf://" kind="dynamic" />
+                    <CopyButton text={k.subscriptionUrl} label={t.copySub} kind="sub" />
+                    <button
+                      type="button"
+                      class="small"
+                      data-qr="sub"
+                      onClick={() =>
+                        setModal({
+                          kind: 'qr',
+                          title: `${t.qr}: ${k.name || k.id}`,
+                          text: k.subscriptionUrl ?? k.accessUrl,
+                        })
+                      }
+                    >
+                      {t.qr}
+                    </button>
+                    <button
+                      type="button"
+                      class="small"
+                      data-action="toggle"
+                      onClick={() => void api.setEnabled(k.id, !k.enabled).then(load)}
+                    >
+                      {k.enabled ? t.disable : t.enable}
+                    </button>
+                    <button
+                      type="button"
+                      class="small"
+                      data-action="edit"
+                      onClick={() => setModal({ kind: 'edit', key: k })}
+                    >
+                      {t.edit}
+                    </button>
+                    <button
+                      type="button"
+                      class="small danger"
+                      data-action="delete"
+                      onClick={() => setModal({ kind: 'delete', keys: [k] })}
+                    >
+                      {t.delete}
+                    </button>
+                  </div>
                 </td>
               </tr>
             ))}

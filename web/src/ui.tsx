@@ -156,6 +156,7 @@ export function CopyButton({ text, label, kind }: { text: string | undefined; la
     <button
       type="button"
       class="small"
+      dir="auto"
       data-copy={kind}
       onClick={() => void writeClipboard(text).then(() => toast(t.copied))}
     >
