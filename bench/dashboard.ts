@@ -18,7 +18,7 @@ import { chromium, type Page } from 'playwright-core';
 import { startManaged } from '../src/cli/managed.js';
 import { silentLogger } from '../src/shared/logger.js';
 import { api, flags } from '../test/api/managed-helpers.js';
-import { buildDashboard, CHROMIUM } from '../test/dashboard/browser.js';
+import { buildDashboard, CHROMIUM, CHROMIUM_ARGS } from '../test/dashboard/browser.js';
 
 const arg = (name: string, dflt: string): string => {
   const i = process.argv.indexOf(`--${name}`);
@@ -36,14 +36,7 @@ const cfg = JSON.parse(m.banner.split('\n').find((l) => l.startsWith('{"apiUrl":
 const browser = await chromium.launch({
   executablePath: CHROMIUM,
   headless: true,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--no-first-run',
-    '--disable-sync',
-  ],
+  args: CHROMIUM_ARGS,
 });
 
 async function freshPage(): Promise<Page> {

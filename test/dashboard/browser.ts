@@ -16,6 +16,15 @@ import { REPO_ROOT } from '../helpers/peers.js';
 import { prerequisiteMissing } from '../helpers/prereq.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
+/** Headless Chromium as the tests and bench/dashboard.ts run it (playwright-core adds a fresh --user-data-dir). */
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--no-first-run',
+  '--disable-sync',
+];
 
 let built: string | undefined;
 /** The dashboard built from web/src into a temporary folder (once per test process). */
@@ -63,14 +72,7 @@ export async function launch(t: TestContext): Promise<Browser> {
     executablePath: CHROMIUM,
     headless: true,
     timeout: 60_000,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--no-first-run',
-      '--disable-sync',
-    ],
+    args: CHROMIUM_ARGS,
   });
   t.after(() => browser.close());
   return browser;

@@ -43,6 +43,31 @@ function Buttons({ ok, onCancel, busy }: { ok: string; onCancel: () => void; bus
   );
 }
 
+/** A dialog holding one form: its fields, the error of the last try, Cancel and the action. */
+function FormDialog(props: {
+  title: string;
+  onClose: () => void;
+  onSubmit: (e: Event) => void;
+  ok: string;
+  busy: boolean;
+  error: string | undefined;
+  children: ComponentChildren;
+}) {
+  return (
+    <Dialog title={props.title} onClose={props.onClose}>
+      <form onSubmit={props.onSubmit}>
+        {props.children}
+        {props.error && (
+          <p role="alert" class="error">
+            {props.error}
+          </p>
+        )}
+        <Buttons ok={props.ok} onCancel={props.onClose} busy={props.busy} />
+      </form>
+    </Dialog>
+  );
+}
+
 /** Run a form's action, show its error in the dialog, close it when done. */
 function useAction(
   done: () => void,
@@ -104,31 +129,30 @@ export function CreateDialog({ onClose, onDone }: { onClose: () => void; onDone:
     else await api.createMany({ ...body, count: n });
   });
   return (
-    <Dialog title={t.createKeys} onClose={onClose}>
-      <form onSubmit={submit}>
-        <Field label={t.count}>
-          <input type="number" min={1} max={1000} value={count} onInput={(e) => setCount(val(e))} required />
-        </Field>
-        <Field label={t.name}>
-          <input value={name} maxLength={90} onInput={(e) => setName(val(e))} />
-        </Field>
-        <Field label={t.limitGb}>
-          <input inputMode="decimal" value={limit} onInput={(e) => setLimit(val(e))} />
-        </Field>
-        <Field label={t.period}>
-          <PeriodSelect value={period} onChange={setPeriod} />
-        </Field>
-        <Field label={t.expiresAt}>
-          <input type="date" value={expiry} onInput={(e) => setExpiry(val(e))} />
-        </Field>
-        {error && (
-          <p role="alert" class="error">
-            {error}
-          </p>
-        )}
-        <Buttons ok={t.create} onCancel={onClose} busy={busy} />
-      </form>
-    </Dialog>
+    <FormDialog
+      title={t.createKeys}
+      onClose={onClose}
+      onSubmit={submit}
+      ok={t.create}
+      busy={busy}
+      error={error}
+    >
+      <Field label={t.count}>
+        <input type="number" min={1} max={1000} value={count} onInput={(e) => setCount(val(e))} required />
+      </Field>
+      <Field label={t.name}>
+        <input value={name} maxLength={90} onInput={(e) => setName(val(e))} />
+      </Field>
+      <Field label={t.limitGb}>
+        <input inputMode="decimal" value={limit} onInput={(e) => setLimit(val(e))} />
+      </Field>
+      <Field label={t.period}>
+        <PeriodSelect value={period} onChange={setPeriod} />
+      </Field>
+      <Field label={t.expiresAt}>
+        <input type="date" value={expiry} onInput={(e) => setExpiry(val(e))} />
+      </Field>
+    </FormDialog>
   );
 }
 
@@ -162,33 +186,32 @@ export function EditDialog({
     if (k.prefix !== undefined && prefix !== k.prefix) await api.setPrefix(k.id, prefix.trim() || 'auto');
   });
   return (
-    <Dialog title={`${t.edit}: ${k.name || k.id}`} onClose={onClose}>
-      <form onSubmit={submit}>
-        <Field label={t.name}>
-          <input value={name} maxLength={256} onInput={(e) => setName(val(e))} />
+    <FormDialog
+      title={`${t.edit}: ${k.name || k.id}`}
+      onClose={onClose}
+      onSubmit={submit}
+      ok={t.save}
+      busy={busy}
+      error={error}
+    >
+      <Field label={t.name}>
+        <input value={name} maxLength={256} onInput={(e) => setName(val(e))} />
+      </Field>
+      <Field label={t.limitGb}>
+        <input inputMode="decimal" value={limit} onInput={(e) => setLimit(val(e))} data-field="limit" />
+      </Field>
+      <Field label={t.period}>
+        <PeriodSelect value={period} onChange={setPeriod} />
+      </Field>
+      <Field label={t.expiresAt}>
+        <input type="date" value={expiry} onInput={(e) => setExpiry(val(e))} />
+      </Field>
+      {k.prefix !== undefined && (
+        <Field label={t.prefix}>
+          <input value={prefix} maxLength={200} onInput={(e) => setPrefix(val(e))} />
         </Field>
-        <Field label={t.limitGb}>
-          <input inputMode="decimal" value={limit} onInput={(e) => setLimit(val(e))} data-field="limit" />
-        </Field>
-        <Field label={t.period}>
-          <PeriodSelect value={period} onChange={setPeriod} />
-        </Field>
-        <Field label={t.expiresAt}>
-          <input type="date" value={expiry} onInput={(e) => setExpiry(val(e))} />
-        </Field>
-        {k.prefix !== undefined && (
-          <Field label={t.prefix}>
-            <input value={prefix} maxLength={200} onInput={(e) => setPrefix(val(e))} />
-          </Field>
-        )}
-        {error && (
-          <p role="alert" class="error">
-            {error}
-          </p>
-        )}
-        <Buttons ok={t.save} onCancel={onClose} busy={busy} />
-      </form>
-    </Dialog>
+      )}
+    </FormDialog>
   );
 }
 
@@ -216,17 +239,16 @@ export function ConfirmDialog(props: {
 }) {
   const [busy, error, run] = useAction(props.onClose);
   return (
-    <Dialog title={props.title} onClose={props.onClose}>
-      <form onSubmit={run(props.action)}>
-        <p>{props.text}</p>
-        {error && (
-          <p role="alert" class="error">
-            {error}
-          </p>
-        )}
-        <Buttons ok={props.ok} onCancel={props.onClose} busy={busy} />
-      </form>
-    </Dialog>
+    <FormDialog
+      title={props.title}
+      onClose={props.onClose}
+      onSubmit={run(props.action)}
+      ok={props.ok}
+      busy={busy}
+      error={error}
+    >
+      <p>{props.text}</p>
+    </FormDialog>
   );
 }
 
@@ -245,18 +267,17 @@ export function ExtendDialog({ keys, onClose }: { keys: AccessKey[]; onClose: ()
     if (failed) throw new Error(`${t.error} (${failed})`);
   });
   return (
-    <Dialog title={`${t.extendExpiry} (${keys.length})`} onClose={onClose}>
-      <form onSubmit={submit}>
-        <Field label={t.days}>
-          <input type="number" min={1} value={days} onInput={(e) => setDays(val(e))} required />
-        </Field>
-        {error && (
-          <p role="alert" class="error">
-            {error}
-          </p>
-        )}
-        <Buttons ok={t.extendExpiry} onCancel={onClose} busy={busy} />
-      </form>
-    </Dialog>
+    <FormDialog
+      title={`${t.extendExpiry} (${keys.length})`}
+      onClose={onClose}
+      onSubmit={submit}
+      ok={t.extendExpiry}
+      busy={busy}
+      error={error}
+    >
+      <Field label={t.days}>
+        <input type="number" min={1} value={days} onInput={(e) => setDays(val(e))} required />
+      </Field>
+    </FormDialog>
   );
 }
