@@ -5,7 +5,20 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import prettier from 'eslint-config-prettier';
 
-const ALL = ['protocol', 'transport', 'server', 'client', 'store', 'api', 'metrics', 'config', 'lab', 'probe', 'cli', 'shared'];
+const ALL = [
+  'protocol',
+  'transport',
+  'server',
+  'client',
+  'store',
+  'api',
+  'metrics',
+  'config',
+  'lab',
+  'probe',
+  'cli',
+  'shared',
+];
 
 /**
  * The dependency direction, as "folder -> folders it may import from". Checked on the import
@@ -37,7 +50,17 @@ const zoneBlocks = Object.entries(ALLOWED).map(([dir, allowed]) => {
   const paths = [];
   if (dir === 'protocol') {
     // Pure codecs: no I/O, timers or logging.
-    for (const name of ['node:fs', 'node:fs/promises', 'node:dgram', 'node:tls', 'node:http', 'node:https', 'node:child_process', 'node:timers', 'pino'])
+    for (const name of [
+      'node:fs',
+      'node:fs/promises',
+      'node:dgram',
+      'node:tls',
+      'node:http',
+      'node:https',
+      'node:child_process',
+      'node:timers',
+      'pino',
+    ])
       paths.push({ name, message: 'src/protocol is pure: no I/O, timers or logging' });
     paths.push({
       name: 'node:net',
@@ -45,27 +68,61 @@ const zoneBlocks = Object.entries(ALLOWED).map(([dir, allowed]) => {
       message: 'src/protocol is pure: no sockets',
     });
   }
-  return { files: [`src/${dir}/**/*.ts`], ignores: ['**/*.test.ts'], rules: { 'no-restricted-imports': ['error', { patterns, paths }] } };
+  return {
+    files: [`src/${dir}/**/*.ts`],
+    ignores: ['**/*.test.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns, paths }] },
+  };
 });
+
+/**
+ * The dashboard's browser code (web/src, bundled by scripts/build-web.mjs) runs in the operator's
+ * browser: it talks to the server over HTTP only, so it may import nothing from src/ (not even
+ * types: web/src/api.ts mirrors docs/api.md) and no Node built-in.
+ */
+export const WEB_ZONE = {
+  files: ['web/src/**/*.ts', 'web/src/**/*.tsx'],
+  rules: {
+    'no-restricted-imports': [
+      'error',
+      {
+        patterns: [
+          {
+            regex: '(^|/)src/|^\\.\\./\\.\\./',
+            message: 'web/ (browser code) may not import server code: use the HTTP API',
+          },
+          { regex: '^node:', message: 'web/ runs in a browser: no Node built-ins' },
+        ],
+      },
+    ],
+  },
+};
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'web/dist/**', 'coverage/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    files: ['**/*.ts'],
+    files: ['**/*.ts', '**/*.tsx'],
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
     rules: {
       '@typescript-eslint/no-floating-promises': [
         'error',
-        { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['test', 'it', 'describe', 'suite'] }] },
+        {
+          allowForKnownSafeCalls: [
+            { from: 'package', package: 'node:test', name: ['test', 'it', 'describe', 'suite'] },
+          ],
+        },
       ],
       '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: { arguments: false } }],
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/consistent-type-imports': 'error',
       'no-restricted-syntax': [
         'error',
-        { selector: "MemberExpression[object.name='process'][property.name='exit']", message: 'Only src/cli may call process.exit' },
+        {
+          selector: "MemberExpression[object.name='process'][property.name='exit']",
+          message: 'Only src/cli may call process.exit',
+        },
       ],
     },
   },
@@ -79,5 +136,6 @@ export default tseslint.config(
     languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } },
   },
   ...zoneBlocks,
+  WEB_ZONE,
   prettier,
 );

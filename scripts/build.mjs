@@ -4,7 +4,7 @@
 // worker entries; shared code and each lazily imported part in dist/chunks/), then write
 // dist/.build-stamp, which bin/ladder.js reads to decide whether dist/ is still current (see
 // src-freshness.mjs), and dist/meta.json (which sources and packages went into which file; the
-// lazy-loading test reads it).
+// lazy-loading test reads it), then the dashboard into web/dist (scripts/build-web.mjs).
 //
 // Why a bundle rather than tsc's one-file-per-module output: Node keeps per-module state for
 // every ES module it loads (its source, scope and linking records); a process that loads some
@@ -17,6 +17,7 @@ import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildWeb } from './build-web.mjs';
 import { scanSources, STAMP_FILE } from './src-freshness.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -103,3 +104,10 @@ for (const [file, out] of Object.entries(result.metafile.outputs)) {
 }
 writeFileSync(join(root, 'dist', 'meta.json'), `${JSON.stringify(meta)}\n`);
 writeFileSync(join(root, 'dist', STAMP_FILE), `${JSON.stringify(before)}\n`);
+
+// The operator's dashboard (web/src -> web/dist), served by the management API.
+try {
+  await buildWeb();
+} catch (err) {
+  fail(`the dashboard (web/) did not build: ${String(err.message).split('\n')[0]}`);
+}

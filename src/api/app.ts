@@ -22,10 +22,12 @@ import { AEAD_2022_METHODS } from '../protocol/shadowsocks/methods2022.js';
 import { DEFAULT_METHOD } from '../config/defaults.js';
 import { isStoreUnavailable, KeyEnforcer, type Store } from '../store/index.js';
 import type { ApiContext, WebEndpoint } from './context.js';
+import { defaultDashboardDir, registerDashboard } from './dashboard.js';
 import { registerDynamicRoutes } from './dynamic.js';
 import { ApiError, NOT_FOUND_BODY, storeUnavailable } from './errors.js';
 import { registerLadderRoutes } from './routes-ladder.js';
 import { registerOutlineRoutes } from './routes-outline.js';
+import { registerStatusRoutes } from './routes-status.js';
 import { ladderVersion } from './version.js';
 
 /** The Outline server version we answer with: Outline Manager enables features by version (≥1.4.0 for data limits). */
@@ -65,6 +67,8 @@ export interface ApiOptions {
   metricsServed?: () => boolean;
   /** The web front's public parameters, read per request (subscriptions offer its WebSocket entries). */
   webEndpoint?: () => WebEndpoint | undefined;
+  /** The built dashboard (web/dist); omitted = the package's own; null = no dashboard. */
+  dashboardDir?: string | null;
 }
 
 const AUTHED = Symbol('ladder.api.authed');
@@ -268,7 +272,12 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   };
   registerOutlineRoutes(app, ctx);
   registerLadderRoutes(app, ctx);
+  registerStatusRoutes(app, ctx, clock.now());
   registerDynamicRoutes(app, ctx);
+  registerDashboard(
+    app,
+    opts.dashboardDir === null ? undefined : (opts.dashboardDir ?? defaultDashboardDir()),
+  );
   app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
 
   if (ownEnforcer) {

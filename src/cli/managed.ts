@@ -224,6 +224,8 @@ export interface ManagedTuning {
   /** Lower this thread's scheduling priority once workers relay (the `ladder server` command
    *  does; a program embedding startManaged, such as a test, keeps its own priority). */
   lowerPriority?: boolean;
+  /** The built dashboard to serve (default the package's web/dist; the dashboard tests build their own). */
+  dashboardDir?: string;
 }
 
 /** Start everything; the caller prints `banner` and waits for a signal. */
@@ -414,6 +416,7 @@ export async function startManaged(
         logger: log,
         enforcer,
         dataDir,
+        ...(tuning.dashboardDir !== undefined ? { dashboardDir: tuning.dashboardDir } : {}),
         host: flags.apiHost ?? '0.0.0.0',
         port: apiPortFlag ?? settings.apiPort ?? 0,
       });

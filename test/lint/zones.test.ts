@@ -108,3 +108,24 @@ test('lint zone: src/protocol stays pure (no sockets, files, processes, timers o
     0,
   );
 });
+
+test('lint zone: web/ (the dashboard, browser code) imports nothing from src/ and no Node built-in', async () => {
+  const webRefusals = async (specifier: string): Promise<number> => {
+    const results = await eslint.lintText(`import { x } from '${specifier}';\nexport const y = x;\n`, {
+      filePath: 'web/src/__zone_probe__.tsx',
+    });
+    const messages = results.flatMap((r) => r.messages);
+    const fatal = messages.find((m) => m.fatal);
+    if (fatal) throw new Error(`eslint could not lint the probe: ${fatal.message}`);
+    return messages.filter((m) => m.ruleId === 'no-restricted-imports').length;
+  };
+  for (const bad of [
+    '../../src/api/app.js',
+    '../../src/api/schemas.js',
+    '../../../src/shared/clock.js',
+    'node:fs',
+  ])
+    assert.equal(await webRefusals(bad), 1, `web -> ${bad} should be refused`);
+  for (const good of ['./api.js', './ui.js', 'preact', 'preact/hooks', 'qrcode'])
+    assert.equal(await webRefusals(good), 0, `web -> ${good} should be allowed`);
+});

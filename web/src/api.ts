@@ -1,0 +1,154 @@
+// The management API as the dashboard uses it: same origin, paths relative to the page, which
+// is served at `<apiUrl>/` (so `./access-keys` is `<apiUrl>/access-keys`). No server code is
+// imported here (lint zone): these types mirror docs/api.md.
+
+export type KeyState = 'active' | 'disabled' | 'expired' | 'over_limit';
+export type LimitPeriod = 'rolling30d' | 'daily' | 'weekly' | 'monthly';
+export const LIMIT_PERIODS: readonly LimitPeriod[] = ['rolling30d', 'daily', 'weekly', 'monthly'];
+
+export interface AccessKey {
+  id: string;
+  name: string;
+  password: string;
+  port: number;
+  method: string;
+  accessUrl: string;
+  enabled: boolean;
+  createdTimestampMs?: number;
+  dataLimit?: { bytes: number };
+  dataLimitPeriod?: LimitPeriod;
+  expiresAt?: string;
+  state?: KeyState;
+  dataUsed?: { bytes: number };
+  dynamicAccessUrl?: string;
+  subscriptionUrl?: string;
+  lastTrafficSeenTimestampMs?: number;
+  prefix?: string;
+}
+
+export interface ServerInfo {
+  name: string;
+  serverId: string;
+  version: string;
+  portForNewAccessKeys: number;
+  hostnameForAccessKeys: string;
+  accessKeyDataLimit?: { bytes: number };
+  dynamicKeyBaseUrl?: string;
+}
+
+export interface ServerStatus {
+  startedTimestampMs: number;
+  keys: Record<'total' | KeyState, number>;
+  openConnections: number;
+  transports: {
+    kind: 'shadowsocks' | 'websocket';
+    ports: number[];
+    methods?: string[];
+    tls?: boolean;
+    udp?: boolean;
+  }[];
+  /** Present when the server is a node of a fleet (issue 16): the Nodes page is shown. */
+  fleet?: { nodes: number };
+}
+
+export interface UsageDay {
+  startTimestampMs: number;
+  up: number;
+  down: number;
+  bytes: number;
+}
+
+export interface KeyUsage {
+  state: KeyState;
+  dataLimitPeriod: LimitPeriod;
+  nextResetTimestampMs: number | null;
+  dataUsed: { bytes: number };
+  dataLimit: { bytes: number } | null;
+  trailing30Days: { up: number; down: number; bytes: number };
+  openConnections: number;
+}
+
+export class ApiFailure extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const res = await fetch(`./${path}`, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    cache: 'no-store',
+  });
+  if (!res.ok) {
+    let message = `${res.status}`;
+    try {
+      message = ((await res.json()) as { message?: string }).message ?? message;
+    } catch {
+      // not JSON
+    }
+    throw new ApiFailure(res.status, message);
+  }
+  return (res.status === 204 ? undefined : await res.json()) as T;
+}
+
+export const get = <T>(path: string): Promise<T> => call<T>('GET', path);
+const enc = encodeURIComponent;
+
+export const api = {
+  server: () => get<ServerInfo>('server'),
+  status: () => get<ServerStatus>('server/status'),
+  history: (keyId?: string) =>
+    get<{ days: UsageDay[] }>(
+      `server/usage-history?days=30${keyId === undefined ? '' : `&keyId=${enc(keyId)}`}`,
+    ),
+  keys: () => get<{ accessKeys: AccessKey[] }>('access-keys').then((r) => r.accessKeys),
+  key: (id: string) => get<AccessKey>(`access-keys/${enc(id)}`),
+  usage: (id: string) => get<KeyUsage>(`access-keys/${enc(id)}/usage`),
+  create: (body: Record<string, unknown>) => call<AccessKey>('POST', 'access-keys', body),
+  createMany: (body: Record<string, unknown>) =>
+    call<{ accessKeys: AccessKey[] }>('POST', 'access-keys/bulk', body).then((r) => r.accessKeys),
+  remove: (id: string) => call<void>('DELETE', `access-keys/${enc(id)}`),
+  setEnabled: (id: string, enabled: boolean) =>
+    call<void>('PUT', `access-keys/${enc(id)}/enabled`, { enabled }),
+  rename: (id: string, name: string) => call<void>('PUT', `access-keys/${enc(id)}/name`, { name }),
+  setLimit: (id: string, bytes: number | null, period: LimitPeriod) =>
+    bytes === null
+      ? call<void>('DELETE', `access-keys/${enc(id)}/data-limit`)
+      : call<void>('PUT', `access-keys/${enc(id)}/data-limit`, { limit: { bytes }, period }),
+  setExpiry: (id: string, at: number | null) =>
+    at === null
+      ? call<void>('DELETE', `access-keys/${enc(id)}/expiry`)
+      : call<void>('PUT', `access-keys/${enc(id)}/expiry`, { expiresAt: at }),
+  setPrefix: (id: string, prefix: string) => call<void>('PUT', `access-keys/${enc(id)}/prefix`, { prefix }),
+  setName: (name: string) => call<void>('PUT', 'name', { name }),
+  setHostname: (hostname: string) => call<void>('PUT', 'server/hostname-for-access-keys', { hostname }),
+  setPort: (port: number) => call<void>('PUT', 'server/port-for-new-access-keys', { port }),
+  setDefaultLimit: (bytes: number | null) =>
+    bytes === null
+      ? call<void>('DELETE', 'server/access-key-data-limit')
+      : call<void>('PUT', 'server/access-key-data-limit', { limit: { bytes } }),
+  setDynamicBase: (url: string | null) => call<void>('PUT', 'server/dynamic-key-base-url', { url }),
+};
+
+/** Run `fn` over `items`, at most `width` at a time (bulk actions on many keys). */
+export async function eachLimited<T>(
+  items: readonly T[],
+  width: number,
+  fn: (item: T) => Promise<unknown>,
+): Promise<number> {
+  let next = 0;
+  let failed = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      await fn(item).catch(() => (failed += 1));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
+  return failed;
+}

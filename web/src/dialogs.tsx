@@ -1,0 +1,283 @@
+// The dialogs the keys table and the key page share: create N keys, edit one key, show a QR
+// code, confirm a deletion, extend expiries.
+import type { ComponentChildren } from 'preact';
+import { useState } from 'preact/hooks';
+import { api, eachLimited, LIMIT_PERIODS, type AccessKey, type LimitPeriod } from './api.js';
+import { Dialog, GB, Qr, useUi } from './ui.js';
+
+function gbOrNull(text: string): number | null {
+  const v = text.trim();
+  if (v === '') return null;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`not a number of GB: ${v}`);
+  return Math.round(n * GB);
+}
+
+function dateOrNull(text: string): number | null {
+  if (text.trim() === '') return null;
+  const ms = Date.parse(`${text}T23:59:59Z`);
+  if (!Number.isFinite(ms)) throw new Error(`not a date: ${text}`);
+  return ms;
+}
+
+function Field({ label, children }: { label: string; children: ComponentChildren }) {
+  return (
+    <label class="field">
+      <span>{label}</span>
+      {children}
+    </label>
+  );
+}
+
+function Buttons({ ok, onCancel, busy }: { ok: string; onCancel: () => void; busy: boolean }) {
+  const { t } = useUi();
+  return (
+    <div class="buttons">
+      <button type="button" onClick={onCancel}>
+        {t.cancel}
+      </button>
+      <button type="submit" class="primary" disabled={busy}>
+        {ok}
+      </button>
+    </div>
+  );
+}
+
+/** A dialog holding one form: its fields, the error of the last try, Cancel and the action. */
+function FormDialog(props: {
+  title: string;
+  onClose: () => void;
+  onSubmit: (e: Event) => void;
+  ok: string;
+  busy: boolean;
+  error: string | undefined;
+  children: ComponentChildren;
+}) {
+  return (
+    <Dialog title={props.title} onClose={props.onClose}>
+      <form onSubmit={props.onSubmit}>
+        {props.children}
+        {props.error && (
+          <p role="alert" class="error">
+            {props.error}
+          </p>
+        )}
+        <Buttons ok={props.ok} onCancel={props.onClose} busy={props.busy} />
+      </form>
+    </Dialog>
+  );
+}
+
+/** Run a form's action, show its error in the dialog, close it when done. */
+function useAction(
+  done: () => void,
+): [boolean, string | undefined, (fn: () => Promise<unknown>) => (e: Event) => void] {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string>();
+  const run = (fn: () => Promise<unknown>) => (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(undefined);
+    fn().then(
+      () => {
+        setBusy(false);
+        done();
+      },
+      (err: unknown) => {
+        setBusy(false);
+        setError(err instanceof Error ? err.message : String(err));
+      },
+    );
+  };
+  return [busy, error, run];
+}
+
+function PeriodSelect({ value, onChange }: { value: LimitPeriod; onChange: (p: LimitPeriod) => void }) {
+  const { t } = useUi();
+  return (
+    <select value={value} onChange={(e) => onChange((e.target as HTMLSelectElement).value as LimitPeriod)}>
+      {LIMIT_PERIODS.map((p) => (
+        <option key={p} value={p}>
+          {t[`p_${p}`]}
+        </option>
+      ))}
+    </select>
+  );
+}
+
+const val = (e: Event): string => (e.target as HTMLInputElement).value;
+
+export function CreateDialog({ onClose, onDone }: { onClose: () => void; onDone: () => void }) {
+  const { t } = useUi();
+  const [count, setCount] = useState('1');
+  const [name, setName] = useState('');
+  const [limit, setLimit] = useState('');
+  const [period, setPeriod] = useState<LimitPeriod>('rolling30d');
+  const [expiry, setExpiry] = useState('');
+  const [busy, error, run] = useAction(onDone);
+  const submit = run(async () => {
+    const n = Number(count);
+    if (!Number.isInteger(n) || n < 1 || n > 1000) throw new Error(`${t.count}: 1–1000`);
+    const bytes = gbOrNull(limit);
+    const exp = dateOrNull(expiry);
+    const body: Record<string, unknown> = {
+      ...(name.trim() ? { name: name.trim() } : {}),
+      ...(bytes !== null ? { limit: { bytes }, dataLimitPeriod: period } : {}),
+      ...(exp !== null ? { expiresAt: exp } : {}),
+    };
+    if (n === 1) await api.create(body);
+    else await api.createMany({ ...body, count: n });
+  });
+  return (
+    <FormDialog
+      title={t.createKeys}
+      onClose={onClose}
+      onSubmit={submit}
+      ok={t.create}
+      busy={busy}
+      error={error}
+    >
+      <Field label={t.count}>
+        <input type="number" min={1} max={1000} value={count} onInput={(e) => setCount(val(e))} required />
+      </Field>
+      <Field label={t.name}>
+        <input value={name} maxLength={90} onInput={(e) => setName(val(e))} />
+      </Field>
+      <Field label={t.limitGb}>
+        <input inputMode="decimal" value={limit} onInput={(e) => setLimit(val(e))} />
+      </Field>
+      <Field label={t.period}>
+        <PeriodSelect value={period} onChange={setPeriod} />
+      </Field>
+      <Field label={t.expiresAt}>
+        <input type="date" value={expiry} onInput={(e) => setExpiry(val(e))} />
+      </Field>
+    </FormDialog>
+  );
+}
+
+export function EditDialog({
+  k,
+  onClose,
+  onDone,
+}: {
+  k: AccessKey;
+  onClose: () => void;
+  onDone: () => void;
+}) {
+  const { t } = useUi();
+  const [name, setName] = useState(k.name);
+  const [limit, setLimit] = useState(k.dataLimit ? String(k.dataLimit.bytes / GB) : '');
+  const [period, setPeriod] = useState<LimitPeriod>(k.dataLimitPeriod ?? 'rolling30d');
+  const [expiry, setExpiry] = useState(k.expiresAt ? k.expiresAt.slice(0, 10) : '');
+  const [prefix, setPrefix] = useState(k.prefix ?? '');
+  const [busy, error, run] = useAction(onDone);
+  const submit = run(async () => {
+    const bytes = gbOrNull(limit);
+    const exp = dateOrNull(expiry);
+    if (name !== k.name && name.trim()) await api.rename(k.id, name.trim());
+    if (
+      bytes !== (k.dataLimit?.bytes ?? null) ||
+      (bytes !== null && period !== (k.dataLimitPeriod ?? 'rolling30d'))
+    )
+      await api.setLimit(k.id, bytes, period);
+    const oldExp = k.expiresAt ? k.expiresAt.slice(0, 10) : '';
+    if (expiry !== oldExp) await api.setExpiry(k.id, exp);
+    if (k.prefix !== undefined && prefix !== k.prefix) await api.setPrefix(k.id, prefix.trim() || 'auto');
+  });
+  return (
+    <FormDialog
+      title={`${t.edit}: ${k.name || k.id}`}
+      onClose={onClose}
+      onSubmit={submit}
+      ok={t.save}
+      busy={busy}
+      error={error}
+    >
+      <Field label={t.name}>
+        <input value={name} maxLength={256} onInput={(e) => setName(val(e))} />
+      </Field>
+      <Field label={t.limitGb}>
+        <input inputMode="decimal" value={limit} onInput={(e) => setLimit(val(e))} data-field="limit" />
+      </Field>
+      <Field label={t.period}>
+        <PeriodSelect value={period} onChange={setPeriod} />
+      </Field>
+      <Field label={t.expiresAt}>
+        <input type="date" value={expiry} onInput={(e) => setExpiry(val(e))} />
+      </Field>
+      {k.prefix !== undefined && (
+        <Field label={t.prefix}>
+          <input value={prefix} maxLength={200} onInput={(e) => setPrefix(val(e))} />
+        </Field>
+      )}
+    </FormDialog>
+  );
+}
+
+export function QrDialog({ title, text, onClose }: { title: string; text: string; onClose: () => void }) {
+  const { t } = useUi();
+  return (
+    <Dialog title={title} onClose={onClose}>
+      <Qr text={text} label={title} />
+      <p class="mono wrap">{text}</p>
+      <div class="buttons">
+        <button type="button" onClick={onClose}>
+          {t.close}
+        </button>
+      </div>
+    </Dialog>
+  );
+}
+
+export function ConfirmDialog(props: {
+  title: string;
+  text: string;
+  ok: string;
+  onClose: () => void;
+  action: () => Promise<unknown>;
+}) {
+  const [busy, error, run] = useAction(props.onClose);
+  return (
+    <FormDialog
+      title={props.title}
+      onClose={props.onClose}
+      onSubmit={run(props.action)}
+      ok={props.ok}
+      busy={busy}
+      error={error}
+    >
+      <p>{props.text}</p>
+    </FormDialog>
+  );
+}
+
+export function ExtendDialog({ keys, onClose }: { keys: AccessKey[]; onClose: () => void }) {
+  const { t } = useUi();
+  const [days, setDays] = useState('30');
+  const [busy, error, run] = useAction(onClose);
+  const submit = run(async () => {
+    const n = Number(days);
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`${t.days}: > 0`);
+    const now = Date.now();
+    const failed = await eachLimited(keys, 8, (k) => {
+      const from = Math.max(now, k.expiresAt ? Date.parse(k.expiresAt) : now);
+      return api.setExpiry(k.id, Math.round(from + n * 86_400_000));
+    });
+    if (failed) throw new Error(`${t.error} (${failed})`);
+  });
+  return (
+    <FormDialog
+      title={`${t.extendExpiry} (${keys.length})`}
+      onClose={onClose}
+      onSubmit={submit}
+      ok={t.extendExpiry}
+      busy={busy}
+      error={error}
+    >
+      <Field label={t.days}>
+        <input type="number" min={1} value={days} onInput={(e) => setDays(val(e))} required />
+      </Field>
+    </FormDialog>
+  );
+}

@@ -1,0 +1,184 @@
+// Small shared pieces: the language context, number and date formats, the status badge, the
+// usage bar, the bar chart (inline SVG), the modal dialog, the copy button and the QR code.
+import { createContext, type ComponentChildren } from 'preact';
+import { useContext, useEffect, useRef, useState } from 'preact/hooks';
+import type { AccessKey, KeyState, UsageDay } from './api.js';
+import type { Strings } from './i18n.js';
+
+export interface Ui {
+  t: Strings;
+  locale: string;
+  toast: (text: string) => void;
+}
+export const UiContext = createContext<Ui>(null as unknown as Ui);
+export const useUi = (): Ui => useContext(UiContext);
+
+export const GB = 1e9;
+
+export function bytes(n: number, locale: string): string {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1000 && u < units.length - 1) {
+    v /= 1000;
+    u += 1;
+  }
+  return `${new Intl.NumberFormat(locale, { maximumFractionDigits: v < 10 && u > 0 ? 1 : 0 }).format(v)} ${units[u]}`;
+}
+
+export function date(ms: number | undefined, locale: string, withTime = false): string {
+  if (ms === undefined) return '';
+  return new Intl.DateTimeFormat(
+    locale,
+    withTime ? { dateStyle: 'medium', timeStyle: 'short' } : { dateStyle: 'medium' },
+  ).format(ms);
+}
+
+export function stateOf(k: AccessKey): KeyState {
+  return k.state ?? (k.enabled ? 'active' : 'disabled');
+}
+
+export function Badge({ state }: { state: KeyState }) {
+  const { t } = useUi();
+  return <span class={`badge badge-${state}`}>{t[`st_${state}`]}</span>;
+}
+
+export function UsageBar({ used, limit }: { used: number; limit: number | undefined }) {
+  const { t, locale } = useUi();
+  const pct = limit ? Math.min(100, (used / limit) * 100) : 0;
+  const fill = useRef<HTMLSpanElement>(null);
+  useEffect(() => {
+    fill.current?.style.setProperty('width', `${pct}%`);
+  }, [pct]);
+  return (
+    <div class="usage">
+      <span class="usage-text">
+        {bytes(used, locale)} / {limit ? bytes(limit, locale) : t.noLimit}
+      </span>
+      {limit ? (
+        <span
+          class="bar"
+          role="progressbar"
+          aria-valuenow={Math.round(pct)}
+          aria-valuemin={0}
+          aria-valuemax={100}
+          aria-label={t.usage}
+        >
+          <span ref={fill} class={pct >= 100 ? 'fill full' : 'fill'} />
+        </span>
+      ) : null}
+    </div>
+  );
+}
+
+/** Daily bars; each bar's title gives the day and its bytes. */
+export function Chart({ days, label }: { days: UsageDay[]; label: string }) {
+  const { locale } = useUi();
+  const max = Math.max(1, ...days.map((d) => d.bytes));
+  const w = 600;
+  const h = 160;
+  const bw = w / Math.max(1, days.length);
+  const total = days.reduce((s, d) => s + d.bytes, 0);
+  return (
+    <figure class="chart">
+      <svg viewBox={`0 0 ${w} ${h + 20}`} role="img" aria-label={`${label}: ${bytes(total, locale)}`}>
+        {days.map((d, i) => {
+          const bh = d.bytes === 0 ? 0 : Math.max(2, (d.bytes / max) * h);
+          return (
+            <rect
+              key={d.startTimestampMs}
+              class="chart-bar"
+              data-bytes={d.bytes}
+              x={i * bw + 1}
+              y={h - bh}
+              width={Math.max(1, bw - 2)}
+              height={bh}
+            >
+              <title>{`${date(d.startTimestampMs, locale)}: ${bytes(d.bytes, locale)}`}</title>
+            </rect>
+          );
+        })}
+        <line x1="0" y1={h} x2={w} y2={h} class="chart-axis" />
+        <text x="0" y={h + 16} class="chart-label">
+          {date(days[0]?.startTimestampMs, locale)}
+        </text>
+        <text x={w} y={h + 16} text-anchor="end" class="chart-label">
+          {date(days.at(-1)?.startTimestampMs, locale)}
+        </text>
+      </svg>
+      <figcaption>
+        {label}: <strong>{bytes(total, locale)}</strong> (max {bytes(max === 1 ? 0 : max, locale)}/day)
+      </figcaption>
+    </figure>
+  );
+}
+
+export function Dialog({
+  title,
+  onClose,
+  children,
+}: {
+  title: string;
+  onClose: () => void;
+  children: ComponentChildren;
+}) {
+  const ref = useRef<HTMLDialogElement>(null);
+  useEffect(() => {
+    const d = ref.current;
+    if (d && !d.open) d.showModal();
+    return () => d?.close();
+  }, []);
+  return (
+    <dialog ref={ref} aria-label={title} onClose={onClose}>
+      <h2>{title}</h2>
+      {children}
+    </dialog>
+  );
+}
+
+async function writeClipboard(text: string): Promise<void> {
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    const ta = document.createElement('textarea');
+    ta.value = text;
+    document.body.append(ta);
+    ta.select();
+    document.execCommand('copy');
+    ta.remove();
+  }
+}
+
+export function CopyButton({ text, label, kind }: { text: string | undefined; label: string; kind: string }) {
+  const { t, toast } = useUi();
+  if (text === undefined) return null;
+  return (
+    <button
+      type="button"
+      class="small"
+      dir="auto"
+      data-copy={kind}
+      onClick={() => void writeClipboard(text).then(() => toast(t.copied))}
+    >
+      {label}
+    </button>
+  );
+}
+
+/** A QR code drawn in the browser (the qrcode package, loaded on first use) as an SVG image. */
+export function Qr({ text, label }: { text: string; label: string }) {
+  const [src, setSrc] = useState<string>();
+  useEffect(() => {
+    let live = true;
+    void import('qrcode').then(async (mod) => {
+      // A CommonJS module: its functions are on the default export.
+      const q = (mod as { default?: typeof mod.default }).default ?? mod;
+      const svg = await q.toString(text, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 });
+      if (live) setSrc(`data:image/svg+xml;charset=utf-8,${encodeURIComponent(svg)}`);
+    });
+    return () => {
+      live = false;
+    };
+  }, [text]);
+  return src ? <img class="qr" src={src} alt={label} width={240} height={240} /> : <div class="qr" />;
+}
