@@ -5,7 +5,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import prettier from 'eslint-config-prettier';
 
-const ALL = ['protocol', 'transport', 'server', 'client', 'store', 'api', 'metrics', 'config', 'lab', 'probe', 'cli', 'shared'];
+const ALL = ['protocol', 'transport', 'server', 'client', 'store', 'api', 'metrics', 'config', 'lab', 'probe', 'fleet', 'cli', 'shared'];
 
 /**
  * The dependency direction, as "folder -> folders it may import from". Checked on the import
@@ -23,6 +23,7 @@ export const ALLOWED = {
   config: ['protocol', 'shared'],
   api: ['store', 'config', 'metrics', 'shared', 'protocol'],
   lab: ['protocol', 'transport', 'shared'],
+  fleet: ['store', 'shared', 'config', 'metrics'],
   probe: ['protocol', 'transport', 'shared'],
 };
 

@@ -23,6 +23,7 @@ import { DEFAULT_METHOD } from '../config/defaults.js';
 import { KeyEnforcer, type Store } from '../store/index.js';
 import type { ApiContext, WebEndpoint } from './context.js';
 import { registerDynamicRoutes } from './dynamic.js';
+import { registerNodeRoutes, type FleetView } from './fleet.js';
 import { ApiError, NOT_FOUND_BODY } from './errors.js';
 import { registerLadderRoutes } from './routes-ladder.js';
 import { registerOutlineRoutes } from './routes-outline.js';
@@ -65,6 +66,8 @@ export interface ApiOptions {
   metricsServed?: () => boolean;
   /** The web front's public parameters, read per request (subscriptions offer its WebSocket entries). */
   webEndpoint?: () => WebEndpoint | undefined;
+  /** The fleet, on a fleet node (--node): keys list its nodes; GET /nodes and friends. */
+  fleet?: FleetView | undefined;
 }
 
 const AUTHED = Symbol('ladder.api.authed');
@@ -260,9 +263,11 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     version: opts.version ?? serverVersion(),
     metricsServed: opts.metricsServed,
     webEndpoint: opts.webEndpoint,
+    fleet: opts.fleet,
   };
   registerOutlineRoutes(app, ctx);
   registerLadderRoutes(app, ctx);
+  registerNodeRoutes(app, ctx);
   registerDynamicRoutes(app, ctx);
   app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
 
@@ -280,7 +285,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
  * Everything else gets the same 404 as the API's unknown paths.
  */
 export async function buildDynamicApp(
-  opts: Pick<ApiOptions, 'store' | 'control' | 'logger' | 'clock' | 'webEndpoint'> & {
+  opts: Pick<ApiOptions, 'store' | 'control' | 'logger' | 'clock' | 'webEndpoint' | 'fleet'> & {
     enforcer: KeyEnforcer;
   },
 ): Promise<FastifyInstance> {
@@ -298,6 +303,7 @@ export async function buildDynamicApp(
     version: serverVersion(),
     metricsServed: undefined,
     webEndpoint: opts.webEndpoint,
+    fleet: opts.fleet,
   });
   await app.ready();
   return app;

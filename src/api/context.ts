@@ -24,6 +24,7 @@ import {
 } from './key-secrets.js';
 import type { AccessKeyJson } from './schemas.js';
 import { subscriptionUrl } from './subscriptions/url.js';
+import type { FleetView } from './fleet.js';
 
 /**
  * The web front's public parameters (managed mode with --web-port), so subscriptions can offer
@@ -60,6 +61,8 @@ export interface ApiContext {
   metricsServed: (() => boolean) | undefined;
   /** The web front, when there is one (read per request: managed mode starts it after the API). */
   webEndpoint?: (() => WebEndpoint | undefined) | undefined;
+  /** The fleet, on a fleet node (--node): keys list its nodes, and the node routes exist. */
+  fleet?: FleetView | undefined;
 }
 
 export function toAccessKeyJson(key: KeyRecord, settings: ServerSettings, status?: KeyStatus): AccessKeyJson {

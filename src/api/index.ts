@@ -10,6 +10,7 @@ export { ApiError, NOT_FOUND_BODY, type ApiErrorCode } from './errors.js';
 export { accessUrl, dynamicAccessUrl, dynamicBaseUrl } from './access-url.js';
 export { subscriptionUrl, SUB_FORMATS, type SubFormat } from './subscriptions/url.js';
 export type { WebEndpoint } from './context.js';
+export type { FleetSelf, FleetServer, FleetView } from './fleet.js';
 export {
   ensureCertificate,
   certSha256,

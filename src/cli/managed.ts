@@ -75,6 +75,10 @@ export interface ManagedFlags extends WebFlags {
   /** Data-plane worker threads (default one per core). */
   workers?: string;
   logLevel?: string;
+  /** Fleet node name (PostgreSQL store): register, heartbeat, key changes by LISTEN/NOTIFY. */
+  node?: string;
+  /** Re-read the keys this often, seconds (default 2): the fallback bound for lost notifications. */
+  keyPoll?: string;
 }
 
 export { DEFAULT_DATA_DIR };
@@ -110,6 +114,14 @@ export function addManagedOptions(cmd: Command): Command {
     .option(
       '--dynamic-url <url>',
       'managed mode: https:// base URL clients use for ssconf:// keys (kept in the store; "none" resets)',
+    )
+    .option(
+      '--node <name>',
+      'managed mode, PostgreSQL store: run as this fleet node (registered with --public-host; keys list the active nodes; docs/fleet.md)',
+    )
+    .option(
+      '--key-poll <s>',
+      'managed mode: re-read the keys this often (default 2; with --node the fallback if a change notification is lost)',
     );
 }
 
@@ -250,6 +262,8 @@ export async function startManaged(
   let storeLocation: StoreLocation;
   try {
     storeLocation = parseStoreLocation(flags.store, dataDir);
+    if (flags.node !== undefined)
+      await (await import('./fleet-node.js')).checkNodeFlags(flags.node, storeLocation);
     checkBeforeServing(storeLocation); // a lost or damaged store is refused before anything serves
     store = await openStore(storeLocation, {
       logger: log,
@@ -267,7 +281,12 @@ export async function startManaged(
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
   };
   try {
-    if (flags.publicHost !== undefined)
+    const fleet =
+      flags.node !== undefined
+        ? await (await import('./fleet-node.js')).fleetView(store, flags.node)
+        : undefined;
+    // A fleet node's --public-host is its own address (nodes table), not the shared setting.
+    if (flags.publicHost !== undefined && flags.node === undefined)
       await store.updateSettings({ hostnameForAccessKeys: flags.publicHost });
     if (dynamicUrl !== undefined) await store.updateSettings({ dynamicKeyBaseUrl: dynamicUrl });
     if (dataPortFlag !== undefined && dataPortFlag !== 0)
@@ -341,12 +360,17 @@ export async function startManaged(
       for (const s of statuses) c[s.state] = (c[s.state] ?? 0) + 1;
       metrics.setKeyStates(c);
     };
+    const pollMs =
+      tuning.enforceIntervalMs ?? (parsed.keyPoll !== undefined ? parsed.keyPoll * 1000 : undefined);
     const enforcer = new KeyEnforcer({
       store,
       control: pool,
       logger: log,
-      onEvaluate: counts,
-      ...(tuning.enforceIntervalMs !== undefined ? { intervalMs: tuning.enforceIntervalMs } : {}),
+      onEvaluate: (statuses) => {
+        counts(statuses);
+        fleet?.running?.node.evaluated();
+      },
+      ...(pollMs !== undefined ? { intervalMs: pollMs } : {}),
     });
     await enforcer.start();
     cleanups.push(async () => enforcer.stop());
@@ -364,6 +388,7 @@ export async function startManaged(
         metrics,
         metricsServed: () => metricsServer !== undefined,
         webEndpoint,
+        fleet,
         logger: log,
         enforcer,
         dataDir,
@@ -384,7 +409,7 @@ export async function startManaged(
 
     let dynamicAddress: string | undefined;
     if (dynamicListen) {
-      const dyn = await buildDynamicApp({ store, control: pool, logger: log, enforcer, webEndpoint });
+      const dyn = await buildDynamicApp({ store, control: pool, logger: log, enforcer, webEndpoint, fleet });
       cleanups.push(() => dyn.close());
       try {
         dynamicAddress = await dyn.listen(dynamicListen);
@@ -424,6 +449,26 @@ export async function startManaged(
       cleanups.push(() => ms.close());
     }
 
+    if (fleet && storeLocation.kind === 'postgres') {
+      fleet.running = await (
+        await import('./fleet-node.js')
+      ).startNode({
+        name: flags.node!,
+        loc: storeLocation,
+        store,
+        enforcer,
+        metrics,
+        log,
+        hosts: [flags.publicHost ?? guessHost(flags.host)],
+        port: plane.address.port,
+        udp: flags.udp !== false,
+        apiPort: api.port,
+        web: webEndpoint(),
+      });
+      const running = fleet.running;
+      cleanups.push(() => running.node.close());
+    }
+
     const url = accessUrl(firstKey, settings, firstKey.name || 'ladder');
     const dyn = dynamicAccessUrl(firstKey, settings, firstKey.name || 'ladder');
     const ladder = ladderCommand();
@@ -431,6 +476,7 @@ export async function startManaged(
     const out: string[] = [];
     out.push('Ladder server — managed mode (key store, management API, metrics)');
     out.push(`  store: ${describeStore(storeLocation, dataDir)}`);
+    if (fleet?.running) out.push(`  ${fleet.running.line}`);
     out.push(
       `  Shadowsocks on port ${plane.address.port} (${flags.udp === false ? 'TCP; UDP off' : 'TCP and UDP'}), ${await store.countKeys()} key(s) in the store`,
     );

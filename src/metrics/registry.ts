@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { UsageSink } from '../shared/control.js';
-import { METRICS } from './definitions.js';
+import { METRICS, type FleetNodeSample } from './definitions.js';
 
 /** Outcome of one data-plane connection, as the server reports it when the connection ends. */
 export interface ConnectionOutcome {
@@ -24,6 +24,8 @@ export interface LadderMetrics extends UsageSink {
   setKeyStates(counts: Readonly<Record<string, number>>): void;
   /** Forget the byte series of a deleted key. */
   removeKey(keyId: string): void;
+  /** Replace the fleet gauges (per-node state, heartbeat age, keys version; the store's version). */
+  setFleet(nodes: readonly FleetNodeSample[], storeKeysVersion: number): void;
   /** Prometheus text exposition. */
   render(): Promise<string>;
 }
@@ -72,8 +74,24 @@ export function createMetrics(opts: MetricsOptions = {}): LadderMetrics {
     registers: [registry],
   });
 
+  const gauge = (m: { name: string; help: string; labels: readonly string[] }): Gauge =>
+    new Gauge({ name: m.name, help: m.help, labelNames: [...m.labels], registers: [registry] });
+  const fleetState = gauge(METRICS.fleetNodeState);
+  const fleetAge = gauge(METRICS.fleetHeartbeatAge);
+  const fleetNodeVersion = gauge(METRICS.fleetNodeKeysVersion);
+  const fleetVersion = gauge(METRICS.fleetKeysVersion);
+
   return {
     registry,
+    setFleet(nodes, storeKeysVersion) {
+      for (const g of [fleetState, fleetAge, fleetNodeVersion]) g.reset();
+      for (const n of nodes) {
+        fleetState.set({ node: n.name, state: n.state }, 1);
+        fleetAge.set({ node: n.name }, n.heartbeatAgeSeconds);
+        fleetNodeVersion.set({ node: n.name }, n.keysVersion);
+      }
+      fleetVersion.set(storeKeysVersion);
+    },
     addBytes(keyId, up, down) {
       if (up > 0) bytes.inc({ access_key: keyId, dir: 'up' }, up);
       if (down > 0) bytes.inc({ access_key: keyId, dir: 'down' }, down);

@@ -15,3 +15,16 @@ export {
   type StoreMarker,
 } from './integrity.js';
 export { backupStore, checkStore, restoreStore, storeInUse } from './backup.js';
+export {
+  checkNodeName,
+  DOWN_AFTER_MS,
+  HEARTBEAT_MS,
+  listedNodes,
+  NODE_STATES,
+  NodeError,
+  NodeRegistry,
+  type NodeInfo,
+  type NodeRecord,
+  type NodeState,
+  type NodeTransport,
+} from './nodes.js';

@@ -6,6 +6,7 @@ import { createDialect, type StoreLocation } from './dialect.js';
 import { ensureMarker, openFailure } from './integrity.js';
 import { checkTables, migrationProvider } from './migrations.js';
 import { chunks, IN_CHUNK, num, numOrNull, rowToKey } from './rows.js';
+import { NodeRegistry } from './nodes.js';
 import { SqliteReader } from './sqlite-reader.js';
 import type { Database, KeysTable } from './schema.js';
 import {
@@ -563,6 +564,14 @@ export class KyselyStore implements Store {
         down: num(r.down_bytes),
       }));
     });
+  }
+
+  #nodes: NodeRegistry | undefined;
+  /** The fleet's nodes (nodes.ts), on this store's connection. */
+  nodes(): NodeRegistry {
+    this.#assertOpen();
+    this.#nodes ??= new NodeRegistry(this.#db, this.dialect);
+    return this.#nodes;
   }
 
   async close(): Promise<void> {
