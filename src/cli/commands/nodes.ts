@@ -24,19 +24,19 @@ async function withRegistry<T>(flags: StoreFlags, fn: (nodes: NodeRegistry) => P
   const loc = parseStoreLocation(flags.store, resolve(flags.dataDir ?? DEFAULT_DATA_DIR));
   if (loc.kind !== 'postgres')
     throw new UsageError(
-      'ladder nodes: fleet nodes live in a PostgreSQL store; give it with --store postgres://… (a SQLite store serves one server)',
+      'fleet nodes live in a PostgreSQL store; give it with --store postgres://… (a SQLite store serves one server)',
     );
   let store: KyselyStore;
   try {
     store = await openStore(loc);
   } catch (err) {
-    if (err instanceof StoreError) throw new UsageError(`ladder nodes: ${err.message}`);
+    if (err instanceof StoreError) throw new UsageError(err.message);
     throw err;
   }
   try {
     return await fn(store.nodes());
   } catch (err) {
-    if (err instanceof NodeError) throw new UsageError(`ladder nodes: ${err.message}`);
+    if (err instanceof NodeError) throw new UsageError(err.message);
     throw err;
   } finally {
     await store.close();
@@ -87,9 +87,9 @@ export function registerNodes(program: Command): void {
     withStoreOptions(program.command('nodes'), "postgres://… (the fleet's store)")
       .description('fleet nodes on a PostgreSQL store: list, drain, block, unblock, rm, add-address')
       .addHelpText('after', EXAMPLES),
-    'ladder nodes',
+    'nodes',
   );
-  const sub = (name: string): Command => oneLineCommand(nodes.command(name), `ladder nodes ${name}`);
+  const sub = (name: string): Command => oneLineCommand(nodes.command(name), `nodes ${name}`);
   const flagsOf = (cmd: Command): StoreFlags => cmd.optsWithGlobals<StoreFlags>();
   const say = (line: string): void => void process.stdout.write(`${line}\n`);
 
@@ -145,7 +145,7 @@ export function registerNodes(program: Command): void {
     .action(async (name: string, address: string, _o: unknown, cmd: Command) => {
       if (!isHostName(address))
         throw new UsageError(
-          `ladder nodes add-address: "${printable(address.slice(0, 80))}" is not an IP address or a DNS name`,
+          `nodes add-address: "${printable(address.slice(0, 80))}" is not an IP address or a DNS name`,
         );
       const n = await withRegistry(flagsOf(cmd), (reg) => reg.addAddress(name, address));
       say(`node ${printable(n.name)}: addresses ${n.addresses.map(printable).join(', ')}`);
