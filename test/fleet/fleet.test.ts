@@ -106,7 +106,7 @@ async function listedHosts(via: FleetNodeProc, id: string): Promise<string[]> {
 test(
   'fleet: a key created on A carries traffic through C within 2 s; D (no NOTIFY) only at its poll',
   { skip: SKIP },
-  async () => {
+  async (t) => {
     assert.match(
       node('a').run.stdout(),
       /fleet node a on postgres \(127\.0\.0\.2; heartbeat every 2 s, down after 6 s; key changes by LISTEN\/NOTIFY/,
@@ -117,6 +117,7 @@ test(
     const sinceCreated = Date.now() - k.at;
     viaC.tunnel.destroy();
     assert.ok(sinceCreated < 2000, `C carried the key ${sinceCreated} ms after the 201 (bound 2 s)`);
+    t.diagnostic(`key created on A carried through C ${sinceCreated} ms after the 201`);
     const viaB = await untilCarries(HOSTS.b, port, k.creds, echoPort, 2000);
     viaB.tunnel.destroy();
     // D learns it at its next poll (≤ 10 s), not from a notification.
@@ -128,7 +129,7 @@ test(
 test(
   'fleet: a disable through B closes the key on A and C within 2 s; D closes only at its poll',
   { skip: SKIP },
-  async () => {
+  async (t) => {
     const k = await createKey(node('a'), 'disable-me');
     // Wait until D has the key: D just polled, so its next poll is ~10 s away (deterministic gap).
     const d = await untilCarries(HOSTS.d, port, k.creds, echoPort, 14_000);
@@ -150,25 +151,28 @@ test(
     const cd = await Promise.race([d.tunnel.closed, sleep(14_000).then(() => undefined)]);
     assert.ok(cd, 'D closed the key within its poll bound');
     assert.ok(cd.at - at > 2500, `D closed ${cd.at - at} ms after the disable: at its poll`);
+    t.diagnostic(
+      `disable on B: closed on A after ${ca.at - at} ms, C ${cc.at - at} ms; D (no NOTIFY, poll 10 s) ${cd.at - at} ms`,
+    );
     // Other users' connections were not dropped by the delta.
     const other = await createKey(node('a'), 'bystander');
-    const t = await untilCarries(HOSTS.a, port, other.creds, echoPort, 2000);
+    const by = await untilCarries(HOSTS.a, port, other.creds, echoPort, 2000);
     assert.equal(
       await node('c')
         .call('DELETE', `/access-keys/${k.id}`)
         .then((x) => x.status),
       204,
     );
-    t.tunnel.send(Buffer.from('still'));
-    assert.equal((await t.tunnel.read(9, 2000)).subarray(4).toString(), 'still');
-    t.tunnel.destroy();
+    by.tunnel.send(Buffer.from('still'));
+    assert.equal((await by.tunnel.read(9, 2000)).subarray(4).toString(), 'still');
+    by.tunnel.destroy();
   },
 );
 
 test(
   'fleet: kill -9 is shown down and leaves the keys; a running client moves; block leaves at once',
   { skip: SKIP },
-  async () => {
+  async (t) => {
     // A key whose Outline JSON picks a node other than D (D learns new keys only at its poll).
     let k = await createKey(node('a'), 'roamer');
     let victim: FleetNodeProc | undefined;
@@ -235,6 +239,7 @@ test(
       { timeoutMs: 15_000, intervalMs: 250, message: 'the killed node shown down' },
     );
     const downMs = Date.now() - killedAt;
+    t.diagnostic(`kill -9: shown down by ladder nodes list ${downMs} ms after`);
     assert.ok(
       downMs < 9000,
       `shown down ${downMs} ms after kill -9 (bound: 6 s without a heartbeat, + one list)`,
