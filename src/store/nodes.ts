@@ -138,7 +138,9 @@ export class NodeRegistry {
   /** The keys version (PostgreSQL: the sequence the keys trigger advances; SQLite: 0). */
   async keysVersion(): Promise<number> {
     if (!this.#postgres) return 0;
-    const r = await sql<{ v: string }>`select last_value as v from ladder_keys_version`.execute(this.#db);
+    const r = await sql<{
+      v: string;
+    }>`select case when is_called then last_value else 0 end as v from ladder_keys_version`.execute(this.#db);
     return num(r.rows[0]!.v);
   }
 
