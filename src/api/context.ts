@@ -9,6 +9,7 @@ import {
   type KeyStatus,
   type ServerSettings,
   type Store,
+  type WebFront,
 } from '../store/index.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { keyPrefixSettingFor } from '../protocol/shadowsocks/key-prefix.js';
@@ -28,22 +29,11 @@ import type { FleetView } from './fleet.js';
 
 /**
  * The web front's public parameters (managed mode with --web-port), so subscriptions can offer
- * Shadowsocks over WebSocket next to raw Shadowsocks. The secret path is a secret like a password.
+ * Shadowsocks over WebSocket next to raw Shadowsocks (host undefined: hostnameForAccessKeys at
+ * request time). The secret path is a secret like a password. The same shape a fleet node
+ * records for its web front (store/nodes.ts).
  */
-export interface WebEndpoint {
-  /** What clients dial and send as Host/SNI; undefined = hostnameForAccessKeys at request time. */
-  host?: string | undefined;
-  port: number;
-  /** The secret path, '/SECRET': v2ray-plugin streams at it, Outline's at `${path}/tcp` and `${path}/udp`. */
-  path: string;
-  tls: boolean;
-  /** Ask v2ray-plugin clients for Mux.Cool (true) or raw streams (false); undefined = each client's default. */
-  mux?: boolean | undefined;
-  /** UDP over WebSocket at `${path}/udp` (Outline's packet endpoint) is served. */
-  udp: boolean;
-  /** Only keys on this data port are reachable through the web front; undefined = every key. */
-  keyPort?: number | undefined;
-}
+export type WebEndpoint = WebFront;
 
 /** Everything route handlers need, built once by buildApi. */
 export interface ApiContext {

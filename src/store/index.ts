@@ -27,4 +27,5 @@ export {
   type NodeRecord,
   type NodeState,
   type NodeTransport,
+  type WebFront,
 } from './nodes.js';

@@ -19,22 +19,28 @@ export const DOWN_AFTER_MS = 3 * HEARTBEAT_MS;
 export type NodeState = 'active' | 'draining' | 'blocked' | 'suspected';
 export const NODE_STATES: readonly NodeState[] = ['active', 'draining', 'blocked', 'suspected'];
 
+/**
+ * A web front's public parameters (Shadowsocks over WebSocket): what keys and subscriptions need
+ * to offer it. The API's WebEndpoint is this shape.
+ */
+export interface WebFront {
+  /** What clients dial and send as Host/SNI; undefined = the server's address (a node's first). */
+  host?: string | undefined;
+  port: number;
+  /** The secret path, '/SECRET': v2ray-plugin streams at it, Outline's at `${path}/tcp` and `${path}/udp`. */
+  path: string;
+  tls: boolean;
+  /** Ask v2ray-plugin clients for Mux.Cool (true) or raw streams (false); undefined = each client's default. */
+  mux?: boolean | undefined;
+  /** UDP over WebSocket at `${path}/udp` (Outline's packet endpoint) is served. */
+  udp: boolean;
+  /** Only keys on this data port are reachable through it; undefined = every key. */
+  keyPort?: number | undefined;
+}
+
 /** A way to reach the node, with the public parameters a key or subscription needs. */
 export type NodeTransport =
-  | { type: 'shadowsocks'; port: number; udp: boolean }
-  | {
-      type: 'websocket';
-      /** Host header / TLS name; undefined = the node's first address. */
-      host?: string | undefined;
-      port: number;
-      /** The secret path ('/SECRET'): a secret like a key's password. */
-      path: string;
-      tls: boolean;
-      mux?: boolean | undefined;
-      udp: boolean;
-      /** Only keys on this data port are served through it; undefined = every key. */
-      keyPort?: number | undefined;
-    };
+  { type: 'shadowsocks'; port: number; udp: boolean } | ({ type: 'websocket' } & WebFront);
 
 export interface NodeInfo {
   name: string;

@@ -7,11 +7,11 @@ import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import { isHostName } from '../../shared/parse.js';
-import type { KyselyStore, NodeRecord, NodeRegistry } from '../../store/index.js';
+import type { NodeRecord, NodeRegistry } from '../../store/index.js';
 import { UsageError } from '../errors.js';
 import { printable, printableJson } from '../terminal.js';
 import { alignColumns } from './keys/format.js';
-import { oneLineCommand, withStoreOptions } from './store-command.js';
+import { oneLineCommand, openStoreOrExplain, withStoreOptions } from './store-command.js';
 
 interface StoreFlags {
   dataDir?: string;
@@ -20,19 +20,13 @@ interface StoreFlags {
 
 /** Open the store the flags name; fleet nodes exist only in a PostgreSQL store. */
 async function withRegistry<T>(flags: StoreFlags, fn: (nodes: NodeRegistry) => Promise<T>): Promise<T> {
-  const { NodeError, openStore, parseStoreLocation, StoreError } = await import('../../store/index.js');
+  const { NodeError, parseStoreLocation } = await import('../../store/index.js');
   const loc = parseStoreLocation(flags.store, resolve(flags.dataDir ?? DEFAULT_DATA_DIR));
   if (loc.kind !== 'postgres')
     throw new UsageError(
       'fleet nodes live in a PostgreSQL store; give it with --store postgres://… (a SQLite store serves one server)',
     );
-  let store: KyselyStore;
-  try {
-    store = await openStore(loc);
-  } catch (err) {
-    if (err instanceof StoreError) throw new UsageError(err.message);
-    throw err;
-  }
+  const store = await openStoreOrExplain(loc);
   try {
     return await fn(store.nodes());
   } catch (err) {
