@@ -68,7 +68,7 @@ export function nodeJson(n: NodeRecord): Record<string, unknown> {
     port: n.port,
     transports: n.transports,
     version: n.version,
-    heartbeatAgeMs: n.heartbeatAgeMs,
+    ...(n.stopped ? { stopped: true } : { heartbeatAgeMs: n.heartbeatAgeMs }),
     startedTimestampMs: n.startedAt,
     keysVersion: n.keysVersion,
     ...(n.apiPort !== null ? { apiPort: n.apiPort } : {}),

@@ -54,7 +54,7 @@ export function sampleOf(n: NodeRecord): FleetNodeSample {
   return {
     name: n.name,
     state: n.down ? 'down' : n.state,
-    heartbeatAgeSeconds: n.heartbeatAgeMs / 1000,
+    heartbeatAgeSeconds: n.stopped ? -1 : n.heartbeatAgeMs / 1000,
     keysVersion: n.keysVersion,
   };
 }
@@ -141,6 +141,7 @@ export async function startFleetNode(o: FleetNodeOptions): Promise<FleetNode> {
       closed = true;
       if (timer) clock.clearTimeout(timer);
       await listener?.close();
+      await registry.leave(info.name, instance).catch(() => undefined);
     },
   };
 }

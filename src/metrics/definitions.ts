@@ -46,7 +46,7 @@ export const METRICS = {
   },
   fleetHeartbeatAge: {
     name: 'ladder_fleet_node_heartbeat_age_seconds',
-    help: "Seconds since each fleet node's last heartbeat (database clock)",
+    help: "Seconds since each fleet node's last heartbeat (database clock); -1 for a node that stopped cleanly",
     labels: ['node'],
   },
   fleetNodeKeysVersion: {

@@ -59,8 +59,10 @@ export interface NodeRecord extends NodeInfo {
   heartbeatAt: number;
   /** Milliseconds since the last heartbeat, on the database's clock. */
   heartbeatAgeMs: number;
-  /** The heartbeat is older than DOWN_AFTER_MS. */
+  /** The heartbeat is older than DOWN_AFTER_MS (or the node stopped cleanly). */
   down: boolean;
+  /** The node stopped cleanly (leave()): no heartbeat at all. */
+  stopped: boolean;
   /** The keys version the node had applied at its last heartbeat. */
   keysVersion: number;
   apiPort: number | null;
@@ -110,6 +112,7 @@ function rowToNode(r: NodesTable, now: number): NodeRecord {
     heartbeatAt: num(r.heartbeat_at),
     heartbeatAgeMs: age,
     down: age > DOWN_AFTER_MS,
+    stopped: num(r.heartbeat_at) === 0,
     keysVersion: num(r.keys_version),
     apiPort: numOrNull(r.api_port),
   };
@@ -231,6 +234,16 @@ export class NodeRegistry {
       .where('instance', '=', instance)
       .executeTakeFirst();
     return num(r.numUpdatedRows) > 0;
+  }
+
+  /** A clean stop: the node shows down at once (its heartbeat is cleared) and keys stop listing it. */
+  async leave(name: string, instance: string): Promise<void> {
+    await this.#db
+      .updateTable('nodes')
+      .set({ heartbeat_at: 0 })
+      .where('name', '=', name)
+      .where('instance', '=', instance)
+      .execute();
   }
 
   /** Set an operator state (active = unblock/undrain). */

@@ -352,6 +352,16 @@ test('fleet: ladder nodes and --node bad input is one line, exit 2', { skip: SKI
   assert.equal(ok.stdout, 'node b: addresses 127.0.0.33, 127.0.0.3\n');
   const b = (await store.nodes().get('b'))!;
   assert.deepEqual(b.addresses, ['127.0.0.33', '127.0.0.3']);
+  // A clean stop (SIGTERM) shows the node down at once: keys stop listing it without the 6 s wait.
+  await stopProc(node('b').run);
+  const gone = (await store.nodes().get('b'))!;
+  assert.equal(gone.down, true);
+  assert.equal(gone.stopped, true);
+  const stoppedList = await runLadder(['nodes', '--store', pg!.url, 'list'], { killAfterMs: 30_000 });
+  assert.match(
+    stoppedList.stdout,
+    /^b\s+down \(active\)\s+no\s+127\.0\.0\.33,127\.0\.0\.3\s+\d+\s+ss:\d+\s+stopped\s/m,
+  );
   // tryTunnel is the probe above; a wrong password never carries traffic (the probe can fail).
   assert.equal(
     await tryTunnel(HOSTS.b, port, { method: 'chacha20-ietf-poly1305', password: 'wrong' }, echoPort),

@@ -56,7 +56,7 @@ export function formatNodes(nodes: readonly NodeRecord[], listed: ReadonlySet<st
       n.addresses.map(printable).join(',') || '-',
       String(n.port),
       n.transports.map((t) => (t.type === 'websocket' ? `ws:${t.port}` : `ss:${t.port}`)).join(',') || '-',
-      age(n.heartbeatAgeMs),
+      n.stopped ? 'stopped' : age(n.heartbeatAgeMs),
       String(n.keysVersion),
       printable(n.version) || '-',
     ]);
