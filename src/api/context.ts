@@ -8,6 +8,7 @@ import {
   type KeyRecord,
   type KeyStatus,
   type ServerSettings,
+  type NodeRegistry,
   type Store,
   type WebFront,
 } from '../store/index.js';
@@ -25,7 +26,6 @@ import {
 } from './key-secrets.js';
 import type { AccessKeyJson } from './schemas.js';
 import { subscriptionUrl } from './subscriptions/url.js';
-import type { FleetView } from './fleet.js';
 
 /**
  * The web front's public parameters (managed mode with --web-port), so subscriptions can offer
@@ -34,6 +34,22 @@ import type { FleetView } from './fleet.js';
  * records for its web front (store/nodes.ts).
  */
 export type WebEndpoint = WebFront;
+
+/** This node, as GET /nodes reports it. */
+export interface FleetSelf {
+  name: string;
+  keysVersion: number;
+  listening: boolean;
+  notifications: number;
+}
+
+/** What the API needs of the fleet. */
+export interface FleetView {
+  nodes: NodeRegistry;
+  self: () => FleetSelf;
+  /** Pending (unflushed) usage of this node, bytes: a hook for the fleet usage path. */
+  pendingUsageBytes?: () => number;
+}
 
 /** Everything route handlers need, built once by buildApi. */
 export interface ApiContext {

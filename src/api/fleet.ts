@@ -7,25 +7,9 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { isHostName } from '../shared/parse.js';
-import { listedNodes, NodeError, type NodeRecord, type NodeRegistry } from '../store/index.js';
+import { listedNodes, NodeError, type NodeRecord } from '../store/index.js';
 import type { ApiContext, WebEndpoint } from './context.js';
 import { ApiError, invalid } from './errors.js';
-
-/** This node, as GET /nodes reports it. */
-export interface FleetSelf {
-  name: string;
-  keysVersion: number;
-  listening: boolean;
-  notifications: number;
-}
-
-/** What the API needs of the fleet. */
-export interface FleetView {
-  nodes: NodeRegistry;
-  self: () => FleetSelf;
-  /** Pending (unflushed) usage of this node, bytes: a hook for the fleet usage path. */
-  pendingUsageBytes?: () => number;
-}
 
 /** One node as keys list it: its public addresses and its web front, if it has one. */
 export interface FleetServer {
