@@ -71,7 +71,7 @@ export async function fleetView(
 /** Register this node and keep it in the fleet (heartbeat, LISTEN for key changes). */
 export async function startNode(o: StartNodeOptions): Promise<RunningNode> {
   const { startFleetNode } = await import('../fleet/node.js');
-  const { NodeError } = await import('../store/index.js');
+  const { DOWN_AFTER_MS, HEARTBEAT_MS, NodeError } = await import('../store/index.js');
   const transports: NodeTransport[] = [{ type: 'shadowsocks', port: o.port, udp: o.udp }];
   if (o.web) transports.push({ type: 'websocket', ...o.web });
   const registry = o.store.nodes();
@@ -99,6 +99,6 @@ export async function startNode(o: StartNodeOptions): Promise<RunningNode> {
     throw err;
   }
   const st = node.status();
-  const line = `fleet node ${o.name} on postgres (${o.hosts.join(', ')}; heartbeat every 2 s, down after 6 s; key changes ${st.listening ? 'by LISTEN/NOTIFY, polling as fallback' : 'by polling only (LISTEN off or not connected yet)'})`;
+  const line = `fleet node ${o.name} on postgres (${o.hosts.join(', ')}; heartbeat every ${HEARTBEAT_MS / 1000} s, down after ${DOWN_AFTER_MS / 1000} s; key changes ${st.listening ? 'by LISTEN/NOTIFY, polling as fallback' : 'by polling only (LISTEN off or not connected yet)'})`;
   return { node, line };
 }

@@ -76,21 +76,25 @@ export function createMetrics(opts: MetricsOptions = {}): LadderMetrics {
 
   const gauge = (m: { name: string; help: string; labels: readonly string[] }): Gauge =>
     new Gauge({ name: m.name, help: m.help, labelNames: [...m.labels], registers: [registry] });
-  const fleetState = gauge(METRICS.fleetNodeState);
-  const fleetAge = gauge(METRICS.fleetHeartbeatAge);
-  const fleetNodeVersion = gauge(METRICS.fleetNodeKeysVersion);
-  const fleetVersion = gauge(METRICS.fleetKeysVersion);
+  // Made at the first setFleet: a server that is not a fleet node exports no fleet series.
+  let fleet: { state: Gauge; age: Gauge; nodeVersion: Gauge; version: Gauge } | undefined;
 
   return {
     registry,
     setFleet(nodes, storeKeysVersion) {
-      for (const g of [fleetState, fleetAge, fleetNodeVersion]) g.reset();
+      fleet ??= {
+        state: gauge(METRICS.fleetNodeState),
+        age: gauge(METRICS.fleetHeartbeatAge),
+        nodeVersion: gauge(METRICS.fleetNodeKeysVersion),
+        version: gauge(METRICS.fleetKeysVersion),
+      };
+      for (const g of [fleet.state, fleet.age, fleet.nodeVersion]) g.reset();
       for (const n of nodes) {
-        fleetState.set({ node: n.name, state: n.state }, 1);
-        fleetAge.set({ node: n.name }, n.heartbeatAgeSeconds);
-        fleetNodeVersion.set({ node: n.name }, n.keysVersion);
+        fleet.state.set({ node: n.name, state: n.state }, 1);
+        fleet.age.set({ node: n.name }, n.heartbeatAgeSeconds);
+        fleet.nodeVersion.set({ node: n.name }, n.keysVersion);
       }
-      fleetVersion.set(storeKeysVersion);
+      fleet.version.set(storeKeysVersion);
     },
     addBytes(keyId, up, down) {
       if (up > 0) bytes.inc({ access_key: keyId, dir: 'up' }, up);
