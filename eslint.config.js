@@ -16,6 +16,7 @@ const ALL = [
   'config',
   'lab',
   'probe',
+  'fleet',
   'cli',
   'shared',
 ];
@@ -36,6 +37,7 @@ export const ALLOWED = {
   config: ['protocol', 'shared'],
   api: ['store', 'config', 'metrics', 'shared', 'protocol'],
   lab: ['protocol', 'transport', 'shared'],
+  fleet: ['store', 'shared', 'config', 'metrics'],
   probe: ['protocol', 'transport', 'shared'],
 };
 

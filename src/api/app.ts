@@ -21,9 +21,10 @@ import { AEAD_METHODS } from '../protocol/shadowsocks/methods.js';
 import { AEAD_2022_METHODS } from '../protocol/shadowsocks/methods2022.js';
 import { DEFAULT_METHOD } from '../config/defaults.js';
 import { isStoreUnavailable, KeyEnforcer, type Store } from '../store/index.js';
-import type { ApiContext, WebEndpoint } from './context.js';
+import type { ApiContext, FleetView, WebEndpoint } from './context.js';
 import { defaultDashboardDir, registerDashboard } from './dashboard.js';
 import { registerDynamicRoutes } from './dynamic.js';
+import { registerNodeRoutes } from './fleet.js';
 import { ApiError, NOT_FOUND_BODY, storeUnavailable } from './errors.js';
 import { registerLadderRoutes } from './routes-ladder.js';
 import { registerOutlineRoutes } from './routes-outline.js';
@@ -69,6 +70,8 @@ export interface ApiOptions {
   webEndpoint?: () => WebEndpoint | undefined;
   /** The built dashboard (web/dist); omitted = the package's own; null = no dashboard. */
   dashboardDir?: string | null;
+  /** The fleet, on a fleet node (--node): keys list its nodes; GET /nodes and friends. */
+  fleet?: FleetView | undefined;
 }
 
 const AUTHED = Symbol('ladder.api.authed');
@@ -269,10 +272,12 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       ? new X509Certificate(opts.https.cert).fingerprint256.replace(/:/g, '').toUpperCase()
       : undefined,
     webEndpoint: opts.webEndpoint,
+    fleet: opts.fleet,
   };
   registerOutlineRoutes(app, ctx);
   registerLadderRoutes(app, ctx);
   registerStatusRoutes(app, ctx, clock.now());
+  registerNodeRoutes(app, ctx);
   registerDynamicRoutes(app, ctx);
   registerDashboard(
     app,
@@ -294,7 +299,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
  * Everything else gets the same 404 as the API's unknown paths.
  */
 export async function buildDynamicApp(
-  opts: Pick<ApiOptions, 'store' | 'control' | 'logger' | 'clock' | 'webEndpoint'> & {
+  opts: Pick<ApiOptions, 'store' | 'control' | 'logger' | 'clock' | 'webEndpoint' | 'fleet'> & {
     enforcer: KeyEnforcer;
   },
 ): Promise<FastifyInstance> {
@@ -317,6 +322,7 @@ export async function buildDynamicApp(
     version: serverVersion(),
     metricsServed: undefined,
     webEndpoint: opts.webEndpoint,
+    fleet: opts.fleet,
   });
   await app.ready();
   return app;

@@ -8,7 +8,9 @@ import {
   type KeyRecord,
   type KeyStatus,
   type ServerSettings,
+  type NodeRegistry,
   type Store,
+  type WebFront,
 } from '../store/index.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { keyPrefixSettingFor } from '../protocol/shadowsocks/key-prefix.js';
@@ -27,21 +29,26 @@ import { subscriptionUrl } from './subscriptions/url.js';
 
 /**
  * The web front's public parameters (managed mode with --web-port), so subscriptions can offer
- * Shadowsocks over WebSocket next to raw Shadowsocks. The secret path is a secret like a password.
+ * Shadowsocks over WebSocket next to raw Shadowsocks (host undefined: hostnameForAccessKeys at
+ * request time). The secret path is a secret like a password. The same shape a fleet node
+ * records for its web front (store/nodes.ts).
  */
-export interface WebEndpoint {
-  /** What clients dial and send as Host/SNI; undefined = hostnameForAccessKeys at request time. */
-  host?: string | undefined;
-  port: number;
-  /** The secret path, '/SECRET': v2ray-plugin streams at it, Outline's at `${path}/tcp` and `${path}/udp`. */
-  path: string;
-  tls: boolean;
-  /** Ask v2ray-plugin clients for Mux.Cool (true) or raw streams (false); undefined = each client's default. */
-  mux?: boolean | undefined;
-  /** UDP over WebSocket at `${path}/udp` (Outline's packet endpoint) is served. */
-  udp: boolean;
-  /** Only keys on this data port are reachable through the web front; undefined = every key. */
-  keyPort?: number | undefined;
+export type WebEndpoint = WebFront;
+
+/** This node, as GET /nodes reports it. */
+export interface FleetSelf {
+  name: string;
+  keysVersion: number;
+  listening: boolean;
+  notifications: number;
+}
+
+/** What the API needs of the fleet. */
+export interface FleetView {
+  nodes: NodeRegistry;
+  self: () => FleetSelf;
+  /** Pending (unflushed) usage of this node, bytes: a hook for the fleet usage path. */
+  pendingUsageBytes?: () => number;
 }
 
 /** Everything route handlers need, built once by buildApi. */
@@ -62,6 +69,8 @@ export interface ApiContext {
   apiCertSha256?: string | undefined;
   /** The web front, when there is one (read per request: managed mode starts it after the API). */
   webEndpoint?: (() => WebEndpoint | undefined) | undefined;
+  /** The fleet, on a fleet node (--node): keys list its nodes, and the node routes exist. */
+  fleet?: FleetView | undefined;
 }
 
 /** `apiCertSha256`: the API certificate's pin, carried by a dynamicAccessUrl that points at the API (access-url.ts). */

@@ -7,6 +7,7 @@ import { registerSubscriptionRoutes } from './subscriptions/routes.js';
 import { sip008Doc } from './subscriptions/formats.js';
 import { buildSubscription } from './subscriptions/model.js';
 import { keyByToken, refusalOf } from './subscriptions/state.js';
+import { fleetServers } from './fleet.js';
 
 const JSON_UTF8 = 'application/json; charset=utf-8';
 
@@ -29,19 +30,19 @@ export function registerDynamicRoutes(app: FastifyInstance, ctx: ApiContext): vo
     const settings = await ctx.store.getSettings();
     reply.header('content-type', JSON_UTF8).header('cache-control', 'no-store');
     const refusal = refusalOf(key, status);
-    if (format === 'sip008') {
-      // The raw server only (the subscription's SIP008 adds the web front's), same id and figures.
-      return reply
-        .code(200)
-        .send(sip008Doc(buildSubscription(key, status, settings, undefined, refusal, undefined)));
-    }
+    // On a fleet node: the listed nodes' raw entries (draining, blocked and down nodes are left
+    // out, so clients move at their next fetch); else this server as configured.
+    const fleet = (await fleetServers(ctx))?.map((s) => ({ ...s, web: undefined }));
+    const sub = buildSubscription(key, status, settings, undefined, refusal, undefined, fleet);
+    // The raw servers only (the subscription's SIP008 adds the web front's), same id and figures.
+    if (format === 'sip008') return reply.code(200).send(sip008Doc(sub));
     if (refusal) return reply.code(200).send({ error: refusal });
     // D1 for phones: the key's Outline `prefix` setting; 'auto' draws afresh on every fetch
     // (key-prefix.ts), so no server has one fixed first-bytes signature; none for 'off', 2022 and
     // aes-128-gcm keys; a pinned one as pinned.
     const prefix = keyPrefix(key);
     return reply.code(200).send({
-      server: settings.hostnameForAccessKeys,
+      server: sub.raw?.host ?? settings.hostnameForAccessKeys,
       server_port: key.port,
       method: key.method,
       password: key.secret,

@@ -9,7 +9,8 @@ export {
 export { ApiError, NOT_FOUND_BODY, type ApiErrorCode } from './errors.js';
 export { accessUrl, dynamicAccessUrl, dynamicBaseUrl } from './access-url.js';
 export { subscriptionUrl, SUB_FORMATS, type SubFormat } from './subscriptions/url.js';
-export type { WebEndpoint } from './context.js';
+export type { FleetSelf, FleetView, WebEndpoint } from './context.js';
+export type { FleetServer } from './fleet.js';
 export {
   ensureCertificate,
   certSha256,

@@ -1,8 +1,6 @@
 import { join, resolve } from 'node:path';
-import { printable } from './terminal.js';
-import { getPriority, networkInterfaces, setPriority } from 'node:os';
+import { networkInterfaces } from 'node:os';
 import type { Command } from 'commander';
-import { QRCode } from './qr.js';
 import type { RunningApi, WebEndpoint } from '../api/index.js';
 import type { LadderMetrics, MetricsServer } from '../metrics/index.js';
 import {
@@ -36,9 +34,18 @@ import { checkMethod } from '../protocol/shadowsocks/key-material.js';
 import { isProtocolError } from '../protocol/errors.js';
 import { UsageError } from './errors.js';
 import { stopForFatal, untilSignal } from './shutdown.js';
-import { describeStore, dynamicKeyNote, privatePolicyLine, storeFlags } from './banner-text.js';
-import { cachedKeysForOfflineStart, keyCacheWriter, nodeWriterId } from './fleet-node.js';
-import { ladderCommand } from './invocation.js';
+import { dynamicKeyNote } from './banner-text.js';
+import { managedBanners } from './managed-banner.js';
+import { lowerThisThreadPriority } from './priority.js';
+import {
+  cachedKeysForOfflineStart,
+  checkNodeFlags,
+  fleetView,
+  keyCacheWriter,
+  nodeWriterId,
+  startNode,
+  type FleetViewOf,
+} from './fleet-node.js';
 import { StartupLog } from './startup-log.js';
 import { subscriptionEndpointOf } from './web-endpoint.js';
 import { inProcessPlane, PortPool, type Plane } from './port-pool.js';
@@ -82,9 +89,12 @@ export interface ManagedFlags extends WebFlags {
   replayState?: string;
   /** Data-plane worker threads (default one per core). */
   workers?: string;
-  /** The node's name in a fleet (PostgreSQL store): its usage-writer id (issue 16). */
-  node?: string;
   logLevel?: string;
+  /** Fleet node name (PostgreSQL store): register, heartbeat, key changes by LISTEN/NOTIFY; the
+   *  node's usage-writer id. */
+  node?: string;
+  /** Re-read the keys this often, seconds (default 2): the fallback bound for lost notifications. */
+  keyPoll?: string;
 }
 
 export { DEFAULT_DATA_DIR };
@@ -120,6 +130,14 @@ export function addManagedOptions(cmd: Command): Command {
     .option(
       '--dynamic-url <url>',
       'managed mode: https:// base URL clients use for ssconf:// keys (kept in the store; "none" resets)',
+    )
+    .option(
+      '--node <name>',
+      'managed mode, PostgreSQL store: run as this fleet node (registered with --public-host; keys list the active nodes; docs/fleet.md)',
+    )
+    .option(
+      '--key-poll <s>',
+      'managed mode: re-read the keys this often (default 2; with --node the fallback if a change notification is lost)',
     );
 }
 
@@ -164,26 +182,6 @@ export { PortPool } from './port-pool.js';
 
 /** The primary port's plane: in workers (with their shared replay filters) or on this thread. */
 type PrimaryPlane = Plane & { workers: number } & Partial<Pick<WorkerPlane, 'replayFilters'>>;
-
-/** How much lower (nice) the management plane's thread runs than the data-plane workers. */
-const MANAGEMENT_NICE = 5;
-
-/**
- * On Linux the nice value is per thread: once the workers exist (at the nice value they were
- * created with), the management plane's thread (this one) is lowered, so on a busy machine the
- * scheduler runs the relaying threads first. Raising one's own nice needs no privilege; failure
- * (another OS) is harmless.
- */
-let priorityLowered = false;
-function lowerThisThreadPriority(log: Logger): void {
-  if (process.platform !== 'linux' || priorityLowered) return;
-  priorityLowered = true;
-  try {
-    setPriority(Math.min(19, getPriority() + MANAGEMENT_NICE));
-  } catch (err) {
-    log.debug({ err: (err as Error).message }, 'cannot lower the management thread priority');
-  }
-}
 
 export interface ManagedServer {
   store: KyselyStore;
@@ -268,6 +266,7 @@ export async function startManaged(
   let storeLocation: StoreLocation;
   try {
     storeLocation = parseStoreLocation(flags.store, dataDir);
+    if (flags.node !== undefined) await checkNodeFlags(flags.node, storeLocation);
     checkBeforeServing(storeLocation); // a lost or damaged store is refused before anything serves
     // A fleet node (PostgreSQL) outlives its database: it may start from its cached key set.
     const fleet = storeLocation.kind === 'postgres';
@@ -290,6 +289,8 @@ export async function startManaged(
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
   };
   try {
+    // A fleet node (--node): the API's view of the fleet, filled in once the node is registered.
+    let fleet: FleetViewOf | undefined;
     const metrics = createMetrics();
     const planeOptions: Omit<DataPlaneOptions, 'keys' | 'port'> = {
       host: flags.host,
@@ -347,6 +348,8 @@ export async function startManaged(
       metrics.setKeyStates(c);
     };
     let planePort = 0;
+    const pollMs =
+      tuning.enforceIntervalMs ?? (parsed.keyPoll !== undefined ? parsed.keyPoll * 1000 : undefined);
     const saveCache =
       store.dialect === 'postgres' ? await keyCacheWriter(dataDir, () => planePort, log) : undefined;
     const startEnforcer = async (pool: PortPool, initial?: readonly CachedKey[]): Promise<KeyEnforcer> => {
@@ -354,10 +357,13 @@ export async function startManaged(
         store,
         control: pool,
         logger: log,
-        onEvaluate: counts,
+        onEvaluate: (statuses) => {
+          counts(statuses);
+          fleet?.running?.node.evaluated();
+        },
         ...(initial ? { initialActive: initial } : {}),
         ...(saveCache ? { onActiveChange: saveCache } : {}),
-        ...(tuning.enforceIntervalMs !== undefined ? { intervalMs: tuning.enforceIntervalMs } : {}),
+        ...(pollMs !== undefined ? { intervalMs: pollMs } : {}),
       });
       await e.start();
       cleanups.push(async () => e.stop());
@@ -372,7 +378,10 @@ export async function startManaged(
       early = { ...started, enforcer: await startEnforcer(started.pool, cached.keys) };
       await store.ready;
     }
-    if (flags.publicHost !== undefined)
+    // Refuses a name whose node is running (fresh heartbeat) before anything more listens.
+    if (flags.node !== undefined) fleet = await fleetView(store, flags.node);
+    // A fleet node's --public-host is its own address (nodes table), not the shared setting.
+    if (flags.publicHost !== undefined && flags.node === undefined)
       await store.updateSettings({ hostnameForAccessKeys: flags.publicHost });
     if (dynamicUrl !== undefined) await store.updateSettings({ dynamicKeyBaseUrl: dynamicUrl });
     if (dataPortFlag !== undefined && dataPortFlag !== 0)
@@ -413,6 +422,7 @@ export async function startManaged(
         metrics,
         metricsServed: () => metricsServer !== undefined,
         webEndpoint,
+        fleet,
         logger: log,
         enforcer,
         dataDir,
@@ -434,7 +444,7 @@ export async function startManaged(
 
     let dynamicAddress: string | undefined;
     if (dynamicListen) {
-      const dyn = await buildDynamicApp({ store, control: pool, logger: log, enforcer, webEndpoint });
+      const dyn = await buildDynamicApp({ store, control: pool, logger: log, enforcer, webEndpoint, fleet });
       cleanups.push(() => dyn.close());
       try {
         dynamicAddress = await dyn.listen(dynamicListen);
@@ -481,69 +491,55 @@ export async function startManaged(
       cleanups.push(() => ms.close());
     }
 
-    const url = accessUrl(firstKey, settings, firstKey.name || 'ladder');
-    const dyn = dynamicAccessUrl(firstKey, settings, firstKey.name || 'ladder', api.certSha256);
-    const ladder = ladderCommand();
-    const where = storeFlags(storeLocation, dataDir, flags.store !== undefined);
-    const out: string[] = [];
-    out.push('Ladder server — managed mode (key store, management API, metrics)');
-    out.push(`  store: ${describeStore(storeLocation, dataDir)}`);
-    out.push(
-      `  Shadowsocks on port ${plane.address.port} (${flags.udp === false ? 'TCP; UDP off' : 'TCP and UDP'}), ${await store.countKeys()} key(s) in the store`,
-    );
-    out.push(
-      plane.workers > 0
-        ? `  data plane: ${plane.workers} worker thread${plane.workers === 1 ? '' : 's'} (management stays on the main thread)`
-        : '  data plane: on the main thread (the web front hands it streams)',
-    );
-    out.push(`  management API on port ${api.port} (HTTPS, self-signed; Outline Manager compatible)`);
-    if (metricsServer) out.push(`  Prometheus metrics: ${metricsServer.url}`);
-    if (dynamicAddress) out.push(`  dynamic keys (plain HTTP, put TLS in front): ${dynamicAddress}/access/…`);
-    if (web) out.push(`  ${webStatusLine(web)}`);
-    out.push(`  ${privatePolicyLine(flags.allowPrivate === true)}`);
-    if (flags.method !== undefined && !createdNow && flags.method !== firstKey.method)
-      out.push(
-        `  --method ${flags.method} applies to the key a first start creates; add more with: ${ladder} keys add --method ${flags.method}${where}`,
-      );
-    out.push('');
-    const head = out.slice();
+    if (fleet && storeLocation.kind === 'postgres') {
+      fleet.running = await startNode({
+        name: flags.node!,
+        loc: storeLocation,
+        store,
+        enforcer,
+        metrics,
+        log,
+        hosts: [flags.publicHost ?? guessHost(flags.host)],
+        port: plane.address.port,
+        udp: flags.udp !== false,
+        apiPort: api.port,
+        web: webEndpoint(),
+      });
+      const running = fleet.running;
+      cleanups.push(() => running.node.close());
+    }
 
-    const render = async (qr: boolean): Promise<string> => {
-      const o = head.slice();
-      o.push('Outline Manager access config (paste into "Add server" > "existing server"; keep it secret):');
-      o.push(accessConfigLine(api));
-      o.push('');
-      o.push(
-        `${createdNow ? 'Initial key' : `Key "${printable(firstKey.name || firstKey.id)}"`} (a secret: give it only to the people who should connect):`,
-      );
-      o.push(`  ${url}`);
-      if (dyn) {
-        o.push(`  dynamic: ${dyn}`);
-        o.push(`    ${dynamicKeyNote(settings.dynamicKeyBaseUrl)}`);
-      }
-      const sub = subscriptionUrl(firstKey, settings);
-      if (sub) o.push(`  subscription (every app; a browser shows a page with QR codes): ${sub}`);
-      if (web) {
-        o.push('  over the web front (ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box):');
-        o.push(
-          `  ${webKeyUrl(firstKey, settings.hostnameForAccessKeys, web, `${firstKey.name || 'ladder'} (web)`)}`,
-        );
-      }
-      if (qr) o.push((await QRCode.toString(url, { type: 'terminal', small: true })).trimEnd());
-      else
-        o.push(
-          `  (QR code not drawn: output is not a terminal; for a picture: ${ladder} keys url ${firstKey.id} --qr-png FILE${where})`,
-        );
-      o.push('');
-      o.push(`Try it (on the client machine${flags.allowPrivate ? ', or on this one' : ''}):`);
-      o.push(`  ${ladder} client --key '${url}'`);
-      o.push('  curl --proxy socks5h://127.0.0.1:1080 https://example.com/');
-      o.push('');
-      o.push(`Manage keys: ${ladder} keys list|add|rm|limit|expire|url${where}`);
-      o.push(`Reprint this access config and every key: ${ladder} server access-config${where}`);
-      o.push('Ctrl-C to stop.');
-      return `${o.join('\n')}\n`;
-    };
+    const url = accessUrl(firstKey, settings, firstKey.name || 'ladder');
+    const banners = await managedBanners({
+      storeLocation,
+      dataDir,
+      storeFlagGiven: flags.store !== undefined,
+      fleetLine: fleet?.running?.line,
+      port: plane.address.port,
+      udp: flags.udp !== false,
+      keyCount: await store.countKeys(),
+      workers: plane.workers,
+      apiPort: api.port,
+      metricsUrl: metricsServer?.url,
+      dynamicAddress,
+      webLine: web && webStatusLine(web),
+      allowPrivate: flags.allowPrivate === true,
+      methodNote:
+        flags.method !== undefined && !createdNow && flags.method !== firstKey.method
+          ? flags.method
+          : undefined,
+      accessConfig: accessConfigLine(api),
+      createdNow,
+      keyLabel: firstKey.name || firstKey.id,
+      keyId: firstKey.id,
+      url,
+      dynamic: dynamicAccessUrl(firstKey, settings, firstKey.name || 'ladder', api.certSha256),
+      dynamicNote: dynamicKeyNote(settings.dynamicKeyBaseUrl),
+      subscription: subscriptionUrl(firstKey, settings),
+      webUrl:
+        web && webKeyUrl(firstKey, settings.hostnameForAccessKeys, web, `${firstKey.name || 'ladder'} (web)`),
+      drawQr: tuning.drawQr !== false,
+    });
 
     return {
       store,
@@ -555,16 +551,7 @@ export async function startManaged(
       enforcer,
       web,
       dynamicAddress,
-      banner: await render(tuning.drawQr !== false),
-      logBanner: await render(false),
-      publicBanner: `${[
-        ...head,
-        'Secrets are not printed on a restart whose output is not a terminal (logs keep them). To see them:',
-        `  ${ladder} server access-config${where}    (Outline Manager access config and every key's URL)`,
-        `  ${ladder} keys url ID${where}    (one key's URL; --qr-png FILE for its QR code)`,
-        '',
-        'Ctrl-C to stop.',
-      ].join('\n')}\n`,
+      ...banners,
       firstStart: createdNow,
       close: closeAll,
     };

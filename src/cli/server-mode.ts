@@ -16,6 +16,8 @@ const MANAGED_ONLY = [
   ['metricsHost', '--metrics-host'],
   ['dynamicListen', '--dynamic-listen'],
   ['dynamicUrl', '--dynamic-url'],
+  ['node', '--node'],
+  ['keyPoll', '--key-poll'],
 ] as const;
 
 export type ServerMode = 'managed' | 'unmanaged';

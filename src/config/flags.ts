@@ -108,4 +108,5 @@ export const managedFlagsSchema = flagSchema({
   idleTimeout: serverFlagsSchema.shape.idleTimeout,
   workers: serverFlagsSchema.shape.workers,
   dynamicListen: flag.hostPort('--dynamic-listen', { defaultHost: '0.0.0.0' }).optional(),
+  keyPoll: flag.seconds('--key-poll', 3600).optional(),
 });

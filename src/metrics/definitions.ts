@@ -44,6 +44,35 @@ export const METRICS = {
     help: 'Access keys in the store by state (active, disabled, expired, over_limit)',
     labels: ['state'],
   },
+  fleetNodeState: {
+    name: 'ladder_fleet_node_state',
+    help: "Fleet nodes (--node, PostgreSQL store): 1 for each node's current state (active, draining, blocked, suspected, down)",
+    labels: ['node', 'state'],
+  },
+  fleetHeartbeatAge: {
+    name: 'ladder_fleet_node_heartbeat_age_seconds',
+    help: "Seconds since each fleet node's last heartbeat (database clock); -1 for a node that stopped cleanly",
+    labels: ['node'],
+  },
+  fleetNodeKeysVersion: {
+    name: 'ladder_fleet_node_keys_version',
+    help: 'The keys version each fleet node reported as applied at its last heartbeat',
+    labels: ['node'],
+  },
+  fleetKeysVersion: {
+    name: 'ladder_fleet_keys_version',
+    help: 'The keys version in the store (advanced by every key change)',
+    labels: [],
+  },
 } as const;
+
+/** One node as the fleet gauges show it (src/store/nodes.ts NodeRecord, reduced). */
+export interface FleetNodeSample {
+  name: string;
+  /** The stored state, or 'down' when its heartbeat is stale. */
+  state: string;
+  heartbeatAgeSeconds: number;
+  keysVersion: number;
+}
 
 export type Direction = 'up' | 'down';

@@ -1,4 +1,4 @@
-export { METRICS, METRIC_PREFIX, type Direction } from './definitions.js';
+export { METRICS, METRIC_PREFIX, type Direction, type FleetNodeSample } from './definitions.js';
 export {
   createMetrics,
   type LadderMetrics,

@@ -29,3 +29,25 @@ test('metrics: bytes, connections, auth failures and time to auth are exported',
   m.removeKey('7');
   assert.doesNotMatch(await m.render(), /access_key="7"/);
 });
+
+test('metrics: fleet gauges appear only once a fleet node sets them, and follow each heartbeat', async () => {
+  const m = createMetrics({ processMetrics: false });
+  assert.doesNotMatch(await m.render(), /ladder_fleet/, 'a server that is not a fleet node exports none');
+  m.setFleet(
+    [
+      { name: 'a', state: 'active', heartbeatAgeSeconds: 0.5, keysVersion: 4 },
+      { name: 'b', state: 'down', heartbeatAgeSeconds: 9, keysVersion: 3 },
+    ],
+    4,
+  );
+  let text = await m.render();
+  assert.match(text, /ladder_fleet_node_state\{node="b",state="down"\} 1/);
+  assert.match(text, /ladder_fleet_node_heartbeat_age_seconds\{node="a"\} 0\.5/);
+  assert.match(text, /ladder_fleet_node_keys_version\{node="b"\} 3/);
+  assert.match(text, /ladder_fleet_keys_version 4/);
+  m.setFleet([{ name: 'a', state: 'blocked', heartbeatAgeSeconds: 1, keysVersion: 5 }], 5);
+  text = await m.render();
+  assert.doesNotMatch(text, /node="b"/, 'a removed node leaves the gauges');
+  assert.doesNotMatch(text, /state="active"/, 'the old state is gone');
+  assert.match(text, /ladder_fleet_node_state\{node="a",state="blocked"\} 1/);
+});

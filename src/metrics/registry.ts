@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { UsageSink } from '../shared/control.js';
-import { METRICS } from './definitions.js';
+import { METRICS, type FleetNodeSample } from './definitions.js';
 
 /** Outcome of one data-plane connection, as the server reports it when the connection ends. */
 export interface ConnectionOutcome {
@@ -26,6 +26,8 @@ export interface LadderMetrics extends UsageSink {
   setKeyStates(counts: Readonly<Record<string, number>>): void;
   /** Forget the byte series of a deleted key. */
   removeKey(keyId: string): void;
+  /** Replace the fleet gauges (per-node state, heartbeat age, keys version; the store's version). */
+  setFleet(nodes: readonly FleetNodeSample[], storeKeysVersion: number): void;
   /** Prometheus text exposition. */
   render(): Promise<string>;
 }
@@ -79,8 +81,28 @@ export function createMetrics(opts: MetricsOptions = {}): LadderMetrics {
     registers: [registry],
   });
 
+  const gauge = (m: { name: string; help: string; labels: readonly string[] }): Gauge =>
+    new Gauge({ name: m.name, help: m.help, labelNames: [...m.labels], registers: [registry] });
+  // Made at the first setFleet: a server that is not a fleet node exports no fleet series.
+  let fleet: { state: Gauge; age: Gauge; nodeVersion: Gauge; version: Gauge } | undefined;
+
   return {
     registry,
+    setFleet(nodes, storeKeysVersion) {
+      fleet ??= {
+        state: gauge(METRICS.fleetNodeState),
+        age: gauge(METRICS.fleetHeartbeatAge),
+        nodeVersion: gauge(METRICS.fleetNodeKeysVersion),
+        version: gauge(METRICS.fleetKeysVersion),
+      };
+      for (const g of [fleet.state, fleet.age, fleet.nodeVersion]) g.reset();
+      for (const n of nodes) {
+        fleet.state.set({ node: n.name, state: n.state }, 1);
+        fleet.age.set({ node: n.name }, n.heartbeatAgeSeconds);
+        fleet.nodeVersion.set({ node: n.name }, n.keysVersion);
+      }
+      fleet.version.set(storeKeysVersion);
+    },
     addBytes(keyId, up, down) {
       if (up > 0) bytes.inc({ access_key: keyId, dir: 'up' }, up);
       if (down > 0) bytes.inc({ access_key: keyId, dir: 'down' }, down);

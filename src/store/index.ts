@@ -18,3 +18,17 @@ export { backupStore, checkStore, restoreStore, storeInUse } from './backup.js';
 export { isStoreUnavailable, StoreHealth } from './health.js';
 export type { UsageWriterTesting } from './usage-writer.js';
 export { KEY_CACHE_FILE, loadKeyCache, saveKeyCache, type CachedKey, type KeyCache } from './key-cache.js';
+export {
+  checkNodeName,
+  DOWN_AFTER_MS,
+  HEARTBEAT_MS,
+  listedNodes,
+  NODE_STATES,
+  NodeError,
+  NodeRegistry,
+  type NodeInfo,
+  type NodeRecord,
+  type NodeState,
+  type NodeTransport,
+  type WebFront,
+} from './nodes.js';

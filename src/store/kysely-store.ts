@@ -7,6 +7,7 @@ import { isStoreUnavailable, StoreHealth } from './health.js';
 import { ensureMarker, openFailure } from './integrity.js';
 import { checkTables, migrationProvider } from './migrations.js';
 import { chunks, IN_CHUNK, keyPage, num, numOrNull, rowToKey } from './rows.js';
+import { NodeRegistry } from './nodes.js';
 import { SqliteReader } from './sqlite-reader.js';
 import { UsageTotalsCache } from './usage-totals.js';
 import { HOUR_MS, UsageWriter, type UsageWriterTesting } from './usage-writer.js';
@@ -551,6 +552,14 @@ export class KyselyStore implements Store {
         down: num(r.down_bytes),
       }));
     });
+  }
+
+  #nodes: NodeRegistry | undefined;
+  /** The fleet's nodes (nodes.ts), on this store's connection. */
+  nodes(): NodeRegistry {
+    this.#assertOpen();
+    this.#nodes ??= new NodeRegistry(this.#db, this.dialect);
+    return this.#nodes;
   }
 
   async close(): Promise<void> {

@@ -1,4 +1,4 @@
-import { type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { PostgresAdapter, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 import { STORE_TABLES } from './integrity.js';
 import type { Database } from './schema.js';
 
@@ -58,6 +58,56 @@ const MIGRATIONS: Record<string, Migration> = {
     },
     async down(db: Kysely<unknown>): Promise<void> {
       await db.schema.alterTable('keys').dropColumn('prefix').execute();
+    },
+  },
+  // Fleet nodes (issue 16). On PostgreSQL also the keys version: a sequence a statement trigger
+  // advances and announces (NOTIFY ladder_keys, payload = the new version) in the same transaction
+  // as any change of a key's configuration, so every node's listener hears it at commit. Usage
+  // flushes touch only last_seen_at, which the trigger does not watch.
+  '0003_nodes': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema
+        .createTable('nodes')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        // JSON array of public hosts (IP or DNS name), preferred first.
+        .addColumn('addresses', 'text', (c) => c.notNull().defaultTo('[]'))
+        .addColumn('port', 'integer', (c) => c.notNull())
+        // JSON array of transports with their public parameters (nodes.ts NodeTransport).
+        .addColumn('transports', 'text', (c) => c.notNull().defaultTo('[]'))
+        .addColumn('version', 'text', (c) => c.notNull().defaultTo(''))
+        // active | draining | blocked | suspected (set by operators or by blocked-address detection);
+        // "down" is not stored: it is a heartbeat older than the bound.
+        .addColumn('state', 'text', (c) => c.notNull().defaultTo('active'))
+        .addColumn('state_reason', 'text')
+        .addColumn('state_changed_at', 'bigint')
+        // The running process that owns the name (random per start), against a name started twice.
+        .addColumn('instance', 'text', (c) => c.notNull().defaultTo(''))
+        .addColumn('started_at', 'bigint', (c) => c.notNull())
+        .addColumn('heartbeat_at', 'bigint', (c) => c.notNull())
+        .addColumn('keys_version', 'bigint', (c) => c.notNull().defaultTo(0))
+        .addColumn('api_port', 'integer')
+        .execute();
+      if (!(db.getExecutor().adapter instanceof PostgresAdapter)) return;
+      await sql`create sequence if not exists ladder_keys_version`.execute(db);
+      await sql`
+        create or replace function ladder_keys_changed() returns trigger language plpgsql as $$
+        begin
+          perform pg_notify('ladder_keys', nextval('ladder_keys_version')::text);
+          return null;
+        end $$`.execute(db);
+      await sql`
+        create trigger ladder_keys_changed
+        after insert or delete or update of id, method, secret, port, data_limit_bytes, limit_period,
+          expires_at, enabled, prefix
+        on keys for each statement execute function ladder_keys_changed()`.execute(db);
+    },
+    async down(db: Kysely<unknown>): Promise<void> {
+      if (db.getExecutor().adapter instanceof PostgresAdapter) {
+        await sql`drop trigger if exists ladder_keys_changed on keys`.execute(db);
+        await sql`drop function if exists ladder_keys_changed()`.execute(db);
+        await sql`drop sequence if exists ladder_keys_version`.execute(db);
+      }
+      await db.schema.dropTable('nodes').execute();
     },
   },
   // Fleet-wide usage (issue 16): each writer (a node, see StoreOptions.writerId) numbers its usage

@@ -39,8 +39,26 @@ export interface SettingsTable {
   value: string;
 }
 
+/** Fleet nodes (migration 0003_nodes); JSON in addresses and transports. */
+export interface NodesTable {
+  name: string;
+  addresses: string;
+  port: number;
+  transports: string;
+  version: string;
+  state: string;
+  state_reason: string | null;
+  state_changed_at: number | null;
+  instance: string;
+  started_at: number;
+  heartbeat_at: number;
+  keys_version: number;
+  api_port: number | null;
+}
+
 export interface Database {
   keys: KeysTable;
+  nodes: NodesTable;
   usage: UsageTable;
   settings: SettingsTable;
   usage_batches: UsageBatchesTable;

@@ -243,7 +243,7 @@ export function sip008Doc(sub: Subscription): Record<string, unknown> {
   const doc: Record<string, unknown> = {
     version: 1,
     servers: sub.entries.map((e) => ({
-      id: stableUuid(e.ws ? `${sub.seed}/ws` : sub.seed),
+      id: stableUuid(e.seed ?? (e.ws ? `${sub.seed}/ws` : sub.seed)),
       remarks: e.name,
       server: e.host,
       server_port: e.port,

@@ -29,6 +29,8 @@ export interface SubEntry {
   password: string;
   /** Set for Shadowsocks over WebSocket (v2ray-plugin's wire, or Outline's at `${path}/tcp`). */
   ws?: WsParams;
+  /** Seed of the entry's stable SIP008 id (fleet entries: one per node and address). */
+  seed?: string;
 }
 
 export interface Subscription {
@@ -49,6 +51,58 @@ export interface Subscription {
   seed: string;
 }
 
+/** One server a key lists (a fleet node, or this server): its hosts in order, and its web front. */
+export interface ServerSpot {
+  name?: string;
+  hosts: readonly string[];
+  web?: WebEndpoint | undefined;
+}
+
+/** A start index that spreads keys over the nodes, the same for the same key. */
+function spread(seed: string, n: number): number {
+  let h = 0;
+  for (let i = 0; i < seed.length; i++) h = (h * 31 + seed.charCodeAt(i)) >>> 0;
+  return n > 0 ? h % n : 0;
+}
+
+/**
+ * The key's entries over `servers` (fleet nodes, rotated so keys spread over them; without a
+ * fleet, this server alone): per server its WebSocket entry (harder to block), then one raw entry
+ * per address.
+ */
+function entriesFor(key: KeyRecord, title: string, seed: string, servers: readonly ServerSpot[]): SubEntry[] {
+  const start = spread(seed, servers.length);
+  const order = servers.map((_, i) => servers[(start + i) % servers.length]!);
+  const fleet = servers.some((s) => s.name !== undefined);
+  const entries: SubEntry[] = [];
+  for (const s of order) {
+    const label = fleet ? `${title} · ${s.name}` : title;
+    const base = { method: key.method, password: key.secret };
+    const web = s.web;
+    if (web && (web.keyPort === undefined || web.keyPort === key.port)) {
+      const host = web.host ?? s.hosts[0]!;
+      entries.push({
+        name: `${label} (web)`,
+        host,
+        port: web.port,
+        ...base,
+        ws: { host, path: web.path, tls: web.tls, mux: web.mux, udp: web.udp },
+        ...(fleet ? { seed: `${seed}/${s.name}/ws` } : {}),
+      });
+    }
+    s.hosts.forEach((host, i) =>
+      entries.push({
+        name: i === 0 ? label : `${label} (${host})`,
+        host,
+        port: key.port,
+        ...base,
+        ...(fleet ? { seed: `${seed}/${s.name}/${host}` } : {}),
+      }),
+    );
+  }
+  return entries;
+}
+
 export function buildSubscription(
   key: KeyRecord,
   status: KeyStatus,
@@ -56,28 +110,14 @@ export function buildSubscription(
   web: WebEndpoint | undefined,
   refusal: Subscription['refusal'],
   usage: { up: number; down: number } | undefined,
+  /** Fleet nodes to list (api/fleet.ts fleetServers); undefined = this server, as configured. */
+  fleet?: readonly ServerSpot[],
 ): Subscription {
   const title = key.name || settings.name || 'Ladder';
-  const raw: SubEntry = {
-    name: title,
-    host: settings.hostnameForAccessKeys,
-    port: key.port,
-    method: key.method,
-    password: key.secret,
-  };
-  const entries: SubEntry[] = [];
-  if (web && (web.keyPort === undefined || web.keyPort === key.port)) {
-    const host = web.host ?? settings.hostnameForAccessKeys;
-    entries.push({
-      name: `${title} (web)`,
-      host,
-      port: web.port,
-      method: key.method,
-      password: key.secret,
-      ws: { host, path: web.path, tls: web.tls, mux: web.mux, udp: web.udp },
-    });
-  }
-  entries.push(raw);
+  const seed = `${settings.serverId}/${key.id}`;
+  const servers = fleet && fleet.length > 0 ? fleet : [{ hosts: [settings.hostnameForAccessKeys], web }];
+  const entries = entriesFor(key, title, seed, servers);
+  const raw = entries.find((e) => e.ws === undefined)!;
   // The store's live split of the window's usage; else the enforcer's total as download (as panels do).
   const up = usage?.up ?? 0;
   const down = usage?.down ?? status.usedBytes;
@@ -90,7 +130,7 @@ export function buildSubscription(
     download: down,
     limitBytes: status.limitBytes,
     expiresAt: key.expiresAt,
-    seed: `${settings.serverId}/${key.id}`,
+    seed,
   };
 }
 

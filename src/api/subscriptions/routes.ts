@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ApiContext } from '../context.js';
+import { fleetServers } from '../fleet.js';
 import { NOT_FOUND_BODY } from '../errors.js';
 import {
   base64List,
@@ -64,7 +65,15 @@ export function registerSubscriptionRoutes(app: FastifyInstance, ctx: ApiContext
     const { key, status } = found;
     const settings = await ctx.store.getSettings();
     const usage = (await ctx.store.usageSince(status.windowStart)).get(key.id);
-    const sub = buildSubscription(key, status, settings, ctx.webEndpoint?.(), refusalOf(key, status), usage);
+    const sub = buildSubscription(
+      key,
+      status,
+      settings,
+      ctx.webEndpoint?.(),
+      refusalOf(key, status),
+      usage,
+      await fleetServers(ctx),
+    );
     // PREFIX HOOK (see model.ts outlinePrefix): Outline has no 2022 ciphers, so SIP004 keys only.
     const prefix = key.method.startsWith('2022-') ? undefined : outlinePrefix(key, settings);
     let out: Rendered;

@@ -2,12 +2,7 @@ import { Option, type Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { dirname, resolve as resolvePath } from 'node:path';
-import {
-  parseHostPort,
-  parseRouteMode,
-  parseRulesText,
-  type ClientConfig,
-} from '../../client/config.js';
+import { parseHostPort, parseRouteMode, parseRulesText, type ClientConfig } from '../../client/config.js';
 import {
   createTunnelDialer,
   DEFAULT_DNS_UPSTREAM,
@@ -247,7 +242,10 @@ export function registerClient(program: Command): void {
       '--udp',
       "answer SOCKS5 UDP ASSOCIATE (DNS, QUIC, calls) through the first server's UDP relay (ladder server --udp, a managed server, or ss-server -u)",
     )
-    .option('--log-level <level>', `${LOG_LEVELS.join('|')} (debug logs destinations; default info or LADDER_LOG_LEVEL)`)
+    .option(
+      '--log-level <level>',
+      `${LOG_LEVELS.join('|')} (debug logs destinations; default info or LADDER_LOG_LEVEL)`,
+    )
     .addHelpText(
       'after',
       [

@@ -11,6 +11,7 @@ export const COMMANDS: ReadonlyArray<{ name: string; load: () => Promise<Registe
   { name: 'server', load: async () => (await import('./server.js')).registerServer },
   { name: 'client', load: async () => (await import('./client.js')).registerClient },
   { name: 'keys', load: async () => (await import('./keys.js')).registerKeys },
+  { name: 'nodes', load: async () => (await import('./nodes.js')).registerNodes },
   { name: 'store', load: async () => (await import('./store.js')).registerStore },
   { name: 'lab', load: async () => (await import('./lab.js')).registerLab },
   { name: 'probe', load: async () => (await import('./probe.js')).registerProbe },

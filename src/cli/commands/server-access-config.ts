@@ -3,7 +3,7 @@ import { printable } from '../terminal.js';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { oneLineCommand, withStoreOptions } from './store-command.js';
+import { oneLineCommand, openStoreOrExplain, withStoreOptions } from './store-command.js';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import { formatHostPort } from '../../shared/parse.js';
 import { dynamicKeyNote, storeFlags } from '../banner-text.js';
@@ -23,7 +23,7 @@ interface AccessConfigFlags {
  */
 export async function accessConfigText(flags: AccessConfigFlags): Promise<string> {
   // Loaded here, not at start-up: other commands do not need the store or the API.
-  const { openStore, parseStoreLocation, StoreError } = await import('../../store/index.js');
+  const { parseStoreLocation, StoreError } = await import('../../store/index.js');
   const { accessConfigLine, accessUrl, certSha256, CERT_FILE, dynamicAccessUrl, subscriptionUrl } =
     await import('../../api/index.js');
   const dataDir = resolve(flags.dataDir ?? DEFAULT_DATA_DIR);
@@ -41,13 +41,7 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
       `no store at ${loc.path}: start the server once (${ladder} server${where}), or name its store with --data-dir/--store`,
     );
   }
-  let store;
-  try {
-    store = await openStore(loc);
-  } catch (err) {
-    if (err instanceof StoreError) throw new UsageError(err.message);
-    throw err;
-  }
+  const store = await openStoreOrExplain(loc);
   try {
     const settings = await store.getSettings();
     const keys = await store.listKeys();

@@ -56,7 +56,6 @@ interface ServerFlags extends WebFlags {
   logLevel?: string;
 }
 
-
 /**
  * The host to put in printed access URLs: --public-host, else the listen address when it is a
  * specific one, else a guess from this machine's interfaces (first global IPv4, then IPv6).

@@ -1,5 +1,6 @@
 import type { Command, CommanderError } from 'commander';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
+import type { KyselyStore, StoreLocation } from '../../store/index.js';
 import { UsageError } from '../errors.js';
 
 /** --data-dir and --store, as every command that reads a managed server's store takes them. */
@@ -19,4 +20,15 @@ export function oneLineCommand(cmd: Command, label: string): Command {
         throw err;
       throw new UsageError(`${label}: ${err.message.replace(/^error: /, '')}`);
     });
+}
+
+/** Open the store at `loc`; a store that cannot be opened (unreachable, damaged) is one usage line. */
+export async function openStoreOrExplain(loc: StoreLocation): Promise<KyselyStore> {
+  const { openStore, StoreError } = await import('../../store/index.js');
+  try {
+    return await openStore(loc);
+  } catch (err) {
+    if (err instanceof StoreError) throw new UsageError(err.message);
+    throw err;
+  }
 }

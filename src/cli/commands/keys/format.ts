@@ -36,6 +36,11 @@ export function formatTable(keys: readonly KeyView[]): string {
       k.prefix === undefined ? '-' : printable(k.prefix),
     ]);
   }
+  return alignColumns(rows);
+}
+
+/** Rows of cells as left-aligned columns two spaces apart, one line each (the first row: headings). */
+export function alignColumns(rows: readonly (readonly string[])[]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   return (
     rows

@@ -1,0 +1,297 @@
+/**
+ * Fleet nodes (issue 16): the server processes that share one PostgreSQL store, what clients need
+ * to reach each (public addresses, port, transports), and whether keys should list it. A node
+ * writes its own row (register, then a heartbeat every HEARTBEAT_MS); operators change its state
+ * (drain, block, unblock, rm, add-address) through the CLI or the API. Heartbeat ages are measured
+ * on the database's clock, so nodes with skewed clocks agree on who is down.
+ */
+import { sql, type Kysely } from 'kysely';
+import { num, numOrNull } from './rows.js';
+import type { Database, NodesTable } from './schema.js';
+import { CodedError } from '../shared/errors.js';
+
+/** How often a node writes its heartbeat. */
+export const HEARTBEAT_MS = 2000;
+/** A node whose heartbeat is older than this (three missed heartbeats) is shown down. */
+export const DOWN_AFTER_MS = 3 * HEARTBEAT_MS;
+
+/** Stored states; `down` is derived from the heartbeat (see NodeRecord.down). */
+export type NodeState = 'active' | 'draining' | 'blocked' | 'suspected';
+export const NODE_STATES: readonly NodeState[] = ['active', 'draining', 'blocked', 'suspected'];
+
+/**
+ * A web front's public parameters (Shadowsocks over WebSocket): what keys and subscriptions need
+ * to offer it. The API's WebEndpoint is this shape.
+ */
+export interface WebFront {
+  /** What clients dial and send as Host/SNI; undefined = the server's address (a node's first). */
+  host?: string | undefined;
+  port: number;
+  /** The secret path, '/SECRET': v2ray-plugin streams at it, Outline's at `${path}/tcp` and `${path}/udp`. */
+  path: string;
+  tls: boolean;
+  /** Ask v2ray-plugin clients for Mux.Cool (true) or raw streams (false); undefined = each client's default. */
+  mux?: boolean | undefined;
+  /** UDP over WebSocket at `${path}/udp` (Outline's packet endpoint) is served. */
+  udp: boolean;
+  /** Only keys on this data port are reachable through it; undefined = every key. */
+  keyPort?: number | undefined;
+}
+
+/** A way to reach the node, with the public parameters a key or subscription needs. */
+export type NodeTransport =
+  { type: 'shadowsocks'; port: number; udp: boolean } | ({ type: 'websocket' } & WebFront);
+
+export interface NodeInfo {
+  name: string;
+  addresses: string[];
+  port: number;
+  transports: NodeTransport[];
+  version: string;
+  apiPort?: number | null | undefined;
+}
+
+export interface NodeRecord extends NodeInfo {
+  state: NodeState;
+  stateReason: string | null;
+  stateChangedAt: number | null;
+  startedAt: number;
+  heartbeatAt: number;
+  /** Milliseconds since the last heartbeat, on the database's clock. */
+  heartbeatAgeMs: number;
+  /** The heartbeat is older than DOWN_AFTER_MS (or the node stopped cleanly). */
+  down: boolean;
+  /** The node stopped cleanly (leave()): no heartbeat at all. */
+  stopped: boolean;
+  /** The keys version the node had applied at its last heartbeat. */
+  keysVersion: number;
+  apiPort: number | null;
+}
+
+export type NodeErrorCode = 'NODE_RUNNING' | 'NODE_NOT_FOUND' | 'NODE_INVALID';
+export class NodeError extends CodedError<NodeErrorCode> {
+  override readonly name = 'NodeError';
+}
+
+/** Node names: what operators type; safe in logs, URLs and metric labels. */
+export const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+export function checkNodeName(name: string, what = 'node name'): void {
+  if (!NODE_NAME.test(name))
+    throw new NodeError(
+      'NODE_INVALID',
+      `${what} must be 1-63 letters, digits, '.', '_' or '-' (starting with a letter or digit), got "${name.slice(0, 80)}"`,
+    );
+}
+
+function jsonArray(text: string): unknown[] {
+  try {
+    const v = JSON.parse(text) as unknown;
+    return Array.isArray(v) ? v : [];
+  } catch {
+    return [];
+  }
+}
+
+function toState(v: string): NodeState {
+  return (NODE_STATES as readonly string[]).includes(v) ? (v as NodeState) : 'active';
+}
+
+function rowToNode(r: NodesTable, now: number): NodeRecord {
+  const age = Math.max(0, now - num(r.heartbeat_at));
+  return {
+    name: r.name,
+    addresses: jsonArray(r.addresses).filter((a): a is string => typeof a === 'string'),
+    port: num(r.port),
+    transports: jsonArray(r.transports) as NodeTransport[],
+    version: r.version,
+    state: toState(r.state),
+    stateReason: r.state_reason,
+    stateChangedAt: numOrNull(r.state_changed_at),
+    startedAt: num(r.started_at),
+    heartbeatAt: num(r.heartbeat_at),
+    heartbeatAgeMs: age,
+    down: age > DOWN_AFTER_MS,
+    stopped: num(r.heartbeat_at) === 0,
+    keysVersion: num(r.keys_version),
+    apiPort: numOrNull(r.api_port),
+  };
+}
+
+/** Nodes keys should list: active and up; if none is, every one not blocked or suspected (fail open). */
+export function listedNodes(nodes: readonly NodeRecord[]): NodeRecord[] {
+  const up = nodes.filter((n) => n.state === 'active' && !n.down);
+  if (up.length > 0) return up;
+  return nodes.filter((n) => n.state === 'active' || n.state === 'draining');
+}
+
+/** The nodes table of a store (SQLite or PostgreSQL). */
+export class NodeRegistry {
+  readonly #db: Kysely<Database>;
+  readonly #postgres: boolean;
+
+  constructor(db: Kysely<Database>, dialect: 'sqlite' | 'postgres') {
+    this.#db = db;
+    this.#postgres = dialect === 'postgres';
+  }
+
+  /** The database's clock (ms since the epoch). */
+  async now(db: Kysely<Database> = this.#db): Promise<number> {
+    const q = this.#postgres
+      ? sql<{ t: string }>`select (extract(epoch from clock_timestamp()) * 1000)::bigint as t`
+      : sql<{ t: number }>`select cast((julianday('now') - 2440587.5) * 86400000 as integer) as t`;
+    const r = await q.execute(db);
+    return num(r.rows[0]!.t);
+  }
+
+  /** The keys version (PostgreSQL: the sequence the keys trigger advances; SQLite: 0). */
+  async keysVersion(): Promise<number> {
+    if (!this.#postgres) return 0;
+    const r = await sql<{
+      v: string;
+    }>`select case when is_called then last_value else 0 end as v from ladder_keys_version`.execute(this.#db);
+    return num(r.rows[0]!.v);
+  }
+
+  async list(): Promise<NodeRecord[]> {
+    const [rows, now] = await Promise.all([
+      this.#db.selectFrom('nodes').selectAll().orderBy('name').execute(),
+      this.now(),
+    ]);
+    return rows.map((r) => rowToNode(r, now));
+  }
+
+  async get(name: string): Promise<NodeRecord | undefined> {
+    return (await this.list()).find((n) => n.name === name);
+  }
+
+  /**
+   * Claim `info.name` for the process `instance`: refused (NODE_RUNNING) while another process
+   * holds it with a fresh heartbeat. A restart keeps the state an operator set (draining, blocked)
+   * and the addresses added with add-address.
+   */
+  async register(info: NodeInfo, instance: string): Promise<NodeRecord> {
+    checkNodeName(info.name);
+    return this.#db.transaction().execute(async (trx) => {
+      const now = await this.now(trx);
+      const q = trx.selectFrom('nodes').selectAll().where('name', '=', info.name);
+      const old = await (this.#postgres ? q.forUpdate() : q).executeTakeFirst();
+      const values = {
+        port: info.port,
+        transports: JSON.stringify(info.transports),
+        version: info.version,
+        instance,
+        started_at: now,
+        heartbeat_at: now,
+        api_port: info.apiPort ?? null,
+      };
+      if (old) {
+        const age = now - num(old.heartbeat_at);
+        if (old.instance !== instance && age <= DOWN_AFTER_MS)
+          throw new NodeError(
+            'NODE_RUNNING',
+            `node "${info.name}" is already running (heartbeat ${(age / 1000).toFixed(1)} s ago); stop it or choose another --node name`,
+          );
+        // Addresses from --public-host first, then those an operator added.
+        const kept = jsonArray(old.addresses).filter(
+          (a): a is string => typeof a === 'string' && !info.addresses.includes(a),
+        );
+        await trx
+          .updateTable('nodes')
+          .set({ ...values, addresses: JSON.stringify([...info.addresses, ...kept]) })
+          .where('name', '=', info.name)
+          .execute();
+      } else {
+        await trx
+          .insertInto('nodes')
+          .values({
+            ...values,
+            name: info.name,
+            addresses: JSON.stringify(info.addresses),
+            state: 'active',
+            state_reason: null,
+            state_changed_at: now,
+            keys_version: 0,
+          })
+          .execute();
+      }
+      const row = await trx
+        .selectFrom('nodes')
+        .selectAll()
+        .where('name', '=', info.name)
+        .executeTakeFirstOrThrow();
+      return rowToNode(row, now);
+    });
+  }
+
+  /** Write the heartbeat; false when the row is gone (rm) or another process took the name. */
+  async heartbeat(name: string, instance: string, keysVersion: number): Promise<boolean> {
+    const now = await this.now();
+    const r = await this.#db
+      .updateTable('nodes')
+      .set({ heartbeat_at: now, keys_version: keysVersion })
+      .where('name', '=', name)
+      .where('instance', '=', instance)
+      .executeTakeFirst();
+    return num(r.numUpdatedRows) > 0;
+  }
+
+  /** A clean stop: the node shows down at once (its heartbeat is cleared) and keys stop listing it. */
+  async leave(name: string, instance: string): Promise<void> {
+    await this.#db
+      .updateTable('nodes')
+      .set({ heartbeat_at: 0 })
+      .where('name', '=', name)
+      .where('instance', '=', instance)
+      .execute();
+  }
+
+  /** Set an operator state (active = unblock/undrain). */
+  async setState(name: string, state: NodeState, reason: string | null = null): Promise<NodeRecord> {
+    const now = await this.now();
+    const r = await this.#db
+      .updateTable('nodes')
+      .set({ state, state_reason: reason, state_changed_at: now })
+      .where('name', '=', name)
+      .executeTakeFirst();
+    if (num(r.numUpdatedRows) === 0) throw notFound(name);
+    return (await this.get(name))!;
+  }
+
+  /** Add a public address (first, so keys prefer it: usually a fresh one for a blocked node). */
+  async addAddress(name: string, address: string): Promise<NodeRecord> {
+    return this.#db
+      .transaction()
+      .execute(async (trx) => {
+        const q = trx.selectFrom('nodes').select('addresses').where('name', '=', name);
+        const row = await (this.#postgres ? q.forUpdate() : q).executeTakeFirst();
+        if (!row) throw notFound(name);
+        const list = jsonArray(row.addresses).filter(
+          (a): a is string => typeof a === 'string' && a !== address,
+        );
+        await trx
+          .updateTable('nodes')
+          .set({ addresses: JSON.stringify([address, ...list]) })
+          .where('name', '=', name)
+          .execute();
+        return undefined;
+      })
+      .then(async () => (await this.get(name))!);
+  }
+
+  /** Remove a node's row; refused (NODE_RUNNING) while its heartbeat is fresh unless `force`. */
+  async remove(name: string, force = false): Promise<void> {
+    const n = await this.get(name);
+    if (!n) throw notFound(name);
+    if (!n.down && !force)
+      throw new NodeError(
+        'NODE_RUNNING',
+        `node "${name}" is running (heartbeat ${(n.heartbeatAgeMs / 1000).toFixed(1)} s ago); stop it first, or drain it`,
+      );
+    await this.#db.deleteFrom('nodes').where('name', '=', name).execute();
+  }
+}
+
+function notFound(name: string): NodeError {
+  return new NodeError('NODE_NOT_FOUND', `no node named "${name.slice(0, 80)}"`);
+}
