@@ -12,7 +12,6 @@ import type { LadderMetrics } from '../metrics/index.js';
 import { makeDirs } from '../shared/fs.js';
 import type { Logger } from '../shared/logger.js';
 import type { CachedKey, KeyCache, KyselyStore, NodeTransport, StoreLocation } from '../store/index.js';
-import { ladderVersion } from '../api/version.js';
 import { UsageError } from './errors.js';
 import type { FleetNode } from '../fleet/node.js';
 
@@ -76,6 +75,7 @@ export async function fleetView(store: KyselyStore, name: string): Promise<Fleet
 /** Register this node and keep it in the fleet (heartbeat, LISTEN for key changes). */
 export async function startNode(o: StartNodeOptions): Promise<RunningNode> {
   const { startFleetNode } = await import('../fleet/node.js');
+  const { ladderVersion } = await import('../api/version.js');
   const { DOWN_AFTER_MS, HEARTBEAT_MS, NodeError } = await import('../store/index.js');
   const transports: NodeTransport[] = [{ type: 'shadowsocks', port: o.port, udp: o.udp }];
   if (o.web) transports.push({ type: 'websocket', ...o.web });
