@@ -170,7 +170,9 @@ export async function probeWebFront(
     }
     const [r, x] = [mine[i]!, ref[i]!];
     if (!same(r, x))
-      differences.push(`${r.name}: ${summary(r)} where a plain web server gives ${summary(x)}`);
+      differences.push(
+        `${r.name}: ${summary(r)} where a plain web server gives ${summary(x)}${whereDiffers(r.response, x.response)}`,
+      );
   }
   const byName = new Map(mine.map((r) => [r.name, r]));
   const miss = byName.get('upgrade, near-miss secret path');
@@ -188,6 +190,15 @@ export async function probeWebFront(
     differences,
     results: mine,
   };
+}
+
+/** Where two same-status answers part, for the evidence: the offset and a few bytes of each. */
+function whereDiffers(a: string, b: string): string {
+  if (a === b) return '';
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  const near = (t: string): string => JSON.stringify(t.slice(Math.max(0, i - 8), i + 24));
+  return `; first difference at byte ${i}: ${near(a)} vs ${near(b)}`;
 }
 
 function summary(r: Omit<WebProbeResult, 'name'>): string {
