@@ -28,6 +28,12 @@ function transports(n: FleetNode): string {
   return list.length ? list.join(' · ') : `Shadowsocks ${n.port}`;
 }
 
+const button = (label: string, onClick: () => void, cls = 'small') => (
+  <button type="button" class={cls} onClick={onClick}>
+    {label}
+  </button>
+);
+
 export function NodesPage() {
   const { t, locale, toast } = useUi();
   const [fleet, setFleet] = useState<Fleet>();
@@ -70,15 +76,21 @@ export function NodesPage() {
         <table>
           <thead>
             <tr>
-              <th scope="col">{t.name}</th>
-              <th scope="col">{t.status}</th>
-              <th scope="col">{t.inKeys}</th>
-              <th scope="col">{t.heartbeat}</th>
-              <th scope="col">{t.addresses}</th>
-              <th scope="col">{t.transportsCol}</th>
-              <th scope="col">{t.keysVersion}</th>
-              <th scope="col">{t.version}</th>
-              <th scope="col">{t.actions}</th>
+              {[
+                t.name,
+                t.status,
+                t.inKeys,
+                t.heartbeat,
+                t.addresses,
+                t.transportsCol,
+                t.keysVersion,
+                t.version,
+                t.actions,
+              ].map((h) => (
+                <th key={h} scope="col">
+                  {h}
+                </th>
+              ))}
             </tr>
           </thead>
           <tbody>
@@ -121,41 +133,11 @@ export function NodesPage() {
                 <td>{n.version}</td>
                 <td>
                   <div class="actions">
-                    {n.state === 'active' && (
-                      <button type="button" class="small" onClick={() => act(() => api.drainNode(n.name))}>
-                        {t.drain}
-                      </button>
-                    )}
-                    {n.state !== 'blocked' && (
-                      <button
-                        type="button"
-                        class="small"
-                        onClick={() => setModal({ kind: 'block', node: n })}
-                      >
-                        {t.block}
-                      </button>
-                    )}
-                    {n.state !== 'active' && (
-                      <button type="button" class="small" onClick={() => act(() => api.unblockNode(n.name))}>
-                        {t.unblock}
-                      </button>
-                    )}
-                    <button
-                      type="button"
-                      class="small"
-                      onClick={() => setModal({ kind: 'address', node: n })}
-                    >
-                      {t.addAddress}
-                    </button>
-                    {n.down && (
-                      <button
-                        type="button"
-                        class="small danger"
-                        onClick={() => setModal({ kind: 'remove', node: n })}
-                      >
-                        {t.remove}
-                      </button>
-                    )}
+                    {n.state === 'active' && button(t.drain, () => act(() => api.drainNode(n.name)))}
+                    {n.state !== 'blocked' && button(t.block, () => setModal({ kind: 'block', node: n }))}
+                    {n.state !== 'active' && button(t.unblock, () => act(() => api.unblockNode(n.name)))}
+                    {button(t.addAddress, () => setModal({ kind: 'address', node: n }))}
+                    {n.down && button(t.remove, () => setModal({ kind: 'remove', node: n }), 'small danger')}
                   </div>
                 </td>
               </tr>
