@@ -68,6 +68,8 @@ function apiError(err: unknown): unknown {
 
 const NameParams = z.object({ name: z.string().min(1).max(128) });
 const tags = ['Ladder extensions'];
+/** Drain and block take an optional reason (shown in GET /nodes as `stateReason`). */
+const ReasonBody = z.object({ reason: z.string().max(200).optional() }).optional();
 
 export function registerNodeRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const fleet = ctx.fleet;
@@ -105,9 +107,13 @@ export function registerNodeRoutes(app: FastifyInstance, ctx: ApiContext): void 
           tags,
           description: `Sets the node ${state} (keys ${state === 'active' ? 'list it again' : 'stop listing it at their next fetch'})`,
           params: NameParams,
+          ...(verb === 'unblock' ? {} : { body: ReasonBody }),
         },
       },
-      async (req) => nodeJson(await wrap(() => fleet.nodes.setState(req.params.name, state))),
+      async (req) => {
+        const reason = (req.body as z.infer<typeof ReasonBody>)?.reason?.trim() || null;
+        return nodeJson(await wrap(() => fleet.nodes.setState(req.params.name, state, reason)));
+      },
     );
   }
 

@@ -43,12 +43,9 @@ const ServerStatus = z.object({
       udp: z.boolean().optional(),
     }),
   ),
-  fleet: z
-    .object({ nodes: z.number().int() })
-    .optional()
-    .meta({
-      description: 'Present when the server is a node of a fleet (the dashboard then shows its Nodes page)',
-    }),
+  fleet: z.object({ nodes: z.number().int() }).optional().meta({
+    description: 'Present when the server is a node of a fleet (the dashboard then shows its Nodes page)',
+  }),
 });
 
 /**
@@ -118,7 +115,14 @@ export function registerStatusRoutes(app: FastifyInstance, ctx: ApiContext, star
       ];
       const web = ctx.webEndpoint?.();
       if (web) transports.push({ kind: 'websocket', ports: [web.port], tls: web.tls, udp: web.udp });
-      return { startedTimestampMs: startedAt, keys, openConnections: open, transports };
+      const fleet = ctx.fleet ? { nodes: (await ctx.fleet.nodes.list()).length } : undefined;
+      return {
+        startedTimestampMs: startedAt,
+        keys,
+        openConnections: open,
+        transports,
+        ...(fleet ? { fleet } : {}),
+      };
     },
   );
 }

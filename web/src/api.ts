@@ -51,6 +51,34 @@ export interface ServerStatus {
   fleet?: { nodes: number };
 }
 
+export type NodeStatus = 'active' | 'draining' | 'blocked' | 'suspected' | 'down';
+
+/** One fleet node as GET /nodes gives it (docs/fleet.md). */
+export interface FleetNode {
+  name: string;
+  status: NodeStatus;
+  state: Exclude<NodeStatus, 'down'>;
+  down: boolean;
+  stateReason?: string;
+  addresses: string[];
+  port: number;
+  transports: { type: 'shadowsocks' | 'websocket'; port: number; tls?: boolean; udp?: boolean }[];
+  version: string;
+  /** Absent when the node stopped cleanly (`stopped`). */
+  heartbeatAgeMs?: number;
+  stopped?: boolean;
+  startedTimestampMs: number;
+  keysVersion: number;
+}
+
+export interface Fleet {
+  self: { name: string };
+  keysVersion: number;
+  /** The names keys list now. */
+  listed: string[];
+  nodes: FleetNode[];
+}
+
 export interface UsageDay {
   startTimestampMs: number;
   up: number;
@@ -133,6 +161,14 @@ export const api = {
       ? call<void>('DELETE', 'server/access-key-data-limit')
       : call<void>('PUT', 'server/access-key-data-limit', { limit: { bytes } }),
   setDynamicBase: (url: string | null) => call<void>('PUT', 'server/dynamic-key-base-url', { url }),
+  nodes: () => get<Fleet>('nodes'),
+  drainNode: (name: string) => call<FleetNode>('POST', `nodes/${enc(name)}/drain`, {}),
+  blockNode: (name: string, reason: string) =>
+    call<FleetNode>('POST', `nodes/${enc(name)}/block`, reason.trim() ? { reason: reason.trim() } : {}),
+  unblockNode: (name: string) => call<FleetNode>('POST', `nodes/${enc(name)}/unblock`),
+  addNodeAddress: (name: string, address: string) =>
+    call<FleetNode>('POST', `nodes/${enc(name)}/addresses`, { address }),
+  removeNode: (name: string) => call<void>('DELETE', `nodes/${enc(name)}`),
 };
 
 /** Run `fn` over `items`, at most `width` at a time (bulk actions on many keys). */

@@ -1,5 +1,6 @@
 // The dialogs the keys table and the key page share: create N keys, edit one key, show a QR
-// code, confirm a deletion, extend expiries.
+// code, confirm a deletion, extend expiries; and a one-field form (the nodes page's block and
+// add-address).
 import type { ComponentChildren } from 'preact';
 import { useState } from 'preact/hooks';
 import { api, eachLimited, LIMIT_PERIODS, type AccessKey, type LimitPeriod } from './api.js';
@@ -248,6 +249,33 @@ export function ConfirmDialog(props: {
       error={error}
     >
       <p>{props.text}</p>
+    </FormDialog>
+  );
+}
+
+/** One text field and an action taking its value (block with a reason, add an address). */
+export function TextDialog(props: {
+  title: string;
+  label: string;
+  ok: string;
+  required: boolean;
+  onClose: () => void;
+  action: (value: string) => Promise<unknown>;
+}) {
+  const [value, setValue] = useState('');
+  const [busy, error, run] = useAction(props.onClose);
+  return (
+    <FormDialog
+      title={props.title}
+      onClose={props.onClose}
+      onSubmit={run(() => props.action(value))}
+      ok={props.ok}
+      busy={busy}
+      error={error}
+    >
+      <Field label={props.label}>
+        <input type="text" value={value} onInput={(e) => setValue(val(e))} required={props.required} />
+      </Field>
     </FormDialog>
   );
 }

@@ -1,11 +1,12 @@
-// The operator's dashboard: a shell (navigation, language switcher, notices) and four pages
-// chosen by the URL's hash (#/, #/keys, #/keys/ID, #/settings), so the server serves one page.
+// The operator's dashboard: a shell (navigation, language switcher, notices) and five pages
+// chosen by the URL's hash (#/, #/keys, #/keys/ID, #/nodes, #/settings), so the server serves one page.
 import { render } from 'preact';
 import { useCallback, useEffect, useState } from 'preact/hooks';
 import { api, type ServerStatus } from './api.js';
 import { applyLang, initialLang, LANGS, localeOf, type Lang } from './i18n.js';
 import { KeyPage } from './key-page.js';
 import { KeysPage } from './keys.js';
+import { NodesPage } from './nodes.js';
 import { Overview } from './overview.js';
 import { SettingsPage } from './settings.js';
 import { UiContext } from './ui.js';
@@ -47,7 +48,7 @@ function App() {
   const nav = [
     ['overview', '#/', t.overview],
     ['keys', '#/keys', t.keys],
-    // The fleet's nodes page (issue 16) appears when the server reports a fleet.
+    // The fleet's nodes page appears when the server reports a fleet (a `--node` server).
     ...(status?.fleet ? [['nodes', '#/nodes', t.nodes]] : []),
     ['settings', '#/settings', t.settings],
   ] as const;
@@ -82,6 +83,8 @@ function App() {
           <KeyPage id={decodeURIComponent(keyId)} />
         ) : page === 'keys' ? (
           <KeysPage />
+        ) : page === 'nodes' ? (
+          <NodesPage />
         ) : page === 'settings' ? (
           <SettingsPage />
         ) : (

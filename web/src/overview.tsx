@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, type ServerInfo, type ServerStatus, type UsageDay } from './api.js';
 import { Chart, date, useUi } from './ui.js';
 
-/** Traffic over 30 days, key counts, open connections, the server and its transports. */
+/** Traffic over 30 days, key counts, open connections, the fleet's size, the server and its transports. */
 export function Overview() {
   const { t, locale } = useUi();
   const [data, setData] = useState<{ server: ServerInfo; status: ServerStatus; days: UsageDay[] }>();
@@ -42,6 +42,14 @@ export function Overview() {
             {status.openConnections}
           </div>
         </div>
+        {status.fleet && (
+          <div class="card">
+            <div class="card-label">{t.nodes}</div>
+            <div class="card-value" data-testid="fleet-nodes">
+              <a href="#/nodes">{status.fleet.nodes}</a>
+            </div>
+          </div>
+        )}
         <div class="card">
           <div class="card-label">{t.serverStatus}</div>
           <div class="card-text">
