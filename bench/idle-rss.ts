@@ -7,8 +7,9 @@
  * /proc/PID/status; --runs (default 3) runs per mode, median and spread printed as a table.
  *
  *   node --import tsx bench/idle-rss.ts [--runs 3] [--idle-ms 2000] [--modes client,server,...]
- *     [--json FILE]
+ *     [--json FILE] [--workers N]
  *
+ * --workers N passes `--workers N` to both servers (default: theirs, one data-plane worker per core).
  * Modes: floor, client, server, managed, ss-local, ss-server. LADDER_DIST / LADDER_DEBUG in the
  * environment pass through to bin/ladder.js (e.g. LADDER_DIST=0 to time the tsx fallback).
  */
@@ -29,6 +30,8 @@ const RUNS = Number(flag('runs', '3'));
 const IDLE_MS = Number(flag('idle-ms', '2000'));
 const MODES = flag('modes', 'floor,client,server,managed,ss-local,ss-server').split(',');
 const JSON_OUT = flag('json', '');
+const WORKERS = flag('workers', '');
+const workerArgs = WORKERS ? ['--workers', WORKERS] : [];
 
 const METHOD = 'chacha20-ietf-poly1305';
 const PASSWORD = 'idle-rss-bench-password';
@@ -97,6 +100,7 @@ async function launch(mode: string): Promise<Launch | undefined> {
           '127.0.0.1',
           '--port',
           String(port),
+          ...workerArgs,
         ],
         port,
       };
@@ -119,6 +123,7 @@ async function launch(mode: string): Promise<Launch | undefined> {
           String(await freePort()),
           '--metrics-port',
           String(await freePort()),
+          ...workerArgs,
         ],
         port,
         cleanup: () => rmSync(dir, { recursive: true, force: true }),
@@ -173,7 +178,8 @@ for (const mode of MODES) {
 
 const fmt = (n: number): string => n.toFixed(1);
 console.log(
-  `idle RSS (MiB), ${RUNS} runs of each, ${IDLE_MS} ms idle after listening; node ${process.version}`,
+  `idle RSS (MiB), ${RUNS} runs of each, ${IDLE_MS} ms idle after listening; node ${process.version}` +
+    (WORKERS ? `; servers with --workers ${WORKERS}` : ''),
 );
 console.log('mode        median    min    max   runs');
 for (const { mode, runs } of rows) {

@@ -13,9 +13,27 @@
  * Errors are one line and name neither the URL nor its path (the path is the secret).
  */
 import { createHash } from 'node:crypto';
-import { request as httpsRequest } from 'node:https';
+import type * as Https from 'node:https';
 import { isIP } from 'node:net';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import type * as Tls from 'node:tls';
+import type { TLSSocket } from 'node:tls';
+
+/**
+ * node:tls and node:https, loaded at the first fetch: a client with a static key never loads
+ * them (about 1 MiB of idle memory, docs/benchmarks.md; test/cli/lazy-loading.test.ts).
+ */
+interface TlsModules {
+  tls: typeof Tls;
+  https: typeof Https;
+}
+let tlsModules: Promise<TlsModules> | undefined;
+function loadTls(): Promise<TlsModules> {
+  tlsModules ??= Promise.all([import('node:tls'), import('node:https')]).then(([tls, https]) => ({
+    tls,
+    https,
+  }));
+  return tlsModules;
+}
 
 export const DEFAULT_FETCH_TIMEOUT_MS = 15_000;
 export const MAX_DYNAMIC_KEY_BYTES = 64 * 1024;
@@ -93,11 +111,16 @@ function fingerprint(s: TLSSocket): string {
 }
 
 /** A TLS connection to url's host whose certificate is checked (pin, or CA chain and name). */
-function secureSocket(url: URL, pin: string | undefined, signal: AbortSignal): Promise<TLSSocket> {
+function secureSocket(
+  { tls }: TlsModules,
+  url: URL,
+  pin: string | undefined,
+  signal: AbortSignal,
+): Promise<TLSSocket> {
   const host = url.hostname.replace(/^\[|\]$/g, '');
   const port = url.port ? Number(url.port) : 443;
   return new Promise((resolve, reject) => {
-    const s = tlsConnect({
+    const s = tls.connect({
       host,
       port,
       ...(isIP(host) ? {} : { servername: host }),
@@ -142,15 +165,16 @@ function secureSocket(url: URL, pin: string | undefined, signal: AbortSignal): P
 }
 
 function getOnce(
+  mods: TlsModules,
   url: URL,
   pin: string | undefined,
   signal: AbortSignal,
   maxBytes: number,
 ): Promise<{ status: number; location?: string; body: string }> {
-  return secureSocket(url, pin, signal).then(
+  return secureSocket(mods, url, pin, signal).then(
     (socket) =>
       new Promise((resolve, reject) => {
-        const req = httpsRequest(url, {
+        const req = mods.https.request(url, {
           method: 'GET',
           // No agent: with createConnection and no agent, the request goes over this socket,
           // already verified (an agent would open and verify a connection of its own).
@@ -214,9 +238,10 @@ export async function fetchDynamicKey(
   const signal = AbortSignal.timeout(opts.timeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS);
   const origin = key.url.host;
   let url = key.url;
+  const mods = await loadTls();
   for (let hop = 0; ; hop++) {
     const pin = url.host === origin ? key.pinSha256 : undefined;
-    const r = await getOnce(url, pin, signal, opts.maxBytes ?? MAX_DYNAMIC_KEY_BYTES);
+    const r = await getOnce(mods, url, pin, signal, opts.maxBytes ?? MAX_DYNAMIC_KEY_BYTES);
     if (r.status === 200) return r.body;
     if (r.status >= 300 && r.status < 400 && r.location) {
       if (hop >= (opts.maxRedirects ?? MAX_DYNAMIC_KEY_REDIRECTS))

@@ -25,8 +25,8 @@ import { createRequire } from 'node:module';
 import type * as Yaml from 'yaml';
 import { ProtocolError } from '../protocol/errors.js';
 import type { SsKey } from '../protocol/sip002/index.js';
-import { webSocketNextHop, type WsTransportOptions } from '../transport/ws-dialer.js';
-import { endpointFromKey, endpointFromParts, type KeyEndpoint } from './key.js';
+import type { WsTransportOptions } from '../transport/ws-dialer.js';
+import { endpointFromKey, endpointFromParts, lazyWebSocketNextHop, type KeyEndpoint } from './key.js';
 
 export type DynamicKeyBody =
   | {
@@ -227,7 +227,7 @@ function dialer(v: unknown, where: string, depth: number): KeyEndpoint[] {
       { host: hop.host, port: hop.port, method: cipher, password: secret, ...(prefix ? { prefix } : {}) },
       where,
     );
-    return hop.websocket ? { ...ep, websocket: hop.websocket, nextHop: webSocketNextHop(hop.websocket) } : ep;
+    return hop.websocket ? { ...ep, websocket: hop.websocket, nextHop: lazyWebSocketNextHop(hop.websocket) } : ep;
   });
 }
 

@@ -134,7 +134,7 @@ function scrub(msg: string, key: string): string {
  * webSocketNextHop, with the WebSocket code (the `ws` package) loaded at the first dial rather
  * than at start: a client whose keys are all raw Shadowsocks never loads it (idle memory).
  */
-function lazyWebSocketNextHop(opts: WsTransportOptions): NextHop {
+export function lazyWebSocketNextHop(opts: WsTransportOptions): NextHop {
   let hop: Promise<NextHop> | undefined;
   return async (signal) => {
     hop ??= import('../transport/ws-dialer.js').then((m) => m.webSocketNextHop(opts));

@@ -8,7 +8,6 @@ import { addrKey, addrOf, ADDR_SIZE, BatchUdpSocket } from '../transport/batch-u
 import { FastUdpSender } from '../transport/fast-udp.js';
 import { UdpTunnel, UdpTunnelKey, type UdpTunnelOptions } from '../transport/udp-tunnel.js';
 import type { WsEndpoint } from '../transport/ws-dialer.js';
-import { WsUdpTunnel } from '../transport/ws-udp-tunnel.js';
 import type { UdpAssociateRequest } from './socks5-inbound.js';
 
 export interface UdpAssociateOptions {
@@ -120,6 +119,9 @@ export function createUdpAssociate(opts: UdpAssociateOptions): UdpAssociateHandl
       try {
         const ws = opts.server.websocket;
         if (ws) {
+          // The WebSocket code (ws) is loaded at the first UDP association over it, as the TCP
+          // side loads it at the first dial (client/key.ts): idle clients do not carry it.
+          const { WsUdpTunnel } = await import('../transport/ws-udp-tunnel.js');
           const t = await WsUdpTunnel.open(ws, key, opts.clock);
           t.onClose = close;
           tunnel = t;

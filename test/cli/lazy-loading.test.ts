@@ -2,7 +2,7 @@
  * Each mode loads only what it needs (issue 15, "lighter processes"): `ladder client` and the
  * unmanaged server (`ladder server --password …`) never load the management plane (fastify,
  * kysely, SQLite, Postgres, prom-client), the QR code drawer, YAML, the lab or, for the client
- * without --dns, dns-packet. Each mode is started as a user starts it (bin/ladder.js) under a
+ * without --dns, dns-packet (nor, with a static key, ws, node:tls or node:https). Each mode is started as a user starts it (bin/ladder.js) under a
  * preload that records every module loaded (test/helpers/record-modules.mjs); the managed server
  * is the control that proves the recorder sees those packages when they are loaded.
  *
@@ -100,12 +100,13 @@ function assertLean(modules: readonly string[], extra: { forbid?: string[]; allo
     (p) => loaded.has(p) && !extra.allow?.includes(p),
   );
   assert.deepEqual(forbidden, [], `loaded ${forbidden.join(', ')}`);
-  // cli/errors.ts recognises the lab's, the store's and the API certificate's error classes
-  // (small, no dependencies).
+  // cli/errors.ts recognises the lab's, the store's and the API certificate's error classes, and
+  // cli/fleet-node.ts (through managed.ts, which the server command imports) reads the version
+  // with api/version.ts (small, no dependencies but shared/package-root).
   const own = ownModulesIn(
     modules,
     ['api', 'store', 'metrics', 'lab', 'probe'],
-    ['/lab/lab-ca.', '/store/types.', '/api/cert-error.'],
+    ['/lab/lab-ca.', '/store/types.', '/api/cert-error.', '/api/version.'],
   );
   assert.deepEqual(own, [], `loaded ${own.join(', ')}`);
 }
@@ -122,7 +123,10 @@ test('ladder client loads neither the management plane, the lab nor dns-packet',
     modules.some((m) => /\/client\/index\.(ts|js)$/.test(m)),
     'the recorder saw the client',
   );
-  assertLean(modules, { forbid: ['dns-packet', 'pino'] });
+  // ws and node:tls / node:https load at the first WebSocket dial or dynamic-key fetch, not at start.
+  assertLean(modules, { forbid: ['dns-packet', 'pino', 'ws'] });
+  const tls = modules.filter((m) => /^node:(tls|https)$/.test(m));
+  assert.deepEqual(tls, [], `loaded ${tls.join(', ')}`);
 });
 
 test('the unmanaged server (--password) loads neither the management plane nor the lab', async () => {
