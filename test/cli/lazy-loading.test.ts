@@ -2,7 +2,8 @@
  * Each mode loads only what it needs (issue 15, "lighter processes"): `ladder client` and the
  * unmanaged server (`ladder server --password …`) never load the management plane (fastify,
  * kysely, SQLite, Postgres, prom-client), the QR code drawer, YAML, the lab or, for the client
- * without --dns, dns-packet (nor, with a static key, ws, node:tls or node:https). Each mode is started as a user starts it (bin/ladder.js) under a
+ * without --dns, dns-packet (nor, with a static key, ws, node:tls or node:https). Each mode is
+ * started as a user starts it (bin/ladder.js) under a
  * preload that records every module loaded (test/helpers/record-modules.mjs); the managed server
  * is the control that proves the recorder sees those packages when they are loaded.
  *
@@ -100,13 +101,12 @@ function assertLean(modules: readonly string[], extra: { forbid?: string[]; allo
     (p) => loaded.has(p) && !extra.allow?.includes(p),
   );
   assert.deepEqual(forbidden, [], `loaded ${forbidden.join(', ')}`);
-  // cli/errors.ts recognises the lab's, the store's and the API certificate's error classes, and
-  // cli/fleet-node.ts (through managed.ts, which the server command imports) reads the version
-  // with api/version.ts (small, no dependencies but shared/package-root).
+  // cli/errors.ts recognises the lab's, the store's and the API certificate's error classes
+  // (small, no dependencies).
   const own = ownModulesIn(
     modules,
     ['api', 'store', 'metrics', 'lab', 'probe'],
-    ['/lab/lab-ca.', '/store/types.', '/api/cert-error.', '/api/version.'],
+    ['/lab/lab-ca.', '/store/types.', '/api/cert-error.'],
   );
   assert.deepEqual(own, [], `loaded ${own.join(', ')}`);
 }
