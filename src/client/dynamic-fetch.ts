@@ -15,6 +15,7 @@
 import { createHash } from 'node:crypto';
 import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 
 export const DEFAULT_FETCH_TIMEOUT_MS = 15_000;
@@ -92,8 +93,16 @@ function fingerprint(s: TLSSocket): string {
   return raw ? createHash('sha256').update(raw).digest('hex') : '';
 }
 
-/** A TLS connection to url's host whose certificate is checked (pin, or CA chain and name). */
-function secureSocket(url: URL, pin: string | undefined, signal: AbortSignal): Promise<TLSSocket> {
+/**
+ * A TLS connection to url's host whose certificate is checked (pin, or CA chain and name); over
+ * `via` (e.g. a stream through the tunnel) when given, else a direct TCP connection.
+ */
+export function secureSocket(
+  url: URL,
+  pin: string | undefined,
+  signal: AbortSignal,
+  via?: Duplex,
+): Promise<TLSSocket> {
   const host = url.hostname.replace(/^\[|\]$/g, '');
   const port = url.port ? Number(url.port) : 443;
   return new Promise((resolve, reject) => {
@@ -103,6 +112,7 @@ function secureSocket(url: URL, pin: string | undefined, signal: AbortSignal): P
       ...(isIP(host) ? {} : { servername: host }),
       rejectUnauthorized: pin === undefined,
       ALPNProtocols: ['http/1.1'],
+      ...(via ? { socket: via } : {}),
     });
     const fail = (err: DynamicKeyFetchError): void => {
       signal.removeEventListener('abort', onAbort);
