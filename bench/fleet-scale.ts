@@ -51,6 +51,8 @@ const pct = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 };
+/** Evaluations that failed (e.g. a pool connection timing out under load): printed, not hidden. */
+let evalErrors = 0;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 interface SimNode {
@@ -109,7 +111,7 @@ async function main(): Promise<void> {
                 n.applied.set(version, performance.now());
                 n.version = Math.max(n.version, version);
               })
-              .catch(() => undefined);
+              .catch(() => void evalErrors++);
           },
         }),
       };
@@ -170,7 +172,8 @@ async function main(): Promise<void> {
     console.log(
       `single-key change over ${nodes.length} nodes x ${CHANGES} changes: commit to NOTIFY heard ${fmt(heard)}; ` +
         `to applied (${nodes.length} evaluations serialized in this one process) ${fmt(lat)}` +
-        (missed ? ` (${missed} changes not applied by every node within 60 s)` : ''),
+        (missed ? ` (${missed} changes not applied by every node within 60 s)` : '') +
+        `; evaluations failed so far: ${evalErrors}`,
     );
 
     // Writes per node per minute (heartbeats), from the table statistics.
