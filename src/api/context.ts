@@ -9,6 +9,7 @@ import {
   type KeyStatus,
   type ServerSettings,
   type NodeRegistry,
+  type ReportPolicy,
   type Store,
   type WebFront,
 } from '../store/index.js';
@@ -49,6 +50,8 @@ export interface FleetView {
   self: () => FleetSelf;
   /** Pending (unflushed) usage of this node, bytes: a hook for the fleet usage path. */
   pendingUsageBytes?: () => number;
+  /** Blocked-address detection: how many distinct keys within what window (default DEFAULT_REPORT_POLICY). */
+  reportPolicy?: ReportPolicy;
 }
 
 /** Everything route handlers need, built once by buildApi. */

@@ -8,6 +8,7 @@ import { sip008Doc } from './subscriptions/formats.js';
 import { buildSubscription } from './subscriptions/model.js';
 import { keyByToken, refusalOf } from './subscriptions/state.js';
 import { fleetServers } from './fleet.js';
+import { registerReportRoute } from './address-reports.js';
 
 const JSON_UTF8 = 'application/json; charset=utf-8';
 
@@ -60,4 +61,5 @@ export function registerDynamicRoutes(app: FastifyInstance, ctx: ApiContext): vo
     serve(req.params.token, 'sip008', reply),
   );
   registerSubscriptionRoutes(app, ctx);
+  registerReportRoute(app, ctx);
 }

@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { isHostName } from '../shared/parse.js';
-import { listedNodes, NodeError, type NodeRecord } from '../store/index.js';
+import { keyAddresses, listedNodes, NodeError, type NodeRecord } from '../store/index.js';
 import type { ApiContext, WebEndpoint } from './context.js';
 import { ApiError, invalid } from './errors.js';
 
@@ -22,7 +22,7 @@ function webOf(n: NodeRecord): WebEndpoint | undefined {
   const t = n.transports.find((x) => x.type === 'websocket');
   if (!t || t.type !== 'websocket') return undefined;
   return {
-    host: t.host ?? n.addresses[0],
+    host: t.host ?? keyAddresses(n)[0],
     port: t.port,
     path: t.path,
     tls: t.tls,
@@ -35,9 +35,10 @@ function webOf(n: NodeRecord): WebEndpoint | undefined {
 /** The servers a key lists now, or undefined when this is not a fleet node (list itself, as before). */
 export async function fleetServers(ctx: ApiContext): Promise<FleetServer[] | undefined> {
   if (!ctx.fleet) return undefined;
-  const nodes = listedNodes(await ctx.fleet.nodes.list()).filter((n) => n.addresses.length > 0);
+  // Suspected (reported blocked) addresses are left out; the node's other addresses stay.
+  const nodes = listedNodes(await ctx.fleet.nodes.list()).filter((n) => keyAddresses(n).length > 0);
   if (nodes.length === 0) return undefined;
-  return nodes.map((n) => ({ name: n.name, hosts: n.addresses, web: webOf(n) }));
+  return nodes.map((n) => ({ name: n.name, hosts: keyAddresses(n), web: webOf(n) }));
 }
 
 /** A node as the API shows it: `status` is the state, or "down" when the heartbeat is stale. */
@@ -49,6 +50,7 @@ export function nodeJson(n: NodeRecord): Record<string, unknown> {
     down: n.down,
     ...(n.stateReason !== null ? { stateReason: n.stateReason } : {}),
     addresses: n.addresses,
+    ...(n.suspectedAddresses.length > 0 ? { suspectedAddresses: n.suspectedAddresses } : {}),
     port: n.port,
     transports: n.transports,
     version: n.version,

@@ -67,9 +67,29 @@ export async function fleetView(store: KyselyStore, name: string): Promise<Fleet
     );
   const view: FleetView & { running?: RunningNode } = {
     nodes,
+    reportPolicy: reportPolicyFromEnv(process.env),
     self: () => view.running?.node.status() ?? { name, keysVersion: 0, listening: false, notifications: 0 },
   };
   return view;
+}
+
+/**
+ * Blocked-address detection's threshold: LADDER_REPORT_KEYS distinct keys (default 3) within
+ * LADDER_REPORT_WINDOW_S seconds (default 600). Every node should be given the same values.
+ */
+export function reportPolicyFromEnv(env: NodeJS.ProcessEnv): { keys: number; windowMs: number } {
+  const read = (name: string, def: number, max: number): number => {
+    const v = env[name];
+    if (v === undefined || v === '') return def;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > max)
+      throw new UsageError(`${name} must be a whole number from 1 to ${max}, got "${v.slice(0, 40)}"`);
+    return n;
+  };
+  return {
+    keys: read('LADDER_REPORT_KEYS', 3, 10_000),
+    windowMs: read('LADDER_REPORT_WINDOW_S', 600, 86_400) * 1000,
+  };
 }
 
 /** Register this node and keep it in the fleet (heartbeat, LISTEN for key changes). */

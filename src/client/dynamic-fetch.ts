@@ -16,6 +16,7 @@ import { createHash } from 'node:crypto';
 import type * as Https from 'node:https';
 import { isIP } from 'node:net';
 import type * as Tls from 'node:tls';
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 
 /**
@@ -110,12 +111,25 @@ function fingerprint(s: TLSSocket): string {
   return raw ? createHash('sha256').update(raw).digest('hex') : '';
 }
 
-/** A TLS connection to url's host whose certificate is checked (pin, or CA chain and name). */
-function secureSocket(
+/**
+ * A TLS connection to url's host whose certificate is checked (pin, or CA chain and name); over
+ * `via` (e.g. a stream through the tunnel) when given, else a direct TCP connection.
+ */
+export async function secureSocket(
+  url: URL,
+  pin: string | undefined,
+  signal: AbortSignal,
+  via?: Duplex,
+): Promise<TLSSocket> {
+  return openSecureSocket(await loadTls(), url, pin, signal, via);
+}
+
+function openSecureSocket(
   { tls }: TlsModules,
   url: URL,
   pin: string | undefined,
   signal: AbortSignal,
+  via?: Duplex,
 ): Promise<TLSSocket> {
   const host = url.hostname.replace(/^\[|\]$/g, '');
   const port = url.port ? Number(url.port) : 443;
@@ -126,6 +140,7 @@ function secureSocket(
       ...(isIP(host) ? {} : { servername: host }),
       rejectUnauthorized: pin === undefined,
       ALPNProtocols: ['http/1.1'],
+      ...(via ? { socket: via } : {}),
     });
     const fail = (err: DynamicKeyFetchError): void => {
       signal.removeEventListener('abort', onAbort);
@@ -171,7 +186,7 @@ function getOnce(
   signal: AbortSignal,
   maxBytes: number,
 ): Promise<{ status: number; location?: string; body: string }> {
-  return secureSocket(mods, url, pin, signal).then(
+  return openSecureSocket(mods, url, pin, signal).then(
     (socket) =>
       new Promise((resolve, reject) => {
         const req = mods.https.request(url, {

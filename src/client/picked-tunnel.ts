@@ -15,6 +15,7 @@ import type { DynamicKeyUrl } from './dynamic-fetch.js';
 import type { DynamicKeyBody } from './dynamic-key.js';
 import type { KeyEndpoint } from './key.js';
 import { DynamicKeySource, type DynamicKeySourceOptions } from './key-source.js';
+import { ReportTracker, sendAddressReport } from './address-report.js';
 import { NetworkMemory } from './picker-memory.js';
 import { endpointKind, PickerDialer, type PickerOptions } from './picker.js';
 import { removeStatus, writeStatus, type ClientStatus } from './status.js';
@@ -71,6 +72,15 @@ export async function startPickedTunnel(o: PickedTunnelOptions): Promise<PickedT
   const startedAt = clock.now();
   let statusTimer: Timer | undefined;
   let closed = false;
+  // Blocked-address reports (address-report.ts): dynamic keys only, since the key server takes them.
+  const reports = o.dynamic ? new ReportTracker(clock) : undefined;
+  const report = (address: string): void => {
+    if (!o.dynamic || closed) return;
+    sendAddressReport(o.dynamic, address, picker).then(
+      (status) => log.info({ status }, 'told the key server a server address failed while another worked'),
+      (err: Error) => log.debug({ err: err.message }, 'blocked-address report not delivered'),
+    );
+  };
 
   const status = (): ClientStatus => ({
     pid: process.pid,
@@ -99,6 +109,7 @@ export async function startPickedTunnel(o: PickedTunnelOptions): Promise<PickedT
         { endpoint: position, kind, transport: endpointKind(e), avoidSeconds: Math.round(avoidMs / 1000) },
         'server endpoint avoided for its residual period',
       );
+      reports?.failed(e);
       // The operator may have moved the server: ask the key (rate-limited in the source).
       source?.refreshSoon();
       saveStatus();
@@ -106,6 +117,7 @@ export async function startPickedTunnel(o: PickedTunnelOptions): Promise<PickedT
     onChoice: (position, e) => {
       log.info(describe(position, e), `using server endpoint ${position} (${endpointKind(e)})`);
       saveStatus();
+      for (const a of reports?.worked(e) ?? []) report(a);
     },
     onExhausted: () => {
       const refusal = picker.refusal;

@@ -20,8 +20,10 @@ export type { UsageWriterTesting } from './usage-writer.js';
 export { KEY_CACHE_FILE, loadKeyCache, saveKeyCache, type CachedKey, type KeyCache } from './key-cache.js';
 export {
   checkNodeName,
+  DEFAULT_REPORT_POLICY,
   DOWN_AFTER_MS,
   HEARTBEAT_MS,
+  keyAddresses,
   listedNodes,
   NODE_STATES,
   NodeError,
@@ -30,5 +32,7 @@ export {
   type NodeRecord,
   type NodeState,
   type NodeTransport,
+  type ReportOutcome,
+  type ReportPolicy,
   type WebFront,
 } from './nodes.js';

@@ -137,6 +137,31 @@ const MIGRATIONS: Record<string, Migration> = {
       await db.schema.dropTable('usage_batches').execute();
     },
   },
+  // Blocked-address detection (issue 16): clients that failed on one node's address and got
+  // through another report it; one row per (node, address, key) with the time of the last report,
+  // and never a client address. nodes.suspected_addresses (JSON array) holds the addresses that
+  // enough distinct keys reported within the window; keys leave them out until an operator clears
+  // them (unblock) or adds them again.
+  '0005_address_reports': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema
+        .createTable('address_reports')
+        .addColumn('node', 'text', (c) => c.notNull())
+        .addColumn('address', 'text', (c) => c.notNull())
+        .addColumn('key_id', 'text', (c) => c.notNull())
+        .addColumn('reported_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('address_reports_pk', ['node', 'address', 'key_id'])
+        .execute();
+      await db.schema
+        .alterTable('nodes')
+        .addColumn('suspected_addresses', 'text', (c) => c.notNull().defaultTo('[]'))
+        .execute();
+    },
+    async down(db: Kysely<unknown>): Promise<void> {
+      await db.schema.alterTable('nodes').dropColumn('suspected_addresses').execute();
+      await db.schema.dropTable('address_reports').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

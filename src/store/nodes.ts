@@ -66,6 +66,25 @@ export interface NodeRecord extends NodeInfo {
   /** The keys version the node had applied at its last heartbeat. */
   keysVersion: number;
   apiPort: number | null;
+  /** Addresses enough distinct keys reported blocked (blocked-address detection); keys leave them out. */
+  suspectedAddresses: string[];
+}
+
+/** Blocked-address detection: `keys` distinct keys reporting an address within `windowMs` mark it suspected. */
+export interface ReportPolicy {
+  keys: number;
+  windowMs: number;
+}
+export const DEFAULT_REPORT_POLICY: ReportPolicy = { keys: 3, windowMs: 10 * 60_000 };
+
+/** What one report did: the node the address belongs to, the distinct keys within the window. */
+export interface ReportOutcome {
+  node: string;
+  keys: number;
+  /** The address is suspected now (by this report or earlier). */
+  suspected: boolean;
+  /** This report marked it. */
+  marked: boolean;
 }
 
 export type NodeErrorCode = 'NODE_RUNNING' | 'NODE_NOT_FOUND' | 'NODE_INVALID';
@@ -115,7 +134,17 @@ function rowToNode(r: NodesTable, now: number): NodeRecord {
     stopped: num(r.heartbeat_at) === 0,
     keysVersion: num(r.keys_version),
     apiPort: numOrNull(r.api_port),
+    suspectedAddresses: strings(r.suspected_addresses ?? '[]'),
   };
+}
+
+function strings(text: string): string[] {
+  return jsonArray(text).filter((a): a is string => typeof a === 'string');
+}
+
+/** The addresses keys list for a node: its addresses less the suspected ones. */
+export function keyAddresses(n: NodeRecord): string[] {
+  return n.addresses.filter((a) => !n.suspectedAddresses.includes(a));
 }
 
 /** Nodes keys should list: active and up; if none is, every one not blocked or suspected (fail open). */
@@ -212,6 +241,7 @@ export class NodeRegistry {
             state_reason: null,
             state_changed_at: now,
             keys_version: 0,
+            suspected_addresses: '[]',
           })
           .execute();
       }
@@ -246,15 +276,20 @@ export class NodeRegistry {
       .execute();
   }
 
-  /** Set an operator state (active = unblock/undrain). */
+  /**
+   * Set an operator state. `active` (unblock/undrain) also clears blocked-address suspicion: the
+   * node's suspected addresses return to the keys and its reports are forgotten.
+   */
   async setState(name: string, state: NodeState, reason: string | null = null): Promise<NodeRecord> {
     const now = await this.now();
+    const clear = state === 'active' ? { suspected_addresses: '[]' } : {};
     const r = await this.#db
       .updateTable('nodes')
-      .set({ state, state_reason: reason, state_changed_at: now })
+      .set({ state, state_reason: reason, state_changed_at: now, ...clear })
       .where('name', '=', name)
       .executeTakeFirst();
     if (num(r.numUpdatedRows) === 0) throw notFound(name);
+    if (state === 'active') await this.#db.deleteFrom('address_reports').where('node', '=', name).execute();
     return (await this.get(name))!;
   }
 
@@ -263,20 +298,89 @@ export class NodeRegistry {
     return this.#db
       .transaction()
       .execute(async (trx) => {
-        const q = trx.selectFrom('nodes').select('addresses').where('name', '=', name);
+        const q = trx
+          .selectFrom('nodes')
+          .select(['addresses', 'suspected_addresses', 'state'])
+          .where('name', '=', name);
         const row = await (this.#postgres ? q.forUpdate() : q).executeTakeFirst();
         if (!row) throw notFound(name);
-        const list = jsonArray(row.addresses).filter(
-          (a): a is string => typeof a === 'string' && a !== address,
-        );
+        const list = strings(row.addresses).filter((a) => a !== address);
+        // Added again by the operator: no longer suspected.
+        const suspected = strings(row.suspected_addresses).filter((a) => a !== address);
         await trx
           .updateTable('nodes')
-          .set({ addresses: JSON.stringify([address, ...list]) })
+          .set({
+            addresses: JSON.stringify([address, ...list]),
+            suspected_addresses: JSON.stringify(suspected),
+            // Every address was suspected: the fresh one puts the node back in the keys.
+            ...(row.state === 'suspected' ? { state: 'active', state_reason: null } : {}),
+          })
           .where('name', '=', name)
+          .execute();
+        await trx
+          .deleteFrom('address_reports')
+          .where('node', '=', name)
+          .where('address', '=', address)
           .execute();
         return undefined;
       })
       .then(async () => (await this.get(name))!);
+  }
+
+  /**
+   * A client's report that `address` failed while another node worked, for key `keyId` (no
+   * client address is taken). Kept per (node, address, key) with the database's time; once
+   * `policy.keys` distinct keys reported the address within `policy.windowMs`, it is suspected and
+   * leaves the keys (the node's state becomes `suspected` when none of its addresses is left).
+   * undefined: no node has that address.
+   */
+  async report(
+    address: string,
+    keyId: string,
+    policy: ReportPolicy = DEFAULT_REPORT_POLICY,
+  ): Promise<ReportOutcome | undefined> {
+    return this.#db.transaction().execute(async (trx) => {
+      const now = await this.now(trx);
+      const rows = await trx.selectFrom('nodes').select(['name', 'addresses']).orderBy('name').execute();
+      const name = rows.find((r) => strings(r.addresses).includes(address))?.name;
+      if (name === undefined) return undefined;
+      const q = trx.selectFrom('nodes').selectAll().where('name', '=', name);
+      const node = await (this.#postgres ? q.forUpdate() : q).executeTakeFirstOrThrow();
+      const since = now - policy.windowMs;
+      await trx.deleteFrom('address_reports').where('reported_at', '<', since).execute();
+      await trx
+        .insertInto('address_reports')
+        .values({ node: name, address, key_id: keyId, reported_at: now })
+        .onConflict((oc) => oc.columns(['node', 'address', 'key_id']).doUpdateSet({ reported_at: now }))
+        .execute();
+      const c = await trx
+        .selectFrom('address_reports')
+        .select((eb) => eb.fn.count<number>('key_id').as('n'))
+        .where('node', '=', name)
+        .where('address', '=', address)
+        .where('reported_at', '>=', since)
+        .executeTakeFirstOrThrow();
+      const keys = num(c.n);
+      const suspected = strings(node.suspected_addresses);
+      if (suspected.includes(address)) return { node: name, keys, suspected: true, marked: false };
+      if (keys < policy.keys) return { node: name, keys, suspected: false, marked: false };
+      suspected.push(address);
+      const all = strings(node.addresses).every((a) => suspected.includes(a));
+      const state =
+        all && node.state === 'active'
+          ? {
+              state: 'suspected',
+              state_reason: `every address reported blocked by ${keys} keys`,
+              state_changed_at: now,
+            }
+          : {};
+      await trx
+        .updateTable('nodes')
+        .set({ suspected_addresses: JSON.stringify(suspected), ...state })
+        .where('name', '=', name)
+        .execute();
+      return { node: name, keys, suspected: true, marked: true };
+    });
   }
 
   /** Remove a node's row; refused (NODE_RUNNING) while its heartbeat is fresh unless `force`. */

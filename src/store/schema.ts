@@ -54,6 +54,16 @@ export interface NodesTable {
   heartbeat_at: number;
   keys_version: number;
   api_port: number | null;
+  /** JSON array of addresses suspected blocked (migration 0005_address_reports). */
+  suspected_addresses: string;
+}
+
+/** Blocked-address reports (migration 0005_address_reports): no client address, by design. */
+export interface AddressReportsTable {
+  node: string;
+  address: string;
+  key_id: string;
+  reported_at: number;
 }
 
 export interface Database {
@@ -62,4 +72,5 @@ export interface Database {
   usage: UsageTable;
   settings: SettingsTable;
   usage_batches: UsageBatchesTable;
+  address_reports: AddressReportsTable;
 }

@@ -30,11 +30,13 @@ export interface NodeStart {
   apiPrefix: () => Promise<string>;
   env?: NodeJS.ProcessEnv;
   extra?: string[];
+  /** What keys list (default `host`): e.g. a lab forwarder's address in front of the node. */
+  publicHost?: string;
 }
 
 /** Start `ladder server --node NAME` and wait for its banner. */
 export async function startNodeProc(o: NodeStart): Promise<FleetNodeProc> {
-  const args = ['server', '--store', o.pgUrl, '--node', o.name, '--public-host', o.host];
+  const args = ['server', '--store', o.pgUrl, '--node', o.name, '--public-host', o.publicHost ?? o.host];
   args.push('--data-dir', o.dataDir, '--host', o.host, '--port', String(o.port), '--workers', '1');
   args.push(
     '--api-host',

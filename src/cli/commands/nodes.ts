@@ -53,7 +53,10 @@ export function formatNodes(nodes: readonly NodeRecord[], listed: ReadonlySet<st
       printable(n.name),
       n.down ? `down (${n.state})` : n.state,
       listed.has(n.name) ? 'yes' : 'no',
-      n.addresses.map(printable).join(',') || '-',
+      // A suspected address (reported blocked by clients; out of the keys) is marked so.
+      n.addresses
+        .map((a) => printable(a) + (n.suspectedAddresses.includes(a) ? '(suspected)' : ''))
+        .join(',') || '-',
       String(n.port),
       n.transports.map((t) => (t.type === 'websocket' ? `ws:${t.port}` : `ss:${t.port}`)).join(',') || '-',
       n.stopped ? 'stopped' : age(n.heartbeatAgeMs),
@@ -107,7 +110,11 @@ export function registerNodes(program: Command): void {
   const states = [
     ['drain', 'draining', 'keep serving its connections, leave the dynamic keys and subscriptions'],
     ['block', 'blocked', 'leave the dynamic keys and subscriptions (its address is blocked)'],
-    ['unblock', 'active', 'list it in the keys again (also ends draining)'],
+    [
+      'unblock',
+      'active',
+      'list it in the keys again (also ends draining, and clears addresses suspected blocked)',
+    ],
   ] as const;
   for (const [verb, state, what] of states) {
     const c = sub(verb)
