@@ -7,7 +7,6 @@
  * with the key's certificate pin checked as for the key itself. The token in the URL says which
  * key reports; nothing else is sent. Each address is reported at most once per REPORT_AGAIN_MS.
  */
-import { request as httpsRequest } from 'node:https';
 import type { Clock } from '../shared/clock.js';
 import { toSocksAddress } from '../protocol/socks5/address.js';
 import type { Dialer } from '../transport/dialer.js';
@@ -36,6 +35,8 @@ export async function sendAddressReport(key: DynamicKeyUrl, address: string, via
   const port = url.port ? Number(url.port) : 443;
   const stream = new DialerStream(via, toSocksAddress(url.hostname.replace(/^\[|\]$/g, ''), port));
   const socket = await secureSocket(url, key.pinSha256, signal, stream);
+  // Loaded here: a client that never reports never loads node:https (idle memory).
+  const { request: httpsRequest } = await import('node:https');
   const body = JSON.stringify({ address });
   return new Promise((resolve, reject) => {
     const req = httpsRequest(url, {
