@@ -37,6 +37,10 @@ export async function sendAddressReport(key: DynamicKeyUrl, address: string, via
   const socket = await secureSocket(url, key.pinSha256, signal, stream);
   // Loaded here: a client that never reports never loads node:https (idle memory).
   const { request: httpsRequest } = await import('node:https');
+  if (signal.aborted) {
+    socket.destroy();
+    throw new Error('the key server did not answer in time');
+  }
   const body = JSON.stringify({ address });
   return new Promise((resolve, reject) => {
     const req = httpsRequest(url, {

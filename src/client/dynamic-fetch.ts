@@ -133,6 +133,9 @@ function openSecureSocket(
 ): Promise<TLSSocket> {
   const host = url.hostname.replace(/^\[|\]$/g, '');
   const port = url.port ? Number(url.port) : 443;
+  // The deadline may have passed while node:tls loaded: its abort event would never come.
+  if (signal.aborted)
+    return Promise.reject(new DynamicKeyFetchError('the key server did not answer in time', false));
   return new Promise((resolve, reject) => {
     const s = tls.connect({
       host,
