@@ -22,9 +22,25 @@ export interface UdpTunnelOptions extends Pick<ShadowsocksEndpoint, 'host' | 'po
 }
 
 /** Sealing and opening of one association's datagrams, per edition. */
-interface UdpCodec {
+export interface UdpCodec {
   seal(address: SocksAddress, payload: Uint8Array, nowMs: number): Buffer;
   open(packet: Buffer, nowMs: number): { address: SocksAddress; payload: Buffer };
+}
+
+/**
+ * Open one reply with the association's codec: undefined when it does not authenticate or is a
+ * replay (the caller counts the drop; UDP replies that fail are never answered).
+ */
+export function openOrUndefined(
+  codec: UdpCodec,
+  packet: Buffer,
+  nowMs: number,
+): { address: SocksAddress; payload: Buffer } | undefined {
+  try {
+    return codec.open(packet, nowMs);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Key material parsed once per key; a codec per association. */
@@ -119,14 +135,9 @@ export class UdpTunnel {
   }
 
   #onPacket(msg: Buffer): void {
-    let r: { address: SocksAddress; payload: Buffer };
-    try {
-      r = this.#codec.open(msg, this.#clock.now());
-    } catch {
-      this.dropped++;
-      return;
-    }
-    this.onMessage?.(r.address, r.payload);
+    const r = openOrUndefined(this.#codec, msg, this.#clock.now());
+    if (r) this.onMessage?.(r.address, r.payload);
+    else this.dropped++;
   }
 
   /** True when this association runs on the addon's batched socket rather than node:dgram. */

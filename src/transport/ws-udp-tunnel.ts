@@ -1,7 +1,7 @@
 import type WebSocket from 'ws';
 import type { SocksAddress } from '../protocol/socks5/address.js';
 import { systemClock, type Clock } from '../shared/clock.js';
-import type { UdpTunnelKey } from './udp-tunnel.js';
+import { openOrUndefined, type UdpTunnelKey } from './udp-tunnel.js';
 import { openWebSocket, type WsEndpoint } from './ws-dialer.js';
 
 /** Datagrams queued on the WebSocket beyond this are dropped (UDP may lose; memory may not grow). */
@@ -42,14 +42,9 @@ export class WsUdpTunnel {
     this.#clock = clock;
     ws.on('message', (msg: Buffer, isBinary: boolean) => {
       if (!isBinary) return;
-      let r: { address: SocksAddress; payload: Buffer };
-      try {
-        r = this.#codec.open(msg, this.#clock.now());
-      } catch {
-        this.dropped++;
-        return;
-      }
-      this.onMessage?.(r.address, r.payload);
+      const r = openOrUndefined(this.#codec, msg, this.#clock.now());
+      if (r) this.onMessage?.(r.address, r.payload);
+      else this.dropped++;
     });
     ws.on('error', () => undefined);
     ws.once('close', () => {
