@@ -30,13 +30,21 @@ async function wsServer(): Promise<{ url: string; sockets: WebSocket[]; close: (
 
 const closed = (ws: WebSocket): boolean => ws.readyState === ws.CLOSED || ws.readyState === ws.CLOSING;
 
+/** A lazy Mux.Cool hop to `url` with one session open (so its pool holds one WebSocket). */
+async function hopWithSession(
+  srv: Awaited<ReturnType<typeof wsServer>>,
+): Promise<ReturnType<typeof lazyWebSocketNextHop>> {
+  const hop = lazyWebSocketNextHop({ url: srv.url, mux: true, cover: false });
+  const session = await hop();
+  session.on('error', () => {});
+  await waitFor(() => srv.sockets.length === 1, { message: 'the pool opened its WebSocket' });
+  return hop;
+}
+
 test('lazy WebSocket next hop: close() closes the pooled WebSocket, and later dials are refused', async () => {
   const srv = await wsServer();
   try {
-    const hop = lazyWebSocketNextHop({ url: srv.url, mux: true, cover: false });
-    const session = await hop();
-    session.on('error', () => {});
-    await waitFor(() => srv.sockets.length === 1, { message: 'the pool opened its WebSocket' });
+    const hop = await hopWithSession(srv);
     hop.close();
     await waitFor(() => closed(srv.sockets[0]!), { message: 'the pooled WebSocket closed' });
     await assert.rejects(hop(), /client closed/);
@@ -49,10 +57,7 @@ test('lazy WebSocket next hop: close() closes the pooled WebSocket, and later di
 test('lazy WebSocket next hop (negative control): without close() the pooled WebSocket stays open', async () => {
   const srv = await wsServer();
   try {
-    const hop = lazyWebSocketNextHop({ url: srv.url, mux: true, cover: false });
-    const session = await hop();
-    session.on('error', () => {});
-    await waitFor(() => srv.sockets.length === 1, { message: 'the pool opened its WebSocket' });
+    const hop = await hopWithSession(srv);
     await sleep(300);
     assert.equal(closed(srv.sockets[0]!), false);
     hop.close();
