@@ -12,7 +12,8 @@
  * MiB/s on a loaded machine is mostly the load: CPU time of client and server (their whole
  * process trees: the plugins are child processes) per MiB moved and per short connection, from
  * /proc, and the distribution of the short connections' times (a Nagle/delayed-ACK stall is a
- * 40 ms step in it whatever the load).
+ * 40 ms step in it whatever the load) with their SOCKS5 phase apart (greeting and CONNECT
+ * answered by the client alone: a slow one there is the client process waiting for a CPU).
  * Targets: throughput >= 1.5x theirs, short connections <= 0.5x their time.
  *
  *   npm run bench -- --phases web          (through bench/run.ts)
@@ -174,14 +175,18 @@ async function clients(server: Server): Promise<Client[]> {
   ];
 }
 
-/** `n` connections in a row through the proxy, each 64 bytes echoed; total ms and each one's. */
+/**
+ * `n` connections in a row through the proxy, each 64 bytes echoed; total ms, each one's, and
+ * each one's SOCKS5 phase (greeting and CONNECT answered: the client alone, no server yet).
+ */
 async function shortConnections(
   socksPort: number,
   echoPort: number,
   n: number,
-): Promise<{ total: number; each: number[] }> {
+): Promise<{ total: number; each: number[]; socks: number[] }> {
   const body = Buffer.alloc(64, 7);
   const each: number[] = [];
+  const socks: number[] = [];
   const t0 = performance.now();
   for (let i = 0; i < n; i++) {
     const c0 = performance.now();
@@ -191,6 +196,7 @@ async function shortConnections(
       port: echoPort,
       timeoutMs: 10_000,
     });
+    socks.push(performance.now() - c0);
     await new Promise<void>((resolve, reject) => {
       let got = 0;
       const timer = setTimeout(() => reject(new Error('short connection timed out')), 10_000);
@@ -208,7 +214,7 @@ async function shortConnections(
     s.destroy();
     each.push(performance.now() - c0);
   }
-  return { total: performance.now() - t0, each };
+  return { total: performance.now() - t0, each, socks };
 }
 
 interface Row {
@@ -222,6 +228,8 @@ interface Row {
   cpuPerShort: number[];
   /** Every short connection's time (ms), all runs. */
   each: number[];
+  /** Of which the SOCKS5 phase (ms), same order. */
+  socks: number[];
 }
 
 const sink = await startSink({ hash: false });
@@ -245,6 +253,7 @@ try {
       cpuPerMiB: [],
       cpuPerShort: [],
       each: [],
+      socks: [],
     });
   }
   outer: for (let r = 0; r < RUNS; r++) {
@@ -264,7 +273,7 @@ try {
       log(
         `${p.label}: up ${(SIZE / MiB / (up / 1000)).toFixed(0)} MiB/s, down ${(SIZE / MiB / (down / 1000)).toFixed(0)} MiB/s`,
       );
-      const { total: short, each } = await shortConnections(p.socksPort, echo.port, SHORT);
+      const { total: short, each, socks } = await shortConnections(p.socksPort, echo.port, SHORT);
       const cpu2 = cpu();
       row.upload.push(SIZE / MiB / (up / 1000));
       row.download.push(SIZE / MiB / (down / 1000));
@@ -272,6 +281,7 @@ try {
       row.cpuPerMiB.push((cpu1 - cpu0) / ((2 * SIZE) / MiB));
       row.cpuPerShort.push((cpu2 - cpu1) / SHORT);
       row.each.push(...each);
+      row.socks.push(...socks);
       log(
         `${p.label}: up ${(SIZE / MiB / (up / 1000)).toFixed(0)} MiB/s, down ${(SIZE / MiB / (down / 1000)).toFixed(0)} MiB/s, ${SHORT} short ${short.toFixed(0)} ms`,
       );
@@ -299,6 +309,11 @@ const out = rows.map((r) => ({
   shortP90: pct(r.each, 0.9),
   /** Short connections that took 40 ms or more (a delayed-ACK step, or the load). */
   short40: r.each.filter((x) => x >= 40).length / Math.max(1, r.each.length),
+  /** Of those, the share whose SOCKS5 phase alone (client only, before any server byte) took >= 20 ms. */
+  slowInSocks:
+    r.each.filter((x, i) => x >= 40 && r.socks[i]! >= 20).length /
+    Math.max(1, r.each.filter((x) => x >= 40).length),
+  socksP90: pct(r.socks, 0.9),
   runs: r.upload.length,
 }));
 const ours = out.find((r) => r.pair === 'ladder client -> ladder server (web front)');
@@ -306,11 +321,11 @@ const theirs = out.find((r) => r.pair === 'ss-local + v2ray-plugin -> ss-server 
 const lines = [
   `Shadowsocks over WebSocket+TLS, ${METHOD}, ${SIZE / MiB} MiB single flow, ${SHORT} short connections (Mux.Cool on), median of ${RUNS}; load ${load0.toFixed(1)} at start`,
   '',
-  `| client -> server | upload MiB/s | download MiB/s | ${SHORT} short conns, s | CPU ms/MiB | CPU ms/short conn | short conn p50 / p90 ms | >= 40 ms |`,
-  '|---|--:|--:|--:|--:|--:|--:|--:|',
+  `| client -> server | upload MiB/s | download MiB/s | ${SHORT} short conns, s | CPU ms/MiB | CPU ms/short conn | short conn p50 / p90 ms | >= 40 ms | SOCKS phase p90 ms | of >= 40 ms: SOCKS phase >= 20 ms |`,
+  '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
   ...out.map(
     (r) =>
-      `| ${r.pair} | ${r.upload.toFixed(0)} | ${r.download.toFixed(0)} | ${(r.shortMs / 1000).toFixed(2)} | ${r.cpuPerMiB.toFixed(1)} | ${r.cpuPerShort.toFixed(2)} | ${r.shortP50.toFixed(1)} / ${r.shortP90.toFixed(1)} | ${(100 * r.short40).toFixed(0)}% |`,
+      `| ${r.pair} | ${r.upload.toFixed(0)} | ${r.download.toFixed(0)} | ${(r.shortMs / 1000).toFixed(2)} | ${r.cpuPerMiB.toFixed(1)} | ${r.cpuPerShort.toFixed(2)} | ${r.shortP50.toFixed(1)} / ${r.shortP90.toFixed(1)} | ${(100 * r.short40).toFixed(0)}% | ${r.socksP90.toFixed(1)} | ${r.short40 > 0 ? `${(100 * r.slowInSocks).toFixed(0)}%` : '-'} |`,
   ),
 ];
 if (ours && theirs) {

@@ -8,7 +8,7 @@ import {
 import { parseSsUrl, type SsKey } from '../protocol/sip002/index.js';
 import { parseV2rayPluginOptions } from '../protocol/sip002/plugin-opts.js';
 import type { ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
-import type { NextHop } from '../transport/dialer.js';
+import { UpstreamDialError, type NextHop } from '../transport/dialer.js';
 import type { WsTransportOptions } from '../transport/ws-dialer.js';
 
 /** SIP003 plugin names whose wire we speak ourselves. */
@@ -134,10 +134,22 @@ function scrub(msg: string, key: string): string {
  * webSocketNextHop, with the WebSocket code (the `ws` package) loaded at the first dial rather
  * than at start: a client whose keys are all raw Shadowsocks never loads it (idle memory).
  */
-export function lazyWebSocketNextHop(opts: WsTransportOptions): NextHop {
-  let hop: Promise<NextHop> | undefined;
-  return async (signal) => {
+export function lazyWebSocketNextHop(opts: WsTransportOptions): NextHop & { close(): void } {
+  let hop: Promise<NextHop & { close(): void }> | undefined;
+  let closed = false;
+  const next: NextHop = async (signal) => {
     hop ??= import('../transport/ws-dialer.js').then((m) => m.webSocketNextHop(opts));
-    return (await hop)(signal);
+    const h = await hop;
+    // Closed meanwhile: no WebSocket that nothing would close.
+    if (closed) throw new UpstreamDialError('ERR_ABORTED', 'client closed');
+    return h(signal);
   };
+  // The client's close reaches the pool through this (client/index.ts closeHops, picker.close):
+  // without it the pooled WebSockets kept a stopped client's process alive until their idle close.
+  return Object.assign(next, {
+    close: () => {
+      closed = true;
+      void hop?.then((h) => h.close());
+    },
+  });
 }

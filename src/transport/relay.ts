@@ -88,14 +88,18 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions): RelayHandle {
         return;
       }
       if (out === undefined || dst.destroyed) return;
-      let ok = true;
       if (Array.isArray(out)) {
         // Several decoded chunks from one read leave in one writev, not one syscall each.
         if (out.length > 1) dst.cork();
-        for (const o of out) if (o.length > 0) ok = dst.write(o);
+        for (const o of out) if (o.length > 0) dst.write(o);
         if (out.length > 1) dst.uncork();
-      } else if (out.length > 0) ok = dst.write(out);
-      if (!ok) {
+      } else if (out.length > 0) dst.write(out);
+      // Back-pressure from what is still unsent after the writes, not from write()'s answers:
+      // while corked every write is held, so two decoded 16 KiB chunks made the second one say
+      // false even when the kernel then took both at once, and the pause/'drain'/resume round
+      // that followed (a tick each, on a socket an epoll_ctl) came once per read of a bulk
+      // download. At or above the mark some write said false, so 'drain' follows.
+      if (dst.writableLength >= dst.writableHighWaterMark) {
         src.pause();
         dst.once('drain', () => src.resume());
       }
