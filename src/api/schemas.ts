@@ -111,17 +111,20 @@ export const AccessKeyPage = AccessKeyList.extend({
   next: z
     .string()
     .optional()
-    .meta({ description: 'Ladder extension, paginated requests only: `after` for the next page; absent on the last' }),
+    .meta({
+      description: 'Ladder extension, paginated requests only: `after` for the next page; absent on the last',
+    }),
 });
 export const ListQuery = z.object({
   limit: z
     .string()
     .optional()
     .meta({ description: 'Ladder extension: keys per page, 1 to 1000 (default 500 when `after` is given)' }),
-  after: z
+  after: z.string().optional().meta({ description: "Ladder extension: the previous page's `next`" }),
+  fields: z
     .string()
     .optional()
-    .meta({ description: "Ladder extension: the previous page's `next`" }),
+    .meta({ description: 'Ladder extension: only these fields of each key (comma-separated; id always)' }),
 });
 
 export const Server = z.object({
