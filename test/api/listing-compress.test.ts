@@ -5,7 +5,7 @@
  * clients); `fields` keeps exactly the named fields with the full listing's values; a bad
  * `fields` is a one-line 400 naming it.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import { chooseEncoding, MIN_COMPRESS_BYTES } from '../../src/api/compress.js';
@@ -14,7 +14,7 @@ import { harness, tempDir, type Harness } from './helpers.js';
 
 type Key = Record<string, unknown>;
 
-async function withKeys(t: { after: (fn: () => Promise<void> | void) => void }, n: number): Promise<Harness> {
+async function withKeys(t: TestContext, n: number): Promise<Harness> {
   const h = await harness(tempDir(t));
   t.after(() => h.close());
   for (let left = n; left > 0; left -= 1000) {
