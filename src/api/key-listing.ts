@@ -126,10 +126,10 @@ export class KeyListing {
     const statuses = statusIndex(enforcer);
     const body = keys
       .map((k) => {
-        const full = AccessKey.encode(
-          toAccessKeyJson(k, settings, statuses.get(k.id), this.#ctx.apiCertSha256),
-        );
-        return JSON.stringify(fields === undefined ? full : pick(full, fields));
+        const json = toAccessKeyJson(k, settings, statuses.get(k.id), this.#ctx.apiCertSha256);
+        // The schema's encoding changes none of the values, only which fields and their order:
+        // a few named fields are picked without it (a third of the cost; the test compares).
+        return JSON.stringify(fields === undefined ? AccessKey.encode(json) : pick(json, fields));
       })
       .join(',');
     return { body: Buffer.from(body), count: keys.length, next };
@@ -169,9 +169,10 @@ export class KeyListing {
   }
 }
 
-function pick(full: Record<string, unknown>, fields: readonly string[]): Record<string, unknown> {
+function pick(full: object, fields: readonly string[]): Record<string, unknown> {
+  const from = full as Record<string, unknown>;
   const out: Record<string, unknown> = {};
-  for (const f of fields) if (full[f] !== undefined) out[f] = full[f];
+  for (const f of fields) if (from[f] !== undefined) out[f] = from[f];
   return out;
 }
 
