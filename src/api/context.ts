@@ -127,8 +127,14 @@ export function checkPrefix(method: string, text: string, field = 'prefix'): str
   }
 }
 
-export function statusIndex(enforcer: KeyEnforcer): Map<string, KeyStatus> {
-  return new Map(enforcer.statuses.map((s) => [s.key.id, s]));
+/** Each evaluation's statuses by key id, built once per evaluation (the enforcer replaces the array). */
+const indexes = new WeakMap<readonly KeyStatus[], ReadonlyMap<string, KeyStatus>>();
+
+export function statusIndex(enforcer: KeyEnforcer): ReadonlyMap<string, KeyStatus> {
+  const statuses = enforcer.statuses;
+  let index = indexes.get(statuses);
+  if (index === undefined) indexes.set(statuses, (index = new Map(statuses.map((s) => [s.key.id, s]))));
+  return index;
 }
 
 export function checkMethod(ctx: ApiContext, method: string | undefined, field = 'method'): string {

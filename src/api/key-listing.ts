@@ -9,6 +9,9 @@
  * The JSON is byte for byte what the Outline-shaped route rendered before, each key through the
  * same zod schema the response serializer used: `{"accessKeys":[…]}`. `?limit=` and `?after=` (a
  * Ladder extension Outline clients never send) return one page plus `next`, an opaque cursor.
+ * `?fields=` (also an extension) keeps only the named fields of each key (the dashboard's table
+ * takes its status and usage columns, not the secrets and URLs); the route compresses the bytes
+ * when the client accepts it (compress.ts).
  */
 import { Readable } from 'node:stream';
 import type { KeyCursor } from '../store/index.js';
@@ -29,6 +32,22 @@ const MAX_STREAM_PAGES = 10_000;
 
 /** A full listing is written in slices of at most this many bytes (views of the shared page). */
 const SLICE_BYTES = 32 * 1024;
+
+/** The fields `?fields=` may name (AccessKey's); `id` is always kept. */
+const FIELDS: ReadonlySet<string> = new Set(Object.keys(AccessKey.shape));
+
+/** `fields` as a sorted list of AccessKey fields with `id`, or a 400 naming the field. */
+export function parseFields(text: string | undefined): readonly string[] | undefined {
+  if (text === undefined) return undefined;
+  const names = new Set(['id']);
+  for (const name of text.split(',', FIELDS.size + 1)) {
+    if (!FIELDS.has(name)) {
+      throw invalid('fields', `Invalid "fields": expected names of access key fields separated by commas`);
+    }
+    names.add(name);
+  }
+  return [...names].sort();
+}
 
 /** One rendered page: the keys' JSON joined by commas, without the brackets, as UTF-8. */
 export interface RenderedPage {
@@ -72,8 +91,8 @@ export class KeyListing {
   }
 
   /** Up to `limit` keys after `after`, rendered, shared with concurrent askers while fresh. */
-  page(limit: number, after?: KeyCursor): Promise<RenderedPage> {
-    const id = `${limit}\n${after === undefined ? '' : encodeCursor(after)}`;
+  page(limit: number, after?: KeyCursor, fields?: readonly string[]): Promise<RenderedPage> {
+    const id = `${limit}\n${after === undefined ? '' : encodeCursor(after)}\n${fields?.join(',') ?? ''}`;
     const version = this.#ctx.store.keysVersion;
     const now = this.#ctx.clock.now();
     const fresh = (e: { version: number; at: number }): boolean =>
@@ -82,7 +101,7 @@ export class KeyListing {
     if (hit && fresh(hit)) return hit.page;
     for (const [k, e] of this.#pages) if (!fresh(e)) this.#pages.delete(k);
     // The version is taken before the read: a change committed during it makes the page stale.
-    const page = this.#render(limit, after);
+    const page = this.#render(limit, after, fields);
     this.#pages.set(id, { version, at: now, page });
     page.catch(() => {
       if (this.#pages.get(id)?.page === page) this.#pages.delete(id);
@@ -94,7 +113,11 @@ export class KeyListing {
     return page;
   }
 
-  async #render(limit: number, after: KeyCursor | undefined): Promise<RenderedPage> {
+  async #render(
+    limit: number,
+    after: KeyCursor | undefined,
+    fields: readonly string[] | undefined,
+  ): Promise<RenderedPage> {
     const { store, enforcer } = this.#ctx;
     const [{ keys, next }, settings] = await Promise.all([
       store.listKeysPage(limit, after),
@@ -102,18 +125,19 @@ export class KeyListing {
     ]);
     const statuses = statusIndex(enforcer);
     const body = keys
-      .map((k) =>
-        JSON.stringify(
-          AccessKey.encode(toAccessKeyJson(k, settings, statuses.get(k.id), this.#ctx.apiCertSha256)),
-        ),
-      )
+      .map((k) => {
+        const json = toAccessKeyJson(k, settings, statuses.get(k.id), this.#ctx.apiCertSha256);
+        // The schema's encoding changes none of the values, only which fields and their order:
+        // a few named fields are picked without it (a third of the cost; the test compares).
+        return JSON.stringify(fields === undefined ? AccessKey.encode(json) : pick(json, fields));
+      })
       .join(',');
     return { body: Buffer.from(body), count: keys.length, next };
   }
 
   /** One page as a paginated response: `{"accessKeys":[…],"next":"…"}` (`next` absent at the end). */
-  async pageJson(limit: number, after?: KeyCursor): Promise<string> {
-    const p = await this.page(limit, after);
+  async pageJson(limit: number, after?: KeyCursor, fields?: readonly string[]): Promise<string> {
+    const p = await this.page(limit, after, fields);
     const next = p.next === undefined ? '' : `,"next":${JSON.stringify(encodeCursor(p.next))}`;
     return `{"accessKeys":[${p.body.toString()}]${next}}`;
   }
@@ -125,15 +149,15 @@ export class KeyListing {
    * before anything is sent, so a store error there is still an ordinary error response; a later
    * one ends the reply unfinished.
    */
-  async stream(): Promise<Readable> {
-    const first = await this.page(PAGE_KEYS);
+  async stream(fields?: readonly string[]): Promise<Readable> {
+    const first = await this.page(PAGE_KEYS, undefined, fields);
     const pages = async function* (this: KeyListing): AsyncGenerator<Buffer> {
       yield Buffer.from('{"accessKeys":[');
       yield* slices(first.body);
       let written = first.count;
       let next = first.next;
       for (let i = 0; next !== undefined && i < MAX_STREAM_PAGES; i++) {
-        const p = await this.page(PAGE_KEYS, next);
+        const p = await this.page(PAGE_KEYS, next, fields);
         if (p.count > 0 && written > 0) yield Buffer.from(',');
         yield* slices(p.body);
         written += p.count;
@@ -143,6 +167,13 @@ export class KeyListing {
     }.call(this);
     return Readable.from(pages, { objectMode: false });
   }
+}
+
+function pick(full: object, fields: readonly string[]): Record<string, unknown> {
+  const from = full as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const f of fields) if (from[f] !== undefined) out[f] = from[f];
+  return out;
 }
 
 function* slices(buf: Buffer): Generator<Buffer> {

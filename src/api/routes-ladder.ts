@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { createAccessKeys, evaluateKeys, nextReset, ROLLING_WINDOW_MS } from '../store/index.js';
-import { keyNotFound } from './errors.js';
+import { ApiError, invalid, keyNotFound } from './errors.js';
 import {
   checkMethod,
   checkPrefix,
@@ -14,6 +14,8 @@ import {
 } from './context.js';
 import {
   AccessKeyList,
+  BulkActionBody,
+  BulkActionResult,
   BulkCreateBody,
   DynamicBaseBody,
   EnabledBody,
@@ -23,6 +25,21 @@ import {
   KeyUsage,
   PrefixBody,
 } from './schemas.js';
+
+/** A 404 naming the unknown ids (the first few of them and how many). */
+function keysNotFound(missing: readonly string[]): ApiError {
+  const named = missing
+    .slice(0, 5)
+    .map((id) => JSON.stringify(id))
+    .join(', ');
+  const more = missing.length > 5 ? ` and ${missing.length - 5} more` : '';
+  return new ApiError(
+    404,
+    'NotFoundError',
+    `No access key found with id ${named}${more}; nothing was changed`,
+    'ids',
+  );
+}
 
 const NoContent = z.undefined().meta({ description: 'Done' });
 const tags = ['Ladder extensions'];
@@ -158,7 +175,48 @@ export function registerLadderRoutes(app: FastifyInstance, ctx: ApiContext): voi
       const statuses = statusIndex(ctx.enforcer);
       return reply
         .code(201)
-        .send({ accessKeys: keys.map((k) => toAccessKeyJson(k, settings, statuses.get(k.id), ctx.apiCertSha256)) });
+        .send({
+          accessKeys: keys.map((k) => toAccessKeyJson(k, settings, statuses.get(k.id), ctx.apiCertSha256)),
+        });
+    },
+  );
+
+  r.post(
+    '/access-keys/bulk-action',
+    {
+      schema: {
+        tags,
+        description:
+          'Enables, disables, deletes or extends the expiry of many keys in one transaction: all or nothing (an unknown id = 404, nothing changed)',
+        body: BulkActionBody,
+        response: { 200: BulkActionResult, 400: ErrorBody, 404: ErrorBody },
+      },
+    },
+    async (req) => {
+      const { action, ids, days } = req.body;
+      if ((action === 'extend') !== (days !== undefined))
+        throw invalid(
+          'days',
+          `Invalid "days": ${action === 'extend' ? 'required with' : 'only with'} "extend"`,
+        );
+      const now = ctx.clock.now();
+      const missing =
+        action === 'delete'
+          ? await store.deleteKeys(ids)
+          : await store.updateKeys(ids, (k) =>
+              action === 'extend'
+                ? { expiresAt: Math.round(Math.max(now, k.expiresAt ?? now) + days! * 86_400_000) }
+                : { enabled: action === 'enable' },
+            );
+      if (missing.length > 0) throw keysNotFound(missing);
+      await ctx.enforcer.refresh();
+      if (action === 'delete') {
+        for (const id of new Set(ids)) {
+          ctx.control.closeKeyConnections(id);
+          ctx.metrics?.removeKey(id);
+        }
+      }
+      return { changed: new Set(ids).size };
     },
   );
 

@@ -6,7 +6,8 @@ import { createAccessKeys, HOUR_MS, ROLLING_WINDOW_MS, StoreError } from '../sto
 import { listen } from '../shared/listen.js';
 import { durationMs } from '../shared/parse.js';
 import { ApiError, invalid, keyNotFound } from './errors.js';
-import { decodeCursor, KeyListing, parseLimit } from './key-listing.js';
+import { sendJson } from './compress.js';
+import { decodeCursor, KeyListing, parseFields, parseLimit } from './key-listing.js';
 import {
   checkMethod,
   checkPrefix,
@@ -335,11 +336,14 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
     },
     async (req, typed) => {
       // Already JSON (rendered through AccessKey page by page): sent as is, not serialized again.
-      const reply = (typed as unknown as FastifyReply).type('application/json; charset=utf-8');
+      const reply = typed as unknown as FastifyReply;
       const { limit, after } = req.query;
-      if (limit === undefined && after === undefined) return reply.send(await listing.stream());
+      const fields = parseFields(req.query.fields);
+      if (limit === undefined && after === undefined)
+        return sendJson(req, reply, await listing.stream(fields));
       const size = parseLimit(limit);
-      return reply.send(await listing.pageJson(size, after === undefined ? undefined : decodeCursor(after)));
+      const from = after === undefined ? undefined : decodeCursor(after);
+      return sendJson(req, reply, await listing.pageJson(size, from, fields));
     },
   );
 

@@ -108,20 +108,20 @@ export type AccessKeyJson = z.infer<typeof AccessKey>;
 export const AccessKeyList = z.object({ accessKeys: z.array(AccessKey) });
 /** GET /access-keys: the Outline list, plus `next` when a page was asked for (Ladder extension). */
 export const AccessKeyPage = AccessKeyList.extend({
-  next: z
-    .string()
-    .optional()
-    .meta({ description: 'Ladder extension, paginated requests only: `after` for the next page; absent on the last' }),
+  next: z.string().optional().meta({
+    description: 'Ladder extension, paginated requests only: `after` for the next page; absent on the last',
+  }),
 });
 export const ListQuery = z.object({
   limit: z
     .string()
     .optional()
     .meta({ description: 'Ladder extension: keys per page, 1 to 1000 (default 500 when `after` is given)' }),
-  after: z
+  after: z.string().optional().meta({ description: "Ladder extension: the previous page's `next`" }),
+  fields: z
     .string()
     .optional()
-    .meta({ description: "Ladder extension: the previous page's `next`" }),
+    .meta({ description: 'Ladder extension: only these fields of each key (comma-separated; id always)' }),
 });
 
 export const Server = z.object({
@@ -148,6 +148,18 @@ export type ServerJson = z.infer<typeof Server>;
 export const ErrorBody = z.object({ code: z.string(), message: z.string(), field: z.string().optional() });
 
 export const IdParams = z.object({ id: z.string().min(1).max(128) });
+
+/** The most keys one bulk action may name. */
+export const MAX_BULK_IDS = 10_000;
+export const BULK_ACTIONS = ['enable', 'disable', 'delete', 'extend'] as const;
+export const BulkActionBody = z.object({
+  action: z
+    .enum(BULK_ACTIONS)
+    .meta({ description: '`extend` moves each expiry `days` later (from now when unset or past)' }),
+  ids: z.array(z.string().min(1).max(128)).min(1).max(MAX_BULK_IDS),
+  days: z.number().positive().max(36_500).optional().meta({ description: 'With `extend` only: days to add' }),
+});
+export const BulkActionResult = z.object({ changed: z.number().int() });
 
 /** Server name: 1..100 characters, as Outline. */
 export const NameBody = z.object({ name: z.string().min(1).max(100) });

@@ -6,11 +6,22 @@ import { createDialect, type StoreLocation } from './dialect.js';
 import { isStoreUnavailable, StoreHealth } from './health.js';
 import { ensureMarker, openFailure } from './integrity.js';
 import { checkTables, migrationProvider } from './migrations.js';
-import { chunks, IN_CHUNK, keyPage, num, numOrNull, rowToKey } from './rows.js';
+import {
+  chunks,
+  IN_CHUNK,
+  keyPage,
+  num,
+  numOrNull,
+  patchColumns,
+  patchGroups,
+  readKeys,
+  rowToKey,
+} from './rows.js';
 import { NodeRegistry } from './nodes.js';
 import { SqliteReader } from './sqlite-reader.js';
 import { UsageTotalsCache } from './usage-totals.js';
-import { HOUR_MS, UsageWriter, type UsageWriterTesting } from './usage-writer.js';
+import { HOUR_MS, UsageWriter } from './usage-writer.js';
+import type { StoreOptions } from './store-options.js';
 import type { Database, KeysTable } from './schema.js';
 import {
   StoreError,
@@ -28,36 +39,7 @@ import {
 
 export { HOUR_MS };
 
-export interface StoreOptions {
-  clock?: Clock;
-  logger?: Logger;
-  /** How often buffered usage is written, when there is some (default 500 ms: a crash loses ≤ 1 s). */
-  flushIntervalMs?: number;
-  /** Flush early once this many (key, hour) entries are buffered (default 1000). */
-  flushBatchEntries?: number;
-  /**
-   * Per-window usage totals are kept in memory, so evaluating limits every few seconds costs no
-   * scan of the window (usage-totals.ts: on PostgreSQL each read adds only the rows other nodes
-   * changed). They are recomputed in full after this long (default 5 min).
-   */
-  usageCacheTtlMs?: number;
-  /** Values used only when the settings are first created. */
-  defaults?: { hostname?: string; port?: number; name?: string };
-  /**
-   * This process's name as a usage writer (usage_batches.writer): the node name in a fleet, else
-   * an id kept in the data directory. Default 'local'.
-   */
-  writerId?: string;
-  /**
-   * PostgreSQL unreachable at open: return a store that keeps trying in the background (every
-   * `retryMs`, default 1 s) instead of failing; until it connects (`ready`), its methods throw
-   * STORE_UNAVAILABLE and usage is counted in memory. For a node that serves cached keys.
-   */
-  allowOffline?: boolean;
-  retryMs?: number;
-  /** Fault-injection seams for tests. */
-  testing?: UsageWriterTesting;
-}
+export type { StoreOptions };
 
 type Db = Kysely<Database>;
 
@@ -456,16 +438,7 @@ export class KyselyStore implements Store {
   }
 
   async updateKey(id: string, patch: KeyPatch): Promise<KeyRecord | undefined> {
-    const set: Partial<KeysTable> = {};
-    if (patch.name !== undefined) set.name = patch.name;
-    if (patch.method !== undefined) set.method = patch.method;
-    if (patch.secret !== undefined) set.secret = patch.secret;
-    if (patch.port !== undefined) set.port = patch.port;
-    if (patch.dataLimitBytes !== undefined) set.data_limit_bytes = patch.dataLimitBytes;
-    if (patch.limitPeriod !== undefined) set.limit_period = patch.limitPeriod;
-    if (patch.expiresAt !== undefined) set.expires_at = patch.expiresAt;
-    if (patch.enabled !== undefined) set.enabled = patch.enabled ? 1 : 0;
-    if (patch.prefix !== undefined) set.prefix = patch.prefix;
+    const set = patchColumns(patch);
     return this.#tx(async (trx) => {
       if (Object.keys(set).length > 0) {
         const r = await trx.updateTable('keys').set(set).where('id', '=', id).executeTakeFirst();
@@ -476,16 +449,35 @@ export class KyselyStore implements Store {
     }, true);
   }
 
+  async updateKeys(ids: readonly string[], patch: (key: KeyRecord) => KeyPatch): Promise<string[]> {
+    return this.#tx(async (trx) => {
+      const { keys, missing } = await readKeys(trx, ids);
+      if (missing.length > 0) return missing;
+      for (const { set, ids: some } of patchGroups(keys, patch))
+        for (const part of chunks(some, IN_CHUNK))
+          await trx.updateTable('keys').set(set).where('id', 'in', part).execute();
+      return [];
+    }, true);
+  }
+
   async deleteKey(id: string): Promise<boolean> {
-    this.#writer.forget(id);
-    const deleted = await this.#tx(async (trx) => {
-      const r = await trx.deleteFrom('keys').where('id', '=', id).executeTakeFirst();
-      await trx.deleteFrom('usage').where('key_id', '=', id).execute();
-      return num(r.numDeletedRows) > 0;
+    return (await this.deleteKeys([id])).length === 0;
+  }
+
+  async deleteKeys(ids: readonly string[]): Promise<string[]> {
+    const missing = await this.#tx(async (trx) => {
+      const { missing } = await readKeys(trx, ids);
+      if (missing.length > 0) return missing;
+      for (const id of ids) this.#writer.forget(id);
+      for (const part of chunks(ids, IN_CHUNK)) {
+        await trx.deleteFrom('keys').where('id', 'in', part).execute();
+        await trx.deleteFrom('usage').where('key_id', 'in', part).execute();
+      }
+      return [];
     }, true);
     // After the commit, so a flush that slipped in before it cannot leave bytes behind.
-    this.#totals.forget(id);
-    return deleted;
+    if (missing.length === 0) for (const id of ids) this.#totals.forget(id);
+    return missing;
   }
 
   // ---- usage --------------------------------------------------------------------------------

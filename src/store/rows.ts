@@ -1,6 +1,7 @@
 /** Row mapping shared by the Kysely store: database values (SQLite or PostgreSQL types) to records. */
-import type { KeysTable } from './schema.js';
-import { LIMIT_PERIODS, type KeyPage, type KeyRecord, type LimitPeriod } from './types.js';
+import type { Kysely } from 'kysely';
+import type { Database, KeysTable } from './schema.js';
+import { LIMIT_PERIODS, type KeyPage, type KeyPatch, type KeyRecord, type LimitPeriod } from './types.js';
 
 export function num(v: unknown): number {
   return typeof v === 'number' ? v : Number(v);
@@ -47,3 +48,48 @@ export function chunks<T>(items: readonly T[], size: number): T[][] {
 
 /** SQLite caps bound parameters per statement; stay well under it. */
 export const IN_CHUNK = 400;
+
+/** The columns a KeyPatch sets (an empty object when it sets nothing). */
+export function patchColumns(patch: KeyPatch): Partial<KeysTable> {
+  const set: Partial<KeysTable> = {};
+  if (patch.name !== undefined) set.name = patch.name;
+  if (patch.method !== undefined) set.method = patch.method;
+  if (patch.secret !== undefined) set.secret = patch.secret;
+  if (patch.port !== undefined) set.port = patch.port;
+  if (patch.dataLimitBytes !== undefined) set.data_limit_bytes = patch.dataLimitBytes;
+  if (patch.limitPeriod !== undefined) set.limit_period = patch.limitPeriod;
+  if (patch.expiresAt !== undefined) set.expires_at = patch.expiresAt;
+  if (patch.enabled !== undefined) set.enabled = patch.enabled ? 1 : 0;
+  if (patch.prefix !== undefined) set.prefix = patch.prefix;
+  return set;
+}
+
+/** Keys that get the same columns, grouped (one UPDATE per group); patches that set nothing left out. */
+export function patchGroups(
+  keys: readonly KeyRecord[],
+  patch: (key: KeyRecord) => KeyPatch,
+): { set: Partial<KeysTable>; ids: string[] }[] {
+  const groups = new Map<string, { set: Partial<KeysTable>; ids: string[] }>();
+  for (const key of keys) {
+    const set = patchColumns(patch(key));
+    if (Object.keys(set).length === 0) continue;
+    const id = JSON.stringify(set);
+    const g = groups.get(id) ?? { set, ids: [] };
+    groups.set(id, g);
+    g.ids.push(key.id);
+  }
+  return [...groups.values()];
+}
+
+/** The keys of `ids` that exist (read in `trx`, a transaction) and the ids that do not. */
+export async function readKeys(
+  trx: Kysely<Database>,
+  ids: readonly string[],
+): Promise<{ keys: KeyRecord[]; missing: string[] }> {
+  const keys: KeyRecord[] = [];
+  for (const part of chunks([...new Set(ids)], IN_CHUNK))
+    for (const row of await trx.selectFrom('keys').selectAll().where('id', 'in', part).execute())
+      keys.push(rowToKey(row));
+  const found = new Set(keys.map((k) => k.id));
+  return { keys, missing: [...new Set(ids)].filter((id) => !found.has(id)) };
+}

@@ -144,8 +144,15 @@ export interface Store extends UsageSink {
   createKeys(inputs: readonly NewKey[]): Promise<KeyRecord[]>;
   /** Returns undefined when the key does not exist. */
   updateKey(id: string, patch: KeyPatch): Promise<KeyRecord | undefined>;
+  /**
+   * Changes many keys in one transaction, each by `patch(key)` (the key as read in it); all or
+   * nothing: when an id does not exist nothing changes and the missing ids are returned ([] = done).
+   */
+  updateKeys(ids: readonly string[], patch: (key: KeyRecord) => KeyPatch): Promise<string[]>;
   /** Deletes the key and its usage; false when it did not exist. */
   deleteKey(id: string): Promise<boolean>;
+  /** Deletes many keys and their usage in one transaction, all or nothing, as updateKeys. */
+  deleteKeys(ids: readonly string[]): Promise<string[]>;
   countKeys(): Promise<number>;
 
   getSettings(): Promise<ServerSettings>;

@@ -170,10 +170,18 @@ test(
       message: 'three bulk keys listed',
     });
     await page.getByRole('checkbox', { name: 'Select all shown' }).check();
+    const calls: string[] = [];
+    const record = (req: { method(): string; url(): string }): void => {
+      if (req.method() !== 'GET')
+        calls.push(`${req.method()} ${new URL(req.url()).pathname.replace(/^\/[^/]+/, '')}`);
+    };
+    page.on('request', record);
     await page.locator('[data-bulk="disable"]').click();
     await waitFor(async () => (await page.locator('tbody .badge', { hasText: 'disabled' }).count()) === 3, {
       message: 'three disabled badges',
     });
+    page.off('request', record);
+    assert.deepEqual(calls, ['POST /access-keys/bulk-action'], 'one call for the three keys');
     const after = await keys();
     const bulk = after.filter((k) => k.name.startsWith('bulk'));
     assert.equal(bulk.length, 3);

@@ -26,6 +26,26 @@ export interface AccessKey {
   prefix?: string;
 }
 
+/**
+ * What the keys table shows of each key: GET /access-keys?fields=… (a Ladder extension) sends
+ * only these, so the listing of 5,000 keys carries no passwords or URLs (a row's links are
+ * fetched with the key when copied).
+ */
+export const ROW_FIELDS = [
+  'name',
+  'enabled',
+  'state',
+  'dataUsed',
+  'dataLimit',
+  'dataLimitPeriod',
+  'expiresAt',
+  'lastTrafficSeenTimestampMs',
+  'createdTimestampMs',
+  'prefix',
+] as const;
+export type KeyRow = Pick<AccessKey, 'id' | (typeof ROW_FIELDS)[number]>;
+export type BulkAction = 'enable' | 'disable' | 'delete' | 'extend';
+
 export interface ServerInfo {
   name: string;
   serverId: string;
@@ -134,12 +154,20 @@ export const api = {
     get<{ days: UsageDay[] }>(
       `server/usage-history?days=30${keyId === undefined ? '' : `&keyId=${enc(keyId)}`}`,
     ),
-  keys: () => get<{ accessKeys: AccessKey[] }>('access-keys').then((r) => r.accessKeys),
+  keys: () =>
+    get<{ accessKeys: KeyRow[] }>(`access-keys?fields=${ROW_FIELDS.join(',')}`).then((r) => r.accessKeys),
   key: (id: string) => get<AccessKey>(`access-keys/${enc(id)}`),
   usage: (id: string) => get<KeyUsage>(`access-keys/${enc(id)}/usage`),
   create: (body: Record<string, unknown>) => call<AccessKey>('POST', 'access-keys', body),
   createMany: (body: Record<string, unknown>) =>
     call<{ accessKeys: AccessKey[] }>('POST', 'access-keys/bulk', body).then((r) => r.accessKeys),
+  /** One call for many keys, all or nothing (POST /access-keys/bulk-action). */
+  bulk: (action: BulkAction, ids: readonly string[], days?: number) =>
+    call<{ changed: number }>('POST', 'access-keys/bulk-action', {
+      action,
+      ids,
+      ...(days === undefined ? {} : { days }),
+    }),
   remove: (id: string) => call<void>('DELETE', `access-keys/${enc(id)}`),
   setEnabled: (id: string, enabled: boolean) =>
     call<void>('PUT', `access-keys/${enc(id)}/enabled`, { enabled }),
@@ -170,21 +198,3 @@ export const api = {
     call<FleetNode>('POST', `nodes/${enc(name)}/addresses`, { address }),
   removeNode: (name: string) => call<void>('DELETE', `nodes/${enc(name)}`),
 };
-
-/** Run `fn` over `items`, at most `width` at a time (bulk actions on many keys). */
-export async function eachLimited<T>(
-  items: readonly T[],
-  width: number,
-  fn: (item: T) => Promise<unknown>,
-): Promise<number> {
-  let next = 0;
-  let failed = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const item = items[next++]!;
-      await fn(item).catch(() => (failed += 1));
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
-  return failed;
-}

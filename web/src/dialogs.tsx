@@ -3,7 +3,7 @@
 // add-address).
 import type { ComponentChildren } from 'preact';
 import { useState } from 'preact/hooks';
-import { api, eachLimited, LIMIT_PERIODS, type AccessKey, type LimitPeriod } from './api.js';
+import { api, LIMIT_PERIODS, type KeyRow, type LimitPeriod } from './api.js';
 import { Dialog, GB, Qr, useUi } from './ui.js';
 
 function gbOrNull(text: string): number | null {
@@ -108,22 +108,58 @@ function PeriodSelect({ value, onChange }: { value: LimitPeriod; onChange: (p: L
 
 const val = (e: Event): string => (e.target as HTMLInputElement).value;
 
+/** The fields a key is created and edited with (strings as typed). */
+interface KeyForm {
+  name: string;
+  limit: string;
+  period: LimitPeriod;
+  expiry: string;
+}
+
+/** Name, limit in GB, limit period and expiry date: the create and edit dialogs' shared fields. */
+function KeyFields({ v, set, nameMax }: { v: KeyForm; set: (p: Partial<KeyForm>) => void; nameMax: number }) {
+  const { t } = useUi();
+  return (
+    <>
+      <Field label={t.name}>
+        <input value={v.name} maxLength={nameMax} onInput={(e) => set({ name: val(e) })} />
+      </Field>
+      <Field label={t.limitGb}>
+        <input
+          inputMode="decimal"
+          value={v.limit}
+          onInput={(e) => set({ limit: val(e) })}
+          data-field="limit"
+        />
+      </Field>
+      <Field label={t.period}>
+        <PeriodSelect value={v.period} onChange={(period) => set({ period })} />
+      </Field>
+      <Field label={t.expiresAt}>
+        <input type="date" value={v.expiry} onInput={(e) => set({ expiry: val(e) })} />
+      </Field>
+    </>
+  );
+}
+
+function useKeyForm(initial: KeyForm): [KeyForm, (p: Partial<KeyForm>) => void] {
+  const [v, setV] = useState(initial);
+  return [v, (p) => setV((old) => ({ ...old, ...p }))];
+}
+
 export function CreateDialog({ onClose, onDone }: { onClose: () => void; onDone: () => void }) {
   const { t } = useUi();
   const [count, setCount] = useState('1');
-  const [name, setName] = useState('');
-  const [limit, setLimit] = useState('');
-  const [period, setPeriod] = useState<LimitPeriod>('rolling30d');
-  const [expiry, setExpiry] = useState('');
+  const [v, set] = useKeyForm({ name: '', limit: '', period: 'rolling30d', expiry: '' });
   const [busy, error, run] = useAction(onDone);
   const submit = run(async () => {
     const n = Number(count);
     if (!Number.isInteger(n) || n < 1 || n > 1000) throw new Error(`${t.count}: 1–1000`);
-    const bytes = gbOrNull(limit);
-    const exp = dateOrNull(expiry);
+    const bytes = gbOrNull(v.limit);
+    const exp = dateOrNull(v.expiry);
     const body: Record<string, unknown> = {
-      ...(name.trim() ? { name: name.trim() } : {}),
-      ...(bytes !== null ? { limit: { bytes }, dataLimitPeriod: period } : {}),
+      ...(v.name.trim() ? { name: v.name.trim() } : {}),
+      ...(bytes !== null ? { limit: { bytes }, dataLimitPeriod: v.period } : {}),
       ...(exp !== null ? { expiresAt: exp } : {}),
     };
     if (n === 1) await api.create(body);
@@ -141,49 +177,32 @@ export function CreateDialog({ onClose, onDone }: { onClose: () => void; onDone:
       <Field label={t.count}>
         <input type="number" min={1} max={1000} value={count} onInput={(e) => setCount(val(e))} required />
       </Field>
-      <Field label={t.name}>
-        <input value={name} maxLength={90} onInput={(e) => setName(val(e))} />
-      </Field>
-      <Field label={t.limitGb}>
-        <input inputMode="decimal" value={limit} onInput={(e) => setLimit(val(e))} />
-      </Field>
-      <Field label={t.period}>
-        <PeriodSelect value={period} onChange={setPeriod} />
-      </Field>
-      <Field label={t.expiresAt}>
-        <input type="date" value={expiry} onInput={(e) => setExpiry(val(e))} />
-      </Field>
+      <KeyFields v={v} set={set} nameMax={90} />
     </FormDialog>
   );
 }
 
-export function EditDialog({
-  k,
-  onClose,
-  onDone,
-}: {
-  k: AccessKey;
-  onClose: () => void;
-  onDone: () => void;
-}) {
+export function EditDialog({ k, onClose, onDone }: { k: KeyRow; onClose: () => void; onDone: () => void }) {
   const { t } = useUi();
-  const [name, setName] = useState(k.name);
-  const [limit, setLimit] = useState(k.dataLimit ? String(k.dataLimit.bytes / GB) : '');
-  const [period, setPeriod] = useState<LimitPeriod>(k.dataLimitPeriod ?? 'rolling30d');
-  const [expiry, setExpiry] = useState(k.expiresAt ? k.expiresAt.slice(0, 10) : '');
+  const [v, set] = useKeyForm({
+    name: k.name,
+    limit: k.dataLimit ? String(k.dataLimit.bytes / GB) : '',
+    period: k.dataLimitPeriod ?? 'rolling30d',
+    expiry: k.expiresAt ? k.expiresAt.slice(0, 10) : '',
+  });
   const [prefix, setPrefix] = useState(k.prefix ?? '');
   const [busy, error, run] = useAction(onDone);
   const submit = run(async () => {
-    const bytes = gbOrNull(limit);
-    const exp = dateOrNull(expiry);
-    if (name !== k.name && name.trim()) await api.rename(k.id, name.trim());
+    const bytes = gbOrNull(v.limit);
+    const exp = dateOrNull(v.expiry);
+    if (v.name !== k.name && v.name.trim()) await api.rename(k.id, v.name.trim());
     if (
       bytes !== (k.dataLimit?.bytes ?? null) ||
-      (bytes !== null && period !== (k.dataLimitPeriod ?? 'rolling30d'))
+      (bytes !== null && v.period !== (k.dataLimitPeriod ?? 'rolling30d'))
     )
-      await api.setLimit(k.id, bytes, period);
+      await api.setLimit(k.id, bytes, v.period);
     const oldExp = k.expiresAt ? k.expiresAt.slice(0, 10) : '';
-    if (expiry !== oldExp) await api.setExpiry(k.id, exp);
+    if (v.expiry !== oldExp) await api.setExpiry(k.id, exp);
     if (k.prefix !== undefined && prefix !== k.prefix) await api.setPrefix(k.id, prefix.trim() || 'auto');
   });
   return (
@@ -195,18 +214,7 @@ export function EditDialog({
       busy={busy}
       error={error}
     >
-      <Field label={t.name}>
-        <input value={name} maxLength={256} onInput={(e) => setName(val(e))} />
-      </Field>
-      <Field label={t.limitGb}>
-        <input inputMode="decimal" value={limit} onInput={(e) => setLimit(val(e))} data-field="limit" />
-      </Field>
-      <Field label={t.period}>
-        <PeriodSelect value={period} onChange={setPeriod} />
-      </Field>
-      <Field label={t.expiresAt}>
-        <input type="date" value={expiry} onInput={(e) => setExpiry(val(e))} />
-      </Field>
+      <KeyFields v={v} set={set} nameMax={256} />
       {k.prefix !== undefined && (
         <Field label={t.prefix}>
           <input value={prefix} maxLength={200} onInput={(e) => setPrefix(val(e))} />
@@ -280,19 +288,19 @@ export function TextDialog(props: {
   );
 }
 
-export function ExtendDialog({ keys, onClose }: { keys: AccessKey[]; onClose: () => void }) {
+export function ExtendDialog({ keys, onClose }: { keys: KeyRow[]; onClose: () => void }) {
   const { t } = useUi();
   const [days, setDays] = useState('30');
   const [busy, error, run] = useAction(onClose);
   const submit = run(async () => {
     const n = Number(days);
     if (!Number.isFinite(n) || n <= 0) throw new Error(`${t.days}: > 0`);
-    const now = Date.now();
-    const failed = await eachLimited(keys, 8, (k) => {
-      const from = Math.max(now, k.expiresAt ? Date.parse(k.expiresAt) : now);
-      return api.setExpiry(k.id, Math.round(from + n * 86_400_000));
-    });
-    if (failed) throw new Error(`${t.error} (${failed})`);
+    // The server adds the days to each expiry (from now when unset or past), all or nothing.
+    await api.bulk(
+      'extend',
+      keys.map((k) => k.id),
+      n,
+    );
   });
   return (
     <FormDialog

@@ -1,7 +1,7 @@
 // The keys table: status, usage against the limit, expiry, last seen and per-key actions;
 // search, filter by state, sort, pages of 100 rows; bulk create, extend, enable/disable, delete.
 import { useEffect, useMemo, useState } from 'preact/hooks';
-import { api, eachLimited, type AccessKey, type KeyState } from './api.js';
+import { api, type BulkAction, type KeyRow, type KeyState } from './api.js';
 import { ConfirmDialog, CreateDialog, EditDialog, ExtendDialog, QrDialog } from './dialogs.js';
 import { Badge, CopyButton, date, stateOf, UsageBar, useUi } from './ui.js';
 
@@ -11,14 +11,14 @@ const ids = new Intl.Collator('en', { numeric: true });
 type Sort = 'name' | 'usage' | 'expiry' | 'lastSeen' | 'created';
 type Modal =
   | { kind: 'create' }
-  | { kind: 'edit'; key: AccessKey }
+  | { kind: 'edit'; key: KeyRow }
   | { kind: 'qr'; title: string; text: string }
-  | { kind: 'delete'; keys: AccessKey[] }
-  | { kind: 'extend'; keys: AccessKey[] };
+  | { kind: 'delete'; keys: KeyRow[] }
+  | { kind: 'extend'; keys: KeyRow[] };
 
 const STATES: readonly KeyState[] = ['active', 'over_limit', 'expired', 'disabled'];
 
-function sortValue(k: AccessKey, by: Sort): number | string {
+function sortValue(k: KeyRow, by: Sort): number | string {
   switch (by) {
     case 'name':
       return (k.name || k.id).toLowerCase();
@@ -34,8 +34,8 @@ function sortValue(k: AccessKey, by: Sort): number | string {
 }
 
 export function KeysPage() {
-  const { t, locale } = useUi();
-  const [keys, setKeys] = useState<AccessKey[]>();
+  const { t, locale, toast } = useUi();
+  const [keys, setKeys] = useState<KeyRow[]>();
   const [defaultLimit, setDefaultLimit] = useState<number>();
   const [failed, setFailed] = useState(false);
   const [query, setQuery] = useState('');
@@ -60,24 +60,28 @@ export function KeysPage() {
     return () => clearInterval(timer);
   }, []);
 
+  // Sorted once per listing or sort order (with each key's search text), not per keystroke: the
+  // filter then keeps that order and only the visible page of 100 rows is rendered.
+  const sorted = useMemo(() => {
+    const list = (keys ?? []).map((k) => ({
+      k,
+      by: sortValue(k, sort),
+      text: `${k.name}\n${k.id}`.toLowerCase(),
+    }));
+    list.sort((a, b) => (a.by < b.by ? -1 : a.by > b.by ? 1 : ids.compare(a.k.id, b.k.id)));
+    return list;
+  }, [keys, sort]);
   const shown = useMemo(() => {
     const q = query.trim().toLowerCase();
-    const list = (keys ?? []).filter(
-      (k) =>
-        (!only || stateOf(k) === only) &&
-        (!q || k.name.toLowerCase().includes(q) || k.id.toLowerCase().includes(q)),
-    );
-    const cache = new Map(list.map((k) => [k.id, sortValue(k, sort)]));
-    return list.sort((a, b) => {
-      const x = cache.get(a.id)!;
-      const y = cache.get(b.id)!;
-      return x < y ? -1 : x > y ? 1 : ids.compare(a.id, b.id);
-    });
-  }, [keys, query, only, sort]);
+    if (!q && !only) return sorted.map((e) => e.k);
+    return sorted
+      .filter((e) => (!only || stateOf(e.k) === only) && (!q || e.text.includes(q)))
+      .map((e) => e.k);
+  }, [sorted, query, only]);
   const pages = Math.max(1, Math.ceil(shown.length / PAGE));
   const at = Math.min(page, pages - 1);
   const rows = shown.slice(at * PAGE, at * PAGE + PAGE);
-  const chosen = (keys ?? []).filter((k) => selected.has(k.id));
+  const chosen = useMemo(() => (keys ?? []).filter((k) => selected.has(k.id)), [keys, selected]);
 
   const closeAndLoad = (): void => {
     setModal(undefined);
@@ -88,10 +92,30 @@ export function KeysPage() {
     if (!next.delete(id)) next.add(id);
     setSelected(next);
   };
-  const bulk = async (fn: (k: AccessKey) => Promise<unknown>): Promise<void> => {
-    await eachLimited(chosen, 8, fn);
-    setSelected(new Set());
-    load();
+  const bulk = (action: BulkAction): void => {
+    void api
+      .bulk(
+        action,
+        chosen.map((k) => k.id),
+      )
+      .then(
+        () => (setSelected(new Set()), load()),
+        () => (toast(t.error), load()),
+      );
+  };
+  /** A row's links are not in the listing: fetched with the key when used. */
+  const link = (k: KeyRow, name: 'accessUrl' | 'dynamicAccessUrl' | 'subscriptionUrl') => () =>
+    api.key(k.id).then((full) => full[name]);
+  const showQr = (k: KeyRow): void => {
+    void api.key(k.id).then(
+      (full) =>
+        setModal({
+          kind: 'qr',
+          title: `${t.qr}: ${k.name || k.id}`,
+          text: full.subscriptionUrl ?? full.accessUrl,
+        }),
+      () => toast(t.error),
+    );
   };
 
   if (failed && !keys) return <p role="alert">{t.error}</p>;
@@ -160,18 +184,10 @@ export function KeysPage() {
           <button type="button" onClick={() => setModal({ kind: 'extend', keys: chosen })}>
             {t.extendExpiry}
           </button>
-          <button
-            type="button"
-            data-bulk="enable"
-            onClick={() => void bulk((k) => api.setEnabled(k.id, true))}
-          >
+          <button type="button" data-bulk="enable" onClick={() => bulk('enable')}>
             {t.enable}
           </button>
-          <button
-            type="button"
-            data-bulk="disable"
-            onClick={() => void bulk((k) => api.setEnabled(k.id, false))}
-          >
+          <button type="button" data-bulk="disable" onClick={() => bulk('disable')}>
             {t.disable}
           </button>
           <button type="button" class="danger" onClick={() => setModal({ kind: 'delete', keys: chosen })}>
@@ -234,21 +250,10 @@ export function KeysPage() {
                 </td>
                 <td>
                   <div class="actions">
-                    <CopyButton text={k.accessUrl} label="ss://" kind="ss" />
-                    <CopyButton text={k.dynamicAccessUrl} label="ssconf://" kind="dynamic" />
-                    <CopyButton text={k.subscriptionUrl} label={t.copySub} kind="sub" />
-                    <button
-                      type="button"
-                      class="small"
-                      data-qr="sub"
-                      onClick={() =>
-                        setModal({
-                          kind: 'qr',
-                          title: `${t.qr}: ${k.name || k.id}`,
-                          text: k.subscriptionUrl ?? k.accessUrl,
-                        })
-                      }
-                    >
+                    <CopyButton text={link(k, 'accessUrl')} label="ss://" kind="ss" />
+                    <CopyButton text={link(k, 'dynamicAccessUrl')} label="ssconf://" kind="dynamic" />
+                    <CopyButton text={link(k, 'subscriptionUrl')} label={t.copySub} kind="sub" />
+                    <button type="button" class="small" data-qr="sub" onClick={() => showQr(k)}>
                       {t.qr}
                     </button>
                     <button
@@ -311,7 +316,10 @@ export function KeysPage() {
           ok={t.delete}
           onClose={closeAndLoad}
           action={async () => {
-            await eachLimited(modal.keys, 8, (k) => api.remove(k.id));
+            await api.bulk(
+              'delete',
+              modal.keys.map((k) => k.id),
+            );
             setSelected(new Set());
           }}
         />

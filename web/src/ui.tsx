@@ -2,7 +2,7 @@
 // usage bar, the bar chart (inline SVG), the modal dialog, the copy button and the QR code.
 import { createContext, type ComponentChildren } from 'preact';
 import { useContext, useEffect, useRef, useState } from 'preact/hooks';
-import type { AccessKey, KeyState, UsageDay } from './api.js';
+import type { KeyRow, KeyState, UsageDay } from './api.js';
 import type { Strings } from './i18n.js';
 
 export interface Ui {
@@ -15,6 +15,14 @@ export const useUi = (): Ui => useContext(UiContext);
 
 export const GB = 1e9;
 
+/** Intl formatters made once per locale and options (making one costs more than formatting). */
+const formats = new Map<string, Intl.NumberFormat | Intl.DateTimeFormat>();
+function format<T extends Intl.NumberFormat | Intl.DateTimeFormat>(key: string, make: () => T): T {
+  let f = formats.get(key);
+  if (f === undefined) formats.set(key, (f = make()));
+  return f as T;
+}
+
 export function bytes(n: number, locale: string): string {
   const units = ['B', 'KB', 'MB', 'GB', 'TB'];
   let v = n;
@@ -23,18 +31,27 @@ export function bytes(n: number, locale: string): string {
     v /= 1000;
     u += 1;
   }
-  return `${new Intl.NumberFormat(locale, { maximumFractionDigits: v < 10 && u > 0 ? 1 : 0 }).format(v)} ${units[u]}`;
+  const digits = v < 10 && u > 0 ? 1 : 0;
+  const f = format(
+    `n${digits}${locale}`,
+    () => new Intl.NumberFormat(locale, { maximumFractionDigits: digits }),
+  );
+  return `${f.format(v)} ${units[u]}`;
 }
 
 export function date(ms: number | undefined, locale: string, withTime = false): string {
   if (ms === undefined) return '';
-  return new Intl.DateTimeFormat(
-    locale,
-    withTime ? { dateStyle: 'medium', timeStyle: 'short' } : { dateStyle: 'medium' },
+  return format(
+    `d${withTime ? 1 : 0}${locale}`,
+    () =>
+      new Intl.DateTimeFormat(
+        locale,
+        withTime ? { dateStyle: 'medium', timeStyle: 'short' } : { dateStyle: 'medium' },
+      ),
   ).format(ms);
 }
 
-export function stateOf(k: AccessKey): KeyState {
+export function stateOf(k: Pick<KeyRow, 'state' | 'enabled'>): KeyState {
   return k.state ?? (k.enabled ? 'active' : 'disabled');
 }
 
@@ -149,16 +166,32 @@ async function writeClipboard(text: string): Promise<void> {
   }
 }
 
-export function CopyButton({ text, label, kind }: { text: string | undefined; label: string; kind: string }) {
+/** Copies `text`, or what `text()` fetches when clicked (the keys table's links); no button for no text. */
+export function CopyButton(props: {
+  text: string | undefined | (() => Promise<string | undefined>);
+  label: string;
+  kind: string;
+}) {
+  const { text, label, kind } = props;
   const { t, toast } = useUi();
   if (text === undefined) return null;
+  const copy = async (): Promise<void> => {
+    const value = typeof text === 'string' ? text : await text();
+    if (value === undefined) throw new Error('no such link');
+    await writeClipboard(value);
+  };
   return (
     <button
       type="button"
       class="small"
       dir="auto"
       data-copy={kind}
-      onClick={() => void writeClipboard(text).then(() => toast(t.copied))}
+      onClick={() =>
+        void copy().then(
+          () => toast(t.copied),
+          () => toast(t.error),
+        )
+      }
     >
       {label}
     </button>
