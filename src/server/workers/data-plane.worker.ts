@@ -110,13 +110,20 @@ port.on('message', (m: ToWorker) => {
   }
 });
 
-server.listen({ port: init.port, host: init.host, ...(init.fd !== undefined ? { fd: init.fd } : {}) }).then(
-  (a) => {
-    log.level = level;
-    post({ t: 'ready', port: a.port, address: a.address, family: a.family });
-  },
-  (err: NodeJS.ErrnoException) => {
-    post({ t: 'failed', code: err.code, message: err.message });
-    port.close();
-  },
-);
+server
+  .listen({
+    port: init.port,
+    host: init.host,
+    ...(init.fd !== undefined ? { fd: init.fd } : {}),
+    ...(init.udpFd ? { udpFd: init.udpFd } : {}),
+  })
+  .then(
+    (a) => {
+      log.level = level;
+      post({ t: 'ready', port: a.port, address: a.address, family: a.family });
+    },
+    (err: NodeJS.ErrnoException) => {
+      post({ t: 'failed', code: err.code, message: err.message });
+      port.close();
+    },
+  );

@@ -6,7 +6,7 @@
 import type { RuntimeKey } from '../../shared/control.js';
 import type { AuthEvent, ConnectionClosedEvent } from '../events.js';
 import type { KeyDelta } from '../keys.js';
-import type { UdpRelayOptions } from '../udp-relay.js';
+import type { AdoptedUdpSocket, UdpRelayOptions } from '../udp-relay.js';
 import type { SharedReplayBuffers } from './shared-salts.js';
 
 /** The worker's start-up data (`workerData`). */
@@ -18,6 +18,8 @@ export interface WorkerInit {
   readonly host: string | undefined;
   /** Relay UDP too (one worker only: its NAT sessions and UDP salts are not shared). */
   readonly udp: boolean | UdpRelayOptions;
+  /** A UDP socket bound on the main thread to adopt (workers started on demand), else UDP binds `port`. */
+  readonly udpFd?: AdoptedUdpSocket | undefined;
   readonly keys: readonly RuntimeKey[];
   /** The shared replay filters; undefined gives the worker filters of its own (a test control). */
   readonly replay: SharedReplayBuffers | undefined;

@@ -6,6 +6,11 @@
  * every worker as a delta), the usage sink (workers post batched byte counts: each byte is counted
  * by the one worker that carried it) and the hooks (events posted in batches, so metrics are
  * aggregated in one registry). UDP runs in worker 0 only.
+ *
+ * Workers start on demand (default where the addon is): at boot this thread makes the listening
+ * sockets (and the UDP socket) and only watches them (native fd_watch.cc); the first connection
+ * or datagram starts every worker, and they accept what waits in the backlog. Until then the
+ * process runs no worker thread (each costs ~10 MiB idle). `startAtBoot` starts them at once.
  */
 import { readlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -30,8 +35,22 @@ import {
 } from '../replay-state.js';
 import type { UdpRelayOptions } from '../udp-relay.js';
 import type { FromWorker, ToWorker, WorkerInit } from './messages.js';
-import { bindAddress, closeFd, listenReusePort, localPort, reusePortAvailable } from './reuseport.js';
+import {
+  bindAddress,
+  closeFd,
+  listenReusePort,
+  localPort,
+  onDemandAvailable,
+  reusePortAvailable,
+  udpBindFirst,
+  watchReadable,
+} from './reuseport.js';
 import { createSharedReplay, sharedReplayFilters } from './shared-salts.js';
+
+/** LADDER_EAGER_WORKERS=1: start the data-plane workers at boot, not at the first connection. */
+export function workersAtBootFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.LADDER_EAGER_WORKERS === '1';
+}
 
 /** Default number of data-plane workers: one per core. */
 export function defaultWorkers(): number {
@@ -76,6 +95,17 @@ export interface WorkerPlaneOptions {
   onGiveUp?: (reason: string) => void;
   /** Tests only: the plane gets crashWorker(index), which makes that worker throw. */
   testHooks?: boolean;
+  /**
+   * Start the workers before resolving (the first connection then waits for no thread start);
+   * default false: they start at the first connection or datagram, where the addon can watch.
+   */
+  startAtBoot?: boolean;
+  /**
+   * Called once, when every worker listens for the first time (at boot or at the first
+   * connection): the composition root may then lower this thread's priority (workers created
+   * later inherit it, see restarts).
+   */
+  onWorkersStarted?: () => void;
 }
 
 export interface WorkerRestartOptions {
@@ -96,8 +126,12 @@ export interface WorkerStats {
 /** The data plane as the management plane drives it (the same seam as one ShadowsocksServer). */
 export interface WorkerPlane extends ServerControl {
   readonly address: AddressInfo;
-  /** Workers actually running (1 when SO_REUSEPORT sockets cannot be made here). */
+  /** Workers the plane runs (1 when SO_REUSEPORT sockets cannot be made here), once started. */
   readonly workers: number;
+  /** The workers run (false while they wait for the first connection or datagram). */
+  readonly started: boolean;
+  /** Resolves once every worker listens (at once when they started at boot); rejects if one cannot. */
+  whenStarted(): Promise<void>;
   /** The replay state this thread loads and saves (the filters are the workers'). */
   readonly replayState: ReplayState;
   /**
@@ -339,7 +373,8 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     index: number,
     fd: number | undefined,
     port: number,
-    stats: WorkerStats = { opened: 0, authenticated: 0, closed: {}, restarts: 0 },
+    stats: WorkerStats,
+    udpFd?: { fd: number; family: 4 | 6; ip: string },
   ): Promise<Extract<FromWorker, { t: 'ready' }>> =>
     new Promise((resolve, reject) => {
       const init: WorkerInit = {
@@ -349,6 +384,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
         fd,
         port,
         udp: index === 0 ? (opts.udp ?? false) : false,
+        udpFd,
       };
       const h = new Handle(
         index,
@@ -371,8 +407,23 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
       handles[index] = h;
     });
 
+  const stats: WorkerStats[] = [];
+  type Held = { fds: number[]; udp: { fd: number; family: 4 | 6; ip: string } | undefined };
+  // On demand: the sockets this thread holds until the workers take them, and the watch on them.
+  let held: Held | undefined;
+  let unwatch: (() => void) | undefined;
+  let fire: (() => void) | undefined; // ends the wait for the first connection (closing: nothing starts)
+  const release = (): void => {
+    fire?.();
+    unwatch?.();
+    unwatch = undefined;
+    for (const fd of held?.fds ?? []) closeFd(fd);
+    if (held?.udp) closeFd(held.udp.fd);
+    held = undefined;
+  };
   const stopAll = async (): Promise<void> => {
     closing = true;
+    release();
     for (const t of timers) clearTimeout(t);
     timers.clear();
     for (const h of handles) h.send({ t: 'close' });
@@ -380,51 +431,103 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     await Promise.all(handles.map((h) => h.worker.terminate()));
   };
 
+  for (let i = 0; i < wanted; i++) stats.push({ opened: 0, authenticated: 0, closed: {}, restarts: 0 });
+  const onDemand = opts.startAtBoot !== true && onDemandAvailable();
+  // Start every worker on the sockets made for them (one per worker, or worker 0's own listener).
+  const startWorkers = async (fds: readonly number[] | undefined, port: number, udpFd?: Held['udp']) => {
+    if (fds === undefined) return [await start(0, undefined, port, stats[0]!)];
+    return Promise.all(
+      fds.map((fd, i) =>
+        start(i, fd, port, stats[i]!, i === 0 ? udpFd : undefined).catch((err: unknown) => {
+          closeFd(fd); // closed only if still this socket's number (the worker did not take it)
+          throw err;
+        }),
+      ),
+    );
+  };
   let address: AddressInfo;
   let addrs: { family: 4 | 6; ip: string }[] = [];
+  let started: Promise<void>;
+  let isStarted = false;
+  const markStarted = (): void => {
+    isStarted = true;
+    replay.start();
+    up = true;
+    opts.onWorkersStarted?.();
+  };
   try {
-    if (wanted === 1) {
-      const r = await start(0, undefined, opts.port);
+    if (wanted === 1 && !onDemand) {
+      const r = await start(0, undefined, opts.port, stats[0]!);
       address = { port: r.port, address: r.address, family: r.family };
     } else {
       // Every socket first (the first fixes the port when port 0 asked for any), then every
       // worker at once.
       addrs = await bindAddress(opts.host);
       const fds: number[] = [];
+      let udpFd: Held['udp'];
       try {
         fds.push(listenReusePort(addrs, opts.port));
         const port = localPort(fds[0]!);
         while (fds.length < wanted) fds.push(listenReusePort(addrs, port));
+        if (onDemand && opts.udp !== undefined && opts.udp !== false) udpFd = udpBindFirst(addrs, port);
       } catch (err) {
         for (const fd of fds) closeFd(fd);
         throw err;
       }
       const port = localPort(fds[0]!);
-      const ready = await Promise.all(
-        fds.map((fd, i) =>
-          start(i, fd, port).catch((err: unknown) => {
-            closeFd(fd);
-            throw err;
-          }),
-        ),
-      );
-      const r = ready[0]!;
-      address = { port: r.port, address: r.address, family: r.family };
+      if (onDemand) {
+        // The bound address as a worker would report it (node's names for the families).
+        const bound = addrs.find((x) => x.family === (udpFd?.family ?? x.family))!;
+        address = { port, address: bound.ip, family: bound.family === 6 ? 'IPv6' : 'IPv4' };
+        held = { fds, udp: udpFd };
+      } else {
+        const r = (await startWorkers(fds, port))[0]!;
+        address = { port: r.port, address: r.address, family: r.family };
+      }
     }
   } catch (err) {
     await stopAll();
     throw err;
   }
-  replay.start();
-  up = true;
-  log.info({ port: address.port, workers: wanted }, 'listening');
+  if (held === undefined) {
+    markStarted();
+    started = Promise.resolve();
+    log.info({ port: address.port, workers: wanted }, 'listening');
+  } else {
+    const h = held;
+    let startedAt = 0;
+    const trigger = new Promise<void>((r) => (fire = r));
+    unwatch = watchReadable(h.udp ? [...h.fds, h.udp.fd] : h.fds, () => fire?.());
+    started = trigger.then(async () => {
+      if (closing) return;
+      fire = undefined;
+      unwatch = undefined; // fired: the watch stopped itself
+      held = undefined; // the workers own the sockets now
+      startedAt = Date.now();
+      try {
+        await startWorkers(h.fds, address.port, h.udp);
+      } catch (err) {
+        if (closing) return;
+        gaveUp = true;
+        const reason = `data-plane workers could not start: ${(err as Error).message.split('\n')[0]}; stopping the server`;
+        log.error({}, reason);
+        opts.onGiveUp?.(reason);
+        throw err;
+      }
+      if (closing) return;
+      markStarted();
+      log.info({ workers: wanted, startMs: Date.now() - startedAt }, 'data-plane workers started');
+    });
+    started.catch(() => undefined); // reported through onGiveUp; whenStarted() still rejects
+    log.info({ port: address.port, workers: wanted }, 'listening (workers start at the first connection)');
+  }
 
   /** Start worker `old.index` again: a new SO_REUSEPORT socket on the port (or its own listener). */
   const respawn = async (old: Handle): Promise<void> => {
     if (closing || handles[old.index] !== old) return;
     let fd: number | undefined;
     try {
-      if (wanted > 1) fd = listenReusePort(addrs, address.port);
+      if (addrs.length > 0) fd = listenReusePort(addrs, address.port);
     } catch (err) {
       // No socket, so no worker whose exit would retry: give up the same way.
       gaveUp = true;
@@ -448,6 +551,10 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
   const plane: WorkerPlane = {
     address,
     workers: wanted,
+    get started() {
+      return isStarted;
+    },
+    whenStarted: () => started,
     replayState: replay,
     replayFilters: filters,
     get keys() {
@@ -478,7 +585,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
       for (const h of handles) for (const [id, n] of h.open) out.set(id, (out.get(id) ?? 0) + n);
       return out;
     },
-    workerStats: () => handles.map((h) => ({ ...h.stats, closed: { ...h.stats.closed } })),
+    workerStats: () => stats.map((s) => ({ ...s, closed: { ...s.closed } })),
     ...(opts.testHooks === true ? { crashWorker: (i: number) => handles[i]?.send({ t: 'crash' }) } : {}),
     saveReplayState: () => replay.save(),
     async close() {
