@@ -6,6 +6,7 @@ import type { LadderMetrics, MetricsServer } from '../metrics/index.js';
 import {
   startDataPlane,
   startWorkerPlane,
+  workersAtBootFromEnv,
   type DataPlaneOptions,
   type ServerHooks,
   type WorkerPlane,
@@ -325,6 +326,9 @@ export async function startManaged(
         port,
         ...(parsed.workers !== undefined ? { workers: parsed.workers } : {}),
         ...(tuning.reportMs !== undefined ? { reportMs: tuning.reportMs } : {}),
+        startAtBoot: workersAtBootFromEnv(),
+        // Once the workers run (at the first connection unless LADDER_EAGER_WORKERS=1).
+        ...(tuning.lowerPriority === true ? { lowerPriority: () => lowerThisThreadPriority(log) } : {}),
         onGiveUp: () => void stopForFatal(), // the pool logged why
       });
       return wp;
@@ -337,7 +341,6 @@ export async function startManaged(
       });
     const startPool = async (port: number): Promise<{ plane: PrimaryPlane; pool: PortPool }> => {
       const plane = await startPrimary(port);
-      if (plane.workers > 0 && tuning.lowerPriority === true) lowerThisThreadPriority(log);
       const pool = new PortPool(plane, (p) => startPlane(p, false), log);
       cleanups.push(() => pool.close());
       return { plane, pool };

@@ -7,7 +7,13 @@ import type { ServerConfig } from '../../config/server.js';
 import { isProtocolError } from '../../protocol/errors.js';
 import { checkKey, checkMethod } from '../../protocol/shadowsocks/key-material.js';
 import { formatSsUrl } from '../../protocol/sip002/index.js';
-import { startDataPlane, startWorkerPlane, type DataPlane, type WorkerPlane } from '../../server/index.js';
+import {
+  startDataPlane,
+  startWorkerPlane,
+  workersAtBootFromEnv,
+  type DataPlane,
+  type WorkerPlane,
+} from '../../server/index.js';
 import type { RuntimeKey } from '../../shared/control.js';
 import { createLogger } from '../../shared/logger.js';
 import {
@@ -338,6 +344,7 @@ export function registerServer(program: Command): void {
               ...common,
               logLevel: level,
               ...(p.config.workers !== undefined ? { workers: p.config.workers } : {}),
+              startAtBoot: workersAtBootFromEnv(),
               onGiveUp: () => void stopForFatal(), // the pool logged why
             });
       } catch (err) {

@@ -4,6 +4,7 @@
  * with the replay filters shared through SharedArrayBuffers. Keys arrive as deltas; byte counts,
  * connection events and open-connection counts go back to the main thread in batches.
  */
+import { readlinkSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { setNativeEnabled } from '../../protocol/shadowsocks/native.js';
 import { createLogger } from '../../shared/logger.js';
@@ -60,6 +61,15 @@ const server = new ShadowsocksServer({
     },
   },
 });
+
+/** Linux: this thread's id (/proc/thread-self is "PID/task/TID"); undefined elsewhere. */
+function threadId(): number | undefined {
+  try {
+    return Number(readlinkSync('/proc/thread-self').split('/').pop());
+  } catch {
+    return undefined;
+  }
+}
 
 function sendUsage(): void {
   if (usage.length === 0) return;
@@ -120,7 +130,7 @@ server
   .then(
     (a) => {
       log.level = level;
-      post({ t: 'ready', port: a.port, address: a.address, family: a.family });
+      post({ t: 'ready', port: a.port, address: a.address, family: a.family, tid: threadId() });
     },
     (err: NodeJS.ErrnoException) => {
       post({ t: 'failed', code: err.code, message: err.message });

@@ -47,7 +47,14 @@ export type ToWorker =
   | { readonly t: 'crash' };
 
 export type FromWorker =
-  | { readonly t: 'ready'; readonly port: number; readonly address: string; readonly family: string }
+  | {
+      readonly t: 'ready';
+      readonly port: number;
+      readonly address: string;
+      readonly family: string;
+      /** Linux: this thread's id. */
+      readonly tid: number | undefined;
+    }
   | { readonly t: 'failed'; readonly code: string | undefined; readonly message: string }
   | { readonly t: 'usage'; readonly counts: readonly (readonly [id: string, up: number, down: number])[] }
   | {

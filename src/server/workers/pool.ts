@@ -12,18 +12,12 @@
  * or datagram starts every worker, and they accept what waits in the backlog. Until then the
  * process runs no worker thread (each costs ~10 MiB idle). `startAtBoot` starts them at once.
  */
-import { readlinkSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { AddressInfo } from 'node:net';
-import { Worker } from 'node:worker_threads';
 import { nativeAvailable } from '../../protocol/shadowsocks/native.js';
 import { systemClock } from '../../shared/clock.js';
 import type { RuntimeKey, ServerControl, UsageSink } from '../../shared/control.js';
 import type { Logger } from '../../shared/logger.js';
-import { packageRoot } from '../../shared/package-root.js';
 import type { ServerHooks } from '../events.js';
 import { keyDelta, type KeyDelta } from '../keys.js';
 import {
@@ -46,6 +40,8 @@ import {
   watchReadable,
 } from './reuseport.js';
 import { createSharedReplay, sharedReplayFilters } from './shared-salts.js';
+import { closeIfStillOpen, Handle, socketInode } from './handle.js';
+import { Supervisor } from './supervisor.js';
 
 /** LADDER_EAGER_WORKERS=1: start the data-plane workers at boot, not at the first connection. */
 export function workersAtBootFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
@@ -101,11 +97,12 @@ export interface WorkerPlaneOptions {
    */
   startAtBoot?: boolean;
   /**
-   * Called once, when every worker listens for the first time (at boot or at the first
-   * connection): the composition root may then lower this thread's priority (workers created
-   * later inherit it, see restarts).
+   * Lower this thread's priority (the management plane's) below the workers': called once, when
+   * every worker listens for the first time (at boot or at the first connection). Before it, the
+   * pool starts a supervisor thread (supervisor.ts) at the workers' priority, which creates the
+   * workers started later (restarts), so they do not inherit this thread's lower priority.
    */
-  onWorkersStarted?: () => void;
+  lowerPriority?: () => void;
 }
 
 export interface WorkerRestartOptions {
@@ -121,6 +118,8 @@ export interface WorkerStats {
   closed: Record<string, number>;
   /** Times this worker was restarted after stopping unexpectedly. */
   restarts: number;
+  /** Linux: the thread id of its latest start (/proc/PID/task/TID). */
+  tid?: number | undefined;
 }
 
 /** The data plane as the management plane drives it (the same seam as one ShadowsocksServer). */
@@ -155,104 +154,6 @@ export interface WorkerPlane extends ServerControl {
   applyKeyDelta(delta: KeyDelta): Promise<void>;
   saveReplayState(): Promise<void>;
   close(): Promise<void>;
-}
-
-/**
- * The worker's entry: from a build, dist/server/workers/data-plane.worker.js (scripts/build.mjs
- * makes every *.worker.ts an entry point of its own, at its path under src/; this module itself
- * sits in a chunk at another depth, so the path is taken from the package root); from src/,
- * data-plane.worker.ts through tsx. An eval'd worker does not get the parent's loader hooks, so tsx is registered in it, through
- * its CommonJS hook (about a third of the start-up time of its ESM hook, which starts a loader
- * thread per worker; the data plane's modules have no top-level await).
- */
-function workerSource(): string {
-  if (!import.meta.url.endsWith('.ts')) {
-    const root = packageRoot()?.dir;
-    if (root === undefined) throw new Error('cannot find the package root for the data-plane worker');
-    const entry = pathToFileURL(join(root, 'dist', 'server', 'workers', 'data-plane.worker.js'));
-    return `import(${JSON.stringify(entry.href)});`;
-  }
-  const req = createRequire(import.meta.url);
-  const tsx = req.resolve('tsx/cjs/api');
-  const entry = fileURLToPath(new URL('./data-plane.worker.ts', import.meta.url));
-  return `require(${JSON.stringify(tsx)}).register(); require(${JSON.stringify(entry)});`;
-}
-
-class Handle {
-  readonly worker: Worker;
-  open = new Map<string, number>();
-  /** Connections accepted and not yet reported closed (lost if the worker crashes). */
-  live = 0;
-  /** The uncaught error that ended the worker: its class and code (logged), and first line (debug). */
-  error: { name: string; code?: string; line: string } | undefined;
-  /** The listening socket it was given, and that socket's inode (to close it only if still ours). */
-  fd: number | undefined;
-  fdInode: string | undefined;
-  /** Key deltas posted and not yet applied, by sequence number. */
-  readonly pending = new Map<number, () => void>();
-  closed: Promise<void>;
-  /** The thread has exited: nothing it is sent is answered. */
-  exited = false;
-  #onClosed!: () => void;
-
-  constructor(
-    readonly index: number,
-    readonly stats: WorkerStats,
-    init: WorkerInit,
-    onMessage: (h: Handle, m: FromWorker) => void,
-    onExit: (h: Handle, code: number) => void,
-  ) {
-    this.worker = new Worker(workerSource(), { eval: true, workerData: init });
-    this.closed = new Promise((r) => (this.#onClosed = r));
-    this.worker.on('message', (m: FromWorker) => {
-      if (m.t === 'closed') this.#onClosed();
-      if (m.t === 'applied') {
-        for (const [seq, done] of this.pending) {
-          if (seq > m.seq) break;
-          this.pending.delete(seq);
-          done();
-        }
-      }
-      onMessage(this, m);
-    });
-    // An uncaught error ends in 'exit', reported there with the error's first line.
-    this.worker.on('error', (err: Error & { code?: unknown }) => {
-      this.error = {
-        name: err.name,
-        ...(typeof err.code === 'string' ? { code: err.code } : {}),
-        line: String(err.message).split('\n')[0]!,
-      };
-    });
-    this.worker.on('exit', (code) => {
-      this.exited = true;
-      this.#onClosed();
-      for (const done of this.pending.values()) done();
-      this.pending.clear();
-      onExit(this, code);
-    });
-  }
-
-  send(m: ToWorker): void {
-    this.worker.postMessage(m);
-  }
-}
-
-/** The inode of the socket at `fd` in this process ("socket:[N]"), or undefined. */
-function socketInode(fd: number): string | undefined {
-  try {
-    const target = readlinkSync(`/proc/self/fd/${fd}`);
-    return target.startsWith('socket:') ? target : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Close a crashed worker's listening socket if its thread's teardown did not: only while the fd
- * still names the same socket (the number may have been reused since), so nothing else is closed.
- */
-function closeIfStillOpen(fd: number, inode: string | undefined): void {
-  if (inode !== undefined && socketInode(fd) === inode) closeFd(fd);
 }
 
 /** Start the workers and resolve once every one is listening. */
@@ -391,8 +292,10 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
         stats,
         init,
         (hh, m) => {
-          if (m.t === 'ready') resolve(m);
-          else if (m.t === 'failed') reject(Object.assign(new Error(m.message), { code: m.code }));
+          if (m.t === 'ready') {
+            hh.stats.tid = m.tid;
+            resolve(m);
+          } else if (m.t === 'failed') reject(Object.assign(new Error(m.message), { code: m.code }));
           else onMessage(hh, m);
         },
         (hh, code) => {
@@ -401,6 +304,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
           );
           onExit(hh, code);
         },
+        supervisor,
       );
       h.fd = fd;
       h.fdInode = fd === undefined ? undefined : socketInode(fd);
@@ -408,6 +312,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     });
 
   const stats: WorkerStats[] = [];
+  let supervisor: Supervisor | undefined;
   type Held = { fds: number[]; udp: { fd: number; family: 4 | 6; ip: string } | undefined };
   // On demand: the sockets this thread holds until the workers take them, and the watch on them.
   let held: Held | undefined;
@@ -429,6 +334,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     for (const h of handles) h.send({ t: 'close' });
     await Promise.all(handles.map((h) => h.closed));
     await Promise.all(handles.map((h) => h.worker.terminate()));
+    await supervisor?.close();
   };
 
   for (let i = 0; i < wanted; i++) stats.push({ opened: 0, authenticated: 0, closed: {}, restarts: 0 });
@@ -453,7 +359,10 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     isStarted = true;
     replay.start();
     up = true;
-    opts.onWorkersStarted?.();
+    if (opts.lowerPriority && !closing) {
+      supervisor = new Supervisor(); // its thread exists now, at the workers' priority
+      opts.lowerPriority();
+    }
   };
   try {
     if (wanted === 1 && !onDemand) {
@@ -519,7 +428,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
       log.info({ workers: wanted, startMs: Date.now() - startedAt }, 'data-plane workers started');
     });
     started.catch(() => undefined); // reported through onGiveUp; whenStarted() still rejects
-    log.info({ port: address.port, workers: wanted }, 'listening (workers start at the first connection)');
+    log.info({ port: address.port, workers: wanted, start: 'at the first connection' }, 'listening');
   }
 
   /** Start worker `old.index` again: a new SO_REUSEPORT socket on the port (or its own listener). */
