@@ -41,27 +41,8 @@ napi_value TcpListenReusePort(napi_env env, napi_callback_info info) {
     Throw(env, "tcpListenReusePort(family 4|6, ip, port 0..65535, backlog >= 1)");
     return nullptr;
   }
-  sockaddr_storage ss;
-  socklen_t sl = 0;
-  if (!IpSockaddr(env, family, ip, port, &ss, &sl)) return nullptr;
-  const int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return ThrowErrno(env, errno, "socket");
-  int on = 1;
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
-      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) {
-    const int e = errno;
-    close(fd);
-    return ThrowErrno(env, e, "setsockopt");
-  }
-  if (family == 6) {
-    int off = 0;
-    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
-  }
-  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), sl) != 0) {
-    const int e = errno;
-    close(fd);
-    return ThrowErrno(env, e, "bind");
-  }
+  const int fd = BoundSocket(env, family, ip, port, SOCK_STREAM, true);
+  if (fd < 0) return nullptr;
   if (listen(fd, backlog) != 0) {
     const int e = errno;
     close(fd);
@@ -105,20 +86,8 @@ napi_value UdpBind(napi_env env, napi_callback_info info) {
     Throw(env, "udpBind(family 4|6, ip, port 0..65535)");
     return nullptr;
   }
-  sockaddr_storage ss;
-  socklen_t sl = 0;
-  if (!IpSockaddr(env, family, ip, port, &ss, &sl)) return nullptr;
-  const int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return ThrowErrno(env, errno, "socket");
-  if (family == 6) {
-    int off = 0;
-    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
-  }
-  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), sl) != 0) {
-    const int e = errno;
-    close(fd);
-    return ThrowErrno(env, e, "bind");
-  }
+  const int fd = BoundSocket(env, family, ip, port, SOCK_DGRAM, false);
+  if (fd < 0) return nullptr;
   return Number(env, fd);
 }
 

@@ -413,6 +413,36 @@ napi_value SockShared(napi_env env, napi_callback_info /*info*/) {
   return arr;
 }
 
+int BoundSocket(napi_env env, int family, const char* ip, int port, int type, bool reuse_port) {
+  sockaddr_storage ss;
+  socklen_t sl = 0;
+  if (!IpSockaddr(env, family, ip, port, &ss, &sl)) return -1;
+  const int fd = socket(family == 4 ? AF_INET : AF_INET6, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ThrowErrno(env, errno, "socket");
+    return -1;
+  }
+  int on = 1;
+  if (reuse_port && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+                     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0)) {
+    const int e = errno;
+    close(fd);
+    ThrowErrno(env, e, "setsockopt");
+    return -1;
+  }
+  if (family == 6) {
+    int off = 0;
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), sl) != 0) {
+    const int e = errno;
+    close(fd);
+    ThrowErrno(env, e, "bind");
+    return -1;
+  }
+  return fd;
+}
+
 napi_value SockCreate(napi_env env, napi_callback_info info) {
   const Args a(env, info);
   int32_t family = 0, port = -1;
@@ -428,23 +458,8 @@ napi_value SockCreate(napi_env env, napi_callback_info info) {
     Throw(env, "sockCreate: fd >= 0");
     return nullptr;
   }
-  int fd = adopt;
-  if (fd < 0) {
-    sockaddr_storage ss;
-    socklen_t sl = 0;
-    if (!IpSockaddr(env, family, ip, port, &ss, &sl)) return nullptr;
-    fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return ThrowErrno(env, errno, "socket");
-    if (family == 6) {
-      int off = 0;
-      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
-    }
-    if (bind(fd, reinterpret_cast<sockaddr*>(&ss), sl) != 0) {
-      const int e = errno;
-      close(fd);
-      return ThrowErrno(env, e, "bind");
-    }
-  }
+  const int fd = adopt >= 0 ? adopt : BoundSocket(env, family, ip, port, SOCK_DGRAM, false);
+  if (fd < 0) return nullptr;
   uv_loop_t* loop = nullptr;
   Sock* s = new (std::nothrow) Sock();
   if (s == nullptr || napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr ||
