@@ -13,7 +13,8 @@
         "native/oneshot.cc",
         "native/udp_sockets.cc",
         "native/udp_fastpath.cc",
-        "native/reuseport.cc"
+        "native/reuseport.cc",
+        "native/fd_watch.cc"
       ],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags": ["-O2", "-fvisibility=hidden", "-Wall", "-Wextra"],

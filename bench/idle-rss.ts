@@ -13,11 +13,11 @@
  * Modes: floor, client, server, managed, ss-local, ss-server. LADDER_DIST / LADDER_DEBUG in the
  * environment pass through to bin/ladder.js (e.g. LADDER_DIST=0 to time the tsx fallback).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../test/helpers/net.js';
+import { freePort, waitListening } from '../test/helpers/net.js';
 import { LADDER_BIN, REPO_ROOT, rssKiB, ssUrl, which } from '../test/helpers/peers.js';
 import { median } from './stats.js';
 
@@ -42,33 +42,6 @@ interface Launch {
   /** The TCP port that is listening once the process is ready. */
   port: number;
   cleanup?: () => void;
-}
-
-/** True when some socket in this network namespace listens on 127.0.0.1:port (or any address). */
-function listening(port: number): boolean {
-  const hex = port.toString(16).toUpperCase().padStart(4, '0');
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const cols = line.trim().split(/\s+/);
-      if (cols[1]?.endsWith(`:${hex}`) && cols[3] === '0A') return true;
-    }
-  }
-  return false;
-}
-
-async function waitListening(child: ChildProcess, port: number, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!listening(port)) {
-    if (child.exitCode !== null) throw new Error(`exited with ${child.exitCode} before listening`);
-    if (Date.now() > deadline) throw new Error(`not listening on ${port} after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 async function launch(mode: string): Promise<Launch | undefined> {

@@ -53,6 +53,11 @@ napi_value IsPrivateIp(napi_env env, napi_callback_info info);
 napi_value TcpListenReusePort(napi_env env, napi_callback_info info);
 napi_value FdLocalPort(napi_env env, napi_callback_info info);
 napi_value FdClose(napi_env env, napi_callback_info info);
+napi_value UdpBind(napi_env env, napi_callback_info info);
+
+// fd_watch.cc
+napi_value FdWatch(napi_env env, napi_callback_info info);
+napi_value FdUnwatch(napi_env env, napi_callback_info info);
 #endif
 
 }  // namespace ladder

@@ -13,10 +13,11 @@
 //   udp_sockets.cc   sendTo; sockShared, sockCreate, sockPort, sockSend, sockSendTo, sockClose
 //   udp_fastpath.cc  sockRelay, sockRelayTake, sockPolicy, sockSaltAdd, sockRoute, sockUnroute,
 //                    sockRouteTake, sockDropped, isPrivateIp
-//   reuseport.cc     tcpListenReusePort, fdLocalPort, fdClose (the multi-worker server's listeners)
+//   reuseport.cc     tcpListenReusePort, fdLocalPort, fdClose, udpBind (the multi-worker server's listeners)
+//   fd_watch.cc      fdWatch, fdUnwatch (the workers start at the first connection or datagram)
 //   napi_args.cc     the argument parser every export uses
 // The sock* functions, isPrivateIp and the reuseport.cc functions exist on Linux only (the
-// last three are looked up by name, so a build without them is still accepted).
+// last ones are looked up by name, so a build without them is still accepted).
 //
 // abiVersion: 3 added the one-shot operations and the batched sockets, 4 decodeInPlace, 5 method 3
 // (aes-192-gcm). The loader refuses any other number, so it changes only when the JS surface does.
@@ -71,6 +72,9 @@ napi_value Init(napi_env env, napi_value exports) {
       LADDER_EXPORT("tcpListenReusePort", TcpListenReusePort),
       LADDER_EXPORT("fdLocalPort", FdLocalPort),
       LADDER_EXPORT("fdClose", FdClose),
+      LADDER_EXPORT("udpBind", UdpBind),
+      LADDER_EXPORT("fdWatch", FdWatch),
+      LADDER_EXPORT("fdUnwatch", FdUnwatch),
   };
   napi_define_properties(env, exports, sizeof(sock_props) / sizeof(sock_props[0]), sock_props);
 #endif

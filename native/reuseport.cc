@@ -8,6 +8,10 @@
 //       the caller then binds the other workers' sockets to the port the first one got.
 //   fdLocalPort(fd) -> number                                    the port a socket is bound to (getsockname)
 //   fdClose(fd)                                                  close(2) a socket never handed to node
+//   udpBind(family 4|6, ip, port) -> fd                          a non-blocking, close-on-exec UDP socket
+//       bound to ip:port (family 6 dual-stack), not polled: datagrams queue in its receive buffer
+//       until a worker adopts it (sockCreate's fd argument). Made on the main thread so the port
+//       answers before the data-plane workers run (workers started on demand, fd_watch.cc).
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -37,27 +41,8 @@ napi_value TcpListenReusePort(napi_env env, napi_callback_info info) {
     Throw(env, "tcpListenReusePort(family 4|6, ip, port 0..65535, backlog >= 1)");
     return nullptr;
   }
-  sockaddr_storage ss;
-  socklen_t sl = 0;
-  if (!IpSockaddr(env, family, ip, port, &ss, &sl)) return nullptr;
-  const int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return ThrowErrno(env, errno, "socket");
-  int on = 1;
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
-      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) {
-    const int e = errno;
-    close(fd);
-    return ThrowErrno(env, e, "setsockopt");
-  }
-  if (family == 6) {
-    int off = 0;
-    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
-  }
-  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), sl) != 0) {
-    const int e = errno;
-    close(fd);
-    return ThrowErrno(env, e, "bind");
-  }
+  const int fd = BoundSocket(env, family, ip, port, SOCK_STREAM, true);
+  if (fd < 0) return nullptr;
   if (listen(fd, backlog) != 0) {
     const int e = errno;
     close(fd);
@@ -90,6 +75,20 @@ napi_value FdClose(napi_env env, napi_callback_info info) {
   }
   close(fd);
   return nullptr;
+}
+
+napi_value UdpBind(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int32_t family = 0, port = -1;
+  char ip[64];
+  if (!a.Need(3) || !a.Int32(0, &family) || (family != 4 && family != 6) || !a.String(1, ip, sizeof ip) ||
+      !a.Int32(2, &port) || port < 0 || port > 65535) {
+    Throw(env, "udpBind(family 4|6, ip, port 0..65535)");
+    return nullptr;
+  }
+  const int fd = BoundSocket(env, family, ip, port, SOCK_DGRAM, false);
+  if (fd < 0) return nullptr;
+  return Number(env, fd);
 }
 
 #endif  // __linux__

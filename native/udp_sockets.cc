@@ -11,8 +11,9 @@
 //       one receive area per thread, filled before each callback: datagram i is
 //       data[i*slot .. i*slot+lens[i]], its source addrs[i*20 .. i*20+20] in the wire form below.
 //       Valid only during the callback (the next batch overwrites it).
-//   sockCreate(family 4|6, ip, port, onBatch) -> socket   (throws Error with .code = errno name)
-//       a non-blocking UDP socket (family 6 is dual-stack), bound, polled on node's libuv loop;
+//   sockCreate(family 4|6, ip, port, onBatch[, fd]) -> socket   (throws Error with .code = errno name)
+//       a non-blocking UDP socket (family 6 is dual-stack), bound, polled on node's libuv loop
+//       (with fd: that already bound socket, from udpBind in reuseport.cc, is adopted instead);
 //       readable -> recvmmsg(2) in batches -> onBatch(count) through napi_make_callback.
 //       Datagrams the SIP004 fast path takes (udp_fastpath.cc) never reach onBatch.
 //   sockPort(socket) -> number
@@ -412,6 +413,36 @@ napi_value SockShared(napi_env env, napi_callback_info /*info*/) {
   return arr;
 }
 
+int BoundSocket(napi_env env, int family, const char* ip, int port, int type, bool reuse_port) {
+  sockaddr_storage ss;
+  socklen_t sl = 0;
+  if (!IpSockaddr(env, family, ip, port, &ss, &sl)) return -1;
+  const int fd = socket(family == 4 ? AF_INET : AF_INET6, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ThrowErrno(env, errno, "socket");
+    return -1;
+  }
+  int on = 1;
+  if (reuse_port && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+                     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0)) {
+    const int e = errno;
+    close(fd);
+    ThrowErrno(env, e, "setsockopt");
+    return -1;
+  }
+  if (family == 6) {
+    int off = 0;
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), sl) != 0) {
+    const int e = errno;
+    close(fd);
+    ThrowErrno(env, e, "bind");
+    return -1;
+  }
+  return fd;
+}
+
 napi_value SockCreate(napi_env env, napi_callback_info info) {
   const Args a(env, info);
   int32_t family = 0, port = -1;
@@ -421,20 +452,14 @@ napi_value SockCreate(napi_env env, napi_callback_info info) {
     Throw(env, "sockCreate(family 4|6, ip, port 0..65535, onBatch)");
     return nullptr;
   }
-  sockaddr_storage ss;
-  socklen_t sl = 0;
-  if (!IpSockaddr(env, family, ip, port, &ss, &sl)) return nullptr;
-  const int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return ThrowErrno(env, errno, "socket");
-  if (family == 6) {
-    int off = 0;
-    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+  // A fifth argument adopts a bound UDP socket made earlier (udpBind), with what it queued.
+  int32_t adopt = -1;
+  if (a.Has(4) && !a.Undefined(4) && (!a.Int32(4, &adopt) || adopt < 0)) {
+    Throw(env, "sockCreate: fd >= 0");
+    return nullptr;
   }
-  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), sl) != 0) {
-    const int e = errno;
-    close(fd);
-    return ThrowErrno(env, e, "bind");
-  }
+  const int fd = adopt >= 0 ? adopt : BoundSocket(env, family, ip, port, SOCK_DGRAM, false);
+  if (fd < 0) return nullptr;
   uv_loop_t* loop = nullptr;
   Sock* s = new (std::nothrow) Sock();
   if (s == nullptr || napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr ||

@@ -59,6 +59,11 @@ napi_value ThrowErrno(napi_env env, int err, const char* what);
 // ip:port of `family` (4 or 6, an IP literal) as a sockaddr; false (TypeError thrown) otherwise.
 bool IpSockaddr(napi_env env, int family, const char* ip, int port, sockaddr_storage* ss, socklen_t* sl);
 
+// A non-blocking, close-on-exec socket of `type` (SOCK_DGRAM, SOCK_STREAM) bound to ip:port
+// (family 6 dual-stack; reuse_port: SO_REUSEADDR and SO_REUSEPORT first): its fd, or -1 with
+// the Error (.code = errno name) thrown.
+int BoundSocket(napi_env env, int family, const char* ip, int port, int type, bool reuse_port);
+
 // The socket at argument i; throws TypeError otherwise.
 Sock* GetSock(const Args& a, size_t i);
 

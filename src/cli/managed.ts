@@ -1,11 +1,11 @@
 import { join, resolve } from 'node:path';
 import { networkInterfaces } from 'node:os';
-import type { Command } from 'commander';
 import type { RunningApi, WebEndpoint } from '../api/index.js';
 import type { LadderMetrics, MetricsServer } from '../metrics/index.js';
 import {
   startDataPlane,
   startWorkerPlane,
+  workersAtBootFromEnv,
   type DataPlaneOptions,
   type ServerHooks,
   type WorkerPlane,
@@ -28,7 +28,6 @@ import {
   DEFAULT_SERVER_PORT,
 } from '../config/defaults.js';
 import { bindErrorCode } from '../shared/listen.js';
-import { isHostName } from '../shared/parse.js';
 import { managedFlagsSchema, parseFlags } from '../config/flags.js';
 import { checkMethod } from '../protocol/shadowsocks/key-material.js';
 import { isProtocolError } from '../protocol/errors.js';
@@ -59,95 +58,21 @@ import {
   webKeyUrl,
   webStatusLine,
   type RunningWeb,
-  type WebFlags,
 } from './web.js';
+import { checkPublicHost, type ManagedFlags } from './managed-options.js';
 
 /**
  * Managed mode of `ladder server`: data plane + store + management API + metrics in one process.
  * This is what `npm start` runs on a clean clone: a SQLite store under ./.ladder, one initial key,
  * the Outline-compatible API on HTTPS, Prometheus metrics on loopback.
  */
-export interface ManagedFlags extends WebFlags {
-  dataDir?: string;
-  store?: string;
-  /** The method of the key a first start creates (default DEFAULT_METHOD). */
-  method?: string;
-  port?: string;
-  host?: string;
-  publicHost?: string;
-  apiPort?: string;
-  apiHost?: string;
-  metricsPort?: string;
-  metricsHost?: string;
-  metrics?: boolean;
-  dynamicListen?: string;
-  dynamicUrl?: string;
-  allowPrivate?: boolean;
-  /** Relay UDP too (default in managed mode, like Outline's server); --no-udp turns it off. */
-  udp?: boolean;
-  idleTimeout?: string;
-  replayState?: string;
-  /** Data-plane worker threads (default one per core). */
-  workers?: string;
-  logLevel?: string;
-  /** Fleet node name (PostgreSQL store): register, heartbeat, key changes by LISTEN/NOTIFY; the
-   *  node's usage-writer id. */
-  node?: string;
-  /** Re-read the keys this often, seconds (default 2): the fallback bound for lost notifications. */
-  keyPoll?: string;
-}
+export { addManagedOptions, checkPublicHost, type ManagedFlags } from './managed-options.js';
 
 export { DEFAULT_DATA_DIR };
 /** The data port a store is created with when the CLI creates it before any server ran. */
 export const DEFAULT_DATA_PORT = DEFAULT_SERVER_PORT;
 
-/** Options managed mode adds to `ladder server` (the others it shares: --port, --host, --public-host, ...). */
-export function addManagedOptions(cmd: Command): Command {
-  return cmd
-    .option(
-      '--data-dir <dir>',
-      `managed mode: where the key store, API certificate and settings live (default ./${DEFAULT_DATA_DIR})`,
-    )
-    .option(
-      '--store <spec>',
-      'managed mode: sqlite:PATH (default: ladder.db in --data-dir) or postgres://...',
-    )
-    .option(
-      '--api-port <port>',
-      'managed mode: management API port (default: chosen at first start, then kept)',
-    )
-    .option('--api-host <addr>', 'managed mode: management API listen address (default all interfaces)')
-    .option(
-      '--metrics-port <port>',
-      `managed mode: Prometheus /metrics port (default ${DEFAULT_METRICS_PORT}, loopback)`,
-    )
-    .option('--metrics-host <addr>', 'managed mode: Prometheus listen address (default 127.0.0.1)')
-    .option('--no-metrics', 'managed mode: do not serve Prometheus metrics')
-    .option(
-      '--dynamic-listen <addr>',
-      'managed mode: also serve dynamic keys (/access/…) over plain HTTP on host:port, for a TLS proxy or CDN in front',
-    )
-    .option(
-      '--dynamic-url <url>',
-      'managed mode: https:// base URL clients use for ssconf:// keys (kept in the store; "none" resets)',
-    )
-    .option(
-      '--node <name>',
-      'managed mode, PostgreSQL store: run as this fleet node (registered with --public-host; keys list the active nodes; docs/fleet.md)',
-    )
-    .option(
-      '--key-poll <s>',
-      'managed mode: re-read the keys this often (default 2; with --node the fallback if a change notification is lost)',
-    );
-}
-
 export { chooseMode, type ServerMode } from './server-mode.js';
-
-/** --public-host: what clients put in their access URLs, so an IP address or a DNS name. */
-export function checkPublicHost(publicHost: string | undefined): void {
-  if (publicHost !== undefined && !isHostName(publicHost))
-    throw new UsageError('--public-host must be an IP address or a DNS name');
-}
 
 /** The host for access URLs when none is configured: the listen address, else the first global IPv4. */
 export function guessHost(listenHost?: string): string {
@@ -325,6 +250,9 @@ export async function startManaged(
         port,
         ...(parsed.workers !== undefined ? { workers: parsed.workers } : {}),
         ...(tuning.reportMs !== undefined ? { reportMs: tuning.reportMs } : {}),
+        startAtBoot: workersAtBootFromEnv(),
+        // Once the workers run (at the first connection unless LADDER_EAGER_WORKERS=1).
+        ...(tuning.lowerPriority === true ? { lowerPriority: () => lowerThisThreadPriority(log) } : {}),
         onGiveUp: () => void stopForFatal(), // the pool logged why
       });
       return wp;
@@ -337,7 +265,6 @@ export async function startManaged(
       });
     const startPool = async (port: number): Promise<{ plane: PrimaryPlane; pool: PortPool }> => {
       const plane = await startPrimary(port);
-      if (plane.workers > 0 && tuning.lowerPriority === true) lowerThisThreadPriority(log);
       const pool = new PortPool(plane, (p) => startPlane(p, false), log);
       cleanups.push(() => pool.close());
       return { plane, pool };

@@ -14,7 +14,7 @@ import type { AuthEvent, ConnectionClosedEvent, ServerHooks } from './events.js'
 import { KeyRing, type KeyDelta, type RejectedKey } from './keys.js';
 import { RefusalLog } from './refusal-log.js';
 import { ReplayState, replayStateFile, type ReplayFilters, type ReplayStore } from './replay-state.js';
-import { UdpRelay, type UdpRelayContext, type UdpRelayOptions } from './udp-relay.js';
+import { UdpRelay, type AdoptedUdpSocket, type UdpRelayContext, type UdpRelayOptions } from './udp-relay.js';
 import { UsageMeter } from './usage-meter.js';
 
 export { DEFAULT_REPLAY_CAPACITY, DEFAULT_REPLAY_SAVE_MS } from './replay-state.js';
@@ -237,16 +237,21 @@ export class ShadowsocksServer implements ServerControl {
   /**
    * Start accepting. Resolves with the bound address (use port 0 for an ephemeral port). With
    * `fd`, accept on that already listening socket instead (a worker's SO_REUSEPORT socket); UDP
-   * then binds `port`.
+   * then binds `port`, or adopts `udpFd` (a UDP socket bound before this server existed).
    */
-  async listen(opts: { port: number; host?: string | undefined; fd?: number }): Promise<AddressInfo> {
+  async listen(opts: {
+    port: number;
+    host?: string | undefined;
+    fd?: number;
+    udpFd?: AdoptedUdpSocket | undefined;
+  }): Promise<AddressInfo> {
     if (this.#server) throw new Error('server already listening');
     await this.#replay.load();
     const addr = await this.#listen(opts);
     if (this.#udpOptions) {
       const udp = new UdpRelay(this.udpContext, this.#udpOptions);
       try {
-        await udp.listen(addr.port, opts.host);
+        await udp.listen(addr.port, opts.host, opts.udpFd);
       } catch (err) {
         await this.close();
         throw new Error(`cannot bind UDP port ${addr.port}: ${(err as Error).message}`, { cause: err });

@@ -12,7 +12,14 @@ import {
 } from '../protocol/shadowsocks/udp2022.js';
 import type { SocksAddress } from '../protocol/socks5/address.js';
 import type { Clock, Timer } from '../shared/clock.js';
-import { ADDR_SIZE, addrKey, addrToIp, addrToSocks, BatchUdpSocket } from '../transport/batch-udp.js';
+import {
+  ADDR_SIZE,
+  addrKey,
+  addrToIp,
+  addrToSocks,
+  BatchUdpSocket,
+  type PacketHandler,
+} from '../transport/batch-udp.js';
 import { FastUdpSender } from '../transport/fast-udp.js';
 import type { Logger } from '../shared/logger.js';
 import { defaultLookup, isPrivateAddress, type Lookup } from './destination.js';
@@ -28,6 +35,13 @@ const SALTS_2017 = 50_000;
 const COLLECT_MS = 1000;
 /** Resolved destination names are reused for this long within a session. */
 const NAME_TTL_MS = 60_000;
+
+/** A UDP socket bound already (the native udpBind, on the main thread) for the relay to adopt. */
+export interface AdoptedUdpSocket {
+  readonly fd: number;
+  readonly family: 4 | 6;
+  readonly ip: string;
+}
 
 export interface UdpRelayOptions {
   idleMs?: number;
@@ -146,19 +160,29 @@ export class UdpRelay {
     return this.#batch !== undefined;
   }
 
-  /** Bind on `port` (use the TCP listener's port number). */
-  async listen(port: number, host: string | undefined): Promise<void> {
-    const type = host !== undefined && net.isIP(host) === 4 ? 'udp4' : 'udp6';
-    if (BatchUdpSocket.available() && (host === undefined || net.isIP(host) !== 0)) {
-      const bindHost = host ?? '::';
+  /**
+   * Bind on `port` (use the TCP listener's port number), or adopt `adopt` (batched sockets only:
+   * it was made by the addon, so the addon is there).
+   */
+  async listen(port: number, host: string | undefined, adopt?: AdoptedUdpSocket): Promise<void> {
+    const type = adopt
+      ? adopt.family === 6
+        ? 'udp6'
+        : 'udp4'
+      : host !== undefined && net.isIP(host) === 4
+        ? 'udp4'
+        : 'udp6';
+    if (adopt || (BatchUdpSocket.available() && (host === undefined || net.isIP(host) !== 0))) {
+      const bindHost = adopt?.ip ?? host ?? '::';
       try {
-        this.#batch = BatchUdpSocket.bind(type === 'udp6' ? 6 : 4, bindHost, port, (msg, addrs, off) => {
+        const onPacket: PacketHandler = (msg, addrs, off) => {
           try {
             this.#onClientPacket(msg, addrKey(addrs, off), undefined, addrs, off);
           } catch {
             this.#droppedJs++;
           }
-        });
+        };
+        this.#batch = BatchUdpSocket.bind(type === 'udp6' ? 6 : 4, bindHost, port, onPacket, adopt?.fd);
         this.#batchHost = bindHost;
         this.#batch.policy(this.#ctx.allowPrivateDestinations, SALTS_2017);
         this.#armSweep();
@@ -170,7 +194,7 @@ export class UdpRelay {
         if (this.#collectTimer) this.#ctx.clock.clearTimeout(this.#collectTimer);
         if (this.#sweepTimer) this.#ctx.clock.clearTimeout(this.#sweepTimer);
         const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'EADDRINUSE' || code === 'EACCES') throw err; // dgram would fail the same way
+        if (adopt || code === 'EADDRINUSE' || code === 'EACCES') throw err; // dgram would fail the same way
         this.#ctx.log.debug(
           { err: (err as Error).message },
           'batched UDP sockets unavailable; using node:dgram',

@@ -43,8 +43,10 @@ export class BatchUdpSocket {
   /**
    * Bind a socket (family 6 is dual-stack, IPv4 peers reported as IPv4) on ip:port (port 0:
    * any). Throws an Error whose `code` is EADDRINUSE, EACCES, EADDRNOTAVAIL... like dgram's.
+   * With `fd`, that socket (already bound by the native udpBind, of `family`) is adopted instead,
+   * with the datagrams it queued.
    */
-  static bind(family: 4 | 6, ip: string, port: number, onPacket: PacketHandler): BatchUdpSocket {
+  static bind(family: 4 | 6, ip: string, port: number, onPacket: PacketHandler, fd?: number): BatchUdpSocket {
     const n = nativeSockets();
     if (!n) throw new Error('batched UDP sockets need the native addon on Linux');
     if (!shared) {
@@ -64,7 +66,7 @@ export class BatchUdpSocket {
       }
     };
     // onBatch runs only from later loop turns, after `self` is set.
-    const self = new BatchUdpSocket(n, n.sockCreate(family, ip, port, onBatch), family);
+    const self = new BatchUdpSocket(n, n.sockCreate(family, ip, port, onBatch, fd), family);
     return self;
   }
 

@@ -10,7 +10,7 @@ import { NATIVE_METHOD, nativeAddon } from '../protocol/shadowsocks/native.js';
 /** The addon's batched UDP sockets (Linux only); see native/udp_sockets.cc. */
 export interface NativeSockets {
   sockShared(): [Buffer, Int32Array, Uint8Array, number, number];
-  sockCreate(family: 4 | 6, ip: string, port: number, onBatch: (count: number) => void): object;
+  sockCreate(family: 4 | 6, ip: string, port: number, onBatch: (count: number) => void, fd?: number): object;
   sockPort(sock: object): number;
   sockSend(sock: object, data: Uint8Array, addrs: Uint8Array, offset: number): number;
   sockSendTo(sock: object, data: Uint8Array, port: number, ip: string): number;

@@ -23,10 +23,22 @@
 import { Duplex } from 'node:stream';
 import { ProtocolError } from '../protocol/errors.js';
 import { readRecordHeader, RECORD_HEADER, CONTENT_HANDSHAKE } from '../protocol/tls/clienthello.js';
-import { fragmentClientHello, planSegments, type SegmentMode, type SplitStrategy } from '../protocol/tls/fragment.js';
+import {
+  fragmentClientHello,
+  planSegments,
+  type SegmentMode,
+  type SplitStrategy,
+} from '../protocol/tls/fragment.js';
 import type { SocksAddress } from '../protocol/socks5/address.js';
 import { systemClock, type Clock } from '../shared/clock.js';
-import { awaitFirstData, connectTcp, DEFAULT_CONNECT_TIMEOUT_MS, type DialedConnection, type Dialer, type FirstData } from './dialer.js';
+import {
+  awaitFirstData,
+  connectTcp,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  type DialedConnection,
+  type Dialer,
+  type FirstData,
+} from './dialer.js';
 
 export interface TlsFragmentOptions {
   /** Where to cut the ClientHello (default 'name-middle'). */
@@ -70,7 +82,11 @@ function writeOne(w: WritableLike, buf: Buffer): Promise<void> {
  * re-framed per `opts` (several records, several writes, `delayMs` apart), then the rest; else
  * everything goes out unchanged in one write.
  */
-export async function writeFragmented(w: WritableLike, bytes: Buffer, opts: TlsFragmentOptions = {}): Promise<FragmentReport> {
+export async function writeFragmented(
+  w: WritableLike,
+  bytes: Buffer,
+  opts: TlsFragmentOptions = {},
+): Promise<FragmentReport> {
   const h = readRecordHeader(bytes);
   const recordEnd = h ? RECORD_HEADER + h.length : 0;
   let records: Buffer[] | undefined;
@@ -219,10 +235,14 @@ export class FragmentDialer implements Dialer {
   }
 
   async dial(dest: SocksAddress, firstData?: FirstData, signal?: AbortSignal): Promise<DialedConnection> {
-    const socket = await connectTcp(dest.host, dest.port, { timeoutMs: this.#opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, signal });
+    const socket = await connectTcp(dest.host, dest.port, {
+      timeoutMs: this.#opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      signal,
+    });
     try {
       const data = await awaitFirstData(socket, firstData, signal);
-      if (data && data.length > 0) await writeFragmented(socket, Buffer.from(data.buffer, data.byteOffset, data.length), this.#opts);
+      if (data && data.length > 0)
+        await writeFragmented(socket, Buffer.from(data.buffer, data.byteOffset, data.length), this.#opts);
     } catch (err) {
       socket.destroy();
       throw err;

@@ -304,6 +304,10 @@ test('managed mode relays UDP for its keys by default, like Outline; --no-udp tu
           tunnel.send({ type: 'ipv4', host: '127.0.0.1', port: echo.port }, Buffer.from(`dgram ${i}`));
           await sleep(40);
         }
+        // The first datagram starts the data-plane workers (from src/ through tsx: seconds); the
+        // datagrams wait in the socket buffer until worker 0 takes the socket over.
+        if (udp !== false)
+          await waitFor(() => got.length >= 5 || undefined, { timeoutMs: 20_000, message: '5 replies' });
         await sleep(200);
         if (udp === false) assert.equal(got.length, 0, 'no UDP relay with --no-udp');
         else

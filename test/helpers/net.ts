@@ -13,6 +13,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { waitFor } from './wait.js';
 
 export interface TestServer {
@@ -282,4 +284,35 @@ export function rawProbe(
       resolve({ received, kind, afterMs: Date.now() - start });
     });
   });
+}
+
+/** True when some socket in this network namespace listens on 127.0.0.1:port (or any address). */
+export function listening(port: number): boolean {
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols[1]?.endsWith(`:${hex}`) && cols[3] === '0A') return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * Wait until `child` listens on `port` (seen in /proc/net/tcp*, so no connection is made to it: a
+ * server whose workers start at the first connection stays idle).
+ */
+export async function waitListening(child: ChildProcess, port: number, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!listening(port)) {
+    if (child.exitCode !== null) throw new Error(`exited with ${child.exitCode} before listening`);
+    if (Date.now() > deadline) throw new Error(`not listening on ${port} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
 }

@@ -181,7 +181,7 @@ describe('a crashed data-plane worker', { skip: skipUnless(reusePortAvailable(),
   });
 
   test('a worker that keeps crashing: past the budget the pool gives up with one line', async (t) => {
-    const r = await rig(t, { restart: { backoffMs: 20, maxPerMinute: 1 } });
+    const r = await rig(t, { restart: { backoffMs: 20, maxPerMinute: 1 }, startAtBoot: true });
     r.p.crashWorker!(1);
     await waitFor(() => r.p.workerStats()[1]!.restarts === 1, { timeoutMs: 20_000, message: 'restart' });
     r.p.crashWorker!(1);

@@ -7,7 +7,13 @@ import type { ServerConfig } from '../../config/server.js';
 import { isProtocolError } from '../../protocol/errors.js';
 import { checkKey, checkMethod } from '../../protocol/shadowsocks/key-material.js';
 import { formatSsUrl } from '../../protocol/sip002/index.js';
-import { startDataPlane, startWorkerPlane, type DataPlane, type WorkerPlane } from '../../server/index.js';
+import {
+  startDataPlane,
+  startWorkerPlane,
+  workersAtBootFromEnv,
+  type DataPlane,
+  type WorkerPlane,
+} from '../../server/index.js';
 import type { RuntimeKey } from '../../shared/control.js';
 import { createLogger } from '../../shared/logger.js';
 import {
@@ -24,7 +30,8 @@ import { LOG_LEVELS } from '../../shared/logger.js';
 import { logLevelFrom } from '../log-level.js';
 import { UsageError } from '../errors.js';
 import { stopForFatal, untilSignal } from '../shutdown.js';
-import { addManagedOptions, checkPublicHost, chooseMode, runManaged, type ManagedFlags } from '../managed.js';
+import { addManagedOptions, checkPublicHost, type ManagedFlags } from '../managed-options.js';
+import { chooseMode } from '../server-mode.js';
 import { privatePolicyLine } from '../banner-text.js';
 import { ladderCommand } from '../invocation.js';
 import { StartupLog } from '../startup-log.js';
@@ -305,8 +312,10 @@ export function registerServer(program: Command): void {
     .action(async (flags: ServerFlags & ManagedFlags) => {
       const level = logLevelFrom(flags.logLevel);
       // Managed (store + API + metrics) unless a key source is named; see chooseMode.
-      if (chooseMode(flags as Record<string, unknown>) === 'managed')
+      if (chooseMode(flags as Record<string, unknown>) === 'managed') {
+        const { runManaged } = await import('../managed.js'); // not loaded by the unmanaged server
         return runManaged({ ...flags, logLevel: level });
+      }
       checkPublicHost(flags.publicHost);
       const p = await plan(flags);
       const webPlan = await planWeb(
@@ -338,6 +347,7 @@ export function registerServer(program: Command): void {
               ...common,
               logLevel: level,
               ...(p.config.workers !== undefined ? { workers: p.config.workers } : {}),
+              startAtBoot: workersAtBootFromEnv(),
               onGiveUp: () => void stopForFatal(), // the pool logged why
             });
       } catch (err) {

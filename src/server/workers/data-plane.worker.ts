@@ -4,6 +4,7 @@
  * with the replay filters shared through SharedArrayBuffers. Keys arrive as deltas; byte counts,
  * connection events and open-connection counts go back to the main thread in batches.
  */
+import { readlinkSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { setNativeEnabled } from '../../protocol/shadowsocks/native.js';
 import { createLogger } from '../../shared/logger.js';
@@ -61,6 +62,15 @@ const server = new ShadowsocksServer({
   },
 });
 
+/** Linux: this thread's id (/proc/thread-self is "PID/task/TID"); undefined elsewhere. */
+function threadId(): number | undefined {
+  try {
+    return Number(readlinkSync('/proc/thread-self').split('/').pop());
+  } catch {
+    return undefined;
+  }
+}
+
 function sendUsage(): void {
   if (usage.length === 0) return;
   post({ t: 'usage', counts: usage });
@@ -110,13 +120,20 @@ port.on('message', (m: ToWorker) => {
   }
 });
 
-server.listen({ port: init.port, host: init.host, ...(init.fd !== undefined ? { fd: init.fd } : {}) }).then(
-  (a) => {
-    log.level = level;
-    post({ t: 'ready', port: a.port, address: a.address, family: a.family });
-  },
-  (err: NodeJS.ErrnoException) => {
-    post({ t: 'failed', code: err.code, message: err.message });
-    port.close();
-  },
-);
+server
+  .listen({
+    port: init.port,
+    host: init.host,
+    ...(init.fd !== undefined ? { fd: init.fd } : {}),
+    ...(init.udpFd ? { udpFd: init.udpFd } : {}),
+  })
+  .then(
+    (a) => {
+      log.level = level;
+      post({ t: 'ready', port: a.port, address: a.address, family: a.family, tid: threadId() });
+    },
+    (err: NodeJS.ErrnoException) => {
+      post({ t: 'failed', code: err.code, message: err.message });
+      port.close();
+    },
+  );

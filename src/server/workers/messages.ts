@@ -6,7 +6,7 @@
 import type { RuntimeKey } from '../../shared/control.js';
 import type { AuthEvent, ConnectionClosedEvent } from '../events.js';
 import type { KeyDelta } from '../keys.js';
-import type { UdpRelayOptions } from '../udp-relay.js';
+import type { AdoptedUdpSocket, UdpRelayOptions } from '../udp-relay.js';
 import type { SharedReplayBuffers } from './shared-salts.js';
 
 /** The worker's start-up data (`workerData`). */
@@ -18,6 +18,8 @@ export interface WorkerInit {
   readonly host: string | undefined;
   /** Relay UDP too (one worker only: its NAT sessions and UDP salts are not shared). */
   readonly udp: boolean | UdpRelayOptions;
+  /** A UDP socket bound on the main thread to adopt (workers started on demand), else UDP binds `port`. */
+  readonly udpFd?: AdoptedUdpSocket | undefined;
   readonly keys: readonly RuntimeKey[];
   /** The shared replay filters; undefined gives the worker filters of its own (a test control). */
   readonly replay: SharedReplayBuffers | undefined;
@@ -45,7 +47,14 @@ export type ToWorker =
   | { readonly t: 'crash' };
 
 export type FromWorker =
-  | { readonly t: 'ready'; readonly port: number; readonly address: string; readonly family: string }
+  | {
+      readonly t: 'ready';
+      readonly port: number;
+      readonly address: string;
+      readonly family: string;
+      /** Linux: this thread's id. */
+      readonly tid: number | undefined;
+    }
   | { readonly t: 'failed'; readonly code: string | undefined; readonly message: string }
   | { readonly t: 'usage'; readonly counts: readonly (readonly [id: string, up: number, down: number])[] }
   | {

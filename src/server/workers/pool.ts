@@ -6,19 +6,18 @@
  * every worker as a delta), the usage sink (workers post batched byte counts: each byte is counted
  * by the one worker that carried it) and the hooks (events posted in batches, so metrics are
  * aggregated in one registry). UDP runs in worker 0 only.
+ *
+ * Workers start on demand (default where the addon is): at boot this thread makes the listening
+ * sockets (and the UDP socket) and only watches them (native fd_watch.cc); the first connection
+ * or datagram starts every worker, and they accept what waits in the backlog. Until then the
+ * process runs no worker thread (each costs ~10 MiB idle). `startAtBoot` starts them at once.
  */
-import { readlinkSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { AddressInfo } from 'node:net';
-import { Worker } from 'node:worker_threads';
 import { nativeAvailable } from '../../protocol/shadowsocks/native.js';
 import { systemClock } from '../../shared/clock.js';
 import type { RuntimeKey, ServerControl, UsageSink } from '../../shared/control.js';
 import type { Logger } from '../../shared/logger.js';
-import { packageRoot } from '../../shared/package-root.js';
 import type { ServerHooks } from '../events.js';
 import { keyDelta, type KeyDelta } from '../keys.js';
 import {
@@ -30,8 +29,24 @@ import {
 } from '../replay-state.js';
 import type { UdpRelayOptions } from '../udp-relay.js';
 import type { FromWorker, ToWorker, WorkerInit } from './messages.js';
-import { bindAddress, closeFd, listenReusePort, localPort, reusePortAvailable } from './reuseport.js';
+import {
+  bindAddress,
+  closeFd,
+  listenReusePort,
+  localPort,
+  onDemandAvailable,
+  reusePortAvailable,
+  udpBindFirst,
+  watchReadable,
+} from './reuseport.js';
 import { createSharedReplay, sharedReplayFilters } from './shared-salts.js';
+import { closeIfStillOpen, Handle, socketInode } from './handle.js';
+import { Supervisor } from './supervisor.js';
+
+/** LADDER_EAGER_WORKERS=1: start the data-plane workers at boot, not at the first connection. */
+export function workersAtBootFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.LADDER_EAGER_WORKERS === '1';
+}
 
 /** Default number of data-plane workers: one per core. */
 export function defaultWorkers(): number {
@@ -76,6 +91,18 @@ export interface WorkerPlaneOptions {
   onGiveUp?: (reason: string) => void;
   /** Tests only: the plane gets crashWorker(index), which makes that worker throw. */
   testHooks?: boolean;
+  /**
+   * Start the workers before resolving (the first connection then waits for no thread start);
+   * default false: they start at the first connection or datagram, where the addon can watch.
+   */
+  startAtBoot?: boolean;
+  /**
+   * Lower this thread's priority (the management plane's) below the workers': called once, when
+   * every worker listens for the first time (at boot or at the first connection). Before it, the
+   * pool starts a supervisor thread (supervisor.ts) at the workers' priority, which creates the
+   * workers started later (restarts), so they do not inherit this thread's lower priority.
+   */
+  lowerPriority?: () => void;
 }
 
 export interface WorkerRestartOptions {
@@ -91,13 +118,19 @@ export interface WorkerStats {
   closed: Record<string, number>;
   /** Times this worker was restarted after stopping unexpectedly. */
   restarts: number;
+  /** Linux: the thread id of its latest start (/proc/PID/task/TID). */
+  tid?: number | undefined;
 }
 
 /** The data plane as the management plane drives it (the same seam as one ShadowsocksServer). */
 export interface WorkerPlane extends ServerControl {
   readonly address: AddressInfo;
-  /** Workers actually running (1 when SO_REUSEPORT sockets cannot be made here). */
+  /** Workers the plane runs (1 when SO_REUSEPORT sockets cannot be made here), once started. */
   readonly workers: number;
+  /** The workers run (false while they wait for the first connection or datagram). */
+  readonly started: boolean;
+  /** Resolves once every worker listens (at once when they started at boot); rejects if one cannot. */
+  whenStarted(): Promise<void>;
   /** The replay state this thread loads and saves (the filters are the workers'). */
   readonly replayState: ReplayState;
   /**
@@ -121,104 +154,6 @@ export interface WorkerPlane extends ServerControl {
   applyKeyDelta(delta: KeyDelta): Promise<void>;
   saveReplayState(): Promise<void>;
   close(): Promise<void>;
-}
-
-/**
- * The worker's entry: from a build, dist/server/workers/data-plane.worker.js (scripts/build.mjs
- * makes every *.worker.ts an entry point of its own, at its path under src/; this module itself
- * sits in a chunk at another depth, so the path is taken from the package root); from src/,
- * data-plane.worker.ts through tsx. An eval'd worker does not get the parent's loader hooks, so tsx is registered in it, through
- * its CommonJS hook (about a third of the start-up time of its ESM hook, which starts a loader
- * thread per worker; the data plane's modules have no top-level await).
- */
-function workerSource(): string {
-  if (!import.meta.url.endsWith('.ts')) {
-    const root = packageRoot()?.dir;
-    if (root === undefined) throw new Error('cannot find the package root for the data-plane worker');
-    const entry = pathToFileURL(join(root, 'dist', 'server', 'workers', 'data-plane.worker.js'));
-    return `import(${JSON.stringify(entry.href)});`;
-  }
-  const req = createRequire(import.meta.url);
-  const tsx = req.resolve('tsx/cjs/api');
-  const entry = fileURLToPath(new URL('./data-plane.worker.ts', import.meta.url));
-  return `require(${JSON.stringify(tsx)}).register(); require(${JSON.stringify(entry)});`;
-}
-
-class Handle {
-  readonly worker: Worker;
-  open = new Map<string, number>();
-  /** Connections accepted and not yet reported closed (lost if the worker crashes). */
-  live = 0;
-  /** The uncaught error that ended the worker: its class and code (logged), and first line (debug). */
-  error: { name: string; code?: string; line: string } | undefined;
-  /** The listening socket it was given, and that socket's inode (to close it only if still ours). */
-  fd: number | undefined;
-  fdInode: string | undefined;
-  /** Key deltas posted and not yet applied, by sequence number. */
-  readonly pending = new Map<number, () => void>();
-  closed: Promise<void>;
-  /** The thread has exited: nothing it is sent is answered. */
-  exited = false;
-  #onClosed!: () => void;
-
-  constructor(
-    readonly index: number,
-    readonly stats: WorkerStats,
-    init: WorkerInit,
-    onMessage: (h: Handle, m: FromWorker) => void,
-    onExit: (h: Handle, code: number) => void,
-  ) {
-    this.worker = new Worker(workerSource(), { eval: true, workerData: init });
-    this.closed = new Promise((r) => (this.#onClosed = r));
-    this.worker.on('message', (m: FromWorker) => {
-      if (m.t === 'closed') this.#onClosed();
-      if (m.t === 'applied') {
-        for (const [seq, done] of this.pending) {
-          if (seq > m.seq) break;
-          this.pending.delete(seq);
-          done();
-        }
-      }
-      onMessage(this, m);
-    });
-    // An uncaught error ends in 'exit', reported there with the error's first line.
-    this.worker.on('error', (err: Error & { code?: unknown }) => {
-      this.error = {
-        name: err.name,
-        ...(typeof err.code === 'string' ? { code: err.code } : {}),
-        line: String(err.message).split('\n')[0]!,
-      };
-    });
-    this.worker.on('exit', (code) => {
-      this.exited = true;
-      this.#onClosed();
-      for (const done of this.pending.values()) done();
-      this.pending.clear();
-      onExit(this, code);
-    });
-  }
-
-  send(m: ToWorker): void {
-    this.worker.postMessage(m);
-  }
-}
-
-/** The inode of the socket at `fd` in this process ("socket:[N]"), or undefined. */
-function socketInode(fd: number): string | undefined {
-  try {
-    const target = readlinkSync(`/proc/self/fd/${fd}`);
-    return target.startsWith('socket:') ? target : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Close a crashed worker's listening socket if its thread's teardown did not: only while the fd
- * still names the same socket (the number may have been reused since), so nothing else is closed.
- */
-function closeIfStillOpen(fd: number, inode: string | undefined): void {
-  if (inode !== undefined && socketInode(fd) === inode) closeFd(fd);
 }
 
 /** Start the workers and resolve once every one is listening. */
@@ -339,7 +274,8 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     index: number,
     fd: number | undefined,
     port: number,
-    stats: WorkerStats = { opened: 0, authenticated: 0, closed: {}, restarts: 0 },
+    stats: WorkerStats,
+    udpFd?: { fd: number; family: 4 | 6; ip: string },
   ): Promise<Extract<FromWorker, { t: 'ready' }>> =>
     new Promise((resolve, reject) => {
       const init: WorkerInit = {
@@ -349,14 +285,17 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
         fd,
         port,
         udp: index === 0 ? (opts.udp ?? false) : false,
+        udpFd,
       };
       const h = new Handle(
         index,
         stats,
         init,
         (hh, m) => {
-          if (m.t === 'ready') resolve(m);
-          else if (m.t === 'failed') reject(Object.assign(new Error(m.message), { code: m.code }));
+          if (m.t === 'ready') {
+            hh.stats.tid = m.tid;
+            resolve(m);
+          } else if (m.t === 'failed') reject(Object.assign(new Error(m.message), { code: m.code }));
           else onMessage(hh, m);
         },
         (hh, code) => {
@@ -365,66 +304,139 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
           );
           onExit(hh, code);
         },
+        supervisor,
       );
       h.fd = fd;
       h.fdInode = fd === undefined ? undefined : socketInode(fd);
       handles[index] = h;
     });
 
+  const stats: WorkerStats[] = [];
+  let supervisor: Supervisor | undefined;
+  type Held = { fds: number[]; udp: { fd: number; family: 4 | 6; ip: string } | undefined };
+  // On demand: the sockets this thread holds until the workers take them, and the watch on them.
+  let held: Held | undefined;
+  let unwatch: (() => void) | undefined;
+  let fire: (() => void) | undefined; // ends the wait for the first connection (closing: nothing starts)
+  const release = (): void => {
+    fire?.();
+    unwatch?.();
+    unwatch = undefined;
+    for (const fd of held?.fds ?? []) closeFd(fd);
+    if (held?.udp) closeFd(held.udp.fd);
+    held = undefined;
+  };
   const stopAll = async (): Promise<void> => {
     closing = true;
+    release();
     for (const t of timers) clearTimeout(t);
     timers.clear();
     for (const h of handles) h.send({ t: 'close' });
     await Promise.all(handles.map((h) => h.closed));
     await Promise.all(handles.map((h) => h.worker.terminate()));
+    await supervisor?.close();
   };
 
+  for (let i = 0; i < wanted; i++) stats.push({ opened: 0, authenticated: 0, closed: {}, restarts: 0 });
+  const onDemand = opts.startAtBoot !== true && onDemandAvailable();
+  // Start every worker on the sockets made for them (one per worker, or worker 0's own listener).
+  const startWorkers = async (fds: readonly number[] | undefined, port: number, udpFd?: Held['udp']) => {
+    if (fds === undefined) return [await start(0, undefined, port, stats[0]!)];
+    return Promise.all(
+      fds.map((fd, i) =>
+        start(i, fd, port, stats[i]!, i === 0 ? udpFd : undefined).catch((err: unknown) => {
+          closeFd(fd); // closed only if still this socket's number (the worker did not take it)
+          throw err;
+        }),
+      ),
+    );
+  };
   let address: AddressInfo;
   let addrs: { family: 4 | 6; ip: string }[] = [];
+  let started: Promise<void>;
+  let isStarted = false;
+  const markStarted = (): void => {
+    isStarted = true;
+    replay.start();
+    up = true;
+    if (opts.lowerPriority && !closing) {
+      supervisor = new Supervisor(); // its thread exists now, at the workers' priority
+      opts.lowerPriority();
+    }
+  };
   try {
-    if (wanted === 1) {
-      const r = await start(0, undefined, opts.port);
+    if (wanted === 1 && !onDemand) {
+      const r = await start(0, undefined, opts.port, stats[0]!);
       address = { port: r.port, address: r.address, family: r.family };
     } else {
       // Every socket first (the first fixes the port when port 0 asked for any), then every
       // worker at once.
       addrs = await bindAddress(opts.host);
       const fds: number[] = [];
+      let udpFd: Held['udp'];
       try {
         fds.push(listenReusePort(addrs, opts.port));
         const port = localPort(fds[0]!);
         while (fds.length < wanted) fds.push(listenReusePort(addrs, port));
+        if (onDemand && opts.udp !== undefined && opts.udp !== false) udpFd = udpBindFirst(addrs, port);
       } catch (err) {
         for (const fd of fds) closeFd(fd);
         throw err;
       }
       const port = localPort(fds[0]!);
-      const ready = await Promise.all(
-        fds.map((fd, i) =>
-          start(i, fd, port).catch((err: unknown) => {
-            closeFd(fd);
-            throw err;
-          }),
-        ),
-      );
-      const r = ready[0]!;
-      address = { port: r.port, address: r.address, family: r.family };
+      if (onDemand) {
+        // The bound address as a worker would report it (node's names for the families).
+        const bound = addrs.find((x) => x.family === (udpFd?.family ?? x.family))!;
+        address = { port, address: bound.ip, family: bound.family === 6 ? 'IPv6' : 'IPv4' };
+        held = { fds, udp: udpFd };
+      } else {
+        const r = (await startWorkers(fds, port))[0]!;
+        address = { port: r.port, address: r.address, family: r.family };
+      }
     }
   } catch (err) {
     await stopAll();
     throw err;
   }
-  replay.start();
-  up = true;
-  log.info({ port: address.port, workers: wanted }, 'listening');
+  if (held === undefined) {
+    markStarted();
+    started = Promise.resolve();
+    log.info({ port: address.port, workers: wanted }, 'listening');
+  } else {
+    const h = held;
+    let startedAt = 0;
+    const trigger = new Promise<void>((r) => (fire = r));
+    unwatch = watchReadable(h.udp ? [...h.fds, h.udp.fd] : h.fds, () => fire?.());
+    started = trigger.then(async () => {
+      if (closing) return;
+      fire = undefined;
+      unwatch = undefined; // fired: the watch stopped itself
+      held = undefined; // the workers own the sockets now
+      startedAt = Date.now();
+      try {
+        await startWorkers(h.fds, address.port, h.udp);
+      } catch (err) {
+        if (closing) return;
+        gaveUp = true;
+        const reason = `data-plane workers could not start: ${(err as Error).message.split('\n')[0]}; stopping the server`;
+        log.error({}, reason);
+        opts.onGiveUp?.(reason);
+        throw err;
+      }
+      if (closing) return;
+      markStarted();
+      log.info({ workers: wanted, startMs: Date.now() - startedAt }, 'data-plane workers started');
+    });
+    started.catch(() => undefined); // reported through onGiveUp; whenStarted() still rejects
+    log.info({ port: address.port, workers: wanted, start: 'at the first connection' }, 'listening');
+  }
 
   /** Start worker `old.index` again: a new SO_REUSEPORT socket on the port (or its own listener). */
   const respawn = async (old: Handle): Promise<void> => {
     if (closing || handles[old.index] !== old) return;
     let fd: number | undefined;
     try {
-      if (wanted > 1) fd = listenReusePort(addrs, address.port);
+      if (addrs.length > 0) fd = listenReusePort(addrs, address.port);
     } catch (err) {
       // No socket, so no worker whose exit would retry: give up the same way.
       gaveUp = true;
@@ -448,6 +460,10 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
   const plane: WorkerPlane = {
     address,
     workers: wanted,
+    get started() {
+      return isStarted;
+    },
+    whenStarted: () => started,
     replayState: replay,
     replayFilters: filters,
     get keys() {
@@ -478,7 +494,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
       for (const h of handles) for (const [id, n] of h.open) out.set(id, (out.get(id) ?? 0) + n);
       return out;
     },
-    workerStats: () => handles.map((h) => ({ ...h.stats, closed: { ...h.stats.closed } })),
+    workerStats: () => stats.map((s) => ({ ...s, closed: { ...s.closed } })),
     ...(opts.testHooks === true ? { crashWorker: (i: number) => handles[i]?.send({ t: 'crash' }) } : {}),
     saveReplayState: () => replay.save(),
     async close() {

@@ -12,6 +12,9 @@ interface ReusePortExports {
   tcpListenReusePort?: (family: 4 | 6, ip: string, port: number, backlog: number) => number;
   fdLocalPort?: (fd: number) => number;
   fdClose?: (fd: number) => void;
+  udpBind?: (family: 4 | 6, ip: string, port: number) => number;
+  fdWatch?: (fds: number[], onReadable: () => void) => object;
+  fdUnwatch?: (watch: object) => void;
 }
 
 const BACKLOG = 511; // node's default
@@ -28,6 +31,55 @@ export function reusePortAvailable(): boolean {
     typeof a.fdLocalPort === 'function' &&
     typeof a.fdClose === 'function'
   );
+}
+
+/**
+ * True when the workers can start on demand here: the addon can hold the listening sockets (and
+ * a bound UDP socket) on this thread and say when the first connection or datagram waits.
+ */
+export function onDemandAvailable(): boolean {
+  const a = exportsOf();
+  return (
+    reusePortAvailable() &&
+    typeof a?.udpBind === 'function' &&
+    typeof a.fdWatch === 'function' &&
+    typeof a.fdUnwatch === 'function'
+  );
+}
+
+/**
+ * Call `onReadable` once, the first time any of `fds` is readable (a connection waits in a
+ * listening socket's backlog, a datagram in a UDP socket's buffer); nothing is accepted or read.
+ * Returns a function that stops watching.
+ */
+export function watchReadable(fds: readonly number[], onReadable: () => void): () => void {
+  const a = exportsOf();
+  if (!a?.fdWatch || !a.fdUnwatch) throw new Error('watching sockets needs the native addon');
+  const unwatch = a.fdUnwatch;
+  const w = a.fdWatch([...fds], onReadable);
+  return () => unwatch(w);
+}
+
+/**
+ * A bound UDP socket (not read until a worker adopts it) on the first of `addrs` that works,
+ * like listenReusePort: its fd and where it is bound.
+ */
+export function udpBindFirst(
+  addrs: readonly { family: 4 | 6; ip: string }[],
+  port: number,
+): { fd: number; family: 4 | 6; ip: string } {
+  const a = exportsOf();
+  if (!a?.udpBind) throw new Error('a UDP socket for a worker needs the native addon');
+  let last: unknown;
+  for (const { family, ip } of addrs) {
+    try {
+      return { fd: a.udpBind(family, ip, port), family, ip };
+    } catch (err) {
+      last = err;
+      if ((err as NodeJS.ErrnoException).code !== 'EAFNOSUPPORT') break;
+    }
+  }
+  throw last;
 }
 
 /** Where to bind: an IP literal and its family (a name is resolved once, like net.listen does). */
