@@ -111,17 +111,32 @@ export const AccessKeyPage = AccessKeyList.extend({
   next: z
     .string()
     .optional()
-    .meta({ description: 'Ladder extension, paginated requests only: `after` for the next page; absent on the last' }),
+    .meta({
+      description: 'Ladder extension, paginated requests only: `after` for the next page; absent on the last',
+    }),
 });
 export const ListQuery = z.object({
   limit: z
     .string()
     .optional()
     .meta({ description: 'Ladder extension: keys per page, 1 to 1000 (default 500 when `after` is given)' }),
-  after: z
-    .string()
-    .optional()
-    .meta({ description: "Ladder extension: the previous page's `next`" }),
+  after: z.string().optional().meta({ description: "Ladder extension: the previous page's `next`" }),
+});
+
+/** Blocked-address detection's threshold (fleet-wide; docs/fleet.md). */
+export const ReportSettings = z.object({
+  keys: z
+    .number()
+    .int()
+    .min(1)
+    .max(10_000)
+    .meta({ description: 'Distinct keys that must report an address' }),
+  windowSeconds: z
+    .number()
+    .int()
+    .min(60)
+    .max(86_400)
+    .meta({ description: 'Within this many seconds (reports older are forgotten)' }),
 });
 
 export const Server = z.object({
@@ -142,6 +157,9 @@ export const Server = z.object({
     .string()
     .optional()
     .meta({ description: "Path of this API's OpenAPI document (under the secret prefix)" }),
+  blockedAddressReports: ReportSettings.optional().meta({
+    description: 'Fleet: how many distinct keys within how many seconds mark a reported address suspected',
+  }),
 });
 export type ServerJson = z.infer<typeof Server>;
 
