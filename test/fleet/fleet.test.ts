@@ -13,47 +13,40 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openStore, parseStoreLocation, type KyselyStore } from '../../src/store/index.js';
+import type { KyselyStore } from '../../src/store/index.js';
 import { run, waitForStdout, type Run } from '../helpers/cli-run.js';
 import { runLadder } from '../helpers/ladder-run.js';
-import { freePort, readExactly } from '../helpers/net.js';
-import { HAVE_POSTGRES, SKIP_WITHOUT_POSTGRES, startPostgres, type PgCluster } from '../helpers/postgres.js';
+import { readExactly } from '../helpers/net.js';
+import { HAVE_POSTGRES, SKIP_WITHOUT_POSTGRES, type PgCluster } from '../helpers/postgres.js';
 import { socks5Connect } from '../helpers/socks5.js';
 import { sleep, waitFor } from '../helpers/wait.js';
-import { echoServer } from '../api/managed-helpers.js';
 import {
+  fleetFixture,
   startNodeProc,
   stopProc,
   tryTunnel,
   untilCarries,
+  type FleetFixture,
   type FleetNodeProc,
   type KeyCreds,
 } from './fleet-helpers.js';
 
+let fx: FleetFixture | undefined;
 let pg: PgCluster | undefined;
 let store: KyselyStore;
 let dir: string;
 let port: number;
 let echoPort: number;
+let procs: Run[] = [];
 const nodes = new Map<string, FleetNodeProc>();
-const procs: Run[] = [];
-const echoCleanups: (() => Promise<void>)[] = [];
 
 const HOSTS = { a: '127.0.0.2', b: '127.0.0.3', c: '127.0.0.4', d: '127.0.0.5' } as const;
 
 before(async () => {
   if (!HAVE_POSTGRES) return;
-  pg = await startPostgres();
-  dir = mkdtempSync(join(tmpdir(), 'ladder-fleet-'));
-  port = await freePort();
-  echoPort = await echoServer({ after: (fn) => void echoCleanups.push(fn) });
-  const apiPrefix = async (): Promise<string> => {
-    store ??= await openStore(parseStoreLocation(pg!.url, dir));
-    return (await store.getSettings()).apiPrefix;
-  };
+  fx = await fleetFixture('ladder-fleet-');
+  ({ pg, dir, port, echoPort, procs } = fx);
   for (const name of ['a', 'b', 'c', 'd'] as const) {
     const n = await startNodeProc({
       name,
@@ -61,7 +54,7 @@ before(async () => {
       dataDir: join(dir, name),
       pgUrl: pg.url,
       port,
-      apiPrefix,
+      apiPrefix: fx.apiPrefix,
       // D: no LISTEN and a long poll, the negative control; A: Prometheus on.
       ...(name === 'd'
         ? { env: { LADDER_FLEET_NOTIFY: 'off' }, extra: ['--no-metrics', '--key-poll', '10'] }
@@ -71,15 +64,10 @@ before(async () => {
     nodes.set(name, n);
     procs.push(n.run);
   }
+  store = await fx.store();
 });
 
-after(async () => {
-  for (const p of procs) await stopProc(p);
-  await store?.close();
-  for (const c of echoCleanups) await c();
-  pg?.destroy();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+after(() => fx?.close());
 
 const node = (n: string): FleetNodeProc => nodes.get(n)!;
 const SKIP = SKIP_WITHOUT_POSTGRES;
