@@ -585,7 +585,8 @@ export async function runManaged(flags: ManagedFlags): Promise<void> {
       process.stdout.write(tty ? server.banner : server.firstStart ? server.logBanner : server.publicBanner);
     setImmediate(startupDone);
   } catch (err) {
-    if (!(err instanceof StartAborted)) {
+    // Stopped during the start (StartAborted, or whatever a closed store made the start throw).
+    if (!(err instanceof StartAborted) && !abort.signal.aborted) {
       failed.abort(); // the handlers go; the error is the command's
       throw err;
     }
