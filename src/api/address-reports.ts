@@ -3,13 +3,14 @@
  * whose connections to HOST (a node's address) failed while another node of the same key worked.
  * The client sends it through the tunnel of the node that works, so the request comes from that
  * node, and nothing of the request's origin is read or stored: the store keeps (node, address,
- * key, time). Enough distinct keys within the window (FleetView.reportPolicy) mark the address
+ * key, time). Enough distinct keys within the window (the store's reportKeys and reportWindowSeconds
+ * settings, PUT /server/blocked-address-reports) mark the address
  * suspected and keys leave it out (NodeRegistry.report). Each key may report a few times per
  * window (a replayed or looping client cannot flood the table); unknown tokens get the usual 404.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isHostName } from '../shared/parse.js';
-import { DEFAULT_REPORT_POLICY } from '../store/index.js';
+import type { ReportPolicy } from '../store/index.js';
 import type { ApiContext } from './context.js';
 import { NOT_FOUND_BODY } from './errors.js';
 import { keyByToken } from './subscriptions/state.js';
@@ -21,10 +22,16 @@ const MAX_TRACKED_KEYS = 100_000;
 export function registerReportRoute(app: FastifyInstance, ctx: ApiContext): void {
   const fleet = ctx.fleet;
   if (!fleet) return;
-  const policy = fleet.reportPolicy ?? DEFAULT_REPORT_POLICY;
+  // The store's (fleet-wide) setting, read per report so a change applies at once on every node;
+  // FleetView.reportPolicy fixes it (tests).
+  const policyNow = async (): Promise<ReportPolicy> => {
+    if (fleet.reportPolicy) return fleet.reportPolicy;
+    const s = await ctx.store.getSettings();
+    return { keys: s.reportKeys, windowMs: s.reportWindowSeconds * 1000 };
+  };
   // key id → times of its recent reports (this process's view; each node limits on its own).
   const recent = new Map<string, number[]>();
-  const allow = (keyId: string, now: number): boolean => {
+  const allow = (policy: ReportPolicy, keyId: string, now: number): boolean => {
     const since = now - policy.windowMs;
     const times = (recent.get(keyId) ?? []).filter((t) => t > since);
     if (times.length >= REPORTS_PER_KEY) return false;
@@ -50,7 +57,8 @@ export function registerReportRoute(app: FastifyInstance, ctx: ApiContext): void
         .send({ code: 'InvalidArgument', message: 'Invalid "address": not an IP address or a DNS name' });
     if (found.status.state !== 'active')
       return reply.code(403).send({ code: 'Forbidden', message: 'Key not active' });
-    if (!allow(found.key.id, ctx.clock.now()))
+    const policy = await policyNow();
+    if (!allow(policy, found.key.id, ctx.clock.now()))
       return reply
         .code(429)
         .header('retry-after', String(Math.ceil(policy.windowMs / 1000)))

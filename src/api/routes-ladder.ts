@@ -24,6 +24,7 @@ import {
   IdParams,
   KeyUsage,
   PrefixBody,
+  ReportSettings,
 } from './schemas.js';
 
 /** A 404 naming the unknown ids (the first few of them and how many). */
@@ -84,6 +85,23 @@ export function registerLadderRoutes(app: FastifyInstance, ctx: ApiContext): voi
     async (req, reply) => {
       if (!(await store.updateKey(req.params.id, { expiresAt: null }))) throw keyNotFound(req.params.id);
       await ctx.enforcer.refresh();
+      return reply.code(204).send();
+    },
+  );
+
+  r.put(
+    '/server/blocked-address-reports',
+    {
+      schema: {
+        tags,
+        description:
+          'Sets blocked-address detection (fleet-wide): `keys` distinct keys reporting an address within `windowSeconds` mark it suspected',
+        body: ReportSettings,
+        response: { 204: NoContent, 400: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      await store.updateSettings({ reportKeys: req.body.keys, reportWindowSeconds: req.body.windowSeconds });
       return reply.code(204).send();
     },
   );

@@ -102,6 +102,8 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
       if (s.accessKeyDataLimitBytes !== null) out.accessKeyDataLimit = { bytes: s.accessKeyDataLimitBytes };
       if (s.dynamicKeyBaseUrl !== null) out.dynamicKeyBaseUrl = s.dynamicKeyBaseUrl;
       out.openapi = `/${s.apiPrefix}/openapi.json`;
+      // Ladder extension, on a fleet node: blocked-address detection's fleet-wide threshold.
+      if (ctx.fleet) out.blockedAddressReports = { keys: s.reportKeys, windowSeconds: s.reportWindowSeconds };
       return out;
     },
   );

@@ -124,6 +124,22 @@ export const ListQuery = z.object({
     .meta({ description: 'Ladder extension: only these fields of each key (comma-separated; id always)' }),
 });
 
+/** Blocked-address detection's threshold (fleet-wide; docs/fleet.md). */
+export const ReportSettings = z.object({
+  keys: z
+    .number()
+    .int()
+    .min(1)
+    .max(10_000)
+    .meta({ description: 'Distinct keys that must report an address' }),
+  windowSeconds: z
+    .number()
+    .int()
+    .min(60)
+    .max(86_400)
+    .meta({ description: 'Within this many seconds (reports older are forgotten)' }),
+});
+
 export const Server = z.object({
   name: z.string(),
   serverId: z.string(),
@@ -142,6 +158,9 @@ export const Server = z.object({
     .string()
     .optional()
     .meta({ description: "Path of this API's OpenAPI document (under the secret prefix)" }),
+  blockedAddressReports: ReportSettings.optional().meta({
+    description: 'Fleet: how many distinct keys within how many seconds mark a reported address suspected',
+  }),
 });
 export type ServerJson = z.infer<typeof Server>;
 

@@ -67,29 +67,9 @@ export async function fleetView(store: KyselyStore, name: string): Promise<Fleet
     );
   const view: FleetView & { running?: RunningNode } = {
     nodes,
-    reportPolicy: reportPolicyFromEnv(process.env),
     self: () => view.running?.node.status() ?? { name, keysVersion: 0, listening: false, notifications: 0 },
   };
   return view;
-}
-
-/**
- * Blocked-address detection's threshold: LADDER_REPORT_KEYS distinct keys (default 3) within
- * LADDER_REPORT_WINDOW_S seconds (default 600). Every node should be given the same values.
- */
-export function reportPolicyFromEnv(env: NodeJS.ProcessEnv): { keys: number; windowMs: number } {
-  const read = (name: string, def: number, max: number): number => {
-    const v = env[name];
-    if (v === undefined || v === '') return def;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1 || n > max)
-      throw new UsageError(`${name} must be a whole number from 1 to ${max}, got "${v.slice(0, 40)}"`);
-    return n;
-  };
-  return {
-    keys: read('LADDER_REPORT_KEYS', 3, 10_000),
-    windowMs: read('LADDER_REPORT_WINDOW_S', 600, 86_400) * 1000,
-  };
 }
 
 /** Register this node and keep it in the fleet (heartbeat, LISTEN for key changes). */
@@ -123,6 +103,10 @@ export async function startNode(o: StartNodeOptions): Promise<RunningNode> {
     if (err instanceof NodeError) throw new UsageError(err.message);
     throw err;
   }
+  if (process.env.LADDER_REPORT_KEYS !== undefined || process.env.LADDER_REPORT_WINDOW_S !== undefined)
+    o.log.warn(
+      'LADDER_REPORT_KEYS and LADDER_REPORT_WINDOW_S are no longer read: the threshold is a store setting (PUT /server/blocked-address-reports)',
+    );
   const st = node.status();
   const line = `fleet node ${o.name} on postgres (${o.hosts.join(', ')}; heartbeat every ${HEARTBEAT_MS / 1000} s, down after ${DOWN_AFTER_MS / 1000} s; key changes ${st.listening ? 'by LISTEN/NOTIFY, polling as fallback' : 'by polling only (LISTEN off or not connected yet)'})`;
   return { node, line };

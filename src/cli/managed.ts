@@ -1,16 +1,14 @@
 import { join, resolve } from 'node:path';
 import { networkInterfaces } from 'node:os';
 import type { RunningApi, WebEndpoint } from '../api/index.js';
-import type { LadderMetrics, MetricsServer } from '../metrics/index.js';
+import type { MetricsServer } from '../metrics/index.js';
 import {
   startDataPlane,
   startWorkerPlane,
   workersAtBootFromEnv,
   type DataPlaneOptions,
-  type ServerHooks,
   type WorkerPlane,
 } from '../server/index.js';
-import type { UsageSink } from '../shared/control.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 import type {
   CachedKey,
@@ -32,7 +30,8 @@ import { managedFlagsSchema, parseFlags } from '../config/flags.js';
 import { checkMethod } from '../protocol/shadowsocks/key-material.js';
 import { isProtocolError } from '../protocol/errors.js';
 import { UsageError } from './errors.js';
-import { stopForFatal, untilSignal } from './shutdown.js';
+import { StartAborted, stopForFatal, unlessAborted, untilSignal } from './shutdown.js';
+import { startupDone } from '../shared/startup.js';
 import { dynamicKeyNote } from './banner-text.js';
 import { managedBanners } from './managed-banner.js';
 import { lowerThisThreadPriority } from './priority.js';
@@ -45,6 +44,7 @@ import {
   startNode,
   type FleetViewOf,
 } from './fleet-node.js';
+import { hooksFor, tee } from './plane-hooks.js';
 import { StartupLog } from './startup-log.js';
 import { subscriptionEndpointOf } from './web-endpoint.js';
 import { inProcessPlane, PortPool, type Plane } from './port-pool.js';
@@ -81,26 +81,6 @@ export function guessHost(listenHost?: string): string {
   const v4 = addrs.find((a) => a.family === 'IPv4' && !a.internal);
   if (v4) return v4.address;
   return '127.0.0.1';
-}
-
-function hooksFor(metrics: LadderMetrics): ServerHooks {
-  return {
-    onConnectionOpened: () => metrics.connectionOpened(),
-    onAuthenticated: (e) => metrics.authenticated(e.timeToAuthMs / 1000),
-    onConnectionClosed: (e) => {
-      metrics.connectionClosed({ status: e.status, keyId: e.keyId, probe: e.probe });
-      if (e.probe) metrics.authFailed(e.status);
-    },
-    onWorkerCrashed: (e) => metrics.workerCrashed(e.lostConnections),
-  };
-}
-
-function tee(...sinks: UsageSink[]): UsageSink {
-  return {
-    addBytes(id, up, down) {
-      for (const s of sinks) s.addBytes(id, up, down);
-    },
-  };
 }
 
 export { PortPool } from './port-pool.js';
@@ -149,6 +129,8 @@ export interface ManagedTuning {
   lowerPriority?: boolean;
   /** The built dashboard to serve (default the package's web/dist; the dashboard tests build their own). */
   dashboardDir?: string;
+  /** Stops a start waiting for its store: what started is closed, startManaged throws StartAborted. */
+  signal?: AbortSignal;
 }
 
 /** Start everything; the caller prints `banner` and waits for a signal. */
@@ -162,8 +144,15 @@ export async function startManaged(
   const { accessConfigLine, accessUrl, buildDynamicApp, dynamicAccessUrl, startApi, subscriptionUrl } =
     await import('../api/index.js');
   const { createMetrics, startMetricsServer } = await import('../metrics/index.js');
-  const { checkBeforeServing, createAccessKeys, KeyEnforcer, openStore, parseStoreLocation, StoreError } =
-    await import('../store/index.js');
+  const {
+    checkBeforeServing,
+    createAccessKeys,
+    ensureFirstKey,
+    KeyEnforcer,
+    openStore,
+    parseStoreLocation,
+    StoreError,
+  } = await import('../store/index.js');
   const dataDir = resolve(flags.dataDir ?? DEFAULT_DATA_DIR);
   const parsed = parseFlags(managedFlagsSchema, flags);
   const dataPortFlag = parsed.port;
@@ -292,8 +281,8 @@ export async function startManaged(
         ...(saveCache ? { onActiveChange: saveCache } : {}),
         ...(pollMs !== undefined ? { intervalMs: pollMs } : {}),
       });
-      await e.start();
-      cleanups.push(async () => e.stop());
+      cleanups.push(async () => e.stop()); // before start(): an aborted start's enforcer stops too
+      await unlessAborted(e.start(), tuning.signal);
       return e;
     };
     // Started while the store is down: serve the cached keys now, the rest once it answers.
@@ -303,7 +292,7 @@ export async function startManaged(
       planePort = started.plane.address.port;
       await started.pool.applyKeyDelta({ upsert: cached.keys, remove: [] });
       early = { ...started, enforcer: await startEnforcer(started.pool, cached.keys) };
-      await store.ready;
+      await unlessAborted(store.ready, tuning.signal); // SIGTERM meanwhile: runManaged's abort
     }
     // Refuses a name whose node is running (fresh heartbeat) before anything more listens.
     if (flags.node !== undefined) fleet = await fleetView(store, flags.node);
@@ -311,23 +300,23 @@ export async function startManaged(
     if (flags.publicHost !== undefined && flags.node === undefined)
       await store.updateSettings({ hostnameForAccessKeys: flags.publicHost });
     if (dynamicUrl !== undefined) await store.updateSettings({ dynamicKeyBaseUrl: dynamicUrl });
-    if (dataPortFlag !== undefined && dataPortFlag !== 0)
+    // A fleet's port for new keys is fleet-wide: set once (when the store is made), not by each
+    // node's --port; keys carry their port and every node serves each key's port (docs/fleet.md).
+    if (dataPortFlag !== undefined && dataPortFlag !== 0 && !fleet)
       await store.updateSettings({ portForNewAccessKeys: dataPortFlag });
     let settings = await store.getSettings();
-
-    let firstKey = (await store.listKeys())[0];
-    let createdNow = false;
-    if (!firstKey) {
-      firstKey = (
-        await createAccessKeys(store, { name: 'Initial key', method: flags.method ?? DEFAULT_METHOD })
-      ).keys[0]!;
-      createdNow = true;
-    }
+    // Nodes starting at once on an empty store make one initial key between them (a lock).
+    const first = await ensureFirstKey(store, storeLocation, async () => {
+      const req = { name: 'Initial key', method: flags.method ?? DEFAULT_METHOD };
+      return (await createAccessKeys(store, req)).keys[0]!;
+    });
+    let firstKey = first.key;
+    const createdNow = first.created;
 
     const primaryPort = dataPortFlag ?? settings.portForNewAccessKeys;
     const { plane, pool } = early ?? (await startPool(primaryPort));
     planePort = plane.address.port;
-    if (plane.address.port !== settings.portForNewAccessKeys) {
+    if (plane.address.port !== settings.portForNewAccessKeys && (!fleet || !settings.portForNewAccessKeys)) {
       await store.updateSettings({ portForNewAccessKeys: plane.address.port });
       if (createdNow) await store.updateKey(firstKey.id, { port: plane.address.port });
       settings = await store.getSettings();
@@ -499,13 +488,35 @@ export async function runManaged(flags: ManagedFlags): Promise<void> {
   // Secrets go to the screen, or once at the first start; never into every restart's log.
   // The QR code only to a terminal (in a log file it is a screenful of escape codes).
   const tty = process.stdout.isTTY === true;
-  let stopped: Promise<void>;
+  // The handlers go in before anything starts: a node waiting for its database (serving cached
+  // keys) must stop on SIGTERM, and a worker give-up (stopForFatal) must stop it too. Whoever reads
+  // the banner's "Ctrl-C to stop." may signal at once as well.
+  const abort = new AbortController();
+  const failed = new AbortController();
+  let starting: Promise<ManagedServer> | undefined;
+  const close = async (): Promise<void> => {
+    abort.abort(); // a start still under way closes what it started and throws StartAborted
+    await (await starting?.catch(() => undefined))?.close();
+  };
+  const stopped = untilSignal({
+    close,
+    message: 'server stopping',
+    log,
+    startupOver: false,
+    cancel: failed.signal,
+  });
   try {
-    const server = await startManaged(flags, log, { drawQr: tty, lowerPriority: true });
-    // The handlers go in before the banner: whoever reads "Ctrl-C to stop." may signal at once
-    // (a SIGTERM before them would kill the process without closing the store).
-    stopped = untilSignal({ close: () => server.close(), message: 'server stopping', log });
-    process.stdout.write(tty ? server.banner : server.firstStart ? server.logBanner : server.publicBanner);
+    starting = startManaged(flags, log, { drawQr: tty, lowerPriority: true, signal: abort.signal });
+    const server = await starting;
+    if (!abort.signal.aborted)
+      process.stdout.write(tty ? server.banner : server.firstStart ? server.logBanner : server.publicBanner);
+    setImmediate(startupDone);
+  } catch (err) {
+    // Stopped during the start (StartAborted, or whatever a closed store made the start throw).
+    if (!(err instanceof StartAborted) && !abort.signal.aborted) {
+      failed.abort(); // the handlers go; the error is the command's
+      throw err;
+    }
   } finally {
     startupLog.release();
   }

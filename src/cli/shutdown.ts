@@ -9,6 +9,29 @@ export interface ShutdownOptions {
   log: Pick<Logger, 'info'>;
   /** Where a second signal goes when the graceful stop takes too long (default: exit 130). */
   force?: () => void;
+  /** Waiting here ends start-up (default true); false when the handlers go in before the start. */
+  startupOver?: boolean;
+  /** Aborted: the command gave up before any signal (its start failed); the handlers go, it resolves. */
+  cancel?: AbortSignal;
+}
+
+/** A start stopped by a signal (or stopForFatal) before it finished; what had started is closed. */
+export class StartAborted extends Error {
+  override readonly name = 'StartAborted';
+  constructor() {
+    super('start-up stopped');
+  }
+}
+
+/** `p`, or StartAborted as soon as `signal` aborts (p itself goes on; the caller closes it). */
+export function unlessAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  if (signal.aborted) return Promise.reject(new StartAborted());
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(new StartAborted());
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /** The stop of the command waiting in untilSignal, if one is. */
@@ -34,9 +57,21 @@ export function stopForFatal(): boolean {
  */
 export function untilSignal(opts: ShutdownOptions): Promise<void> {
   // Every long-running command waits here once it has started: start-up is over.
-  setImmediate(startupDone);
+  if (opts.startupOver !== false) setImmediate(startupDone);
   return new Promise<void>((resolve, reject) => {
     let stopping = false;
+    opts.cancel?.addEventListener(
+      'abort',
+      () => {
+        if (stopping) return;
+        stopping = true;
+        if (active === stop) active = undefined;
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+        resolve();
+      },
+      { once: true },
+    );
     const stop = (signal: string): void => {
       if (stopping) {
         if (opts.force) opts.force();

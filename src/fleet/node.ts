@@ -15,6 +15,7 @@ import {
   type NodeRecord,
   type NodeRegistry,
 } from '../store/index.js';
+import { HeartbeatThread } from './heartbeat-thread.js';
 import { KeyListener } from './key-listener.js';
 
 export interface FleetNodeOptions {
@@ -99,17 +100,40 @@ export async function startFleetNode(o: FleetNodeOptions): Promise<FleetNode> {
   await listener?.start();
   if (!listener) await catchUp();
 
+  // The heartbeat itself is written by a thread of its own (a stalled management thread must not
+  // make a relaying node look down); this thread keeps the applied version and the gauges.
+  let failing = false;
+  let registering = false;
+  const heartbeat = new HeartbeatThread({
+    url: o.url,
+    name: info.name,
+    instance,
+    intervalMs: o.heartbeatMs ?? HEARTBEAT_MS,
+    applied,
+    onBeat: (ok, error) => {
+      if (error !== undefined) {
+        if (!failing) log.warn({ err: error }, 'node heartbeat failed');
+        failing = true;
+        return;
+      }
+      failing = false;
+      if (ok || registering || closed) return;
+      // Removed (ladder nodes rm --force) or taken over: claim it again unless someone live holds it.
+      log.warn({ node: info.name }, 'node row missing or taken over; registering again');
+      registering = true;
+      registry
+        .register(info, instance)
+        .catch((err: unknown) => log.warn({ err: String(err) }, 'registering the node again failed'))
+        .finally(() => (registering = false));
+    },
+  });
   let timer: Timer | undefined;
   const beat = async (): Promise<void> => {
     if (polled && evaluations >= polled.evaluations + 2) applied = Math.max(applied, polled.version);
     const current = await registry.keysVersion();
     if (current > applied && (!polled || polled.version !== current))
       polled = { version: current, evaluations };
-    if (!(await registry.heartbeat(info.name, instance, applied))) {
-      // Removed (ladder nodes rm --force) or taken over: claim it again unless someone live holds it.
-      log.warn({ node: info.name }, 'node row missing or taken over; registering again');
-      await registry.register(info, instance);
-    }
+    heartbeat.applied(applied);
     if (o.onNodes) o.onNodes((await registry.list()).map(sampleOf), current);
   };
   const schedule = (): void => {
@@ -119,7 +143,7 @@ export async function startFleetNode(o: FleetNodeOptions): Promise<FleetNode> {
         .catch((err: unknown) => {
           const msg =
             err instanceof NodeError ? err.message : err instanceof Error ? err.message : String(err);
-          log.warn({ err: msg }, 'node heartbeat failed');
+          log.debug({ err: msg }, 'fleet gauges not refreshed');
         })
         .finally(schedule);
     }, o.heartbeatMs ?? HEARTBEAT_MS);
@@ -140,6 +164,7 @@ export async function startFleetNode(o: FleetNodeOptions): Promise<FleetNode> {
     async close() {
       closed = true;
       if (timer) clock.clearTimeout(timer);
+      await heartbeat.close();
       await listener?.close();
       await registry.leave(info.name, instance).catch(() => undefined);
     },

@@ -5,6 +5,7 @@ export * from './policy.js';
 export { KeyEnforcer, type EnforcerOptions } from './enforcer.js';
 export { generateSecret } from './secrets.js';
 export { createAccessKeys, type KeyRequest } from './new-keys.js';
+export { ensureFirstKey, type FirstKeyHooks } from './first-key.js';
 export {
   checkBeforeServing,
   checkNotLost,

@@ -49,6 +49,8 @@ const SETTING_DEFAULTS = {
   metricsEnabled: false,
   accessKeyDataLimitBytes: null,
   dynamicKeyBaseUrl: null,
+  reportKeys: 3,
+  reportWindowSeconds: 600,
 } as const;
 
 /** The Store on Kysely: SQLite through better-sqlite3 by default, PostgreSQL through pg. */
@@ -273,6 +275,8 @@ export class KyselyStore implements Store {
       apiPrefix: String(m.get('apiPrefix')),
       apiPort: numOrNull(m.get('apiPort')),
       dynamicKeyBaseUrl: (m.get('dynamicKeyBaseUrl') as string | null | undefined) ?? null,
+      reportKeys: num(m.get('reportKeys') ?? SETTING_DEFAULTS.reportKeys),
+      reportWindowSeconds: num(m.get('reportWindowSeconds') ?? SETTING_DEFAULTS.reportWindowSeconds),
     };
   }
 

@@ -77,6 +77,10 @@ export interface ServerSettings {
   readonly apiPort: number | null;
   /** Base URL (https://host[:port][/path]) where dynamic keys are served; null = the API itself. */
   readonly dynamicKeyBaseUrl: string | null;
+  /** Blocked-address detection (fleet): this many distinct keys reporting an address (default 3)… */
+  readonly reportKeys: number;
+  /** …within this many seconds (default 600) mark it suspected. Fleet-wide: one value per store. */
+  readonly reportWindowSeconds: number;
 }
 
 export type SettingsPatch = Partial<Omit<ServerSettings, 'serverId' | 'createdTimestampMs'>>;

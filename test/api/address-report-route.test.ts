@@ -90,3 +90,77 @@ test('blocked-address report route', async (t) => {
   ) as { nodes: { suspectedAddresses?: string[] }[] };
   assert.deepEqual(nodes.nodes[0]!.suspectedAddresses, ['198.51.100.1']);
 });
+
+test('blocked-address threshold: a store setting, shown by GET /server, set by PUT /server/blocked-address-reports', async (t) => {
+  const dir = tempDir(t);
+  const store = await openStore(parseStoreLocation(undefined, dir), { defaults: { port: 4444 } });
+  t.after(() => store.close());
+  await store
+    .nodes()
+    .register({ name: 'n1', addresses: ['198.51.100.1'], port: 4444, transports: [], version: 'x' }, 'i');
+  // No fixed policy: every report reads the store's setting.
+  const fleet = {
+    nodes: store.nodes(),
+    self: () => ({ name: 'n1', keysVersion: 0, listening: false, notifications: 0 }),
+  };
+  const app = await buildApi({ store, control: new RecordingControl(), enforceIntervalMs: 500, fleet });
+  t.after(() => app.close());
+  const prefix = (await store.getSettings()).apiPrefix;
+  const admin = (method: 'GET' | 'PUT', path: string, body?: unknown) =>
+    app.inject({
+      method,
+      url: `/${prefix}${path}`,
+      ...(body !== undefined
+        ? { payload: JSON.stringify(body), headers: { 'content-type': 'application/json' } }
+        : {}),
+    });
+  const shown = async (): Promise<unknown> =>
+    (JSON.parse((await admin('GET', '/server')).body) as { blockedAddressReports?: unknown })
+      .blockedAddressReports;
+  assert.deepEqual(await shown(), { keys: 3, windowSeconds: 600 });
+
+  const keys = await store.createKeys(
+    ['a', 'b'].map((name) => ({
+      method: 'chacha20-ietf-poly1305',
+      secret: `s-${name}-0123456789`,
+      port: 4444,
+      name,
+    })),
+  );
+  const report = async (i: number) =>
+    app.inject({
+      method: 'POST',
+      url: `/access/${(await store.getKey(keys[i]!.id))!.accessToken}/report`,
+      payload: JSON.stringify({ address: '198.51.100.1' }),
+      headers: { 'content-type': 'application/json' },
+    });
+  const suspected = async (): Promise<string[]> => (await store.nodes().get('n1'))!.suspectedAddresses;
+
+  // Bad values: 400, one line naming the field; nothing changes.
+  for (const body of [
+    { keys: 0, windowSeconds: 600 },
+    { keys: 2, windowSeconds: 10 },
+    { keys: 2.5, windowSeconds: 600 },
+    {},
+  ]) {
+    const r = await admin('PUT', '/server/blocked-address-reports', body);
+    assert.equal(r.statusCode, 400, JSON.stringify(body));
+    const msg = (JSON.parse(r.body) as { message: string }).message;
+    assert.ok(!msg.includes('\n'), msg);
+    assert.match(msg, /keys|windowSeconds/);
+  }
+  assert.deepEqual(await shown(), { keys: 3, windowSeconds: 600 });
+
+  // Negative control: at the default (3), two keys do not mark the address.
+  assert.equal((await report(0)).statusCode, 204);
+  assert.equal((await report(1)).statusCode, 204);
+  assert.deepEqual(await suspected(), []);
+  // Set to 2 through the API: the next report (any node's API reads the store) marks it.
+  assert.equal(
+    (await admin('PUT', '/server/blocked-address-reports', { keys: 2, windowSeconds: 900 })).statusCode,
+    204,
+  );
+  assert.deepEqual(await shown(), { keys: 2, windowSeconds: 900 });
+  assert.equal((await report(1)).statusCode, 204);
+  assert.deepEqual(await suspected(), ['198.51.100.1']);
+});

@@ -6,7 +6,7 @@
  * (DROP_S2C: connections open, nothing comes back); each client fails over to node 2 and reports
  * the address through node 2's tunnel to the key server (node 2's API).
  *
- * - negative control: two keys' reports (LADDER_REPORT_KEYS=3) do not mark the address; it stays
+ * - negative control: two keys' reports (the store's threshold: 3 keys) do not mark the address; it stays
  *   in the keys;
  * - the third key's report marks it: node 1's address leaves the dynamic keys (node 1 itself is
  *   `suspected`, its only address being suspected), `ladder nodes list` shows it, every client
@@ -18,28 +18,27 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type Pg from 'pg';
-import { openStore, parseStoreLocation, type KyselyStore } from '../../src/store/index.js';
+import type { KyselyStore } from '../../src/store/index.js';
 import { Censor } from '../../src/lab/censor.js';
 import { profile } from '../../src/lab/profiles.js';
 import { TcpForwarder } from '../../src/lab/tcp-forwarder.js';
 import { systemClock } from '../../src/shared/clock.js';
 import { run, waitForStdout, type Run } from '../helpers/cli-run.js';
 import { runLadder } from '../helpers/ladder-run.js';
-import { freePort, readExactly } from '../helpers/net.js';
-import { HAVE_POSTGRES, SKIP_WITHOUT_POSTGRES, startPostgres, type PgCluster } from '../helpers/postgres.js';
+import { readExactly } from '../helpers/net.js';
+import { HAVE_POSTGRES, SKIP_WITHOUT_POSTGRES, type PgCluster } from '../helpers/postgres.js';
 import { socks5Connect } from '../helpers/socks5.js';
 import { sleep, waitFor } from '../helpers/wait.js';
-import { echoServer } from '../api/managed-helpers.js';
-import { startNodeProc, stopProc, type FleetNodeProc } from './fleet-helpers.js';
+import { fleetFixture, startNodeProc, type FleetFixture, type FleetNodeProc } from './fleet-helpers.js';
 
 const N1 = { name: 'n1', host: '127.0.0.2', listed: '127.0.10.1' };
 const N2 = { name: 'n2', host: '127.0.0.3' };
 
+let fx: FleetFixture | undefined;
 let pg: PgCluster | undefined;
 let store: KyselyStore;
 let dir: string;
@@ -48,48 +47,32 @@ let echoPort: number;
 let censor: Censor;
 let forwarder: TcpForwarder | undefined;
 let n2: FleetNodeProc;
-const procs: Run[] = [];
-const cleanups: (() => Promise<void>)[] = [];
+let procs: Run[] = [];
 
 before(async () => {
   if (!HAVE_POSTGRES) return;
-  pg = await startPostgres();
-  dir = mkdtempSync(join(tmpdir(), 'ladder-blocked-'));
-  port = await freePort();
-  echoPort = await echoServer({ after: (fn) => void cleanups.push(fn) });
+  fx = await fleetFixture('ladder-blocked-');
+  ({ pg, dir, port, echoPort, procs } = fx);
   censor = new Censor({ config: profile('none', { c1: { enabled: true } }), clock: systemClock, seed: 16 });
   forwarder = await TcpForwarder.listen(censor, {
     ip: N1.listed,
     port,
     backend: { host: N1.host, port },
   });
-  const apiPrefix = async (): Promise<string> => {
-    store ??= await openStore(parseStoreLocation(pg!.url, dir));
-    return (await store.getSettings()).apiPrefix;
-  };
-  const env = { LADDER_REPORT_KEYS: '3', LADDER_REPORT_WINDOW_S: '600' };
-  const n1 = await startNodeProc({
-    ...N1,
-    publicHost: N1.listed,
-    dataDir: join(dir, 'n1'),
-    pgUrl: pg.url,
-    port,
-    apiPrefix,
-    env,
-  });
+  const f = forwarder;
+  fx.cleanups.push(() => f.close());
+  const common = { pgUrl: pg.url, port, apiPrefix: fx.apiPrefix };
+  const n1 = await startNodeProc({ ...N1, publicHost: N1.listed, dataDir: join(dir, 'n1'), ...common });
   procs.push(n1.run);
-  n2 = await startNodeProc({ ...N2, dataDir: join(dir, 'n2'), pgUrl: pg.url, port, apiPrefix, env });
+  n2 = await startNodeProc({ ...N2, dataDir: join(dir, 'n2'), ...common });
   procs.push(n2.run);
+  store = await fx.store();
+  // The threshold is a fleet-wide store setting, set through any node's API (3 keys is the default).
+  const put = await n2.call('PUT', '/server/blocked-address-reports', { keys: 3, windowSeconds: 600 });
+  assert.equal(put.status, 204, put.body);
 });
 
-after(async () => {
-  for (const p of procs) await stopProc(p);
-  await forwarder?.close();
-  await store?.close();
-  for (const c of cleanups) await c();
-  pg?.destroy();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+after(() => fx?.close());
 
 /** The hosts a key's SIP008 lists, in order, fetched through node 2's API. */
 async function listed(token: string): Promise<string[]> {
@@ -231,6 +214,7 @@ test(
     assert.deepEqual(n1.suspectedAddresses, [N1.listed]);
     assert.equal(n1.state, 'suspected');
     const list = await runLadder(['nodes', '--store', pg!.url, 'list'], { killAfterMs: 30_000 });
+    assert.match(list.stdout, /^Blocked-address reports: 3 distinct keys within 600 s /m);
     assert.match(list.stdout, new RegExp(`^n1\\s+suspected\\s+no\\s+127\\.0\\.10\\.1\\(suspected\\)`, 'm'));
     const api = JSON.parse((await n2.call('GET', '/nodes')).body) as {
       nodes: { name: string; status: string; suspectedAddresses?: string[] }[];

@@ -5,11 +5,15 @@
  * node now".
  */
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { openStore, parseStoreLocation, type KyselyStore } from '../../src/store/index.js';
 import { run, waitForStdout, type Run } from '../helpers/cli-run.js';
 import { openTestTunnel, type TestTunnel } from '../helpers/test-client.js';
-import { api } from '../api/managed-helpers.js';
+import { freePort } from '../helpers/net.js';
+import { startPostgres, type PgCluster } from '../helpers/postgres.js';
+import { api, echoServer } from '../api/managed-helpers.js';
 
 export interface FleetNodeProc {
   name: string;
@@ -125,4 +129,50 @@ export async function stopProc(p: Run): Promise<void> {
   const t = setTimeout(() => p.child.kill('SIGKILL'), 10_000);
   await p.exit;
   clearTimeout(t);
+}
+
+/**
+ * What every fleet test sets up in `before`: a PostgreSQL cluster, a data directory (one
+ * subdirectory per node), the data port every node shares, and an echo server; `close()` (in
+ * `after`) stops the processes in `procs`, runs `cleanups`, and removes it all.
+ */
+export interface FleetFixture {
+  pg: PgCluster;
+  dir: string;
+  port: number;
+  echoPort: number;
+  /** The test's own client of the store, opened at the first call (after the first node made it). */
+  store(): Promise<KyselyStore>;
+  /** The management API's secret prefix (startNodeProc's apiPrefix). */
+  apiPrefix(): Promise<string>;
+  procs: Run[];
+  cleanups: (() => Promise<void>)[];
+  close(): Promise<void>;
+}
+
+export async function fleetFixture(dirPrefix: string): Promise<FleetFixture> {
+  const pg = await startPostgres();
+  const dir = mkdtempSync(join(tmpdir(), dirPrefix));
+  const procs: Run[] = [];
+  const cleanups: (() => Promise<void>)[] = [];
+  let opened: KyselyStore | undefined;
+  const store = async (): Promise<KyselyStore> =>
+    (opened ??= await openStore(parseStoreLocation(pg.url, dir)));
+  return {
+    pg,
+    dir,
+    port: await freePort(),
+    echoPort: await echoServer({ after: (fn) => void cleanups.push(fn) }),
+    store,
+    apiPrefix: async () => (await (await store()).getSettings()).apiPrefix,
+    procs,
+    cleanups,
+    async close() {
+      for (const p of procs) await stopProc(p);
+      await opened?.close();
+      for (const c of cleanups) await c();
+      pg.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

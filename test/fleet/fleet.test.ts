@@ -13,47 +13,40 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openStore, parseStoreLocation, type KyselyStore } from '../../src/store/index.js';
+import type { KyselyStore } from '../../src/store/index.js';
 import { run, waitForStdout, type Run } from '../helpers/cli-run.js';
 import { runLadder } from '../helpers/ladder-run.js';
-import { freePort, readExactly } from '../helpers/net.js';
-import { HAVE_POSTGRES, SKIP_WITHOUT_POSTGRES, startPostgres, type PgCluster } from '../helpers/postgres.js';
+import { readExactly } from '../helpers/net.js';
+import { HAVE_POSTGRES, SKIP_WITHOUT_POSTGRES, type PgCluster } from '../helpers/postgres.js';
 import { socks5Connect } from '../helpers/socks5.js';
 import { sleep, waitFor } from '../helpers/wait.js';
-import { echoServer } from '../api/managed-helpers.js';
 import {
+  fleetFixture,
   startNodeProc,
   stopProc,
   tryTunnel,
   untilCarries,
+  type FleetFixture,
   type FleetNodeProc,
   type KeyCreds,
 } from './fleet-helpers.js';
 
+let fx: FleetFixture | undefined;
 let pg: PgCluster | undefined;
 let store: KyselyStore;
 let dir: string;
 let port: number;
 let echoPort: number;
+let procs: Run[] = [];
 const nodes = new Map<string, FleetNodeProc>();
-const procs: Run[] = [];
-const echoCleanups: (() => Promise<void>)[] = [];
 
 const HOSTS = { a: '127.0.0.2', b: '127.0.0.3', c: '127.0.0.4', d: '127.0.0.5' } as const;
 
 before(async () => {
   if (!HAVE_POSTGRES) return;
-  pg = await startPostgres();
-  dir = mkdtempSync(join(tmpdir(), 'ladder-fleet-'));
-  port = await freePort();
-  echoPort = await echoServer({ after: (fn) => void echoCleanups.push(fn) });
-  const apiPrefix = async (): Promise<string> => {
-    store ??= await openStore(parseStoreLocation(pg!.url, dir));
-    return (await store.getSettings()).apiPrefix;
-  };
+  fx = await fleetFixture('ladder-fleet-');
+  ({ pg, dir, port, echoPort, procs } = fx);
   for (const name of ['a', 'b', 'c', 'd'] as const) {
     const n = await startNodeProc({
       name,
@@ -61,7 +54,7 @@ before(async () => {
       dataDir: join(dir, name),
       pgUrl: pg.url,
       port,
-      apiPrefix,
+      apiPrefix: fx.apiPrefix,
       // D: no LISTEN and a long poll, the negative control; A: Prometheus on.
       ...(name === 'd'
         ? { env: { LADDER_FLEET_NOTIFY: 'off' }, extra: ['--no-metrics', '--key-poll', '10'] }
@@ -71,15 +64,10 @@ before(async () => {
     nodes.set(name, n);
     procs.push(n.run);
   }
+  store = await fx.store();
 });
 
-after(async () => {
-  for (const p of procs) await stopProc(p);
-  await store?.close();
-  for (const c of echoCleanups) await c();
-  pg?.destroy();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+after(() => fx?.close());
 
 const node = (n: string): FleetNodeProc => nodes.get(n)!;
 const SKIP = SKIP_WITHOUT_POSTGRES;
@@ -305,14 +293,20 @@ test('fleet: ladder nodes and --node bad input is one line, exit 2', { skip: SKI
     assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
     assert.match(r.stderr, re);
   };
+  // A running node (the kill -9 victim above is any of A, B, C: the key's spread picks it).
+  const live = [...nodes.values()].find(
+    (n) => n.name !== 'd' && n.run.child.exitCode === null && n.run.child.signalCode === null,
+  )!;
+  const name = live.name;
+  const hostRe = live.host.replace(/\./g, '\\.');
   await one(['nodes', '--store', pg!.url, 'drain', 'nosuch'], /^ladder: no node named "nosuch"$/m);
   await one(
     ['nodes', '--store', pg!.url, 'add-address', 'a', 'not a host!'],
     /is not an IP address or a DNS name/,
   );
   await one(
-    ['nodes', '--store', pg!.url, 'rm', 'b'],
-    /node "b" is running \(heartbeat [\d.]+ s ago\); stop it first/,
+    ['nodes', '--store', pg!.url, 'rm', name],
+    new RegExp(`node "${name}" is running \\(heartbeat [\\d.]+ s ago\\); stop it first`),
   );
   await one(['nodes', '--store', pg!.url, 'frobnicate'], /^ladder: nodes: unknown command 'frobnicate'$/m);
   await one(['nodes', '--data-dir', join(dir, 'nostore'), 'list'], /fleet nodes live in a PostgreSQL store/);
@@ -333,32 +327,38 @@ test('fleet: ladder nodes and --node bad input is one line, exit 2', { skip: SKI
       '--data-dir',
       join(dir, 'dup'),
       '--node',
-      'b',
+      name,
       '--port',
       '0',
       '--api-port',
       '0',
       '--no-metrics',
     ],
-    /^ladder: node "b" is already running \(heartbeat [\d.]+ s ago; down after 6 s without one\); stop it or choose another --node name$/m,
+    new RegExp(
+      `^ladder: node "${name}" is already running \\(heartbeat [\\d.]+ s ago; down after 6 s without one\\); stop it or choose another --node name$`,
+      'm',
+    ),
   );
   // The good path of the same commands, for contrast.
-  const ok = await runLadder(['nodes', '--store', pg!.url, 'add-address', 'b', '127.0.0.33'], {
+  const ok = await runLadder(['nodes', '--store', pg!.url, 'add-address', name, '127.0.0.33'], {
     killAfterMs: 30_000,
   });
   assert.equal(ok.code, 0, ok.stderr);
-  assert.equal(ok.stdout, 'node b: addresses 127.0.0.33, 127.0.0.3\n');
-  const b = (await store.nodes().get('b'))!;
-  assert.deepEqual(b.addresses, ['127.0.0.33', '127.0.0.3']);
+  assert.equal(ok.stdout, `node ${name}: addresses 127.0.0.33, ${live.host}\n`);
+  const b = (await store.nodes().get(name))!;
+  assert.deepEqual(b.addresses, ['127.0.0.33', live.host]);
   // A clean stop (SIGTERM) shows the node down at once: keys stop listing it without the 6 s wait.
-  await stopProc(node('b').run);
-  const gone = (await store.nodes().get('b'))!;
+  await stopProc(live.run);
+  const gone = (await store.nodes().get(name))!;
   assert.equal(gone.down, true);
   assert.equal(gone.stopped, true);
   const stoppedList = await runLadder(['nodes', '--store', pg!.url, 'list'], { killAfterMs: 30_000 });
   assert.match(
     stoppedList.stdout,
-    /^b\s+down \(active\)\s+no\s+127\.0\.0\.33,127\.0\.0\.3\s+\d+\s+ss:\d+\s+stopped\s/m,
+    new RegExp(
+      `^${name}\\s+down \\(active\\)\\s+no\\s+127\\.0\\.0\\.33,${hostRe}\\s+\\d+\\s+ss:\\d+\\s+stopped\\s`,
+      'm',
+    ),
   );
   // tryTunnel is the probe above; a wrong password never carries traffic (the probe can fail).
   assert.equal(

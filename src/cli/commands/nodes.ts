@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import { isHostName } from '../../shared/parse.js';
-import type { NodeRecord, NodeRegistry } from '../../store/index.js';
+import type { NodeRecord, NodeRegistry, ServerSettings } from '../../store/index.js';
 import { UsageError } from '../errors.js';
 import { printable, printableJson } from '../terminal.js';
 import { alignColumns } from './keys/format.js';
@@ -19,7 +19,10 @@ interface StoreFlags {
 }
 
 /** Open the store the flags name; fleet nodes exist only in a PostgreSQL store. */
-async function withRegistry<T>(flags: StoreFlags, fn: (nodes: NodeRegistry) => Promise<T>): Promise<T> {
+async function withRegistry<T>(
+  flags: StoreFlags,
+  fn: (nodes: NodeRegistry, settings: () => Promise<ServerSettings>) => Promise<T>,
+): Promise<T> {
   const { NodeError, parseStoreLocation } = await import('../../store/index.js');
   const loc = parseStoreLocation(flags.store, resolve(flags.dataDir ?? DEFAULT_DATA_DIR));
   if (loc.kind !== 'postgres')
@@ -28,7 +31,7 @@ async function withRegistry<T>(flags: StoreFlags, fn: (nodes: NodeRegistry) => P
     );
   const store = await openStoreOrExplain(loc);
   try {
-    return await fn(store.nodes());
+    return await fn(store.nodes(), () => store.getSettings());
   } catch (err) {
     if (err instanceof NodeError) throw new UsageError(err.message);
     throw err;
@@ -97,13 +100,27 @@ export function registerNodes(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (o: { json?: boolean }, cmd: Command) => {
       const { listedNodes } = await import('../../store/index.js');
-      await withRegistry(flagsOf(cmd), async (reg) => {
+      await withRegistry(flagsOf(cmd), async (reg, settings) => {
         const all = await reg.list();
         const listed = new Set(listedNodes(all).map((n) => n.name));
-        if (o.json) say(printableJson({ keysVersion: await reg.keysVersion(), nodes: all }));
+        const s = await settings();
+        const reports = { keys: s.reportKeys, windowSeconds: s.reportWindowSeconds };
+        if (o.json)
+          say(
+            printableJson({
+              keysVersion: await reg.keysVersion(),
+              blockedAddressReports: reports,
+              nodes: all,
+            }),
+          );
         else if (all.length === 0)
           say('No nodes yet: start one with ladder server --store postgres://… --node NAME');
-        else process.stdout.write(formatNodes(all, listed));
+        else {
+          say(
+            `Blocked-address reports: ${reports.keys} distinct keys within ${reports.windowSeconds} s mark an address suspected (PUT /server/blocked-address-reports)`,
+          );
+          process.stdout.write(formatNodes(all, listed));
+        }
       });
     });
 
