@@ -29,7 +29,7 @@ import {
   type ReplayStore,
 } from '../replay-state.js';
 import type { UdpRelayOptions } from '../udp-relay.js';
-import type { FromWorker, ToWorker, WorkerInit } from './messages.js';
+import type { FromWorker, LoopStats, ToWorker, WorkerInit } from './messages.js';
 import { bindAddress, closeFd, listenReusePort, localPort, reusePortAvailable } from './reuseport.js';
 import { createSharedReplay, sharedReplayFilters } from './shared-salts.js';
 
@@ -115,6 +115,11 @@ export interface WorkerPlane extends ServerControl {
   /** Tests only (testHooks): make worker `index` throw an uncaught error. */
   crashWorker?(index: number): void;
   /**
+   * Diagnostics: each running worker's event-loop delay, GC pauses and key-delta times since the
+   * previous call (the first call starts measuring and gives zeros); see loop-stats.ts.
+   */
+  loopStats(): Promise<LoopStats[]>;
+  /**
    * Change only the keys a delta names, in every worker. Resolves once every worker applied it,
    * so a key the API has just created works in whichever worker its first connection reaches.
    */
@@ -156,6 +161,8 @@ class Handle {
   fdInode: string | undefined;
   /** Key deltas posted and not yet applied, by sequence number. */
   readonly pending = new Map<number, () => void>();
+  /** loopStats requests waiting for their answer, in order. */
+  readonly loopWaiters: ((s: LoopStats | undefined) => void)[] = [];
   closed: Promise<void>;
   /** The thread has exited: nothing it is sent is answered. */
   exited = false;
@@ -172,6 +179,7 @@ class Handle {
     this.closed = new Promise((r) => (this.#onClosed = r));
     this.worker.on('message', (m: FromWorker) => {
       if (m.t === 'closed') this.#onClosed();
+      if (m.t === 'loopStats') this.loopWaiters.shift()?.(m.stats);
       if (m.t === 'applied') {
         for (const [seq, done] of this.pending) {
           if (seq > m.seq) break;
@@ -194,6 +202,7 @@ class Handle {
       this.#onClosed();
       for (const done of this.pending.values()) done();
       this.pending.clear();
+      for (const w of this.loopWaiters.splice(0)) w(undefined);
       onExit(this, code);
     });
   }
@@ -479,6 +488,19 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
       return out;
     },
     workerStats: () => handles.map((h) => ({ ...h.stats, closed: { ...h.stats.closed } })),
+    async loopStats() {
+      const live = handles.filter((h) => !h.exited);
+      const all = await Promise.all(
+        live.map(
+          (h) =>
+            new Promise<LoopStats | undefined>((r) => {
+              h.loopWaiters.push(r);
+              h.send({ t: 'loopStats' });
+            }),
+        ),
+      );
+      return all.filter((x): x is LoopStats => x !== undefined);
+    },
     ...(opts.testHooks === true ? { crashWorker: (i: number) => handles[i]?.send({ t: 'crash' }) } : {}),
     saveReplayState: () => replay.save(),
     async close() {
