@@ -75,7 +75,7 @@ function cpuLine(pid: number, before: Map<string, number>, ms: number): string {
 }
 const fmt = (s: LoopStats): string =>
   `delay p99 ${s.delayP99.toFixed(0)} max ${s.delayMax.toFixed(0)} ms, util ${s.utilization.toFixed(2)}, ` +
-  `GC ${s.gcs} (max ${s.gcMax.toFixed(1)}, total ${s.gcTotal.toFixed(0)} ms), ` +
+  `GC ${s.gcs} (max ${s.gcMax.toFixed(1)} ${s.gcMaxKind}, total ${s.gcTotal.toFixed(0)} ms), ` +
   `deltas ${s.deltas} (max ${s.deltaMax.toFixed(1)} ms)`;
 
 /**
@@ -161,7 +161,7 @@ function countStoreCalls(store: Record<string, unknown>): () => string {
   let proto = Object.getPrototypeOf(store) as object | null;
   while (proto && proto !== Object.prototype) {
     for (const name of Object.getOwnPropertyNames(proto)) {
-      const f = (proto as Record<string, unknown>)[name];
+      const f = Object.getOwnPropertyDescriptor(proto, name)?.value as unknown;
       if (name === 'constructor' || typeof f !== 'function' || Object.hasOwn(store, name)) continue;
       store[name] = function (this: unknown, ...a: unknown[]): unknown {
         const r = (f as (...x: unknown[]) => unknown).apply(this, a);

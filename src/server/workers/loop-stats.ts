@@ -5,6 +5,7 @@
  * it from every worker and from the management thread, to tell which one stalled a request.
  */
 import {
+  constants,
   monitorEventLoopDelay,
   performance,
   PerformanceObserver,
@@ -19,11 +20,28 @@ const ZERO: LoopStats = {
   delayMax: 0,
   gcs: 0,
   gcMax: 0,
+  gcMaxKind: '',
   gcTotal: 0,
   deltas: 0,
   deltaMax: 0,
   utilization: 0,
 };
+
+/** perf_hooks' GC kinds (constants.NODE_PERFORMANCE_GC_*). */
+function gcKind(kind: number | undefined): string {
+  switch (kind) {
+    case constants.NODE_PERFORMANCE_GC_MINOR:
+      return 'minor';
+    case constants.NODE_PERFORMANCE_GC_MAJOR:
+      return 'major';
+    case constants.NODE_PERFORMANCE_GC_INCREMENTAL:
+      return 'incremental';
+    case constants.NODE_PERFORMANCE_GC_WEAKCB:
+      return 'weak callbacks';
+    default:
+      return String(kind);
+  }
+}
 
 export class LoopMeter {
   #delay: IntervalHistogram | undefined;
@@ -31,6 +49,7 @@ export class LoopMeter {
   #elu: EventLoopUtilization | undefined;
   #gcs = 0;
   #gcMax = 0;
+  #gcMaxKind = '';
   #gcTotal = 0;
   #deltas = 0;
   #deltaMax = 0;
@@ -50,6 +69,7 @@ export class LoopMeter {
       this.#gc = new PerformanceObserver((list) => {
         for (const e of list.getEntries()) {
           this.#gcs++;
+          if (e.duration > this.#gcMax) this.#gcMaxKind = gcKind((e as unknown as { detail?: { kind?: number } }).detail?.kind);
           this.#gcMax = Math.max(this.#gcMax, e.duration);
           this.#gcTotal += e.duration;
         }
@@ -68,12 +88,14 @@ export class LoopMeter {
       delayMax: ms(h.max),
       gcs: this.#gcs,
       gcMax: this.#gcMax,
+      gcMaxKind: this.#gcMaxKind,
       gcTotal: this.#gcTotal,
       deltas: this.#deltas,
       deltaMax: this.#deltaMax,
       utilization: elu.utilization,
     };
     h.reset();
+    this.#gcMaxKind = '';
     this.#gcs = this.#gcMax = this.#gcTotal = this.#deltas = this.#deltaMax = 0;
     return stats;
   }

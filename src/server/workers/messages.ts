@@ -75,6 +75,8 @@ export interface LoopStats {
   /** Garbage collections of this thread's heap: count, the longest pause, the sum of pauses. */
   readonly gcs: number;
   readonly gcMax: number;
+  /** The longest pause's kind: minor (scavenge), major (mark-compact), incremental, weak callbacks. */
+  readonly gcMaxKind: string;
   readonly gcTotal: number;
   /** Key deltas applied, and the longest one (from receiving it to having applied it). */
   readonly deltas: number;
