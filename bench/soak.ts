@@ -12,8 +12,11 @@
  * and also prints, for the burst, each data-plane worker's and the management thread's event-loop
  * delay, GC pauses and key-delta times (WorkerPlane.loopStats): which thread stalled.
  *
+ * In process the server runs as `ladder server` runs it (this thread's priority lowered, each
+ * thread collecting its own garbage); --default-tuning leaves both at Node's defaults.
+ *
  *   node --import tsx bench/soak.ts [--root DIR] [--keys 5000] [--posts 500] [--gets 200]
- *     [--rounds 1] [--inproc]
+ *     [--rounds 1] [--inproc [--no-isolate-gc]]
  */
 import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
@@ -190,8 +193,12 @@ function countStoreCalls(store: Record<string, unknown>): () => string {
 }
 
 async function inproc(dir: string, dataPort: number): Promise<Server> {
+  // As `ladder server` runs it: this thread's priority lowered, each thread collecting its own
+  // garbage (--no-isolate-gc: V8's shared GC helper threads, as before issue 14's fix).
   const m = await startManaged({ ...managedFlags(dir), port: String(dataPort), workers: '2' }, silentLogger, {
     enforceIntervalMs: 60_000,
+    lowerPriority: true,
+    isolateGc: !args.includes('--no-isolate-gc'),
   });
   const cfg = JSON.parse(m.banner.split('\n').find((l) => l.startsWith('{"apiUrl":'))!) as Server['cfg'];
   const meter = new LoopMeter();
@@ -221,8 +228,9 @@ async function main(): Promise<void> {
     const prefix = (await store.getSettings()).apiPrefix;
     const first = (await store.listKeys())[0]!;
     await store.close();
+    const client = startSoakClient(); // before an in-process server lowers this thread's priority
     const server = INPROC ? await inproc(dir, dataPort) : await spawned(dir, prefix, dataPort);
-    const client = await startSoakClient({ port: server.dataPort, method: first.method, password: first.secret });
+    await client.connect({ port: server.dataPort, method: first.method, password: first.secret });
     const call = (method: string, body?: unknown): Promise<{ status: number }> =>
       api(server.cfg, method, '/access-keys', body).catch(() => ({ status: 0 }));
     console.log(`root ${INPROC ? `${REPO_ROOT} (in process)` : ROOT}: ${KEYS} keys, ${POSTS} POST + ${GETS} GET`);

@@ -16,9 +16,9 @@ require(workerData.tsx).register();
 const net = require('node:net');
 const { openTestTunnel } = require(workerData.client);
 const echo = net.createServer((s) => s.pipe(s));
-echo.listen(0, '127.0.0.1', async () => {
-  const t = await openTestTunnel({ port: workerData.port, host: '127.0.0.1', method: workerData.method,
-    password: workerData.password, target: { host: '127.0.0.1', port: echo.address().port } });
+echo.listen(0, '127.0.0.1', () => parentPort.once('message', async (to) => {
+  const t = await openTestTunnel({ port: to.port, host: '127.0.0.1', method: to.method,
+    password: to.password, target: { host: '127.0.0.1', port: echo.address().port } });
   let seen = 0, stop = false;
   const once = async () => {
     const t0 = performance.now();
@@ -44,7 +44,7 @@ echo.listen(0, '127.0.0.1', async () => {
     parentPort.postMessage({ lat, loopP99: loop.percentile(99) / 1e6, loopMax: loop.max / 1e6 });
   });
   parentPort.postMessage('ready');
-});
+}));
 `;
 
 export interface SoakRun {
@@ -56,20 +56,26 @@ export interface SoakRun {
 }
 
 export interface SoakClient {
+  /** Open the tunnel (once) through the data plane at `port` with this key. */
+  connect(o: { port: number; method: string; password: string }): Promise<void>;
   /** Measure until `maxMs` passed, `max` requests were made, or stop() is called. */
   run(maxMs: number, max: number): Promise<SoakRun>;
   stop(): void;
   terminate(): Promise<void>;
 }
 
-export async function startSoakClient(o: { port: number; method: string; password: string }): Promise<SoakClient> {
+/**
+ * The thread starts now, at this thread's scheduling priority (a thread inherits its creator's
+ * nice value on Linux: start it before the management plane lowers this thread's), and opens its
+ * tunnel on connect().
+ */
+export function startSoakClient(): SoakClient {
   const req = createRequire(import.meta.url);
   const client = new Worker(CLIENT, {
     eval: true,
     workerData: {
       tsx: req.resolve('tsx/cjs/api'),
       client: fileURLToPath(new URL('./test-client.ts', import.meta.url)),
-      ...o,
     },
   });
   const next = (): Promise<unknown> =>
@@ -77,12 +83,13 @@ export async function startSoakClient(o: { port: number; method: string; passwor
       client.once('message', resolve);
       client.once('error', reject);
     });
-  const ready = await next().catch(async (err: unknown) => {
-    await client.terminate();
-    throw err;
-  });
-  if (ready !== 'ready') throw new Error(`soak client: unexpected ${String(ready)}`);
   return {
+    async connect(o) {
+      const ready = next();
+      client.postMessage(o);
+      const m = await ready;
+      if (m !== 'ready') throw new Error(`soak client: unexpected ${String(m)}`);
+    },
     run(maxMs, max) {
       const p = next() as Promise<SoakRun>;
       client.postMessage({ maxMs, max });
