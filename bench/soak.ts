@@ -13,7 +13,7 @@
  * delay, GC pauses and key-delta times (WorkerPlane.loopStats): which thread stalled.
  *
  * In process the server runs as `ladder server` runs it (this thread's priority lowered, each
- * thread collecting its own garbage); --default-tuning leaves both at Node's defaults.
+ * thread collecting its own garbage); --no-isolate-gc keeps V8's shared GC helpers (the A/B).
  *
  *   node --import tsx bench/soak.ts [--root DIR] [--keys 5000] [--posts 500] [--gets 200]
  *     [--rounds 1] [--inproc [--no-isolate-gc]]
