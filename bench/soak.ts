@@ -12,11 +12,13 @@
  * and also prints, for the burst, each data-plane worker's and the management thread's event-loop
  * delay, GC pauses and key-delta times (WorkerPlane.loopStats): which thread stalled.
  *
- * In process the server runs as `ladder server` runs it (this thread's priority lowered, each
- * thread collecting its own garbage); --no-isolate-gc keeps V8's shared GC helpers (the A/B).
+ * In process this thread's priority is lowered as `ladder server` does. V8's GC is per thread
+ * only with `node --single-threaded-gc --import tsx bench/soak.ts --inproc`; for the spawned
+ * server, --node-flags --single-threaded-gc (a V8 flag that must be on node's command line:
+ * switched at run time, V8 aborts at its next marking).
  *
  *   node --import tsx bench/soak.ts [--root DIR] [--keys 5000] [--posts 500] [--gets 200]
- *     [--rounds 1] [--inproc [--no-isolate-gc]]
+ *     [--rounds 1] [--inproc] [--node-flags FLAG]
  */
 import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
@@ -45,6 +47,8 @@ const POSTS = Number(flag('posts', '500'));
 const GETS = Number(flag('gets', '200'));
 const ROUNDS = Number(flag('rounds', '1'));
 const INPROC = args.includes('--inproc');
+/** Flags for the spawned server's node, e.g. --node-flags --single-threaded-gc. */
+const NODE_FLAGS = flag('node-flags', '').split(' ').filter((x) => x !== '');
 
 const kib = (pid: number, field: 'VmRSS' | 'VmHWM'): number => {
   const m = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -125,7 +129,7 @@ async function spawned(dir: string, prefix: string, dataPort: number): Promise<S
   const argv = managedServerArgs(dir);
   argv[argv.indexOf('--port') + 1] = String(dataPort);
   const extra = ['--workers', '2', '--allow-private']; // the echo origin is on loopback
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'ladder.js'), ...argv, ...extra], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, join(ROOT, 'bin', 'ladder.js'), ...argv, ...extra], {
     env: { ...process.env, LADDER_DIST: '0', LADDER_LOG_LEVEL: 'silent' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -193,12 +197,11 @@ function countStoreCalls(store: Record<string, unknown>): () => string {
 }
 
 async function inproc(dir: string, dataPort: number): Promise<Server> {
-  // As `ladder server` runs it: this thread's priority lowered, each thread collecting its own
-  // garbage (--no-isolate-gc: V8's shared GC helper threads, as before issue 14's fix).
+  // This thread's priority lowered as `ladder server` does; each thread collects its own garbage
+  // only if node was started with --single-threaded-gc (bin/ladder.js sets it for `server`).
   const m = await startManaged({ ...managedFlags(dir), port: String(dataPort), workers: '2' }, silentLogger, {
     enforceIntervalMs: 60_000,
     lowerPriority: true,
-    isolateGc: !args.includes('--no-isolate-gc'),
   });
   const cfg = JSON.parse(m.banner.split('\n').find((l) => l.startsWith('{"apiUrl":'))!) as Server['cfg'];
   const meter = new LoopMeter();
@@ -233,7 +236,7 @@ async function main(): Promise<void> {
     await client.connect({ port: server.dataPort, method: first.method, password: first.secret });
     const call = (method: string, body?: unknown): Promise<{ status: number }> =>
       api(server.cfg, method, '/access-keys', body).catch(() => ({ status: 0 }));
-    console.log(`root ${INPROC ? `${REPO_ROOT} (in process)` : ROOT}: ${KEYS} keys, ${POSTS} POST + ${GETS} GET`);
+    console.log(`root ${INPROC ? `${REPO_ROOT} (in process)` : `${ROOT} ${NODE_FLAGS.join(' ')}`}: ${KEYS} keys, ${POSTS} POST + ${GETS} GET`);
     for (let round = 1; round <= ROUNDS; round++) {
       const load = loadavg()[0]!.toFixed(1);
       const idle = await client.run(15_000, 300);

@@ -36,7 +36,7 @@ import { UsageError } from './errors.js';
 import { stopForFatal, untilSignal } from './shutdown.js';
 import { dynamicKeyNote } from './banner-text.js';
 import { managedBanners } from './managed-banner.js';
-import { isolateGc, lowerThisThreadPriority } from './priority.js';
+import { lowerThisThreadPriority } from './priority.js';
 import {
   cachedKeysForOfflineStart,
   checkNodeFlags,
@@ -222,9 +222,6 @@ export interface ManagedTuning {
   /** Lower this thread's scheduling priority once workers relay (the `ladder server` command
    *  does; a program embedding startManaged, such as a test, keeps its own priority). */
   lowerPriority?: boolean;
-  /** Each thread collects its own garbage (priority.ts isolateGc; process-wide, so the `ladder
-   *  server` command and the soak test ask for it, other embedders keep V8's default). */
-  isolateGc?: boolean;
   /** The built dashboard to serve (default the package's web/dist; the dashboard tests build their own). */
   dashboardDir?: string;
 }
@@ -320,7 +317,6 @@ export async function startManaged(
         const dp = await startDataPlane({ ...planeOptions, ...replay, keys: [], port });
         return { ...inProcessPlane(dp), workers: 0 };
       }
-      if (tuning.isolateGc === true) isolateGc(); // before the workers' heaps exist
       const wp: WorkerPlane = await startWorkerPlane({
         ...planeOptions,
         ...replay,
@@ -578,7 +574,7 @@ export async function runManaged(flags: ManagedFlags): Promise<void> {
   const tty = process.stdout.isTTY === true;
   let stopped: Promise<void>;
   try {
-    const server = await startManaged(flags, log, { drawQr: tty, lowerPriority: true, isolateGc: true });
+    const server = await startManaged(flags, log, { drawQr: tty, lowerPriority: true });
     // The handlers go in before the banner: whoever reads "Ctrl-C to stop." may signal at once
     // (a SIGTERM before them would kill the process without closing the store).
     stopped = untilSignal({ close: () => server.close(), message: 'server stopping', log });

@@ -28,12 +28,12 @@ test('management load (500 creations, 200 full listings, 5,000 keys) does not de
   // The client thread first: it keeps this thread's priority, which the server then lowers.
   const client = startSoakClient();
   t.after(() => client.terminate());
-  // As `ladder server` runs it: this (management) thread at a lower priority, each thread
-  // collecting its own garbage.
+  // As `ladder server` runs it, this (management) thread at a lower priority; but with V8's
+  // shared GC helper threads (bin/ladder.js's --single-threaded-gc can only be set at start-up;
+  // bench/soak.ts measures the `ladder server` process itself).
   const m = await startManaged({ ...flags(dir), workers: '2' }, silentLogger, {
     enforceIntervalMs: 60_000,
     lowerPriority: true,
-    isolateGc: true,
   });
   t.after(() => m.close());
   assert.equal(m.workers, 2, 'the data plane runs in 2 worker threads');
@@ -105,10 +105,13 @@ test('management load (500 creations, 200 full listings, 5,000 keys) does not de
   // Every worker applied every creation as a one-key delta (not a full key set).
   assert.equal(workers.length, 2);
   for (const w of workers) assert.ok(w.deltas >= 1 && w.deltas <= created, `${w.deltas} key deltas in a worker`);
-  // Issue 14's bound is unloaded p99 + 100 ms. On a 2-core machine shared with other work, the
-  // machine alone stalls a thread for up to ~0.2 s a minute, and the burst saturates both cores
-  // (0.4-0.6 s seen here, against 14-23 s with the data plane on the API's event loop), so the
-  // hard bound is 1 s unless LADDER_SOAK_STRICT=1 (a quiet machine) asks for the issue's own.
+  // Issue 14's bound is unloaded p99 + 100 ms. On a 2-core machine shared with other work (load
+  // 11-17) an idle process that does nothing but measure its event loop, in a session of its own,
+  // is itself stalled 100-250 ms during a burst (bench/soak.ts prints that control), and the
+  // workers' loops stall while idle (utilization 0.01-0.05) for as long: the machine's scheduler,
+  // not work of theirs. So the hard bound here is 1 s (14-23 s with the data plane on the API's
+  // event loop) unless LADDER_SOAK_STRICT=1 (a quiet machine) asks for the issue's own; the
+  // strict figures come from the bench (docs/reliability.md).
   const strict = process.env.LADDER_SOAK_STRICT === '1';
   const bound = strict ? p99 + 100 : Math.max(p99 + 100, 1000);
   console.log(
