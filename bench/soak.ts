@@ -32,15 +32,12 @@ import type { LoopStats } from '../src/server/workers/messages.js';
 import { silentLogger } from '../src/shared/logger.js';
 import { createAccessKeys, openStore, parseStoreLocation } from '../src/store/index.js';
 import { api, flags as managedFlags } from '../test/api/managed-helpers.js';
-import { managedServerArgs } from '../test/helpers/ladder-run.js';
 import { REPO_ROOT } from '../test/helpers/peers.js';
 import { percentile as pct, startSoakClient } from '../test/helpers/soak-client.js';
+import { flagOf, procKib, spawnManagedServer } from './managed-server.js';
 
 const args = process.argv.slice(2);
-function flag(name: string, dflt: string): string {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
-}
+const flag = (name: string, dflt: string): string => flagOf(args, name, dflt);
 const ROOT = resolve(flag('root', REPO_ROOT));
 const KEYS = Number(flag('keys', '5000'));
 const POSTS = Number(flag('posts', '500'));
@@ -50,10 +47,7 @@ const INPROC = args.includes('--inproc');
 /** Flags for the spawned server's node, e.g. --node-flags --single-threaded-gc. */
 const NODE_FLAGS = flag('node-flags', '').split(' ').filter((x) => x !== '');
 
-const kib = (pid: number, field: 'VmRSS' | 'VmHWM'): number => {
-  const m = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) : NaN;
-};
+const kib = procKib;
 /** CPU ticks (user + system) of each thread of `pid`, by thread id. */
 function threadTicks(pid: number): Map<string, number> {
   const out = new Map<string, number>();
@@ -126,39 +120,17 @@ interface Server {
 }
 
 async function spawned(dir: string, prefix: string, dataPort: number): Promise<Server> {
-  const argv = managedServerArgs(dir);
-  argv[argv.indexOf('--port') + 1] = String(dataPort);
   const extra = ['--workers', '2', '--allow-private']; // the echo origin is on loopback
-  const child = spawn(process.execPath, [...NODE_FLAGS, join(ROOT, 'bin', 'ladder.js'), ...argv, ...extra], {
-    env: { ...process.env, LADDER_DIST: '0', LADDER_LOG_LEVEL: 'silent' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const stop = (): void => void child.kill('SIGTERM');
-  process.on('exit', stop);
-  const apiPort = await new Promise<string>((ok, fail) => {
-    let out = '';
-    const timer = setTimeout(() => fail(new Error('no banner in 120 s')), 120_000);
-    child.stdout.on('data', (c: Buffer) => {
-      out += c.toString();
-      const m = /management API on port (\d+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        ok(m[1]!);
-      }
-    });
-    child.on('exit', (code) => fail(new Error(`server exited (${code})`)));
-  });
+  const child = await spawnManagedServer(ROOT, dir, { extra, nodeFlags: NODE_FLAGS, port: dataPort });
+  const apiPort = child.apiPort;
   // A restart prints no secrets: the API's port from the banner, its pin from the data directory.
   const pem = readFileSync(join(dir, 'api-cert.pem'), 'utf8');
   const certSha256 = new X509Certificate(pem).fingerprint256.replace(/:/g, '');
   return {
-    pid: child.pid!,
+    pid: child.pid,
     cfg: { apiUrl: `https://127.0.0.1:${apiPort}/${prefix}`, certSha256 },
     dataPort,
-    close: async () => {
-      stop();
-      await new Promise((r) => child.once('exit', r));
-    },
+    close: () => child.stop(),
   };
 }
 
