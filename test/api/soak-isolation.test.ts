@@ -111,7 +111,7 @@ test('management load (500 creations, 200 full listings, 5,000 keys) does not de
   // workers' loops stall while idle (utilization 0.01-0.05) for as long: the machine's scheduler,
   // not work of theirs. So the hard bound here is 1 s (14-23 s with the data plane on the API's
   // event loop) unless LADDER_SOAK_STRICT=1 (a quiet machine) asks for the issue's own; the
-  // strict figures come from the bench (docs/reliability.md).
+  // strict figures come from the bench (docs/benchmarks.md, bench/soak.ts).
   const strict = process.env.LADDER_SOAK_STRICT === '1';
   const bound = strict ? p99 + 100 : Math.max(p99 + 100, 1000);
   console.log(
