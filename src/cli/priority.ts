@@ -20,4 +20,3 @@ export function lowerThisThreadPriority(log: Logger): void {
     log.debug({ err: (err as Error).message }, 'cannot lower the management thread priority');
   }
 }
-
