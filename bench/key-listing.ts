@@ -10,30 +10,23 @@
  *   node --import tsx bench/key-listing.ts [--root DIR] [--keys 5000] [--concurrent 200]
  *     [--rounds 1]
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest, Agent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { openStore, parseStoreLocation, createAccessKeys } from '../src/store/index.js';
-import { managedServerArgs } from '../test/helpers/ladder-run.js';
 import { REPO_ROOT } from '../test/helpers/peers.js';
+import { flagOf, procKib, spawnManagedServer } from './managed-server.js';
 import { median } from './stats.js';
 
 const args = process.argv.slice(2);
-function flag(name: string, dflt: string): string {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
-}
+const flag = (name: string, dflt: string): string => flagOf(args, name, dflt);
 const ROOT = resolve(flag('root', REPO_ROOT));
 const KEYS = Number(flag('keys', '5000'));
 const CONCURRENT = Number(flag('concurrent', '200'));
 const ROUNDS = Number(flag('rounds', '1'));
 
-const kib = (pid: number, field: 'VmRSS' | 'VmHWM'): number => {
-  const m = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) : NaN;
-};
+const kib = procKib;
 const mib = (k: number): string => (k / 1024).toFixed(0);
 
 function get(url: string, agent: Agent): Promise<{ status: number; bytes: number; ms: number }> {
@@ -58,31 +51,10 @@ async function main(): Promise<void> {
     await createAccessKeys(store, { count: KEYS, method: 'chacha20-ietf-poly1305', name: 'bench' });
     const prefix = (await store.getSettings()).apiPrefix;
     await store.close();
-    const child = spawn(
-      process.execPath,
-      [join(ROOT, 'bin', 'ladder.js'), ...managedServerArgs(dir), '--workers', '1'],
-      {
-        env: { ...process.env, LADDER_DIST: '0', LADDER_LOG_LEVEL: 'silent' },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    );
-    const stop = (): void => void child.kill('SIGTERM');
-    process.on('exit', stop);
-    const apiUrl = await new Promise<string>((ok, fail) => {
-      let out = '';
-      const timer = setTimeout(() => fail(new Error('no banner in 120 s')), 120_000);
-      child.stdout.on('data', (c: Buffer) => {
-        out += c.toString();
-        // A restart prints no secrets: the API's port from the banner, the prefix from the store.
-        const m = /management API on port (\d+)/.exec(out);
-        if (m) {
-          clearTimeout(timer);
-          ok(`https://127.0.0.1:${m[1]}/${prefix}`);
-        }
-      });
-      child.on('exit', (code) => fail(new Error(`server exited (${code})`)));
-    });
-    const pid = child.pid!;
+    const server = await spawnManagedServer(ROOT, dir, { extra: ['--workers', '1'] });
+    // A restart prints no secrets: the API's port from the banner, the prefix from the store.
+    const apiUrl = `https://127.0.0.1:${server.apiPort}/${prefix}`;
+    const pid = server.pid;
     const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
     const once = await get(`${apiUrl}/access-keys`, agent); // warm: code paths compiled, store open
     console.log(`root ${ROOT}: ${KEYS} keys, one listing ${once.bytes} bytes in ${once.ms.toFixed(0)} ms`);
@@ -108,8 +80,7 @@ async function main(): Promise<void> {
       );
     }
     agent.destroy();
-    stop();
-    await new Promise((r) => child.once('exit', r));
+    await server.stop();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

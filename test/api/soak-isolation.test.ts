@@ -9,62 +9,32 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import { startManaged } from '../../src/cli/managed.js';
 import { silentLogger } from '../../src/shared/logger.js';
+import type { LoopStats } from '../../src/server/workers/messages.js';
 import { createAccessKeys } from '../../src/store/index.js';
 import { tempDir } from './helpers.js';
+import { percentile as pct, startSoakClient } from '../helpers/soak-client.js';
 import { api, flags } from './managed-helpers.js';
 
 const KEYS = 5000;
 const POSTS = 500;
 const GETS = 200;
 
-/** The client thread: an echo origin and one tunnel; 'run' measures requests until 'stop'. */
-const CLIENT = `
-const { parentPort, workerData } = require('node:worker_threads');
-require(workerData.tsx).register();
-const net = require('node:net');
-const { openTestTunnel } = require(workerData.client);
-const echo = net.createServer((s) => s.pipe(s));
-echo.listen(0, '127.0.0.1', async () => {
-  const t = await openTestTunnel({ port: workerData.port, host: '127.0.0.1', method: workerData.method,
-    password: workerData.password, target: { host: '127.0.0.1', port: echo.address().port } });
-  let seen = 0, stop = false;
-  const once = async () => {
-    const t0 = performance.now();
-    t.send(Buffer.alloc(32, 7));
-    seen += 32;
-    await t.read(seen, 60000);
-    return performance.now() - t0;
-  };
-  await once();
-  parentPort.on('message', async (m) => {
-    if (m === 'stop') { stop = true; return; }
-    stop = false;
-    const lat = [];
-    const end = Date.now() + m.maxMs;
-    while (!stop && Date.now() < end && lat.length < m.max) {
-      lat.push(await once());
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    parentPort.postMessage(lat);
-  });
-  parentPort.postMessage('ready');
-});
-`;
-
-const pct = (xs: number[], p: number): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-};
 const mib = (): number => Math.round(process.memoryUsage().rss / 1048576);
 
 test('management load (500 creations, 200 full listings, 5,000 keys) does not delay tunnelled requests', async (t) => {
   const dir = tempDir(t);
-  const m = await startManaged({ ...flags(dir), workers: '2' }, silentLogger, { enforceIntervalMs: 60_000 });
+  // The client thread first: it keeps this thread's priority, which the server then lowers.
+  const client = startSoakClient();
+  t.after(() => client.terminate());
+  // As `ladder server` runs it, this (management) thread at a lower priority; but with V8's
+  // shared GC helper threads (bin/ladder.js's --single-threaded-gc can only be set at start-up;
+  // bench/soak.ts measures the `ladder server` process itself).
+  const m = await startManaged({ ...flags(dir), workers: '2' }, silentLogger, {
+    enforceIntervalMs: 60_000,
+    lowerPriority: true,
+  });
   t.after(() => m.close());
   assert.equal(m.workers, 2, 'the data plane runs in 2 worker threads');
   await createAccessKeys(m.store, { count: KEYS - 1, method: 'chacha20-ietf-poly1305', name: 'bulk' });
@@ -76,34 +46,17 @@ test('management load (500 creations, 200 full listings, 5,000 keys) does not de
   };
   const first = (await m.store.listKeys())[0]!;
 
-  const req = createRequire(import.meta.url);
-  const client = new Worker(CLIENT, {
-    eval: true,
-    workerData: {
-      tsx: req.resolve('tsx/cjs/api'),
-      client: fileURLToPath(new URL('../helpers/test-client.ts', import.meta.url)),
-      port: m.plane.address.port,
-      method: first.method,
-      password: first.secret,
-    },
-  });
-  t.after(() => client.terminate());
-  const next = (): Promise<unknown> =>
-    new Promise((resolve, reject) => {
-      client.once('message', resolve);
-      client.once('error', reject);
-    });
-  assert.equal(await next(), 'ready');
+  await client.connect({ port: m.plane.address.port, method: first.method, password: first.secret });
+  const plane = m.plane as unknown as { loopStats(): Promise<LoopStats[]> };
 
   // Unloaded: about 300 requests (bounded by 15 s).
-  client.postMessage({ maxMs: 15_000, max: 300 });
-  const idle = (await next()) as number[];
+  const idle = (await client.run(15_000, 300)).lat;
   const p99 = pct(idle, 99);
   const rssBefore = mib();
 
   // Loaded: the same requests while the API takes the burst (bounded by 180 s).
-  const loadedP = next();
-  client.postMessage({ maxMs: 180_000, max: 1_000_000 });
+  await plane.loopStats(); // starts measuring in the workers
+  const loadedP = client.run(180_000, 1_000_000);
   const t0 = Date.now();
   let rssPeak = rssBefore;
   const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, mib())), 100);
@@ -117,8 +70,10 @@ test('management load (500 creations, 200 full listings, 5,000 keys) does not de
   ]);
   const apiMs = Date.now() - t0;
   clearInterval(sampler);
-  client.postMessage('stop');
-  const loaded = (await loadedP) as number[];
+  const workers = await plane.loopStats();
+  client.stop();
+  const run = await loadedP;
+  const loaded = run.lat;
 
   const statuses = new Map<number, number>();
   for (const r of results) statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
@@ -128,6 +83,15 @@ test('management load (500 creations, 200 full listings, 5,000 keys) does not de
       `loaded n=${loaded.length} p50 ${pct(loaded, 50).toFixed(1)} p99 ${pct(loaded, 99).toFixed(1)} max ${max.toFixed(1)} ms; ` +
       `API burst ${apiMs} ms, statuses ${JSON.stringify([...statuses])}; RSS ${rssBefore} -> peak ${rssPeak} MiB`,
   );
+  // Which thread stalled: the data-plane workers' own loop delay and GC pauses, the client's.
+  for (const [i, w] of workers.entries()) {
+    console.log(
+      `soak: worker ${i} loop delay p99 ${w.delayP99.toFixed(0)} max ${w.delayMax.toFixed(0)} ms, ` +
+        `utilization ${w.utilization.toFixed(2)}, GC ${w.gcs} (longest ${w.gcMax.toFixed(1)} ms ${w.gcMaxKind}), ` +
+        `key deltas ${w.deltas} (longest ${w.deltaMax.toFixed(1)} ms)`,
+    );
+  }
+  console.log(`soak: client thread loop delay p99 ${run.loopP99.toFixed(0)} max ${run.loopMax.toFixed(0)} ms`);
   assert.deepEqual(
     [...statuses.keys()].filter((s) => s !== 0 && s !== 200 && s !== 201),
     [],
@@ -138,10 +102,16 @@ test('management load (500 creations, 200 full listings, 5,000 keys) does not de
   const created = (await m.store.countKeys()) - KEYS;
   assert.ok(created >= (statuses.get(201) ?? 0) && created <= POSTS, `${created} keys created`);
   assert.ok(loaded.length >= 10, `only ${loaded.length} tunnelled requests during the burst`);
-  // Issue 14's bound is unloaded p99 + 100 ms. On a 2-core machine shared with other work, the
-  // machine alone stalls a thread for up to ~0.2 s a minute, and the burst saturates both cores
-  // (0.4-0.6 s seen here, against 14-23 s with the data plane on the API's event loop), so the
-  // hard bound is 1 s unless LADDER_SOAK_STRICT=1 (a quiet machine) asks for the issue's own.
+  // Every worker applied every creation as a one-key delta (not a full key set).
+  assert.equal(workers.length, 2);
+  for (const w of workers) assert.ok(w.deltas >= 1 && w.deltas <= created, `${w.deltas} key deltas in a worker`);
+  // Issue 14's bound is unloaded p99 + 100 ms. On a 2-core machine shared with other work (load
+  // 11-17) an idle process that does nothing but measure its event loop, in a session of its own,
+  // is itself stalled 100-250 ms during a burst (bench/soak.ts prints that control), and the
+  // workers' loops stall while idle (utilization 0.01-0.05) for as long: the machine's scheduler,
+  // not work of theirs. So the hard bound here is 1 s (14-23 s with the data plane on the API's
+  // event loop) unless LADDER_SOAK_STRICT=1 (a quiet machine) asks for the issue's own; the
+  // strict figures come from the bench (docs/benchmarks.md, bench/soak.ts).
   const strict = process.env.LADDER_SOAK_STRICT === '1';
   const bound = strict ? p99 + 100 : Math.max(p99 + 100, 1000);
   console.log(

@@ -11,6 +11,7 @@ import { createLogger } from '../../shared/logger.js';
 import type { AuthEvent, ConnectionClosedEvent } from '../events.js';
 import { ShadowsocksServer } from '../server.js';
 import type { FromWorker, ToWorker, WorkerInit } from './messages.js';
+import { LoopMeter } from './loop-stats.js';
 import { sharedReplayFilters } from './shared-salts.js';
 
 const init = workerData as WorkerInit;
@@ -28,6 +29,7 @@ let opened = 0;
 let authenticated: AuthEvent[] = [];
 let closed: ConnectionClosedEvent[] = [];
 let openDirty = true;
+const meter = new LoopMeter();
 
 const server = new ShadowsocksServer({
   keys: init.keys,
@@ -94,9 +96,15 @@ port.on('message', (m: ToWorker) => {
     case 'keys':
       server.setKeys(m.keys);
       break;
-    case 'delta':
+    case 'delta': {
+      const t0 = performance.now();
       server.applyKeyDelta(m.delta);
       post({ t: 'applied', seq: m.seq });
+      meter.delta(performance.now() - t0);
+      break;
+    }
+    case 'loopStats':
+      post({ t: 'loopStats', stats: meter.take() });
       break;
     case 'closeKey':
       server.closeKeyConnections(m.id);
@@ -110,6 +118,7 @@ port.on('message', (m: ToWorker) => {
       break;
     case 'close':
       clearInterval(reporter);
+      meter.stop();
       void server.close().then(() => {
         report();
         sendUsage();

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { packageRoot } from '../../shared/package-root.js';
-import type { FromWorker, ToWorker, WorkerInit } from './messages.js';
+import type { FromWorker, LoopStats, ToWorker, WorkerInit } from './messages.js';
 import type { WorkerStats } from './pool.js';
 import { closeFd } from './reuseport.js';
 import type { Supervisor, WorkerLike } from './supervisor.js';
@@ -47,6 +47,8 @@ export class Handle {
   fdInode: string | undefined;
   /** Key deltas posted and not yet applied, by sequence number. */
   readonly pending = new Map<number, () => void>();
+  /** loopStats requests waiting for their answer, in order. */
+  readonly loopWaiters: ((s: LoopStats | undefined) => void)[] = [];
   closed: Promise<void>;
   /** The thread has exited: nothing it is sent is answered. */
   exited = false;
@@ -66,6 +68,7 @@ export class Handle {
     this.closed = new Promise((r) => (this.#onClosed = r));
     this.worker.on('message', (m: FromWorker) => {
       if (m.t === 'closed') this.#onClosed();
+      if (m.t === 'loopStats') this.loopWaiters.shift()?.(m.stats);
       if (m.t === 'applied') {
         for (const [seq, done] of this.pending) {
           if (seq > m.seq) break;
@@ -88,6 +91,7 @@ export class Handle {
       this.#onClosed();
       for (const done of this.pending.values()) done();
       this.pending.clear();
+      for (const w of this.loopWaiters.splice(0)) w(undefined);
       onExit(this, code);
     });
   }

@@ -42,6 +42,8 @@ export type ToWorker =
   | { readonly t: 'keys'; readonly keys: readonly RuntimeKey[] }
   | { readonly t: 'delta'; readonly delta: KeyDelta; readonly seq: number }
   | { readonly t: 'closeKey'; readonly id: string }
+  /** Start measuring (first call) or report and reset what was measured since the last call. */
+  | { readonly t: 'loopStats' }
   | { readonly t: 'close' }
   /** Tests only (WorkerInit.testHooks): throw an uncaught error, as a bug would. */
   | { readonly t: 'crash' };
@@ -67,4 +69,27 @@ export type FromWorker =
     }
   /** Every message up to this key delta is applied. */
   | { readonly t: 'applied'; readonly seq: number }
+  | { readonly t: 'loopStats'; readonly stats: LoopStats }
   | { readonly t: 'closed' };
+
+/**
+ * What stalled a thread's event loop since the last report (diagnostics: the soak bench asks for
+ * them). All times in ms; zeros on the first call, which starts the measurement.
+ */
+export interface LoopStats {
+  /** Event-loop delay (perf_hooks.monitorEventLoopDelay, 10 ms resolution). */
+  readonly delayP50: number;
+  readonly delayP99: number;
+  readonly delayMax: number;
+  /** Garbage collections of this thread's heap: count, the longest pause, the sum of pauses. */
+  readonly gcs: number;
+  readonly gcMax: number;
+  /** The longest pause's kind: minor (scavenge), major (mark-compact), incremental, weak callbacks. */
+  readonly gcMaxKind: string;
+  readonly gcTotal: number;
+  /** Key deltas applied, and the longest one (from receiving it to having applied it). */
+  readonly deltas: number;
+  readonly deltaMax: number;
+  /** Event-loop utilization over the interval (0..1). */
+  readonly utilization: number;
+}

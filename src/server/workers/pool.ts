@@ -28,7 +28,7 @@ import {
   type ReplayStore,
 } from '../replay-state.js';
 import type { UdpRelayOptions } from '../udp-relay.js';
-import type { FromWorker, ToWorker, WorkerInit } from './messages.js';
+import type { FromWorker, LoopStats, ToWorker, WorkerInit } from './messages.js';
 import {
   bindAddress,
   closeFd,
@@ -147,6 +147,11 @@ export interface WorkerPlane extends ServerControl {
   workerStats(): readonly WorkerStats[];
   /** Tests only (testHooks): make worker `index` throw an uncaught error. */
   crashWorker?(index: number): void;
+  /**
+   * Diagnostics: each running worker's event-loop delay, GC pauses and key-delta times since the
+   * previous call (the first call starts measuring and gives zeros); see loop-stats.ts.
+   */
+  loopStats(): Promise<LoopStats[]>;
   /**
    * Change only the keys a delta names, in every worker. Resolves once every worker applied it,
    * so a key the API has just created works in whichever worker its first connection reaches.
@@ -495,6 +500,19 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
       return out;
     },
     workerStats: () => stats.map((s) => ({ ...s, closed: { ...s.closed } })),
+    async loopStats() {
+      const live = handles.filter((h) => !h.exited);
+      const all = await Promise.all(
+        live.map(
+          (h) =>
+            new Promise<LoopStats | undefined>((r) => {
+              h.loopWaiters.push(r);
+              h.send({ t: 'loopStats' });
+            }),
+        ),
+      );
+      return all.filter((x): x is LoopStats => x !== undefined);
+    },
     ...(opts.testHooks === true ? { crashWorker: (i: number) => handles[i]?.send({ t: 'crash' }) } : {}),
     saveReplayState: () => replay.save(),
     async close() {
