@@ -138,9 +138,12 @@ test('the unmanaged server (--password) loads neither the management plane nor t
     /Try it/,
   );
   assert.ok(
-    modules.some((m) => /\/server\/index\.(ts|js)$/.test(m)),
-    'the recorder saw the server',
+    modules.some((m) => /\/server\/workers\/pool\.(ts|js)$/.test(m)),
+    'the recorder saw the data-plane pool',
   );
+  // Its main thread relays nothing (the workers do, and load the Shadowsocks server themselves).
+  const relay = modules.filter((m) => /\/server\/(server|connection|data-plane)\.(ts|js)$/.test(m));
+  assert.deepEqual(relay, [], `the main thread loaded ${relay.join(', ')}`);
   // qrcode is loaded when the banner draws a QR code, and only then.
   assertLean(modules, /[▄█]/.test(output) ? { allow: ['qrcode'], forbid: ['pino'] } : { forbid: ['pino'] });
 });

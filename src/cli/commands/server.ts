@@ -7,13 +7,10 @@ import type { ServerConfig } from '../../config/server.js';
 import { isProtocolError } from '../../protocol/errors.js';
 import { checkKey, checkMethod } from '../../protocol/shadowsocks/key-material.js';
 import { formatSsUrl } from '../../protocol/sip002/index.js';
-import {
-  startDataPlane,
-  startWorkerPlane,
-  workersAtBootFromEnv,
-  type DataPlane,
-  type WorkerPlane,
-} from '../../server/index.js';
+import type { DataPlane } from '../../server/index.js';
+// The pool only, not the server barrel: the main thread of an unmanaged server relays nothing
+// (its workers do), so the Shadowsocks server's own modules load only in them (idle RSS).
+import { startWorkerPlane, workersAtBootFromEnv, type WorkerPlane } from '../../server/workers/pool.js';
 import type { RuntimeKey } from '../../shared/control.js';
 import { createLogger } from '../../shared/logger.js';
 import {
@@ -342,7 +339,7 @@ export function registerServer(program: Command): void {
       let plane: DataPlane | WorkerPlane;
       try {
         plane = webPlan
-          ? await startDataPlane(common)
+          ? await (await import('../../server/data-plane.js')).startDataPlane(common) // the web front's streams relay on this thread
           : await startWorkerPlane({
               ...common,
               logLevel: level,
