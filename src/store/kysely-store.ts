@@ -5,6 +5,7 @@ import { silentLogger, type Logger } from '../shared/logger.js';
 import { createDialect, type StoreLocation } from './dialect.js';
 import { isStoreUnavailable, StoreHealth } from './health.js';
 import { ensureMarker, openFailure } from './integrity.js';
+import { readKeyChanges } from './key-changes.js';
 import { checkTables, migrationProvider } from './migrations.js';
 import { chunks, IN_CHUNK, keyPage, num, numOrNull, rowToKey } from './rows.js';
 import { NodeRegistry } from './nodes.js';
@@ -14,6 +15,7 @@ import { HOUR_MS, UsageWriter, type UsageWriterTesting } from './usage-writer.js
 import type { Database, KeysTable } from './schema.js';
 import {
   StoreError,
+  type KeyChanges,
   type KeyCursor,
   type KeyPage,
   type KeyPatch,
@@ -375,6 +377,12 @@ export class KyselyStore implements Store {
       .select((eb) => eb.fn.countAll().as('n'))
       .executeTakeFirstOrThrow();
     return num(r.n);
+  }
+
+  /** Keys changed after keys version `since` (all keys without it): key-changes.ts. */
+  keyChanges(since?: number): Promise<KeyChanges> {
+    this.#assertOpen();
+    return readKeyChanges(this.#db, this.dialect, since);
   }
 
   async createKey(input: NewKey): Promise<KeyRecord> {

@@ -106,6 +106,18 @@ export interface KeyPage {
   readonly next: KeyCursor | undefined;
 }
 
+/**
+ * Keys changed since a keys version (Store.keyChanges): the rows whose data-plane columns changed
+ * and the ids deleted after `since`, or every key when `since` was not given (`full`). `version`
+ * covers everything returned: the next delta asks for changes after it.
+ */
+export interface KeyChanges {
+  readonly version: number;
+  readonly full: boolean;
+  readonly changed: readonly KeyRecord[];
+  readonly deleted: readonly string[];
+}
+
 export type StoreErrorCode =
   | 'KEY_EXISTS'
   | 'KEY_NOT_FOUND'
@@ -147,6 +159,11 @@ export interface Store extends UsageSink {
   /** Deletes the key and its usage; false when it did not exist. */
   deleteKey(id: string): Promise<boolean>;
   countKeys(): Promise<number>;
+  /**
+   * Optional (the Kysely store has it): the keys changed after keys version `since`, read in one
+   * snapshot; every key when `since` is undefined. Lets the enforcer read only what changed.
+   */
+  keyChanges?(since?: number): Promise<KeyChanges>;
 
   getSettings(): Promise<ServerSettings>;
   updateSettings(patch: SettingsPatch): Promise<ServerSettings>;
