@@ -86,24 +86,17 @@ export class KeyBook {
   /** Advance by one read. `ignoreDeletes` breaks the delta on purpose (the tests' negative control). */
   step(read: BookRead, now: number, ignoreDeletes = false): BookStep {
     const touched = new Set<string>();
-    const removed: string[] = [];
+    const gone = new Set<string>();
     const { changes } = read;
     if (changes.full) {
       const next = new Set(changes.changed.map((k) => k.id));
-      for (const id of this.#keys.keys()) if (!next.has(id)) removed.push(id);
+      for (const id of this.#keys.keys()) if (!next.has(id)) gone.add(id);
       this.#keys = new Map();
       this.#status = new Map();
       this.#used = new Map();
       this.#periodKeys = new Map();
       this.#expiry = new ExpiryHeap();
       this.#scheduled = new Map();
-    }
-    for (const k of changes.changed) {
-      const old = this.#keys.get(k.id);
-      if (old) this.#count(old.limitPeriod, -1);
-      this.#count(k.limitPeriod, 1);
-      this.#keys.set(k.id, k);
-      touched.add(k.id);
     }
     if (!ignoreDeletes) {
       for (const id of changes.deleted) {
@@ -113,10 +106,17 @@ export class KeyBook {
         this.#keys.delete(id);
         this.#status.delete(id);
         this.#scheduled.delete(id);
-        touched.delete(id);
-        removed.push(id);
+        gone.add(id);
       }
     }
+    for (const k of changes.changed) {
+      const old = this.#keys.get(k.id);
+      if (old) this.#count(old.limitPeriod, -1);
+      this.#count(k.limitPeriod, 1);
+      this.#keys.set(k.id, k);
+      touched.add(k.id);
+    }
+    const removed = [...gone].filter((id) => !this.#keys.has(id));
     this.version = changes.version;
     if (read.defaultLimit !== this.#defaultLimit) {
       this.#defaultLimit = read.defaultLimit;

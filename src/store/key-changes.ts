@@ -35,15 +35,14 @@ export async function readKeyChanges(
       select max(v) as v from (select max(version) as v from keys
         union all select max(version) as v from key_tombstones) m`.execute(trx);
     const version = Math.max(since ?? 0, num(top.rows[0]?.v ?? 0));
-    // A key deleted and created again after `since`: whichever came last wins.
-    const rowVersion = new Map(rows.map((r) => [r.id, num(r.version ?? 0)]));
-    const deleted = tombs.filter((t) => num(t.version) > (rowVersion.get(t.id) ?? -1)).map((t) => t.id);
-    const gone = new Set(deleted);
+    // A key deleted and created again after `since` is in both lists (deleted first, then
+    // changed); a row its tombstone outdates is not a key any more.
+    const tombVersion = new Map(tombs.map((t) => [t.id, num(t.version)]));
     return {
       version,
       full: since === undefined,
-      changed: rows.filter((r) => !gone.has(r.id)).map(rowToKey),
-      deleted,
+      changed: rows.filter((r) => num(r.version ?? 0) > (tombVersion.get(r.id) ?? -1)).map(rowToKey),
+      deleted: [...tombVersion.keys()],
     };
   });
 }

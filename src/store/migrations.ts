@@ -1,6 +1,8 @@
-import { PostgresAdapter, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { Migrator, PostgresAdapter, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { isStoreUnavailable } from './health.js';
 import { STORE_TABLES } from './integrity.js';
 import type { Database } from './schema.js';
+import { StoreError } from './types.js';
 
 /**
  * Schema migrations, kept in code (no directory scan) so they ship inside dist/ and run the same on
@@ -292,4 +294,16 @@ export const migrationProvider: MigrationProvider = {
 /** Each table answers a one-row read (cheap on both stores): what a dropped table or a damaged root page fails. */
 export async function checkTables(db: Kysely<Database>): Promise<void> {
   for (const table of STORE_TABLES) await db.selectFrom(table).selectAll().limit(1).execute();
+}
+
+/** Run every migration not applied yet; an unreachable database is rethrown as it is. */
+export async function migrate(db: Kysely<Database>): Promise<void> {
+  const { error, results } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
+  if (!error) return;
+  if (isStoreUnavailable(error)) throw error;
+  const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
+  throw new StoreError(
+    'STORE_OPEN_FAILED',
+    `store: migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`,
+  );
 }

@@ -107,9 +107,10 @@ export interface KeyPage {
 }
 
 /**
- * Keys changed since a keys version (Store.keyChanges): the rows whose data-plane columns changed
- * and the ids deleted after `since`, or every key when `since` was not given (`full`). `version`
- * covers everything returned: the next delta asks for changes after it.
+ * Keys changed since a keys version (Store.keyChanges): the ids deleted after `since`, and the rows
+ * whose data-plane columns changed (an id deleted and created again is in both: apply the deletions
+ * first), or every key when `since` was not given (`full`). `version` covers everything returned:
+ * the next delta asks for changes after it.
  */
 export interface KeyChanges {
   readonly version: number;
