@@ -14,7 +14,6 @@ import {
   openStore,
   parseStoreLocation,
   type KeyRecord,
-  type KyselyStore,
   type StoreLocation,
   type StoreOptions,
 } from '../../src/store/index.js';
