@@ -134,9 +134,10 @@ async function stop(): Promise<void> {
     await s.node.close().catch(() => undefined);
     await s.store.close().catch(() => undefined);
   }
-  send({ type: 'stats', reads });
-  process.disconnect?.();
-  process.exit(0);
+  // Exit once the stats message is on its way (a send is asynchronous).
+  const exit = (): never => process.exit(0);
+  if (process.send) process.send({ type: 'stats', reads }, () => exit());
+  else exit();
 }
 
 // Bounded: a child the parent forgot stops by itself.
