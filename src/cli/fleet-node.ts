@@ -34,7 +34,7 @@ export interface StartNodeOptions {
   name: string;
   loc: StoreLocation & { kind: 'postgres' };
   store: KyselyStore;
-  enforcer: { refresh(): Promise<unknown> };
+  enforcer: { refresh(opts?: { full?: boolean }): Promise<unknown> };
   metrics: LadderMetrics;
   log: Logger;
   /** Public hosts (--public-host, else the guessed one). */

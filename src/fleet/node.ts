@@ -24,7 +24,7 @@ export interface FleetNodeOptions {
   url: string;
   info: NodeInfo;
   /** The key enforcer: refresh() re-reads the keys and hands the data plane what changed. */
-  enforcer: { refresh(): Promise<unknown> };
+  enforcer: { refresh(opts?: { full?: boolean }): Promise<unknown> };
   log: Logger;
   clock?: Clock;
   /** false: no LISTEN (diagnosis, and the tests' negative control): only polling applies changes. */
@@ -73,10 +73,13 @@ export async function startFleetNode(o: FleetNodeOptions): Promise<FleetNode> {
   let polled: { version: number; evaluations: number } | undefined;
   let closed = false;
 
-  /** Read the version, re-evaluate, then claim it: the evaluation saw every change up to it. */
+  /**
+   * Read the version, re-evaluate, then claim it: the evaluation saw every change up to it. Every
+   * key is read (not only the changes): notifications may have been missed while deaf.
+   */
   const catchUp = async (): Promise<void> => {
     const v = await registry.keysVersion();
-    await o.enforcer.refresh();
+    await o.enforcer.refresh({ full: true });
     applied = Math.max(applied, v);
   };
   const listener =

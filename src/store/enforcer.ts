@@ -3,8 +3,12 @@ import { systemClock, type Clock, type Timer } from '../shared/clock.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { isStoreUnavailable } from './health.js';
 import type { CachedKey } from './key-cache.js';
-import { evaluateKeys, type KeyStatus } from './policy.js';
-import type { Store } from './types.js';
+import { KeyBook, type BookStep } from './key-book.js';
+import { windowStart, type KeyStatus } from './policy.js';
+import type { KeyChanges, LimitPeriod, Store, UsageTotals } from './types.js';
+
+/** The delta reads' safety net: every key is read again this often (and after an outage or a reconnect). */
+export const FULL_READ_MS = 300_000;
 
 export interface EnforcerOptions {
   store: Store;
@@ -19,6 +23,10 @@ export interface EnforcerOptions {
   initialActive?: readonly CachedKey[];
   /** Called with the whole usable set each time it changed (to keep the node's key cache). */
   onActiveChange?: (active: readonly CachedKey[]) => void;
+  /** Read every key at least this often (default FULL_READ_MS); between, only changed keys. */
+  fullReadMs?: number;
+  /** Test seam: a broken delta (deletions ignored), for the equivalence test's negative control. */
+  testing?: { ignoreDeletes?: boolean };
 }
 
 /**
@@ -27,6 +35,11 @@ export interface EnforcerOptions {
  * revoked or exhausted key stops working for new connections at once and its open connections are
  * closed by the data plane. While the store is unreachable nothing changes: the node keeps the
  * keys (and the revocations) it last applied.
+ *
+ * With a store that reads key changes by version (Store.keyChanges: the Kysely store), an
+ * evaluation reads only the keys changed since the version it applied, and recomputes only those,
+ * the keys whose usage total moved, and the keys whose expiry passed (KeyBook). Every key is read
+ * again every `fullReadMs`, after the store was unreachable, and on `refresh({ full: true })`.
  */
 export class KeyEnforcer {
   readonly #store: Store;
@@ -38,11 +51,17 @@ export class KeyEnforcer {
   readonly #onActiveChange: ((active: readonly CachedKey[]) => void) | undefined;
   #timer: Timer | undefined;
   #running = false;
-  #chain: Promise<KeyStatus[]> = Promise.resolve([]);
-  #queued: Promise<KeyStatus[]> | undefined;
+  #chain: Promise<readonly KeyStatus[]> = Promise.resolve([]);
+  #queued: Promise<readonly KeyStatus[]> | undefined;
   /** The usable keys the control has now, by id. */
   #active = new Map<string, RuntimeKey & { port: number }>();
-  #last: KeyStatus[] = [];
+  #book = new KeyBook();
+  readonly #fullReadMs: number;
+  readonly #ignoreDeletes: boolean;
+  #fullAt = -Infinity;
+  #needFull = true;
+  /** Evaluations that read every key / only changes (for tests and the bench). */
+  readonly reads = { full: 0, delta: 0 };
 
   constructor(opts: EnforcerOptions) {
     this.#store = opts.store;
@@ -52,6 +71,8 @@ export class KeyEnforcer {
     this.#intervalMs = opts.intervalMs ?? 2000;
     this.#onEvaluate = opts.onEvaluate;
     this.#onActiveChange = opts.onActiveChange;
+    this.#fullReadMs = opts.fullReadMs ?? FULL_READ_MS;
+    this.#ignoreDeletes = opts.testing?.ignoreDeletes === true;
     for (const k of opts.initialActive ?? []) this.#active.set(k.id, k);
   }
 
@@ -81,14 +102,16 @@ export class KeyEnforcer {
 
   /** The statuses from the latest evaluation. */
   get statuses(): readonly KeyStatus[] {
-    return this.#last;
+    return this.#book.statuses;
   }
 
   /**
    * Re-evaluate now. Calls are serialized; calls made while one evaluation is already waiting to
    * start share it (it has not read the store yet, so it sees every change made before the call).
+   * `full`: read every key, not only the changes (after a missed-notification window).
    */
-  refresh(): Promise<KeyStatus[]> {
+  refresh(opts?: { full?: boolean }): Promise<readonly KeyStatus[]> {
+    if (opts?.full === true) this.#needFull = true;
     if (this.#queued) return this.#queued;
     const run = this.#chain
       .catch(() => [])
@@ -119,55 +142,88 @@ export class KeyEnforcer {
     this.#timer = t;
   }
 
-  async #evaluate(): Promise<KeyStatus[]> {
+  async #evaluate(): Promise<readonly KeyStatus[]> {
     const now = this.#clock.now();
-    let statuses: KeyStatus[];
+    let step: BookStep;
     try {
-      statuses = await evaluateKeys(this.#store, now);
+      step = this.#book.step(await this.#read(now), now, this.#ignoreDeletes);
     } catch (err) {
-      // Store unreachable: expiry needs no database, so keys that expire meanwhile still stop
-      // (from the last statuses); usage and changes wait for the store.
-      if (isStoreUnavailable(err) && this.#last.length > 0) {
-        await this.#apply(
-          this.#last.map((st) =>
-            st.state === 'active' && st.key.expiresAt !== null && st.key.expiresAt <= now
-              ? { ...st, state: 'expired' as const }
-              : st,
-          ),
-        );
+      // Store unreachable: expiry needs no database, so keys that expire meanwhile still stop;
+      // usage and changes wait for the store, which is then read in full.
+      if (isStoreUnavailable(err)) {
+        this.#needFull = true;
+        await this.#apply(this.#book.expire(now));
       }
       throw err;
     }
-    return this.#apply(statuses);
+    return this.#apply(step);
   }
 
-  async #apply(statuses: KeyStatus[]): Promise<KeyStatus[]> {
+  /** Everything one evaluation needs from the store; nothing in memory changes until it all arrived. */
+  async #read(now: number): Promise<Parameters<KeyBook['step']>[0]> {
+    const store = this.#store;
+    const since = this.#book.version;
+    const full =
+      !store.keyChanges || since === undefined || this.#needFull || now - this.#fullAt >= this.#fullReadMs;
+    const [changes, settings] = await Promise.all([
+      store.keyChanges
+        ? store.keyChanges(full ? undefined : since)
+        : store
+            .listKeys()
+            .then((keys): KeyChanges => ({ version: 0, full: true, changed: keys, deleted: [] })),
+      store.getSettings(),
+    ]);
+    const periods = changes.full
+      ? new Set(changes.changed.map((k) => k.limitPeriod))
+      : this.#book.periods(changes.changed);
+    const usage = new Map<LimitPeriod, { start: number; totals: Map<string, UsageTotals> }>();
+    for (const period of periods) {
+      const start = windowStart(period, now);
+      usage.set(period, { start, totals: await store.usageSince(start) });
+    }
+    const defaultLimit = settings.accessKeyDataLimitBytes;
+    if (changes.full) {
+      this.#needFull = false;
+      this.#fullAt = now;
+      this.reads.full++;
+    } else this.reads.delta++;
+    return { changes, defaultLimit, usage };
+  }
+
+  async #apply(step: BookStep): Promise<readonly KeyStatus[]> {
     // The control gets what changed, not the whole set: one changed key costs work for one key
     // in the data plane (and in each of its workers). `port` rides along for controls that serve
     // several ports (a single data plane ignores it).
-    const next = new Map<string, RuntimeKey & { port: number }>();
     const upsert: (RuntimeKey & { port: number })[] = [];
-    for (const s of statuses) {
-      if (s.state !== 'active') continue;
+    const remove = new Map<string, string>(
+      step.removed.filter((id) => this.#active.has(id)).map((id) => [id, 'deleted']),
+    );
+    for (const s of step.statuses) {
+      const old = this.#active.get(s.key.id);
+      if (s.state !== 'active') {
+        if (old) remove.set(s.key.id, s.state);
+        continue;
+      }
       const k = { id: s.key.id, method: s.key.method, secret: s.key.secret, port: s.key.port };
-      next.set(k.id, k);
-      const old = this.#active.get(k.id);
       if (!old || old.method !== k.method || old.secret !== k.secret || old.port !== k.port) upsert.push(k);
     }
-    const remove: string[] = [];
-    for (const id of this.#active.keys()) if (!next.has(id)) remove.push(id);
-    if (upsert.length > 0 || remove.length > 0) {
-      if (this.#control.applyKeyDelta) await this.#control.applyKeyDelta({ upsert, remove });
-      else this.#control.setKeys([...next.values()]);
-      const byId = remove.length > 0 ? new Map(statuses.map((s) => [s.key.id, s])) : undefined;
-      for (const id of remove) {
+    // A full read: also any key served that the store does not have (a start from the key cache).
+    if (step.full)
+      for (const id of this.#active.keys())
+        if (!this.#book.has(id) && !remove.has(id)) remove.set(id, 'deleted');
+    if (upsert.length > 0 || remove.size > 0) {
+      for (const k of upsert) this.#active.set(k.id, k);
+      for (const id of remove.keys()) this.#active.delete(id);
+      if (this.#control.applyKeyDelta)
+        await this.#control.applyKeyDelta({ upsert, remove: [...remove.keys()] });
+      else this.#control.setKeys([...this.#active.values()]);
+      for (const [id, state] of remove) {
         this.#control.closeKeyConnections(id);
-        this.#log.info({ keyId: id, state: byId?.get(id)?.state ?? 'deleted' }, 'access key stopped');
+        this.#log.info({ keyId: id, state }, 'access key stopped');
       }
-      this.#active = next;
-      this.#onActiveChange?.([...next.values()]);
+      this.#onActiveChange?.([...this.#active.values()]);
     }
-    this.#last = statuses;
+    const statuses = this.#book.statuses;
     this.#onEvaluate?.(statuses);
     return statuses;
   }

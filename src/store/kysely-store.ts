@@ -1,11 +1,12 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Kysely, Migrator, sql, type ExpressionBuilder, type Transaction } from 'kysely';
+import { Kysely, sql, type ExpressionBuilder, type Transaction } from 'kysely';
 import { systemClock, type Clock, type Timer } from '../shared/clock.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { createDialect, type StoreLocation } from './dialect.js';
 import { isStoreUnavailable, StoreHealth } from './health.js';
 import { ensureMarker, openFailure } from './integrity.js';
-import { checkTables, migrationProvider } from './migrations.js';
+import { readKeyChanges } from './key-changes.js';
+import { checkTables, migrate } from './migrations.js';
 import {
   chunks,
   IN_CHUNK,
@@ -25,6 +26,7 @@ import type { StoreOptions } from './store-options.js';
 import type { Database, KeysTable } from './schema.js';
 import {
   StoreError,
+  type KeyChanges,
   type KeyCursor,
   type KeyPage,
   type KeyPatch,
@@ -363,6 +365,14 @@ export class KyselyStore implements Store {
     return num(r.n);
   }
 
+  /** Keys changed after keys version `since` (all keys without it): key-changes.ts. */
+  async keyChanges(since?: number): Promise<KeyChanges> {
+    this.#assertOpen();
+    const changes = await readKeyChanges(this.#db, this.dialect, since);
+    for (const id of changes.deleted) this.#totals.forget(id); // deleted elsewhere, with its usage
+    return changes;
+  }
+
   async createKey(input: NewKey): Promise<KeyRecord> {
     const [key] = await this.createKeys([input]);
     return key!;
@@ -568,17 +578,6 @@ export class KyselyStore implements Store {
     await this.#reader?.close().catch(() => undefined);
     await this.#db.destroy();
   }
-}
-
-async function migrate(db: Db): Promise<void> {
-  const { error, results } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
-  if (!error) return;
-  if (isStoreUnavailable(error)) throw error;
-  const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
-  throw new StoreError(
-    'STORE_OPEN_FAILED',
-    `store: migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`,
-  );
 }
 
 /** Open the store at `loc` (see parseStoreLocation). */

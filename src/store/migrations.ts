@@ -1,6 +1,8 @@
-import { PostgresAdapter, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { Migrator, PostgresAdapter, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { isStoreUnavailable } from './health.js';
 import { STORE_TABLES } from './integrity.js';
 import type { Database } from './schema.js';
+import { StoreError } from './types.js';
 
 /**
  * Schema migrations, kept in code (no directory scan) so they ship inside dist/ and run the same on
@@ -162,7 +164,128 @@ const MIGRATIONS: Record<string, Migration> = {
       await db.schema.dropTable('address_reports').execute();
     },
   },
+  // Key changes read as deltas (issue 16/14): keys.version is the keys version of the change that
+  // last touched the row's data-plane columns, key_tombstones the version of each deletion, so a
+  // node reads only what changed since the version it applied (key-changes.ts). PostgreSQL: a
+  // statement trigger takes a transaction-level advisory lock (key changes commit in version order,
+  // so a reader never sees version v+1 without v) and draws one version per statement from
+  // ladder_keys_version; row triggers stamp it; the NOTIFY announces that same version. SQLite (one
+  // writer at a time): row triggers advance key_clock. Tombstones older than a day are pruned.
+  '0006_key_versions': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema
+        .alterTable('keys')
+        .addColumn('version', 'bigint', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema.createIndex('keys_version_idx').on('keys').column('version').execute();
+      await db.schema
+        .createTable('key_tombstones')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('version', 'bigint', (c) => c.notNull())
+        .addColumn('deleted_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createIndex('key_tombstones_version_idx')
+        .on('key_tombstones')
+        .column('version')
+        .execute();
+      if (db.getExecutor().adapter instanceof PostgresAdapter) await keyVersionsPostgres(db);
+      else await keyVersionsSqlite(db);
+    },
+    async down(db: Kysely<unknown>): Promise<void> {
+      if (db.getExecutor().adapter instanceof PostgresAdapter) {
+        await sql`drop trigger if exists ladder_keys_row on keys`.execute(db);
+        await sql`drop trigger if exists ladder_keys_stamp on keys`.execute(db);
+        await sql`drop function if exists ladder_keys_row()`.execute(db);
+        await sql`drop function if exists ladder_keys_stamp()`.execute(db);
+      } else {
+        for (const t of ['ladder_keys_ins', 'ladder_keys_upd', 'ladder_keys_del'])
+          await sql`drop trigger if exists ${sql.raw(t)}`.execute(db);
+        await db.schema.dropTable('key_clock').execute();
+      }
+      await db.schema.dropTable('key_tombstones').execute();
+      await db.schema.dropIndex('keys_version_idx').execute();
+      await db.schema.alterTable('keys').dropColumn('version').execute();
+    },
+  },
 };
+
+/** The columns whose change a data plane must see (the NOTIFY trigger of 0003 watches the same). */
+const WATCHED = sql.raw(
+  'id, method, secret, port, data_limit_bytes, limit_period, expires_at, enabled, prefix',
+);
+/** pg_advisory_xact_lock key for "a key change is being made" (any constant unique to Ladder). */
+const KEY_CHANGE_LOCK = 0x1add3e;
+
+async function keyVersionsPostgres(db: Kysely<unknown>): Promise<void> {
+  await sql`
+    create or replace function ladder_keys_stamp() returns trigger language plpgsql as $$
+    begin
+      perform pg_advisory_xact_lock(${sql.raw(String(KEY_CHANGE_LOCK))});
+      perform set_config('ladder.keys_version', nextval('ladder_keys_version')::text, true);
+      if tg_op = 'DELETE' then
+        delete from key_tombstones
+        where deleted_at < (extract(epoch from clock_timestamp()) * 1000)::bigint - 86400000;
+      end if;
+      return null;
+    end $$`.execute(db);
+  await sql`
+    create trigger ladder_keys_stamp
+    before insert or delete or update of ${WATCHED}
+    on keys for each statement execute function ladder_keys_stamp()`.execute(db);
+  await sql`
+    create or replace function ladder_keys_row() returns trigger language plpgsql as $$
+    declare v bigint := current_setting('ladder.keys_version')::bigint;
+    begin
+      if tg_op = 'DELETE' or (tg_op = 'UPDATE' and old.id <> new.id) then
+        insert into key_tombstones (id, version, deleted_at)
+        values (old.id, v, (extract(epoch from clock_timestamp()) * 1000)::bigint)
+        on conflict (id) do update set version = excluded.version, deleted_at = excluded.deleted_at;
+      end if;
+      if tg_op = 'DELETE' then return old; end if;
+      new.version := v;
+      return new;
+    end $$`.execute(db);
+  await sql`
+    create trigger ladder_keys_row
+    before insert or delete or update of ${WATCHED}
+    on keys for each row execute function ladder_keys_row()`.execute(db);
+  // The NOTIFY (0003's statement trigger) now announces the version the rows were stamped with.
+  await sql`
+    create or replace function ladder_keys_changed() returns trigger language plpgsql as $$
+    begin
+      perform pg_notify('ladder_keys', current_setting('ladder.keys_version'));
+      return null;
+    end $$`.execute(db);
+}
+
+async function keyVersionsSqlite(db: Kysely<unknown>): Promise<void> {
+  await sql`create table key_clock (id integer primary key check (id = 1), v integer not null)`.execute(db);
+  await sql`insert into key_clock (id, v) values (1, 0)`.execute(db);
+  // A deleted id (or the old id of a renamed key) with the version of its removal.
+  const tomb = (when: string) => sql`
+    insert into key_tombstones (id, version, deleted_at)
+    select old.id, (select v from key_clock), cast(strftime('%s', 'now') as integer) * 1000
+    where ${sql.raw(when)}
+    on conflict (id) do update set version = excluded.version, deleted_at = excluded.deleted_at;`;
+  await sql`
+    create trigger ladder_keys_ins after insert on keys begin
+      update key_clock set v = v + 1;
+      update keys set version = (select v from key_clock) where id = new.id;
+    end`.execute(db);
+  await sql`
+    create trigger ladder_keys_upd after update of ${WATCHED} on keys begin
+      update key_clock set v = v + 1;
+      update keys set version = (select v from key_clock) where id = new.id;
+      ${tomb('old.id <> new.id')}
+    end`.execute(db);
+  await sql`
+    create trigger ladder_keys_del after delete on keys begin
+      update key_clock set v = v + 1;
+      delete from key_tombstones where deleted_at < cast(strftime('%s', 'now') as integer) * 1000 - 86400000;
+      ${tomb('true')}
+    end`.execute(db);
+}
 
 export const migrationProvider: MigrationProvider = {
   getMigrations: () => Promise.resolve(MIGRATIONS),
@@ -171,4 +294,16 @@ export const migrationProvider: MigrationProvider = {
 /** Each table answers a one-row read (cheap on both stores): what a dropped table or a damaged root page fails. */
 export async function checkTables(db: Kysely<Database>): Promise<void> {
   for (const table of STORE_TABLES) await db.selectFrom(table).selectAll().limit(1).execute();
+}
+
+/** Run every migration not applied yet; an unreachable database is rethrown as it is. */
+export async function migrate(db: Kysely<Database>): Promise<void> {
+  const { error, results } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
+  if (!error) return;
+  if (isStoreUnavailable(error)) throw error;
+  const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
+  throw new StoreError(
+    'STORE_OPEN_FAILED',
+    `store: migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`,
+  );
 }

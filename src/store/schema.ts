@@ -15,6 +15,15 @@ export interface KeysTable {
   seq: number;
   /** 'auto' | 'off' | lowercase hex (migration 0002_key_prefix). */
   prefix: string;
+  /** Keys version of the last change of a data-plane column (migration 0006; set by triggers). */
+  version?: number | undefined;
+}
+
+/** One row per deleted key id with the keys version of its deletion (migration 0006_key_versions). */
+export interface KeyTombstonesTable {
+  id: string;
+  version: number;
+  deleted_at: number;
 }
 
 export interface UsageTable {
@@ -73,4 +82,5 @@ export interface Database {
   settings: SettingsTable;
   usage_batches: UsageBatchesTable;
   address_reports: AddressReportsTable;
+  key_tombstones: KeyTombstonesTable;
 }

@@ -110,6 +110,19 @@ export interface KeyPage {
   readonly next: KeyCursor | undefined;
 }
 
+/**
+ * Keys changed since a keys version (Store.keyChanges): the ids deleted after `since`, and the rows
+ * whose data-plane columns changed (an id deleted and created again is in both: apply the deletions
+ * first), or every key when `since` was not given (`full`). `version` covers everything returned:
+ * the next delta asks for changes after it.
+ */
+export interface KeyChanges {
+  readonly version: number;
+  readonly full: boolean;
+  readonly changed: readonly KeyRecord[];
+  readonly deleted: readonly string[];
+}
+
 export type StoreErrorCode =
   | 'KEY_EXISTS'
   | 'KEY_NOT_FOUND'
@@ -158,6 +171,11 @@ export interface Store extends UsageSink {
   /** Deletes many keys and their usage in one transaction, all or nothing, as updateKeys. */
   deleteKeys(ids: readonly string[]): Promise<string[]>;
   countKeys(): Promise<number>;
+  /**
+   * Optional (the Kysely store has it): the keys changed after keys version `since`, read in one
+   * snapshot; every key when `since` is undefined. Lets the enforcer read only what changed.
+   */
+  keyChanges?(since?: number): Promise<KeyChanges>;
 
   getSettings(): Promise<ServerSettings>;
   updateSettings(patch: SettingsPatch): Promise<ServerSettings>;

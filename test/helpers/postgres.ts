@@ -60,8 +60,11 @@ export interface PgCluster {
   destroy(): void;
 }
 
-/** Create and start a cluster; call destroy() after (e.g. in `after`). Requires HAVE_POSTGRES. */
-export async function startPostgres(): Promise<PgCluster> {
+/**
+ * Create and start a cluster; call destroy() after (e.g. in `after`). Requires HAVE_POSTGRES.
+ * `maxConnections` (default 300): the fleet bench's 100 nodes hold more.
+ */
+export async function startPostgres(opts: { maxConnections?: number } = {}): Promise<PgCluster> {
   if (!HAVE_POSTGRES) throw new Error('PostgreSQL is not installed');
   const dir = mkdtempSync(join(tmpdir(), 'ladder-pg-'));
   if (asRoot) execFileSync('chown', ['postgres', dir]);
@@ -74,7 +77,7 @@ export async function startPostgres(): Promise<PgCluster> {
       '-D',
       data,
       '-o',
-      `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir} -c fsync=off -c max_connections=300`,
+      `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir} -c fsync=off -c max_connections=${opts.maxConnections ?? 300}`,
       '-l',
       join(dir, 'log'),
       '-w',

@@ -1,0 +1,145 @@
+/**
+ * One process of bench/fleet-scale.ts's simulated fleet (forked by it; not run by hand): `count`
+ * fleet nodes from `first`, each what a `ladder server --node` asks of the database without a data
+ * plane: its own store (pool), startFleetNode (registration, heartbeat every 2 s, a LISTEN
+ * connection, a full read after each (re)connect) and a real KeyEnforcer (2 s poll, delta reads)
+ * whose control records when a marked secret arrives. With `traffic`, each node counts bytes for a
+ * few keys every 400 ms, so the store writes its usage batches as a carrying node does.
+ *
+ * Messages from the parent: {type:'expect', marker, keys, t0} (a change is about to be made: report
+ * when every one of `keys` secrets ending in marker is applied), {type:'traffic', on},
+ * {type:'stop'}. To the parent: {type:'ready'}, {type:'applied', marker, node, heardMs, appliedMs}
+ * (ms after t0, on the machine's clock, which every process shares), {type:'stats', reads}.
+ */
+import { startFleetNode, type FleetNode } from '../src/fleet/node.js';
+import type { KeyDelta, RuntimeKey, ServerControl } from '../src/shared/control.js';
+import { silentLogger } from '../src/shared/logger.js';
+import { KeyEnforcer, openStore, parseStoreLocation, type KyselyStore } from '../src/store/index.js';
+
+const [url, firstArg, countArg] = process.argv.slice(2);
+const first = Number(firstArg);
+const count = Number(countArg);
+const now = (): number => performance.timeOrigin + performance.now();
+const send = (m: object): void => void process.send?.(m);
+
+interface Expect {
+  marker: string;
+  keys: number;
+  t0: number;
+}
+
+interface Sim {
+  name: string;
+  store: KyselyStore;
+  enforcer: KeyEnforcer;
+  node: FleetNode;
+  expect: Expect | undefined;
+  seen: number;
+  heardAt: number | undefined;
+  keyIds: string[];
+}
+
+/** A data plane's key set stand-in: counts the marked secrets each delta brings. */
+function control(sim: () => Sim | undefined): ServerControl {
+  const onKeys = (keys: readonly RuntimeKey[]): void => {
+    const s = sim();
+    const e = s?.expect;
+    if (!s || !e) return;
+    for (const k of keys) if (k.secret.endsWith(e.marker)) s.seen++;
+    if (s.seen >= e.keys) {
+      send({
+        type: 'applied',
+        marker: e.marker,
+        node: s.name,
+        heardMs: s.heardAt === undefined ? null : s.heardAt - e.t0,
+        appliedMs: now() - e.t0,
+      });
+      s.expect = undefined;
+    }
+  };
+  return {
+    setKeys: onKeys,
+    applyKeyDelta: (d: KeyDelta) => onKeys(d.upsert),
+    closeKeyConnections: () => 0,
+    openConnections: () => new Map(),
+  };
+}
+
+const sims: Sim[] = [];
+let traffic: NodeJS.Timeout | undefined;
+
+async function main(): Promise<void> {
+  for (let i = first; i < first + count; i++) {
+    const name = `sim-${i}`;
+    const store = await openStore(parseStoreLocation(url, '.'), { writerId: name });
+    const ref: { sim?: Sim } = {};
+    const enforcer = new KeyEnforcer({ store, control: control(() => ref.sim), intervalMs: 2000 });
+    await enforcer.start();
+    const node = await startFleetNode({
+      registry: store.nodes(),
+      url: url!,
+      info: { name, addresses: [`198.51.100.${i % 250}`], port: 443, transports: [], version: 'bench' },
+      // A notification calls refresh() with no options: that is when the node heard of a change.
+      enforcer: {
+        refresh: (opts) => {
+          const s = ref.sim;
+          if (opts === undefined && s?.expect && s.heardAt === undefined) s.heardAt = now();
+          return enforcer.refresh(opts);
+        },
+      },
+      log: silentLogger,
+    });
+    const keyIds = (await store.listKeys()).slice(0, 200).map((k) => k.id);
+    const self: Sim = { name, store, enforcer, node, expect: undefined, seen: 0, heardAt: undefined, keyIds };
+    ref.sim = self;
+    sims.push(self);
+  }
+  send({ type: 'ready' });
+}
+
+process.on('message', (m: { type: string; marker?: string; keys?: number; t0?: number; on?: boolean }) => {
+  if (m.type === 'expect') {
+    for (const s of sims) {
+      s.expect = { marker: m.marker!, keys: m.keys!, t0: m.t0! };
+      s.seen = 0;
+      s.heardAt = undefined;
+    }
+  } else if (m.type === 'traffic') {
+    if (traffic) clearInterval(traffic);
+    traffic = undefined;
+    if (m.on === true)
+      traffic = setInterval(() => {
+        for (const s of sims)
+          for (let j = 0; j < 5; j++) {
+            const id = s.keyIds[Math.floor(Math.random() * s.keyIds.length)];
+            if (id !== undefined) s.store.addBytes(id, 1000, 20_000);
+          }
+      }, 400);
+  } else if (m.type === 'stop') {
+    void stop();
+  }
+});
+process.on('disconnect', () => void stop());
+
+let stopping = false;
+async function stop(): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  if (traffic) clearInterval(traffic);
+  const reads = { full: 0, delta: 0 };
+  for (const s of sims) {
+    reads.full += s.enforcer.reads.full;
+    reads.delta += s.enforcer.reads.delta;
+    s.enforcer.stop();
+    await s.node.close().catch(() => undefined);
+    await s.store.close().catch(() => undefined);
+  }
+  // Exit once the stats message is on its way (a send is asynchronous).
+  const exit = (): never => process.exit(0);
+  if (process.send) process.send({ type: 'stats', reads }, () => exit());
+  else exit();
+}
+
+// Bounded: a child the parent forgot stops by itself.
+setTimeout(() => void stop(), 30 * 60_000).unref();
+await main();
