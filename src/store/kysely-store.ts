@@ -465,7 +465,7 @@ export class KyselyStore implements Store {
 
   async updateKeys(ids: readonly string[], patch: (key: KeyRecord) => KeyPatch): Promise<string[]> {
     return this.#tx(async (trx) => {
-      const { keys, missing } = await readKeys(trx, ids);
+      const { keys, missing } = await readKeys(trx, ids, this.dialect === 'postgres');
       if (missing.length > 0) return missing;
       for (const { set, ids: some } of patchGroups(keys, patch))
         for (const part of chunks(some, IN_CHUNK))
@@ -480,7 +480,7 @@ export class KyselyStore implements Store {
 
   async deleteKeys(ids: readonly string[]): Promise<string[]> {
     const missing = await this.#tx(async (trx) => {
-      const { missing } = await readKeys(trx, ids);
+      const { missing } = await readKeys(trx, ids, this.dialect === 'postgres');
       if (missing.length > 0) return missing;
       for (const id of ids) this.#writer.forget(id);
       for (const part of chunks(ids, IN_CHUNK)) {

@@ -81,15 +81,23 @@ export function patchGroups(
   return [...groups.values()];
 }
 
-/** The keys of `ids` that exist (read in `trx`, a transaction) and the ids that do not. */
+/**
+ * The keys of `ids` that exist (read in `trx`, a transaction) and the ids that do not. With `lock`
+ * (PostgreSQL: its transactions are READ COMMITTED) the rows are locked until the commit, so a
+ * change computed from them (an extension counted from the current expiry) cannot lose a
+ * concurrent one, and a key another node deletes meanwhile is missing rather than counted.
+ * SQLite's writers are serialized by BEGIN IMMEDIATE already.
+ */
 export async function readKeys(
   trx: Kysely<Database>,
   ids: readonly string[],
+  lock = false,
 ): Promise<{ keys: KeyRecord[]; missing: string[] }> {
   const keys: KeyRecord[] = [];
-  for (const part of chunks([...new Set(ids)], IN_CHUNK))
-    for (const row of await trx.selectFrom('keys').selectAll().where('id', 'in', part).execute())
-      keys.push(rowToKey(row));
+  for (const part of chunks([...new Set(ids)], IN_CHUNK)) {
+    const q = trx.selectFrom('keys').selectAll().where('id', 'in', part);
+    for (const row of await (lock ? q.forUpdate() : q).execute()) keys.push(rowToKey(row));
+  }
   const found = new Set(keys.map((k) => k.id));
   return { keys, missing: [...new Set(ids)].filter((id) => !found.has(id)) };
 }
