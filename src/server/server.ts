@@ -249,12 +249,14 @@ export class ShadowsocksServer implements ServerControl {
     await this.#replay.load();
     const addr = await this.#listen(opts);
     if (this.#udpOptions) {
-      const udp = new UdpRelay(this.udpContext, this.#udpOptions);
+      // Inside the try: bad UDP options throw in the constructor, and the TCP listener is closed too.
+      let udp: UdpRelay;
       try {
+        udp = new UdpRelay(this.udpContext, this.#udpOptions);
         await udp.listen(addr.port, opts.host, opts.udpFd);
       } catch (err) {
         await this.close();
-        throw new Error(`cannot bind UDP port ${addr.port}: ${(err as Error).message}`, { cause: err });
+        throw new Error(`cannot start UDP on port ${addr.port}: ${(err as Error).message}`, { cause: err });
       }
       this.#udp = udp;
     }

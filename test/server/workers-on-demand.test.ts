@@ -10,6 +10,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
+import { readdirSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
 import { startWorkerPlane, type WorkerPlane, type WorkerPlaneOptions } from '../../src/server/index.js';
 import type { RuntimeKey } from '../../src/shared/control.js';
@@ -79,6 +80,58 @@ function exchange(port: number, first: Buffer, giveUpMs = 4000): Promise<number>
   });
 }
 
+/** Sockets this process has open (/proc/self/fd). */
+function sockets(): number {
+  return readdirSync('/proc/self/fd').filter((f) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${f}`).startsWith('socket:');
+    } catch {
+      return false;
+    }
+  }).length;
+}
+
+/** Rejects unless both TCP and UDP `port` on loopback can be bound again. */
+async function assertPortFree(port: number): Promise<void> {
+  for (const type of ['tcp', 'udp'] as const) {
+    await new Promise<void>((resolve, reject) => {
+      if (type === 'tcp') {
+        const s = net.createServer().once('error', reject);
+        s.listen(port, '127.0.0.1', () => s.close(() => resolve()));
+      } else {
+        const s = dgram.createSocket('udp4').once('error', reject);
+        s.bind(port, '127.0.0.1', () => s.close(() => resolve()));
+      }
+    });
+  }
+}
+
+/** A UDP client of key `k`: ask(payload) sends one datagram through the plane, the echo's reply or undefined. */
+async function udpClient(t: { after: (fn: () => Promise<void>) => void }, k: RuntimeKey, port: () => number) {
+  const echo = dgram.createSocket('udp4');
+  echo.on('message', (msg, r) => echo.send(msg, r.port, r.address));
+  await new Promise<void>((r) => echo.bind(0, '127.0.0.1', r));
+  t.after(() => new Promise<void>((r) => echo.close(() => r())));
+  const client = dgram.createSocket('udp4');
+  t.after(() => new Promise<void>((r) => client.close(() => r())));
+  const m = getAeadMethod(k.method);
+  const master = evpBytesToKey(k.secret, m.keySize);
+  const dst = { type: 'ipv4' as const, host: '127.0.0.1', port: echo.address().port };
+  return (payload: string, waitMs: number): Promise<string | undefined> =>
+    new Promise((resolve) => {
+      const onMessage = (msg: Buffer): void => {
+        clearTimeout(timer);
+        resolve(decodeUdp2017(m, master, msg).payload.toString());
+      };
+      const timer = setTimeout(() => {
+        client.off('message', onMessage);
+        resolve(undefined);
+      }, waitMs);
+      client.once('message', onMessage);
+      client.send(encodeUdp2017(m, master, dst, Buffer.from(payload)), port(), '127.0.0.1');
+    });
+}
+
 const sum = (p: WorkerPlane, f: (w: ReturnType<WorkerPlane['workerStats']>[number]) => number): number =>
   p.workerStats().reduce((n, w) => n + f(w), 0);
 
@@ -140,32 +193,88 @@ describe(
     });
 
     test('a datagram to a cold plane starts the workers and is relayed', async (t) => {
-      const echo = dgram.createSocket('udp4');
-      echo.on('message', (msg, r) => echo.send(msg, r.port, r.address));
-      await new Promise<void>((r) => echo.bind(0, '127.0.0.1', r));
-      t.after(() => new Promise<void>((r) => echo.close(() => r())));
       const k = key('udp');
       const { p } = await plane(t, { keys: [k], udp: true });
+      const ask = await udpClient(t, k, () => p.address.port);
       assert.equal(p.started, false);
-      const m = getAeadMethod(k.method);
-      const master = evpBytesToKey(k.secret, m.keySize);
-      const client = dgram.createSocket('udp4');
-      t.after(() => new Promise<void>((r) => client.close(() => r())));
-      const reply = new Promise<Buffer>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('no UDP reply within 10 s')), 10_000);
-        client.once('message', (msg) => {
-          clearTimeout(timer);
-          resolve(msg);
-        });
-      });
       // Exactly one datagram: the first one itself must be relayed, not only start the workers.
-      const payload = Buffer.from('first datagram');
-      const dst = { type: 'ipv4' as const, host: '127.0.0.1', port: echo.address().port };
-      client.send(encodeUdp2017(m, master, dst, payload), p.address.port, '127.0.0.1');
-      const back = decodeUdp2017(m, master, await reply);
-      assert.equal(back.payload.toString(), payload.toString());
+      assert.equal(await ask('first datagram', 10_000), 'first datagram');
+      await p.whenStarted(); // worker 0 may relay it before worker 1 listens
       assert.equal(p.started, true);
     });
+
+    test('worker 0 (UDP) stops after listening while worker 1 still starts: it is restarted', async (t) => {
+      const k = key('crash');
+      const { p } = await plane(t, {
+        keys: [k],
+        udp: true,
+        testHooks: true,
+        restart: { backoffMs: 50 },
+        testStartDelay: { worker: 1, ms: 1500 }, // the start is still under way when worker 0 stops
+      });
+      const ask = await udpClient(t, k, () => p.address.port);
+      assert.equal(await ask('one', 10_000), 'one');
+      assert.equal(p.started, false, 'worker 1 has not listened yet');
+      p.crashWorker!(0);
+      await p.whenStarted();
+      await waitFor(() => p.workerStats()[0]!.restarts === 1 || undefined, {
+        timeoutMs: 10_000,
+        message: 'worker 0 restarted',
+      });
+      // The restarted worker binds UDP again: a new datagram is relayed (bounded retries).
+      let back: string | undefined;
+      for (let i = 0; i < 20 && back === undefined; i++) back = await ask('two', 500);
+      assert.equal(back, 'two');
+      assert.deepEqual(
+        p.workerStats().map((w) => w.restarts),
+        [1, 0],
+      );
+    });
+
+    // A worker whose start fails (UDP options its relay refuses) is ended before its sockets are
+    // closed: no abort, no hang, one line, both ports free and no socket left open.
+    for (const startAtBoot of [false, true]) {
+      test(
+        `a worker start that fails (${startAtBoot ? 'startAtBoot' : 'on demand'}): one line, ports and sockets freed`,
+        { timeout: 30_000 },
+        async (t) => {
+          const before = sockets();
+          const reasons: string[] = [];
+          const bad = { udp: { maxSessions: -1 }, onGiveUp: (r: string) => reasons.push(r), startAtBoot };
+          let port: number;
+          if (startAtBoot) {
+            port = await new Promise<number>((r) => {
+              const s = net.createServer().listen(0, '127.0.0.1', () => {
+                const a = s.address() as net.AddressInfo;
+                s.close(() => r(a.port));
+              });
+            });
+            await assert.rejects(
+              plane(t, { ...bad, port }),
+              /cannot start UDP on port \d+: udp idleMs and maxSessions must be positive$/,
+            );
+          } else {
+            const { p } = await plane(t, bad);
+            port = p.address.port;
+            const s = net.connect({ port, host: '127.0.0.1' }).on('error', () => undefined);
+            t.after(() => void s.destroy());
+            await assert.rejects(p.whenStarted(), /cannot start UDP on port/);
+            assert.equal(reasons.length, 1);
+            assert.match(
+              reasons[0]!,
+              /^data-plane workers could not start: cannot start UDP on port \d+: [^\n]*stopping the server$/,
+            );
+            s.destroy();
+            await p.close();
+          }
+          await assertPortFree(port);
+          await waitFor(() => sockets() <= before || undefined, {
+            timeoutMs: 5000,
+            message: `sockets ${sockets()} > ${before}`,
+          });
+        },
+      );
+    }
 
     test('closed before any connection: the port is free again and no worker ever ran', async (t) => {
       const { p } = await plane(t, { udp: true });
@@ -173,17 +282,7 @@ describe(
       await p.close();
       await p.whenStarted(); // resolves (nothing started) rather than hanging
       assert.equal(p.started, false);
-      for (const type of ['tcp', 'udp'] as const) {
-        await new Promise<void>((resolve, reject) => {
-          if (type === 'tcp') {
-            const s = net.createServer().once('error', reject);
-            s.listen(port, '127.0.0.1', () => s.close(() => resolve()));
-          } else {
-            const s = dgram.createSocket('udp4').once('error', reject);
-            s.bind(port, '127.0.0.1', () => s.close(() => resolve()));
-          }
-        });
-      }
+      await assertPortFree(port);
     });
 
     test('startAtBoot: the workers run before the plane resolves', async (t) => {

@@ -45,6 +45,11 @@ export class Handle {
   /** The listening socket it was given, and that socket's inode (to close it only if still ours). */
   fd: number | undefined;
   fdInode: string | undefined;
+  /** The bound UDP socket it was given to adopt (worker 0 on demand), and its inode. */
+  udpFd: number | undefined;
+  udpInode: string | undefined;
+  /** It reported listening: from then on its exit is a crash (restarted), even during the start. */
+  ready = false;
   /** Key deltas posted and not yet applied, by sequence number. */
   readonly pending = new Map<number, () => void>();
   /** loopStats requests waiting for their answer, in order. */
@@ -119,3 +124,13 @@ export function closeIfStillOpen(fd: number, inode: string | undefined): void {
   if (inode !== undefined && socketInode(fd) === inode) closeFd(fd);
 }
 
+/** The sockets handed to a worker, closed once its thread has exited if its teardown did not. */
+export function closeHandedSockets(h: Handle): void {
+  if (h.fd !== undefined) closeIfStillOpen(h.fd, h.fdInode);
+  if (h.udpFd !== undefined) closeIfStillOpen(h.udpFd, h.udpInode);
+}
+
+/** A worker's uncaught error as logged: its class and code (never its message). */
+export function errorName(h: Handle): string | undefined {
+  return h.error && (h.error.code ? `${h.error.name} ${h.error.code}` : h.error.name);
+}

@@ -40,8 +40,11 @@ import {
   watchReadable,
 } from './reuseport.js';
 import { createSharedReplay, sharedReplayFilters } from './shared-salts.js';
-import { closeIfStillOpen, Handle, socketInode } from './handle.js';
+import { closeHandedSockets, closeIfStillOpen, errorName, Handle, socketInode } from './handle.js';
 import { Supervisor } from './supervisor.js';
+
+/** How long close() waits for the workers to close their servers before terminating them. */
+const STOP_MS = 5000;
 
 /** LADDER_EAGER_WORKERS=1: start the data-plane workers at boot, not at the first connection. */
 export function workersAtBootFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
@@ -91,6 +94,8 @@ export interface WorkerPlaneOptions {
   onGiveUp?: (reason: string) => void;
   /** Tests only: the plane gets crashWorker(index), which makes that worker throw. */
   testHooks?: boolean;
+  /** Tests only: start worker `worker` `ms` later than the others (a crash during the start). */
+  testStartDelay?: { worker: number; ms: number };
   /**
    * Start the workers before resolving (the first connection then waits for no thread start);
    * default false: they start at the first connection or datagram, where the addon can watch.
@@ -227,19 +232,25 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
   let gaveUp = false;
   let up = false; // every worker listened once: from then on a stop is a crash to restart
   const onExit = (h: Handle, code: number): void => {
+    closeHandedSockets(h); // its thread is gone: nothing registers them any more
     if (closing || handles[h.index] !== h) return;
     if (h.error) log.debug({ worker: h.index, err: h.error.line }, 'data-plane worker error');
-    const error = h.error && (h.error.code ? `${h.error.name} ${h.error.code}` : h.error.name);
+    const error = errorName(h);
     const lost = Math.max(0, h.live);
     h.live = 0;
     h.open = new Map();
     hooks.onWorkerCrashed?.({ worker: h.index, lostConnections: lost });
-    if (h.fd !== undefined) closeIfStillOpen(h.fd, h.fdInode);
     const now = Date.now();
     while (recent.length > 0 && now - recent[0]! >= 60_000) recent.shift();
     const what = { worker: h.index, code, error, lostConnections: lost };
-    if (restart === undefined || gaveUp || !up) {
-      log.error(what, up ? 'data-plane worker stopped; not restarted' : 'data-plane worker stopped');
+    // A worker that listened is restarted even while the others still start (worker 0 owns UDP);
+    // one that never listened failed its start, which the start's rejection reports.
+    if (!up && !h.ready) {
+      log.debug(what, 'data-plane worker stopped before listening');
+      return;
+    }
+    if (restart === undefined || gaveUp) {
+      log.error(what, 'data-plane worker stopped; not restarted');
       return;
     }
     if (recent.length >= maxPerMinute) {
@@ -283,6 +294,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     udpFd?: { fd: number; family: 4 | 6; ip: string },
   ): Promise<Extract<FromWorker, { t: 'ready' }>> =>
     new Promise((resolve, reject) => {
+      let failed: Error | undefined;
       const init: WorkerInit = {
         ...base,
         keys: [...keys.values()], // a restarted worker starts with the current keys
@@ -299,13 +311,22 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
         (hh, m) => {
           if (m.t === 'ready') {
             hh.stats.tid = m.tid;
+            hh.ready = true;
             resolve(m);
-          } else if (m.t === 'failed') reject(Object.assign(new Error(m.message), { code: m.code }));
-          else onMessage(hh, m);
+          } else if (m.t === 'failed') {
+            // Its loop may still hold the sockets: end the thread, and reject once it has exited
+            // (the exit closes what its teardown left open, never a socket it still uses).
+            failed = Object.assign(new Error(m.message), { code: m.code });
+            void hh.worker.terminate();
+          } else onMessage(hh, m);
         },
         (hh, code) => {
+          const why = errorName(hh);
           reject(
-            new Error(`data-plane worker ${index} exited (${code}) before listening: ${hh.error ?? ''}`),
+            failed ??
+              new Error(
+                `data-plane worker ${index} exited (${code}) before listening${why ? `: ${why}` : ''}`,
+              ),
           );
           onExit(hh, code);
         },
@@ -313,6 +334,8 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
       );
       h.fd = fd;
       h.fdInode = fd === undefined ? undefined : socketInode(fd);
+      h.udpFd = udpFd?.fd;
+      h.udpInode = udpFd === undefined ? undefined : socketInode(udpFd.fd);
       handles[index] = h;
     });
 
@@ -337,7 +360,11 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     for (const t of timers) clearTimeout(t);
     timers.clear();
     for (const h of handles) h.send({ t: 'close' });
-    await Promise.all(handles.map((h) => h.closed));
+    // A worker that no longer answers (stuck) is terminated after STOP_MS all the same.
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((r) => (timer = setTimeout(r, STOP_MS)));
+    await Promise.race([Promise.all(handles.map((h) => h.closed)), late]);
+    clearTimeout(timer);
     await Promise.all(handles.map((h) => h.worker.terminate()));
     await supervisor?.close();
   };
@@ -347,13 +374,22 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
   // Start every worker on the sockets made for them (one per worker, or worker 0's own listener).
   const startWorkers = async (fds: readonly number[] | undefined, port: number, udpFd?: Held['udp']) => {
     if (fds === undefined) return [await start(0, undefined, port, stats[0]!)];
+    const delay = opts.testStartDelay;
     return Promise.all(
-      fds.map((fd, i) =>
-        start(i, fd, port, stats[i]!, i === 0 ? udpFd : undefined).catch((err: unknown) => {
-          closeFd(fd); // closed only if still this socket's number (the worker did not take it)
+      fds.map(async (fd, i) => {
+        const udp = i === 0 ? udpFd : undefined;
+        const inodes = [socketInode(fd), udp && socketInode(udp.fd)];
+        try {
+          if (delay?.worker === i) await new Promise((r) => setTimeout(r, delay.ms));
+          if (closing) throw new Error('the data plane closed during its start');
+          return await start(i, fd, port, stats[i]!, udp);
+        } catch (err) {
+          // Rejected once its thread exited (or never made): close what is still these sockets.
+          closeIfStillOpen(fd, inodes[0]);
+          if (udp) closeIfStillOpen(udp.fd, inodes[1]);
           throw err;
-        }),
-      ),
+        }
+      }),
     );
   };
   let address: AddressInfo;
