@@ -165,13 +165,8 @@ export class UdpRelay {
    * it was made by the addon, so the addon is there).
    */
   async listen(port: number, host: string | undefined, adopt?: AdoptedUdpSocket): Promise<void> {
-    const type = adopt
-      ? adopt.family === 6
-        ? 'udp6'
-        : 'udp4'
-      : host !== undefined && net.isIP(host) === 4
-        ? 'udp4'
-        : 'udp6';
+    const family = adopt?.family ?? (host !== undefined && net.isIP(host) === 4 ? 4 : 6);
+    const type = family === 6 ? 'udp6' : 'udp4';
     if (adopt || (BatchUdpSocket.available() && (host === undefined || net.isIP(host) !== 0))) {
       const bindHost = adopt?.ip ?? host ?? '::';
       try {

@@ -10,7 +10,6 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { packageRoot } from '../../shared/package-root.js';
 import type { FromWorker, LoopStats, ToWorker, WorkerInit } from './messages.js';
-import type { WorkerStats } from './pool.js';
 import { closeFd } from './reuseport.js';
 import type { Supervisor, WorkerLike } from './supervisor.js';
 
@@ -33,6 +32,16 @@ function workerSource(): string {
   const tsx = req.resolve('tsx/cjs/api');
   const entry = fileURLToPath(new URL('./data-plane.worker.ts', import.meta.url));
   return `require(${JSON.stringify(tsx)}).register(); require(${JSON.stringify(entry)});`;
+}
+
+export interface WorkerStats {
+  opened: number;
+  authenticated: number;
+  closed: Record<string, number>;
+  /** Times this worker was restarted after stopping unexpectedly. */
+  restarts: number;
+  /** Linux: the thread id of its latest start (/proc/PID/task/TID). */
+  tid?: number | undefined;
 }
 
 export class Handle {

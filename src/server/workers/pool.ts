@@ -40,7 +40,14 @@ import {
   watchReadable,
 } from './reuseport.js';
 import { createSharedReplay, sharedReplayFilters } from './shared-salts.js';
-import { closeHandedSockets, closeIfStillOpen, errorName, Handle, socketInode } from './handle.js';
+import {
+  closeHandedSockets,
+  closeIfStillOpen,
+  errorName,
+  Handle,
+  socketInode,
+  type WorkerStats,
+} from './handle.js';
 import { Supervisor } from './supervisor.js';
 
 /** How long close() waits for the workers to close their servers before terminating them. */
@@ -117,15 +124,7 @@ export interface WorkerRestartOptions {
   backoffMs?: number;
 }
 
-export interface WorkerStats {
-  opened: number;
-  authenticated: number;
-  closed: Record<string, number>;
-  /** Times this worker was restarted after stopping unexpectedly. */
-  restarts: number;
-  /** Linux: the thread id of its latest start (/proc/PID/task/TID). */
-  tid?: number | undefined;
-}
+export type { WorkerStats } from './handle.js';
 
 /** The data plane as the management plane drives it (the same seam as one ShadowsocksServer). */
 export interface WorkerPlane extends ServerControl {
