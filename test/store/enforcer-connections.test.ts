@@ -11,6 +11,8 @@ import {
   parseStoreLocation,
   type Store,
 } from '../../src/store/index.js';
+import { postgresPool } from '../../src/store/dialect.js';
+import { SKIP_WITHOUT_POSTGRES, startPostgres } from '../helpers/postgres.js';
 
 /**
  * Issue 16: an evaluation makes one store call at a time. Each call takes a pool connection; an
@@ -89,5 +91,32 @@ test('an evaluation (full read, then a change set of every key) makes one store 
     assert.equal(c.max(), 2);
   } finally {
     await real.close();
+  }
+});
+
+test('a PostgreSQL connection handed back inside a failed transaction is closed, not pooled', { skip: SKIP_WITHOUT_POSTGRES }, async () => {
+  const pg = await startPostgres();
+  const pool = postgresPool(pg.url, undefined);
+  try {
+    const c = await pool.connect();
+    await c.query('begin');
+    await assert.rejects(c.query('select 1/0'));
+    c.release(); // a rollback that never ran (what a failed ROLLBACK leaves)
+    const d = await pool.connect();
+    try {
+      assert.equal((await d.query<{ n: number }>('select 1 as n')).rows[0]?.n, 1);
+    } finally {
+      d.release();
+    }
+    // Negative control: the same connection, kept by hand, is still in its failed transaction.
+    const e = await pool.connect();
+    await e.query('begin');
+    await assert.rejects(e.query('select 1/0'));
+    await assert.rejects(e.query('select 1'), /current transaction is aborted/);
+    await e.query('rollback');
+    e.release();
+  } finally {
+    await pool.end();
+    pg.destroy();
   }
 });
