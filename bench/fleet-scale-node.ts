@@ -80,8 +80,22 @@ async function main(): Promise<void> {
     const name = `sim-${i}`;
     const store = await openStore(parseStoreLocation(url, '.'), { writerId: name });
     const ref: { sim?: Sim } = {};
-    const enforcer = new KeyEnforcer({ store, control: control(() => ref.sim), intervalMs: 2000,
-      ...(process.env.FLEET_BENCH_DEBUG ? { logger: { ...silentLogger, warn: (o: { err?: string }) => { const k = String(o.err).slice(0, 80); dbgErr.set(k, (dbgErr.get(k) ?? 0) + 1); } } as typeof silentLogger } : {}) });
+    const enforcer = new KeyEnforcer({
+      store,
+      control: control(() => ref.sim),
+      intervalMs: 2000,
+      ...(process.env.FLEET_BENCH_DEBUG
+        ? {
+            logger: {
+              ...silentLogger,
+              warn: (o: { err?: string }) => {
+                const k = String(o.err).slice(0, 80);
+                dbgErr.set(k, (dbgErr.get(k) ?? 0) + 1);
+              },
+            } as typeof silentLogger,
+          }
+        : {}),
+    });
     await enforcer.start();
     const node = await startFleetNode({
       registry: store.nodes(),
@@ -107,7 +121,10 @@ async function main(): Promise<void> {
 
 process.on('message', (m: { type: string; marker?: string; keys?: number; t0?: number; on?: boolean }) => {
   if (m.type === 'expect') {
-    if (process.env.FLEET_BENCH_DEBUG) { dbgReads = sims.map((x) => ({ ...x.enforcer.reads })); eld.reset(); }
+    if (process.env.FLEET_BENCH_DEBUG) {
+      dbgReads = sims.map((x) => ({ ...x.enforcer.reads }));
+      eld.reset();
+    }
     for (const s of sims) {
       s.expect = { marker: m.marker!, keys: m.keys!, t0: m.t0! };
       s.seen = 0;
@@ -136,12 +153,48 @@ async function stop(): Promise<void> {
   stopping = true;
   if (traffic) clearInterval(traffic);
   const reads = { full: 0, delta: 0 };
-  if (process.env.FLEET_BENCH_DEBUG) console.error('DEBUG proc', first, 'loop delay max ms', (eld.max / 1e6).toFixed(0), 'p99', (eld.percentile(99) / 1e6).toFixed(0),
-    'errors', JSON.stringify([...dbgErr]), 'reads since expect', JSON.stringify(sims.map((x, i) => [x.enforcer.reads.full - (dbgReads[i]?.full ?? 0), x.enforcer.reads.delta - (dbgReads[i]?.delta ?? 0), x.node.status().notifications])));
+  if (process.env.FLEET_BENCH_DEBUG)
+    console.error(
+      'DEBUG proc',
+      first,
+      'loop delay max ms',
+      (eld.max / 1e6).toFixed(0),
+      'p99',
+      (eld.percentile(99) / 1e6).toFixed(0),
+      'errors',
+      JSON.stringify([...dbgErr]),
+      'reads since expect',
+      JSON.stringify(
+        sims.map((x, i) => [
+          x.enforcer.reads.full - (dbgReads[i]?.full ?? 0),
+          x.enforcer.reads.delta - (dbgReads[i]?.delta ?? 0),
+          x.node.status().notifications,
+        ]),
+      ),
+    );
   for (const s of sims) {
     if (s.expect && process.env.FLEET_BENCH_DEBUG)
-      console.error('DEBUG', s.name, 'seen', s.seen, 'of', s.expect.keys, 'heard', s.heardAt !== undefined, 'reads', JSON.stringify(s.enforcer.reads),
-        'book marked', s.enforcer.statuses.filter((x) => x.key.secret.endsWith(s.expect!.marker)).length, 'states', JSON.stringify(s.enforcer.statuses.reduce((m: Record<string, number>, x) => ((m[x.state] = (m[x.state] ?? 0) + 1), m), {})));
+      console.error(
+        'DEBUG',
+        s.name,
+        'seen',
+        s.seen,
+        'of',
+        s.expect.keys,
+        'heard',
+        s.heardAt !== undefined,
+        'reads',
+        JSON.stringify(s.enforcer.reads),
+        'book marked',
+        s.enforcer.statuses.filter((x) => x.key.secret.endsWith(s.expect!.marker)).length,
+        'states',
+        JSON.stringify(
+          s.enforcer.statuses.reduce(
+            (m: Record<string, number>, x) => ((m[x.state] = (m[x.state] ?? 0) + 1), m),
+            {},
+          ),
+        ),
+      );
     reads.full += s.enforcer.reads.full;
     reads.delta += s.enforcer.reads.delta;
     s.enforcer.stop();

@@ -77,7 +77,9 @@ export function postgresPool(url: string, health: StoreHealth | undefined): Pg.P
     const release = client.release;
     client.release = (err?: Error | boolean) => {
       const tx = (client as { getTransactionStatus?: () => string | null }).getTransactionStatus?.();
-      release(err ?? (tx === 'T' || tx === 'E' ? new Error('connection released inside a transaction') : undefined));
+      release(
+        err ?? (tx === 'T' || tx === 'E' ? new Error('connection released inside a transaction') : undefined),
+      );
     };
     return client;
   };

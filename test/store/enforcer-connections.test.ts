@@ -83,7 +83,10 @@ test('an evaluation (full read, then a change set of every key) makes one store 
     await enforcer.refresh();
     assert.deepEqual(enforcer.reads, { full: 1, delta: 1 });
     assert.equal(c.max(), 1, 'a delta read made store calls in parallel');
-    assert.ok([...control.secrets.values()].every((s) => s.endsWith('-all')), 'every changed key applied');
+    assert.ok(
+      [...control.secrets.values()].every((s) => s.endsWith('-all')),
+      'every changed key applied',
+    );
 
     // Negative control: the wrapper does see calls that overlap.
     c.reset();
@@ -94,29 +97,33 @@ test('an evaluation (full read, then a change set of every key) makes one store 
   }
 });
 
-test('a PostgreSQL connection handed back inside a failed transaction is closed, not pooled', { skip: SKIP_WITHOUT_POSTGRES }, async () => {
-  const pg = await startPostgres();
-  const pool = postgresPool(pg.url, undefined);
-  try {
-    const c = await pool.connect();
-    await c.query('begin');
-    await assert.rejects(c.query('select 1/0'));
-    c.release(); // a rollback that never ran (what a failed ROLLBACK leaves)
-    const d = await pool.connect();
+test(
+  'a PostgreSQL connection handed back inside a failed transaction is closed, not pooled',
+  { skip: SKIP_WITHOUT_POSTGRES },
+  async () => {
+    const pg = await startPostgres();
+    const pool = postgresPool(pg.url, undefined);
     try {
-      assert.equal((await d.query<{ n: number }>('select 1 as n')).rows[0]?.n, 1);
+      const c = await pool.connect();
+      await c.query('begin');
+      await assert.rejects(c.query('select 1/0'));
+      c.release(); // a rollback that never ran (what a failed ROLLBACK leaves)
+      const d = await pool.connect();
+      try {
+        assert.equal((await d.query<{ n: number }>('select 1 as n')).rows[0]?.n, 1);
+      } finally {
+        d.release();
+      }
+      // Negative control: the same connection, kept by hand, is still in its failed transaction.
+      const e = await pool.connect();
+      await e.query('begin');
+      await assert.rejects(e.query('select 1/0'));
+      await assert.rejects(e.query('select 1'), /current transaction is aborted/);
+      await e.query('rollback');
+      e.release();
     } finally {
-      d.release();
+      await pool.end();
+      pg.destroy();
     }
-    // Negative control: the same connection, kept by hand, is still in its failed transaction.
-    const e = await pool.connect();
-    await e.query('begin');
-    await assert.rejects(e.query('select 1/0'));
-    await assert.rejects(e.query('select 1'), /current transaction is aborted/);
-    await e.query('rollback');
-    e.release();
-  } finally {
-    await pool.end();
-    pg.destroy();
-  }
-});
+  },
+);
