@@ -10,6 +10,9 @@
  * when every one of `keys` secrets ending in marker is applied), {type:'traffic', on},
  * {type:'stop'}. To the parent: {type:'ready'}, {type:'applied', marker, node, heardMs, appliedMs}
  * (ms after t0, on the machine's clock, which every process shares), {type:'stats', reads}.
+ * FLEET_BENCH_DEBUG=1: at stop, each process prints (stderr) its event-loop delay, the enforcers'
+ * logged errors, the evaluations each node made since the last change began, and every node that
+ * did not apply it.
  */
 import { startFleetNode, type FleetNode } from '../src/fleet/node.js';
 import type { KeyDelta, RuntimeKey, ServerControl } from '../src/shared/control.js';
@@ -66,6 +69,10 @@ function control(sim: () => Sim | undefined): ServerControl {
 }
 
 const sims: Sim[] = [];
+const dbgErr = new Map<string, number>();
+let dbgReads: { full: number; delta: number }[] = [];
+const eld = (await import('node:perf_hooks')).monitorEventLoopDelay({ resolution: 20 });
+eld.enable();
 let traffic: NodeJS.Timeout | undefined;
 
 async function main(): Promise<void> {
@@ -73,7 +80,22 @@ async function main(): Promise<void> {
     const name = `sim-${i}`;
     const store = await openStore(parseStoreLocation(url, '.'), { writerId: name });
     const ref: { sim?: Sim } = {};
-    const enforcer = new KeyEnforcer({ store, control: control(() => ref.sim), intervalMs: 2000 });
+    const enforcer = new KeyEnforcer({
+      store,
+      control: control(() => ref.sim),
+      intervalMs: 2000,
+      ...(process.env.FLEET_BENCH_DEBUG
+        ? {
+            logger: {
+              ...silentLogger,
+              warn: (o: { err?: string }) => {
+                const k = String(o.err).slice(0, 80);
+                dbgErr.set(k, (dbgErr.get(k) ?? 0) + 1);
+              },
+            } as typeof silentLogger,
+          }
+        : {}),
+    });
     await enforcer.start();
     const node = await startFleetNode({
       registry: store.nodes(),
@@ -99,6 +121,10 @@ async function main(): Promise<void> {
 
 process.on('message', (m: { type: string; marker?: string; keys?: number; t0?: number; on?: boolean }) => {
   if (m.type === 'expect') {
+    if (process.env.FLEET_BENCH_DEBUG) {
+      dbgReads = sims.map((x) => ({ ...x.enforcer.reads }));
+      eld.reset();
+    }
     for (const s of sims) {
       s.expect = { marker: m.marker!, keys: m.keys!, t0: m.t0! };
       s.seen = 0;
@@ -127,7 +153,48 @@ async function stop(): Promise<void> {
   stopping = true;
   if (traffic) clearInterval(traffic);
   const reads = { full: 0, delta: 0 };
+  if (process.env.FLEET_BENCH_DEBUG)
+    console.error(
+      'DEBUG proc',
+      first,
+      'loop delay max ms',
+      (eld.max / 1e6).toFixed(0),
+      'p99',
+      (eld.percentile(99) / 1e6).toFixed(0),
+      'errors',
+      JSON.stringify([...dbgErr]),
+      'reads since expect',
+      JSON.stringify(
+        sims.map((x, i) => [
+          x.enforcer.reads.full - (dbgReads[i]?.full ?? 0),
+          x.enforcer.reads.delta - (dbgReads[i]?.delta ?? 0),
+          x.node.status().notifications,
+        ]),
+      ),
+    );
   for (const s of sims) {
+    if (s.expect && process.env.FLEET_BENCH_DEBUG)
+      console.error(
+        'DEBUG',
+        s.name,
+        'seen',
+        s.seen,
+        'of',
+        s.expect.keys,
+        'heard',
+        s.heardAt !== undefined,
+        'reads',
+        JSON.stringify(s.enforcer.reads),
+        'book marked',
+        s.enforcer.statuses.filter((x) => x.key.secret.endsWith(s.expect!.marker)).length,
+        'states',
+        JSON.stringify(
+          s.enforcer.statuses.reduce(
+            (m: Record<string, number>, x) => ((m[x.state] = (m[x.state] ?? 0) + 1), m),
+            {},
+          ),
+        ),
+      );
     reads.full += s.enforcer.reads.full;
     reads.delta += s.enforcer.reads.delta;
     s.enforcer.stop();

@@ -44,7 +44,7 @@ function loadPg(): typeof Pg {
  * the outage on its next query. A refused connection fails at once; waiting for a connection
  * (a silent network, or all 10 busy) gives up after 30 s, and so does a query, so nothing hangs.
  */
-function postgresPool(url: string, health: StoreHealth | undefined): Pg.Pool {
+export function postgresPool(url: string, health: StoreHealth | undefined): Pg.Pool {
   const pool = new (loadPg().Pool)({
     connectionString: url,
     max: 10,
@@ -71,6 +71,16 @@ function postgresPool(url: string, health: StoreHealth | undefined): Pg.Pool {
       client.on('error', (err) => health?.down(err));
     }
     health?.up();
+    // A connection handed back inside a transaction (open, or failed: a rollback that could not
+    // run) is closed, not pooled: pooled, it failed every later query with "current transaction
+    // is aborted" (issue 16: fleet nodes that never applied a change set again).
+    const release = client.release;
+    client.release = (err?: Error | boolean) => {
+      const tx = (client as { getTransactionStatus?: () => string | null }).getTransactionStatus?.();
+      release(
+        err ?? (tx === 'T' || tx === 'E' ? new Error('connection released inside a transaction') : undefined),
+      );
+    };
     return client;
   };
   return pool;

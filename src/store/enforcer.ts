@@ -165,14 +165,14 @@ export class KeyEnforcer {
     const since = this.#book.version;
     const full =
       !store.keyChanges || since === undefined || this.#needFull || now - this.#fullAt >= this.#fullReadMs;
-    const [changes, settings] = await Promise.all([
-      store.keyChanges
-        ? store.keyChanges(full ? undefined : since)
-        : store
-            .listKeys()
-            .then((keys): KeyChanges => ({ version: 0, full: true, changed: keys, deleted: [] })),
-      store.getSettings(),
-    ]);
+    // One store call at a time: each takes a pool connection, and an evaluation that needs two at
+    // once starves when the database has no connection to spare (issue 16: a fleet near
+    // max_connections, where a node whose pool held one idle connection could never get a second,
+    // failed every evaluation, and never applied a change set). Sequential, it needs one.
+    const changes: KeyChanges = store.keyChanges
+      ? await store.keyChanges(full ? undefined : since)
+      : { version: 0, full: true, changed: await store.listKeys(), deleted: [] };
+    const settings = await store.getSettings();
     const periods = changes.full
       ? new Set(changes.changed.map((k) => k.limitPeriod))
       : this.#book.periods(changes.changed);
