@@ -4,6 +4,7 @@ import { isProtocolError } from '../protocol/errors.js';
 import { AeadDecoder, AeadEncoder, sip004HeadMatches } from '../protocol/shadowsocks/aead.js';
 import { Aead2022RequestDecoder, Aead2022ResponseEncoder } from '../protocol/shadowsocks/aead2022.js';
 import { decodeAddress, type SocksAddress } from '../protocol/socks5/address.js';
+import { uotVersion, type UotVersion } from '../protocol/uot.js';
 import type { Clock, Timer } from '../shared/clock.js';
 import { relay, type RelayHandle } from '../transport/relay.js';
 import { DialError, dialDestination, type Lookup } from './destination.js';
@@ -11,6 +12,7 @@ import type { AuthEvent, ConnectionClosedEvent, ConnectionStatus } from './event
 import { CONNECTION_STATUSES } from './events.js';
 import { isIdentityGroup, type AnyKeyEntry, type Key2022Entry, type KeyEntry, type KeyRing } from './keys.js';
 import type { ReplayState } from './replay-state.js';
+import { startUot, type UotAssociation } from './uot.js';
 
 /** What the server knows about a byte stream it is handed, besides the bytes. */
 export interface StreamInfo {
@@ -30,6 +32,8 @@ export interface ConnectionContext {
   readonly connectMs: number;
   readonly allowPrivateDestinations: boolean;
   readonly lookup: Lookup | undefined;
+  /** A target of sing's UDP-over-TCP magic names starts a UDP association (uot.ts), not a dial. */
+  readonly udpOverTcp: boolean;
   readonly keys: KeyRing;
   readonly replay: ReplayState;
   /** A key was found (`ip` is the StreamInfo address, '' when unknown). */
@@ -102,6 +106,7 @@ export class Connection {
   #timer: Timer | undefined;
   #target: Socket | undefined;
   #relay: RelayHandle | undefined;
+  #uot: UotAssociation | undefined;
   #finalized = false;
 
   constructor(ctx: ConnectionContext, socket: Duplex, info: StreamInfo) {
@@ -355,6 +360,8 @@ export class Connection {
   // ---- connect and relay ----
 
   async #connect(address: SocksAddress, initial: Buffer): Promise<void> {
+    const uot = this.#ctx.udpOverTcp ? uotVersion(address) : undefined;
+    if (uot) return this.#startUot(uot, initial);
     this.#phase = 'connecting';
     this.#clearTimer();
     this.#socket.pause();
@@ -387,15 +394,10 @@ export class Connection {
     this.#startRelay(target, initial);
   }
 
-  #startRelay(target: Socket, initial: Buffer): void {
+  /** The stream's transforms once the key and request are known (2022: the response header first). */
+  #codec(): { decode: (chunk: Buffer) => Buffer[]; encode: (chunk: Buffer) => Buffer } {
     const k = this.key!;
     const ctx = this.#ctx;
-    this.#phase = 'relay';
-    this.#target = target;
-    const client = this.#socket;
-    client.off('data', this.#onData);
-    client.off('end', this.#onEnd);
-    target.on('error', () => target.destroy());
     let decode: (chunk: Buffer) => Buffer[];
     let encode: (chunk: Buffer) => Buffer;
     if (k.edition === 2022) {
@@ -416,11 +418,8 @@ export class Connection {
       decode = (chunk) => dec.pushInPlace(chunk);
       encode = (chunk) => encoder.encode(chunk);
     }
-    if (initial.length > 0) target.write(initial);
-    this.#relay = relay(client, target, {
-      idleTimeoutMs: ctx.idleMs,
-      clock: ctx.clock,
-      aToB: (chunk) => {
+    return {
+      decode: (chunk) => {
         try {
           return decode(chunk);
         } catch (err) {
@@ -428,6 +427,50 @@ export class Connection {
           throw err;
         }
       },
+      encode,
+    };
+  }
+
+  /** The target was a UDP-over-TCP magic name: the stream carries datagrams from here on. */
+  #startUot(version: UotVersion, initial: Buffer): void {
+    this.#phase = 'relay';
+    this.#clearTimer();
+    const client = this.#socket;
+    client.pause();
+    client.off('data', this.#onData);
+    client.off('end', this.#onEnd);
+    this.#uot = startUot(
+      version,
+      initial,
+      {
+        stream: client,
+        ...this.#codec(),
+        count: (up, down) => {
+          this.#bytesUp += up;
+          this.#bytesDown += down;
+        },
+        refused: (status) => {
+          this.#status ??= status;
+        },
+      },
+      this.#ctx,
+    );
+  }
+
+  #startRelay(target: Socket, initial: Buffer): void {
+    const ctx = this.#ctx;
+    this.#phase = 'relay';
+    this.#target = target;
+    const client = this.#socket;
+    client.off('data', this.#onData);
+    client.off('end', this.#onEnd);
+    target.on('error', () => target.destroy());
+    const { decode, encode } = this.#codec();
+    if (initial.length > 0) target.write(initial);
+    this.#relay = relay(client, target, {
+      idleTimeoutMs: ctx.idleMs,
+      clock: ctx.clock,
+      aToB: decode,
       bToA: (chunk) => {
         const out = encode(chunk);
         this.#bytesDown += out.length;
@@ -449,6 +492,7 @@ export class Connection {
     this.#phase = 'done';
     this.#clearTimer();
     if (this.#relay) this.#relay.close('aborted');
+    this.#uot?.close();
     this.#target?.destroy();
     this.#socket.destroy();
   }
@@ -469,6 +513,7 @@ export class Connection {
     this.#finalized = true;
     this.#clearTimer();
     this.#target?.destroy();
+    this.#uot?.close();
     let status = this.#status;
     if (status === undefined) {
       if (this.#phase === 'relay' || (this.#phase === 'done' && this.#relay)) status = 'OK';

@@ -67,6 +67,11 @@ export interface ServerOptions {
    */
   udp?: boolean | UdpRelayOptions;
   /**
+   * Serve sing's UDP-over-TCP (mihomo's and sing-box's `udp-over-tcp`): a stream to
+   * `sp.v2.udp-over-tcp.arpa` or `sp.udp-over-tcp.arpa` carries datagrams (uot.ts). Default true.
+   */
+  udpOverTcp?: boolean;
+  /**
    * How often refusals reach the log at info: the same reason and key at most once per
    * `repeatMs` (default 10 s), connections that matched no key as one count at most once per
    * `unauthenticatedMs` (default 60 s). Tests shorten them.
@@ -136,6 +141,7 @@ export class ShadowsocksServer implements ServerControl {
       connectMs: this.connectMs,
       allowPrivateDestinations: this.allowPrivateDestinations,
       lookup: opts.lookup,
+      udpOverTcp: opts.udpOverTcp ?? true,
       keys: this.#keys,
       replay: this.#replay,
       authenticated: (c, ip, e) => this.#authenticated(c, ip, e),

@@ -8,6 +8,7 @@
 import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import type { Lookup } from '../../src/server/destination.js';
 import type { ServerHooks } from '../../src/server/events.js';
 import { startDataPlane, type DataPlane } from '../../src/server/index.js';
 import { builtinDecoy } from '../../src/server/web/decoy.js';
@@ -45,6 +46,8 @@ export interface WsTestServerOptions {
   cover?: MuxCoverOptions | false;
   /** Called with the socket of each accepted upgrade, once the WebSocket has it (tests' controls). */
   onAccepted?: (socket: Socket) => void;
+  /** The data plane's name resolution (default: the system's). */
+  lookup?: Lookup;
 }
 
 export async function startWsTestServer(opts: WsTestServerOptions): Promise<WsTestServer> {
@@ -58,6 +61,7 @@ export async function startWsTestServer(opts: WsTestServerOptions): Promise<WsTe
     ...(opts.usage ? { usage: opts.usage } : {}),
     ...(opts.usageFlushMs !== undefined ? { usageFlushMs: opts.usageFlushMs } : {}),
     ...(opts.idleMs !== undefined ? { timeouts: { idleMs: opts.idleMs } } : {}),
+    ...(opts.lookup ? { lookup: opts.lookup } : {}),
   });
   const endpoints = createWebSocketEndpoints(plane.server, {
     secretPath,
