@@ -163,6 +163,8 @@ const CLASH_PROXY_FIELDS = [
   'cipher',
   'password',
   'udp',
+  'udp-over-tcp',
+  'udp-over-tcp-version',
   'plugin',
   'plugin-opts',
 ];
@@ -195,6 +197,15 @@ export function checkClash(body: string): Json[] {
       `${w}: port`,
     );
     assert.ok(CLASH_SS_CIPHERS.includes(String(p.cipher)), `${w}: cipher`);
+    if (p['udp-over-tcp'] !== undefined) {
+      // mihomo adapter/outbound/shadowsocks.go: a bool, and version 1 (the default) or 2.
+      assert.equal(typeof p['udp-over-tcp'], 'boolean', `${w}: udp-over-tcp`);
+      assert.ok(
+        [undefined, 1, 2].includes(p['udp-over-tcp-version'] as number),
+        `${w}: udp-over-tcp-version`,
+      );
+    } else
+      assert.equal(p['udp-over-tcp-version'], undefined, `${w}: udp-over-tcp-version without udp-over-tcp`);
     if (p.plugin !== undefined) {
       assert.equal(p.plugin, 'v2ray-plugin');
       const o = p['plugin-opts'] as Json;
@@ -239,6 +250,12 @@ export function checkSingBox(body: string): Json[] {
     for (const k of ['server', 'server_port', 'method', 'password'])
       assert.ok(o[k] !== undefined, `outbound ${String(o.tag)}: ${k} required`);
     assert.ok(Number.isInteger(o.server_port));
+    // sing-box option/udp_over_tcp.go: a bool (version 2), or {enabled, version 1|2}.
+    const uot = o.udp_over_tcp as Json | boolean | undefined;
+    if (uot !== undefined && typeof uot !== 'boolean') {
+      assert.ok(isMap(uot) && typeof uot.enabled === 'boolean', 'udp_over_tcp.enabled');
+      assert.ok([undefined, 1, 2].includes(uot.version as number), 'udp_over_tcp.version');
+    }
     if (o.plugin !== undefined) {
       assert.ok(['obfs-local', 'v2ray-plugin'].includes(String(o.plugin)), 'plugin is one sing-box has');
       assert.equal(typeof o.plugin_opts, 'string');

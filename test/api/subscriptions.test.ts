@@ -116,6 +116,14 @@ test('every format parses by its consumers rules; WebSocket first, raw Shadowsoc
     path: '/S3cret',
     tls: true,
   });
+  // UDP: the web entry's inside its stream (UoT v2, which a CDN carries), the raw entry's raw.
+  assert.deepEqual(
+    proxies.map((p) => [p.udp, p['udp-over-tcp'] ?? null, p['udp-over-tcp-version'] ?? null]),
+    [
+      [true, true, 2],
+      [true, null, null],
+    ],
+  );
   assert.throws(
     () =>
       checkClash('proxies: []\nproxy-groups: [{name: g, type: select, proxies: [nope]}]\nrules: [MATCH,g]'),
@@ -130,6 +138,10 @@ test('every format parses by its consumers rules; WebSocket first, raw Shadowsoc
       ['Alice (web)', 'v2ray-plugin', 'mode=websocket;host=cdn.example.net;path=/S3cret;tls'],
       ['Alice', null, null],
     ],
+  );
+  assert.deepEqual(
+    outs.map((x) => x.udp_over_tcp ?? null),
+    [true, null],
   );
 
   // base64 list of SIP002 links, each parsed by the SIP002 parser.

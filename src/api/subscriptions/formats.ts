@@ -112,7 +112,12 @@ export function outlineJson(sub: Subscription, prefix: Uint8Array | undefined): 
   return { body: JSON.stringify(doc), contentType: JSON_UTF8, ext: 'json' };
 }
 
-/** Clash/mihomo proxy for an entry: `type: ss`, and v2ray-plugin's websocket mode for the web front. */
+/**
+ * Clash/mihomo proxy for an entry: `type: ss`, and v2ray-plugin's websocket mode for the web
+ * front. UDP of a raw entry is raw Shadowsocks UDP; a web entry's rides inside its stream as
+ * sing's UDP-over-TCP (mihomo's `udp-over-tcp`, v2 said explicitly: mihomo's default is v1; the
+ * server speaks both, src/server/uot.ts), so it passes a CDN that carries only WebSockets.
+ */
 function clashProxy(e: SubEntry): Record<string, unknown> {
   const p: Record<string, unknown> = {
     name: e.name,
@@ -121,10 +126,11 @@ function clashProxy(e: SubEntry): Record<string, unknown> {
     port: e.port,
     cipher: e.method,
     password: e.password,
-    // UDP goes over raw Shadowsocks; v2ray-plugin carries streams only.
-    udp: e.ws === undefined,
+    udp: true,
   };
   if (e.ws) {
+    p['udp-over-tcp'] = true;
+    p['udp-over-tcp-version'] = 2;
     p.plugin = 'v2ray-plugin';
     p['plugin-opts'] = {
       mode: 'websocket',
@@ -166,7 +172,10 @@ export async function clashYaml(sub: Subscription): Promise<Rendered> {
   return { body: await yaml(doc), contentType: YAML_UTF8, ext: 'yaml' };
 }
 
-/** sing-box shadowsocks outbound; the web front through sing-box's built-in v2ray-plugin. */
+/**
+ * sing-box shadowsocks outbound; the web front through sing-box's built-in v2ray-plugin, with UDP
+ * inside the stream as UDP-over-TCP (`udp_over_tcp: true` is version 2).
+ */
 function singBoxOutbound(e: SubEntry): Record<string, unknown> {
   return {
     type: 'shadowsocks',
@@ -175,7 +184,7 @@ function singBoxOutbound(e: SubEntry): Record<string, unknown> {
     server_port: e.port,
     method: e.method,
     password: e.password,
-    ...(e.ws ? { plugin: 'v2ray-plugin', plugin_opts: v2rayPluginOpts(e.ws) } : {}),
+    ...(e.ws ? { plugin: 'v2ray-plugin', plugin_opts: v2rayPluginOpts(e.ws), udp_over_tcp: true } : {}),
   };
 }
 
