@@ -14,8 +14,15 @@ import type { WsTransportOptions } from '../transport/ws-dialer.js';
 /** SIP003 plugin names whose wire we speak ourselves. */
 const V2RAY_PLUGIN = new Set(['v2ray-plugin', 'ss-v2ray-plugin']);
 
-/** A tunnel endpoint from a key: the Shadowsocks endpoint, its tag and its WebSocket transport. */
-export type KeyEndpoint = ShadowsocksEndpoint & { tag?: string; websocket?: WsTransportOptions };
+/**
+ * A tunnel endpoint from a key: the Shadowsocks endpoint, its tag, its WebSocket transport, and
+ * whether UDP rides inside its streams as UDP-over-TCP of that version (the key's `uot=`).
+ */
+export type KeyEndpoint = ShadowsocksEndpoint & {
+  tag?: string;
+  websocket?: WsTransportOptions;
+  udpOverTcp?: 1 | 2;
+};
 
 /**
  * Turn an access key (ss:// URL) into a tunnel endpoint, refusing what we cannot honour: plugin
@@ -86,7 +93,9 @@ export function endpointFromParts(parsed: SsKey, explain: (msg: string) => strin
   if (prefix && prefix.length > method.saltSize) {
     throw new ProtocolError(
       'ERR_URL',
-      explain(`prefix is ${prefix.length} bytes, longer than the ${method.saltSize}-byte salt of ${method.name}`),
+      explain(
+        `prefix is ${prefix.length} bytes, longer than the ${method.saltSize}-byte salt of ${method.name}`,
+      ),
     );
   }
   return {
@@ -96,6 +105,7 @@ export function endpointFromParts(parsed: SsKey, explain: (msg: string) => strin
     password: parsed.password,
     ...(prefix && prefix.length > 0 ? { prefix } : {}),
     ...(parsed.tag !== undefined ? { tag: parsed.tag } : {}),
+    ...(parsed.uot !== undefined ? { udpOverTcp: parsed.uot } : {}),
     ...(websocket ? { nextHop: lazyWebSocketNextHop(websocket), websocket } : {}),
   };
 }

@@ -7,6 +7,7 @@ import { silentLogger, type Logger } from '../shared/logger.js';
 import { addrKey, addrOf, ADDR_SIZE, BatchUdpSocket } from '../transport/batch-udp.js';
 import { FastUdpSender } from '../transport/fast-udp.js';
 import { UdpTunnel, UdpTunnelKey, type UdpTunnelOptions } from '../transport/udp-tunnel.js';
+import type { Dialer } from '../transport/dialer.js';
 import type { WsEndpoint } from '../transport/ws-dialer.js';
 import type { UdpAssociateRequest } from './socks5-inbound.js';
 
@@ -15,6 +16,11 @@ export interface UdpAssociateOptions {
   server: Pick<UdpTunnelOptions, 'host' | 'port' | 'method' | 'password'> & {
     /** The key's WebSocket transport: associations go to its packet endpoint, not the UDP port. */
     websocket?: WsEndpoint | undefined;
+    /**
+     * UDP-over-TCP (the key's `uot=`): each association is one tunnel stream through `dialer` (the
+     * key's own, so raw, WebSocket or Mux.Cool as the key says), whatever `websocket` says.
+     */
+    udpOverTcp?: { dialer: Dialer; version: 1 | 2 } | undefined;
   };
   logger?: Logger;
   clock?: Clock;
@@ -34,7 +40,8 @@ type PacketTunnel = Pick<UdpTunnel, 'send' | 'close' | 'onMessage'>;
 /**
  * SOCKS5 UDP ASSOCIATE (RFC 1928 §7) over the Shadowsocks server's UDP relay, or, for a key with
  * a WebSocket transport, over the web front's packet endpoint (one WebSocket per association,
- * ending the association when it ends). Pass the result as
+ * ending the association when it ends), or, for a key that says `uot=`, as UDP-over-TCP in one
+ * tunnel stream per association (ending with it). Pass the result as
  * the SOCKS5 inbound's `udpAssociate` option. Each association binds a local UDP socket on the
  * inbound's own address, answers the request with it, accepts datagrams only from the IP of the
  * TCP control connection, drops fragments (FRAG != 0), and lives exactly as long as the control
@@ -118,7 +125,13 @@ export function createUdpAssociate(opts: UdpAssociateOptions): UdpAssociateHandl
     void (async () => {
       try {
         const ws = opts.server.websocket;
-        if (ws) {
+        const uot = opts.server.udpOverTcp;
+        if (uot) {
+          const { UotTunnel } = await import('../transport/uot-tunnel.js');
+          const t = new UotTunnel(uot.dialer, uot.version);
+          t.onClose = close;
+          tunnel = t;
+        } else if (ws) {
           // The WebSocket code (ws) is loaded at the first UDP association over it, as the TCP
           // side loads it at the first dial (client/key.ts): idle clients do not carry it.
           const { WsUdpTunnel } = await import('../transport/ws-udp-tunnel.js');
@@ -126,7 +139,10 @@ export function createUdpAssociate(opts: UdpAssociateOptions): UdpAssociateHandl
           t.onClose = close;
           tunnel = t;
         } else {
-          tunnel = await UdpTunnel.open({ ...opts.server, ...(opts.clock ? { clock: opts.clock } : {}) }, key);
+          tunnel = await UdpTunnel.open(
+            { ...opts.server, ...(opts.clock ? { clock: opts.clock } : {}) },
+            key,
+          );
         }
         if (closed) {
           tunnel.close();

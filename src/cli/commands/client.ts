@@ -100,7 +100,7 @@ function shownDefault(flags: string, description: string, value: string | number
   return new Option(flags, description).default(String(value), String(value));
 }
 
-type Endpoint = ShadowsocksEndpoint & { tag?: string; websocket?: WsEndpoint };
+type Endpoint = ShadowsocksEndpoint & { tag?: string; websocket?: WsEndpoint; udpOverTcp?: 1 | 2 };
 
 /** What the shaping setting does for these endpoints, in words for the banner. */
 function shapingSummary(eps: Endpoint[], shape: boolean | undefined): string {
@@ -240,7 +240,7 @@ export function registerClient(program: Command): void {
     )
     .option(
       '--udp',
-      "answer SOCKS5 UDP ASSOCIATE (DNS, QUIC, calls) through the first server's UDP relay (ladder server --udp, a managed server, or ss-server -u)",
+      "answer SOCKS5 UDP ASSOCIATE (DNS, QUIC, calls) through the first server's UDP relay (ladder server --udp, a managed server, or ss-server -u); a web key over its packet endpoint; a key with uot=1|2 inside its tunnel stream (UDP-over-TCP)",
     )
     .option(
       '--log-level <level>',
@@ -427,6 +427,9 @@ export function registerClient(program: Command): void {
               method: first.method,
               password: first.password,
               websocket: first.websocket,
+              ...(first.udpOverTcp
+                ? { udpOverTcp: { dialer: createTunnelDialer(first, { shape }), version: first.udpOverTcp } }
+                : {}),
             },
             logger: log,
           }),

@@ -86,6 +86,20 @@ test('Outline prefix: code points 0..255 are bytes', () => {
   );
 });
 
+test("UDP-over-TCP: uot=1|2 and mihomo's udp-over-tcp=true (version 1); other values ignored", () => {
+  const base = 'ss://YWVzLTEyOC1nY206dGVzdA@h:1/?plugin=v2ray-plugin%3Bmode%3Dwebsocket';
+  assert.equal(parseSsUrl(`${base}&uot=2`).uot, 2);
+  assert.equal(parseSsUrl(`${base}&uot=1`).uot, 1);
+  assert.equal(parseSsUrl(`${base}&udp-over-tcp=true`).uot, 1);
+  assert.equal(parseSsUrl(`${base}&udp-over-tcp=true&uot=2`).uot, 2);
+  assert.equal(parseSsUrl(`${base}&uot=3`).uot, undefined);
+  assert.equal(parseSsUrl(`${base}&udp-over-tcp=false`).uot, undefined);
+  assert.equal(parseSsUrl(base).uot, undefined);
+  const k = parseSsUrl(`${base}&uot=2#t`);
+  assert.match(formatSsUrl(k), /&uot=2#t$/);
+  assert.deepEqual(parseSsUrl(formatSsUrl(k)), k);
+});
+
 test('round trip of generated keys', () => {
   const key: fc.Arbitrary<SsKey> = fc
     .record(

@@ -24,6 +24,11 @@ export interface SsKey {
   plugin?: string;
   pluginOptions?: string;
   prefix?: Uint8Array;
+  /**
+   * UDP inside the stream as sing's UDP-over-TCP of this version (protocol/uot.ts): `uot=1|2`,
+   * or mihomo's `udp-over-tcp=true` (version 1, mihomo's default), as mihomo's link converter reads them.
+   */
+  uot?: 1 | 2;
 }
 
 export interface FormatOptions {
@@ -253,6 +258,10 @@ export function parseSsUrl(url: string): SsKey {
         if (semi !== -1) key.pluginOptions = value.slice(semi + 1);
       } else if (name === 'prefix') {
         key.prefix = decodePrefix(raw);
+      } else if (name === 'uot' && (raw === '1' || raw === '2')) {
+        key.uot = raw === '1' ? 1 : 2;
+      } else if (name === 'udp-over-tcp' && raw === 'true') {
+        key.uot ??= 1;
       }
       // SIP002: unsupported parameters are ignored.
     }
@@ -304,6 +313,7 @@ export function formatSsUrl(key: SsKey, opts: FormatOptions = {}): string {
     params.push(`plugin=${pctEncode(v, 'plugin')}`);
   }
   if (key.prefix !== undefined) params.push(`prefix=${encodePrefix(key.prefix)}`);
+  if (key.uot !== undefined) params.push(`uot=${key.uot}`);
 
   let out = `ss://${userinfo}@${host}:${key.port}`;
   if (params.length > 0) out += `/?${params.join('&')}`;
