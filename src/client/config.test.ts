@@ -26,6 +26,8 @@ test('client config: keys, SIP008 servers and options', () => {
       dnsMode: 'stub',
       shape: false,
       residualSeconds: 120,
+      udp: true,
+      udpOverTcp: true,
     }),
     'c.json',
   );
@@ -38,6 +40,7 @@ test('client config: keys, SIP008 servers and options', () => {
   assert.equal(c.dnsMode, 'stub');
   assert.equal(c.shape, false);
   assert.equal(c.residualSeconds, 120);
+  assert.equal(c.udpOverTcp, true);
 });
 
 test('client config errors name the file and field, never the password', () => {
@@ -57,6 +60,7 @@ test('client config errors name the file and field, never the password', () => {
     [{ route: 'sideways' }, /"route" must be auto, proxy or direct/],
     [{ dnsMode: 'doh' }, /"dnsMode"/],
     [{ shape: 'yes' }, /"shape" must be true or false/],
+    [{ udpOverTcp: 2 }, /"udpOverTcp" must be true or false/],
     [{ residualSeconds: -1 }, /"residualSeconds"/],
   ];
   for (const [v, re] of bad) {

@@ -13,7 +13,7 @@
  *     "socks": "127.0.0.1:1080", "http": "127.0.0.1:8118",
  *     "route": "auto", "rules": "rules.txt",       // rules path relative to the config file
  *     "dns": "127.0.0.1:5353", "dnsUpstream": "1.1.1.1:53", "dnsMode": "tunnel",
- *     "shape": true, "residualSeconds": 180, "udp": true
+ *     "shape": true, "residualSeconds": 180, "udp": true, "udpOverTcp": false
  *   }
  *
  * Unknown top-level fields are refused (SIP008 server entries may carry fields of their own).
@@ -27,7 +27,6 @@ import { parseRouteMode, ROUTE_MODES, routeModeOf, type RouteMode } from './rout
 export { parseRouteMode, ROUTE_MODES, routeModeOf, type RouteMode };
 
 export { ClientConfigError };
-
 
 export interface ServerEntry {
   host: string;
@@ -51,6 +50,8 @@ export interface ClientConfig {
   residualSeconds?: number;
   /** Relay SOCKS5 UDP ASSOCIATE through the first server's UDP relay. */
   udp?: boolean;
+  /** With udp: as UDP-over-TCP v2 inside the tunnel stream, whatever the key says. */
+  udpOverTcp?: boolean;
 }
 
 const nonEmpty = (error: string) => z.string({ error }).refine((v) => v.trim() !== '', { error });
@@ -115,6 +116,7 @@ export const clientConfigSchema = z.strictObject({
     .optional(),
   shape: bool.optional(),
   udp: bool.optional(),
+  udpOverTcp: bool.optional(),
   residualSeconds: z
     .number({ error: `must be a number 0..${MAX_CLIENT_SECONDS}` })
     .min(0, { error: `must be a number 0..${MAX_CLIENT_SECONDS}` })
@@ -165,4 +167,3 @@ export function parseClientConfig(input: string, source = 'config'): ClientConfi
     if (v !== undefined) (out as unknown as Record<string, unknown>)[k] = v;
   return out;
 }
-

@@ -62,6 +62,7 @@ interface ClientFlags {
   residual?: string;
   idleTimeout: string;
   udp?: boolean;
+  udpOverTcp?: boolean;
   logLevel?: string;
   stateDir?: string;
   status?: boolean;
@@ -243,6 +244,10 @@ export function registerClient(program: Command): void {
       "answer SOCKS5 UDP ASSOCIATE (DNS, QUIC, calls) through the first server's UDP relay (ladder server --udp, a managed server, or ss-server -u); a web key over its packet endpoint; a key with uot=1|2 inside its tunnel stream (UDP-over-TCP)",
     )
     .option(
+      '--udp-over-tcp',
+      'with --udp: carry UDP inside the tunnel stream as UDP-over-TCP v2 even when the key does not say uot= (a server whose UDP port or packet endpoint is unreachable: Ladder, sing-box or mihomo)',
+    )
+    .option(
       '--log-level <level>',
       `${LOG_LEVELS.join('|')} (debug logs destinations; default info or LADDER_LOG_LEVEL)`,
     )
@@ -419,6 +424,8 @@ export function registerClient(program: Command): void {
           );
         }
         const first = udpEndpoint;
+        const uotOn = fromCli('udpOverTcp') ? flags.udpOverTcp === true : config.udpOverTcp === true;
+        const uot = first.udpOverTcp ?? (uotOn ? 2 : undefined);
         udpAssociate = usage('--udp', () =>
           createUdpAssociate({
             server: {
@@ -427,9 +434,7 @@ export function registerClient(program: Command): void {
               method: first.method,
               password: first.password,
               websocket: first.websocket,
-              ...(first.udpOverTcp
-                ? { udpOverTcp: { dialer: createTunnelDialer(first, { shape }), version: first.udpOverTcp } }
-                : {}),
+              ...(uot ? { udpOverTcp: { dialer: createTunnelDialer(first, { shape }), version: uot } } : {}),
             },
             logger: log,
           }),
