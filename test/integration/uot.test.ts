@@ -122,6 +122,10 @@ function addressedFrames(buf: Buffer): string[] {
 
 const loop = (port: number): SocksAddress => ({ type: 'ipv4', host: '127.0.0.1', port });
 
+/** A v2 connect-mode request to `destination` with its first (bare) datagram. */
+const connectFirst = (destination: SocksAddress, payload: Buffer): Buffer =>
+  Buffer.concat([encodeUotRequest({ connect: true, destination }), encodeUotDatagram(undefined, payload)]);
+
 let srv: WsTestServer;
 let echo: Echo;
 const closed: ConnectionClosedEvent[] = [];
@@ -173,12 +177,7 @@ describe('UoT v2 connect mode', () => {
     it(`echoes bare datagrams over ${name}`, async () => {
       const h = hop();
       const c = openUot(sip004(h), 2);
-      c.send(
-        Buffer.concat([
-          encodeUotRequest({ connect: true, destination: loop(echo.port) }),
-          encodeUotDatagram(undefined, Buffer.from('one')),
-        ]),
-      );
+      c.send(connectFirst(loop(echo.port), Buffer.from('one')));
       c.send(
         Buffer.concat([
           encodeUotDatagram(undefined, Buffer.from('two')),
@@ -249,12 +248,7 @@ it('usage is counted to the key, both ways', async () => {
   srv.plane.server.flushUsage();
   const before = usage.get('k') ?? { up: 0, down: 0 };
   const c = openUot(sip004(), 2);
-  c.send(
-    Buffer.concat([
-      encodeUotRequest({ connect: true, destination: loop(echo.port) }),
-      encodeUotDatagram(undefined, Buffer.alloc(3000, 1)),
-    ]),
-  );
+  c.send(connectFirst(loop(echo.port), Buffer.alloc(3000, 1)));
   await waitFor(() => c.received().length >= 3002);
   c.destroy();
   await waitFor(() => {
@@ -302,12 +296,7 @@ describe('destination policy (private destinations not allowed)', () => {
       { type: 'domain', host: 'echo.test', port: echo.port } as const,
     ]) {
       const c = openUot(dialer(), 2);
-      c.send(
-        Buffer.concat([
-          encodeUotRequest({ connect: true, destination }),
-          encodeUotDatagram(undefined, Buffer.from('no')),
-        ]),
-      );
+      c.send(connectFirst(destination, Buffer.from('no')));
       assert.equal(await c.ended, 'fin');
       assert.equal(c.received().length, 0);
     }
@@ -350,12 +339,7 @@ it('negative control: with UoT off the magic name is an ordinary (unresolvable) 
       }),
       2,
     );
-    c.send(
-      Buffer.concat([
-        encodeUotRequest({ connect: true, destination: loop(echo.port) }),
-        encodeUotDatagram(undefined, Buffer.from('x')),
-      ]),
-    );
+    c.send(connectFirst(loop(echo.port), Buffer.from('x')));
     assert.equal(await c.ended, 'fin');
     await waitFor(() => offClosed.length === 1);
     assert.equal(offClosed[0]!.status, 'ERR_RESOLVE');
@@ -383,24 +367,14 @@ it('an idle association ends with a FIN; the key being removed ends one at once'
         password: SIP004.secret,
       });
     const c = openUot(dial(), 2);
-    c.send(
-      Buffer.concat([
-        encodeUotRequest({ connect: true, destination: loop(echo.port) }),
-        encodeUotDatagram(undefined, Buffer.from('hi')),
-      ]),
-    );
+    c.send(connectFirst(loop(echo.port), Buffer.from('hi')));
     await waitFor(() => bareFrames(c.received()).length === 1);
     const t0 = Date.now();
     assert.equal(await c.ended, 'fin');
     assert.ok(Date.now() - t0 >= 300, 'ended by the idle timeout, not at once');
 
     const d = openUot(dial(), 2);
-    d.send(
-      Buffer.concat([
-        encodeUotRequest({ connect: true, destination: loop(echo.port) }),
-        encodeUotDatagram(undefined, Buffer.from('hi')),
-      ]),
-    );
+    d.send(connectFirst(loop(echo.port), Buffer.from('hi')));
     await waitFor(() => bareFrames(d.received()).length === 1);
     short.server.setKeys([KEY2022]);
     // The operator's close destroys the stream (the kernel sends FIN); it does not wait for idle.
