@@ -340,8 +340,9 @@ export async function startWebOnlyServer(
   options: Omit<DataPlaneOptions, 'keys' | 'port'>,
 ): Promise<ShadowsocksServer> {
   const { ShadowsocksServer } = await import('../server/index.js');
-  const { host: _host, udp: _udp, replayStateFile: _file, ...rest } = options;
-  const server = new ShadowsocksServer(rest);
+  const { host: _host, udp, replayStateFile: _file, ...rest } = options;
+  // No UDP socket of its own, but UDP-over-TCP on its streams follows the data planes' UDP.
+  const server = new ShadowsocksServer({ udpOverTcp: udp !== undefined && udp !== false, ...rest });
   await server.startWithoutListener();
   return server;
 }

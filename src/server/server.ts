@@ -68,7 +68,9 @@ export interface ServerOptions {
   udp?: boolean | UdpRelayOptions;
   /**
    * Serve sing's UDP-over-TCP (mihomo's and sing-box's `udp-over-tcp`): a stream to
-   * `sp.v2.udp-over-tcp.arpa` or `sp.udp-over-tcp.arpa` carries datagrams (uot.ts). Default true.
+   * `sp.v2.udp-over-tcp.arpa` or `sp.udp-over-tcp.arpa` carries datagrams (uot.ts). It relays UDP,
+   * so by default it is on exactly when `udp` is (a data-plane worker without the UDP socket, or
+   * the web front's listener-less server, is told explicitly).
    */
   udpOverTcp?: boolean;
   /**
@@ -141,7 +143,7 @@ export class ShadowsocksServer implements ServerControl {
       connectMs: this.connectMs,
       allowPrivateDestinations: this.allowPrivateDestinations,
       lookup: opts.lookup,
-      udpOverTcp: opts.udpOverTcp ?? true,
+      udpOverTcp: opts.udpOverTcp ?? (opts.udp !== undefined && opts.udp !== false),
       keys: this.#keys,
       replay: this.#replay,
       authenticated: (c, ip, e) => this.#authenticated(c, ip, e),

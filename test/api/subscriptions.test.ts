@@ -193,6 +193,27 @@ test('without a web front: raw Shadowsocks only; keys on another port than the f
   assert.equal(checkSingBox((await other.app.inject({ url: `${pathOf(k2)}/sing-box` })).body).length, 1);
 });
 
+test('a web front without UDP (--no-udp): web entries claim no UDP and no UDP-over-TCP', async (t) => {
+  const { app, add } = await setup(t, { ...WEB, udp: false });
+  const key = await add();
+  const proxies = checkClash((await app.inject({ url: `${pathOf(key)}/clash` })).body);
+  assert.deepEqual(
+    proxies.map((p) => [p.plugin ?? null, p.udp, p['udp-over-tcp'] ?? null]),
+    [
+      ['v2ray-plugin', false, null],
+      [null, true, null],
+    ],
+  );
+  const outs = checkSingBox((await app.inject({ url: `${pathOf(key)}/sing-box` })).body);
+  assert.deepEqual(
+    outs.map((o) => [o.plugin ?? null, o.udp_over_tcp ?? null]),
+    [
+      ['v2ray-plugin', null],
+      [null, null],
+    ],
+  );
+});
+
 test('format negotiation: the User-Agent matrix of panels, Accept text/html for browsers', async (t) => {
   const matrix: [string, string | undefined, string][] = [
     ['clash-verge/v2.0.0', undefined, 'clash'],

@@ -48,6 +48,8 @@ export interface WsTestServerOptions {
   onAccepted?: (socket: Socket) => void;
   /** The data plane's name resolution (default: the system's). */
   lookup?: Lookup;
+  /** Serve UDP-over-TCP on the streams (default true; the data plane has no UDP socket). */
+  udpOverTcp?: boolean;
 }
 
 export async function startWsTestServer(opts: WsTestServerOptions): Promise<WsTestServer> {
@@ -62,6 +64,7 @@ export async function startWsTestServer(opts: WsTestServerOptions): Promise<WsTe
     ...(opts.usageFlushMs !== undefined ? { usageFlushMs: opts.usageFlushMs } : {}),
     ...(opts.idleMs !== undefined ? { timeouts: { idleMs: opts.idleMs } } : {}),
     ...(opts.lookup ? { lookup: opts.lookup } : {}),
+    udpOverTcp: opts.udpOverTcp ?? true,
   });
   const endpoints = createWebSocketEndpoints(plane.server, {
     secretPath,

@@ -1,27 +1,57 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { test } from 'node:test';
 import { formatSsUrl } from '../../src/protocol/sip002/index.js';
 import { socks5UdpAssociate, startUdpEcho, udpEchoRun } from '../../src/transport/udp-socks5.js';
 import { startLadderClient, startLadderServer } from '../helpers/peers.js';
 
-// UDP-over-TCP through the CLI: `ladder server` without --udp (no UDP relay at all), and
+/** A TCP-only path to `port` (as a middlebox or CDN that carries no UDP): a plain TCP forwarder. */
+async function tcpOnlyPath(port: number): Promise<{ port: number; close(): Promise<void> }> {
+  const socks = new Set<net.Socket>();
+  const srv = net.createServer((down) => {
+    const up = net.connect({ port, host: '127.0.0.1' });
+    for (const s of [down, up]) {
+      socks.add(s);
+      s.on('error', () => (s === up ? down : up).destroy());
+      s.on('close', () => socks.delete(s));
+    }
+    down.pipe(up);
+    up.pipe(down);
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  return {
+    port: (srv.address() as net.AddressInfo).port,
+    close: async () => {
+      for (const s of socks) s.destroy();
+      await new Promise((r) => srv.close(r));
+    },
+  };
+}
+
+// UDP-over-TCP through the CLI: `ladder server --udp` reached over a TCP-only path, and
 // `ladder client --udp` with a key saying uot=2, or with --udp-over-tcp: the datagrams ride inside
-// the tunnel stream and are echoed. Negative control: the same client without either sends them to
-// the server's UDP port, where nothing listens, and gets nothing back.
-test('CLI --udp as UDP-over-TCP to a server with no UDP relay (uot=2 in the key, --udp-over-tcp)', async (t) => {
+// the tunnel stream and are echoed. Negative controls: the same client without either sends raw
+// UDP to the path's port, where nothing carries it; and a server without --udp does not serve UoT
+// (it relays UDP, and the operator turned UDP off).
+test('CLI --udp as UDP-over-TCP over a TCP-only path (uot=2 in the key, --udp-over-tcp)', async (t) => {
   const method = 'aes-256-gcm';
   const password = `uot-${randomBytes(6).toString('hex')}`;
   const echo = await startUdpEcho();
   t.after(() => echo.close());
-  const server = await startLadderServer({ extraArgs: ['--method', method, '--password', password] });
+  const server = await startLadderServer({
+    extraArgs: ['--method', method, '--password', password, '--udp'],
+  });
   t.after(() => server.stop());
-  const plainKey = formatSsUrl({ method, password, host: '127.0.0.1', port: server.port });
-  const uotKey = formatSsUrl({ method, password, host: '127.0.0.1', port: server.port, uot: 2 });
+  const path = await tcpOnlyPath(server.port);
+  t.after(() => path.close());
+  const tcpOnly = path.port;
+  const key = (port: number, uot?: 2): string =>
+    formatSsUrl({ method, password, host: '127.0.0.1', port, ...(uot ? { uot } : {}) });
   const target = { type: 'ipv4' as const, host: '127.0.0.1', port: echo.port };
 
-  const run = async (key: string, extra: string[]): Promise<number> => {
-    const client = await startLadderClient({ key, extraArgs: ['--udp', ...extra] });
+  const run = async (k: string, extra: string[]): Promise<number> => {
+    const client = await startLadderClient({ key: k, extraArgs: ['--udp', ...extra] });
     try {
       const assoc = await socks5UdpAssociate(client.socksPort);
       try {
@@ -39,7 +69,11 @@ test('CLI --udp as UDP-over-TCP to a server with no UDP relay (uot=2 in the key,
       await client.stop();
     }
   };
-  assert.equal(await run(uotKey, []), 50, 'key with uot=2');
-  assert.equal(await run(plainKey, ['--udp-over-tcp']), 50, '--udp-over-tcp');
-  assert.equal(await run(plainKey, []), 0, 'negative control: raw UDP to a server without a UDP relay');
+  assert.equal(await run(key(tcpOnly, 2), []), 50, 'key with uot=2');
+  assert.equal(await run(key(tcpOnly), ['--udp-over-tcp']), 50, '--udp-over-tcp');
+  assert.equal(await run(key(tcpOnly), []), 0, 'negative control: raw UDP over a TCP-only path');
+
+  const noUdp = await startLadderServer({ extraArgs: ['--method', method, '--password', password] });
+  t.after(() => noUdp.stop());
+  assert.equal(await run(key(noUdp.port, 2), []), 0, 'negative control: a server without --udp');
 });

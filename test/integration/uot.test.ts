@@ -277,6 +277,7 @@ describe('destination policy (private destinations not allowed)', () => {
       port: 0,
       host: '127.0.0.1',
       lookup,
+      udpOverTcp: true,
       hooks: { onConnectionClosed: (e) => strictClosed.push(e) },
     });
   });
@@ -317,7 +318,7 @@ describe('destination policy (private destinations not allowed)', () => {
   });
 });
 
-it('negative control: with UoT off the magic name is an ordinary (unresolvable) target', async () => {
+it('negative control: with UoT off (the default without UDP) the magic name is an ordinary (unresolvable) target', async () => {
   const offClosed: ConnectionClosedEvent[] = [];
   const off = await startDataPlane({
     keys: [SIP004],
@@ -325,7 +326,7 @@ it('negative control: with UoT off the magic name is an ordinary (unresolvable) 
     host: '127.0.0.1',
     lookup,
     allowPrivateDestinations: true,
-    udpOverTcp: false,
+    // No `udp`, so UoT is off by default (it relays UDP, and the operator turned UDP off).
     hooks: { onConnectionClosed: (e) => offClosed.push(e) },
   });
   try {
@@ -357,6 +358,7 @@ it('an idle association ends with a FIN; the key being removed ends one at once'
     host: '127.0.0.1',
     allowPrivateDestinations: true,
     timeouts: { idleMs: 600 },
+    udp: true, // UoT's default follows the UDP relay: on here
   });
   try {
     const dial = (): Dialer =>

@@ -114,9 +114,10 @@ export function outlineJson(sub: Subscription, prefix: Uint8Array | undefined): 
 
 /**
  * Clash/mihomo proxy for an entry: `type: ss`, and v2ray-plugin's websocket mode for the web
- * front. UDP of a raw entry is raw Shadowsocks UDP; a web entry's rides inside its stream as
- * sing's UDP-over-TCP (mihomo's `udp-over-tcp`, v2 said explicitly: mihomo's default is v1; the
- * server speaks both, src/server/uot.ts), so it passes a CDN that carries only WebSockets.
+ * front. UDP of a raw entry is raw Shadowsocks UDP; a web entry's, when the server relays UDP
+ * (`ws.udp`), rides inside its stream as sing's UDP-over-TCP (mihomo's `udp-over-tcp`, v2 said
+ * explicitly: mihomo's default is v1; the server speaks both, src/server/uot.ts), so it passes a
+ * CDN that carries only WebSockets.
  */
 function clashProxy(e: SubEntry): Record<string, unknown> {
   const p: Record<string, unknown> = {
@@ -126,11 +127,13 @@ function clashProxy(e: SubEntry): Record<string, unknown> {
     port: e.port,
     cipher: e.method,
     password: e.password,
-    udp: true,
+    udp: e.ws === undefined || e.ws.udp,
   };
-  if (e.ws) {
+  if (e.ws?.udp) {
     p['udp-over-tcp'] = true;
     p['udp-over-tcp-version'] = 2;
+  }
+  if (e.ws) {
     p.plugin = 'v2ray-plugin';
     p['plugin-opts'] = {
       mode: 'websocket',
@@ -174,7 +177,7 @@ export async function clashYaml(sub: Subscription): Promise<Rendered> {
 
 /**
  * sing-box shadowsocks outbound; the web front through sing-box's built-in v2ray-plugin, with UDP
- * inside the stream as UDP-over-TCP (`udp_over_tcp: true` is version 2).
+ * (when the server relays it) inside the stream as UDP-over-TCP (`udp_over_tcp: true` is v2).
  */
 function singBoxOutbound(e: SubEntry): Record<string, unknown> {
   return {
@@ -184,7 +187,8 @@ function singBoxOutbound(e: SubEntry): Record<string, unknown> {
     server_port: e.port,
     method: e.method,
     password: e.password,
-    ...(e.ws ? { plugin: 'v2ray-plugin', plugin_opts: v2rayPluginOpts(e.ws), udp_over_tcp: true } : {}),
+    ...(e.ws ? { plugin: 'v2ray-plugin', plugin_opts: v2rayPluginOpts(e.ws) } : {}),
+    ...(e.ws?.udp ? { udp_over_tcp: true } : {}),
   };
 }
 

@@ -39,6 +39,7 @@ const server = new ShadowsocksServer({
     ...(init.connectMs !== undefined ? { connectMs: init.connectMs } : {}),
   },
   allowPrivateDestinations: init.allowPrivateDestinations,
+  udpOverTcp: init.udpOverTcp,
   ...(init.replayCapacity !== undefined ? { replayCapacity: init.replayCapacity } : {}),
   ...(init.replay ? { replayFilters: sharedReplayFilters(init.replay) } : {}),
   ...(init.usageFlushMs !== undefined ? { usageFlushMs: init.usageFlushMs } : {}),

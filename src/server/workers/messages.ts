@@ -27,6 +27,7 @@ export interface WorkerInit {
   readonly idleMs: number | undefined;
   readonly connectMs: number | undefined;
   readonly allowPrivateDestinations: boolean;
+  readonly udpOverTcp: boolean;
   readonly usageFlushMs: number | undefined;
   readonly refusalLog: { repeatMs?: number; unauthenticatedMs?: number } | undefined;
   /** How often events and open-connection counts are posted (ms). */

@@ -82,6 +82,8 @@ export interface WorkerPlaneOptions {
   replaySaveMs?: number;
   usageFlushMs?: number;
   udp?: boolean | UdpRelayOptions;
+  /** UDP-over-TCP in every worker (default: when `udp` is on; only worker 0 has the UDP socket). */
+  udpOverTcp?: boolean;
   refusalLog?: { repeatMs?: number; unauthenticatedMs?: number };
   /** How often workers post events and open-connection counts (default 250 ms). */
   reportMs?: number;
@@ -278,6 +280,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     idleMs: opts.timeouts?.idleMs,
     connectMs: opts.timeouts?.connectMs,
     allowPrivateDestinations: opts.allowPrivateDestinations ?? false,
+    udpOverTcp: opts.udpOverTcp ?? (opts.udp !== undefined && opts.udp !== false),
     usageFlushMs: opts.usageFlushMs,
     refusalLog: opts.refusalLog,
     reportMs: opts.reportMs ?? 250,
