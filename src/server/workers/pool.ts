@@ -367,7 +367,11 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     const late = new Promise<void>((r) => (timer = setTimeout(r, STOP_MS)));
     await Promise.race([Promise.all(handles.map((h) => h.closed)), late]);
     clearTimeout(timer);
-    await Promise.all(handles.map((h) => h.worker.terminate()));
+    // A worker the supervisor created exits when the supervisor says so; should that answer
+    // never come, closing the supervisor thread ends its nested workers with it.
+    const gone = new Promise<void>((r) => (timer = setTimeout(r, STOP_MS)));
+    await Promise.race([Promise.all(handles.map((h) => h.worker.terminate())), gone]);
+    clearTimeout(timer);
     await supervisor?.close();
   };
 
