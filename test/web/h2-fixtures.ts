@@ -52,7 +52,7 @@ export async function nginxH2Site(prefix: string, extraConf = ''): Promise<H2Sit
 
 export interface H2Answer {
   status: number;
-  /** Response header fields in wire order (`:status` left out), values as strings. */
+  /** Response header fields in wire order (`:status` left out), repeated fields repeated. */
   headers: Array<[string, string]>;
   body: Buffer;
 }
@@ -71,11 +71,13 @@ export function h2Request(
     let status = 0;
     const fields: Array<[string, string]> = [];
     const chunks: Buffer[] = [];
-    req.on('response', (h) => {
+    // The third argument is the raw field list, so a repeated field stays two entries.
+    const onResponse = (h: http2.IncomingHttpHeaders, _flags: number, raw: string[]): void => {
       status = Number(h[':status']);
-      for (const [k, v] of Object.entries(h))
-        if (!k.startsWith(':')) fields.push([k, Array.isArray(v) ? v.join(', ') : String(v)]);
-    });
+      for (let i = 0; i + 1 < raw.length; i += 2)
+        if (!raw[i]!.startsWith(':')) fields.push([raw[i]!, raw[i + 1]!]);
+    };
+    req.on('response', onResponse as (h: http2.IncomingHttpHeaders, flags: number) => void);
     req.on('data', (d: Buffer) => chunks.push(d));
     req.on('end', () => resolve({ status, headers: fields, body: Buffer.concat(chunks) }));
     req.on('error', reject);
