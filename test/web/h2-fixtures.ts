@@ -125,13 +125,26 @@ export interface H2Frame {
   payload: Buffer;
 }
 
-export const FRAME = { SETTINGS: 4, GOAWAY: 7, WINDOW_UPDATE: 8 } as const;
+export const FRAME = { DATA: 0, HEADERS: 1, SETTINGS: 4, GOAWAY: 7, WINDOW_UPDATE: 8 } as const;
+
+/** A HEADERS frame (END_STREAM, END_HEADERS) for GET https://H2_HOST`path` on stream 1, HPACK without Huffman. */
+function getRequestFrame(path: string): Buffer {
+  const literal = (nameIndex: number, value: string): Buffer =>
+    Buffer.concat([Buffer.from([nameIndex, value.length]), Buffer.from(value)]);
+  const block = Buffer.concat([Buffer.from([0x82, 0x87]), literal(4, path), literal(1, H2_HOST)]);
+  return Buffer.concat([Buffer.from([0, 0, block.length, 1, 0x05, 0, 0, 0, 1]), block]);
+}
 
 /**
- * Connect with ALPN h2, send the client preface and an empty SETTINGS, and collect the frames
- * the server sends within `waitMs` (at most 64 frames).
+ * Connect with ALPN h2, send the client preface, an empty SETTINGS and (with `path`) one GET, and
+ * collect the frames the server sends within `waitMs` (at most 64 frames).
  */
-export async function serverFrames(port: number, ca: string, waitMs = 400): Promise<H2Frame[]> {
+export async function serverFrames(
+  port: number,
+  ca: string,
+  waitMs = 400,
+  path?: string,
+): Promise<H2Frame[]> {
   const s = tls.connect({ port, host: '127.0.0.1', servername: H2_HOST, ca, ALPNProtocols: ['h2'] });
   const frames: H2Frame[] = [];
   let buf = Buffer.alloc(0);
@@ -139,12 +152,11 @@ export async function serverFrames(port: number, ca: string, waitMs = 400): Prom
     const timer = setTimeout(() => s.destroy(), waitMs);
     s.once('secureConnect', () => {
       assert.equal(s.alpnProtocol, 'h2');
-      s.write(
-        Buffer.concat([
-          Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'),
-          Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]),
-        ]),
-      );
+      const preface = Buffer.concat([
+        Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'),
+        Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]),
+      ]);
+      s.write(path === undefined ? preface : Buffer.concat([preface, getRequestFrame(path)]));
     });
     s.on('data', (d: Buffer) => {
       buf = Buffer.concat([buf, d]);

@@ -30,6 +30,7 @@ import {
   nginxH2Site,
   serverFrames,
   type H2Answer,
+  type H2Frame,
   type H2Site,
 } from './h2-fixtures.js';
 
@@ -226,6 +227,22 @@ describe('the decoy over HTTP/2 matches nginx with http2', { skip }, () => {
       ours.some((f) => f.type === FRAME.SETTINGS && f.flags === 1),
       'our SETTINGS acknowledged',
     );
+  });
+
+  test("the body ends like nginx's: END_STREAM on the last DATA frame, no empty frame after it", async () => {
+    const layout = (frames: H2Frame[]): string =>
+      frames
+        .filter((f) => f.stream === 1 && f.type === FRAME.DATA)
+        .map((f) => `DATA${f.flags & 1 ? '+END' : ''}:${f.payload.length}`)
+        .join(' ');
+    for (const path of ['/about.html', '/data.bin', '/missing']) {
+      const [ours, theirs] = await Promise.all([
+        serverFrames(front.port, site.cert, 400, path),
+        serverFrames(site.nginx.port, site.cert, 400, path),
+      ]);
+      assert.equal(layout(ours), layout(theirs), path);
+      assert.match(layout(ours), /DATA\+END:[1-9]/, path);
+    }
   });
 
   test("negative control: Node's default h2 server has another fingerprint", async () => {

@@ -13,8 +13,8 @@
  * range → 206, an unsatisfiable one → 416.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Http2ServerResponse, type Http2ServerRequest } from 'node:http2';
-import type { Readable } from 'node:stream';
+import http2, { Http2ServerResponse, type Http2ServerRequest } from 'node:http2';
+import type { Readable, Writable } from 'node:stream';
 import { contentTypeFor } from './mime.js';
 
 export const SERVER_HEADER = 'nginx';
@@ -113,6 +113,7 @@ export function writeHead(
     res.writeHead(status, reason, headers.flat());
     return;
   }
+  if (res.stream.destroyed || res.stream.closed) return;
   // In order; a repeated name (Set-Cookie from an upstream) becomes a list, sent as repeated fields.
   const fields: Record<string, string | string[]> = {};
   for (const [k, v] of headers) {
@@ -121,7 +122,13 @@ export function writeHead(
     const had = fields[name];
     fields[name] = had === undefined ? v : [...(Array.isArray(had) ? had : [had]), v];
   }
-  res.writeHead(status, fields);
+  // Straight to the stream: the compatibility layer's writeHead asks for trailers, which makes the
+  // body end with an empty DATA frame (END_STREAM) where nginx sets END_STREAM on the last one.
+  const options: http2.ServerStreamResponseOptions & { sendDate: boolean } = {
+    waitForTrailers: false,
+    sendDate: false,
+  };
+  res.stream.respond({ ':status': status, ...fields }, options);
 }
 
 /** An nginx error page (status 400 also closes an HTTP/1 connection, as nginx does). */
@@ -320,5 +327,28 @@ export async function serveStatic(req: WebRequest, res: WebResponse, source: Fil
   }
   body.on('error', () => res.destroy());
   res.on('close', () => body.destroy());
-  body.pipe(res);
+  pipeKnownLength(body, res, length);
+}
+
+/**
+ * `body.pipe(res)` for a body of known length, except that the last chunk goes out with
+ * `res.end(chunk)`: over HTTP/2 that puts END_STREAM on the last DATA frame, as nginx does,
+ * instead of an empty DATA frame after it (the same bytes over HTTP/1.1).
+ */
+function pipeKnownLength(body: Readable, res: WebResponse, length: number): void {
+  let left = length;
+  body.on('data', (chunk: Buffer) => {
+    left -= chunk.length;
+    if (left <= 0) {
+      res.end(chunk);
+      return;
+    }
+    if (!(res as Writable).write(chunk)) {
+      body.pause();
+      res.once('drain', () => body.resume());
+    }
+  });
+  body.on('end', () => {
+    if (left > 0) res.destroy(); // the file shrank under us: do not pretend the body is complete
+  });
 }
