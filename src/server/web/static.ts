@@ -13,7 +13,7 @@
  * range → 206, an unsatisfiable one → 416.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import http2, { Http2ServerResponse, type Http2ServerRequest } from 'node:http2';
+import { Http2ServerResponse, type Http2ServerRequest, type ServerStreamResponseOptions } from 'node:http2';
 import type { Readable, Writable } from 'node:stream';
 import { contentTypeFor } from './mime.js';
 
@@ -124,7 +124,7 @@ export function writeHead(
   }
   // Straight to the stream: the compatibility layer's writeHead asks for trailers, which makes the
   // body end with an empty DATA frame (END_STREAM) where nginx sets END_STREAM on the last one.
-  const options: http2.ServerStreamResponseOptions & { sendDate: boolean } = {
+  const options: ServerStreamResponseOptions & { sendDate: boolean } = {
     waitForTrailers: false,
     sendDate: false,
   };
