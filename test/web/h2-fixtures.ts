@@ -6,10 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import tls from 'node:tls';
-import { makeCert, makeSite, startNginx, tempDir, type Nginx } from './fixtures.js';
+import { exchange, nginxServingSite, splitResponse, type Nginx } from './fixtures.js';
 
 export const H2_HOST = 'h2.example';
 
@@ -23,31 +21,9 @@ export interface H2Site {
 
 /** makeSite() on disk, a certificate for H2_HOST, and nginx serving both over TLS with `http2`. */
 export async function nginxH2Site(prefix: string, extraConf = ''): Promise<H2Site> {
-  const tmp = tempDir(prefix);
-  const root = join(tmp.path, 'www');
-  const outside = join(tmp.path, 'outside');
-  mkdirSync(root);
-  mkdirSync(outside);
-  makeSite(root, outside);
-  const c = makeCert(tmp.path, H2_HOST);
-  try {
-    const nginx = await startNginx(
-      `listen 127.0.0.1:{{PORT}} ssl http2; ssl_certificate ${c.certPath}; ssl_certificate_key ${c.keyPath}; root ${root}; ${extraConf}`,
-    );
-    return {
-      root,
-      cert: c.cert,
-      key: c.key,
-      nginx,
-      async stop() {
-        await nginx.stop();
-        tmp.remove();
-      },
-    };
-  } catch (err) {
-    tmp.remove();
-    throw err;
-  }
+  const site = await nginxServingSite(prefix, extraConf, H2_HOST);
+  const { cert, key } = site.tls!;
+  return { root: site.root, cert, key, nginx: site.nginx, stop: () => site.stop() };
 }
 
 export interface H2Answer {
@@ -196,4 +172,32 @@ export function h2Fingerprint(frames: H2Frame[]): { settings: string; windowUpda
     settings: pairs.join(';'),
     windowUpdate: wu ? wu.payload.readUInt32BE(0) & 0x7fffffff : undefined,
   };
+}
+
+/**
+ * For each path: the same status and body over h2 (`session`) as over HTTP/1.1 (a fresh TLS
+ * connection offering only http/1.1), and the same fields in the same order, lower-case, minus
+ * HTTP/1's Connection.
+ */
+export async function assertSameAsHttp1(
+  session: http2.ClientHttp2Session,
+  port: number,
+  ca: string,
+  paths: string[],
+): Promise<void> {
+  for (const path of paths) {
+    const h2 = await h2Request(session, { ':path': path });
+    const tlsOpts = { servername: H2_HOST, ca, ALPNProtocols: ['http/1.1'] };
+    const h1 = splitResponse(
+      (await exchange(port, `GET ${path} HTTP/1.1\r\nHost: ${H2_HOST}\r\n\r\n`, { tls: tlsOpts })).text,
+    );
+    assert.equal(h2.status, h1.status, path);
+    assert.equal(h2.body.toString('latin1'), h1.body, path);
+    const h1Fields = h1.headers.map((l) => l.split(':')[0]!.toLowerCase()).filter((k) => k !== 'connection');
+    assert.deepEqual(
+      h2.headers.map(([k]) => k),
+      h1Fields,
+      path,
+    );
+  }
 }

@@ -9,16 +9,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { proxyDecoy } from '../../src/server/web/decoy.js';
 import { startWebFront, type WebFront } from '../../src/server/web/front.js';
-import {
-  exchange,
-  makeCert,
-  nginxServingSite,
-  nginxSkip,
-  opensslSkip,
-  splitResponse,
-  tempDir,
-} from './fixtures.js';
-import { H2_HOST, h2Connect, h2Request } from './h2-fixtures.js';
+import { makeCert, nginxServingSite, nginxSkip, opensslSkip, tempDir } from './fixtures.js';
+import { assertSameAsHttp1, H2_HOST, h2Connect, h2Request } from './h2-fixtures.js';
 
 describe('proxy decoy over HTTP/2', { skip: nginxSkip() || opensslSkip() }, () => {
   const tmp = tempDir('h2-proxy');
@@ -51,26 +43,13 @@ describe('proxy decoy over HTTP/2', { skip: nginxSkip() || opensslSkip() }, () =
   test('pages over h2 equal the same pages over HTTP/1.1 through the front', async () => {
     const session = await h2Connect(front.port, cert);
     try {
-      for (const path of ['/', '/about.html', '/data.bin', '/missing', '/docs']) {
-        const h2 = await h2Request(session, { ':path': path });
-        const h1 = splitResponse(
-          (
-            await exchange(front.port, `GET ${path} HTTP/1.1\r\nHost: ${H2_HOST}\r\n\r\n`, {
-              tls: { servername: H2_HOST, ca: cert, ALPNProtocols: ['http/1.1'] },
-            })
-          ).text,
-        );
-        assert.equal(h2.status, h1.status, path);
-        assert.equal(h2.body.toString('latin1'), h1.body, path);
-        const h1Fields = h1.headers
-          .map((l) => l.split(':')[0]!.toLowerCase())
-          .filter((k) => k !== 'connection');
-        assert.deepEqual(
-          h2.headers.map(([k]) => k),
-          h1Fields,
-          path,
-        );
-      }
+      await assertSameAsHttp1(session, front.port, cert, [
+        '/',
+        '/about.html',
+        '/data.bin',
+        '/missing',
+        '/docs',
+      ]);
     } finally {
       session.close();
     }

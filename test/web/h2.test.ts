@@ -19,10 +19,11 @@ import { dirDecoy } from '../../src/server/web/decoy.js';
 import { startWebFront, type WebFront } from '../../src/server/web/front.js';
 import { which } from '../helpers/peers.js';
 import { skipUnless } from '../helpers/prereq.js';
-import { echoEndpoint, exchange, nginxSkip, opensslSkip, splitResponse } from './fixtures.js';
+import { echoEndpoint, nginxSkip, opensslSkip } from './fixtures.js';
 import {
   FRAME,
   H2_HOST,
+  assertSameAsHttp1,
   h2Connect,
   h2Fingerprint,
   h2Request,
@@ -152,27 +153,14 @@ describe('the decoy over HTTP/2 matches nginx with http2', { skip }, () => {
   test('bodies over h2 are byte-equal to the same decoy over HTTP/1.1', async () => {
     const session = await h2Connect(front.port, site.cert);
     try {
-      for (const path of ['/', '/about.html', '/img/logo.png', '/data.bin', '/missing', '/docs']) {
-        const h2 = await h2Request(session, { ':path': path });
-        const h1 = splitResponse(
-          (
-            await exchange(front.port, `GET ${path} HTTP/1.1\r\nHost: ${H2_HOST}\r\n\r\n`, {
-              tls: { servername: H2_HOST, ca: site.cert, ALPNProtocols: ['http/1.1'] },
-            })
-          ).text,
-        );
-        assert.equal(h2.status, h1.status, path);
-        assert.equal(h2.body.toString('latin1'), h1.body, path);
-        // The same fields, lower-case, minus HTTP/1's Connection.
-        const h1Fields = h1.headers
-          .map((l) => l.split(':')[0]!.toLowerCase())
-          .filter((k) => k !== 'connection');
-        assert.deepEqual(
-          h2.headers.map(([k]) => k),
-          h1Fields,
-          path,
-        );
-      }
+      await assertSameAsHttp1(session, front.port, site.cert, [
+        '/',
+        '/about.html',
+        '/img/logo.png',
+        '/data.bin',
+        '/missing',
+        '/docs',
+      ]);
     } finally {
       session.close();
     }
