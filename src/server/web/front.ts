@@ -86,6 +86,16 @@ export interface WebFront {
   close(): Promise<void>;
 }
 
+/**
+ * nginx's TLS cipher policy: `ssl_ciphers HIGH:!aNULL:!MD5` with OpenSSL's TLS 1.3 suites, and
+ * `ssl_prefer_server_ciphers off` (the client's order decides). Node's server default is its own
+ * list in its own order, which picks another cipher than nginx for the same ClientHello.
+ */
+export const NGINX_TLS_CIPHERS = {
+  ciphers: 'TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256:HIGH:!aNULL:!MD5',
+  honorCipherOrder: false,
+} as const;
+
 /** Header limit (bytes, all header lines together): nginx's 4×8 KiB buffers, roughly. */
 export const MAX_HEADER_SIZE = 16 * 1024;
 
@@ -139,7 +149,12 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
     connectionsCheckingInterval: 1_000,
     joinDuplicateHeaders: false,
   };
-  const tlsOptions = (t: WebFrontTls): SecureContextOptions => ({ cert: t.cert, key: t.key });
+  // Also on every certificate swap: setSecureContext resets what it is not given.
+  const tlsOptions = (t: WebFrontTls): SecureContextOptions & { honorCipherOrder: boolean } => ({
+    cert: t.cert,
+    key: t.key,
+    ...NGINX_TLS_CIPHERS,
+  });
   const withH2 = Boolean(opts.tls) && opts.h2 !== false;
   const ALPNProtocols = withH2 ? ['h2', 'http/1.1'] : ['http/1.1'];
   const server: http.Server = opts.tls
