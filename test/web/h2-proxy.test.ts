@@ -6,17 +6,20 @@
  * split Cookie fields joined; a repeated Set-Cookie comes back as repeated fields.
  */
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { proxyDecoy } from '../../src/server/web/decoy.js';
 import { startWebFront, type WebFront } from '../../src/server/web/front.js';
 import { makeCert, nginxServingSite, nginxSkip, opensslSkip, tempDir } from './fixtures.js';
-import { assertSameAsHttp1, H2_HOST, h2Connect, h2Request } from './h2-fixtures.js';
+import { assertSameAsHttp1, FRAME, H2_HOST, h2Connect, h2Request, serverFrames } from './h2-fixtures.js';
 
 describe('proxy decoy over HTTP/2', { skip: nginxSkip() || opensslSkip() }, () => {
   const tmp = tempDir('h2-proxy');
   let site: Awaited<ReturnType<typeof nginxServingSite>>;
   let front: WebFront;
   let cert: string;
+  let key: string;
   before(async () => {
     site = await nginxServingSite(
       'h2-proxy-up',
@@ -25,6 +28,7 @@ describe('proxy decoy over HTTP/2', { skip: nginxSkip() || opensslSkip() }, () =
     );
     const c = makeCert(tmp.path, H2_HOST);
     cert = c.cert;
+    key = c.key;
     front = await startWebFront({
       port: 0,
       host: '127.0.0.1',
@@ -52,6 +56,38 @@ describe('proxy decoy over HTTP/2', { skip: nginxSkip() || opensslSkip() }, () =
       ]);
     } finally {
       session.close();
+    }
+  });
+
+  test('a proxied body of known length, arriving in pieces, ends with END_STREAM on its last DATA frame', async () => {
+    // An upstream that sends its Content-Length body in two writes 50 ms apart.
+    const slow = http.createServer((_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': '10' });
+      res.write('hello');
+      setTimeout(() => res.end('world'), 50);
+    });
+    await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
+    const viaSlow = await startWebFront({
+      port: 0,
+      host: '127.0.0.1',
+      secretPath: '/h2-proxy-secret',
+      tls: { cert, key },
+      decoy: proxyDecoy(`http://127.0.0.1:${(slow.address() as AddressInfo).port}`),
+      onUpgrade: () => false,
+    });
+    try {
+      const frames = await serverFrames(viaSlow.port, cert, 600, '/slow');
+      const data = frames.filter((f) => f.stream === 1 && f.type === FRAME.DATA);
+      assert.equal(Buffer.concat(data.map((f) => f.payload)).toString(), 'helloworld');
+      assert.equal(data.at(-1)!.flags & 1, 1, 'END_STREAM on the last DATA frame');
+      assert.ok(
+        data.every((f) => f.payload.length > 0),
+        'no empty DATA frame',
+      );
+    } finally {
+      await viaSlow.close();
+      slow.closeAllConnections();
+      await new Promise((r) => slow.close(r));
     }
   });
 

@@ -19,7 +19,15 @@ import https from 'node:https';
 import { isIP } from 'node:net';
 import { isAbsolute, join, resolve, sep } from 'node:path';
 import { builtinSiteFiles } from './site.js';
-import { closeAfter, connectionValue, hasRequestBody, sendError, serveStatic, writeHead } from './static.js';
+import {
+  closeAfter,
+  connectionValue,
+  hasRequestBody,
+  pipeKnownLength,
+  sendError,
+  serveStatic,
+  writeHead,
+} from './static.js';
 import type { FileSource, HeaderList, Lookup, StaticFile, WebRequest, WebResponse } from './static.js';
 
 export interface Decoy {
@@ -229,7 +237,13 @@ export function proxyDecoy(upstream: string | URL, opts: ProxyOptions = {}): Dec
         else out.push(conn);
         writeHead(res, upRes.statusCode ?? 502, out, upRes.statusMessage ?? '');
         upRes.on('error', () => res.destroy());
-        upRes.pipe(res);
+        const length = Number(upRes.headers['content-length']);
+        const known =
+          upRes.headers['transfer-encoding'] === undefined && Number.isSafeInteger(length) && length > 0;
+        // No body whatever Content-Length says: HEAD, 204, 304.
+        const bodyless = req.method === 'HEAD' || upRes.statusCode === 204 || upRes.statusCode === 304;
+        if (known && !bodyless) pipeKnownLength(upRes, res, length);
+        else upRes.pipe(res);
       });
       res.on('close', () => {
         if (!res.writableFinished) upReq.destroy();

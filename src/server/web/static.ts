@@ -333,13 +333,17 @@ export async function serveStatic(req: WebRequest, res: WebResponse, source: Fil
 /**
  * `body.pipe(res)` for a body of known length, except that the last chunk goes out with
  * `res.end(chunk)`: over HTTP/2 that puts END_STREAM on the last DATA frame, as nginx does,
- * instead of an empty DATA frame after it (the same bytes over HTTP/1.1).
+ * instead of an empty DATA frame after it (the same bytes over HTTP/1.1). A body that ends short
+ * destroys the response (the client must not take it for complete).
  */
-function pipeKnownLength(body: Readable, res: WebResponse, length: number): void {
+export function pipeKnownLength(body: Readable, res: WebResponse, length: number): void {
   let left = length;
+  let ended = false;
   body.on('data', (chunk: Buffer) => {
+    if (ended) return;
     left -= chunk.length;
     if (left <= 0) {
+      ended = true;
       res.end(chunk);
       return;
     }
@@ -349,6 +353,8 @@ function pipeKnownLength(body: Readable, res: WebResponse, length: number): void
     }
   });
   body.on('end', () => {
-    if (left > 0) res.destroy(); // the file shrank under us: do not pretend the body is complete
+    if (ended) return;
+    if (left > 0) res.destroy();
+    else res.end();
   });
 }
