@@ -30,6 +30,7 @@ export interface WebFlags {
   webHost?: string;
   webPath?: string;
   decoy?: string;
+  decoyH2?: string;
   tlsCert?: string;
   tlsKey?: string;
   acme?: string;
@@ -46,6 +47,7 @@ const FLAGS = [
   ['webHost', '--web-host', 'host'],
   ['webPath', '--web-path', 'path'],
   ['decoy', '--decoy', 'decoy'],
+  ['decoyH2', '--decoy-h2', 'decoyH2'],
   ['tlsCert', '--tls-cert', 'tlsCert'],
   ['tlsKey', '--tls-key', 'tlsKey'],
   ['acme', '--acme', 'acme'],
@@ -76,6 +78,10 @@ export function addWebOptions(cmd: Command): Command {
     .option(
       '--decoy <site>',
       'what everyone else sees on the web port: builtin (default), a directory, or https://upstream',
+    )
+    .option(
+      '--decoy-h2 <on|off>',
+      'offer HTTP/2 (ALPN h2) for the decoy on the TLS web port, as most HTTPS sites do (default on)',
     )
     .option('--tls-cert <file>', 'web front: TLS certificate (PEM; with --tls-key)')
     .option('--tls-key <file>', 'web front: TLS private key (PEM; with --tls-cert)')
@@ -186,6 +192,7 @@ export async function planWeb(
     ...opt('host', pick(flags.webHost, file?.host)),
     ...opt('secretPath', pick(flags.webPath, file?.path)),
     ...opt('decoy', pick(flags.decoy, file?.decoy)),
+    ...opt('decoyH2', pick(parseOnOff(flags.decoyH2, '--decoy-h2'), file?.decoyH2)),
     ...opt('tlsCertFile', tlsCertFile),
     ...opt('tlsKeyFile', tlsKeyFile),
     ...opt('acmeDomains', acmeDomains),
@@ -233,6 +240,13 @@ export async function planWeb(
     if (!isDir) fail(`--decoy ${dir}: not a directory`);
   }
   return plan;
+}
+
+/** `on` / `off` → true / false; anything else is a usage error naming the flag. */
+function parseOnOff(value: string | undefined, name: string): boolean | undefined {
+  if (value === undefined) return undefined;
+  if (value === 'on' || value === 'off') return value === 'on';
+  throw new UsageError(`${name}: expected on or off, got ${JSON.stringify(value)}`);
 }
 
 function opt<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {

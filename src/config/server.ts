@@ -119,6 +119,7 @@ export const webConfigSchema = z
     host: text('an IP address or host name').optional(),
     path: text('/SECRET').regex(/^\//, { error: 'must start with "/"' }).optional(),
     decoy: text('builtin, a directory or an https:// URL').optional(),
+    decoyH2: z.boolean({ error: 'must be true or false (offer HTTP/2 for the decoy)' }).optional(),
     tlsCert: text('a PEM file path').optional(),
     tlsKey: text('a PEM file path').optional(),
     acme: oneOrMany('a domain name').optional(),

@@ -3,10 +3,11 @@
 // with the builtin site; bad TLS settings are one line and exit 2; managed mode keeps its secret
 // path across a restart (the URL printed at the first start still works).
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import tls from 'node:tls';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseSsUrl } from '../../src/protocol/sip002/index.js';
@@ -14,6 +15,7 @@ import { parsePluginOptions } from '../../src/protocol/sip002/plugin-opts.js';
 import { run, unmanagedWeb, waitForStdout, type Run } from '../helpers/cli-run.js';
 import { freePort, readExactly, startEcho } from '../helpers/net.js';
 import { socks5Connect } from '../helpers/socks5.js';
+import { makeCert } from '../web/fixtures.js';
 
 const WEB_URL = /ss:\/\/\S+plugin=v2ray-plugin\S*/;
 
@@ -115,6 +117,8 @@ describe('ladder server --web-port (CLI)', () => {
       [['--web-port', '70000'], /--web-port/],
       [['--web-port', '0', '--trust-proxy', 'not-a-cidr'], /./],
       [['--web-public-url', 'wss://cdn.example.net'], /--web-public-url needs --web-port/],
+      [['--web-port', '0', '--decoy-h2', 'maybe'], /^ladder: --decoy-h2: expected on or off, got "maybe"$/],
+      [['--decoy-h2', 'off'], /--decoy-h2 needs --web-port/],
       [
         ['--web-port', '0', '--web-public-url', 'ftp://cdn.example.net'],
         /^ladder: --web-public-url: expected ws:\/\//,
@@ -156,8 +160,41 @@ describe('ladder server --web-port (CLI)', () => {
     const keys = [{ id: 'a', method: 'aes-128-gcm', password: 'pa' }];
     writeFileSync(f, JSON.stringify({ keys, web: { port: 0, tlsKey: 'k' } }));
     assert.equal(await refused(), `ladder: ${f}: web.tlsCert: tlsCert and tlsKey go together`);
+    writeFileSync(f, JSON.stringify({ keys, web: { port: 0, decoyH2: 'yes' } }));
+    assert.match(await refused(), /^ladder: .*web\.decoyH2: must be true or false/);
     writeFileSync(f, JSON.stringify({ keys, web: { port: 0, publicUrl: 'wss://cdn.example.net/x' } }));
     assert.ok((await refused()).startsWith(`ladder: ${f}: web.publicUrl: no path`));
+  });
+
+  it('TLS web front: ALPN h2 for the decoy by default, not with --decoy-h2 off', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'ladder-web-h2-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const c = makeCert(dir, 'h2.example');
+    for (const [extra, want] of [
+      [[], 'h2'],
+      [['--decoy-h2', 'off'], 'http/1.1'],
+    ] as const) {
+      const r = run(unmanagedWeb('pw-h2', '--tls-cert', c.certPath, '--tls-key', c.keyPath, ...extra));
+      try {
+        const m = await waitForStdout(r, /web front on port (\d+) \(TLS/);
+        const s = tls.connect({
+          port: Number(m[1]),
+          host: '127.0.0.1',
+          ca: c.cert,
+          servername: 'h2.example',
+          ALPNProtocols: ['h2', 'http/1.1'],
+        });
+        await new Promise((resolve, reject) => {
+          s.once('secureConnect', resolve);
+          s.once('error', reject);
+        });
+        assert.equal(s.alpnProtocol, want, extra.join(' '));
+        s.destroy();
+        await stop(r);
+      } finally {
+        r.child.kill('SIGKILL');
+      }
+    }
   });
 
   it('--web-public-url: keys advertise the CDN host, port and TLS; the banner says so', async () => {

@@ -299,8 +299,15 @@ export const DECOY_REQUESTS: string[] = [
   'GET http://other.example/css/site.css HTTP/1.1\r\n{{H}}\r\n',
 ];
 
-/** nginx serving makeSite()'s directory (plus `extraConf` in its server block), all in a temp dir. */
-export async function nginxServingSite(prefix: string, extraConf = ''): Promise<{ root: string; nginx: Nginx; stop(): Promise<void> }> {
+/**
+ * nginx serving makeSite()'s directory (plus `extraConf` in its server block), all in a temp dir;
+ * with `tlsName`, over TLS with `http2` on a self-signed certificate for that name (returned).
+ */
+export async function nginxServingSite(
+  prefix: string,
+  extraConf = '',
+  tlsName?: string,
+): Promise<{ root: string; nginx: Nginx; tls?: { cert: string; key: string }; stop(): Promise<void> }> {
   const tmp = tempDir(prefix);
   const root = join(tmp.path, 'www');
   const outside = join(tmp.path, 'outside');
@@ -308,10 +315,13 @@ export async function nginxServingSite(prefix: string, extraConf = ''): Promise<
   mkdirSync(outside);
   makeSite(root, outside);
   try {
-    const nginx = await startNginx(`listen 127.0.0.1:{{PORT}}; root ${root}; ${extraConf}`);
+    const c = tlsName === undefined ? undefined : makeCert(tmp.path, tlsName);
+    const listen = c ? ` ssl http2; ssl_certificate ${c.certPath}; ssl_certificate_key ${c.keyPath}` : '';
+    const nginx = await startNginx(`listen 127.0.0.1:{{PORT}}${listen}; root ${root}; ${extraConf}`);
     return {
       root,
       nginx,
+      ...(c ? { tls: { cert: c.cert, key: c.key } } : {}),
       async stop() {
         await nginx.stop();
         tmp.remove();

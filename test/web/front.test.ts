@@ -212,13 +212,13 @@ describe('web front over TLS (openssl-made certificate)', { skip: opensslSkip() 
     tmp.remove();
   });
 
-  test('serves the decoy over TLS with ALPN http/1.1 only', async () => {
+  test('serves the decoy over TLS, ALPN h2 and http/1.1 (HTTP/2: test/web/h2.test.ts)', async () => {
     const s = tls.connect({ port: front.port, host: '127.0.0.1', servername: 'a.example', ca: a.cert, ALPNProtocols: ['h2', 'http/1.1'] });
     await new Promise((r, j) => {
       s.once('secureConnect', r);
       s.once('error', j);
     });
-    assert.equal(s.alpnProtocol, 'http/1.1');
+    assert.equal(s.alpnProtocol, 'h2');
     s.destroy();
     const r = await exchange(front.port, 'GET / HTTP/1.1\r\nHost: a.example\r\n\r\n', { tls: { servername: 'a.example', ca: a.cert } });
     assert.equal(splitResponse(r.text).status, 200);

@@ -16,18 +16,25 @@ import { createReadStream } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import { isAbsolute, join, resolve, sep } from 'node:path';
 import { builtinSiteFiles } from './site.js';
-import { connectionValue, hasRequestBody, sendError, serveStatic, writeHead } from './static.js';
-import type { FileSource, HeaderList, Lookup, StaticFile } from './static.js';
+import {
+  closeAfter,
+  connectionValue,
+  hasRequestBody,
+  pipeKnownLength,
+  sendError,
+  serveStatic,
+  writeHead,
+} from './static.js';
+import type { FileSource, HeaderList, Lookup, StaticFile, WebRequest, WebResponse } from './static.js';
 
 export interface Decoy {
   /** A short description for logs and `--help` (never the secret path). */
   readonly kind: 'builtin' | 'dir' | 'proxy';
-  /** Answer one request. Must not throw; errors become nginx-style error pages. */
-  handle(req: IncomingMessage, res: ServerResponse): void;
+  /** Answer one request (HTTP/1.x or HTTP/2). Must not throw; errors become nginx-style error pages. */
+  handle(req: WebRequest, res: WebResponse): void;
   /** Release resources (upstream keep-alive sockets). */
   close(): void;
 }
@@ -61,7 +68,11 @@ export function builtinDecoy(opts: BuiltinOptions = {}): Decoy {
     lookup(path) {
       const f = files.get(path);
       if (f !== undefined) {
-        const file: StaticFile = { size: f.body.length, mtime: f.mtime, read: (s, e) => f.body.subarray(s, e + 1) };
+        const file: StaticFile = {
+          size: f.body.length,
+          mtime: f.mtime,
+          read: (s, e) => f.body.subarray(s, e + 1),
+        };
         return Promise.resolve({ kind: 'file', file });
       }
       const prefix = path === '' ? '' : `${path}/`;
@@ -118,6 +129,7 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
+/** HTTP/2 pseudo-headers (`:method`, `:path`, …) are dropped: they are not header fields. */
 function filterHeaders(raw: string[], extraDrop: Set<string>): HeaderList {
   const named = new Set<string>();
   for (let i = 0; i < raw.length; i += 2)
@@ -127,10 +139,19 @@ function filterHeaders(raw: string[], extraDrop: Set<string>): HeaderList {
   for (let i = 0; i < raw.length; i += 2) {
     const k = raw[i] ?? '';
     const lk = k.toLowerCase();
-    if (HOP_BY_HOP.has(lk) || named.has(lk) || extraDrop.has(lk)) continue;
+    if (HOP_BY_HOP.has(lk) || named.has(lk) || extraDrop.has(lk) || k.startsWith(':')) continue;
     out.push([k, raw[i + 1] ?? '']);
   }
   return out;
+}
+
+/** HTTP/2 may split Cookie into several fields; an HTTP/1.1 upstream gets one (RFC 9113 §8.2.3). */
+function joinCookies(headers: HeaderList): HeaderList {
+  const cookies = headers.filter(([k]) => k.toLowerCase() === 'cookie');
+  if (cookies.length < 2) return headers;
+  const rest = headers.filter(([k]) => k.toLowerCase() !== 'cookie');
+  rest.push(['cookie', cookies.map(([, v]) => v).join('; ')]);
+  return rest;
 }
 
 export interface ProxyOptions {
@@ -149,7 +170,11 @@ export function proxyDecoy(upstream: string | URL, opts: ProxyOptions = {}): Dec
   const host = url.hostname.replace(/^\[|\]$/g, '');
   const agentOpts = { keepAlive: true, maxSockets: 64, maxFreeSockets: 8, timeout: 60_000 };
   const agent = secure
-    ? new https.Agent({ ...agentOpts, ...(isIP(host) ? {} : { servername: host }), ...(opts.ca ? { ca: opts.ca } : {}) })
+    ? new https.Agent({
+        ...agentOpts,
+        ...(isIP(host) ? {} : { servername: host }),
+        ...(opts.ca ? { ca: opts.ca } : {}),
+      })
     : new http.Agent(agentOpts);
   const prefix = url.pathname.replace(/\/$/, '');
   const timeoutMs = opts.timeoutMs ?? 60_000;
@@ -161,7 +186,9 @@ export function proxyDecoy(upstream: string | URL, opts: ProxyOptions = {}): Dec
     kind: 'proxy',
     handle(req, res) {
       if (req.httpVersion === '1.1' && req.headers.host === undefined) return sendError(res, 400);
-      const headers = filterHeaders(req.rawHeaders, hostDrop);
+      const h2 = req.httpVersionMajor === 2;
+      const filtered = filterHeaders(req.rawHeaders, hostDrop);
+      const headers = h2 ? joinCookies(filtered) : filtered;
       headers.unshift(['Host', url.host]);
       const withBody = hasRequestBody(req);
       const upReq = (secure ? https : http).request({
@@ -195,7 +222,7 @@ export function proxyDecoy(upstream: string | URL, opts: ProxyOptions = {}): Dec
         const out = filterHeaders(upRes.rawHeaders, responseDrop);
         // Put our own Connection header where the upstream had its own (same bytes as direct).
         // An upstream that closes makes us close too, so the client sees what it would directly.
-        if (/\bclose\b/i.test(String(upRes.headers.connection ?? ''))) res.shouldKeepAlive = false;
+        if (/\bclose\b/i.test(String(upRes.headers.connection ?? ''))) closeAfter(res);
         let at = -1;
         for (let i = 0, j = 0; i < upRes.rawHeaders.length; i += 2) {
           const k = (upRes.rawHeaders[i] ?? '').toLowerCase();
@@ -210,7 +237,13 @@ export function proxyDecoy(upstream: string | URL, opts: ProxyOptions = {}): Dec
         else out.push(conn);
         writeHead(res, upRes.statusCode ?? 502, out, upRes.statusMessage ?? '');
         upRes.on('error', () => res.destroy());
-        upRes.pipe(res);
+        const length = Number(upRes.headers['content-length']);
+        const known =
+          upRes.headers['transfer-encoding'] === undefined && Number.isSafeInteger(length) && length > 0;
+        // No body whatever Content-Length says: HEAD, 204, 304.
+        const bodyless = req.method === 'HEAD' || upRes.statusCode === 204 || upRes.statusCode === 304;
+        if (known && !bodyless) pipeKnownLength(upRes, res, length);
+        else upRes.pipe(res);
       });
       res.on('close', () => {
         if (!res.writableFinished) upReq.destroy();
@@ -233,10 +266,15 @@ export function parseDecoy(spec: string | undefined, opts: BuiltinOptions & Prox
   if (s === '' || s === 'builtin') return builtinDecoy(opts.seed === undefined ? {} : { seed: opts.seed });
   if (/^https?:\/\//i.test(s)) {
     const { ca, timeoutMs } = opts;
-    return proxyDecoy(s, { ...(ca === undefined ? {} : { ca }), ...(timeoutMs === undefined ? {} : { timeoutMs }) });
+    return proxyDecoy(s, {
+      ...(ca === undefined ? {} : { ca }),
+      ...(timeoutMs === undefined ? {} : { timeoutMs }),
+    });
   }
   const path = s.startsWith('dir:') ? s.slice(4) : s;
   if (path === '' || (!s.startsWith('dir:') && !isAbsolute(path) && !path.startsWith('.')))
-    throw new Error(`--decoy: expected builtin, dir:PATH, a directory path or an http(s):// URL, got ${JSON.stringify(spec)}`);
+    throw new Error(
+      `--decoy: expected builtin, dir:PATH, a directory path or an http(s):// URL, got ${JSON.stringify(spec)}`,
+    );
   return dirDecoy(path);
 }

@@ -1,5 +1,5 @@
 /**
- * The web front: one HTTP/1.1 listener (plain, or TLS with ALPN `http/1.1`) where a WebSocket
+ * The web front: one HTTP/1.1 listener (plain, or TLS with ALPN `h2` and `http/1.1`) where a WebSocket
  * upgrade on the secret path goes to `onUpgrade` and everything else — other paths, plain
  * requests, upgrades that `onUpgrade` refuses, garbage — gets the decoy, exactly as an ordinary
  * nginx-fronted site would answer. The path is the only secret: it is compared in constant time,
@@ -10,6 +10,9 @@
  * already detached. For the decoy we answer on that socket with a ServerResponse of our own and,
  * when the connection stays open, give the socket back to the server as a fresh connection, so
  * the next request on it is parsed as usual (pipelined bytes included).
+ *
+ * On the TLS port a connection that negotiates `h2` gets the decoy over HTTP/2 (./h2.ts): every
+ * path there, the secret one included, is an ordinary page or 404.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
@@ -20,7 +23,17 @@ import type { Duplex } from 'node:stream';
 import type { SecureContextOptions } from 'node:tls';
 import { silentLogger, type Logger } from '../../shared/logger.js';
 import type { Decoy } from './decoy.js';
-import { hasRequestBody, rawErrorResponse, SERVER_HEADER, connectionValue, httpDate, writeHead } from './static.js';
+import { attachDecoyH2, type DecoyH2 } from './h2.js';
+import {
+  hasRequestBody,
+  rawErrorResponse,
+  SERVER_HEADER,
+  connectionValue,
+  httpDate,
+  sendError,
+  writeHead,
+} from './static.js';
+import type { WebRequest, WebResponse } from './static.js';
 import { clientAddress, parseTrustedProxies } from './trust-proxy.js';
 
 export interface WebFrontTls {
@@ -31,7 +44,12 @@ export interface WebFrontTls {
 /** Answers HTTP-01 challenges: token → key authorization, or undefined. */
 export type Http01Responder = (token: string) => string | undefined;
 
-export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer, clientAddress: string) => boolean;
+export type UpgradeHandler = (
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  clientAddress: string,
+) => boolean;
 
 export interface WebFrontOptions {
   port: number;
@@ -40,6 +58,8 @@ export interface WebFrontOptions {
   secretPath: string;
   /** TLS credentials (PEM); plain HTTP when absent (behind a CDN / reverse proxy). */
   tls?: WebFrontTls;
+  /** Offer `h2` in ALPN for the decoy (TLS only; default true). False: ALPN `http/1.1` only. */
+  h2?: boolean;
   decoy: Decoy;
   /** CIDRs whose forwarding headers are believed (see ./trust-proxy.ts). */
   trustProxy?: readonly string[];
@@ -58,11 +78,23 @@ export interface WebFront {
   readonly port: number;
   readonly host: string;
   readonly tls: boolean;
+  /** ALPN `h2` offered (the decoy over HTTP/2). */
+  readonly h2: boolean;
   /** Swap the certificate without dropping connections (ACME renewal). Throws on a plain front. */
   setTlsCredentials(tls: WebFrontTls): void;
   /** Stop listening and end every connection, including upgraded ones; closes the decoy. */
   close(): Promise<void>;
 }
+
+/**
+ * nginx's TLS cipher policy: `ssl_ciphers HIGH:!aNULL:!MD5` with OpenSSL's TLS 1.3 suites, and
+ * `ssl_prefer_server_ciphers off` (the client's order decides). Node's server default is its own
+ * list in its own order, which picks another cipher than nginx for the same ClientHello.
+ */
+export const NGINX_TLS_CIPHERS = {
+  ciphers: 'TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256:HIGH:!aNULL:!MD5',
+  honorCipherOrder: false,
+} as const;
 
 /** Header limit (bytes, all header lines together): nginx's 4×8 KiB buffers, roughly. */
 export const MAX_HEADER_SIZE = 16 * 1024;
@@ -70,7 +102,9 @@ export const MAX_HEADER_SIZE = 16 * 1024;
 /** Validate a secret path: '/' followed by URL-safe characters, no query, no trailing slash. */
 export function validateSecretPath(p: string): string {
   if (!/^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]+$/.test(p) || p.endsWith('/') || p.includes('//'))
-    throw new Error(`--web-path: expected /SECRET (letters, digits, - . _ ~; no trailing slash), got ${JSON.stringify(p)}`);
+    throw new Error(
+      `--web-path: expected /SECRET (letters, digits, - . _ ~; no trailing slash), got ${JSON.stringify(p)}`,
+    );
   return p;
 }
 
@@ -102,7 +136,8 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   const host = opts.host ?? '0.0.0.0';
   validateSecretPath(opts.secretPath);
   const isSecret = secretPathMatcher(opts.secretPath);
-  const trusted = opts.trustProxy && opts.trustProxy.length > 0 ? parseTrustedProxies(opts.trustProxy) : undefined;
+  const trusted =
+    opts.trustProxy && opts.trustProxy.length > 0 ? parseTrustedProxies(opts.trustProxy) : undefined;
   const decoy = opts.decoy;
 
   const serverOptions: http.ServerOptions = {
@@ -114,11 +149,28 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
     connectionsCheckingInterval: 1_000,
     joinDuplicateHeaders: false,
   };
-  const tlsOptions = (t: WebFrontTls): SecureContextOptions => ({ cert: t.cert, key: t.key });
+  // Also on every certificate swap: setSecureContext resets what it is not given.
+  const tlsOptions = (t: WebFrontTls): SecureContextOptions & { honorCipherOrder: boolean } => ({
+    cert: t.cert,
+    key: t.key,
+    ...NGINX_TLS_CIPHERS,
+  });
+  const withH2 = Boolean(opts.tls) && opts.h2 !== false;
+  const ALPNProtocols = withH2 ? ['h2', 'http/1.1'] : ['http/1.1'];
   const server: http.Server = opts.tls
-    ? https.createServer({ ...serverOptions, ...tlsOptions(opts.tls), ALPNProtocols: ['http/1.1'], minVersion: 'TLSv1.2' })
+    ? https.createServer({ ...serverOptions, ...tlsOptions(opts.tls), ALPNProtocols, minVersion: 'TLSv1.2' })
     : http.createServer(serverOptions);
   server.keepAliveTimeout = opts.keepAliveTimeoutMs ?? 65_000;
+  // Before any 'secureConnection' listener of ours: it takes the place of Node's HTTP/1 one.
+  const h2: DecoyH2 | undefined = withH2
+    ? attachDecoyH2(
+        server as https.Server,
+        (req, res) => (req.method === 'CONNECT' ? sendError(res, 400) : answer(req, res)),
+        {
+          idleTimeoutMs: server.keepAliveTimeout,
+        },
+      )
+    : undefined;
   server.timeout = 0;
 
   const sockets = new Set<Duplex>();
@@ -151,7 +203,7 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   }
 
   const acmePrefix = '/.well-known/acme-challenge/';
-  const answer = (req: IncomingMessage, res: ServerResponse): void => {
+  const answer = (req: WebRequest, res: WebResponse): void => {
     const url = req.url ?? '/';
     if (opts.http01 && url.startsWith(acmePrefix) && (req.method === 'GET' || req.method === 'HEAD')) {
       const keyAuth = opts.http01(url.slice(acmePrefix.length).split('?')[0] ?? '');
@@ -163,7 +215,8 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
           ['Content-Length', String(Buffer.byteLength(keyAuth))],
           ['Connection', connectionValue(res)],
         ]);
-        res.end(req.method === 'HEAD' ? undefined : keyAuth);
+        if (req.method === 'HEAD') res.end();
+        else res.end(keyAuth);
         return;
       }
     }
@@ -227,7 +280,12 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
     const s = socket as Socket & { _httpMessage?: unknown };
     // Timeouts and resets close silently (nginx logs 408 but sends nothing); a response already
     // in flight cannot be followed by an error page.
-    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'ECONNRESET' || !s.writable || s._httpMessage) {
+    if (
+      err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ||
+      err.code === 'ECONNRESET' ||
+      !s.writable ||
+      s._httpMessage
+    ) {
       s.destroy();
       return;
     }
@@ -244,12 +302,13 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   });
   server.on('error', (err) => log.warn({ err: err.message }, 'web front: server error'));
   const addr = server.address() as AddressInfo;
-  log.info({ port: addr.port, tls: Boolean(opts.tls), decoy: decoy.kind }, 'web front listening');
+  log.info({ port: addr.port, tls: Boolean(opts.tls), h2: withH2, decoy: decoy.kind }, 'web front listening');
 
   return {
     port: addr.port,
     host: addr.address,
     tls: Boolean(opts.tls),
+    h2: withH2,
     setTlsCredentials(t) {
       if (!opts.tls) throw new Error('web front: setTlsCredentials on a plain-HTTP front');
       (server as https.Server).setSecureContext(tlsOptions(t));
@@ -258,6 +317,7 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
       return new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
+        h2?.close();
         for (const s of sockets) s.destroy();
         decoy.close();
       });

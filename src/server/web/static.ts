@@ -13,7 +13,8 @@
  * range → 206, an unsatisfiable one → 416.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Readable } from 'node:stream';
+import { Http2ServerResponse, type Http2ServerRequest, type ServerStreamResponseOptions } from 'node:http2';
+import type { Readable, Writable } from 'node:stream';
 import { contentTypeFor } from './mime.js';
 
 export const SERVER_HEADER = 'nginx';
@@ -40,7 +41,12 @@ export function reasonPhrase(status: number): string {
 /** nginx's built-in error page for `status` (CRLF line ends, as nginx sends them). */
 export function errorPage(status: number, detail?: string): string {
   const title = detail === undefined ? `${status} ${reasonPhrase(status)}` : `${status} ${detail}`;
-  const lines = ['<html>', `<head><title>${title}</title></head>`, '<body>', `<center><h1>${status} ${reasonPhrase(status)}</h1></center>`];
+  const lines = [
+    '<html>',
+    `<head><title>${title}</title></head>`,
+    '<body>',
+    `<center><h1>${status} ${reasonPhrase(status)}</h1></center>`,
+  ];
   if (detail !== undefined) lines.push(`<center>${detail}</center>`);
   lines.push(`<hr><center>${SERVER_HEADER}</center>`, '</body>', '</html>', '');
   return lines.join('\r\n');
@@ -64,21 +70,71 @@ export function rawErrorResponse(status: number, detail?: string): string {
 
 export type HeaderList = Array<[string, string]>;
 
-/** The value nginx would put in `Connection` for this response. */
-export function connectionValue(res: ServerResponse): string {
-  return res.shouldKeepAlive ? 'keep-alive' : 'close';
+/** A request the decoy answers: HTTP/1.x, or HTTP/2 on the TLS port (./h2.ts). */
+export type WebRequest = IncomingMessage | Http2ServerRequest;
+export type WebResponse = ServerResponse | Http2ServerResponse;
+
+/** True for an HTTP/2 response (no status text, no connection-specific headers). */
+export function isH2(res: WebResponse): res is Http2ServerResponse {
+  return res instanceof Http2ServerResponse;
 }
 
-/** Write status line and headers exactly as listed (plus nothing Node would add). */
-export function writeHead(res: ServerResponse, status: number, headers: HeaderList, reason = reasonPhrase(status)): void {
+/** Close an HTTP/1 connection after this response; HTTP/2 has no such thing per stream. */
+export function closeAfter(res: WebResponse): void {
+  if (!isH2(res)) res.shouldKeepAlive = false;
+}
+
+/** Headers HTTP/2 forbids (RFC 9113 §8.2.2); nginx's h2 responses do not carry them either. */
+const CONNECTION_SPECIFIC = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/** The value nginx would put in `Connection` for this response (HTTP/2 drops the header). */
+export function connectionValue(res: WebResponse): string {
+  return isH2(res) || res.shouldKeepAlive ? 'keep-alive' : 'close';
+}
+
+/**
+ * Write status line and headers exactly as listed (plus nothing Node would add). Over HTTP/2 the
+ * reason phrase and the connection-specific headers go, as with nginx; names go lower-case.
+ */
+export function writeHead(
+  res: WebResponse,
+  status: number,
+  headers: HeaderList,
+  reason = reasonPhrase(status),
+): void {
   res.sendDate = false;
-  res.writeHead(status, reason, headers.flat());
+  if (!isH2(res)) {
+    res.writeHead(status, reason, headers.flat());
+    return;
+  }
+  if (res.stream.destroyed || res.stream.closed) return;
+  // In order; a repeated name (Set-Cookie from an upstream) becomes a list, sent as repeated fields.
+  const fields: Record<string, string | string[]> = {};
+  for (const [k, v] of headers) {
+    const name = k.toLowerCase();
+    if (CONNECTION_SPECIFIC.has(name)) continue;
+    const had = fields[name];
+    fields[name] = had === undefined ? v : [...(Array.isArray(had) ? had : [had]), v];
+  }
+  // Straight to the stream: the compatibility layer's writeHead asks for trailers, which makes the
+  // body end with an empty DATA frame (END_STREAM) where nginx sets END_STREAM on the last one.
+  const options: ServerStreamResponseOptions & { sendDate: boolean } = {
+    waitForTrailers: false,
+    sendDate: false,
+  };
+  res.stream.respond({ ':status': status, ...fields }, options);
 }
 
-/** An nginx error page (status 400 also closes the connection, as nginx does). */
-export function sendError(res: ServerResponse, status: number, extra: HeaderList = []): void {
+/** An nginx error page (status 400 also closes an HTTP/1 connection, as nginx does). */
+export function sendError(res: WebResponse, status: number, extra: HeaderList = []): void {
   const body = errorPage(status);
-  if (status === 400) res.shouldKeepAlive = false;
+  if (status === 400) closeAfter(res);
   const headers: HeaderList = [
     ['Server', SERVER_HEADER],
     ['Date', httpDate()],
@@ -144,7 +200,7 @@ export function normalisePath(url: string): { segments: string[]; trailingSlash:
 }
 
 /** True when the request carries a body (Content-Length > 0 or any Transfer-Encoding). */
-export function hasRequestBody(req: IncomingMessage): boolean {
+export function hasRequestBody(req: WebRequest): boolean {
   if (req.headers['transfer-encoding'] !== undefined) return true;
   const cl = req.headers['content-length'];
   return cl !== undefined && cl !== '0';
@@ -155,7 +211,10 @@ function etagOf(f: StaticFile): string {
 }
 
 /** `Range: bytes=…` → one inclusive range, 'unsatisfiable', or undefined (serve whole). */
-function parseRange(header: string | undefined, size: number): [number, number] | 'unsatisfiable' | undefined {
+function parseRange(
+  header: string | undefined,
+  size: number,
+): [number, number] | 'unsatisfiable' | undefined {
   if (header === undefined) return undefined;
   const m = /^bytes=\s*(\d*)\s*-\s*(\d*)\s*$/.exec(header);
   if (!m) return undefined;
@@ -173,8 +232,9 @@ function parseRange(header: string | undefined, size: number): [number, number] 
   return [start, end];
 }
 
-function hostForRedirect(req: IncomingMessage): string {
-  const host = req.headers.host;
+function hostForRedirect(req: WebRequest): string {
+  const authority = req.headers[':authority'];
+  const host = req.headers.host ?? (typeof authority === 'string' ? authority : undefined);
   if (host !== undefined && host !== '') {
     const h = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.split(':')[0];
     if (h) return h;
@@ -184,8 +244,9 @@ function hostForRedirect(req: IncomingMessage): string {
 }
 
 /** The absolute `Location` nginx sends for `dir` → `dir/` (scheme, Host name, listening port). */
-function redirectLocation(req: IncomingMessage, segments: string[]): string {
-  const tls = 'encrypted' in req.socket && req.socket.encrypted === true;
+function redirectLocation(req: WebRequest, segments: string[]): string {
+  // HTTP/2 is only offered on the TLS port.
+  const tls = req.httpVersionMajor === 2 || ('encrypted' in req.socket && req.socket.encrypted === true);
   const port = req.socket.localPort ?? 0;
   const defaultPort = tls ? 443 : 80;
   const url = req.url ?? '/';
@@ -196,7 +257,7 @@ function redirectLocation(req: IncomingMessage, segments: string[]): string {
 }
 
 /** Serve `req` from `source` the way nginx serves a static root. */
-export async function serveStatic(req: IncomingMessage, res: ServerResponse, source: FileSource): Promise<void> {
+export async function serveStatic(req: WebRequest, res: WebResponse, source: FileSource): Promise<void> {
   if (req.httpVersion === '1.1' && req.headers.host === undefined) return sendError(res, 400);
   const method = req.method ?? 'GET';
   if (method !== 'GET' && method !== 'HEAD' && method !== 'POST') return sendError(res, 405);
@@ -224,13 +285,20 @@ export async function serveStatic(req: IncomingMessage, res: ServerResponse, sou
   const inm = req.headers['if-none-match'];
   const ims = req.headers['if-modified-since'];
   const notModified =
-    inm !== undefined ? inm.split(',').some((t) => t.trim() === etag || t.trim() === '*') : ims !== undefined && ims === lastModified;
+    inm !== undefined
+      ? inm.split(',').some((t) => t.trim() === etag || t.trim() === '*')
+      : ims !== undefined && ims === lastModified;
   const base: HeaderList = [
     ['Server', SERVER_HEADER],
     ['Date', httpDate()],
   ];
   if (notModified) {
-    writeHead(res, 304, [...base, ['Last-Modified', lastModified], ['Connection', connectionValue(res)], ['ETag', etag]]);
+    writeHead(res, 304, [
+      ...base,
+      ['Last-Modified', lastModified],
+      ['Connection', connectionValue(res)],
+      ['ETag', etag],
+    ]);
     res.end();
     return;
   }
@@ -259,5 +327,34 @@ export async function serveStatic(req: IncomingMessage, res: ServerResponse, sou
   }
   body.on('error', () => res.destroy());
   res.on('close', () => body.destroy());
-  body.pipe(res);
+  pipeKnownLength(body, res, length);
+}
+
+/**
+ * `body.pipe(res)` for a body of known length, except that the last chunk goes out with
+ * `res.end(chunk)`: over HTTP/2 that puts END_STREAM on the last DATA frame, as nginx does,
+ * instead of an empty DATA frame after it (the same bytes over HTTP/1.1). A body that ends short
+ * destroys the response (the client must not take it for complete).
+ */
+export function pipeKnownLength(body: Readable, res: WebResponse, length: number): void {
+  let left = length;
+  let ended = false;
+  body.on('data', (chunk: Buffer) => {
+    if (ended) return;
+    left -= chunk.length;
+    if (left <= 0) {
+      ended = true;
+      res.end(chunk);
+      return;
+    }
+    if (!(res as Writable).write(chunk)) {
+      body.pause();
+      res.once('drain', () => body.resume());
+    }
+  });
+  body.on('end', () => {
+    if (ended) return;
+    if (left > 0) res.destroy();
+    else res.end();
+  });
 }

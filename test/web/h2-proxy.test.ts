@@ -1,0 +1,125 @@
+/**
+ * The `https://upstream` decoy (here http:// to an nginx on loopback) reached over HTTP/2: what an
+ * h2 client gets through the TLS web front is the upstream's page, the same as over HTTP/1.1
+ * through the front (status, fields minus Connection, body); the request reaches the upstream as
+ * HTTP/1.1 with Host rewritten, no pseudo-headers (nginx would answer 400 to a `:path` field) and
+ * split Cookie fields joined; a repeated Set-Cookie comes back as repeated fields.
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { proxyDecoy } from '../../src/server/web/decoy.js';
+import { startWebFront, type WebFront } from '../../src/server/web/front.js';
+import { makeCert, nginxServingSite, nginxSkip, opensslSkip, tempDir } from './fixtures.js';
+import { assertSameAsHttp1, FRAME, H2_HOST, h2Connect, h2Request, serverFrames } from './h2-fixtures.js';
+
+describe('proxy decoy over HTTP/2', { skip: nginxSkip() || opensslSkip() }, () => {
+  const tmp = tempDir('h2-proxy');
+  let site: Awaited<ReturnType<typeof nginxServingSite>>;
+  let front: WebFront;
+  let cert: string;
+  let key: string;
+  before(async () => {
+    site = await nginxServingSite(
+      'h2-proxy-up',
+      'location = /echo-headers { default_type text/plain; return 200 "host=$http_host cookie=$http_cookie x=$http_x_custom\\n"; } ' +
+        'location = /cookies { add_header Set-Cookie a=1; add_header Set-Cookie b=2; return 204; }',
+    );
+    const c = makeCert(tmp.path, H2_HOST);
+    cert = c.cert;
+    key = c.key;
+    front = await startWebFront({
+      port: 0,
+      host: '127.0.0.1',
+      secretPath: '/h2-proxy-secret',
+      tls: { cert: c.cert, key: c.key },
+      decoy: proxyDecoy(`http://127.0.0.1:${site.nginx.port}`),
+      onUpgrade: () => false,
+    });
+  });
+  after(async () => {
+    await front?.close();
+    await site?.stop();
+    tmp.remove();
+  });
+
+  test('pages over h2 equal the same pages over HTTP/1.1 through the front', async () => {
+    const session = await h2Connect(front.port, cert);
+    try {
+      await assertSameAsHttp1(session, front.port, cert, [
+        '/',
+        '/about.html',
+        '/data.bin',
+        '/missing',
+        '/docs',
+      ]);
+    } finally {
+      session.close();
+    }
+  });
+
+  test('a proxied body of known length, arriving in pieces, ends with END_STREAM on its last DATA frame', async () => {
+    // An upstream that sends its Content-Length body in two writes 50 ms apart.
+    const slow = http.createServer((_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': '10' });
+      res.write('hello');
+      setTimeout(() => res.end('world'), 50);
+    });
+    await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
+    const viaSlow = await startWebFront({
+      port: 0,
+      host: '127.0.0.1',
+      secretPath: '/h2-proxy-secret',
+      tls: { cert, key },
+      decoy: proxyDecoy(`http://127.0.0.1:${(slow.address() as AddressInfo).port}`),
+      onUpgrade: () => false,
+    });
+    try {
+      const frames = await serverFrames(viaSlow.port, cert, 600, '/slow');
+      const data = frames.filter((f) => f.stream === 1 && f.type === FRAME.DATA);
+      assert.equal(Buffer.concat(data.map((f) => f.payload)).toString(), 'helloworld');
+      assert.equal(data.at(-1)!.flags & 1, 1, 'END_STREAM on the last DATA frame');
+      assert.ok(
+        data.every((f) => f.payload.length > 0),
+        'no empty DATA frame',
+      );
+    } finally {
+      await viaSlow.close();
+      slow.closeAllConnections();
+      await new Promise((r) => slow.close(r));
+    }
+  });
+
+  test('the upstream gets Host rewritten, no pseudo-headers, one Cookie field', async () => {
+    const session = await h2Connect(front.port, cert);
+    try {
+      const r = await h2Request(session, {
+        ':path': '/echo-headers',
+        cookie: ['a=1', 'b=2'],
+        'x-custom': 'kept',
+      });
+      assert.equal(r.status, 200);
+      assert.equal(r.body.toString(), `host=127.0.0.1:${site.nginx.port} cookie=a=1; b=2 x=kept\n`);
+    } finally {
+      session.close();
+    }
+  });
+
+  test('a repeated Set-Cookie from the upstream arrives as two fields', async () => {
+    const session = await h2Connect(front.port, cert);
+    try {
+      const r = await h2Request(session, { ':path': '/cookies' });
+      assert.equal(r.status, 204);
+      assert.deepEqual(
+        r.headers.filter(([k]) => k === 'set-cookie'),
+        [
+          ['set-cookie', 'a=1'],
+          ['set-cookie', 'b=2'],
+        ],
+      );
+    } finally {
+      session.close();
+    }
+  });
+});
