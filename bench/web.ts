@@ -136,7 +136,11 @@ function threadCpuMs(pid: number): Map<string, [number, number]> {
 }
 
 /** `--threads`: where a phase's CPU went, per thread of each process (user/system ms). */
-function threadDelta(label: string, before: Map<string, [number, number]>, after: Map<string, [number, number]>): void {
+function threadDelta(
+  label: string,
+  before: Map<string, [number, number]>,
+  after: Map<string, [number, number]>,
+): void {
   const parts: string[] = [];
   for (const [k, [u, s]] of after) {
     const [u0, s0] = before.get(k) ?? [0, 0];
@@ -196,11 +200,13 @@ async function clients(server: Server): Promise<Client[]> {
     pluginOptions: `tls;host=${HOST};path=${PATH}`,
   });
   // Ladder's client verifies against the system CAs plus NODE_EXTRA_CA_CERTS (the bench CA).
-  const ladder = track(await startLadderClient({
+  const ladder = track(
+    await startLadderClient({
       ...ladderSpawn,
       key,
       env: { ...ladderSpawn.env, NODE_EXTRA_CA_CERTS: caFile },
-    }));
+    }),
+  );
   const ss = track(
     await startSsLocal({
       method: METHOD,
@@ -289,10 +295,7 @@ try {
   for (const s of await servers())
     for (const c of await clients(s)) {
       const label = `${c.name} -> ${s.name}`;
-      const wanted =
-        PAIRS === 'all' ||
-        label === OURS ||
-        (PAIRS === 'ends' && label === THEIRS);
+      const wanted = PAIRS === 'all' || label === OURS || (PAIRS === 'ends' && label === THEIRS);
       if (wanted) pairs.push({ label, socksPort: c.socksPort, pids: [c.pid, s.pid] });
     }
   for (const p of pairs) {
@@ -321,7 +324,8 @@ try {
       const cpu = (): number => p.pids.reduce((a, pid) => a + treeCpuMs(pid), 0);
       const cpu0 = cpu();
       const up = SIZE > 0 ? await uploadCountVia(via, { host: '127.0.0.1', port: sink.port }, SIZE) : NaN;
-      const down = SIZE > 0 ? await downloadCountVia(via, { host: '127.0.0.1', port: source.port }, SIZE) : NaN;
+      const down =
+        SIZE > 0 ? await downloadCountVia(via, { host: '127.0.0.1', port: source.port }, SIZE) : NaN;
       const cpu1 = cpu();
       log(
         `${p.label}: up ${(SIZE / MiB / (up / 1000)).toFixed(0)} MiB/s, down ${(SIZE / MiB / (down / 1000)).toFixed(0)} MiB/s`,
@@ -329,7 +333,8 @@ try {
       const threads0 = THREADS ? p.pids.map(threadCpuMs) : [];
       const { total: short, each, socks } = await shortConnections(p.socksPort, echo.port, SHORT);
       const cpu2 = cpu();
-      if (THREADS) p.pids.forEach((pid, i) => threadDelta(`short, pid ${pid}`, threads0[i]!, threadCpuMs(pid)));
+      if (THREADS)
+        p.pids.forEach((pid, i) => threadDelta(`short, pid ${pid}`, threads0[i]!, threadCpuMs(pid)));
       row.upload.push(SIZE / MiB / (up / 1000));
       row.download.push(SIZE / MiB / (down / 1000));
       row.shortMs.push(short);

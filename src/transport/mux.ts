@@ -1,7 +1,7 @@
 import { Duplex } from 'node:stream';
 import {
-  encodeMuxData,
   encodeMuxFrame,
+  encodeMuxMessage,
   MUX_OPTION_ERROR,
   MuxCoolDecoder,
   MuxNetwork,
@@ -350,13 +350,14 @@ export class MuxSession extends Duplex {
     }
   }
 
-  #frames(data: Buffer): Buffer[] {
+  /** The frames of `data` (New first if not sent yet), and `trailer` after them, as one message. */
+  #message(data: readonly Uint8Array[], trailer?: Buffer): Buffer {
     const t = this.#newTarget;
     this.#newTarget = undefined;
     const meta = t
       ? { sessionId: this.id, status: MuxStatus.New, option: 0, target: t }
       : { sessionId: this.id, status: MuxStatus.Keep, option: 0 };
-    return encodeMuxData(meta, data, FRAME_DATA);
+    return encodeMuxMessage(meta, data, FRAME_DATA, trailer);
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -364,11 +365,16 @@ export class MuxSession extends Duplex {
       cb(new Error('mux session is closed'));
       return;
     }
-    this.#mux.sendFrame(this.#frames(chunk), () => cb());
+    this.#mux.sendFrame(this.#message([chunk]), () => cb());
   }
 
   override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
-    this._write(Buffer.concat(chunks.map((c) => c.chunk)), 'binary', cb);
+    if (this.silent) {
+      cb(new Error('mux session is closed'));
+      return;
+    }
+    // The queued writes go into the frames directly (no concatenation first).
+    this.#mux.sendFrame(this.#message(chunks.map((c) => c.chunk)), () => cb());
   }
 
   override _final(cb: (err?: Error | null) => void): void {
@@ -376,7 +382,7 @@ export class MuxSession extends Duplex {
     if (!this.silent) {
       const end = encodeMuxFrame({ sessionId: this.id, status: MuxStatus.End, option: 0 });
       // A session that never wrote still has to open before it ends.
-      this.#mux.sendFrame(this.#newTarget ? [...this.#frames(Buffer.alloc(0)), end] : end);
+      this.#mux.sendFrame(this.#newTarget ? this.#message([], end) : end);
     }
     cb();
   }
