@@ -22,7 +22,10 @@
  * For A/B and profiling: `--entry DIR/bin/ladder.js` runs another checkout's Ladder (its built
  * dist/, LADDER_DIST=1); `--node-args '--cpu-prof --cpu-prof-dir=D'` goes to both Ladder
  * processes; `--pairs ladder` measures only Ladder client -> Ladder server, `--pairs ends` that
- * and the v2ray-plugin pair; `--size 0` skips the throughput phase.
+ * and the v2ray-plugin pair; `--raw` adds Ladder's client -> Ladder's server over raw TCP (the
+ * same programs without WebSocket, TLS and Mux.Cool); `--gap MS` waits between short
+ * connections (so none overlaps the previous one's close); `--size 0` skips the throughput phase;
+ * `--threads` prints each thread's CPU in the short phase.
  */
 import { readdirSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -56,6 +59,8 @@ const JSON_OUT = arg('--json', '');
 const ENTRY = arg('--entry', '');
 const NODE_ARGS = arg('--node-args', '').split(' ').filter(Boolean);
 const PAIRS = arg('--pairs', 'all');
+const RAW = process.argv.includes('--raw');
+const GAP_MS = Number(arg('--gap', '0'));
 const ladderSpawn = {
   nodeArgs: NODE_ARGS,
   ...(ENTRY ? { entry: ENTRY } : {}),
@@ -95,6 +100,8 @@ interface Server {
   name: string;
   port: number;
   pid: number;
+  /** Ladder's server: its raw Shadowsocks TCP port (for the --raw reference pair). */
+  tcpPort?: number;
 }
 interface Client {
   name: string;
@@ -185,7 +192,7 @@ async function servers(): Promise<Server[]> {
     }),
   );
   return [
-    { name: 'ladder server (web front)', port: webPort, pid: ladder.pid },
+    { name: 'ladder server (web front)', port: webPort, pid: ladder.pid, tcpPort: ladder.port },
     { name: 'ss-server + v2ray-plugin', port: ss.port, pid: ss.pid },
   ];
 }
@@ -238,8 +245,14 @@ async function shortConnections(
   const body = Buffer.alloc(64, 7);
   const each: number[] = [];
   const socks: number[] = [];
+  let gaps = 0;
   const t0 = performance.now();
   for (let i = 0; i < n; i++) {
+    if (GAP_MS > 0) {
+      const g0 = performance.now();
+      await new Promise((r) => setTimeout(r, GAP_MS));
+      gaps += performance.now() - g0;
+    }
     const c0 = performance.now();
     const s = await socks5Connect({
       proxyPort: socksPort,
@@ -265,7 +278,7 @@ async function shortConnections(
     s.destroy();
     each.push(performance.now() - c0);
   }
-  return { total: performance.now() - t0, each, socks };
+  return { total: performance.now() - t0 - gaps, each, socks };
 }
 
 interface Row {
@@ -284,6 +297,7 @@ interface Row {
 }
 
 const OURS = 'ladder client -> ladder server (web front)';
+const RAW_PAIR = 'ladder client -> ladder server (raw TCP, no WebSocket)';
 const THEIRS = 'ss-local + v2ray-plugin -> ss-server + v2ray-plugin';
 const sink = await startSink({ hash: false });
 const source = await startSource({ hash: false });
@@ -297,6 +311,12 @@ try {
       const label = `${c.name} -> ${s.name}`;
       const wanted = PAIRS === 'all' || label === OURS || (PAIRS === 'ends' && label === THEIRS);
       if (wanted) pairs.push({ label, socksPort: c.socksPort, pids: [c.pid, s.pid] });
+      if (RAW && s.tcpPort !== undefined && c.name === 'ladder client') {
+        // The same two programs without WebSocket, TLS and Mux.Cool: a new TCP connection each.
+        const key = formatSsUrl({ method: METHOD, password: PASSWORD, host: '127.0.0.1', port: s.tcpPort });
+        const raw = track(await startLadderClient({ ...ladderSpawn, key }));
+        pairs.push({ label: RAW_PAIR, socksPort: raw.socksPort, pids: [raw.pid, s.pid] });
+      }
     }
   for (const p of pairs) {
     // Warm-up: the WebSocket and TLS set up, JIT warm.
