@@ -8,13 +8,7 @@ import { readFile } from 'node:fs/promises';
 import type { Logger } from '../../shared/logger.js';
 import type { Acme } from './acme.js';
 import { parseDecoy } from './decoy.js';
-import {
-  startWebFront,
-  validateSecretPath,
-  type UpgradeHandler,
-  type WebFront,
-  type WebFrontTls,
-} from './front.js';
+import { startWebFront, validateSecretPath, type UpgradeHandler, type WebFront, type WebFrontTls } from './front.js';
 import { parseTrustedProxies } from './trust-proxy.js';
 
 export interface WebServiceSettings {
@@ -59,15 +53,12 @@ export interface WebService {
 /** Check the settings without starting anything (for `--check`-style validation). */
 export function validateWebSettings(s: WebServiceSettings): void {
   validateSecretPath(s.secretPath);
-  if (!Number.isInteger(s.port) || s.port < 0 || s.port > 65535)
-    throw new Error(`--web-port: expected 0..65535, got ${s.port}`);
+  if (!Number.isInteger(s.port) || s.port < 0 || s.port > 65535) throw new Error(`--web-port: expected 0..65535, got ${s.port}`);
   if (s.trustProxy) parseTrustedProxies(s.trustProxy);
   const files = s.tlsCertFile !== undefined || s.tlsKeyFile !== undefined;
-  if (files && (s.tlsCertFile === undefined || s.tlsKeyFile === undefined))
-    throw new Error('--tls-cert and --tls-key go together');
+  if (files && (s.tlsCertFile === undefined || s.tlsKeyFile === undefined)) throw new Error('--tls-cert and --tls-key go together');
   if (files && s.acmeDomains?.length) throw new Error('--acme and --tls-cert/--tls-key are exclusive');
-  if (s.acmeDomains?.length && s.dataDir === undefined)
-    throw new Error('--acme needs a data directory for its account and certificates');
+  if (s.acmeDomains?.length && s.dataDir === undefined) throw new Error('--acme needs a data directory for its account and certificates');
 }
 
 /** Start the web front (and, with ACME, its challenge listener) for `onUpgrade`. */
@@ -102,13 +93,7 @@ export async function startWebService(s: WebServiceSettings, onUpgrade: UpgradeH
       onCertificate: (c) => front?.setTlsCredentials(c),
     });
     // The challenge listener is an ordinary decoy site too; it never takes upgrades.
-    challengeFront = await startWebFront({
-      ...common,
-      port: s.acmeHttpPort ?? 80,
-      decoy: newDecoy(),
-      onUpgrade: () => false,
-      http01: acme.http01,
-    });
+    challengeFront = await startWebFront({ ...common, port: s.acmeHttpPort ?? 80, decoy: newDecoy(), onUpgrade: () => false, http01: acme.http01 });
     try {
       tls = await acme.start();
     } catch (err) {
@@ -118,13 +103,7 @@ export async function startWebService(s: WebServiceSettings, onUpgrade: UpgradeH
     }
   }
   try {
-    front = await startWebFront({
-      ...common,
-      port: s.port,
-      decoy: newDecoy(),
-      onUpgrade,
-      ...(tls ? { tls } : {}),
-    });
+    front = await startWebFront({ ...common, port: s.port, decoy: newDecoy(), onUpgrade, ...(tls ? { tls } : {}) });
   } catch (err) {
     acme?.stop();
     await challengeFront?.close();
