@@ -3,8 +3,9 @@
  * Shadowsocks, no destination): a client and a server MuxConnection over
  *
  *   pipe   an in-memory pair of streams (Mux.Cool and Node streams alone)
- *   ws     a WebSocket over loopback TCP (+ the ws library, WsStream, sockets)
- *   wss    the same over TLS (+ TLS)
+ *   ws     a WebSocket over loopback TCP (+ the ws library, WsStream, sockets; plain ws:// so
+ *          the client masks with random keys, XORed in JavaScript on both ends)
+ *   wss    the same over TLS (+ TLS; the all-zero mask ws-dialer.ts uses there: no XOR)
  *
  * Short: sessions in a row, each 64 bytes echoed by the server's session and then ended by both
  * sides (the Mux.Cool part of a short connection, both ends). Bulk: one session uploading
@@ -37,9 +38,12 @@ function pipePair(): [Duplex, Duplex] {
     new Duplex({
       allowHalfOpen: true,
       read() {},
+      // The callback waits for the delivery: back-pressure, as a socket's would.
       write(chunk: Buffer, _enc, cb) {
-        setImmediate(() => other().push(chunk));
-        cb();
+        setImmediate(() => {
+          other().push(chunk);
+          cb();
+        });
       },
     });
   ends.push(
