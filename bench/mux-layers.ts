@@ -17,11 +17,12 @@
  */
 import { createServer as createHttp, type Server } from 'node:http';
 import { createServer as createHttps } from 'node:https';
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import WebSocket, { WebSocketServer } from 'ws';
 import { makeLabCertificates } from '../src/lab/lab-ca.js';
 import { MuxConnection, type MuxSession } from '../src/transport/mux.js';
 import { WsStream } from '../src/transport/ws-stream.js';
+import { messagePair } from '../test/helpers/message-pair.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(name);
@@ -30,28 +31,6 @@ function arg(name: string, dflt: string): string {
 const MODES = arg('--mode', 'pipe,ws,wss').split(',');
 const SESSIONS = Number(arg('--sessions', '5000'));
 const MIB = Number(arg('--mib', '128'));
-
-/** Two streams joined in memory; a write arrives at the other end on a later turn. */
-function pipePair(): [Duplex, Duplex] {
-  const ends: Duplex[] = [];
-  const make = (other: () => Duplex): Duplex =>
-    new Duplex({
-      allowHalfOpen: true,
-      read() {},
-      // The callback waits for the delivery: back-pressure, as a socket's would.
-      write(chunk: Buffer, _enc, cb) {
-        setImmediate(() => {
-          other().push(chunk);
-          cb();
-        });
-      },
-    });
-  ends.push(
-    make(() => ends[1]!),
-    make(() => ends[0]!),
-  );
-  return [ends[0]!, ends[1]!];
-}
 
 async function wsPair(tls: boolean): Promise<{ ends: [Duplex, Duplex]; close: () => void }> {
   const certs = await makeLabCertificates(['layers.lab']);
@@ -87,7 +66,10 @@ function cpu(): { ms: number; faults: number } {
 }
 
 async function measure(mode: string): Promise<void> {
-  const pair = mode === 'pipe' ? { ends: pipePair(), close: () => {} } : await wsPair(mode === 'wss');
+  const pair =
+    mode === 'pipe'
+      ? { ends: messagePair({ backPressure: true }), close: () => {} }
+      : await wsPair(mode === 'wss');
   const [clientEnd, serverEnd] = pair.ends;
   let bulk = false;
   new MuxConnection(serverEnd, {

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { test } from 'node:test';
 import {
   encodeMuxFrame,
@@ -16,6 +16,7 @@ import {
 } from '../../src/protocol/muxcool.js';
 import { MuxConnection, type MuxConnectionOptions, type MuxSession } from '../../src/transport/mux.js';
 import { sha256Hex } from '../helpers/hash.js';
+import { messagePair } from '../helpers/message-pair.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 /** Two connected sockets (allowHalfOpen) on loopback. */
@@ -213,31 +214,6 @@ test('garbage after a valid New: sessions end, nothing is sent back, the carrier
   assert.equal(srv.size, 0);
   closeServer();
 });
-
-/** Two streams joined in memory; each write arrives whole, as a WebSocket message does. */
-function messagePair(): [Duplex, Duplex] {
-  const ends: Duplex[] = [];
-  const make = (other: () => Duplex): Duplex =>
-    new Duplex({
-      allowHalfOpen: true,
-      read() {},
-      write(chunk: Buffer, _enc, cb) {
-        setImmediate(() => other().push(chunk));
-        cb();
-      },
-      // Corked writes arrive as one read.
-      writev(chunks: Array<{ chunk: Buffer }>, cb) {
-        const whole = Buffer.concat(chunks.map((c) => c.chunk));
-        setImmediate(() => other().push(whole));
-        cb();
-      },
-    });
-  ends.push(
-    make(() => ends[1]!),
-    make(() => ends[0]!),
-  );
-  return [ends[0]!, ends[1]!];
-}
 
 test("a session's frames from one carrier read arrive as one chunk (not one per frame)", async () => {
   // 100 KiB in one write leaves as 4 frames in one carrier write (one WebSocket message): the
