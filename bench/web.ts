@@ -18,6 +18,14 @@
  *
  *   npm run bench -- --phases web          (through bench/run.ts)
  *   node --import tsx bench/web.ts [--size 64] [--runs 3] [--short 200] [--method M] [--json FILE]
+ *
+ * For A/B and profiling: `--entry DIR/bin/ladder.js` runs another checkout's Ladder (its built
+ * dist/, LADDER_DIST=1); `--node-args '--cpu-prof --cpu-prof-dir=D'` goes to both Ladder
+ * processes; `--pairs ladder` measures only Ladder client -> Ladder server, `--pairs ends` that
+ * and the v2ray-plugin pair; `--raw` adds Ladder's client -> Ladder's server over raw TCP (the
+ * same programs without WebSocket, TLS and Mux.Cool); `--gap MS` waits between short
+ * connections (so none overlaps the previous one's close); `--size 0` skips the throughput phase;
+ * `--threads` prints each thread's CPU in the short phase.
  */
 import { readdirSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -48,6 +56,16 @@ const RUNS = Number(arg('--runs', '3'));
 const SHORT = Number(arg('--short', '200'));
 const METHOD = arg('--method', 'chacha20-ietf-poly1305') as Method;
 const JSON_OUT = arg('--json', '');
+const ENTRY = arg('--entry', '');
+const NODE_ARGS = arg('--node-args', '').split(' ').filter(Boolean);
+const PAIRS = arg('--pairs', 'all');
+const RAW = process.argv.includes('--raw');
+const GAP_MS = Number(arg('--gap', '0'));
+const ladderSpawn = {
+  nodeArgs: NODE_ARGS,
+  ...(ENTRY ? { entry: ENTRY } : {}),
+  env: ENTRY ? { LADDER_DIST: '1' } : {},
+};
 const DEADLINE = Date.now() + Number(arg('--cap-min', '10')) * 60_000;
 const HOST = 'bench.web.lab';
 const PATH = '/ladderbenchpath';
@@ -82,6 +100,8 @@ interface Server {
   name: string;
   port: number;
   pid: number;
+  /** Ladder's server: its raw Shadowsocks TCP port (for the --raw reference pair). */
+  tcpPort?: number;
 }
 interface Client {
   name: string;
@@ -106,10 +126,42 @@ function treeCpuMs(pid: number): number {
   return ms;
 }
 
+/** CPU ms (user, system) of each thread of `pid`, by thread name and id. */
+function threadCpuMs(pid: number): Map<string, [number, number]> {
+  const out = new Map<string, [number, number]>();
+  try {
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
+      const stat = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(`${name}/${t}`, [Number(f[11]) * 10, Number(f[12]) * 10]);
+    }
+  } catch {
+    // gone meanwhile
+  }
+  return out;
+}
+
+/** `--threads`: where a phase's CPU went, per thread of each process (user/system ms). */
+function threadDelta(
+  label: string,
+  before: Map<string, [number, number]>,
+  after: Map<string, [number, number]>,
+): void {
+  const parts: string[] = [];
+  for (const [k, [u, s]] of after) {
+    const [u0, s0] = before.get(k) ?? [0, 0];
+    if (u - u0 + s - s0 > 0) parts.push(`${k} ${u - u0}+${s - s0}`);
+  }
+  log(`${label}: ${parts.join(', ')}`);
+}
+const THREADS = process.argv.includes('--threads');
+
 async function servers(): Promise<Server[]> {
   const webPort = await freePort();
   const ladder = track(
     await startLadderServer({
+      ...ladderSpawn,
       method: METHOD,
       password: PASSWORD,
       extraArgs: [
@@ -140,7 +192,7 @@ async function servers(): Promise<Server[]> {
     }),
   );
   return [
-    { name: 'ladder server (web front)', port: webPort, pid: ladder.pid },
+    { name: 'ladder server (web front)', port: webPort, pid: ladder.pid, tcpPort: ladder.port },
     { name: 'ss-server + v2ray-plugin', port: ss.port, pid: ss.pid },
   ];
 }
@@ -155,7 +207,13 @@ async function clients(server: Server): Promise<Client[]> {
     pluginOptions: `tls;host=${HOST};path=${PATH}`,
   });
   // Ladder's client verifies against the system CAs plus NODE_EXTRA_CA_CERTS (the bench CA).
-  const ladder = track(await startLadderClient({ key, env: { NODE_EXTRA_CA_CERTS: caFile } }));
+  const ladder = track(
+    await startLadderClient({
+      ...ladderSpawn,
+      key,
+      env: { ...ladderSpawn.env, NODE_EXTRA_CA_CERTS: caFile },
+    }),
+  );
   const ss = track(
     await startSsLocal({
       method: METHOD,
@@ -187,8 +245,14 @@ async function shortConnections(
   const body = Buffer.alloc(64, 7);
   const each: number[] = [];
   const socks: number[] = [];
+  let gaps = 0;
   const t0 = performance.now();
   for (let i = 0; i < n; i++) {
+    if (GAP_MS > 0) {
+      const g0 = performance.now();
+      await new Promise((r) => setTimeout(r, GAP_MS));
+      gaps += performance.now() - g0;
+    }
     const c0 = performance.now();
     const s = await socks5Connect({
       proxyPort: socksPort,
@@ -214,7 +278,7 @@ async function shortConnections(
     s.destroy();
     each.push(performance.now() - c0);
   }
-  return { total: performance.now() - t0, each, socks };
+  return { total: performance.now() - t0 - gaps, each, socks };
 }
 
 interface Row {
@@ -232,6 +296,9 @@ interface Row {
   socks: number[];
 }
 
+const OURS = 'ladder client -> ladder server (web front)';
+const RAW_PAIR = 'ladder client -> ladder server (raw TCP, no WebSocket)';
+const THEIRS = 'ss-local + v2ray-plugin -> ss-server + v2ray-plugin';
 const sink = await startSink({ hash: false });
 const source = await startSource({ hash: false });
 const echo = await startEcho();
@@ -240,8 +307,17 @@ const load0 = loadavg()[0]!;
 try {
   const pairs: Array<{ label: string; socksPort: number; pids: number[] }> = [];
   for (const s of await servers())
-    for (const c of await clients(s))
-      pairs.push({ label: `${c.name} -> ${s.name}`, socksPort: c.socksPort, pids: [c.pid, s.pid] });
+    for (const c of await clients(s)) {
+      const label = `${c.name} -> ${s.name}`;
+      const wanted = PAIRS === 'all' || label === OURS || (PAIRS === 'ends' && label === THEIRS);
+      if (wanted) pairs.push({ label, socksPort: c.socksPort, pids: [c.pid, s.pid] });
+      if (RAW && s.tcpPort !== undefined && c.name === 'ladder client') {
+        // The same two programs without WebSocket, TLS and Mux.Cool: a new TCP connection each.
+        const key = formatSsUrl({ method: METHOD, password: PASSWORD, host: '127.0.0.1', port: s.tcpPort });
+        const raw = track(await startLadderClient({ ...ladderSpawn, key }));
+        pairs.push({ label: RAW_PAIR, socksPort: raw.socksPort, pids: [raw.pid, s.pid] });
+      }
+    }
   for (const p of pairs) {
     // Warm-up: the WebSocket and TLS set up, JIT warm.
     await uploadCountVia({ proxyPort: p.socksPort }, { host: '127.0.0.1', port: sink.port }, 4 * MiB);
@@ -267,14 +343,18 @@ try {
       const via = { proxyPort: p.socksPort };
       const cpu = (): number => p.pids.reduce((a, pid) => a + treeCpuMs(pid), 0);
       const cpu0 = cpu();
-      const up = await uploadCountVia(via, { host: '127.0.0.1', port: sink.port }, SIZE);
-      const down = await downloadCountVia(via, { host: '127.0.0.1', port: source.port }, SIZE);
+      const up = SIZE > 0 ? await uploadCountVia(via, { host: '127.0.0.1', port: sink.port }, SIZE) : NaN;
+      const down =
+        SIZE > 0 ? await downloadCountVia(via, { host: '127.0.0.1', port: source.port }, SIZE) : NaN;
       const cpu1 = cpu();
       log(
         `${p.label}: up ${(SIZE / MiB / (up / 1000)).toFixed(0)} MiB/s, down ${(SIZE / MiB / (down / 1000)).toFixed(0)} MiB/s`,
       );
+      const threads0 = THREADS ? p.pids.map(threadCpuMs) : [];
       const { total: short, each, socks } = await shortConnections(p.socksPort, echo.port, SHORT);
       const cpu2 = cpu();
+      if (THREADS)
+        p.pids.forEach((pid, i) => threadDelta(`short, pid ${pid}`, threads0[i]!, threadCpuMs(pid)));
       row.upload.push(SIZE / MiB / (up / 1000));
       row.download.push(SIZE / MiB / (down / 1000));
       row.shortMs.push(short);
@@ -316,10 +396,10 @@ const out = rows.map((r) => ({
   socksP90: pct(r.socks, 0.9),
   runs: r.upload.length,
 }));
-const ours = out.find((r) => r.pair === 'ladder client -> ladder server (web front)');
-const theirs = out.find((r) => r.pair === 'ss-local + v2ray-plugin -> ss-server + v2ray-plugin');
+const ours = out.find((r) => r.pair === OURS);
+const theirs = out.find((r) => r.pair === THEIRS);
 const lines = [
-  `Shadowsocks over WebSocket+TLS, ${METHOD}, ${SIZE / MiB} MiB single flow, ${SHORT} short connections (Mux.Cool on), median of ${RUNS}; load ${load0.toFixed(1)} at start`,
+  `Shadowsocks over WebSocket+TLS, ${METHOD}${ENTRY ? ` (ladder from ${ENTRY})` : ''}, ${SIZE / MiB} MiB single flow, ${SHORT} short connections (Mux.Cool on), median of ${RUNS}; load ${load0.toFixed(1)} at start`,
   '',
   `| client -> server | upload MiB/s | download MiB/s | ${SHORT} short conns, s | CPU ms/MiB | CPU ms/short conn | short conn p50 / p90 ms | >= 40 ms | SOCKS phase p90 ms | of >= 40 ms: SOCKS phase >= 20 ms |`,
   '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|',

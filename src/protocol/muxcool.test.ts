@@ -5,6 +5,7 @@ import { ProtocolError } from './errors.js';
 import {
   encodeMuxData,
   encodeMuxFrame,
+  encodeMuxMessage,
   looksLikeMuxCoolNew,
   MUX_OPTION_ERROR,
   MuxCoolDecoder,
@@ -151,6 +152,34 @@ test('encodeMuxData splits into New then Keep frames of at most maxChunk', () =>
     encodeMuxFrame({ sessionId: 1, status: MuxStatus.Keep, option: 0 }, Buffer.alloc(0x10000)),
   );
   assert.throws(() => encodeMuxFrame({ sessionId: 0x10000, status: MuxStatus.End, option: 0 }));
+});
+
+test('encodeMuxMessage is encodeMuxData concatenated, from any split of the data, with a trailer', () => {
+  const end = encodeMuxFrame({ sessionId: 9, status: MuxStatus.End, option: 0 });
+  fc.assert(
+    fc.property(
+      fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 6 }),
+      fc.integer({ min: 1, max: 200 }),
+      fc.boolean(),
+      fc.boolean(),
+      (pieces, maxChunk, isNew, trailer) => {
+        const meta = isNew
+          ? {
+              sessionId: 9,
+              status: MuxStatus.New,
+              option: 0,
+              target: { network: MuxNetwork.Tcp, host: 'example.com', port: 443 },
+            }
+          : { sessionId: 9, status: MuxStatus.Keep, option: 0 };
+        const want = Buffer.concat([
+          ...encodeMuxData(meta, Buffer.concat(pieces), maxChunk),
+          ...(trailer ? [end] : []),
+        ]);
+        assert.deepEqual(encodeMuxMessage(meta, pieces, maxChunk, trailer ? end : undefined), want);
+      },
+    ),
+  );
+  assert.throws(() => encodeMuxMessage({ sessionId: 1, status: MuxStatus.Keep, option: 0 }, [], 0x10000));
 });
 
 const targetArb = fc.oneof(

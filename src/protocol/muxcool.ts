@@ -120,6 +120,71 @@ export function encodeMuxData(first: MuxFrameMeta, data: Uint8Array, maxChunk = 
   return out;
 }
 
+/** The bytes of a frame's header (u16 metaLen, metadata, u16 dataLen when data follows). */
+function headerLength(meta: MuxFrameMeta, target: Buffer | undefined, withData: boolean): number {
+  return 2 + 4 + (meta.status === MuxStatus.New ? target!.length : 0) + (withData ? 2 : 0);
+}
+
+/**
+ * What `Buffer.concat(encodeMuxData(first, Buffer.concat(pieces), maxChunk))` gives, plus
+ * `trailer` (e.g. an End frame) after it, built in one buffer with one copy of the data: a
+ * session's write leaves as one carrier write (one WebSocket message) without the per-frame
+ * buffers and the concatenation after them.
+ */
+export function encodeMuxMessage(
+  first: MuxFrameMeta,
+  pieces: readonly Uint8Array[],
+  maxChunk = MUX_MAX_DATA,
+  trailer?: Uint8Array,
+): Buffer {
+  if (!Number.isInteger(first.sessionId) || first.sessionId < 0 || first.sessionId > 0xffff)
+    fail(`session id ${first.sessionId} outside 0..65535`);
+  if (!(maxChunk >= 1 && maxChunk <= MUX_MAX_DATA)) fail(`frame data limit ${maxChunk}`);
+  const target =
+    first.status === MuxStatus.New ? encodeTarget(first.target ?? fail('New needs a target')) : undefined;
+  let total = 0;
+  for (const p of pieces) total += p.length;
+  const frames = Math.max(1, Math.ceil(total / maxChunk));
+  const keep = { sessionId: first.sessionId, status: MuxStatus.Keep, option: 0 } as const;
+  const size =
+    headerLength(first, target, true) +
+    (frames - 1) * headerLength(keep, undefined, true) +
+    total +
+    (trailer?.length ?? 0);
+  const out = Buffer.allocUnsafe(size);
+  let off = 0;
+  let piece = 0;
+  let pieceOff = 0;
+  let left = total;
+  for (let f = 0; f < frames; f++) {
+    const meta = f === 0 ? first : keep;
+    const n = Math.min(maxChunk, left);
+    off = out.writeUInt16BE(4 + (f === 0 && target ? target.length : 0), off);
+    off = out.writeUInt16BE(meta.sessionId, off);
+    out[off++] = meta.status;
+    out[off++] = (meta.option & ~MUX_OPTION_DATA) | MUX_OPTION_DATA;
+    if (f === 0 && target) off += target.copy(out, off);
+    off = out.writeUInt16BE(n, off);
+    // Copy n bytes from the pieces.
+    let need = n;
+    while (need > 0) {
+      const p = pieces[piece]!;
+      const take = Math.min(need, p.length - pieceOff);
+      out.set(take === p.length ? p : p.subarray(pieceOff, pieceOff + take), off);
+      off += take;
+      need -= take;
+      pieceOff += take;
+      if (pieceOff === p.length) {
+        piece++;
+        pieceOff = 0;
+      }
+    }
+    left -= n;
+  }
+  if (trailer) out.set(trailer, off);
+  return out;
+}
+
 /** Parse the metadata (without its u16 length) of one frame. */
 function parseMeta(m: Buffer): { meta: MuxFrameMeta; hasData: boolean } {
   if (m.length < 4) fail(`metadata of ${m.length} bytes`);

@@ -1,7 +1,7 @@
 import { Duplex } from 'node:stream';
 import {
-  encodeMuxData,
   encodeMuxFrame,
+  encodeMuxMessage,
   MUX_OPTION_ERROR,
   MuxCoolDecoder,
   MuxNetwork,
@@ -83,6 +83,9 @@ export class MuxConnection {
   #lastActive = Date.now();
   #lastData = Date.now();
   #cover: MuxCover | undefined;
+  /** Keep data read but not yet delivered, all for `#pendingTo` (see #queue). */
+  #pending: Buffer[] = [];
+  #pendingTo: MuxSession | undefined;
 
   constructor(carrier: Duplex, opts: MuxConnectionOptions) {
     this.carrier = carrier;
@@ -200,6 +203,27 @@ export class MuxConnection {
       return;
     }
     for (const f of frames) this.#onFrame(f);
+    this.#flush();
+  }
+
+  /**
+   * Data of consecutive Keep frames of one session in one carrier read, delivered together: a
+   * 64 KiB write arrives as 2-3 frames (8 KiB ones from v2ray), and each delivery is a decrypt
+   * and a write to the destination (a syscall each) on the other side of the session.
+   */
+  #queue(s: MuxSession, data: Buffer): void {
+    if (this.#pendingTo !== s) this.#flush();
+    this.#pendingTo = s;
+    this.#pending.push(data);
+  }
+
+  #flush(): void {
+    const s = this.#pendingTo;
+    if (!s) return;
+    const parts = this.#pending;
+    this.#pendingTo = undefined;
+    this.#pending = [];
+    s.deliver(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
   }
 
   /** Malformed input: end every session, then read and drop everything, send nothing. */
@@ -216,6 +240,8 @@ export class MuxConnection {
   }
 
   #onFrame(f: MuxFrame): void {
+    // Only Keep data of the same session joins what is queued; anything else comes after it.
+    if (this.#pendingTo && (f.status !== MuxStatus.Keep || f.sessionId !== this.#pendingTo.id)) this.#flush();
     if (f.status === MuxStatus.KeepAlive) {
       const mirror = this.#opts.mirrorCover;
       if (mirror && !this.#cover && f.data && f.data.length > 0) {
@@ -245,6 +271,10 @@ export class MuxConnection {
       // Unknown (or already closed) session: tell the peer it is gone, drop the data.
       if (f.status === MuxStatus.Keep)
         this.sendFrame(encodeMuxFrame({ sessionId: f.sessionId, status: MuxStatus.End, option: 0 }));
+      return;
+    }
+    if (f.status !== MuxStatus.End) {
+      if (f.data && f.data.length > 0) this.#queue(s, f.data); // New or Keep
       return;
     }
     if (f.data && f.data.length > 0) s.deliver(f.data);
@@ -350,13 +380,14 @@ export class MuxSession extends Duplex {
     }
   }
 
-  #frames(data: Buffer): Buffer[] {
+  /** The frames of `data` (New first if not sent yet), and `trailer` after them, as one message. */
+  #message(data: readonly Uint8Array[], trailer?: Buffer): Buffer {
     const t = this.#newTarget;
     this.#newTarget = undefined;
     const meta = t
       ? { sessionId: this.id, status: MuxStatus.New, option: 0, target: t }
       : { sessionId: this.id, status: MuxStatus.Keep, option: 0 };
-    return encodeMuxData(meta, data, FRAME_DATA);
+    return encodeMuxMessage(meta, data, FRAME_DATA, trailer);
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -364,11 +395,16 @@ export class MuxSession extends Duplex {
       cb(new Error('mux session is closed'));
       return;
     }
-    this.#mux.sendFrame(this.#frames(chunk), () => cb());
+    this.#mux.sendFrame(this.#message([chunk]), () => cb());
   }
 
   override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
-    this._write(Buffer.concat(chunks.map((c) => c.chunk)), 'binary', cb);
+    if (this.silent) {
+      cb(new Error('mux session is closed'));
+      return;
+    }
+    // The queued writes go into the frames directly (no concatenation first).
+    this.#mux.sendFrame(this.#message(chunks.map((c) => c.chunk)), () => cb());
   }
 
   override _final(cb: (err?: Error | null) => void): void {
@@ -376,7 +412,7 @@ export class MuxSession extends Duplex {
     if (!this.silent) {
       const end = encodeMuxFrame({ sessionId: this.id, status: MuxStatus.End, option: 0 });
       // A session that never wrote still has to open before it ends.
-      this.#mux.sendFrame(this.#newTarget ? [...this.#frames(Buffer.alloc(0)), end] : end);
+      this.#mux.sendFrame(this.#newTarget ? this.#message([], end) : end);
     }
     cb();
   }

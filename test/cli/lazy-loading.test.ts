@@ -148,6 +148,21 @@ test('the unmanaged server (--password) loads neither the management plane nor t
   assertLean(modules, /[▄█]/.test(output) ? { allow: ['qrcode'], forbid: ['pino'] } : { forbid: ['pino'] });
 });
 
+test('the web front without --acme loads no ACME client', async () => {
+  const port = await freePort();
+  const webPort = await freePort();
+  const args = ['server', '--password', 'lazy-loading-test', '--host', '127.0.0.1', '--port', String(port)];
+  args.push('--web-port', String(webPort), '--web-host', '127.0.0.1', '--web-path', '/lazyloadingpath');
+  const { modules } = await modulesOf('web', args, webPort, /Try it/);
+  assert.ok(
+    modules.some((m) => /\/server\/web\/front\.(ts|js)$/.test(m)),
+    'the recorder saw the web front',
+  );
+  const acme = [...packagesIn(modules)].filter((p) => p === 'acme-client' || p === 'axios');
+  assert.deepEqual(acme, [], `loaded ${acme.join(', ')}`);
+  assertLean(modules, { forbid: ['pino'] });
+});
+
 test('the managed server does load them (the recorder sees CommonJS packages), but not pg', async () => {
   const port = await freePort();
   const args = ['server', '--data-dir', join(tmp, 'data'), '--host', '127.0.0.1', '--port', String(port)];

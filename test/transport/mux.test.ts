@@ -16,6 +16,7 @@ import {
 } from '../../src/protocol/muxcool.js';
 import { MuxConnection, type MuxConnectionOptions, type MuxSession } from '../../src/transport/mux.js';
 import { sha256Hex } from '../helpers/hash.js';
+import { messagePair } from '../helpers/message-pair.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 /** Two connected sockets (allowHalfOpen) on loopback. */
@@ -212,4 +213,51 @@ test('garbage after a valid New: sessions end, nothing is sent back, the carrier
   await once(a, 'end');
   assert.equal(srv.size, 0);
   closeServer();
+});
+
+test("a session's frames from one carrier read arrive as one chunk (not one per frame)", async () => {
+  // 100 KiB in one write leaves as 4 frames in one carrier write (one WebSocket message): the
+  // receiving session gets it in one piece, so what reads it decrypts and writes it once. Frames
+  // of another session in between are not merged with it, and the order of every byte holds.
+  const [a0, b0] = messagePair();
+  const chunks = new Map<number, number[]>();
+  const got = new Map<number, Buffer[]>();
+  const client = new MuxConnection(a0, { role: 'client' });
+  const server = new MuxConnection(b0, {
+    role: 'server',
+    onSession: (s) => {
+      chunks.set(s.id, []);
+      got.set(s.id, []);
+      s.on('error', () => {});
+      s.on('data', (b: Buffer) => {
+        chunks.get(s.id)!.push(b.length);
+        got.get(s.id)!.push(Buffer.from(b));
+      });
+    },
+  });
+  const total = (id: number): number => (chunks.get(id) ?? []).reduce((x, y) => x + y, 0);
+  try {
+    const big = randomBytes(100 * 1024);
+    const a = client.open();
+    a.on('error', () => {});
+    a.write(big);
+    await waitFor(() => total(a.id) === big.length);
+    assert.deepEqual(chunks.get(a.id), [big.length], 'one chunk for the four frames');
+    const b = client.open();
+    b.on('error', () => {});
+    const small = randomBytes(40 * 1024);
+    // One carrier read holding a's frames, then b's, then a's again.
+    a0.cork();
+    a.write(big);
+    b.write(small);
+    a.write(big);
+    process.nextTick(() => a0.uncork());
+    await waitFor(() => total(a.id) === 3 * big.length && total(b.id) === small.length);
+    assert.deepEqual(chunks.get(b.id), [small.length]);
+    assert.deepEqual(chunks.get(a.id), [big.length, big.length, big.length]);
+    assert.ok(Buffer.concat(got.get(b.id)!).equals(small));
+    assert.ok(Buffer.concat(got.get(a.id)!).equals(Buffer.concat([big, big, big])));
+  } finally {
+    for (const s of [client, server]) s.destroy();
+  }
 });

@@ -6,7 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Logger } from '../../shared/logger.js';
-import { createAcme, type Acme } from './acme.js';
+import type { Acme } from './acme.js';
 import { parseDecoy } from './decoy.js';
 import {
   startWebFront,
@@ -91,6 +91,9 @@ export async function startWebService(s: WebServiceSettings, onUpgrade: UpgradeH
   if (s.tlsCertFile !== undefined && s.tlsKeyFile !== undefined) {
     tls = { cert: await readFile(s.tlsCertFile), key: await readFile(s.tlsKeyFile) };
   } else if (s.acmeDomains?.length) {
+    // acme-client (with axios) loads only for --acme: a web front with its own certificate or
+    // behind a proxy does not pay its start-up time and memory.
+    const { createAcme } = await import('./acme.js');
     acme = createAcme({
       domains: s.acmeDomains,
       dataDir: s.dataDir ?? '',
