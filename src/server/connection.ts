@@ -10,6 +10,7 @@ import { DialError, dialDestination, type Lookup } from './destination.js';
 import type { AuthEvent, ConnectionClosedEvent, ConnectionStatus } from './events.js';
 import { CONNECTION_STATUSES } from './events.js';
 import { isIdentityGroup, type AnyKeyEntry, type Key2022Entry, type KeyEntry, type KeyRing } from './keys.js';
+import { detach, nativeCloseStatus, socketFd, takeBuffered, type NativeRelay } from './native-relay.js';
 import type { ReplayState } from './replay-state.js';
 
 /** What the server knows about a byte stream it is handed, besides the bytes. */
@@ -19,6 +20,8 @@ export interface StreamInfo {
    * passes the socket's peer; a web front can pass the address a trusted proxy forwarded.
    */
   remoteAddress?: string | undefined;
+  /** A socket from the TCP listener: its relay may move to the native relay (native-relay.ts). */
+  tcp?: boolean;
 }
 
 /** What a Connection needs from its server: policy, keys, replay filters, and where to report. */
@@ -32,6 +35,8 @@ export interface ConnectionContext {
   readonly lookup: Lookup | undefined;
   readonly keys: KeyRing;
   readonly replay: ReplayState;
+  /** The addon's TCP relay, when the server uses it (native-relay.ts). */
+  readonly nativeRelay?: NativeRelay | undefined;
   /** A key was found (`ip` is the StreamInfo address, '' when unknown). */
   authenticated(c: Connection, ip: string, e: AuthEvent): void;
   addUsage(keyId: string, up: number, down: number): void;
@@ -48,6 +53,9 @@ type Phase = 'auth' | 'address' | 'connecting' | 'relay' | 'drain' | 'done';
 type FailureStage = 'fixed-header' | 'request-header' | 'stream';
 
 const FAILURE_CODES = new Set<string>(CONNECTION_STATUSES);
+
+/** relayCounts' output (collectUsage reads it at once). */
+const COUNTS = new Float64Array(2);
 
 /** The one mapping from a decoding error to the status it is counted as. */
 function failureStatus(err: unknown, stage: FailureStage): ConnectionStatus {
@@ -81,6 +89,7 @@ export class Connection {
   /** StreamInfo.remoteAddress ('' when unknown): orders trial decryption only. */
   readonly #ip: string;
   readonly #acceptedAt: number;
+  readonly #tcp: boolean;
   #phase: Phase = 'auth';
   #status: ConnectionStatus | undefined;
   /** With ERR_CONNECT: the system error code of the failed dial (never the destination). */
@@ -102,12 +111,16 @@ export class Connection {
   #timer: Timer | undefined;
   #target: Socket | undefined;
   #relay: RelayHandle | undefined;
+  /** The native relay running this connection, and the byte counts from before it started. */
+  #native: object | undefined;
+  #nativeBase: [up: number, down: number] = [0, 0];
   #finalized = false;
 
   constructor(ctx: ConnectionContext, socket: Duplex, info: StreamInfo) {
     this.#ctx = ctx;
     this.#socket = socket;
     this.#ip = info.remoteAddress ?? '';
+    this.#tcp = info.tcp === true;
     this.#acceptedAt = ctx.clock.now();
     this.#lastActivity = this.#acceptedAt;
     socket.on('data', this.#onData);
@@ -384,8 +397,76 @@ export class Connection {
       target.destroy();
       return;
     }
-    this.#startRelay(target, initial);
+    if (!this.#startNativeRelay(target, initial)) this.#startRelay(target, initial);
   }
+
+  /**
+   * Hand an established SIP004 connection to the native relay (native-relay.ts). False, with
+   * nothing changed, when it cannot take it: then relay.ts does.
+   */
+  #startNativeRelay(target: Socket, initial: Buffer): boolean {
+    const fns = this.#ctx.nativeRelay;
+    const k = this.key!;
+    const dec = this.#decoder;
+    const decCodec = dec?.nativeCodec;
+    if (!fns || !this.#tcp || k.edition === 2022 || !dec || !decCodec) return false;
+    const client = this.#socket as Socket;
+    const cfd = socketFd(client);
+    const tfd = socketFd(target);
+    if (cfd === undefined || tfd === undefined) return false;
+    const encoder = new AeadEncoder(k.method, k.masterKey);
+    const encCodec = encoder.nativeCodec;
+    if (!encCodec) return false;
+    this.#ctx.replay.serverSalts.add(encoder.salt);
+    this.#phase = 'relay';
+    this.#target = target;
+    // Bytes Node read before the hand-off: the client's (wire) and the destination's (plain).
+    let toDest = initial;
+    const early = takeBuffered(client);
+    if (early) {
+      this.#bytesUp += early.length;
+      try {
+        const plain = dec.pushInPlace(early);
+        if (plain.length > 0) toDest = Buffer.concat([initial, ...plain]);
+      } catch (err) {
+        this.#status ??= failureStatus(err, 'stream');
+        target.destroy();
+        client.destroy();
+        return true;
+      }
+    }
+    const back = takeBuffered(target);
+    const toClient = back ? encoder.encode(back) : undefined;
+    if (toClient) this.#bytesDown += toClient.length;
+    this.#nativeBase = [this.#bytesUp, this.#bytesDown];
+    try {
+      this.#native = fns.relayPair(
+        cfd,
+        tfd,
+        decCodec,
+        encCodec,
+        [toClient ? undefined : encoder.salt, toClient, toDest.length > 0 ? toDest : undefined],
+        this.#ctx.idleMs,
+        this.#onNativeClose,
+      );
+    } catch {
+      this.#status ??= 'ERR_RELAY'; // no descriptor to spare, say: close as a relay error would
+      target.destroy();
+      client.destroy();
+      return true;
+    }
+    detach(client);
+    detach(target);
+    return true;
+  }
+
+  readonly #onNativeClose = (reason: number, up: number, down: number): void => {
+    this.#bytesUp = this.#nativeBase[0] + up;
+    this.#bytesDown = this.#nativeBase[1] + down;
+    const status = nativeCloseStatus(reason);
+    if (status) this.#status ??= status;
+    this.#finalize();
+  };
 
   #startRelay(target: Socket, initial: Buffer): void {
     const k = this.key!;
@@ -449,6 +530,7 @@ export class Connection {
     this.#phase = 'done';
     this.#clearTimer();
     if (this.#relay) this.#relay.close('aborted');
+    if (this.#native) this.#ctx.nativeRelay!.relayClose(this.#native); // its callback finalizes
     this.#target?.destroy();
     this.#socket.destroy();
   }
@@ -456,6 +538,11 @@ export class Connection {
   /** Move byte counts not yet reported into the server's pending usage. */
   collectUsage(): void {
     if (!this.key) return;
+    if (this.#native && !this.#finalized) {
+      this.#ctx.nativeRelay!.relayCounts(this.#native, COUNTS);
+      this.#bytesUp = this.#nativeBase[0] + COUNTS[0]!;
+      this.#bytesDown = this.#nativeBase[1] + COUNTS[1]!;
+    }
     const up = this.#bytesUp - this.#reportedUp;
     const down = this.#bytesDown - this.#reportedDown;
     if (up === 0 && down === 0) return;
