@@ -16,6 +16,7 @@
 //   reuseport.cc     tcpListenReusePort, fdLocalPort, fdClose, udpBind (the multi-worker server's listeners)
 //   fd_watch.cc      fdWatch, fdUnwatch (the workers start at the first connection or datagram)
 //   relay_pair.cc    relayPair, relayClose, relayCounts, relayLive (established TCP connections)
+//   tcp_connect.cc   tcpConnect, tcpConnectCancel (the native relay's destination sockets)
 //   napi_args.cc     the argument parser every export uses
 // The sock* functions, isPrivateIp, the reuseport.cc and relay_pair.cc functions exist on Linux only (the
 // last ones are looked up by name, so a build without them is still accepted).
@@ -80,6 +81,8 @@ napi_value Init(napi_env env, napi_value exports) {
       LADDER_EXPORT("relayClose", RelayClose),
       LADDER_EXPORT("relayCounts", RelayCounts),
       LADDER_EXPORT("relayLive", RelayLive),
+      LADDER_EXPORT("tcpConnect", TcpConnect),
+      LADDER_EXPORT("tcpConnectCancel", TcpConnectCancel),
   };
   napi_define_properties(env, exports, sizeof(sock_props) / sizeof(sock_props[0]), sock_props);
 #endif

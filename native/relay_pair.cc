@@ -28,10 +28,12 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <vector>
 
 #if defined(__linux__)
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -366,7 +368,21 @@ void Cleanup(void* arg) {
   uv_close(reinterpret_cast<uv_handle_t*>(&l->timer), OnTimerClosed);
 }
 
+// Node unloads an addon with the last env that loaded it (a worker's, at its exit), but the close
+// callbacks of the polls a relay closes at env cleanup run after that, from this library: keep it
+// loaded for the life of the process once a relay has run.
+void PinLibrary() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Dl_info info;
+    if (dladdr(reinterpret_cast<void*>(&PinLibrary), &info) != 0 && info.dli_fname != nullptr) {
+      dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);
+    }
+  });
+}
+
 Loop* LoopFor(napi_env env) {
+  PinLibrary();
   if (t_loop != nullptr && t_loop->env == env) return t_loop;
   if (t_loop != nullptr) return nullptr;  // one env per thread in node; refuse anything else
   Loop* l = new (std::nothrow) Loop();
