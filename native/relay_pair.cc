@@ -10,9 +10,11 @@
 //     per thread scans the relays, every idleMs/4, 10 ms..1 s);
 //   - any socket error, or a chunk that fails to decode, closes both at once.
 //
-//   relayPair(clientFd, destFd, decoder, encoder, pending, idleMs, onClose) -> relay
+//   relayPair(clientFd, destFd, decoder, encoder, pending, idleMs, onClose, destOwned?) -> relay
 //       clientFd, destFd: connected TCP sockets. They are dup()ed here; the caller then closes
-//       its own descriptors (destroys its sockets) without affecting the connection.
+//       its own descriptors (destroys its sockets) without affecting the connection. With
+//       destOwned true, destFd (from tcpConnect) is taken over as it is, not duplicated: the
+//       relay closes it (also when relayPair throws).
 //       decoder (client -> destination) and encoder (destination -> client): codecs from
 //       create(), or both null to relay bytes unchanged.
 //       pending: [prefix, toClient, toDest], each a Uint8Array or undefined: bytes sent before
@@ -453,11 +455,21 @@ bool CodecArg(const Args& a, size_t i, int enc, Codec** c, napi_ref* ref) {
 
 napi_value RelayPair(napi_env env, napi_callback_info info) {
   const char* usage =
-      "relayPair(clientFd, destFd, decoder|null, encoder|null, [prefix, toClient, toDest], idleMs, onClose)";
+      "relayPair(clientFd, destFd, decoder|null, encoder|null, [prefix, toClient, toDest], idleMs, onClose, "
+      "destOwned?)";
   Args a(env, info);
   int32_t fds[2] = {-1, -1};
   int64_t idle = 0;
   bool is_array = false;
+  bool owned = false;
+  if (a.Has(7) && !a.Boolean(7, &owned)) owned = false;  // anything but true: duplicate it
+  int32_t dest_in = -1;
+  struct OwnedFd {  // an owned destFd is closed on every way out until the relay holds it
+    int fd;
+    ~OwnedFd() {
+      if (fd >= 0) close(fd);
+    }
+  } owned_fd{owned && a.Int32(1, &dest_in) && dest_in >= 0 ? dest_in : -1};
   if (!a.Need(7, usage) || !a.Int32(0, &fds[0]) || !a.Int32(1, &fds[1]) || fds[0] < 0 || fds[1] < 0 ||
       napi_is_array(env, a[4], &is_array) != napi_ok || !is_array || !a.Index(5, &idle) || idle < 1 ||
       !a.Function(6)) {
@@ -505,10 +517,11 @@ napi_value RelayPair(napi_env env, napi_callback_info info) {
       !r->s[1].out.Append(bytes[2], lens[2])) {
     return undo("relayPair: out of memory", false);
   }
-  for (int i = 0; i < 2; i++) {
-    r->s[i].fd = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
-    if (r->s[i].fd < 0) return undo("relayPair: cannot duplicate the sockets", false);
-  }
+  r->s[0].fd = fcntl(fds[0], F_DUPFD_CLOEXEC, 0);
+  if (r->s[0].fd < 0) return undo("relayPair: cannot duplicate the sockets", false);
+  r->s[1].fd = owned ? fds[1] : fcntl(fds[1], F_DUPFD_CLOEXEC, 0);
+  owned_fd.fd = -1;  // r->s[1].fd now: closed by undo or by the relay
+  if (r->s[1].fd < 0) return undo("relayPair: cannot duplicate the sockets", false);
   int inited = 0;
   for (; inited < 2; inited++) {
     if (uv_poll_init_socket(l->uv, &r->s[inited].poll, r->s[inited].fd) != 0) break;

@@ -87,8 +87,9 @@ void OnWritable(uv_poll_t* h, int status, int /*events*/) {
   if (!c->running) return;
   int err = 0;
   socklen_t len = sizeof(err);
-  if (status < 0) err = -status;
-  else if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  // libuv reports POLLERR as status UV_EBADF: the socket's own error says what happened.
+  if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  if (err == 0 && status < 0) err = -status;
   const int fd = c->fd;
   Stop(c, err == 0);
   if (err != 0) err = -err;

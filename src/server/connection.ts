@@ -6,11 +6,18 @@ import { Aead2022RequestDecoder, Aead2022ResponseEncoder } from '../protocol/sha
 import { decodeAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import type { Clock, Timer } from '../shared/clock.js';
 import { relay, type RelayHandle } from '../transport/relay.js';
-import { DialError, dialDestination, type Lookup } from './destination.js';
+import { DialError, dialDestination, dialWith, type Lookup } from './destination.js';
 import type { AuthEvent, ConnectionClosedEvent, ConnectionStatus } from './events.js';
 import { CONNECTION_STATUSES } from './events.js';
 import { isIdentityGroup, type AnyKeyEntry, type Key2022Entry, type KeyEntry, type KeyRing } from './keys.js';
-import { detach, nativeCloseStatus, socketFd, takeBuffered, type NativeRelay } from './native-relay.js';
+import {
+  detach,
+  nativeCloseStatus,
+  nativeConnect,
+  socketFd,
+  takeBuffered,
+  type NativeRelay,
+} from './native-relay.js';
 import type { ReplayState } from './replay-state.js';
 
 /** What the server knows about a byte stream it is handed, besides the bytes. */
@@ -371,14 +378,16 @@ export class Connection {
     this.#phase = 'connecting';
     this.#clearTimer();
     this.#socket.pause();
-    let target: Socket;
+    const native = this.#nativeEligible();
+    let target: Socket | number;
     try {
-      target = await dialDestination(address, {
+      const o = {
         allowPrivate: this.#ctx.allowPrivateDestinations,
         timeoutMs: this.#ctx.connectMs,
         clock: this.#ctx.clock,
         ...(this.#ctx.lookup ? { lookup: this.#ctx.lookup } : {}),
-      });
+      };
+      target = native ? await dialWith(address, o, nativeConnect(native)) : await dialDestination(address, o);
     } catch (err) {
       if (this.#finalized || this.#phase !== 'connecting') return;
       // Authenticated client, so no probing concern: tell it promptly with a FIN, reading
@@ -394,70 +403,68 @@ export class Connection {
       return;
     }
     if (this.#finalized || this.#phase !== 'connecting') {
-      target.destroy();
+      if (typeof target === 'number') native!.fdClose(target);
+      else target.destroy();
       return;
     }
-    if (!this.#startNativeRelay(target, initial)) this.#startRelay(target, initial);
+    if (typeof target === 'number') this.#startNativeRelay(native!, target, initial);
+    else this.#startRelay(target, initial);
   }
 
   /**
-   * Hand an established SIP004 connection to the native relay (native-relay.ts). False, with
-   * nothing changed, when it cannot take it: then relay.ts does.
+   * The native relay when it can carry this connection (native-relay.ts): the server uses it, the
+   * stream is a socket from the TCP listener, the key is SIP004 and the decoder is the addon's.
    */
-  #startNativeRelay(target: Socket, initial: Buffer): boolean {
+  #nativeEligible(): NativeRelay | undefined {
     const fns = this.#ctx.nativeRelay;
-    const k = this.key!;
-    const dec = this.#decoder;
-    const decCodec = dec?.nativeCodec;
-    if (!fns || !this.#tcp || k.edition === 2022 || !dec || !decCodec) return false;
+    if (!fns || !this.#tcp || this.key?.edition === 2022 || !this.#decoder?.nativeCodec) return undefined;
+    return socketFd(this.#socket) === undefined ? undefined : fns;
+  }
+
+  /**
+   * Relay in the addon: the client's socket (its descriptor duplicated, Node's socket destroyed)
+   * and the destination's descriptor from the native connect, which the relay takes over.
+   */
+  #startNativeRelay(fns: NativeRelay, targetFd: number, initial: Buffer): void {
+    const k = this.key as KeyEntry;
+    const dec = this.#decoder!;
     const client = this.#socket as Socket;
-    const cfd = socketFd(client);
-    const tfd = socketFd(target);
-    if (cfd === undefined || tfd === undefined) return false;
     const encoder = new AeadEncoder(k.method, k.masterKey);
-    const encCodec = encoder.nativeCodec;
-    if (!encCodec) return false;
     this.#ctx.replay.serverSalts.add(encoder.salt);
     this.#phase = 'relay';
-    this.#target = target;
-    // Bytes Node read before the hand-off: the client's (wire) and the destination's (plain).
+    // Bytes Node read from the client (still wire bytes) before the hand-off.
     let toDest = initial;
     const early = takeBuffered(client);
-    if (early) {
-      this.#bytesUp += early.length;
-      try {
+    try {
+      if (early) {
+        this.#bytesUp += early.length;
         const plain = dec.pushInPlace(early);
         if (plain.length > 0) toDest = Buffer.concat([initial, ...plain]);
-      } catch (err) {
-        this.#status ??= failureStatus(err, 'stream');
-        target.destroy();
-        client.destroy();
-        return true;
       }
+    } catch (err) {
+      this.#status ??= failureStatus(err, 'stream');
+      fns.fdClose(targetFd);
+      client.destroy();
+      return;
     }
-    const back = takeBuffered(target);
-    const toClient = back ? encoder.encode(back) : undefined;
-    if (toClient) this.#bytesDown += toClient.length;
     this.#nativeBase = [this.#bytesUp, this.#bytesDown];
     try {
       this.#native = fns.relayPair(
-        cfd,
-        tfd,
-        decCodec,
-        encCodec,
-        [toClient ? undefined : encoder.salt, toClient, toDest.length > 0 ? toDest : undefined],
+        socketFd(client)!,
+        targetFd,
+        dec.nativeCodec!,
+        encoder.nativeCodec!,
+        [encoder.salt, undefined, toDest.length > 0 ? toDest : undefined],
         this.#ctx.idleMs,
         this.#onNativeClose,
+        true,
       );
     } catch {
-      this.#status ??= 'ERR_RELAY'; // no descriptor to spare, say: close as a relay error would
-      target.destroy();
+      this.#status ??= 'ERR_RELAY'; // no descriptor to spare, say (the relay closed targetFd)
       client.destroy();
-      return true;
+      return;
     }
     detach(client);
-    detach(target);
-    return true;
   }
 
   readonly #onNativeClose = (reason: number, up: number, down: number): void => {

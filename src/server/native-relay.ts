@@ -12,6 +12,9 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { nativeRelay, NATIVE_RELAY_REASON, type NativeRelay } from '../transport/native-sockets.js';
+import { getSystemErrorName } from 'node:util';
+import type { Clock } from '../shared/clock.js';
+import { DialError, type ConnectOnce } from './destination.js';
 import type { ConnectionStatus } from './events.js';
 
 export type { NativeRelay } from '../transport/native-sockets.js';
@@ -61,4 +64,47 @@ export function nativeCloseStatus(reason: number): ConnectionStatus | undefined 
     default:
       return undefined; // done, idle; aborted has its status already
   }
+}
+
+/** A libuv errno (negative) as its name (ECONNREFUSED...); EIO for anything unnamed. */
+function errnoName(errno: unknown): string {
+  if (typeof errno !== 'number' || errno >= 0) return 'EIO';
+  try {
+    return getSystemErrorName(errno);
+  } catch {
+    return 'EIO';
+  }
+}
+
+/**
+ * dialWith's connect for the native relay: a non-blocking connect in the addon that yields the
+ * bare descriptor (never a net.Socket), with connectOnce's time budget and DialErrors.
+ */
+export function nativeConnect(fns: NativeRelay): ConnectOnce<number> {
+  return (ip: string, port: number, deadline: number, clock: Clock) =>
+    new Promise<number>((resolve, reject) => {
+      let handle: object | undefined;
+      const timer = clock.setTimeout(
+        () => {
+          if (handle) fns.tcpConnectCancel(handle);
+          reject(new DialError('ERR_CONNECT', 'connect timed out', 'ETIMEDOUT'));
+        },
+        Math.max(1, deadline - clock.now()),
+      );
+      timer.unref?.();
+      const failed = (errno: unknown): void => {
+        clock.clearTimeout(timer);
+        const code = errnoName(errno);
+        reject(new DialError('ERR_CONNECT', `connect failed: ${code}`, code));
+      };
+      try {
+        handle = fns.tcpConnect(ip, port, (fd, errno) => {
+          if (fd < 0) return failed(errno);
+          clock.clearTimeout(timer);
+          resolve(fd);
+        });
+      } catch (err) {
+        failed((err as { errno?: unknown }).errno);
+      }
+    });
 }

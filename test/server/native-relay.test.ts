@@ -206,6 +206,23 @@ describe('native TCP relay', { skip: skipUnless(relayFns !== undefined, NEED) },
       }
     });
 
+    it(`${which}: a refused destination is ERR_CONNECT with its errno, and the client gets a FIN`, async () => {
+      const closedPort = await startDest(() => {});
+      const port = closedPort.port;
+      await closedPort.close(); // nothing listens there now: connect is refused
+      const r = await startServer(native);
+      try {
+        const t = await tunnel(r, { port, close: async () => {} }, Buffer.from('hello'));
+        assert.equal((await t.closed).kind, 'fin');
+        await waitFor(() => r.closed.length === 1, { timeoutMs: 2000 });
+        assert.equal(r.closed[0]!.status, 'ERR_CONNECT');
+        assert.equal(r.closed[0]!.errno, 'ECONNREFUSED');
+        assert.equal(live(), 0);
+      } finally {
+        await r.server.close();
+      }
+    });
+
     it(`${which}: closing the key's connections ends a relayed connection (ERR_CLOSED)`, async () => {
       const r = await startServer(native);
       try {
