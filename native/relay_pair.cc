@@ -548,6 +548,7 @@ napi_value RelayPair(napi_env env, napi_callback_info info) {
   napi_type_tag_object(env, ext, &kRelayTag);
   r->open = 2;
   r->idle_ms = static_cast<uint64_t>(idle);
+  uv_update_time(l->uv);  // this loop turn may have run a while: the idle time starts now
   r->last = uv_now(l->uv);
   r->running = true;
   r->index = l->live.size();

@@ -255,6 +255,19 @@ void ReleaseCarry(napi_env env, Codec* c) {
   c->carry_len = 0;
 }
 
+// Adds data's first bytes to the incomplete element held in the carry (carry_len < need <=
+// carry_cap: the buffer was sized for this element); returns how many it took. *complete: the
+// element is whole in the carry now (carry_len is reset; the bytes stay valid until refilled).
+size_t FillCarry(Codec* c, const uint8_t* data, size_t n, bool* complete) {
+  const size_t want = c->need - c->carry_len;
+  const size_t take = n < want ? n : want;
+  if (take > 0) memcpy(c->carry + c->carry_len, data, take);
+  c->carry_len += take;
+  *complete = c->carry_len == c->need;
+  if (*complete) c->carry_len = 0;
+  return take;
+}
+
 void WriteInfo(Codec* c, int32_t* info, int32_t bad_len) {
   info[0] = static_cast<int32_t>(c->carry_len);
   info[1] = static_cast<int32_t>(c->need);
@@ -407,20 +420,15 @@ napi_value Decode(napi_env env, napi_callback_info info) {
   size_t total = 0;
   size_t off = 0;
   if (c->carry_len > 0) {
-    // carry_len < need <= carry_cap: the carry buffer was sized for this element.
-    const size_t want = c->need - c->carry_len;
-    const size_t take = n < want ? n : want;
-    if (take > 0) memcpy(c->carry + c->carry_len, data, take);
-    c->carry_len += take;
-    off = take;
-    if (c->carry_len < c->need) {
+    bool complete = false;
+    off = FillCarry(c, data, n, &complete);
+    if (!complete) {
       WriteInfo(c, out_info, 0);
       napi_value empty;
       void* ignored;
       if (napi_create_buffer(env, 0, &ignored, &empty) != napi_ok) return AllocFailed(env);
       return empty;
     }
-    c->carry_len = 0;  // its bytes stay valid until the carry is refilled after pass 2
     if (c->state == kReadLength) {
       status = OpenLength(c, c->carry, &bad_len);
     } else {
@@ -514,16 +522,12 @@ napi_value DecodeInPlace(napi_env env, napi_callback_info info) {
   size_t o = 0;  // plaintext written at data[0..o)
   int32_t bad_len = 0;
   if (c->carry_len > 0) {
-    const size_t want = c->need - c->carry_len;
-    const size_t take = n < want ? n : want;
-    if (take > 0) memcpy(c->carry + c->carry_len, data, take);
-    c->carry_len += take;
-    off = take;
-    if (c->carry_len < c->need) {
+    bool complete = false;
+    off = FillCarry(c, data, n, &complete);
+    if (!complete) {
       WriteInfo(c, out_info, 0);
       return Number(env, 0);
     }
-    c->carry_len = 0;
     if (c->state == kReadLength) {
       const Status st = OpenLength(c, c->carry, &bad_len);
       if (st != kOk) return fail(st, bad_len);
@@ -722,13 +726,9 @@ int32_t CodecDecodeTo(napi_env env, Codec* c, const uint8_t* data, size_t n, uin
     return kOk;
   };
   if (c->carry_len > 0) {
-    const size_t want = c->need - c->carry_len;
-    const size_t take = n < want ? n : want;
-    if (take > 0) memcpy(c->carry + c->carry_len, data, take);
-    c->carry_len += take;
-    off = take;
-    if (c->carry_len < c->need) return kOk;
-    c->carry_len = 0;
+    bool complete = false;
+    off = FillCarry(c, data, n, &complete);
+    if (!complete) return kOk;
     const Status st = element(c->carry);
     if (st != kOk) return fail(st);
   }

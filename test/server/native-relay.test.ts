@@ -6,8 +6,7 @@
  * the native relay and, as the control, without it (relayLive() says which one carried it).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import net from 'node:net';
-import type { AddressInfo } from 'node:net';
+import type net from 'node:net';
 import { readdirSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,6 +14,7 @@ import { ShadowsocksServer } from '../../src/server/server.js';
 import type { ConnectionClosedEvent } from '../../src/server/events.js';
 import { nativeRelay } from '../../src/transport/native-sockets.js';
 import { openTestTunnel, type TestTunnel } from '../helpers/test-client.js';
+import { serve, startEcho, type TestServer } from '../helpers/net.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -23,30 +23,11 @@ const NEED = 'the native addon with relayPair (Linux; npm run build:native)';
 const KEY = { id: 'k1', method: 'aes-256-gcm', secret: 'native-relay-pw' };
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-interface Dest {
-  port: number;
-  close(): Promise<void>;
-}
+type Dest = Pick<TestServer, 'port' | 'close'>;
 
-/** A destination server; `serve` gets each accepted socket. */
-async function startDest(serve: (s: net.Socket) => void): Promise<Dest> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer({ allowHalfOpen: true }, (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => s.destroy());
-    serve(s);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
-}
+/** A destination server that keeps each socket half-open after the client's FIN. */
+const startDest = (handler: (s: net.Socket) => void): Promise<TestServer> =>
+  serve(handler, { allowHalfOpen: true });
 
 interface Running {
   server: ShadowsocksServer;
@@ -97,7 +78,7 @@ function openFds(): number {
 describe('native TCP relay', { skip: skipUnless(relayFns !== undefined, NEED) }, () => {
   let echo: Dest;
   before(async () => {
-    echo = await startDest((s) => s.pipe(s));
+    echo = await startEcho();
   });
   after(async () => {
     await echo.close();
