@@ -6,7 +6,7 @@
  * the native relay and, as the control, without it (relayLive() says which one carried it).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import type net from 'node:net';
+import net from 'node:net';
 import { readdirSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -187,6 +187,46 @@ describe('native TCP relay', { skip: skipUnless(relayFns !== undefined, NEED) },
       }
     });
 
+    it(`${which}: back-pressure - a client that does not read stops the relay reading the destination`, async () => {
+      const total = 64 * 1024 * 1024;
+      const block = randomBytes(1024 * 1024);
+      let sent = 0;
+      const flood = await startDest((s) => {
+        const more = (): void => {
+          while (sent < total) {
+            sent += block.length;
+            if (!s.write(block)) return void s.once('drain', more);
+          }
+          s.end();
+        };
+        s.once('data', more);
+      });
+      const r = await startServer(native);
+      try {
+        const t = await tunnel(r, flood, Buffer.from('go'));
+        t.socket.pause(); // the client reads nothing for a while
+        // The source gets ahead only by what the kernel buffers hold (a few MiB per socket):
+        // then the relay stops reading it. Without back-pressure it would take all 64 MiB.
+        let last = -1;
+        await waitFor(
+          async () => {
+            const settled = sent > 0 && sent === last;
+            last = sent;
+            await new Promise((resolve) => setTimeout(resolve, 300));
+            return settled;
+          },
+          { timeoutMs: 20_000 },
+        );
+        assert.ok(sent < total / 2, `the source got ${sent >> 20} MiB out while the client read nothing`);
+        t.socket.resume();
+        const got = await t.read(total, 60_000);
+        assert.equal(sha(got), sha(Buffer.concat(Array.from({ length: total / block.length }, () => block))));
+      } finally {
+        await r.server.close();
+        await flood.close();
+      }
+    });
+
     it(`${which}: a refused destination is ERR_CONNECT with its errno, and the client gets a FIN`, async () => {
       const closedPort = await startDest(() => {});
       const port = closedPort.port;
@@ -220,6 +260,63 @@ describe('native TCP relay', { skip: skipUnless(relayFns !== undefined, NEED) },
       }
     });
   }
+
+  it('native: relayClose inside onClose, twice, and relayCounts after the end are safe', async () => {
+    const fns = relayFns!;
+    const dest = await startEcho();
+    let ends = 0;
+    const front = await serve((c) => {
+      c.pause();
+      const d = net.connect({ port: dest.port, host: '127.0.0.1' }, () => {
+        const fd = (x: net.Socket): number => (x as unknown as { _handle: { fd: number } })._handle.fd;
+        const early = c.read() as Buffer | null; // what the front read before the hand-off
+        const h: object = fns.relayPair(
+          fd(c),
+          fd(d),
+          null,
+          null,
+          [undefined, undefined, early ?? undefined],
+          5000,
+          (reason) => {
+            ends++;
+            assert.equal(reason, 3);
+            fns.relayClose(h); // re-entered: nothing happens
+            fns.relayCounts(h, new Float64Array(2));
+          },
+        );
+        handles.push(h);
+        c.removeAllListeners()
+          .on('error', () => {})
+          .destroy();
+        d.removeAllListeners()
+          .on('error', () => {})
+          .destroy();
+      });
+    });
+    const handles: object[] = [];
+    try {
+      const s = net.connect({ port: front.port, host: '127.0.0.1' });
+      const got: Buffer[] = [];
+      s.on('data', (b: Buffer) => got.push(b));
+      const closed = new Promise((resolve) => s.on('close', resolve));
+      s.on('error', () => {});
+      s.write('identity relay');
+      await waitFor(() => Buffer.concat(got).toString() === 'identity relay', { timeoutMs: 5000 });
+      assert.equal(live(), 1);
+      fns.relayClose(handles[0]!);
+      fns.relayClose(handles[0]!);
+      const counts = new Float64Array(2);
+      fns.relayCounts(handles[0]!, counts);
+      // Up: the 14 bytes reached the relay as `toDest` (the caller counts those); down: the echo.
+      assert.deepEqual([...counts], [0, 14]);
+      assert.equal(ends, 1);
+      assert.equal(live(), 0);
+      await closed;
+    } finally {
+      await front.close();
+      await dest.close();
+    }
+  });
 
   it('native: 300 connections (64 at a time) leave no relay and no descriptor behind', async () => {
     const r = await startServer(true);
