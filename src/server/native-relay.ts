@@ -5,9 +5,9 @@
  * events, streams or timers per read. Node's sockets let go of their descriptors (the relay holds
  * duplicates) and the connection reports once, when the relay ends.
  *
- * Opt-in while it is new: LADDER_NATIVE_RELAY=1, read once per server (each data-plane worker
- * makes one at start). Only SIP004 (2017) keys, only sockets from the TCP listener, only on the
- * system clock (the relay's idle timer is libuv's); everything else keeps relay.ts.
+ * On by default; LADDER_NATIVE_RELAY=0 turns it off. Read once per server (each data-plane
+ * worker makes one at start). Only SIP004 (2017) keys, only sockets from the TCP listener, only
+ * on the system clock (the relay's idle timer is libuv's); everything else keeps relay.ts.
  */
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -19,9 +19,9 @@ import type { ConnectionStatus } from './events.js';
 
 export type { NativeRelay } from '../transport/native-sockets.js';
 
-/** LADDER_NATIVE_RELAY=1 turns the native relay on (default off for now). */
+/** The native relay is on unless LADDER_NATIVE_RELAY=0. */
 export function nativeRelayFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.LADDER_NATIVE_RELAY === '1';
+  return env.LADDER_NATIVE_RELAY !== '0';
 }
 
 /** The addon's relay when `wanted` and available here (Linux, addon loaded and enabled). */

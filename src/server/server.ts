@@ -75,7 +75,7 @@ export interface ServerOptions {
   refusalLog?: { repeatMs?: number; unauthenticatedMs?: number };
   /**
    * Relay established raw TCP (SIP004) connections in the native addon (native-relay.ts); default
-   * LADDER_NATIVE_RELAY=1. Only on the system clock, and where the addon has the relay.
+   * on unless LADDER_NATIVE_RELAY=0. Only on the system clock, and where the addon has the relay.
    */
   nativeRelay?: boolean;
 }

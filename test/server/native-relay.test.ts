@@ -12,6 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ShadowsocksServer } from '../../src/server/server.js';
 import type { ConnectionClosedEvent } from '../../src/server/events.js';
+import { nativeRelayFromEnv } from '../../src/server/native-relay.js';
 import { nativeRelay } from '../../src/transport/native-sockets.js';
 import { openTestTunnel, type TestTunnel } from '../helpers/test-client.js';
 import { serve, startEcho, type TestServer } from '../helpers/net.js';
@@ -347,4 +348,10 @@ describe('native TCP relay', { skip: skipUnless(relayFns !== undefined, NEED) },
       await r.server.close();
     }
   });
+});
+
+it('LADDER_NATIVE_RELAY: the native relay is on by default, 0 turns it off', () => {
+  assert.equal(nativeRelayFromEnv({}), true);
+  assert.equal(nativeRelayFromEnv({ LADDER_NATIVE_RELAY: '1' }), true);
+  assert.equal(nativeRelayFromEnv({ LADDER_NATIVE_RELAY: '0' }), false);
 });
