@@ -14,7 +14,9 @@
         "native/udp_sockets.cc",
         "native/udp_fastpath.cc",
         "native/reuseport.cc",
-        "native/fd_watch.cc"
+        "native/fd_watch.cc",
+        "native/relay_pair.cc",
+        "native/tcp_connect.cc"
       ],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags": ["-O2", "-fvisibility=hidden", "-Wall", "-Wextra"],

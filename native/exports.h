@@ -58,6 +58,16 @@ napi_value UdpBind(napi_env env, napi_callback_info info);
 // fd_watch.cc
 napi_value FdWatch(napi_env env, napi_callback_info info);
 napi_value FdUnwatch(napi_env env, napi_callback_info info);
+
+// relay_pair.cc
+napi_value RelayPair(napi_env env, napi_callback_info info);
+napi_value RelayClose(napi_env env, napi_callback_info info);
+napi_value RelayCounts(napi_env env, napi_callback_info info);
+napi_value RelayLive(napi_env env, napi_callback_info info);
+
+// tcp_connect.cc
+napi_value TcpConnect(napi_env env, napi_callback_info info);
+napi_value TcpConnectCancel(napi_env env, napi_callback_info info);
 #endif
 
 }  // namespace ladder

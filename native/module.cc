@@ -15,8 +15,10 @@
 //                    sockRouteTake, sockDropped, isPrivateIp
 //   reuseport.cc     tcpListenReusePort, fdLocalPort, fdClose, udpBind (the multi-worker server's listeners)
 //   fd_watch.cc      fdWatch, fdUnwatch (the workers start at the first connection or datagram)
+//   relay_pair.cc    relayPair, relayClose, relayCounts, relayLive (established TCP connections)
+//   tcp_connect.cc   tcpConnect, tcpConnectCancel (the native relay's destination sockets)
 //   napi_args.cc     the argument parser every export uses
-// The sock* functions, isPrivateIp and the reuseport.cc functions exist on Linux only (the
+// The sock* functions, isPrivateIp, the reuseport.cc and relay_pair.cc functions exist on Linux only (the
 // last ones are looked up by name, so a build without them is still accepted).
 //
 // abiVersion: 3 added the one-shot operations and the batched sockets, 4 decodeInPlace, 5 method 3
@@ -75,6 +77,12 @@ napi_value Init(napi_env env, napi_value exports) {
       LADDER_EXPORT("udpBind", UdpBind),
       LADDER_EXPORT("fdWatch", FdWatch),
       LADDER_EXPORT("fdUnwatch", FdUnwatch),
+      LADDER_EXPORT("relayPair", RelayPair),
+      LADDER_EXPORT("relayClose", RelayClose),
+      LADDER_EXPORT("relayCounts", RelayCounts),
+      LADDER_EXPORT("relayLive", RelayLive),
+      LADDER_EXPORT("tcpConnect", TcpConnect),
+      LADDER_EXPORT("tcpConnectCancel", TcpConnectCancel),
   };
   napi_define_properties(env, exports, sizeof(sock_props) / sizeof(sock_props[0]), sock_props);
 #endif

@@ -41,6 +41,7 @@
 #include "common.h"
 #include "exports.h"
 #include "napi_args.h"
+#include "stream_codec.h"
 
 namespace ladder {
 
@@ -67,6 +68,9 @@ struct Record {  // one payload found by decode's first pass
 
 constexpr int kSession = 2;  // Codec::enc for a codec that may seal and open
 
+}  // namespace
+
+// Declared in stream_codec.h (other parts hold pointers to it); defined here only.
 struct Codec {
   EVP_CIPHER_CTX* ctx = nullptr;
   int enc = 0;  // 1 encoder, 0 decoder, kSession either
@@ -84,6 +88,8 @@ struct Codec {
   size_t recs_cap = 0;
   int64_t external = 0;  // bytes reported to V8
 };
+
+namespace {
 
 void Increment(uint8_t* n) {
   for (size_t i = 0; i < kNonce; i++) {
@@ -249,6 +255,19 @@ void ReleaseCarry(napi_env env, Codec* c) {
   c->carry_len = 0;
 }
 
+// Adds data's first bytes to the incomplete element held in the carry (carry_len < need <=
+// carry_cap: the buffer was sized for this element); returns how many it took. *complete: the
+// element is whole in the carry now (carry_len is reset; the bytes stay valid until refilled).
+size_t FillCarry(Codec* c, const uint8_t* data, size_t n, bool* complete) {
+  const size_t want = c->need - c->carry_len;
+  const size_t take = n < want ? n : want;
+  if (take > 0) memcpy(c->carry + c->carry_len, data, take);
+  c->carry_len += take;
+  *complete = c->carry_len == c->need;
+  if (*complete) c->carry_len = 0;
+  return take;
+}
+
 void WriteInfo(Codec* c, int32_t* info, int32_t bad_len) {
   info[0] = static_cast<int32_t>(c->carry_len);
   info[1] = static_cast<int32_t>(c->need);
@@ -259,11 +278,11 @@ void WriteInfo(Codec* c, int32_t* info, int32_t bad_len) {
 // Copies the bytes of the incomplete element (fewer than need) into the codec's carry buffer,
 // sized once for the largest element so a bulk stream allocates it only once. False (codec
 // failed, exception set) when that cannot be done.
-bool KeepRest(napi_env env, Codec* c, const uint8_t* rest_ptr, size_t rest) {
+bool KeepRest(napi_env env, Codec* c, const uint8_t* rest_ptr, size_t rest, bool throws = true) {
   const size_t max_element = c->max_payload + kTag;
   if (c->need > max_element || rest >= c->need) {  // cannot happen; refuse rather than overflow
     c->failed = true;
-    napi_throw_error(env, "ERR_LADDER_AEAD", "internal state error");
+    if (throws) napi_throw_error(env, "ERR_LADDER_AEAD", "internal state error");
     return false;
   }
   if (c->carry_cap < c->need) {
@@ -274,7 +293,7 @@ bool KeepRest(napi_env env, Codec* c, const uint8_t* rest_ptr, size_t rest) {
     uint8_t* buf = static_cast<uint8_t*>(malloc(cap));
     if (buf == nullptr) {
       c->failed = true;
-      napi_throw_error(env, "ERR_LADDER_AEAD", "out of memory");
+      if (throws) napi_throw_error(env, "ERR_LADDER_AEAD", "out of memory");
       return false;
     }
     ReleaseCarry(env, c);
@@ -369,39 +388,14 @@ napi_value Encode(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "ERR_LADDER_AEAD", "encoder failed earlier");
     return nullptr;
   }
-  // SIP004 (max 0x3FFF): full chunks then the remainder, as every SIP004 implementation writes.
-  // SIP022 (max above 0x3FFF): the fewest chunks, of even size, so a 64 KiB write becomes two
-  // 32 KiB chunks rather than 0xFFFF bytes plus one: no tiny chunk costing two seals, and
-  // chunks the reader's 64 KiB reads split less often.
-  const size_t maxp = c->max_payload;
-  const size_t chunks = n / maxp + (n % maxp != 0 ? 1 : 0);
-  const size_t even = c->max_payload > kMaxPayload && chunks > 0 ? n / chunks + (n % chunks != 0 ? 1 : 0) : maxp;
-  // n + chunks * 34 + prefix_len cannot overflow size_t for any n a Uint8Array can have, but a
-  // too-large result is refused by napi_create_buffer below.
-  const size_t out_len = prefix_len + n + chunks * (kLenChunk + kTag);
+  const size_t out_len = prefix_len + CodecEncodedSize(c, n);
   void* out_ptr = nullptr;
   napi_value result;
   if (napi_create_buffer(env, out_len, &out_ptr, &result) != napi_ok) return AllocFailed(env);
   uint8_t* out = static_cast<uint8_t*>(out_ptr);
-  size_t o = 0;
-  if (prefix_len > 0) {
-    memcpy(out, prefix, prefix_len);
-    o = prefix_len;
-  }
-  for (size_t i = 0; i < n; i += even) {
-    const size_t piece = n - i < even ? n - i : even;
-    const uint8_t len[2] = {static_cast<uint8_t>(piece >> 8), static_cast<uint8_t>(piece & 0xff)};
-    // o + 18 + piece + 16 <= out_len by construction of out_len.
-    if (!SealOne(c, len, 2, out + o) || !SealOne(c, data + i, piece, out + o + kLenChunk)) {
-      c->failed = true;
-      napi_throw_error(env, "ERR_LADDER_AEAD", "EVP seal failed");
-      return nullptr;
-    }
-    o += kLenChunk + piece + kTag;
-  }
-  if (o != out_len) {
-    c->failed = true;
-    napi_throw_error(env, "ERR_LADDER_AEAD", "internal length mismatch");
+  if (prefix_len > 0) memcpy(out, prefix, prefix_len);
+  if (!CodecEncodeTo(c, data, n, out + prefix_len)) {
+    napi_throw_error(env, "ERR_LADDER_AEAD", "EVP seal failed");
     return nullptr;
   }
   return result;
@@ -426,20 +420,15 @@ napi_value Decode(napi_env env, napi_callback_info info) {
   size_t total = 0;
   size_t off = 0;
   if (c->carry_len > 0) {
-    // carry_len < need <= carry_cap: the carry buffer was sized for this element.
-    const size_t want = c->need - c->carry_len;
-    const size_t take = n < want ? n : want;
-    if (take > 0) memcpy(c->carry + c->carry_len, data, take);
-    c->carry_len += take;
-    off = take;
-    if (c->carry_len < c->need) {
+    bool complete = false;
+    off = FillCarry(c, data, n, &complete);
+    if (!complete) {
       WriteInfo(c, out_info, 0);
       napi_value empty;
       void* ignored;
       if (napi_create_buffer(env, 0, &ignored, &empty) != napi_ok) return AllocFailed(env);
       return empty;
     }
-    c->carry_len = 0;  // its bytes stay valid until the carry is refilled after pass 2
     if (c->state == kReadLength) {
       status = OpenLength(c, c->carry, &bad_len);
     } else {
@@ -533,16 +522,12 @@ napi_value DecodeInPlace(napi_env env, napi_callback_info info) {
   size_t o = 0;  // plaintext written at data[0..o)
   int32_t bad_len = 0;
   if (c->carry_len > 0) {
-    const size_t want = c->need - c->carry_len;
-    const size_t take = n < want ? n : want;
-    if (take > 0) memcpy(c->carry + c->carry_len, data, take);
-    c->carry_len += take;
-    off = take;
-    if (c->carry_len < c->need) {
+    bool complete = false;
+    off = FillCarry(c, data, n, &complete);
+    if (!complete) {
       WriteInfo(c, out_info, 0);
       return Number(env, 0);
     }
-    c->carry_len = 0;
     if (c->state == kReadLength) {
       const Status st = OpenLength(c, c->carry, &bad_len);
       if (st != kOk) return fail(st, bad_len);
@@ -670,6 +655,97 @@ napi_value Open(napi_env env, napi_callback_info info) {
   }
   Increment(c->nonce);
   return result;
+}
+
+
+// ---- the codec for other parts of the addon (stream_codec.h) ----
+
+Codec* CodecOf(napi_env env, napi_value v, int enc) {
+  bool ok = false;
+  void* p = nullptr;
+  if (napi_check_object_type_tag(env, v, &kCodecTag, &ok) != napi_ok || !ok ||
+      napi_get_value_external(env, v, &p) != napi_ok || p == nullptr) {
+    return nullptr;
+  }
+  Codec* c = static_cast<Codec*>(p);
+  return c->enc == enc ? c : nullptr;
+}
+
+bool CodecFailed(const Codec* c) { return c->failed; }
+
+size_t CodecMaxElement(const Codec* c) { return c->max_payload + kTag; }
+
+namespace {
+size_t ChunkCount(const Codec* c, size_t n) { return n / c->max_payload + (n % c->max_payload != 0 ? 1 : 0); }
+}  // namespace
+
+size_t CodecEncodedSize(const Codec* c, size_t n) { return n + ChunkCount(c, n) * (kLenChunk + kTag); }
+
+// SIP004 (max 0x3FFF): full chunks then the remainder, as every SIP004 implementation writes.
+// SIP022 (max above 0x3FFF): the fewest chunks, of even size, so a 64 KiB write becomes two
+// 32 KiB chunks rather than 0xFFFF bytes plus one: no tiny chunk costing two seals, and chunks
+// the reader's 64 KiB reads split less often.
+bool CodecEncodeTo(Codec* c, const uint8_t* data, size_t n, uint8_t* out) {
+  if (c->failed) return false;
+  const size_t chunks = ChunkCount(c, n);
+  const size_t even = c->max_payload > kMaxPayload && chunks > 0 ? n / chunks + (n % chunks != 0 ? 1 : 0)
+                                                                  : c->max_payload;
+  size_t o = 0;
+  for (size_t i = 0; i < n; i += even) {
+    const size_t piece = n - i < even ? n - i : even;
+    const uint8_t len[2] = {static_cast<uint8_t>(piece >> 8), static_cast<uint8_t>(piece & 0xff)};
+    if (!SealOne(c, len, 2, out + o) || !SealOne(c, data + i, piece, out + o + kLenChunk)) {
+      c->failed = true;
+      return false;
+    }
+    o += kLenChunk + piece + kTag;
+  }
+  return true;
+}
+
+int32_t CodecDecodeTo(napi_env env, Codec* c, const uint8_t* data, size_t n, uint8_t* out, size_t* out_len) {
+  size_t o = 0;
+  size_t off = 0;
+  int32_t bad_len = 0;
+  *out_len = 0;
+  auto fail = [&](Status st) -> int32_t {
+    c->failed = true;
+    c->carry_len = 0;
+    return st;
+  };
+  if (c->failed) return kErrCipher;
+  // One element: a length (state change only) or a payload opened into out.
+  auto element = [&](const uint8_t* p) -> Status {
+    if (c->state == kReadLength) return OpenLength(c, p, &bad_len);
+    const size_t len = c->need - kTag;
+    if (!OpenOne(c, c->nonce, p, len, out + o)) return kErrCipher;
+    Increment(c->nonce);
+    o += len;
+    c->state = kReadLength;
+    c->need = kLenChunk;
+    return kOk;
+  };
+  if (c->carry_len > 0) {
+    bool complete = false;
+    off = FillCarry(c, data, n, &complete);
+    if (!complete) return kOk;
+    const Status st = element(c->carry);
+    if (st != kOk) return fail(st);
+  }
+  while (n - off >= c->need) {
+    const size_t size = c->need;
+    const Status st = element(data + off);
+    if (st != kOk) return fail(st);
+    off += size;
+  }
+  const size_t rest = n - off;
+  if (rest > 0) {
+    if (!KeepRest(env, c, data + off, rest, false)) return fail(kErrCipher);
+  } else if (c->carry != nullptr) {
+    ReleaseCarry(env, c);
+  }
+  *out_len = o;
+  return kOk;
 }
 
 }  // namespace ladder

@@ -7,21 +7,22 @@ import { decodeAddress, type SocksAddress } from '../protocol/socks5/address.js'
 import { uotVersion, type UotVersion } from '../protocol/uot.js';
 import type { Clock, Timer } from '../shared/clock.js';
 import { relay, type RelayHandle } from '../transport/relay.js';
-import { DialError, dialDestination, type Lookup } from './destination.js';
+import { DialError, dialDestination, dialWith, type Lookup } from './destination.js';
 import type { AuthEvent, ConnectionClosedEvent, ConnectionStatus } from './events.js';
-import { CONNECTION_STATUSES } from './events.js';
+import { failureStatus, type StreamInfo } from './connection-status.js';
 import { isIdentityGroup, type AnyKeyEntry, type Key2022Entry, type KeyEntry, type KeyRing } from './keys.js';
+import {
+  detach,
+  nativeCloseStatus,
+  nativeConnect,
+  socketFd,
+  takeBuffered,
+  type NativeRelay,
+} from './native-relay.js';
 import type { ReplayState } from './replay-state.js';
 import { startUot, type UotAssociation } from './uot.js';
 
-/** What the server knows about a byte stream it is handed, besides the bytes. */
-export interface StreamInfo {
-  /**
-   * The client's address, used only to try the keys it used recently first. A TCP listener
-   * passes the socket's peer; a web front can pass the address a trusted proxy forwarded.
-   */
-  remoteAddress?: string | undefined;
-}
+export type { StreamInfo } from './connection-status.js';
 
 /** What a Connection needs from its server: policy, keys, replay filters, and where to report. */
 export interface ConnectionContext {
@@ -36,6 +37,8 @@ export interface ConnectionContext {
   readonly udpOverTcp: boolean;
   readonly keys: KeyRing;
   readonly replay: ReplayState;
+  /** The addon's TCP relay, when the server uses it (native-relay.ts). */
+  readonly nativeRelay?: NativeRelay | undefined;
   /** A key was found (`ip` is the StreamInfo address, '' when unknown). */
   authenticated(c: Connection, ip: string, e: AuthEvent): void;
   addUsage(keyId: string, up: number, down: number): void;
@@ -45,30 +48,8 @@ export interface ConnectionContext {
 
 type Phase = 'auth' | 'address' | 'connecting' | 'relay' | 'drain' | 'done';
 
-/**
- * What was being read when a decoder threw: the 2022 fixed header of a matched key, the 2022
- * variable header (target address, padding), or a sealed chunk of either edition's stream.
- */
-type FailureStage = 'fixed-header' | 'request-header' | 'stream';
-
-const FAILURE_CODES = new Set<string>(CONNECTION_STATUSES);
-
-/** The one mapping from a decoding error to the status it is counted as. */
-function failureStatus(err: unknown, stage: FailureStage): ConnectionStatus {
-  const code = isProtocolError(err) ? err.code : '';
-  switch (stage) {
-    case 'fixed-header':
-      return code === 'ERR_REPLAY'
-        ? 'ERR_REPLAY_CLIENT'
-        : code === 'ERR_TIMESTAMP'
-          ? 'ERR_TIMESTAMP'
-          : 'ERR_HEADER';
-    case 'request-header':
-      return code === 'ERR_HEADER' || code === 'ERR_ADDRESS' ? 'ERR_ADDRESS' : 'ERR_CIPHER';
-    case 'stream':
-      return FAILURE_CODES.has(code) ? (code as ConnectionStatus) : 'ERR_CIPHER';
-  }
-}
+/** relayCounts' output (collectUsage reads it at once). */
+const COUNTS = new Float64Array(2);
 
 /**
  * One client connection over any byte stream (a TCP socket, a WebSocket or TLS stream, a
@@ -85,6 +66,7 @@ export class Connection {
   /** StreamInfo.remoteAddress ('' when unknown): orders trial decryption only. */
   readonly #ip: string;
   readonly #acceptedAt: number;
+  readonly #tcp: boolean;
   #phase: Phase = 'auth';
   #status: ConnectionStatus | undefined;
   /** With ERR_CONNECT: the system error code of the failed dial (never the destination). */
@@ -107,12 +89,16 @@ export class Connection {
   #target: Socket | undefined;
   #relay: RelayHandle | undefined;
   #uot: UotAssociation | undefined;
+  /** The native relay running this connection, and the byte counts from before it started. */
+  #native: object | undefined;
+  #nativeBase: [up: number, down: number] = [0, 0];
   #finalized = false;
 
   constructor(ctx: ConnectionContext, socket: Duplex, info: StreamInfo) {
     this.#ctx = ctx;
     this.#socket = socket;
     this.#ip = info.remoteAddress ?? '';
+    this.#tcp = info.tcp === true;
     this.#acceptedAt = ctx.clock.now();
     this.#lastActivity = this.#acceptedAt;
     socket.on('data', this.#onData);
@@ -365,14 +351,16 @@ export class Connection {
     this.#phase = 'connecting';
     this.#clearTimer();
     this.#socket.pause();
-    let target: Socket;
+    const native = this.#nativeEligible();
+    let target: Socket | number;
     try {
-      target = await dialDestination(address, {
+      const o = {
         allowPrivate: this.#ctx.allowPrivateDestinations,
         timeoutMs: this.#ctx.connectMs,
         clock: this.#ctx.clock,
         ...(this.#ctx.lookup ? { lookup: this.#ctx.lookup } : {}),
-      });
+      };
+      target = native ? await dialWith(address, o, nativeConnect(native)) : await dialDestination(address, o);
     } catch (err) {
       if (this.#finalized || this.#phase !== 'connecting') return;
       // Authenticated client, so no probing concern: tell it promptly with a FIN, reading
@@ -388,11 +376,77 @@ export class Connection {
       return;
     }
     if (this.#finalized || this.#phase !== 'connecting') {
-      target.destroy();
+      if (typeof target === 'number') native!.fdClose(target);
+      else target.destroy();
       return;
     }
-    this.#startRelay(target, initial);
+    if (typeof target === 'number') this.#startNativeRelay(native!, target, initial);
+    else this.#startRelay(target, initial);
   }
+
+  /**
+   * The native relay when it can carry this connection (native-relay.ts): the server uses it, the
+   * stream is a socket from the TCP listener, the key is SIP004 and the decoder is the addon's.
+   */
+  #nativeEligible(): NativeRelay | undefined {
+    const fns = this.#ctx.nativeRelay;
+    if (!fns || !this.#tcp || this.key?.edition === 2022 || !this.#decoder?.nativeCodec) return undefined;
+    return socketFd(this.#socket) === undefined ? undefined : fns;
+  }
+
+  /**
+   * Relay in the addon: the client's socket (its descriptor duplicated, Node's socket destroyed)
+   * and the destination's descriptor from the native connect, which the relay takes over.
+   */
+  #startNativeRelay(fns: NativeRelay, targetFd: number, initial: Buffer): void {
+    const k = this.key as KeyEntry;
+    const dec = this.#decoder!;
+    const client = this.#socket as Socket;
+    const encoder = new AeadEncoder(k.method, k.masterKey);
+    this.#ctx.replay.serverSalts.add(encoder.salt);
+    this.#phase = 'relay';
+    // Bytes Node read from the client (still wire bytes) before the hand-off.
+    let toDest = initial;
+    const early = takeBuffered(client);
+    try {
+      if (early) {
+        this.#bytesUp += early.length;
+        const plain = dec.pushInPlace(early);
+        if (plain.length > 0) toDest = Buffer.concat([initial, ...plain]);
+      }
+    } catch (err) {
+      this.#status ??= failureStatus(err, 'stream');
+      fns.fdClose(targetFd);
+      client.destroy();
+      return;
+    }
+    this.#nativeBase = [this.#bytesUp, this.#bytesDown];
+    try {
+      this.#native = fns.relayPair(
+        socketFd(client)!,
+        targetFd,
+        dec.nativeCodec!,
+        encoder.nativeCodec!,
+        [encoder.salt, undefined, toDest.length > 0 ? toDest : undefined],
+        this.#ctx.idleMs,
+        this.#onNativeClose,
+        true,
+      );
+    } catch {
+      this.#status ??= 'ERR_RELAY'; // no descriptor to spare, say (the relay closed targetFd)
+      client.destroy();
+      return;
+    }
+    detach(client);
+  }
+
+  readonly #onNativeClose = (reason: number, up: number, down: number): void => {
+    this.#bytesUp = this.#nativeBase[0] + up;
+    this.#bytesDown = this.#nativeBase[1] + down;
+    const status = nativeCloseStatus(reason);
+    if (status) this.#status ??= status;
+    this.#finalize();
+  };
 
   /** The stream's transforms once the key and request are known (2022: the response header first). */
   #codec(): { decode: (chunk: Buffer) => Buffer[]; encode: (chunk: Buffer) => Buffer } {
@@ -493,6 +547,7 @@ export class Connection {
     this.#clearTimer();
     if (this.#relay) this.#relay.close('aborted');
     this.#uot?.close();
+    if (this.#native) this.#ctx.nativeRelay!.relayClose(this.#native); // its callback finalizes
     this.#target?.destroy();
     this.#socket.destroy();
   }
@@ -500,6 +555,11 @@ export class Connection {
   /** Move byte counts not yet reported into the server's pending usage. */
   collectUsage(): void {
     if (!this.key) return;
+    if (this.#native && !this.#finalized) {
+      this.#ctx.nativeRelay!.relayCounts(this.#native, COUNTS);
+      this.#bytesUp = this.#nativeBase[0] + COUNTS[0]!;
+      this.#bytesDown = this.#nativeBase[1] + COUNTS[1]!;
+    }
     const up = this.#bytesUp - this.#reportedUp;
     const down = this.#bytesDown - this.#reportedDown;
     if (up === 0 && down === 0) return;

@@ -108,12 +108,24 @@ function connectOnce(ip: string, port: number, deadline: number, clock: Clock): 
   });
 }
 
+/** One connection attempt to ip:port before `deadline` (clock time); DialError on failure. */
+export type ConnectOnce<T> = (ip: string, port: number, deadline: number, clock: Clock) => Promise<T>;
+
 /**
  * Resolve (if a domain) and connect to a destination, refusing private addresses unless
  * allowed. Tries each allowed address in resolver order until one connects or the time budget
  * runs out. Error messages never contain the destination.
  */
-export async function dialDestination(addr: SocksAddress, opts: DialOptions): Promise<net.Socket> {
+export function dialDestination(addr: SocksAddress, opts: DialOptions): Promise<net.Socket> {
+  return dialWith(addr, opts, connectOnce);
+}
+
+/** dialDestination with another way to connect (the native relay's: a bare descriptor). */
+export async function dialWith<T>(
+  addr: SocksAddress,
+  opts: DialOptions,
+  connect: ConnectOnce<T>,
+): Promise<T> {
   const deadline = opts.clock.now() + opts.timeoutMs;
   let candidates: string[];
   if (addr.type === 'domain') {
@@ -136,7 +148,7 @@ export async function dialDestination(addr: SocksAddress, opts: DialOptions): Pr
   for (const ip of candidates) {
     if (opts.clock.now() >= deadline) break;
     try {
-      return await connectOnce(ip, addr.port, deadline, opts.clock);
+      return await connect(ip, addr.port, deadline, opts.clock);
     } catch (err) {
       last = err;
     }

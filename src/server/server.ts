@@ -12,6 +12,7 @@ import { Connection, type ConnectionContext, type StreamInfo } from './connectio
 import type { Lookup } from './destination.js';
 import type { AuthEvent, ConnectionClosedEvent, ServerHooks } from './events.js';
 import { KeyRing, type KeyDelta, type RejectedKey } from './keys.js';
+import { nativeRelayFromEnv, serverNativeRelay } from './native-relay.js';
 import { RefusalLog } from './refusal-log.js';
 import { ReplayState, replayStateFile, type ReplayFilters, type ReplayStore } from './replay-state.js';
 import { UdpRelay, type AdoptedUdpSocket, type UdpRelayContext, type UdpRelayOptions } from './udp-relay.js';
@@ -79,6 +80,11 @@ export interface ServerOptions {
    * `unauthenticatedMs` (default 60 s). Tests shorten them.
    */
   refusalLog?: { repeatMs?: number; unauthenticatedMs?: number };
+  /**
+   * Relay established raw TCP (SIP004) connections in the native addon (native-relay.ts); default
+   * on unless LADDER_NATIVE_RELAY=0. Only on the system clock, and where the addon has the relay.
+   */
+  nativeRelay?: boolean;
 }
 
 /**
@@ -146,6 +152,7 @@ export class ShadowsocksServer implements ServerControl {
       udpOverTcp: opts.udpOverTcp ?? (opts.udp !== undefined && opts.udp !== false),
       keys: this.#keys,
       replay: this.#replay,
+      nativeRelay: serverNativeRelay(clock === systemClock && (opts.nativeRelay ?? nativeRelayFromEnv())),
       authenticated: (c, ip, e) => this.#authenticated(c, ip, e),
       addUsage: (keyId, up, down) => this.#usage.add(keyId, up, down),
       closed: (c, e) => this.#closed(c, e),
@@ -360,7 +367,7 @@ export class ShadowsocksServer implements ServerControl {
    * benchmark): exactly what the listener does with each accepted socket.
    */
   handleConnection(socket: Socket): void {
-    this.handleStream(socket, { remoteAddress: socket.remoteAddress });
+    this.handleStream(socket, { remoteAddress: socket.remoteAddress, tcp: true });
   }
 
   /**

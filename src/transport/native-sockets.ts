@@ -86,3 +86,42 @@ export function nativeSockets(): NativeSockets | undefined {
   if (!a || !SOCKET_FUNCTIONS.every((f) => typeof a[f] === 'function')) return undefined;
   return a as NativeSockets;
 }
+
+/** Why a native relay ended (native/relay_pair.cc): the onClose reason codes. */
+export const NATIVE_RELAY_REASON = ['done', 'idle', 'error', 'aborted', 'cipher', 'payload-size'] as const;
+
+/** The addon's relay of an established TCP connection (Linux); see native/relay_pair.cc. */
+export interface NativeRelay {
+  relayPair(
+    clientFd: number,
+    destFd: number,
+    decoder: object | null,
+    encoder: object | null,
+    pending: [
+      prefix: Uint8Array | undefined,
+      toClient: Uint8Array | undefined,
+      toDest: Uint8Array | undefined,
+    ],
+    idleMs: number,
+    onClose: (reason: number, up: number, down: number) => void,
+    destOwned?: boolean,
+  ): object;
+  relayClose(relay: object): void;
+  relayCounts(relay: object, out: Float64Array): void;
+  relayLive(): number;
+  /** Non-blocking connect; onDone(fd >= 0, 0) or (-1, -errno). Throws (err.errno) when refused at once. */
+  tcpConnect(ip: string, port: number, onDone: (fd: number, errno: number) => void): object;
+  tcpConnectCancel(connect: object): void;
+  /** close(2) of a descriptor (native/reuseport.cc). */
+  fdClose(fd: number): void;
+}
+
+/** The addon's native TCP relay; undefined without the addon, off Linux, or in an older build. */
+export function nativeRelay(): NativeRelay | undefined {
+  const a = socketExports() as Partial<NativeRelay> | undefined;
+  if (!a || typeof a.relayPair !== 'function' || typeof a.relayClose !== 'function') return undefined;
+  if (typeof a.relayCounts !== 'function' || typeof a.relayLive !== 'function') return undefined;
+  if (typeof a.tcpConnect !== 'function' || typeof a.tcpConnectCancel !== 'function') return undefined;
+  if (typeof a.fdClose !== 'function') return undefined;
+  return a as NativeRelay;
+}

@@ -25,15 +25,18 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-interface ServeOptions {
+export interface ServeOptions {
   host?: string;
+  /** Keep the socket writable after the peer's FIN (net's allowHalfOpen). */
+  allowHalfOpen?: boolean;
 }
 
-async function serve(handler: (s: net.Socket) => void, opts: ServeOptions = {}): Promise<TestServer> {
+/** A TCP server on 127.0.0.1 (or opts.host), port 0, that hands each connection to `handler`. */
+export async function serve(handler: (s: net.Socket) => void, opts: ServeOptions = {}): Promise<TestServer> {
   const host = opts.host ?? '127.0.0.1';
   const sockets = new Set<net.Socket>();
   let accepted = 0;
-  const server = net.createServer((s) => {
+  const server = net.createServer({ allowHalfOpen: opts.allowHalfOpen ?? false }, (s) => {
     accepted++;
     sockets.add(s);
     s.on('close', () => sockets.delete(s));

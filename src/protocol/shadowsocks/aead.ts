@@ -1,7 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { ProtocolError } from '../errors.js';
 import { ByteQueue } from './byte-queue.js';
-import { cipher, type ChunkDecoder, type ChunkEncoder, type CipherBackend, type SessionCipher } from './cipher.js';
+import {
+  cipher,
+  type ChunkDecoder,
+  type ChunkEncoder,
+  type CipherBackend,
+  type SessionCipher,
+} from './cipher.js';
 import { deriveSubkey } from './kdf.js';
 import { checkSalt, type AeadMethod } from './methods.js';
 
@@ -50,6 +56,14 @@ export class AeadEncoder {
     checkSalt(method, salt);
     this.salt = Buffer.from(salt);
     this.#chunks = cipher().chunkEncoder(method.cipher, deriveSubkey(masterKey, this.salt));
+  }
+
+  /**
+   * The addon's codec (native backend), for a relay that encodes in C++ from here on (the salt,
+   * if not sent yet, is then the caller's to send first); undefined on node:crypto.
+   */
+  get nativeCodec(): object | undefined {
+    return this.#chunks.native;
   }
 
   /** Encode `data` (any length; empty yields just the salt the first time) into wire bytes. */
@@ -138,6 +152,14 @@ export class AeadDecoder {
       this.#failed = true;
       throw err;
     }
+  }
+
+  /**
+   * The addon's codec once the salt is read (native backend), for a relay that decodes in C++
+   * from here on (it continues from any chunk begun here); undefined otherwise or once failed.
+   */
+  get nativeCodec(): object | undefined {
+    return this.#failed ? undefined : this.#chunks?.native;
   }
 
   /** True when the decoder sits exactly on a chunk boundary with nothing buffered. */

@@ -71,6 +71,10 @@ export class NativeEncoder implements ChunkEncoder {
     this.#codec = createCodec(addon, cipher, subkey, true, options);
   }
 
+  get native(): object {
+    return this.#codec;
+  }
+
   /** [prefix][sealed len][sealed payload]... for `data` of any length, in one new Buffer. */
   encode(data: Uint8Array, prefix?: Uint8Array): Buffer {
     try {
@@ -122,6 +126,10 @@ export class NativeDecoder implements ChunkDecoder {
     this.#a = addon;
     this.#codec = createCodec(addon, cipher, subkey, false, options);
     this.#maxPayload = options.maxPayload ?? MAX_PAYLOAD;
+  }
+
+  get native(): object {
+    return this.#codec;
   }
 
   decode(data: Uint8Array): Buffer {

@@ -40,6 +40,8 @@ export interface ChunkEncoder {
   encode(data: Uint8Array, prefix?: Uint8Array): Buffer;
   /** Each of `prefix` as is, then each of `pieces` sealed whole (one nonce each), then `rest` as chunks. */
   encodeWith(prefix: readonly Uint8Array[], pieces: readonly Uint8Array[], rest: Uint8Array): Buffer;
+  /** The addon's codec under this encoder (native backend only), for the native TCP relay. */
+  readonly native?: object;
 }
 
 /**
@@ -58,6 +60,8 @@ export interface ChunkDecoder {
    * decoder opens payloads inside it and returns views of it.
    */
   pushInPlace(data: Buffer): Buffer[];
+  /** The addon's codec under this decoder (native backend only), for the native TCP relay. */
+  readonly native?: object;
   /** Bytes of the current, incomplete length or payload held. */
   readonly buffered: number;
   /** Size of the element being read: 18 for a length, payload length + 16 for a payload. */

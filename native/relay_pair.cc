@@ -1,0 +1,614 @@
+// Ladder native addon: the relay of an established Shadowsocks TCP connection (Linux). JS keeps
+// every decision (key, replay, header, destination policy, the dial); once a connection relays,
+// this moves its bytes on the thread's libuv loop without a JS call per read: one uv_poll per
+// socket, read -> codec (the decoder and encoder JS created and keyed) -> write, and one JS call
+// at the end. It does what src/transport/relay.ts does for the JS path:
+//   - back-pressure: a side is read only while the other side has no unsent bytes;
+//   - half-close: after EOF on one side, the other side's write half is shut down
+//     (shutdown(SHUT_WR)) once everything read before the EOF is written; both EOFs -> done;
+//   - idle timeout: no bytes read in either direction for idleMs closes both (one coarse timer
+//     per thread scans the relays, every idleMs/4, 10 ms..1 s);
+//   - any socket error, or a chunk that fails to decode, closes both at once.
+//
+//   relayPair(clientFd, destFd, decoder, encoder, pending, idleMs, onClose, destOwned?) -> relay
+//       clientFd, destFd: connected TCP sockets. They are dup()ed here; the caller then closes
+//       its own descriptors (destroys its sockets) without affecting the connection. With
+//       destOwned true, destFd (from tcpConnect) is taken over as it is, not duplicated: the
+//       relay closes it (also when relayPair throws).
+//       decoder (client -> destination) and encoder (destination -> client): codecs from
+//       create(), or both null to relay bytes unchanged.
+//       pending: [prefix, toClient, toDest], each a Uint8Array or undefined: bytes sent before
+//       the first encoded bytes to the client (the salt; held until there are some), bytes to
+//       write to the client now, and plaintext to write to the destination now.
+//       onClose(reason, up, down) is called once: reason 0 done, 1 idle, 2 socket error,
+//       3 closed by relayClose, 4 authentication failed, 5 chunk length out of bounds; up =
+//       bytes read from the client, down = bytes produced for the client (as relay.ts counts).
+//   relayClose(relay)            closes both sockets now (reason 3, onClose called before it
+//                                returns); nothing when already closed
+//   relayCounts(relay, out)      out (Float64Array, length >= 2) = [up, down] so far
+//   relayLive() -> number        relays running on this thread (tests: nothing leaks)
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <vector>
+
+#if defined(__linux__)
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+#endif
+
+#include "exports.h"
+#include "napi_args.h"
+#include "stream_codec.h"
+
+namespace ladder {
+
+#if defined(__linux__)
+
+namespace {
+
+constexpr size_t kReadSize = 64 * 1024;
+// The codec's output for one read: a decoded read is at most the read plus one element carried
+// from earlier (<= 0xFFFF + 16); an encoded one the read plus 34 bytes per chunk and the prefix.
+constexpr size_t kPrefixMax = 64;
+constexpr size_t kOutSize = kReadSize + 0x10000 + 16 + kPrefixMax;
+
+enum Reason : int32_t { kDone = 0, kIdle = 1, kError = 2, kAborted = 3, kCipher = 4, kPayloadSize = 5 };
+
+const napi_type_tag kRelayTag = {0x6c61646465725245ULL, 0x4c41595041490001ULL};
+
+// Bytes waiting to be written to one socket: p[off..len).
+struct Out {
+  uint8_t* p = nullptr;
+  size_t off = 0;
+  size_t len = 0;
+  size_t cap = 0;
+
+  bool empty() const { return off == len; }
+  // Room for `extra` more bytes at the end; nullptr when out of memory.
+  uint8_t* Reserve(size_t extra) {
+    if (off == len) off = len = 0;
+    if (cap - len >= extra) return p + len;
+    if (off > 0) {
+      memmove(p, p + off, len - off);
+      len -= off;
+      off = 0;
+      if (cap - len >= extra) return p + len;
+    }
+    const size_t want = len + extra;
+    uint8_t* q = static_cast<uint8_t*>(realloc(p, want));
+    if (q == nullptr) return nullptr;
+    p = q;
+    cap = want;
+    return p + len;
+  }
+  bool Append(const uint8_t* d, size_t n) {
+    if (n == 0) return true;
+    uint8_t* w = Reserve(n);
+    if (w == nullptr) return false;
+    memcpy(w, d, n);
+    len += n;
+    return true;
+  }
+  void Free() {
+    free(p);
+    p = nullptr;
+    off = len = cap = 0;
+  }
+};
+
+struct Relay;
+
+struct Side {
+  int fd = -1;
+  uv_poll_t poll;
+  int events = 0;     // the mask the poll runs with (0: stopped)
+  bool eof = false;   // read returned 0: no more reads from this side
+  bool shut = false;  // its write half was shut down
+  Out out;            // bytes to write to this side
+};
+
+// What one thread's relays share: the read buffer, the idle scan, the list of running relays.
+struct Loop {
+  uv_loop_t* uv = nullptr;
+  napi_env env = nullptr;
+  uv_timer_t timer;
+  uint64_t period = 0;  // ms; 0 while the timer is stopped
+  uint8_t* scratch = nullptr;  // kReadSize bytes read, then kOutSize for the codec's output
+  std::vector<Relay*> live;
+  napi_async_context actx = nullptr;
+};
+
+struct Relay {
+  napi_env env = nullptr;
+  Loop* loop = nullptr;
+  napi_ref callback = nullptr;
+  napi_ref codec_refs[2] = {nullptr, nullptr};
+  Codec* dec = nullptr;
+  Codec* enc = nullptr;
+  Out prefix;
+  Side s[2];  // 0 the client, 1 the destination
+  double up = 0;
+  double down = 0;
+  uint64_t idle_ms = 0;
+  uint64_t last = 0;
+  size_t index = 0;  // in loop->live while running
+  int open = 0;      // poll handles not yet closed
+  bool running = false;
+  bool finalized = false;
+};
+
+thread_local Loop* t_loop = nullptr;
+
+void Cleanup(void* arg);
+
+void MaybeFree(Relay* r) {
+  if (r->open == 0 && r->finalized && !r->running) {
+    r->s[0].out.Free();
+    r->s[1].out.Free();
+    r->prefix.Free();
+    delete r;
+  }
+}
+
+void OnPollClosed(uv_handle_t* h) {
+  Relay* r = static_cast<Relay*>(h->data);
+  r->open--;
+  MaybeFree(r);
+}
+
+void Finalize(napi_env /*env*/, void* data, void* /*hint*/) {
+  Relay* r = static_cast<Relay*>(data);
+  r->finalized = true;
+  MaybeFree(r);
+}
+
+void StopTimerIfIdle(Loop* l) {
+  if (l->live.empty() && l->period != 0) {
+    uv_timer_stop(&l->timer);
+    l->period = 0;
+  }
+}
+
+// Stops both polls, closes both sockets, leaves the thread's list; true if it was running.
+// Does not call JS and does not free r.
+bool Stop(Relay* r) {
+  if (!r->running) return false;
+  r->running = false;
+  Loop* l = r->loop;
+  Relay* last = l->live.back();
+  l->live[r->index] = last;
+  last->index = r->index;
+  l->live.pop_back();
+  StopTimerIfIdle(l);
+  for (Side& side : r->s) {
+    uv_poll_stop(&side.poll);  // takes the fd out of epoll before it is closed
+    uv_close(reinterpret_cast<uv_handle_t*>(&side.poll), OnPollClosed);
+    close(side.fd);
+    side.fd = -1;
+    side.out.Free();
+  }
+  r->prefix.Free();
+  return true;
+}
+
+void ReleaseRefs(Relay* r) {
+  for (napi_ref& ref : r->codec_refs) {
+    if (ref != nullptr) napi_delete_reference(r->env, ref);
+    ref = nullptr;
+  }
+  if (r->callback != nullptr) napi_delete_reference(r->env, r->callback);
+  r->callback = nullptr;
+}
+
+// Ends the relay and tells JS why. from_js: called inside a JS call (relayClose), so the callback
+// is a plain call; otherwise from the loop, through napi_make_callback (microtasks run after).
+void Finish(Relay* r, Reason reason, bool from_js) {
+  if (!Stop(r)) return;
+  napi_env env = r->env;
+  napi_handle_scope scope;
+  if (r->callback != nullptr && napi_open_handle_scope(env, &scope) == napi_ok) {
+    napi_value cb, recv, result;
+    napi_value argv[3] = {Number(env, reason), Double(env, r->up), Double(env, r->down)};
+    if (napi_get_reference_value(env, r->callback, &cb) == napi_ok && napi_get_global(env, &recv) == napi_ok) {
+      if (from_js) {
+        napi_call_function(env, recv, cb, 3, argv, &result);  // an exception propagates to the caller
+      } else {
+        napi_make_callback(env, r->loop->actx, recv, cb, 3, argv, &result);
+        bool pending = false;
+        if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+          napi_value err;
+          if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
+        }
+      }
+    }
+    napi_close_handle_scope(env, scope);
+  }
+  ReleaseRefs(r);
+  MaybeFree(r);  // only when JS dropped the handle already and the polls closed (never here)
+}
+
+void OnPoll(uv_poll_t* h, int status, int events);
+
+// The poll mask side i needs: readable while the other side has nothing unsent, writable while
+// it has something unsent itself.
+void Arm(Relay* r, int i) {
+  Side& side = r->s[i];
+  const int want = (!side.eof && r->s[1 - i].out.empty() ? UV_READABLE : 0) | (side.out.empty() ? 0 : UV_WRITABLE);
+  if (want == side.events) return;
+  side.events = want;
+  if (want == 0) uv_poll_stop(&side.poll);
+  else uv_poll_start(&side.poll, want, OnPoll);
+}
+
+// Writes what side i has pending; false on a socket error. Once everything read before the
+// other side's EOF is written, shuts down side i's write half.
+bool Flush(Relay* r, int i) {
+  Side& side = r->s[i];
+  while (!side.out.empty()) {
+    const ssize_t n = send(side.fd, side.out.p + side.out.off, side.out.len - side.out.off, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+      return false;
+    }
+    side.out.off += static_cast<size_t>(n);
+  }
+  side.out.off = side.out.len = 0;
+  side.out.Free();  // an idle relay keeps no buffer
+  if (r->s[1 - i].eof && !side.shut) {
+    side.shut = true;
+    if (shutdown(side.fd, SHUT_WR) != 0 && errno != ENOTCONN) return false;
+  }
+  return true;
+}
+
+// Sends data[0..n) to side i, keeping what the socket does not take; false on a socket error.
+bool SendOrKeep(Relay* r, int i, const uint8_t* data, size_t n) {
+  Side& side = r->s[i];
+  size_t sent = 0;
+  if (side.out.empty()) {
+    while (sent < n) {
+      const ssize_t w = send(side.fd, data + sent, n - sent, MSG_NOSIGNAL);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        return false;
+      }
+      sent += static_cast<size_t>(w);
+    }
+  }
+  return side.out.Append(data + sent, n - sent);
+}
+
+// One read from side i, through the codec, written to the other side (what it does not take is
+// kept, and side i is not read again until it is written); kDone when all went well (EAGAIN
+// included), else why the relay must end. Called only while the other side has nothing unsent.
+Reason ReadFrom(Relay* r, int i) {
+  Side& src = r->s[i];
+  uint8_t* buf = r->loop->scratch;
+  uint8_t* out = buf + kReadSize;  // room for kOutSize bytes
+  ssize_t n;
+  do n = recv(src.fd, buf, kReadSize, 0);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? kDone : kError;
+  if (n == 0) {
+    src.eof = true;
+    return Flush(r, 1 - i) ? kDone : kError;
+  }
+  const size_t len = static_cast<size_t>(n);
+  r->last = uv_now(r->loop->uv);
+  const uint8_t* result = buf;
+  size_t result_len = len;
+  if (i == 0) {
+    r->up += static_cast<double>(len);
+    if (r->dec != nullptr) {
+      const int32_t st = CodecDecodeTo(r->env, r->dec, buf, len, out, &result_len);
+      if (st != 0) return st == 2 ? kPayloadSize : kCipher;
+      result = out;
+    }
+  } else {
+    if (r->enc != nullptr) {
+      const size_t head = r->prefix.len;
+      if (head > kPrefixMax || !CodecEncodeTo(r->enc, buf, len, out + head)) return kError;
+      if (head > 0) memcpy(out, r->prefix.p, head);
+      r->prefix.Free();
+      result = out;
+      result_len = head + CodecEncodedSize(r->enc, len);
+    }
+    r->down += static_cast<double>(result_len);
+  }
+  if (result_len > 0 && !SendOrKeep(r, 1 - i, result, result_len)) return kError;
+  return kDone;
+}
+
+void OnPoll(uv_poll_t* h, int status, int events) {
+  Relay* r = static_cast<Relay*>(h->data);
+  if (!r->running) return;
+  const int i = h == &r->s[0].poll ? 0 : 1;
+  Reason why = status < 0 ? kError : kDone;
+  if (why == kDone && (events & UV_WRITABLE) != 0 && !Flush(r, i)) why = kError;
+  if (why == kDone && (events & (UV_READABLE | UV_DISCONNECT)) != 0 && !r->s[i].eof && r->s[1 - i].out.empty()) {
+    why = ReadFrom(r, i);
+  }
+  if (why != kDone) return Finish(r, why, false);
+  if (r->s[0].eof && r->s[1].eof && r->s[0].out.empty() && r->s[1].out.empty()) return Finish(r, kDone, false);
+  Arm(r, 0);
+  Arm(r, 1);
+}
+
+void OnTick(uv_timer_t* t) {
+  Loop* l = static_cast<Loop*>(t->data);
+  const uint64_t now = uv_now(l->uv);
+  std::vector<Relay*> expired;
+  for (Relay* r : l->live) {
+    if (now - r->last >= r->idle_ms) expired.push_back(r);
+  }
+  // Finish may call JS, which may close or start relays: the list changes, the pointers stay
+  // valid (a relay is freed only after its polls' close callbacks, which run after this tick).
+  for (Relay* r : expired) Finish(r, kIdle, false);
+}
+
+void OnTimerClosed(uv_handle_t* h) { delete static_cast<Loop*>(h->data); }
+
+// The env is going away (worker exit): end every relay without calling JS, and the timer.
+void Cleanup(void* arg) {
+  Loop* l = static_cast<Loop*>(arg);
+  while (!l->live.empty()) {
+    Relay* r = l->live.back();
+    Stop(r);
+    ReleaseRefs(r);
+  }
+  if (l->actx != nullptr) napi_async_destroy(l->env, l->actx);
+  free(l->scratch);
+  if (t_loop == l) t_loop = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(&l->timer), OnTimerClosed);
+}
+
+// Node unloads an addon with the last env that loaded it (a worker's, at its exit), but the close
+// callbacks of the polls a relay closes at env cleanup run after that, from this library: keep it
+// loaded for the life of the process once a relay has run.
+void PinLibrary() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Dl_info info;
+    if (dladdr(reinterpret_cast<void*>(&PinLibrary), &info) != 0 && info.dli_fname != nullptr) {
+      dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);
+    }
+  });
+}
+
+Loop* LoopFor(napi_env env) {
+  PinLibrary();
+  if (t_loop != nullptr && t_loop->env == env) return t_loop;
+  if (t_loop != nullptr) return nullptr;  // one env per thread in node; refuse anything else
+  Loop* l = new (std::nothrow) Loop();
+  napi_value name;
+  if (l == nullptr || napi_get_uv_event_loop(env, &l->uv) != napi_ok || l->uv == nullptr ||
+      (l->scratch = static_cast<uint8_t*>(malloc(kReadSize + kOutSize))) == nullptr ||
+      napi_create_string_utf8(env, "ladder:relay", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_async_init(env, nullptr, name, &l->actx) != napi_ok || uv_timer_init(l->uv, &l->timer) != 0) {
+    if (l != nullptr) {
+      if (l->actx != nullptr) napi_async_destroy(env, l->actx);
+      free(l->scratch);
+    }
+    delete l;
+    return nullptr;
+  }
+  l->env = env;
+  l->timer.data = l;
+  uv_unref(reinterpret_cast<uv_handle_t*>(&l->timer));
+  if (napi_add_env_cleanup_hook(env, Cleanup, l) != napi_ok) {
+    Cleanup(l);
+    return nullptr;
+  }
+  t_loop = l;
+  return l;
+}
+
+void StartTimer(Loop* l, uint64_t idle_ms) {
+  uint64_t period = idle_ms / 4;
+  if (period < 10) period = 10;
+  if (period > 1000) period = 1000;
+  if (l->period != 0 && l->period <= period) return;
+  l->period = period;
+  uv_timer_start(&l->timer, OnTick, period, period);
+}
+
+bool OptionalBytesAt(napi_env env, napi_value arr, uint32_t i, const uint8_t** p, size_t* n) {
+  napi_value v;
+  napi_valuetype t;
+  *p = nullptr;
+  *n = 0;
+  if (napi_get_element(env, arr, i, &v) != napi_ok || napi_typeof(env, v, &t) != napi_ok) return false;
+  if (t == napi_undefined || t == napi_null) return true;
+  bool is_ta = false;
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta ||
+      napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr) != napi_ok ||
+      type != napi_uint8_array) {
+    return false;
+  }
+  *p = static_cast<const uint8_t*>(data);
+  *n = data == nullptr ? 0 : length;
+  return true;
+}
+
+// The codec at argument i (null for none), kept alive by a reference while the relay runs.
+bool CodecArg(const Args& a, size_t i, int enc, Codec** c, napi_ref* ref) {
+  bool nullish = false;
+  if (!a.Nullish(i, &nullish)) return false;
+  if (nullish) return true;
+  *c = CodecOf(a.env(), a[i], enc);
+  if (*c == nullptr || CodecFailed(*c)) return false;
+  return napi_create_reference(a.env(), a[i], 1, ref) == napi_ok;
+}
+
+}  // namespace
+
+napi_value RelayPair(napi_env env, napi_callback_info info) {
+  const char* usage =
+      "relayPair(clientFd, destFd, decoder|null, encoder|null, [prefix, toClient, toDest], idleMs, onClose, "
+      "destOwned?)";
+  Args a(env, info);
+  int32_t fds[2] = {-1, -1};
+  int64_t idle = 0;
+  bool is_array = false;
+  bool owned = false;
+  if (a.Has(7) && !a.Boolean(7, &owned)) owned = false;  // anything but true: duplicate it
+  int32_t dest_in = -1;
+  struct OwnedFd {  // an owned destFd is closed on every way out until the relay holds it
+    int fd;
+    ~OwnedFd() {
+      if (fd >= 0) close(fd);
+    }
+  } owned_fd{owned && a.Int32(1, &dest_in) && dest_in >= 0 ? dest_in : -1};
+  if (!a.Need(7, usage) || !a.Int32(0, &fds[0]) || !a.Int32(1, &fds[1]) || fds[0] < 0 || fds[1] < 0 ||
+      napi_is_array(env, a[4], &is_array) != napi_ok || !is_array || !a.Index(5, &idle) || idle < 1 ||
+      !a.Function(6)) {
+    Throw(env, usage);
+    return nullptr;
+  }
+  const uint8_t* bytes[3];
+  size_t lens[3];
+  for (uint32_t i = 0; i < 3; i++) {
+    if (!OptionalBytesAt(env, a[4], i, &bytes[i], &lens[i])) {
+      Throw(env, "relayPair: pending must hold Uint8Arrays or undefined");
+      return nullptr;
+    }
+  }
+  if (lens[0] > kPrefixMax) {
+    Throw(env, "relayPair: prefix longer than 64 bytes");
+    return nullptr;
+  }
+  Loop* l = LoopFor(env);
+  Relay* r = l == nullptr ? nullptr : new (std::nothrow) Relay();
+  if (r == nullptr) {
+    napi_throw_error(env, "ERR_LADDER_RELAY", "cannot start the relay");
+    return nullptr;
+  }
+  r->env = env;
+  r->loop = l;
+  auto undo = [&](const char* msg, bool is_type) -> napi_value {
+    ReleaseRefs(r);
+    for (Side& side : r->s) {
+      if (side.fd >= 0) close(side.fd);
+      side.out.Free();
+    }
+    r->prefix.Free();
+    delete r;
+    if (is_type) Throw(env, msg);
+    else napi_throw_error(env, "ERR_LADDER_RELAY", msg);
+    return nullptr;
+  };
+  if (!CodecArg(a, 2, 0, &r->dec, &r->codec_refs[0]) || !CodecArg(a, 3, 1, &r->enc, &r->codec_refs[1]) ||
+      (r->dec == nullptr) != (r->enc == nullptr)) {
+    return undo("relayPair: decoder and encoder must be a working decoder and encoder, or both null", true);
+  }
+  if (napi_create_reference(env, a[6], 1, &r->callback) != napi_ok ||
+      !r->prefix.Append(bytes[0], lens[0]) || !r->s[0].out.Append(bytes[1], lens[1]) ||
+      !r->s[1].out.Append(bytes[2], lens[2])) {
+    return undo("relayPair: out of memory", false);
+  }
+  r->s[0].fd = fcntl(fds[0], F_DUPFD_CLOEXEC, 0);
+  if (r->s[0].fd < 0) return undo("relayPair: cannot duplicate the sockets", false);
+  r->s[1].fd = owned ? fds[1] : fcntl(fds[1], F_DUPFD_CLOEXEC, 0);
+  owned_fd.fd = -1;  // r->s[1].fd now: closed by undo or by the relay
+  if (r->s[1].fd < 0) return undo("relayPair: cannot duplicate the sockets", false);
+  int inited = 0;
+  for (; inited < 2; inited++) {
+    if (uv_poll_init_socket(l->uv, &r->s[inited].poll, r->s[inited].fd) != 0) break;
+    r->s[inited].poll.data = r;
+  }
+  napi_value ext;
+  if (inited < 2 || napi_create_external(env, r, Finalize, nullptr, &ext) != napi_ok) {
+    // Handles already initialised must be closed through the loop; r lives until they are.
+    if (inited == 0) return undo("relayPair: cannot poll the sockets", false);
+    ReleaseRefs(r);
+    for (int i = 0; i < 2; i++) {
+      if (i < inited) {
+        r->open++;
+        uv_close(reinterpret_cast<uv_handle_t*>(&r->s[i].poll), OnPollClosed);
+      }
+      close(r->s[i].fd);
+      r->s[i].out.Free();
+    }
+    r->prefix.Free();
+    r->finalized = true;  // no JS handle was made
+    napi_throw_error(env, "ERR_LADDER_RELAY", "relayPair: cannot poll the sockets");
+    return nullptr;
+  }
+  napi_type_tag_object(env, ext, &kRelayTag);
+  r->open = 2;
+  r->idle_ms = static_cast<uint64_t>(idle);
+  uv_update_time(l->uv);  // this loop turn may have run a while: the idle time starts now
+  r->last = uv_now(l->uv);
+  r->running = true;
+  r->index = l->live.size();
+  l->live.push_back(r);
+  StartTimer(l, r->idle_ms);
+  // Pending bytes go out now; a write error shows again (and ends the relay) when the poll
+  // reports the socket writable.
+  for (int i = 0; i < 2; i++) {
+    Side& side = r->s[i];
+    side.events = (side.out.empty() ? 0 : UV_WRITABLE) | UV_READABLE;
+    if (!side.out.empty()) {
+      while (!side.out.empty()) {
+        const ssize_t n = send(side.fd, side.out.p + side.out.off, side.out.len - side.out.off, MSG_NOSIGNAL);
+        if (n <= 0) break;
+        side.out.off += static_cast<size_t>(n);
+      }
+      if (side.out.empty()) side.out.off = side.out.len = 0;
+    }
+  }
+  for (int i = 0; i < 2; i++) {
+    Side& side = r->s[i];
+    side.events = (!side.eof && r->s[1 - i].out.empty() ? UV_READABLE : 0) | (side.out.empty() ? 0 : UV_WRITABLE);
+    if (side.events != 0) uv_poll_start(&side.poll, side.events, OnPoll);
+  }
+  return ext;
+}
+
+napi_value RelayClose(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  void* p = nullptr;
+  if (!a.Need(1) || !a.Tagged(0, kRelayTag, &p, "relayClose(relay)")) return nullptr;
+  Finish(static_cast<Relay*>(p), kAborted, true);
+  return nullptr;
+}
+
+napi_value RelayCounts(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  void* p = nullptr;
+  if (!a.Need(2, "relayCounts(relay, out)") || !a.Tagged(0, kRelayTag, &p, "relayCounts(relay, out)")) return nullptr;
+  bool is_ta = false;
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  if (napi_is_typedarray(env, a[1], &is_ta) != napi_ok || !is_ta ||
+      napi_get_typedarray_info(env, a[1], &type, &length, &data, nullptr, nullptr) != napi_ok ||
+      type != napi_float64_array || length < 2 || data == nullptr) {
+    Throw(env, "relayCounts: out must be a Float64Array of length >= 2");
+    return nullptr;
+  }
+  const Relay* r = static_cast<Relay*>(p);
+  static_cast<double*>(data)[0] = r->up;
+  static_cast<double*>(data)[1] = r->down;
+  return nullptr;
+}
+
+napi_value RelayLive(napi_env env, napi_callback_info /*info*/) {
+  const Loop* l = t_loop;
+  return Number(env, l == nullptr || l->env != env ? 0 : static_cast<int32_t>(l->live.size()));
+}
+
+#endif  // __linux__
+
+}  // namespace ladder

@@ -1,0 +1,30 @@
+// Ladder native addon: the stream codec (stream_codec.cc) for the other parts - the native TCP
+// relay (relay_pair.cc) drives the same codecs JS created and keyed, without a JS call per read.
+#ifndef LADDER_NATIVE_STREAM_CODEC_H_
+#define LADDER_NATIVE_STREAM_CODEC_H_
+
+#include "common.h"
+
+namespace ladder {
+
+struct Codec;
+
+// The codec behind a JS codec value: an encoder (enc 1) or a decoder (enc 0); nullptr for any
+// other value, or a codec of the other direction.
+Codec* CodecOf(napi_env env, napi_value v, int enc);
+bool CodecFailed(const Codec* c);
+// The largest element (sealed length or sealed payload) the decoder reads.
+size_t CodecMaxElement(const Codec* c);
+// What encode(codec, data) writes for n bytes, without a prefix.
+size_t CodecEncodedSize(const Codec* c, size_t n);
+// Writes exactly CodecEncodedSize(c, n) bytes at out; false (codec failed for good) if a seal fails.
+bool CodecEncodeTo(Codec* c, const uint8_t* data, size_t n, uint8_t* out);
+// Decodes data[0..n) like decode(): the plaintext of every chunk it completes goes to out (room
+// for n + CodecMaxElement(c) bytes needed), *out_len bytes; an incomplete element is kept in the
+// codec. Returns 0, or 1 (authentication failed) / 2 (chunk length out of bounds): failed for
+// good. Never throws.
+int32_t CodecDecodeTo(napi_env env, Codec* c, const uint8_t* data, size_t n, uint8_t* out, size_t* out_len);
+
+}  // namespace ladder
+
+#endif  // LADDER_NATIVE_STREAM_CODEC_H_

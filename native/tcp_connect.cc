@@ -1,0 +1,214 @@
+// Ladder native addon: a non-blocking TCP connect to an address JS chose (Linux), for the
+// server's native relay: the destination socket of a relayed connection never becomes a
+// net.Socket. Resolution, the private-address policy and the time budget stay in JS.
+//   tcpConnect(ip, port, onDone) -> connect
+//       ip: an IPv4 or IPv6 literal. onDone(fd, errno) is called once, from the loop: fd >= 0
+//       (a connected, non-blocking socket with TCP_NODELAY, now the caller's to close) and errno
+//       0, or fd -1 and a negative errno (as libuv reports them; util.getSystemErrorName names it).
+//   tcpConnectCancel(connect)   closes the socket; onDone is not called. Idempotent.
+#include <cerrno>
+#include <cstring>
+#include <new>
+
+#if defined(__linux__)
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+#endif
+
+#include "exports.h"
+#include "napi_args.h"
+
+namespace ladder {
+
+#if defined(__linux__)
+
+namespace {
+
+const napi_type_tag kConnectTag = {0x6c61646465724354ULL, 0x434f4e4e45430001ULL};
+
+struct Connect {
+  napi_env env = nullptr;
+  napi_ref callback = nullptr;
+  uv_poll_t poll;
+  int fd = -1;
+  bool running = false;
+  bool polling = false;  // the poll handle is initialised and not yet closed
+  bool finalized = false;
+  bool hooked = false;  // the env cleanup hook is registered
+};
+
+void Cleanup(void* arg);
+
+void MaybeFree(Connect* c) {
+  if (!c->polling && c->finalized && !c->running) delete c;
+}
+
+void OnClosed(uv_handle_t* h) {
+  Connect* c = static_cast<Connect*>(h->data);
+  c->polling = false;
+  MaybeFree(c);
+}
+
+void Finalize(napi_env /*env*/, void* data, void* /*hint*/) {
+  Connect* c = static_cast<Connect*>(data);
+  c->finalized = true;
+  MaybeFree(c);
+}
+
+// Stops polling and forgets the callback; the fd is closed unless `keep`. True if it was running.
+bool Stop(Connect* c, bool keep) {
+  if (!c->running) return false;
+  c->running = false;
+  if (c->hooked) napi_remove_env_cleanup_hook(c->env, Cleanup, c);
+  c->hooked = false;
+  if (c->polling) {
+    uv_poll_stop(&c->poll);
+    uv_close(reinterpret_cast<uv_handle_t*>(&c->poll), OnClosed);
+  }
+  if (!keep && c->fd >= 0) close(c->fd);
+  c->fd = -1;
+  return true;
+}
+
+// The env is going away (worker exit) with the connect pending: close it, no callback.
+void Cleanup(void* arg) {
+  Connect* c = static_cast<Connect*>(arg);
+  c->hooked = false;  // running now: not removed again
+  if (Stop(c, false) && c->callback != nullptr) napi_delete_reference(c->env, c->callback);
+  c->callback = nullptr;
+}
+
+void OnWritable(uv_poll_t* h, int status, int /*events*/) {
+  Connect* c = static_cast<Connect*>(h->data);
+  if (!c->running) return;
+  int err = 0;
+  socklen_t len = sizeof(err);
+  // libuv reports POLLERR as status UV_EBADF: the socket's own error says what happened.
+  if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  if (err == 0 && status < 0) err = -status;
+  const int fd = c->fd;
+  Stop(c, err == 0);
+  if (err != 0) err = -err;
+  napi_env env = c->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value cb, recv, result;
+  napi_value argv[2] = {Number(env, err == 0 ? fd : -1), Number(env, err)};
+  if (napi_get_reference_value(env, c->callback, &cb) == napi_ok && napi_get_global(env, &recv) == napi_ok) {
+    napi_make_callback(env, nullptr, recv, cb, 2, argv, &result);
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+      napi_value e;
+      if (napi_get_and_clear_last_exception(env, &e) == napi_ok) napi_fatal_exception(env, e);
+    }
+  }
+  napi_delete_reference(env, c->callback);
+  c->callback = nullptr;
+  napi_close_handle_scope(env, scope);
+}
+
+}  // namespace
+
+napi_value TcpConnect(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  char ip[64];
+  int32_t port = -1;
+  if (!a.Need(3) || !a.String(0, ip, sizeof(ip)) || !a.Int32(1, &port) || port < 1 || port > 65535 ||
+      !a.Function(2)) {
+    Throw(env, "tcpConnect(ip, port 1..65535, onDone)");
+    return nullptr;
+  }
+  sockaddr_storage ss;
+  memset(&ss, 0, sizeof(ss));
+  socklen_t sl = 0;
+  auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons(static_cast<uint16_t>(port));
+    sl = sizeof(*s4);
+  } else if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons(static_cast<uint16_t>(port));
+    sl = sizeof(*s6);
+  } else {
+    Throw(env, "tcpConnect: ip must be an IPv4 or IPv6 literal");
+    return nullptr;
+  }
+  uv_loop_t* loop = nullptr;
+  Connect* c = new (std::nothrow) Connect();
+  if (c == nullptr || napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+    delete c;
+    napi_throw_error(env, "ERR_LADDER_CONNECT", "cannot connect");
+    return nullptr;
+  }
+  c->env = env;
+  c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int r = -1;
+  if (c->fd >= 0) {
+    const int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    do r = connect(c->fd, reinterpret_cast<sockaddr*>(&ss), sl);
+    while (r != 0 && errno == EINTR);
+  }
+  if (c->fd < 0 || (r != 0 && errno != EINPROGRESS)) {
+    // Refused at once (EADDRNOTAVAIL, ENETUNREACH, EMFILE...): one error carrying the errno.
+    const int e = errno;
+    if (c->fd >= 0) close(c->fd);
+    delete c;
+    napi_value err, code, msg;
+    napi_create_string_utf8(env, "ERR_LADDER_CONNECT", NAPI_AUTO_LENGTH, &code);
+    napi_create_string_utf8(env, "connect failed", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, code, msg, &err);
+    napi_set_named_property(env, err, "errno", Number(env, -e));
+    napi_throw(env, err);
+    return nullptr;
+  }
+  napi_value ext;
+  if (napi_create_external(env, c, Finalize, nullptr, &ext) != napi_ok) {
+    close(c->fd);
+    delete c;
+    napi_throw_error(env, "ERR_LADDER_CONNECT", "napi_create_external failed");
+    return nullptr;
+  }
+  // From here the finalizer frees c (once it is stopped and its poll closed).
+  c->running = true;
+  if (uv_poll_init_socket(loop, &c->poll, c->fd) != 0) {
+    Stop(c, false);
+    napi_throw_error(env, "ERR_LADDER_CONNECT", "cannot poll the socket");
+    return nullptr;
+  }
+  c->poll.data = c;
+  c->polling = true;
+  if (napi_create_reference(env, a[2], 1, &c->callback) != napi_ok ||
+      uv_poll_start(&c->poll, UV_WRITABLE, OnWritable) != 0) {
+    Stop(c, false);
+    if (c->callback != nullptr) napi_delete_reference(env, c->callback);
+    c->callback = nullptr;
+    napi_throw_error(env, "ERR_LADDER_CONNECT", "cannot poll the socket");
+    return nullptr;
+  }
+  if (napi_add_env_cleanup_hook(env, Cleanup, c) == napi_ok) c->hooked = true;
+  napi_type_tag_object(env, ext, &kConnectTag);
+  return ext;
+}
+
+napi_value TcpConnectCancel(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  void* p = nullptr;
+  if (!a.Need(1) || !a.Tagged(0, kConnectTag, &p, "tcpConnectCancel(connect)")) return nullptr;
+  Connect* c = static_cast<Connect*>(p);
+  if (Stop(c, false) && c->callback != nullptr) {
+    napi_delete_reference(env, c->callback);
+    c->callback = nullptr;
+  }
+  return nullptr;
+}
+
+#endif  // __linux__
+
+}  // namespace ladder

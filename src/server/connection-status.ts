@@ -1,0 +1,42 @@
+/**
+ * What a Connection is told about its stream, and how a decoding failure becomes a connection
+ * status (the one mapping, shared by every stage of connection.ts).
+ */
+import { isProtocolError } from '../protocol/errors.js';
+import { CONNECTION_STATUSES, type ConnectionStatus } from './events.js';
+
+/** What the server knows about a byte stream it is handed, besides the bytes. */
+export interface StreamInfo {
+  /**
+   * The client's address, used only to try the keys it used recently first. A TCP listener
+   * passes the socket's peer; a web front can pass the address a trusted proxy forwarded.
+   */
+  remoteAddress?: string | undefined;
+  /** A socket from the TCP listener: its relay may move to the native relay (native-relay.ts). */
+  tcp?: boolean;
+}
+
+/**
+ * What was being read when a decoder threw: the 2022 fixed header of a matched key, the 2022
+ * variable header (target address, padding), or a sealed chunk of either edition's stream.
+ */
+export type FailureStage = 'fixed-header' | 'request-header' | 'stream';
+
+const FAILURE_CODES = new Set<string>(CONNECTION_STATUSES);
+
+/** The one mapping from a decoding error to the status it is counted as. */
+export function failureStatus(err: unknown, stage: FailureStage): ConnectionStatus {
+  const code = isProtocolError(err) ? err.code : '';
+  switch (stage) {
+    case 'fixed-header':
+      return code === 'ERR_REPLAY'
+        ? 'ERR_REPLAY_CLIENT'
+        : code === 'ERR_TIMESTAMP'
+          ? 'ERR_TIMESTAMP'
+          : 'ERR_HEADER';
+    case 'request-header':
+      return code === 'ERR_HEADER' || code === 'ERR_ADDRESS' ? 'ERR_ADDRESS' : 'ERR_CIPHER';
+    case 'stream':
+      return FAILURE_CODES.has(code) ? (code as ConnectionStatus) : 'ERR_CIPHER';
+  }
+}
