@@ -436,7 +436,7 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
     s.once('close', () => sockets.delete(s));
   };
   const relayFns = (opts.nativeRelay ?? nativeRelayFromEnv()) ? nativeRelay() : undefined;
-  const natives = relayFns ? new NativeTunnels(relayFns, (s) => sockets.delete(s)) : undefined;
+  const natives = relayFns ? new NativeTunnels(relayFns, (s) => sockets.delete(s), log) : undefined;
   const ctx: TunnelContext = {
     dialer,
     firstDataWaitMs: opts.firstDataWaitMs ?? DEFAULT_FIRST_DATA_WAIT_MS,

@@ -28,6 +28,7 @@
  * read again from the descriptor, so one the JS relay passed on is passed on again (harmless).
  */
 import type { Socket } from 'node:net';
+import type { Logger } from '../shared/logger.js';
 import { pipeConnection, type DialedConnection, type PipeOptions } from '../transport/dialer.js';
 import { detach, socketFd, takeBuffered } from '../transport/native-handoff.js';
 import { NATIVE_RELAY_REASON, type NativeRelay } from '../transport/native-sockets.js';
@@ -54,13 +55,15 @@ function flat(out: Buffer | Buffer[] | undefined): Buffer | undefined {
 export class NativeTunnels {
   readonly #fns: NativeRelay;
   readonly #untrack: (s: Socket) => void;
+  readonly #log: Logger;
   readonly #live = new Set<object>();
   #closed = false;
 
   /** `untrack`: forget a socket the client tracks (it is destroyed at the hand-off, silently). */
-  constructor(fns: NativeRelay, untrack: (s: Socket) => void) {
+  constructor(fns: NativeRelay, untrack: (s: Socket) => void, log: Logger) {
     this.#fns = fns;
     this.#untrack = untrack;
+    this.#log = log;
   }
 
   /** Native relays running. */
@@ -169,6 +172,7 @@ export class NativeTunnels {
     this.#untrack(server);
     detach(app);
     detach(server);
+    if (this.#log.isLevelEnabled('debug')) this.#log.debug('tunnel moved to the native relay');
   }
 
   /** Close every native relay now (client shutdown); no more hand-offs after this. */
