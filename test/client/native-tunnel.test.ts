@@ -8,8 +8,7 @@
  * this thread is the client's).
  */
 import { randomBytes } from 'node:crypto';
-import net from 'node:net';
-import type { AddressInfo } from 'node:net';
+import type net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startClient, type LocalClient } from '../../src/client/index.js';
@@ -18,6 +17,7 @@ import { nativeRelay } from '../../src/transport/native-sockets.js';
 import { peerSkip, ssUrl, startSsServer, type Peer } from '../helpers/peers.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { sha256, sha256Hex } from '../helpers/hash.js';
+import { serve, type TestServer } from '../helpers/net.js';
 import { socks5Connect } from '../helpers/socks5.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
@@ -27,30 +27,9 @@ const PASSWORD = 'client-native-relay-pw';
 const MiB = 1024 * 1024;
 const live = (): number => relayFns?.relayLive() ?? 0;
 
-interface Dest {
-  port: number;
-  close(): Promise<void>;
-}
-
-/** A destination on loopback; `serve` gets each accepted socket. */
-async function startDest(serve: (s: net.Socket) => void): Promise<Dest> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer({ allowHalfOpen: true }, (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => s.destroy());
-    serve(s);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
-}
+type Dest = TestServer;
+const startDest = (handler: (s: net.Socket) => void): Promise<Dest> =>
+  serve(handler, { allowHalfOpen: true });
 
 /** Reads a socket to its end: the bytes, and whether it ended with a FIN (not a reset). */
 function readAll(s: net.Socket): Promise<{ data: Buffer; fin: boolean }> {

@@ -27,13 +27,16 @@ export interface TestServer {
 
 interface ServeOptions {
   host?: string;
+  /** Keep the write side open after the peer's FIN (net.Server's allowHalfOpen). */
+  allowHalfOpen?: boolean;
 }
 
-async function serve(handler: (s: net.Socket) => void, opts: ServeOptions = {}): Promise<TestServer> {
+/** A TCP server on 127.0.0.1 (port 0) handing each accepted socket to `handler`. */
+export async function serve(handler: (s: net.Socket) => void, opts: ServeOptions = {}): Promise<TestServer> {
   const host = opts.host ?? '127.0.0.1';
   const sockets = new Set<net.Socket>();
   let accepted = 0;
-  const server = net.createServer((s) => {
+  const server = net.createServer({ allowHalfOpen: opts.allowHalfOpen ?? false }, (s) => {
     accepted++;
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
