@@ -156,6 +156,8 @@ export interface ClientOptions {
    * (native-tunnel.ts); default LADDER_NATIVE_RELAY=1. Where the addon has no relay, relay.ts.
    */
   nativeRelay?: boolean;
+  /** With `nativeRelay`: hand a tunnel over once it moved this many bytes (default 64 KiB). */
+  nativeRelayAfterBytes?: number;
   /** Hook for SOCKS5 UDP ASSOCIATE (absent: COMMAND_NOT_SUPPORTED). */
   udpAssociate?: (req: UdpAssociateRequest) => void;
   log?: Logger;
@@ -436,7 +438,9 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
     s.once('close', () => sockets.delete(s));
   };
   const relayFns = (opts.nativeRelay ?? nativeRelayFromEnv()) ? nativeRelay() : undefined;
-  const natives = relayFns ? new NativeTunnels(relayFns, (s) => sockets.delete(s), log) : undefined;
+  const natives = relayFns
+    ? new NativeTunnels(relayFns, (s) => sockets.delete(s), log, opts.nativeRelayAfterBytes)
+    : undefined;
   const ctx: TunnelContext = {
     dialer,
     firstDataWaitMs: opts.firstDataWaitMs ?? DEFAULT_FIRST_DATA_WAIT_MS,

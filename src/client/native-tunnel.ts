@@ -6,7 +6,8 @@
  * the codecs (DialedConnection.native: SIP004 straight over TCP, no WebSocket, not 2022).
  *
  * When: every connection starts on relay.ts. The hand-off comes once the first payload from the
- * server has been opened in JS, so that everything before it stays where it was:
+ * server has been opened in JS and the connection moved DEFAULT_NATIVE_AFTER_BYTES (64 KiB; short
+ * connections stay on relay.ts), so that everything before it stays where it was:
  * - the dialer's first write (salt, header, first data, with first-packet shaping) went out
  *   before the relay started; TLS fragmentation is a direct route's and never offers codecs;
  * - the server's salt has been read, so the decoder has its codec (the relay reads no salt);
@@ -34,6 +35,13 @@ import { detach, socketFd, takeBuffered } from '../transport/native-handoff.js';
 import { NATIVE_RELAY_REASON, type NativeRelay } from '../transport/native-sockets.js';
 import type { RelayCloseReason, RelayHandle, Transform } from '../transport/relay.js';
 
+/**
+ * Bytes a connection moves on relay.ts before the hand-off. The hand-off costs about as much
+ * client CPU as relaying some 100-200 KiB in JS saves (bench/conn-cost.ts: +150-450 us per short
+ * connection handed over at its first answer), so connections that stay small stay on relay.ts.
+ */
+export const DEFAULT_NATIVE_AFTER_BYTES = 64 * 1024;
+
 /** relay.ts's close reason for a native relay's end (a chunk that fails to open is an error there too). */
 function closeReason(reason: number): RelayCloseReason {
   const r = NATIVE_RELAY_REASON[reason];
@@ -56,14 +64,25 @@ export class NativeTunnels {
   readonly #fns: NativeRelay;
   readonly #untrack: (s: Socket) => void;
   readonly #log: Logger;
+  readonly #afterBytes: number;
   readonly #live = new Set<object>();
   #closed = false;
 
-  /** `untrack`: forget a socket the client tracks (it is destroyed at the hand-off, silently). */
-  constructor(fns: NativeRelay, untrack: (s: Socket) => void, log: Logger) {
+  /**
+   * `untrack`: forget a socket the client tracks (it is destroyed at the hand-off, silently).
+   * `afterBytes`: hand over only once this many bytes moved (both ways, wire and plain alike);
+   * short connections then never pay for a hand-off they would not earn back.
+   */
+  constructor(
+    fns: NativeRelay,
+    untrack: (s: Socket) => void,
+    log: Logger,
+    afterBytes = DEFAULT_NATIVE_AFTER_BYTES,
+  ) {
     this.#fns = fns;
     this.#untrack = untrack;
     this.#log = log;
+    this.#afterBytes = afterBytes;
   }
 
   /** Native relays running. */
@@ -78,10 +97,11 @@ export class NativeTunnels {
   pipe(app: Socket, conn: DialedConnection, opts: PipeOptions): void {
     const codecs = conn.native;
     const inner = conn.decode;
+    const innerEncode = conn.encode;
     if (
       !codecs ||
       !inner ||
-      !conn.encode ||
+      !innerEncode ||
       socketFd(app) === undefined ||
       socketFd(conn.socket) === undefined
     ) {
@@ -89,15 +109,29 @@ export class NativeTunnels {
       return;
     }
     const server = conn.socket as Socket;
+    let answered = false; // the server's first payload opened
+    let moved = 0; // bytes read from either side so far
     let waiting = true;
+    const due = (): void => {
+      if (!answered || moved < this.#afterBytes) return;
+      waiting = false;
+      // After relay.ts wrote what this read gave (same handler, synchronously).
+      process.nextTick(handOff);
+    };
     const decode: Transform = (chunk) => {
+      if (!waiting) return inner(chunk);
+      moved += chunk.length;
       const out = inner(chunk);
-      if (waiting && hasPayload(out)) {
-        waiting = false;
-        // After relay.ts wrote this payload to the application (same handler, synchronously).
-        process.nextTick(handOff);
-      }
+      if (!answered && hasPayload(out)) answered = true;
+      due();
       return out;
+    };
+    const encode: Transform = (chunk) => {
+      if (waiting) {
+        moved += chunk.length;
+        due();
+      }
+      return innerEncode(chunk);
     };
     const handOff = (): void => {
       if (this.#closed || handle.closed || app.destroyed || server.destroyed) return;
@@ -110,7 +144,7 @@ export class NativeTunnels {
       }
       this.#start(app, server, conn, decode, handle, opts);
     };
-    const handle = pipeConnection(app, { ...conn, decode }, opts);
+    const handle = pipeConnection(app, { ...conn, decode, encode }, opts);
   }
 
   #start(

@@ -115,9 +115,39 @@ for (const kind of ['ss-server', 'ladder'] as const) {
     });
 
     const client = (native: boolean, idleTimeoutMs = 30_000): Promise<LocalClient> =>
-      startClient({ key: upstream.url, socks: '127.0.0.1:0', nativeRelay: native, idleTimeoutMs });
+      // nativeRelayAfterBytes 0: handed over at the first answer, so small exchanges test it too.
+      startClient({
+        key: upstream.url,
+        socks: '127.0.0.1:0',
+        nativeRelay: native,
+        nativeRelayAfterBytes: 0,
+        idleTimeoutMs,
+      });
     const connect = (c: LocalClient, d: Dest): Promise<net.Socket> =>
       socks5Connect({ proxyPort: c.socksAddress!.port, host: '127.0.0.1', port: d.port });
+
+    it('native, default threshold: a short exchange stays on relay.ts, 64 KiB more moves it', async () => {
+      const c = await startClient({ key: upstream.url, socks: '127.0.0.1:0', nativeRelay: true });
+      try {
+        const s = await connect(c, echo);
+        let got = 0;
+        const want = (n: number): Promise<void> =>
+          waitFor(() => got >= n, { timeoutMs: 10_000 }).then(() => undefined);
+        s.on('data', (b: Buffer) => (got += b.length));
+        s.resume();
+        s.write('small');
+        await want(5);
+        await sleep(50);
+        assert.equal(live(), 0, 'a short exchange stays on relay.ts');
+        s.write(Buffer.alloc(64 * 1024, 1));
+        await want(5 + 64 * 1024);
+        await waitFor(() => live() === 1, { timeoutMs: 3000 });
+        s.destroy();
+        await waitFor(() => live() === 0 && c.openSockets === 0, { timeoutMs: 5000 });
+      } finally {
+        await c.close();
+      }
+    });
 
     for (const native of [true, false]) {
       const which = native ? 'native' : 'JS (control)';
