@@ -10,7 +10,9 @@
  *   NAME=PATH[,VAR=VALUE...]  (--stack, repeatable) another Ladder build, e.g. the
  *            dist/cli/main.js of a checkout of an older commit (before/after in one sitting), or
  *            this one with environment set (ladder-defaults=dist/cli/main.js,LADDER_HEAP_TUNE=0);
- *            WORKERS=N is not environment but the server's --workers
+ *            WORKERS=N is not environment but the server's --workers; CLIENT:VAR=VALUE or
+ *            SERVER:VAR=VALUE sets VAR for that process only
+ *            (ladder-native-client=dist/cli/main.js,CLIENT:LADDER_NATIVE_RELAY=1)
  *
  * Phases (--phases, default all):
  *   bulk   upload to a counting sink and download from a source through SOCKS5, --size per run
@@ -91,7 +93,15 @@ async function startStack(name: string, spec: string | 'libev', method: Method):
   }
   // Another checkout's dist/ runs with that checkout's own addon (native.ts finds it from there).
   const [entry, ...vars] = spec.split(',');
-  const env = Object.fromEntries(vars.map((v) => [v.slice(0, v.indexOf('=')), v.slice(v.indexOf('=') + 1)]));
+  // CLIENT:VAR=VALUE / SERVER:VAR=VALUE set VAR for that process only.
+  const sideEnv = (side: 'CLIENT:' | 'SERVER:'): NodeJS.ProcessEnv =>
+    Object.fromEntries(
+      vars
+        .filter((v) => !/^(CLIENT|SERVER):/.test(v) || v.startsWith(side))
+        .map((v) => (v.startsWith(side) ? v.slice(side.length) : v))
+        .map((v) => [v.slice(0, v.indexOf('=')), v.slice(v.indexOf('=') + 1)]),
+    );
+  const env = sideEnv('SERVER:');
   const workers = env.WORKERS;
   delete env.WORKERS;
   const o = { method, password, entry: entry!, env };
@@ -99,10 +109,12 @@ async function startStack(name: string, spec: string | 'libev', method: Method):
     ...o,
     ...(workers !== undefined ? { extraArgs: ['--workers', workers] } : {}),
   });
+  const clientEnv = sideEnv('CLIENT:');
+  delete clientEnv.WORKERS;
   const client = await startLadderClient({
     key: ssUrl(method, password, '127.0.0.1', server.port),
     entry: entry!,
-    env,
+    env: clientEnv,
   });
   return { name, client, server };
 }

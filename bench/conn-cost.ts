@@ -14,6 +14,8 @@
  *            --warm N (300), --n N (2000; 300 with --callgrind), --no-build,
  *            --prof DIR (--cpu-prof into DIR), --strace (system calls per connection),
  *            --keep (keep the callgrind dumps for callgrind_annotate),
+ *            --client-env VAR=VALUE, --server-env VAR=VALUE (repeatable: environment of one
+ *            Ladder process, e.g. --client-env LADDER_NATIVE_RELAY=1),
  *            --libev (measure ss-local + ss-server instead, the reference),
  *            --floor (measure bench/floor-relay.ts instead: Node sockets, no crypto, no Ladder)
  */
@@ -44,6 +46,15 @@ const strace = argv.includes('--strace');
 const libev = argv.includes('--libev');
 /** --floor: bench/floor-relay.ts (two Node processes relaying with no crypto), Node's own floor. */
 const floor = argv.includes('--floor');
+/** --client-env / --server-env VAR=VALUE (repeatable): set for that Ladder process only. */
+const envOf = (flag: string): NodeJS.ProcessEnv =>
+  Object.fromEntries(
+    argv
+      .flatMap((a, i) => (argv[i - 1] === flag ? [a] : []))
+      .map((v) => [v.slice(0, v.indexOf('=')), v.slice(v.indexOf('=') + 1)]),
+  );
+const clientEnv = envOf('--client-env');
+const serverEnv = envOf('--server-env');
 
 function log(msg: string): void {
   process.stderr.write(`[conn-cost ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -108,7 +119,11 @@ async function startPair(password: string): Promise<{ server: Peer; client: Peer
           String(workers),
         ]);
   const name = libev ? ['ss-server', 'ss-local'] : ['ladder server', 'ladder client'];
-  const server = await spawnPeer(name[0]!, scmd, sargs, { waitPort: port, waitTimeoutMs: 300_000 });
+  const server = await spawnPeer(name[0]!, scmd, sargs, {
+    waitPort: port,
+    waitTimeoutMs: 300_000,
+    env: serverEnv,
+  });
   const [ccmd, cargs] = floor
     ? command(process.execPath, floorArgs('client', String(socksPort), String(port)))
     : libev
@@ -124,7 +139,11 @@ async function startPair(password: string): Promise<{ server: Peer; client: Peer
           '--socks',
           `127.0.0.1:${socksPort}`,
         ]);
-  const client = await spawnPeer(name[1]!, ccmd, cargs, { waitPort: socksPort, waitTimeoutMs: 300_000 });
+  const client = await spawnPeer(name[1]!, ccmd, cargs, {
+    waitPort: socksPort,
+    waitTimeoutMs: 300_000,
+    env: clientEnv,
+  });
   return { server, client: Object.assign(client, { socksPort }) };
 }
 

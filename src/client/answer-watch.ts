@@ -223,6 +223,7 @@ export class AnswerWatchDialer implements Dialer {
       if (!sent && chunk.length > 0) markSent();
       return innerEncode ? innerEncode(chunk) : chunk;
     };
-    return { socket, encode, decode };
+    // Passed on: once a payload opened (the native relay hands over no sooner), this watch is done.
+    return { socket, encode, decode, ...(conn.native ? { native: conn.native } : {}) };
   }
 }

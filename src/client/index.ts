@@ -16,6 +16,8 @@ import { toSocksAddress } from '../protocol/socks5/address.js';
 import { systemClock, type Clock } from '../shared/clock.js';
 import { DialerStream } from '../transport/dialer-stream.js';
 import { FragmentDialer, type TlsFragmentOptions } from '../transport/tls-fragment.js';
+import { nativeRelayFromEnv } from '../transport/native-handoff.js';
+import { nativeRelay } from '../transport/native-sockets.js';
 import type * as DnsResolvers from './dns/resolvers.js';
 import type { DnsResolver } from './dns/resolvers.js';
 import type * as DnsServer from './dns/server.js';
@@ -29,6 +31,7 @@ import { RuleSet } from './routing/rules.js';
 import { RoutingDialer, type RouteEvent } from './routing-dialer.js';
 import { AnswerWatchDialer } from './answer-watch.js';
 import { endpointFromKey } from './key.js';
+import { NativeTunnels } from './native-tunnel.js';
 import { startSocks5Inbound, type SocksCredentials, type UdpAssociateRequest } from './socks5-inbound.js';
 import { DEFAULT_FIRST_DATA_WAIT_MS, DEFAULT_IDLE_TIMEOUT_MS, type TunnelContext } from './tunnel.js';
 
@@ -148,6 +151,13 @@ export interface ClientOptions {
    * `rules` (routing/pac.ts) that sends what is not direct to this client's own listeners.
    */
   pac?: () => string;
+  /**
+   * Carry established raw SIP004 TCP tunnels of SOCKS5 connections in the native relay
+   * (native-tunnel.ts); on unless LADDER_NATIVE_RELAY=0. Where the addon has no relay, relay.ts.
+   */
+  nativeRelay?: boolean;
+  /** With `nativeRelay`: hand a tunnel over once it moved this many bytes (default 64 KiB). */
+  nativeRelayAfterBytes?: number;
   /** Hook for SOCKS5 UDP ASSOCIATE (absent: COMMAND_NOT_SUPPORTED). */
   udpAssociate?: (req: UdpAssociateRequest) => void;
   log?: Logger;
@@ -171,7 +181,7 @@ export interface LocalClient {
   readonly endpoints: number;
   /** The PAC file the HTTP inbound serves (undefined without an HTTP listener). */
   pac(): string | undefined;
-  /** Open connections (application side plus next hop). */
+  /** Open connections (application side plus next hop; a native relay counts two). */
   readonly openSockets: number;
   /** Stop listening and close every connection. */
   close(): Promise<void>;
@@ -427,6 +437,10 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
   };
+  const relayFns = (opts.nativeRelay ?? nativeRelayFromEnv()) ? nativeRelay() : undefined;
+  const natives = relayFns
+    ? new NativeTunnels(relayFns, (s) => sockets.delete(s), log, opts.nativeRelayAfterBytes)
+    : undefined;
   const ctx: TunnelContext = {
     dialer,
     firstDataWaitMs: opts.firstDataWaitMs ?? DEFAULT_FIRST_DATA_WAIT_MS,
@@ -441,6 +455,7 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
     closeResolver();
     watch?.close();
     for (const s of sockets) s.destroy();
+    natives?.closeAll();
     await Promise.all(pending);
   };
   const serverCloser = (srv: { close(cb: () => void): unknown }) => () =>
@@ -469,6 +484,7 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
         auth: opts.auth,
         udpAssociate: opts.udpAssociate,
         onSocket: track,
+        native: natives,
       });
       closers.push(serverCloser(inbound.server));
       socksAddress = inbound.address;
@@ -514,7 +530,7 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
     endpoints,
     pac: () => (httpAddress ? pac() : undefined),
     get openSockets() {
-      return sockets.size;
+      return sockets.size + 2 * (natives?.size ?? 0);
     },
     close: () => (closing ??= closeAll()),
   };

@@ -3,7 +3,8 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../shared/logger.js';
 import { DEFAULT_FIRST_DATA_WAIT_MS, DEFAULT_IDLE_SECONDS } from '../config/defaults.js';
 import { formatAddress, type SocksAddress } from '../protocol/socks5/address.js';
-import { pipeConnection, type Dialer } from '../transport/dialer.js';
+import { pipeConnection, type Dialer, type PipeOptions } from '../transport/dialer.js';
+import type { NativeTunnels } from './native-tunnel.js';
 
 /**
  * How long to wait, after telling the application its CONNECT succeeded, for its first bytes so
@@ -32,6 +33,8 @@ export interface TunnelContext {
   log: Logger;
   /** Track an outbound socket so the client can close everything on shutdown. */
   track(socket: Duplex): void;
+  /** The native relay (native-tunnel.ts), for the inbounds that use it (SOCKS5). */
+  native?: NativeTunnels | undefined;
 }
 
 /**
@@ -141,11 +144,13 @@ export async function runTunnel(
     conn.socket.destroy();
     return;
   }
-  pipeConnection(app, conn, {
+  const pipe: PipeOptions = {
     idleTimeoutMs: ctx.idleTimeoutMs,
     appEnded: first.ended,
     onClose: (reason) => {
       if (reason !== 'done') ctx.log.debug({ reason }, 'tunnel closed');
     },
-  });
+  };
+  if (ctx.native) ctx.native.pipe(app, conn, pipe);
+  else pipeConnection(app, conn, pipe);
 }

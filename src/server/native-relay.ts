@@ -9,8 +9,6 @@
  * worker makes one at start). Only SIP004 (2017) keys, only sockets from the TCP listener, only
  * on the system clock (the relay's idle timer is libuv's); everything else keeps relay.ts.
  */
-import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
 import { nativeRelay, NATIVE_RELAY_REASON, type NativeRelay } from '../transport/native-sockets.js';
 import { getSystemErrorName } from 'node:util';
 import type { Clock } from '../shared/clock.js';
@@ -18,38 +16,12 @@ import { DialError, type ConnectOnce } from './destination.js';
 import type { ConnectionStatus } from './events.js';
 
 export type { NativeRelay } from '../transport/native-sockets.js';
-
-/** The native relay is on unless LADDER_NATIVE_RELAY=0. */
-export function nativeRelayFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.LADDER_NATIVE_RELAY !== '0';
-}
+// Shared with the client: they moved to the transport zone.
+export { detach, nativeRelayFromEnv, socketFd, takeBuffered } from '../transport/native-handoff.js';
 
 /** The addon's relay when `wanted` and available here (Linux, addon loaded and enabled). */
 export function serverNativeRelay(wanted: boolean): NativeRelay | undefined {
   return wanted ? nativeRelay() : undefined;
-}
-
-/** The descriptor of a plain TCP net.Socket (its libuv handle's), or undefined. */
-export function socketFd(s: Duplex): number | undefined {
-  const fd = (s as { _handle?: { fd?: unknown } | null })._handle?.fd;
-  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
-}
-
-/**
- * What a socket's stream read before the hand-off (held in its buffer because it was paused or
- * never read), as one Buffer, or undefined.
- */
-export function takeBuffered(s: Socket): Buffer | undefined {
-  if (s.readableLength === 0) return undefined;
-  const b = s.read() as Buffer | null;
-  return b && b.length > 0 ? b : undefined;
-}
-
-/** Node lets go of the socket: no listener of ours fires again, and its descriptor closes. */
-export function detach(s: Socket): void {
-  s.removeAllListeners();
-  s.on('error', () => {});
-  s.destroy();
 }
 
 /** The status a native relay's end gives the connection (undefined: closed normally). */

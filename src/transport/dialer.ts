@@ -25,6 +25,22 @@ export interface DialedConnection {
   readonly socket: Duplex;
   readonly encode?: Transform | undefined;
   readonly decode?: Transform | undefined;
+  /**
+   * Set by a dialer whose connection the native relay can carry (raw SIP004 over TCP): the
+   * addon codecs under `encode` and `decode` (client/native-tunnel.ts). A wrapping dialer passes
+   * it on only if it needs to see nothing after the first payload its `decode` returns; one
+   * that drops it keeps the connection on the JS relay.
+   */
+  readonly native?: NativeCodecs | undefined;
+}
+
+/**
+ * The addon's codecs of a dialed connection, each undefined while it has none: the encoder's
+ * once its salt went out (the dialer's first write), the decoder's once the server's salt came.
+ */
+export interface NativeCodecs {
+  encoder(): object | undefined;
+  decoder(): object | undefined;
 }
 
 /**

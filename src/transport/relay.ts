@@ -28,6 +28,12 @@ export type RelayCloseReason = 'done' | 'idle' | 'error' | 'aborted';
 export interface RelayHandle {
   /** Tear both sockets down now. */
   close(reason?: RelayCloseReason): void;
+  /**
+   * Stop relaying and leave both sockets as they are, for another relay to take over (the
+   * native relay, client/native-tunnel.ts): this relay's listeners and timer go, `onClose` is
+   * not called. The caller then owns the sockets, their buffered bytes and their errors.
+   */
+  release(): void;
   readonly closed: boolean;
 }
 
@@ -73,8 +79,10 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions): RelayHandle {
   };
   arm();
 
-  const pump = (src: Duplex, dst: Duplex, tf: Transform | undefined, fromA: boolean): void => {
-    src.on('data', (chunk: Buffer) => {
+  /** The 'drain' listener each side waits on while it is paused (for release()). */
+  const drains: [(() => void) | undefined, (() => void) | undefined] = [undefined, undefined];
+  const pump = (src: Duplex, dst: Duplex, tf: Transform | undefined, fromA: boolean): Listeners => {
+    const onData = (chunk: Buffer): void => {
       lastActivity = clock.now();
       if (opts.onBytes) {
         if (fromA) opts.onBytes(chunk.length, 0);
@@ -101,33 +109,65 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions): RelayHandle {
       // download. At or above the mark some write said false, so 'drain' follows.
       if (dst.writableLength >= dst.writableHighWaterMark) {
         src.pause();
-        dst.once('drain', () => src.resume());
+        const i = fromA ? 0 : 1;
+        const onDrain = (): void => {
+          drains[i] = undefined;
+          src.resume();
+        };
+        drains[i] = onDrain;
+        dst.once('drain', onDrain);
       }
-    });
-    src.once('end', () => {
+    };
+    const onEnd = (): void => {
       dst.end();
       if (++ended === 2) finish('done');
-    });
+    };
+    src.on('data', onData);
+    src.once('end', onEnd);
+    return [onData, onEnd];
   };
 
-  pump(a, b, opts.aToB, true);
-  pump(b, a, opts.bToA, false);
+  const la = pump(a, b, opts.aToB, true);
+  const lb = pump(b, a, opts.bToA, false);
   // Permanent handlers: a socket can emit more than one 'error', and an unhandled one crashes.
-  a.on('error', () => finish('error'));
-  b.on('error', () => finish('error'));
-  a.once('close', () => {
+  const onError = (): void => finish('error');
+  a.on('error', onError);
+  b.on('error', onError);
+  const onCloseA = (): void => {
     if (!closed && !b.writableEnded) finish('aborted');
     else if (!closed && b.writableFinished && ended === 2) finish('done');
-  });
-  b.once('close', () => {
+  };
+  const onCloseB = (): void => {
     if (!closed && !a.writableEnded) finish('aborted');
     else if (!closed && ended === 2) finish('done');
-  });
+  };
+  a.once('close', onCloseA);
+  b.once('close', onCloseB);
+
+  const release = (): void => {
+    if (closed) return;
+    closed = true;
+    if (timer) clock.clearTimeout(timer);
+    for (const [s, [onData, onEnd], onClose, drain] of [
+      [a, la, onCloseA, drains[1]],
+      [b, lb, onCloseB, drains[0]],
+    ] as const) {
+      s.off('data', onData);
+      s.off('end', onEnd);
+      s.off('error', onError);
+      s.off('close', onClose);
+      if (drain) s.off('drain', drain);
+    }
+  };
 
   return {
     close: (reason = 'aborted') => finish(reason),
+    release,
     get closed() {
       return closed;
     },
   };
 }
+
+/** A pump's 'data' and 'end' listeners on its source. */
+type Listeners = [onData: (chunk: Buffer) => void, onEnd: () => void];

@@ -97,6 +97,8 @@ export class ShadowsocksDialer implements Dialer {
   readonly #nextHop: NextHop;
   readonly #saltFactory: ((saltSize: number) => Uint8Array) | undefined;
   readonly #firstWrite: FirstWriteEncoder;
+  /** Plain TCP to host:port (no nextHop): a connection the native relay can carry. */
+  readonly #rawTcp: boolean;
 
   constructor(opts: ShadowsocksDialerOptions) {
     this.method = getAeadMethod(opts.method);
@@ -112,6 +114,7 @@ export class ShadowsocksDialer implements Dialer {
     this.#port = opts.port;
     this.#prefix = opts.prefix && opts.prefix.length > 0 ? Uint8Array.from(opts.prefix) : undefined;
     this.#connectTimeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    this.#rawTcp = opts.nextHop === undefined;
     this.#nextHop =
       opts.nextHop ??
       ((signal) => connectTcp(this.#host, this.#port, { timeoutMs: this.#connectTimeoutMs, signal }));
@@ -151,6 +154,10 @@ export class ShadowsocksDialer implements Dialer {
       socket,
       encode: (chunk) => encoder.encode(chunk),
       decode: (chunk) => decoder.pushInPlace(chunk), // socket reads are ours: opened in place
+      // The salt went out with the first write above, so the encoder's codec continues as is.
+      ...(this.#rawTcp
+        ? { native: { encoder: () => encoder.nativeCodec, decoder: () => decoder.nativeCodec } }
+        : {}),
     };
   }
 }

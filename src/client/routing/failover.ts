@@ -160,6 +160,12 @@ export class FailoverDialer implements Dialer {
       }
       return inner ? inner(chunk) : chunk;
     };
-    return { socket: conn.socket, decode, ...(conn.encode ? { encode: conn.encode } : {}) };
+    // `native` passed on: after the first decoded bytes this watch has nothing left to see.
+    return {
+      socket: conn.socket,
+      decode,
+      ...(conn.encode ? { encode: conn.encode } : {}),
+      ...(conn.native ? { native: conn.native } : {}),
+    };
   }
 }
