@@ -13,8 +13,12 @@ import type { StoreHealth } from './health.js';
 
 /** Connections a store's pool opens at most (`poolSize` / LADDER_STORE_POOL). */
 export const DEFAULT_POOL_SIZE = 3;
-/** How long a caller waits for a busy pool's connection before its store call fails (`acquireTimeoutMs`). */
-export const DEFAULT_ACQUIRE_TIMEOUT_MS = 5000;
+/**
+ * How long a caller waits for a busy pool's connection before its store call fails
+ * (`acquireTimeoutMs`). Long: the queue is first come, first served, so a caller that gave up and
+ * retried would only wait again at its end (an API burst of 100 key creations queues for seconds).
+ */
+export const DEFAULT_ACQUIRE_TIMEOUT_MS = 30_000;
 const CONNECT_TIMEOUT_MS = 30_000;
 /** A query that has not answered in this long fails (the database is gone or stuck). */
 const QUERY_TIMEOUT_MS = 30_000;
@@ -81,9 +85,9 @@ function loadPg(): typeof Pg {
  * The pool. A connection that breaks while idle (the server stopped or restarted, the network cut)
  * is an 'error' event on the pool: without a listener it would end the process, and a node must
  * outlive its database (docs/fleet.md). The store notices the outage on its next query. A refused
- * connection fails at once; a caller that finds every connection busy waits acquireTimeoutMs at
- * most, so an evaluation stuck behind a busy pool fails soon and the next one retries; a query
- * gives up after 30 s, so nothing hangs.
+ * connection fails at once (and the next evaluation retries 2 s later); a caller that finds every
+ * connection busy waits acquireTimeoutMs at most (PoolBusyError, not an outage: the keys are not
+ * read again in full); a statement gives up after 25 s, so nothing hangs and no lock is held long.
  */
 export function postgresPool(url: string, opts: PoolOptions | StoreHealth | undefined = {}): StatsPool {
   const o: PoolOptions = opts !== undefined && 'down' in opts ? { health: opts } : (opts ?? {});

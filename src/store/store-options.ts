@@ -33,8 +33,7 @@ export interface StoreOptions {
   /**
    * PostgreSQL: connections the store's pool opens at most (default 3: a fleet node's evaluations,
    * usage flushes and gauges make one store call each at a time; LADDER_STORE_POOL for `ladder
-   * server`), and how long a call waits for one before it fails (default 5 s; the next evaluation
-   * retries, instead of every caller queueing behind a 30 s wait).
+   * server`), and how long a call waits for one when all are busy before it fails (default 30 s).
    */
   poolSize?: number;
   acquireTimeoutMs?: number;
