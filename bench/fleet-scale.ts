@@ -197,10 +197,11 @@ async function main(): Promise<void> {
         appliedMs: a.appliedMs - (t1 - t),
       }));
     };
-    const keyRowsRead = async (): Promise<number> => {
+    const keyRowsRead = async (table = 'keys'): Promise<number> => {
       await admin.query('select pg_stat_clear_snapshot()');
       const r = await admin.query<{ n: string }>(
-        "select coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) as n from pg_stat_user_tables where relname = 'keys'",
+        'select coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) as n from pg_stat_user_tables where relname = $1',
+        [table],
       );
       return Number(r.rows[0]!.n);
     };
@@ -245,7 +246,8 @@ async function main(): Promise<void> {
         usage_batches: Number(b.rows[0]!.n ?? 0),
       };
     };
-    broadcast({ type: 'traffic', on: true });
+    // --window 0: no traffic at all (the change set's figures without usage rows to re-read).
+    if (WINDOW_S > 0) broadcast({ type: 'traffic', on: true });
     await sleep(2000);
     const w0 = await writes();
     const ws = now();
@@ -295,6 +297,8 @@ async function main(): Promise<void> {
         for (let i = 0; i < 50 && sampling; i++) await sleep(100);
       }
     })();
+    const u0 = await keyRowsRead('usage');
+    const k0 = await keyRowsRead('keys');
     const all = await change(
       '-all',
       KEYS,
@@ -310,6 +314,10 @@ async function main(): Promise<void> {
           ? `applied by ${all.length} of ${NODES} nodes within 180 s` +
             (all.length > 0 ? ` (those: ${fmt(all.map((a) => a.appliedMs))})` : '')
           : `every node's key set updated ${fmt(all.map((a) => a.appliedMs))} after the update began`),
+    );
+    await sleep(600); // the statistics collector's delay
+    console.log(
+      `rows PostgreSQL read meanwhile (all nodes): keys ${(await keyRowsRead('keys')) - k0}, usage ${(await keyRowsRead('usage')) - u0}`,
     );
     console.log(
       `client connections meanwhile, most at once: ${peak.total} of ${maxConn.max_connections} (${peak.by})`,
