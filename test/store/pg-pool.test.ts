@@ -3,7 +3,6 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { PassThrough } from 'node:stream';
 import type Pg from 'pg';
-import type { KeyDelta, ServerControl } from '../../src/shared/control.js';
 import { createLogger } from '../../src/shared/logger.js';
 import {
   createAccessKeys,
@@ -13,6 +12,7 @@ import {
   parseStoreLocation,
 } from '../../src/store/index.js';
 import { HAVE_POSTGRES, SKIP_WITHOUT_POSTGRES, startPostgres, type PgCluster } from '../helpers/postgres.js';
+import { SecretsControl } from '../helpers/secrets-control.js';
 
 /**
  * Issue 16's scale bench: half of 100 nodes never applied a 10,000-key change set. Measured cause:
@@ -28,23 +28,6 @@ before(async () => {
   if (HAVE_POSTGRES) pg = await startPostgres({ maxConnections: 12 });
 });
 after(() => pg?.destroy());
-
-class Control implements ServerControl {
-  readonly secrets = new Map<string, string>();
-  setKeys(): void {
-    throw new Error('the enforcer hands a delta-capable control deltas');
-  }
-  applyKeyDelta(d: KeyDelta): void {
-    for (const id of d.remove) this.secrets.delete(id);
-    for (const k of d.upsert) this.secrets.set(k.id, k.secret);
-  }
-  closeKeyConnections(): number {
-    return 0;
-  }
-  openConnections(): ReadonlyMap<string, number> {
-    return new Map();
-  }
-}
 
 const logSink = (): {
   logger: ReturnType<typeof createLogger>;
@@ -73,7 +56,7 @@ test(
     try {
       const [used, changed] = (await createAccessKeys(store, { method: 'chacha20-ietf-poly1305', count: 2 }))
         .keys;
-      const control = new Control();
+      const control = new SecretsControl();
       const enforcer = new KeyEnforcer({ store, control, intervalMs: 3_600_000 });
       await enforcer.start();
       const usageInDb = async (): Promise<number> => {
