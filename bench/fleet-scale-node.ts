@@ -1,15 +1,15 @@
 /**
  * One process of bench/fleet-scale.ts's simulated fleet (forked by it; not run by hand): `count`
  * fleet nodes from `first`, each what a `ladder server --node` asks of the database without a data
- * plane: its own store (pool), startFleetNode (registration, heartbeat every 2 s, a LISTEN
+ * plane: its own store (pool, as `ladder server --node` opens it), startFleetNode (registration, heartbeat every 2 s, a LISTEN
  * connection, a full read after each (re)connect) and a real KeyEnforcer (2 s poll, delta reads)
- * whose control records when a marked secret arrives. With `traffic`, each node counts bytes for a
- * few keys every 400 ms, so the store writes its usage batches as a carrying node does.
+ * whose control records when a marked secret arrives. With `traffic`, each node counts bytes for 5
+ * of its 100 keys every 400 ms, so the store writes a usage batch every flush as a carrying node does.
  *
  * Messages from the parent: {type:'expect', marker, keys, t0} (a change is about to be made: report
  * when every one of `keys` secrets ending in marker is applied), {type:'traffic', on},
  * {type:'stop'}. To the parent: {type:'ready'}, {type:'applied', marker, node, heardMs, appliedMs}
- * (ms after t0, on the machine's clock, which every process shares), {type:'stats', reads}.
+ * (ms after t0, on the machine's clock, which every process shares), {type:'stats', reads, pool} (at stop, before the nodes close), {type:'stopped'}.
  * FLEET_BENCH_DEBUG=1: at stop, each process prints (stderr) its event-loop delay, the enforcers'
  * logged errors, the evaluations each node made since the last change began, and every node that
  * did not apply it.
@@ -74,11 +74,32 @@ let dbgReads: { full: number; delta: number }[] = [];
 const eld = (await import('node:perf_hooks')).monitorEventLoopDelay({ resolution: 20 });
 eld.enable();
 let traffic: NodeJS.Timeout | undefined;
+// FLEET_BENCH_DEBUG: this process's pools every 10 s (open, busy, callers waiting, and counters).
+if (process.env.FLEET_BENCH_DEBUG)
+  setInterval(() => {
+    const t = { open: 0, busy: 0, waiting: 0, waits: 0, timeouts: 0, refused: 0, waitMsMax: 0 };
+    for (const x of sims) {
+      const p = x.store.poolStats();
+      if (!p) continue;
+      for (const k of ['open', 'busy', 'waiting', 'waits', 'timeouts', 'refused'] as const) t[k] += p[k];
+      t.waitMsMax = Math.max(t.waitMsMax, p.waitMsMax);
+    }
+    const pending = sims.filter((x) => x.expect).length;
+    console.error('DEBUG pools proc', first, JSON.stringify(t), 'nodes still expecting', pending);
+  }, 10_000).unref();
 
 async function main(): Promise<void> {
   for (let i = first; i < first + count; i++) {
     const name = `sim-${i}`;
-    const store = await openStore(parseStoreLocation(url, '.'), { writerId: name });
+    // The pool as `ladder server --node` opens it (FLEET_BENCH_POOL / FLEET_BENCH_ACQUIRE_MS: other
+    // sizes, e.g. 10 and 30000 for the pool before issue 16's fix).
+    const store = await openStore(parseStoreLocation(url, '.'), {
+      writerId: name,
+      ...(process.env.FLEET_BENCH_POOL ? { poolSize: Number(process.env.FLEET_BENCH_POOL) } : {}),
+      ...(process.env.FLEET_BENCH_ACQUIRE_MS
+        ? { acquireTimeoutMs: Number(process.env.FLEET_BENCH_ACQUIRE_MS) }
+        : {}),
+    });
     const ref: { sim?: Sim } = {};
     const enforcer = new KeyEnforcer({
       store,
@@ -111,7 +132,12 @@ async function main(): Promise<void> {
       },
       log: silentLogger,
     });
-    const keyIds = (await store.listKeys()).slice(0, 200).map((k) => k.id);
+    // Each node carries traffic for 100 keys of its own (node i: the i-th hundred, wrapping), as a
+    // fleet whose users are spread over its nodes; every node on the same keys makes every usage
+    // flush wait for the others' row locks (a hot spot no fleet has; FLEET_BENCH_SHARED_KEYS=1).
+    const all = await store.listKeys();
+    const from = process.env.FLEET_BENCH_SHARED_KEYS ? 0 : (i * 100) % Math.max(1, all.length);
+    const keyIds = all.slice(from, from + 100).map((k) => k.id);
     const self: Sim = { name, store, enforcer, node, expect: undefined, seen: 0, heardAt: undefined, keyIds };
     ref.sim = self;
     sims.push(self);
@@ -152,7 +178,22 @@ async function stop(): Promise<void> {
   if (stopping) return;
   stopping = true;
   if (traffic) clearInterval(traffic);
+  // The figures first (closing 10 nodes takes seconds under load; the parent waits only so long).
   const reads = { full: 0, delta: 0 };
+  const pool = { waits: 0, timeouts: 0, refused: 0, waitMsMax: 0, checkouts: 0, maxOpen: 0 };
+  for (const s of sims) {
+    reads.full += s.enforcer.reads.full;
+    reads.delta += s.enforcer.reads.delta;
+    const p = s.store.poolStats();
+    if (!p) continue;
+    pool.waits += p.waits;
+    pool.timeouts += p.timeouts;
+    pool.refused += p.refused;
+    pool.checkouts += p.checkouts;
+    pool.waitMsMax = Math.max(pool.waitMsMax, p.waitMsMax);
+    pool.maxOpen = Math.max(pool.maxOpen, p.max);
+  }
+  send({ type: 'stats', reads, pool });
   if (process.env.FLEET_BENCH_DEBUG)
     console.error(
       'DEBUG proc',
@@ -187,6 +228,8 @@ async function stop(): Promise<void> {
         JSON.stringify(s.enforcer.reads),
         'book marked',
         s.enforcer.statuses.filter((x) => x.key.secret.endsWith(s.expect!.marker)).length,
+        'pool',
+        JSON.stringify(s.store.poolStats()),
         'states',
         JSON.stringify(
           s.enforcer.statuses.reduce(
@@ -195,15 +238,13 @@ async function stop(): Promise<void> {
           ),
         ),
       );
-    reads.full += s.enforcer.reads.full;
-    reads.delta += s.enforcer.reads.delta;
     s.enforcer.stop();
     await s.node.close().catch(() => undefined);
     await s.store.close().catch(() => undefined);
   }
-  // Exit once the stats message is on its way (a send is asynchronous).
+  // Exit once the parent has what was sent (a send is asynchronous).
   const exit = (): never => process.exit(0);
-  if (process.send) process.send({ type: 'stats', reads }, () => exit());
+  if (process.send) process.send({ type: 'stopped' }, () => exit());
   else exit();
 }
 

@@ -29,6 +29,7 @@ import type Pg from 'pg';
 import { silentLogger } from '../src/shared/logger.js';
 import {
   createAccessKeys,
+  DEFAULT_POOL_SIZE,
   HEARTBEAT_MS,
   KeyEnforcer,
   openStore,
@@ -69,13 +70,16 @@ async function main(): Promise<void> {
       .map((l) => l.toFixed(1))
       .join(' ')} (${NODES} nodes in ${PROCS} processes)`,
   );
-  const pg = await startPostgres({ maxConnections: NODES * 4 + 50 });
+  // What a fleet needs: each node's pool, its LISTEN connection and its heartbeat's, and a margin.
+  const poolSize = Number(process.env.FLEET_BENCH_POOL ?? DEFAULT_POOL_SIZE);
+  const pg = await startPostgres({ maxConnections: NODES * (poolSize + 2) + 50 });
   const dir = mkdtempSync(join(tmpdir(), 'ladder-fleet-bench-'));
   const { Client } = createRequire(import.meta.url)('pg') as typeof Pg;
   const admin = new Client({ connectionString: pg.url });
   const children: ChildProcess[] = [];
   const applied: Applied[] = [];
   const reads = { full: 0, delta: 0 };
+  const pool = { waits: 0, timeouts: 0, refused: 0, waitMsMax: 0, checkouts: 0, maxOpen: 0 };
   let stats = 0;
   let exited = 0;
   let stopping = false;
@@ -132,15 +136,23 @@ async function main(): Promise<void> {
           stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
         },
       );
-      c.on('message', (m: { type: string } & Partial<Applied> & { reads?: typeof reads }) => {
-        if (m.type === 'ready') ready++;
-        else if (m.type === 'applied') applied.push(m as Applied);
-        else if (m.type === 'stats' && m.reads) {
-          reads.full += m.reads.full;
-          reads.delta += m.reads.delta;
-          stats++;
-        }
-      });
+      c.on(
+        'message',
+        (m: { type: string } & Partial<Applied> & { reads?: typeof reads; pool?: typeof pool }) => {
+          if (m.type === 'ready') ready++;
+          else if (m.type === 'applied') applied.push(m as Applied);
+          else if (m.type === 'stats' && m.reads) {
+            reads.full += m.reads.full;
+            reads.delta += m.reads.delta;
+            if (m.pool) {
+              for (const k of ['waits', 'timeouts', 'refused', 'checkouts'] as const) pool[k] += m.pool[k];
+              pool.waitMsMax = Math.max(pool.waitMsMax, m.pool.waitMsMax);
+              pool.maxOpen = Math.max(pool.maxOpen, m.pool.maxOpen);
+            }
+            stats++;
+          }
+        },
+      );
       c.on('exit', (code) => {
         if (code !== 0 && !stopping) exited++;
       });
@@ -149,12 +161,20 @@ async function main(): Promise<void> {
     const startedAt = now();
     while (ready < children.length && exited === 0 && now() - startedAt < 600_000) await sleep(100);
     if (ready < children.length) throw new Error(`only ${ready} of ${children.length} processes started`);
-    const conns = await admin.query<{ n: string }>(
-      'select count(*) as n from pg_stat_activity where backend_type = $1',
-      ['client backend'],
-    );
+    const maxConn = (await admin.query<{ max_connections: string }>('show max_connections')).rows[0]!;
+    /** Client connections now, by application_name and state (pg_stat_activity). */
+    const activity = async (): Promise<{ total: number; by: string }> => {
+      const r = await admin.query<{ app: string; state: string | null; n: string }>(
+        `select application_name as app, state, count(*) as n from pg_stat_activity
+         where backend_type = 'client backend' group by 1, 2 order by 1, 2`,
+      );
+      const total = r.rows.reduce((t, x) => t + Number(x.n), 0);
+      return { total, by: r.rows.map((x) => `${x.app || '-'}/${x.state ?? '-'} ${x.n}`).join(', ') };
+    };
+    const held = await activity();
     console.log(
-      `${NODES} nodes started in ${((now() - startedAt) / 1000).toFixed(1)} s; client connections held: ${conns.rows[0]!.n}`,
+      `${NODES} nodes started in ${((now() - startedAt) / 1000).toFixed(1)} s; client connections held: ${held.total} ` +
+        `of max_connections ${maxConn.max_connections} (${held.by})`,
     );
     await sleep(3000); // every node's first full read and catch-up done
 
@@ -177,10 +197,11 @@ async function main(): Promise<void> {
         appliedMs: a.appliedMs - (t1 - t),
       }));
     };
-    const keyRowsRead = async (): Promise<number> => {
+    const keyRowsRead = async (table = 'keys'): Promise<number> => {
       await admin.query('select pg_stat_clear_snapshot()');
       const r = await admin.query<{ n: string }>(
-        "select coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) as n from pg_stat_user_tables where relname = 'keys'",
+        'select coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) as n from pg_stat_user_tables where relname = $1',
+        [table],
       );
       return Number(r.rows[0]!.n);
     };
@@ -225,7 +246,8 @@ async function main(): Promise<void> {
         usage_batches: Number(b.rows[0]!.n ?? 0),
       };
     };
-    broadcast({ type: 'traffic', on: true });
+    // --window 0: no traffic at all (the change set's figures without usage rows to re-read).
+    if (WINDOW_S > 0) broadcast({ type: 'traffic', on: true });
     await sleep(2000);
     const w0 = await writes();
     const ws = now();
@@ -241,19 +263,64 @@ async function main(): Promise<void> {
     );
     await sleep(1500);
 
-    // A 10,000-key change set: one UPDATE of every key's secret.
+    // A 10,000-key change set: one UPDATE of every key's secret. pg_stat_activity every 5 s meanwhile.
+    let peak = { total: 0, by: '' };
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const a = await activity().catch(() => undefined);
+        if (a && a.total > peak.total) peak = a;
+        if (a && process.env.FLEET_BENCH_DEBUG) {
+          console.error('DEBUG pg_stat_activity', a.total, a.by);
+          const w = await admin.query<{ w: string; q: string; n: string; age: string }>(
+            `select coalesce(wait_event_type, '') || ':' || coalesce(wait_event, '') as w,
+                    left(regexp_replace(query, '\\s+', ' ', 'g'), 70) as q, count(*) as n,
+                    round(max(extract(epoch from now() - query_start))::numeric, 1)::text as age
+             from pg_stat_activity where backend_type = 'client backend' and state = 'active'
+             and application_name = 'ladder-store' group by 1, 2 order by 3 desc limit 6`,
+          );
+          for (const x of w.rows) console.error('DEBUG   active', x.n, x.w, `oldest ${x.age} s`, x.q);
+          // The heads of the lock chains: sessions others wait for that wait for no one.
+          const heads = await admin.query<{ r: string }>(
+            `with b as (select pid, unnest(pg_blocking_pids(pid)) as blocker from pg_stat_activity)
+             select a.pid || ' ' || a.application_name || ' ' || coalesce(a.state, '') || ' ' ||
+                    coalesce(a.wait_event_type, '') || ':' || coalesce(a.wait_event, '') ||
+                    ' xact ' || round(extract(epoch from now() - a.xact_start)::numeric, 1) ||
+                    ' s, blocks ' || (select count(*) from b where b.blocker = a.pid) || ', last: ' ||
+                    left(regexp_replace(a.query, '\\s+', ' ', 'g'), 70) as r
+             from pg_stat_activity a
+             where a.pid in (select blocker from b) and cardinality(pg_blocking_pids(a.pid)) = 0
+             limit 5`,
+          );
+          for (const x of heads.rows) console.error('DEBUG   lock chain head', x.r);
+        }
+        for (let i = 0; i < 50 && sampling; i++) await sleep(100);
+      }
+    })();
+    const u0 = await keyRowsRead('usage');
+    const k0 = await keyRowsRead('keys');
     const all = await change(
       '-all',
       KEYS,
       () => admin.query("update keys set secret = secret || '-all'"),
       180_000,
     );
+    sampling = false;
+    await sampler;
     const allHeard = all.flatMap((a) => (a.heardMs === null ? [] : [a.heardMs]));
     console.log(
       `${KEYS}-key change set (one statement): heard by every node within ${Math.max(...allHeard).toFixed(0)} ms; ` +
         (all.length < NODES
-          ? `applied by ${all.length} of ${NODES} nodes within 180 s`
+          ? `applied by ${all.length} of ${NODES} nodes within 180 s` +
+            (all.length > 0 ? ` (those: ${fmt(all.map((a) => a.appliedMs))})` : '')
           : `every node's key set updated ${fmt(all.map((a) => a.appliedMs))} after the update began`),
+    );
+    await sleep(600); // the statistics collector's delay
+    console.log(
+      `rows PostgreSQL read meanwhile (all nodes): keys ${(await keyRowsRead('keys')) - k0}, usage ${(await keyRowsRead('usage')) - u0}`,
+    );
+    console.log(
+      `client connections meanwhile, most at once: ${peak.total} of ${maxConn.max_connections} (${peak.by})`,
     );
     await main.close();
   } finally {
@@ -262,7 +329,11 @@ async function main(): Promise<void> {
     const stopAt = now();
     while (stats < children.length && now() - stopAt < 30_000) await sleep(100);
     for (const c of children) if (c.exitCode === null) c.kill();
-    console.log(`enforcer reads over the run, all nodes: ${reads.full} full, ${reads.delta} delta`);
+    console.log(
+      `enforcer reads over the run, all nodes (${stats} of ${children.length} processes reported): ${reads.full} full, ${reads.delta} delta; ` +
+        `store pools (at most ${pool.maxOpen} connections each): ${pool.checkouts} checkouts, ${pool.waits} waited for a busy pool ` +
+        `(longest ${pool.waitMsMax} ms), ${pool.timeouts} gave up waiting, ${pool.refused} refused by PostgreSQL (too many clients)`,
+    );
     console.log(
       `load average at end: ${loadavg()
         .map((l) => l.toFixed(1))

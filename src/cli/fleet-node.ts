@@ -15,6 +15,18 @@ import type { CachedKey, KeyCache, KyselyStore, NodeTransport, StoreLocation } f
 import { UsageError } from './errors.js';
 import type { FleetNode } from '../fleet/node.js';
 
+/**
+ * LADDER_STORE_POOL=N: the PostgreSQL store's pool size (default 3: see src/store/pg-pool.ts);
+ * a node holds N + 2 connections at most (its LISTEN connection and its heartbeat's).
+ */
+export function storePoolOption(env: NodeJS.ProcessEnv): { poolSize?: number } {
+  const v = env.LADDER_STORE_POOL;
+  if (v === undefined || v === '') return {};
+  if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 100)
+    throw new UsageError(`LADDER_STORE_POOL must be a whole number of connections from 1 to 100, got "${v}"`);
+  return { poolSize: Number(v) };
+}
+
 /** --node NAME: a valid name, and a PostgreSQL store (a fleet's nodes share one database). */
 export async function checkNodeFlags(name: string, loc: StoreLocation): Promise<void> {
   const { checkNodeName, NodeError } = await import('../store/index.js');

@@ -42,6 +42,7 @@ import {
   keyCacheWriter,
   nodeWriterId,
   startNode,
+  storePoolOption,
   type FleetViewOf,
 } from './fleet-node.js';
 import { hooksFor, tee } from './plane-hooks.js';
@@ -190,7 +191,9 @@ export async function startManaged(
         hostname: flags.publicHost ?? guessHost(flags.host),
         port: dataPortFlag ?? DEFAULT_DATA_PORT,
       },
-      ...(fleet ? { writerId: nodeWriterId(flags.node, dataDir), allowOffline: true } : {}),
+      ...(fleet
+        ? { writerId: nodeWriterId(flags.node, dataDir), allowOffline: true, ...storePoolOption(process.env) }
+        : {}),
       ...(tuning.storeOptions ?? {}),
     });
   } catch (err) {

@@ -116,8 +116,13 @@ export class KeyListener {
     this.#ping = this.#clock.setTimeout(() => {
       if (this.#closed || this.#client !== client || !this.#connected) return;
       let done = false;
+      // Judged after the I/O already received is handled (setImmediate runs after the poll phase):
+      // a process whose event loop stalled past the timeout has the answer waiting, and must not
+      // take its own stall for a dead connection (a reconnect and a catch-up read each time).
       const guard = this.#clock.setTimeout(() => {
-        if (!done) client.emit('error', new Error('no answer to the liveness check'));
+        setImmediate(() => {
+          if (!done) client.emit('error', new Error('no answer to the liveness check'));
+        });
       }, PING_TIMEOUT_MS);
       client.query('SELECT 1').then(
         () => {

@@ -3,6 +3,7 @@ import { systemClock, type Clock, type Timer } from '../shared/clock.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { isStoreUnavailable } from './health.js';
 import type { CachedKey } from './key-cache.js';
+import { isTooManyClients } from './pg-pool.js';
 import { KeyBook, type BookStep } from './key-book.js';
 import { windowStart, type KeyStatus } from './policy.js';
 import type { KeyChanges, LimitPeriod, Store, UsageTotals } from './types.js';
@@ -129,8 +130,9 @@ export class KeyEnforcer {
     const t = this.#clock.setTimeout(() => {
       this.refresh()
         .catch((err: unknown) => {
-          // An outage is the store's to log (once); the keys in force stay until it is back.
-          if (!isStoreUnavailable(err))
+          // An outage is the store's to log (once), and so is PostgreSQL out of connections (the
+          // pool says it once a minute); the keys in force stay, and the next evaluation retries.
+          if (!isStoreUnavailable(err) && !isTooManyClients(err))
             this.#log.warn(
               { err: err instanceof Error ? err.message : String(err) },
               'key evaluation failed',

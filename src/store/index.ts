@@ -17,6 +17,7 @@ export {
 } from './integrity.js';
 export { backupStore, checkStore, restoreStore, storeInUse } from './backup.js';
 export { isStoreUnavailable, StoreHealth } from './health.js';
+export { DEFAULT_POOL_SIZE, isTooManyClients, type PoolStats } from './pg-pool.js';
 export type { UsageWriterTesting } from './usage-writer.js';
 export { KEY_CACHE_FILE, loadKeyCache, saveKeyCache, type CachedKey, type KeyCache } from './key-cache.js';
 export {

@@ -5,6 +5,7 @@ import { silentLogger, type Logger } from '../shared/logger.js';
 import { createDialect, type StoreLocation } from './dialect.js';
 import { isStoreUnavailable, StoreHealth } from './health.js';
 import { ensureMarker, openFailure } from './integrity.js';
+import type { PoolStats, StatsPool } from './pg-pool.js';
 import { readKeyChanges } from './key-changes.js';
 import { checkTables, migrate } from './migrations.js';
 import {
@@ -118,11 +119,18 @@ export class KyselyStore implements Store {
   /** Open (creating if needed), run migrations, and make sure the server settings exist. */
   static async open(loc: StoreLocation, opts: StoreOptions = {}): Promise<KyselyStore> {
     const health = new StoreHealth(opts.logger, () => (opts.clock ?? systemClock).now());
-    const { kind, dialect } = createDialect(loc, health);
+    const { kind, dialect, pool } = createDialect(loc, health, {
+      logger: opts.logger,
+      ...(opts.poolSize !== undefined ? { max: opts.poolSize } : {}),
+      ...(opts.acquireTimeoutMs !== undefined ? { acquireTimeoutMs: opts.acquireTimeoutMs } : {}),
+    });
     const db = new Kysely<Database>({ dialect });
     // The reader thread opens the file read-only, so it starts after migrations created it.
-    const make = (): KyselyStore =>
-      new KyselyStore(db, kind, opts, health, loc.kind === 'sqlite' ? loc.path : undefined);
+    const make = (): KyselyStore => {
+      const s = new KyselyStore(db, kind, opts, health, loc.kind === 'sqlite' ? loc.path : undefined);
+      s.#pool = pool;
+      return s;
+    };
     let store: KyselyStore | undefined;
     try {
       await migrate(db);
@@ -184,6 +192,12 @@ export class KyselyStore implements Store {
       };
       attempt();
     });
+  }
+
+  #pool: StatsPool | undefined;
+  /** PostgreSQL: what the connection pool holds and what its callers waited for (else undefined). */
+  poolStats(): PoolStats | undefined {
+    return this.#pool?.stats();
   }
 
   /** False while the database cannot be reached (as last seen by a connection attempt). */

@@ -30,6 +30,13 @@ export interface StoreOptions {
    */
   allowOffline?: boolean;
   retryMs?: number;
+  /**
+   * PostgreSQL: connections the store's pool opens at most (default 3: a fleet node's evaluations,
+   * usage flushes and gauges make one store call each at a time; LADDER_STORE_POOL for `ladder
+   * server`), and how long a call waits for one when all are busy before it fails (default 30 s).
+   */
+  poolSize?: number;
+  acquireTimeoutMs?: number;
   /** Fault-injection seams for tests. */
   testing?: UsageWriterTesting;
 }

@@ -42,6 +42,15 @@ export interface UsageWriterDeps {
 
 /** Batch rows older than this belong to runs long gone (a live run rewrites its row every flush). */
 const BATCH_ROW_TTL_MS = 30 * 24 * HOUR_MS;
+/**
+ * PostgreSQL: a flush waits at most this long for a row another transaction holds (another node's
+ * flush of the same key, a key change), then fails and is retried whole at the next flush (same
+ * seq: nothing counted twice). Unbounded, flushes queued behind each other for minutes and every
+ * key evaluation, which reads usage after the flush, with them (issue 16's scale bench).
+ */
+export const FLUSH_LOCK_TIMEOUT_MS = 2000;
+/** "usage flush failed" is logged at most once per this period (a contended flush fails often). */
+const FLUSH_WARN_MS = 60_000;
 
 /**
  * Usage on its way to the database. Bytes are summed in memory per (key, hour) and written in
@@ -63,6 +72,8 @@ export class UsageWriter {
   #inflight: { seq: number; entries: PendingUsage[] } | undefined;
   #flushing: Promise<void> = Promise.resolve();
   #pruned = false;
+  #warnedAt = -Infinity;
+  #failedSinceWarn = 0;
   closed = false;
 
   constructor(deps: UsageWriterDeps) {
@@ -131,8 +142,7 @@ export class UsageWriter {
       // The batch stays in flight, as it is: the next flush retries it with the same seq.
       if (this.#d.testing?.newSeqOnRetry) batch.seq = ++this.#seq;
       if (isStoreUnavailable(err)) this.#d.health.down(err);
-      else if (!this.closed)
-        this.#d.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'usage flush failed');
+      else if (!this.closed) this.#warn(err);
       throw err;
     }
     this.#inflight = undefined;
@@ -140,9 +150,30 @@ export class UsageWriter {
     if (applied.length > 0) this.#d.onCommitted(applied);
   }
 
-  /** One batch in the caller's transaction; returns the entries added ([] for a replayed batch). */
-  async #apply(trx: Db, seq: number, batch: readonly PendingUsage[]): Promise<PendingUsage[]> {
+  /** A failed flush (kept, retried): one line a minute, with how many failed meanwhile. */
+  #warn(err: unknown): void {
+    this.#failedSinceWarn++;
     const now = this.#d.clock.now();
+    if (now - this.#warnedAt < FLUSH_WARN_MS) return;
+    this.#d.log.warn(
+      { err: err instanceof Error ? err.message : String(err), failed: this.#failedSinceWarn },
+      'usage flush failed; the batch is kept and retried',
+    );
+    this.#warnedAt = now;
+    this.#failedSinceWarn = 0;
+  }
+
+  /** One batch in the caller's transaction; returns the entries added ([] for a replayed batch). */
+  async #apply(trx: Db, seq: number, entries: readonly PendingUsage[]): Promise<PendingUsage[]> {
+    const now = this.#d.clock.now();
+    if (this.#d.dialect === 'postgres')
+      await sql`select set_config('lock_timeout', ${String(FLUSH_LOCK_TIMEOUT_MS)}, true)`.execute(trx);
+    // Every writer locks rows in one order (key id, then hour): flushes of the same keys from
+    // several nodes queue behind each other instead of deadlocking (PostgreSQL breaks a deadlock
+    // only after deadlock_timeout, by failing one of them).
+    const batch = [...entries].sort((a, b) =>
+      a.keyId < b.keyId ? -1 : a.keyId > b.keyId ? 1 : a.bucket - b.bucket,
+    );
     const claim = await trx
       .insertInto('usage_batches')
       .values({ writer: this.#d.writerId, run: this.#run, seq, committed_at: now })
@@ -203,6 +234,7 @@ export class UsageWriter {
     const byTime = new Map<number, string[]>();
     for (const [id, at] of lastSeen) byTime.set(at, [...(byTime.get(at) ?? []), id]);
     for (const [at, ids2] of byTime) {
+      ids2.sort();
       for (const part of chunks(ids2, IN_CHUNK)) {
         await trx
           .updateTable('keys')

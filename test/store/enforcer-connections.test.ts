@@ -3,7 +3,6 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { KeyDelta, ServerControl } from '../../src/shared/control.js';
 import {
   createAccessKeys,
   KeyEnforcer,
@@ -13,6 +12,7 @@ import {
 } from '../../src/store/index.js';
 import { postgresPool } from '../../src/store/dialect.js';
 import { SKIP_WITHOUT_POSTGRES, startPostgres } from '../helpers/postgres.js';
+import { SecretsControl } from '../helpers/secrets-control.js';
 
 /**
  * Issue 16: an evaluation makes one store call at a time. Each call takes a pool connection; an
@@ -46,23 +46,6 @@ function counting(store: Store): { store: Store; max: () => number; reset: () =>
   return { store: wrapped, max: () => max, reset: () => (max = 0) };
 }
 
-class Control implements ServerControl {
-  readonly secrets = new Map<string, string>();
-  setKeys(): void {
-    throw new Error('the enforcer hands a delta-capable control deltas');
-  }
-  applyKeyDelta(d: KeyDelta): void {
-    for (const id of d.remove) this.secrets.delete(id);
-    for (const k of d.upsert) this.secrets.set(k.id, k.secret);
-  }
-  closeKeyConnections(): number {
-    return 0;
-  }
-  openConnections(): ReadonlyMap<string, number> {
-    return new Map();
-  }
-}
-
 test('an evaluation (full read, then a change set of every key) makes one store call at a time', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ladder-enf-conn-'));
   dirs.push(dir);
@@ -70,7 +53,7 @@ test('an evaluation (full read, then a change set of every key) makes one store 
   try {
     await createAccessKeys(real, { method: 'chacha20-ietf-poly1305', count: 300 });
     const c = counting(real);
-    const control = new Control();
+    const control = new SecretsControl();
     const enforcer = new KeyEnforcer({ store: c.store, control, intervalMs: 3_600_000 });
 
     await enforcer.refresh({ full: true });
