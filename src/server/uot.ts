@@ -134,12 +134,21 @@ export function startUot(
     stream.off('end', onEnd);
   };
 
-  /** End our side with a FIN, reading (and discarding) whatever the client still sends. */
+  /**
+   * End our side with a FIN, reading (and discarding) whatever the client still sends. A client
+   * that does not read keeps our replies unflushed and the FIN unsent: it gets one more idle
+   * period, then the stream is destroyed (else the socket stayed open as long as the client liked).
+   */
   const finish = (): void => {
     close();
     stream.on('data', () => undefined);
     stream.resume();
-    stream.end(() => stream.destroy());
+    const cut = clock.setTimeout(() => stream.destroy(), ctx.idleMs);
+    cut.unref?.();
+    stream.end(() => {
+      clock.clearTimeout(cut);
+      stream.destroy();
+    });
   };
 
   const refuse = (status: 'ERR_ADDRESS' | DialFailure): void => {
