@@ -44,6 +44,19 @@ describe('proxy decoy over HTTP/2', { skip: nginxSkip() || opensslSkip() }, () =
     tmp.remove();
   });
 
+  /** A TLS front whose proxy decoy is `upstream` (listened on here, on loopback). */
+  const frontBefore = async (upstream: http.Server): Promise<WebFront> => {
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    return startWebFront({
+      port: 0,
+      host: '127.0.0.1',
+      secretPath: '/h2-proxy-secret',
+      tls: { cert, key },
+      decoy: proxyDecoy(`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`),
+      onUpgrade: () => false,
+    });
+  };
+
   test('pages over h2 equal the same pages over HTTP/1.1 through the front', async () => {
     const session = await h2Connect(front.port, cert);
     try {
@@ -66,15 +79,7 @@ describe('proxy decoy over HTTP/2', { skip: nginxSkip() || opensslSkip() }, () =
       res.write('hello');
       setTimeout(() => res.end('world'), 50);
     });
-    await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
-    const viaSlow = await startWebFront({
-      port: 0,
-      host: '127.0.0.1',
-      secretPath: '/h2-proxy-secret',
-      tls: { cert, key },
-      decoy: proxyDecoy(`http://127.0.0.1:${(slow.address() as AddressInfo).port}`),
-      onUpgrade: () => false,
-    });
+    const viaSlow = await frontBefore(slow);
     try {
       const frames = await serverFrames(viaSlow.port, cert, 600, '/slow');
       const data = frames.filter((f) => f.stream === 1 && f.type === FRAME.DATA);
@@ -103,15 +108,7 @@ describe('proxy decoy over HTTP/2', { skip: nginxSkip() || opensslSkip() }, () =
       res.setHeader('X-Kept', 'yes');
       res.end('odd');
     });
-    await new Promise<void>((r) => odd.listen(0, '127.0.0.1', r));
-    const viaOdd = await startWebFront({
-      port: 0,
-      host: '127.0.0.1',
-      secretPath: '/h2-proxy-secret',
-      tls: { cert, key },
-      decoy: proxyDecoy(`http://127.0.0.1:${(odd.address() as AddressInfo).port}`),
-      onUpgrade: () => false,
-    });
+    const viaOdd = await frontBefore(odd);
     const session = await h2Connect(viaOdd.port, cert);
     try {
       const r = await h2Request(session, { ':path': '/odd' });
