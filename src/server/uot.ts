@@ -48,6 +48,8 @@ const MAX_BUFFERED_REPLIES = 1024 * 1024;
 const MAX_PENDING = 256;
 /** Names resolved at once per association; datagrams to further names are dropped meanwhile. */
 const MAX_LOOKUPS = 16;
+/** Datagrams waiting for their name to resolve, per association; further ones are dropped. */
+const MAX_WAITING = 64;
 /** Resolved names kept per association, and for how long. */
 const MAX_NAMES = 64;
 const NAME_TTL_MS = 60_000;
@@ -85,7 +87,8 @@ const isFailure = (r: string): r is DialFailure => r.startsWith('ERR_');
  * framed the same way (with their source address unless in connect mode).
  *
  * Bounded: the client's stream is paused while 64 sends are in flight, replies are dropped while
- * 1 MiB of them waits to be written, at most 16 lookups run at once. Garbage framing refuses the
+ * 1 MiB of them waits to be written, at most 16 lookups run at once and 64 datagrams wait on
+ * them (more are dropped: a name that resolves slowly must not hold an unbounded queue). Garbage framing refuses the
  * association (ERR_ADDRESS); the client's FIN or the idle timeout ends it with a FIN.
  */
 export function startUot(
@@ -104,6 +107,8 @@ export function startUot(
   let target: { ip: string; port: number } | undefined;
   let pending: Buffer[] | undefined;
   let inFlight = 0;
+  /** Datagrams waiting on a lookup (the stream is not paused for them: bounded here instead). */
+  let waiting = 0;
   /** The stream is paused while any hold is on (sends in flight, the destination resolving). */
   let holds = 0;
   let sendsHeld = false;
@@ -129,12 +134,21 @@ export function startUot(
     stream.off('end', onEnd);
   };
 
-  /** End our side with a FIN, reading (and discarding) whatever the client still sends. */
+  /**
+   * End our side with a FIN, reading (and discarding) whatever the client still sends. A client
+   * that does not read keeps our replies unflushed and the FIN unsent: it gets one more idle
+   * period, then the stream is destroyed (else the socket stayed open as long as the client liked).
+   */
   const finish = (): void => {
     close();
     stream.on('data', () => undefined);
     stream.resume();
-    stream.end(() => stream.destroy());
+    const cut = clock.setTimeout(() => stream.destroy(), ctx.idleMs);
+    cut.unref?.();
+    stream.end(() => {
+      clock.clearTimeout(cut);
+      stream.destroy();
+    });
   };
 
   const refuse = (status: 'ERR_ADDRESS' | DialFailure): void => {
@@ -218,8 +232,10 @@ export function startUot(
     const r = resolve(d.address);
     if (typeof r === 'string') {
       if (ctx.allowPrivateDestinations || !isPrivateAddress(r)) send(r, port, d.payload);
-    } else if (r) {
+    } else if (r && waiting < MAX_WAITING) {
+      waiting++;
       void r.then((ip) => {
+        waiting--;
         if (!isFailure(ip)) send(ip, port, d.payload);
       });
     }

@@ -385,3 +385,51 @@ it('an idle association ends with a FIN; the key being removed ends one at once'
     await short.close();
   }
 });
+
+it('datagrams waiting on a slow lookup are bounded (64 kept, the rest dropped, none held forever)', async () => {
+  // A name whose lookup we hold open: before the bound every datagram to it queued behind the
+  // lookup without limit (the stream is not paused for them). Negative control: before the fix
+  // all 150 reached the echo once the lookup answered.
+  let answer: (() => void) | undefined;
+  const gated = new Promise<void>((r) => (answer = r));
+  let lookups = 0;
+  const slowPlane = await startDataPlane({
+    keys: [SIP004],
+    port: 0,
+    host: '127.0.0.1',
+    allowPrivateDestinations: true,
+    udpOverTcp: true,
+    lookup: async (host) => {
+      lookups++;
+      await gated;
+      return host === 'slow.test' ? [{ address: '127.0.0.1', family: 4 }] : [];
+    },
+  });
+  try {
+    const c = openUot(
+      new ShadowsocksDialer({
+        host: '127.0.0.1',
+        port: slowPlane.address.port,
+        method: SIP004.method,
+        password: SIP004.secret,
+      }),
+      1,
+    );
+    const to: SocksAddress = { type: 'domain', host: 'slow.test', port: echo.port };
+    const sent = echo.received;
+    c.send(Buffer.concat(Array.from({ length: 150 }, (_, i) => encodeUotDatagram(to, Buffer.from(`d${i}`)))));
+    await waitFor(() => lookups === 1);
+    await sleep(300); // the server has read all 150 by now (one small write)
+    answer!();
+    await waitFor(() => echo.received - sent >= 1);
+    await sleep(300);
+    const got = echo.received - sent;
+    assert.ok(got <= 64, `${got} datagrams waited on the lookup`);
+    // The name is cached now: later datagrams go at once.
+    c.send(encodeUotDatagram(to, Buffer.from('later')));
+    await waitFor(() => echo.received - sent === got + 1);
+    c.destroy();
+  } finally {
+    await slowPlane.close();
+  }
+});

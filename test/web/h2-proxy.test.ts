@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { proxyDecoy } from '../../src/server/web/decoy.js';
 import { startWebFront, type WebFront } from '../../src/server/web/front.js';
-import { makeCert, nginxServingSite, nginxSkip, opensslSkip, tempDir } from './fixtures.js';
+import { exchange, makeCert, nginxServingSite, nginxSkip, opensslSkip, tempDir } from './fixtures.js';
 import { assertSameAsHttp1, FRAME, H2_HOST, h2Connect, h2Request, serverFrames } from './h2-fixtures.js';
 
 describe('proxy decoy over HTTP/2', { skip: nginxSkip() || opensslSkip() }, () => {
@@ -44,6 +44,19 @@ describe('proxy decoy over HTTP/2', { skip: nginxSkip() || opensslSkip() }, () =
     tmp.remove();
   });
 
+  /** A TLS front whose proxy decoy is `upstream` (listened on here, on loopback). */
+  const frontBefore = async (upstream: http.Server): Promise<WebFront> => {
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    return startWebFront({
+      port: 0,
+      host: '127.0.0.1',
+      secretPath: '/h2-proxy-secret',
+      tls: { cert, key },
+      decoy: proxyDecoy(`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`),
+      onUpgrade: () => false,
+    });
+  };
+
   test('pages over h2 equal the same pages over HTTP/1.1 through the front', async () => {
     const session = await h2Connect(front.port, cert);
     try {
@@ -66,15 +79,7 @@ describe('proxy decoy over HTTP/2', { skip: nginxSkip() || opensslSkip() }, () =
       res.write('hello');
       setTimeout(() => res.end('world'), 50);
     });
-    await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
-    const viaSlow = await startWebFront({
-      port: 0,
-      host: '127.0.0.1',
-      secretPath: '/h2-proxy-secret',
-      tls: { cert, key },
-      decoy: proxyDecoy(`http://127.0.0.1:${(slow.address() as AddressInfo).port}`),
-      onUpgrade: () => false,
-    });
+    const viaSlow = await frontBefore(slow);
     try {
       const frames = await serverFrames(viaSlow.port, cert, 600, '/slow');
       const data = frames.filter((f) => f.stream === 1 && f.type === FRAME.DATA);
@@ -88,6 +93,47 @@ describe('proxy decoy over HTTP/2', { skip: nginxSkip() || opensslSkip() }, () =
       await viaSlow.close();
       slow.closeAllConnections();
       await new Promise((r) => slow.close(r));
+    }
+  });
+
+  test('upstream fields HTTP/2 cannot carry (a repeated single-value field, TE, Host) do not crash the front', async () => {
+    // Node's HTTP/2 refuses these in respond() (it throws); before the fix that throw left the
+    // upstream's 'response' handler and ended the process. Negative control: the same upstream
+    // over HTTP/1.1 through the front passes the repeated field through.
+    const odd = http.createServer((_req, res) => {
+      res.setHeader('Content-Type', 'text/plain');
+      res.setHeader('X-Content-Type-Options', ['nosniff', 'nosniff']);
+      res.setHeader('TE', 'gzip');
+      res.setHeader('Host', 'upstream.example');
+      res.setHeader('X-Kept', 'yes');
+      res.end('odd');
+    });
+    const viaOdd = await frontBefore(odd);
+    const session = await h2Connect(viaOdd.port, cert);
+    try {
+      const r = await h2Request(session, { ':path': '/odd' });
+      assert.equal(r.status, 200);
+      assert.equal(r.body.toString(), 'odd');
+      const names = r.headers.map(([k]) => k);
+      assert.deepEqual(
+        r.headers.filter(([k]) => k === 'x-content-type-options'),
+        [['x-content-type-options', 'nosniff']],
+      );
+      assert.ok(names.includes('x-kept'), 'other fields pass');
+      assert.ok(!names.includes('te') && !names.includes('host'), 'connection-level fields dropped');
+      // The front is still up: a second request on the same session.
+      assert.equal((await h2Request(session, { ':path': '/again' })).body.toString(), 'odd');
+      const h1 = (
+        await exchange(viaOdd.port, `GET /odd HTTP/1.1\r\nHost: ${H2_HOST}\r\nConnection: close\r\n\r\n`, {
+          tls: { ca: cert, servername: H2_HOST, ALPNProtocols: ['http/1.1'] },
+        })
+      ).text;
+      assert.equal(h1.match(/^X-Content-Type-Options: nosniff\r$/gim)?.length, 2, 'HTTP/1.1 keeps both');
+    } finally {
+      session.close();
+      await viaOdd.close();
+      odd.closeAllConnections();
+      await new Promise((r) => odd.close(r));
     }
   });
 

@@ -13,7 +13,12 @@
  * range → 206, an unsatisfiable one → 416.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Http2ServerResponse, type Http2ServerRequest, type ServerStreamResponseOptions } from 'node:http2';
+import {
+  constants as http2constants,
+  Http2ServerResponse,
+  type Http2ServerRequest,
+  type ServerStreamResponseOptions,
+} from 'node:http2';
 import type { Readable, Writable } from 'node:stream';
 import { contentTypeFor } from './mime.js';
 
@@ -93,6 +98,9 @@ const CONNECTION_SPECIFIC = new Set([
   'upgrade',
 ]);
 
+/** Fields Node's HTTP/2 refuses in a response besides those (and TE other than `trailers`). */
+const H2_FORBIDDEN = new Set(['host', 'http2-settings']);
+
 /** The value nginx would put in `Connection` for this response (HTTP/2 drops the header). */
 export function connectionValue(res: WebResponse): string {
   return isH2(res) || res.shouldKeepAlive ? 'keep-alive' : 'close';
@@ -118,7 +126,8 @@ export function writeHead(
   const fields: Record<string, string | string[]> = {};
   for (const [k, v] of headers) {
     const name = k.toLowerCase();
-    if (CONNECTION_SPECIFIC.has(name)) continue;
+    if (CONNECTION_SPECIFIC.has(name) || H2_FORBIDDEN.has(name) || (name === 'te' && v !== 'trailers'))
+      continue;
     const had = fields[name];
     fields[name] = had === undefined ? v : [...(Array.isArray(had) ? had : [had]), v];
   }
@@ -128,7 +137,23 @@ export function writeHead(
     waitForTrailers: false,
     sendDate: false,
   };
-  res.stream.respond({ ':status': status, ...fields }, options);
+  // respond() throws on what an upstream may send and HTTP/2 cannot carry (a repeated field Node
+  // holds single-valued, such as two X-Content-Type-Options; a value it refuses). Thrown from an
+  // upstream's 'response' handler that would end the process: retry with the first value of each
+  // repeated field (Set-Cookie included), and reset the stream if even that is refused.
+  try {
+    res.stream.respond({ ':status': status, ...fields }, options);
+    return;
+  } catch {
+    // fall through
+  }
+  const firsts: Record<string, string> = {};
+  for (const [k, v] of Object.entries(fields)) firsts[k] = Array.isArray(v) ? v[0]! : v;
+  try {
+    res.stream.respond({ ':status': status, ...firsts }, options);
+  } catch {
+    res.stream.close(http2constants.NGHTTP2_INTERNAL_ERROR);
+  }
 }
 
 /** An nginx error page (status 400 also closes an HTTP/1 connection, as nginx does). */
