@@ -4,6 +4,7 @@ import net from 'node:net';
 import { test } from 'node:test';
 import { formatSsUrl } from '../../src/protocol/sip002/index.js';
 import { socks5UdpAssociate, startUdpEcho, udpEchoRun } from '../../src/transport/udp-socks5.js';
+import { run, waitForStdout } from '../helpers/cli-run.js';
 import { startLadderClient, startLadderServer } from '../helpers/peers.js';
 
 /** A TCP-only path to `port` (as a middlebox or CDN that carries no UDP): a plain TCP forwarder. */
@@ -76,4 +77,21 @@ test('CLI --udp as UDP-over-TCP over a TCP-only path (uot=2 in the key, --udp-ov
   const noUdp = await startLadderServer({ extraArgs: ['--method', method, '--password', password] });
   t.after(() => noUdp.stop());
   assert.equal(await run(key(noUdp.port, 2), []), 0, 'negative control: a server without --udp');
+});
+
+// --udp-over-tcp only changes how --udp's datagrams travel; alone it would do nothing, silently.
+test('CLI: --udp-over-tcp without --udp is refused with one line', async () => {
+  const key = formatSsUrl({ method: 'aes-256-gcm', password: 'uot-alone', host: '127.0.0.1', port: 9 });
+  const r = run(['client', '--key', key, '--socks', '127.0.0.1:0', '--udp-over-tcp']);
+  const late = setTimeout(() => r.child.kill('SIGTERM'), 15_000); // still running: the refusal is missing
+  const code = await r.exit;
+  clearTimeout(late);
+  assert.equal(code, 2, r.stderr());
+  assert.match(r.stderr(), /^ladder: --udp-over-tcp carries the datagrams of --udp: add --udp/);
+  assert.equal(r.stderr().trim().split('\n').length, 1);
+  // Control: with --udp the same flags start the client.
+  const ok = run(['client', '--key', key, '--socks', '127.0.0.1:0', '--udp', '--udp-over-tcp']);
+  await waitForStdout(ok, /SOCKS5 proxy on/);
+  ok.child.kill('SIGTERM');
+  assert.equal(await ok.exit, 0);
 });

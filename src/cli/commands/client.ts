@@ -414,6 +414,9 @@ export function registerClient(program: Command): void {
       }
 
       const udpOn = fromCli('udp') ? flags.udp === true : config.udp === true;
+      const uotOn = fromCli('udpOverTcp') ? flags.udpOverTcp === true : config.udpOverTcp === true;
+      if (uotOn && !udpOn)
+        throw new UsageError('--udp-over-tcp carries the datagrams of --udp: add --udp (or "udp": true)');
       let udpAssociate: UdpAssociateHandler | undefined;
       if (udpOn) {
         if (!socks) throw new UsageError('--udp needs the SOCKS5 proxy (UDP ASSOCIATE is a SOCKS5 command)');
@@ -424,7 +427,6 @@ export function registerClient(program: Command): void {
           );
         }
         const first = udpEndpoint;
-        const uotOn = fromCli('udpOverTcp') ? flags.udpOverTcp === true : config.udpOverTcp === true;
         const uot = first.udpOverTcp ?? (uotOn ? 2 : undefined);
         udpAssociate = usage('--udp', () =>
           createUdpAssociate({
