@@ -11,6 +11,7 @@ import {
   openStore,
   parseStoreLocation,
 } from '../../src/store/index.js';
+import { postgresPool } from '../../src/store/dialect.js';
 import { HAVE_POSTGRES, SKIP_WITHOUT_POSTGRES, startPostgres, type PgCluster } from '../helpers/postgres.js';
 import { SecretsControl } from '../helpers/secrets-control.js';
 
@@ -194,6 +195,37 @@ test(
       await admin.query('rollback').catch(() => undefined);
       await admin.end();
       await store.close();
+    }
+  },
+);
+
+test(
+  "pool.query (pg's callback-style connect) answers on the store's pool; the promise-style checkout still works",
+  { skip: SKIP_WITHOUT_POSTGRES, timeout: 60_000 },
+  async () => {
+    const pool = postgresPool(pg!.url, { max: 1 });
+    try {
+      let timer: NodeJS.Timeout | undefined;
+      const gaveUp = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('pool.query never answered')), 5_000);
+      });
+      try {
+        const r = await Promise.race([pool.query<{ n: number }>('select 1 as n'), gaveUp]);
+        assert.equal(r.rows[0]?.n, 1);
+      } finally {
+        clearTimeout(timer);
+      }
+      await assert.rejects(pool.query('select 1/0'), /division by zero/);
+      const c = await pool.connect();
+      try {
+        assert.equal((await c.query<{ n: number }>('select 2 as n')).rows[0]?.n, 2);
+      } finally {
+        c.release();
+      }
+      assert.equal(pool.stats().checkouts, 3);
+      assert.equal(pool.stats().busy, 0, 'pool.query gave its connection back');
+    } finally {
+      await pool.end();
     }
   },
 );
