@@ -431,7 +431,7 @@ export class Connection {
         dec.nativeCodec!,
         encoder.nativeCodec!,
         [encoder.salt, undefined, toDest.length > 0 ? toDest : undefined],
-        this.#ctx.idleMs,
+        Math.max(1, Math.ceil(this.#ctx.idleMs)), // relayPair takes whole milliseconds only
         this.#onNativeClose,
         true,
       );

@@ -162,6 +162,21 @@ describe('native TCP relay', { skip: skipUnless(relayFns !== undefined, NEED) },
       }
     });
 
+    it(`${which}: an idle timeout with a fraction of a millisecond still relays`, async () => {
+      const r = await startServer(native, 5_000.5);
+      try {
+        const t = await tunnel(r, echo, Buffer.from('hello'));
+        assert.equal((await t.read(5)).toString(), 'hello');
+        assert.equal(live(), native ? 1 : 0);
+        t.end();
+        await t.closed;
+        await waitFor(() => r.closed.length === 1, { timeoutMs: 2000 });
+        assert.equal(r.closed[0]!.status, 'OK');
+      } finally {
+        await r.server.close();
+      }
+    });
+
     it(`${which}: half-close - the destination answers after the client's FIN`, async () => {
       const replyAfterEnd = await startDest((s) => {
         const parts: Buffer[] = [];
