@@ -64,12 +64,12 @@ async function startServer(native: boolean, idleMs = 5_000, lookup?: Lookup): Pr
 
 const live = (): number => relayFns?.relayLive() ?? 0;
 
-function tunnel(r: Running, dest: Dest, initial?: Buffer): Promise<TestTunnel> {
+function tunnel(r: Running, dest: Dest, initial?: Buffer, host = '127.0.0.1'): Promise<TestTunnel> {
   return openTestTunnel({
     port: r.port,
     method: KEY.method,
     password: KEY.secret,
-    target: { host: '127.0.0.1', port: dest.port },
+    target: { host, port: dest.port },
     ...(initial ? { initial } : {}),
   });
 }
@@ -134,13 +134,7 @@ describe('native TCP relay', { skip: skipUnless(relayFns !== undefined, NEED) },
         return [{ address: '127.0.0.1', family: 4 }];
       });
       try {
-        const t = await openTestTunnel({
-          port: r.port,
-          method: KEY.method,
-          password: KEY.secret,
-          target: { host: 'slow.test', port: echo.port },
-          initial: Buffer.from('first'),
-        });
+        const t = await tunnel(r, echo, Buffer.from('first'), 'slow.test');
         await waitFor(() => asked, { timeoutMs: 2000 });
         const more = randomBytes(5000);
         t.send(more);
