@@ -167,6 +167,9 @@ export class NativeTunnels {
       s.pause();
     }
     const fail = (): void => {
+      // detach() drops the client's own 'close' listener too: forget the sockets here.
+      this.#untrack(app);
+      this.#untrack(server);
       detach(app);
       detach(server);
       opts.onClose?.('error');
@@ -194,7 +197,7 @@ export class NativeTunnels {
         dec,
         enc,
         [undefined, toServer, toApp],
-        opts.idleTimeoutMs,
+        Math.max(1, Math.ceil(opts.idleTimeoutMs)), // relayPair takes whole milliseconds only
         onClose,
       );
     } catch {

@@ -405,6 +405,9 @@ export class Connection {
     const encoder = new AeadEncoder(k.method, k.masterKey);
     this.#ctx.replay.serverSalts.add(encoder.salt);
     this.#phase = 'relay';
+    // read() below hands what it returns to 'data' listeners too: #onData would count it again.
+    client.off('data', this.#onData);
+    client.off('end', this.#onEnd);
     // Bytes Node read from the client (still wire bytes) before the hand-off.
     let toDest = initial;
     const early = takeBuffered(client);
@@ -428,7 +431,7 @@ export class Connection {
         dec.nativeCodec!,
         encoder.nativeCodec!,
         [encoder.salt, undefined, toDest.length > 0 ? toDest : undefined],
-        this.#ctx.idleMs,
+        Math.max(1, Math.ceil(this.#ctx.idleMs)), // relayPair takes whole milliseconds only
         this.#onNativeClose,
         true,
       );

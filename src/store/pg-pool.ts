@@ -149,7 +149,7 @@ export function postgresPool(url: string, opts: PoolOptions | StoreHealth | unde
         },
       );
     });
-  (pool as { connect: () => Promise<Pg.PoolClient> }).connect = async () => {
+  const checkout = async (): Promise<Pg.PoolClient> => {
     // pg-pool queues a caller behind others already waiting, and behind an idle connection about
     // to be handed out (callers then share it one at a time).
     const queued = pool.waitingCount > 0 || (pool.idleCount === 0 && pool.totalCount >= max);
@@ -191,6 +191,16 @@ export function postgresPool(url: string, opts: PoolOptions | StoreHealth | unde
       );
     };
     return client;
+  };
+  // pg's own callers (pool.query) call connect with a callback: it must be called, not ignored.
+  type Done = (err: Error | undefined, client?: Pg.PoolClient, release?: Pg.PoolClient['release']) => void;
+  (pool as { connect: (cb?: Done) => Promise<Pg.PoolClient> | undefined }).connect = (cb?: Done) => {
+    if (typeof cb !== 'function') return checkout();
+    checkout().then(
+      (c) => cb(undefined, c, c.release),
+      (err: unknown) => cb(err instanceof Error ? err : new Error(String(err))),
+    );
+    return undefined;
   };
   return pool;
 }

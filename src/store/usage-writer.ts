@@ -195,8 +195,14 @@ export class UsageWriter {
     const ids = [...new Set(batch.map((b) => b.keyId))];
     const existing = new Set<string>();
     for (const part of chunks(ids, IN_CHUNK)) {
-      for (const r of await trx.selectFrom('keys').select('id').where('id', 'in', part).execute())
-        existing.add(r.id);
+      const q = trx.selectFrom('keys').select('id').where('id', 'in', part);
+      // PostgreSQL: the key rows the last-seen updates below change, locked now in the ids' order
+      // (byte order, as `ids` is sorted; locked after the sort). Those updates go by time, not by
+      // id: two nodes whose flushes share keys but not usage rows (an hour apart) deadlocked.
+      const rows = await (
+        this.#d.dialect === 'postgres' ? q.orderBy(sql`id collate "C"`).forNoKeyUpdate() : q
+      ).execute();
+      for (const r of rows) existing.add(r.id);
     }
     // On PostgreSQL the change time is the database's clock, the same for every node, so a node
     // reading "rows changed since T" (UsageTotals) needs no agreement between node clocks.

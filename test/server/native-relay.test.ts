@@ -12,12 +12,13 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ShadowsocksServer } from '../../src/server/server.js';
 import type { ConnectionClosedEvent } from '../../src/server/events.js';
+import type { Lookup } from '../../src/server/destination.js';
 import { nativeRelayFromEnv } from '../../src/server/native-relay.js';
 import { nativeRelay } from '../../src/transport/native-sockets.js';
 import { openTestTunnel, type TestTunnel } from '../helpers/test-client.js';
 import { serve, startEcho, type TestServer } from '../helpers/net.js';
 import { skipUnless } from '../helpers/prereq.js';
-import { waitFor } from '../helpers/wait.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 
 const relayFns = nativeRelay();
 const NEED = 'the native addon with relayPair (Linux; npm run build:native)';
@@ -37,7 +38,7 @@ interface Running {
   usage: Map<string, { up: number; down: number }>;
 }
 
-async function startServer(native: boolean, idleMs = 5_000): Promise<Running> {
+async function startServer(native: boolean, idleMs = 5_000, lookup?: Lookup): Promise<Running> {
   const closed: ConnectionClosedEvent[] = [];
   const usage = new Map<string, { up: number; down: number }>();
   const server = new ShadowsocksServer({
@@ -45,6 +46,7 @@ async function startServer(native: boolean, idleMs = 5_000): Promise<Running> {
     allowPrivateDestinations: true,
     nativeRelay: native,
     timeouts: { idleMs },
+    ...(lookup ? { lookup } : {}),
     usageFlushMs: 50,
     usage: {
       addBytes(id, up, down) {
@@ -62,12 +64,12 @@ async function startServer(native: boolean, idleMs = 5_000): Promise<Running> {
 
 const live = (): number => relayFns?.relayLive() ?? 0;
 
-function tunnel(r: Running, dest: Dest, initial?: Buffer): Promise<TestTunnel> {
+function tunnel(r: Running, dest: Dest, initial?: Buffer, host = '127.0.0.1'): Promise<TestTunnel> {
   return openTestTunnel({
     port: r.port,
     method: KEY.method,
     password: KEY.secret,
-    target: { host: '127.0.0.1', port: dest.port },
+    target: { host, port: dest.port },
     ...(initial ? { initial } : {}),
   });
 }
@@ -115,6 +117,55 @@ describe('native TCP relay', { skip: skipUnless(relayFns !== undefined, NEED) },
         r.server.flushUsage();
         assert.deepEqual(r.usage.get(KEY.id), { up: wireUp, down: wireDown }, 'usage counted once, exactly');
         assert.equal(live(), 0);
+      } finally {
+        await r.server.close();
+      }
+    });
+
+    it(`${which}: bytes the client sent while the destination was dialled are counted once`, async () => {
+      // The name resolves only when released: what the client sends meanwhile waits in the
+      // paused socket's buffer, and reaches the relay at the hand-off (takeBuffered).
+      let resolveName!: () => void;
+      const named = new Promise<void>((res) => (resolveName = res));
+      let asked = false;
+      const r = await startServer(native, 5_000, async () => {
+        asked = true;
+        await named;
+        return [{ address: '127.0.0.1', family: 4 }];
+      });
+      try {
+        const t = await tunnel(r, echo, Buffer.from('first'), 'slow.test');
+        await waitFor(() => asked, { timeoutMs: 2000 });
+        const more = randomBytes(5000);
+        t.send(more);
+        await sleep(200); // read by Node into the paused socket's buffer
+        resolveName();
+        const got = await t.read(5 + more.length);
+        assert.equal(sha(got.subarray(5)), sha(more));
+        assert.equal(live(), native ? 1 : 0);
+        t.end();
+        await t.closed;
+        await waitFor(() => r.closed.length === 1, { timeoutMs: 2000 });
+        const wireUp = t.sentWire.reduce((n, b) => n + b.length, 0);
+        const wireDown = t.receivedWire.reduce((n, b) => n + b.length, 0);
+        assert.equal(r.closed[0]!.bytesUp, wireUp, 'bytes up = the wire bytes the client sent, once');
+        r.server.flushUsage();
+        assert.deepEqual(r.usage.get(KEY.id), { up: wireUp, down: wireDown });
+      } finally {
+        await r.server.close();
+      }
+    });
+
+    it(`${which}: an idle timeout with a fraction of a millisecond still relays`, async () => {
+      const r = await startServer(native, 5_000.5);
+      try {
+        const t = await tunnel(r, echo, Buffer.from('hello'));
+        assert.equal((await t.read(5)).toString(), 'hello');
+        assert.equal(live(), native ? 1 : 0);
+        t.end();
+        await t.closed;
+        await waitFor(() => r.closed.length === 1, { timeoutMs: 2000 });
+        assert.equal(r.closed[0]!.status, 'OK');
       } finally {
         await r.server.close();
       }

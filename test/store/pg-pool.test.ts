@@ -11,6 +11,9 @@ import {
   openStore,
   parseStoreLocation,
 } from '../../src/store/index.js';
+import { postgresPool } from '../../src/store/dialect.js';
+import { systemClock } from '../../src/shared/clock.js';
+import { waitFor } from '../helpers/wait.js';
 import { HAVE_POSTGRES, SKIP_WITHOUT_POSTGRES, startPostgres, type PgCluster } from '../helpers/postgres.js';
 import { SecretsControl } from '../helpers/secrets-control.js';
 
@@ -194,6 +197,103 @@ test(
       await admin.query('rollback').catch(() => undefined);
       await admin.end();
       await store.close();
+    }
+  },
+);
+
+test(
+  "pool.query (pg's callback-style connect) answers on the store's pool; the promise-style checkout still works",
+  { skip: SKIP_WITHOUT_POSTGRES, timeout: 60_000 },
+  async () => {
+    const pool = postgresPool(pg!.url, { max: 1 });
+    try {
+      let timer: NodeJS.Timeout | undefined;
+      const gaveUp = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('pool.query never answered')), 5_000);
+      });
+      try {
+        const r = await Promise.race([pool.query<{ n: number }>('select 1 as n'), gaveUp]);
+        assert.equal(r.rows[0]?.n, 1);
+      } finally {
+        clearTimeout(timer);
+      }
+      await assert.rejects(pool.query('select 1/0'), /division by zero/);
+      const c = await pool.connect();
+      try {
+        assert.equal((await c.query<{ n: number }>('select 2 as n')).rows[0]?.n, 2);
+      } finally {
+        c.release();
+      }
+      assert.equal(pool.stats().checkouts, 3);
+      assert.equal(pool.stats().busy, 0, 'pool.query gave its connection back');
+    } finally {
+      await pool.end();
+    }
+  },
+);
+
+test(
+  "two nodes' usage flushes that see the same keys at different times lock them in one order: no deadlock",
+  { skip: SKIP_WITHOUT_POSTGRES, timeout: 120_000 },
+  async () => {
+    // Node A saw k1 and k3 at one time and k2 later; node B, in the next hour (its usage rows are
+    // not A's), saw k2, then k3. By time, A takes k1, k3 then k2 and B takes k2 then k3: while a
+    // third transaction holds k3, A waits for it holding k1 and B takes k2, so once k3 frees, A
+    // waits for B and B for A.
+    const HOUR = 3_600_000;
+    let t = Math.floor(Date.now() / HOUR) * HOUR + 1000;
+    const clock = { ...systemClock, now: () => t };
+    const open = (): Promise<Awaited<ReturnType<typeof openStore>>> =>
+      openStore(parseStoreLocation(pg!.url, '.'), { flushIntervalMs: 3_600_000, clock });
+    const a = await open();
+    const b = await open();
+    const admin = new Client({ connectionString: pg!.url });
+    await admin.connect();
+    const waiting = async (): Promise<number> =>
+      Number(
+        (
+          await admin.query<{ n: string }>(
+            "select count(*) as n from pg_stat_activity where wait_event_type = 'Lock' and pid <> pg_backend_pid()",
+          )
+        ).rows[0]!.n,
+      );
+    try {
+      const ids = (await createAccessKeys(a, { method: 'chacha20-ietf-poly1305', count: 3 })).keys
+        .map((k) => k.id)
+        .sort();
+      const [k1, k2, k3] = ids as [string, string, string];
+      a.addBytes(k1, 1, 1);
+      a.addBytes(k3, 1, 1);
+      t += 1000;
+      a.addBytes(k2, 1, 1);
+      t += HOUR;
+      b.addBytes(k2, 1, 1);
+      t += 1000;
+      b.addBytes(k3, 1, 1);
+      await admin.query('begin');
+      await admin.query('select 1 from keys where id = $1 for update', [k3]);
+      const failures: unknown[] = [];
+      const flushA = a.flush().catch((err: unknown) => failures.push(err));
+      await waitFor(async () => (await waiting()) === 1, { timeoutMs: 10_000 });
+      const flushB = b.flush().catch((err: unknown) => failures.push(err));
+      await waitFor(async () => (await waiting()) === 2, { timeoutMs: 10_000 });
+      await admin.query('commit');
+      await Promise.all([flushA, flushB]);
+      assert.deepEqual(
+        failures.map((e) => (e instanceof Error ? e.message : String(e))),
+        [],
+        'both flushes committed',
+      );
+      const usage = await admin.query<{ key_id: string; n: string }>(
+        'select key_id, sum(up_bytes) as n from usage group by key_id order by key_id',
+      );
+      const byKey = new Map(usage.rows.map((r) => [r.key_id, Number(r.n)]));
+      assert.deepEqual([byKey.get(k1), byKey.get(k2), byKey.get(k3)], [1, 2, 2]);
+    } finally {
+      await admin.query('rollback').catch(() => undefined);
+      await admin.end();
+      await a.close();
+      await b.close();
     }
   },
 );
