@@ -138,7 +138,9 @@ export class NativeTunnels {
       // Bytes still queued in Node would reach their socket after the relay's: wait for them.
       for (const s of [app, server]) {
         if (s.writableLength > 0) {
-          s.once('drain', handOff);
+          // 'drain' comes only after a write that returned false; otherwise the next chunk retries.
+          if (s.writableNeedDrain) s.once('drain', handOff);
+          else waiting = true;
           return;
         }
       }
