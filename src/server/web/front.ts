@@ -168,6 +168,7 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
         (req, res) => (req.method === 'CONNECT' ? sendError(res, 400) : answer(req, res)),
         {
           idleTimeoutMs: server.keepAliveTimeout,
+          requestTimeoutMs: serverOptions.requestTimeout ?? 300_000,
         },
       )
     : undefined;
