@@ -14,7 +14,15 @@ import { after, before, describe, test } from 'node:test';
 import { proxyDecoy } from '../../src/server/web/decoy.js';
 import { startWebFront, type WebFront, type WebFrontOptions } from '../../src/server/web/front.js';
 import { exchange, makeCert, nginxServingSite, nginxSkip, opensslSkip, tempDir } from './fixtures.js';
-import { assertSameAsHttp1, FRAME, H2_HOST, h2Connect, h2Request, serverFrames } from './h2-fixtures.js';
+import {
+  assertSameAsHttp1,
+  FRAME,
+  H2_HOST,
+  h2Connect,
+  h2Request,
+  h2StalledPost,
+  serverFrames,
+} from './h2-fixtures.js';
 
 describe('proxy decoy over HTTP/2', { skip: nginxSkip() || opensslSkip() }, () => {
   const tmp = tempDir('h2-proxy');
@@ -112,12 +120,7 @@ describe('proxy decoy over HTTP/2', { skip: nginxSkip() || opensslSkip() }, () =
     const viaWhole = await frontBefore(whole, { headersTimeoutMs: 600, requestTimeoutMs: 600 });
     const session = await h2Connect(viaWhole.port, cert);
     try {
-      const stalled = session.request(
-        { ':path': '/up', ':method': 'POST', ':authority': H2_HOST, 'content-length': '5' },
-        { endStream: false },
-      );
-      stalled.on('error', () => undefined);
-      stalled.resume();
+      const stalled = h2StalledPost(session, '/up');
       const t0 = Date.now();
       const reset = new Promise<number>((r) => stalled.once('close', () => r(Date.now() - t0)));
       const timedOut = (ms: number): Promise<'open'> => new Promise((r) => setTimeout(() => r('open'), ms));

@@ -28,6 +28,7 @@ import {
   h2Connect,
   h2Fingerprint,
   h2Request,
+  h2StalledPost,
   negotiatedAlpn,
   nginxH2Site,
   serverFrames,
@@ -304,12 +305,7 @@ describe('the decoy over HTTP/2 matches nginx with http2', { skip }, () => {
     const closes = async (port: number): Promise<string> => {
       const session = await h2Connect(port, site.cert);
       try {
-        const s = session.request(
-          { ':path': '/', ':method': 'POST', ':authority': H2_HOST, 'content-length': '5' },
-          { endStream: false },
-        );
-        s.on('error', () => undefined);
-        s.resume();
+        const s = h2StalledPost(session, '/');
         return await Promise.race([
           new Promise<string>((r) => s.once('close', () => r(`closed, RST code ${s.rstCode}`))),
           new Promise<string>((r) => setTimeout(() => r('still open'), 3000)),
