@@ -15,10 +15,12 @@
  * WINDOW_UPDATE of 2147418112. An idle connection gets GOAWAY after the keep-alive timeout.
  *
  * Each stream gets the HTTP/1.1 side's request deadline (`requestTimeout`, 300 s by default) to
- * finish sending its request (END_STREAM): a peer that opens streams and sends a frame now and then
- * would otherwise keep up to 128 of them open for as long as the session stays busy. A stream
- * still open on the peer's side at the deadline is reset as nginx resets one it gives up on:
- * RST_STREAM PROTOCOL_ERROR while our response is unfinished, NO_ERROR once it has been sent.
+ * finish sending its request (END_STREAM). A stream already answered is closed at once (by Node, as
+ * by nginx), but one whose answer waits for the body (the proxy decoy) stayed open otherwise: a
+ * peer sending a frame now and then kept up to 128 of them open as long as the session was busy.
+ * At the deadline it gets RST_STREAM PROTOCOL_ERROR, as nginx resets a stream that timed out
+ * (NO_ERROR if our answer is complete). Request headers trickled in CONTINUATION frames are bounded
+ * only by the session's idle timeout (nghttp2 reports the stream once its headers are complete).
  */
 import http2 from 'node:http2';
 import type { Http2ServerRequest, Http2ServerResponse, Http2Session, ServerHttp2Stream } from 'node:http2';
