@@ -83,8 +83,9 @@ const isFailure = (r: string): r is DialFailure => r.startsWith('ERR_');
  * address family, opened on first use). v2 connect mode resolves its one destination once (a
  * forbidden or unresolvable one refuses the association, as a failed dial refuses a TCP stream);
  * otherwise every datagram names its destination, and one that is private (unless allowed),
- * unresolvable or port 0 is dropped, as the UDP relay drops it. Replies from any source come back
- * framed the same way (with their source address unless in connect mode).
+ * unresolvable or port 0 is dropped, as the UDP relay drops it. In connect mode the association's
+ * socket is connected to the destination and only its replies come back (bare); otherwise replies
+ * from any source come back with their source address (full cone, as the UDP relay and sing-box).
  *
  * Bounded: the client's stream is paused while 64 sends are in flight, replies are dropped while
  * 1 MiB of them waits to be written, at most 16 lookups run at once and 64 datagrams wait on
@@ -103,8 +104,8 @@ export function startUot(
   const sockets = new Map<4 | 6, dgram.Socket>();
   const names = new Map<string, { ip: string; at: number }>();
   const lookups = new Map<string, Promise<string | DialFailure>>();
-  /** Connect mode: the destination's IP once resolved; pending datagrams until then. */
-  let target: { ip: string; port: number } | undefined;
+  /** Connect mode: the socket connected to the destination; pending datagrams until then. */
+  let connected: dgram.Socket | undefined;
   let pending: Buffer[] | undefined;
   let inFlight = 0;
   /** Datagrams waiting on a lookup (the stream is not paused for them: bounded here instead). */
@@ -184,16 +185,17 @@ export function startUot(
     return s;
   };
 
-  const send = (ip: string, port: number, payload: Buffer): void => {
-    if (state !== 'open' || port === 0) return;
-    const s = socketFor(net.isIP(ip) === 6 ? 6 : 4);
+  /** Hand one datagram to the kernel (to `ip`:`port`, or to a connected socket's peer). */
+  const transmit = (s: dgram.Socket, payload: Buffer, port?: number, ip?: string): void => {
+    const sent = (): void => {
+      if (--inFlight < MAX_SENDS_IN_FLIGHT / 2 && sendsHeld) {
+        sendsHeld = false;
+        release();
+      }
+    };
     try {
-      s.send(payload, port, ip, () => {
-        if (--inFlight < MAX_SENDS_IN_FLIGHT / 2 && sendsHeld) {
-          sendsHeld = false;
-          release();
-        }
-      });
+      if (port === undefined) s.send(payload, sent);
+      else s.send(payload, port, ip, sent);
     } catch {
       return; // a send node refuses drops the datagram, never the stream
     }
@@ -201,6 +203,11 @@ export function startUot(
       sendsHeld = true;
       hold();
     }
+  };
+
+  const send = (ip: string, port: number, payload: Buffer): void => {
+    if (state !== 'open' || port === 0) return;
+    transmit(socketFor(net.isIP(ip) === 6 ? 6 : 4), payload, port, ip);
   };
 
   const resolve = (addr: SocksAddress): Promise<string | DialFailure> | string | undefined => {
@@ -224,7 +231,7 @@ export function startUot(
 
   const forward = (d: UotDatagram): void => {
     if (!d.address) {
-      if (target) send(target.ip, target.port, d.payload);
+      if (connected) transmit(connected, d.payload);
       else if (pending && pending.length < MAX_PENDING) pending.push(d.payload);
       return;
     }
@@ -241,17 +248,42 @@ export function startUot(
     }
   };
 
-  /** v2 connect mode: resolve the one destination, holding the stream until then. */
+  /**
+   * v2 connect mode: resolve the one destination and connect a UDP socket to it, holding the stream
+   * until then. The kernel then delivers only the destination's datagrams (and the sender is
+   * checked too, for any queued before connect()): a host that learns the socket's port cannot
+   * inject replies the client would take as the destination's. Port 0 is refused like a failed
+   * dial (no host answers from it).
+   */
   const connectTo = (dest: SocksAddress): void => {
+    if (dest.port === 0) return refuse('ERR_CONNECT');
     pending = [];
     hold();
     void resolveUdpDestination(dest, ctx).then((r) => {
       if (state !== 'open') return;
       if (isFailure(r)) return refuse(r);
-      target = { ip: r, port: dest.port };
-      for (const p of pending ?? []) send(r, dest.port, p);
-      pending = undefined;
-      release();
+      const family = net.isIP(r) === 6 ? 6 : 4;
+      const s = dgram.createSocket(family === 4 ? 'udp4' : 'udp6');
+      sockets.set(family, s);
+      let peer: { address: string; port: number } | undefined;
+      s.on('error', () => undefined); // ICMP errors and the like: the destination just doesn't answer
+      s.on('message', (data, rinfo) => {
+        if (peer && rinfo.address === peer.address && rinfo.port === peer.port) reply(data, rinfo);
+      });
+      const opened = (err?: Error): void => {
+        if (state !== 'open') return;
+        if (err) return refuse('ERR_CONNECT');
+        peer = s.remoteAddress();
+        connected = s;
+        for (const p of pending ?? []) transmit(s, p);
+        pending = undefined;
+        release();
+      };
+      try {
+        s.connect(dest.port, r, opened);
+      } catch {
+        refuse('ERR_CONNECT');
+      }
     });
   };
 

@@ -3,8 +3,9 @@
  * client in this file speaks UoT v2 (connect and non-connect) and v1 inside a real Shadowsocks
  * stream (SIP004 and 2022) to a Ladder data plane over raw TCP, over WebSocket and over a
  * Mux.Cool session on a WebSocket, to a real UDP echo on loopback. Also: the destination policy
- * (connect mode refused with a FIN, a datagram to a private address dropped), usage counted to the
- * key, garbage framing refused, the idle timeout, and the negative control (the same stream on a
+ * (connect mode refused with a FIN, a datagram to a private address dropped), where replies may
+ * come from (connect mode: the destination only; negative control: any host without it), usage
+ * counted to the key, garbage framing refused, the idle timeout, and the negative control (the same stream on a
  * server with UoT off does not reach the echo).
  */
 import assert from 'node:assert/strict';
@@ -52,6 +53,8 @@ interface Echo {
   readonly port: number;
   /** Datagrams received so far. */
   readonly received: number;
+  /** The port the last datagram came from (an association's UDP socket). */
+  readonly lastFrom: number;
   close(): Promise<void>;
 }
 
@@ -59,8 +62,10 @@ interface Echo {
 async function startCountingEcho(): Promise<Echo> {
   const s = dgram.createSocket('udp4');
   let received = 0;
+  let lastFrom = 0;
   s.on('message', (msg, r) => {
     received++;
+    lastFrom = r.port;
     s.send(msg, r.port, r.address);
   });
   await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
@@ -68,6 +73,9 @@ async function startCountingEcho(): Promise<Echo> {
     port: s.address().port,
     get received() {
       return received;
+    },
+    get lastFrom() {
+      return lastFrom;
     },
     close: () => new Promise((r) => s.close(() => r())),
   };
@@ -215,6 +223,62 @@ describe('UoT v2 connect mode', () => {
     await waitFor(() => bareFrames(c.received()).length === 1);
     assert.deepEqual(bareFrames(c.received()), ['2022']);
     c.destroy();
+  });
+});
+
+/** Send `text` to 127.0.0.1:`port` from a fresh UDP socket; resolves with that socket's port. */
+async function inject(port: number, text: string): Promise<number> {
+  const s = dgram.createSocket('udp4');
+  try {
+    await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
+    await new Promise<void>((r, j) => s.send(Buffer.from(text), port, '127.0.0.1', (e) => (e ? j(e) : r())));
+    return s.address().port;
+  } finally {
+    s.close();
+  }
+}
+
+describe('where replies may come from', () => {
+  it("connect mode: a datagram from another host to the association's port is not relayed", async () => {
+    const c = openUot(sip004(), 2);
+    c.send(connectFirst(loop(echo.port), Buffer.from('one')));
+    await waitFor(() => bareFrames(c.received()).length === 1);
+    await inject(echo.lastFrom, 'injected');
+    await sleep(100);
+    // A later genuine reply arrives; the injected datagram (sent before it) never does.
+    c.send(encodeUotDatagram(undefined, Buffer.from('two')));
+    await waitFor(() => bareFrames(c.received()).length >= 2);
+    await sleep(100);
+    assert.deepEqual(bareFrames(c.received()), ['one', 'two']);
+    c.destroy();
+  });
+
+  it('negative control: without connect mode a datagram from any host is relayed, with its address', async () => {
+    const c = openUot(sip004(), 2);
+    c.send(
+      Buffer.concat([
+        encodeUotRequest({ connect: false, destination: loop(echo.port) }),
+        encodeUotDatagram(loop(echo.port), Buffer.from('one')),
+      ]),
+    );
+    await waitFor(() => addressedFrames(c.received()).length === 1);
+    const from = await inject(echo.lastFrom, 'other');
+    await waitFor(() => addressedFrames(c.received()).length === 2);
+    assert.deepEqual(addressedFrames(c.received()), [
+      `127.0.0.1:${echo.port} one`,
+      `127.0.0.1:${from} other`,
+    ]);
+    c.destroy();
+  });
+
+  it('connect mode to port 0 is refused with a FIN (ERR_CONNECT), as a failed dial', async () => {
+    const before = closed.filter((e) => e.status === 'ERR_CONNECT').length;
+    const c = openUot(sip004(), 2);
+    c.send(connectFirst(loop(0), Buffer.from('no')));
+    // Before the fix the association stayed open (every datagram silently dropped) until idle.
+    assert.equal(await Promise.race([c.ended, sleep(3000).then(() => 'open' as const)]), 'fin');
+    assert.equal(c.received().length, 0);
+    await waitFor(() => closed.filter((e) => e.status === 'ERR_CONNECT').length === before + 1);
   });
 });
 

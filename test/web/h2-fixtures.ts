@@ -61,6 +61,17 @@ export function h2Request(
   });
 }
 
+/** A POST on `session` announcing a 5-byte body it never sends (no END_STREAM); errors ignored. */
+export function h2StalledPost(session: http2.ClientHttp2Session, path: string): http2.ClientHttp2Stream {
+  const s = session.request(
+    { ':path': path, ':method': 'POST', ':authority': H2_HOST, 'content-length': '5' },
+    { endStream: false },
+  );
+  s.on('error', () => undefined);
+  s.resume();
+  return s;
+}
+
 /** An h2 session to 127.0.0.1:port trusting `ca` (for H2_HOST). */
 export async function h2Connect(port: number, ca: string): Promise<http2.ClientHttp2Session> {
   const session = http2.connect(`https://127.0.0.1:${port}`, { ca, servername: H2_HOST });

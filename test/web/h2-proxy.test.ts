@@ -3,16 +3,26 @@
  * h2 client gets through the TLS web front is the upstream's page, the same as over HTTP/1.1
  * through the front (status, fields minus Connection, body); the request reaches the upstream as
  * HTTP/1.1 with Host rewritten, no pseudo-headers (nginx would answer 400 to a `:path` field) and
- * split Cookie fields joined; a repeated Set-Cookie comes back as repeated fields.
+ * split Cookie fields joined; a repeated Set-Cookie comes back as repeated fields; a stream whose
+ * body never comes is reset at the request deadline (control: one whose body comes is answered).
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { proxyDecoy } from '../../src/server/web/decoy.js';
-import { startWebFront, type WebFront } from '../../src/server/web/front.js';
+import { startWebFront, type WebFront, type WebFrontOptions } from '../../src/server/web/front.js';
 import { exchange, makeCert, nginxServingSite, nginxSkip, opensslSkip, tempDir } from './fixtures.js';
-import { assertSameAsHttp1, FRAME, H2_HOST, h2Connect, h2Request, serverFrames } from './h2-fixtures.js';
+import {
+  assertSameAsHttp1,
+  FRAME,
+  H2_HOST,
+  h2Connect,
+  h2Request,
+  h2StalledPost,
+  serverFrames,
+} from './h2-fixtures.js';
 
 describe('proxy decoy over HTTP/2', { skip: nginxSkip() || opensslSkip() }, () => {
   const tmp = tempDir('h2-proxy');
@@ -45,7 +55,10 @@ describe('proxy decoy over HTTP/2', { skip: nginxSkip() || opensslSkip() }, () =
   });
 
   /** A TLS front whose proxy decoy is `upstream` (listened on here, on loopback). */
-  const frontBefore = async (upstream: http.Server): Promise<WebFront> => {
+  const frontBefore = async (
+    upstream: http.Server,
+    timeouts: Partial<WebFrontOptions> = {},
+  ): Promise<WebFront> => {
     await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
     return startWebFront({
       port: 0,
@@ -54,6 +67,7 @@ describe('proxy decoy over HTTP/2', { skip: nginxSkip() || opensslSkip() }, () =
       tls: { cert, key },
       decoy: proxyDecoy(`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`),
       onUpgrade: () => false,
+      ...timeouts,
     });
   };
 
@@ -93,6 +107,48 @@ describe('proxy decoy over HTTP/2', { skip: nginxSkip() || opensslSkip() }, () =
       await viaSlow.close();
       slow.closeAllConnections();
       await new Promise((r) => slow.close(r));
+    }
+  });
+
+  test('a stream that never sends its body is reset at the request deadline; a normal one is answered', async () => {
+    // The upstream answers once it has the whole body, so the front's answer waits for it: before
+    // the deadline such a stream stayed open (one of 128) for as long as the session lived.
+    const whole = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.end('got it'));
+    });
+    const viaWhole = await frontBefore(whole, { headersTimeoutMs: 600, requestTimeoutMs: 600 });
+    const session = await h2Connect(viaWhole.port, cert);
+    try {
+      const stalled = h2StalledPost(session, '/up');
+      const t0 = Date.now();
+      const reset = new Promise<number>((r) => stalled.once('close', () => r(Date.now() - t0)));
+      const timedOut = (ms: number): Promise<'open'> => new Promise((r) => setTimeout(() => r('open'), ms));
+      // Control, on the same session: a request whose body comes in time is answered as usual.
+      const normal = await h2Request(
+        session,
+        { ':path': '/up', ':method': 'POST', 'content-length': '5' },
+        'hello',
+      );
+      assert.equal(normal.body.toString(), 'got it');
+      assert.equal(await Promise.race([reset, timedOut(250)]), 'open', 'still open well before the deadline');
+      const after = await Promise.race([reset, timedOut(5000)]);
+      assert.notEqual(after, 'open', 'reset at the deadline');
+      assert.ok((after as number) >= 500, `reset after ${after} ms`);
+      assert.equal(
+        stalled.rstCode,
+        http2.constants.NGHTTP2_PROTOCOL_ERROR,
+        'as nginx resets a timed-out stream',
+      );
+      assert.equal(
+        (await h2Request(session, { ':path': '/up', ':method': 'POST' }, 'x')).body.toString(),
+        'got it',
+      );
+    } finally {
+      session.destroy();
+      await viaWhole.close();
+      whole.closeAllConnections();
+      await new Promise((r) => whole.close(r));
     }
   });
 

@@ -3,7 +3,8 @@
  * `ssl http2` serving the same directory with the same certificate: the same pages over h2 (status,
  * header fields in order, bodies; Date and ports masked), bodies byte-equal to what HTTP/1.1
  * gets, the secret path a plain 404 over h2, nginx's SETTINGS and connection window, curl
- * --http2, and WebSocket clients (no ALPN, or http/1.1) still reaching the endpoints.
+ * --http2, WebSocket clients (no ALPN, or http/1.1) still reaching the endpoints, and a stream
+ * whose body never comes closed once answered, as nginx closes it.
  * Negative controls: with `h2: false` ALPN h2 is not negotiated; Node's default h2 SETTINGS
  * differ from nginx's (so the SETTINGS comparison can fail).
  */
@@ -27,6 +28,7 @@ import {
   h2Connect,
   h2Fingerprint,
   h2Request,
+  h2StalledPost,
   negotiatedAlpn,
   nginxH2Site,
   serverFrames,
@@ -295,6 +297,24 @@ describe('the decoy over HTTP/2 matches nginx with http2', { skip }, () => {
       assert.deepEqual(got, payload);
     }
     assert.equal(seen.length, 2);
+  });
+
+  test('a stream whose body never comes ends as soon as the decoy has answered, as with nginx', async () => {
+    // Neither holds such a stream open (the request deadline matters only while the answer waits
+    // for the body: test/web/h2-proxy.test.ts).
+    const closes = async (port: number): Promise<string> => {
+      const session = await h2Connect(port, site.cert);
+      try {
+        const s = h2StalledPost(session, '/');
+        return await Promise.race([
+          new Promise<string>((r) => s.once('close', () => r(`closed, RST code ${s.rstCode}`))),
+          new Promise<string>((r) => setTimeout(() => r('still open'), 3000)),
+        ]);
+      } finally {
+        session.destroy();
+      }
+    };
+    assert.equal(await closes(front.port), await closes(site.nginx.port));
   });
 
   test('an idle h2 connection gets GOAWAY after the keep-alive timeout', async () => {

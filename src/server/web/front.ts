@@ -68,7 +68,10 @@ export interface WebFrontOptions {
   /** HTTP-01 challenge answers (ACME), served at /.well-known/acme-challenge/TOKEN. */
   http01?: Http01Responder;
   logger?: Logger;
-  /** Server timeouts in ms; nginx-like defaults (headers 60 s, keep-alive 65 s). */
+  /**
+   * Server timeouts in ms; nginx-like defaults (headers 60 s, keep-alive 65 s, request 300 s; the
+   * request deadline also bounds each HTTP/2 stream's request).
+   */
   headersTimeoutMs?: number;
   keepAliveTimeoutMs?: number;
   requestTimeoutMs?: number;
@@ -168,6 +171,7 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
         (req, res) => (req.method === 'CONNECT' ? sendError(res, 400) : answer(req, res)),
         {
           idleTimeoutMs: server.keepAliveTimeout,
+          requestTimeoutMs: serverOptions.requestTimeout ?? 300_000,
         },
       )
     : undefined;

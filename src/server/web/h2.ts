@@ -13,9 +13,17 @@
  * with `http2`): SETTINGS carries MAX_CONCURRENT_STREAMS 128, INITIAL_WINDOW_SIZE 65536 and
  * MAX_FRAME_SIZE 16777215 and nothing else, and the connection window is opened to 2^31-1 with a
  * WINDOW_UPDATE of 2147418112. An idle connection gets GOAWAY after the keep-alive timeout.
+ *
+ * Each stream gets the HTTP/1.1 side's request deadline (`requestTimeout`, 300 s by default) to
+ * finish sending its request (END_STREAM). A stream already answered is closed at once (by Node, as
+ * by nginx), but one whose answer waits for the body (the proxy decoy) stayed open otherwise: a
+ * peer sending a frame now and then kept up to 128 of them open as long as the session was busy.
+ * At the deadline it gets RST_STREAM PROTOCOL_ERROR, as nginx resets a stream that timed out
+ * (NO_ERROR if our answer is complete). Request headers trickled in CONTINUATION frames are bounded
+ * only by the session's idle timeout (nghttp2 reports the stream once its headers are complete).
  */
 import http2 from 'node:http2';
-import type { Http2ServerRequest, Http2ServerResponse, Http2Session } from 'node:http2';
+import type { Http2ServerRequest, Http2ServerResponse, Http2Session, ServerHttp2Stream } from 'node:http2';
 import type { Server as HttpsServer } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 
@@ -26,6 +34,8 @@ export const NGINX_H2_SETTINGS: Readonly<http2.Settings> = {
   maxFrameSize: 16_777_215,
 };
 
+const { NGHTTP2_NO_ERROR, NGHTTP2_PROTOCOL_ERROR } = http2.constants;
+
 /** nginx's connection window (NGX_HTTP_V2_MAX_WINDOW). */
 const MAX_WINDOW = 2 ** 31 - 1;
 
@@ -35,6 +45,8 @@ const GOAWAY_GRACE_MS = 5_000;
 export interface DecoyH2Options {
   /** Close (GOAWAY) a connection idle this long (the HTTP/1.1 keep-alive timeout). */
   idleTimeoutMs: number;
+  /** Reset a stream whose request (headers and body) is not complete this long after it opened. */
+  requestTimeoutMs: number;
 }
 
 export interface DecoyH2 {
@@ -74,6 +86,15 @@ export function attachDecoyH2(
   });
   // Protocol errors end the session (nghttp2 has sent GOAWAY); nothing to report.
   h2.on('sessionError', () => {});
+  h2.on('stream', (stream: ServerHttp2Stream) => {
+    if (stream.endAfterHeaders || !(opts.requestTimeoutMs > 0)) return;
+    const deadline = setTimeout(() => {
+      if (stream.closed || stream.destroyed || stream.state.remoteClose) return;
+      stream.close(stream.state.localClose ? NGHTTP2_NO_ERROR : NGHTTP2_PROTOCOL_ERROR);
+    }, opts.requestTimeoutMs);
+    deadline.unref();
+    stream.once('close', () => clearTimeout(deadline));
+  });
   h2.on('request', onRequest);
   // Node answers these itself (405, 417, with nothing but a date); nginx's answers come from onRequest.
   h2.on('connect', onRequest);
