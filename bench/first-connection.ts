@@ -11,16 +11,12 @@
 import { spawn } from 'node:child_process';
 import { freePort, startEcho, waitListening } from '../test/helpers/net.js';
 import { openTestTunnel } from '../test/helpers/test-client.js';
-import { LADDER_BIN } from '../test/helpers/peers.js';
+import { ladderServerArgv } from '../test/helpers/peers.js';
+import { opt, posInt } from './args.js';
 import { median } from './stats.js';
 
-const args = process.argv.slice(2);
-const flag = (name: string, dflt: string): string => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
-};
-const RUNS = Number(flag('runs', '5'));
-const WORKERS = flag('workers', '');
+const RUNS = posInt('--runs', 5);
+const WORKERS = opt('--workers', '');
 const METHOD = 'chacha20-ietf-poly1305';
 const PASSWORD = 'first-connection-bench-password';
 
@@ -28,20 +24,12 @@ async function once(eager: boolean, echoPort: number): Promise<{ cold: number; w
   const port = await freePort();
   const child = spawn(
     process.execPath,
-    [
-      LADDER_BIN,
-      'server',
-      '--password',
-      PASSWORD,
-      '--method',
-      METHOD,
-      '--port',
-      String(port),
-      '--host',
-      '127.0.0.1',
-      '--allow-private',
-      ...(WORKERS ? ['--workers', WORKERS] : []),
-    ],
+    ladderServerArgv({
+      port,
+      method: METHOD,
+      password: PASSWORD,
+      extra: ['--allow-private', ...(WORKERS ? ['--workers', WORKERS] : [])],
+    }),
     { stdio: 'ignore', env: { ...process.env, LADDER_EAGER_WORKERS: eager ? '1' : '0' } },
   );
   try {

@@ -18,19 +18,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, waitListening } from '../test/helpers/net.js';
-import { LADDER_BIN, REPO_ROOT, rssKiB, ssUrl, which } from '../test/helpers/peers.js';
+import { LADDER_BIN, ladderServerArgv, REPO_ROOT, rssKiB, ssUrl, which } from '../test/helpers/peers.js';
+import { opt, posInt } from './args.js';
 import { median } from './stats.js';
 
-const args = process.argv.slice(2);
-function flag(name: string, dflt: string): string {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
-}
-const RUNS = Number(flag('runs', '3'));
-const IDLE_MS = Number(flag('idle-ms', '2000'));
-const MODES = flag('modes', 'floor,client,server,managed,ss-local,ss-server').split(',');
-const JSON_OUT = flag('json', '');
-const WORKERS = flag('workers', '');
+const RUNS = posInt('--runs', 3);
+const IDLE_MS = posInt('--idle-ms', 2000);
+const MODES = opt('--modes', 'floor,client,server,managed,ss-local,ss-server').split(',');
+const JSON_OUT = opt('--json', '');
+const WORKERS = opt('--workers', '');
 const workerArgs = WORKERS ? ['--workers', WORKERS] : [];
 
 const METHOD = 'chacha20-ietf-poly1305';
@@ -62,19 +58,7 @@ async function launch(mode: string): Promise<Launch | undefined> {
     case 'server':
       return {
         cmd: node,
-        argv: [
-          LADDER_BIN,
-          'server',
-          '--password',
-          PASSWORD,
-          '--method',
-          METHOD,
-          '--host',
-          '127.0.0.1',
-          '--port',
-          String(port),
-          ...workerArgs,
-        ],
+        argv: ladderServerArgv({ port, method: METHOD, password: PASSWORD, extra: workerArgs }),
         port,
       };
     case 'managed': {

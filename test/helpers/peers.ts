@@ -258,22 +258,42 @@ function ladderEnv(env?: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return { LADDER_FROM_SOURCE: process.env.LADDER_FROM_SOURCE ?? '1', ...env };
 }
 
-/** `ladder server` through the CLI, on 127.0.0.1, allowed to reach loopback destinations. */
-export async function startLadderServer(o: LadderServerOptions): Promise<Peer & { port: number }> {
-  const port = o.port ?? (await freePort());
-  const args = [
-    ...(o.nodeArgs ?? []),
+/**
+ * The arguments after `node` for an unmanaged `ladder server` on 127.0.0.1:`port` with one key
+ * (--method/--password when given), then `extra`: what the tests and the benches start.
+ */
+export function ladderServerArgv(o: {
+  port: number;
+  entry?: string | undefined;
+  method?: string | undefined;
+  password?: string | undefined;
+  extra?: readonly string[];
+}): string[] {
+  return [
     o.entry ?? LADDER_BIN,
     'server',
     '--host',
     '127.0.0.1',
     '--port',
-    String(port),
+    String(o.port),
     ...(o.method !== undefined ? ['--method', o.method] : []),
     ...(o.password !== undefined ? ['--password', o.password] : []),
-    '--allow-private',
-    ...(o.config ? ['--config', o.config] : []),
-    ...(o.extraArgs ?? []),
+    ...(o.extra ?? []),
+  ];
+}
+
+/** `ladder server` through the CLI, on 127.0.0.1, allowed to reach loopback destinations. */
+export async function startLadderServer(o: LadderServerOptions): Promise<Peer & { port: number }> {
+  const port = o.port ?? (await freePort());
+  const args = [
+    ...(o.nodeArgs ?? []),
+    ...ladderServerArgv({
+      port,
+      entry: o.entry,
+      method: o.method,
+      password: o.password,
+      extra: ['--allow-private', ...(o.config ? ['--config', o.config] : []), ...(o.extraArgs ?? [])],
+    }),
   ];
   const p = await spawnPeer('ladder server', process.execPath, args, {
     waitPort: port,
