@@ -6,19 +6,13 @@ import { Aead2022RequestDecoder, Aead2022ResponseEncoder } from '../protocol/sha
 import { decodeAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import { uotVersion, type UotVersion } from '../protocol/uot.js';
 import type { Clock, Timer } from '../shared/clock.js';
+import { detach, socketFd, takeBuffered } from '../transport/native-handoff.js';
 import { relay, type RelayHandle } from '../transport/relay.js';
 import { DialError, dialDestination, dialWith, type Lookup } from './destination.js';
 import type { AuthEvent, ConnectionClosedEvent, ConnectionStatus } from './events.js';
 import { failureStatus, type StreamInfo } from './connection-status.js';
 import { isIdentityGroup, type AnyKeyEntry, type Key2022Entry, type KeyEntry, type KeyRing } from './keys.js';
-import {
-  detach,
-  nativeCloseStatus,
-  nativeConnect,
-  socketFd,
-  takeBuffered,
-  type NativeRelay,
-} from './native-relay.js';
+import { nativeCloseStatus, nativeConnect, type NativeRelay } from './native-relay.js';
 import type { ReplayState } from './replay-state.js';
 import { startUot, type UotAssociation } from './uot.js';
 

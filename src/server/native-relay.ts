@@ -16,8 +16,6 @@ import { DialError, type ConnectOnce } from './destination.js';
 import type { ConnectionStatus } from './events.js';
 
 export type { NativeRelay } from '../transport/native-sockets.js';
-// Shared with the client: they moved to the transport zone.
-export { detach, nativeRelayFromEnv, socketFd, takeBuffered } from '../transport/native-handoff.js';
 
 /** The addon's relay when `wanted` and available here (Linux, addon loaded and enabled). */
 export function serverNativeRelay(wanted: boolean): NativeRelay | undefined {

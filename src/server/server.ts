@@ -12,7 +12,8 @@ import { Connection, type ConnectionContext, type StreamInfo } from './connectio
 import type { Lookup } from './destination.js';
 import type { AuthEvent, ConnectionClosedEvent, ServerHooks } from './events.js';
 import { KeyRing, type KeyDelta, type RejectedKey } from './keys.js';
-import { nativeRelayFromEnv, serverNativeRelay } from './native-relay.js';
+import { nativeRelayFromEnv } from '../transport/native-handoff.js';
+import { serverNativeRelay } from './native-relay.js';
 import { RefusalLog } from './refusal-log.js';
 import { ReplayState, replayStateFile, type ReplayFilters, type ReplayStore } from './replay-state.js';
 import { UdpRelay, type AdoptedUdpSocket, type UdpRelayContext, type UdpRelayOptions } from './udp-relay.js';

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { ShadowsocksServer } from '../../src/server/server.js';
 import type { ConnectionClosedEvent } from '../../src/server/events.js';
 import type { Lookup } from '../../src/server/destination.js';
-import { nativeRelayFromEnv } from '../../src/server/native-relay.js';
+import { nativeRelayFromEnv } from '../../src/transport/native-handoff.js';
 import { nativeRelay } from '../../src/transport/native-sockets.js';
 import { openTestTunnel, type TestTunnel } from '../helpers/test-client.js';
 import { serve, startEcho, type TestServer } from '../helpers/net.js';
