@@ -231,6 +231,13 @@ export async function planWeb(
       fail(`${name} ${f}: ${fileErrorWhy(err)}`);
     }
   }
+  if (plan.tlsCertFile !== undefined && plan.tlsKeyFile !== undefined)
+    await checkCertificatePair(
+      plan.tlsCertFile,
+      plan.tlsKeyFile,
+      tlsFromFlags ? undefined : fromFile?.source,
+      fail,
+    );
   const dir = decoyDir(plan.decoy);
   if (dir !== undefined) {
     const isDir = await stat(dir).then(
@@ -240,6 +247,34 @@ export async function planWeb(
     if (!isDir) fail(`--decoy ${dir}: not a directory`);
   }
   return plan;
+}
+
+/**
+ * Refuse a certificate or key TLS cannot use (not PEM, a key that does not match the
+ * certificate) before anything listens, in one line naming the files; never their contents.
+ */
+async function checkCertificatePair(
+  certFile: string,
+  keyFile: string,
+  configFile: string | undefined,
+  fail: (message: string) => never,
+): Promise<void> {
+  const [cert, key] = await Promise.all([readFile(certFile), readFile(keyFile)]);
+  const names = configFile
+    ? `${configFile}: web.tlsCert ${certFile} / web.tlsKey ${keyFile}`
+    : `--tls-cert ${certFile} / --tls-key ${keyFile}`;
+  const { createSecureContext } = await import('node:tls');
+  try {
+    createSecureContext({ cert, key });
+  } catch (err) {
+    const raw = err instanceof Error ? err.message : String(err);
+    const why = /key values mismatch/i.test(raw)
+      ? 'the key does not belong to the certificate'
+      : /no start line|bad base64|PEM/i.test(raw)
+        ? 'expected a PEM certificate (-----BEGIN CERTIFICATE-----) and a PEM private key'
+        : raw.replace(/^error:[0-9A-F]+:[^:]*::/i, '');
+    fail(`${names}: ${why}`);
+  }
 }
 
 /** `on` / `off` → true / false; anything else is a usage error naming the flag. */

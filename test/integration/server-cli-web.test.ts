@@ -106,7 +106,21 @@ describe('ladder server --web-port (CLI)', () => {
   });
 
   it('bad web settings: one line, exit 2', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ladder-badtls-'));
+    const a = makeCert(dir, 'a.example');
+    const b = makeCert(dir, 'b.example');
+    const junk = join(dir, 'junk.pem');
+    writeFileSync(junk, 'not a certificate\n');
     const cases: [string[], RegExp][] = [
+      [
+        ['--web-port', '0', '--tls-cert', junk, '--tls-key', junk],
+        /^ladder: --tls-cert \S+junk\.pem \/ --tls-key \S+junk\.pem: expected a PEM certificate/,
+      ],
+      [
+        ['--web-port', '0', '--tls-cert', a.certPath, '--tls-key', b.keyPath],
+        /^ladder: --tls-cert \S+a\.example\.crt \/ --tls-key \S+b\.example\.key: the key does not belong to the certificate$/,
+      ],
+      [['--web-port', '0', '--tls-cert', a.keyPath, '--tls-key', a.certPath], /expected a PEM certificate/],
       [
         ['--web-port', '0', '--tls-cert', '/nonexistent/cert.pem', '--tls-key', '/nonexistent/key.pem'],
         /^ladder: --tls-cert \/nonexistent\/cert\.pem: no such file$/,
@@ -135,7 +149,10 @@ describe('ladder server --web-port (CLI)', () => {
       assert.match(err, re);
       assert.equal(err.split('\n').length, 1, err);
       assert.equal(r.stdout(), '');
+      for (const pem of [a.key, a.cert, b.key])
+        assert.ok(!err.includes(pem.split('\n')[1]!), 'no file contents echoed');
     }
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('--config with a web object: a bad value names the field of the file; paths are relative to it', async () => {
