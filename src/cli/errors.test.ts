@@ -45,6 +45,11 @@ test('a bug: exit 1 with the bug message and the stack, not a usage error', () =
 test('commander help and version keep their exit code and print nothing more', () => {
   const r = reportError(new CommanderError(0, 'commander.helpDisplayed', '(outputHelp)'));
   assert.deepEqual(r, { exitCode: 0, stderr: '' });
+  // `ladder keys` without a subcommand: commander printed the help to stderr; exit 2, no "(outputHelp)".
+  assert.deepEqual(reportError(new CommanderError(1, 'commander.help', '(outputHelp)')), {
+    exitCode: 2,
+    stderr: '',
+  });
 });
 
 test('every CLI error carries a stable code', () => {

@@ -68,7 +68,11 @@ export interface ExitReport {
 
 /** How `ladder` ends for an error that reached the top: the exit code and what stderr says. */
 export function reportError(err: unknown): ExitReport {
-  if (err instanceof CommanderError) return { exitCode: err.exitCode, stderr: '' }; // --help, --version
+  if (err instanceof CommanderError) {
+    // --help, --version (0); a command run without its subcommand printed its help to stderr (2).
+    const missingSubcommand = err.code === 'commander.help' && err.exitCode !== 0;
+    return { exitCode: missingSubcommand ? EXIT.USAGE : err.exitCode, stderr: '' };
+  }
   if (isUserError(err)) {
     const line = (err as Error).message.split('\n')[0]!;
     return { exitCode: EXIT.USAGE, stderr: `ladder: ${line}\n` };

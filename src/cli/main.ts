@@ -21,7 +21,8 @@ export async function main(argv: string[]): Promise<number> {
     // Bad flags are usage errors like bad values: one line, exit 2. Subcommands inherit this.
     .configureOutput({ outputError: () => {} })
     .exitOverride((err: CommanderError) => {
-      if (err.exitCode === 0) throw err; // --help, --version
+      // --help, --version; a command without its subcommand printed its help (reportError: exit 2).
+      if (err.exitCode === 0 || err.code === 'commander.help') throw err;
       throw commanderUsageError(err, 'ladder');
     });
   for (const register of await loadCommands(argv)) register(program);

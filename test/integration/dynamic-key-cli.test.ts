@@ -161,3 +161,20 @@ test('ladder client --key ssconf://: traffic, moved by a hostname change without
   });
   assert.equal(await echoVia(socksPort, echoPort, 'again'), 'again');
 });
+
+test('ladder client --key with a malformed dynamic key: one line naming --key, exit 2, nothing echoed', async () => {
+  const token = 'Sup3rS3cretT0ken';
+  for (const [key, re] of [
+    ['http://example.invalid/k', /^ladder: --key: a dynamic key must be ssconf:\/\/ or https:\/\//],
+    [
+      `ssconf://127.0.0.1:9/access/${token}?certSha256=zz`,
+      /^ladder: --key: the dynamic key's certSha256 must be 64 hex digits/,
+    ],
+  ] as const) {
+    const r = await runLadder(['client', '--key', key], { killAfterMs: 20_000 });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, re);
+    assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
+    assert.doesNotMatch(r.stderr, new RegExp(token), 'the secret path is not echoed');
+  }
+});

@@ -90,7 +90,8 @@ function usage<T>(what: string, fn: () => T): T {
   try {
     return fn();
   } catch (err) {
-    if (err instanceof UsageError || !isUserError(err)) throw err;
+    // A dynamic key URL's shape (scheme, certSha256) is the user's data too.
+    if (err instanceof UsageError || !(isUserError(err) || err instanceof DynamicKeyFetchError)) throw err;
     const msg = (err as Error).message;
     throw new UsageError(what ? `${what}: ${msg}` : msg, 'ERR_INPUT');
   }

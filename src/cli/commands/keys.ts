@@ -160,7 +160,7 @@ async function printUrls(b: KeysBackend, id: string, qr: boolean, png?: string):
  */
 function oneLineErrors(cmd: Command, path: string, negative?: (arg: string) => string): Command {
   return cmd.exitOverride((err: CommanderError) => {
-    if (err.exitCode === 0) throw err; // --help
+    if (err.exitCode === 0 || err.code === 'commander.help') throw err; // --help; bare `ladder keys`
     const arg = /^error: unknown option '(-\d[^']*)'/.exec(err.message)?.[1];
     if (arg !== undefined && negative) throw new UsageError(negative(arg));
     throw commanderUsageError(err, path);
