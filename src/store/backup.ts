@@ -98,7 +98,9 @@ export async function restoreStore(
   try {
     checkSqliteFile(backup, { full: true });
   } catch (err) {
-    throw fail(`${backup} cannot be restored: ${(err as Error).message.replace(/^store: /, '')}`);
+    // Without the "restore a backup" advice: this file is the backup.
+    const why = (err as Error).message.replace(/^store: /, '').replace(/; restore a backup with: .*$/, '');
+    throw fail(`${backup} cannot be restored: ${why}`);
   }
   if (storeInUse(dbPath)) {
     throw fail(`${dbPath} is in use (a running server or another ladder command): stop it, then restore`);

@@ -23,6 +23,13 @@ export function parseStoreLocation(spec: string | undefined, dataDir: string): S
   if (spec === undefined || spec === '')
     return { kind: 'sqlite', path: join(resolve(dataDir), SQLITE_FILE_NAME) };
   if (/^postgres(ql)?:\/\//i.test(spec)) return { kind: 'postgres', url: spec };
+  // Any other scheme (mysql://, a misspelt postgress://) would become a new SQLite file named after it.
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(spec)?.[1];
+  if (scheme !== undefined)
+    throw new StoreError(
+      'STORE_OPEN_FAILED',
+      `store: unknown store scheme "${scheme}://" (use postgres://… for PostgreSQL, or a file path for SQLite)`,
+    );
   const path = spec.startsWith('sqlite:') ? spec.slice('sqlite:'.length) : spec;
   if (path === '')
     throw new StoreError('STORE_OPEN_FAILED', 'store: "sqlite:" needs a file path after the colon');
@@ -64,7 +71,7 @@ export function createDialect(
     db.pragma('busy_timeout = 5000');
     db.pragma('foreign_keys = ON');
   } catch (err) {
-    throw openFailure(`SQLite file ${loc.path}`, err);
+    throw openFailure(`SQLite file ${loc.path}`, err, loc.path);
   }
   return { kind: 'sqlite', dialect: new SqliteDialect({ database: db }) };
 }

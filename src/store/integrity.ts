@@ -195,9 +195,10 @@ export function checkSqliteFile(
 }
 
 /** A failure while opening a store, as one line naming the file (the database URL's host for PostgreSQL). */
-export function openFailure(where: string, err: unknown): StoreError {
+export function openFailure(where: string, err: unknown, dbPath = where): StoreError {
   if (err instanceof StoreError) return err;
-  if (isDamageError(err)) return damaged(where, (err as Error).message);
+  // The restore hint names the file itself (a command to paste), not `where`'s description.
+  if (isDamageError(err)) return damaged(dbPath, (err as Error).message);
   return new StoreError(
     'STORE_OPEN_FAILED',
     `store: cannot open ${where}: ${err instanceof Error ? err.message : String(err)}`,

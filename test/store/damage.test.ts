@@ -8,6 +8,7 @@ import {
   existsSync,
   openSync,
   readFileSync,
+  readdirSync,
   rmSync,
   statSync,
   truncateSync,
@@ -134,6 +135,9 @@ test('garbled, truncated, damaged table page and damaged index page: refused at 
     const r = await serve(dir);
     refusedNaming(r, s.db, what);
     assert.ok(!readFileSync(s.db).equals(before), `${name}: the damage is in place`);
+    // A command that opens the store (not the server's pre-check) gives the same pastable hint.
+    if (name === 'garbled header')
+      refusedNaming(await runLadder(['keys', '--data-dir', dir, 'list']), s.db, what);
   }
 });
 
@@ -188,7 +192,20 @@ test('ladder store backup (while serving), check, restore (refused while in use,
   const bad = await runLadder(['store', '--data-dir', dir, 'restore', backup]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /backup\.db cannot be restored: .*damaged/);
+  assert.doesNotMatch(bad.stderr, /restore a backup with/, 'no advice to restore into the backup itself');
   const badCheck = await runLadder(['store', '--store', backup, 'check']);
   assert.equal(badCheck.code, 2);
   assert.equal(badCheck.stderr.trimEnd().split('\n').length, 1, badCheck.stderr);
+});
+
+test('--store with a scheme other than postgres:// is refused, not created as a SQLite file named after it', async (t) => {
+  const dir = tempDir(t);
+  for (const spec of ['mysql://u:s3cr3t@db.invalid/x', 'postgress://u:s3cr3t@db.invalid/x']) {
+    const r = await runLadder(['server', '--store', spec, '--port', '0', '--data-dir', dir]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^ladder: store: unknown store scheme "\w+:\/\/"/);
+    assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
+    assert.doesNotMatch(r.stderr, /s3cr3t/, 'the password in the URL is not echoed');
+  }
+  assert.deepEqual(readdirSync(dir), [], 'nothing created');
 });
