@@ -48,7 +48,7 @@ test('ladder keys against the local store: add, limit, disable, list, url --qr-p
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^created key 0 "Alice"/);
   assert.match(r.stdout, /ss:\/\/[A-Za-z0-9_-]+@[^:]+:8388\/\?outline=1#Alice/);
-  assert.match(r.stdout, /[▀▄█]/, 'QR code');
+  assert.doesNotMatch(r.stdout, /[▀▄█]/, 'no QR code: stdout is not a terminal');
   r = await inproc(['keys', 'add', '--count', '2', '--name', 'team', '--expires', '30d', ...d]);
   assert.equal(r.code, 0, r.stderr);
   r = await inproc(['keys', 'disable', '2', ...d]);
@@ -63,11 +63,18 @@ test('ladder keys against the local store: add, limit, disable, list, url --qr-p
   r = await inproc(['keys', 'url', '0', '--no-qr', '--qr-png', png, ...d]);
   assert.equal(r.code, 0, r.stderr);
   assert.ok(existsSync(png));
+  // A picture that cannot be written: one line, before any URL (a secret) is printed.
+  r = await inproc(['keys', 'url', '0', '--qr-png', join(dir, 'no', 'such', 'dir', 'qr.png'), ...d]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.equal(r.stdout, '');
+  assert.match(r.stderr, /^ladder: --qr-png \S+qr\.png: no such file\n$/);
   r = await inproc(['keys', 'rm', '0', ...d]);
   assert.equal(r.code, 0, r.stderr);
   r = await inproc(['keys', 'rm', '7', ...d]);
   assert.equal(r.code, 2);
   assert.equal(r.stderr.trim(), 'ladder: no access key with id "7"');
+  r = await inproc(['keys', 'add', '--name', 'Bob', '--qr', ...d]);
+  assert.match(r.stdout, /[▀▄█]/, 'QR code with --qr');
 });
 
 test('ladder keys against a remote API with the access config line (certificate pinned)', async (t) => {

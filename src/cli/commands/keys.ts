@@ -9,6 +9,7 @@ import { DEFAULT_METHODS } from '../../api/app.js';
 import { LIMIT_PERIODS, type LimitPeriod } from '../../store/index.js';
 import { parseMoment, parseSize as parseSizeText } from '../../shared/parse.js';
 import { ALL_METHODS } from '../../config/defaults.js';
+import { fileErrorWhy } from '../../config/errors.js';
 import { ProtocolError } from '../../protocol/errors.js';
 import { formatKeyPrefixSetting, parseKeyPrefixSetting } from '../../protocol/shadowsocks/key-prefix.js';
 import { commanderUsageError, UsageError } from '../errors.js';
@@ -131,6 +132,14 @@ async function printNewKeyUrls(b: KeysBackend, id: string, qr: boolean): Promise
  */
 async function printUrls(b: KeysBackend, id: string, qr: boolean, png?: string): Promise<void> {
   const u = await b.urls(id);
+  // The picture first: a path that cannot be written is one line, before any secret is printed.
+  if (png !== undefined) {
+    try {
+      await QRCode.toFile(png, u.ss, { type: 'png', margin: 2, width: 512 });
+    } catch (err) {
+      throw new UsageError(`--qr-png ${printable(png)}: ${fileErrorWhy(err)}`, 'ERR_INPUT');
+    }
+  }
   const parts: [string, string | undefined][] = [
     ['static key (Outline, shadowsocks-libev/-rust, v2rayNG, ladder client --key):', u.ss],
     ['dynamic key (Outline; re-read on every connect, follows the server when it moves):', u.ssconf],
@@ -148,10 +157,7 @@ async function printUrls(b: KeysBackend, id: string, qr: boolean, png?: string):
   }
   if (u.prefix !== undefined)
     say(`Outline prefix: ${u.prefix} (change: ladder keys edit ID --prefix auto|off|<value>)`);
-  if (png !== undefined) {
-    await QRCode.toFile(png, u.ss, { type: 'png', margin: 2, width: 512 });
-    say(`QR code written to ${png}`);
-  }
+  if (png !== undefined) say(`QR code written to ${png}`);
 }
 
 /**
@@ -215,6 +221,7 @@ export function registerKeys(program: Command): void {
     .option('--force', 'accept an expiry in the past')
     .option('--count <n>', 'create this many keys at once (named "<name> 1", …)')
     .option('--prefix <auto|off|value>', PREFIX_HELP)
+    .option('--qr', 'draw the QR code even when the output is not a terminal')
     .option('--no-qr', 'do not print the QR code')
     .action(
       async (
@@ -263,7 +270,8 @@ export function registerKeys(program: Command): void {
           const made = await b.add(add);
           if (made.length === 1) {
             say(`created ${keyLabel(made[0]!)}${suffix}`);
-            await printNewKeyUrls(b, made[0]!.id, o.qr !== false);
+            // QR code only to a terminal by default, as `keys url` (in a pipe it is a screenful of escapes).
+            await printNewKeyUrls(b, made[0]!.id, o.qr ?? process.stdout.isTTY === true);
           } else {
             say(
               `created ${made.length} keys: ${printable(made[0]!.id)} … ${printable(made[made.length - 1]!.id)}${suffix}`,
