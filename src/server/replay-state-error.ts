@@ -5,6 +5,6 @@ import { CodedError } from '../shared/errors.js';
  * of traffic recorded before now: one line naming the file and what to do (a module of its own
  * so the CLI's error classification does not load the data plane).
  */
-export class ReplayStateError extends CodedError<'REPLAY_STATE_DAMAGED'> {
+export class ReplayStateError extends CodedError<'REPLAY_STATE_DAMAGED' | 'REPLAY_STATE_UNWRITABLE'> {
   override readonly name = 'ReplayStateError';
 }

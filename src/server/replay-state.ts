@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { DEFAULT_REPLAY_CAPACITY } from '../config/defaults.js';
 import { SaltWindow } from '../protocol/shadowsocks/replay.js';
@@ -28,6 +29,8 @@ export interface ReplayStore {
   readPrevious?(): Promise<Buffer | undefined>;
   /** Move a damaged current generation out of the way (so the next write keeps the previous one). */
   setAside?(): Promise<string>;
+  /** Throws when a later write cannot succeed (checked at load, so a bad path is refused at start). */
+  checkWritable?(): Promise<void>;
   /** What to name in messages (the file). */
   readonly name?: string;
 }
@@ -82,6 +85,18 @@ export function replayStateFile(file: string): ReplayStore {
       return readOrUndefined(file);
     },
     readPrevious: () => readOrUndefined(prev),
+    async checkWritable() {
+      try {
+        await access(dirname(file), constants.W_OK | constants.X_OK);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+        const why = code === 'ENOENT' ? 'no such directory' : code === 'EACCES' ? 'permission denied' : code;
+        throw new ReplayStateError(
+          'REPLAY_STATE_UNWRITABLE',
+          `replay state ${file} cannot be saved: ${dirname(file)}: ${why} (the filters would not survive a restart)`,
+        );
+      }
+    },
     async setAside() {
       const to = `${file}.damaged`;
       await rename(file, to).catch((err: NodeJS.ErrnoException) => {
@@ -310,6 +325,7 @@ export class ReplayState {
     const store = this.#store;
     if (!store) return;
     const name = store.name ?? 'replay state';
+    await store.checkWritable?.();
     const current = await this.#generation(() => store.read());
     let loaded = 'state' in current ? current.state : undefined;
     if (!loaded) {

@@ -141,3 +141,28 @@ test('no usable generation at all: the server refuses to start, one line naming 
   const plane = await startDataPlane(opts);
   await plane.close();
 });
+
+test('a replay-state file in a directory that does not exist: refused at start, not at the first save', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ladder-replay-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'missing', 'replay.bin');
+  await assert.rejects(startDataPlane(optionsFor(file)), (err: unknown) => {
+    assert.ok(err instanceof ReplayStateError, String(err));
+    assert.equal(err.code, 'REPLAY_STATE_UNWRITABLE');
+    return true;
+  });
+  const r = await runLadder(
+    ['server', '--host', '127.0.0.1', '--port', '0', '--password', 'x', '--replay-state', file],
+    { killAfterMs: 30_000 },
+  );
+  assert.equal(r.code, 2, r.stderr);
+  assert.equal(r.stdout, '', 'no banner');
+  assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
+  assert.match(
+    r.stderr,
+    /^ladder: replay state \S+replay\.bin cannot be saved: \S+missing: no such directory/,
+  );
+  // Control: the directory exists, the server starts.
+  const plane = await startDataPlane(optionsFor(join(dir, 'replay.bin')));
+  await plane.close();
+});
