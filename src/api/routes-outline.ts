@@ -140,11 +140,7 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
     },
     async (req, reply) => {
       const { port } = req.body;
-      const s = await store.getSettings();
-      const keyPorts = new Set((await store.listKeys()).map((k) => k.port));
-      if (port !== s.portForNewAccessKeys && !keyPorts.has(port) && (await portInUse(port))) {
-        throw new ApiError(409, 'ConflictError', `Port ${port} is already in use by another service`, 'port');
-      }
+      await checkKeyPort(port);
       await store.updateSettings({ portForNewAccessKeys: port });
       return reply.code(204).send();
     },
@@ -269,11 +265,21 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
     },
   );
 
+  /** A key on a port this server does not serve yet, held by another program, could never work. */
+  const checkKeyPort = async (port: number): Promise<void> => {
+    const s = await store.getSettings();
+    if (port === s.portForNewAccessKeys) return;
+    if ((await store.listKeys()).some((k) => k.port === port)) return;
+    if (await portInUse(port))
+      throw new ApiError(409, 'ConflictError', `Port ${port} is already in use by another service`, 'port');
+  };
+
   const createOne = async (
     body: z.infer<typeof NewAccessKeyBody>,
     id?: string,
   ): Promise<z.infer<typeof AccessKey>> => {
     const method = checkMethod(ctx, body.method);
+    if (body.port !== undefined) await checkKeyPort(body.port);
     const { secret, makeSecret } = await secretsFor(ctx, {
       method,
       password: body.password,
@@ -318,7 +324,7 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
         tags: tags.key,
         description: 'Creates a new access key',
         body: NewAccessKeyBody.optional(),
-        response: { 201: AccessKey, 400: ErrorBody },
+        response: { 201: AccessKey, 400: ErrorBody, 409: ErrorBody },
       },
     },
     async (req, reply) => reply.code(201).send(await createOne(req.body ?? {})),

@@ -58,6 +58,19 @@ test('every path of the Outline spec answers as documented', async (t) => {
   const busyPort = (busy.address() as { port: number }).port;
   e = errorOf(await w.op('PUT', '/server/port-for-new-access-keys', 409, { body: { port: busyPort } }));
   assert.equal(e.code, 'ConflictError');
+  // A key on that port could never work either: refused the same way, nothing created.
+  const keysBefore = (await h.call('GET', '/access-keys')).body;
+  // (Not in Outline's spec, which documents only 201: the same ConflictError body as above.)
+  for (const [m, path] of [
+    ['POST', '/access-keys'],
+    ['PUT', '/access-keys/on-busy-port'],
+  ] as const) {
+    const res = await h.call(m, path, { port: busyPort });
+    assert.equal(res.statusCode, 409, res.body);
+    e = errorOf(res);
+    assert.deepEqual([e.code, e.field], ['ConflictError', 'port']);
+  }
+  assert.equal((await h.call('GET', '/access-keys')).body, keysBefore, 'no key was created');
 
   await w.op('PUT', '/server/access-key-data-limit', 204, { body: { limit: { bytes: 10000 } } });
   assert.deepEqual((JSON.parse((await w.op('GET', '/server', 200)).body) as Json).accessKeyDataLimit, {
