@@ -16,6 +16,7 @@ import { skipUnless } from '../helpers/prereq.js';
 import { startEcho, type TestServer } from '../helpers/net.js';
 import { openTestTunnel } from '../helpers/test-client.js';
 import { waitFor } from '../helpers/wait.js';
+import { runLadder } from '../helpers/ladder-run.js';
 import { reusePortAvailable } from '../../src/server/workers/reuseport.js';
 import { AeadEncoder } from '../../src/protocol/shadowsocks/aead.js';
 import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
@@ -237,6 +238,42 @@ describe('multi-worker data plane', { skip: skipUnless(reusePortAvailable(), NEE
       assert.deepEqual(multi, single);
     } finally {
       await echo.close();
+    }
+  });
+
+  test('a port another server already listens on is refused (SO_REUSEPORT must not share it between servers)', async () => {
+    const k = key('port');
+    const first = await plane([k]);
+    const port = first.address.port;
+    try {
+      // Another Ladder server, as a process, on the same port: one line, exit 2, nothing shared.
+      const r = await runLadder([
+        'server',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--password',
+        'x',
+        '--workers',
+        '2',
+      ]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr.trim(), `ladder: cannot listen on 127.0.0.1:${port}: EADDRINUSE`);
+      // In this process too (a worker plane and an in-process data plane).
+      await assert.rejects(
+        startWorkerPlane({ workers: 2, keys: [k], port, host: '127.0.0.1', logger: silentLogger }),
+        { code: 'EADDRINUSE' },
+      );
+      // Control: the port is still the first server's, and it still serves its key.
+      const echo = await startEcho();
+      try {
+        await honest(port, k, echo);
+      } finally {
+        await echo.close();
+      }
+    } finally {
+      await first.close();
     }
   });
 });

@@ -30,6 +30,7 @@ import {
 import type { UdpRelayOptions } from '../udp-relay.js';
 import type { FromWorker, LoopStats, ToWorker, WorkerInit } from './messages.js';
 import {
+  assertPortFree,
   bindAddress,
   closeFd,
   listenReusePort,
@@ -422,6 +423,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
       const fds: number[] = [];
       let udpFd: Held['udp'];
       try {
+        await assertPortFree(addrs, opts.port);
         fds.push(listenReusePort(addrs, opts.port));
         const port = localPort(fds[0]!);
         while (fds.length < wanted) fds.push(listenReusePort(addrs, port));

@@ -5,7 +5,7 @@
  * handle, so without the addon the server runs one data-plane worker.
  */
 import { lookup } from 'node:dns/promises';
-import { isIP } from 'node:net';
+import { createServer, isIP } from 'node:net';
 import { nativeAddon } from '../../protocol/shadowsocks/native.js';
 
 interface ReusePortExports {
@@ -93,6 +93,35 @@ export async function bindAddress(host: string | undefined): Promise<{ family: 4
   if (v !== 0) return [{ family: v as 4 | 6, ip: host }];
   const r = await lookup(host);
   return [{ family: r.family as 4 | 6, ip: r.address }];
+}
+
+/**
+ * Refuse a port another program (another Ladder server too) already listens on: SO_REUSEPORT
+ * would otherwise let the kernel share it between the two, and the other's clients would reach
+ * this server. A plain listen (no SO_REUSEPORT) on the same address fails with EADDRINUSE while
+ * any socket listens there; it is closed again at once. Throws that error, with its `code`.
+ */
+export async function assertPortFree(
+  addrs: readonly { family: 4 | 6; ip: string }[],
+  port: number,
+): Promise<void> {
+  if (port === 0) return;
+  let last: unknown;
+  for (const { ip } of addrs) {
+    const probe = createServer();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        probe.once('error', reject);
+        probe.listen({ port, host: ip, exclusive: true, backlog: 1 }, resolve);
+      });
+      await new Promise<void>((resolve) => probe.close(() => resolve()));
+      return;
+    } catch (err) {
+      last = err;
+      if ((err as NodeJS.ErrnoException).code !== 'EAFNOSUPPORT') break;
+    }
+  }
+  throw last;
 }
 
 /**
