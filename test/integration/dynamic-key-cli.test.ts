@@ -136,7 +136,7 @@ test('ladder client --key ssconf://: traffic, moved by a hostname change without
 
   // 3. Over quota: the running client shows the server's words and refuses new connections.
   assert.equal((await api(cfg, 'PUT', `/access-keys/${id}/data-limit`, { limit: { bytes: 1 } })).status, 204);
-  await waitFor(() => /server says: Quota exceeded — Used [\d.]+ GiB out of 0\.00 GiB/.test(c.stderr()), {
+  await waitFor(() => /server says: Quota exceeded — Used [\d.]+ [KMG]?i?B out of 1 B/.test(c.stderr()), {
     timeoutMs: 10_000,
     message: () => `the server's message in the log: ${c.stderr()}`,
   });
@@ -146,7 +146,7 @@ test('ladder client --key ssconf://: traffic, moved by a hostname change without
   const late = client(ssconf);
   await waitForStdout(
     late,
-    /^ladder client: server says: Quota exceeded — Used [\d.]+ GiB out of 0\.00 GiB$/m,
+    /^ladder client: server says: Quota exceeded — Used [\d.]+ [KMG]?i?B out of 1 B$/m,
   );
   await waitForStdout(
     late,

@@ -21,8 +21,14 @@ export function stableUuid(seed: string): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
+/** A byte count for people, in the largest binary unit it fills ("2.00 GiB", "97.66 KiB", "1 B"). */
 export function gib(n: number): string {
-  return `${(n / 2 ** 30).toFixed(2)} GiB`;
+  const units = ['GiB', 'MiB', 'KiB'] as const;
+  for (let i = 0; i < units.length; i++) {
+    const size = 2 ** (30 - 10 * i);
+    if (n >= size) return `${(n / size).toFixed(2)} ${units[i]}`;
+  }
+  return `${n} B`;
 }
 
 /** The key with this token and its latest enforcement status, or undefined (→ the usual 404). */
