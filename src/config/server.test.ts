@@ -66,8 +66,21 @@ describe('server config', () => {
 
   it('refuses duplicate ids', () => {
     assert.match(
-      errorOf({ keys: [key(), key({ id: 'bob' }), key()] }).message,
+      errorOf({ keys: [key(), key({ id: 'bob', password: 'pw-bob' }), key({ password: 'pw-3' })] }).message,
       /^config\.json: keys\[2\]\.id: duplicate id "alice" \(also keys\[0\]\.id\)$/,
+    );
+  });
+
+  it('refuses two keys with the same method and password, without echoing the password', () => {
+    const msg = errorOf({ keys: [key(), key({ id: 'bob' })] }).message;
+    assert.match(
+      msg,
+      /^config\.json: keys\[1\]\.password: the same method and password as keys\[0\] \("alice"\): the server could not tell the two apart$/,
+    );
+    assert.ok(!msg.includes(key().password), 'no password in the message');
+    // Control: another method with the same password is a different key.
+    assert.doesNotThrow(() =>
+      parseServerConfig({ keys: [key(), key({ id: 'bob', method: 'aes-128-gcm' })] }, 'config.json'),
     );
   });
 

@@ -171,6 +171,9 @@ export const serverConfigSchema = z.strictObject({
     .max(MAX_KEYS, { error: `must list at most ${MAX_KEYS} keys` })
     .superRefine((keys, ctx) => {
       const seen = new Map<string, number>();
+      // Two keys with the same method and password cannot be told apart on the wire: every
+      // connection would be counted to the first. (The message never contains the password.)
+      const secrets = new Map<string, number>();
       keys.forEach((k, i) => {
         const prev = seen.get(k.id);
         if (prev !== undefined) {
@@ -180,6 +183,14 @@ export const serverConfigSchema = z.strictObject({
             message: `duplicate id "${k.id}" (also keys[${prev}].id)`,
           });
         } else seen.set(k.id, i);
+        const same = secrets.get(`${k.method}\0${k.password}`);
+        if (same !== undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [i, 'password'],
+            message: `the same method and password as keys[${same}] ("${keys[same]!.id}"): the server could not tell the two apart`,
+          });
+        } else secrets.set(`${k.method}\0${k.password}`, i);
       });
     }),
   timeouts: z
