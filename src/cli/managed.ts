@@ -392,6 +392,8 @@ export async function startManaged(
     }
     await saveWebEndpoint(dataDir, web && webEndpointOf(web, settings.hostnameForAccessKeys));
 
+    /** The default metrics port was taken (another server on this host): the banner says so. */
+    let metricsMoved = false;
     if (flags.metrics !== false) {
       const host = flags.metricsHost ?? DEFAULT_METRICS_HOST;
       try {
@@ -405,6 +407,7 @@ export async function startManaged(
             `cannot serve metrics on port ${metricsPortFlag}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
           );
         metricsServer = await startMetricsServer(metrics, { host, port: 0 });
+        metricsMoved = true;
       }
       const ms = metricsServer;
       cleanups.push(() => ms.close());
@@ -439,7 +442,9 @@ export async function startManaged(
       keyCount: await store.countKeys(),
       workers: plane.workers,
       apiPort: api.port,
-      metricsUrl: metricsServer?.url,
+      metricsUrl:
+        metricsServer &&
+        `${metricsServer.url}${metricsMoved ? ` (port ${DEFAULT_METRICS_PORT} was in use; --metrics-port N fixes one)` : ''}`,
       dynamicAddress,
       webLine: web && webStatusLine(web),
       allowPrivate: flags.allowPrivate === true,
