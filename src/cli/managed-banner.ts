@@ -15,6 +15,8 @@ export interface ManagedBannerInput {
   /** The fleet node's line, on a fleet node. */
   fleetLine: string | undefined;
   port: number;
+  /** Where keys are served besides `port` (key ports), and key ports that could not be opened. */
+  otherPorts?: { listening: number[]; failed: [port: number, why: string][] };
   udp: boolean;
   keyCount: number;
   workers: number;
@@ -53,6 +55,11 @@ export async function managedBanners(b: ManagedBannerInput): Promise<ManagedBann
   head.push(
     `  Shadowsocks on port ${b.port} (${b.udp ? 'TCP and UDP' : 'TCP; UDP off'}), ${b.keyCount} key(s) in the store`,
   );
+  const more = b.otherPorts?.listening.filter((p) => p !== b.port) ?? [];
+  if (more.length > 0)
+    head.push(`  also on the port(s) existing keys name: ${more.join(', ')} (--port is for new keys)`);
+  for (const [port, why] of b.otherPorts?.failed ?? [])
+    head.push(`  cannot listen on key port ${port} (${why}): the keys on it cannot connect until it is free`);
   head.push(
     b.workers > 0
       ? `  data plane: ${b.workers} worker thread${b.workers === 1 ? '' : 's'} (management stays on the main thread)`

@@ -438,6 +438,7 @@ export async function startManaged(
       storeFlagGiven: flags.store !== undefined,
       fleetLine: fleet?.running?.line,
       port: plane.address.port,
+      otherPorts: await pool.portsSettled(),
       udp: flags.udp !== false,
       keyCount: await store.countKeys(),
       workers: plane.workers,

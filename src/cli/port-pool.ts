@@ -34,8 +34,9 @@ type PortKey = RuntimeKey & { port?: number };
  */
 export class PortPool implements ServerControl {
   readonly #planes = new Map<number, Plane>();
-  readonly #opening = new Set<number>();
-  readonly #failed = new Set<number>();
+  readonly #opening = new Map<number, Promise<void>>();
+  /** Ports that could not be opened, with why (EADDRINUSE…): not retried until restart. */
+  readonly #failed = new Map<number, string>();
   readonly #keys = new Map<string, PortKey>();
   #closed = false;
   /** The web front's server: every key of every port (it has no listener of its own). */
@@ -105,8 +106,7 @@ export class PortPool implements ServerControl {
 
   #openPort(port: number): void {
     if (this.#opening.has(port) || this.#failed.has(port)) return;
-    this.#opening.add(port);
-    this.open(port).then(
+    const opened = this.open(port).then(
       (plane) => {
         this.#opening.delete(port);
         if (this.#closed) return void plane.close();
@@ -116,10 +116,20 @@ export class PortPool implements ServerControl {
       },
       (err: NodeJS.ErrnoException) => {
         this.#opening.delete(port);
-        this.#failed.add(port); // not retried until restart; the keys on it cannot connect
+        this.#failed.set(port, err.code ?? err.message); // the keys on it cannot connect
         this.log.warn({ port, err: err.code ?? err.message }, 'cannot listen on a key port');
       },
     );
+    this.#opening.set(port, opened);
+  }
+
+  /**
+   * Once the ports being opened have settled: every port a key is served on, and those that
+   * could not be opened (for the banner: keys on a port other than --port, or on none).
+   */
+  async portsSettled(): Promise<{ listening: number[]; failed: [port: number, why: string][] }> {
+    await Promise.all(this.#opening.values());
+    return { listening: this.ports, failed: [...this.#failed] };
   }
 
   closeKeyConnections(id: string): number {

@@ -198,3 +198,39 @@ test('LADDER_PASSWORD names a key source: unmanaged, no store created', async (t
   const { existsSync } = await import('node:fs');
   assert.ok(!existsSync(join(dir, '.ladder')), 'no store');
 });
+
+test('a restart with another --port: the banner names the port the existing key is still on, or that it cannot be opened', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ladder-modes-'));
+  const keyPort = await freePort();
+  const common = ['--data-dir', join(dir, 'data'), '--host', '127.0.0.1', '--api-host', '127.0.0.1'];
+  const more = ['--api-port', '0', '--no-metrics', '--no-udp'];
+  const first = await startToFile(dir, 'first.log', [...common, '--port', String(keyPort), ...more]);
+  assert.equal(await first.stop(), 0);
+  // Control: the same port again says nothing more.
+  const same = await startToFile(dir, 'same.log', [...common, '--port', String(keyPort), ...more]);
+  assert.equal(await same.stop(), 0);
+  assert.doesNotMatch(same.text(), /also on the port|cannot listen on key port/);
+
+  const newPort = await freePort();
+  const moved = await startToFile(dir, 'moved.log', [...common, '--port', String(newPort), ...more]);
+  assert.equal(await moved.stop(), 0);
+  assert.match(moved.text(), new RegExp(`Shadowsocks on port ${newPort} `));
+  assert.match(
+    moved.text(),
+    new RegExp(`also on the port\\(s\\) existing keys name: ${keyPort} \\(--port is for new keys\\)`),
+  );
+
+  // The key's port held by another program: said in the banner, not only in a JSON log line.
+  const net = await import('node:net');
+  const holder = net.createServer();
+  await new Promise<void>((r) => holder.listen(keyPort, '127.0.0.1', r));
+  t.after(() => holder.close());
+  const blocked = await startToFile(dir, 'blocked.log', [...common, '--port', String(newPort), ...more]);
+  assert.equal(await blocked.stop(), 0);
+  assert.match(
+    blocked.text(),
+    new RegExp(
+      `cannot listen on key port ${keyPort} \\(EADDRINUSE\\): the keys on it cannot connect until it is free`,
+    ),
+  );
+});
