@@ -217,7 +217,10 @@ export function registerKeys(program: Command): void {
     .option('--method <method>', `cipher: ${ALL_METHODS.join(', ')} (default ${DEFAULT_METHODS[0]})`)
     .option('--limit <size>', 'data limit with a unit: 10GB, 500MB, 1.5GiB')
     .option('--period <p>', `with --limit: ${PERIOD_HELP} (default rolling30d, as Outline)`)
-    .option('--expires <when>', 'expiry: 2026-12-31, an ISO 8601 date-time, or 30d/12h/2w from now')
+    .option(
+      '--expires <when>',
+      'expiry: 2026-12-31, an ISO 8601 date-time, or 30d/12h/2w/90m from now (m = minutes)',
+    )
     .option('--force', 'accept an expiry in the past')
     .option('--count <n>', 'create this many keys at once (named "<name> 1", …)')
     .option('--prefix <auto|off|value>', PREFIX_HELP)
@@ -346,7 +349,9 @@ export function registerKeys(program: Command): void {
     });
 
   sub('expire', (arg) => `expiry must be a date, a date-time or a duration from now like 30d, got "${arg}"`)
-    .description('set when a key stops working: 2026-12-31, an ISO 8601 date-time, 30d from now, or never')
+    .description(
+      'set when a key stops working: 2026-12-31, an ISO 8601 date-time, or a time from now (30d; units s, m = minutes, h, d, w), or never',
+    )
     .argument('<id>')
     .argument('<when|never>')
     .option('--force', 'accept an expiry in the past (the key stops working at once)')
