@@ -13,7 +13,9 @@
  * MiB, and minor page faults. Figures in docs/benchmarks.md ("where a Mux.Cool short
  * connection's CPU goes").
  *
- *   node --import tsx bench/mux-layers.ts [--mode pipe|ws|wss] [--sessions 5000] [--mib 128]
+ *   node --import tsx bench/mux-layers.ts [--mode pipe|ws|wss] [--sessions 5000] [--mib 128] [--ws-send]
+ *
+ * --ws-send: every message through ws.send (before WsStream framed small ones itself), for A/B.
  */
 import { createServer as createHttp, type Server } from 'node:http';
 import { createServer as createHttps } from 'node:https';
@@ -31,6 +33,7 @@ function arg(name: string, dflt: string): string {
 const MODES = arg('--mode', 'pipe,ws,wss').split(',');
 const SESSIONS = Number(arg('--sessions', '5000'));
 const MIB = Number(arg('--mib', '128'));
+const WS_SEND = process.argv.includes('--ws-send');
 
 async function wsPair(tls: boolean): Promise<{ ends: [Duplex, Duplex]; close: () => void }> {
   const certs = await makeLabCertificates(['layers.lab']);
@@ -50,7 +53,10 @@ async function wsPair(tls: boolean): Promise<{ ends: [Duplex, Duplex]; close: ()
   await new Promise((r) => c.once('open', r));
   const s = await accepted;
   return {
-    ends: [new WsStream(c), new WsStream(s)],
+    // Framed as ws-dialer.ts and the web front do (--ws-send to leave every message to ws.send).
+    ends: WS_SEND
+      ? [new WsStream(c), new WsStream(s)]
+      : [new WsStream(c, tls ? { framing: 'zero-mask' } : {}), new WsStream(s, { framing: 'server' })],
     close: () => {
       c.terminate();
       s.terminate();

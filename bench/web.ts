@@ -25,7 +25,9 @@
  * and the v2ray-plugin pair; `--raw` adds Ladder's client -> Ladder's server over raw TCP (the
  * same programs without WebSocket, TLS and Mux.Cool); `--gap MS` waits between short
  * connections (so none overlaps the previous one's close); `--size 0` skips the throughput phase;
- * `--threads` prints each thread's CPU in the short phase.
+ * `--threads` prints each thread's CPU in the short phase; `--warm-short N` runs N unmeasured short
+ * connections through every pair first (Node's JIT: a fresh Ladder process spends about twice the
+ * CPU per short connection of one that has carried a few thousand; Go and C have no warm-up).
  */
 import { readdirSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -61,6 +63,7 @@ const NODE_ARGS = arg('--node-args', '').split(' ').filter(Boolean);
 const PAIRS = arg('--pairs', 'all');
 const RAW = process.argv.includes('--raw');
 const GAP_MS = Number(arg('--gap', '0'));
+const WARM_SHORT = Number(arg('--warm-short', '0'));
 const ladderSpawn = {
   nodeArgs: NODE_ARGS,
   ...(ENTRY ? { entry: ENTRY } : {}),
@@ -319,8 +322,9 @@ try {
       }
     }
   for (const p of pairs) {
-    // Warm-up: the WebSocket and TLS set up, JIT warm.
+    // Warm-up: the WebSocket and TLS set up, JIT warm (for short connections only with --warm-short).
     await uploadCountVia({ proxyPort: p.socksPort }, { host: '127.0.0.1', port: sink.port }, 4 * MiB);
+    if (WARM_SHORT > 0) await shortConnections(p.socksPort, echo.port, WARM_SHORT);
     rows.push({
       pair: p.label,
       upload: [],
@@ -399,7 +403,7 @@ const out = rows.map((r) => ({
 const ours = out.find((r) => r.pair === OURS);
 const theirs = out.find((r) => r.pair === THEIRS);
 const lines = [
-  `Shadowsocks over WebSocket+TLS, ${METHOD}${ENTRY ? ` (ladder from ${ENTRY})` : ''}, ${SIZE / MiB} MiB single flow, ${SHORT} short connections (Mux.Cool on), median of ${RUNS}; load ${load0.toFixed(1)} at start`,
+  `Shadowsocks over WebSocket+TLS, ${METHOD}${ENTRY ? ` (ladder from ${ENTRY})` : ''}, ${SIZE / MiB} MiB single flow, ${SHORT} short connections (Mux.Cool on${WARM_SHORT > 0 ? `; after ${WARM_SHORT} unmeasured` : ''}), median of ${RUNS}; load ${load0.toFixed(1)} at start`,
   '',
   `| client -> server | upload MiB/s | download MiB/s | ${SHORT} short conns, s | CPU ms/MiB | CPU ms/short conn | short conn p50 / p90 ms | >= 40 ms | SOCKS phase p90 ms | of >= 40 ms: SOCKS phase >= 20 ms |`,
   '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|',

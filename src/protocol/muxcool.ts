@@ -56,7 +56,19 @@ function fail(msg: string): never {
   throw new ProtocolError('ERR_HEADER', `Mux.Cool: ${msg}`);
 }
 
+/** The last target encoded and its bytes: a client names the same (placeholder) one in every New. */
+let lastTarget: { network: number; host: string; port: number; bytes: Buffer } | undefined;
+
+/** The target's bytes (network, port, address type, address); callers copy them, never keep them. */
 function encodeTarget(t: MuxTarget): Buffer {
+  const last = lastTarget;
+  if (last && last.network === t.network && last.host === t.host && last.port === t.port) return last.bytes;
+  const bytes = encodeTargetBytes(t);
+  lastTarget = { network: t.network, host: t.host, port: t.port, bytes };
+  return bytes;
+}
+
+function encodeTargetBytes(t: MuxTarget): Buffer {
   if (!Number.isInteger(t.port) || t.port < 0 || t.port > 0xffff) fail(`port ${t.port} outside 0..65535`);
   let addr: Buffer;
   let type: number;
@@ -267,6 +279,15 @@ export class MuxCoolDecoder {
   push(chunk: Buffer): MuxFrame[] {
     const out: MuxFrame[] = [];
     let off = 0;
+    for (;;) {
+      // At a frame boundary, whole frames in the chunk are read in place (the usual case: a
+      // WebSocket message holds whole frames); the rest goes through the state machine below.
+      if (off >= chunk.length) return out;
+      if (this.#state !== 'metaLen' || this.#have > 0) break;
+      const end = this.#whole(chunk, off, out);
+      if (end === off) break;
+      off = end;
+    }
     while (off < chunk.length) {
       const take = Math.min(this.#need - this.#have, chunk.length - off);
       const piece = chunk.subarray(off, off + take);
@@ -280,6 +301,30 @@ export class MuxCoolDecoder {
       this.#step(whole, out);
     }
     return out;
+  }
+
+  /**
+   * The frame at `off` when all of it is in `chunk`: pushed to `out`, returns where it ends;
+   * returns `off` when it is not all there (a malformed frame throws as the state machine would).
+   */
+  #whole(chunk: Buffer, off: number, out: MuxFrame[]): number {
+    const left = chunk.length - off;
+    if (left < 2) return off;
+    const metaLen = (chunk[off]! << 8) | chunk[off + 1]!;
+    if (metaLen < 4 || metaLen > MUX_MAX_META) fail(`metadata length ${metaLen}`);
+    const metaEnd = off + 2 + metaLen;
+    if (metaEnd > chunk.length) return off;
+    if ((chunk[off + 5]! & MUX_OPTION_DATA) === 0) {
+      out.push(parseMeta(chunk.subarray(off + 2, metaEnd)).meta);
+      return metaEnd;
+    }
+    if (metaEnd + 2 > chunk.length) return off;
+    const dataEnd = metaEnd + 2 + ((chunk[metaEnd]! << 8) | chunk[metaEnd + 1]!);
+    if (dataEnd > chunk.length) return off;
+    const frame: MuxFrame = parseMeta(chunk.subarray(off + 2, metaEnd)).meta;
+    frame.data = dataEnd === metaEnd + 2 ? Buffer.alloc(0) : chunk.subarray(metaEnd + 2, dataEnd);
+    out.push(frame);
+    return dataEnd;
   }
 
   /** Whether an unfinished frame is held (false at a frame boundary). */

@@ -42,7 +42,8 @@ function hostName(hostHeader: string): string {
 export async function dialWebSocket(ep: WsEndpoint, signal?: AbortSignal): Promise<WsStream> {
   const ws = await openWebSocket(ep, signal);
   try {
-    return new WsStream(ws);
+    // Inside TLS the client masks with a zero key (openWebSocket), so WsStream may frame itself.
+    return new WsStream(ws, new URL(ep.url).protocol === 'wss:' ? { framing: 'zero-mask' } : {});
   } catch (err) {
     ws.terminate();
     throw new UpstreamDialError('ERR_CLOSED', (err as Error).message);

@@ -1,8 +1,15 @@
+import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import WebSocket from 'ws';
 
 /** Bytes ws may hold unsent before a write waits for the socket (per WebSocket). */
 const DEFAULT_WRITE_HIGH_WATER = 256 * 1024;
+
+/**
+ * Messages up to this size leave as one socket write that we frame ourselves (see `framing`);
+ * larger ones through ws, whose header-and-payload pair costs nothing next to their copy.
+ */
+const ONE_WRITE_MAX = 16 * 1024;
 
 export interface WsStreamOptions {
   /** Readable-side buffer before the socket is paused (default 256 KiB). */
@@ -16,12 +23,25 @@ export interface WsStreamOptions {
    * closely loses the end of a response.
    */
   closeDelayMs?: number;
+  /**
+   * Frame small binary messages ourselves, header and payload in one buffer and one socket
+   * write: 'server' (unmasked) or 'zero-mask' (a client whose ws was opened with an all-zero
+   * masking key, as ws-dialer.ts does inside TLS). ws itself writes the header and the payload as
+   * two corked writes, which is a second pass through the socket's Writable, the writev path, and
+   * (under TLS) a copy of both into one record anyway: measurable on short connections, where
+   * every message is a few hundred bytes. Only for a WebSocket without extensions (no
+   * compression: ws then never queues a message, so ours cannot overtake one of its own).
+   * Default: every message through ws.send.
+   */
+  framing?: 'server' | 'zero-mask' | undefined;
 }
 
 /** What we read of ws's internals: whether the peer's close frame arrived / ours left. */
 interface WsInternals {
   _closeFrameReceived: boolean;
   _closeFrameSent: boolean;
+  /** The socket ws reads and writes (set once open). */
+  _socket: Socket | null;
 }
 
 /**
@@ -44,6 +64,10 @@ export class WsStream extends Duplex {
   readonly #writeHigh: number;
   readonly #closeDelayMs: number;
   readonly #wsClose: WebSocket['close'];
+  /** The socket under the WebSocket, when we frame small messages ourselves. */
+  readonly #direct: Socket | undefined;
+  /** Header bytes of a short (<= 125) message: 2, plus 4 of (zero) masking key from a client. */
+  readonly #maskLen: number;
   #peerEnded = false;
   #ourCloseSent = false;
 
@@ -55,6 +79,8 @@ export class WsStream extends Duplex {
     this.#closeDelayMs = opts.closeDelayMs ?? 200;
     ws.binaryType = 'nodebuffer';
     const internals = ws as unknown as WsInternals;
+    this.#direct = opts.framing && ws.extensions === '' ? (internals._socket ?? undefined) : undefined;
+    this.#maskLen = opts.framing === 'zero-mask' ? 4 : 0;
     this.#wsClose = ws.close.bind(ws);
     // The library calls close() itself when the peer's close frame arrives (to answer it).
     ws.close = (code?: number, data?: string | Buffer) => {
@@ -104,8 +130,25 @@ export class WsStream extends Duplex {
       called = true;
       cb(err);
     };
-    this.ws.send(data, { binary: true }, (err) => done(err ?? null));
+    const direct = this.#direct;
+    if (direct && data.length <= ONE_WRITE_MAX) direct.write(this.#frame(data), (err) => done(err ?? null));
+    else this.ws.send(data, { binary: true }, (err) => done(err ?? null));
     if (this.ws.bufferedAmount <= this.#writeHigh) done();
+  }
+
+  /** One final binary frame (RFC 6455 §5.2) around `data`, masked with a zero key from a client. */
+  #frame(data: Buffer): Buffer {
+    const n = data.length;
+    const len = n > 125 ? 4 : 2;
+    const head = len + this.#maskLen;
+    const f = Buffer.allocUnsafe(head + n);
+    f[0] = 0x82; // FIN, binary
+    // Payload length (7 bits, or 126 and 16 bits); the mask bit from a client, with the key 0.
+    f[1] = (n > 125 ? 126 : n) | (this.#maskLen > 0 ? 0x80 : 0);
+    if (n > 125) f.writeUInt16BE(n, 2);
+    if (this.#maskLen > 0) f.fill(0, len, head);
+    data.copy(f, head);
+    return f;
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {

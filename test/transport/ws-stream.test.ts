@@ -33,9 +33,9 @@ after(async () => {
 });
 
 /** A connected pair: the raw client WebSocket and the server's accepted one. */
-async function pair(): Promise<{ client: WebSocket; srv: WebSocket }> {
+async function pair(opts: WebSocket.ClientOptions = {}): Promise<{ client: WebSocket; srv: WebSocket }> {
   const got = new Promise<WebSocket>((resolve) => (accepted = resolve));
-  const client = new WebSocket(`ws://127.0.0.1:${port}/x`, { perMessageDeflate: false });
+  const client = new WebSocket(`ws://127.0.0.1:${port}/x`, { perMessageDeflate: false, ...opts });
   await once(client, 'open');
   return { client, srv: await got };
 }
@@ -184,4 +184,67 @@ test('destroy() terminates the WebSocket', async () => {
   s.destroy();
   const [code] = (await once(client, 'close')) as [number];
   assert.equal(code, 1006);
+});
+
+/** Count the writes ws's socket takes (the socket is internal to ws). */
+function countWrites(ws: WebSocket): () => number {
+  const sock = (ws as unknown as { _socket: { write: (...a: unknown[]) => boolean } })._socket;
+  const write = sock.write.bind(sock);
+  let n = 0;
+  sock.write = (...a: unknown[]) => {
+    n++;
+    return write(...a);
+  };
+  return () => n;
+}
+
+/** Messages as the peer WebSocket receives them (binary only). */
+function messages(ws: WebSocket): Buffer[] {
+  const got: Buffer[] = [];
+  ws.on('message', (d: Buffer, bin: boolean) => {
+    assert.equal(bin, true);
+    got.push(d);
+  });
+  return got;
+}
+
+async function writeAll(s: WsStream, bufs: Buffer[]): Promise<void> {
+  for (const b of bufs) await new Promise<void>((r, j) => s.write(b, (e) => (e ? j(e) : r())));
+}
+
+test('framing: small messages leave in one socket write each, as valid frames both ways; large ones through ws', async () => {
+  // A zero masking key, as ws-dialer.ts opens wss:// WebSockets.
+  const { client, srv } = await pair({ generateMask: (m: Buffer) => void m.fill(0) });
+  const sizes = [1, 125, 126, 4000, 16 * 1024, 16 * 1024 + 1, 70_000];
+  const bufs = sizes.map((n) => randomBytes(n));
+  const small = sizes.filter((n) => n <= 16 * 1024).length;
+  const fromServer = messages(client);
+  const fromClient = messages(srv);
+  const srvWrites = countWrites(srv);
+  const cliWrites = countWrites(client);
+  const a = new WsStream(srv, { framing: 'server' });
+  const b = new WsStream(client, { framing: 'zero-mask' });
+  await writeAll(a, bufs);
+  await writeAll(b, bufs);
+  // The peers' ws parsers accept them: unmasked from the server, masked (key 0) from the client.
+  await waitFor(() => fromServer.length === sizes.length && fromClient.length === sizes.length);
+  assert.deepEqual(fromServer, bufs);
+  assert.deepEqual(fromClient, bufs);
+  // One write per small message; ws writes header and payload apart (two, corked) for the rest.
+  const large = sizes.length - small;
+  assert.equal(srvWrites(), small + 2 * large);
+  assert.equal(cliWrites(), small + 2 * large);
+  a.destroy();
+  b.destroy();
+});
+
+test('framing, negative control: without it every message is ws.send (two writes each)', async () => {
+  const { client, srv } = await pair();
+  const got = messages(client);
+  const writes = countWrites(srv);
+  const a = new WsStream(srv);
+  await writeAll(a, [randomBytes(10), randomBytes(300)]);
+  await waitFor(() => got.length === 2);
+  assert.equal(writes(), 4);
+  a.destroy();
 });

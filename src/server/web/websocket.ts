@@ -121,7 +121,7 @@ export function createWebSocketEndpoints(
   const onStream = (ws: WebSocket, early: Buffer | undefined, clientAddress: string | undefined): void => {
     let stream: WsStream;
     try {
-      stream = new WsStream(ws);
+      stream = new WsStream(ws, { framing: 'server' });
     } catch {
       ws.terminate();
       return;
