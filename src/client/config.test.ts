@@ -57,6 +57,18 @@ test('client config errors name the file and field, never the password', () => {
       { servers: [{ server: 'h', server_port: 1, method: 'm', password: 'secretpw', plugin: 'x' }] },
       /plugins are not supported/,
     ],
+    [
+      { servers: [{ server: 'h', server_port: 1, method: 'rc4-md5', password: 'secretpw' }] },
+      /^c\.json: servers\[0\]\.method: method "rc4-md5" is a stream cipher/,
+    ],
+    [
+      {
+        servers: [
+          { server: 'h', server_port: 1, method: '2022-blake3-aes-256-gcm', password: 'c2VjcmV0cHc=' },
+        ],
+      },
+      /^c\.json: servers\[0\]\.password: key decodes to 8 bytes but 2022-blake3-aes-256-gcm needs exactly 32/,
+    ],
     [{ route: 'sideways' }, /"route" must be auto, proxy or direct/],
     [{ dnsMode: 'doh' }, /"dnsMode"/],
     [{ shape: 'yes' }, /"shape" must be true or false/],

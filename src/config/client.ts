@@ -20,6 +20,8 @@
  * Errors are one line, `FILE: field must…`, name the file and the field, never a password or key.
  */
 import { z } from 'zod';
+import { isProtocolError } from '../protocol/errors.js';
+import { checkKey, checkMethod } from '../protocol/shadowsocks/key-material.js';
 import { MAX_CLIENT_SECONDS } from './defaults.js';
 import { ClientConfigError, jsonErrorWhere } from './errors.js';
 import { parseRouteMode, ROUTE_MODES, routeModeOf, type RouteMode } from './route-mode.js';
@@ -79,6 +81,26 @@ const serverEntrySchema = z
   .superRefine((e, ctx) => {
     if (e.plugin !== undefined && e.plugin !== '')
       ctx.addIssue({ code: 'custom', message: 'plugins are not supported' });
+    // The method and the key here, so the message names the entry (never the password).
+    try {
+      checkMethod(e.method);
+    } catch (err) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['method'],
+        message: isProtocolError(err) ? err.message : 'unusable method',
+      });
+      return;
+    }
+    try {
+      checkKey(e.method, e.password);
+    } catch (err) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['password'],
+        message: isProtocolError(err) ? err.message : 'unusable key',
+      });
+    }
   })
   .transform((e): ServerEntry => ({
     host: e.server,

@@ -83,6 +83,24 @@ describe('ladder client CLI', () => {
     });
   }
 
+  test('a bad value is named where it came from: LADDER_KEY, a config file field', async () => {
+    let r = run(['client', '--socks', '127.0.0.1:0'], {
+      LADDER_KEY: `ss://${b64(`rc4-md5:${PASSWORD}`)}@127.0.0.1:8388`,
+    });
+    assert.equal((await r.exit).code, 2);
+    assert.match(r.stderr().trim(), /^ladder: LADDER_KEY: .*stream cipher/);
+    assert.ok(!r.stderr().includes(PASSWORD));
+    const dir = mkdtempSync(join(tmpdir(), 'ladder-cc-'));
+    const file = join(dir, 'client.json');
+    writeFileSync(file, JSON.stringify({ socks: 'not-an-address' }));
+    const key = `ss://${b64(`aes-256-gcm:${PASSWORD}`)}@127.0.0.1:8388`;
+    r = run(['client', '--key', key, '--config', file]);
+    assert.equal((await r.exit).code, 2);
+    assert.equal(r.stderr().trim().split('\n').length, 1, r.stderr());
+    assert.match(r.stderr().trim(), /^ladder: \S+client\.json: "socks" "not-an-address": expected host:port/);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
   test('no key at all: exit 2 with a hint', async () => {
     const r = run(['client']);
     assert.equal((await r.exit).code, 2);
@@ -218,7 +236,10 @@ describe('ladder client CLI: several endpoints, routing, DNS, PAC', () => {
       const m = await waitForText(r.stdout, /SOCKS5 proxy on 127\.0\.0\.1:(\d+)/);
       const h = await waitForText(r.stdout, /PAC file +http:\/\/(127\.0\.0\.1:\d+)\/proxy\.pac/);
       const out = r.stdout();
-      assert.match(out, /2 server endpoints \(failover in order: "first", "second"; what gets through is remembered\)/);
+      assert.match(
+        out,
+        /2 server endpoints \(failover in order: "first", "second"; what gets through is remembered\)/,
+      );
       assert.match(out, /first-packet shaping on/);
       assert.match(out, /routing +auto: .*2 rules from rules\.txt/);
       assert.match(out, /DNS +on 127\.0\.0\.1:\d+.*through the tunnel to 1\.1\.1\.1:53/);

@@ -285,17 +285,21 @@ export function registerClient(program: Command): void {
       const envKeys = (process.env.LADDER_KEY ?? '').split(/\s+/).filter((k) => k.length > 0);
       const cliKeys = flags.key ?? [];
       const keyTexts = cliKeys.length > 0 ? cliKeys : envKeys;
+      // Messages name where a key came from: --key, or the LADDER_KEY environment variable.
+      const keySource = cliKeys.length > 0 ? '--key' : 'LADDER_KEY';
       const endpoints: Endpoint[] = [];
       const dynamicTexts = keyTexts.filter(isDynamicKeyUrl);
       if (dynamicTexts.length > 0 && keyTexts.length > 1)
-        throw new UsageError('--key: give one dynamic (ssconf:// or https://) key alone, without other keys');
+        throw new UsageError(
+          `${keySource}: give one dynamic (ssconf:// or https://) key alone, without other keys`,
+        );
       const dynamicKey =
         dynamicTexts[0] !== undefined
-          ? usage('--key', () => parseDynamicKeyUrl(dynamicTexts[0]!))
+          ? usage(keySource, () => parseDynamicKeyUrl(dynamicTexts[0]!))
           : undefined;
       keyTexts.forEach((k, i) => {
         if (dynamicKey) return;
-        const what = keyTexts.length > 1 ? `--key #${i + 1}` : '--key';
+        const what = keyTexts.length > 1 ? `${keySource} #${i + 1}` : keySource;
         endpoints.push(usage(what, () => endpointFromKey(k)));
       });
       if (cliKeys.length === 0) {
@@ -311,11 +315,18 @@ export function registerClient(program: Command): void {
 
       let socks: ListenAddress | undefined;
       let httpAddr: ListenAddress | undefined;
-      const socksSpec = fromCli('socks') || config.socks === undefined ? flags.socks : config.socks;
+      const socksFromFile = !fromCli('socks') && config.socks !== undefined;
+      const socksSpec = socksFromFile ? config.socks! : flags.socks;
       const httpSpec = flags.http ?? config.http;
+      // A value from the config file is named as its field there, not as the flag.
       usage('', () => {
-        if (socksSpec !== false) socks = parseListenAddress(socksSpec, '--socks');
-        if (httpSpec !== undefined) httpAddr = parseListenAddress(httpSpec, '--http');
+        if (socksSpec !== false)
+          socks = parseListenAddress(socksSpec, socksFromFile ? `${flags.config}: "socks"` : '--socks');
+        if (httpSpec !== undefined)
+          httpAddr = parseListenAddress(
+            httpSpec,
+            flags.http === undefined ? `${flags.config}: "http"` : '--http',
+          );
       });
       if (!socks && !httpAddr) throw new UsageError('nothing to do: --no-socks given and no --http address');
       let auth;
