@@ -23,7 +23,8 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride((err: CommanderError) => {
       // --help, --version; a command without its subcommand printed its help (reportError: exit 2).
       if (err.exitCode === 0 || err.code === 'commander.help') throw err;
-      throw commanderUsageError(err, 'ladder');
+      // Subcommands inherit this handler: name the help of the command the user ran.
+      throw commanderUsageError(err, commandPath(program, argv));
     });
   for (const register of await loadCommands(argv)) register(program);
   try {
@@ -34,6 +35,19 @@ export async function main(argv: string[]): Promise<number> {
     if (stderr) process.stderr.write(stderr);
     return exitCode;
   }
+}
+
+/** `ladder lab run` for argv `lab run --bogus`: the deepest subcommand argv names. */
+function commandPath(program: Command, argv: readonly string[]): string {
+  const names = ['ladder'];
+  let cmd = program;
+  for (const word of argv) {
+    const sub = cmd.commands.find((c) => c.name() === word || c.aliases().includes(word));
+    if (!sub) break;
+    names.push(sub.name());
+    cmd = sub;
+  }
+  return names.join(' ');
 }
 
 // `ladder --help | head` closes the pipe early: that is not an error worth a stack trace.

@@ -169,3 +169,21 @@ test('help: examples and --init in keys --help, --no-qr on add, one method list,
   assert.match(client.stdout, /\(default: 50\)/);
   assert.ok(!/default: "\d+"/.test(client.stdout), client.stdout);
 });
+
+test('a parse error names the help of the command that was run; bare commands exit 2 after their help', async () => {
+  refused(
+    await ladder(['lab', 'run', '--bogus']),
+    /^ladder: unknown option '--bogus' — see ladder lab run --help$/,
+  );
+  refused(
+    await ladder(['probe', '--list']),
+    /^ladder: option '--list <file\|url\.\.\.>' argument missing — see ladder probe --help$/,
+  );
+  refused(await ladder(['--bogus']), /^ladder: unknown option '--bogus' — see ladder --help$/);
+  for (const bare of [[], ['keys'], ['lab'], ['store']]) {
+    const r = await ladder(bare);
+    assert.equal(r.code, 2, `${bare.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, /^Usage: ladder/, 'the help, on stderr');
+    assert.doesNotMatch(r.stderr, /outputHelp/);
+  }
+});

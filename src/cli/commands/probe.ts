@@ -55,12 +55,13 @@ async function writeWhole(path: string, text: string): Promise<void> {
   }
 }
 
-function usage<T>(fn: () => T): T {
+function usage<T>(fn: () => T, what?: string): T {
   try {
     return fn();
   } catch (err) {
     if (err instanceof UsageError || !isUserError(err)) throw err;
-    throw new UsageError((err as Error).message);
+    const msg = (err as Error).message;
+    throw new UsageError(what ? `${what}: ${msg}` : msg);
   }
 }
 
@@ -111,14 +112,19 @@ export function registerProbe(program: Command): void {
         const start = new Date();
         const checks = await runServerCheck({ servers: flags.servers, dns, target, timeoutMs, concurrency });
         if (flags.json)
-          await writeWhole(flags.json, checks.map((c) => JSON.stringify(serverCheckJson(c, start))).join('\n') + '\n');
+          await writeWhole(
+            flags.json,
+            checks.map((c) => JSON.stringify(serverCheckJson(c, start))).join('\n') + '\n',
+          );
         return;
       }
       if (!flags.list?.length) return;
       const resolver = usage(() => parseHostPort(flags.controlResolver, '--control-resolver', 53));
       const entries = flags.list.flatMap(readList);
       if (entries.length === 0) throw new UsageError('probe: the list is empty', 'ERR_INPUT');
-      const dialer = flags.via ? usage(() => createTunnelDialer(endpointFromKey(flags.via!))) : undefined;
+      const dialer = flags.via
+        ? usage(() => createTunnelDialer(endpointFromKey(flags.via!)), '--via')
+        : undefined;
       if (!dialer)
         process.stderr.write('probe: no --via server, so no control: every verdict will be null\n');
       const tty = process.stderr.isTTY === true;
