@@ -142,8 +142,15 @@ export async function startManaged(
 ): Promise<ManagedServer> {
   // Loaded here, not at the top: the unmanaged server and `ladder client` never load the store,
   // fastify or prom-client (see bin/ladder.js and test/cli/lazy-loading.test.ts).
-  const { accessConfigLine, accessUrl, buildDynamicApp, dynamicAccessUrl, startApi, subscriptionUrl } =
-    await import('../api/index.js');
+  const {
+    accessConfigLine,
+    accessUrl,
+    buildDynamicApp,
+    dynamicAccessUrl,
+    ensureCertificate,
+    startApi,
+    subscriptionUrl,
+  } = await import('../api/index.js');
   const { createMetrics, startMetricsServer } = await import('../metrics/index.js');
   const {
     checkBeforeServing,
@@ -317,6 +324,9 @@ export async function startManaged(
     const createdNow = first.created;
 
     const primaryPort = dataPortFlag ?? settings.portForNewAccessKeys;
+    // The API's certificate and key (made at the first start) before anything listens: a damaged
+    // one is refused in one line with nothing logged before it (startApi reads them again).
+    if (!early) await ensureCertificate(dataDir, settings.hostnameForAccessKeys);
     const { plane, pool } = early ?? (await startPool(primaryPort));
     planePort = plane.address.port;
     if (plane.address.port !== settings.portForNewAccessKeys && (!fleet || !settings.portForNewAccessKeys)) {

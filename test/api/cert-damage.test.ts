@@ -11,6 +11,7 @@ import { silentLogger } from '../../src/shared/logger.js';
 import { tempDir } from './helpers.js';
 import { api, flags } from './managed-helpers.js';
 import { managedServerArgs, runLadder } from '../helpers/ladder-run.js';
+import { run } from '../helpers/cli-run.js';
 
 async function fingerprintOfFirstStart(dir: string): Promise<string> {
   const m = await startManaged(flags(dir), silentLogger);
@@ -85,6 +86,11 @@ test('damaged, empty, missing-half and mismatched certificate or key: refused, f
     r.stderr,
     /^ladder: API certificate: .*api-key\.pem is empty; .*ladder server rotate-cert --data-dir /,
   );
+  // At the default log level too: nothing (no "listening", no "replay state loaded") before it.
+  const loud = run(managedServerArgs(dir));
+  assert.equal(await loud.exit, 2, loud.stderr());
+  assert.equal(loud.stderr().trimEnd().split('\n').length, 1, loud.stderr());
+  assert.match(loud.stderr(), /^ladder: API certificate: /);
 });
 
 test('ladder server rotate-cert: a new certificate, its fingerprint and the access config the server then serves', async (t) => {
