@@ -186,7 +186,8 @@ bool Stop(Relay* r) {
   l->live.pop_back();
   StopTimerIfIdle(l);
   for (Side& side : r->s) {
-    uv_poll_stop(&side.poll);  // takes the fd out of epoll before it is closed
+    // uv_close stops the poll at once (epoll_ctl DEL) before the fd is closed; a uv_poll_stop
+    // first would only add a second DEL.
     uv_close(reinterpret_cast<uv_handle_t*>(&side.poll), OnPollClosed);
     close(side.fd);
     side.fd = -1;

@@ -153,8 +153,7 @@ void CloseListener(Listener* ls) {
       break;
     }
   }
-  uv_poll_stop(&ls->poll);
-  uv_close(reinterpret_cast<uv_handle_t*>(&ls->poll), OnListenerHandleClosed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&ls->poll), OnListenerHandleClosed);  // stops it at once
   uv_close(reinterpret_cast<uv_handle_t*>(&ls->timer), OnListenerHandleClosed);
   close(ls->fd);
   ls->fd = -1;
@@ -176,7 +175,7 @@ void Retire(Conn* c, bool keep) {
   t->free_slots.push_back(c->slot);
   t->live--;
   if (c->inited) {
-    uv_poll_stop(&c->poll);  // out of epoll before the fd is closed or handed on
+    // uv_close takes the fd out of epoll at once, before it is closed or handed on.
     uv_close(reinterpret_cast<uv_handle_t*>(&c->poll), OnConnClosed);
   }
   if (!keep && c->fd >= 0) close(c->fd);

@@ -349,7 +349,10 @@ export class ShadowsocksServer implements ServerControl {
     this.#acceptNatively(server, addr);
     this.#usage.start();
     this.#replay.start();
-    this.#log.info({ port: addr.port, keys: this.#keys.size }, 'listening');
+    this.#log.info(
+      { port: addr.port, keys: this.#keys.size, ...(this.#accept ? { accept: 'native' } : {}) },
+      'listening',
+    );
     return addr;
   }
 
