@@ -15,7 +15,10 @@ import { Aead2022RequestEncoder, Aead2022ResponseDecoder } from '../../src/proto
 import { getAead2022Method } from '../../src/protocol/shadowsocks/methods2022.js';
 import type { ConnectionClosedEvent } from '../../src/server/events.js';
 import type { Lookup } from '../../src/server/destination.js';
+import { startWorkerPlane } from '../../src/server/index.js';
 import { ShadowsocksServer } from '../../src/server/server.js';
+import { reusePortAvailable } from '../../src/server/workers/reuseport.js';
+import { silentLogger } from '../../src/shared/logger.js';
 import { nativeRelay } from '../../src/transport/native-sockets.js';
 import { nativeAccept, nativeAcceptFromEnv, nativeAcceptLive } from '../../src/transport/native-stream.js';
 import { startEcho, type TestServer } from '../helpers/net.js';
@@ -353,3 +356,73 @@ describe('native accept', { skip: skipUnless(available, NEED) }, () => {
     });
   }
 });
+
+describe(
+  'native accept in data-plane workers',
+  { skip: skipUnless(available && reusePortAvailable(), NEED) },
+  () => {
+    for (const native of [true, false]) {
+      const which = native ? 'native' : 'JS listener (control)';
+      it(`${which}: workers that exit holding connections (before and after the hand-off) close them; the process lives on`, async () => {
+        const prev = process.env.LADDER_NATIVE_ACCEPT;
+        process.env.LADDER_NATIVE_ACCEPT = native ? '1' : '0'; // read by each worker at its start
+        const echo = await startEcho();
+        const p = await startWorkerPlane({
+          workers: 2,
+          keys: [KEY],
+          port: 0,
+          host: '127.0.0.1',
+          logger: silentLogger,
+          logLevel: 'silent',
+          allowPrivateDestinations: true,
+          timeouts: { idleMs: 30_000 },
+          startAtBoot: true,
+          testHooks: true,
+          restart: { backoffMs: 50 },
+          reportMs: 50,
+        });
+        try {
+          const port = p.address.port;
+          const probes = Array.from({ length: 6 }, () => {
+            const s = net.connect(port, '127.0.0.1');
+            s.on('error', () => {});
+            s.write(randomBytes(40));
+            return new Promise<void>((res) => s.on('close', () => res()));
+          });
+          const tunnels = [];
+          for (let i = 0; i < 6; i++) {
+            const t = await openTestTunnel({
+              port,
+              method: KEY.method,
+              password: KEY.secret,
+              target: { host: '127.0.0.1', port: echo.port },
+              initial: Buffer.from('ping'),
+            });
+            assert.equal((await t.read(4)).toString(), 'ping');
+            tunnels.push(t);
+          }
+          p.crashWorker!(0);
+          p.crashWorker!(1);
+          await waitFor(() => p.workerStats().every((w) => w.restarts === 1), { timeoutMs: 20_000 });
+          // Every connection was on one of the two: all are closed, none hangs.
+          await Promise.all([...probes, ...tunnels.map((t) => t.closed)]);
+          const t = await openTestTunnel({
+            port,
+            method: KEY.method,
+            password: KEY.secret,
+            target: { host: '127.0.0.1', port: echo.port },
+            initial: Buffer.from('again'),
+          });
+          assert.equal((await t.read(5)).toString(), 'again', 'the restarted workers serve');
+          t.end();
+          await t.closed;
+        } finally {
+          await p.close();
+          await echo.close();
+          if (prev === undefined) delete process.env.LADDER_NATIVE_ACCEPT;
+          else process.env.LADDER_NATIVE_ACCEPT = prev;
+        }
+      });
+    }
+  },
+);
