@@ -96,7 +96,7 @@ export interface ServerOptions {
   /**
    * Accept and read raw TCP connections in the native addon until the hand-off to the native
    * relay (transport/native-stream.ts): no net.Socket per connection. Only with the native relay
-   * in use; default off unless LADDER_NATIVE_ACCEPT=1.
+   * in use; default on unless LADDER_NATIVE_ACCEPT=0.
    */
   nativeAccept?: boolean;
 }

@@ -9,7 +9,8 @@
  * a real stream (relay.ts, UDP over TCP) turn it into a net.Socket (toSocket) at that point:
  * nothing is read while it is paused, so no byte is lost in between.
  *
- * Off unless LADDER_NATIVE_ACCEPT=1 (read once per server; each data-plane worker makes one).
+ * On by default where the native relay is in use; LADDER_NATIVE_ACCEPT=0 turns it off (read once
+ * per server; each data-plane worker makes one).
  */
 import { Socket } from 'node:net';
 import { nativeAddon } from '../protocol/shadowsocks/native.js';
@@ -46,9 +47,9 @@ export function nativeAccept(): NativeAccept | undefined {
   return a as NativeAccept;
 }
 
-/** The server's native accept is off unless LADDER_NATIVE_ACCEPT=1. */
+/** The server's native accept is on unless LADDER_NATIVE_ACCEPT=0. */
 export function nativeAcceptFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.LADDER_NATIVE_ACCEPT === '1';
+  return env.LADDER_NATIVE_ACCEPT !== '0';
 }
 
 /** Connections accepted natively on this thread and not yet closed or handed on (tests). */

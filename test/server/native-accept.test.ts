@@ -98,8 +98,8 @@ describe('native accept', { skip: skipUnless(available, NEED) }, () => {
     await echo.close();
   });
 
-  it('LADDER_NATIVE_ACCEPT: off by default, 1 turns it on', () => {
-    assert.equal(nativeAcceptFromEnv({}), false);
+  it('LADDER_NATIVE_ACCEPT: on by default, 0 turns it off', () => {
+    assert.equal(nativeAcceptFromEnv({}), true);
     assert.equal(nativeAcceptFromEnv({ LADDER_NATIVE_ACCEPT: '0' }), false);
     assert.equal(nativeAcceptFromEnv({ LADDER_NATIVE_ACCEPT: '1' }), true);
   });
