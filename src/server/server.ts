@@ -366,7 +366,13 @@ export class ShadowsocksServer implements ServerControl {
     if (!fns || typeof fd !== 'number' || fd < 0) return;
     const onStream = (s: NativeStream): void =>
       this.handleStream(s, { remoteAddress: s.remoteAddress, tcp: true });
-    this.#accept = { listener: listenNative(fns, fd, onStream), address: addr };
+    try {
+      this.#accept = { listener: listenNative(fns, fd, onStream), address: addr };
+    } catch (err) {
+      // No descriptor to spare, say: Node's listener carries on.
+      this.#log.warn({ err: (err as Error).message }, 'native accept unavailable; accepting in Node');
+      return;
+    }
     server.close();
   }
 

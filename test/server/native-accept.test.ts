@@ -24,6 +24,7 @@ import { silentLogger } from '../../src/shared/logger.js';
 import { nativeRelay } from '../../src/transport/native-sockets.js';
 import { nativeAccept, nativeAcceptFromEnv, nativeAcceptLive } from '../../src/transport/native-stream.js';
 import { startEcho, type TestServer } from '../helpers/net.js';
+import { usageTotals } from '../helpers/data-plane.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { openTestTunnel, type TestTunnel } from '../helpers/test-client.js';
 import { sleep, waitFor } from '../helpers/wait.js';
@@ -48,7 +49,7 @@ interface Running {
 
 async function startServer(native: boolean, lookup?: Lookup): Promise<Running> {
   const closed: ConnectionClosedEvent[] = [];
-  const usage = new Map<string, { up: number; down: number }>();
+  const { sink, usage } = usageTotals();
   const server = new ShadowsocksServer({
     keys: [KEY, KEY2022],
     allowPrivateDestinations: true,
@@ -56,14 +57,7 @@ async function startServer(native: boolean, lookup?: Lookup): Promise<Running> {
     nativeAccept: native,
     timeouts: { idleMs: IDLE_MS },
     ...(lookup ? { lookup } : {}),
-    usage: {
-      addBytes(id, up, down) {
-        const u = usage.get(id) ?? { up: 0, down: 0 };
-        u.up += up;
-        u.down += down;
-        usage.set(id, u);
-      },
-    },
+    usage: sink,
     hooks: { onConnectionClosed: (e) => closed.push(e) },
   });
   const addr = await server.listen({ port: 0, host: '127.0.0.1' });
@@ -73,7 +67,7 @@ async function startServer(native: boolean, lookup?: Lookup): Promise<Running> {
 const relayLive = (): number => nativeRelay()?.relayLive() ?? 0;
 const openFds = (): number => readdirSync('/proc/self/fd').length;
 
-function tunnel(r: Running, dest: Pick<TestServer, 'port'>, initial?: Buffer): Promise<TestTunnel> {
+function tunnel(r: { port: number }, dest: { port: number }, initial?: Buffer): Promise<TestTunnel> {
   return openTestTunnel({
     port: r.port,
     method: KEY.method,
@@ -393,13 +387,7 @@ describe(
           });
           const tunnels = [];
           for (let i = 0; i < 6; i++) {
-            const t = await openTestTunnel({
-              port,
-              method: KEY.method,
-              password: KEY.secret,
-              target: { host: '127.0.0.1', port: echo.port },
-              initial: Buffer.from('ping'),
-            });
+            const t = await tunnel(p.address, echo, Buffer.from('ping'));
             assert.equal((await t.read(4)).toString(), 'ping');
             tunnels.push(t);
           }
@@ -408,13 +396,7 @@ describe(
           await waitFor(() => p.workerStats().every((w) => w.restarts === 1), { timeoutMs: 20_000 });
           // Every connection was on one of the two: all are closed, none hangs.
           await Promise.all([...probes, ...tunnels.map((t) => t.closed)]);
-          const t = await openTestTunnel({
-            port,
-            method: KEY.method,
-            password: KEY.secret,
-            target: { host: '127.0.0.1', port: echo.port },
-            initial: Buffer.from('again'),
-          });
+          const t = await tunnel(p.address, echo, Buffer.from('again'));
           assert.equal((await t.read(5)).toString(), 'again', 'the restarted workers serve');
           t.end();
           await t.closed;
