@@ -18,7 +18,8 @@
 //       Accept errors: EAGAIN ends the wake-up; EINTR and the per-connection errors accept(2)
 //       lists (ECONNABORTED, EPROTO...) are skipped; anything else (EMFILE, ENFILE, ENOBUFS,
 //       ENOMEM...) stops polling the listener for a back-off of 50 ms, doubling to 1 s while it
-//       keeps failing (the connections wait in the backlog; nothing spins).
+//       keeps failing (the connections wait in the backlog; nothing spins). The connections'
+//       reads share one epoll set per thread, polled by one uv_poll (see Thread).
 //   acceptClose(listener)          stops accepting and closes the listener's socket; accepted
 //                                  connections live on. Idempotent.
 //   connRead(id, on)               on: poll for reads (resume); false: stop (pause)
@@ -40,6 +41,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -68,12 +70,10 @@ struct Listener;
 
 struct Conn {
   Listener* ls = nullptr;
-  uv_poll_t poll;
   int fd = -1;
   uint32_t slot = 0;
   uint32_t gen = 0;
-  bool inited = false;   // the poll handle exists (freed through its close callback)
-  bool polling = false;
+  bool polling = false;  // in the thread's epoll set
   bool paused = false;
   bool ended = false;    // EOF or a read error: no more reads
   bool closed = false;   // closed or released: waiting to be freed
@@ -96,10 +96,15 @@ struct Listener {
   bool finalized = false;
 };
 
-// What one thread's connections share: the read buffer, the id table, the async context.
+// What one thread's connections share: the read buffer, the id table, the async context, and
+// one epoll set for their reads, polled by one uv_poll: a connection costs one epoll_ctl ADD when
+// it is read and one DEL when it stops, where a uv_poll of its own costs six and an ioctl.
 struct Thread {
   napi_env env = nullptr;
   uv_loop_t* uv = nullptr;
+  int ep = -1;
+  uv_poll_t ep_poll;  // always started; referenced only while some connection is read
+  uint32_t polling = 0;
   uint8_t* scratch = nullptr;
   napi_async_context actx = nullptr;
   std::vector<Conn*> slots;
@@ -162,10 +167,22 @@ void CloseListener(Listener* ls) {
   MaybeFreeListener(ls);
 }
 
-void OnConnClosed(uv_handle_t* h) { delete static_cast<Conn*>(h->data); }
+// Reads of c on (in the thread's epoll set, level-triggered, keyed by its id) or off.
+void SetPolling(Conn* c, bool on) {
+  if (c->polling == on || (on && c->closed)) return;
+  Thread* t = c->ls->t;
+  epoll_event ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.events = EPOLLIN;
+  ev.data.u64 = static_cast<uint64_t>(IdOf(c));
+  if (epoll_ctl(t->ep, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, c->fd, &ev) != 0 && on) return;
+  c->polling = on;
+  if (on && t->polling++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&t->ep_poll));
+  if (!on && --t->polling == 0) uv_unref(reinterpret_cast<uv_handle_t*>(&t->ep_poll));
+}
 
 // Leaves the id table and stops polling; the socket is closed unless `keep`. The Conn is freed
-// now, through its poll's close callback, or by the accept loop when it is inside onConn.
+// now, or by the accept loop when it is inside onConn.
 void Retire(Conn* c, bool keep) {
   if (c->closed) return;
   c->closed = true;
@@ -174,32 +191,12 @@ void Retire(Conn* c, bool keep) {
   t->slots[c->slot] = nullptr;
   t->free_slots.push_back(c->slot);
   t->live--;
-  if (c->inited) {
-    // uv_close takes the fd out of epoll at once, before it is closed or handed on.
-    uv_close(reinterpret_cast<uv_handle_t*>(&c->poll), OnConnClosed);
-  }
+  SetPolling(c, false);  // out of the epoll set before the fd is closed or handed on
   if (!keep && c->fd >= 0) close(c->fd);
   c->fd = -1;
   ls->conns--;
   MaybeFreeListener(ls);
-  if (!c->inited && !c->busy) delete c;
-}
-
-void OnConnPoll(uv_poll_t* h, int status, int events);
-
-void SetPolling(Conn* c, bool on) {
-  if (c->closed || c->polling == on) return;
-  if (on) {
-    if (!c->inited) {
-      if (uv_poll_init_socket(c->ls->t->uv, &c->poll, c->fd) != 0) return;
-      c->poll.data = c;
-      c->inited = true;
-    }
-    if (uv_poll_start(&c->poll, UV_READABLE, OnConnPoll) != 0) return;
-  } else {
-    uv_poll_stop(&c->poll);
-  }
-  c->polling = on;
+  if (!c->busy) delete c;
 }
 
 // Calls fn(argv) through napi_make_callback (microtasks and ticks run after it); an exception
@@ -245,20 +242,10 @@ void ReadResult(napi_env env, Conn* c, ssize_t n, napi_value* chunk, int32_t* co
   }
 }
 
-void OnConnPoll(uv_poll_t* h, int status, int /*events*/) {
-  Conn* c = static_cast<Conn*>(h->data);
-  if (c->closed || !c->polling) return;
-  Thread* t = c->ls->t;
-  ssize_t n;
-  if (status < 0) {
-    int err = 0;
-    socklen_t len = sizeof(err);
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0) err = -status;
-    n = -err;
-  } else {
-    n = ReadOnce(c);
-    if (n == -EAGAIN || n == -EWOULDBLOCK) return;
-  }
+// One connection the epoll set reported (readable, EOF or an error: recv says which).
+void OnConnReadable(Thread* t, Conn* c) {
+  const ssize_t n = ReadOnce(c);
+  if (n == -EAGAIN || n == -EWOULDBLOCK) return;
   napi_env env = t->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
@@ -268,8 +255,22 @@ void OnConnPoll(uv_poll_t* h, int status, int /*events*/) {
   if (c->ended) SetPolling(c, false);
   argv[0] = Double(env, IdOf(c));
   argv[2] = Number(env, code);
-  CallJs(t, c->ls->on_event, 3, argv);  // may close or release c (freed later, by its close callback)
+  CallJs(t, c->ls->on_event, 3, argv);  // may close or release c (and free it): not used after
   napi_close_handle_scope(env, scope);
+}
+
+// The epoll set has events: at most 64 connections read per wake-up (level-triggered, so the
+// rest come at the next). An id closed by JS meanwhile names nothing any more.
+void OnEpoll(uv_poll_t* h, int /*status*/, int /*events*/) {
+  Thread* t = static_cast<Thread*>(h->data);
+  epoll_event evs[64];
+  int n;
+  do n = epoll_wait(t->ep, evs, 64, 0);
+  while (n < 0 && errno == EINTR);
+  for (int i = 0; i < n; i++) {
+    Conn* c = Lookup(t, static_cast<int64_t>(evs[i].data.u64));
+    if (c != nullptr && c->polling) OnConnReadable(t, c);
+  }
 }
 
 void StartBackoff(Listener* ls);
@@ -332,7 +333,7 @@ bool Deliver(Listener* ls, int fd, const sockaddr_storage& ss) {
   c->busy = false;
   napi_close_handle_scope(env, scope);
   if (c->closed) {
-    if (!c->inited) delete c;
+    delete c;
   } else if (!c->paused && !c->ended) {
     SetPolling(c, true);
   }
@@ -370,6 +371,12 @@ void StartBackoff(Listener* ls) {
   uv_timer_start(&ls->timer, OnBackoff, ls->backoff, 0);
 }
 
+void OnThreadClosed(uv_handle_t* h) {
+  Thread* t = static_cast<Thread*>(h->data);
+  close(t->ep);
+  delete t;
+}
+
 // The env is going away (worker exit): close every listener and connection, no JS calls.
 void Cleanup(void* arg) {
   Thread* t = static_cast<Thread*>(arg);
@@ -379,12 +386,13 @@ void Cleanup(void* arg) {
   }
   if (t->actx != nullptr) napi_async_destroy(t->env, t->actx);
   free(t->scratch);
+  t->scratch = nullptr;
   if (t_thread == t) t_thread = nullptr;
-  delete t;
+  uv_close(reinterpret_cast<uv_handle_t*>(&t->ep_poll), OnThreadClosed);  // frees t
 }
 
 Thread* ThreadFor(napi_env env) {
-  PinLibrary();  // connections' poll close callbacks may run after the env that loaded us
+  PinLibrary();  // the poll handles' close callbacks may run after the env that loaded us
   if (t_thread != nullptr) return t_thread->env == env ? t_thread : nullptr;
   Thread* t = new (std::nothrow) Thread();
   napi_value name;
@@ -400,10 +408,22 @@ Thread* ThreadFor(napi_env env) {
     return nullptr;
   }
   t->env = env;
-  if (napi_add_env_cleanup_hook(env, Cleanup, t) != napi_ok) {
+  t->ep = epoll_create1(EPOLL_CLOEXEC);
+  if (t->ep < 0 || uv_poll_init(t->uv, &t->ep_poll, t->ep) != 0) {
+    if (t->ep >= 0) close(t->ep);
     napi_async_destroy(env, t->actx);
     free(t->scratch);
     delete t;
+    return nullptr;
+  }
+  t->ep_poll.data = t;
+  uv_poll_start(&t->ep_poll, UV_READABLE, OnEpoll);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&t->ep_poll));
+  if (napi_add_env_cleanup_hook(env, Cleanup, t) != napi_ok) {
+    t->env = nullptr;
+    napi_async_destroy(env, t->actx);
+    free(t->scratch);
+    uv_close(reinterpret_cast<uv_handle_t*>(&t->ep_poll), OnThreadClosed);
     return nullptr;
   }
   t_thread = t;
