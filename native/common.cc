@@ -8,6 +8,10 @@
 
 #include <mutex>
 
+#if defined(__linux__)
+#include <dlfcn.h>
+#endif
+
 #include "exports.h"
 #include "napi_args.h"
 
@@ -73,6 +77,18 @@ napi_value TuneHeap(napi_env env, napi_callback_info info) {
   return Bool(env, ok);
 #else
   return Bool(env, false);
+#endif
+}
+
+void PinLibrary() {
+#if defined(__linux__)
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Dl_info info;
+    if (dladdr(reinterpret_cast<void*>(&PinLibrary), &info) != 0 && info.dli_fname != nullptr) {
+      dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);
+    }
+  });
 #endif
 }
 

@@ -68,6 +68,15 @@ napi_value RelayLive(napi_env env, napi_callback_info info);
 // tcp_connect.cc
 napi_value TcpConnect(napi_env env, napi_callback_info info);
 napi_value TcpConnectCancel(napi_env env, napi_callback_info info);
+
+// tcp_accept.cc
+napi_value AcceptListen(napi_env env, napi_callback_info info);
+napi_value AcceptClose(napi_env env, napi_callback_info info);
+napi_value ConnRead(napi_env env, napi_callback_info info);
+napi_value ConnEnd(napi_env env, napi_callback_info info);
+napi_value ConnClose(napi_env env, napi_callback_info info);
+napi_value ConnRelease(napi_env env, napi_callback_info info);
+napi_value AcceptLive(napi_env env, napi_callback_info info);
 #endif
 
 }  // namespace ladder

@@ -17,6 +17,8 @@
 //   fd_watch.cc      fdWatch, fdUnwatch (the workers start at the first connection or datagram)
 //   relay_pair.cc    relayPair, relayClose, relayCounts, relayLive (established TCP connections)
 //   tcp_connect.cc   tcpConnect, tcpConnectCancel (the native relay's destination sockets)
+//   tcp_accept.cc    acceptListen, acceptClose, connRead, connEnd, connClose, connRelease,
+//                    acceptLive (the server's raw TCP connections until the hand-off)
 //   napi_args.cc     the argument parser every export uses
 // The sock* functions, isPrivateIp, the reuseport.cc and relay_pair.cc functions exist on Linux only (the
 // last ones are looked up by name, so a build without them is still accepted).
@@ -83,6 +85,13 @@ napi_value Init(napi_env env, napi_value exports) {
       LADDER_EXPORT("relayLive", RelayLive),
       LADDER_EXPORT("tcpConnect", TcpConnect),
       LADDER_EXPORT("tcpConnectCancel", TcpConnectCancel),
+      LADDER_EXPORT("acceptListen", AcceptListen),
+      LADDER_EXPORT("acceptClose", AcceptClose),
+      LADDER_EXPORT("connRead", ConnRead),
+      LADDER_EXPORT("connEnd", ConnEnd),
+      LADDER_EXPORT("connClose", ConnClose),
+      LADDER_EXPORT("connRelease", ConnRelease),
+      LADDER_EXPORT("acceptLive", AcceptLive),
   };
   napi_define_properties(env, exports, sizeof(sock_props) / sizeof(sock_props[0]), sock_props);
 #endif

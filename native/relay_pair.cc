@@ -10,11 +10,12 @@
 //     per thread scans the relays, every idleMs/4, 10 ms..1 s);
 //   - any socket error, or a chunk that fails to decode, closes both at once.
 //
-//   relayPair(clientFd, destFd, decoder, encoder, pending, idleMs, onClose, destOwned?) -> relay
+//   relayPair(clientFd, destFd, decoder, encoder, pending, idleMs, onClose, owned?) -> relay
 //       clientFd, destFd: connected TCP sockets. They are dup()ed here; the caller then closes
-//       its own descriptors (destroys its sockets) without affecting the connection. With
-//       destOwned true, destFd (from tcpConnect) is taken over as it is, not duplicated: the
-//       relay closes it (also when relayPair throws).
+//       its own descriptors (destroys its sockets) without affecting the connection. owned:
+//       true or 1 (destFd, from tcpConnect), 2 (clientFd, from connRelease) or 3 (both): those
+//       are taken over as they are, not duplicated: the relay closes them (also when relayPair
+//       throws).
 //       decoder (client -> destination) and encoder (destination -> client): codecs from
 //       create(), or both null to relay bytes unchanged.
 //       pending: [prefix, toClient, toDest], each a Uint8Array or undefined: bytes sent before
@@ -30,12 +31,10 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <new>
 #include <vector>
 
 #if defined(__linux__)
-#include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -187,7 +186,8 @@ bool Stop(Relay* r) {
   l->live.pop_back();
   StopTimerIfIdle(l);
   for (Side& side : r->s) {
-    uv_poll_stop(&side.poll);  // takes the fd out of epoll before it is closed
+    // uv_close stops the poll at once (epoll_ctl DEL) before the fd is closed; a uv_poll_stop
+    // first would only add a second DEL.
     uv_close(reinterpret_cast<uv_handle_t*>(&side.poll), OnPollClosed);
     close(side.fd);
     side.fd = -1;
@@ -370,19 +370,6 @@ void Cleanup(void* arg) {
   uv_close(reinterpret_cast<uv_handle_t*>(&l->timer), OnTimerClosed);
 }
 
-// Node unloads an addon with the last env that loaded it (a worker's, at its exit), but the close
-// callbacks of the polls a relay closes at env cleanup run after that, from this library: keep it
-// loaded for the life of the process once a relay has run.
-void PinLibrary() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    Dl_info info;
-    if (dladdr(reinterpret_cast<void*>(&PinLibrary), &info) != 0 && info.dli_fname != nullptr) {
-      dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);
-    }
-  });
-}
-
 Loop* LoopFor(napi_env env) {
   PinLibrary();
   if (t_loop != nullptr && t_loop->env == env) return t_loop;
@@ -456,20 +443,26 @@ bool CodecArg(const Args& a, size_t i, int enc, Codec** c, napi_ref* ref) {
 napi_value RelayPair(napi_env env, napi_callback_info info) {
   const char* usage =
       "relayPair(clientFd, destFd, decoder|null, encoder|null, [prefix, toClient, toDest], idleMs, onClose, "
-      "destOwned?)";
+      "owned?)";
   Args a(env, info);
   int32_t fds[2] = {-1, -1};
   int64_t idle = 0;
   bool is_array = false;
-  bool owned = false;
-  if (a.Has(7) && !a.Boolean(7, &owned)) owned = false;  // anything but true: duplicate it
-  int32_t dest_in = -1;
-  struct OwnedFd {  // an owned destFd is closed on every way out until the relay holds it
+  // true or 1: destFd owned, 2: clientFd owned, 3: both; anything else: duplicate both.
+  bool flag = false;
+  int32_t own = 0;
+  if (a.Has(7) && a.Boolean(7, &flag)) own = flag ? 1 : 0;
+  else if (!a.Has(7) || !a.Int32(7, &own) || own < 0 || own > 3) own = 0;
+  const bool owned = (own & 1) != 0;
+  const bool client_owned = (own & 2) != 0;
+  int32_t dest_in = -1, client_in = -1;
+  struct OwnedFd {  // an owned fd is closed on every way out until the relay holds it
     int fd;
     ~OwnedFd() {
       if (fd >= 0) close(fd);
     }
-  } owned_fd{owned && a.Int32(1, &dest_in) && dest_in >= 0 ? dest_in : -1};
+  } owned_fd{owned && a.Int32(1, &dest_in) && dest_in >= 0 ? dest_in : -1},
+      owned_client{client_owned && a.Int32(0, &client_in) && client_in >= 0 ? client_in : -1};
   if (!a.Need(7, usage) || !a.Int32(0, &fds[0]) || !a.Int32(1, &fds[1]) || fds[0] < 0 || fds[1] < 0 ||
       napi_is_array(env, a[4], &is_array) != napi_ok || !is_array || !a.Index(5, &idle) || idle < 1 ||
       !a.Function(6)) {
@@ -517,7 +510,8 @@ napi_value RelayPair(napi_env env, napi_callback_info info) {
       !r->s[1].out.Append(bytes[2], lens[2])) {
     return undo("relayPair: out of memory", false);
   }
-  r->s[0].fd = fcntl(fds[0], F_DUPFD_CLOEXEC, 0);
+  r->s[0].fd = client_owned ? fds[0] : fcntl(fds[0], F_DUPFD_CLOEXEC, 0);
+  owned_client.fd = -1;  // r->s[0].fd now: closed by undo or by the relay
   if (r->s[0].fd < 0) return undo("relayPair: cannot duplicate the sockets", false);
   r->s[1].fd = owned ? fds[1] : fcntl(fds[1], F_DUPFD_CLOEXEC, 0);
   owned_fd.fd = -1;  // r->s[1].fd now: closed by undo or by the relay

@@ -66,8 +66,7 @@ bool Stop(Connect* c, bool keep) {
   if (c->hooked) napi_remove_env_cleanup_hook(c->env, Cleanup, c);
   c->hooked = false;
   if (c->polling) {
-    uv_poll_stop(&c->poll);
-    uv_close(reinterpret_cast<uv_handle_t*>(&c->poll), OnClosed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&c->poll), OnClosed);  // stops it (epoll DEL) at once
   }
   if (!keep && c->fd >= 0) close(c->fd);
   c->fd = -1;

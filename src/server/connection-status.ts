@@ -40,3 +40,19 @@ export function failureStatus(err: unknown, stage: FailureStage): ConnectionStat
       return FAILURE_CODES.has(code) ? (code as ConnectionStatus) : 'ERR_CIPHER';
   }
 }
+
+/**
+ * What a Connection uses of its client's byte stream before relaying: any Duplex, or a
+ * connection the addon accepted (native-stream.ts NativeStream, which never writes).
+ */
+export interface ClientStream {
+  on(event: 'data', fn: (chunk: Buffer) => void): unknown;
+  on(event: 'end' | 'close', fn: () => void): unknown;
+  on(event: 'error', fn: (err: Error) => void): unknown;
+  off(event: 'data', fn: (chunk: Buffer) => void): unknown;
+  off(event: 'end', fn: () => void): unknown;
+  pause(): unknown;
+  resume(): unknown;
+  end(cb?: () => void): unknown;
+  destroy(): unknown;
+}

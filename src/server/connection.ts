@@ -6,17 +6,18 @@ import { Aead2022RequestDecoder, Aead2022ResponseEncoder } from '../protocol/sha
 import { decodeAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import { uotVersion, type UotVersion } from '../protocol/uot.js';
 import type { Clock, Timer } from '../shared/clock.js';
-import { detach, socketFd, takeBuffered } from '../transport/native-handoff.js';
+import { socketFd } from '../transport/native-handoff.js';
+import { NativeStream } from '../transport/native-stream.js';
 import { relay, type RelayHandle } from '../transport/relay.js';
 import { DialError, dialDestination, dialWith, type Lookup } from './destination.js';
 import type { AuthEvent, ConnectionClosedEvent, ConnectionStatus } from './events.js';
-import { failureStatus, type StreamInfo } from './connection-status.js';
+import { failureStatus, type ClientStream, type StreamInfo } from './connection-status.js';
 import { isIdentityGroup, type AnyKeyEntry, type Key2022Entry, type KeyEntry, type KeyRing } from './keys.js';
-import { nativeCloseStatus, nativeConnect, type NativeRelay } from './native-relay.js';
+import { handOff, nativeCloseStatus, nativeConnect, type NativeRelay } from './native-relay.js';
 import type { ReplayState } from './replay-state.js';
 import { startUot, type UotAssociation } from './uot.js';
 
-export type { StreamInfo } from './connection-status.js';
+export type { ClientStream, StreamInfo } from './connection-status.js';
 
 /** What a Connection needs from its server: policy, keys, replay filters, and where to report. */
 export interface ConnectionContext {
@@ -56,7 +57,8 @@ const COUNTS = new Float64Array(2);
  */
 export class Connection {
   readonly #ctx: ConnectionContext;
-  readonly #socket: Duplex;
+  /** A NativeStream becomes a net.Socket when a path needs a real stream (#duplex). */
+  #socket: ClientStream;
   /** StreamInfo.remoteAddress ('' when unknown): orders trial decryption only. */
   readonly #ip: string;
   readonly #acceptedAt: number;
@@ -88,7 +90,7 @@ export class Connection {
   #nativeBase: [up: number, down: number] = [0, 0];
   #finalized = false;
 
-  constructor(ctx: ConnectionContext, socket: Duplex, info: StreamInfo) {
+  constructor(ctx: ConnectionContext, socket: ClientStream, info: StreamInfo) {
     this.#ctx = ctx;
     this.#socket = socket;
     this.#ip = info.remoteAddress ?? '';
@@ -97,9 +99,24 @@ export class Connection {
     this.#lastActivity = this.#acceptedAt;
     socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);
+    this.#watch(socket);
+    this.#armIdle();
+  }
+
+  #watch(socket: ClientStream): void {
     socket.on('error', () => socket.destroy());
     socket.on('close', () => this.#finalize());
-    this.#armIdle();
+  }
+
+  /** The client as a Duplex (relay.ts, uot.ts): a NativeStream, paused, becomes a net.Socket. */
+  #duplex(): Duplex {
+    const s = this.#socket;
+    if (!(s instanceof NativeStream)) return s as Duplex;
+    const socket = s.toSocket();
+    socket.pause();
+    this.#socket = socket;
+    this.#watch(socket);
+    return socket;
   }
 
   // ---- pre-relay phases: auth, address, drain ----
@@ -385,56 +402,33 @@ export class Connection {
   #nativeEligible(): NativeRelay | undefined {
     const fns = this.#ctx.nativeRelay;
     if (!fns || !this.#tcp || this.key?.edition === 2022 || !this.#decoder?.nativeCodec) return undefined;
-    return socketFd(this.#socket) === undefined ? undefined : fns;
+    const s = this.#socket;
+    return s instanceof NativeStream || socketFd(s as Duplex) !== undefined ? fns : undefined;
   }
 
-  /**
-   * Relay in the addon: the client's socket (its descriptor duplicated, Node's socket destroyed)
-   * and the destination's descriptor from the native connect, which the relay takes over.
-   */
+  /** Relay in the addon (native-relay.ts handOff), with the destination's descriptor. */
   #startNativeRelay(fns: NativeRelay, targetFd: number, initial: Buffer): void {
-    const k = this.key as KeyEntry;
-    const dec = this.#decoder!;
-    const client = this.#socket as Socket;
-    const encoder = new AeadEncoder(k.method, k.masterKey);
-    this.#ctx.replay.serverSalts.add(encoder.salt);
     this.#phase = 'relay';
-    // read() below hands what it returns to 'data' listeners too: #onData would count it again.
-    client.off('data', this.#onData);
-    client.off('end', this.#onEnd);
-    // Bytes Node read from the client (still wire bytes) before the hand-off.
-    let toDest = initial;
-    const early = takeBuffered(client);
-    try {
-      if (early) {
-        this.#bytesUp += early.length;
-        const plain = dec.pushInPlace(early);
-        if (plain.length > 0) toDest = Buffer.concat([initial, ...plain]);
-      }
-    } catch (err) {
-      this.#status ??= failureStatus(err, 'stream');
-      fns.fdClose(targetFd);
-      client.destroy();
-      return;
-    }
+    // A net.Socket's read() in the hand-off feeds 'data' listeners too: #onData would count twice.
+    this.#socket.off('data', this.#onData);
+    this.#socket.off('end', this.#onEnd);
+    const client = this.#socket as Socket | NativeStream;
+    const ctx = this.#ctx;
+    const r = handOff(
+      fns,
+      client,
+      targetFd,
+      this.key as KeyEntry,
+      this.#decoder!,
+      initial,
+      ctx.idleMs,
+      ctx.replay.serverSalts,
+      this.#onNativeClose,
+    );
+    this.#bytesUp += r.early;
+    if (r.status) this.#status ??= r.status;
     this.#nativeBase = [this.#bytesUp, this.#bytesDown];
-    try {
-      this.#native = fns.relayPair(
-        socketFd(client)!,
-        targetFd,
-        dec.nativeCodec!,
-        encoder.nativeCodec!,
-        [encoder.salt, undefined, toDest.length > 0 ? toDest : undefined],
-        Math.max(1, Math.ceil(this.#ctx.idleMs)), // relayPair takes whole milliseconds only
-        this.#onNativeClose,
-        true,
-      );
-    } catch {
-      this.#status ??= 'ERR_RELAY'; // no descriptor to spare, say (the relay closed targetFd)
-      client.destroy();
-      return;
-    }
-    detach(client);
+    this.#native = r.relay;
   }
 
   readonly #onNativeClose = (reason: number, up: number, down: number): void => {
@@ -486,7 +480,7 @@ export class Connection {
   #startUot(version: UotVersion, initial: Buffer): void {
     this.#phase = 'relay';
     this.#clearTimer();
-    const client = this.#socket;
+    const client = this.#duplex();
     client.pause();
     client.off('data', this.#onData);
     client.off('end', this.#onEnd);
@@ -512,7 +506,7 @@ export class Connection {
     const ctx = this.#ctx;
     this.#phase = 'relay';
     this.#target = target;
-    const client = this.#socket;
+    const client = this.#duplex();
     client.off('data', this.#onData);
     client.off('end', this.#onEnd);
     target.on('error', () => target.destroy());

@@ -8,12 +8,21 @@
  * On by default; LADDER_NATIVE_RELAY=0 turns it off. Read once per server (each data-plane
  * worker makes one at start). Only SIP004 (2017) keys, only sockets from the TCP listener, only
  * on the system clock (the relay's idle timer is libuv's); everything else keeps relay.ts.
+ * A connection the addon accepted (transport/native-stream.ts) hands its descriptor over as it
+ * is; a net.Socket's is duplicated and the socket destroyed.
  */
-import { nativeRelay, NATIVE_RELAY_REASON, type NativeRelay } from '../transport/native-sockets.js';
+import type { Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
+import { AeadEncoder, type AeadDecoder } from '../protocol/shadowsocks/aead.js';
+import type { SaltFilter } from '../protocol/shadowsocks/replay.js';
 import type { Clock } from '../shared/clock.js';
+import { detach, socketFd, takeBuffered } from '../transport/native-handoff.js';
+import { nativeRelay, NATIVE_RELAY_REASON, type NativeRelay } from '../transport/native-sockets.js';
+import { NativeStream } from '../transport/native-stream.js';
+import { failureStatus } from './connection-status.js';
 import { DialError, type ConnectOnce } from './destination.js';
 import type { ConnectionStatus } from './events.js';
+import type { KeyEntry } from './keys.js';
 
 export type { NativeRelay } from '../transport/native-sockets.js';
 
@@ -77,4 +86,66 @@ export function nativeConnect(fns: NativeRelay): ConnectOnce<number> {
         failed((err as { errno?: unknown }).errno);
       }
     });
+}
+
+/** What handOff did: the relay (undefined: it did not start), wire bytes read in the hand-off. */
+export interface HandOff {
+  relay: object | undefined;
+  early: number;
+  status?: ConnectionStatus;
+}
+
+/**
+ * Start the native relay of an authenticated SIP004 connection whose destination is connected
+ * (`targetFd`, which it takes over): `dec` holds the client's stream state, `initial` the
+ * plaintext already decoded past the header. The caller has removed its 'data' and 'end'
+ * listeners. When the relay does not start, both sockets are closed (a net.Socket destroyed, a
+ * NativeStream destroyed too: its 'close' still comes) and `status` says why.
+ */
+export function handOff(
+  fns: NativeRelay,
+  client: Socket | NativeStream,
+  targetFd: number,
+  k: KeyEntry,
+  dec: AeadDecoder,
+  initial: Buffer,
+  idleMs: number,
+  serverSalts: SaltFilter,
+  onClose: (reason: number, up: number, down: number) => void,
+): HandOff {
+  const encoder = new AeadEncoder(k.method, k.masterKey);
+  serverSalts.add(encoder.salt);
+  // Bytes Node read from a net.Socket (still wire bytes) before the hand-off; a NativeStream
+  // reads nothing while paused, so it has none.
+  let toDest = initial;
+  const early = client instanceof NativeStream ? undefined : takeBuffered(client);
+  try {
+    if (early) {
+      const plain = dec.pushInPlace(early);
+      if (plain.length > 0) toDest = Buffer.concat([initial, ...plain]);
+    }
+  } catch (err) {
+    fns.fdClose(targetFd);
+    client.destroy();
+    return { relay: undefined, early: early!.length, status: failureStatus(err, 'stream') };
+  }
+  const native = client instanceof NativeStream;
+  let relay: object;
+  try {
+    relay = fns.relayPair(
+      native ? client.takeFd() : socketFd(client)!,
+      targetFd,
+      dec.nativeCodec!,
+      encoder.nativeCodec!,
+      [encoder.salt, undefined, toDest.length > 0 ? toDest : undefined],
+      Math.max(1, Math.ceil(idleMs)), // relayPair takes whole milliseconds only
+      onClose,
+      native ? 3 : 1, // the destination's descriptor always, the client's when natively accepted
+    );
+  } catch {
+    client.destroy(); // no descriptor to spare, say (the relay closed what it owned)
+    return { relay: undefined, early: early?.length ?? 0, status: 'ERR_RELAY' };
+  }
+  if (!native) detach(client);
+  return { relay, early: early?.length ?? 0 };
 }

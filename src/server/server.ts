@@ -13,6 +13,13 @@ import type { Lookup } from './destination.js';
 import type { AuthEvent, ConnectionClosedEvent, ServerHooks } from './events.js';
 import { KeyRing, type KeyDelta, type RejectedKey } from './keys.js';
 import { nativeRelayFromEnv } from '../transport/native-handoff.js';
+import {
+  listenNative,
+  nativeAccept,
+  nativeAcceptFromEnv,
+  type NativeListener,
+  type NativeStream,
+} from '../transport/native-stream.js';
 import { serverNativeRelay } from './native-relay.js';
 import { RefusalLog } from './refusal-log.js';
 import { ReplayState, replayStateFile, type ReplayFilters, type ReplayStore } from './replay-state.js';
@@ -86,6 +93,12 @@ export interface ServerOptions {
    * on unless LADDER_NATIVE_RELAY=0. Only on the system clock, and where the addon has the relay.
    */
   nativeRelay?: boolean;
+  /**
+   * Accept and read raw TCP connections in the native addon until the hand-off to the native
+   * relay (transport/native-stream.ts): no net.Socket per connection. Only with the native relay
+   * in use; default on unless LADDER_NATIVE_ACCEPT=0.
+   */
+  nativeAccept?: boolean;
 }
 
 /**
@@ -112,6 +125,9 @@ export class ShadowsocksServer implements ServerControl {
   readonly #conns = new Set<Connection>();
   readonly #byKey = new Map<string, Set<Connection>>();
   #server: net.Server | undefined;
+  /** Whether listen() accepts natively, and the listener when it does (#server then closed). */
+  readonly #wantNativeAccept: boolean;
+  #accept: { listener: NativeListener; address: AddressInfo } | undefined;
   readonly #udpOptions: UdpRelayOptions | undefined;
   #udp: UdpRelay | undefined;
 
@@ -158,6 +174,8 @@ export class ShadowsocksServer implements ServerControl {
       addUsage: (keyId, up, down) => this.#usage.add(keyId, up, down),
       closed: (c, e) => this.#closed(c, e),
     };
+    this.#wantNativeAccept =
+      this.#ctx.nativeRelay !== undefined && (opts.nativeAccept ?? nativeAcceptFromEnv());
     if (opts.keys) this.setKeys(opts.keys);
   }
 
@@ -328,13 +346,38 @@ export class ShadowsocksServer implements ServerControl {
       throw err;
     }
     server.on('error', (err) => this.#log.error({ err: err.message }, 'listener error'));
+    this.#acceptNatively(server, addr);
     this.#usage.start();
     this.#replay.start();
-    this.#log.info({ port: addr.port, keys: this.#keys.size }, 'listening');
+    this.#log.info(
+      { port: addr.port, keys: this.#keys.size, ...(this.#accept ? { accept: 'native' } : {}) },
+      'listening',
+    );
     return addr;
   }
 
+  /**
+   * With the native accept: the addon polls a duplicate of the listening socket Node made (so
+   * binding, its errors and the address stay Node's), and Node's server closes its own.
+   */
+  #acceptNatively(server: net.Server, addr: AddressInfo): void {
+    const fns = this.#wantNativeAccept ? nativeAccept() : undefined;
+    const fd = (server as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
+    if (!fns || typeof fd !== 'number' || fd < 0) return;
+    const onStream = (s: NativeStream): void =>
+      this.handleStream(s, { remoteAddress: s.remoteAddress, tcp: true });
+    try {
+      this.#accept = { listener: listenNative(fns, fd, onStream), address: addr };
+    } catch (err) {
+      // No descriptor to spare, say: Node's listener carries on.
+      this.#log.warn({ err: (err as Error).message }, 'native accept unavailable; accepting in Node');
+      return;
+    }
+    server.close();
+  }
+
   address(): AddressInfo | undefined {
+    if (this.#accept) return this.#accept.address;
     const a = this.#server?.address();
     return a && typeof a === 'object' ? a : undefined;
   }
@@ -343,6 +386,9 @@ export class ShadowsocksServer implements ServerControl {
   async close(): Promise<void> {
     const server = this.#server;
     this.#server = undefined;
+    const accept = this.#accept;
+    this.#accept = undefined;
+    accept?.listener.close();
     this.#usage.stop();
     this.#replay.stop();
     for (const c of [...this.#conns]) c.abort('ERR_CLOSED');
@@ -350,7 +396,12 @@ export class ShadowsocksServer implements ServerControl {
     this.#udp = undefined;
     if (udp) await udp.close();
     this.flushUsage();
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (server && !accept) await new Promise<void>((resolve) => server.close(() => resolve()));
+    // Natively accepted connections (or the net.Sockets some became) report their close a tick
+    // or a loop turn later: wait for them as net.Server.close() would, up to ~1 s.
+    for (let i = 0; accept && this.#conns.size > 0 && i < 110; i++) {
+      await new Promise<void>((resolve) => (i < 10 ? setImmediate(resolve) : setTimeout(resolve, 10)));
+    }
     this.flushUsage(); // bytes counted while the aborted connections finished closing
     this.#refusals.close();
     if (server) await this.saveReplayState();
@@ -379,7 +430,7 @@ export class ShadowsocksServer implements ServerControl {
    * hand out buffers nobody else reads afterwards (as net.Socket does). The stream should allow
    * half-open (end() after the peer's end, as the listener's sockets do) and emit 'close'.
    */
-  handleStream(stream: Duplex, info: StreamInfo = {}): void {
+  handleStream(stream: Duplex | NativeStream, info: StreamInfo = {}): void {
     const c = new Connection(this.#ctx, stream, info);
     this.#conns.add(c);
     try {

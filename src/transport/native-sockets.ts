@@ -104,7 +104,8 @@ export interface NativeRelay {
     ],
     idleMs: number,
     onClose: (reason: number, up: number, down: number) => void,
-    destOwned?: boolean,
+    /** true or 1: destFd is taken over (not duplicated); 2: clientFd; 3: both. */
+    owned?: boolean | number,
   ): object;
   relayClose(relay: object): void;
   relayCounts(relay: object, out: Float64Array): void;

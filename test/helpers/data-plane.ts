@@ -6,7 +6,7 @@
  */
 import type { TestContext } from 'node:test';
 import { startDataPlane, type DataPlane, type DataPlaneOptions } from '../../src/server/index.js';
-import type { RuntimeKey } from '../../src/shared/control.js';
+import type { RuntimeKey, UsageSink } from '../../src/shared/control.js';
 import { startUdpEcho } from '../../src/transport/udp-socks5.js';
 import { startEcho } from './net.js';
 
@@ -55,4 +55,18 @@ export async function startTestServer(
   };
   t?.after(close);
   return { plane, port: plane.address.port, echo: { host: '127.0.0.1', port: echo.port }, close };
+}
+
+/** A UsageSink that adds up what it is given, per key (`usage`: the totals so far). */
+export function usageTotals(): { sink: UsageSink; usage: Map<string, { up: number; down: number }> } {
+  const usage = new Map<string, { up: number; down: number }>();
+  const sink: UsageSink = {
+    addBytes(id, up, down) {
+      const u = usage.get(id) ?? { up: 0, down: 0 };
+      u.up += up;
+      u.down += down;
+      usage.set(id, u);
+    },
+  };
+  return { sink, usage };
 }

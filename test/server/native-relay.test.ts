@@ -17,6 +17,7 @@ import { nativeRelayFromEnv } from '../../src/transport/native-handoff.js';
 import { nativeRelay } from '../../src/transport/native-sockets.js';
 import { openTestTunnel, type TestTunnel } from '../helpers/test-client.js';
 import { serve, startEcho, type TestServer } from '../helpers/net.js';
+import { usageTotals } from '../helpers/data-plane.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
@@ -40,7 +41,7 @@ interface Running {
 
 async function startServer(native: boolean, idleMs = 5_000, lookup?: Lookup): Promise<Running> {
   const closed: ConnectionClosedEvent[] = [];
-  const usage = new Map<string, { up: number; down: number }>();
+  const { sink, usage } = usageTotals();
   const server = new ShadowsocksServer({
     keys: [KEY],
     allowPrivateDestinations: true,
@@ -48,14 +49,7 @@ async function startServer(native: boolean, idleMs = 5_000, lookup?: Lookup): Pr
     timeouts: { idleMs },
     ...(lookup ? { lookup } : {}),
     usageFlushMs: 50,
-    usage: {
-      addBytes(id, up, down) {
-        const u = usage.get(id) ?? { up: 0, down: 0 };
-        u.up += up;
-        u.down += down;
-        usage.set(id, u);
-      },
-    },
+    usage: sink,
     hooks: { onConnectionClosed: (e) => closed.push(e) },
   });
   const addr = await server.listen({ port: 0, host: '127.0.0.1' });

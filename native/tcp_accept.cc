@@ -1,0 +1,552 @@
+// Ladder native addon: accepting raw TCP connections and reading them until the hand-off to the
+// native relay (Linux), so a connection on the server's TCP port never becomes a net.Socket.
+// JS (src/transport/native-stream.ts) keeps every decision; this accepts, reads and closes.
+//
+//   acceptListen(fd, onConn, onEvent) -> listener
+//       fd: a listening TCP socket. It is dup()ed here (the caller closes its own, e.g. the
+//       net.Server that made it); the listener owns the duplicate and closes it at acceptClose
+//       or when the thread's env goes away. The duplicate is polled on this thread's loop; each
+//       wake-up accepts (accept4, non-blocking, close-on-exec) at most 32 connections, sets
+//       TCP_NODELAY and reads once (non-blocking) what already arrived, then calls
+//         onConn(id, first, code, peer) once per connection: id names it in the calls below;
+//         first: a Buffer of what was read, or undefined; code 0, 1 (the peer already ended:
+//         EOF after first) or a negative errno (the read failed); peer: its address as text
+//         ('' when unknown). After onConn returns, a connection that was neither paused, ended
+//         by the peer, closed nor released is polled for more:
+//         onEvent(id, chunk, code): a Buffer (code 0), or undefined with code 1 (EOF) or a
+//         negative errno (the read failed); after either, no more events come.
+//       Accept errors: EAGAIN ends the wake-up; EINTR and the per-connection errors accept(2)
+//       lists (ECONNABORTED, EPROTO...) are skipped; anything else (EMFILE, ENFILE, ENOBUFS,
+//       ENOMEM...) stops polling the listener for a back-off of 50 ms, doubling to 1 s while it
+//       keeps failing (the connections wait in the backlog; nothing spins). The connections'
+//       reads share one epoll set per thread, polled by one uv_poll (see Thread).
+//   acceptClose(listener)          stops accepting and closes the listener's socket; accepted
+//                                  connections live on. Idempotent.
+//   connRead(id, on)               on: poll for reads (resume); false: stop (pause)
+//   connEnd(id)                    shutdown(SHUT_WR) (a FIN after anything written: nothing is)
+//   connClose(id)                  stops polling and closes the socket; no event after it
+//   connRelease(id) -> fd          stops polling and gives the socket to the caller (-1 if the
+//                                  id is not live); no event after it
+//   acceptLive() -> number         connections accepted on this thread, not yet closed or
+//                                  released (tests: nothing leaks)
+// A stale id (closed, released) is ignored by every call. JS may close or release a connection
+// inside either callback.
+#include <cerrno>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#if defined(__linux__)
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+#endif
+
+#include "exports.h"
+#include "napi_args.h"
+
+namespace ladder {
+
+#if defined(__linux__)
+
+namespace {
+
+constexpr size_t kReadSize = 64 * 1024;
+constexpr int kAcceptBatch = 32;
+constexpr uint64_t kBackoffMinMs = 50;
+constexpr uint64_t kBackoffMaxMs = 1000;
+constexpr uint32_t kSlotBits = 20;  // ids: generation * 2^20 + slot
+constexpr uint32_t kMaxSlots = 1u << kSlotBits;
+
+const napi_type_tag kListenerTag = {0x6c61646465724143ULL, 0x43455054494e0001ULL};
+
+struct Thread;
+struct Listener;
+
+struct Conn {
+  Listener* ls = nullptr;
+  int fd = -1;
+  uint32_t slot = 0;
+  uint32_t gen = 0;
+  bool polling = false;  // in the thread's epoll set
+  bool paused = false;
+  bool ended = false;    // EOF or a read error: no more reads
+  bool closed = false;   // closed or released: waiting to be freed
+  bool busy = false;     // inside onConn: freed by the accept loop after it returns
+};
+
+struct Listener {
+  Thread* t = nullptr;
+  napi_env env = nullptr;
+  uv_poll_t poll;
+  uv_timer_t timer;
+  int fd = -1;
+  napi_ref on_conn = nullptr;
+  napi_ref on_event = nullptr;
+  napi_ref self = nullptr;  // the JS handle, kept while open (a running listener is not collected)
+  uint32_t conns = 0;        // live connections using on_event
+  int handles = 0;           // poll and timer not yet closed
+  uint64_t backoff = 0;
+  bool open = false;
+  bool finalized = false;
+};
+
+// What one thread's connections share: the read buffer, the id table, the async context, and
+// one epoll set for their reads, polled by one uv_poll: a connection costs one epoll_ctl ADD when
+// it is read and one DEL when it stops, where a uv_poll of its own costs six and an ioctl.
+struct Thread {
+  napi_env env = nullptr;
+  uv_loop_t* uv = nullptr;
+  int ep = -1;
+  uv_poll_t ep_poll;  // always started; referenced only while some connection is read
+  uint32_t polling = 0;
+  uint8_t* scratch = nullptr;
+  napi_async_context actx = nullptr;
+  std::vector<Conn*> slots;
+  std::vector<uint32_t> free_slots;
+  uint32_t live = 0;
+  uint32_t next_gen = 1;
+  std::vector<Listener*> listeners;
+};
+
+thread_local Thread* t_thread = nullptr;
+
+double IdOf(const Conn* c) { return static_cast<double>(c->gen) * kMaxSlots + c->slot; }
+
+Conn* Lookup(Thread* t, int64_t id) {
+  if (t == nullptr || id < 0) return nullptr;
+  const uint32_t slot = static_cast<uint32_t>(id & (kMaxSlots - 1));
+  const uint64_t gen = static_cast<uint64_t>(id) >> kSlotBits;
+  if (slot >= t->slots.size()) return nullptr;
+  Conn* c = t->slots[slot];
+  return c != nullptr && c->gen == gen && !c->closed ? c : nullptr;
+}
+
+void MaybeFreeListener(Listener* ls) {
+  if (ls->open || ls->conns > 0) return;
+  if (ls->on_conn != nullptr) napi_delete_reference(ls->env, ls->on_conn);
+  if (ls->on_event != nullptr) napi_delete_reference(ls->env, ls->on_event);
+  ls->on_conn = ls->on_event = nullptr;
+  if (ls->handles == 0 && ls->finalized) delete ls;
+}
+
+void OnListenerHandleClosed(uv_handle_t* h) {
+  Listener* ls = static_cast<Listener*>(h->data);
+  ls->handles--;
+  MaybeFreeListener(ls);
+}
+
+void ListenerFinalize(napi_env /*env*/, void* data, void* /*hint*/) {
+  Listener* ls = static_cast<Listener*>(data);
+  ls->finalized = true;  // an open listener holds its own handle, so it was closed already
+  MaybeFreeListener(ls);
+}
+
+void CloseListener(Listener* ls) {
+  if (!ls->open) return;
+  ls->open = false;
+  Thread* t = ls->t;
+  for (size_t i = 0; i < t->listeners.size(); i++) {
+    if (t->listeners[i] == ls) {
+      t->listeners[i] = t->listeners.back();
+      t->listeners.pop_back();
+      break;
+    }
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&ls->poll), OnListenerHandleClosed);  // stops it at once
+  uv_close(reinterpret_cast<uv_handle_t*>(&ls->timer), OnListenerHandleClosed);
+  close(ls->fd);
+  ls->fd = -1;
+  if (ls->self != nullptr) napi_delete_reference(ls->env, ls->self);
+  ls->self = nullptr;
+  MaybeFreeListener(ls);
+}
+
+// Reads of c on (in the thread's epoll set, level-triggered, keyed by its id) or off.
+void SetPolling(Conn* c, bool on) {
+  if (c->polling == on || (on && c->closed)) return;
+  Thread* t = c->ls->t;
+  epoll_event ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.events = EPOLLIN;
+  ev.data.u64 = static_cast<uint64_t>(IdOf(c));
+  if (epoll_ctl(t->ep, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, c->fd, &ev) != 0 && on) return;
+  c->polling = on;
+  if (on && t->polling++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&t->ep_poll));
+  if (!on && --t->polling == 0) uv_unref(reinterpret_cast<uv_handle_t*>(&t->ep_poll));
+}
+
+// Leaves the id table and stops polling; the socket is closed unless `keep`. The Conn is freed
+// now, or by the accept loop when it is inside onConn.
+void Retire(Conn* c, bool keep) {
+  if (c->closed) return;
+  c->closed = true;
+  Listener* ls = c->ls;
+  Thread* t = ls->t;
+  t->slots[c->slot] = nullptr;
+  t->free_slots.push_back(c->slot);
+  t->live--;
+  SetPolling(c, false);  // out of the epoll set before the fd is closed or handed on
+  if (!keep && c->fd >= 0) close(c->fd);
+  c->fd = -1;
+  ls->conns--;
+  MaybeFreeListener(ls);
+  if (!c->busy) delete c;
+}
+
+// Calls fn(argv) through napi_make_callback (microtasks and ticks run after it); an exception
+// goes to the process's uncaught-exception handling, as one from an event listener would.
+void CallJs(Thread* t, napi_ref fn, size_t argc, napi_value* argv) {
+  napi_env env = t->env;
+  napi_value cb, recv, result;
+  if (fn == nullptr || napi_get_reference_value(env, fn, &cb) != napi_ok || napi_get_global(env, &recv) != napi_ok) {
+    return;
+  }
+  napi_make_callback(env, t->actx, recv, cb, argc, argv, &result);
+  bool pending = false;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+    napi_value err;
+    if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
+  }
+}
+
+// One non-blocking read: > 0 bytes in the thread's buffer, 0 EOF, -errno (-EAGAIN: nothing yet).
+ssize_t ReadOnce(Conn* c) {
+  ssize_t n;
+  do n = recv(c->fd, c->ls->t->scratch, kReadSize, 0);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : n;
+}
+
+// What a read gives JS: the chunk (or undefined) and the code (0, 1 EOF, -errno).
+void ReadResult(napi_env env, Conn* c, ssize_t n, napi_value* chunk, int32_t* code) {
+  napi_get_undefined(env, chunk);
+  *code = 0;
+  if (n > 0) {
+    void* data = nullptr;
+    if (napi_create_buffer_copy(env, static_cast<size_t>(n), c->ls->t->scratch, &data, chunk) != napi_ok) {
+      *code = -ENOMEM;
+      c->ended = true;
+    }
+  } else if (n == 0) {
+    *code = 1;
+    c->ended = true;
+  } else if (n != -EAGAIN && n != -EWOULDBLOCK) {
+    *code = static_cast<int32_t>(n);
+    c->ended = true;
+  }
+}
+
+// One connection the epoll set reported (readable, EOF or an error: recv says which).
+void OnConnReadable(Thread* t, Conn* c) {
+  const ssize_t n = ReadOnce(c);
+  if (n == -EAGAIN || n == -EWOULDBLOCK) return;
+  napi_env env = t->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value argv[3];
+  int32_t code = 0;
+  ReadResult(env, c, n, &argv[1], &code);
+  if (c->ended) SetPolling(c, false);
+  argv[0] = Double(env, IdOf(c));
+  argv[2] = Number(env, code);
+  CallJs(t, c->ls->on_event, 3, argv);  // may close or release c (and free it): not used after
+  napi_close_handle_scope(env, scope);
+}
+
+// The epoll set has events: at most 64 connections read per wake-up (level-triggered, so the
+// rest come at the next). An id closed by JS meanwhile names nothing any more.
+void OnEpoll(uv_poll_t* h, int /*status*/, int /*events*/) {
+  Thread* t = static_cast<Thread*>(h->data);
+  epoll_event evs[64];
+  int n;
+  do n = epoll_wait(t->ep, evs, 64, 0);
+  while (n < 0 && errno == EINTR);
+  for (int i = 0; i < n; i++) {
+    Conn* c = Lookup(t, static_cast<int64_t>(evs[i].data.u64));
+    if (c != nullptr && c->polling) OnConnReadable(t, c);
+  }
+}
+
+void StartBackoff(Listener* ls);
+void OnListen(uv_poll_t* h, int status, int events);
+
+void OnBackoff(uv_timer_t* timer) {
+  Listener* ls = static_cast<Listener*>(timer->data);
+  if (ls->open) uv_poll_start(&ls->poll, UV_READABLE, OnListen);
+}
+
+// One accepted socket: a slot, the first read, one JS call. False when the listener closed.
+bool Deliver(Listener* ls, int fd, const sockaddr_storage& ss) {
+  Thread* t = ls->t;
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  Conn* c = new (std::nothrow) Conn();
+  uint32_t slot;
+  if (!t->free_slots.empty()) {
+    slot = t->free_slots.back();
+  } else if (t->slots.size() < kMaxSlots) {
+    slot = static_cast<uint32_t>(t->slots.size());
+  } else {
+    slot = kMaxSlots;
+  }
+  if (c == nullptr || slot == kMaxSlots) {
+    delete c;
+    close(fd);  // out of memory or a million connections on one thread: refuse this one
+    return true;
+  }
+  if (!t->free_slots.empty()) t->free_slots.pop_back();
+  else t->slots.push_back(nullptr);
+  c->ls = ls;
+  c->fd = fd;
+  c->slot = slot;
+  c->gen = t->next_gen++ & 0xFFFFFFFu;  // ids stay below 2^48 (exact as JS numbers)
+  t->slots[slot] = c;
+  t->live++;
+  ls->conns++;
+  char peer[INET6_ADDRSTRLEN] = "";
+  if (ss.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, peer, sizeof(peer));
+  } else if (ss.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr, peer, sizeof(peer));
+  }
+  const ssize_t n = ReadOnce(c);
+  napi_env env = t->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) {
+    Retire(c, false);
+    return ls->open;
+  }
+  napi_value argv[4];
+  int32_t code = 0;
+  ReadResult(env, c, n, &argv[1], &code);
+  argv[0] = Double(env, IdOf(c));
+  argv[2] = Number(env, code);
+  napi_create_string_utf8(env, peer, NAPI_AUTO_LENGTH, &argv[3]);
+  c->busy = true;
+  CallJs(t, ls->on_conn, 4, argv);
+  c->busy = false;
+  napi_close_handle_scope(env, scope);
+  if (c->closed) {
+    delete c;
+  } else if (!c->paused && !c->ended) {
+    SetPolling(c, true);
+  }
+  return ls->open;
+}
+
+void OnListen(uv_poll_t* h, int status, int /*events*/) {
+  Listener* ls = static_cast<Listener*>(h->data);
+  if (!ls->open) return;
+  (void)status;  // an error shows as accept's errno below
+  for (int i = 0; i < kAcceptBatch; i++) {
+    sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    const int fd = accept4(ls->fd, reinterpret_cast<sockaddr*>(&ss), &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      const int e = errno;
+      if (e == EAGAIN || e == EWOULDBLOCK) break;
+      // This connection's own failure (accept(2)): the next one may be fine.
+      if (e == EINTR || e == ECONNABORTED || e == EPROTO || e == ENETDOWN || e == ENOPROTOOPT || e == EHOSTDOWN ||
+          e == ENONET || e == EHOSTUNREACH || e == EOPNOTSUPP || e == ENETUNREACH || e == EPERM) {
+        continue;
+      }
+      StartBackoff(ls);  // EMFILE, ENFILE, ENOBUFS, ENOMEM...: try again later
+      return;
+    }
+    ls->backoff = 0;
+    if (!Deliver(ls, fd, ss)) return;
+  }
+}
+
+void StartBackoff(Listener* ls) {
+  ls->backoff = ls->backoff == 0 ? kBackoffMinMs : ls->backoff * 2;
+  if (ls->backoff > kBackoffMaxMs) ls->backoff = kBackoffMaxMs;
+  uv_poll_stop(&ls->poll);
+  uv_timer_start(&ls->timer, OnBackoff, ls->backoff, 0);
+}
+
+void OnThreadClosed(uv_handle_t* h) {
+  Thread* t = static_cast<Thread*>(h->data);
+  close(t->ep);
+  delete t;
+}
+
+// The env is going away (worker exit): close every listener and connection, no JS calls.
+void Cleanup(void* arg) {
+  Thread* t = static_cast<Thread*>(arg);
+  while (!t->listeners.empty()) CloseListener(t->listeners.back());
+  for (Conn* c : t->slots) {
+    if (c != nullptr) Retire(c, false);
+  }
+  if (t->actx != nullptr) napi_async_destroy(t->env, t->actx);
+  free(t->scratch);
+  t->scratch = nullptr;
+  if (t_thread == t) t_thread = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(&t->ep_poll), OnThreadClosed);  // frees t
+}
+
+Thread* ThreadFor(napi_env env) {
+  PinLibrary();  // the poll handles' close callbacks may run after the env that loaded us
+  if (t_thread != nullptr) return t_thread->env == env ? t_thread : nullptr;
+  Thread* t = new (std::nothrow) Thread();
+  napi_value name;
+  if (t == nullptr || napi_get_uv_event_loop(env, &t->uv) != napi_ok || t->uv == nullptr ||
+      (t->scratch = static_cast<uint8_t*>(malloc(kReadSize))) == nullptr ||
+      napi_create_string_utf8(env, "ladder:accept", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_async_init(env, nullptr, name, &t->actx) != napi_ok) {
+    if (t != nullptr) {
+      if (t->actx != nullptr) napi_async_destroy(env, t->actx);
+      free(t->scratch);
+    }
+    delete t;
+    return nullptr;
+  }
+  t->env = env;
+  t->ep = epoll_create1(EPOLL_CLOEXEC);
+  if (t->ep < 0 || uv_poll_init(t->uv, &t->ep_poll, t->ep) != 0) {
+    if (t->ep >= 0) close(t->ep);
+    napi_async_destroy(env, t->actx);
+    free(t->scratch);
+    delete t;
+    return nullptr;
+  }
+  t->ep_poll.data = t;
+  uv_poll_start(&t->ep_poll, UV_READABLE, OnEpoll);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&t->ep_poll));
+  if (napi_add_env_cleanup_hook(env, Cleanup, t) != napi_ok) {
+    t->env = nullptr;
+    napi_async_destroy(env, t->actx);
+    free(t->scratch);
+    uv_close(reinterpret_cast<uv_handle_t*>(&t->ep_poll), OnThreadClosed);
+    return nullptr;
+  }
+  t_thread = t;
+  return t;
+}
+
+// The connection named by argument 0, or nullptr (stale ids included; a non-id throws).
+Conn* ConnArg(const Args& a, const char* usage, bool* ok) {
+  int64_t id = -1;
+  *ok = a.Need(1) && a.Index(0, &id);
+  if (!*ok) {
+    Throw(a.env(), usage);
+    return nullptr;
+  }
+  Thread* t = t_thread;
+  return t != nullptr && t->env == a.env() ? Lookup(t, id) : nullptr;
+}
+
+}  // namespace
+
+napi_value AcceptListen(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int32_t fd = -1;
+  if (!a.Need(3) || !a.Int32(0, &fd) || fd < 0 || !a.Function(1) || !a.Function(2)) {
+    Throw(env, "acceptListen(fd >= 0, onConn, onEvent)");
+    return nullptr;
+  }
+  Thread* t = ThreadFor(env);
+  Listener* ls = t == nullptr ? nullptr : new (std::nothrow) Listener();
+  if (ls == nullptr) {
+    napi_throw_error(env, "ERR_LADDER_ACCEPT", "cannot accept on this thread");
+    return nullptr;
+  }
+  ls->t = t;
+  ls->env = env;
+  ls->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  napi_value ext;
+  if (ls->fd < 0 || napi_create_external(env, ls, ListenerFinalize, nullptr, &ext) != napi_ok) {
+    if (ls->fd >= 0) close(ls->fd);
+    delete ls;
+    napi_throw_error(env, "ERR_LADDER_ACCEPT", "acceptListen: cannot duplicate the socket");
+    return nullptr;
+  }
+  // From here the finalizer frees ls (once closed and its handles are).
+  if (uv_poll_init_socket(t->uv, &ls->poll, ls->fd) != 0) {
+    close(ls->fd);
+    ls->fd = -1;
+    napi_throw_error(env, "ERR_LADDER_ACCEPT", "acceptListen: cannot poll the socket");
+    return nullptr;
+  }
+  uv_timer_init(t->uv, &ls->timer);
+  ls->poll.data = ls;
+  ls->timer.data = ls;
+  ls->handles = 2;
+  ls->open = true;
+  t->listeners.push_back(ls);
+  if (napi_type_tag_object(env, ext, &kListenerTag) != napi_ok ||
+      napi_create_reference(env, a[1], 1, &ls->on_conn) != napi_ok ||
+      napi_create_reference(env, a[2], 1, &ls->on_event) != napi_ok ||
+      napi_create_reference(env, ext, 1, &ls->self) != napi_ok || uv_poll_start(&ls->poll, UV_READABLE, OnListen) != 0) {
+    CloseListener(ls);
+    napi_throw_error(env, "ERR_LADDER_ACCEPT", "acceptListen: cannot poll the socket");
+    return nullptr;
+  }
+  return ext;
+}
+
+napi_value AcceptClose(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  void* p = nullptr;
+  if (!a.Need(1) || !a.Tagged(0, kListenerTag, &p, "acceptClose(listener)")) return nullptr;
+  CloseListener(static_cast<Listener*>(p));
+  return nullptr;
+}
+
+napi_value ConnRead(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  bool ok = false, on = false;
+  Conn* c = ConnArg(a, "connRead(id, on)", &ok);
+  if (!ok) return nullptr;
+  if (!a.Boolean(1, &on)) {
+    Throw(env, "connRead(id, on)");
+    return nullptr;
+  }
+  if (c == nullptr) return nullptr;
+  c->paused = !on;
+  if (c->busy) return nullptr;  // inside onConn: the accept loop starts the poll after it
+  SetPolling(c, on && !c->ended);
+  return nullptr;
+}
+
+napi_value ConnEnd(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  bool ok = false;
+  Conn* c = ConnArg(a, "connEnd(id)", &ok);
+  if (c != nullptr) shutdown(c->fd, SHUT_WR);
+  return nullptr;
+}
+
+napi_value ConnClose(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  bool ok = false;
+  Conn* c = ConnArg(a, "connClose(id)", &ok);
+  if (c != nullptr) Retire(c, false);
+  return nullptr;
+}
+
+napi_value ConnRelease(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  bool ok = false;
+  Conn* c = ConnArg(a, "connRelease(id)", &ok);
+  if (!ok) return nullptr;
+  if (c == nullptr) return Number(env, -1);
+  const int fd = c->fd;
+  Retire(c, true);
+  return Number(env, fd);
+}
+
+napi_value AcceptLive(napi_env env, napi_callback_info /*info*/) {
+  const Thread* t = t_thread;
+  return Number(env, t == nullptr || t->env != env ? 0 : static_cast<int32_t>(t->live));
+}
+
+#endif  // __linux__
+
+}  // namespace ladder

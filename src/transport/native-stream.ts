@@ -1,0 +1,247 @@
+/**
+ * Raw TCP connections accepted and read by the native addon (native/tcp_accept.cc, Linux), so
+ * that the server's short connections never build a net.Socket: the listening socket is polled
+ * in C++, each connection arrives with what it already sent in one JS call, and its bytes go to
+ * the addon's relay by descriptor (takeFd) once JS has decided everything.
+ *
+ * NativeStream gives a connection the part of a Duplex the server's pre-relay state machine uses
+ * ('data', 'end', 'error', 'close', pause, resume, end, destroy); it never writes. Paths that need
+ * a real stream (relay.ts, UDP over TCP) turn it into a net.Socket (toSocket) at that point:
+ * nothing is read while it is paused, so no byte is lost in between.
+ *
+ * On by default where the native relay is in use; LADDER_NATIVE_ACCEPT=0 turns it off (read once
+ * per server; each data-plane worker makes one).
+ */
+import { Socket } from 'node:net';
+import { nativeAddon } from '../protocol/shadowsocks/native.js';
+
+/** The addon's accept and pre-relay reads (native/tcp_accept.cc). */
+export interface NativeAccept {
+  acceptListen(
+    fd: number,
+    onConn: (id: number, first: Buffer | undefined, code: number, peer: string) => void,
+    onEvent: (id: number, chunk: Buffer | undefined, code: number) => void,
+  ): object;
+  acceptClose(listener: object): void;
+  connRead(id: number, on: boolean): void;
+  connEnd(id: number): void;
+  connClose(id: number): void;
+  connRelease(id: number): number;
+  acceptLive(): number;
+}
+
+const FUNCTIONS: readonly (keyof NativeAccept)[] = [
+  'acceptListen',
+  'acceptClose',
+  'connRead',
+  'connEnd',
+  'connClose',
+  'connRelease',
+  'acceptLive',
+];
+
+/** The addon's accept; undefined without the addon, off Linux, or in an older build. */
+export function nativeAccept(): NativeAccept | undefined {
+  const a = nativeAddon() as Partial<NativeAccept> | null;
+  if (!a || !FUNCTIONS.every((f) => typeof a[f] === 'function')) return undefined;
+  return a as NativeAccept;
+}
+
+/** The server's native accept is on unless LADDER_NATIVE_ACCEPT=0. */
+export function nativeAcceptFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.LADDER_NATIVE_ACCEPT !== '0';
+}
+
+/** Connections accepted natively on this thread and not yet closed or handed on (tests). */
+export function nativeAcceptLive(): number {
+  return nativeAccept()?.acceptLive() ?? 0;
+}
+
+type Events = {
+  data: (chunk: Buffer) => void;
+  end: () => void;
+  error: (err: Error) => void;
+  close: () => void;
+};
+type EventName = keyof Events;
+
+/** The low 20 bits of an id name its slot (native/tcp_accept.cc); live streams by slot. */
+const SLOT_MASK = 0xfffff;
+const live: (NativeStream | undefined)[] = [];
+
+function readError(code: number): Error {
+  return Object.assign(new Error(`read failed (errno ${-code})`), { code: 'ERR_SOCKET_READ', errno: code });
+}
+
+/**
+ * One natively accepted connection before its hand-off. Events come from the addon's loop,
+ * 'close' on the next tick after destroy() (as net.Socket's does).
+ */
+export class NativeStream {
+  readonly remoteAddress: string;
+  readonly #fns: NativeAccept;
+  readonly #id: number;
+  readonly #listeners: { [K in EventName]: Events[K][] } = { data: [], end: [], error: [], close: [] };
+  #paused = false;
+  /** The peer's end or a read error that came while paused: delivered at resume(). */
+  #held: number | undefined;
+  #readEnded = false;
+  #writeEnded = false;
+  #destroyed = false;
+  /** The descriptor went to its new owner (takeFd): nothing here touches it again. */
+  #released = false;
+
+  constructor(fns: NativeAccept, id: number, remoteAddress: string) {
+    this.#fns = fns;
+    this.#id = id;
+    this.remoteAddress = remoteAddress;
+  }
+
+  get destroyed(): boolean {
+    return this.#destroyed;
+  }
+
+  on<K extends EventName>(event: K, fn: Events[K]): this {
+    this.#listeners[event].push(fn);
+    return this;
+  }
+
+  off<K extends EventName>(event: K, fn: Events[K]): this {
+    const list = this.#listeners[event];
+    const i = list.indexOf(fn);
+    if (i >= 0) list.splice(i, 1);
+    return this;
+  }
+
+  /** Stop reading (the kernel buffers, then the peer's window fills). */
+  pause(): this {
+    if (this.#paused || this.#released || this.#destroyed) return this;
+    this.#paused = true;
+    this.#fns.connRead(this.#id, false);
+    return this;
+  }
+
+  resume(): this {
+    if (!this.#paused || this.#released || this.#destroyed) return this;
+    this.#paused = false;
+    const held = this.#held;
+    this.#held = undefined;
+    if (held !== undefined) process.nextTick(() => this.deliver(undefined, held));
+    else if (!this.#readEnded) this.#fns.connRead(this.#id, true);
+    return this;
+  }
+
+  /** FIN (shutdown of the write half); `cb` on the next tick. Closes once the peer ended too. */
+  end(cb?: () => void): this {
+    if (this.#released || this.#destroyed || this.#writeEnded) {
+      if (cb) process.nextTick(cb);
+      return this;
+    }
+    this.#writeEnded = true;
+    this.#fns.connEnd(this.#id);
+    process.nextTick(() => {
+      cb?.();
+      if (this.#readEnded) this.destroy();
+    });
+    return this;
+  }
+
+  /** Close now (no more events but 'close'). After takeFd only 'close' is emitted. */
+  destroy(): this {
+    if (this.#destroyed) return this;
+    this.#destroyed = true;
+    if (!this.#released) {
+      this.#fns.connClose(this.#id);
+      this.#unlist();
+    }
+    process.nextTick(() => this.#emit('close'));
+    return this;
+  }
+
+  /** Hand the descriptor on (to relayPair, which closes it): no reads or events from here. */
+  takeFd(): number {
+    if (this.#released || this.#destroyed) throw new Error('the stream has no descriptor any more');
+    this.#released = true;
+    this.#unlist();
+    return this.#fns.connRelease(this.#id);
+  }
+
+  /**
+   * The connection as a net.Socket from here on (relay.ts and uot.ts need a stream): this one
+   * lets go of it and emits nothing more. Call while paused (nothing was read since).
+   */
+  toSocket(): Socket {
+    const fd = this.takeFd();
+    this.#destroyed = true;
+    return new Socket({ fd, allowHalfOpen: true, readable: true, writable: true });
+  }
+
+  #unlist(): void {
+    const slot = this.#id & SLOT_MASK;
+    if (live[slot] === this) live[slot] = undefined;
+  }
+
+  #emit<K extends EventName>(event: K, ...args: Parameters<Events[K]>): void {
+    const list = this.#listeners[event];
+    if (list.length === 1) return (list[0] as (...a: Parameters<Events[K]>) => void)(...args);
+    for (const fn of [...list]) (fn as (...a: Parameters<Events[K]>) => void)(...args);
+  }
+
+  /** What a read gave (the addon's codes: a chunk, 1 EOF, < 0 an errno). */
+  deliver(chunk: Buffer | undefined, code: number): void {
+    if (this.#destroyed || this.#released) return;
+    if (chunk) this.#emit('data', chunk);
+    if (code === 0 || this.#destroyed || this.#released) return;
+    if (this.#paused) {
+      this.#held = code;
+      return;
+    }
+    if (code === 1) {
+      this.#readEnded = true;
+      this.#emit('end');
+      if (this.#writeEnded && !this.#destroyed) process.nextTick(() => this.destroy());
+      return;
+    }
+    this.#emit('error', readError(code));
+    this.destroy();
+  }
+
+  static register(s: NativeStream): void {
+    live[s.#id & SLOT_MASK] = s;
+  }
+
+  static byId(id: number): NativeStream | undefined {
+    const s = live[id & SLOT_MASK];
+    return s && s.#id === id ? s : undefined;
+  }
+}
+
+const onEvent = (id: number, chunk: Buffer | undefined, code: number): void =>
+  NativeStream.byId(id)?.deliver(chunk, code);
+
+/** A listening socket accepted from natively; close() stops accepting (connections live on). */
+export interface NativeListener {
+  close(): void;
+}
+
+/**
+ * Accept from the listening socket `fd` in the addon (it duplicates `fd`: the caller closes its
+ * own). Each connection is passed to `onStream` before its first bytes are delivered.
+ */
+export function listenNative(
+  fns: NativeAccept,
+  fd: number,
+  onStream: (s: NativeStream) => void,
+): NativeListener {
+  const handle = fns.acceptListen(
+    fd,
+    (id, first, code, peer) => {
+      const s = new NativeStream(fns, id, peer);
+      NativeStream.register(s);
+      onStream(s);
+      s.deliver(first, code);
+    },
+    onEvent,
+  );
+  return { close: () => fns.acceptClose(handle) };
+}
