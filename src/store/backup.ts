@@ -1,7 +1,14 @@
 import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { checkSqliteFile, fsyncDir, isDamageError, markerPath, writeMarker } from './integrity.js';
+import {
+  checkSqliteFile,
+  fsyncDir,
+  isDamageError,
+  markerPath,
+  readMarker,
+  writeMarker,
+} from './integrity.js';
 import { StoreError } from './types.js';
 
 /**
@@ -93,7 +100,7 @@ export async function restoreStore(
   backup: string,
   dbPath: string,
   now: number = Date.now(),
-): Promise<{ serverId: string; keys: number; replaced: string | undefined }> {
+): Promise<{ serverId: string; keys: number; replaced: string | undefined; previousServerId?: string }> {
   if (!existsSync(backup)) throw fail(`no backup at ${backup}`);
   try {
     checkSqliteFile(backup, { full: true });
@@ -105,6 +112,8 @@ export async function restoreStore(
   if (storeInUse(dbPath)) {
     throw fail(`${dbPath} is in use (a running server or another ladder command): stop it, then restore`);
   }
+  // Whose store this was (its marker): restoring another server's backup is allowed, and said.
+  const previousServerId = readMarker(dbPath)?.serverId || undefined;
   const incoming = `${dbPath}.restoring`;
   const summary = await copyChecked(backup, incoming);
   let replaced: string | undefined;
@@ -125,7 +134,7 @@ export async function restoreStore(
     );
   }
   writeMarker(dbPath, { serverId: summary.serverId, createdTimestampMs: now });
-  return { ...summary, replaced };
+  return { ...summary, replaced, ...(previousServerId !== undefined ? { previousServerId } : {}) };
 }
 
 /** `ladder store check`: the full integrity check, the tables and the server id. */

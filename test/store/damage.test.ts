@@ -174,6 +174,19 @@ test('ladder store backup (while serving), check, restore (refused while in use,
   const ok = await runLadder(['store', '--data-dir', dir, 'restore', backup]);
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(ok.stdout, /the previous file is kept as .*ladder\.db\.replaced-/);
+  assert.doesNotMatch(ok.stdout, /another server's backup/, 'its own backup: no note');
+  // Another server's data directory: restored, and said so.
+  const other = tempDir(t);
+  const o = await servedStore(other);
+  assert.notEqual(o.serverId, s.serverId);
+  const foreign = await runLadder(['store', '--data-dir', other, 'restore', backup]);
+  assert.equal(foreign.code, 0, foreign.stderr);
+  assert.match(
+    foreign.stdout,
+    new RegExp(
+      `note: this is another server's backup \\(server ${s.serverId}; this data directory held ${o.serverId}\\)`,
+    ),
+  );
   const check = await runLadder(['store', '--data-dir', dir, 'check']);
   assert.equal(check.code, 0, check.stderr);
   assert.match(

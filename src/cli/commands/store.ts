@@ -76,6 +76,12 @@ export function registerStore(program: Command): void {
         `restored ${db} from ${printable(resolve(file))} (server ${r.serverId}, ${r.keys} key(s))` +
           `${r.replaced ? `; the previous file is kept as ${r.replaced}` : ''}\n`,
       );
+      if (r.previousServerId !== undefined && r.previousServerId !== r.serverId)
+        process.stdout.write(
+          `note: this is another server's backup (server ${r.serverId}; this data directory held ${r.previousServerId}): ` +
+            'its keys, API prefix and settings are now in use here; the API certificate in the data directory stays, ' +
+            'so give Outline Manager the new access config (ladder server access-config)\n',
+        );
     });
 
   sub('check', 'run the full integrity check on the store').action(async (_o: unknown, cmd: Command) => {
