@@ -68,6 +68,11 @@ napi_value RelayLive(napi_env env, napi_callback_info info);
 // tcp_connect.cc
 napi_value TcpConnect(napi_env env, napi_callback_info info);
 napi_value TcpConnectCancel(napi_env env, napi_callback_info info);
+
+// socks5_front.cc
+napi_value Socks5Front(napi_env env, napi_callback_info info);
+napi_value Socks5FrontClose(napi_env env, napi_callback_info info);
+napi_value Socks5FrontLive(napi_env env, napi_callback_info info);
 #endif
 
 }  // namespace ladder

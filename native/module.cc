@@ -17,6 +17,7 @@
 //   fd_watch.cc      fdWatch, fdUnwatch (the workers start at the first connection or datagram)
 //   relay_pair.cc    relayPair, relayClose, relayCounts, relayLive (established TCP connections)
 //   tcp_connect.cc   tcpConnect, tcpConnectCancel (the native relay's destination sockets)
+//   socks5_front.cc  socks5Front, socks5FrontClose, socks5FrontLive (the client's SOCKS5 accept)
 //   napi_args.cc     the argument parser every export uses
 // The sock* functions, isPrivateIp, the reuseport.cc and relay_pair.cc functions exist on Linux only (the
 // last ones are looked up by name, so a build without them is still accepted).
@@ -83,6 +84,9 @@ napi_value Init(napi_env env, napi_value exports) {
       LADDER_EXPORT("relayLive", RelayLive),
       LADDER_EXPORT("tcpConnect", TcpConnect),
       LADDER_EXPORT("tcpConnectCancel", TcpConnectCancel),
+      LADDER_EXPORT("socks5Front", Socks5Front),
+      LADDER_EXPORT("socks5FrontClose", Socks5FrontClose),
+      LADDER_EXPORT("socks5FrontLive", Socks5FrontLive),
   };
   napi_define_properties(env, exports, sizeof(sock_props) / sizeof(sock_props[0]), sock_props);
 #endif
