@@ -9,10 +9,13 @@ import {
   connectTcp,
   DEFAULT_CONNECT_TIMEOUT_MS,
   type DialedConnection,
+  type DialHints,
   type Dialer,
   type FirstData,
+  type NativeConnect,
   type NextHop,
 } from './dialer.js';
+import { connectNative, NativeServerSocket } from './native-dial.js';
 
 export interface ShadowsocksEndpoint {
   /** Server host (name or IP). The server's own name is resolved locally; targets never are. */
@@ -128,9 +131,15 @@ export class ShadowsocksDialer implements Dialer {
     return connectionSalt(this.method.saltSize, this.#prefix, this.#saltFactory);
   }
 
-  async dial(dest: SocksAddress, firstData?: FirstData, signal?: AbortSignal): Promise<DialedConnection> {
+  async dial(
+    dest: SocksAddress,
+    firstData?: FirstData,
+    signal?: AbortSignal,
+    hints?: DialHints,
+  ): Promise<DialedConnection> {
     // Encode the header before connecting: a bad address fails without touching the network.
     const header = encodeAddress(dest);
+    if (hints?.native && this.#rawTcp) return this.#dialNative(hints.native, header, firstData, signal);
     const socket = await this.#nextHop(signal);
     let data: Uint8Array | undefined;
     try {
@@ -158,6 +167,38 @@ export class ShadowsocksDialer implements Dialer {
       ...(this.#rawTcp
         ? { native: { encoder: () => encoder.nativeCodec, decoder: () => decoder.nativeCodec } }
         : {}),
+    };
+  }
+
+  /**
+   * dial() for a caller that relays in C++ from the first byte (DialHints.native): the addon
+   * connects, and the first write (the same bytes, shaping included) is left on the returned
+   * NativeServerSocket for the relay to send. `decode` opens the server's salt and first
+   * chunks in JS (the relay's onFirst), then the relay takes `native.decoder()`.
+   */
+  async #dialNative(
+    fns: NativeConnect,
+    header: Uint8Array,
+    firstData: FirstData,
+    signal?: AbortSignal,
+  ): Promise<DialedConnection> {
+    const data = await firstData;
+    const fd = await connectNative(fns, this.#host, this.#port, this.#connectTimeoutMs, signal);
+    let encoder: AeadEncoder;
+    let first: Buffer;
+    try {
+      encoder = new AeadEncoder(this.method, this.#masterKey, this.#salt());
+      first = this.#firstWrite(encoder, header, data ?? new Uint8Array(0));
+    } catch (err) {
+      fns.fdClose(fd);
+      throw err;
+    }
+    const decoder = new AeadDecoder(this.method, this.#masterKey);
+    return {
+      socket: new NativeServerSocket(fd, first, fns).asDuplex(),
+      encode: (chunk) => encoder.encode(chunk),
+      decode: (chunk) => decoder.pushInPlace(chunk),
+      native: { encoder: () => encoder.nativeCodec, decoder: () => decoder.nativeCodec },
     };
   }
 }
