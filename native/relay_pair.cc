@@ -25,8 +25,9 @@
 //       bytes read from the client, down = bytes produced for the client (as relay.ts counts);
 //       side: for reason 2, the socket that failed (0 the client, 1 the destination), else -1.
 //       onFirst (the client's SOCKS5 front, client/native-socks.ts): with a null decoder, what
-//       is read from the client goes to onFirst(chunk) until it hands over a decoder; chunk
-//       null = the client sent FIN. It returns undefined, the plaintext for the destination
+//       is read from the client goes to onFirst(chunk, shut) until it hands over a decoder;
+//       chunk null = the client sent FIN, shut = the client's write half was shut down by then
+//       (its own FIN had been passed on). It returns undefined, the plaintext for the destination
 //       (a Uint8Array), or [decoder, plaintext | undefined] to decode in C++ from then on; a
 //       throw ends the relay as reason 4. One call per connection when the client's first read
 //       holds the salt and a whole chunk.
@@ -312,13 +313,14 @@ Reason CallFirst(Relay* r, const uint8_t* p, size_t n) {
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return kError;
   Reason why = kDone;
-  napi_value cb, recv, result = nullptr, arg;
+  napi_value cb, recv, result = nullptr, argv[2];
   void* copy = nullptr;
-  if (p == nullptr) napi_get_null(env, &arg);
-  else if (napi_create_buffer_copy(env, n, p, &copy, &arg) != napi_ok) why = kError;
+  argv[1] = Bool(env, r->s[0].shut);
+  if (p == nullptr) napi_get_null(env, &argv[0]);
+  else if (napi_create_buffer_copy(env, n, p, &copy, &argv[0]) != napi_ok) why = kError;
   if (why == kDone && (napi_get_reference_value(env, r->first, &cb) != napi_ok ||
                        napi_get_global(env, &recv) != napi_ok ||
-                       napi_make_callback(env, r->loop->actx, recv, cb, 1, &arg, &result) != napi_ok)) {
+                       napi_make_callback(env, r->loop->actx, recv, cb, 2, argv, &result) != napi_ok)) {
     why = kCipher;  // it threw: the bytes did not open
     bool pending = false;
     napi_value err;
