@@ -127,7 +127,13 @@ export class NativeSocks {
     return s;
   }
 
-  #onConn(fd: number, kind: number, addr: Buffer | undefined, data: Buffer | undefined, ended: boolean): void {
+  #onConn(
+    fd: number,
+    kind: number,
+    addr: Buffer | undefined,
+    data: Buffer | undefined,
+    ended: boolean,
+  ): void {
     if (this.#closed) {
       this.#fns.fdClose(fd);
       return;

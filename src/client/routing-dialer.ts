@@ -220,7 +220,12 @@ export class RoutingDialer implements Dialer {
     hints?: DialHints,
   ): Promise<DialedConnection> {
     try {
-      const conn = await this.#dialerFor(route).dial(dest, firstData, signal, route === 'proxy' ? hints : undefined);
+      const conn = await this.#dialerFor(route).dial(
+        dest,
+        firstData,
+        signal,
+        route === 'proxy' ? hints : undefined,
+      );
       this.#onRoute?.({ route, outcome: 'ok' });
       return conn;
     } catch (err) {

@@ -3,12 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../shared/logger.js';
 import { DEFAULT_FIRST_DATA_WAIT_MS, DEFAULT_IDLE_SECONDS } from '../config/defaults.js';
 import { formatAddress, type SocksAddress } from '../protocol/socks5/address.js';
-import {
-  pipeConnection,
-  type DialedConnection,
-  type Dialer,
-  type PipeOptions,
-} from '../transport/dialer.js';
+import { pipeConnection, type DialedConnection, type Dialer, type PipeOptions } from '../transport/dialer.js';
 import type { NativeTunnels } from './native-tunnel.js';
 
 /**

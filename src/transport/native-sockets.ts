@@ -155,7 +155,8 @@ export type NativeFirstRead = (
 export function nativeSocksFront(): (NativeSocksFront & NativeRelay) | undefined {
   const relay = nativeRelay();
   const a = socketExports() as Partial<NativeSocksFront> | undefined;
-  if (!relay || !a || typeof a.socks5Front !== 'function' || typeof a.socks5FrontClose !== 'function') return undefined;
+  if (!relay || !a || typeof a.socks5Front !== 'function' || typeof a.socks5FrontClose !== 'function')
+    return undefined;
   if (typeof a.socks5FrontLive !== 'function') return undefined;
   return a as NativeSocksFront & NativeRelay;
 }
