@@ -161,8 +161,8 @@ export interface ClientOptions {
   nativeRelayAfterBytes?: number;
   /**
    * With `nativeRelay` and no `auth`: accept and answer SOCKS5 in the addon and relay raw
-   * SIP004 tunnels natively from their first byte (native-socks.ts). Default: on only with
-   * LADDER_NATIVE_SOCKS=1.
+   * SIP004 tunnels natively from their first byte (native-socks.ts). On unless
+   * LADDER_NATIVE_SOCKS=0.
    */
   nativeSocks?: boolean;
   /** Hook for SOCKS5 UDP ASSOCIATE (absent: COMMAND_NOT_SUPPORTED). */

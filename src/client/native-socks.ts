@@ -6,15 +6,18 @@
  * addon and relayPair (native/relay_pair.cc) carries the connection from its first byte, with
  * the client's roles (see native-tunnel.ts): no net.Socket is made for it on either side.
  *
- * On only with LADDER_NATIVE_SOCKS=1 (read once when the client starts), with the native relay
- * on, the addon present and no SOCKS5 authentication configured; otherwise socks5-inbound.ts.
+ * On unless LADDER_NATIVE_SOCKS=0 (read once when the client starts), with the native relay on,
+ * the addon present and no SOCKS5 authentication configured; otherwise socks5-inbound.ts. The
+ * client suites, interop and lab defences passed with it forced on before it became the default.
  * Everything the front does not finish goes to the JS path with a net.Socket made from the
  * descriptor, so it behaves as today:
  * - a greeting that is not a plain no-auth one, and any request that is not a well-formed
  *   CONNECT (UDP ASSOCIATE, BIND, bad version or address type): handleSocks5 with the bytes read
  *   so far (after the greeting's answer, from the request stage);
  * - a CONNECT without first data (the destination speaks first, or the application sent FIN):
- *   runTunnel, without a second wait (answer-watch then sees the application's later bytes);
+ *   runTunnel, without a second wait (answer-watch then sees the application's later bytes).
+ *   The dial starts after the wait here, where the JS inbound overlaps the two: a destination
+ *   that speaks first waits firstDataWaitMs (50 ms) plus the connect instead of the longer one;
  * - a route that is not the tunnel (direct, fragment), a WebSocket or 2022 key: the dialer
  *   returns a net.Socket connection and relay.ts (or native-tunnel.ts) carries it.
  *
@@ -23,6 +26,8 @@
  * picker see the endpoint answer, answer-watch settles), then the relay takes the decoder. The
  * server's FIN or reset before an answer, and the relay's end, are replayed on the connection's
  * NativeServerSocket ('end', 'error' ECONNRESET, 'close') for answer-watch and failover.
+ * Not replayed: an application that closes while the server is being dialled does not abort the
+ * dial (the relay starts and passes its FIN on), and a socket error's errno (always ECONNRESET).
  */
 import net, { type Server, type Socket } from 'node:net';
 import { decodeAddress, type SocksAddress } from '../protocol/socks5/address.js';
@@ -37,9 +42,9 @@ import {
 import { handleSocks5, type Socks5InboundOptions } from './socks5-inbound.js';
 import { logDialFailure, pipeTunnel, runTunnel } from './tunnel.js';
 
-/** Opt-in for now: LADDER_NATIVE_SOCKS=1. */
+/** On unless LADDER_NATIVE_SOCKS=0 (it needs the native relay too: LADDER_NATIVE_RELAY=0 turns both off). */
 export function nativeSocksFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.LADDER_NATIVE_SOCKS === '1';
+  return env.LADDER_NATIVE_SOCKS !== '0';
 }
 
 const KIND_CONNECT = 2;
