@@ -120,6 +120,7 @@ for (const kind of ['ss-server', 'ladder'] as const) {
         key: upstream.url,
         socks: '127.0.0.1:0',
         nativeRelay: native,
+        nativeSocks: false, // the hand-off path (native-socks.test.ts covers the front)
         nativeRelayAfterBytes: 0,
         idleTimeoutMs,
       });
@@ -127,7 +128,12 @@ for (const kind of ['ss-server', 'ladder'] as const) {
       socks5Connect({ proxyPort: c.socksAddress!.port, host: '127.0.0.1', port: d.port });
 
     it('native, default threshold: a short exchange stays on relay.ts, 64 KiB more moves it', async () => {
-      const c = await startClient({ key: upstream.url, socks: '127.0.0.1:0', nativeRelay: true });
+      const c = await startClient({
+        key: upstream.url,
+        socks: '127.0.0.1:0',
+        nativeRelay: true,
+        nativeSocks: false,
+      });
       try {
         const s = await connect(c, echo);
         let got = 0;
