@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import { ProtocolError } from '../protocol/errors.js';
 import { AeadDecoder, AeadEncoder } from '../protocol/shadowsocks/aead.js';
 import { evpBytesToKey } from '../protocol/shadowsocks/kdf.js';
@@ -84,6 +85,12 @@ export function connectionSalt(
   return salt;
 }
 
+interface Handshake {
+  encoder: AeadEncoder;
+  decoder: AeadDecoder;
+  first: Buffer;
+}
+
 /**
  * Shadowsocks AEAD (SIP004) tunnel dialer. Connects to the server, then writes
  *   salt || seal(len) || seal(target address || first application bytes)
@@ -148,23 +155,32 @@ export class ShadowsocksDialer implements Dialer {
       socket.destroy();
       throw err;
     }
-    let encoder: AeadEncoder;
-    let first: Buffer;
+    let h: Handshake;
     try {
-      encoder = new AeadEncoder(this.method, this.#masterKey, this.#salt());
-      first = this.#firstWrite(encoder, header, data ?? new Uint8Array(0));
+      h = this.#handshake(header, data);
     } catch (err) {
       socket.destroy();
       throw err;
     }
-    const decoder = new AeadDecoder(this.method, this.#masterKey);
-    socket.write(first);
+    socket.write(h.first);
+    return this.#connection(socket, h, this.#rawTcp);
+  }
+
+  /** A fresh encoder and its first write (salt, header, data), and the decoder for the answer. */
+  #handshake(header: Uint8Array, data: Uint8Array | undefined): Handshake {
+    const encoder = new AeadEncoder(this.method, this.#masterKey, this.#salt());
+    const first = this.#firstWrite(encoder, header, data ?? new Uint8Array(0));
+    return { encoder, decoder: new AeadDecoder(this.method, this.#masterKey), first };
+  }
+
+  #connection(socket: Duplex, h: Handshake, native: boolean): DialedConnection {
+    const { encoder, decoder } = h;
     return {
       socket,
       encode: (chunk) => encoder.encode(chunk),
       decode: (chunk) => decoder.pushInPlace(chunk), // socket reads are ours: opened in place
-      // The salt went out with the first write above, so the encoder's codec continues as is.
-      ...(this.#rawTcp
+      // The salt went out with the first write, so the encoder's codec continues as is.
+      ...(native
         ? { native: { encoder: () => encoder.nativeCodec, decoder: () => decoder.nativeCodec } }
         : {}),
     };
@@ -184,21 +200,13 @@ export class ShadowsocksDialer implements Dialer {
   ): Promise<DialedConnection> {
     const data = await firstData;
     const fd = await connectNative(fns, this.#host, this.#port, this.#connectTimeoutMs, signal);
-    let encoder: AeadEncoder;
-    let first: Buffer;
+    let h: Handshake;
     try {
-      encoder = new AeadEncoder(this.method, this.#masterKey, this.#salt());
-      first = this.#firstWrite(encoder, header, data ?? new Uint8Array(0));
+      h = this.#handshake(header, data);
     } catch (err) {
       fns.fdClose(fd);
       throw err;
     }
-    const decoder = new AeadDecoder(this.method, this.#masterKey);
-    return {
-      socket: new NativeServerSocket(fd, first, fns).asDuplex(),
-      encode: (chunk) => encoder.encode(chunk),
-      decode: (chunk) => decoder.pushInPlace(chunk),
-      native: { encoder: () => encoder.nativeCodec, decoder: () => decoder.nativeCodec },
-    };
+    return this.#connection(new NativeServerSocket(fd, h.first, fns).asDuplex(), h, true);
   }
 }

@@ -13,11 +13,11 @@ import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startClient, type LocalClient } from '../../src/client/index.js';
-import { ShadowsocksServer } from '../../src/server/server.js';
 import { nativeRelay, nativeSocksFront } from '../../src/transport/native-sockets.js';
-import { peerSkip, ssUrl, startSsServer, type Peer } from '../helpers/peers.js';
+import { serveBulk, startUpstream, type Upstream } from '../helpers/client-upstream.js';
+import { peerSkip, ssUrl } from '../helpers/peers.js';
 import { skipUnless } from '../helpers/prereq.js';
-import { sha256, sha256Hex } from '../helpers/hash.js';
+import { sha256Hex } from '../helpers/hash.js';
 import { serve, type TestServer } from '../helpers/net.js';
 import { socks5Connect } from '../helpers/socks5.js';
 import { sleep, waitFor } from '../helpers/wait.js';
@@ -29,27 +29,6 @@ const MiB = 1024 * 1024;
 const live = (): number => relayFns?.relayLive() ?? 0;
 const fds = (): number => readdirSync('/proc/self/fd').length;
 const skip = skipUnless(nativeSocksFront() !== undefined, NEED);
-
-interface Upstream {
-  url: string;
-  close(): Promise<void>;
-}
-
-async function startUpstream(kind: 'ss-server' | 'ladder'): Promise<Upstream> {
-  if (kind === 'ss-server') {
-    const method = 'aes-256-gcm';
-    const p: Peer & { port: number } = await startSsServer({ method, password: PASSWORD });
-    return { url: ssUrl(method, PASSWORD, '127.0.0.1', p.port), close: () => p.stop() };
-  }
-  const method = 'chacha20-ietf-poly1305';
-  const server = new ShadowsocksServer({
-    keys: [{ id: 'k', method, secret: PASSWORD }],
-    allowPrivateDestinations: true,
-    nativeRelay: false, // relayLive() counts the client's relays only
-  });
-  const addr = await server.listen({ port: 0, host: '127.0.0.1' });
-  return { url: ssUrl(method, PASSWORD, '127.0.0.1', addr.port), close: () => server.close() };
-}
 
 /** Everything a raw connection receives after sending `parts` (one write each, 20 ms apart). */
 async function exchange(port: number, parts: Buffer[], settleMs = 300): Promise<Buffer> {
@@ -80,25 +59,10 @@ for (const kind of ['ss-server', 'ladder'] as const) {
     let greeter: TestServer;
     const sent = new Set<string>();
     before(async () => {
-      upstream = await startUpstream(kind);
+      upstream = await startUpstream(kind, PASSWORD);
       // '::' takes IPv4 and IPv6 (bindv6only 0), so 'localhost' works whichever the server picks.
       echo = await serve(echoOn, { host: '::', allowHalfOpen: true });
-      bulk = await serve(
-        (s) => {
-          const out = randomBytes(8 * MiB);
-          sent.add(sha256Hex(out));
-          s.write(out);
-          const got: Buffer[] = [];
-          let n = 0;
-          s.on('data', (b: Buffer) => {
-            got.push(b);
-            n += b.length;
-            if (n === 8 * MiB) s.write(sha256(...got));
-          });
-          s.once('end', () => s.end());
-        },
-        { host: '::', allowHalfOpen: true },
-      );
+      bulk = await serveBulk(8 * MiB, sent, { host: '::' });
       // Speaks first (an SMTP-like greeting), then echoes.
       greeter = await serve(
         (s) => {
@@ -283,7 +247,7 @@ describe('native SOCKS5 front: answers byte-identical to the JS inbound', { skip
   let upstream: Upstream;
   before(async () => {
     echo = await serve(echoOn, { allowHalfOpen: true });
-    upstream = await startUpstream('ladder');
+    upstream = await startUpstream('ladder', PASSWORD);
   });
   after(async () => {
     await echo.close();
@@ -392,7 +356,7 @@ describe(
   () => {
     for (const native of [true, false]) {
       it(native ? 'native front' : 'JS inbound (control)', async () => {
-        const upstream = await startUpstream('ladder');
+        const upstream = await startUpstream('ladder', PASSWORD);
         // Accepts and reads, never answers: a server behind a censor's drop rule.
         const silent = await serve((s) => s.resume());
         const echo = await serve(echoOn, { allowHalfOpen: true });
