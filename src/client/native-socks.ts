@@ -29,6 +29,7 @@
  * Not replayed: an application that closes while the server is being dialled does not abort the
  * dial (the relay starts and passes its FIN on), and a socket error's errno (always ECONNRESET).
  */
+import { setMaxListeners } from 'node:events';
 import net, { type Server, type Socket } from 'node:net';
 import { decodeAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import type { DialedConnection } from '../transport/dialer.js';
@@ -73,13 +74,15 @@ export class NativeSocks {
   readonly #fns: NativeSocksFront & NativeRelay;
   readonly #opts: Socks5InboundOptions;
   readonly #live = new Set<object>();
-  readonly #dials = new Set<AbortController>();
+  /** Aborts every dial still running at close(): one for all (a controller per dial costs more). */
+  readonly #abort = new AbortController();
   #front: object | undefined;
   #closed = false;
 
   constructor(fns: NativeSocksFront & NativeRelay, opts: Socks5InboundOptions) {
     this.#fns = fns;
     this.#opts = opts;
+    setMaxListeners(0, this.#abort.signal); // one listener per running dial
   }
 
   /** Native relays running (each holds two sockets). */
@@ -120,7 +123,7 @@ export class NativeSocks {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#front) this.#fns.socks5FrontClose(this.#front);
-    for (const ac of this.#dials) ac.abort();
+    this.#abort.abort();
     for (const r of [...this.#live]) this.#fns.relayClose(r);
   }
 
@@ -167,17 +170,13 @@ export class NativeSocks {
   }
 
   async #tunnel(fd: number, dest: SocksAddress, data: Buffer, ended: boolean): Promise<void> {
-    const ac = new AbortController();
-    this.#dials.add(ac);
     let conn: DialedConnection;
     try {
-      conn = await this.#opts.dialer.dial(dest, data, ac.signal, { native: this.#fns });
+      conn = await this.#opts.dialer.dial(dest, data, this.#abort.signal, { native: this.#fns });
     } catch (err) {
       this.#fns.fdClose(fd);
       logDialFailure(err, dest, this.#opts.log);
       return;
-    } finally {
-      this.#dials.delete(ac);
     }
     const server = conn.socket;
     if (this.#closed) {
