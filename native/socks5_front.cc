@@ -86,6 +86,7 @@ struct Front {
   std::vector<Conn*> conns;
   uint8_t* scratch = nullptr;
   int open = 0;  // handles not yet closed
+  int calling = 0;  // onConn calls running (JS may close the front inside one)
   bool closed = false;
   bool finalized = false;
   bool hooked = false;
@@ -126,6 +127,16 @@ void Drop(Conn* c, bool keep) {
 
 void Cleanup(void* arg);
 
+// Drops the callback and the async context, unless an onConn call still uses them (then the
+// call does it when it returns).
+void ReleaseJs(Front* f) {
+  if (f->calling > 0) return;
+  if (f->callback != nullptr) napi_delete_reference(f->env, f->callback);
+  f->callback = nullptr;
+  if (f->actx != nullptr) napi_async_destroy(f->env, f->actx);
+  f->actx = nullptr;
+}
+
 // Stops accepting, closes every connection in its handshake. No JS call.
 void CloseFront(Front* f) {
   if (f->closed) return;
@@ -137,10 +148,7 @@ void CloseFront(Front* f) {
   uv_close(reinterpret_cast<uv_handle_t*>(&f->backoff), OnFrontHandleClosed);
   close(f->fd);
   f->fd = -1;
-  if (f->callback != nullptr) napi_delete_reference(f->env, f->callback);
-  f->callback = nullptr;
-  if (f->actx != nullptr) napi_async_destroy(f->env, f->actx);
-  f->actx = nullptr;
+  ReleaseJs(f);
   if (f->hooked) napi_remove_env_cleanup_hook(f->env, Cleanup, f);
   f->hooked = false;
 }
@@ -181,7 +189,10 @@ void Deliver(Conn* c, Kind kind, const uint8_t* data, size_t n, bool ended) {
     napi_value argv[5] = {Number(env, fd), Number(env, kind), BytesOrUndefined(env, addr.data(), addr.size()),
                           BytesOrUndefined(env, data, n), Bool(env, ended)};
     called = true;
+    f->calling++;
     napi_make_callback(env, f->actx, recv, cb, 5, argv, &result);
+    f->calling--;
+    if (f->closed) ReleaseJs(f);  // closed by that call
     bool pending = false;
     if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
       napi_value err;
