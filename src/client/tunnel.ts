@@ -20,6 +20,8 @@ import type { NativeTunnels } from './native-tunnel.js';
  *   only on the address type (73 bytes for IPv4 with a 32-byte salt) - a fingerprint - and a slow
  *   application (a phone building a TLS ClientHello, a GC pause, a loaded 2-core box) can easily
  *   miss a 10 ms window.
+ * The native SOCKS5 front (native-socks.ts) waits the same time but before the dial, so there a
+ * server-speaks-first destination pays the whole wait plus the connect.
  */
 export { DEFAULT_FIRST_DATA_WAIT_MS };
 
