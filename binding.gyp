@@ -17,7 +17,8 @@
         "native/fd_watch.cc",
         "native/relay_pair.cc",
         "native/tcp_connect.cc",
-        "native/tcp_accept.cc"
+        "native/tcp_accept.cc",
+        "native/socks5_front.cc"
       ],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags": ["-O2", "-fvisibility=hidden", "-Wall", "-Wextra"],

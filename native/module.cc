@@ -19,6 +19,7 @@
 //   tcp_connect.cc   tcpConnect, tcpConnectCancel (the native relay's destination sockets)
 //   tcp_accept.cc    acceptListen, acceptClose, connRead, connEnd, connClose, connRelease,
 //                    acceptLive (the server's raw TCP connections until the hand-off)
+//   socks5_front.cc  socks5Front, socks5FrontClose, socks5FrontLive (the client's SOCKS5 accept)
 //   napi_args.cc     the argument parser every export uses
 // The sock* functions, isPrivateIp, the reuseport.cc and relay_pair.cc functions exist on Linux only (the
 // last ones are looked up by name, so a build without them is still accepted).
@@ -92,6 +93,9 @@ napi_value Init(napi_env env, napi_value exports) {
       LADDER_EXPORT("connClose", ConnClose),
       LADDER_EXPORT("connRelease", ConnRelease),
       LADDER_EXPORT("acceptLive", AcceptLive),
+      LADDER_EXPORT("socks5Front", Socks5Front),
+      LADDER_EXPORT("socks5FrontClose", Socks5FrontClose),
+      LADDER_EXPORT("socks5FrontLive", Socks5FrontLive),
   };
   napi_define_properties(env, exports, sizeof(sock_props) / sizeof(sock_props[0]), sock_props);
 #endif

@@ -10,7 +10,7 @@
 //     per thread scans the relays, every idleMs/4, 10 ms..1 s);
 //   - any socket error, or a chunk that fails to decode, closes both at once.
 //
-//   relayPair(clientFd, destFd, decoder, encoder, pending, idleMs, onClose, owned?) -> relay
+//   relayPair(clientFd, destFd, decoder, encoder, pending, idleMs, onClose, owned?, onFirst?) -> relay
 //       clientFd, destFd: connected TCP sockets. They are dup()ed here; the caller then closes
 //       its own descriptors (destroys its sockets) without affecting the connection. owned:
 //       true or 1 (destFd, from tcpConnect), 2 (clientFd, from connRelease) or 3 (both): those
@@ -21,9 +21,17 @@
 //       pending: [prefix, toClient, toDest], each a Uint8Array or undefined: bytes sent before
 //       the first encoded bytes to the client (the salt; held until there are some), bytes to
 //       write to the client now, and plaintext to write to the destination now.
-//       onClose(reason, up, down) is called once: reason 0 done, 1 idle, 2 socket error,
+//       onClose(reason, up, down, side) is called once: reason 0 done, 1 idle, 2 socket error,
 //       3 closed by relayClose, 4 authentication failed, 5 chunk length out of bounds; up =
-//       bytes read from the client, down = bytes produced for the client (as relay.ts counts).
+//       bytes read from the client, down = bytes produced for the client (as relay.ts counts);
+//       side: for reason 2, the socket that failed (0 the client, 1 the destination), else -1.
+//       onFirst (the client's SOCKS5 front, client/native-socks.ts): with a null decoder, what
+//       is read from the client goes to onFirst(chunk, shut) until it hands over a decoder;
+//       chunk null = the client sent FIN, shut = the client's write half was shut down by then
+//       (its own FIN had been passed on). It returns undefined, the plaintext for the destination
+//       (a Uint8Array), or [decoder, plaintext | undefined] to decode in C++ from then on; a
+//       throw ends the relay as reason 4. One call per connection when the client's first read
+//       holds the salt and a whole chunk.
 //   relayClose(relay)            closes both sockets now (reason 3, onClose called before it
 //                                returns); nothing when already closed
 //   relayCounts(relay, out)      out (Float64Array, length >= 2) = [up, down] so far
@@ -130,6 +138,8 @@ struct Relay {
   napi_ref codec_refs[2] = {nullptr, nullptr};
   Codec* dec = nullptr;
   Codec* enc = nullptr;
+  napi_ref first = nullptr;  // onFirst, until it hands over the decoder
+  int err_side = -1;
   Out prefix;
   Side s[2];  // 0 the client, 1 the destination
   double up = 0;
@@ -204,6 +214,8 @@ void ReleaseRefs(Relay* r) {
   }
   if (r->callback != nullptr) napi_delete_reference(r->env, r->callback);
   r->callback = nullptr;
+  if (r->first != nullptr) napi_delete_reference(r->env, r->first);
+  r->first = nullptr;
 }
 
 // Ends the relay and tells JS why. from_js: called inside a JS call (relayClose), so the callback
@@ -214,12 +226,13 @@ void Finish(Relay* r, Reason reason, bool from_js) {
   napi_handle_scope scope;
   if (r->callback != nullptr && napi_open_handle_scope(env, &scope) == napi_ok) {
     napi_value cb, recv, result;
-    napi_value argv[3] = {Number(env, reason), Double(env, r->up), Double(env, r->down)};
+    napi_value argv[4] = {Number(env, reason), Double(env, r->up), Double(env, r->down),
+                          Number(env, reason == kError ? r->err_side : -1)};
     if (napi_get_reference_value(env, r->callback, &cb) == napi_ok && napi_get_global(env, &recv) == napi_ok) {
       if (from_js) {
-        napi_call_function(env, recv, cb, 3, argv, &result);  // an exception propagates to the caller
+        napi_call_function(env, recv, cb, 4, argv, &result);  // an exception propagates to the caller
       } else {
-        napi_make_callback(env, r->loop->actx, recv, cb, 3, argv, &result);
+        napi_make_callback(env, r->loop->actx, recv, cb, 4, argv, &result);
         bool pending = false;
         if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
           napi_value err;
@@ -286,6 +299,64 @@ bool SendOrKeep(Relay* r, int i, const uint8_t* data, size_t n) {
   return side.out.Append(data + sent, n - sent);
 }
 
+// A socket error on side `side`: remembered for onClose.
+Reason Err(Relay* r, int side) {
+  r->err_side = side;
+  return kError;
+}
+
+// Hands what the client sent (n bytes at p; p null: its FIN) to onFirst, writes the plaintext it
+// returns to the destination and adopts the decoder it hands over. kDone also when JS closed
+// the relay meanwhile (the caller checks r->running).
+Reason CallFirst(Relay* r, const uint8_t* p, size_t n) {
+  napi_env env = r->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return kError;
+  Reason why = kDone;
+  napi_value cb, recv, result = nullptr, argv[2];
+  void* copy = nullptr;
+  argv[1] = Bool(env, r->s[0].shut);
+  if (p == nullptr) napi_get_null(env, &argv[0]);
+  else if (napi_create_buffer_copy(env, n, p, &copy, &argv[0]) != napi_ok) why = kError;
+  if (why == kDone && (napi_get_reference_value(env, r->first, &cb) != napi_ok ||
+                       napi_get_global(env, &recv) != napi_ok ||
+                       napi_make_callback(env, r->loop->actx, recv, cb, 2, argv, &result) != napi_ok)) {
+    why = kCipher;  // it threw: the bytes did not open
+    bool pending = false;
+    napi_value err;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) napi_get_and_clear_last_exception(env, &err);
+  }
+  if (why == kDone && r->running && result != nullptr) {
+    napi_value plain = result;
+    bool is_array = false;
+    if (napi_is_array(env, result, &is_array) == napi_ok && is_array) {
+      napi_value dec;
+      plain = nullptr;
+      if (napi_get_element(env, result, 0, &dec) != napi_ok || (r->dec = CodecOf(env, dec, 0)) == nullptr ||
+          CodecFailed(r->dec) || napi_create_reference(env, dec, 1, &r->codec_refs[0]) != napi_ok) {
+        r->dec = nullptr;
+        why = kCipher;
+      } else {
+        napi_get_element(env, result, 1, &plain);
+        napi_delete_reference(env, r->first);
+        r->first = nullptr;
+      }
+    }
+    bool is_ta = false;
+    napi_typedarray_type type;
+    size_t len = 0;
+    void* data = nullptr;
+    if (why == kDone && plain != nullptr && napi_is_typedarray(env, plain, &is_ta) == napi_ok && is_ta &&
+        napi_get_typedarray_info(env, plain, &type, &len, &data, nullptr, nullptr) == napi_ok &&
+        type == napi_uint8_array && len > 0 && data != nullptr &&
+        !SendOrKeep(r, 1, static_cast<const uint8_t*>(data), len)) {
+      why = Err(r, 1);
+    }
+  }
+  napi_close_handle_scope(env, scope);
+  return why;
+}
+
 // One read from side i, through the codec, written to the other side (what it does not take is
 // kept, and side i is not read again until it is written); kDone when all went well (EAGAIN
 // included), else why the relay must end. Called only while the other side has nothing unsent.
@@ -296,10 +367,11 @@ Reason ReadFrom(Relay* r, int i) {
   ssize_t n;
   do n = recv(src.fd, buf, kReadSize, 0);
   while (n < 0 && errno == EINTR);
-  if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? kDone : kError;
+  if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? kDone : Err(r, i);
   if (n == 0) {
     src.eof = true;
-    return Flush(r, 1 - i) ? kDone : kError;
+    if (!Flush(r, 1 - i)) return Err(r, 1 - i);
+    return i == 0 && r->first != nullptr ? CallFirst(r, nullptr, 0) : kDone;
   }
   const size_t len = static_cast<size_t>(n);
   r->last = uv_now(r->loop->uv);
@@ -307,6 +379,7 @@ Reason ReadFrom(Relay* r, int i) {
   size_t result_len = len;
   if (i == 0) {
     r->up += static_cast<double>(len);
+    if (r->first != nullptr) return CallFirst(r, buf, len);
     if (r->dec != nullptr) {
       const int32_t st = CodecDecodeTo(r->env, r->dec, buf, len, out, &result_len);
       if (st != 0) return st == 2 ? kPayloadSize : kCipher;
@@ -323,7 +396,7 @@ Reason ReadFrom(Relay* r, int i) {
     }
     r->down += static_cast<double>(result_len);
   }
-  if (result_len > 0 && !SendOrKeep(r, 1 - i, result, result_len)) return kError;
+  if (result_len > 0 && !SendOrKeep(r, 1 - i, result, result_len)) return Err(r, 1 - i);
   return kDone;
 }
 
@@ -331,10 +404,11 @@ void OnPoll(uv_poll_t* h, int status, int events) {
   Relay* r = static_cast<Relay*>(h->data);
   if (!r->running) return;
   const int i = h == &r->s[0].poll ? 0 : 1;
-  Reason why = status < 0 ? kError : kDone;
-  if (why == kDone && (events & UV_WRITABLE) != 0 && !Flush(r, i)) why = kError;
+  Reason why = status < 0 ? Err(r, i) : kDone;
+  if (why == kDone && (events & UV_WRITABLE) != 0 && !Flush(r, i)) why = Err(r, i);
   if (why == kDone && (events & (UV_READABLE | UV_DISCONNECT)) != 0 && !r->s[i].eof && r->s[1 - i].out.empty()) {
     why = ReadFrom(r, i);
+    if (!r->running) return;  // onFirst closed it
   }
   if (why != kDone) return Finish(r, why, false);
   if (r->s[0].eof && r->s[1].eof && r->s[0].out.empty() && r->s[1].out.empty()) return Finish(r, kDone, false);
@@ -443,7 +517,7 @@ bool CodecArg(const Args& a, size_t i, int enc, Codec** c, napi_ref* ref) {
 napi_value RelayPair(napi_env env, napi_callback_info info) {
   const char* usage =
       "relayPair(clientFd, destFd, decoder|null, encoder|null, [prefix, toClient, toDest], idleMs, onClose, "
-      "owned?)";
+      "owned?, onFirst?)";
   Args a(env, info);
   int32_t fds[2] = {-1, -1};
   int64_t idle = 0;
@@ -501,9 +575,16 @@ napi_value RelayPair(napi_env env, napi_callback_info info) {
     else napi_throw_error(env, "ERR_LADDER_RELAY", msg);
     return nullptr;
   };
+  const bool with_first = a.Has(8) && a.Function(8);
   if (!CodecArg(a, 2, 0, &r->dec, &r->codec_refs[0]) || !CodecArg(a, 3, 1, &r->enc, &r->codec_refs[1]) ||
-      (r->dec == nullptr) != (r->enc == nullptr)) {
-    return undo("relayPair: decoder and encoder must be a working decoder and encoder, or both null", true);
+      (with_first ? r->dec != nullptr || r->enc == nullptr : (r->dec == nullptr) != (r->enc == nullptr))) {
+    return undo(
+        "relayPair: decoder and encoder must be a working decoder and encoder, or both null (with onFirst: a null "
+        "decoder and an encoder)",
+        true);
+  }
+  if (with_first && napi_create_reference(env, a[8], 1, &r->first) != napi_ok) {
+    return undo("relayPair: out of memory", false);
   }
   if (napi_create_reference(env, a[6], 1, &r->callback) != napi_ok ||
       !r->prefix.Append(bytes[0], lens[0]) || !r->s[0].out.Append(bytes[1], lens[1]) ||

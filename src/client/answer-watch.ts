@@ -23,7 +23,7 @@ import type { SocksAddress } from '../protocol/socks5/address.js';
 import { systemClock, type Clock, type Timer } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
 import { RepeatLimiter } from '../shared/repeat-limiter.js';
-import type { DialedConnection, Dialer, FirstData } from '../transport/dialer.js';
+import type { DialHints, DialedConnection, Dialer, FirstData } from '../transport/dialer.js';
 import type { Transform } from '../transport/relay.js';
 
 /** Default wait for a first answer before telling the user (the connection stays open). */
@@ -131,7 +131,12 @@ export class AnswerWatchDialer implements Dialer {
     this.#limiter.flush();
   }
 
-  async dial(dest: SocksAddress, firstData?: FirstData, signal?: AbortSignal): Promise<DialedConnection> {
+  async dial(
+    dest: SocksAddress,
+    firstData?: FirstData,
+    signal?: AbortSignal,
+    hints?: DialHints,
+  ): Promise<DialedConnection> {
     let sent = false;
     let first = firstData;
     if (first instanceof Uint8Array) sent = first.length > 0;
@@ -141,7 +146,7 @@ export class AnswerWatchDialer implements Dialer {
         return d;
       });
     }
-    const conn = await this.#inner.dial(dest, first, signal);
+    const conn = await this.#inner.dial(dest, first, signal, hints);
     return this.#watch(conn, sent);
   }
 

@@ -17,7 +17,7 @@ import { systemClock, type Clock } from '../shared/clock.js';
 import { DialerStream } from '../transport/dialer-stream.js';
 import { FragmentDialer, type TlsFragmentOptions } from '../transport/tls-fragment.js';
 import { nativeRelayFromEnv } from '../transport/native-handoff.js';
-import { nativeRelay } from '../transport/native-sockets.js';
+import { nativeRelay, nativeSocksFront } from '../transport/native-sockets.js';
 import type * as DnsResolvers from './dns/resolvers.js';
 import type { DnsResolver } from './dns/resolvers.js';
 import type * as DnsServer from './dns/server.js';
@@ -32,6 +32,7 @@ import { RoutingDialer, type RouteEvent } from './routing-dialer.js';
 import { AnswerWatchDialer } from './answer-watch.js';
 import { endpointFromKey } from './key.js';
 import { NativeTunnels } from './native-tunnel.js';
+import { NativeSocks, nativeSocksFromEnv } from './native-socks.js';
 import { startSocks5Inbound, type SocksCredentials, type UdpAssociateRequest } from './socks5-inbound.js';
 import { DEFAULT_FIRST_DATA_WAIT_MS, DEFAULT_IDLE_TIMEOUT_MS, type TunnelContext } from './tunnel.js';
 
@@ -158,6 +159,12 @@ export interface ClientOptions {
   nativeRelay?: boolean;
   /** With `nativeRelay`: hand a tunnel over once it moved this many bytes (default 64 KiB). */
   nativeRelayAfterBytes?: number;
+  /**
+   * With `nativeRelay` and no `auth`: accept and answer SOCKS5 in the addon and relay raw
+   * SIP004 tunnels natively from their first byte (native-socks.ts). On unless
+   * LADDER_NATIVE_SOCKS=0.
+   */
+  nativeSocks?: boolean;
   /** Hook for SOCKS5 UDP ASSOCIATE (absent: COMMAND_NOT_SUPPORTED). */
   udpAssociate?: (req: UdpAssociateRequest) => void;
   log?: Logger;
@@ -437,7 +444,11 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
   };
-  const relayFns = (opts.nativeRelay ?? nativeRelayFromEnv()) ? nativeRelay() : undefined;
+  const relayOn = opts.nativeRelay ?? nativeRelayFromEnv();
+  const relayFns = relayOn ? nativeRelay() : undefined;
+  const frontFns =
+    relayOn && !opts.auth && (opts.nativeSocks ?? nativeSocksFromEnv()) ? nativeSocksFront() : undefined;
+  let front: NativeSocks | undefined;
   const natives = relayFns
     ? new NativeTunnels(relayFns, (s) => sockets.delete(s), log, opts.nativeRelayAfterBytes)
     : undefined;
@@ -456,6 +467,7 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
     watch?.close();
     for (const s of sockets) s.destroy();
     natives?.closeAll();
+    front?.close();
     await Promise.all(pending);
   };
   const serverCloser = (srv: { close(cb: () => void): unknown }) => () =>
@@ -477,7 +489,7 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
       const l = parseListenAddress(opts.socks, 'SOCKS5 listen address');
       if (!isLoopback(l.host) && !opts.auth)
         log.warn('SOCKS5 proxy listens beyond loopback without authentication');
-      const inbound = await startSocks5Inbound({
+      const socksOpts = {
         ...ctx,
         host: l.host,
         port: l.port,
@@ -485,9 +497,14 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
         udpAssociate: opts.udpAssociate,
         onSocket: track,
         native: natives,
-      });
+      };
+      const inbound = await startSocks5Inbound(socksOpts);
       closers.push(serverCloser(inbound.server));
       socksAddress = inbound.address;
+      if (frontFns) {
+        const f = new NativeSocks(frontFns, socksOpts);
+        if (f.adopt(inbound.server)) front = f;
+      }
     }
     if (opts.http !== undefined) {
       const l = parseListenAddress(opts.http, 'HTTP listen address');
@@ -530,7 +547,7 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
     endpoints,
     pac: () => (httpAddress ? pac() : undefined),
     get openSockets() {
-      return sockets.size + 2 * (natives?.size ?? 0);
+      return sockets.size + 2 * (natives?.size ?? 0) + 2 * (front?.size ?? 0);
     },
     close: () => (closing ??= closeAll()),
   };

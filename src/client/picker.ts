@@ -26,6 +26,7 @@ import type { Clock } from '../shared/clock.js';
 import {
   UpstreamDialError,
   type DialedConnection,
+  type DialHints,
   type Dialer,
   type FirstData,
 } from '../transport/dialer.js';
@@ -193,7 +194,12 @@ export class PickerDialer implements Dialer {
     });
   }
 
-  async dial(dest: SocksAddress, firstData?: FirstData, signal?: AbortSignal): Promise<DialedConnection> {
+  async dial(
+    dest: SocksAddress,
+    firstData?: FirstData,
+    signal?: AbortSignal,
+    hints?: DialHints,
+  ): Promise<DialedConnection> {
     const f = this.#failover;
     if (this.#refusal !== undefined || !f) {
       this.#o.onExhausted?.();
@@ -203,7 +209,7 @@ export class PickerDialer implements Dialer {
       );
     }
     try {
-      return await f.dial(dest, firstData, signal);
+      return await f.dial(dest, firstData, signal, hints);
     } catch (err) {
       if (!signal?.aborted) this.#o.onExhausted?.();
       throw err;

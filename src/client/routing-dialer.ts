@@ -23,6 +23,7 @@ import { systemClock, type Clock, type Timer } from '../shared/clock.js';
 import {
   UpstreamDialError,
   DirectDialer,
+  type DialHints,
   type DialedConnection,
   type Dialer,
   type FirstData,
@@ -126,9 +127,15 @@ export class RoutingDialer implements Dialer {
     return route === 'proxy' ? this.#tunnel : route === 'fragment' ? this.#fragment : this.#direct;
   }
 
-  async dial(dest: SocksAddress, firstData?: FirstData, signal?: AbortSignal): Promise<DialedConnection> {
+  async dial(
+    dest: SocksAddress,
+    firstData?: FirstData,
+    signal?: AbortSignal,
+    hints?: DialHints,
+  ): Promise<DialedConnection> {
+    // Hints reach the tunnel only: the direct and fragment routes make their own sockets.
     let route = this.router.decide(dest.host).route;
-    if (route === 'proxy') return this.#once(route, dest, firstData, signal);
+    if (route === 'proxy') return this.#once(route, dest, firstData, signal, hints);
     if (this.router.mode !== 'auto') {
       const target = await this.#target(dest, route);
       if ('forged' in target)
@@ -140,7 +147,7 @@ export class RoutingDialer implements Dialer {
     // auto with a direct or fragment route: settle the first data once so a retry can resend it.
     const data = firstData === undefined || firstData instanceof Uint8Array ? firstData : await firstData;
     for (let attempt = 0; attempt < 3; attempt++) {
-      if (route === 'proxy') return this.#once(route, dest, data, signal);
+      if (route === 'proxy') return this.#once(route, dest, data, signal, hints);
       const target = await this.#target(dest, route);
       if ('forged' in target) {
         const next = this.router.decide(dest.host).route;
@@ -210,9 +217,15 @@ export class RoutingDialer implements Dialer {
     dest: SocksAddress,
     firstData: FirstData,
     signal?: AbortSignal,
+    hints?: DialHints,
   ): Promise<DialedConnection> {
     try {
-      const conn = await this.#dialerFor(route).dial(dest, firstData, signal);
+      const conn = await this.#dialerFor(route).dial(
+        dest,
+        firstData,
+        signal,
+        route === 'proxy' ? hints : undefined,
+      );
       this.#onRoute?.({ route, outcome: 'ok' });
       return conn;
     } catch (err) {

@@ -70,13 +70,14 @@ function safeEqual(a: string, b: string): boolean {
 }
 
 /**
- * Handle one SOCKS5 client: greeting, optional RFC 1929 auth, request. CONNECT gets SUCCEEDED at
+ * Handle one SOCKS5 client: greeting (skipped when `greeted`), optional RFC 1929 auth, request. CONNECT gets SUCCEEDED at
  * once (the tunnel's first write waits for the application's first bytes, see tunnel.ts); UDP
  * ASSOCIATE goes to the hook or gets COMMAND_NOT_SUPPORTED; anything malformed closes the
  * connection after the reply RFC 1928 prescribes, if any.
  */
-export function handleSocks5(socket: Socket, opts: Socks5InboundOptions): void {
-  let stage = Stage.Greeting;
+export function handleSocks5(socket: Socket, opts: Socks5InboundOptions, greeted = false): void {
+  // greeted: the native front (native-socks.ts) already answered a no-auth greeting.
+  let stage = greeted ? Stage.Request : Stage.Greeting;
   let buf: Buffer = Buffer.alloc(0);
   const log = opts.log;
   const timer = setTimeout(() => {

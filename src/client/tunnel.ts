@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../shared/logger.js';
 import { DEFAULT_FIRST_DATA_WAIT_MS, DEFAULT_IDLE_SECONDS } from '../config/defaults.js';
 import { formatAddress, type SocksAddress } from '../protocol/socks5/address.js';
-import { pipeConnection, type Dialer, type PipeOptions } from '../transport/dialer.js';
+import { pipeConnection, type DialedConnection, type Dialer, type PipeOptions } from '../transport/dialer.js';
 import type { NativeTunnels } from './native-tunnel.js';
 
 /**
@@ -20,6 +20,8 @@ import type { NativeTunnels } from './native-tunnel.js';
  *   only on the address type (73 bytes for IPv4 with a 32-byte salt) - a fingerprint - and a slow
  *   application (a phone building a TLS ClientHello, a GC pause, a loaded 2-core box) can easily
  *   miss a 10 ms window.
+ * The native SOCKS5 front (native-socks.ts) waits the same time but before the dial, so there a
+ * server-speaks-first destination pays the whole wait plus the connect.
  */
 export { DEFAULT_FIRST_DATA_WAIT_MS };
 
@@ -64,8 +66,13 @@ interface FirstDataWait {
  * behind the request), else the first chunk that arrives within `waitMs`, else nothing. The
  * socket is left paused with no 'data' listener.
  */
-function waitFirstData(app: Socket, initial: Buffer | undefined, waitMs: number): FirstDataWait {
-  let ended = false;
+function waitFirstData(
+  app: Socket,
+  initial: Buffer | undefined,
+  waitMs: number,
+  waited: FirstDataWaited | undefined,
+): FirstDataWait {
+  let ended = waited?.ended ?? false;
   let settled = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let resolveData!: (d: Buffer | undefined) => void;
@@ -84,7 +91,7 @@ function waitFirstData(app: Socket, initial: Buffer | undefined, waitMs: number)
     resolveData(d);
   }
   app.once('end', onEnd);
-  if (initial && initial.length > 0) {
+  if ((initial && initial.length > 0) || waited) {
     done(initial);
   } else {
     app.on('data', onData);
@@ -103,9 +110,47 @@ function waitFirstData(app: Socket, initial: Buffer | undefined, waitMs: number)
   };
 }
 
+/** The first-data wait already ran elsewhere (the native SOCKS5 front): what it saw. */
+export interface FirstDataWaited {
+  /** The application sent FIN instead of data. */
+  ended: boolean;
+}
+
+/** The log lines of a failed tunnel dial (no destination below debug). */
+export function logDialFailure(err: unknown, dest: SocksAddress, log: Logger): void {
+  const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN';
+  if (code === 'ERR_ABORTED') log.debug({ code }, 'tunnel abandoned');
+  else {
+    // The errno (ECONNREFUSED, ETIMEDOUT...) says whether the server is down or blocked;
+    // neither it nor the code names the server or the destination.
+    const errno = ((err as { cause?: { code?: string } }).cause ?? {}).code;
+    log.info(errno ? { code, errno } : { code }, 'tunnel dial failed');
+  }
+  if (log.isLevelEnabled('debug')) log.debug(`dial to ${formatAddress(dest)} failed: ${String(err)}`);
+}
+
+/** Relay an application socket (paused, no 'data' listener) and a dialed connection until both end. */
+export function pipeTunnel(app: Socket, conn: DialedConnection, appEnded: boolean, ctx: TunnelContext): void {
+  ctx.track(conn.socket);
+  if (app.destroyed) {
+    conn.socket.destroy();
+    return;
+  }
+  const pipe: PipeOptions = {
+    idleTimeoutMs: ctx.idleTimeoutMs,
+    appEnded,
+    onClose: (reason) => {
+      if (reason !== 'done') ctx.log.debug({ reason }, 'tunnel closed');
+    },
+  };
+  if (ctx.native) ctx.native.pipe(app, conn, pipe);
+  else pipeConnection(app, conn, pipe);
+}
+
 /**
  * Carry an accepted application socket (already told "connected") to `dest` through the dialer:
  * the first bytes ride with the dialer's first write; then relay until both sides finish.
+ * `waited`: the first-data wait already ran (initial holds what it got), so none here.
  * Never throws; failures close the application socket.
  */
 export async function runTunnel(
@@ -113,11 +158,12 @@ export async function runTunnel(
   dest: SocksAddress,
   initial: Buffer | undefined,
   ctx: TunnelContext,
+  waited?: FirstDataWaited,
 ): Promise<void> {
   const ac = new AbortController();
   const onAppClose = (): void => ac.abort();
   app.once('close', onAppClose);
-  const first = waitFirstData(app, initial, ctx.firstDataWaitMs);
+  const first = waitFirstData(app, initial, ctx.firstDataWaitMs, waited);
   let conn;
   try {
     conn = await ctx.dialer.dial(dest, first.data, ac.signal);
@@ -125,32 +171,10 @@ export async function runTunnel(
     first.release();
     app.off('close', onAppClose);
     app.destroy();
-    const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN';
-    if (code === 'ERR_ABORTED') ctx.log.debug({ code }, 'tunnel abandoned');
-    else {
-      // The errno (ECONNREFUSED, ETIMEDOUT...) says whether the server is down or blocked;
-      // neither it nor the code names the server or the destination.
-      const errno = ((err as { cause?: { code?: string } }).cause ?? {}).code;
-      ctx.log.info(errno ? { code, errno } : { code }, 'tunnel dial failed');
-    }
-    if (ctx.log.isLevelEnabled('debug'))
-      ctx.log.debug(`dial to ${formatAddress(dest)} failed: ${String(err)}`);
+    logDialFailure(err, dest, ctx.log);
     return;
   }
-  ctx.track(conn.socket);
   first.release();
   app.off('close', onAppClose);
-  if (app.destroyed) {
-    conn.socket.destroy();
-    return;
-  }
-  const pipe: PipeOptions = {
-    idleTimeoutMs: ctx.idleTimeoutMs,
-    appEnded: first.ended,
-    onClose: (reason) => {
-      if (reason !== 'done') ctx.log.debug({ reason }, 'tunnel closed');
-    },
-  };
-  if (ctx.native) ctx.native.pipe(app, conn, pipe);
-  else pipeConnection(app, conn, pipe);
+  pipeTunnel(app, conn, first.ended, ctx);
 }

@@ -53,7 +53,33 @@ export interface NativeCodecs {
  * TLS-record fragmentation) is just another Dialer wrapping these.
  */
 export interface Dialer {
-  dial(dest: SocksAddress, firstData?: FirstData, signal?: AbortSignal): Promise<DialedConnection>;
+  dial(
+    dest: SocksAddress,
+    firstData?: FirstData,
+    signal?: AbortSignal,
+    hints?: DialHints,
+  ): Promise<DialedConnection>;
+}
+
+/**
+ * What the caller of a dial can take besides a net.Socket. A wrapping dialer passes the hints
+ * on to the dialer that reaches the server (and drops them for a route that does not, e.g.
+ * direct); a dialer that cannot use them ignores them.
+ */
+export interface DialHints {
+  /**
+   * The caller (client/native-socks.ts) relays in C++ from the first byte: a raw SIP004 dialer
+   * may connect with the addon (transport/native-dial.ts) and return a NativeServerSocket as
+   * the connection's socket, with its first write not yet sent.
+   */
+  native?: NativeConnect | undefined;
+}
+
+/** The addon's connect (native/tcp_connect.cc) and close, for DialHints.native. */
+export interface NativeConnect {
+  tcpConnect(ip: string, port: number, onDone: (fd: number, errno: number) => void): object;
+  tcpConnectCancel(connect: object): void;
+  fdClose(fd: number): void;
 }
 
 /**

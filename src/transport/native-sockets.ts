@@ -103,9 +103,10 @@ export interface NativeRelay {
       toDest: Uint8Array | undefined,
     ],
     idleMs: number,
-    onClose: (reason: number, up: number, down: number) => void,
+    onClose: (reason: number, up: number, down: number, side?: number) => void,
     /** true or 1: destFd is taken over (not duplicated); 2: clientFd; 3: both. */
     owned?: boolean | number,
+    onFirst?: NativeFirstRead,
   ): object;
   relayClose(relay: object): void;
   relayCounts(relay: object, out: Float64Array): void;
@@ -125,4 +126,38 @@ export function nativeRelay(): NativeRelay | undefined {
   if (typeof a.tcpConnect !== 'function' || typeof a.tcpConnectCancel !== 'function') return undefined;
   if (typeof a.fdClose !== 'function') return undefined;
   return a as NativeRelay;
+}
+
+/** The addon's SOCKS5 front (Linux): accept and the no-auth handshake in C++; see native/socks5_front.cc. */
+export interface NativeSocksFront {
+  socks5Front(
+    listenFd: number,
+    firstWaitMs: number,
+    handshakeMs: number,
+    onConn: (
+      fd: number,
+      kind: number,
+      addr: Buffer | undefined,
+      data: Buffer | undefined,
+      ended: boolean,
+    ) => void,
+  ): object;
+  socks5FrontClose(front: object): void;
+  socks5FrontLive(front: object): number;
+}
+
+/** The relay that starts from the first byte (relayPair's onFirst), used with the front. */
+export type NativeFirstRead = (
+  chunk: Buffer | null,
+  shut: boolean,
+) => Uint8Array | undefined | [decoder: object, plain: Uint8Array | undefined];
+
+/** The addon's SOCKS5 front with the relay; undefined without the addon, off Linux, or in an older build. */
+export function nativeSocksFront(): (NativeSocksFront & NativeRelay) | undefined {
+  const relay = nativeRelay();
+  const a = socketExports() as Partial<NativeSocksFront> | undefined;
+  if (!relay || !a || typeof a.socks5Front !== 'function' || typeof a.socks5FrontClose !== 'function')
+    return undefined;
+  if (typeof a.socks5FrontLive !== 'function') return undefined;
+  return a as NativeSocksFront & NativeRelay;
 }

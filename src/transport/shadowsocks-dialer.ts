@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import { ProtocolError } from '../protocol/errors.js';
 import { AeadDecoder, AeadEncoder } from '../protocol/shadowsocks/aead.js';
 import { evpBytesToKey } from '../protocol/shadowsocks/kdf.js';
@@ -9,10 +10,13 @@ import {
   connectTcp,
   DEFAULT_CONNECT_TIMEOUT_MS,
   type DialedConnection,
+  type DialHints,
   type Dialer,
   type FirstData,
+  type NativeConnect,
   type NextHop,
 } from './dialer.js';
+import { connectNative, NativeServerSocket } from './native-dial.js';
 
 export interface ShadowsocksEndpoint {
   /** Server host (name or IP). The server's own name is resolved locally; targets never are. */
@@ -81,6 +85,12 @@ export function connectionSalt(
   return salt;
 }
 
+interface Handshake {
+  encoder: AeadEncoder;
+  decoder: AeadDecoder;
+  first: Buffer;
+}
+
 /**
  * Shadowsocks AEAD (SIP004) tunnel dialer. Connects to the server, then writes
  *   salt || seal(len) || seal(target address || first application bytes)
@@ -128,9 +138,15 @@ export class ShadowsocksDialer implements Dialer {
     return connectionSalt(this.method.saltSize, this.#prefix, this.#saltFactory);
   }
 
-  async dial(dest: SocksAddress, firstData?: FirstData, signal?: AbortSignal): Promise<DialedConnection> {
+  async dial(
+    dest: SocksAddress,
+    firstData?: FirstData,
+    signal?: AbortSignal,
+    hints?: DialHints,
+  ): Promise<DialedConnection> {
     // Encode the header before connecting: a bad address fails without touching the network.
     const header = encodeAddress(dest);
+    if (hints?.native && this.#rawTcp) return this.#dialNative(hints.native, header, firstData, signal);
     const socket = await this.#nextHop(signal);
     let data: Uint8Array | undefined;
     try {
@@ -139,25 +155,58 @@ export class ShadowsocksDialer implements Dialer {
       socket.destroy();
       throw err;
     }
-    let encoder: AeadEncoder;
-    let first: Buffer;
+    let h: Handshake;
     try {
-      encoder = new AeadEncoder(this.method, this.#masterKey, this.#salt());
-      first = this.#firstWrite(encoder, header, data ?? new Uint8Array(0));
+      h = this.#handshake(header, data);
     } catch (err) {
       socket.destroy();
       throw err;
     }
-    const decoder = new AeadDecoder(this.method, this.#masterKey);
-    socket.write(first);
+    socket.write(h.first);
+    return this.#connection(socket, h, this.#rawTcp);
+  }
+
+  /** A fresh encoder and its first write (salt, header, data), and the decoder for the answer. */
+  #handshake(header: Uint8Array, data: Uint8Array | undefined): Handshake {
+    const encoder = new AeadEncoder(this.method, this.#masterKey, this.#salt());
+    const first = this.#firstWrite(encoder, header, data ?? new Uint8Array(0));
+    return { encoder, decoder: new AeadDecoder(this.method, this.#masterKey), first };
+  }
+
+  #connection(socket: Duplex, h: Handshake, native: boolean): DialedConnection {
+    const { encoder, decoder } = h;
     return {
       socket,
       encode: (chunk) => encoder.encode(chunk),
       decode: (chunk) => decoder.pushInPlace(chunk), // socket reads are ours: opened in place
-      // The salt went out with the first write above, so the encoder's codec continues as is.
-      ...(this.#rawTcp
+      // The salt went out with the first write, so the encoder's codec continues as is.
+      ...(native
         ? { native: { encoder: () => encoder.nativeCodec, decoder: () => decoder.nativeCodec } }
         : {}),
     };
+  }
+
+  /**
+   * dial() for a caller that relays in C++ from the first byte (DialHints.native): the addon
+   * connects, and the first write (the same bytes, shaping included) is left on the returned
+   * NativeServerSocket for the relay to send. `decode` opens the server's salt and first
+   * chunks in JS (the relay's onFirst), then the relay takes `native.decoder()`.
+   */
+  async #dialNative(
+    fns: NativeConnect,
+    header: Uint8Array,
+    firstData: FirstData,
+    signal?: AbortSignal,
+  ): Promise<DialedConnection> {
+    const data = await firstData;
+    const fd = await connectNative(fns, this.#host, this.#port, this.#connectTimeoutMs, signal);
+    let h: Handshake;
+    try {
+      h = this.#handshake(header, data);
+    } catch (err) {
+      fns.fdClose(fd);
+      throw err;
+    }
+    return this.#connection(new NativeServerSocket(fd, h.first, fns).asDuplex(), h, true);
   }
 }

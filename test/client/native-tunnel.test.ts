@@ -12,11 +12,11 @@ import type net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startClient, type LocalClient } from '../../src/client/index.js';
-import { ShadowsocksServer } from '../../src/server/server.js';
 import { nativeRelay } from '../../src/transport/native-sockets.js';
-import { peerSkip, ssUrl, startSsServer, type Peer } from '../helpers/peers.js';
+import { serveBulk, startUpstream, type Upstream } from '../helpers/client-upstream.js';
+import { peerSkip } from '../helpers/peers.js';
 import { skipUnless } from '../helpers/prereq.js';
-import { sha256, sha256Hex } from '../helpers/hash.js';
+import { sha256Hex } from '../helpers/hash.js';
 import { serve, type TestServer } from '../helpers/net.js';
 import { socks5Connect } from '../helpers/socks5.js';
 import { sleep, waitFor } from '../helpers/wait.js';
@@ -53,29 +53,6 @@ function firstBytes(s: net.Socket, parts: Buffer[]): Promise<void> {
   });
 }
 
-type ServerKind = 'ss-server' | 'ladder';
-
-interface Upstream {
-  url: string;
-  close(): Promise<void>;
-}
-
-async function startUpstream(kind: ServerKind): Promise<Upstream> {
-  if (kind === 'ss-server') {
-    const method = 'aes-256-gcm';
-    const p: Peer & { port: number } = await startSsServer({ method, password: PASSWORD });
-    return { url: ssUrl(method, PASSWORD, '127.0.0.1', p.port), close: () => p.stop() };
-  }
-  const method = 'chacha20-ietf-poly1305';
-  const server = new ShadowsocksServer({
-    keys: [{ id: 'k', method, secret: PASSWORD }],
-    allowPrivateDestinations: true,
-    nativeRelay: false, // relayLive() counts the client's relays only
-  });
-  const addr = await server.listen({ port: 0, host: '127.0.0.1' });
-  return { url: ssUrl(method, PASSWORD, '127.0.0.1', addr.port), close: () => server.close() };
-}
-
 for (const kind of ['ss-server', 'ladder'] as const) {
   const skip = skipUnless(relayFns !== undefined, NEED) || (kind === 'ss-server' && peerSkip('ss-server'));
   describe(`client native relay <-> ${kind}`, { skip, timeout: 120_000 }, () => {
@@ -85,23 +62,9 @@ for (const kind of ['ss-server', 'ladder'] as const) {
     let halfClose: Dest;
     const sent = new Set<string>(); // bulk: the sha256 of what the destination sent
     before(async () => {
-      upstream = await startUpstream(kind);
+      upstream = await startUpstream(kind, PASSWORD);
       echo = await startDest((s) => s.pipe(s));
-      // Sends 8 MiB at once; once it read 8 MiB, the sha256 of them (no half-close needed:
-      // ss-server closes both directions at the first FIN).
-      bulk = await startDest((s) => {
-        const out = randomBytes(8 * MiB);
-        sent.add(sha256Hex(out));
-        s.write(out);
-        const got: Buffer[] = [];
-        let n = 0;
-        s.on('data', (b: Buffer) => {
-          got.push(b);
-          n += b.length;
-          if (n === 8 * MiB) s.write(sha256(...got));
-        });
-        s.once('end', () => s.end());
-      });
+      bulk = await serveBulk(8 * MiB, sent);
       // Answers "hi" to the first bytes; after the client's FIN, 1 MiB more and its own FIN.
       halfClose = await startDest((s) => {
         s.once('data', () => s.write('hi'));
@@ -120,6 +83,7 @@ for (const kind of ['ss-server', 'ladder'] as const) {
         key: upstream.url,
         socks: '127.0.0.1:0',
         nativeRelay: native,
+        nativeSocks: false, // the hand-off path (native-socks.test.ts covers the front)
         nativeRelayAfterBytes: 0,
         idleTimeoutMs,
       });
@@ -127,7 +91,12 @@ for (const kind of ['ss-server', 'ladder'] as const) {
       socks5Connect({ proxyPort: c.socksAddress!.port, host: '127.0.0.1', port: d.port });
 
     it('native, default threshold: a short exchange stays on relay.ts, 64 KiB more moves it', async () => {
-      const c = await startClient({ key: upstream.url, socks: '127.0.0.1:0', nativeRelay: true });
+      const c = await startClient({
+        key: upstream.url,
+        socks: '127.0.0.1:0',
+        nativeRelay: true,
+        nativeSocks: false,
+      });
       try {
         const s = await connect(c, echo);
         let got = 0;

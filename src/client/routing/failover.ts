@@ -21,6 +21,7 @@ import type { Clock, Timer } from '../../shared/clock.js';
 import {
   UpstreamDialError,
   type DialedConnection,
+  type DialHints,
   type Dialer,
   type FirstData,
 } from '../../transport/dialer.js';
@@ -77,7 +78,12 @@ export class FailoverDialer implements Dialer {
     this.#o.onEndpointFailure?.(e, kind);
   }
 
-  async dial(dest: SocksAddress, firstData?: FirstData, signal?: AbortSignal): Promise<DialedConnection> {
+  async dial(
+    dest: SocksAddress,
+    firstData?: FirstData,
+    signal?: AbortSignal,
+    hints?: DialHints,
+  ): Promise<DialedConnection> {
     let lastErr: unknown;
     for (let attempt = 0; attempt < this.#o.endpoints.length; attempt++) {
       // (attempt 0 may be a last-resort try of an avoided endpoint; see lastResortAfterMs)
@@ -110,7 +116,7 @@ export class FailoverDialer implements Dialer {
         timer.unref?.();
       }
       try {
-        const conn = await this.#dialer(e).dial(dest, firstData, attemptCtl.signal);
+        const conn = await this.#dialer(e).dial(dest, firstData, attemptCtl.signal, hints);
         const sentFirst = firstData !== undefined;
         return this.#watch(e, conn, sentFirst);
       } catch (err) {

@@ -1,0 +1,255 @@
+/**
+ * The SOCKS5 inbound on the addon's front (native/socks5_front.cc): accept, the no-auth
+ * handshake and the first-data wait run in C++, and a CONNECT reaches JS as one call. When the
+ * dialer gives a raw SIP004 connection (DialHints.native: ShadowsocksDialer over plain TCP,
+ * through the picker, failover and answer-watch as they are), the server is connected by the
+ * addon and relayPair (native/relay_pair.cc) carries the connection from its first byte, with
+ * the client's roles (see native-tunnel.ts): no net.Socket is made for it on either side.
+ *
+ * On unless LADDER_NATIVE_SOCKS=0 (read once when the client starts), with the native relay on,
+ * the addon present and no SOCKS5 authentication configured; otherwise socks5-inbound.ts. The
+ * client suites, interop and lab defences passed with it forced on before it became the default.
+ * Everything the front does not finish goes to the JS path with a net.Socket made from the
+ * descriptor, so it behaves as today:
+ * - a greeting that is not a plain no-auth one, and any request that is not a well-formed
+ *   CONNECT (UDP ASSOCIATE, BIND, bad version or address type): handleSocks5 with the bytes read
+ *   so far (after the greeting's answer, from the request stage);
+ * - a CONNECT without first data (the destination speaks first, or the application sent FIN):
+ *   runTunnel, without a second wait (answer-watch then sees the application's later bytes).
+ *   The dial starts after the wait here, where the JS inbound overlaps the two: a destination
+ *   that speaks first waits firstDataWaitMs (50 ms) plus the connect instead of the longer one;
+ * - a route that is not the tunnel (direct, fragment), a WebSocket or 2022 key: the dialer
+ *   returns a net.Socket connection and relay.ts (or native-tunnel.ts) carries it.
+ *
+ * The bookkeeping done when the server's first answer is opened happens in the relay's one
+ * onFirst call: the wrapping dialers' `decode` opens the salt and first chunk (failover and the
+ * picker see the endpoint answer, answer-watch settles), then the relay takes the decoder. The
+ * server's FIN or reset before an answer, and the relay's end, are replayed on the connection's
+ * NativeServerSocket ('end', 'error' ECONNRESET, 'close') for answer-watch and failover.
+ * Not replayed: an application that closes while the server is being dialled does not abort the
+ * dial (the relay starts and passes its FIN on), and a socket error's errno (always ECONNRESET).
+ */
+import { setMaxListeners } from 'node:events';
+import net, { type Server, type Socket } from 'node:net';
+import { decodeAddress, type SocksAddress } from '../protocol/socks5/address.js';
+import type { DialedConnection } from '../transport/dialer.js';
+import { isNativeServerSocket, type NativeServerSocket } from '../transport/native-dial.js';
+import {
+  NATIVE_RELAY_REASON,
+  type NativeFirstRead,
+  type NativeRelay,
+  type NativeSocksFront,
+} from '../transport/native-sockets.js';
+import { handleSocks5, type Socks5InboundOptions } from './socks5-inbound.js';
+import { logDialFailure, pipeTunnel, runTunnel } from './tunnel.js';
+
+/** On unless LADDER_NATIVE_SOCKS=0 (it needs the native relay too: LADDER_NATIVE_RELAY=0 turns both off). */
+export function nativeSocksFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.LADDER_NATIVE_SOCKS !== '0';
+}
+
+const KIND_CONNECT = 2;
+const KIND_GREETED = 1;
+const DEFAULT_HANDSHAKE_MS = 10_000;
+
+function hasPayload(out: Buffer | Buffer[] | undefined): boolean {
+  if (out === undefined) return false;
+  if (Array.isArray(out)) return out.some((b) => b.length > 0);
+  return out.length > 0;
+}
+
+function flat(out: Buffer | Buffer[] | undefined): Buffer | undefined {
+  const b = Array.isArray(out) ? (out.length === 1 ? out[0] : Buffer.concat(out)) : out;
+  return b && b.length > 0 ? b : undefined;
+}
+
+/** The descriptor of a listening net.Server. */
+function serverFd(server: Server): number | undefined {
+  const fd = (server as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
+/** The SOCKS5 front of one listener: its connections in C++ and the relays it started. */
+export class NativeSocks {
+  readonly #fns: NativeSocksFront & NativeRelay;
+  readonly #opts: Socks5InboundOptions;
+  readonly #live = new Set<object>();
+  /** Aborts every dial still running at close(): one for all (a controller per dial costs more). */
+  readonly #abort = new AbortController();
+  #front: object | undefined;
+  #closed = false;
+
+  constructor(fns: NativeSocksFront & NativeRelay, opts: Socks5InboundOptions) {
+    this.#fns = fns;
+    this.#opts = opts;
+    setMaxListeners(0, this.#abort.signal); // one listener per running dial
+  }
+
+  /** Native relays running (each holds two sockets). */
+  get size(): number {
+    return this.#live.size;
+  }
+
+  /** Connections in their handshake in C++ (tests). */
+  get handshakes(): number {
+    return this.#front ? this.#fns.socks5FrontLive(this.#front) : 0;
+  }
+
+  /**
+   * Take over `server`'s listening socket: the front polls a duplicate of it and the server is
+   * closed (its connection handler stays for anything it accepted before). False, with the
+   * server left as it was, when the front cannot start.
+   */
+  adopt(server: Server): boolean {
+    const fd = serverFd(server);
+    if (fd === undefined) return false;
+    try {
+      this.#front = this.#fns.socks5Front(
+        fd,
+        Math.max(1, Math.ceil(this.#opts.firstDataWaitMs)),
+        Math.max(1, Math.ceil(this.#opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_MS)),
+        (cfd, kind, addr, data, ended) => this.#onConn(cfd, kind, addr, data, ended),
+      );
+    } catch (err) {
+      this.#opts.log.debug({ err: (err as Error).message }, 'native SOCKS5 front not started');
+      return false;
+    }
+    server.close();
+    return true;
+  }
+
+  /** Stop accepting and close everything this front started (client shutdown). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#front) this.#fns.socks5FrontClose(this.#front);
+    this.#abort.abort();
+    for (const r of [...this.#live]) this.#fns.relayClose(r);
+  }
+
+  /** A net.Socket for the JS path, tracked like an accepted one. */
+  #socket(fd: number): Socket {
+    const s = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+    s.on('error', () => s.destroy());
+    this.#opts.onSocket?.(s);
+    return s;
+  }
+
+  #onConn(
+    fd: number,
+    kind: number,
+    addr: Buffer | undefined,
+    data: Buffer | undefined,
+    ended: boolean,
+  ): void {
+    if (this.#closed) {
+      this.#fns.fdClose(fd);
+      return;
+    }
+    if (kind !== KIND_CONNECT) {
+      const s = this.#socket(fd);
+      if (data) s.unshift(data);
+      handleSocks5(s, this.#opts, kind === KIND_GREETED);
+      return;
+    }
+    let dest: SocksAddress | undefined;
+    try {
+      dest = addr ? decodeAddress(addr, 0)?.address : undefined;
+    } catch {
+      dest = undefined; // the front checked the address: not reached
+    }
+    if (!dest) {
+      this.#fns.fdClose(fd);
+      return;
+    }
+    if (!data) {
+      void runTunnel(this.#socket(fd), dest, undefined, this.#opts, { ended });
+      return;
+    }
+    void this.#tunnel(fd, dest, data, ended);
+  }
+
+  async #tunnel(fd: number, dest: SocksAddress, data: Buffer, ended: boolean): Promise<void> {
+    let conn: DialedConnection;
+    try {
+      conn = await this.#opts.dialer.dial(dest, data, this.#abort.signal, { native: this.#fns });
+    } catch (err) {
+      this.#fns.fdClose(fd);
+      logDialFailure(err, dest, this.#opts.log);
+      return;
+    }
+    const server = conn.socket;
+    if (this.#closed) {
+      this.#fns.fdClose(fd);
+      server.destroy();
+      return;
+    }
+    if (!isNativeServerSocket(server)) {
+      pipeTunnel(this.#socket(fd), conn, ended, this.#opts);
+      return;
+    }
+    const enc = conn.native?.encoder();
+    const decode = conn.decode;
+    if (!enc || !decode || !conn.native) {
+      this.#fns.fdClose(fd);
+      server.destroy();
+      this.#opts.log.debug('native SOCKS5: the connection offers no codecs');
+      return;
+    }
+    this.#relay(fd, server, conn, enc, decode);
+  }
+
+  #relay(
+    appFd: number,
+    server: NativeServerSocket,
+    conn: DialedConnection,
+    enc: object,
+    decode: NonNullable<DialedConnection['decode']>,
+  ): void {
+    const fns = this.#fns;
+    const log = this.#opts.log;
+    const sfd = server.take();
+    let answered = false;
+    const onFirst: NativeFirstRead = (chunk, shut) => {
+      if (chunk === null) {
+        server.writableEnded = shut;
+        server.emit('end');
+        return undefined;
+      }
+      const out = decode(chunk); // a chunk that does not open throws: the relay ends (reason 4)
+      if (!answered && hasPayload(out)) answered = true;
+      const plain = flat(out);
+      const dec = answered ? conn.native?.decoder() : undefined;
+      return dec ? [dec, plain] : plain;
+    };
+    const box: { relay?: object } = {};
+    const onClose = (reason: number, _up: number, _down: number, side?: number): void => {
+      if (box.relay) this.#live.delete(box.relay);
+      if (!answered && reason === 2 && side === 0) server.fail('ECONNRESET');
+      server.destroy();
+      const why = NATIVE_RELAY_REASON[reason] ?? 'error';
+      if (why !== 'done') log.debug({ reason: why }, 'tunnel closed');
+    };
+    try {
+      box.relay = fns.relayPair(
+        sfd,
+        appFd,
+        null,
+        enc,
+        [undefined, server.firstWrite, undefined],
+        Math.max(1, Math.ceil(this.#opts.idleTimeoutMs)),
+        onClose,
+        true,
+        onFirst,
+      );
+    } catch (err) {
+      fns.fdClose(sfd); // appFd was the relay's: closed by relayPair
+      server.destroy();
+      log.debug({ err: (err as Error).message }, 'native SOCKS5 relay not started');
+      return;
+    } finally {
+      if (box.relay) fns.fdClose(sfd); // the relay holds a duplicate
+    }
+    this.#live.add(box.relay);
+  }
+}

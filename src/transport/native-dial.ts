@@ -1,0 +1,133 @@
+/**
+ * A connection to the server made by the addon (native/tcp_connect.cc) for a caller that relays
+ * in C++ from the first byte (DialHints.native; client/native-socks.ts): no net.Socket exists
+ * for it. What the dialer returns as the connection's `socket` is a NativeServerSocket, a small
+ * stand-in that carries the descriptor and the first write (salt, header, first data) to the
+ * caller, and on which the caller replays, from the relay's reports, the events the wrapping
+ * dialers watch on a real socket ('end', 'error' with ECONNRESET, 'close'; `destroyed`,
+ * `writableEnded`), so answer-watch and failover keep their bookkeeping unchanged.
+ */
+import { EventEmitter } from 'node:events';
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import type { Duplex } from 'node:stream';
+import util from 'node:util';
+import { UpstreamDialError, type NativeConnect } from './dialer.js';
+
+export class NativeServerSocket extends EventEmitter {
+  /** The connected descriptor while nobody took it (take()). */
+  #fd: number;
+  readonly #fns: NativeConnect;
+  /** Salt, request header and first data: the relay's first bytes to the server. */
+  readonly firstWrite: Buffer;
+  destroyed = false;
+  /** Set by the caller when it reports the server's FIN: whether ours had gone out before. */
+  writableEnded = false;
+
+  constructor(fd: number, firstWrite: Buffer, fns: NativeConnect) {
+    super();
+    this.#fd = fd;
+    this.firstWrite = firstWrite;
+    this.#fns = fns;
+  }
+
+  /** The descriptor, now the caller's (-1 when it was closed already). */
+  take(): number {
+    const fd = this.#fd;
+    this.#fd = -1;
+    return fd;
+  }
+
+  /** Close (the descriptor, if still here) and say so once ('close'). */
+  destroy(): this {
+    if (this.destroyed) return this;
+    this.destroyed = true;
+    const fd = this.take();
+    if (fd >= 0) this.#fns.fdClose(fd);
+    this.emit('close', false);
+    return this;
+  }
+
+  /** Report a socket error to those who watch for one (none: nothing happens). */
+  fail(code: string): void {
+    if (this.listenerCount('error') === 0) return;
+    this.emit('error', Object.assign(new Error(`socket error (${code})`), { code }));
+  }
+
+  /** As the connection's `socket` (DialedConnection): the wrappers use only the members above. */
+  asDuplex(): Duplex {
+    return this as unknown as Duplex;
+  }
+}
+
+export function isNativeServerSocket(s: unknown): s is NativeServerSocket {
+  return s instanceof NativeServerSocket;
+}
+
+/**
+ * TCP connect with the addon: host resolved like net.connect does (an IP literal as is, a name
+ * through dns.lookup, its first address), with connectTcp's timeout, abort and error codes
+ * (dialer.ts). Resolves with a connected non-blocking descriptor, the caller's to close.
+ */
+export async function connectNative(
+  fns: NativeConnect,
+  host: string,
+  port: number,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<number> {
+  if (signal?.aborted) throw new UpstreamDialError('ERR_ABORTED', 'dial aborted');
+  let ip = host.replace(/^\[|\]$/g, '');
+  if (isIP(ip) === 0) {
+    try {
+      ip = (await lookup(ip)).address;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'ENOTFOUND';
+      throw new UpstreamDialError('ERR_CONNECT', `connect failed: ${code}`, { cause: err });
+    }
+  }
+  return new Promise<number>((resolve, reject) => {
+    let c: object;
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const giveUp = (err: UpstreamDialError): void => {
+      cleanup();
+      fns.tcpConnectCancel(c);
+      reject(err);
+    };
+    const onAbort = (): void => giveUp(new UpstreamDialError('ERR_ABORTED', 'dial aborted'));
+    const failed = (errno: number): UpstreamDialError => {
+      const code = errnoName(errno);
+      return new UpstreamDialError('ERR_CONNECT', `connect failed: ${code}`, {
+        cause: Object.assign(new Error(code), { code }),
+      });
+    };
+    try {
+      c = fns.tcpConnect(ip, port, (fd, errno) => {
+        cleanup();
+        if (fd >= 0) resolve(fd);
+        else reject(failed(errno));
+      });
+    } catch (err) {
+      reject(failed((err as { errno?: number }).errno ?? -1));
+      return;
+    }
+    const timer = setTimeout(
+      () => giveUp(new UpstreamDialError('ERR_CONNECT_TIMEOUT', `connect timed out after ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    timer.unref();
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** ECONNREFUSED for -111, as Node names a libuv errno. */
+function errnoName(errno: number): string {
+  try {
+    return util.getSystemErrorName(errno);
+  } catch {
+    return 'EIO';
+  }
+}
