@@ -131,7 +131,12 @@ export class NativeStream {
     return this;
   }
 
-  /** FIN (shutdown of the write half); `cb` on the next tick. Closes once the peer ended too. */
+  /**
+   * FIN (shutdown of the write half). Closes once the peer ended too. `cb` comes as net.Socket's
+   * does: while reading, after a loop turn in which the addon read what had already arrived (a
+   * destroy() in `cb` right after a resume(), as when a dial failed, would otherwise close with
+   * those bytes unread: an RST after the FIN, and bytes never counted); else on the next tick.
+   */
   end(cb?: () => void): this {
     if (this.#released || this.#destroyed || this.#writeEnded) {
       if (cb) process.nextTick(cb);
@@ -139,10 +144,14 @@ export class NativeStream {
     }
     this.#writeEnded = true;
     this.#fns.connEnd(this.#id);
-    process.nextTick(() => {
+    const done = (): void => {
       cb?.();
       if (this.#readEnded) this.destroy();
-    });
+    };
+    // Two immediates: at least one poll phase (where the addon reads) runs between, whichever
+    // phase this is called in.
+    if (this.#paused || this.#readEnded) process.nextTick(done);
+    else setImmediate(() => setImmediate(done));
     return this;
   }
 
