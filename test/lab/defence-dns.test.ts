@@ -28,6 +28,7 @@ import { startDataPlane } from '../../src/server/index.js';
 import type { SocksAddress } from '../../src/protocol/socks5/address.js';
 import type { Dialer } from '../../src/transport/dialer.js';
 import { startWorld } from './helpers.js';
+import { waitFor } from '../helpers/wait.js';
 
 const METHOD = 'chacha20-ietf-poly1305';
 const PASSWORD = 'lab-dns-password';
@@ -78,11 +79,18 @@ test('D11: with C2 injection on, the client resolves blocked names through the t
       for (const r of [a, txt, aaaa, open])
         for (const rr of r.replies.flat()) assert.ok(!w.censor.isForgedAddress(rr.data), rr.data);
 
-      // The application's request for the blocked name goes out by name through the tunnel.
+      // The application's request for the blocked name goes out by name through the tunnel. It
+      // sends its first bytes (a browser's ClientHello would): the client dials when the
+      // application has spoken or its first-data wait is over, not for one that hangs up first.
       const s = await socksConnect(
         { host: '127.0.0.1', port: client.socksAddress!.port },
         { host: BLOCKED_NAME, port: 443 },
       ).catch(() => undefined);
+      s?.write(Buffer.from([0x16, 0x03, 0x01]));
+      await waitFor(() => dialled.some((d) => d.type === 'domain' && d.host === BLOCKED_NAME), {
+        timeoutMs: 10_000,
+        message: () => `dials so far: ${dialled.map((d) => `${d.type} ${d.host}`).join(', ')}`,
+      }).catch(() => undefined); // asserted below
       s?.destroy();
 
       // At the censor path: nothing on port 53, no C2 decision; DNS rode tunnel flows.
