@@ -39,6 +39,7 @@
 #include <uv.h>
 #endif
 
+#include "common.h"
 #include "exports.h"
 #include "napi_args.h"
 
@@ -373,6 +374,7 @@ napi_value Socks5Front(napi_env env, napi_callback_info info) {
     Throw(env, usage);
     return nullptr;
   }
+  PinLibrary();  // the handles' close callbacks may run after the env that loaded us is gone
   Front* f = new (std::nothrow) Front();
   napi_value name, ext;
   if (f == nullptr || napi_get_uv_event_loop(env, &f->uv) != napi_ok || f->uv == nullptr ||
