@@ -151,4 +151,19 @@ describe('native SOCKS5 front: hostile and unlucky callers', { skip, timeout: 60
       }
     });
   }
+
+  it('a descriptor that is not a listening socket is refused (it would keep the loop spinning on EINVAL)', async () => {
+    const srv = net.createServer((s) => s.on('error', () => {}).write('readable'));
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const c = net.connect({ port: (srv.address() as net.AddressInfo).port, host: '127.0.0.1' });
+    c.on('error', () => {});
+    await new Promise((r) => c.once('connect', r));
+    try {
+      const fd = (c as unknown as { _handle: { fd: number } })._handle.fd;
+      assert.throws(() => fns!.socks5Front(fd, 50, 1000, () => {}), /not a listening socket/);
+    } finally {
+      c.destroy();
+      srv.close();
+    }
+  });
 });
