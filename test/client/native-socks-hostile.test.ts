@@ -9,12 +9,7 @@ import { fileURLToPath } from 'node:url';
 import net from 'node:net';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { startClient } from '../../src/client/index.js';
 import { nativeSocksFront } from '../../src/transport/native-sockets.js';
-import { startUpstream } from '../helpers/client-upstream.js';
-import { serve } from '../helpers/net.js';
-import { ssUrl } from '../helpers/peers.js';
-import { socks5Connect } from '../helpers/socks5.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
@@ -104,53 +99,6 @@ describe('native SOCKS5 front: hostile and unlucky callers', { skip, timeout: 60
       fns!.socks5FrontClose(front);
     }
   });
-
-  for (const native of [true, false]) {
-    it(`${native ? 'native front' : 'JS inbound (control)'}: a server that resets before answering is a failover 'reset'; the application's connection is closed`, async () => {
-      const upstream = await startUpstream('ladder', 'hostile-pw');
-      // Reads the request, then resets: a censor's RST injection.
-      const resetter = await serve((s) => s.once('data', () => s.resetAndDestroy()));
-      const echo = await serve((s) => s.pipe(s), { allowHalfOpen: true });
-      const failures: string[] = [];
-      const c = await startClient({
-        keys: [ssUrl('chacha20-ietf-poly1305', 'hostile-pw', '127.0.0.1', resetter.port), upstream.url],
-        socks: '127.0.0.1:0',
-        nativeSocks: native,
-        failover: { stallMs: 10_000, onEndpointFailure: (i, kind) => failures.push(`${i}:${kind}`) },
-      });
-      try {
-        const s1 = await socks5Connect({
-          proxyPort: c.socksAddress!.port,
-          host: '127.0.0.1',
-          port: echo.port,
-        });
-        s1.on('error', () => {});
-        s1.resume();
-        const closed = new Promise((r) => s1.once('close', r));
-        s1.write('first');
-        await closed;
-        await waitFor(() => failures.length > 0, { timeoutMs: 5000 });
-        assert.deepEqual(failures, ['0:reset']);
-        const s2 = await socks5Connect({
-          proxyPort: c.socksAddress!.port,
-          host: '127.0.0.1',
-          port: echo.port,
-        });
-        s2.on('error', () => {});
-        const back = new Promise<string>((r) => s2.once('data', (b: Buffer) => r(b.toString())));
-        s2.resume();
-        s2.write('second');
-        assert.equal(await back, 'second', 'the next connection went to the second server');
-        assert.equal(resetter.accepted, 1);
-        s2.destroy();
-        await waitFor(() => c.openSockets === 0, { timeoutMs: 5000 });
-      } finally {
-        await c.close();
-        await Promise.all([resetter.close(), echo.close()]);
-        await upstream.close();
-      }
-    });
-  }
 
   it('a descriptor that is not a listening socket is refused (it would keep the loop spinning on EINVAL)', async () => {
     const srv = net.createServer((s) => s.on('error', () => {}).write('readable'));
