@@ -34,9 +34,9 @@ enum Status : int32_t { kOk = 0, kErrCipher = 1, kErrPayloadSize = 2 };
 const EVP_CIPHER* CipherOf(int m);
 
 // Node unloads an addon with the last env that loaded it (a worker's, at its exit), but the close
-// callbacks of the polls closed at env cleanup (relays, accepted connections) run after that,
-// from this library: called before the first such handle, this keeps it loaded for the life of
-// the process (Linux; nothing elsewhere).
+// callbacks of the polls closed at env cleanup (relays, accepted connections, SOCKS5 fronts) run
+// after that, from this library: called before the first such handle, this keeps it loaded for
+// the life of the process (Linux; nothing elsewhere).
 void PinLibrary();
 
 }  // namespace ladder

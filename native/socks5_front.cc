@@ -5,7 +5,8 @@
 // JS answers it exactly as src/client/socks5-inbound.ts does.
 //
 //   socks5Front(listenFd, firstWaitMs, handshakeMs, onConn) -> front
-//       listenFd: a listening TCP socket; dup()ed here (the caller then closes its own).
+//       listenFd: a listening TCP socket (anything else throws); dup()ed here (the caller then
+//       closes its own).
 //       Each wake-up accepts at most 64 connections; when the process is out of descriptors
 //       (EMFILE, ENFILE, ENOBUFS, ENOMEM) accepting pauses for 100 ms instead of spinning.
 //       onConn(fd, kind, addr, data, ended) is called once per connection, from the loop; fd is
@@ -39,6 +40,7 @@
 #include <uv.h>
 #endif
 
+#include "common.h"
 #include "exports.h"
 #include "napi_args.h"
 
@@ -373,6 +375,7 @@ napi_value Socks5Front(napi_env env, napi_callback_info info) {
     Throw(env, usage);
     return nullptr;
   }
+  PinLibrary();  // the handles' close callbacks may run after the env that loaded us is gone
   Front* f = new (std::nothrow) Front();
   napi_value name, ext;
   if (f == nullptr || napi_get_uv_event_loop(env, &f->uv) != napi_ok || f->uv == nullptr ||
@@ -386,12 +389,19 @@ napi_value Socks5Front(napi_env env, napi_callback_info info) {
   f->first_wait = static_cast<uint64_t>(wait);
   f->handshake = static_cast<uint64_t>(hs);
   f->fd = fcntl(lfd, F_DUPFD_CLOEXEC, 0);
-  if (f->fd < 0 || fcntl(f->fd, F_SETFL, fcntl(f->fd, F_GETFL) | O_NONBLOCK) != 0 ||
+  // Anything but a listening socket would keep the poll firing with accept4 failing (EINVAL).
+  int listening = 0;
+  socklen_t optlen = sizeof listening;
+  const bool is_listener = f->fd >= 0 && getsockopt(f->fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen) == 0 &&
+                           listening != 0;
+  if (!is_listener || fcntl(f->fd, F_SETFL, fcntl(f->fd, F_GETFL) | O_NONBLOCK) != 0 ||
       uv_poll_init_socket(f->uv, &f->poll, f->fd) != 0) {
     if (f->fd >= 0) close(f->fd);
     free(f->scratch);
     delete f;
-    napi_throw_error(env, "ERR_LADDER_SOCKS", "socks5Front: cannot poll the listening socket");
+    napi_throw_error(env, "ERR_LADDER_SOCKS",
+                     is_listener ? "socks5Front: cannot poll the listening socket"
+                                 : "socks5Front: listenFd is not a listening socket");
     return nullptr;
   }
   uv_timer_init(f->uv, &f->backoff);

@@ -85,6 +85,8 @@ export async function connectNative(
       const code = (err as NodeJS.ErrnoException).code ?? 'ENOTFOUND';
       throw new UpstreamDialError('ERR_CONNECT', `connect failed: ${code}`, { cause: err });
     }
+    // An abort during the lookup fired no listener of ours (none yet), and never fires again.
+    if (signal?.aborted) throw new UpstreamDialError('ERR_ABORTED', 'dial aborted');
   }
   return new Promise<number>((resolve, reject) => {
     let c: object;

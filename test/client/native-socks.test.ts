@@ -19,7 +19,7 @@ import { peerSkip, ssUrl } from '../helpers/peers.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { sha256Hex } from '../helpers/hash.js';
 import { serve, type TestServer } from '../helpers/net.js';
-import { socks5Connect } from '../helpers/socks5.js';
+import { socks5Connect, socks5FirstAnswer } from '../helpers/socks5.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 const relayFns = nativeRelay();
@@ -350,54 +350,72 @@ describe('native SOCKS5 front: answers byte-identical to the JS inbound', { skip
   });
 });
 
-describe(
-  'native SOCKS5 front: failover when the first server never answers',
-  { skip, timeout: 60_000 },
-  () => {
-    for (const native of [true, false]) {
-      it(native ? 'native front' : 'JS inbound (control)', async () => {
-        const upstream = await startUpstream('ladder', PASSWORD);
-        // Accepts and reads, never answers: a server behind a censor's drop rule.
-        const silent = await serve((s) => s.resume());
-        const echo = await serve(echoOn, { allowHalfOpen: true });
-        const failures: string[] = [];
-        const c = await startClient({
-          keys: [ssUrl('chacha20-ietf-poly1305', PASSWORD, '127.0.0.1', silent.port), upstream.url],
-          socks: '127.0.0.1:0',
-          nativeSocks: native,
-          failover: { stallMs: 300, onEndpointFailure: (i, kind) => failures.push(`${i}:${kind}`) },
-        });
-        try {
-          const s1 = await socks5Connect({
-            proxyPort: c.socksAddress!.port,
-            host: '127.0.0.1',
-            port: echo.port,
-          });
-          s1.on('error', () => {});
-          s1.write('first');
-          await waitFor(() => failures.length > 0, { timeoutMs: 5000 });
-          assert.deepEqual(failures, ['0:stall']);
-          assert.equal(silent.accepted, 1);
-          s1.destroy();
-          const s2 = await socks5Connect({
-            proxyPort: c.socksAddress!.port,
-            host: '127.0.0.1',
-            port: echo.port,
-          });
-          s2.on('error', () => {});
-          const back = new Promise<string>((r) => s2.once('data', (b: Buffer) => r(b.toString())));
-          s2.resume();
-          s2.write('second');
-          assert.equal(await back, 'second', 'the next connection went to the second server');
-          assert.equal(silent.accepted, 1);
-          s2.destroy();
-          await waitFor(() => live() === 0 && c.openSockets === 0, { timeoutMs: 5000 });
-        } finally {
-          await c.close();
-          await Promise.all([silent.close(), echo.close()]);
-          await upstream.close();
-        }
-      });
-    }
+const FIRST_SERVER: Array<{
+  what: string;
+  handler: (s: net.Socket) => void;
+  stallMs: number;
+  failure: string;
+}> = [
+  // Accepts and reads, never answers: a server behind a censor's drop rule.
+  { what: 'never answers', handler: (s) => s.resume(), stallMs: 300, failure: '0:stall' },
+  // Reads the request, then resets: a censor's RST injection (the application's connection closes).
+  {
+    what: 'resets',
+    handler: (s) => s.once('data', () => s.resetAndDestroy()),
+    stallMs: 10_000,
+    failure: '0:reset',
   },
-);
+];
+
+for (const first of FIRST_SERVER) {
+  describe(
+    `native SOCKS5 front: failover when the first server ${first.what}`,
+    { skip, timeout: 60_000 },
+    () => {
+      for (const native of [true, false]) {
+        it(native ? 'native front' : 'JS inbound (control)', async () => {
+          const upstream = await startUpstream('ladder', PASSWORD);
+          const bad = await serve(first.handler);
+          const echo = await serve(echoOn, { allowHalfOpen: true });
+          const failures: string[] = [];
+          const c = await startClient({
+            keys: [ssUrl('chacha20-ietf-poly1305', PASSWORD, '127.0.0.1', bad.port), upstream.url],
+            socks: '127.0.0.1:0',
+            nativeSocks: native,
+            failover: {
+              stallMs: first.stallMs,
+              onEndpointFailure: (i, kind) => failures.push(`${i}:${kind}`),
+            },
+          });
+          try {
+            const s1 = await socks5Connect({
+              proxyPort: c.socksAddress!.port,
+              host: '127.0.0.1',
+              port: echo.port,
+            });
+            s1.on('error', () => {});
+            s1.resume();
+            const closed = new Promise((r) => s1.once('close', r));
+            s1.write('first');
+            await waitFor(() => failures.length > 0, { timeoutMs: 5000 });
+            assert.deepEqual(failures, [first.failure]);
+            assert.equal(bad.accepted, 1);
+            if (first.failure === '0:reset') await closed; // else it waits for its answer
+            s1.destroy();
+            assert.equal(
+              await socks5FirstAnswer(c.socksAddress!.port, echo.port, 'second'),
+              'second',
+              'the next connection went to the second server',
+            );
+            assert.equal(bad.accepted, 1);
+            await waitFor(() => live() === 0 && c.openSockets === 0, { timeoutMs: 5000 });
+          } finally {
+            await c.close();
+            await Promise.all([bad.close(), echo.close()]);
+            await upstream.close();
+          }
+        });
+      }
+    },
+  );
+}

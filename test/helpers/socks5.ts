@@ -106,3 +106,17 @@ export function socks5Connect(opts: Socks5ConnectOptions): Promise<net.Socket> {
     s.write(Buffer.from([5, 1, 0]));
   });
 }
+
+/** Through the SOCKS5 proxy on `proxyPort` to 127.0.0.1:`port` (an echo): send `text`, return the first answer. */
+export async function socks5FirstAnswer(proxyPort: number, port: number, text: string): Promise<string> {
+  const s = await socks5Connect({ proxyPort, host: '127.0.0.1', port });
+  s.on('error', () => {});
+  try {
+    const back = new Promise<string>((r) => s.once('data', (b: Buffer) => r(b.toString())));
+    s.resume();
+    s.write(text);
+    return await back;
+  } finally {
+    s.destroy();
+  }
+}

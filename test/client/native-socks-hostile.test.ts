@@ -1,0 +1,117 @@
+/**
+ * The client's native SOCKS5 front (native/socks5_front.cc) against hostile or unlucky callers:
+ * a worker that exits with connections in their handshake (the addon must stay loaded for their
+ * close callbacks), and a greeting and request trickled in one byte per segment.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import net from 'node:net';
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { nativeSocksFront } from '../../src/transport/native-sockets.js';
+import { skipUnless } from '../helpers/prereq.js';
+import { sleep, waitFor } from '../helpers/wait.js';
+
+const fns = nativeSocksFront();
+const skip = skipUnless(fns !== undefined, 'the native addon with socks5Front (Linux; npm run build:native)');
+const ADDON = fileURLToPath(new URL('../../build/Release/ladder_aead.node', import.meta.url));
+
+/**
+ * A process whose only user of the addon is a worker: the worker starts a front, a client of the
+ * main thread leaves a connection in its handshake, the worker exits. Node unloads the addon with
+ * the worker's env, and the front's handles are closed at that env's cleanup.
+ */
+const WORKER_EXIT = `
+import { Worker } from 'node:worker_threads';
+import net from 'node:net';
+const src = \`
+const { parentPort } = require('node:worker_threads');
+const net = require('node:net');
+const a = require(process.env.LADDER_TEST_ADDON);
+const srv = net.createServer();
+srv.listen(0, '127.0.0.1', () => {
+  const port = srv.address().port;
+  a.socks5Front(srv._handle.fd, 50, 10000, (fd) => a.fdClose(fd));
+  srv.close();
+  parentPort.postMessage(port);
+  parentPort.on('message', () => setTimeout(() => process.exit(0), 100));
+});
+\`;
+const w = new Worker(src, { eval: true, execArgv: [] });
+w.once('message', (port) => {
+  const c = net.connect(port, '127.0.0.1', () => {
+    c.write(Buffer.from([5])); // half a greeting: in the front's handshake
+    setTimeout(() => w.postMessage('exit'), 200);
+  });
+  c.on('error', () => {});
+  w.once('exit', () => setTimeout(() => { console.log('alive'); c.destroy(); process.exit(0); }, 300));
+});
+`;
+
+describe('native SOCKS5 front: hostile and unlucky callers', { skip, timeout: 60_000 }, () => {
+  it('a worker that exits with a connection in its handshake does not take the process down', () => {
+    assert.ok(existsSync(ADDON));
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', WORKER_EXIT], {
+      env: { ...process.env, LADDER_TEST_ADDON: ADDON },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    assert.equal(r.signal, null, `the process died of ${r.signal}: ${r.stderr}`);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'alive');
+  });
+
+  it('a greeting and a CONNECT to a 255-byte name sent one byte per segment: the same answer as in one', async () => {
+    const srv = net.createServer();
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const port = (srv.address() as net.AddressInfo).port;
+    const fd = (srv as unknown as { _handle: { fd: number } })._handle.fd;
+    const got: Array<{ kind: number; addr?: Buffer | undefined; data?: Buffer | undefined }> = [];
+    const front: object = fns!.socks5Front(fd, 2000, 20_000, (cfd, kind, addr, data) => {
+      got.push({ kind, addr, data });
+      fns!.fdClose(cfd);
+    });
+    srv.close();
+    try {
+      const name = Buffer.alloc(255, 'a');
+      const addr = Buffer.concat([Buffer.from([3, 255]), name, Buffer.from([1, 187])]);
+      const hello = Buffer.concat([Buffer.from([5, 2, 2, 0]), Buffer.from([5, 1, 0]), addr]);
+      const c = net.connect({ port, host: '127.0.0.1', noDelay: true });
+      c.on('error', () => {});
+      const answers: Buffer[] = [];
+      c.on('data', (b: Buffer) => answers.push(b));
+      await new Promise((r) => c.once('connect', r));
+      for (const byte of hello) {
+        c.write(Buffer.from([byte]));
+        await sleep(1);
+      }
+      c.write('hi'); // the first data: one read, as the JS wait takes it
+      await waitFor(() => got.length === 1, { timeoutMs: 10_000 });
+      assert.equal(got[0]!.kind, 2);
+      assert.deepEqual(got[0]!.addr, addr);
+      assert.equal(got[0]!.data?.toString(), 'hi');
+      await waitFor(() => Buffer.concat(answers).length >= 12, { timeoutMs: 5000 });
+      assert.deepEqual(Buffer.concat(answers), Buffer.from([5, 0, 5, 0, 0, 1, 0, 0, 0, 0, 0, 0]));
+      c.destroy();
+      assert.equal(fns!.socks5FrontLive(front), 0);
+    } finally {
+      fns!.socks5FrontClose(front);
+    }
+  });
+
+  it('a descriptor that is not a listening socket is refused (it would keep the loop spinning on EINVAL)', async () => {
+    const srv = net.createServer((s) => s.on('error', () => {}).write('readable'));
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const c = net.connect({ port: (srv.address() as net.AddressInfo).port, host: '127.0.0.1' });
+    c.on('error', () => {});
+    await new Promise((r) => c.once('connect', r));
+    try {
+      const fd = (c as unknown as { _handle: { fd: number } })._handle.fd;
+      assert.throws(() => fns!.socks5Front(fd, 50, 1000, () => {}), /not a listening socket/);
+    } finally {
+      c.destroy();
+      srv.close();
+    }
+  });
+});
