@@ -1,9 +1,8 @@
-import { createServer } from 'node:net';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { createAccessKeys, HOUR_MS, ROLLING_WINDOW_MS, StoreError } from '../store/index.js';
-import { listen } from '../shared/listen.js';
+import { probeListen } from '../shared/listen.js';
 import { durationMs } from '../shared/parse.js';
 import { ApiError, invalid, keyNotFound } from './errors.js';
 import { sendJson } from './compress.js';
@@ -40,13 +39,11 @@ import {
 const NoContent = z.undefined().meta({ description: 'Done' });
 
 async function portInUse(port: number): Promise<boolean> {
-  const srv = createServer();
   try {
-    await listen(srv, { port, host: '0.0.0.0', exclusive: true });
+    await probeListen(port, '0.0.0.0');
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EADDRINUSE';
   }
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
   return false;
 }
 

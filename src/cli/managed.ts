@@ -25,7 +25,7 @@ import {
   DEFAULT_METRICS_PORT,
   DEFAULT_SERVER_PORT,
 } from '../config/defaults.js';
-import { bindErrorCode } from '../shared/listen.js';
+import { bindErrorCode, probeListen } from '../shared/listen.js';
 import { managedFlagsSchema, parseFlags } from '../config/flags.js';
 import { checkMethod } from '../protocol/shadowsocks/key-material.js';
 import { isProtocolError } from '../protocol/errors.js';
@@ -327,6 +327,26 @@ export async function startManaged(
     // The API's certificate and key (made at the first start) before anything listens: a damaged
     // one is refused in one line with nothing logged before it (startApi reads them again).
     if (!early) await ensureCertificate(dataDir, settings.hostnameForAccessKeys);
+    // The same for the API's and an explicit metrics port taken by another program: refused
+    // before the data plane logs "listening" (startApi and the metrics server check again).
+    const apiPort = apiPortFlag ?? settings.apiPort ?? 0;
+    if (!early && apiPort !== 0) {
+      const code = await probeListen(apiPort, flags.apiHost ?? '0.0.0.0').then(
+        () => undefined,
+        (err: unknown) => bindErrorCode(err),
+      );
+      if (code)
+        throw new UsageError(
+          `cannot listen for the management API on port ${apiPort}: ${code} (use --api-port)`,
+        );
+    }
+    if (!early && flags.metrics !== false && metricsPortFlag !== undefined && metricsPortFlag !== 0) {
+      const code = await probeListen(metricsPortFlag, flags.metricsHost ?? DEFAULT_METRICS_HOST).then(
+        () => undefined,
+        (err: unknown) => bindErrorCode(err),
+      );
+      if (code) throw new UsageError(`cannot serve metrics on port ${metricsPortFlag}: ${code}`);
+    }
     const { plane, pool } = early ?? (await startPool(primaryPort));
     planePort = plane.address.port;
     if (plane.address.port !== settings.portForNewAccessKeys && (!fleet || !settings.portForNewAccessKeys)) {
@@ -357,7 +377,7 @@ export async function startManaged(
         dataDir,
         ...(tuning.dashboardDir !== undefined ? { dashboardDir: tuning.dashboardDir } : {}),
         host: flags.apiHost ?? '0.0.0.0',
-        port: apiPortFlag ?? settings.apiPort ?? 0,
+        port: apiPort,
       });
     } catch (err) {
       const code = bindErrorCode(err);

@@ -79,3 +79,15 @@ export function bindErrorCode(err: unknown): string | undefined {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   return code !== undefined && BIND_ERRORS.has(code) ? code : undefined;
 }
+
+/**
+ * Whether a TCP port could be listened on now: a plain exclusive listen (no SO_REUSEPORT) on
+ * host:port, closed again at once. It fails with EADDRINUSE while any socket listens there,
+ * SO_REUSEPORT ones included. Rejects with the listen error (with its `code`).
+ */
+export async function probeListen(port: number, host: string): Promise<void> {
+  const { createServer } = await import('node:net');
+  const probe = createServer();
+  await listen(probe, { port, host, exclusive: true, backlog: 1 });
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+}

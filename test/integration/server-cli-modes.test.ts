@@ -234,3 +234,30 @@ test('a restart with another --port: the banner names the port the existing key 
     ),
   );
 });
+
+test('the API or an explicit metrics port held by another program: one line, before anything listens', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ladder-modes-'));
+  const net = await import('node:net');
+  const holder = net.createServer();
+  await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+  t.after(() => holder.close());
+  const busy = (holder.address() as { port: number }).port;
+  const base = ['server', '--data-dir', join(dir, 'data'), '--host', '127.0.0.1', '--port', '0', '--no-udp'];
+  for (const [extra, re] of [
+    [
+      ['--api-host', '127.0.0.1', '--api-port', String(busy), '--no-metrics'],
+      new RegExp(
+        `^ladder: cannot listen for the management API on port ${busy}: EADDRINUSE \\(use --api-port\\)$`,
+      ),
+    ],
+    [
+      ['--api-host', '127.0.0.1', '--api-port', '0', '--metrics-port', String(busy)],
+      new RegExp(`^ladder: cannot serve metrics on port ${busy}: EADDRINUSE$`),
+    ],
+  ] as const) {
+    const r = run([...base, ...extra]); // the default log level: a "listening" line would show
+    assert.equal(await r.exit, 2, r.stderr());
+    assert.equal(r.stderr().trimEnd().split('\n').length, 1, r.stderr());
+    assert.match(r.stderr().trimEnd(), re);
+  }
+});

@@ -5,7 +5,8 @@
  * handle, so without the addon the server runs one data-plane worker.
  */
 import { lookup } from 'node:dns/promises';
-import { createServer, isIP } from 'node:net';
+import { isIP } from 'node:net';
+import { probeListen } from '../../shared/listen.js';
 import { nativeAddon } from '../../protocol/shadowsocks/native.js';
 
 interface ReusePortExports {
@@ -108,14 +109,8 @@ export async function assertPortFree(
   if (port === 0) return;
   let last: unknown;
   for (const { ip } of addrs) {
-    const probe = createServer();
     try {
-      await new Promise<void>((resolve, reject) => {
-        probe.once('error', reject);
-        probe.listen({ port, host: ip, exclusive: true, backlog: 1 }, resolve);
-      });
-      await new Promise<void>((resolve) => probe.close(() => resolve()));
-      return;
+      return await probeListen(port, ip);
     } catch (err) {
       last = err;
       if ((err as NodeJS.ErrnoException).code !== 'EAFNOSUPPORT') break;
