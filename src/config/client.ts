@@ -20,10 +20,9 @@
  * Errors are one line, `FILE: field must…`, name the file and the field, never a password or key.
  */
 import { z } from 'zod';
-import { isProtocolError } from '../protocol/errors.js';
-import { checkKey, checkMethod } from '../protocol/shadowsocks/key-material.js';
 import { MAX_CLIENT_SECONDS } from './defaults.js';
 import { ClientConfigError, jsonErrorWhere } from './errors.js';
+import { keyFieldIssue } from './key-fields.js';
 import { parseRouteMode, ROUTE_MODES, routeModeOf, type RouteMode } from './route-mode.js';
 
 export { parseRouteMode, ROUTE_MODES, routeModeOf, type RouteMode };
@@ -82,25 +81,8 @@ const serverEntrySchema = z
     if (e.plugin !== undefined && e.plugin !== '')
       ctx.addIssue({ code: 'custom', message: 'plugins are not supported' });
     // The method and the key here, so the message names the entry (never the password).
-    try {
-      checkMethod(e.method);
-    } catch (err) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['method'],
-        message: isProtocolError(err) ? err.message : 'unusable method',
-      });
-      return;
-    }
-    try {
-      checkKey(e.method, e.password);
-    } catch (err) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['password'],
-        message: isProtocolError(err) ? err.message : 'unusable key',
-      });
-    }
+    const issue = keyFieldIssue(e.method, e.password);
+    if (issue) ctx.addIssue({ code: 'custom', path: [issue.path], message: issue.message });
   })
   .transform((e): ServerEntry => ({
     host: e.server,

@@ -2,9 +2,10 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { isProtocolError } from '../protocol/errors.js';
-import { checkKey, checkMethod } from '../protocol/shadowsocks/key-material.js';
+import { checkMethod } from '../protocol/shadowsocks/key-material.js';
 import type { RuntimeKey } from '../shared/control.js';
 import { ConfigError, fileErrorWhy, jsonErrorWhere } from './errors.js';
+import { keyFieldIssue } from './key-fields.js';
 import {
   DEFAULT_CONNECT_SECONDS,
   DEFAULT_IDLE_SECONDS,
@@ -69,21 +70,10 @@ const keySchema = z
     password: z.string({ error: 'must be a string' }).min(1, { error: 'must not be empty' }),
   })
   .superRefine((k, ctx) => {
-    // 2022 methods need base64 PSKs of the exact key size; the message never contains the key.
-    try {
-      checkMethod(k.method);
-    } catch {
-      return; // reported on the method field
-    }
-    try {
-      checkKey(k.method, k.password);
-    } catch (err) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['password'],
-        message: isProtocolError(err) ? err.message : 'unusable key',
-      });
-    }
+    const issue = keyFieldIssue(k.method, k.password);
+    // A bad method is reported on the method field (methodSchema).
+    if (issue?.path === 'password')
+      ctx.addIssue({ code: 'custom', path: ['password'], message: issue.message });
   });
 
 const seconds = (max: number) =>
