@@ -92,4 +92,11 @@ void PinLibrary() {
 #endif
 }
 
+void RaisePendingException(napi_env env) {
+  bool pending = false;
+  if (napi_is_exception_pending(env, &pending) != napi_ok || !pending) return;
+  napi_value err;
+  if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
+}
+
 }  // namespace ladder

@@ -39,6 +39,11 @@ const EVP_CIPHER* CipherOf(int m);
 // the life of the process (Linux; nothing elsewhere).
 void PinLibrary();
 
+// After a JS callback from a libuv callback (napi_make_callback): an exception it left pending is
+// handed to process 'uncaughtException', as any callback's would be, and never left for the next
+// unrelated N-API call to trip over.
+void RaisePendingException(napi_env env);
+
 }  // namespace ladder
 
 #endif  // LADDER_NATIVE_COMMON_H_

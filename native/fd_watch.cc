@@ -84,11 +84,7 @@ void OnReadable(uv_poll_t* h, int /*status*/, int /*events*/) {
   if (w->callback != nullptr && napi_get_reference_value(env, w->callback, &cb) == napi_ok &&
       napi_get_global(env, &recv) == napi_ok) {
     napi_make_callback(env, w->actx, recv, cb, 0, nullptr, &result);
-    bool pending = false;
-    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
-      napi_value err;
-      if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
-    }
+    RaisePendingException(env);
   }
   Release(w);
   napi_close_handle_scope(env, scope);

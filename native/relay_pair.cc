@@ -233,11 +233,7 @@ void Finish(Relay* r, Reason reason, bool from_js) {
         napi_call_function(env, recv, cb, 4, argv, &result);  // an exception propagates to the caller
       } else {
         napi_make_callback(env, r->loop->actx, recv, cb, 4, argv, &result);
-        bool pending = false;
-        if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
-          napi_value err;
-          if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
-        }
+        RaisePendingException(env);
       }
     }
     napi_close_handle_scope(env, scope);

@@ -195,11 +195,7 @@ void Deliver(Conn* c, Kind kind, const uint8_t* data, size_t n, bool ended) {
     napi_make_callback(env, f->actx, recv, cb, 5, argv, &result);
     f->calling--;
     if (f->closed) ReleaseJs(f);  // closed by that call
-    bool pending = false;
-    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
-      napi_value err;
-      if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
-    }
+    RaisePendingException(env);
   }
   if (!called) close(fd);
   napi_close_handle_scope(env, scope);

@@ -208,11 +208,7 @@ void CallJs(Thread* t, napi_ref fn, size_t argc, napi_value* argv) {
     return;
   }
   napi_make_callback(env, t->actx, recv, cb, argc, argv, &result);
-  bool pending = false;
-  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
-    napi_value err;
-    if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
-  }
+  RaisePendingException(env);
 }
 
 // One non-blocking read: > 0 bytes in the thread's buffer, 0 EOF, -errno (-EAGAIN: nothing yet).

@@ -99,11 +99,7 @@ void OnWritable(uv_poll_t* h, int status, int /*events*/) {
   napi_value argv[2] = {Number(env, err == 0 ? fd : -1), Number(env, err)};
   if (napi_get_reference_value(env, c->callback, &cb) == napi_ok && napi_get_global(env, &recv) == napi_ok) {
     napi_make_callback(env, nullptr, recv, cb, 2, argv, &result);
-    bool pending = false;
-    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
-      napi_value e;
-      if (napi_get_and_clear_last_exception(env, &e) == napi_ok) napi_fatal_exception(env, e);
-    }
+    RaisePendingException(env);
   }
   napi_delete_reference(env, c->callback);
   c->callback = nullptr;

@@ -267,13 +267,7 @@ void OnReadable(uv_poll_t* h, int status, int events) {
           s->destroy_deferred = false;
           ReleaseCallback(s);
         }
-        // Never leave an exception pending for the next unrelated N-API call to trip over: hand
-        // it to process 'uncaughtException' as any callback's would be.
-        bool pending = false;
-        if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
-          napi_value err;
-          if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
-        }
+        RaisePendingException(env);
       }
       napi_close_handle_scope(env, scope);
     }
