@@ -21,12 +21,16 @@ const NEED = 'the native addon with acceptListen and relayPair (Linux; npm run b
 const available = nativeAccept() !== undefined && nativeRelay() !== undefined;
 const KEY = { id: 'k1', method: 'aes-256-gcm', secret: 'native-accept-close-pw' };
 
-/** The kernel's TCP state of the IPv4 socket bound to `localPort` ('08' CLOSE_WAIT), or 'gone'. */
-function tcpState(localPort: number): string {
-  const hex = `:${localPort.toString(16).toUpperCase().padStart(4, '0')}`;
+/**
+ * The kernel's TCP state ('08' CLOSE_WAIT) of the IPv4 connection from `localPort` to
+ * `remotePort`, or 'gone'. Both ports: a connection another test left in TIME_WAIT may hold the
+ * same local port towards another peer.
+ */
+function tcpState(localPort: number, remotePort: number): string {
+  const hex = (p: number): string => `:${p.toString(16).toUpperCase().padStart(4, '0')}`;
   for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
     const f = line.trim().split(/\s+/);
-    if (f[1]?.endsWith(hex)) return f[3]!;
+    if (f[1]?.endsWith(hex(localPort)) && f[2]?.endsWith(hex(remotePort))) return f[3]!;
   }
   return 'gone';
 }
@@ -77,7 +81,11 @@ describe('native accept: close after a failed dial', { skip: skipUnless(availabl
         release!();
         await fin;
         await sleep(100); // an RST after the FIN would have come by now
-        assert.equal(tcpState(t.socket.localPort!), '08', 'CLOSE_WAIT: the server closed with a FIN, no RST');
+        assert.equal(
+          tcpState(t.socket.localPort!, port),
+          '08',
+          'CLOSE_WAIT: the server closed with a FIN, no RST',
+        );
         await waitFor(() => closed.length === 1, { timeoutMs: 2000 });
         const sent = t.sentWire.reduce((n, b) => n + b.length, 0);
         assert.equal(closed[0]!.status, 'ERR_CONNECT');
