@@ -1,5 +1,5 @@
 /** Row mapping shared by the Kysely store: database values (SQLite or PostgreSQL types) to records. */
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Database, KeysTable } from './schema.js';
 import { LIMIT_PERIODS, type KeyPage, type KeyPatch, type KeyRecord, type LimitPeriod } from './types.js';
 
@@ -94,9 +94,16 @@ export async function readKeys(
   lock = false,
 ): Promise<{ keys: KeyRecord[]; missing: string[] }> {
   const keys: KeyRecord[] = [];
-  for (const part of chunks([...new Set(ids)], IN_CHUNK)) {
+  // Locking (PostgreSQL): every writer takes key rows in one order — the ids sorted, each chunk
+  // locked after an ORDER BY in byte order, as the usage flush does — so two nodes' bulk changes
+  // of overlapping keys queue instead of deadlocking (without the ORDER BY the rows are locked in
+  // scan order, which differs between two snapshots once updates have moved row versions).
+  const unique = [...new Set(ids)];
+  if (lock) unique.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  for (const part of chunks(unique, IN_CHUNK)) {
     const q = trx.selectFrom('keys').selectAll().where('id', 'in', part);
-    for (const row of await (lock ? q.forUpdate() : q).execute()) keys.push(rowToKey(row));
+    const rows = await (lock ? q.orderBy(sql`id collate "C"`).forUpdate() : q).execute();
+    for (const row of rows) keys.push(rowToKey(row));
   }
   const found = new Set(keys.map((k) => k.id));
   return { keys, missing: [...new Set(ids)].filter((id) => !found.has(id)) };
