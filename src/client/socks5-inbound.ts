@@ -86,10 +86,17 @@ export function handleSocks5(socket: Socket, opts: Socks5InboundOptions, greeted
   }, opts.handshakeTimeoutMs ?? 10_000);
   timer.unref();
 
+  // The application hung up before its request was complete: nothing to wait for (allowHalfOpen
+  // keeps the socket open, which held the descriptor until the handshake timeout).
+  const onEnd = (): void => {
+    clearTimeout(timer);
+    socket.destroy();
+  };
   const finish = (): void => {
     stage = Stage.Done;
     clearTimeout(timer);
     socket.off('data', onData);
+    socket.off('end', onEnd);
     socket.pause();
   };
   const refuse = (reply?: Buffer): void => {
@@ -176,6 +183,7 @@ export function handleSocks5(socket: Socket, opts: Socks5InboundOptions, greeted
     }
   };
   socket.on('data', onData);
+  socket.once('end', onEnd);
   socket.once('close', () => clearTimeout(timer));
 }
 

@@ -4,11 +4,12 @@
  * close callbacks), and a greeting and request trickled in one byte per segment.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { startClient } from '../../src/client/index.js';
 import { nativeSocksFront } from '../../src/transport/native-sockets.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { sleep, waitFor } from '../helpers/wait.js';
@@ -114,4 +115,49 @@ describe('native SOCKS5 front: hostile and unlucky callers', { skip, timeout: 60
       srv.close();
     }
   });
+});
+
+/**
+ * An application that hangs up in the middle of its SOCKS5 handshake: the client closes the
+ * connection at once and frees the descriptor (the inbound's sockets allow half-open, which kept
+ * such a connection until the 10 s handshake timeout: under a low descriptor limit, a burst of
+ * abandoned connections then starved the listener). The JS inbound is the same code behind both.
+ */
+describe('SOCKS5 handshake abandoned by the application', { timeout: 60_000 }, () => {
+  const fdCount = (): number => readdirSync('/proc/self/fd').length;
+  const cases: Array<[string, Buffer]> = [
+    ['before any byte', Buffer.alloc(0)],
+    ['in the greeting', Buffer.from([5, 2])],
+    ['after the greeting', Buffer.from([5, 1, 0])],
+    ['in the request', Buffer.from([5, 1, 0, 5, 1, 0, 1, 127])],
+  ];
+  for (const native of fns ? [true, false] : [false]) {
+    for (const [when, bytes] of cases) {
+      it(`${native ? 'native front' : 'JS inbound'}: hung up ${when}: closed within a second`, async () => {
+        const key = `ss://${Buffer.from('aes-256-gcm:abandoned').toString('base64url')}@127.0.0.1:9`;
+        const client = await startClient({ key, socks: '127.0.0.1:0', nativeSocks: native });
+        try {
+          const before = fdCount();
+          const c = net.connect({ port: client.socksAddress!.port, host: '127.0.0.1', allowHalfOpen: true });
+          c.on('error', () => {});
+          c.resume();
+          await new Promise((r) => c.once('connect', r));
+          if (bytes.length > 0) c.write(bytes);
+          await sleep(50);
+          const t0 = Date.now();
+          const closed = new Promise((r) => c.once('end', r));
+          c.end();
+          await Promise.race([closed, sleep(3000)]);
+          assert.ok(
+            Date.now() - t0 < 1000,
+            `the client answered the FIN with its own (${Date.now() - t0} ms)`,
+          );
+          c.destroy();
+          await waitFor(() => fdCount() <= before, { timeoutMs: 1000 });
+        } finally {
+          await client.close();
+        }
+      });
+    }
+  }
 });

@@ -6,11 +6,9 @@
  * same byte for byte and close for close: nothing written, FIN only after the peer's FIN or the
  * idle timeout, never RST.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import net from 'node:net';
-import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Aead2022RequestEncoder, Aead2022ResponseDecoder } from '../../src/protocol/shadowsocks/aead2022.js';
@@ -25,6 +23,7 @@ import { nativeRelay } from '../../src/transport/native-sockets.js';
 import { nativeAccept, nativeAcceptFromEnv, nativeAcceptLive } from '../../src/transport/native-stream.js';
 import { startEcho, type TestServer } from '../helpers/net.js';
 import { usageTotals } from '../helpers/data-plane.js';
+import { startLowFdChild } from '../helpers/low-fd-child.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { openTestTunnel, type TestTunnel } from '../helpers/test-client.js';
 import { sleep, waitFor } from '../helpers/wait.js';
@@ -414,26 +413,11 @@ describe(
 describe('native accept out of descriptors', { skip: skipUnless(available, NEED) }, () => {
   it('EMFILE: the listener backs off instead of spinning, and accepts the backlog once descriptors free', async () => {
     // A child under `ulimit -n 128` (this process keeps its own limit); 200 connections wait.
-    const child = spawn(
-      'bash',
-      ['-c', 'ulimit -n 128 && exec node --import tsx test/helpers/emfile-server.ts'],
-      {
-        stdio: ['pipe', 'pipe', 'inherit'],
-      },
-    );
-    const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
-    const next = async (): Promise<string> => {
-      const r = await lines.next();
-      if (r.done) throw new Error('the child server ended');
-      return r.value as string;
-    };
-    const ask = async (ms: number): Promise<{ conns: number; elu: number }> => {
-      child.stdin!.write(`${ms}\n`);
-      return JSON.parse(await next()) as { conns: number; elu: number };
-    };
+    const kid = await startLowFdChild('test/helpers/emfile-server.ts', 128);
+    const ask = (ms: number): Promise<{ conns: number; elu: number }> => kid.ask(String(ms));
     const socks: net.Socket[] = [];
     try {
-      const port = Number(await next());
+      const port = kid.port;
       for (let i = 0; i < 200; i++) {
         const c = net.connect(port, '127.0.0.1');
         c.on('error', () => {});
@@ -457,8 +441,7 @@ describe('native accept out of descriptors', { skip: skipUnless(available, NEED)
       await waitFor(async () => (await ask(0)).conns === 200 - held, { timeoutMs: 10_000 });
     } finally {
       for (const c of socks) c.destroy();
-      child.stdin!.end();
-      await new Promise((res) => (child.exitCode !== null ? res(undefined) : child.on('exit', res)));
+      await kid.stop();
     }
   });
 });
