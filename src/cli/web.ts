@@ -8,7 +8,7 @@
  * a key URL, where the key URL itself is printed.
  */
 import type { Command } from 'commander';
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -73,7 +73,7 @@ export function addWebOptions(cmd: Command): Command {
     .option('--web-host <addr>', 'address the web front listens on (default all interfaces)')
     .option(
       '--web-path <path>',
-      'secret path of the WebSocket endpoints, /SECRET (default: generated; managed mode keeps it in --data-dir)',
+      'secret path of the WebSocket endpoints, /SECRET (default: managed mode generates one and keeps it in --data-dir; unmanaged derives one from the first key)',
     )
     .option(
       '--decoy <site>',
@@ -321,6 +321,18 @@ export interface RunningWeb {
   /** --web-public-url, when given: what keys and subscriptions advertise. */
   readonly publicUrl?: PublicWebUrl | undefined;
   close(): Promise<void>;
+}
+
+/**
+ * The unmanaged server's secret path when none is given: derived from its first key (HMAC-SHA256
+ * of a fixed label under the key's method and secret), so the web URLs a server prints stay valid
+ * across restarts while that key stays first, with no state to keep. It reveals nothing of the key;
+ * anyone holding a key of this server learns the path from their URL anyway. The shape is that of
+ * a generated path (22 base64url characters).
+ */
+export function derivedSecretPath(firstKey: { method: string; secret: string }): string {
+  const mac = createHmac('sha256', `${firstKey.method}:${firstKey.secret}`).update('ladder web path v1');
+  return '/' + mac.digest().subarray(0, 16).toString('base64url');
 }
 
 /**

@@ -96,10 +96,30 @@ describe('ladder server --web-port (CLI)', () => {
       assert.match(home.body, /<html/i);
       assert.ok(!/node|express|fastify/i.test(JSON.stringify(home.headers)), 'no framework signature');
 
+      assert.match(r.stdout(), /web path derived from the first key/);
+
       await stop(r);
       const logs = r.stderr();
       assert.ok(!logs.includes(secretPath), 'secret path not in logs');
       assert.ok(!logs.includes(password), 'password not in logs');
+
+      // A restart prints the same web URL (the path is derived from the key, not drawn anew);
+      // another password gives another path (the control: the path does depend on the key).
+      const again = run(unmanagedWeb(password, '--allow-private'));
+      const other = run(unmanagedWeb(randomBytes(18).toString('base64url'), '--allow-private'));
+      try {
+        const [url2] = await waitForStdout(again, WEB_URL);
+        const [url3] = await waitForStdout(other, WEB_URL);
+        const pathOf = (u: string): unknown =>
+          parsePluginOptions(parseSsUrl(u).pluginOptions ?? '').get('path');
+        assert.equal(pathOf(url2), secretPath, 'the same path after a restart');
+        assert.notEqual(pathOf(url3), secretPath, 'another key, another path');
+        await stop(again);
+        await stop(other);
+      } finally {
+        again.child.kill('SIGKILL');
+        other.child.kill('SIGKILL');
+      }
     } finally {
       r.child.kill('SIGKILL');
     }

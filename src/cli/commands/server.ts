@@ -37,6 +37,7 @@ import { registerRotateCert } from './server-rotate-cert.js';
 import {
   addWebOptions,
   planWeb,
+  derivedSecretPath,
   startWeb,
   webKeyUrl,
   webStatusLine,
@@ -169,12 +170,12 @@ async function banner(
   if (web) out.push(`  ${webStatusLine(web)}`);
   out.push(`  ${privatePolicyLine(config.allowPrivateDestinations)}`);
   const ladder = ladderCommand();
+  if (web && webGenerated)
+    out.push(
+      '  web path derived from the first key (the same at every start while it comes first; --web-path or "path" in the web object sets one)',
+    );
   if (p.printKeys.length === 0) {
     out.push('  access URLs are not printed for config files (add --show-urls to print them)');
-    if (web && webGenerated)
-      out.push(
-        '  the web front\'s secret path is new for this run: set "path" in the web object (or --web-path) to keep it',
-      );
   } else {
     const { host, guessed } = urlHost(config.host, publicHost);
     for (const k of p.printKeys) {
@@ -363,7 +364,12 @@ export function registerServer(program: Command): void {
       if (webPlan && 'server' in plane) {
         const inProcess = plane;
         try {
-          web = await startWeb(webPlan, inProcess.server, p.config.udp === true, log);
+          const first = p.config.keys[0];
+          const plan =
+            webPlan.secretPath === undefined && first
+              ? { ...webPlan, secretPath: derivedSecretPath(first) }
+              : webPlan;
+          web = await startWeb(plan, inProcess.server, p.config.udp === true, log);
         } catch (err) {
           startupLog.release();
           await plane.close();
