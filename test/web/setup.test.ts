@@ -2,6 +2,8 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { startWebService } from '../../src/server/web/setup.js';
+import { createLogger } from '../../src/shared/logger.js';
+import { freePort } from '../helpers/net.js';
 import { exchange, makeCert, opensslSkip, splitResponse, tempDir } from './fixtures.js';
 
 const tmp = tempDir('setup');
@@ -26,11 +28,41 @@ test('--tls-cert/--tls-key: the front serves that certificate', { skip: opensslS
 });
 
 test('plain, with a dir: decoy', async () => {
-  const svc = await startWebService({ port: 0, host: '127.0.0.1', secretPath: '/s', decoy: `dir:${tmp.path}` }, () => false);
+  const svc = await startWebService(
+    { port: 0, host: '127.0.0.1', secretPath: '/s', decoy: `dir:${tmp.path}` },
+    () => false,
+  );
   try {
     assert.equal(svc.front.tls, false);
     const r = await exchange(svc.front.port, 'GET / HTTP/1.1\r\nHost: a\r\n\r\n');
     assert.equal(splitResponse(r.text).status, 403, 'a directory without index.html, as nginx answers');
+  } finally {
+    await svc.close();
+  }
+});
+
+test('a proxied decoy whose upstream fails: visitors get 502, the operator one warning a minute with the reason', async () => {
+  const closed = await freePort(); // nothing listens there: ECONNREFUSED
+  const lines: string[] = [];
+  const logger = createLogger({
+    destination: { write: (l: string) => lines.push(l) > 0 } as NodeJS.WritableStream,
+  });
+  const svc = await startWebService(
+    { port: 0, host: '127.0.0.1', secretPath: '/s', decoy: `http://127.0.0.1:${closed}`, logger },
+    () => false,
+  );
+  try {
+    for (let i = 0; i < 3; i++) {
+      const r = await exchange(svc.front.port, 'GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+      assert.equal(splitResponse(r.text).status, 502);
+    }
+    const warnings = lines
+      .map((l) => JSON.parse(l) as { level: number; code?: string; msg: string })
+      .filter((l) => l.level === 40);
+    assert.equal(warnings.length, 1, `one warning for three failures: ${lines.join('')}`);
+    assert.equal(warnings[0]!.code, 'ECONNREFUSED');
+    assert.match(warnings[0]!.msg, /decoy upstream request failed/);
+    assert.ok(!lines.join('').includes(String(closed)), 'the upstream address is not logged');
   } finally {
     await svc.close();
   }

@@ -159,6 +159,11 @@ export interface ProxyOptions {
   ca?: string | Buffer;
   /** Give up on an upstream that has not answered after this long (nginx: 60 s). */
   timeoutMs?: number;
+  /**
+   * Told why a request to the upstream failed (an error code such as ECONNREFUSED or
+   * DEPTH_ZERO_SELF_SIGNED_CERT, or 'timeout'); the visitor gets nginx's 502/504 meanwhile.
+   */
+  onUpstreamError?: (code: string) => void;
 }
 
 /** A reverse proxy to `upstream` (`https://host[:port][/prefix]` or `http://…`). */
@@ -210,9 +215,13 @@ export function proxyDecoy(upstream: string | URL, opts: ProxyOptions = {}): Dec
       };
       upReq.setTimeout(timeoutMs, () => {
         upReq.destroy();
+        if (!answered) opts.onUpstreamError?.('timeout');
         fail(504);
       });
-      upReq.on('error', () => fail(502));
+      upReq.on('error', (err: NodeJS.ErrnoException) => {
+        if (!answered) opts.onUpstreamError?.(err.code ?? 'ERR_UPSTREAM');
+        fail(502);
+      });
       upReq.on('response', (upRes) => {
         if (answered) {
           upRes.destroy();
@@ -265,10 +274,11 @@ export function parseDecoy(spec: string | undefined, opts: BuiltinOptions & Prox
   const s = (spec ?? 'builtin').trim();
   if (s === '' || s === 'builtin') return builtinDecoy(opts.seed === undefined ? {} : { seed: opts.seed });
   if (/^https?:\/\//i.test(s)) {
-    const { ca, timeoutMs } = opts;
+    const { ca, timeoutMs, onUpstreamError } = opts;
     return proxyDecoy(s, {
       ...(ca === undefined ? {} : { ca }),
       ...(timeoutMs === undefined ? {} : { timeoutMs }),
+      ...(onUpstreamError === undefined ? {} : { onUpstreamError }),
     });
   }
   const path = s.startsWith('dir:') ? s.slice(4) : s;

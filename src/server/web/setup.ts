@@ -82,7 +82,25 @@ export async function startWebService(s: WebServiceSettings, onUpgrade: UpgradeH
     ...(s.trustProxy ? { trustProxy: s.trustProxy } : {}),
     ...(logger ? { logger } : {}),
   };
-  const newDecoy = () => parseDecoy(s.decoy, s.decoySeed === undefined ? {} : { seed: s.decoySeed });
+  // A proxied decoy whose upstream fails (refused, untrusted certificate, timeout) shows visitors
+  // nginx's 502/504: the operator hears why, at most once a minute (the count of the rest with it).
+  let warnedAt = -Infinity;
+  let unreported = 0;
+  const onUpstreamError = (code: string): void => {
+    const now = Date.now();
+    if (now - warnedAt < 60_000) {
+      unreported++;
+      return;
+    }
+    logger?.warn(
+      { code, ...(unreported > 0 ? { alsoFailedSinceLastWarning: unreported } : {}) },
+      'decoy upstream request failed: visitors get an error page instead of the site',
+    );
+    warnedAt = now;
+    unreported = 0;
+  };
+  const newDecoy = () =>
+    parseDecoy(s.decoy, { ...(s.decoySeed === undefined ? {} : { seed: s.decoySeed }), onUpstreamError });
 
   let tls: WebFrontTls | undefined;
   let acme: Acme | undefined;
