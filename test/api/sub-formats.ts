@@ -265,6 +265,29 @@ export function checkSingBox(body: string): Json[] {
     for (const m of o.outbounds as string[]) assert.ok(tags.has(m), `selector member ${m} exists`);
   const route = doc.route as Json;
   assert.ok(tags.has(String(route.final)), 'route.final exists');
+  // DNS in sing-box 1.12's format (docs: configuration/dns/server, migration "1.12.0"): every
+  // server has a type (the legacy `address: 'tcp://…'` form is removed in 1.14), no DNS rule uses
+  // the deprecated `outbound` item, and every server tag named elsewhere exists.
+  const dns = doc.dns as Json | undefined;
+  if (dns !== undefined) {
+    const servers = dns.servers as Json[];
+    const dnsTags = new Set(servers.map((x) => String(x.tag)));
+    for (const x of servers) {
+      assert.ok(
+        ['local', 'tcp', 'udp', 'tls', 'https'].includes(String(x.type)),
+        `dns server ${String(x.tag)}: type`,
+      );
+      assert.equal(x.address, undefined, `dns server ${String(x.tag)}: no legacy address`);
+      if (x.type !== 'local') assert.equal(typeof x.server, 'string', `dns server ${String(x.tag)}: server`);
+      if (x.detour !== undefined)
+        assert.ok(tags.has(String(x.detour)), `dns detour ${String(x.detour)} exists`);
+    }
+    for (const r of (dns.rules as Json[] | undefined) ?? [])
+      assert.equal(r.outbound, undefined, 'no outbound DNS rule');
+    if (dns.final !== undefined) assert.ok(dnsTags.has(String(dns.final)), 'dns.final exists');
+    if (route.default_domain_resolver !== undefined)
+      assert.ok(dnsTags.has(String(route.default_domain_resolver)), 'route.default_domain_resolver exists');
+  }
   return ss;
 }
 

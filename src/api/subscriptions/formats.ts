@@ -193,7 +193,7 @@ function singBoxOutbound(e: SubEntry): Record<string, unknown> {
 }
 
 /**
- * A sing-box (≥ 1.11) profile as SFA/SFI/SFM and Hiddify import it: a tun inbound (the phone
+ * A sing-box (≥ 1.12) profile as SFA/SFI/SFM and Hiddify import it: a tun inbound (the phone
  * VPN) and a local mixed port, a selector over the key's outbounds (WebSocket first), DNS through
  * the proxy. sing-box's shadowsocks outbound has no ws transport of its own, so the web front is
  * reached with its built-in v2ray-plugin (`plugin`/`plugin_opts`, the v2ray-plugin wire ours speaks).
@@ -204,11 +204,13 @@ export function singBoxJson(sub: Subscription): Rendered {
   const doc = {
     log: { level: 'warn' },
     dns: {
+      // sing-box 1.12's server format (the `address: 'tcp://…'` one is gone in 1.14); the server's
+      // own name is resolved by dns-local through route.default_domain_resolver below, which
+      // replaces the deprecated `{ outbound: 'any' }` DNS rule.
       servers: [
-        { tag: 'dns-remote', address: 'tcp://1.1.1.1', detour: 'proxy' },
-        { tag: 'dns-local', address: 'local', detour: 'direct' },
+        { type: 'tcp', tag: 'dns-remote', server: '1.1.1.1', detour: 'proxy' },
+        { type: 'local', tag: 'dns-local' },
       ],
-      rules: [{ outbound: 'any', server: 'dns-local' }],
       final: 'dns-remote',
     },
     inbounds: [
@@ -232,6 +234,7 @@ export function singBoxJson(sub: Subscription): Rendered {
         { protocol: 'dns', action: 'hijack-dns' },
       ],
       final: 'proxy',
+      default_domain_resolver: 'dns-local',
       auto_detect_interface: true,
     },
   };
