@@ -10,6 +10,7 @@ import { socketFd } from '../transport/native-handoff.js';
 import { NativeStream } from '../transport/native-stream.js';
 import { relay, type RelayHandle } from '../transport/relay.js';
 import { DialError, dialDestination, dialWith, type Lookup } from './destination.js';
+import { isMuxCoolTarget, startInnerMux } from './inner-mux.js';
 import type { AuthEvent, ConnectionClosedEvent, ConnectionStatus } from './events.js';
 import { failureStatus, type ClientStream, type StreamInfo } from './connection-status.js';
 import { isIdentityGroup, type AnyKeyEntry, type Key2022Entry, type KeyEntry, type KeyRing } from './keys.js';
@@ -358,7 +359,7 @@ export class Connection {
 
   async #connect(address: SocksAddress, initial: Buffer): Promise<void> {
     const uot = this.#ctx.udpOverTcp ? uotVersion(address) : undefined;
-    if (uot) return this.#startUot(uot, initial);
+    if (uot || isMuxCoolTarget(address)) return this.#startUot(uot, initial);
     this.#phase = 'connecting';
     this.#clearTimer();
     this.#socket.pause();
@@ -477,15 +478,16 @@ export class Connection {
   }
 
   /** The target was a UDP-over-TCP magic name: the stream carries datagrams from here on. */
-  #startUot(version: UotVersion, initial: Buffer): void {
+  /** UDP-over-TCP (`version`), or without it v2ray's Mux.Cool inside the stream (inner-mux.ts). */
+  #startUot(version: UotVersion | undefined, initial: Buffer): void {
     this.#phase = 'relay';
     this.#clearTimer();
     const client = this.#duplex();
     client.pause();
     client.off('data', this.#onData);
     client.off('end', this.#onEnd);
-    this.#uot = startUot(
-      version,
+    const start = version ? startUot.bind(null, version) : startInnerMux;
+    this.#uot = start(
       initial,
       {
         stream: client,

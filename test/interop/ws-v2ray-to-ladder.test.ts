@@ -14,9 +14,18 @@ import { MiB, shortConnections, transferBothWays, waitUntilUsable } from './ws-m
 
 const fx = useFixtures();
 
-for (const method of METHODS.filter((m) => m !== 'aes-192-gcm')) {
-  const size = method === 'aes-128-gcm' ? 8 * MiB : 1 * MiB;
-  describe(`v2ray 4.34 (shadowsocks + ws) → ladder WebSocket, ${method}`, { skip: peerSkip('v2ray') }, () => {
+/**
+ * One v2ray 4.34 peer (SOCKS inbound, the Shadowsocks `outbound` that `makeOutbound` builds for
+ * the server) in front of a Ladder data plane with a stand-in web front; `size` bytes both ways
+ * hashed, and 20 short connections in a row.
+ */
+function v2rayCase(
+  name: string,
+  method: string,
+  size: number,
+  makeOutbound: (srv: WsTestServer, password: string) => Record<string, unknown>,
+): void {
+  describe(name, { skip: peerSkip('v2ray') }, () => {
     const password = `ws-${randomBytes(6).toString('hex')}`;
     const peers: Peer[] = [];
     let srv: WsTestServer;
@@ -37,17 +46,7 @@ for (const method of METHODS.filter((m) => m !== 'aes-192-gcm')) {
             settings: { auth: 'noauth', udp: false },
           },
         ],
-        outbounds: [
-          {
-            protocol: 'shadowsocks',
-            settings: { servers: [{ address: '127.0.0.1', port: srv.webPort, method, password }] },
-            // A query string on the path, as Xray-style links carry: the server ignores it.
-            streamSettings: {
-              network: 'ws',
-              wsSettings: { path: `${srv.secretPath}/tcp?ed=2048`, headers: { Host: 'cdn.example.com' } },
-            },
-          },
-        ],
+        outbounds: [makeOutbound(srv, password)],
       };
       const file = join(dir, 'config.json');
       writeFileSync(file, JSON.stringify(config));
@@ -68,4 +67,48 @@ for (const method of METHODS.filter((m) => m !== 'aes-192-gcm')) {
       await shortConnections(socksPort, 20, fx, peers);
     });
   });
+}
+
+for (const method of METHODS.filter((m) => m !== 'aes-192-gcm')) {
+  const size = method === 'aes-128-gcm' ? 8 * MiB : 1 * MiB;
+  v2rayCase(`v2ray 4.34 (shadowsocks + ws) → ladder WebSocket, ${method}`, method, size, (srv, password) => ({
+    protocol: 'shadowsocks',
+    settings: { servers: [{ address: '127.0.0.1', port: srv.webPort, method, password }] },
+    // A query string on the path, as Xray-style links carry: the server ignores it.
+    streamSettings: {
+      network: 'ws',
+      wsSettings: { path: `${srv.secretPath}/tcp?ed=2048`, headers: { Host: 'cdn.example.com' } },
+    },
+  }));
+}
+
+// v2ray's own `mux` switch (v2rayNG's "Mux" setting): the outbound asks for `v1.mux.cool` and the
+// Shadowsocks stream carries Mux.Cool frames, each session naming its destination
+// (src/server/inner-mux.ts). Over the WebSocket and over raw TCP. Without that handling the server
+// resolves `v1.mux.cool`, fails, and these tests time out (checked: what a stranger saw with
+// v2ray's mux on was an empty reply).
+for (const transport of ['ws', 'tcp'] as const) {
+  const method = 'aes-256-gcm';
+  v2rayCase(
+    `v2ray 4.34 with mux on (Mux.Cool inside Shadowsocks, ${transport}) → ladder`,
+    method,
+    8 * MiB,
+    (srv, password) => ({
+      protocol: 'shadowsocks',
+      settings: {
+        servers: [
+          {
+            address: '127.0.0.1',
+            port: transport === 'ws' ? srv.webPort : srv.plane.address.port,
+            method,
+            password,
+          },
+        ],
+      },
+      mux: { enabled: true, concurrency: 8 },
+      ...(transport === 'ws'
+        ? { streamSettings: { network: 'ws', wsSettings: { path: `${srv.secretPath}/tcp` } } }
+        : {}),
+    }),
+  );
 }
