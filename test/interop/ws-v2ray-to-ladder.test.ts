@@ -1,5 +1,5 @@
 // Interop: v2ray 4.34 (Debian `v2ray`: SOCKS inbound, Shadowsocks outbound with the `ws` stream
-// transport, which is raw: no Mux.Cool) → Ladder's WebSocket endpoint (stand-in web front), all
+// transport; with and without v2ray's own mux switch) → Ladder's WebSocket endpoint (stand-in web front), all
 // SIP004 ciphers v2ray has (not aes-192-gcm): 8 MiB each way for one, 1 MiB for the others.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
