@@ -1,6 +1,8 @@
 // Ladder native addon: the per-thread epoll set of the TCP path; see thread_poll.h.
 #include "thread_poll.h"
 
+#include "napi_args.h"
+
 #include <cerrno>
 #include <cstring>
 #include <new>
@@ -169,6 +171,18 @@ void PollEnd(PollWatch* w) {
   w->token = 0;
   w->events = 0;
   w->fd = -1;
+}
+
+// pollLive() -> [watches, in the set] on this thread (tests: every watch ends, the loop is let go).
+napi_value PollLive(napi_env env, napi_callback_info /*info*/) {
+  const Poller* p = t_poll;
+  const bool here = p != nullptr && p->env == env;
+  const size_t watches = here ? p->slots.size() - p->free_slots.size() : 0;
+  napi_value arr;
+  if (napi_create_array_with_length(env, 2, &arr) != napi_ok) return nullptr;
+  napi_set_element(env, arr, 0, Number(env, static_cast<int32_t>(watches)));
+  napi_set_element(env, arr, 1, Number(env, here ? static_cast<int32_t>(p->refs) : 0));
+  return arr;
 }
 
 #endif  // __linux__
