@@ -117,7 +117,9 @@ describe(
       relay.fdClose(fd);
       // Refused: a port nobody listens on.
       const closedPort = await freePort();
-      const errno = await new Promise<number>((res) => relay.tcpConnect('127.0.0.1', closedPort, (_f, e) => res(e)));
+      const errno = await new Promise<number>((res) =>
+        relay.tcpConnect('127.0.0.1', closedPort, (_f, e) => res(e)),
+      );
       assert.ok(errno < 0);
       assert.deepEqual(pollLive(), [0, 0]);
       // Cancelled before it completes: no callback, no watch.
