@@ -18,6 +18,7 @@
         "native/relay_pair.cc",
         "native/tcp_connect.cc",
         "native/tcp_accept.cc",
+        "native/thread_poll.cc",
         "native/socks5_front.cc"
       ],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],

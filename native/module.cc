@@ -19,6 +19,7 @@
 //   tcp_connect.cc   tcpConnect, tcpConnectCancel (the native relay's destination sockets)
 //   tcp_accept.cc    acceptListen, acceptClose, connRead, connEnd, connClose, connRelease,
 //                    acceptLive (the server's raw TCP connections until the hand-off)
+//   thread_poll.cc   pollLive (the per-thread epoll set of the three above; tests: nothing leaks)
 //   socks5_front.cc  socks5Front, socks5FrontClose, socks5FrontLive (the client's SOCKS5 accept)
 //   napi_args.cc     the argument parser every export uses
 // The sock* functions, isPrivateIp, the reuseport.cc and relay_pair.cc functions exist on Linux only (the
@@ -93,6 +94,7 @@ napi_value Init(napi_env env, napi_value exports) {
       LADDER_EXPORT("connClose", ConnClose),
       LADDER_EXPORT("connRelease", ConnRelease),
       LADDER_EXPORT("acceptLive", AcceptLive),
+      LADDER_EXPORT("pollLive", PollLive),
       LADDER_EXPORT("socks5Front", Socks5Front),
       LADDER_EXPORT("socks5FrontClose", Socks5FrontClose),
       LADDER_EXPORT("socks5FrontLive", Socks5FrontLive),

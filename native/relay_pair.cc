@@ -1,8 +1,8 @@
 // Ladder native addon: the relay of an established Shadowsocks TCP connection (Linux). JS keeps
 // every decision (key, replay, header, destination policy, the dial); once a connection relays,
-// this moves its bytes on the thread's libuv loop without a JS call per read: one uv_poll per
-// socket, read -> codec (the decoder and encoder JS created and keyed) -> write, and one JS call
-// at the end. It does what src/transport/relay.ts does for the JS path:
+// this moves its bytes on the thread's libuv loop without a JS call per read: both sockets in the
+// thread's epoll set (thread_poll.h), read -> codec (the decoder and encoder JS created and
+// keyed) -> write, and one JS call at the end. It does what src/transport/relay.ts does for the JS path:
 //   - back-pressure: a side is read only while the other side has no unsent bytes;
 //   - half-close: after EOF on one side, the other side's write half is shut down
 //     (shutdown(SHUT_WR)) once everything read before the EOF is written; both EOFs -> done;
@@ -44,6 +44,7 @@
 
 #if defined(__linux__)
 #include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -52,6 +53,7 @@
 #include "exports.h"
 #include "napi_args.h"
 #include "stream_codec.h"
+#include "thread_poll.h"
 
 namespace ladder {
 
@@ -113,8 +115,7 @@ struct Relay;
 
 struct Side {
   int fd = -1;
-  uv_poll_t poll;
-  int events = 0;     // the mask the poll runs with (0: stopped)
+  PollWatch watch;    // its interest (EPOLLIN, EPOLLOUT) in the thread's epoll set; 0: out of it
   bool eof = false;   // read returned 0: no more reads from this side
   bool shut = false;  // its write half was shut down
   Out out;            // bytes to write to this side
@@ -147,7 +148,7 @@ struct Relay {
   uint64_t idle_ms = 0;
   uint64_t last = 0;
   size_t index = 0;  // in loop->live while running
-  int open = 0;      // poll handles not yet closed
+  int busy = 0;      // inside a callback from the loop: freed when it returns
   bool running = false;
   bool finalized = false;
 };
@@ -157,18 +158,12 @@ thread_local Loop* t_loop = nullptr;
 void Cleanup(void* arg);
 
 void MaybeFree(Relay* r) {
-  if (r->open == 0 && r->finalized && !r->running) {
+  if (r->busy == 0 && r->finalized && !r->running) {
     r->s[0].out.Free();
     r->s[1].out.Free();
     r->prefix.Free();
     delete r;
   }
-}
-
-void OnPollClosed(uv_handle_t* h) {
-  Relay* r = static_cast<Relay*>(h->data);
-  r->open--;
-  MaybeFree(r);
 }
 
 void Finalize(napi_env /*env*/, void* data, void* /*hint*/) {
@@ -196,9 +191,7 @@ bool Stop(Relay* r) {
   l->live.pop_back();
   StopTimerIfIdle(l);
   for (Side& side : r->s) {
-    // uv_close stops the poll at once (epoll_ctl DEL) before the fd is closed; a uv_poll_stop
-    // first would only add a second DEL.
-    uv_close(reinterpret_cast<uv_handle_t*>(&side.poll), OnPollClosed);
+    PollEnd(&side.watch);  // out of the epoll set before the fd is closed
     close(side.fd);
     side.fd = -1;
     side.out.Free();
@@ -239,21 +232,18 @@ void Finish(Relay* r, Reason reason, bool from_js) {
     napi_close_handle_scope(env, scope);
   }
   ReleaseRefs(r);
-  MaybeFree(r);  // only when JS dropped the handle already and the polls closed (never here)
+  MaybeFree(r);  // only when JS dropped the handle already and no loop callback is running
 }
 
-void OnPoll(uv_poll_t* h, int status, int events);
-
-// The poll mask side i needs: readable while the other side has nothing unsent, writable while
-// it has something unsent itself.
-void Arm(Relay* r, int i) {
-  Side& side = r->s[i];
-  const int want = (!side.eof && r->s[1 - i].out.empty() ? UV_READABLE : 0) | (side.out.empty() ? 0 : UV_WRITABLE);
-  if (want == side.events) return;
-  side.events = want;
-  if (want == 0) uv_poll_stop(&side.poll);
-  else uv_poll_start(&side.poll, want, OnPoll);
+// The interest side i needs: readable while the other side has nothing unsent, writable while
+// it has something unsent itself; none takes it out of the set (a hung-up socket would be
+// reported without end).
+uint32_t Want(const Relay* r, int i) {
+  const Side& side = r->s[i];
+  return (!side.eof && r->s[1 - i].out.empty() ? EPOLLIN : 0u) | (side.out.empty() ? 0u : EPOLLOUT);
 }
+
+void Arm(Relay* r, int i) { PollSet(&r->s[i].watch, Want(r, i)); }
 
 // Writes what side i has pending; false on a socket error. Once everything read before the
 // other side's EOF is written, shuts down side i's write half.
@@ -396,13 +386,15 @@ Reason ReadFrom(Relay* r, int i) {
   return kDone;
 }
 
-void OnPoll(uv_poll_t* h, int status, int events) {
-  Relay* r = static_cast<Relay*>(h->data);
+// Side i's events (as uv_poll reports them: an error ends the relay; a hang-up counts as what
+// the side waits for, so the read or write that follows says what happened).
+void OnEvents(Relay* r, int i, uint32_t events) {
   if (!r->running) return;
-  const int i = h == &r->s[0].poll ? 0 : 1;
-  Reason why = status < 0 ? Err(r, i) : kDone;
-  if (why == kDone && (events & UV_WRITABLE) != 0 && !Flush(r, i)) why = Err(r, i);
-  if (why == kDone && (events & (UV_READABLE | UV_DISCONNECT)) != 0 && !r->s[i].eof && r->s[1 - i].out.empty()) {
+  const uint32_t wanted = r->s[i].watch.events;
+  if ((events & EPOLLHUP) != 0) events |= wanted;
+  Reason why = (events & EPOLLERR) != 0 ? Err(r, i) : kDone;
+  if (why == kDone && (events & EPOLLOUT) != 0 && !Flush(r, i)) why = Err(r, i);
+  if (why == kDone && (events & (EPOLLIN | EPOLLRDHUP)) != 0 && !r->s[i].eof && r->s[1 - i].out.empty()) {
     why = ReadFrom(r, i);
     if (!r->running) return;  // onFirst closed it
   }
@@ -412,16 +404,30 @@ void OnPoll(uv_poll_t* h, int status, int events) {
   Arm(r, 1);
 }
 
+template <int kSide>
+void OnPoll(void* target, uint32_t events) {
+  Relay* r = static_cast<Relay*>(target);
+  r->busy++;
+  OnEvents(r, kSide, events);
+  r->busy--;
+  MaybeFree(r);
+}
+
 void OnTick(uv_timer_t* t) {
   Loop* l = static_cast<Loop*>(t->data);
   const uint64_t now = uv_now(l->uv);
   std::vector<Relay*> expired;
   for (Relay* r : l->live) {
-    if (now - r->last >= r->idle_ms) expired.push_back(r);
+    if (now - r->last >= r->idle_ms) {
+      expired.push_back(r);
+      r->busy++;  // Finish may call JS, which may close or start relays: none is freed meanwhile
+    }
   }
-  // Finish may call JS, which may close or start relays: the list changes, the pointers stay
-  // valid (a relay is freed only after its polls' close callbacks, which run after this tick).
   for (Relay* r : expired) Finish(r, kIdle, false);
+  for (Relay* r : expired) {
+    r->busy--;
+    MaybeFree(r);
+  }
 }
 
 void OnTimerClosed(uv_handle_t* h) { delete static_cast<Loop*>(h->data); }
@@ -444,7 +450,7 @@ Loop* LoopFor(napi_env env) {
   PinLibrary();
   if (t_loop != nullptr && t_loop->env == env) return t_loop;
   if (t_loop != nullptr) return nullptr;  // one env per thread in node; refuse anything else
-  Loop* l = new (std::nothrow) Loop();
+  Loop* l = PollReady(env) ? new (std::nothrow) Loop() : nullptr;  // the set's hook before ours
   napi_value name;
   if (l == nullptr || napi_get_uv_event_loop(env, &l->uv) != napi_ok || l->uv == nullptr ||
       (l->scratch = static_cast<uint8_t*>(malloc(kReadSize + kOutSize))) == nullptr ||
@@ -593,31 +599,19 @@ napi_value RelayPair(napi_env env, napi_callback_info info) {
   r->s[1].fd = owned ? fds[1] : fcntl(fds[1], F_DUPFD_CLOEXEC, 0);
   owned_fd.fd = -1;  // r->s[1].fd now: closed by undo or by the relay
   if (r->s[1].fd < 0) return undo("relayPair: cannot duplicate the sockets", false);
-  int inited = 0;
-  for (; inited < 2; inited++) {
-    if (uv_poll_init_socket(l->uv, &r->s[inited].poll, r->s[inited].fd) != 0) break;
-    r->s[inited].poll.data = r;
+  // Known to the epoll set (no system call yet: they join it below with their interest).
+  if (!PollStart(env, &r->s[0].watch, r->s[0].fd, 0, OnPoll<0>, r) ||
+      !PollStart(env, &r->s[1].watch, r->s[1].fd, 0, OnPoll<1>, r)) {
+    PollEnd(&r->s[0].watch);
+    return undo("relayPair: cannot poll the sockets", false);
   }
   napi_value ext;
-  if (inited < 2 || napi_create_external(env, r, Finalize, nullptr, &ext) != napi_ok) {
-    // Handles already initialised must be closed through the loop; r lives until they are.
-    if (inited == 0) return undo("relayPair: cannot poll the sockets", false);
-    ReleaseRefs(r);
-    for (int i = 0; i < 2; i++) {
-      if (i < inited) {
-        r->open++;
-        uv_close(reinterpret_cast<uv_handle_t*>(&r->s[i].poll), OnPollClosed);
-      }
-      close(r->s[i].fd);
-      r->s[i].out.Free();
-    }
-    r->prefix.Free();
-    r->finalized = true;  // no JS handle was made
-    napi_throw_error(env, "ERR_LADDER_RELAY", "relayPair: cannot poll the sockets");
-    return nullptr;
+  if (napi_create_external(env, r, Finalize, nullptr, &ext) != napi_ok) {
+    PollEnd(&r->s[0].watch);
+    PollEnd(&r->s[1].watch);
+    return undo("relayPair: cannot poll the sockets", false);
   }
   napi_type_tag_object(env, ext, &kRelayTag);
-  r->open = 2;
   r->idle_ms = static_cast<uint64_t>(idle);
   uv_update_time(l->uv);  // this loop turn may have run a while: the idle time starts now
   r->last = uv_now(l->uv);
@@ -629,7 +623,6 @@ napi_value RelayPair(napi_env env, napi_callback_info info) {
   // reports the socket writable.
   for (int i = 0; i < 2; i++) {
     Side& side = r->s[i];
-    side.events = (side.out.empty() ? 0 : UV_WRITABLE) | UV_READABLE;
     if (!side.out.empty()) {
       while (!side.out.empty()) {
         const ssize_t n = send(side.fd, side.out.p + side.out.off, side.out.len - side.out.off, MSG_NOSIGNAL);
@@ -639,11 +632,9 @@ napi_value RelayPair(napi_env env, napi_callback_info info) {
       if (side.out.empty()) side.out.off = side.out.len = 0;
     }
   }
-  for (int i = 0; i < 2; i++) {
-    Side& side = r->s[i];
-    side.events = (!side.eof && r->s[1 - i].out.empty() ? UV_READABLE : 0) | (side.out.empty() ? 0 : UV_WRITABLE);
-    if (side.events != 0) uv_poll_start(&side.poll, side.events, OnPoll);
-  }
+  // A failure to join the set leaves that side unpolled: the idle timeout ends the relay.
+  Arm(r, 0);
+  Arm(r, 1);
   return ext;
 }
 

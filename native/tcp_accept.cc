@@ -19,7 +19,7 @@
 //       lists (ECONNABORTED, EPROTO...) are skipped; anything else (EMFILE, ENFILE, ENOBUFS,
 //       ENOMEM...) stops polling the listener for a back-off of 50 ms, doubling to 1 s while it
 //       keeps failing (the connections wait in the backlog; nothing spins). The connections'
-//       reads share one epoll set per thread, polled by one uv_poll (see Thread).
+//       reads share the thread's epoll set (thread_poll.h) with its connects and relays.
 //   acceptClose(listener)          stops accepting and closes the listener's socket; accepted
 //                                  connections live on. Idempotent.
 //   connRead(id, on)               on: poll for reads (resume); false: stop (pause)
@@ -49,6 +49,7 @@
 
 #include "exports.h"
 #include "napi_args.h"
+#include "thread_poll.h"
 
 namespace ladder {
 
@@ -73,6 +74,7 @@ struct Conn {
   int fd = -1;
   uint32_t slot = 0;
   uint32_t gen = 0;
+  PollWatch watch;       // EPOLLIN in the thread's epoll set while read
   bool polling = false;  // in the thread's epoll set
   bool paused = false;
   bool ended = false;    // EOF or a read error: no more reads
@@ -96,15 +98,12 @@ struct Listener {
   bool finalized = false;
 };
 
-// What one thread's connections share: the read buffer, the id table, the async context, and
-// one epoll set for their reads, polled by one uv_poll: a connection costs one epoll_ctl ADD when
+// What one thread's connections share: the read buffer, the id table and the async context. Their
+// reads are in the thread's epoll set (thread_poll.h): a connection costs one epoll_ctl ADD when
 // it is read and one DEL when it stops, where a uv_poll of its own costs six and an ioctl.
 struct Thread {
   napi_env env = nullptr;
   uv_loop_t* uv = nullptr;
-  int ep = -1;
-  uv_poll_t ep_poll;  // always started; referenced only while some connection is read
-  uint32_t polling = 0;
   uint8_t* scratch = nullptr;
   napi_async_context actx = nullptr;
   std::vector<Conn*> slots;
@@ -167,18 +166,11 @@ void CloseListener(Listener* ls) {
   MaybeFreeListener(ls);
 }
 
-// Reads of c on (in the thread's epoll set, level-triggered, keyed by its id) or off.
+// Reads of c on (in the thread's epoll set, level-triggered) or off.
 void SetPolling(Conn* c, bool on) {
   if (c->polling == on || (on && c->closed)) return;
-  Thread* t = c->ls->t;
-  epoll_event ev;
-  memset(&ev, 0, sizeof(ev));
-  ev.events = EPOLLIN;
-  ev.data.u64 = static_cast<uint64_t>(IdOf(c));
-  if (epoll_ctl(t->ep, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, c->fd, &ev) != 0 && on) return;
+  if (!PollSet(&c->watch, on ? EPOLLIN : 0) && on) return;
   c->polling = on;
-  if (on && t->polling++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&t->ep_poll));
-  if (!on && --t->polling == 0) uv_unref(reinterpret_cast<uv_handle_t*>(&t->ep_poll));
 }
 
 // Leaves the id table and stops polling; the socket is closed unless `keep`. The Conn is freed
@@ -191,7 +183,8 @@ void Retire(Conn* c, bool keep) {
   t->slots[c->slot] = nullptr;
   t->free_slots.push_back(c->slot);
   t->live--;
-  SetPolling(c, false);  // out of the epoll set before the fd is closed or handed on
+  SetPolling(c, false);
+  PollEnd(&c->watch);  // out of the epoll set before the fd is closed or handed on
   if (!keep && c->fd >= 0) close(c->fd);
   c->fd = -1;
   ls->conns--;
@@ -255,18 +248,10 @@ void OnConnReadable(Thread* t, Conn* c) {
   napi_close_handle_scope(env, scope);
 }
 
-// The epoll set has events: at most 64 connections read per wake-up (level-triggered, so the
-// rest come at the next). An id closed by JS meanwhile names nothing any more.
-void OnEpoll(uv_poll_t* h, int /*status*/, int /*events*/) {
-  Thread* t = static_cast<Thread*>(h->data);
-  epoll_event evs[64];
-  int n;
-  do n = epoll_wait(t->ep, evs, 64, 0);
-  while (n < 0 && errno == EINTR);
-  for (int i = 0; i < n; i++) {
-    Conn* c = Lookup(t, static_cast<int64_t>(evs[i].data.u64));
-    if (c != nullptr && c->polling) OnConnReadable(t, c);
-  }
+// The epoll set reports c (a connection closed by JS meanwhile is never reported: its watch ended).
+void OnConnEvent(void* target, uint32_t /*events*/) {
+  Conn* c = static_cast<Conn*>(target);
+  if (c->polling) OnConnReadable(c->ls->t, c);
 }
 
 void StartBackoff(Listener* ls);
@@ -291,7 +276,8 @@ bool Deliver(Listener* ls, int fd, const sockaddr_storage& ss) {
   } else {
     slot = kMaxSlots;
   }
-  if (c == nullptr || slot == kMaxSlots) {
+  // Known to the epoll set (no system call: SetPolling puts it in); fails only out of memory.
+  if (c == nullptr || slot == kMaxSlots || !PollStart(t->env, &c->watch, fd, 0, OnConnEvent, c)) {
     delete c;
     close(fd);  // out of memory or a million connections on one thread: refuse this one
     return true;
@@ -367,12 +353,6 @@ void StartBackoff(Listener* ls) {
   uv_timer_start(&ls->timer, OnBackoff, ls->backoff, 0);
 }
 
-void OnThreadClosed(uv_handle_t* h) {
-  Thread* t = static_cast<Thread*>(h->data);
-  close(t->ep);
-  delete t;
-}
-
 // The env is going away (worker exit): close every listener and connection, no JS calls.
 void Cleanup(void* arg) {
   Thread* t = static_cast<Thread*>(arg);
@@ -384,13 +364,13 @@ void Cleanup(void* arg) {
   free(t->scratch);
   t->scratch = nullptr;
   if (t_thread == t) t_thread = nullptr;
-  uv_close(reinterpret_cast<uv_handle_t*>(&t->ep_poll), OnThreadClosed);  // frees t
+  delete t;
 }
 
 Thread* ThreadFor(napi_env env) {
   PinLibrary();  // the poll handles' close callbacks may run after the env that loaded us
   if (t_thread != nullptr) return t_thread->env == env ? t_thread : nullptr;
-  Thread* t = new (std::nothrow) Thread();
+  Thread* t = PollReady(env) ? new (std::nothrow) Thread() : nullptr;  // the set's hook before ours
   napi_value name;
   if (t == nullptr || napi_get_uv_event_loop(env, &t->uv) != napi_ok || t->uv == nullptr ||
       (t->scratch = static_cast<uint8_t*>(malloc(kReadSize))) == nullptr ||
@@ -404,22 +384,10 @@ Thread* ThreadFor(napi_env env) {
     return nullptr;
   }
   t->env = env;
-  t->ep = epoll_create1(EPOLL_CLOEXEC);
-  if (t->ep < 0 || uv_poll_init(t->uv, &t->ep_poll, t->ep) != 0) {
-    if (t->ep >= 0) close(t->ep);
+  if (napi_add_env_cleanup_hook(env, Cleanup, t) != napi_ok) {
     napi_async_destroy(env, t->actx);
     free(t->scratch);
     delete t;
-    return nullptr;
-  }
-  t->ep_poll.data = t;
-  uv_poll_start(&t->ep_poll, UV_READABLE, OnEpoll);
-  uv_unref(reinterpret_cast<uv_handle_t*>(&t->ep_poll));
-  if (napi_add_env_cleanup_hook(env, Cleanup, t) != napi_ok) {
-    t->env = nullptr;
-    napi_async_destroy(env, t->actx);
-    free(t->scratch);
-    uv_close(reinterpret_cast<uv_handle_t*>(&t->ep_poll), OnThreadClosed);
     return nullptr;
   }
   t_thread = t;

@@ -14,13 +14,14 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <uv.h>
 #endif
 
 #include "exports.h"
 #include "napi_args.h"
+#include "thread_poll.h"
 
 namespace ladder {
 
@@ -33,10 +34,10 @@ const napi_type_tag kConnectTag = {0x6c61646465724354ULL, 0x434f4e4e45430001ULL}
 struct Connect {
   napi_env env = nullptr;
   napi_ref callback = nullptr;
-  uv_poll_t poll;
+  PollWatch watch;  // in the thread's epoll set (thread_poll.h) while running
   int fd = -1;
   bool running = false;
-  bool polling = false;  // the poll handle is initialised and not yet closed
+  bool calling = false;  // inside onDone: freed after it returns
   bool finalized = false;
   bool hooked = false;  // the env cleanup hook is registered
 };
@@ -44,13 +45,7 @@ struct Connect {
 void Cleanup(void* arg);
 
 void MaybeFree(Connect* c) {
-  if (!c->polling && c->finalized && !c->running) delete c;
-}
-
-void OnClosed(uv_handle_t* h) {
-  Connect* c = static_cast<Connect*>(h->data);
-  c->polling = false;
-  MaybeFree(c);
+  if (!c->calling && c->finalized && !c->running) delete c;
 }
 
 void Finalize(napi_env /*env*/, void* data, void* /*hint*/) {
@@ -65,9 +60,7 @@ bool Stop(Connect* c, bool keep) {
   c->running = false;
   if (c->hooked) napi_remove_env_cleanup_hook(c->env, Cleanup, c);
   c->hooked = false;
-  if (c->polling) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&c->poll), OnClosed);  // stops it (epoll DEL) at once
-  }
+  PollEnd(&c->watch);  // out of the set before the fd is closed or handed on
   if (!keep && c->fd >= 0) close(c->fd);
   c->fd = -1;
   return true;
@@ -81,29 +74,34 @@ void Cleanup(void* arg) {
   c->callback = nullptr;
 }
 
-void OnWritable(uv_poll_t* h, int status, int /*events*/) {
-  Connect* c = static_cast<Connect*>(h->data);
+void OnWritable(void* target, uint32_t /*events*/) {
+  Connect* c = static_cast<Connect*>(target);
   if (!c->running) return;
   int err = 0;
   socklen_t len = sizeof(err);
-  // libuv reports POLLERR as status UV_EBADF: the socket's own error says what happened.
+  // EPOLLERR: the socket's own error says what happened.
   if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-  if (err == 0 && status < 0) err = -status;
   const int fd = c->fd;
   Stop(c, err == 0);
   if (err != 0) err = -err;
   napi_env env = c->env;
   napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) {
+    if (err == 0) close(fd);  // nobody can take it
+    return;
+  }
   napi_value cb, recv, result;
   napi_value argv[2] = {Number(env, err == 0 ? fd : -1), Number(env, err)};
+  c->calling = true;
   if (napi_get_reference_value(env, c->callback, &cb) == napi_ok && napi_get_global(env, &recv) == napi_ok) {
     napi_make_callback(env, nullptr, recv, cb, 2, argv, &result);
     RaisePendingException(env);
   }
+  c->calling = false;
   napi_delete_reference(env, c->callback);
   c->callback = nullptr;
   napi_close_handle_scope(env, scope);
+  MaybeFree(c);
 }
 
 }  // namespace
@@ -134,9 +132,8 @@ napi_value TcpConnect(napi_env env, napi_callback_info info) {
     Throw(env, "tcpConnect: ip must be an IPv4 or IPv6 literal");
     return nullptr;
   }
-  uv_loop_t* loop = nullptr;
   Connect* c = new (std::nothrow) Connect();
-  if (c == nullptr || napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+  if (c == nullptr || !PollReady(env)) {
     delete c;
     napi_throw_error(env, "ERR_LADDER_CONNECT", "cannot connect");
     return nullptr;
@@ -170,17 +167,10 @@ napi_value TcpConnect(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "ERR_LADDER_CONNECT", "napi_create_external failed");
     return nullptr;
   }
-  // From here the finalizer frees c (once it is stopped and its poll closed).
+  // From here the finalizer frees c (once it is stopped).
   c->running = true;
-  if (uv_poll_init_socket(loop, &c->poll, c->fd) != 0) {
-    Stop(c, false);
-    napi_throw_error(env, "ERR_LADDER_CONNECT", "cannot poll the socket");
-    return nullptr;
-  }
-  c->poll.data = c;
-  c->polling = true;
   if (napi_create_reference(env, a[2], 1, &c->callback) != napi_ok ||
-      uv_poll_start(&c->poll, UV_WRITABLE, OnWritable) != 0) {
+      !PollStart(env, &c->watch, c->fd, EPOLLOUT, OnWritable, c)) {
     Stop(c, false);
     if (c->callback != nullptr) napi_delete_reference(env, c->callback);
     c->callback = nullptr;

@@ -239,16 +239,13 @@ export class NativeSocks {
         [undefined, server.firstWrite, undefined],
         Math.max(1, Math.ceil(this.#opts.idleTimeoutMs)),
         onClose,
-        true,
+        3, // both descriptors are the relay's as they are (no duplicate): closed by it, also on a throw
         onFirst,
       );
     } catch (err) {
-      fns.fdClose(sfd); // appFd was the relay's: closed by relayPair
       server.destroy();
       log.debug({ err: (err as Error).message }, 'native SOCKS5 relay not started');
       return;
-    } finally {
-      if (box.relay) fns.fdClose(sfd); // the relay holds a duplicate
     }
     this.#live.add(box.relay);
   }

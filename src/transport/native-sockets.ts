@@ -116,6 +116,8 @@ export interface NativeRelay {
   tcpConnectCancel(connect: object): void;
   /** close(2) of a descriptor (native/reuseport.cc). */
   fdClose(fd: number): void;
+  /** [watches, sockets in the set] of this thread's epoll set (native/thread_poll.cc; tests). */
+  pollLive?(): [watches: number, inSet: number];
 }
 
 /** The addon's native TCP relay; undefined without the addon, off Linux, or in an older build. */
