@@ -7,7 +7,7 @@
  */
 import { readdirSync } from 'node:fs';
 import net from 'node:net';
-import { describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { AeadEncoder } from '../../src/protocol/shadowsocks/aead.js';
 import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
@@ -74,6 +74,18 @@ const closedOf = (s: net.Socket): Promise<unknown> =>
   new Promise((r) => (s.destroyed ? r(undefined) : s.once('close', r)));
 
 describe('native SOCKS5 front and relay: re-entrant and failing callbacks', { skip, timeout: 60_000 }, () => {
+  // The thread's epoll set (native/thread_poll.cc) is made by the first relay and kept: make it
+  // before a test counts descriptors.
+  before(async () => {
+    const { server, app } = await relayWith(
+      () => undefined,
+      () => {},
+    );
+    server.destroy();
+    app.destroy();
+    await waitFor(() => fns!.relayLive() === 0, { timeoutMs: 5000 });
+  });
+
   it('relayClose inside onFirst: onClose once (reason 3), both sockets closed, nothing left', async () => {
     const before = fds();
     const reasons: number[] = [];
