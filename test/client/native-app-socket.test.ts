@@ -166,6 +166,27 @@ describe(
         }
       });
 
+      it(`${which}: the application's reset mid-session ends the session; the WebSocket stays for the next`, async () => {
+        const c = await client(native);
+        try {
+          const s = await socks5Connect({ proxyPort: via(c).proxyPort, host: '127.0.0.1', port: echo.port });
+          s.on('error', () => {});
+          const got: Buffer[] = [];
+          s.on('data', (b: Buffer) => got.push(b));
+          s.resume();
+          s.write('ping');
+          await waitFor(() => Buffer.concat(got).toString() === 'ping', { timeoutMs: 5000 });
+          const upgrades = srv.upgrades;
+          s.resetAndDestroy();
+          await waitFor(() => c.openSockets === 0 && nativeAppLive() === 0, { timeoutMs: 5000 });
+          const r = await echoVia(via(c), { host: '127.0.0.1', port: echo.port }, randomBytes(64), 10_000);
+          assert.equal(r.gotSha.toString('hex'), r.sentSha.toString('hex'));
+          assert.equal(srv.upgrades, upgrades, 'the same WebSocket carried the next session');
+        } finally {
+          await c.close();
+        }
+      });
+
       it(`${which}: the WebSocket cut mid-session closes the application's connection; the next one works`, async () => {
         const c = await client(native);
         try {
