@@ -60,6 +60,18 @@ async function client(native: boolean): Promise<LocalClient> {
   }
 }
 
+/** A connection through `c` to the echo server whose 'ping' came back (a session under way). */
+async function pinged(c: LocalClient): Promise<Socket> {
+  const s = await socks5Connect({ proxyPort: c.socksAddress!.port, host: '127.0.0.1', port: echo.port });
+  s.on('error', () => {});
+  const got: Buffer[] = [];
+  s.on('data', (b: Buffer) => got.push(b));
+  s.resume();
+  s.write('ping');
+  await waitFor(() => Buffer.concat(got).toString() === 'ping', { timeoutMs: 5000 });
+  return s;
+}
+
 describe(
   'native application socket: WebSocket key with Mux.Cool through the native SOCKS5 front',
   { skip, timeout: 180_000 },
@@ -169,13 +181,7 @@ describe(
       it(`${which}: the application's reset mid-session ends the session; the WebSocket stays for the next`, async () => {
         const c = await client(native);
         try {
-          const s = await socks5Connect({ proxyPort: via(c).proxyPort, host: '127.0.0.1', port: echo.port });
-          s.on('error', () => {});
-          const got: Buffer[] = [];
-          s.on('data', (b: Buffer) => got.push(b));
-          s.resume();
-          s.write('ping');
-          await waitFor(() => Buffer.concat(got).toString() === 'ping', { timeoutMs: 5000 });
+          const s = await pinged(c);
           const upgrades = srv.upgrades;
           s.resetAndDestroy();
           await waitFor(() => c.openSockets === 0 && nativeAppLive() === 0, { timeoutMs: 5000 });
@@ -190,13 +196,7 @@ describe(
       it(`${which}: the WebSocket cut mid-session closes the application's connection; the next one works`, async () => {
         const c = await client(native);
         try {
-          const s = await socks5Connect({ proxyPort: via(c).proxyPort, host: '127.0.0.1', port: echo.port });
-          s.on('error', () => {});
-          const got: Buffer[] = [];
-          s.on('data', (b: Buffer) => got.push(b));
-          s.resume();
-          s.write('ping');
-          await waitFor(() => Buffer.concat(got).toString() === 'ping', { timeoutMs: 5000 });
+          const s = await pinged(c);
           const closed = new Promise((r) => s.once('close', r));
           carriers.at(-1)!.resetAndDestroy();
           await closed;
