@@ -19,7 +19,10 @@
  *   The dial starts after the wait here, where the JS inbound overlaps the two: a destination
  *   that speaks first waits firstDataWaitMs (50 ms) plus the connect instead of the longer one;
  * - a route that is not the tunnel (direct, fragment), a WebSocket or 2022 key: the dialer
- *   returns a net.Socket connection and relay.ts (or native-tunnel.ts) carries it.
+ *   returns a connection JS carries (relay.ts, or native-tunnel.ts); the application's side is
+ *   then a NativeAppSocket (native-app-socket.ts: the addon reads and writes the descriptor, no
+ *   net.Socket) unless the connection offers codecs for a later native hand-off or
+ *   LADDER_NATIVE_APP=0.
  *
  * The bookkeeping done when the server's first answer is opened happens in the relay's one
  * onFirst call: the wrapping dialers' `decode` opens the salt and first chunk (failover and the
