@@ -84,6 +84,14 @@ napi_value PollLive(napi_env env, napi_callback_info info);
 napi_value Socks5Front(napi_env env, napi_callback_info info);
 napi_value Socks5FrontClose(napi_env env, napi_callback_info info);
 napi_value Socks5FrontLive(napi_env env, napi_callback_info info);
+// app_conn.cc
+napi_value AppConnInit(napi_env env, napi_callback_info info);
+napi_value AppConnOpen(napi_env env, napi_callback_info info);
+napi_value AppConnRead(napi_env env, napi_callback_info info);
+napi_value AppConnWrite(napi_env env, napi_callback_info info);
+napi_value AppConnEnd(napi_env env, napi_callback_info info);
+napi_value AppConnClose(napi_env env, napi_callback_info info);
+napi_value AppConnLive(napi_env env, napi_callback_info info);
 #endif
 
 }  // namespace ladder

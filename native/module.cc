@@ -98,6 +98,13 @@ napi_value Init(napi_env env, napi_value exports) {
       LADDER_EXPORT("socks5Front", Socks5Front),
       LADDER_EXPORT("socks5FrontClose", Socks5FrontClose),
       LADDER_EXPORT("socks5FrontLive", Socks5FrontLive),
+      LADDER_EXPORT("appConnInit", AppConnInit),
+      LADDER_EXPORT("appConnOpen", AppConnOpen),
+      LADDER_EXPORT("appConnRead", AppConnRead),
+      LADDER_EXPORT("appConnWrite", AppConnWrite),
+      LADDER_EXPORT("appConnEnd", AppConnEnd),
+      LADDER_EXPORT("appConnClose", AppConnClose),
+      LADDER_EXPORT("appConnLive", AppConnLive),
   };
   napi_define_properties(env, exports, sizeof(sock_props) / sizeof(sock_props[0]), sock_props);
 #endif

@@ -19,7 +19,10 @@
  *   The dial starts after the wait here, where the JS inbound overlaps the two: a destination
  *   that speaks first waits firstDataWaitMs (50 ms) plus the connect instead of the longer one;
  * - a route that is not the tunnel (direct, fragment), a WebSocket or 2022 key: the dialer
- *   returns a net.Socket connection and relay.ts (or native-tunnel.ts) carries it.
+ *   returns a connection JS carries (relay.ts, or native-tunnel.ts); the application's side is
+ *   then a NativeAppSocket (native-app-socket.ts: the addon reads and writes the descriptor, no
+ *   net.Socket) unless the connection offers codecs for a later native hand-off or
+ *   LADDER_NATIVE_APP=0.
  *
  * The bookkeeping done when the server's first answer is opened happens in the relay's one
  * onFirst call: the wrapping dialers' `decode` opens the salt and first chunk (failover and the
@@ -40,12 +43,21 @@ import {
   type NativeRelay,
   type NativeSocksFront,
 } from '../transport/native-sockets.js';
+import { nativeAppConn, NativeAppSocket, type NativeAppConn } from './native-app-socket.js';
 import { handleSocks5, type Socks5InboundOptions } from './socks5-inbound.js';
 import { logDialFailure, pipeTunnel, runTunnel } from './tunnel.js';
 
 /** On unless LADDER_NATIVE_SOCKS=0 (it needs the native relay too: LADDER_NATIVE_RELAY=0 turns both off). */
 export function nativeSocksFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
   return env.LADDER_NATIVE_SOCKS !== '0';
+}
+
+/**
+ * The application's side of a tunnel JS carries on the addon's descriptor calls
+ * (native-app-socket.ts) unless LADDER_NATIVE_APP=0 (then a net.Socket, as before).
+ */
+export function nativeAppSocketsFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.LADDER_NATIVE_APP !== '0';
 }
 
 const KIND_CONNECT = 2;
@@ -78,10 +90,13 @@ export class NativeSocks {
   readonly #abort = new AbortController();
   #front: object | undefined;
   #closed = false;
+  /** The addon's application connections (undefined: net.Socket for the JS path). */
+  readonly #app: NativeAppConn | undefined;
 
   constructor(fns: NativeSocksFront & NativeRelay, opts: Socks5InboundOptions) {
     this.#fns = fns;
     this.#opts = opts;
+    this.#app = nativeAppSocketsFromEnv() ? nativeAppConn() : undefined;
     setMaxListeners(0, this.#abort.signal); // one listener per running dial
   }
 
@@ -135,6 +150,19 @@ export class NativeSocks {
     return s;
   }
 
+  /**
+   * The application's side of a tunnel JS carries: the addon's reads and writes
+   * (native-app-socket.ts) where it has them, else a net.Socket. Tracked like an accepted one.
+   */
+  #appSocket(fd: number): Socket {
+    if (!this.#app) return this.#socket(fd);
+    const s = new NativeAppSocket(this.#app, fd);
+    s.on('error', () => s.destroy());
+    const socket = s as unknown as Socket; // the relays and shutdown use only what a Duplex has
+    this.#opts.onSocket?.(socket);
+    return socket;
+  }
+
   #onConn(
     fd: number,
     kind: number,
@@ -185,7 +213,9 @@ export class NativeSocks {
       return;
     }
     if (!isNativeServerSocket(server)) {
-      pipeTunnel(this.#socket(fd), conn, ended, this.#opts);
+      // A connection with codecs may move to the native relay later (native-tunnel.ts), which
+      // takes a net.Socket's descriptor; the others never do.
+      pipeTunnel(conn.native ? this.#socket(fd) : this.#appSocket(fd), conn, ended, this.#opts);
       return;
     }
     const enc = conn.native?.encoder();
