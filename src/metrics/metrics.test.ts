@@ -51,3 +51,10 @@ test('metrics: fleet gauges appear only once a fleet node sets them, and follow 
   assert.doesNotMatch(text, /state="active"/, 'the old state is gone');
   assert.match(text, /ladder_fleet_node_state\{node="a",state="blocked"\} 1/);
 });
+
+test('process metrics: the standard process_* and nodejs_* names behind one ladder_ prefix (not ladder_process_process_*)', async () => {
+  const text = await createMetrics().render();
+  assert.match(text, /^ladder_process_cpu_user_seconds_total /m);
+  assert.match(text, /^ladder_nodejs_eventloop_lag_seconds /m);
+  assert.doesNotMatch(text, /ladder_process_process_|ladder_process_nodejs_/);
+});

@@ -33,13 +33,13 @@ export interface LadderMetrics extends UsageSink {
 }
 
 export interface MetricsOptions {
-  /** Also export Node process metrics (CPU, memory, event loop) with the ladder_ prefix. Default true. */
+  /** Also export Node process metrics (prom-client's process_* and nodejs_*, prefixed ladder_). Default true. */
   processMetrics?: boolean;
 }
 
 export function createMetrics(opts: MetricsOptions = {}): LadderMetrics {
   const registry = new Registry();
-  if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'ladder_process_' });
+  if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'ladder_' });
   const bytes = new Counter({
     name: METRICS.dataBytes.name,
     help: METRICS.dataBytes.help,
