@@ -2,7 +2,13 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { UsageError } from './errors.js';
 import { subscriptionEndpointOf } from './web-endpoint.js';
-import { parsePublicWebUrl, webEndpointOf, type PublicWebUrl, type RunningWeb } from './web.js';
+import {
+  parsePublicWebUrl,
+  webEndpointOf,
+  webStatusLine,
+  type PublicWebUrl,
+  type RunningWeb,
+} from './web.js';
 
 test('--web-public-url: scheme decides TLS, default ports, IPv6 without brackets', () => {
   assert.deepEqual(parsePublicWebUrl('wss://cdn.example.net'), {
@@ -76,4 +82,15 @@ test('keys and subscriptions advertise the public URL, the front itself otherwis
   assert.deepEqual([sub.host, sub.port, sub.tls, sub.path], ['cdn.example.net', 443, true, '/S3cret']);
   const plain = subscriptionEndpointOf(front(), true, undefined);
   assert.deepEqual([plain.host, plain.port, plain.tls], [undefined, 8080, false]);
+});
+
+test('the banner line warns about a short web path, not about a generated or long one', () => {
+  const front = (secretPath: string): RunningWeb =>
+    ({
+      service: { front: { port: 8080, tls: false } },
+      settings: { port: 8080, secretPath },
+    }) as unknown as RunningWeb;
+  assert.match(webStatusLine(front('/ws')), /WARNING: the web path has 2 characters, easy to guess/);
+  assert.doesNotMatch(webStatusLine(front('/Q7xkRbW2pLm9tV')), /WARNING/);
+  assert.doesNotMatch(webStatusLine(front('/QRcfFqPwLFW3FVT6lRwUIg')), /WARNING/);
 });

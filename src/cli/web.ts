@@ -429,8 +429,17 @@ export function webStatusLine(web: RunningWeb): string {
   const advertised = pu
     ? `; advertised as ${pu.tls ? 'wss' : 'ws'}://${formatHostPort(pu.host, pu.port)}`
     : '';
-  return `web front on port ${web.service.front.port} (${tls}); decoy: ${decoy}; ${proxies}${advertised}`;
+  // A short secret path is found by a prober trying common ones ('/ws', '/v2ray', '/ray'...).
+  const len = s.secretPath.length - 1;
+  const short =
+    len < SHORT_PATH
+      ? `; WARNING: the web path has ${len} characters, easy to guess (use ${SHORT_PATH}+ random ones)`
+      : '';
+  return `web front on port ${web.service.front.port} (${tls}); decoy: ${decoy}; ${proxies}${advertised}${short}`;
 }
+
+/** Secret paths shorter than this (after the slash) get a warning in the banner. */
+const SHORT_PATH = 12;
 
 export { webKeyUrlFor, type WebEndpoint };
 
