@@ -4,7 +4,7 @@ import { parseHostPort } from '../../client/config.js';
 import { createTunnelDialer, endpointFromKey } from '../../client/index.js';
 import { fileErrorWhy } from '../../config/errors.js';
 import { parseIntInRange } from '../../shared/parse.js';
-import { ListError, parseList } from '../../probe/list.js';
+import { isUrlItem, ListError, parseList, parseUrlItem } from '../../probe/list.js';
 import { renderHtml } from '../../probe/html.js';
 import { toOoni } from '../../probe/ooni.js';
 import { probeList, type ListEntry } from '../../probe/run.js';
@@ -33,10 +33,10 @@ reveals the list you measured, when, what each site answered here (bodies trunca
 headers, addresses) and so roughly where you are; it does not hold your address, ASN or key.`;
 
 function readList(item: string): ListEntry[] {
-  if (/^https?:\/\//i.test(item)) return parseList(item, 'command line');
-  const text = readInputFile(item);
+  const url = isUrlItem(item);
+  const text = url ? item : readInputFile(item);
   try {
-    return parseList(text, item);
+    return url ? [parseUrlItem(item, '--list')] : parseList(text, item);
   } catch (err) {
     if (err instanceof ListError) throw new UsageError(err.message, 'ERR_INPUT');
     throw err;

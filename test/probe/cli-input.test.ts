@@ -1,0 +1,38 @@
+/**
+ * `ladder probe`: what it says about input it cannot use, before measuring anything. Each bad
+ * value is one line naming the flag or item, exit 2, no stack trace; the controls (a good value
+ * in the same place) get past that check.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+
+const ladder = (args: string[]) =>
+  spawnSync(process.execPath, ['bin/ladder.js', ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, LADDER_DIST: '0' },
+    timeout: 60_000,
+  });
+
+const oneLine = (stderr: string, re: RegExp): void => {
+  assert.match(stderr, re);
+  assert.equal(stderr.split('\n').length, 2, `one line: ${stderr}`);
+  assert.doesNotMatch(stderr, /unexpected error|at .*\.ts:\d+/);
+};
+
+test('probe --list: a malformed URL item is one line naming it (exit 2), not a stack trace', () => {
+  for (const [item, re] of [
+    ['http://', /^ladder: --list: not a URL: "http:\/\/"\n$/],
+    ['http://exa mple.com/', /^ladder: --list: not a URL: "http:\/\/exa mple\.com\/"\n$/],
+    ['https://[::1', /^ladder: --list: not a URL: "https:\/\/\[::1"\n$/],
+    ['ftp://x', /^ladder: --list: only http and https URLs can be measured \(got ftp:\)\n$/],
+  ] as const) {
+    const r = ladder(['probe', '--list', item]);
+    assert.equal(r.status, 2, `${item}: ${r.stderr}`);
+    oneLine(r.stderr, re);
+  }
+  // Control: a file that is not there is still named as a file.
+  const f = ladder(['probe', '--list', '/nonexistent/list.txt']);
+  assert.equal(f.status, 2, f.stderr);
+  oneLine(f.stderr, /^ladder: \/nonexistent\/list\.txt: no such file\n$/);
+});
