@@ -1,8 +1,8 @@
 /** `ladder lab run`: flags, JSON output, and clear errors. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -69,4 +69,45 @@ test('lab run: an unknown profile or a bad flag is a one-line usage error (exit 
   const o = ladder(['lab', 'run', '--only', 'nothing-matches']);
   assert.equal(o.status, 2, o.stderr);
   assert.match(o.stderr, /--only "nothing-matches" matches no contender/);
+});
+
+test('lab run --decisions: a path whose directory does not exist is refused before the run (exit 2)', () => {
+  const t0 = Date.now();
+  const r = ladder(['lab', 'run', '--only', 'open site', '--decisions', '/nonexistent/dir/x.jsonl']);
+  assert.equal(r.status, 2, r.stderr);
+  assert.equal(
+    r.stderr,
+    'ladder: --decisions /nonexistent/dir/x.jsonl: its directory /nonexistent/dir: does not exist\n',
+  );
+  assert.equal(r.stdout, '', 'no lab was run');
+  assert.ok(Date.now() - t0 < 60_000);
+});
+
+test('lab run --decisions: a write that fails after the run is one line, and the table is still printed', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ladder-lab-cli-'));
+  const file = join(dir, 'decisions.jsonl');
+  const child = spawn(
+    process.execPath,
+    ['bin/ladder.js', 'lab', 'run', '--only', 'open site', '--seed', '3', '--decisions', file],
+    { env: { ...process.env, LADDER_FROM_SOURCE: '1' } },
+  );
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    // The path was checked before the run; now its directory goes away.
+    if (stderr.includes('lab: phase 1')) rmSync(dir, { recursive: true, force: true });
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  clearTimeout(timer);
+  rmSync(dir, { recursive: true, force: true });
+  assert.ok(stderr.includes('lab: phase 1'), stderr);
+  assert.equal(code, 2, stderr);
+  assert.match(stdout, /\ndirect -> open site\s+5\/5\s+-\s+-\s+ok\n/);
+  const lines = stderr.trimEnd().split('\n');
+  assert.equal(lines.at(-1), `ladder: ${file}: no such file`);
+  assert.doesNotMatch(stderr, /unexpected error|ENOENT/);
+  assert.equal(existsSync(dir), false);
 });

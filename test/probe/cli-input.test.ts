@@ -36,3 +36,18 @@ test('probe --list: a malformed URL item is one line naming it (exit 2), not a s
   assert.equal(f.status, 2, f.stderr);
   oneLine(f.stderr, /^ladder: \/nonexistent\/list\.txt: no such file\n$/);
 });
+
+test('probe --json/--html: a path that cannot be written is refused before any measurement', () => {
+  for (const flag of ['--json', '--html']) {
+    const r = ladder(['probe', '--list', 'http://127.0.0.1:9/', flag, '/nonexistent/dir/out']);
+    assert.equal(r.status, 2, r.stderr);
+    oneLine(
+      r.stderr,
+      new RegExp(`^ladder: ${flag} /nonexistent/dir/out: its directory /nonexistent/dir: does not exist\n$`),
+    );
+    assert.equal(r.stdout, '', 'nothing measured');
+    const d = ladder(['probe', '--list', 'http://127.0.0.1:9/', flag, '/tmp']);
+    assert.equal(d.status, 2, d.stderr);
+    oneLine(d.stderr, new RegExp(`^ladder: ${flag} /tmp: is a directory, not a file\n$`));
+  }
+});

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import {
   DEFAULT_SURVIVAL_RATE,
@@ -21,6 +20,7 @@ import { listen } from '../../shared/listen.js';
 import { parseIntInRange } from '../../shared/parse.js';
 import { UsageError } from '../errors.js';
 import { webContenders } from './lab-web.js';
+import { checkOutputFile, writeWhole } from './output-file.js';
 
 interface LabRunFlags {
   profile: string;
@@ -306,6 +306,7 @@ export function registerLab(program: Command): void {
         contenders = contenders.filter((c) => want.some((w) => c.name.toLowerCase().includes(w)));
         if (contenders.length === 0) throw new UsageError(`--only "${flags.only}" matches no contender`);
       }
+      if (flags.decisions) checkOutputFile(flags.decisions, '--decisions');
       let decisions = '';
       const report = await runSurvival({
         config,
@@ -317,12 +318,13 @@ export function registerLab(program: Command): void {
           decisions = jsonl;
         },
       });
-      if (flags.decisions) await writeFile(flags.decisions, decisions);
       process.stdout.write(
         flags.json
           ? JSON.stringify(report, null, 2) + '\n'
           : formatSurvivalTable(report, { verbose: flags.verbose === true }),
       );
       if (report.findings.length > 0) process.exitCode = 1;
+      // After the table: a file that cannot be written after all is one line, the table still shown.
+      if (flags.decisions) await writeWhole(flags.decisions, decisions);
     });
 }

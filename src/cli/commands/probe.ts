@@ -1,8 +1,6 @@
 import type { Command } from 'commander';
-import { rename, rm, writeFile } from 'node:fs/promises';
 import { parseHostPort } from '../../client/config.js';
 import { createTunnelDialer, endpointFromKey } from '../../client/index.js';
-import { fileErrorWhy } from '../../config/errors.js';
 import { parseIntInRange } from '../../shared/parse.js';
 import { isUrlItem, ListError, parseList, parseUrlItem } from '../../probe/list.js';
 import { renderHtml } from '../../probe/html.js';
@@ -10,6 +8,7 @@ import { toOoni } from '../../probe/ooni.js';
 import { probeList, type ListEntry } from '../../probe/run.js';
 import { summarize, verdictName } from '../../probe/summary.js';
 import { isUserError, UsageError } from '../errors.js';
+import { checkOutputFile, writeWhole } from './output-file.js';
 import { readInputFile, runServerCheck, serverCheckJson } from './probe-servers.js';
 
 interface ProbeFlags {
@@ -40,18 +39,6 @@ function readList(item: string): ListEntry[] {
   } catch (err) {
     if (err instanceof ListError) throw new UsageError(err.message, 'ERR_INPUT');
     throw err;
-  }
-}
-
-/** Write the whole file or nothing (a temporary file renamed into place), readable by the user only. */
-async function writeWhole(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    await writeFile(tmp, text, { mode: 0o600 });
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw new UsageError(`${path}: ${fileErrorWhy(err)}`, 'ERR_INPUT');
   }
 }
 
@@ -100,6 +87,8 @@ export function registerProbe(program: Command): void {
       const concurrency = usage(() => parseIntInRange(flags.concurrency, '--concurrency', 1, 256));
       const timeoutMs = usage(() => parseIntInRange(flags.timeout, '--timeout', 1, 120)) * 1000;
       const dns = flags.dns ? usage(() => parseHostPort(flags.dns!, '--dns', 53)) : undefined;
+      if (flags.json) checkOutputFile(flags.json, '--json');
+      if (flags.html) checkOutputFile(flags.html, '--html');
       if (flags.servers?.length) {
         if (flags.html || flags.via) throw new UsageError('probe --servers: --html and --via are for --list');
         let target: URL;
@@ -144,9 +133,10 @@ export function registerProbe(program: Command): void {
         },
       });
       if (tty) process.stderr.write('\r\x1b[K');
+      // The summary first: a file that cannot be written after all is one line, the run not lost.
+      process.stdout.write(summarize(results));
       if (flags.json)
         await writeWhole(flags.json, results.map((r) => JSON.stringify(toOoni(r, start))).join('\n') + '\n');
       if (flags.html) await writeWhole(flags.html, renderHtml(results, start));
-      process.stdout.write(summarize(results));
     });
 }
