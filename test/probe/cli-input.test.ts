@@ -51,3 +51,24 @@ test('probe --json/--html: a path that cannot be written is refused before any m
     oneLine(d.stderr, new RegExp(`^ladder: ${flag} /tmp: is a directory, not a file\n$`));
   }
 });
+
+test('probe --dns / --control-resolver: a name is refused (one line naming the flag); IP addresses pass', () => {
+  for (const flag of ['--dns', '--control-resolver']) {
+    for (const bad of ['nope', 'nope:53', 'dns.example:53']) {
+      const r = ladder(['probe', '--list', 'http://127.0.0.1:9/', flag, bad]);
+      assert.equal(r.status, 2, `${flag} ${bad}: ${r.stderr}`);
+      oneLine(
+        r.stderr,
+        new RegExp(`^ladder: ${flag} "${bad}": expected the resolver's IP address \\(IPv4 or IPv6`),
+      );
+      assert.equal(r.stdout, '', 'nothing measured');
+    }
+  }
+  // Controls: addresses with and without a port get past the check; the URL is an IP literal, so
+  // no resolver is asked and the run ends at once (nothing listens on port 9).
+  for (const good of ['127.0.0.1', '127.0.0.1:5353', '::1', '[::1]:5353']) {
+    const r = ladder(['probe', '--list', 'http://127.0.0.1:9/', '--dns', good, '--control-resolver', good]);
+    assert.equal(r.status, 0, `${good}: ${r.stderr}`);
+    assert.match(r.stdout, /^0 of 1 blocked/);
+  }
+});

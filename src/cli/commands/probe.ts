@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
+import { isIP } from 'node:net';
 import { parseHostPort } from '../../client/config.js';
 import { createTunnelDialer, endpointFromKey } from '../../client/index.js';
-import { parseIntInRange } from '../../shared/parse.js';
+import { parseIntInRange, type HostPort } from '../../shared/parse.js';
 import { isUrlItem, ListError, parseList, parseUrlItem } from '../../probe/list.js';
 import { renderHtml } from '../../probe/html.js';
 import { toOoni } from '../../probe/ooni.js';
@@ -52,6 +53,20 @@ function usage<T>(fn: () => T, what?: string): T {
   }
 }
 
+/**
+ * A resolver flag: an IP address, optionally with a port (53 by default). A name is refused: it
+ * would have to be resolved first, and a typo (`--dns nope`) made every lookup fail, which with a
+ * working control read as DNS blocking.
+ */
+function resolverAddress(text: string, flag: string): HostPort {
+  const hp = usage(() => parseHostPort(text, flag, 53));
+  if (isIP(hp.host) === 0)
+    throw new UsageError(
+      `${flag} "${text}": expected the resolver's IP address (IPv4 or IPv6, optionally with :port)`,
+    );
+  return hp;
+}
+
 export function registerProbe(program: Command): void {
   program
     .command('probe')
@@ -72,8 +87,15 @@ export function registerProbe(program: Command): void {
       '--via <key>',
       'access key of your Ladder/Shadowsocks server: the control resolves and fetches through it',
     )
-    .option('--dns <host:port>', 'resolver for the local measurement (default: the system resolver)')
-    .option('--control-resolver <host:port>', 'resolver your server asks for the control', '1.1.1.1:53')
+    .option(
+      '--dns <ip[:port]>',
+      'resolver for the local measurement, an IP address (default: the system resolver)',
+    )
+    .option(
+      '--control-resolver <ip[:port]>',
+      'resolver your server asks for the control, an IP address',
+      '1.1.1.1:53',
+    )
     .option('--json <file>', "write the measurements, one per line, in OONI's format")
     .option('--html <file>', 'write a self-contained HTML report (summary, chart, sortable table)')
     .option('--concurrency <n>', 'URLs measured at once (1..256)', '8')
@@ -86,7 +108,8 @@ export function registerProbe(program: Command): void {
         throw new UsageError('probe: give --list FILE|URL… (or --servers KEY|FILE… for the self-check)');
       const concurrency = usage(() => parseIntInRange(flags.concurrency, '--concurrency', 1, 256));
       const timeoutMs = usage(() => parseIntInRange(flags.timeout, '--timeout', 1, 120)) * 1000;
-      const dns = flags.dns ? usage(() => parseHostPort(flags.dns!, '--dns', 53)) : undefined;
+      const dns = flags.dns ? resolverAddress(flags.dns, '--dns') : undefined;
+      const resolver = resolverAddress(flags.controlResolver, '--control-resolver');
       if (flags.json) checkOutputFile(flags.json, '--json');
       if (flags.html) checkOutputFile(flags.html, '--html');
       if (flags.servers?.length) {
@@ -108,7 +131,6 @@ export function registerProbe(program: Command): void {
         return;
       }
       if (!flags.list?.length) return;
-      const resolver = usage(() => parseHostPort(flags.controlResolver, '--control-resolver', 53));
       const entries = flags.list.flatMap(readList);
       if (entries.length === 0) throw new UsageError('probe: the list is empty', 'ERR_INPUT');
       const dialer = flags.via
