@@ -13,15 +13,28 @@ const COLUMNS = ['accessible', ...MECHANISMS, 'null'] as const;
 
 export const verdictName = (v: Verdict): string => (v === false ? 'accessible' : v === null ? 'null' : v);
 
+/** No control was run for this URL (no --via): its verdict is null for want of one. */
+const noControl = (r: ProbeResult): boolean => Object.keys(r.keys.control).length === 0;
+
+/** " (N unknown: why)" for the null verdicts, saying whether there was a control at all. */
+function unknowns(results: readonly ProbeResult[]): string {
+  const nulls = results.filter((r) => r.keys.blocking === null);
+  const none = nulls.filter(noControl).length;
+  const why = [
+    ...(none ? [`${none} unknown: no control to compare with (--via not given)`] : []),
+    ...(nulls.length > none ? [`${nulls.length - none} unknown: the control failed`] : []),
+  ];
+  return why.length ? ` (${why.join('; ')})` : '';
+}
+
 export function summarize(results: readonly ProbeResult[]): string {
   const blocked = results.filter((r) => r.keys.blocking);
   const by = (m: string): number => blocked.filter((r) => r.keys.blocking === m).length;
   const parts = MECHANISMS.filter((m) => by(m) > 0).map((m) => `${by(m)} by ${LABEL[m]}`);
-  const nulls = results.filter((r) => r.keys.blocking === null).length;
   const head =
     `${blocked.length} of ${results.length} blocked` +
     (parts.length ? `: ${parts.join(', ')}` : '') +
-    (nulls ? ` (${nulls} unknown: the control failed)` : '');
+    unknowns(results);
   const cats = [...new Set(results.map((r) => r.category))].sort();
   const rows = [['category', ...COLUMNS, 'total']];
   const count = (rs: readonly ProbeResult[]): string[] => [
