@@ -1,4 +1,7 @@
-/** The end-of-run summary: "N of M blocked: x by DNS, …", then a table by category and mechanism. */
+/**
+ * The end-of-run summary: "N of M blocked: x by DNS, …", then a table by category and mechanism;
+ * for the terminal, the blocked and unknown URLs by name (`namedUrls`).
+ */
 import { MECHANISMS, type Verdict } from './classify.js';
 import type { ProbeResult } from './run.js';
 
@@ -48,4 +51,25 @@ export function summarize(results: readonly ProbeResult[]): string {
     r.map((x, i) => (i === 0 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  '),
   );
   return [head, '', ...table].join('\n') + '\n';
+}
+
+/** How many blocked or unknown URLs the terminal names before "and M more". */
+export const NAMED_URLS = 20;
+
+/**
+ * The blocked URLs, then the unknown ones, each with its verdict in a word, at most `max` of
+ * them; '' when every URL was accessible. The inputs are parsed URLs (percent-encoded: no
+ * control characters reach the terminal).
+ */
+export function namedUrls(results: readonly ProbeResult[], max = NAMED_URLS): string {
+  const named = [
+    ...results.filter((r) => r.keys.blocking),
+    ...results.filter((r) => r.keys.blocking === null),
+  ].map((r) => [r.keys.blocking === null ? 'unknown' : verdictName(r.keys.blocking), r.input] as const);
+  if (named.length === 0) return '';
+  const shown = named.slice(0, max);
+  const width = Math.max(...shown.map(([v]) => v.length));
+  const lines = shown.map(([v, url]) => `  ${v.padEnd(width)}  ${url}`);
+  if (named.length > max) lines.push(`  and ${named.length - max} more (all of them: --json or --html)`);
+  return ['', 'Blocked or unknown:', ...lines].join('\n') + '\n';
 }

@@ -69,6 +69,7 @@ test('probe --dns / --control-resolver: a name is refused (one line naming the f
   for (const good of ['127.0.0.1', '127.0.0.1:5353', '::1', '[::1]:5353']) {
     const r = ladder(['probe', '--list', 'http://127.0.0.1:9/', '--dns', good, '--control-resolver', good]);
     assert.equal(r.status, 0, `${good}: ${r.stderr}`);
-    assert.match(r.stdout, /^0 of 1 blocked/);
+    assert.match(r.stdout, /^0 of 1 blocked \(1 unknown: no control to compare with \(--via not given\)\)\n/);
+    assert.ok(r.stdout.endsWith('\nBlocked or unknown:\n  unknown  http://127.0.0.1:9/\n'), r.stdout);
   }
 });

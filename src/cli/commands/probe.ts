@@ -7,7 +7,7 @@ import { isUrlItem, ListError, parseList, parseUrlItem } from '../../probe/list.
 import { renderHtml } from '../../probe/html.js';
 import { toOoni } from '../../probe/ooni.js';
 import { probeList, type ListEntry } from '../../probe/run.js';
-import { summarize, verdictName } from '../../probe/summary.js';
+import { namedUrls, summarize, verdictName } from '../../probe/summary.js';
 import { isUserError, UsageError } from '../errors.js';
 import { checkOutputFile, writeWhole } from './output-file.js';
 import { readInputFile, runServerCheck, serverCheckJson } from './probe-servers.js';
@@ -156,7 +156,7 @@ export function registerProbe(program: Command): void {
       });
       if (tty) process.stderr.write('\r\x1b[K');
       // The summary first: a file that cannot be written after all is one line, the run not lost.
-      process.stdout.write(summarize(results));
+      process.stdout.write(summarize(results) + namedUrls(results));
       if (flags.json)
         await writeWhole(flags.json, results.map((r) => JSON.stringify(toOoni(r, start))).join('\n') + '\n');
       if (flags.html) await writeWhole(flags.html, renderHtml(results, start));
