@@ -40,6 +40,24 @@ test('lab run --json --only: the report as data, and the decision log as JSON li
   }
 });
 
+test('lab run --only, repeated: whole names, any case, each picked once', () => {
+  const r = ladder([
+    'lab',
+    'run',
+    '--only',
+    'direct -> open site',
+    '--only',
+    'DIRECT -> BLOCKED SITE',
+    '--json',
+  ]);
+  assert.equal(r.status, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as { contenders: Array<{ name: string }> };
+  assert.deepEqual(
+    report.contenders.map((c) => c.name),
+    ['direct -> blocked site', 'direct -> open site'],
+  );
+});
+
 test('lab run --verbose: a table of at most 120 columns in plain words, a legend, then the details', () => {
   const r = ladder(['lab', 'run', '--only', 'open site', '--seed', '3', '--verbose']);
   assert.equal(r.status, 0, r.stderr);
@@ -68,7 +86,11 @@ test('lab run: an unknown profile or a bad flag is a one-line usage error (exit 
   assert.match(s.stderr, /--seed must be an integer/);
   const o = ladder(['lab', 'run', '--only', 'nothing-matches']);
   assert.equal(o.status, 2, o.stderr);
-  assert.match(o.stderr, /--only "nothing-matches" matches no contender/);
+  assert.match(
+    o.stderr,
+    /--only "nothing-matches" matches no contender; the names: "direct -> blocked site", /,
+  );
+  assert.equal(o.stderr.split('\n').length, 2, 'one line');
 });
 
 test('lab run --decisions: a path whose directory does not exist is refused before the run (exit 2)', () => {

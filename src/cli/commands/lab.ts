@@ -8,6 +8,7 @@ import {
   type TunnelContender,
 } from '../../lab/survival.js';
 import { formatSurvivalTable } from '../../lab/survival-format.js';
+import { selectContenders } from '../../lab/select.js';
 import { DEFAULT_PROFILE, profile, profileNames } from '../../lab/profiles.js';
 import { startDataPlane } from '../../server/index.js';
 import { startClient } from '../../client/index.js';
@@ -29,7 +30,7 @@ interface LabRunFlags {
   seed: string;
   rate: string;
   decisions?: string;
-  only?: string;
+  only: string[];
 }
 
 const METHOD = DEFAULT_METHOD;
@@ -287,7 +288,12 @@ export function registerLab(program: Command): void {
       String(DEFAULT_SURVIVAL_RATE),
     )
     .option('--decisions <file>', 'write the censor decision log (JSON lines) to this file')
-    .option('--only <names>', 'comma-separated substrings: run only contenders whose name matches')
+    .option(
+      '--only <name>',
+      'run only this contender: its name (any case), else a part of names, else comma-separated parts; repeatable',
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    )
     .action(async (flags: LabRunFlags) => {
       let config;
       try {
@@ -298,13 +304,10 @@ export function registerLab(program: Command): void {
       const seed = parseIntInRange(flags.seed, '--seed', 0, 0xffffffff);
       const rate = parseIntInRange(flags.rate, '--rate', 1, 1000);
       let contenders = labContenders();
-      if (flags.only) {
-        const want = flags.only
-          .split(',')
-          .map((s) => s.trim().toLowerCase())
-          .filter(Boolean);
-        contenders = contenders.filter((c) => want.some((w) => c.name.toLowerCase().includes(w)));
-        if (contenders.length === 0) throw new UsageError(`--only "${flags.only}" matches no contender`);
+      if (flags.only.length > 0) {
+        const picked = selectContenders(contenders, flags.only);
+        if (!picked.ok) throw new UsageError(picked.error);
+        contenders = picked.selected;
       }
       if (flags.decisions) checkOutputFile(flags.decisions, '--decisions');
       let decisions = '';
