@@ -5,6 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { EXIT_FINDINGS, labExitCode } from '../../src/cli/commands/lab.js';
 
 const ladder = (args: string[]) =>
   spawnSync(process.execPath, ['bin/ladder.js', ...args], {
@@ -132,4 +133,20 @@ test('lab run --decisions: a write that fails after the run is one line, and the
   assert.equal(lines.at(-1), `ladder: ${file}: no such file`);
   assert.doesNotMatch(stderr, /unexpected error|ENOENT/);
   assert.equal(existsSync(dir), false);
+});
+
+test('lab run: findings exit with 3, documented in --help, not 1 (a bug in ladder) or 2 (usage)', () => {
+  assert.equal(EXIT_FINDINGS, 3);
+  assert.equal(
+    labExitCode({ findings: ["tunnel-core bug: the prober classified Ladder's server as a proxy"] }),
+    3,
+  );
+  // Control: a run without findings exits 0 (the runs above check it end to end).
+  assert.equal(labExitCode({ findings: [] }), 0);
+  const h = ladder(['lab', 'run', '--help']);
+  assert.equal(h.status, 0, h.stderr);
+  assert.match(
+    h.stdout.replace(/\s+/g, ' '),
+    /Exit codes: 0 .*; 3 the lab found a defence that failed .*; 1 a bug in ladder\./,
+  );
 });

@@ -30,7 +30,7 @@ interface LabRunFlags {
   seed: string;
   rate: string;
   decisions?: string;
-  only: string[];
+  only?: string[];
 }
 
 const METHOD = DEFAULT_METHOD;
@@ -269,6 +269,18 @@ export function labContenders(): Contender[] {
   ];
 }
 
+/** `lab run` found a defence that failed (the report's FINDINGS); 1 stays "a bug in ladder". */
+export const EXIT_FINDINGS = 3;
+
+/** The exit code of a finished `lab run`: 0, or EXIT_FINDINGS when the report has findings. */
+export const labExitCode = (report: { readonly findings: readonly string[] }): number =>
+  report.findings.length > 0 ? EXIT_FINDINGS : 0;
+
+const EXIT_HELP = `
+Exit codes: 0 the run finished without findings; ${EXIT_FINDINGS} the lab found a defence that failed
+(FINDINGS in the report, e.g. the prober classified Ladder's server as a proxy); 2 a bad flag or a
+--decisions file that cannot be written; 1 a bug in ladder.`;
+
 export function registerLab(program: Command): void {
   const lab = program
     .command('lab')
@@ -291,9 +303,9 @@ export function registerLab(program: Command): void {
     .option(
       '--only <name>',
       'run only this contender: its name (any case), else a part of names, else comma-separated parts; repeatable',
-      (v: string, prev: string[]) => [...prev, v],
-      [] as string[],
+      (v: string, prev: string[] | undefined) => [...(prev ?? []), v],
     )
+    .addHelpText('after', EXIT_HELP)
     .action(async (flags: LabRunFlags) => {
       let config;
       try {
@@ -304,7 +316,7 @@ export function registerLab(program: Command): void {
       const seed = parseIntInRange(flags.seed, '--seed', 0, 0xffffffff);
       const rate = parseIntInRange(flags.rate, '--rate', 1, 1000);
       let contenders = labContenders();
-      if (flags.only.length > 0) {
+      if (flags.only) {
         const picked = selectContenders(contenders, flags.only);
         if (!picked.ok) throw new UsageError(picked.error);
         contenders = picked.selected;
@@ -326,7 +338,7 @@ export function registerLab(program: Command): void {
           ? JSON.stringify(report, null, 2) + '\n'
           : formatSurvivalTable(report, { verbose: flags.verbose === true }),
       );
-      if (report.findings.length > 0) process.exitCode = 1;
+      process.exitCode = labExitCode(report);
       // After the table: a file that cannot be written after all is one line, the table still shown.
       if (flags.decisions) await writeWhole(flags.decisions, decisions);
     });
