@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import type { Verdict } from '../../src/probe/classify.js';
 import type { ProbeResult } from '../../src/probe/run.js';
 import { namedUrls, summarize } from '../../src/probe/summary.js';
+import { probeResult } from './result-fixture.js';
 
 const CONTROL = {
   dns: { addrs: [], failure: 'generic_timeout_error' },
@@ -17,34 +18,13 @@ const CONTROL = {
 };
 
 /** A measurement with this verdict; `control` false = run without --via (no control keys). */
-function measured(input: string, blocking: Verdict, control = true): ProbeResult {
-  return {
+const measured = (input: string, blocking: Verdict, control = true): ProbeResult =>
+  probeResult(
     input,
-    category: 'NEWS',
-    startTime: new Date(0),
-    runtime: 1,
-    keys: {
-      queries: [],
-      tcp_connect: [],
-      tls_handshakes: [],
-      requests: [],
-      control: control ? CONTROL : {},
-      control_failure: blocking === null ? 'generic_timeout_error' : null,
-      dns_experiment_failure: null,
-      http_experiment_failure: null,
-      x_null_routed: false,
-      dns_consistency: null,
-      body_proportion: null,
-      body_length_match: null,
-      status_code_match: null,
-      headers_match: null,
-      title_match: null,
-      blocking,
-      accessible: blocking === null ? null : blocking === false,
-      x_unexpected_answers: [],
-    },
-  };
-}
+    blocking,
+    { control: control ? CONTROL : {}, control_failure: blocking === null ? 'generic_timeout_error' : null },
+    'NEWS',
+  );
 
 const head = (rs: ProbeResult[]): string => summarize(rs).split('\n')[0]!;
 
