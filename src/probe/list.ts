@@ -58,6 +58,14 @@ function* csvRows(text: string, where: string): Generator<{ line: number; fields
 
 const CATEGORY = /^[A-Z][A-Z0-9_]{0,15}$/;
 
+/** True when a `--list` item is a URL (any scheme, so `ftp://x` is refused as a URL, not looked up as a file). */
+export const isUrlItem = (item: string): boolean => /^[a-z][a-z0-9+.-]*:\/\//i.test(item.trim());
+
+/** One URL given on the command line; `where` names the flag in errors ("--list"). */
+export function parseUrlItem(item: string, where: string): ListEntry {
+  return { url: checkUrl(item.trim(), where) };
+}
+
 function checkUrl(raw: string, where: string): string {
   let u: URL;
   try {

@@ -1,4 +1,7 @@
-/** The end-of-run summary: "N of M blocked: x by DNS, …", then a table by category and mechanism. */
+/**
+ * The end-of-run summary: "N of M blocked: x by DNS, …", then a table by category and mechanism;
+ * for the terminal, the blocked and unknown URLs by name (`namedUrls`).
+ */
 import { MECHANISMS, type Verdict } from './classify.js';
 import type { ProbeResult } from './run.js';
 
@@ -13,15 +16,28 @@ const COLUMNS = ['accessible', ...MECHANISMS, 'null'] as const;
 
 export const verdictName = (v: Verdict): string => (v === false ? 'accessible' : v === null ? 'null' : v);
 
+/** No control was run for this URL (no --via): its verdict is null for want of one. */
+const noControl = (r: ProbeResult): boolean => Object.keys(r.keys.control).length === 0;
+
+/** " (N unknown: why)" for the null verdicts, saying whether there was a control at all. */
+function unknowns(results: readonly ProbeResult[]): string {
+  const nulls = results.filter((r) => r.keys.blocking === null);
+  const none = nulls.filter(noControl).length;
+  const why = [
+    ...(none ? [`${none} unknown: no control to compare with (--via not given)`] : []),
+    ...(nulls.length > none ? [`${nulls.length - none} unknown: the control failed`] : []),
+  ];
+  return why.length ? ` (${why.join('; ')})` : '';
+}
+
 export function summarize(results: readonly ProbeResult[]): string {
   const blocked = results.filter((r) => r.keys.blocking);
   const by = (m: string): number => blocked.filter((r) => r.keys.blocking === m).length;
   const parts = MECHANISMS.filter((m) => by(m) > 0).map((m) => `${by(m)} by ${LABEL[m]}`);
-  const nulls = results.filter((r) => r.keys.blocking === null).length;
   const head =
     `${blocked.length} of ${results.length} blocked` +
     (parts.length ? `: ${parts.join(', ')}` : '') +
-    (nulls ? ` (${nulls} unknown: the control failed)` : '');
+    unknowns(results);
   const cats = [...new Set(results.map((r) => r.category))].sort();
   const rows = [['category', ...COLUMNS, 'total']];
   const count = (rs: readonly ProbeResult[]): string[] => [
@@ -35,4 +51,25 @@ export function summarize(results: readonly ProbeResult[]): string {
     r.map((x, i) => (i === 0 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  '),
   );
   return [head, '', ...table].join('\n') + '\n';
+}
+
+/** How many blocked or unknown URLs the terminal names before "and M more". */
+export const NAMED_URLS = 20;
+
+/**
+ * The blocked URLs, then the unknown ones, each with its verdict in a word, at most `max` of
+ * them; '' when every URL was accessible. The inputs are parsed URLs (percent-encoded: no
+ * control characters reach the terminal).
+ */
+export function namedUrls(results: readonly ProbeResult[], max = NAMED_URLS): string {
+  const named = [
+    ...results.filter((r) => r.keys.blocking),
+    ...results.filter((r) => r.keys.blocking === null),
+  ].map((r) => [r.keys.blocking === null ? 'unknown' : verdictName(r.keys.blocking), r.input] as const);
+  if (named.length === 0) return '';
+  const shown = named.slice(0, max);
+  const width = Math.max(...shown.map(([v]) => v.length));
+  const lines = shown.map(([v, url]) => `  ${v.padEnd(width)}  ${url}`);
+  if (named.length > max) lines.push(`  and ${named.length - max} more (all of them: --json or --html)`);
+  return ['', 'Blocked or unknown:', ...lines].join('\n') + '\n';
 }

@@ -1,10 +1,11 @@
 /** `ladder lab run`: flags, JSON output, and clear errors. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { EXIT_FINDINGS, labExitCode } from '../../src/cli/commands/lab.js';
 
 const ladder = (args: string[]) =>
   spawnSync(process.execPath, ['bin/ladder.js', ...args], {
@@ -40,6 +41,24 @@ test('lab run --json --only: the report as data, and the decision log as JSON li
   }
 });
 
+test('lab run --only, repeated: whole names, any case, each picked once', () => {
+  const r = ladder([
+    'lab',
+    'run',
+    '--only',
+    'direct -> open site',
+    '--only',
+    'DIRECT -> BLOCKED SITE',
+    '--json',
+  ]);
+  assert.equal(r.status, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as { contenders: Array<{ name: string }> };
+  assert.deepEqual(
+    report.contenders.map((c) => c.name),
+    ['direct -> blocked site', 'direct -> open site'],
+  );
+});
+
 test('lab run --verbose: a table of at most 120 columns in plain words, a legend, then the details', () => {
   const r = ladder(['lab', 'run', '--only', 'open site', '--seed', '3', '--verbose']);
   assert.equal(r.status, 0, r.stderr);
@@ -68,5 +87,66 @@ test('lab run: an unknown profile or a bad flag is a one-line usage error (exit 
   assert.match(s.stderr, /--seed must be an integer/);
   const o = ladder(['lab', 'run', '--only', 'nothing-matches']);
   assert.equal(o.status, 2, o.stderr);
-  assert.match(o.stderr, /--only "nothing-matches" matches no contender/);
+  assert.match(
+    o.stderr,
+    /--only "nothing-matches" matches no contender; the names: "direct -> blocked site", /,
+  );
+  assert.equal(o.stderr.split('\n').length, 2, 'one line');
+});
+
+test('lab run --decisions: a path whose directory does not exist is refused before the run (exit 2)', () => {
+  const t0 = Date.now();
+  const r = ladder(['lab', 'run', '--only', 'open site', '--decisions', '/nonexistent/dir/x.jsonl']);
+  assert.equal(r.status, 2, r.stderr);
+  assert.equal(
+    r.stderr,
+    'ladder: --decisions /nonexistent/dir/x.jsonl: its directory /nonexistent/dir: does not exist\n',
+  );
+  assert.equal(r.stdout, '', 'no lab was run');
+  assert.ok(Date.now() - t0 < 60_000);
+});
+
+test('lab run --decisions: a write that fails after the run is one line, and the table is still printed', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ladder-lab-cli-'));
+  const file = join(dir, 'decisions.jsonl');
+  const child = spawn(
+    process.execPath,
+    ['bin/ladder.js', 'lab', 'run', '--only', 'open site', '--seed', '3', '--decisions', file],
+    { env: { ...process.env, LADDER_FROM_SOURCE: '1' } },
+  );
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    // The path was checked before the run; now its directory goes away.
+    if (stderr.includes('lab: phase 1')) rmSync(dir, { recursive: true, force: true });
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  clearTimeout(timer);
+  rmSync(dir, { recursive: true, force: true });
+  assert.ok(stderr.includes('lab: phase 1'), stderr);
+  assert.equal(code, 2, stderr);
+  assert.match(stdout, /\ndirect -> open site\s+5\/5\s+-\s+-\s+ok\n/);
+  const lines = stderr.trimEnd().split('\n');
+  assert.equal(lines.at(-1), `ladder: ${file}: no such file`);
+  assert.doesNotMatch(stderr, /unexpected error|ENOENT/);
+  assert.equal(existsSync(dir), false);
+});
+
+test('lab run: findings exit with 3, documented in --help, not 1 (a bug in ladder) or 2 (usage)', () => {
+  assert.equal(EXIT_FINDINGS, 3);
+  assert.equal(
+    labExitCode({ findings: ["tunnel-core bug: the prober classified Ladder's server as a proxy"] }),
+    3,
+  );
+  // Control: a run without findings exits 0 (the runs above check it end to end).
+  assert.equal(labExitCode({ findings: [] }), 0);
+  const h = ladder(['lab', 'run', '--help']);
+  assert.equal(h.status, 0, h.stderr);
+  assert.match(
+    h.stdout.replace(/\s+/g, ' '),
+    /Exit codes: 0 .*; 3 the lab found a defence that failed .*; 1 a bug in ladder\./,
+  );
 });

@@ -123,6 +123,7 @@ test('ladder probe: CSV list, control via an ss:// key, summary, OONI-shaped JSO
     assert.match(r.stdout, /^1 of 2 blocked: 1 by HTTP failure\n/);
     assert.match(r.stdout, /\nNEWS +1 +0 +0 +0 +0 +0 +0 +1\n/);
     assert.match(r.stdout, /\nXED +0 +0 +0 +0 +1 +0 +0 +1\n/);
+    assert.ok(r.stdout.endsWith(`\nBlocked or unknown:\n  http-failure  ${c3!.url}\n`), r.stdout);
     assert.equal(r.stderr, '', 'no progress line when stderr is not a terminal');
     assert.ok(!r.stdout.includes('probe-lab-password') && !r.stderr.includes('probe-lab-password'));
     const lines = readFileSync(out, 'utf8')

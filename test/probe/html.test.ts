@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { renderHtml } from '../../src/probe/html.js';
 import { classify } from '../../src/probe/classify.js';
 import type { ProbeResult } from '../../src/probe/run.js';
+import { probeResult } from './result-fixture.js';
 
 const page = { failure: null, status: 200, bodyLength: 10, title: 't', headers: {} };
 
@@ -18,24 +19,7 @@ function result(input: string, category: string, failure: string): ProbeResult {
     control: page,
     nullRouted: false,
   });
-  return {
-    input,
-    category,
-    startTime: new Date(0),
-    runtime: 1.5,
-    keys: {
-      ...cmp,
-      queries: [],
-      tcp_connect: [],
-      tls_handshakes: [],
-      requests: [],
-      control: {},
-      control_failure: null,
-      dns_experiment_failure: null,
-      http_experiment_failure: failure,
-      x_null_routed: false,
-    },
-  };
+  return probeResult(input, cmp.blocking, { ...cmp, http_experiment_failure: failure }, category);
 }
 
 test('HTML report: list- and site-supplied text is escaped; the chart and table cover every URL', () => {

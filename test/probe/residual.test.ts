@@ -3,37 +3,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { attributeResiduals, type ProbeResult } from '../../src/probe/run.js';
 import type { Blocking } from '../../src/probe/classify.js';
+import { probeResult } from './result-fixture.js';
 
-function r(input: string, blocking: Blocking | false, ip: string, connect: string | null): ProbeResult {
-  return {
-    input,
-    category: 'MISC',
-    startTime: new Date(0),
-    runtime: 0,
-    keys: {
-      queries: [],
-      tcp_connect: [
-        { ip, port: 80, status: { success: connect === null, failure: connect, blocked: null }, t: 0 },
-      ],
-      tls_handshakes: [],
-      requests: [],
-      control: {},
-      control_failure: null,
-      dns_experiment_failure: null,
-      http_experiment_failure: null,
-      x_null_routed: false,
-      dns_consistency: 'consistent',
-      body_proportion: null,
-      body_length_match: null,
-      status_code_match: null,
-      headers_match: null,
-      title_match: null,
-      blocking,
-      accessible: blocking === false,
-      x_unexpected_answers: [],
-    },
-  };
-}
+const r = (input: string, blocking: Blocking | false, ip: string, connect: string | null): ProbeResult =>
+  probeResult(input, blocking, {
+    tcp_connect: [
+      { ip, port: 80, status: { success: connect === null, failure: connect, blocked: null }, t: 0 },
+    ],
+    dns_consistency: 'consistent',
+  });
 
 test('a reset connect after a Host/keyword trigger on the same address:port is that mechanism, marked residual', () => {
   const out = attributeResiduals([

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import {
   DEFAULT_SURVIVAL_RATE,
@@ -9,6 +8,7 @@ import {
   type TunnelContender,
 } from '../../lab/survival.js';
 import { formatSurvivalTable } from '../../lab/survival-format.js';
+import { selectContenders } from '../../lab/select.js';
 import { DEFAULT_PROFILE, profile, profileNames } from '../../lab/profiles.js';
 import { startDataPlane } from '../../server/index.js';
 import { startClient } from '../../client/index.js';
@@ -21,6 +21,7 @@ import { listen } from '../../shared/listen.js';
 import { parseIntInRange } from '../../shared/parse.js';
 import { UsageError } from '../errors.js';
 import { webContenders } from './lab-web.js';
+import { checkOutputFile, writeWhole } from './output-file.js';
 
 interface LabRunFlags {
   profile: string;
@@ -29,7 +30,7 @@ interface LabRunFlags {
   seed: string;
   rate: string;
   decisions?: string;
-  only?: string;
+  only?: string[];
 }
 
 const METHOD = DEFAULT_METHOD;
@@ -268,6 +269,18 @@ export function labContenders(): Contender[] {
   ];
 }
 
+/** `lab run` found a defence that failed (the report's FINDINGS); 1 stays "a bug in ladder". */
+export const EXIT_FINDINGS = 3;
+
+/** The exit code of a finished `lab run`: 0, or EXIT_FINDINGS when the report has findings. */
+export const labExitCode = (report: { readonly findings: readonly string[] }): number =>
+  report.findings.length > 0 ? EXIT_FINDINGS : 0;
+
+const EXIT_HELP = `
+Exit codes: 0 the run finished without findings; ${EXIT_FINDINGS} the lab found a defence that failed
+(FINDINGS in the report, e.g. the prober classified Ladder's server as a proxy); 2 a bad flag or a
+--decisions file that cannot be written; 1 a bug in ladder.`;
+
 export function registerLab(program: Command): void {
   const lab = program
     .command('lab')
@@ -287,7 +300,12 @@ export function registerLab(program: Command): void {
       String(DEFAULT_SURVIVAL_RATE),
     )
     .option('--decisions <file>', 'write the censor decision log (JSON lines) to this file')
-    .option('--only <names>', 'comma-separated substrings: run only contenders whose name matches')
+    .option(
+      '--only <name>',
+      'run only this contender: its name (any case), else a part of names, else comma-separated parts; repeatable',
+      (v: string, prev: string[] | undefined) => [...(prev ?? []), v],
+    )
+    .addHelpText('after', EXIT_HELP)
     .action(async (flags: LabRunFlags) => {
       let config;
       try {
@@ -299,13 +317,11 @@ export function registerLab(program: Command): void {
       const rate = parseIntInRange(flags.rate, '--rate', 1, 1000);
       let contenders = labContenders();
       if (flags.only) {
-        const want = flags.only
-          .split(',')
-          .map((s) => s.trim().toLowerCase())
-          .filter(Boolean);
-        contenders = contenders.filter((c) => want.some((w) => c.name.toLowerCase().includes(w)));
-        if (contenders.length === 0) throw new UsageError(`--only "${flags.only}" matches no contender`);
+        const picked = selectContenders(contenders, flags.only);
+        if (!picked.ok) throw new UsageError(picked.error);
+        contenders = picked.selected;
       }
+      if (flags.decisions) checkOutputFile(flags.decisions, '--decisions');
       let decisions = '';
       const report = await runSurvival({
         config,
@@ -317,12 +333,13 @@ export function registerLab(program: Command): void {
           decisions = jsonl;
         },
       });
-      if (flags.decisions) await writeFile(flags.decisions, decisions);
       process.stdout.write(
         flags.json
           ? JSON.stringify(report, null, 2) + '\n'
           : formatSurvivalTable(report, { verbose: flags.verbose === true }),
       );
-      if (report.findings.length > 0) process.exitCode = 1;
+      process.exitCode = labExitCode(report);
+      // After the table: a file that cannot be written after all is one line, the table still shown.
+      if (flags.decisions) await writeWhole(flags.decisions, decisions);
     });
 }

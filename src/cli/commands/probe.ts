@@ -1,15 +1,15 @@
 import type { Command } from 'commander';
-import { rename, rm, writeFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { parseHostPort } from '../../client/config.js';
 import { createTunnelDialer, endpointFromKey } from '../../client/index.js';
-import { fileErrorWhy } from '../../config/errors.js';
-import { parseIntInRange } from '../../shared/parse.js';
-import { ListError, parseList } from '../../probe/list.js';
+import { parseIntInRange, type HostPort } from '../../shared/parse.js';
+import { isUrlItem, ListError, parseList, parseUrlItem } from '../../probe/list.js';
 import { renderHtml } from '../../probe/html.js';
 import { toOoni } from '../../probe/ooni.js';
 import { probeList, type ListEntry } from '../../probe/run.js';
-import { summarize, verdictName } from '../../probe/summary.js';
+import { namedUrls, summarize, verdictName } from '../../probe/summary.js';
 import { isUserError, UsageError } from '../errors.js';
+import { checkOutputFile, writeWhole } from './output-file.js';
 import { readInputFile, runServerCheck, serverCheckJson } from './probe-servers.js';
 
 interface ProbeFlags {
@@ -33,25 +33,13 @@ reveals the list you measured, when, what each site answered here (bodies trunca
 headers, addresses) and so roughly where you are; it does not hold your address, ASN or key.`;
 
 function readList(item: string): ListEntry[] {
-  if (/^https?:\/\//i.test(item)) return parseList(item, 'command line');
-  const text = readInputFile(item);
+  const url = isUrlItem(item);
+  const text = url ? item : readInputFile(item);
   try {
-    return parseList(text, item);
+    return url ? [parseUrlItem(item, '--list')] : parseList(text, item);
   } catch (err) {
     if (err instanceof ListError) throw new UsageError(err.message, 'ERR_INPUT');
     throw err;
-  }
-}
-
-/** Write the whole file or nothing (a temporary file renamed into place), readable by the user only. */
-async function writeWhole(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    await writeFile(tmp, text, { mode: 0o600 });
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw new UsageError(`${path}: ${fileErrorWhy(err)}`, 'ERR_INPUT');
   }
 }
 
@@ -63,6 +51,20 @@ function usage<T>(fn: () => T, what?: string): T {
     const msg = (err as Error).message;
     throw new UsageError(what ? `${what}: ${msg}` : msg);
   }
+}
+
+/**
+ * A resolver flag: an IP address, optionally with a port (53 by default). A name is refused: it
+ * would have to be resolved first, and a typo (`--dns nope`) made every lookup fail, which with a
+ * working control read as DNS blocking.
+ */
+function resolverAddress(text: string, flag: string): HostPort {
+  const hp = usage(() => parseHostPort(text, flag, 53));
+  if (isIP(hp.host) === 0)
+    throw new UsageError(
+      `${flag} "${text}": expected the resolver's IP address (IPv4 or IPv6, optionally with :port)`,
+    );
+  return hp;
 }
 
 export function registerProbe(program: Command): void {
@@ -85,8 +87,15 @@ export function registerProbe(program: Command): void {
       '--via <key>',
       'access key of your Ladder/Shadowsocks server: the control resolves and fetches through it',
     )
-    .option('--dns <host:port>', 'resolver for the local measurement (default: the system resolver)')
-    .option('--control-resolver <host:port>', 'resolver your server asks for the control', '1.1.1.1:53')
+    .option(
+      '--dns <ip[:port]>',
+      'resolver for the local measurement, an IP address (default: the system resolver)',
+    )
+    .option(
+      '--control-resolver <ip[:port]>',
+      'resolver your server asks for the control, an IP address',
+      '1.1.1.1:53',
+    )
     .option('--json <file>', "write the measurements, one per line, in OONI's format")
     .option('--html <file>', 'write a self-contained HTML report (summary, chart, sortable table)')
     .option('--concurrency <n>', 'URLs measured at once (1..256)', '8')
@@ -99,7 +108,10 @@ export function registerProbe(program: Command): void {
         throw new UsageError('probe: give --list FILE|URL… (or --servers KEY|FILE… for the self-check)');
       const concurrency = usage(() => parseIntInRange(flags.concurrency, '--concurrency', 1, 256));
       const timeoutMs = usage(() => parseIntInRange(flags.timeout, '--timeout', 1, 120)) * 1000;
-      const dns = flags.dns ? usage(() => parseHostPort(flags.dns!, '--dns', 53)) : undefined;
+      const dns = flags.dns ? resolverAddress(flags.dns, '--dns') : undefined;
+      const resolver = resolverAddress(flags.controlResolver, '--control-resolver');
+      if (flags.json) checkOutputFile(flags.json, '--json');
+      if (flags.html) checkOutputFile(flags.html, '--html');
       if (flags.servers?.length) {
         if (flags.html || flags.via) throw new UsageError('probe --servers: --html and --via are for --list');
         let target: URL;
@@ -119,7 +131,6 @@ export function registerProbe(program: Command): void {
         return;
       }
       if (!flags.list?.length) return;
-      const resolver = usage(() => parseHostPort(flags.controlResolver, '--control-resolver', 53));
       const entries = flags.list.flatMap(readList);
       if (entries.length === 0) throw new UsageError('probe: the list is empty', 'ERR_INPUT');
       const dialer = flags.via
@@ -144,9 +155,10 @@ export function registerProbe(program: Command): void {
         },
       });
       if (tty) process.stderr.write('\r\x1b[K');
+      // The summary first: a file that cannot be written after all is one line, the run not lost.
+      process.stdout.write(summarize(results) + namedUrls(results));
       if (flags.json)
         await writeWhole(flags.json, results.map((r) => JSON.stringify(toOoni(r, start))).join('\n') + '\n');
       if (flags.html) await writeWhole(flags.html, renderHtml(results, start));
-      process.stdout.write(summarize(results));
     });
 }

@@ -1,0 +1,49 @@
+/**
+ * Files a command writes after a long run (`probe --json/--html`, `lab run --decisions`): checked
+ * before the run, so a typo in the path costs nothing, and written whole or not at all.
+ */
+import { statSync } from 'node:fs';
+import { rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { fileErrorWhy } from '../../config/errors.js';
+import { UsageError } from '../errors.js';
+
+/**
+ * Before the run: `flag PATH: why` (one line, exit 2) when PATH is a directory or its directory
+ * does not exist. Permission is found out when writing (root may write anywhere).
+ */
+export function checkOutputFile(path: string, flag: string): void {
+  const fail = (why: string): never => {
+    throw new UsageError(`${flag} ${path}: ${why}`, 'ERR_INPUT');
+  };
+  if (path.trim() === '') fail('an empty file name');
+  const dir = dirname(resolve(path));
+  let isDir: boolean;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch (err) {
+    return fail(`its directory ${dir}: ${fileErrorWhy(err).replace('no such file', 'does not exist')}`);
+  }
+  if (!isDir) fail(`${dir} is not a directory`);
+  try {
+    if (statSync(path).isDirectory()) fail('is a directory, not a file');
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    // Not there yet: it will be created.
+  }
+}
+
+/** Write the whole file or nothing (a temporary file renamed into place), readable by the user only. */
+export async function writeWhole(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  try {
+    await writeFile(tmp, text, { mode: 0o600 });
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw new UsageError(
+      `${path}: ${fileErrorWhy(err).replace(/^cannot read/, 'cannot write')}`,
+      'ERR_INPUT',
+    );
+  }
+}
