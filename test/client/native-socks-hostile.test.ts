@@ -100,29 +100,27 @@ w.on('message', (m) => {
 });
 `;
 
+/** Runs `script` in a fresh process with the addon; its stdout once it exited cleanly. */
+function survives(script: string): string {
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...process.env, LADDER_TEST_ADDON: ADDON },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  assert.equal(r.signal, null, `the process died of ${r.signal}: ${r.stderr}`);
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout.trim();
+}
+
 describe('native SOCKS5 front: hostile and unlucky callers', { skip, timeout: 60_000 }, () => {
   it('a worker that exits with a connection in its handshake does not take the process down', () => {
     assert.ok(existsSync(ADDON));
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', WORKER_EXIT], {
-      env: { ...process.env, LADDER_TEST_ADDON: ADDON },
-      encoding: 'utf8',
-      timeout: 30_000,
-    });
-    assert.equal(r.signal, null, `the process died of ${r.signal}: ${r.stderr}`);
-    assert.equal(r.status, 0, r.stderr);
-    assert.equal(r.stdout.trim(), 'alive');
+    assert.equal(survives(WORKER_EXIT), 'alive');
   });
 
   it("a worker that exits with a NativeAppSocket and a handshake in the thread's epoll set does not take the process down", () => {
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', WORKER_EXIT_APP], {
-      env: { ...process.env, LADDER_TEST_ADDON: ADDON },
-      encoding: 'utf8',
-      timeout: 30_000,
-    });
-    assert.equal(r.signal, null, `the process died of ${r.signal}: ${r.stderr}`);
-    assert.equal(r.status, 0, r.stderr);
     // Control: both watches were live in the worker's set when it exited.
-    assert.deepEqual(r.stdout.trim().split('\n'), ['echoed', 'live 1 2', 'alive']);
+    assert.deepEqual(survives(WORKER_EXIT_APP).split('\n'), ['echoed', 'live 1 2', 'alive']);
   });
 
   it('a greeting and a CONNECT to a 255-byte name sent one byte per segment: the same answer as in one', async () => {
