@@ -1,9 +1,9 @@
 // Ladder native addon: an application connection the client's SOCKS5 front handed to JS, read
 // and written by descriptor (Linux), so a tunnel that JS carries (a Mux.Cool session over a
 // WebSocket, say) needs no net.Socket on the application's side
-// (src/client/native-app-socket.ts makes a Duplex of it). Reads share one epoll set per thread,
-// polled by one uv_poll: a connection costs an epoll_ctl ADD when it is first read and a DEL when
-// it stops, where a net.Socket made from the descriptor costs about a dozen syscalls before its
+// (src/client/native-app-socket.ts makes a Duplex of it). Reads and queued writes are watched in
+// the thread's epoll set (thread_poll.h): a connection costs an epoll_ctl ADD when it is first
+// read and a DEL when it stops, where a net.Socket made from the descriptor costs about a dozen syscalls before its
 // first byte (fstat, getsockname, getsockopt, setsockopt, three ioctl, five to seven epoll_ctl).
 //
 //   appConnInit(onEvent)           this thread's event callback (once; a second call replaces it)
@@ -31,11 +31,11 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <uv.h>
 #endif
 
 #include "exports.h"
 #include "napi_args.h"
+#include "thread_poll.h"
 
 namespace ladder {
 
@@ -44,15 +44,16 @@ namespace ladder {
 namespace {
 
 constexpr size_t kReadSize = 64 * 1024;
-constexpr uint32_t kSlotBits = 20;  // ids: generation * 2^20 + slot
-constexpr uint32_t kMaxSlots = 1u << kSlotBits;
+// An id is the low 53 bits of the connection's watch token (generation * 2^32 + slot), exact as a
+// JS number: a stale id names nothing unless its slot was reused by the 2^21st watch after it.
+constexpr uint32_t kIdGenBits = 21;
+constexpr uint64_t kIdMask = (uint64_t{1} << (32 + kIdGenBits)) - 1;
 constexpr int32_t kDrained = 2;
 
 struct Conn {
-  int fd = -1;
-  uint32_t slot = 0;
-  uint32_t gen = 0;
-  uint32_t interest = 0;  // events registered in the thread's epoll set (0: not in it)
+  PollWatch watch;  // in the thread's set from appConnOpen to appConnClose; events: the interest
+  Conn* prev = nullptr;  // the thread's open connections (closed with its env)
+  Conn* next = nullptr;
   bool reading = false;
   bool read_ended = false;  // FIN or an error: no more reads
   bool end_pending = false;  // shutdown once `pending` is out
@@ -63,56 +64,42 @@ struct Conn {
 
 struct Thread {
   napi_env env = nullptr;
-  uv_loop_t* uv = nullptr;
-  int ep = -1;
-  uv_poll_t ep_poll;  // always started; referenced only while some connection is polled
-  uint32_t polled = 0;
   uint8_t* scratch = nullptr;
   napi_async_context actx = nullptr;
   napi_ref on_event = nullptr;
-  std::vector<Conn*> slots;
-  std::vector<uint32_t> free_slots;
+  Conn* conns = nullptr;
   uint32_t live = 0;
-  uint32_t next_gen = 1;
 };
 
 thread_local Thread* t_thread = nullptr;
 
-double IdOf(const Conn* c) { return static_cast<double>(c->gen) * kMaxSlots + c->slot; }
+void OnConnEvents(void* target, uint32_t events);
 
-Conn* Lookup(Thread* t, int64_t id) {
-  if (t == nullptr || id < 0) return nullptr;
-  const uint32_t slot = static_cast<uint32_t>(id & (kMaxSlots - 1));
-  const uint64_t gen = static_cast<uint64_t>(id) >> kSlotBits;
-  if (slot >= t->slots.size()) return nullptr;
-  Conn* c = t->slots[slot];
-  return c != nullptr && c->gen == gen ? c : nullptr;
+double IdOf(const Conn* c) { return static_cast<double>(c->watch.token & kIdMask); }
+
+Conn* Lookup(int64_t id) {
+  if (id < 0) return nullptr;
+  const uint64_t u = static_cast<uint64_t>(id);
+  if ((u & ~kIdMask) != 0) return nullptr;
+  return static_cast<Conn*>(
+      PollTarget(static_cast<uint32_t>(u), static_cast<uint32_t>(u >> 32), kIdGenBits, OnConnEvents));
 }
 
 // Registers what c waits for now: reads while reading, writability while bytes are queued.
-void UpdateInterest(Thread* t, Conn* c) {
+void UpdateInterest(Conn* c) {
   uint32_t want = 0;
   if (c->reading && !c->read_ended) want |= EPOLLIN;
   if (c->pending.size() > c->pending_off && !c->failed) want |= EPOLLOUT;
-  if (want == c->interest) return;
-  epoll_event ev;
-  memset(&ev, 0, sizeof(ev));
-  ev.events = want;
-  ev.data.u64 = static_cast<uint64_t>(IdOf(c));
-  const int op = c->interest == 0 ? EPOLL_CTL_ADD : want == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
-  if (epoll_ctl(t->ep, op, c->fd, &ev) != 0 && want != 0) return;
-  if (c->interest == 0 && t->polled++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&t->ep_poll));
-  if (want == 0 && --t->polled == 0) uv_unref(reinterpret_cast<uv_handle_t*>(&t->ep_poll));
-  c->interest = want;
+  PollSet(&c->watch, want);  // a failure leaves the interest as it was
 }
 
 void Retire(Thread* t, Conn* c) {
-  c->reading = false;
-  c->failed = true;  // no interest left: out of the epoll set before the fd is closed
-  UpdateInterest(t, c);
-  if (c->fd >= 0) close(c->fd);
-  t->slots[c->slot] = nullptr;
-  t->free_slots.push_back(c->slot);
+  const int fd = c->watch.fd;
+  PollEnd(&c->watch);  // out of the epoll set before the fd is closed; no event after it
+  close(fd);
+  if (c->prev != nullptr) c->prev->next = c->next;
+  else t->conns = c->next;
+  if (c->next != nullptr) c->next->prev = c->prev;
   t->live--;
   delete c;
 }
@@ -143,8 +130,8 @@ void Emit(Thread* t, Conn* c, const uint8_t* data, size_t n, int32_t code) {
 // Sends what is queued; 0 all out (or still waiting: EAGAIN), < 0 an errno.
 int Flush(Conn* c) {
   while (c->pending_off < c->pending.size()) {
-    const ssize_t w =
-        send(c->fd, c->pending.data() + c->pending_off, c->pending.size() - c->pending_off, MSG_NOSIGNAL);
+    const ssize_t w = send(c->watch.fd, c->pending.data() + c->pending_off, c->pending.size() - c->pending_off,
+                           MSG_NOSIGNAL);
     if (w < 0) {
       if (errno == EINTR) continue;
       return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
@@ -154,86 +141,67 @@ int Flush(Conn* c) {
   return 0;
 }
 
-// One connection the epoll set reported.
-void OnConnEvents(Thread* t, Conn* c, uint32_t events) {
-  const double id = IdOf(c);
-  if ((c->interest & EPOLLOUT) != 0 && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) != 0) {
+// One connection the thread's epoll set reported (thread_poll.cc drops events of ended watches).
+void OnConnEvents(void* target, uint32_t events) {
+  Thread* t = t_thread;
+  Conn* c = static_cast<Conn*>(target);
+  if (t == nullptr) return;
+  const int64_t id = static_cast<int64_t>(IdOf(c));
+  if ((c->watch.events & EPOLLOUT) != 0 && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) != 0) {
     const int err = Flush(c);
     if (err < 0) {
       c->failed = true;
       c->reading = false;
-      UpdateInterest(t, c);
+      UpdateInterest(c);
       Emit(t, c, nullptr, 0, err);
       return;
     }
     if (c->pending_off == c->pending.size()) {
       c->pending.clear();
       c->pending_off = 0;
-      if (c->end_pending) shutdown(c->fd, SHUT_WR);
+      if (c->end_pending) shutdown(c->watch.fd, SHUT_WR);
       c->end_pending = false;
-      UpdateInterest(t, c);
+      UpdateInterest(c);
       Emit(t, c, nullptr, 0, kDrained);
-      c = Lookup(t, static_cast<int64_t>(id));  // JS may have closed it
-      if (c == nullptr) return;
+      if (Lookup(id) != c) return;  // JS closed it
     }
   }
-  if ((c->interest & EPOLLIN) == 0 || (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) == 0) return;
+  if ((c->watch.events & EPOLLIN) == 0 || (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) == 0) return;
   ssize_t n;
-  do n = recv(c->fd, t->scratch, kReadSize, 0);
+  do n = recv(c->watch.fd, t->scratch, kReadSize, 0);
   while (n < 0 && errno == EINTR);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
   if (n <= 0) {
     const int32_t code = n == 0 ? 1 : -errno;
     c->read_ended = true;
-    UpdateInterest(t, c);
+    UpdateInterest(c);
     Emit(t, c, nullptr, 0, code);
     return;
   }
   Emit(t, c, t->scratch, static_cast<size_t>(n), 0);
 }
 
-// The epoll set has events: at most 64 connections per wake-up (level-triggered, so the rest come
-// at the next). An id closed by JS meanwhile names nothing any more.
-void OnEpoll(uv_poll_t* h, int /*status*/, int /*events*/) {
-  Thread* t = static_cast<Thread*>(h->data);
-  epoll_event evs[64];
-  int n;
-  do n = epoll_wait(t->ep, evs, 64, 0);
-  while (n < 0 && errno == EINTR);
-  for (int i = 0; i < n; i++) {
-    Conn* c = Lookup(t, static_cast<int64_t>(evs[i].data.u64));
-    if (c != nullptr && c->interest != 0) OnConnEvents(t, c, evs[i].events);
-  }
-}
-
-void OnThreadClosed(uv_handle_t* h) {
-  Thread* t = static_cast<Thread*>(h->data);
-  close(t->ep);
-  delete t;
-}
-
-// The env is going away (worker or process exit): close every connection, no JS calls.
+// The env is going away (worker or process exit): close every connection, no JS calls. Runs
+// before the thread poll's own hook (registered after it).
 void Cleanup(void* arg) {
   Thread* t = static_cast<Thread*>(arg);
-  for (Conn* c : t->slots) {
-    if (c != nullptr) Retire(t, c);
-  }
+  while (t->conns != nullptr) Retire(t, t->conns);
   if (t->on_event != nullptr) napi_delete_reference(t->env, t->on_event);
   if (t->actx != nullptr) napi_async_destroy(t->env, t->actx);
   free(t->scratch);
   if (t_thread == t) t_thread = nullptr;
-  uv_close(reinterpret_cast<uv_handle_t*>(&t->ep_poll), OnThreadClosed);  // frees t
+  delete t;
 }
 
 Thread* ThreadFor(napi_env env) {
-  PinLibrary();  // the poll's close callback may run after the env that loaded us is gone
   if (t_thread != nullptr) return t_thread->env == env ? t_thread : nullptr;
-  Thread* t = new (std::nothrow) Thread();
+  // The set's cleanup hook before ours, so that ours (which ends the watches) runs first.
+  Thread* t = PollReady(env) ? new (std::nothrow) Thread() : nullptr;
   napi_value name;
-  if (t == nullptr || napi_get_uv_event_loop(env, &t->uv) != napi_ok || t->uv == nullptr ||
-      (t->scratch = static_cast<uint8_t*>(malloc(kReadSize))) == nullptr ||
+  if (t == nullptr || (t->scratch = static_cast<uint8_t*>(malloc(kReadSize))) == nullptr ||
       napi_create_string_utf8(env, "ladder:app", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_async_init(env, nullptr, name, &t->actx) != napi_ok) {
+      napi_async_init(env, nullptr, name, &t->actx) != napi_ok ||
+      napi_add_env_cleanup_hook(env, Cleanup, t) != napi_ok) {
     if (t != nullptr) {
       if (t->actx != nullptr) napi_async_destroy(env, t->actx);
       free(t->scratch);
@@ -242,23 +210,6 @@ Thread* ThreadFor(napi_env env) {
     return nullptr;
   }
   t->env = env;
-  t->ep = epoll_create1(EPOLL_CLOEXEC);
-  if (t->ep < 0 || uv_poll_init(t->uv, &t->ep_poll, t->ep) != 0) {
-    if (t->ep >= 0) close(t->ep);
-    napi_async_destroy(env, t->actx);
-    free(t->scratch);
-    delete t;
-    return nullptr;
-  }
-  t->ep_poll.data = t;
-  uv_poll_start(&t->ep_poll, UV_READABLE, OnEpoll);
-  uv_unref(reinterpret_cast<uv_handle_t*>(&t->ep_poll));
-  if (napi_add_env_cleanup_hook(env, Cleanup, t) != napi_ok) {
-    napi_async_destroy(env, t->actx);
-    free(t->scratch);
-    uv_close(reinterpret_cast<uv_handle_t*>(&t->ep_poll), OnThreadClosed);
-    return nullptr;
-  }
   t_thread = t;
   return t;
 }
@@ -272,7 +223,7 @@ Conn* ConnArg(const Args& a, const char* usage, bool* ok) {
     return nullptr;
   }
   Thread* t = t_thread;
-  return t != nullptr && t->env == a.env() ? Lookup(t, id) : nullptr;
+  return t != nullptr && t->env == a.env() ? Lookup(id) : nullptr;
 }
 
 }  // namespace
@@ -303,22 +254,15 @@ napi_value AppConnOpen(napi_env env, napi_callback_info info) {
   }
   Thread* t = t_thread;
   Conn* c = t == nullptr || t->env != env || t->on_event == nullptr ? nullptr : new (std::nothrow) Conn();
-  const bool slot_free = t != nullptr && (!t->free_slots.empty() || t->slots.size() < kMaxSlots);
-  if (c == nullptr || !slot_free) {
+  // Known to the epoll set (no system call: appConnRead or a queued write puts it in).
+  if (c == nullptr || !PollStart(env, &c->watch, fd, 0, OnConnEvents, c)) {
     delete c;
     napi_throw_error(env, "ERR_LADDER_APP", "appConnOpen: not available (appConnInit first)");
     return nullptr;
   }
-  if (!t->free_slots.empty()) {
-    c->slot = t->free_slots.back();
-    t->free_slots.pop_back();
-  } else {
-    c->slot = static_cast<uint32_t>(t->slots.size());
-    t->slots.push_back(nullptr);
-  }
-  c->fd = fd;
-  c->gen = t->next_gen++ & 0xFFFFFFFu;  // ids stay below 2^48 (exact as JS numbers)
-  t->slots[c->slot] = c;
+  c->next = t->conns;
+  if (t->conns != nullptr) t->conns->prev = c;
+  t->conns = c;
   t->live++;
   return Double(env, IdOf(c));
 }
@@ -334,7 +278,7 @@ napi_value AppConnRead(napi_env env, napi_callback_info info) {
   }
   if (c == nullptr || c->reading == on) return nullptr;
   c->reading = on;
-  UpdateInterest(t_thread, c);
+  UpdateInterest(c);
   return nullptr;
 }
 
@@ -350,7 +294,7 @@ napi_value AppConnWrite(napi_env env, napi_callback_info info) {
   size_t sent = 0;
   if (c->pending.size() == c->pending_off) {
     while (sent < n) {
-      const ssize_t w = send(c->fd, p + sent, n - sent, MSG_NOSIGNAL);
+      const ssize_t w = send(c->watch.fd, p + sent, n - sent, MSG_NOSIGNAL);
       if (w < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -363,7 +307,7 @@ napi_value AppConnWrite(napi_env env, napi_callback_info info) {
     c->pending_off = 0;
   }
   c->pending.insert(c->pending.end(), p + sent, p + n);
-  UpdateInterest(t_thread, c);
+  UpdateInterest(c);
   return Double(env, static_cast<double>(c->pending.size() - c->pending_off));
 }
 
@@ -373,7 +317,7 @@ napi_value AppConnEnd(napi_env env, napi_callback_info info) {
   Conn* c = ConnArg(a, "appConnEnd(id)", &ok);
   if (c == nullptr) return nullptr;
   if (c->pending.size() > c->pending_off) c->end_pending = true;
-  else shutdown(c->fd, SHUT_WR);
+  else shutdown(c->watch.fd, SHUT_WR);
   return nullptr;
 }
 

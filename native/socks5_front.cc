@@ -44,6 +44,7 @@
 #include "common.h"
 #include "exports.h"
 #include "napi_args.h"
+#include "thread_poll.h"
 
 namespace ladder {
 
@@ -66,7 +67,8 @@ struct Front;
 
 struct Conn {
   Front* front = nullptr;
-  int fd = -1;  // -1 once dropped (an event already fetched for it is then skipped)
+  int fd = -1;  // -1 once dropped
+  PollWatch watch;  // EPOLLIN in the thread's epoll set (thread_poll.h) until dropped
   uv_timer_t timer;
   Stage stage = kGreeting;
   std::vector<uint8_t> buf;  // handshake bytes not consumed yet
@@ -82,10 +84,9 @@ struct Front {
   napi_async_context actx = nullptr;
   uv_poll_t poll;
   uv_timer_t backoff;
-  // The connections' reads share one epoll set, polled by one uv_poll: a connection costs one
-  // epoll_ctl ADD and one DEL, where a uv_poll of its own cost six and an ioctl.
-  int ep = -1;
-  uv_poll_t ep_poll;
+  // The connections' reads are watched in the thread's epoll set (thread_poll.h), with the TCP
+  // path's and the application connections': a connection costs one epoll_ctl ADD and one DEL,
+  // where a uv_poll of its own cost six and an ioctl.
   int fd = -1;
   uint64_t first_wait = 0;
   uint64_t handshake = 0;
@@ -123,10 +124,9 @@ void Drop(Conn* c, bool keep) {
   f->conns[c->index] = last;
   last->index = c->index;
   f->conns.pop_back();
-  epoll_ctl(f->ep, EPOLL_CTL_DEL, c->fd, nullptr);  // out of the set before the fd changes hands
+  PollEnd(&c->watch);  // out of the set before the fd changes hands; no event for c after it
   uv_timer_stop(&c->timer);
-  // c is freed once its timer is closed, after this loop turn: events fetched for it meanwhile
-  // find fd -1.
+  // c is freed once its timer is closed, after this loop turn.
   uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), OnConnHandleClosed);
   if (!keep) close(c->fd);
   c->fd = -1;
@@ -153,9 +153,6 @@ void CloseFront(Front* f) {
   uv_timer_stop(&f->backoff);
   uv_close(reinterpret_cast<uv_handle_t*>(&f->poll), OnFrontHandleClosed);
   uv_close(reinterpret_cast<uv_handle_t*>(&f->backoff), OnFrontHandleClosed);
-  uv_close(reinterpret_cast<uv_handle_t*>(&f->ep_poll), OnFrontHandleClosed);  // stops it at once
-  close(f->ep);
-  f->ep = -1;
   close(f->fd);
   f->fd = -1;
   ReleaseJs(f);
@@ -309,18 +306,10 @@ void ReadConn(Conn* c) {
   }
 }
 
-// The epoll set has events: at most 64 connections per wake-up (level-triggered: the rest come
-// at the next).
-void OnEpoll(uv_poll_t* h, int /*status*/, int /*events*/) {
-  Front* f = static_cast<Front*>(h->data);
-  epoll_event evs[64];
-  int n;
-  do n = epoll_wait(f->ep, evs, 64, 0);
-  while (n < 0 && errno == EINTR);
-  for (int i = 0; i < n && !f->closed; i++) {
-    Conn* c = static_cast<Conn*>(evs[i].data.ptr);
-    if (c->fd >= 0) ReadConn(c);  // an error or hang-up shows as recv's result
-  }
+// c's socket is readable, or in error, or hung up (recv's result tells which).
+void OnConnEvent(void* target, uint32_t /*events*/) {
+  Conn* c = static_cast<Conn*>(target);
+  if (c->fd >= 0 && !c->front->closed) ReadConn(c);
 }
 
 void OnListen(uv_poll_t* h, int status, int events);
@@ -344,11 +333,7 @@ void Accept(Front* f) {
     const int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     Conn* c = new (std::nothrow) Conn();
-    epoll_event ev;
-    memset(&ev, 0, sizeof ev);
-    ev.events = EPOLLIN;
-    ev.data.ptr = c;
-    if (c == nullptr || epoll_ctl(f->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    if (c == nullptr || !PollStart(f->env, &c->watch, fd, EPOLLIN, OnConnEvent, c)) {
       delete c;
       close(fd);
       continue;
@@ -390,7 +375,9 @@ napi_value Socks5Front(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   PinLibrary();  // the handles' close callbacks may run after the env that loaded us is gone
-  Front* f = new (std::nothrow) Front();
+  // The thread's epoll set, and its cleanup hook before ours (so that ours, which ends the
+  // connections' watches, runs first).
+  Front* f = PollReady(env) ? new (std::nothrow) Front() : nullptr;
   napi_value name, ext;
   if (f == nullptr || napi_get_uv_event_loop(env, &f->uv) != napi_ok || f->uv == nullptr ||
       (f->scratch = static_cast<uint8_t*>(malloc(kReadSize))) == nullptr) {
@@ -408,25 +395,11 @@ napi_value Socks5Front(napi_env env, napi_callback_info info) {
   socklen_t optlen = sizeof listening;
   const bool is_listener = f->fd >= 0 && getsockopt(f->fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen) == 0 &&
                            listening != 0;
-  f->ep = is_listener ? epoll_create1(EPOLL_CLOEXEC) : -1;
-  const bool ep_polled = is_listener && f->ep >= 0 &&
-                         fcntl(f->fd, F_SETFL, fcntl(f->fd, F_GETFL) | O_NONBLOCK) == 0 &&
-                         uv_poll_init(f->uv, &f->ep_poll, f->ep) == 0;
-  if (!ep_polled || uv_poll_init_socket(f->uv, &f->poll, f->fd) != 0) {
+  if (!is_listener || fcntl(f->fd, F_SETFL, fcntl(f->fd, F_GETFL) | O_NONBLOCK) != 0 ||
+      uv_poll_init_socket(f->uv, &f->poll, f->fd) != 0) {
     if (f->fd >= 0) close(f->fd);
-    if (ep_polled) {
-      f->ep_poll.data = f;  // freed once libuv lets go of the handle
-      uv_close(reinterpret_cast<uv_handle_t*>(&f->ep_poll), [](uv_handle_t* h) {
-        Front* ff = static_cast<Front*>(h->data);
-        free(ff->scratch);
-        delete ff;
-      });
-    }
-    if (f->ep >= 0) close(f->ep);
-    if (!ep_polled) {
-      free(f->scratch);
-      delete f;
-    }
+    free(f->scratch);
+    delete f;
     napi_throw_error(env, "ERR_LADDER_SOCKS",
                      is_listener ? "socks5Front: cannot poll the listening socket"
                                  : "socks5Front: listenFd is not a listening socket");
@@ -435,8 +408,7 @@ napi_value Socks5Front(napi_env env, napi_callback_info info) {
   uv_timer_init(f->uv, &f->backoff);
   f->poll.data = f;
   f->backoff.data = f;
-  f->ep_poll.data = f;
-  f->open = 3;
+  f->open = 2;
   // From here CloseFront releases everything; the finalizer frees f once both are done.
   if (napi_create_reference(env, a[3], 1, &f->callback) != napi_ok ||
       napi_create_string_utf8(env, "ladder:socks5", NAPI_AUTO_LENGTH, &name) != napi_ok ||
@@ -450,7 +422,6 @@ napi_value Socks5Front(napi_env env, napi_callback_info info) {
   napi_type_tag_object(env, ext, &kFrontTag);
   if (napi_add_env_cleanup_hook(env, Cleanup, f) == napi_ok) f->hooked = true;
   uv_poll_start(&f->poll, UV_READABLE, OnListen);
-  uv_poll_start(&f->ep_poll, UV_READABLE, OnEpoll);
   return ext;
 }
 

@@ -173,6 +173,14 @@ void PollEnd(PollWatch* w) {
   w->fd = -1;
 }
 
+void* PollTarget(uint32_t slot, uint32_t gen, uint32_t gen_bits, PollFn fn) {
+  const Poller* p = t_poll;
+  if (p == nullptr || slot >= p->slots.size()) return nullptr;
+  const Slot& s = p->slots[slot];
+  const uint32_t mask = gen_bits >= 32 ? UINT32_MAX : (1u << gen_bits) - 1;
+  return s.gen != 0 && (s.gen & mask) == gen && s.fn == fn ? s.target : nullptr;
+}
+
 // pollLive() -> [watches, in the set] on this thread (tests: every watch ends, the loop is let go).
 napi_value PollLive(napi_env env, napi_callback_info /*info*/) {
   const Poller* p = t_poll;

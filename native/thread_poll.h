@@ -1,6 +1,8 @@
 // Ladder native addon: one epoll set per thread for the sockets of the TCP path - connections
-// accepted and read until the hand-off (tcp_accept.cc), pending connects (tcp_connect.cc) and
-// relays (relay_pair.cc) - polled by one uv_poll on the thread's loop (Linux).
+// accepted and read until the hand-off (tcp_accept.cc), pending connects (tcp_connect.cc),
+// relays (relay_pair.cc), the client's SOCKS5 handshakes (socks5_front.cc) and application
+// connections JS carries (app_conn.cc) - polled by one uv_poll on the thread's loop (Linux), so a
+// wake-up costs one epoll_wait whichever of them have events.
 //
 // Why: a uv_poll per socket costs, on top of the ADD, an epoll_ctl ADD + DEL pair and an ioctl at
 // init, a DEL at every stop, and a uv_close whose callback needs one more loop turn (an extra
@@ -46,6 +48,11 @@ bool PollSet(PollWatch* w, uint32_t events);
 
 // Ends the watch (out of the set; call it before closing or handing on the fd). Idempotent.
 void PollEnd(PollWatch* w);
+
+// The target of the live watch on this thread whose token's slot is `slot` and whose generation's
+// low `gen_bits` bits are `gen`, when its callback is fn; else nullptr (an ended watch, another
+// kind of watch). For ids handed to JS, which cannot hold a whole token exactly.
+void* PollTarget(uint32_t slot, uint32_t gen, uint32_t gen_bits, PollFn fn);
 
 #endif  // __linux__
 

@@ -1,7 +1,8 @@
 /**
  * The client's native SOCKS5 front (native/socks5_front.cc) against hostile or unlucky callers:
- * a worker that exits with connections in their handshake (the addon must stay loaded for their
- * close callbacks), and a greeting and request trickled in one byte per segment.
+ * a worker that exits with connections in their handshake or an application connection (the addon
+ * must stay loaded for their close callbacks; the watches end before the thread's epoll set), and a
+ * greeting and request trickled in one byte per segment.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
@@ -50,17 +51,76 @@ w.once('message', (port) => {
 });
 `;
 
+/**
+ * The same with both kinds of watch in the worker's one epoll set (native/thread_poll.cc): a
+ * NativeAppSocket's connection (appConn) that echoes, and a connection in its handshake. The
+ * worker reports how many watches were live when it was told to exit.
+ */
+const WORKER_EXIT_APP = `
+import { Worker } from 'node:worker_threads';
+import net from 'node:net';
+const src = \`
+const { parentPort } = require('node:worker_threads');
+const net = require('node:net');
+const a = require(process.env.LADDER_TEST_ADDON);
+a.appConnInit((id, chunk) => { if (chunk) a.appConnWrite(id, chunk); });
+const srv = net.createServer();
+srv.listen(0, '127.0.0.1', () => {
+  const port = srv.address().port;
+  a.socks5Front(srv._handle.fd, 50, 10000, (fd, kind, addr, data) => {
+    const id = a.appConnOpen(fd);
+    a.appConnRead(id, true);
+    if (data) a.appConnWrite(id, data);
+  });
+  srv.close();
+  parentPort.postMessage(port);
+  parentPort.on('message', () => {
+    parentPort.postMessage('live ' + a.appConnLive() + ' ' + a.pollLive()[1]);
+    setTimeout(() => process.exit(0), 100);
+  });
+});
+\`;
+const w = new Worker(src, { eval: true, execArgv: [] });
+w.on('message', (m) => {
+  if (typeof m === 'string') return console.log(m);
+  const c = net.connect(m, '127.0.0.1', () => c.write(Buffer.from([5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, 0, 80, 104, 105])));
+  let got = Buffer.alloc(0);
+  c.on('data', (d) => {
+    got = Buffer.concat([got, d]);
+    if (!got.subarray(12).equals(Buffer.from('hi'))) return;
+    console.log('echoed');
+    const c2 = net.connect(m, '127.0.0.1', () => {
+      c2.write(Buffer.from([5]));
+      setTimeout(() => w.postMessage('exit'), 200);
+    });
+    c2.on('error', () => {});
+  });
+  c.on('error', () => {});
+  w.once('exit', () => setTimeout(() => { console.log('alive'); c.destroy(); process.exit(0); }, 300));
+});
+`;
+
+/** Runs `script` in a fresh process with the addon; its stdout once it exited cleanly. */
+function survives(script: string): string {
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...process.env, LADDER_TEST_ADDON: ADDON },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  assert.equal(r.signal, null, `the process died of ${r.signal}: ${r.stderr}`);
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout.trim();
+}
+
 describe('native SOCKS5 front: hostile and unlucky callers', { skip, timeout: 60_000 }, () => {
   it('a worker that exits with a connection in its handshake does not take the process down', () => {
     assert.ok(existsSync(ADDON));
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', WORKER_EXIT], {
-      env: { ...process.env, LADDER_TEST_ADDON: ADDON },
-      encoding: 'utf8',
-      timeout: 30_000,
-    });
-    assert.equal(r.signal, null, `the process died of ${r.signal}: ${r.stderr}`);
-    assert.equal(r.status, 0, r.stderr);
-    assert.equal(r.stdout.trim(), 'alive');
+    assert.equal(survives(WORKER_EXIT), 'alive');
+  });
+
+  it("a worker that exits with a NativeAppSocket and a handshake in the thread's epoll set does not take the process down", () => {
+    // Control: both watches were live in the worker's set when it exited.
+    assert.deepEqual(survives(WORKER_EXIT_APP).split('\n'), ['echoed', 'live 1 2', 'alive']);
   });
 
   it('a greeting and a CONNECT to a 255-byte name sent one byte per segment: the same answer as in one', async () => {
