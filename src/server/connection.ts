@@ -9,7 +9,7 @@ import type { Clock, Timer } from '../shared/clock.js';
 import { socketFd } from '../transport/native-handoff.js';
 import { NativeStream } from '../transport/native-stream.js';
 import { relay, type RelayHandle } from '../transport/relay.js';
-import { DialError, dialDestination, dialWith, type Lookup } from './destination.js';
+import { DialError, dialDestination, dialWith, type ConnectOnce, type Lookup } from './destination.js';
 import type { AuthEvent, ConnectionClosedEvent, ConnectionStatus } from './events.js';
 import { failureStatus, type ClientStream, type StreamInfo } from './connection-status.js';
 import { isIdentityGroup, type AnyKeyEntry, type Key2022Entry, type KeyEntry, type KeyRing } from './keys.js';
@@ -63,6 +63,7 @@ export class Connection {
   readonly #ip: string;
   readonly #acceptedAt: number;
   readonly #tcp: boolean;
+  readonly #connectOnce: ConnectOnce<Duplex> | undefined;
   #phase: Phase = 'auth';
   #status: ConnectionStatus | undefined;
   /** With ERR_CONNECT: the system error code of the failed dial (never the destination). */
@@ -82,7 +83,7 @@ export class Connection {
   #reportedDown = 0;
   #lastActivity: number;
   #timer: Timer | undefined;
-  #target: Socket | undefined;
+  #target: Duplex | undefined;
   #relay: RelayHandle | undefined;
   #uot: UotAssociation | undefined;
   /** The native relay running this connection, and the byte counts from before it started. */
@@ -95,6 +96,7 @@ export class Connection {
     this.#socket = socket;
     this.#ip = info.remoteAddress ?? '';
     this.#tcp = info.tcp === true;
+    this.#connectOnce = info.connect;
     this.#acceptedAt = ctx.clock.now();
     this.#lastActivity = this.#acceptedAt;
     socket.on('data', this.#onData);
@@ -363,7 +365,7 @@ export class Connection {
     this.#clearTimer();
     this.#socket.pause();
     const native = this.#nativeEligible();
-    let target: Socket | number;
+    let target: Duplex | number;
     try {
       const o = {
         allowPrivate: this.#ctx.allowPrivateDestinations,
@@ -371,7 +373,11 @@ export class Connection {
         clock: this.#ctx.clock,
         ...(this.#ctx.lookup ? { lookup: this.#ctx.lookup } : {}),
       };
-      target = native ? await dialWith(address, o, nativeConnect(native)) : await dialDestination(address, o);
+      target = native
+        ? await dialWith(address, o, nativeConnect(native))
+        : this.#connectOnce
+          ? await dialWith(address, o, this.#connectOnce)
+          : await dialDestination(address, o);
     } catch (err) {
       if (this.#finalized || this.#phase !== 'connecting') return;
       // Authenticated client, so no probing concern: tell it promptly with a FIN, reading
@@ -502,7 +508,7 @@ export class Connection {
     );
   }
 
-  #startRelay(target: Socket, initial: Buffer): void {
+  #startRelay(target: Duplex, initial: Buffer): void {
     const ctx = this.#ctx;
     this.#phase = 'relay';
     this.#target = target;
