@@ -19,6 +19,7 @@
         "native/tcp_connect.cc",
         "native/dest_stream.cc",
         "native/tcp_accept.cc",
+        "native/thread_poll.cc",
         "native/socks5_front.cc"
       ],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],

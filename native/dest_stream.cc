@@ -1,8 +1,8 @@
 // Ladder native addon: the server's destination connections for streams the native relay cannot
 // carry (Mux.Cool sessions and other WebSocket streams, relayed in JS), so that such a session
 // builds no net.Socket (Linux). JS (src/server/web/native-dest.ts) keeps every decision; this
-// connects, reads, writes and closes. Every connection of a thread is in one epoll set polled by
-// one uv_poll: a session costs an epoll_ctl ADD and a MOD, where a net.Socket costs five.
+// connects, reads, writes and closes. The sockets are watched in the thread's epoll set
+// (thread_poll.h): a session costs an epoll_ctl ADD, a MOD and a DEL, where a net.Socket costs five.
 //
 //   destInit(onEvent)              once per thread, before destConnect. onEvent(id, chunk, code):
 //       code 0: chunk, a Buffer read from the destination
@@ -32,11 +32,11 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <uv.h>
 #endif
 
 #include "exports.h"
 #include "napi_args.h"
+#include "thread_poll.h"
 
 namespace ladder {
 
@@ -53,7 +53,7 @@ struct Dest {
   int fd = -1;
   uint32_t slot = 0;
   uint32_t gen = 0;
-  uint32_t events = 0;  // what the epoll set has for it (0: not in it)
+  PollWatch watch;  // watch.events: what the epoll set has for it (0: not in it)
   bool connecting = true;
   bool reading = true;
   bool read_ended = false;
@@ -64,10 +64,6 @@ struct Dest {
 
 struct Thread {
   napi_env env = nullptr;
-  uv_loop_t* uv = nullptr;
-  int ep = -1;
-  uv_poll_t ep_poll;  // referenced only while some connection is in the epoll set
-  uint32_t polling = 0;
   uint8_t* scratch = nullptr;
   napi_async_context actx = nullptr;
   napi_ref on_event = nullptr;
@@ -93,30 +89,21 @@ Dest* Lookup(Thread* t, int64_t id) {
 // Brings the epoll set in line with what d waits for: a write while connecting or pending, a
 // read while reading. Nothing to wait for: out of the set (EPOLLERR/EPOLLHUP would be reported
 // even with no events asked, and a paused socket must not wake the loop).
-void Update(Thread* t, Dest* d) {
+void Update(Dest* d) {
   uint32_t want = 0;
   if (!d->failed) {
     if (d->connecting || !d->pending.empty()) want |= EPOLLOUT;
     if (!d->connecting && d->reading && !d->read_ended) want |= EPOLLIN;
   }
-  if (want == d->events) return;
-  epoll_event ev;
-  memset(&ev, 0, sizeof(ev));
-  ev.events = want;
-  ev.data.u64 = static_cast<uint64_t>(IdOf(d));
-  const int op = want == 0 ? EPOLL_CTL_DEL : d->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-  if (epoll_ctl(t->ep, op, d->fd, &ev) != 0 && want != 0) return;
-  if (d->events == 0 && t->polling++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&t->ep_poll));
-  if (want == 0 && --t->polling == 0) uv_unref(reinterpret_cast<uv_handle_t*>(&t->ep_poll));
-  d->events = want;
+  PollSet(&d->watch, want);
 }
 
 void Close(Thread* t, Dest* d) {
   t->slots[d->slot] = nullptr;
   t->free_slots.push_back(d->slot);
   t->live--;
-  if (d->events != 0 && --t->polling == 0) uv_unref(reinterpret_cast<uv_handle_t*>(&t->ep_poll));
-  close(d->fd);  // also leaves the epoll set (the descriptor is never duplicated)
+  PollEnd(&d->watch);
+  close(d->fd);
   delete d;
 }
 
@@ -167,11 +154,15 @@ bool Flush(Dest* d, int* err) {
 
 void Fail(Thread* t, Dest* d, int err) {
   d->failed = true;
-  Update(t, d);
+  Update(d);
   Emit(t, IdOf(d), nullptr, 0, -err);
 }
 
-void OnEvent(Thread* t, Dest* d, uint32_t events) {
+// The epoll set reported d's socket.
+void OnEvent(void* target, uint32_t events) {
+  Thread* t = t_thread;
+  if (t == nullptr) return;
+  Dest* d = static_cast<Dest*>(target);
   const double id = IdOf(d);
   if (d->connecting) {
     if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0) return;
@@ -181,7 +172,7 @@ void OnEvent(Thread* t, Dest* d, uint32_t events) {
     if (err == 0 && (events & EPOLLERR) != 0) err = ECONNREFUSED;
     if (err != 0) return Fail(t, d, err);
     d->connecting = false;
-    Update(t, d);
+    Update(d);
     Emit(t, id, nullptr, 0, kConnected);
     return;  // reads (if any) at the next wake-up: level-triggered
   }
@@ -189,7 +180,7 @@ void OnEvent(Thread* t, Dest* d, uint32_t events) {
     int err = 0;
     if (!Flush(d, &err)) return Fail(t, d, err);
     if (d->pending.empty()) {
-      Update(t, d);
+      Update(d);
       Emit(t, id, nullptr, 0, kDrained);
       d = Lookup(t, static_cast<int64_t>(id));  // JS may have closed it
       if (d == nullptr) return;
@@ -203,30 +194,11 @@ void OnEvent(Thread* t, Dest* d, uint32_t events) {
   if (n < 0) return Fail(t, d, errno);
   if (n == 0) {
     d->read_ended = true;
-    Update(t, d);
+    Update(d);
     Emit(t, id, nullptr, 0, kEof);
     return;
   }
   Emit(t, id, t->scratch, static_cast<size_t>(n), kData);
-}
-
-// At most 64 connections per wake-up (level-triggered: the rest come at the next one).
-void OnEpoll(uv_poll_t* h, int /*status*/, int /*events*/) {
-  Thread* t = static_cast<Thread*>(h->data);
-  epoll_event evs[64];
-  int n;
-  do n = epoll_wait(t->ep, evs, 64, 0);
-  while (n < 0 && errno == EINTR);
-  for (int i = 0; i < n; i++) {
-    Dest* d = Lookup(t, static_cast<int64_t>(evs[i].data.u64));
-    if (d != nullptr && d->events != 0) OnEvent(t, d, evs[i].events);
-  }
-}
-
-void OnThreadClosed(uv_handle_t* h) {
-  Thread* t = static_cast<Thread*>(h->data);
-  close(t->ep);
-  delete t;
 }
 
 // The env is going away (worker exit): close every connection, no JS calls.
@@ -238,42 +210,27 @@ void Cleanup(void* arg) {
   if (t->on_event != nullptr) napi_delete_reference(t->env, t->on_event);
   if (t->actx != nullptr) napi_async_destroy(t->env, t->actx);
   free(t->scratch);
-  t->scratch = nullptr;
   if (t_thread == t) t_thread = nullptr;
-  uv_close(reinterpret_cast<uv_handle_t*>(&t->ep_poll), OnThreadClosed);  // frees t
+  delete t;
 }
 
 Thread* NewThread(napi_env env) {
-  PinLibrary();  // the poll's close callback may run after the env that loaded us
+  // The epoll set first: its cleanup hook then runs after ours, which ends our watches.
+  if (!PollReady(env)) return nullptr;
   Thread* t = new (std::nothrow) Thread();
   napi_value name;
-  if (t == nullptr || napi_get_uv_event_loop(env, &t->uv) != napi_ok || t->uv == nullptr ||
-      (t->scratch = static_cast<uint8_t*>(malloc(kReadSize))) == nullptr ||
+  if (t == nullptr || (t->scratch = static_cast<uint8_t*>(malloc(kReadSize))) == nullptr ||
       napi_create_string_utf8(env, "ladder:dest", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_async_init(env, nullptr, name, &t->actx) != napi_ok) {
-    if (t != nullptr) {
-      if (t->actx != nullptr) napi_async_destroy(env, t->actx);
-      free(t->scratch);
-    }
+    if (t != nullptr) free(t->scratch);
     delete t;
     return nullptr;
   }
   t->env = env;
-  t->ep = epoll_create1(EPOLL_CLOEXEC);
-  if (t->ep < 0 || uv_poll_init(t->uv, &t->ep_poll, t->ep) != 0) {
-    if (t->ep >= 0) close(t->ep);
-    napi_async_destroy(env, t->actx);
-    free(t->scratch);
-    delete t;
-    return nullptr;
-  }
-  t->ep_poll.data = t;
-  uv_poll_start(&t->ep_poll, UV_READABLE, OnEpoll);
-  uv_unref(reinterpret_cast<uv_handle_t*>(&t->ep_poll));
   if (napi_add_env_cleanup_hook(env, Cleanup, t) != napi_ok) {
     napi_async_destroy(env, t->actx);
     free(t->scratch);
-    uv_close(reinterpret_cast<uv_handle_t*>(&t->ep_poll), OnThreadClosed);
+    delete t;
     return nullptr;
   }
   t_thread = t;
@@ -389,8 +346,8 @@ napi_value DestConnect(napi_env env, napi_callback_info info) {
   d->gen = t->next_gen++ & 0xFFFFFFFu;  // ids stay below 2^48 (exact as JS numbers)
   t->slots[slot] = d;
   t->live++;
-  Update(t, d);  // connecting: waits for writable (a connect done at once reports at the next wake-up)
-  if (d->events == 0) {
+  // Connecting: waits for writable (a connect done at once reports at the next wake-up).
+  if (!PollStart(env, &d->watch, fd, EPOLLOUT, OnEvent, d)) {
     const int e = errno;
     Close(t, d);
     return ConnectError(env, e != 0 ? e : EIO);
@@ -421,12 +378,12 @@ napi_value DestWrite(napi_env env, napi_callback_info info) {
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
     const int e = n < 0 ? errno : EPIPE;
     d->failed = true;
-    Update(ThreadOf(env), d);
+    Update(d);
     return Number(env, -e);
   }
   if (off < len) {
     d->pending.assign(data + off, data + len);
-    Update(ThreadOf(env), d);
+    Update(d);
   }
   return Double(env, static_cast<double>(len - off));
 }
@@ -442,7 +399,7 @@ napi_value DestRead(napi_env env, napi_callback_info info) {
   }
   if (d == nullptr) return nullptr;
   d->reading = on;
-  Update(ThreadOf(env), d);
+  Update(d);
   return nullptr;
 }
 

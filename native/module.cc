@@ -102,6 +102,7 @@ napi_value Init(napi_env env, napi_value exports) {
       LADDER_EXPORT("connClose", ConnClose),
       LADDER_EXPORT("connRelease", ConnRelease),
       LADDER_EXPORT("acceptLive", AcceptLive),
+      LADDER_EXPORT("pollLive", PollLive),
       LADDER_EXPORT("socks5Front", Socks5Front),
       LADDER_EXPORT("socks5FrontClose", Socks5FrontClose),
       LADDER_EXPORT("socks5FrontLive", Socks5FrontLive),

@@ -1,0 +1,190 @@
+// Ladder native addon: the per-thread epoll set of the TCP path; see thread_poll.h.
+#include "thread_poll.h"
+
+#include "napi_args.h"
+
+#include <cerrno>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#if defined(__linux__)
+#include <sys/epoll.h>
+#include <unistd.h>
+#include <uv.h>
+#endif
+
+namespace ladder {
+
+#if defined(__linux__)
+
+namespace {
+
+constexpr int kBatch = 64;
+
+struct Slot {
+  PollFn fn = nullptr;
+  void* target = nullptr;
+  uint32_t gen = 0;  // 0: free
+};
+
+struct Poller {
+  napi_env env = nullptr;
+  int ep = -1;
+  uv_poll_t poll;
+  uint32_t refs = 0;  // watches in the set: the loop stays alive while there are any
+  uint32_t next_gen = 1;
+  std::vector<Slot> slots;
+  std::vector<uint32_t> free_slots;
+};
+
+thread_local Poller* t_poll = nullptr;
+
+// The set has events: at most kBatch per wake-up (level-triggered: the rest come at the next).
+// A token whose watch ended meanwhile (its slot free or reused) names nothing.
+void OnEpoll(uv_poll_t* h, int /*status*/, int /*events*/) {
+  Poller* p = static_cast<Poller*>(h->data);
+  epoll_event evs[kBatch];
+  int n;
+  do n = epoll_wait(p->ep, evs, kBatch, 0);
+  while (n < 0 && errno == EINTR);
+  for (int i = 0; i < n; i++) {
+    const uint64_t token = evs[i].data.u64;
+    const uint32_t slot = static_cast<uint32_t>(token);
+    const uint32_t gen = static_cast<uint32_t>(token >> 32);
+    if (slot >= p->slots.size()) continue;
+    const Slot s = p->slots[slot];
+    if (s.gen == gen && s.fn != nullptr) s.fn(s.target, evs[i].events);
+  }
+}
+
+void OnClosed(uv_handle_t* h) {
+  Poller* p = static_cast<Poller*>(h->data);
+  close(p->ep);
+  delete p;
+}
+
+// The env is going away: the watches' owners ended theirs in their own hooks (registered after
+// this one, so run before it); anything left is forgotten with the set.
+void Cleanup(void* arg) {
+  Poller* p = static_cast<Poller*>(arg);
+  if (t_poll == p) t_poll = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(&p->poll), OnClosed);
+}
+
+Poller* PollerFor(napi_env env) {
+  if (t_poll != nullptr) return t_poll->env == env ? t_poll : nullptr;
+  PinLibrary();  // the poll's close callback may run after the env that loaded us
+  uv_loop_t* uv = nullptr;
+  if (napi_get_uv_event_loop(env, &uv) != napi_ok || uv == nullptr) return nullptr;
+  Poller* p = new (std::nothrow) Poller();
+  if (p == nullptr) return nullptr;
+  p->env = env;
+  p->ep = epoll_create1(EPOLL_CLOEXEC);
+  if (p->ep < 0 || uv_poll_init(uv, &p->poll, p->ep) != 0) {
+    if (p->ep >= 0) close(p->ep);
+    delete p;
+    return nullptr;
+  }
+  p->poll.data = p;
+  uv_poll_start(&p->poll, UV_READABLE, OnEpoll);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&p->poll));
+  if (napi_add_env_cleanup_hook(env, Cleanup, p) != napi_ok) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&p->poll), OnClosed);
+    return nullptr;
+  }
+  t_poll = p;
+  return p;
+}
+
+}  // namespace
+
+bool PollReady(napi_env env) { return PollerFor(env) != nullptr; }
+
+bool PollStart(napi_env env, PollWatch* w, int fd, uint32_t events, PollFn fn, void* target) {
+  Poller* p = PollerFor(env);
+  if (p == nullptr || w->token != 0 || fd < 0) {
+    errno = ENOMEM;
+    return false;
+  }
+  uint32_t slot;
+  if (!p->free_slots.empty()) {
+    slot = p->free_slots.back();
+    p->free_slots.pop_back();
+  } else if (p->slots.size() < UINT32_MAX) {
+    slot = static_cast<uint32_t>(p->slots.size());
+    p->slots.emplace_back();
+  } else {
+    errno = ENOMEM;
+    return false;
+  }
+  uint32_t gen = p->next_gen++;
+  if (gen == 0) gen = p->next_gen++;
+  p->slots[slot] = Slot{fn, target, gen};
+  w->token = (static_cast<uint64_t>(gen) << 32) | slot;
+  w->fd = fd;
+  w->events = 0;
+  if (events != 0 && !PollSet(w, events)) {
+    const int e = errno;
+    PollEnd(w);
+    errno = e;
+    return false;
+  }
+  return true;
+}
+
+bool PollSet(PollWatch* w, uint32_t events) {
+  Poller* p = t_poll;
+  if (p == nullptr || w->token == 0) {
+    errno = EBADF;
+    return false;
+  }
+  if (events == w->events) return true;
+  epoll_event ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.events = events;
+  ev.data.u64 = w->token;
+  const int op = w->events == 0 ? EPOLL_CTL_ADD : events == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+  if (epoll_ctl(p->ep, op, w->fd, &ev) != 0) return false;
+  if (w->events == 0 && p->refs++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&p->poll));
+  if (events == 0 && --p->refs == 0) uv_unref(reinterpret_cast<uv_handle_t*>(&p->poll));
+  w->events = events;
+  return true;
+}
+
+void PollEnd(PollWatch* w) {
+  if (w->token == 0) return;
+  Poller* p = t_poll;
+  if (p != nullptr) {
+    if (w->events != 0) {
+      epoll_event ev;
+      memset(&ev, 0, sizeof(ev));
+      epoll_ctl(p->ep, EPOLL_CTL_DEL, w->fd, &ev);  // a failure (fd closed already) changes nothing
+      if (--p->refs == 0) uv_unref(reinterpret_cast<uv_handle_t*>(&p->poll));
+    }
+    const uint32_t slot = static_cast<uint32_t>(w->token);
+    if (slot < p->slots.size() && p->slots[slot].gen == static_cast<uint32_t>(w->token >> 32)) {
+      p->slots[slot] = Slot{};
+      p->free_slots.push_back(slot);
+    }
+  }
+  w->token = 0;
+  w->events = 0;
+  w->fd = -1;
+}
+
+// pollLive() -> [watches, in the set] on this thread (tests: every watch ends, the loop is let go).
+napi_value PollLive(napi_env env, napi_callback_info /*info*/) {
+  const Poller* p = t_poll;
+  const bool here = p != nullptr && p->env == env;
+  const size_t watches = here ? p->slots.size() - p->free_slots.size() : 0;
+  napi_value arr;
+  if (napi_create_array_with_length(env, 2, &arr) != napi_ok) return nullptr;
+  napi_set_element(env, arr, 0, Number(env, static_cast<int32_t>(watches)));
+  napi_set_element(env, arr, 1, Number(env, here ? static_cast<int32_t>(p->refs) : 0));
+  return arr;
+}
+
+#endif  // __linux__
+
+}  // namespace ladder
