@@ -3,7 +3,8 @@
  * native/dest_stream.cc): the connection alone (echo and half-close both ways, a refused connect,
  * a reset mid-session, back-pressure, bytes that arrive before anyone reads), and behind the
  * WebSocket endpoints with Mux.Cool: 300 sessions leave no connection and no descriptor, a refused
- * destination closes its session (ERR_CONNECT), the operator's key removal closes a relaying one.
+ * destination closes its session (ERR_CONNECT), a reset one too (ERR_RELAY), the operator's key
+ * removal closes a relaying one.
  * Negative control: with `nativeDest: false` no session holds a native connection.
  */
 import assert from 'node:assert/strict';
@@ -238,6 +239,34 @@ describe('Mux.Cool sessions with native destinations', { skip: skipUnless(availa
       }
     });
   }
+
+  it('a destination that resets mid-session closes its session with ERR_RELAY; the carrier goes on', async () => {
+    const closed: ConnectionClosedEvent[] = [];
+    const srv = await startWsTestServer({
+      keys: [{ id: 'k', method: METHOD, secret: PASSWORD }],
+      hooks: { onConnectionClosed: (e) => closed.push(e) },
+    });
+    const dest = await serveOnce((s) => s.once('data', (d: Buffer) => s.write(d, () => s.resetAndDestroy())));
+    const c = await carrier(srv);
+    try {
+      const s = c.stream(dest.port);
+      let got = '';
+      s.on('data', (d: Buffer) => (got += d.toString()));
+      s.on('error', () => {});
+      const gone = new Promise((r) => s.once('close', r));
+      s.write(Buffer.from('then reset'));
+      await gone;
+      assert.equal(got, 'then reset', 'what came before the reset was delivered');
+      await waitFor(() => closed.length === 1);
+      assert.equal(closed[0]!.status, 'ERR_RELAY');
+      await shortSession(c, echo.port);
+      await waitFor(() => nativeDestLive() === 0);
+    } finally {
+      c.close();
+      dest.close();
+      await srv.close();
+    }
+  });
 
   it('a refused destination closes its session with ERR_CONNECT; the carrier goes on', async () => {
     const closed: ConnectionClosedEvent[] = [];
