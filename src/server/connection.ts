@@ -9,7 +9,7 @@ import type { Clock, Timer } from '../shared/clock.js';
 import { socketFd } from '../transport/native-handoff.js';
 import { NativeStream } from '../transport/native-stream.js';
 import { relay, type RelayHandle } from '../transport/relay.js';
-import { DialError, dialDestination, dialWith, type ConnectOnce, type Lookup } from './destination.js';
+import { connectSocket, DialError, dialWith, type ConnectOnce, type Lookup } from './destination.js';
 import type { AuthEvent, ConnectionClosedEvent, ConnectionStatus } from './events.js';
 import { failureStatus, type ClientStream, type StreamInfo } from './connection-status.js';
 import { isIdentityGroup, type AnyKeyEntry, type Key2022Entry, type KeyEntry, type KeyRing } from './keys.js';
@@ -373,11 +373,8 @@ export class Connection {
         clock: this.#ctx.clock,
         ...(this.#ctx.lookup ? { lookup: this.#ctx.lookup } : {}),
       };
-      target = native
-        ? await dialWith(address, o, nativeConnect(native))
-        : this.#connectOnce
-          ? await dialWith(address, o, this.#connectOnce)
-          : await dialDestination(address, o);
+      const connect = native ? nativeConnect(native) : (this.#connectOnce ?? connectSocket);
+      target = await dialWith<Duplex | number>(address, o, connect);
     } catch (err) {
       if (this.#finalized || this.#phase !== 'connecting') return;
       // Authenticated client, so no probing concern: tell it promptly with a FIN, reading
