@@ -17,6 +17,7 @@
         "native/fd_watch.cc",
         "native/relay_pair.cc",
         "native/tcp_connect.cc",
+        "native/dest_stream.cc",
         "native/tcp_accept.cc",
         "native/thread_poll.cc",
         "native/socks5_front.cc",

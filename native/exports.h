@@ -69,6 +69,15 @@ napi_value RelayLive(napi_env env, napi_callback_info info);
 napi_value TcpConnect(napi_env env, napi_callback_info info);
 napi_value TcpConnectCancel(napi_env env, napi_callback_info info);
 
+// dest_stream.cc
+napi_value DestInit(napi_env env, napi_callback_info info);
+napi_value DestConnect(napi_env env, napi_callback_info info);
+napi_value DestWrite(napi_env env, napi_callback_info info);
+napi_value DestRead(napi_env env, napi_callback_info info);
+napi_value DestEnd(napi_env env, napi_callback_info info);
+napi_value DestClose(napi_env env, napi_callback_info info);
+napi_value DestLive(napi_env env, napi_callback_info info);
+
 // tcp_accept.cc
 napi_value AcceptListen(napi_env env, napi_callback_info info);
 napi_value AcceptClose(napi_env env, napi_callback_info info);

@@ -17,6 +17,8 @@
 //   fd_watch.cc      fdWatch, fdUnwatch (the workers start at the first connection or datagram)
 //   relay_pair.cc    relayPair, relayClose, relayCounts, relayLive (established TCP connections)
 //   tcp_connect.cc   tcpConnect, tcpConnectCancel (the native relay's destination sockets)
+//   dest_stream.cc   destInit, destConnect, destWrite, destRead, destEnd, destClose, destLive
+//                    (the server's destinations of streams relayed in JS: WebSocket, Mux.Cool)
 //   tcp_accept.cc    acceptListen, acceptClose, connRead, connEnd, connClose, connRelease,
 //                    acceptLive (the server's raw TCP connections until the hand-off)
 //   thread_poll.cc   pollLive (the per-thread epoll set of the three above; tests: nothing leaks)
@@ -87,6 +89,13 @@ napi_value Init(napi_env env, napi_value exports) {
       LADDER_EXPORT("relayLive", RelayLive),
       LADDER_EXPORT("tcpConnect", TcpConnect),
       LADDER_EXPORT("tcpConnectCancel", TcpConnectCancel),
+      LADDER_EXPORT("destInit", DestInit),
+      LADDER_EXPORT("destConnect", DestConnect),
+      LADDER_EXPORT("destWrite", DestWrite),
+      LADDER_EXPORT("destRead", DestRead),
+      LADDER_EXPORT("destEnd", DestEnd),
+      LADDER_EXPORT("destClose", DestClose),
+      LADDER_EXPORT("destLive", DestLive),
       LADDER_EXPORT("acceptListen", AcceptListen),
       LADDER_EXPORT("acceptClose", AcceptClose),
       LADDER_EXPORT("connRead", ConnRead),

@@ -2,6 +2,8 @@
  * What a Connection is told about its stream, and how a decoding failure becomes a connection
  * status (the one mapping, shared by every stage of connection.ts).
  */
+import type { Duplex } from 'node:stream';
+import type { ConnectOnce } from './destination.js';
 import { isProtocolError } from '../protocol/errors.js';
 import { CONNECTION_STATUSES, type ConnectionStatus } from './events.js';
 
@@ -14,6 +16,8 @@ export interface StreamInfo {
   remoteAddress?: string | undefined;
   /** A socket from the TCP listener: its relay may move to the native relay (native-relay.ts). */
   tcp?: boolean;
+  /** How to connect to the destination (web/native-dest.ts for WebSocket streams); default net.Socket. */
+  connect?: ConnectOnce<Duplex> | undefined;
 }
 
 /**

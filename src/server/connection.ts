@@ -9,7 +9,7 @@ import type { Clock, Timer } from '../shared/clock.js';
 import { socketFd } from '../transport/native-handoff.js';
 import { NativeStream } from '../transport/native-stream.js';
 import { relay, type RelayHandle } from '../transport/relay.js';
-import { DialError, dialDestination, dialWith, type Lookup } from './destination.js';
+import { connectSocket, DialError, dialWith, type ConnectOnce, type Lookup } from './destination.js';
 import { isMuxCoolTarget, startInnerMux } from './inner-mux.js';
 import type { AuthEvent, ConnectionClosedEvent, ConnectionStatus } from './events.js';
 import { failureStatus, type ClientStream, type StreamInfo } from './connection-status.js';
@@ -64,6 +64,7 @@ export class Connection {
   readonly #ip: string;
   readonly #acceptedAt: number;
   readonly #tcp: boolean;
+  readonly #connectOnce: ConnectOnce<Duplex> | undefined;
   #phase: Phase = 'auth';
   #status: ConnectionStatus | undefined;
   /** With ERR_CONNECT: the system error code of the failed dial (never the destination). */
@@ -83,7 +84,7 @@ export class Connection {
   #reportedDown = 0;
   #lastActivity: number;
   #timer: Timer | undefined;
-  #target: Socket | undefined;
+  #target: Duplex | undefined;
   #relay: RelayHandle | undefined;
   #uot: UotAssociation | undefined;
   /** The native relay running this connection, and the byte counts from before it started. */
@@ -96,6 +97,7 @@ export class Connection {
     this.#socket = socket;
     this.#ip = info.remoteAddress ?? '';
     this.#tcp = info.tcp === true;
+    this.#connectOnce = info.connect;
     this.#acceptedAt = ctx.clock.now();
     this.#lastActivity = this.#acceptedAt;
     socket.on('data', this.#onData);
@@ -364,7 +366,7 @@ export class Connection {
     this.#clearTimer();
     this.#socket.pause();
     const native = this.#nativeEligible();
-    let target: Socket | number;
+    let target: Duplex | number;
     try {
       const o = {
         allowPrivate: this.#ctx.allowPrivateDestinations,
@@ -372,7 +374,8 @@ export class Connection {
         clock: this.#ctx.clock,
         ...(this.#ctx.lookup ? { lookup: this.#ctx.lookup } : {}),
       };
-      target = native ? await dialWith(address, o, nativeConnect(native)) : await dialDestination(address, o);
+      const connect = native ? nativeConnect(native) : (this.#connectOnce ?? connectSocket);
+      target = await dialWith<Duplex | number>(address, o, connect);
     } catch (err) {
       if (this.#finalized || this.#phase !== 'connecting') return;
       // Authenticated client, so no probing concern: tell it promptly with a FIN, reading
@@ -504,7 +507,7 @@ export class Connection {
     );
   }
 
-  #startRelay(target: Socket, initial: Buffer): void {
+  #startRelay(target: Duplex, initial: Buffer): void {
     const ctx = this.#ctx;
     this.#phase = 'relay';
     this.#target = target;

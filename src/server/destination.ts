@@ -84,7 +84,8 @@ export interface DialOptions {
 /** dns.lookup with all addresses, in the resolver's order. */
 export const defaultLookup: Lookup = (host) => dns.promises.lookup(host, { all: true, verbatim: true });
 
-function connectOnce(ip: string, port: number, deadline: number, clock: Clock): Promise<net.Socket> {
+/** dialWith's connect through a net.Socket (dialDestination's). */
+export function connectSocket(ip: string, port: number, deadline: number, clock: Clock): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ host: ip, port, allowHalfOpen: true, noDelay: true });
     const timer = clock.setTimeout(
@@ -117,7 +118,7 @@ export type ConnectOnce<T> = (ip: string, port: number, deadline: number, clock:
  * runs out. Error messages never contain the destination.
  */
 export function dialDestination(addr: SocksAddress, opts: DialOptions): Promise<net.Socket> {
-  return dialWith(addr, opts, connectOnce);
+  return dialWith(addr, opts, connectSocket);
 }
 
 /** dialDestination with another way to connect (the native relay's: a bare descriptor). */

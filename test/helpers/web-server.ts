@@ -50,6 +50,8 @@ export interface WsTestServerOptions {
   lookup?: Lookup;
   /** Serve UDP-over-TCP on the streams (default true; the data plane has no UDP socket). */
   udpOverTcp?: boolean;
+  /** Destinations through the addon (createWebSocketEndpoints' `nativeDest`; default its own). */
+  nativeDest?: boolean;
 }
 
 export async function startWsTestServer(opts: WsTestServerOptions): Promise<WsTestServer> {
@@ -70,6 +72,7 @@ export async function startWsTestServer(opts: WsTestServerOptions): Promise<WsTe
     secretPath,
     udp: opts.udp ?? true,
     ...(opts.cover !== undefined ? { cover: opts.cover } : {}),
+    ...(opts.nativeDest !== undefined ? { nativeDest: opts.nativeDest } : {}),
   });
   let upgrades = 0;
   const clients: (string | undefined)[] = [];

@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import { ProtocolError } from '../errors.js';
 import { ByteQueue } from './byte-queue.js';
+import { poolRandomBytes } from './random-pool.js';
 import {
   cipher,
   type ChunkDecoder,
@@ -52,7 +52,11 @@ export class AeadEncoder {
   readonly #chunks: ChunkEncoder;
   #saltSent = false;
 
-  constructor(method: AeadMethod, masterKey: Uint8Array, salt: Uint8Array = randomBytes(method.saltSize)) {
+  constructor(
+    method: AeadMethod,
+    masterKey: Uint8Array,
+    salt: Uint8Array = poolRandomBytes(method.saltSize),
+  ) {
     checkSalt(method, salt);
     this.salt = Buffer.from(salt);
     this.#chunks = cipher().chunkEncoder(method.cipher, deriveSubkey(masterKey, this.salt));

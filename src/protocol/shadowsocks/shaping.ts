@@ -31,34 +31,15 @@
  * window). docs/client-defences.md has the numbers. The prefix itself is random too, so the real
  * margin is larger; the budget counts only the uniformly random tail.
  */
-import { randomBytes, randomFillSync } from 'node:crypto';
 import { ProtocolError } from '../errors.js';
 import { MAX_PAYLOAD, type AeadEncoder } from './aead.js';
+import { poolRandomBytes } from './random-pool.js';
 
 /** Source of uniformly random bytes (inject a seeded one in tests). */
 export type Rng = (n: number) => Uint8Array;
 
-/**
- * Small requests are served from a 4 KiB block of CSPRNG output, each byte handed out once, as a
- * copy: a shaped prefix takes a few dozen 4-byte draws per connection, and one randomBytes()
- * call each (an allocation and a call into OpenSSL) was the largest share of the client's own
- * CPU per short connection (docs/benchmarks.md).
- */
-const POOL_BYTES = 4096;
-const pool = Buffer.alloc(POOL_BYTES);
-let poolPos = POOL_BYTES; // empty: filled on first use
-
-export const defaultRng: Rng = (n) => {
-  if (n > 256) return randomBytes(n);
-  if (poolPos + n > POOL_BYTES) {
-    randomFillSync(pool);
-    poolPos = 0;
-  }
-  const out = Buffer.from(pool.subarray(poolPos, poolPos + n));
-  pool.fill(0, poolPos, poolPos + n); // no copy of handed-out bytes stays behind
-  poolPos += n;
-  return out;
-};
+/** CSPRNG bytes from a pool (random-pool.ts: one OpenSSL call per 4 KiB, not per draw). */
+export const defaultRng: Rng = poolRandomBytes;
 
 /** Minimum random salt bytes we keep, by salt size. */
 export function minRandomSaltBytes(saltSize: number): number {

@@ -10,6 +10,7 @@ import { WsStream } from '../../transport/ws-stream.js';
 import { SubkeyCache } from '../../protocol/shadowsocks/udp2022.js';
 import type { ShadowsocksServer } from '../server.js';
 import { DEFAULT_UDP_IDLE_MS } from '../udp-relay.js';
+import { nativeDestAvailable, nativeDestConnect } from './native-dest.js';
 import { serveWsUdp } from './ws-udp.js';
 
 /** The largest WebSocket message accepted (a Mux.Cool frame is at most ~64 KiB). */
@@ -39,6 +40,11 @@ export interface WebSocketEndpointOptions {
    * put padding.
    */
   cover?: MuxCoverOptions | false;
+  /**
+   * Dial the streams' destinations with the addon (./native-dest.ts: no net.Socket per session).
+   * Default: where the addon has it, unless LADDER_NATIVE_DEST=0 or LADDER_NATIVE_RELAY=0.
+   */
+  nativeDest?: boolean;
 }
 
 export interface WebSocketEndpoints {
@@ -101,6 +107,7 @@ export function createWebSocketEndpoints(
   const streamPaths = new Set([base, `${base}/tcp`]);
   const idleMs = opts.idleMs ?? server.idleMs;
   const cover = opts.cover === false ? undefined : (opts.cover ?? {});
+  const connect = (opts.nativeDest ?? true) && nativeDestAvailable() ? nativeDestConnect : undefined;
   const udp = opts.udp
     ? {
         ctx: server.udpContext,
@@ -129,7 +136,7 @@ export function createWebSocketEndpoints(
     stream.on('error', () => {}); // whoever takes the stream over reports; undecided ones just close
     if (early && early.length > 0) stream.unshift(early);
     detectDialect(stream, idleMs, (mux) => {
-      const info = { remoteAddress: clientAddress };
+      const info = { remoteAddress: clientAddress, connect };
       if (!mux) {
         server.handleStream(stream, info);
         return;
