@@ -6,13 +6,10 @@ import {
   parsePsk2022,
 } from '../protocol/shadowsocks/methods2022.js';
 import { parseSsUrl, type SsKey } from '../protocol/sip002/index.js';
-import { parseV2rayPluginOptions } from '../protocol/sip002/plugin-opts.js';
+import { parseV2rayPluginOptions, V2RAY_PLUGIN_NAMES } from '../protocol/sip002/plugin-opts.js';
 import type { ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
 import { UpstreamDialError, type NextHop } from '../transport/dialer.js';
 import type { WsTransportOptions } from '../transport/ws-dialer.js';
-
-/** SIP003 plugin names whose wire we speak ourselves. */
-const V2RAY_PLUGIN = new Set(['v2ray-plugin', 'ss-v2ray-plugin']);
 
 /**
  * A tunnel endpoint from a key: the Shadowsocks endpoint, its tag, its WebSocket transport, and
@@ -58,7 +55,7 @@ export function endpointFromKey(key: string): KeyEndpoint {
  */
 export function endpointFromParts(parsed: SsKey, explain: (msg: string) => string): KeyEndpoint {
   let websocket: WsTransportOptions | undefined;
-  if (parsed.plugin !== undefined && V2RAY_PLUGIN.has(parsed.plugin)) {
+  if (parsed.plugin !== undefined && V2RAY_PLUGIN_NAMES.has(parsed.plugin)) {
     let o;
     try {
       o = parseV2rayPluginOptions(parsed.pluginOptions);

@@ -21,6 +21,7 @@ import {
   type DynamicKeyUrl,
 } from '../../client/dynamic-fetch.js';
 import { refusalText } from '../../client/dynamic-key.js';
+import { endpointFromParts } from '../../client/key.js';
 import { startPickedTunnel, type PickedTunnel } from '../../client/picked-tunnel.js';
 import { DEFAULT_ERROR_RETRY_MS, DEFAULT_REFRESH_MS } from '../../client/key-source.js';
 import { defaultStateDir, formatStatus, readStatuses } from '../../client/status.js';
@@ -179,7 +180,7 @@ export function registerClient(program: Command): void {
     )
     .option(
       '--config <file>',
-      'JSON client config: "keys"/"servers" (SIP008), "socks", "http", "route", "rules", "dns", "dnsUpstream", "dnsMode", "shape", "residualSeconds"; flags win',
+      'JSON client config: "keys"/"servers" (SIP008, e.g. a saved subscription; plugin v2ray-plugin with plugin_opts), "socks", "http", "route", "rules", "dns", "dnsUpstream", "dnsMode", "shape", "residualSeconds"; flags win',
     )
     .addOption(
       shownDefault(
@@ -306,7 +307,25 @@ export function registerClient(program: Command): void {
         config.keys.forEach((k, i) =>
           endpoints.push(usage(`${flags.config}: keys[${i}]`, () => endpointFromKey(k))),
         );
-        for (const s of config.servers) endpoints.push(s);
+        // A SIP008 entry goes through the checks an ss:// key does (v2ray-plugin: its WebSocket hop).
+        config.servers.forEach((s, i) =>
+          endpoints.push(
+            usage(`${flags.config}: servers[${i}]`, () =>
+              endpointFromParts(
+                {
+                  host: s.host,
+                  port: s.port,
+                  method: s.method,
+                  password: s.password,
+                  ...(s.tag !== undefined ? { tag: s.tag } : {}),
+                  ...(s.plugin !== undefined ? { plugin: s.plugin } : {}),
+                  ...(s.pluginOptions !== undefined ? { pluginOptions: s.pluginOptions } : {}),
+                },
+                (m) => (s.password.length >= 4 ? m.split(s.password).join('[redacted]') : m),
+              ),
+            ),
+          ),
+        );
       }
       if (endpoints.length === 0 && !dynamicKey)
         throw new UsageError(

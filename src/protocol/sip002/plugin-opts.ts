@@ -38,6 +38,9 @@ export function parsePluginOptions(text: string): Map<string, string | true> {
   return out;
 }
 
+/** SIP003 plugin names whose wire Ladder speaks itself (Debian calls v2ray-plugin ss-v2ray-plugin). */
+export const V2RAY_PLUGIN_NAMES: ReadonlySet<string> = new Set(['v2ray-plugin', 'ss-v2ray-plugin']);
+
 /** What a SIP002 key's `plugin=v2ray-plugin;…` asks for (v2ray-plugin's client defaults). */
 export interface V2rayPluginOptions {
   tls: boolean;
