@@ -19,6 +19,8 @@ export type KeyEndpoint = ShadowsocksEndpoint & {
   tag?: string;
   websocket?: WsTransportOptions;
   udpOverTcp?: 1 | 2;
+  /** v2ray-plugin options this client does not use, one sentence each (for a warning at start). */
+  pluginNotes?: string[];
 };
 
 /**
@@ -55,6 +57,7 @@ export function endpointFromKey(key: string): KeyEndpoint {
  */
 export function endpointFromParts(parsed: SsKey, explain: (msg: string) => string): KeyEndpoint {
   let websocket: WsTransportOptions | undefined;
+  let pluginNotes: string[] | undefined;
   if (parsed.plugin !== undefined && V2RAY_PLUGIN_NAMES.has(parsed.plugin)) {
     let o;
     try {
@@ -68,6 +71,7 @@ export function endpointFromParts(parsed: SsKey, explain: (msg: string) => strin
       host: o.host,
       mux: o.mux,
     };
+    pluginNotes = o.notes;
   } else if (parsed.plugin !== undefined) {
     throw new ProtocolError(
       'ERR_URL',
@@ -104,6 +108,7 @@ export function endpointFromParts(parsed: SsKey, explain: (msg: string) => strin
     ...(parsed.tag !== undefined ? { tag: parsed.tag } : {}),
     ...(parsed.uot !== undefined ? { udpOverTcp: parsed.uot } : {}),
     ...(websocket ? { nextHop: lazyWebSocketNextHop(websocket), websocket } : {}),
+    ...(pluginNotes ? { pluginNotes } : {}),
   };
 }
 

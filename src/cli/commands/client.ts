@@ -21,7 +21,7 @@ import {
   type DynamicKeyUrl,
 } from '../../client/dynamic-fetch.js';
 import { refusalText } from '../../client/dynamic-key.js';
-import { endpointFromParts } from '../../client/key.js';
+import { serverEntryEndpoint, warnPluginNotes } from '../client-setup.js';
 import { startPickedTunnel, type PickedTunnel } from '../../client/picked-tunnel.js';
 import { DEFAULT_ERROR_RETRY_MS, DEFAULT_REFRESH_MS } from '../../client/key-source.js';
 import { defaultStateDir, formatStatus, readStatuses } from '../../client/status.js';
@@ -103,7 +103,12 @@ function shownDefault(flags: string, description: string, value: string | number
   return new Option(flags, description).default(String(value), String(value));
 }
 
-type Endpoint = ShadowsocksEndpoint & { tag?: string; websocket?: WsEndpoint; udpOverTcp?: 1 | 2 };
+type Endpoint = ShadowsocksEndpoint & {
+  tag?: string;
+  websocket?: WsEndpoint;
+  udpOverTcp?: 1 | 2;
+  pluginNotes?: string[];
+};
 
 /** What the shaping setting does for these endpoints, in words for the banner. */
 function shapingSummary(eps: Endpoint[], shape: boolean | undefined): string {
@@ -307,24 +312,8 @@ export function registerClient(program: Command): void {
         config.keys.forEach((k, i) =>
           endpoints.push(usage(`${flags.config}: keys[${i}]`, () => endpointFromKey(k))),
         );
-        // A SIP008 entry goes through the checks an ss:// key does (v2ray-plugin: its WebSocket hop).
         config.servers.forEach((s, i) =>
-          endpoints.push(
-            usage(`${flags.config}: servers[${i}]`, () =>
-              endpointFromParts(
-                {
-                  host: s.host,
-                  port: s.port,
-                  method: s.method,
-                  password: s.password,
-                  ...(s.tag !== undefined ? { tag: s.tag } : {}),
-                  ...(s.plugin !== undefined ? { plugin: s.plugin } : {}),
-                  ...(s.pluginOptions !== undefined ? { pluginOptions: s.pluginOptions } : {}),
-                },
-                (m) => (s.password.length >= 4 ? m.split(s.password).join('[redacted]') : m),
-              ),
-            ),
-          ),
+          endpoints.push(usage(`${flags.config}: servers[${i}]`, () => serverEntryEndpoint(s))),
         );
       }
       if (endpoints.length === 0 && !dynamicKey)
@@ -443,6 +432,8 @@ export function registerClient(program: Command): void {
           udpEndpoint = body.udp ?? body.endpoints.find((e) => !e.websocket);
         }
       }
+
+      warnPluginNotes(endpoints, log);
 
       const udpOn = fromCli('udp') ? flags.udp === true : config.udp === true;
       const uotOn = fromCli('udpOverTcp') ? flags.udpOverTcp === true : config.udpOverTcp === true;
