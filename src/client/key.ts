@@ -1,3 +1,6 @@
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { fileErrorWhy } from '../config/errors.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { getAeadMethod } from '../protocol/shadowsocks/methods.js';
 import {
@@ -70,6 +73,7 @@ export function endpointFromParts(parsed: SsKey, explain: (msg: string) => strin
       url: `${o.tls ? 'wss' : 'ws'}://${addr}:${parsed.port}${o.path}`,
       host: o.host,
       mux: o.mux,
+      ...(o.cert !== undefined ? { ca: trustedCa(o.cert) } : {}),
     };
     pluginNotes = o.notes;
   } else if (parsed.plugin !== undefined) {
@@ -110,6 +114,31 @@ export function endpointFromParts(parsed: SsKey, explain: (msg: string) => strin
     ...(websocket ? { nextHop: lazyWebSocketNextHop(websocket), websocket } : {}),
     ...(pluginNotes ? { pluginNotes } : {}),
   };
+}
+
+/**
+ * v2ray-plugin's `cert=PATH` on a client: the web front's certificate (self-signed) or its CA,
+ * the certificates this endpoint's TLS trusts (in place of the public roots: one front, one
+ * anchor, and no parse of the whole root store per connection; the name is still checked). Read
+ * once, when the key is read; a missing file or one without a PEM certificate is one line naming
+ * the option and the path.
+ */
+function trustedCa(path: string): string {
+  const what = `v2ray-plugin option cert=${path.length > 200 ? `${path.slice(0, 200)}…` : path}`;
+  let pem: string;
+  try {
+    pem = readFileSync(path, 'latin1');
+  } catch (err) {
+    throw new ProtocolError('ERR_URL', `${what}: ${fileErrorWhy(err)}`);
+  }
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
+  try {
+    if (blocks.length === 0) throw new Error('none');
+    for (const b of blocks) new X509Certificate(b);
+  } catch {
+    throw new ProtocolError('ERR_URL', `${what}: expected a PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  }
+  return blocks.join('\n');
 }
 
 /** Candidate secrets in a key: the raw userinfo and the password as decoded either way. */

@@ -5,6 +5,7 @@ import { DEFAULT_FIRST_DATA_WAIT_MS, DEFAULT_IDLE_SECONDS } from '../config/defa
 import { formatAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import { pipeConnection, type DialedConnection, type Dialer, type PipeOptions } from '../transport/dialer.js';
 import type { NativeTunnels } from './native-tunnel.js';
+import { hintDialFailureOnce } from './dial-hint.js';
 
 /**
  * How long to wait, after telling the application its CONNECT succeeded, for its first bytes so
@@ -125,6 +126,7 @@ export function logDialFailure(err: unknown, dest: SocksAddress, log: Logger): v
     // neither it nor the code names the server or the destination.
     const errno = ((err as { cause?: { code?: string } }).cause ?? {}).code;
     log.info(errno ? { code, errno } : { code }, 'tunnel dial failed');
+    hintDialFailureOnce(errno, log);
   }
   if (log.isLevelEnabled('debug')) log.debug(`dial to ${formatAddress(dest)} failed: ${String(err)}`);
 }

@@ -99,13 +99,17 @@ test('v2ray-plugin options: a near miss of one we read is refused with "did you 
     'tls;host=a.example;fastOpen;cert=/etc/s3cret.pem;skip-cert-verify=true;x=s3cret',
   );
   assert.equal(o.host, 'a.example');
+  assert.equal(o.cert, '/etc/s3cret.pem', 'cert=PATH: the file the TLS connection trusts');
   assert.deepEqual(o.notes, [
     'option "fastOpen" is ignored (it only matters to v2ray-plugin\'s own process)',
-    'option "cert" is ignored (it only matters to v2ray-plugin\'s own process)',
     'option "skip-cert-verify" is not a v2ray-plugin option; ignored',
     'option "x" is not a v2ray-plugin option; ignored',
   ]);
   assert.ok(!JSON.stringify(o.notes).includes('s3cret'));
+  assert.deepEqual(parseV2rayPluginOptions('cert=/a.pem').notes, ['option "cert" is ignored without "tls"']);
+  assert.equal(parseV2rayPluginOptions('cert=/a.pem').cert, undefined);
+  assert.throws(() => parseV2rayPluginOptions('tls;cert'), /"cert" needs a file path/);
+  assert.throws(() => parseV2rayPluginOptions('tls;cret=/a.pem'), /did you mean "cert"/);
   // Control: the options we read, spelt right, give no notes and no error.
   assert.equal(parseV2rayPluginOptions('mode=websocket;host=a;path=/p;tls;mux=0').notes, undefined);
 });

@@ -49,12 +49,14 @@ export interface V2rayPluginOptions {
   path: string;
   /** Mux.Cool on (v2ray-plugin's mux defaults to 1; 0 turns it off). */
   mux: boolean;
+  /** `cert=PATH`: a CA or certificate file the TLS connection trusts besides the usual roots. */
+  cert?: string;
   /** Options given that change nothing here, one sentence each naming the option (never its value). */
   notes?: string[];
 }
 
 /** The options this client reads (a near miss of one is refused with "did you mean"). */
-const READ_OPTIONS = ['host', 'path', 'mode', 'tls', 'mux'];
+const READ_OPTIONS = ['host', 'path', 'mode', 'tls', 'mux', 'cert'];
 
 /** Options v2ray-plugin knows that only matter to its own process or to its server side. */
 const IGNORED_OPTIONS = new Set([
@@ -67,7 +69,6 @@ const IGNORED_OPTIONS = new Set([
   'remoteAddr',
   'remotePort',
   'key',
-  'cert',
   'certRaw',
   'fwmark',
 ]);
@@ -108,7 +109,8 @@ function shownName(name: string): string {
 
 /**
  * Interpret v2ray-plugin's options for a client. Only websocket mode is supported (quic is
- * refused). Options that only matter to v2ray-plugin's own process (loglevel, fast-open, …) and
+ * refused). `cert=PATH` is v2ray-plugin's client meaning: a certificate or CA to trust (the file
+ * is read by the caller). Options that only matter to v2ray-plugin's own process (loglevel, fast-open, …) and
  * names v2ray-plugin does not know are kept as `notes` for a warning at start (keys other tools
  * generate may carry extras: refusing them would break those keys); a name one or two edits from
  * an option this client reads (`hots`, `Path`, `tsl`) is refused with "did you mean", since
@@ -145,11 +147,17 @@ export function parseV2rayPluginOptions(text: string | undefined): V2rayPluginOp
   const mux = Number(muxText);
   if (!Number.isInteger(mux) || mux < 0)
     throw new ProtocolError('ERR_URL', `v2ray-plugin mux "${muxText}" is not a count`);
+  const tls = tlsOpt !== undefined && tlsOpt !== 'false' && tlsOpt !== '0';
+  const cert = str('cert');
+  if (cert === '')
+    throw new ProtocolError('ERR_URL', 'v2ray-plugin option "cert" needs a file path (cert=PATH)');
+  if (cert !== undefined && !tls) notes.push('option "cert" is ignored without "tls"');
   return {
-    tls: tlsOpt !== undefined && tlsOpt !== 'false' && tlsOpt !== '0',
+    tls,
     host: str('host') || 'cloudfront.com',
     path: path.startsWith('/') ? path : `/${path}`,
     mux: mux > 0,
+    ...(cert !== undefined && tls ? { cert } : {}),
     ...(notes.length > 0 ? { notes } : {}),
   };
 }
