@@ -1,8 +1,10 @@
 /**
  * Pieces of `ladder client`'s start (commands/client.ts) kept apart to keep that file readable:
- * a config file's SIP008 entries as endpoints, and the start-time warnings about their keys.
+ * a config file's SIP008 entries as endpoints, the start-time warnings about their keys, and the
+ * proxy credentials (--auth, LADDER_AUTH, the file's "auth") with the banner's hint for them.
  */
-import type { ServerEntry } from '../config/client.js';
+import { parseProxyAuth, type ProxyAuth, type ServerEntry } from '../config/client.js';
+import { UsageError } from './errors.js';
 import { endpointFromParts, type KeyEndpoint } from '../client/key.js';
 import type { Logger } from '../shared/logger.js';
 
@@ -32,4 +34,32 @@ export function warnPluginNotes(endpoints: readonly { pluginNotes?: string[] }[]
     for (const note of e.pluginNotes ?? [])
       log.warn({ endpoint: i + 1 }, `key of endpoint ${i + 1}: v2ray-plugin ${note}`);
   });
+}
+
+/**
+ * The credentials applications must give, and where they came from (for messages and the
+ * banner): --auth wins, then LADDER_AUTH (out of `ps` and shell history, like LADDER_KEY), then
+ * the config file's "auth". A bad value is one line naming its source, never the value.
+ */
+export function proxyAuthFrom(o: {
+  flag: string | undefined;
+  env: string | undefined;
+  config: ProxyAuth | undefined;
+  configName: string | undefined;
+}): { auth: ProxyAuth; source: string } | undefined {
+  for (const [text, source] of [
+    [o.flag, '--auth'],
+    [o.env || undefined, 'LADDER_AUTH'],
+  ] as const) {
+    if (text === undefined) continue;
+    const auth = parseProxyAuth(text);
+    if (!auth) throw new UsageError(`${source} must be user:password`);
+    return { auth, source };
+  }
+  return o.config ? { auth: o.config, source: `${o.configName ?? 'config'}: "auth"` } : undefined;
+}
+
+/** The banner's `try:` command for a proxy URL: with auth, curl's --proxy-user with placeholders (never the password). */
+export function tryCommand(proxyUrl: string, auth: boolean): string {
+  return `try: curl --proxy ${proxyUrl}${auth ? ' --proxy-user USER:PASSWORD' : ''} https://example.com`;
 }

@@ -75,6 +75,18 @@ test("client config: a SIP008 entry with v2ray-plugin (as Ladder's subscription 
   ]);
 });
 
+test('client config: "auth" as --auth takes it, or as an object', () => {
+  assert.deepEqual(parseClientConfig('{"auth": "alice:pw:with:colons"}').auth, {
+    username: 'alice',
+    password: 'pw:with:colons',
+  });
+  assert.deepEqual(parseClientConfig('{"auth": {"username": "bob", "password": "pw"}}').auth, {
+    username: 'bob',
+    password: 'pw',
+  });
+  assert.equal(parseClientConfig('{}').auth, undefined);
+});
+
 test('client config errors name the file and field, never the password', () => {
   const bad: Array<[unknown, RegExp]> = [
     [[], /expected a JSON object/],
@@ -121,6 +133,11 @@ test('client config errors name the file and field, never the password', () => {
     [{ shape: 'yes' }, /"shape" must be true or false/],
     [{ udpOverTcp: 2 }, /"udpOverTcp" must be true or false/],
     [{ residualSeconds: -1 }, /"residualSeconds"/],
+    [{ auth: 'secretpw' }, /^c\.json: "auth" must be "user:password" or \{"username": …, "password": …\}$/],
+    [{ auth: ':secretpw' }, /"auth" must be/],
+    [{ auth: { username: 'u', password: '' } }, /"auth" must be/],
+    [{ auth: { username: 'u', password: 'secretpw', realm: 'x' } }, /"auth" must be/],
+    [{ auth: 42 }, /"auth" must be/],
   ];
   for (const [v, re] of bad) {
     assert.throws(

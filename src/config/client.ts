@@ -15,7 +15,8 @@
  *     "socks": "127.0.0.1:1080", "http": "127.0.0.1:8118",
  *     "route": "auto", "rules": "rules.txt",       // rules path relative to the config file
  *     "dns": "127.0.0.1:5353", "dnsUpstream": "1.1.1.1:53", "dnsMode": "tunnel",
- *     "shape": true, "residualSeconds": 180, "udp": true, "udpOverTcp": false
+ *     "shape": true, "residualSeconds": 180, "udp": true, "udpOverTcp": false,
+ *     "auth": "user:password"                       // or {"username": …, "password": …}; as --auth
  *   }
  *
  * Unknown top-level fields are refused (SIP008 server entries may carry fields of their own).
@@ -60,7 +61,42 @@ export interface ClientConfig {
   udp?: boolean;
   /** With udp: as UDP-over-TCP v2 inside the tunnel stream, whatever the key says. */
   udpOverTcp?: boolean;
+  /** Credentials applications must give (SOCKS5 RFC 1929, HTTP Basic), as --auth. */
+  auth?: ProxyAuth;
 }
+
+export interface ProxyAuth {
+  username: string;
+  password: string;
+}
+
+/** "user:password" (the first colon splits; the password may hold more), as --auth takes it. */
+export function parseProxyAuth(text: string): ProxyAuth | undefined {
+  const colon = text.indexOf(':');
+  if (colon <= 0 || colon === text.length - 1) return undefined;
+  return { username: text.slice(0, colon), password: text.slice(colon + 1) };
+}
+
+const AUTH_ERROR = 'must be "user:password" or {"username": …, "password": …}';
+const authSchema = z.unknown().transform((v, ctx): ProxyAuth => {
+  const auth =
+    typeof v === 'string'
+      ? parseProxyAuth(v)
+      : typeof v === 'object' &&
+          v !== null &&
+          Object.keys(v).every((k) => k === 'username' || k === 'password') &&
+          typeof (v as ProxyAuth).username === 'string' &&
+          typeof (v as ProxyAuth).password === 'string' &&
+          (v as ProxyAuth).username !== '' &&
+          (v as ProxyAuth).password !== ''
+        ? { username: (v as ProxyAuth).username, password: (v as ProxyAuth).password }
+        : undefined;
+  if (!auth) {
+    ctx.addIssue({ code: 'custom', message: AUTH_ERROR });
+    return z.NEVER;
+  }
+  return auth;
+});
 
 const nonEmpty = (error: string) => z.string({ error }).refine((v) => v.trim() !== '', { error });
 const text = nonEmpty('must be a non-empty string');
@@ -151,6 +187,7 @@ export const clientConfigSchema = z.strictObject({
   shape: bool.optional(),
   udp: bool.optional(),
   udpOverTcp: bool.optional(),
+  auth: authSchema.optional(),
   residualSeconds: z
     .number({ error: `must be a number 0..${MAX_CLIENT_SECONDS}` })
     .min(0, { error: `must be a number 0..${MAX_CLIENT_SECONDS}` })
