@@ -121,6 +121,8 @@ export interface FirstDataWaited {
 export function logDialFailure(err: unknown, dest: SocksAddress, log: Logger): void {
   const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN';
   if (code === 'ERR_ABORTED') log.debug({ code }, 'tunnel abandoned');
+  else if ((err as { dialled?: boolean }).dialled === false)
+    log.info({ code }, `tunnel not dialled: ${(err as Error).message}`);
   else {
     // The errno (ECONNREFUSED, ETIMEDOUT...) says whether the server is down or blocked;
     // neither it nor the code names the server or the destination.

@@ -542,7 +542,7 @@ export function registerClient(program: Command): void {
           `  auth         applications must give the user name and password (${authFrom.source}; not shown here)`,
         );
       const ruleNote = rules
-        ? `, ${rules.rules.length} rules from ${rulesName}${rules.fallback ? ` (unmatched: ${rules.fallback})` : ''}`
+        ? `, ${rules.rules.length} rule${rules.rules.length === 1 ? '' : 's'} from ${rulesName}${rules.fallback ? ` (unmatched: ${rules.fallback})` : ''}`
         : '';
       const routeText =
         route === 'proxy'
