@@ -43,6 +43,50 @@ test('client config: keys, SIP008 servers and options', () => {
   assert.equal(c.udpOverTcp, true);
 });
 
+test("client config: a SIP008 entry with v2ray-plugin (as Ladder's subscription gives it) is kept with its options", () => {
+  const opts = 'mode=websocket;path=/p\\;q;host=vpn.example;tls';
+  const c = parseClientConfig(
+    JSON.stringify({
+      version: 1,
+      servers: [
+        {
+          server: 'vpn.example',
+          server_port: 443,
+          method: 'aes-256-gcm',
+          password: 'pw',
+          plugin: 'v2ray-plugin',
+          plugin_opts: opts,
+        },
+        { server: 'h', server_port: 8388, method: 'aes-256-gcm', password: 'pw', plugin: '' },
+      ],
+    }),
+    'c.json',
+  );
+  assert.deepEqual(c.servers, [
+    {
+      host: 'vpn.example',
+      port: 443,
+      method: 'aes-256-gcm',
+      password: 'pw',
+      plugin: 'v2ray-plugin',
+      pluginOptions: opts,
+    },
+    { host: 'h', port: 8388, method: 'aes-256-gcm', password: 'pw' },
+  ]);
+});
+
+test('client config: "auth" as --auth takes it, or as an object', () => {
+  assert.deepEqual(parseClientConfig('{"auth": "alice:pw:with:colons"}').auth, {
+    username: 'alice',
+    password: 'pw:with:colons',
+  });
+  assert.deepEqual(parseClientConfig('{"auth": {"username": "bob", "password": "pw"}}').auth, {
+    username: 'bob',
+    password: 'pw',
+  });
+  assert.equal(parseClientConfig('{}').auth, undefined);
+});
+
 test('client config errors name the file and field, never the password', () => {
   const bad: Array<[unknown, RegExp]> = [
     [[], /expected a JSON object/],
@@ -55,7 +99,22 @@ test('client config errors name the file and field, never the password', () => {
     [{ servers: [{ server: 'h', server_port: 1, method: 'm', password: '' }] }, /servers\[0\]\.password/],
     [
       { servers: [{ server: 'h', server_port: 1, method: 'm', password: 'secretpw', plugin: 'x' }] },
-      /plugins are not supported/,
+      /^c\.json: servers\[0\]\.plugin: plugin "x" is not supported \(only v2ray-plugin\)$/,
+    ],
+    [
+      {
+        servers: [
+          {
+            server: 'h',
+            server_port: 1,
+            method: 'aes-256-gcm',
+            password: 'secretpw',
+            plugin: 'v2ray-plugin',
+            plugin_opts: 'mode=quic',
+          },
+        ],
+      },
+      /^c\.json: servers\[0\]\.plugin_opts: v2ray-plugin mode "quic" is not supported/,
     ],
     [
       { servers: [{ server: 'h', server_port: 1, method: 'rc4-md5', password: 'secretpw' }] },
@@ -74,6 +133,11 @@ test('client config errors name the file and field, never the password', () => {
     [{ shape: 'yes' }, /"shape" must be true or false/],
     [{ udpOverTcp: 2 }, /"udpOverTcp" must be true or false/],
     [{ residualSeconds: -1 }, /"residualSeconds"/],
+    [{ auth: 'secretpw' }, /^c\.json: "auth" must be "user:password" or \{"username": …, "password": …\}$/],
+    [{ auth: ':secretpw' }, /"auth" must be/],
+    [{ auth: { username: 'u', password: '' } }, /"auth" must be/],
+    [{ auth: { username: 'u', password: 'secretpw', realm: 'x' } }, /"auth" must be/],
+    [{ auth: 42 }, /"auth" must be/],
   ];
   for (const [v, re] of bad) {
     assert.throws(

@@ -22,6 +22,7 @@
  * password.
  */
 import { createRequire } from 'node:module';
+import { isIP } from 'node:net';
 import type * as Yaml from 'yaml';
 import { ProtocolError } from '../protocol/errors.js';
 import type { SsKey } from '../protocol/sip002/index.js';
@@ -172,6 +173,7 @@ function websocketHop(v: Obj, where: string, depth: number): Hop {
   if (!scheme) throw bad(`${where}.url`, 'scheme must be wss, https, ws or http');
   const defaultPort = scheme === 'wss' ? 443 : 80;
   const path = `${url.pathname}${url.search}`;
+  const name = url.hostname.replace(/^\[|\]$/g, '');
   let dial = { host: url.hostname.replace(/^\[|\]$/g, ''), port: url.port ? Number(url.port) : defaultPort };
   if (v.endpoint !== undefined && v.endpoint !== null) {
     const inner = endpoints(v.endpoint, `${where}.endpoint`, depth + 1);
@@ -184,7 +186,8 @@ function websocketHop(v: Obj, where: string, depth: number): Hop {
     websocket: {
       url: `${scheme}://${h}:${dial.port}${path}`,
       host: url.host,
-      ...(scheme === 'wss' ? { servername: url.hostname.replace(/^\[|\]$/g, '') } : {}),
+      // RFC 6066: no IP address as SNI (Node warns DEP0123); the dialler sends none for an IP.
+      ...(scheme === 'wss' && !isIP(name) ? { servername: name } : {}),
       mux: false,
     },
   };
@@ -227,7 +230,9 @@ function dialer(v: unknown, where: string, depth: number): KeyEndpoint[] {
       { host: hop.host, port: hop.port, method: cipher, password: secret, ...(prefix ? { prefix } : {}) },
       where,
     );
-    return hop.websocket ? { ...ep, websocket: hop.websocket, nextHop: lazyWebSocketNextHop(hop.websocket) } : ep;
+    return hop.websocket
+      ? { ...ep, websocket: hop.websocket, nextHop: lazyWebSocketNextHop(hop.websocket) }
+      : ep;
   });
 }
 

@@ -1,3 +1,6 @@
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { fileErrorWhy } from '../config/errors.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { getAeadMethod } from '../protocol/shadowsocks/methods.js';
 import {
@@ -6,13 +9,10 @@ import {
   parsePsk2022,
 } from '../protocol/shadowsocks/methods2022.js';
 import { parseSsUrl, type SsKey } from '../protocol/sip002/index.js';
-import { parseV2rayPluginOptions } from '../protocol/sip002/plugin-opts.js';
+import { parseV2rayPluginOptions, V2RAY_PLUGIN_NAMES } from '../protocol/sip002/plugin-opts.js';
 import type { ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
 import { UpstreamDialError, type NextHop } from '../transport/dialer.js';
 import type { WsTransportOptions } from '../transport/ws-dialer.js';
-
-/** SIP003 plugin names whose wire we speak ourselves. */
-const V2RAY_PLUGIN = new Set(['v2ray-plugin', 'ss-v2ray-plugin']);
 
 /**
  * A tunnel endpoint from a key: the Shadowsocks endpoint, its tag, its WebSocket transport, and
@@ -22,6 +22,8 @@ export type KeyEndpoint = ShadowsocksEndpoint & {
   tag?: string;
   websocket?: WsTransportOptions;
   udpOverTcp?: 1 | 2;
+  /** v2ray-plugin options this client does not use, one sentence each (for a warning at start). */
+  pluginNotes?: string[];
 };
 
 /**
@@ -58,7 +60,8 @@ export function endpointFromKey(key: string): KeyEndpoint {
  */
 export function endpointFromParts(parsed: SsKey, explain: (msg: string) => string): KeyEndpoint {
   let websocket: WsTransportOptions | undefined;
-  if (parsed.plugin !== undefined && V2RAY_PLUGIN.has(parsed.plugin)) {
+  let pluginNotes: string[] | undefined;
+  if (parsed.plugin !== undefined && V2RAY_PLUGIN_NAMES.has(parsed.plugin)) {
     let o;
     try {
       o = parseV2rayPluginOptions(parsed.pluginOptions);
@@ -70,7 +73,9 @@ export function endpointFromParts(parsed: SsKey, explain: (msg: string) => strin
       url: `${o.tls ? 'wss' : 'ws'}://${addr}:${parsed.port}${o.path}`,
       host: o.host,
       mux: o.mux,
+      ...(o.cert !== undefined ? { ca: trustedCa(o.cert) } : {}),
     };
+    pluginNotes = o.notes;
   } else if (parsed.plugin !== undefined) {
     throw new ProtocolError(
       'ERR_URL',
@@ -107,7 +112,33 @@ export function endpointFromParts(parsed: SsKey, explain: (msg: string) => strin
     ...(parsed.tag !== undefined ? { tag: parsed.tag } : {}),
     ...(parsed.uot !== undefined ? { udpOverTcp: parsed.uot } : {}),
     ...(websocket ? { nextHop: lazyWebSocketNextHop(websocket), websocket } : {}),
+    ...(pluginNotes ? { pluginNotes } : {}),
   };
+}
+
+/**
+ * v2ray-plugin's `cert=PATH` on a client: the web front's certificate (self-signed) or its CA,
+ * the certificates this endpoint's TLS trusts (in place of the public roots: one front, one
+ * anchor, and no parse of the whole root store per connection; the name is still checked). Read
+ * once, when the key is read; a missing file or one without a PEM certificate is one line naming
+ * the option and the path.
+ */
+function trustedCa(path: string): string {
+  const what = `v2ray-plugin option cert=${path.length > 200 ? `${path.slice(0, 200)}…` : path}`;
+  let pem: string;
+  try {
+    pem = readFileSync(path, 'latin1');
+  } catch (err) {
+    throw new ProtocolError('ERR_URL', `${what}: ${fileErrorWhy(err)}`);
+  }
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
+  try {
+    if (blocks.length === 0) throw new Error('none');
+    for (const b of blocks) new X509Certificate(b);
+  } catch {
+    throw new ProtocolError('ERR_URL', `${what}: expected a PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  }
+  return blocks.join('\n');
 }
 
 /** Candidate secrets in a key: the raw userinfo and the password as decoded either way. */

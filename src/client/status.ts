@@ -120,9 +120,14 @@ export function formatStatus(st: ClientStatus, running: boolean, now = Date.now(
   );
   for (const e of st.endpoints) {
     const worked = e.lastOkAt !== undefined ? `last worked ${ago(now - e.lastOkAt)}` : '';
+    // avoidedForMs was counted when the file was written: what is left of it now.
+    const leftMs = e.avoidedForMs - Math.max(0, now - st.updatedAt);
+    const failures = `${e.failures} failure${e.failures === 1 ? '' : 's'} in a row (${e.lastFail ?? '?'})`;
     const detail =
       e.state === 'avoided'
-        ? `avoided ${Math.ceil(e.avoidedForMs / 1000)} s more after ${e.failures} failure${e.failures === 1 ? '' : 's'} in a row (${e.lastFail ?? '?'})`
+        ? leftMs > 0
+          ? `avoided ${Math.ceil(leftMs / 1000)} s more after ${failures}`
+          : `avoided until ${ago(-leftMs)} after ${failures}, may be tried again`
         : e.state === 'failed'
           ? `failed ${e.failures}× (${e.lastFail ?? '?'}), may be tried again`
           : e.state === 'untried'

@@ -5,6 +5,7 @@ import { DEFAULT_FIRST_DATA_WAIT_MS, DEFAULT_IDLE_SECONDS } from '../config/defa
 import { formatAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import { pipeConnection, type DialedConnection, type Dialer, type PipeOptions } from '../transport/dialer.js';
 import type { NativeTunnels } from './native-tunnel.js';
+import { hintDialFailureOnce } from './dial-hint.js';
 
 /**
  * How long to wait, after telling the application its CONNECT succeeded, for its first bytes so
@@ -120,11 +121,14 @@ export interface FirstDataWaited {
 export function logDialFailure(err: unknown, dest: SocksAddress, log: Logger): void {
   const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN';
   if (code === 'ERR_ABORTED') log.debug({ code }, 'tunnel abandoned');
+  else if ((err as { dialled?: boolean }).dialled === false)
+    log.info({ code }, `tunnel not dialled: ${(err as Error).message}`);
   else {
     // The errno (ECONNREFUSED, ETIMEDOUT...) says whether the server is down or blocked;
     // neither it nor the code names the server or the destination.
     const errno = ((err as { cause?: { code?: string } }).cause ?? {}).code;
     log.info(errno ? { code, errno } : { code }, 'tunnel dial failed');
+    hintDialFailureOnce(errno, log);
   }
   if (log.isLevelEnabled('debug')) log.debug(`dial to ${formatAddress(dest)} failed: ${String(err)}`);
 }

@@ -8,12 +8,15 @@
  *     "keys": ["ss://...", "ss://..."],            // each key is one server endpoint, in order
  *     "servers": [                                  // or SIP008 entries (online-config style)
  *       { "server": "198.51.100.7", "server_port": 8388, "method": "chacha20-ietf-poly1305",
- *         "password": "...", "remarks": "tokyo" }
+ *         "password": "...", "remarks": "tokyo" },
+ *       { "server": "vpn.example", "server_port": 443, ..., "plugin": "v2ray-plugin",
+ *         "plugin_opts": "mode=websocket;path=/p;host=vpn.example;tls" }   // as ss://…?plugin=
  *     ],
  *     "socks": "127.0.0.1:1080", "http": "127.0.0.1:8118",
  *     "route": "auto", "rules": "rules.txt",       // rules path relative to the config file
  *     "dns": "127.0.0.1:5353", "dnsUpstream": "1.1.1.1:53", "dnsMode": "tunnel",
- *     "shape": true, "residualSeconds": 180, "udp": true, "udpOverTcp": false
+ *     "shape": true, "residualSeconds": 180, "udp": true, "udpOverTcp": false,
+ *     "auth": "user:password"                       // or {"username": …, "password": …}; as --auth
  *   }
  *
  * Unknown top-level fields are refused (SIP008 server entries may carry fields of their own).
@@ -23,6 +26,8 @@ import { z } from 'zod';
 import { MAX_CLIENT_SECONDS } from './defaults.js';
 import { ClientConfigError, jsonErrorWhere } from './errors.js';
 import { keyFieldIssue } from './key-fields.js';
+import { isProtocolError } from '../protocol/errors.js';
+import { parseV2rayPluginOptions, V2RAY_PLUGIN_NAMES } from '../protocol/sip002/plugin-opts.js';
 import { parseRouteMode, ROUTE_MODES, routeModeOf, type RouteMode } from './route-mode.js';
 
 export { parseRouteMode, ROUTE_MODES, routeModeOf, type RouteMode };
@@ -35,6 +40,9 @@ export interface ServerEntry {
   method: string;
   password: string;
   tag?: string;
+  /** SIP003 plugin: only v2ray-plugin (its wire Ladder speaks), with its options as SIP002 gives them. */
+  plugin?: string;
+  pluginOptions?: string;
 }
 
 export interface ClientConfig {
@@ -53,7 +61,42 @@ export interface ClientConfig {
   udp?: boolean;
   /** With udp: as UDP-over-TCP v2 inside the tunnel stream, whatever the key says. */
   udpOverTcp?: boolean;
+  /** Credentials applications must give (SOCKS5 RFC 1929, HTTP Basic), as --auth. */
+  auth?: ProxyAuth;
 }
+
+export interface ProxyAuth {
+  username: string;
+  password: string;
+}
+
+/** "user:password" (the first colon splits; the password may hold more), as --auth takes it. */
+export function parseProxyAuth(text: string): ProxyAuth | undefined {
+  const colon = text.indexOf(':');
+  if (colon <= 0 || colon === text.length - 1) return undefined;
+  return { username: text.slice(0, colon), password: text.slice(colon + 1) };
+}
+
+const AUTH_ERROR = 'must be "user:password" or {"username": …, "password": …}';
+const authSchema = z.unknown().transform((v, ctx): ProxyAuth => {
+  const auth =
+    typeof v === 'string'
+      ? parseProxyAuth(v)
+      : typeof v === 'object' &&
+          v !== null &&
+          Object.keys(v).every((k) => k === 'username' || k === 'password') &&
+          typeof (v as ProxyAuth).username === 'string' &&
+          typeof (v as ProxyAuth).password === 'string' &&
+          (v as ProxyAuth).username !== '' &&
+          (v as ProxyAuth).password !== ''
+        ? { username: (v as ProxyAuth).username, password: (v as ProxyAuth).password }
+        : undefined;
+  if (!auth) {
+    ctx.addIssue({ code: 'custom', message: AUTH_ERROR });
+    return z.NEVER;
+  }
+  return auth;
+});
 
 const nonEmpty = (error: string) => z.string({ error }).refine((v) => v.trim() !== '', { error });
 const text = nonEmpty('must be a non-empty string');
@@ -72,14 +115,25 @@ const serverEntrySchema = z
       password: z
         .string({ error: 'must be a non-empty string' })
         .min(1, { error: 'must be a non-empty string' }),
-      plugin: z.unknown().optional(),
+      plugin: z.string({ error: 'must be a string' }).optional(),
+      plugin_opts: z.string({ error: 'must be a string' }).optional(),
       remarks: z.unknown().optional(),
     },
     { error: 'must be an object' },
   )
   .superRefine((e, ctx) => {
-    if (e.plugin !== undefined && e.plugin !== '')
-      ctx.addIssue({ code: 'custom', message: 'plugins are not supported' });
+    const plugin = e.plugin ?? '';
+    if (plugin !== '' && !V2RAY_PLUGIN_NAMES.has(plugin))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['plugin'],
+        message: `plugin ${JSON.stringify(plugin.slice(0, 40))} is not supported (only v2ray-plugin)`,
+      });
+    else if (plugin !== '') {
+      // The options as an ss:// key's plugin= would give them: same checks, same one-line messages.
+      const issue = pluginOptionsIssue(e.plugin_opts);
+      if (issue) ctx.addIssue({ code: 'custom', path: ['plugin_opts'], message: issue });
+    }
     // The method and the key here, so the message names the entry (never the password).
     const issue = keyFieldIssue(e.method, e.password);
     if (issue) ctx.addIssue({ code: 'custom', path: [issue.path], message: issue.message });
@@ -90,7 +144,19 @@ const serverEntrySchema = z
     method: e.method,
     password: e.password,
     ...(typeof e.remarks === 'string' && e.remarks ? { tag: e.remarks } : {}),
+    ...(e.plugin ? { plugin: e.plugin, ...(e.plugin_opts ? { pluginOptions: e.plugin_opts } : {}) } : {}),
   }));
+
+/** What is wrong with v2ray-plugin options (one line, never a secret), or undefined. */
+function pluginOptionsIssue(text: string | undefined): string | undefined {
+  try {
+    parseV2rayPluginOptions(text);
+    return undefined;
+  } catch (err) {
+    if (isProtocolError(err)) return err.message;
+    throw err;
+  }
+}
 
 export const clientConfigSchema = z.strictObject({
   keys: z
@@ -121,6 +187,7 @@ export const clientConfigSchema = z.strictObject({
   shape: bool.optional(),
   udp: bool.optional(),
   udpOverTcp: bool.optional(),
+  auth: authSchema.optional(),
   residualSeconds: z
     .number({ error: `must be a number 0..${MAX_CLIENT_SECONDS}` })
     .min(0, { error: `must be a number 0..${MAX_CLIENT_SECONDS}` })
@@ -143,7 +210,7 @@ function issueMessage(issue: z.core.$ZodIssue): { message: string; field: string
   const field = fieldPath(issue.path);
   if (field === '') return { message: issue.message, field };
   // Top-level fields are quoted ("route" must…); "servers[0] must be an object", but
-  // "servers[0]: plugins are not supported".
+  // "servers[0].plugin: plugin "x" is not supported".
   const label = issue.path.length === 1 ? `"${field}"` : field;
   const sep = issue.message.startsWith('must ') ? ' ' : ': ';
   return { message: `${label}${sep}${issue.message}`, field };

@@ -21,6 +21,7 @@ import {
   type DynamicKeyUrl,
 } from '../../client/dynamic-fetch.js';
 import { refusalText } from '../../client/dynamic-key.js';
+import { proxyAuthFrom, serverEntryEndpoint, tryCommand, warnPluginNotes } from '../client-setup.js';
 import { startPickedTunnel, type PickedTunnel } from '../../client/picked-tunnel.js';
 import { DEFAULT_ERROR_RETRY_MS, DEFAULT_REFRESH_MS } from '../../client/key-source.js';
 import { defaultStateDir, formatStatus, readStatuses } from '../../client/status.js';
@@ -102,7 +103,12 @@ function shownDefault(flags: string, description: string, value: string | number
   return new Option(flags, description).default(String(value), String(value));
 }
 
-type Endpoint = ShadowsocksEndpoint & { tag?: string; websocket?: WsEndpoint; udpOverTcp?: 1 | 2 };
+type Endpoint = ShadowsocksEndpoint & {
+  tag?: string;
+  websocket?: WsEndpoint;
+  udpOverTcp?: 1 | 2;
+  pluginNotes?: string[];
+};
 
 /** What the shaping setting does for these endpoints, in words for the banner. */
 function shapingSummary(eps: Endpoint[], shape: boolean | undefined): string {
@@ -179,7 +185,7 @@ export function registerClient(program: Command): void {
     )
     .option(
       '--config <file>',
-      'JSON client config: "keys"/"servers" (SIP008), "socks", "http", "route", "rules", "dns", "dnsUpstream", "dnsMode", "shape", "residualSeconds"; flags win',
+      'JSON client config: "keys"/"servers" (SIP008, e.g. a saved subscription; plugin v2ray-plugin with plugin_opts), "socks", "http", "route", "rules", "dns", "dnsUpstream", "dnsMode", "shape", "residualSeconds", "auth"; flags win',
     )
     .addOption(
       shownDefault(
@@ -195,7 +201,7 @@ export function registerClient(program: Command): void {
     )
     .option(
       '--auth <user:password>',
-      'require these credentials from applications (SOCKS5 RFC 1929, HTTP Basic)',
+      'require these credentials from applications (SOCKS5 RFC 1929, HTTP Basic); or set LADDER_AUTH, or "auth" in --config, to keep the password out of ps',
     )
     .option(
       '--route <mode>',
@@ -306,7 +312,9 @@ export function registerClient(program: Command): void {
         config.keys.forEach((k, i) =>
           endpoints.push(usage(`${flags.config}: keys[${i}]`, () => endpointFromKey(k))),
         );
-        for (const s of config.servers) endpoints.push(s);
+        config.servers.forEach((s, i) =>
+          endpoints.push(usage(`${flags.config}: servers[${i}]`, () => serverEntryEndpoint(s))),
+        );
       }
       if (endpoints.length === 0 && !dynamicKey)
         throw new UsageError(
@@ -329,12 +337,13 @@ export function registerClient(program: Command): void {
           );
       });
       if (!socks && !httpAddr) throw new UsageError('nothing to do: --no-socks given and no --http address');
-      let auth;
-      if (flags.auth !== undefined) {
-        const colon = flags.auth.indexOf(':');
-        if (colon <= 0) throw new UsageError('--auth must be user:password');
-        auth = { username: flags.auth.slice(0, colon), password: flags.auth.slice(colon + 1) };
-      }
+      const authFrom = proxyAuthFrom({
+        flag: flags.auth,
+        env: process.env.LADDER_AUTH,
+        config: config.auth,
+        configName: flags.config,
+      });
+      const auth = authFrom?.auth;
       const numbers = parseFlags(clientFlagsSchema, flags);
       const firstDataWaitMs = numbers.firstDataWait;
       const idleTimeoutMs = numbers.idleTimeout * 1000;
@@ -424,6 +433,8 @@ export function registerClient(program: Command): void {
           udpEndpoint = body.udp ?? body.endpoints.find((e) => !e.websocket);
         }
       }
+
+      warnPluginNotes(endpoints, log);
 
       const udpOn = fromCli('udp') ? flags.udp === true : config.udp === true;
       const uotOn = fromCli('udpOverTcp') ? flags.udpOverTcp === true : config.udpOverTcp === true;
@@ -515,7 +526,7 @@ export function registerClient(program: Command): void {
       const lines = [`ladder client: ${what}${shaping ? `, ${shaping}` : ''}`];
       if (client.socksAddress) {
         const a = hostPort(client.socksAddress);
-        lines.push(`  SOCKS5 proxy on ${a}    try: curl --proxy socks5h://${a} https://example.com`);
+        lines.push(`  SOCKS5 proxy on ${a}    ${tryCommand(`socks5h://${a}`, !!auth)}`);
         if (udpAssociate)
           lines.push(
             `  SOCKS5 UDP   on ${a} (UDP ASSOCIATE), relayed by the server's ${endpoints[0]!.websocket ? 'web front (UDP over WebSocket)' : 'UDP relay'}${endpoints.length > 1 ? ' of the first endpoint' : ''}`,
@@ -523,11 +534,15 @@ export function registerClient(program: Command): void {
       }
       if (client.httpAddress) {
         const a = hostPort(client.httpAddress);
-        lines.push(`  HTTP proxy   on ${a}    try: curl --proxy http://${a} https://example.com`);
+        lines.push(`  HTTP proxy   on ${a}    ${tryCommand(`http://${a}`, !!auth)}`);
         lines.push(`  PAC file     http://${a}/proxy.pac    (browser: automatic proxy configuration URL)`);
       }
+      if (authFrom)
+        lines.push(
+          `  auth         applications must give the user name and password (${authFrom.source}; not shown here)`,
+        );
       const ruleNote = rules
-        ? `, ${rules.rules.length} rules from ${rulesName}${rules.fallback ? ` (unmatched: ${rules.fallback})` : ''}`
+        ? `, ${rules.rules.length} rule${rules.rules.length === 1 ? '' : 's'} from ${rulesName}${rules.fallback ? ` (unmatched: ${rules.fallback})` : ''}`
         : '';
       const routeText =
         route === 'proxy'

@@ -97,12 +97,14 @@ export class FailoverDialer implements Dialer {
         } else {
           const retryAt = p.endpoint === undefined ? p.retryAt : this.#o.clock.now();
           const secs = Math.ceil((retryAt - this.#o.clock.now()) / 1000);
-          throw new UpstreamDialError(
-            'ERR_CONNECT',
-            `every server endpoint is avoided after a block; the first is usable again in ${secs} s`,
-            {
-              cause: lastErr,
-            },
+          // `dialled: false` when this call reached no server (logs say so, not "dial failed").
+          throw Object.assign(
+            new UpstreamDialError(
+              'ERR_CONNECT',
+              `every server endpoint is avoided after a block; the first is usable again in ${secs} s`,
+              { cause: lastErr },
+            ),
+            { dialled: lastErr !== undefined },
           );
         }
       }

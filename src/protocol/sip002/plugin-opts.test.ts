@@ -2,7 +2,12 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ProtocolError } from '../errors.js';
 import { parseSsUrl } from './index.js';
-import { formatV2rayPluginOptions, parsePluginOptions, parseV2rayPluginOptions, webKeyUrlFor } from './plugin-opts.js';
+import {
+  formatV2rayPluginOptions,
+  parsePluginOptions,
+  parseV2rayPluginOptions,
+  webKeyUrlFor,
+} from './plugin-opts.js';
 
 test('SIP003 options: pairs, flags, escapes', () => {
   assert.deepEqual(
@@ -38,6 +43,7 @@ test('v2ray-plugin options with its defaults', () => {
     host: 'cloudfront.com',
     path: '/abc',
     mux: true,
+    notes: ['option "loglevel" is ignored (it only matters to v2ray-plugin\'s own process)'],
   });
   assert.throws(() => parseV2rayPluginOptions('mode=quic'), /quic/);
   assert.throws(() => parseV2rayPluginOptions('server;mode=websocket'), /server/);
@@ -48,8 +54,62 @@ test('a web endpoint formats as options v2ray-plugin (and our parser) read back,
   const ep = { host: 'cdn.example', port: 443, path: '/a;b=c\\d', tls: true, mux: true };
   const text = formatV2rayPluginOptions(ep);
   assert.equal(text, 'mode=websocket;path=/a\\;b\\=c\\\\d;host=cdn.example;tls');
-  assert.deepEqual(parseV2rayPluginOptions(text), { tls: true, host: 'cdn.example', path: '/a;b=c\\d', mux: true });
+  assert.deepEqual(parseV2rayPluginOptions(text), {
+    tls: true,
+    host: 'cdn.example',
+    path: '/a;b=c\\d',
+    mux: true,
+  });
   const url = parseSsUrl(webKeyUrlFor({ method: 'aes-128-gcm', secret: 'pw' }, { ...ep, tls: false }, 'web'));
-  assert.deepEqual([url.host, url.port, url.password, url.plugin, url.tag], ['cdn.example', 443, 'pw', 'v2ray-plugin', 'web']);
+  assert.deepEqual(
+    [url.host, url.port, url.password, url.plugin, url.tag],
+    ['cdn.example', 443, 'pw', 'v2ray-plugin', 'web'],
+  );
   assert.equal(parseV2rayPluginOptions(url.pluginOptions).tls, false);
+});
+
+test('v2ray-plugin options: a near miss of one we read is refused with "did you mean"; others are named, never their values', () => {
+  const refused: Array<[string, string]> = [
+    ['hots=127.0.0.1', 'host'],
+    ['Host=cdn.example', 'host'],
+    ['pth=/s3cret', 'path'],
+    ['paths=/s3cret', 'path'],
+    ['tsl', 'tls'],
+    ['TLS', 'tls'],
+    ['mox=0', 'mux'],
+    ['mod=websocket', 'mode'],
+  ];
+  for (const [text, near] of refused)
+    assert.throws(
+      () => parseV2rayPluginOptions(`host=a.example;${text}`),
+      (e: Error) => {
+        assert.ok(e instanceof ProtocolError);
+        assert.match(
+          e.message,
+          new RegExp(`^v2ray-plugin option "[^"]+" is unknown: did you mean "${near}"\\?$`),
+        );
+        assert.ok(!e.message.includes('s3cret') && !e.message.includes('127.0.0.1'));
+        return true;
+      },
+      text,
+    );
+  // Known to v2ray-plugin, unused here; and names it does not know that are no near miss (other
+  // tools' extras): kept, each named once, the value never.
+  const o = parseV2rayPluginOptions(
+    'tls;host=a.example;fastOpen;cert=/etc/s3cret.pem;skip-cert-verify=true;x=s3cret',
+  );
+  assert.equal(o.host, 'a.example');
+  assert.equal(o.cert, '/etc/s3cret.pem', 'cert=PATH: the file the TLS connection trusts');
+  assert.deepEqual(o.notes, [
+    'option "fastOpen" is ignored (it only matters to v2ray-plugin\'s own process)',
+    'option "skip-cert-verify" is not a v2ray-plugin option; ignored',
+    'option "x" is not a v2ray-plugin option; ignored',
+  ]);
+  assert.ok(!JSON.stringify(o.notes).includes('s3cret'));
+  assert.deepEqual(parseV2rayPluginOptions('cert=/a.pem').notes, ['option "cert" is ignored without "tls"']);
+  assert.equal(parseV2rayPluginOptions('cert=/a.pem').cert, undefined);
+  assert.throws(() => parseV2rayPluginOptions('tls;cert'), /"cert" needs a file path/);
+  assert.throws(() => parseV2rayPluginOptions('tls;cret=/a.pem'), /did you mean "cert"/);
+  // Control: the options we read, spelt right, give no notes and no error.
+  assert.equal(parseV2rayPluginOptions('mode=websocket;host=a;path=/p;tls;mux=0').notes, undefined);
 });

@@ -38,6 +38,9 @@ export function parsePluginOptions(text: string): Map<string, string | true> {
   return out;
 }
 
+/** SIP003 plugin names whose wire Ladder speaks itself (Debian calls v2ray-plugin ss-v2ray-plugin). */
+export const V2RAY_PLUGIN_NAMES: ReadonlySet<string> = new Set(['v2ray-plugin', 'ss-v2ray-plugin']);
+
 /** What a SIP002 key's `plugin=v2ray-plugin;…` asks for (v2ray-plugin's client defaults). */
 export interface V2rayPluginOptions {
   tls: boolean;
@@ -46,12 +49,72 @@ export interface V2rayPluginOptions {
   path: string;
   /** Mux.Cool on (v2ray-plugin's mux defaults to 1; 0 turns it off). */
   mux: boolean;
+  /** `cert=PATH`: a CA or certificate file the TLS connection trusts besides the usual roots. */
+  cert?: string;
+  /** Options given that change nothing here, one sentence each naming the option (never its value). */
+  notes?: string[];
+}
+
+/** The options this client reads (a near miss of one is refused with "did you mean"). */
+const READ_OPTIONS = ['host', 'path', 'mode', 'tls', 'mux', 'cert'];
+
+/** Options v2ray-plugin knows that only matter to its own process or to its server side. */
+const IGNORED_OPTIONS = new Set([
+  'loglevel',
+  'fast-open',
+  'fastOpen',
+  'V',
+  'localAddr',
+  'localPort',
+  'remoteAddr',
+  'remotePort',
+  'key',
+  'certRaw',
+  'fwmark',
+]);
+
+/** Optimal string alignment distance (Levenshtein with adjacent transpositions), case-insensitive. */
+function editDistance(a: string, b: string): number {
+  const x = a.toLowerCase();
+  const y = b.toLowerCase();
+  const d: number[][] = Array.from({ length: x.length + 1 }, (_, i) => [i]);
+  for (let j = 1; j <= y.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= x.length; i++)
+    for (let j = 1; j <= y.length; j++) {
+      const cost = x[i - 1] === y[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && x[i - 1] === y[j - 2] && x[i - 2] === y[j - 1])
+        v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
+    }
+  return d[x.length]![y.length]!;
+}
+
+/** The read option `name` is an obvious misspelling of (1 edit for 3 letters, 2 for 4), if any. */
+function nearMiss(name: string): string | undefined {
+  if (name.length > 8) return undefined;
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const o of READ_OPTIONS) {
+    const dist = editDistance(name, o);
+    if (dist <= (o.length <= 3 ? 1 : 2) && dist < bestD) [best, bestD] = [o, dist];
+  }
+  return best;
+}
+
+/** An option name as shown: quoted, printable, bounded (names are never secrets; values may be). */
+function shownName(name: string): string {
+  return JSON.stringify(name.length > 40 ? `${name.slice(0, 40)}…` : name);
 }
 
 /**
  * Interpret v2ray-plugin's options for a client. Only websocket mode is supported (quic is
- * refused); options that only matter to v2ray-plugin's own process (loglevel, fast-open, cert
- * paths) are ignored.
+ * refused). `cert=PATH` is v2ray-plugin's client meaning: a certificate or CA to trust (the file
+ * is read by the caller). Options that only matter to v2ray-plugin's own process (loglevel, fast-open, …) and
+ * names v2ray-plugin does not know are kept as `notes` for a warning at start (keys other tools
+ * generate may carry extras: refusing them would break those keys); a name one or two edits from
+ * an option this client reads (`hots`, `Path`, `tsl`) is refused with "did you mean", since
+ * ignoring it would silently dial with v2ray-plugin's default instead.
  */
 export function parseV2rayPluginOptions(text: string | undefined): V2rayPluginOptions {
   const o = parsePluginOptions(text ?? '');
@@ -59,6 +122,21 @@ export function parseV2rayPluginOptions(text: string | undefined): V2rayPluginOp
     const v = o.get(k);
     return v === undefined ? undefined : v === true ? '' : v;
   };
+  const notes: string[] = [];
+  for (const name of o.keys()) {
+    if (READ_OPTIONS.includes(name) || name === 'server') continue;
+    if (IGNORED_OPTIONS.has(name)) {
+      notes.push(`option ${shownName(name)} is ignored (it only matters to v2ray-plugin's own process)`);
+      continue;
+    }
+    const near = nearMiss(name);
+    if (near !== undefined)
+      throw new ProtocolError(
+        'ERR_URL',
+        `v2ray-plugin option ${shownName(name)} is unknown: did you mean "${near}"?`,
+      );
+    notes.push(`option ${shownName(name)} is not a v2ray-plugin option; ignored`);
+  }
   const mode = str('mode') ?? 'websocket';
   if (mode !== 'websocket')
     throw new ProtocolError('ERR_URL', `v2ray-plugin mode "${mode}" is not supported (only websocket)`);
@@ -69,11 +147,18 @@ export function parseV2rayPluginOptions(text: string | undefined): V2rayPluginOp
   const mux = Number(muxText);
   if (!Number.isInteger(mux) || mux < 0)
     throw new ProtocolError('ERR_URL', `v2ray-plugin mux "${muxText}" is not a count`);
+  const tls = tlsOpt !== undefined && tlsOpt !== 'false' && tlsOpt !== '0';
+  const cert = str('cert');
+  if (cert === '')
+    throw new ProtocolError('ERR_URL', 'v2ray-plugin option "cert" needs a file path (cert=PATH)');
+  if (cert !== undefined && !tls) notes.push('option "cert" is ignored without "tls"');
   return {
-    tls: tlsOpt !== undefined && tlsOpt !== 'false' && tlsOpt !== '0',
+    tls,
     host: str('host') || 'cloudfront.com',
     path: path.startsWith('/') ? path : `/${path}`,
     mux: mux > 0,
+    ...(cert !== undefined && tls ? { cert } : {}),
+    ...(notes.length > 0 ? { notes } : {}),
   };
 }
 

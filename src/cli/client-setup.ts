@@ -1,0 +1,65 @@
+/**
+ * Pieces of `ladder client`'s start (commands/client.ts) kept apart to keep that file readable:
+ * a config file's SIP008 entries as endpoints, the start-time warnings about their keys, and the
+ * proxy credentials (--auth, LADDER_AUTH, the file's "auth") with the banner's hint for them.
+ */
+import { parseProxyAuth, type ProxyAuth, type ServerEntry } from '../config/client.js';
+import { UsageError } from './errors.js';
+import { endpointFromParts, type KeyEndpoint } from '../client/key.js';
+import type { Logger } from '../shared/logger.js';
+
+/** A config file's SIP008 entry through the checks an ss:// key goes through (v2ray-plugin: its WebSocket hop). */
+export function serverEntryEndpoint(s: ServerEntry): KeyEndpoint {
+  return endpointFromParts(
+    {
+      host: s.host,
+      port: s.port,
+      method: s.method,
+      password: s.password,
+      ...(s.tag !== undefined ? { tag: s.tag } : {}),
+      ...(s.plugin !== undefined ? { plugin: s.plugin } : {}),
+      ...(s.pluginOptions !== undefined ? { pluginOptions: s.pluginOptions } : {}),
+    },
+    (m) => (s.password.length >= 4 ? m.split(s.password).join('[redacted]') : m),
+  );
+}
+
+/**
+ * One warning per v2ray-plugin option a key gives that this client does not use (named, never its
+ * value): a key made for v2ray-plugin's own process may carry them, and the user should know they
+ * change nothing here. Endpoints by position, as every client log line names them.
+ */
+export function warnPluginNotes(endpoints: readonly { pluginNotes?: string[] }[], log: Logger): void {
+  endpoints.forEach((e, i) => {
+    for (const note of e.pluginNotes ?? [])
+      log.warn({ endpoint: i + 1 }, `key of endpoint ${i + 1}: v2ray-plugin ${note}`);
+  });
+}
+
+/**
+ * The credentials applications must give, and where they came from (for messages and the
+ * banner): --auth wins, then LADDER_AUTH (out of `ps` and shell history, like LADDER_KEY), then
+ * the config file's "auth". A bad value is one line naming its source, never the value.
+ */
+export function proxyAuthFrom(o: {
+  flag: string | undefined;
+  env: string | undefined;
+  config: ProxyAuth | undefined;
+  configName: string | undefined;
+}): { auth: ProxyAuth; source: string } | undefined {
+  for (const [text, source] of [
+    [o.flag, '--auth'],
+    [o.env || undefined, 'LADDER_AUTH'],
+  ] as const) {
+    if (text === undefined) continue;
+    const auth = parseProxyAuth(text);
+    if (!auth) throw new UsageError(`${source} must be user:password`);
+    return { auth, source };
+  }
+  return o.config ? { auth: o.config, source: `${o.configName ?? 'config'}: "auth"` } : undefined;
+}
+
+/** The banner's `try:` command for a proxy URL: with auth, curl's --proxy-user with placeholders (never the password). */
+export function tryCommand(proxyUrl: string, auth: boolean): string {
+  return `try: curl --proxy ${proxyUrl}${auth ? ' --proxy-user USER:PASSWORD' : ''} https://example.com`;
+}

@@ -1,0 +1,38 @@
+/**
+ * What to do about a tunnel dial's TLS failure, logged once per error code per process (the
+ * "tunnel dial failed" line repeats for every connection; the advice need not). Names no server,
+ * key or path: the error code and which key option or setting fixes it.
+ */
+import type { Logger } from '../shared/logger.js';
+
+/** Node's codes for a certificate chain that does not lead to a trusted root. */
+const UNTRUSTED = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_UNTRUSTED',
+]);
+
+const hinted = new Set<string>();
+
+/** The advice for `code`, or undefined when it is not a certificate problem. */
+export function tlsDialHint(code: string): string | undefined {
+  if (UNTRUSTED.has(code))
+    return `the web front's TLS certificate is not trusted (${code}): add cert=PATH (the front's certificate or its CA, PEM) to the key's v2ray-plugin options, or start the client with NODE_EXTRA_CA_CERTS=PATH`;
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID')
+    return `the web front's TLS certificate does not name the key's host (${code}): check the key's v2ray-plugin host= option (without it v2ray-plugin's default, cloudfront.com, is used)`;
+  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID')
+    return `the web front's TLS certificate is not valid now (${code}): renew it on the server, or check this computer's clock`;
+  return undefined;
+}
+
+/** Log the advice for a failed dial's error code, the first time that code is seen. */
+export function hintDialFailureOnce(code: string | undefined, log: Logger): void {
+  if (code === undefined || hinted.has(code)) return;
+  const hint = tlsDialHint(code);
+  if (hint === undefined) return;
+  hinted.add(code);
+  log.warn({ code }, hint);
+}

@@ -1,0 +1,66 @@
+/**
+ * The log line of a tunnel that was not dialled: when every endpoint is avoided, the failover
+ * dialler reaches no server, and the log says "tunnel not dialled" with why and when the first is
+ * usable again, not "tunnel dial failed ERR_CONNECT" (which reads as a server that refused).
+ * Control: the dial that did reach the (closed) port is logged as a failed dial with its errno.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { PassThrough } from 'node:stream';
+import { FailoverDialer } from '../../src/client/routing/failover.js';
+import type { Endpoint } from '../../src/client/routing/endpoints.js';
+import { logDialFailure } from '../../src/client/tunnel.js';
+import { createLogger } from '../../src/shared/logger.js';
+import { DirectDialer } from '../../src/transport/dialer.js';
+import { systemClock } from '../../src/shared/clock.js';
+
+const DEST = { type: 'domain' as const, host: 'site.example', port: 443 };
+
+test('every endpoint avoided: "tunnel not dialled", not "tunnel dial failed"', async () => {
+  // A port that refuses: listen, note the port, close.
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+
+  const out = new PassThrough();
+  let text = '';
+  out.on('data', (d: Buffer) => (text += d.toString()));
+  const log = createLogger({ level: 'info', destination: out });
+  const direct = new DirectDialer();
+  let dials = 0;
+  const A: Endpoint = { host: '127.0.0.1', port };
+  const d = new FailoverDialer({
+    endpoints: [A],
+    clock: systemClock,
+    residualMs: 60_000,
+    lastResortAfterMs: 60_000,
+    dialerFor: () => ({
+      dial: (_dest, first, signal) => {
+        dials++;
+        return direct.dial({ type: 'ipv4', host: '127.0.0.1', port }, first, signal);
+      },
+    }),
+  });
+  for (let i = 0; i < 2; i++) {
+    const err = await d.dial(DEST).then(
+      () => assert.fail('dialled a closed port'),
+      (e: unknown) => e,
+    );
+    logDialFailure(err, DEST, log);
+  }
+  assert.equal(dials, 1, 'the second call dialled nothing');
+  const lines = text
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { msg: string; code?: string; errno?: string });
+  assert.equal(lines.length, 2, text);
+  assert.deepEqual([lines[0]!.msg, lines[0]!.errno], ['tunnel dial failed', 'ECONNREFUSED']);
+  assert.match(
+    lines[1]!.msg,
+    /^tunnel not dialled: every server endpoint is avoided after a block; the first is usable again in \d+ s$/,
+  );
+  assert.equal(lines[1]!.code, 'ERR_CONNECT');
+  assert.ok(!text.includes('site.example') && !text.includes('127.0.0.1'), 'no destination or server');
+});
