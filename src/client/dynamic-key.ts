@@ -104,6 +104,7 @@ function build(parts: SsKey, where: string): KeyEndpoint {
     parts,
     (msg) =>
       `dynamic key: ${where}: ${parts.password.length >= 4 ? msg.split(parts.password).join('[redacted]') : msg}`,
+    'fetched',
   );
 }
 
@@ -213,7 +214,7 @@ function options<T>(v: Obj, where: string, each: (o: unknown, where: string) => 
 /** A DialerConfig for TCP: Shadowsocks over one or more endpoints. */
 function dialer(v: unknown, where: string, depth: number): KeyEndpoint[] {
   if (depth > 8) throw bad(where, 'nested too deep');
-  if (typeof v === 'string' && /^ss:\/\//i.test(v.trim())) return [endpointFromKey(v)];
+  if (typeof v === 'string' && /^ss:\/\//i.test(v.trim())) return [endpointFromKey(v, 'fetched')];
   if (!isObj(v)) throw bad(where, 'must be an object with $type: shadowsocks');
   if (v.$type === 'first-supported') return options(v, where, (o, w) => dialer(o, w, depth + 1));
   if (v.$type === 'tcpudp') return dialer(v.tcp, `${where}.tcp`, depth + 1);
@@ -290,12 +291,12 @@ function ssLines(text: string): string[] | undefined {
 
 function ssList(lines: string[]): DynamicKeyBody {
   if (lines.length === 1)
-    return { kind: 'endpoints', endpoints: [endpointFromKey(lines[0]!)], format: 'ss-url' };
+    return { kind: 'endpoints', endpoints: [endpointFromKey(lines[0]!, 'fetched')], format: 'ss-url' };
   const endpoints: KeyEndpoint[] = [];
   let firstErr: unknown;
   lines.slice(0, MAX_DYNAMIC_ENDPOINTS).forEach((l, i) => {
     try {
-      endpoints.push(endpointFromKey(l));
+      endpoints.push(endpointFromKey(l, 'fetched'));
     } catch (err) {
       firstErr ??= new ProtocolError('ERR_CONFIG', `dynamic key: link ${i + 1}: ${(err as Error).message}`);
     }

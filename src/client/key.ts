@@ -33,7 +33,7 @@ export type KeyEndpoint = ShadowsocksEndpoint & {
  * dynamic-key.ts fetches), stream ciphers and unknown methods. Every error is one line that says
  * what is wrong and never contains the password or the rest of the key.
  */
-export function endpointFromKey(key: string): KeyEndpoint {
+export function endpointFromKey(key: string, from: KeySource = 'local'): KeyEndpoint {
   const text = key.trim();
   if (/^(ssconf|https?):\/\//i.test(text)) {
     throw new ProtocolError(
@@ -50,7 +50,7 @@ export function endpointFromKey(key: string): KeyEndpoint {
     const msg = scrub(err instanceof Error ? err.message : String(err), text);
     throw new ProtocolError('ERR_URL', msg);
   }
-  return endpointFromParts(parsed, (m) => `invalid ss:// URL: ${scrub(m, text)}`);
+  return endpointFromParts(parsed, (m) => `invalid ss:// URL: ${scrub(m, text)}`, from);
 }
 
 /**
@@ -58,7 +58,18 @@ export function endpointFromKey(key: string): KeyEndpoint {
  * Outline legacy or YAML config). `explain` turns a checker's message into the line to show;
  * it must keep secrets out.
  */
-export function endpointFromParts(parsed: SsKey, explain: (msg: string) => string): KeyEndpoint {
+/**
+ * Where a key came from: the user ('local': the command line, a config file) or a server
+ * ('fetched': a dynamic key or subscription). A fetched key may not name files on this machine:
+ * its `cert=` is ignored with a note (a server must not choose what the client trusts).
+ */
+export type KeySource = 'local' | 'fetched';
+
+export function endpointFromParts(
+  parsed: SsKey,
+  explain: (msg: string) => string,
+  from: KeySource = 'local',
+): KeyEndpoint {
   let websocket: WsTransportOptions | undefined;
   let pluginNotes: string[] | undefined;
   if (parsed.plugin !== undefined && V2RAY_PLUGIN_NAMES.has(parsed.plugin)) {
@@ -73,9 +84,14 @@ export function endpointFromParts(parsed: SsKey, explain: (msg: string) => strin
       url: `${o.tls ? 'wss' : 'ws'}://${addr}:${parsed.port}${o.path}`,
       host: o.host,
       mux: o.mux,
-      ...(o.cert !== undefined ? { ca: trustedCa(o.cert) } : {}),
+      ...(o.cert !== undefined && from === 'local' ? { ca: trustedCa(o.cert) } : {}),
     };
     pluginNotes = o.notes;
+    if (o.cert !== undefined && from === 'fetched')
+      pluginNotes = [
+        ...(pluginNotes ?? []),
+        'option "cert" is ignored in a fetched key (it names a file here)',
+      ];
   } else if (parsed.plugin !== undefined) {
     throw new ProtocolError(
       'ERR_URL',

@@ -251,3 +251,15 @@ test('key URLs: ssconf:// becomes https://, the certSha256 pin is taken out, the
   assert.equal(plain.pinSha256, undefined);
   assert.equal(plain.url.search, '?format=sip008', 'other query parameters are kept');
 });
+
+test('a fetched key may not name a file on this machine: cert= is ignored with a note (the same option in a local key reads the file)', async () => {
+  const { endpointFromKey } = await import('../../src/client/key.js');
+  const url = `ss://${Buffer.from('chacha20-ietf-poly1305:pw-fetched').toString('base64url')}@cdn.example.net:443/?plugin=${encodeURIComponent('v2ray-plugin;tls;host=cdn.example.net;path=/s;cert=/nonexistent/ca.pem')}`;
+  const body = parseDynamicKeyBody(url);
+  assert.equal(body.kind, 'endpoints');
+  const [ep] = body.kind === 'endpoints' ? body.endpoints : [];
+  assert.equal(ep?.websocket?.ca, undefined, 'no trust anchor from a fetched key');
+  assert.ok(ep?.pluginNotes?.some((n) => /cert.*ignored in a fetched key/.test(n)));
+  // The control: typed by the user, the same key reads the file (and fails on a missing one).
+  assert.throws(() => endpointFromKey(url), /no such file/);
+});

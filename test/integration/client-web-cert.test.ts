@@ -19,6 +19,7 @@ import { which } from '../helpers/peers.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { echoVia } from '../helpers/transfer.js';
 import { startWsTestServer } from '../helpers/web-server.js';
+import { waitFor } from '../helpers/wait.js';
 import { makeCert } from '../web/fixtures.js';
 
 const PASSWORD = `web-cert-${randomBytes(6).toString('hex')}`;
@@ -77,11 +78,17 @@ test(
     const untrusted = await start(key(''));
     assert.equal(await carries(untrusted.port), false);
     assert.equal(await carries(untrusted.port), false);
-    const lines = untrusted.r
-      .stderr()
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as { msg: string; code?: string; errno?: string });
+    const logLines = (): Array<{ msg: string; code?: string; errno?: string }> =>
+      untrusted.r
+        .stderr()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { msg: string; code?: string; errno?: string });
+    // The child writes its log lines after the SOCKS connection closes: wait for them (loaded CI).
+    await waitFor(() => logLines().filter((l) => l.msg === 'tunnel dial failed').length >= 2, {
+      timeoutMs: 5000,
+    }).catch(() => undefined);
+    const lines = logLines();
     assert.ok(lines.filter((l) => l.msg === 'tunnel dial failed').length >= 2, untrusted.r.stderr());
     const hints = lines.filter((l) => l.msg.includes('add cert=PATH'));
     assert.equal(hints.length, 1, untrusted.r.stderr());
