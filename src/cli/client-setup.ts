@@ -3,7 +3,8 @@
  * a config file's SIP008 entries as endpoints, the start-time warnings about their keys, and the
  * proxy credentials (--auth, LADDER_AUTH, the file's "auth") with the banner's hint for them.
  */
-import { parseProxyAuth, type ProxyAuth, type ServerEntry } from '../config/client.js';
+import type { ServerEntry } from '../config/client.js';
+import { parseProxyAuth, type ProxyAuth } from '../config/proxy-auth.js';
 import { UsageError } from './errors.js';
 import { endpointFromParts, type KeyEndpoint } from '../client/key.js';
 import type { Logger } from '../shared/logger.js';

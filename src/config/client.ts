@@ -26,6 +26,7 @@ import { z } from 'zod';
 import { MAX_CLIENT_SECONDS } from './defaults.js';
 import { ClientConfigError, jsonErrorWhere } from './errors.js';
 import { keyFieldIssue } from './key-fields.js';
+import { parseProxyAuth, type ProxyAuth } from './proxy-auth.js';
 import { isProtocolError } from '../protocol/errors.js';
 import { parseV2rayPluginOptions, V2RAY_PLUGIN_NAMES } from '../protocol/sip002/plugin-opts.js';
 import { parseRouteMode, ROUTE_MODES, routeModeOf, type RouteMode } from './route-mode.js';
@@ -65,17 +66,7 @@ export interface ClientConfig {
   auth?: ProxyAuth;
 }
 
-export interface ProxyAuth {
-  username: string;
-  password: string;
-}
-
-/** "user:password" (the first colon splits; the password may hold more), as --auth takes it. */
-export function parseProxyAuth(text: string): ProxyAuth | undefined {
-  const colon = text.indexOf(':');
-  if (colon <= 0 || colon === text.length - 1) return undefined;
-  return { username: text.slice(0, colon), password: text.slice(colon + 1) };
-}
+export { parseProxyAuth, type ProxyAuth } from './proxy-auth.js';
 
 const AUTH_ERROR = 'must be "user:password" or {"username": …, "password": …}';
 const authSchema = z.unknown().transform((v, ctx): ProxyAuth => {

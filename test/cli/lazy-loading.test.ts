@@ -124,7 +124,9 @@ test('ladder client loads neither the management plane, the lab nor dns-packet',
     'the recorder saw the client',
   );
   // ws and node:tls / node:https load at the first WebSocket dial or dynamic-key fetch, not at start.
-  assertLean(modules, { forbid: ['dns-packet', 'pino', 'ws'] });
+  // zod is the config file's schema: a client without --config never needs it (it once came in with
+  // --auth parsing and cost 4 MiB of idle RSS).
+  assertLean(modules, { forbid: ['dns-packet', 'pino', 'ws', 'zod'] });
   const tls = modules.filter((m) => /^node:(tls|https)$/.test(m));
   assert.deepEqual(tls, [], `loaded ${tls.join(', ')}`);
 });
