@@ -50,7 +50,8 @@ export function proxyAuthFrom(o: {
 }): { auth: ProxyAuth; source: string } | undefined {
   for (const [text, source] of [
     [o.flag, '--auth'],
-    [o.env || undefined, 'LADDER_AUTH'],
+    // A line ending from an env file (\r\n) is not part of the password.
+    [o.env?.replace(/[\r\n]+$/, '') || undefined, 'LADDER_AUTH'],
   ] as const) {
     if (text === undefined) continue;
     const auth = parseProxyAuth(text);

@@ -156,7 +156,12 @@ export class NativeSocks {
    */
   #appSocket(fd: number): Socket {
     if (!this.#app) return this.#socket(fd);
-    const s = new NativeAppSocket(this.#app, fd);
+    let s: NativeAppSocket;
+    try {
+      s = new NativeAppSocket(this.#app, fd);
+    } catch {
+      return this.#socket(fd); // the addon could not take it (no watch): a net.Socket, as before
+    }
     s.on('error', () => s.destroy());
     const socket = s as unknown as Socket; // the relays and shutdown use only what a Duplex has
     this.#opts.onSocket?.(socket);

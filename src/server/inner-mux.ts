@@ -5,7 +5,7 @@ import type { MuxTarget } from '../protocol/muxcool.js';
 import { MuxConnection } from '../transport/mux.js';
 import { relay } from '../transport/relay.js';
 import type { Clock } from '../shared/clock.js';
-import { dialDestination, type Lookup } from './destination.js';
+import { DialError, dialDestination, type Lookup } from './destination.js';
 import type { UotAssociation, UotStream } from './uot.js';
 
 /**
@@ -14,6 +14,11 @@ import type { UotAssociation, UotStream } from './uot.js';
  * mux client dials `v1.mux.cool:9527` through the outbound; its inbound side recognises the name).
  */
 export const MUX_COOL_NAME = 'v1.mux.cool';
+
+/** Sessions one stream may have at once (v2ray's client opens up to its `concurrency`, 8 by default). */
+const MAX_SESSIONS = 128;
+/** Unread bytes one session may hold before the stream is paused. */
+const SESSION_BUFFER = 256 * 1024;
 
 /** Is `target` v2ray's Mux.Cool name (the stream is multiplexed, not one destination)? */
 export function isMuxCoolTarget(target: SocksAddress): boolean {
@@ -118,10 +123,21 @@ export function startInnerMux(initial: Buffer, io: UotStream, ctx: InnerMuxConte
         relay(session, socket, { idleTimeoutMs: ctx.idleMs, clock: ctx.clock });
         session.resume();
       },
-      () => session.destroy(),
+      (err: unknown) => {
+        io.refused(err instanceof DialError ? err.status : 'ERR_CONNECT'); // the first one is kept
+        session.destroy();
+      },
     );
   };
-  const mux = new MuxConnection(carrier, { role: 'server', onSession, idleMs: ctx.idleMs });
+  // One client stream may not hold more than MAX_SESSIONS dials and SESSION_BUFFER unread bytes
+  // each (the transport's defaults, 1024 x 1 MiB, are for a carrier of whole Shadowsocks streams).
+  const mux = new MuxConnection(carrier, {
+    role: 'server',
+    onSession,
+    idleMs: ctx.idleMs,
+    maxSessions: MAX_SESSIONS,
+    sessionBuffer: SESSION_BUFFER,
+  });
   stream.resume();
   return {
     close() {

@@ -99,7 +99,7 @@ export async function readKeys(
   // of overlapping keys queue instead of deadlocking (without the ORDER BY the rows are locked in
   // scan order, which differs between two snapshots once updates have moved row versions).
   const unique = [...new Set(ids)];
-  if (lock) unique.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  if (lock) unique.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))); // = collate "C"
   for (const part of chunks(unique, IN_CHUNK)) {
     const q = trx.selectFrom('keys').selectAll().where('id', 'in', part);
     const rows = await (lock ? q.orderBy(sql`id collate "C"`).forUpdate() : q).execute();

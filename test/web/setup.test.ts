@@ -1,5 +1,6 @@
 /** startWebService with certificate files (openssl-made) and plain, plus the decoy choice. */
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, test } from 'node:test';
 import { startWebService } from '../../src/server/web/setup.js';
 import { createLogger } from '../../src/shared/logger.js';
@@ -65,5 +66,42 @@ test('a proxied decoy whose upstream fails: visitors get 502, the operator one w
     assert.ok(!lines.join('').includes(String(closed)), 'the upstream address is not logged');
   } finally {
     await svc.close();
+  }
+});
+
+test('a visitor who leaves before the proxied decoy answers is not an upstream failure (no warning)', async () => {
+  // An upstream that reads the request and never answers.
+  const silent = net.createServer((s) => s.on('error', () => {}).resume());
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  const lines: string[] = [];
+  const logger = createLogger({
+    destination: { write: (l: string) => lines.push(l) > 0 } as NodeJS.WritableStream,
+  });
+  const svc = await startWebService(
+    {
+      port: 0,
+      host: '127.0.0.1',
+      secretPath: '/s',
+      decoy: `http://127.0.0.1:${(silent.address() as net.AddressInfo).port}`,
+      logger,
+    },
+    () => false,
+  );
+  try {
+    const c = net.connect(svc.front.port, '127.0.0.1');
+    c.on('error', () => {});
+    await new Promise((r) => c.once('connect', r));
+    c.write('GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 200));
+    c.destroy(); // the visitor leaves
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(
+      lines.filter((l) => (JSON.parse(l) as { level: number }).level === 40),
+      [],
+      'no warning',
+    );
+  } finally {
+    await svc.close();
+    silent.close();
   }
 });

@@ -207,6 +207,7 @@ export function proxyDecoy(upstream: string | URL, opts: ProxyOptions = {}): Dec
         setHost: false,
       });
       let answered = false;
+      let gone = false;
       const fail = (status: number): void => {
         if (answered) return;
         answered = true;
@@ -215,11 +216,11 @@ export function proxyDecoy(upstream: string | URL, opts: ProxyOptions = {}): Dec
       };
       upReq.setTimeout(timeoutMs, () => {
         upReq.destroy();
-        if (!answered) opts.onUpstreamError?.('timeout');
+        if (!answered && !gone) opts.onUpstreamError?.('timeout');
         fail(504);
       });
       upReq.on('error', (err: NodeJS.ErrnoException) => {
-        if (!answered) opts.onUpstreamError?.(err.code ?? 'ERR_UPSTREAM');
+        if (!answered && !gone) opts.onUpstreamError?.(err.code ?? 'ERR_UPSTREAM');
         fail(502);
       });
       upReq.on('response', (upRes) => {
@@ -255,7 +256,9 @@ export function proxyDecoy(upstream: string | URL, opts: ProxyOptions = {}): Dec
         else upRes.pipe(res);
       });
       res.on('close', () => {
-        if (!res.writableFinished) upReq.destroy();
+        if (res.writableFinished) return;
+        gone = true; // the visitor left: the upstream's reset that follows is not its failure
+        upReq.destroy();
       });
       if (withBody) req.pipe(upReq);
       else upReq.end();
