@@ -81,6 +81,11 @@ export function patchGroups(
   return [...groups.values()];
 }
 
+/** Key ids in PostgreSQL's `collate "C"` order (UTF-8 bytes): the one order every writer locks in. */
+export function byteOrder(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
 /**
  * The keys of `ids` that exist (read in `trx`, a transaction) and the ids that do not. With `lock`
  * (PostgreSQL: its transactions are READ COMMITTED) the rows are locked until the commit, so a
@@ -99,7 +104,7 @@ export async function readKeys(
   // of overlapping keys queue instead of deadlocking (without the ORDER BY the rows are locked in
   // scan order, which differs between two snapshots once updates have moved row versions).
   const unique = [...new Set(ids)];
-  if (lock) unique.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))); // = collate "C"
+  if (lock) unique.sort(byteOrder);
   for (const part of chunks(unique, IN_CHUNK)) {
     const q = trx.selectFrom('keys').selectAll().where('id', 'in', part);
     const rows = await (lock ? q.orderBy(sql`id collate "C"`).forUpdate() : q).execute();

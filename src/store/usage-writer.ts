@@ -3,7 +3,7 @@ import { sql, type Kysely } from 'kysely';
 import type { Clock } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
 import { isStoreUnavailable, type StoreHealth } from './health.js';
-import { chunks, IN_CHUNK, num } from './rows.js';
+import { byteOrder, chunks, IN_CHUNK, num } from './rows.js';
 import type { Database } from './schema.js';
 
 export const HOUR_MS = 3_600_000;
@@ -171,9 +171,7 @@ export class UsageWriter {
     // Every writer locks rows in one order (key id, then hour): flushes of the same keys from
     // several nodes queue behind each other instead of deadlocking (PostgreSQL breaks a deadlock
     // only after deadlock_timeout, by failing one of them).
-    const batch = [...entries].sort((a, b) =>
-      a.keyId < b.keyId ? -1 : a.keyId > b.keyId ? 1 : a.bucket - b.bucket,
-    );
+    const batch = [...entries].sort((a, b) => byteOrder(a.keyId, b.keyId) || a.bucket - b.bucket);
     const claim = await trx
       .insertInto('usage_batches')
       .values({ writer: this.#d.writerId, run: this.#run, seq, committed_at: now })
@@ -240,7 +238,7 @@ export class UsageWriter {
     const byTime = new Map<number, string[]>();
     for (const [id, at] of lastSeen) byTime.set(at, [...(byTime.get(at) ?? []), id]);
     for (const [at, ids2] of byTime) {
-      ids2.sort();
+      ids2.sort(byteOrder);
       for (const part of chunks(ids2, IN_CHUNK)) {
         await trx
           .updateTable('keys')
