@@ -11,7 +11,6 @@
  * A connection the addon accepted (transport/native-stream.ts) hands its descriptor over as it
  * is; a net.Socket's is duplicated and the socket destroyed.
  */
-import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { AeadEncoder, type AeadDecoder } from '../protocol/shadowsocks/aead.js';
@@ -89,25 +88,6 @@ export function nativeConnect(fns: NativeRelay): ConnectOnce<number> {
     });
 }
 
-/** Salts drawn per random-bytes call: each costs a call into OpenSSL (and its fork check). */
-const SALTS_PER_DRAW = 64;
-let saltPool = Buffer.alloc(0);
-let saltOffset = 0;
-
-/**
- * A fresh random salt for a server encoder, cut from a pool drawn SALTS_PER_DRAW at a time (the
- * salt is public: it is the first thing sent). Each byte is handed out once; AeadEncoder copies it.
- */
-function pooledSalt(size: number): Buffer {
-  if (saltOffset + size > saltPool.length) {
-    saltPool = randomBytes(size * SALTS_PER_DRAW);
-    saltOffset = 0;
-  }
-  const salt = saltPool.subarray(saltOffset, saltOffset + size);
-  saltOffset += size;
-  return salt;
-}
-
 /** What handOff did: the relay (undefined: it did not start), wire bytes read in the hand-off. */
 export interface HandOff {
   relay: object | undefined;
@@ -133,7 +113,7 @@ export function handOff(
   serverSalts: SaltFilter,
   onClose: (reason: number, up: number, down: number) => void,
 ): HandOff {
-  const encoder = new AeadEncoder(k.method, k.masterKey, pooledSalt(k.method.saltSize));
+  const encoder = new AeadEncoder(k.method, k.masterKey); // its salt comes from the shared pool (random-pool.ts)
   serverSalts.add(encoder.salt);
   // Bytes Node read from a net.Socket (still wire bytes) before the hand-off; a NativeStream
   // reads nothing while paused, so it has none.
