@@ -26,11 +26,32 @@ export function cpuMsOf(pids: number[]): number {
   return ticks * 10;
 }
 
+/** This process's own CPU ms so far (the bench driver: it makes and takes every byte). */
+export const driverMs = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
+/** Busy and total jiffies of the whole machine so far (/proc/stat's first line). */
+export function machineJiffies(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - f[3]! - (f[4] ?? 0), total }; // idle and iowait are not busy
+}
+
+/** The share of the machine's CPU time that was busy between two machineJiffies() readings. */
+export const busyShare = (a: { busy: number; total: number }, b: { busy: number; total: number }): number =>
+  (b.busy - a.busy) / Math.max(1, b.total - a.total);
+
 export interface ConnsResult {
   /** Completed connections per second of wall time. */
   perSecond: number;
   /** Client + server CPU µs per connection. */
   cpuUs: number;
+  /** The bench driver's own CPU µs per connection (it runs all 64 clients and the echo). */
+  driverUs: number;
+  /** Share of the whole machine's CPU busy meanwhile (1: every core saturated). */
+  busy: number;
   failed: number;
 }
 
@@ -48,6 +69,8 @@ export async function concurrentShort(
   let next = 0;
   let failed = 0;
   const c0 = cpuMsOf(t.pids);
+  const d0 = driverMs();
+  const m0 = machineJiffies();
   const t0 = performance.now();
   const client = async (): Promise<void> => {
     while (next < total) {
@@ -59,7 +82,13 @@ export async function concurrentShort(
   const ms = performance.now() - t0;
   const done = total - failed;
   if (failed > total / 100) throw new Error(`${failed} of ${total} concurrent short connections failed`);
-  return { perSecond: done / (ms / 1000), cpuUs: ((cpuMsOf(t.pids) - c0) * 1000) / done, failed };
+  return {
+    perSecond: done / (ms / 1000),
+    cpuUs: ((cpuMsOf(t.pids) - c0) * 1000) / done,
+    driverUs: ((driverMs() - d0) * 1000) / done,
+    busy: busyShare(m0, machineJiffies()),
+    failed,
+  };
 }
 
 /**

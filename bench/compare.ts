@@ -55,7 +55,14 @@ import {
 } from '../test/helpers/peers.js';
 import { downloadCountVia, uploadCountVia } from '../test/helpers/transfer.js';
 import { opt, posInt } from './args.js';
-import { concurrentFlows, concurrentShort, type LoadTarget } from './compare-load.js';
+import {
+  busyShare,
+  concurrentFlows,
+  concurrentShort,
+  driverMs,
+  machineJiffies,
+  type LoadTarget,
+} from './compare-load.js';
 import { oneExchange } from './exchange.js';
 import { median, percentile } from './stats.js';
 
@@ -193,19 +200,28 @@ interface Series {
   server: number[];
   /** Minor page faults of client + server per GiB. */
   faults: number[];
+  /** The bench process's own CPU ms per GiB (its sink/source/clients; not curl's). */
+  driver: number[];
+  /** Share of the machine's CPU busy during the run. */
+  busy: number[];
 }
 type BulkKind = 'upload' | 'download' | 'curl download' | '8 flows upload' | '8 flows download';
 
 async function bulk(stacks: Stack[], kind: BulkKind, run: (st: Stack) => Promise<number>) {
   const out = new Map<string, Series>(
-    stacks.map((s) => [s.name, { mibps: [], cpu: [], client: [], server: [], faults: [] }]),
+    stacks.map((s) => [
+      s.name,
+      { mibps: [], cpu: [], client: [], server: [], faults: [], driver: [], busy: [] },
+    ]),
   );
   for (let r = 0; r < runs; r++) {
     for (let j = 0; j < stacks.length; j++) {
       const st = stacks[(r + j) % stacks.length]!;
       const c0 = await cpuOf(st);
       const pf0 = faultsOf(st);
+      const [d0, m0] = [driverMs(), machineJiffies()];
       const ms = await run(st);
+      const [d1, m1] = [driverMs(), machineJiffies()];
       const c1 = await cpuOf(st);
       const pf1 = faultsOf(st);
       const gib = size / 1024 ** 3;
@@ -215,6 +231,8 @@ async function bulk(stacks: Stack[], kind: BulkKind, run: (st: Stack) => Promise
       rec.server.push((c1.s - c0.s) / gib);
       rec.cpu.push((c1.c - c0.c + c1.s - c0.s) / gib);
       rec.faults.push((pf1 - pf0) / gib);
+      rec.driver.push((d1 - d0) / gib);
+      rec.busy.push(busyShare(m0, m1));
       log(
         `${kind} ${st.name} run ${r + 1}/${runs}: ${rec.mibps.at(-1)!.toFixed(0)} MiB/s, ${rec.cpu.at(-1)!.toFixed(0)} CPU-ms/GiB (client ${rec.client.at(-1)!.toFixed(0)}), ${rec.faults.at(-1)!.toFixed(0)} page faults/GiB`,
       );
@@ -254,6 +272,7 @@ async function short(stacks: Stack[], echo: TestServer) {
 
 const f0 = (x: number): string => x.toFixed(0);
 const f2 = (x: number): string => x.toFixed(2);
+const pct = (x: number): string => `${(x * 100).toFixed(0)}%`;
 const spread = (a: number[], f: (x: number) => string): string =>
   `${f(median(a))} (${f(Math.min(...a))}-${f(Math.max(...a))})`;
 
@@ -354,18 +373,29 @@ async function main(): Promise<void> {
               ratio(name, median(s.cpu), median(libev.cpu)),
             );
             row(`${kind} page faults/GiB`, name, spread(s.faults, f0), '');
+            // What the stack competes with for the cores: the bench's own work and how busy the
+            // machine was (near 1: the figure is a CPU share, bounded by the driver's cost).
+            row(
+              `${kind} bench process CPU-ms/GiB, machine busy`,
+              name,
+              `${spread(s.driver, f0)}, ${spread(s.busy, pct)}`,
+              '',
+            );
           }
         }
         if (phases.has('conns')) {
-          const out = new Map<string, { perSecond: number[]; cpuUs: number[] }>(
-            stacks.map((s) => [s.name, { perSecond: [], cpuUs: [] }]),
-          );
+          const out = new Map<
+            string,
+            { perSecond: number[]; cpuUs: number[]; driverUs: number[]; busy: number[] }
+          >(stacks.map((s) => [s.name, { perSecond: [], cpuUs: [], driverUs: [], busy: [] }]));
           for (let r = 0; r < runs; r++) {
             for (let j = 0; j < stacks.length; j++) {
               const st = stacks[(r + j) % stacks.length]!;
               const c = await concurrentShort(pidsOf(st), echo, connsN, 64);
               out.get(st.name)!.perSecond.push(c.perSecond);
               out.get(st.name)!.cpuUs.push(c.cpuUs);
+              out.get(st.name)!.driverUs.push(c.driverUs);
+              out.get(st.name)!.busy.push(c.busy);
               log(`conns ${st.name} run ${r + 1}/${runs}: ${f0(c.perSecond)}/s, ${f0(c.cpuUs)} CPU µs each`);
             }
           }
@@ -384,6 +414,12 @@ async function main(): Promise<void> {
               name,
               spread(s.cpuUs, f0),
               ratio(name, cu, median(libev.cpuUs)),
+            );
+            row(
+              '64 concurrent: bench process CPU µs/conn, machine busy',
+              name,
+              `${spread(s.driverUs, f0)}, ${spread(s.busy, pct)}`,
+              '',
             );
           }
         }
