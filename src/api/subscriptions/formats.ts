@@ -1,3 +1,5 @@
+import { createRequire } from 'node:module';
+import type * as Yaml from 'yaml';
 import {
   entryLink,
   hostPort,
@@ -33,10 +35,16 @@ const TEXT_UTF8 = 'text/plain; charset=utf-8';
 /** Where placeholder entries point: nothing listens on port 1, and nothing leaves the device. */
 const NOWHERE = { host: '127.0.0.1', port: 1, method: 'chacha20-ietf-poly1305', password: 'unavailable' };
 
-/** The yaml package loads when a YAML format is first asked for, not with the server (idle memory). */
-async function yaml(doc: unknown): Promise<string> {
-  const { stringify } = await import('yaml');
-  return stringify(doc, { lineWidth: 0 });
+/**
+ * The yaml package loads when a YAML format is first asked for, not with the server (idle memory).
+ * Through require, not `import()`: yaml is CommonJS, and in the esbuild bundle a dynamic import of
+ * it has only `default` (named exports were undefined there, while tsx gave them: every YAML
+ * format answered 500 from dist/ only; test/integration/dist-bundle.test.ts).
+ */
+let yamlModule: typeof Yaml | undefined;
+function yaml(doc: unknown): string {
+  yamlModule ??= createRequire(import.meta.url)('yaml') as typeof Yaml;
+  return yamlModule.stringify(doc, { lineWidth: 0 });
 }
 
 /** The one line apps show for a refused key ("Quota exceeded: Used 2.00 GiB out of 2.00 GiB"). */
@@ -70,7 +78,7 @@ function outlineRefusal(sub: Subscription): { message: string; details?: string 
  */
 export async function outlineYaml(sub: Subscription, prefix: Uint8Array | undefined): Promise<Rendered> {
   const refused = outlineRefusal(sub);
-  if (refused) return { body: await yaml({ error: refused }), contentType: YAML_UTF8, ext: 'yaml' };
+  if (refused) return { body: yaml({ error: refused }), contentType: YAML_UTF8, ext: 'yaml' };
   const raw = sub.raw!;
   const direct = hostPort(raw.host, raw.port);
   const ws = sub.entries.find((e) => e.ws !== undefined);
@@ -92,7 +100,7 @@ export async function outlineYaml(sub: Subscription, prefix: Uint8Array | undefi
       udp: { $type: 'shadowsocks', endpoint: endpoint('udp'), ...cipher },
     },
   };
-  return { body: await yaml(doc), contentType: YAML_UTF8, ext: 'yaml' };
+  return { body: yaml(doc), contentType: YAML_UTF8, ext: 'yaml' };
 }
 
 /** Outline's legacy dynamic-key JSON: exactly server, server_port, method, password (+ prefix). */
@@ -161,7 +169,7 @@ export async function clashYaml(sub: Subscription): Promise<Rendered> {
       'proxy-groups': [{ name, type: 'select', proxies: ['REJECT'] }],
       rules: [`MATCH,${name}`],
     };
-    return { body: await yaml(doc), contentType: YAML_UTF8, ext: 'yaml' };
+    return { body: yaml(doc), contentType: YAML_UTF8, ext: 'yaml' };
   }
   // mihomo refuses a group named like a proxy; the rule is comma-separated.
   let group = 'Ladder';
@@ -172,7 +180,7 @@ export async function clashYaml(sub: Subscription): Promise<Rendered> {
     'proxy-groups': [{ name: group, type: 'select', proxies: sub.entries.map((e) => e.name) }],
     rules: [`MATCH,${group}`],
   };
-  return { body: await yaml(doc), contentType: YAML_UTF8, ext: 'yaml' };
+  return { body: yaml(doc), contentType: YAML_UTF8, ext: 'yaml' };
 }
 
 /**
