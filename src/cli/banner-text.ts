@@ -16,13 +16,17 @@ export function dynamicKeyNote(dynamicKeyBaseUrl: string | null | undefined): st
   return 'ladder client reads it as printed (it pins the self-signed API certificate by ?certSha256); Outline clients need a trusted certificate: serve /access/ behind a TLS proxy with a real one (--dynamic-listen, --dynamic-url https://…)';
 }
 
-/** A postgres:// URL without its password (for banners and logs). */
-export function withoutPassword(url: string): string {
+/**
+ * A postgres:// URL without its password (for banners and logs): `…` in its place, or
+ * `placeholder` in a command meant to be copied (`PASSWORD`, which a person sees to replace; the
+ * URL encoding of `…` pasted back was taken for the password itself).
+ */
+export function withoutPassword(url: string, placeholder = '…'): string {
   try {
     const u = new URL(url);
     if (u.password === '') return url;
-    u.password = '…';
-    return u.toString();
+    u.password = 'x';
+    return u.toString().replace(/:x@/, `:${placeholder}@`);
   } catch {
     return 'postgres://…';
   }
@@ -39,5 +43,5 @@ export function describeStore(loc: StoreLocation, dataDir: string): string {
 export function storeFlags(loc: StoreLocation, dataDir: string, storeGiven: boolean): string {
   const dir = ` --data-dir ${JSON.stringify(dataDir)}`;
   if (!storeGiven) return dir;
-  return `${dir} --store ${JSON.stringify(loc.kind === 'sqlite' ? loc.path : withoutPassword(loc.url))}`;
+  return `${dir} --store ${JSON.stringify(loc.kind === 'sqlite' ? loc.path : withoutPassword(loc.url, 'PASSWORD'))}`;
 }

@@ -1,5 +1,7 @@
 import {
+  accessSync,
   closeSync,
+  constants as fsConstants,
   fsyncSync,
   openSync,
   readFileSync,
@@ -62,7 +64,7 @@ export function readMarker(dbPath: string): StoreMarker | undefined {
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined; // no marker (opening reports the path)
     throw new StoreError(
       'STORE_OPEN_FAILED',
-      `store: cannot read ${markerPath(dbPath)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      `store: cannot read ${markerPath(dbPath)}: ${code ?? String(err)}${code === 'EACCES' || code === 'EPERM' ? ` (not readable by this user, uid ${process.getuid?.() ?? '?'})` : ''}`,
     );
   }
   try {
@@ -187,11 +189,34 @@ export function checkSqliteFile(
     const code = (err as { code?: string }).code;
     throw new StoreError(
       'STORE_OPEN_FAILED',
-      `store: cannot check ${dbPath}: ${code && code !== 'SQLITE_ERROR' ? `${code}: ` : ''}${(err as Error).message}`,
+      `store: cannot check ${dbPath}: ${code && code !== 'SQLITE_ERROR' ? `${code}: ` : ''}${(err as Error).message}${accessHint(dbPath, code)}`,
     );
   } finally {
     db?.close();
   }
+}
+
+/**
+ * Why SQLite could not open or write the file, when the file system says (SQLite's own message,
+ * "unable to open database file", names neither permission nor a read-only mount).
+ */
+function accessHint(dbPath: string, code: string | undefined): string {
+  if (!code || !/^SQLITE_(CANTOPEN|READONLY|PERM)/.test(code)) return '';
+  for (const [path, what] of [
+    [dirname(dbPath), 'the data directory'],
+    [dbPath, 'the store file'],
+  ] as const) {
+    try {
+      accessSync(path, fsConstants.R_OK | fsConstants.W_OK);
+    } catch (e) {
+      const why = (e as { code?: string }).code;
+      if (why === 'ENOENT') continue;
+      if (why === 'EROFS') return ` (${what} is on a read-only file system)`;
+      if (why === 'EACCES' || why === 'EPERM')
+        return ` (${what} ${path} is not readable and writable by this user, uid ${process.getuid?.() ?? '?'})`;
+    }
+  }
+  return '';
 }
 
 /** A failure while opening a store, as one line naming the file (the database URL's host for PostgreSQL). */

@@ -301,9 +301,19 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
   const { error, results } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
   if (!error) return;
   if (isStoreUnavailable(error)) throw error;
-  const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
-  throw new StoreError(
-    'STORE_OPEN_FAILED',
-    `store: migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`,
-  );
+  const message = error instanceof Error ? error.message : String(error);
+  const failed = results?.find((r) => r.status === 'Error')?.migrationName;
+  if (failed !== undefined)
+    throw new StoreError('STORE_OPEN_FAILED', `store: migration ${failed} failed: ${message}`);
+  // No migration ran: the database refused us before (a login, a missing database, a lock).
+  throw new StoreError('STORE_OPEN_FAILED', `store: ${refusalHint(error)}: ${message}`);
+}
+
+/** What PostgreSQL's refusal means for the operator, by its SQLSTATE (a login or a missing database). */
+function refusalHint(error: unknown): string {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (code === '28P01' || code === '28000')
+    return 'the database refused the login (check the user and password in the store URL)';
+  if (code === '3D000') return 'no such database (create it, or fix its name in the store URL)';
+  return 'cannot prepare the database';
 }

@@ -85,3 +85,16 @@ test(
     await check2022RoundTrip(loc);
   },
 );
+
+test('postgres: a missing database is named as such, not as a failed migration', { skip: SKIP }, async () => {
+  const url = pg!.url.replace(/\/[^/?]*$/, '/ladder_no_such_db');
+  assert.notEqual(url, pg!.url);
+  await assert.rejects(openStore(parseStoreLocation(url, '.'), {}), (err: Error) => {
+    assert.match(
+      err.message,
+      /^store: no such database \(create it, or fix its name in the store URL\): .*ladder_no_such_db/,
+    );
+    assert.doesNotMatch(err.message, /migration/);
+    return true;
+  });
+});
