@@ -50,13 +50,11 @@ export function chooseMode(flags: Record<string, unknown>): ServerMode {
       throw new UsageError(
         '--method cannot be combined with --config; each key in the file names its method',
       );
-    if (flags.showUrls !== undefined && flags.config === undefined)
-      throw new UsageError('--show-urls is for --config; with --password the key is always printed');
     return 'unmanaged';
   }
   if (flags.showUrls !== undefined) {
     throw new UsageError(
-      '--show-urls is for --config; the managed server prints its first key (all keys: ladder server access-config)',
+      '--show-urls is for the unmanaged server (--password, --config); the managed server prints its first key (all keys: ladder server access-config)',
     );
   }
   return 'managed';

@@ -10,7 +10,7 @@ export const METRIC_PREFIX = 'ladder_';
 export const METRICS = {
   dataBytes: {
     name: 'ladder_data_bytes_total',
-    help: 'Bytes relayed per access key; dir="up" is client to destination, dir="down" destination to client',
+    help: 'Bytes on the client side of the tunnel per access key, TCP and UDP, Shadowsocks framing included (a little more than the payload; the figure the API and quotas use); dir="up" is client to server, dir="down" server to client',
     labels: ['access_key', 'dir'],
   },
   openConnections: {

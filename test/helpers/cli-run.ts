@@ -42,10 +42,14 @@ export function waitForStdout(r: Run, re: RegExp, ms = 20_000): Promise<RegExpEx
   );
 }
 
-/** `ladder server` unmanaged on loopback with a web front on a free port, plus `extra`. */
+/**
+ * `ladder server` unmanaged on loopback with a web front on a free port, plus `extra`; with
+ * --show-urls, as the tests read the key URLs from its output (not a terminal).
+ */
 export function unmanagedWeb(password: string, ...extra: string[]): string[] {
   return [
     'server',
+    '--show-urls',
     '--password',
     password,
     '--port',

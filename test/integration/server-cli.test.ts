@@ -25,10 +25,36 @@ describe('ladder server (CLI)', () => {
   });
   after(() => new Promise<void>((r) => echo.close(() => r())));
 
-  it('--password: unmanaged, prints URL (no QR code: stdout is not a terminal) and how to try it; relays; stops on SIGTERM; logs no secrets', async () => {
+  it('--password: the URL is not printed when the output is not a terminal (a log would keep it)', async () => {
+    const password = randomBytes(24).toString('base64url');
+    const r = run(['server', '--port', '0', '--host', '127.0.0.1', '--password', password], { cwd: dir });
+    try {
+      await waitForStdout(r, /access URL not printed: the output is not a terminal[^\n]*--show-urls/);
+      assert.doesNotMatch(r.stdout(), /ss:\/\//);
+      assert.ok(!r.stdout().includes(password) && !r.stderr().includes(password));
+      assert.ok(
+        !r.stdout().includes(Buffer.from(`chacha20-ietf-poly1305:${password}`).toString('base64url')),
+      );
+    } finally {
+      r.child.kill('SIGTERM');
+      await r.exit;
+    }
+  });
+
+  it('--password --show-urls: unmanaged, prints URL (no QR code: stdout is not a terminal) and how to try it; relays; stops on SIGTERM; logs no secrets', async () => {
     const password = randomBytes(24).toString('base64url');
     const r = run(
-      ['server', '--port', '0', '--host', '127.0.0.1', '--allow-private', '--password', password],
+      [
+        'server',
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--allow-private',
+        '--show-urls',
+        '--password',
+        password,
+      ],
       {
         cwd: dir,
       },
@@ -166,12 +192,7 @@ describe('ladder server (CLI)', () => {
     [
       '--show-urls in managed mode',
       ['server', '--show-urls'],
-      /^ladder: --show-urls is for --config; the managed server prints/,
-    ],
-    [
-      '--show-urls with --password',
-      ['server', '--password', 'p', '--show-urls'],
-      /--show-urls is for --config/,
+      /^ladder: --show-urls is for the unmanaged server \(--password, --config\); the managed server prints/,
     ],
     [
       'access-config: unknown flag',

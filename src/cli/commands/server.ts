@@ -84,7 +84,10 @@ export function urlHost(
 
 interface Plan {
   config: ServerConfig;
-  /** Keys whose URL is printed (the --password key, or all with --config --show-urls). */
+  /**
+   * Keys whose URL is printed: with --show-urls all; with --password its key when stdout is a
+   * terminal (a service's output goes to a log, which would keep the password); none otherwise.
+   */
   printKeys: readonly RuntimeKey[];
   source: string;
 }
@@ -143,7 +146,8 @@ async function plan(flags: ServerFlags): Promise<Plan> {
   if (parsed.idleTimeout !== undefined) overrides.idleMs = Math.round(parsed.idleTimeout * 1000);
   if (parsed.workers !== undefined) overrides.workers = parsed.workers;
   config = { ...config, ...overrides };
-  const printKeys = flags.config === undefined || flags.showUrls ? config.keys : [];
+  const printKeys =
+    flags.showUrls || (flags.config === undefined && process.stdout.isTTY === true) ? config.keys : [];
   return { config, printKeys, source };
 }
 
@@ -175,7 +179,11 @@ async function banner(
       '  web path derived from the first key (the same at every start while it comes first; --web-path or "path" in the web object sets one)',
     );
   if (p.printKeys.length === 0) {
-    out.push('  access URLs are not printed for config files (add --show-urls to print them)');
+    out.push(
+      p.source === '--password' || p.source === 'LADDER_PASSWORD'
+        ? '  access URL not printed: the output is not a terminal, and a log would keep the password (add --show-urls to print it)'
+        : '  access URLs are not printed for config files (add --show-urls to print them)',
+    );
   } else {
     const { host, guessed } = urlHost(config.host, publicHost);
     for (const k of p.printKeys) {
@@ -264,7 +272,10 @@ export function registerServer(program: Command): void {
       '--workers <n>',
       'data-plane worker threads (default: one per core); the API and store stay on the main thread',
     )
-    .option('--show-urls', "with --config: print every key's ss:// URL and QR code")
+    .option(
+      '--show-urls',
+      "print every key's ss:// URL (and QR code on a terminal) even when the output is not a terminal (a log keeps them)",
+    )
     .option('--log-level <level>', `${LOG_LEVELS.join('|')} (logs go to stderr; default info)`)
     // Bad flags are usage errors like bad values: one line, exit 2 (commander alone prints two
     // lines and exits 1). Help and version output pass through untouched.
