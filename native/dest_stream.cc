@@ -262,7 +262,8 @@ bool Established(int fd) {
   tcp_info info;
   socklen_t len = sizeof(info);
   memset(&info, 0, sizeof(info));
-  return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 && len >= 1 && info.tcpi_state == TCP_ESTABLISHED;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 || len < 1) return false;
+  return info.tcpi_state == TCP_ESTABLISHED;
 }
 
 napi_value ConnectError(napi_env env, int e) {
