@@ -398,6 +398,12 @@ const out = rows.map((r) => ({
     r.each.filter((x, i) => x >= 40 && r.socks[i]! >= 20).length /
     Math.max(1, r.each.filter((x) => x >= 40).length),
   socksP90: pct(r.socks, 0.9),
+  socksP50: pct(r.socks, 0.5),
+  /** After the SOCKS5 phase: the first data through the tunnel and back (p50). */
+  dataP50: pct(
+    r.each.map((x, i) => x - r.socks[i]!),
+    0.5,
+  ),
   runs: r.upload.length,
 }));
 const ours = out.find((r) => r.pair === OURS);
@@ -405,11 +411,11 @@ const theirs = out.find((r) => r.pair === THEIRS);
 const lines = [
   `Shadowsocks over WebSocket+TLS, ${METHOD}${ENTRY ? ` (ladder from ${ENTRY})` : ''}, ${SIZE / MiB} MiB single flow, ${SHORT} short connections (Mux.Cool on${WARM_SHORT > 0 ? `; after ${WARM_SHORT} unmeasured` : ''}), median of ${RUNS}; load ${load0.toFixed(1)} at start`,
   '',
-  `| client -> server | upload MiB/s | download MiB/s | ${SHORT} short conns, s | CPU ms/MiB | CPU ms/short conn | short conn p50 / p90 ms | >= 40 ms | SOCKS phase p90 ms | of >= 40 ms: SOCKS phase >= 20 ms |`,
-  '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
+  `| client -> server | upload MiB/s | download MiB/s | ${SHORT} short conns, s | CPU ms/MiB | CPU ms/short conn | short conn p50 / p90 ms | >= 40 ms | SOCKS phase p50 / p90 ms | data phase p50 ms | of >= 40 ms: SOCKS phase >= 20 ms |`,
+  '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
   ...out.map(
     (r) =>
-      `| ${r.pair} | ${r.upload.toFixed(0)} | ${r.download.toFixed(0)} | ${(r.shortMs / 1000).toFixed(2)} | ${r.cpuPerMiB.toFixed(1)} | ${r.cpuPerShort.toFixed(2)} | ${r.shortP50.toFixed(1)} / ${r.shortP90.toFixed(1)} | ${(100 * r.short40).toFixed(0)}% | ${r.socksP90.toFixed(1)} | ${r.short40 > 0 ? `${(100 * r.slowInSocks).toFixed(0)}%` : '-'} |`,
+      `| ${r.pair} | ${r.upload.toFixed(0)} | ${r.download.toFixed(0)} | ${(r.shortMs / 1000).toFixed(2)} | ${r.cpuPerMiB.toFixed(1)} | ${r.cpuPerShort.toFixed(2)} | ${r.shortP50.toFixed(1)} / ${r.shortP90.toFixed(1)} | ${(100 * r.short40).toFixed(0)}% | ${r.socksP50.toFixed(1)} / ${r.socksP90.toFixed(1)} | ${r.dataP50.toFixed(1)} | ${r.short40 > 0 ? `${(100 * r.slowInSocks).toFixed(0)}%` : '-'} |`,
   ),
 ];
 if (ours && theirs) {

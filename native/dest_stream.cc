@@ -11,7 +11,11 @@
 //       code 3: drained (bytes destWrite left pending are all written; a pending end is done)
 //       code < 0: an errno: the connect, a read or a write failed; no event after it
 //   destConnect(ip, port) -> id    a non-blocking connect (TCP_NODELAY) to an IP literal. Throws
-//                                  an error with .errno (negative) when refused at once.
+//                                  an error with .errno (negative) when refused at once. A
+//                                  connect already established when connect(2) returns (loopback
+//                                  runs the whole handshake inside the call) gives -id and no
+//                                  connected event: the caller writes at once, without waiting
+//                                  for a wake-up of the event loop.
 //   destWrite(id, bytes) -> n      sends now what the socket takes; the rest is copied and sent
 //                                  when it can be: n is the bytes still pending (0: all sent), or
 //                                  a negative errno (the write failed; nothing more is sent).
@@ -253,6 +257,15 @@ Dest* DestArg(const Args& a, const char* usage, bool* ok) {
   return Lookup(ThreadOf(a.env()), id);
 }
 
+// Whether fd's connection is established (TCP_INFO's state; false when unknown).
+bool Established(int fd) {
+  tcp_info info;
+  socklen_t len = sizeof(info);
+  memset(&info, 0, sizeof(info));
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 || len < 1) return false;
+  return info.tcpi_state == TCP_ESTABLISHED;
+}
+
 napi_value ConnectError(napi_env env, int e) {
   napi_value err, code, msg;
   napi_create_string_utf8(env, "ERR_LADDER_CONNECT", NAPI_AUTO_LENGTH, &code);
@@ -346,13 +359,15 @@ napi_value DestConnect(napi_env env, napi_callback_info info) {
   d->gen = t->next_gen++ & 0xFFFFFFFu;  // ids stay below 2^48 (exact as JS numbers)
   t->slots[slot] = d;
   t->live++;
-  // Connecting: waits for writable (a connect done at once reports at the next wake-up).
-  if (!PollStart(env, &d->watch, fd, EPOLLOUT, OnEvent, d)) {
+  // Done at once (r == 0, or the handshake ran inside connect(2) as on loopback): reading from
+  // now on, and -id says so. Otherwise connecting: waits for writable, then the connected event.
+  d->connecting = !(r == 0 || Established(fd));
+  if (!PollStart(env, &d->watch, fd, d->connecting ? EPOLLOUT : EPOLLIN, OnEvent, d)) {
     const int e = errno;
     Close(t, d);
     return ConnectError(env, e != 0 ? e : EIO);
   }
-  return Double(env, IdOf(d));
+  return Double(env, d->connecting ? IdOf(d) : -IdOf(d));
 }
 
 napi_value DestWrite(napi_env env, napi_callback_info info) {

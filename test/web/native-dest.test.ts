@@ -16,6 +16,7 @@ import type { Duplex } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { DialError } from '../../src/server/destination.js';
 import type { ConnectionClosedEvent } from '../../src/server/events.js';
+import { nativeAddon } from '../../src/protocol/shadowsocks/native.js';
 import { nativeDestAvailable, nativeDestConnect, nativeDestLive } from '../../src/server/web/native-dest.js';
 import { systemClock } from '../../src/shared/clock.js';
 import { MuxConnection } from '../../src/transport/mux.js';
@@ -143,6 +144,33 @@ describe('native destination connection', { skip: skipUnless(available, NEED) },
     } finally {
       srv.close();
     }
+  });
+
+  it('a loopback connect done inside connect(2) is ready at once: -id, no connected event, the first write sent', async () => {
+    // The addon directly: the dial resolves in the same turn (no wake-up for a connected event)
+    // because destConnect says -id; before, it always gave +id and a write then was held pending.
+    const a = nativeAddon() as unknown as {
+      destConnect(ip: string, port: number): number;
+      destWrite(id: number, b: Uint8Array): number;
+      destClose(id: number): void;
+    };
+    const r = a.destConnect('127.0.0.1', echo.port);
+    try {
+      assert.ok(r < 0, `destConnect gave ${r}: not connected at once`);
+      assert.equal(a.destWrite(-r, Buffer.from('now')), 0, 'the first write was not sent at once');
+    } finally {
+      a.destClose(Math.abs(r));
+    }
+    assert.equal(nativeDestLive(), 0);
+    // And through the dial: the first write goes out with nothing pending, the echo comes back.
+    const d = await dial(echo.port);
+    let got = '';
+    d.on('data', (c: Buffer) => (got += c.toString()));
+    d.write(Buffer.from('first'));
+    assert.equal(d.writableLength, 0);
+    await waitFor(() => got === 'first');
+    d.destroy();
+    assert.equal(nativeDestLive(), 0);
   });
 
   it('bytes and the end that arrive before anyone reads are held for the first reader', async () => {

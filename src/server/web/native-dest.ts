@@ -25,6 +25,7 @@ import { DialError, type ConnectOnce } from '../destination.js';
 /** The addon's destination connections (native/dest_stream.cc). */
 interface NativeDestFns {
   destInit(onEvent: (id: number, chunk: Buffer | undefined, code: number) => void): void;
+  /** The id, or -id when connected already (no connected event follows). */
   destConnect(ip: string, port: number): number;
   destWrite(id: number, bytes: Uint8Array): number;
   destRead(id: number, on: boolean): void;
@@ -114,7 +115,8 @@ export class NativeDest extends EventEmitter {
   #destroyed = false;
   #paused = false;
 
-  constructor(f: NativeDestFns, id: number, connected: (errno: number) => void) {
+  /** `connected`: the connect's answer to wait for; undefined when it is connected already. */
+  constructor(f: NativeDestFns, id: number, connected: ((errno: number) => void) | undefined) {
     super();
     this.#fns = f;
     this.id = id;
@@ -307,6 +309,12 @@ export const nativeDestConnect: ConnectOnce<Duplex> = (
     } catch (err) {
       const code = errnoName(Number((err as { errno?: unknown }).errno ?? 0));
       reject(new DialError('ERR_CONNECT', `connect failed: ${code}`, code));
+      return;
+    }
+    if (id < 0) {
+      // Connected within connect(2) (loopback): the caller writes in this turn, where waiting
+      // for the connected event cost a wake-up of the event loop and two epoll_ctl.
+      resolve(new NativeDest(f, -id, undefined) as unknown as Duplex);
       return;
     }
     const dest = new NativeDest(f, id, (errno) => {
