@@ -48,6 +48,8 @@ test('advertise web: keys add/list/url and server access-config print no origin 
   for (const [where, text] of await printed(t, true)) {
     assert.ok(!names(text), `${where}: ${text}`);
     assert.match(text, /ss:\/\/[^\s"]+@cdn\.example\.net:443\/\?plugin=v2ray-plugin/, where);
+    if (where === 'keys url')
+      assert.match(text, /^static key, over the web front \(.*Outline: the dynamic key\):$/m);
   }
 });
 
