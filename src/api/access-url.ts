@@ -1,6 +1,7 @@
 import { keyPrefixFor, storedKeyPrefixSetting } from '../protocol/shadowsocks/key-prefix.js';
 import { formatSsUrl } from '../protocol/sip002/index.js';
-import type { KeyRecord, ServerSettings } from '../store/index.js';
+import { webKeyUrlFor, type WebEndpoint as PluginEndpoint } from '../protocol/sip002/plugin-opts.js';
+import type { KeyRecord, ServerSettings, WebFront } from '../store/index.js';
 
 /**
  * The Outline `prefix` a key hands out now for its setting (KeyRecord.prefix): none for 'off',
@@ -38,7 +39,10 @@ export function accessUrl(
   key: KeyRecord,
   settings: Pick<ServerSettings, 'hostnameForAccessKeys'>,
   tag?: string,
+  /** The web front advertised alone (webOnlyFor): the key's URL is its v2ray-plugin one. */
+  webOnly?: PluginEndpoint,
 ): string {
+  if (webOnly) return webKeyUrlFor(key, webOnly, tag);
   const prefix = staticKeyPrefix(key);
   const base = formatSsUrl({
     method: key.method,
@@ -88,4 +92,24 @@ export function dynamicAccessUrl(
   const pin = apiCertSha256 && !settings.dynamicKeyBaseUrl ? `?certSha256=${apiCertSha256}` : '';
   const url = `${base.replace(/^https?:\/\//, 'ssconf://')}/access/${key.accessToken}${pin}`;
   return tag ? `${url}#${encodeURIComponent(tag)}` : url;
+}
+
+/**
+ * The web front a key advertises instead of host:port (`--advertise web`, WebEndpoint.only), with
+ * its host resolved; undefined when raw entries are advertised or the front does not serve the
+ * key's port.
+ */
+export function webOnlyFor(
+  web: (WebFront & { only?: boolean | undefined }) | undefined,
+  key: Pick<KeyRecord, 'port'>,
+  settings: Pick<ServerSettings, 'hostnameForAccessKeys'>,
+): PluginEndpoint | undefined {
+  if (!web?.only || (web.keyPort !== undefined && web.keyPort !== key.port)) return undefined;
+  return {
+    host: web.host ?? settings.hostnameForAccessKeys,
+    port: web.port,
+    path: web.path,
+    tls: web.tls,
+    mux: web.mux ?? true,
+  };
 }

@@ -15,7 +15,7 @@ import {
 } from '../store/index.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { keyPrefixSettingFor } from '../protocol/shadowsocks/key-prefix.js';
-import { accessUrl, dynamicAccessUrl } from './access-url.js';
+import { accessUrl, dynamicAccessUrl, webOnlyFor } from './access-url.js';
 import { invalid } from './errors.js';
 import {
   checkSecret,
@@ -34,7 +34,13 @@ import { subscriptionUrl } from './subscriptions/url.js';
  * request time). The secret path is a secret like a password. The same shape a fleet node
  * records for its web front (store/nodes.ts).
  */
-export type WebEndpoint = WebFront;
+export type WebEndpoint = WebFront & {
+  /**
+   * `--advertise web`: keys and subscriptions name this front only, never the raw host:port (the
+   * origin a CDN hides); see access-url.ts webOnlyFor.
+   */
+  only?: boolean | undefined;
+};
 
 /** This node, as GET /nodes reports it. */
 export interface FleetSelf {
@@ -76,12 +82,16 @@ export interface ApiContext {
   fleet?: FleetView | undefined;
 }
 
-/** `apiCertSha256`: the API certificate's pin, carried by a dynamicAccessUrl that points at the API (access-url.ts). */
+/**
+ * `apiCertSha256`: the API certificate's pin, carried by a dynamicAccessUrl that points at the API
+ * (access-url.ts). `web`: the running web front; with `only` set, `accessUrl` is its v2ray-plugin URL.
+ */
 export function toAccessKeyJson(
   key: KeyRecord,
   settings: ServerSettings,
   status?: KeyStatus,
   apiCertSha256?: string,
+  web?: WebEndpoint,
 ): AccessKeyJson {
   const json: AccessKeyJson = {
     id: key.id,
@@ -89,7 +99,7 @@ export function toAccessKeyJson(
     password: key.secret,
     port: key.port,
     method: key.method,
-    accessUrl: accessUrl(key, settings),
+    accessUrl: accessUrl(key, settings, undefined, webOnlyFor(web, key, settings)),
     enabled: key.enabled,
     createdTimestampMs: key.createdAt,
   };

@@ -4,7 +4,7 @@ import { keyPrefix } from './access-url.js';
 import { NOT_FOUND_BODY } from './errors.js';
 import type { ApiContext } from './context.js';
 import { registerSubscriptionRoutes } from './subscriptions/routes.js';
-import { sip008Doc } from './subscriptions/formats.js';
+import { outlineYaml, sip008Doc } from './subscriptions/formats.js';
 import { buildSubscription } from './subscriptions/model.js';
 import { keyByToken, refusalOf } from './subscriptions/state.js';
 import { fleetServers } from './fleet.js';
@@ -34,7 +34,10 @@ export function registerDynamicRoutes(app: FastifyInstance, ctx: ApiContext): vo
     // On a fleet node: the listed nodes' raw entries (draining, blocked and down nodes are left
     // out, so clients move at their next fetch); else this server as configured.
     const fleet = (await fleetServers(ctx))?.map((s) => ({ ...s, web: undefined }));
-    const sub = buildSubscription(key, status, settings, undefined, refusal, undefined, fleet);
+    // With --advertise web the web front alone: the raw host:port is the origin a CDN hides.
+    const web = ctx.webEndpoint?.();
+    const only = web?.only ? web : undefined;
+    const sub = buildSubscription(key, status, settings, only, refusal, undefined, fleet);
     // The raw servers only (the subscription's SIP008 adds the web front's), same id and figures.
     if (format === 'sip008') return reply.code(200).send(sip008Doc(sub));
     if (refusal) return reply.code(200).send({ error: refusal });
@@ -42,6 +45,11 @@ export function registerDynamicRoutes(app: FastifyInstance, ctx: ApiContext): vo
     // (key-prefix.ts), so no server has one fixed first-bytes signature; none for 'off', 2022 and
     // aes-128-gcm keys; a pinned one as pinned.
     const prefix = keyPrefix(key);
+    if (!sub.raw) {
+      // Web only: Outline's YAML config (its apps read YAML dynamic keys) with the WebSocket endpoint.
+      const out = await outlineYaml(sub, prefix);
+      return reply.code(200).header('content-type', out.contentType).send(out.body);
+    }
     return reply.code(200).send({
       server: sub.raw?.host ?? settings.hostnameForAccessKeys,
       server_port: key.port,

@@ -7,7 +7,7 @@ export {
   type ApiOptions,
 } from './app.js';
 export { ApiError, NOT_FOUND_BODY, type ApiErrorCode } from './errors.js';
-export { accessUrl, dynamicAccessUrl, dynamicBaseUrl } from './access-url.js';
+export { accessUrl, dynamicAccessUrl, dynamicBaseUrl, webOnlyFor } from './access-url.js';
 export { subscriptionUrl, SUB_FORMATS, type SubFormat } from './subscriptions/url.js';
 export type { FleetSelf, FleetView, WebEndpoint } from './context.js';
 export type { FleetServer } from './fleet.js';

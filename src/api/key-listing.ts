@@ -124,9 +124,10 @@ export class KeyListing {
       store.getSettings(),
     ]);
     const statuses = statusIndex(enforcer);
+    const web = this.#ctx.webEndpoint?.();
     const body = keys
       .map((k) => {
-        const json = toAccessKeyJson(k, settings, statuses.get(k.id), this.#ctx.apiCertSha256);
+        const json = toAccessKeyJson(k, settings, statuses.get(k.id), this.#ctx.apiCertSha256, web);
         // The schema's encoding changes none of the values, only which fields and their order:
         // a few named fields are picked without it (a third of the cost; the test compares).
         return JSON.stringify(fields === undefined ? AccessKey.encode(json) : pick(json, fields));

@@ -311,7 +311,7 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
     const { settings } = made;
     const key = made.keys[0]!;
     const statuses = await changed().then(() => statusIndex(ctx.enforcer));
-    return toAccessKeyJson(key, settings, statuses.get(key.id), ctx.apiCertSha256);
+    return toAccessKeyJson(key, settings, statuses.get(key.id), ctx.apiCertSha256, ctx.webEndpoint?.());
   };
 
   r.post(
@@ -384,6 +384,7 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
         await store.getSettings(),
         statusIndex(ctx.enforcer).get(key.id),
         ctx.apiCertSha256,
+        ctx.webEndpoint?.(),
       );
     },
   );

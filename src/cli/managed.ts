@@ -145,6 +145,7 @@ export async function startManaged(
   const {
     accessConfigLine,
     accessUrl,
+    webOnlyFor,
     buildDynamicApp,
     dynamicAccessUrl,
     ensureCertificate,
@@ -417,6 +418,10 @@ export async function startManaged(
         }),
       );
       web = await startWeb({ ...webPlan, secretPath }, pool.webServer!, flags.udp !== false, log);
+      if (web.webOnly && !settings.dynamicKeyBaseUrl)
+        log.warn(
+          '--advertise web: dynamic-key and subscription URLs still name this host (the API port); set dynamicKeyBaseUrl to a URL through the CDN',
+        );
       const w = web;
       cleanups.push(() => w.close());
     }
@@ -461,7 +466,13 @@ export async function startManaged(
       cleanups.push(() => running.node.close());
     }
 
-    const url = accessUrl(firstKey, settings, firstKey.name || 'ladder');
+    // --advertise web: the key's URL is the web front's (webOnlyFor), never this host's raw port.
+    const url = accessUrl(
+      firstKey,
+      settings,
+      firstKey.name || 'ladder',
+      webOnlyFor(webEndpoint(), firstKey, settings),
+    );
     const banners = await managedBanners({
       storeLocation,
       dataDir,
@@ -492,7 +503,9 @@ export async function startManaged(
       dynamicNote: dynamicKeyNote(settings.dynamicKeyBaseUrl),
       subscription: subscriptionUrl(firstKey, settings),
       webUrl:
-        web && webKeyUrl(firstKey, settings.hostnameForAccessKeys, web, `${firstKey.name || 'ladder'} (web)`),
+        web && !web.webOnly
+          ? webKeyUrl(firstKey, settings.hostnameForAccessKeys, web, `${firstKey.name || 'ladder'} (web)`)
+          : undefined,
       drawQr: tuning.drawQr !== false,
     });
 

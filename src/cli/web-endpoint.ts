@@ -21,5 +21,6 @@ export function subscriptionEndpointOf(
     tls: pu?.tls ?? web.service.front.tls,
     udp,
     keyPort,
+    ...(web.webOnly ? { only: true } : {}),
   };
 }

@@ -4,6 +4,7 @@ import { UsageError } from './errors.js';
 import { subscriptionEndpointOf } from './web-endpoint.js';
 import {
   parsePublicWebUrl,
+  planWeb,
   webEndpointOf,
   webStatusLine,
   type PublicWebUrl,
@@ -93,4 +94,31 @@ test('the banner line warns about a short web path, not about a generated or lon
   assert.match(webStatusLine(front('/ws')), /WARNING: the web path has 2 characters, easy to guess/);
   assert.doesNotMatch(webStatusLine(front('/Q7xkRbW2pLm9tV')), /WARNING/);
   assert.doesNotMatch(webStatusLine(front('/QRcfFqPwLFW3FVT6lRwUIg')), /WARNING/);
+});
+
+test('--advertise / web.advertise: web marks the plan and the saved endpoint; anything else is one line', async () => {
+  const file = (advertise: string) => ({ web: { port: 8080, advertise }, source: 'server.json' });
+  assert.equal((await planWeb({ webPort: '8080', advertise: 'web' }, undefined, undefined))?.webOnly, true);
+  assert.equal((await planWeb({}, file('web'), undefined))?.webOnly, true);
+  assert.equal(
+    (await planWeb({ advertise: 'all' }, file('web'), undefined))?.webOnly,
+    undefined,
+    'the flag wins',
+  );
+  await assert.rejects(planWeb({ webPort: '8080', advertise: 'cdn' }, undefined, undefined), {
+    message: '--advertise: expected all or web, got "cdn"',
+  });
+  await assert.rejects(planWeb({}, file('cdn'), undefined), {
+    message: 'server.json: web.advertise: expected all or web, got "cdn"',
+  });
+  await assert.rejects(planWeb({ advertise: 'web' }, undefined, undefined), {
+    message: '--advertise needs --web-port (it configures the web front)',
+  });
+  const front = {
+    service: { front: { port: 8080, tls: false } },
+    settings: { port: 8080, secretPath: '/S3cret' },
+    webOnly: true,
+  } as unknown as RunningWeb;
+  assert.equal(webEndpointOf(front, 'origin.example').only, true);
+  assert.equal(subscriptionEndpointOf(front, true, undefined).only, true);
 });

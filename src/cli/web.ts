@@ -39,6 +39,7 @@ export interface WebFlags {
   acmeHttpPort?: string;
   trustProxy?: string[];
   webPublicUrl?: string;
+  advertise?: string;
 }
 
 /** The web flags: commander's key, the flag, the config file's `web` field. */
@@ -56,6 +57,7 @@ const FLAGS = [
   ['acmeHttpPort', '--acme-http-port', 'acmeHttpPort'],
   ['trustProxy', '--trust-proxy', 'trustProxy'],
   ['webPublicUrl', '--web-public-url', 'publicUrl'],
+  ['advertise', '--advertise', 'advertise'],
 ] as const;
 
 const commaList = (value: string, previous: string[] | undefined): string[] => [
@@ -100,6 +102,10 @@ export function addWebOptions(cmd: Command): Command {
     .option(
       '--web-public-url <url>',
       'what keys and subscriptions tell clients to dial for the web front when it is not this host and --web-port, e.g. wss://cdn.example.net (a CDN or reverse proxy)',
+    )
+    .option(
+      '--advertise <all|web>',
+      'what keys and subscriptions name: all = the web front and the raw host:port (default); web = the web front only, so key holders never learn the origin a CDN hides',
     );
 }
 
@@ -143,6 +149,8 @@ export type WebPlan = Omit<WebServiceSettings, 'secretPath' | 'logger'> & {
   secretPath?: string;
   /** --web-public-url: advertised in keys and subscriptions instead of this host and port. */
   publicUrl?: PublicWebUrl;
+  /** --advertise web: keys and subscriptions name the web front only, never the raw host:port. */
+  webOnly?: boolean;
 };
 
 /**
@@ -210,6 +218,10 @@ export async function planWeb(
       fail((err as Error).message);
     }
   }
+  const advertise = pick(flags.advertise, file?.advertise);
+  if (advertise !== undefined && advertise !== 'all' && advertise !== 'web')
+    fail(`--advertise: expected all or web, got ${JSON.stringify(advertise)}`);
+  if (advertise === 'web') plan.webOnly = true;
   if (acmeDomains?.some((d) => d === '')) throw new UsageError('--acme: empty domain name');
   if (!plan.acmeDomains && (plan.acmeEmail ?? plan.acmeDirectoryUrl ?? plan.acmeHttpPort) !== undefined)
     throw new UsageError('--acme-email, --acme-directory and --acme-http-port need --acme');
@@ -320,6 +332,8 @@ export interface RunningWeb {
   readonly settings: WebServiceSettings;
   /** --web-public-url, when given: what keys and subscriptions advertise. */
   readonly publicUrl?: PublicWebUrl | undefined;
+  /** --advertise web: keys and subscriptions name this front only. */
+  readonly webOnly: boolean;
   close(): Promise<void>;
 }
 
@@ -352,7 +366,7 @@ export async function startWeb(
     import('../server/web/setup.js'),
     import('../server/web/websocket.js'),
   ]);
-  const { publicUrl, ...front } = plan;
+  const { publicUrl, webOnly, ...front } = plan;
   const secretPath = front.secretPath ?? generateSecretPath();
   // The builtin decoy's wording follows the secret path (stable with it), not revealing it.
   const settings: WebServiceSettings = {
@@ -380,16 +394,22 @@ export async function startWeb(
     }
     throw err;
   }
+  if (publicUrl !== undefined && webOnly !== true) logger.warn(RAW_ADVERTISED);
   return {
     service,
     settings,
     publicUrl,
+    webOnly: webOnly === true,
     async close() {
       endpoints.close();
       await service.close();
     },
   };
 }
+
+/** The start-up warning when a CDN's URL is given but keys still name the origin (docs/web-front.md). */
+export const RAW_ADVERTISED =
+  '--web-public-url is set but keys and subscriptions still name the raw port at this host (the origin a CDN hides); --advertise web leaves it out';
 
 /**
  * Managed mode's server for the web front: the data planes' options, no listener of its own
@@ -447,7 +467,7 @@ export { webKeyUrlFor, type WebEndpoint };
  * The public endpoint of a running front: --web-public-url when given, else `host` (the
  * access-key host; the ACME domain wins) with the front's own port and TLS.
  */
-export function webEndpointOf(web: RunningWeb, host: string): WebEndpoint {
+export function webEndpointOf(web: RunningWeb, host: string): SavedWebEndpoint {
   const pu = web.publicUrl;
   return {
     host: pu?.host ?? web.settings.acmeDomains?.[0] ?? host,
@@ -455,8 +475,12 @@ export function webEndpointOf(web: RunningWeb, host: string): WebEndpoint {
     path: web.settings.secretPath,
     tls: pu?.tls ?? web.service.front.tls,
     mux: true,
+    ...(web.webOnly ? { only: true } : {}),
   };
 }
+
+/** A front's public endpoint as managed mode saves it: `only` = --advertise web (no raw host:port in keys). */
+export type SavedWebEndpoint = WebEndpoint & { only?: boolean };
 
 /** A key's v2ray-plugin URL for a running front (see webEndpointOf). */
 export function webKeyUrl(
@@ -475,7 +499,7 @@ const ENDPOINT_FILE = 'web-endpoint.json';
  * secret path), so `ladder keys url` and `ladder server access-config` can print web URLs while
  * the server runs elsewhere; a start without a web front removes it.
  */
-export async function saveWebEndpoint(dataDir: string, ep: WebEndpoint | undefined): Promise<void> {
+export async function saveWebEndpoint(dataDir: string, ep: SavedWebEndpoint | undefined): Promise<void> {
   const file = join(dataDir, ENDPOINT_FILE);
   if (ep === undefined) {
     await rm(file, { force: true });
@@ -485,7 +509,7 @@ export async function saveWebEndpoint(dataDir: string, ep: WebEndpoint | undefin
 }
 
 /** The endpoint a managed server with a web front last saved in `dataDir`, if any. */
-export async function loadWebEndpoint(dataDir: string): Promise<WebEndpoint | undefined> {
+export async function loadWebEndpoint(dataDir: string): Promise<SavedWebEndpoint | undefined> {
   let text: string;
   try {
     text = await readFile(join(dataDir, ENDPOINT_FILE), 'utf8');
@@ -493,14 +517,21 @@ export async function loadWebEndpoint(dataDir: string): Promise<WebEndpoint | un
     return undefined;
   }
   try {
-    const v = JSON.parse(text) as Partial<WebEndpoint>;
+    const v = JSON.parse(text) as Partial<SavedWebEndpoint>;
     if (
       typeof v.host === 'string' &&
       typeof v.port === 'number' &&
       typeof v.path === 'string' &&
       typeof v.tls === 'boolean'
     )
-      return { host: v.host, port: v.port, path: v.path, tls: v.tls, mux: v.mux !== false };
+      return {
+        host: v.host,
+        port: v.port,
+        path: v.path,
+        tls: v.tls,
+        mux: v.mux !== false,
+        ...(v.only === true ? { only: true } : {}),
+      };
   } catch {
     // a damaged file: as if there were none
   }

@@ -306,7 +306,7 @@ function buildKeyTunnel(
 } {
   const all = [...(opts.key !== undefined ? [opts.key] : []), ...(opts.keys ?? [])];
   if (all.length === 0) throw new Error('startClient needs a key or a dialer');
-  const eps = all.map((k) => (typeof k === 'string' ? endpointFromKey(k) : k));
+  const eps = all.map((k) => (typeof k === 'string' ? endpointFromKey(k, 'local') : k));
   const edition2022 = eps.some((ep) => isAead2022MethodName(ep.method));
   // Transports that keep connections of their own (pooled WebSockets) close with the client.
   const closeHops = (): void => {

@@ -31,9 +31,10 @@ export type KeyEndpoint = ShadowsocksEndpoint & {
  * keys other than v2ray-plugin in websocket mode (whose wire we speak: its endpoint gets a
  * WebSocket `nextHop`, Mux.Cool unless mux=0), online-config keys (ssconf://, which
  * dynamic-key.ts fetches), stream ciphers and unknown methods. Every error is one line that says
- * what is wrong and never contains the password or the rest of the key.
+ * what is wrong and never contains the password or the rest of the key. `from` is required: a
+ * 'fetched' key's `cert=PATH` is ignored, a 'local' one's is read (KeySource).
  */
-export function endpointFromKey(key: string, from: KeySource = 'local'): KeyEndpoint {
+export function endpointFromKey(key: string, from: KeySource): KeyEndpoint {
   const text = key.trim();
   if (/^(ssconf|https?):\/\//i.test(text)) {
     throw new ProtocolError(

@@ -121,6 +121,7 @@ export const webConfigSchema = z
     trustProxy: oneOrMany('a CIDR').optional(),
     dataDir: text('a directory').optional(),
     publicUrl: text('a ws://, wss://, http:// or https:// URL').optional(),
+    advertise: text('"all" or "web"').optional(),
   })
   .superRefine((w, ctx) => {
     if ((w.tlsCert === undefined) !== (w.tlsKey === undefined))

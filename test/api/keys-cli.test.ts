@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseSize, parseWhen, formatTable } from '../../src/cli/commands/keys.js';
+import { gib } from '../../src/api/subscriptions/state.js';
 import { openStore, parseStoreLocation } from '../../src/store/index.js';
 import { tempDir } from './helpers.js';
 import { inproc, remoteKeysApi } from './keys-inproc.js';
@@ -38,7 +39,10 @@ test('size and time parsing', () => {
     },
   ]);
   assert.match(table, /^ID\s+NAME\s+STATE/);
-  assert.match(table, /over_limit\s+2\.00 GB\s+1\.00 GB\s+2\.00 GB/);
+  // The subscription page's unit helper (binary units), not kB/GB.
+  assert.match(table, /over_limit\s+1\.86 GiB\s+953\.67 MiB\s+1\.86 GiB/);
+  const row = table.split('\n')[1]!.split(/ {2,}/);
+  assert.deepEqual(row.slice(3, 6), [gib(2e9), gib(1e9), gib(2e9)], 'the same figures as the page');
 });
 
 test('ladder keys against the local store: add, limit, disable, list, url --qr-png, rm', async (t) => {
@@ -57,7 +61,7 @@ test('ladder keys against the local store: add, limit, disable, list, url --qr-p
   assert.equal(r.code, 0, r.stderr);
   const lines = r.stdout.trim().split('\n');
   assert.equal(lines.length, 4);
-  assert.match(lines[1]!, /^0\s+Alice\s+active\s+0 B\s+10\.0 GB/);
+  assert.match(lines[1]!, /^0\s+Alice\s+active\s+0 B\s+9\.31 GiB/);
   assert.match(lines[3]!, /^2\s+team 2\s+disabled/);
   const png = join(dir, 'qr.png');
   r = await inproc(['keys', 'url', '0', '--no-qr', '--qr-png', png, ...d]);

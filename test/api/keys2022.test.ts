@@ -45,7 +45,7 @@ test('2022 access URLs: SIP002 plain userinfo, percent-encoded, ":" of iPSK:uPSK
     'ss://2022-blake3-aes-128-gcm:AAAAAAAAAAAAAAAAAAAAAA%3D%3D%3AEBAQEBAQEBAQEBAQEBAQEA%3D%3D@[2001:db8::1]:443#alice',
   );
   // Our client reads it back, identity PSK included.
-  const ep = endpointFromKey(url);
+  const ep = endpointFromKey(url, 'local');
   assert.equal(ep.method, AES128);
   assert.equal(ep.password, multi.secret);
   const parsed = parsePsk2022(getAead2022Method(AES128), ep.password);
@@ -73,7 +73,7 @@ test('API: 2022 keys created, listed, fetched, renamed, deleted; multi-user by d
     assert.equal(parts.length, 2, 'password is iPSK:uPSK');
     for (const p of parts) assert.equal(Buffer.from(p, 'base64').length, 16);
     assert.match(String(k.accessUrl), /^ss:\/\/2022-blake3-aes-128-gcm:[A-Za-z0-9%]+@example\.org:4444$/);
-    assert.equal(endpointFromKey(String(k.accessUrl)).password, k.password);
+    assert.equal(endpointFromKey(String(k.accessUrl), 'local').password, k.password);
   }
   const ipsk = (k: Json) => String(k.password).split(':')[0];
   assert.equal(ipsk(a), ipsk(b), 'one identity PSK for every key of a method');

@@ -69,7 +69,7 @@ test('every change is confirmed in one line; sizes, dates and periods are strict
   const dir = tempDir(t);
   const k = (...args: string[]) => ladder(['keys', '--data-dir', dir, ...args]);
   const r = await k('--init', 'add', '--name', 'Alice', '--limit', '10GB', '--no-qr');
-  assert.match(r.stdout, /^created key 0 "Alice": data limit 10\.0 GB in any 30 days \(rolling30d\)\n/);
+  assert.match(r.stdout, /^created key 0 "Alice": data limit 9\.31 GiB in any 30 days \(rolling30d\)\n/);
 
   refused(await k('limit', '0', '10'), /^ladder: limit must be a size with a unit .* like 10GB, got "10"$/);
   refused(await k('limit', '0', '-5GB'), /^ladder: limit must be a positive size like 10GB, got "-5GB"$/);
@@ -77,11 +77,11 @@ test('every change is confirmed in one line; sizes, dates and periods are strict
   refused(await k('limit', '0', '10XB'), /unit B, kB, MB, GB, TB, KiB, MiB, GiB or TiB/);
   confirmed(
     await k('limit', '0', '500MiB', '--period', 'monthly'),
-    /^key 0 "Alice": data limit 524\.3 MB per calendar month, UTC \(monthly\) \(period as given\)$/,
+    /^key 0 "Alice": data limit 500\.00 MiB per calendar month, UTC \(monthly\) \(period as given\)$/,
   );
   confirmed(
     await k('limit', '0', '1.5TB'),
-    /^key 0 "Alice": data limit 1\.50 TB per calendar month, UTC \(monthly\) \(period kept from before; change it with --period\)$/,
+    /^key 0 "Alice": data limit 1396\.98 GiB per calendar month, UTC \(monthly\) \(period kept from before; change it with --period\)$/,
   );
   confirmed(await k('limit', '0', 'none'), /^key 0 "Alice": data limit removed \(no limit\)$/);
   refused(await k('limit', '0', 'none', '--period', 'daily'), /--period is the window of a data limit/);

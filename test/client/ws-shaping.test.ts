@@ -33,7 +33,7 @@ async function firstWrite(shape: boolean | undefined): Promise<Buffer> {
       cb();
     },
   });
-  const ep = { ...endpointFromKey(key(true)), nextHop: () => Promise.resolve(hop as Duplex) };
+  const ep = { ...endpointFromKey(key(true), 'local'), nextHop: () => Promise.resolve(hop as Duplex) };
   const dialer = createTunnelDialer(ep, shape === undefined ? {} : { shape });
   const conn = await dialer.dial({ type: 'ipv4', host: '10.0.0.1', port: 80 }, Buffer.alloc(89, 1));
   await new Promise((r) => setImmediate(r));
@@ -42,8 +42,8 @@ async function firstWrite(shape: boolean | undefined): Promise<Buffer> {
 }
 
 test('a WebSocket key is not shaped by default; the same key without the plugin is', () => {
-  assert.equal(shapesByDefault(endpointFromKey(key(true))), false);
-  assert.equal(shapesByDefault(endpointFromKey(key(false))), true);
+  assert.equal(shapesByDefault(endpointFromKey(key(true), 'local')), false);
+  assert.equal(shapesByDefault(endpointFromKey(key(false), 'local')), true);
 });
 
 test('over the next hop the first write is one chunk by default; shape: true adds a second (control)', async () => {

@@ -164,7 +164,7 @@ test('2022 keys with a bad PSK are refused with a one-line error that hides the 
     port: 1,
   });
   assert.throws(
-    () => endpointFromKey(url),
+    () => endpointFromKey(url, 'local'),
     (err: Error) =>
       /needs exactly 32/.test(err.message) && !err.message.includes(shortKey) && !err.message.includes('\n'),
   );
@@ -172,6 +172,7 @@ test('2022 keys with a bad PSK are refused with a one-line error that hides the 
   assert.equal(
     endpointFromKey(
       formatSsUrl({ method: '2022-blake3-chacha20-poly1305', password: ok, host: '::1', port: 8388 }),
+      'local',
     ).method,
     '2022-blake3-chacha20-poly1305',
   );

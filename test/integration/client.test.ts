@@ -769,7 +769,7 @@ describe('access keys', () => {
   const b64 = (s: string): string => Buffer.from(s).toString('base64url');
 
   test('a good key parses to an endpoint', () => {
-    const ep = endpointFromKey(`ss://${b64('chacha20-ietf-poly1305:pw-123')}@[::1]:8388#home`);
+    const ep = endpointFromKey(`ss://${b64('chacha20-ietf-poly1305:pw-123')}@[::1]:8388#home`, 'local');
     assert.equal(ep.method, 'chacha20-ietf-poly1305');
     assert.equal(ep.host, '::1');
     assert.equal(ep.port, 8388);
@@ -793,7 +793,7 @@ describe('access keys', () => {
     test(`bad key (${name}) gives one line naming the problem, without the password`, () => {
       let msg = '';
       try {
-        endpointFromKey(key);
+        endpointFromKey(key, 'local');
       } catch (err) {
         msg = (err as Error).message;
       }

@@ -218,7 +218,7 @@ describe('auto routing against an SNI-filtering censor stand-in', () => {
       host: '127.0.0.1',
       port: plane.address.port,
     });
-    const realTunnel = createTunnelDialer(endpointFromKey(key));
+    const realTunnel = createTunnelDialer(endpointFromKey(key, 'local'));
     client = await startClient({
       dialer: {
         dial(dest, first, signal) {

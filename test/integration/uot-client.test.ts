@@ -59,7 +59,7 @@ describe('SOCKS5 UDP ASSOCIATE as UDP-over-TCP (no packet endpoint on the server
 
   /** 40 datagrams of `size` through a SOCKS5 association of a client with `key`. */
   async function run(key: string, size: number): Promise<{ received: number; corrupted: number }> {
-    const ep = endpointFromKey(key);
+    const ep = endpointFromKey(key, 'local');
     const udpAssociate = createUdpAssociate({
       server: {
         host: ep.host,

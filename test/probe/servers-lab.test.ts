@@ -38,7 +38,7 @@ async function run(nullRoute: boolean): Promise<Array<[string, string | false]>>
       ['raw, other server', ssUrl(METHOD, SECRET, other.tcp.host, other.tcp.port)],
     ];
     const targets = keys.map(([name, key]): ServerTarget => {
-      const ep = endpointFromKey(key);
+      const ep = endpointFromKey(key, 'local');
       return { name, host: ep.host, port: ep.port, websocket: ep.websocket, dialer: (nextHop) => createTunnelDialer({ ...ep, nextHop }) };
     });
     const checks = await checkServers(targets, {

@@ -129,6 +129,7 @@ describe('checkServer over the web front (WebSocket + TLS, in process)', () => {
   const wsTarget = (path: string, trust: boolean): ServerTarget => {
     const ep = endpointFromKey(
       `ss://${Buffer.from(`chacha20-ietf-poly1305:${secret}`).toString('base64url')}@127.0.0.1:${ws.webPort}?plugin=${encodeURIComponent(`v2ray-plugin;tls;mux=0;host=front.test;path=${path}`)}`,
+      'local',
     );
     const websocket = { ...ep.websocket!, ...(trust ? { ca: ca.caPem } : {}) };
     return {

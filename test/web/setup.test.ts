@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, test } from 'node:test';
 import { startWebService } from '../../src/server/web/setup.js';
+import { ManualClock } from '../../src/shared/clock.js';
 import { createLogger } from '../../src/shared/logger.js';
 import { freePort } from '../helpers/net.js';
 import { exchange, makeCert, opensslSkip, splitResponse, tempDir } from './fixtures.js';
@@ -48,21 +49,35 @@ test('a proxied decoy whose upstream fails: visitors get 502, the operator one w
   const logger = createLogger({
     destination: { write: (l: string) => lines.push(l) > 0 } as NodeJS.WritableStream,
   });
+  const clock = new ManualClock();
   const svc = await startWebService(
-    { port: 0, host: '127.0.0.1', secretPath: '/s', decoy: `http://127.0.0.1:${closed}`, logger },
+    { port: 0, host: '127.0.0.1', secretPath: '/s', decoy: `http://127.0.0.1:${closed}`, logger, clock },
     () => false,
   );
+  type Line = {
+    level: number;
+    code?: string;
+    msg: string;
+    alsoFailedSinceLastWarning?: number;
+    codes?: unknown;
+  };
+  const warnings = (): Line[] => lines.map((l) => JSON.parse(l) as Line).filter((l) => l.level === 40);
   try {
     for (let i = 0; i < 3; i++) {
       const r = await exchange(svc.front.port, 'GET / HTTP/1.1\r\nHost: a\r\n\r\n');
       assert.equal(splitResponse(r.text).status, 502);
     }
-    const warnings = lines
-      .map((l) => JSON.parse(l) as { level: number; code?: string; msg: string })
-      .filter((l) => l.level === 40);
-    assert.equal(warnings.length, 1, `one warning for three failures: ${lines.join('')}`);
-    assert.equal(warnings[0]!.code, 'ECONNREFUSED');
-    assert.match(warnings[0]!.msg, /decoy upstream request failed/);
+    assert.equal(warnings().length, 1, `one warning for three failures: ${lines.join('')}`);
+    assert.equal(warnings()[0]!.code, 'ECONNREFUSED');
+    assert.match(warnings()[0]!.msg, /decoy upstream request failed/);
+    // The minute ends: the two held back are reported as a count, by error code, with the same words.
+    clock.advance(59_000);
+    assert.equal(warnings().length, 1, 'nothing more within the minute');
+    clock.advance(1_000);
+    assert.equal(warnings().length, 2, lines.join(''));
+    assert.equal(warnings()[1]!.alsoFailedSinceLastWarning, 2);
+    assert.deepEqual(warnings()[1]!.codes, { ECONNREFUSED: 2 });
+    assert.match(warnings()[1]!.msg, /decoy upstream request failed/);
     assert.ok(!lines.join('').includes(String(closed)), 'the upstream address is not logged');
   } finally {
     await svc.close();

@@ -59,7 +59,7 @@ function placeholder(sub: Subscription): SubEntry {
 /** Outline apps have SIP004 ciphers only (chacha20-ietf-poly1305, aes-{128,192,256}-gcm). */
 function outlineRefusal(sub: Subscription): { message: string; details?: string } | undefined {
   if (sub.refusal) return sub.refusal;
-  const m = sub.raw!.method;
+  const m = sub.entries[0]!.method;
   if (m.startsWith('2022-'))
     return {
       message: 'Outline apps cannot use this key',
@@ -79,15 +79,21 @@ function outlineRefusal(sub: Subscription): { message: string; details?: string 
 export async function outlineYaml(sub: Subscription, prefix: Uint8Array | undefined): Promise<Rendered> {
   const refused = outlineRefusal(sub);
   if (refused) return { body: yaml({ error: refused }), contentType: YAML_UTF8, ext: 'yaml' };
-  const raw = sub.raw!;
-  const direct = hostPort(raw.host, raw.port);
+  const raw = sub.raw;
+  const direct = raw && hostPort(raw.host, raw.port);
   const ws = sub.entries.find((e) => e.ws !== undefined);
   const endpoint = (kind: 'tcp' | 'udp'): unknown => {
-    if (!ws?.ws || (kind === 'udp' && !ws.ws.udp)) return direct;
-    const url = `${ws.ws.tls ? 'wss' : 'ws'}://${hostPort(ws.ws.host, ws.port)}${ws.ws.path}/${kind}`;
-    return { $type: 'first-supported', options: [{ $type: 'websocket', url }, direct] };
+    if (direct !== undefined && (!ws?.ws || (kind === 'udp' && !ws.ws.udp))) return direct;
+    const w = ws!.ws!;
+    const websocket = {
+      $type: 'websocket',
+      url: `${w.tls ? 'wss' : 'ws'}://${hostPort(w.host, ws!.port)}${w.path}/${kind}`,
+    };
+    // Web only (--advertise web): the WebSocket endpoint alone, no raw host:port to fall back to.
+    return direct === undefined ? websocket : { $type: 'first-supported', options: [websocket, direct] };
   };
-  const cipher = { cipher: raw.method, secret: raw.password };
+  const first = sub.entries[0]!;
+  const cipher = { cipher: first.method, secret: first.password };
   const doc = {
     transport: {
       $type: 'tcpudp',
@@ -103,9 +109,16 @@ export async function outlineYaml(sub: Subscription, prefix: Uint8Array | undefi
   return { body: yaml(doc), contentType: YAML_UTF8, ext: 'yaml' };
 }
 
+/** Outline's legacy JSON has no WebSocket: what it says when only the web front is advertised. */
+export const WEB_ONLY_REFUSAL = {
+  message: 'This key is served over WebSocket only',
+  details:
+    "Use the subscription's Outline config (ssconf:// of /sub/TOKEN/outline) or another of its formats.",
+};
+
 /** Outline's legacy dynamic-key JSON: exactly server, server_port, method, password (+ prefix). */
 export function outlineJson(sub: Subscription, prefix: Uint8Array | undefined): Rendered {
-  const refused = outlineRefusal(sub);
+  const refused = outlineRefusal(sub) ?? (sub.raw ? undefined : WEB_ONLY_REFUSAL);
   const raw = sub.raw;
   const doc =
     refused || !raw

@@ -40,7 +40,10 @@ export interface Subscription {
   entries: SubEntry[];
   /** Why the key cannot be used (Outline's error shape); undefined for a usable key. */
   refusal?: { message: string; details?: string } | undefined;
-  /** The raw entry, for formats that carry one server only (Outline's legacy JSON, SIP008 id). */
+  /**
+   * The raw entry, for formats that carry one server only (Outline's legacy JSON, SIP008 id);
+   * undefined when refused or when only the web front is advertised (`--advertise web`).
+   */
   raw?: SubEntry | undefined;
   /** Usage in the current limit window, the limit, the expiry (ms), for subscription-userinfo. */
   upload: number;
@@ -79,7 +82,8 @@ function entriesFor(key: KeyRecord, title: string, seed: string, servers: readon
     const label = fleet ? `${title} · ${s.name}` : title;
     const base = { method: key.method, password: key.secret };
     const web = s.web;
-    if (web && (web.keyPort === undefined || web.keyPort === key.port)) {
+    const served = web !== undefined && (web.keyPort === undefined || web.keyPort === key.port);
+    if (served) {
       const host = web.host ?? s.hosts[0]!;
       entries.push({
         name: `${label} (web)`,
@@ -89,6 +93,8 @@ function entriesFor(key: KeyRecord, title: string, seed: string, servers: readon
         ws: { host, path: web.path, tls: web.tls, mux: web.mux, udp: web.udp },
         ...(fleet ? { seed: `${seed}/${s.name}/ws` } : {}),
       });
+      // --advertise web: the raw host:port (the origin a CDN hides) is named nowhere.
+      if (web.only) continue;
     }
     s.hosts.forEach((host, i) =>
       entries.push({
@@ -117,7 +123,7 @@ export function buildSubscription(
   const seed = `${settings.serverId}/${key.id}`;
   const servers = fleet && fleet.length > 0 ? fleet : [{ hosts: [settings.hostnameForAccessKeys], web }];
   const entries = entriesFor(key, title, seed, servers);
-  const raw = entries.find((e) => e.ws === undefined)!;
+  const raw = entries.find((e) => e.ws === undefined);
   // The store's live split of the window's usage; else the enforcer's total as download (as panels do).
   const up = usage?.up ?? 0;
   const down = usage?.down ?? status.usedBytes;

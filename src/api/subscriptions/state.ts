@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { evaluateKeys, type KeyRecord, type KeyState, type KeyStatus } from '../../store/index.js';
 import type { ApiContext } from '../context.js';
+import { formatBinaryBytes } from '../../shared/bytes.js';
 
 /**
  * What the unauthenticated key documents (dynamic keys at /access/…, subscriptions at /sub/…)
@@ -22,14 +23,7 @@ export function stableUuid(seed: string): string {
 }
 
 /** A byte count for people, in the largest binary unit it fills ("2.00 GiB", "97.66 KiB", "1 B"). */
-export function gib(n: number): string {
-  const units = ['GiB', 'MiB', 'KiB'] as const;
-  for (let i = 0; i < units.length; i++) {
-    const size = 2 ** (30 - 10 * i);
-    if (n >= size) return `${(n / size).toFixed(2)} ${units[i]}`;
-  }
-  return `${n} B`;
-}
+export const gib = formatBinaryBytes;
 
 /** The key with this token and its latest enforcement status, or undefined (→ the usual 404). */
 export async function keyByToken(

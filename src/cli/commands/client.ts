@@ -306,11 +306,11 @@ export function registerClient(program: Command): void {
       keyTexts.forEach((k, i) => {
         if (dynamicKey) return;
         const what = keyTexts.length > 1 ? `${keySource} #${i + 1}` : keySource;
-        endpoints.push(usage(what, () => endpointFromKey(k)));
+        endpoints.push(usage(what, () => endpointFromKey(k, 'local')));
       });
       if (cliKeys.length === 0) {
         config.keys.forEach((k, i) =>
-          endpoints.push(usage(`${flags.config}: keys[${i}]`, () => endpointFromKey(k))),
+          endpoints.push(usage(`${flags.config}: keys[${i}]`, () => endpointFromKey(k, 'local'))),
         );
         config.servers.forEach((s, i) =>
           endpoints.push(usage(`${flags.config}: servers[${i}]`, () => serverEntryEndpoint(s))),

@@ -141,7 +141,13 @@ async function printUrls(b: KeysBackend, id: string, qr: boolean, png?: string):
     }
   }
   const parts: [string, string | undefined][] = [
-    ['static key (Outline, shadowsocks-libev/-rust, v2rayNG, ladder client --key):', u.ss],
+    [
+      // --advertise web: the key's one static URL is the web front's, which Outline's apps cannot use.
+      /[?&]plugin=/.test(u.ss)
+        ? 'static key, over the web front (ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box, ladder client; Outline: the dynamic key):'
+        : 'static key (Outline, shadowsocks-libev/-rust, v2rayNG, ladder client --key):',
+      u.ss,
+    ],
     ['dynamic key (Outline; re-read on every connect, follows the server when it moves):', u.ssconf],
     [
       'subscription (Clash/mihomo, sing-box, v2rayNG, Shadowrocket, Outline; in a browser: a page with QR codes):',

@@ -16,7 +16,13 @@ import { parseDynamicKeyBody, refusalText } from '../../client/dynamic-key.js';
 import type { KeyEndpoint } from '../../client/key.js';
 import { fileErrorWhy } from '../../config/errors.js';
 import type { HostPort } from '../../probe/dns.js';
-import { checkServers, fetchFailed, maskedName, type ServerCheck, type ServerTarget } from '../../probe/servers.js';
+import {
+  checkServers,
+  fetchFailed,
+  maskedName,
+  type ServerCheck,
+  type ServerTarget,
+} from '../../probe/servers.js';
 import { serverCheckJson, serversTable } from '../../probe/servers-report.js';
 import { isUserError, UsageError } from '../errors.js';
 
@@ -45,7 +51,7 @@ async function endpointsOf(item: string, n: number, timeoutMs: number): Promise<
   const what = `--servers #${n}`;
   if (/^ss:\/\//i.test(item.trim())) {
     try {
-      return { kind: 'endpoints', endpoints: [endpointFromKey(item)] };
+      return { kind: 'endpoints', endpoints: [endpointFromKey(item, 'local')] };
     } catch (err) {
       inputError(what, err);
     }
@@ -95,18 +101,21 @@ export async function runServerCheck(f: ServerCheckFlags): Promise<ServerCheck[]
   const targets = sources.flatMap((s): Array<ServerTarget | ServerCheck> =>
     s.kind === 'failed'
       ? [s.check]
-      : s.endpoints.map(
-          (ep): ServerTarget => ({
-            name: maskedName(ep, ep.tag),
-            host: ep.host,
-            port: ep.port,
-            websocket: ep.websocket,
-            dialer: (nextHop) => createTunnelDialer({ ...ep, nextHop }, { connectTimeoutMs: f.timeoutMs }),
-          }),
-        ),
+      : s.endpoints.map((ep): ServerTarget => ({
+          name: maskedName(ep, ep.tag),
+          host: ep.host,
+          port: ep.port,
+          websocket: ep.websocket,
+          dialer: (nextHop) => createTunnelDialer({ ...ep, nextHop }, { connectTimeoutMs: f.timeoutMs }),
+        })),
   );
   const live = targets.filter((t): t is ServerTarget => 'dialer' in t);
-  const checked = await checkServers(live, { dns: f.dns, target: f.target, timeoutMs: f.timeoutMs, concurrency: f.concurrency });
+  const checked = await checkServers(live, {
+    dns: f.dns,
+    target: f.target,
+    timeoutMs: f.timeoutMs,
+    concurrency: f.concurrency,
+  });
   let k = 0;
   const checks = targets.map((t) => ('dialer' in t ? checked[k++]! : t));
   process.stdout.write(serversTable(checks));

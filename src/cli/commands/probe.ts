@@ -134,7 +134,7 @@ export function registerProbe(program: Command): void {
       const entries = flags.list.flatMap(readList);
       if (entries.length === 0) throw new UsageError('probe: the list is empty', 'ERR_INPUT');
       const dialer = flags.via
-        ? usage(() => createTunnelDialer(endpointFromKey(flags.via!)), '--via')
+        ? usage(() => createTunnelDialer(endpointFromKey(flags.via!, 'local')), '--via')
         : undefined;
       if (!dialer)
         process.stderr.write('probe: no --via server, so no control: every verdict will be null\n');

@@ -70,12 +70,14 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
     for (const k of keys) {
       const tag = k.name || 'ladder';
       out.push(`  ${printable(k.id)} "${printable(k.name)}"${k.enabled ? '' : ' (disabled)'}`);
-      out.push(`    ${accessUrl(k, settings, tag)}`);
+      // --advertise web: the web URL is the key's URL (no raw host:port, the origin a CDN hides).
+      const only = web?.only === true;
+      out.push(`    ${only ? webKeyUrlFor(k, web, tag) : accessUrl(k, settings, tag)}`);
       const dyn = dynamicAccessUrl(k, settings, tag, pem === undefined ? undefined : certSha256(pem));
       if (dyn) out.push(`    dynamic: ${dyn}`);
       const sub = subscriptionUrl(k, settings);
       if (sub) out.push(`    subscription: ${sub}`);
-      if (web) out.push(`    web: ${webKeyUrlFor(k, web, `${tag} (web)`)}`);
+      if (web && !only) out.push(`    web: ${webKeyUrlFor(k, web, `${tag} (web)`)}`);
     }
     if (web) {
       out.push('');

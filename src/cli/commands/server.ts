@@ -187,13 +187,11 @@ async function banner(
   } else {
     const { host, guessed } = urlHost(config.host, publicHost);
     for (const k of p.printKeys) {
-      const url = formatSsUrl({
-        method: k.method,
-        password: k.secret,
-        host,
-        port: a.port,
-        tag: k.id === 'default' ? 'ladder' : k.id,
-      });
+      const tag = k.id === 'default' ? 'ladder' : k.id;
+      // --advertise web: the web front's URL alone; the raw host:port is the origin a CDN hides.
+      const url = web?.webOnly
+        ? webKeyUrl(k, host, web, tag)
+        : formatSsUrl({ method: k.method, password: k.secret, host, port: a.port, tag });
       out.push('');
       out.push(
         `Access key${p.printKeys.length > 1 ? ` "${printable(k.id)}"` : ''} (a secret: give it only to the people who should connect):`,
@@ -201,7 +199,7 @@ async function banner(
       out.push(`  ${url}`);
       if (tty) out.push((await QRCode.toString(url, { type: 'terminal', small: true })).trimEnd());
       else out.push('  (QR code not drawn: output is not a terminal)');
-      if (web) {
+      if (web && !web.webOnly) {
         out.push('  over the web front (ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box):');
         out.push(`  ${webKeyUrl(k, host, web, k.id === 'default' ? 'ladder-web' : `${k.id}-web`)}`);
       }

@@ -5,7 +5,9 @@
  * before anything listens; errors name the flag.
  */
 import { readFile } from 'node:fs/promises';
+import { systemClock, type Clock } from '../../shared/clock.js';
 import type { Logger } from '../../shared/logger.js';
+import { RepeatLimiter } from '../../shared/repeat-limiter.js';
 import type { Acme } from './acme.js';
 import { parseDecoy } from './decoy.js';
 import {
@@ -48,6 +50,8 @@ export interface WebServiceSettings {
   /** --trust-proxy CIDR (repeatable) */
   trustProxy?: readonly string[];
   logger?: Logger;
+  /** Time for the decoy upstream warning's window (tests; default the system clock). */
+  clock?: Clock;
 }
 
 export interface WebService {
@@ -83,21 +87,18 @@ export async function startWebService(s: WebServiceSettings, onUpgrade: UpgradeH
     ...(logger ? { logger } : {}),
   };
   // A proxied decoy whose upstream fails (refused, untrusted certificate, timeout) shows visitors
-  // nginx's 502/504: the operator hears why, at most once a minute (the count of the rest with it).
-  let warnedAt = -Infinity;
-  let unreported = 0;
+  // nginx's 502/504: the operator hears why at once, and the failures of the next minute as one
+  // count (by error code) when it ends.
+  const upstreamMsg = 'decoy upstream request failed: visitors get an error page instead of the site';
+  const upstreamFailures = new RepeatLimiter({
+    clock: s.clock ?? systemClock,
+    windowMs: 60_000,
+    maxKinds: 1,
+    onRepeats: (_kind, count, codes) =>
+      logger?.warn({ alsoFailedSinceLastWarning: count, codes: Object.fromEntries(codes) }, upstreamMsg),
+  });
   const onUpstreamError = (code: string): void => {
-    const now = Date.now();
-    if (now - warnedAt < 60_000) {
-      unreported++;
-      return;
-    }
-    logger?.warn(
-      { code, ...(unreported > 0 ? { alsoFailedSinceLastWarning: unreported } : {}) },
-      'decoy upstream request failed: visitors get an error page instead of the site',
-    );
-    warnedAt = now;
-    unreported = 0;
+    if (upstreamFailures.hit('decoy upstream', code)) logger?.warn({ code }, upstreamMsg);
   };
   const newDecoy = () =>
     parseDecoy(s.decoy, { ...(s.decoySeed === undefined ? {} : { seed: s.decoySeed }), onUpstreamError });
@@ -158,6 +159,7 @@ export async function startWebService(s: WebServiceSettings, onUpgrade: UpgradeH
     ...(acme ? { acme } : {}),
     async close() {
       acme?.stop();
+      upstreamFailures.flush();
       await Promise.all([started.close(), challengeFront?.close()]);
     },
   };

@@ -1,19 +1,11 @@
 /** How `ladder keys` prints keys: the table, sizes, and the one-line confirmations. */
+import { formatBinaryBytes } from '../../../shared/bytes.js';
 import { printable } from '../../terminal.js';
 import type { LimitPeriod } from '../../../store/index.js';
 import type { KeyView } from './backend.js';
 
-export function formatBytes(n: number): string {
-  if (n < 1000) return `${n} B`;
-  const units = ['kB', 'MB', 'GB', 'TB'];
-  let v = n;
-  let i = -1;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
-}
+/** Sizes in binary units, as the subscription page and the refusal messages print them. */
+export const formatBytes = formatBinaryBytes;
 
 export function formatTable(keys: readonly KeyView[]): string {
   const rows = [

@@ -4,7 +4,7 @@ import { existsSync as exists, mkdirSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { accessUrl, certSha256, CERT_FILE, dynamicAccessUrl, subscriptionUrl } from '../../../api/index.js';
-import { toAccessKeyJson } from '../../../api/context.js';
+import { toAccessKeyJson, type WebEndpoint } from '../../../api/context.js';
 import { DEFAULT_METHODS } from '../../../api/app.js';
 import {
   checkNotLost,
@@ -58,17 +58,25 @@ export class LocalKeys implements KeysBackend {
     }
   }
 
+  /** The running front as the server saved it, when it is advertised alone (--advertise web). */
+  async #webOnly(): Promise<WebEndpoint | undefined> {
+    const { loadWebEndpoint } = await import('../../web.js');
+    const ep = await loadWebEndpoint(this.dataDir);
+    return ep?.only ? { ...ep, udp: false } : undefined;
+  }
+
   async list(): Promise<KeyView[]> {
     const now = Date.now();
-    const [statuses, settings, usage, pin] = await Promise.all([
+    const [statuses, settings, usage, pin, web] = await Promise.all([
       evaluateKeys(this.store, now),
       this.store.getSettings(),
       this.store.usageSince(now - ROLLING_WINDOW_MS),
       this.#apiPin(),
+      this.#webOnly(),
     ]);
     return statuses.map((s) => {
       const u = usage.get(s.key.id);
-      return { ...toAccessKeyJson(s.key, settings, s, pin), trailing30DaysBytes: u ? u.up + u.down : 0 };
+      return { ...toAccessKeyJson(s.key, settings, s, pin, web), trailing30DaysBytes: u ? u.up + u.down : 0 };
     });
   }
 
@@ -94,8 +102,8 @@ export class LocalKeys implements KeysBackend {
       expiresAt: o.expiresAt,
       prefix: o.prefix === undefined ? undefined : prefixSetting(method, o.prefix),
     });
-    const pin = await this.#apiPin();
-    return keys.map((k) => toAccessKeyJson(k, settings, undefined, pin));
+    const [pin, web] = await Promise.all([this.#apiPin(), this.#webOnly()]);
+    return keys.map((k) => toAccessKeyJson(k, settings, undefined, pin, web));
   }
 
   async #update(id: string, patch: KeyPatch): Promise<void> {
@@ -133,13 +141,15 @@ export class LocalKeys implements KeysBackend {
     // Loaded here: only `keys url` needs the web front's module.
     const { loadWebEndpoint } = await import('../../web.js');
     const ep = await loadWebEndpoint(this.dataDir);
+    // --advertise web: the key's URL is the web front's; the raw host:port is named nowhere.
+    const only = ep?.only === true;
     return {
-      ss: accessUrl(key, settings, tag),
+      ss: only ? webKeyUrlFor(key, ep, tag) : accessUrl(key, settings, tag),
       name: key.name,
       ...(key.method.startsWith('2022-') ? {} : { prefix: key.prefix ?? 'auto' }),
       ...(ssconf ? { ssconf } : {}),
       ...(sub ? { sub } : {}),
-      ...(ep ? { web: webKeyUrlFor(key, ep, `${tag} (web)`) } : {}),
+      ...(ep && !only ? { web: webKeyUrlFor(key, ep, `${tag} (web)`) } : {}),
     };
   }
 
