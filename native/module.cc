@@ -98,6 +98,7 @@ napi_value Init(napi_env env, napi_value exports) {
       LADDER_EXPORT("destLive", DestLive),
       LADDER_EXPORT("acceptListen", AcceptListen),
       LADDER_EXPORT("acceptClose", AcceptClose),
+      LADDER_EXPORT("acceptPending", AcceptPending),
       LADDER_EXPORT("connRead", ConnRead),
       LADDER_EXPORT("connEnd", ConnEnd),
       LADDER_EXPORT("connClose", ConnClose),

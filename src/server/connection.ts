@@ -98,7 +98,8 @@ export class Connection {
     this.#ip = info.remoteAddress ?? '';
     this.#tcp = info.tcp === true;
     this.#connectOnce = info.connect;
-    this.#acceptedAt = ctx.clock.now();
+    // A NativeStream may come after the addon waited for its first bytes: its age counts.
+    this.#acceptedAt = ctx.clock.now() - (socket instanceof NativeStream ? socket.acceptedAgoMs : 0);
     this.#lastActivity = this.#acceptedAt;
     socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);

@@ -17,6 +17,7 @@ import {
   listenNative,
   nativeAccept,
   nativeAcceptFromEnv,
+  nativeHandshakeFromEnv,
   type NativeListener,
   type NativeStream,
 } from '../transport/native-stream.js';
@@ -99,6 +100,12 @@ export interface ServerOptions {
    * in use; default on unless LADDER_NATIVE_ACCEPT=0.
    */
   nativeAccept?: boolean;
+  /**
+   * With the native accept: the addon waits for a connection's first bytes (up to the idle
+   * timeout) before JS hears of it, and the dial and relay start of an IP destination run in the
+   * addon, so a short connection enters JS twice. Default on unless LADDER_NATIVE_HANDSHAKE=0.
+   */
+  nativeHandshake?: boolean;
 }
 
 /**
@@ -127,6 +134,7 @@ export class ShadowsocksServer implements ServerControl {
   #server: net.Server | undefined;
   /** Whether listen() accepts natively, and the listener when it does (#server then closed). */
   readonly #wantNativeAccept: boolean;
+  readonly #nativeHandshake: boolean | undefined;
   #accept: { listener: NativeListener; address: AddressInfo } | undefined;
   readonly #udpOptions: UdpRelayOptions | undefined;
   #udp: UdpRelay | undefined;
@@ -174,6 +182,7 @@ export class ShadowsocksServer implements ServerControl {
       addUsage: (keyId, up, down) => this.#usage.add(keyId, up, down),
       closed: (c, e) => this.#closed(c, e),
     };
+    this.#nativeHandshake = opts.nativeHandshake;
     this.#wantNativeAccept =
       this.#ctx.nativeRelay !== undefined && (opts.nativeAccept ?? nativeAcceptFromEnv());
     if (opts.keys) this.setKeys(opts.keys);
@@ -230,7 +239,7 @@ export class ShadowsocksServer implements ServerControl {
 
   /** Every accepted connection not yet closed, authenticated or not (probes included). */
   get connectionCount(): number {
-    return this.#conns.size;
+    return this.#conns.size + (this.#accept?.listener.pending() ?? 0);
   }
 
   openConnections(): ReadonlyMap<string, number> {
@@ -367,7 +376,8 @@ export class ShadowsocksServer implements ServerControl {
     const onStream = (s: NativeStream): void =>
       this.handleStream(s, { remoteAddress: s.remoteAddress, tcp: true });
     try {
-      this.#accept = { listener: listenNative(fns, fd, onStream), address: addr };
+      const waitMs = (this.#nativeHandshake ?? nativeHandshakeFromEnv()) ? this.idleMs : 0;
+      this.#accept = { listener: listenNative(fns, fd, onStream, waitMs), address: addr };
     } catch (err) {
       // No descriptor to spare, say: Node's listener carries on.
       this.#log.warn({ err: (err as Error).message }, 'native accept unavailable; accepting in Node');
