@@ -61,6 +61,7 @@ napi_value FdUnwatch(napi_env env, napi_callback_info info);
 
 // relay_pair.cc
 napi_value RelayPair(napi_env env, napi_callback_info info);
+napi_value RelayConnect(napi_env env, napi_callback_info info);
 napi_value RelayClose(napi_env env, napi_callback_info info);
 napi_value RelayCounts(napi_env env, napi_callback_info info);
 napi_value RelayLive(napi_env env, napi_callback_info info);

@@ -84,6 +84,7 @@ napi_value Init(napi_env env, napi_value exports) {
       LADDER_EXPORT("fdWatch", FdWatch),
       LADDER_EXPORT("fdUnwatch", FdUnwatch),
       LADDER_EXPORT("relayPair", RelayPair),
+      LADDER_EXPORT("relayConnect", RelayConnect),
       LADDER_EXPORT("relayClose", RelayClose),
       LADDER_EXPORT("relayCounts", RelayCounts),
       LADDER_EXPORT("relayLive", RelayLive),

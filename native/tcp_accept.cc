@@ -56,6 +56,7 @@
 
 #include "exports.h"
 #include "napi_args.h"
+#include "tcp_parts.h"
 #include "thread_poll.h"
 
 namespace ladder {
@@ -599,6 +600,15 @@ napi_value ConnRelease(napi_env env, napi_callback_info info) {
   const int fd = c->fd;
   Retire(c, true);
   return Number(env, fd);
+}
+
+int AcceptTake(napi_env env, int64_t id) {
+  Thread* t = t_thread;
+  Conn* c = t != nullptr && t->env == env ? Lookup(t, id) : nullptr;
+  if (c == nullptr || c->waiting) return -1;
+  const int fd = c->fd;
+  Retire(c, true);
+  return fd;
 }
 
 napi_value AcceptLive(napi_env env, napi_callback_info /*info*/) {

@@ -115,6 +115,11 @@ export class NativeStream {
     return this.#destroyed;
   }
 
+  /** The addon's id of this connection (relayConnect takes the socket by it, in C++). */
+  get id(): number {
+    return this.#id;
+  }
+
   on<K extends EventName>(event: K, fn: Events[K]): this {
     this.#listeners[event].push(fn);
     return this;
