@@ -36,6 +36,8 @@ export interface ConnectionContext {
   readonly replay: ReplayState;
   /** The addon's TCP relay, when the server uses it (native-relay.ts). */
   readonly nativeRelay?: NativeRelay | undefined;
+  /** Dial IP destinations of natively accepted streams in the addon too (relayConnect). */
+  readonly nativeDial?: boolean;
   /** A key was found (`ip` is the StreamInfo address, '' when unknown). */
   authenticated(c: Connection, ip: string, e: AuthEvent): void;
   addUsage(keyId: string, up: number, down: number): void;
@@ -413,7 +415,7 @@ export class Connection {
   #relayConnect(fns: NativeRelay, initial: Buffer): ConnectOnce<object> | undefined {
     const s = this.#socket;
     const { idleMs, replay } = this.#ctx;
-    if (!(s instanceof NativeStream)) return undefined;
+    if (!(s instanceof NativeStream) || this.#ctx.nativeDial !== true) return undefined;
     return relayConnect(fns, s, this.key as KeyEntry, this.#decoder!, initial, idleMs, replay, this.#onAddon);
   }
 

@@ -134,7 +134,7 @@ export class ShadowsocksServer implements ServerControl {
   #server: net.Server | undefined;
   /** Whether listen() accepts natively, and the listener when it does (#server then closed). */
   readonly #wantNativeAccept: boolean;
-  readonly #nativeHandshake: boolean | undefined;
+  readonly #nativeHandshake: boolean;
   #accept: { listener: NativeListener; address: AddressInfo } | undefined;
   readonly #udpOptions: UdpRelayOptions | undefined;
   #udp: UdpRelay | undefined;
@@ -168,6 +168,7 @@ export class ShadowsocksServer implements ServerControl {
     this.#refusals = new RefusalLog({ log, clock, ...opts.refusalLog });
     this.#udpOptions = opts.udp === true ? {} : opts.udp === false ? undefined : opts.udp;
     if (!(this.idleMs > 0) || !(this.connectMs > 0)) throw new RangeError('timeouts must be positive');
+    this.#nativeHandshake = opts.nativeHandshake ?? nativeHandshakeFromEnv();
     this.#ctx = {
       clock,
       idleMs: this.idleMs,
@@ -178,11 +179,11 @@ export class ShadowsocksServer implements ServerControl {
       keys: this.#keys,
       replay: this.#replay,
       nativeRelay: serverNativeRelay(clock === systemClock && (opts.nativeRelay ?? nativeRelayFromEnv())),
+      nativeDial: this.#nativeHandshake,
       authenticated: (c, ip, e) => this.#authenticated(c, ip, e),
       addUsage: (keyId, up, down) => this.#usage.add(keyId, up, down),
       closed: (c, e) => this.#closed(c, e),
     };
-    this.#nativeHandshake = opts.nativeHandshake;
     this.#wantNativeAccept =
       this.#ctx.nativeRelay !== undefined && (opts.nativeAccept ?? nativeAcceptFromEnv());
     if (opts.keys) this.setKeys(opts.keys);
@@ -376,7 +377,7 @@ export class ShadowsocksServer implements ServerControl {
     const onStream = (s: NativeStream): void =>
       this.handleStream(s, { remoteAddress: s.remoteAddress, tcp: true });
     try {
-      const waitMs = (this.#nativeHandshake ?? nativeHandshakeFromEnv()) ? this.idleMs : 0;
+      const waitMs = this.#nativeHandshake ? this.idleMs : 0;
       this.#accept = { listener: listenNative(fns, fd, onStream, waitMs), address: addr };
     } catch (err) {
       // No descriptor to spare, say: Node's listener carries on.
