@@ -8,7 +8,7 @@
 //       or when the thread's env goes away. The duplicate is polled on this thread's loop; each
 //       wake-up accepts (accept4, non-blocking, close-on-exec) at most 32 connections, sets
 //       TCP_NODELAY and reads once (non-blocking) what already arrived, then calls
-//         onConn(id, first, code, peer) once per connection: id names it in the calls below;
+//         onConn(id, first, code, peer, ageMs) once per connection: id names it in the calls below;
 //         first: a Buffer of what was read, or undefined; code 0, 1 (the peer already ended:
 //         EOF after first) or a negative errno (the read failed); peer: its address as text
 //         ('' when unknown); ageMs: milliseconds since the accept. With waitMs > 0, a connection
