@@ -61,6 +61,7 @@ napi_value FdUnwatch(napi_env env, napi_callback_info info);
 
 // relay_pair.cc
 napi_value RelayPair(napi_env env, napi_callback_info info);
+napi_value RelayConnect(napi_env env, napi_callback_info info);
 napi_value RelayClose(napi_env env, napi_callback_info info);
 napi_value RelayCounts(napi_env env, napi_callback_info info);
 napi_value RelayLive(napi_env env, napi_callback_info info);
@@ -81,6 +82,7 @@ napi_value DestLive(napi_env env, napi_callback_info info);
 // tcp_accept.cc
 napi_value AcceptListen(napi_env env, napi_callback_info info);
 napi_value AcceptClose(napi_env env, napi_callback_info info);
+napi_value AcceptPending(napi_env env, napi_callback_info info);
 napi_value ConnRead(napi_env env, napi_callback_info info);
 napi_value ConnEnd(napi_env env, napi_callback_info info);
 napi_value ConnClose(napi_env env, napi_callback_info info);

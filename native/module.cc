@@ -15,11 +15,11 @@
 //                    sockRouteTake, sockDropped, isPrivateIp
 //   reuseport.cc     tcpListenReusePort, fdLocalPort, fdClose, udpBind (the multi-worker server's listeners)
 //   fd_watch.cc      fdWatch, fdUnwatch (the workers start at the first connection or datagram)
-//   relay_pair.cc    relayPair, relayClose, relayCounts, relayLive (established TCP connections)
+//   relay_pair.cc    relayPair, relayConnect, relayClose, relayCounts, relayLive (TCP relays)
 //   tcp_connect.cc   tcpConnect, tcpConnectCancel (the native relay's destination sockets)
 //   dest_stream.cc   destInit, destConnect, destWrite, destRead, destEnd, destClose, destLive
 //                    (the server's destinations of streams relayed in JS: WebSocket, Mux.Cool)
-//   tcp_accept.cc    acceptListen, acceptClose, connRead, connEnd, connClose, connRelease,
+//   tcp_accept.cc    acceptListen, acceptClose, acceptPending, connRead, connEnd, connClose, connRelease,
 //                    acceptLive (the server's raw TCP connections until the hand-off)
 //   thread_poll.cc   pollLive (the per-thread epoll set of the three above; tests: nothing leaks)
 //   socks5_front.cc  socks5Front, socks5FrontClose, socks5FrontLive (the client's SOCKS5 accept)
@@ -84,6 +84,7 @@ napi_value Init(napi_env env, napi_value exports) {
       LADDER_EXPORT("fdWatch", FdWatch),
       LADDER_EXPORT("fdUnwatch", FdUnwatch),
       LADDER_EXPORT("relayPair", RelayPair),
+      LADDER_EXPORT("relayConnect", RelayConnect),
       LADDER_EXPORT("relayClose", RelayClose),
       LADDER_EXPORT("relayCounts", RelayCounts),
       LADDER_EXPORT("relayLive", RelayLive),
@@ -98,6 +99,7 @@ napi_value Init(napi_env env, napi_value exports) {
       LADDER_EXPORT("destLive", DestLive),
       LADDER_EXPORT("acceptListen", AcceptListen),
       LADDER_EXPORT("acceptClose", AcceptClose),
+      LADDER_EXPORT("acceptPending", AcceptPending),
       LADDER_EXPORT("connRead", ConnRead),
       LADDER_EXPORT("connEnd", ConnEnd),
       LADDER_EXPORT("connClose", ConnClose),

@@ -32,6 +32,16 @@
 //       (a Uint8Array), or [decoder, plaintext | undefined] to decode in C++ from then on; a
 //       throw ends the relay as reason 4. One call per connection when the client's first read
 //       holds the salt and a whole chunk.
+//   relayConnect(connId, ip, port, connectMs, decoder, encoder, pending, idleMs, onClose) -> relay
+//       The server's dial and relay start in one (src/server/native-relay.ts): connects to ip:port
+//       (a literal) and, once connected, takes the client's socket from the native accept
+//       (connId, tcp_accept.cc; JS keeps it paused meanwhile) and relays as relayPair with
+//       owned 3 would, with no JS call in between. The client is not read while connecting.
+//       When the connect fails or connectMs pass first (checked by the idle scan, at most
+//       connectMs/4 late, 10 ms..1 s), onClose(6, 0, 0, -errno) (-ETIMEDOUT for the budget) and
+//       the client's connection stays JS's, as after a failed tcpConnect. relayClose while
+//       connecting closes the destination's socket only (reason 3). Throws (err.errno) when the
+//       connect is refused at once.
 //   relayClose(relay)            closes both sockets now (reason 3, onClose called before it
 //                                returns); nothing when already closed
 //   relayCounts(relay, out)      out (Float64Array, length >= 2) = [up, down] so far
@@ -53,6 +63,7 @@
 #include "exports.h"
 #include "napi_args.h"
 #include "stream_codec.h"
+#include "tcp_parts.h"
 #include "thread_poll.h"
 
 namespace ladder {
@@ -67,7 +78,7 @@ constexpr size_t kReadSize = 64 * 1024;
 constexpr size_t kPrefixMax = 64;
 constexpr size_t kOutSize = kReadSize + 0x10000 + 16 + kPrefixMax;
 
-enum Reason : int32_t { kDone = 0, kIdle = 1, kError = 2, kAborted = 3, kCipher = 4, kPayloadSize = 5 };
+enum Reason : int32_t { kDone = 0, kIdle = 1, kError = 2, kAborted = 3, kCipher = 4, kPayloadSize = 5, kConnect = 6 };
 
 const napi_type_tag kRelayTag = {0x6c61646465725245ULL, 0x4c41595041490001ULL};
 
@@ -149,6 +160,11 @@ struct Relay {
   uint64_t last = 0;
   size_t index = 0;  // in loop->live while running
   int busy = 0;      // inside a callback from the loop: freed when it returns
+  // relayConnect: the destination is connecting (s[1]; s[0] not yet taken from client_id).
+  bool connecting = false;
+  int64_t client_id = -1;
+  uint64_t connect_deadline = 0;
+  int32_t connect_err = 0;  // -errno for kConnect
   bool running = false;
   bool finalized = false;
 };
@@ -192,7 +208,7 @@ bool Stop(Relay* r) {
   StopTimerIfIdle(l);
   for (Side& side : r->s) {
     PollEnd(&side.watch);  // out of the epoll set before the fd is closed
-    close(side.fd);
+    if (side.fd >= 0) close(side.fd);
     side.fd = -1;
     side.out.Free();
   }
@@ -220,7 +236,7 @@ void Finish(Relay* r, Reason reason, bool from_js) {
   if (r->callback != nullptr && napi_open_handle_scope(env, &scope) == napi_ok) {
     napi_value cb, recv, result;
     napi_value argv[4] = {Number(env, reason), Double(env, r->up), Double(env, r->down),
-                          Number(env, reason == kError ? r->err_side : -1)};
+                          Number(env, reason == kError ? r->err_side : reason == kConnect ? r->connect_err : -1)};
     if (napi_get_reference_value(env, r->callback, &cb) == napi_ok && napi_get_global(env, &recv) == napi_ok) {
       if (from_js) {
         napi_call_function(env, recv, cb, 4, argv, &result);  // an exception propagates to the caller
@@ -388,8 +404,11 @@ Reason ReadFrom(Relay* r, int i) {
 
 // Side i's events (as uv_poll reports them: an error ends the relay; a hang-up counts as what
 // the side waits for, so the read or write that follows says what happened).
+void Connected(Relay* r);
+
 void OnEvents(Relay* r, int i, uint32_t events) {
   if (!r->running) return;
+  if (r->connecting) return Connected(r);  // only the destination is polled, for EPOLLOUT
   const uint32_t wanted = r->s[i].watch.events;
   if ((events & EPOLLHUP) != 0) events |= wanted;
   Reason why = (events & EPOLLERR) != 0 ? Err(r, i) : kDone;
@@ -418,12 +437,13 @@ void OnTick(uv_timer_t* t) {
   const uint64_t now = uv_now(l->uv);
   std::vector<Relay*> expired;
   for (Relay* r : l->live) {
-    if (now - r->last >= r->idle_ms) {
+    if (r->connecting ? now >= r->connect_deadline : now - r->last >= r->idle_ms) {
+      if (r->connecting) r->connect_err = -ETIMEDOUT;
       expired.push_back(r);
       r->busy++;  // Finish may call JS, which may close or start relays: none is freed meanwhile
     }
   }
-  for (Relay* r : expired) Finish(r, kIdle, false);
+  for (Relay* r : expired) Finish(r, r->connecting ? kConnect : kIdle, false);
   for (Relay* r : expired) {
     r->busy--;
     MaybeFree(r);
@@ -514,6 +534,123 @@ bool CodecArg(const Args& a, size_t i, int enc, Codec** c, napi_ref* ref) {
   return napi_create_reference(a.env(), a[i], 1, ref) == napi_ok;
 }
 
+
+// Frees a relay that never ran (its sockets closed) and throws `msg` (a TypeError when is_type).
+napi_value Undo(napi_env env, Relay* r, const char* msg, bool is_type) {
+  ReleaseRefs(r);
+  for (Side& side : r->s) {
+    PollEnd(&side.watch);
+    if (side.fd >= 0) close(side.fd);
+    side.out.Free();
+  }
+  r->prefix.Free();
+  delete r;
+  if (is_type) Throw(env, msg);
+  else napi_throw_error(env, "ERR_LADDER_RELAY", msg);
+  return nullptr;
+}
+
+// A relay (not running) with the codecs at arguments dec_i and dec_i + 1, the pending bytes at
+// pending_i, onClose at cb_i and, when first_i > 0 holds a function, onFirst; nullptr after
+// throwing. The caller sets the sockets.
+Relay* NewRelay(const Args& a, size_t dec_i, size_t pending_i, size_t cb_i, size_t first_i) {
+  napi_env env = a.env();
+  const uint8_t* bytes[3];
+  size_t lens[3];
+  for (uint32_t i = 0; i < 3; i++) {
+    if (!OptionalBytesAt(env, a[pending_i], i, &bytes[i], &lens[i])) {
+      Throw(env, "relayPair: pending must hold Uint8Arrays or undefined");
+      return nullptr;
+    }
+  }
+  if (lens[0] > kPrefixMax) {
+    Throw(env, "relayPair: prefix longer than 64 bytes");
+    return nullptr;
+  }
+  Loop* l = LoopFor(env);
+  Relay* r = l == nullptr ? nullptr : new (std::nothrow) Relay();
+  if (r == nullptr) {
+    napi_throw_error(env, "ERR_LADDER_RELAY", "cannot start the relay");
+    return nullptr;
+  }
+  r->env = env;
+  r->loop = l;
+  const bool with_first = first_i > 0 && a.Has(first_i) && a.Function(first_i);
+  if (!CodecArg(a, dec_i, 0, &r->dec, &r->codec_refs[0]) || !CodecArg(a, dec_i + 1, 1, &r->enc, &r->codec_refs[1]) ||
+      (with_first ? r->dec != nullptr || r->enc == nullptr : (r->dec == nullptr) != (r->enc == nullptr))) {
+    Undo(env, r,
+         "relayPair: decoder and encoder must be a working decoder and encoder, or both null (with onFirst: a null "
+         "decoder and an encoder)",
+         true);
+    return nullptr;
+  }
+  if (with_first && napi_create_reference(env, a[first_i], 1, &r->first) != napi_ok) {
+    Undo(env, r, "relayPair: out of memory", false);
+    return nullptr;
+  }
+  if (napi_create_reference(env, a[cb_i], 1, &r->callback) != napi_ok || !r->prefix.Append(bytes[0], lens[0]) ||
+      !r->s[0].out.Append(bytes[1], lens[1]) || !r->s[1].out.Append(bytes[2], lens[2])) {
+    Undo(env, r, "relayPair: out of memory", false);
+    return nullptr;
+  }
+  return r;
+}
+
+// Writes what the relay starts with; a write error shows again (and ends the relay) when the
+// poll reports the socket writable. Then both sides join the set with their interest (a failure
+// to join leaves that side unpolled: the idle timeout ends the relay).
+void Begin(Relay* r) {
+  for (int i = 0; i < 2; i++) {
+    Side& side = r->s[i];
+    while (!side.out.empty()) {
+      const ssize_t n = send(side.fd, side.out.p + side.out.off, side.out.len - side.out.off, MSG_NOSIGNAL);
+      if (n <= 0) break;
+      side.out.off += static_cast<size_t>(n);
+    }
+    if (side.out.empty()) side.out.off = side.out.len = 0;
+  }
+  Arm(r, 0);
+  Arm(r, 1);
+}
+
+// The handle JS holds, and r running on its thread (idle time from now); nullptr after throwing.
+napi_value Run(napi_env env, Relay* r, uint64_t idle_ms, uint64_t scan_ms) {
+  napi_value ext;
+  if (napi_create_external(env, r, Finalize, nullptr, &ext) != napi_ok) {
+    return Undo(env, r, "relayPair: cannot poll the sockets", false);
+  }
+  napi_type_tag_object(env, ext, &kRelayTag);
+  Loop* l = r->loop;
+  r->idle_ms = idle_ms;
+  uv_update_time(l->uv);  // this loop turn may have run a while: the idle time starts now
+  r->last = uv_now(l->uv);
+  r->running = true;
+  r->index = l->live.size();
+  l->live.push_back(r);
+  StartTimer(l, scan_ms);
+  return ext;
+}
+
+// The destination's connect of a relayConnect completed (or failed): take the client from the
+// native accept and relay, or end with kConnect.
+void Connected(Relay* r) {
+  int err = 0;
+  socklen_t len = sizeof(err);
+  if (getsockopt(r->s[1].fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  if (err == EINPROGRESS || err == EALREADY) return;
+  if (err != 0) {
+    r->connect_err = -err;
+    return Finish(r, kConnect, false);
+  }
+  const int fd = AcceptTake(r->env, r->client_id);
+  if (fd < 0) return Finish(r, Err(r, 0), false);  // the client's connection is gone
+  r->connecting = false;
+  r->s[0].fd = fd;
+  if (!PollStart(r->env, &r->s[0].watch, fd, 0, OnPoll<0>, r)) return Finish(r, Err(r, 0), false);
+  r->last = uv_now(r->loop->uv);
+  Begin(r);  // the destination's interest changes from EPOLLOUT to what the relay wants
+}
+
 }  // namespace
 
 napi_value RelayPair(napi_env env, napi_callback_info info) {
@@ -545,96 +682,64 @@ napi_value RelayPair(napi_env env, napi_callback_info info) {
     Throw(env, usage);
     return nullptr;
   }
-  const uint8_t* bytes[3];
-  size_t lens[3];
-  for (uint32_t i = 0; i < 3; i++) {
-    if (!OptionalBytesAt(env, a[4], i, &bytes[i], &lens[i])) {
-      Throw(env, "relayPair: pending must hold Uint8Arrays or undefined");
-      return nullptr;
-    }
-  }
-  if (lens[0] > kPrefixMax) {
-    Throw(env, "relayPair: prefix longer than 64 bytes");
-    return nullptr;
-  }
-  Loop* l = LoopFor(env);
-  Relay* r = l == nullptr ? nullptr : new (std::nothrow) Relay();
-  if (r == nullptr) {
-    napi_throw_error(env, "ERR_LADDER_RELAY", "cannot start the relay");
-    return nullptr;
-  }
-  r->env = env;
-  r->loop = l;
-  auto undo = [&](const char* msg, bool is_type) -> napi_value {
-    ReleaseRefs(r);
-    for (Side& side : r->s) {
-      if (side.fd >= 0) close(side.fd);
-      side.out.Free();
-    }
-    r->prefix.Free();
-    delete r;
-    if (is_type) Throw(env, msg);
-    else napi_throw_error(env, "ERR_LADDER_RELAY", msg);
-    return nullptr;
-  };
-  const bool with_first = a.Has(8) && a.Function(8);
-  if (!CodecArg(a, 2, 0, &r->dec, &r->codec_refs[0]) || !CodecArg(a, 3, 1, &r->enc, &r->codec_refs[1]) ||
-      (with_first ? r->dec != nullptr || r->enc == nullptr : (r->dec == nullptr) != (r->enc == nullptr))) {
-    return undo(
-        "relayPair: decoder and encoder must be a working decoder and encoder, or both null (with onFirst: a null "
-        "decoder and an encoder)",
-        true);
-  }
-  if (with_first && napi_create_reference(env, a[8], 1, &r->first) != napi_ok) {
-    return undo("relayPair: out of memory", false);
-  }
-  if (napi_create_reference(env, a[6], 1, &r->callback) != napi_ok ||
-      !r->prefix.Append(bytes[0], lens[0]) || !r->s[0].out.Append(bytes[1], lens[1]) ||
-      !r->s[1].out.Append(bytes[2], lens[2])) {
-    return undo("relayPair: out of memory", false);
-  }
+  Relay* r = NewRelay(a, 2, 4, 6, 8);
+  if (r == nullptr) return nullptr;
   r->s[0].fd = client_owned ? fds[0] : fcntl(fds[0], F_DUPFD_CLOEXEC, 0);
-  owned_client.fd = -1;  // r->s[0].fd now: closed by undo or by the relay
-  if (r->s[0].fd < 0) return undo("relayPair: cannot duplicate the sockets", false);
+  owned_client.fd = -1;  // r->s[0].fd now: closed by Undo or by the relay
+  if (r->s[0].fd < 0) return Undo(env, r, "relayPair: cannot duplicate the sockets", false);
   r->s[1].fd = owned ? fds[1] : fcntl(fds[1], F_DUPFD_CLOEXEC, 0);
-  owned_fd.fd = -1;  // r->s[1].fd now: closed by undo or by the relay
-  if (r->s[1].fd < 0) return undo("relayPair: cannot duplicate the sockets", false);
+  owned_fd.fd = -1;  // r->s[1].fd now: closed by Undo or by the relay
+  if (r->s[1].fd < 0) return Undo(env, r, "relayPair: cannot duplicate the sockets", false);
   // Known to the epoll set (no system call yet: they join it below with their interest).
   if (!PollStart(env, &r->s[0].watch, r->s[0].fd, 0, OnPoll<0>, r) ||
       !PollStart(env, &r->s[1].watch, r->s[1].fd, 0, OnPoll<1>, r)) {
-    PollEnd(&r->s[0].watch);
-    return undo("relayPair: cannot poll the sockets", false);
+    return Undo(env, r, "relayPair: cannot poll the sockets", false);
   }
-  napi_value ext;
-  if (napi_create_external(env, r, Finalize, nullptr, &ext) != napi_ok) {
-    PollEnd(&r->s[0].watch);
-    PollEnd(&r->s[1].watch);
-    return undo("relayPair: cannot poll the sockets", false);
+  napi_value ext = Run(env, r, static_cast<uint64_t>(idle), static_cast<uint64_t>(idle));
+  if (ext != nullptr) Begin(r);
+  return ext;
+}
+
+napi_value RelayConnect(napi_env env, napi_callback_info info) {
+  const char* usage =
+      "relayConnect(connId, ip, port 1..65535, connectMs, decoder, encoder, [prefix, toClient, toDest], idleMs, "
+      "onClose)";
+  Args a(env, info);
+  int64_t id = -1, connect_ms = 0, idle = 0;
+  int32_t port = 0;
+  char ip[64];
+  bool is_array = false;
+  if (!a.Need(9, usage) || !a.Index(0, &id) || !a.String(1, ip, sizeof(ip)) || !a.Int32(2, &port) ||
+      !a.Index(3, &connect_ms) || connect_ms < 1 || napi_is_array(env, a[6], &is_array) != napi_ok || !is_array ||
+      !a.Index(7, &idle) || idle < 1 || !a.Function(8)) {
+    Throw(env, usage);
+    return nullptr;
   }
-  napi_type_tag_object(env, ext, &kRelayTag);
-  r->idle_ms = static_cast<uint64_t>(idle);
-  uv_update_time(l->uv);  // this loop turn may have run a while: the idle time starts now
-  r->last = uv_now(l->uv);
-  r->running = true;
-  r->index = l->live.size();
-  l->live.push_back(r);
-  StartTimer(l, r->idle_ms);
-  // Pending bytes go out now; a write error shows again (and ends the relay) when the poll
-  // reports the socket writable.
-  for (int i = 0; i < 2; i++) {
-    Side& side = r->s[i];
-    if (!side.out.empty()) {
-      while (!side.out.empty()) {
-        const ssize_t n = send(side.fd, side.out.p + side.out.off, side.out.len - side.out.off, MSG_NOSIGNAL);
-        if (n <= 0) break;
-        side.out.off += static_cast<size_t>(n);
-      }
-      if (side.out.empty()) side.out.off = side.out.len = 0;
+  Relay* r = NewRelay(a, 4, 6, 8, 0);
+  if (r == nullptr) return nullptr;
+  if (r->dec == nullptr) return Undo(env, r, "relayConnect: needs a decoder and an encoder", true);
+  int e = 0;
+  r->s[1].fd = TcpConnectStart(ip, port, &e);
+  if (r->s[1].fd == -2) return Undo(env, r, usage, true);
+  if (r->s[1].fd < 0) {
+    Undo(env, r, "connect failed", false);
+    napi_value err;
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending &&
+        napi_get_and_clear_last_exception(env, &err) == napi_ok) {
+      napi_set_named_property(env, err, "errno", Number(env, -e));
+      napi_throw(env, err);
     }
+    return nullptr;
   }
-  // A failure to join the set leaves that side unpolled: the idle timeout ends the relay.
-  Arm(r, 0);
-  Arm(r, 1);
+  if (!PollStart(env, &r->s[1].watch, r->s[1].fd, EPOLLOUT, OnPoll<1>, r)) {
+    return Undo(env, r, "relayConnect: cannot poll the socket", false);
+  }
+  r->connecting = true;
+  r->client_id = id;
+  const uint64_t budget = static_cast<uint64_t>(connect_ms);
+  napi_value ext = Run(env, r, static_cast<uint64_t>(idle), budget < static_cast<uint64_t>(idle) ? budget : idle);
+  r->connect_deadline = r->last + budget;
   return ext;
 }
 

@@ -2,16 +2,21 @@
 // native relay (Linux), so a connection on the server's TCP port never becomes a net.Socket.
 // JS (src/transport/native-stream.ts) keeps every decision; this accepts, reads and closes.
 //
-//   acceptListen(fd, onConn, onEvent) -> listener
+//   acceptListen(fd, onConn, onEvent, waitMs?) -> listener
 //       fd: a listening TCP socket. It is dup()ed here (the caller closes its own, e.g. the
 //       net.Server that made it); the listener owns the duplicate and closes it at acceptClose
 //       or when the thread's env goes away. The duplicate is polled on this thread's loop; each
 //       wake-up accepts (accept4, non-blocking, close-on-exec) at most 32 connections, sets
 //       TCP_NODELAY and reads once (non-blocking) what already arrived, then calls
-//         onConn(id, first, code, peer) once per connection: id names it in the calls below;
+//         onConn(id, first, code, peer, ageMs) once per connection: id names it in the calls below;
 //         first: a Buffer of what was read, or undefined; code 0, 1 (the peer already ended:
 //         EOF after first) or a negative errno (the read failed); peer: its address as text
-//         ('' when unknown). After onConn returns, a connection that was neither paused, ended
+//         ('' when unknown); ageMs: milliseconds since the accept. With waitMs > 0, a connection
+//         whose first read finds nothing is not handed to JS yet: the addon waits for its first
+//         bytes (or EOF, or a read error) and calls onConn then, or with first undefined and code 0
+//         once waitMs have passed with nothing read (JS's idle timer then sees a connection silent
+//         since ageMs ago): one JS call per connection instead of two. Without waitMs (or 0),
+//         onConn comes at the accept. After onConn returns, a connection that was neither paused, ended
 //         by the peer, closed nor released is polled for more:
 //         onEvent(id, chunk, code): a Buffer (code 0), or undefined with code 1 (EOF) or a
 //         negative errno (the read failed); after either, no more events come.
@@ -21,7 +26,9 @@
 //       keeps failing (the connections wait in the backlog; nothing spins). The connections'
 //       reads share the thread's epoll set (thread_poll.h) with its connects and relays.
 //   acceptClose(listener)          stops accepting and closes the listener's socket; accepted
-//                                  connections live on. Idempotent.
+//                                  connections live on (those still waiting for their first bytes
+//                                  are handed to onConn first). Idempotent.
+//   acceptPending(listener) -> n   connections accepted and waiting for their first bytes
 //   connRead(id, on)               on: poll for reads (resume); false: stop (pause)
 //   connEnd(id)                    shutdown(SHUT_WR) (a FIN after anything written: nothing is)
 //   connClose(id)                  stops polling and closes the socket; no event after it
@@ -49,6 +56,7 @@
 
 #include "exports.h"
 #include "napi_args.h"
+#include "tcp_parts.h"
 #include "thread_poll.h"
 
 namespace ladder {
@@ -80,6 +88,11 @@ struct Conn {
   bool ended = false;    // EOF or a read error: no more reads
   bool closed = false;   // closed or released: waiting to be freed
   bool busy = false;     // inside onConn: freed by the accept loop after it returns
+  bool waiting = false;  // not handed to JS yet: in the listener's wait list (oldest first)
+  Conn* prev = nullptr;  // the wait list
+  Conn* next = nullptr;
+  uint64_t accepted = 0;  // uv_now at the accept
+  char peer[INET6_ADDRSTRLEN] = "";
 };
 
 struct Listener {
@@ -87,12 +100,17 @@ struct Listener {
   napi_env env = nullptr;
   uv_poll_t poll;
   uv_timer_t timer;
+  uv_timer_t wait_timer;  // the oldest waiting connection's deadline
+  uint64_t wait_ms = 0;   // 0: onConn at the accept
+  Conn* wait_head = nullptr;
+  Conn* wait_tail = nullptr;
+  uint32_t waiting = 0;
   int fd = -1;
   napi_ref on_conn = nullptr;
   napi_ref on_event = nullptr;
   napi_ref self = nullptr;  // the JS handle, kept while open (a running listener is not collected)
   uint32_t conns = 0;        // live connections using on_event
-  int handles = 0;           // poll and timer not yet closed
+  int handles = 0;           // poll and timers not yet closed
   uint64_t backoff = 0;
   bool open = false;
   bool finalized = false;
@@ -146,8 +164,14 @@ void ListenerFinalize(napi_env /*env*/, void* data, void* /*hint*/) {
   MaybeFreeListener(ls);
 }
 
-void CloseListener(Listener* ls) {
+void HandWaiting(Listener* ls, bool all);
+
+// deliver: hand the connections still waiting for their first bytes to JS first (from JS);
+// otherwise (the env is going away) they are closed with the rest by the caller.
+void CloseListener(Listener* ls, bool deliver) {
   if (!ls->open) return;
+  if (deliver) HandWaiting(ls, true);
+  if (!ls->open) return;  // closed by JS inside onConn
   ls->open = false;
   Thread* t = ls->t;
   for (size_t i = 0; i < t->listeners.size(); i++) {
@@ -159,6 +183,7 @@ void CloseListener(Listener* ls) {
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&ls->poll), OnListenerHandleClosed);  // stops it at once
   uv_close(reinterpret_cast<uv_handle_t*>(&ls->timer), OnListenerHandleClosed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&ls->wait_timer), OnListenerHandleClosed);
   close(ls->fd);
   ls->fd = -1;
   if (ls->self != nullptr) napi_delete_reference(ls->env, ls->self);
@@ -173,11 +198,22 @@ void SetPolling(Conn* c, bool on) {
   c->polling = on;
 }
 
+void Unwait(Conn* c) {
+  if (!c->waiting) return;
+  c->waiting = false;
+  Listener* ls = c->ls;
+  (c->prev != nullptr ? c->prev->next : ls->wait_head) = c->next;
+  (c->next != nullptr ? c->next->prev : ls->wait_tail) = c->prev;
+  c->prev = c->next = nullptr;
+  ls->waiting--;
+}
+
 // Leaves the id table and stops polling; the socket is closed unless `keep`. The Conn is freed
 // now, or by the accept loop when it is inside onConn.
 void Retire(Conn* c, bool keep) {
   if (c->closed) return;
   c->closed = true;
+  Unwait(c);
   Listener* ls = c->ls;
   Thread* t = ls->t;
   t->slots[c->slot] = nullptr;
@@ -248,10 +284,17 @@ void OnConnReadable(Thread* t, Conn* c) {
   napi_close_handle_scope(env, scope);
 }
 
+void Hand(Conn* c, ssize_t n);
+
 // The epoll set reports c (a connection closed by JS meanwhile is never reported: its watch ended).
 void OnConnEvent(void* target, uint32_t /*events*/) {
   Conn* c = static_cast<Conn*>(target);
-  if (c->polling) OnConnReadable(c->ls->t, c);
+  if (!c->polling) return;
+  if (!c->waiting) return OnConnReadable(c->ls->t, c);
+  const ssize_t n = ReadOnce(c);  // the first bytes (or EOF, an error) of a waiting connection
+  if (n == -EAGAIN || n == -EWOULDBLOCK) return;
+  Unwait(c);
+  Hand(c, n);
 }
 
 void StartBackoff(Listener* ls);
@@ -262,7 +305,57 @@ void OnBackoff(uv_timer_t* timer) {
   if (ls->open) uv_poll_start(&ls->poll, UV_READABLE, OnListen);
 }
 
-// One accepted socket: a slot, the first read, one JS call. False when the listener closed.
+// onConn for c with its first read `n` (> 0 bytes in the scratch buffer, 0 EOF, -errno; -EAGAIN:
+// nothing, the wait is over). Then c is polled unless it was paused, ended, closed or released.
+void Hand(Conn* c, ssize_t n) {
+  Listener* ls = c->ls;
+  Thread* t = ls->t;
+  napi_env env = t->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) {
+    Retire(c, false);
+    return;
+  }
+  napi_value argv[5];
+  int32_t code = 0;
+  ReadResult(env, c, n, &argv[1], &code);
+  argv[0] = Double(env, IdOf(c));
+  argv[2] = Number(env, code);
+  napi_create_string_utf8(env, c->peer, NAPI_AUTO_LENGTH, &argv[3]);
+  const uint64_t now = uv_now(t->uv);
+  argv[4] = Double(env, static_cast<double>(now > c->accepted ? now - c->accepted : 0));
+  c->busy = true;
+  CallJs(t, ls->on_conn, 5, argv);
+  c->busy = false;
+  napi_close_handle_scope(env, scope);
+  if (c->closed) {
+    delete c;
+  } else {
+    SetPolling(c, !c->paused && !c->ended);
+  }
+}
+
+void OnWait(uv_timer_t* timer);
+
+// Hands the waiting connections to JS: those whose wait is over, or all of them.
+void HandWaiting(Listener* ls, bool all) {
+  // Bounded: each turn takes one connection off the list (JS cannot add to it).
+  while (ls->wait_head != nullptr) {
+    Conn* c = ls->wait_head;
+    const uint64_t now = uv_now(ls->t->uv);
+    if (!all && c->accepted + ls->wait_ms > now) {
+      if (ls->open) uv_timer_start(&ls->wait_timer, OnWait, c->accepted + ls->wait_ms - now, 0);
+      return;
+    }
+    Unwait(c);
+    Hand(c, -EAGAIN);
+  }
+}
+
+void OnWait(uv_timer_t* timer) { HandWaiting(static_cast<Listener*>(timer->data), false); }
+
+// One accepted socket: a slot and the first read; then one JS call, now or (waitMs) once its
+// first bytes came. False when the listener closed.
 bool Deliver(Listener* ls, int fd, const sockaddr_storage& ss) {
   Thread* t = ls->t;
   const int one = 1;
@@ -288,37 +381,27 @@ bool Deliver(Listener* ls, int fd, const sockaddr_storage& ss) {
   c->fd = fd;
   c->slot = slot;
   c->gen = t->next_gen++ & 0xFFFFFFFu;  // ids stay below 2^48 (exact as JS numbers)
+  c->accepted = uv_now(t->uv);
   t->slots[slot] = c;
   t->live++;
   ls->conns++;
-  char peer[INET6_ADDRSTRLEN] = "";
   if (ss.ss_family == AF_INET6) {
-    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, peer, sizeof(peer));
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, c->peer, sizeof(c->peer));
   } else if (ss.ss_family == AF_INET) {
-    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr, peer, sizeof(peer));
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr, c->peer, sizeof(c->peer));
   }
   const ssize_t n = ReadOnce(c);
-  napi_env env = t->env;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) {
-    Retire(c, false);
-    return ls->open;
-  }
-  napi_value argv[4];
-  int32_t code = 0;
-  ReadResult(env, c, n, &argv[1], &code);
-  argv[0] = Double(env, IdOf(c));
-  argv[2] = Number(env, code);
-  napi_create_string_utf8(env, peer, NAPI_AUTO_LENGTH, &argv[3]);
-  c->busy = true;
-  CallJs(t, ls->on_conn, 4, argv);
-  c->busy = false;
-  napi_close_handle_scope(env, scope);
-  if (c->closed) {
-    delete c;
-  } else if (!c->paused && !c->ended) {
+  if (ls->wait_ms > 0 && (n == -EAGAIN || n == -EWOULDBLOCK)) {
+    // Nothing yet: wait for the first bytes here (oldest first in the list: one timer).
+    c->waiting = true;
+    c->prev = ls->wait_tail;
+    (ls->wait_tail != nullptr ? ls->wait_tail->next : ls->wait_head) = c;
+    ls->wait_tail = c;
+    if (ls->waiting++ == 0) uv_timer_start(&ls->wait_timer, OnWait, ls->wait_ms, 0);
     SetPolling(c, true);
+    return true;
   }
+  Hand(c, n);
   return ls->open;
 }
 
@@ -356,7 +439,7 @@ void StartBackoff(Listener* ls) {
 // The env is going away (worker exit): close every listener and connection, no JS calls.
 void Cleanup(void* arg) {
   Thread* t = static_cast<Thread*>(arg);
-  while (!t->listeners.empty()) CloseListener(t->listeners.back());
+  while (!t->listeners.empty()) CloseListener(t->listeners.back(), false);
   for (Conn* c : t->slots) {
     if (c != nullptr) Retire(c, false);
   }
@@ -411,8 +494,10 @@ Conn* ConnArg(const Args& a, const char* usage, bool* ok) {
 napi_value AcceptListen(napi_env env, napi_callback_info info) {
   Args a(env, info);
   int32_t fd = -1;
-  if (!a.Need(3) || !a.Int32(0, &fd) || fd < 0 || !a.Function(1) || !a.Function(2)) {
-    Throw(env, "acceptListen(fd >= 0, onConn, onEvent)");
+  int64_t wait_ms = 0;
+  if (!a.Need(3) || !a.Int32(0, &fd) || fd < 0 || !a.Function(1) || !a.Function(2) ||
+      (a.Has(3) && !a.Undefined(3) && !a.Index(3, &wait_ms))) {
+    Throw(env, "acceptListen(fd >= 0, onConn, onEvent, waitMs >= 0?)");
     return nullptr;
   }
   Thread* t = ThreadFor(env);
@@ -439,16 +524,20 @@ napi_value AcceptListen(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   uv_timer_init(t->uv, &ls->timer);
+  uv_timer_init(t->uv, &ls->wait_timer);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&ls->wait_timer));  // as JS's idle timers are
   ls->poll.data = ls;
   ls->timer.data = ls;
-  ls->handles = 2;
+  ls->wait_timer.data = ls;
+  ls->wait_ms = static_cast<uint64_t>(wait_ms);
+  ls->handles = 3;
   ls->open = true;
   t->listeners.push_back(ls);
   if (napi_type_tag_object(env, ext, &kListenerTag) != napi_ok ||
       napi_create_reference(env, a[1], 1, &ls->on_conn) != napi_ok ||
       napi_create_reference(env, a[2], 1, &ls->on_event) != napi_ok ||
       napi_create_reference(env, ext, 1, &ls->self) != napi_ok || uv_poll_start(&ls->poll, UV_READABLE, OnListen) != 0) {
-    CloseListener(ls);
+    CloseListener(ls, false);
     napi_throw_error(env, "ERR_LADDER_ACCEPT", "acceptListen: cannot poll the socket");
     return nullptr;
   }
@@ -459,8 +548,15 @@ napi_value AcceptClose(napi_env env, napi_callback_info info) {
   Args a(env, info);
   void* p = nullptr;
   if (!a.Need(1) || !a.Tagged(0, kListenerTag, &p, "acceptClose(listener)")) return nullptr;
-  CloseListener(static_cast<Listener*>(p));
+  CloseListener(static_cast<Listener*>(p), true);
   return nullptr;
+}
+
+napi_value AcceptPending(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  void* p = nullptr;
+  if (!a.Need(1) || !a.Tagged(0, kListenerTag, &p, "acceptPending(listener)")) return nullptr;
+  return Number(env, static_cast<int32_t>(static_cast<Listener*>(p)->waiting));
 }
 
 napi_value ConnRead(napi_env env, napi_callback_info info) {
@@ -504,6 +600,15 @@ napi_value ConnRelease(napi_env env, napi_callback_info info) {
   const int fd = c->fd;
   Retire(c, true);
   return Number(env, fd);
+}
+
+int AcceptTake(napi_env env, int64_t id) {
+  Thread* t = t_thread;
+  Conn* c = t != nullptr && t->env == env ? Lookup(t, id) : nullptr;
+  if (c == nullptr || c->waiting) return -1;
+  const int fd = c->fd;
+  Retire(c, true);
+  return fd;
 }
 
 napi_value AcceptLive(napi_env env, napi_callback_info /*info*/) {

@@ -21,6 +21,7 @@
 
 #include "exports.h"
 #include "napi_args.h"
+#include "tcp_parts.h"
 #include "thread_poll.h"
 
 namespace ladder {
@@ -106,20 +107,13 @@ void OnWritable(void* target, uint32_t /*events*/) {
 
 }  // namespace
 
-napi_value TcpConnect(napi_env env, napi_callback_info info) {
-  Args a(env, info);
-  char ip[64];
-  int32_t port = -1;
-  if (!a.Need(3) || !a.String(0, ip, sizeof(ip)) || !a.Int32(1, &port) || port < 1 || port > 65535 ||
-      !a.Function(2)) {
-    Throw(env, "tcpConnect(ip, port 1..65535, onDone)");
-    return nullptr;
-  }
+int TcpConnectStart(const char* ip, int32_t port, int* err) {
   sockaddr_storage ss;
   memset(&ss, 0, sizeof(ss));
   socklen_t sl = 0;
   auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
   auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (port < 1 || port > 65535) return -2;
   if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
     s4->sin_family = AF_INET;
     s4->sin_port = htons(static_cast<uint16_t>(port));
@@ -129,7 +123,33 @@ napi_value TcpConnect(napi_env env, napi_callback_info info) {
     s6->sin6_port = htons(static_cast<uint16_t>(port));
     sl = sizeof(*s6);
   } else {
-    Throw(env, "tcpConnect: ip must be an IPv4 or IPv6 literal");
+    return -2;
+  }
+  const int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *err = errno;
+    return -1;
+  }
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  int r;
+  do r = connect(fd, reinterpret_cast<sockaddr*>(&ss), sl);
+  while (r != 0 && errno == EINTR);
+  if (r != 0 && errno != EINPROGRESS) {
+    *err = errno;
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+napi_value TcpConnect(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  char ip[64];
+  int32_t port = -1;
+  if (!a.Need(3) || !a.String(0, ip, sizeof(ip)) || !a.Int32(1, &port) || port < 1 || port > 65535 ||
+      !a.Function(2)) {
+    Throw(env, "tcpConnect(ip, port 1..65535, onDone)");
     return nullptr;
   }
   Connect* c = new (std::nothrow) Connect();
@@ -139,19 +159,16 @@ napi_value TcpConnect(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   c->env = env;
-  c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int r = -1;
-  if (c->fd >= 0) {
-    const int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    do r = connect(c->fd, reinterpret_cast<sockaddr*>(&ss), sl);
-    while (r != 0 && errno == EINTR);
-  }
-  if (c->fd < 0 || (r != 0 && errno != EINPROGRESS)) {
-    // Refused at once (EADDRNOTAVAIL, ENETUNREACH, EMFILE...): one error carrying the errno.
-    const int e = errno;
-    if (c->fd >= 0) close(c->fd);
+  int e = 0;
+  c->fd = TcpConnectStart(ip, port, &e);
+  if (c->fd < 0) {
+    const bool literal = c->fd != -2;
     delete c;
+    if (!literal) {
+      Throw(env, "tcpConnect: ip must be an IPv4 or IPv6 literal");
+      return nullptr;
+    }
+    // Refused at once (EADDRNOTAVAIL, ENETUNREACH, EMFILE...): one error carrying the errno.
     napi_value err, code, msg;
     napi_create_string_utf8(env, "ERR_LADDER_CONNECT", NAPI_AUTO_LENGTH, &code);
     napi_create_string_utf8(env, "connect failed", NAPI_AUTO_LENGTH, &msg);

@@ -1,8 +1,8 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { isProtocolError } from '../protocol/errors.js';
-import { AeadDecoder, AeadEncoder, sip004HeadMatches } from '../protocol/shadowsocks/aead.js';
-import { Aead2022RequestDecoder, Aead2022ResponseEncoder } from '../protocol/shadowsocks/aead2022.js';
+import { AeadDecoder, sip004HeadMatches } from '../protocol/shadowsocks/aead.js';
+import { Aead2022RequestDecoder } from '../protocol/shadowsocks/aead2022.js';
 import { decodeAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import { uotVersion, type UotVersion } from '../protocol/uot.js';
 import type { Clock, Timer } from '../shared/clock.js';
@@ -14,9 +14,10 @@ import { isMuxCoolTarget, startInnerMux } from './inner-mux.js';
 import type { AuthEvent, ConnectionClosedEvent, ConnectionStatus } from './events.js';
 import { failureStatus, type ClientStream, type StreamInfo } from './connection-status.js';
 import { isIdentityGroup, type AnyKeyEntry, type Key2022Entry, type KeyEntry, type KeyRing } from './keys.js';
-import { handOff, nativeCloseStatus, nativeConnect, type NativeRelay } from './native-relay.js';
+import { handOff, nativeCloseStatus, nativeConnect, relayConnect, type NativeRelay } from './native-relay.js';
 import type { ReplayState } from './replay-state.js';
 import { startUot, type UotAssociation } from './uot.js';
+import { streamCodec, type StreamCodec } from './stream-codec.js';
 
 export type { ClientStream, StreamInfo } from './connection-status.js';
 
@@ -35,6 +36,8 @@ export interface ConnectionContext {
   readonly replay: ReplayState;
   /** The addon's TCP relay, when the server uses it (native-relay.ts). */
   readonly nativeRelay?: NativeRelay | undefined;
+  /** Dial IP destinations of natively accepted streams in the addon too (relayConnect). */
+  readonly nativeDial?: boolean;
   /** A key was found (`ip` is the StreamInfo address, '' when unknown). */
   authenticated(c: Connection, ip: string, e: AuthEvent): void;
   addUsage(keyId: string, up: number, down: number): void;
@@ -98,7 +101,8 @@ export class Connection {
     this.#ip = info.remoteAddress ?? '';
     this.#tcp = info.tcp === true;
     this.#connectOnce = info.connect;
-    this.#acceptedAt = ctx.clock.now();
+    // A NativeStream may come after the addon waited for its first bytes: its age counts.
+    this.#acceptedAt = ctx.clock.now() - (socket instanceof NativeStream ? socket.acceptedAgoMs : 0);
     this.#lastActivity = this.#acceptedAt;
     socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);
@@ -366,7 +370,8 @@ export class Connection {
     this.#clearTimer();
     this.#socket.pause();
     const native = this.#nativeEligible();
-    let target: Duplex | number;
+    const inAddon = native && address.type !== 'domain' ? this.#relayConnect(native, initial) : undefined;
+    let target: Duplex | number | object;
     try {
       const o = {
         allowPrivate: this.#ctx.allowPrivateDestinations,
@@ -374,30 +379,52 @@ export class Connection {
         clock: this.#ctx.clock,
         ...(this.#ctx.lookup ? { lookup: this.#ctx.lookup } : {}),
       };
-      const connect = native ? nativeConnect(native) : (this.#connectOnce ?? connectSocket);
-      target = await dialWith<Duplex | number>(address, o, connect);
+      const connect = inAddon ?? (native ? nativeConnect(native) : (this.#connectOnce ?? connectSocket));
+      target = await dialWith<Duplex | number | object>(address, o, connect);
     } catch (err) {
-      if (this.#finalized || this.#phase !== 'connecting') return;
-      // Authenticated client, so no probing concern: tell it promptly with a FIN, reading
-      // whatever it still sends so the close is not a RST.
-      if (this.#status === undefined) {
-        this.#status = err instanceof DialError ? err.status : 'ERR_CONNECT';
-        this.#errno = err instanceof DialError ? err.errno : undefined;
-      }
-      this.#phase = 'done';
-      const s = this.#socket;
-      s.resume();
-      s.end(() => s.destroy());
-      return;
+      return this.#dialFailed(
+        err instanceof DialError ? err.status : 'ERR_CONNECT',
+        (err as DialError).errno,
+      );
     }
     if (this.#finalized || this.#phase !== 'connecting') {
-      if (typeof target === 'number') native!.fdClose(target);
-      else target.destroy();
+      if (inAddon) native!.relayClose(target as object);
+      else if (typeof target === 'number') native!.fdClose(target);
+      else (target as Duplex).destroy();
       return;
     }
-    if (typeof target === 'number') this.#startNativeRelay(native!, target, initial);
-    else this.#startRelay(target, initial);
+    if (inAddon) [this.#native, this.#nativeBase] = [target as object, [this.#bytesUp, this.#bytesDown]];
+    else if (typeof target === 'number') this.#startNativeRelay(native!, target, initial);
+    else this.#startRelay(target as Duplex, initial);
   }
+
+  /**
+   * The dial failed. Authenticated client, so no probing concern: tell it promptly with a FIN,
+   * reading whatever it still sends so the close is not a RST.
+   */
+  #dialFailed(status: ConnectionStatus, errno: string | undefined): void {
+    if (this.#finalized || this.#phase !== 'connecting') return;
+    if (this.#status === undefined) [this.#status, this.#errno] = [status, errno];
+    this.#phase = 'done';
+    const s = this.#socket;
+    s.resume();
+    s.end(() => s.destroy());
+  }
+
+  /** The dial and the relay start in the addon (native-relay.ts relayConnect): no JS at connect. */
+  #relayConnect(fns: NativeRelay, initial: Buffer): ConnectOnce<object> | undefined {
+    const s = this.#socket;
+    const { idleMs, replay } = this.#ctx;
+    if (!(s instanceof NativeStream) || this.#ctx.nativeDial !== true) return undefined;
+    return relayConnect(fns, s, this.key as KeyEntry, this.#decoder!, initial, idleMs, replay, this.#onAddon);
+  }
+
+  /** relayConnect's end: the connect failed (errno), or the relay ended. */
+  readonly #onAddon = (reason: number, up: number, down: number, errno?: string): void => {
+    if (errno !== undefined) return void ((this.#native = undefined), this.#dialFailed('ERR_CONNECT', errno));
+    if (this.#phase === 'connecting') this.#phase = 'relay';
+    this.#onNativeClose(reason, up, down);
+  };
 
   /**
    * The native relay when it can carry this connection (native-relay.ts): the server uses it, the
@@ -443,44 +470,19 @@ export class Connection {
     this.#finalize();
   };
 
-  /** The stream's transforms once the key and request are known (2022: the response header first). */
-  #codec(): { decode: (chunk: Buffer) => Buffer[]; encode: (chunk: Buffer) => Buffer } {
-    const k = this.key!;
+  /** The stream's transforms once the key and request are known (stream-codec.ts). */
+  #codec(): StreamCodec {
     const ctx = this.#ctx;
-    let decode: (chunk: Buffer) => Buffer[];
-    let encode: (chunk: Buffer) => Buffer;
-    if (k.edition === 2022) {
-      const dec = this.#decoder2022!;
-      const encoder = new Aead2022ResponseEncoder(k.method, k.userKey, dec.salt!);
-      let first = true;
-      // Stream reads are ours once read: payloads are opened in place (no output allocation).
-      decode = (chunk) => dec.pushInPlace(chunk, ctx.clock.now());
-      encode = (chunk) => {
-        if (!first) return encoder.encode(chunk);
-        first = false;
-        return encoder.encodeHeader(chunk, ctx.clock.now());
-      };
-    } else {
-      const dec = this.#decoder!;
-      const encoder = new AeadEncoder(k.method, k.masterKey);
-      ctx.replay.serverSalts.add(encoder.salt);
-      decode = (chunk) => dec.pushInPlace(chunk);
-      encode = (chunk) => encoder.encode(chunk);
-    }
-    return {
-      decode: (chunk) => {
-        try {
-          return decode(chunk);
-        } catch (err) {
-          this.#status ??= failureStatus(err, 'stream');
-          throw err;
-        }
-      },
-      encode,
-    };
+    const dec = this.key!.edition === 2022 ? this.#decoder2022! : this.#decoder!;
+    return streamCodec(
+      this.key!,
+      dec,
+      ctx.clock,
+      ctx.replay.serverSalts,
+      (status) => (this.#status ??= status),
+    );
   }
 
-  /** The target was a UDP-over-TCP magic name: the stream carries datagrams from here on. */
   /** UDP-over-TCP (`version`), or without it v2ray's Mux.Cool inside the stream (inner-mux.ts). */
   #startUot(version: UotVersion | undefined, initial: Buffer): void {
     this.#phase = 'relay';

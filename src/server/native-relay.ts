@@ -88,6 +88,54 @@ export function nativeConnect(fns: NativeRelay): ConnectOnce<number> {
     });
 }
 
+/**
+ * dialWith's connect for an authenticated SIP004 connection the addon accepted (`client`, paused):
+ * the addon connects and then starts the relay itself (relayConnect), so the connect's completion
+ * needs no JS; the promise resolves at once with the relay handle. Undefined in an older build.
+ * A connect refused at once rejects with a DialError as nativeConnect's does; one that fails or
+ * runs out of time later comes to onClose with its errno name (the client is the caller's again);
+ * otherwise onClose(reason, up, down) when the relay ends (the client stream destroyed).
+ */
+export function relayConnect(
+  fns: NativeRelay,
+  client: NativeStream,
+  k: KeyEntry,
+  dec: AeadDecoder,
+  initial: Buffer,
+  idleMs: number,
+  replay: { serverSalts: SaltFilter },
+  onClose: (reason: number, up: number, down: number, errno?: string) => void,
+): ConnectOnce<object> | undefined {
+  const start = fns.relayConnect?.bind(fns);
+  if (!start) return undefined;
+  return (ip: string, port: number, deadline: number, clock: Clock) => {
+    const encoder = new AeadEncoder(k.method, k.masterKey); // its salt comes from the shared pool
+    let relay: object;
+    try {
+      relay = start(
+        client.id,
+        ip,
+        port,
+        Math.max(1, Math.ceil(deadline - clock.now())),
+        dec.nativeCodec!,
+        encoder.nativeCodec!,
+        [encoder.salt, undefined, initial.length > 0 ? initial : undefined],
+        Math.max(1, Math.ceil(idleMs)),
+        (reason, up, down, errno) => {
+          if (NATIVE_RELAY_REASON[reason] === 'connect') return onClose(reason, 0, 0, errnoName(errno));
+          client.destroy(); // its descriptor went to the relay (or the id is closed now): only 'close'
+          onClose(reason, up, down);
+        },
+      );
+    } catch (err) {
+      const code = errnoName((err as { errno?: unknown }).errno);
+      return Promise.reject(new DialError('ERR_CONNECT', `connect failed: ${code}`, code));
+    }
+    replay.serverSalts.add(encoder.salt);
+    return Promise.resolve(relay);
+  };
+}
+
 /** What handOff did: the relay (undefined: it did not start), wire bytes read in the hand-off. */
 export interface HandOff {
   relay: object | undefined;

@@ -17,6 +17,7 @@ import {
   listenNative,
   nativeAccept,
   nativeAcceptFromEnv,
+  nativeHandshakeFromEnv,
   type NativeListener,
   type NativeStream,
 } from '../transport/native-stream.js';
@@ -99,6 +100,12 @@ export interface ServerOptions {
    * in use; default on unless LADDER_NATIVE_ACCEPT=0.
    */
   nativeAccept?: boolean;
+  /**
+   * With the native accept: the addon waits for a connection's first bytes (up to the idle
+   * timeout) before JS hears of it, and the dial and relay start of an IP destination run in the
+   * addon, so a short connection enters JS twice. Default on unless LADDER_NATIVE_HANDSHAKE=0.
+   */
+  nativeHandshake?: boolean;
 }
 
 /**
@@ -127,6 +134,7 @@ export class ShadowsocksServer implements ServerControl {
   #server: net.Server | undefined;
   /** Whether listen() accepts natively, and the listener when it does (#server then closed). */
   readonly #wantNativeAccept: boolean;
+  readonly #nativeHandshake: boolean;
   #accept: { listener: NativeListener; address: AddressInfo } | undefined;
   readonly #udpOptions: UdpRelayOptions | undefined;
   #udp: UdpRelay | undefined;
@@ -160,6 +168,7 @@ export class ShadowsocksServer implements ServerControl {
     this.#refusals = new RefusalLog({ log, clock, ...opts.refusalLog });
     this.#udpOptions = opts.udp === true ? {} : opts.udp === false ? undefined : opts.udp;
     if (!(this.idleMs > 0) || !(this.connectMs > 0)) throw new RangeError('timeouts must be positive');
+    this.#nativeHandshake = opts.nativeHandshake ?? nativeHandshakeFromEnv();
     this.#ctx = {
       clock,
       idleMs: this.idleMs,
@@ -170,6 +179,7 @@ export class ShadowsocksServer implements ServerControl {
       keys: this.#keys,
       replay: this.#replay,
       nativeRelay: serverNativeRelay(clock === systemClock && (opts.nativeRelay ?? nativeRelayFromEnv())),
+      nativeDial: this.#nativeHandshake,
       authenticated: (c, ip, e) => this.#authenticated(c, ip, e),
       addUsage: (keyId, up, down) => this.#usage.add(keyId, up, down),
       closed: (c, e) => this.#closed(c, e),
@@ -230,7 +240,7 @@ export class ShadowsocksServer implements ServerControl {
 
   /** Every accepted connection not yet closed, authenticated or not (probes included). */
   get connectionCount(): number {
-    return this.#conns.size;
+    return this.#conns.size + (this.#accept?.listener.pending() ?? 0);
   }
 
   openConnections(): ReadonlyMap<string, number> {
@@ -367,7 +377,8 @@ export class ShadowsocksServer implements ServerControl {
     const onStream = (s: NativeStream): void =>
       this.handleStream(s, { remoteAddress: s.remoteAddress, tcp: true });
     try {
-      this.#accept = { listener: listenNative(fns, fd, onStream), address: addr };
+      const waitMs = this.#nativeHandshake ? this.idleMs : 0;
+      this.#accept = { listener: listenNative(fns, fd, onStream, waitMs), address: addr };
     } catch (err) {
       // No descriptor to spare, say: Node's listener carries on.
       this.#log.warn({ err: (err as Error).message }, 'native accept unavailable; accepting in Node');

@@ -88,7 +88,15 @@ export function nativeSockets(): NativeSockets | undefined {
 }
 
 /** Why a native relay ended (native/relay_pair.cc): the onClose reason codes. */
-export const NATIVE_RELAY_REASON = ['done', 'idle', 'error', 'aborted', 'cipher', 'payload-size'] as const;
+export const NATIVE_RELAY_REASON = [
+  'done',
+  'idle',
+  'error',
+  'aborted',
+  'cipher',
+  'payload-size',
+  'connect',
+] as const;
 
 /** The addon's relay of an established TCP connection (Linux); see native/relay_pair.cc. */
 export interface NativeRelay {
@@ -107,6 +115,23 @@ export interface NativeRelay {
     /** true or 1: destFd is taken over (not duplicated); 2: clientFd; 3: both. */
     owned?: boolean | number,
     onFirst?: NativeFirstRead,
+  ): object;
+  /**
+   * The dial and the relay start in one (the server's native accept): connect to ip:port, then
+   * relay connection `connId` (tcp_accept.cc) with no JS call in between; onClose(6, 0, 0, -errno)
+   * when the connect fails or `connectMs` pass (the connection stays the caller's). Throws
+   * (err.errno) when refused at once. Absent in older builds.
+   */
+  relayConnect?(
+    connId: number,
+    ip: string,
+    port: number,
+    connectMs: number,
+    decoder: object,
+    encoder: object,
+    pending: [prefix: Uint8Array | undefined, toClient: undefined, toDest: Uint8Array | undefined],
+    idleMs: number,
+    onClose: (reason: number, up: number, down: number, side: number) => void,
   ): object;
   relayClose(relay: object): void;
   relayCounts(relay: object, out: Float64Array): void;

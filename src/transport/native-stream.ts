@@ -19,10 +19,12 @@ import { nativeAddon } from '../protocol/shadowsocks/native.js';
 export interface NativeAccept {
   acceptListen(
     fd: number,
-    onConn: (id: number, first: Buffer | undefined, code: number, peer: string) => void,
+    onConn: (id: number, first: Buffer | undefined, code: number, peer: string, ageMs: number) => void,
     onEvent: (id: number, chunk: Buffer | undefined, code: number) => void,
+    waitMs?: number,
   ): object;
   acceptClose(listener: object): void;
+  acceptPending(listener: object): number;
   connRead(id: number, on: boolean): void;
   connEnd(id: number): void;
   connClose(id: number): void;
@@ -33,6 +35,7 @@ export interface NativeAccept {
 const FUNCTIONS: readonly (keyof NativeAccept)[] = [
   'acceptListen',
   'acceptClose',
+  'acceptPending',
   'connRead',
   'connEnd',
   'connClose',
@@ -45,6 +48,14 @@ export function nativeAccept(): NativeAccept | undefined {
   const a = nativeAddon() as Partial<NativeAccept> | null;
   if (!a || !FUNCTIONS.every((f) => typeof a[f] === 'function')) return undefined;
   return a as NativeAccept;
+}
+
+/**
+ * The addon waits for a connection's first bytes before JS hears of it (one JS call per
+ * connection instead of two) unless LADDER_NATIVE_HANDSHAKE=0.
+ */
+export function nativeHandshakeFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.LADDER_NATIVE_HANDSHAKE !== '0';
 }
 
 /** The server's native accept is on unless LADDER_NATIVE_ACCEPT=0. */
@@ -79,6 +90,8 @@ function readError(code: number): Error {
  */
 export class NativeStream {
   readonly remoteAddress: string;
+  /** Milliseconds between the accept and this object (the addon waited for the first bytes). */
+  readonly acceptedAgoMs: number;
   readonly #fns: NativeAccept;
   readonly #id: number;
   readonly #listeners: { [K in EventName]: Events[K][] } = { data: [], end: [], error: [], close: [] };
@@ -91,14 +104,20 @@ export class NativeStream {
   /** The descriptor went to its new owner (takeFd): nothing here touches it again. */
   #released = false;
 
-  constructor(fns: NativeAccept, id: number, remoteAddress: string) {
+  constructor(fns: NativeAccept, id: number, remoteAddress: string, acceptedAgoMs = 0) {
     this.#fns = fns;
     this.#id = id;
     this.remoteAddress = remoteAddress;
+    this.acceptedAgoMs = acceptedAgoMs;
   }
 
   get destroyed(): boolean {
     return this.#destroyed;
+  }
+
+  /** The addon's id of this connection (relayConnect takes the socket by it, in C++). */
+  get id(): number {
+    return this.#id;
   }
 
   on<K extends EventName>(event: K, fn: Events[K]): this {
@@ -228,29 +247,39 @@ export class NativeStream {
 const onEvent = (id: number, chunk: Buffer | undefined, code: number): void =>
   NativeStream.byId(id)?.deliver(chunk, code);
 
-/** A listening socket accepted from natively; close() stops accepting (connections live on). */
+/**
+ * A listening socket accepted from natively; close() stops accepting (connections live on; those
+ * the addon still held waiting for their first bytes are handed to `onStream` first).
+ */
 export interface NativeListener {
   close(): void;
+  /** Connections accepted and still waiting in the addon for their first bytes. */
+  pending(): number;
 }
 
 /**
  * Accept from the listening socket `fd` in the addon (it duplicates `fd`: the caller closes its
- * own). Each connection is passed to `onStream` before its first bytes are delivered.
+ * own). Each connection is passed to `onStream` before its first bytes are delivered. With
+ * `waitMs` > 0 the addon holds a connection that has sent nothing yet until its first bytes (or
+ * EOF) come or `waitMs` pass (then it comes with nothing, `acceptedAgoMs` old): one JS entry for
+ * the accept and the first bytes of the common connection instead of two.
  */
 export function listenNative(
   fns: NativeAccept,
   fd: number,
   onStream: (s: NativeStream) => void,
+  waitMs = 0,
 ): NativeListener {
   const handle = fns.acceptListen(
     fd,
-    (id, first, code, peer) => {
-      const s = new NativeStream(fns, id, peer);
+    (id, first, code, peer, ageMs) => {
+      const s = new NativeStream(fns, id, peer, ageMs);
       NativeStream.register(s);
       onStream(s);
       s.deliver(first, code);
     },
     onEvent,
+    waitMs > 0 ? Math.max(1, Math.ceil(waitMs)) : 0,
   );
-  return { close: () => fns.acceptClose(handle) };
+  return { close: () => fns.acceptClose(handle), pending: () => fns.acceptPending(handle) };
 }

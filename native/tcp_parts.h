@@ -1,0 +1,26 @@
+// Ladder native addon: what the TCP parts call of each other in C++ (no JS in between), Linux.
+#ifndef LADDER_NATIVE_TCP_PARTS_H_
+#define LADDER_NATIVE_TCP_PARTS_H_
+
+#include <cstdint>
+
+#include "common.h"
+
+namespace ladder {
+
+#if defined(__linux__)
+
+// tcp_connect.cc: a non-blocking, close-on-exec TCP socket with TCP_NODELAY whose connect to
+// ip:port (a literal) is under way or done: the fd, -1 with *err = the errno, or -2 when ip is
+// not an IPv4 or IPv6 literal (or the port not 1..65535).
+int TcpConnectStart(const char* ip, int32_t port, int* err);
+
+// tcp_accept.cc: connRelease in C++: stops reading connection `id` (accepted on this thread) and
+// gives its socket to the caller; -1 when the id is not live.
+int AcceptTake(napi_env env, int64_t id);
+
+#endif  // __linux__
+
+}  // namespace ladder
+
+#endif  // LADDER_NATIVE_TCP_PARTS_H_
