@@ -6,6 +6,12 @@
  * addon and relayPair (native/relay_pair.cc) carries the connection from its first byte, with
  * the client's roles (see native-tunnel.ts): no net.Socket is made for it on either side.
  *
+ * A CONNECT with first data whose dialers offer a plan (planNative: a raw SIP004 key to an IP
+ * literal, through routing and answer-watch; not failover or the picker) is not dialled at all:
+ * #plan runs the dialers' setup synchronously and the addon connects and starts the relay
+ * (native/client_tunnel.cc), so the connection enters JS three times (request, first answer,
+ * end) instead of four. LADDER_NATIVE_TUNNEL=0 dials them as below.
+ *
  * On unless LADDER_NATIVE_SOCKS=0 (read once when the client starts), with the native relay on,
  * the addon present and no SOCKS5 authentication configured; otherwise socks5-inbound.ts. The
  * client suites, interop and lab defences passed with it forced on before it became the default.
