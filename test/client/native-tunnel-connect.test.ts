@@ -118,13 +118,14 @@ for (const kind of ['ss-server', 'ladder'] as const) {
       for (const [which, tunnel] of MODES) {
         it(`${which}: 8 MiB each way arrive intact`, async () => {
           const { c } = await client(upstream.url, tunnel);
+          // Made before the request: the first bytes must come within the front's 50 ms wait.
+          const up = randomBytes(8 * MiB);
           try {
             const s = await socks5Connect({
               proxyPort: c.socksAddress!.port,
               host: '127.0.0.1',
               port: bulk.port,
             });
-            const up = randomBytes(8 * MiB);
             const parts: Buffer[] = [];
             let got = 0;
             const all = new Promise<void>((r) =>
@@ -154,13 +155,13 @@ for (const kind of ['ss-server', 'ladder'] as const) {
           { skip: kind === 'ss-server' && 'ss-server has no half-close' },
           async () => {
             const { c } = await client(upstream.url, tunnel);
+            const up = randomBytes(8 * MiB); // before the request (the front waits 50 ms for it)
             try {
               const s = await socks5Connect({
                 proxyPort: c.socksAddress!.port,
                 host: '127.0.0.1',
                 port: halfClose.port,
               });
-              const up = randomBytes(8 * MiB);
               const done = drain(s, 30_000);
               s.end(up); // FIN after the upload; the answer comes after it
               const down = await done;
