@@ -246,6 +246,56 @@ describe(
         }
       });
 
+      it(`${which}: a connect that hangs times out, and one cut by close() leaves nothing`, async () => {
+        // A listener nobody accepts from, its queue filled: further connects get no SYN-ACK.
+        const fns = addon as unknown as {
+          tcpListenReusePort(family: number, ip: string, port: number, backlog: number): number;
+          fdLocalPort(fd: number): number;
+          fdClose(fd: number): void;
+        };
+        const lfd = fns.tcpListenReusePort(4, '127.0.0.1', 0, 1);
+        const fillers = Array.from({ length: 4 }, () =>
+          net.connect({ port: fns.fdLocalPort(lfd), host: '127.0.0.1' }).on('error', () => {}),
+        );
+        await sleep(200);
+        const url = ssUrl('chacha20-ietf-poly1305', PASSWORD, '127.0.0.1', fns.fdLocalPort(lfd));
+        try {
+          const { c, lines } = await client(url, tunnel, { connectTimeoutMs: 300 });
+          try {
+            const s = await socks5Connect({
+              proxyPort: c.socksAddress!.port,
+              host: '127.0.0.1',
+              port: echo.port,
+            });
+            s.write('hello');
+            assert.equal((await drain(s)).length, 0, 'closed without data');
+            const l = lines().find((x) => x.msg === 'tunnel dial failed');
+            assert.equal(l?.code, 'ERR_CONNECT_TIMEOUT', JSON.stringify(lines()));
+            assert.equal(c.nativeTunnels, tunnel ? 1 : 0, 'the path taken');
+          } finally {
+            await c.close();
+          }
+          const poll0 = polled();
+          const { c: c2 } = await client(url, tunnel);
+          const s = await socks5Connect({
+            proxyPort: c2.socksAddress!.port,
+            host: '127.0.0.1',
+            port: echo.port,
+          });
+          s.write('hello');
+          await sleep(200); // connecting (the dial path does not count it in openSockets)
+          if (tunnel) assert.equal(c2.openSockets, 2, 'held while connecting');
+          const closed = drain(s);
+          await c2.close();
+          assert.equal((await closed).length, 0, 'the application is closed');
+          assert.equal(c2.openSockets, 0);
+          await waitFor(() => polled() <= poll0, { timeoutMs: 5000 });
+        } finally {
+          for (const f of fillers) f.destroy();
+          fns.fdClose(lfd);
+        }
+      });
+
       it(`${which}: a refused first server fails over to the second`, async () => {
         const refused = ssUrl('chacha20-ietf-poly1305', PASSWORD, '127.0.0.1', await closedPort());
         const { c } = await client(refused, tunnel, { keys: [upstream.url] });
