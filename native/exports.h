@@ -103,6 +103,9 @@ napi_value AppConnWrite(napi_env env, napi_callback_info info);
 napi_value AppConnEnd(napi_env env, napi_callback_info info);
 napi_value AppConnClose(napi_env env, napi_callback_info info);
 napi_value AppConnLive(napi_env env, napi_callback_info info);
+// client_tunnel.cc
+napi_value TunnelConnect(napi_env env, napi_callback_info info);
+napi_value TunnelConnectCancel(napi_env env, napi_callback_info info);
 #endif
 
 }  // namespace ladder

@@ -23,6 +23,8 @@
 //                    acceptLive (the server's raw TCP connections until the hand-off)
 //   thread_poll.cc   pollLive (the per-thread epoll set of the three above; tests: nothing leaks)
 //   socks5_front.cc  socks5Front, socks5FrontClose, socks5FrontLive (the client's SOCKS5 accept)
+//   client_tunnel.cc tunnelConnect, tunnelConnectCancel (the client's raw tunnel: connect and
+//                    relay start without JS)
 //   napi_args.cc     the argument parser every export uses
 // The sock* functions, isPrivateIp, the reuseport.cc and relay_pair.cc functions exist on Linux only (the
 // last ones are looked up by name, so a build without them is still accepted).
@@ -116,6 +118,8 @@ napi_value Init(napi_env env, napi_value exports) {
       LADDER_EXPORT("appConnEnd", AppConnEnd),
       LADDER_EXPORT("appConnClose", AppConnClose),
       LADDER_EXPORT("appConnLive", AppConnLive),
+      LADDER_EXPORT("tunnelConnect", TunnelConnect),
+      LADDER_EXPORT("tunnelConnectCancel", TunnelConnectCancel),
   };
   napi_define_properties(env, exports, sizeof(sock_props) / sizeof(sock_props[0]), sock_props);
 #endif

@@ -24,6 +24,7 @@ import { systemClock, type Clock, type Timer } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
 import { RepeatLimiter } from '../shared/repeat-limiter.js';
 import type { DialHints, DialedConnection, Dialer, FirstData } from '../transport/dialer.js';
+import { nativePlanner, type NativeTunnelPlan } from '../transport/native-dial.js';
 import type { Transform } from '../transport/relay.js';
 
 /** Default wait for a first answer before telling the user (the connection stays open). */
@@ -147,10 +148,30 @@ export class AnswerWatchDialer implements Dialer {
       });
     }
     const conn = await this.#inner.dial(dest, first, signal, hints);
-    return this.#watch(conn, sent);
+    return this.#watch(conn, sent).conn;
   }
 
-  #watch(conn: DialedConnection, sentFirst: boolean): DialedConnection {
+  /**
+   * dial() for a tunnel set up in the addon (native-dial.ts NativeTunnelPlan): the watch starts
+   * now, before the connect (dial() starts it once connected); a failed connect ends it silently.
+   */
+  planNative(dest: SocksAddress, data: Uint8Array, hints: DialHints): NativeTunnelPlan | undefined {
+    const inner = nativePlanner(this.#inner)?.planNative(dest, data, hints);
+    if (!inner) return undefined;
+    const sent = data.length > 0;
+    const { conn, quiet } = this.#watch(inner.conn, sent);
+    return {
+      ...inner,
+      conn,
+      failed: async (err) => {
+        quiet();
+        return this.#watch(await inner.failed(err), sent).conn;
+      },
+    };
+  }
+
+  /** The watched connection; `quiet` ends the watch with nothing told (the connect failed). */
+  #watch(conn: DialedConnection, sentFirst: boolean): { conn: DialedConnection; quiet: () => void } {
     const clock = this.#clock;
     const socket = conn.socket;
     let sent = false;
@@ -229,6 +250,9 @@ export class AnswerWatchDialer implements Dialer {
       return innerEncode ? innerEncode(chunk) : chunk;
     };
     // Passed on: once a payload opened (the native relay hands over no sooner), this watch is done.
-    return { socket, encode, decode, ...(conn.native ? { native: conn.native } : {}) };
+    return {
+      conn: { socket, encode, decode, ...(conn.native ? { native: conn.native } : {}) },
+      quiet: () => settle(),
+    };
   }
 }

@@ -32,7 +32,7 @@ import { RoutingDialer, type RouteEvent } from './routing-dialer.js';
 import { AnswerWatchDialer } from './answer-watch.js';
 import { endpointFromKey } from './key.js';
 import { NativeTunnels } from './native-tunnel.js';
-import { NativeSocks, nativeSocksFromEnv } from './native-socks.js';
+import { NativeSocks, nativeSocksFromEnv, nativeTunnelFromEnv } from './native-socks.js';
 import { startSocks5Inbound, type SocksCredentials, type UdpAssociateRequest } from './socks5-inbound.js';
 import { DEFAULT_FIRST_DATA_WAIT_MS, DEFAULT_IDLE_TIMEOUT_MS, type TunnelContext } from './tunnel.js';
 
@@ -165,6 +165,11 @@ export interface ClientOptions {
    * LADDER_NATIVE_SOCKS=0.
    */
   nativeSocks?: boolean;
+  /**
+   * With `nativeSocks`: set raw SIP004 tunnels to an IP-literal server up in the addon, connect
+   * and relay start with no JS call (native-socks.ts). On unless LADDER_NATIVE_TUNNEL=0.
+   */
+  nativeTunnel?: boolean;
   /** Hook for SOCKS5 UDP ASSOCIATE (absent: COMMAND_NOT_SUPPORTED). */
   udpAssociate?: (req: UdpAssociateRequest) => void;
   log?: Logger;
@@ -190,6 +195,8 @@ export interface LocalClient {
   pac(): string | undefined;
   /** Open connections (application side plus next hop; a native relay counts two). */
   readonly openSockets: number;
+  /** Tunnels the SOCKS5 front set up in the addon so far (native-socks.ts; tests). */
+  readonly nativeTunnels: number;
   /** Stop listening and close every connection. */
   close(): Promise<void>;
 }
@@ -506,7 +513,7 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
       closers.push(serverCloser(inbound.server));
       socksAddress = inbound.address;
       if (frontFns) {
-        const f = new NativeSocks(frontFns, socksOpts);
+        const f = new NativeSocks(frontFns, socksOpts, opts.nativeTunnel ?? nativeTunnelFromEnv());
         if (f.adopt(inbound.server)) front = f;
       }
     }
@@ -550,6 +557,9 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
     dnsMode: opts.dns ? (opts.dns.mode ?? 'tunnel') : undefined,
     endpoints,
     pac: () => (httpAddress ? pac() : undefined),
+    get nativeTunnels() {
+      return front?.tunnelled ?? 0;
+    },
     get openSockets() {
       return sockets.size + 2 * (natives?.size ?? 0) + 2 * (front?.size ?? 0);
     },

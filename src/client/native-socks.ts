@@ -6,6 +6,12 @@
  * addon and relayPair (native/relay_pair.cc) carries the connection from its first byte, with
  * the client's roles (see native-tunnel.ts): no net.Socket is made for it on either side.
  *
+ * A CONNECT with first data whose dialers offer a plan (planNative: a raw SIP004 key to an IP
+ * literal, through routing and answer-watch; not failover or the picker) is not dialled at all:
+ * #plan runs the dialers' setup synchronously and the addon connects and starts the relay
+ * (native/client_tunnel.cc), so the connection enters JS three times (request, first answer,
+ * end) instead of four. LADDER_NATIVE_TUNNEL=0 dials them as below.
+ *
  * On unless LADDER_NATIVE_SOCKS=0 (read once when the client starts), with the native relay on,
  * the addon present and no SOCKS5 authentication configured; otherwise socks5-inbound.ts. The
  * client suites, interop and lab defences passed with it forced on before it became the default.
@@ -35,8 +41,15 @@
 import { setMaxListeners } from 'node:events';
 import net, { type Server, type Socket } from 'node:net';
 import { decodeAddress, type SocksAddress } from '../protocol/socks5/address.js';
-import type { DialedConnection } from '../transport/dialer.js';
-import { isNativeServerSocket, type NativeServerSocket } from '../transport/native-dial.js';
+import { UpstreamDialError, type DialedConnection } from '../transport/dialer.js';
+import {
+  connectError,
+  isNativeServerSocket,
+  nativePlanner,
+  type NativePlanner,
+  type NativeServerSocket,
+  type NativeTunnelPlan,
+} from '../transport/native-dial.js';
 import {
   NATIVE_RELAY_REASON,
   type NativeFirstRead,
@@ -59,6 +72,38 @@ export function nativeSocksFromEnv(env: NodeJS.ProcessEnv = process.env): boolea
 export function nativeAppSocketsFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
   return env.LADDER_NATIVE_APP !== '0';
 }
+
+/**
+ * Raw SIP004 tunnels set up in the addon with no JS call between the SOCKS5 request and the
+ * server's first answer (native/client_tunnel.cc) unless LADDER_NATIVE_TUNNEL=0 (then dial() and
+ * the addon's connect, as before).
+ */
+export function nativeTunnelFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.LADDER_NATIVE_TUNNEL !== '0';
+}
+
+/** native/client_tunnel.cc. */
+interface NativeTunnelConnect {
+  tunnelConnect(
+    ip: string,
+    port: number,
+    timeoutMs: number,
+    relayPair: NativeRelay['relayPair'],
+    args: TunnelArgs,
+    onFail: (errno: number, why: number) => void,
+  ): object;
+  tunnelConnectCancel(tunnel: object): void;
+}
+
+/** relayPair's arguments as tunnelConnect takes them; [9] is the relay once it started. */
+type TunnelArgs = [number, number, null, object, [undefined, Buffer, undefined], number, ...unknown[]] & {
+  9?: object;
+};
+
+/** onFail's `why`: the connect failed (errno), timed out, or relayPair threw. */
+const FAIL_CONNECT = 0;
+const FAIL_TIMEOUT = 1;
+const FAIL_RELAY = 2;
 
 const KIND_CONNECT = 2;
 const KIND_GREETED = 1;
@@ -92,17 +137,38 @@ export class NativeSocks {
   #closed = false;
   /** The addon's application connections (undefined: net.Socket for the JS path). */
   readonly #app: NativeAppConn | undefined;
+  /** The addon's tunnel setup and the dialer's planner (undefined: dial() for every tunnel). */
+  readonly #tunnelFns: NativeTunnelConnect | undefined;
+  readonly #planner: NativePlanner | undefined;
+  /** Tunnels set up in the addon: relayPair's arguments -> the connect. */
+  readonly #tunnels = new Map<TunnelArgs, object>();
+  #tunnelled = 0;
 
-  constructor(fns: NativeSocksFront & NativeRelay, opts: Socks5InboundOptions) {
+  /** `tunnel`: set raw SIP004 tunnels up in the addon (default: nativeTunnelFromEnv()). */
+  constructor(
+    fns: NativeSocksFront & NativeRelay,
+    opts: Socks5InboundOptions,
+    tunnel = nativeTunnelFromEnv(),
+  ) {
     this.#fns = fns;
     this.#opts = opts;
     this.#app = nativeAppSocketsFromEnv() ? nativeAppConn() : undefined;
+    const t = fns as Partial<NativeTunnelConnect>;
+    if (tunnel && typeof t.tunnelConnect === 'function' && typeof t.tunnelConnectCancel === 'function') {
+      this.#tunnelFns = t as NativeTunnelConnect;
+      this.#planner = nativePlanner(opts.dialer);
+    }
     setMaxListeners(0, this.#abort.signal); // one listener per running dial
   }
 
-  /** Native relays running (each holds two sockets). */
+  /** Native relays running, and tunnels connecting in the addon (each holds two sockets). */
   get size(): number {
-    return this.#live.size;
+    return this.#live.size + this.#tunnels.size;
+  }
+
+  /** Tunnels set up in the addon so far (tests: which path a connection took). */
+  get tunnelled(): number {
+    return this.#tunnelled;
   }
 
   /** Connections in their handshake in C++ (tests). */
@@ -140,6 +206,15 @@ export class NativeSocks {
     if (this.#front) this.#fns.socks5FrontClose(this.#front);
     this.#abort.abort();
     for (const r of [...this.#live]) this.#fns.relayClose(r);
+    for (const [args, t] of [...this.#tunnels]) {
+      this.#tunnels.delete(args);
+      const relay = args[9];
+      if (relay !== undefined) this.#fns.relayClose(relay);
+      else {
+        this.#tunnelFns?.tunnelConnectCancel(t); // no onFail: the application's descriptor is ours
+        this.#fns.fdClose(args[1]);
+      }
+    }
   }
 
   /** A net.Socket for the JS path, tracked like an accepted one. */
@@ -199,6 +274,7 @@ export class NativeSocks {
       void runTunnel(this.#socket(fd), dest, undefined, this.#opts, { ended });
       return;
     }
+    if (!ended && this.#plan(fd, dest, data)) return;
     void this.#tunnel(fd, dest, data, ended);
   }
 
@@ -211,6 +287,11 @@ export class NativeSocks {
       logDialFailure(err, dest, this.#opts.log);
       return;
     }
+    this.#carry(fd, conn, ended);
+  }
+
+  /** A dialled connection: to the native relay from its first byte, or to a relay JS carries. */
+  #carry(fd: number, conn: DialedConnection, ended: boolean): void {
     const server = conn.socket;
     if (this.#closed) {
       this.#fns.fdClose(fd);
@@ -234,18 +315,21 @@ export class NativeSocks {
     this.#relay(fd, server, conn, enc, decode);
   }
 
-  #relay(
-    appFd: number,
+  /** The relay's JS calls for a connection: onFirst (the server's first answer), onClose. */
+  #callbacks(
     server: NativeServerSocket,
     conn: DialedConnection,
-    enc: object,
     decode: NonNullable<DialedConnection['decode']>,
-  ): void {
-    const fns = this.#fns;
+    first: () => void,
+    done: () => void,
+  ): {
+    onFirst: NativeFirstRead;
+    onClose: (reason: number, up: number, down: number, side?: number) => void;
+  } {
     const log = this.#opts.log;
-    const sfd = server.take();
     let answered = false;
     const onFirst: NativeFirstRead = (chunk, shut) => {
+      first();
       if (chunk === null) {
         server.writableEnded = shut;
         server.emit('end');
@@ -257,31 +341,125 @@ export class NativeSocks {
       const dec = answered ? conn.native?.decoder() : undefined;
       return dec ? [dec, plain] : plain;
     };
-    const box: { relay?: object } = {};
     const onClose = (reason: number, _up: number, _down: number, side?: number): void => {
-      if (box.relay) this.#live.delete(box.relay);
+      first();
+      done();
       if (!answered && reason === 2 && side === 0) server.fail('ECONNRESET');
       server.destroy();
       const why = NATIVE_RELAY_REASON[reason] ?? 'error';
       if (why !== 'done') log.debug({ reason: why }, 'tunnel closed');
     };
+    return { onFirst, onClose };
+  }
+
+  #relay(
+    appFd: number,
+    server: NativeServerSocket,
+    conn: DialedConnection,
+    enc: object,
+    decode: NonNullable<DialedConnection['decode']>,
+  ): void {
+    const sfd = server.take();
+    const box: { relay?: object } = {};
+    const { onFirst, onClose } = this.#callbacks(
+      server,
+      conn,
+      decode,
+      () => {},
+      () => {
+        if (box.relay) this.#live.delete(box.relay);
+      },
+    );
     try {
-      box.relay = fns.relayPair(
+      box.relay = this.#fns.relayPair(
         sfd,
         appFd,
         null,
         enc,
         [undefined, server.firstWrite, undefined],
-        Math.max(1, Math.ceil(this.#opts.idleTimeoutMs)),
+        this.#idleMs(),
         onClose,
         3, // both descriptors are the relay's as they are (no duplicate): closed by it, also on a throw
         onFirst,
       );
     } catch (err) {
       server.destroy();
-      log.debug({ err: (err as Error).message }, 'native SOCKS5 relay not started');
+      this.#opts.log.debug({ err: (err as Error).message }, 'native SOCKS5 relay not started');
       return;
     }
     this.#live.add(box.relay);
+  }
+
+  #idleMs(): number {
+    return Math.max(1, Math.ceil(this.#opts.idleTimeoutMs));
+  }
+
+  /**
+   * The tunnel set up in the addon (native/client_tunnel.cc): the dialers' planNative (routing,
+   * answer-watch, the SIP004 dialer's first write) runs now, synchronously; the addon connects
+   * and starts the relay with no JS call until the server's first answer or the relay's end. A
+   * failed connect comes back to onFail and goes where dial()'s rejection goes today. False when
+   * the dialers offer no plan (a route other than the tunnel, a host name, another transport):
+   * dial() then.
+   */
+  #plan(fd: number, dest: SocksAddress, data: Buffer): boolean {
+    const fns = this.#tunnelFns;
+    const planner = this.#planner;
+    if (!fns || !planner) return false;
+    let plan: NativeTunnelPlan | undefined;
+    try {
+      plan = planner.planNative(dest, data, { native: this.#fns });
+    } catch {
+      return false; // dial() fails it the usual way
+    }
+    if (!plan) return false;
+    const { conn } = plan;
+    const server = conn.socket;
+    const enc = conn.native?.encoder();
+    const decode = conn.decode;
+    if (!isNativeServerSocket(server) || !enc || !decode) {
+      plan.failed(new UpstreamDialError('ERR_CONNECT', 'the connection offers no codecs')).catch(() => {});
+      return false;
+    }
+    let connected = false;
+    const first = (): void => {
+      if (connected) return;
+      connected = true;
+      plan.connected();
+    };
+    // relayPair's arguments; [0] the server's descriptor once connected, [9] the relay (the addon's).
+    const args: TunnelArgs = [-1, fd, null, enc, [undefined, server.firstWrite, undefined], this.#idleMs()];
+    const { onFirst, onClose } = this.#callbacks(server, conn, decode, first, () =>
+      this.#tunnels.delete(args),
+    );
+    args.push(onClose, 3, onFirst);
+    const onFail = (errno: number, why: number): void => {
+      this.#tunnels.delete(args);
+      if (why === FAIL_RELAY) {
+        first();
+        server.destroy();
+        this.#opts.log.debug('native SOCKS5 relay not started');
+        return;
+      }
+      server.destroy();
+      const err = connectError(why === FAIL_TIMEOUT ? undefined : errno, plan.timeoutMs);
+      plan.failed(err).then(
+        (c) => this.#carry(fd, c, false),
+        (e: unknown) => {
+          this.#fns.fdClose(fd);
+          logDialFailure(e, dest, this.#opts.log);
+        },
+      );
+    };
+    this.#tunnelled++;
+    try {
+      this.#tunnels.set(
+        args,
+        fns.tunnelConnect(plan.ip, plan.port, plan.timeoutMs, this.#fns.relayPair, args, onFail),
+      );
+    } catch (err) {
+      onFail((err as { errno?: number }).errno ?? -1, FAIL_CONNECT); // refused at once
+    }
+    return true;
   }
 }

@@ -154,8 +154,7 @@ export class PickerDialer implements Dialer {
     // A re-fetched key may offer the same path as a new endpoint (an 'auto' prefix is drawn per
     // fetch): the path in use stays the one in use.
     const chosen = this.#chosen;
-    if (chosen && !next.includes(chosen))
-      this.#chosen = next.find((e) => pathKey(e) === pathKey(chosen));
+    if (chosen && !next.includes(chosen)) this.#chosen = next.find((e) => pathKey(e) === pathKey(chosen));
     this.#failover = next.length === 0 ? undefined : this.#buildFailover(next);
     return skipped;
   }
@@ -203,9 +202,15 @@ export class PickerDialer implements Dialer {
     const f = this.#failover;
     if (this.#refusal !== undefined || !f) {
       this.#o.onExhausted?.();
-      throw new UpstreamDialError(
-        'ERR_CONNECT',
-        this.#refusal ?? 'the key offers no usable server endpoint now',
+      // Nothing was dialled: the log says so (tunnel.ts), not "tunnel dial failed".
+      throw Object.assign(
+        new UpstreamDialError(
+          'ERR_CONNECT',
+          this.#refusal !== undefined
+            ? `the key's server refuses this key (${this.#refusal})`
+            : 'the key offers no usable server endpoint now',
+        ),
+        { dialled: false },
       );
     }
     try {

@@ -28,6 +28,7 @@ import {
   type Dialer,
   type FirstData,
 } from '../transport/dialer.js';
+import { nativePlanner, type NativeTunnelPlan } from '../transport/native-dial.js';
 import { FragmentDialer } from '../transport/tls-fragment.js';
 import { classifyFailure, type FailureKind, type Router } from './routing/router.js';
 import type { Route } from './routing/rules.js';
@@ -210,6 +211,33 @@ export class RoutingDialer implements Dialer {
       route = next;
     }
     throw new UpstreamDialError('ERR_CONNECT', 'no route left to try');
+  }
+
+  /**
+   * dial() for a tunnel set up in the addon (native-dial.ts NativeTunnelPlan): only for a
+   * destination the router sends through the tunnel; its route event once the connect is known.
+   */
+  planNative(dest: SocksAddress, data: Uint8Array, hints: DialHints): NativeTunnelPlan | undefined {
+    if (this.router.decide(dest.host).route !== 'proxy') return undefined;
+    const inner = nativePlanner(this.#tunnel)?.planNative(dest, data, hints);
+    if (!inner) return undefined;
+    return {
+      ...inner,
+      connected: () => {
+        this.#onRoute?.({ route: 'proxy', outcome: 'ok' });
+        inner.connected();
+      },
+      failed: async (err) => {
+        try {
+          const conn = await inner.failed(err);
+          this.#onRoute?.({ route: 'proxy', outcome: 'ok' });
+          return conn;
+        } catch (e) {
+          this.#onRoute?.({ route: 'proxy', outcome: 'failed' });
+          throw e;
+        }
+      },
+    };
   }
 
   async #once(

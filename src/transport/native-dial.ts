@@ -12,7 +12,14 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import util from 'node:util';
-import { UpstreamDialError, type NativeConnect } from './dialer.js';
+import type { SocksAddress } from '../protocol/socks5/address.js';
+import {
+  UpstreamDialError,
+  type DialHints,
+  type DialedConnection,
+  type Dialer,
+  type NativeConnect,
+} from './dialer.js';
 
 export class NativeServerSocket extends EventEmitter {
   /** The connected descriptor while nobody took it (take()). */
@@ -65,6 +72,46 @@ export function isNativeServerSocket(s: unknown): s is NativeServerSocket {
 }
 
 /**
+ * A raw SIP004 tunnel its caller sets up without a dial (client/native-socks.ts: the addon
+ * connects and starts the relay with no JS call, native/client_tunnel.cc). Made synchronously by
+ * each wrapping dialer's `planNative`, which does there what its dial() does before the inner
+ * dial, and leaves in `connected` and `failed` what it does once that dial resolved or rejected.
+ */
+export interface NativeTunnelPlan {
+  /** The server: an IP literal, its port, the connect's time budget. */
+  ip: string;
+  port: number;
+  timeoutMs: number;
+  /** socket: a NativeServerSocket with no descriptor (-1) holding the first write; decode; native. */
+  conn: DialedConnection;
+  /** The connect succeeded: called at the first JS call after it (the relay's first answer or end). */
+  connected(): void;
+  /** The connect failed with `err`: what dial() does then (rejects with it, or another connection). */
+  failed(err: UpstreamDialError): Promise<DialedConnection>;
+}
+
+/** A dialer that can plan a native tunnel (undefined: dial() as usual). */
+export interface NativePlanner {
+  planNative(dest: SocksAddress, data: Uint8Array, hints: DialHints): NativeTunnelPlan | undefined;
+}
+
+export function nativePlanner(d: Dialer): NativePlanner | undefined {
+  return typeof (d as Partial<NativePlanner>).planNative === 'function'
+    ? (d as Dialer & NativePlanner)
+    : undefined;
+}
+
+/** The error connectNative rejects with for a failed connect (errno < 0) or a timeout (undefined). */
+export function connectError(errno: number | undefined, timeoutMs: number): UpstreamDialError {
+  if (errno === undefined)
+    return new UpstreamDialError('ERR_CONNECT_TIMEOUT', `connect timed out after ${timeoutMs} ms`);
+  const code = errnoName(errno);
+  return new UpstreamDialError('ERR_CONNECT', `connect failed: ${code}`, {
+    cause: Object.assign(new Error(code), { code }),
+  });
+}
+
+/**
  * TCP connect with the addon: host resolved like net.connect does (an IP literal as is, a name
  * through dns.lookup, its first address), with connectTcp's timeout, abort and error codes
  * (dialer.ts). Resolves with a connected non-blocking descriptor, the caller's to close.
@@ -100,12 +147,7 @@ export async function connectNative(
       reject(err);
     };
     const onAbort = (): void => giveUp(new UpstreamDialError('ERR_ABORTED', 'dial aborted'));
-    const failed = (errno: number): UpstreamDialError => {
-      const code = errnoName(errno);
-      return new UpstreamDialError('ERR_CONNECT', `connect failed: ${code}`, {
-        cause: Object.assign(new Error(code), { code }),
-      });
-    };
+    const failed = (errno: number): UpstreamDialError => connectError(errno, timeoutMs);
     try {
       c = fns.tcpConnect(ip, port, (fd, errno) => {
         cleanup();
@@ -116,10 +158,7 @@ export async function connectNative(
       reject(failed((err as { errno?: number }).errno ?? -1));
       return;
     }
-    const timer = setTimeout(
-      () => giveUp(new UpstreamDialError('ERR_CONNECT_TIMEOUT', `connect timed out after ${timeoutMs} ms`)),
-      timeoutMs,
-    );
+    const timer = setTimeout(() => giveUp(connectError(undefined, timeoutMs)), timeoutMs);
     timer.unref();
     signal?.addEventListener('abort', onAbort, { once: true });
   });

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ProtocolError } from '../protocol/errors.js';
 import { AeadDecoder, AeadEncoder } from '../protocol/shadowsocks/aead.js';
@@ -16,7 +17,7 @@ import {
   type NativeConnect,
   type NextHop,
 } from './dialer.js';
-import { connectNative, NativeServerSocket } from './native-dial.js';
+import { connectNative, NativeServerSocket, type NativeTunnelPlan } from './native-dial.js';
 
 export interface ShadowsocksEndpoint {
   /** Server host (name or IP). The server's own name is resolved locally; targets never are. */
@@ -183,6 +184,34 @@ export class ShadowsocksDialer implements Dialer {
       ...(native
         ? { native: { encoder: () => encoder.nativeCodec, decoder: () => decoder.nativeCodec } }
         : {}),
+    };
+  }
+
+  /**
+   * The tunnel to an IP-literal server over plain TCP, for a caller that connects and starts the
+   * relay in the addon with no JS call (client/native-socks.ts): the same first write and codecs
+   * as #dialNative, made before the connect instead of after it. Undefined (dial() then) for a
+   * host name (it needs DNS), a transport (WebSocket) or an address that does not encode.
+   */
+  planNative(dest: SocksAddress, data: Uint8Array, hints: DialHints): NativeTunnelPlan | undefined {
+    if (!hints.native || !this.#rawTcp) return undefined;
+    const ip = this.#host.replace(/^\[|\]$/g, '');
+    if (isIP(ip) === 0) return undefined;
+    let header: Uint8Array;
+    try {
+      header = encodeAddress(dest);
+    } catch {
+      return undefined; // dial() fails it the usual way
+    }
+    const h = this.#handshake(header, data);
+    const socket = new NativeServerSocket(-1, h.first, hints.native).asDuplex();
+    return {
+      ip,
+      port: this.#port,
+      timeoutMs: this.#connectTimeoutMs,
+      conn: this.#connection(socket, h, true),
+      connected: () => {},
+      failed: (err) => Promise.reject(err),
     };
   }
 

@@ -10,6 +10,7 @@ import net from 'node:net';
 import { PassThrough } from 'node:stream';
 import { FailoverDialer } from '../../src/client/routing/failover.js';
 import type { Endpoint } from '../../src/client/routing/endpoints.js';
+import { PickerDialer } from '../../src/client/picker.js';
 import { logDialFailure } from '../../src/client/tunnel.js';
 import { createLogger } from '../../src/shared/logger.js';
 import { DirectDialer } from '../../src/transport/dialer.js';
@@ -63,4 +64,43 @@ test('every endpoint avoided: "tunnel not dialled", not "tunnel dial failed"', a
   );
   assert.equal(lines[1]!.code, 'ERR_CONNECT');
   assert.ok(!text.includes('site.example') && !text.includes('127.0.0.1'), 'no destination or server');
+});
+
+test('a key the key server refuses: "tunnel not dialled" with the refusal, nothing dialled', async () => {
+  const out = new PassThrough();
+  let text = '';
+  out.on('data', (d: Buffer) => (text += d.toString()));
+  const log = createLogger({ level: 'info', destination: out });
+  let dials = 0;
+  const picker = new PickerDialer({
+    clock: systemClock,
+    dialerFor: () => ({
+      dial: () => {
+        dials++;
+        return Promise.reject(new Error('not reached'));
+      },
+    }),
+  });
+  picker.setEndpoints([{ host: '127.0.0.1', port: 9, method: 'aes-256-gcm', password: 'x' }]);
+  const logged = async (): Promise<{ msg: string; code?: string }> => {
+    text = '';
+    const err = await picker.dial(DEST).then(
+      () => assert.fail('dialled'),
+      (e: unknown) => e,
+    );
+    logDialFailure(err, DEST, log);
+    return JSON.parse(text.trim()) as { msg: string; code?: string };
+  };
+  picker.setRefusal('server says: Quota exceeded');
+  const refused = await logged();
+  assert.equal(
+    refused.msg,
+    "tunnel not dialled: the key's server refuses this key (server says: Quota exceeded)",
+  );
+  assert.equal(refused.code, 'ERR_CONNECT');
+  assert.equal(dials, 0, 'nothing was dialled');
+  // Control: no endpoint at all is also "not dialled", with its own reason.
+  picker.setRefusal(undefined);
+  picker.setEndpoints([]);
+  assert.equal((await logged()).msg, 'tunnel not dialled: the key offers no usable server endpoint now');
 });

@@ -1,0 +1,277 @@
+// Ladder native addon: the client's raw SIP004 tunnel set up without entering JS (Linux). The
+// SOCKS5 front's one JS call (socks5_front.cc) decides the route and the key, encodes the first
+// write, and calls tunnelConnect with everything relayPair (relay_pair.cc) needs; the connect to
+// the server and the relay's start then happen here, on the loop, with no JS call until the
+// relay's first answer (onFirst) or its end, or until the connect fails (client/native-socks.ts).
+//
+//   tunnelConnect(ip, port, timeoutMs, relayPair, args, onFail) -> tunnel
+//       ip: an IPv4 or IPv6 literal; timeoutMs >= 1: the connect's time budget.
+//       relayPair: the addon's relayPair; args: an array of its arguments, args[0] a placeholder
+//       for the server's descriptor. Once connected, relayPair(...args[0..8]) is called from
+//       here with args[0] = the connected descriptor (TCP_NODELAY), and what it returns (the
+//       relay) is stored in args[9]; a throw there is cleared and reported to onFail.
+//       onFail(errno, why) is called once, from the loop, instead: why 0 the connect failed
+//       (errno negative, as libuv reports it), 1 it timed out (errno 0), 2 relayPair threw
+//       (errno 0; both descriptors were relayPair's, so it closed them). For why 0 and 1 the
+//       application's descriptor (args[1]) is still the caller's.
+//       A connect refused at once (EADDRNOTAVAIL, ENETUNREACH, EMFILE...) throws an error with
+//       `errno`, as tcpConnect does.
+//   tunnelConnectCancel(tunnel)  closes the server's socket if still connecting; no onFail.
+//                                Nothing once the relay started (relayClose(args[9]) closes it).
+//                                Idempotent.
+#include <cerrno>
+#include <cstring>
+#include <initializer_list>
+#include <new>
+
+#if defined(__linux__)
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+#endif
+
+#include "exports.h"
+#include "napi_args.h"
+#include "thread_poll.h"
+
+namespace ladder {
+
+#if defined(__linux__)
+
+namespace {
+
+const napi_type_tag kTunnelTag = {0x6c61646465724354ULL, 0x54554e4e454c0001ULL};
+constexpr uint32_t kRelayArgs = 9;
+enum Why : int32_t { kFailed = 0, kTimedOut = 1, kRelayThrew = 2 };
+
+struct Tunnel {
+  napi_env env = nullptr;
+  napi_ref relay = nullptr;  // relayPair
+  napi_ref args = nullptr;   // its arguments; args[9] = the relay
+  napi_ref on_fail = nullptr;
+  PollWatch watch;  // EPOLLOUT in the thread's epoll set while connecting
+  uv_timer_t timer;
+  int fd = -1;
+  bool running = false;
+  bool timer_open = false;  // the timer's handle is not closed yet
+  bool finalized = false;
+  bool hooked = false;
+};
+
+void Cleanup(void* arg);
+
+void MaybeFree(Tunnel* t) {
+  if (t->finalized && !t->running && !t->timer_open) delete t;
+}
+
+void Finalize(napi_env /*env*/, void* data, void* /*hint*/) {
+  Tunnel* t = static_cast<Tunnel*>(data);
+  t->finalized = true;
+  MaybeFree(t);
+}
+
+void OnTimerClosed(uv_handle_t* h) {
+  Tunnel* t = static_cast<Tunnel*>(h->data);
+  t->timer_open = false;
+  MaybeFree(t);
+}
+
+void DropRefs(Tunnel* t) {
+  for (napi_ref* r : {&t->relay, &t->args, &t->on_fail}) {
+    if (*r != nullptr) napi_delete_reference(t->env, *r);
+    *r = nullptr;
+  }
+}
+
+// Stops connecting: out of the set, timer closed; the fd is closed unless `keep`. True if it ran.
+bool Stop(Tunnel* t, bool keep) {
+  if (!t->running) return false;
+  t->running = false;
+  if (t->hooked) napi_remove_env_cleanup_hook(t->env, Cleanup, t);
+  t->hooked = false;
+  PollEnd(&t->watch);
+  if (!keep && t->fd >= 0) close(t->fd);
+  t->fd = -1;
+  uv_timer_stop(&t->timer);
+  uv_close(reinterpret_cast<uv_handle_t*>(&t->timer), OnTimerClosed);
+  return true;
+}
+
+// The env is going away (worker exit) while connecting: close, no call.
+void Cleanup(void* arg) {
+  Tunnel* t = static_cast<Tunnel*>(arg);
+  t->hooked = false;
+  if (Stop(t, false)) DropRefs(t);
+}
+
+void CallFail(Tunnel* t, int32_t err, Why why) {
+  napi_env env = t->env;
+  napi_value cb, recv, result;
+  if (napi_get_reference_value(env, t->on_fail, &cb) == napi_ok && napi_get_global(env, &recv) == napi_ok) {
+    napi_value argv[2] = {Number(env, err), Number(env, why)};
+    napi_make_callback(env, nullptr, recv, cb, 2, argv, &result);
+    RaisePendingException(env);
+  }
+}
+
+// Connected: relayPair(...args) with the descriptor, from here (a call into the addon, not JS).
+void StartRelay(Tunnel* t, int fd) {
+  napi_env env = t->env;
+  napi_value fn, args, recv, result;
+  napi_value argv[kRelayArgs];
+  bool ok = napi_get_reference_value(env, t->relay, &fn) == napi_ok &&
+            napi_get_reference_value(env, t->args, &args) == napi_ok && napi_get_global(env, &recv) == napi_ok &&
+            napi_set_element(env, args, 0, Number(env, fd)) == napi_ok;
+  for (uint32_t i = 0; ok && i < kRelayArgs; i++) ok = napi_get_element(env, args, i, &argv[i]) == napi_ok;
+  if (!ok) {
+    close(fd);
+    CallFail(t, 0, kRelayThrew);
+    return;
+  }
+  if (napi_call_function(env, recv, fn, kRelayArgs, argv, &result) != napi_ok) {
+    napi_value ignored;
+    napi_get_and_clear_last_exception(env, &ignored);  // it closed both descriptors (owned)
+    CallFail(t, 0, kRelayThrew);
+    return;
+  }
+  napi_set_element(env, args, kRelayArgs, result);
+}
+
+void OnWritable(void* target, uint32_t /*events*/) {
+  Tunnel* t = static_cast<Tunnel*>(target);
+  if (!t->running) return;
+  int err = 0;
+  socklen_t len = sizeof(err);
+  if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  const int fd = t->fd;
+  Stop(t, err == 0);
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(t->env, &scope) != napi_ok) {
+    if (err == 0) close(fd);
+    DropRefs(t);
+    return;
+  }
+  if (err == 0) StartRelay(t, fd);
+  else CallFail(t, -err, kFailed);
+  DropRefs(t);
+  napi_close_handle_scope(t->env, scope);
+}
+
+void OnTimeout(uv_timer_t* h) {
+  Tunnel* t = static_cast<Tunnel*>(h->data);
+  if (!Stop(t, false)) return;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(t->env, &scope) == napi_ok) {
+    CallFail(t, 0, kTimedOut);
+    napi_close_handle_scope(t->env, scope);
+  }
+  DropRefs(t);
+}
+
+bool ParseAddress(const char* ip, int32_t port, sockaddr_storage* ss, socklen_t* sl) {
+  memset(ss, 0, sizeof(*ss));
+  auto* s4 = reinterpret_cast<sockaddr_in*>(ss);
+  auto* s6 = reinterpret_cast<sockaddr_in6*>(ss);
+  if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons(static_cast<uint16_t>(port));
+    *sl = sizeof(*s4);
+    return true;
+  }
+  if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons(static_cast<uint16_t>(port));
+    *sl = sizeof(*s6);
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+napi_value TunnelConnect(napi_env env, napi_callback_info info) {
+  const char* usage = "tunnelConnect(ip, port 1..65535, timeoutMs >= 1, relayPair, args, onFail)";
+  Args a(env, info);
+  char ip[64];
+  int32_t port = -1;
+  int64_t timeout = 0;
+  bool is_array = false;
+  sockaddr_storage ss;
+  socklen_t sl = 0;
+  if (!a.Need(6, usage) || !a.String(0, ip, sizeof(ip)) || !a.Int32(1, &port) || port < 1 || port > 65535 ||
+      !a.Index(2, &timeout) || timeout < 1 || !a.Function(3) || napi_is_array(env, a[4], &is_array) != napi_ok ||
+      !is_array || !a.Function(5) || !ParseAddress(ip, port, &ss, &sl)) {
+    Throw(env, usage);
+    return nullptr;
+  }
+  uv_loop_t* uv = nullptr;
+  Tunnel* t = new (std::nothrow) Tunnel();
+  if (t == nullptr || !PollReady(env) || napi_get_uv_event_loop(env, &uv) != napi_ok || uv == nullptr) {
+    delete t;
+    napi_throw_error(env, "ERR_LADDER_CONNECT", "cannot connect");
+    return nullptr;
+  }
+  t->env = env;
+  t->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int r = -1;
+  if (t->fd >= 0) {
+    const int one = 1;
+    setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    do r = connect(t->fd, reinterpret_cast<sockaddr*>(&ss), sl);
+    while (r != 0 && errno == EINTR);
+  }
+  if (t->fd < 0 || (r != 0 && errno != EINPROGRESS)) {
+    const int e = errno;
+    if (t->fd >= 0) close(t->fd);
+    delete t;
+    napi_value err, code, msg;
+    napi_create_string_utf8(env, "ERR_LADDER_CONNECT", NAPI_AUTO_LENGTH, &code);
+    napi_create_string_utf8(env, "connect failed", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, code, msg, &err);
+    napi_set_named_property(env, err, "errno", Number(env, -e));
+    napi_throw(env, err);
+    return nullptr;
+  }
+  napi_value ext;
+  if (napi_create_external(env, t, Finalize, nullptr, &ext) != napi_ok) {
+    close(t->fd);
+    delete t;
+    napi_throw_error(env, "ERR_LADDER_CONNECT", "napi_create_external failed");
+    return nullptr;
+  }
+  // From here the finalizer frees t (once it stopped and its timer closed).
+  uv_timer_init(uv, &t->timer);
+  t->timer.data = t;
+  t->timer_open = true;
+  t->running = true;
+  if (napi_create_reference(env, a[3], 1, &t->relay) != napi_ok ||
+      napi_create_reference(env, a[4], 1, &t->args) != napi_ok ||
+      napi_create_reference(env, a[5], 1, &t->on_fail) != napi_ok ||
+      !PollStart(env, &t->watch, t->fd, EPOLLOUT, OnWritable, t)) {
+    Stop(t, false);
+    DropRefs(t);
+    napi_throw_error(env, "ERR_LADDER_CONNECT", "cannot poll the socket");
+    return nullptr;
+  }
+  uv_timer_start(&t->timer, OnTimeout, static_cast<uint64_t>(timeout), 0);
+  if (napi_add_env_cleanup_hook(env, Cleanup, t) == napi_ok) t->hooked = true;
+  napi_type_tag_object(env, ext, &kTunnelTag);
+  return ext;
+}
+
+napi_value TunnelConnectCancel(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  void* p = nullptr;
+  if (!a.Need(1) || !a.Tagged(0, kTunnelTag, &p, "tunnelConnectCancel(tunnel)")) return nullptr;
+  Tunnel* t = static_cast<Tunnel*>(p);
+  if (Stop(t, false)) DropRefs(t);
+  return nullptr;
+}
+
+#endif  // __linux__
+
+}  // namespace ladder
