@@ -42,7 +42,7 @@ const over: Record<string, F> = {
 const fns = { ...a, ...over } as never;
 const up = await startUpstream('ss-server', 'entries-pw');
 const echo = await serve((s) => s.pipe(s));
-const dialer = new AnswerWatchDialer(createTunnelDialer(endpointFromKey(up.url)), { log: silentLogger });
+const dialer = new AnswerWatchDialer(createTunnelDialer(endpointFromKey(up.url, 'local')), { log: silentLogger });
 const srv = net.createServer();
 await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
 const port = (srv.address() as net.AddressInfo).port;
