@@ -310,11 +310,19 @@ export async function startManaged(
     if (flags.publicHost !== undefined && flags.node === undefined)
       await store.updateSettings({ hostnameForAccessKeys: flags.publicHost });
     if (dynamicUrl !== undefined) await store.updateSettings({ dynamicKeyBaseUrl: dynamicUrl });
-    // A fleet's port for new keys is fleet-wide: set once (when the store is made), not by each
-    // node's --port; keys carry their port and every node serves each key's port (docs/fleet.md).
-    if (dataPortFlag !== undefined && dataPortFlag !== 0 && !fleet)
-      await store.updateSettings({ portForNewAccessKeys: dataPortFlag });
     let settings = await store.getSettings();
+    // The port for new keys is the store's (SQLite and PostgreSQL alike): --port sets it only at
+    // the first server start on the store (no API port recorded yet); later it changes through the
+    // API, and a different --port is the primary listener only (keys carry their port and every
+    // key's port is served: docs/operations.md, "The port for new keys").
+    const firstServerStart = settings.apiPort === null;
+    if (dataPortFlag !== undefined && dataPortFlag !== 0 && firstServerStart)
+      await store.updateSettings({ portForNewAccessKeys: dataPortFlag });
+    else if (dataPortFlag && settings.portForNewAccessKeys && dataPortFlag !== settings.portForNewAccessKeys)
+      log.info(
+        `--port ${dataPortFlag} differs from the store's port for new keys, ${settings.portForNewAccessKeys}, which stays (set through the API or at the first start); both are served`,
+      );
+    settings = await store.getSettings();
     // Nodes starting at once on an empty store make one initial key between them (a lock).
     const first = await ensureFirstKey(store, storeLocation, async () => {
       const req = { name: 'Initial key', method: flags.method ?? DEFAULT_METHOD };
@@ -349,7 +357,10 @@ export async function startManaged(
     }
     const { plane, pool } = early ?? (await startPool(primaryPort));
     planePort = plane.address.port;
-    if (plane.address.port !== settings.portForNewAccessKeys && (!fleet || !settings.portForNewAccessKeys)) {
+    if (
+      plane.address.port !== settings.portForNewAccessKeys &&
+      (firstServerStart || !settings.portForNewAccessKeys)
+    ) {
       await store.updateSettings({ portForNewAccessKeys: plane.address.port });
       if (createdNow) await store.updateKey(firstKey.id, { port: plane.address.port });
       settings = await store.getSettings();
