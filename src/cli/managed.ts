@@ -61,6 +61,7 @@ import {
   type RunningWeb,
 } from './web.js';
 import { checkPublicHost, type ManagedFlags } from './managed-options.js';
+import { lockDataDir } from './data-dir-lock.js';
 
 /**
  * Managed mode of `ladder server`: data plane + store + management API + metrics in one process.
@@ -182,11 +183,13 @@ export async function startManaged(
     else if (/^https:\/\/[^/\s]+/.test(flags.dynamicUrl)) dynamicUrl = flags.dynamicUrl.replace(/\/+$/, '');
     else throw new UsageError(`--dynamic-url must be an https:// URL (or "none"), got "${flags.dynamicUrl}"`);
   }
-  const webPlan = await planWeb(flags, undefined, dataDir);
-
+  // One server per data directory, before anything is read or written (data-dir-lock.ts).
+  const unlock = lockDataDir(dataDir);
   let store: KyselyStore;
   let storeLocation: StoreLocation;
+  let webPlan: Awaited<ReturnType<typeof planWeb>>;
   try {
+    webPlan = await planWeb(flags, undefined, dataDir);
     storeLocation = parseStoreLocation(flags.store, dataDir);
     if (flags.node !== undefined) await checkNodeFlags(flags.node, storeLocation);
     checkBeforeServing(storeLocation); // a lost or damaged store is refused before anything serves
@@ -204,11 +207,16 @@ export async function startManaged(
       ...(tuning.storeOptions ?? {}),
     });
   } catch (err) {
+    unlock();
     if (err instanceof StoreError) throw new UsageError(err.message);
     throw err;
   }
-  const cached = await cachedKeysForOfflineStart(store, dataDir, log);
-  const cleanups: (() => Promise<void>)[] = [() => store.close()];
+  const cleanups: (() => Promise<void>)[] = [async () => unlock(), () => store.close()];
+  const cached = await cachedKeysForOfflineStart(store, dataDir, log).catch(async (err: unknown) => {
+    await store.close().catch(() => undefined);
+    unlock();
+    throw err;
+  });
   const closeAll = async (): Promise<void> => {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
   };
