@@ -8,6 +8,7 @@ import {
   checkPrefix,
   parseExpiry,
   secretsFor,
+  apiEndpointOf,
   statusIndex,
   toAccessKeyJson,
   type ApiContext,
@@ -191,11 +192,11 @@ export function registerLadderRoutes(app: FastifyInstance, ctx: ApiContext): voi
       });
       await ctx.enforcer.refresh();
       const statuses = statusIndex(ctx.enforcer);
-      return reply
-        .code(201)
-        .send({
-          accessKeys: keys.map((k) => toAccessKeyJson(k, settings, statuses.get(k.id), ctx.apiCertSha256)),
-        });
+      return reply.code(201).send({
+        accessKeys: keys.map((k) =>
+          toAccessKeyJson(k, settings, statuses.get(k.id), apiEndpointOf(ctx, settings)),
+        ),
+      });
     },
   );
 

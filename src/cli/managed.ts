@@ -1,6 +1,6 @@
 import { join, resolve } from 'node:path';
 import { networkInterfaces } from 'node:os';
-import type { RunningApi, WebEndpoint } from '../api/index.js';
+import type { ApiAddress, RunningApi, WebEndpoint } from '../api/index.js';
 import type { MetricsServer } from '../metrics/index.js';
 import {
   startDataPlane,
@@ -147,10 +147,11 @@ export async function startManaged(
     accessConfigLine,
     accessUrl,
     buildDynamicApp,
-    dynamicAccessUrl,
+    dynamicUrlVia,
     ensureCertificate,
+    loadApiAddress,
     startApi,
-    subscriptionUrl,
+    subscriptionUrlVia,
   } = await import('../api/index.js');
   const { createMetrics, startMetricsServer } = await import('../metrics/index.js');
   const {
@@ -345,7 +346,9 @@ export async function startManaged(
     if (!early) await ensureCertificate(dataDir, settings.hostnameForAccessKeys);
     // The same for the API's and an explicit metrics port taken by another program: refused
     // before the data plane logs "listening" (startApi and the metrics server check again).
-    const apiPort = apiPortFlag ?? settings.apiPort ?? 0;
+    // A fleet node's API port is its own (api-endpoint.json), never the shared setting.
+    const ownApi = fleet ? await loadApiAddress(dataDir) : undefined;
+    const apiPort = apiPortFlag ?? (fleet ? ownApi?.port : settings.apiPort) ?? 0;
     if (!early && apiPort !== 0) {
       const code = await probeListen(apiPort, flags.apiHost ?? '0.0.0.0').then(
         () => undefined,
@@ -378,6 +381,7 @@ export async function startManaged(
     const enforcer = early?.enforcer ?? (await startEnforcer(pool));
 
     let api: RunningApi | undefined;
+    const apiAddress: ApiAddress = {}; // filled in by startApi; the dynamic listener's URLs use it too
     let metricsServer: MetricsServer | undefined;
     let web: RunningWeb | undefined; // started after the API; subscriptions read it per request
     const webEndpoint = (): WebEndpoint | undefined =>
@@ -397,6 +401,9 @@ export async function startManaged(
         ...(tuning.dashboardDir !== undefined ? { dashboardDir: tuning.dashboardDir } : {}),
         host: flags.apiHost ?? '0.0.0.0',
         port: apiPort,
+        // A fleet node's URLs name its own API (host, port, pin), not shared parts (docs/fleet.md).
+        apiAddress,
+        publicHost: fleet ? (flags.publicHost ?? guessHost(flags.host)) : undefined,
       });
     } catch (err) {
       const code = bindErrorCode(err);
@@ -412,7 +419,9 @@ export async function startManaged(
 
     let dynamicAddress: string | undefined;
     if (dynamicListen) {
-      const dyn = await buildDynamicApp({ store, control: pool, logger: log, enforcer, webEndpoint, fleet });
+      const dyn = await buildDynamicApp({
+        ...{ store, control: pool, logger: log, enforcer, webEndpoint, fleet, apiAddress },
+      });
       cleanups.push(() => dyn.close());
       try {
         dynamicAddress = await dyn.listen(dynamicListen);
@@ -507,9 +516,9 @@ export async function startManaged(
       keyLabel: firstKey.name || firstKey.id,
       keyId: firstKey.id,
       url,
-      dynamic: dynamicAccessUrl(firstKey, settings, firstKey.name || 'ladder', api.certSha256),
+      dynamic: dynamicUrlVia(firstKey, settings, api.endpoint, firstKey.name || 'ladder'),
       dynamicNote: dynamicKeyNote(settings.dynamicKeyBaseUrl),
-      subscription: subscriptionUrl(firstKey, settings),
+      subscription: subscriptionUrlVia(firstKey, settings, api.endpoint),
       webUrl:
         web && webKeyUrl(firstKey, settings.hostnameForAccessKeys, web, `${firstKey.name || 'ladder'} (web)`),
       drawQr: tuning.drawQr !== false,
