@@ -21,6 +21,7 @@ import { AEAD_METHODS } from '../protocol/shadowsocks/methods.js';
 import { AEAD_2022_METHODS } from '../protocol/shadowsocks/methods2022.js';
 import { DEFAULT_METHOD } from '../config/defaults.js';
 import { isStoreUnavailable, KeyEnforcer, type Store } from '../store/index.js';
+import { registerRotateRoute } from './routes-rotate.js';
 import type { ApiAddress, ApiContext, FleetView, WebEndpoint } from './context.js';
 import { defaultDashboardDir, registerDashboard } from './dashboard.js';
 import { registerDynamicRoutes } from './dynamic.js';
@@ -279,6 +280,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
   };
   registerOutlineRoutes(app, ctx);
   registerLadderRoutes(app, ctx);
+  registerRotateRoute(app, ctx);
   registerStatusRoutes(app, ctx, clock.now());
   registerNodeRoutes(app, ctx);
   registerDynamicRoutes(app, ctx);

@@ -1,5 +1,5 @@
 /** `ladder keys` on the local store (SQLite file in the data dir, or --store). */
-import { planSecrets } from '../../../api/key-secrets.js';
+import { KeySecretError, planSecrets, rotatedSecret } from '../../../api/key-secrets.js';
 import { existsSync as exists, mkdirSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import {
@@ -118,6 +118,19 @@ export class LocalKeys implements KeysBackend {
   }
   setEnabled(id: string, enabled: boolean): Promise<void> {
     return this.#update(id, { enabled });
+  }
+  async rotate(id: string, password?: string): Promise<void> {
+    const key = await this.store.getKey(id);
+    if (!key) throw notFound(id);
+    let secret: string;
+    try {
+      secret = await rotatedSecret(this.store, key, password);
+    } catch (err) {
+      if (err instanceof KeySecretError) throw new UsageError(`--password: ${err.message}`);
+      throw err;
+    }
+    // The running server's enforcer applies it at its next evaluation and closes the old connections.
+    return this.#update(id, { secret });
   }
   async setPrefix(id: string, prefix: string): Promise<void> {
     const key = await this.store.getKey(id);
