@@ -61,6 +61,39 @@ export function accessUrl(
   return tag ? `${withQuery}#${encodeURIComponent(tag)}` : withQuery;
 }
 
+/**
+ * The management API that hands out a key's dynamic URL and subscription URL: host, port and
+ * certificate pin of ONE endpoint (the serving API's own), so a URL never names one node's host
+ * with another's port or pin (docs/fleet.md, "Dynamic key and subscription URLs").
+ */
+export interface ApiEndpoint {
+  host: string;
+  port: number;
+  certSha256?: string | undefined;
+}
+
+/** The settings view the URL functions below read, with the host and port of `api`. */
+export function endpointSettings(
+  settings: Pick<ServerSettings, 'dynamicKeyBaseUrl'>,
+  api: ApiEndpoint | undefined,
+): Pick<ServerSettings, 'dynamicKeyBaseUrl' | 'hostnameForAccessKeys' | 'apiPort'> {
+  return {
+    dynamicKeyBaseUrl: settings.dynamicKeyBaseUrl,
+    hostnameForAccessKeys: api?.host ?? '',
+    apiPort: api?.port ?? null,
+  };
+}
+
+/** A key's ssconf:// URL served by `api` (or the shared dynamicKeyBaseUrl): host, port and pin of one endpoint. */
+export function dynamicUrlVia(
+  key: KeyRecord,
+  settings: Pick<ServerSettings, 'dynamicKeyBaseUrl'>,
+  api: ApiEndpoint | undefined,
+  tag?: string,
+): string | undefined {
+  return dynamicAccessUrl(key, endpointSettings(settings, api), tag, api?.certSha256);
+}
+
 /** Base https:// URL where the dynamic key documents are served, or undefined when unknown. */
 export function dynamicBaseUrl(
   settings: Pick<ServerSettings, 'dynamicKeyBaseUrl' | 'hostnameForAccessKeys' | 'apiPort'>,

@@ -21,7 +21,8 @@ import { AEAD_METHODS } from '../protocol/shadowsocks/methods.js';
 import { AEAD_2022_METHODS } from '../protocol/shadowsocks/methods2022.js';
 import { DEFAULT_METHOD } from '../config/defaults.js';
 import { isStoreUnavailable, KeyEnforcer, type Store } from '../store/index.js';
-import type { ApiContext, FleetView, WebEndpoint } from './context.js';
+import { registerRotateRoute } from './routes-rotate.js';
+import type { ApiAddress, ApiContext, FleetView, WebEndpoint } from './context.js';
 import { defaultDashboardDir, registerDashboard } from './dashboard.js';
 import { registerDynamicRoutes } from './dynamic.js';
 import { registerNodeRoutes } from './fleet.js';
@@ -72,6 +73,8 @@ export interface ApiOptions {
   dashboardDir?: string | null;
   /** The fleet, on a fleet node (--node): keys list its nodes; GET /nodes and friends. */
   fleet?: FleetView | undefined;
+  /** Where the API listens as clients reach it (startApi fills in port and pin): context.ts. */
+  apiAddress?: ApiAddress | undefined;
 }
 
 const AUTHED = Symbol('ladder.api.authed');
@@ -273,9 +276,11 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       : undefined,
     webEndpoint: opts.webEndpoint,
     fleet: opts.fleet,
+    apiAddress: opts.apiAddress,
   };
   registerOutlineRoutes(app, ctx);
   registerLadderRoutes(app, ctx);
+  registerRotateRoute(app, ctx);
   registerStatusRoutes(app, ctx, clock.now());
   registerNodeRoutes(app, ctx);
   registerDynamicRoutes(app, ctx);
@@ -299,7 +304,10 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
  * Everything else gets the same 404 as the API's unknown paths.
  */
 export async function buildDynamicApp(
-  opts: Pick<ApiOptions, 'store' | 'control' | 'logger' | 'clock' | 'webEndpoint' | 'fleet'> & {
+  opts: Pick<
+    ApiOptions,
+    'store' | 'control' | 'logger' | 'clock' | 'webEndpoint' | 'fleet' | 'apiAddress'
+  > & {
     enforcer: KeyEnforcer;
   },
 ): Promise<FastifyInstance> {
@@ -323,6 +331,7 @@ export async function buildDynamicApp(
     metricsServed: undefined,
     webEndpoint: opts.webEndpoint,
     fleet: opts.fleet,
+    apiAddress: opts.apiAddress,
   });
   await app.ready();
   return app;

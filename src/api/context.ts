@@ -15,7 +15,7 @@ import {
 } from '../store/index.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { keyPrefixSettingFor } from '../protocol/shadowsocks/key-prefix.js';
-import { accessUrl, dynamicAccessUrl, webOnlyFor } from './access-url.js';
+import { accessUrl, dynamicUrlVia, webOnlyFor, type ApiEndpoint } from './access-url.js';
 import { invalid } from './errors.js';
 import {
   checkSecret,
@@ -26,7 +26,7 @@ import {
   type SecretRequest,
 } from './key-secrets.js';
 import type { AccessKeyJson } from './schemas.js';
-import { subscriptionUrl } from './subscriptions/url.js';
+import { subscriptionUrlVia } from './subscriptions/url.js';
 
 /**
  * The web front's public parameters (managed mode with --web-port), so subscriptions can offer
@@ -80,17 +80,43 @@ export interface ApiContext {
   webEndpoint?: (() => WebEndpoint | undefined) | undefined;
   /** The fleet, on a fleet node (--node): keys list its nodes, and the node routes exist. */
   fleet?: FleetView | undefined;
+  /** Where this API listens (startApi fills it in): the endpoint of the URLs it hands out. */
+  apiAddress?: ApiAddress | undefined;
 }
 
 /**
- * `apiCertSha256`: the API certificate's pin, carried by a dynamicAccessUrl that points at the API
- * (access-url.ts). `web`: the running web front; with `only` set, `accessUrl` is its v2ray-plugin URL.
+ * This process's management API as clients reach it: port and pin once it listens; host only on
+ * a fleet node (its own public host), else hostnameForAccessKeys at request time.
+ */
+export interface ApiAddress {
+  host?: string | undefined;
+  port?: number | undefined;
+  certSha256?: string | undefined;
+}
+
+/**
+ * The endpoint of the dynamic and subscription URLs this API hands out: its own address and pin.
+ * Without one (an API built without startApi), a single server's settings (hostnameForAccessKeys
+ * and apiPort are its own); a fleet node never mixes shared parts in.
+ */
+export function apiEndpointOf(ctx: ApiContext, settings: ServerSettings): ApiEndpoint | undefined {
+  const a = ctx.apiAddress;
+  const certSha256 = a?.certSha256 ?? ctx.apiCertSha256;
+  if (a?.port !== undefined)
+    return { host: a.host ?? settings.hostnameForAccessKeys, port: a.port, certSha256 };
+  if (ctx.fleet || settings.apiPort === null) return undefined;
+  return { host: settings.hostnameForAccessKeys, port: settings.apiPort, certSha256 };
+}
+
+/**
+ * `api`: the endpoint (host, port, pin) of the key's dynamic and subscription URLs (apiEndpointOf).
+ * `web`: the running web front; with `only` set, `accessUrl` is its v2ray-plugin URL.
  */
 export function toAccessKeyJson(
   key: KeyRecord,
   settings: ServerSettings,
   status?: KeyStatus,
-  apiCertSha256?: string,
+  api?: ApiEndpoint,
   web?: WebEndpoint,
 ): AccessKeyJson {
   const json: AccessKeyJson = {
@@ -113,9 +139,9 @@ export function toAccessKeyJson(
     json.state = status.state;
     json.dataUsed = { bytes: status.usedBytes };
   }
-  const dyn = dynamicAccessUrl(key, settings, undefined, apiCertSha256);
+  const dyn = dynamicUrlVia(key, settings, api);
   if (dyn !== undefined) json.dynamicAccessUrl = dyn;
-  const sub = subscriptionUrl(key, settings);
+  const sub = subscriptionUrlVia(key, settings, api);
   if (sub !== undefined) json.subscriptionUrl = sub;
   if (key.lastSeenAt !== null) json.lastTrafficSeenTimestampMs = key.lastSeenAt;
   if (!key.method.startsWith('2022-')) json.prefix = key.prefix ?? 'auto';

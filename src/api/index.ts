@@ -7,9 +7,17 @@ export {
   type ApiOptions,
 } from './app.js';
 export { ApiError, NOT_FOUND_BODY, type ApiErrorCode } from './errors.js';
-export { accessUrl, dynamicAccessUrl, dynamicBaseUrl, webOnlyFor } from './access-url.js';
-export { subscriptionUrl, SUB_FORMATS, type SubFormat } from './subscriptions/url.js';
-export type { FleetSelf, FleetView, WebEndpoint } from './context.js';
+export {
+  accessUrl,
+  dynamicAccessUrl,
+  dynamicBaseUrl,
+  dynamicUrlVia,
+  webOnlyFor,
+  type ApiEndpoint,
+} from './access-url.js';
+export { API_ENDPOINT_FILE, loadApiAddress, localApiEndpoint } from './api-endpoint.js';
+export { subscriptionUrl, subscriptionUrlVia, SUB_FORMATS, type SubFormat } from './subscriptions/url.js';
+export type { ApiAddress, FleetSelf, FleetView, WebEndpoint } from './context.js';
 export type { FleetServer } from './fleet.js';
 export {
   ensureCertificate,

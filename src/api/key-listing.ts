@@ -15,7 +15,7 @@
  */
 import { Readable } from 'node:stream';
 import type { KeyCursor } from '../store/index.js';
-import { statusIndex, toAccessKeyJson, type ApiContext } from './context.js';
+import { apiEndpointOf, statusIndex, toAccessKeyJson, type ApiContext } from './context.js';
 import { invalid } from './errors.js';
 import { AccessKey } from './schemas.js';
 
@@ -127,7 +127,13 @@ export class KeyListing {
     const web = this.#ctx.webEndpoint?.();
     const body = keys
       .map((k) => {
-        const json = toAccessKeyJson(k, settings, statuses.get(k.id), this.#ctx.apiCertSha256, web);
+        const json = toAccessKeyJson(
+          k,
+          settings,
+          statuses.get(k.id),
+          apiEndpointOf(this.#ctx, settings),
+          web,
+        );
         // The schema's encoding changes none of the values, only which fields and their order:
         // a few named fields are picked without it (a third of the cost; the test compares).
         return JSON.stringify(fields === undefined ? AccessKey.encode(json) : pick(json, fields));

@@ -85,3 +85,20 @@ export function checkSecret(method: string, secret: string): void {
     throw new KeySecretError('password', isProtocolError(err) ? err.message : 'unusable key');
   }
 }
+
+/**
+ * A key's next secret for rotation (POST /access-keys/{id}/rotate, `ladder keys rotate`): the
+ * caller's `password`, else a fresh one, of the key's kind (a 2022 key stays multi-user with the
+ * server's identity PSK, or single-user). Throws KeySecretError when it is unusable or unchanged.
+ */
+export async function rotatedSecret(
+  store: Store,
+  key: { method: string; secret: string },
+  password?: string,
+): Promise<string> {
+  const multiUser = isAead2022MethodName(key.method) ? isMultiUserSecret(key.method, key.secret) : undefined;
+  const plan = await planSecrets(store, { method: key.method, password, multiUser });
+  const secret = plan.secret ?? plan.makeSecret();
+  if (secret === key.secret) throw new KeySecretError('password', "it is the key's current secret");
+  return secret;
+}

@@ -8,6 +8,7 @@ import {
   checkPrefix,
   parseExpiry,
   secretsFor,
+  apiEndpointOf,
   statusIndex,
   toAccessKeyJson,
   type ApiContext,
@@ -193,7 +194,7 @@ export function registerLadderRoutes(app: FastifyInstance, ctx: ApiContext): voi
       const statuses = statusIndex(ctx.enforcer);
       return reply.code(201).send({
         accessKeys: keys.map((k) =>
-          toAccessKeyJson(k, settings, statuses.get(k.id), ctx.apiCertSha256, ctx.webEndpoint?.()),
+          toAccessKeyJson(k, settings, statuses.get(k.id), apiEndpointOf(ctx, settings), ctx.webEndpoint?.()),
         ),
       });
     },

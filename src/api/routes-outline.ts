@@ -13,6 +13,7 @@ import {
   isValidHostname,
   parseExpiry,
   secretsFor,
+  apiEndpointOf,
   statusIndex,
   toAccessKeyJson,
   type ApiContext,
@@ -311,7 +312,13 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
     const { settings } = made;
     const key = made.keys[0]!;
     const statuses = await changed().then(() => statusIndex(ctx.enforcer));
-    return toAccessKeyJson(key, settings, statuses.get(key.id), ctx.apiCertSha256, ctx.webEndpoint?.());
+    return toAccessKeyJson(
+      key,
+      settings,
+      statuses.get(key.id),
+      apiEndpointOf(ctx, settings),
+      ctx.webEndpoint?.(),
+    );
   };
 
   r.post(
@@ -379,11 +386,12 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
     async (req) => {
       const key = await store.getKey(req.params.id);
       if (!key) throw keyNotFound(req.params.id);
+      const settings = await store.getSettings();
       return toAccessKeyJson(
         key,
-        await store.getSettings(),
+        settings,
         statusIndex(ctx.enforcer).get(key.id),
-        ctx.apiCertSha256,
+        apiEndpointOf(ctx, settings),
         ctx.webEndpoint?.(),
       );
     },

@@ -1,6 +1,6 @@
 import { join, resolve } from 'node:path';
 import { networkInterfaces } from 'node:os';
-import type { RunningApi, WebEndpoint } from '../api/index.js';
+import type { ApiAddress, RunningApi, WebEndpoint } from '../api/index.js';
 import type { MetricsServer } from '../metrics/index.js';
 import {
   startDataPlane,
@@ -61,6 +61,7 @@ import {
   type RunningWeb,
 } from './web.js';
 import { checkPublicHost, type ManagedFlags } from './managed-options.js';
+import { lockDataDir } from './data-dir-lock.js';
 
 /**
  * Managed mode of `ladder server`: data plane + store + management API + metrics in one process.
@@ -147,10 +148,11 @@ export async function startManaged(
     accessUrl,
     webOnlyFor,
     buildDynamicApp,
-    dynamicAccessUrl,
+    dynamicUrlVia,
     ensureCertificate,
+    loadApiAddress,
     startApi,
-    subscriptionUrl,
+    subscriptionUrlVia,
   } = await import('../api/index.js');
   const { createMetrics, startMetricsServer } = await import('../metrics/index.js');
   const {
@@ -183,11 +185,13 @@ export async function startManaged(
     else if (/^https:\/\/[^/\s]+/.test(flags.dynamicUrl)) dynamicUrl = flags.dynamicUrl.replace(/\/+$/, '');
     else throw new UsageError(`--dynamic-url must be an https:// URL (or "none"), got "${flags.dynamicUrl}"`);
   }
-  const webPlan = await planWeb(flags, undefined, dataDir);
-
+  // One server per data directory, before anything is read or written (data-dir-lock.ts).
+  const unlock = lockDataDir(dataDir);
   let store: KyselyStore;
   let storeLocation: StoreLocation;
+  let webPlan: Awaited<ReturnType<typeof planWeb>>;
   try {
+    webPlan = await planWeb(flags, undefined, dataDir);
     storeLocation = parseStoreLocation(flags.store, dataDir);
     if (flags.node !== undefined) await checkNodeFlags(flags.node, storeLocation);
     checkBeforeServing(storeLocation); // a lost or damaged store is refused before anything serves
@@ -205,11 +209,16 @@ export async function startManaged(
       ...(tuning.storeOptions ?? {}),
     });
   } catch (err) {
+    unlock();
     if (err instanceof StoreError) throw new UsageError(err.message);
     throw err;
   }
-  const cached = await cachedKeysForOfflineStart(store, dataDir, log);
-  const cleanups: (() => Promise<void>)[] = [() => store.close()];
+  const cleanups: (() => Promise<void>)[] = [async () => unlock(), () => store.close()];
+  const cached = await cachedKeysForOfflineStart(store, dataDir, log).catch(async (err: unknown) => {
+    await store.close().catch(() => undefined);
+    unlock();
+    throw err;
+  });
   const closeAll = async (): Promise<void> => {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
   };
@@ -311,11 +320,19 @@ export async function startManaged(
     if (flags.publicHost !== undefined && flags.node === undefined)
       await store.updateSettings({ hostnameForAccessKeys: flags.publicHost });
     if (dynamicUrl !== undefined) await store.updateSettings({ dynamicKeyBaseUrl: dynamicUrl });
-    // A fleet's port for new keys is fleet-wide: set once (when the store is made), not by each
-    // node's --port; keys carry their port and every node serves each key's port (docs/fleet.md).
-    if (dataPortFlag !== undefined && dataPortFlag !== 0 && !fleet)
-      await store.updateSettings({ portForNewAccessKeys: dataPortFlag });
     let settings = await store.getSettings();
+    // The port for new keys is the store's (SQLite and PostgreSQL alike): --port sets it only at
+    // the first server start on the store (no API port recorded yet); later it changes through the
+    // API, and a different --port is the primary listener only (keys carry their port and every
+    // key's port is served: docs/operations.md, "The port for new keys").
+    const firstServerStart = settings.apiPort === null;
+    if (dataPortFlag !== undefined && dataPortFlag !== 0 && firstServerStart)
+      await store.updateSettings({ portForNewAccessKeys: dataPortFlag });
+    else if (dataPortFlag && settings.portForNewAccessKeys && dataPortFlag !== settings.portForNewAccessKeys)
+      log.info(
+        `--port ${dataPortFlag} differs from the store's port for new keys, ${settings.portForNewAccessKeys}, which stays (set through the API or at the first start); both are served`,
+      );
+    settings = await store.getSettings();
     // Nodes starting at once on an empty store make one initial key between them (a lock).
     const first = await ensureFirstKey(store, storeLocation, async () => {
       const req = { name: 'Initial key', method: flags.method ?? DEFAULT_METHOD };
@@ -330,7 +347,9 @@ export async function startManaged(
     if (!early) await ensureCertificate(dataDir, settings.hostnameForAccessKeys);
     // The same for the API's and an explicit metrics port taken by another program: refused
     // before the data plane logs "listening" (startApi and the metrics server check again).
-    const apiPort = apiPortFlag ?? settings.apiPort ?? 0;
+    // A fleet node's API port is its own (api-endpoint.json), never the shared setting.
+    const ownApi = fleet ? await loadApiAddress(dataDir) : undefined;
+    const apiPort = apiPortFlag ?? (fleet ? ownApi?.port : settings.apiPort) ?? 0;
     if (!early && apiPort !== 0) {
       const code = await probeListen(apiPort, flags.apiHost ?? '0.0.0.0').then(
         () => undefined,
@@ -350,7 +369,10 @@ export async function startManaged(
     }
     const { plane, pool } = early ?? (await startPool(primaryPort));
     planePort = plane.address.port;
-    if (plane.address.port !== settings.portForNewAccessKeys && (!fleet || !settings.portForNewAccessKeys)) {
+    if (
+      plane.address.port !== settings.portForNewAccessKeys &&
+      (firstServerStart || !settings.portForNewAccessKeys)
+    ) {
       await store.updateSettings({ portForNewAccessKeys: plane.address.port });
       if (createdNow) await store.updateKey(firstKey.id, { port: plane.address.port });
       settings = await store.getSettings();
@@ -360,6 +382,7 @@ export async function startManaged(
     const enforcer = early?.enforcer ?? (await startEnforcer(pool));
 
     let api: RunningApi | undefined;
+    const apiAddress: ApiAddress = {}; // filled in by startApi; the dynamic listener's URLs use it too
     let metricsServer: MetricsServer | undefined;
     let web: RunningWeb | undefined; // started after the API; subscriptions read it per request
     const webEndpoint = (): WebEndpoint | undefined =>
@@ -379,6 +402,9 @@ export async function startManaged(
         ...(tuning.dashboardDir !== undefined ? { dashboardDir: tuning.dashboardDir } : {}),
         host: flags.apiHost ?? '0.0.0.0',
         port: apiPort,
+        // A fleet node's URLs name its own API (host, port, pin), not shared parts (docs/fleet.md).
+        apiAddress,
+        publicHost: fleet ? (flags.publicHost ?? guessHost(flags.host)) : undefined,
       });
     } catch (err) {
       const code = bindErrorCode(err);
@@ -394,7 +420,9 @@ export async function startManaged(
 
     let dynamicAddress: string | undefined;
     if (dynamicListen) {
-      const dyn = await buildDynamicApp({ store, control: pool, logger: log, enforcer, webEndpoint, fleet });
+      const dyn = await buildDynamicApp({
+        ...{ store, control: pool, logger: log, enforcer, webEndpoint, fleet, apiAddress },
+      });
       cleanups.push(() => dyn.close());
       try {
         dynamicAddress = await dyn.listen(dynamicListen);
@@ -499,9 +527,9 @@ export async function startManaged(
       keyLabel: firstKey.name || firstKey.id,
       keyId: firstKey.id,
       url,
-      dynamic: dynamicAccessUrl(firstKey, settings, firstKey.name || 'ladder', api.certSha256),
+      dynamic: dynamicUrlVia(firstKey, settings, api.endpoint, firstKey.name || 'ladder'),
       dynamicNote: dynamicKeyNote(settings.dynamicKeyBaseUrl),
-      subscription: subscriptionUrl(firstKey, settings),
+      subscription: subscriptionUrlVia(firstKey, settings, api.endpoint),
       webUrl:
         web && !web.webOnly
           ? webKeyUrl(firstKey, settings.hostnameForAccessKeys, web, `${firstKey.name || 'ladder'} (web)`)

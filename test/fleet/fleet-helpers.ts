@@ -21,6 +21,8 @@ export interface FleetNodeProc {
   dataDir: string;
   run: Run;
   apiPort: number;
+  /** The API certificate's SHA-256 (hex, no colons). */
+  certSha256: string;
   metricsUrl?: string | undefined;
   call(method: string, path: string, body?: unknown): Promise<{ status: number; body: string }>;
 }
@@ -36,6 +38,8 @@ export interface NodeStart {
   extra?: string[];
   /** What keys list (default `host`): e.g. a lab forwarder's address in front of the node. */
   publicHost?: string;
+  /** The API's bind address (default 127.0.0.1; `host` makes the node's URLs reachable). */
+  apiHost?: string;
 }
 
 /** Start `ladder server --node NAME` and wait for its banner. */
@@ -44,7 +48,7 @@ export async function startNodeProc(o: NodeStart): Promise<FleetNodeProc> {
   args.push('--data-dir', o.dataDir, '--host', o.host, '--port', String(o.port), '--workers', '1');
   args.push(
     '--api-host',
-    '127.0.0.1',
+    o.apiHost ?? '127.0.0.1',
     '--api-port',
     '0',
     '--allow-private',
@@ -57,13 +61,14 @@ export async function startNodeProc(o: NodeStart): Promise<FleetNodeProc> {
   const pem = readFileSync(join(o.dataDir, 'api-cert.pem'), 'utf8');
   const certSha256 = new X509Certificate(pem).fingerprint256.replace(/:/g, '');
   const prefix = await o.apiPrefix();
-  const cfg = { apiUrl: `https://127.0.0.1:${apiPort}/${prefix}`, certSha256 };
+  const cfg = { apiUrl: `https://${o.apiHost ?? '127.0.0.1'}:${apiPort}/${prefix}`, certSha256 };
   return {
     name: o.name,
     host: o.host,
     dataDir: o.dataDir,
     run: r,
     apiPort,
+    certSha256,
     metricsUrl,
     call: (method, path, body) => api(cfg, method, path, body),
   };

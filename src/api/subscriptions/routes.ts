@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { ApiContext } from '../context.js';
+import { apiEndpointOf, type ApiContext } from '../context.js';
 import { fleetServers } from '../fleet.js';
 import { NOT_FOUND_BODY } from '../errors.js';
 import {
@@ -15,7 +15,7 @@ import { htmlPage } from './html.js';
 import { buildSubscription, outlinePrefix, type Subscription } from './model.js';
 import { negotiate } from './negotiate.js';
 import { keyByToken, refusalOf } from './state.js';
-import { SUB_FORMATS, subscriptionUrl, type SubFormat } from './url.js';
+import { SUB_FORMATS, subscriptionUrlVia, type SubFormat } from './url.js';
 
 /** The formats that are one function of the subscription (and the Outline prefix). */
 const RENDER: Record<
@@ -78,10 +78,10 @@ export function registerSubscriptionRoutes(app: FastifyInstance, ctx: ApiContext
     const prefix = key.method.startsWith('2022-') ? undefined : outlinePrefix(key, settings);
     let out: Rendered;
     if (format === 'html') {
-      const outline = subscriptionUrl(key, settings, 'outline');
+      const outline = subscriptionUrlVia(key, settings, apiEndpointOf(ctx, settings), 'outline');
       out = {
         body: await htmlPage(sub, {
-          subscription: subscriptionUrl(key, settings),
+          subscription: subscriptionUrlVia(key, settings, apiEndpointOf(ctx, settings)),
           outline:
             outline && !key.method.startsWith('2022-')
               ? `${outline.replace(/^https?:\/\//, 'ssconf://')}#${encodeURIComponent(sub.title)}`
@@ -101,7 +101,7 @@ export function registerSubscriptionRoutes(app: FastifyInstance, ctx: ApiContext
       .header('content-disposition', disposition(sub.title, out.ext, format === 'html'))
       .header('x-content-type-options', 'nosniff')
       .header('referrer-policy', 'no-referrer');
-    const page = subscriptionUrl(key, settings, 'html');
+    const page = subscriptionUrlVia(key, settings, apiEndpointOf(ctx, settings), 'html');
     if (page) reply.header('profile-web-page-url', page);
     if (format === 'html')
       reply.header('content-security-policy', PAGE_CSP).header('x-robots-tag', 'noindex');

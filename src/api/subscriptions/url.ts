@@ -1,5 +1,5 @@
 import type { KeyRecord, ServerSettings } from '../../store/index.js';
-import { dynamicBaseUrl } from '../access-url.js';
+import { dynamicBaseUrl, endpointSettings, type ApiEndpoint } from '../access-url.js';
 
 /** The formats served at /sub/{token}/{format}. */
 export const SUB_FORMATS = [
@@ -26,4 +26,14 @@ export function subscriptionUrl(
   const base = dynamicBaseUrl(settings);
   if (base === undefined) return undefined;
   return `${base}/sub/${key.accessToken}${format ? `/${format}` : ''}`;
+}
+
+/** subscriptionUrl on the base of `api` (the serving API), or the shared dynamicKeyBaseUrl. */
+export function subscriptionUrlVia(
+  key: Pick<KeyRecord, 'accessToken'>,
+  settings: Pick<ServerSettings, 'dynamicKeyBaseUrl'>,
+  api: ApiEndpoint | undefined,
+  format?: SubFormat,
+): string | undefined {
+  return subscriptionUrl(key, endpointSettings(settings, api), format);
 }

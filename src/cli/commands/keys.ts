@@ -201,7 +201,9 @@ export function registerKeys(program: Command): void {
   const keys = oneLineErrors(
     program
       .command('keys')
-      .description('manage access keys: add, list, rm, rename, limit, expire, enable, disable, edit, url')
+      .description(
+        'manage access keys: add, list, rm, rename, rotate, limit, expire, enable, disable, edit, url',
+      )
       .option(
         '--data-dir <dir>',
         `the server's data directory holding its key store (default ./${DEFAULT_DATA_DIR}); a running server picks changes up within seconds`,
@@ -323,6 +325,22 @@ export function registerKeys(program: Command): void {
         const k = await b.get(id);
         await b.remove(id);
         say(`deleted ${keyLabel(k)}`);
+      });
+    });
+
+  sub('rotate')
+    .description(
+      'give a key a new secret: its id, name, limits, expiry, usage and dynamic/subscription URLs stay; its ss:// URL changes; its open connections are closed',
+    )
+    .argument('<id>')
+    .option('--password <secret>', 'the new secret (default: a fresh one, as for a new key)')
+    .action(async (id: string, o: { password?: string }, cmd: Command) => {
+      await withBackend(cmd, async (b) => {
+        const k = await b.get(id);
+        await b.rotate(id, o.password);
+        say(
+          `rotated ${keyLabel(k)}: new secret in effect (its open connections are closed); dynamic and subscription URLs unchanged; the new ss:// URL: ladder keys url ${printable(id)}`,
+        );
       });
     });
 

@@ -1,7 +1,6 @@
 import { existsSync } from 'node:fs';
 import { printable } from '../terminal.js';
-import { readFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { oneLineCommand, openStoreOrExplain, withStoreOptions } from './store-command.js';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
@@ -24,7 +23,7 @@ interface AccessConfigFlags {
 export async function accessConfigText(flags: AccessConfigFlags): Promise<string> {
   // Loaded here, not at start-up: other commands do not need the store or the API.
   const { parseStoreLocation, StoreError } = await import('../../store/index.js');
-  const { accessConfigLine, accessUrl, certSha256, CERT_FILE, dynamicAccessUrl, subscriptionUrl } =
+  const { accessConfigLine, accessUrl, dynamicUrlVia, localApiEndpoint, subscriptionUrlVia } =
     await import('../../api/index.js');
   const dataDir = resolve(flags.dataDir ?? DEFAULT_DATA_DIR);
   const ladder = ladderCommand();
@@ -47,22 +46,17 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
     const keys = await store.listKeys();
     const web = await loadWebEndpoint(dataDir);
     const out: string[] = [];
-    const certFile = join(dataDir, CERT_FILE);
-    let pem: string | undefined;
-    try {
-      pem = await readFile(certFile, 'utf8');
-    } catch {
-      pem = undefined;
-    }
-    if (settings.apiPort == null || pem === undefined) {
+    // This data directory's API (its own host, port and certificate: on a fleet, this node's).
+    const api = await localApiEndpoint(dataDir, settings, store.dialect);
+    if (api?.certSha256 === undefined) {
       out.push(`No Outline Manager access config yet: the management API has not started with ${dataDir}.`);
     } else {
-      const host = formatHostPort(settings.hostnameForAccessKeys, settings.apiPort);
+      const host = formatHostPort(api.host, api.port);
       out.push(
         'Outline Manager access config (paste into "Add server" > "existing server"; keep it secret):',
       );
       out.push(
-        accessConfigLine({ apiUrl: `https://${host}/${settings.apiPrefix}`, certSha256: certSha256(pem) }),
+        accessConfigLine({ apiUrl: `https://${host}/${settings.apiPrefix}`, certSha256: api.certSha256 }),
       );
     }
     out.push('');
@@ -73,9 +67,9 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
       // --advertise web: the web URL is the key's URL (no raw host:port, the origin a CDN hides).
       const only = web?.only === true;
       out.push(`    ${only ? webKeyUrlFor(k, web, tag) : accessUrl(k, settings, tag)}`);
-      const dyn = dynamicAccessUrl(k, settings, tag, pem === undefined ? undefined : certSha256(pem));
+      const dyn = dynamicUrlVia(k, settings, api, tag);
       if (dyn) out.push(`    dynamic: ${dyn}`);
-      const sub = subscriptionUrl(k, settings);
+      const sub = subscriptionUrlVia(k, settings, api);
       if (sub) out.push(`    subscription: ${sub}`);
       if (web && !only) out.push(`    web: ${webKeyUrlFor(k, web, `${tag} (web)`)}`);
     }
@@ -85,7 +79,7 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
         `web: keys over the web front${web.tls ? ' (TLS)' : ''} on port ${web.port}, for ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box and ${ladder} client`,
       );
     }
-    if (keys.some((k) => dynamicAccessUrl(k, settings) !== undefined)) {
+    if (keys.some((k) => dynamicUrlVia(k, settings, api) !== undefined)) {
       out.push('');
       out.push(`dynamic (ssconf://) keys: ${dynamicKeyNote(settings.dynamicKeyBaseUrl)}`);
     }

@@ -17,7 +17,8 @@ interface RotateFlags {
  */
 export async function rotateCertText(flags: RotateFlags): Promise<string> {
   const { openStore, parseStoreLocation, StoreError } = await import('../../store/index.js');
-  const { accessConfigLine, rotateCertificate, CERT_FILE } = await import('../../api/index.js');
+  const { accessConfigLine, localApiEndpoint, rotateCertificate, CERT_FILE } =
+    await import('../../api/index.js');
   const dataDir = resolve(flags.dataDir ?? DEFAULT_DATA_DIR);
   let store;
   try {
@@ -41,10 +42,12 @@ export async function rotateCertText(flags: RotateFlags): Promise<string> {
       'Restart the server to serve it. Outline Manager pins the old one: remove the server there and add it',
       'again ("Add server" > "existing server") with this access config (keep it secret):',
     ];
-    if (settings.apiPort == null)
+    // This data directory's API address (on a fleet, this node's own), as access-config prints it.
+    const api = await localApiEndpoint(dataDir, settings, store.dialect);
+    if (api === undefined)
       out.push('  (no API port recorded yet: start the server once, then run access-config)');
     else {
-      const host = formatHostPort(settings.hostnameForAccessKeys, settings.apiPort);
+      const host = formatHostPort(api.host, api.port);
       out.push(
         accessConfigLine({ apiUrl: `https://${host}/${settings.apiPrefix}`, certSha256: cert.sha256 }),
       );

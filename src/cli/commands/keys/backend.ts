@@ -42,6 +42,8 @@ export interface KeysBackend {
   setEnabled(id: string, enabled: boolean): Promise<void>;
   /** --prefix as typed (auto, off, hex, Outline's URL-escaped string); refused if it does not fit the key. */
   setPrefix(id: string, prefix: string): Promise<void>;
+  /** A new secret (`password`, else a fresh one); keeps id, name, limits, usage and the access token. */
+  rotate(id: string, password?: string): Promise<void>;
   /** ss:// (with the key name as tag) and, when known, ssconf:// and the subscription URL of a key. */
   urls(id: string): Promise<KeyUrls>;
   close(): Promise<void>;

@@ -1,9 +1,14 @@
 /** `ladder keys` on the local store (SQLite file in the data dir, or --store). */
-import { planSecrets } from '../../../api/key-secrets.js';
+import { KeySecretError, planSecrets, rotatedSecret } from '../../../api/key-secrets.js';
 import { existsSync as exists, mkdirSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { readFile } from 'node:fs/promises';
-import { accessUrl, certSha256, CERT_FILE, dynamicAccessUrl, subscriptionUrl } from '../../../api/index.js';
+import { dirname, resolve } from 'node:path';
+import {
+  accessUrl,
+  dynamicUrlVia,
+  localApiEndpoint,
+  subscriptionUrlVia,
+  type ApiEndpoint,
+} from '../../../api/index.js';
 import { toAccessKeyJson, type WebEndpoint } from '../../../api/context.js';
 import { DEFAULT_METHODS } from '../../../api/app.js';
 import {
@@ -17,6 +22,7 @@ import {
   type KeyPatch,
   type KyselyStore,
   type LimitPeriod,
+  type ServerSettings,
 } from '../../../store/index.js';
 import { ProtocolError } from '../../../protocol/errors.js';
 import { keyPrefixSettingFor } from '../../../protocol/shadowsocks/key-prefix.js';
@@ -49,13 +55,9 @@ export class LocalKeys implements KeysBackend {
     }
   }
 
-  /** The API certificate's pin (dynamic key URLs carry it, access-url.ts), once the API has made one. */
-  async #apiPin(): Promise<string | undefined> {
-    try {
-      return certSha256(await readFile(join(this.dataDir, CERT_FILE), 'utf8'));
-    } catch {
-      return undefined;
-    }
+  /** The data directory's API (host, port, certificate pin): the endpoint of dynamic and subscription URLs. */
+  #api(settings: ServerSettings): Promise<ApiEndpoint | undefined> {
+    return localApiEndpoint(this.dataDir, settings, this.store.dialect);
   }
 
   /** The running front as the server saved it, when it is advertised alone (--advertise web). */
@@ -67,13 +69,13 @@ export class LocalKeys implements KeysBackend {
 
   async list(): Promise<KeyView[]> {
     const now = Date.now();
-    const [statuses, settings, usage, pin, web] = await Promise.all([
+    const [statuses, settings, usage, web] = await Promise.all([
       evaluateKeys(this.store, now),
       this.store.getSettings(),
       this.store.usageSince(now - ROLLING_WINDOW_MS),
-      this.#apiPin(),
       this.#webOnly(),
     ]);
+    const pin = await this.#api(settings);
     return statuses.map((s) => {
       const u = usage.get(s.key.id);
       return { ...toAccessKeyJson(s.key, settings, s, pin, web), trailing30DaysBytes: u ? u.up + u.down : 0 };
@@ -102,7 +104,7 @@ export class LocalKeys implements KeysBackend {
       expiresAt: o.expiresAt,
       prefix: o.prefix === undefined ? undefined : prefixSetting(method, o.prefix),
     });
-    const [pin, web] = await Promise.all([this.#apiPin(), this.#webOnly()]);
+    const [pin, web] = await Promise.all([this.#api(settings), this.#webOnly()]);
     return keys.map((k) => toAccessKeyJson(k, settings, undefined, pin, web));
   }
 
@@ -125,6 +127,19 @@ export class LocalKeys implements KeysBackend {
   setEnabled(id: string, enabled: boolean): Promise<void> {
     return this.#update(id, { enabled });
   }
+  async rotate(id: string, password?: string): Promise<void> {
+    const key = await this.store.getKey(id);
+    if (!key) throw notFound(id);
+    let secret: string;
+    try {
+      secret = await rotatedSecret(this.store, key, password);
+    } catch (err) {
+      if (err instanceof KeySecretError) throw new UsageError(`--password: ${err.message}`);
+      throw err;
+    }
+    // The running server's enforcer applies it at its next evaluation and closes the old connections.
+    return this.#update(id, { secret });
+  }
   async setPrefix(id: string, prefix: string): Promise<void> {
     const key = await this.store.getKey(id);
     if (!key) throw notFound(id);
@@ -136,8 +151,9 @@ export class LocalKeys implements KeysBackend {
     if (!key) throw notFound(id);
     const settings = await this.store.getSettings();
     const tag = key.name || `key ${key.id}`;
-    const ssconf = dynamicAccessUrl(key, settings, tag, await this.#apiPin());
-    const sub = subscriptionUrl(key, settings);
+    const api = await this.#api(settings);
+    const ssconf = dynamicUrlVia(key, settings, api, tag);
+    const sub = subscriptionUrlVia(key, settings, api);
     // Loaded here: only `keys url` needs the web front's module.
     const { loadWebEndpoint } = await import('../../web.js');
     const ep = await loadWebEndpoint(this.dataDir);

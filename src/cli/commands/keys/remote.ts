@@ -181,6 +181,10 @@ export class RemoteKeys implements KeysBackend {
   async setEnabled(id: string, enabled: boolean): Promise<void> {
     await this.#call('PUT', `/access-keys/${encodeURIComponent(id)}/enabled`, { enabled }, id);
   }
+  async rotate(id: string, password?: string): Promise<void> {
+    const body = password === undefined ? {} : { password };
+    await this.#call('POST', `/access-keys/${encodeURIComponent(id)}/rotate`, body, id);
+  }
   async setPrefix(id: string, prefix: string): Promise<void> {
     await this.#call('PUT', `/access-keys/${encodeURIComponent(id)}/prefix`, { prefix }, id);
   }

@@ -1,0 +1,87 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openStore, parseStoreLocation } from '../../src/store/index.js';
+import { run, waitForStdout, type Run } from '../helpers/cli-run.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort } from '../helpers/net.js';
+
+/**
+ * Finding 2: a second `ladder server` on a data directory in use is refused at once, in one line
+ * naming the directory and the holder's pid, before it changes anything (the first server's
+ * settings stay as they were); a lock left by a killed server (kill -9) does not block the next
+ * start (the control: the refusal is about a live holder, not the file).
+ */
+test('a second server on a data directory in use is refused before it touches anything; a killed one leaves no block', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ladder-lock-'));
+  const procs: Run[] = [];
+  t.after(() => {
+    for (const p of procs) if (p.child.exitCode === null) p.child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const server = async (host: string): Promise<string[]> => [
+    'server',
+    '--data-dir',
+    dir,
+    '--host',
+    '127.0.0.1',
+    '--public-host',
+    host,
+    '--port',
+    String(await freePort()),
+    '--api-host',
+    '127.0.0.1',
+    '--api-port',
+    String(await freePort()),
+    '--workers',
+    '1',
+    '--no-metrics',
+  ];
+  const settings = async (): Promise<Record<string, unknown>> => {
+    const store = await openStore(parseStoreLocation(undefined, dir));
+    try {
+      const s = await store.getSettings();
+      return { apiPort: s.apiPort, port: s.portForNewAccessKeys, host: s.hostnameForAccessKeys };
+    } finally {
+      await store.close();
+    }
+  };
+
+  const first = run(await server('127.0.0.1'));
+  procs.push(first);
+  await waitForStdout(first, /Ctrl-C to stop/, 60_000);
+  const before = await settings();
+  const web = (): string | undefined =>
+    existsSync(join(dir, 'web-endpoint.json'))
+      ? readFileSync(join(dir, 'web-endpoint.json'), 'utf8')
+      : undefined;
+  const webBefore = web();
+
+  const second = run(await server('127.0.0.9'));
+  procs.push(second);
+  const code = await Promise.race([second.exit, sleep(30_000).then(() => 'still running')]);
+  assert.equal(code, 2, second.stderr());
+  const lines = second.stderr().trim().split('\n');
+  assert.equal(lines.length, 1, second.stderr());
+  assert.match(
+    lines[0]!,
+    new RegExp(`data directory ${dir} is in use by another ladder server \\(pid ${first.child.pid}\\)`),
+  );
+  assert.deepEqual(await settings(), before, "the first server's settings are unchanged");
+  assert.equal(web(), webBefore, 'web-endpoint.json unchanged');
+  assert.equal(first.child.exitCode, null, 'the first server still runs');
+
+  // The control: kill -9 leaves server.pid behind; the next start takes it over.
+  first.child.kill('SIGKILL');
+  await first.exit;
+  assert.ok(existsSync(join(dir, 'server.pid')), 'the killed server left its lock file');
+  const third = run(await server('127.0.0.1'));
+  procs.push(third);
+  await waitForStdout(third, /Ctrl-C to stop/, 60_000);
+  assert.equal(readFileSync(join(dir, 'server.pid'), 'utf8').split(' ')[0], String(third.child.pid));
+  third.child.kill('SIGTERM');
+  assert.equal(await third.exit, 0, third.stderr());
+  assert.ok(!existsSync(join(dir, 'server.pid')), 'a stopped server removes its lock file');
+});
