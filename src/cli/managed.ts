@@ -62,6 +62,7 @@ import {
 } from './web.js';
 import { checkPublicHost, type ManagedFlags } from './managed-options.js';
 import { lockDataDir } from './data-dir-lock.js';
+import { applyPortFlag } from './port-for-new-keys.js';
 
 /**
  * Managed mode of `ladder server`: data plane + store + management API + metrics in one process.
@@ -321,17 +322,7 @@ export async function startManaged(
       await store.updateSettings({ hostnameForAccessKeys: flags.publicHost });
     if (dynamicUrl !== undefined) await store.updateSettings({ dynamicKeyBaseUrl: dynamicUrl });
     let settings = await store.getSettings();
-    // The port for new keys is the store's (SQLite and PostgreSQL alike): --port sets it only at
-    // the first server start on the store (no API port recorded yet); later it changes through the
-    // API, and a different --port is the primary listener only (keys carry their port and every
-    // key's port is served: docs/operations.md, "The port for new keys").
-    const firstServerStart = settings.apiPort === null;
-    if (dataPortFlag !== undefined && dataPortFlag !== 0 && firstServerStart)
-      await store.updateSettings({ portForNewAccessKeys: dataPortFlag });
-    else if (dataPortFlag && settings.portForNewAccessKeys && dataPortFlag !== settings.portForNewAccessKeys)
-      log.info(
-        `--port ${dataPortFlag} differs from the store's port for new keys, ${settings.portForNewAccessKeys}, which stays (set through the API or at the first start); both are served`,
-      );
+    const firstServerStart = await applyPortFlag(store, settings, dataPortFlag, log);
     settings = await store.getSettings();
     // Nodes starting at once on an empty store make one initial key between them (a lock).
     const first = await ensureFirstKey(store, storeLocation, async () => {
