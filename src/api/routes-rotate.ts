@@ -59,6 +59,7 @@ export function registerRotateRoute(app: FastifyInstance, ctx: ApiContext): void
         settings,
         statusIndex(ctx.enforcer).get(key.id),
         apiEndpointOf(ctx, settings),
+        ctx.webEndpoint?.(),
       );
     },
   );

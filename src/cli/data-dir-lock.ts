@@ -4,15 +4,20 @@
  * server). Taken before the server touches anything (store, settings, web-endpoint.json), held
  * for the process's life, removed at close. A file whose process is gone (kill -9) is stale and
  * replaced. Fleet nodes each have their own data directory, so they never meet here.
+ *
+ * Races: the file appears with its content at once (written to a temporary name, then linked to
+ * server.pid, which fails when it exists), so a second start never reads it empty; a stale file is
+ * taken away by renaming it to a name of our own and checking it is still the one judged stale,
+ * so two starts replacing the same stale file cannot remove each other's fresh one.
  */
-import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, linkSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeDirs } from '../shared/fs.js';
 import { UsageError } from './errors.js';
 
 export const SERVER_PID_FILE = 'server.pid';
 
-/** The process's start time (clock ticks since boot), or '' where /proc has none. */
+/** The process's start time (clock ticks since boot); undefined: no such process; '' unknown. */
 function startTime(pid: number): string | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -23,35 +28,69 @@ function startTime(pid: number): string | undefined {
   }
 }
 
-/** True while the process the file names runs (same pid and, where known, same start time). */
+/** The pid of the live process the file names (same pid and, where known, same start time). */
 function holderAlive(text: string): number | undefined {
   const [pidText, start] = text.trim().split(' ');
   const pid = Number(pidText);
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return undefined;
+  let otherUser = false;
   try {
     process.kill(pid, 0);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EPERM') return undefined; // ESRCH: gone
+    otherUser = true; // it runs, as another user
   }
   const now = startTime(pid);
-  if (now === undefined) return undefined;
+  // Another user's process whose /proc entry is hidden (systemd's ProtectProc=invisible): alive.
+  if (now === undefined) return otherUser ? pid : undefined;
   return start && now && start !== now ? undefined : pid;
+}
+
+/** A file-system refusal of the data directory as the one line the store gives for it. */
+function refusal(dataDir: string, err: unknown): Error {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EROFS')
+    return new UsageError(`store: the data directory ${dataDir} is on a read-only file system`);
+  if (code === 'EACCES' || code === 'EPERM')
+    return new UsageError(
+      `store: the data directory ${dataDir} is not readable and writable by this user, uid ${process.getuid?.() ?? '?'} (cannot create ${SERVER_PID_FILE}: ${code})`,
+    );
+  return err as Error;
 }
 
 /**
  * Take the data directory for this process; returns the release. Refused in one line when
- * another live ladder server holds it.
+ * another live ladder server holds it, or when the directory cannot be written.
  */
 export function lockDataDir(dataDir: string): () => void {
-  makeDirs(dataDir);
   const file = join(dataDir, SERVER_PID_FILE);
   const mine = `${process.pid} ${startTime(process.pid) ?? ''}\n`;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    let fd: number;
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    makeDirs(dataDir);
+    const fd = openSync(tmp, 'w', 0o600);
     try {
-      fd = openSync(file, 'wx', 0o600);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      writeSync(fd, mine);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (err) {
+    throw refusal(dataDir, err);
+  }
+  try {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        linkSync(tmp, file); // fails when server.pid exists: never seen half-written
+        return () => {
+          try {
+            if (readFileSync(file, 'utf8') === mine) unlinkSync(file);
+          } catch {
+            // gone already
+          }
+        };
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw refusal(dataDir, err);
+      }
       let text: string;
       try {
         text = readFileSync(file, 'utf8');
@@ -61,25 +100,28 @@ export function lockDataDir(dataDir: string): () => void {
       const pid = holderAlive(text);
       if (pid !== undefined)
         throw new UsageError(`data directory ${dataDir} is in use by another ladder server (pid ${pid})`);
+      const aside = `${file}.${process.pid}.stale`;
       try {
-        unlinkSync(file); // stale: its process is gone
+        renameSync(file, aside); // stale: its process is gone
       } catch {
-        // another start removed it first
+        continue; // another start took it first
       }
-      continue;
+      // Still the file judged stale? If another start had replaced it meanwhile, put it back.
+      if (readFileSync(aside, 'utf8') !== text) {
+        try {
+          linkSync(aside, file);
+        } catch {
+          // a third start holds it now: the next attempt sees whoever it is
+        }
+      }
+      unlinkSync(aside);
     }
+    throw new UsageError(`data directory ${dataDir}: cannot take ${SERVER_PID_FILE} (starts racing for it)`);
+  } finally {
     try {
-      writeSync(fd, mine);
-    } finally {
-      closeSync(fd);
+      unlinkSync(tmp);
+    } catch {
+      // not made
     }
-    return () => {
-      try {
-        if (readFileSync(file, 'utf8') === mine) unlinkSync(file);
-      } catch {
-        // gone already
-      }
-    };
   }
-  throw new UsageError(`data directory ${dataDir}: cannot take ${SERVER_PID_FILE} (starts racing for it)`);
 }

@@ -4,7 +4,7 @@ import { dirname, join, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { PostgresDialect, SqliteDialect, type Dialect } from 'kysely';
 import type { StoreHealth } from './health.js';
-import { checkNotLost, openFailure } from './integrity.js';
+import { accessHint, checkNotLost, openFailure } from './integrity.js';
 import { postgresPool, type PoolOptions, type StatsPool } from './pg-pool.js';
 import { StoreError } from './types.js';
 
@@ -66,6 +66,13 @@ export function createDialect(
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
     db = new BetterSqlite3(loc.path);
+    // SQLite opens a file it may not write read-only without a word, and the first write (after
+    // the server started) would fail: say so now, in the line a read-only directory gets.
+    const hint = accessHint(loc.path, 'SQLITE_READONLY');
+    if (hint !== '') {
+      db.close();
+      throw new StoreError('STORE_OPEN_FAILED', `store: cannot write ${loc.path}${hint}`);
+    }
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
     db.pragma('busy_timeout = 5000');

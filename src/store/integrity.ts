@@ -200,7 +200,7 @@ export function checkSqliteFile(
  * Why SQLite could not open or write the file, when the file system says (SQLite's own message,
  * "unable to open database file", names neither permission nor a read-only mount).
  */
-function accessHint(dbPath: string, code: string | undefined): string {
+export function accessHint(dbPath: string, code: string | undefined): string {
   if (!code || !/^SQLITE_(CANTOPEN|READONLY|PERM)/.test(code)) return '';
   for (const [path, what] of [
     [dirname(dbPath), 'the data directory'],

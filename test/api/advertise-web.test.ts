@@ -61,6 +61,9 @@ async function advertised(t: TestContext, web: WebEndpoint): Promise<Map<string,
   out.set('base64', Buffer.from(await get(`/sub/${token}/base64`), 'base64').toString('utf8'));
   out.set('/access (dynamic key)', await get(`/access/${token}`));
   out.set('/access sip008', await get(`/access/${token}/sip008`));
+  const rotated = await app.inject({ method: 'POST', url: `${api}/access-keys/${String(key.id)}/rotate` });
+  assert.equal(rotated.statusCode, 200, rotated.body);
+  out.set('POST /access-keys/:id/rotate', record(rotated.body));
   // The page's QR codes are SVG paths full of numbers; the links are in its text.
   out.set('html', out.get('html')!.replace(/<svg[\s\S]*?<\/svg>/g, ''));
   return out;

@@ -85,3 +85,40 @@ test('a second server on a data directory in use is refused before it touches an
   assert.equal(await third.exit, 0, third.stderr());
   assert.ok(!existsSync(join(dir, 'server.pid')), 'a stopped server removes its lock file');
 });
+
+/**
+ * The lock's judgement of what server.pid names (in-process, lockDataDir itself): an empty or
+ * garbled file and a pid whose start time differs (reused) are stale and replaced; a live process
+ * with its own start time holds the directory (the control), and the file is never left without
+ * content by a taker.
+ */
+test('server.pid: empty, garbled and reused-pid files are stale; a live holder is refused', async (t) => {
+  const { lockDataDir, SERVER_PID_FILE } = await import('../../src/cli/data-dir-lock.js');
+  const { spawn } = await import('node:child_process');
+  const { writeFileSync } = await import('node:fs');
+  const dir = mkdtempSync(join(tmpdir(), 'ladder-lock-unit-'));
+  const holder = spawn('sleep', ['30'], { stdio: 'ignore' });
+  t.after(() => {
+    holder.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const file = join(dir, SERVER_PID_FILE);
+  const start = readFileSync(`/proc/${holder.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19]!;
+  for (const stale of ['', 'garbage\n', `${holder.pid} 1\n`]) {
+    writeFileSync(file, stale);
+    const release = lockDataDir(dir);
+    assert.equal(
+      readFileSync(file, 'utf8').split(' ')[0],
+      String(process.pid),
+      `replaced: ${JSON.stringify(stale)}`,
+    );
+    release();
+    assert.ok(!existsSync(file), 'released');
+  }
+  writeFileSync(file, `${holder.pid} ${start}\n`);
+  assert.throws(
+    () => lockDataDir(dir),
+    new RegExp(`in use by another ladder server \\(pid ${holder.pid}\\)`),
+  );
+  assert.equal(readFileSync(file, 'utf8'), `${holder.pid} ${start}\n`, 'the holder keeps its file');
+});
