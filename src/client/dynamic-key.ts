@@ -21,10 +21,9 @@
  * refused alone. Errors are one line naming the place (`transport.tcp.endpoint: …`), never a
  * password.
  */
-import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
-import type * as Yaml from 'yaml';
 import { ProtocolError } from '../protocol/errors.js';
+import { yamlPackage } from '../shared/yaml.js';
 import type { SsKey } from '../protocol/sip002/index.js';
 import type { WsTransportOptions } from '../transport/ws-dialer.js';
 import { endpointFromKey, endpointFromParts, lazyWebSocketNextHop, type KeyEndpoint } from './key.js';
@@ -41,10 +40,8 @@ export type DynamicKeyBody =
   | { kind: 'error'; message: string; details?: string };
 
 /** The YAML parser, loaded on first use: a client with a static key never carries it (test/cli/lazy-loading.test.ts). */
-let yamlModule: typeof Yaml | undefined;
 function parseYaml(text: string): unknown {
-  yamlModule ??= createRequire(import.meta.url)('yaml') as typeof Yaml;
-  return yamlModule.parse(text, { merge: true, maxAliasCount: 100, prettyErrors: false });
+  return yamlPackage().parse(text, { merge: true, maxAliasCount: 100, prettyErrors: false });
 }
 
 function jsonOrUndefined(text: string): unknown {

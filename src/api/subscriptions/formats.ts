@@ -1,5 +1,4 @@
-import { createRequire } from 'node:module';
-import type * as Yaml from 'yaml';
+import { yamlPackage } from '../../shared/yaml.js';
 import {
   entryLink,
   hostPort,
@@ -35,16 +34,9 @@ const TEXT_UTF8 = 'text/plain; charset=utf-8';
 /** Where placeholder entries point: nothing listens on port 1, and nothing leaves the device. */
 const NOWHERE = { host: '127.0.0.1', port: 1, method: 'chacha20-ietf-poly1305', password: 'unavailable' };
 
-/**
- * The yaml package loads when a YAML format is first asked for, not with the server (idle memory).
- * Through require, not `import()`: yaml is CommonJS, and in the esbuild bundle a dynamic import of
- * it has only `default` (named exports were undefined there, while tsx gave them: every YAML
- * format answered 500 from dist/ only; test/integration/dist-bundle.test.ts).
- */
-let yamlModule: typeof Yaml | undefined;
+/** YAML text for a subscription body (the yaml package loads on the first such answer). */
 function yaml(doc: unknown): string {
-  yamlModule ??= createRequire(import.meta.url)('yaml') as typeof Yaml;
-  return yamlModule.stringify(doc, { lineWidth: 0 });
+  return yamlPackage().stringify(doc, { lineWidth: 0 });
 }
 
 /** The one line apps show for a refused key ("Quota exceeded: Used 2.00 GiB out of 2.00 GiB"). */
