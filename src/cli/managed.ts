@@ -527,6 +527,7 @@ export async function startManaged(
           : undefined,
       drawQr: tuning.drawQr !== false,
     });
+    log.info({ keys: pool.keyCount }, 'keys updated'); // once: every port's and the web front's
 
     return {
       store,

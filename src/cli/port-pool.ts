@@ -146,6 +146,11 @@ export class PortPool implements ServerControl {
     return out;
   }
 
+  /** How many keys are served, over every port. */
+  get keyCount(): number {
+    return this.#keys.size;
+  }
+
   get ports(): number[] {
     return [...this.#planes.keys()];
   }

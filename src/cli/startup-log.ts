@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 
 /**
  * The log destination of a starting server: JSON lines below warn (the data plane's "listening",
- * the enforcer's first "keys updated") are held until the banner is on the screen, so the banner
+ * the start's one "keys updated") are held until the banner is on the screen, so the banner
  * comes first; warnings and errors pass at once. `release()` writes what was held, in order, and
  * lets everything through from then on.
  */

@@ -209,7 +209,8 @@ export class ShadowsocksServer implements ServerControl {
       }
     }
     this.#udp?.pruneKeys();
-    this.#log.info({ keys: ring.size, closedConnections: closed }, 'keys updated');
+    // debug: a managed server runs several servers (key ports, the web front) and logs the total once.
+    this.#log.debug({ keys: ring.size, closedConnections: closed }, 'keys set');
   }
 
   /**
