@@ -14,6 +14,8 @@ export interface LadderRunOptions {
   cwd?: string;
   /** SIGKILL after this long (the run then reports code -1). */
   killAfterMs?: number;
+  /** Written to its standard input, which is then closed (default: closed at once, empty). */
+  stdin?: string;
 }
 
 /** Run `ladder ARGS` from the sources with logs silenced, to completion. */
@@ -23,8 +25,9 @@ export function runLadder(args: readonly string[], o: LadderRunOptions = {}): Pr
     const child = spawn(process.execPath, [LADDER_BIN, ...args], {
       cwd: o.cwd,
       env: { ...process.env, LADDER_FROM_SOURCE: '1', LADDER_LOG_LEVEL: 'silent' },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['pipe', 'pipe', 'pipe'],
     });
+    child.stdin.end(o.stdin ?? '');
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));

@@ -14,6 +14,7 @@ import { ProtocolError } from '../../protocol/errors.js';
 import { formatKeyPrefixSetting, parseKeyPrefixSetting } from '../../protocol/shadowsocks/key-prefix.js';
 import { commanderUsageError, UsageError } from '../errors.js';
 import { printable, printableJson } from '../terminal.js';
+import { readSecretLine } from '../secret-input.js';
 import { DEFAULT_DATA_DIR } from '../managed.js';
 import type { AddOptions, KeysBackend } from './keys/backend.js';
 import { LocalKeys } from './keys/local.js';
@@ -194,6 +195,7 @@ Examples:
   ladder keys disable 2 && ladder keys enable 2
   ladder keys url 2                                  # ss://, ssconf:// and subscription URLs
   ladder keys edit 2 --prefix 160301                 # pin the Outline prefix (or auto, off)
+  printf '%s\\n' "$S" | ladder keys rotate 2 --password -   # a chosen secret, kept out of ps and history
   ladder keys --init --data-dir ./new-store add      # create a new store on purpose`;
 
 /** `ladder keys`: manage access keys in the local store or through a server's management API. */
@@ -333,11 +335,15 @@ export function registerKeys(program: Command): void {
       'give a key a new secret: its id, name, limits, expiry, usage and dynamic/subscription URLs stay; its ss:// URL changes; its open connections are closed',
     )
     .argument('<id>')
-    .option('--password <secret>', 'the new secret (default: a fresh one, as for a new key)')
+    .option(
+      '--password <secret>',
+      'the new secret (default: a fresh one, as for a new key); "-" reads it from standard input, one line (a prompt that does not echo on a terminal), so it stays out of ps and shell history',
+    )
     .action(async (id: string, o: { password?: string }, cmd: Command) => {
+      const password = o.password === '-' ? await readSecretLine('--password -') : o.password;
       await withBackend(cmd, async (b) => {
         const k = await b.get(id);
-        await b.rotate(id, o.password);
+        await b.rotate(id, password);
         say(
           `rotated ${keyLabel(k)}: new secret in effect (its open connections are closed); dynamic and subscription URLs unchanged; the new ss:// URL: ladder keys url ${printable(id)}`,
         );
