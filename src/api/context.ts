@@ -15,10 +15,12 @@ import {
 } from '../store/index.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { keyPrefixSettingFor } from '../protocol/shadowsocks/key-prefix.js';
+import { isAead2022MethodName } from '../protocol/shadowsocks/methods2022.js';
 import { accessUrl, dynamicUrlVia, webOnlyFor, type ApiEndpoint } from './access-url.js';
-import { invalid } from './errors.js';
+import { ApiError, invalid } from './errors.js';
 import {
   checkSecret,
+  checkSecretFree,
   isMultiUserSecret,
   KeySecretError,
   planSecrets,
@@ -194,12 +196,27 @@ export function checkPassword(method: string, password: string, field = 'passwor
   }
 }
 
-/** planSecrets with its errors as the API's 400s. */
+/** A KeySecretError as the API answers it: 400, or 409 for a secret another key has. */
+export function secretApiError(err: KeySecretError): ApiError {
+  return err.conflict
+    ? new ApiError(409, 'ConflictError', err.message, err.field)
+    : invalid(err.field, `Invalid "${err.field}": ${err.message}`);
+}
+
+/**
+ * planSecrets with its errors as the API's. A chosen 2022 secret another key has is refused (409):
+ * the data plane skips the second key, which would never work. A SIP004 one is taken, as Outline
+ * takes it (its spec's own examples give two keys one password; both work, the first key that
+ * decrypts a connection gets it); rotation (a Ladder route) refuses every method's.
+ */
 export async function secretsFor(ctx: ApiContext, req: SecretRequest): Promise<SecretPlan> {
   try {
-    return await planSecrets(ctx.store, req);
+    const plan = await planSecrets(ctx.store, req);
+    if (plan.secret !== undefined && isAead2022MethodName(req.method))
+      await checkSecretFree(ctx.store, req.method, plan.secret);
+    return plan;
   } catch (err) {
-    if (err instanceof KeySecretError) throw invalid(err.field, `Invalid "${err.field}": ${err.message}`);
+    if (err instanceof KeySecretError) throw secretApiError(err);
     throw err;
   }
 }

@@ -27,9 +27,34 @@ export class KeySecretError extends Error {
   constructor(
     readonly field: 'password' | 'multiUser',
     message: string,
+    /** The secret is usable but another key has it (the API's 409 rather than 400). */
+    readonly conflict = false,
   ) {
     super(message);
   }
+}
+
+/**
+ * Throws KeySecretError (a conflict) when another key than `exceptId` has this method and
+ * secret: two such keys cannot be told apart on the wire (trial decryption takes the first; the
+ * data plane skips a second 2022 key with the same PSKs), so the second would be billed as, or
+ * never work beside, the first. Asked only for a caller-chosen secret (a generated one is new).
+ */
+export async function checkSecretFree(
+  store: Store,
+  method: string,
+  secret: string,
+  exceptId?: string,
+): Promise<void> {
+  const owner = (await store.listKeys()).find(
+    (k) => k.id !== exceptId && k.method === method && k.secret === secret,
+  );
+  if (owner)
+    throw new KeySecretError(
+      'password',
+      `access key ${JSON.stringify(owner.id)} already uses this password with ${method}; two keys with one secret cannot be told apart`,
+      true,
+    );
 }
 
 export interface SecretPlan {
@@ -88,17 +113,25 @@ export function checkSecret(method: string, secret: string): void {
 
 /**
  * A key's next secret for rotation (POST /access-keys/{id}/rotate, `ladder keys rotate`): the
- * caller's `password`, else a fresh one, of the key's kind (a 2022 key stays multi-user with the
- * server's identity PSK, or single-user). Throws KeySecretError when it is unusable or unchanged.
+ * caller's `password`, else a fresh one, of the key's kind: a 2022 key stays single-user, or
+ * multi-user with the identity PSK it has (the server's, or one its creator chose; a `password`
+ * that is a uPSK alone gets it too, a whole "iPSK:uPSK" is taken as given). Throws
+ * KeySecretError when it is unusable, unchanged or another key's.
  */
 export async function rotatedSecret(
   store: Store,
-  key: { method: string; secret: string },
+  key: { id: string; method: string; secret: string },
   password?: string,
 ): Promise<string> {
   const multiUser = isAead2022MethodName(key.method) ? isMultiUserSecret(key.method, key.secret) : undefined;
-  const plan = await planSecrets(store, { method: key.method, password, multiUser });
+  let chosen = password;
+  if (multiUser && !password?.includes(':')) {
+    const identity = key.secret.slice(0, key.secret.indexOf(':'));
+    chosen = `${identity}:${password ?? generateSecret(key.method)}`;
+  }
+  const plan = await planSecrets(store, { method: key.method, password: chosen, multiUser });
   const secret = plan.secret ?? plan.makeSecret();
   if (secret === key.secret) throw new KeySecretError('password', "it is the key's current secret");
+  if (password !== undefined) await checkSecretFree(store, key.method, secret, key.id);
   return secret;
 }

@@ -10,8 +10,8 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { KeySecretError, rotatedSecret } from './key-secrets.js';
-import { apiEndpointOf, statusIndex, toAccessKeyJson, type ApiContext } from './context.js';
-import { invalid, keyNotFound } from './errors.js';
+import { apiEndpointOf, secretApiError, statusIndex, toAccessKeyJson, type ApiContext } from './context.js';
+import { keyNotFound } from './errors.js';
 import { AccessKey, ErrorBody, IdParams } from './schemas.js';
 
 const RotateBody = z
@@ -36,7 +36,7 @@ export function registerRotateRoute(app: FastifyInstance, ctx: ApiContext): void
           "Gives the key a new secret; keeps its id, name, limits, expiry, usage and access token (dynamic key and subscription URLs stay); closes the key's open connections",
         params: IdParams,
         body: RotateBody,
-        response: { 200: AccessKey, 400: ErrorBody, 404: ErrorBody },
+        response: { 200: AccessKey, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody },
       },
     },
     async (req) => {
@@ -47,7 +47,7 @@ export function registerRotateRoute(app: FastifyInstance, ctx: ApiContext): void
       try {
         secret = await rotatedSecret(store, key, req.body?.password);
       } catch (err) {
-        if (err instanceof KeySecretError) throw invalid(err.field, `Invalid "${err.field}": ${err.message}`);
+        if (err instanceof KeySecretError) throw secretApiError(err);
         throw err;
       }
       if (!(await store.updateKey(key.id, { secret }))) throw keyNotFound(req.params.id);
