@@ -99,3 +99,18 @@ test('control: without `only` every form still names the origin (the search abov
   const out = await advertised(t, FRONT);
   for (const [where, text] of out) assert.ok(names(text), `${where} names the origin`);
 });
+
+test('advertise web without UDP over the front: the Outline config names no /udp endpoint', async (t) => {
+  const out = await advertised(t, { ...FRONT, udp: false, only: true });
+  for (const where of ['outline', '/access (dynamic key)']) {
+    const text = out.get(where)!;
+    assert.ok(!text.includes('/udp'), `${where} names a /udp endpoint the front does not serve: ${text}`);
+    assert.ok(!names(text), `${where} names the origin`);
+    const outline = parseOutline(text);
+    assert.ok('tunnel' in outline, where);
+    assert.ok('websocket' in outline.tunnel.tcp, `${where}: TCP over the web front`);
+    // Nowhere (nothing listens on port 1): the app finds UDP unavailable; an absent `udp` would be
+    // direct UDP outside the tunnel for Outline.
+    assert.deepEqual(outline.tunnel.udp, { direct: '127.0.0.1:1' }, where);
+  }
+});

@@ -76,6 +76,10 @@ export async function outlineYaml(sub: Subscription, prefix: Uint8Array | undefi
   const ws = sub.entries.find((e) => e.ws !== undefined);
   const endpoint = (kind: 'tcp' | 'udp'): unknown => {
     if (direct !== undefined && (!ws?.ws || (kind === 'udp' && !ws.ws.udp))) return direct;
+    // Web only and the front relays no UDP: nowhere, so the app finds UDP unavailable (it then
+    // sends DNS over TCP). Not a /udp endpoint the front does not serve, and not an absent `udp`,
+    // which Outline takes as direct UDP outside the tunnel.
+    if (kind === 'udp' && !ws?.ws?.udp) return hostPort(NOWHERE.host, NOWHERE.port);
     const w = ws!.ws!;
     const websocket = {
       $type: 'websocket',
