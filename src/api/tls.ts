@@ -5,6 +5,7 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { makeDirs } from '../shared/fs.js';
+import { ladderCommand } from '../shared/invocation.js';
 import { CertificateError } from './cert-error.js';
 
 export { CertificateError };
@@ -27,7 +28,7 @@ export function certSha256(pem: string): string {
 
 /** The command that replaces the certificate on purpose (and prints the new access config). */
 export function rotateCommand(dataDir: string): string {
-  return `ladder server rotate-cert --data-dir ${dataDir}`;
+  return `${ladderCommand()} server rotate-cert --data-dir ${dataDir}`;
 }
 
 async function readIfThere(path: string): Promise<string | undefined> {

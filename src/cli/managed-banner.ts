@@ -4,7 +4,7 @@
  */
 import type { StoreLocation } from '../store/index.js';
 import { describeStore, privatePolicyLine, storeFlags } from './banner-text.js';
-import { ladderCommand } from './invocation.js';
+import { ladderCommand } from '../shared/invocation.js';
 import { QRCode } from './qr.js';
 import { printable } from './terminal.js';
 

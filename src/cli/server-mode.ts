@@ -1,5 +1,6 @@
 /** Which mode `ladder server` runs in, decided from its flags before anything is opened. */
 import { UsageError } from './errors.js';
+import { ladderCommand } from '../shared/invocation.js';
 
 /** Flags that name the keys to serve: any of them runs the unmanaged server (no store). */
 const KEY_SOURCES = [
@@ -54,7 +55,7 @@ export function chooseMode(flags: Record<string, unknown>): ServerMode {
   }
   if (flags.showUrls !== undefined) {
     throw new UsageError(
-      '--show-urls is for the unmanaged server (--password, --config); the managed server prints its first key (all keys: ladder server access-config)',
+      `--show-urls is for the unmanaged server (--password, --config); the managed server prints its first key (all keys: ${ladderCommand()} server access-config)`,
     );
   }
   return 'managed';

@@ -13,6 +13,7 @@ import {
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { StoreError } from './types.js';
+import { ladderCommand } from '../shared/invocation.js';
 
 /**
  * A SQLite store's marker: `ladder.db.marker` beside the database, written the first time the
@@ -33,7 +34,7 @@ export function markerPath(dbPath: string): string {
 
 /** The next step for a lost or damaged SQLite store, in the words every refusal uses. */
 export function restoreHint(dbPath: string): string {
-  return `restore a backup with: ladder store restore BACKUP --store ${dbPath} (see docs/operations.md)`;
+  return `restore a backup with: ${ladderCommand()} store restore BACKUP --store ${dbPath} (see docs/operations.md)`;
 }
 
 /** What a damaged SQLite file reports (page, index or header damage), as one refusal line. */

@@ -8,6 +8,7 @@ import QRCode from 'qrcode';
 import { DEFAULT_METHODS } from '../../api/app.js';
 import { LIMIT_PERIODS, type LimitPeriod } from '../../store/index.js';
 import { parseMoment, parseSize as parseSizeText } from '../../shared/parse.js';
+import { ladderCommand } from '../../shared/invocation.js';
 import { ALL_METHODS } from '../../config/defaults.js';
 import { fileErrorWhy } from '../../config/errors.js';
 import { ProtocolError } from '../../protocol/errors.js';
@@ -57,7 +58,7 @@ function expiryOf(s: string, what: string, force: boolean | undefined): number {
   if (at <= now && !force)
     throw new UsageError(
       `${what} ${shortTime(at)} is in the past, so the key would stop working at once; ` +
-        `use ladder keys disable for that, or add --force`,
+        `use ${ladderCommand()} keys disable for that, or add --force`,
     );
   return at;
 }
@@ -163,7 +164,7 @@ async function printUrls(b: KeysBackend, id: string, qr: boolean, png?: string):
     if (qr) say((await QRCode.toString(url, { type: 'terminal', small: true })).trimEnd());
   }
   if (u.prefix !== undefined)
-    say(`Outline prefix: ${u.prefix} (change: ladder keys edit ID --prefix auto|off|<value>)`);
+    say(`Outline prefix: ${u.prefix} (change: ${ladderCommand()} keys edit ID --prefix auto|off|<value>)`);
   if (png !== undefined) say(`QR code written to ${png}`);
 }
 
@@ -345,7 +346,7 @@ export function registerKeys(program: Command): void {
         const k = await b.get(id);
         await b.rotate(id, password);
         say(
-          `rotated ${keyLabel(k)}: new secret in effect (its open connections are closed); dynamic and subscription URLs unchanged; the new ss:// URL: ladder keys url ${printable(id)}`,
+          `rotated ${keyLabel(k)}: new secret in effect (its open connections are closed); dynamic and subscription URLs unchanged; the new ss:// URL: ${ladderCommand()} keys url ${printable(id)}`,
         );
       });
     });

@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import { isHostName } from '../../shared/parse.js';
+import { ladderCommand } from '../../shared/invocation.js';
 import type { NodeRecord, NodeRegistry, ServerSettings } from '../../store/index.js';
 import { UsageError } from '../errors.js';
 import { printable, printableJson } from '../terminal.js';
@@ -114,7 +115,7 @@ export function registerNodes(program: Command): void {
             }),
           );
         else if (all.length === 0)
-          say('No nodes yet: start one with ladder server --store postgres://… --node NAME');
+          say(`No nodes yet: start one with ${ladderCommand()} server --store postgres://… --node NAME`);
         else {
           say(
             `Blocked-address reports: ${reports.keys} distinct keys within ${reports.windowSeconds} s mark an address suspected (PUT /server/blocked-address-reports)`,

@@ -7,7 +7,7 @@ import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import { formatHostPort } from '../../shared/parse.js';
 import { dynamicKeyNote, storeFlags } from '../banner-text.js';
 import { UsageError } from '../errors.js';
-import { ladderCommand } from '../invocation.js';
+import { ladderCommand } from '../../shared/invocation.js';
 import { loadWebEndpoint, webKeyUrlFor } from '../web.js';
 
 interface AccessConfigFlags {

@@ -30,7 +30,7 @@ import { stopForFatal, untilSignal } from '../shutdown.js';
 import { addManagedOptions, checkPublicHost, type ManagedFlags } from '../managed-options.js';
 import { chooseMode } from '../server-mode.js';
 import { privatePolicyLine } from '../banner-text.js';
-import { ladderCommand } from '../invocation.js';
+import { ladderCommand } from '../../shared/invocation.js';
 import { StartupLog } from '../startup-log.js';
 import { registerAccessConfig } from './server-access-config.js';
 import { registerRotateCert } from './server-rotate-cert.js';

@@ -4,6 +4,7 @@ import { oneLineCommand, withStoreOptions } from './store-command.js';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import { UsageError } from '../errors.js';
 import { printable } from '../terminal.js';
+import { ladderCommand } from '../../shared/invocation.js';
 
 interface StoreFlags {
   dataDir?: string;
@@ -80,7 +81,7 @@ export function registerStore(program: Command): void {
         process.stdout.write(
           `note: this is another server's backup (server ${r.serverId}; this data directory held ${r.previousServerId}): ` +
             'its keys, API prefix and settings are now in use here; the API certificate in the data directory stays, ' +
-            'so give Outline Manager the new access config (ladder server access-config)\n',
+            `so give Outline Manager the new access config (${ladderCommand()} server access-config)\n`,
         );
     });
 

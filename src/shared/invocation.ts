@@ -1,6 +1,6 @@
 import { realpathSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { packageRoot } from '../shared/package-root.js';
+import { packageRoot } from './package-root.js';
 
 /** The checkout or installed package this code runs from (its package.json declares `ladder`). */
 const ROOT = packageRoot()?.dir;
