@@ -18,6 +18,21 @@ type ReadFn = <R>(query: {
  */
 export const DELTA_MARGIN_MS = 120_000;
 
+/**
+ * Most delta reads look back only this far before the previous read's mark: a flush commits within
+ * milliseconds of stamping its rows unless it waits on locks (2 s lock_timeout per lock). Re-reading
+ * the whole DELTA_MARGIN_MS at every poll (every 2 s) read each changed row some 60 times over, for
+ * every node: fleet-wide, what grew with the fleet (docs/fleet.md "usage re-reads").
+ */
+export const NARROW_MARGIN_MS = 5_000;
+
+/**
+ * How often (this store's clock) a delta read looks back DELTA_MARGIN_MS before the previous
+ * *wide* read's mark instead: a row that commits up to DELTA_MARGIN_MS after its stamp is counted
+ * at the first wide read after its commit, as every read counted it before.
+ */
+export const WIDE_READ_MS = 60_000;
+
 interface Window {
   totals: Map<string, UsageTotals>;
   /** PostgreSQL: the (key, hour) values behind `totals` for hours >= trackFrom. */
@@ -25,6 +40,9 @@ interface Window {
   trackFrom: number;
   /** PostgreSQL: database time of the last read; the next reads rows changed since mark - margin. */
   mark: number;
+  /** PostgreSQL: database time of the last full or wide read, and this store's clock then. */
+  wideMark: number;
+  wideAt: number;
   at: number;
   usedAt: number;
 }
@@ -34,7 +52,8 @@ interface Window {
  * seconds costs no scan of the window. Recomputed in full every `ttlMs`; between full reads:
  * - SQLite (one writer, this process): advanced by this store's own commits.
  * - PostgreSQL (every node writes): advanced by reading only the usage rows changed since the last
- *   read (usage.changed_at, the database's clock), replacing each (key, hour) value it knew. A
+ *   read (usage.changed_at, the database's clock; NARROW_MARGIN_MS before it, and DELTA_MARGIN_MS
+ *   before the last wide read's every WIDE_READ_MS), replacing each (key, hour) value it knew. A
  *   changed row older than the tracked hours (a node flushing after a long outage) forces a full read.
  * Either way the totals equal a full sum over the table as of the read (test/store/usage-fleet).
  */
@@ -45,6 +64,8 @@ export class UsageTotalsCache {
   readonly #ttlMs: number;
   readonly #read: ReadFn;
   #windows = new Map<number, Window>();
+  /** Usage rows the delta reads returned, and how many reads were wide (tests, benches). */
+  readonly deltaReads = { rows: 0, narrow: 0, wide: 0 };
 
   constructor(opts: { db: Db; dialect: 'sqlite' | 'postgres'; clock: Clock; ttlMs: number; read: ReadFn }) {
     this.#db = opts.db;
@@ -108,7 +129,16 @@ export class UsageTotalsCache {
       new Map(rows.map((r) => [r.key_id, { up: num(r.up), down: num(r.down) }]));
     if (this.#dialect === 'sqlite') {
       const totals = totalsOf(await this.#read(sums(this.#db)));
-      return { totals, known: new Map(), trackFrom: 0, mark: 0, at: now, usedAt: now };
+      return {
+        totals,
+        known: new Map(),
+        trackFrom: 0,
+        mark: 0,
+        wideMark: 0,
+        wideAt: now,
+        at: now,
+        usedAt: now,
+      };
     }
     // One snapshot for the mark, the sums and the recent rows, so they agree with each other.
     const trackFrom = Math.max(from, Math.floor(now / HOUR_MS) * HOUR_MS - HOUR_MS);
@@ -126,12 +156,15 @@ export class UsageTotalsCache {
           .execute();
         for (const r of rows)
           known.set(`${r.key_id}\u0000${num(r.bucket)}`, { up: num(r.up_bytes), down: num(r.down_bytes) });
-        return { totals, known, trackFrom, mark, at: now, usedAt: now };
+        return { totals, known, trackFrom, mark, wideMark: mark, wideAt: now, at: now, usedAt: now };
       });
   }
 
   /** Apply the rows changed since the last read; false when a full read is needed instead. */
   async #advance(w: Window, from: number): Promise<boolean> {
+    const now = this.#clock.now();
+    const wide = now - w.wideAt >= WIDE_READ_MS;
+    const after = wide ? w.wideMark - DELTA_MARGIN_MS : w.mark - NARROW_MARGIN_MS;
     const { mark, rows } = await this.#db
       .transaction()
       .setIsolationLevel('repeatable read')
@@ -140,10 +173,12 @@ export class UsageTotalsCache {
         rows: await trx
           .selectFrom('usage')
           .select(['key_id', 'bucket', 'up_bytes', 'down_bytes'])
-          .where('changed_at', '>=', w.mark - DELTA_MARGIN_MS)
+          .where('changed_at', '>=', after)
           .where('bucket', '>=', from)
           .execute(),
       }));
+    this.deltaReads.rows += rows.length;
+    this.deltaReads[wide ? 'wide' : 'narrow']++;
     for (const r of rows) {
       const bucket = num(r.bucket);
       if (bucket < w.trackFrom) return false;
@@ -157,6 +192,10 @@ export class UsageTotalsCache {
       w.known.set(k, now);
     }
     w.mark = mark;
+    if (wide) {
+      w.wideMark = mark;
+      w.wideAt = now;
+    }
     return true;
   }
 }
