@@ -27,7 +27,9 @@
  * connections (so none overlaps the previous one's close); `--size 0` skips the throughput phase;
  * `--threads` prints each thread's CPU in the short phase; `--warm-short N` runs N unmeasured short
  * connections through every pair first (Node's JIT: a fresh Ladder process spends about twice the
- * CPU per short connection of one that has carried a few thousand; Go and C have no warm-up).
+ * CPU per short connection of one that has carried a few thousand; Go and C have no warm-up);
+ * `--ab VAR=VALUE` (repeatable) adds a second Ladder client -> Ladder server pair whose two processes get that
+ * environment (e.g. LADDER_MUX_END_DELAY_MS=0), measured in the same runs, order rotated per run.
  */
 import { readdirSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -64,6 +66,20 @@ const PAIRS = arg('--pairs', 'all');
 const RAW = process.argv.includes('--raw');
 const GAP_MS = Number(arg('--gap', '0'));
 const WARM_SHORT = Number(arg('--warm-short', '0'));
+/**
+ * `--ab VAR=VALUE[,VAR=VALUE]` (repeatable): one more Ladder client -> server pair per use, its
+ * two processes with that environment, measured in the same runs as the default one.
+ */
+const AB = process.argv.flatMap((a, i) =>
+  a === '--ab' && process.argv[i + 1] ? [process.argv[i + 1]!] : [],
+);
+const envOf = (spec: string): Record<string, string> =>
+  Object.fromEntries(
+    spec
+      .split(',')
+      .filter(Boolean)
+      .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+  );
 const ladderSpawn = {
   nodeArgs: NODE_ARGS,
   ...(ENTRY ? { entry: ENTRY } : {}),
@@ -160,11 +176,12 @@ function threadDelta(
 }
 const THREADS = process.argv.includes('--threads');
 
-async function servers(): Promise<Server[]> {
+async function ladderWebServer(env: NodeJS.ProcessEnv): Promise<Server> {
   const webPort = await freePort();
   const ladder = track(
     await startLadderServer({
       ...ladderSpawn,
+      env: { ...ladderSpawn.env, ...env },
       method: METHOD,
       password: PASSWORD,
       extraArgs: [
@@ -182,6 +199,34 @@ async function servers(): Promise<Server[]> {
     }),
   );
   await waitForPort(webPort);
+  return { name: 'ladder server (web front)', port: webPort, pid: ladder.pid, tcpPort: ladder.port };
+}
+
+function ladderKey(server: Server): string {
+  return formatSsUrl({
+    method: METHOD,
+    password: PASSWORD,
+    host: '127.0.0.1',
+    port: server.port,
+    plugin: 'v2ray-plugin',
+    pluginOptions: `tls;host=${HOST};path=${PATH}`,
+  });
+}
+
+async function ladderWebClient(server: Server, env: NodeJS.ProcessEnv): Promise<Client> {
+  // Ladder's client verifies against the system CAs plus NODE_EXTRA_CA_CERTS (the bench CA).
+  const ladder = track(
+    await startLadderClient({
+      ...ladderSpawn,
+      key: ladderKey(server),
+      env: { ...ladderSpawn.env, ...env, NODE_EXTRA_CA_CERTS: caFile },
+    }),
+  );
+  return { name: 'ladder client', socksPort: ladder.socksPort, pid: ladder.pid };
+}
+
+async function servers(): Promise<Server[]> {
+  const ladder = await ladderWebServer({});
   const ss = track(
     await startSsServer({
       method: METHOD,
@@ -194,29 +239,11 @@ async function servers(): Promise<Server[]> {
       ],
     }),
   );
-  return [
-    { name: 'ladder server (web front)', port: webPort, pid: ladder.pid, tcpPort: ladder.port },
-    { name: 'ss-server + v2ray-plugin', port: ss.port, pid: ss.pid },
-  ];
+  return [ladder, { name: 'ss-server + v2ray-plugin', port: ss.port, pid: ss.pid }];
 }
 
 async function clients(server: Server): Promise<Client[]> {
-  const key = formatSsUrl({
-    method: METHOD,
-    password: PASSWORD,
-    host: '127.0.0.1',
-    port: server.port,
-    plugin: 'v2ray-plugin',
-    pluginOptions: `tls;host=${HOST};path=${PATH}`,
-  });
-  // Ladder's client verifies against the system CAs plus NODE_EXTRA_CA_CERTS (the bench CA).
-  const ladder = track(
-    await startLadderClient({
-      ...ladderSpawn,
-      key,
-      env: { ...ladderSpawn.env, NODE_EXTRA_CA_CERTS: caFile },
-    }),
-  );
+  const ladder = await ladderWebClient(server, {});
   const ss = track(
     await startSsLocal({
       method: METHOD,
@@ -230,10 +257,7 @@ async function clients(server: Server): Promise<Client[]> {
       ],
     }),
   );
-  return [
-    { name: 'ladder client', socksPort: ladder.socksPort, pid: ladder.pid },
-    { name: 'ss-local + v2ray-plugin', socksPort: ss.socksPort, pid: ss.pid },
-  ];
+  return [ladder, { name: 'ss-local + v2ray-plugin', socksPort: ss.socksPort, pid: ss.pid }];
 }
 
 /**
@@ -321,6 +345,11 @@ try {
         pairs.push({ label: RAW_PAIR, socksPort: raw.socksPort, pids: [raw.pid, s.pid] });
       }
     }
+  for (const spec of AB) {
+    const s = await ladderWebServer(envOf(spec));
+    const c = await ladderWebClient(s, envOf(spec));
+    pairs.push({ label: `${OURS} ${spec}`, socksPort: c.socksPort, pids: [c.pid, s.pid] });
+  }
   for (const p of pairs) {
     // Warm-up: the WebSocket and TLS set up, JIT warm (for short connections only with --warm-short).
     await uploadCountVia({ proxyPort: p.socksPort }, { host: '127.0.0.1', port: sink.port }, 4 * MiB);
@@ -337,7 +366,9 @@ try {
     });
   }
   outer: for (let r = 0; r < RUNS; r++) {
-    const order = r % 2 === 0 ? pairs : [...pairs].reverse();
+    // Rotated per run, so every pair takes every position (the machine drifts within a sitting).
+    const k = r % pairs.length;
+    const order = [...pairs.slice(k), ...pairs.slice(0, k)];
     for (const p of order) {
       if (Date.now() > DEADLINE) {
         log('cap reached; stopping with the runs so far');
@@ -415,7 +446,7 @@ const lines = [
   '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
   ...out.map(
     (r) =>
-      `| ${r.pair} | ${r.upload.toFixed(0)} | ${r.download.toFixed(0)} | ${(r.shortMs / 1000).toFixed(2)} | ${r.cpuPerMiB.toFixed(1)} | ${r.cpuPerShort.toFixed(2)} | ${r.shortP50.toFixed(1)} / ${r.shortP90.toFixed(1)} | ${(100 * r.short40).toFixed(0)}% | ${r.socksP50.toFixed(1)} / ${r.socksP90.toFixed(1)} | ${r.dataP50.toFixed(1)} | ${r.short40 > 0 ? `${(100 * r.slowInSocks).toFixed(0)}%` : '-'} |`,
+      `| ${r.pair} | ${r.upload.toFixed(0)} | ${r.download.toFixed(0)} | ${(r.shortMs / 1000).toFixed(2)} | ${r.cpuPerMiB.toFixed(1)} | ${r.cpuPerShort.toFixed(2)} | ${r.shortP50.toFixed(2)} / ${r.shortP90.toFixed(2)} | ${(100 * r.short40).toFixed(0)}% | ${r.socksP50.toFixed(2)} / ${r.socksP90.toFixed(2)} | ${r.dataP50.toFixed(2)} | ${r.short40 > 0 ? `${(100 * r.slowInSocks).toFixed(0)}%` : '-'} |`,
   ),
 ];
 if (ours && theirs) {

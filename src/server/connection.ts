@@ -517,8 +517,10 @@ export class Connection {
     client.off('data', this.#onData);
     client.off('end', this.#onEnd);
     target.on('error', () => target.destroy());
-    const { decode, encode } = this.#codec();
+    // The request's first bytes leave before the reply's codec is built: they are what the
+    // destination waits for, and nothing it answers is read before the relay below listens.
     if (initial.length > 0) target.write(initial);
+    const { decode, encode } = this.#codec();
     this.#relay = relay(client, target, {
       idleTimeoutMs: ctx.idleMs,
       clock: ctx.clock,

@@ -15,6 +15,18 @@ import { MuxCover, type MuxCoverOptions } from './mux-cover.js';
 const FRAME_DATA = 32 * 1024;
 
 /**
+ * How long a session's closing End frame may wait to ride with the carrier's next write (ms):
+ * `LADDER_MUX_END_DELAY_MS` (read once), default 2; 0 sends every End at once, as before.
+ */
+export function muxEndDelayMs(env: NodeJS.ProcessEnv = process.env): number {
+  const v = env.LADDER_MUX_END_DELAY_MS;
+  if (v === undefined || v === '') return DEFAULT_END_DELAY_MS;
+  const n = Number(v);
+  return Number.isFinite(n) && n >= 0 ? Math.min(n, 50) : DEFAULT_END_DELAY_MS;
+}
+const DEFAULT_END_DELAY_MS = 2;
+
+/**
  * The target a client puts in New frames. A v2ray-plugin server ignores it (its outbound is
  * fixed), and so do we; Clash sends the same.
  */
@@ -50,6 +62,13 @@ export interface MuxConnectionOptions {
    * server pads only peers that pad.
    */
   mirrorCover?: MuxCoverOptions | undefined;
+  /**
+   * A session's End (a clean close of our side) waits up to this long (ms) and leaves with the
+   * carrier's next write (another session's New or Keep: one carrier write, one TLS record and
+   * one read at the peer instead of two), so the tail of a finished session never delays the
+   * next session's bytes, which go first in that write. 0 or unset: every End at once.
+   */
+  endDelayMs?: number | undefined;
 }
 
 /**
@@ -86,6 +105,10 @@ export class MuxConnection {
   /** Keep data read but not yet delivered, all for `#pendingTo` (see #queue). */
   #pending: Buffer[] = [];
   #pendingTo: MuxSession | undefined;
+  /** End frames waiting for the next carrier write (endDelayMs), and the timer that sends them alone. */
+  #tail: Buffer[] = [];
+  #tailTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #endDelayMs: number;
 
   constructor(carrier: Duplex, opts: MuxConnectionOptions) {
     this.carrier = carrier;
@@ -97,6 +120,7 @@ export class MuxConnection {
     this.#sessionBuffer = opts.sessionBuffer ?? 1024 * 1024;
     this.#stallMs = opts.stallMs ?? 30_000;
     this.#maxSessions = opts.maxSessions ?? 1024;
+    this.#endDelayMs = opts.endDelayMs ?? 0;
     carrier.on('data', (chunk: Buffer) => this.#onData(chunk));
     carrier.on('drain', () => this.#wakeWriters());
     carrier.once('end', () => {
@@ -122,6 +146,7 @@ export class MuxConnection {
       if (this.#sessions.size === 0 && due <= 0) {
         // Like the server's idle close of an unauthenticated connection: our end, then gone.
         this.#closed = true;
+        this.#flushTail();
         this.carrier.end(() => this.carrier.destroy());
         return;
       }
@@ -174,7 +199,13 @@ export class MuxConnection {
   /** End the carrier once every session has finished (no new sessions after this). */
   end(): void {
     this.#closed = true;
-    if (this.#sessions.size === 0 && !this.carrier.writableEnded) this.carrier.end();
+    if (this.#sessions.size === 0 && !this.carrier.writableEnded) this.#endCarrier();
+  }
+
+  /** End the carrier after any End frames still waiting. */
+  #endCarrier(): void {
+    this.#flushTail();
+    this.carrier.end();
   }
 
   #add(s: MuxSession): void {
@@ -186,7 +217,9 @@ export class MuxConnection {
     this.#cover?.stop();
     if (this.#stallTimer) clearTimeout(this.#stallTimer);
     if (this.#idleTimer) clearTimeout(this.#idleTimer);
-    this.#stallTimer = this.#idleTimer = undefined;
+    if (this.#tailTimer) clearTimeout(this.#tailTimer);
+    this.#stallTimer = this.#idleTimer = this.#tailTimer = undefined;
+    this.#tail = [];
     this.#closed = true;
     for (const s of [...this.#sessions.values()]) s.destroy(new Error('mux carrier closed'));
     this.#wakeWriters();
@@ -282,22 +315,53 @@ export class MuxConnection {
       if (f.option & MUX_OPTION_ERROR) {
         s.silent = true; // the peer already dropped it: no End back
         s.destroy(new Error('mux session ended with an error by the peer'));
-      } else s.remoteEnd();
+      } else s.remoteEnd(this.#endDelayMs > 0);
     }
   }
 
-  /** Write frames to the carrier; `cb` when it can take more (after 'drain' if it was full). */
-  sendFrame(frame: Buffer | Buffer[], cb?: () => void): void {
+  /**
+   * Write frames to the carrier, with the End frames waiting (endDelayMs) after them, or before
+   * them with `afterTail` (a frame that must follow one of them: a session's End with the error
+   * bit after its clean End); `cb` when it can take more (after 'drain' if it was full).
+   */
+  sendFrame(frame: Buffer | Buffer[], cb?: () => void, afterTail = false): void {
     if (this.#failed || this.carrier.destroyed || this.carrier.writableEnded) {
       cb?.();
       return;
     }
-    const frames = Array.isArray(frame) ? frame : [frame];
+    let frames = Array.isArray(frame) ? frame : [frame];
+    if (this.#tail.length > 0) {
+      frames = afterTail ? [...this.#tail, ...frames] : [...frames, ...this.#tail];
+      this.#tail = [];
+      clearTimeout(this.#tailTimer);
+      this.#tailTimer = undefined;
+    }
+    if (frames.length === 0) {
+      cb?.();
+      return;
+    }
     const out = frames.length === 1 ? frames[0]! : Buffer.concat(frames);
     const ok = this.carrier.write(this.#cover ? this.#cover.shape(out) : out);
     if (!cb) return;
     if (ok) cb();
     else this.#drainWaiters.push(cb);
+  }
+
+  /** A session's clean End: with the next carrier write, or alone after endDelayMs. */
+  sendEnd(frame: Buffer): void {
+    if (this.#endDelayMs <= 0 || this.#closed) {
+      this.sendFrame(frame);
+      return;
+    }
+    this.#tail.push(frame);
+    this.#tailTimer ??= setTimeout(() => {
+      this.#tailTimer = undefined;
+      this.#flushTail();
+    }, this.#endDelayMs);
+  }
+
+  #flushTail(): void {
+    if (this.#tail.length > 0) this.sendFrame([]);
   }
 
   /** A session's unread bytes crossed the limit: pause everyone (bounded by stallMs). */
@@ -332,7 +396,7 @@ export class MuxConnection {
     this.unstall(s);
     this.#lastActive = Date.now();
     if (this.#closed && this.#sessions.size === 0 && !this.carrier.writableEnded && !this.carrier.destroyed)
-      this.carrier.end();
+      this.#endCarrier();
   }
 }
 
@@ -367,10 +431,19 @@ export class MuxSession extends Duplex {
     }
   }
 
-  remoteEnd(): void {
+  /**
+   * The peer's End: nothing more comes. `later`: the end of the readable side (and the work it
+   * starts: the relay ending the other socket) waits for the end of this event-loop turn, after
+   * what the same carrier read brought for other sessions (a new session's first bytes).
+   */
+  remoteEnd(later = false): void {
     if (this.remoteEnded) return;
     this.remoteEnded = true;
-    this.push(null);
+    if (!later) this.push(null);
+    else
+      setImmediate(() => {
+        if (!this.destroyed) this.push(null);
+      });
   }
 
   override _read(): void {
@@ -411,8 +484,9 @@ export class MuxSession extends Duplex {
     this.#localEnded = true;
     if (!this.silent) {
       const end = encodeMuxFrame({ sessionId: this.id, status: MuxStatus.End, option: 0 });
-      // A session that never wrote still has to open before it ends.
-      this.#mux.sendFrame(this.#newTarget ? this.#message([], end) : end);
+      // A session that never wrote still has to open before it ends (at once: its New is data).
+      if (this.#newTarget) this.#mux.sendFrame(this.#message([], end));
+      else this.#mux.sendEnd(end);
     }
     cb();
   }
@@ -422,6 +496,8 @@ export class MuxSession extends Duplex {
     if (!clean && !this.silent && this.#newTarget === undefined)
       this.#mux.sendFrame(
         encodeMuxFrame({ sessionId: this.id, status: MuxStatus.End, option: MUX_OPTION_ERROR }),
+        undefined,
+        true,
       );
     this.#mux.removed(this);
     cb(err);

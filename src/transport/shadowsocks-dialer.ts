@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ProtocolError } from '../protocol/errors.js';
 import { AeadDecoder, AeadEncoder } from '../protocol/shadowsocks/aead.js';
 import { evpBytesToKey } from '../protocol/shadowsocks/kdf.js';
 import { getAeadMethod, type AeadMethod } from '../protocol/shadowsocks/methods.js';
+import { poolRandomBytes } from '../protocol/shadowsocks/random-pool.js';
 import { encodeAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import {
   awaitFirstData,
@@ -57,9 +57,12 @@ export interface ShadowsocksDialerOptions extends ShadowsocksEndpoint {
 const defaultFirstWrite: FirstWriteEncoder = (encoder, header, data) =>
   encoder.encode(data.length > 0 ? Buffer.concat([header, data]) : header);
 
-/** A salt of `size` bytes that starts with `prefix` and is random after it. */
+/**
+ * A salt of `size` bytes that starts with `prefix` and is random after it (CSPRNG bytes from the
+ * shared pool, random-pool.ts, as the server's salts: no OpenSSL call per connection).
+ */
 export function makeSalt(size: number, prefix?: Uint8Array): Buffer {
-  const salt = randomBytes(size);
+  const salt = poolRandomBytes(size);
   if (prefix && prefix.length > 0) {
     if (prefix.length > size) {
       throw new ProtocolError(

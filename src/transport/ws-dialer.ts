@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, type ConnectionOptions, type PeerCertificate } from 'node:tls';
 import WebSocket from 'ws';
 import { DEFAULT_CONNECT_TIMEOUT_MS, UpstreamDialError, type NextHop } from './dialer.js';
-import { MuxConnection } from './mux.js';
+import { MuxConnection, muxEndDelayMs } from './mux.js';
 import type { MuxCoverOptions } from './mux-cover.js';
 import { WsStream } from './ws-stream.js';
 
@@ -172,6 +172,8 @@ export class MuxPool {
   readonly #carriers = new Set<MuxConnection>();
   #dialing: Promise<MuxConnection> | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
+  /** LADDER_MUX_END_DELAY_MS, read once per pool (mux.ts muxEndDelayMs). */
+  readonly #endDelayMs = muxEndDelayMs();
 
   constructor(opts: WsTransportOptions) {
     this.#opts = opts;
@@ -199,6 +201,7 @@ export class MuxPool {
     stream.on('error', () => {});
     const c = new MuxConnection(stream, {
       role: 'client',
+      endDelayMs: this.#endDelayMs,
       ...(this.#opts.cover === false ? {} : { cover: this.#opts.cover ?? {} }),
       onClose: () => this.#carriers.delete(c),
     });

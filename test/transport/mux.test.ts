@@ -47,9 +47,10 @@ function readAll(s: Duplex): Promise<Buffer> {
 async function muxPair(
   onSession: (s: MuxSession) => void,
   server: Partial<MuxConnectionOptions> = {},
+  clientOpts: Partial<MuxConnectionOptions> = {},
 ): Promise<{ client: MuxConnection; server: MuxConnection; close: () => void }> {
   const [a, b, closeServer] = await socketPair();
-  const client = new MuxConnection(a, { role: 'client' });
+  const client = new MuxConnection(a, { role: 'client', ...clientOpts });
   const srv = new MuxConnection(b, { role: 'server', onSession, ...server });
   return {
     client,
@@ -98,6 +99,18 @@ test('200 short sessions in a row over one carrier', async () => {
     assert.equal((await got).toString(), `hello ${i}`);
   }
   assert.equal(opened, 200);
+  await waitFor(() => m.client.size === 0 && m.server.size === 0);
+  m.close();
+});
+
+test('200 short sessions in a row with delayed End frames on both sides (endDelayMs)', async () => {
+  const m = await muxPair(echo, { endDelayMs: 2 }, { endDelayMs: 2 });
+  for (let i = 0; i < 200; i++) {
+    const s = m.client.open();
+    const got = readAll(s);
+    s.end(Buffer.from(`hello ${i}`));
+    assert.equal((await got).toString(), `hello ${i}`);
+  }
   await waitFor(() => m.client.size === 0 && m.server.size === 0);
   m.close();
 });

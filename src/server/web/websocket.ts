@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import type WebSocket from 'ws';
 import { WebSocketServer } from 'ws';
 import { looksLikeMuxCoolNew } from '../../protocol/muxcool.js';
-import { MuxConnection } from '../../transport/mux.js';
+import { MuxConnection, muxEndDelayMs } from '../../transport/mux.js';
 import type { MuxCoverOptions } from '../../transport/mux-cover.js';
 import { WsStream } from '../../transport/ws-stream.js';
 import { SubkeyCache } from '../../protocol/shadowsocks/udp2022.js';
@@ -106,6 +106,7 @@ export function createWebSocketEndpoints(
   if (!base.startsWith('/') || base.length < 2) throw new Error('secretPath must look like /SECRET');
   const streamPaths = new Set([base, `${base}/tcp`]);
   const idleMs = opts.idleMs ?? server.idleMs;
+  const endDelayMs = muxEndDelayMs(); // LADDER_MUX_END_DELAY_MS, read once per web front
   const cover = opts.cover === false ? undefined : (opts.cover ?? {});
   const connect = (opts.nativeDest ?? true) && nativeDestAvailable() ? nativeDestConnect : undefined;
   const udp = opts.udp
@@ -144,6 +145,7 @@ export function createWebSocketEndpoints(
       new MuxConnection(stream, {
         role: 'server',
         idleMs,
+        endDelayMs,
         ...(cover ? { mirrorCover: cover } : {}),
         onSession: (session) => server.handleStream(session, info),
       });
