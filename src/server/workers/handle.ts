@@ -80,7 +80,11 @@ export class Handle {
     const resourceLimits = workerResourceLimits();
     this.worker = supervisor?.alive
       ? supervisor.spawn(workerSource(), init, resourceLimits)
-      : new Worker(workerSource(), { eval: true, workerData: init, ...(resourceLimits ? { resourceLimits } : {}) });
+      : new Worker(workerSource(), {
+          eval: true,
+          workerData: init,
+          ...(resourceLimits ? { resourceLimits } : {}),
+        });
     this.closed = new Promise((r) => (this.#onClosed = r));
     this.worker.on('message', (m: FromWorker) => {
       if (m.t === 'closed') this.#onClosed();

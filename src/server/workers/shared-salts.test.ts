@@ -80,7 +80,8 @@ describe('SharedSaltFilter', () => {
     for (let i = 0; i < 1_000; i++) {
       // Mostly new salts; some repeat a salt from 1 to ~150 insertions ago (in, at the edge of,
       // and past the two generations' memory).
-      const old = i % 7 === 3 && seen.length > 0 ? seen[Math.max(0, seen.length - 1 - ((i * 31) % 150))] : undefined;
+      const old =
+        i % 7 === 3 && seen.length > 0 ? seen[Math.max(0, seen.length - 1 - ((i * 31) % 150))] : undefined;
       const s = old ?? randomBytes(8 + (i % 25));
       seen.push(s);
       assert.equal(f.checkAndAdd(s), plain.checkAndAdd(s), `insertion ${i}`);
@@ -106,7 +107,10 @@ describe('SharedSaltFilter', () => {
         }
       }
     }
-    assert.ok(dirty * 4096 <= 1.2 * 1024 * 1024, `${dirty} pages of ${Math.ceil(bytes.length / 4096)} dirtied`);
+    assert.ok(
+      dirty * 4096 <= 1.2 * 1024 * 1024,
+      `${dirty} pages of ${Math.ceil(bytes.length / 4096)} dirtied`,
+    );
   });
 });
 
