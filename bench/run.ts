@@ -14,7 +14,11 @@
  *   floor       (only with --phases …,floor) the same topology with Ladder's relay and no crypto
  *               (bench/floor-relay.ts): the CPU Node's sockets cost before any encryption
  *   memory      VmRSS of client + server processes with --idle-n (default 1,000) idle tunnelled
- *               connections open (each proven alive by one echo round trip)
+ *               connections open (each proven alive by one echo round trip), then with twice
+ *               as many: the RSS each connection adds at N and at 2N, and between them (what one
+ *               more connection costs, without the one-time costs a burst of set-ups brings:
+ *               V8's optimizing compiler paged in, arenas of GC threads). Ladder runs as a user
+ *               runs it, through bin/ladder.js (its start-up V8 flags), from the dist/ just built
  *   sip022-auth server time to authenticate a first packet: 2022 identity headers with 1 vs
  *               10,000 users, SIP004 with 1,000 keys (worst case, returning) (bench/sip022-auth.ts)
  *   sip022-throughput  2022 edition next to SIP004 in Ladder, libev SIP004 reference
@@ -230,7 +234,12 @@ function buildLadder(): string {
   return entry;
 }
 
-async function startStack(impl: Impl, method: Method, args: Args): Promise<Stack> {
+/**
+ * `user`: start Ladder through bin/ladder.js, which a user runs (`ladder`, `npm start`), rather
+ * than dist/cli/main.js: it sets V8's start-up flags (bin/ladder.js) that idle memory depends on.
+ * LADDER_DIST=1: the dist/ this run built (a source file edited meanwhile must not switch it to tsx).
+ */
+async function startStack(impl: Impl, method: Method, args: Args, user = false): Promise<Stack> {
   const password = `bench-${randomBytes(8).toString('hex')}`;
   let server: Peer & { port: number };
   let client: Peer & { socksPort: number };
@@ -248,7 +257,11 @@ async function startStack(impl: Impl, method: Method, args: Args): Promise<Stack
   } else {
     const profDir = join(REPO_ROOT, 'bench', 'results', 'prof');
     const nodeArgs = args.profile ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
-    const entry = ladderEntry ? { entry: ladderEntry } : {};
+    const entry = user
+      ? { env: ladderEntry ? { LADDER_DIST: '1' } : {} }
+      : ladderEntry
+        ? { entry: ladderEntry }
+        : {};
     server = await startLadderServer({ method, password, nodeArgs, ...entry });
     allPeers.add(server);
     client = await startLadderClient({
@@ -570,11 +583,15 @@ async function latencyPhase(args: Args, echo: TestServer, deadline: number): Pro
 interface MemoryResult {
   method: Method;
   n: number;
-  /** KiB, client + server, before and with the idle connections open. */
+  /** KiB, client + server, before and with n idle connections open, then with 2n. */
   baseline: Record<Impl, { client: number; server: number }>;
   loaded: Record<Impl, { client: number; server: number }>;
+  loaded2n: Record<Impl, { client: number; server: number }>;
   totalLoadedMiB: Record<Impl, number>;
+  /** (RSS with n open - baseline) / n; the same at 2n; (RSS at 2n - RSS at n) / n. */
   perConnKiB: Record<Impl, number>;
+  perConnKiB2n: Record<Impl, number>;
+  marginalKiB: Record<Impl, number>;
   ratio: number;
 }
 
@@ -582,19 +599,20 @@ async function memoryPhase(args: Args, echo: TestServer, deadline: number): Prom
   const method = args.latencyMethod;
   const baseline = {} as MemoryResult['baseline'];
   const loaded = {} as MemoryResult['loaded'];
+  const loaded2n = {} as MemoryResult['loaded2n'];
+  const rss = async (st: Stack): Promise<{ client: number; server: number }> => ({
+    client: await rssKiB(st.client.pid),
+    server: await rssKiB(st.server.pid),
+  });
   for (const impl of IMPLS) {
-    const st = await startStack(impl, method, args);
+    const st = await startStack(impl, method, args, true);
     const socks: net.Socket[] = [];
-    try {
-      // Let startup settle, then one exchange so lazy initialisation is counted in the baseline.
-      await oneExchange(st.client.socksPort, echo);
-      await new Promise((r) => setTimeout(r, 500));
-      baseline[impl] = { client: await rssKiB(st.client.pid), server: await rssKiB(st.server.pid) };
+    const open = async (upTo: number): Promise<void> => {
       const batch = 50;
-      for (let i = 0; i < args.idleN; i += batch) {
+      while (socks.length < upTo) {
         if (Date.now() > deadline) throw new Error('overall time cap reached');
         const opened = await Promise.all(
-          Array.from({ length: Math.min(batch, args.idleN - i) }, async () => {
+          Array.from({ length: Math.min(batch, upTo - socks.length) }, async () => {
             const s = await socks5Connect({
               proxyPort: st.client.socksPort,
               host: '127.0.0.1',
@@ -611,28 +629,38 @@ async function memoryPhase(args: Args, echo: TestServer, deadline: number): Prom
         socks.push(...opened);
       }
       await new Promise((r) => setTimeout(r, 1000));
-      loaded[impl] = { client: await rssKiB(st.client.pid), server: await rssKiB(st.server.pid) };
+    };
+    try {
+      // Let startup settle, then one exchange so lazy initialisation is counted in the baseline.
+      await oneExchange(st.client.socksPort, echo);
+      await new Promise((r) => setTimeout(r, 500));
+      baseline[impl] = await rss(st);
+      await open(args.idleN);
+      loaded[impl] = await rss(st);
+      await open(2 * args.idleN);
+      loaded2n[impl] = await rss(st);
       log(
-        `memory ${impl}: ${socks.length} idle connections, RSS client ${loaded[impl].client} KiB, server ${loaded[impl].server} KiB`,
+        `memory ${impl}: RSS client ${loaded[impl].client} / ${loaded2n[impl].client} KiB, server ${loaded[impl].server} / ${loaded2n[impl].server} KiB with ${args.idleN} / ${socks.length} idle connections`,
       );
     } finally {
       for (const s of socks) s.destroy();
       await stopStack(st);
     }
   }
-  const total = (i: Impl): number => loaded[i].client + loaded[i].server;
-  const base = (i: Impl): number => baseline[i].client + baseline[i].server;
+  const sum = (x: { client: number; server: number }): number => x.client + x.server;
+  const per = (f: (i: Impl) => number): Record<Impl, number> => ({ ladder: f('ladder'), libev: f('libev') });
+  const n = args.idleN;
   return {
     method,
-    n: args.idleN,
+    n,
     baseline,
     loaded,
-    totalLoadedMiB: { ladder: total('ladder') / 1024, libev: total('libev') / 1024 },
-    perConnKiB: {
-      ladder: (total('ladder') - base('ladder')) / args.idleN,
-      libev: (total('libev') - base('libev')) / args.idleN,
-    },
-    ratio: total('ladder') / total('libev'),
+    loaded2n,
+    totalLoadedMiB: per((i) => sum(loaded[i]) / 1024),
+    perConnKiB: per((i) => (sum(loaded[i]) - sum(baseline[i])) / n),
+    perConnKiB2n: per((i) => (sum(loaded2n[i]) - sum(baseline[i])) / (2 * n)),
+    marginalKiB: per((i) => (sum(loaded2n[i]) - sum(loaded[i])) / n),
+    ratio: sum(loaded.ladder) / sum(loaded.libev),
   };
 }
 
@@ -756,12 +784,13 @@ function render(r: Results): string {
       fmt(m.totalLoadedMiB.libev),
       fmt(m.ratio, 2),
     ]);
-    rows.push([
-      `RSS per idle connection (KiB)`,
-      fmt(m.perConnKiB.ladder),
-      fmt(m.perConnKiB.libev),
-      fmt(m.perConnKiB.ladder / m.perConnKiB.libev, 2),
-    ]);
+    const perConn: [string, Record<Impl, number>][] = [
+      [`RSS per idle connection, ${m.n} open (KiB)`, m.perConnKiB],
+      [`RSS per idle connection, ${2 * m.n} open (KiB)`, m.perConnKiB2n],
+      [`RSS per idle connection, ${m.n} -> ${2 * m.n} (KiB)`, m.marginalKiB],
+    ];
+    for (const [what, v] of perConn)
+      rows.push([what, fmt(v.ladder), fmt(v.libev), fmt(v.ladder / v.libev, 2)]);
   }
   const facts = Object.entries(r.machine)
     .map(([k, v]) => `${k}: ${v}`)

@@ -12,8 +12,13 @@ import { setFlagsFromString } from 'node:v8';
 
 // Startup allocates a burst of short-lived objects (module compilation, option parsing) that
 // would grow V8's young generation to several MiB that an idle process keeps committed. Keep it
-// at its initial size while starting, then restore V8's default growth (2) so traffic can grow
-// it as usual: about 5 MiB less idle RSS, no change under load (bench/idle-rss.ts).
+// at its initial size (1 MiB semi-spaces) while starting: about 5 MiB less idle RSS
+// (bench/idle-rss.ts). It stays so after start-up too: a burst of connections would otherwise
+// grow it as well, some 4 MiB a client then keeps while holding them idle (~4 KiB per idle
+// connection of 1,000), and what a connection allocates in JS is small and short-lived (the
+// relay's bytes move in the addon); the server's data-plane workers get the same through their
+// resourceLimits (src/server/workers/young.ts). LADDER_YOUNG=0 restores V8's default growth (2)
+// once started (docs/benchmarks.md, "Idle connections").
 // Likewise, start-up code runs once but long enough for TurboFan to optimize some of it, which
 // pages in some 3.5 MiB of the optimizing compiler for a process that then sits idle: hold the
 // optimizer off while starting, then turn it on (code that becomes hot afterwards, the relay's,
@@ -24,7 +29,7 @@ setFlagsFromString('--no-opt');
 const startupDone = () => {
   if (globalThis[Symbol.for('ladder.startupDone')] !== startupDone) return;
   delete globalThis[Symbol.for('ladder.startupDone')];
-  setFlagsFromString('--semi-space-growth-factor=2');
+  if (process.env.LADDER_YOUNG === '0') setFlagsFromString('--semi-space-growth-factor=2');
   setFlagsFromString('--opt');
 };
 globalThis[Symbol.for('ladder.startupDone')] = startupDone;

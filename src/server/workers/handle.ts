@@ -12,6 +12,7 @@ import { packageRoot } from '../../shared/package-root.js';
 import type { FromWorker, LoopStats, ToWorker, WorkerInit } from './messages.js';
 import { closeFd } from './reuseport.js';
 import type { Supervisor, WorkerLike } from './supervisor.js';
+import { workerResourceLimits } from './young.js';
 
 /**
  * The worker's entry: from a build, dist/server/workers/data-plane.worker.js (scripts/build.mjs
@@ -76,9 +77,14 @@ export class Handle {
     onExit: (h: Handle, code: number) => void,
     supervisor: Supervisor | undefined,
   ) {
+    const resourceLimits = workerResourceLimits();
     this.worker = supervisor?.alive
-      ? supervisor.spawn(workerSource(), init)
-      : new Worker(workerSource(), { eval: true, workerData: init });
+      ? supervisor.spawn(workerSource(), init, resourceLimits)
+      : new Worker(workerSource(), {
+          eval: true,
+          workerData: init,
+          ...(resourceLimits ? { resourceLimits } : {}),
+        });
     this.closed = new Promise((r) => (this.#onClosed = r));
     this.worker.on('message', (m: FromWorker) => {
       if (m.t === 'closed') this.#onClosed();

@@ -72,6 +72,46 @@ describe('SharedSaltFilter', () => {
     const [x, y] = await Promise.all([run(), run()]);
     assert.equal(x + y, salts.length, `accepted ${x} + ${y}`);
   });
+
+  it('matches SaltFilter over many generations, replays of older salts included, serialize() byte for byte', () => {
+    const f = new SharedSaltFilter(createSharedReplay(50).client);
+    const plain = new SaltFilter(50);
+    const seen: Buffer[] = [];
+    for (let i = 0; i < 1_000; i++) {
+      // Mostly new salts; some repeat a salt from 1 to ~150 insertions ago (in, at the edge of,
+      // and past the two generations' memory).
+      const old =
+        i % 7 === 3 && seen.length > 0 ? seen[Math.max(0, seen.length - 1 - ((i * 31) % 150))] : undefined;
+      const s = old ?? randomBytes(8 + (i % 25));
+      seen.push(s);
+      assert.equal(f.checkAndAdd(s), plain.checkAndAdd(s), `insertion ${i}`);
+    }
+    assert.equal(f.size, plain.size);
+    assert.deepEqual(f.serialize(), plain.serialize(), 'same salts, oldest first, in arrival order');
+  });
+
+  it('1,000 salts dirty at most ~1.2 MiB of a default-capacity filter (salts go to a log in arrival order)', () => {
+    // Each page a salt lands on is a page the server keeps resident: with the salts in the hash
+    // slots every new connection dirtied a random page of 4 MiB of slots (~3 MiB after 1,000).
+    const sab = createSharedReplay(20_000).client;
+    const f = new SharedSaltFilter(sab);
+    for (let i = 0; i < 1_000; i++) assert.equal(f.checkAndAdd(randomBytes(32)), true);
+    const bytes = new Uint8Array(sab);
+    let dirty = 0;
+    for (let o = 0; o < bytes.length; o += 4096) {
+      const end = Math.min(bytes.length, o + 4096);
+      for (let i = o; i < end; i++) {
+        if (bytes[i] !== 0) {
+          dirty++;
+          break;
+        }
+      }
+    }
+    assert.ok(
+      dirty * 4096 <= 1.2 * 1024 * 1024,
+      `${dirty} pages of ${Math.ceil(bytes.length / 4096)} dirtied`,
+    );
+  });
 });
 
 describe('SharedSaltWindow', () => {
@@ -94,6 +134,18 @@ describe('SharedSaltWindow', () => {
     assert.equal(w.refusedFull, 1);
     const plain = new SaltWindow(); // control: the in-process window has no bound
     for (let i = 0; i < 5; i++) assert.equal(plain.add(randomBytes(16), t), true);
+  });
+  it('matches SaltWindow across epochs, a 20-s clock step back included, and exports the same entries', () => {
+    const w = new SharedSaltWindow(createSharedReplay(16).window, 60_000);
+    const plain = new SaltWindow(60_000);
+    const salts = Array.from({ length: 40 }, () => randomBytes(16));
+    let t = 7 * 60_000;
+    for (let i = 0; i < 400; i++) {
+      t += i === 200 ? -20_000 : 1_000 + ((i * 37) % 5_000);
+      const s = salts[(i * 13) % salts.length]!;
+      assert.equal(w.add(s, t), plain.add(s, t), `add ${i} at ${t}`);
+    }
+    assert.deepEqual(w.export(t), plain.export(t));
   });
 });
 

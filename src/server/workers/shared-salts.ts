@@ -8,10 +8,16 @@
  * nothing that allocates or can throw half-way). A slot belongs to a table's current generation
  * only when its stamp equals the table's stamp, so dropping a whole generation is one store (no
  * clearing, no rehash) and the pages of an idle server are never touched.
+ * A slot holds its stamp and the salt's entry in its table's log, where salts (and the window's
+ * expiry times) are written in arrival order: an insertion touches one random page of slots and
+ * the log's current page, not a random page of salts as well. Resident memory then grows by about
+ * 33 bytes a salt plus the slots' pages, where salts in the slots made every new connection fault
+ * in a fresh 4 KiB page until the whole table was resident (4.6 MiB per SIP004 filter at the
+ * default capacity, 2.3 MiB now; docs/benchmarks.md, "Idle connections").
  *
  * - `SharedSaltFilter` keeps SaltFilter's contract (exact; two generations of at most `capacity`
  *   salts; the older dropped whole when the newer is full). serialize() writes the same LSF1 form
- *   (older generation first; the order inside a generation is the table's, not insertion order).
+ *   (older generation first, each in arrival order).
  * - `SharedSaltWindow` keeps SaltWindow's contract (exact; a salt is remembered for `ttlMs`): one
  *   table per `ttlMs` epoch, the table of epoch e-2 reused for epoch e. A table holds at most
  *   `windowCapacity` salts per epoch; when it is full, add() answers "seen" (the connection is
@@ -25,7 +31,8 @@ import { SaltFilter, SaltWindow, SALT_TTL_MS } from '../../protocol/shadowsocks/
 import type { ReplayFilters } from '../replay-state.js';
 
 const MAX_SALT = 32;
-const STRIDE = 1 + MAX_SALT; // length byte, salt bytes
+const STRIDE = 1 + MAX_SALT; // a log entry: length byte, salt bytes
+const SLOT_INTS = 2; // a slot: its stamp, then its entry in the table's log
 const HEADER_INTS = 16;
 const H_LOCK = 0;
 const H_SEED = 1;
@@ -55,7 +62,8 @@ function slotsFor(capacity: number): number {
 
 function allocate(capacity: number, timed: boolean): SharedArrayBuffer {
   const slots = slotsFor(capacity);
-  const bytes = HEADER_INTS * 4 + 2 * slots * 4 + (timed ? 2 * slots * 8 : 0) + 2 * slots * STRIDE;
+  const bytes =
+    HEADER_INTS * 4 + 2 * slots * SLOT_INTS * 4 + (timed ? 2 * capacity * 8 : 0) + 2 * capacity * STRIDE;
   const sab = new SharedArrayBuffer(bytes);
   const h = new Int32Array(sab, 0, HEADER_INTS);
   h[H_SEED] = randomInt(1, 0x7fffffff);
@@ -76,27 +84,32 @@ export function createSharedReplay(
   };
 }
 
-/** Two tables of salts in one buffer, and the lock. */
+/**
+ * Two tables of salts in one buffer, and the lock. Table t's salts are entries t * capacity + i
+ * (i < its count, in arrival order) of the log; a slot refers to one by i.
+ */
 class Tables {
   readonly h: Int32Array;
   readonly slots: number;
   readonly capacity: number;
-  readonly stamps: Int32Array;
+  /** Per slot: [stamp, i]. */
+  readonly slot: Int32Array;
+  /** Per log entry (the window's): when the salt expires. */
   readonly expiry: Float64Array | undefined;
-  readonly bytes: Uint8Array;
+  readonly log: Uint8Array;
 
   constructor(sab: SharedArrayBuffer, timed: boolean) {
     this.h = new Int32Array(sab, 0, HEADER_INTS);
     const slots = (this.slots = this.h[H_SLOTS]!);
-    this.capacity = this.h[H_CAPACITY]!;
+    const capacity = (this.capacity = this.h[H_CAPACITY]!);
     let o = HEADER_INTS * 4;
-    this.stamps = new Int32Array(sab, o, 2 * slots);
-    o += 2 * slots * 4;
+    this.slot = new Int32Array(sab, o, 2 * slots * SLOT_INTS);
+    o += 2 * slots * SLOT_INTS * 4;
     if (timed) {
-      this.expiry = new Float64Array(sab, o, 2 * slots);
-      o += 2 * slots * 8;
+      this.expiry = new Float64Array(sab, o, 2 * capacity);
+      o += 2 * capacity * 8;
     }
-    this.bytes = new Uint8Array(sab, o, 2 * slots * STRIDE);
+    this.log = new Uint8Array(sab, o, 2 * capacity * STRIDE);
   }
 
   /** Futex mutex (Drepper's three states: 0 free, 1 locked, 2 locked with waiters). */
@@ -145,28 +158,41 @@ class Tables {
     const base = t * this.slots;
     for (let i = this.#hash(salt) & mask, n = 0; n < this.slots; i = (i + 1) & mask, n++) {
       const s = base + i;
-      if (stamp === 0 || this.stamps[s] !== stamp) return -(s + 1);
-      if (this.#equals(s, salt)) return s;
+      if (stamp === 0 || this.slot[s * SLOT_INTS] !== stamp) return -(s + 1);
+      if (this.#equals(this.entry(s), salt)) return s;
     }
     return -(this.slots * 2 + 1); // a full table: cannot happen at load <= 1/2
   }
 
-  #equals(s: number, salt: Uint8Array): boolean {
-    const b = this.bytes;
-    const o = s * STRIDE;
+  /** The log entry of (live) slot `s`. */
+  entry(s: number): number {
+    const t = s < this.slots ? 0 : 1;
+    return t * this.capacity + this.slot[s * SLOT_INTS + 1]!;
+  }
+
+  #equals(e: number, salt: Uint8Array): boolean {
+    const b = this.log;
+    const o = e * STRIDE;
     if (b[o] !== salt.length) return false;
     for (let i = 0; i < salt.length; i++) if (b[o + 1 + i] !== salt[i]) return false;
     return true;
   }
 
-  /** Write `salt` into free slot `s` of table `t`. */
-  put(t: number, s: number, salt: Uint8Array): void {
-    const o = s * STRIDE;
-    this.bytes[o] = salt.length;
-    this.bytes.set(salt, o + 1);
-    this.stamps[s] = this.h[H_STAMP + t]!;
-    this.h[H_COUNT + t]!++;
+  /**
+   * Write `salt` into free slot `s` of table `t` and the table's log; returns its log entry. The
+   * callers put only while the table holds fewer than `capacity` salts.
+   */
+  put(t: number, s: number, salt: Uint8Array): number {
+    const i = this.h[H_COUNT + t]!;
+    const e = t * this.capacity + i;
+    const o = e * STRIDE;
+    this.log[o] = salt.length;
+    this.log.set(salt, o + 1);
+    this.slot[s * SLOT_INTS + 1] = i;
+    this.slot[s * SLOT_INTS] = this.h[H_STAMP + t]!;
+    this.h[H_COUNT + t] = i + 1;
     this.h[H_CHANGES]!++;
+    return e;
   }
 
   /** Start table `t` over as `stamp` (its old slots become free at once). */
@@ -176,15 +202,14 @@ class Tables {
     this.h[H_CHANGES]!++;
   }
 
-  /** The salts of table `t`. */
-  *entries(t: number): Generator<[slot: number, salt: Buffer]> {
+  /** The salts of table `t` with their log entries, in arrival order. */
+  *entries(t: number): Generator<[entry: number, salt: Buffer]> {
     const stamp = this.h[H_STAMP + t]!;
-    if (stamp === 0 || this.h[H_COUNT + t] === 0) return;
-    for (let i = 0; i < this.slots; i++) {
-      const s = t * this.slots + i;
-      if (this.stamps[s] !== stamp) continue;
-      const o = s * STRIDE;
-      yield [s, Buffer.from(this.bytes.subarray(o + 1, o + 1 + this.bytes[o]!))];
+    if (stamp === 0) return;
+    for (let i = 0, n = this.h[H_COUNT + t]!; i < n; i++) {
+      const e = t * this.capacity + i;
+      const o = e * STRIDE;
+      yield [e, Buffer.from(this.log.subarray(o + 1, o + 1 + this.log[o]!))];
     }
   }
 }
@@ -333,7 +358,7 @@ export class SharedSaltWindow extends SaltWindow {
     for (const ep of [e, e - 1]) {
       if (t.h[H_STAMP + (ep & 1)] !== ep + 1) continue;
       const s = t.find(ep & 1, salt);
-      if (s >= 0 && t.expiry![s]! > nowMs) return s;
+      if (s >= 0 && t.expiry![t.entry(s)]! > nowMs) return s;
     }
     return -1;
   }
@@ -372,7 +397,7 @@ export class SharedSaltWindow extends SaltWindow {
       const tab = e & 1;
       const at = t.find(tab, salt);
       if (at >= 0) {
-        t.expiry![at] = expiry; // seen earlier in this epoch but expired (the clock stepped)
+        t.expiry![t.entry(at)] = expiry; // seen earlier in this epoch but expired (the clock stepped)
         t.h[H_CHANGES]!++;
         return true;
       }
@@ -380,8 +405,7 @@ export class SharedSaltWindow extends SaltWindow {
         t.h[H_FULL]!++;
         return false;
       }
-      t.put(tab, -at - 1, salt);
-      t.expiry![-at - 1] = expiry;
+      t.expiry![t.put(tab, -at - 1, salt)] = expiry;
       return true;
     } finally {
       t.unlock();
@@ -394,8 +418,8 @@ export class SharedSaltWindow extends SaltWindow {
     t.lock();
     try {
       for (const tab of [0, 1]) {
-        for (const [s, salt] of t.entries(tab)) {
-          const exp = t.expiry![s]!;
+        for (const [e, salt] of t.entries(tab)) {
+          const exp = t.expiry![e]!;
           if (exp > nowMs) out.push([salt.toString('hex'), exp]);
         }
       }

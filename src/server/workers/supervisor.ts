@@ -8,7 +8,7 @@
  * reports, a few a second, so the extra hop costs nothing per packet). It runs no network code.
  */
 import { EventEmitter } from 'node:events';
-import { Worker } from 'node:worker_threads';
+import { Worker, type ResourceLimits } from 'node:worker_threads';
 
 /** What the pool uses of a worker thread, whether this thread's own or the supervisor's. */
 export type WorkerLike = EventEmitter & {
@@ -27,7 +27,7 @@ const { parentPort, Worker } = require('node:worker_threads');
 const ws = new Map();
 parentPort.on('message', (m) => {
   if (m.t === 'spawn') {
-    const w = new Worker(m.src, { eval: true, workerData: m.init });
+    const w = new Worker(m.src, { eval: true, workerData: m.init, ...(m.limits ? { resourceLimits: m.limits } : {}) });
     ws.set(m.id, w);
     w.on('message', (msg) => parentPort.postMessage({ t: 'msg', id: m.id, msg }));
     w.on('error', (e) => parentPort.postMessage({ t: 'error', id: m.id, name: String(e && e.name),
@@ -92,11 +92,11 @@ export class Supervisor {
     return !this.#dead;
   }
 
-  /** A worker of `src` (eval'd) with `workerData`, created by the supervisor thread. */
-  spawn(src: string, workerData: unknown): WorkerLike {
+  /** A worker of `src` (eval'd) with `workerData` and `limits`, created by the supervisor thread. */
+  spawn(src: string, workerData: unknown, limits?: ResourceLimits): WorkerLike {
     const w = new RemoteWorker(this.#thread, this.#next++);
     this.#workers.set(w.id, w);
-    this.#thread.postMessage({ t: 'spawn', id: w.id, src, init: workerData });
+    this.#thread.postMessage({ t: 'spawn', id: w.id, src, init: workerData, limits });
     return w;
   }
 
