@@ -1,4 +1,4 @@
-import { CommanderError } from 'commander';
+import { type Command, CommanderError } from 'commander';
 import { ProtocolError } from '../protocol/errors.js';
 import { CodedError } from '../shared/errors.js';
 import { ParseError } from '../shared/parse.js';
@@ -97,4 +97,21 @@ export function commanderUsageError(err: CommanderError, helpCommand: string): U
     .replace(/\n\(Did you mean (.+)\?\)/, ' (did you mean $1?)')
     .replace(/\s*\n\s*/g, ' ');
   return new UsageError(`${text} — see ${helpCommand} --help`);
+}
+
+/**
+ * Commander's own errors for `cmd` (unknown option or command, missing argument) as one usage
+ * line naming `ladder LABEL --help`, with commander's "did you mean" joined in; exit 2. Every
+ * subcommand goes through here (or commanderUsageError directly) so a typo reads the same
+ * everywhere. Help and version output pass through untouched.
+ */
+export function oneLineCommand(cmd: Command, label: string): Command {
+  return cmd
+    .configureOutput({ outputError: () => {} })
+    .showHelpAfterError(false)
+    .exitOverride((err: CommanderError) => {
+      if (err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.help')
+        throw err;
+      throw commanderUsageError(err, `ladder ${label}`);
+    });
 }

@@ -167,8 +167,8 @@ describe('ladder server (CLI)', () => {
       /^ladder: \/nonexistent\/ladder\.json: no such file$/,
     ],
     ['bad log level', ['server', '--log-level', 'loud'], /--log-level must be one of/],
-    ['unknown flag', ['server', '--bogus'], /^ladder: server: unknown option '--bogus'$/],
-    ['missing flag value', ['server', '--port'], /^ladder: server: option '--port <port>' argument missing$/],
+    ['unknown flag', ['server', '--bogus'], /^ladder: unknown option '--bogus' — see ladder server --help$/],
+    ['missing flag value', ['server', '--port'], /^ladder: option '--port <port>' argument missing — see ladder server --help$/],
     [
       'bad --public-host',
       ['server', '--public-host', 'a b'],
@@ -197,7 +197,7 @@ describe('ladder server (CLI)', () => {
     [
       'access-config: unknown flag',
       ['server', 'access-config', '--bogus'],
-      /^ladder: server access-config: unknown option '--bogus'$/,
+      /^ladder: unknown option '--bogus' — see ladder server access-config --help$/,
     ],
   ];
   for (const [name, args, re] of usageErrors) {
