@@ -20,7 +20,7 @@ import {
   DEFAULT_REPLAY_CAPACITY,
   DEFAULT_SERVER_PORT,
 } from '../../config/defaults.js';
-import { bindErrorCode } from '../../shared/listen.js';
+import { bindErrorCode, explainBindError } from '../../shared/listen.js';
 import { formatHostPort } from '../../shared/parse.js';
 import { parseFlags, serverFlagsSchema } from '../../config/flags.js';
 import { LOG_LEVELS } from '../../shared/logger.js';
@@ -39,6 +39,7 @@ import {
   planWeb,
   derivedSecretPath,
   startWeb,
+  webEndpointOf,
   webKeyUrl,
   webStatusLine,
   type RunningWeb,
@@ -212,7 +213,9 @@ async function banner(
         out.push('  curl --proxy socks5h://127.0.0.1:1080 https://example.com/');
       }
     }
-    if (guessed) {
+    // --advertise web prints only the front's URL: the guess matters only where that URL uses it
+    // (no --web-public-url, no ACME domain).
+    if (guessed && (!web?.webOnly || webEndpointOf(web, host).host === host)) {
       out.push('');
       out.push(
         `The URL uses ${host}, guessed from this machine's interfaces. If clients reach this server by another`,
@@ -358,7 +361,7 @@ export function registerServer(program: Command): void {
             p.config.host === undefined
               ? `port ${p.config.port}`
               : formatHostPort(p.config.host, p.config.port);
-          throw new UsageError(`cannot listen on ${where}: ${code}`);
+          throw new UsageError(`cannot listen on ${where}: ${explainBindError(code, p.config.port)}`);
         }
         throw err;
       }
