@@ -4,25 +4,9 @@
 // subcommand is covered without touching this file.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Command } from 'commander';
-import { COMMANDS } from '../../src/cli/commands/index.js';
+import type { Command } from 'commander';
+import { commandTree } from '../helpers/command-tree.js';
 import { runLadder, type LadderRun } from '../helpers/ladder-run.js';
-
-/** Every command under `ladder`, as the words that name it (`['server', 'access-config']`). */
-async function commandTree(): Promise<Array<{ path: string[]; cmd: Command }>> {
-  const program = new Command('ladder');
-  for (const c of COMMANDS) (await c.load())(program);
-  const out: Array<{ path: string[]; cmd: Command }> = [];
-  const walk = (cmd: Command, path: string[]): void => {
-    for (const sub of cmd.commands) {
-      const p = [...path, sub.name()];
-      out.push({ path: p, cmd: sub });
-      walk(sub, p);
-    }
-  };
-  walk(program, []);
-  return out;
-}
 
 /** A long option of `cmd` with one letter dropped, which names no option of `cmd`. */
 function typoOf(cmd: Command): { typo: string; meant: string } | undefined {
@@ -73,7 +57,9 @@ test('every subcommand: an unknown option or subcommand is one line with "did yo
     if (t)
       cases.push({
         args: [...path, t.typo],
-        re: new RegExp(`^ladder: unknown option '${esc(t.typo)}' \\(did you mean ${esc(t.meant)}\\?\\) ${help}`),
+        re: new RegExp(
+          `^ladder: unknown option '${esc(t.typo)}' \\(did you mean ${esc(t.meant)}\\?\\) ${help}`,
+        ),
       });
     const first = cmd.commands.map((c) => c.name()).find((n) => n.length >= 4);
     // A command with an action of its own takes a stray word as an argument, not a subcommand.
@@ -86,7 +72,10 @@ test('every subcommand: an unknown option or subcommand is one line with "did yo
       });
     }
   }
-  const runs = await limited(3, cases.map((c) => () => runLadder(c.args)));
+  const runs = await limited(
+    3,
+    cases.map((c) => () => runLadder(c.args)),
+  );
   cases.forEach((c, i) => oneUsageLine(runs[i]!, `ladder ${c.args.join(' ')}`, c.re));
   // The ones the stranger met, by name.
   const named = cases.map((c) => c.args.join(' '));
