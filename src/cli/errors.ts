@@ -1,5 +1,6 @@
 import { type Command, CommanderError } from 'commander';
 import { ProtocolError } from '../protocol/errors.js';
+import { editDistance } from '../protocol/sip002/plugin-opts.js';
 import { CodedError } from '../shared/errors.js';
 import { ParseError } from '../shared/parse.js';
 import { ConfigError, ClientConfigError } from '../config/errors.js';
@@ -112,6 +113,17 @@ export function oneLineCommand(cmd: Command, label: string): Command {
     .exitOverride((err: CommanderError) => {
       if (err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.help')
         throw err;
+      // A command with an action and subcommands (`ladder server`) takes `acces-config` for an
+      // argument it does not want: name the subcommand it is a near miss of.
+      const word = cmd.args[0];
+      const near =
+        err.code === 'commander.excessArguments' && word !== undefined
+          ? cmd.commands.map((c) => c.name()).find((n) => editDistance(word, n) <= 2)
+          : undefined;
+      if (near !== undefined) {
+        const msg = `unknown command '${word}' (did you mean ${near}?) — see ladder ${label} --help`;
+        throw new UsageError(msg);
+      }
       throw commanderUsageError(err, `ladder ${label}`);
     });
 }
