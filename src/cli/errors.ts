@@ -1,5 +1,6 @@
-import { CommanderError } from 'commander';
+import { type Command, CommanderError } from 'commander';
 import { ProtocolError } from '../protocol/errors.js';
+import { editDistance } from '../protocol/sip002/plugin-opts.js';
 import { CodedError } from '../shared/errors.js';
 import { ParseError } from '../shared/parse.js';
 import { ConfigError, ClientConfigError } from '../config/errors.js';
@@ -97,4 +98,32 @@ export function commanderUsageError(err: CommanderError, helpCommand: string): U
     .replace(/\n\(Did you mean (.+)\?\)/, ' (did you mean $1?)')
     .replace(/\s*\n\s*/g, ' ');
   return new UsageError(`${text} — see ${helpCommand} --help`);
+}
+
+/**
+ * Commander's own errors for `cmd` (unknown option or command, missing argument) as one usage
+ * line naming `ladder LABEL --help`, with commander's "did you mean" joined in; exit 2. Every
+ * subcommand goes through here (or commanderUsageError directly) so a typo reads the same
+ * everywhere. Help and version output pass through untouched.
+ */
+export function oneLineCommand(cmd: Command, label: string): Command {
+  return cmd
+    .configureOutput({ outputError: () => {} })
+    .showHelpAfterError(false)
+    .exitOverride((err: CommanderError) => {
+      if (err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.help')
+        throw err;
+      // A command with an action and subcommands (`ladder server`) takes `acces-config` for an
+      // argument it does not want: name the subcommand it is a near miss of.
+      const word = cmd.args[0];
+      const near =
+        err.code === 'commander.excessArguments' && word !== undefined
+          ? cmd.commands.map((c) => c.name()).find((n) => editDistance(word, n) <= 2)
+          : undefined;
+      if (near !== undefined) {
+        const msg = `unknown command '${word}' (did you mean ${near}?) — see ladder ${label} --help`;
+        throw new UsageError(msg);
+      }
+      throw commanderUsageError(err, `ladder ${label}`);
+    });
 }

@@ -25,7 +25,7 @@ import {
   DEFAULT_METRICS_PORT,
   DEFAULT_SERVER_PORT,
 } from '../config/defaults.js';
-import { bindErrorCode, probeListen } from '../shared/listen.js';
+import { bindErrorCode, explainBindError, probeListen } from '../shared/listen.js';
 import { managedFlagsSchema, parseFlags } from '../config/flags.js';
 import { checkMethod } from '../protocol/shadowsocks/key-material.js';
 import { isProtocolError } from '../protocol/errors.js';
@@ -270,7 +270,7 @@ export async function startManaged(
     const startPrimary = (port: number): Promise<Plane & { workers: number }> =>
       startPlane(port, true).catch((err: NodeJS.ErrnoException) => {
         const code = bindErrorCode(err);
-        if (code) throw new UsageError(`cannot listen on port ${port}: ${code}`);
+        if (code) throw new UsageError(`cannot listen on port ${port}: ${explainBindError(code, port)}`);
         throw err;
       });
     const startPool = async (port: number): Promise<{ plane: PrimaryPlane; pool: PortPool }> => {
@@ -348,7 +348,7 @@ export async function startManaged(
       );
       if (code)
         throw new UsageError(
-          `cannot listen for the management API on port ${apiPort}: ${code} (use --api-port)`,
+          `cannot listen for the management API on port ${apiPort}: ${explainBindError(code, apiPort)}; use --api-port`,
         );
     }
     if (!early && flags.metrics !== false && metricsPortFlag !== undefined && metricsPortFlag !== 0) {
@@ -401,7 +401,7 @@ export async function startManaged(
       const code = bindErrorCode(err);
       if (code) {
         throw new UsageError(
-          `cannot listen for the management API on port ${apiPortFlag ?? settings.apiPort}: ${code} (use --api-port)`,
+          `cannot listen for the management API on port ${apiPortFlag ?? settings.apiPort}: ${explainBindError(code, apiPortFlag ?? settings.apiPort ?? undefined)}; use --api-port`,
         );
       }
       throw err;

@@ -15,12 +15,12 @@ import { join } from 'node:path';
 import { fileErrorWhy } from '../config/errors.js';
 import { parseFlags, webFlagsSchema } from '../config/flags.js';
 import type { WebConfig } from '../config/server.js';
-import { webKeyUrlFor, type WebEndpoint } from '../protocol/sip002/plugin-opts.js';
+import { editDistance, webKeyUrlFor, type WebEndpoint } from '../protocol/sip002/plugin-opts.js';
 import type { DataPlaneOptions, ShadowsocksServer } from '../server/index.js';
 // The web front's modules (ws, acme-client, the decoy site) load only when --web-port is given.
 import type { WebService, WebServiceSettings } from '../server/web/setup.js';
 import type { RuntimeKey } from '../shared/control.js';
-import { bindErrorCode } from '../shared/listen.js';
+import { bindErrorCode, explainBindError } from '../shared/listen.js';
 import { formatHostPort } from '../shared/parse.js';
 import type { Logger } from '../shared/logger.js';
 import { UsageError } from './errors.js';
@@ -256,7 +256,9 @@ export async function planWeb(
       (s) => s.isDirectory(),
       () => false,
     );
-    if (!isDir) fail(`--decoy ${dir}: not a directory`);
+    // `bulitin`, `buildin`: a near miss of the one word --decoy takes, not a directory name.
+    const near = !dir.includes('/') && editDistance(dir, 'builtin') <= 2 ? ' (did you mean builtin?)' : '';
+    if (!isDir) fail(`--decoy ${dir}: not a directory${near}`);
   }
   return plan;
 }
@@ -390,7 +392,9 @@ export async function startWeb(
       const port = settings.acmeDomains?.length
         ? `${settings.port} (or the ACME port ${settings.acmeHttpPort ?? 80})`
         : `${settings.port}`;
-      throw new UsageError(`cannot listen on web port ${port}: ${code}`);
+      throw new UsageError(
+        `cannot listen on web port ${port}: ${explainBindError(code, settings.acmeDomains?.length ? Math.min(settings.port, settings.acmeHttpPort ?? 80) : settings.port)}`,
+      );
     }
     throw err;
   }

@@ -73,7 +73,6 @@ const LEGEND = [
   '               web rows: "web server" = its web port answered every probe exactly as a plain web server',
   'after          one more request once every residual block has expired (181 s of emulated time)',
   'Behaviours C1-C11 and defences D1-D18: docs/glossary.md. How the lab works: docs/lab.md.',
-  'Per-row details: --verbose. The whole report as data: --json.',
 ];
 
 export interface SurvivalTableOptions {
@@ -105,6 +104,8 @@ export function formatSurvivalTable(r: SurvivalReport, opts: SurvivalTableOption
     ...rows.map(line),
     '',
     ...LEGEND,
+    // With --verbose the details follow: the legend does not point to it.
+    `${opts.verbose ? '' : 'Per-row details: --verbose. '}The whole report as data: --json.`,
   ];
   const failed = r.contenders.filter((c) => c.error);
   if (failed.length > 0 && !opts.verbose) {

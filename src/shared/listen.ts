@@ -81,6 +81,27 @@ export function bindErrorCode(err: unknown): string | undefined {
 }
 
 /**
+ * A bind failure's code with what it means for the user, for a `cannot listen on …` line:
+ * `EACCES (ports below 1024 need root or the CAP_NET_BIND_SERVICE capability …)`.
+ */
+export function explainBindError(code: string, port?: number): string {
+  switch (code) {
+    case 'EACCES':
+      return port !== undefined && port > 0 && port < 1024
+        ? `${code} (ports below 1024 need root or the CAP_NET_BIND_SERVICE capability: run it as a service with AmbientCapabilities=CAP_NET_BIND_SERVICE, see deploy/ladder.service, or choose a port from 1024 up)`
+        : `${code} (permission denied)`;
+    case 'EADDRINUSE':
+      return `${code} (another process listens there)`;
+    case 'EADDRNOTAVAIL':
+      return `${code} (not an address of this machine)`;
+    case 'ENOTFOUND':
+      return `${code} (the host name does not resolve)`;
+    default:
+      return code;
+  }
+}
+
+/**
  * Whether a TCP port could be listened on now: a plain exclusive listen (no SO_REUSEPORT) on
  * host:port, closed again at once. It fails with EADDRINUSE while any socket listens there,
  * SO_REUSEPORT ones included. Rejects with the listen error (with its `code`).

@@ -255,7 +255,7 @@ test('format negotiation: the User-Agent matrix of panels, Accept text/html for 
   assert.equal(checkSip008(await body('shadowsocks-rust/1.21')).servers.length, 2);
   assert.match(Buffer.from(await body('v2rayNG/1.9'), 'base64').toString(), /^ss:\/\//);
   assert.match(await body('Mozilla/5.0', 'text/html'), /^<!doctype html>/);
-  assert.equal((await app.inject({ url: base })).headers.vary, 'User-Agent, Accept');
+  assert.equal((await app.inject({ url: base })).headers.vary, 'User-Agent, Accept, Accept-Language');
 });
 
 test('headers: subscription-userinfo, profile-update-interval, profile-title, content-disposition', async (t) => {
@@ -276,9 +276,8 @@ test('headers: subscription-userinfo, profile-update-interval, profile-title, co
   assert.match(String(r.headers['profile-web-page-url']), /^https:\/\/example\.org:8443\/sub\/.+\/html$/);
 });
 
-test('refused keys: Outline error object, empty SIP008, explanatory entries elsewhere that carry nothing', async (t) => {
-  const { app, store, add } = await setup(t);
-  const key = await add({ name: 'Over' });
+/** 3000 bytes used and a 2000-byte limit: the key is over it. Returns the admin prefix. */
+async function overLimit(app: FastifyInstance, store: KyselyStore, key: Json): Promise<string> {
   const prefix = `/${(await store.getSettings()).apiPrefix}`;
   store.addBytes(String(key.id), 0, 3000);
   // Setting the limit re-evaluates the keys at once (as the enforcer's next tick would).
@@ -287,6 +286,13 @@ test('refused keys: Outline error object, empty SIP008, explanatory entries else
     url: `${prefix}/access-keys/${String(key.id)}/data-limit`,
     payload: { limit: { bytes: 2000 } },
   });
+  return prefix;
+}
+
+test('refused keys: Outline error object, empty SIP008, explanatory entries elsewhere that carry nothing', async (t) => {
+  const { app, store, add } = await setup(t);
+  const key = await add({ name: 'Over' });
+  const prefix = await overLimit(app, store, key);
   const base = pathOf(key);
   const get = async (f: string) => (await app.inject({ url: `${base}/${f}` })).body;
 
@@ -356,4 +362,42 @@ test('HTML page: escaped names (a key named <script> is inert), inline SVG QR co
   assert.ok(r.body.includes(`ssconf://example.org:8443/sub/${pathOf(key).split('/').pop()!}/outline#`));
   // Negative control: the check above does see an unescaped name.
   assert.ok(/<script/i.test(`<p>${evil}</p>`));
+});
+
+test("HTML page in the browser's language (Accept-Language): ru, zh, fa right to left, English otherwise; the quota message too", async (t) => {
+  const { app, store, add } = await setup(t);
+  const key = await add({ name: 'Lang' });
+  const page = async (acceptLanguage?: string, k = key) =>
+    (
+      await app.inject({
+        url: pathOf(k),
+        headers: { accept: 'text/html', ...(acceptLanguage ? { 'accept-language': acceptLanguage } : {}) },
+      })
+    ).body;
+  const cases: [string | undefined, string, string, RegExp][] = [
+    ['ru-RU,ru;q=0.9,en;q=0.8', 'ru', 'ltr', /Не показывайте эту страницу другим/],
+    ['zh-CN,zh;q=0.9', 'zh-CN', 'ltr', /请勿公开此页面/],
+    ['fa-IR,fa;q=0.9', 'fa', 'rtl', /این صفحه را خصوصی نگه دارید/],
+    ['de-DE,de;q=0.9', 'en', 'ltr', /Keep this page private/],
+    ['de, ru;q=0.5, zh;q=0.7', 'zh-CN', 'ltr', /请勿公开此页面/],
+    ['ru;q=0, en', 'en', 'ltr', /Keep this page private/],
+    [undefined, 'en', 'ltr', /Keep this page private/],
+  ];
+  for (const [al, lang, dir, text] of cases) {
+    const body = await page(al);
+    assert.match(body, new RegExp(`<html lang="${lang}" dir="${dir}">`), String(al));
+    assert.match(body, text, String(al));
+    if (lang !== 'en')
+      assert.doesNotMatch(body, /Keep this page private|Apps that take|Scan or paste/, String(al));
+  }
+  // The /html format follows the header the same way.
+  const html = await app.inject({ url: `${pathOf(key)}/html`, headers: { 'accept-language': 'fa' } });
+  assert.match(html.body, /<html lang="fa" dir="rtl">/);
+  assert.equal(html.headers.vary, 'Accept-Language');
+
+  // A key over its limit: the reason in the page's language.
+  await overLimit(app, store, key);
+  assert.match(await page('ru'), /Лимит трафика исчерпан: Использовано 2\.93 KiB из 1\.95 KiB\. Обратитесь/);
+  assert.match(await page('zh-CN'), /流量已用完/);
+  assert.match(await page('en'), /Quota exceeded: Used 2\.93 KiB out of 1\.95 KiB\. Ask whoever/);
 });

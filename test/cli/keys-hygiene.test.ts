@@ -187,3 +187,14 @@ test('a parse error names the help of the command that was run; bare commands ex
     assert.doesNotMatch(r.stderr, /outputHelp/);
   }
 });
+
+test("keys limit's help says what a bare 0 means (the Outline API's 0-byte limit blocks a key)", async () => {
+  const r = await ladder(['keys', 'limit', '--help']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(
+    r.stdout.replace(/\s+/g, ' '),
+    /0: a bare 0 removes the limit; it does not block the key, use disable/,
+  );
+  const all = await ladder(['keys', '--help']);
+  assert.match(all.stdout, /limit 2 none +# remove the limit \(so do off and 0; a 0-byte limit set/);
+});

@@ -12,14 +12,14 @@ import { runLadder } from '../helpers/ladder-run.js';
 const CDN = ['--web-public-url', 'wss://cdn.example.net'];
 const WARNING = /--web-public-url is set but keys and subscriptions still name the raw port/;
 
-/** The banner (up to its "Try it" lines), the ss:// URLs in it, and stderr so far; the server stopped. */
-async function banner(r: Run): Promise<{ urls: string[]; stderr: string }> {
+/** The banner, the ss:// URLs in it, and stderr so far; the server stopped. */
+async function banner(r: Run): Promise<{ urls: string[]; stderr: string; stdout: string }> {
   try {
-    await waitForStdout(r, /curl --proxy/);
+    await waitForStdout(r, /Ctrl-C to stop/);
     const urls = r.stdout().match(/(?<!w)ss:\/\/[^\s']+/g) ?? []; // not wss://, the banner's CDN
     r.child.kill('SIGTERM');
     assert.equal(await r.exit, 0, r.stderr());
-    return { urls, stderr: r.stderr() };
+    return { urls, stderr: r.stderr(), stdout: r.stdout() };
   } finally {
     r.child.kill('SIGKILL');
   }
@@ -43,6 +43,20 @@ describe('ladder server --advertise (CLI)', () => {
       'the raw URL at this host',
     );
     assert.equal(all.stderr.match(new RegExp(WARNING, 'g'))?.length, 1, all.stderr);
+  });
+
+  it('web: no advice about the guessed host the printed URLs do not use; all (control): the advice', async () => {
+    const password = randomBytes(18).toString('base64url');
+    // --host 0.0.0.0 and no --public-host: the server guesses the host its raw URL names.
+    const args = unmanagedWeb(password, ...CDN);
+    args.splice(args.indexOf('--host'), 2, '--host', '0.0.0.0');
+    args.splice(args.indexOf('--public-host'), 2);
+    const GUESS = /guessed from this machine's interfaces/;
+    const only = await banner(run([...args, '--advertise', 'web']));
+    assert.doesNotMatch(only.stdout, GUESS);
+    assert.doesNotMatch(only.stdout, /--public-host/);
+    const all = await banner(run(args));
+    assert.match(all.stdout, GUESS);
   });
 
   it('a bad value: one line naming the flag, exit 2', async () => {

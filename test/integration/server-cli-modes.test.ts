@@ -247,7 +247,7 @@ test('the API or an explicit metrics port held by another program: one line, bef
     [
       ['--api-host', '127.0.0.1', '--api-port', String(busy), '--no-metrics'],
       new RegExp(
-        `^ladder: cannot listen for the management API on port ${busy}: EADDRINUSE \\(use --api-port\\)$`,
+        `^ladder: cannot listen for the management API on port ${busy}: EADDRINUSE \\(another process listens there\\); use --api-port$`,
       ),
     ],
     [

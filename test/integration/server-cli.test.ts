@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -9,6 +10,8 @@ import assert from 'node:assert/strict';
 import { parseSsUrl } from '../../src/protocol/sip002/index.js';
 import { openTestTunnel } from '../helpers/test-client.js';
 import { run, waitForStdout } from '../helpers/cli-run.js';
+import { LADDER_BIN, which } from '../helpers/peers.js';
+import { requireOrSkip } from '../helpers/prereq.js';
 
 describe('ladder server (CLI)', () => {
   let echo: net.Server;
@@ -167,8 +170,12 @@ describe('ladder server (CLI)', () => {
       /^ladder: \/nonexistent\/ladder\.json: no such file$/,
     ],
     ['bad log level', ['server', '--log-level', 'loud'], /--log-level must be one of/],
-    ['unknown flag', ['server', '--bogus'], /^ladder: server: unknown option '--bogus'$/],
-    ['missing flag value', ['server', '--port'], /^ladder: server: option '--port <port>' argument missing$/],
+    ['unknown flag', ['server', '--bogus'], /^ladder: unknown option '--bogus' — see ladder server --help$/],
+    [
+      'missing flag value',
+      ['server', '--port'],
+      /^ladder: option '--port <port>' argument missing — see ladder server --help$/,
+    ],
     [
       'bad --public-host',
       ['server', '--public-host', 'a b'],
@@ -195,9 +202,14 @@ describe('ladder server (CLI)', () => {
       /^ladder: --show-urls is for the unmanaged server \(--password, --config\); the managed server prints/,
     ],
     [
+      '--decoy near miss of builtin',
+      ['server', '--password', 'x'.repeat(22), '--port', '0', '--web-port', '0', '--decoy', 'bulitin'],
+      /^ladder: --decoy bulitin: not a directory \(did you mean builtin\?\)$/,
+    ],
+    [
       'access-config: unknown flag',
       ['server', 'access-config', '--bogus'],
-      /^ladder: server access-config: unknown option '--bogus'$/,
+      /^ladder: unknown option '--bogus' — see ladder server access-config --help$/,
     ],
   ];
   for (const [name, args, re] of usageErrors) {
@@ -228,5 +240,29 @@ describe('ladder server (CLI)', () => {
     assert.equal(err.split('\n').length, 1, err);
     assert.ok(err.startsWith(`ladder: ${f}: keys[1].method: method "rc4-md5" is a stream cipher`), err);
     assert.ok(!err.includes('topsecret'));
+  });
+});
+
+describe('ladder server on a port below 1024 without the privilege (CLI)', () => {
+  const root = process.getuid?.() === 0;
+  const runuser = which('runuser');
+  it('says what the port needs: root or CAP_NET_BIND_SERVICE', (t) => {
+    // As root the port would open: the server is started as nobody through runuser.
+    if (!requireOrSkip(t, !root || runuser !== undefined, 'runuser (util-linux) to drop root')) return;
+    const args = [LADDER_BIN, 'server', '--password', 'x'.repeat(22), '--host', '127.0.0.1', '--port', '1'];
+    const cmd = root
+      ? [runuser!, '-u', 'nobody', '--', process.execPath, ...args]
+      : [process.execPath, ...args];
+    const r = spawnSync(cmd[0]!, cmd.slice(1), {
+      cwd: tmpdir(),
+      env: { ...process.env, LADDER_LOG_LEVEL: 'silent' },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    assert.equal(r.status, 2, `${r.stdout}${r.stderr}`);
+    assert.match(
+      r.stderr,
+      /^ladder: cannot listen on 127\.0\.0\.1:1: EACCES \(ports below 1024 need root or the CAP_NET_BIND_SERVICE capability: .*AmbientCapabilities=CAP_NET_BIND_SERVICE.*choose a port from 1024 up\)\n$/,
+    );
   });
 });

@@ -92,6 +92,7 @@ test('survival: direct rows fail as each behaviour predicts; a naive server is c
   assert.match(table, /direct blocked\s+0\/5\s+DNS, HTTP x2, SNI, residual x2\s+-\s+reset/);
   assert.match(table, /PROXY \(i[^)]*\) -> IP blocked/);
   assert.match(table, /docs\/glossary\.md/);
+  assert.match(table, /^Per-row details: --verbose\. The whole report as data: --json\.$/m);
   assert.doesNotMatch(table, /C2=1|Details:|Notes:/);
   const verbose = formatSurvivalTable(a, { verbose: true });
   assert.deepEqual(rowsOf(verbose), rowsOf(table), 'same table');
@@ -102,4 +103,7 @@ test('survival: direct rows fail as each behaviour predicts; a naive server is c
   assert.match(verbose, /steps: dns A=DNS_FORGED, http #1=RST/);
   assert.match(verbose, /prober evidence: /);
   assert.match(verbose, /Notes:/);
+  // --verbose shows the details: its legend no longer points to --verbose.
+  assert.doesNotMatch(verbose, /--verbose/);
+  assert.match(verbose, /^The whole report as data: --json\.$/m);
 });

@@ -259,7 +259,7 @@ describe('multi-worker data plane', { skip: skipUnless(reusePortAvailable(), NEE
         '2',
       ]);
       assert.equal(r.code, 2, r.stderr);
-      assert.equal(r.stderr.trim(), `ladder: cannot listen on 127.0.0.1:${port}: EADDRINUSE`);
+      assert.equal(r.stderr.trim(), `ladder: cannot listen on 127.0.0.1:${port}: EADDRINUSE (another process listens there)`);
       // In this process too (a worker plane and an in-process data plane).
       await assert.rejects(
         startWorkerPlane({ workers: 2, keys: [k], port, host: '127.0.0.1', logger: silentLogger }),

@@ -21,6 +21,20 @@ function dateOrNull(text: string): number | null {
   return ms;
 }
 
+/**
+ * A warning that asks for a second press: the first submit that meets `warnings` shows them
+ * (as the form's error) and stops; pressing again with the same warnings goes ahead.
+ */
+function useSecondPress(): (warnings: readonly (string | false)[]) => void {
+  const [shown, setShown] = useState('');
+  return (warnings) => {
+    const text = warnings.filter((w): w is string => Boolean(w)).join(' ');
+    if (text === '' || text === shown) return;
+    setShown(text);
+    throw new Error(text);
+  };
+}
+
 function Field({ label, children }: { label: string; children: ComponentChildren }) {
   return (
     <label class="field">
@@ -152,11 +166,16 @@ export function CreateDialog({ onClose, onDone }: { onClose: () => void; onDone:
   const [count, setCount] = useState('1');
   const [v, set] = useKeyForm({ name: '', limit: '', period: 'rolling30d', expiry: '' });
   const [busy, error, run] = useAction(onDone);
+  const warn = useSecondPress();
   const submit = run(async () => {
     const n = Number(count);
     if (!Number.isInteger(n) || n < 1 || n > 1000) throw new Error(`${t.count}: 1–1000`);
     const bytes = gbOrNull(v.limit);
     const exp = dateOrNull(v.expiry);
+    warn([
+      bytes === 0 && t.zeroLimitWarn.replace('{disable}', t.disable),
+      exp !== null && exp < Date.now() && t.pastExpiryWarn,
+    ]);
     const body: Record<string, unknown> = {
       ...(v.name.trim() ? { name: v.name.trim() } : {}),
       ...(bytes !== null ? { limit: { bytes }, dataLimitPeriod: v.period } : {}),
@@ -192,16 +211,22 @@ export function EditDialog({ k, onClose, onDone }: { k: KeyRow; onClose: () => v
   });
   const [prefix, setPrefix] = useState(k.prefix ?? '');
   const [busy, error, run] = useAction(onDone);
+  const warn = useSecondPress();
   const submit = run(async () => {
     const bytes = gbOrNull(v.limit);
     const exp = dateOrNull(v.expiry);
+    const oldExp = k.expiresAt ? k.expiresAt.slice(0, 10) : '';
+    // Only what this edit changes: a key already limited to 0 or expired is saved without a word.
+    warn([
+      bytes === 0 && k.dataLimit?.bytes !== 0 && t.zeroLimitWarn.replace('{disable}', t.disable),
+      v.expiry !== oldExp && exp !== null && exp < Date.now() && t.pastExpiryWarn,
+    ]);
     if (v.name !== k.name && v.name.trim()) await api.rename(k.id, v.name.trim());
     if (
       bytes !== (k.dataLimit?.bytes ?? null) ||
       (bytes !== null && v.period !== (k.dataLimitPeriod ?? 'rolling30d'))
     )
       await api.setLimit(k.id, bytes, v.period);
-    const oldExp = k.expiresAt ? k.expiresAt.slice(0, 10) : '';
     if (v.expiry !== oldExp) await api.setExpiry(k.id, exp);
     if (k.prefix !== undefined && prefix !== k.prefix) await api.setPrefix(k.id, prefix.trim() || 'auto');
   });

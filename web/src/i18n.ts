@@ -93,7 +93,12 @@ const en = {
   prev: 'Previous',
   next: 'Next',
   noKeys: 'No keys match.',
-  keysTotal: 'keys',
+  keysCount: 'one:{n} key|other:{n} keys',
+  limitBlocked: 'blocked',
+  zeroLimitWarn:
+    'A limit of 0 GB blocks the key: it carries no data at all. Leave the field empty for no limit, or use “{disable}” to stop a key. Press the button again to set 0 anyway.',
+  pastExpiryWarn:
+    'This date is in the past: the key expires at once and stops working. Press the button again to go ahead anyway.',
   nodesNote:
     'Keys list the active nodes that are up; a drained or blocked node leaves them at their next fetch.',
   ns_active: 'active',
@@ -207,7 +212,11 @@ const zh: Strings = {
   prev: '上一页',
   next: '下一页',
   noKeys: '没有匹配的密钥。',
-  keysTotal: '个密钥',
+  keysCount: 'other:{n} 个密钥',
+  limitBlocked: '已阻止',
+  zeroLimitWarn:
+    '0 GB 的限额会阻止此密钥：它不能传输任何数据。不限额请留空；要停止一个密钥请用“{disable}”。仍要设为 0，请再按一次按钮。',
+  pastExpiryWarn: '该日期已经过去：密钥会立即过期并停止工作。仍要继续，请再按一次按钮。',
   nodesNote: '密钥只列出在线且正常的节点；排空或封锁的节点会在客户端下次获取时移出。',
   ns_active: '正常',
   ns_draining: '排空中',
@@ -318,7 +327,12 @@ const fa: Strings = {
   prev: 'قبلی',
   next: 'بعدی',
   noKeys: 'کلیدی پیدا نشد.',
-  keysTotal: 'کلید',
+  keysCount: 'one:{n} کلید|other:{n} کلید',
+  limitBlocked: 'مسدود',
+  zeroLimitWarn:
+    'محدودیت ۰ گیگابایت کلید را مسدود می‌کند: هیچ داده‌ای از آن نمی‌گذرد. برای بدون محدودیت، این کادر را خالی بگذارید؛ برای متوقف کردن کلید از «{disable}» استفاده کنید. برای تنظیم ۰ به هر حال، دوباره دکمه را بزنید.',
+  pastExpiryWarn:
+    'این تاریخ گذشته است: کلید بی‌درنگ منقضی می‌شود و از کار می‌افتد. برای ادامه به هر حال، دوباره دکمه را بزنید.',
   nodesNote:
     'کلیدها فقط گره‌های فعال و روشن را فهرست می‌کنند؛ گرهٔ تخلیه‌شده یا مسدود در دریافت بعدی از آن‌ها خارج می‌شود.',
   ns_active: 'فعال',
@@ -431,7 +445,12 @@ const ru: Strings = {
   prev: 'Назад',
   next: 'Вперёд',
   noKeys: 'Ключей не найдено.',
-  keysTotal: 'ключей',
+  keysCount: 'one:{n} ключ|few:{n} ключа|many:{n} ключей|other:{n} ключа',
+  limitBlocked: 'заблокирован',
+  zeroLimitWarn:
+    'Лимит 0 ГБ блокирует ключ: через него не пройдёт ни байта. Чтобы лимита не было, оставьте поле пустым; чтобы остановить ключ, используйте «{disable}». Чтобы всё равно задать 0, нажмите кнопку ещё раз.',
+  pastExpiryWarn:
+    'Эта дата уже прошла: ключ сразу истечёт и перестанет работать. Чтобы всё равно продолжить, нажмите кнопку ещё раз.',
   nodesNote:
     'Ключи перечисляют работающие активные узлы; выведенный или заблокированный узел исчезает из них при следующей загрузке.',
   ns_active: 'активен',
@@ -492,4 +511,20 @@ export function applyLang(lang: Lang, persist: boolean): Strings {
 
 export function localeOf(lang: Lang): string {
   return LANGS.find((l) => l.code === lang)?.tag ?? 'en';
+}
+
+/**
+ * `n` with the word in the plural form `locale` uses for it (Intl.PluralRules): `forms` is
+ * `one:{n} key|other:{n} keys`, one entry per plural category the language has (`other` is the
+ * fallback); {n} is the number as the locale writes it.
+ */
+export function countText(forms: string, n: number, locale: string): string {
+  const byCategory = new Map(
+    forms.split('|').map((f): [string, string] => {
+      const i = f.indexOf(':');
+      return [f.slice(0, i), f.slice(i + 1)];
+    }),
+  );
+  const form = byCategory.get(new Intl.PluralRules(locale).select(n)) ?? byCategory.get('other') ?? forms;
+  return form.replace('{n}', new Intl.NumberFormat(locale).format(n));
 }

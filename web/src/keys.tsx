@@ -4,6 +4,7 @@ import { useEffect, useMemo, useState } from 'preact/hooks';
 import { api, type BulkAction, type KeyRow, type KeyState } from './api.js';
 import { ConfirmDialog, CreateDialog, EditDialog, ExtendDialog, QrDialog } from './dialogs.js';
 import { Badge, CopyButton, date, stateOf, UsageBar, useUi } from './ui.js';
+import { countText } from './i18n.js';
 
 const PAGE = 100;
 /** One collator for every comparison: localeCompare with options builds one per call (slow on 5,000 keys). */
@@ -124,10 +125,7 @@ export function KeysPage() {
     <section>
       <div class="title-row">
         <h1>
-          {t.keys}{' '}
-          <small>
-            ({keys.length} {t.keysTotal})
-          </small>
+          {t.keys} <small>({countText(t.keysCount, keys.length, locale)})</small>
         </h1>
         <button type="button" class="primary" onClick={() => setModal({ kind: 'create' })}>
           {t.createKeys}

@@ -62,7 +62,8 @@ export function Badge({ state }: { state: KeyState }) {
 
 export function UsageBar({ used, limit }: { used: number; limit: number | undefined }) {
   const { t, locale } = useUi();
-  const pct = limit ? Math.min(100, (used / limit) * 100) : 0;
+  // A limit of 0 bytes is a key that carries nothing (the Outline API's meaning): "0 B (blocked)".
+  const pct = limit === undefined ? 0 : limit === 0 ? 100 : Math.min(100, (used / limit) * 100);
   const fill = useRef<HTMLSpanElement>(null);
   useEffect(() => {
     fill.current?.style.setProperty('width', `${pct}%`);
@@ -70,9 +71,12 @@ export function UsageBar({ used, limit }: { used: number; limit: number | undefi
   return (
     <div class="usage">
       <span class="usage-text">
-        {bytes(used, locale)} / {limit ? bytes(limit, locale) : t.noLimit}
+        {bytes(used, locale)} /{' '}
+        {limit === undefined
+          ? t.noLimit
+          : `${bytes(limit, locale)}${limit === 0 ? ` (${t.limitBlocked})` : ''}`}
       </span>
-      {limit ? (
+      {limit !== undefined ? (
         <span
           class="bar"
           role="progressbar"

@@ -1,6 +1,7 @@
 import { entryLink, type Subscription } from './model.js';
 import { refusalLine } from './formats.js';
-import { gib } from './state.js';
+import { pageText, type PageLang, type PageText } from './page-text.js';
+import { gib, REFUSAL } from './state.js';
 
 /**
  * The page a browser gets at /sub/{token}: the key's state and usage, then per app family what to
@@ -28,52 +29,60 @@ async function qrSvg(text: string): Promise<string> {
 }
 
 async function linkBlock(label: string, link: string): Promise<string> {
-  return `<figure><div class="qr">${await qrSvg(link)}</div><figcaption>${escapeHtml(label)}<br><code>${escapeHtml(link)}</code></figcaption></figure>`;
+  return `<figure><div class="qr">${await qrSvg(link)}</div><figcaption>${escapeHtml(label)}<br><code dir="ltr">${escapeHtml(link)}</code></figcaption></figure>`;
 }
 
 const STYLE = `body{font-family:system-ui,sans-serif;max-width:46rem;margin:1rem auto;padding:0 1rem;line-height:1.45;color:#222}
 h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:1.6rem}code{word-break:break-all;font-size:.8rem}
 figure{margin:.8rem 0;display:flex;gap:1rem;align-items:center}.qr{flex:0 0 11rem}.qr svg{width:11rem;height:11rem}
-.warn{background:#fff3cd;border:1px solid #e0c36b;padding:.6rem .8rem}ul{padding-left:1.2rem}`;
+.warn{background:#fff3cd;border:1px solid #e0c36b;padding:.6rem .8rem}ul{padding-inline-start:1.2rem}`;
 
-export async function htmlPage(sub: Subscription, links: PageLinks): Promise<string> {
+/** The refused key's line in the page's language (Outline's English for a reason it does not know). */
+function refusalText(sub: Subscription, t: PageText): string {
+  const r = sub.refusal!;
+  const state = (Object.keys(REFUSAL) as (keyof typeof REFUSAL)[]).find((s) => REFUSAL[s] === r.message);
+  if (state === undefined) return refusalLine(r);
+  const details =
+    state === 'over_limit' && sub.limitBytes !== null
+      ? t.usedOutOf(gib(sub.upload + sub.download), gib(sub.limitBytes))
+      : state === 'expired' && sub.expiresAt !== null
+        ? t.expiredAt(new Date(sub.expiresAt).toISOString())
+        : undefined;
+  return details ? `${t.refusal[state]}: ${details}` : t.refusal[state];
+}
+
+export async function htmlPage(sub: Subscription, links: PageLinks, lang: PageLang = 'en'): Promise<string> {
+  const t = pageText(lang);
   const used = sub.upload + sub.download;
   const facts = [
-    `Used ${gib(used)}${sub.limitBytes !== null ? ` of ${gib(sub.limitBytes)}` : ''} in the current period`,
-    sub.expiresAt !== null
-      ? `Expires ${new Date(sub.expiresAt).toISOString().slice(0, 16)}Z`
-      : 'Does not expire',
+    t.used(gib(used), sub.limitBytes !== null ? gib(sub.limitBytes) : undefined),
+    sub.expiresAt !== null ? t.expires(`${new Date(sub.expiresAt).toISOString().slice(0, 16)}Z`) : t.noExpiry,
   ];
   const parts: string[] = [
     `<h1>${escapeHtml(sub.title)}</h1>`,
     `<p>${facts.map(escapeHtml).join(' · ')}</p>`,
-    '<p>Keep this page private: its address and every link on it let anyone use this key.</p>',
+    `<p>${escapeHtml(t.keepPrivate)}</p>`,
   ];
   if (sub.refusal) {
-    parts.push(
-      `<p class="warn">${escapeHtml(refusalLine(sub.refusal))}. Ask whoever gave you this link.</p>`,
-    );
+    parts.push(`<p class="warn">${escapeHtml(refusalText(sub, t))}. ${escapeHtml(t.askGiver)}</p>`);
   } else {
     if (links.subscription) {
       parts.push(
-        '<h2>Apps that take a subscription link</h2>',
-        '<ul><li><b>Clash Verge, mihomo, FlClash, Stash</b>: Profiles → import from URL.</li>' +
-          '<li><b>sing-box (SFA, SFI, SFM), Hiddify</b>: New profile → Remote → paste the link.</li>' +
-          '<li><b>v2rayNG, v2rayN, Shadowrocket, Streisand, Happ</b>: Subscription group settings → add the link, then update.</li>' +
-          '<li><b>shadowsocks-rust / shadowsocks-android</b>: online config (SIP008): the link with <code>/sip008</code> at the end.</li></ul>',
-        await linkBlock('Subscription link (the app picks its format; scan or paste)', links.subscription),
+        `<h2>${escapeHtml(t.subTitle)}</h2>`,
+        `<ul>${t.subApps.map((li) => `<li>${li}</li>`).join('')}</ul>`,
+        await linkBlock(t.subLink, links.subscription),
       );
     }
     if (links.outline) {
       parts.push(
         '<h2>Outline</h2>',
-        '<p>Outline app: tap <b>+</b> (Add server) and paste or scan this key. It is re-read on every connect, so it keeps working if the server moves.</p>',
-        await linkBlock('Outline dynamic key', links.outline),
+        `<p>${t.outlineText}</p>`,
+        await linkBlock(t.outlineLink, links.outline),
       );
     }
     parts.push(
-      '<h2>One server at a time (any Shadowsocks app)</h2>',
-      "<p>Scan or paste into any Shadowsocks app (Outline takes the plain one; the <i>(web)</i> one needs v2ray-plugin: shadowsocks-android with the plugin, v2rayNG, Shadowrocket, Clash, sing-box). The command-line client: <code>ladder client --key 'ss://…'</code>.</p>",
+      `<h2>${escapeHtml(t.oneTitle)}</h2>`,
+      `<p>${t.oneText.replace('{cmd}', '<code dir="ltr">ladder client --key \'ss://…\'</code>')}</p>`,
     );
     for (const e of sub.entries) {
       const link = entryLink(
@@ -84,7 +93,7 @@ export async function htmlPage(sub: Subscription, links: PageLinks): Promise<str
     }
   }
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<html lang="${t.tag}" dir="${t.dir}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <meta name="robots" content="noindex"><meta name="referrer" content="no-referrer">
 <title>${escapeHtml(sub.title)}</title><style>${STYLE}</style></head>
 <body>

@@ -12,6 +12,7 @@ import {
   type Rendered,
 } from './formats.js';
 import { htmlPage } from './html.js';
+import { pageLang } from './page-text.js';
 import { buildSubscription, outlinePrefix, type Subscription } from './model.js';
 import { negotiate } from './negotiate.js';
 import { keyByToken, refusalOf } from './state.js';
@@ -59,7 +60,12 @@ function disposition(title: string, ext: string, inline: boolean): string {
  * secret). Unknown tokens and unknown formats get the same 404 as every unknown path.
  */
 export function registerSubscriptionRoutes(app: FastifyInstance, ctx: ApiContext): void {
-  const serve = async (token: string, format: SubFormat, reply: FastifyReply): Promise<unknown> => {
+  const serve = async (
+    token: string,
+    format: SubFormat,
+    reply: FastifyReply,
+    acceptLanguage: string | undefined,
+  ): Promise<unknown> => {
     const found = await keyByToken(ctx, token);
     if (!found) return reply.code(404).send(NOT_FOUND_BODY);
     const { key, status } = found;
@@ -80,14 +86,18 @@ export function registerSubscriptionRoutes(app: FastifyInstance, ctx: ApiContext
     if (format === 'html') {
       const outline = subscriptionUrlVia(key, settings, apiEndpointOf(ctx, settings), 'outline');
       out = {
-        body: await htmlPage(sub, {
-          subscription: subscriptionUrlVia(key, settings, apiEndpointOf(ctx, settings)),
-          outline:
-            outline && !key.method.startsWith('2022-')
-              ? `${outline.replace(/^https?:\/\//, 'ssconf://')}#${encodeURIComponent(sub.title)}`
-              : undefined,
-          prefix,
-        }),
+        body: await htmlPage(
+          sub,
+          {
+            subscription: subscriptionUrlVia(key, settings, apiEndpointOf(ctx, settings)),
+            outline:
+              outline && !key.method.startsWith('2022-')
+                ? `${outline.replace(/^https?:\/\//, 'ssconf://')}#${encodeURIComponent(sub.title)}`
+                : undefined,
+            prefix,
+          },
+          pageLang(acceptLanguage),
+        ),
         contentType: 'text/html; charset=utf-8',
         ext: 'html',
       };
@@ -114,8 +124,10 @@ export function registerSubscriptionRoutes(app: FastifyInstance, ctx: ApiContext
     { schema: hide },
     (req: FastifyRequest<{ Params: { token: string } }>, reply) => {
       // A cache (a CDN in front) must not hand one app's format to another.
-      reply.header('vary', 'User-Agent, Accept');
-      return serve(req.params.token, negotiate(req.headers['user-agent'], req.headers.accept), reply);
+      // The page's language follows Accept-Language.
+      reply.header('vary', 'User-Agent, Accept, Accept-Language');
+      const format = negotiate(req.headers['user-agent'], req.headers.accept);
+      return serve(req.params.token, format, reply, req.headers['accept-language']);
     },
   );
   app.get<{ Params: { token: string; format: string } }>(
@@ -124,7 +136,8 @@ export function registerSubscriptionRoutes(app: FastifyInstance, ctx: ApiContext
     (req, reply) => {
       const f = req.params.format;
       if (!(SUB_FORMATS as readonly string[]).includes(f)) return reply.code(404).send(NOT_FOUND_BODY);
-      return serve(req.params.token, f as SubFormat, reply);
+      if (f === 'html') reply.header('vary', 'Accept-Language');
+      return serve(req.params.token, f as SubFormat, reply, req.headers['accept-language']);
     },
   );
 }

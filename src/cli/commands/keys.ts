@@ -191,7 +191,8 @@ Examples:
   ladder keys --data-dir /var/lib/ladder list
   ladder keys --api '{"apiUrl":"https://203.0.113.5:8443/…","certSha256":"…"}' list
   ladder keys limit 2 500MiB --period monthly        # sizes need a unit: 10GB, 500MiB, 1.5TB
-  ladder keys limit 2 none                           # remove the limit
+  ladder keys limit 2 none                           # remove the limit (so do off and 0; a 0-byte limit set
+                                                     # through the Outline API blocks a key: LIMIT 0 B)
   ladder keys expire 2 2027-03-01                    # or 2027-03-01T18:00Z, 30d, never
   ladder keys disable 2 && ladder keys enable 2
   ladder keys url 2                                  # ss://, ssconf:// and subscription URLs
@@ -364,7 +365,9 @@ export function registerKeys(program: Command): void {
     });
 
   sub('limit', (arg) => `limit must be a positive size like 10GB, got "${arg}"`)
-    .description('set a data limit with a unit (10GB, 500MiB, 1.5TB), or remove it (none, off, 0)')
+    .description(
+      'set a data limit with a unit (10GB, 500MiB, 1.5TB), or remove it (none, off, 0: a bare 0 removes the limit; it does not block the key, use disable for that)',
+    )
     .argument('<id>')
     .argument('<size|none>')
     .option('--period <p>', `${PERIOD_HELP}; without it the key's current period is kept`)

@@ -9,10 +9,10 @@ import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import { isHostName } from '../../shared/parse.js';
 import { ladderCommand } from '../../shared/invocation.js';
 import type { NodeRecord, NodeRegistry, ServerSettings } from '../../store/index.js';
-import { UsageError } from '../errors.js';
+import { oneLineCommand, UsageError } from '../errors.js';
 import { printable, printableJson } from '../terminal.js';
 import { alignColumns } from './keys/format.js';
-import { oneLineCommand, openStoreOrExplain, withStoreOptions } from './store-command.js';
+import { openStoreOrExplain, withStoreOptions } from './store-command.js';
 
 interface StoreFlags {
   dataDir?: string;

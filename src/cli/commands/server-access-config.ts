@@ -2,11 +2,11 @@ import { existsSync } from 'node:fs';
 import { printable } from '../terminal.js';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { oneLineCommand, openStoreOrExplain, withStoreOptions } from './store-command.js';
+import { openStoreOrExplain, withStoreOptions } from './store-command.js';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import { formatHostPort } from '../../shared/parse.js';
 import { dynamicKeyNote, storeFlags } from '../banner-text.js';
-import { UsageError } from '../errors.js';
+import { oneLineCommand, UsageError } from '../errors.js';
 import { ladderCommand } from '../../shared/invocation.js';
 import { loadWebEndpoint, webKeyUrlFor } from '../web.js';
 

@@ -1,9 +1,9 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { oneLineCommand, withStoreOptions } from './store-command.js';
+import { withStoreOptions } from './store-command.js';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import { formatHostPort } from '../../shared/parse.js';
-import { UsageError } from '../errors.js';
+import { oneLineCommand, UsageError } from '../errors.js';
 
 interface RotateFlags {
   dataDir?: string;

@@ -1,4 +1,4 @@
-import type { Command, CommanderError } from 'commander';
+import type { Command } from 'commander';
 import type { AddressInfo } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { QRCode } from '../qr.js';
@@ -20,12 +20,12 @@ import {
   DEFAULT_REPLAY_CAPACITY,
   DEFAULT_SERVER_PORT,
 } from '../../config/defaults.js';
-import { bindErrorCode } from '../../shared/listen.js';
+import { bindErrorCode, explainBindError } from '../../shared/listen.js';
 import { formatHostPort } from '../../shared/parse.js';
 import { parseFlags, serverFlagsSchema } from '../../config/flags.js';
 import { LOG_LEVELS } from '../../shared/logger.js';
 import { logLevelFrom } from '../log-level.js';
-import { UsageError } from '../errors.js';
+import { oneLineCommand, UsageError } from '../errors.js';
 import { stopForFatal, untilSignal } from '../shutdown.js';
 import { addManagedOptions, checkPublicHost, type ManagedFlags } from '../managed-options.js';
 import { chooseMode } from '../server-mode.js';
@@ -39,6 +39,7 @@ import {
   planWeb,
   derivedSecretPath,
   startWeb,
+  webEndpointOf,
   webKeyUrl,
   webStatusLine,
   type RunningWeb,
@@ -212,7 +213,9 @@ async function banner(
         out.push('  curl --proxy socks5h://127.0.0.1:1080 https://example.com/');
       }
     }
-    if (guessed) {
+    // --advertise web prints only the front's URL: the guess matters only where that URL uses it
+    // (no --web-public-url, no ACME domain).
+    if (guessed && (!web?.webOnly || webEndpointOf(web, host).host === host)) {
       out.push('');
       out.push(
         `The URL uses ${host}, guessed from this machine's interfaces. If clients reach this server by another`,
@@ -230,7 +233,9 @@ export function registerServer(program: Command): void {
   const server = program.command('server');
   registerAccessConfig(server);
   registerRotateCert(server);
-  addWebOptions(addManagedOptions(server))
+  // Bad flags are usage errors like bad values: one line, exit 2 (commander alone prints two
+  // lines and exits 1).
+  addWebOptions(addManagedOptions(oneLineCommand(server, 'server')))
     .description(
       'run the Shadowsocks server: managed (key store, Outline-compatible API, metrics) unless --password or --config names the keys',
     )
@@ -275,15 +280,6 @@ export function registerServer(program: Command): void {
       "print every key's ss:// URL (and QR code on a terminal) even when the output is not a terminal (a log keeps them)",
     )
     .option('--log-level <level>', `${LOG_LEVELS.join('|')} (logs go to stderr; default info)`)
-    // Bad flags are usage errors like bad values: one line, exit 2 (commander alone prints two
-    // lines and exits 1). Help and version output pass through untouched.
-    .configureOutput({ outputError: () => {} })
-    .showHelpAfterError(false)
-    .exitOverride((err: CommanderError) => {
-      if (err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.help')
-        throw err;
-      throw new UsageError(`server: ${err.message.replace(/^error: /, '')}`);
-    })
     .addHelpText(
       'after',
       [
@@ -365,7 +361,7 @@ export function registerServer(program: Command): void {
             p.config.host === undefined
               ? `port ${p.config.port}`
               : formatHostPort(p.config.host, p.config.port);
-          throw new UsageError(`cannot listen on ${where}: ${code}`);
+          throw new UsageError(`cannot listen on ${where}: ${explainBindError(code, p.config.port)}`);
         }
         throw err;
       }

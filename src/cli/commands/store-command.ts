@@ -1,4 +1,4 @@
-import type { Command, CommanderError } from 'commander';
+import type { Command } from 'commander';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import type { KyselyStore, StoreLocation } from '../../store/index.js';
 import { UsageError } from '../errors.js';
@@ -8,18 +8,6 @@ export function withStoreOptions(cmd: Command, store = 'sqlite:PATH or postgres:
   return cmd
     .option('--data-dir <dir>', `the managed server's data directory (default ./${DEFAULT_DATA_DIR})`)
     .option('--store <spec>', `${store} (default: ladder.db in --data-dir)`);
-}
-
-/** Commander's own errors (unknown option, missing argument) as one `ladder: LABEL: …` line, exit 2. */
-export function oneLineCommand(cmd: Command, label: string): Command {
-  return cmd
-    .configureOutput({ outputError: () => {} })
-    .showHelpAfterError(false)
-    .exitOverride((err: CommanderError) => {
-      if (err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.help')
-        throw err;
-      throw new UsageError(`${label}: ${err.message.replace(/^error: /, '')}`);
-    });
 }
 
 /** Open the store at `loc`; a store that cannot be opened (unreachable, damaged) is one usage line. */

@@ -1,8 +1,8 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { oneLineCommand, withStoreOptions } from './store-command.js';
+import { withStoreOptions } from './store-command.js';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
-import { UsageError } from '../errors.js';
+import { oneLineCommand, UsageError } from '../errors.js';
 import { printable } from '../terminal.js';
 import { ladderCommand } from '../../shared/invocation.js';
 

@@ -74,7 +74,7 @@ const IGNORED_OPTIONS = new Set([
 ]);
 
 /** Optimal string alignment distance (Levenshtein with adjacent transpositions), case-insensitive. */
-function editDistance(a: string, b: string): number {
+export function editDistance(a: string, b: string): number {
   const x = a.toLowerCase();
   const y = b.toLowerCase();
   const d: number[][] = Array.from({ length: x.length + 1 }, (_, i) => [i]);

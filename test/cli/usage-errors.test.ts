@@ -1,0 +1,83 @@
+// Every `ladder` subcommand answers a mistyped option or subcommand the same way, through the
+// real CLI: one line `ladder: unknown option '--x' (did you mean --y?) — see ladder PATH --help`,
+// exit 2, nothing on stdout. The commands are read from the registrations themselves, so a new
+// subcommand is covered without touching this file.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Command } from 'commander';
+import { commandTree } from '../helpers/command-tree.js';
+import { runLadder, type LadderRun } from '../helpers/ladder-run.js';
+
+/** A long option of `cmd` with one letter dropped, which names no option of `cmd`. */
+function typoOf(cmd: Command): { typo: string; meant: string } | undefined {
+  const longs = cmd.options.map((o) => o.long).filter((l): l is string => l !== undefined);
+  for (const meant of longs) {
+    if (meant.length < 7 || meant.startsWith('--no-')) continue;
+    const typo = meant.slice(0, -2) + meant.slice(-1);
+    if (!longs.includes(typo)) return { typo, meant };
+  }
+  return undefined;
+}
+
+/** Run `jobs` with at most `n` at a time (the machine is shared: two cores). */
+async function limited<T>(n: number, jobs: Array<() => Promise<T>>): Promise<T[]> {
+  const results: T[] = new Array<T>(jobs.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < jobs.length) {
+      const i = next++;
+      results[i] = await jobs[i]!();
+    }
+  };
+  await Promise.all(Array.from({ length: n }, worker));
+  return results;
+}
+
+function oneUsageLine(r: LadderRun, what: string, re: RegExp): void {
+  assert.equal(r.code, 2, `${what}: exit code; stderr: ${r.stderr}`);
+  assert.equal(r.stdout, '', what);
+  const lines = r.stderr.trimEnd().split('\n');
+  assert.equal(lines.length, 1, `${what}: ${r.stderr}`);
+  assert.match(lines[0]!, re, what);
+}
+
+const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+test('every subcommand: an unknown option or subcommand is one line with "did you mean" and its --help', async () => {
+  const tree = await commandTree();
+  assert.ok(tree.length >= 20, `only ${tree.length} commands found`);
+  const cases: Array<{ args: string[]; re: RegExp }> = [];
+  for (const { path, cmd } of tree) {
+    const help = `— see ladder ${esc(path.join(' '))} --help$`;
+    cases.push({
+      args: [...path, '--no-such-option'],
+      re: new RegExp(`^ladder: unknown option '--no-such-option' ${help}`),
+    });
+    const t = typoOf(cmd);
+    if (t)
+      cases.push({
+        args: [...path, t.typo],
+        re: new RegExp(
+          `^ladder: unknown option '${esc(t.typo)}' \\(did you mean ${esc(t.meant)}\\?\\) ${help}`,
+        ),
+      });
+    const first = cmd.commands.map((c) => c.name()).find((n) => n.length >= 4);
+    // `ladder server` has an action of its own too: commander takes the stray word for an argument.
+    if (first) {
+      const typo = first.slice(0, -2) + first.slice(-1);
+      cases.push({
+        args: [...path, typo],
+        re: new RegExp(`^ladder: unknown command '${esc(typo)}' \\(did you mean ${esc(first)}\\?\\) ${help}`),
+      });
+    }
+  }
+  const runs = await limited(
+    3,
+    cases.map((c) => () => runLadder(c.args)),
+  );
+  cases.forEach((c, i) => oneUsageLine(runs[i]!, `ladder ${c.args.join(' ')}`, c.re));
+  // The ones the stranger met, by name.
+  const named = cases.map((c) => c.args.join(' '));
+  for (const cmd of ['server', 'store', 'nodes', 'server access-config', 'server rotate-cert'])
+    assert.ok(named.includes(`${cmd} --no-such-option`), cmd);
+});
