@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { isProtocolError } from '../protocol/errors.js';
-import { AeadDecoder, sip004HeadMatches } from '../protocol/shadowsocks/aead.js';
+import { AeadDecoder, sip004HeadMatches, sip004Open } from '../protocol/shadowsocks/aead.js';
 import { Aead2022RequestDecoder } from '../protocol/shadowsocks/aead2022.js';
 import { decodeAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import { uotVersion, type UotVersion } from '../protocol/uot.js';
@@ -38,6 +38,10 @@ export interface ConnectionContext {
   readonly nativeRelay?: NativeRelay | undefined;
   /** Dial IP destinations of natively accepted streams in the addon too (relayConnect). */
   readonly nativeDial?: boolean;
+  /** SIP004 key trial and decoder in one addon call (aead.ts sip004Open). */
+  readonly nativeTrial?: boolean;
+  /** relayConnect relays at once when connect(2) returned connected (native-relay.ts). */
+  readonly connectAtOnce?: boolean;
   /** A key was found (`ip` is the StreamInfo address, '' when unknown). */
   authenticated(c: Connection, ip: string, e: AuthEvent): void;
   addUsage(keyId: string, up: number, down: number): void;
@@ -231,22 +235,30 @@ export class Connection {
         });
         return this.#try2022(dec, c.probeLength, buf, tried, c) || undefined;
       }
-      // A cheap test first (native: no decoder, no exception per wrong key); the decoder only
-      // for the key that matches, or for every key without the addon.
-      if (sip004HeadMatches(c.method, c.masterKey, buf.subarray(0, c.probeLength)) === false)
-        return undefined;
-      const dec = new AeadDecoder(c.method, c.masterKey);
-      let badLength = false;
-      try {
-        dec.push(buf.subarray(0, c.probeLength));
-      } catch (err) {
-        if (!isProtocolError(err) || err.code !== 'ERR_PAYLOAD_SIZE') return undefined; // wrong key
-        badLength = true; // the tag verified, so this is the key, but the length is invalid
-      }
-      this.#onKey(c, dec, buf, recent, badLength, tried);
+      const dec = this.#open004(c, buf.subarray(0, c.probeLength));
+      if (dec === undefined) return undefined;
+      this.#onKey(c, dec === 'bad-length' ? undefined : dec, buf, recent, tried);
       return true;
     });
     if (!decided && !waiting) this.#fail('ERR_CIPHER');
+  }
+
+  /** SIP004: the decoder if `c` is this connection's key ('bad-length': it is, the length is invalid). */
+  #open004(c: KeyEntry, head: Buffer): AeadDecoder | 'bad-length' | undefined {
+    // The addon's test and decoder in one (one subkey derivation), unless LADDER_NATIVE_TRIAL=0.
+    const opened = this.#ctx.nativeTrial === true ? sip004Open(c.method, c.masterKey, head) : undefined;
+    if (opened !== undefined) return opened === 'wrong-key' ? undefined : opened;
+    // A cheap test first (native: no decoder, no exception per wrong key); the decoder only
+    // for the key that matches, or for every key without the addon.
+    if (sip004HeadMatches(c.method, c.masterKey, head) === false) return undefined;
+    const dec = new AeadDecoder(c.method, c.masterKey);
+    try {
+      dec.push(head);
+    } catch (err) {
+      if (!isProtocolError(err) || err.code !== 'ERR_PAYLOAD_SIZE') return undefined; // wrong key
+      return 'bad-length'; // the tag verified, so this is the key, but the length is invalid
+    }
+    return dec;
   }
 
   /**
@@ -293,14 +305,8 @@ export class Connection {
     return true;
   }
 
-  #onKey(
-    k: KeyEntry,
-    dec: AeadDecoder,
-    buf: Buffer,
-    recent: boolean,
-    badLength: boolean,
-    tried: number,
-  ): void {
+  /** `k` authenticated the connection; `dec` is its decoder, undefined when the length was invalid. */
+  #onKey(k: KeyEntry, dec: AeadDecoder | undefined, buf: Buffer, recent: boolean, tried: number): void {
     const salt = buf.subarray(0, k.method.saltSize);
     const ctx = this.#ctx;
     if (ctx.replay.serverSalts.has(salt)) return this.#fail('ERR_REPLAY_SERVER');
@@ -314,7 +320,7 @@ export class Connection {
       recent,
       edition: 2017,
     });
-    if (badLength) return this.#fail('ERR_PAYLOAD_SIZE');
+    if (!dec) return this.#fail('ERR_PAYLOAD_SIZE');
     this.#head = [];
     this.#headLen = 0;
     this.#decoder = dec;
@@ -414,9 +420,8 @@ export class Connection {
   /** The dial and the relay start in the addon (native-relay.ts relayConnect): no JS at connect. */
   #relayConnect(fns: NativeRelay, initial: Buffer): ConnectOnce<object> | undefined {
     const s = this.#socket;
-    const { idleMs, replay } = this.#ctx;
     if (!(s instanceof NativeStream) || this.#ctx.nativeDial !== true) return undefined;
-    return relayConnect(fns, s, this.key as KeyEntry, this.#decoder!, initial, idleMs, replay, this.#onAddon);
+    return relayConnect(fns, s, this.key as KeyEntry, this.#decoder!, initial, this.#ctx, this.#onAddon);
   }
 
   /** relayConnect's end: the connect failed (errno), or the relay ended. */

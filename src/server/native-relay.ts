@@ -31,6 +31,19 @@ export function serverNativeRelay(wanted: boolean): NativeRelay | undefined {
   return wanted ? nativeRelay() : undefined;
 }
 
+/**
+ * relayConnect starts the relay inside its call when connect(2) returned connected (loopback:
+ * no wake-up for the connect's completion) unless LADDER_CONNECT_AT_ONCE=0.
+ */
+export function connectAtOnceFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.LADDER_CONNECT_AT_ONCE !== '0';
+}
+
+/** The SIP004 key trial and decoder in one addon call (aead.ts sip004Open) unless LADDER_NATIVE_TRIAL=0. */
+export function nativeTrialFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.LADDER_NATIVE_TRIAL !== '0';
+}
+
 /** The status a native relay's end gives the connection (undefined: closed normally). */
 export function nativeCloseStatus(reason: number): ConnectionStatus | undefined {
   switch (NATIVE_RELAY_REASON[reason]) {
@@ -102,10 +115,11 @@ export function relayConnect(
   k: KeyEntry,
   dec: AeadDecoder,
   initial: Buffer,
-  idleMs: number,
-  replay: { serverSalts: SaltFilter },
+  ctx: { idleMs: number; replay: { serverSalts: SaltFilter }; connectAtOnce?: boolean },
   onClose: (reason: number, up: number, down: number, errno?: string) => void,
 ): ConnectOnce<object> | undefined {
+  const { idleMs, replay } = ctx;
+  const atOnce = ctx.connectAtOnce === true;
   const start = fns.relayConnect?.bind(fns);
   if (!start) return undefined;
   return (ip: string, port: number, deadline: number, clock: Clock) => {
@@ -126,6 +140,7 @@ export function relayConnect(
           client.destroy(); // its descriptor went to the relay (or the id is closed now): only 'close'
           onClose(reason, up, down);
         },
+        atOnce,
       );
     } catch (err) {
       const code = errnoName((err as { errno?: unknown }).errno);

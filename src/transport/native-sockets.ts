@@ -132,6 +132,8 @@ export interface NativeRelay {
     pending: [prefix: Uint8Array | undefined, toClient: undefined, toDest: Uint8Array | undefined],
     idleMs: number,
     onClose: (reason: number, up: number, down: number, side: number) => void,
+    /** Start relaying inside the call when connect(2) returned connected (loopback). */
+    atOnce?: boolean,
   ): object;
   relayClose(relay: object): void;
   relayCounts(relay: object, out: Float64Array): void;
