@@ -41,7 +41,9 @@
 //       connectMs/4 late, 10 ms..1 s), onClose(6, 0, 0, -errno) (-ETIMEDOUT for the budget) and
 //       the client's connection stays JS's, as after a failed tcpConnect. relayClose while
 //       connecting closes the destination's socket only (reason 3). Throws (err.errno) when the
-//       connect is refused at once. atOnce: when connect(2) returns with the connection
+//       connect is refused at once. encoder may be the master key (a Uint8Array) instead of a
+//       codec: the relay then derives its encoder (the decoder's method, keyed with
+//       HKDF-SHA1(masterKey, prefix): the prefix is the response salt) and owns it. atOnce: when connect(2) returns with the connection
 //       established (TCP_INFO; on loopback the kernel runs the handshake inside the call), the
 //       relay starts inside this call (the first bytes are sent), with no wake-up for EPOLLOUT.
 //   relayClose(relay)            closes both sockets now (reason 3, onClose called before it
@@ -152,6 +154,7 @@ struct Relay {
   napi_ref codec_refs[2] = {nullptr, nullptr};
   Codec* dec = nullptr;
   Codec* enc = nullptr;
+  bool enc_owned = false;  // relayConnect derived the encoder itself (no JS codec): freed here
   napi_ref first = nullptr;  // onFirst, until it hands over the decoder
   int err_side = -1;
   Out prefix;
@@ -219,6 +222,11 @@ bool Stop(Relay* r) {
 }
 
 void ReleaseRefs(Relay* r) {
+  if (r->enc_owned) {
+    CodecFree(r->enc);
+    r->enc = nullptr;
+    r->enc_owned = false;
+  }
   for (napi_ref& ref : r->codec_refs) {
     if (ref != nullptr) napi_delete_reference(r->env, ref);
     ref = nullptr;
@@ -555,7 +563,7 @@ napi_value Undo(napi_env env, Relay* r, const char* msg, bool is_type) {
 // A relay (not running) with the codecs at arguments dec_i and dec_i + 1, the pending bytes at
 // pending_i, onClose at cb_i and, when first_i > 0 holds a function, onFirst; nullptr after
 // throwing. The caller sets the sockets.
-Relay* NewRelay(const Args& a, size_t dec_i, size_t pending_i, size_t cb_i, size_t first_i) {
+Relay* NewRelay(const Args& a, size_t dec_i, size_t pending_i, size_t cb_i, size_t first_i, bool derive = false) {
   napi_env env = a.env();
   const uint8_t* bytes[3];
   size_t lens[3];
@@ -578,7 +586,21 @@ Relay* NewRelay(const Args& a, size_t dec_i, size_t pending_i, size_t cb_i, size
   r->env = env;
   r->loop = l;
   const bool with_first = first_i > 0 && a.Has(first_i) && a.Function(first_i);
-  if (!CodecArg(a, dec_i, 0, &r->dec, &r->codec_refs[0]) || !CodecArg(a, dec_i + 1, 1, &r->enc, &r->codec_refs[1]) ||
+  // derive: the encoder argument may be the master key instead, the prefix its salt.
+  const uint8_t* master = nullptr;
+  size_t master_len = 0;
+  bool is_key = false;
+  if (derive && napi_is_typedarray(env, a[dec_i + 1], &is_key) == napi_ok && is_key &&
+      a.Bytes(dec_i + 1, &master, &master_len, "encoder")) {
+    if (lens[0] != master_len || !CodecArg(a, dec_i, 0, &r->dec, &r->codec_refs[0]) || r->dec == nullptr ||
+        (r->enc = CodecDerived(CodecMethod(r->dec), master, master_len, bytes[0], lens[0])) == nullptr) {
+      Undo(env, r, "relayConnect: a decoder and a master key of its method with the salt as prefix", true);
+      return nullptr;
+    }
+    r->enc_owned = true;
+  }
+  if ((!r->enc_owned && !CodecArg(a, dec_i, 0, &r->dec, &r->codec_refs[0])) ||
+      (!r->enc_owned && !CodecArg(a, dec_i + 1, 1, &r->enc, &r->codec_refs[1])) ||
       (with_first ? r->dec != nullptr || r->enc == nullptr : (r->dec == nullptr) != (r->enc == nullptr))) {
     Undo(env, r,
          "relayPair: decoder and encoder must be a working decoder and encoder, or both null (with onFirst: a null "
@@ -727,7 +749,7 @@ napi_value RelayConnect(napi_env env, napi_callback_info info) {
     Throw(env, usage);
     return nullptr;
   }
-  Relay* r = NewRelay(a, 4, 6, 8, 0);
+  Relay* r = NewRelay(a, 4, 6, 8, 0, true);
   if (r == nullptr) return nullptr;
   if (r->dec == nullptr) return Undo(env, r, "relayConnect: needs a decoder and an encoder", true);
   int e = 0;

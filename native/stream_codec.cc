@@ -76,6 +76,7 @@ constexpr int kSession = 2;  // Codec::enc for a codec that may seal and open
 // Declared in stream_codec.h (other parts hold pointers to it); defined here only.
 struct Codec {
   EVP_CIPHER_CTX* ctx = nullptr;
+  int method = -1;  // 0..3, as create() takes it
   int enc = 0;  // 1 encoder, 0 decoder, kSession either
   uint8_t nonce[kNonce] = {0};
   bool failed = false;
@@ -180,23 +181,23 @@ napi_value MakeCodec(const Args& a, int mode) {
   return NewCodec(env, m, key, key_len, mode, &ignored);
 }
 
-// A codec of method m (0..3) keyed with key; *out is the codec behind the returned value, which
-// owns it. nullptr after throwing.
-napi_value NewCodec(napi_env env, int32_t m, const uint8_t* key, size_t key_len, int mode, Codec** out) {
-  const EVP_CIPHER* cipher = CipherOf(m);
+// A codec of method m keyed with key (not a JS value yet). nullptr with *why set on failure.
+Codec* AllocCodec(int32_t m, const uint8_t* key, size_t key_len, int mode, const char** why) {
+  const EVP_CIPHER* cipher = m >= 0 && m < kMethods ? CipherOf(m) : nullptr;
   if (cipher == nullptr) {
-    Throw(env, "cipher not available in this OpenSSL");
+    *why = "cipher not available in this OpenSSL";
     return nullptr;
   }
   if (key_len != static_cast<size_t>(EVP_CIPHER_get_key_length(cipher))) {
-    Throw(env, "key has the wrong length for this method");
+    *why = "key has the wrong length for this method";
     return nullptr;
   }
   Codec* c = new (std::nothrow) Codec();
   if (c == nullptr) {
-    napi_throw_error(env, "ERR_LADDER_AEAD", "out of memory");
+    *why = "out of memory";
     return nullptr;
   }
+  c->method = m;
   c->enc = mode;
   const int init_enc = mode == 0 ? 0 : 1;  // every operation sets its direction again anyway
   c->ctx = EVP_CIPHER_CTX_new();
@@ -204,7 +205,20 @@ napi_value NewCodec(napi_env env, int32_t m, const uint8_t* key, size_t key_len,
       EVP_CIPHER_CTX_ctrl(c->ctx, EVP_CTRL_AEAD_SET_IVLEN, static_cast<int>(kNonce), nullptr) != 1 ||
       EVP_CipherInit_ex(c->ctx, nullptr, nullptr, key, nullptr, init_enc) != 1) {
     FreeCodec(c);
-    napi_throw_error(env, "ERR_LADDER_AEAD", "EVP cipher set-up failed");
+    *why = "EVP cipher set-up failed";
+    return nullptr;
+  }
+  return c;
+}
+
+// A codec of method m (0..3) keyed with key; *out is the codec behind the returned value, which
+// owns it. nullptr after throwing.
+napi_value NewCodec(napi_env env, int32_t m, const uint8_t* key, size_t key_len, int mode, Codec** out) {
+  const char* why = nullptr;
+  Codec* c = AllocCodec(m, key, key_len, mode, &why);
+  if (c == nullptr) {
+    if (why[0] == 'k' || why[0] == 'c') Throw(env, why);  // the key or the method: a TypeError, as before
+    else napi_throw_error(env, "ERR_LADDER_AEAD", why);
     return nullptr;
   }
   napi_value ext;
@@ -735,6 +749,21 @@ Codec* CodecOf(napi_env env, napi_value v, int enc) {
   Codec* c = static_cast<Codec*>(p);
   return c->enc == enc ? c : nullptr;
 }
+
+Codec* CodecDerived(int method, const uint8_t* master, size_t master_len, const uint8_t* salt, size_t salt_len) {
+  uint8_t subkey[kMaxSubkey];
+  if (master_len == 0 || master_len > kMaxSubkey || !HkdfSha1(master, master_len, salt, salt_len, subkey, master_len)) {
+    return nullptr;
+  }
+  const char* why = nullptr;
+  Codec* c = AllocCodec(method, subkey, master_len, 1, &why);
+  OPENSSL_cleanse(subkey, sizeof(subkey));
+  return c;
+}
+
+void CodecFree(Codec* c) { FreeCodec(c); }
+
+int CodecMethod(const Codec* c) { return c->method; }
 
 bool CodecFailed(const Codec* c) { return c->failed; }
 

@@ -14,7 +14,8 @@ import { isMuxCoolTarget, startInnerMux } from './inner-mux.js';
 import type { AuthEvent, ConnectionClosedEvent, ConnectionStatus } from './events.js';
 import { failureStatus, type ClientStream, type StreamInfo } from './connection-status.js';
 import { isIdentityGroup, type AnyKeyEntry, type Key2022Entry, type KeyEntry, type KeyRing } from './keys.js';
-import { handOff, nativeCloseStatus, nativeConnect, relayConnect, type NativeRelay } from './native-relay.js';
+import { handOff, nativeCloseStatus, nativeConnect, relayConnect } from './native-relay.js';
+import type { NativeRelay, RelayConnectOptions } from './native-relay.js';
 import type { ReplayState } from './replay-state.js';
 import { startUot, type UotAssociation } from './uot.js';
 import { streamCodec, type StreamCodec } from './stream-codec.js';
@@ -22,7 +23,7 @@ import { streamCodec, type StreamCodec } from './stream-codec.js';
 export type { ClientStream, StreamInfo } from './connection-status.js';
 
 /** What a Connection needs from its server: policy, keys, replay filters, and where to report. */
-export interface ConnectionContext {
+export interface ConnectionContext extends RelayConnectOptions {
   readonly clock: Clock;
   /** Idle timeout in both phases (before relaying it is the only way a failed connection closes). */
   readonly idleMs: number;
@@ -40,8 +41,6 @@ export interface ConnectionContext {
   readonly nativeDial?: boolean;
   /** SIP004 key trial and decoder in one addon call (aead.ts sip004Open). */
   readonly nativeTrial?: boolean;
-  /** relayConnect relays at once when connect(2) returned connected (native-relay.ts). */
-  readonly connectAtOnce?: boolean;
   /** A key was found (`ip` is the StreamInfo address, '' when unknown). */
   authenticated(c: Connection, ip: string, e: AuthEvent): void;
   addUsage(keyId: string, up: number, down: number): void;

@@ -14,6 +14,7 @@
 import type { Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { AeadEncoder, type AeadDecoder } from '../protocol/shadowsocks/aead.js';
+import { poolRandomBytes } from '../protocol/shadowsocks/random-pool.js';
 import type { SaltFilter } from '../protocol/shadowsocks/replay.js';
 import type { Clock } from '../shared/clock.js';
 import { detach, socketFd, takeBuffered } from '../transport/native-handoff.js';
@@ -31,12 +32,30 @@ export function serverNativeRelay(wanted: boolean): NativeRelay | undefined {
   return wanted ? nativeRelay() : undefined;
 }
 
+/** What relayConnect reads of the connection's context (connection.ts ConnectionContext). */
+export interface RelayConnectOptions {
+  readonly idleMs: number;
+  readonly replay: { serverSalts: SaltFilter };
+  /** Relay at once when connect(2) returned connected (connectAtOnceFromEnv). */
+  readonly connectAtOnce?: boolean;
+  /** The relay derives its encoder from the master key and salt (nativeEncoderFromEnv). */
+  readonly nativeEncoder?: boolean;
+}
+
 /**
  * relayConnect starts the relay inside its call when connect(2) returned connected (loopback:
  * no wake-up for the connect's completion) unless LADDER_CONNECT_AT_ONCE=0.
  */
 export function connectAtOnceFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
   return env.LADDER_CONNECT_AT_ONCE !== '0';
+}
+
+/**
+ * relayConnect hands the addon the master key and the response salt, and the relay derives and
+ * owns its encoder (no JS codec object, no finalizer) unless LADDER_NATIVE_ENCODER=0.
+ */
+export function nativeEncoderFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.LADDER_NATIVE_ENCODER !== '0';
 }
 
 /** The SIP004 key trial and decoder in one addon call (aead.ts sip004Open) unless LADDER_NATIVE_TRIAL=0. */
@@ -115,7 +134,7 @@ export function relayConnect(
   k: KeyEntry,
   dec: AeadDecoder,
   initial: Buffer,
-  ctx: { idleMs: number; replay: { serverSalts: SaltFilter }; connectAtOnce?: boolean },
+  ctx: RelayConnectOptions,
   onClose: (reason: number, up: number, down: number, errno?: string) => void,
 ): ConnectOnce<object> | undefined {
   const { idleMs, replay } = ctx;
@@ -123,7 +142,10 @@ export function relayConnect(
   const start = fns.relayConnect?.bind(fns);
   if (!start) return undefined;
   return (ip: string, port: number, deadline: number, clock: Clock) => {
-    const encoder = new AeadEncoder(k.method, k.masterKey); // its salt comes from the shared pool
+    // The response salt from the shared pool; the relay derives its encoder from the master key
+    // and that salt (no JS codec) unless LADDER_NATIVE_ENCODER=0.
+    const encoder = ctx.nativeEncoder === true ? undefined : new AeadEncoder(k.method, k.masterKey);
+    const salt = encoder ? encoder.salt : poolRandomBytes(k.method.saltSize);
     let relay: object;
     try {
       relay = start(
@@ -132,8 +154,8 @@ export function relayConnect(
         port,
         Math.max(1, Math.ceil(deadline - clock.now())),
         dec.nativeCodec!,
-        encoder.nativeCodec!,
-        [encoder.salt, undefined, initial.length > 0 ? initial : undefined],
+        encoder ? encoder.nativeCodec! : k.masterKey,
+        [salt, undefined, initial.length > 0 ? initial : undefined],
         Math.max(1, Math.ceil(idleMs)),
         (reason, up, down, errno) => {
           if (NATIVE_RELAY_REASON[reason] === 'connect') return onClose(reason, 0, 0, errnoName(errno));
@@ -146,7 +168,7 @@ export function relayConnect(
       const code = errnoName((err as { errno?: unknown }).errno);
       return Promise.reject(new DialError('ERR_CONNECT', `connect failed: ${code}`, code));
     }
-    replay.serverSalts.add(encoder.salt);
+    replay.serverSalts.add(salt);
     return Promise.resolve(relay);
   };
 }

@@ -21,7 +21,7 @@ import {
   type NativeListener,
   type NativeStream,
 } from '../transport/native-stream.js';
-import { connectAtOnceFromEnv, nativeTrialFromEnv, serverNativeRelay } from './native-relay.js';
+import { connectAtOnceFromEnv, nativeEncoderFromEnv, nativeTrialFromEnv, serverNativeRelay } from './native-relay.js';
 import { RefusalLog } from './refusal-log.js';
 import { ReplayState, replayStateFile, type ReplayFilters, type ReplayStore } from './replay-state.js';
 import { UdpRelay, type AdoptedUdpSocket, type UdpRelayContext, type UdpRelayOptions } from './udp-relay.js';
@@ -118,6 +118,11 @@ export interface ServerOptions {
    * connection). Default on unless LADDER_CONNECT_AT_ONCE=0.
    */
   connectAtOnce?: boolean;
+  /**
+   * With the native handshake: the relay derives the response encoder from the key and salt in
+   * the addon (no JS codec per connection). Default on unless LADDER_NATIVE_ENCODER=0.
+   */
+  nativeEncoder?: boolean;
 }
 
 /**
@@ -194,6 +199,7 @@ export class ShadowsocksServer implements ServerControl {
       nativeDial: this.#nativeHandshake,
       nativeTrial: opts.nativeTrial ?? nativeTrialFromEnv(),
       connectAtOnce: opts.connectAtOnce ?? connectAtOnceFromEnv(),
+      nativeEncoder: opts.nativeEncoder ?? nativeEncoderFromEnv(),
       authenticated: (c, ip, e) => this.#authenticated(c, ip, e),
       addUsage: (keyId, up, down) => this.#usage.add(keyId, up, down),
       closed: (c, e) => this.#closed(c, e),

@@ -128,7 +128,8 @@ export interface NativeRelay {
     port: number,
     connectMs: number,
     decoder: object,
-    encoder: object,
+    /** A codec, or the master key: the relay then derives its encoder (the prefix is the salt). */
+    encoder: object | Uint8Array,
     pending: [prefix: Uint8Array | undefined, toClient: undefined, toDest: Uint8Array | undefined],
     idleMs: number,
     onClose: (reason: number, up: number, down: number, side: number) => void,

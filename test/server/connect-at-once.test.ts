@@ -102,6 +102,22 @@ describe('relayConnect at once', { skip: skipUnless(available, 'the native addon
     }
   });
 
+  it('the addon: a master key as the encoder needs the decoder’s key length and a salt as long', () => {
+    const addon = fns as unknown as { create(m: number, k: Uint8Array, enc: boolean): object };
+    const dec = addon.create(1, randomBytes(32), false);
+    for (const [key, salt] of [
+      [randomBytes(16), randomBytes(32)],
+      [randomBytes(32), randomBytes(16)],
+      [randomBytes(32), undefined],
+    ] as const) {
+      assert.throws(
+        () => fns!.relayConnect!(1, '127.0.0.1', echo.port, 1000, dec, key, [salt, undefined, undefined], 1000, () => {}),
+        TypeError,
+      );
+    }
+    assert.equal(fns!.relayLive(), 0);
+  });
+
   for (const atOnce of [true, false]) {
     const which = atOnce ? 'at once' : 'on the writable event (control)';
 

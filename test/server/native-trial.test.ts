@@ -1,9 +1,10 @@
 /**
  * The SIP004 key trial in one addon call (LADDER_NATIVE_TRIAL, on by default: aead.ts sip004Open,
  * native/stream_codec.cc): the key test and the matching key's decoder share one subkey
- * derivation. Every case runs with it and, as the control, with nativeTrial: false (the test,
- * then a new decoder): a wrong key, a replayed or reflected salt and a bad length must get the
- * same reaction and status on both, and a connection of the second key must relay the same.
+ * derivation; and the response encoder derived by the relay from the master key and salt
+ * (LADDER_NATIVE_ENCODER, relayConnect). Every case runs with each on and off (the controls: the
+ * test then a new decoder; a JS AeadEncoder): a wrong key, a replayed or reflected salt and a bad
+ * length must get the same reaction and status, and both keys must relay and answer the same.
  */
 import { createCipheriv, randomBytes } from 'node:crypto';
 import net from 'node:net';
@@ -14,7 +15,7 @@ import { deriveSubkey, evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.
 import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
 import { nativeAvailable } from '../../src/protocol/shadowsocks/native.js';
 import type { ConnectionClosedEvent } from '../../src/server/events.js';
-import { nativeTrialFromEnv } from '../../src/server/native-relay.js';
+import { nativeEncoderFromEnv, nativeTrialFromEnv } from '../../src/server/native-relay.js';
 import { ShadowsocksServer } from '../../src/server/server.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { startEcho, type TestServer } from '../helpers/net.js';
@@ -27,12 +28,13 @@ const KEY2 = { id: 'k2', method: 'aes-256-gcm', secret: 'native-trial-pw2' };
 const IDLE_MS = 400;
 const M = getAeadMethod('aes-256-gcm');
 
-async function startServer(trial: boolean) {
+async function startServer(trial: boolean, encoder: boolean) {
   const closed: ConnectionClosedEvent[] = [];
   const server = new ShadowsocksServer({
     keys: [KEY, KEY2],
     allowPrivateDestinations: true,
     nativeTrial: trial,
+    nativeEncoder: encoder,
     timeouts: { idleMs: IDLE_MS, connectMs: 2000 },
     logger: silentLogger,
     hooks: { onConnectionClosed: (e) => closed.push(e) },
@@ -72,16 +74,23 @@ describe('native key trial', { skip: skipUnless(nativeAvailable(), 'the native a
     await echo.close();
   });
 
-  it('LADDER_NATIVE_TRIAL: on by default, 0 turns it off', () => {
+  it('LADDER_NATIVE_TRIAL and LADDER_NATIVE_ENCODER: on by default, 0 turns them off', () => {
     assert.equal(nativeTrialFromEnv({}), true);
     assert.equal(nativeTrialFromEnv({ LADDER_NATIVE_TRIAL: '0' }), false);
+    assert.equal(nativeEncoderFromEnv({}), true);
+    assert.equal(nativeEncoderFromEnv({ LADDER_NATIVE_ENCODER: '0' }), false);
   });
 
-  for (const trial of [true, false]) {
-    const which = trial ? 'trial in the addon' : 'test then decoder (control)';
+  for (const [trial, encoder] of [
+    [true, true],
+    [false, true],
+    [true, false],
+    [false, false],
+  ] as const) {
+    const which = `${trial ? 'trial in the addon' : 'test then decoder (control)'}, ${encoder ? 'encoder derived by the relay' : 'JS encoder (control)'}`;
 
     it(`${which}: both keys relay; wrong key, replay, reflected salt and bad length get the uniform reaction`, async () => {
-      const r = await startServer(trial);
+      const r = await startServer(trial, encoder);
       try {
         const data = randomBytes(48);
         // The second key in trial order relays: the echo comes back under its key.
