@@ -9,13 +9,14 @@ import type { Clock, Timer } from '../shared/clock.js';
 import { socketFd } from '../transport/native-handoff.js';
 import { NativeStream } from '../transport/native-stream.js';
 import { relay, type RelayHandle } from '../transport/relay.js';
-import { connectSocket, DialError, dialWith, type ConnectOnce, type Lookup } from './destination.js';
+import { allowedAddresses, connectSocket, DialError, dialOptions, dialWith } from './destination.js';
+import type { ConnectOnce, Lookup } from './destination.js';
 import { isMuxCoolTarget, startInnerMux } from './inner-mux.js';
 import type { AuthEvent, ConnectionClosedEvent, ConnectionStatus } from './events.js';
 import { failureStatus, type ClientStream, type StreamInfo } from './connection-status.js';
 import { isIdentityGroup, type AnyKeyEntry, type Key2022Entry, type KeyEntry, type KeyRing } from './keys.js';
-import { handOff, nativeCloseStatus, nativeConnect, relayConnect } from './native-relay.js';
-import type { NativeRelay, RelayConnectOptions } from './native-relay.js';
+import { handOff, nativeCloseStatus, nativeConnect, relayConnect, relayConnectOnce } from './native-relay.js';
+import type { NativeRelay, RelayConnectOptions, RelayStart } from './native-relay.js';
 import type { ReplayState } from './replay-state.js';
 import { startUot, type UotAssociation } from './uot.js';
 import { streamCodec, type StreamCodec } from './stream-codec.js';
@@ -376,21 +377,14 @@ export class Connection {
     this.#socket.pause();
     const native = this.#nativeEligible();
     const inAddon = native && address.type !== 'domain' ? this.#relayConnect(native, initial) : undefined;
+    if (inAddon && this.#ctx.connectAtOnce === true) return this.#dialInAddon(inAddon, address);
     let target: Duplex | number | object;
     try {
-      const o = {
-        allowPrivate: this.#ctx.allowPrivateDestinations,
-        timeoutMs: this.#ctx.connectMs,
-        clock: this.#ctx.clock,
-        ...(this.#ctx.lookup ? { lookup: this.#ctx.lookup } : {}),
-      };
-      const connect = inAddon ?? (native ? nativeConnect(native) : (this.#connectOnce ?? connectSocket));
-      target = await dialWith<Duplex | number | object>(address, o, connect);
+      const viaAddon = inAddon ? relayConnectOnce(inAddon) : native && nativeConnect(native);
+      const connect = viaAddon || (this.#connectOnce ?? connectSocket);
+      target = await dialWith<Duplex | number | object>(address, dialOptions(this.#ctx), connect);
     } catch (err) {
-      return this.#dialFailed(
-        err instanceof DialError ? err.status : 'ERR_CONNECT',
-        (err as DialError).errno,
-      );
+      return this.#dialFailed(err);
     }
     if (this.#finalized || this.#phase !== 'connecting') {
       if (inAddon) native!.relayClose(target as object);
@@ -407,25 +401,37 @@ export class Connection {
    * The dial failed. Authenticated client, so no probing concern: tell it promptly with a FIN,
    * reading whatever it still sends so the close is not a RST.
    */
-  #dialFailed(status: ConnectionStatus, errno: string | undefined): void {
+  #dialFailed(err: unknown): void {
     if (this.#finalized || this.#phase !== 'connecting') return;
-    if (this.#status === undefined) [this.#status, this.#errno] = [status, errno];
+    const status = err instanceof DialError ? err.status : 'ERR_CONNECT';
+    if (this.#status === undefined) [this.#status, this.#errno] = [status, (err as DialError).errno];
     this.#phase = 'done';
     const s = this.#socket;
     s.resume();
     s.end(() => s.destroy());
   }
 
+  /** An IP the addon dials (relayConnect): no lookup and nothing to wait for, so no promise chain. */
+  #dialInAddon(start: RelayStart, address: SocksAddress): void {
+    try {
+      const [ip] = allowedAddresses([address.host], this.#ctx.allowPrivateDestinations);
+      this.#native = start(ip!, address.port, this.#ctx.connectMs);
+    } catch (err) {
+      return this.#dialFailed(err);
+    }
+    this.#nativeBase = [this.#bytesUp, this.#bytesDown];
+  }
+
   /** The dial and the relay start in the addon (native-relay.ts relayConnect): no JS at connect. */
-  #relayConnect(fns: NativeRelay, initial: Buffer): ConnectOnce<object> | undefined {
+  #relayConnect(fns: NativeRelay, initial: Buffer): RelayStart | undefined {
     const s = this.#socket;
     if (!(s instanceof NativeStream) || this.#ctx.nativeDial !== true) return undefined;
     return relayConnect(fns, s, this.key as KeyEntry, this.#decoder!, initial, this.#ctx, this.#onAddon);
   }
 
-  /** relayConnect's end: the connect failed (errno), or the relay ended. */
-  readonly #onAddon = (reason: number, up: number, down: number, errno?: string): void => {
-    if (errno !== undefined) return void ((this.#native = undefined), this.#dialFailed('ERR_CONNECT', errno));
+  /** relayConnect's end: the connect failed (`failed`), or the relay ended. */
+  readonly #onAddon = (reason: number, up: number, down: number, failed?: DialError): void => {
+    if (failed) return void ((this.#native = undefined), this.#dialFailed(failed));
     if (this.#phase === 'connecting') this.#phase = 'relay';
     this.#onNativeClose(reason, up, down);
   };
@@ -448,18 +454,8 @@ export class Connection {
     this.#socket.off('data', this.#onData);
     this.#socket.off('end', this.#onEnd);
     const client = this.#socket as Socket | NativeStream;
-    const ctx = this.#ctx;
-    const r = handOff(
-      fns,
-      client,
-      targetFd,
-      this.key as KeyEntry,
-      this.#decoder!,
-      initial,
-      ctx.idleMs,
-      ctx.replay.serverSalts,
-      this.#onNativeClose,
-    );
+    const [k, dec] = [this.key as KeyEntry, this.#decoder!];
+    const r = handOff(fns, client, targetFd, k, dec, initial, this.#ctx, this.#onNativeClose);
     this.#bytesUp += r.early;
     if (r.status) this.#status ??= r.status;
     this.#nativeBase = [this.#bytesUp, this.#bytesDown];

@@ -87,6 +87,12 @@ function errnoName(errno: unknown): string {
   }
 }
 
+/** The DialError of a connect the addon saw fail with `errno`. */
+function connectFailed(errno: unknown): DialError {
+  const code = errnoName(errno);
+  return new DialError('ERR_CONNECT', `connect failed: ${code}`, code);
+}
+
 /**
  * dialWith's connect for the native relay: a non-blocking connect in the addon that yields the
  * bare descriptor (never a net.Socket), with connectOnce's time budget and DialErrors.
@@ -105,8 +111,7 @@ export function nativeConnect(fns: NativeRelay): ConnectOnce<number> {
       timer.unref?.();
       const failed = (errno: unknown): void => {
         clock.clearTimeout(timer);
-        const code = errnoName(errno);
-        reject(new DialError('ERR_CONNECT', `connect failed: ${code}`, code));
+        reject(connectFailed(errno));
       };
       try {
         handle = fns.tcpConnect(ip, port, (fd, errno) => {
@@ -121,12 +126,13 @@ export function nativeConnect(fns: NativeRelay): ConnectOnce<number> {
 }
 
 /**
- * dialWith's connect for an authenticated SIP004 connection the addon accepted (`client`, paused):
- * the addon connects and then starts the relay itself (relayConnect), so the connect's completion
- * needs no JS; the promise resolves at once with the relay handle. Undefined in an older build.
- * A connect refused at once rejects with a DialError as nativeConnect's does; one that fails or
- * runs out of time later comes to onClose with its errno name (the client is the caller's again);
- * otherwise onClose(reason, up, down) when the relay ends (the client stream destroyed).
+ * The dial and relay start of an authenticated SIP004 connection the addon accepted (`client`,
+ * paused), for an IP destination: start(ip, port, budgetMs) has the addon connect and then start
+ * the relay itself (relayConnect), so the connect's completion needs no JS; it returns the relay
+ * handle at once. Undefined in an older build. A connect refused at once throws a DialError as
+ * nativeConnect's rejection does; one that fails or runs out of time later comes to onClose with
+ * its DialError (the client is the caller's again); otherwise onClose(reason, up, down) when the
+ * relay ends (the client stream destroyed).
  */
 export function relayConnect(
   fns: NativeRelay,
@@ -135,13 +141,13 @@ export function relayConnect(
   dec: AeadDecoder,
   initial: Buffer,
   ctx: RelayConnectOptions,
-  onClose: (reason: number, up: number, down: number, errno?: string) => void,
-): ConnectOnce<object> | undefined {
+  onClose: (reason: number, up: number, down: number, failed?: DialError) => void,
+): RelayStart | undefined {
   const { idleMs, replay } = ctx;
   const atOnce = ctx.connectAtOnce === true;
   const start = fns.relayConnect?.bind(fns);
   if (!start) return undefined;
-  return (ip: string, port: number, deadline: number, clock: Clock) => {
+  return (ip: string, port: number, budgetMs: number) => {
     // The response salt from the shared pool; the relay derives its encoder from the master key
     // and that salt (no JS codec) unless LADDER_NATIVE_ENCODER=0.
     const encoder = ctx.nativeEncoder === true ? undefined : new AeadEncoder(k.method, k.masterKey);
@@ -152,24 +158,37 @@ export function relayConnect(
         client.id,
         ip,
         port,
-        Math.max(1, Math.ceil(deadline - clock.now())),
+        Math.max(1, Math.ceil(budgetMs)),
         dec.nativeCodec!,
         encoder ? encoder.nativeCodec! : k.masterKey,
         [salt, undefined, initial.length > 0 ? initial : undefined],
         Math.max(1, Math.ceil(idleMs)),
         (reason, up, down, errno) => {
-          if (NATIVE_RELAY_REASON[reason] === 'connect') return onClose(reason, 0, 0, errnoName(errno));
+          if (NATIVE_RELAY_REASON[reason] === 'connect') return onClose(reason, 0, 0, connectFailed(errno));
           client.destroy(); // its descriptor went to the relay (or the id is closed now): only 'close'
           onClose(reason, up, down);
         },
         atOnce,
       );
     } catch (err) {
-      const code = errnoName((err as { errno?: unknown }).errno);
-      return Promise.reject(new DialError('ERR_CONNECT', `connect failed: ${code}`, code));
+      throw connectFailed((err as { errno?: unknown }).errno);
     }
     replay.serverSalts.add(salt);
-    return Promise.resolve(relay);
+    return relay;
+  };
+}
+
+/** relayConnect's start: the relay handle, or a DialError thrown when the connect is refused at once. */
+export type RelayStart = (ip: string, port: number, budgetMs: number) => object;
+
+/** A RelayStart as dialWith's connect (the path with LADDER_CONNECT_AT_ONCE=0). */
+export function relayConnectOnce(start: RelayStart): ConnectOnce<object> {
+  return (ip, port, deadline, clock) => {
+    try {
+      return Promise.resolve(start(ip, port, deadline - clock.now()));
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
   };
 }
 
@@ -194,12 +213,12 @@ export function handOff(
   k: KeyEntry,
   dec: AeadDecoder,
   initial: Buffer,
-  idleMs: number,
-  serverSalts: SaltFilter,
+  ctx: RelayConnectOptions,
   onClose: (reason: number, up: number, down: number) => void,
 ): HandOff {
+  const { idleMs, replay } = ctx;
   const encoder = new AeadEncoder(k.method, k.masterKey); // its salt comes from the shared pool (random-pool.ts)
-  serverSalts.add(encoder.salt);
+  replay.serverSalts.add(encoder.salt);
   // Bytes Node read from a net.Socket (still wire bytes) before the hand-off; a NativeStream
   // reads nothing while paused, so it has none.
   let toDest = initial;
