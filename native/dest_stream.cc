@@ -40,6 +40,7 @@
 
 #include "exports.h"
 #include "napi_args.h"
+#include "tcp_parts.h"
 #include "thread_poll.h"
 
 namespace ladder {
@@ -255,15 +256,6 @@ Dest* DestArg(const Args& a, const char* usage, bool* ok) {
     return nullptr;
   }
   return Lookup(ThreadOf(a.env()), id);
-}
-
-// Whether fd's connection is established (TCP_INFO's state; false when unknown).
-bool Established(int fd) {
-  tcp_info info;
-  socklen_t len = sizeof(info);
-  memset(&info, 0, sizeof(info));
-  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 || len < 1) return false;
-  return info.tcpi_state == TCP_ESTABLISHED;
 }
 
 napi_value ConnectError(napi_env env, int e) {

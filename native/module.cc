@@ -8,7 +8,7 @@
 //
 // The parts, each with its JS surface documented at its top:
 //   common.cc        the cipher table; available(method) -> boolean; tuneHeap(trim, mmap)
-//   stream_codec.cc  create, createSession, encode, decode, decodeInPlace, seal, sealInto, open
+//   stream_codec.cc  create, createSession, encode, decode, decodeInPlace, seal, sealInto, open, sip004Open
 //   oneshot.cc       hkdfSha1, sealParts, openAt, udpSeal, udpOpen
 //   udp_sockets.cc   sendTo; sockShared, sockCreate, sockPort, sockSend, sockSendTo, sockClose
 //   udp_fastpath.cc  sockRelay, sockRelayTake, sockPolicy, sockSaltAdd, sockRoute, sockUnroute,
@@ -50,6 +50,7 @@ napi_value Init(napi_env env, napi_value exports) {
       LADDER_EXPORT("encode", Encode),
       LADDER_EXPORT("decode", Decode),
       LADDER_EXPORT("decodeInPlace", DecodeInPlace),
+      LADDER_EXPORT("sip004Open", Sip004Open),
       LADDER_EXPORT("createSession", CreateSession),
       LADDER_EXPORT("seal", Seal),
       LADDER_EXPORT("sealInto", SealInto),

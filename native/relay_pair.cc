@@ -32,7 +32,7 @@
 //       (a Uint8Array), or [decoder, plaintext | undefined] to decode in C++ from then on; a
 //       throw ends the relay as reason 4. One call per connection when the client's first read
 //       holds the salt and a whole chunk.
-//   relayConnect(connId, ip, port, connectMs, decoder, encoder, pending, idleMs, onClose) -> relay
+//   relayConnect(connId, ip, port, connectMs, decoder, encoder, pending, idleMs, onClose, atOnce?) -> relay
 //       The server's dial and relay start in one (src/server/native-relay.ts): connects to ip:port
 //       (a literal) and, once connected, takes the client's socket from the native accept
 //       (connId, tcp_accept.cc; JS keeps it paused meanwhile) and relays as relayPair with
@@ -41,7 +41,11 @@
 //       connectMs/4 late, 10 ms..1 s), onClose(6, 0, 0, -errno) (-ETIMEDOUT for the budget) and
 //       the client's connection stays JS's, as after a failed tcpConnect. relayClose while
 //       connecting closes the destination's socket only (reason 3). Throws (err.errno) when the
-//       connect is refused at once.
+//       connect is refused at once. encoder may be the master key (a Uint8Array) instead of a
+//       codec: the relay then derives its encoder (the decoder's method, keyed with
+//       HKDF-SHA1(masterKey, prefix): the prefix is the response salt) and owns it. atOnce: when connect(2) returns with the connection
+//       established (TCP_INFO; on loopback the kernel runs the handshake inside the call), the
+//       relay starts inside this call (the first bytes are sent), with no wake-up for EPOLLOUT.
 //   relayClose(relay)            closes both sockets now (reason 3, onClose called before it
 //                                returns); nothing when already closed
 //   relayCounts(relay, out)      out (Float64Array, length >= 2) = [up, down] so far
@@ -150,6 +154,7 @@ struct Relay {
   napi_ref codec_refs[2] = {nullptr, nullptr};
   Codec* dec = nullptr;
   Codec* enc = nullptr;
+  bool enc_owned = false;  // relayConnect derived the encoder itself (no JS codec): freed here
   napi_ref first = nullptr;  // onFirst, until it hands over the decoder
   int err_side = -1;
   Out prefix;
@@ -217,6 +222,11 @@ bool Stop(Relay* r) {
 }
 
 void ReleaseRefs(Relay* r) {
+  if (r->enc_owned) {
+    CodecFree(r->enc);
+    r->enc = nullptr;
+    r->enc_owned = false;
+  }
   for (napi_ref& ref : r->codec_refs) {
     if (ref != nullptr) napi_delete_reference(r->env, ref);
     ref = nullptr;
@@ -553,7 +563,7 @@ napi_value Undo(napi_env env, Relay* r, const char* msg, bool is_type) {
 // A relay (not running) with the codecs at arguments dec_i and dec_i + 1, the pending bytes at
 // pending_i, onClose at cb_i and, when first_i > 0 holds a function, onFirst; nullptr after
 // throwing. The caller sets the sockets.
-Relay* NewRelay(const Args& a, size_t dec_i, size_t pending_i, size_t cb_i, size_t first_i) {
+Relay* NewRelay(const Args& a, size_t dec_i, size_t pending_i, size_t cb_i, size_t first_i, bool derive = false) {
   napi_env env = a.env();
   const uint8_t* bytes[3];
   size_t lens[3];
@@ -576,7 +586,21 @@ Relay* NewRelay(const Args& a, size_t dec_i, size_t pending_i, size_t cb_i, size
   r->env = env;
   r->loop = l;
   const bool with_first = first_i > 0 && a.Has(first_i) && a.Function(first_i);
-  if (!CodecArg(a, dec_i, 0, &r->dec, &r->codec_refs[0]) || !CodecArg(a, dec_i + 1, 1, &r->enc, &r->codec_refs[1]) ||
+  // derive: the encoder argument may be the master key instead, the prefix its salt.
+  const uint8_t* master = nullptr;
+  size_t master_len = 0;
+  bool is_key = false;
+  if (derive && napi_is_typedarray(env, a[dec_i + 1], &is_key) == napi_ok && is_key &&
+      a.Bytes(dec_i + 1, &master, &master_len, "encoder")) {
+    if (lens[0] != master_len || !CodecArg(a, dec_i, 0, &r->dec, &r->codec_refs[0]) || r->dec == nullptr ||
+        (r->enc = CodecDerived(CodecMethod(r->dec), master, master_len, bytes[0], lens[0])) == nullptr) {
+      Undo(env, r, "relayConnect: a decoder and a master key of its method with the salt as prefix", true);
+      return nullptr;
+    }
+    r->enc_owned = true;
+  }
+  if ((!r->enc_owned && !CodecArg(a, dec_i, 0, &r->dec, &r->codec_refs[0])) ||
+      (!r->enc_owned && !CodecArg(a, dec_i + 1, 1, &r->enc, &r->codec_refs[1])) ||
       (with_first ? r->dec != nullptr || r->enc == nullptr : (r->dec == nullptr) != (r->enc == nullptr))) {
     Undo(env, r,
          "relayPair: decoder and encoder must be a working decoder and encoder, or both null (with onFirst: a null "
@@ -631,6 +655,8 @@ napi_value Run(napi_env env, Relay* r, uint64_t idle_ms, uint64_t scan_ms) {
   return ext;
 }
 
+bool Relaying(Relay* r);
+
 // The destination's connect of a relayConnect completed (or failed): take the client from the
 // native accept and relay, or end with kConnect.
 void Connected(Relay* r) {
@@ -642,13 +668,21 @@ void Connected(Relay* r) {
     r->connect_err = -err;
     return Finish(r, kConnect, false);
   }
+  if (!Relaying(r)) Finish(r, Err(r, 0), false);  // the client's connection is gone
+}
+
+// The destination is connected: take the client from the native accept and relay (the
+// destination's interest changes from EPOLLOUT, or none, to what the relay wants). False when
+// the client's socket cannot be taken or polled (r->s[0].fd holds it if it was taken).
+bool Relaying(Relay* r) {
   const int fd = AcceptTake(r->env, r->client_id);
-  if (fd < 0) return Finish(r, Err(r, 0), false);  // the client's connection is gone
-  r->connecting = false;
+  if (fd < 0) return false;
   r->s[0].fd = fd;
-  if (!PollStart(r->env, &r->s[0].watch, fd, 0, OnPoll<0>, r)) return Finish(r, Err(r, 0), false);
+  if (!PollStart(r->env, &r->s[0].watch, fd, 0, OnPoll<0>, r)) return false;
+  r->connecting = false;
   r->last = uv_now(r->loop->uv);
-  Begin(r);  // the destination's interest changes from EPOLLOUT to what the relay wants
+  Begin(r);
+  return true;
 }
 
 }  // namespace
@@ -703,7 +737,7 @@ napi_value RelayPair(napi_env env, napi_callback_info info) {
 napi_value RelayConnect(napi_env env, napi_callback_info info) {
   const char* usage =
       "relayConnect(connId, ip, port 1..65535, connectMs, decoder, encoder, [prefix, toClient, toDest], idleMs, "
-      "onClose)";
+      "onClose, atOnce?)";
   Args a(env, info);
   int64_t id = -1, connect_ms = 0, idle = 0;
   int32_t port = 0;
@@ -715,7 +749,7 @@ napi_value RelayConnect(napi_env env, napi_callback_info info) {
     Throw(env, usage);
     return nullptr;
   }
-  Relay* r = NewRelay(a, 4, 6, 8, 0);
+  Relay* r = NewRelay(a, 4, 6, 8, 0, true);
   if (r == nullptr) return nullptr;
   if (r->dec == nullptr) return Undo(env, r, "relayConnect: needs a decoder and an encoder", true);
   int e = 0;
@@ -732,7 +766,11 @@ napi_value RelayConnect(napi_env env, napi_callback_info info) {
     }
     return nullptr;
   }
-  if (!PollStart(env, &r->s[1].watch, r->s[1].fd, EPOLLOUT, OnPoll<1>, r)) {
+  // A connect the kernel completed inside connect(2) (loopback) needs no writable event.
+  bool at_once = false;
+  if (a.Has(9) && !a.Undefined(9) && !a.Boolean(9, &at_once)) return Undo(env, r, usage, true);
+  at_once = at_once && Established(r->s[1].fd);
+  if (!PollStart(env, &r->s[1].watch, r->s[1].fd, at_once ? 0 : EPOLLOUT, OnPoll<1>, r)) {
     return Undo(env, r, "relayConnect: cannot poll the socket", false);
   }
   r->connecting = true;
@@ -740,6 +778,9 @@ napi_value RelayConnect(napi_env env, napi_callback_info info) {
   const uint64_t budget = static_cast<uint64_t>(connect_ms);
   napi_value ext = Run(env, r, static_cast<uint64_t>(idle), budget < static_cast<uint64_t>(idle) ? budget : idle);
   r->connect_deadline = r->last + budget;
+  // Relay now, with no JS call (Begin only writes and polls). If the client cannot be taken,
+  // wait for the writable event as a later connect would: Connected then ends it.
+  if (ext != nullptr && at_once && !Relaying(r)) PollSet(&r->s[1].watch, EPOLLOUT);
   return ext;
 }
 

@@ -28,6 +28,8 @@
 //       failed for good. info (Int32Array, length >= 4) receives after every call:
 //       [0] bytes buffered in the codec, [1] size of the element being read (18, or len + 16),
 //       [2] state (0 reading a length, 1 reading a payload), [3] the bad length for error 2.
+//   sip004Open(method, masterKey, head, info) -> codec | 0 | 2
+//       the server's key trial and decoder in one (see Sip004Open): one HKDF per connection
 //   createSession(method, key) -> codec        for single operations in either direction
 //   seal(codec, plain) -> Buffer                ciphertext || tag with the next nonce
 //   sealInto(codec, plain, out, offset) -> n    the same written into out at offset
@@ -41,6 +43,7 @@
 #include "common.h"
 #include "exports.h"
 #include "napi_args.h"
+#include "oneshot.h"
 #include "stream_codec.h"
 
 namespace ladder {
@@ -73,6 +76,7 @@ constexpr int kSession = 2;  // Codec::enc for a codec that may seal and open
 // Declared in stream_codec.h (other parts hold pointers to it); defined here only.
 struct Codec {
   EVP_CIPHER_CTX* ctx = nullptr;
+  int method = -1;  // 0..3, as create() takes it
   int enc = 0;  // 1 encoder, 0 decoder, kSession either
   uint8_t nonce[kNonce] = {0};
   bool failed = false;
@@ -160,6 +164,8 @@ bool GetCodec(const Args& a, size_t i, Codec** out, int enc, bool allow_session 
   return true;
 }
 
+napi_value NewCodec(napi_env env, int32_t m, const uint8_t* key, size_t key_len, int mode, Codec** out);
+
 // A codec for method a[0] and key a[1]; mode 1 encoder, 0 decoder, kSession both.
 napi_value MakeCodec(const Args& a, int mode) {
   napi_env env = a.env();
@@ -171,20 +177,27 @@ napi_value MakeCodec(const Args& a, int mode) {
     return nullptr;
   }
   if (!a.Bytes(1, &key, &key_len, "key must be a Uint8Array")) return nullptr;
-  const EVP_CIPHER* cipher = CipherOf(m);
+  Codec* ignored = nullptr;
+  return NewCodec(env, m, key, key_len, mode, &ignored);
+}
+
+// A codec of method m keyed with key (not a JS value yet). nullptr with *why set on failure.
+Codec* AllocCodec(int32_t m, const uint8_t* key, size_t key_len, int mode, const char** why) {
+  const EVP_CIPHER* cipher = m >= 0 && m < kMethods ? CipherOf(m) : nullptr;
   if (cipher == nullptr) {
-    Throw(env, "cipher not available in this OpenSSL");
+    *why = "cipher not available in this OpenSSL";
     return nullptr;
   }
   if (key_len != static_cast<size_t>(EVP_CIPHER_get_key_length(cipher))) {
-    Throw(env, "key has the wrong length for this method");
+    *why = "key has the wrong length for this method";
     return nullptr;
   }
   Codec* c = new (std::nothrow) Codec();
   if (c == nullptr) {
-    napi_throw_error(env, "ERR_LADDER_AEAD", "out of memory");
+    *why = "out of memory";
     return nullptr;
   }
+  c->method = m;
   c->enc = mode;
   const int init_enc = mode == 0 ? 0 : 1;  // every operation sets its direction again anyway
   c->ctx = EVP_CIPHER_CTX_new();
@@ -192,7 +205,20 @@ napi_value MakeCodec(const Args& a, int mode) {
       EVP_CIPHER_CTX_ctrl(c->ctx, EVP_CTRL_AEAD_SET_IVLEN, static_cast<int>(kNonce), nullptr) != 1 ||
       EVP_CipherInit_ex(c->ctx, nullptr, nullptr, key, nullptr, init_enc) != 1) {
     FreeCodec(c);
-    napi_throw_error(env, "ERR_LADDER_AEAD", "EVP cipher set-up failed");
+    *why = "EVP cipher set-up failed";
+    return nullptr;
+  }
+  return c;
+}
+
+// A codec of method m (0..3) keyed with key; *out is the codec behind the returned value, which
+// owns it. nullptr after throwing.
+napi_value NewCodec(napi_env env, int32_t m, const uint8_t* key, size_t key_len, int mode, Codec** out) {
+  const char* why = nullptr;
+  Codec* c = AllocCodec(m, key, key_len, mode, &why);
+  if (c == nullptr) {
+    if (why[0] == 'k' || why[0] == 'c') Throw(env, why);  // the key or the method: a TypeError, as before
+    else napi_throw_error(env, "ERR_LADDER_AEAD", why);
     return nullptr;
   }
   napi_value ext;
@@ -205,6 +231,7 @@ napi_value MakeCodec(const Args& a, int mode) {
   napi_type_tag_object(env, ext, &kCodecTag);
   int64_t ignored;
   if (napi_adjust_external_memory(env, kCodecExternal, &ignored) == napi_ok) c->external = kCodecExternal;
+  *out = c;
   return ext;
 }
 
@@ -371,6 +398,58 @@ napi_value CreateSession(napi_env env, napi_callback_info info) {
   const Args a(env, info);
   if (!a.Need(2, "createSession(method, key)")) return nullptr;
   return MakeCodec(a, kSession);
+}
+
+// sip004Open(method, masterKey, head, info) -> codec | 0 | 2
+// The server's SIP004 key trial and its decoder in one call: head is the salt (as long as the
+// key) and the sealed length chunk (18 bytes) a connection began with. The subkey is derived once
+// (HKDF-SHA1), the length chunk opened with it; 0 when it does not authenticate (another key's
+// connection, or garbage), 2 when it does but the length is outside 1..0x3FFF (info[3] holds
+// it), else a decoder codec keyed with that subkey that has read the length chunk (info as after
+// decode: [0, length + 16, 1, 0]), the same state decode(create(...), head minus salt) leaves.
+napi_value Sip004Open(napi_env env, napi_callback_info info) {
+  const Args a(env, info);
+  int m = -1;
+  EVP_CIPHER_CTX* ctx = nullptr;
+  size_t key_len = 0, master_len = 0, hn = 0;
+  const uint8_t *master = nullptr, *head = nullptr;
+  int32_t* out_info = nullptr;
+  if (!a.Need(4, "sip004Open(method, masterKey, head, info)") ||
+      !GetMethodAndMasterKey(a, 0, &m, &ctx, &key_len, &master, &master_len) ||
+      !a.Bytes(2, &head, &hn, "head must be a Uint8Array") ||
+      !a.Int32Array(3, 4, &out_info, "info must be an Int32Array of length >= 4")) {
+    return nullptr;
+  }
+  if (master_len != key_len || key_len > kMaxSubkey || hn < key_len + kLenChunk) {
+    Throw(env, "sip004Open: masterKey has the wrong length, or head is shorter than salt + 18 bytes");
+    return nullptr;
+  }
+  uint8_t subkey[kMaxSubkey];
+  uint8_t len[2];
+  // The salt is as long as the key for every SIP004 method.
+  if (!HkdfSha1(master, master_len, head, key_len, subkey, key_len) ||
+      !OpenTagged(ctx, subkey, kZeroNonce, head + key_len, 2, len)) {
+    OPENSSL_cleanse(subkey, sizeof(subkey));
+    return Number(env, 0);
+  }
+  const size_t l = (static_cast<size_t>(len[0]) << 8) | len[1];
+  if (l < 1 || l > kMaxPayload) {
+    OPENSSL_cleanse(subkey, sizeof(subkey));
+    out_info[3] = static_cast<int32_t>(l);
+    return Number(env, kErrPayloadSize);
+  }
+  Codec* c = nullptr;
+  napi_value ext = NewCodec(env, m, subkey, key_len, 0, &c);
+  OPENSSL_cleanse(subkey, sizeof(subkey));
+  if (ext == nullptr) return nullptr;
+  int32_t bad_len = 0;
+  if (OpenLength(c, head + key_len, &bad_len) != kOk) {  // it opened above: cannot happen
+    c->failed = true;
+    napi_throw_error(env, "ERR_LADDER_AEAD", "internal state error");
+    return nullptr;
+  }
+  WriteInfo(c, out_info, 0);
+  return ext;
 }
 
 napi_value Encode(napi_env env, napi_callback_info info) {
@@ -670,6 +749,21 @@ Codec* CodecOf(napi_env env, napi_value v, int enc) {
   Codec* c = static_cast<Codec*>(p);
   return c->enc == enc ? c : nullptr;
 }
+
+Codec* CodecDerived(int method, const uint8_t* master, size_t master_len, const uint8_t* salt, size_t salt_len) {
+  uint8_t subkey[kMaxSubkey];
+  if (master_len == 0 || master_len > kMaxSubkey || !HkdfSha1(master, master_len, salt, salt_len, subkey, master_len)) {
+    return nullptr;
+  }
+  const char* why = nullptr;
+  Codec* c = AllocCodec(method, subkey, master_len, 1, &why);
+  OPENSSL_cleanse(subkey, sizeof(subkey));
+  return c;
+}
+
+void CodecFree(Codec* c) { FreeCodec(c); }
+
+int CodecMethod(const Codec* c) { return c->method; }
 
 bool CodecFailed(const Codec* c) { return c->failed; }
 

@@ -13,6 +13,12 @@ struct Codec;
 // other value, or a codec of the other direction.
 Codec* CodecOf(napi_env env, napi_value v, int enc);
 bool CodecFailed(const Codec* c);
+// A SIP004 encoder of method (0..3) keyed with HKDF-SHA1(master, salt), owned by the caller (not
+// a JS value): free it with CodecFree. nullptr when the method or key does not fit.
+Codec* CodecDerived(int method, const uint8_t* master, size_t master_len, const uint8_t* salt, size_t salt_len);
+void CodecFree(Codec* c);
+// The method (0..3) a codec was made for.
+int CodecMethod(const Codec* c);
 // The largest element (sealed length or sealed payload) the decoder reads.
 size_t CodecMaxElement(const Codec* c);
 // What encode(codec, data) writes for n bytes, without a prefix.

@@ -107,6 +107,14 @@ void OnWritable(void* target, uint32_t /*events*/) {
 
 }  // namespace
 
+bool Established(int fd) {
+  tcp_info info;
+  socklen_t len = sizeof(info);
+  memset(&info, 0, sizeof(info));
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 || len < 1) return false;
+  return info.tcpi_state == TCP_ESTABLISHED;
+}
+
 int TcpConnectStart(const char* ip, int32_t port, int* err) {
   sockaddr_storage ss;
   memset(&ss, 0, sizeof(ss));

@@ -15,6 +15,11 @@ namespace ladder {
 // not an IPv4 or IPv6 literal (or the port not 1..65535).
 int TcpConnectStart(const char* ip, int32_t port, int* err);
 
+// tcp_connect.cc: whether fd's connection is established (TCP_INFO's state; false when unknown).
+// A loopback connect usually is when a non-blocking connect(2) returns (EINPROGRESS and all):
+// the kernel ran the handshake inside the call.
+bool Established(int fd);
+
 // tcp_accept.cc: connRelease in C++: stops reading connection `id` (accepted on this thread) and
 // gives its socket to the caller; -1 when the id is not live.
 int AcceptTake(napi_env env, int64_t id);

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { isProtocolError } from '../protocol/errors.js';
-import { AeadDecoder, sip004HeadMatches } from '../protocol/shadowsocks/aead.js';
+import { AeadDecoder, sip004HeadMatches, sip004Open } from '../protocol/shadowsocks/aead.js';
 import { Aead2022RequestDecoder } from '../protocol/shadowsocks/aead2022.js';
 import { decodeAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import { uotVersion, type UotVersion } from '../protocol/uot.js';
@@ -9,12 +9,14 @@ import type { Clock, Timer } from '../shared/clock.js';
 import { socketFd } from '../transport/native-handoff.js';
 import { NativeStream } from '../transport/native-stream.js';
 import { relay, type RelayHandle } from '../transport/relay.js';
-import { connectSocket, DialError, dialWith, type ConnectOnce, type Lookup } from './destination.js';
+import { allowedAddresses, connectSocket, DialError, dialOptions, dialWith } from './destination.js';
+import type { ConnectOnce, Lookup } from './destination.js';
 import { isMuxCoolTarget, startInnerMux } from './inner-mux.js';
 import type { AuthEvent, ConnectionClosedEvent, ConnectionStatus } from './events.js';
 import { failureStatus, type ClientStream, type StreamInfo } from './connection-status.js';
 import { isIdentityGroup, type AnyKeyEntry, type Key2022Entry, type KeyEntry, type KeyRing } from './keys.js';
-import { handOff, nativeCloseStatus, nativeConnect, relayConnect, type NativeRelay } from './native-relay.js';
+import { handOff, nativeCloseStatus, nativeConnect, relayConnect, relayConnectOnce } from './native-relay.js';
+import type { NativeRelay, RelayConnectOptions, RelayStart } from './native-relay.js';
 import type { ReplayState } from './replay-state.js';
 import { startUot, type UotAssociation } from './uot.js';
 import { streamCodec, type StreamCodec } from './stream-codec.js';
@@ -22,7 +24,7 @@ import { streamCodec, type StreamCodec } from './stream-codec.js';
 export type { ClientStream, StreamInfo } from './connection-status.js';
 
 /** What a Connection needs from its server: policy, keys, replay filters, and where to report. */
-export interface ConnectionContext {
+export interface ConnectionContext extends RelayConnectOptions {
   readonly clock: Clock;
   /** Idle timeout in both phases (before relaying it is the only way a failed connection closes). */
   readonly idleMs: number;
@@ -38,6 +40,8 @@ export interface ConnectionContext {
   readonly nativeRelay?: NativeRelay | undefined;
   /** Dial IP destinations of natively accepted streams in the addon too (relayConnect). */
   readonly nativeDial?: boolean;
+  /** SIP004 key trial and decoder in one addon call (aead.ts sip004Open). */
+  readonly nativeTrial?: boolean;
   /** A key was found (`ip` is the StreamInfo address, '' when unknown). */
   authenticated(c: Connection, ip: string, e: AuthEvent): void;
   addUsage(keyId: string, up: number, down: number): void;
@@ -231,22 +235,30 @@ export class Connection {
         });
         return this.#try2022(dec, c.probeLength, buf, tried, c) || undefined;
       }
-      // A cheap test first (native: no decoder, no exception per wrong key); the decoder only
-      // for the key that matches, or for every key without the addon.
-      if (sip004HeadMatches(c.method, c.masterKey, buf.subarray(0, c.probeLength)) === false)
-        return undefined;
-      const dec = new AeadDecoder(c.method, c.masterKey);
-      let badLength = false;
-      try {
-        dec.push(buf.subarray(0, c.probeLength));
-      } catch (err) {
-        if (!isProtocolError(err) || err.code !== 'ERR_PAYLOAD_SIZE') return undefined; // wrong key
-        badLength = true; // the tag verified, so this is the key, but the length is invalid
-      }
-      this.#onKey(c, dec, buf, recent, badLength, tried);
+      const dec = this.#open004(c, buf.subarray(0, c.probeLength));
+      if (dec === undefined) return undefined;
+      this.#onKey(c, dec === 'bad-length' ? undefined : dec, buf, recent, tried);
       return true;
     });
     if (!decided && !waiting) this.#fail('ERR_CIPHER');
+  }
+
+  /** SIP004: the decoder if `c` is this connection's key ('bad-length': it is, the length is invalid). */
+  #open004(c: KeyEntry, head: Buffer): AeadDecoder | 'bad-length' | undefined {
+    // The addon's test and decoder in one (one subkey derivation), unless LADDER_NATIVE_TRIAL=0.
+    const opened = this.#ctx.nativeTrial === true ? sip004Open(c.method, c.masterKey, head) : undefined;
+    if (opened !== undefined) return opened === 'wrong-key' ? undefined : opened;
+    // A cheap test first (native: no decoder, no exception per wrong key); the decoder only
+    // for the key that matches, or for every key without the addon.
+    if (sip004HeadMatches(c.method, c.masterKey, head) === false) return undefined;
+    const dec = new AeadDecoder(c.method, c.masterKey);
+    try {
+      dec.push(head);
+    } catch (err) {
+      if (!isProtocolError(err) || err.code !== 'ERR_PAYLOAD_SIZE') return undefined; // wrong key
+      return 'bad-length'; // the tag verified, so this is the key, but the length is invalid
+    }
+    return dec;
   }
 
   /**
@@ -293,14 +305,8 @@ export class Connection {
     return true;
   }
 
-  #onKey(
-    k: KeyEntry,
-    dec: AeadDecoder,
-    buf: Buffer,
-    recent: boolean,
-    badLength: boolean,
-    tried: number,
-  ): void {
+  /** `k` authenticated the connection; `dec` is its decoder, undefined when the length was invalid. */
+  #onKey(k: KeyEntry, dec: AeadDecoder | undefined, buf: Buffer, recent: boolean, tried: number): void {
     const salt = buf.subarray(0, k.method.saltSize);
     const ctx = this.#ctx;
     if (ctx.replay.serverSalts.has(salt)) return this.#fail('ERR_REPLAY_SERVER');
@@ -314,7 +320,7 @@ export class Connection {
       recent,
       edition: 2017,
     });
-    if (badLength) return this.#fail('ERR_PAYLOAD_SIZE');
+    if (!dec) return this.#fail('ERR_PAYLOAD_SIZE');
     this.#head = [];
     this.#headLen = 0;
     this.#decoder = dec;
@@ -371,21 +377,14 @@ export class Connection {
     this.#socket.pause();
     const native = this.#nativeEligible();
     const inAddon = native && address.type !== 'domain' ? this.#relayConnect(native, initial) : undefined;
+    if (inAddon && this.#ctx.connectAtOnce === true) return this.#dialInAddon(inAddon, address);
     let target: Duplex | number | object;
     try {
-      const o = {
-        allowPrivate: this.#ctx.allowPrivateDestinations,
-        timeoutMs: this.#ctx.connectMs,
-        clock: this.#ctx.clock,
-        ...(this.#ctx.lookup ? { lookup: this.#ctx.lookup } : {}),
-      };
-      const connect = inAddon ?? (native ? nativeConnect(native) : (this.#connectOnce ?? connectSocket));
-      target = await dialWith<Duplex | number | object>(address, o, connect);
+      const viaAddon = inAddon ? relayConnectOnce(inAddon) : native && nativeConnect(native);
+      const connect = viaAddon || (this.#connectOnce ?? connectSocket);
+      target = await dialWith<Duplex | number | object>(address, dialOptions(this.#ctx), connect);
     } catch (err) {
-      return this.#dialFailed(
-        err instanceof DialError ? err.status : 'ERR_CONNECT',
-        (err as DialError).errno,
-      );
+      return this.#dialFailed(err);
     }
     if (this.#finalized || this.#phase !== 'connecting') {
       if (inAddon) native!.relayClose(target as object);
@@ -402,26 +401,37 @@ export class Connection {
    * The dial failed. Authenticated client, so no probing concern: tell it promptly with a FIN,
    * reading whatever it still sends so the close is not a RST.
    */
-  #dialFailed(status: ConnectionStatus, errno: string | undefined): void {
+  #dialFailed(err: unknown): void {
     if (this.#finalized || this.#phase !== 'connecting') return;
-    if (this.#status === undefined) [this.#status, this.#errno] = [status, errno];
+    const status = err instanceof DialError ? err.status : 'ERR_CONNECT';
+    if (this.#status === undefined) [this.#status, this.#errno] = [status, (err as DialError).errno];
     this.#phase = 'done';
     const s = this.#socket;
     s.resume();
     s.end(() => s.destroy());
   }
 
-  /** The dial and the relay start in the addon (native-relay.ts relayConnect): no JS at connect. */
-  #relayConnect(fns: NativeRelay, initial: Buffer): ConnectOnce<object> | undefined {
-    const s = this.#socket;
-    const { idleMs, replay } = this.#ctx;
-    if (!(s instanceof NativeStream) || this.#ctx.nativeDial !== true) return undefined;
-    return relayConnect(fns, s, this.key as KeyEntry, this.#decoder!, initial, idleMs, replay, this.#onAddon);
+  /** An IP the addon dials (relayConnect): no lookup and nothing to wait for, so no promise chain. */
+  #dialInAddon(start: RelayStart, address: SocksAddress): void {
+    try {
+      const [ip] = allowedAddresses([address.host], this.#ctx.allowPrivateDestinations);
+      this.#native = start(ip!, address.port, this.#ctx.connectMs);
+    } catch (err) {
+      return this.#dialFailed(err);
+    }
+    this.#nativeBase = [this.#bytesUp, this.#bytesDown];
   }
 
-  /** relayConnect's end: the connect failed (errno), or the relay ended. */
-  readonly #onAddon = (reason: number, up: number, down: number, errno?: string): void => {
-    if (errno !== undefined) return void ((this.#native = undefined), this.#dialFailed('ERR_CONNECT', errno));
+  /** The dial and the relay start in the addon (native-relay.ts relayConnect): no JS at connect. */
+  #relayConnect(fns: NativeRelay, initial: Buffer): RelayStart | undefined {
+    const s = this.#socket;
+    if (!(s instanceof NativeStream) || this.#ctx.nativeDial !== true) return undefined;
+    return relayConnect(fns, s, this.key as KeyEntry, this.#decoder!, initial, this.#ctx, this.#onAddon);
+  }
+
+  /** relayConnect's end: the connect failed (`failed`), or the relay ended. */
+  readonly #onAddon = (reason: number, up: number, down: number, failed?: DialError): void => {
+    if (failed) return void ((this.#native = undefined), this.#dialFailed(failed));
     if (this.#phase === 'connecting') this.#phase = 'relay';
     this.#onNativeClose(reason, up, down);
   };
@@ -444,18 +454,8 @@ export class Connection {
     this.#socket.off('data', this.#onData);
     this.#socket.off('end', this.#onEnd);
     const client = this.#socket as Socket | NativeStream;
-    const ctx = this.#ctx;
-    const r = handOff(
-      fns,
-      client,
-      targetFd,
-      this.key as KeyEntry,
-      this.#decoder!,
-      initial,
-      ctx.idleMs,
-      ctx.replay.serverSalts,
-      this.#onNativeClose,
-    );
+    const [k, dec] = [this.key as KeyEntry, this.#decoder!];
+    const r = handOff(fns, client, targetFd, k, dec, initial, this.#ctx, this.#onNativeClose);
     this.#bytesUp += r.early;
     if (r.status) this.#status ??= r.status;
     this.#nativeBase = [this.#bytesUp, this.#bytesDown];

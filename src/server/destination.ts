@@ -84,6 +84,29 @@ export interface DialOptions {
 /** dns.lookup with all addresses, in the resolver's order. */
 export const defaultLookup: Lookup = (host) => dns.promises.lookup(host, { all: true, verbatim: true });
 
+/** A server's dial policy (its connection context) as dialWith's options. */
+export function dialOptions(c: {
+  readonly allowPrivateDestinations: boolean;
+  readonly connectMs: number;
+  readonly clock: Clock;
+  readonly lookup: Lookup | undefined;
+}): DialOptions {
+  return {
+    allowPrivate: c.allowPrivateDestinations,
+    timeoutMs: c.connectMs,
+    clock: c.clock,
+    ...(c.lookup ? { lookup: c.lookup } : {}),
+  };
+}
+
+/** The addresses the private rule lets a dial use; throws ERR_FORBIDDEN when none is left. */
+export function allowedAddresses(candidates: string[], allowPrivate: boolean): string[] {
+  if (allowPrivate) return candidates;
+  const allowed = candidates.filter((ip) => !isPrivateAddress(ip));
+  if (allowed.length === 0) throw new DialError('ERR_FORBIDDEN', 'destination is a private address');
+  return allowed;
+}
+
 /** dialWith's connect through a net.Socket (dialDestination's). */
 export function connectSocket(ip: string, port: number, deadline: number, clock: Clock): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
@@ -141,10 +164,7 @@ export async function dialWith<T>(
   } else {
     candidates = [addr.host];
   }
-  if (!opts.allowPrivate) {
-    candidates = candidates.filter((ip) => !isPrivateAddress(ip));
-    if (candidates.length === 0) throw new DialError('ERR_FORBIDDEN', 'destination is a private address');
-  }
+  candidates = allowedAddresses(candidates, opts.allowPrivate);
   let last: unknown;
   for (const ip of candidates) {
     if (opts.clock.now() >= deadline) break;

@@ -5,7 +5,7 @@ import type { MuxTarget } from '../protocol/muxcool.js';
 import { MuxConnection } from '../transport/mux.js';
 import { relay } from '../transport/relay.js';
 import type { Clock } from '../shared/clock.js';
-import { DialError, dialDestination, type Lookup } from './destination.js';
+import { DialError, dialDestination, dialOptions, type Lookup } from './destination.js';
 import type { UotAssociation, UotStream } from './uot.js';
 
 /**
@@ -97,12 +97,7 @@ export function startInnerMux(initial: Buffer, io: UotStream, ctx: InnerMuxConte
   stream.once('close', () => carrier.destroy());
   if (initial.length > 0) carrier.push(initial);
 
-  const dialOpts = {
-    allowPrivate: ctx.allowPrivateDestinations,
-    timeoutMs: ctx.connectMs,
-    clock: ctx.clock,
-    ...(ctx.lookup ? { lookup: ctx.lookup } : {}),
-  };
+  const dialOpts = dialOptions(ctx);
   const onSession = (session: Duplex, target: MuxTarget): void => {
     session.on('error', () => {});
     session.pause();

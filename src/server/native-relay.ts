@@ -14,6 +14,7 @@
 import type { Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { AeadEncoder, type AeadDecoder } from '../protocol/shadowsocks/aead.js';
+import { poolRandomBytes } from '../protocol/shadowsocks/random-pool.js';
 import type { SaltFilter } from '../protocol/shadowsocks/replay.js';
 import type { Clock } from '../shared/clock.js';
 import { detach, socketFd, takeBuffered } from '../transport/native-handoff.js';
@@ -29,6 +30,37 @@ export type { NativeRelay } from '../transport/native-sockets.js';
 /** The addon's relay when `wanted` and available here (Linux, addon loaded and enabled). */
 export function serverNativeRelay(wanted: boolean): NativeRelay | undefined {
   return wanted ? nativeRelay() : undefined;
+}
+
+/** What relayConnect reads of the connection's context (connection.ts ConnectionContext). */
+export interface RelayConnectOptions {
+  readonly idleMs: number;
+  readonly replay: { serverSalts: SaltFilter };
+  /** Relay at once when connect(2) returned connected (connectAtOnceFromEnv). */
+  readonly connectAtOnce?: boolean;
+  /** The relay derives its encoder from the master key and salt (nativeEncoderFromEnv). */
+  readonly nativeEncoder?: boolean;
+}
+
+/**
+ * relayConnect starts the relay inside its call when connect(2) returned connected (loopback:
+ * no wake-up for the connect's completion) unless LADDER_CONNECT_AT_ONCE=0.
+ */
+export function connectAtOnceFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.LADDER_CONNECT_AT_ONCE !== '0';
+}
+
+/**
+ * relayConnect hands the addon the master key and the response salt, and the relay derives and
+ * owns its encoder (no JS codec object, no finalizer) unless LADDER_NATIVE_ENCODER=0.
+ */
+export function nativeEncoderFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.LADDER_NATIVE_ENCODER !== '0';
+}
+
+/** The SIP004 key trial and decoder in one addon call (aead.ts sip004Open) unless LADDER_NATIVE_TRIAL=0. */
+export function nativeTrialFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.LADDER_NATIVE_TRIAL !== '0';
 }
 
 /** The status a native relay's end gives the connection (undefined: closed normally). */
@@ -55,6 +87,12 @@ function errnoName(errno: unknown): string {
   }
 }
 
+/** The DialError of a connect the addon saw fail with `errno`. */
+function connectFailed(errno: unknown): DialError {
+  const code = errnoName(errno);
+  return new DialError('ERR_CONNECT', `connect failed: ${code}`, code);
+}
+
 /**
  * dialWith's connect for the native relay: a non-blocking connect in the addon that yields the
  * bare descriptor (never a net.Socket), with connectOnce's time budget and DialErrors.
@@ -73,8 +111,7 @@ export function nativeConnect(fns: NativeRelay): ConnectOnce<number> {
       timer.unref?.();
       const failed = (errno: unknown): void => {
         clock.clearTimeout(timer);
-        const code = errnoName(errno);
-        reject(new DialError('ERR_CONNECT', `connect failed: ${code}`, code));
+        reject(connectFailed(errno));
       };
       try {
         handle = fns.tcpConnect(ip, port, (fd, errno) => {
@@ -89,12 +126,13 @@ export function nativeConnect(fns: NativeRelay): ConnectOnce<number> {
 }
 
 /**
- * dialWith's connect for an authenticated SIP004 connection the addon accepted (`client`, paused):
- * the addon connects and then starts the relay itself (relayConnect), so the connect's completion
- * needs no JS; the promise resolves at once with the relay handle. Undefined in an older build.
- * A connect refused at once rejects with a DialError as nativeConnect's does; one that fails or
- * runs out of time later comes to onClose with its errno name (the client is the caller's again);
- * otherwise onClose(reason, up, down) when the relay ends (the client stream destroyed).
+ * The dial and relay start of an authenticated SIP004 connection the addon accepted (`client`,
+ * paused), for an IP destination: start(ip, port, budgetMs) has the addon connect and then start
+ * the relay itself (relayConnect), so the connect's completion needs no JS; it returns the relay
+ * handle at once. Undefined in an older build. A connect refused at once throws a DialError as
+ * nativeConnect's rejection does; one that fails or runs out of time later comes to onClose with
+ * its DialError (the client is the caller's again); otherwise onClose(reason, up, down) when the
+ * relay ends (the client stream destroyed).
  */
 export function relayConnect(
   fns: NativeRelay,
@@ -102,37 +140,55 @@ export function relayConnect(
   k: KeyEntry,
   dec: AeadDecoder,
   initial: Buffer,
-  idleMs: number,
-  replay: { serverSalts: SaltFilter },
-  onClose: (reason: number, up: number, down: number, errno?: string) => void,
-): ConnectOnce<object> | undefined {
+  ctx: RelayConnectOptions,
+  onClose: (reason: number, up: number, down: number, failed?: DialError) => void,
+): RelayStart | undefined {
+  const { idleMs, replay } = ctx;
+  const atOnce = ctx.connectAtOnce === true;
   const start = fns.relayConnect?.bind(fns);
   if (!start) return undefined;
-  return (ip: string, port: number, deadline: number, clock: Clock) => {
-    const encoder = new AeadEncoder(k.method, k.masterKey); // its salt comes from the shared pool
+  return (ip: string, port: number, budgetMs: number) => {
+    // The response salt from the shared pool; the relay derives its encoder from the master key
+    // and that salt (no JS codec) unless LADDER_NATIVE_ENCODER=0.
+    const encoder = ctx.nativeEncoder === true ? undefined : new AeadEncoder(k.method, k.masterKey);
+    const salt = encoder ? encoder.salt : poolRandomBytes(k.method.saltSize);
     let relay: object;
     try {
       relay = start(
         client.id,
         ip,
         port,
-        Math.max(1, Math.ceil(deadline - clock.now())),
+        Math.max(1, Math.ceil(budgetMs)),
         dec.nativeCodec!,
-        encoder.nativeCodec!,
-        [encoder.salt, undefined, initial.length > 0 ? initial : undefined],
+        encoder ? encoder.nativeCodec! : k.masterKey,
+        [salt, undefined, initial.length > 0 ? initial : undefined],
         Math.max(1, Math.ceil(idleMs)),
         (reason, up, down, errno) => {
-          if (NATIVE_RELAY_REASON[reason] === 'connect') return onClose(reason, 0, 0, errnoName(errno));
+          if (NATIVE_RELAY_REASON[reason] === 'connect') return onClose(reason, 0, 0, connectFailed(errno));
           client.destroy(); // its descriptor went to the relay (or the id is closed now): only 'close'
           onClose(reason, up, down);
         },
+        atOnce,
       );
     } catch (err) {
-      const code = errnoName((err as { errno?: unknown }).errno);
-      return Promise.reject(new DialError('ERR_CONNECT', `connect failed: ${code}`, code));
+      throw connectFailed((err as { errno?: unknown }).errno);
     }
-    replay.serverSalts.add(encoder.salt);
-    return Promise.resolve(relay);
+    replay.serverSalts.add(salt);
+    return relay;
+  };
+}
+
+/** relayConnect's start: the relay handle, or a DialError thrown when the connect is refused at once. */
+export type RelayStart = (ip: string, port: number, budgetMs: number) => object;
+
+/** A RelayStart as dialWith's connect (the path with LADDER_CONNECT_AT_ONCE=0). */
+export function relayConnectOnce(start: RelayStart): ConnectOnce<object> {
+  return (ip, port, deadline, clock) => {
+    try {
+      return Promise.resolve(start(ip, port, deadline - clock.now()));
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
   };
 }
 
@@ -157,12 +213,12 @@ export function handOff(
   k: KeyEntry,
   dec: AeadDecoder,
   initial: Buffer,
-  idleMs: number,
-  serverSalts: SaltFilter,
+  ctx: RelayConnectOptions,
   onClose: (reason: number, up: number, down: number) => void,
 ): HandOff {
+  const { idleMs, replay } = ctx;
   const encoder = new AeadEncoder(k.method, k.masterKey); // its salt comes from the shared pool (random-pool.ts)
-  serverSalts.add(encoder.salt);
+  replay.serverSalts.add(encoder.salt);
   // Bytes Node read from a net.Socket (still wire bytes) before the hand-off; a NativeStream
   // reads nothing while paused, so it has none.
   let toDest = initial;

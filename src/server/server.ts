@@ -21,7 +21,7 @@ import {
   type NativeListener,
   type NativeStream,
 } from '../transport/native-stream.js';
-import { serverNativeRelay } from './native-relay.js';
+import { connectAtOnceFromEnv, nativeEncoderFromEnv, nativeTrialFromEnv, serverNativeRelay } from './native-relay.js';
 import { RefusalLog } from './refusal-log.js';
 import { ReplayState, replayStateFile, type ReplayFilters, type ReplayStore } from './replay-state.js';
 import { UdpRelay, type AdoptedUdpSocket, type UdpRelayContext, type UdpRelayOptions } from './udp-relay.js';
@@ -106,6 +106,23 @@ export interface ServerOptions {
    * addon, so a short connection enters JS twice. Default on unless LADDER_NATIVE_HANDSHAKE=0.
    */
   nativeHandshake?: boolean;
+  /**
+   * Test a SIP004 key and build its decoder in one addon call (one subkey derivation per
+   * connection instead of two). Default on unless LADDER_NATIVE_TRIAL=0; without the addon (or
+   * with LADDER_NATIVE=0) the node:crypto test runs either way.
+   */
+  nativeTrial?: boolean;
+  /**
+   * With the native handshake: when the destination's connect(2) returns connected (loopback),
+   * relay at once rather than on its writable event (one wake-up and 4 system calls less per
+   * connection). Default on unless LADDER_CONNECT_AT_ONCE=0.
+   */
+  connectAtOnce?: boolean;
+  /**
+   * With the native handshake: the relay derives the response encoder from the key and salt in
+   * the addon (no JS codec per connection). Default on unless LADDER_NATIVE_ENCODER=0.
+   */
+  nativeEncoder?: boolean;
 }
 
 /**
@@ -180,6 +197,9 @@ export class ShadowsocksServer implements ServerControl {
       replay: this.#replay,
       nativeRelay: serverNativeRelay(clock === systemClock && (opts.nativeRelay ?? nativeRelayFromEnv())),
       nativeDial: this.#nativeHandshake,
+      nativeTrial: opts.nativeTrial ?? nativeTrialFromEnv(),
+      connectAtOnce: opts.connectAtOnce ?? connectAtOnceFromEnv(),
+      nativeEncoder: opts.nativeEncoder ?? nativeEncoderFromEnv(),
       authenticated: (c, ip, e) => this.#authenticated(c, ip, e),
       addUsage: (keyId, up, down) => this.#usage.add(keyId, up, down),
       closed: (c, e) => this.#closed(c, e),

@@ -128,10 +128,13 @@ export interface NativeRelay {
     port: number,
     connectMs: number,
     decoder: object,
-    encoder: object,
+    /** A codec, or the master key: the relay then derives its encoder (the prefix is the salt). */
+    encoder: object | Uint8Array,
     pending: [prefix: Uint8Array | undefined, toClient: undefined, toDest: Uint8Array | undefined],
     idleMs: number,
     onClose: (reason: number, up: number, down: number, side: number) => void,
+    /** Start relaying inside the call when connect(2) returned connected (loopback). */
+    atOnce?: boolean,
   ): object;
   relayClose(relay: object): void;
   relayCounts(relay: object, out: Float64Array): void;

@@ -3,6 +3,8 @@ import { ByteQueue } from './byte-queue.js';
 import { poolRandomBytes } from './random-pool.js';
 import {
   cipher,
+  SIP004_BAD_LENGTH,
+  SIP004_WRONG_KEY,
   type ChunkDecoder,
   type ChunkEncoder,
   type CipherBackend,
@@ -97,10 +99,12 @@ export class AeadDecoder {
   #salt: Buffer | undefined;
   #failed = false;
 
-  constructor(method: AeadMethod, masterKey: Uint8Array) {
+  /** `opened`: the peer's salt and a chunk decoder already keyed for it (sip004Open). */
+  constructor(method: AeadMethod, masterKey: Uint8Array, opened?: { salt: Buffer; chunks: ChunkDecoder }) {
     this.#method = method;
     this.#masterKey = masterKey;
     this.#cipher = cipher();
+    if (opened) [this.#salt, this.#chunks] = [opened.salt, opened.chunks];
   }
 
   /** The peer's salt, once received. */
@@ -177,6 +181,28 @@ export class AeadDecoder {
     const c = this.#chunks;
     return c ? c.elementSize - c.buffered : this.#method.saltSize - this.#saltQueue.length;
   }
+}
+
+/**
+ * The server's trial of one SIP004 key and, when it is the key, its decoder, deriving the subkey
+ * once (sip004HeadMatches then a new decoder derive it twice): `head` is exactly salt + sealed
+ * length chunk. The decoder has read `head` (push the bytes after it); 'wrong-key' when the tag
+ * does not verify; 'bad-length' when it does but the length is invalid (what a decoder's push
+ * throws as ERR_PAYLOAD_SIZE); undefined on a backend without the operation (node:crypto, an
+ * older addon): the caller then tests as before.
+ */
+export function sip004Open(
+  method: AeadMethod,
+  masterKey: Uint8Array,
+  head: Buffer,
+): AeadDecoder | 'wrong-key' | 'bad-length' | undefined {
+  const open = cipher().sip004Open;
+  if (!open || head.length !== method.saltSize + 2 + TAG) return undefined;
+  const r = open(method, masterKey, head);
+  if (r === SIP004_WRONG_KEY) return 'wrong-key';
+  if (r === SIP004_BAD_LENGTH) return 'bad-length';
+  const salt = Buffer.from(head.subarray(0, method.saltSize));
+  return new AeadDecoder(method, masterKey, { salt, chunks: r });
 }
 
 /**

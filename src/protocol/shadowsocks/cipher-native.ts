@@ -13,12 +13,14 @@ import type {
   CipherBackend,
   SessionCipher,
 } from './cipher-types.js';
+import { SIP004_BAD_LENGTH, SIP004_WRONG_KEY } from './cipher-types.js';
 import type { AeadMethod } from './methods.js';
 import { NATIVE_METHOD, nativeAddon, type NativeAddon } from './native.js';
 
 const MAX_PAYLOAD = 0x3fff; // SIP004's chunk limit, the default framing
 const TAG = 16;
 const ZERO_NONCE = new Uint8Array(12);
+const NO_KEY = new Uint8Array(0);
 
 /** The addon, for codecs built without one given (tests); throws when it is not in use. */
 function need(): NativeAddon {
@@ -114,17 +116,20 @@ export class NativeDecoder implements ChunkDecoder {
   readonly #a: NativeAddon;
   readonly #codec: object;
   // [buffered, size of the element being read, state (0 length, 1 payload), bad length]
-  readonly #info = new Int32Array([0, 18, 0, 0]);
+  readonly #info: Int32Array;
   readonly #maxPayload: number;
 
+  /** `opened`: a codec the addon made and advanced (sip004Open) and its state; `subkey` unused. */
   constructor(
     cipher: AeadCipher,
     subkey: Uint8Array,
     options: ChunkOptions = {},
     addon: NativeAddon = need(),
+    opened?: { codec: object; info: Int32Array },
   ) {
     this.#a = addon;
-    this.#codec = createCodec(addon, cipher, subkey, false, options);
+    this.#codec = opened ? opened.codec : createCodec(addon, cipher, subkey, false, options);
+    this.#info = opened ? opened.info : new Int32Array([0, 18, 0, 0]);
     this.#maxPayload = options.maxPayload ?? MAX_PAYLOAD;
   }
 
@@ -267,6 +272,15 @@ export function createNativeCipher(a: NativeAddon): CipherBackend {
     const r = a.openAt(NATIVE_METHOD[cipher], key, nonce, sealed, offset);
     return typeof r === 'number' ? null : r;
   };
+  const sip004Open = a.sip004Open?.bind(a);
+  const open004: CipherBackend['sip004Open'] = sip004Open
+    ? (method: AeadMethod, masterKey: Uint8Array, head: Uint8Array) => {
+        const info = new Int32Array(4);
+        const r = sip004Open(NATIVE_METHOD[method.cipher], masterKey, head, info);
+        if (typeof r === 'number') return r === SIP004_BAD_LENGTH ? SIP004_BAD_LENGTH : SIP004_WRONG_KEY;
+        return new NativeDecoder(method.cipher, NO_KEY, {}, a, { codec: r, info });
+      }
+    : undefined;
   return {
     name: 'native',
     session: (cipher, subkey) => new NativeSession(cipher, subkey, a),
@@ -295,6 +309,7 @@ export function createNativeCipher(a: NativeAddon): CipherBackend {
       const out = Buffer.allocUnsafe(size);
       return a.udpOpen(NATIVE_METHOD[method.cipher], masterKey, packet, out) === size ? out : null;
     },
+    ...(open004 ? { sip004Open: open004 } : {}),
     sip004HeadMatches(method: AeadMethod, masterKey, head) {
       const subkey = a.hkdfSha1(masterKey, head.subarray(0, method.saltSize));
       const end = method.saltSize + 2 + TAG;

@@ -114,4 +114,16 @@ export interface CipherBackend {
    * AEAD open); undefined when it has none, and the caller builds a decoder instead.
    */
   sip004HeadMatches(method: AeadMethod, masterKey: Uint8Array, head: Uint8Array): boolean | undefined;
+  /**
+   * sip004HeadMatches and the matching key's chunk decoder in one, deriving the subkey once:
+   * `head` is exactly salt + sealed length chunk. The decoder (having read that chunk), or
+   * SIP004_WRONG_KEY, or SIP004_BAD_LENGTH (authentic, length outside 1..0x3FFF). Absent where
+   * the backend has no such operation.
+   */
+  sip004Open?(method: AeadMethod, masterKey: Uint8Array, head: Uint8Array): ChunkDecoder | Sip004Refusal;
 }
+
+/** sip004Open's answers other than a decoder. */
+export const SIP004_WRONG_KEY = 0;
+export const SIP004_BAD_LENGTH = 2;
+export type Sip004Refusal = typeof SIP004_WRONG_KEY | typeof SIP004_BAD_LENGTH;

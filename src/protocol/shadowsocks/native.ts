@@ -33,6 +33,8 @@ export interface NativeAddon {
   sealInto(codec: object, plain: Uint8Array, out: Uint8Array, offset: number): number;
   open(codec: object, sealed: Uint8Array): Buffer | number;
   hkdfSha1(key: Uint8Array, salt: Uint8Array): Buffer;
+  /** The SIP004 key trial and its decoder in one (native/stream_codec.cc); absent in older builds. */
+  sip004Open?(method: number, masterKey: Uint8Array, head: Uint8Array, info: Int32Array): object | number;
   sealParts(
     method: number,
     key: Uint8Array,
