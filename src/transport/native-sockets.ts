@@ -168,6 +168,8 @@ export interface NativeSocksFront {
       data: Buffer | undefined,
       ended: boolean,
     ) => void,
+    /** One accept per wake-up, no recv after a short read (fewer system calls). */
+    lean?: boolean,
   ): object;
   socks5FrontClose(front: object): void;
   socks5FrontLive(front: object): number;
