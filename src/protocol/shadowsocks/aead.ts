@@ -11,6 +11,12 @@ import {
 import { deriveSubkey } from './kdf.js';
 import { checkSalt, type AeadMethod } from './methods.js';
 
+/**
+ * AeadDecoder.pushInPlace starts on a first read holding the whole salt without its queue,
+ * unless LADDER_SALT_IN_PLACE=0 (read once).
+ */
+const SALT_IN_PLACE = process.env.LADDER_SALT_IN_PLACE !== '0';
+
 /** SIP004: the largest payload one chunk may carry. */
 export const MAX_PAYLOAD = 0x3fff;
 const TAG = 16;
@@ -149,9 +155,33 @@ export class AeadDecoder {
    */
   pushInPlace(data: Buffer): Buffer[] {
     const chunks = this.#chunks;
+    if (!chunks && SALT_IN_PLACE && !this.#failed && this.#saltQueue.length === 0) {
+      const n = this.#method.saltSize;
+      if (data.length >= n) return this.#startInPlace(data, n);
+    }
     if (!chunks || this.#failed) return this.push(data);
     try {
       return chunks.pushInPlace(data);
+    } catch (err) {
+      this.#failed = true;
+      throw err;
+    }
+  }
+
+  /**
+   * A first read that holds the whole salt (the usual case): the salt copied out, the chunk
+   * decoder started on the rest in place, no queue. What #readSalt does, with fewer copies.
+   */
+  #startInPlace(data: Buffer, saltSize: number): Buffer[] {
+    try {
+      const salt = Buffer.from(data.subarray(0, saltSize));
+      this.#salt = salt;
+      const chunks = this.#cipher.chunkDecoder(
+        this.#method.cipher,
+        this.#cipher.hkdfSha1(this.#masterKey, salt),
+      );
+      this.#chunks = chunks;
+      return chunks.pushInPlace(data.subarray(saltSize));
     } catch (err) {
       this.#failed = true;
       throw err;
