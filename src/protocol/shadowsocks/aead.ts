@@ -65,7 +65,10 @@ export class AeadEncoder {
   ) {
     checkSalt(method, salt);
     this.salt = Buffer.from(salt);
-    this.#chunks = cipher().chunkEncoder(method.cipher, deriveSubkey(masterKey, this.salt));
+    const b = cipher();
+    this.#chunks = b.saltedEncoder
+      ? b.saltedEncoder(method.cipher, masterKey, this.salt)
+      : b.chunkEncoder(method.cipher, deriveSubkey(masterKey, this.salt));
   }
 
   /**
@@ -141,8 +144,7 @@ export class AeadDecoder {
     const out: Buffer[] = [];
     if (q.length < this.#method.saltSize) return out;
     this.#salt = Buffer.from(q.take(this.#method.saltSize));
-    const subkey = this.#cipher.hkdfSha1(this.#masterKey, this.#salt); // deriveSubkey on this decoder's backend
-    const chunks = this.#cipher.chunkDecoder(this.#method.cipher, subkey);
+    const chunks = this.#chunksFor(this.#salt);
     this.#chunks = chunks;
     for (const b of q.drain()) for (const p of chunks.push(b)) out.push(p);
     return out;
@@ -168,6 +170,13 @@ export class AeadDecoder {
     }
   }
 
+  /** The chunk decoder for the peer's salt, on this decoder's backend. */
+  #chunksFor(salt: Buffer): ChunkDecoder {
+    const b = this.#cipher;
+    if (b.saltedDecoder) return b.saltedDecoder(this.#method.cipher, this.#masterKey, salt);
+    return b.chunkDecoder(this.#method.cipher, b.hkdfSha1(this.#masterKey, salt)); // deriveSubkey on this backend
+  }
+
   /**
    * A first read that holds the whole salt (the usual case): the salt copied out, the chunk
    * decoder started on the rest in place, no queue. What #readSalt does, with fewer copies.
@@ -176,10 +185,7 @@ export class AeadDecoder {
     try {
       const salt = Buffer.from(data.subarray(0, saltSize));
       this.#salt = salt;
-      const chunks = this.#cipher.chunkDecoder(
-        this.#method.cipher,
-        this.#cipher.hkdfSha1(this.#masterKey, salt),
-      );
+      const chunks = this.#chunksFor(salt);
       this.#chunks = chunks;
       return chunks.pushInPlace(data.subarray(saltSize));
     } catch (err) {
