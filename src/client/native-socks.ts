@@ -85,9 +85,8 @@ export function nativeTunnelFromEnv(env: NodeJS.ProcessEnv = process.env): boole
 }
 
 /**
- * The front accepts one connection per wake-up and reads no more after a read that emptied the
- * socket (native/socks5_front.cc `lean`: an accept4 and a recv that would fail with EAGAIN saved
- * per connection), unless LADDER_FRONT_LEAN=0.
+ * The front accepts one connection per wake-up (native/socks5_front.cc `lean`: the accept4 that
+ * would fail with EAGAIN is not made), unless LADDER_FRONT_LEAN=0.
  */
 export function leanFrontFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
   return env.LADDER_FRONT_LEAN !== '0';

@@ -168,7 +168,7 @@ export interface NativeSocksFront {
       data: Buffer | undefined,
       ended: boolean,
     ) => void,
-    /** One accept per wake-up, no recv after a short read (fewer system calls). */
+    /** One accept per wake-up (one system call fewer per connection). */
     lean?: boolean,
   ): object;
   socks5FrontClose(front: object): void;
