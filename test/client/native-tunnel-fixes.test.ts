@@ -30,15 +30,25 @@ const skip = skipUnless(
   'the native addon with tunnelConnect (Linux; npm run build:native)',
 );
 
-/** Sends 'ping', returns what comes back before the peer closes (or 3 s). */
+/** Sends 'ping', returns what comes back before 4 bytes came, the peer closed, or 3 s passed. */
 async function roundTrip(proxyPort: number, port: number, host = '127.0.0.1'): Promise<string> {
   const s = await socks5Connect({ proxyPort, host, port });
   const got: Buffer[] = [];
-  s.on('data', (b: Buffer) => got.push(b));
   s.on('error', () => {});
-  s.resume();
-  s.write('ping');
-  await Promise.race([waitFor(() => Buffer.concat(got).length >= 4, { timeoutMs: 3000 }), sleep(3000)]);
+  await new Promise<void>((done) => {
+    const timer = setTimeout(done, 3000);
+    const end = (): void => {
+      clearTimeout(timer);
+      done();
+    };
+    s.on('data', (b: Buffer) => {
+      got.push(b);
+      if (Buffer.concat(got).length >= 4) end();
+    });
+    s.once('close', end);
+    s.resume();
+    s.write('ping');
+  });
   s.destroy();
   return Buffer.concat(got).toString();
 }
