@@ -25,7 +25,7 @@ const wrapCb = (name: string, f: unknown): unknown =>
     ? (...x: unknown[]) => ((counts[name] = (counts[name] ?? 0) + 1), (f as F)(...x))
     : f;
 const over: Record<string, F> = {
-  socks5Front: (fd, w, h, cb) => a.socks5Front!(fd, w, h, wrapCb('front.onConn', cb)),
+  socks5Front: (fd, w, h, cb, lean) => a.socks5Front!(fd, w, h, wrapCb('front.onConn', cb), lean),
   tcpConnect: (ip, port, cb) => a.tcpConnect!(ip, port, wrapCb('tcpConnect.onDone', cb)),
   tunnelConnect: (ip, port, t, _rp, args, cb) => {
     const arr = args as unknown[];
@@ -42,7 +42,9 @@ const over: Record<string, F> = {
 const fns = { ...a, ...over } as never;
 const up = await startUpstream('ss-server', 'entries-pw');
 const echo = await serve((s) => s.pipe(s));
-const dialer = new AnswerWatchDialer(createTunnelDialer(endpointFromKey(up.url, 'local')), { log: silentLogger });
+const dialer = new AnswerWatchDialer(createTunnelDialer(endpointFromKey(up.url, 'local')), {
+  log: silentLogger,
+});
 const srv = net.createServer();
 await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
 const port = (srv.address() as net.AddressInfo).port;

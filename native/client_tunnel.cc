@@ -15,7 +15,11 @@
 //       (errno 0; both descriptors were relayPair's, so it closed them). For why 0 and 1 the
 //       application's descriptor (args[1]) is still the caller's.
 //       A connect refused at once (EADDRNOTAVAIL, ENETUNREACH, EMFILE...) throws an error with
-//       `errno`, as tcpConnect does.
+//       `errno`, as tcpConnect does; the socket is made by TcpConnectStart (tcp_parts.h), so an
+//       IPv6 literal may carry a zone ("fe80::1%eth0") as with Node's net.connect.
+//       args[1] (the application's descriptor) is read here: once the connect succeeded it is
+//       relayPair's, or closed here when an N-API call fails before relayPair could take it
+//       (onFail why 2 then, as for a throw: both descriptors are closed).
 //   tunnelConnectCancel(tunnel)  closes the server's socket if still connecting; no onFail.
 //                                Nothing once the relay started (relayClose(args[9]) closes it).
 //                                Idempotent.
@@ -25,9 +29,6 @@
 #include <new>
 
 #if defined(__linux__)
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -36,6 +37,7 @@
 
 #include "exports.h"
 #include "napi_args.h"
+#include "tcp_parts.h"
 #include "thread_poll.h"
 
 namespace ladder {
@@ -56,6 +58,7 @@ struct Tunnel {
   PollWatch watch;  // EPOLLOUT in the thread's epoll set while connecting
   uv_timer_t timer;
   int fd = -1;
+  int app_fd = -1;  // args[1]: closed here if relayPair cannot be called with it
   bool running = false;
   bool timer_open = false;  // the timer's handle is not closed yet
   bool finalized = false;
@@ -128,7 +131,12 @@ void StartRelay(Tunnel* t, int fd) {
             napi_set_element(env, args, 0, Number(env, fd)) == napi_ok;
   for (uint32_t i = 0; ok && i < kRelayArgs; i++) ok = napi_get_element(env, args, i, &argv[i]) == napi_ok;
   if (!ok) {
+    // An N-API call failed (a throwing element, say) before relayPair took the descriptors: both
+    // are closed here, as relayPair would have on a throw, and JS hears why 2.
+    napi_value ignored;
+    napi_get_and_clear_last_exception(env, &ignored);
     close(fd);
+    if (t->app_fd >= 0) close(t->app_fd);
     CallFail(t, 0, kRelayThrew);
     return;
   }
@@ -172,25 +180,6 @@ void OnTimeout(uv_timer_t* h) {
   DropRefs(t);
 }
 
-bool ParseAddress(const char* ip, int32_t port, sockaddr_storage* ss, socklen_t* sl) {
-  memset(ss, 0, sizeof(*ss));
-  auto* s4 = reinterpret_cast<sockaddr_in*>(ss);
-  auto* s6 = reinterpret_cast<sockaddr_in6*>(ss);
-  if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons(static_cast<uint16_t>(port));
-    *sl = sizeof(*s4);
-    return true;
-  }
-  if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons(static_cast<uint16_t>(port));
-    *sl = sizeof(*s6);
-    return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 napi_value TunnelConnect(napi_env env, napi_callback_info info) {
@@ -200,11 +189,12 @@ napi_value TunnelConnect(napi_env env, napi_callback_info info) {
   int32_t port = -1;
   int64_t timeout = 0;
   bool is_array = false;
-  sockaddr_storage ss;
-  socklen_t sl = 0;
+  napi_value app;
+  int32_t app_fd = -1;
   if (!a.Need(6, usage) || !a.String(0, ip, sizeof(ip)) || !a.Int32(1, &port) || port < 1 || port > 65535 ||
       !a.Index(2, &timeout) || timeout < 1 || !a.Function(3) || napi_is_array(env, a[4], &is_array) != napi_ok ||
-      !is_array || !a.Function(5) || !ParseAddress(ip, port, &ss, &sl)) {
+      !is_array || !a.Function(5) || napi_get_element(env, a[4], 1, &app) != napi_ok ||
+      napi_get_value_int32(env, app, &app_fd) != napi_ok || app_fd < 0) {
     Throw(env, usage);
     return nullptr;
   }
@@ -216,24 +206,17 @@ napi_value TunnelConnect(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   t->env = env;
-  t->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int r = -1;
-  if (t->fd >= 0) {
-    const int one = 1;
-    setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    do r = connect(t->fd, reinterpret_cast<sockaddr*>(&ss), sl);
-    while (r != 0 && errno == EINTR);
-  }
-  if (t->fd < 0 || (r != 0 && errno != EINPROGRESS)) {
-    const int e = errno;
-    if (t->fd >= 0) close(t->fd);
+  t->app_fd = app_fd;
+  int e = 0;
+  t->fd = TcpConnectStart(ip, port, &e);
+  if (t->fd == -2) {
     delete t;
-    napi_value err, code, msg;
-    napi_create_string_utf8(env, "ERR_LADDER_CONNECT", NAPI_AUTO_LENGTH, &code);
-    napi_create_string_utf8(env, "connect failed", NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, code, msg, &err);
-    napi_set_named_property(env, err, "errno", Number(env, -e));
-    napi_throw(env, err);
+    Throw(env, usage);  // not an IP literal
+    return nullptr;
+  }
+  if (t->fd < 0) {
+    delete t;
+    ThrowConnectErrno(env, e);
     return nullptr;
   }
   napi_value ext;

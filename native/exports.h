@@ -13,6 +13,7 @@ napi_value TuneHeap(napi_env env, napi_callback_info info);
 
 // stream_codec.cc
 napi_value Create(napi_env env, napi_callback_info info);
+napi_value CreateSalted(napi_env env, napi_callback_info info);
 napi_value CreateSession(napi_env env, napi_callback_info info);
 napi_value Sip004Open(napi_env env, napi_callback_info info);
 napi_value Encode(napi_env env, napi_callback_info info);

@@ -47,6 +47,7 @@ napi_value Init(napi_env env, napi_value exports) {
       LADDER_EXPORT("available", Available),
       LADDER_EXPORT("tuneHeap", TuneHeap),
       LADDER_EXPORT("create", Create),
+      LADDER_EXPORT("createSalted", CreateSalted),
       LADDER_EXPORT("encode", Encode),
       LADDER_EXPORT("decode", Decode),
       LADDER_EXPORT("decodeInPlace", DecodeInPlace),

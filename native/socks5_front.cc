@@ -4,10 +4,12 @@
 // (src/client/native-socks.ts). Anything else goes to JS unchanged, with the bytes read so far:
 // JS answers it exactly as src/client/socks5-inbound.ts does.
 //
-//   socks5Front(listenFd, firstWaitMs, handshakeMs, onConn) -> front
+//   socks5Front(listenFd, firstWaitMs, handshakeMs, onConn, lean?) -> front
 //       listenFd: a listening TCP socket (anything else throws); dup()ed here (the caller then
 //       closes its own).
-//       Each wake-up accepts at most 64 connections; when the process is out of descriptors
+//       Each wake-up accepts at most 64 connections (lean: one, as ss-local does; the listener
+//       is polled level-triggered, so the next is accepted at the next loop turn, and the
+//       accept4 that would find none is not made); when the process is out of descriptors
 //       (EMFILE, ENFILE, ENOBUFS, ENOMEM) accepting pauses for 100 ms instead of spinning.
 //       onConn(fd, kind, addr, data, ended) is called once per connection, from the loop; fd is
 //       a connected non-blocking socket (TCP_NODELAY), now the caller's to close:
@@ -90,6 +92,7 @@ struct Front {
   int fd = -1;
   uint64_t first_wait = 0;
   uint64_t handshake = 0;
+  bool lean = false;  // one accept per wake-up
   std::vector<Conn*> conns;
   uint8_t* scratch = nullptr;
   int open = 0;  // handles not yet closed
@@ -303,6 +306,9 @@ void ReadConn(Conn* c) {
     c->buf.insert(c->buf.end(), scratch, scratch + n);
     if (!Step(c, false)) return;
     if (c->stage == kFirst) return;  // the first data is read once the poll says so
+    // Not stopping after a short read: the application often answers our reply before this
+    // recv (loopback, another core), and finding its request here saves a wake-up (two epoll
+    // calls) where stopping would save one recv that returns EAGAIN (strace: more calls).
   }
 }
 
@@ -347,6 +353,7 @@ void Accept(Front* f) {
     f->conns.push_back(c);
     uv_timer_start(&c->timer, [](uv_timer_t* t) { Drop(static_cast<Conn*>(t->data), false); }, f->handshake, 0);
     ReadConn(c);  // the greeting is usually there already
+    if (f->lean) return;  // level-triggered: the listener wakes us again if another is queued
   }
 }
 
@@ -365,12 +372,13 @@ void Finalize(napi_env /*env*/, void* data, void* /*hint*/) {
 }  // namespace
 
 napi_value Socks5Front(napi_env env, napi_callback_info info) {
-  const char* usage = "socks5Front(listenFd, firstWaitMs >= 1, handshakeMs >= 1, onConn)";
+  const char* usage = "socks5Front(listenFd, firstWaitMs >= 1, handshakeMs >= 1, onConn, lean?)";
   Args a(env, info);
   int32_t lfd = -1;
   int64_t wait = 0, hs = 0;
+  bool lean = false;
   if (!a.Need(4, usage) || !a.Int32(0, &lfd) || lfd < 0 || !a.Index(1, &wait) || wait < 1 || !a.Index(2, &hs) ||
-      hs < 1 || !a.Function(3)) {
+      hs < 1 || !a.Function(3) || (!a.Undefined(4) && !a.Boolean(4, &lean))) {
     Throw(env, usage);
     return nullptr;
   }
@@ -389,6 +397,7 @@ napi_value Socks5Front(napi_env env, napi_callback_info info) {
   f->env = env;
   f->first_wait = static_cast<uint64_t>(wait);
   f->handshake = static_cast<uint64_t>(hs);
+  f->lean = lean;
   f->fd = fcntl(lfd, F_DUPFD_CLOEXEC, 0);
   // Anything but a listening socket would keep the poll firing with accept4 failing (EINVAL).
   int listening = 0;

@@ -17,6 +17,9 @@
 //       method: 0 aes-128-gcm, 1 aes-256-gcm, 2 chacha20-poly1305, 3 aes-192-gcm; chunk payloads maxPayload
 //       (default 0x3FFF, up to 0xFFFF for SIP022) and minPayload (1, or 0 to accept empty
 //       chunks); the nonce counter starts after nonceStart operations (SIP022 headers).
+//   createSalted(method, masterKey, salt, encrypt, ...) -> codec
+//       create() keyed with HKDF-SHA1(masterKey, salt, "ss-subkey") (SIP004's subkey), derived
+//       here: one call for what took hkdfSha1 and create, and no subkey Buffer in JS.
 //   encode(codec, data, prefix?) -> Buffer    [prefix][sealed len][sealed payload]...
 //   decodeInPlace(codec, data, info) -> number | [Buffer, number]      (since abiVersion 4)
 //       decode that opens payloads inside `data` and moves them to its front (see DecodeInPlace);
@@ -166,17 +169,15 @@ bool GetCodec(const Args& a, size_t i, Codec** out, int enc, bool allow_session 
 
 napi_value NewCodec(napi_env env, int32_t m, const uint8_t* key, size_t key_len, int mode, Codec** out);
 
-// A codec for method a[0] and key a[1]; mode 1 encoder, 0 decoder, kSession both.
-napi_value MakeCodec(const Args& a, int mode) {
+// A codec for method a[0] and key a[1] (or `key` when given); mode 1 encoder, 0 decoder, kSession both.
+napi_value MakeCodec(const Args& a, int mode, const uint8_t* key = nullptr, size_t key_len = 0) {
   napi_env env = a.env();
   int32_t m = -1;
-  const uint8_t* key = nullptr;
-  size_t key_len = 0;
   if (!a.Int32(0, &m) || m < 0 || m >= kMethods) {
     Throw(env, "method must be 0, 1, 2 or 3");
     return nullptr;
   }
-  if (!a.Bytes(1, &key, &key_len, "key must be a Uint8Array")) return nullptr;
+  if (key == nullptr && !a.Bytes(1, &key, &key_len, "key must be a Uint8Array")) return nullptr;
   Codec* ignored = nullptr;
   return NewCodec(env, m, key, key_len, mode, &ignored);
 }
@@ -366,24 +367,27 @@ bool FinishDecode(napi_env env, Codec* c, const uint8_t* data, size_t n, size_t 
 
 }  // namespace
 
-napi_value Create(napi_env env, napi_callback_info info) {
-  const Args a(env, info);
+namespace {
+
+// create() from a[e] on (encrypt, maxPayload?, minPayload?, nonceStart?), keyed with `key`
+// (nullptr: a[1]).
+napi_value CreateFrom(const Args& a, size_t e, const uint8_t* key, size_t key_len) {
+  napi_env env = a.env();
   bool enc = false;
-  if (!a.Need(3, "create(method, key, encrypt, maxPayload?, minPayload?, nonceStart?)")) return nullptr;
-  if (!a.Boolean(2, &enc)) {
+  if (!a.Boolean(e, &enc)) {
     Throw(env, "encrypt must be a boolean");
     return nullptr;
   }
   int32_t max_p = static_cast<int32_t>(kMaxPayload);
   int32_t min_p = 1;
   int32_t start = 0;
-  if ((a.Has(3) && !a.Int32(3, &max_p)) || (a.Has(4) && !a.Int32(4, &min_p)) || (a.Has(5) && !a.Int32(5, &start)) ||
-      max_p < 1 || static_cast<size_t>(max_p) > kMaxPayloadLimit || min_p < 0 || min_p > 1 || start < 0 ||
-      start > 1024) {
+  if ((a.Has(e + 1) && !a.Int32(e + 1, &max_p)) || (a.Has(e + 2) && !a.Int32(e + 2, &min_p)) ||
+      (a.Has(e + 3) && !a.Int32(e + 3, &start)) || max_p < 1 || static_cast<size_t>(max_p) > kMaxPayloadLimit ||
+      min_p < 0 || min_p > 1 || start < 0 || start > 1024) {
     Throw(env, "maxPayload must be 1..65535, minPayload 0 or 1, nonceStart 0..1024");
     return nullptr;
   }
-  napi_value ext = MakeCodec(a, enc ? 1 : 0);
+  napi_value ext = MakeCodec(a, enc ? 1 : 0, key, key_len);
   if (ext == nullptr) return nullptr;
   void* p = nullptr;
   if (napi_get_value_external(env, ext, &p) != napi_ok || p == nullptr) return nullptr;
@@ -391,6 +395,38 @@ napi_value Create(napi_env env, napi_callback_info info) {
   c->max_payload = static_cast<size_t>(max_p);
   c->min_payload = static_cast<size_t>(min_p);
   for (int32_t i = 0; i < start; i++) Increment(c->nonce);
+  return ext;
+}
+
+}  // namespace
+
+napi_value Create(napi_env env, napi_callback_info info) {
+  const Args a(env, info);
+  if (!a.Need(3, "create(method, key, encrypt, maxPayload?, minPayload?, nonceStart?)")) return nullptr;
+  return CreateFrom(a, 2, nullptr, 0);
+}
+
+napi_value CreateSalted(napi_env env, napi_callback_info info) {
+  const Args a(env, info);
+  const uint8_t* master = nullptr;
+  const uint8_t* salt = nullptr;
+  size_t master_len = 0, salt_len = 0;
+  if (!a.Need(4, "createSalted(method, masterKey, salt, encrypt, maxPayload?, minPayload?, nonceStart?)") ||
+      !a.Bytes(1, &master, &master_len, "masterKey must be a Uint8Array") ||
+      !a.Bytes(2, &salt, &salt_len, "salt must be a Uint8Array")) {
+    return nullptr;
+  }
+  if (master_len == 0 || master_len > kMaxSubkey) {
+    Throw(env, "masterKey must be 1..64 bytes");
+    return nullptr;
+  }
+  uint8_t subkey[kMaxSubkey];
+  if (!HkdfSha1(master, master_len, salt, salt_len, subkey, master_len)) {
+    napi_throw_error(env, "ERR_LADDER_AEAD", "HKDF failed");
+    return nullptr;
+  }
+  napi_value ext = CreateFrom(a, 3, subkey, master_len);
+  OPENSSL_cleanse(subkey, sizeof subkey);
   return ext;
 }
 

@@ -17,6 +17,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <uv.h>
 #endif
 
 #include "exports.h"
@@ -126,9 +127,9 @@ int TcpConnectStart(const char* ip, int32_t port, int* err) {
     s4->sin_family = AF_INET;
     s4->sin_port = htons(static_cast<uint16_t>(port));
     sl = sizeof(*s4);
-  } else if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons(static_cast<uint16_t>(port));
+  } else if (uv_ip6_addr(ip, port, s6) == 0) {
+    // As Node parses an IPv6 literal (uv_ip6_addr): a zone ("fe80::1%eth0") sets the scope id
+    // (an unknown interface is scope 0, as there), so a link-local server connects as with net.
     sl = sizeof(*s6);
   } else {
     return -2;
@@ -149,6 +150,15 @@ int TcpConnectStart(const char* ip, int32_t port, int* err) {
     return -1;
   }
   return fd;
+}
+
+void ThrowConnectErrno(napi_env env, int e) {
+  napi_value err, code, msg;
+  napi_create_string_utf8(env, "ERR_LADDER_CONNECT", NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, "connect failed", NAPI_AUTO_LENGTH, &msg);
+  napi_create_error(env, code, msg, &err);
+  napi_set_named_property(env, err, "errno", Number(env, -e));
+  napi_throw(env, err);
 }
 
 napi_value TcpConnect(napi_env env, napi_callback_info info) {
@@ -177,12 +187,7 @@ napi_value TcpConnect(napi_env env, napi_callback_info info) {
       return nullptr;
     }
     // Refused at once (EADDRNOTAVAIL, ENETUNREACH, EMFILE...): one error carrying the errno.
-    napi_value err, code, msg;
-    napi_create_string_utf8(env, "ERR_LADDER_CONNECT", NAPI_AUTO_LENGTH, &code);
-    napi_create_string_utf8(env, "connect failed", NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, code, msg, &err);
-    napi_set_named_property(env, err, "errno", Number(env, -e));
-    napi_throw(env, err);
+    ThrowConnectErrno(env, e);
     return nullptr;
   }
   napi_value ext;

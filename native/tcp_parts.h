@@ -11,14 +11,18 @@ namespace ladder {
 #if defined(__linux__)
 
 // tcp_connect.cc: a non-blocking, close-on-exec TCP socket with TCP_NODELAY whose connect to
-// ip:port (a literal) is under way or done: the fd, -1 with *err = the errno, or -2 when ip is
-// not an IPv4 or IPv6 literal (or the port not 1..65535).
+// ip:port (a literal; IPv6 with an optional zone, "fe80::1%eth0", parsed as Node does) is under
+// way or done: the fd, -1 with *err = the errno, or -2 when ip is not an IPv4 or IPv6 literal (or
+// the port not 1..65535).
 int TcpConnectStart(const char* ip, int32_t port, int* err);
 
 // tcp_connect.cc: whether fd's connection is established (TCP_INFO's state; false when unknown).
 // A loopback connect usually is when a non-blocking connect(2) returns (EINPROGRESS and all):
 // the kernel ran the handshake inside the call.
 bool Established(int fd);
+
+// Throws the error of a connect refused at once: code ERR_LADDER_CONNECT, `errno` = -e.
+void ThrowConnectErrno(napi_env env, int e);
 
 // tcp_accept.cc: connRelease in C++: stops reading connection `id` (accepted on this thread) and
 // gives its socket to the caller; -1 when the id is not live.

@@ -26,6 +26,7 @@ import { RepeatLimiter } from '../shared/repeat-limiter.js';
 import type { DialHints, DialedConnection, Dialer, FirstData } from '../transport/dialer.js';
 import { nativePlanner, type NativeTunnelPlan } from '../transport/native-dial.js';
 import type { Transform } from '../transport/relay.js';
+import { DeadlineQueue, type Deadline } from './deadline-queue.js';
 
 /** Default wait for a first answer before telling the user (the connection stays open). */
 export const DEFAULT_NO_ANSWER_MS = 10_000;
@@ -51,6 +52,13 @@ export interface AnswerWatchOptions {
   keySourceMessage?: () => string | undefined;
   /** The tunnel uses 2022-edition keys, whose requests carry a timestamp the server checks. */
   edition2022?: boolean;
+  /** The no-answer waits on one timer (default: sharedWatchTimerFromEnv()); false: a timer each. */
+  sharedTimer?: boolean;
+}
+
+/** The no-answer waits of all connections on one timer, unless LADDER_WATCH_TIMER=0 (a timer each, as before). */
+export function sharedWatchTimerFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.LADDER_WATCH_TIMER !== '0';
 }
 
 type Kind = 'closed' | 'closed-after-fin' | 'no-answer' | 'not-shadowsocks';
@@ -87,6 +95,8 @@ export class AnswerWatchDialer implements Dialer {
   readonly #lines = new Map<Kind, string>();
   readonly #repeatMs: number;
   readonly #edition2022: boolean;
+  /** Every connection's no-answer wait on one timer (deadline-queue.ts); undefined: a timer each. */
+  readonly #deadlines: DeadlineQueue | undefined;
   #closed = false;
 
   constructor(inner: Dialer, opts: AnswerWatchOptions) {
@@ -97,6 +107,10 @@ export class AnswerWatchDialer implements Dialer {
     if (!(this.#noAnswerMs > 0)) throw new RangeError('noAnswerMs must be positive');
     this.#keySourceMessage = opts.keySourceMessage;
     this.#edition2022 = opts.edition2022 ?? false;
+    this.#deadlines =
+      (opts.sharedTimer ?? sharedWatchTimerFromEnv())
+        ? new DeadlineQueue(this.#clock, this.#noAnswerMs)
+        : undefined;
     const repeatMs = (this.#repeatMs = opts.repeatMs ?? DEFAULT_ANSWER_REPEAT_MS);
     this.#limiter = new RepeatLimiter({
       clock: this.#clock,
@@ -179,9 +193,12 @@ export class AnswerWatchDialer implements Dialer {
     let bytesIn = 0; // bytes from the server before the first payload opened
     let opened = false;
     let settled = false; // a payload opened, or a finding was told: nothing more to say
-    let timer: Timer | undefined;
+    let timer: Timer | Deadline | undefined;
     const clear = (): void => {
-      if (timer) clock.clearTimeout(timer);
+      if (timer) {
+        if (this.#deadlines) (timer as Deadline).cancel();
+        else clock.clearTimeout(timer as Timer);
+      }
       timer = undefined;
     };
     const settle = (kind?: Kind, text?: string): void => {
@@ -199,11 +216,16 @@ export class AnswerWatchDialer implements Dialer {
       if (sent) return;
       sent = true;
       sentAt = clock.now();
-      timer = clock.setTimeout(() => {
+      const due = (): void => {
         timer = undefined;
         if (!socket.destroyed) unanswered(this.#noAnswerMs);
-      }, this.#noAnswerMs);
-      timer.unref?.();
+      };
+      if (this.#deadlines) timer = this.#deadlines.add(due);
+      else {
+        const t = clock.setTimeout(due, this.#noAnswerMs);
+        t.unref?.();
+        timer = t;
+      }
     };
     if (sentFirst) markSent();
 

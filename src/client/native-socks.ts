@@ -38,13 +38,15 @@
  * Not replayed: an application that closes while the server is being dialled does not abort the
  * dial (the relay starts and passes its FIN on), and a socket error's errno (always ECONNRESET).
  */
+import { isAscii } from 'node:buffer';
 import { setMaxListeners } from 'node:events';
 import net, { type Server, type Socket } from 'node:net';
 import { decodeAddress, type SocksAddress } from '../protocol/socks5/address.js';
-import { UpstreamDialError, type DialedConnection } from '../transport/dialer.js';
+import { UpstreamDialError, type DialedConnection, type DialHints } from '../transport/dialer.js';
 import {
   connectError,
   isNativeServerSocket,
+  thrownConnectError,
   nativePlanner,
   type NativePlanner,
   type NativeServerSocket,
@@ -82,6 +84,31 @@ export function nativeTunnelFromEnv(env: NodeJS.ProcessEnv = process.env): boole
   return env.LADDER_NATIVE_TUNNEL !== '0';
 }
 
+/**
+ * The front accepts one connection per wake-up (native/socks5_front.cc `lean`: the accept4 that
+ * would fail with EAGAIN is not made), unless LADDER_FRONT_LEAN=0.
+ */
+export function leanFrontFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.LADDER_FRONT_LEAN !== '0';
+}
+
+/**
+ * The SOCKS5 request's address bytes are sent as the tunnel's request header (DialHints.header)
+ * instead of encoding the decoded address again, unless LADDER_RAW_HEADER=0.
+ */
+export function rawHeaderFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.LADDER_RAW_HEADER !== '0';
+}
+
+/**
+ * `addr` (ATYP..PORT as the front read it) when it is what encodeAddress(dest) gives: IPv4, IPv6,
+ * or a name of ASCII bytes (a name that is not UTF-8 would not decode and encode back the same).
+ */
+function wireHeader(dest: SocksAddress, addr: Buffer): Buffer | undefined {
+  if (dest.type !== 'domain') return addr;
+  return isAscii(addr) ? addr : undefined;
+}
+
 /** native/client_tunnel.cc. */
 interface NativeTunnelConnect {
   tunnelConnect(
@@ -100,8 +127,7 @@ type TunnelArgs = [number, number, null, object, [undefined, Buffer, undefined],
   9?: object;
 };
 
-/** onFail's `why`: the connect failed (errno), timed out, or relayPair threw. */
-const FAIL_CONNECT = 0;
+/** onFail's `why`: 0 the connect failed (errno), 1 it timed out, 2 relayPair threw. */
 const FAIL_TIMEOUT = 1;
 const FAIL_RELAY = 2;
 
@@ -143,6 +169,7 @@ export class NativeSocks {
   /** Tunnels set up in the addon: relayPair's arguments -> the connect. */
   readonly #tunnels = new Map<TunnelArgs, object>();
   #tunnelled = 0;
+  readonly #rawHeader = rawHeaderFromEnv();
 
   /** `tunnel`: set raw SIP004 tunnels up in the addon (default: nativeTunnelFromEnv()). */
   constructor(
@@ -190,6 +217,7 @@ export class NativeSocks {
         Math.max(1, Math.ceil(this.#opts.firstDataWaitMs)),
         Math.max(1, Math.ceil(this.#opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_MS)),
         (cfd, kind, addr, data, ended) => this.#onConn(cfd, kind, addr, data, ended),
+        leanFrontFromEnv(),
       );
     } catch (err) {
       this.#opts.log.debug({ err: (err as Error).message }, 'native SOCKS5 front not started');
@@ -274,14 +302,24 @@ export class NativeSocks {
       void runTunnel(this.#socket(fd), dest, undefined, this.#opts, { ended });
       return;
     }
-    if (!ended && this.#plan(fd, dest, data)) return;
-    void this.#tunnel(fd, dest, data, ended);
+    const hints: DialHints = {
+      native: this.#fns,
+      header: this.#rawHeader ? wireHeader(dest, addr!) : undefined,
+    };
+    if (!ended && this.#plan(fd, dest, data, hints)) return;
+    void this.#tunnel(fd, dest, data, ended, hints);
   }
 
-  async #tunnel(fd: number, dest: SocksAddress, data: Buffer, ended: boolean): Promise<void> {
+  async #tunnel(
+    fd: number,
+    dest: SocksAddress,
+    data: Buffer,
+    ended: boolean,
+    hints: DialHints,
+  ): Promise<void> {
     let conn: DialedConnection;
     try {
-      conn = await this.#opts.dialer.dial(dest, data, this.#abort.signal, { native: this.#fns });
+      conn = await this.#opts.dialer.dial(dest, data, this.#abort.signal, hints);
     } catch (err) {
       this.#fns.fdClose(fd);
       logDialFailure(err, dest, this.#opts.log);
@@ -402,13 +440,13 @@ export class NativeSocks {
    * the dialers offer no plan (a route other than the tunnel, a host name, another transport):
    * dial() then.
    */
-  #plan(fd: number, dest: SocksAddress, data: Buffer): boolean {
+  #plan(fd: number, dest: SocksAddress, data: Buffer, hints: DialHints): boolean {
     const fns = this.#tunnelFns;
     const planner = this.#planner;
     if (!fns || !planner) return false;
     let plan: NativeTunnelPlan | undefined;
     try {
-      plan = planner.planNative(dest, data, { native: this.#fns });
+      plan = planner.planNative(dest, data, hints);
     } catch {
       return false; // dial() fails it the usual way
     }
@@ -433,16 +471,10 @@ export class NativeSocks {
       this.#tunnels.delete(args),
     );
     args.push(onClose, 3, onFirst);
-    const onFail = (errno: number, why: number): void => {
+    /** The connect failed: where dial()'s rejection goes (another connection, or the log). */
+    const failed = (err: UpstreamDialError): void => {
       this.#tunnels.delete(args);
-      if (why === FAIL_RELAY) {
-        first();
-        server.destroy();
-        this.#opts.log.debug('native SOCKS5 relay not started');
-        return;
-      }
       server.destroy();
-      const err = connectError(why === FAIL_TIMEOUT ? undefined : errno, plan.timeoutMs);
       plan.failed(err).then(
         (c) => this.#carry(fd, c, false),
         (e: unknown) => {
@@ -451,6 +483,16 @@ export class NativeSocks {
         },
       );
     };
+    const onFail = (errno: number, why: number): void => {
+      if (why === FAIL_RELAY) {
+        this.#tunnels.delete(args);
+        first();
+        server.destroy();
+        this.#opts.log.debug('native SOCKS5 relay not started');
+        return;
+      }
+      failed(connectError(why === FAIL_TIMEOUT ? undefined : errno, plan.timeoutMs));
+    };
     this.#tunnelled++;
     try {
       this.#tunnels.set(
@@ -458,7 +500,8 @@ export class NativeSocks {
         fns.tunnelConnect(plan.ip, plan.port, plan.timeoutMs, this.#fns.relayPair, args, onFail),
       );
     } catch (err) {
-      onFail((err as { errno?: number }).errno ?? -1, FAIL_CONNECT); // refused at once
+      // Refused at once: with its errno (EADDRNOTAVAIL, EMFILE...), else the addon's own words.
+      failed(thrownConnectError(err, plan.timeoutMs));
     }
     return true;
   }

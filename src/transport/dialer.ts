@@ -73,6 +73,13 @@ export interface DialHints {
    * the connection's socket, with its first write not yet sent.
    */
   native?: NativeConnect | undefined;
+  /**
+   * The destination as its caller read it off the wire (client/native-socks.ts: the SOCKS5
+   * request's ATYP..PORT bytes), which is what encodeAddress(dest) gives: a Shadowsocks dialer
+   * sends it as the request header instead of encoding dest again. Only bytes that decode and
+   * encode back unchanged (IPv4, IPv6, an ASCII name).
+   */
+  header?: Uint8Array | undefined;
 }
 
 /** The addon's connect (native/tcp_connect.cc) and close, for DialHints.native. */

@@ -155,13 +155,24 @@ export async function connectNative(
         else reject(failed(errno));
       });
     } catch (err) {
-      reject(failed((err as { errno?: number }).errno ?? -1));
+      reject(thrownConnectError(err, timeoutMs));
       return;
     }
     const timer = setTimeout(() => giveUp(connectError(undefined, timeoutMs)), timeoutMs);
     timer.unref();
     signal?.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/**
+ * The error for a connect the addon refused by throwing (tcpConnect, tunnelConnect): with the
+ * errno it carries (refused at once: EADDRNOTAVAIL, EMFILE...), else the addon's own message
+ * ("cannot poll the socket"), never an errno it did not give.
+ */
+export function thrownConnectError(err: unknown, timeoutMs: number): UpstreamDialError {
+  const errno = (err as { errno?: unknown } | null)?.errno;
+  if (typeof errno === 'number' && errno < 0) return connectError(errno, timeoutMs);
+  return new UpstreamDialError('ERR_CONNECT', `connect failed: ${(err as Error)?.message ?? String(err)}`);
 }
 
 /** ECONNREFUSED for -111, as Node names a libuv errno. */

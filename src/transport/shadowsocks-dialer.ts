@@ -149,7 +149,7 @@ export class ShadowsocksDialer implements Dialer {
     hints?: DialHints,
   ): Promise<DialedConnection> {
     // Encode the header before connecting: a bad address fails without touching the network.
-    const header = encodeAddress(dest);
+    const header = hints?.header ?? encodeAddress(dest);
     if (hints?.native && this.#rawTcp) return this.#dialNative(hints.native, header, firstData, signal);
     const socket = await this.#nextHop(signal);
     let data: Uint8Array | undefined;
@@ -202,7 +202,7 @@ export class ShadowsocksDialer implements Dialer {
     if (isIP(ip) === 0) return undefined;
     let header: Uint8Array;
     try {
-      header = encodeAddress(dest);
+      header = hints.header ?? encodeAddress(dest);
     } catch {
       return undefined; // dial() fails it the usual way
     }

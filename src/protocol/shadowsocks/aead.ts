@@ -13,6 +13,12 @@ import {
 import { deriveSubkey } from './kdf.js';
 import { checkSalt, type AeadMethod } from './methods.js';
 
+/**
+ * AeadDecoder.pushInPlace starts on a first read holding the whole salt without its queue,
+ * unless LADDER_SALT_IN_PLACE=0 (read once).
+ */
+const SALT_IN_PLACE = process.env.LADDER_SALT_IN_PLACE !== '0';
+
 /** SIP004: the largest payload one chunk may carry. */
 export const MAX_PAYLOAD = 0x3fff;
 const TAG = 16;
@@ -61,7 +67,10 @@ export class AeadEncoder {
   ) {
     checkSalt(method, salt);
     this.salt = Buffer.from(salt);
-    this.#chunks = cipher().chunkEncoder(method.cipher, deriveSubkey(masterKey, this.salt));
+    const b = cipher();
+    this.#chunks = b.saltedEncoder
+      ? b.saltedEncoder(method.cipher, masterKey, this.salt)
+      : b.chunkEncoder(method.cipher, deriveSubkey(masterKey, this.salt));
   }
 
   /**
@@ -139,8 +148,7 @@ export class AeadDecoder {
     const out: Buffer[] = [];
     if (q.length < this.#method.saltSize) return out;
     this.#salt = Buffer.from(q.take(this.#method.saltSize));
-    const subkey = this.#cipher.hkdfSha1(this.#masterKey, this.#salt); // deriveSubkey on this decoder's backend
-    const chunks = this.#cipher.chunkDecoder(this.#method.cipher, subkey);
+    const chunks = this.#chunksFor(this.#salt);
     this.#chunks = chunks;
     for (const b of q.drain()) for (const p of chunks.push(b)) out.push(p);
     return out;
@@ -153,9 +161,37 @@ export class AeadDecoder {
    */
   pushInPlace(data: Buffer): Buffer[] {
     const chunks = this.#chunks;
+    if (!chunks && SALT_IN_PLACE && !this.#failed && this.#saltQueue.length === 0) {
+      const n = this.#method.saltSize;
+      if (data.length >= n) return this.#startInPlace(data, n);
+    }
     if (!chunks || this.#failed) return this.push(data);
     try {
       return chunks.pushInPlace(data);
+    } catch (err) {
+      this.#failed = true;
+      throw err;
+    }
+  }
+
+  /** The chunk decoder for the peer's salt, on this decoder's backend. */
+  #chunksFor(salt: Buffer): ChunkDecoder {
+    const b = this.#cipher;
+    if (b.saltedDecoder) return b.saltedDecoder(this.#method.cipher, this.#masterKey, salt);
+    return b.chunkDecoder(this.#method.cipher, b.hkdfSha1(this.#masterKey, salt)); // deriveSubkey on this backend
+  }
+
+  /**
+   * A first read that holds the whole salt (the usual case): the salt copied out, the chunk
+   * decoder started on the rest in place, no queue. What #readSalt does, with fewer copies.
+   */
+  #startInPlace(data: Buffer, saltSize: number): Buffer[] {
+    try {
+      const salt = Buffer.from(data.subarray(0, saltSize));
+      this.#salt = salt;
+      const chunks = this.#chunksFor(salt);
+      this.#chunks = chunks;
+      return chunks.pushInPlace(data.subarray(saltSize));
     } catch (err) {
       this.#failed = true;
       throw err;

@@ -41,13 +41,32 @@ function authFailed(): ProtocolError {
   return new ProtocolError('ERR_CIPHER', 'AEAD authentication failed');
 }
 
+/**
+ * The subkey derived in C++ with the codec (createSalted) where the addon has it, unless
+ * LADDER_SUBKEY_IN_CODEC=0 (read once): then hkdfSha1 and create, two calls and a Buffer.
+ */
+const SUBKEY_IN_CODEC = process.env.LADDER_SUBKEY_IN_CODEC !== '0';
+
+/** A codec keyed with `subkey`, or with hkdfSha1(subkey, salt) when `salt` is given (createSalted). */
 function createCodec(
   a: NativeAddon,
   cipher: AeadCipher,
   subkey: Uint8Array,
   enc: boolean,
   o: ChunkOptions,
+  salt?: Uint8Array,
 ): object {
+  if (salt) {
+    return a.createSalted!(
+      NATIVE_METHOD[cipher],
+      subkey,
+      salt,
+      enc,
+      o.maxPayload ?? MAX_PAYLOAD,
+      o.allowEmpty ? 0 : 1,
+      o.nonceStart ?? 0,
+    );
+  }
   return a.create(
     NATIVE_METHOD[cipher],
     subkey,
@@ -68,9 +87,10 @@ export class NativeEncoder implements ChunkEncoder {
     subkey: Uint8Array,
     options: ChunkOptions = {},
     addon: NativeAddon = need(),
+    salt?: Uint8Array,
   ) {
     this.#a = addon;
-    this.#codec = createCodec(addon, cipher, subkey, true, options);
+    this.#codec = createCodec(addon, cipher, subkey, true, options, salt);
   }
 
   get native(): object {
@@ -125,10 +145,11 @@ export class NativeDecoder implements ChunkDecoder {
     subkey: Uint8Array,
     options: ChunkOptions = {},
     addon: NativeAddon = need(),
+    salt?: Uint8Array,
     opened?: { codec: object; info: Int32Array },
   ) {
     this.#a = addon;
-    this.#codec = opened ? opened.codec : createCodec(addon, cipher, subkey, false, options);
+    this.#codec = opened ? opened.codec : createCodec(addon, cipher, subkey, false, options, salt);
     this.#info = opened ? opened.info : new Int32Array([0, 18, 0, 0]);
     this.#maxPayload = options.maxPayload ?? MAX_PAYLOAD;
   }
@@ -278,7 +299,7 @@ export function createNativeCipher(a: NativeAddon): CipherBackend {
         const info = new Int32Array(4);
         const r = sip004Open(NATIVE_METHOD[method.cipher], masterKey, head, info);
         if (typeof r === 'number') return r === SIP004_BAD_LENGTH ? SIP004_BAD_LENGTH : SIP004_WRONG_KEY;
-        return new NativeDecoder(method.cipher, NO_KEY, {}, a, { codec: r, info });
+        return new NativeDecoder(method.cipher, NO_KEY, {}, a, undefined, { codec: r, info });
       }
     : undefined;
   return {
@@ -286,6 +307,14 @@ export function createNativeCipher(a: NativeAddon): CipherBackend {
     session: (cipher, subkey) => new NativeSession(cipher, subkey, a),
     chunkEncoder: (cipher, subkey, options) => new NativeEncoder(cipher, subkey, options, a),
     chunkDecoder: (cipher, subkey, options) => new NativeDecoder(cipher, subkey, options, a),
+    ...(SUBKEY_IN_CODEC && typeof a.createSalted === 'function'
+      ? {
+          saltedEncoder: (cipher: AeadCipher, masterKey: Uint8Array, salt: Uint8Array) =>
+            new NativeEncoder(cipher, masterKey, {}, a, salt),
+          saltedDecoder: (cipher: AeadCipher, masterKey: Uint8Array, salt: Uint8Array) =>
+            new NativeDecoder(cipher, masterKey, {}, a, salt),
+        }
+      : {}),
     // About 2 µs; node's hkdfSync about 12 µs (it imports a KeyObject per call).
     hkdfSha1: (key, salt) => a.hkdfSha1(key, salt),
     sealParts,

@@ -76,6 +76,12 @@ export interface CipherBackend {
   session(cipher: AeadCipher, subkey: Uint8Array): SessionCipher;
   chunkEncoder(cipher: AeadCipher, subkey: Uint8Array, options?: ChunkOptions): ChunkEncoder;
   chunkDecoder(cipher: AeadCipher, subkey: Uint8Array, options?: ChunkOptions): ChunkDecoder;
+  /**
+   * chunkEncoder / chunkDecoder keyed with hkdfSha1(masterKey, salt), in one step where the
+   * backend has it (the addon's createSalted: no subkey Buffer, one call); absent otherwise.
+   */
+  saltedEncoder?(cipher: AeadCipher, masterKey: Uint8Array, salt: Uint8Array): ChunkEncoder;
+  saltedDecoder?(cipher: AeadCipher, masterKey: Uint8Array, salt: Uint8Array): ChunkDecoder;
   /** HKDF-SHA1(key, salt, "ss-subkey") of key.length bytes: the SIP004 subkey. */
   hkdfSha1(key: Uint8Array, salt: Uint8Array): Buffer;
   /** prefix || AEAD(key, nonce, a || b) || tag, in one new buffer. */

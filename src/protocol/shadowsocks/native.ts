@@ -25,6 +25,16 @@ export interface NativeAddon {
     minPayload?: number,
     nonceStart?: number,
   ): object;
+  /** create() keyed with hkdfSha1(masterKey, salt), derived in C++ (not in every build: optional). */
+  createSalted?(
+    method: number,
+    masterKey: Uint8Array,
+    salt: Uint8Array,
+    encrypt: boolean,
+    maxPayload?: number,
+    minPayload?: number,
+    nonceStart?: number,
+  ): object;
   encode(codec: object, data: Uint8Array, prefix?: Uint8Array): Buffer;
   decode(codec: object, data: Uint8Array, info: Int32Array): Buffer | number;
   decodeInPlace(codec: object, data: Uint8Array, info: Int32Array): number | [Buffer, number];

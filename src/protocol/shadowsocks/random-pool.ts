@@ -21,3 +21,22 @@ export function poolRandomBytes(n: number): Buffer {
   poolPos += n;
   return out;
 }
+
+/**
+ * The next 4 pool bytes as a big-endian unsigned 32-bit integer: the value poolRandomBytes(4)
+ * would give, without a Buffer (two allocations) per draw. Shaping's randInt draws a few dozen
+ * per connection. LADDER_POOL_WORDS=0 (read once) draws them through poolRandomBytes(4) again.
+ */
+export function poolRandomUint32(): number {
+  if (poolPos + 4 > POOL_BYTES) {
+    randomFillSync(pool);
+    poolPos = 0;
+  }
+  const v = pool.readUInt32BE(poolPos);
+  pool.writeUInt32BE(0, poolPos); // no copy of handed-out bytes stays behind
+  poolPos += 4;
+  return v;
+}
+
+/** Whether randInt over the pool draws whole words (poolRandomUint32); off with LADDER_POOL_WORDS=0. */
+export const POOL_WORDS = process.env.LADDER_POOL_WORDS !== '0';

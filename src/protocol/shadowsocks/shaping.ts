@@ -33,7 +33,7 @@
  */
 import { ProtocolError } from '../errors.js';
 import { MAX_PAYLOAD, type AeadEncoder } from './aead.js';
-import { poolRandomBytes } from './random-pool.js';
+import { POOL_WORDS, poolRandomBytes, poolRandomUint32 } from './random-pool.js';
 
 /** Source of uniformly random bytes (inject a seeded one in tests). */
 export type Rng = (n: number) => Uint8Array;
@@ -69,9 +69,15 @@ function randInt(rng: Rng, n: number): number {
   if (n <= 1) return 0;
   // Rejection sampling over 32 bits: unbiased.
   const limit = Math.floor(0x1_0000_0000 / n) * n;
+  // The default rng's 4 bytes read as a word straight from its pool (the same value, no Buffer).
+  const words = POOL_WORDS && rng === defaultRng;
   for (let i = 0; i < 64; i++) {
-    const b = rng(4);
-    const v = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+    let v: number;
+    if (words) v = poolRandomUint32();
+    else {
+      const b = rng(4);
+      v = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+    }
     if (v < limit) return v % n;
   }
   return 0; // unreachable with a sane rng (p < 2^-64)
@@ -105,11 +111,62 @@ const HEX = '0123456789abcdef';
 const PATH_CHARS = ALNUM_LOWER + '-_./';
 
 const PATH_WORDS = [
-  'api', 'v1', 'v2', 'static', 'assets', 'img', 'images', 'js', 'css', 'search', 'login', 'index',
-  'news', 'video', 'user', 'users', 'cdn', 'media', 'upload', 'download', 'public', 'feed', 'item',
-  'home', 'app', 'auth', 'oauth', 'status', 'health', 'graphql', 'wp', 'blog', 'post', 'posts',
-  'favicon.ico', 'robots.txt', 'data', 'sync', 'update', 'track', 'event', 'pixel', 'query', 'files',
-  'docs', 'player', 'live', 'config', 'metrics', 'ping', 'page', 'q', 'rss', 'xml', 'json', 'zh-cn',
+  'api',
+  'v1',
+  'v2',
+  'static',
+  'assets',
+  'img',
+  'images',
+  'js',
+  'css',
+  'search',
+  'login',
+  'index',
+  'news',
+  'video',
+  'user',
+  'users',
+  'cdn',
+  'media',
+  'upload',
+  'download',
+  'public',
+  'feed',
+  'item',
+  'home',
+  'app',
+  'auth',
+  'oauth',
+  'status',
+  'health',
+  'graphql',
+  'wp',
+  'blog',
+  'post',
+  'posts',
+  'favicon.ico',
+  'robots.txt',
+  'data',
+  'sync',
+  'update',
+  'track',
+  'event',
+  'pixel',
+  'query',
+  'files',
+  'docs',
+  'player',
+  'live',
+  'config',
+  'metrics',
+  'ping',
+  'page',
+  'q',
+  'rss',
+  'xml',
+  'json',
+  'zh-cn',
 ];
 
 // Methods with weights (per mille). Ex5 covers GET/PUT/POST/HEAD; the others rely on Ex2.
