@@ -258,13 +258,9 @@ Dest* DestArg(const Args& a, const char* usage, bool* ok) {
   return Lookup(ThreadOf(a.env()), id);
 }
 
+// The addon's connect error (tcp_parts.h ThrowConnectErrno); nullptr to return from a napi call.
 napi_value ConnectError(napi_env env, int e) {
-  napi_value err, code, msg;
-  napi_create_string_utf8(env, "ERR_LADDER_CONNECT", NAPI_AUTO_LENGTH, &code);
-  napi_create_string_utf8(env, "connect failed", NAPI_AUTO_LENGTH, &msg);
-  napi_create_error(env, code, msg, &err);
-  napi_set_named_property(env, err, "errno", Number(env, -e));
-  napi_throw(env, err);
+  ThrowConnectErrno(env, e);
   return nullptr;
 }
 
