@@ -30,7 +30,8 @@
 // last ones are looked up by name, so a build without them is still accepted).
 //
 // abiVersion: 3 added the one-shot operations and the batched sockets, 4 decodeInPlace, 5 method 3
-// (aes-192-gcm). The loader refuses any other number, so it changes only when the JS surface does.
+// (aes-192-gcm), 6 relayConnect's encoder argument may be the master key (the relay derives its
+// encoder from it and the salt: an older build would take it for a codec and refuse every relay). The loader refuses any other number, so it changes only when the JS surface does.
 // tuneHeap was added without a new number: it is optional (the JS side calls it only when present).
 #include "common.h"
 #include "exports.h"
@@ -38,7 +39,7 @@
 namespace ladder {
 namespace {
 
-constexpr int32_t kAbiVersion = 5;
+constexpr int32_t kAbiVersion = 6;
 
 #define LADDER_EXPORT(name, fn) {name, nullptr, fn, nullptr, nullptr, nullptr, napi_enumerable, nullptr}
 

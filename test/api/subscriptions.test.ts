@@ -382,6 +382,9 @@ test("HTML page in the browser's language (Accept-Language): ru, zh, fa right to
     ['de, ru;q=0.5, zh;q=0.7', 'zh-CN', 'ltr', /请勿公开此页面/],
     ['ru;q=0, en', 'en', 'ltr', /Keep this page private/],
     [undefined, 'en', 'ltr', /Keep this page private/],
+    // Names every object has are not languages (they answered 500 once).
+    ['constructor', 'en', 'ltr', /Keep this page private/],
+    ['__proto__, toString;q=0.9', 'en', 'ltr', /Keep this page private/],
   ];
   for (const [al, lang, dir, text] of cases) {
     const body = await page(al);

@@ -169,7 +169,8 @@ for (const kind of ['ss-server', 'ladder'] as const) {
     }
 
     it('300 connections leave no relay, handshake, socket or descriptor behind', async () => {
-      const c = await client(true);
+      // The first-data wait far longer than a loaded machine's write takes (see native-tunnel-connect).
+      const c = await client(true, { firstDataWaitMs: 10_000 });
       try {
         const before = fds();
         let native = 0;

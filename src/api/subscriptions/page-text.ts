@@ -169,7 +169,7 @@ export function pageLang(acceptLanguage: string | undefined): PageLang {
         i,
       };
     })
-    .filter((a) => a.q > 0 && a.base in TABLES)
+    .filter((a) => a.q > 0 && Object.hasOwn(TABLES, a.base)) // not `in`: 'constructor' is in every object
     .sort((a, b) => b.q - a.q || a.i - b.i);
   return (asked[0]?.base as PageLang | undefined) ?? 'en';
 }
