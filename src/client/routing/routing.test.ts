@@ -45,6 +45,10 @@ test('simple list format: errors name the file, the line and the problem', () =>
   const cases: [string, RegExp][] = [
     ['domain-suffix,example.com', /my\.rules:1: expected/],
     ['\n\nfoo,example.com,proxy', /my\.rules:3: unknown rule type "foo"/],
+    [
+      'domain-sufix,example.com,proxy',
+      /my\.rules:1: unknown rule type "domain-sufix" \(did you mean domain-suffix\?\) \(.*ip-cidr, ip-cidr6, final\)/,
+    ],
     ['domain-suffix,example.com,reject', /my\.rules:1: route "reject" is not supported/],
     ['domain-suffix,example.com,tunnel', /unknown route "tunnel"/],
     ['ip-cidr,10.0.0.0/40,direct', /not an IP address or CIDR/],
@@ -97,6 +101,10 @@ test('Shadowsocks ACL: sections, IP/CIDR, regex, ||suffix, |exact; proxy_list be
   assert.throws(() => parseAcl('[nonsense]'), /x?acl:1: unknown ACL section/);
   assert.throws(() => parseAcl('1.2.3.4'), /outside \[bypass_list\]/);
   assert.throws(() => parseAcl('[proxy_list]\n(bad', 'f.acl'), /f\.acl:2:/);
+  // A CIDR with an impossible prefix is refused, not read as a regular expression.
+  assert.throws(() => parseAcl('[bypass_list]\n\n1.2.3.4/40', 'f.acl'), /^RuleSyntaxError: f\.acl:3: "1\.2\.3\.4\/40" is not a valid CIDR/);
+  assert.throws(() => parseAcl('[proxy_list]\n2001:db8::/129', 'f.acl'), /f\.acl:2: "2001:db8::\/129" is not a valid CIDR/);
+  assert.equal(parseAcl('[bypass_list]\n10.0.0.0/8\n').match('10.1.2.3'), 'direct');
 });
 
 function runPac(pac: string, host: string): string {

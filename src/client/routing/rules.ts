@@ -23,6 +23,7 @@
  * (resolving would leak the name to the censor's DNS).
  */
 import { IpSet, ipToBigInt } from '../../protocol/dns/ip-set.js';
+import { didYouMean } from '../../protocol/near-miss.js';
 
 export type Route = 'direct' | 'fragment' | 'proxy';
 export const ROUTES: readonly Route[] = ['direct', 'fragment', 'proxy'];
@@ -118,6 +119,9 @@ export function parseRoute(text: string, source: string, line: number): Route {
   throw new RuleSyntaxError(source, line, `unknown route "${text.trim()}" (use direct, fragment or proxy)`);
 }
 
+/** The rule types of the list format, as the messages list them. */
+const RULE_TYPES = ['domain', 'domain-suffix', 'domain-keyword', 'domain-regex', 'ip-cidr', 'ip-cidr6', 'final'];
+
 const DOMAIN_RE = /^(?=.{1,253}$)(?!-)[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*$/;
 
 export function makeMatcher(kind: string, value: string, source: string, line: number): Matcher {
@@ -149,7 +153,11 @@ export function makeMatcher(kind: string, value: string, source: string, line: n
       }
       return { kind: 'cidr', value: v };
     default:
-      throw new RuleSyntaxError(source, line, `unknown rule type "${kind.trim()}" (domain, domain-suffix, domain-keyword, domain-regex, ip-cidr, final)`);
+      throw new RuleSyntaxError(
+        source,
+        line,
+        `unknown rule type "${kind.trim()}"${didYouMean(k, RULE_TYPES)} (${RULE_TYPES.join(', ')})`,
+      );
   }
 }
 
