@@ -36,3 +36,8 @@ export function hintDialFailureOnce(code: string | undefined, log: Logger): void
   hinted.add(code);
   log.warn({ code }, hint);
 }
+
+/** The errno or TLS code behind a failed dial (its cause's code), if any. */
+export function dialErrno(err: unknown): string | undefined {
+  return ((err as { cause?: { code?: string } } | undefined)?.cause ?? {}).code;
+}

@@ -73,7 +73,7 @@ export interface FailoverOptions {
   /** No reply this long after the first data marks the endpoint (default 4 s). */
   stallMs?: number;
   /** Told about each endpoint failure: the endpoint's position in the list, not its address. */
-  onEndpointFailure?: (index: number, kind: EndpointFailure) => void;
+  onEndpointFailure?: (index: number, kind: EndpointFailure, err?: unknown) => void;
 }
 
 export interface RoutingOptions {
@@ -335,7 +335,8 @@ function buildKeyTunnel(
     ...(f.residualMs !== undefined ? { residualMs: f.residualMs } : {}),
     ...(f.attemptTimeoutMs !== undefined ? { attemptTimeoutMs: f.attemptTimeoutMs } : {}),
     ...(f.stallMs !== undefined ? { stallMs: f.stallMs } : {}),
-    onEndpointFailure: (e, kind) => f.onEndpointFailure?.(eps.indexOf(e as ShadowsocksEndpoint), kind),
+    onEndpointFailure: (e, kind, err) =>
+      f.onEndpointFailure?.(eps.indexOf(e as ShadowsocksEndpoint), kind, err),
   });
   return { tunnel: failover, failover, endpoints: eps.length, edition2022, closeHops };
 }

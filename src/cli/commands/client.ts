@@ -20,6 +20,7 @@ import {
   type DynamicKeyUrl,
 } from '../../client/dynamic-fetch.js';
 import { refusalText } from '../../client/dynamic-key.js';
+import { dialErrno, hintDialFailureOnce } from '../../client/dial-hint.js';
 import {
   proxyAuthFrom,
   serverEntryEndpoint,
@@ -486,8 +487,10 @@ export function registerClient(program: Command): void {
           failover: {
             ...(residualMs !== undefined ? { residualMs } : {}),
             // Positions, not addresses: logs at the default level name no server.
-            onEndpointFailure: (index, kind) =>
-              log.warn({ endpoint: index + 1, kind }, 'server endpoint avoided for its residual period'),
+            onEndpointFailure: (index, kind, err) => {
+              log.warn({ endpoint: index + 1, kind }, 'server endpoint avoided for its residual period');
+              hintDialFailureOnce(dialErrno(err), log); // e.g. an untrusted web-front certificate
+            },
           },
           log,
         });
