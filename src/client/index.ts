@@ -420,7 +420,13 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
 
   let router: Router | undefined;
   let dialer: Dialer = tunnel;
-  if (mode !== 'proxy' || (opts.rules && (opts.rules.rules.length > 0 || opts.rules.fallback))) {
+  // At debug the router runs for every mode, so each connection's route and destination are told
+  // (routing-dialer.ts); it sends everything through the tunnel as the bare tunnel does.
+  if (
+    mode !== 'proxy' ||
+    (opts.rules && (opts.rules.rules.length > 0 || opts.rules.fallback)) ||
+    log.isLevelEnabled('debug')
+  ) {
     const r = opts.routing ?? {};
     router = new Router({
       mode,
@@ -445,6 +451,7 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
       clock,
       ...(r.probeTimeoutMs !== undefined ? { probeTimeoutMs: r.probeTimeoutMs } : {}),
       ...(r.onRoute ? { onRoute: r.onRoute } : {}),
+      log,
       // With --dns, direct routes resolve names through it (tunnel or filtering stub), so a
       // direct connection never goes to an injected address.
       ...(directLookup ? { lookup: (name: string) => directLookup.lookup(name) } : {}),

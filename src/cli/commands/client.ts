@@ -247,7 +247,7 @@ export function registerClient(program: Command): void {
     )
     .option(
       '--log-level <level>',
-      `${LOG_LEVELS.join('|')} (debug logs destinations; default info or LADDER_LOG_LEVEL)`,
+      `${LOG_LEVELS.join('|')} (debug logs each connection's destination, its route and the rule that chose it, and why a tunnel failed or got no answer; default info or LADDER_LOG_LEVEL)`,
     )
     .addHelpText(
       'after',

@@ -138,13 +138,13 @@ test('Router: modes and rules', () => {
   const rules = parseRuleList('domain-suffix,cn,direct\ndomain-suffix,blocked.example,proxy\n');
   const proxy = new Router({ mode: 'proxy', rules, clock });
   assert.deepEqual(proxy.decide('www.example.com'), { route: 'proxy', source: 'mode' });
-  assert.deepEqual(proxy.decide('gov.cn'), { route: 'direct', source: 'rule' });
+  assert.deepEqual(proxy.decide('gov.cn'), { route: 'direct', source: 'rule', rule: rules.rules[0] });
   const direct = new Router({ mode: 'direct', rules, clock });
   assert.equal(direct.decide('www.example.com').route, 'direct');
   assert.equal(direct.decide('a.blocked.example').route, 'proxy');
   assert.equal(direct.reportFailure('www.example.com', 'direct', 'reset'), undefined);
   const withFinal = new Router({ mode: 'auto', rules: parseRuleList('final,proxy'), clock });
-  assert.deepEqual(withFinal.decide('x.example'), { route: 'proxy', source: 'rule' });
+  assert.deepEqual(withFinal.decide('x.example'), { route: 'proxy', source: 'rule' }); // a fallback: no rule
 });
 
 test('Router auto: escalation per failure pattern, immediate retry route, TTL, no step-down', () => {
@@ -156,7 +156,11 @@ test('Router auto: escalation per failure pattern, immediate retry route, TTL, n
   assert.equal(r.decide('ok.example').route, 'direct');
   // SNI reset -> fragment; fragment fails too (reassembling censor) -> proxy.
   assert.equal(r.reportFailure('sni.example', 'direct', 'reset-after-clienthello'), 'fragment');
-  assert.deepEqual(r.decide('SNI.example.'), { route: 'fragment', source: 'learned' });
+  assert.deepEqual(r.decide('SNI.example.'), {
+    route: 'fragment',
+    source: 'learned',
+    reason: 'reset-after-clienthello',
+  });
   assert.equal(r.reportFailure('sni.example', 'fragment', 'reset-after-clienthello'), 'proxy');
   assert.equal(r.decide('sni.example').route, 'proxy');
   // Proxy failures do not change the route.
