@@ -12,7 +12,7 @@ import { DirectDialer, type Dialer } from '../transport/dialer.js';
 import { ShadowsocksDialer, type ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
 import { Shadowsocks2022Dialer } from '../transport/shadowsocks2022-dialer.js';
 import { getAead2022Method, isAead2022MethodName } from '../protocol/shadowsocks/methods2022.js';
-import { toSocksAddress } from '../protocol/socks5/address.js';
+import { toSocksAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import { systemClock, type Clock } from '../shared/clock.js';
 import { DialerStream } from '../transport/dialer-stream.js';
 import { FragmentDialer, type TlsFragmentOptions } from '../transport/tls-fragment.js';
@@ -465,8 +465,13 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
   };
   const relayOn = opts.nativeRelay ?? nativeRelayFromEnv();
   const relayFns = relayOn ? nativeRelay() : undefined;
+  // A block route must answer SOCKS5 reply 2 before success, which the addon's front (it answers
+  // CONNECT in C++) cannot: rules with a block route keep SOCKS5 in JS.
+  const blocks = dialer instanceof RoutingDialer && !!opts.rules?.blocks ? dialer : undefined;
   const frontFns =
-    relayOn && !opts.auth && (opts.nativeSocks ?? nativeSocksFromEnv()) ? nativeSocksFront() : undefined;
+    relayOn && !opts.auth && !blocks && (opts.nativeSocks ?? nativeSocksFromEnv())
+      ? nativeSocksFront()
+      : undefined;
   let front: NativeSocks | undefined;
   const natives = relayFns
     ? new NativeTunnels(relayFns, (s) => sockets.delete(s), log, opts.nativeRelayAfterBytes)
@@ -516,6 +521,7 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
         udpAssociate: opts.udpAssociate,
         onSocket: track,
         native: natives,
+        blocked: blocks ? (d: SocksAddress) => blocks.blocks(d) : undefined,
       };
       const inbound = await startSocks5Inbound(socksOpts);
       closers.push(serverCloser(inbound.server));
@@ -538,6 +544,7 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
         auth: opts.auth,
         onSocket: track,
         pac,
+        blocked: blocks ? (d: SocksAddress) => blocks.blocks(d) : undefined,
       });
       closers.push(serverCloser(inbound.server));
       httpAddress = inbound.address;

@@ -129,6 +129,17 @@ export class RoutingDialer implements Dialer {
     return d.route;
   }
 
+  /**
+   * True when the rules block `dest` (told at debug with why): the inbound refuses the
+   * application at once (SOCKS5 reply 2, HTTP 403) instead of dialling.
+   */
+  blocks(dest: SocksAddress): boolean {
+    const d = this.router.decide(dest.host);
+    if (d.route !== 'block') return false;
+    this.#log?.debug(`route ${formatAddress(dest)}: block (${decisionWhy(d, this.router.mode)})`);
+    return true;
+  }
+
   /** An attempt's outcome to onRoute; a retry by another route told at debug. */
   #event(dest: SocksAddress, e: RouteEvent): void {
     this.#onRoute?.(e);
@@ -171,6 +182,12 @@ export class RoutingDialer implements Dialer {
     // Hints reach the tunnel only: the direct and fragment routes make their own sockets.
     let route = this.#decide(dest);
     if (route === 'proxy') return this.#once(route, dest, firstData, signal, hints);
+    // The inbounds refuse blocked destinations before asking (blocks()); a caller that did not
+    // gets a dial that reached nothing.
+    if (route === 'block')
+      throw Object.assign(new UpstreamDialError('ERR_CONNECT', 'the destination is blocked by a rule'), {
+        dialled: false,
+      });
     if (this.router.mode !== 'auto') {
       const target = await this.#target(dest, route);
       if ('forged' in target)

@@ -200,7 +200,7 @@ export function registerClient(program: Command): void {
     )
     .option(
       '--rules <file>',
-      'routing rules, winning over --route: list format (domain-suffix,example.com,proxy / ip-cidr,10.0.0.0/8,direct / final,proxy) or a Shadowsocks .acl file',
+      'routing rules, winning over --route: list format (domain-suffix,example.com,proxy / ip-cidr,10.0.0.0/8,direct / domain-keyword,ads,block / final,proxy) or a Shadowsocks .acl file; routes: direct, fragment, proxy, block (refused at once)',
     )
     .option(
       '--rules-from-probe <file>',

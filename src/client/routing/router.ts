@@ -1,5 +1,5 @@
 /**
- * The Router: decides direct | fragment | proxy per destination, and in `auto` mode learns from
+ * The Router: decides direct | fragment | proxy | block per destination, and in `auto` mode learns from
  * the failure patterns the censor produces. Pure logic over an injected Clock.
  *
  *   const router = new Router({ mode: 'auto', rules, clock });
@@ -149,7 +149,7 @@ export class Router {
 }
 
 function rank(r: Route): number {
-  return r === 'direct' ? 0 : r === 'fragment' ? 1 : 2;
+  return r === 'direct' ? 0 : r === 'fragment' ? 1 : 2; // block is never learned
 }
 
 /** What the client observed about a failed connection attempt. */

@@ -7,7 +7,7 @@ import { parseAcl } from './acl.js';
 import { EndpointSelector } from './endpoints.js';
 import { generatePac } from './pac.js';
 import { classifyFailure, Router } from './router.js';
-import { parseRuleList, RuleSyntaxError, type RuleSet } from './rules.js';
+import { parseRuleList, RuleSyntaxError, type Route, type RuleSet } from './rules.js';
 
 const LIST = `
 # blocked sites
@@ -41,6 +41,16 @@ test('simple list format: parse and match (first match wins, suffix semantics, c
   assert.equal(rs.fallback, 'proxy');
 });
 
+test('block routes: block, and Clash REJECT, in rules and as the final route', () => {
+  const rs = parseRuleList('domain-suffix,ads.example,block\nDOMAIN,track.example,REJECT\nfinal,proxy\n');
+  assert.equal(rs.match('x.ads.example'), 'block');
+  assert.equal(rs.match('track.example'), 'block');
+  assert.equal(rs.match('news.example'), 'proxy');
+  assert.equal(rs.blocks, true);
+  assert.equal(parseRuleList('final,block').blocks, true);
+  assert.equal(parseRuleList('domain,a.example,direct').blocks, false);
+});
+
 test('simple list format: errors name the file, the line and the problem', () => {
   const cases: [string, RegExp][] = [
     ['domain-suffix,example.com', /my\.rules:1: expected/],
@@ -49,7 +59,7 @@ test('simple list format: errors name the file, the line and the problem', () =>
       'domain-sufix,example.com,proxy',
       /my\.rules:1: unknown rule type "domain-sufix" \(did you mean domain-suffix\?\) \(.*ip-cidr, ip-cidr6, final\)/,
     ],
-    ['domain-suffix,example.com,reject', /my\.rules:1: route "reject" is not supported/],
+    ['domain-suffix,example.com,proxi', /my\.rules:1: unknown route "proxi" \(did you mean proxy\?\) \(use direct, fragment, proxy or block\)/],
     ['domain-suffix,example.com,tunnel', /unknown route "tunnel"/],
     ['ip-cidr,10.0.0.0/40,direct', /not an IP address or CIDR/],
     ['domain-regex,(unclosed,proxy', /invalid regular expression/],
@@ -192,7 +202,7 @@ test('Router auto: a simulated browsing session never fails a request twice', ()
   const clock = new ManualClock();
   const r = new Router({ mode: 'auto', clock });
   // The censored path: which routes fail for which site, and how.
-  const censor: Record<string, Partial<Record<'direct' | 'fragment' | 'proxy', 'reset-after-clienthello' | 'forged-dns' | 'stall-after-first-packet'>>> = {
+  const censor: Record<string, Partial<Record<Route, 'reset-after-clienthello' | 'forged-dns' | 'stall-after-first-packet'>>> = {
     'sni-only.example': { direct: 'reset-after-clienthello' },
     'sni-reassembling.example': { direct: 'reset-after-clienthello', fragment: 'reset-after-clienthello' },
     'dns.example': { direct: 'forged-dns' },
@@ -313,7 +323,7 @@ test('property: EndpointSelector never picks an endpoint inside its residual; Ro
     fc.property(fc.array(fc.tuple(fc.constantFrom('direct' as const, 'fragment' as const, 'proxy' as const), fc.constantFrom(...kinds)), { maxLength: 30 }), (reports) => {
       const clock = new ManualClock();
       const r = new Router({ mode: 'auto', clock });
-      const rank = { direct: 0, fragment: 1, proxy: 2 };
+      const rank = { direct: 0, fragment: 1, proxy: 2, block: 3 };
       let prev = 0;
       for (const [route, kind] of reports) {
         const retry = r.reportFailure('h.example', route, kind);
