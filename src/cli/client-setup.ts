@@ -1,13 +1,17 @@
 /**
  * Pieces of `ladder client`'s start (commands/client.ts) kept apart to keep that file readable:
  * a config file's SIP008 entries as endpoints, the start-time warnings about their keys, and the
- * proxy credentials (--auth, LADDER_AUTH, the file's "auth") with the banner's hint for them.
+ * proxy credentials (--auth, LADDER_AUTH, the file's "auth") with the banner's hint for them, the
+ * banner's shaping words, and `--status`.
  */
 import type { ServerEntry } from '../config/client.js';
 import { parseProxyAuth, type ProxyAuth } from '../config/proxy-auth.js';
 import { UsageError } from './errors.js';
 import { endpointFromParts, type KeyEndpoint } from '../client/key.js';
 import type { Logger } from '../shared/logger.js';
+import { shapesByDefault } from '../client/index.js';
+import { formatStatus, readStatuses } from '../client/status.js';
+import type { ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
 
 /** A config file's SIP008 entry through the checks an ss:// key goes through (v2ray-plugin: its WebSocket hop). */
 export function serverEntryEndpoint(s: ServerEntry): KeyEndpoint {
@@ -64,4 +68,32 @@ export function proxyAuthFrom(o: {
 /** The banner's `try:` command for a proxy URL: with auth, curl's --proxy-user with placeholders (never the password). */
 export function tryCommand(proxyUrl: string, auth: boolean): string {
   return `try: curl --proxy ${proxyUrl}${auth ? ' --proxy-user USER:PASSWORD' : ''} https://example.com`;
+}
+
+/**
+ * What the shaping setting does for these endpoints, in words for the banner; `offBy` names what
+ * turned it off (--no-shape, or the config file's "shape").
+ */
+export function shapingSummary(
+  eps: readonly ShadowsocksEndpoint[],
+  shape: boolean | undefined,
+  offBy: string,
+): string {
+  const shaped = eps.filter((e) => shape !== false && shapesByDefault(e)).length;
+  const parts: string[] = [];
+  if (shaped === eps.length) parts.push('first-packet shaping on');
+  else if (shaped > 0) parts.push(`first-packet shaping on for ${shaped} of ${eps.length} endpoints`);
+  else if (shape === false) parts.push(`first-packet shaping off (${offBy})`);
+  if (eps.some((e) => e.prefix)) parts.push('key prefix as given');
+  return parts.join(', ');
+}
+
+/** `ladder client --status`: every client's status file in the state directory. */
+export function statusReport(stateDir: string): string {
+  const all = readStatuses(stateDir);
+  const running = all.filter((s) => s.running);
+  if (all.length === 0)
+    return `no ladder client status in ${stateDir} (a client writes one when its key offers a choice of endpoints or is dynamic)\n`;
+  const shown = running.length > 0 ? running : all.slice(0, 1);
+  return `${shown.map((s) => formatStatus(s.status, s.running)).join('\n\n')}\n`;
 }

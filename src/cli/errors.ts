@@ -1,6 +1,6 @@
 import { type Command, CommanderError } from 'commander';
 import { ProtocolError } from '../protocol/errors.js';
-import { editDistance } from '../protocol/sip002/plugin-opts.js';
+import { editDistance } from '../protocol/near-miss.js';
 import { CodedError } from '../shared/errors.js';
 import { ParseError } from '../shared/parse.js';
 import { ConfigError, ClientConfigError } from '../config/errors.js';

@@ -15,7 +15,8 @@ import { join } from 'node:path';
 import { fileErrorWhy } from '../config/errors.js';
 import { parseFlags, webFlagsSchema } from '../config/flags.js';
 import type { WebConfig } from '../config/server.js';
-import { editDistance, webKeyUrlFor, type WebEndpoint } from '../protocol/sip002/plugin-opts.js';
+import { webKeyUrlFor, type WebEndpoint } from '../protocol/sip002/plugin-opts.js';
+import { editDistance } from '../protocol/near-miss.js';
 import type { DataPlaneOptions, ShadowsocksServer } from '../server/index.js';
 // The web front's modules (ws, acme-client, the decoy site) load only when --web-port is given.
 import type { WebService, WebServiceSettings } from '../server/web/setup.js';

@@ -17,9 +17,9 @@
  *
  * The connection itself is left alone (no extra timeout, no bytes changed). Lines never name the
  * destination, the server or the key, and each kind is logged at most once per `repeatMs`, with
- * a count of the repeats.
+ * a count of the repeats; at debug (opt-in) a line per connection names its destination.
  */
-import type { SocksAddress } from '../protocol/socks5/address.js';
+import { formatAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import { systemClock, type Clock, type Timer } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
 import { RepeatLimiter } from '../shared/repeat-limiter.js';
@@ -62,6 +62,14 @@ export function sharedWatchTimerFromEnv(env: NodeJS.ProcessEnv = process.env): b
 }
 
 type Kind = 'closed' | 'closed-after-fin' | 'no-answer' | 'not-shadowsocks';
+
+/** The debug line's words for each finding (the info line explains it). */
+const KIND_WORDS: Record<Kind, string> = {
+  closed: 'the server closed it without data',
+  'closed-after-fin': 'the server closed it without data after the application finished sending',
+  'no-answer': 'no answer from the server',
+  'not-shadowsocks': 'the server answered with bytes this key cannot decrypt',
+};
 
 const CLOSED =
   'the server accepted the connection but closed it without data: the destination refused, did not resolve or was not allowed (a private address needs --allow-private on the server), or the key was changed';
@@ -162,7 +170,7 @@ export class AnswerWatchDialer implements Dialer {
       });
     }
     const conn = await this.#inner.dial(dest, first, signal, hints);
-    return this.#watch(conn, sent).conn;
+    return this.#watch(conn, sent, dest).conn;
   }
 
   /**
@@ -173,19 +181,23 @@ export class AnswerWatchDialer implements Dialer {
     const inner = nativePlanner(this.#inner)?.planNative(dest, data, hints);
     if (!inner) return undefined;
     const sent = data.length > 0;
-    const { conn, quiet } = this.#watch(inner.conn, sent);
+    const { conn, quiet } = this.#watch(inner.conn, sent, dest);
     return {
       ...inner,
       conn,
       failed: async (err) => {
         quiet();
-        return this.#watch(await inner.failed(err), sent).conn;
+        return this.#watch(await inner.failed(err), sent, dest).conn;
       },
     };
   }
 
   /** The watched connection; `quiet` ends the watch with nothing told (the connect failed). */
-  #watch(conn: DialedConnection, sentFirst: boolean): { conn: DialedConnection; quiet: () => void } {
+  #watch(
+    conn: DialedConnection,
+    sentFirst: boolean,
+    dest: SocksAddress,
+  ): { conn: DialedConnection; quiet: () => void } {
     const clock = this.#clock;
     const socket = conn.socket;
     let sent = false;
@@ -205,7 +217,12 @@ export class AnswerWatchDialer implements Dialer {
       if (settled) return;
       settled = true;
       clear();
-      if (kind && text) this.#tell(kind, text);
+      if (kind && text) {
+        this.#tell(kind, text);
+        // The info line names no destination; at debug, which one it was (every time).
+        if (this.#log.isLevelEnabled('debug'))
+          this.#log.debug({ tunnel: kind }, `tunnel to ${formatAddress(dest)}: ${KIND_WORDS[kind]}`);
+      }
     };
     /** What to tell when the server did not open a payload for us by `waited` ms. */
     const unanswered = (waited: number): void => {

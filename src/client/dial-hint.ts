@@ -1,5 +1,6 @@
 /**
- * What to do about a tunnel dial's TLS failure, logged once per error code per process (the
+ * What a tunnel dial's failure means and what to do about it (a web front's TLS certificate, a
+ * server that is not running or not reachable), logged once per error code per process (the
  * "tunnel dial failed" line repeats for every connection; the advice need not). Names no server,
  * key or path: the error code and which key option or setting fixes it.
  */
@@ -18,21 +19,37 @@ const UNTRUSTED = new Set([
 const hinted = new Set<string>();
 
 /** The advice for `code`, or undefined when it is not a certificate problem. */
-export function tlsDialHint(code: string): string | undefined {
+export function dialHint(code: string): string | undefined {
   if (UNTRUSTED.has(code))
     return `the web front's TLS certificate is not trusted (${code}): add cert=PATH (the front's certificate or its CA, PEM) to the key's v2ray-plugin options, or start the client with NODE_EXTRA_CA_CERTS=PATH`;
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID')
     return `the web front's TLS certificate does not name the key's host (${code}): check the key's v2ray-plugin host= option (without it v2ray-plugin's default, cloudfront.com, is used)`;
   if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID')
     return `the web front's TLS certificate is not valid now (${code}): renew it on the server, or check this computer's clock`;
+  return serverDialHint(code);
+}
+
+/** The advice for a TCP connect to the server that failed, or undefined (the words `ladder probe --servers` uses). */
+function serverDialHint(code: string): string | undefined {
+  if (code === 'ECONNREFUSED')
+    return `the server refused the connection (${code}): nothing listens on its port (is the server running? is the key's port right?), or a firewall refuses it`;
+  if (code === 'ETIMEDOUT')
+    return `no answer from the server (${code}): it is down, or its address is blocked on this network (try: ladder probe --servers KEY)`;
+  if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH')
+    return `the server cannot be reached from here (${code}): no route to its address (no network, or the address is blocked)`;
   return undefined;
 }
 
 /** Log the advice for a failed dial's error code, the first time that code is seen. */
 export function hintDialFailureOnce(code: string | undefined, log: Logger): void {
   if (code === undefined || hinted.has(code)) return;
-  const hint = tlsDialHint(code);
+  const hint = dialHint(code);
   if (hint === undefined) return;
   hinted.add(code);
   log.warn({ code }, hint);
+}
+
+/** The errno or TLS code behind a failed dial (its cause's code), if any. */
+export function dialErrno(err: unknown): string | undefined {
+  return ((err as { cause?: { code?: string } } | undefined)?.cause ?? {}).code;
 }

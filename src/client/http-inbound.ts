@@ -16,7 +16,12 @@ export interface HttpInboundOptions extends TunnelContext {
   onSocket?: (socket: Socket) => void;
   /** Serve this proxy auto-config at /proxy.pac (origin-form GET to the proxy itself). */
   pac?: (() => string) | undefined;
+  /** The rules block this destination: answer 403 at once, dial nothing. */
+  blocked?: ((dest: SocksAddress) => boolean) | undefined;
 }
+
+const BLOCKED_TEXT = 'blocked by the proxy rules (a block route)';
+const BLOCKED = `HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: ${BLOCKED_TEXT.length + 1}\r\nConnection: close\r\n\r\n${BLOCKED_TEXT}\n`;
 
 export interface HttpInbound {
   readonly server: http.Server;
@@ -85,6 +90,7 @@ const AUTH_REQUIRED =
 
 /**
  * HTTP proxy inbound on node:http:
+ * - A destination the rules block: 403 at once, nothing dialled.
  * - CONNECT host:port: answer 200, then tunnel raw bytes through the dialer (the first bytes
  *   after the 200, e.g. a TLS ClientHello, ride in the dialer's first write).
  * - Absolute-URI requests (GET http://host/path): rewritten to origin-form, hop-by-hop and
@@ -110,6 +116,10 @@ export async function startHttpInbound(opts: HttpInboundOptions): Promise<HttpIn
     const dest = parseAuthority(req.url ?? '');
     if (!dest) {
       endWith(s, 'HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    if (opts.blocked?.(dest)) {
+      endWith(s, BLOCKED);
       return;
     }
     s.write('HTTP/1.1 200 Connection established\r\n\r\n');
@@ -152,6 +162,10 @@ export async function startHttpInbound(opts: HttpInboundOptions): Promise<HttpIn
       dest = toSocksAddress(url.hostname, url.port ? Number(url.port) : 80);
     } catch {
       fail(400, 'bad host in request URL');
+      return;
+    }
+    if (opts.blocked?.(dest)) {
+      fail(403, BLOCKED_TEXT);
       return;
     }
     // RFC 9112 §3.2.2: with an absolute-form target the proxy replaces Host with the URL's.
@@ -203,6 +217,10 @@ export async function startHttpInbound(opts: HttpInboundOptions): Promise<HttpIn
       dest = toSocksAddress(url.hostname, url.port ? Number(url.port) : 80);
     } catch {
       reject('400 Bad Request');
+      return;
+    }
+    if (opts.blocked?.(dest)) {
+      endWith(s, BLOCKED);
       return;
     }
     const lines = [`${req.method ?? 'GET'} ${url.pathname}${url.search} HTTP/1.1`, `Host: ${url.host}`];

@@ -12,7 +12,7 @@ import { DirectDialer, type Dialer } from '../transport/dialer.js';
 import { ShadowsocksDialer, type ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
 import { Shadowsocks2022Dialer } from '../transport/shadowsocks2022-dialer.js';
 import { getAead2022Method, isAead2022MethodName } from '../protocol/shadowsocks/methods2022.js';
-import { toSocksAddress } from '../protocol/socks5/address.js';
+import { toSocksAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import { systemClock, type Clock } from '../shared/clock.js';
 import { DialerStream } from '../transport/dialer-stream.js';
 import { FragmentDialer, type TlsFragmentOptions } from '../transport/tls-fragment.js';
@@ -73,7 +73,7 @@ export interface FailoverOptions {
   /** No reply this long after the first data marks the endpoint (default 4 s). */
   stallMs?: number;
   /** Told about each endpoint failure: the endpoint's position in the list, not its address. */
-  onEndpointFailure?: (index: number, kind: EndpointFailure) => void;
+  onEndpointFailure?: (index: number, kind: EndpointFailure, err?: unknown) => void;
 }
 
 export interface RoutingOptions {
@@ -335,7 +335,8 @@ function buildKeyTunnel(
     ...(f.residualMs !== undefined ? { residualMs: f.residualMs } : {}),
     ...(f.attemptTimeoutMs !== undefined ? { attemptTimeoutMs: f.attemptTimeoutMs } : {}),
     ...(f.stallMs !== undefined ? { stallMs: f.stallMs } : {}),
-    onEndpointFailure: (e, kind) => f.onEndpointFailure?.(eps.indexOf(e as ShadowsocksEndpoint), kind),
+    onEndpointFailure: (e, kind, err) =>
+      f.onEndpointFailure?.(eps.indexOf(e as ShadowsocksEndpoint), kind, err),
   });
   return { tunnel: failover, failover, endpoints: eps.length, edition2022, closeHops };
 }
@@ -419,7 +420,13 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
 
   let router: Router | undefined;
   let dialer: Dialer = tunnel;
-  if (mode !== 'proxy' || (opts.rules && (opts.rules.rules.length > 0 || opts.rules.fallback))) {
+  // At debug the router runs for every mode, so each connection's route and destination are told
+  // (routing-dialer.ts); it sends everything through the tunnel as the bare tunnel does.
+  if (
+    mode !== 'proxy' ||
+    (opts.rules && (opts.rules.rules.length > 0 || opts.rules.fallback)) ||
+    log.isLevelEnabled('debug')
+  ) {
     const r = opts.routing ?? {};
     router = new Router({
       mode,
@@ -444,6 +451,7 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
       clock,
       ...(r.probeTimeoutMs !== undefined ? { probeTimeoutMs: r.probeTimeoutMs } : {}),
       ...(r.onRoute ? { onRoute: r.onRoute } : {}),
+      log,
       // With --dns, direct routes resolve names through it (tunnel or filtering stub), so a
       // direct connection never goes to an injected address.
       ...(directLookup ? { lookup: (name: string) => directLookup.lookup(name) } : {}),
@@ -457,8 +465,13 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
   };
   const relayOn = opts.nativeRelay ?? nativeRelayFromEnv();
   const relayFns = relayOn ? nativeRelay() : undefined;
+  // A block route must answer SOCKS5 reply 2 before success, which the addon's front (it answers
+  // CONNECT in C++) cannot: rules with a block route keep SOCKS5 in JS.
+  const blocks = dialer instanceof RoutingDialer && !!opts.rules?.blocks ? dialer : undefined;
   const frontFns =
-    relayOn && !opts.auth && (opts.nativeSocks ?? nativeSocksFromEnv()) ? nativeSocksFront() : undefined;
+    relayOn && !opts.auth && !blocks && (opts.nativeSocks ?? nativeSocksFromEnv())
+      ? nativeSocksFront()
+      : undefined;
   let front: NativeSocks | undefined;
   const natives = relayFns
     ? new NativeTunnels(relayFns, (s) => sockets.delete(s), log, opts.nativeRelayAfterBytes)
@@ -508,6 +521,7 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
         udpAssociate: opts.udpAssociate,
         onSocket: track,
         native: natives,
+        blocked: blocks ? (d: SocksAddress) => blocks.blocks(d) : undefined,
       };
       const inbound = await startSocks5Inbound(socksOpts);
       closers.push(serverCloser(inbound.server));
@@ -530,6 +544,7 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
         auth: opts.auth,
         onSocket: track,
         pac,
+        blocked: blocks ? (d: SocksAddress) => blocks.blocks(d) : undefined,
       });
       closers.push(serverCloser(inbound.server));
       httpAddress = inbound.address;

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { fileErrorWhy } from '../config/errors.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { getAeadMethod } from '../protocol/shadowsocks/methods.js';
+import { checkMethod } from '../protocol/shadowsocks/key-material.js';
 import {
   getAead2022Method,
   isAead2022MethodName,
@@ -102,6 +103,7 @@ export function endpointFromParts(
   // SIP022 keys: the password is base64 PSK(s); check them now so a bad key fails at startup.
   let method: { name: string; saltSize: number };
   try {
+    checkMethod(parsed.method); // every method of both editions in its message
     if (isAead2022MethodName(parsed.method)) {
       method = getAead2022Method(parsed.method);
       parsePsk2022(getAead2022Method(parsed.method), parsed.password);

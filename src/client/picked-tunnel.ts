@@ -7,6 +7,7 @@
  * Log lines name endpoints by position and kind, never by address; the server's refusal (quota,
  * expiry) is shown as the server words it, at most once per 30 s.
  */
+import { dialErrno, hintDialFailureOnce } from './dial-hint.js';
 import { isAead2022MethodName } from '../protocol/shadowsocks/methods2022.js';
 import { systemClock, type Clock, type Timer } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
@@ -104,11 +105,13 @@ export async function startPickedTunnel(o: PickedTunnelOptions): Promise<PickedT
     memory,
     dialerFor: o.dialerFor,
     ...o.picker,
-    onFailure: (position, e, kind, avoidMs) => {
+    onFailure: (position, e, kind, avoidMs, err) => {
       log.warn(
         { endpoint: position, kind, transport: endpointKind(e), avoidSeconds: Math.round(avoidMs / 1000) },
         'server endpoint avoided for its residual period',
       );
+      // An untrusted web-front certificate: the same advice a single key gets (tunnel.ts).
+      hintDialFailureOnce(dialErrno(err), log);
       reports?.failed(e);
       // The operator may have moved the server: ask the key (rate-limited in the source).
       source?.refreshSoon();

@@ -66,7 +66,13 @@ export interface PickerOptions {
   attemptTimeoutMs?: number;
   stallMs?: number;
   /** An endpoint failed: its position (1-based), kind, and how long it is now avoided. */
-  onFailure?: (position: number, e: KeyEndpoint, kind: EndpointFailure, avoidMs: number) => void;
+  onFailure?: (
+    position: number,
+    e: KeyEndpoint,
+    kind: EndpointFailure,
+    avoidMs: number,
+    err?: unknown,
+  ) => void;
   /** Data came back through an endpoint other than the one that last did. */
   onChoice?: (position: number, e: KeyEndpoint) => void;
   /** A dial found nothing usable (every endpoint avoided, refused or none). */
@@ -176,13 +182,13 @@ export class PickerDialer implements Dialer {
       dialerFor: (e) => this.#dialers.get(dialerKey(e as KeyEndpoint))!,
       ...(o.attemptTimeoutMs !== undefined ? { attemptTimeoutMs: o.attemptTimeoutMs } : {}),
       ...(o.stallMs !== undefined ? { stallMs: o.stallMs } : {}),
-      onEndpointFailure: (e, kind) => {
+      onEndpointFailure: (e, kind, err) => {
         const ep = e as KeyEndpoint;
         // The selector has just set the avoidance; report what it chose.
         const rec = this.#memory.get(pathKey(ep));
         const avoidMs = Math.max(0, (rec?.avoidUntil ?? 0) - o.clock.now());
         if (this.#chosen === ep) this.#chosen = undefined;
-        o.onFailure?.(eps.indexOf(ep) + 1, ep, kind, avoidMs);
+        o.onFailure?.(eps.indexOf(ep) + 1, ep, kind, avoidMs, err);
       },
       onEndpointSuccess: (e) => {
         const ep = e as KeyEndpoint;

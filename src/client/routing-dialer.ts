@@ -30,8 +30,10 @@ import {
 } from '../transport/dialer.js';
 import { nativePlanner, type NativeTunnelPlan } from '../transport/native-dial.js';
 import { FragmentDialer } from '../transport/tls-fragment.js';
-import { classifyFailure, type FailureKind, type Router } from './routing/router.js';
-import type { Route } from './routing/rules.js';
+import { classifyFailure, type Decision, type FailureKind, type Router } from './routing/router.js';
+import type { Matcher, Route } from './routing/rules.js';
+import { formatAddress } from '../protocol/socks5/address.js';
+import type { Logger } from '../shared/logger.js';
 import type { LookupResult } from './dns/lookup.js';
 import { toSocksAddress } from '../protocol/socks5/address.js';
 
@@ -64,6 +66,22 @@ export interface RoutingDialerOptions {
    * failure pattern: auto moves the name on; otherwise the genuine address, if any, is used.
    */
   lookup?: (name: string) => Promise<LookupResult>;
+  /**
+   * At debug only (destinations are private): one line per connection with its route, why (the
+   * rule and its line, the learned failure, or the mode) and the destination, and one per retry.
+   */
+  log?: Logger;
+}
+
+/** Why a decision was made, in words for the debug line. */
+function decisionWhy(d: Decision, mode: string): string {
+  if (d.source === 'learned') return `learned after ${d.reason ?? 'a failure'}`;
+  if (d.source === 'mode') return `--route ${mode}`;
+  if (!d.rule) return "the rules' final route";
+  const m: Matcher = d.rule.match;
+  const value = m.kind === 'domain-regex' ? m.value.source : m.value;
+  const at = d.rule.line !== undefined ? ` at line ${d.rule.line}` : '';
+  return `${d.rule.soft ? 'measured rule' : 'rule'}${at}: ${m.kind === 'cidr' ? 'ip-cidr' : m.kind},${value}`;
 }
 
 const TLS_HANDSHAKE = 0x16;
@@ -90,6 +108,7 @@ export class RoutingDialer implements Dialer {
   readonly #probeMs: number;
   readonly #onRoute: RoutingDialerOptions['onRoute'];
   readonly #lookup: RoutingDialerOptions['lookup'];
+  readonly #log: Logger | undefined;
 
   constructor(opts: RoutingDialerOptions) {
     this.router = opts.router;
@@ -100,6 +119,32 @@ export class RoutingDialer implements Dialer {
     this.#probeMs = opts.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
     this.#onRoute = opts.onRoute;
     this.#lookup = opts.lookup;
+    this.#log = opts.log?.isLevelEnabled('debug') ? opts.log : undefined;
+  }
+
+  /** The router's decision for `dest`, told at debug. */
+  #decide(dest: SocksAddress): Route {
+    const d = this.router.decide(dest.host);
+    this.#log?.debug(`route ${formatAddress(dest)}: ${d.route} (${decisionWhy(d, this.router.mode)})`);
+    return d.route;
+  }
+
+  /**
+   * True when the rules block `dest` (told at debug with why): the inbound refuses the
+   * application at once (SOCKS5 reply 2, HTTP 403) instead of dialling.
+   */
+  blocks(dest: SocksAddress): boolean {
+    const d = this.router.decide(dest.host);
+    if (d.route !== 'block') return false;
+    this.#log?.debug(`route ${formatAddress(dest)}: block (${decisionWhy(d, this.router.mode)})`);
+    return true;
+  }
+
+  /** An attempt's outcome to onRoute; a retry by another route told at debug. */
+  #event(dest: SocksAddress, e: RouteEvent): void {
+    this.#onRoute?.(e);
+    if (e.retry && this.#log)
+      this.#log.debug(`route ${formatAddress(dest)}: ${e.retry} (retry after ${e.kind ?? 'a failure'} by ${e.route})`);
   }
 
   /**
@@ -115,7 +160,7 @@ export class RoutingDialer implements Dialer {
     if ('forged' in r) {
       const next = this.router.reportFailure(dest.host, route, 'forged-dns');
       if (next || r.address === undefined) {
-        this.#onRoute?.({ route, outcome: 'failed', kind: 'forged-dns', retry: next });
+        this.#event(dest, { route, outcome: 'failed', kind: 'forged-dns', retry: next });
         return { forged: true };
       }
       return toSocksAddress(r.address, dest.port);
@@ -135,8 +180,14 @@ export class RoutingDialer implements Dialer {
     hints?: DialHints,
   ): Promise<DialedConnection> {
     // Hints reach the tunnel only: the direct and fragment routes make their own sockets.
-    let route = this.router.decide(dest.host).route;
+    let route = this.#decide(dest);
     if (route === 'proxy') return this.#once(route, dest, firstData, signal, hints);
+    // The inbounds refuse blocked destinations before asking (blocks()); a caller that did not
+    // gets a dial that reached nothing.
+    if (route === 'block')
+      throw Object.assign(new UpstreamDialError('ERR_CONNECT', 'the destination is blocked by a rule'), {
+        dialled: false,
+      });
     if (this.router.mode !== 'auto') {
       const target = await this.#target(dest, route);
       if ('forged' in target)
@@ -162,7 +213,7 @@ export class RoutingDialer implements Dialer {
           throw new UpstreamDialError('ERR_CONNECT', 'name lookup failed: NXDOMAIN');
         // No answer at all (SERVFAIL, timeout): what DNS blocking looks like from here.
         const next: Route | undefined = this.router.reportFailure(dest.host, route, 'connect-failed');
-        this.#onRoute?.({ route, outcome: 'failed', kind: 'connect-failed', retry: next });
+        this.#event(dest, { route, outcome: 'failed', kind: 'connect-failed', retry: next });
         if (!next) throw new UpstreamDialError('ERR_CONNECT', `name lookup failed: ${target.error}`);
         route = next;
         continue;
@@ -180,19 +231,19 @@ export class RoutingDialer implements Dialer {
           sentClientHello: false,
         });
         const next: Route | undefined = kind ? this.router.reportFailure(dest.host, route, kind) : undefined;
-        this.#onRoute?.({ route, outcome: 'failed', kind, retry: next });
+        this.#event(dest, { route, outcome: 'failed', kind, retry: next });
         if (!next) throw err;
         route = next;
         continue;
       }
       if (!data || data.length === 0) {
-        this.#onRoute?.({ route, outcome: 'ok' });
+        this.#event(dest, { route, outcome: 'ok' });
         return conn;
       }
       const held = await this.#hold(conn.socket, signal);
       if (held.ok) {
         this.router.reportSuccess(dest.host, route);
-        this.#onRoute?.({ route, outcome: 'ok' });
+        this.#event(dest, { route, outcome: 'ok' });
         return conn;
       }
       conn.socket.destroy();
@@ -205,7 +256,7 @@ export class RoutingDialer implements Dialer {
         sentClientHello: looksLikeClientHello(data),
       });
       const next: Route | undefined = kind ? this.router.reportFailure(dest.host, route, kind) : undefined;
-      this.#onRoute?.({ route, outcome: 'failed', kind, retry: next });
+      this.#event(dest, { route, outcome: 'failed', kind, retry: next });
       if (!next)
         throw new UpstreamDialError('ERR_CLOSED', `destination closed before replying (${held.errorCode})`);
       route = next;
@@ -221,19 +272,20 @@ export class RoutingDialer implements Dialer {
     if (this.router.decide(dest.host).route !== 'proxy') return undefined;
     const inner = nativePlanner(this.#tunnel)?.planNative(dest, data, hints);
     if (!inner) return undefined;
+    if (this.#log) this.#decide(dest); // told once: dial() is not called for a plan
     return {
       ...inner,
       connected: () => {
-        this.#onRoute?.({ route: 'proxy', outcome: 'ok' });
+        this.#event(dest, { route: 'proxy', outcome: 'ok' });
         inner.connected();
       },
       failed: async (err) => {
         try {
           const conn = await inner.failed(err);
-          this.#onRoute?.({ route: 'proxy', outcome: 'ok' });
+          this.#event(dest, { route: 'proxy', outcome: 'ok' });
           return conn;
         } catch (e) {
-          this.#onRoute?.({ route: 'proxy', outcome: 'failed' });
+          this.#event(dest, { route: 'proxy', outcome: 'failed' });
           throw e;
         }
       },
@@ -254,10 +306,10 @@ export class RoutingDialer implements Dialer {
         signal,
         route === 'proxy' ? hints : undefined,
       );
-      this.#onRoute?.({ route, outcome: 'ok' });
+      this.#event(dest, { route, outcome: 'ok' });
       return conn;
     } catch (err) {
-      if (!signal?.aborted) this.#onRoute?.({ route, outcome: 'failed' });
+      if (!signal?.aborted) this.#event(dest, { route, outcome: 'failed' });
       throw err;
     }
   }

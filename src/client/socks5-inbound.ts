@@ -43,6 +43,8 @@ export interface Socks5InboundOptions extends TunnelContext {
   udpAssociate?: ((req: UdpAssociateRequest) => void) | undefined;
   /** Called for every accepted socket (for shutdown tracking). */
   onSocket?: (socket: Socket) => void;
+  /** The rules block this destination: reply 2 (not allowed by ruleset) at once, dial nothing. */
+  blocked?: ((dest: SocksAddress) => boolean) | undefined;
 }
 
 export interface Socks5Inbound {
@@ -70,7 +72,8 @@ function safeEqual(a: string, b: string): boolean {
 }
 
 /**
- * Handle one SOCKS5 client: greeting (skipped when `greeted`), optional RFC 1929 auth, request. CONNECT gets SUCCEEDED at
+ * Handle one SOCKS5 client: greeting (skipped when `greeted`), optional RFC 1929 auth, request. A
+ * CONNECT to a destination the rules block gets NOT_ALLOWED (2); any other CONNECT gets SUCCEEDED at
  * once (the tunnel's first write waits for the application's first bytes, see tunnel.ts); UDP
  * ASSOCIATE goes to the hook or gets COMMAND_NOT_SUPPORTED; anything malformed closes the
  * connection after the reply RFC 1928 prescribes, if any.
@@ -154,7 +157,9 @@ export function handleSocks5(socket: Socket, opts: Socks5InboundOptions, greeted
           const rest = buf.subarray(r.length);
           buf = Buffer.alloc(0);
           finish();
-          if (r.command === CMD_CONNECT) {
+          if (r.command === CMD_CONNECT && opts.blocked?.(r.address)) {
+            refuse(encodeReply(REP.NOT_ALLOWED));
+          } else if (r.command === CMD_CONNECT) {
             // SUCCEEDED now: the application's first bytes are what we wait for (tunnel.ts).
             socket.write(encodeReply(REP.SUCCEEDED));
             void runTunnel(socket, r.address, rest.length > 0 ? Buffer.from(rest) : undefined, opts);

@@ -40,3 +40,16 @@ test('--status counts an avoidance from now, not from when the file was written'
     '  1. shadowsocks port 8388: avoided until 15 s ago after 2 failures in a row (reset), may be tried again',
   );
 });
+
+test('--status: an endpoint that carried data and then failed is not "none yet"', () => {
+  const now = 1_000_000_000;
+  const st = status(now, 180_000);
+  const using = (s: ClientStatus): string => formatStatus(s, true, now).split('\n')[2]!;
+  // Control: nothing ever carried data.
+  assert.equal(using(st), '  using: none yet (no connection has carried data)');
+  st.endpoints[0]!.lastOkAt = now - 8_000;
+  assert.equal(
+    using(st),
+    '  using: none now (endpoint 1 (shadowsocks, port 8388) last carried data 8 s ago, then avoided)',
+  );
+});

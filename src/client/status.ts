@@ -113,10 +113,18 @@ export function formatStatus(st: ClientStatus, running: boolean, now = Date.now(
       lines.push(`  ${k.refusal} (new connections are refused until the server accepts the key)`);
   } else lines.push('  key: static');
   const inUse = st.endpoints.find((e) => e.state === 'in use');
+  // None in use, but one carried data before (then failed or is avoided): say when, not "yet".
+  const lastWorked = st.endpoints
+    .filter((e) => e.lastOkAt !== undefined)
+    .sort((a, b) => b.lastOkAt! - a.lastOkAt!)[0];
+  const named = (e: PickerEndpointStatus): string =>
+    `endpoint ${e.position} (${e.kind}${e.tag ? ` "${e.tag}"` : ''}, port ${e.port})`;
   lines.push(
     inUse
-      ? `  using: endpoint ${inUse.position} (${inUse.kind}${inUse.tag ? ` "${inUse.tag}"` : ''}, port ${inUse.port})`
-      : '  using: none yet (no connection has carried data)',
+      ? `  using: ${named(inUse)}`
+      : lastWorked
+        ? `  using: none now (${named(lastWorked)} last carried data ${ago(now - lastWorked.lastOkAt!)}, then ${lastWorked.state})`
+        : '  using: none yet (no connection has carried data)',
   );
   for (const e of st.endpoints) {
     const worked = e.lastOkAt !== undefined ? `last worked ${ago(now - e.lastOkAt)}` : '';

@@ -49,6 +49,16 @@ type PacketTunnel = Pick<UdpTunnel, 'send' | 'close' | 'onMessage'>;
  */
 export function createUdpAssociate(opts: UdpAssociateOptions): UdpAssociateHandler {
   const log = opts.logger ?? silentLogger;
+  // Why associations fail, at the default level once per reason (each association repeats it).
+  const told = new Set<string>();
+  const setupFailed = (err: unknown, ws: boolean, uot: boolean): void => {
+    const reason = udpSetupFailure(err, ws && !uot);
+    if (told.has(reason)) log.debug({ err: (err as Error).message }, 'udp associate setup failed');
+    else {
+      told.add(reason);
+      log.warn(reason);
+    }
+  };
   // Parse the key once (bad keys fail here, at startup, with a message naming the field).
   const key = new UdpTunnelKey(opts.server.method, opts.server.password);
   const live = new Set<() => void>();
@@ -161,7 +171,7 @@ export function createUdpAssociate(opts: UdpAssociateOptions): UdpAssociateHandl
         });
         sock.on('error', () => undefined);
       } catch (err) {
-        log.debug({ err: (err as Error).message }, 'udp associate setup failed');
+        setupFailed(err, !!opts.server.websocket, !!opts.server.udpOverTcp);
         fail();
         return;
       }
@@ -221,4 +231,16 @@ function toTunnel(t: PacketTunnel, msg: Buffer, accepted: () => void): void {
 function sameLoopback(a: string, b: string): boolean {
   const strip = (x: string): string => (x.startsWith('::ffff:') ? x.slice(7) : x);
   return strip(a) === strip(b);
+}
+
+/**
+ * The one line that says why UDP ASSOCIATE could not be set up. A web front answering its packet
+ * endpoint with HTTP 404 serves no UDP (a server without --udp): the application only sees a
+ * SOCKS5 failure reply, so the log says what to change. Names no server or path.
+ */
+export function udpSetupFailure(err: unknown, overWebSocket: boolean): string {
+  const msg = (err as Error).message ?? String(err);
+  if (overWebSocket && /upgrade refused \(HTTP 404\)/.test(msg))
+    return "UDP ASSOCIATE refused: the server's web front does not relay UDP (its packet endpoint answered HTTP 404; the server needs --udp, or managed mode)";
+  return `UDP ASSOCIATE refused: the relay could not be set up (${msg})`;
 }

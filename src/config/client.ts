@@ -2,7 +2,8 @@
  * The client's JSON config file (`ladder client --config FILE`), as a zod schema. Pure: the CLI
  * reads the file and hands the text here.
  *
- * Format (every field optional except that some server must be given here or by --key):
+ * Format (every field optional except that some server must be given here or by --key; the
+ * user's reference is docs/client-config.md):
  *
  *   {
  *     "keys": ["ss://...", "ss://..."],            // each key is one server endpoint, in order
@@ -26,6 +27,7 @@ import { z } from 'zod';
 import { MAX_CLIENT_SECONDS } from './defaults.js';
 import { ClientConfigError, jsonErrorWhere } from './errors.js';
 import { keyFieldIssue } from './key-fields.js';
+import { didYouMean } from '../protocol/near-miss.js';
 import { parseProxyAuth, type ProxyAuth } from './proxy-auth.js';
 import { isProtocolError } from '../protocol/errors.js';
 import { parseV2rayPluginOptions, V2RAY_PLUGIN_NAMES } from '../protocol/sip002/plugin-opts.js';
@@ -197,7 +199,11 @@ function fieldPath(path: readonly PropertyKey[]): string {
 }
 
 function issueMessage(issue: z.core.$ZodIssue): { message: string; field: string } {
-  if (issue.code === 'unrecognized_keys') return { message: `unknown field "${issue.keys[0]}"`, field: '' };
+  if (issue.code === 'unrecognized_keys') {
+    const name = String(issue.keys[0]);
+    const near = didYouMean(name, Object.keys(clientConfigSchema.shape), (f) => `"${f}"`);
+    return { message: `unknown field "${name}"${near}`, field: '' };
+  }
   const field = fieldPath(issue.path);
   if (field === '') return { message: issue.message, field };
   // Top-level fields are quoted ("route" must…); "servers[0] must be an object", but

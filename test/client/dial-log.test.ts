@@ -2,7 +2,8 @@
  * The log line of a tunnel that was not dialled: when every endpoint is avoided, the failover
  * dialler reaches no server, and the log says "tunnel not dialled" with why and when the first is
  * usable again, not "tunnel dial failed ERR_CONNECT" (which reads as a server that refused).
- * Control: the dial that did reach the (closed) port is logged as a failed dial with its errno.
+ * Control: the dial that did reach the (closed) port is logged as a failed dial with its errno,
+ * and once what that errno means (nothing listens: is the server running?).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -56,13 +57,18 @@ test('every endpoint avoided: "tunnel not dialled", not "tunnel dial failed"', a
     .trim()
     .split('\n')
     .map((l) => JSON.parse(l) as { msg: string; code?: string; errno?: string });
-  assert.equal(lines.length, 2, text);
+  assert.equal(lines.length, 3, text);
   assert.deepEqual([lines[0]!.msg, lines[0]!.errno], ['tunnel dial failed', 'ECONNREFUSED']);
+  // What the errno means, once per process (the words `ladder probe --servers` uses).
   assert.match(
     lines[1]!.msg,
+    /^the server refused the connection \(ECONNREFUSED\): nothing listens on its port \(is the server running\?/,
+  );
+  assert.match(
+    lines[2]!.msg,
     /^tunnel not dialled: every server endpoint is avoided after a block; the first is usable again in \d+ s$/,
   );
-  assert.equal(lines[1]!.code, 'ERR_CONNECT');
+  assert.equal(lines[2]!.code, 'ERR_CONNECT');
   assert.ok(!text.includes('site.example') && !text.includes('127.0.0.1'), 'no destination or server');
 });
 

@@ -112,7 +112,11 @@ test('auto: a reset after the ClientHello goes to fragment; with fragment also r
     ],
   );
   assert.equal(seen.length, 1);
-  assert.deepEqual(router.decide('192.0.2.1'), { route: 'proxy', source: 'learned' });
+  assert.deepEqual(router.decide('192.0.2.1'), {
+    route: 'proxy',
+    source: 'learned',
+    reason: 'reset-after-clienthello',
+  });
   // The learned route expires (30 min): direct is tried again.
   clock.advance(30 * 60_000 + 1);
   assert.equal(router.decide('192.0.2.1').route, 'direct');

@@ -27,3 +27,22 @@ test('banner: "1 rule from", "2 rules from"', async (t) => {
     }
   }
 });
+
+test('banner: shaping turned off by the config file names its field, not --no-shape', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ladder-banner-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'c.json'), JSON.stringify({ keys: [KEY], shape: false }));
+  for (const [args, want] of [
+    [['--config', 'c.json'], 'first-packet shaping off (c.json: "shape")'],
+    [['--config', 'c.json', '--no-shape'], 'first-packet shaping off (--no-shape)'],
+  ] as const) {
+    const r = run(['client', '--socks', '127.0.0.1:0', ...args], { cwd: dir });
+    try {
+      const [line] = await waitForStdout(r, /ladder client: [^\n]*/);
+      assert.ok(line.includes(want), line);
+    } finally {
+      r.child.kill('SIGTERM');
+      await r.exit;
+    }
+  }
+});

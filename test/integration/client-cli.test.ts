@@ -299,7 +299,20 @@ describe('ladder client CLI: several endpoints, routing, DNS, PAC', () => {
         writeFileSync(join(dir, 'c.json'), JSON.stringify({ keys: [key(1)], sock: '1080' }));
         return ['--config', join(dir, 'c.json')];
       },
-      /c\.json: unknown field "sock"/,
+      /c\.json: unknown field "sock" \(did you mean "socks"\?\)$/,
+    ],
+    [
+      '--config dns (named as the file\'s field)',
+      () => {
+        writeFileSync(join(dir, 'd.json'), JSON.stringify({ keys: [key(1)], dns: '127.0.0.1' }));
+        return ['--config', join(dir, 'd.json')];
+      },
+      /^ladder: \S*d\.json: "dns" "127\.0\.0\.1": expected/,
+    ],
+    [
+      '--http and --socks on one address',
+      () => ['--key', key(1), '--socks', '127.0.0.1:11200', '--http', '127.0.0.1:11200'],
+      /^ladder: --socks and --http both name 127\.0\.0\.1:11200: give each proxy its own port/,
     ],
     [
       '--config key',

@@ -257,7 +257,11 @@ describe('ladder client --dns-mode stub', () => {
         ['TXT'],
         'the forged A answer is dropped',
       );
-      assert.deepEqual(client.router!.decide('poisoned.example'), { route: 'proxy', source: 'learned' });
+      assert.deepEqual(client.router!.decide('poisoned.example'), {
+        route: 'proxy',
+        source: 'learned',
+        reason: 'forged-dns',
+      });
     } finally {
       await client.close();
       up.close();

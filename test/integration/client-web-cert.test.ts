@@ -3,7 +3,8 @@
  * makes the TLS connection trust that file, and an echo goes through (hash compared). Negative
  * control: the same key without cert= carries nothing, and the log says once (not once per
  * connection) what to do, with the TLS error code. A missing or non-certificate file stops the
- * client with one line naming the option.
+ * client with one line naming the option. With several endpoints (the picker) the untrusted front
+ * is avoided for a working raw port, and the log gives the same advice once.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -95,6 +96,18 @@ test(
     assert.equal(hints[0]!.code, 'DEPTH_ZERO_SELF_SIGNED_CERT');
     assert.match(hints[0]!.msg, /DEPTH_ZERO_SELF_SIGNED_CERT.*NODE_EXTRA_CA_CERTS=PATH/);
     for (const secret of [PASSWORD, srv.secretPath]) assert.ok(!untrusted.r.stderr().includes(secret));
+
+    // Several endpoints (the picker, as a saved SIP008 subscription gives them): the untrusted
+    // front is avoided and the raw port carries, and the same advice is logged once.
+    const raw = formatSsUrl({ method: 'aes-256-gcm', password: PASSWORD, host: '127.0.0.1', port: srv.plane.address.port });
+    const picker = run(['client', '--key', key(''), '--key', raw, '--socks', '127.0.0.1:0', '--state-dir', dir]);
+    running.push(picker);
+    const pm = await waitForStdout(picker, /SOCKS5 proxy on 127\.0\.0\.1:(\d+)/);
+    assert.ok(await carries(Number(pm[1])), 'the raw endpoint carries');
+    const advice = (): string[] => picker.stderr().split('\n').filter((l) => l.includes('add cert=PATH'));
+    await waitFor(() => advice().length >= 1, { timeoutMs: 5000 }).catch(() => undefined);
+    assert.equal(advice().length, 1, picker.stderr());
+    assert.match(advice()[0]!, /DEPTH_ZERO_SELF_SIGNED_CERT/);
 
     // A file that is missing or holds no certificate: one line naming the option, exit 2.
     const junk = join(dir, 'junk.pem');

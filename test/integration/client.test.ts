@@ -780,6 +780,11 @@ describe('access keys', () => {
     ['stream cipher', `ss://${b64('rc4-md5:TopSecretPw')}@127.0.0.1:8388`, /stream cipher/],
     ['unknown method', `ss://${b64('rot13-gcm:TopSecretPw')}@127.0.0.1:8388`, /unknown method "rot13-gcm"/],
     [
+      'misspelt 2022 method',
+      `ss://${b64('2022-blake3-aes-256-gmc:TopSecretPw')}@127.0.0.1:8388`,
+      /unknown method "2022-blake3-aes-256-gmc" \(did you mean 2022-blake3-aes-256-gcm\?\); expected one of .*chacha20-ietf-poly1305, 2022-blake3-aes-128-gcm/,
+    ],
+    [
       'plugin',
       `ss://${b64('aes-256-gcm:TopSecretPw')}@127.0.0.1:8388/?plugin=obfs-local%3Bobfs%3Dhttp`,
       /plugin "obfs-local".*not support/,

@@ -8,7 +8,6 @@ import {
   DEFAULT_DNS_UPSTREAM,
   endpointFromKey,
   parseListenAddress,
-  shapesByDefault,
   startClient,
   type DnsMode,
   type ListenAddress,
@@ -21,10 +20,18 @@ import {
   type DynamicKeyUrl,
 } from '../../client/dynamic-fetch.js';
 import { refusalText } from '../../client/dynamic-key.js';
-import { proxyAuthFrom, serverEntryEndpoint, tryCommand, warnPluginNotes } from '../client-setup.js';
+import { dialErrno, hintDialFailureOnce } from '../../client/dial-hint.js';
+import {
+  proxyAuthFrom,
+  serverEntryEndpoint,
+  shapingSummary,
+  statusReport,
+  tryCommand,
+  warnPluginNotes,
+} from '../client-setup.js';
 import { startPickedTunnel, type PickedTunnel } from '../../client/picked-tunnel.js';
 import { DEFAULT_ERROR_RETRY_MS, DEFAULT_REFRESH_MS } from '../../client/key-source.js';
-import { defaultStateDir, formatStatus, readStatuses } from '../../client/status.js';
+import { defaultStateDir } from '../../client/status.js';
 import type { RouteMode } from '../../client/routing/router.js';
 import type { RuleSet } from '../../client/routing/rules.js';
 import { parseProbeRules } from '../../client/routing/probe-rules.js';
@@ -74,6 +81,11 @@ function hostPort(a: AddressInfo): string {
   return formatHostPort(a.address, a.port);
 }
 
+/** Two listen addresses that are one (port 0 picks a free port for each: never the same). */
+function sameListenAddress(a: ListenAddress, b: ListenAddress): boolean {
+  return a.port !== 0 && a.port === b.port && a.host === b.host;
+}
+
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
@@ -109,27 +121,6 @@ type Endpoint = ShadowsocksEndpoint & {
   udpOverTcp?: 1 | 2;
   pluginNotes?: string[];
 };
-
-/** What the shaping setting does for these endpoints, in words for the banner. */
-function shapingSummary(eps: Endpoint[], shape: boolean | undefined): string {
-  const shaped = eps.filter((e) => shape !== false && shapesByDefault(e)).length;
-  const parts: string[] = [];
-  if (shaped === eps.length) parts.push('first-packet shaping on');
-  else if (shaped > 0) parts.push(`first-packet shaping on for ${shaped} of ${eps.length} endpoints`);
-  else if (shape === false) parts.push('first-packet shaping off (--no-shape)');
-  if (eps.some((e) => e.prefix)) parts.push('key prefix as given');
-  return parts.join(', ');
-}
-
-/** `ladder client --status`: every client's status file in the state directory. */
-function statusReport(stateDir: string): string {
-  const all = readStatuses(stateDir);
-  const running = all.filter((s) => s.running);
-  if (all.length === 0)
-    return `no ladder client status in ${stateDir} (a client writes one when its key offers a choice of endpoints or is dynamic)\n`;
-  const shown = running.length > 0 ? running : all.slice(0, 1);
-  return `${shown.map((s) => formatStatus(s.status, s.running)).join('\n\n')}\n`;
-}
 
 /** The picker over a dynamic key or several endpoints; the first fetch's failure is one line. */
 async function startPicked(o: {
@@ -185,7 +176,7 @@ export function registerClient(program: Command): void {
     )
     .option(
       '--config <file>',
-      'JSON client config: "keys"/"servers" (SIP008, e.g. a saved subscription; plugin v2ray-plugin with plugin_opts), "socks", "http", "route", "rules", "dns", "dnsUpstream", "dnsMode", "shape", "residualSeconds", "auth"; flags win',
+      'JSON client config: "keys" (ss:// keys)/"servers" (SIP008, e.g. a saved subscription; plugin v2ray-plugin with plugin_opts), "socks", "http", "route", "rules", "dns", "dnsUpstream", "dnsMode", "shape", "residualSeconds", "udp", "udpOverTcp", "auth"; "rules" relative to the file; flags win (docs/client-config.md)',
     )
     .addOption(
       shownDefault(
@@ -209,7 +200,7 @@ export function registerClient(program: Command): void {
     )
     .option(
       '--rules <file>',
-      'routing rules, winning over --route: list format (domain-suffix,example.com,proxy / ip-cidr,10.0.0.0/8,direct / final,proxy) or a Shadowsocks .acl file',
+      'routing rules, winning over --route: list format (domain-suffix,example.com,proxy / ip-cidr,10.0.0.0/8,direct / domain-keyword,ads,block / final,proxy) or a Shadowsocks .acl file; routes: direct, fragment, proxy, block (refused at once)',
     )
     .option(
       '--rules-from-probe <file>',
@@ -256,7 +247,7 @@ export function registerClient(program: Command): void {
     )
     .option(
       '--log-level <level>',
-      `${LOG_LEVELS.join('|')} (debug logs destinations; default info or LADDER_LOG_LEVEL)`,
+      `${LOG_LEVELS.join('|')} (debug logs each connection's destination, its route and the rule that chose it, and why a tunnel failed or got no answer; default info or LADDER_LOG_LEVEL)`,
     )
     .addHelpText(
       'after',
@@ -337,6 +328,10 @@ export function registerClient(program: Command): void {
           );
       });
       if (!socks && !httpAddr) throw new UsageError('nothing to do: --no-socks given and no --http address');
+      if (socks && httpAddr && sameListenAddress(socks, httpAddr))
+        throw new UsageError(
+          `${socksFromFile ? `${flags.config}: "socks"` : '--socks'} and ${flags.http === undefined ? `${flags.config}: "http"` : '--http'} both name ${formatHostPort(httpAddr.host, httpAddr.port)}: give each proxy its own port`,
+        );
       const authFrom = proxyAuthFrom({
         flag: flags.auth,
         env: process.env.LADDER_AUTH,
@@ -355,6 +350,9 @@ export function registerClient(program: Command): void {
             : undefined;
 
       const shape = fromCli('shape') ? flags.shape : config.shape;
+      // Where a value came from, for messages: the flag, or the config file's field.
+      const named = (flag: string, field: keyof ClientConfig, fromFlag: boolean): string =>
+        fromFlag || config[field] === undefined ? flag : `${flags.config}: "${field}"`;
       if (shape === true) {
         if (endpoints.some((e) => e.method === '2022-blake3-aes-128-gcm'))
           throw new UsageError(
@@ -390,11 +388,13 @@ export function registerClient(program: Command): void {
       const dnsListen = flags.dns ?? config.dns;
       const dnsModeText = flags.dnsMode ?? config.dnsMode ?? 'tunnel';
       if (dnsModeText !== 'tunnel' && dnsModeText !== 'stub')
-        throw new UsageError(`--dns-mode must be tunnel or stub, got "${dnsModeText}"`);
+        throw new UsageError(`--dns-mode must be tunnel or stub, got "${dnsModeText}"`); // the file's is checked
       const dnsMode: DnsMode = dnsModeText;
       const upstreamText = flags.dnsUpstream ?? config.dnsUpstream;
       const dnsUpstream = upstreamText
-        ? usage('', () => parseHostPort(upstreamText, '--dns-upstream', 53))
+        ? usage('', () =>
+            parseHostPort(upstreamText, named('--dns-upstream', 'dnsUpstream', flags.dnsUpstream !== undefined), 53),
+          )
         : DEFAULT_DNS_UPSTREAM;
       if (dnsListen === undefined && (flags.dnsUpstream !== undefined || flags.dnsMode !== undefined))
         throw new UsageError(
@@ -403,7 +403,9 @@ export function registerClient(program: Command): void {
       const dns =
         dnsListen !== undefined
           ? {
-              listen: usage('', () => parseListenAddress(dnsListen, '--dns')),
+              listen: usage('', () =>
+                parseListenAddress(dnsListen, named('--dns', 'dns', flags.dns !== undefined)),
+              ),
               mode: dnsMode,
               upstream: dnsUpstream,
             }
@@ -485,8 +487,10 @@ export function registerClient(program: Command): void {
           failover: {
             ...(residualMs !== undefined ? { residualMs } : {}),
             // Positions, not addresses: logs at the default level name no server.
-            onEndpointFailure: (index, kind) =>
-              log.warn({ endpoint: index + 1, kind }, 'server endpoint avoided for its residual period'),
+            onEndpointFailure: (index, kind, err) => {
+              log.warn({ endpoint: index + 1, kind }, 'server endpoint avoided for its residual period');
+              hintDialFailureOnce(dialErrno(err), log); // e.g. an untrusted web-front certificate
+            },
           },
           log,
         });
@@ -515,7 +519,7 @@ export function registerClient(program: Command): void {
 
       const methods = [...new Set(endpoints.map((e) => e.method))].join(', ');
       const tags = endpoints.map((e) => e.tag).filter((t): t is string => !!t);
-      const shaping = shapingSummary(endpoints, shape);
+      const shaping = shapingSummary(endpoints, shape, named('--no-shape', 'shape', fromCli('shape')));
       const dynTag = dynamicKey?.tag ? ` "${dynamicKey.tag}"` : '';
       const what =
         dynamicKey && endpoints.length === 0

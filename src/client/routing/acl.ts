@@ -22,12 +22,21 @@ import { isCommentOrBlank, RuleSet, RuleSyntaxError, type Matcher, type Route, t
 
 type Section = 'bypass' | 'proxy' | 'ignore' | undefined;
 
+/** An address with a prefix length (1.2.3.4/40, 2001:db8::/200): meant as a CIDR, never a regex. */
+const CIDR_SHAPE = /^(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9a-f]*:[0-9a-f:.]*)\/\d+$/i;
+
 function entryMatcher(entry: string, source: string, line: number): Matcher {
   try {
     new IpSet([entry]);
     return { kind: 'cidr', value: entry };
   } catch {
-    // not an IP: fall through to domain forms
+    // Not an IP: fall through to domain forms, unless it is written as a CIDR (a bad one).
+    if (CIDR_SHAPE.test(entry))
+      throw new RuleSyntaxError(
+        source,
+        line,
+        `"${entry}" is not a valid CIDR (prefix length /0../32 for IPv4, /0../128 for IPv6)`,
+      );
   }
   if (entry.startsWith('||')) return { kind: 'domain-suffix', value: entry.slice(2).toLowerCase().replace(/\.$/, '') };
   if (entry.startsWith('|')) return { kind: 'domain', value: entry.slice(1).toLowerCase().replace(/\.$/, '') };

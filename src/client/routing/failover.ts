@@ -44,8 +44,11 @@ export interface FailoverDialerOptions {
    * residual period (180 s) after a brief outage would strand the user.
    */
   lastResortAfterMs?: number;
-  /** Told about every endpoint failure (for logs/metrics; no destination in it). */
-  onEndpointFailure?: (e: Endpoint, kind: EndpointFailure) => void;
+  /**
+   * Told about every endpoint failure (for logs/metrics; no destination in it), with the dial's
+   * error for a connect failure (its TLS code says what to fix: dial-hint.ts).
+   */
+  onEndpointFailure?: (e: Endpoint, kind: EndpointFailure, err?: unknown) => void;
   /** Told when data first comes back through an endpoint on a connection. */
   onEndpointSuccess?: (e: Endpoint) => void;
   /** Use this selector (over the same endpoints) instead of a fresh one: shared memory, back-off. */
@@ -73,9 +76,9 @@ export class FailoverDialer implements Dialer {
     return d;
   }
 
-  #fail(e: Endpoint, kind: EndpointFailure): void {
+  #fail(e: Endpoint, kind: EndpointFailure, err?: unknown): void {
     this.selector.reportFailure(e, kind);
-    this.#o.onEndpointFailure?.(e, kind);
+    this.#o.onEndpointFailure?.(e, kind, err);
   }
 
   async dial(
@@ -124,7 +127,7 @@ export class FailoverDialer implements Dialer {
       } catch (err) {
         if (signal?.aborted) throw err;
         lastErr = err;
-        this.#fail(e, 'connect-failed');
+        this.#fail(e, 'connect-failed', err);
       } finally {
         if (timer) this.#o.clock.clearTimeout(timer);
         signal?.removeEventListener('abort', onOuterAbort);

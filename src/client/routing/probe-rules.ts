@@ -18,7 +18,7 @@ import { isIP } from 'node:net';
 import { makeMatcher, normalizeHost, RuleSet, RuleSyntaxError, type Route, type Rule } from './rules.js';
 
 const MECHANISMS = new Set(['dns', 'tcp_ip', 'tls', 'http-failure', 'http-diff']);
-const RANK: Record<Route, number> = { direct: 0, fragment: 1, proxy: 2 };
+const RANK: Record<Route, number> = { direct: 0, fragment: 1, proxy: 2, block: 3 }; // probes never block
 
 export interface ProbeRuleOptions {
   /** SNI-filtered (`tls`) hosts try TLS fragmentation first (only sensible with --route auto). */

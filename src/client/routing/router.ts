@@ -1,5 +1,5 @@
 /**
- * The Router: decides direct | fragment | proxy per destination, and in `auto` mode learns from
+ * The Router: decides direct | fragment | proxy | block per destination, and in `auto` mode learns from
  * the failure patterns the censor produces. Pure logic over an injected Clock.
  *
  *   const router = new Router({ mode: 'auto', rules, clock });
@@ -26,7 +26,7 @@
  * dropped first). Nothing here logs; `snapshot()` is for a debug endpoint.
  */
 import type { Clock } from '../../shared/clock.js';
-import { normalizeHost, type Route, type RuleSet } from './rules.js';
+import { normalizeHost, type Route, type Rule, type RuleSet } from './rules.js';
 
 export type RouteMode = 'auto' | 'proxy' | 'direct';
 
@@ -40,6 +40,10 @@ export type FailureKind =
 export interface Decision {
   readonly route: Route;
   readonly source: 'rule' | 'learned' | 'mode';
+  /** The rule that matched (source 'rule'; none for a rule set's fallback). */
+  readonly rule?: Rule | undefined;
+  /** Why the route was learned (source 'learned'). */
+  readonly reason?: FailureKind | undefined;
 }
 
 export interface RouterOptions {
@@ -91,10 +95,11 @@ export class Router {
   decide(host: string): Decision {
     const key = normalizeHost(host);
     const rule = this.#rules?.matchRule(key);
-    if (rule && !(rule.soft && this.mode === 'auto' && this.#current(key))) return { route: rule.route, source: 'rule' };
+    if (rule && !(rule.soft && this.mode === 'auto' && this.#current(key)))
+      return { route: rule.route, source: 'rule', rule };
     if (this.mode === 'auto') {
       const l = this.#current(key);
-      if (l) return { route: l.route, source: 'learned' };
+      if (l) return { route: l.route, source: 'learned', reason: l.reason };
     }
     const fb = this.#rules?.fallback;
     if (fb) return { route: fb, source: 'rule' };
@@ -144,7 +149,7 @@ export class Router {
 }
 
 function rank(r: Route): number {
-  return r === 'direct' ? 0 : r === 'fragment' ? 1 : 2;
+  return r === 'direct' ? 0 : r === 'fragment' ? 1 : 2; // block is never learned
 }
 
 /** What the client observed about a failed connection attempt. */

@@ -7,7 +7,7 @@ import { parseAcl } from './acl.js';
 import { EndpointSelector } from './endpoints.js';
 import { generatePac } from './pac.js';
 import { classifyFailure, Router } from './router.js';
-import { parseRuleList, RuleSyntaxError, type RuleSet } from './rules.js';
+import { parseRuleList, RuleSyntaxError, type Route, type RuleSet } from './rules.js';
 
 const LIST = `
 # blocked sites
@@ -41,11 +41,25 @@ test('simple list format: parse and match (first match wins, suffix semantics, c
   assert.equal(rs.fallback, 'proxy');
 });
 
+test('block routes: block, and Clash REJECT, in rules and as the final route', () => {
+  const rs = parseRuleList('domain-suffix,ads.example,block\nDOMAIN,track.example,REJECT\nfinal,proxy\n');
+  assert.equal(rs.match('x.ads.example'), 'block');
+  assert.equal(rs.match('track.example'), 'block');
+  assert.equal(rs.match('news.example'), 'proxy');
+  assert.equal(rs.blocks, true);
+  assert.equal(parseRuleList('final,block').blocks, true);
+  assert.equal(parseRuleList('domain,a.example,direct').blocks, false);
+});
+
 test('simple list format: errors name the file, the line and the problem', () => {
   const cases: [string, RegExp][] = [
     ['domain-suffix,example.com', /my\.rules:1: expected/],
     ['\n\nfoo,example.com,proxy', /my\.rules:3: unknown rule type "foo"/],
-    ['domain-suffix,example.com,reject', /my\.rules:1: route "reject" is not supported/],
+    [
+      'domain-sufix,example.com,proxy',
+      /my\.rules:1: unknown rule type "domain-sufix" \(did you mean domain-suffix\?\) \(.*ip-cidr, ip-cidr6, final\)/,
+    ],
+    ['domain-suffix,example.com,proxi', /my\.rules:1: unknown route "proxi" \(did you mean proxy\?\) \(use direct, fragment, proxy or block\)/],
     ['domain-suffix,example.com,tunnel', /unknown route "tunnel"/],
     ['ip-cidr,10.0.0.0/40,direct', /not an IP address or CIDR/],
     ['domain-regex,(unclosed,proxy', /invalid regular expression/],
@@ -97,6 +111,10 @@ test('Shadowsocks ACL: sections, IP/CIDR, regex, ||suffix, |exact; proxy_list be
   assert.throws(() => parseAcl('[nonsense]'), /x?acl:1: unknown ACL section/);
   assert.throws(() => parseAcl('1.2.3.4'), /outside \[bypass_list\]/);
   assert.throws(() => parseAcl('[proxy_list]\n(bad', 'f.acl'), /f\.acl:2:/);
+  // A CIDR with an impossible prefix is refused, not read as a regular expression.
+  assert.throws(() => parseAcl('[bypass_list]\n\n1.2.3.4/40', 'f.acl'), /^RuleSyntaxError: f\.acl:3: "1\.2\.3\.4\/40" is not a valid CIDR/);
+  assert.throws(() => parseAcl('[proxy_list]\n2001:db8::/129', 'f.acl'), /f\.acl:2: "2001:db8::\/129" is not a valid CIDR/);
+  assert.equal(parseAcl('[bypass_list]\n10.0.0.0/8\n').match('10.1.2.3'), 'direct');
 });
 
 function runPac(pac: string, host: string): string {
@@ -130,13 +148,13 @@ test('Router: modes and rules', () => {
   const rules = parseRuleList('domain-suffix,cn,direct\ndomain-suffix,blocked.example,proxy\n');
   const proxy = new Router({ mode: 'proxy', rules, clock });
   assert.deepEqual(proxy.decide('www.example.com'), { route: 'proxy', source: 'mode' });
-  assert.deepEqual(proxy.decide('gov.cn'), { route: 'direct', source: 'rule' });
+  assert.deepEqual(proxy.decide('gov.cn'), { route: 'direct', source: 'rule', rule: rules.rules[0] });
   const direct = new Router({ mode: 'direct', rules, clock });
   assert.equal(direct.decide('www.example.com').route, 'direct');
   assert.equal(direct.decide('a.blocked.example').route, 'proxy');
   assert.equal(direct.reportFailure('www.example.com', 'direct', 'reset'), undefined);
   const withFinal = new Router({ mode: 'auto', rules: parseRuleList('final,proxy'), clock });
-  assert.deepEqual(withFinal.decide('x.example'), { route: 'proxy', source: 'rule' });
+  assert.deepEqual(withFinal.decide('x.example'), { route: 'proxy', source: 'rule' }); // a fallback: no rule
 });
 
 test('Router auto: escalation per failure pattern, immediate retry route, TTL, no step-down', () => {
@@ -148,7 +166,11 @@ test('Router auto: escalation per failure pattern, immediate retry route, TTL, n
   assert.equal(r.decide('ok.example').route, 'direct');
   // SNI reset -> fragment; fragment fails too (reassembling censor) -> proxy.
   assert.equal(r.reportFailure('sni.example', 'direct', 'reset-after-clienthello'), 'fragment');
-  assert.deepEqual(r.decide('SNI.example.'), { route: 'fragment', source: 'learned' });
+  assert.deepEqual(r.decide('SNI.example.'), {
+    route: 'fragment',
+    source: 'learned',
+    reason: 'reset-after-clienthello',
+  });
   assert.equal(r.reportFailure('sni.example', 'fragment', 'reset-after-clienthello'), 'proxy');
   assert.equal(r.decide('sni.example').route, 'proxy');
   // Proxy failures do not change the route.
@@ -180,7 +202,7 @@ test('Router auto: a simulated browsing session never fails a request twice', ()
   const clock = new ManualClock();
   const r = new Router({ mode: 'auto', clock });
   // The censored path: which routes fail for which site, and how.
-  const censor: Record<string, Partial<Record<'direct' | 'fragment' | 'proxy', 'reset-after-clienthello' | 'forged-dns' | 'stall-after-first-packet'>>> = {
+  const censor: Record<string, Partial<Record<Route, 'reset-after-clienthello' | 'forged-dns' | 'stall-after-first-packet'>>> = {
     'sni-only.example': { direct: 'reset-after-clienthello' },
     'sni-reassembling.example': { direct: 'reset-after-clienthello', fragment: 'reset-after-clienthello' },
     'dns.example': { direct: 'forged-dns' },
@@ -301,7 +323,7 @@ test('property: EndpointSelector never picks an endpoint inside its residual; Ro
     fc.property(fc.array(fc.tuple(fc.constantFrom('direct' as const, 'fragment' as const, 'proxy' as const), fc.constantFrom(...kinds)), { maxLength: 30 }), (reports) => {
       const clock = new ManualClock();
       const r = new Router({ mode: 'auto', clock });
-      const rank = { direct: 0, fragment: 1, proxy: 2 };
+      const rank = { direct: 0, fragment: 1, proxy: 2, block: 3 };
       let prev = 0;
       for (const [route, kind] of reports) {
         const retry = r.reportFailure('h.example', route, kind);

@@ -1,7 +1,7 @@
 /**
  * Routing rules: the model, a matcher, and the simple list format. Pure (no I/O).
  *
- *   Route      = 'direct' | 'fragment' | 'proxy'
+ *   Route      = 'direct' | 'fragment' | 'proxy' | 'block'
  *   Rule       = { match: Matcher, route, line? }
  *   RuleSet    = new RuleSet(rules, fallback?) ; .match(host) -> Route | undefined ; .fallback
  *   parseRuleList(text, source?) -> RuleSet        (throws RuleSyntaxError naming file:line)
@@ -17,15 +17,17 @@
  *                                        such as Clash's "no-resolve" is accepted and ignored
  *   final,proxy                          what unmatched destinations get (also "match,proxy")
  *
- * Routes: direct, fragment (direct with TLS-record fragmentation), proxy (the tunnel). Clash's
- * DIRECT/PROXY spellings work; REJECT is refused with a clear message.
+ * Routes: direct, fragment (direct with TLS-record fragmentation), proxy (the tunnel), block (the
+ * application is refused at once: SOCKS5 reply 2 "not allowed by ruleset", HTTP 403; nothing is
+ * dialled). Clash's DIRECT/PROXY/REJECT spellings work (reject is block).
  * Rules match in file order; the first match wins. Names are never resolved to match CIDRs
  * (resolving would leak the name to the censor's DNS).
  */
 import { IpSet, ipToBigInt } from '../../protocol/dns/ip-set.js';
+import { didYouMean } from '../../protocol/near-miss.js';
 
-export type Route = 'direct' | 'fragment' | 'proxy';
-export const ROUTES: readonly Route[] = ['direct', 'fragment', 'proxy'];
+export type Route = 'direct' | 'fragment' | 'proxy' | 'block';
+export const ROUTES: readonly Route[] = ['direct', 'fragment', 'proxy', 'block'];
 
 export type Matcher =
   | { readonly kind: 'domain'; readonly value: string }
@@ -105,6 +107,11 @@ export class RuleSet {
     return undefined;
   }
 
+  /** True when some destination may get the block route (a block rule, or a block fallback). */
+  get blocks(): boolean {
+    return this.fallback === 'block' || this.rules.some((r) => r.route === 'block');
+  }
+
   /** Rules of `other` after ours; our fallback wins if set. */
   concat(other: RuleSet): RuleSet {
     return new RuleSet([...this.rules, ...other.rules], this.fallback ?? other.fallback);
@@ -113,10 +120,17 @@ export class RuleSet {
 
 export function parseRoute(text: string, source: string, line: number): Route {
   const t = text.trim().toLowerCase();
-  if (t === 'direct' || t === 'fragment' || t === 'proxy') return t;
-  if (t === 'reject' || t === 'block') throw new RuleSyntaxError(source, line, `route "${text.trim()}" is not supported (use direct, fragment or proxy)`);
-  throw new RuleSyntaxError(source, line, `unknown route "${text.trim()}" (use direct, fragment or proxy)`);
+  if (t === 'direct' || t === 'fragment' || t === 'proxy' || t === 'block') return t;
+  if (t === 'reject') return 'block'; // Clash's REJECT
+  throw new RuleSyntaxError(
+    source,
+    line,
+    `unknown route "${text.trim()}"${didYouMean(t, ROUTES)} (use direct, fragment, proxy or block)`,
+  );
 }
+
+/** The rule types of the list format, as the messages list them. */
+const RULE_TYPES = ['domain', 'domain-suffix', 'domain-keyword', 'domain-regex', 'ip-cidr', 'ip-cidr6', 'final'];
 
 const DOMAIN_RE = /^(?=.{1,253}$)(?!-)[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*$/;
 
@@ -149,7 +163,11 @@ export function makeMatcher(kind: string, value: string, source: string, line: n
       }
       return { kind: 'cidr', value: v };
     default:
-      throw new RuleSyntaxError(source, line, `unknown rule type "${kind.trim()}" (domain, domain-suffix, domain-keyword, domain-regex, ip-cidr, final)`);
+      throw new RuleSyntaxError(
+        source,
+        line,
+        `unknown rule type "${kind.trim()}"${didYouMean(k, RULE_TYPES)} (${RULE_TYPES.join(', ')})`,
+      );
   }
 }
 

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { ProtocolError, isProtocolError } from '../errors.js';
+import { didYouMean } from '../near-miss.js';
 import { AEAD_METHODS, getAeadMethod } from './methods.js';
 import { AEAD_2022_METHODS, getAead2022Method, isAead2022MethodName, parsePsk2022 } from './methods2022.js';
 
@@ -17,17 +18,15 @@ export const ALL_METHODS: readonly string[] = [
 /** Throws ERR_METHOD for stream ciphers and unknown names, listing every supported method. */
 export function checkMethod(name: string): void {
   if (isAead2022MethodName(name)) return;
-  if (name.startsWith('2022-')) {
-    getAead2022Method(name); // its own message (e.g. chacha8 not supported)
-    return;
-  }
   try {
-    getAeadMethod(name);
+    if (name.startsWith('2022-')) getAead2022Method(name); // its own message (e.g. chacha8 not supported)
+    else getAeadMethod(name);
   } catch (err) {
-    if (isProtocolError(err) && /^unknown method/.test(err.message)) {
+    // A misspelt name of either edition: every method, and the one it is closest to.
+    if (isProtocolError(err) && /^unknown (2022 )?method/.test(err.message)) {
       throw new ProtocolError(
         'ERR_METHOD',
-        `unknown method "${name}"; expected one of ${ALL_METHODS.join(', ')}`,
+        `unknown method "${name}"${didYouMean(name, ALL_METHODS)}; expected one of ${ALL_METHODS.join(', ')}`,
       );
     }
     throw err;

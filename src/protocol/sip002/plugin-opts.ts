@@ -1,5 +1,6 @@
 import { ProtocolError } from '../errors.js';
 import { formatSsUrl } from './index.js';
+import { nearMiss } from '../near-miss.js';
 
 /**
  * SIP003 plugin options (SS_PLUGIN_OPTIONS, the part after `plugin=name;` in a SIP002 URL):
@@ -73,33 +74,9 @@ const IGNORED_OPTIONS = new Set([
   'fwmark',
 ]);
 
-/** Optimal string alignment distance (Levenshtein with adjacent transpositions), case-insensitive. */
-export function editDistance(a: string, b: string): number {
-  const x = a.toLowerCase();
-  const y = b.toLowerCase();
-  const d: number[][] = Array.from({ length: x.length + 1 }, (_, i) => [i]);
-  for (let j = 1; j <= y.length; j++) d[0]![j] = j;
-  for (let i = 1; i <= x.length; i++)
-    for (let j = 1; j <= y.length; j++) {
-      const cost = x[i - 1] === y[j - 1] ? 0 : 1;
-      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && x[i - 1] === y[j - 2] && x[i - 2] === y[j - 1])
-        v = Math.min(v, d[i - 2]![j - 2]! + 1);
-      d[i]![j] = v;
-    }
-  return d[x.length]![y.length]!;
-}
-
 /** The read option `name` is an obvious misspelling of (1 edit for 3 letters, 2 for 4), if any. */
-function nearMiss(name: string): string | undefined {
-  if (name.length > 8) return undefined;
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const o of READ_OPTIONS) {
-    const dist = editDistance(name, o);
-    if (dist <= (o.length <= 3 ? 1 : 2) && dist < bestD) [best, bestD] = [o, dist];
-  }
-  return best;
+function nearReadOption(name: string): string | undefined {
+  return nearMiss(name, READ_OPTIONS, 8);
 }
 
 /** An option name as shown: quoted, printable, bounded (names are never secrets; values may be). */
@@ -129,7 +106,7 @@ export function parseV2rayPluginOptions(text: string | undefined): V2rayPluginOp
       notes.push(`option ${shownName(name)} is ignored (it only matters to v2ray-plugin's own process)`);
       continue;
     }
-    const near = nearMiss(name);
+    const near = nearReadOption(name);
     if (near !== undefined)
       throw new ProtocolError(
         'ERR_URL',
