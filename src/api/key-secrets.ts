@@ -1,6 +1,6 @@
 import { isProtocolError } from '../protocol/errors.js';
 import { checkKey, generateSecret } from '../protocol/shadowsocks/key-material.js';
-import { getAead2022Method, isAead2022MethodName } from '../protocol/shadowsocks/methods2022.js';
+import { getAead2022Method, isAead2022MethodName, parsePsk2022 } from '../protocol/shadowsocks/methods2022.js';
 import type { Store } from '../store/index.js';
 
 /**
@@ -46,8 +46,9 @@ export async function checkSecretFree(
   secret: string,
   exceptId?: string,
 ): Promise<void> {
+  const wire = wireSecret(method, secret);
   const owner = (await store.listKeys()).find(
-    (k) => k.id !== exceptId && k.method === method && k.secret === secret,
+    (k) => k.id !== exceptId && k.method === method && wireSecret(method, k.secret) === wire,
   );
   if (owner)
     throw new KeySecretError(
@@ -55,6 +56,21 @@ export async function checkSecretFree(
       `access key ${JSON.stringify(owner.id)} already uses this password with ${method}; two keys with one secret cannot be told apart`,
       true,
     );
+}
+
+/**
+ * A secret as the wire sees it: a 2022 secret's PSKs decoded (base64 or base64url, padding and
+ * spaces optional: one PSK has many spellings), a SIP004 password as it is. Two keys whose
+ * wireSecret is equal cannot be told apart by the data plane.
+ */
+export function wireSecret(method: string, secret: string): string {
+  if (!isAead2022MethodName(method)) return secret;
+  try {
+    const p = parsePsk2022(getAead2022Method(method), secret);
+    return [...p.identityKeys, p.userKey].map((k) => k.toString('hex')).join(':');
+  } catch {
+    return secret; // not a valid 2022 secret (refused elsewhere): compared as written
+  }
 }
 
 export interface SecretPlan {
@@ -131,7 +147,8 @@ export async function rotatedSecret(
   }
   const plan = await planSecrets(store, { method: key.method, password: chosen, multiUser });
   const secret = plan.secret ?? plan.makeSecret();
-  if (secret === key.secret) throw new KeySecretError('password', "it is the key's current secret");
+  if (wireSecret(key.method, secret) === wireSecret(key.method, key.secret))
+    throw new KeySecretError('password', "it is the key's current secret");
   if (password !== undefined) await checkSecretFree(store, key.method, secret, key.id);
   return secret;
 }

@@ -4,6 +4,7 @@
  *   printf '%s\n' "$SECRET" | ladder keys rotate 3 --password -
  * or typed at a prompt (not echoed) when standard input is a terminal.
  */
+import { StringDecoder } from 'node:string_decoder';
 import { UsageError } from './errors.js';
 
 /** The longest line read (a 2022 "iPSK:uPSK" is under 100 characters; the API takes 512). */
@@ -28,8 +29,9 @@ export async function readSecretLine(
 
 async function fromPipe(what: string, input: Input): Promise<string> {
   let text = '';
+  const utf8 = new StringDecoder('utf8'); // a character split between two chunks stays whole
   for await (const chunk of input) {
-    text += typeof chunk === 'string' ? chunk : (chunk as Buffer).toString('utf8');
+    text += typeof chunk === 'string' ? chunk : utf8.write(chunk as Buffer);
     const end = text.indexOf('\n');
     if (end >= 0) return trimLine(what, text.slice(0, end));
     if (text.length > MAX_LINE) break;
@@ -52,6 +54,7 @@ function fromTerminal(what: string, input: Input, prompt: NodeJS.WritableStream)
   input.setRawMode!(true);
   return new Promise<string>((resolve, reject) => {
     let line = '';
+    const utf8 = new StringDecoder('utf8');
     const done = (err: Error | undefined): void => {
       input.removeListener('data', onData);
       input.setRawMode!(false);
@@ -61,7 +64,7 @@ function fromTerminal(what: string, input: Input, prompt: NodeJS.WritableStream)
       else resolve(line);
     };
     const onData = (chunk: Buffer | string): void => {
-      for (const ch of typeof chunk === 'string' ? chunk : chunk.toString('utf8')) {
+      for (const ch of typeof chunk === 'string' ? chunk : utf8.write(chunk)) {
         if (ch === '\r' || ch === '\n') return done(undefined);
         if (ch === '\u0003' || (ch === '\u0004' && line === ''))
           return done(new UsageError(`${what}: cancelled`));

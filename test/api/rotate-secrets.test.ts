@@ -52,6 +52,10 @@ test('a secret another key has is refused on rotation (409), and a 2022 one on c
   assert.equal((JSON.parse(again.body) as { code: string }).code, 'ConflictError');
   const put = await h.call('PUT', '/access-keys/newid', single);
   assert.equal(put.statusCode, 409, put.body);
+  // The same PSK spelt otherwise (base64url, no padding) is the same key on the wire.
+  const respelt = single.password.replace(/=+$/, '').replace(/\+/g, '-').replace(/\//g, '_');
+  const sneaked = await h.call('POST', '/access-keys', { ...single, password: respelt });
+  assert.equal(sneaked.statusCode, 409, sneaked.body);
   assert.equal((await h.call('GET', '/access-keys/newid')).statusCode, 404, 'nothing made');
 
   // Controls: the same text with another method is a different key; a fresh rotation is fine.
