@@ -12,7 +12,7 @@ import {
   type DnsMode,
   type ListenAddress,
 } from '../../client/index.js';
-import { createUdpAssociate, type UdpAssociateHandler } from '../../client/udp-associate.js';
+import type { UdpAssociateHandler } from '../../client/udp-associate.js';
 import {
   DynamicKeyFetchError,
   isDynamicKeyUrl,
@@ -453,6 +453,9 @@ export function registerClient(program: Command): void {
         }
         const first = udpEndpoint;
         const uot = first.udpOverTcp ?? (uotOn ? 2 : undefined);
+        // Loaded only with --udp: the UDP relay's codecs (2022 included) and batching sockets are
+        // idle RSS a TCP-only client would carry for nothing (issue 15's idle-RSS figure).
+        const { createUdpAssociate } = await import('../../client/udp-associate.js');
         udpAssociate = usage('--udp', () =>
           createUdpAssociate({
             server: {
