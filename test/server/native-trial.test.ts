@@ -8,9 +8,10 @@
  */
 import { createCipheriv, randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import { AeadDecoder, AeadEncoder } from '../../src/protocol/shadowsocks/aead.js';
+import { cipher } from '../../src/protocol/shadowsocks/cipher.js';
 import { deriveSubkey, evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
 import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
 import { nativeAvailable } from '../../src/protocol/shadowsocks/native.js';
@@ -91,6 +92,9 @@ describe('native key trial', { skip: skipUnless(nativeAvailable(), 'the native a
 
     it(`${which}: both keys relay; wrong key, replay, reflected salt and bad length get the uniform reaction`, async () => {
       const r = await startServer(trial, encoder);
+      // Which path ran: the addon's one-call trial is used exactly when it is on (the server is in
+      // this process, so the backend's method can be counted).
+      const opens = mock.method(cipher(), 'sip004Open');
       try {
         const data = randomBytes(48);
         // The second key in trial order relays: the echo comes back under its key.
@@ -129,7 +133,10 @@ describe('native key trial', { skip: skipUnless(nativeAvailable(), 'the native a
         const byStatus = new Map(r.closed.map((e) => [e.status, e]));
         assert.equal(byStatus.get('ERR_CIPHER')?.keyId, undefined, 'a wrong key names no key');
         assert.equal(byStatus.get('ERR_PAYLOAD_SIZE')?.keyId, 'k1', 'a bad length is the key’s');
+        if (trial) assert.ok(opens.mock.callCount() >= 6, `the addon tried keys (${opens.mock.callCount()} calls)`);
+        else assert.equal(opens.mock.callCount(), 0, 'no addon trial when it is off');
       } finally {
+        opens.mock.restore();
         await r.server.close();
       }
     });

@@ -126,6 +126,23 @@ test('a session that ends before writing opens and ends at once (its New is not 
   mux.destroy();
 });
 
+test('a carrier destroyed while an End waits: nothing is written after, the wait does not fire', async () => {
+  const { carrier, mux } = await oneEnded(30, 'a');
+  assert.equal(carrier.writes.length, 1, 'the End waits');
+  const late: unknown[] = []; // writes tried on the destroyed carrier (_write never sees them)
+  const write = carrier.write.bind(carrier) as (...a: unknown[]) => boolean;
+  carrier.write = ((...a: unknown[]) => {
+    if (carrier.destroyed) late.push(a[0]);
+    return write(...a);
+  }) as typeof carrier.write;
+  carrier.on('error', () => {});
+  mux.destroy();
+  await sleep(80); // past the delay: a timer left running would try to write the End now
+  assert.deepEqual(framesOf(carrier.writes), [[[1, MuxStatus.New, 0, 'a']]]);
+  assert.equal(carrier.destroyed, true);
+  assert.equal(late.length, 0, 'nothing tried after the destroy');
+});
+
 test('LADDER_MUX_END_DELAY_MS: default 2, 0 turns it off, nonsense gives the default', () => {
   assert.equal(muxEndDelayMs({}), 2);
   assert.equal(muxEndDelayMs({ LADDER_MUX_END_DELAY_MS: '0' }), 0);
