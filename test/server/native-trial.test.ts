@@ -51,7 +51,11 @@ function request(secret: string, port: number, data: Buffer, salt?: Buffer): Buf
 }
 
 /** Send `wire`, read the reply until the server closes; the reply's salt and plaintext. */
-async function exchange(port: number, wire: Buffer, secret: string): Promise<{ salt: Buffer; plain: Buffer }> {
+async function exchange(
+  port: number,
+  wire: Buffer,
+  secret: string,
+): Promise<{ salt: Buffer; plain: Buffer }> {
   const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
   const got: Buffer[] = [];
   s.on('data', (b: Buffer) => got.push(b));
@@ -66,87 +70,104 @@ async function exchange(port: number, wire: Buffer, secret: string): Promise<{ s
 const held = (port: number, label: string, payload: Buffer) =>
   probeOnce(port, { label, payload }, { halfClose: false, giveUpMs: IDLE_MS * 4 });
 
-describe('native key trial', { skip: skipUnless(nativeAvailable(), 'the native addon (npm run build:native)') }, () => {
-  let echo: TestServer;
-  before(async () => {
-    echo = await startEcho();
-  });
-  after(async () => {
-    await echo.close();
-  });
-
-  it('LADDER_NATIVE_TRIAL and LADDER_NATIVE_ENCODER: on by default, 0 turns them off', () => {
-    assert.equal(nativeTrialFromEnv({}), true);
-    assert.equal(nativeTrialFromEnv({ LADDER_NATIVE_TRIAL: '0' }), false);
-    assert.equal(nativeEncoderFromEnv({}), true);
-    assert.equal(nativeEncoderFromEnv({ LADDER_NATIVE_ENCODER: '0' }), false);
-  });
-
-  for (const [trial, encoder] of [
-    [true, true],
-    [false, true],
-    [true, false],
-    [false, false],
-  ] as const) {
-    const which = `${trial ? 'trial in the addon' : 'test then decoder (control)'}, ${encoder ? 'encoder derived by the relay' : 'JS encoder (control)'}`;
-
-    it(`${which}: both keys relay; wrong key, replay, reflected salt and bad length get the uniform reaction`, async () => {
-      const r = await startServer(trial, encoder);
-      // Which path ran: the addon's one-call trial is used exactly when it is on (the server is in
-      // this process, so the backend's method can be counted).
-      const opens = mock.method(cipher(), 'sip004Open');
-      try {
-        const data = randomBytes(48);
-        // The second key in trial order relays: the echo comes back under its key.
-        const first = request(KEY2.secret, echo.port, data);
-        const ok = await exchange(r.port, first, KEY2.secret);
-        assert.deepEqual(ok.plain, data);
-        const ok1 = await exchange(r.port, request(KEY.secret, echo.port, data), KEY.secret);
-        assert.deepEqual(ok1.plain, data);
-        await waitFor(() => r.closed.length === 2, { timeoutMs: 2000 });
-        assert.deepEqual(r.closed.map((e) => [e.status, e.keyId]).sort(), [['OK', 'k1'], ['OK', 'k2']]);
-
-        // A reply's salt sent back as a request salt (reflection) under KEY2.
-        const reflected = request(KEY2.secret, echo.port, data, ok.salt);
-        const cases = await Promise.all([
-          held(r.port, 'wrong key', request('not-a-key-here', echo.port, data)),
-          held(r.port, 'replay of the first', first),
-          held(r.port, 'reflected server salt', reflected),
-          held(r.port, 'bad length', badLength(KEY.secret, 0x4000)),
-        ]);
-        assert.deepEqual(
-          cases.map((p) => [p.label, p.bytesBack, p.reaction, p.ms >= IDLE_MS * 0.8 && p.ms < IDLE_MS * 3]),
-          [
-            ['wrong key', 0, 'FIN', true],
-            ['replay of the first', 0, 'FIN', true],
-            ['reflected server salt', 0, 'FIN', true],
-            ['bad length', 0, 'FIN', true],
-          ],
-        );
-        await waitFor(() => r.closed.length === 6, { timeoutMs: 2000 });
-        assert.deepEqual(r.closed.slice(2).map((e) => e.status).sort(), [
-          'ERR_CIPHER',
-          'ERR_PAYLOAD_SIZE',
-          'ERR_REPLAY_CLIENT',
-          'ERR_REPLAY_SERVER',
-        ]);
-        const byStatus = new Map(r.closed.map((e) => [e.status, e]));
-        assert.equal(byStatus.get('ERR_CIPHER')?.keyId, undefined, 'a wrong key names no key');
-        assert.equal(byStatus.get('ERR_PAYLOAD_SIZE')?.keyId, 'k1', 'a bad length is the key’s');
-        if (trial) assert.ok(opens.mock.callCount() >= 6, `the addon tried keys (${opens.mock.callCount()} calls)`);
-        else assert.equal(opens.mock.callCount(), 0, 'no addon trial when it is off');
-      } finally {
-        opens.mock.restore();
-        await r.server.close();
-      }
+describe(
+  'native key trial',
+  { skip: skipUnless(nativeAvailable(), 'the native addon (npm run build:native)') },
+  () => {
+    let echo: TestServer;
+    before(async () => {
+      echo = await startEcho();
     });
-  }
-});
+    after(async () => {
+      await echo.close();
+    });
+
+    it('LADDER_NATIVE_TRIAL and LADDER_NATIVE_ENCODER: on by default, 0 turns them off', () => {
+      assert.equal(nativeTrialFromEnv({}), true);
+      assert.equal(nativeTrialFromEnv({ LADDER_NATIVE_TRIAL: '0' }), false);
+      assert.equal(nativeEncoderFromEnv({}), true);
+      assert.equal(nativeEncoderFromEnv({ LADDER_NATIVE_ENCODER: '0' }), false);
+    });
+
+    for (const [trial, encoder] of [
+      [true, true],
+      [false, true],
+      [true, false],
+      [false, false],
+    ] as const) {
+      const which = `${trial ? 'trial in the addon' : 'test then decoder (control)'}, ${encoder ? 'encoder derived by the relay' : 'JS encoder (control)'}`;
+
+      it(`${which}: both keys relay; wrong key, replay, reflected salt and bad length get the uniform reaction`, async () => {
+        const r = await startServer(trial, encoder);
+        // Which path ran: the addon's one-call trial is used exactly when it is on (the server is in
+        // this process, so the backend's method can be counted).
+        const opens = mock.method(cipher() as { sip004Open: (...a: unknown[]) => unknown }, 'sip004Open');
+        try {
+          const data = randomBytes(48);
+          // The second key in trial order relays: the echo comes back under its key.
+          const first = request(KEY2.secret, echo.port, data);
+          const ok = await exchange(r.port, first, KEY2.secret);
+          assert.deepEqual(ok.plain, data);
+          const ok1 = await exchange(r.port, request(KEY.secret, echo.port, data), KEY.secret);
+          assert.deepEqual(ok1.plain, data);
+          await waitFor(() => r.closed.length === 2, { timeoutMs: 2000 });
+          assert.deepEqual(r.closed.map((e) => [e.status, e.keyId]).sort(), [
+            ['OK', 'k1'],
+            ['OK', 'k2'],
+          ]);
+
+          // A reply's salt sent back as a request salt (reflection) under KEY2.
+          const reflected = request(KEY2.secret, echo.port, data, ok.salt);
+          const cases = await Promise.all([
+            held(r.port, 'wrong key', request('not-a-key-here', echo.port, data)),
+            held(r.port, 'replay of the first', first),
+            held(r.port, 'reflected server salt', reflected),
+            held(r.port, 'bad length', badLength(KEY.secret, 0x4000)),
+          ]);
+          assert.deepEqual(
+            cases.map((p) => [p.label, p.bytesBack, p.reaction, p.ms >= IDLE_MS * 0.8 && p.ms < IDLE_MS * 3]),
+            [
+              ['wrong key', 0, 'FIN', true],
+              ['replay of the first', 0, 'FIN', true],
+              ['reflected server salt', 0, 'FIN', true],
+              ['bad length', 0, 'FIN', true],
+            ],
+          );
+          await waitFor(() => r.closed.length === 6, { timeoutMs: 2000 });
+          assert.deepEqual(
+            r.closed
+              .slice(2)
+              .map((e) => e.status)
+              .sort(),
+            ['ERR_CIPHER', 'ERR_PAYLOAD_SIZE', 'ERR_REPLAY_CLIENT', 'ERR_REPLAY_SERVER'],
+          );
+          const byStatus = new Map(r.closed.map((e) => [e.status, e]));
+          assert.equal(byStatus.get('ERR_CIPHER')?.keyId, undefined, 'a wrong key names no key');
+          assert.equal(byStatus.get('ERR_PAYLOAD_SIZE')?.keyId, 'k1', 'a bad length is the key’s');
+          if (trial)
+            assert.ok(opens.mock.callCount() >= 6, `the addon tried keys (${opens.mock.callCount()} calls)`);
+          else assert.equal(opens.mock.callCount(), 0, 'no addon trial when it is off');
+        } finally {
+          opens.mock.restore();
+          await r.server.close();
+        }
+      });
+    }
+  },
+);
 
 /** A salt and a length chunk saying `length` sealed correctly under `secret`, then garbage. */
 function badLength(secret: string, length: number): Buffer {
   const salt = randomBytes(M.saltSize);
-  const c = createCipheriv('aes-256-gcm', deriveSubkey(evpBytesToKey(secret, M.keySize), salt), Buffer.alloc(12));
-  const sealed = Buffer.concat([c.update(Buffer.from([length >> 8, length & 0xff])), c.final(), c.getAuthTag()]);
+  const c = createCipheriv(
+    'aes-256-gcm',
+    deriveSubkey(evpBytesToKey(secret, M.keySize), salt),
+    Buffer.alloc(12),
+  );
+  const sealed = Buffer.concat([
+    c.update(Buffer.from([length >> 8, length & 0xff])),
+    c.final(),
+    c.getAuthTag(),
+  ]);
   return Buffer.concat([salt, sealed, randomBytes(40)]);
 }

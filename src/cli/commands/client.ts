@@ -393,7 +393,11 @@ export function registerClient(program: Command): void {
       const upstreamText = flags.dnsUpstream ?? config.dnsUpstream;
       const dnsUpstream = upstreamText
         ? usage('', () =>
-            parseHostPort(upstreamText, named('--dns-upstream', 'dnsUpstream', flags.dnsUpstream !== undefined), 53),
+            parseHostPort(
+              upstreamText,
+              named('--dns-upstream', 'dnsUpstream', flags.dnsUpstream !== undefined),
+              53,
+            ),
           )
         : DEFAULT_DNS_UPSTREAM;
       if (dnsListen === undefined && (flags.dnsUpstream !== undefined || flags.dnsMode !== undefined))
