@@ -308,7 +308,10 @@ test('fleet: ladder nodes and --node bad input is one line, exit 2', { skip: SKI
     ['nodes', '--store', pg!.url, 'rm', name],
     new RegExp(`node "${name}" is running \\(heartbeat [\\d.]+ s ago\\); stop it first`),
   );
-  await one(['nodes', '--store', pg!.url, 'frobnicate'], /^ladder: nodes: unknown command 'frobnicate'$/m);
+  await one(
+    ['nodes', '--store', pg!.url, 'frobnicate'],
+    /^ladder: unknown command 'frobnicate' — see ladder nodes --help$/m,
+  );
   await one(['nodes', '--data-dir', join(dir, 'nostore'), 'list'], /fleet nodes live in a PostgreSQL store/);
   await one(
     ['server', '--data-dir', join(dir, 'sq'), '--node', 'x', '--port', '0'],
