@@ -30,9 +30,6 @@
 #include <vector>
 
 #if defined(__linux__)
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -299,36 +296,16 @@ napi_value DestConnect(napi_env env, napi_callback_info info) {
     Throw(env, "destConnect: destInit first");
     return nullptr;
   }
-  sockaddr_storage ss;
-  memset(&ss, 0, sizeof(ss));
-  socklen_t sl = 0;
-  auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
-  auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
-  if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons(static_cast<uint16_t>(port));
-    sl = sizeof(*s4);
-  } else if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons(static_cast<uint16_t>(port));
-    sl = sizeof(*s6);
-  } else {
+  if (t->free_slots.empty() && t->slots.size() >= kMaxSlots) return ConnectError(env, EMFILE);
+  // The socket and its connect as every addon connect makes them (tcp_parts.h): an IPv6 literal
+  // with a zone ("fe80::1%eth0") parsed as Node parses it, as the JS destination path does.
+  int refused = 0;
+  const int fd = TcpConnectStart(ip, port, &refused);
+  if (fd == -2) {
     Throw(env, "destConnect: ip must be an IPv4 or IPv6 literal");
     return nullptr;
   }
-  if (t->free_slots.empty() && t->slots.size() >= kMaxSlots) return ConnectError(env, EMFILE);
-  const int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return ConnectError(env, errno);
-  const int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  int r;
-  do r = connect(fd, reinterpret_cast<sockaddr*>(&ss), sl);
-  while (r != 0 && errno == EINTR);
-  if (r != 0 && errno != EINPROGRESS) {
-    const int e = errno;
-    close(fd);
-    return ConnectError(env, e);
-  }
+  if (fd < 0) return ConnectError(env, refused);
   Dest* d = new (std::nothrow) Dest();
   if (d == nullptr) {
     close(fd);
@@ -347,9 +324,9 @@ napi_value DestConnect(napi_env env, napi_callback_info info) {
   d->gen = t->next_gen++ & 0xFFFFFFFu;  // ids stay below 2^48 (exact as JS numbers)
   t->slots[slot] = d;
   t->live++;
-  // Done at once (r == 0, or the handshake ran inside connect(2) as on loopback): reading from
-  // now on, and -id says so. Otherwise connecting: waits for writable, then the connected event.
-  d->connecting = !(r == 0 || Established(fd));
+  // Done at once (the handshake ran inside connect(2), as on loopback): reading from now on, and
+  // -id says so. Otherwise connecting: waits for writable, then the connected event.
+  d->connecting = !Established(fd);
   if (!PollStart(env, &d->watch, fd, d->connecting ? EPOLLOUT : EPOLLIN, OnEvent, d)) {
     const int e = errno;
     Close(t, d);
