@@ -207,16 +207,9 @@ napi_value TunnelConnect(napi_env env, napi_callback_info info) {
   }
   t->env = env;
   t->app_fd = app_fd;
-  int e = 0;
-  t->fd = TcpConnectStart(ip, port, &e);
-  if (t->fd == -2) {
-    delete t;
-    Throw(env, usage);  // not an IP literal
-    return nullptr;
-  }
+  t->fd = TcpConnectOrThrow(env, ip, port, usage);
   if (t->fd < 0) {
     delete t;
-    ThrowConnectErrno(env, e);
     return nullptr;
   }
   napi_value ext;

@@ -299,13 +299,8 @@ napi_value DestConnect(napi_env env, napi_callback_info info) {
   if (t->free_slots.empty() && t->slots.size() >= kMaxSlots) return ConnectError(env, EMFILE);
   // The socket and its connect as every addon connect makes them (tcp_parts.h): an IPv6 literal
   // with a zone ("fe80::1%eth0") parsed as Node parses it, as the JS destination path does.
-  int refused = 0;
-  const int fd = TcpConnectStart(ip, port, &refused);
-  if (fd == -2) {
-    Throw(env, "destConnect: ip must be an IPv4 or IPv6 literal");
-    return nullptr;
-  }
-  if (fd < 0) return ConnectError(env, refused);
+  const int fd = TcpConnectOrThrow(env, ip, port, "destConnect: ip must be an IPv4 or IPv6 literal");
+  if (fd < 0) return nullptr;
   Dest* d = new (std::nothrow) Dest();
   if (d == nullptr) {
     close(fd);

@@ -161,6 +161,14 @@ void ThrowConnectErrno(napi_env env, int e) {
   napi_throw(env, err);
 }
 
+int TcpConnectOrThrow(napi_env env, const char* ip, int32_t port, const char* not_literal) {
+  int e = 0;
+  const int fd = TcpConnectStart(ip, port, &e);
+  if (fd == -2) Throw(env, not_literal);
+  else if (fd < 0) ThrowConnectErrno(env, e);  // refused at once (EADDRNOTAVAIL, ENETUNREACH, EMFILE...)
+  return fd < 0 ? -1 : fd;
+}
+
 napi_value TcpConnect(napi_env env, napi_callback_info info) {
   Args a(env, info);
   char ip[64];
@@ -177,17 +185,9 @@ napi_value TcpConnect(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   c->env = env;
-  int e = 0;
-  c->fd = TcpConnectStart(ip, port, &e);
+  c->fd = TcpConnectOrThrow(env, ip, port, "tcpConnect: ip must be an IPv4 or IPv6 literal");
   if (c->fd < 0) {
-    const bool literal = c->fd != -2;
     delete c;
-    if (!literal) {
-      Throw(env, "tcpConnect: ip must be an IPv4 or IPv6 literal");
-      return nullptr;
-    }
-    // Refused at once (EADDRNOTAVAIL, ENETUNREACH, EMFILE...): one error carrying the errno.
-    ThrowConnectErrno(env, e);
     return nullptr;
   }
   napi_value ext;

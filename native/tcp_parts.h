@@ -24,6 +24,10 @@ bool Established(int fd);
 // Throws the error of a connect refused at once: code ERR_LADDER_CONNECT, `errno` = -e.
 void ThrowConnectErrno(napi_env env, int e);
 
+// TcpConnectStart for an addon call: the fd, or -1 after throwing (`not_literal` as a TypeError
+// when ip is not an IP literal or the port is out of range, else ThrowConnectErrno).
+int TcpConnectOrThrow(napi_env env, const char* ip, int32_t port, const char* not_literal);
+
 // tcp_accept.cc: connRelease in C++: stops reading connection `id` (accepted on this thread) and
 // gives its socket to the caller; -1 when the id is not live.
 int AcceptTake(napi_env env, int64_t id);
