@@ -12,6 +12,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startClient } from '../../src/client/index.js';
 import { nativeSocksFront } from '../../src/transport/native-sockets.js';
+import { fdOf } from '../helpers/net.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
@@ -127,7 +128,7 @@ describe('native SOCKS5 front: hostile and unlucky callers', { skip, timeout: 60
     const srv = net.createServer();
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
     const port = (srv.address() as net.AddressInfo).port;
-    const fd = (srv as unknown as { _handle: { fd: number } })._handle.fd;
+    const fd = fdOf(srv);
     const got: Array<{ kind: number; addr?: Buffer | undefined; data?: Buffer | undefined }> = [];
     const front: object = fns!.socks5Front(fd, 2000, 20_000, (cfd, kind, addr, data) => {
       got.push({ kind, addr, data });
@@ -168,7 +169,7 @@ describe('native SOCKS5 front: hostile and unlucky callers', { skip, timeout: 60
     c.on('error', () => {});
     await new Promise((r) => c.once('connect', r));
     try {
-      const fd = (c as unknown as { _handle: { fd: number } })._handle.fd;
+      const fd = fdOf(c);
       assert.throws(() => fns!.socks5Front(fd, 50, 1000, () => {}), /not a listening socket/);
     } finally {
       c.destroy();

@@ -13,13 +13,13 @@ import { AeadEncoder } from '../../src/protocol/shadowsocks/aead.js';
 import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
 import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
 import { nativeSocksFront } from '../../src/transport/native-sockets.js';
+import { fdOf } from '../helpers/net.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 const fns = nativeSocksFront();
 const skip = skipUnless(fns !== undefined, 'the native addon with socks5Front (Linux; npm run build:native)');
 const fds = (): number => readdirSync('/proc/self/fd').length;
-const fdOf = (s: net.Socket | net.Server): number => (s as unknown as { _handle: { fd: number } })._handle.fd;
 
 /** A connected loopback pair: [the test's end, the end whose descriptor the relay takes]. */
 async function pair(): Promise<[net.Socket, net.Socket, () => void]> {

@@ -154,6 +154,14 @@ export function startSource(opts: SourceOptions = {}): Promise<TestServer> {
 }
 
 /** A port that was free a moment ago on `host` (listen on 0, read it, close). */
+/**
+ * The descriptor under a Node socket or server (its libuv handle's), for tests that hand it to the
+ * native addon.
+ */
+export function fdOf(s: net.Socket | net.Server): number {
+  return (s as unknown as { _handle: { fd: number } })._handle.fd;
+}
+
 export async function freePort(host = '127.0.0.1'): Promise<number> {
   const srv = net.createServer();
   await new Promise<void>((resolve, reject) => {

@@ -21,7 +21,7 @@ import { reusePortAvailable } from '../../src/server/workers/reuseport.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { nativeRelay } from '../../src/transport/native-sockets.js';
 import { nativeAccept, nativeAcceptFromEnv, nativeAcceptLive } from '../../src/transport/native-stream.js';
-import { startEcho, type TestServer } from '../helpers/net.js';
+import { fdOf, startEcho, type TestServer } from '../helpers/net.js';
 import { usageTotals } from '../helpers/data-plane.js';
 import { startLowFdChild } from '../helpers/low-fd-child.js';
 import { skipUnless } from '../helpers/prereq.js';
@@ -102,7 +102,7 @@ describe('native accept', { skip: skipUnless(available, NEED) }, () => {
     const srv = net.createServer();
     await new Promise<void>((res) => srv.listen(0, '127.0.0.1', res));
     const port = (srv.address() as net.AddressInfo).port;
-    const fd = (srv as unknown as { _handle: { fd: number } })._handle.fd;
+    const fd = fdOf(srv);
     const peers: string[] = [];
     const done: number[] = []; // ids closed or released from inside a callback
     const late: string[] = []; // events for an id after that: must stay empty

@@ -16,7 +16,7 @@ import type { Lookup } from '../../src/server/destination.js';
 import { nativeRelayFromEnv } from '../../src/transport/native-handoff.js';
 import { nativeRelay } from '../../src/transport/native-sockets.js';
 import { openTestTunnel, type TestTunnel } from '../helpers/test-client.js';
-import { serve, startEcho, type TestServer } from '../helpers/net.js';
+import { fdOf, serve, startEcho, type TestServer } from '../helpers/net.js';
 import { usageTotals } from '../helpers/data-plane.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { sleep, waitFor } from '../helpers/wait.js';
@@ -314,11 +314,10 @@ describe('native TCP relay', { skip: skipUnless(relayFns !== undefined, NEED) },
     const front = await serve((c) => {
       c.pause();
       const d = net.connect({ port: dest.port, host: '127.0.0.1' }, () => {
-        const fd = (x: net.Socket): number => (x as unknown as { _handle: { fd: number } })._handle.fd;
         const early = c.read() as Buffer | null; // what the front read before the hand-off
         const h: object = fns.relayPair(
-          fd(c),
-          fd(d),
+          fdOf(c),
+          fdOf(d),
           null,
           null,
           [undefined, undefined, early ?? undefined],
