@@ -18,7 +18,7 @@ import { serveBulk, startUpstream, type Upstream } from '../helpers/client-upstr
 import { peerSkip, ssUrl } from '../helpers/peers.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { sha256Hex } from '../helpers/hash.js';
-import { serve, type TestServer } from '../helpers/net.js';
+import { readExactly, serve, type TestServer } from '../helpers/net.js';
 import { socks5Connect, socks5FirstAnswer } from '../helpers/socks5.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
@@ -87,26 +87,17 @@ for (const kind of ['ss-server', 'ladder'] as const) {
           const c = await client(native);
           try {
             const s = await socks5Connect({ proxyPort: c.socksAddress!.port, host, port: bulk.port });
-            const parts: Buffer[] = [];
-            let got = 0;
             const firstSeen = new Promise<void>((r) => s.once('data', () => r()));
-            const all = new Promise<void>((r) =>
-              s.on('data', (b: Buffer) => {
-                parts.push(b);
-                if ((got += b.length) === 8 * MiB + 32) r();
-              }),
-            );
             s.on('error', () => {});
-            s.resume();
+            const all = readExactly(s, 8 * MiB + 32, 60_000);
             const up = randomBytes(8 * MiB);
             s.write(up.subarray(0, 1000));
             await firstSeen;
             // The front's relay runs from the first answer; the JS path's after 64 KiB at the soonest.
             if (native) assert.equal(live(), 1, 'carried by the native relay');
             s.write(up.subarray(1000));
-            await all;
+            const down = await all;
             s.end();
-            const down = Buffer.concat(parts);
             assert.ok(sent.has(sha256Hex(down.subarray(0, 8 * MiB))), 'download intact');
             assert.equal(down.subarray(8 * MiB).toString('hex'), sha256Hex(up), 'upload intact');
             s.destroy();

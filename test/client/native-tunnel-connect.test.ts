@@ -17,7 +17,7 @@ import { createLogger } from '../../src/shared/logger.js';
 import { nativeRelay, nativeSocksFront } from '../../src/transport/native-sockets.js';
 import { serveBulk, startUpstream, type Upstream } from '../helpers/client-upstream.js';
 import { sha256Hex } from '../helpers/hash.js';
-import { serve, type TestServer } from '../helpers/net.js';
+import { readExactly, serve, type TestServer } from '../helpers/net.js';
 import { peerSkip, ssUrl } from '../helpers/peers.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { socks5Connect } from '../helpers/socks5.js';
@@ -126,19 +126,10 @@ for (const kind of ['ss-server', 'ladder'] as const) {
               host: '127.0.0.1',
               port: bulk.port,
             });
-            const parts: Buffer[] = [];
-            let got = 0;
-            const all = new Promise<void>((r) =>
-              s.on('data', (b: Buffer) => {
-                parts.push(b);
-                if ((got += b.length) === 8 * MiB + 32) r();
-              }),
-            );
             s.on('error', () => {});
-            s.resume();
+            const all = readExactly(s, 8 * MiB + 32, 60_000);
             s.write(up);
-            await all;
-            const down = Buffer.concat(parts);
+            const down = await all;
             assert.ok(sent.has(sha256Hex(down.subarray(0, 8 * MiB))), 'download intact');
             assert.equal(down.subarray(8 * MiB).toString('hex'), sha256Hex(up), 'upload intact');
             assert.equal(c.nativeTunnels, tunnel ? 1 : 0, 'the path taken');
