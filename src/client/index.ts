@@ -10,7 +10,7 @@ import { DEFAULT_DNS_UPSTREAM, DEFAULT_LISTEN_HOST } from '../config/defaults.js
 import { parseHostPort } from '../shared/parse.js';
 import { DirectDialer, type Dialer } from '../transport/dialer.js';
 import { ShadowsocksDialer, type ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
-import { Shadowsocks2022Dialer } from '../transport/shadowsocks2022-dialer.js';
+import { LazyShadowsocks2022Dialer } from '../transport/shadowsocks2022-lazy.js';
 import { getAead2022Method, isAead2022MethodName } from '../protocol/shadowsocks/methods2022.js';
 import { toSocksAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import { systemClock, type Clock } from '../shared/clock.js';
@@ -242,7 +242,7 @@ export function createTunnelDialer(
       throw new Error(
         `first-packet shaping needs a 32-byte salt; ${method.name}'s ${method.saltSize}-byte salt has no room for a prefix after 16 random bytes`,
       );
-    return new Shadowsocks2022Dialer({
+    return new LazyShadowsocks2022Dialer({
       ...ep,
       ...timeout,
       ...(shape

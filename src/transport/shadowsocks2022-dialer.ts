@@ -1,6 +1,5 @@
-import { ProtocolError } from '../protocol/errors.js';
 import { Aead2022RequestEncoder, Aead2022ResponseDecoder } from '../protocol/shadowsocks/aead2022.js';
-import { getAead2022Method, parsePsk2022, type Aead2022Method } from '../protocol/shadowsocks/methods2022.js';
+import type { Aead2022Method } from '../protocol/shadowsocks/methods2022.js';
 import { request2022Length } from '../protocol/shadowsocks/shaping2022.js';
 import { encodeAddress, encodedAddressLength, type SocksAddress } from '../protocol/socks5/address.js';
 import { systemClock, type Clock } from '../shared/clock.js';
@@ -13,22 +12,10 @@ import {
   type FirstData,
   type NextHop,
 } from './dialer.js';
-import { connectionSalt, type ShadowsocksEndpoint } from './shadowsocks-dialer.js';
+import { connectionSalt } from './shadowsocks-dialer.js';
+import { dialerKey2022, type Shadowsocks2022DialerOptions } from './shadowsocks2022-key.js';
 
-export interface Shadowsocks2022DialerOptions extends ShadowsocksEndpoint {
-  connectTimeoutMs?: number;
-  /** Time source for the request timestamp and the response check (SIP022 allows +-30 s). */
-  clock?: Clock;
-  /**
-   * First-packet shaping hooks (protocol/shadowsocks/shaping2022.ts). `saltFactory` makes each
-   * connection's request salt (e.g. makeShapedSalt2022); it replaces the fixed `prefix`, so
-   * giving both is an error. `firstWritePadding` chooses the variable header's padding length
-   * from the first write's unpadded wire length and the initial data's length (e.g.
-   * firstWritePadding2022); default: the codec's policy.
-   */
-  saltFactory?: ((saltSize: number) => Uint8Array) | undefined;
-  firstWritePadding?: ((unpaddedLength: number, dataLength: number) => number) | undefined;
-}
+export type { Shadowsocks2022DialerOptions };
 
 /**
  * Shadowsocks 2022 (SIP022, with SIP023 identity headers for "iPSK:uPSK" passwords) tunnel
@@ -52,17 +39,11 @@ export class Shadowsocks2022Dialer implements Dialer {
   readonly #padding: ((unpaddedLength: number, dataLength: number) => number) | undefined;
 
   constructor(opts: Shadowsocks2022DialerOptions) {
-    this.method = getAead2022Method(opts.method);
-    const psk = parsePsk2022(this.method, opts.password);
-    this.#userKey = psk.userKey;
-    this.#identityKeys = psk.identityKeys;
-    if (opts.prefix && opts.prefix.length > this.method.saltSize) {
-      throw new ProtocolError(
-        'ERR_KEY',
-        `prefix of ${opts.prefix.length} bytes is longer than the ${this.method.saltSize}-byte salt of ${this.method.name}`,
-      );
-    }
-    this.#prefix = opts.prefix && opts.prefix.length > 0 ? Uint8Array.from(opts.prefix) : undefined;
+    const key = dialerKey2022(opts);
+    this.method = key.method;
+    this.#userKey = key.userKey;
+    this.#identityKeys = key.identityKeys;
+    this.#prefix = key.prefix;
     this.#host = opts.host;
     this.#port = opts.port;
     this.#connectTimeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
@@ -70,8 +51,6 @@ export class Shadowsocks2022Dialer implements Dialer {
       opts.nextHop ??
       ((signal) => connectTcp(this.#host, this.#port, { timeoutMs: this.#connectTimeoutMs, signal }));
     this.#clock = opts.clock ?? systemClock;
-    if (opts.saltFactory && this.#prefix)
-      throw new ProtocolError('ERR_KEY', 'give either a fixed prefix or a salt factory, not both');
     this.#saltFactory = opts.saltFactory;
     this.#padding = opts.firstWritePadding;
   }

@@ -133,6 +133,15 @@ test('ladder client loads neither the management plane, the lab nor dns-packet',
   // with --udp only: ~0.3 MiB of idle RSS a TCP-only client carried (50.1 -> 49.8 MiB).
   const udp = modules.filter((m) => /\/(client\/udp-associate|transport\/batch-udp)\.(ts|js)$/.test(m));
   assert.deepEqual(udp, [], `loaded ${udp.join(', ')}`);
+  // The 2022 dialer, its codec and BLAKE3 (@noble/hashes) load at a 2022 key's first dial: a SIP004
+  // key never needs them (~0.3 MiB of idle RSS, 49.9 -> 49.6 MiB).
+  assertLean(modules, { forbid: ['@noble/hashes', '@noble/ciphers'] });
+  const edition2022 = modules.filter((m) =>
+    /\/(transport\/shadowsocks2022-dialer|protocol\/shadowsocks\/(aead2022|kdf2022|identity))\.(ts|js)$/.test(
+      m,
+    ),
+  );
+  assert.deepEqual(edition2022, [], `loaded ${edition2022.join(', ')}`);
 });
 
 test('the unmanaged server (--password) loads neither the management plane nor the lab', async () => {

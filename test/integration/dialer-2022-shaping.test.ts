@@ -93,3 +93,13 @@ test('2022-blake3-aes-128-gcm is not shaped (no room after 16 random bytes); bad
   });
   await assert.rejects(() => bad.dial(dest, Buffer.from('x')), /salt factory returned 31 bytes, expected 32/);
 });
+
+test('createTunnelDialer refuses a bad 2022 key at once although the dialer loads at its first dial', () => {
+  const ep = { host: '127.0.0.1', port: 1, method: M256, password: randomBytes(16).toString('base64') };
+  assert.throws(() => createTunnelDialer(ep), /32/); // a 16-byte PSK for a 32-byte key
+  const k32 = randomBytes(32).toString('base64');
+  assert.throws(
+    () => createTunnelDialer({ ...ep, password: k32, prefix: new Uint8Array(33) }, { shape: false }),
+    /longer than the 32-byte salt/,
+  );
+});

@@ -27,8 +27,8 @@ import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
 import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
 import { SaltFilter } from '../../src/protocol/shadowsocks/replay.js';
 import { Aead2022RequestEncoder, Aead2022ResponseDecoder } from '../../src/protocol/shadowsocks/aead2022.js';
+import { deriveSessionSubkey } from '../../src/protocol/shadowsocks/kdf2022.js';
 import {
-  deriveSessionSubkey,
   getAead2022Method,
   type Aead2022Method,
   type Aead2022MethodName,

@@ -17,15 +17,8 @@ import {
   SaltWindow,
 } from './aead2022.js';
 import { IdentityTable } from './identity.js';
-import {
-  AEAD_2022_METHODS,
-  decodePsk,
-  deriveIdentitySubkey,
-  deriveSessionSubkey,
-  getAead2022Method,
-  pskHash,
-  type Aead2022Method,
-} from './methods2022.js';
+import { deriveIdentitySubkey, deriveSessionSubkey, pskHash } from './kdf2022.js';
+import { AEAD_2022_METHODS, decodePsk, getAead2022Method, type Aead2022Method } from './methods2022.js';
 
 const NOW = 1_700_000_000_000;
 const METHODS = Object.values(AEAD_2022_METHODS);

@@ -16,7 +16,8 @@ import {
   type IdentityEntry,
   type IdentityTable,
 } from './identity.js';
-import { checkKeySize, deriveSessionSubkey, MAX_PADDING, type Aead2022Method } from './methods2022.js';
+import { deriveSessionSubkey } from './kdf2022.js';
+import { checkKeySize, MAX_PADDING, type Aead2022Method } from './methods2022.js';
 
 /**
  * SIP022 TCP (Shadowsocks 2022 edition), pure codecs. All times are milliseconds since the epoch

@@ -4,13 +4,12 @@ import {
   aesDecryptBlock,
   aesEncryptBlock,
   checkKeySize,
-  deriveIdentitySubkey,
-  pskHash,
+  IDENTITY_HEADER_SIZE,
   type Aead2022Method,
 } from './methods2022.js';
+import { deriveIdentitySubkey, pskHash } from './kdf2022.js';
 
-/** SIP023: every identity header is one AES block. */
-export const IDENTITY_HEADER_SIZE = 16;
+export { IDENTITY_HEADER_SIZE };
 
 function requireIdentity(method: Aead2022Method): void {
   if (!method.supportsIdentity) {

@@ -3,13 +3,12 @@ import assert from 'node:assert/strict';
 import { blake3 } from '@noble/hashes/blake3.js';
 import fc from 'fast-check';
 import { ProtocolError } from '../errors.js';
+import { deriveIdentitySubkey, deriveSessionSubkey } from './kdf2022.js';
 import {
   AEAD_2022_METHODS,
   aesDecryptBlock,
   aesEncryptBlock,
   decodePsk,
-  deriveIdentitySubkey,
-  deriveSessionSubkey,
   getAead2022Method,
   parsePsk2022,
 } from './methods2022.js';

@@ -1,5 +1,4 @@
 import { createCipheriv, createDecipheriv, type Cipher, type Decipher } from 'node:crypto';
-import { blake3 } from '@noble/hashes/blake3.js';
 import { ProtocolError } from '../errors.js';
 import { AEAD_METHODS, type AeadMethod } from './methods.js';
 
@@ -53,6 +52,9 @@ export const AEAD_2022_METHODS: Readonly<Record<Aead2022MethodName, Aead2022Meth
     supportsIdentity: false,
   },
 });
+
+/** SIP023: every identity header is one AES block. */
+export const IDENTITY_HEADER_SIZE = 16;
 
 export function isAead2022MethodName(name: string): name is Aead2022MethodName {
   return Object.hasOwn(AEAD_2022_METHODS, name);
@@ -130,38 +132,6 @@ export function parsePsk2022(method: Aead2022Method, password: string): Psk2022 
     );
   }
   return { identityKeys: keys.slice(0, -1), userKey: keys[keys.length - 1]! };
-}
-
-const SESSION_CONTEXT = new TextEncoder().encode('shadowsocks 2022 session subkey');
-const IDENTITY_CONTEXT = new TextEncoder().encode('shadowsocks 2022 identity subkey');
-
-// derive_key hashes its context string into a key first; that part is the same for every call,
-// so keep one hasher per (context, length) with the context absorbed and clone it per call.
-const bases = new Map<string, ReturnType<typeof blake3.create>>();
-
-function deriveKey(context: Uint8Array, name: string, key: Uint8Array, salt: Uint8Array): Buffer {
-  const id = `${name}/${key.length}`;
-  let base = bases.get(id);
-  if (base === undefined) {
-    base = blake3.create({ context, dkLen: key.length });
-    bases.set(id, base);
-  }
-  return Buffer.from(base.clone().update(key).update(salt).digest());
-}
-
-/** SIP022 §2.2: blake3::derive_key("shadowsocks 2022 session subkey", key || salt), key-length output. */
-export function deriveSessionSubkey(key: Uint8Array, salt: Uint8Array): Buffer {
-  return deriveKey(SESSION_CONTEXT, 'session', key, salt);
-}
-
-/** SIP023 TCP: blake3::derive_key("shadowsocks 2022 identity subkey", iPSK || salt). */
-export function deriveIdentitySubkey(identityKey: Uint8Array, salt: Uint8Array): Buffer {
-  return deriveKey(IDENTITY_CONTEXT, 'identity', identityKey, salt);
-}
-
-/** SIP023: the first 16 bytes of blake3::hash(psk), the plaintext of an identity header. */
-export function pskHash(psk: Uint8Array): Buffer {
-  return Buffer.from(blake3(psk).subarray(0, 16));
 }
 
 /** Throws ERR_KEY unless `key` (named `field` in the message) has the method's key length. */

@@ -17,7 +17,8 @@ import {
 } from './aead2022.js';
 import { deriveSubkey, evpBytesToKey } from './kdf.js';
 import { AEAD_METHODS } from './methods.js';
-import { AEAD_2022_METHODS, deriveSessionSubkey } from './methods2022.js';
+import { deriveSessionSubkey } from './kdf2022.js';
+import { AEAD_2022_METHODS } from './methods2022.js';
 import { cipher } from './cipher.js';
 import { NativeDecoder, NativeEncoder } from './cipher-native.js';
 import { nativeAvailable, nativeLoadError, setNativeEnabled } from './native.js';

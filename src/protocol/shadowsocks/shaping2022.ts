@@ -29,8 +29,7 @@
  *   firstWritePadding2022(...)           -> padding length that keeps the first write off the trigger
  */
 import { ProtocolError } from '../errors.js';
-import { IDENTITY_HEADER_SIZE } from './identity.js';
-import { MAX_PADDING } from './methods2022.js';
+import { IDENTITY_HEADER_SIZE, MAX_PADDING } from './methods2022.js';
 import { defaultRng, generatePrefix, inProberTrigger, type PrefixOptions, type Rng } from './shaping.js';
 
 /** Uniformly random salt bytes every shaped 2022 salt keeps. */

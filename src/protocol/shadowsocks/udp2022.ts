@@ -5,7 +5,8 @@ import { decodeAddress, encodeAddress, type SocksAddress } from '../socks5/addre
 import { checkTimestamp, HEADER_TYPE_CLIENT, HEADER_TYPE_SERVER } from './aead2022.js';
 import { IDENTITY_HEADER_SIZE, udpIdentityHeaders, type IdentityTable } from './identity.js';
 import { cipher, type AeadCipher } from './cipher.js';
-import { AesBlock, checkKeySize, deriveSessionSubkey, MAX_PADDING, type Aead2022Method } from './methods2022.js';
+import { deriveSessionSubkey } from './kdf2022.js';
+import { AesBlock, checkKeySize, MAX_PADDING, type Aead2022Method } from './methods2022.js';
 import { PacketWindow } from './udpWindow.js';
 
 /**
