@@ -165,8 +165,7 @@ export function relayConnect(
 ): RelayStart | undefined {
   const { idleMs, replay } = ctx;
   const atOnce = ctx.connectAtOnce === true;
-  const start = fns.relayConnect?.bind(fns);
-  if (!start) return undefined;
+  if (!fns.relayConnect) return undefined;
   return (ip: string, port: number, budgetMs: number) => {
     // The response salt from the shared pool; the relay derives its encoder from the master key
     // and that salt (no JS codec) unless LADDER_NATIVE_ENCODER=0.
@@ -174,7 +173,7 @@ export function relayConnect(
     const salt = encoder ? encoder.salt : poolRandomBytes(k.method.saltSize);
     let relay: object;
     try {
-      relay = start(
+      relay = fns.relayConnect!(
         client.id,
         ip,
         port,
