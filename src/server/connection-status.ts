@@ -18,6 +18,12 @@ export interface StreamInfo {
   tcp?: boolean;
   /** How to connect to the destination (web/native-dest.ts for WebSocket streams); default net.Socket. */
   connect?: ConnectOnce<Duplex> | undefined;
+  /**
+   * The caller calls Connection.delivered() once the stream's first delivery is done (a natively
+   * accepted stream: its first bytes, its end, or nothing): the pre-relay idle timer is armed then,
+   * and only if the connection still needs it (not when it is already dialling or relaying).
+   */
+  idleAfterFirst?: boolean;
 }
 
 /**

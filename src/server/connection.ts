@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { isProtocolError } from '../protocol/errors.js';
-import { AeadDecoder, sip004HeadMatches, sip004Open } from '../protocol/shadowsocks/aead.js';
+import type { AeadDecoder } from '../protocol/shadowsocks/aead.js';
 import { Aead2022RequestDecoder } from '../protocol/shadowsocks/aead2022.js';
 import { decodeAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import { uotVersion, type UotVersion } from '../protocol/uot.js';
@@ -20,6 +20,7 @@ import type { NativeRelay, RelayConnectOptions, RelayStart } from './native-rela
 import type { ReplayState } from './replay-state.js';
 import { startUot, type UotAssociation } from './uot.js';
 import { streamCodec, type StreamCodec } from './stream-codec.js';
+import { openSip004 } from './sip004-trial.js';
 
 export type { ClientStream, StreamInfo } from './connection-status.js';
 
@@ -111,7 +112,14 @@ export class Connection {
     socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);
     this.#watch(socket);
-    this.#armIdle();
+    if (info.idleAfterFirst !== true) this.#armIdle();
+  }
+
+  /** The first delivery is done (StreamInfo.idleAfterFirst): arm the idle timer if still needed. */
+  delivered(): void {
+    const p = this.#phase;
+    if (!this.#timer && !this.#finalized && (p === 'auth' || p === 'address' || p === 'drain'))
+      this.#armIdle();
   }
 
   #watch(socket: ClientStream): void {
@@ -235,30 +243,12 @@ export class Connection {
         });
         return this.#try2022(dec, c.probeLength, buf, tried, c) || undefined;
       }
-      const dec = this.#open004(c, buf.subarray(0, c.probeLength));
+      const dec = openSip004(c, buf.subarray(0, c.probeLength), ctx.nativeTrial === true);
       if (dec === undefined) return undefined;
       this.#onKey(c, dec === 'bad-length' ? undefined : dec, buf, recent, tried);
       return true;
     });
     if (!decided && !waiting) this.#fail('ERR_CIPHER');
-  }
-
-  /** SIP004: the decoder if `c` is this connection's key ('bad-length': it is, the length is invalid). */
-  #open004(c: KeyEntry, head: Buffer): AeadDecoder | 'bad-length' | undefined {
-    // The addon's test and decoder in one (one subkey derivation), unless LADDER_NATIVE_TRIAL=0.
-    const opened = this.#ctx.nativeTrial === true ? sip004Open(c.method, c.masterKey, head) : undefined;
-    if (opened !== undefined) return opened === 'wrong-key' ? undefined : opened;
-    // A cheap test first (native: no decoder, no exception per wrong key); the decoder only
-    // for the key that matches, or for every key without the addon.
-    if (sip004HeadMatches(c.method, c.masterKey, head) === false) return undefined;
-    const dec = new AeadDecoder(c.method, c.masterKey);
-    try {
-      dec.push(head);
-    } catch (err) {
-      if (!isProtocolError(err) || err.code !== 'ERR_PAYLOAD_SIZE') return undefined; // wrong key
-      return 'bad-length'; // the tag verified, so this is the key, but the length is invalid
-    }
-    return dec;
   }
 
   /**
@@ -348,7 +338,7 @@ export class Connection {
     }
     if (!decoded) return; // address continues in the next chunk
     this.#plain = [];
-    void this.#connect(decoded.address, plain.subarray(decoded.length));
+    this.#connect(decoded.address, plain.subarray(decoded.length));
   }
 
   /** 2022: the variable header carries the target and the initial payload (or padding). */
@@ -364,12 +354,12 @@ export class Connection {
     if (!header) return;
     const initial = this.#plain.length === 1 ? this.#plain[0]! : Buffer.concat(this.#plain);
     this.#plain = [];
-    void this.#connect(header.target, initial);
+    this.#connect(header.target, initial);
   }
 
   // ---- connect and relay ----
 
-  async #connect(address: SocksAddress, initial: Buffer): Promise<void> {
+  #connect(address: SocksAddress, initial: Buffer): void {
     const uot = this.#ctx.udpOverTcp ? uotVersion(address) : undefined;
     if (uot || isMuxCoolTarget(address)) return this.#startUot(uot, initial);
     this.#phase = 'connecting';
@@ -377,7 +367,17 @@ export class Connection {
     this.#socket.pause();
     const native = this.#nativeEligible();
     const inAddon = native && address.type !== 'domain' ? this.#relayConnect(native, initial) : undefined;
+    // Synchronous for an IP the addon dials: no promise made for this connection.
     if (inAddon && this.#ctx.connectAtOnce === true) return this.#dialInAddon(inAddon, address);
+    void this.#dial(address, initial, native, inAddon);
+  }
+
+  async #dial(
+    address: SocksAddress,
+    initial: Buffer,
+    native?: NativeRelay,
+    inAddon?: RelayStart,
+  ): Promise<void> {
     let target: Duplex | number | object;
     try {
       const viaAddon = inAddon ? relayConnectOnce(inAddon) : native && nativeConnect(native);

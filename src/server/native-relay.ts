@@ -40,6 +40,8 @@ export interface RelayConnectOptions {
   readonly connectAtOnce?: boolean;
   /** The relay derives its encoder from the master key and salt (nativeEncoderFromEnv). */
   readonly nativeEncoder?: boolean;
+  /** At the relay's end the client stream goes without a 'close' tick (leanEndFromEnv). */
+  readonly leanEnd?: boolean;
 }
 
 /**
@@ -56,6 +58,24 @@ export function connectAtOnceFromEnv(env: NodeJS.ProcessEnv = process.env): bool
  */
 export function nativeEncoderFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
   return env.LADDER_NATIVE_ENCODER !== '0';
+}
+
+/**
+ * At a native relay's end the NativeStream is closed without emitting 'close' (its owner hears of
+ * the end from onClose: no process.nextTick and tick-queue run per connection) unless
+ * LADDER_LEAN_END=0.
+ */
+export function leanEndFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.LADDER_LEAN_END !== '0';
+}
+
+/**
+ * A natively accepted connection's pre-relay idle timer is armed after its first delivery, and
+ * only when it is still needed (most connections are dialling by then: no setTimeout and
+ * clearTimeout each) unless LADDER_LAZY_IDLE=0.
+ */
+export function lazyIdleFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.LADDER_LAZY_IDLE !== '0';
 }
 
 /** The SIP004 key trial and decoder in one addon call (aead.ts sip004Open) unless LADDER_NATIVE_TRIAL=0. */
@@ -145,8 +165,7 @@ export function relayConnect(
 ): RelayStart | undefined {
   const { idleMs, replay } = ctx;
   const atOnce = ctx.connectAtOnce === true;
-  const start = fns.relayConnect?.bind(fns);
-  if (!start) return undefined;
+  if (!fns.relayConnect) return undefined;
   return (ip: string, port: number, budgetMs: number) => {
     // The response salt from the shared pool; the relay derives its encoder from the master key
     // and that salt (no JS codec) unless LADDER_NATIVE_ENCODER=0.
@@ -154,7 +173,7 @@ export function relayConnect(
     const salt = encoder ? encoder.salt : poolRandomBytes(k.method.saltSize);
     let relay: object;
     try {
-      relay = start(
+      relay = fns.relayConnect!(
         client.id,
         ip,
         port,
@@ -165,7 +184,10 @@ export function relayConnect(
         Math.max(1, Math.ceil(idleMs)),
         (reason, up, down, errno) => {
           if (NATIVE_RELAY_REASON[reason] === 'connect') return onClose(reason, 0, 0, connectFailed(errno));
-          client.destroy(); // its descriptor went to the relay (or the id is closed now): only 'close'
+          // Its descriptor went to the relay (or the id is closed now): only 'close', or nothing
+          // when the owner learns of the end from onClose alone.
+          if (ctx.leanEnd === true) client.destroySilently();
+          else client.destroy();
           onClose(reason, up, down);
         },
         atOnce,

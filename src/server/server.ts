@@ -21,7 +21,14 @@ import {
   type NativeListener,
   type NativeStream,
 } from '../transport/native-stream.js';
-import { connectAtOnceFromEnv, nativeEncoderFromEnv, nativeTrialFromEnv, serverNativeRelay } from './native-relay.js';
+import {
+  connectAtOnceFromEnv,
+  lazyIdleFromEnv,
+  leanEndFromEnv,
+  nativeEncoderFromEnv,
+  nativeTrialFromEnv,
+  serverNativeRelay,
+} from './native-relay.js';
 import { RefusalLog } from './refusal-log.js';
 import { ReplayState, replayStateFile, type ReplayFilters, type ReplayStore } from './replay-state.js';
 import { UdpRelay, type AdoptedUdpSocket, type UdpRelayContext, type UdpRelayOptions } from './udp-relay.js';
@@ -123,6 +130,14 @@ export interface ServerOptions {
    * the addon (no JS codec per connection). Default on unless LADDER_NATIVE_ENCODER=0.
    */
   nativeEncoder?: boolean;
+  /**
+   * Per-connection trims of the native path (issue 15, session 12): a native relay's end closes the
+   * client stream without a 'close' tick (LADDER_LEAN_END=0 turns it off), and a natively accepted
+   * connection arms its pre-relay idle timer only if still needed after its first bytes
+   * (LADDER_LAZY_IDLE=0). Default on.
+   */
+  leanEnd?: boolean;
+  lazyIdle?: boolean;
 }
 
 /**
@@ -152,6 +167,7 @@ export class ShadowsocksServer implements ServerControl {
   /** Whether listen() accepts natively, and the listener when it does (#server then closed). */
   readonly #wantNativeAccept: boolean;
   readonly #nativeHandshake: boolean;
+  readonly #lazyIdle: boolean;
   #accept: { listener: NativeListener; address: AddressInfo } | undefined;
   readonly #udpOptions: UdpRelayOptions | undefined;
   #udp: UdpRelay | undefined;
@@ -186,6 +202,7 @@ export class ShadowsocksServer implements ServerControl {
     this.#udpOptions = opts.udp === true ? {} : opts.udp === false ? undefined : opts.udp;
     if (!(this.idleMs > 0) || !(this.connectMs > 0)) throw new RangeError('timeouts must be positive');
     this.#nativeHandshake = opts.nativeHandshake ?? nativeHandshakeFromEnv();
+    this.#lazyIdle = opts.lazyIdle ?? lazyIdleFromEnv();
     this.#ctx = {
       clock,
       idleMs: this.idleMs,
@@ -200,6 +217,7 @@ export class ShadowsocksServer implements ServerControl {
       nativeTrial: opts.nativeTrial ?? nativeTrialFromEnv(),
       connectAtOnce: opts.connectAtOnce ?? connectAtOnceFromEnv(),
       nativeEncoder: opts.nativeEncoder ?? nativeEncoderFromEnv(),
+      leanEnd: opts.leanEnd ?? leanEndFromEnv(),
       authenticated: (c, ip, e) => this.#authenticated(c, ip, e),
       addUsage: (keyId, up, down) => this.#usage.add(keyId, up, down),
       closed: (c, e) => this.#closed(c, e),
@@ -395,8 +413,11 @@ export class ShadowsocksServer implements ServerControl {
     const fns = this.#wantNativeAccept ? nativeAccept() : undefined;
     const fd = (server as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
     if (!fns || typeof fd !== 'number' || fd < 0) return;
-    const onStream = (s: NativeStream): void =>
-      this.handleStream(s, { remoteAddress: s.remoteAddress, tcp: true });
+    const lazy = this.#lazyIdle;
+    const onStream = (s: NativeStream): Connection | undefined => {
+      const c = this.#serve(s, { remoteAddress: s.remoteAddress, tcp: true, idleAfterFirst: lazy });
+      return lazy ? c : undefined;
+    };
     try {
       const waitMs = this.#nativeHandshake ? this.idleMs : 0;
       this.#accept = { listener: listenNative(fns, fd, onStream, waitMs), address: addr };
@@ -463,6 +484,10 @@ export class ShadowsocksServer implements ServerControl {
    * half-open (end() after the peer's end, as the listener's sockets do) and emit 'close'.
    */
   handleStream(stream: Duplex | NativeStream, info: StreamInfo = {}): void {
+    this.#serve(stream, info);
+  }
+
+  #serve(stream: Duplex | NativeStream, info: StreamInfo): Connection {
     const c = new Connection(this.#ctx, stream, info);
     this.#conns.add(c);
     try {
@@ -470,6 +495,7 @@ export class ShadowsocksServer implements ServerControl {
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, 'onConnectionOpened hook threw');
     }
+    return c;
   }
 
   // ---- what connections report ----

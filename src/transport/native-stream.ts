@@ -177,13 +177,26 @@ export class NativeStream {
   /** Close now (no more events but 'close'). After takeFd only 'close' is emitted. */
   destroy(): this {
     if (this.#destroyed) return this;
+    this.#close();
+    process.nextTick(() => this.#emit('close'));
+    return this;
+  }
+
+  /**
+   * Close now and emit nothing, not even 'close': for an owner that has finished with the stream
+   * and learnt of its end another way (a native relay's onClose), so no tick is queued for an
+   * event nobody needs.
+   */
+  destroySilently(): void {
+    if (!this.#destroyed) this.#close();
+  }
+
+  #close(): void {
     this.#destroyed = true;
     if (!this.#released) {
       this.#fns.connClose(this.#id);
       this.#unlist();
     }
-    process.nextTick(() => this.#emit('close'));
-    return this;
   }
 
   /** Hand the descriptor on (to relayPair, which closes it): no reads or events from here. */
@@ -247,6 +260,11 @@ export class NativeStream {
 const onEvent = (id: number, chunk: Buffer | undefined, code: number): void =>
   NativeStream.byId(id)?.deliver(chunk, code);
 
+/** What listenNative's onStream may return: told once the first delivery (bytes, end or nothing) is done. */
+export interface NativeStreamOwner {
+  delivered(): void;
+}
+
 /**
  * A listening socket accepted from natively; close() stops accepting (connections live on; those
  * the addon still held waiting for their first bytes are handed to `onStream` first).
@@ -262,12 +280,13 @@ export interface NativeListener {
  * own). Each connection is passed to `onStream` before its first bytes are delivered. With
  * `waitMs` > 0 the addon holds a connection that has sent nothing yet until its first bytes (or
  * EOF) come or `waitMs` pass (then it comes with nothing, `acceptedAgoMs` old): one JS entry for
- * the accept and the first bytes of the common connection instead of two.
+ * the accept and the first bytes of the common connection instead of two. When `onStream` returns
+ * an owner, its delivered() runs right after that first delivery.
  */
 export function listenNative(
   fns: NativeAccept,
   fd: number,
-  onStream: (s: NativeStream) => void,
+  onStream: (s: NativeStream) => NativeStreamOwner | void,
   waitMs = 0,
 ): NativeListener {
   const handle = fns.acceptListen(
@@ -275,8 +294,9 @@ export function listenNative(
     (id, first, code, peer, ageMs) => {
       const s = new NativeStream(fns, id, peer, ageMs);
       NativeStream.register(s);
-      onStream(s);
+      const owner = onStream(s);
       s.deliver(first, code);
+      owner?.delivered();
     },
     onEvent,
     waitMs > 0 ? Math.max(1, Math.ceil(waitMs)) : 0,

@@ -11,6 +11,7 @@ import { createLogger } from '../../shared/logger.js';
 import type { AuthEvent, ConnectionClosedEvent } from '../events.js';
 import { ShadowsocksServer } from '../server.js';
 import type { FromWorker, ToWorker, WorkerInit } from './messages.js';
+import { EventPacker, packedEventsFromEnv } from './event-batch.js';
 import { LoopMeter } from './loop-stats.js';
 import { sharedReplayFilters } from './shared-salts.js';
 
@@ -28,6 +29,7 @@ let usage: [string, number, number][] = [];
 let opened = 0;
 let authenticated: AuthEvent[] = [];
 let closed: ConnectionClosedEvent[] = [];
+const packer = packedEventsFromEnv() ? new EventPacker() : undefined;
 let openDirty = true;
 const meter = new LoopMeter();
 
@@ -55,11 +57,13 @@ const server = new ShadowsocksServer({
   hooks: {
     onConnectionOpened: () => void opened++,
     onAuthenticated: (e) => {
-      authenticated.push(e);
+      if (packer) packer.authenticated(e);
+      else authenticated.push(e);
       openDirty = true;
     },
     onConnectionClosed: (e) => {
-      closed.push(e);
+      if (packer) packer.closed(e);
+      else closed.push(e);
       if (e.keyId !== undefined) openDirty = true;
     },
   },
@@ -81,9 +85,11 @@ function sendUsage(): void {
 }
 
 function report(): void {
-  if (opened === 0 && authenticated.length === 0 && closed.length === 0 && !openDirty) return;
+  const none = authenticated.length === 0 && closed.length === 0 && (packer?.empty ?? true);
+  if (opened === 0 && none && !openDirty) return;
   const open = openDirty ? [...server.openConnections()] : undefined;
-  post({ t: 'events', opened, authenticated, closed, open });
+  const packed = packer && !packer.empty ? packer.take() : undefined;
+  post({ t: 'events', opened, authenticated, closed, open, ...(packed ? { packed } : {}) });
   opened = 0;
   authenticated = [];
   closed = [];

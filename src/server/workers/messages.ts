@@ -7,6 +7,7 @@ import type { RuntimeKey } from '../../shared/control.js';
 import type { AuthEvent, ConnectionClosedEvent } from '../events.js';
 import type { KeyDelta } from '../keys.js';
 import type { AdoptedUdpSocket, UdpRelayOptions } from '../udp-relay.js';
+import type { PackedEvents } from './event-batch.js';
 import type { SharedReplayBuffers } from './shared-salts.js';
 
 /** The worker's start-up data (`workerData`). */
@@ -65,6 +66,8 @@ export type FromWorker =
       readonly opened: number;
       readonly authenticated: readonly AuthEvent[];
       readonly closed: readonly ConnectionClosedEvent[];
+      /** More events, packed (event-batch.ts; then authenticated and closed are empty). */
+      readonly packed?: PackedEvents;
       /** Open connections per key id, when they changed since the last report. */
       readonly open: readonly (readonly [id: string, n: number])[] | undefined;
     }

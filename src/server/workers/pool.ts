@@ -28,6 +28,7 @@ import {
   type ReplayStore,
 } from '../replay-state.js';
 import type { UdpRelayOptions } from '../udp-relay.js';
+import { unpackEvents } from './event-batch.js';
 import type { FromWorker, LoopStats, ToWorker, WorkerInit } from './messages.js';
 import {
   assertPortFree,
@@ -202,7 +203,8 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
   let closing = false;
   const usage = opts.usage;
   const hooks = opts.hooks ?? {};
-  const onMessage = (h: Handle, m: FromWorker): void => {
+  const onMessage = (h: Handle, msg: FromWorker): void => {
+    const m = msg.t === 'events' && msg.packed ? { ...msg, ...unpackEvents(msg.packed) } : msg;
     if (m.t === 'usage') {
       for (const [id, up, down] of m.counts) {
         try {
