@@ -44,6 +44,8 @@ EMBEDS_V4.addSubnet('64:ff9b::', 96, 'ipv6');
  * src/server/destination.test.ts).
  */
 export function isPrivateAddress(ip: string): boolean {
+  const v4 = ipv4Number(ip);
+  if (v4 !== undefined) return isPrivate4(v4);
   const family = net.isIP(ip);
   if (family === 4) return PRIVATE.check(ip, 'ipv4');
   if (family === 6) {
@@ -54,6 +56,46 @@ export function isPrivateAddress(ip: string): boolean {
     return PRIVATE.check(b.subarray(12).join('.'), 'ipv4');
   }
   return true; // not an IP at all: refuse
+}
+
+/**
+ * A dotted-quad IPv4 literal ("a.b.c.d", decimal, no leading zeros) as an unsigned 32-bit number,
+ * or undefined for anything else (which then takes net.isIP and BlockList). Parsed by hand: a
+ * server checks each destination, and BlockList.check parses the string into a C++ address on
+ * every call (~2-3 µs, against ~0.1 here).
+ */
+function ipv4Number(ip: string): number | undefined {
+  let value = 0;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < ip.length; i++) {
+    const c = ip.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || ++dots > 3) return undefined;
+      value = value * 256 + part;
+      part = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && part === 0) return undefined; // a leading zero
+      part = part * 10 + (c - 48);
+      if (++digits > 3 || part > 255) return undefined;
+    } else {
+      return undefined;
+    }
+  }
+  if (dots !== 3 || digits === 0) return undefined;
+  return value * 256 + part;
+}
+
+/** The IPv4 ranges of PRIVATE above, on the number ipv4Number gives. */
+function isPrivate4(a: number): boolean {
+  const top = a >>> 24;
+  if (top === 0 || top === 10 || top === 127 || top >= 224) return true;
+  const top16 = a >>> 16;
+  if (top16 === 0xa9fe || top16 === 0xc0a8) return true; // 169.254/16, 192.168/16
+  if (a >>> 20 === 0xac1) return true; // 172.16/12
+  return a >>> 22 === 0x191; // 100.64/10
 }
 
 export type DialFailure = 'ERR_RESOLVE' | 'ERR_FORBIDDEN' | 'ERR_CONNECT';

@@ -54,6 +54,52 @@ describe('isPrivateAddress', () => {
       assert.equal(isPrivateAddress(ip), false, ip);
     }
   });
+  it('decides IPv4 literals as net.BlockList does: every range edge and 20,000 random addresses', () => {
+    const reference = new net.BlockList();
+    for (const [n, bits] of [
+      ['0.0.0.0', 8],
+      ['10.0.0.0', 8],
+      ['100.64.0.0', 10],
+      ['127.0.0.0', 8],
+      ['169.254.0.0', 16],
+      ['172.16.0.0', 12],
+      ['192.168.0.0', 16],
+      ['224.0.0.0', 4],
+      ['240.0.0.0', 4],
+    ] as const) {
+      reference.addSubnet(n, bits, 'ipv4');
+    }
+    const dotted = (a: number): string => [a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255].join('.');
+    const edges = [
+      0x00000000, 0x0a000000, 0x64400000, 0x7f000000, 0xa9fe0000, 0xac100000, 0xc0a80000, 0xe0000000,
+    ];
+    const probes: number[] = [0xffffffff];
+    for (const e of edges) probes.push(e, (e - 1) >>> 0, e + 1);
+    for (const end of [0x0affffff, 0x647fffff, 0x7fffffff, 0xa9feffff, 0xac1fffff, 0xc0a8ffff])
+      probes.push(end, end + 1);
+    let seed = 12345;
+    for (let i = 0; i < 20_000; i++) {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      probes.push(seed);
+    }
+    for (const a of probes) {
+      const ip = dotted(a);
+      assert.equal(isPrivateAddress(ip), reference.check(ip, 'ipv4'), ip);
+    }
+    // Not dotted-quad literals: refused (not an IP) exactly as before.
+    for (const ip of [
+      '1.2.3',
+      '1.2.3.4.5',
+      '01.2.3.4',
+      '1.2.3.256',
+      '1..2.3',
+      '.1.2.3',
+      '1.2.3.',
+      '1.2.3.4 ',
+    ]) {
+      assert.equal(isPrivateAddress(ip), true, ip);
+    }
+  });
 });
 
 describe('dialDestination', () => {
