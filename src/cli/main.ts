@@ -37,9 +37,9 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** `ladder lab run` for argv `lab run --bogus`: the deepest subcommand argv names. */
+/** `lab run` for argv `lab run --bogus`: the deepest subcommand argv names ('' for none). */
 function commandPath(program: Command, argv: readonly string[]): string {
-  const names = ['ladder'];
+  const names: string[] = [];
   let cmd = program;
   for (const word of argv) {
     const sub = cmd.commands.find((c) => c.name() === word || c.aliases().includes(word));

@@ -218,10 +218,10 @@ export function registerKeys(program: Command): void {
       .option('--cert-sha256 <hex>', 'remote: SHA-256 fingerprint of the API certificate (pinned)')
       .option('--insecure', 'remote: do not check the API certificate')
       .addHelpText('after', EXAMPLES),
-    'ladder keys',
+    'keys',
   );
   const sub = (name: string, negative?: (arg: string) => string): Command =>
-    oneLineErrors(keys.command(name), `ladder keys ${name}`, negative);
+    oneLineErrors(keys.command(name), `keys ${name}`, negative);
 
   sub('add')
     .description('create a key (or --count N keys) and print its ss:// URL and QR code')
