@@ -2,7 +2,8 @@
  * `npm run bench:compare`: several stacks side by side in ONE invocation, the runs interleaved
  * (the order rotates every round), so drift on a shared machine hits every stack alike:
  *
- *   ladder   this checkout, `npm run build` then dist/cli/main.js (as `ladder` runs for a user);
+ *   ladder   this checkout, `npm run build` then dist/cli/main.js (as `ladder` runs for a user;
+ *            --no-build: the dist/ there is, refused unless built from the sources as they are);
  *            the server with its default data-plane workers (one per core)
  *   ladder-w1  the same with `ladder server --workers 1` (--no-w1 leaves it out)
  *   libev    ss-local + ss-server
@@ -32,7 +33,7 @@
  *   npm run bench:compare -- --size 256MiB --runs 5 --short-n 1000
  *   npm run bench:compare -- --stack before=/path/to/old-checkout/dist/cli/main.js
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -55,6 +56,7 @@ import {
 } from '../test/helpers/peers.js';
 import { downloadCountVia, uploadCountVia } from '../test/helpers/transfer.js';
 import { opt, posInt } from './args.js';
+import { currentDist } from './dist.js';
 import {
   busyShare,
   concurrentFlows,
@@ -279,16 +281,10 @@ const spread = (a: number[], f: (x: number) => string): string =>
 async function main(): Promise<void> {
   for (const tool of ['ss-server', 'ss-local', ...(phases.has('curl') ? ['curl'] : [])])
     if (!which(tool)) throw new Error(`${tool} not found (apt-get install shadowsocks-libev curl)`);
-  log('npm run build');
-  execFileSync(process.execPath, [join(REPO_ROOT, 'scripts', 'build.mjs')], {
-    stdio: 'pipe',
-    cwd: REPO_ROOT,
-  });
+  const dist = currentDist(!argv.includes('--no-build'), log);
   const specs: [string, string][] = [
-    ['ladder', join(REPO_ROOT, 'dist', 'cli', 'main.js')],
-    ...(noW1
-      ? []
-      : ([['ladder-w1', `${join(REPO_ROOT, 'dist', 'cli', 'main.js')},WORKERS=1`]] as [string, string][])),
+    ['ladder', dist],
+    ...(noW1 ? [] : ([['ladder-w1', `${dist},WORKERS=1`]] as [string, string][])),
     ...extra.map((e) => {
       const at = e.indexOf('=');
       if (at < 1) throw new Error(`--stack NAME=PATH/dist/cli/main.js[,VAR=VALUE], got "${e}"`);

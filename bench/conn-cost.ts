@@ -28,6 +28,7 @@ import { freePort, startEcho } from '../test/helpers/net.js';
 import type { Method, Peer } from '../test/helpers/peers.js';
 import { REPO_ROOT, spawnPeer, ssUrl, which } from '../test/helpers/peers.js';
 import { opt, posInt } from './args.js';
+import { currentDist } from './dist.js';
 import { oneExchange } from './exchange.js';
 import { median } from './stats.js';
 
@@ -201,13 +202,7 @@ async function straceCount(pid: number, name: string): Promise<{ stop(): Promise
 
 async function main(): Promise<void> {
   if (callgrind && !which('valgrind')) throw new Error('valgrind not found (apt-get install valgrind)');
-  if (!argv.includes('--no-build') && !argv.includes('--entry') && !libev && !floor) {
-    log('npm run build');
-    execFileSync(process.execPath, [join(REPO_ROOT, 'scripts', 'build.mjs')], {
-      stdio: 'pipe',
-      cwd: REPO_ROOT,
-    });
-  }
+  if (!argv.includes('--entry') && !libev && !floor) currentDist(!argv.includes('--no-build'), log);
   if (floor)
     execFileSync(
       join(REPO_ROOT, 'node_modules', '.bin', 'esbuild'),

@@ -19,6 +19,8 @@
  *   npm run bench -- --phases web          (through bench/run.ts)
  *   node --import tsx bench/web.ts [--size 64] [--runs 3] [--short 200] [--method M] [--json FILE]
  *
+ * Ladder runs as a user runs it: bin/ladder.js on the dist/ `npm run build` makes first
+ * (--no-build: the dist/ there is, refused unless built from the sources as they are now).
  * For A/B and profiling: `--entry DIR/bin/ladder.js` runs another checkout's Ladder (its built
  * dist/, LADDER_DIST=1); `--node-args '--cpu-prof --cpu-prof-dir=D'` goes to both Ladder
  * processes; `--pairs ladder` measures only Ladder client -> Ladder server, `--pairs ends` that
@@ -48,6 +50,7 @@ import {
 } from '../test/helpers/peers.js';
 import { socks5Connect } from '../test/helpers/socks5.js';
 import { downloadCountVia, uploadCountVia } from '../test/helpers/transfer.js';
+import { currentDist } from './dist.js';
 import { median } from './stats.js';
 
 function arg(name: string, dflt: string): string {
@@ -80,10 +83,12 @@ const envOf = (spec: string): Record<string, string> =>
       .filter(Boolean)
       .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
   );
+// bin/ladder.js (what a user runs: its start-up V8 flags) on this checkout's dist/, built and
+// current (or another checkout's, --entry), never the sources through tsx.
 const ladderSpawn = {
   nodeArgs: NODE_ARGS,
   ...(ENTRY ? { entry: ENTRY } : {}),
-  env: ENTRY ? { LADDER_DIST: '1' } : {},
+  env: { LADDER_DIST: '1' },
 };
 const DEADLINE = Date.now() + Number(arg('--cap-min', '10')) * 60_000;
 const HOST = 'bench.web.lab';
@@ -100,6 +105,8 @@ for (const bin of ['ss-server', 'ss-local', 'ss-v2ray-plugin']) {
     process.exit(2);
   }
 }
+
+if (!ENTRY) currentDist(!process.argv.includes('--no-build'), log);
 
 const dir = mkdtempSync(join(tmpdir(), 'ladder-web-bench-'));
 const certs = await makeLabCertificates([HOST]);

@@ -7,6 +7,7 @@ import {
   type KeyEnforcer,
   type KeyRecord,
   type KeyStatus,
+  type KeyWriteCheck,
   type ServerSettings,
   type NodeRegistry,
   type ReportPolicy,
@@ -20,7 +21,7 @@ import { accessUrl, dynamicUrlVia, webOnlyFor, type ApiEndpoint } from './access
 import { ApiError, invalid } from './errors.js';
 import {
   checkSecret,
-  checkSecretFree,
+  secretFree,
   isMultiUserSecret,
   KeySecretError,
   planSecrets,
@@ -209,12 +210,14 @@ export function secretApiError(err: KeySecretError): ApiError {
  * takes it (its spec's own examples give two keys one password; both work, the first key that
  * decrypts a connection gets it); rotation (a Ladder route) refuses every method's.
  */
-export async function secretsFor(ctx: ApiContext, req: SecretRequest): Promise<SecretPlan> {
+export async function secretsFor(
+  ctx: ApiContext,
+  req: SecretRequest,
+): Promise<SecretPlan & { check: KeyWriteCheck | undefined }> {
   try {
     const plan = await planSecrets(ctx.store, req);
-    if (plan.secret !== undefined && isAead2022MethodName(req.method))
-      await checkSecretFree(ctx.store, req.method, plan.secret);
-    return plan;
+    const chosen2022 = plan.secret !== undefined && isAead2022MethodName(req.method);
+    return { ...plan, check: chosen2022 ? secretFree(req.method, plan.secret!) : undefined };
   } catch (err) {
     if (err instanceof KeySecretError) throw secretApiError(err);
     throw err;

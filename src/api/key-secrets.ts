@@ -1,7 +1,11 @@
 import { isProtocolError } from '../protocol/errors.js';
 import { checkKey, generateSecret } from '../protocol/shadowsocks/key-material.js';
-import { getAead2022Method, isAead2022MethodName, parsePsk2022 } from '../protocol/shadowsocks/methods2022.js';
-import type { Store } from '../store/index.js';
+import {
+  getAead2022Method,
+  isAead2022MethodName,
+  parsePsk2022,
+} from '../protocol/shadowsocks/methods2022.js';
+import type { KeyWriteCheck, Store } from '../store/index.js';
 
 /**
  * How a new key's secret is chosen, for every edition:
@@ -35,27 +39,26 @@ export class KeySecretError extends Error {
 }
 
 /**
- * Throws KeySecretError (a conflict) when another key than `exceptId` has this method and
+ * The check (run by the store in the write's own transaction, so two writes cannot both pass)
+ * that throws KeySecretError (a conflict) when another key than `exceptId` has this method and
  * secret: two such keys cannot be told apart on the wire (trial decryption takes the first; the
  * data plane skips a second 2022 key with the same PSKs), so the second would be billed as, or
- * never work beside, the first. Asked only for a caller-chosen secret (a generated one is new).
+ * never work beside, the first. Made only for a caller-chosen secret (a generated one is new).
  */
-export async function checkSecretFree(
-  store: Store,
-  method: string,
-  secret: string,
-  exceptId?: string,
-): Promise<void> {
+export function secretFree(method: string, secret: string, exceptId?: string): KeyWriteCheck {
   const wire = wireSecret(method, secret);
-  const owner = (await store.listKeys()).find(
-    (k) => k.id !== exceptId && k.method === method && wireSecret(method, k.secret) === wire,
-  );
-  if (owner)
-    throw new KeySecretError(
-      'password',
-      `access key ${JSON.stringify(owner.id)} already uses this password with ${method}; two keys with one secret cannot be told apart`,
-      true,
-    );
+  return {
+    method,
+    check(keys) {
+      const owner = keys.find((k) => k.id !== exceptId && wireSecret(method, k.secret) === wire);
+      if (owner)
+        throw new KeySecretError(
+          'password',
+          `access key ${JSON.stringify(owner.id)} already uses this password with ${method}; two keys with one secret cannot be told apart`,
+          true,
+        );
+    },
+  };
 }
 
 /**
@@ -132,13 +135,14 @@ export function checkSecret(method: string, secret: string): void {
  * caller's `password`, else a fresh one, of the key's kind: a 2022 key stays single-user, or
  * multi-user with the identity PSK it has (the server's, or one its creator chose; a `password`
  * that is a uPSK alone gets it too, a whole "iPSK:uPSK" is taken as given). Throws
- * KeySecretError when it is unusable, unchanged or another key's.
+ * KeySecretError when it is unusable or unchanged; `check`, for the store's updateKey, when it
+ * is another key's.
  */
 export async function rotatedSecret(
   store: Store,
   key: { id: string; method: string; secret: string },
   password?: string,
-): Promise<string> {
+): Promise<{ secret: string; check: KeyWriteCheck | undefined }> {
   const multiUser = isAead2022MethodName(key.method) ? isMultiUserSecret(key.method, key.secret) : undefined;
   let chosen = password;
   if (multiUser && !password?.includes(':')) {
@@ -149,6 +153,5 @@ export async function rotatedSecret(
   const secret = plan.secret ?? plan.makeSecret();
   if (wireSecret(key.method, secret) === wireSecret(key.method, key.secret))
     throw new KeySecretError('password', "it is the key's current secret");
-  if (password !== undefined) await checkSecretFree(store, key.method, secret, key.id);
-  return secret;
+  return { secret, check: password !== undefined ? secretFree(key.method, secret, key.id) : undefined };
 }

@@ -7,12 +7,14 @@ import { durationMs } from '../shared/parse.js';
 import { ApiError, invalid, keyNotFound } from './errors.js';
 import { sendJson } from './compress.js';
 import { decodeCursor, KeyListing, parseFields, parseLimit } from './key-listing.js';
+import { KeySecretError } from './key-secrets.js';
 import {
   checkMethod,
   checkPrefix,
   isValidHostname,
   parseExpiry,
   secretsFor,
+  secretApiError,
   apiEndpointOf,
   statusIndex,
   toAccessKeyJson,
@@ -278,7 +280,7 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
   ): Promise<z.infer<typeof AccessKey>> => {
     const method = checkMethod(ctx, body.method);
     if (body.port !== undefined) await checkKeyPort(body.port);
-    const { secret, makeSecret } = await secretsFor(ctx, {
+    const { secret, makeSecret, check } = await secretsFor(ctx, {
       method,
       password: body.password,
       multiUser: body.multiUser,
@@ -297,8 +299,10 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
         expiresAt: parseExpiry(body.expiresAt),
         enabled: body.enabled,
         prefix: body.prefix === undefined ? undefined : checkPrefix(method, body.prefix),
+        check,
       });
     } catch (err) {
+      if (err instanceof KeySecretError) throw secretApiError(err); // the secret is another key's
       if (err instanceof StoreError && err.code === 'KEY_EXISTS') {
         throw new ApiError(
           409,

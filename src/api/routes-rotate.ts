@@ -45,12 +45,14 @@ export function registerRotateRoute(app: FastifyInstance, ctx: ApiContext): void
       if (!key) throw keyNotFound(req.params.id);
       let secret: string;
       try {
-        secret = await rotatedSecret(store, key, req.body?.password);
+        const next = await rotatedSecret(store, key, req.body?.password);
+        secret = next.secret;
+        // Another key's secret is refused in the update's own transaction (Store.updateKey).
+        if (!(await store.updateKey(key.id, { secret }, next.check))) throw keyNotFound(req.params.id);
       } catch (err) {
         if (err instanceof KeySecretError) throw secretApiError(err);
         throw err;
       }
-      if (!(await store.updateKey(key.id, { secret }))) throw keyNotFound(req.params.id);
       await ctx.enforcer.refresh();
       const settings = await store.getSettings();
       const now = (await store.getKey(key.id)) ?? { ...key, secret };

@@ -9,6 +9,7 @@ import { RuleSyntaxError } from '../client/routing/rules.js';
 import { LabCaError } from '../lab/lab-ca.js';
 import { CertificateError } from '../api/cert-error.js';
 import { ReplayStateError } from '../server/replay-state-error.js';
+import { helpCommand } from '../shared/invocation.js';
 
 export type CliErrorCode =
   | 'ERR_USAGE' // a bad flag, flag value or combination of flags
@@ -88,25 +89,29 @@ export function reportError(err: unknown): ExitReport {
 }
 
 /**
- * A commander parse error (unknown option, missing argument…) as one usage line:
- * `unknown option '--fo' (did you mean --foo?) — see ladder keys --help`. Commander puts its
- * suggestion on a second line; here it joins the first.
+ * A commander parse error (unknown option, missing argument…) as one usage line naming the help
+ * of the subcommand `path` (`keys add`; '' for the top) as the person ran ladder:
+ * `unknown option '--fo' (did you mean --foo?) — see ladder keys --help` (or `npx ladder keys`,
+ * `npm start -- …`: helpCommand). Commander puts its suggestion on a second line; here it joins
+ * the first.
  */
-export function commanderUsageError(err: CommanderError, helpCommand: string): UsageError {
+export function commanderUsageError(err: CommanderError, path: string): UsageError {
   const text = err.message
     .replace(/^error: /, '')
     .replace(/\n\(Did you mean (.+)\?\)/, ' (did you mean $1?)')
     .replace(/\s*\n\s*/g, ' ');
-  return new UsageError(`${text} — see ${helpCommand} --help`);
+  return new UsageError(`${text} — see ${helpOf(path)}`);
 }
+
+const helpOf = (path: string): string => helpCommand(path.split(' ').filter(Boolean));
 
 /**
  * Commander's own errors for `cmd` (unknown option or command, missing argument) as one usage
- * line naming `ladder LABEL --help`, with commander's "did you mean" joined in; exit 2. Every
+ * line naming the help of `ladder PATH`, with commander's "did you mean" joined in; exit 2. Every
  * subcommand goes through here (or commanderUsageError directly) so a typo reads the same
  * everywhere. Help and version output pass through untouched.
  */
-export function oneLineCommand(cmd: Command, label: string): Command {
+export function oneLineCommand(cmd: Command, path: string): Command {
   return cmd
     .configureOutput({ outputError: () => {} })
     .showHelpAfterError(false)
@@ -120,10 +125,8 @@ export function oneLineCommand(cmd: Command, label: string): Command {
         err.code === 'commander.excessArguments' && word !== undefined
           ? cmd.commands.map((c) => c.name()).find((n) => editDistance(word, n) <= 2)
           : undefined;
-      if (near !== undefined) {
-        const msg = `unknown command '${word}' (did you mean ${near}?) — see ladder ${label} --help`;
-        throw new UsageError(msg);
-      }
-      throw commanderUsageError(err, `ladder ${label}`);
+      if (near !== undefined)
+        throw new UsageError(`unknown command '${word}' (did you mean ${near}?) — see ${helpOf(path)}`);
+      throw commanderUsageError(err, path);
     });
 }

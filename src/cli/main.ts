@@ -1,4 +1,5 @@
 import { Command, type CommanderError } from 'commander';
+import { guardArgvSecrets } from './argv-secrets.js';
 import { commanderUsageError, EXIT, reportError } from './errors.js';
 import { loadCommands } from './commands/index.js';
 import { setNativeEnabled, tuneHeapForRelay } from '../protocol/shadowsocks/native.js';
@@ -9,6 +10,8 @@ import { whenStarted } from '../shared/startup.js';
  * Each subcommand lives in its own file under ./commands and registers itself on the program.
  */
 export async function main(argv: string[]): Promise<number> {
+  // A password or secret URL on the command line: said once, and starred out of /proc/PID/cmdline.
+  guardArgvSecrets(argv, (line) => process.stderr.write(`ladder: warning: ${line}\n`));
   // LADDER_NATIVE=0: use node:crypto even where the native AEAD addon is built (for comparison).
   if (process.env.LADDER_NATIVE === '0') setNativeEnabled(false);
   // Malloc thresholds for a relay (native.ts RELAY_HEAP); LADDER_HEAP_TUNE=0 keeps glibc's defaults
@@ -37,9 +40,9 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** `ladder lab run` for argv `lab run --bogus`: the deepest subcommand argv names. */
+/** `lab run` for argv `lab run --bogus`: the deepest subcommand argv names ('' for none). */
 function commandPath(program: Command, argv: readonly string[]): string {
-  const names = ['ladder'];
+  const names: string[] = [];
   let cmd = program;
   for (const word of argv) {
     const sub = cmd.commands.find((c) => c.name() === word || c.aliases().includes(word));

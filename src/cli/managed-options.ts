@@ -3,7 +3,7 @@
  * the command and the --public-host check. Apart from managed.ts so the unmanaged server, which
  * registers the same command, does not load the managed server to parse its flags.
  */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { isHostName } from '../shared/parse.js';
 import { DEFAULT_DATA_DIR, DEFAULT_METRICS_PORT } from '../config/defaults.js';
 import { UsageError } from './errors.js';
@@ -46,9 +46,11 @@ export function addManagedOptions(cmd: Command): Command {
       '--data-dir <dir>',
       `managed mode: where the key store, API certificate and settings live (default ./${DEFAULT_DATA_DIR})`,
     )
-    .option(
-      '--store <spec>',
-      'managed mode: sqlite:PATH (default: ladder.db in --data-dir) or postgres://...',
+    .addOption(
+      new Option(
+        '--store <spec>',
+        'managed mode: sqlite:PATH (default: ladder.db in --data-dir) or postgres://...; a URL with a password belongs in LADDER_STORE (out of ps)',
+      ).env('LADDER_STORE'),
     )
     .option(
       '--api-port <port>',

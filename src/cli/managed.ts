@@ -2,13 +2,7 @@ import { join, resolve } from 'node:path';
 import { networkInterfaces } from 'node:os';
 import type { ApiAddress, RunningApi, WebEndpoint } from '../api/index.js';
 import type { MetricsServer } from '../metrics/index.js';
-import {
-  startDataPlane,
-  startWorkerPlane,
-  workersAtBootFromEnv,
-  type DataPlaneOptions,
-  type WorkerPlane,
-} from '../server/index.js';
+import type { DataPlaneOptions } from '../server/index.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 import type {
   CachedKey,
@@ -21,20 +15,17 @@ import type {
 import {
   DEFAULT_DATA_DIR,
   DEFAULT_METHOD,
-  DEFAULT_METRICS_HOST,
   DEFAULT_METRICS_PORT,
   DEFAULT_SERVER_PORT,
 } from '../config/defaults.js';
-import { bindErrorCode, explainBindError, probeListen } from '../shared/listen.js';
 import { managedFlagsSchema, parseFlags } from '../config/flags.js';
 import { checkMethod } from '../protocol/shadowsocks/key-material.js';
 import { isProtocolError } from '../protocol/errors.js';
 import { UsageError } from './errors.js';
-import { StartAborted, stopForFatal, unlessAborted, untilSignal } from './shutdown.js';
+import { StartAborted, unlessAborted, untilSignal } from './shutdown.js';
 import { startupDone } from '../shared/startup.js';
 import { dynamicKeyNote } from './banner-text.js';
 import { managedBanners } from './managed-banner.js';
-import { lowerThisThreadPriority } from './priority.js';
 import {
   cachedKeysForOfflineStart,
   checkNodeFlags,
@@ -48,7 +39,9 @@ import {
 import { hooksFor, tee } from './plane-hooks.js';
 import { StartupLog } from './startup-log.js';
 import { subscriptionEndpointOf } from './web-endpoint.js';
-import { inProcessPlane, PortPool, type Plane } from './port-pool.js';
+import type { Plane, PortPool } from './port-pool.js';
+import { startPool, type PlaneSetup, type PrimaryPlane } from './managed-planes.js';
+import { checkPortsFree, startApiOrRefuse, startMetricsFor } from './managed-listen.js';
 import {
   planWeb,
   saveWebEndpoint,
@@ -87,9 +80,6 @@ export function guessHost(listenHost?: string): string {
 }
 
 export { PortPool } from './port-pool.js';
-
-/** The primary port's plane: in workers (with their shared replay filters) or on this thread. */
-type PrimaryPlane = Plane & { workers: number } & Partial<Pick<WorkerPlane, 'replayFilters'>>;
 
 export interface ManagedServer {
   store: KyselyStore;
@@ -152,10 +142,9 @@ export async function startManaged(
     dynamicUrlVia,
     ensureCertificate,
     loadApiAddress,
-    startApi,
     subscriptionUrlVia,
   } = await import('../api/index.js');
-  const { createMetrics, startMetricsServer } = await import('../metrics/index.js');
+  const { createMetrics } = await import('../metrics/index.js');
   const {
     checkBeforeServing,
     createAccessKeys,
@@ -237,47 +226,15 @@ export async function startManaged(
       ...(flags.allowPrivate ? { allowPrivateDestinations: true } : {}),
       udp: flags.udp !== false,
     };
-    // The primary port's data plane runs in worker threads (--workers, default one per core),
-    // off this thread's event loop: API, store and enforcer load cannot stall its tunnels.
-    // Additional key ports (Outline's per-key ports, rare) and the web front's own server (no
-    // listener; the front's endpoints hand it streams) stay on this thread.
-    const startPlane = async (port: number, primary: boolean): Promise<PrimaryPlane> => {
-      // One replay-state file: the primary listener's (additional key ports keep theirs in memory),
-      // in the data directory unless --replay-state names one, so a restart still refuses replays
-      // of traffic recorded before it (D5).
-      const replay = primary
-        ? { replayStateFile: flags.replayState ?? join(dataDir, 'replay-state.bin') }
-        : {};
-      if (!primary) {
-        const dp = await startDataPlane({ ...planeOptions, ...replay, keys: [], port });
-        return { ...inProcessPlane(dp), workers: 0 };
-      }
-      const wp: WorkerPlane = await startWorkerPlane({
-        ...planeOptions,
-        ...replay,
-        logger: log,
-        keys: [],
-        port,
-        ...(parsed.workers !== undefined ? { workers: parsed.workers } : {}),
-        ...(tuning.reportMs !== undefined ? { reportMs: tuning.reportMs } : {}),
-        startAtBoot: workersAtBootFromEnv(),
-        // Once the workers run (at the first connection unless LADDER_EAGER_WORKERS=1).
-        ...(tuning.lowerPriority === true ? { lowerPriority: () => lowerThisThreadPriority(log) } : {}),
-        onGiveUp: () => void stopForFatal(), // the pool logged why
-      });
-      return wp;
-    };
-    const startPrimary = (port: number): Promise<Plane & { workers: number }> =>
-      startPlane(port, true).catch((err: NodeJS.ErrnoException) => {
-        const code = bindErrorCode(err);
-        if (code) throw new UsageError(`cannot listen on port ${port}: ${explainBindError(code, port)}`);
-        throw err;
-      });
-    const startPool = async (port: number): Promise<{ plane: PrimaryPlane; pool: PortPool }> => {
-      const plane = await startPrimary(port);
-      const pool = new PortPool(plane, (p) => startPlane(p, false), log);
-      cleanups.push(() => pool.close());
-      return { plane, pool };
+    const planes: PlaneSetup = {
+      options: planeOptions,
+      // In the data directory unless --replay-state names one.
+      replayStateFile: flags.replayState ?? join(dataDir, 'replay-state.bin'),
+      workers: parsed.workers,
+      reportMs: tuning.reportMs,
+      lowerPriority: tuning.lowerPriority === true,
+      log,
+      cleanups,
     };
     const counts = (statuses: readonly KeyStatus[]): void => {
       const c: Record<string, number> = { active: 0, disabled: 0, expired: 0, over_limit: 0 };
@@ -309,7 +266,7 @@ export async function startManaged(
     // Started while the store is down: serve the cached keys now, the rest once it answers.
     let early: { plane: PrimaryPlane; pool: PortPool; enforcer: KeyEnforcer } | undefined;
     if (cached) {
-      const started = await startPool(dataPortFlag ?? cached.port);
+      const started = await startPool(dataPortFlag ?? cached.port, planes);
       planePort = started.plane.address.port;
       await started.pool.applyKeyDelta({ upsert: cached.keys, remove: [] });
       early = { ...started, enforcer: await startEnforcer(started.pool, cached.keys) };
@@ -341,24 +298,8 @@ export async function startManaged(
     // A fleet node's API port is its own (api-endpoint.json), never the shared setting.
     const ownApi = fleet ? await loadApiAddress(dataDir) : undefined;
     const apiPort = apiPortFlag ?? (fleet ? ownApi?.port : settings.apiPort) ?? 0;
-    if (!early && apiPort !== 0) {
-      const code = await probeListen(apiPort, flags.apiHost ?? '0.0.0.0').then(
-        () => undefined,
-        (err: unknown) => bindErrorCode(err),
-      );
-      if (code)
-        throw new UsageError(
-          `cannot listen for the management API on port ${apiPort}: ${explainBindError(code, apiPort)}; use --api-port`,
-        );
-    }
-    if (!early && flags.metrics !== false && metricsPortFlag !== undefined && metricsPortFlag !== 0) {
-      const code = await probeListen(metricsPortFlag, flags.metricsHost ?? DEFAULT_METRICS_HOST).then(
-        () => undefined,
-        (err: unknown) => bindErrorCode(err),
-      );
-      if (code) throw new UsageError(`cannot serve metrics on port ${metricsPortFlag}: ${code}`);
-    }
-    const { plane, pool } = early ?? (await startPool(primaryPort));
+    if (!early) await checkPortsFree(apiPort, metricsPortFlag, flags);
+    const { plane, pool } = early ?? (await startPool(primaryPort, planes));
     planePort = plane.address.port;
     if (
       plane.address.port !== settings.portForNewAccessKeys &&
@@ -372,15 +313,15 @@ export async function startManaged(
 
     const enforcer = early?.enforcer ?? (await startEnforcer(pool));
 
-    let api: RunningApi | undefined;
     const apiAddress: ApiAddress = {}; // filled in by startApi; the dynamic listener's URLs use it too
-    let metricsServer: MetricsServer | undefined;
+    // Set once the metrics server runs, after the API (which asks whether metrics are served).
+    let metricsServer: MetricsServer | undefined = undefined;
     let web: RunningWeb | undefined; // started after the API; subscriptions read it per request
     const webEndpoint = (): WebEndpoint | undefined =>
       // Every key of every port is served over the web front (the pool attaches its server).
       web && subscriptionEndpointOf(web, flags.udp !== false, undefined);
-    try {
-      api = await startApi({
+    const api = await startApiOrRefuse(
+      {
         store,
         control: pool,
         metrics,
@@ -396,18 +337,10 @@ export async function startManaged(
         // A fleet node's URLs name its own API (host, port, pin), not shared parts (docs/fleet.md).
         apiAddress,
         publicHost: fleet ? (flags.publicHost ?? guessHost(flags.host)) : undefined,
-      });
-    } catch (err) {
-      const code = bindErrorCode(err);
-      if (code) {
-        throw new UsageError(
-          `cannot listen for the management API on port ${apiPortFlag ?? settings.apiPort}: ${explainBindError(code, apiPortFlag ?? settings.apiPort ?? undefined)}; use --api-port`,
-        );
-      }
-      throw err;
-    }
-    const apiRef = api;
-    cleanups.push(() => apiRef.close());
+      },
+      apiPortFlag ?? settings.apiPort,
+    );
+    cleanups.push(() => api.close());
 
     let dynamicAddress: string | undefined;
     if (dynamicListen) {
@@ -446,26 +379,10 @@ export async function startManaged(
     }
     await saveWebEndpoint(dataDir, web && webEndpointOf(web, settings.hostnameForAccessKeys));
 
-    /** The default metrics port was taken (another server on this host): the banner says so. */
-    let metricsMoved = false;
-    if (flags.metrics !== false) {
-      const host = flags.metricsHost ?? DEFAULT_METRICS_HOST;
-      try {
-        metricsServer = await startMetricsServer(metrics, {
-          host,
-          port: metricsPortFlag ?? DEFAULT_METRICS_PORT,
-        });
-      } catch (err) {
-        if (metricsPortFlag !== undefined)
-          throw new UsageError(
-            `cannot serve metrics on port ${metricsPortFlag}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-          );
-        metricsServer = await startMetricsServer(metrics, { host, port: 0 });
-        metricsMoved = true;
-      }
-      const ms = metricsServer;
-      cleanups.push(() => ms.close());
-    }
+    // metricsMoved: the default metrics port was taken (another server on this host).
+    const { server: ms, moved: metricsMoved } = await startMetricsFor(metrics, flags, metricsPortFlag);
+    metricsServer = ms;
+    if (ms) cleanups.push(() => ms.close());
 
     if (fleet && storeLocation.kind === 'postgres') {
       fleet.running = await startNode({

@@ -109,6 +109,11 @@ export class RoutingDialer implements Dialer {
   readonly #onRoute: RoutingDialerOptions['onRoute'];
   readonly #lookup: RoutingDialerOptions['lookup'];
   readonly #log: Logger | undefined;
+  /**
+   * What blocks() decided for a destination the inbound then dials (the same object): the dial
+   * takes that decision instead of evaluating the rules again.
+   */
+  readonly #decided = new WeakMap<SocksAddress, Decision>();
 
   constructor(opts: RoutingDialerOptions) {
     this.router = opts.router;
@@ -124,7 +129,8 @@ export class RoutingDialer implements Dialer {
 
   /** The router's decision for `dest`, told at debug. */
   #decide(dest: SocksAddress): Route {
-    const d = this.router.decide(dest.host);
+    const d = this.#decided.get(dest) ?? this.router.decide(dest.host);
+    this.#decided.delete(dest);
     this.#log?.debug(`route ${formatAddress(dest)}: ${d.route} (${decisionWhy(d, this.router.mode)})`);
     return d.route;
   }
@@ -135,7 +141,10 @@ export class RoutingDialer implements Dialer {
    */
   blocks(dest: SocksAddress): boolean {
     const d = this.router.decide(dest.host);
-    if (d.route !== 'block') return false;
+    if (d.route !== 'block') {
+      this.#decided.set(dest, d);
+      return false;
+    }
     this.#log?.debug(`route ${formatAddress(dest)}: block (${decisionWhy(d, this.router.mode)})`);
     return true;
   }

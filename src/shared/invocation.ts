@@ -42,3 +42,36 @@ export function ladderCommand(env: NodeJS.ProcessEnv = process.env, cwd: string 
   if (inOwnCheckout(cwd)) return 'npx ladder';
   return `node ${/[\s'"$]/.test(OWN_BIN) ? JSON.stringify(OWN_BIN) : OWN_BIN}`;
 }
+
+/** Our own package.json scripts that run the CLI: `npm start` is `node bin/ladder.js server`. */
+const NPM_SCRIPT = /^node bin\/ladder\.js((?: [a-z][a-z-]*)*)$/;
+
+/**
+ * The help command for the subcommand `path` (`['keys', 'add']`, `[]` for the top), in the
+ * form the person ran this process: `npm start -- add --help` (npm start runs `ladder server`),
+ * `npm run ladder -- keys add --help`, `npx ladder keys add --help`; else as ladderCommand.
+ * The npm forms are told apart by the environment npm gives the process it runs.
+ */
+export function helpCommand(
+  path: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+  cwd: string = process.cwd(),
+): string {
+  const event = env.npm_lifecycle_event;
+  const script = env.npm_lifecycle_script?.trim();
+  let words: string[] | undefined;
+  // `npx ladder` and `npm exec ladder`: npm names the bin as the script, quoted.
+  if (event === 'npx' && (script === 'ladder' || script === "'ladder'")) words = ['npx ladder', ...path];
+  const m = event && script ? NPM_SCRIPT.exec(script) : null;
+  if (m) {
+    const fixed = m[1]!.split(' ').filter(Boolean);
+    if (fixed.every((w, i) => path[i] === w)) {
+      const npm = event === 'start' ? 'npm start' : `npm run ${event}`;
+      const rest = path.slice(fixed.length);
+      // `npm start --help` would be npm's own help: the `--` passes it on.
+      words = [`${npm} --`, ...rest];
+    }
+  }
+  words ??= [ladderCommand(env, cwd), ...path];
+  return [...words, '--help'].join(' ');
+}

@@ -17,7 +17,9 @@ import {
   patchColumns,
   patchGroups,
   readKeys,
+  rowToBucket,
   rowToKey,
+  runKeyCheck,
 } from './rows.js';
 import { NodeRegistry } from './nodes.js';
 import { SqliteReader } from './sqlite-reader.js';
@@ -32,6 +34,7 @@ import {
   type KeyPage,
   type KeyPatch,
   type KeyRecord,
+  type KeyWriteCheck,
   type NewKey,
   type ServerSettings,
   type SettingsPatch,
@@ -392,10 +395,11 @@ export class KyselyStore implements Store {
     return key!;
   }
 
-  async createKeys(inputs: readonly NewKey[]): Promise<KeyRecord[]> {
+  async createKeys(inputs: readonly NewKey[], check?: KeyWriteCheck): Promise<KeyRecord[]> {
     if (inputs.length === 0) return [];
     const now = this.#clock.now();
     return this.#tx(async (trx) => {
+      if (check) await runKeyCheck(trx, this.dialect === 'postgres', check);
       // Lock the id counter row first: concurrent creators (other connections of the pool, other
       // nodes sharing a PostgreSQL store) queue here. SQLite's BEGIN IMMEDIATE already serializes.
       const counterQuery = trx.selectFrom('settings').select('value').where('name', '=', 'nextKeyId');
@@ -465,9 +469,10 @@ export class KyselyStore implements Store {
     }, true);
   }
 
-  async updateKey(id: string, patch: KeyPatch): Promise<KeyRecord | undefined> {
+  async updateKey(id: string, patch: KeyPatch, check?: KeyWriteCheck): Promise<KeyRecord | undefined> {
     const set = patchColumns(patch);
     return this.#tx(async (trx) => {
+      if (check) await runKeyCheck(trx, this.dialect === 'postgres', check);
       if (Object.keys(set).length > 0) {
         const r = await trx.updateTable('keys').set(set).where('id', '=', id).executeTakeFirst();
         if (num(r.numUpdatedRows) === 0) return undefined;
@@ -565,12 +570,7 @@ export class KyselyStore implements Store {
       const rows = await this.#read(
         this.#db.selectFrom('usage').selectAll().where('bucket', '>=', from).orderBy('bucket'),
       );
-      return rows.map((r) => ({
-        keyId: r.key_id,
-        bucket: num(r.bucket),
-        up: num(r.up_bytes),
-        down: num(r.down_bytes),
-      }));
+      return rows.map(rowToBucket);
     });
   }
 

@@ -1,5 +1,5 @@
 import { generateSecret } from './secrets.js';
-import type { KeyRecord, LimitPeriod, NewKey, ServerSettings, Store } from './types.js';
+import type { KeyRecord, KeyWriteCheck, LimitPeriod, NewKey, ServerSettings, Store } from './types.js';
 
 /**
  * What a caller asks for when it creates keys: the API's POST/PUT /access-keys and bulk route,
@@ -29,6 +29,8 @@ export interface KeyRequest {
   enabled?: boolean | undefined;
   /** Outline `prefix` setting: 'auto' (default) | 'off' | lowercase hex. */
   prefix?: string | undefined;
+  /** Checked in the creation's transaction (Store.createKeys): what it throws, createAccessKeys throws. */
+  check?: KeyWriteCheck | undefined;
 }
 
 /**
@@ -56,5 +58,5 @@ export async function createAccessKeys(
     if (req.prefix !== undefined) input.prefix = req.prefix;
     return input;
   });
-  return { keys: await store.createKeys(inputs), settings };
+  return { keys: await store.createKeys(inputs, req.check), settings };
 }

@@ -1,7 +1,15 @@
 /** Row mapping shared by the Kysely store: database values (SQLite or PostgreSQL types) to records. */
 import { sql, type Kysely } from 'kysely';
-import type { Database, KeysTable } from './schema.js';
-import { LIMIT_PERIODS, type KeyPage, type KeyPatch, type KeyRecord, type LimitPeriod } from './types.js';
+import type { Database, KeysTable, UsageTable } from './schema.js';
+import {
+  LIMIT_PERIODS,
+  type KeyPage,
+  type KeyPatch,
+  type KeyRecord,
+  type KeyWriteCheck,
+  type LimitPeriod,
+  type UsageBucket,
+} from './types.js';
 
 export function num(v: unknown): number {
   return typeof v === 'number' ? v : Number(v);
@@ -93,6 +101,24 @@ export function byteOrder(a: string, b: string): number {
  * concurrent one, and a key another node deletes meanwhile is missing rather than counted.
  * SQLite's writers are serialized by BEGIN IMMEDIATE already.
  */
+export function rowToBucket(r: UsageTable): UsageBucket {
+  return { keyId: r.key_id, bucket: num(r.bucket), up: num(r.up_bytes), down: num(r.down_bytes) };
+}
+
+/** pg_advisory_xact_lock key for "a key write with a check is under way" ("ladder:key-check"). */
+const KEY_CHECK_LOCK = 0x1add3f;
+
+/**
+ * Run `c` in a key write's transaction, before the write: on PostgreSQL after taking the lock
+ * that serializes checked writes (first thing, holding nothing else: no lock cycle with the
+ * writers that take none); SQLite's BEGIN IMMEDIATE already serializes every writer.
+ */
+export async function runKeyCheck(trx: Kysely<Database>, postgres: boolean, c: KeyWriteCheck): Promise<void> {
+  if (postgres) await sql`select pg_advisory_xact_lock(${sql.raw(String(KEY_CHECK_LOCK))})`.execute(trx);
+  const rows = await trx.selectFrom('keys').selectAll().where('method', '=', c.method).execute();
+  c.check(rows.map(rowToKey));
+}
+
 export async function readKeys(
   trx: Kysely<Database>,
   ids: readonly string[],

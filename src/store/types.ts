@@ -136,6 +136,18 @@ export class StoreError extends CodedError<StoreErrorCode> {
 }
 
 /**
+ * A condition a key write checks in its own transaction, on the keys as they are then: `check`
+ * gets every key of `method` and throws to refuse the write, which then changes nothing. Writes
+ * with a check are serialized (SQLite: one writer at a time; PostgreSQL: an advisory lock), so two
+ * of them, from this process or another, never both pass on the same keys (the API's refusal of
+ * a 2022 secret another key has: api/key-secrets.ts).
+ */
+export interface KeyWriteCheck {
+  method: string;
+  check(keys: readonly KeyRecord[]): void;
+}
+
+/**
  * Persistence for keys, usage and server settings. Every multi-row change runs in one transaction.
  * Usage arrives through `addBytes` (UsageSink), is buffered in memory and written in batches.
  */
@@ -157,10 +169,10 @@ export interface Store extends UsageSink {
   findKeyByToken(token: string): Promise<KeyRecord | undefined>;
   /** Throws StoreError KEY_EXISTS when `id` is taken. */
   createKey(input: NewKey): Promise<KeyRecord>;
-  /** All or nothing, in one transaction. */
-  createKeys(inputs: readonly NewKey[]): Promise<KeyRecord[]>;
-  /** Returns undefined when the key does not exist. */
-  updateKey(id: string, patch: KeyPatch): Promise<KeyRecord | undefined>;
+  /** All or nothing, in one transaction; `check` as KeyWriteCheck says. */
+  createKeys(inputs: readonly NewKey[], check?: KeyWriteCheck): Promise<KeyRecord[]>;
+  /** Returns undefined when the key does not exist; `check` as KeyWriteCheck says. */
+  updateKey(id: string, patch: KeyPatch, check?: KeyWriteCheck): Promise<KeyRecord | undefined>;
   /**
    * Changes many keys in one transaction, each by `patch(key)` (the key as read in it); all or
    * nothing: when an id does not exist nothing changes and the missing ids are returned ([] = done).

@@ -48,8 +48,9 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function harness(dir: string, opts: { clock?: Clock } = {}): Promise<Harness> {
-  const store = await openStore(parseStoreLocation(undefined, dir), {
+/** The API in-process on the store in `dir` (SQLite), or on `opts.store` (a postgres:// URL). */
+export async function harness(dir: string, opts: { clock?: Clock; store?: string } = {}): Promise<Harness> {
+  const store = await openStore(parseStoreLocation(opts.store, dir), {
     ...(opts.clock ? { clock: opts.clock } : {}),
     defaults: { hostname: 'example.org', port: 4444 },
   });

@@ -7,7 +7,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openStore, parseStoreLocation } from '../../src/store/index.js';
 import { tempDir } from '../api/helpers.js';
-import { runLadder, type LadderRun } from '../helpers/ladder-run.js';
+import { runLadder, seeHelp, type LadderRun } from '../helpers/ladder-run.js';
 
 function ladder(args: string[], cwd?: string, killAfterMs?: number): Promise<LadderRun> {
   return runLadder(args, { ...(cwd ? { cwd } : {}), ...(killAfterMs ? { killAfterMs } : {}) });
@@ -105,9 +105,12 @@ test('every change is confirmed in one line; sizes, dates and periods are strict
 
   refused(
     await k('list', '--josn'),
-    /^ladder: unknown option '--josn' \(did you mean --json\?\) — see ladder keys list --help$/,
+    new RegExp(`^ladder: unknown option '--josn' \\(did you mean --json\\?\\) ${seeHelp('keys list')}`),
   );
-  refused(await k('lst'), /^ladder: unknown command 'lst' \(did you mean list\?\) — see ladder keys --help$/);
+  refused(
+    await k('lst'),
+    new RegExp(`^ladder: unknown command 'lst' \\(did you mean list\\?\\) ${seeHelp('keys')}`),
+  );
 });
 
 test('key names are escaped wherever the CLI prints them', async (t) => {
@@ -173,13 +176,13 @@ test('help: examples and --init in keys --help, --no-qr on add, one method list,
 test('a parse error names the help of the command that was run; bare commands exit 2 after their help', async () => {
   refused(
     await ladder(['lab', 'run', '--bogus']),
-    /^ladder: unknown option '--bogus' — see ladder lab run --help$/,
+    new RegExp(`^ladder: unknown option '--bogus' ${seeHelp('lab run')}`),
   );
   refused(
     await ladder(['probe', '--list']),
-    /^ladder: option '--list <file\|url\.\.\.>' argument missing — see ladder probe --help$/,
+    new RegExp(`^ladder: option '--list <file\\|url\\.\\.\\.>' argument missing ${seeHelp('probe')}`),
   );
-  refused(await ladder(['--bogus']), /^ladder: unknown option '--bogus' — see ladder --help$/);
+  refused(await ladder(['--bogus']), new RegExp(`^ladder: unknown option '--bogus' ${seeHelp('')}`));
   for (const bare of [[], ['keys'], ['lab'], ['store']]) {
     const r = await ladder(bare);
     assert.equal(r.code, 2, `${bare.join(' ')}: ${r.stderr}`);

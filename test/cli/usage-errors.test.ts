@@ -6,7 +6,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Command } from 'commander';
 import { commandTree } from '../helpers/command-tree.js';
-import { runLadder, type LadderRun } from '../helpers/ladder-run.js';
+import { runLadder, runProgram, seeHelp, withoutNpm, type LadderRun } from '../helpers/ladder-run.js';
+import { REPO_ROOT, which } from '../helpers/peers.js';
+import { requireOrSkip } from '../helpers/prereq.js';
 
 /** A long option of `cmd` with one letter dropped, which names no option of `cmd`. */
 function typoOf(cmd: Command): { typo: string; meant: string } | undefined {
@@ -48,7 +50,7 @@ test('every subcommand: an unknown option or subcommand is one line with "did yo
   assert.ok(tree.length >= 20, `only ${tree.length} commands found`);
   const cases: Array<{ args: string[]; re: RegExp }> = [];
   for (const { path, cmd } of tree) {
-    const help = `— see ladder ${esc(path.join(' '))} --help$`;
+    const help = seeHelp(path.join(' '));
     cases.push({
       args: [...path, '--no-such-option'],
       re: new RegExp(`^ladder: unknown option '--no-such-option' ${help}`),
@@ -80,4 +82,35 @@ test('every subcommand: an unknown option or subcommand is one line with "did yo
   const named = cases.map((c) => c.args.join(' '));
   for (const cmd of ['server', 'store', 'nodes', 'server access-config', 'server rotate-cert'])
     assert.ok(named.includes(`${cmd} --no-such-option`), cmd);
+});
+
+/** `npm ARGS` in the checkout, as a person runs it (npm's own environment, not this test's). */
+function npm(args: readonly string[]): Promise<LadderRun> {
+  const env = withoutNpm({ ...process.env, LADDER_FROM_SOURCE: '1', LADDER_LOG_LEVEL: 'silent' });
+  return runProgram('npm', ['--silent', ...args], env, { cwd: REPO_ROOT });
+}
+
+test('a usage error names the help as the person ran ladder: npm start, npm run ladder, npx ladder', async (t) => {
+  if (!requireOrSkip(t, which('npm') !== undefined, 'npm not on PATH')) return;
+  const cases: Array<[string[], RegExp]> = [
+    // npm start is `ladder server`: its subcommands follow the `--`.
+    [['start', '--', '--bogus'], /^ladder: unknown option '--bogus' — see npm start -- --help$/],
+    [
+      ['start', '--', 'acces-config'],
+      /^ladder: unknown command 'acces-config' \(did you mean access-config\?\) — see npm start -- --help$/,
+    ],
+    [
+      ['start', '--', 'access-config', '--bogus'],
+      /^ladder: unknown option '--bogus' — see npm start -- access-config --help$/,
+    ],
+    [
+      ['run', 'ladder', '--', 'keys', 'lst'],
+      /^ladder: unknown command 'lst' \(did you mean list\?\) — see npm run ladder -- keys --help$/,
+    ],
+    [
+      ['exec', '--offline', '--', 'ladder', 'nodes', '--bogus'],
+      /^ladder: unknown option '--bogus' — see npx ladder nodes --help$/,
+    ],
+  ];
+  for (const [args, re] of cases) oneUsageLine(await npm(args), `npm ${args.join(' ')}`, re);
 });

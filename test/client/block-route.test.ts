@@ -3,6 +3,8 @@
  * SOCKS5 reply 2 ("connection not allowed by ruleset"), HTTP 403 for CONNECT and http:// URLs.
  * Control: a destination the rules do not block goes through the tunnel (a real Ladder data plane
  * and an echo server on loopback), and no connection reaches the server for a blocked one.
+ * Each connection evaluates the rules once: the inbound's block check decides the route the
+ * dial then takes.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -71,11 +73,22 @@ for (const nativeSocks of [true, false]) {
       host: '127.0.0.1',
       port: (counter.address() as net.AddressInfo).port,
     });
+    const rules = parseRuleList('domain-suffix,ads.example,block\ndomain,track.example,REJECT\n', 'my.rules');
+    // How many times the rules are evaluated (Router.decide asks matchRule once a decision).
+    let evaluated = 0;
+    const matchRule = rules.matchRule.bind(rules);
+    rules.matchRule = (host) => (evaluated++, matchRule(host));
+    const once = async <T>(what: string, run: () => Promise<T>): Promise<T> => {
+      const before = evaluated;
+      const r = await run();
+      assert.equal(evaluated - before, 1, `${what}: the rules evaluated once`);
+      return r;
+    };
     const client = await startClient({
       keys: [endpointFromKey(key, 'local')],
       socks: { host: '127.0.0.1', port: 0 },
       http: { host: '127.0.0.1', port: 0 },
-      rules: parseRuleList('domain-suffix,ads.example,block\ndomain,track.example,REJECT\n', 'my.rules'),
+      rules,
       nativeSocks,
     });
     // Closed in this order: the client, the forwarder's connections, then the server.
@@ -90,7 +103,7 @@ for (const nativeSocks of [true, false]) {
     const httpPort = client.httpAddress!.port;
 
     for (const host of ['x.ads.example', 'track.example']) {
-      const err = await socks5Connect({ proxyPort: socksPort, host, port: 443 }).then(
+      const err = await once(host, () => socks5Connect({ proxyPort: socksPort, host, port: 443 })).then(
         (s) => {
           s.destroy();
           return assert.fail(`${host}: SOCKS5 CONNECT succeeded`);
@@ -99,13 +112,14 @@ for (const nativeSocks of [true, false]) {
       );
       assert.ok(err instanceof Socks5Error && err.reply === 2, `${host}: ${String(err)}`);
     }
-    assert.equal(await connectStatus(httpPort, 'ads.example:443'), '403');
-    const get = await proxiedGet(httpPort, 'http://ads.example/x');
+    assert.equal(await once('CONNECT', () => connectStatus(httpPort, 'ads.example:443')), '403');
+    const get = await once('GET', () => proxiedGet(httpPort, 'http://ads.example/x'));
     assert.equal(get.status, 403);
     assert.match(get.body, /blocked by the proxy rules/);
     assert.equal(serverConnections, 0, 'nothing dialled for blocked destinations');
 
     // Control: an unblocked destination is tunnelled.
+    const before = evaluated;
     const s = await socks5Connect({
       proxyPort: socksPort,
       host: '127.0.0.1',
@@ -117,5 +131,10 @@ for (const nativeSocks of [true, false]) {
     assert.equal(await got, 'ping');
     s.destroy();
     assert.ok(serverConnections >= 1);
+    assert.equal(evaluated - before, 1, 'a tunnelled connection: the rules evaluated once');
+    // The same through the HTTP proxy's CONNECT.
+    const before2 = evaluated;
+    assert.equal(await connectStatus(httpPort, `127.0.0.1:${echo.port}`), '200');
+    assert.equal(evaluated - before2, 1, 'HTTP CONNECT: the rules evaluated once');
   });
 }

@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import type { KyselyStore } from '../../src/store/index.js';
 import { run, waitForStdout, type Run } from '../helpers/cli-run.js';
-import { runLadder } from '../helpers/ladder-run.js';
+import { runLadder, seeHelp } from '../helpers/ladder-run.js';
 import { readExactly } from '../helpers/net.js';
 import { HAVE_POSTGRES, SKIP_WITHOUT_POSTGRES, type PgCluster } from '../helpers/postgres.js';
 import { socks5Connect } from '../helpers/socks5.js';
@@ -310,7 +310,7 @@ test('fleet: ladder nodes and --node bad input is one line, exit 2', { skip: SKI
   );
   await one(
     ['nodes', '--store', pg!.url, 'frobnicate'],
-    /^ladder: unknown command 'frobnicate' — see ladder nodes --help$/m,
+    new RegExp(`^ladder: unknown command 'frobnicate' ${seeHelp('nodes')}`, 'm'),
   );
   await one(['nodes', '--data-dir', join(dir, 'nostore'), 'list'], /fleet nodes live in a PostgreSQL store/);
   await one(

@@ -1,6 +1,7 @@
 // One-shot runs of the real CLI (`node bin/ladder.js …`) for tests of what a person sees:
 // exit code, stdout, stderr and how long it took.
 import { spawn } from 'node:child_process';
+import { ladderCommand } from '../../src/shared/invocation.js';
 import { LADDER_BIN } from './peers.js';
 
 export interface LadderRun {
@@ -20,13 +21,20 @@ export interface LadderRunOptions {
 
 /** Run `ladder ARGS` from the sources with logs silenced, to completion. */
 export function runLadder(args: readonly string[], o: LadderRunOptions = {}): Promise<LadderRun> {
+  const env = withoutNpm({ ...process.env, LADDER_FROM_SOURCE: '1', LADDER_LOG_LEVEL: 'silent' });
+  return runProgram(process.execPath, [LADDER_BIN, ...args], env, o);
+}
+
+/** Run `file ARGS` with `env` to completion (runLadder; `npm …` for the npm scripts' own runs). */
+export function runProgram(
+  file: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+  o: LadderRunOptions = {},
+): Promise<LadderRun> {
   const start = Date.now();
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [LADDER_BIN, ...args], {
-      cwd: o.cwd,
-      env: { ...process.env, LADDER_FROM_SOURCE: '1', LADDER_LOG_LEVEL: 'silent' },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const child = spawn(file, args, { cwd: o.cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
     child.stdin.end(o.stdin ?? '');
     let stdout = '';
     let stderr = '';
@@ -38,6 +46,25 @@ export function runLadder(args: readonly string[], o: LadderRunOptions = {}): Pr
       resolve({ code: code ?? -1, stdout, stderr, ms: Date.now() - start });
     });
   });
+}
+
+/**
+ * `env` without what npm tells a script it runs (npm_lifecycle_*): a test run by `npm test` or
+ * `npx` must not make ladder name its help as `npm …` or `npx ladder` (helpCommand).
+ */
+export function withoutNpm(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  delete env.npm_lifecycle_event;
+  delete env.npm_lifecycle_script;
+  return env;
+}
+
+/**
+ * `— see ladder PATH --help$` as a regular expression's source, with the command as ladder names
+ * it when run from `cwd` (`npx ladder` in the checkout, `node …/bin/ladder.js` elsewhere).
+ */
+export function seeHelp(path: string, cwd: string = process.cwd()): string {
+  const cmd = [ladderCommand(process.env, cwd), path, '--help'].filter(Boolean).join(' ');
+  return `— see ${cmd.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`;
 }
 
 /** `ladder server` in managed mode on loopback, every port chosen by the system, no metrics. */

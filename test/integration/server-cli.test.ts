@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { parseSsUrl } from '../../src/protocol/sip002/index.js';
 import { openTestTunnel } from '../helpers/test-client.js';
 import { run, waitForStdout } from '../helpers/cli-run.js';
+import { seeHelp } from '../helpers/ladder-run.js';
 import { LADDER_BIN, which } from '../helpers/peers.js';
 import { requireOrSkip } from '../helpers/prereq.js';
 
@@ -170,11 +171,12 @@ describe('ladder server (CLI)', () => {
       /^ladder: \/nonexistent\/ladder\.json: no such file$/,
     ],
     ['bad log level', ['server', '--log-level', 'loud'], /--log-level must be one of/],
-    ['unknown flag', ['server', '--bogus'], /^ladder: unknown option '--bogus' — see ladder server --help$/],
+    ['unknown flag', ['server', '--bogus'], /^ladder: unknown option '--bogus' /, 'server'],
     [
       'missing flag value',
       ['server', '--port'],
-      /^ladder: option '--port <port>' argument missing — see ladder server --help$/,
+      /^ladder: option '--port <port>' argument missing /,
+      'server',
     ],
     [
       'bad --public-host',
@@ -209,10 +211,11 @@ describe('ladder server (CLI)', () => {
     [
       'access-config: unknown flag',
       ['server', 'access-config', '--bogus'],
-      /^ladder: unknown option '--bogus' — see ladder server access-config --help$/,
+      /^ladder: unknown option '--bogus' /,
+      'server access-config',
     ],
   ];
-  for (const [name, args, re] of usageErrors) {
+  for (const [name, args, re, help] of usageErrors) {
     it(`usage error, exit 2: ${name}`, async () => {
       const r = run(args, { cwd: dir }); // managed-mode refusals must not create ./.ladder anywhere
       assert.equal(await r.exit, 2);
@@ -220,6 +223,8 @@ describe('ladder server (CLI)', () => {
       const err = r.stderr().trim();
       assert.equal(err.split('\n').length, 1, err);
       assert.match(err, re);
+      // A commander error names the help of the command that was run, as run from `dir`.
+      if (help !== undefined) assert.match(err, new RegExp(seeHelp(help, dir)));
     });
   }
 

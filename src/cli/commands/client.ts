@@ -155,7 +155,7 @@ export function registerClient(program: Command): void {
     .command('client')
     .exitOverride((err) => {
       if (err.exitCode === 0) throw err; // --help
-      throw commanderUsageError(err, 'ladder client');
+      throw commanderUsageError(err, 'client');
     })
     .description(
       'run the local proxy: SOCKS5 (and optionally HTTP) in; direct, TLS-fragmented or through the Shadowsocks tunnel out',

@@ -3,7 +3,7 @@
  * The backends live in ./keys/ (local.ts, remote.ts), the printing in ./keys/format.ts; this file
  * holds the sub-commands: their flags, help, parsing and the one-line confirmation of each change.
  */
-import type { Command, CommanderError } from 'commander';
+import { Option, type Command, type CommanderError } from 'commander';
 import QRCode from 'qrcode';
 import { DEFAULT_METHODS } from '../../api/app.js';
 import { LIMIT_PERIODS, type LimitPeriod } from '../../store/index.js';
@@ -212,16 +212,23 @@ export function registerKeys(program: Command): void {
         '--data-dir <dir>',
         `the server's data directory holding its key store (default ./${DEFAULT_DATA_DIR}); a running server picks changes up within seconds`,
       )
-      .option('--store <spec>', 'the key store: sqlite:PATH or postgres://…')
+      .addOption(
+        new Option('--store <spec>', 'the key store: sqlite:PATH or postgres://…').env('LADDER_STORE'),
+      )
       .option('--init', 'create the key store if it does not exist (it is refused otherwise)')
-      .option('--api <url|json>', 'remote: the apiUrl, or the whole {"apiUrl":…,"certSha256":…} line')
+      .addOption(
+        new Option(
+          '--api <url|json>',
+          'remote: the apiUrl, or the whole {"apiUrl":…,"certSha256":…} line (its secret path is safer in LADDER_API, out of ps)',
+        ).env('LADDER_API'),
+      )
       .option('--cert-sha256 <hex>', 'remote: SHA-256 fingerprint of the API certificate (pinned)')
       .option('--insecure', 'remote: do not check the API certificate')
       .addHelpText('after', EXAMPLES),
-    'ladder keys',
+    'keys',
   );
   const sub = (name: string, negative?: (arg: string) => string): Command =>
-    oneLineErrors(keys.command(name), `ladder keys ${name}`, negative);
+    oneLineErrors(keys.command(name), `keys ${name}`, negative);
 
   sub('add')
     .description('create a key (or --count N keys) and print its ss:// URL and QR code')

@@ -312,10 +312,13 @@ export function registerServer(program: Command): void {
         '',
       ].join('\n'),
     )
-    .action(async (flags: ServerFlags & ManagedFlags) => {
+    .action(async (flags: ServerFlags & ManagedFlags, cmd: Command) => {
       const level = logLevelFrom(flags.logLevel);
-      // Managed (store + API + metrics) unless a key source is named; see chooseMode.
-      if (chooseMode(flags as Record<string, unknown>) === 'managed') {
+      // Managed (store + API + metrics) unless a key source is named; see chooseMode. A store
+      // named by LADDER_STORE (not --store) does not stop the unmanaged server, which has none.
+      const storeFromEnv = cmd.getOptionValueSource('store') === 'env';
+      const asked = storeFromEnv ? { ...flags, store: undefined } : flags;
+      if (chooseMode(asked as Record<string, unknown>) === 'managed') {
         const { runManaged } = await import('../managed.js'); // not loaded by the unmanaged server
         return runManaged({ ...flags, logLevel: level });
       }

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import type { KyselyStore, StoreLocation } from '../../store/index.js';
 import { UsageError } from '../errors.js';
@@ -7,7 +7,9 @@ import { UsageError } from '../errors.js';
 export function withStoreOptions(cmd: Command, store = 'sqlite:PATH or postgres://...'): Command {
   return cmd
     .option('--data-dir <dir>', `the managed server's data directory (default ./${DEFAULT_DATA_DIR})`)
-    .option('--store <spec>', `${store} (default: ladder.db in --data-dir)`);
+    .addOption(
+      new Option('--store <spec>', `${store} (default: ladder.db in --data-dir)`).env('LADDER_STORE'),
+    );
 }
 
 /** Open the store at `loc`; a store that cannot be opened (unreachable, damaged) is one usage line. */

@@ -100,9 +100,6 @@ reporter.unref();
 
 port.on('message', (m: ToWorker) => {
   switch (m.t) {
-    case 'keys':
-      server.setKeys(m.keys);
-      break;
     case 'delta': {
       const t0 = performance.now();
       server.applyKeyDelta(m.delta);

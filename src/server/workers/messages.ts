@@ -41,7 +41,6 @@ export interface WorkerInit {
 }
 
 export type ToWorker =
-  | { readonly t: 'keys'; readonly keys: readonly RuntimeKey[] }
   | { readonly t: 'delta'; readonly delta: KeyDelta; readonly seq: number }
   | { readonly t: 'closeKey'; readonly id: string }
   /** Start measuring (first call) or report and reset what was measured since the last call. */

@@ -130,15 +130,15 @@ export class LocalKeys implements KeysBackend {
   async rotate(id: string, password?: string): Promise<void> {
     const key = await this.store.getKey(id);
     if (!key) throw notFound(id);
-    let secret: string;
+    // The running server's enforcer applies it at its next evaluation and closes the old
+    // connections. Another key's secret is refused in the update's own transaction.
     try {
-      secret = await rotatedSecret(this.store, key, password);
+      const { secret, check } = await rotatedSecret(this.store, key, password);
+      if (!(await this.store.updateKey(id, { secret }, check))) throw notFound(id);
     } catch (err) {
       if (err instanceof KeySecretError) throw new UsageError(`--password: ${err.message}`);
       throw err;
     }
-    // The running server's enforcer applies it at its next evaluation and closes the old connections.
-    return this.#update(id, { secret });
   }
   async setPrefix(id: string, prefix: string): Promise<void> {
     const key = await this.store.getKey(id);

@@ -1,0 +1,96 @@
+/**
+ * A secret in a command-line argument is readable by every local user (ps, /proc/PID/cmdline)
+ * for as long as the process runs. The environment is not (/proc/PID/environ is the owner's
+ * alone): LADDER_STORE stands in for --store, LADDER_API for --api, LADDER_KEY for the client's
+ * --key, LADDER_PASSWORD and LADDER_AUTH for --password and --auth; node-postgres also takes the
+ * password alone from PGPASSWORD or ~/.pgpass, as libpq does. When a secret comes on the
+ * command line anyway, `ladder` says so once (without the secret) for --store and --api, and on
+ * Linux overwrites its command line as /proc shows it with the secrets starred out.
+ */
+import { readFileSync } from 'node:fs';
+
+const HIDDEN = '***';
+
+/** `spec` with a PostgreSQL URL's password starred out, or undefined when it carries none. */
+export function hideStorePassword(spec: string): string | undefined {
+  if (!/^postgres(ql)?:\/\//i.test(spec)) return undefined;
+  const hidden = spec
+    .replace(/^(postgres(?:ql)?:\/\/[^/?#@]*?:)[^/?#@]*@/i, `$1${HIDDEN}@`)
+    .replace(/([?&]password=)[^&#]*/i, `$1${HIDDEN}`);
+  return hidden === spec ? undefined : hidden;
+}
+
+/** The management API's URL (alone, or in its access-config JSON) with its secret path starred out. */
+function hideApiPath(v: string): string {
+  return v.replace(/(https?:\/\/[^/\s"]+)\/[^\s"]*/gi, `$1/${HIDDEN}`);
+}
+
+/** What each flag's value hides, and the warning when it carried something to hide. */
+const FLAGS: Record<string, { hide: (v: string) => string | undefined; warn?: string }> = {
+  '--store': {
+    hide: hideStorePassword,
+    warn:
+      '--store carries a PostgreSQL password, which every local user can read in the process list ' +
+      '(ps, /proc/PID/cmdline): set LADDER_STORE=postgres://… in the environment instead, or leave ' +
+      'the password out of the URL and put it in PGPASSWORD or ~/.pgpass',
+  },
+  '--api': {
+    hide: (v) => (hideApiPath(v) === v ? undefined : hideApiPath(v)),
+    warn:
+      "--api carries the management API's secret URL, which every local user can read in the process " +
+      'list (ps, /proc/PID/cmdline): set LADDER_API in the environment instead',
+  },
+  '--key': { hide: (v) => (v.includes('://') ? HIDDEN : undefined) },
+  '--password': { hide: (v) => (v === '-' ? undefined : HIDDEN) },
+  '--auth': { hide: () => HIDDEN },
+};
+
+/** `argv` with the secrets of the flags above starred out, and the warnings it calls for (each once). */
+export function hideArgvSecrets(argv: readonly string[]): { argv: string[]; warnings: string[] } {
+  const out = [...argv];
+  const warnings = new Set<string>();
+  for (let i = 0; i < out.length; i++) {
+    const a = out[i]!;
+    if (a === '--') break;
+    const eq = a.indexOf('=');
+    const name = eq > 0 ? a.slice(0, eq) : a;
+    const flag = Object.hasOwn(FLAGS, name) ? FLAGS[name]! : undefined;
+    if (!flag) continue;
+    const at = eq > 0 ? i : i + 1;
+    const value = eq > 0 ? a.slice(eq + 1) : out[at];
+    if (value === undefined) continue;
+    const hidden = flag.hide(value);
+    if (hidden === undefined) continue;
+    out[at] = eq > 0 ? `${name}=${hidden}` : hidden;
+    if (flag.warn) warnings.add(flag.warn);
+    if (eq < 0) i++;
+  }
+  return { argv: out, warnings: [...warnings] };
+}
+
+/**
+ * Linux: rewrite this process's command line (/proc/PID/cmdline, what ps shows) as it was
+ * typed, the last `args.length` arguments replaced by `args`. The title fits in the space of the
+ * original (it is written there), which a starred-out secret no longer than three characters can
+ * exceed: the end is cut, never the secret shown. Elsewhere nothing changes.
+ */
+export function retitle(args: readonly string[]): void {
+  if (process.platform !== 'linux') return;
+  let typed: string[];
+  try {
+    typed = readFileSync('/proc/self/cmdline', 'utf8').split('\0');
+  } catch {
+    return;
+  }
+  if (typed.at(-1) === '') typed.pop();
+  if (typed.length < args.length) return;
+  process.title = [...typed.slice(0, typed.length - args.length), ...args].join(' ');
+}
+
+/** Warn about and hide the secrets in `argv` (main's: process.argv after the script). */
+export function guardArgvSecrets(argv: readonly string[], warn: (line: string) => void): void {
+  const { argv: hidden, warnings } = hideArgvSecrets(argv);
+  if (hidden.every((a, i) => a === argv[i])) return;
+  retitle(hidden);
+  for (const w of warnings) warn(w);
+}
