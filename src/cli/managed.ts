@@ -241,20 +241,19 @@ export async function startManaged(
     // off this thread's event loop: API, store and enforcer load cannot stall its tunnels.
     // Additional key ports (Outline's per-key ports, rare) and the web front's own server (no
     // listener; the front's endpoints hand it streams) stay on this thread.
-    const startPlane = async (port: number, primary: boolean): Promise<PrimaryPlane> => {
-      // One replay-state file: the primary listener's (additional key ports keep theirs in memory),
-      // in the data directory unless --replay-state names one, so a restart still refuses replays
-      // of traffic recorded before it (D5).
-      const replay = primary
-        ? { replayStateFile: flags.replayState ?? join(dataDir, 'replay-state.bin') }
-        : {};
+    // One replay-state file, the primary listener's (in the data directory unless --replay-state
+    // names one), so a restart still refuses replays of traffic recorded before it (D5). Additional
+    // key ports check and record salts in the primary's shared filters (`shared`), which it saves.
+    type Filters = PrimaryPlane['replayFilters'];
+    const startPlane = async (port: number, primary: boolean, shared?: Filters): Promise<PrimaryPlane> => {
       if (!primary) {
-        const dp = await startDataPlane({ ...planeOptions, ...replay, keys: [], port });
+        const replayFilters = shared ? { replayFilters: shared } : {};
+        const dp = await startDataPlane({ ...planeOptions, ...replayFilters, keys: [], port });
         return { ...inProcessPlane(dp), workers: 0 };
       }
       const wp: WorkerPlane = await startWorkerPlane({
         ...planeOptions,
-        ...replay,
+        replayStateFile: flags.replayState ?? join(dataDir, 'replay-state.bin'),
         logger: log,
         keys: [],
         port,
@@ -267,7 +266,7 @@ export async function startManaged(
       });
       return wp;
     };
-    const startPrimary = (port: number): Promise<Plane & { workers: number }> =>
+    const startPrimary = (port: number): Promise<PrimaryPlane> =>
       startPlane(port, true).catch((err: NodeJS.ErrnoException) => {
         const code = bindErrorCode(err);
         if (code) throw new UsageError(`cannot listen on port ${port}: ${explainBindError(code, port)}`);
@@ -275,7 +274,7 @@ export async function startManaged(
       });
     const startPool = async (port: number): Promise<{ plane: PrimaryPlane; pool: PortPool }> => {
       const plane = await startPrimary(port);
-      const pool = new PortPool(plane, (p) => startPlane(p, false), log);
+      const pool = new PortPool(plane, (p) => startPlane(p, false, plane.replayFilters), log);
       cleanups.push(() => pool.close());
       return { plane, pool };
     };
