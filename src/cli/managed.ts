@@ -62,7 +62,7 @@ import {
 } from './web.js';
 import { checkPublicHost, type ManagedFlags } from './managed-options.js';
 import { lockDataDir } from './data-dir-lock.js';
-import { applyPortFlag } from './port-for-new-keys.js';
+import { applyPortFlag, applyPublicHostFlag } from './port-for-new-keys.js';
 
 /**
  * Managed mode of `ladder server`: data plane + store + management API + metrics in one process.
@@ -317,8 +317,7 @@ export async function startManaged(
     // Refuses a name whose node is running (fresh heartbeat) before anything more listens.
     if (flags.node !== undefined) fleet = await fleetView(store, flags.node);
     // A fleet node's --public-host is its own address (nodes table), not the shared setting.
-    if (flags.publicHost !== undefined && flags.node === undefined)
-      await store.updateSettings({ hostnameForAccessKeys: flags.publicHost });
+    if (flags.node === undefined) await applyPublicHostFlag(store, flags.publicHost, log);
     if (dynamicUrl !== undefined) await store.updateSettings({ dynamicKeyBaseUrl: dynamicUrl });
     let settings = await store.getSettings();
     const firstServerStart = await applyPortFlag(store, settings, dataPortFlag, log);
