@@ -496,6 +496,7 @@ export async function startManaged(
       storeFlagGiven: flags.store !== undefined,
       fleetLine: fleet?.running?.line,
       port: plane.address.port,
+      portForNewKeys: settings.portForNewAccessKeys,
       otherPorts: await pool.portsSettled(),
       udp: flags.udp !== false,
       keyCount: await store.countKeys(),

@@ -217,7 +217,8 @@ test('a restart with another --port: the banner names the port the existing key 
   assert.match(moved.text(), new RegExp(`Shadowsocks on port ${newPort} `));
   assert.match(
     moved.text(),
-    new RegExp(`also on the port\\(s\\) existing keys name: ${keyPort} \\(--port is for new keys\\)`),
+    // New keys stay on the first start's port (the store's), not on this --port.
+    new RegExp(`also on the port\\(s\\) existing keys name: ${keyPort} \\(new keys get port ${keyPort}\\)`),
   );
 
   // The key's port held by another program: said in the banner, not only in a JSON log line.
