@@ -322,14 +322,6 @@ export async function startManaged(
     let settings = await store.getSettings();
     const firstServerStart = await applyPortFlag(store, settings, dataPortFlag, log);
     settings = await store.getSettings();
-    // Nodes starting at once on an empty store make one initial key between them (a lock).
-    const first = await ensureFirstKey(store, storeLocation, async () => {
-      const req = { name: 'Initial key', method: flags.method ?? DEFAULT_METHOD };
-      return (await createAccessKeys(store, req)).keys[0]!;
-    });
-    let firstKey = first.key;
-    const createdNow = first.created;
-
     const primaryPort = dataPortFlag ?? settings.portForNewAccessKeys;
     // The API's certificate and key (made at the first start) before anything listens: a damaged
     // one is refused in one line with nothing logged before it (startApi reads them again).
@@ -358,6 +350,14 @@ export async function startManaged(
     }
     const { plane, pool } = early ?? (await startPool(primaryPort));
     planePort = plane.address.port;
+    // Nodes starting at once on an empty store make one initial key between them (a lock). Only
+    // once the ports are ours: a start refused above makes none, so the retry is the first start.
+    const first = await ensureFirstKey(store, storeLocation, async () => {
+      const req = { name: 'Initial key', method: flags.method ?? DEFAULT_METHOD };
+      return (await createAccessKeys(store, req)).keys[0]!;
+    });
+    let firstKey = first.key;
+    const createdNow = first.created;
     if (
       plane.address.port !== settings.portForNewAccessKeys &&
       (firstServerStart || !settings.portForNewAccessKeys)
