@@ -62,7 +62,7 @@ import {
 } from './web.js';
 import { checkPublicHost, type ManagedFlags } from './managed-options.js';
 import { lockDataDir } from './data-dir-lock.js';
-import { applyPortFlag, applyPublicHostFlag } from './port-for-new-keys.js';
+import { applyPortFlag, applyPublicHostFlag, metricsBindError } from './port-for-new-keys.js';
 
 /**
  * Managed mode of `ladder server`: data plane + store + management API + metrics in one process.
@@ -346,7 +346,7 @@ export async function startManaged(
         () => undefined,
         (err: unknown) => bindErrorCode(err),
       );
-      if (code) throw new UsageError(`cannot serve metrics on port ${metricsPortFlag}: ${code}`);
+      if (code) throw new UsageError(metricsBindError(metricsPortFlag, code));
     }
     const { plane, pool } = early ?? (await startPool(primaryPort));
     planePort = plane.address.port;
@@ -456,7 +456,7 @@ export async function startManaged(
       } catch (err) {
         if (metricsPortFlag !== undefined)
           throw new UsageError(
-            `cannot serve metrics on port ${metricsPortFlag}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+            metricsBindError(metricsPortFlag, (err as NodeJS.ErrnoException).code ?? String(err)),
           );
         metricsServer = await startMetricsServer(metrics, { host, port: 0 });
         metricsMoved = true;

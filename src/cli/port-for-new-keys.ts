@@ -1,4 +1,5 @@
 import type { Logger } from '../shared/logger.js';
+import { explainBindError } from '../shared/listen.js';
 import type { KyselyStore, ServerSettings } from '../store/index.js';
 
 /**
@@ -44,3 +45,7 @@ export async function applyPublicHostFlag(
       `--public-host ${publicHost} replaces the hostname for access keys, ${stored} (set through the API or an earlier start); to keep ${stored}, start without --public-host or with --public-host ${stored}`,
     );
 }
+
+/** The one line for a --metrics-port that cannot be listened on (as the API port's says --api-port). */
+export const metricsBindError = (port: number, code: string): string =>
+  `cannot serve metrics on port ${port}: ${explainBindError(code, port)}; use --metrics-port, or --no-metrics`;

@@ -253,7 +253,9 @@ test('the API or an explicit metrics port held by another program: one line, bef
     ],
     [
       ['--api-host', '127.0.0.1', '--api-port', '0', '--metrics-port', String(busy)],
-      new RegExp(`^ladder: cannot serve metrics on port ${busy}: EADDRINUSE$`),
+      new RegExp(
+        `^ladder: cannot serve metrics on port ${busy}: EADDRINUSE \\(another process listens there\\); use --metrics-port, or --no-metrics$`,
+      ),
     ],
   ] as const) {
     const r = run([...base, ...extra]); // the default log level: a "listening" line would show
