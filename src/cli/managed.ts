@@ -325,7 +325,9 @@ export async function startManaged(
     const primaryPort = dataPortFlag ?? settings.portForNewAccessKeys;
     // The API's certificate and key (made at the first start) before anything listens: a damaged
     // one is refused in one line with nothing logged before it (startApi reads them again).
-    if (!early) await ensureCertificate(dataDir, settings.hostnameForAccessKeys);
+    // Made now: this data directory's first start (a new fleet node's too), whose banner goes to the log.
+    const certNow =
+      !early && (await ensureCertificate(dataDir, settings.hostnameForAccessKeys)).created === true;
     // The same for the API's and an explicit metrics port taken by another program: refused
     // before the data plane logs "listening" (startApi and the metrics server check again).
     // A fleet node's API port is its own (api-endpoint.json), never the shared setting.
@@ -539,7 +541,7 @@ export async function startManaged(
       web,
       dynamicAddress,
       ...banners,
-      firstStart: createdNow,
+      firstStart: createdNow || certNow,
       close: closeAll,
     };
   } catch (err) {
