@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { createAccessKeys, HOUR_MS, ROLLING_WINDOW_MS, StoreError } from '../store/index.js';
-import { probeListen } from '../shared/listen.js';
+import { explainBindError, probeListen } from '../shared/listen.js';
 import { durationMs } from '../shared/parse.js';
 import { ApiError, invalid, keyNotFound } from './errors.js';
 import { sendJson } from './compress.js';
@@ -41,13 +41,15 @@ import {
 
 const NoContent = z.undefined().meta({ description: 'Done' });
 
-async function portInUse(port: number): Promise<boolean> {
+/** Why this server could not listen on `port`: held by another program, or not allowed to its user. */
+async function portProblem(port: number): Promise<'EADDRINUSE' | 'EACCES' | undefined> {
   try {
     await probeListen(port, '0.0.0.0');
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EADDRINUSE';
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE' || code === 'EACCES') return code;
   }
-  return false;
+  return undefined;
 }
 
 /** Outline's `since` (e.g. "30d") in ms; default 30 days. */
@@ -265,13 +267,22 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
     },
   );
 
-  /** A key on a port this server does not serve yet, held by another program, could never work. */
+  /**
+   * A key on a port this server does not serve yet, held by another program or one its user may
+   * not listen on (below 1024 without root or CAP_NET_BIND_SERVICE), could never work.
+   */
   const checkKeyPort = async (port: number): Promise<void> => {
     const s = await store.getSettings();
     if (port === s.portForNewAccessKeys) return;
     if ((await store.listKeys()).some((k) => k.port === port)) return;
-    if (await portInUse(port))
+    const problem = await portProblem(port);
+    if (problem === 'EADDRINUSE')
       throw new ApiError(409, 'ConflictError', `Port ${port} is already in use by another service`, 'port');
+    if (problem === 'EACCES')
+      throw invalid(
+        'port',
+        `Invalid "port": this server cannot listen on port ${port}: ${explainBindError(problem, port)}`,
+      );
   };
 
   const createOne = async (

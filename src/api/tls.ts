@@ -17,6 +17,8 @@ export interface ApiCertificate {
   cert: string;
   /** SHA-256 of the DER certificate, upper-case hex without colons (the Outline access config form). */
   sha256: string;
+  /** True when this call made the pair (both files were missing: this data directory's first start). */
+  created?: boolean;
 }
 
 export const CERT_FILE = 'api-cert.pem';
@@ -77,7 +79,8 @@ export async function ensureCertificate(dataDir: string, hostname: string): Prom
   const certPath = join(dataDir, CERT_FILE);
   const keyPath = join(dataDir, KEY_FILE);
   const [cert, key] = await Promise.all([readIfThere(certPath), readIfThere(keyPath)]);
-  if (cert === undefined && key === undefined) return createCertificate(dataDir, hostname);
+  if (cert === undefined && key === undefined)
+    return { ...(await createCertificate(dataDir, hostname)), created: true };
   const problem =
     cert === undefined
       ? { file: certPath, why: `missing (its key ${keyPath} is there)` }

@@ -15,6 +15,8 @@ export interface ManagedBannerInput {
   /** The fleet node's line, on a fleet node. */
   fleetLine: string | undefined;
   port: number;
+  /** The store's port for new keys (the first start's --port, or the API's; docs/operations.md). */
+  portForNewKeys: number;
   /** Where keys are served besides `port` (key ports), and key ports that could not be opened. */
   otherPorts?: { listening: number[]; failed: [port: number, why: string][] };
   udp: boolean;
@@ -57,7 +59,9 @@ export async function managedBanners(b: ManagedBannerInput): Promise<ManagedBann
   );
   const more = b.otherPorts?.listening.filter((p) => p !== b.port) ?? [];
   if (more.length > 0)
-    head.push(`  also on the port(s) existing keys name: ${more.join(', ')} (--port is for new keys)`);
+    head.push(
+      `  also on the port(s) existing keys name: ${more.join(', ')} (new keys get port ${b.portForNewKeys})`,
+    );
   for (const [port, why] of b.otherPorts?.failed ?? [])
     head.push(`  cannot listen on key port ${port} (${why}): the keys on it cannot connect until it is free`);
   head.push(

@@ -10,6 +10,10 @@ import { bindErrorCode, explainBindError, probeListen } from '../shared/listen.j
 import { UsageError } from './errors.js';
 import type { ManagedFlags } from './managed-options.js';
 
+/** The one line for a --metrics-port that cannot be listened on (as the API port's says --api-port). */
+export const metricsBindError = (port: number, code: string): string =>
+  `cannot serve metrics on port ${port}: ${explainBindError(code, port)}; use --metrics-port, or --no-metrics`;
+
 const taken = (port: number, host: string): Promise<string | undefined> =>
   probeListen(port, host).then(
     () => undefined,
@@ -31,7 +35,7 @@ export async function checkPortsFree(
   }
   if (flags.metrics !== false && metricsPort !== undefined && metricsPort !== 0) {
     const code = await taken(metricsPort, flags.metricsHost ?? DEFAULT_METRICS_HOST);
-    if (code) throw new UsageError(`cannot serve metrics on port ${metricsPort}: ${code}`);
+    if (code) throw new UsageError(metricsBindError(metricsPort, code));
   }
 }
 
@@ -73,9 +77,7 @@ export async function startMetricsFor(
     };
   } catch (err) {
     if (port !== undefined)
-      throw new UsageError(
-        `cannot serve metrics on port ${port}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-      );
+      throw new UsageError(metricsBindError(port, (err as NodeJS.ErrnoException).code ?? String(err)));
     return { server: await startMetricsServer(metrics, { host, port: 0 }), moved: true };
   }
 }

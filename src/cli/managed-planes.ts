@@ -25,7 +25,7 @@ export interface PlaneSetup {
   /** What every port's plane shares (the web front's server too). */
   options: Omit<DataPlaneOptions, 'keys' | 'port'>;
   /**
-   * The primary listener's replay-state file (additional key ports keep theirs in memory), so a
+   * The primary listener's replay-state file (additional key ports share its filters), so a
    * restart still refuses replays of traffic recorded before it (D5).
    */
   replayStateFile: string;
@@ -48,8 +48,11 @@ export async function startPool(
     if (code) throw new UsageError(`cannot listen on port ${port}: ${explainBindError(code, port)}`);
     throw err;
   });
+  // Additional key ports check and record salts in the primary's shared filters, which the
+  // primary saves to its replay-state file: a restart refuses replays on every port (D5).
+  const shared = plane.replayFilters ? { replayFilters: plane.replayFilters } : {};
   const open = async (p: number): Promise<Plane> =>
-    inProcessPlane(await startDataPlane({ ...s.options, keys: [], port: p }));
+    inProcessPlane(await startDataPlane({ ...s.options, ...shared, keys: [], port: p }));
   const pool = new PortPool(plane, open, s.log);
   s.cleanups.push(() => pool.close());
   return { plane, pool };

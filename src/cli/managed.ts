@@ -55,7 +55,7 @@ import {
 } from './web.js';
 import { checkPublicHost, type ManagedFlags } from './managed-options.js';
 import { lockDataDir } from './data-dir-lock.js';
-import { applyPortFlag } from './port-for-new-keys.js';
+import { applyPortFlag, applyPublicHostFlag } from './port-for-new-keys.js';
 
 /**
  * Managed mode of `ladder server`: data plane + store + management API + metrics in one process.
@@ -275,24 +275,17 @@ export async function startManaged(
     // Refuses a name whose node is running (fresh heartbeat) before anything more listens.
     if (flags.node !== undefined) fleet = await fleetView(store, flags.node);
     // A fleet node's --public-host is its own address (nodes table), not the shared setting.
-    if (flags.publicHost !== undefined && flags.node === undefined)
-      await store.updateSettings({ hostnameForAccessKeys: flags.publicHost });
+    if (flags.node === undefined) await applyPublicHostFlag(store, flags.publicHost, log);
     if (dynamicUrl !== undefined) await store.updateSettings({ dynamicKeyBaseUrl: dynamicUrl });
     let settings = await store.getSettings();
     const firstServerStart = await applyPortFlag(store, settings, dataPortFlag, log);
     settings = await store.getSettings();
-    // Nodes starting at once on an empty store make one initial key between them (a lock).
-    const first = await ensureFirstKey(store, storeLocation, async () => {
-      const req = { name: 'Initial key', method: flags.method ?? DEFAULT_METHOD };
-      return (await createAccessKeys(store, req)).keys[0]!;
-    });
-    let firstKey = first.key;
-    const createdNow = first.created;
-
     const primaryPort = dataPortFlag ?? settings.portForNewAccessKeys;
     // The API's certificate and key (made at the first start) before anything listens: a damaged
     // one is refused in one line with nothing logged before it (startApi reads them again).
-    if (!early) await ensureCertificate(dataDir, settings.hostnameForAccessKeys);
+    // Made now: this data directory's first start (a new fleet node's too), whose banner goes to the log.
+    const certNow =
+      !early && (await ensureCertificate(dataDir, settings.hostnameForAccessKeys)).created === true;
     // The same for the API's and an explicit metrics port taken by another program: refused
     // before the data plane logs "listening" (startApi and the metrics server check again).
     // A fleet node's API port is its own (api-endpoint.json), never the shared setting.
@@ -301,6 +294,14 @@ export async function startManaged(
     if (!early) await checkPortsFree(apiPort, metricsPortFlag, flags);
     const { plane, pool } = early ?? (await startPool(primaryPort, planes));
     planePort = plane.address.port;
+    // Nodes starting at once on an empty store make one initial key between them (a lock). Only
+    // once the ports are ours: a start refused above makes none, so the retry is the first start.
+    const first = await ensureFirstKey(store, storeLocation, async () => {
+      const req = { name: 'Initial key', method: flags.method ?? DEFAULT_METHOD };
+      return (await createAccessKeys(store, req)).keys[0]!;
+    });
+    let firstKey = first.key;
+    const createdNow = first.created;
     if (
       plane.address.port !== settings.portForNewAccessKeys &&
       (firstServerStart || !settings.portForNewAccessKeys)
@@ -415,6 +416,7 @@ export async function startManaged(
       storeFlagGiven: flags.store !== undefined,
       fleetLine: fleet?.running?.line,
       port: plane.address.port,
+      portForNewKeys: settings.portForNewAccessKeys,
       otherPorts: await pool.portsSettled(),
       udp: flags.udp !== false,
       keyCount: await store.countKeys(),
@@ -457,7 +459,7 @@ export async function startManaged(
       web,
       dynamicAddress,
       ...banners,
-      firstStart: createdNow,
+      firstStart: createdNow || certNow,
       close: closeAll,
     };
   } catch (err) {

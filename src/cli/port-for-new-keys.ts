@@ -23,3 +23,24 @@ export async function applyPortFlag(
     );
   return firstServerStart;
 }
+
+/**
+ * --public-host names where this server is reached, so it is put into hostnameForAccessKeys at
+ * every start (a fleet node's is its own address instead: not here). When that replaces another
+ * host, set through the API (Outline Manager's hostname setting) or by an earlier start, it says
+ * so in one line: a restart must not undo the API's change silently.
+ */
+export async function applyPublicHostFlag(
+  store: KyselyStore,
+  publicHost: string | undefined,
+  log: Logger,
+): Promise<void> {
+  if (publicHost === undefined) return;
+  const { hostnameForAccessKeys: stored, apiPort } = await store.getSettings();
+  if (stored === publicHost) return;
+  await store.updateSettings({ hostnameForAccessKeys: publicHost });
+  if (apiPort !== null)
+    log.info(
+      `--public-host ${publicHost} replaces the hostname for access keys, ${stored} (set through the API or an earlier start); to keep ${stored}, start without --public-host or with --public-host ${stored}`,
+    );
+}

@@ -85,10 +85,24 @@ describe('server config', () => {
   });
 
   it('refuses unknown fields at the top level and inside keys', () => {
-    assert.match(errorOf({ keys: [key()], prot: 1 }).message, /^config\.json: unknown field "prot"$/);
+    assert.match(
+      errorOf({ keys: [key()], prot: 1 }).message,
+      /^config\.json: unknown field "prot" \(did you mean "port"\?\)$/,
+    );
+    assert.match(errorOf({ keys: [key()], zzzz: 1 }).message, /^config\.json: unknown field "zzzz"$/);
+    // A misspelt field is named first, not the "is required" it causes (nor "and 1 more problem").
     assert.match(
       errorOf({ keys: [{ id: 'a', method: 'aes-128-gcm', pasword: SECRET }] }).message,
-      /keys\[0\]/,
+      /^config\.json: keys\[0\]: unknown field "pasword" \(did you mean "password"\?\)$/,
+    );
+    // Control: a missing field that is not the misspelt one still counts.
+    assert.match(
+      errorOf({ keys: [{ id: 'a', pasword: SECRET }] }).message,
+      /unknown field "pasword" \(did you mean "password"\?\) \(and 1 more problem\)$/,
+    );
+    assert.match(
+      errorOf({ keys: [key()], timeouts: { idleSecond: 5 } }).message,
+      /^config\.json: timeouts: unknown field "idleSecond" \(did you mean "idleSeconds"\?\)$/,
     );
   });
 

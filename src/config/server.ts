@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { isProtocolError } from '../protocol/errors.js';
+import { didYouMean, nearMiss } from '../protocol/near-miss.js';
 import { checkMethod } from '../protocol/shadowsocks/key-material.js';
 import type { RuntimeKey } from '../shared/control.js';
 import { ConfigError, fileErrorWhy, jsonErrorWhere } from './errors.js';
@@ -246,12 +247,28 @@ function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
   return v;
 }
 
+/** The field names the server config's object at `path` accepts (for "did you mean"). */
+function fieldsAt(path: readonly PropertyKey[]): string[] {
+  const unwrap = (t: unknown): unknown =>
+    t instanceof z.ZodOptional || t instanceof z.ZodDefault ? unwrap(t.unwrap()) : t;
+  let t: unknown = serverConfigSchema;
+  for (const p of path) {
+    t = unwrap(t);
+    if (typeof p === 'number') t = t instanceof z.ZodArray ? t.element : undefined;
+    else t = t instanceof z.ZodObject ? (t.shape as Record<string, unknown>)[String(p)] : undefined;
+  }
+  t = unwrap(t);
+  return t instanceof z.ZodObject ? Object.keys(t.shape) : [];
+}
+
 function issueToError(source: string, issue: z.core.$ZodIssue, input: unknown): ConfigError {
   const path = formatPath(issue.path);
   let message = issue.message;
   if (issue.code === 'unrecognized_keys') {
     const names = issue.keys.map((k) => `"${k}"`).join(', ');
-    message = `unknown field${issue.keys.length > 1 ? 's' : ''} ${names}`;
+    const near =
+      issue.keys.length === 1 ? didYouMean(issue.keys[0]!, fieldsAt(issue.path), (f) => `"${f}"`) : '';
+    message = `unknown field${issue.keys.length > 1 ? 's' : ''} ${names}${near}`;
   } else if (issue.code === 'invalid_type' && valueAt(input, issue.path) === undefined) {
     message = 'is required';
   }
@@ -266,9 +283,22 @@ export function parseServerConfig(input: unknown, source = 'config'): ServerConf
   }
   const r = serverConfigSchema.safeParse(input);
   if (!r.success) {
-    const first = r.error.issues[0]!;
+    // A misspelt field first: the "is required" it causes is its consequence.
+    const issues = r.error.issues;
+    const first = issues.find((i) => i.code === 'unrecognized_keys') ?? issues[0]!;
     const err = issueToError(source, first, input);
-    const more = r.error.issues.length - 1;
+    // …and not counted as one more problem: the required field the misspelt name was meant to be.
+    const meant =
+      first.code === 'unrecognized_keys' && first.keys.length === 1
+        ? nearMiss(first.keys[0]!, fieldsAt(first.path))
+        : undefined;
+    const related = (i: z.core.$ZodIssue): boolean =>
+      i === first ||
+      (meant !== undefined &&
+        i.code === 'invalid_type' &&
+        formatPath(i.path) === formatPath([...first.path, meant]) &&
+        valueAt(input, i.path) === undefined);
+    const more = issues.filter((i) => !related(i)).length;
     if (more > 0) err.message += ` (and ${more} more problem${more > 1 ? 's' : ''})`;
     throw err;
   }

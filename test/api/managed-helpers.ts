@@ -39,6 +39,21 @@ export function api(
   });
 }
 
+/** An echo origin that counts the connections it accepted. */
+export async function countingEcho(t: {
+  after: (fn: () => Promise<void>) => void;
+}): Promise<{ port: number; count: () => number }> {
+  let n = 0;
+  const srv: Server = createServer((s) => {
+    n++;
+    s.on('error', () => s.destroy());
+    s.pipe(s);
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise<void>((r) => srv.close(() => r())));
+  return { port: (srv.address() as AddressInfo).port, count: () => n };
+}
+
 export async function echoServer(t: { after: (fn: () => Promise<void>) => void }): Promise<number> {
   const srv: Server = createServer((s) => s.pipe(s));
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));

@@ -217,7 +217,8 @@ test('a restart with another --port: the banner names the port the existing key 
   assert.match(moved.text(), new RegExp(`Shadowsocks on port ${newPort} `));
   assert.match(
     moved.text(),
-    new RegExp(`also on the port\\(s\\) existing keys name: ${keyPort} \\(--port is for new keys\\)`),
+    // New keys stay on the first start's port (the store's), not on this --port.
+    new RegExp(`also on the port\\(s\\) existing keys name: ${keyPort} \\(new keys get port ${keyPort}\\)`),
   );
 
   // The key's port held by another program: said in the banner, not only in a JSON log line.
@@ -252,7 +253,9 @@ test('the API or an explicit metrics port held by another program: one line, bef
     ],
     [
       ['--api-host', '127.0.0.1', '--api-port', '0', '--metrics-port', String(busy)],
-      new RegExp(`^ladder: cannot serve metrics on port ${busy}: EADDRINUSE$`),
+      new RegExp(
+        `^ladder: cannot serve metrics on port ${busy}: EADDRINUSE \\(another process listens there\\); use --metrics-port, or --no-metrics$`,
+      ),
     ],
   ] as const) {
     const r = run([...base, ...extra]); // the default log level: a "listening" line would show

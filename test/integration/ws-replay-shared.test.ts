@@ -11,25 +11,10 @@ import net, { type AddressInfo } from 'node:net';
 import WebSocket from 'ws';
 import { startManaged } from '../../src/cli/managed.js';
 import { silentLogger } from '../../src/shared/logger.js';
-import { api, flags, type Json } from '../api/managed-helpers.js';
+import { api, countingEcho, flags, type Json } from '../api/managed-helpers.js';
 import { tempDir } from '../api/helpers.js';
 import { openTestTunnel } from '../helpers/test-client.js';
 import { sleep } from '../helpers/wait.js';
-
-/** An echo origin that counts the connections it accepted. */
-async function countingEcho(t: {
-  after: (fn: () => Promise<void>) => void;
-}): Promise<{ port: number; count: () => number }> {
-  let n = 0;
-  const srv = net.createServer((s) => {
-    n++;
-    s.on('error', () => s.destroy());
-    s.pipe(s);
-  });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  t.after(() => new Promise<void>((r) => srv.close(() => r())));
-  return { port: (srv.address() as AddressInfo).port, count: () => n };
-}
 
 /** The first write of a genuine connection that went nowhere (a listener that only reads). */
 async function unsentFirstWrite(opts: {

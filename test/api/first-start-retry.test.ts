@@ -1,0 +1,49 @@
+/**
+ * A first start that is refused before it serves (its key port or API port held by another
+ * program) makes no key: the operator fixes the flag and starts again, and that start is the
+ * first one. It makes the initial key on the port it listens on and prints the first start's
+ * banner (the access config and the key, also to a log: under systemd the journal is where the
+ * operator reads them). Before, the refused start had already made the key on the refused port:
+ * the retry listed it as "cannot listen on key port …" forever and printed a restart's banner,
+ * with no secret in the journal.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:net';
+import { startManaged, type ManagedFlags } from '../../src/cli/managed.js';
+import { silentLogger } from '../../src/shared/logger.js';
+import { freePort } from '../helpers/net.js';
+import { flags } from './managed-helpers.js';
+import { tempDir } from './helpers.js';
+
+async function hold(port: number): Promise<Server> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(port, '127.0.0.1', r));
+  return s;
+}
+
+for (const held of ['key port', 'API port'] as const) {
+  test(`a first start refused because its ${held} is taken makes no key; the retry is the first start`, async (t) => {
+    const dir = tempDir(t);
+    const [taken, free, apiPort] = [await freePort(), await freePort(), await freePort()];
+    const base: ManagedFlags = { ...flags(dir), metrics: false };
+    const holder = await hold(taken);
+    t.after(() => new Promise<void>((r) => holder.close(() => r())));
+    const refused: ManagedFlags =
+      held === 'key port'
+        ? { ...base, port: String(taken), apiPort: String(apiPort) }
+        : { ...base, port: String(free), apiPort: String(taken) };
+    await assert.rejects(startManaged(refused, silentLogger, { drawQr: false }), /cannot listen/);
+
+    const retry: ManagedFlags = { ...base, port: String(free), apiPort: String(apiPort) };
+    const m = await startManaged(retry, silentLogger, { drawQr: false });
+    t.after(() => m.close());
+    assert.equal(m.firstStart, true, 'the retry prints the first start banner');
+    assert.match(m.logBanner, /^Initial key \(a secret/m);
+    assert.match(m.logBanner, /^\{"apiUrl":/m);
+    const keys = await m.store.listKeys();
+    assert.equal(keys.length, 1);
+    assert.equal(keys[0]!.port, free, 'the initial key is on the port the server listens on');
+    assert.doesNotMatch(m.banner, /cannot listen on key port/);
+  });
+}
