@@ -32,7 +32,7 @@
  *   npm run bench:compare -- --size 256MiB --runs 5 --short-n 1000
  *   npm run bench:compare -- --stack before=/path/to/old-checkout/dist/cli/main.js
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -63,6 +63,7 @@ import {
   machineJiffies,
   type LoadTarget,
 } from './compare-load.js';
+import { buildDist } from './build-dist.js';
 import { oneExchange } from './exchange.js';
 import { median, percentile } from './stats.js';
 
@@ -280,10 +281,7 @@ async function main(): Promise<void> {
   for (const tool of ['ss-server', 'ss-local', ...(phases.has('curl') ? ['curl'] : [])])
     if (!which(tool)) throw new Error(`${tool} not found (apt-get install shadowsocks-libev curl)`);
   log('npm run build');
-  execFileSync(process.execPath, [join(REPO_ROOT, 'scripts', 'build.mjs')], {
-    stdio: 'pipe',
-    cwd: REPO_ROOT,
-  });
+  buildDist();
   const specs: [string, string][] = [
     ['ladder', join(REPO_ROOT, 'dist', 'cli', 'main.js')],
     ...(noW1

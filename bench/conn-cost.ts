@@ -28,6 +28,7 @@ import { freePort, startEcho } from '../test/helpers/net.js';
 import type { Method, Peer } from '../test/helpers/peers.js';
 import { REPO_ROOT, spawnPeer, ssUrl, which } from '../test/helpers/peers.js';
 import { opt, posInt } from './args.js';
+import { buildDist } from './build-dist.js';
 import { oneExchange } from './exchange.js';
 import { median } from './stats.js';
 
@@ -203,10 +204,7 @@ async function main(): Promise<void> {
   if (callgrind && !which('valgrind')) throw new Error('valgrind not found (apt-get install valgrind)');
   if (!argv.includes('--no-build') && !argv.includes('--entry') && !libev && !floor) {
     log('npm run build');
-    execFileSync(process.execPath, [join(REPO_ROOT, 'scripts', 'build.mjs')], {
-      stdio: 'pipe',
-      cwd: REPO_ROOT,
-    });
+    buildDist();
   }
   if (floor)
     execFileSync(

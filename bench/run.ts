@@ -58,6 +58,7 @@ import {
 } from '../test/helpers/peers.js';
 import { socks5Connect } from '../test/helpers/socks5.js';
 import { downloadCountVia, uploadCountVia } from '../test/helpers/transfer.js';
+import { buildDist } from './build-dist.js';
 import { oneExchange, REQ } from './exchange.js';
 import { median, percentile } from './stats.js';
 
@@ -220,15 +221,7 @@ let ladderEntry: string | undefined;
  * node_modules is a symlink would otherwise load the addon of the checkout it points into.
  */
 function buildLadder(): string {
-  try {
-    execFileSync(process.execPath, [join(REPO_ROOT, 'scripts', 'build.mjs')], {
-      stdio: 'pipe',
-      cwd: REPO_ROOT,
-    });
-  } catch (err) {
-    const first = String((err as { stderr?: Buffer }).stderr ?? err).split('\n')[0];
-    throw new Error(`npm run build failed: ${first}`, { cause: err });
-  }
+  buildDist();
   const entry = join(REPO_ROOT, 'dist', 'cli', 'main.js');
   if (!existsSync(entry)) throw new Error(`build did not produce ${entry}`);
   return entry;
