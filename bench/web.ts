@@ -29,7 +29,14 @@
  * connections through every pair first (Node's JIT: a fresh Ladder process spends about twice the
  * CPU per short connection of one that has carried a few thousand; Go and C have no warm-up);
  * `--ab VAR=VALUE` (repeatable) adds a second Ladder client -> Ladder server pair whose two processes get that
- * environment (e.g. LADDER_MUX_END_DELAY_MS=0), measured in the same runs, order rotated per run.
+ * environment (e.g. LADDER_MUX_END_DELAY_MS=0), measured in the same runs, order rotated per run;
+ * with every pair (no --pairs), also ss-local + v2ray-plugin to that server and that client to
+ * ss-server + v2ray-plugin.
+ *
+ * Ladder runs from this checkout's dist/, built first (`--no-build`: as it is), and every pair
+ * carries `--warm MiB` (256) each way unmeasured before the bulk runs: a fresh Ladder process
+ * moves its first few hundred MiB at about half its later rate. Each bulk run logs each
+ * process's CPU per MiB per direction; the summary gives each run's ratio as well as the medians'.
  */
 import { readdirSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -343,7 +350,8 @@ const rows: Row[] = [];
 const load0 = loadavg()[0]!;
 try {
   const pairs: Array<{ label: string; socksPort: number; pids: number[] }> = [];
-  for (const s of await servers())
+  const all = await servers();
+  for (const s of all)
     for (const c of await clients(s)) {
       const label = `${c.name} -> ${s.name}`;
       const wanted = PAIRS === 'all' || label === OURS || (PAIRS === 'ends' && label === THEIRS);
@@ -359,6 +367,22 @@ try {
     const s = await ladderWebServer(envOf(spec));
     const c = await ladderWebClient(s, envOf(spec));
     pairs.push({ label: `${OURS} ${spec}`, socksPort: c.socksPort, pids: [c.pid, s.pid] });
+    if (PAIRS === 'all') {
+      // The mixed pairs too: ss-local + v2ray-plugin to this server, this client's kind to ss-server.
+      const [ssLocal] = (await clients(s)).filter((x) => x.name !== 'ladder client');
+      pairs.push({
+        label: `${ssLocal!.name} -> ${s.name} ${spec}`,
+        socksPort: ssLocal!.socksPort,
+        pids: [ssLocal!.pid, s.pid],
+      });
+      const ss = all.find((x) => x.name !== s.name)!;
+      const lc = await ladderWebClient(ss, envOf(spec));
+      pairs.push({
+        label: `${lc.name} -> ${ss.name} ${spec}`,
+        socksPort: lc.socksPort,
+        pids: [lc.pid, ss.pid],
+      });
+    }
   }
   for (const p of pairs) {
     // Warm-up: the WebSocket and TLS set up, JIT warm (for short connections only with --warm-short).
