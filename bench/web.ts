@@ -386,6 +386,7 @@ try {
   }
   for (const p of pairs) {
     // Warm-up: the WebSocket and TLS set up, JIT warm (for short connections only with --warm-short).
+    log(`warming ${p.label}`);
     const warm = Math.max(4, SIZE > 0 ? WARM_MIB : 0) * MiB;
     await uploadCountVia({ proxyPort: p.socksPort }, { host: '127.0.0.1', port: sink.port }, warm);
     if (SIZE > 0 && WARM_MIB > 0)
