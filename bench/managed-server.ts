@@ -26,7 +26,10 @@ export async function spawnManagedServer(
   const child = spawn(
     process.execPath,
     [...(o.nodeFlags ?? []), join(root, 'bin', 'ladder.js'), ...argv, ...(o.extra ?? [])],
-    { env: { ...process.env, LADDER_DIST: '0', LADDER_LOG_LEVEL: 'silent' }, stdio: ['ignore', 'pipe', 'inherit'] },
+    {
+      env: { ...process.env, LADDER_DIST: '0', LADDER_LOG_LEVEL: 'silent' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
   );
   const kill = (): void => void child.kill('SIGTERM');
   process.on('exit', kill);

@@ -45,7 +45,9 @@ const GETS = Number(flag('gets', '200'));
 const ROUNDS = Number(flag('rounds', '1'));
 const INPROC = args.includes('--inproc');
 /** Flags for the spawned server's node, e.g. --node-flags --single-threaded-gc. */
-const NODE_FLAGS = flag('node-flags', '').split(' ').filter((x) => x !== '');
+const NODE_FLAGS = flag('node-flags', '')
+  .split(' ')
+  .filter((x) => x !== '');
 
 const kib = procKib;
 /** CPU ticks (user + system) of each thread of `pid`, by thread id. */
@@ -71,7 +73,10 @@ function cpuLine(pid: number, before: Map<string, number>, ms: number): string {
   const pctOf = (v: number): string => `${((100 * v) / ms).toFixed(0)}%`;
   return (
     `CPU over the burst: process ${pctOf(total)} of one core, main thread ${pctOf(main)}, ` +
-    `busiest other threads ${others.slice(0, 4).map(([, v]) => pctOf(v)).join(' ')}`
+    `busiest other threads ${others
+      .slice(0, 4)
+      .map(([, v]) => pctOf(v))
+      .join(' ')}`
   );
 }
 const fmt = (s: LoopStats): string =>
@@ -88,7 +93,10 @@ const PROBE = `const h = require('node:perf_hooks').monitorEventLoopDelay({ reso
 setInterval(() => {}, 1000);
 process.stdin.resume().on('end', () => { process.stdout.write((h.percentile(99) / 1e6).toFixed(0) + ' ' + (h.max / 1e6).toFixed(0)); process.exit(0); });`;
 function probe(ownSession: boolean): { stop(): Promise<string> } {
-  const child = spawn(process.execPath, ['-e', PROBE], { detached: ownSession, stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['-e', PROBE], {
+    detached: ownSession,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   let out = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   return {
@@ -208,7 +216,9 @@ async function main(): Promise<void> {
     await client.connect({ port: server.dataPort, method: first.method, password: first.secret });
     const call = (method: string, body?: unknown): Promise<{ status: number }> =>
       api(server.cfg, method, '/access-keys', body).catch(() => ({ status: 0 }));
-    console.log(`root ${INPROC ? `${REPO_ROOT} (in process)` : `${ROOT} ${NODE_FLAGS.join(' ')}`}: ${KEYS} keys, ${POSTS} POST + ${GETS} GET`);
+    console.log(
+      `root ${INPROC ? `${REPO_ROOT} (in process)` : `${ROOT} ${NODE_FLAGS.join(' ')}`}: ${KEYS} keys, ${POSTS} POST + ${GETS} GET`,
+    );
     for (let round = 1; round <= ROUNDS; round++) {
       const load = loadavg()[0]!.toFixed(1);
       const idle = await client.run(15_000, 300);

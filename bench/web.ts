@@ -31,7 +31,14 @@
  * connections through every pair first (Node's JIT: a fresh Ladder process spends about twice the
  * CPU per short connection of one that has carried a few thousand; Go and C have no warm-up);
  * `--ab VAR=VALUE` (repeatable) adds a second Ladder client -> Ladder server pair whose two processes get that
- * environment (e.g. LADDER_MUX_END_DELAY_MS=0), measured in the same runs, order rotated per run.
+ * environment (e.g. LADDER_MUX_END_DELAY_MS=0), measured in the same runs, order rotated per run;
+ * with every pair (no --pairs), also ss-local + v2ray-plugin to that server and that client to
+ * ss-server + v2ray-plugin.
+ *
+ * Ladder runs from this checkout's dist/, built first (`--no-build`: as it is), and every pair
+ * carries `--warm MiB` (256) each way unmeasured before the bulk runs: a fresh Ladder process
+ * moves its first few hundred MiB at about half its later rate. Each bulk run logs each
+ * process's CPU per MiB per direction; the summary gives each run's ratio as well as the medians'.
  */
 import { readdirSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -84,7 +91,14 @@ const envOf = (spec: string): Record<string, string> =>
       .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
   );
 // bin/ladder.js (what a user runs: its start-up V8 flags) on this checkout's dist/, built and
-// current (or another checkout's, --entry), never the sources through tsx.
+// current (or another checkout's, --entry), never the sources through tsx (forced with
+// LADDER_DIST=1: a dist/ older than a source file would silently run src/ through tsx).
+/**
+ * `--warm MiB`: unmeasured upload and download through every pair before the runs. A fresh
+ * Ladder process moves its first few hundred MiB at half its later rate (the JIT: CPU per MiB
+ * halves), and with only --size 64 and 3 runs the medians measured that warm-up, not the path.
+ */
+const WARM_MIB = Number(arg('--warm', '256'));
 const ladderSpawn = {
   nodeArgs: NODE_ARGS,
   ...(ENTRY ? { entry: ENTRY } : {}),
@@ -340,7 +354,8 @@ const rows: Row[] = [];
 const load0 = loadavg()[0]!;
 try {
   const pairs: Array<{ label: string; socksPort: number; pids: number[] }> = [];
-  for (const s of await servers())
+  const all = await servers();
+  for (const s of all)
     for (const c of await clients(s)) {
       const label = `${c.name} -> ${s.name}`;
       const wanted = PAIRS === 'all' || label === OURS || (PAIRS === 'ends' && label === THEIRS);
@@ -356,10 +371,30 @@ try {
     const s = await ladderWebServer(envOf(spec));
     const c = await ladderWebClient(s, envOf(spec));
     pairs.push({ label: `${OURS} ${spec}`, socksPort: c.socksPort, pids: [c.pid, s.pid] });
+    if (PAIRS === 'all') {
+      // The mixed pairs too: ss-local + v2ray-plugin to this server, this client's kind to ss-server.
+      const [ssLocal] = (await clients(s)).filter((x) => x.name !== 'ladder client');
+      pairs.push({
+        label: `${ssLocal!.name} -> ${s.name} ${spec}`,
+        socksPort: ssLocal!.socksPort,
+        pids: [ssLocal!.pid, s.pid],
+      });
+      const ss = all.find((x) => x.name !== s.name)!;
+      const lc = await ladderWebClient(ss, envOf(spec));
+      pairs.push({
+        label: `${lc.name} -> ${ss.name} ${spec}`,
+        socksPort: lc.socksPort,
+        pids: [lc.pid, ss.pid],
+      });
+    }
   }
   for (const p of pairs) {
     // Warm-up: the WebSocket and TLS set up, JIT warm (for short connections only with --warm-short).
-    await uploadCountVia({ proxyPort: p.socksPort }, { host: '127.0.0.1', port: sink.port }, 4 * MiB);
+    log(`warming ${p.label}`);
+    const warm = Math.max(4, SIZE > 0 ? WARM_MIB : 0) * MiB;
+    await uploadCountVia({ proxyPort: p.socksPort }, { host: '127.0.0.1', port: sink.port }, warm);
+    if (SIZE > 0 && WARM_MIB > 0)
+      await downloadCountVia({ proxyPort: p.socksPort }, { host: '127.0.0.1', port: source.port }, warm);
     if (WARM_SHORT > 0) await shortConnections(p.socksPort, echo.port, WARM_SHORT);
     rows.push({
       pair: p.label,
@@ -384,13 +419,19 @@ try {
       const row = rows.find((x) => x.pair === p.label)!;
       const via = { proxyPort: p.socksPort };
       const cpu = (): number => p.pids.reduce((a, pid) => a + treeCpuMs(pid), 0);
+      const each0 = p.pids.map(treeCpuMs);
       const cpu0 = cpu();
       const up = SIZE > 0 ? await uploadCountVia(via, { host: '127.0.0.1', port: sink.port }, SIZE) : NaN;
+      const eachUp = p.pids.map(treeCpuMs);
       const down =
         SIZE > 0 ? await downloadCountVia(via, { host: '127.0.0.1', port: source.port }, SIZE) : NaN;
       const cpu1 = cpu();
+      const eachDown = p.pids.map(treeCpuMs);
+      // CPU ms per MiB of each process (client, server) in each direction: less noisy than MiB/s.
+      const perMiB = (a: number[], b: number[]): string =>
+        a.map((x, i) => ((b[i]! - x) / (SIZE / MiB)).toFixed(1)).join('/');
       log(
-        `${p.label}: up ${(SIZE / MiB / (up / 1000)).toFixed(0)} MiB/s, down ${(SIZE / MiB / (down / 1000)).toFixed(0)} MiB/s`,
+        `${p.label}: up ${(SIZE / MiB / (up / 1000)).toFixed(0)} MiB/s, down ${(SIZE / MiB / (down / 1000)).toFixed(0)} MiB/s; CPU ms/MiB client/server up ${perMiB(each0, eachUp)}, down ${perMiB(eachUp, eachDown)}`,
       );
       const threads0 = THREADS ? p.pids.map(threadCpuMs) : [];
       const { total: short, each, socks } = await shortConnections(p.socksPort, echo.port, SHORT);
@@ -447,7 +488,7 @@ const out = rows.map((r) => ({
 const ours = out.find((r) => r.pair === OURS);
 const theirs = out.find((r) => r.pair === THEIRS);
 const lines = [
-  `Shadowsocks over WebSocket+TLS, ${METHOD}${ENTRY ? ` (ladder from ${ENTRY})` : ''}, ${SIZE / MiB} MiB single flow, ${SHORT} short connections (Mux.Cool on${WARM_SHORT > 0 ? `; after ${WARM_SHORT} unmeasured` : ''}), median of ${RUNS}; load ${load0.toFixed(1)} at start`,
+  `Shadowsocks over WebSocket+TLS, ${METHOD}${ENTRY ? ` (ladder from ${ENTRY})` : ''}, ${SIZE / MiB} MiB single flow, ${SHORT} short connections (Mux.Cool on${WARM_SHORT > 0 ? `; after ${WARM_SHORT} unmeasured` : ''}), median of ${RUNS}${SIZE > 0 ? ` after ${WARM_MIB} MiB each way unmeasured` : ''}; load ${load0.toFixed(1)} at start`,
   '',
   `| client -> server | upload MiB/s | download MiB/s | ${SHORT} short conns, s | CPU ms/MiB | CPU ms/short conn | short conn p50 / p90 ms | >= 40 ms | SOCKS phase p50 / p90 ms | data phase p50 ms | of >= 40 ms: SOCKS phase >= 20 ms |`,
   '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
@@ -457,9 +498,16 @@ const lines = [
   ),
 ];
 if (ours && theirs) {
+  // Each run's ratio (the two pairs measured in the same run), lowest to highest.
+  const oursRow = rows.find((r) => r.pair === OURS)!;
+  const theirsRow = rows.find((r) => r.pair === THEIRS)!;
+  const range = (k: 'upload' | 'download' | 'shortMs'): string => {
+    const rs = oursRow[k].map((x, i) => x / theirsRow[k][i]!).filter(Number.isFinite);
+    return rs.length > 1 ? ` (runs ${Math.min(...rs).toFixed(2)}-${Math.max(...rs).toFixed(2)})` : '';
+  };
   lines.push(
     '',
-    `ladder/ladder vs v2ray-plugin/ss-server: upload ${(ours.upload / theirs.upload).toFixed(2)}x, download ${(ours.download / theirs.download).toFixed(2)}x (target >= 1.5x); short connections ${(ours.shortMs / theirs.shortMs).toFixed(2)}x the time (target <= 0.5x); CPU ${(ours.cpuPerMiB / theirs.cpuPerMiB).toFixed(2)}x per MiB, ${(ours.cpuPerShort / theirs.cpuPerShort).toFixed(2)}x per short connection`,
+    `ladder/ladder vs v2ray-plugin/ss-server: upload ${(ours.upload / theirs.upload).toFixed(2)}x${range('upload')}, download ${(ours.download / theirs.download).toFixed(2)}x${range('download')} (target >= 1.5x); short connections ${(ours.shortMs / theirs.shortMs).toFixed(2)}x the time${range('shortMs')} (target <= 0.5x); CPU ${(ours.cpuPerMiB / theirs.cpuPerMiB).toFixed(2)}x per MiB, ${(ours.cpuPerShort / theirs.cpuPerShort).toFixed(2)}x per short connection`,
   );
 }
 process.stdout.write(lines.join('\n') + '\n');

@@ -447,6 +447,22 @@ export class MuxSession extends Duplex {
   }
 
   override _read(): void {
+    this.#maybeUnstall();
+  }
+
+  /**
+   * Also after every read: Node's Readable calls _read before a read takes its chunk, and at most
+   * once between two pushes, while no push comes while the carrier is paused for this session;
+   * with the check in _read alone a session read to empty could leave the carrier paused until
+   * stallMs dropped the session.
+   */
+  override read(n?: number): unknown {
+    const chunk: unknown = super.read(n);
+    this.#maybeUnstall();
+    return chunk;
+  }
+
+  #maybeUnstall(): void {
     if (this.#stalling && this.readableLength <= this.#mux.sessionBuffer / 2) {
       this.#stalling = false;
       this.#mux.unstall(this);

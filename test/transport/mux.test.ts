@@ -198,6 +198,37 @@ test('a session nobody reads stalls the carrier only for stallMs, then is droppe
   m.close();
 });
 
+test(
+  'a stalled session that is read again unstalls the carrier (not dropped at stallMs)',
+  { timeout: 10_000 },
+  async () => {
+    // The session is not read until its unread bytes pass sessionBuffer (the carrier pauses), then
+    // read to the end: the carrier must resume as it drains. Node's Readable calls _read at most
+    // once between two pushes, and no push comes while the carrier is paused, so a check in _read
+    // alone (made before the read takes its chunk) left the carrier paused until stallMs.
+    let srvSession: MuxSession | undefined;
+    const m = await muxPair(
+      (s) => {
+        srvSession = s;
+        s.pause();
+      },
+      { sessionBuffer: 64 * 1024, stallMs: 2000 },
+    );
+    const body = randomBytes(1 << 20);
+    const s = m.client.open();
+    s.on('error', () => {});
+    s.end(body);
+    await waitFor(() => (srvSession?.readableLength ?? 0) > 64 * 1024);
+    await sleep(50);
+    const got = readAll(srvSession!);
+    srvSession!.resume();
+    const t0 = Date.now();
+    assert.equal(sha256Hex(await got), sha256Hex(body));
+    assert.ok(Date.now() - t0 < 1500, `took ${Date.now() - t0} ms: the carrier stayed paused until stallMs`);
+    m.close();
+  },
+);
+
 test('garbage after a valid New: sessions end, nothing is sent back, the carrier stays open', async () => {
   const [a, b, closeServer] = await socketPair();
   const sessions: MuxSession[] = [];
