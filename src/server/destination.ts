@@ -8,8 +8,7 @@ import type { Clock } from '../shared/clock.js';
  * (like Outline): the server host's own services, the LAN behind it, cloud metadata endpoints.
  * Checked after name resolution, so a domain that resolves to 127.0.0.1 is refused too.
  */
-const PRIVATE = new net.BlockList();
-for (const [net4, bits] of [
+export const PRIVATE_V4: readonly (readonly [string, number])[] = [
   ['0.0.0.0', 8], // "this network", unspecified
   ['10.0.0.0', 8],
   ['100.64.0.0', 10], // shared address space (CGNAT)
@@ -19,9 +18,9 @@ for (const [net4, bits] of [
   ['192.168.0.0', 16],
   ['224.0.0.0', 4], // multicast
   ['240.0.0.0', 4], // reserved, broadcast
-] as const) {
-  PRIVATE.addSubnet(net4, bits, 'ipv4');
-}
+];
+const PRIVATE = new net.BlockList();
+for (const [net4, bits] of PRIVATE_V4) PRIVATE.addSubnet(net4, bits, 'ipv4');
 PRIVATE.addAddress('::', 'ipv6');
 PRIVATE.addAddress('::1', 'ipv6');
 PRIVATE.addSubnet('fc00::', 7, 'ipv6'); // unique local
@@ -88,7 +87,7 @@ function ipv4Number(ip: string): number | undefined {
   return value * 256 + part;
 }
 
-/** The IPv4 ranges of PRIVATE above, on the number ipv4Number gives. */
+/** The IPv4 ranges of PRIVATE_V4 above, on the number ipv4Number gives (held equal by a test). */
 function isPrivate4(a: number): boolean {
   const top = a >>> 24;
   if (top === 0 || top === 10 || top === 127 || top >= 224) return true;
