@@ -31,7 +31,9 @@
 //
 // abiVersion: 3 added the one-shot operations and the batched sockets, 4 decodeInPlace, 5 method 3
 // (aes-192-gcm), 6 relayConnect's encoder argument may be the master key (the relay derives its
-// encoder from it and the salt: an older build would take it for a codec and refuse every relay). The loader refuses any other number, so it changes only when the JS surface does.
+// encoder from it and the salt: an older build would take it for a codec and refuse every relay), 7 relayPair's
+// decoder argument may be the master key with onFirst (the client's relay reads the server's salt; an older build
+// refuses it and every planned tunnel). The loader refuses any other number, so it changes only when the JS surface does.
 // tuneHeap was added without a new number: it is optional (the JS side calls it only when present).
 #include "common.h"
 #include "exports.h"
@@ -39,7 +41,7 @@
 namespace ladder {
 namespace {
 
-constexpr int32_t kAbiVersion = 6;
+constexpr int32_t kAbiVersion = 7;
 
 #define LADDER_EXPORT(name, fn) {name, nullptr, fn, nullptr, nullptr, nullptr, napi_enumerable, nullptr}
 

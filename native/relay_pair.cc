@@ -21,7 +21,7 @@
 //       pending: [prefix, toClient, toDest], each a Uint8Array or undefined: bytes sent before
 //       the first encoded bytes to the client (the salt; held until there are some), bytes to
 //       write to the client now, and plaintext to write to the destination now.
-//       onClose(reason, up, down, side) is called once: reason 0 done, 1 idle, 2 socket error,
+//       onClose(reason, up, down, side, answered) is called once: reason 0 done, 1 idle, 2 socket error,
 //       3 closed by relayClose, 4 authentication failed, 5 chunk length out of bounds; up =
 //       bytes read from the client, down = bytes produced for the client (as relay.ts counts);
 //       side: for reason 2, the socket that failed (0 the client, 1 the destination), else -1.
@@ -32,6 +32,11 @@
 //       (a Uint8Array), or [decoder, plaintext | undefined] to decode in C++ from then on; a
 //       throw ends the relay as reason 4. One call per connection when the client's first read
 //       holds the salt and a whole chunk.
+//       decoder may be the master key (a Uint8Array, 16..32 bytes) with onFirst: the relay then
+//       reads the client's salt itself (as long as the key) and decodes with the decoder of the
+//       encoder's method keyed HKDF-SHA1(masterKey, salt), which it owns; onFirst is called only
+//       for the client's FIN before a payload opened (chunk null). Once one opened, the relay
+//       has "answered": relayCounts' out[2] and onClose's fifth argument say so.
 //   relayConnect(connId, ip, port, connectMs, decoder, encoder, pending, idleMs, onClose, atOnce?) -> relay
 //       The server's dial and relay start in one (src/server/native-relay.ts): connects to ip:port
 //       (a literal) and, once connected, takes the client's socket from the native accept
@@ -48,7 +53,8 @@
 //       relay starts inside this call (the first bytes are sent), with no wake-up for EPOLLOUT.
 //   relayClose(relay)            closes both sockets now (reason 3, onClose called before it
 //                                returns); nothing when already closed
-//   relayCounts(relay, out)      out (Float64Array, length >= 2) = [up, down] so far
+//   relayCounts(relay, out)      out (Float64Array, length >= 2) = [up, down] so far; a third
+//                                element: 1 once a payload opened with a decoder the relay derived
 //   relayLive() -> number        relays running on this thread (tests: nothing leaks)
 #include <cerrno>
 #include <cstdlib>
@@ -155,7 +161,15 @@ struct Relay {
   Codec* dec = nullptr;
   Codec* enc = nullptr;
   bool enc_owned = false;  // relayConnect derived the encoder itself (no JS codec): freed here
-  napi_ref first = nullptr;  // onFirst, until it hands over the decoder
+  bool dec_owned = false;  // relayPair derived the decoder from the client's salt: freed here
+  napi_ref first = nullptr;  // onFirst, until it hands over the decoder (or the answer opened)
+  // relayPair with a master key for decoder: the client's salt is read here (salt_len bytes),
+  // then the decoder is derived; answered once a payload opened.
+  uint8_t master[32] = {0};
+  size_t master_len = 0;
+  uint8_t salt[32] = {0};
+  size_t salt_have = 0;
+  bool answered = false;
   int err_side = -1;
   Out prefix;
   Side s[2];  // 0 the client, 1 the destination
@@ -222,6 +236,13 @@ bool Stop(Relay* r) {
 }
 
 void ReleaseRefs(Relay* r) {
+  if (r->dec_owned) {
+    CodecFreeIn(r->env, r->dec);
+    r->dec = nullptr;
+    r->dec_owned = false;
+  }
+  if (r->master_len > 0) OPENSSL_cleanse(r->master, sizeof(r->master));
+  r->master_len = 0;
   if (r->enc_owned) {
     CodecFree(r->enc);
     r->enc = nullptr;
@@ -245,13 +266,14 @@ void Finish(Relay* r, Reason reason, bool from_js) {
   napi_handle_scope scope;
   if (r->callback != nullptr && napi_open_handle_scope(env, &scope) == napi_ok) {
     napi_value cb, recv, result;
-    napi_value argv[4] = {Number(env, reason), Double(env, r->up), Double(env, r->down),
-                          Number(env, reason == kError ? r->err_side : reason == kConnect ? r->connect_err : -1)};
+    napi_value argv[5] = {Number(env, reason), Double(env, r->up), Double(env, r->down),
+                          Number(env, reason == kError ? r->err_side : reason == kConnect ? r->connect_err : -1),
+                          Bool(env, r->answered)};
     if (napi_get_reference_value(env, r->callback, &cb) == napi_ok && napi_get_global(env, &recv) == napi_ok) {
       if (from_js) {
-        napi_call_function(env, recv, cb, 4, argv, &result);  // an exception propagates to the caller
+        napi_call_function(env, recv, cb, 5, argv, &result);  // an exception propagates to the caller
       } else {
-        napi_make_callback(env, r->loop->actx, recv, cb, 4, argv, &result);
+        napi_make_callback(env, r->loop->actx, recv, cb, 5, argv, &result);
         RaisePendingException(env);
       }
     }
@@ -385,17 +407,35 @@ Reason ReadFrom(Relay* r, int i) {
     if (!Flush(r, 1 - i)) return Err(r, 1 - i);
     return i == 0 && r->first != nullptr ? CallFirst(r, nullptr, 0) : kDone;
   }
-  const size_t len = static_cast<size_t>(n);
+  size_t len = static_cast<size_t>(n);
   r->last = uv_now(r->loop->uv);
   const uint8_t* result = buf;
   size_t result_len = len;
   if (i == 0) {
     r->up += static_cast<double>(len);
-    if (r->first != nullptr) return CallFirst(r, buf, len);
+    if (r->master_len > 0 && r->dec == nullptr) {
+      // The client's salt (in one read or several), then the decoder keyed from it.
+      const size_t take = r->master_len - r->salt_have < len ? r->master_len - r->salt_have : len;
+      memcpy(r->salt + r->salt_have, buf, take);
+      r->salt_have += take;
+      buf += take;
+      len -= take;
+      if (r->salt_have < r->master_len) return kDone;
+      r->dec = CodecDerived(CodecMethod(r->enc), r->master, r->master_len, r->salt, r->master_len, 0);
+      if (r->dec == nullptr) return kError;
+      r->dec_owned = true;
+    } else if (r->first != nullptr && r->master_len == 0) {
+      return CallFirst(r, buf, len);
+    }
     if (r->dec != nullptr) {
       const int32_t st = CodecDecodeTo(r->env, r->dec, buf, len, out, &result_len);
       if (st != 0) return st == 2 ? kPayloadSize : kCipher;
       result = out;
+      if (!r->answered && result_len > 0 && r->master_len > 0) {
+        r->answered = true;  // onFirst hears no FIN from now on, as once it handed the decoder over
+        if (r->first != nullptr) napi_delete_reference(r->env, r->first);
+        r->first = nullptr;
+      }
     }
   } else {
     if (r->enc != nullptr) {
@@ -599,7 +639,17 @@ Relay* NewRelay(const Args& a, size_t dec_i, size_t pending_i, size_t cb_i, size
     }
     r->enc_owned = true;
   }
-  if ((!r->enc_owned && !CodecArg(a, dec_i, 0, &r->dec, &r->codec_refs[0])) ||
+  // With onFirst, the decoder argument may be the master key: the relay reads the client's salt.
+  bool dec_key = false;
+  if (with_first && !derive && napi_is_typedarray(env, a[dec_i], &dec_key) == napi_ok && dec_key) {
+    if (!a.Bytes(dec_i, &master, &master_len, "decoder") || master_len < 16 || master_len > sizeof(r->master)) {
+      Undo(env, r, "relayPair: a master key for decoder must be 16 to 32 bytes", true);
+      return nullptr;
+    }
+    memcpy(r->master, master, master_len);
+    r->master_len = master_len;
+  }
+  if ((!r->enc_owned && !dec_key && !CodecArg(a, dec_i, 0, &r->dec, &r->codec_refs[0])) ||
       (!r->enc_owned && !CodecArg(a, dec_i + 1, 1, &r->enc, &r->codec_refs[1])) ||
       (with_first ? r->dec != nullptr || r->enc == nullptr : (r->dec == nullptr) != (r->enc == nullptr))) {
     Undo(env, r,
@@ -809,6 +859,7 @@ napi_value RelayCounts(napi_env env, napi_callback_info info) {
   const Relay* r = static_cast<Relay*>(p);
   static_cast<double*>(data)[0] = r->up;
   static_cast<double*>(data)[1] = r->down;
+  if (length >= 3) static_cast<double*>(data)[2] = r->answered ? 1 : 0;
   return nullptr;
 }
 

@@ -786,18 +786,21 @@ Codec* CodecOf(napi_env env, napi_value v, int enc) {
   return c->enc == enc ? c : nullptr;
 }
 
-Codec* CodecDerived(int method, const uint8_t* master, size_t master_len, const uint8_t* salt, size_t salt_len) {
+Codec* CodecDerived(int method, const uint8_t* master, size_t master_len, const uint8_t* salt, size_t salt_len,
+                    int enc) {
   uint8_t subkey[kMaxSubkey];
   if (master_len == 0 || master_len > kMaxSubkey || !HkdfSha1(master, master_len, salt, salt_len, subkey, master_len)) {
     return nullptr;
   }
   const char* why = nullptr;
-  Codec* c = AllocCodec(method, subkey, master_len, 1, &why);
+  Codec* c = AllocCodec(method, subkey, master_len, enc, &why);
   OPENSSL_cleanse(subkey, sizeof(subkey));
   return c;
 }
 
 void CodecFree(Codec* c) { FreeCodec(c); }
+
+void CodecFreeIn(napi_env env, Codec* c) { Finalize(env, c, nullptr); }
 
 int CodecMethod(const Codec* c) { return c->method; }
 

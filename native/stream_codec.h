@@ -15,8 +15,12 @@ Codec* CodecOf(napi_env env, napi_value v, int enc);
 bool CodecFailed(const Codec* c);
 // A SIP004 encoder of method (0..3) keyed with HKDF-SHA1(master, salt), owned by the caller (not
 // a JS value): free it with CodecFree. nullptr when the method or key does not fit.
-Codec* CodecDerived(int method, const uint8_t* master, size_t master_len, const uint8_t* salt, size_t salt_len);
+// enc 0: a decoder instead (the client's relay reading the server's salt, relay_pair.cc); free it
+// with CodecFreeIn, which also takes back the memory its decoding reported to V8.
+Codec* CodecDerived(int method, const uint8_t* master, size_t master_len, const uint8_t* salt, size_t salt_len,
+                    int enc = 1);
 void CodecFree(Codec* c);
+void CodecFreeIn(napi_env env, Codec* c);
 // The method (0..3) a codec was made for.
 int CodecMethod(const Codec* c);
 // The largest element (sealed length or sealed payload) the decoder reads.

@@ -24,7 +24,7 @@ import { systemClock, type Clock, type Timer } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
 import { RepeatLimiter } from '../shared/repeat-limiter.js';
 import type { DialHints, DialedConnection, Dialer, FirstData } from '../transport/dialer.js';
-import { nativePlanner, type NativeTunnelPlan } from '../transport/native-dial.js';
+import { isNativeServerSocket, nativePlanner, type NativeTunnelPlan } from '../transport/native-dial.js';
 import type { Transform } from '../transport/relay.js';
 import { DeadlineQueue, type Deadline } from './deadline-queue.js';
 
@@ -224,8 +224,23 @@ export class AnswerWatchDialer implements Dialer {
           this.#log.debug({ tunnel: kind }, `tunnel to ${formatAddress(dest)}: ${KIND_WORDS[kind]}`);
       }
     };
+    /**
+     * A relay that opens the server's answer itself (native-socks.ts: no decode here) is asked
+     * what it saw when there is something to judge; true when that settled the watch.
+     */
+    const asked = (): boolean => {
+      const answer = isNativeServerSocket(socket) ? socket.answer?.() : undefined;
+      if (!answer || settled) return settled;
+      if (answer.bytesIn > bytesIn) bytesIn = answer.bytesIn;
+      if (answer.answered) {
+        opened = true;
+        settle();
+      } else if (answer.failed) settle('not-shadowsocks', NOT_SHADOWSOCKS);
+      return settled;
+    };
     /** What to tell when the server did not open a payload for us by `waited` ms. */
     const unanswered = (waited: number): void => {
+      if (asked()) return;
       if (bytesIn > 0) settle('not-shadowsocks', NOT_SHADOWSOCKS);
       else settle('no-answer', noAnswer(waited, this.#edition2022));
     };
@@ -250,7 +265,7 @@ export class AnswerWatchDialer implements Dialer {
     // bytes, so a close is an answer to it; a silent server is judged only once the application
     // sent something (it may be waiting for a greeting, or a connection opened ahead of use).
     const serverClosed = (): void => {
-      if (settled) return;
+      if (settled || asked()) return;
       if (bytesIn > 0) settle('not-shadowsocks', NOT_SHADOWSOCKS);
       else if (socket.writableEnded) settle('closed-after-fin', CLOSED_AFTER_FIN);
       else settle('closed', CLOSED);
@@ -260,6 +275,7 @@ export class AnswerWatchDialer implements Dialer {
       if (err.code === 'ECONNRESET') serverClosed();
     });
     socket.once('close', () => {
+      if (asked()) return;
       // The application gave up (or reset) before the server said anything.
       if (!settled && sent && clock.now() - sentAt >= Math.min(GAVE_UP_REPORT_MS, this.#noAnswerMs))
         unanswered(clock.now() - sentAt);

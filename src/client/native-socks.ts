@@ -10,7 +10,8 @@
  * literal, through routing and answer-watch; not failover or the picker) is not dialled at all:
  * #plan runs the dialers' setup synchronously and the addon connects and starts the relay
  * (native/client_tunnel.cc), so the connection enters JS three times (request, first answer,
- * end) instead of four. LADDER_NATIVE_TUNNEL=0 dials them as below.
+ * end) instead of four; twice (request, end) when the relay also opens the server's answer
+ * itself (nativeSaltFromEnv). LADDER_NATIVE_TUNNEL=0 dials them as below.
  *
  * On unless LADDER_NATIVE_SOCKS=0 (read once when the client starts), with the native relay on,
  * the addon present and no SOCKS5 authentication configured; otherwise socks5-inbound.ts. The
@@ -49,6 +50,7 @@ import {
   thrownConnectError,
   nativePlanner,
   type NativePlanner,
+  type NativeAnswer,
   type NativeServerSocket,
   type NativeTunnelPlan,
 } from '../transport/native-dial.js';
@@ -101,6 +103,15 @@ export function rawHeaderFromEnv(env: NodeJS.ProcessEnv = process.env): boolean 
 }
 
 /**
+ * A tunnel set up in the addon reads the server's salt and opens its answer in the relay (no JS
+ * call for the first answer; answer-watch asks the relay when it judges) unless LADDER_NATIVE_SALT=0
+ * (then the relay's onFirst opens it in JS, as before).
+ */
+export function nativeSaltFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.LADDER_NATIVE_SALT !== '0';
+}
+
+/**
  * `addr` (ATYP..PORT as the front read it) when it is what encodeAddress(dest) gives: IPv4, IPv6,
  * or a name of ASCII bytes (a name that is not UTF-8 would not decode and encode back the same).
  */
@@ -123,13 +134,26 @@ interface NativeTunnelConnect {
 }
 
 /** relayPair's arguments as tunnelConnect takes them; [9] is the relay once it started. */
-type TunnelArgs = [number, number, null, object, [undefined, Buffer, undefined], number, ...unknown[]] & {
+type TunnelArgs = [
+  number,
+  number,
+  Uint8Array | null,
+  object,
+  [undefined, Buffer, undefined],
+  number,
+  ...unknown[],
+] & {
   9?: object;
 };
 
 /** onFail's `why`: 0 the connect failed (errno), 1 it timed out, 2 relayPair threw. */
 const FAIL_TIMEOUT = 1;
 const FAIL_RELAY = 2;
+
+/** relayCounts' out for NativeServerSocket.answer: [up, down, answered]. */
+const COUNTS = new Float64Array(3);
+const REASON_CIPHER = 4;
+const REASON_PAYLOAD_SIZE = 5;
 
 const KIND_CONNECT = 2;
 const KIND_GREETED = 1;
@@ -170,6 +194,7 @@ export class NativeSocks {
   readonly #tunnels = new Map<TunnelArgs, object>();
   #tunnelled = 0;
   readonly #rawHeader = rawHeaderFromEnv();
+  readonly #nativeSalt = nativeSaltFromEnv();
 
   /** `tunnel`: set raw SIP004 tunnels up in the addon (default: nativeTunnelFromEnv()). */
   constructor(
@@ -353,19 +378,35 @@ export class NativeSocks {
     this.#relay(fd, server, conn, enc, decode);
   }
 
-  /** The relay's JS calls for a connection: onFirst (the server's first answer), onClose. */
+  /**
+   * The relay's JS calls for a connection: onFirst (the server's first answer), onClose.
+   * `relayOf`: the relay opens the answer itself (a master key for decoder): onFirst hears only
+   * a FIN before an answer, and server.answer asks the relay (then onClose) what it saw.
+   */
   #callbacks(
     server: NativeServerSocket,
     conn: DialedConnection,
     decode: NonNullable<DialedConnection['decode']>,
     first: () => void,
     done: () => void,
+    relayOf?: () => object | undefined,
   ): {
     onFirst: NativeFirstRead;
-    onClose: (reason: number, up: number, down: number, side?: number) => void;
+    onClose: (reason: number, up: number, down: number, side?: number, answered?: boolean) => void;
   } {
     const log = this.#opts.log;
     let answered = false;
+    let ended: NativeAnswer | undefined;
+    if (relayOf) {
+      server.answer = () => {
+        if (ended) return ended;
+        const relay = relayOf();
+        if (relay) this.#fns.relayCounts(relay, COUNTS);
+        return relay
+          ? { answered: COUNTS[2] === 1, bytesIn: COUNTS[0]!, failed: false }
+          : { answered: false, bytesIn: 0, failed: false };
+      };
+    }
     const onFirst: NativeFirstRead = (chunk, shut) => {
       first();
       if (chunk === null) {
@@ -379,7 +420,12 @@ export class NativeSocks {
       const dec = answered ? conn.native?.decoder() : undefined;
       return dec ? [dec, plain] : plain;
     };
-    const onClose = (reason: number, _up: number, _down: number, side?: number): void => {
+    const onClose = (reason: number, up: number, _down: number, side?: number, opened?: boolean): void => {
+      if (relayOf) {
+        answered = opened === true;
+        const failed = !answered && (reason === REASON_CIPHER || reason === REASON_PAYLOAD_SIZE);
+        ended = { answered, bytesIn: up, failed };
+      }
       first();
       done();
       if (!answered && reason === 2 && side === 0) server.fail('ECONNRESET');
@@ -466,9 +512,22 @@ export class NativeSocks {
       plan.connected();
     };
     // relayPair's arguments; [0] the server's descriptor once connected, [9] the relay (the addon's).
-    const args: TunnelArgs = [-1, fd, null, enc, [undefined, server.firstWrite, undefined], this.#idleMs()];
-    const { onFirst, onClose } = this.#callbacks(server, conn, decode, first, () =>
-      this.#tunnels.delete(args),
+    const key = this.#nativeSalt ? conn.native?.masterKey?.() : undefined;
+    const args: TunnelArgs = [
+      -1,
+      fd,
+      key ?? null,
+      enc,
+      [undefined, server.firstWrite, undefined],
+      this.#idleMs(),
+    ];
+    const { onFirst, onClose } = this.#callbacks(
+      server,
+      conn,
+      decode,
+      first,
+      () => this.#tunnels.delete(args),
+      key ? () => args[9] : undefined,
     );
     args.push(onClose, 3, onFirst);
     /** The connect failed: where dial()'s rejection goes (another connection, or the log). */

@@ -41,6 +41,11 @@ export interface DialedConnection {
 export interface NativeCodecs {
   encoder(): object | undefined;
   decoder(): object | undefined;
+  /**
+   * The master key (SIP004), for a relay that reads the server's salt and keys the decoder itself
+   * (native/relay_pair.cc: relayPair's decoder argument); absent: the relay takes decoder().
+   */
+  masterKey?(): Uint8Array;
 }
 
 /**

@@ -21,6 +21,16 @@ import {
   type NativeConnect,
 } from './dialer.js';
 
+/** What a relay that opens the server's answer itself saw (NativeServerSocket.answer). */
+export interface NativeAnswer {
+  /** A payload opened. */
+  answered: boolean;
+  /** Bytes read from the server. */
+  bytesIn: number;
+  /** Bytes came that this key cannot open (the relay ended on them). */
+  failed: boolean;
+}
+
 export class NativeServerSocket extends EventEmitter {
   /** The connected descriptor while nobody took it (take()). */
   #fd: number;
@@ -30,6 +40,11 @@ export class NativeServerSocket extends EventEmitter {
   destroyed = false;
   /** Set by the caller when it reports the server's FIN: whether ours had gone out before. */
   writableEnded = false;
+  /**
+   * Set by the caller when the relay opens the server's answer itself (no JS decode): what it
+   * saw so far, asked by those who watch for an answer (client/answer-watch.ts) when they judge.
+   */
+  answer: (() => NativeAnswer) | undefined;
 
   constructor(fd: number, firstWrite: Buffer, fns: NativeConnect) {
     super();

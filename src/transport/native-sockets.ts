@@ -103,7 +103,8 @@ export interface NativeRelay {
   relayPair(
     clientFd: number,
     destFd: number,
-    decoder: object | null,
+    /** With onFirst, may be the master key: the relay reads the salt (relay_pair.cc). */
+    decoder: object | Uint8Array | null,
     encoder: object | null,
     pending: [
       prefix: Uint8Array | undefined,
@@ -111,7 +112,8 @@ export interface NativeRelay {
       toDest: Uint8Array | undefined,
     ],
     idleMs: number,
-    onClose: (reason: number, up: number, down: number, side?: number) => void,
+    /** answered: a payload opened with the decoder the relay keyed from the salt itself. */
+    onClose: (reason: number, up: number, down: number, side?: number, answered?: boolean) => void,
     /** true or 1: destFd is taken over (not duplicated); 2: clientFd; 3: both. */
     owned?: boolean | number,
     onFirst?: NativeFirstRead,

@@ -185,7 +185,13 @@ export class ShadowsocksDialer implements Dialer {
       decode: (chunk) => decoder.pushInPlace(chunk), // socket reads are ours: opened in place
       // The salt went out with the first write, so the encoder's codec continues as is.
       ...(native
-        ? { native: { encoder: () => encoder.nativeCodec, decoder: () => decoder.nativeCodec } }
+        ? {
+            native: {
+              encoder: () => encoder.nativeCodec,
+              decoder: () => decoder.nativeCodec,
+              masterKey: () => this.#masterKey,
+            },
+          }
         : {}),
     };
   }
