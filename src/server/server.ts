@@ -93,9 +93,10 @@ export interface ServerOptions {
   /**
    * How often refusals reach the log at info: the same reason and key at most once per
    * `repeatMs` (default 10 s), connections that matched no key as one count at most once per
-   * `unauthenticatedMs` (default 60 s). Tests shorten them.
+   * `unauthenticatedMs` (default 60 s). Tests shorten them. False: no refusal lines (a data-plane
+   * worker: the main thread reports the refusals of every worker together, from their events).
    */
-  refusalLog?: { repeatMs?: number; unauthenticatedMs?: number };
+  refusalLog?: { repeatMs?: number; unauthenticatedMs?: number } | false;
   /**
    * Relay established raw TCP (SIP004) connections in the native addon (native-relay.ts); default
    * on unless LADDER_NATIVE_RELAY=0. Only on the system clock, and where the addon has the relay.
@@ -157,7 +158,7 @@ export class ShadowsocksServer implements ServerControl {
   readonly #keys = new KeyRing();
   readonly #replay: ReplayState;
   readonly #usage: UsageMeter;
-  readonly #refusals: RefusalLog;
+  readonly #refusals: RefusalLog | undefined;
   /** What each Connection may see and call of this server. */
   readonly #ctx: ConnectionContext;
 
@@ -198,7 +199,7 @@ export class ShadowsocksServer implements ServerControl {
       ...(opts.replaySaveMs !== undefined ? { saveMs: opts.replaySaveMs } : {}),
       filters: opts.replayFilters,
     });
-    this.#refusals = new RefusalLog({ log, clock, ...opts.refusalLog });
+    if (opts.refusalLog !== false) this.#refusals = new RefusalLog({ log, clock, ...opts.refusalLog });
     this.#udpOptions = opts.udp === true ? {} : opts.udp === false ? undefined : opts.udp;
     if (!(this.idleMs > 0) || !(this.connectMs > 0)) throw new RangeError('timeouts must be positive');
     this.#nativeHandshake = opts.nativeHandshake ?? nativeHandshakeFromEnv();
@@ -456,7 +457,7 @@ export class ShadowsocksServer implements ServerControl {
       await new Promise<void>((resolve) => (i < 10 ? setImmediate(resolve) : setTimeout(resolve, 10)));
     }
     this.flushUsage(); // bytes counted while the aborted connections finished closing
-    this.#refusals.close();
+    this.#refusals?.close();
     if (server) await this.saveReplayState();
   }
 
@@ -520,7 +521,7 @@ export class ShadowsocksServer implements ServerControl {
       if (set && set.size === 0) this.#byKey.delete(e.keyId);
     }
     this.#log.debug({ status: e.status, keyId: e.keyId, durationMs: e.durationMs }, 'connection closed');
-    this.#refusals.closed(e);
+    this.#refusals?.closed(e);
     try {
       this.#hooks.onConnectionClosed?.(e);
     } catch (err) {

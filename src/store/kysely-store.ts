@@ -1,4 +1,3 @@
-import { randomBytes, randomUUID } from 'node:crypto';
 import { Kysely, sql, type ExpressionBuilder, type Transaction } from 'kysely';
 import { systemClock, type Clock, type Timer } from '../shared/clock.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
@@ -6,6 +5,7 @@ import { createDialect, type StoreLocation } from './dialect.js';
 import { isStoreUnavailable, StoreHealth } from './health.js';
 import { ensureMarker, openFailure } from './integrity.js';
 import type { PoolStats, StatsPool } from './pg-pool.js';
+import { insertKeys } from './key-insert.js';
 import { readKeyChanges } from './key-changes.js';
 import { checkTables, migrate } from './migrations.js';
 import {
@@ -13,7 +13,6 @@ import {
   IN_CHUNK,
   keyPage,
   num,
-  numOrNull,
   patchColumns,
   patchGroups,
   readKeys,
@@ -22,11 +21,12 @@ import {
   runKeyCheck,
 } from './rows.js';
 import { NodeRegistry } from './nodes.js';
+import { identityKey, initSettings, readSettings, writeSettings } from './settings-table.js';
 import { SqliteReader } from './sqlite-reader.js';
 import { UsageTotalsCache } from './usage-totals.js';
 import { HOUR_MS, UsageWriter } from './usage-writer.js';
 import type { StoreOptions } from './store-options.js';
-import type { Database, KeysTable } from './schema.js';
+import type { Database } from './schema.js';
 import {
   StoreError,
   type KeyChanges,
@@ -48,16 +48,6 @@ export { HOUR_MS };
 export type { StoreOptions };
 
 type Db = Kysely<Database>;
-
-const SETTING_DEFAULTS = {
-  name: 'Ladder Server',
-  hostnameForAccessKeys: '127.0.0.1',
-  metricsEnabled: false,
-  accessKeyDataLimitBytes: null,
-  dynamicKeyBaseUrl: null,
-  reportKeys: 3,
-  reportWindowSeconds: 600,
-} as const;
 
 /** The Store on Kysely: SQLite through better-sqlite3 by default, PostgreSQL through pg. */
 export class KyselyStore implements Store {
@@ -157,7 +147,7 @@ export class KyselyStore implements Store {
 
   /** Settings present and every table readable (a table dropped after its migration: refuse now). */
   async #prepare(opts: StoreOptions): Promise<void> {
-    await this.#initSettings(opts.defaults ?? {});
+    await this.#tx((trx) => initSettings(trx, this.#clock.now(), opts.defaults ?? {}));
     await checkTables(this.#db);
   }
 
@@ -250,94 +240,22 @@ export class KyselyStore implements Store {
       );
   }
 
-  // ---- settings -----------------------------------------------------------------------------
-
-  async #initSettings(defaults: NonNullable<StoreOptions['defaults']>): Promise<void> {
-    await this.#tx(async (trx) => {
-      const rows = await trx.selectFrom('settings').select('name').execute();
-      const have = new Set(rows.map((r) => r.name));
-      const initial: Record<string, unknown> = {
-        serverId: randomUUID(),
-        createdTimestampMs: this.#clock.now(),
-        name: defaults.name ?? SETTING_DEFAULTS.name,
-        hostnameForAccessKeys: defaults.hostname ?? SETTING_DEFAULTS.hostnameForAccessKeys,
-        portForNewAccessKeys: defaults.port ?? 1024 + Math.floor(Math.random() * (65535 - 1024)),
-        metricsEnabled: SETTING_DEFAULTS.metricsEnabled,
-        accessKeyDataLimitBytes: SETTING_DEFAULTS.accessKeyDataLimitBytes,
-        apiPrefix: randomBytes(16).toString('base64url'),
-        dynamicKeyBaseUrl: SETTING_DEFAULTS.dynamicKeyBaseUrl,
-        apiPort: null,
-        nextKeyId: 0,
-      };
-      const missing = Object.entries(initial).filter(([k]) => !have.has(k));
-      if (missing.length > 0) {
-        await trx
-          .insertInto('settings')
-          .values(missing.map(([name, value]) => ({ name, value: JSON.stringify(value) })))
-          .execute();
-      }
-    });
-  }
+  // ---- settings (settings-table.ts) -------------------------------------------------------
 
   async getSettings(): Promise<ServerSettings> {
     this.#assertOpen();
-    const rows = await this.#db.selectFrom('settings').selectAll().execute();
-    const m = new Map(rows.map((r) => [r.name, JSON.parse(r.value) as unknown]));
-    return {
-      serverId: String(m.get('serverId')),
-      createdTimestampMs: num(m.get('createdTimestampMs')),
-      name: String(m.get('name') ?? SETTING_DEFAULTS.name),
-      hostnameForAccessKeys: String(m.get('hostnameForAccessKeys') ?? SETTING_DEFAULTS.hostnameForAccessKeys),
-      portForNewAccessKeys: num(m.get('portForNewAccessKeys')),
-      metricsEnabled: m.get('metricsEnabled') === true,
-      accessKeyDataLimitBytes: numOrNull(m.get('accessKeyDataLimitBytes')),
-      apiPrefix: String(m.get('apiPrefix')),
-      apiPort: numOrNull(m.get('apiPort')),
-      dynamicKeyBaseUrl: (m.get('dynamicKeyBaseUrl') as string | null | undefined) ?? null,
-      reportKeys: num(m.get('reportKeys') ?? SETTING_DEFAULTS.reportKeys),
-      reportWindowSeconds: num(m.get('reportWindowSeconds') ?? SETTING_DEFAULTS.reportWindowSeconds),
-    };
+    return readSettings(this.#db);
   }
 
   async updateSettings(patch: SettingsPatch): Promise<ServerSettings> {
     const entries = Object.entries(patch).filter(([, v]) => v !== undefined);
-    if (entries.length > 0) {
-      await this.#tx(async (trx) => {
-        for (const [name, value] of entries) {
-          await trx
-            .insertInto('settings')
-            .values({ name, value: JSON.stringify(value) })
-            .onConflict((oc) => oc.column('name').doUpdateSet({ value: JSON.stringify(value) }))
-            .execute();
-        }
-      }, true);
-    }
+    if (entries.length > 0) await this.#tx((trx) => writeSettings(trx, entries), true);
     return this.getSettings();
   }
 
   async identityKey(method: string, generate: () => string): Promise<string> {
     this.#assertOpen();
-    const name = `identityKey/${method}`;
-    const have = await this.#db
-      .selectFrom('settings')
-      .select('value')
-      .where('name', '=', name)
-      .executeTakeFirst();
-    if (have) return String(JSON.parse(have.value));
-    // Insert-if-absent, then read back: whoever inserted first wins, everyone gets that key.
-    return this.#tx(async (trx) => {
-      await trx
-        .insertInto('settings')
-        .values({ name, value: JSON.stringify(generate()) })
-        .onConflict((oc) => oc.column('name').doNothing())
-        .execute();
-      const row = await trx
-        .selectFrom('settings')
-        .select('value')
-        .where('name', '=', name)
-        .executeTakeFirstOrThrow();
-      return String(JSON.parse(row.value));
-    });
+    return identityKey(this.#db, (fn) => this.#tx(fn), method, generate);
   }
 
   // ---- keys ---------------------------------------------------------------------------------
@@ -400,72 +318,7 @@ export class KyselyStore implements Store {
     const now = this.#clock.now();
     return this.#tx(async (trx) => {
       if (check) await runKeyCheck(trx, this.dialect === 'postgres', check);
-      // Lock the id counter row first: concurrent creators (other connections of the pool, other
-      // nodes sharing a PostgreSQL store) queue here. SQLite's BEGIN IMMEDIATE already serializes.
-      const counterQuery = trx.selectFrom('settings').select('value').where('name', '=', 'nextKeyId');
-      const counter = await (
-        this.dialect === 'postgres' ? counterQuery.forUpdate() : counterQuery
-      ).executeTakeFirst();
-      const explicit = inputs.flatMap((i) => (i.id !== undefined ? [i.id] : []));
-      if (new Set(explicit).size !== explicit.length) {
-        throw new StoreError('KEY_EXISTS', 'store: the same key id appears twice in one request');
-      }
-      for (const part of chunks(explicit, IN_CHUNK)) {
-        const taken = await trx.selectFrom('keys').select('id').where('id', 'in', part).executeTakeFirst();
-        if (taken)
-          throw new StoreError('KEY_EXISTS', `store: an access key with id "${taken.id}" already exists`);
-      }
-      let nextId = counter ? num(JSON.parse(counter.value)) : 0;
-      const maxSeq = await trx
-        .selectFrom('keys')
-        .select((eb) => eb.fn.max('seq').as('m'))
-        .executeTakeFirst();
-      let seq = num(maxSeq?.m ?? 0);
-      const reserved = new Set(explicit);
-      const rows: KeysTable[] = [];
-      for (const input of inputs) {
-        let id = input.id;
-        if (id === undefined) {
-          for (let guard = 0; ; guard++) {
-            const candidate = String(nextId++);
-            if (reserved.has(candidate)) continue;
-            const exists = await trx
-              .selectFrom('keys')
-              .select('id')
-              .where('id', '=', candidate)
-              .executeTakeFirst();
-            if (!exists) {
-              id = candidate;
-              break;
-            }
-            if (guard > 1_000_000) throw new StoreError('KEY_EXISTS', 'store: no free key id');
-          }
-          reserved.add(id);
-        }
-        rows.push({
-          id,
-          name: input.name ?? '',
-          method: input.method,
-          secret: input.secret,
-          port: input.port,
-          data_limit_bytes: input.dataLimitBytes ?? null,
-          limit_period: input.limitPeriod ?? 'rolling30d',
-          expires_at: input.expiresAt ?? null,
-          enabled: input.enabled === false ? 0 : 1,
-          access_token: randomBytes(16).toString('base64url'),
-          created_at: now,
-          last_seen_at: null,
-          seq: ++seq,
-          prefix: input.prefix ?? 'auto',
-        });
-      }
-      for (const part of chunks(rows, 50)) await trx.insertInto('keys').values(part).execute();
-      await trx
-        .insertInto('settings')
-        .values({ name: 'nextKeyId', value: JSON.stringify(nextId) })
-        .onConflict((oc) => oc.column('name').doUpdateSet({ value: JSON.stringify(nextId) }))
-        .execute();
-      return rows.map(rowToKey);
+      return insertKeys(trx, this.dialect === 'postgres', inputs, now);
     }, true);
   }
 

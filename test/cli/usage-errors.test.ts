@@ -86,7 +86,7 @@ test('every subcommand: an unknown option or subcommand is one line with "did yo
 
 /** `npm ARGS` in the checkout, as a person runs it (npm's own environment, not this test's). */
 function npm(args: readonly string[]): Promise<LadderRun> {
-  const env = withoutNpm({ ...process.env, LADDER_FROM_SOURCE: '1', LADDER_LOG_LEVEL: 'silent' });
+  const env = withoutNpm({ ...process.env, LADDER_LOG_LEVEL: 'silent' });
   return runProgram('npm', ['--silent', ...args], env, { cwd: REPO_ROOT });
 }
 

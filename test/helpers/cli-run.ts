@@ -14,7 +14,7 @@ export interface Run {
 
 /** `ladder ARGS` from the sources, stdout and stderr piped (not a terminal), without LADDER_* from the caller. */
 export function run(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Run {
-  const env = withoutNpm({ ...process.env, LADDER_FROM_SOURCE: '1', ...opts.env });
+  const env = withoutNpm({ ...process.env, ...opts.env });
   if (!opts.env?.LADDER_LOG_LEVEL) delete env.LADDER_LOG_LEVEL;
   if (!opts.env?.LADDER_PASSWORD) delete env.LADDER_PASSWORD;
   const child = spawn(process.execPath, [BIN, ...args], {

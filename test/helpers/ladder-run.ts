@@ -21,7 +21,7 @@ export interface LadderRunOptions {
 
 /** Run `ladder ARGS` from the sources with logs silenced, to completion. */
 export function runLadder(args: readonly string[], o: LadderRunOptions = {}): Promise<LadderRun> {
-  const env = withoutNpm({ ...process.env, LADDER_FROM_SOURCE: '1', LADDER_LOG_LEVEL: 'silent' });
+  const env = withoutNpm({ ...process.env, LADDER_LOG_LEVEL: 'silent' });
   return runProgram(process.execPath, [LADDER_BIN, ...args], env, o);
 }
 

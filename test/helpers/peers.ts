@@ -254,10 +254,6 @@ export interface LadderServerOptions extends LadderSpawnOptions {
   extraArgs?: string[];
 }
 
-function ladderEnv(env?: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  return { LADDER_FROM_SOURCE: process.env.LADDER_FROM_SOURCE ?? '1', ...env };
-}
-
 /**
  * The arguments after `node` for an unmanaged `ladder server` on 127.0.0.1:`port` with one key
  * (--method/--password when given), then `extra`: what the tests and the benches start.
@@ -297,7 +293,7 @@ export async function startLadderServer(o: LadderServerOptions): Promise<Peer & 
   ];
   const p = await spawnPeer('ladder server', process.execPath, args, {
     waitPort: port,
-    env: ladderEnv(o.env),
+    ...(o.env ? { env: o.env } : {}),
     waitTimeoutMs: 30_000,
   });
   return Object.assign(p, { port });
@@ -324,7 +320,7 @@ export async function startLadderClient(o: LadderClientOptions): Promise<Peer & 
   ];
   const p = await spawnPeer('ladder client', process.execPath, args, {
     waitPort: socksPort,
-    env: ladderEnv(o.env),
+    ...(o.env ? { env: o.env } : {}),
     waitTimeoutMs: 30_000,
   });
   return Object.assign(p, { socksPort });

@@ -21,7 +21,7 @@ import { waitFor } from '../helpers/wait.js';
 async function startToFile(dir: string, name: string, args: string[]) {
   const file = join(dir, name);
   const fd = openSync(file, 'w');
-  const env: NodeJS.ProcessEnv = { ...process.env, LADDER_FROM_SOURCE: '1' };
+  const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.LADDER_LOG_LEVEL;
   delete env.LADDER_PASSWORD;
   const child = spawn(process.execPath, [LADDER_BIN, 'server', ...args], {

@@ -10,7 +10,6 @@ import { EXIT_FINDINGS, labExitCode } from '../../src/cli/commands/lab.js';
 const ladder = (args: string[]) =>
   spawnSync(process.execPath, ['bin/ladder.js', ...args], {
     encoding: 'utf8',
-    env: { ...process.env, LADDER_FROM_SOURCE: '1' },
     timeout: 120_000,
   });
 
@@ -112,7 +111,7 @@ test('lab run --decisions: a write that fails after the run is one line, and the
   const child = spawn(
     process.execPath,
     ['bin/ladder.js', 'lab', 'run', '--only', 'open site', '--seed', '3', '--decisions', file],
-    { env: { ...process.env, LADDER_FROM_SOURCE: '1' } },
+    { env: process.env },
   );
   let stdout = '';
   let stderr = '';

@@ -45,7 +45,8 @@ const server = new ShadowsocksServer({
   ...(init.replayCapacity !== undefined ? { replayCapacity: init.replayCapacity } : {}),
   ...(init.replay ? { replayFilters: sharedReplayFilters(init.replay) } : {}),
   ...(init.usageFlushMs !== undefined ? { usageFlushMs: init.usageFlushMs } : {}),
-  ...(init.refusalLog ? { refusalLog: init.refusalLog } : {}),
+  // Refusals are logged by the main thread, once for all workers (pool.ts), from the closed events.
+  refusalLog: false,
   udp: init.udp,
   usage: {
     // The meter calls this once per key per flush; one message per flush.

@@ -30,7 +30,6 @@ export interface WorkerInit {
   readonly allowPrivateDestinations: boolean;
   readonly udpOverTcp: boolean;
   readonly usageFlushMs: number | undefined;
-  readonly refusalLog: { repeatMs?: number; unauthenticatedMs?: number } | undefined;
   /** How often events and open-connection counts are posted (ms). */
   readonly reportMs: number;
   readonly logLevel: string;

@@ -27,6 +27,7 @@ import {
   type ReplayFilters,
   type ReplayStore,
 } from '../replay-state.js';
+import { RefusalLog } from '../refusal-log.js';
 import type { UdpRelayOptions } from '../udp-relay.js';
 import { unpackEvents } from './event-batch.js';
 import type { FromWorker, LoopStats, ToWorker, WorkerInit } from './messages.js';
@@ -86,7 +87,8 @@ export interface WorkerPlaneOptions {
   udp?: boolean | UdpRelayOptions;
   /** UDP-over-TCP in every worker (default: when `udp` is on; only worker 0 has the UDP socket). */
   udpOverTcp?: boolean;
-  refusalLog?: { repeatMs?: number; unauthenticatedMs?: number };
+  /** The refusal log's windows (server.ts); false: no refusal lines. */
+  refusalLog?: { repeatMs?: number; unauthenticatedMs?: number } | false;
   /** How often workers post events and open-connection counts (default 250 ms). */
   reportMs?: number;
   /** Tests only (the negative control): false gives each worker replay filters of its own. */
@@ -203,6 +205,10 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
   let closing = false;
   const usage = opts.usage;
   const hooks = opts.hooks ?? {};
+  // One refusal log for all workers (each closed event reaches it once), so its rate limits hold
+  // for the server, not per worker thread.
+  const refusals =
+    opts.refusalLog === false ? undefined : new RefusalLog({ log, clock: systemClock, ...opts.refusalLog });
   const onMessage = (h: Handle, msg: FromWorker): void => {
     const m = msg.t === 'events' && msg.packed ? { ...msg, ...unpackEvents(msg.packed) } : msg;
     if (m.t === 'usage') {
@@ -221,7 +227,10 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
       for (const e of m.closed) h.stats.closed[e.status] = (h.stats.closed[e.status] ?? 0) + 1;
       for (let i = 0; i < m.opened; i++) hooks.onConnectionOpened?.();
       for (const e of m.authenticated) hooks.onAuthenticated?.(e);
-      for (const e of m.closed) hooks.onConnectionClosed?.(e);
+      for (const e of m.closed) {
+        refusals?.closed(e);
+        hooks.onConnectionClosed?.(e);
+      }
       opts.onWorkerEvents?.(h.index, m);
     }
   };
@@ -285,7 +294,6 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     allowPrivateDestinations: opts.allowPrivateDestinations ?? false,
     udpOverTcp: opts.udpOverTcp ?? (opts.udp !== undefined && opts.udp !== false),
     usageFlushMs: opts.usageFlushMs,
-    refusalLog: opts.refusalLog,
     reportMs: opts.reportMs ?? 250,
     logLevel: opts.logLevel ?? log.level,
     native: nativeAvailable(),
@@ -564,6 +572,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     async close() {
       replay.stop();
       await stopAll();
+      refusals?.close(); // after the workers' last events
       await replay.save();
     },
   };
