@@ -4,6 +4,7 @@ import type { ApiAddress, RunningApi, WebEndpoint } from '../api/index.js';
 import type { MetricsServer } from '../metrics/index.js';
 import type { DataPlaneOptions } from '../server/index.js';
 import { createLogger, type Logger } from '../shared/logger.js';
+import { bindErrorCode, explainBindError } from '../shared/listen.js';
 import type {
   CachedKey,
   KeyEnforcer,
@@ -56,6 +57,7 @@ import {
 import { checkPublicHost, type ManagedFlags } from './managed-options.js';
 import { lockDataDir } from './data-dir-lock.js';
 import { applyPortFlag, applyPublicHostFlag } from './port-for-new-keys.js';
+import { clearFirstStartMark, readFirstStartMark, writeFirstStartMark } from './first-start-mark.js';
 
 /**
  * Managed mode of `ladder server`: data plane + store + management API + metrics in one process.
@@ -284,8 +286,11 @@ export async function startManaged(
     // The API's certificate and key (made at the first start) before anything listens: a damaged
     // one is refused in one line with nothing logged before it (startApi reads them again).
     // Made now: this data directory's first start (a new fleet node's too), whose banner goes to the log.
+    // A first start refused after making it or the key left a mark: this start is still the first.
+    const pending = await readFirstStartMark(dataDir);
     const certNow =
       !early && (await ensureCertificate(dataDir, settings.hostnameForAccessKeys)).created === true;
+    if (certNow && !pending) await writeFirstStartMark(dataDir, {});
     // The same for the API's and an explicit metrics port taken by another program: refused
     // before the data plane logs "listening" (startApi and the metrics server check again).
     // A fleet node's API port is its own (api-endpoint.json), never the shared setting.
@@ -302,6 +307,7 @@ export async function startManaged(
     });
     let firstKey = first.key;
     const createdNow = first.created;
+    if (createdNow) await writeFirstStartMark(dataDir, { keyId: firstKey.id });
     if (
       plane.address.port !== settings.portForNewAccessKeys &&
       (firstServerStart || !settings.portForNewAccessKeys)
@@ -352,8 +358,10 @@ export async function startManaged(
       try {
         dynamicAddress = await dyn.listen(dynamicListen);
       } catch (err) {
+        const code = bindErrorCode(err);
+        if (!code) throw err;
         throw new UsageError(
-          `cannot serve dynamic keys on ${flags.dynamicListen}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+          `cannot serve dynamic keys on ${flags.dynamicListen}: ${explainBindError(code, dynamicListen.port)}; use --dynamic-listen`,
         );
       }
     }
@@ -447,6 +455,7 @@ export async function startManaged(
       drawQr: tuning.drawQr !== false,
     });
     log.info({ keys: pool.keyCount }, 'keys updated'); // once: every port's and the web front's
+    await clearFirstStartMark(dataDir); // served: the next start is a restart
 
     return {
       store,
@@ -459,7 +468,7 @@ export async function startManaged(
       web,
       dynamicAddress,
       ...banners,
-      firstStart: createdNow || certNow,
+      firstStart: createdNow || certNow || pending !== undefined,
       close: closeAll,
     };
   } catch (err) {
