@@ -99,7 +99,8 @@ export interface ManagedServer {
   dynamicAddress: string | undefined;
   /** The full start-up text, secrets included (access config line, key URL, QR code). */
   banner: string;
-  /** The same without the QR code, for a first start whose output is not a terminal. */
+  /** The same without the QR code, for a first start whose output is not a terminal (a fleet
+   *  node's without the key when another node made it: only the node's own access config). */
   logBanner: string;
   /** The same without secrets, for a restart whose output goes to a log (journald, docker). */
   publicBanner: string;
@@ -308,6 +309,8 @@ export async function startManaged(
     let firstKey = first.key;
     const createdNow = first.created;
     if (createdNow) await writeFirstStartMark(dataDir, { keyId: firstKey.id });
+    // This data directory's first start made the key (now, or before a refusal it is retrying).
+    const keyMadeHere = createdNow || (pending?.keyId !== undefined && pending.keyId === firstKey.id);
     if (
       plane.address.port !== settings.portForNewAccessKeys &&
       (firstServerStart || !settings.portForNewAccessKeys)
@@ -437,11 +440,13 @@ export async function startManaged(
       webLine: web && webStatusLine(web),
       allowPrivate: flags.allowPrivate === true,
       methodNote:
-        flags.method !== undefined && !createdNow && flags.method !== firstKey.method
+        flags.method !== undefined && !keyMadeHere && flags.method !== firstKey.method
           ? flags.method
           : undefined,
       accessConfig: accessConfigLine(api),
-      createdNow,
+      createdNow: keyMadeHere,
+      // A shared store's key made elsewhere was handed out already: a node's log gets no copy of it.
+      keyInLog: keyMadeHere || storeLocation.kind !== 'postgres',
       keyLabel: firstKey.name || firstKey.id,
       keyId: firstKey.id,
       url,

@@ -88,6 +88,7 @@ for (const held of ['dynamic-key port', 'web port'] as const) {
     const keys = await m.store.listKeys();
     assert.equal(keys.length, 1, 'the refused start made the key; the retry makes none');
     assert.match(m.logBanner, /^ {2}ss:\/\//m, "the key's URL is in the first start's log banner");
+    assert.match(m.logBanner, /^Initial key \(a secret/m, "the key this data directory's first start made");
     await m.close();
 
     const again = await startManaged(at(free), silentLogger, { drawQr: false });
