@@ -31,6 +31,8 @@ export interface ManagedBannerInput {
   methodNote: string | undefined;
   accessConfig: string;
   createdNow: boolean;
+  /** The key in the first start's log banner (false: a fleet node's, for a key another node made). */
+  keyInLog: boolean;
   keyLabel: string;
   keyId: string;
   url: string;
@@ -81,11 +83,21 @@ export async function managedBanners(b: ManagedBannerInput): Promise<ManagedBann
     );
   head.push('');
 
-  const render = async (qr: boolean): Promise<string> => {
+  const render = async (qr: boolean, withKey = true): Promise<string> => {
     const o = head.slice();
     o.push('Outline Manager access config (paste into "Add server" > "existing server"; keep it secret):');
     o.push(b.accessConfig);
     o.push('');
+    if (!withKey) {
+      o.push(
+        "The fleet's keys are not printed here (they were handed out already; logs keep them). To see them:",
+      );
+      o.push(`  ${ladder} keys list${where}`);
+      o.push(`  ${ladder} keys url ID${where}    (one key's URL; --qr-png FILE for its QR code)`);
+      o.push('');
+      o.push('Ctrl-C to stop.');
+      return `${o.join('\n')}\n`;
+    }
     o.push(
       `${b.createdNow ? 'Initial key' : `Key "${printable(b.keyLabel)}"`} (a secret: give it only to the people who should connect):`,
     );
@@ -118,7 +130,7 @@ export async function managedBanners(b: ManagedBannerInput): Promise<ManagedBann
 
   return {
     banner: await render(b.drawQr),
-    logBanner: await render(false),
+    logBanner: await render(false, b.keyInLog),
     publicBanner: `${[
       ...head,
       'Secrets are not printed on a restart whose output is not a terminal (logs keep them). To see them:',

@@ -4,6 +4,7 @@ import type { ApiAddress, RunningApi, WebEndpoint } from '../api/index.js';
 import type { MetricsServer } from '../metrics/index.js';
 import type { DataPlaneOptions } from '../server/index.js';
 import { createLogger, type Logger } from '../shared/logger.js';
+import { bindErrorCode, explainBindError } from '../shared/listen.js';
 import type {
   CachedKey,
   KeyEnforcer,
@@ -56,6 +57,7 @@ import {
 import { checkPublicHost, type ManagedFlags } from './managed-options.js';
 import { lockDataDir } from './data-dir-lock.js';
 import { applyPortFlag, applyPublicHostFlag } from './port-for-new-keys.js';
+import { clearFirstStartMark, readFirstStartMark, writeFirstStartMark } from './first-start-mark.js';
 
 /**
  * Managed mode of `ladder server`: data plane + store + management API + metrics in one process.
@@ -97,7 +99,8 @@ export interface ManagedServer {
   dynamicAddress: string | undefined;
   /** The full start-up text, secrets included (access config line, key URL, QR code). */
   banner: string;
-  /** The same without the QR code, for a first start whose output is not a terminal. */
+  /** The same without the QR code, for a first start whose output is not a terminal (a fleet
+   *  node's without the key when another node made it: only the node's own access config). */
   logBanner: string;
   /** The same without secrets, for a restart whose output goes to a log (journald, docker). */
   publicBanner: string;
@@ -284,8 +287,11 @@ export async function startManaged(
     // The API's certificate and key (made at the first start) before anything listens: a damaged
     // one is refused in one line with nothing logged before it (startApi reads them again).
     // Made now: this data directory's first start (a new fleet node's too), whose banner goes to the log.
+    // A first start refused after making it or the key left a mark: this start is still the first.
+    const pending = await readFirstStartMark(dataDir);
     const certNow =
       !early && (await ensureCertificate(dataDir, settings.hostnameForAccessKeys)).created === true;
+    if (certNow && !pending) await writeFirstStartMark(dataDir, {});
     // The same for the API's and an explicit metrics port taken by another program: refused
     // before the data plane logs "listening" (startApi and the metrics server check again).
     // A fleet node's API port is its own (api-endpoint.json), never the shared setting.
@@ -302,6 +308,9 @@ export async function startManaged(
     });
     let firstKey = first.key;
     const createdNow = first.created;
+    if (createdNow) await writeFirstStartMark(dataDir, { keyId: firstKey.id });
+    // This data directory's first start made the key (now, or before a refusal it is retrying).
+    const keyMadeHere = createdNow || (pending?.keyId !== undefined && pending.keyId === firstKey.id);
     if (
       plane.address.port !== settings.portForNewAccessKeys &&
       (firstServerStart || !settings.portForNewAccessKeys)
@@ -352,8 +361,10 @@ export async function startManaged(
       try {
         dynamicAddress = await dyn.listen(dynamicListen);
       } catch (err) {
+        const code = bindErrorCode(err);
+        if (!code) throw err;
         throw new UsageError(
-          `cannot serve dynamic keys on ${flags.dynamicListen}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+          `cannot serve dynamic keys on ${flags.dynamicListen}: ${explainBindError(code, dynamicListen.port)}; use --dynamic-listen`,
         );
       }
     }
@@ -429,11 +440,13 @@ export async function startManaged(
       webLine: web && webStatusLine(web),
       allowPrivate: flags.allowPrivate === true,
       methodNote:
-        flags.method !== undefined && !createdNow && flags.method !== firstKey.method
+        flags.method !== undefined && !keyMadeHere && flags.method !== firstKey.method
           ? flags.method
           : undefined,
       accessConfig: accessConfigLine(api),
-      createdNow,
+      createdNow: keyMadeHere,
+      // A shared store's key made elsewhere was handed out already: a node's log gets no copy of it.
+      keyInLog: keyMadeHere || storeLocation.kind !== 'postgres',
       keyLabel: firstKey.name || firstKey.id,
       keyId: firstKey.id,
       url,
@@ -447,6 +460,7 @@ export async function startManaged(
       drawQr: tuning.drawQr !== false,
     });
     log.info({ keys: pool.keyCount }, 'keys updated'); // once: every port's and the web front's
+    await clearFirstStartMark(dataDir); // served: the next start is a restart
 
     return {
       store,
@@ -459,7 +473,7 @@ export async function startManaged(
       web,
       dynamicAddress,
       ...banners,
-      firstStart: createdNow || certNow,
+      firstStart: createdNow || certNow || pending !== undefined,
       close: closeAll,
     };
   } catch (err) {

@@ -94,13 +94,7 @@ export function byteOrder(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
-/**
- * The keys of `ids` that exist (read in `trx`, a transaction) and the ids that do not. With `lock`
- * (PostgreSQL: its transactions are READ COMMITTED) the rows are locked until the commit, so a
- * change computed from them (an extension counted from the current expiry) cannot lose a
- * concurrent one, and a key another node deletes meanwhile is missing rather than counted.
- * SQLite's writers are serialized by BEGIN IMMEDIATE already.
- */
+/** A usage row as a bucket (the row's bigints as numbers). */
 export function rowToBucket(r: UsageTable): UsageBucket {
   return { keyId: r.key_id, bucket: num(r.bucket), up: num(r.up_bytes), down: num(r.down_bytes) };
 }
@@ -119,6 +113,13 @@ export async function runKeyCheck(trx: Kysely<Database>, postgres: boolean, c: K
   c.check(rows.map(rowToKey));
 }
 
+/**
+ * The keys of `ids` that exist (read in `trx`, a transaction) and the ids that do not. With `lock`
+ * (PostgreSQL: its transactions are READ COMMITTED) the rows are locked until the commit, so a
+ * change computed from them (an extension counted from the current expiry) cannot lose a
+ * concurrent one, and a key another node deletes meanwhile is missing rather than counted.
+ * SQLite's writers are serialized by BEGIN IMMEDIATE already.
+ */
 export async function readKeys(
   trx: Kysely<Database>,
   ids: readonly string[],

@@ -6,6 +6,11 @@
  * operator reads them). Before, the refused start had already made the key on the refused port:
  * the retry listed it as "cannot listen on key port …" forever and printed a restart's banner,
  * with no secret in the journal.
+ *
+ * The listeners that start after the key is made (--dynamic-listen, the web front) can still
+ * refuse the start: the data directory keeps a mark (first-start.pending) from the moment the
+ * first start makes its certificate or key until it has served, so the retry is still the first
+ * start and prints the key. Before, it printed the restart's banner.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -45,5 +50,49 @@ for (const held of ['key port', 'API port'] as const) {
     assert.equal(keys.length, 1);
     assert.equal(keys[0]!.port, free, 'the initial key is on the port the server listens on');
     assert.doesNotMatch(m.banner, /cannot listen on key port/);
+  });
+}
+
+for (const held of ['dynamic-key port', 'web port'] as const) {
+  test(`a first start refused because its ${held} is taken (after the key is made): the retry is the first start`, async (t) => {
+    const dir = tempDir(t);
+    const [taken, free, port, apiPort] = [
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+    ];
+    const base: ManagedFlags = {
+      ...flags(dir),
+      metrics: false,
+      port: String(port),
+      apiPort: String(apiPort),
+    };
+    const holder = await hold(taken);
+    t.after(() => new Promise<void>((r) => holder.close(() => r())));
+    const at = (p: number): ManagedFlags =>
+      held === 'dynamic-key port'
+        ? { ...base, dynamicListen: `127.0.0.1:${p}` }
+        : { ...base, webPort: String(p), webHost: '127.0.0.1' };
+    await assert.rejects(startManaged(at(taken), silentLogger, { drawQr: false }), {
+      message:
+        held === 'dynamic-key port'
+          ? `cannot serve dynamic keys on 127.0.0.1:${taken}: EADDRINUSE (another process listens there); use --dynamic-listen`
+          : /^cannot listen on web port/,
+    });
+
+    const m = await startManaged(at(free), silentLogger, { drawQr: false });
+    t.after(() => m.close());
+    assert.equal(m.firstStart, true, 'the retry prints the first start banner');
+    assert.match(m.logBanner, /^\{"apiUrl":/m);
+    const keys = await m.store.listKeys();
+    assert.equal(keys.length, 1, 'the refused start made the key; the retry makes none');
+    assert.match(m.logBanner, /^ {2}ss:\/\//m, "the key's URL is in the first start's log banner");
+    assert.match(m.logBanner, /^Initial key \(a secret/m, "the key this data directory's first start made");
+    await m.close();
+
+    const again = await startManaged(at(free), silentLogger, { drawQr: false });
+    t.after(() => again.close());
+    assert.equal(again.firstStart, false, 'the start after a served first start is a restart');
   });
 }
