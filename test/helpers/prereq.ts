@@ -10,6 +10,7 @@
  *   - `prerequisiteMissing(what, instead)` when the test carries on in a reduced form.
  */
 import type { TestContext } from 'node:test';
+import { nativeLoadError } from '../../src/protocol/shadowsocks/native.js';
 
 /** True when the environment says this is CI (CI=true), where nothing may be skipped. */
 export function underCi(): boolean {
@@ -21,6 +22,10 @@ export function underCi(): boolean {
  * happens instead, `skipping` by default) and returns the skip reason.
  */
 export function prerequisiteMissing(what: string, instead = 'skipping'): string {
+  // Say why the addon did not load (not built, wrong version, a load error), so a failure in CI
+  // names the cause rather than only the missing prerequisite.
+  const why = /native addon/.test(what) ? nativeLoadError() : undefined;
+  if (why) what = `${what} [addon: ${why}]`;
   if (underCi()) throw new Error(`${what}; CI=true, so this is a failure, not a skip`);
   console.error(`\n!!! ${instead.toUpperCase()}: ${what}\n`);
   return `SKIPPED: ${what}`;
