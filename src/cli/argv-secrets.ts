@@ -13,10 +13,16 @@ const HIDDEN = '***';
 
 /** `spec` with a PostgreSQL URL's password starred out, or undefined when it carries none. */
 export function hideStorePassword(spec: string): string | undefined {
-  if (!/^postgres(ql)?:\/\//i.test(spec)) return undefined;
-  const hidden = spec
-    .replace(/^(postgres(?:ql)?:\/\/[^/?#@]*?:)[^/?#@]*@/i, `$1${HIDDEN}@`)
-    .replace(/([?&]password=)[^&#]*/i, `$1${HIDDEN}`);
+  const m = /^(postgres(?:ql)?:\/\/)([^/?#]*)(.*)$/is.exec(spec);
+  if (!m) return undefined;
+  // The user information ends at the authority's last '@' and the password starts after its
+  // first ':', as URL parsers (and so node-postgres) read them: `u:p@ss@db` is user u, password p@ss.
+  let authority = m[2]!;
+  const at = authority.lastIndexOf('@');
+  const colon = authority.indexOf(':');
+  if (at > 0 && colon >= 0 && colon < at)
+    authority = `${authority.slice(0, colon + 1)}${HIDDEN}${authority.slice(at)}`;
+  const hidden = `${m[1]}${authority}${m[3]!.replace(/([?&]password=)[^&#]*/i, `$1${HIDDEN}`)}`;
   return hidden === spec ? undefined : hidden;
 }
 

@@ -33,6 +33,12 @@ test('hideArgvSecrets: passwords in store URLs, API paths, keys; nothing else', 
     '--store',
     'postgres://u@db/x?password=***&a=b',
   ]);
+  // A raw '@' in the password: the user information ends at the last '@', as pg reads it.
+  assert.deepEqual(h('--store', `postgres://u:p@ss@db/x`).argv, ['--store', 'postgres://u:***@db/x']);
+  assert.deepEqual(h('--store', `postgres://u:p@s:s@db:5432/x?a=@b`).argv, [
+    '--store',
+    'postgres://u:***@db:5432/x?a=@b',
+  ]);
   const none = h('--store', 'postgres://u@db/x', '--data-dir', 'd');
   assert.deepEqual(none, { argv: ['--store', 'postgres://u@db/x', '--data-dir', 'd'], warnings: [] });
   assert.deepEqual(h('--store', 'sqlite:/a:b@c').warnings, []);
