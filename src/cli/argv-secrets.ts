@@ -2,8 +2,9 @@
  * A secret in a command-line argument is readable by every local user (ps, /proc/PID/cmdline)
  * for as long as the process runs. The environment is not (/proc/PID/environ is the owner's
  * alone): LADDER_STORE stands in for --store, LADDER_API for --api, LADDER_KEY for the client's
- * --key, LADDER_PASSWORD and LADDER_AUTH for --password and --auth; node-postgres also takes the
- * password alone from PGPASSWORD or ~/.pgpass, as libpq does. When a secret comes on the
+ * --key, LADDER_PASSWORD and LADDER_AUTH for --password and --auth (probe's --servers and --via
+ * keys have none: they are only starred out); node-postgres also takes the password alone from
+ * PGPASSWORD or ~/.pgpass, as libpq does. When a secret comes on the
  * command line anyway, `ladder` says so once (without the secret) for --store and --api, and on
  * Linux overwrites its command line as /proc shows it with the secrets starred out.
  */
@@ -47,6 +48,7 @@ const FLAGS: Record<string, { hide: (v: string) => string | undefined; warn?: st
       'list (ps, /proc/PID/cmdline): set LADDER_API in the environment instead',
   },
   '--key': { hide: (v) => (v.includes('://') ? HIDDEN : undefined) },
+  '--via': { hide: (v) => (v.includes('://') ? HIDDEN : undefined) },
   '--password': { hide: (v) => (v === '-' ? undefined : HIDDEN) },
   '--auth': { hide: () => HIDDEN },
 };
@@ -60,6 +62,15 @@ export function hideArgvSecrets(argv: readonly string[]): { argv: string[]; warn
     if (a === '--') break;
     const eq = a.indexOf('=');
     const name = eq > 0 ? a.slice(0, eq) : a;
+    if (name === '--servers') {
+      // Variadic: every ss:// or ssconf:// key up to the next flag (files and names stay).
+      if (eq > 0 && a.includes('://', eq)) out[i] = `${name}=${HIDDEN}`;
+      while (i + 1 < out.length && !out[i + 1]!.startsWith('-')) {
+        i++;
+        if (out[i]!.includes('://')) out[i] = HIDDEN;
+      }
+      continue;
+    }
     const flag = Object.hasOwn(FLAGS, name) ? FLAGS[name]! : undefined;
     if (!flag) continue;
     const at = eq > 0 ? i : i + 1;

@@ -39,6 +39,13 @@ test('hideArgvSecrets: passwords in store URLs, API paths, keys; nothing else', 
     '--store',
     'postgres://u:***@db:5432/x?a=@b',
   ]);
+  // `probe --servers` takes keys (secrets) and files, variadic up to the next flag.
+  assert.deepEqual(
+    h('probe', '--servers', 'ss://a@h:1', 'list.txt', 'ssconf://h/x', '--json', 'ss://b').argv,
+    ['probe', '--servers', '***', 'list.txt', '***', '--json', 'ss://b'],
+  );
+  assert.deepEqual(h('probe', '--servers=ss://a@h:1', 'ss://c@h:2').argv, ['probe', '--servers=***', '***']);
+  assert.deepEqual(h('probe', '--via', 'ss://a@h:1', 'x').argv, ['probe', '--via', '***', 'x']);
   const none = h('--store', 'postgres://u@db/x', '--data-dir', 'd');
   assert.deepEqual(none, { argv: ['--store', 'postgres://u@db/x', '--data-dir', 'd'], warnings: [] });
   assert.deepEqual(h('--store', 'sqlite:/a:b@c').warnings, []);
