@@ -8,8 +8,6 @@
  * command line anyway, `ladder` says so once (without the secret) for --store and --api, and on
  * Linux overwrites its command line as /proc shows it with the secrets starred out.
  */
-import { readFileSync } from 'node:fs';
-
 const HIDDEN = '***';
 
 /** `spec` with a PostgreSQL URL's password starred out, or undefined when it carries none. */
@@ -86,22 +84,17 @@ export function hideArgvSecrets(argv: readonly string[]): { argv: string[]; warn
 }
 
 /**
- * Linux: rewrite this process's command line (/proc/PID/cmdline, what ps shows) as it was
- * typed, the last `args.length` arguments replaced by `args`. The title fits in the space of the
- * original (it is written there), which a starred-out secret no longer than three characters can
- * exceed: the end is cut, never the secret shown. Elsewhere nothing changes.
+ * Linux: rewrite this process's command line (/proc/PID/cmdline, what ps shows) as `ladder ARGS`.
+ * Setting process.title also renames the process (prctl PR_SET_NAME: /proc/PID/comm, what
+ * `pgrep -x`, top and journald's _COMM show, its first 15 bytes), so the title starts with
+ * `ladder` (comm `ladder server -`) rather than the typed `node /path/…`, which comm would cut
+ * inside the path. The title fits in the space of the original (it is written there), which a
+ * starred-out secret no longer than three characters can exceed: the end is cut, never the
+ * secret shown. Elsewhere nothing changes.
  */
 export function retitle(args: readonly string[]): void {
   if (process.platform !== 'linux') return;
-  let typed: string[];
-  try {
-    typed = readFileSync('/proc/self/cmdline', 'utf8').split('\0');
-  } catch {
-    return;
-  }
-  if (typed.at(-1) === '') typed.pop();
-  if (typed.length < args.length) return;
-  process.title = [...typed.slice(0, typed.length - args.length), ...args].join(' ');
+  process.title = ['ladder', ...args].join(' ');
 }
 
 /** Warn about and hide the secrets in `argv` (main's: process.argv after the script). */

@@ -102,7 +102,7 @@ async function whileRunning(
   args: string[],
   held: Held,
   env: NodeJS.ProcessEnv = {},
-): Promise<{ cmdline: string; ps: string; stderr: string }> {
+): Promise<{ cmdline: string; ps: string; comm: string; stderr: string }> {
   const child = spawn(process.execPath, [LADDER_BIN, ...args], {
     env: withoutNpm({ ...process.env, LADDER_LOG_LEVEL: 'info', ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -116,10 +116,11 @@ async function whileRunning(
     ]);
     const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8');
     const ps = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+    const comm = readFileSync(`/proc/${child.pid}/comm`, 'utf8').trim();
     await waitFor(() => stderr.length > 0 || args.every((a) => !a.includes(PW)), { timeoutMs: 5000 }).catch(
       () => undefined,
     );
-    return { cmdline, ps, stderr };
+    return { cmdline, ps, comm, stderr };
   } finally {
     child.kill('SIGKILL');
   }
@@ -136,7 +137,12 @@ test(
     const url = `postgres://ladder:${PW}@127.0.0.1:${db.port}/ladder`;
     const r = await whileRunning(['nodes', '--store', url, 'list'], db);
     assert.ok(!r.cmdline.includes(PW), `cmdline: ${r.ps}`);
-    assert.ok(r.ps.includes(`--store postgres://ladder:***@127.0.0.1:${db.port}/ladder list`), r.ps);
+    assert.ok(
+      r.ps.startsWith(`ladder nodes --store postgres://ladder:***@127.0.0.1:${db.port}/ladder list`),
+      r.ps,
+    );
+    // The rewrite renames the process too (/proc/PID/comm: pgrep -x, top, journald): as ladder.
+    assert.equal(r.comm, 'ladder nodes --');
     assert.ok(!r.stderr.includes(PW), r.stderr);
     const warned = r.stderr
       .split('\n')
