@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { hideArgvSecrets } from '../../src/cli/argv-secrets.js';
 import { LADDER_BIN } from '../helpers/peers.js';
-import { withoutNpm } from '../helpers/ladder-run.js';
+import { cleanEnv } from '../helpers/ladder-run.js';
 import { waitFor } from '../helpers/wait.js';
 
 const PW = 'S3cretPassw0rd';
@@ -104,7 +104,7 @@ async function whileRunning(
   env: NodeJS.ProcessEnv = {},
 ): Promise<{ cmdline: string; ps: string; comm: string; stderr: string }> {
   const child = spawn(process.execPath, [LADDER_BIN, ...args], {
-    env: withoutNpm({ ...process.env, LADDER_LOG_LEVEL: 'info', ...env }),
+    env: cleanEnv({ LADDER_LOG_LEVEL: 'info', ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
