@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { printable } from '../terminal.js';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { openStoreOrExplain, withStoreOptions } from './store-command.js';
+import { openStoreOrExplain, storeTarget, withStoreOptions } from './store-command.js';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import { formatHostPort } from '../../shared/parse.js';
 import { dynamicKeyNote, storeFlags } from '../banner-text.js';
@@ -101,6 +101,6 @@ export function registerAccessConfig(server: Command): void {
     ),
     'server access-config',
   ).action(async (_opts: AccessConfigFlags, cmd: Command) => {
-    process.stdout.write(await accessConfigText(cmd.optsWithGlobals<AccessConfigFlags>()));
+    process.stdout.write(await accessConfigText(storeTarget<AccessConfigFlags>(cmd)));
   });
 }
