@@ -13,6 +13,8 @@ import { loadWebEndpoint, webKeyUrlFor } from '../web.js';
 interface AccessConfigFlags {
   dataDir?: string;
   store?: string;
+  /** The store came from LADDER_STORE: the commands suggested leave it out. */
+  storeFromEnv?: boolean;
 }
 
 /**
@@ -34,7 +36,7 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
     if (err instanceof StoreError) throw new UsageError(err.message);
     throw err;
   }
-  const where = storeFlags(loc, dataDir, flags.store !== undefined);
+  const where = storeFlags(loc, dataDir, flags.store !== undefined && flags.storeFromEnv !== true);
   if (loc.kind === 'sqlite' && !existsSync(loc.path)) {
     throw new UsageError(
       `no store at ${loc.path}: start the server once (${ladder} server${where}), or name its store with --data-dir/--store`,
