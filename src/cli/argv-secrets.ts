@@ -2,21 +2,26 @@
  * A secret in a command-line argument is readable by every local user (ps, /proc/PID/cmdline)
  * for as long as the process runs. The environment is not (/proc/PID/environ is the owner's
  * alone): LADDER_STORE stands in for --store, LADDER_API for --api, LADDER_KEY for the client's
- * --key, LADDER_PASSWORD and LADDER_AUTH for --password and --auth; node-postgres also takes the
- * password alone from PGPASSWORD or ~/.pgpass, as libpq does. When a secret comes on the
+ * --key, LADDER_PASSWORD and LADDER_AUTH for --password and --auth (probe's --servers and --via
+ * keys have none: they are only starred out); node-postgres also takes the password alone from
+ * PGPASSWORD or ~/.pgpass, as libpq does. When a secret comes on the
  * command line anyway, `ladder` says so once (without the secret) for --store and --api, and on
  * Linux overwrites its command line as /proc shows it with the secrets starred out.
  */
-import { readFileSync } from 'node:fs';
-
 const HIDDEN = '***';
 
 /** `spec` with a PostgreSQL URL's password starred out, or undefined when it carries none. */
 export function hideStorePassword(spec: string): string | undefined {
-  if (!/^postgres(ql)?:\/\//i.test(spec)) return undefined;
-  const hidden = spec
-    .replace(/^(postgres(?:ql)?:\/\/[^/?#@]*?:)[^/?#@]*@/i, `$1${HIDDEN}@`)
-    .replace(/([?&]password=)[^&#]*/i, `$1${HIDDEN}`);
+  const m = /^(postgres(?:ql)?:\/\/)([^/?#]*)(.*)$/is.exec(spec);
+  if (!m) return undefined;
+  // The user information ends at the authority's last '@' and the password starts after its
+  // first ':', as URL parsers (and so node-postgres) read them: `u:p@ss@db` is user u, password p@ss.
+  let authority = m[2]!;
+  const at = authority.lastIndexOf('@');
+  const colon = authority.indexOf(':');
+  if (at > 0 && colon >= 0 && colon < at)
+    authority = `${authority.slice(0, colon + 1)}${HIDDEN}${authority.slice(at)}`;
+  const hidden = `${m[1]}${authority}${m[3]!.replace(/([?&]password=)[^&#]*/i, `$1${HIDDEN}`)}`;
   return hidden === spec ? undefined : hidden;
 }
 
@@ -41,6 +46,7 @@ const FLAGS: Record<string, { hide: (v: string) => string | undefined; warn?: st
       'list (ps, /proc/PID/cmdline): set LADDER_API in the environment instead',
   },
   '--key': { hide: (v) => (v.includes('://') ? HIDDEN : undefined) },
+  '--via': { hide: (v) => (v.includes('://') ? HIDDEN : undefined) },
   '--password': { hide: (v) => (v === '-' ? undefined : HIDDEN) },
   '--auth': { hide: () => HIDDEN },
 };
@@ -54,6 +60,15 @@ export function hideArgvSecrets(argv: readonly string[]): { argv: string[]; warn
     if (a === '--') break;
     const eq = a.indexOf('=');
     const name = eq > 0 ? a.slice(0, eq) : a;
+    if (name === '--servers') {
+      // Variadic: every ss:// or ssconf:// key up to the next flag (files and names stay).
+      if (eq > 0 && a.includes('://', eq)) out[i] = `${name}=${HIDDEN}`;
+      while (i + 1 < out.length && !out[i + 1]!.startsWith('-')) {
+        i++;
+        if (out[i]!.includes('://')) out[i] = HIDDEN;
+      }
+      continue;
+    }
     const flag = Object.hasOwn(FLAGS, name) ? FLAGS[name]! : undefined;
     if (!flag) continue;
     const at = eq > 0 ? i : i + 1;
@@ -69,22 +84,17 @@ export function hideArgvSecrets(argv: readonly string[]): { argv: string[]; warn
 }
 
 /**
- * Linux: rewrite this process's command line (/proc/PID/cmdline, what ps shows) as it was
- * typed, the last `args.length` arguments replaced by `args`. The title fits in the space of the
- * original (it is written there), which a starred-out secret no longer than three characters can
- * exceed: the end is cut, never the secret shown. Elsewhere nothing changes.
+ * Linux: rewrite this process's command line (/proc/PID/cmdline, what ps shows) as `ladder ARGS`.
+ * Setting process.title also renames the process (prctl PR_SET_NAME: /proc/PID/comm, what
+ * `pgrep -x`, top and journald's _COMM show, its first 15 bytes), so the title starts with
+ * `ladder` (comm `ladder server -`) rather than the typed `node /path/…`, which comm would cut
+ * inside the path. The title fits in the space of the original (it is written there), which a
+ * starred-out secret no longer than three characters can exceed: the end is cut, never the
+ * secret shown. Elsewhere nothing changes.
  */
 export function retitle(args: readonly string[]): void {
   if (process.platform !== 'linux') return;
-  let typed: string[];
-  try {
-    typed = readFileSync('/proc/self/cmdline', 'utf8').split('\0');
-  } catch {
-    return;
-  }
-  if (typed.at(-1) === '') typed.pop();
-  if (typed.length < args.length) return;
-  process.title = [...typed.slice(0, typed.length - args.length), ...args].join(' ');
+  process.title = ['ladder', ...args].join(' ');
 }
 
 /** Warn about and hide the secrets in `argv` (main's: process.argv after the script). */

@@ -12,6 +12,8 @@ export interface ManagedBannerInput {
   storeLocation: StoreLocation;
   dataDir: string;
   storeFlagGiven: boolean;
+  /** The store came from LADDER_STORE: the suggested commands leave it out and need it set too. */
+  storeFromEnv?: boolean;
   /** The fleet node's line, on a fleet node. */
   fleetLine: string | undefined;
   port: number;
@@ -54,7 +56,8 @@ export async function managedBanners(b: ManagedBannerInput): Promise<ManagedBann
   const where = storeFlags(b.storeLocation, b.dataDir, b.storeFlagGiven);
   const head: string[] = [];
   head.push('Ladder server — managed mode (key store, management API, metrics)');
-  head.push(`  store: ${describeStore(b.storeLocation, b.dataDir)}`);
+  const fromEnv = b.storeFromEnv ? ' from LADDER_STORE (the commands below need it set too)' : '';
+  head.push(`  store: ${describeStore(b.storeLocation, b.dataDir)}${fromEnv}`);
   if (b.fleetLine) head.push(`  ${b.fleetLine}`);
   head.push(
     `  Shadowsocks on port ${b.port} (${b.udp ? 'TCP and UDP' : 'TCP; UDP off'}), ${b.keyCount} key(s) in the store`,

@@ -12,6 +12,8 @@ import type { WebFlags } from './web.js';
 export interface ManagedFlags extends WebFlags {
   dataDir?: string;
   store?: string;
+  /** The store came from LADDER_STORE, not --store (the banner's commands then leave it out). */
+  storeFromEnv?: boolean;
   /** The method of the key a first start creates (default DEFAULT_METHOD). */
   method?: string;
   port?: string;

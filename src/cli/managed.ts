@@ -424,7 +424,8 @@ export async function startManaged(
     const banners = await managedBanners({
       storeLocation,
       dataDir,
-      storeFlagGiven: flags.store !== undefined,
+      storeFlagGiven: flags.store !== undefined && flags.storeFromEnv !== true,
+      storeFromEnv: flags.storeFromEnv === true,
       fleetLine: fleet?.running?.line,
       port: plane.address.port,
       portForNewKeys: settings.portForNewAccessKeys,

@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { hideArgvSecrets } from '../../src/cli/argv-secrets.js';
 import { LADDER_BIN } from '../helpers/peers.js';
-import { withoutNpm } from '../helpers/ladder-run.js';
+import { cleanEnv } from '../helpers/ladder-run.js';
 import { waitFor } from '../helpers/wait.js';
 
 const PW = 'S3cretPassw0rd';
@@ -33,6 +33,19 @@ test('hideArgvSecrets: passwords in store URLs, API paths, keys; nothing else', 
     '--store',
     'postgres://u@db/x?password=***&a=b',
   ]);
+  // A raw '@' in the password: the user information ends at the last '@', as pg reads it.
+  assert.deepEqual(h('--store', `postgres://u:p@ss@db/x`).argv, ['--store', 'postgres://u:***@db/x']);
+  assert.deepEqual(h('--store', `postgres://u:p@s:s@db:5432/x?a=@b`).argv, [
+    '--store',
+    'postgres://u:***@db:5432/x?a=@b',
+  ]);
+  // `probe --servers` takes keys (secrets) and files, variadic up to the next flag.
+  assert.deepEqual(
+    h('probe', '--servers', 'ss://a@h:1', 'list.txt', 'ssconf://h/x', '--json', 'ss://b').argv,
+    ['probe', '--servers', '***', 'list.txt', '***', '--json', 'ss://b'],
+  );
+  assert.deepEqual(h('probe', '--servers=ss://a@h:1', 'ss://c@h:2').argv, ['probe', '--servers=***', '***']);
+  assert.deepEqual(h('probe', '--via', 'ss://a@h:1', 'x').argv, ['probe', '--via', '***', 'x']);
   const none = h('--store', 'postgres://u@db/x', '--data-dir', 'd');
   assert.deepEqual(none, { argv: ['--store', 'postgres://u@db/x', '--data-dir', 'd'], warnings: [] });
   assert.deepEqual(h('--store', 'sqlite:/a:b@c').warnings, []);
@@ -89,9 +102,9 @@ async function whileRunning(
   args: string[],
   held: Held,
   env: NodeJS.ProcessEnv = {},
-): Promise<{ cmdline: string; ps: string; stderr: string }> {
+): Promise<{ cmdline: string; ps: string; comm: string; stderr: string }> {
   const child = spawn(process.execPath, [LADDER_BIN, ...args], {
-    env: withoutNpm({ ...process.env, LADDER_LOG_LEVEL: 'info', ...env }),
+    env: cleanEnv({ LADDER_LOG_LEVEL: 'info', ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -103,10 +116,11 @@ async function whileRunning(
     ]);
     const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8');
     const ps = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+    const comm = readFileSync(`/proc/${child.pid}/comm`, 'utf8').trim();
     await waitFor(() => stderr.length > 0 || args.every((a) => !a.includes(PW)), { timeoutMs: 5000 }).catch(
       () => undefined,
     );
-    return { cmdline, ps, stderr };
+    return { cmdline, ps, comm, stderr };
   } finally {
     child.kill('SIGKILL');
   }
@@ -123,7 +137,12 @@ test(
     const url = `postgres://ladder:${PW}@127.0.0.1:${db.port}/ladder`;
     const r = await whileRunning(['nodes', '--store', url, 'list'], db);
     assert.ok(!r.cmdline.includes(PW), `cmdline: ${r.ps}`);
-    assert.ok(r.ps.includes(`--store postgres://ladder:***@127.0.0.1:${db.port}/ladder list`), r.ps);
+    assert.ok(
+      r.ps.startsWith(`ladder nodes --store postgres://ladder:***@127.0.0.1:${db.port}/ladder list`),
+      r.ps,
+    );
+    // The rewrite renames the process too (/proc/PID/comm: pgrep -x, top, journald): as ladder.
+    assert.equal(r.comm, 'ladder nodes --');
     assert.ok(!r.stderr.includes(PW), r.stderr);
     const warned = r.stderr
       .split('\n')

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Command } from 'commander';
 import { commandTree } from '../helpers/command-tree.js';
-import { runLadder, runProgram, seeHelp, withoutNpm, type LadderRun } from '../helpers/ladder-run.js';
+import { runLadder, runProgram, seeHelp, cleanEnv, type LadderRun } from '../helpers/ladder-run.js';
 import { REPO_ROOT, which } from '../helpers/peers.js';
 import { requireOrSkip } from '../helpers/prereq.js';
 
@@ -86,7 +86,7 @@ test('every subcommand: an unknown option or subcommand is one line with "did yo
 
 /** `npm ARGS` in the checkout, as a person runs it (npm's own environment, not this test's). */
 function npm(args: readonly string[]): Promise<LadderRun> {
-  const env = withoutNpm({ ...process.env, LADDER_LOG_LEVEL: 'silent' });
+  const env = cleanEnv({ LADDER_LOG_LEVEL: 'silent' });
   return runProgram('npm', ['--silent', ...args], env, { cwd: REPO_ROOT });
 }
 

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from './wait.js';
-import { withoutNpm } from './ladder-run.js';
+import { cleanEnv } from './clean-env.js';
 
 const BIN = fileURLToPath(new URL('../../bin/ladder.js', import.meta.url));
 
@@ -14,9 +14,8 @@ export interface Run {
 
 /** `ladder ARGS` from the sources, stdout and stderr piped (not a terminal), without LADDER_* from the caller. */
 export function run(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Run {
-  const env = withoutNpm({ ...process.env, ...opts.env });
+  const env = cleanEnv({ ...opts.env });
   if (!opts.env?.LADDER_LOG_LEVEL) delete env.LADDER_LOG_LEVEL;
-  if (!opts.env?.LADDER_PASSWORD) delete env.LADDER_PASSWORD;
   const child = spawn(process.execPath, [BIN, ...args], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -3,6 +3,9 @@
 import { spawn } from 'node:child_process';
 import { ladderCommand } from '../../src/shared/invocation.js';
 import { LADDER_BIN } from './peers.js';
+import { cleanEnv } from './clean-env.js';
+
+export { cleanEnv, withoutNpm } from './clean-env.js';
 
 export interface LadderRun {
   code: number;
@@ -21,7 +24,7 @@ export interface LadderRunOptions {
 
 /** Run `ladder ARGS` from the sources with logs silenced, to completion. */
 export function runLadder(args: readonly string[], o: LadderRunOptions = {}): Promise<LadderRun> {
-  const env = withoutNpm({ ...process.env, LADDER_LOG_LEVEL: 'silent' });
+  const env = cleanEnv({ LADDER_LOG_LEVEL: 'silent' });
   return runProgram(process.execPath, [LADDER_BIN, ...args], env, o);
 }
 
@@ -46,16 +49,6 @@ export function runProgram(
       resolve({ code: code ?? -1, stdout, stderr, ms: Date.now() - start });
     });
   });
-}
-
-/**
- * `env` without what npm tells a script it runs (npm_lifecycle_*): a test run by `npm test` or
- * `npx` must not make ladder name its help as `npm …` or `npx ladder` (helpCommand).
- */
-export function withoutNpm(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  delete env.npm_lifecycle_event;
-  delete env.npm_lifecycle_script;
-  return env;
 }
 
 /**

@@ -9,6 +9,7 @@ import type { ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cleanEnv } from './clean-env.js';
 import { freePort, waitForPort } from './net.js';
 import { skipUnless } from './prereq.js';
 
@@ -104,7 +105,7 @@ export async function spawnPeer(
   let out = '';
   const child = spawn(cmd, args, {
     cwd: opts.cwd ?? REPO_ROOT,
-    env: { ...process.env, ...opts.env },
+    env: cleanEnv(opts.env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   live.add(child);

@@ -17,6 +17,7 @@ import { commanderUsageError, UsageError } from '../errors.js';
 import { printable, printableJson } from '../terminal.js';
 import { readSecretLine } from '../secret-input.js';
 import { DEFAULT_DATA_DIR } from '../managed.js';
+import { note, storeTarget } from './store-command.js';
 import type { AddOptions, KeysBackend } from './keys/backend.js';
 import { LocalKeys } from './keys/local.js';
 import { parseApiTarget, RemoteKeys } from './keys/remote.js';
@@ -98,6 +99,31 @@ interface TargetFlags {
   init?: boolean;
 }
 
+/**
+ * The target the user meant: a typed flag wins over the other target's environment variable
+ * (LADDER_API yields to --data-dir/--store/--init, LADDER_STORE to --api, each with a note); both
+ * variables and no flag is refused, naming them.
+ */
+function targetOf(cmd: Command): TargetFlags {
+  const f = storeTarget<TargetFlags>(cmd);
+  if (f.api === undefined) return f;
+  const apiFromEnv = cmd.getOptionValueSourceWithGlobals('api') === 'env';
+  const localTyped = f.dataDir !== undefined || (f.store !== undefined && !f.storeFromEnv) || f.init === true;
+  if (apiFromEnv && localTyped) {
+    note('LADDER_API ignored: --data-dir, --store or --init names a local store');
+    delete f.api;
+    return f;
+  }
+  if (!f.storeFromEnv) return f;
+  if (apiFromEnv)
+    throw new UsageError(
+      'LADDER_API and LADDER_STORE are both set: give --api or --store (or --data-dir) to choose, or unset one',
+    );
+  note('LADDER_STORE ignored: --api names a server');
+  delete f.store;
+  return f;
+}
+
 async function backendFor(flags: TargetFlags): Promise<KeysBackend> {
   if (flags.api !== undefined) {
     if (flags.dataDir !== undefined || flags.store !== undefined || flags.init)
@@ -108,7 +134,7 @@ async function backendFor(flags: TargetFlags): Promise<KeysBackend> {
 }
 
 async function withBackend(cmd: Command, fn: (b: KeysBackend) => Promise<void>): Promise<void> {
-  const b = await backendFor(cmd.optsWithGlobals<TargetFlags>());
+  const b = await backendFor(targetOf(cmd));
   try {
     await fn(b);
   } finally {

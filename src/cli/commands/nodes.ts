@@ -12,11 +12,12 @@ import type { NodeRecord, NodeRegistry, ServerSettings } from '../../store/index
 import { oneLineCommand, UsageError } from '../errors.js';
 import { printable, printableJson } from '../terminal.js';
 import { alignColumns } from './keys/format.js';
-import { openStoreOrExplain, withStoreOptions } from './store-command.js';
+import { openStoreOrExplain, storeTarget, withStoreOptions } from './store-command.js';
 
 interface StoreFlags {
   dataDir?: string;
   store?: string;
+  storeFromEnv?: boolean;
 }
 
 /** Open the store the flags name; fleet nodes exist only in a PostgreSQL store. */
@@ -28,7 +29,7 @@ async function withRegistry<T>(
   const loc = parseStoreLocation(flags.store, resolve(flags.dataDir ?? DEFAULT_DATA_DIR));
   if (loc.kind !== 'postgres')
     throw new UsageError(
-      'fleet nodes live in a PostgreSQL store; give it with --store postgres://… (a SQLite store serves one server)',
+      `fleet nodes live in a PostgreSQL store; give it with --store postgres://… (a SQLite store serves one server${flags.storeFromEnv ? ', and LADDER_STORE names one' : ''})`,
     );
   const store = await openStoreOrExplain(loc);
   try {
@@ -91,7 +92,7 @@ export function registerNodes(program: Command): void {
     'nodes',
   );
   const sub = (name: string): Command => oneLineCommand(nodes.command(name), `nodes ${name}`);
-  const flagsOf = (cmd: Command): StoreFlags => cmd.optsWithGlobals<StoreFlags>();
+  const flagsOf = (cmd: Command): StoreFlags => storeTarget<StoreFlags>(cmd);
   const say = (line: string): void => void process.stdout.write(`${line}\n`);
 
   sub('list')

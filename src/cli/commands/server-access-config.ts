@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { printable } from '../terminal.js';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { openStoreOrExplain, withStoreOptions } from './store-command.js';
+import { openStoreOrExplain, storeTarget, withStoreOptions } from './store-command.js';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import { formatHostPort } from '../../shared/parse.js';
 import { dynamicKeyNote, storeFlags } from '../banner-text.js';
@@ -13,6 +13,8 @@ import { loadWebEndpoint, webKeyUrlFor } from '../web.js';
 interface AccessConfigFlags {
   dataDir?: string;
   store?: string;
+  /** The store came from LADDER_STORE: the commands suggested leave it out. */
+  storeFromEnv?: boolean;
 }
 
 /**
@@ -34,7 +36,7 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
     if (err instanceof StoreError) throw new UsageError(err.message);
     throw err;
   }
-  const where = storeFlags(loc, dataDir, flags.store !== undefined);
+  const where = storeFlags(loc, dataDir, flags.store !== undefined && flags.storeFromEnv !== true);
   if (loc.kind === 'sqlite' && !existsSync(loc.path)) {
     throw new UsageError(
       `no store at ${loc.path}: start the server once (${ladder} server${where}), or name its store with --data-dir/--store`,
@@ -101,6 +103,6 @@ export function registerAccessConfig(server: Command): void {
     ),
     'server access-config',
   ).action(async (_opts: AccessConfigFlags, cmd: Command) => {
-    process.stdout.write(await accessConfigText(cmd.optsWithGlobals<AccessConfigFlags>()));
+    process.stdout.write(await accessConfigText(storeTarget<AccessConfigFlags>(cmd)));
   });
 }

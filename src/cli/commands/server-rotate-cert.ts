@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { withStoreOptions } from './store-command.js';
+import { storeTarget, withStoreOptions } from './store-command.js';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import { formatHostPort } from '../../shared/parse.js';
 import { oneLineCommand, UsageError } from '../errors.js';
@@ -67,6 +67,6 @@ export function registerRotateCert(server: Command): void {
     ),
     'server rotate-cert',
   ).action(async (_opts: RotateFlags, cmd: Command) => {
-    process.stdout.write(await rotateCertText(cmd.optsWithGlobals<RotateFlags>()));
+    process.stdout.write(await rotateCertText(storeTarget<RotateFlags>(cmd)));
   });
 }

@@ -28,6 +28,7 @@ import { logLevelFrom } from '../log-level.js';
 import { oneLineCommand, UsageError } from '../errors.js';
 import { stopForFatal, untilSignal } from '../shutdown.js';
 import { addManagedOptions, checkPublicHost, type ManagedFlags } from '../managed-options.js';
+import { storeTarget } from './store-command.js';
 import { chooseMode } from '../server-mode.js';
 import { privatePolicyLine } from '../banner-text.js';
 import { ladderCommand } from '../../shared/invocation.js';
@@ -320,7 +321,7 @@ export function registerServer(program: Command): void {
       const asked = storeFromEnv ? { ...flags, store: undefined } : flags;
       if (chooseMode(asked as Record<string, unknown>) === 'managed') {
         const { runManaged } = await import('../managed.js'); // not loaded by the unmanaged server
-        return runManaged({ ...flags, logLevel: level });
+        return runManaged({ ...storeTarget(cmd, flags), logLevel: level });
       }
       checkPublicHost(flags.publicHost);
       const p = await plan(flags);

@@ -12,6 +12,30 @@ export function withStoreOptions(cmd: Command, store = 'sqlite:PATH or postgres:
     );
 }
 
+/** A one-line note on stderr (not a warning: the command goes on as typed). */
+export const note = (line: string): void => void process.stderr.write(`ladder: ${line}\n`);
+
+/**
+ * --data-dir and --store as the user meant them, LADDER_STORE standing in for --store (and
+ * `storeFromEnv` saying so). A typed --data-dir names a SQLite store of its own (ladder.db in it):
+ * a SQLite LADDER_STORE yields to it, with a note. A PostgreSQL LADDER_STORE stays, the data
+ * directory then holding the API certificate beside it, as a fleet node's unit runs
+ * `ladder server --data-dir /var/lib/ladder` with LADDER_STORE in its EnvironmentFile.
+ */
+export function storeTarget<T extends { dataDir?: string; store?: string }>(
+  cmd: Command,
+  flags: T = cmd.optsWithGlobals<T>(),
+): T & { storeFromEnv: boolean } {
+  const fromEnv = flags.store !== undefined && cmd.getOptionValueSourceWithGlobals('store') === 'env';
+  if (fromEnv && flags.dataDir !== undefined && !/^postgres(ql)?:\/\//i.test(flags.store!)) {
+    note('LADDER_STORE ignored: --data-dir names the store (ladder.db in it)');
+    const typed = { ...flags, storeFromEnv: false };
+    delete typed.store;
+    return typed;
+  }
+  return { ...flags, storeFromEnv: fromEnv };
+}
+
 /** Open the store at `loc`; a store that cannot be opened (unreachable, damaged) is one usage line. */
 export async function openStoreOrExplain(loc: StoreLocation): Promise<KyselyStore> {
   const { openStore, StoreError } = await import('../../store/index.js');

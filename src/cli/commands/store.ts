@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { withStoreOptions } from './store-command.js';
+import { storeTarget, withStoreOptions } from './store-command.js';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import { oneLineCommand, UsageError } from '../errors.js';
 import { printable } from '../terminal.js';
@@ -9,6 +9,7 @@ import { ladderCommand } from '../../shared/invocation.js';
 interface StoreFlags {
   dataDir?: string;
   store?: string;
+  storeFromEnv?: boolean;
 }
 
 /** The SQLite file the flags name; PostgreSQL has its own tools (pg_dump, pg_restore). */
@@ -23,7 +24,7 @@ async function sqlitePath(flags: StoreFlags): Promise<string> {
   }
   if (loc.kind !== 'sqlite')
     throw new UsageError(
-      'store: backup, restore and check are for a SQLite store; use pg_dump/pg_restore for PostgreSQL',
+      `store: backup, restore and check are for a SQLite store; use pg_dump/pg_restore for PostgreSQL${flags.storeFromEnv ? ' (LADDER_STORE names one: unset it for the SQLite store in --data-dir)' : ''}`,
     );
   return loc.path;
 }
@@ -58,7 +59,7 @@ export function registerStore(program: Command): void {
   sub('backup', 'write a consistent copy of the store to FILE (safe while the server runs)')
     .argument('<file>', 'the backup file to create (never overwritten)')
     .action(async (file: string, _o: unknown, cmd: Command) => {
-      const db = await sqlitePath(cmd.optsWithGlobals<StoreFlags>());
+      const db = await sqlitePath(storeTarget<StoreFlags>(cmd));
       const { backupStore } = await import('../../store/index.js');
       const dest = resolve(file);
       const r = await storeStep(() => backupStore(db, dest));
@@ -70,7 +71,7 @@ export function registerStore(program: Command): void {
   sub('restore', 'replace the store with a backup FILE (stop the server first)')
     .argument('<file>', 'a file written by "ladder store backup"')
     .action(async (file: string, _o: unknown, cmd: Command) => {
-      const db = await sqlitePath(cmd.optsWithGlobals<StoreFlags>());
+      const db = await sqlitePath(storeTarget<StoreFlags>(cmd));
       const { restoreStore } = await import('../../store/index.js');
       const r = await storeStep(() => restoreStore(resolve(file), db));
       process.stdout.write(
@@ -86,7 +87,7 @@ export function registerStore(program: Command): void {
     });
 
   sub('check', 'run the full integrity check on the store').action(async (_o: unknown, cmd: Command) => {
-    const db = await sqlitePath(cmd.optsWithGlobals<StoreFlags>());
+    const db = await sqlitePath(storeTarget<StoreFlags>(cmd));
     const { checkStore } = await import('../../store/index.js');
     const r = await storeStep(() => checkStore(db));
     process.stdout.write(`${db}: integrity_check ok, server ${r.serverId}, ${r.keys} key(s)\n`);
