@@ -19,7 +19,15 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, waitListening } from '../test/helpers/net.js';
-import { LADDER_BIN, ladderServerArgv, REPO_ROOT, rssKiB, ssUrl, which } from '../test/helpers/peers.js';
+import {
+  LADDER_BIN,
+  ladderServerArgv,
+  managedServerArgv,
+  REPO_ROOT,
+  rssKiB,
+  ssUrl,
+  which,
+} from '../test/helpers/peers.js';
 import { opt, posInt } from './args.js';
 import { median } from './stats.js';
 
@@ -70,23 +78,7 @@ async function launch(mode: string): Promise<Launch | undefined> {
       const dir = mkdtempSync(join(tmpdir(), 'ladder-idle-rss-'));
       return {
         cmd: node,
-        argv: [
-          LADDER_BIN,
-          'server',
-          '--data-dir',
-          dir,
-          '--host',
-          '127.0.0.1',
-          '--port',
-          String(port),
-          '--api-host',
-          '127.0.0.1',
-          '--api-port',
-          String(await freePort()),
-          '--metrics-port',
-          String(await freePort()),
-          ...workerArgs,
-        ],
+        argv: [LADDER_BIN, ...(await managedServerArgv(dir, port, workerArgs))],
         port,
         cleanup: () => rmSync(dir, { recursive: true, force: true }),
       };

@@ -6,6 +6,7 @@
  */
 import { sql, type Kysely } from 'kysely';
 import { num, rowToKey } from './rows.js';
+import { compiledOnce } from './compiled.js';
 import type { Database } from './schema.js';
 import type { KeyChanges } from './types.js';
 
@@ -17,23 +18,39 @@ export async function readKeyChanges(
   since: number | undefined,
 ): Promise<KeyChanges> {
   const tx = db.transaction();
+  // Compiled once per database (compiled.ts): the enforcer runs these every 2 s.
+  const rowsQuery = (after: number | undefined) =>
+    after === undefined
+      ? compiledOnce(db, 'keys.all', () => db.selectFrom('keys').selectAll().orderBy('seq').orderBy('id'))
+      : compiledOnce(
+          db,
+          'keys.since',
+          () => db.selectFrom('keys').selectAll().where('version', '>', 0).orderBy('seq').orderBy('id'),
+          [after],
+        );
+  const tombsQuery = (after: number) =>
+    compiledOnce(
+      db,
+      'tombstones.since',
+      () => db.selectFrom('key_tombstones').select(['id', 'version']).where('version', '>', 0),
+      [after],
+    );
+  const topQuery = compiledOnce(
+    db,
+    'keys.version',
+    () => ({
+      compile: () =>
+        sql<{ v: string | number | null }>`
+      select max(v) as v from (select max(version) as v from keys
+        union all select max(version) as v from key_tombstones) m`.compile(db),
+    }),
+  );
   // One snapshot for the rows, the tombstones and the version (SQLite: a read transaction, WAL).
   return (dialect === 'postgres' ? tx.setIsolationLevel('repeatable read') : tx).execute(async (trx) => {
-    let q = trx.selectFrom('keys').selectAll().orderBy('seq').orderBy('id');
-    if (since !== undefined) q = q.where('version', '>', since);
-    const rows = await q.execute();
-    const tombs =
-      since === undefined
-        ? []
-        : await trx
-            .selectFrom('key_tombstones')
-            .select(['id', 'version'])
-            .where('version', '>', since)
-            .execute();
+    const rows = (await trx.executeQuery(rowsQuery(since))).rows;
+    const tombs = since === undefined ? [] : (await trx.executeQuery(tombsQuery(since))).rows;
     // The version of the snapshot: the highest stamped in it (tombstones included).
-    const top = await sql<{ v: string | number | null }>`
-      select max(v) as v from (select max(version) as v from keys
-        union all select max(version) as v from key_tombstones) m`.execute(trx);
+    const top = await trx.executeQuery(topQuery);
     const version = Math.max(since ?? 0, num(top.rows[0]?.v ?? 0));
     // A key deleted and created again after `since` is in both lists (deleted first, then
     // changed); a row its tombstone outdates is not a key any more.

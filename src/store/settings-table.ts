@@ -1,6 +1,7 @@
 /** The server settings of the Kysely store: one JSON value per name in the `settings` table. */
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
+import { compiledOnce } from './compiled.js';
 import { num, numOrNull } from './rows.js';
 import type { Database } from './schema.js';
 import type { StoreOptions } from './store-options.js';
@@ -49,7 +50,9 @@ export async function initSettings(
 }
 
 export async function readSettings(db: Db): Promise<ServerSettings> {
-  const rows = await db.selectFrom('settings').selectAll().execute();
+  // Compiled once per database (compiled.ts): the key enforcer reads the settings every 2 s.
+  const query = compiledOnce(db, 'settings.all', () => db.selectFrom('settings').selectAll());
+  const { rows } = await db.executeQuery(query);
   const m = new Map(rows.map((r) => [r.name, JSON.parse(r.value) as unknown]));
   return {
     serverId: String(m.get('serverId')),

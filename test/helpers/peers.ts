@@ -279,6 +279,33 @@ export function ladderServerArgv(o: {
   ];
 }
 
+/**
+ * `ladder server --data-dir DIR` (managed) after bin/ladder.js: Shadowsocks on 127.0.0.1:`port`,
+ * the management API and the metrics on free loopback ports.
+ */
+export async function managedServerArgv(
+  dir: string,
+  port: number,
+  extra: readonly string[] = [],
+): Promise<string[]> {
+  return [
+    'server',
+    '--data-dir',
+    dir,
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--api-host',
+    '127.0.0.1',
+    '--api-port',
+    String(await freePort()),
+    '--metrics-port',
+    String(await freePort()),
+    ...extra,
+  ];
+}
+
 /** `ladder server` through the CLI, on 127.0.0.1, allowed to reach loopback destinations. */
 export async function startLadderServer(o: LadderServerOptions): Promise<Peer & { port: number }> {
   const port = o.port ?? (await freePort());
