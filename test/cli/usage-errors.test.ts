@@ -2,6 +2,9 @@
 // real CLI: one line `ladder: unknown option '--x' (did you mean --y?) — see ladder PATH --help`,
 // exit 2, nothing on stdout. The commands are read from the registrations themselves, so a new
 // subcommand is covered without touching this file.
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Command } from 'commander';
@@ -84,10 +87,25 @@ test('every subcommand: an unknown option or subcommand is one line with "did yo
     assert.ok(named.includes(`${cmd} --no-such-option`), cmd);
 });
 
-/** `npm ARGS` in the checkout, as a person runs it (npm's own environment, not this test's). */
-function npm(args: readonly string[]): Promise<LadderRun> {
-  const env = cleanEnv({ LADDER_LOG_LEVEL: 'silent' });
-  return runProgram('npm', ['--silent', ...args], env, { cwd: REPO_ROOT });
+/**
+ * `npm ARGS` in the checkout, as a person runs it (npm's own environment, not this test's).
+ * `npm exec` installs the checkout into npm's npx cache as a `file:` link and runs its install
+ * script there, i.e. node-gyp in this checkout: build/ disappears while it rebuilds, and every
+ * suite running meanwhile found no addon (two CI runs failed nine client suites). So npm runs
+ * with a cache of its own and no lifecycle scripts.
+ */
+async function npm(args: readonly string[]): Promise<LadderRun> {
+  const cache = mkdtempSync(join(tmpdir(), 'ladder-npm-cache-'));
+  const env = cleanEnv({
+    LADDER_LOG_LEVEL: 'silent',
+    npm_config_cache: cache,
+    npm_config_ignore_scripts: 'true',
+  });
+  try {
+    return await runProgram('npm', ['--silent', ...args], env, { cwd: REPO_ROOT });
+  } finally {
+    rmSync(cache, { recursive: true, force: true });
+  }
 }
 
 test('a usage error names the help as the person ran ladder: npm start, npm run ladder, npx ladder', async (t) => {
@@ -112,5 +130,16 @@ test('a usage error names the help as the person ran ladder: npm start, npm run 
       /^ladder: unknown option '--bogus' — see npx ladder nodes --help$/,
     ],
   ];
+  const addon = join(REPO_ROOT, 'build', 'Release', 'ladder_aead.node');
+  const builtAt = (): number | undefined => {
+    try {
+      return statSync(addon).mtimeMs;
+    } catch {
+      return undefined;
+    }
+  };
+  const before = builtAt();
   for (const [args, re] of cases) oneUsageLine(await npm(args), `npm ${args.join(' ')}`, re);
+  // None of it rebuilt the checkout's addon under the other suites' feet.
+  assert.equal(builtAt(), before, 'npm exec rebuilt build/Release/ladder_aead.node');
 });
