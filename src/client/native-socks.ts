@@ -512,7 +512,7 @@ export class NativeSocks {
       plan.connected();
     };
     // relayPair's arguments; [0] the server's descriptor once connected, [9] the relay (the addon's).
-    const key = this.#nativeSalt ? conn.native?.masterKey?.() : undefined;
+    const key = this.#nativeSalt && plan.answerWanted !== true ? conn.native?.masterKey?.() : undefined;
     const args: TunnelArgs = [
       -1,
       fd,

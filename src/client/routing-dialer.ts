@@ -153,7 +153,9 @@ export class RoutingDialer implements Dialer {
   #event(dest: SocksAddress, e: RouteEvent): void {
     this.#onRoute?.(e);
     if (e.retry && this.#log)
-      this.#log.debug(`route ${formatAddress(dest)}: ${e.retry} (retry after ${e.kind ?? 'a failure'} by ${e.route})`);
+      this.#log.debug(
+        `route ${formatAddress(dest)}: ${e.retry} (retry after ${e.kind ?? 'a failure'} by ${e.route})`,
+      );
   }
 
   /**
@@ -284,6 +286,7 @@ export class RoutingDialer implements Dialer {
     if (this.#log) this.#decide(dest); // told once: dial() is not called for a plan
     return {
       ...inner,
+      answerWanted: true, // the route event goes out when the server answers
       connected: () => {
         this.#event(dest, { route: 'proxy', outcome: 'ok' });
         inner.connected();

@@ -99,8 +99,17 @@ export interface NativeTunnelPlan {
   timeoutMs: number;
   /** socket: a NativeServerSocket with no descriptor (-1) holding the first write; decode; native. */
   conn: DialedConnection;
-  /** The connect succeeded: called at the first JS call after it (the relay's first answer or end). */
+  /**
+   * The connect succeeded: called at the first JS call after it (the server's first answer, or the
+   * relay's end when the relay opens the answer itself: LADDER_NATIVE_SALT).
+   */
   connected(): void;
+  /**
+   * connected() must run at the server's first answer, not at the end (a routing dialer's route
+   * event, which `auto` routing learns from while the connection is open): the relay hands the
+   * answer to JS instead of opening it itself.
+   */
+  answerWanted?: boolean;
   /** The connect failed with `err`: what dial() does then (rejects with it, or another connection). */
   failed(err: UpstreamDialError): Promise<DialedConnection>;
 }
