@@ -424,8 +424,11 @@ export async function startManaged(
     const banners = await managedBanners({
       storeLocation,
       dataDir,
-      storeFlagGiven: flags.store !== undefined && flags.storeFromEnv !== true,
-      storeFromEnv: flags.storeFromEnv === true,
+      // A PostgreSQL LADDER_STORE stays in the environment (its URL holds a password); a SQLite
+      // path is no secret, and a typed --data-dir would make LADDER_STORE yield: named as --store.
+      storeFlagGiven:
+        flags.store !== undefined && (flags.storeFromEnv !== true || storeLocation.kind === 'sqlite'),
+      storeFromEnv: flags.storeFromEnv === true && storeLocation.kind === 'postgres',
       fleetLine: fleet?.running?.line,
       port: plane.address.port,
       portForNewKeys: settings.portForNewAccessKeys,

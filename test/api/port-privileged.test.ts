@@ -17,6 +17,7 @@ import { LADDER_BIN, which } from '../helpers/peers.js';
 import { requireOrSkip } from '../helpers/prereq.js';
 import { waitFor } from '../helpers/wait.js';
 import { api } from './managed-helpers.js';
+import { cleanEnv } from '../helpers/clean-env.js';
 
 const root = process.getuid?.() === 0;
 const runuser = which('runuser');
@@ -43,7 +44,7 @@ test('the API refuses a key port this server may not listen on, in one 400 namin
   const cmd = root
     ? [runuser!, '-u', 'nobody', '--', process.execPath, ...args]
     : [process.execPath, ...args];
-  const child = spawn(cmd[0]!, cmd.slice(1), { env: { ...process.env, LADDER_LOG_LEVEL: 'warn' } });
+  const child = spawn(cmd[0]!, cmd.slice(1), { env: cleanEnv({ LADDER_LOG_LEVEL: 'warn' }) });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { openStore } from '../../src/store/index.js';
 import { LADDER_BIN, which } from '../helpers/peers.js';
 import { requireOrSkip } from '../helpers/prereq.js';
+import { cleanEnv } from '../helpers/clean-env.js';
 
 const root = process.getuid?.() === 0;
 const runuser = which('runuser');
@@ -41,7 +42,7 @@ async function startOn(t: TestContext, lock: (dir: string) => void) {
     ? [runuser!, '-u', 'nobody', '--', process.execPath, ...args]
     : [process.execPath, ...args];
   const r = spawnSync(cmd[0]!, cmd.slice(1), {
-    env: { ...process.env, LADDER_LOG_LEVEL: 'silent' },
+    env: cleanEnv({ LADDER_LOG_LEVEL: 'silent' }),
     encoding: 'utf8',
     timeout: 60_000,
   });

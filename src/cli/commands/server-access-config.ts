@@ -36,7 +36,11 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
     if (err instanceof StoreError) throw new UsageError(err.message);
     throw err;
   }
-  const where = storeFlags(loc, dataDir, flags.store !== undefined && flags.storeFromEnv !== true);
+  const where = storeFlags(
+    loc,
+    dataDir,
+    flags.store !== undefined && (flags.storeFromEnv !== true || loc.kind === 'sqlite'),
+  );
   if (loc.kind === 'sqlite' && !existsSync(loc.path)) {
     throw new UsageError(
       `no store at ${loc.path}: start the server once (${ladder} server${where}), or name its store with --data-dir/--store`,
