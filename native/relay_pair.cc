@@ -366,7 +366,11 @@ Reason CallFirst(Relay* r, const uint8_t* p, size_t n) {
     if (napi_is_array(env, result, &is_array) == napi_ok && is_array) {
       napi_value dec;
       plain = nullptr;
-      if (napi_get_element(env, result, 0, &dec) != napi_ok || (r->dec = CodecOf(env, dec, 0)) == nullptr ||
+      // A decoder is taken only while the relay has none and is not making its own (master key):
+      // otherwise one would be overwritten or freed twice.
+      if (r->dec != nullptr || r->master_len > 0) {
+        why = kCipher;
+      } else if (napi_get_element(env, result, 0, &dec) != napi_ok || (r->dec = CodecOf(env, dec, 0)) == nullptr ||
           CodecFailed(r->dec) || napi_create_reference(env, dec, 1, &r->codec_refs[0]) != napi_ok) {
         r->dec = nullptr;
         why = kCipher;
@@ -656,6 +660,10 @@ Relay* NewRelay(const Args& a, size_t dec_i, size_t pending_i, size_t cb_i, size
          "relayPair: decoder and encoder must be a working decoder and encoder, or both null (with onFirst: a null "
          "decoder and an encoder)",
          true);
+    return nullptr;
+  }
+  if (dec_key && static_cast<size_t>(EVP_CIPHER_key_length(CipherOf(CodecMethod(r->enc)))) != r->master_len) {
+    Undo(env, r, "relayPair: the master key's length does not match the encoder's method", true);
     return nullptr;
   }
   if (with_first && napi_create_reference(env, a[first_i], 1, &r->first) != napi_ok) {

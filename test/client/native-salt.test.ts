@@ -18,7 +18,7 @@ import { NativeSocks } from '../../src/client/native-socks.js';
 import { ShadowsocksServer } from '../../src/server/server.js';
 import { createLogger } from '../../src/shared/logger.js';
 import { nativeRelay, nativeSocksFront } from '../../src/transport/native-sockets.js';
-import { serve, type TestServer } from '../helpers/net.js';
+import { fdOf, serve, type TestServer } from '../helpers/net.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { socks5Connect } from '../helpers/socks5.js';
 import { sleep, waitFor } from '../helpers/wait.js';
@@ -209,4 +209,38 @@ describe('native tunnel: the server answer opened in the relay', { skip, timeout
       }
     });
   }
+
+  it('the addon: a master key for the decoder must have the encoder method’s key length', async () => {
+    const fns = nativeSocksFront() as unknown as {
+      create(m: number, k: Uint8Array, enc: boolean): object;
+      relayPair(...a: unknown[]): unknown;
+    };
+    const enc = fns.create(2, randomBytes(32), true); // chacha20-poly1305: 32-byte keys
+    const srv = net.createServer();
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const a = net.connect((srv.address() as net.AddressInfo).port, '127.0.0.1');
+    const b = await new Promise<net.Socket>((r) => srv.once('connection', r));
+    await new Promise((r) => a.once('connect', r));
+    try {
+      assert.throws(
+        () =>
+          fns.relayPair(
+            fdOf(a),
+            fdOf(b),
+            randomBytes(16),
+            enc,
+            [undefined, undefined, undefined],
+            1000,
+            () => {},
+            3,
+            () => {},
+          ),
+        /the master key's length does not match the encoder's method/,
+      );
+    } finally {
+      a.destroy();
+      b.destroy();
+      srv.close();
+    }
+  });
 });
