@@ -11,7 +11,7 @@ export const CALLER_TARGETS = ['LADDER_STORE', 'LADDER_API', 'LADDER_KEY', 'LADD
  * `env` without what npm tells a script it runs (npm_lifecycle_*): a test run by `npm test` or
  * `npx` must not make ladder name its help as `npm …` or `npx ladder` (helpCommand).
  */
-export function withoutNpm(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+function withoutNpm(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   delete env.npm_lifecycle_event;
   delete env.npm_lifecycle_script;
   return env;

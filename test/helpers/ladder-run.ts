@@ -5,7 +5,7 @@ import { ladderCommand } from '../../src/shared/invocation.js';
 import { LADDER_BIN } from './peers.js';
 import { cleanEnv } from './clean-env.js';
 
-export { cleanEnv, withoutNpm } from './clean-env.js';
+export { cleanEnv } from './clean-env.js';
 
 export interface LadderRun {
   code: number;
