@@ -180,11 +180,12 @@ describe('multi-worker data plane', { skip: skipUnless(reusePortAvailable(), NEE
     const totals = async (
       start: (sink: {
         addBytes: (id: string, up: number, down: number) => void;
-      }) => Promise<{ port: number; close: () => Promise<void>; done?: () => boolean }>,
-    ): Promise<{ up: number; down: number }> => {
-      const sum = { up: 0, down: 0 };
+      }) => Promise<{ port: number; close: () => Promise<void>; done?: (n: number) => boolean }>,
+      more: (i: number) => boolean,
+    ): Promise<{ up: number; down: number; n: number }> => {
+      const sum = { up: 0, down: 0, n: 0 };
       const s = await start({ addBytes: (_id, up, down) => ((sum.up += up), (sum.down += down)) });
-      for (let i = 0; i < 12; i++) {
+      for (let i = 0; more(i); i++, sum.n++) {
         const t = await openTestTunnel({
           port: s.port,
           method: k.method,
@@ -196,44 +197,52 @@ describe('multi-worker data plane', { skip: skipUnless(reusePortAvailable(), NEE
         t.end();
         await t.closed;
       }
-      await waitFor(() => s.done?.() ?? true);
+      await waitFor(() => s.done?.(sum.n) ?? true);
       await s.close();
       return sum;
     };
     try {
       let wp: WorkerPlane | undefined;
-      const multi = await totals(async (usage) => {
-        wp = await startWorkerPlane({
-          workers: 2,
-          keys: [k],
-          port: 0,
-          host: '127.0.0.1',
-          logger: silentLogger,
-          allowPrivateDestinations: true,
-          usage,
-          reportMs: 50,
-        });
-        const p = wp;
-        return {
-          port: p.address.port,
-          close: () => p.close(),
-          done: () => by(p).reduce((a, b) => a + b, 0) === 12,
-        };
-      });
+      const multi = await totals(
+        async (usage) => {
+          wp = await startWorkerPlane({
+            workers: 2,
+            keys: [k],
+            port: 0,
+            host: '127.0.0.1',
+            logger: silentLogger,
+            allowPrivateDestinations: true,
+            usage,
+            reportMs: 50,
+          });
+          const p = wp;
+          return {
+            port: p.address.port,
+            close: () => p.close(),
+            done: (n) => by(p).reduce((a, b) => a + b, 0) === n,
+          };
+          // The kernel picks the worker by a hash of the 4-tuple: at least 12 connections, and more
+          // until both workers have carried one (bounded: 60 miss one worker with probability 2^-59).
+        },
+        (i) => i < 12 || (i < 60 && !by(wp!).every((n) => n > 0)),
+      );
       assert.ok(
         by(wp!).every((n) => n > 0),
         `both workers carried traffic: ${by(wp!).join('/')}`,
       );
-      const single = await totals(async (usage) => {
-        const d = await startDataPlane({
-          keys: [k],
-          port: 0,
-          host: '127.0.0.1',
-          usage,
-          allowPrivateDestinations: true,
-        });
-        return { port: d.address.port, close: () => d.close() };
-      });
+      const single = await totals(
+        async (usage) => {
+          const d = await startDataPlane({
+            keys: [k],
+            port: 0,
+            host: '127.0.0.1',
+            usage,
+            allowPrivateDestinations: true,
+          });
+          return { port: d.address.port, close: () => d.close() };
+        },
+        (i) => i < multi.n,
+      );
       assert.ok(single.up > 12_000 && single.down > 12_000, JSON.stringify(single));
       assert.deepEqual(multi, single);
     } finally {
@@ -259,7 +268,10 @@ describe('multi-worker data plane', { skip: skipUnless(reusePortAvailable(), NEE
         '2',
       ]);
       assert.equal(r.code, 2, r.stderr);
-      assert.equal(r.stderr.trim(), `ladder: cannot listen on 127.0.0.1:${port}: EADDRINUSE (another process listens there)`);
+      assert.equal(
+        r.stderr.trim(),
+        `ladder: cannot listen on 127.0.0.1:${port}: EADDRINUSE (another process listens there)`,
+      );
       // In this process too (a worker plane and an in-process data plane).
       await assert.rejects(
         startWorkerPlane({ workers: 2, keys: [k], port, host: '127.0.0.1', logger: silentLogger }),
