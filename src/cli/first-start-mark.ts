@@ -7,8 +7,9 @@
  * reads them), as the refused start's never did.
  */
 import { createHash } from 'node:crypto';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { asObject, readDataFile, writeDataFile } from '../shared/data-file.js';
 import { makeDirs } from '../shared/fs.js';
 
 const MARK_FILE = 'first-start.pending';
@@ -24,25 +25,24 @@ export function keyDigest(secret: string): string {
   return createHash('sha256').update(secret).digest('hex');
 }
 
-export async function readFirstStartMark(dataDir: string): Promise<FirstStartMark | undefined> {
-  let text: string;
-  try {
-    text = await readFile(join(dataDir, MARK_FILE), 'utf8');
-  } catch {
-    return undefined;
-  }
-  try {
-    const v = JSON.parse(text) as unknown;
-    const key = (v as { key?: unknown } | null)?.key;
-    return typeof key === 'string' ? { key } : {};
-  } catch {
-    return {};
-  }
+/** The mark a refused or killed first start left, if any (a damaged one: DataFileError). */
+export function readFirstStartMark(dataDir: string): Promise<FirstStartMark | undefined> {
+  const fix =
+    'start (that start is then a restart: `ladder server access-config` prints the access config and keys)';
+  return readDataFile(
+    join(dataDir, MARK_FILE),
+    (v) => {
+      const o = asObject(v);
+      if (!o) return 'not an object';
+      return typeof o.key === 'string' ? { key: o.key } : {};
+    },
+    fix,
+  );
 }
 
 export async function writeFirstStartMark(dataDir: string, mark: FirstStartMark): Promise<void> {
   makeDirs(dataDir); // a PostgreSQL store's data directory may not exist yet
-  await writeFile(join(dataDir, MARK_FILE), `${JSON.stringify(mark)}\n`, { mode: 0o600 });
+  await writeDataFile(join(dataDir, MARK_FILE), mark);
 }
 
 /** The first start has served: later starts are restarts. */
