@@ -14,6 +14,7 @@ import { openTestTunnel } from '../test/helpers/test-client.js';
 import { ladderServerArgv } from '../test/helpers/peers.js';
 import { opt, posInt } from './args.js';
 import { median } from './stats.js';
+import { cleanEnv } from '../test/helpers/clean-env.js';
 
 const RUNS = posInt('--runs', 5);
 const WORKERS = opt('--workers', '');
@@ -30,7 +31,7 @@ async function once(eager: boolean, echoPort: number): Promise<{ cold: number; w
       password: PASSWORD,
       extra: ['--allow-private', ...(WORKERS ? ['--workers', WORKERS] : [])],
     }),
-    { stdio: 'ignore', env: { ...process.env, LADDER_EAGER_WORKERS: eager ? '1' : '0' } },
+    { stdio: 'ignore', env: cleanEnv({ LADDER_EAGER_WORKERS: eager ? '1' : '0' }) },
   );
   try {
     await waitListening(child, port);

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { managedServerArgs } from '../test/helpers/ladder-run.js';
+import { cleanEnv } from '../test/helpers/clean-env.js';
 
 export interface SpawnedServer {
   readonly pid: number;
@@ -27,7 +28,7 @@ export async function spawnManagedServer(
     process.execPath,
     [...(o.nodeFlags ?? []), join(root, 'bin', 'ladder.js'), ...argv, ...(o.extra ?? [])],
     {
-      env: { ...process.env, LADDER_DIST: '0', LADDER_LOG_LEVEL: 'silent' },
+      env: cleanEnv({ LADDER_DIST: '0', LADDER_LOG_LEVEL: 'silent' }),
       stdio: ['ignore', 'pipe', 'inherit'],
     },
   );

@@ -5,8 +5,9 @@
  * same endpoint as the certificate beside it, and by a fleet node's restart (its own API port,
  * not another node's).
  */
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { asObject, readDataFile, writeDataFile } from '../shared/data-file.js';
 import type { ServerSettings } from '../store/index.js';
 import type { ApiEndpoint } from './access-url.js';
 import { CERT_FILE, certSha256 } from './tls.js';
@@ -19,23 +20,23 @@ export interface SavedApiAddress {
 }
 
 export async function saveApiAddress(dataDir: string, a: SavedApiAddress): Promise<void> {
-  const file = join(dataDir, API_ENDPOINT_FILE);
-  const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(a.host === undefined ? { port: a.port } : a)}\n`, { mode: 0o600 });
-  await rename(tmp, file);
+  await writeDataFile(join(dataDir, API_ENDPOINT_FILE), a.host === undefined ? { port: a.port } : a);
 }
 
-/** The saved address, or undefined when there is none or it does not parse (then: as if none). */
-export async function loadApiAddress(dataDir: string): Promise<SavedApiAddress | undefined> {
-  try {
-    const v = JSON.parse(
-      await readFile(join(dataDir, API_ENDPOINT_FILE), 'utf8'),
-    ) as Partial<SavedApiAddress>;
-    if (!Number.isInteger(v.port) || v.port! <= 0 || v.port! > 65535) return undefined;
-    return { port: v.port!, ...(typeof v.host === 'string' && v.host ? { host: v.host } : {}) };
-  } catch {
-    return undefined;
-  }
+/** The saved address, or undefined when there is none; a damaged file is refused (DataFileError). */
+export function loadApiAddress(dataDir: string): Promise<SavedApiAddress | undefined> {
+  const fix =
+    'go on (the API writes it again when it starts; a fleet node whose --api-port is not given may get a new one)';
+  return readDataFile(
+    join(dataDir, API_ENDPOINT_FILE),
+    (v) => {
+      const o = asObject(v);
+      const port = o?.port;
+      if (typeof port !== 'number' || !Number.isInteger(port) || port <= 0 || port > 65535) return 'no port';
+      return { port, ...(typeof o!.host === 'string' && o!.host ? { host: o!.host } : {}) };
+    },
+    fix,
+  );
 }
 
 /**

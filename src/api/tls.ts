@@ -75,12 +75,19 @@ function pairProblem(
  * Manager pins the fingerprint, so a silent new one would lock the operator out with no reason
  * given. `rotateCertificate` replaces it on purpose.
  */
-export async function ensureCertificate(dataDir: string, hostname: string): Promise<ApiCertificate> {
+export async function ensureCertificate(
+  dataDir: string,
+  hostname: string,
+  /** Runs before a new pair is made (managed mode marks its first start there: crash-safe). */
+  beforeCreate?: () => Promise<void>,
+): Promise<ApiCertificate> {
   const certPath = join(dataDir, CERT_FILE);
   const keyPath = join(dataDir, KEY_FILE);
   const [cert, key] = await Promise.all([readIfThere(certPath), readIfThere(keyPath)]);
-  if (cert === undefined && key === undefined)
+  if (cert === undefined && key === undefined) {
+    await beforeCreate?.();
     return { ...(await createCertificate(dataDir, hostname)), created: true };
+  }
   const problem =
     cert === undefined
       ? { file: certPath, why: `missing (its key ${keyPath} is there)` }

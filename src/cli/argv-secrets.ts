@@ -10,19 +10,48 @@
  */
 const HIDDEN = '***';
 
-/** `spec` with a PostgreSQL URL's password starred out, or undefined when it carries none. */
-export function hideStorePassword(spec: string): string | undefined {
-  const m = /^(postgres(?:ql)?:\/\/)([^/?#]*)(.*)$/is.exec(spec);
+/**
+ * `spec` with a PostgreSQL URL's password replaced by `placeholder` (ps, banners, suggested
+ * commands), or undefined when it carries none. Read by hand, not by a URL parser, so that a
+ * password that is not percent-encoded never shows however a parser would read it: the user
+ * information runs to the URL's last '@' and the password from its first ':' (a raw '/', '?', '#'
+ * or '@' in a password stays hidden; a '@' in the database name or query hides more than the
+ * password, never less), and a `password=` (or `sslpassword=`) query value runs to the next '&'.
+ */
+export function hideStorePassword(spec: string, placeholder = HIDDEN): string | undefined {
+  const m = /^(postgres(?:ql)?:\/\/)(.*)$/is.exec(spec);
   if (!m) return undefined;
-  // The user information ends at the authority's last '@' and the password starts after its
-  // first ':', as URL parsers (and so node-postgres) read them: `u:p@ss@db` is user u, password p@ss.
-  let authority = m[2]!;
-  const at = authority.lastIndexOf('@');
-  const colon = authority.indexOf(':');
-  if (at > 0 && colon >= 0 && colon < at)
-    authority = `${authority.slice(0, colon + 1)}${HIDDEN}${authority.slice(at)}`;
-  const hidden = `${m[1]}${authority}${m[3]!.replace(/([?&]password=)[^&#]*/i, `$1${HIDDEN}`)}`;
-  return hidden === spec ? undefined : hidden;
+  const rest = m[2]!;
+  const hidden = new Array<boolean>(rest.length).fill(false);
+  const hide = (from: number, to: number): void => void hidden.fill(true, from, to);
+  const at = rest.lastIndexOf('@');
+  const colon = rest.indexOf(':');
+  if (colon >= 0 && colon < at) hide(colon + 1, at);
+  // Every '?' or '&' that starts a `…password=` pair (node-postgres reads the name percent-decoded).
+  for (let i = rest.search(/[?&]/); i >= 0 && i < rest.length; i++) {
+    if (rest[i] !== '?' && rest[i] !== '&') continue;
+    const eq = rest.indexOf('=', i + 1);
+    if (eq < 0) break;
+    const name = rest.slice(i + 1, eq);
+    if (/[?&]/.test(name) || !/password$/i.test(decoded(name))) continue;
+    const end = rest.indexOf('&', eq + 1);
+    hide(eq + 1, end < 0 ? rest.length : end);
+  }
+  let out = m[1]!;
+  for (let i = 0; i < rest.length; i++) {
+    if (!hidden[i]) out += rest[i];
+    else if (i === 0 || !hidden[i - 1]) out += placeholder;
+  }
+  return out === spec ? undefined : out;
+}
+
+/** A query parameter's name as node-postgres reads it (percent-decoded), or as it stands. */
+function decoded(name: string): string {
+  try {
+    return decodeURIComponent(name);
+  } catch {
+    return name;
+  }
 }
 
 /** The management API's URL (alone, or in its access-config JSON) with its secret path starred out. */

@@ -1,4 +1,5 @@
 import type { StoreLocation } from '../store/index.js';
+import { hideStorePassword } from './argv-secrets.js';
 
 /** Banner text the server modes and `server access-config` share (no heavy imports: the unmanaged server loads this). */
 
@@ -19,17 +20,11 @@ export function dynamicKeyNote(dynamicKeyBaseUrl: string | null | undefined): st
 /**
  * A postgres:// URL without its password (for banners and logs): `…` in its place, or
  * `placeholder` in a command meant to be copied (`PASSWORD`, which a person sees to replace; the
- * URL encoding of `…` pasted back was taken for the password itself).
+ * URL encoding of `…` pasted back was taken for the password itself). The process title's rule
+ * (hideStorePassword), so no shape of URL shows its password in either.
  */
 export function withoutPassword(url: string, placeholder = '…'): string {
-  try {
-    const u = new URL(url);
-    if (u.password === '') return url;
-    u.password = 'x';
-    return u.toString().replace(/:x@/, `:${placeholder}@`);
-  } catch {
-    return 'postgres://…';
-  }
+  return hideStorePassword(url, placeholder) ?? url;
 }
 
 /** The store for the banner: the SQLite file, or the PostgreSQL URL without its password. */

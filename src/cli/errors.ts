@@ -2,6 +2,7 @@ import { type Command, CommanderError } from 'commander';
 import { ProtocolError } from '../protocol/errors.js';
 import { editDistance } from '../protocol/near-miss.js';
 import { CodedError } from '../shared/errors.js';
+import { DataFileError } from '../shared/data-file.js';
 import { ParseError } from '../shared/parse.js';
 import { ConfigError, ClientConfigError } from '../config/errors.js';
 import { StoreError, type StoreErrorCode } from '../store/types.js';
@@ -55,6 +56,7 @@ const USER_ERRORS: ReadonlyArray<(err: unknown) => boolean> = [
   (e) => e instanceof LabCaError, // the lab's openssl is missing or failed
   (e) => e instanceof CertificateError, // the API certificate in the data directory
   (e) => e instanceof ReplayStateError, // a damaged --replay-state file
+  (e) => e instanceof DataFileError, // a damaged JSON file in the data directory
 ];
 
 /** True for an error about what the user gave us (exit 2), false for a bug (exit 1). */

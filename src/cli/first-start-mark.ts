@@ -1,39 +1,48 @@
 /**
- * DATA_DIR/first-start.pending: written when a first start makes this data directory's API
- * certificate or the store's first key, removed once that start serves. A first start refused
- * after either is made (a taken --dynamic-listen or web port) leaves it, so the retry is still
- * the first start: its banner, access config and key included, goes to the log once (under
- * systemd the journal is where the operator reads them), as the refused start's never did.
+ * DATA_DIR/first-start.pending: written when a first start is about to make this data
+ * directory's API certificate or the store's first key (before, so a start killed right after
+ * making either still leaves it), removed once that start serves. A first start refused or
+ * killed before it served leaves it, so the next start is still the first: its banner, access
+ * config and key included, goes to the log once (under systemd the journal is where the operator
+ * reads them), as the refused start's never did.
  */
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { asObject, readDataFile, writeDataFile } from '../shared/data-file.js';
+import { makeDirs } from '../shared/fs.js';
 
 const MARK_FILE = 'first-start.pending';
 
 export interface FirstStartMark {
-  /** The key the first start made (the store's first key), if it made one. */
-  keyId?: string;
+  /** The key the first start makes (the store's first key), by its secret's digest (keyDigest). */
+  key?: string;
 }
 
-/** The mark a refused first start left, if any (an unreadable one counts as a bare mark). */
-export async function readFirstStartMark(dataDir: string): Promise<FirstStartMark | undefined> {
-  let text: string;
-  try {
-    text = await readFile(join(dataDir, MARK_FILE), 'utf8');
-  } catch {
-    return undefined;
-  }
-  try {
-    const v = JSON.parse(text) as unknown;
-    const keyId = (v as { keyId?: unknown } | null)?.keyId;
-    return typeof keyId === 'string' ? { keyId } : {};
-  } catch {
-    return {};
-  }
+/** What the mark holds of a key: a digest of its secret (unique, unlike an id another node may
+ *  also give the store's first key; and no secret in the file). */
+export function keyDigest(secret: string): string {
+  return createHash('sha256').update(secret).digest('hex');
+}
+
+/** The mark a refused or killed first start left, if any (a damaged one: DataFileError). */
+export function readFirstStartMark(dataDir: string): Promise<FirstStartMark | undefined> {
+  const fix =
+    'start (that start is then a restart: `ladder server access-config` prints the access config and keys)';
+  return readDataFile(
+    join(dataDir, MARK_FILE),
+    (v) => {
+      const o = asObject(v);
+      if (!o) return 'not an object';
+      return typeof o.key === 'string' ? { key: o.key } : {};
+    },
+    fix,
+  );
 }
 
 export async function writeFirstStartMark(dataDir: string, mark: FirstStartMark): Promise<void> {
-  await writeFile(join(dataDir, MARK_FILE), `${JSON.stringify(mark)}\n`, { mode: 0o600 });
+  makeDirs(dataDir); // a PostgreSQL store's data directory may not exist yet
+  await writeDataFile(join(dataDir, MARK_FILE), mark);
 }
 
 /** The first start has served: later starts are restarts. */

@@ -4,6 +4,7 @@ import { commanderUsageError, EXIT, reportError } from './errors.js';
 import { loadCommands } from './commands/index.js';
 import { setNativeEnabled, tuneHeapForRelay } from '../protocol/shadowsocks/native.js';
 import { whenStarted } from '../shared/startup.js';
+import { envSwitch } from '../shared/env.js';
 
 /**
  * The composition root: the only module that reads argv/env and calls process.exit.
@@ -13,11 +14,11 @@ export async function main(argv: string[]): Promise<number> {
   // A password or secret URL on the command line: said once, and starred out of /proc/PID/cmdline.
   guardArgvSecrets(argv, (line) => process.stderr.write(`ladder: warning: ${line}\n`));
   // LADDER_NATIVE=0: use node:crypto even where the native AEAD addon is built (for comparison).
-  if (process.env.LADDER_NATIVE === '0') setNativeEnabled(false);
+  if (!envSwitch('LADDER_NATIVE')) setNativeEnabled(false);
   // Malloc thresholds for a relay (native.ts RELAY_HEAP); LADDER_HEAP_TUNE=0 keeps glibc's defaults
   // (the bench compares both). Applied once start-up is over, so the memory start-up freed goes
   // back to the system first (idle RSS) and only the relay's buffers are kept.
-  else if (process.env.LADDER_HEAP_TUNE !== '0') whenStarted(tuneHeapForRelay);
+  else if (envSwitch('LADDER_HEAP_TUNE')) whenStarted(tuneHeapForRelay);
   const program = new Command('ladder')
     .description('Censorship-resistant encrypted tunnel (Shadowsocks-compatible)')
     .version('0.1.0')

@@ -57,7 +57,12 @@ import {
 import { checkPublicHost, type ManagedFlags } from './managed-options.js';
 import { lockDataDir } from './data-dir-lock.js';
 import { applyPortFlag, applyPublicHostFlag } from './port-for-new-keys.js';
-import { clearFirstStartMark, readFirstStartMark, writeFirstStartMark } from './first-start-mark.js';
+import {
+  clearFirstStartMark,
+  keyDigest,
+  readFirstStartMark,
+  writeFirstStartMark,
+} from './first-start-mark.js';
 
 /**
  * Managed mode of `ladder server`: data plane + store + management API + metrics in one process.
@@ -127,6 +132,9 @@ export interface ManagedTuning {
   dashboardDir?: string;
   /** Stops a start waiting for its store: what started is closed, startManaged throws StartAborted. */
   signal?: AbortSignal;
+  /** Runs right after this start made its API certificate or the store's first key (a test
+   *  kills the process there: the next start must still be the first). */
+  made?: (what: 'certificate' | 'key') => void | Promise<void>;
 }
 
 /** Start everything; the caller prints `banner` and waits for a signal. */
@@ -152,6 +160,7 @@ export async function startManaged(
     checkBeforeServing,
     createAccessKeys,
     ensureFirstKey,
+    generateSecret,
     KeyEnforcer,
     openStore,
     parseStoreLocation,
@@ -287,11 +296,14 @@ export async function startManaged(
     // The API's certificate and key (made at the first start) before anything listens: a damaged
     // one is refused in one line with nothing logged before it (startApi reads them again).
     // Made now: this data directory's first start (a new fleet node's too), whose banner goes to the log.
-    // A first start refused after making it or the key left a mark: this start is still the first.
+    // A first start refused or killed after making it or the key left a mark (written before
+    // either is made): this start is still the first.
     const pending = await readFirstStartMark(dataDir);
+    const markFirst = pending ? undefined : () => writeFirstStartMark(dataDir, {});
     const certNow =
-      !early && (await ensureCertificate(dataDir, settings.hostnameForAccessKeys)).created === true;
-    if (certNow && !pending) await writeFirstStartMark(dataDir, {});
+      !early &&
+      (await ensureCertificate(dataDir, settings.hostnameForAccessKeys, markFirst)).created === true;
+    if (certNow) await tuning.made?.('certificate');
     // The same for the API's and an explicit metrics port taken by another program: refused
     // before the data plane logs "listening" (startApi and the metrics server check again).
     // A fleet node's API port is its own (api-endpoint.json), never the shared setting.
@@ -300,26 +312,27 @@ export async function startManaged(
     if (!early) await checkPortsFree(apiPort, metricsPortFlag, flags);
     const { plane, pool } = early ?? (await startPool(primaryPort, planes));
     planePort = plane.address.port;
-    // Nodes starting at once on an empty store make one initial key between them (a lock). Only
-    // once the ports are ours: a start refused above makes none, so the retry is the first start.
-    const first = await ensureFirstKey(store, storeLocation, async () => {
-      const req = { name: 'Initial key', method: flags.method ?? DEFAULT_METHOD };
-      return (await createAccessKeys(store, req)).keys[0]!;
-    });
-    let firstKey = first.key;
-    const createdNow = first.created;
-    if (createdNow) await writeFirstStartMark(dataDir, { keyId: firstKey.id });
-    // This data directory's first start made the key (now, or before a refusal it is retrying).
-    const keyMadeHere = createdNow || (pending?.keyId !== undefined && pending.keyId === firstKey.id);
     if (
       plane.address.port !== settings.portForNewAccessKeys &&
       (firstServerStart || !settings.portForNewAccessKeys)
     ) {
       await store.updateSettings({ portForNewAccessKeys: plane.address.port });
-      if (createdNow) await store.updateKey(firstKey.id, { port: plane.address.port });
       settings = await store.getSettings();
-      firstKey = (await store.getKey(firstKey.id)) ?? firstKey;
     }
+    // Nodes starting at once on an empty store make one initial key between them (a lock). Only
+    // once the ports are ours: a start refused above makes none, so the retry is the first start.
+    // Marked before it is made (by its secret): a start killed after making it leaves the mark.
+    const first = await ensureFirstKey(store, storeLocation, async () => {
+      const method = flags.method ?? DEFAULT_METHOD;
+      const secret = generateSecret(method);
+      await writeFirstStartMark(dataDir, { key: keyDigest(secret) });
+      return (await createAccessKeys(store, { name: 'Initial key', method, secret })).keys[0]!;
+    });
+    const firstKey = first.key;
+    const createdNow = first.created;
+    if (createdNow) await tuning.made?.('key');
+    // This data directory's first start made the key (now, or before a refusal or crash).
+    const keyMadeHere = createdNow || pending?.key === keyDigest(firstKey.secret);
 
     const enforcer = early?.enforcer ?? (await startEnforcer(pool));
 

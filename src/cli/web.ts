@@ -21,6 +21,7 @@ import type { DataPlaneOptions, ShadowsocksServer } from '../server/index.js';
 // The web front's modules (ws, acme-client, the decoy site) load only when --web-port is given.
 import type { WebService, WebServiceSettings } from '../server/web/setup.js';
 import type { RuntimeKey } from '../shared/control.js';
+import { asObject, readDataFile, writeDataFile } from '../shared/data-file.js';
 import { bindErrorCode, explainBindError } from '../shared/listen.js';
 import { formatHostPort } from '../shared/parse.js';
 import type { Logger } from '../shared/logger.js';
@@ -506,39 +507,33 @@ const ENDPOINT_FILE = 'web-endpoint.json';
  */
 export async function saveWebEndpoint(dataDir: string, ep: SavedWebEndpoint | undefined): Promise<void> {
   const file = join(dataDir, ENDPOINT_FILE);
-  if (ep === undefined) {
-    await rm(file, { force: true });
-    return;
-  }
-  await writeFile(file, `${JSON.stringify(ep)}\n`, { mode: 0o600 });
+  if (ep === undefined) await rm(file, { force: true });
+  else await writeDataFile(file, ep);
 }
 
-/** The endpoint a managed server with a web front last saved in `dataDir`, if any. */
-export async function loadWebEndpoint(dataDir: string): Promise<SavedWebEndpoint | undefined> {
-  let text: string;
-  try {
-    text = await readFile(join(dataDir, ENDPOINT_FILE), 'utf8');
-  } catch {
-    return undefined;
-  }
-  try {
-    const v = JSON.parse(text) as Partial<SavedWebEndpoint>;
-    if (
-      typeof v.host === 'string' &&
-      typeof v.port === 'number' &&
-      typeof v.path === 'string' &&
-      typeof v.tls === 'boolean'
-    )
+/** The endpoint a managed server with a web front last saved in `dataDir`, if any (a damaged one: DataFileError). */
+export function loadWebEndpoint(dataDir: string): Promise<SavedWebEndpoint | undefined> {
+  const fix = 'go on (a managed server with a web front writes it again when it starts)';
+  return readDataFile(
+    join(dataDir, ENDPOINT_FILE),
+    (v) => {
+      const o = asObject(v);
+      if (
+        typeof o?.host !== 'string' ||
+        typeof o.port !== 'number' ||
+        typeof o.path !== 'string' ||
+        typeof o.tls !== 'boolean'
+      )
+        return 'fields missing';
       return {
-        host: v.host,
-        port: v.port,
-        path: v.path,
-        tls: v.tls,
-        mux: v.mux !== false,
-        ...(v.only === true ? { only: true } : {}),
+        host: o.host,
+        port: o.port,
+        path: o.path,
+        tls: o.tls,
+        mux: o.mux !== false,
+        ...(o.only === true ? { only: true } : {}),
       };
-  } catch {
-    // a damaged file: as if there were none
-  }
-  return undefined;
+    },
+    fix,
+  );
 }

@@ -21,6 +21,7 @@
  */
 import { formatAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import { systemClock, type Clock, type Timer } from '../shared/clock.js';
+import { envSwitch } from '../shared/env.js';
 import type { Logger } from '../shared/logger.js';
 import { RepeatLimiter } from '../shared/repeat-limiter.js';
 import type { DialHints, DialedConnection, Dialer, FirstData } from '../transport/dialer.js';
@@ -58,7 +59,7 @@ export interface AnswerWatchOptions {
 
 /** The no-answer waits of all connections on one timer, unless LADDER_WATCH_TIMER=0 (a timer each, as before). */
 export function sharedWatchTimerFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.LADDER_WATCH_TIMER !== '0';
+  return envSwitch('LADDER_WATCH_TIMER', env);
 }
 
 type Kind = 'closed' | 'closed-after-fin' | 'no-answer' | 'not-shadowsocks';

@@ -309,11 +309,14 @@ export async function migrate(db: Kysely<Database>): Promise<void> {
   throw new StoreError('STORE_OPEN_FAILED', `store: ${refusalHint(error)}: ${message}`);
 }
 
-/** What PostgreSQL's refusal means for the operator, by its SQLSTATE (a login or a missing database). */
+/** What PostgreSQL's refusal means for the operator, by its SQLSTATE (a login or a missing database) or node's code. */
 function refusalHint(error: unknown): string {
   const code = (error as { code?: unknown } | undefined)?.code;
   if (code === '28P01' || code === '28000')
     return 'the database refused the login (check the user and password in the store URL)';
   if (code === '3D000') return 'no such database (create it, or fix its name in the store URL)';
+  // node-postgres could not parse the URL (its error leaves the URL out): most often a raw character.
+  if (code === 'ERR_INVALID_URL')
+    return 'the PostgreSQL URL cannot be read (percent-encode a / ? # @ or space in its user or password: %2F %3F %23 %40 %20)';
   return 'cannot prepare the database';
 }

@@ -6,10 +6,11 @@
  */
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { envSwitch } from '../shared/env.js';
 
 /** The native relay (server and client) is on unless LADDER_NATIVE_RELAY=0. */
 export function nativeRelayFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.LADDER_NATIVE_RELAY !== '0';
+  return envSwitch('LADDER_NATIVE_RELAY', env);
 }
 
 /** The descriptor of a plain TCP net.Socket (its libuv handle's), or undefined. */

@@ -14,6 +14,7 @@
  */
 import { Socket } from 'node:net';
 import { nativeAddon } from '../protocol/shadowsocks/native.js';
+import { envSwitch } from '../shared/env.js';
 
 /** The addon's accept and pre-relay reads (native/tcp_accept.cc). */
 export interface NativeAccept {
@@ -55,12 +56,12 @@ export function nativeAccept(): NativeAccept | undefined {
  * connection instead of two) unless LADDER_NATIVE_HANDSHAKE=0.
  */
 export function nativeHandshakeFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.LADDER_NATIVE_HANDSHAKE !== '0';
+  return envSwitch('LADDER_NATIVE_HANDSHAKE', env);
 }
 
 /** The server's native accept is on unless LADDER_NATIVE_ACCEPT=0. */
 export function nativeAcceptFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.LADDER_NATIVE_ACCEPT !== '0';
+  return envSwitch('LADDER_NATIVE_ACCEPT', env);
 }
 
 /** Connections accepted natively on this thread and not yet closed or handed on (tests). */

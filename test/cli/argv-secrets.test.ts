@@ -35,10 +35,9 @@ test('hideArgvSecrets: passwords in store URLs, API paths, keys; nothing else', 
   ]);
   // A raw '@' in the password: the user information ends at the last '@', as pg reads it.
   assert.deepEqual(h('--store', `postgres://u:p@ss@db/x`).argv, ['--store', 'postgres://u:***@db/x']);
-  assert.deepEqual(h('--store', `postgres://u:p@s:s@db:5432/x?a=@b`).argv, [
-    '--store',
-    'postgres://u:***@db:5432/x?a=@b',
-  ]);
+  // A '@' in the query could end a password holding a raw '?' (`p@s:s@db:5432/x?a=` is one
+  // reading): hidden to the last '@', more than the password, never less.
+  assert.deepEqual(h('--store', `postgres://u:p@s:s@db:5432/x?a=@b`).argv, ['--store', 'postgres://u:***@b']);
   // `probe --servers` takes keys (secrets) and files, variadic up to the next flag.
   assert.deepEqual(
     h('probe', '--servers', 'ss://a@h:1', 'list.txt', 'ssconf://h/x', '--json', 'ss://b').argv,
@@ -158,6 +157,25 @@ test(
     });
     assert.ok(!e.cmdline.includes(PW));
     assert.doesNotMatch(e.stderr, /warning/);
+  },
+);
+
+test(
+  "a raw '/' in a --store password (node-postgres reads it as the port and database): starred out all the same",
+  {
+    skip: process.platform !== 'linux' && 'Linux /proc only',
+  },
+  async (t) => {
+    const db = await silentListener();
+    t.after(() => db.close());
+    // Meant as user 127.0.0.1, password PORT/PW; node-postgres connects to 127.0.0.1:PORT
+    // (the silent listener), database "PW@db.example/ladder", so the process stays up.
+    const url = `postgres://127.0.0.1:${db.port}/${PW}@db.example/ladder`;
+    const r = await whileRunning(['nodes', '--store', url, 'list'], db);
+    assert.ok(!r.cmdline.includes(PW), `cmdline: ${r.ps}`);
+    assert.ok(r.ps.startsWith('ladder nodes --store postgres://127.0.0.1:***@db.example/ladder list'), r.ps);
+    assert.ok(!r.stderr.includes(PW), r.stderr);
+    assert.equal(r.stderr.match(/warning: --store carries a PostgreSQL password/g)?.length, 1, r.stderr);
   },
 );
 

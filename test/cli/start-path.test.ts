@@ -12,6 +12,7 @@ import { after, test } from 'node:test';
 // @ts-expect-error: plain JavaScript module without types (it runs before anything is compiled)
 import { scanSources, STAMP_FILE, staleReason } from '../../scripts/src-freshness.mjs';
 import { LADDER_BIN, REPO_ROOT } from '../helpers/peers.js';
+import { cleanEnv } from '../helpers/clean-env.js';
 
 type Scan = { files: number; newest: number };
 const scan = scanSources as (dir: string) => Scan;
@@ -87,7 +88,7 @@ test('the check of the real src/ takes a few ms', () => {
 test('bin/ladder.js runs silently by default and says which tree with LADDER_DEBUG', () => {
   const run = (env: NodeJS.ProcessEnv): ReturnType<typeof spawnSync> =>
     spawnSync(process.execPath, [LADDER_BIN, '--version'], {
-      env: { ...process.env, LADDER_DEBUG: '', ...env },
+      env: cleanEnv({ LADDER_DEBUG: '', ...env }),
       encoding: 'utf8',
     });
   const quiet = run({ LADDER_DIST: '0' });

@@ -15,6 +15,7 @@ import { nativeSocksFront } from '../../src/transport/native-sockets.js';
 import { fdOf } from '../helpers/net.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { sleep, waitFor } from '../helpers/wait.js';
+import { cleanEnv } from '../helpers/clean-env.js';
 
 const fns = nativeSocksFront();
 const skip = skipUnless(fns !== undefined, 'the native addon with socks5Front (Linux; npm run build:native)');
@@ -104,7 +105,7 @@ w.on('message', (m) => {
 /** Runs `script` in a fresh process with the addon; its stdout once it exited cleanly. */
 function survives(script: string): string {
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-    env: { ...process.env, LADDER_TEST_ADDON: ADDON },
+    env: cleanEnv({ LADDER_TEST_ADDON: ADDON }),
     encoding: 'utf8',
     timeout: 30_000,
   });

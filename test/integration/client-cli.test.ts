@@ -20,6 +20,7 @@ import { startTestServer, type TestDataPlane } from '../helpers/data-plane.js';
 import { LADDER_BIN } from '../helpers/peers.js';
 import { socks5Connect } from '../helpers/socks5.js';
 import { waitFor } from '../helpers/wait.js';
+import { cleanEnv } from '../helpers/clean-env.js';
 
 const PASSWORD = `cli-${randomBytes(8).toString('hex')}`;
 
@@ -32,7 +33,7 @@ interface Run {
 
 function run(args: string[], env: NodeJS.ProcessEnv = {}): Run {
   const child = spawn(process.execPath, [LADDER_BIN, ...args], {
-    env: { ...process.env, LADDER_KEY: '', ...env },
+    env: cleanEnv(env), // no LADDER_KEY of the developer's
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -302,7 +303,7 @@ describe('ladder client CLI: several endpoints, routing, DNS, PAC', () => {
       /c\.json: unknown field "sock" \(did you mean "socks"\?\)$/,
     ],
     [
-      '--config dns (named as the file\'s field)',
+      "--config dns (named as the file's field)",
       () => {
         writeFileSync(join(dir, 'd.json'), JSON.stringify({ keys: [key(1)], dns: '127.0.0.1' }));
         return ['--config', join(dir, 'd.json')];

@@ -21,6 +21,7 @@ import { echoServer } from '../api/managed-helpers.js';
 import { LADDER_BIN, REPO_ROOT } from '../helpers/peers.js';
 import { requireOrSkip } from '../helpers/prereq.js';
 import { echoVia } from '../helpers/transfer.js';
+import { cleanEnv } from '../helpers/clean-env.js';
 
 const stale = staleReason(join(REPO_ROOT, 'src'), join(REPO_ROOT, 'dist')) as string | undefined;
 
@@ -30,7 +31,7 @@ async function startDist(
   ready: RegExp,
 ): Promise<{ child: ChildProcess; match: RegExpMatchArray; out: () => string }> {
   const child = spawn(process.execPath, [LADDER_BIN, ...args], {
-    env: { ...process.env, LADDER_DIST: '1', LADDER_DEBUG: '1', LADDER_LOG_LEVEL: 'warn' },
+    env: cleanEnv({ LADDER_DIST: '1', LADDER_DEBUG: '1', LADDER_LOG_LEVEL: 'warn' }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

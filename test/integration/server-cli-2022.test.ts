@@ -22,7 +22,11 @@ for (const method of [
     const server = await startLadderServer({ extraArgs: ['--method', method, '--password', psk, '--udp'] });
     t.after(() => server.stop());
     // The port accepts a moment before the banner is written: wait for it (bounded).
-    await waitFor(() => /TCP and UDP/.test(server.output()), { timeoutMs: 5000, intervalMs: 50, message: 'the TCP and UDP banner' });
+    await waitFor(() => /TCP and UDP/.test(server.output()), {
+      timeoutMs: 5000,
+      intervalMs: 50,
+      message: 'the TCP and UDP banner',
+    });
     assert.match(server.output(), /TCP and UDP/);
     const key = formatSsUrl({ method, password: psk, host: '127.0.0.1', port: server.port });
     const client = await startLadderClient({ key });
@@ -38,12 +42,14 @@ for (const method of [
 test('CLI refuses a 2022 PSK of the wrong length in one line, without echoing it', async () => {
   const { spawnSync } = await import('node:child_process');
   const { LADDER_BIN } = await import('../helpers/peers.js');
+  const { cleanEnv } = await import('../helpers/clean-env.js');
   const bad = randomBytes(20).toString('base64');
   const r = spawnSync(
     process.execPath,
     [LADDER_BIN, 'server', '--method', '2022-blake3-aes-256-gcm', '--password', bad, '--port', '0'],
     {
       encoding: 'utf8',
+      env: cleanEnv(),
       timeout: 30_000,
     },
   );

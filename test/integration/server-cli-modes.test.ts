@@ -16,14 +16,14 @@ import { freePort, startEcho } from '../helpers/net.js';
 import { openTestTunnel } from '../helpers/test-client.js';
 import { run } from '../helpers/cli-run.js';
 import { waitFor } from '../helpers/wait.js';
+import { cleanEnv } from '../helpers/clean-env.js';
 
 /** `ladder server ARGS` with stdout and stderr into one file, as under systemd or `> log 2>&1`. */
 async function startToFile(dir: string, name: string, args: string[]) {
   const file = join(dir, name);
   const fd = openSync(file, 'w');
-  const env: NodeJS.ProcessEnv = { ...process.env };
+  const env = cleanEnv(); // no LADDER_PASSWORD of the developer's
   delete env.LADDER_LOG_LEVEL;
-  delete env.LADDER_PASSWORD;
   const child = spawn(process.execPath, [LADDER_BIN, 'server', ...args], {
     cwd: dir,
     env,

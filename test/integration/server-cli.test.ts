@@ -13,6 +13,7 @@ import { run, waitForStdout } from '../helpers/cli-run.js';
 import { seeHelp } from '../helpers/ladder-run.js';
 import { LADDER_BIN, which } from '../helpers/peers.js';
 import { requireOrSkip } from '../helpers/prereq.js';
+import { cleanEnv } from '../helpers/clean-env.js';
 
 describe('ladder server (CLI)', () => {
   let echo: net.Server;
@@ -260,7 +261,7 @@ describe('ladder server on a port below 1024 without the privilege (CLI)', () =>
       : [process.execPath, ...args];
     const r = spawnSync(cmd[0]!, cmd.slice(1), {
       cwd: tmpdir(),
-      env: { ...process.env, LADDER_LOG_LEVEL: 'silent' },
+      env: cleanEnv({ LADDER_LOG_LEVEL: 'silent' }),
       encoding: 'utf8',
       timeout: 60_000,
     });

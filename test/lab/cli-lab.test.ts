@@ -6,10 +6,12 @@ import { existsSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EXIT_FINDINGS, labExitCode } from '../../src/cli/commands/lab.js';
+import { cleanEnv } from '../helpers/clean-env.js';
 
 const ladder = (args: string[]) =>
   spawnSync(process.execPath, ['bin/ladder.js', ...args], {
     encoding: 'utf8',
+    env: cleanEnv(),
     timeout: 120_000,
   });
 
@@ -111,7 +113,7 @@ test('lab run --decisions: a write that fails after the run is one line, and the
   const child = spawn(
     process.execPath,
     ['bin/ladder.js', 'lab', 'run', '--only', 'open site', '--seed', '3', '--decisions', file],
-    { env: process.env },
+    { env: cleanEnv() },
   );
   let stdout = '';
   let stderr = '';

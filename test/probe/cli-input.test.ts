@@ -6,11 +6,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { cleanEnv } from '../helpers/clean-env.js';
 
 const ladder = (args: string[]) =>
   spawnSync(process.execPath, ['bin/ladder.js', ...args], {
     encoding: 'utf8',
-    env: { ...process.env, LADDER_DIST: '0' },
+    env: cleanEnv({ LADDER_DIST: '0' }),
     timeout: 60_000,
   });
 

@@ -12,13 +12,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireOrSkip } from '../helpers/prereq.js';
 import { startProbeLab } from './lab-sites.js';
+import { cleanEnv } from '../helpers/clean-env.js';
 
 const ladder = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
   new Promise((resolve) => {
     execFile(
       process.execPath,
       ['bin/ladder.js', ...args],
-      { encoding: 'utf8', env: { ...process.env, LADDER_DIST: '0' }, timeout: 120_000 },
+      { encoding: 'utf8', env: cleanEnv({ LADDER_DIST: '0' }), timeout: 120_000 },
       (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
     );
   });
