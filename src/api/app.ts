@@ -75,6 +75,35 @@ export interface ApiOptions {
   fleet?: FleetView | undefined;
   /** Where the API listens as clients reach it (startApi fills in port and pin): context.ts. */
   apiAddress?: ApiAddress | undefined;
+  /** A request's headers and body must arrive within this (default API_REQUEST_TIMEOUT_MS). */
+  requestTimeoutMs?: number;
+}
+
+/**
+ * How long a request may take to arrive, headers and body (nginx's client_header_timeout and
+ * client_body_timeout are 60 s each). Fastify's default is none (it sets Node's requestTimeout to
+ * 0): a client that sent headers and then a body byte now and then held its connection — and a
+ * file descriptor of the process the data plane shares — for as long as it liked, without the
+ * secret prefix.
+ */
+export const API_REQUEST_TIMEOUT_MS = 60_000;
+
+/** Node checks the timeouts this often (its default, 30 s, would let a request run 50% over). */
+const TIMEOUT_CHECK_MS = 1_000;
+
+/**
+ * Fastify's options for that timeout, on HTTPS (`https`) or plain HTTP (`http`). Fastify sets
+ * Node's requestTimeout only after creating the server, and Node then enforces it only while
+ * headersTimeout (60 s by default) is not longer: both go to the server as it is created too.
+ */
+function timeoutOptions(timeoutMs: number | undefined, tls?: { key: string; cert: string }) {
+  const ms = timeoutMs ?? API_REQUEST_TIMEOUT_MS;
+  const server = {
+    requestTimeout: ms,
+    headersTimeout: ms,
+    connectionsCheckingInterval: Math.min(TIMEOUT_CHECK_MS, ms),
+  };
+  return { requestTimeout: ms, ...(tls ? { https: { ...tls, ...server } } : { http: server }) };
 }
 
 const AUTHED = Symbol('ladder.api.authed');
@@ -133,7 +162,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
     });
 
   const app = Fastify({
-    ...(opts.https ? { https: opts.https } : {}),
+    ...timeoutOptions(opts.requestTimeoutMs, opts.https),
     logger: false,
     bodyLimit: 1 << 20,
     // Ids may be up to 128 characters (IdParams); longer ones reach our error handler, not
@@ -309,9 +338,14 @@ export async function buildDynamicApp(
     'store' | 'control' | 'logger' | 'clock' | 'webEndpoint' | 'fleet' | 'apiAddress'
   > & {
     enforcer: KeyEnforcer;
+    requestTimeoutMs?: number;
   },
 ): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, bodyLimit: 1024 }) as unknown as FastifyInstance;
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 1024,
+    ...timeoutOptions(opts.requestTimeoutMs),
+  }) as unknown as FastifyInstance;
   app.setNotFoundHandler((_req, reply) => reply.code(404).send(NOT_FOUND_BODY));
   // A dynamic key is not "not found" while the store is away: clients keep the one they have.
   app.setErrorHandler((err, _req, reply) =>

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ManualClock } from '../shared/clock.js';
@@ -107,6 +107,23 @@ describe('ReplayState', () => {
       await a.save();
       assert.deepEqual((await readdir(dir)).sort(), ['replay.bin', 'replay.bin.prev']);
       assert.ok((await readFile(file)).equals(saved), 'the current generation is untouched');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a save does not follow a symlink planted at its temporary name (a shared directory)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ladder-replay-'));
+    try {
+      const file = join(dir, 'replay.bin');
+      const victim = join(dir, 'victim');
+      await writeFile(victim, 'not yours');
+      await symlink(victim, `${file}.${process.pid}.tmp`);
+      const a = state(new ManualClock(), replayStateFile(file));
+      a.clientSalts.add(randomBytes(32));
+      await a.save();
+      assert.equal(await readFile(victim, 'utf8'), 'not yours', "the link's target is untouched");
+      assert.equal((await readFile(file)).subarray(0, 4).toString(), 'LRS3', 'the state went to its own file');
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

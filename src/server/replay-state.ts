@@ -107,7 +107,11 @@ export function replayStateFile(file: string): ReplayStore {
     async write(data) {
       const tmp = `${file}.${process.pid}.tmp`;
       try {
-        const fh = await open(tmp, 'w', 0o600);
+        // A new file, never one that is there: in a shared directory (--replay-state /tmp/…)
+        // another user could have put a symlink at this predictable name, and 'w' would follow it
+        // and overwrite its target with our privileges.
+        await rm(tmp, { force: true });
+        const fh = await open(tmp, 'wx', 0o600);
         try {
           await fh.writeFile(data);
           await fh.sync();

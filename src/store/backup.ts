@@ -1,4 +1,4 @@
-import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import {
@@ -36,6 +36,10 @@ async function copyChecked(from: string, to: string): Promise<{ serverId: string
   rmSync(tmp, { force: true });
   let src: BetterSqlite3.Database | undefined;
   try {
+    // Every key's secret and the API prefix are in it: owner-only from the first byte (SQLite
+    // would create it under the umask, 0644, and the restored store would keep that mode; its
+    // journal takes the file's mode).
+    writeFileSync(tmp, '', { flag: 'wx', mode: 0o600 });
     src = new BetterSqlite3(from, { readonly: true, fileMustExist: true });
     src.pragma('busy_timeout = 5000');
     await src.backup(tmp);

@@ -6,6 +6,7 @@
  * upstream's and hop-by-hop headers not forwarded.
  */
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -93,5 +94,52 @@ describe('proxy decoy to an https upstream streams a chunked body', { skip: open
     const decoded = body.replace(/\r\n[0-9a-f]+\r\n/g, '').replace(/^[0-9a-f]+\r\n/, '');
     for (let i = 0; i < 5; i++) assert.ok(decoded.includes(`chunk ${i}\n`));
     assert.equal(r.close, 'open');
+  });
+});
+
+// The upstream may serve more than the decoy shows (`--decoy http://127.0.0.1:8080/blog`): a
+// visitor reaches only the prefix. Dot segments that climb above it, plain or percent-encoded,
+// get nginx's 400 (as nginx answers them) instead of going to an upstream that resolves them, and
+// an absolute-form target goes on as a path (the visitor does not choose the upstream's virtual host).
+describe('proxy decoy keeps visitors inside its prefix', () => {
+  const seen: string[] = [];
+  let upstream: http.Server;
+  let front: WebFront;
+  before(async () => {
+    upstream = http.createServer((req, res) => {
+      seen.push(req.url ?? '');
+      res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': '3' });
+      res.end('ok\n');
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    front = await startWebFront({
+      port: 0,
+      host: '127.0.0.1',
+      secretPath: '/5ecret',
+      decoy: proxyDecoy(`http://127.0.0.1:${(upstream.address() as AddressInfo).port}/blog`),
+      onUpgrade: () => false,
+    });
+  });
+  after(async () => {
+    await front?.close();
+    upstream.closeAllConnections();
+    await new Promise((r) => upstream.close(r));
+  });
+  const get = async (target: string): Promise<{ status: number; upstreamSaw: string | undefined }> => {
+    seen.length = 0;
+    const r = await exchange(front.port, `GET ${target} HTTP/1.1\r\nHost: www.example.org\r\n\r\n`);
+    return { status: splitResponse(r.text).status, upstreamSaw: seen[0] };
+  };
+
+  test('dot segments within the prefix pass as sent (the control)', async () => {
+    assert.deepEqual(await get('/posts/../about.html?x=1'), { status: 200, upstreamSaw: '/blog/posts/../about.html?x=1' });
+  });
+  for (const target of ['/x/../../admin', '/../admin', '/%2e%2e/admin', '/..%2fadmin', '/a/%2E%2E%2F..%2Fadmin', '*'])
+    test(`${target}: 400, the upstream sees nothing`, async () => {
+      assert.deepEqual(await get(target), { status: 400, upstreamSaw: undefined });
+    });
+  test('an absolute-form target reaches the upstream as a path under the prefix', async () => {
+    assert.deepEqual(await get('http://intranet.example/admin?y=2'), { status: 200, upstreamSaw: '/blog/admin?y=2' });
+    assert.deepEqual(await get('http://intranet.example'), { status: 200, upstreamSaw: '/blog/' });
   });
 });

@@ -23,6 +23,7 @@ import {
   closeAfter,
   connectionValue,
   hasRequestBody,
+  normalisePath,
   pipeKnownLength,
   sendError,
   serveStatic,
@@ -166,6 +167,22 @@ export interface ProxyOptions {
   onUpstreamError?: (code: string) => void;
 }
 
+/**
+ * The request target as the upstream gets it: origin-form (an absolute-form target's scheme and
+ * authority dropped, as nginx does: the upstream is fixed, the visitor does not pick its virtual
+ * host), or undefined for what nginx answers 400 itself — a target that is not a path (`*`), or
+ * one whose dot segments, decoded, climb above the root (`/x/../../admin`, `/%2e%2e/admin`,
+ * `/..%2fadmin`). Passed on raw, those reach the upstream's paths outside the decoy's prefix
+ * (`--decoy https://host/blog/` → `/blog/../admin`, which the upstream resolves to `/admin`).
+ */
+function upstreamTarget(url: string): string | undefined {
+  const m = /^https?:\/\/[^/?#]*/i.exec(url);
+  let target = m ? url.slice(m[0].length) : url;
+  if (m && !target.startsWith('/')) target = `/${target}`;
+  if (!target.startsWith('/') || normalisePath(target) === undefined) return undefined;
+  return target;
+}
+
 /** A reverse proxy to `upstream` (`https://host[:port][/prefix]` or `http://…`). */
 export function proxyDecoy(upstream: string | URL, opts: ProxyOptions = {}): Decoy {
   const url = new URL(upstream);
@@ -191,6 +208,8 @@ export function proxyDecoy(upstream: string | URL, opts: ProxyOptions = {}): Dec
     kind: 'proxy',
     handle(req, res) {
       if (req.httpVersion === '1.1' && req.headers.host === undefined) return sendError(res, 400);
+      const target = upstreamTarget(req.url ?? '/');
+      if (target === undefined) return sendError(res, 400);
       const h2 = req.httpVersionMajor === 2;
       const filtered = filterHeaders(req.rawHeaders, hostDrop);
       const headers = h2 ? joinCookies(filtered) : filtered;
@@ -201,7 +220,7 @@ export function proxyDecoy(upstream: string | URL, opts: ProxyOptions = {}): Dec
         hostname: host,
         port: url.port || (secure ? 443 : 80),
         method: req.method ?? 'GET',
-        path: prefix + (req.url ?? '/'),
+        path: prefix + target,
         headers: headers.flat(),
         agent,
         setHost: false,

@@ -24,6 +24,7 @@ import type { SecureContextOptions } from 'node:tls';
 import { silentLogger, type Logger } from '../../shared/logger.js';
 import type { Decoy } from './decoy.js';
 import { attachDecoyH2, type DecoyH2 } from './h2.js';
+import { limitPipelining } from './pipelining.js';
 import {
   hasRequestBody,
   rawErrorResponse,
@@ -227,7 +228,8 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
     decoy.handle(req, res);
   };
 
-  server.on('request', answer);
+  // A client that pipelines requests without reading the answers is not read without end.
+  server.on('request', limitPipelining(answer));
 
   /** Answer an upgrade request with the decoy on its detached socket, then hand the socket back. */
   const decoyOnUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
