@@ -68,6 +68,12 @@ function replay(
   });
 }
 
+/**
+ * Up to this for an answer: the plane starts its workers at the first connection (on demand),
+ * which takes seconds on a loaded machine (5 s did not always do).
+ */
+const COLD_MS = 20_000;
+
 /** One honest exchange; returns the first wire packet. */
 async function honest(port: number, k: RuntimeKey, echo: TestServer): Promise<Buffer> {
   const t = await openTestTunnel({
@@ -77,7 +83,7 @@ async function honest(port: number, k: RuntimeKey, echo: TestServer): Promise<Bu
     target: { host: '127.0.0.1', port: echo.port },
     initial: Buffer.from('ping'),
   });
-  const got = await t.read(4);
+  const got = await t.read(4, COLD_MS);
   assert.equal(got.toString(), 'ping');
   t.destroy();
   return t.sentWire[0]!;
@@ -196,7 +202,7 @@ describe('multi-worker data plane', { skip: skipUnless(reusePortAvailable(), NEE
           target: { host: '127.0.0.1', port: echo.port },
           initial: Buffer.alloc(1000, i),
         });
-        await t.read(1000);
+        await t.read(1000, COLD_MS);
         t.end();
         await t.closed;
       }
