@@ -10,7 +10,8 @@
  *   echo:   every byte read is written back; FIN is answered with FIN.
  * Neither sink nor source needs TCP half-close, so they work through peers that lack it.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomInt } from 'node:crypto';
+import dgram from 'node:dgram';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { ChildProcess } from 'node:child_process';
@@ -153,7 +154,6 @@ export function startSource(opts: SourceOptions = {}): Promise<TestServer> {
   }, opts);
 }
 
-/** A port that was free a moment ago on `host` (listen on 0, read it, close). */
 /**
  * The descriptor under a Node socket or server (its libuv handle's), for tests that hand it to the
  * native addon.
@@ -162,7 +162,62 @@ export function fdOf(s: net.Socket | net.Server): number {
   return (s as unknown as { _handle: { fd: number } })._handle.fd;
 }
 
+/**
+ * The block freePort() walks: the 10,000 ports below the kernel's ephemeral range
+ * (net.ipv4.ip_local_port_range, 32768-60999 by default), or undefined when there is no room.
+ */
+function portBlock(): { lo: number; span: number } | undefined {
+  let ephemeralLo = 32768;
+  try {
+    ephemeralLo = Number(
+      readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0],
+    );
+  } catch {
+    // not Linux: the usual default
+  }
+  const lo = Math.max(10_000, ephemeralLo - 10_000);
+  return Number.isInteger(ephemeralLo) && ephemeralLo - lo >= 2000
+    ? { lo, span: ephemeralLo - lo }
+    : undefined;
+}
+
+const block = portBlock();
+/** This process's next candidate: each test file starts at its own random point of the block. */
+let nextFree = block ? block.lo + randomInt(block.span) : 0;
+
+/** Whether `port` on `host` can be bound now, for TCP (listen) and UDP alike. */
+async function bindable(port: number, host: string): Promise<boolean> {
+  const srv = net.createServer();
+  const tcp = await new Promise<boolean>((resolve) => {
+    srv.once('error', () => resolve(false));
+    srv.listen(port, host, () => resolve(true));
+  });
+  if (!tcp) return false;
+  const udp = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
+  const ok = await new Promise<boolean>((resolve) => {
+    udp.once('error', () => resolve(false));
+    udp.bind(port, host, () => resolve(true));
+  });
+  await new Promise<void>((resolve) => udp.close(() => resolve()));
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return ok;
+}
+
+/**
+ * A port that was free a moment ago on `host`, TCP and UDP, for a peer that must be told its port
+ * (ss-server, nginx, a managed server's second port). Taken from below the kernel's ephemeral
+ * range: a port from listen(0) is free for the kernel to hand to any listen(0), bind(0), UDP
+ * socket or (past the even ports) outgoing connection of the test files running alongside until
+ * the peer binds it, which may be seconds later; below the range only another freePort() can
+ * pick it, and each file walks the block from its own random start.
+ */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
+  for (let i = 0; block && i < 100; i++) {
+    const port = nextFree;
+    nextFree = nextFree + 1 >= block.lo + block.span ? block.lo : nextFree + 1;
+    if (await bindable(port, host)) return port;
+  }
+  // No block, or 100 ports in a row taken: the kernel's choice.
   const srv = net.createServer();
   await new Promise<void>((resolve, reject) => {
     srv.once('error', reject);

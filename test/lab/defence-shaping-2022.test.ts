@@ -9,7 +9,12 @@
  * 60 s salt window) and an echo server.
  *
  * Unshaped 2022 first packets are uniformly random bytes, so ~0.3 % are exempt by chance (Ex2
- * (95/256)^6, Ex3 tails); the control asserts >= 99 % blocked, each exemption by a named Ex rule.
+ * (95/256)^6, Ex3 tails); the control asserts >= 98 % blocked (more than 20 of 1,000 exempt by
+ * chance: P = 1e-12; ">= 99 %" failed by chance with P = 1e-4 a run), each exemption by a named
+ * Ex rule. The shaped arm's most likely 6-byte start has p = 0.37 % (the shipped dialer's
+ * unseeded source), so one reaches 11 of 1,000 (the 1 % bar) with P = 3e-3 a run: the lab asserts
+ * <= 2.5 % (P = 1e-13), and the 1 % bar is held deterministically on the generator with a seeded
+ * source (src/protocol/shadowsocks/shaping2022.test.ts).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,7 +27,7 @@ import { echoOnce, pool, startShapingWorld } from './shaping-helpers.js';
 const METHOD = '2022-blake3-aes-256-gcm';
 const N = 1000;
 
-test('2022 D1/D3 vs C6 (deterministic): shaped 0 triggers in 1,000 connections with no constant offset and no recurring start; unshaped control >= 99 % blocked', async () => {
+test('2022 D1/D3 vs C6 (deterministic): shaped 0 triggers in 1,000 connections with no constant offset and no recurring start; unshaped control >= 98 % blocked', async () => {
   const secret = randomBytes(32).toString('base64');
   const lab = await startShapingWorld({ method: METHOD, secret }, 3);
   try {
@@ -47,7 +52,7 @@ test('2022 D1/D3 vs C6 (deterministic): shaped 0 triggers in 1,000 connections w
       assert.ok(new Set(packets.map((p) => p[i])).size > 1, `offset ${i} not constant`);
     }
     assert.ok(
-      st.leadingShare[5]! <= 0.01,
+      st.leadingShare[5]! <= 0.025,
       `a 6-byte start recurs in ${(100 * st.leadingShare[5]!).toFixed(1)} %`,
     );
     assert.ok(
@@ -77,7 +82,7 @@ test('2022 D1/D3 vs C6 (deterministic): shaped 0 triggers in 1,000 connections w
       ['ex1', 'ex2', 'ex3', 'ex4', 'ex5'].filter((e) => f[e] === true).join('+');
     for (const x of ud.filter((y) => y.action === 'PASS'))
       assert.notEqual(exName(x.features), '', JSON.stringify(x.features));
-    assert.ok(blocked >= 0.99 * N, `unshaped blocked ${blocked}/${N}`);
+    assert.ok(blocked >= 0.98 * N, `unshaped blocked ${blocked}/${N}`);
     const trig = [...lab.firstChunks.values()].filter((p) => inProberTrigger(p.length)).length;
     console.log(
       `# 2022 unshaped: ${blocked}/${N} blocked by C6; ${trig} first packets in the prober's length trigger`,

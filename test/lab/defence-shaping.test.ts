@@ -22,9 +22,16 @@
  * would. Ex2 (first 6 bytes printable, 0x20-0x7e): P = (95/256)^6 = 0.26 %. Ex3 (more than half
  * the bytes printable): for a 137-byte packet the printable share is 0.371 +- 0.041, so > 0.5 is
  * 3.1 sd out, ~0.1 %, and less for longer packets. Ex5 (16|17 03 00..09): 0.0005 %. Ex1
- * (popcount/byte <= 3.4 or >= 4.6): > 5 sd out at these lengths. About 3-5 in 1,000 are exempt;
- * the test asserts >= 99 % and that every exempt packet was exempt by one of the Ex rules (the
- * log's features say which). First data is 64-600 random bytes (first packets 137-673 bytes).
+ * (popcount/byte <= 3.4 or >= 4.6): > 5 sd out at these lengths. About 3 in 1,000 are exempt
+ * (p = 0.27 % a packet); the test asserts >= 98 % blocked (more than 20 of 1,000 exempt by chance:
+ * P = 1e-12; the ">= 99 %" it asserted before failed by chance with P = 1e-4 a run) and that every
+ * exempt packet was exempt by one of the Ex rules (the log's features say which). First data is
+ * 64-600 random bytes (first packets 137-673 bytes).
+ *
+ * "No recurring prefix" on the wire: the unseeded shipped generator's most likely 6-byte prefix
+ * (aes-128-gcm) has p = 0.23 %, so over 1,000 connections one reaches 11 (the 1 % bar) with
+ * P = 1.5e-3 a run; the lab asserts <= 2.5 % (P < 1e-16) and the 1 % bar is held deterministically
+ * on the generator with a seeded source (src/protocol/shadowsocks/shaping.test.ts).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -101,7 +108,7 @@ test('the recording salt factory is byte-identical to the shipped makeShapedSalt
   }
 });
 
-test('D1/D3 vs C6 (deterministic): shaped 0 triggers in 1,000 connections, unshaped >= 99 % blocked; shaped first packets have no constant offset and no recurring prefix', async () => {
+test('D1/D3 vs C6 (deterministic): shaped 0 triggers in 1,000 connections, unshaped >= 98 % blocked; shaped first packets have no constant offset and no recurring prefix', async () => {
   const lab = await startShapingWorld({ method: METHOD, secret: PASSWORD }, 1);
   const { world, firstChunks } = lab;
   const echo = { port: lab.echoPort };
@@ -171,7 +178,7 @@ test('D1/D3 vs C6 (deterministic): shaped 0 triggers in 1,000 connections, unsha
         `exempt by chance through an Ex rule: ${JSON.stringify(d.features)}`,
       );
     }
-    assert.ok(blocked >= 0.99 * N, `unshaped blocked ${blocked}/${N}`);
+    assert.ok(blocked >= 0.98 * N, `unshaped blocked ${blocked}/${N}`);
     console.log(
       `# unshaped: ${blocked}/${N} blocked by C6 (${((100 * blocked) / N).toFixed(1)} %); ${exempt.length} exempt, ` +
         `by ${exempt.map((d) => exName(d.features)).join(', ') || 'none'}; ` +
@@ -256,7 +263,8 @@ test('D1/D3 with a 16-byte salt (aes-128-gcm, prefix <= 6 bytes): 1,000 shaped c
     for (let i = 0; i < 16; i++)
       assert.ok(entropies[i]! > 4, `offset ${i}: ${entropies[i]!.toFixed(2)} bits`);
     const [, topPrefixCount] = mostCommon(prefixes.map((p) => p.toString('hex')));
-    assert.ok(topPrefixCount <= N / 100, `most common prefix x${topPrefixCount}`);
+    // <= 2.5 %, not the generator's 1 % bar: see the header (P = 1.5e-3 a run at 1 %).
+    assert.ok(topPrefixCount <= N / 40, `most common prefix x${topPrefixCount}`);
     const [top6, top6Count] = mostCommon(firstChunks.map((p) => p.subarray(0, 6).toString('hex')));
     assert.equal(firstChunks.map((p) => p.length).filter(inProberTrigger).length, 0);
     console.log(

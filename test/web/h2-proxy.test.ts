@@ -131,10 +131,11 @@ describe('proxy decoy over HTTP/2', { skip: nginxSkip() || opensslSkip() }, () =
         'hello',
       );
       assert.equal(normal.body.toString(), 'got it');
-      assert.equal(await Promise.race([reset, timedOut(250)]), 'open', 'still open well before the deadline');
+      // Not before the deadline: measured, not raced against a timer started after the control
+      // request (which a loaded machine could take 350 ms to answer).
       const after = await Promise.race([reset, timedOut(5000)]);
       assert.notEqual(after, 'open', 'reset at the deadline');
-      assert.ok((after as number) >= 500, `reset after ${after} ms`);
+      assert.ok((after as number) >= 500, `reset after ${after} ms, before the deadline`);
       assert.equal(
         stalled.rstCode,
         http2.constants.NGHTTP2_PROTOCOL_ERROR,

@@ -29,8 +29,12 @@ const ROUNDS = 40;
 const WARMUP = 4;
 /** Between the two writes: long enough that the relay in between reads them apart. */
 const GAP_MS = 1;
-/** Below this a quarter of the round trips must fall without a stall... */
-const FAST_MS = 20;
+/**
+ * Below this a quarter of the round trips must fall without a stall: a stalled round trip takes
+ * the 40 ms delayed ACK and more, so a stalling path cannot put its 25th percentile here, while a
+ * loaded machine can take a fast one past 20 ms (22 ms with two busy loops beside the suite)...
+ */
+const FAST_MS = 30;
 /** ...and at or above this with one (Linux's delayed ACK is at least 40 ms). */
 const STALL_MS = 35;
 
