@@ -20,8 +20,8 @@ import type { AuthEvent, ConnectionClosedEvent } from '../../src/server/events.j
 import { ShadowsocksServer } from '../../src/server/server.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import type { RuntimeKey } from '../../src/shared/control.js';
-import { nativeAccept } from '../../src/transport/native-stream.js';
-import { startEcho, type TestServer } from '../helpers/net.js';
+import { listenNative, nativeAccept } from '../../src/transport/native-stream.js';
+import { fdOf, startEcho, type TestServer } from '../helpers/net.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { waitFor } from '../helpers/wait.js';
 import { probeOnce, randomProbes, replayProbes, type ProbeResult } from '../probing/prober.js';
@@ -203,6 +203,23 @@ describe(
       assert.ok(on.statuses.includes('ERR_PAYLOAD_SIZE k1'));
       assert.ok(on.statuses.includes('ERR_REPLAY_CLIENT -'));
       assert.ok(on.statuses.includes('ERR_REPLAY_SERVER -'));
+    });
+
+    it('acceptKeys refuses a key of the wrong length or an unknown method, in one line', async () => {
+      const listener = net.createServer();
+      await new Promise<void>((res) => listener.listen(0, '127.0.0.1', res));
+      const handle = listenNative(nativeAccept()!, fdOf(listener), () => undefined);
+      listener.close();
+      try {
+        const why = /acceptKeys: each key must be a Uint8Array as long as its method's key/;
+        assert.throws(() => handle.keys!(Int32Array.of(1), [new Uint8Array(16)]), why); // aes-256-gcm: 32
+        assert.throws(() => handle.keys!(Int32Array.of(7), [new Uint8Array(32)]), why);
+        assert.throws(() => handle.keys!(Int32Array.of(0, 0), [new Uint8Array(32)]), /acceptKeys\(listener/);
+        handle.keys!(Int32Array.of(1), [new Uint8Array(32)]);
+        handle.keys!(); // off again
+      } finally {
+        handle.close();
+      }
     });
 
     it('is not used for a key set with a 2022 key; follows key changes', async () => {
