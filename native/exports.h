@@ -83,6 +83,7 @@ napi_value DestLive(napi_env env, napi_callback_info info);
 
 // tcp_accept.cc
 napi_value AcceptListen(napi_env env, napi_callback_info info);
+napi_value AcceptKeys(napi_env env, napi_callback_info info);
 napi_value AcceptClose(napi_env env, napi_callback_info info);
 napi_value AcceptPending(napi_env env, napi_callback_info info);
 napi_value ConnRead(napi_env env, napi_callback_info info);

@@ -19,7 +19,7 @@
 //   tcp_connect.cc   tcpConnect, tcpConnectCancel (the native relay's destination sockets)
 //   dest_stream.cc   destInit, destConnect, destWrite, destRead, destEnd, destClose, destLive
 //                    (the server's destinations of streams relayed in JS: WebSocket, Mux.Cool)
-//   tcp_accept.cc    acceptListen, acceptClose, acceptPending, connRead, connEnd, connClose, connRelease,
+//   tcp_accept.cc    acceptListen, acceptKeys, acceptClose, acceptPending, connRead, connEnd, connClose, connRelease,
 //                    acceptLive (the server's raw TCP connections until the hand-off)
 //   thread_poll.cc   pollLive (the per-thread epoll set of the three above; tests: nothing leaks)
 //   socks5_front.cc  socks5Front, socks5FrontClose, socks5FrontLive (the client's SOCKS5 accept)
@@ -105,6 +105,7 @@ napi_value Init(napi_env env, napi_value exports) {
       LADDER_EXPORT("destClose", DestClose),
       LADDER_EXPORT("destLive", DestLive),
       LADDER_EXPORT("acceptListen", AcceptListen),
+      LADDER_EXPORT("acceptKeys", AcceptKeys),
       LADDER_EXPORT("acceptClose", AcceptClose),
       LADDER_EXPORT("acceptPending", AcceptPending),
       LADDER_EXPORT("connRead", ConnRead),

@@ -443,6 +443,43 @@ napi_value CreateSession(napi_env env, napi_callback_info info) {
 // connection, or garbage), 2 when it does but the length is outside 1..0x3FFF (info[3] holds
 // it), else a decoder codec keyed with that subkey that has read the length chunk (info as after
 // decode: [0, length + 16, 1, 0]), the same state decode(create(...), head minus salt) leaves.
+napi_value Sip004Trial(napi_env env, int m, const uint8_t* master, const uint8_t* head, int32_t* out_info,
+                       int32_t* status) {
+  EVP_CIPHER_CTX* ctx = m >= 0 && m < kMethods ? OneShotCtx(m) : nullptr;
+  *status = kErrCipher;
+  if (ctx == nullptr) return nullptr;
+  const size_t key_len = static_cast<size_t>(EVP_CIPHER_get_key_length(CipherOf(m)));
+  if (key_len > kMaxSubkey) return nullptr;
+  uint8_t subkey[kMaxSubkey];
+  uint8_t len[2];
+  // The salt is as long as the key for every SIP004 method.
+  if (!HkdfSha1(master, key_len, head, key_len, subkey, key_len) ||
+      !OpenTagged(ctx, subkey, kZeroNonce, head + key_len, 2, len)) {
+    OPENSSL_cleanse(subkey, sizeof(subkey));
+    return nullptr;
+  }
+  const size_t l = (static_cast<size_t>(len[0]) << 8) | len[1];
+  if (l < 1 || l > kMaxPayload) {
+    OPENSSL_cleanse(subkey, sizeof(subkey));
+    out_info[3] = static_cast<int32_t>(l);
+    *status = kErrPayloadSize;
+    return nullptr;
+  }
+  *status = kOk;
+  Codec* c = nullptr;
+  napi_value ext = NewCodec(env, m, subkey, key_len, 0, &c);
+  OPENSSL_cleanse(subkey, sizeof(subkey));
+  if (ext == nullptr) return nullptr;
+  int32_t bad_len = 0;
+  if (OpenLength(c, head + key_len, &bad_len) != kOk) {  // it opened above: cannot happen
+    c->failed = true;
+    napi_throw_error(env, "ERR_LADDER_AEAD", "internal state error");
+    return nullptr;
+  }
+  WriteInfo(c, out_info, 0);
+  return ext;
+}
+
 napi_value Sip004Open(napi_env env, napi_callback_info info) {
   const Args a(env, info);
   int m = -1;
@@ -460,32 +497,10 @@ napi_value Sip004Open(napi_env env, napi_callback_info info) {
     Throw(env, "sip004Open: masterKey has the wrong length, or head is shorter than salt + 18 bytes");
     return nullptr;
   }
-  uint8_t subkey[kMaxSubkey];
-  uint8_t len[2];
-  // The salt is as long as the key for every SIP004 method.
-  if (!HkdfSha1(master, master_len, head, key_len, subkey, key_len) ||
-      !OpenTagged(ctx, subkey, kZeroNonce, head + key_len, 2, len)) {
-    OPENSSL_cleanse(subkey, sizeof(subkey));
-    return Number(env, 0);
-  }
-  const size_t l = (static_cast<size_t>(len[0]) << 8) | len[1];
-  if (l < 1 || l > kMaxPayload) {
-    OPENSSL_cleanse(subkey, sizeof(subkey));
-    out_info[3] = static_cast<int32_t>(l);
-    return Number(env, kErrPayloadSize);
-  }
-  Codec* c = nullptr;
-  napi_value ext = NewCodec(env, m, subkey, key_len, 0, &c);
-  OPENSSL_cleanse(subkey, sizeof(subkey));
-  if (ext == nullptr) return nullptr;
-  int32_t bad_len = 0;
-  if (OpenLength(c, head + key_len, &bad_len) != kOk) {  // it opened above: cannot happen
-    c->failed = true;
-    napi_throw_error(env, "ERR_LADDER_AEAD", "internal state error");
-    return nullptr;
-  }
-  WriteInfo(c, out_info, 0);
-  return ext;
+  int32_t status = kOk;
+  napi_value ext = Sip004Trial(env, m, master, head, out_info, &status);
+  if (status == kOk) return ext;  // nullptr: an exception is pending
+  return Number(env, status == kErrPayloadSize ? kErrPayloadSize : 0);
 }
 
 napi_value Encode(napi_env env, napi_callback_info info) {
@@ -836,7 +851,8 @@ bool CodecEncodeTo(Codec* c, const uint8_t* data, size_t n, uint8_t* out) {
   return true;
 }
 
-int32_t CodecDecodeTo(napi_env env, Codec* c, const uint8_t* data, size_t n, uint8_t* out, size_t* out_len) {
+int32_t CodecDecodeTo(napi_env env, Codec* c, const uint8_t* data, size_t n, uint8_t* out, size_t* out_len,
+                      int32_t* info) {
   size_t o = 0;
   size_t off = 0;
   int32_t bad_len = 0;
@@ -844,9 +860,10 @@ int32_t CodecDecodeTo(napi_env env, Codec* c, const uint8_t* data, size_t n, uin
   auto fail = [&](Status st) -> int32_t {
     c->failed = true;
     c->carry_len = 0;
+    if (info != nullptr) WriteInfo(c, info, bad_len);
     return st;
   };
-  if (c->failed) return kErrCipher;
+  if (c->failed) return fail(kErrCipher);
   // One element: a length (state change only) or a payload opened into out.
   auto element = [&](const uint8_t* p) -> Status {
     if (c->state == kReadLength) return OpenLength(c, p, &bad_len);
@@ -861,7 +878,10 @@ int32_t CodecDecodeTo(napi_env env, Codec* c, const uint8_t* data, size_t n, uin
   if (c->carry_len > 0) {
     bool complete = false;
     off = FillCarry(c, data, n, &complete);
-    if (!complete) return kOk;
+    if (!complete) {
+      if (info != nullptr) WriteInfo(c, info, 0);
+      return kOk;
+    }
     const Status st = element(c->carry);
     if (st != kOk) return fail(st);
   }
@@ -878,6 +898,7 @@ int32_t CodecDecodeTo(napi_env env, Codec* c, const uint8_t* data, size_t n, uin
     ReleaseCarry(env, c);
   }
   *out_len = o;
+  if (info != nullptr) WriteInfo(c, info, 0);
   return kOk;
 }
 

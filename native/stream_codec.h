@@ -33,7 +33,15 @@ bool CodecEncodeTo(Codec* c, const uint8_t* data, size_t n, uint8_t* out);
 // for n + CodecMaxElement(c) bytes needed), *out_len bytes; an incomplete element is kept in the
 // codec. Returns 0, or 1 (authentication failed) / 2 (chunk length out of bounds): failed for
 // good. Never throws.
-int32_t CodecDecodeTo(napi_env env, Codec* c, const uint8_t* data, size_t n, uint8_t* out, size_t* out_len);
+// info (optional): receives decode()'s info array after the call (the bad length for status 2).
+int32_t CodecDecodeTo(napi_env env, Codec* c, const uint8_t* data, size_t n, uint8_t* out, size_t* out_len,
+                      int32_t* info = nullptr);
+// sip004Open's trial (the salt, as long as method m's key, then the sealed length chunk at head;
+// master as long as the key): *status 0 with the decoder codec as a JS value (nullptr when an
+// exception is pending) and info written, 1 when the tag does not verify (another key), 2 when it
+// does but the length is invalid (info[3]); nullptr for both.
+napi_value Sip004Trial(napi_env env, int m, const uint8_t* master, const uint8_t* head, int32_t* info,
+                       int32_t* status);
 
 }  // namespace ladder
 

@@ -25,6 +25,18 @@
 //       ENOMEM...) stops polling the listener for a back-off of 50 ms, doubling to 1 s while it
 //       keeps failing (the connections wait in the backlog; nothing spins). The connections'
 //       reads share the thread's epoll set (thread_poll.h) with its connects and relays.
+//   acceptKeys(listener, methods?, keys?)
+//       The port's SIP004 keys for a trial at the accept (the server's LADDER_ACCEPT_TRIAL):
+//       methods an Int32Array (0..3, as create() takes them), keys the master keys (Uint8Array,
+//       each as long as its method's key); both omitted: no trial (the default). With keys, a
+//       connection whose first read holds at least every key's salt + sealed length chunk is
+//       tried against them in order (sip004Open's test, stream_codec.cc) before onConn, which
+//       then gets four more arguments: trial, the index of the key whose tag verified (-1: none
+//       did); and for that key codec (its decoder, having read the length chunk and then the rest
+//       of first), info (the decoder's Int32Array state, as decode() writes it) and after: the
+//       plaintext of the chunks the rest of first completed (a Buffer), or a number: 1 a chunk
+//       of the rest failed to open, 2 a length was invalid (info[3]; the length chunk's own
+//       invalid length: codec and info undefined). Replaces the list of an earlier call.
 //   acceptClose(listener)          stops accepting and closes the listener's socket; accepted
 //                                  connections live on (those still waiting for their first bytes
 //                                  are handed to onConn first). Idempotent.
@@ -39,6 +51,7 @@
 // A stale id (closed, released) is ignored by every call. JS may close or release a connection
 // inside either callback.
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <new>
 #include <vector>
@@ -56,6 +69,7 @@
 
 #include "exports.h"
 #include "napi_args.h"
+#include "stream_codec.h"
 #include "tcp_parts.h"
 #include "thread_poll.h"
 
@@ -71,6 +85,9 @@ constexpr uint64_t kBackoffMinMs = 50;
 constexpr uint64_t kBackoffMaxMs = 1000;
 constexpr uint32_t kSlotBits = 20;  // ids: generation * 2^20 + slot
 constexpr uint32_t kMaxSlots = 1u << kSlotBits;
+constexpr size_t kLenChunk = 2 + kTag;  // a sealed SIP004 length
+// The trial's plaintext of the rest of a first read: at most the read plus one element.
+constexpr size_t kPlainSize = kReadSize + 0x10000 + 64;
 
 const napi_type_tag kListenerTag = {0x6c61646465724143ULL, 0x43455054494e0001ULL};
 
@@ -95,7 +112,27 @@ struct Conn {
   char peer[INET6_ADDRSTRLEN] = "";
 };
 
+// One SIP004 key of the port's trial (acceptKeys).
+struct TrialKey {
+  int method = 0;
+  size_t len = 0;  // the key's length, and so the salt's
+  uint8_t key[32] = {0};
+};
+
+// The keys that last verified for a peer address (its hash), most recent first, tried first for
+// that peer next time, as the JS trial tries a client IP's recent keys first (up to 4: users
+// behind one address): a client with one key of many costs one trial. Only the order depends on it.
+constexpr int kRecentKeys = 4;
+struct Recent {
+  uint64_t peer = 0;
+  uint32_t key[kRecentKeys] = {0, 0, 0, 0};  // index + 1; 0: none
+};
+constexpr size_t kRecentSlots = 4096;
+
 struct Listener {
+  std::vector<TrialKey> keys;  // acceptKeys: tried at the accept when non-empty
+  std::vector<Recent> recent;  // by peer hash: kRecentSlots from the first trial on (idle: none)
+  size_t probe = 0;            // the longest salt + sealed length among them
   Thread* t = nullptr;
   napi_env env = nullptr;
   uv_poll_t poll;
@@ -123,6 +160,7 @@ struct Thread {
   napi_env env = nullptr;
   uv_loop_t* uv = nullptr;
   uint8_t* scratch = nullptr;
+  uint8_t* plain = nullptr;  // the trial's decoded rest of a first read (kPlainSize), when keys are set
   napi_async_context actx = nullptr;
   std::vector<Conn*> slots;
   std::vector<uint32_t> free_slots;
@@ -146,6 +184,9 @@ Conn* Lookup(Thread* t, int64_t id) {
 
 void MaybeFreeListener(Listener* ls) {
   if (ls->open || ls->conns > 0) return;
+  for (TrialKey& k : ls->keys) OPENSSL_cleanse(k.key, sizeof(k.key));
+  ls->keys.clear();
+  ls->recent.clear();
   if (ls->on_conn != nullptr) napi_delete_reference(ls->env, ls->on_conn);
   if (ls->on_event != nullptr) napi_delete_reference(ls->env, ls->on_event);
   ls->on_conn = ls->on_event = nullptr;
@@ -286,6 +327,75 @@ void OnConnReadable(Thread* t, Conn* c) {
 
 void Hand(Conn* c, ssize_t n);
 
+// The Int32Array of a decoder's state (sip004Open's info).
+napi_value InfoArray(napi_env env, const int32_t* info) {
+  void* data = nullptr;
+  napi_value ab, ta;
+  if (napi_create_arraybuffer(env, 4 * sizeof(int32_t), &data, &ab) != napi_ok ||
+      napi_create_typedarray(env, napi_int32_array, 4, ab, 0, &ta) != napi_ok) {
+    return nullptr;
+  }
+  memcpy(data, info, 4 * sizeof(int32_t));
+  return ta;
+}
+
+// acceptKeys' trial of the first read (n bytes in the scratch buffer, at least ls->probe): out
+// receives onConn's trial, codec, info and after. False when it could not be done (out of
+// memory: JS then tries the keys itself).
+bool Trial(Thread* t, Listener* ls, const char* peer, size_t n, napi_value* out) {
+  napi_env env = t->env;
+  const uint8_t* head = t->scratch;
+  int32_t info[4] = {0, 0, 0, 0};
+  napi_get_undefined(env, &out[1]);
+  out[2] = out[3] = out[1];
+  bool done = true;  // false: broke off (out of memory)
+  out[0] = Number(env, -1);
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a of the peer's address text
+  for (const char* p = peer; *p != '\0'; p++) h = (h ^ static_cast<uint8_t>(*p)) * 1099511628211ULL;
+  if (ls->recent.empty()) ls->recent.resize(kRecentSlots);
+  Recent& r = ls->recent[h % kRecentSlots];
+  const size_t count = ls->keys.size();
+  size_t first[kRecentKeys];
+  size_t nfirst = 0;
+  for (uint32_t k : r.key) {
+    if (r.peer == h && k > 0 && k <= count) first[nfirst++] = k - 1;  // another peer's slot: none
+  }
+  for (size_t j = 0; j < nfirst + count; j++) {
+    // The peer's recent keys first, then the others in order.
+    const size_t i = j < nfirst ? first[j] : j - nfirst;
+    if (j >= nfirst && std::find(first, first + nfirst, i) != first + nfirst) continue;
+    const TrialKey& k = ls->keys[i];
+    int32_t status = kOk;
+    napi_value codec = Sip004Trial(env, k.method, k.key, head, info, &status);
+    if (status == kErrCipher) continue;
+    // i + 1 to the front of the peer's list (dropping it from further back, or the oldest).
+    if (r.peer != h) r = Recent();
+    uint32_t* end = std::find(r.key, r.key + kRecentKeys - 1, static_cast<uint32_t>(i + 1));
+    std::move_backward(r.key, end, end + 1);
+    r.key[0] = static_cast<uint32_t>(i + 1);
+    r.peer = h;
+    out[0] = Number(env, static_cast<int32_t>(i));
+    if (status == kErrPayloadSize) {
+      out[3] = Number(env, kErrPayloadSize);
+      break;
+    }
+    Codec* c = codec == nullptr ? nullptr : CodecOf(env, codec, 0);
+    const size_t probe = k.len + kLenChunk;
+    size_t len = 0;
+    const int32_t st = c == nullptr ? -1 : CodecDecodeTo(env, c, head + probe, n - probe, t->plain, &len, info);
+    out[1] = codec;
+    if (st > 0) out[3] = Number(env, st);
+    else if (st < 0 || napi_create_buffer_copy(env, len, t->plain, nullptr, &out[3]) != napi_ok) done = false;
+    if (done && (out[2] = InfoArray(env, info)) == nullptr) done = false;
+    break;
+  }
+  if (done) return true;
+  bool pending = false;
+  napi_value err;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) napi_get_and_clear_last_exception(env, &err);
+  return false;
+}
+
 // The epoll set reports c (a connection closed by JS meanwhile is never reported: its watch ended).
 void OnConnEvent(void* target, uint32_t /*events*/) {
   Conn* c = static_cast<Conn*>(target);
@@ -316,7 +426,7 @@ void Hand(Conn* c, ssize_t n) {
     Retire(c, false);
     return;
   }
-  napi_value argv[5];
+  napi_value argv[9];
   int32_t code = 0;
   ReadResult(env, c, n, &argv[1], &code);
   argv[0] = Double(env, IdOf(c));
@@ -324,8 +434,12 @@ void Hand(Conn* c, ssize_t n) {
   napi_create_string_utf8(env, c->peer, NAPI_AUTO_LENGTH, &argv[3]);
   const uint64_t now = uv_now(t->uv);
   argv[4] = Double(env, static_cast<double>(now > c->accepted ? now - c->accepted : 0));
+  const size_t argc = n > 0 && !ls->keys.empty() && static_cast<size_t>(n) >= ls->probe &&
+                              Trial(t, ls, c->peer, static_cast<size_t>(n), argv + 5)
+                          ? 9
+                          : 5;
   c->busy = true;
-  CallJs(t, ls->on_conn, 5, argv);
+  CallJs(t, ls->on_conn, argc, argv);
   c->busy = false;
   napi_close_handle_scope(env, scope);
   if (c->closed) {
@@ -445,7 +559,8 @@ void Cleanup(void* arg) {
   }
   if (t->actx != nullptr) napi_async_destroy(t->env, t->actx);
   free(t->scratch);
-  t->scratch = nullptr;
+  free(t->plain);
+  t->scratch = t->plain = nullptr;
   if (t_thread == t) t_thread = nullptr;
   delete t;
 }
@@ -542,6 +657,63 @@ napi_value AcceptListen(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   return ext;
+}
+
+napi_value AcceptKeys(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  void* p = nullptr;
+  const char* usage = "acceptKeys(listener, methods?: Int32Array, keys?: Uint8Array[])";
+  if (!a.Need(1) || !a.Tagged(0, kListenerTag, &p, usage)) return nullptr;
+  Listener* ls = static_cast<Listener*>(p);
+  std::vector<TrialKey> keys;
+  size_t probe = 0;
+  if (a.Has(1) && !a.Undefined(1)) {
+    int32_t* methods = nullptr;
+    size_t count = 0;
+    bool is_array = false;
+    uint32_t n = 0;
+    if (!a.Int32Array(1, 0, &methods, usage) ||
+        napi_get_typedarray_info(env, a[1], nullptr, &count, nullptr, nullptr, nullptr) != napi_ok ||
+        napi_is_array(env, a[2], &is_array) != napi_ok || !is_array ||
+        napi_get_array_length(env, a[2], &n) != napi_ok || n != count) {
+      Throw(env, usage);
+      return nullptr;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+      napi_value v;
+      napi_typedarray_type tt;
+      size_t len = 0;
+      void* data = nullptr;
+      bool ok = false;
+      TrialKey k;
+      k.method = methods[i];
+      if (k.method >= 0 && k.method < kMethods && CipherOf(k.method) != nullptr &&
+          napi_get_element(env, a[2], i, &v) == napi_ok && napi_is_typedarray(env, v, &ok) == napi_ok && ok &&
+          napi_get_typedarray_info(env, v, &tt, &len, &data, nullptr, nullptr) == napi_ok &&
+          tt == napi_uint8_array && len == static_cast<size_t>(EVP_CIPHER_get_key_length(CipherOf(k.method))) &&
+          len <= sizeof(k.key)) {
+        k.len = len;
+        memcpy(k.key, data, len);
+        if (len + kLenChunk > probe) probe = len + kLenChunk;
+        keys.push_back(k);
+        continue;
+      }
+      for (TrialKey& done : keys) OPENSSL_cleanse(done.key, sizeof(done.key));
+      OPENSSL_cleanse(k.key, sizeof(k.key));
+      Throw(env, "acceptKeys: each key must be a Uint8Array as long as its method's key");
+      return nullptr;
+    }
+  }
+  Thread* t = ls->t;
+  if (!keys.empty() && t->plain == nullptr && (t->plain = static_cast<uint8_t*>(malloc(kPlainSize))) == nullptr) {
+    napi_throw_error(env, "ERR_LADDER_ACCEPT", "acceptKeys: out of memory");
+    return nullptr;
+  }
+  for (TrialKey& k : ls->keys) OPENSSL_cleanse(k.key, sizeof(k.key));
+  ls->keys.swap(keys);
+  ls->probe = probe;
+  std::fill(ls->recent.begin(), ls->recent.end(), Recent());  // the indices changed
+  return nullptr;
 }
 
 napi_value AcceptClose(napi_env env, napi_callback_info info) {

@@ -3,6 +3,7 @@
  * status (the one mapping, shared by every stage of connection.ts).
  */
 import type { Duplex } from 'node:stream';
+import type { PreTrial } from './accept-trial.js';
 import type { ConnectOnce } from './destination.js';
 import { isProtocolError } from '../protocol/errors.js';
 import { CONNECTION_STATUSES, type ConnectionStatus } from './events.js';
@@ -24,6 +25,8 @@ export interface StreamInfo {
    * and only if the connection still needs it (not when it is already dialling or relaying).
    */
   idleAfterFirst?: boolean;
+  /** The SIP004 trial the addon made at the accept (accept-trial.ts): asked instead of each key. */
+  trial?: PreTrial | undefined;
 }
 
 /**

@@ -73,6 +73,7 @@ export class Connection {
   readonly #acceptedAt: number;
   readonly #tcp: boolean;
   readonly #connectOnce: ConnectOnce<Duplex> | undefined;
+  readonly #trial: StreamInfo['trial'];
   #phase: Phase = 'auth';
   #status: ConnectionStatus | undefined;
   /** With ERR_CONNECT: the system error code of the failed dial (never the destination). */
@@ -105,7 +106,7 @@ export class Connection {
     this.#socket = socket;
     this.#ip = info.remoteAddress ?? '';
     this.#tcp = info.tcp === true;
-    this.#connectOnce = info.connect;
+    [this.#connectOnce, this.#trial] = [info.connect, info.trial];
     // A NativeStream may come after the addon waited for its first bytes: its age counts.
     this.#acceptedAt = ctx.clock.now() - (socket instanceof NativeStream ? socket.acceptedAgoMs : 0);
     this.#lastActivity = this.#acceptedAt;
@@ -243,7 +244,7 @@ export class Connection {
         });
         return this.#try2022(dec, c.probeLength, buf, tried, c) || undefined;
       }
-      const dec = openSip004(c, buf.subarray(0, c.probeLength), ctx.nativeTrial === true);
+      const dec = openSip004(c, buf.subarray(0, c.probeLength), ctx.nativeTrial === true, this.#trial);
       if (dec === undefined) return undefined;
       this.#onKey(c, dec === 'bad-length' ? undefined : dec, buf, recent, tried);
       return true;

@@ -371,6 +371,14 @@ export class KeyRing {
     return this.#entries.get(id);
   }
 
+  /**
+   * The SIP004 keys in a copy, when they are the whole set (no 2022 key or identity group, which
+   * the trial order puts first): what the trial at the accept may try (server/accept-trial.ts).
+   */
+  sip004Only(): readonly KeyEntry[] | undefined {
+    return this.#groups.length === 0 && this.#single2022.length === 0 ? [...this.#sip004] : undefined;
+  }
+
   /** A client IP authenticated with this SIP004 key: try it first for that IP next time. */
   used(ip: string, keyId: string): void {
     this.#recent.use(ip, keyId);

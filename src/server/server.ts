@@ -12,12 +12,14 @@ import { Connection, type ConnectionContext, type StreamInfo } from './connectio
 import type { Lookup } from './destination.js';
 import type { AuthEvent, ConnectionClosedEvent, ServerHooks } from './events.js';
 import { KeyRing, type KeyDelta, type RejectedKey } from './keys.js';
+import { acceptTrialFromEnv, AcceptTrialKeys } from './accept-trial.js';
 import { nativeRelayFromEnv } from '../transport/native-handoff.js';
 import {
   listenNative,
   nativeAccept,
   nativeAcceptFromEnv,
   nativeHandshakeFromEnv,
+  type AcceptedTrial,
   type NativeListener,
   type NativeStream,
 } from '../transport/native-stream.js';
@@ -121,6 +123,11 @@ export interface ServerOptions {
    */
   nativeTrial?: boolean;
   /**
+   * With the native accept and trial: the addon tries a SIP004-only key set on each connection's
+   * first read before JS hears of it (accept-trial.ts). Default on unless LADDER_ACCEPT_TRIAL=0.
+   */
+  acceptTrial?: boolean;
+  /**
    * With the native handshake: when the destination's connect(2) returns connected (loopback),
    * relay at once rather than on its writable event (one wake-up and 4 system calls less per
    * connection). Default on unless LADDER_CONNECT_AT_ONCE=0.
@@ -169,7 +176,10 @@ export class ShadowsocksServer implements ServerControl {
   readonly #wantNativeAccept: boolean;
   readonly #nativeHandshake: boolean;
   readonly #lazyIdle: boolean;
+  readonly #acceptTrial: boolean;
   #accept: { listener: NativeListener; address: AddressInfo } | undefined;
+  /** The keys the addon tries at the accept, when it does. */
+  #trialKeys: AcceptTrialKeys | undefined;
   readonly #udpOptions: UdpRelayOptions | undefined;
   #udp: UdpRelay | undefined;
 
@@ -204,6 +214,8 @@ export class ShadowsocksServer implements ServerControl {
     if (!(this.idleMs > 0) || !(this.connectMs > 0)) throw new RangeError('timeouts must be positive');
     this.#nativeHandshake = opts.nativeHandshake ?? nativeHandshakeFromEnv();
     this.#lazyIdle = opts.lazyIdle ?? lazyIdleFromEnv();
+    this.#acceptTrial =
+      (opts.acceptTrial ?? acceptTrialFromEnv()) && (opts.nativeTrial ?? nativeTrialFromEnv());
     this.#ctx = {
       clock,
       idleMs: this.idleMs,
@@ -237,6 +249,7 @@ export class ShadowsocksServer implements ServerControl {
   setKeys(keys: readonly RuntimeKey[]): void {
     const ring = this.#keys;
     ring.set(keys);
+    this.#trialKeys?.changed();
     for (const r of ring.rejected) this.#log.warn({ keyId: r.id, reason: r.reason }, 'key skipped');
     let closed = 0;
     for (const [id, conns] of this.#byKey) {
@@ -258,6 +271,7 @@ export class ShadowsocksServer implements ServerControl {
    */
   applyKeyDelta(delta: KeyDelta): void {
     const gone = this.#keys.apply(delta);
+    this.#trialKeys?.changed();
     for (const r of this.#keys.rejected) this.#log.warn({ keyId: r.id, reason: r.reason }, 'key skipped');
     let closed = 0;
     for (const id of gone) closed += this.closeKeyConnections(id);
@@ -415,13 +429,17 @@ export class ShadowsocksServer implements ServerControl {
     const fd = (server as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
     if (!fns || typeof fd !== 'number' || fd < 0) return;
     const lazy = this.#lazyIdle;
-    const onStream = (s: NativeStream): Connection | undefined => {
-      const c = this.#serve(s, { remoteAddress: s.remoteAddress, tcp: true, idleAfterFirst: lazy });
+    const onStream = (s: NativeStream, first?: Buffer, t?: AcceptedTrial): Connection | undefined => {
+      const trial = this.#trialKeys?.resolve(t, first);
+      const c = this.#serve(s, { remoteAddress: s.remoteAddress, tcp: true, idleAfterFirst: lazy, trial });
       return lazy ? c : undefined;
     };
     try {
       const waitMs = this.#nativeHandshake ? this.idleMs : 0;
-      this.#accept = { listener: listenNative(fns, fd, onStream, waitMs), address: addr };
+      const listener = listenNative(fns, fd, onStream, waitMs);
+      this.#accept = { listener, address: addr };
+      if (this.#acceptTrial && listener.keys)
+        this.#trialKeys = new AcceptTrialKeys(this.#keys, listener.keys);
     } catch (err) {
       // No descriptor to spare, say: Node's listener carries on.
       this.#log.warn({ err: (err as Error).message }, 'native accept unavailable; accepting in Node');
@@ -442,6 +460,7 @@ export class ShadowsocksServer implements ServerControl {
     this.#server = undefined;
     const accept = this.#accept;
     this.#accept = undefined;
+    this.#trialKeys?.close();
     accept?.listener.close();
     this.#usage.stop();
     this.#replay.stop();

@@ -16,14 +16,37 @@ import { Socket } from 'node:net';
 import { nativeAddon } from '../protocol/shadowsocks/native.js';
 import { envSwitch } from '../shared/env.js';
 
+/** The addon's SIP004 key trial at the accept (acceptKeys; server/accept-trial.ts reads it). */
+export interface AcceptedTrial {
+  /** The key's index in acceptKeys' list; -1: no key's tag verified. */
+  readonly index: number;
+  /** That key's decoder and its state, once it read the first read (undefined: invalid length). */
+  readonly codec: object | undefined;
+  readonly info: Int32Array | undefined;
+  /** The plaintext of the rest of the first read, or a decode status (1 cipher, 2 length). */
+  readonly after: Buffer | number | undefined;
+}
+
 /** The addon's accept and pre-relay reads (native/tcp_accept.cc). */
 export interface NativeAccept {
   acceptListen(
     fd: number,
-    onConn: (id: number, first: Buffer | undefined, code: number, peer: string, ageMs: number) => void,
+    onConn: (
+      id: number,
+      first: Buffer | undefined,
+      code: number,
+      peer: string,
+      ageMs: number,
+      trial?: number,
+      codec?: object,
+      info?: Int32Array,
+      after?: Buffer | number,
+    ) => void,
     onEvent: (id: number, chunk: Buffer | undefined, code: number) => void,
     waitMs?: number,
   ): object;
+  /** Absent in an older build. */
+  acceptKeys?(listener: object, methods?: Int32Array, keys?: Uint8Array[]): void;
   acceptClose(listener: object): void;
   acceptPending(listener: object): number;
   connRead(id: number, on: boolean): void;
@@ -274,6 +297,8 @@ export interface NativeListener {
   close(): void;
   /** Connections accepted and still waiting in the addon for their first bytes. */
   pending(): number;
+  /** The keys to try at the accept (none: no trial); undefined in an older build. */
+  readonly keys: ((methods?: Int32Array, keys?: Uint8Array[]) => void) | undefined;
 }
 
 /**
@@ -287,20 +312,21 @@ export interface NativeListener {
 export function listenNative(
   fns: NativeAccept,
   fd: number,
-  onStream: (s: NativeStream) => NativeStreamOwner | void,
+  onStream: (s: NativeStream, first: Buffer | undefined, trial?: AcceptedTrial) => NativeStreamOwner | void,
   waitMs = 0,
 ): NativeListener {
   const handle = fns.acceptListen(
     fd,
-    (id, first, code, peer, ageMs) => {
+    (id, first, code, peer, ageMs, index, codec, info, after) => {
       const s = new NativeStream(fns, id, peer, ageMs);
       NativeStream.register(s);
-      const owner = onStream(s);
+      const owner = onStream(s, first, index === undefined ? undefined : { index, codec, info, after });
       s.deliver(first, code);
       owner?.delivered();
     },
     onEvent,
     waitMs > 0 ? Math.max(1, Math.ceil(waitMs)) : 0,
   );
-  return { close: () => fns.acceptClose(handle), pending: () => fns.acceptPending(handle) };
+  const keys = fns.acceptKeys?.bind(fns, handle);
+  return { close: () => fns.acceptClose(handle), pending: () => fns.acceptPending(handle), keys };
 }

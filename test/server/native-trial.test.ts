@@ -35,6 +35,8 @@ async function startServer(trial: boolean, encoder: boolean) {
     keys: [KEY, KEY2],
     allowPrivateDestinations: true,
     nativeTrial: trial,
+    // The trial JS makes per key (the addon's trial at the accept: accept-trial.test.ts).
+    acceptTrial: false,
     nativeEncoder: encoder,
     timeouts: { idleMs: IDLE_MS, connectMs: 2000 },
     logger: silentLogger,

@@ -138,20 +138,27 @@ export class NativeDecoder implements ChunkDecoder {
   // [buffered, size of the element being read, state (0 length, 1 payload), bad length]
   readonly #info: Int32Array;
   readonly #maxPayload: number;
+  /** What the addon's decode of the next bytes gave already (`opened.after`), until push() takes it. */
+  #after: Buffer | number | undefined;
 
-  /** `opened`: a codec the addon made and advanced (sip004Open) and its state; `subkey` unused. */
+  /**
+   * `opened`: a codec the addon made and advanced (sip004Open) and its state; `subkey` unused.
+   * `opened.after`: the addon decoded the bytes the first push() will be given already (the
+   * server's trial at the accept, native/tcp_accept.cc): that push() returns or throws what it gave.
+   */
   constructor(
     cipher: AeadCipher,
     subkey: Uint8Array,
     options: ChunkOptions = {},
     addon: NativeAddon = need(),
     salt?: Uint8Array,
-    opened?: { codec: object; info: Int32Array },
+    opened?: { codec: object; info: Int32Array; after?: Buffer | number | undefined },
   ) {
     this.#a = addon;
     this.#codec = opened ? opened.codec : createCodec(addon, cipher, subkey, false, options, salt);
     this.#info = opened ? opened.info : new Int32Array([0, 18, 0, 0]);
     this.#maxPayload = options.maxPayload ?? MAX_PAYLOAD;
+    this.#after = opened?.after;
   }
 
   get native(): object {
@@ -159,6 +166,7 @@ export class NativeDecoder implements ChunkDecoder {
   }
 
   decode(data: Uint8Array): Buffer {
+    if (this.#after !== undefined) return this.push(data)[0] ?? Buffer.alloc(0);
     const r = this.#a.decode(this.#codec, data, this.#info);
     if (typeof r !== 'number') return r;
     throw this.#error(r);
@@ -166,7 +174,8 @@ export class NativeDecoder implements ChunkDecoder {
 
   /** decode() as a list: empty, or the one buffer of payloads. */
   push(data: Uint8Array): Buffer[] {
-    const r = this.#a.decode(this.#codec, data, this.#info);
+    const r = this.#after ?? this.#a.decode(this.#codec, data, this.#info);
+    this.#after = undefined;
     if (typeof r !== 'number') return r.length > 0 ? [r] : [];
     throw this.#error(r);
   }
@@ -191,6 +200,7 @@ export class NativeDecoder implements ChunkDecoder {
 
   /** decodeInPlace(), under the name the codecs call (ChunkDecoder). */
   pushInPlace(data: Buffer): Buffer[] {
+    if (this.#after !== undefined) return this.push(data);
     const r = this.#a.decodeInPlace(this.#codec, data, this.#info);
     if (typeof r === 'number') {
       if (r > 0) return [data.subarray(0, r)];

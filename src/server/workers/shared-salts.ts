@@ -130,7 +130,8 @@ class Tables {
     }
   }
 
-  #hash(salt: Uint8Array): number {
+  /** The salt's hash (the same for both tables: an operation computes it once and passes it on). */
+  hash(salt: Uint8Array): number {
     let h = this.h[H_SEED]! ^ salt.length;
     for (let i = 0; i < salt.length; i += 4) {
       let k =
@@ -152,11 +153,11 @@ class Tables {
    * The slot of `salt` in table `t` (>= 0), or -(free slot + 1) where it would go. Runs end at a
    * slot whose stamp is not the table's (a slot of a dropped generation is free).
    */
-  find(t: number, salt: Uint8Array): number {
+  find(t: number, salt: Uint8Array, hash: number): number {
     const stamp = this.h[H_STAMP + t]!;
     const mask = this.slots - 1;
     const base = t * this.slots;
-    for (let i = this.#hash(salt) & mask, n = 0; n < this.slots; i = (i + 1) & mask, n++) {
+    for (let i = hash & mask, n = 0; n < this.slots; i = (i + 1) & mask, n++) {
       const s = base + i;
       if (stamp === 0 || this.slot[s * SLOT_INTS] !== stamp) return -(s + 1);
       if (this.#equals(this.entry(s), salt)) return s;
@@ -239,7 +240,8 @@ export class SharedSaltFilter extends SaltFilter {
     const t = this.#t;
     t.lock();
     try {
-      return t.find(0, salt) >= 0 || t.find(1, salt) >= 0;
+      const h = t.hash(salt);
+      return t.find(0, salt, h) >= 0 || t.find(1, salt, h) >= 0;
     } finally {
       t.unlock();
     }
@@ -256,14 +258,15 @@ export class SharedSaltFilter extends SaltFilter {
     try {
       const cur = t.h[H_CURRENT]!;
       const prev = 1 - cur;
-      if (t.find(prev, salt) >= 0) return false;
-      let at = t.find(cur, salt);
+      const h = t.hash(salt);
+      if (t.find(prev, salt, h) >= 0) return false;
+      let at = t.find(cur, salt, h);
       if (at >= 0) return false;
       if (t.h[H_COUNT + cur]! >= t.capacity) {
         // The current generation is full: it becomes the previous one, the old previous is dropped.
         t.reset(prev, Math.max(t.h[H_STAMP]!, t.h[H_STAMP + 1]!) + 1);
         t.h[H_CURRENT] = prev;
-        at = t.find(prev, salt);
+        at = t.find(prev, salt, h);
         t.put(prev, -at - 1, salt);
       } else t.put(cur, -at - 1, salt);
       return true;
@@ -353,11 +356,11 @@ export class SharedSaltWindow extends SaltWindow {
   }
 
   /** The live slot of `salt` (expiry after `nowMs`) in epoch e or e-1, else -1. Locked. */
-  #live(salt: Uint8Array, e: number, nowMs: number): number {
+  #live(salt: Uint8Array, e: number, nowMs: number, h: number): number {
     const t = this.#t;
     for (const ep of [e, e - 1]) {
       if (t.h[H_STAMP + (ep & 1)] !== ep + 1) continue;
-      const s = t.find(ep & 1, salt);
+      const s = t.find(ep & 1, salt, h);
       if (s >= 0 && t.expiry![t.entry(s)]! > nowMs) return s;
     }
     return -1;
@@ -377,7 +380,7 @@ export class SharedSaltWindow extends SaltWindow {
     const t = this.#t;
     t.lock();
     try {
-      return this.#live(salt, this.#epoch(nowMs), nowMs) >= 0;
+      return this.#live(salt, this.#epoch(nowMs), nowMs, t.hash(salt)) >= 0;
     } finally {
       t.unlock();
     }
@@ -393,9 +396,10 @@ export class SharedSaltWindow extends SaltWindow {
     t.lock();
     try {
       const e = this.#epoch(nowMs);
-      if (this.#live(salt, e, nowMs) >= 0) return false;
+      const h = t.hash(salt);
+      if (this.#live(salt, e, nowMs, h) >= 0) return false;
       const tab = e & 1;
-      const at = t.find(tab, salt);
+      const at = t.find(tab, salt, h);
       if (at >= 0) {
         t.expiry![t.entry(at)] = expiry; // seen earlier in this epoch but expired (the clock stepped)
         t.h[H_CHANGES]!++;

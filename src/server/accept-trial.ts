@@ -1,0 +1,106 @@
+/**
+ * The SIP004 key trial at the accept (native/tcp_accept.cc acceptKeys): the addon tries the
+ * port's keys on a connection's first read before JS hears of it, and hands the result over in
+ * the same call (the index of the key whose tag verified, its decoder, and the plaintext of the
+ * rest of that read). The connection's own trial (connection.ts) then walks the keys in its
+ * usual order, with the usual counts, but asks this result instead of testing each key: no
+ * sip004Open or decode call per connection, and no call per wrong key.
+ *
+ * Only for a key set of SIP004 keys alone (2022 keys and identity groups are tried first and
+ * would not be), and only for a first read that holds every key's salt and length chunk; any
+ * other connection is tried in JS as before. Every outcome is the one the JS trial reaches on the
+ * same bytes (tests: test/server/accept-trial.test.ts).
+ *
+ * On where the native accept and trial are; LADDER_ACCEPT_TRIAL=0 turns it off.
+ */
+import { AeadDecoder } from '../protocol/shadowsocks/aead.js';
+import { NativeDecoder } from '../protocol/shadowsocks/cipher-native.js';
+import { cipher } from '../protocol/shadowsocks/cipher.js';
+import { NATIVE_METHOD } from '../protocol/shadowsocks/native.js';
+import type { AcceptedTrial } from '../transport/native-stream.js';
+import type { KeyEntry, KeyRing } from './keys.js';
+
+/** The trial at the accept is on unless LADDER_ACCEPT_TRIAL=0. */
+export function acceptTrialFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.LADDER_ACCEPT_TRIAL !== '0';
+}
+
+/** What a connection's trial asks (StreamInfo.trial): which key it is, and its opening. */
+export interface PreTrial {
+  /** The key whose tag verified; undefined: none of the keys did. */
+  readonly key: KeyEntry | undefined;
+  readonly open: AeadDecoder | 'bad-length' | undefined;
+}
+
+/** Connections whose trial came from the accept (tests: the path is taken). */
+let used = 0;
+export function acceptTrialsUsed(): number {
+  return used;
+}
+
+const NO_KEY = new Uint8Array(0);
+
+/** The keys the addon tries, in its order (index -> entry), kept equal to the ring's. */
+export class AcceptTrialKeys {
+  readonly #set: (methods?: Int32Array, keys?: Uint8Array[]) => void;
+  readonly #ring: KeyRing;
+  #entries: readonly KeyEntry[] = [];
+  #scheduled = false;
+  #closed = false;
+
+  /** `set` is the listener's acceptKeys. */
+  constructor(ring: KeyRing, set: (methods?: Int32Array, keys?: Uint8Array[]) => void) {
+    this.#ring = ring;
+    this.#set = set;
+    this.#load();
+  }
+
+  /**
+   * The ring changed: the addon stops trying now (its list may be stale; connections meanwhile
+   * are tried in JS), and gets the new list once this turn of the loop is over (one rebuild for
+   * any number of changes in it).
+   */
+  changed(): void {
+    if (this.#closed) return;
+    this.#entries = [];
+    this.#set();
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      if (!this.#closed) this.#load();
+    });
+  }
+
+  close(): void {
+    this.#closed = true;
+  }
+
+  #load(): void {
+    const keys = this.#ring.sip004Only();
+    // The addon's codecs only: a decoder it made is a NativeDecoder.
+    if (!keys || keys.length === 0 || !cipher().sip004Open) return;
+    this.#set(
+      Int32Array.from(keys, (k) => NATIVE_METHOD[k.method.cipher]),
+      keys.map((k) => k.masterKey),
+    );
+    this.#entries = keys;
+  }
+
+  /** The connection's PreTrial from the addon's result; undefined when it did not try. */
+  resolve(t: AcceptedTrial | undefined, first: Buffer | undefined): PreTrial | undefined {
+    if (!t || !first) return undefined;
+    if (t.index < 0) return (used++, { key: undefined, open: undefined });
+    const key = this.#entries[t.index];
+    if (!key) return undefined;
+    used++;
+    if (t.codec === undefined || t.info === undefined) return { key, open: 'bad-length' };
+    const chunks = new NativeDecoder(key.method.cipher, NO_KEY, {}, undefined, undefined, {
+      codec: t.codec,
+      info: t.info,
+      after: t.after,
+    });
+    const salt = Buffer.from(first.subarray(0, key.method.saltSize));
+    return { key, open: new AeadDecoder(key.method, key.masterKey, { salt, chunks }) };
+  }
+}
