@@ -112,18 +112,30 @@ describe('ReplayState', () => {
     }
   });
 
-  it('a save does not follow a symlink planted at its temporary name (a shared directory)', async () => {
+  it('a save neither follows nor is stopped by what another user planted at a predictable temporary name (a shared directory)', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'ladder-replay-'));
     try {
       const file = join(dir, 'replay.bin');
       const victim = join(dir, 'victim');
       await writeFile(victim, 'not yours');
-      await symlink(victim, `${file}.${process.pid}.tmp`);
+      const planted = `${file}.${process.pid}.tmp`;
+      await symlink(victim, planted);
       const a = state(new ManualClock(), replayStateFile(file));
       a.clientSalts.add(randomBytes(32));
       await a.save();
       assert.equal(await readFile(victim, 'utf8'), 'not yours', "the link's target is untouched");
-      assert.equal((await readFile(file)).subarray(0, 4).toString(), 'LRS3', 'the state went to its own file');
+      assert.equal(
+        (await readFile(file)).subarray(0, 4).toString(),
+        'LRS3',
+        'the state went to its own file',
+      );
+      // Something this process cannot remove (another user's file in a sticky /tmp; here a directory).
+      await rm(planted, { force: true });
+      await mkdir(planted);
+      await rm(file);
+      a.clientSalts.add(randomBytes(32));
+      await a.save();
+      assert.equal((await readFile(file)).subarray(0, 4).toString(), 'LRS3', 'saved all the same');
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -105,12 +105,12 @@ export function replayStateFile(file: string): ReplayStore {
       return to;
     },
     async write(data) {
-      const tmp = `${file}.${process.pid}.tmp`;
+      // A new file at a name no one can guess, never one that is there: in a shared directory
+      // (--replay-state /tmp/…) another user could put a symlink at a predictable name ('w' would
+      // follow it and overwrite its target with our privileges) or a file we may not remove
+      // (every save would fail).
+      const tmp = `${file}.${process.pid}.${randomBytes(8).toString('hex')}.tmp`;
       try {
-        // A new file, never one that is there: in a shared directory (--replay-state /tmp/…)
-        // another user could have put a symlink at this predictable name, and 'w' would follow it
-        // and overwrite its target with our privileges.
-        await rm(tmp, { force: true });
         const fh = await open(tmp, 'wx', 0o600);
         try {
           await fh.writeFile(data);

@@ -5,7 +5,7 @@
  * file is no error; one that is there but cannot be read or used is refused in one line naming
  * it and the way out, never taken for "none" silently.
  */
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { open, readFile, rename } from 'node:fs/promises';
 import { CodedError } from './errors.js';
 
 /** A data-directory file that is there but unusable: `FILE: damaged (WHY); delete it to FIX`. */
@@ -45,10 +45,20 @@ function damaged(file: string, why: string, fix: string): DataFileError {
   return new DataFileError('DATA_FILE_DAMAGED', `${file}: damaged (${why}); delete it to ${fix}`);
 }
 
-/** Write `value` to `file` as one JSON line, whole or not at all (0600: some hold a secret path). */
+/**
+ * Write `value` to `file` as one JSON line, whole or not at all (0600: some hold a secret path).
+ * Synced before the rename: a power cut right after must not leave the new name on an empty file,
+ * which the next start would refuse as damaged.
+ */
 export async function writeDataFile(file: string, value: unknown): Promise<void> {
   const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(value)}\n`, { mode: 0o600 });
+  const fh = await open(tmp, 'w', 0o600);
+  try {
+    await fh.writeFile(`${JSON.stringify(value)}\n`);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
   await rename(tmp, file);
 }
 

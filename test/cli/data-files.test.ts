@@ -8,13 +8,17 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadApiAddress, saveApiAddress } from '../../src/api/api-endpoint.js';
+import { CERT_FILE, ensureCertificate } from '../../src/api/tls.js';
+import { LocalKeys } from '../../src/cli/commands/keys/local.js';
+import { rotateCertText } from '../../src/cli/commands/server-rotate-cert.js';
 import { reportError } from '../../src/cli/errors.js';
 import { readFirstStartMark, writeFirstStartMark } from '../../src/cli/first-start-mark.js';
 import { startManaged } from '../../src/cli/managed.js';
 import { loadWebEndpoint, saveWebEndpoint } from '../../src/cli/web.js';
+import { DataFileError } from '../../src/shared/data-file.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { tempDir } from '../api/helpers.js';
 import { flags } from '../api/managed-helpers.js';
@@ -101,4 +105,26 @@ test('a managed start refuses a damaged first-start mark in one line', async (t)
     reportError(err).stderr,
     `ladder: ${join(dir, 'first-start.pending')}: damaged (not JSON); delete it to start (that start is then a restart: \`ladder server access-config\` prints the access config and keys)\n`,
   );
+});
+
+test('a damaged api-endpoint.json is refused before `keys add` makes a key or `server rotate-cert` a certificate', async (t) => {
+  const dir = tempDir(t);
+  await ensureCertificate(dir, '127.0.0.1');
+  const keys = await LocalKeys.open(dir, undefined, true);
+  try {
+    const file = join(dir, 'api-endpoint.json');
+    writeFileSync(file, '{"port": 12');
+    await assert.rejects(keys.add({ name: 'k' }), DataFileError);
+    const cert = readFileSync(join(dir, CERT_FILE), 'utf8');
+    await assert.rejects(rotateCertText({ dataDir: dir }), DataFileError);
+    assert.equal(readFileSync(join(dir, CERT_FILE), 'utf8'), cert, 'the certificate is as it was');
+    unlinkSync(file);
+    assert.deepEqual(
+      (await keys.list()).map((k) => k.name),
+      [],
+      'no key was made by the refused add',
+    );
+  } finally {
+    await keys.close();
+  }
 });

@@ -35,6 +35,11 @@ export async function rotateCertText(flags: RotateFlags): Promise<string> {
   }
   try {
     const settings = await store.getSettings();
+    // This data directory's API address (on a fleet, this node's own), as access-config prints it.
+    // Read before the rotation: a damaged api-endpoint.json is refused with the certificate as it
+    // was (after, the new one was made but its fingerprint never printed). Its pin is the old
+    // certificate's: only its host and port are used.
+    const api = await localApiEndpoint(dataDir, settings, store.dialect);
     const cert = await rotateCertificate(dataDir, settings.hostnameForAccessKeys);
     const out = [
       `new API certificate in ${resolve(dataDir, CERT_FILE)}`,
@@ -42,8 +47,6 @@ export async function rotateCertText(flags: RotateFlags): Promise<string> {
       'Restart the server to serve it. Outline Manager pins the old one: remove the server there and add it',
       'again ("Add server" > "existing server") with this access config (keep it secret):',
     ];
-    // This data directory's API address (on a fleet, this node's own), as access-config prints it.
-    const api = await localApiEndpoint(dataDir, settings, store.dialect);
     if (api === undefined)
       out.push('  (no API port recorded yet: start the server once, then run access-config)');
     else {

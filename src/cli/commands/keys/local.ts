@@ -94,6 +94,9 @@ export class LocalKeys implements KeysBackend {
       throw new UsageError(`--method must be one of ${DEFAULT_METHODS.join(', ')}, got "${method}"`);
     // 2022 AES methods: SIP023 multi-user keys ("iPSK:uPSK" with the server's identity PSK).
     const { makeSecret } = await planSecrets(this.store, { method });
+    // The data directory's endpoint files first: a damaged one is refused before any key is made
+    // (after, the keys were in the store but never printed, and a retry made them again).
+    const [api, web] = await Promise.all([this.#api(await this.store.getSettings()), this.#webOnly()]);
     const { keys, settings } = await createAccessKeys(this.store, {
       method,
       makeSecret,
@@ -104,8 +107,7 @@ export class LocalKeys implements KeysBackend {
       expiresAt: o.expiresAt,
       prefix: o.prefix === undefined ? undefined : prefixSetting(method, o.prefix),
     });
-    const [pin, web] = await Promise.all([this.#api(settings), this.#webOnly()]);
-    return keys.map((k) => toAccessKeyJson(k, settings, undefined, pin, web));
+    return keys.map((k) => toAccessKeyJson(k, settings, undefined, api, web));
   }
 
   async #update(id: string, patch: KeyPatch): Promise<void> {
