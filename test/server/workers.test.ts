@@ -230,9 +230,9 @@ describe('multi-worker data plane', { skip: skipUnless(reusePortAvailable(), NEE
             close: () => p.close(),
             done: (n) => by(p).reduce((a, b) => a + b, 0) === n,
           };
-          // The kernel picks the worker by a hash of the 4-tuple: at least 12 connections, and more
-          // until both workers have carried one (bounded: 60 miss one worker with probability 2^-59).
         },
+        // The kernel picks the worker by a hash of the 4-tuple: at least 12 connections, and more
+        // until both workers have carried one (bounded: 60 miss one worker with probability 2^-59).
         (i) => i < 12 || (i < 60 && !by(wp!).every((n) => n > 0)),
       );
       assert.ok(

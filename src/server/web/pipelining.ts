@@ -48,6 +48,7 @@ export function limitPipelining(
     }
     const b = backlog;
     const run = (): void => {
+      if (socket.destroyed) return; // a queued request of a connection that has gone
       b.busy++;
       res.once('close', () => {
         b.busy--;
