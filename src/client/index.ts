@@ -197,6 +197,8 @@ export interface LocalClient {
   readonly openSockets: number;
   /** Tunnels the SOCKS5 front set up in the addon so far (native-socks.ts; tests). */
   readonly nativeTunnels: number;
+  /** Of those, the ones whose relay opened the server's answer itself (LADDER_NATIVE_SALT; tests). */
+  readonly nativeSalted: number;
   /** Stop listening and close every connection. */
   close(): Promise<void>;
 }
@@ -574,6 +576,9 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
     pac: () => (httpAddress ? pac() : undefined),
     get nativeTunnels() {
       return front?.tunnelled ?? 0;
+    },
+    get nativeSalted() {
+      return front?.salted ?? 0;
     },
     get openSockets() {
       return sockets.size + 2 * (natives?.size ?? 0) + 2 * (front?.size ?? 0);

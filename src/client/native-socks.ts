@@ -193,6 +193,7 @@ export class NativeSocks {
   /** Tunnels set up in the addon: relayPair's arguments -> the connect. */
   readonly #tunnels = new Map<TunnelArgs, object>();
   #tunnelled = 0;
+  #salted = 0;
   readonly #rawHeader = rawHeaderFromEnv();
   readonly #nativeSalt = nativeSaltFromEnv();
 
@@ -221,6 +222,11 @@ export class NativeSocks {
   /** Tunnels set up in the addon so far (tests: which path a connection took). */
   get tunnelled(): number {
     return this.#tunnelled;
+  }
+
+  /** Of those, the ones whose relay opens the server's answer itself (tests). */
+  get salted(): number {
+    return this.#salted;
   }
 
   /** Connections in their handshake in C++ (tests). */
@@ -553,6 +559,7 @@ export class NativeSocks {
       failed(connectError(why === FAIL_TIMEOUT ? undefined : errno, plan.timeoutMs));
     };
     this.#tunnelled++;
+    if (key) this.#salted++;
     try {
       this.#tunnels.set(
         args,

@@ -99,6 +99,16 @@ function errnoOf(err: unknown): string | undefined {
 
 type Held = { ok: true } | { ok: false; errorCode: string; bytesReceived: 0 };
 
+/**
+ * A tunnel planned for the addon (planNative) lets the relay open the server's answer itself
+ * (LADDER_NATIVE_SALT: no JS call for it) when nobody listens to route events (no onRoute: the
+ * CLI's client), unless LADDER_ROUTE_SALT=0 (then the answer comes to JS for every plan, as
+ * before). With a listener the answer still comes to JS: its route event goes out then.
+ */
+export function routeSaltFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.LADDER_ROUTE_SALT !== '0';
+}
+
 export class RoutingDialer implements Dialer {
   readonly router: Router;
   readonly #tunnel: Dialer;
@@ -109,6 +119,8 @@ export class RoutingDialer implements Dialer {
   readonly #onRoute: RoutingDialerOptions['onRoute'];
   readonly #lookup: RoutingDialerOptions['lookup'];
   readonly #log: Logger | undefined;
+  /** planNative's answerWanted: a route event someone hears must go out when the server answers. */
+  readonly #answerWanted: boolean;
   /**
    * What blocks() decided for a destination the inbound then dials (the same object): the dial
    * takes that decision instead of evaluating the rules again.
@@ -125,6 +137,8 @@ export class RoutingDialer implements Dialer {
     this.#onRoute = opts.onRoute;
     this.#lookup = opts.lookup;
     this.#log = opts.log?.isLevelEnabled('debug') ? opts.log : undefined;
+    // A proxy route's 'ok' event reaches only onRoute (it has no retry to tell at debug).
+    this.#answerWanted = opts.onRoute !== undefined || !routeSaltFromEnv();
   }
 
   /** The router's decision for `dest`, told at debug. */
@@ -277,7 +291,8 @@ export class RoutingDialer implements Dialer {
 
   /**
    * dial() for a tunnel set up in the addon (native-dial.ts NativeTunnelPlan): only for a
-   * destination the router sends through the tunnel; its route event once the connect is known.
+   * destination the router sends through the tunnel; its route event once the connect is known
+   * (when the server answers, for an onRoute listener; at the end otherwise, heard by nobody).
    */
   planNative(dest: SocksAddress, data: Uint8Array, hints: DialHints): NativeTunnelPlan | undefined {
     if (this.router.decide(dest.host).route !== 'proxy') return undefined;
@@ -286,7 +301,7 @@ export class RoutingDialer implements Dialer {
     if (this.#log) this.#decide(dest); // told once: dial() is not called for a plan
     return {
       ...inner,
-      answerWanted: true, // the route event goes out when the server answers
+      ...(this.#answerWanted ? { answerWanted: true } : {}), // the route event goes out when the server answers
       connected: () => {
         this.#event(dest, { route: 'proxy', outcome: 'ok' });
         inner.connected();
