@@ -16,6 +16,8 @@
  *            --keep (keep the callgrind dumps for callgrind_annotate),
  *            --client-env VAR=VALUE, --server-env VAR=VALUE (repeatable: environment of one
  *            Ladder process, e.g. --client-env LADDER_NATIVE_RELAY=1),
+ *            --client-arg ARG (repeatable: appended to Ladder's client command line, e.g.
+ *            --client-arg --rules --client-arg rules.txt for a client with routing rules),
  *            --libev (measure ss-local + ss-server instead, the reference),
  *            --floor (measure bench/floor-relay.ts instead: Node sockets, no crypto, no Ladder)
  */
@@ -55,6 +57,7 @@ const envOf = (flag: string): NodeJS.ProcessEnv =>
       .map((v) => [v.slice(0, v.indexOf('=')), v.slice(v.indexOf('=') + 1)]),
   );
 const clientEnv = envOf('--client-env');
+const clientArgs = argv.flatMap((a, i) => (argv[i - 1] === '--client-arg' ? [a] : []));
 const serverEnv = envOf('--server-env');
 
 function log(msg: string): void {
@@ -139,6 +142,7 @@ async function startPair(password: string): Promise<{ server: Peer; client: Peer
           ssUrl(method, password, '127.0.0.1', port),
           '--socks',
           `127.0.0.1:${socksPort}`,
+          ...clientArgs,
         ]);
   const client = await spawnPeer(name[1]!, ccmd, cargs, {
     waitPort: socksPort,
