@@ -27,7 +27,7 @@ export type { ClientStream, StreamInfo } from './connection-status.js';
 /** What a Connection needs from its server: policy, keys, replay filters, and where to report. */
 export interface ConnectionContext extends RelayConnectOptions {
   readonly clock: Clock;
-  /** Idle timeout in both phases (before relaying it is the only way a failed connection closes). */
+  /** Idle timeout; before relaying a deadline from the accept (bytes do not extend it). */
   readonly idleMs: number;
   /** Budget for resolving and connecting to a destination. */
   readonly connectMs: number;
@@ -59,7 +59,7 @@ const COUNTS = new Float64Array(2);
  * One client connection over any byte stream (a TCP socket, a WebSocket or TLS stream, a
  * multiplexed sub-stream), from the first byte to close. Before relaying, every failure gets
  * the same reaction on every stream kind: nothing is written, reading goes on, and the stream
- * is ended only when the peer ends it or the idle timeout passes.
+ * is ended when the peer ends it or, at the latest, one idle timeout after the accept.
  *
  * Once relaying, the buffers the stream emits as 'data' are decrypted in place, so it must hand
  * out buffers nobody else reads afterwards (as net.Socket does).
@@ -91,7 +91,6 @@ export class Connection {
   #bytesDown = 0;
   #reportedUp = 0;
   #reportedDown = 0;
-  #lastActivity: number;
   #timer: Timer | undefined;
   #target: Duplex | undefined;
   #relay: RelayHandle | undefined;
@@ -109,7 +108,6 @@ export class Connection {
     [this.#connectOnce, this.#trial] = [info.connect, info.trial];
     // A NativeStream may come after the addon waited for its first bytes: its age counts.
     this.#acceptedAt = ctx.clock.now() - (socket instanceof NativeStream ? socket.acceptedAgoMs : 0);
-    this.#lastActivity = this.#acceptedAt;
     socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);
     this.#watch(socket);
@@ -143,7 +141,6 @@ export class Connection {
 
   readonly #onData = (chunk: Buffer): void => {
     this.#bytesUp += chunk.length;
-    this.#lastActivity = this.#ctx.clock.now();
     switch (this.#phase) {
       case 'auth':
         this.#head.push(chunk);
@@ -167,14 +164,15 @@ export class Connection {
     this.#socket.end();
   };
 
+  /** The pre-relay deadline: one idle timeout after the accept, whatever arrives meanwhile. */
   #armIdle(): void {
     const clock = this.#ctx.clock;
-    const due = this.#lastActivity + this.#ctx.idleMs - clock.now();
+    const due = this.#acceptedAt + this.#ctx.idleMs - clock.now();
     this.#timer = clock.setTimeout(
       () => {
         this.#timer = undefined;
         if (this.#phase !== 'auth' && this.#phase !== 'address' && this.#phase !== 'drain') return;
-        if (clock.now() - this.#lastActivity >= this.#ctx.idleMs) this.#idleOut();
+        if (clock.now() - this.#acceptedAt >= this.#ctx.idleMs) this.#idleOut();
         else this.#armIdle();
       },
       Math.max(1, due),
@@ -187,7 +185,7 @@ export class Connection {
     this.#timer = undefined;
   }
 
-  /** Idle timeout before relaying: close with FIN (we have read everything the peer sent). */
+  /** The pre-relay deadline passed: close with FIN (we have read everything the peer sent). */
   #idleOut(): void {
     if (this.#phase === 'auth') this.#status ??= 'ERR_SHORT_HEADER';
     if (this.#phase === 'address') this.#status ??= 'ERR_ADDRESS';
@@ -199,7 +197,7 @@ export class Connection {
   /**
    * The uniform reaction to every failure before relaying: remember why (for counting), then
    * keep reading and discarding. No bytes are sent and nothing closes until the peer closes or
-   * the ordinary idle timeout passes.
+   * the deadline of #armIdle (one idle timeout after the accept) passes.
    */
   #fail(status: ConnectionStatus): void {
     this.#status ??= status;

@@ -36,9 +36,10 @@ export interface ProbeOptions {
   giveUpMs: number;
   /**
    * Send the payload one byte at a time, this many ms apart (the slow "one byte at a time"
-   * probe). Timing then counts from the last byte.
+   * probe). Timing then counts from the last byte, or with `fromFirstByte` from the first.
    */
   trickleMs?: number;
+  fromFirstByte?: boolean;
 }
 
 export function probeOnce(
@@ -92,9 +93,10 @@ export function probeOnce(
         if (settled) return;
         const last = i === probe.payload.length - 1;
         const byte = probe.payload.subarray(i, i + 1);
+        if (i === 0 && opts.fromFirstByte === true) startClock();
         i++;
         if (last) {
-          startClock();
+          if (opts.fromFirstByte !== true) startClock();
           if (halfClosed) s.end(byte);
           else s.write(byte);
         } else {

@@ -228,7 +228,9 @@ describe('active probing: Ladder server', { concurrency: true }, () => {
     assert.deepEqual(report('mixed 2017/2022 keys, half-close', half, HALF_CLOSE_POLICY), []);
   });
 
-  test('one byte at a time (10 ms apart): no data, FIN one idle timeout after the last byte', async () => {
+  // Bytes do not extend the pre-relay deadline (a trickling client cannot hold a connection):
+  // FIN one idle timeout after the first byte; after the prober's own FIN, a prompt FIN.
+  test('one byte at a time (10 ms apart): no data, FIN one idle timeout after the first byte', async () => {
     const probes: Probe[] = [10, 40, 49, 50, 51, 80].map((n) => ({
       label: `trickle len=${n}`,
       payload: randomBytes(n),
@@ -237,6 +239,7 @@ describe('active probing: Ladder server', { concurrency: true }, () => {
     const results = await runProbes(single.address.port, probes, {
       giveUpMs: IDLE_MS + 5000,
       trickleMs: 10,
+      fromFirstByte: true,
       concurrency: CONCURRENCY,
     });
     const half = await runProbes(single.address.port, probes, {

@@ -262,7 +262,7 @@ export function registerServer(program: Command): void {
     .option('--no-udp', 'managed mode: do not relay UDP')
     .option(
       '--idle-timeout <s>',
-      'close connections idle this many seconds; also how long failed probes are held (default 300)',
+      'close connections idle this many seconds; also how long failed probes are held from the accept (default 300)',
     )
     .option(
       '--public-host <name>',
