@@ -24,6 +24,8 @@ export interface StreamInfo {
    * and only if the connection still needs it (not when it is already dialling or relaying).
    */
   idleAfterFirst?: boolean;
+  /** Called once when a key authenticates the stream (a Mux.Cool carrier counts its sessions not yet authenticated). */
+  onAuthenticated?: (() => void) | undefined;
 }
 
 /**
