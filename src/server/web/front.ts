@@ -24,6 +24,7 @@ import type { SecureContextOptions } from 'node:tls';
 import { silentLogger, type Logger } from '../../shared/logger.js';
 import type { Decoy } from './decoy.js';
 import { attachDecoyH2, type DecoyH2 } from './h2.js';
+import { badHost } from './host.js';
 import { limitPipelining } from './pipelining.js';
 import {
   hasRequestBody,
@@ -209,6 +210,8 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
 
   const acmePrefix = '/.well-known/acme-challenge/';
   const answer = (req: WebRequest, res: WebResponse): void => {
+    // nginx checks Host while reading the headers, before any location (ACME's too).
+    if (badHost(req)) return sendError(res, 400);
     const url = req.url ?? '/';
     if (opts.http01 && url.startsWith(acmePrefix) && (req.method === 'GET' || req.method === 'HEAD')) {
       const keyAuth = opts.http01(url.slice(acmePrefix.length).split('?')[0] ?? '');
