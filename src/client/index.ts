@@ -553,6 +553,8 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
     }
     if (opts.dns && resolver && dns) {
       const l = parseListenAddress(opts.dns.listen, 'DNS listen address');
+      // No authentication in DNS: beyond loopback it is an open resolver (and a reflector).
+      if (!isLoopback(l.host)) log.warn('DNS server listens beyond loopback: anyone who reaches it can resolve through it');
       const srv: DnsServerHandle = await dns.startDnsServer({ host: l.host, port: l.port, resolver });
       closers.push(() => srv.close());
       dnsAddress = { host: l.host, udpPort: srv.udpPort, tcpPort: srv.tcpPort };

@@ -27,6 +27,8 @@ export interface StreamInfo {
   idleAfterFirst?: boolean;
   /** The SIP004 trial the addon made at the accept (accept-trial.ts): asked instead of each key. */
   trial?: PreTrial | undefined;
+  /** Called once when a key authenticates the stream (a Mux.Cool carrier counts its sessions not yet authenticated). */
+  onAuthenticated?: (() => void) | undefined;
 }
 
 /**

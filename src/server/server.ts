@@ -170,6 +170,8 @@ export class ShadowsocksServer implements ServerControl {
   readonly #ctx: ConnectionContext;
 
   readonly #conns = new Set<Connection>();
+  /** StreamInfo.onAuthenticated of connections not yet authenticated. */
+  readonly #onAuth = new WeakMap<Connection, () => void>();
   readonly #byKey = new Map<string, Set<Connection>>();
   #server: net.Server | undefined;
   /** Whether listen() accepts natively, and the listener when it does (#server then closed). */
@@ -510,6 +512,7 @@ export class ShadowsocksServer implements ServerControl {
   #serve(stream: Duplex | NativeStream, info: StreamInfo): Connection {
     const c = new Connection(this.#ctx, stream, info);
     this.#conns.add(c);
+    if (info.onAuthenticated) this.#onAuth.set(c, info.onAuthenticated);
     try {
       this.#hooks.onConnectionOpened?.();
     } catch (err) {
@@ -521,6 +524,11 @@ export class ShadowsocksServer implements ServerControl {
   // ---- what connections report ----
 
   #authenticated(c: Connection, ip: string, e: AuthEvent): void {
+    const onAuth = this.#onAuth.get(c);
+    if (onAuth) {
+      this.#onAuth.delete(c);
+      onAuth();
+    }
     if (e.edition !== 2022) this.#keys.used(ip, e.keyId);
     let set = this.#byKey.get(e.keyId);
     if (!set) this.#byKey.set(e.keyId, (set = new Set()));

@@ -49,6 +49,12 @@ export interface MuxConnectionOptions {
   stallMs?: number;
   /** Server: most concurrent sessions; a New beyond it is answered with End (default 1024). */
   maxSessions?: number;
+  /**
+   * Server: most sessions at once that the owner has not yet called authenticated() for (a
+   * Shadowsocks stream whose first chunk did not decrypt yet, or never will); a New beyond it is
+   * answered with End and the error bit, as a refused session. Default: no bound of its own.
+   */
+  maxUnauthenticated?: number | undefined;
   /** Called once when the carrier is gone. */
   onClose?: () => void;
   /** Destroy the carrier after this long with no session and no byte from the peer. */
@@ -91,6 +97,8 @@ export class MuxConnection {
   readonly #sessionBuffer: number;
   readonly #stallMs: number;
   readonly #maxSessions: number;
+  /** Server sessions not yet authenticated (only counted with maxUnauthenticated). */
+  readonly #unauthenticated = new Set<MuxSession>();
   #nextId = 1;
   #failed = false;
   #closed = false;
@@ -290,7 +298,13 @@ export class MuxConnection {
         s.silent = true; // an End for the old session would end the new one at the peer
         s.destroy(new Error('session id reused'));
       }
-      if (f.target!.network !== MuxNetwork.Tcp || this.#closed || this.#sessions.size >= this.#maxSessions) {
+      const maxUnauth = this.#opts.maxUnauthenticated;
+      if (
+        f.target!.network !== MuxNetwork.Tcp ||
+        this.#closed ||
+        this.#sessions.size >= this.#maxSessions ||
+        (maxUnauth !== undefined && this.#unauthenticated.size >= maxUnauth)
+      ) {
         this.sendFrame(
           encodeMuxFrame({ sessionId: f.sessionId, status: MuxStatus.End, option: MUX_OPTION_ERROR }),
         );
@@ -298,6 +312,7 @@ export class MuxConnection {
       }
       s = new MuxSession(this, f.sessionId, undefined);
       this.#add(s);
+      if (maxUnauth !== undefined) this.#unauthenticated.add(s);
       this.#opts.onSession?.(s, f.target!);
     }
     if (!s) {
@@ -390,9 +405,15 @@ export class MuxConnection {
     return this.#sessionBuffer;
   }
 
+  /** Server: session `s` authenticated; it no longer counts against maxUnauthenticated. */
+  authenticated(s: MuxSession): void {
+    this.#unauthenticated.delete(s);
+  }
+
   /** A session finished (both directions, or destroyed). */
   removed(s: MuxSession): void {
     if (this.#sessions.get(s.id) === s) this.#sessions.delete(s.id);
+    this.#unauthenticated.delete(s);
     this.unstall(s);
     this.#lastActive = Date.now();
     if (this.#closed && this.#sessions.size === 0 && !this.carrier.writableEnded && !this.carrier.destroyed)

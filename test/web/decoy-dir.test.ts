@@ -25,6 +25,21 @@ describe('dir: decoy matches nginx serving the same directory', { skip: nginxSki
 
   decoyComparisonTests(() => ({ front: front.port, direct: site.nginx.port }), 'example.org', () => 'example.org');
 
+  // Host as nginx validates it (ngx_http_validate_host): 400 and close, or the name it puts in
+  // the directory redirect (lower-cased, port and a trailing dot removed).
+  describe('Host header', () => {
+    const hosts = ['a/b', 'a..b', 'x..', '..', '.', '', ':80', 'a:8..0', '[a/b]', 'a b', 'Example.COM', 'UPPER:99', 'example.com.', '.example', 'a\\b', 'a:b:c', '[::1]:80', '[::1', 'a%2fb', 'a?b@c'];
+    const requests = hosts.map((h) => `GET /docs HTTP/1.1\r\nHost: ${h}\r\n\r\n`);
+    requests.push(
+      'GET / HTTP/1.1\r\nHost: a/b\r\n\r\n',
+      'GET /robots.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /robots.txt HTTP/1.1\r\nHost: a..b\r\n\r\n',
+      'GET /docs HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n',
+      'GET /docs HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n',
+      'GET /docs HTTP/1.0\r\nHost: a/b\r\n\r\n',
+    );
+    decoyComparisonTests(() => ({ front: front.port, direct: site.nginx.port }), '', () => '', requests);
+  });
+
   test('no traversal: a symlink out of the root is not served', async () => {
     const r = await exchange(front.port, 'GET /escape.txt HTTP/1.1\r\nHost: x\r\n\r\n');
     assert.match(r.text, /^HTTP\/1\.1 404 Not Found\r\n/);

@@ -338,8 +338,13 @@ export async function nginxServingSite(
  * answer byte for byte (Date and ports masked), close behaviour included. `{{H}}` becomes
  * `frontHost` / `directHost()` respectively.
  */
-export function decoyComparisonTests(ports: () => { front: number; direct: number }, frontHost: string, directHost: () => string): void {
-  for (const raw of DECOY_REQUESTS) {
+export function decoyComparisonTests(
+  ports: () => { front: number; direct: number },
+  frontHost: string,
+  directHost: () => string,
+  requests: readonly string[] = DECOY_REQUESTS,
+): void {
+  for (const raw of requests) {
     test(JSON.stringify(raw.slice(0, 60)), async () => {
       const { front, direct } = ports();
       const [d, f] = await Promise.all([

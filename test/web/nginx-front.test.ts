@@ -3,7 +3,8 @@
  * the plain web front. The client dials nginx from 127.0.0.2 with a forged X-Forwarded-For; nginx
  * appends the address it saw and connects to the front from 127.0.0.3. The front believes the
  * header only when 127.0.0.3 is trusted: then the client address is 127.0.0.2 (the forged entry
- * is left of it and ignored); otherwise it is nginx's own 127.0.0.3.
+ * is left of it and ignored, and so is a forged Forwarded header, which nginx passes on);
+ * otherwise it is nginx's own 127.0.0.3.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -49,13 +50,13 @@ describe('nginx (TLS, WebSocket proxy) in front of the plain web front', { skip:
     tmp.remove();
   });
 
-  function dial(prefix: string, payload: Buffer): Promise<Buffer> {
+  function dial(prefix: string, payload: Buffer, extra: Record<string, string> = {}): Promise<Buffer> {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(`wss://127.0.0.1:${nginx.port}${prefix}${SECRET.slice(1)}/tcp?ed=1`, {
         ca,
         ...({ servername: 'cdn.test' } as object), // passed on to tls.connect
         localAddress: '127.0.0.2',
-        headers: { 'X-Forwarded-For': '198.51.100.1' },
+        headers: { 'X-Forwarded-For': '198.51.100.1', ...extra },
       });
       ws.on('open', () => ws.send(payload));
       ws.on('message', (m: Buffer) => {
@@ -70,6 +71,13 @@ describe('nginx (TLS, WebSocket proxy) in front of the plain web front', { skip:
   test('X-Forwarded-For is believed from a trusted nginx: the client is 127.0.0.2', async () => {
     const payload = Buffer.from('via the cdn');
     assert.deepEqual(await dial('/trusted/', payload), payload);
+    assert.deepEqual(seenTrusting, ['127.0.0.2']);
+  });
+
+  test('a Forwarded header the client sent (nginx passes it on) does not choose the address', async () => {
+    seenTrusting.length = 0;
+    const payload = Buffer.from('forged Forwarded');
+    assert.deepEqual(await dial('/trusted/', payload, { Forwarded: 'for=198.51.100.2' }), payload);
     assert.deepEqual(seenTrusting, ['127.0.0.2']);
   });
 

@@ -24,7 +24,9 @@ import type { SecureContextOptions } from 'node:tls';
 import { silentLogger, type Logger } from '../../shared/logger.js';
 import type { Decoy } from './decoy.js';
 import { attachDecoyH2, type DecoyH2 } from './h2.js';
+import { badHost } from './host.js';
 import { limitPipelining } from './pipelining.js';
+import { watchSends } from './send-timeout.js';
 import {
   hasRequestBody,
   rawErrorResponse,
@@ -76,6 +78,8 @@ export interface WebFrontOptions {
   headersTimeoutMs?: number;
   keepAliveTimeoutMs?: number;
   requestTimeoutMs?: number;
+  /** nginx's send_timeout: a connection whose pending bytes do not move this long is closed (60 s). */
+  sendTimeoutMs?: number;
 }
 
 export interface WebFront {
@@ -186,6 +190,9 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   };
   server.on('connection', track);
   if (opts.tls) server.on('secureConnection', track);
+  /** Sockets handed to the WebSocket endpoints (and the TCP sockets under them): not watched. */
+  const upgraded = new WeakSet<Duplex>();
+  const sends = watchSends(sockets, upgraded, opts.sendTimeoutMs);
   if (opts.tls) {
     // Plain HTTP on the TLS port gets nginx's answers (nginx reads non-TLS bytes as HTTP): its
     // "plain HTTP request was sent to HTTPS port" page for what OpenSSL recognises as an HTTP
@@ -209,6 +216,8 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
 
   const acmePrefix = '/.well-known/acme-challenge/';
   const answer = (req: WebRequest, res: WebResponse): void => {
+    // nginx checks Host while reading the headers, before any location (ACME's too).
+    if (badHost(req)) return sendError(res, 400);
     const url = req.url ?? '/';
     if (opts.http01 && url.startsWith(acmePrefix) && (req.method === 'GET' || req.method === 'HEAD')) {
       const keyAuth = opts.http01(url.slice(acmePrefix.length).split('?')[0] ?? '');
@@ -271,7 +280,12 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
       } catch (err) {
         log.debug({ err: (err as Error).message }, 'web front: upgrade handler threw; serving the decoy');
       }
-      if (taken) return;
+      if (taken) {
+        upgraded.add(socket);
+        const under = (socket as Duplex & { _parent?: Duplex | null })._parent;
+        if (under) upgraded.add(under);
+        return;
+      }
     }
     decoyOnUpgrade(req, socket, head);
   });
@@ -321,6 +335,7 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
     },
     close() {
       return new Promise<void>((resolve) => {
+        sends.stop();
         server.close(() => resolve());
         server.closeAllConnections();
         h2?.close();

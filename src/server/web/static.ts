@@ -20,6 +20,7 @@ import {
   type ServerStreamResponseOptions,
 } from 'node:http2';
 import type { Readable, Writable } from 'node:stream';
+import { nginxHost } from './host.js';
 import { contentTypeFor } from './mime.js';
 
 export const SERVER_HEADER = 'nginx';
@@ -260,10 +261,9 @@ function parseRange(
 function hostForRedirect(req: WebRequest): string {
   const authority = req.headers[':authority'];
   const host = req.headers.host ?? (typeof authority === 'string' ? authority : undefined);
-  if (host !== undefined && host !== '') {
-    const h = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.split(':')[0];
-    if (h) return h;
-  }
+  // The front answered an invalid one with 400 already (host.ts); nginx's name otherwise.
+  const h = host === undefined ? undefined : nginxHost(host);
+  if (h) return h;
   const local = req.socket.localAddress ?? '127.0.0.1';
   return local.includes(':') ? `[${local}]` : local;
 }

@@ -75,10 +75,21 @@ describe('clientAddress', () => {
     assert.equal(clientAddress(req('127.0.0.1', { 'x-forwarded-for': 'garbage' }), trusted), '127.0.0.1');
   });
 
-  test('Forwarded (RFC 7239) wins over X-Forwarded-For', () => {
+  test('Forwarded (RFC 7239) when there is no X-Forwarded-For', () => {
     assert.equal(
-      clientAddress(req('127.0.0.1', { forwarded: 'for=1.1.1.1;proto=https, For="[2001:db8:cafe::17]:4711";by=10.0.0.1', 'x-forwarded-for': '9.9.9.9' }), trusted),
+      clientAddress(req('127.0.0.1', { forwarded: 'for=1.1.1.1;proto=https, For="[2001:db8:cafe::17]:4711";by=10.0.0.1' }), trusted),
       '2001:db8:cafe::17',
+    );
+  });
+
+  test('X-Forwarded-For wins over Forwarded: a proxy appending to one passes a client\'s other on', () => {
+    assert.equal(
+      clientAddress(req('127.0.0.1', { forwarded: 'for=9.9.9.9', 'x-forwarded-for': '203.0.113.5' }), trusted),
+      '203.0.113.5',
+    );
+    assert.equal(
+      clientAddress(req('127.0.0.1', { 'cf-connecting-ip': '9.9.9.9', 'x-forwarded-for': '203.0.113.5' }), trusted),
+      '203.0.113.5',
     );
   });
 

@@ -128,16 +128,20 @@ function rightmostUntrusted(hops: string[], peer: string, trusted: TrustedProxie
 
 /**
  * The client address for `req`: the socket peer, unless the peer is trusted and sent forwarding
- * headers. Precedence among headers: `Forwarded` (standard), then `X-Forwarded-For`, then
- * `CF-Connecting-IP` (one address, Cloudflare's own).
+ * headers. One header is read, in this order, the next only when the one before is absent:
+ * `X-Forwarded-For` (what nginx's `$proxy_add_x_forwarded_for`, Caddy, HAProxy and CDNs append),
+ * `Forwarded` (RFC 7239), `CF-Connecting-IP` (one address, Cloudflare's own). Never two at once:
+ * a proxy passes on the headers it does not write, so a client's own `Forwarded: for=` behind an
+ * nginx that appends to X-Forwarded-For would otherwise choose the client's address (nginx's
+ * real_ip_header also reads one header).
  */
 export function clientAddress(req: IncomingMessage, trusted: TrustedProxies | undefined): string {
   const peer = normaliseAddress(req.socket.remoteAddress ?? '');
   if (trusted === undefined || !trusted.contains(peer)) return peer;
-  const fwd = forwardedFor(headerValues(req, 'forwarded'));
-  if (fwd.length > 0) return rightmostUntrusted(fwd, peer, trusted);
   const xff = headerValues(req, 'x-forwarded-for').join(',').split(',');
   if (xff.some((h) => h.trim() !== '')) return rightmostUntrusted(xff, peer, trusted);
+  const fwd = forwardedFor(headerValues(req, 'forwarded'));
+  if (fwd.length > 0) return rightmostUntrusted(fwd, peer, trusted);
   const cf = headerValues(req, 'cf-connecting-ip');
   if (cf.length === 1) return rightmostUntrusted(cf, peer, trusted);
   return peer;

@@ -15,6 +15,15 @@ import { serveWsUdp } from './ws-udp.js';
 
 /** The largest WebSocket message accepted (a Mux.Cool frame is at most ~64 KiB). */
 const MAX_MESSAGE = 4 * 1024 * 1024;
+/**
+ * Mux.Cool sessions of one WebSocket that may wait for their first Shadowsocks chunk to decrypt
+ * at once; a New beyond them is refused with End (error bit), as a session over the carrier's
+ * bound. A client's sessions authenticate with their first data (most in the New frame itself),
+ * and clients open at most their mux concurrency at once (v2ray's and Xray's default 8, Ladder's
+ * 16, Clash/mihomo 1): without this bound anyone who knows the secret path could hold 1,024
+ * sessions per WebSocket (~2.7 KB each) for the idle timeout.
+ */
+export const MAX_UNAUTHENTICATED_SESSIONS = 32;
 /** Salts remembered for UDP over WebSocket (two generations of this many, as replay.ts keeps). */
 const UDP_SALTS = 100_000;
 
@@ -142,12 +151,14 @@ export function createWebSocketEndpoints(
         server.handleStream(stream, info);
         return;
       }
-      new MuxConnection(stream, {
+      const carrier = new MuxConnection(stream, {
         role: 'server',
         idleMs,
         endDelayMs,
+        maxUnauthenticated: MAX_UNAUTHENTICATED_SESSIONS,
         ...(cover ? { mirrorCover: cover } : {}),
-        onSession: (session) => server.handleStream(session, info),
+        onSession: (session) =>
+          server.handleStream(session, { ...info, onAuthenticated: () => carrier.authenticated(session) }),
       });
     });
   };

@@ -1,0 +1,107 @@
+/**
+ * The bound on Mux.Cool sessions of one WebSocket that have not authenticated
+ * (websocket.ts MAX_UNAUTHENTICATED_SESSIONS): anyone who knows the secret path could otherwise
+ * hold 1,024 sessions per WebSocket for the idle timeout. Sessions whose first bytes do not
+ * decrypt count against it; a New beyond it gets End with the error bit (as any refused
+ * session); sessions that authenticated do not count, so a client's real sessions go on.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { after, before, test } from 'node:test';
+import { MuxCoolDecoder, MuxStatus, MUX_OPTION_ERROR } from '../../src/protocol/muxcool.js';
+import { MAX_UNAUTHENTICATED_SESSIONS } from '../../src/server/web/websocket.js';
+import { MuxConnection } from '../../src/transport/mux.js';
+import { dialWebSocket } from '../../src/transport/ws-dialer.js';
+import { startEcho, type TestServer } from '../helpers/net.js';
+import { sleep, waitFor } from '../helpers/wait.js';
+import { startWsTestServer, tunnelVia, type WsTestServer } from '../helpers/web-server.js';
+
+const METHOD = 'aes-256-gcm';
+const PASSWORD = `mux-unauth-${randomBytes(6).toString('hex')}`;
+let srv: WsTestServer;
+let echo: TestServer;
+before(async () => {
+  srv = await startWsTestServer({ keys: [{ id: 'k', method: METHOD, secret: PASSWORD }], idleMs: 20_000 });
+  echo = await startEcho();
+});
+after(async () => {
+  await Promise.all([srv.close(), echo.close()]);
+});
+
+/** A client carrier, and the ids of the sessions the server ended with the error bit. */
+async function carrier(): Promise<{ mux: MuxConnection; refused: Set<number> }> {
+  const ws = await dialWebSocket({ url: `ws://127.0.0.1:${srv.webPort}${srv.secretPath}/tcp` });
+  const refused = new Set<number>();
+  const dec = new MuxCoolDecoder();
+  ws.ws.on('message', (m: Buffer) => {
+    for (const f of dec.push(m))
+      if (f.status === MuxStatus.End && f.option & MUX_OPTION_ERROR) refused.add(f.sessionId);
+  });
+  return { mux: new MuxConnection(ws, { role: 'client' }), refused };
+}
+
+/** A session whose first bytes (100 random ones) never decrypt. */
+function garbageSession(mux: MuxConnection): number {
+  const s = mux.open();
+  s.on('error', () => {});
+  s.write(randomBytes(100));
+  return s.id;
+}
+
+async function echoOver(mux: MuxConnection, text: string): Promise<void> {
+  const hop = async (): Promise<Duplex> => mux.open().on('error', () => {});
+  const s = tunnelVia(srv, { method: METHOD, password: PASSWORD }, hop, echo.port);
+  let got = '';
+  s.on('data', (d: Buffer) => (got += d.toString()));
+  s.write(text);
+  await waitFor(() => got === text);
+  s.end();
+  await once(s, 'close');
+}
+
+test('sessions beyond the bound of unauthenticated ones are refused with End and the error bit', async () => {
+  const { mux, refused } = await carrier();
+  try {
+    const ids: number[] = [];
+    for (let i = 0; i < MAX_UNAUTHENTICATED_SESSIONS + 8; i++) ids.push(garbageSession(mux));
+    const over = ids.slice(MAX_UNAUTHENTICATED_SESSIONS);
+    await waitFor(() => over.every((id) => refused.has(id)));
+    await sleep(200);
+    for (const id of ids.slice(0, MAX_UNAUTHENTICATED_SESSIONS)) assert.ok(!refused.has(id), `session ${id}`);
+    assert.equal(refused.size, 8);
+    assert.ok(MAX_UNAUTHENTICATED_SESSIONS <= 64, 'a small bound');
+  } finally {
+    mux.destroy();
+  }
+});
+
+test('authenticated sessions do not count: a client goes on past the bound on one carrier', async () => {
+  const { mux, refused } = await carrier();
+  try {
+    // One slot left for sessions still authenticating: each real one authenticates and frees it.
+    for (let i = 0; i < MAX_UNAUTHENTICATED_SESSIONS - 1; i++) garbageSession(mux);
+    const open: Duplex[] = [];
+    for (let i = 0; i < MAX_UNAUTHENTICATED_SESSIONS + 8; i++) {
+      // Opened one after another and all kept open: authenticated sessions add up past the bound.
+      const s = tunnelVia(srv, { method: METHOD, password: PASSWORD }, async () => mux.open(), echo.port);
+      let got = '';
+      s.on('data', (d: Buffer) => (got += d.toString()));
+      s.write(`hello ${i}`);
+      await waitFor(() => got === `hello ${i}`);
+      open.push(s);
+    }
+    assert.equal(mux.size, 2 * MAX_UNAUTHENTICATED_SESSIONS + 7);
+    await Promise.all(
+      open.map(async (s) => {
+        s.end();
+        await once(s, 'close');
+      }),
+    );
+    await echoOver(mux, 'after');
+    assert.equal(refused.size, 0);
+  } finally {
+    mux.destroy();
+  }
+});
