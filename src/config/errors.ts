@@ -7,6 +7,12 @@ export type ConfigErrorCode =
   | 'ERR_CONFIG_JSON' // not valid JSON, or not a JSON object
   | 'ERR_CONFIG_FIELD'; // a field is missing, unknown or has a wrong value
 
+/** Control characters as \xNN, so a message quoting a file's text stays one printable line. */
+export function escapeControls(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
 /** A problem in the server config file (`ladder server --config`). */
 export class ConfigError extends Error {
   override readonly name: string = 'ConfigError';
@@ -18,7 +24,8 @@ export class ConfigError extends Error {
     readonly path: string,
     code: ConfigErrorCode = path === '' ? 'ERR_CONFIG_JSON' : 'ERR_CONFIG_FIELD',
   ) {
-    super(message);
+    // One line whatever a file's field names or values hold (a name with a newline in it).
+    super(escapeControls(message));
     this.code = code;
   }
 }

@@ -25,7 +25,12 @@ export class ProtocolError extends Error {
   readonly code: ProtocolErrorCode;
 
   constructor(code: ProtocolErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    // One printable line whatever a peer's or a key's bytes that a message quotes hold.
+    // eslint-disable-next-line no-control-regex
+    super(
+      message.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`),
+      options,
+    );
     this.code = code;
   }
 }
