@@ -161,3 +161,32 @@ test('fuzz: replay state file: loads, or a ReplayStateError; nothing remembered 
   }
   assert.ok(loaded > 10, `only ${loaded} cases loaded`);
 });
+
+test('regressions found by the fuzzer: files', async () => {
+  // A field name with a CR made a two-line message.
+  assert.throws(
+    () =>
+      parseServerConfigText(
+        `{"keys":[{"id":"a","method":"aes-256-gcm","passw\\rd":"${SECRET}"}]}`,
+        'config.json',
+      ),
+    (e: Error) =>
+      e instanceof ConfigError && e.message.includes('"passw\\x0dd"') && !/[\r\n]/.test(e.message),
+  );
+  assert.throws(
+    () => parseClientConfig('{"udp":tru\ne}', 'config.json'),
+    (e: Error) => e instanceof ConfigError && e.message.includes("unexpected token '\\x0a'"),
+  );
+  // A 2022 salt whose saved expiry is far in the future was remembered until then.
+  const good = await savedState();
+  const body = Buffer.from(good.subarray(0, good.length - 32));
+  const at = body.length - 8; // the last entry's f64 expiry
+  body.writeDoubleBE(NOW + 365 * 86_400_000, at);
+  const store = memoryReplayStore();
+  store.data = resum(body);
+  const clock = new ManualClock(NOW + 1000);
+  const st = new ReplayState({ clock, log: silentLogger, capacity: 50, store });
+  await st.load();
+  assert.equal(st.salts2022.size, 3);
+  for (const [, exp] of st.salts2022.export(clock.now())) assert.ok(exp <= clock.now() + SALT_TTL_MS);
+});

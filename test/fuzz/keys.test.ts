@@ -195,3 +195,53 @@ test('fuzz: YAML bombs and deep nesting in a dynamic key are refused quickly', (
     },
   );
 });
+
+test('regressions found by the fuzzer: keys', () => {
+  const ui = Buffer.from(`aes-256-gcm:${SECRET}`).toString('base64url');
+  const refusedOneLine = (f: () => unknown, want: RegExp): void => {
+    assert.throws(
+      f,
+      (err: Error) => isProtocolError(err) && !/[\r\n]/.test(err.message) && want.test(err.message),
+    );
+  };
+  // Control characters in a plugin path or host went into the WebSocket URL and Host header.
+  refusedOneLine(
+    () => endpointFromKey(`ss://${ui}@h.example:443?plugin=ss-v2ray-plugin%3Bpath%3D%2Fa%0Bb`, 'local'),
+    /option "path" contains/,
+  );
+  refusedOneLine(() => parseV2rayPluginOptions('host=a\r\nX-Injected: 1'), /option "host" contains/);
+  // Raw option values and plugin names in messages split them over lines.
+  refusedOneLine(() => parseV2rayPluginOptions('mode=quic\nx'), /mode "quic\\nx" is not supported/);
+  refusedOneLine(
+    () => endpointFromKey(`ss://${ui}@h.example:1?plugin=obfs%0Alocal`, 'local'),
+    /plugin "obfs\\nlocal"/,
+  );
+  // A lone surrogate in a host was accepted (no URL can hold it).
+  refusedOneLine(() => endpointFromKey(`ss://${ui}@\udc00ost.example:443`, 'local'), /host contains/);
+  // A SIP008 server entry's host was not checked at all.
+  refusedOneLine(
+    () =>
+      parseDynamicKeyBody(
+        JSON.stringify({
+          version: 1,
+          servers: [{ server: 'h.example\t', server_port: 80, method: 'aes-128-gcm', password: SECRET }],
+        }),
+      ),
+    /servers\[0\]: host contains/,
+  );
+  assert.throws(
+    () =>
+      parseDynamicKeyBody(
+        JSON.stringify({ server: 'a\u0000b', server_port: 1, method: 'aes-128-gcm', password: SECRET }),
+      ),
+    /host contains/,
+  );
+  // What stays accepted: IPv6 with a zone, an IDN, a path with a query.
+  assert.equal(endpointFromKey(`ss://${ui}@[fe80::1%25eth0]:8388`, 'local').host, 'fe80::1%eth0');
+  assert.equal(endpointFromKey(`ss://${ui}@b\u00fccher.example:8388`, 'local').host, 'b\u00fccher.example');
+  assert.equal(
+    endpointFromKey(`ss://${ui}@h.example:443?plugin=v2ray-plugin%3Bpath%3D%2Fws%3Fed%3D2048`, 'local')
+      .websocket?.url,
+    'ws://h.example:443/ws?ed=2048',
+  );
+});
