@@ -62,12 +62,17 @@ export function fileErrorWhy(err: unknown): string {
 function tokenOffset(text: string, token: string): number {
   // Structural tokens are only unexpected after certain others: "[1,,2]", "{"a":}", "[1,]".
   const badAfter: Record<string, string> = { ',': '[{,:', ']': ',:', '}': ',:', ':': '[{,:' };
-  const re = /"(?:[^"\\]|\\.)*"|\b(?:true|false|null)\b|[^\s]/g;
+  const re = /"(?:[^"\\]|\\.)*"|\b(?:true|false|null)\b|[^\s]|\s/g;
+  // Whitespace is unexpected only inside a bare word ("tru\ne"): right after a letter.
+  const space = /^\s$/.test(token);
   let prev = '';
   for (let m = re.exec(text); m; m = re.exec(text)) {
     const after = badAfter[token];
-    if (m[0] === token && (after === undefined || prev === '' || after.includes(prev))) return m.index;
-    prev = m[0].length === 1 ? m[0] : 'v';
+    if (space) {
+      if (m[0] === token && /^[A-Za-z]$/.test(prev)) return m.index;
+    } else if (m[0] === token && (after === undefined || prev === '' || after.includes(prev))) return m.index;
+    if (!/^\s$/.test(m[0])) prev = m[0].length === 1 ? m[0] : 'v';
+    else if (space) prev = '';
   }
   return text.length;
 }
@@ -79,7 +84,7 @@ function tokenOffset(text: string, token: string): number {
 export function jsonErrorWhere(text: string, err: unknown): string {
   const msg = err instanceof Error ? err.message : String(err);
   const pos = /at position (\d+)/.exec(msg);
-  const token = /^Unexpected token '(.)'/.exec(msg);
+  const token = /^Unexpected token '([\s\S])'/.exec(msg);
   const offset = pos ? Number(pos[1]) : token ? tokenOffset(text, token[1]!) : text.length;
   let what = msg
     .replace(/\s*in JSON at position \d+.*$/s, '')

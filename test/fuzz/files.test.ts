@@ -175,7 +175,8 @@ test('regressions found by the fuzzer: files', async () => {
   );
   assert.throws(
     () => parseClientConfig('{"udp":tru\ne}', 'config.json'),
-    (e: Error) => e instanceof ConfigError && e.message.includes("unexpected token '\\x0a'"),
+    (e: Error) =>
+      e instanceof ConfigError && e.message === "config.json: line 1, column 11: unexpected token '\\x0a'",
   );
   // A 2022 salt whose saved expiry is far in the future was remembered until then.
   const good = await savedState();
