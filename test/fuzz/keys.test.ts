@@ -218,6 +218,13 @@ test('regressions found by the fuzzer: keys', () => {
   );
   // A lone surrogate in a host was accepted (no URL can hold it).
   refusedOneLine(() => endpointFromKey(`ss://${ui}@\udc00ost.example:443`, 'local'), /host contains/);
+  // Hosts no URL can hold were accepted, and a WebSocket key failed at its first dial instead.
+  refusedOneLine(() => endpointFromKey(`ss://${ui}@^host.example:443`, 'local'), /not a valid host name/);
+  refusedOneLine(() => endpointFromKey(`ss://${ui}@192A.0.2.3:443`, 'local'), /not a valid host name/);
+  refusedOneLine(
+    () => endpointFromKey(`ss://${ui}@ho%C2%A8st.example:443`, 'local'),
+    /not a valid host name/,
+  );
   // A SIP008 server entry's host was not checked at all.
   refusedOneLine(
     () =>

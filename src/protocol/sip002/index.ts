@@ -117,6 +117,13 @@ export function keyHostProblem(host: string): string | undefined {
   // eslint-disable-next-line no-control-regex
   if (/[\x00-\x20\x7f/\\?#@[\]<>%]|\p{Cs}/u.test(host))
     return 'host contains characters not allowed in a host name';
+  // What a URL cannot hold (a WebSocket key dials one): "^", IDNA-disallowed characters, a
+  // dotted name ending in a number that is no IPv4 address ("192A.0.2.3").
+  try {
+    new URL(`ws://${host}/`);
+  } catch {
+    return 'host is not a valid host name or IPv4 address';
+  }
   return undefined;
 }
 
