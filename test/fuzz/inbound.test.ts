@@ -108,7 +108,13 @@ test('fuzz: HTTP proxy inbound: closes in time, never dials without the credenti
     `GET http://example.com/a?b=c HTTP/1.1\r\nHost: example.com\r\nProxy-Authorization: Basic ${cred}\r\nConnection: keep-alive, x-a\r\nX-A: 1\r\nContent-Length: 3\r\n\r\nabc`,
     `CONNECT [2001:db8::1]:8443 HTTP/1.1\r\nProxy-Authorization: basic ${cred}\r\n\r\n`,
   ].map((s) => Buffer.from(s));
-  const cases = [...byteCases('http-inbound', samples, 250)].filter((c) => !c.includes(cred));
+  // Cases that still carry the credentials may be served: any base64 of them (unpadded, or with
+  // unused low bits set in its last character, decodes the same: Node's decoder is lenient).
+  const carries = (c: Buffer): boolean =>
+    [...c.toString('latin1').matchAll(/([A-Za-z0-9+/=]{8,})/g)].some(
+      (m) => Buffer.from(m[1]!, 'base64').toString('latin1') === `${USER}:${PASS}`,
+    );
+  const cases = [...byteCases('http-inbound', samples, 250)].filter((c) => !carries(c));
   assert.ok(cases.length > 150, `${cases.length} cases`);
   await inBatches(cases, 25, (c) => exchange(inbound.address.port, c, 4000));
   assert.deepEqual(dialer.calls, [], 'dialled without the credentials');
