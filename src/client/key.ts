@@ -9,7 +9,7 @@ import {
   isAead2022MethodName,
   parsePsk2022,
 } from '../protocol/shadowsocks/methods2022.js';
-import { parseSsUrl, type SsKey } from '../protocol/sip002/index.js';
+import { keyHostProblem, parseSsUrl, type SsKey } from '../protocol/sip002/index.js';
 import { parseV2rayPluginOptions, V2RAY_PLUGIN_NAMES } from '../protocol/sip002/plugin-opts.js';
 import type { ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
 import { UpstreamDialError, type NextHop } from '../transport/dialer.js';
@@ -72,6 +72,9 @@ export function endpointFromParts(
   explain: (msg: string) => string,
   from: KeySource = 'local',
 ): KeyEndpoint {
+  // A host from parts (SIP008 "server", an Outline endpoint) has not been through parseSsUrl.
+  const hostProblem = keyHostProblem(parsed.host);
+  if (hostProblem !== undefined) throw new ProtocolError('ERR_URL', explain(hostProblem));
   let websocket: WsTransportOptions | undefined;
   let pluginNotes: string[] | undefined;
   if (parsed.plugin !== undefined && V2RAY_PLUGIN_NAMES.has(parsed.plugin)) {
@@ -97,7 +100,7 @@ export function endpointFromParts(
   } else if (parsed.plugin !== undefined) {
     throw new ProtocolError(
       'ERR_URL',
-      `key uses the SIP003 plugin "${parsed.plugin}", which ladder does not support yet; ask for a key without a plugin`,
+      `key uses the SIP003 plugin ${JSON.stringify(parsed.plugin.length > 40 ? `${parsed.plugin.slice(0, 40)}…` : parsed.plugin)}, which ladder does not support yet; ask for a key without a plugin`,
     );
   }
   // SIP022 keys: the password is base64 PSK(s); check them now so a bad key fails at startup.

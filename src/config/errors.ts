@@ -7,6 +7,12 @@ export type ConfigErrorCode =
   | 'ERR_CONFIG_JSON' // not valid JSON, or not a JSON object
   | 'ERR_CONFIG_FIELD'; // a field is missing, unknown or has a wrong value
 
+/** Control characters as \xNN, so a message quoting a file's text stays one printable line. */
+export function escapeControls(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
 /** A problem in the server config file (`ladder server --config`). */
 export class ConfigError extends Error {
   override readonly name: string = 'ConfigError';
@@ -18,7 +24,8 @@ export class ConfigError extends Error {
     readonly path: string,
     code: ConfigErrorCode = path === '' ? 'ERR_CONFIG_JSON' : 'ERR_CONFIG_FIELD',
   ) {
-    super(message);
+    // One line whatever a file's field names or values hold (a name with a newline in it).
+    super(escapeControls(message));
     this.code = code;
   }
 }
@@ -55,12 +62,17 @@ export function fileErrorWhy(err: unknown): string {
 function tokenOffset(text: string, token: string): number {
   // Structural tokens are only unexpected after certain others: "[1,,2]", "{"a":}", "[1,]".
   const badAfter: Record<string, string> = { ',': '[{,:', ']': ',:', '}': ',:', ':': '[{,:' };
-  const re = /"(?:[^"\\]|\\.)*"|\b(?:true|false|null)\b|[^\s]/g;
+  const re = /"(?:[^"\\]|\\.)*"|\b(?:true|false|null)\b|[^\s]|\s/g;
+  // Whitespace is unexpected only inside a bare word ("tru\ne"): right after a letter.
+  const space = /^\s$/.test(token);
   let prev = '';
   for (let m = re.exec(text); m; m = re.exec(text)) {
     const after = badAfter[token];
-    if (m[0] === token && (after === undefined || prev === '' || after.includes(prev))) return m.index;
-    prev = m[0].length === 1 ? m[0] : 'v';
+    if (space) {
+      if (m[0] === token && /^[A-Za-z]$/.test(prev)) return m.index;
+    } else if (m[0] === token && (after === undefined || prev === '' || after.includes(prev))) return m.index;
+    if (!/^\s$/.test(m[0])) prev = m[0].length === 1 ? m[0] : 'v';
+    else if (space) prev = '';
   }
   return text.length;
 }
@@ -72,7 +84,7 @@ function tokenOffset(text: string, token: string): number {
 export function jsonErrorWhere(text: string, err: unknown): string {
   const msg = err instanceof Error ? err.message : String(err);
   const pos = /at position (\d+)/.exec(msg);
-  const token = /^Unexpected token '(.)'/.exec(msg);
+  const token = /^Unexpected token '([\s\S])'/.exec(msg);
   const offset = pos ? Number(pos[1]) : token ? tokenOffset(text, token[1]!) : text.length;
   let what = msg
     .replace(/\s*in JSON at position \d+.*$/s, '')

@@ -20,12 +20,19 @@ export type ProtocolErrorCode =
   | 'ERR_DNS' // malformed DNS message
   | 'ERR_USAGE'; // a codec called out of order or with contradictory options (a bug in the caller, never the peer's bytes)
 
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\x00-\x1f\x7f]/g;
+
 export class ProtocolError extends Error {
   override readonly name = 'ProtocolError';
   readonly code: ProtocolErrorCode;
 
   constructor(code: ProtocolErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    // One printable line whatever a peer's or a key's bytes that a message quotes hold.
+    super(
+      message.replace(CONTROL, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`),
+      options,
+    );
     this.code = code;
   }
 }

@@ -3,7 +3,7 @@ import { constants } from 'node:fs';
 import { access, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { DEFAULT_REPLAY_CAPACITY } from '../config/defaults.js';
-import { SaltWindow } from '../protocol/shadowsocks/replay.js';
+import { SALT_TTL_MS, SaltWindow } from '../protocol/shadowsocks/replay.js';
 import { SaltFilter } from '../protocol/shadowsocks/replay.js';
 import type { Clock } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
@@ -170,7 +170,11 @@ function deserializeSaltWindow(data: Buffer, nowMs: number): SaltWindow {
     const len = data[o];
     if (len === undefined || len === 0 || o + 1 + len + 8 > data.length)
       throw new Error('truncated 2022 salt window');
-    entries.push([data.toString('hex', o + 1, o + 1 + len), data.readDoubleBE(o + 1 + len)]);
+    // No salt outlives the window from now, whatever expiry a damaged (or hand-made) file gives.
+    entries.push([
+      data.toString('hex', o + 1, o + 1 + len),
+      Math.min(data.readDoubleBE(o + 1 + len), nowMs + SALT_TTL_MS),
+    ]);
     o += 1 + len + 8;
   }
   if (o !== data.length) throw new Error('trailing bytes after 2022 salt window');

@@ -13,7 +13,13 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import dnsPacket from 'dns-packet';
-import { decodeDns, frameTcp, servfailFor, TcpFrameDecoder } from '../../protocol/dns/message.js';
+import {
+  decodeDns,
+  frameTcp,
+  MAX_DNS_MESSAGE,
+  servfailFor,
+  TcpFrameDecoder,
+} from '../../protocol/dns/message.js';
 import { bindUdp, listen } from '../../shared/listen.js';
 import type { DnsResolver } from './resolvers.js';
 
@@ -43,21 +49,42 @@ function udpLimit(query: Buffer): number {
   }
 }
 
-function truncated(query: Buffer, response: Buffer): Buffer {
-  const r = decodeDns(response);
-  return dnsPacket.encode({
-    type: 'response',
-    id: r.id ?? 0,
-    flags: ((r.flags ?? 0) | dnsPacket.TRUNCATED_RESPONSE) & 0x7fff,
-    questions: decodeDns(query).questions ?? [],
-  });
+/**
+ * The header and question of a long answer with TC set; SERVFAIL when the answer (from the far
+ * side of the tunnel) is not DNS at all; undefined when not even that can be built (dropped).
+ */
+function truncated(query: Buffer, response: Buffer): Buffer | undefined {
+  try {
+    const r = decodeDns(response);
+    return dnsPacket.encode({
+      type: 'response',
+      id: r.id ?? 0,
+      flags: ((r.flags ?? 0) | dnsPacket.TRUNCATED_RESPONSE) & 0x7fff,
+      questions: decodeDns(query).questions ?? [],
+    });
+  } catch {
+    return servfail(query);
+  }
 }
 
-async function answer(resolver: DnsResolver, query: Buffer): Promise<{ response: Buffer; ok: boolean }> {
+/** SERVFAIL for a query that decoded, or undefined should even that fail (the query is dropped). */
+function servfail(query: Buffer): Buffer | undefined {
+  try {
+    return servfailFor(query);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Never rejects: what comes back through the tunnel is outside input (a throw here ended the client). */
+async function answer(
+  resolver: DnsResolver,
+  query: Buffer,
+): Promise<{ response: Buffer | undefined; ok: boolean }> {
   try {
     return { response: await resolver.resolve(query), ok: true };
   } catch {
-    return { response: servfailFor(query), ok: false };
+    return { response: servfail(query), ok: false };
   }
 }
 
@@ -72,7 +99,8 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServerH
     }
     void answer(opts.resolver, msg).then(({ response, ok }) => {
       opts.onQuery?.({ transport: 'udp', ok });
-      const out = response.length > udpLimit(msg) ? truncated(msg, response) : response;
+      const out = response && response.length > udpLimit(msg) ? truncated(msg, response) : response;
+      if (!out) return;
       try {
         udp.send(out, rinfo.port, rinfo.address, () => {});
       } catch {
@@ -100,7 +128,9 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServerH
         }
         void answer(opts.resolver, msg).then(({ response, ok }) => {
           opts.onQuery?.({ transport: 'tcp', ok });
-          if (!sock.destroyed) sock.write(frameTcp(response));
+          // An answer too long to frame (from the far side) is not relayed; the stub times out.
+          if (!sock.destroyed && response && response.length <= MAX_DNS_MESSAGE)
+            sock.write(frameTcp(response));
         });
       }
       if (dec.buffered > 2 + 65535) sock.destroy();

@@ -101,11 +101,35 @@ function checkCredentials(c: { method: string; password: string }): void {
   if (c.password.length === 0) throw urlError('password is empty');
 }
 
-function checkHostName(host: string): void {
-  if (host.length === 0) throw urlError('host is empty');
+/**
+ * What is wrong with a key's host (a name, an IPv4 address, or an IPv6 address with an optional
+ * zone, unbracketed), or undefined: for hosts that come as parts (SIP008, Outline configs) too.
+ */
+export function keyHostProblem(host: string): string | undefined {
+  if (host.length === 0) return 'host is empty';
+  if (host.includes(':')) {
+    const zone = host.indexOf('%');
+    // eslint-disable-next-line no-control-regex
+    if (!isIPv6(zone === -1 ? host : host.slice(0, zone)) || /[\x00-\x20\x7f]/.test(host))
+      return 'host contains ":" but is not an IPv6 address';
+    return undefined;
+  }
   // eslint-disable-next-line no-control-regex
-  if (/[\x00-\x20\x7f/\\?#@[\]<>%]/.test(host))
-    throw urlError('host contains characters not allowed in a host name');
+  if (/[\x00-\x20\x7f/\\?#@[\]<>%]|\p{Cs}/u.test(host))
+    return 'host contains characters not allowed in a host name';
+  // What a URL cannot hold (a WebSocket key dials one): "^", IDNA-disallowed characters, a
+  // dotted name ending in a number that is no IPv4 address ("192A.0.2.3").
+  try {
+    new URL(`ws://${host}/`);
+  } catch {
+    return 'host is not a valid host name or IPv4 address';
+  }
+  return undefined;
+}
+
+function checkHostName(host: string): void {
+  const problem = keyHostProblem(host);
+  if (problem !== undefined) throw urlError(problem);
 }
 
 function pctEncode(s: string, part: string): string {
@@ -123,8 +147,7 @@ function parseHostPort(s: string): { host: string; port: number } {
     const close = s.indexOf(']');
     if (close === -1) throw urlError('IPv6 host has no closing "]"');
     host = pctDecode(s.slice(1, close), 'host');
-    const zone = host.indexOf('%');
-    if (!isIPv6(zone === -1 ? host : host.slice(0, zone)))
+    if (keyHostProblem(host) !== undefined || !host.includes(':'))
       throw urlError('bracketed host is not an IPv6 address');
     if (s[close + 1] !== ':') throw urlError('port is missing after the IPv6 host');
     portText = s.slice(close + 2);
@@ -296,16 +319,8 @@ export function formatSsUrl(key: SsKey, opts: FormatOptions = {}): string {
   const plain = `${pctEncode(key.method, 'method')}:${pctEncode(key.password, 'password')}`;
   const userinfo = form === 'plain' ? plain : base64url(`${key.method}:${key.password}`);
 
-  let host: string;
-  if (key.host.includes(':')) {
-    const zone = key.host.indexOf('%');
-    if (!isIPv6(zone === -1 ? key.host : key.host.slice(0, zone)))
-      throw urlError('host contains ":" but is not an IPv6 address');
-    host = `[${key.host.replace(/%/g, '%25')}]`;
-  } else {
-    checkHostName(key.host);
-    host = pctEncode(key.host, 'host');
-  }
+  checkHostName(key.host);
+  const host = key.host.includes(':') ? `[${key.host.replace(/%/g, '%25')}]` : pctEncode(key.host, 'host');
 
   const params: string[] = [];
   if (key.plugin !== undefined) {

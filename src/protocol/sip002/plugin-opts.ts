@@ -79,7 +79,7 @@ function nearReadOption(name: string): string | undefined {
   return nearMiss(name, READ_OPTIONS, 8);
 }
 
-/** An option name as shown: quoted, printable, bounded (names are never secrets; values may be). */
+/** An option name (or a mode or mux value) as shown: quoted, printable, bounded (names are never secrets; a path or host may be). */
 function shownName(name: string): string {
   return JSON.stringify(name.length > 40 ? `${name.slice(0, 40)}…` : name);
 }
@@ -116,14 +116,31 @@ export function parseV2rayPluginOptions(text: string | undefined): V2rayPluginOp
   }
   const mode = str('mode') ?? 'websocket';
   if (mode !== 'websocket')
-    throw new ProtocolError('ERR_URL', `v2ray-plugin mode "${mode}" is not supported (only websocket)`);
+    throw new ProtocolError(
+      'ERR_URL',
+      `v2ray-plugin mode ${shownName(mode)} is not supported (only websocket)`,
+    );
   if (o.has('server')) throw new ProtocolError('ERR_URL', 'v2ray-plugin "server" option in a client key');
   const tlsOpt = o.get('tls');
   const path = str('path') || '/';
   const muxText = str('mux') ?? '1';
   const mux = Number(muxText);
   if (!Number.isInteger(mux) || mux < 0)
-    throw new ProtocolError('ERR_URL', `v2ray-plugin mux "${muxText}" is not a count`);
+    throw new ProtocolError('ERR_URL', `v2ray-plugin mux ${shownName(muxText)} is not a count`);
+  // The host and path go into a Host header and a request line: a CR/LF would split the
+  // request, a space or "#" would end or change the URL there.
+  // eslint-disable-next-line no-control-regex
+  if (/[\x00-\x20\x7f/\\?#@]/.test(str('host') ?? ''))
+    throw new ProtocolError(
+      'ERR_URL',
+      'v2ray-plugin option "host" contains a character not allowed in a host name',
+    );
+  // eslint-disable-next-line no-control-regex
+  if (/[\x00-\x20\x7f#]/.test(str('path') ?? ''))
+    throw new ProtocolError(
+      'ERR_URL',
+      'v2ray-plugin option "path" contains a space, a control character or "#"',
+    );
   const tls = tlsOpt !== undefined && tlsOpt !== 'false' && tlsOpt !== '0';
   const cert = str('cert');
   if (cert === '')

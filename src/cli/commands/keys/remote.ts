@@ -51,6 +51,18 @@ export function parseApiTarget(
 }
 
 /** One HTTPS request with the certificate pinned by SHA-256: nothing is sent before the pin matches. */
+/** The longest answer the management API client reads (bytes of text). */
+const MAX_RESPONSE_CHARS = 64 * 1024 * 1024;
+
+// eslint-disable-next-line no-control-regex
+const CONTROLS = /[\x00-\x1f\x7f]+/g;
+
+/** A server's text in one bounded line, control characters as spaces. */
+function shownBody(text: string): string {
+  const t = text.replace(CONTROLS, ' ').replace(/ {2,}/g, ' ').trim();
+  return t.length > 200 ? `${t.slice(0, 200)}…` : t || '(empty)';
+}
+
 export async function pinnedRequest(
   target: { apiUrl: string; certSha256?: string },
   method: string,
@@ -96,7 +108,16 @@ export async function pinnedRequest(
       (res) => {
         let text = '';
         res.setEncoding('utf8');
-        res.on('data', (c: string) => (text += c));
+        res.on('data', (c: string) => {
+          text += c;
+          // Bounded: a key listing is kilobytes; a server that does not stop is not answering.
+          if (text.length > MAX_RESPONSE_CHARS) {
+            socket.destroy();
+            reject(
+              new UsageError(`the management API at ${url.host} sent more than ${MAX_RESPONSE_CHARS} bytes`),
+            );
+          }
+        });
         res.on('end', () => {
           socket.destroy();
           resolvePromise({ status: res.statusCode ?? 0, body: text });
@@ -117,23 +138,37 @@ export class RemoteKeys implements KeysBackend {
     if (res.status >= 400) {
       let msg = res.body;
       try {
-        msg = (JSON.parse(res.body) as { message?: string }).message ?? res.body;
+        const m = (JSON.parse(res.body) as { message?: unknown } | null)?.message;
+        if (typeof m === 'string') msg = m;
       } catch {
         // not JSON
       }
-      throw new UsageError(`API error ${res.status}: ${msg}`);
+      throw new UsageError(`API error ${res.status}: ${shownBody(msg)}`);
     }
-    return (res.body ? JSON.parse(res.body) : undefined) as T;
+    if (!res.body) return undefined as T;
+    try {
+      return JSON.parse(res.body) as T;
+    } catch {
+      // A proxy's or another program's page: one line, not a stack trace as if ladder had a bug.
+      throw new UsageError(
+        `the management API answered ${method} ${path} with ${res.status} and a body that is not JSON: ${shownBody(res.body)}`,
+      );
+    }
   }
 
   async list(): Promise<KeyView[]> {
-    const [{ accessKeys }, transfer] = await Promise.all([
-      this.#call<{ accessKeys: AccessKeyJson[] }>('GET', '/access-keys'),
-      this.#call<{ bytesTransferredByUserId: Record<string, number> }>('GET', '/metrics/transfer'),
+    const [keys, transfer] = await Promise.all([
+      this.#call<{ accessKeys?: unknown } | undefined>('GET', '/access-keys'),
+      this.#call<{ bytesTransferredByUserId?: unknown } | undefined>('GET', '/metrics/transfer'),
     ]);
-    return accessKeys.map((k) => ({
+    const accessKeys = keys?.accessKeys;
+    if (!Array.isArray(accessKeys) || !accessKeys.every((k) => typeof k === 'object' && k !== null))
+      throw new UsageError('the management API answered GET /access-keys without an "accessKeys" list');
+    const used = transfer?.bytesTransferredByUserId;
+    const bytes = typeof used === 'object' && used !== null ? (used as Record<string, unknown>) : {};
+    return (accessKeys as AccessKeyJson[]).map((k) => ({
       ...k,
-      trailing30DaysBytes: transfer.bytesTransferredByUserId[k.id] ?? 0,
+      trailing30DaysBytes: typeof bytes[k.id] === 'number' ? (bytes[k.id] as number) : 0,
     }));
   }
   async get(id: string): Promise<KeyView> {
