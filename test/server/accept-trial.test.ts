@@ -221,10 +221,16 @@ describe(
         const r = await startServer(on, dup);
         try {
           const data = randomBytes(16);
-          assert.deepEqual((await exchange(r.port, [request(dup[1]!, echo.port, data)], dup[1]!)).plain, data);
+          assert.deepEqual(
+            (await exchange(r.port, [request(dup[1]!, echo.port, data)], dup[1]!)).plain,
+            data,
+          );
           r.server.applyKeyDelta({ upsert: [], remove: ['a'] });
           await new Promise((res) => setImmediate(res));
-          assert.deepEqual((await exchange(r.port, [request(dup[1]!, echo.port, data)], dup[1]!)).plain, data);
+          assert.deepEqual(
+            (await exchange(r.port, [request(dup[1]!, echo.port, data)], dup[1]!)).plain,
+            data,
+          );
           return r.auth.map((e) => `${e.keyId} tried ${e.keysTried} recent ${e.recent}`);
         } finally {
           await r.server.close();
