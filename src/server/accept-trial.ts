@@ -45,6 +45,12 @@ export class AcceptTrialKeys {
   readonly #set: (methods?: Int32Array, keys?: Uint8Array[]) => void;
   readonly #ring: KeyRing;
   #entries: readonly KeyEntry[] = [];
+  /**
+   * Keys that share their method and master key with another (two ids, one secret): which of
+   * them the JS walk names depends on its own order (the IP's recent keys, by id), which the
+   * addon's does not follow across a reorder, so the JS trial decides those connections.
+   */
+  #shared: ReadonlySet<KeyEntry> = new Set();
   #scheduled = false;
   #closed = false;
 
@@ -63,6 +69,7 @@ export class AcceptTrialKeys {
   changed(): void {
     if (this.#closed) return;
     this.#entries = [];
+    this.#shared = new Set();
     this.#set();
     if (this.#scheduled) return;
     this.#scheduled = true;
@@ -80,11 +87,24 @@ export class AcceptTrialKeys {
     const keys = this.#ring.sip004Only();
     // The addon's codecs only: a decoder it made is a NativeDecoder.
     if (!keys || keys.length === 0 || !cipher().sip004Open) return;
-    this.#set(
-      Int32Array.from(keys, (k) => NATIVE_METHOD[k.method.cipher]),
-      keys.map((k) => k.masterKey),
-    );
+    try {
+      this.#set(
+        Int32Array.from(keys, (k) => NATIVE_METHOD[k.method.cipher]),
+        keys.map((k) => k.masterKey),
+      );
+    } catch {
+      return; // the addon refused the list (a method its OpenSSL lacks, say): the JS trial, as off
+    }
     this.#entries = keys;
+    const seen = new Map<string, KeyEntry>();
+    const shared = new Set<KeyEntry>();
+    for (const k of keys) {
+      const id = `${k.method.cipher}/${k.masterKey.toString('hex')}`;
+      const other = seen.get(id);
+      if (other) shared.add(other).add(k);
+      else seen.set(id, k);
+    }
+    this.#shared = shared;
   }
 
   /** The connection's PreTrial from the addon's result; undefined when it did not try. */
@@ -92,7 +112,7 @@ export class AcceptTrialKeys {
     if (!t || !first) return undefined;
     if (t.index < 0) return (used++, { key: undefined, open: undefined });
     const key = this.#entries[t.index];
-    if (!key) return undefined;
+    if (!key || this.#shared.has(key)) return undefined;
     used++;
     if (t.codec === undefined || t.info === undefined) return { key, open: 'bad-length' };
     const chunks = new NativeDecoder(key.method.cipher, NO_KEY, {}, undefined, undefined, {

@@ -106,8 +106,8 @@ export interface NativeTunnelPlan {
   connected(): void;
   /**
    * connected() must run at the server's first answer, not at the end (a routing dialer's route
-   * event, which `auto` routing learns from while the connection is open): the relay hands the
-   * answer to JS instead of opening it itself.
+   * event when an onRoute listener hears it: tests, an embedder; a proxy route's 'ok' teaches the
+   * router nothing): the relay hands the answer to JS instead of opening it itself.
    */
   answerWanted?: boolean;
   /** The connect failed with `err`: what dial() does then (rejects with it, or another connection). */

@@ -15,7 +15,8 @@ import { AeadDecoder, AeadEncoder } from '../../src/protocol/shadowsocks/aead.js
 import { deriveSubkey, evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
 import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
 import { nativeAvailable } from '../../src/protocol/shadowsocks/native.js';
-import { acceptTrialFromEnv, acceptTrialsUsed } from '../../src/server/accept-trial.js';
+import { acceptTrialFromEnv, acceptTrialsUsed, AcceptTrialKeys } from '../../src/server/accept-trial.js';
+import { KeyRing } from '../../src/server/keys.js';
 import type { AuthEvent, ConnectionClosedEvent } from '../../src/server/events.js';
 import { ShadowsocksServer } from '../../src/server/server.js';
 import { silentLogger } from '../../src/shared/logger.js';
@@ -205,6 +206,77 @@ describe(
       assert.ok(on.statuses.includes('ERR_PAYLOAD_SIZE k1'));
       assert.ok(on.statuses.includes('ERR_REPLAY_CLIENT -'));
       assert.ok(on.statuses.includes('ERR_REPLAY_SERVER -'));
+    });
+
+    it('two keys with one secret: the same key as the JS trial after a removal reorders the keys', async () => {
+      // k2 and k3 share a secret. The JS walk tries the IP's recent key (k2) first; a removal
+      // swaps k3 ahead of k2 in the key order and the addon forgets its recent keys then, so the
+      // addon alone would name k3 (review13b).
+      const dup: RuntimeKey[] = [
+        { id: 'a', method: 'aes-256-gcm', secret: 'accept-trial-a' },
+        { id: 'b', method: 'aes-256-gcm', secret: 'accept-trial-dup' },
+        { id: 'c', method: 'aes-256-gcm', secret: 'accept-trial-dup' },
+      ];
+      async function twice(on: boolean): Promise<string[]> {
+        const r = await startServer(on, dup);
+        try {
+          const data = randomBytes(16);
+          assert.deepEqual(
+            (await exchange(r.port, [request(dup[1]!, echo.port, data)], dup[1]!)).plain,
+            data,
+          );
+          r.server.applyKeyDelta({ upsert: [], remove: ['a'] });
+          await new Promise((res) => setImmediate(res));
+          assert.deepEqual(
+            (await exchange(r.port, [request(dup[1]!, echo.port, data)], dup[1]!)).plain,
+            data,
+          );
+          return r.auth.map((e) => `${e.keyId} tried ${e.keysTried} recent ${e.recent}`);
+        } finally {
+          await r.server.close();
+        }
+      }
+      const off = await twice(false);
+      assert.deepEqual(off, ['b tried 2 recent false', 'b tried 1 recent true']);
+      assert.deepEqual(await twice(true), off);
+    });
+
+    it('a first read of exactly salt + length chunk, or ending inside the first payload, relays', async () => {
+      const r = await startServer(true);
+      try {
+        const data = randomBytes(300);
+        const k = KEYS[1]!;
+        // 50: salt (32) + sealed length (18), nothing after; 60: 10 bytes into the payload; one
+        // byte short of the whole (a new salt each: the same one again is a replay).
+        for (const cut of [50, 60, -1]) {
+          const first = request(k, echo.port, data);
+          const e = await exchange(r.port, [first.subarray(0, cut), first.subarray(cut)], k);
+          assert.deepEqual(e.plain, data, `cut at ${cut}`);
+        }
+        await waitFor(() => r.closed.length === 3, { timeoutMs: 2000 });
+        assert.deepEqual(
+          r.closed.map((c) => `${c.status} ${c.keyId}`),
+          ['OK k2', 'OK k2', 'OK k2'],
+        );
+      } finally {
+        await r.server.close();
+      }
+    });
+
+    it('a list the addon refuses leaves the trial to JS, with no exception (after a change too)', async () => {
+      const ring = new KeyRing();
+      ring.set(KEYS);
+      let calls = 0;
+      const refuse = (methods?: Int32Array): void => {
+        calls++;
+        if (methods) throw new Error('acceptKeys: each key must be a Uint8Array as long as its method');
+      };
+      const keys = new AcceptTrialKeys(ring, refuse);
+      keys.changed();
+      await new Promise((res) => setImmediate(res));
+      assert.equal(calls, 3, 'load, clear, reload');
+      const t = { index: 0, codec: undefined, info: undefined, after: undefined };
+      assert.equal(keys.resolve(t, randomBytes(64)), undefined, 'no trial from a list never loaded');
     });
 
     it('acceptKeys refuses a key of the wrong length or an unknown method, in one line', async () => {
