@@ -352,9 +352,11 @@ bool Trial(Thread* t, Listener* ls, const char* peer, size_t n, napi_value* out)
   out[0] = Number(env, -1);
   uint64_t h = 1469598103934665603ULL;  // FNV-1a of the peer's address text
   for (const char* p = peer; *p != '\0'; p++) h = (h ^ static_cast<uint8_t>(*p)) * 1099511628211ULL;
-  if (ls->recent.empty()) ls->recent.resize(kRecentSlots);
-  Recent& r = ls->recent[h % kRecentSlots];
   const size_t count = ls->keys.size();
+  // One key has no order to keep: the table (96 KiB a listener) is made only for several.
+  Recent single;
+  if (count > 1 && ls->recent.empty()) ls->recent.resize(kRecentSlots);
+  Recent& r = count > 1 ? ls->recent[h % kRecentSlots] : single;
   size_t first[kRecentKeys];
   size_t nfirst = 0;
   for (uint32_t k : r.key) {
@@ -665,6 +667,7 @@ napi_value AcceptKeys(napi_env env, napi_callback_info info) {
   const char* usage = "acceptKeys(listener, methods?: Int32Array, keys?: Uint8Array[])";
   if (!a.Need(1) || !a.Tagged(0, kListenerTag, &p, usage)) return nullptr;
   Listener* ls = static_cast<Listener*>(p);
+  if (!ls->open) return nullptr;  // closed: keys kept now would never be wiped
   std::vector<TrialKey> keys;
   size_t probe = 0;
   if (a.Has(1) && !a.Undefined(1)) {
