@@ -33,7 +33,10 @@ export function parseApiTarget(
   try {
     u = new URL(apiUrl);
   } catch {
-    throw new UsageError(`--api: not a URL: "${apiUrl}"`);
+    // Not echoed: what was typed may hold the API's secret path.
+    throw new UsageError(
+      '--api: not a URL (expected https://HOST:PORT/SECRET, or the access config JSON line)',
+    );
   }
   if (u.protocol !== 'https:') throw new UsageError('--api: the management API URL must start with https://');
   if (cert !== undefined) {
