@@ -63,10 +63,11 @@ import {
 import { nativeAppConn, NativeAppSocket, type NativeAppConn } from './native-app-socket.js';
 import { handleSocks5, type Socks5InboundOptions } from './socks5-inbound.js';
 import { logDialFailure, pipeTunnel, runTunnel } from './tunnel.js';
+import { envSwitch } from '../shared/env.js';
 
 /** On unless LADDER_NATIVE_SOCKS=0 (it needs the native relay too: LADDER_NATIVE_RELAY=0 turns both off). */
 export function nativeSocksFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.LADDER_NATIVE_SOCKS !== '0';
+  return envSwitch('LADDER_NATIVE_SOCKS', env);
 }
 
 /**
@@ -74,7 +75,7 @@ export function nativeSocksFromEnv(env: NodeJS.ProcessEnv = process.env): boolea
  * (native-app-socket.ts) unless LADDER_NATIVE_APP=0 (then a net.Socket, as before).
  */
 export function nativeAppSocketsFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.LADDER_NATIVE_APP !== '0';
+  return envSwitch('LADDER_NATIVE_APP', env);
 }
 
 /**
@@ -83,7 +84,7 @@ export function nativeAppSocketsFromEnv(env: NodeJS.ProcessEnv = process.env): b
  * the addon's connect, as before).
  */
 export function nativeTunnelFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.LADDER_NATIVE_TUNNEL !== '0';
+  return envSwitch('LADDER_NATIVE_TUNNEL', env);
 }
 
 /**
@@ -91,7 +92,7 @@ export function nativeTunnelFromEnv(env: NodeJS.ProcessEnv = process.env): boole
  * would fail with EAGAIN is not made), unless LADDER_FRONT_LEAN=0.
  */
 export function leanFrontFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.LADDER_FRONT_LEAN !== '0';
+  return envSwitch('LADDER_FRONT_LEAN', env);
 }
 
 /**
@@ -99,7 +100,7 @@ export function leanFrontFromEnv(env: NodeJS.ProcessEnv = process.env): boolean 
  * instead of encoding the decoded address again, unless LADDER_RAW_HEADER=0.
  */
 export function rawHeaderFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.LADDER_RAW_HEADER !== '0';
+  return envSwitch('LADDER_RAW_HEADER', env);
 }
 
 /**
@@ -108,7 +109,7 @@ export function rawHeaderFromEnv(env: NodeJS.ProcessEnv = process.env): boolean 
  * (then the relay's onFirst opens it in JS, as before).
  */
 export function nativeSaltFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.LADDER_NATIVE_SALT !== '0';
+  return envSwitch('LADDER_NATIVE_SALT', env);
 }
 
 /**

@@ -36,6 +36,7 @@ import { formatAddress } from '../protocol/socks5/address.js';
 import type { Logger } from '../shared/logger.js';
 import type { LookupResult } from './dns/lookup.js';
 import { toSocksAddress } from '../protocol/socks5/address.js';
+import { envSwitch } from '../shared/env.js';
 
 export const DEFAULT_PROBE_TIMEOUT_MS = 5000;
 
@@ -106,7 +107,7 @@ type Held = { ok: true } | { ok: false; errorCode: string; bytesReceived: 0 };
  * before). With a listener the answer still comes to JS: its route event goes out then.
  */
 export function routeSaltFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.LADDER_ROUTE_SALT !== '0';
+  return envSwitch('LADDER_ROUTE_SALT', env);
 }
 
 export class RoutingDialer implements Dialer {

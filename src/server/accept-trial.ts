@@ -19,10 +19,11 @@ import { cipher } from '../protocol/shadowsocks/cipher.js';
 import { NATIVE_METHOD } from '../protocol/shadowsocks/native.js';
 import type { AcceptedTrial } from '../transport/native-stream.js';
 import type { KeyEntry, KeyRing } from './keys.js';
+import { envSwitch } from '../shared/env.js';
 
 /** The trial at the accept is on unless LADDER_ACCEPT_TRIAL=0. */
 export function acceptTrialFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.LADDER_ACCEPT_TRIAL !== '0';
+  return envSwitch('LADDER_ACCEPT_TRIAL', env);
 }
 
 /** What a connection's trial asks (StreamInfo.trial): which key it is, and its opening. */

@@ -24,6 +24,7 @@ import { failureStatus } from './connection-status.js';
 import { DialError, type ConnectOnce } from './destination.js';
 import type { ConnectionStatus } from './events.js';
 import type { KeyEntry } from './keys.js';
+import { envSwitch } from '../shared/env.js';
 
 export type { NativeRelay } from '../transport/native-sockets.js';
 
@@ -49,7 +50,7 @@ export interface RelayConnectOptions {
  * no wake-up for the connect's completion) unless LADDER_CONNECT_AT_ONCE=0.
  */
 export function connectAtOnceFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.LADDER_CONNECT_AT_ONCE !== '0';
+  return envSwitch('LADDER_CONNECT_AT_ONCE', env);
 }
 
 /**
@@ -57,7 +58,7 @@ export function connectAtOnceFromEnv(env: NodeJS.ProcessEnv = process.env): bool
  * owns its encoder (no JS codec object, no finalizer) unless LADDER_NATIVE_ENCODER=0.
  */
 export function nativeEncoderFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.LADDER_NATIVE_ENCODER !== '0';
+  return envSwitch('LADDER_NATIVE_ENCODER', env);
 }
 
 /**
@@ -66,7 +67,7 @@ export function nativeEncoderFromEnv(env: NodeJS.ProcessEnv = process.env): bool
  * LADDER_LEAN_END=0.
  */
 export function leanEndFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.LADDER_LEAN_END !== '0';
+  return envSwitch('LADDER_LEAN_END', env);
 }
 
 /**
@@ -75,12 +76,12 @@ export function leanEndFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
  * clearTimeout each) unless LADDER_LAZY_IDLE=0.
  */
 export function lazyIdleFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.LADDER_LAZY_IDLE !== '0';
+  return envSwitch('LADDER_LAZY_IDLE', env);
 }
 
 /** The SIP004 key trial and decoder in one addon call (aead.ts sip004Open) unless LADDER_NATIVE_TRIAL=0. */
 export function nativeTrialFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.LADDER_NATIVE_TRIAL !== '0';
+  return envSwitch('LADDER_NATIVE_TRIAL', env);
 }
 
 /** The status a native relay's end gives the connection (undefined: closed normally). */

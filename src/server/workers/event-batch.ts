@@ -7,6 +7,7 @@
  * the hooks took before. LADDER_PACKED_EVENTS=0 posts the event objects as before.
  */
 import { CONNECTION_STATUSES, type AuthEvent, type ConnectionClosedEvent } from '../events.js';
+import { envSwitch } from '../../shared/env.js';
 
 /** Numbers per packed AuthEvent: key, timeToAuthMs, keysTried, recent, edition (0: none). */
 const AUTH = 5;
@@ -110,5 +111,5 @@ export function unpackEvents(p: PackedEvents): {
 
 /** Connection events are packed unless LADDER_PACKED_EVENTS=0 (read once per worker). */
 export function packedEventsFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.LADDER_PACKED_EVENTS !== '0';
+  return envSwitch('LADDER_PACKED_EVENTS', env);
 }
