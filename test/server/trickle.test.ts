@@ -76,8 +76,11 @@ async function checkPort(port: number): Promise<void> {
     assert.equal(r.bytesBack, 0, at);
     assert.equal(r.reset, false, at);
     assert.ok(r.finMs !== undefined, `${at}: no FIN while bytes kept coming`);
+    // The server's clock starts at its accept, which another thread (the native accept, a worker)
+    // may reach before this loop sees 'connect': some slack below; above, a loaded machine's timer
+    // lag (the old code, with a byte every EVERY_MS, never closes before GIVE_UP_MS).
     assert.ok(
-      r.finMs >= IDLE_MS - 50 && r.finMs < IDLE_MS + 900,
+      r.finMs >= IDLE_MS - 250 && r.finMs < IDLE_MS + 1500,
       `${at}: FIN not at the idle timeout after the connect`,
     );
   }

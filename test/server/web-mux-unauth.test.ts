@@ -105,3 +105,29 @@ test('authenticated sessions do not count: a client goes on past the bound on on
     mux.destroy();
   }
 });
+
+test('sessions that end before authenticating free their slots (closed by the client, or failed and reset)', async () => {
+  const { mux, refused } = await carrier();
+  try {
+    for (let round = 0; round < 3; round++) {
+      const sessions = [];
+      for (let i = 0; i < MAX_UNAUTHENTICATED_SESSIONS; i++) {
+        const s = mux.open();
+        s.on('error', () => {});
+        s.resume(); // read to the server's End
+        s.write(randomBytes(100));
+        sessions.push(s);
+      }
+      // Half end cleanly (the server answers its FIN), half are reset.
+      for (const [i, s] of sessions.entries()) {
+        if (i % 2 === 0) s.end();
+        else s.destroy();
+      }
+      await waitFor(() => mux.size === 0);
+    }
+    await echoOver(mux, 'after three rounds of failed sessions');
+    assert.equal(refused.size, 0);
+  } finally {
+    mux.destroy();
+  }
+});

@@ -14,15 +14,26 @@ export const SEND_TIMEOUT_MS = 60_000;
 
 interface Handle {
   writeQueueSize?: number;
+  /** Bytes handed to the handle so far (those still queued included). */
+  bytesWritten?: number;
 }
 type Watched = Duplex & { _handle?: Handle | null; _parent?: { _handle?: Handle | null } | null };
 
-/** What waits to be sent on `s`, as a signature; '' when nothing does. */
+const queued = (h: Handle | null | undefined): number => h?.writeQueueSize ?? 0;
+/** Bytes the kernel has taken from `h`: only grows, so a write that completes always shows. */
+const taken = (h: Handle | null | undefined): number => (h?.bytesWritten ?? 0) - queued(h);
+
+/**
+ * What waits to be sent on `s`, and how far the kernel has taken its bytes, as a signature; ''
+ * when nothing waits. The queue sizes alone can repeat while bytes move (a reader taking one
+ * chunk between two checks, the next chunk queued in its place): the counts cannot.
+ */
 function pending(s: Watched): string {
   const wl = s.writableLength;
-  const own = s._handle?.writeQueueSize ?? 0;
-  const under = s._parent?._handle?.writeQueueSize ?? 0;
-  return wl + own + under === 0 ? '' : `${wl}/${own}/${under}`;
+  const own = s._handle;
+  const under = s._parent?._handle;
+  if (wl + queued(own) + queued(under) === 0) return '';
+  return `${wl}/${queued(own)}/${queued(under)}/${taken(own)}/${taken(under)}`;
 }
 
 /**

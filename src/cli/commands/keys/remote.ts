@@ -53,8 +53,7 @@ export function parseApiTarget(
   return { apiUrl: apiUrl.replace(/\/+$/, '') };
 }
 
-/** One HTTPS request with the certificate pinned by SHA-256: nothing is sent before the pin matches. */
-/** The longest answer the management API client reads (bytes of text). */
+/** The longest answer the management API client reads (characters of text). */
 const MAX_RESPONSE_CHARS = 64 * 1024 * 1024;
 
 // eslint-disable-next-line no-control-regex
@@ -66,6 +65,7 @@ function shownBody(text: string): string {
   return t.length > 200 ? `${t.slice(0, 200)}…` : t || '(empty)';
 }
 
+/** One HTTPS request with the certificate pinned by SHA-256: nothing is sent before the pin matches. */
 export async function pinnedRequest(
   target: { apiUrl: string; certSha256?: string },
   method: string,
@@ -117,7 +117,9 @@ export async function pinnedRequest(
           if (text.length > MAX_RESPONSE_CHARS) {
             socket.destroy();
             reject(
-              new UsageError(`the management API at ${url.host} sent more than ${MAX_RESPONSE_CHARS} bytes`),
+              new UsageError(
+                `the management API at ${url.host} sent more than ${MAX_RESPONSE_CHARS} characters`,
+              ),
             );
           }
         });
