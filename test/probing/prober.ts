@@ -57,10 +57,13 @@ export function probeOnce(
     let bytesBack = 0;
     let settled = false;
     let timer: NodeJS.Timeout | undefined;
+    /** The trickle's next byte (apart from `timer`, which the give-up clock may hold meanwhile). */
+    let tick: NodeJS.Timeout | undefined;
     const finish = (reaction: Reaction, detail?: string): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      clearTimeout(tick);
       const ms = reaction === 'FIN' && finMs >= 0 ? finMs : t0 === 0 ? 0 : performance.now() - t0;
       s.destroy();
       resolve({
@@ -101,7 +104,7 @@ export function probeOnce(
           else s.write(byte);
         } else {
           s.write(byte);
-          timer = setTimeout(next, trickle);
+          tick = setTimeout(next, trickle);
         }
       };
       next();
@@ -112,6 +115,7 @@ export function probeOnce(
     s.once('end', () => {
       finMs = performance.now() - t0;
       clearTimeout(timer);
+      clearTimeout(tick);
       // Linger briefly: an RST may follow when the server closes with data unread.
       timer = setTimeout(() => finish('FIN'), 30);
     });
