@@ -1,8 +1,9 @@
 /**
  * nginx's `send_timeout` (60 s by default) for the web front: a connection with bytes waiting to
- * go out that makes no progress for the timeout is closed. Progress is any change of what waits:
- * the socket's unwritten bytes (a write completed) or the kernel-side queue of its handle, or of
- * the TCP socket under a TLS one (a partial write: the client read something). A client that
+ * go out that makes no progress for the timeout is closed. Progress is any change of what waits
+ * (the socket's unwritten bytes, the queue of its handle and of the TCP socket under a TLS one) or
+ * of how many bytes the kernel has taken from those handles (a partial write: the client read
+ * something; the queues alone may look the same at two checks with bytes moved). A client that
  * reads, however slowly, keeps its connection, as on nginx (which also counts a write only when
  * the kernel takes bytes). WebSockets handed to the endpoints are not watched (their relay has
  * its own timeouts).
