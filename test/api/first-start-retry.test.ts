@@ -32,6 +32,11 @@ async function hold(port: number): Promise<Server> {
   return s;
 }
 
+/** Four free loopback ports, one after the other. */
+async function freePorts(): Promise<[number, number, number, number]> {
+  return [await freePort(), await freePort(), await freePort(), await freePort()];
+}
+
 for (const held of ['key port', 'API port'] as const) {
   test(`a first start refused because its ${held} is taken makes no key; the retry is the first start`, async (t) => {
     const dir = tempDir(t);
@@ -61,12 +66,7 @@ for (const held of ['key port', 'API port'] as const) {
 for (const held of ['dynamic-key port', 'web port'] as const) {
   test(`a first start refused because its ${held} is taken (after the key is made): the retry is the first start`, async (t) => {
     const dir = tempDir(t);
-    const [taken, free, port, apiPort] = [
-      await freePort(),
-      await freePort(),
-      await freePort(),
-      await freePort(),
-    ];
+    const [taken, free, port, apiPort] = await freePorts();
     const base: ManagedFlags = {
       ...flags(dir),
       metrics: false,
@@ -104,12 +104,7 @@ for (const held of ['dynamic-key port', 'web port'] as const) {
 
 test("an earlier version's first-start mark ({keyId}) still names the initial key after an upgrade", async (t) => {
   const dir = tempDir(t);
-  const [taken, free, port, apiPort] = [
-    await freePort(),
-    await freePort(),
-    await freePort(),
-    await freePort(),
-  ];
+  const [taken, free, port, apiPort] = await freePorts();
   const base: ManagedFlags = { ...flags(dir), metrics: false, port: String(port), apiPort: String(apiPort) };
   const holder = await hold(taken);
   t.after(() => new Promise<void>((r) => holder.close(() => r())));
