@@ -16,7 +16,8 @@ const HIDDEN = '***';
  * password that is not percent-encoded never shows however a parser would read it: the user
  * information runs to the URL's last '@' and the password from its first ':' (a raw '/', '?', '#'
  * or '@' in a password stays hidden; a '@' in the database name or query hides more than the
- * password, never less), and a `password=` (or `sslpassword=`) query value runs to the next '&'.
+ * password, never less), and a `password=` (or `sslpassword=`) query value runs to the next '&'
+ * that starts a setting node-postgres reads (a raw '&' in the password stays hidden).
  */
 export function hideStorePassword(spec: string, placeholder = HIDDEN): string | undefined {
   const m = /^(postgres(?:ql)?:\/\/)(.*)$/is.exec(spec);
@@ -34,8 +35,8 @@ export function hideStorePassword(spec: string, placeholder = HIDDEN): string | 
     if (eq < 0) break;
     const name = rest.slice(i + 1, eq);
     if (/[?&]/.test(name) || !/password$/i.test(decoded(name))) continue;
-    const end = rest.indexOf('&', eq + 1);
-    hide(eq + 1, end < 0 ? rest.length : end);
+    const end = passwordEnd(rest, eq + 1);
+    hide(eq + 1, end);
   }
   let out = m[1]!;
   for (let i = 0; i < rest.length; i++) {
@@ -43,6 +44,32 @@ export function hideStorePassword(spec: string, placeholder = HIDDEN): string | 
     else if (i === 0 || !hidden[i - 1]) out += placeholder;
   }
   return out === spec ? undefined : out;
+}
+
+/**
+ * The names node-postgres reads from a connection URL's query (pg-connection-string and pg's
+ * connection parameters). A raw '&' in a password value makes node-postgres read a password cut
+ * there and the rest as another parameter (`password=a&b`: password `a`, parameter `b`): what
+ * follows is the password's too unless it reads as one of these settings.
+ */
+const PG_QUERY_NAMES = new Set(
+  (
+    'host port user password database db encoding client_encoding options application_name ' +
+    'fallback_application_name ssl sslmode sslcert sslkey sslrootcert sslca sslpassword ' +
+    'sslnegotiation uselibpqcompat connect_timeout keepalives keepalives_idle statement_timeout ' +
+    'query_timeout lock_timeout idle_in_transaction_session_timeout replication binary ' +
+    'target_session_attrs'
+  ).split(' '),
+);
+
+/** Where a `password=` value starting at `from` ends: at the first '&' that starts a setting's
+ *  pair (`&sslmode=…`), else at the end (a bare `&b`, or `&b=c` for no setting, stays hidden). */
+function passwordEnd(rest: string, from: number): number {
+  for (let amp = rest.indexOf('&', from); amp >= 0; amp = rest.indexOf('&', amp + 1)) {
+    const m = /^([^&=]*)=/.exec(rest.slice(amp + 1));
+    if (m && PG_QUERY_NAMES.has(decoded(m[1]!))) return amp;
+  }
+  return rest.length;
 }
 
 /** A query parameter's name as node-postgres reads it (percent-decoded), or as it stands. */

@@ -17,6 +17,18 @@ const MARK_FILE = 'first-start.pending';
 export interface FirstStartMark {
   /** The key the first start makes (the store's first key), by its secret's digest (keyDigest). */
   key?: string;
+  /** The same key by its id: the mark of an earlier version (`{"keyId":…}`), left by a first start
+   *  refused before an upgrade. Read, never written. */
+  keyId?: string;
+}
+
+/** Whether `mark` names `key` as the key the first start made (by digest, or an old mark's id). */
+export function markNamesKey(
+  mark: FirstStartMark | undefined,
+  key: { id: string; secret: string },
+): boolean {
+  if (mark?.key !== undefined) return mark.key === keyDigest(key.secret);
+  return mark?.keyId !== undefined && mark.keyId === key.id;
 }
 
 /** What the mark holds of a key: a digest of its secret (unique, unlike an id another node may
@@ -34,7 +46,8 @@ export function readFirstStartMark(dataDir: string): Promise<FirstStartMark | un
     (v) => {
       const o = asObject(v);
       if (!o) return 'not an object';
-      return typeof o.key === 'string' ? { key: o.key } : {};
+      if (typeof o.key === 'string') return { key: o.key };
+      return typeof o.keyId === 'string' ? { keyId: o.keyId } : {};
     },
     fix,
   );

@@ -60,6 +60,7 @@ import { applyPortFlag, applyPublicHostFlag } from './port-for-new-keys.js';
 import {
   clearFirstStartMark,
   keyDigest,
+  markNamesKey,
   readFirstStartMark,
   writeFirstStartMark,
 } from './first-start-mark.js';
@@ -332,7 +333,7 @@ export async function startManaged(
     const createdNow = first.created;
     if (createdNow) await tuning.made?.('key');
     // This data directory's first start made the key (now, or before a refusal or crash).
-    const keyMadeHere = createdNow || pending?.key === keyDigest(firstKey.secret);
+    const keyMadeHere = createdNow || markNamesKey(pending, firstKey);
 
     const enforcer = early?.enforcer ?? (await startEnforcer(pool));
 

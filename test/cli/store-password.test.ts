@@ -4,7 +4,8 @@
  * password typed without percent-encoding may hold a raw '/', '#', '?', '@', ':', '%' or space,
  * which a URL parser (node-postgres's) reads as part of the host, port, database or fragment:
  * before, such a password was left in full in the process title, and the banner's parser showed
- * it or dropped the whole URL. node-postgres refuses a URL it cannot parse without echoing it
+ * it or dropped the whole URL; a raw '&' in a `?password=` value hid only what came before it.
+ * node-postgres refuses a URL it cannot parse without echoing it
  * (it redacts the URL in its error); the refusal now says what to do instead of "Invalid URL".
  */
 import { test } from 'node:test';
@@ -15,10 +16,15 @@ import { parseStoreLocation } from '../../src/store/index.js';
 import { runLadder } from '../helpers/ladder-run.js';
 
 /** Passwords with each awkward character between two marked halves, and all of them at once. */
-const PASSWORDS = ['/', '#', '@', ':', '?', '%', ' ', '%zz', '/#@:?% ', '//', '@@'].flatMap((c) => [
-  `Hid1${c}Hid2`,
-  `4242${c}Hid2`, // digits first: a parser may take them for a port
-]);
+// A raw '&' in a `password=` value: node-postgres reads the password cut there and the rest as
+// another parameter (`a&b`: password `a`, parameter `b`); the rest is hidden unless it reads as a
+// setting node-postgres knows (`&sslmode=…` stays shown).
+const PASSWORDS = ['/', '#', '@', ':', '?', '%', ' ', '%zz', '/#@:?% ', '//', '@@', '&', '&b=', '&&'].flatMap(
+  (c) => [
+    `Hid1${c}Hid2`,
+    `4242${c}Hid2`, // digits first: a parser may take them for a port
+  ],
+);
 const SHOWN = /Hid1|Hid2|4242/;
 
 /** The shapes a PostgreSQL URL with a password takes. */
@@ -62,6 +68,8 @@ test('an ordinary URL keeps its shape: only the password is replaced', () => {
     ['postgresql://u:p@[::1]:5432/x', 'postgresql://u:***@[::1]:5432/x'],
     ['postgres://u@db/x?password=p&sslmode=disable', 'postgres://u@db/x?password=***&sslmode=disable'],
     ['postgres://u@db/x?passw%6Frd=p', 'postgres://u@db/x?passw%6Frd=***'],
+    ['postgres://u@db/x?password=a&b&sslmode=disable', 'postgres://u@db/x?password=***&sslmode=disable'],
+    ['postgres://u@db/x?password=a&b=c&ssl%6Dode=x', 'postgres://u@db/x?password=***&ssl%6Dode=x'],
   ];
   for (const [url, ps] of cases) {
     assert.equal(hideStorePassword(url), ps);

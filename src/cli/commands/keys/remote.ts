@@ -134,10 +134,56 @@ export async function pinnedRequest(
   });
 }
 
+/** Whether `v` has the type `type` when present (a key's optional fields). */
+const absentOr = (v: unknown, type: 'string' | 'number' | 'boolean'): boolean =>
+  v === undefined || typeof v === type;
+const bytesOrAbsent = (v: unknown): boolean =>
+  v === undefined ||
+  (typeof v === 'object' && v !== null && typeof (v as { bytes?: unknown }).bytes === 'number');
+
+/** An access key as `ladder keys` reads it: Outline's fields it prints (id, name, accessUrl) and
+ *  the optional ones (Ladder's extensions) with their types when present. */
+function isKey(v: unknown): v is AccessKeyJson {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const k = v as Record<string, unknown>;
+  return (
+    typeof k.id === 'string' &&
+    typeof k.name === 'string' &&
+    typeof k.accessUrl === 'string' &&
+    bytesOrAbsent(k.dataLimit) &&
+    bytesOrAbsent(k.dataUsed) &&
+    ['dataLimitPeriod', 'expiresAt', 'state', 'prefix', 'dynamicAccessUrl', 'subscriptionUrl'].every((f) =>
+      absentOr(k[f], 'string'),
+    ) &&
+    absentOr(k.enabled, 'boolean') &&
+    absentOr(k.lastTrafficSeenTimestampMs, 'number')
+  );
+}
+
+const isKeyList = (v: unknown): v is { accessKeys: AccessKeyJson[] } =>
+  typeof v === 'object' &&
+  v !== null &&
+  Array.isArray((v as { accessKeys?: unknown }).accessKeys) &&
+  (v as { accessKeys: unknown[] }).accessKeys.every(isKey);
+
+const isTransfer = (v: unknown): v is { bytesTransferredByUserId: Record<string, unknown> } => {
+  const used =
+    typeof v === 'object' && v !== null
+      ? (v as { bytesTransferredByUserId?: unknown }).bytesTransferredByUserId
+      : undefined;
+  return typeof used === 'object' && used !== null && !Array.isArray(used);
+};
+
 export class RemoteKeys implements KeysBackend {
   constructor(private readonly target: { apiUrl: string; certSha256?: string }) {}
 
-  async #call<T>(method: string, path: string, body?: unknown, id?: string): Promise<T> {
+  /** The answer's text and its JSON (undefined when empty); an error status or text that is not JSON refused. */
+  async #request(
+    method: string,
+    path: string,
+    body?: unknown,
+    id?: string,
+  ): Promise<{ text: string; value: unknown }> {
     const res = await pinnedRequest(this.target, method, path, body);
     if (res.status === 404 && id !== undefined) throw notFound(id);
     if (res.status >= 400) {
@@ -150,9 +196,9 @@ export class RemoteKeys implements KeysBackend {
       }
       throw new UsageError(`API error ${res.status}: ${shownBody(msg)}`);
     }
-    if (!res.body) return undefined as T;
+    if (!res.body) return { text: res.body, value: undefined };
     try {
-      return JSON.parse(res.body) as T;
+      return { text: res.body, value: JSON.parse(res.body) as unknown };
     } catch {
       // A proxy's or another program's page: one line, not a stack trace as if ladder had a bug.
       throw new UsageError(
@@ -161,23 +207,42 @@ export class RemoteKeys implements KeysBackend {
     }
   }
 
+  /** A request whose answer is not read (a change: Outline answers 204). */
+  async #call(method: string, path: string, body?: unknown, id?: string): Promise<void> {
+    await this.#request(method, path, body, id);
+  }
+
+  /** A request whose answer is read: refused in one line when it is not `what` (`ok` says). */
+  async #shaped<T>(
+    ok: (v: unknown) => v is T,
+    what: string,
+    method: string,
+    path: string,
+    body?: unknown,
+    id?: string,
+  ): Promise<T> {
+    const { text, value } = await this.#request(method, path, body, id);
+    if (ok(value)) return value;
+    // One line, as for a body that is not JSON: the code reading it would fail as if ladder had a bug.
+    throw new UsageError(`the management API answered ${method} ${path} without ${what}: ${shownBody(text)}`);
+  }
+
   async list(): Promise<KeyView[]> {
-    const [keys, transfer] = await Promise.all([
-      this.#call<{ accessKeys?: unknown } | undefined>('GET', '/access-keys'),
-      this.#call<{ bytesTransferredByUserId?: unknown } | undefined>('GET', '/metrics/transfer'),
+    // Both at once; when both fail, the keys' error is the one told (the same every run).
+    const [keys, transfer] = await Promise.allSettled([
+      this.#shaped(isKeyList, 'an "accessKeys" list of keys', 'GET', '/access-keys'),
+      this.#shaped(isTransfer, 'a "bytesTransferredByUserId" object', 'GET', '/metrics/transfer'),
     ]);
-    const accessKeys = keys?.accessKeys;
-    if (!Array.isArray(accessKeys) || !accessKeys.every((k) => typeof k === 'object' && k !== null))
-      throw new UsageError('the management API answered GET /access-keys without an "accessKeys" list');
-    const used = transfer?.bytesTransferredByUserId;
-    const bytes = typeof used === 'object' && used !== null ? (used as Record<string, unknown>) : {};
-    return (accessKeys as AccessKeyJson[]).map((k) => ({
+    if (keys.status === 'rejected') throw keys.reason;
+    if (transfer.status === 'rejected') throw transfer.reason;
+    const bytes = transfer.value.bytesTransferredByUserId;
+    return keys.value.accessKeys.map((k) => ({
       ...k,
       trailing30DaysBytes: typeof bytes[k.id] === 'number' ? (bytes[k.id] as number) : 0,
     }));
   }
   async get(id: string): Promise<KeyView> {
-    return this.#call<AccessKeyJson>('GET', `/access-keys/${encodeURIComponent(id)}`, undefined, id);
+    return this.#shaped(isKey, 'a key', 'GET', `/access-keys/${encodeURIComponent(id)}`, undefined, id);
   }
   async add(o: AddOptions): Promise<KeyView[]> {
     const common = {
@@ -188,7 +253,7 @@ export class RemoteKeys implements KeysBackend {
       ...(o.prefix !== undefined ? { prefix: o.prefix } : {}),
     };
     if ((o.count ?? 1) > 1) {
-      const r = await this.#call<{ accessKeys: AccessKeyJson[] }>('POST', '/access-keys/bulk', {
+      const r = await this.#shaped(isKeyList, 'an "accessKeys" list of keys', 'POST', '/access-keys/bulk', {
         count: o.count,
         ...(o.name !== undefined ? { name: o.name } : {}),
         ...common,
@@ -196,7 +261,7 @@ export class RemoteKeys implements KeysBackend {
       return r.accessKeys;
     }
     return [
-      await this.#call<AccessKeyJson>('POST', '/access-keys', {
+      await this.#shaped(isKey, 'a key', 'POST', '/access-keys', {
         ...(o.name !== undefined ? { name: o.name } : {}),
         ...common,
       }),
