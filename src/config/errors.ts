@@ -2,16 +2,12 @@
  * Config file errors. Every one carries a stable code; messages are one line,
  * `FILE: field: what is wrong`, and never contain a password or key.
  */
+import { escapeControls } from '../protocol/errors.js';
+
 export type ConfigErrorCode =
   | 'ERR_CONFIG_READ' // the file cannot be read (missing, permissions)
   | 'ERR_CONFIG_JSON' // not valid JSON, or not a JSON object
   | 'ERR_CONFIG_FIELD'; // a field is missing, unknown or has a wrong value
-
-/** Control characters as \xNN, so a message quoting a file's text stays one printable line. */
-export function escapeControls(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
-}
 
 /** A problem in the server config file (`ladder server --config`). */
 export class ConfigError extends Error {

@@ -20,8 +20,11 @@ export type ProtocolErrorCode =
   | 'ERR_DNS' // malformed DNS message
   | 'ERR_USAGE'; // a codec called out of order or with contradictory options (a bug in the caller, never the peer's bytes)
 
-// eslint-disable-next-line no-control-regex
-const CONTROL = /[\x00-\x1f\x7f]/g;
+/** Control characters as \xNN, so a message quoting a peer's, key's or file's text stays one printable line. */
+export function escapeControls(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
 
 export class ProtocolError extends Error {
   override readonly name = 'ProtocolError';
@@ -29,10 +32,7 @@ export class ProtocolError extends Error {
 
   constructor(code: ProtocolErrorCode, message: string, options?: { cause?: unknown }) {
     // One printable line whatever a peer's or a key's bytes that a message quotes hold.
-    super(
-      message.replace(CONTROL, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`),
-      options,
-    );
+    super(escapeControls(message), options);
     this.code = code;
   }
 }
