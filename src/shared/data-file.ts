@@ -5,7 +5,7 @@
  * file is no error; one that is there but cannot be read or used is refused in one line naming
  * it and the way out, never taken for "none" silently.
  */
-import { open, readFile, rename } from 'node:fs/promises';
+import { open, readFile, rename, rm } from 'node:fs/promises';
 import { CodedError } from './errors.js';
 
 /** A data-directory file that is there but unusable: `FILE: damaged (WHY); delete it to FIX`. */
@@ -51,15 +51,28 @@ function damaged(file: string, why: string, fix: string): DataFileError {
  * which the next start would refuse as damaged.
  */
 export async function writeDataFile(file: string, value: unknown): Promise<void> {
+  await replaceFile(file, `${JSON.stringify(value)}\n`);
+}
+
+/**
+ * Replace `file` with `text` whole or not at all: a temporary file beside it (0600), synced, then
+ * renamed over it; the temporary file is removed when a step fails, and the error goes on.
+ */
+export async function replaceFile(file: string, text: string): Promise<void> {
   const tmp = `${file}.${process.pid}.tmp`;
-  const fh = await open(tmp, 'w', 0o600);
   try {
-    await fh.writeFile(`${JSON.stringify(value)}\n`);
-    await fh.sync();
-  } finally {
-    await fh.close();
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(text);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, file);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
   }
-  await rename(tmp, file);
 }
 
 /** `v` as a plain object (for `use`), or undefined. */

@@ -3,10 +3,10 @@
  * before the run, so a typo in the path costs nothing, and written whole or not at all.
  */
 import { statSync } from 'node:fs';
-import { rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { fileErrorWhy } from '../../config/errors.js';
 import { UsageError } from '../errors.js';
+import { replaceFile } from '../../shared/data-file.js';
 
 /**
  * Before the run: `flag PATH: why` (one line, exit 2) when PATH is a directory or its directory
@@ -35,12 +35,9 @@ export function checkOutputFile(path: string, flag: string): void {
 
 /** Write the whole file or nothing (a temporary file renamed into place), readable by the user only. */
 export async function writeWhole(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
   try {
-    await writeFile(tmp, text, { mode: 0o600 });
-    await rename(tmp, path);
+    await replaceFile(path, text);
   } catch (err) {
-    await rm(tmp, { force: true });
     throw new UsageError(
       `${path}: ${fileErrorWhy(err).replace(/^cannot read/, 'cannot write')}`,
       'ERR_INPUT',
