@@ -11,7 +11,8 @@
  * other connection is tried in JS as before. Every outcome is the one the JS trial reaches on the
  * same bytes (tests: test/server/accept-trial.test.ts).
  *
- * On where the native accept and trial are; LADDER_ACCEPT_TRIAL=0 turns it off.
+ * docs/architecture.md ("Find the key") says where this sits in a connection's flow;
+ * LADDER_ACCEPT_TRIAL=0 turns it off.
  */
 import { AeadDecoder } from '../protocol/shadowsocks/aead.js';
 import { NativeDecoder } from '../protocol/shadowsocks/cipher-native.js';

@@ -9,8 +9,9 @@
  * and 3,500 open files (dir decoy), or to 550 MB (proxy decoy), in six seconds.
  *
  * Here at most PIPELINE_DEPTH requests of a connection are being answered; later ones wait in
- * order (a closure each, nothing opened) and the connection is not read meanwhile. Every request is still answered, in
- * order, as nginx answers pipelined requests (one at a time): only the reading waits.
+ * order (a closure each, nothing opened) and the connection is not read meanwhile. Every request
+ * is still answered, in order, as nginx answers pipelined requests (one at a time): only the
+ * reading waits.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
