@@ -20,7 +20,8 @@
  *   curl   `curl --socks5-hostname` downloading --size from a local HTTP server (a real client:
  *          its own read sizes and window), the way a user's downloader goes through the proxy
  *   short  --short-n short connections per stack (SOCKS5 handshake, 32-byte request, 32-byte
- *          echo, close) plus direct ones; p50/p99 of the time added over direct
+ *          echo, close) plus direct ones; p50/p99 of the time added over direct; after
+ *          --short-warm unmeasured ones per stack (50; 5000 for a server that has been serving)
  *   conns  --conns-n short connections from 64 concurrent clients: connections per second and
  *          CPU per connection (what a loaded server's capacity is)
  *   flows  8 concurrent bulk flows (upload and download), --size in all: aggregate MiB/s, CPU/GiB
@@ -75,6 +76,10 @@ if (!(sizeMiB > 0)) throw new Error('--size: expected MiB, e.g. 256MiB');
 const size = sizeMiB * MiB;
 const runs = posInt('--runs', 3);
 const shortN = posInt('--short-n', 1000);
+/** --short-warm N: unmeasured connections per stack before the short phase measures (50: a fresh
+ *  process, its JIT still cold; 5000 or more: a server that has been serving, V8's optimizing
+ *  compiler done with the per-connection code). libev's stacks are warmed the same. */
+const shortWarm = opt('--short-warm', '50') === '0' ? 0 : posInt('--short-warm', 50);
 const methods = opt('--method', 'aes-256-gcm,chacha20-ietf-poly1305').split(',') as Method[];
 const connsN = posInt('--conns-n', 5000);
 const phases = new Set(opt('--phases', 'bulk,curl,short,conns,flows').split(','));
@@ -247,7 +252,10 @@ async function short(stacks: Stack[], echo: TestServer) {
   const kinds = [...stacks.map((s) => s.name), 'direct'];
   const port = new Map(stacks.map((s) => [s.name, s.client.socksPort]));
   const samples = new Map<string, number[]>(kinds.map((k) => [k, []]));
-  for (let i = 0; i < 50; i++) for (const k of kinds) await oneExchange(port.get(k), echo).catch(() => 0);
+  for (let i = 0; i < shortWarm; i++) {
+    for (const k of kinds) await oneExchange(port.get(k), echo).catch(() => 0);
+    if ((i + 1) % 1000 === 0) log(`short warm-up ${i + 1}/${shortWarm}`);
+  }
   const c0 = new Map(await Promise.all(stacks.map(async (s) => [s.name, await cpuOf(s)] as const)));
   for (let i = 0; i < shortN; i++) {
     for (let j = 0; j < kinds.length; j++) {
@@ -303,6 +311,7 @@ async function main(): Promise<void> {
     sizeMiB,
     runs,
     shortN,
+    shortWarm,
     connsN,
     loadAtStart: load0,
     stacks: specs,
@@ -449,7 +458,7 @@ async function main(): Promise<void> {
   console.log(`| ${head.join(' | ')} |\n|${head.map(() => '---').join('|')}|`);
   for (const r of rows) console.log(`| ${r.join(' | ')} |`);
   console.log(
-    `\n${methods.join(', ')}, ${sizeMiB} MiB per bulk run, ${shortN} short connections per stack, ${connsN} from 64 concurrent clients; load average ${load0.map(f2).join(' ')} at start, ${loadavg().map(f2).join(' ')} at end`,
+    `\n${methods.join(', ')}, ${sizeMiB} MiB per bulk run, ${shortN} short connections per stack after ${shortWarm} unmeasured, ${connsN} from 64 concurrent clients; load average ${load0.map(f2).join(' ')} at start, ${loadavg().map(f2).join(' ')} at end`,
   );
   mkdirSync(dirname(jsonOut), { recursive: true });
   writeFileSync(jsonOut, JSON.stringify(result, null, 2));
