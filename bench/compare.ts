@@ -21,7 +21,8 @@
  *          its own read sizes and window), the way a user's downloader goes through the proxy
  *   short  --short-n short connections per stack (SOCKS5 handshake, 32-byte request, 32-byte
  *          echo, close) plus direct ones; p50/p99 of the time added over direct; after
- *          --short-warm unmeasured ones per stack (50; 5000 for a server that has been serving)
+ *          --short-warm unmeasured ones per stack (50; 5000 for a server that has been serving),
+ *          to --short-host (127.0.0.1; localhost for the server's name-resolution path)
  *   conns  --conns-n short connections from 64 concurrent clients: connections per second and
  *          CPU per connection (what a loaded server's capacity is)
  *   flows  8 concurrent bulk flows (upload and download), --size in all: aggregate MiB/s, CPU/GiB
@@ -79,6 +80,9 @@ const shortN = posInt('--short-n', 1000);
 /** --short-warm N: unmeasured connections per stack before the short phase measures (50: a fresh
  *  process, its JIT still cold; 5000 or more: a server that has been serving, V8's optimizing
  *  compiler done with the per-connection code). libev's stacks are warmed the same. */
+/** --short-host NAME: the destination the short connections name (127.0.0.1; "localhost" for the
+ *  server's name-resolution path, as browsers' socks5h requests take it). */
+const shortHost = opt('--short-host', '127.0.0.1');
 const shortWarm = opt('--short-warm', '50') === '0' ? 0 : posInt('--short-warm', 50);
 const methods = opt('--method', 'aes-256-gcm,chacha20-ietf-poly1305').split(',') as Method[];
 const connsN = posInt('--conns-n', 5000);
@@ -253,14 +257,14 @@ async function short(stacks: Stack[], echo: TestServer) {
   const port = new Map(stacks.map((s) => [s.name, s.client.socksPort]));
   const samples = new Map<string, number[]>(kinds.map((k) => [k, []]));
   for (let i = 0; i < shortWarm; i++) {
-    for (const k of kinds) await oneExchange(port.get(k), echo).catch(() => 0);
+    for (const k of kinds) await oneExchange(port.get(k), echo, shortHost).catch(() => 0);
     if ((i + 1) % 1000 === 0) log(`short warm-up ${i + 1}/${shortWarm}`);
   }
   const c0 = new Map(await Promise.all(stacks.map(async (s) => [s.name, await cpuOf(s)] as const)));
   for (let i = 0; i < shortN; i++) {
     for (let j = 0; j < kinds.length; j++) {
       const k = kinds[(i + j) % kinds.length]!;
-      samples.get(k)!.push(await oneExchange(port.get(k), echo));
+      samples.get(k)!.push(await oneExchange(port.get(k), echo, k === 'direct' ? undefined : shortHost));
     }
     if ((i + 1) % 250 === 0) log(`short ${i + 1}/${shortN}`);
   }
@@ -312,6 +316,7 @@ async function main(): Promise<void> {
     runs,
     shortN,
     shortWarm,
+    shortHost,
     connsN,
     loadAtStart: load0,
     stacks: specs,
@@ -458,7 +463,7 @@ async function main(): Promise<void> {
   console.log(`| ${head.join(' | ')} |\n|${head.map(() => '---').join('|')}|`);
   for (const r of rows) console.log(`| ${r.join(' | ')} |`);
   console.log(
-    `\n${methods.join(', ')}, ${sizeMiB} MiB per bulk run, ${shortN} short connections per stack after ${shortWarm} unmeasured, ${connsN} from 64 concurrent clients; load average ${load0.map(f2).join(' ')} at start, ${loadavg().map(f2).join(' ')} at end`,
+    `\n${methods.join(', ')}, ${sizeMiB} MiB per bulk run, ${shortN} short connections per stack after ${shortWarm} unmeasured (to ${shortHost}), ${connsN} from 64 concurrent clients; load average ${load0.map(f2).join(' ')} at start, ${loadavg().map(f2).join(' ')} at end`,
   );
   mkdirSync(dirname(jsonOut), { recursive: true });
   writeFileSync(jsonOut, JSON.stringify(result, null, 2));
