@@ -12,6 +12,8 @@
  *   node --import tsx bench/conn-cost.ts --entry /other/checkout/dist/cli/main.js
  *   options: --method M (aes-256-gcm), --workers N (server data-plane workers, 1),
  *            --warm N (300), --n N (2000; 300 with --callgrind), --no-build,
+ *            --host NAME (the destination the SOCKS5 requests name: 127.0.0.1; "localhost" takes
+ *            the server's name-resolution path, as a browser's socks5h request does),
  *            --prof DIR (--cpu-prof into DIR), --strace (system calls per connection),
  *            --keep (keep the callgrind dumps for callgrind_annotate),
  *            --client-env VAR=VALUE, --server-env VAR=VALUE (repeatable: environment of one
@@ -40,6 +42,8 @@ const method = opt('--method', 'aes-256-gcm') as Method;
 const workers = posInt('--workers', 1);
 const warm = posInt('--warm', 300);
 const n = posInt('--n', callgrind ? 300 : 2000);
+/** --host NAME: the destination each SOCKS5 request names (an IP literal, or a name to resolve). */
+const host = opt('--host', '127.0.0.1');
 const entry = opt('--entry', join(REPO_ROOT, 'dist', 'cli', 'main.js'));
 /** --prof DIR: both processes under --cpu-prof, profiles written to DIR at exit. */
 const profDir = argv.includes('--prof') ? opt('--prof', '') : undefined;
@@ -227,7 +231,7 @@ async function main(): Promise<void> {
     // tolerated (and reported), not a broken stack.
     let failed = 0;
     const exchange = (): Promise<number | undefined> =>
-      oneExchange(client.socksPort, echo).catch(() => {
+      oneExchange(client.socksPort, echo, host).catch(() => {
         if (++failed > (warm + n) / 20) throw new Error(`${failed} exchanges failed`);
         return undefined;
       });
@@ -253,7 +257,7 @@ async function main(): Promise<void> {
     const per = (a: Cpu, b: Cpu): string =>
       `${us(a.user + a.sys, b.user + b.sys)} (user ${us(a.user, b.user)}, sys ${us(a.sys, b.sys)})`;
     const lines = [
-      `${libev ? 'shadowsocks-libev' : floor ? 'no-crypto Node floor' : 'ladder'} ${method}, server --workers ${workers}, ${n} short connections after ${warm} warm-up, ${callgrind ? 'under callgrind' : 'native'}`,
+      `${libev ? 'shadowsocks-libev' : floor ? 'no-crypto Node floor' : 'ladder'} ${method}, server --workers ${workers}, ${n} short connections to ${host} after ${warm} warm-up, ${callgrind ? 'under callgrind' : 'native'}`,
       `CPU µs per connection: client ${per(c0.c, c1.c)}, server ${per(c0.s, c1.s)}`,
       `median ms per connection: ${median(ms).toFixed(2)}`,
     ];

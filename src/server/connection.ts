@@ -20,12 +20,13 @@ import type { NativeRelay, RelayConnectOptions, RelayStart } from './native-rela
 import type { ReplayState } from './replay-state.js';
 import { startUot, type UotAssociation } from './uot.js';
 import { streamCodec, type StreamCodec } from './stream-codec.js';
+import { dialName, type NameContext, type NameDial } from './names.js';
 import { openSip004 } from './sip004-trial.js';
 
 export type { ClientStream, StreamInfo } from './connection-status.js';
 
 /** What a Connection needs from its server: policy, keys, replay filters, and where to report. */
-export interface ConnectionContext extends RelayConnectOptions {
+export interface ConnectionContext extends RelayConnectOptions, NameContext {
   readonly clock: Clock;
   /** Idle timeout; before relaying a deadline from the accept (bytes do not extend it). */
   readonly idleMs: number;
@@ -99,6 +100,7 @@ export class Connection {
   #native: object | undefined;
   #nativeBase: [up: number, down: number] = [0, 0];
   #finalized = false;
+  #names: NameDial | undefined; // a name's dial in the addon (names.ts)
 
   constructor(ctx: ConnectionContext, socket: ClientStream, info: StreamInfo) {
     this.#ctx = ctx;
@@ -365,7 +367,9 @@ export class Connection {
     this.#clearTimer();
     this.#socket.pause();
     const native = this.#nativeEligible();
-    const inAddon = native && address.type !== 'domain' ? this.#relayConnect(native, initial) : undefined;
+    const name = address.type === 'domain';
+    const inAddon = native && (!name || this.#ctx.names) ? this.#relayConnect(native, initial) : undefined;
+    if (inAddon && name) return this.#dialName(inAddon, address);
     // Synchronous for an IP the addon dials: no promise made for this connection.
     if (inAddon && this.#ctx.connectAtOnce === true) return this.#dialInAddon(inAddon, address);
     void this.#dial(address, initial, native, inAddon);
@@ -421,6 +425,16 @@ export class Connection {
     this.#nativeBase = [this.#bytesUp, this.#bytesDown];
   }
 
+  /** A name dialled in the addon over its addresses (names.ts): no promise when it is cached. */
+  #dialName(start: RelayStart, address: SocksAddress): void {
+    this.#names = dialName(this.#ctx.names!, this.#ctx, address, start, {
+      live: () => !this.#finalized && this.#phase === 'connecting',
+      started: (relay) =>
+        void ((this.#native = relay), (this.#nativeBase = [this.#bytesUp, this.#bytesDown])),
+      failed: (err) => this.#dialFailed(err),
+    });
+  }
+
   /** The dial and the relay start in the addon (native-relay.ts relayConnect): no JS at connect. */
   #relayConnect(fns: NativeRelay, initial: Buffer): RelayStart | undefined {
     const s = this.#socket;
@@ -430,6 +444,7 @@ export class Connection {
 
   /** relayConnect's end: the connect failed (`failed`), or the relay ended. */
   readonly #onAddon = (reason: number, up: number, down: number, failed?: DialError): void => {
+    if (failed && this.#names?.retry(failed) === true) return; // the name's next address
     if (failed) return void ((this.#native = undefined), this.#dialFailed(failed));
     if (this.#phase === 'connecting') this.#phase = 'relay';
     this.#onNativeClose(reason, up, down);

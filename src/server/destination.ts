@@ -125,18 +125,35 @@ export interface DialOptions {
 /** dns.lookup with all addresses, in the resolver's order. */
 export const defaultLookup: Lookup = (host) => dns.promises.lookup(host, { all: true, verbatim: true });
 
-/** A server's dial policy (its connection context) as dialWith's options. */
+/** A name's addresses in resolver order; DialError ERR_RESOLVE when it has none. */
+export async function resolveName(host: string, lookup: Lookup = defaultLookup): Promise<string[]> {
+  let found: { address: string; family: number }[];
+  try {
+    found = await lookup(host);
+  } catch {
+    throw new DialError('ERR_RESOLVE', 'destination name did not resolve');
+  }
+  if (found.length === 0) throw new DialError('ERR_RESOLVE', 'destination name did not resolve');
+  return found.map((f) => f.address);
+}
+
+/**
+ * A server's dial policy (its connection context) as dialWith's options; names resolve through
+ * its name cache when it has one (names.ts), else through `lookup`.
+ */
 export function dialOptions(c: {
   readonly allowPrivateDestinations: boolean;
   readonly connectMs: number;
   readonly clock: Clock;
   readonly lookup: Lookup | undefined;
+  readonly names?: { readonly lookup: Lookup } | undefined;
 }): DialOptions {
+  const lookup = c.names?.lookup ?? c.lookup;
   return {
     allowPrivate: c.allowPrivateDestinations,
     timeoutMs: c.connectMs,
     clock: c.clock,
-    ...(c.lookup ? { lookup: c.lookup } : {}),
+    ...(lookup ? { lookup } : {}),
   };
 }
 
@@ -192,20 +209,8 @@ export async function dialWith<T>(
   connect: ConnectOnce<T>,
 ): Promise<T> {
   const deadline = opts.clock.now() + opts.timeoutMs;
-  let candidates: string[];
-  if (addr.type === 'domain') {
-    let found: { address: string; family: number }[];
-    try {
-      found = await (opts.lookup ?? defaultLookup)(addr.host);
-    } catch {
-      throw new DialError('ERR_RESOLVE', 'destination name did not resolve');
-    }
-    if (found.length === 0) throw new DialError('ERR_RESOLVE', 'destination name did not resolve');
-    candidates = found.map((f) => f.address);
-  } else {
-    candidates = [addr.host];
-  }
-  candidates = allowedAddresses(candidates, opts.allowPrivate);
+  const found = addr.type === 'domain' ? await resolveName(addr.host, opts.lookup) : [addr.host];
+  const candidates = allowedAddresses(found, opts.allowPrivate);
   let last: unknown;
   for (const ip of candidates) {
     if (opts.clock.now() >= deadline) break;

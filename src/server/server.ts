@@ -10,6 +10,7 @@ import type { RuntimeKey, ServerControl, UsageSink } from '../shared/control.js'
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { Connection, type ConnectionContext, type StreamInfo } from './connection.js';
 import type { Lookup } from './destination.js';
+import { serverNameCache } from './names.js';
 import type { AuthEvent, ConnectionClosedEvent, ServerHooks } from './events.js';
 import { KeyRing, type KeyDelta, type RejectedKey } from './keys.js';
 import { acceptTrialFromEnv, AcceptTrialKeys } from './accept-trial.js';
@@ -80,6 +81,12 @@ export interface ServerOptions {
   replayFilters?: ReplayFilters;
   /** Name resolution override (tests). */
   lookup?: Lookup;
+  /**
+   * Names' addresses kept `ttlMs` (default LADDER_DNS_CACHE_MS, else 10 s; 0: not kept), and a
+   * name destination of a natively accepted connection dialled in the addon as an IP is
+   * (names.ts). Default on unless LADDER_NAME_DIAL=0; false: names resolved per connection.
+   */
+  nameCache?: boolean | { ttlMs?: number; max?: number };
   /**
    * Relay UDP too (both editions), on a UDP socket with the TCP port's number. Off by default,
    * like ss-server without -u. `true` or options (NAT idle expiry, table size).
@@ -224,6 +231,7 @@ export class ShadowsocksServer implements ServerControl {
       connectMs: this.connectMs,
       allowPrivateDestinations: this.allowPrivateDestinations,
       lookup: opts.lookup,
+      names: serverNameCache(opts, clock),
       udpOverTcp: opts.udpOverTcp ?? (opts.udp !== undefined && opts.udp !== false),
       keys: this.#keys,
       replay: this.#replay,

@@ -1,0 +1,241 @@
+/**
+ * Destinations given as a name (names.ts): the server keeps a name's addresses a short while and
+ * dials a natively accepted connection's name in the addon over those addresses, as an IP's.
+ * Real sockets on loopback, a real server; the lookup is injected where the answer matters (a
+ * failure, a private address, two addresses), the system's otherwise ("localhost"). Each case
+ * runs with the cache and addon dial on, and the statuses, bytes and fallback with them off
+ * (nameCache: false, the path of LADDER_NAME_DIAL=0) must be the same.
+ */
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { AeadDecoder, AeadEncoder } from '../../src/protocol/shadowsocks/aead.js';
+import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
+import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
+import { DialError, type Lookup } from '../../src/server/destination.js';
+import type { ConnectionClosedEvent } from '../../src/server/events.js';
+import { dialName, NameCache, nameCacheMsFromEnv, nameDialFromEnv } from '../../src/server/names.js';
+import { ShadowsocksServer } from '../../src/server/server.js';
+import { systemClock } from '../../src/shared/clock.js';
+import { silentLogger } from '../../src/shared/logger.js';
+import { nativeRelay } from '../../src/transport/native-sockets.js';
+import { nativeAcceptLive } from '../../src/transport/native-stream.js';
+import { startEcho, type TestServer } from '../helpers/net.js';
+import { sleep, waitFor } from '../helpers/wait.js';
+
+const M = getAeadMethod('aes-256-gcm');
+const KEY = { id: 'k1', method: M.name, secret: 'name-dial-pw' };
+const MASTER = evpBytesToKey(KEY.secret, M.keySize);
+
+/** A client's first bytes for name:port with `data`. */
+function request(name: string, port: number, data: Buffer): Buffer {
+  const host = Buffer.from(name);
+  const addr = Buffer.concat([Buffer.from([3, host.length]), host, Buffer.from([port >> 8, port & 0xff])]);
+  return new AeadEncoder(M, MASTER).encode(Buffer.concat([addr, data]));
+}
+
+interface Run {
+  server: ShadowsocksServer;
+  port: number;
+  closed: ConnectionClosedEvent[];
+  lookups: string[];
+}
+
+async function startServer(
+  on: boolean,
+  o: { lookup?: (host: string) => string[]; allowPrivate?: boolean; ttlMs?: number } = {},
+): Promise<Run> {
+  const closed: ConnectionClosedEvent[] = [];
+  const lookups: string[] = [];
+  const answer = o.lookup;
+  const lookup: Lookup | undefined = answer
+    ? async (host) => {
+        lookups.push(host);
+        const found = answer(host);
+        if (found.length === 0) throw Object.assign(new Error('not found'), { code: 'ENOTFOUND' });
+        return found.map((address) => ({ address, family: net.isIP(address) }));
+      }
+    : undefined;
+  const server = new ShadowsocksServer({
+    keys: [KEY],
+    allowPrivateDestinations: o.allowPrivate ?? true,
+    nameCache: on ? { ttlMs: o.ttlMs ?? 10_000 } : false,
+    timeouts: { idleMs: 3000, connectMs: 2000 },
+    logger: silentLogger,
+    ...(lookup ? { lookup } : {}),
+    hooks: { onConnectionClosed: (e) => closed.push(e) },
+  });
+  const { port } = await server.listen({ port: 0, host: '127.0.0.1' });
+  return { server, port, closed, lookups };
+}
+
+/** One connection to name:destPort: the echoed bytes ('' when the server only closed). */
+async function exchange(r: Run, name: string, destPort: number, data: Buffer): Promise<Buffer> {
+  const s = net.connect({ port: r.port, host: '127.0.0.1', allowHalfOpen: true });
+  s.on('error', () => {});
+  const back: Buffer[] = [];
+  s.on('data', (b: Buffer) => back.push(b));
+  const ended = new Promise((res) => s.once('end', res));
+  s.write(request(name, destPort, data));
+  const want = M.saltSize + 18 + data.length + 16;
+  await Promise.race([
+    ended,
+    waitFor(() => back.reduce((n, b) => n + b.length, 0) >= want, { timeoutMs: 5000 }),
+  ]);
+  s.end();
+  await ended;
+  s.destroy();
+  const reply = Buffer.concat(back);
+  return reply.length === 0 ? reply : Buffer.concat(new AeadDecoder(M, MASTER).push(reply));
+}
+
+const statuses = (r: Run): (string | undefined)[][] => r.closed.map((e) => [e.status, e.errno]);
+
+describe('names: the cache and the dial in the addon', () => {
+  let echo: TestServer;
+  before(async () => {
+    echo = await startEcho();
+  });
+  after(async () => {
+    await echo.close();
+  });
+
+  it('LADDER_NAME_DIAL: on by default, 0 turns it off; LADDER_DNS_CACHE_MS is whole ms', () => {
+    assert.equal(nameDialFromEnv({}), true);
+    assert.equal(nameDialFromEnv({ LADDER_NAME_DIAL: '0' }), false);
+    assert.equal(nameCacheMsFromEnv({}), 10_000);
+    assert.equal(nameCacheMsFromEnv({ LADDER_DNS_CACHE_MS: '0' }), 0);
+    assert.equal(nameCacheMsFromEnv({ LADDER_DNS_CACHE_MS: '2500' }), 2500);
+    assert.throws(() => nameCacheMsFromEnv({ LADDER_DNS_CACHE_MS: '5s' }), /LADDER_DNS_CACHE_MS: .*"5s"/);
+  });
+
+  for (const on of [true, false]) {
+    const which = on ? 'cache on' : 'cache off (control)';
+
+    it(`${which}: "localhost" (the system's resolver) reaches the loopback echo`, async () => {
+      const r = await startServer(on);
+      try {
+        const data = Buffer.from('through a name');
+        for (let i = 0; i < 3; i++) assert.deepEqual(await exchange(r, 'localhost', echo.port, data), data);
+        await waitFor(() => r.closed.length === 3, { timeoutMs: 3000 });
+        assert.deepEqual(statuses(r), Array(3).fill(['OK', undefined]));
+        await sleep(20);
+        assert.equal(nativeAcceptLive(), 0);
+        assert.equal(nativeRelay()?.relayLive() ?? 0, 0);
+      } finally {
+        await r.server.close();
+      }
+    });
+
+    it(`${which}: a name that does not resolve is ERR_RESOLVE with a FIN, and is asked again`, async () => {
+      const r = await startServer(on, { lookup: () => [] });
+      try {
+        for (let i = 0; i < 2; i++)
+          assert.equal((await exchange(r, 'nx.test', echo.port, Buffer.from('x'))).length, 0);
+        await waitFor(() => r.closed.length === 2, { timeoutMs: 3000 });
+        assert.deepEqual(statuses(r), Array(2).fill(['ERR_RESOLVE', undefined]));
+        assert.deepEqual(r.lookups, ['nx.test', 'nx.test'], 'a failure is not kept');
+      } finally {
+        await r.server.close();
+      }
+    });
+
+    it(`${which}: a name of a private address is refused without allowPrivate, cached or not`, async () => {
+      const r = await startServer(on, { lookup: () => ['127.0.0.1'], allowPrivate: false });
+      try {
+        for (let i = 0; i < 2; i++)
+          assert.equal((await exchange(r, 'inside.test', echo.port, Buffer.from('x'))).length, 0);
+        await waitFor(() => r.closed.length === 2, { timeoutMs: 3000 });
+        assert.deepEqual(statuses(r), Array(2).fill(['ERR_FORBIDDEN', undefined]));
+        assert.equal(r.lookups.length, on ? 1 : 2, on ? 'the second answer came from the cache' : 'no cache');
+      } finally {
+        await r.server.close();
+      }
+    });
+
+    it(`${which}: a refused first address falls back to the second`, async () => {
+      // Nothing listens on 127.0.0.2 at the echo's port: refused; 127.0.0.1 answers.
+      const r = await startServer(on, { lookup: () => ['127.0.0.2', '127.0.0.1'] });
+      try {
+        const data = Buffer.from('second address');
+        for (let i = 0; i < 2; i++) assert.deepEqual(await exchange(r, 'two.test', echo.port, data), data);
+        const dead = await startEcho(); // then both refuse: the last error is the status
+        await dead.close();
+        assert.equal((await exchange(r, 'two.test', dead.port, data)).length, 0);
+        await waitFor(() => r.closed.length === 3, { timeoutMs: 3000 });
+        assert.deepEqual(statuses(r), [
+          ['OK', undefined],
+          ['OK', undefined],
+          ['ERR_CONNECT', 'ECONNREFUSED'],
+        ]);
+        assert.equal(r.lookups.length, on ? 1 : 3);
+      } finally {
+        await r.server.close();
+      }
+    });
+  }
+
+  it('an answer expires after ttlMs: the name is looked up again', async () => {
+    const r = await startServer(true, { lookup: () => ['127.0.0.1'], ttlMs: 300 });
+    try {
+      const data = Buffer.from('ttl');
+      assert.deepEqual(await exchange(r, 'ttl.test', echo.port, data), data);
+      assert.deepEqual(await exchange(r, 'ttl.test', echo.port, data), data);
+      assert.equal(r.lookups.length, 1, 'kept');
+      await sleep(350);
+      assert.deepEqual(await exchange(r, 'ttl.test', echo.port, data), data);
+      assert.equal(r.lookups.length, 2, 'expired, asked again');
+    } finally {
+      await r.server.close();
+    }
+  });
+});
+
+describe('NameCache and dialName (no sockets)', () => {
+  it('bounded: the oldest answer goes first; concurrent lookups of a name share one', async () => {
+    let calls = 0;
+    const cache = new NameCache({
+      clock: systemClock,
+      max: 2,
+      lookup: async (h) => (calls++, [{ address: h === 'a' ? '192.0.2.1' : '192.0.2.2', family: 4 }]),
+    });
+    const [x, y] = await Promise.all([cache.resolve('a'), cache.resolve('a')]);
+    assert.deepEqual([x, y, calls], [['192.0.2.1'], ['192.0.2.1'], 1]);
+    await cache.resolve('b');
+    await cache.resolve('c');
+    assert.equal(cache.size, 2);
+    assert.equal(cache.get('a'), undefined);
+    assert.deepEqual(cache.get('c'), ['192.0.2.2']);
+  });
+
+  it('dialName: passes over an address refused at once, retries the next on a later failure, then fails', () => {
+    const filled = new NameCache({
+      clock: systemClock,
+      lookup: async () =>
+        ['198.51.100.1', '198.51.100.2', '198.51.100.3'].map((address) => ({ address, family: 4 })),
+    });
+    return filled.resolve('n.test').then(() => {
+      const tried: string[] = [];
+      const started: object[] = [];
+      const failed: unknown[] = [];
+      const refused = new DialError('ERR_CONNECT', 'connect failed: ECONNREFUSED', 'ECONNREFUSED');
+      const d = dialName(
+        filled,
+        { allowPrivateDestinations: false, connectMs: 5000, clock: systemClock },
+        { type: 'domain', host: 'n.test', port: 80 },
+        (ip) => {
+          tried.push(ip);
+          if (ip === '198.51.100.1') throw refused;
+          return { ip };
+        },
+        { live: () => true, started: (relay) => started.push(relay), failed: (e) => failed.push(e) },
+      );
+      assert.deepEqual(tried, ['198.51.100.1', '198.51.100.2'], 'synchronous: the name was cached');
+      assert.equal(d.retry(refused), true);
+      assert.deepEqual(tried, ['198.51.100.1', '198.51.100.2', '198.51.100.3']);
+      assert.equal(d.retry(refused), false, 'none left: the owner fails with this error');
+      assert.deepEqual(started, [{ ip: '198.51.100.2' }, { ip: '198.51.100.3' }]);
+      assert.deepEqual(failed, []);
+    });
+  });
+});
