@@ -8,6 +8,7 @@ import { isProtocolError } from '../../protocol/errors.js';
 import { checkKey, checkMethod } from '../../protocol/shadowsocks/key-material.js';
 import { formatSsUrl } from '../../protocol/sip002/index.js';
 import type { DataPlane } from '../../server/index.js';
+import { nameCacheMsFromEnv } from '../../server/names.js';
 // The pool only, not the server barrel: the main thread of an unmanaged server relays nothing
 // (its workers do), so the Shadowsocks server's own modules load only in them (idle RSS).
 import { startWorkerPlane, workersAtBootFromEnv, type WorkerPlane } from '../../server/workers/pool.js';
@@ -229,6 +230,15 @@ async function banner(
   return `${out.join('\n')}\n`;
 }
 
+/** LADDER_DNS_CACHE_MS (server/names.ts) as a usage error when it is not whole milliseconds. */
+function checkNameCacheEnv(): void {
+  try {
+    nameCacheMsFromEnv();
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
 /** `ladder server`: the Shadowsocks server, managed or unmanaged; `ladder server access-config`. */
 export function registerServer(program: Command): void {
   const server = program.command('server');
@@ -315,6 +325,7 @@ export function registerServer(program: Command): void {
     )
     .action(async (flags: ServerFlags & ManagedFlags, cmd: Command) => {
       const level = logLevelFrom(flags.logLevel);
+      checkNameCacheEnv(); // here, not in a data-plane worker at the first connection
       // Managed (store + API + metrics) unless a key source is named; see chooseMode. A store
       // named by LADDER_STORE (not --store) does not stop the unmanaged server, which has none.
       const storeFromEnv = cmd.getOptionValueSource('store') === 'env';
