@@ -444,8 +444,9 @@ export class Connection {
 
   /** relayConnect's end: the connect failed (`failed`), or the relay ended. */
   readonly #onAddon = (reason: number, up: number, down: number, failed?: DialError): void => {
-    if (failed && this.#names?.retry(failed) === true) return; // the name's next address
-    if (failed) return void ((this.#native = undefined), this.#dialFailed(failed));
+    const err = failed && this.#names ? this.#names.retry(failed) : failed; // a name's next address
+    if (err) return void ((this.#native = undefined), this.#dialFailed(err));
+    if (failed) return;
     if (this.#phase === 'connecting') this.#phase = 'relay';
     this.#onNativeClose(reason, up, down);
   };

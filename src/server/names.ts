@@ -156,16 +156,19 @@ export interface NameDialOwner {
 
 /** The rest of a dial over a name's addresses: retry(err) tries the next one. */
 export interface NameDial {
-  /** relayConnect reported `err` for the current address: true when the next one started. */
-  retry(err: DialError): boolean;
+  /**
+   * relayConnect reported `err` for the current address: undefined when the next one started,
+   * else the error to fail with (the last one an address gave, as dialWith throws it).
+   */
+  retry(err: DialError): DialError | undefined;
 }
 
 /**
  * Dial a name's addresses in the addon (relayConnect's `start`), in resolver order, the private
  * rule applied first, within `connectMs` from now for the lookup and every connect (as dialWith):
  * synchronously when the cache has the name, after its lookup otherwise. An address refused at
- * once is passed over at once; one that fails later comes back through retry(), and when that
- * finds none left (or the budget spent) the owner fails with that error, as dialWith throws it.
+ * once is passed over at once; one that fails later comes back through retry(), which says what
+ * to fail with when none is left (or the budget is spent).
  */
 export function dialName(
   cache: NameCache,
@@ -215,7 +218,7 @@ export function dialName(
   return {
     retry(err) {
       last = err;
-      return owner.live() && next() === undefined;
+      return owner.live() ? next() : err;
     },
   };
 }

@@ -218,6 +218,7 @@ describe('NameCache and dialName (no sockets)', () => {
       const tried: string[] = [];
       const started: object[] = [];
       const failed: unknown[] = [];
+      const fails: unknown[] = []; // `failed` is narrowed to never[] by the deepEqual below
       const refused = new DialError('ERR_CONNECT', 'connect failed: ECONNREFUSED', 'ECONNREFUSED');
       const d = dialName(
         filled,
@@ -231,11 +232,44 @@ describe('NameCache and dialName (no sockets)', () => {
         { live: () => true, started: (relay) => started.push(relay), failed: (e) => failed.push(e) },
       );
       assert.deepEqual(tried, ['198.51.100.1', '198.51.100.2'], 'synchronous: the name was cached');
-      assert.equal(d.retry(refused), true);
+      assert.equal(d.retry(refused), undefined);
       assert.deepEqual(tried, ['198.51.100.1', '198.51.100.2', '198.51.100.3']);
-      assert.equal(d.retry(refused), false, 'none left: the owner fails with this error');
+      assert.equal(d.retry(refused), refused, 'none left: the owner fails with this error');
       assert.deepEqual(started, [{ ip: '198.51.100.2' }, { ip: '198.51.100.3' }]);
       assert.deepEqual(failed, []);
+
+      // The last error an address gave is the one to fail with (dialWith's): .2 times out later,
+      // .3 is refused at once by then.
+      const late = new DialError('ERR_CONNECT', 'connect failed: ETIMEDOUT', 'ETIMEDOUT');
+      const e = dialName(
+        filled,
+        { allowPrivateDestinations: false, connectMs: 5000, clock: systemClock },
+        { type: 'domain', host: 'n.test', port: 80 },
+        (ip) => {
+          if (ip !== '198.51.100.2') throw refused;
+          return { ip };
+        },
+        { live: () => true, started: () => {}, failed: (err) => fails.push(err) },
+      );
+      assert.equal(e.retry(late), refused);
+      // Every address private: ERR_FORBIDDEN, told to the owner at once.
+      const inside = new NameCache({
+        clock: systemClock,
+        lookup: async () => [{ address: '10.1.2.3', family: 4 }],
+      });
+      return inside.resolve('lan.test').then(() => {
+        dialName(
+          inside,
+          { allowPrivateDestinations: false, connectMs: 5000, clock: systemClock },
+          { type: 'domain', host: 'lan.test', port: 80 },
+          () => assert.fail('no address may be dialled'),
+          { live: () => true, started: () => {}, failed: (err) => fails.push(err) },
+        );
+        assert.deepEqual(
+          fails.map((x) => (x as DialError).status),
+          ['ERR_FORBIDDEN'],
+        );
+      });
     });
   });
 });
