@@ -302,12 +302,9 @@ napi_value UdpSeal(napi_env env, napi_callback_info info) {
     return AllocFailed(env);
   }
   uint8_t* out = static_cast<uint8_t*>(out_ptr);
-  uint8_t subkey[kMaxSubkey];
-  const bool ok = RAND_bytes(out, static_cast<int>(salt_len)) == 1 &&
-                  HkdfSha1(master, master_len, out, salt_len, subkey, key_len) &&
-                  SealTwo(ctx, subkey, kZeroNonce, head, hn, payload, pn, out + salt_len);
-  OPENSSL_cleanse(subkey, sizeof subkey);
-  if (!ok) {
+  const bool salted = RAND_bytes(out, static_cast<int>(salt_len)) == 1;
+  const Subkey subkey(master, master_len, out, salt_len);
+  if (!salted || !subkey.ok() || !SealTwo(ctx, subkey.data(), kZeroNonce, head, hn, payload, pn, out + salt_len)) {
     napi_throw_error(env, "ERR_LADDER_AEAD", "datagram seal failed");
     return nullptr;
   }
@@ -351,15 +348,12 @@ napi_value UdpOpen(napi_env env, napi_callback_info info) {
     }
     out = plain_len > 0 ? const_cast<uint8_t*>(o) : &empty_out;  // Buffer.alloc(0) has no data pointer
   }
-  uint8_t subkey[kMaxSubkey];
-  HkdfSha1(master, master_len, packet, salt_len, subkey, key_len);
-  if (!has_out && napi_create_buffer(env, plain_len, &out, &result) != napi_ok) {
-    OPENSSL_cleanse(subkey, sizeof subkey);
-    return AllocFailed(env);
+  const Subkey subkey(master, master_len, packet, salt_len);
+  if (!has_out && napi_create_buffer(env, plain_len, &out, &result) != napi_ok) return AllocFailed(env);
+  if (!subkey.ok() ||
+      !OpenTagged(ctx, subkey.data(), kZeroNonce, packet + salt_len, plain_len, static_cast<uint8_t*>(out))) {
+    return Number(env, has_out ? -1 : kErrCipher);
   }
-  const bool ok = OpenTagged(ctx, subkey, kZeroNonce, packet + salt_len, plain_len, static_cast<uint8_t*>(out));
-  OPENSSL_cleanse(subkey, sizeof subkey);
-  if (!ok) return Number(env, has_out ? -1 : kErrCipher);
   return has_out ? Number(env, static_cast<int32_t>(plain_len)) : result;
 }
 

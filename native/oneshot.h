@@ -3,6 +3,8 @@
 #ifndef LADDER_NATIVE_ONESHOT_H_
 #define LADDER_NATIVE_ONESHOT_H_
 
+#include <openssl/crypto.h>
+
 #include "common.h"
 #include "napi_args.h"
 
@@ -16,6 +18,28 @@ extern const uint8_t kZeroNonce[kNonce];
 // RFC 5869 with SHA-1 and info "ss-subkey": out_len (<= kMaxSubkey) bytes from ikm and salt.
 bool HkdfSha1(const uint8_t* ikm, size_t ikm_len, const uint8_t* salt, size_t salt_len, uint8_t* out,
               size_t out_len);
+
+// SIP004's subkey, HkdfSha1(master, salt) as long as the master key, on the stack and wiped when
+// it goes out of scope (every return path). ok() is false when the master key is empty or longer
+// than kMaxSubkey, or HKDF failed: then data() holds nothing usable.
+class Subkey {
+ public:
+  Subkey(const uint8_t* master, size_t master_len, const uint8_t* salt, size_t salt_len)
+      : len_(master_len),
+        ok_(master_len > 0 && master_len <= kMaxSubkey &&
+            HkdfSha1(master, master_len, salt, salt_len, key_, master_len)) {}
+  ~Subkey() { OPENSSL_cleanse(key_, sizeof key_); }
+  Subkey(const Subkey&) = delete;
+  Subkey& operator=(const Subkey&) = delete;
+  bool ok() const { return ok_; }
+  const uint8_t* data() const { return key_; }
+  size_t size() const { return len_; }
+
+ private:
+  uint8_t key_[kMaxSubkey];
+  size_t len_;
+  bool ok_;
+};
 
 // One context per method and thread for the one-shot operations; the key is set per call.
 // nullptr when the method is out of range or unavailable.

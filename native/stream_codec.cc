@@ -420,14 +420,12 @@ napi_value CreateSalted(napi_env env, napi_callback_info info) {
     Throw(env, "masterKey must be 1..64 bytes");
     return nullptr;
   }
-  uint8_t subkey[kMaxSubkey];
-  if (!HkdfSha1(master, master_len, salt, salt_len, subkey, master_len)) {
+  const Subkey subkey(master, master_len, salt, salt_len);
+  if (!subkey.ok()) {
     napi_throw_error(env, "ERR_LADDER_AEAD", "HKDF failed");
     return nullptr;
   }
-  napi_value ext = CreateFrom(a, 3, subkey, master_len);
-  OPENSSL_cleanse(subkey, sizeof subkey);
-  return ext;
+  return CreateFrom(a, 3, subkey.data(), subkey.size());
 }
 
 napi_value CreateSession(napi_env env, napi_callback_info info) {
@@ -449,26 +447,19 @@ napi_value Sip004Trial(napi_env env, int m, const uint8_t* master, const uint8_t
   *status = kErrCipher;
   if (ctx == nullptr) return nullptr;
   const size_t key_len = static_cast<size_t>(EVP_CIPHER_get_key_length(CipherOf(m)));
-  if (key_len > kMaxSubkey) return nullptr;
-  uint8_t subkey[kMaxSubkey];
-  uint8_t len[2];
   // The salt is as long as the key for every SIP004 method.
-  if (!HkdfSha1(master, key_len, head, key_len, subkey, key_len) ||
-      !OpenTagged(ctx, subkey, kZeroNonce, head + key_len, 2, len)) {
-    OPENSSL_cleanse(subkey, sizeof(subkey));
-    return nullptr;
-  }
+  const Subkey subkey(master, key_len, head, key_len);
+  uint8_t len[2];
+  if (!subkey.ok() || !OpenTagged(ctx, subkey.data(), kZeroNonce, head + key_len, 2, len)) return nullptr;
   const size_t l = (static_cast<size_t>(len[0]) << 8) | len[1];
   if (l < 1 || l > kMaxPayload) {
-    OPENSSL_cleanse(subkey, sizeof(subkey));
     out_info[3] = static_cast<int32_t>(l);
     *status = kErrPayloadSize;
     return nullptr;
   }
   *status = kOk;
   Codec* c = nullptr;
-  napi_value ext = NewCodec(env, m, subkey, key_len, 0, &c);
-  OPENSSL_cleanse(subkey, sizeof(subkey));
+  napi_value ext = NewCodec(env, m, subkey.data(), key_len, 0, &c);
   if (ext == nullptr) return nullptr;
   int32_t bad_len = 0;
   if (OpenLength(c, head + key_len, &bad_len) != kOk) {  // it opened above: cannot happen
@@ -803,14 +794,10 @@ Codec* CodecOf(napi_env env, napi_value v, int enc) {
 
 Codec* CodecDerived(int method, const uint8_t* master, size_t master_len, const uint8_t* salt, size_t salt_len,
                     int enc) {
-  uint8_t subkey[kMaxSubkey];
-  if (master_len == 0 || master_len > kMaxSubkey || !HkdfSha1(master, master_len, salt, salt_len, subkey, master_len)) {
-    return nullptr;
-  }
+  const Subkey subkey(master, master_len, salt, salt_len);
+  if (!subkey.ok()) return nullptr;
   const char* why = nullptr;
-  Codec* c = AllocCodec(method, subkey, master_len, enc, &why);
-  OPENSSL_cleanse(subkey, sizeof(subkey));
-  return c;
+  return AllocCodec(method, subkey.data(), subkey.size(), enc, &why);
 }
 
 void CodecFree(Codec* c) { FreeCodec(c); }

@@ -36,19 +36,23 @@ const PrefixInput = z.string().max(200).meta({
 
 export const PrefixBody = z.object({ prefix: PrefixInput });
 
+/** What a new key may set, one key or many: Outline's data limit, then Ladder's extensions. */
+const NEW_KEY_SETTINGS = {
+  limit: DataLimit.optional(),
+  dataLimitPeriod: LIMIT_PERIOD.optional(),
+  expiresAt: ExpiryInput.optional(),
+  enabled: z.boolean().optional(),
+  multiUser: MultiUserInput,
+  prefix: PrefixInput.optional(),
+};
+
 export const NewAccessKeyBody = z
   .object({
     name: z.string().max(256).optional(),
     method: z.string().optional(),
     password: z.string().min(1).max(256).optional(),
     port: z.number().int().min(1).max(65535).optional(),
-    limit: DataLimit.optional(),
-    // Ladder extensions
-    dataLimitPeriod: LIMIT_PERIOD.optional(),
-    expiresAt: ExpiryInput.optional(),
-    enabled: z.boolean().optional(),
-    multiUser: MultiUserInput,
-    prefix: PrefixInput.optional(),
+    ...NEW_KEY_SETTINGS,
   })
   .meta({ description: 'All fields optional; omitted ones get server defaults' });
 
@@ -60,12 +64,7 @@ export const BulkCreateBody = z.object({
     .optional()
     .meta({ description: 'Name prefix; keys are named "<name> 1", "<name> 2", ...' }),
   method: z.string().optional(),
-  limit: DataLimit.optional(),
-  dataLimitPeriod: LIMIT_PERIOD.optional(),
-  expiresAt: ExpiryInput.optional(),
-  enabled: z.boolean().optional(),
-  multiUser: MultiUserInput,
-  prefix: PrefixInput.optional(),
+  ...NEW_KEY_SETTINGS,
 });
 
 export const KEY_STATE = z.enum(['active', 'disabled', 'expired', 'over_limit']);

@@ -1,9 +1,10 @@
 import { execFile } from 'node:child_process';
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { chmod, open, readFile, rename, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { replaceFile } from '../shared/data-file.js';
 import { makeDirs } from '../shared/fs.js';
 import { ladderCommand } from '../shared/invocation.js';
 import { CertificateError } from './cert-error.js';
@@ -109,28 +110,25 @@ export function rotateCertificate(dataDir: string, hostname: string): Promise<Ap
   return createCertificate(dataDir, hostname);
 }
 
-async function fsyncFile(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
+/** The first PEM block of `label` (`CERTIFICATE`, or any `… PRIVATE KEY`) in `text`, with its newline. */
+function pemBlock(text: string, label: RegExp): string | undefined {
+  const m = new RegExp(`-----BEGIN (${label.source})-----\\n[A-Za-z0-9+/=\\n]+-----END \\1-----\\n?`).exec(
+    text,
+  );
+  return m ? `${m[0].trimEnd()}\n` : undefined;
 }
 
 async function createCertificate(dataDir: string, hostname: string): Promise<ApiCertificate> {
   const certPath = join(dataDir, CERT_FILE);
   const keyPath = join(dataDir, KEY_FILE);
   makeDirs(dataDir); // not recursive mkdir: it hangs on /proc (see makeDirs)
-  const tmpCert = `${certPath}.tmp`;
-  const tmpKey = `${keyPath}.tmp`;
-  const cleanup = (): Promise<unknown> =>
-    Promise.all([rm(tmpCert, { force: true }), rm(tmpKey, { force: true })]);
-  await cleanup(); // what an interrupted earlier run left
   const san = isIP(hostname) ? `IP:${hostname}` : `DNS:${hostname}`;
   const cn = hostname.replace(/[^A-Za-z0-9.:-]/g, '') || 'ladder';
+  let cert: string | undefined;
+  let key: string | undefined;
   try {
-    await run(
+    // Both to standard output ('-'): no file holds the key until replaceFile writes it (0600).
+    const { stdout } = await run(
       'openssl',
       [
         'req',
@@ -147,16 +145,16 @@ async function createCertificate(dataDir: string, hostname: string): Promise<Api
         '-addext',
         `subjectAltName=${san}`,
         '-keyout',
-        tmpKey,
+        '-',
         '-out',
-        tmpCert,
+        '-',
       ],
       { timeout: 20_000 },
     );
-    await chmod(tmpKey, 0o600);
-    await Promise.all([fsyncFile(tmpKey), fsyncFile(tmpCert)]);
+    key = pemBlock(stdout, /(?:[A-Z]+ )?PRIVATE KEY/);
+    cert = pemBlock(stdout, /CERTIFICATE/);
+    if (key === undefined || cert === undefined) throw new Error('openssl printed no certificate or key');
   } catch (err) {
-    await cleanup();
     const why =
       (err as NodeJS.ErrnoException).code === 'ENOENT'
         ? 'the openssl command is not installed'
@@ -169,8 +167,9 @@ async function createCertificate(dataDir: string, hostname: string): Promise<Api
       },
     );
   }
-  await rename(tmpKey, keyPath);
-  await rename(tmpCert, certPath);
-  const [cert, key] = await Promise.all([readFile(certPath, 'utf8'), readFile(keyPath, 'utf8')]);
+  // The key first: a crash between the two leaves a pair that does not match, which the next
+  // start refuses with the way out (rotate-cert), as it would any other damage.
+  await replaceFile(keyPath, key);
+  await replaceFile(certPath, cert, { mode: 0o644 }); // public (Outline Manager is given its hash)
   return { cert, key, sha256: certSha256(cert) };
 }

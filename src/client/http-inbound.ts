@@ -1,10 +1,10 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { isIPv6, type AddressInfo, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { timingSafeEqual } from 'node:crypto';
 import { toSocksAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import { DialerStream } from '../transport/dialer-stream.js';
 import { listen } from '../shared/listen.js';
+import { safeEqual } from '../shared/safe-equal.js';
 import { endWith, runTunnel, type TunnelContext } from './tunnel.js';
 import type { SocksCredentials } from './socks5-inbound.js';
 
@@ -75,14 +75,8 @@ export function parseAuthority(authority: string): SocksAddress | undefined {
 
 function checkProxyAuth(header: string | undefined, cred: SocksCredentials): boolean {
   const m = header ? /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header) : null;
-  const got = Buffer.from(m ? Buffer.from(m[1]!, 'base64').toString('utf8') : '', 'utf8');
-  const want = Buffer.from(`${cred.username}:${cred.password}`, 'utf8');
-  const n = Math.max(got.length, want.length, 1);
-  const a = Buffer.alloc(n);
-  const b = Buffer.alloc(n);
-  got.copy(a);
-  want.copy(b);
-  return timingSafeEqual(a, b) && got.length === want.length;
+  const got = m ? Buffer.from(m[1]!, 'base64').toString('utf8') : '';
+  return safeEqual(got, `${cred.username}:${cred.password}`);
 }
 
 const AUTH_REQUIRED =

@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileErrorWhy } from '../config/errors.js';
-import { ProtocolError } from '../protocol/errors.js';
+import { escapeControls, ProtocolError } from '../protocol/errors.js';
 import { getAeadMethod } from '../protocol/shadowsocks/methods.js';
 import { checkMethod } from '../protocol/shadowsocks/key-material.js';
 import {
@@ -49,10 +49,10 @@ export function endpointFromKey(key: string, from: KeySource): KeyEndpoint {
   } catch (err) {
     // Belt and braces: the parser promises not to echo secrets; make sure no piece of the key
     // longer than a few characters appears in what we print.
-    const msg = scrub(err instanceof Error ? err.message : String(err), text);
+    const msg = scrubKeySecrets(err instanceof Error ? err.message : String(err), text);
     throw new ProtocolError('ERR_URL', msg);
   }
-  return endpointFromParts(parsed, (m) => `invalid ss:// URL: ${scrub(m, text)}`, from);
+  return endpointFromParts(parsed, (m) => `invalid ss:// URL: ${scrubKeySecrets(m, text)}`, from);
 }
 
 /**
@@ -186,10 +186,16 @@ function secretsOf(key: string): string[] {
   return out.filter((s) => s.length >= 4).sort((a, b) => b.length - a.length);
 }
 
-/** Replace any secret-looking piece of `key` that `msg` repeats. */
-function scrub(msg: string, key: string): string {
+/**
+ * Replace any secret-looking piece of `key` that `msg` repeats, as it is or as `escapeControls`
+ * printed it: a parser's message (a ProtocolError) has its control characters escaped already, so
+ * a password holding one is repeated in its escaped form. Exported for its test.
+ */
+export function scrubKeySecrets(msg: string, key: string): string {
   let out = msg;
-  for (const s of secretsOf(key)) if (out.includes(s)) out = out.split(s).join('[redacted]');
+  const forms = secretsOf(key).flatMap((s) => [s, escapeControls(s)]);
+  for (const s of forms.sort((a, b) => b.length - a.length))
+    if (out.includes(s)) out = out.split(s).join('[redacted]');
   return out;
 }
 

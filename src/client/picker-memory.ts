@@ -7,13 +7,14 @@
  * from home to office Wi-Fi. Cheap (no packets), recomputed at most every 10 s. Neither the
  * addresses nor the endpoints are stored: networks and endpoint keys are SHA-256 truncated, so
  * the file says what worked without saying where. Bounded: 16 networks × 64 endpoints, oldest
- * dropped. Written atomically (temp file + rename, mode 0600), at most once a second.
+ * dropped. Written whole or not at all (`replaceFileSync`, mode 0600), at most once a second.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { Clock, Timer } from '../shared/clock.js';
+import { replaceFileSync } from '../shared/data-file.js';
 import type { EndpointMemory, EndpointRecord } from './routing/endpoints.js';
 
 export const MEMORY_FILE = 'client-memory.json';
@@ -170,10 +171,8 @@ export class NetworkMemory implements EndpointMemory {
   }
 }
 
-/** Write `text` to `file` through a temp file and a rename (mode 0600; the directory is made). */
+/** Write `text` to `file` whole or not at all (`replaceFileSync`, 0600; the directory is made). */
 export function writeAtomic(file: string, text: string): void {
   mkdirSync(join(file, '..'), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, text, { mode: 0o600 });
-  renameSync(tmp, file);
+  replaceFileSync(file, text);
 }

@@ -1,4 +1,3 @@
-import { timingSafeEqual } from 'node:crypto';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { isProtocolError } from '../protocol/errors.js';
 import type { SocksAddress } from '../protocol/socks5/address.js';
@@ -17,6 +16,7 @@ import {
   REP,
 } from '../protocol/socks5/socks5.js';
 import { listen } from '../shared/listen.js';
+import { safeEqual } from '../shared/safe-equal.js';
 import { endWith, runTunnel, type TunnelContext } from './tunnel.js';
 
 export interface SocksCredentials {
@@ -57,18 +57,6 @@ const enum Stage {
   Auth,
   Request,
   Done,
-}
-
-function safeEqual(a: string, b: string): boolean {
-  const x = Buffer.from(a, 'utf8');
-  const y = Buffer.from(b, 'utf8');
-  // Compare equal-length buffers so the time does not reveal where they first differ.
-  const n = Math.max(x.length, y.length, 1);
-  const px = Buffer.alloc(n);
-  const py = Buffer.alloc(n);
-  x.copy(px);
-  y.copy(py);
-  return timingSafeEqual(px, py) && x.length === y.length;
 }
 
 /**

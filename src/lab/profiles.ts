@@ -220,6 +220,18 @@ export function withOverrides(base: CensorConfig, o: CensorOverrides): CensorCon
 
 const on = { enabled: true } as const;
 
+const LAB_DET = withOverrides(OFF, {
+  name: 'lab-det',
+  description:
+    'The default for `ladder lab run`: every behaviour of the 2021-2023 GFW with each probability forced to 1 (first-record SNI parsing, as measured to April 2024).',
+  c1: on,
+  c2: on,
+  c3: { enabled: true, pTrigger: 1, pResidual: 1 },
+  c4: on,
+  c6: { enabled: true, pBlock: 1 },
+  c7: { enabled: true, weighted: false },
+});
+
 const PROFILES: Readonly<Record<string, CensorConfig>> = {
   none: OFF,
   'gfw-2020-ss': withOverrides(OFF, {
@@ -265,27 +277,11 @@ const PROFILES: Readonly<Record<string, CensorConfig>> = {
     c6: { enabled: true, pBlock: 1 },
     c7: { enabled: true, weighted: false },
   }),
-  'lab-det': withOverrides(OFF, {
-    name: 'lab-det',
-    description:
-      'The default for `ladder lab run`: every behaviour of the 2021-2023 GFW with each probability forced to 1 (first-record SNI parsing, as measured to April 2024).',
-    c1: on,
-    c2: on,
-    c3: { enabled: true, pTrigger: 1, pResidual: 1 },
-    c4: on,
-    c6: { enabled: true, pBlock: 1 },
-    c7: { enabled: true, weighted: false },
-  }),
-  'lab-det-henan': withOverrides(OFF, {
+  'lab-det': LAB_DET,
+  'lab-det-henan': withOverrides(LAB_DET, {
     name: 'lab-det-henan',
     description:
       'lab-det plus C10, the regional stateless SNI/Host filter in front of the GFW (no reassembly, no residual, client-only RST).',
-    c1: on,
-    c2: on,
-    c3: { enabled: true, pTrigger: 1, pResidual: 1 },
-    c4: on,
-    c6: { enabled: true, pBlock: 1 },
-    c7: { enabled: true, weighted: false },
     c10: on,
   }),
   'blanket-443': withOverrides(OFF, {

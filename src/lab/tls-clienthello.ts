@@ -6,9 +6,10 @@
  * (a ClientHello split across several records evades it, as of April 2024), while stricter
  * networks reassemble records (`reassembleRecords`).
  */
-export const CONTENT_HANDSHAKE = 0x16;
-export const HANDSHAKE_CLIENT_HELLO = 0x01;
-export const EXT_SERVER_NAME = 0x0000;
+import { CONTENT_HANDSHAKE, EXT_SERVER_NAME, HANDSHAKE_CLIENT_HELLO } from '../protocol/tls/clienthello.js';
+
+// The wire constants are the protocol parser's; the lab keeps its own parser (it never throws).
+export { CONTENT_HANDSHAKE, EXT_SERVER_NAME, HANDSHAKE_CLIENT_HELLO };
 export const EXT_ALPN = 0x0010;
 /** The 2020 ESNI draft extension the GFW dropped on (net4people/bbs #43). */
 export const EXT_ESNI = 0xffce;

@@ -1,12 +1,13 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { access, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { DEFAULT_REPLAY_CAPACITY } from '../config/defaults.js';
 import { SALT_TTL_MS, SaltWindow } from '../protocol/shadowsocks/replay.js';
 import { SaltFilter } from '../protocol/shadowsocks/replay.js';
 import type { Clock } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
+import { replaceFile } from '../shared/data-file.js';
 import { Periodic } from './periodic.js';
 import { ReplayStateError } from './replay-state-error.js';
 
@@ -44,23 +45,9 @@ async function readOrUndefined(file: string): Promise<Buffer | undefined> {
   }
 }
 
-/** fsync a directory so a rename in it survives a power cut (best effort: some file systems refuse). */
-async function fsyncDir(dir: string): Promise<void> {
-  try {
-    const fh = await open(dir, 'r');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-  } catch {
-    // not every file system allows fsync on a directory
-  }
-}
-
 /**
- * The state in a file, readable only by the owner, replaced atomically: a temporary file is
- * written and fsynced, the current file becomes `FILE.prev` (the previous generation), the
+ * The state in a file, readable only by the owner, replaced whole by `replaceFile`: a temporary
+ * file is written and fsynced, the current file becomes `FILE.prev` (the previous generation), the
  * temporary file is renamed into place and the directory fsynced. A failed write removes its
  * temporary file; the first read removes what an interrupted run left (`FILE.*.tmp`).
  */
@@ -105,28 +92,14 @@ export function replayStateFile(file: string): ReplayStore {
       return to;
     },
     async write(data) {
-      // A new file at a name no one can guess, never one that is there: in a shared directory
-      // (--replay-state /tmp/…) another user could put a symlink at a predictable name ('w' would
-      // follow it and overwrite its target with our privileges) or a file we may not remove
-      // (every save would fail).
-      const tmp = `${file}.${process.pid}.${randomBytes(8).toString('hex')}.tmp`;
-      try {
-        const fh = await open(tmp, 'wx', 0o600);
-        try {
-          await fh.writeFile(data);
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
-        await rename(file, prev).catch((err: NodeJS.ErrnoException) => {
-          if (err.code !== 'ENOENT') throw err;
-        });
-        await rename(tmp, file);
-      } catch (err) {
-        await rm(tmp, { force: true });
-        throw err;
-      }
-      await fsyncDir(dirname(file));
+      // replaceFile's temporary file has a name no one can guess and is created new: in a shared
+      // directory (--replay-state /tmp/…) another user's symlink is never followed.
+      await replaceFile(file, data, {
+        beforeRename: () =>
+          rename(file, prev).catch((err: NodeJS.ErrnoException) => {
+            if (err.code !== 'ENOENT') throw err;
+          }),
+      });
     },
   };
 }

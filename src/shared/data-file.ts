@@ -5,7 +5,10 @@
  * file is no error; one that is there but cannot be read or used is refused in one line naming
  * it and the way out, never taken for "none" silently.
  */
+import { randomBytes } from 'node:crypto';
+import { closeSync, fchmodSync, fsyncSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { open, readFile, rename, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { CodedError } from './errors.js';
 
 /** A data-directory file that is there but unusable: `FILE: damaged (WHY); delete it to FIX`. */
@@ -54,24 +57,100 @@ export async function writeDataFile(file: string, value: unknown): Promise<void>
   await replaceFile(file, `${JSON.stringify(value)}\n`);
 }
 
+/** How `replaceFile` writes: the file's mode (0600 unless said), and a step just before the rename. */
+export interface ReplaceOptions {
+  /** The new file's mode, set exactly (the umask does not narrow or widen it); 0600 by default. */
+  mode?: number;
+  /** Runs after the data is synced, before the rename (replay state keeps a previous generation). */
+  beforeRename?: () => Promise<void>;
+}
+
 /**
- * Replace `file` with `text` whole or not at all: a temporary file beside it (0600), synced, then
- * renamed over it; the temporary file is removed when a step fails, and the error goes on.
+ * The temporary file beside `file`: a name no one can guess, created new (O_EXCL), so in a shared
+ * directory (an output file in /tmp, `--replay-state /tmp/…`) another user's symlink at a
+ * predictable name is never followed and a file another user left there cannot block the write.
+ * It ends in `.tmp` after `FILE.`: what a crash leaves can be swept by that pattern.
  */
-export async function replaceFile(file: string, text: string): Promise<void> {
-  const tmp = `${file}.${process.pid}.tmp`;
+function tempBeside(file: string): string {
+  return `${file}.${process.pid}.${randomBytes(8).toString('hex')}.tmp`;
+}
+
+/**
+ * Replace `file` with `data` whole or not at all: a new temporary file beside it (`mode`, 0600 by
+ * default), written and synced, then renamed over it, and the directory synced so the rename
+ * survives a power cut; the temporary file is removed when a step fails, and the error goes on.
+ * `replaceFileSync` is the same for callers that cannot wait (a save on exit).
+ */
+export async function replaceFile(
+  file: string,
+  data: string | Uint8Array,
+  { mode = 0o600, beforeRename }: ReplaceOptions = {},
+): Promise<void> {
+  const tmp = tempBeside(file);
   try {
-    const fh = await open(tmp, 'w', 0o600);
+    const fh = await open(tmp, 'wx', mode);
     try {
-      await fh.writeFile(text);
+      await fh.chmod(mode);
+      await fh.writeFile(data);
       await fh.sync();
     } finally {
       await fh.close();
     }
+    await beforeRename?.();
     await rename(tmp, file);
   } catch (err) {
     await rm(tmp, { force: true });
     throw err;
+  }
+  await syncDir(dirname(file));
+}
+
+export function replaceFileSync(
+  file: string,
+  data: string | Uint8Array,
+  { mode = 0o600 }: Omit<ReplaceOptions, 'beforeRename'> = {},
+): void {
+  const tmp = tempBeside(file);
+  try {
+    const fd = openSync(tmp, 'wx', mode);
+    try {
+      fchmodSync(fd, mode);
+      writeFileSync(fd, data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+  syncDirSync(dirname(file));
+}
+
+/** fsync a directory so a rename in it survives a power cut (best effort: not every FS allows it). */
+export async function syncDir(dir: string): Promise<void> {
+  try {
+    const fh = await open(dir, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    // not every file system allows fsync on a directory
+  }
+}
+
+export function syncDirSync(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(dir, 'r');
+    fsyncSync(fd);
+  } catch {
+    // not every file system allows fsync on a directory
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }
 

@@ -1,15 +1,9 @@
 import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import {
-  checkSqliteFile,
-  fsyncDir,
-  isDamageError,
-  markerPath,
-  readMarker,
-  writeMarker,
-} from './integrity.js';
+import { checkSqliteFile, isDamageError, markerPath, readMarker, writeMarker } from './integrity.js';
 import { StoreError } from './types.js';
+import { syncDirSync as fsyncDir } from '../shared/data-file.js';
 
 /**
  * `ladder store backup | restore | check` for a SQLite store, on SQLite's online backup API: a

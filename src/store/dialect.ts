@@ -6,7 +6,7 @@ import { PostgresDialect, SqliteDialect, type Dialect } from 'kysely';
 import type { StoreHealth } from './health.js';
 import { accessHint, checkNotLost, openFailure } from './integrity.js';
 import { postgresPool, type PoolOptions, type StatsPool } from './pg-pool.js';
-import { StoreError } from './types.js';
+import { PG_URL_UNREADABLE, StoreError } from './types.js';
 
 export { postgresPool };
 
@@ -36,6 +36,33 @@ export function parseStoreLocation(spec: string | undefined, dataDir: string): S
   return { kind: 'sqlite', path: resolve(path) };
 }
 
+/**
+ * True when a PostgreSQL URL has a '@' where none can stand as written (in the database name,
+ * a query parameter's name or the fragment): a user name or password with a raw '/', '?' or '#',
+ * which a URL parser ends the host part at. node-postgres would then connect to what it reads as
+ * the host and port, the password's first digits taken for the port (and shown in the refusal:
+ * `connect ECONNREFUSED 127.0.0.1:4242`), or fail on a port that is no number. Refused before any
+ * connection, as the unparsable case is: one line that says to percent-encode.
+ */
+export function userinfoNotEncoded(url: string): boolean {
+  const rest = url.replace(/^postgres(?:ql)?:\/\//i, '');
+  const end = rest.search(/[/?#]/);
+  if (end < 0) return false;
+  const hash = rest.indexOf('#', end);
+  const fragment = hash < 0 ? '' : rest.slice(hash + 1);
+  const beforeHash = hash < 0 ? rest : rest.slice(0, hash);
+  const q = beforeHash.indexOf('?', end);
+  const path = q < 0 ? beforeHash.slice(end) : beforeHash.slice(end, q);
+  const names =
+    q < 0
+      ? []
+      : beforeHash
+          .slice(q + 1)
+          .split('&')
+          .map((pair) => pair.split('=')[0]!);
+  return [path, fragment, ...names].some((part) => part.includes('@'));
+}
+
 export interface OpenedDialect {
   kind: StoreLocation['kind'];
   dialect: Dialect;
@@ -50,6 +77,7 @@ export function createDialect(
   pool: Omit<PoolOptions, 'health'> = {},
 ): OpenedDialect {
   if (loc.kind === 'postgres') {
+    if (userinfoNotEncoded(loc.url)) throw new StoreError('STORE_OPEN_FAILED', `store: ${PG_URL_UNREADABLE}`);
     // pg is loaded for a PostgreSQL store only: it costs a SQLite server megabytes of memory.
     const p = postgresPool(loc.url, { ...pool, health });
     return { kind: 'postgres', dialect: new PostgresDialect({ pool: p }), pool: p };

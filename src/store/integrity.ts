@@ -1,18 +1,8 @@
-import {
-  accessSync,
-  closeSync,
-  constants as fsConstants,
-  fsyncSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeSync,
-} from 'node:fs';
+import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { StoreError } from './types.js';
+import { replaceFileSync } from '../shared/data-file.js';
 import { ladderCommand } from '../shared/invocation.js';
 
 /**
@@ -77,41 +67,18 @@ export function readMarker(dbPath: string): StoreMarker | undefined {
   }
 }
 
-/** Write (or replace) the marker atomically: temp file, fsync, rename, fsync of the directory. */
+/** Write (or replace) the marker whole or not at all (`replaceFileSync`: temp, fsync, rename). */
 export function writeMarker(dbPath: string, marker: StoreMarker): void {
   const file = markerPath(dbPath);
-  const tmp = `${file}.${process.pid}.tmp`;
+  // Only these two fields: callers may pass the whole settings (the API prefix is a secret).
+  const { serverId, createdTimestampMs } = marker;
   try {
-    const fd = openSync(tmp, 'w', 0o600);
-    try {
-      // Only these two fields: callers may pass the whole settings (the API prefix is a secret).
-      const { serverId, createdTimestampMs } = marker;
-      writeSync(fd, `${JSON.stringify({ serverId, createdTimestampMs })}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, file);
-    fsyncDir(dirname(file));
+    replaceFileSync(file, `${JSON.stringify({ serverId, createdTimestampMs })}\n`);
   } catch (err) {
-    rmSync(tmp, { force: true });
     throw new StoreError(
       'STORE_OPEN_FAILED',
       `store: cannot write ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
     );
-  }
-}
-
-/** fsync a directory so a rename in it survives a power cut (best effort: not every FS allows it). */
-export function fsyncDir(dir: string): void {
-  let fd: number | undefined;
-  try {
-    fd = openSync(dir, 'r');
-    fsyncSync(fd);
-  } catch {
-    // some filesystems refuse fsync on a directory
-  } finally {
-    if (fd !== undefined) closeSync(fd);
   }
 }
 

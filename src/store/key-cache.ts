@@ -1,4 +1,5 @@
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { replaceFileSync } from '../shared/data-file.js';
 import type { RuntimeKey } from '../shared/control.js';
 import { StoreError } from './types.js';
 
@@ -8,7 +9,8 @@ export type CachedKey = RuntimeKey & { port: number };
 /**
  * The last key set a node applied, kept in its data directory (`keys-cache.json`) so a node that
  * starts while PostgreSQL is down can serve the keys it knew (revocations included: a removed key
- * is not in it). It holds secrets: owner-only (0600), written whole or not at all (temp + rename).
+ * is not in it). It holds secrets: owner-only (0600), written whole or not at all
+ * (`replaceFileSync`).
  */
 export interface KeyCache {
   version: 1;
@@ -21,20 +23,7 @@ export interface KeyCache {
 export const KEY_CACHE_FILE = 'keys-cache.json';
 
 export function saveKeyCache(path: string, cache: Omit<KeyCache, 'version'>): void {
-  const tmp = `${path}.tmp`;
-  const fd = openSync(tmp, 'w', 0o600);
-  try {
-    writeSync(fd, JSON.stringify({ version: 1, ...cache }));
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  try {
-    renameSync(tmp, path);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
+  replaceFileSync(path, JSON.stringify({ version: 1, ...cache }));
 }
 
 function damagedCache(path: string, why: string): StoreError {

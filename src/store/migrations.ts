@@ -2,7 +2,7 @@ import { Migrator, PostgresAdapter, sql, type Kysely, type Migration, type Migra
 import { isStoreUnavailable } from './health.js';
 import { STORE_TABLES } from './integrity.js';
 import type { Database } from './schema.js';
-import { StoreError } from './types.js';
+import { PG_URL_UNREADABLE, StoreError } from './types.js';
 
 /**
  * Schema migrations, kept in code (no directory scan) so they ship inside dist/ and run the same on
@@ -316,7 +316,6 @@ function refusalHint(error: unknown): string {
     return 'the database refused the login (check the user and password in the store URL)';
   if (code === '3D000') return 'no such database (create it, or fix its name in the store URL)';
   // node-postgres could not parse the URL (its error leaves the URL out): most often a raw character.
-  if (code === 'ERR_INVALID_URL')
-    return 'the PostgreSQL URL cannot be read (percent-encode a / ? # @ or space in its user or password: %2F %3F %23 %40 %20)';
+  if (code === 'ERR_INVALID_URL') return PG_URL_UNREADABLE;
   return 'cannot prepare the database';
 }

@@ -1,6 +1,10 @@
 import type { UsageSink } from '../shared/control.js';
 import { CodedError } from '../shared/errors.js';
 
+/** Why a PostgreSQL URL is refused unread (node-postgres cannot parse it, or would misread it). */
+export const PG_URL_UNREADABLE =
+  'the PostgreSQL URL cannot be read (percent-encode a / ? # @ or space in its user or password: %2F %3F %23 %40 %20)';
+
 /** How a key's data limit is counted: a trailing 30-day total (Outline) or a calendar period (UTC). */
 export type LimitPeriod = 'rolling30d' | 'daily' | 'weekly' | 'monthly';
 export const LIMIT_PERIODS: readonly LimitPeriod[] = ['rolling30d', 'daily', 'weekly', 'monthly'];

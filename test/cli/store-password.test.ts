@@ -7,12 +7,16 @@
  * it or dropped the whole URL; a raw '&' in a `?password=` value hid only what came before it.
  * node-postgres refuses a URL it cannot parse without echoing it
  * (it redacts the URL in its error); the refusal now says what to do instead of "Invalid URL".
+ * One it can parse but would misread (a password starting with digits, then a raw '/': read as the
+ * port) is refused the same way before any connection (its refusal showed the digits).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { hideArgvSecrets, hideStorePassword } from '../../src/cli/argv-secrets.js';
 import { describeStore, storeFlags, withoutPassword } from '../../src/cli/banner-text.js';
+import { userinfoNotEncoded } from '../../src/store/dialect.js';
 import { parseStoreLocation } from '../../src/store/index.js';
+import { PG_URL_UNREADABLE } from '../../src/store/types.js';
 import { runLadder } from '../helpers/ladder-run.js';
 
 /** Passwords with each awkward character between two marked halves, and all of them at once. */
@@ -84,21 +88,46 @@ test('an ordinary URL keeps its shape: only the password is replaced', () => {
     assert.equal(hideStorePassword(none), undefined, none);
 });
 
-test('a URL node-postgres cannot parse: one line that says to percent-encode, without the URL', async () => {
-  // (Each is read as a port that is no number: no shape that sends node-postgres to a named host.)
-  for (const pw of ['Hid1/Hid2', 'Hid1#Hid2', 'Hid1?Hid2', 'Hid1/#@:?% Hid2']) {
-    const url = `postgres://ladder:${pw}@127.0.0.1:1/ladder`;
-    const r = await runLadder(['nodes', '--store', url, 'list'], { killAfterMs: 20_000 });
-    assert.notEqual(r.code, 0, r.stderr);
-    assert.doesNotMatch(r.stdout + r.stderr, SHOWN);
-    const lines = r.stderr
-      .trim()
-      .split('\n')
-      .filter((l) => !l.startsWith('ladder: warning:'));
-    assert.equal(lines.length, 1, r.stderr);
-    assert.match(
-      lines[0]!,
-      /^ladder: store: the PostgreSQL URL cannot be read \(percent-encode a \/ \? # @ or space in its user or password: %2F %3F %23 %40 %20\)/,
-    );
-  }
+test('a URL node-postgres cannot parse or would misread: one line that says to percent-encode, without the URL', async () => {
+  // A raw '/', '?' or '#' in the password ends the host part for a URL parser: a password starting
+  // with digits was read as the port (user localhost: node-postgres connected to it, and its
+  // refusal said `connect ECONNREFUSED 127.0.0.1:4242`); now refused before any connection.
+  for (const user of ['ladder', 'localhost'])
+    for (const pw of [
+      'Hid1/Hid2',
+      'Hid1#Hid2',
+      'Hid1?Hid2',
+      'Hid1/#@:?% Hid2',
+      '4242/Hid2',
+      '4242?Hid2',
+      '4242#Hid2',
+    ]) {
+      const url = `postgres://${user}:${pw}@127.0.0.1:1/ladder`;
+      const r = await runLadder(['nodes', '--store', url, 'list'], { killAfterMs: 20_000 });
+      assert.notEqual(r.code, 0, r.stderr);
+      assert.doesNotMatch(r.stdout + r.stderr, SHOWN, url);
+      const lines = r.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => !l.startsWith('ladder: warning:'));
+      assert.deepEqual(lines, [`ladder: store: ${PG_URL_UNREADABLE}`], url);
+    }
+});
+
+test('a URL whose only @ is its user information, or one in a query value, is read as before', () => {
+  for (const ok of [
+    'postgres://u:p@db/x',
+    'postgres://u:p%2F1@db:5432/x?sslmode=require',
+    'postgres://u@db/x?password=a@b&application_name=me@host',
+    'postgres://db/x',
+    'postgres:///x?host=/run/pg',
+  ])
+    assert.equal(userinfoNotEncoded(ok), false, ok);
+  for (const bad of [
+    'postgres://u:12/3@db/x',
+    'postgres://u:12?3@db/x',
+    'postgres://u:12#3@db/x',
+    'postgres://u:1@2/3@db/x',
+  ])
+    assert.equal(userinfoNotEncoded(bad), true, bad);
 });

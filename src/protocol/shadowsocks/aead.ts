@@ -3,7 +3,9 @@ import { ByteQueue } from './byte-queue.js';
 import { poolRandomBytes } from './random-pool.js';
 import {
   cipher,
+  MAX_PAYLOAD,
   SIP004_BAD_LENGTH,
+  TAG,
   SIP004_WRONG_KEY,
   type ChunkDecoder,
   type ChunkEncoder,
@@ -20,8 +22,7 @@ import { checkSalt, type AeadMethod } from './methods.js';
 const SALT_IN_PLACE = process.env.LADDER_SALT_IN_PLACE !== '0';
 
 /** SIP004: the largest payload one chunk may carry. */
-export const MAX_PAYLOAD = 0x3fff;
-const TAG = 16;
+export { MAX_PAYLOAD };
 
 /**
  * One direction of an AEAD session: a subkey and a 12-byte little-endian counter nonce that

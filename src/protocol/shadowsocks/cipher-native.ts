@@ -13,12 +13,10 @@ import type {
   CipherBackend,
   SessionCipher,
 } from './cipher-types.js';
-import { SIP004_BAD_LENGTH, SIP004_WRONG_KEY } from './cipher-types.js';
+import { MAX_PAYLOAD, SIP004_BAD_LENGTH, SIP004_WRONG_KEY, TAG } from './cipher-types.js';
 import type { AeadMethod } from './methods.js';
 import { NATIVE_METHOD, nativeAddon, type NativeAddon } from './native.js';
 
-const MAX_PAYLOAD = 0x3fff; // SIP004's chunk limit, the default framing
-const TAG = 16;
 const ZERO_NONCE = new Uint8Array(12);
 const NO_KEY = new Uint8Array(0);
 

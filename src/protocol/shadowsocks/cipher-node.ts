@@ -21,9 +21,8 @@ import type {
   CipherBackend,
   SessionCipher,
 } from './cipher-types.js';
+import { MAX_PAYLOAD, TAG } from './cipher-types.js';
 
-const MAX_PAYLOAD = 0x3fff; // SIP004's chunk limit, the default framing
-const TAG = 16;
 const NONCE = 12;
 const ZERO_NONCE = new Uint8Array(NONCE);
 const SS_SUBKEY_INFO = Buffer.from('ss-subkey');

@@ -129,6 +129,10 @@ export interface CipherBackend {
   sip004Open?(method: AeadMethod, masterKey: Uint8Array, head: Uint8Array): ChunkDecoder | Sip004Refusal;
 }
 
+/** SIP004's chunk limit (the default framing) and the AEAD tag every method here appends. */
+export const MAX_PAYLOAD = 0x3fff;
+export const TAG = 16;
+
 /** sip004Open's answers other than a decoder. */
 export const SIP004_WRONG_KEY = 0;
 export const SIP004_BAD_LENGTH = 2;

@@ -13,7 +13,7 @@ import { nodeCipher } from './cipher-node.js';
 import { createNativeCipher } from './cipher-native.js';
 
 export type * from './cipher-types.js';
-export { SIP004_BAD_LENGTH, SIP004_WRONG_KEY } from './cipher-types.js';
+export { MAX_PAYLOAD, SIP004_BAD_LENGTH, SIP004_WRONG_KEY, TAG } from './cipher-types.js';
 
 let nativeCipher: CipherBackend | undefined; // built once: native.ts loads the addon only once
 

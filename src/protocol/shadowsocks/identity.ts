@@ -21,10 +21,30 @@ function requireIdentity(method: Aead2022Method): void {
 }
 
 /**
- * Client side, TCP (SIP023): one identity header per identity key, outermost first.
+ * One identity header per identity key, outermost first: header n is `seal(iPSK_n, hash)`, where
+ * hash is blake3(next key)[0..16] (a new Buffer the caller may change) and "next key" is
+ * iPSK_{n+1}, or the user PSK after the last identity key.
+ */
+function identityHeaders(
+  method: Aead2022Method,
+  identityKeys: readonly Uint8Array[],
+  userKey: Uint8Array,
+  seal: (ipsk: Uint8Array, nextHash: Buffer) => Buffer,
+): Buffer {
+  if (identityKeys.length === 0) return Buffer.alloc(0);
+  requireIdentity(method);
+  const out = Buffer.allocUnsafe(identityKeys.length * IDENTITY_HEADER_SIZE);
+  identityKeys.forEach((ipsk, i) => {
+    checkKeySize(method, ipsk, `identity key ${i + 1}`);
+    seal(ipsk, pskHash(identityKeys[i + 1] ?? userKey)).copy(out, i * IDENTITY_HEADER_SIZE);
+  });
+  return out;
+}
+
+/**
+ * Client side, TCP (SIP023):
  *   identity_subkey = derive_key("shadowsocks 2022 identity subkey", iPSK_n || salt)
  *   header_n        = AES-ECB(identity_subkey, blake3(next key)[0..16])
- * where "next key" is iPSK_{n+1}, or the user PSK after the last identity key.
  */
 export function tcpIdentityHeaders(
   method: Aead2022Method,
@@ -32,18 +52,9 @@ export function tcpIdentityHeaders(
   userKey: Uint8Array,
   salt: Uint8Array,
 ): Buffer {
-  if (identityKeys.length === 0) return Buffer.alloc(0);
-  requireIdentity(method);
-  const out = Buffer.allocUnsafe(identityKeys.length * IDENTITY_HEADER_SIZE);
-  identityKeys.forEach((ipsk, i) => {
-    checkKeySize(method, ipsk, `identity key ${i + 1}`);
-    const next = identityKeys[i + 1] ?? userKey;
-    aesEncryptBlock(method, deriveIdentitySubkey(ipsk, salt), pskHash(next)).copy(
-      out,
-      i * IDENTITY_HEADER_SIZE,
-    );
-  });
-  return out;
+  return identityHeaders(method, identityKeys, userKey, (ipsk, next) =>
+    aesEncryptBlock(method, deriveIdentitySubkey(ipsk, salt), next),
+  );
 }
 
 /**
@@ -56,16 +67,10 @@ export function udpIdentityHeaders(
   userKey: Uint8Array,
   separateHeader: Uint8Array,
 ): Buffer {
-  if (identityKeys.length === 0) return Buffer.alloc(0);
-  requireIdentity(method);
-  const out = Buffer.allocUnsafe(identityKeys.length * IDENTITY_HEADER_SIZE);
-  identityKeys.forEach((ipsk, i) => {
-    checkKeySize(method, ipsk, `identity key ${i + 1}`);
-    const plain = pskHash(identityKeys[i + 1] ?? userKey);
-    for (let j = 0; j < 16; j++) plain[j]! ^= separateHeader[j]!;
-    aesEncryptBlock(method, ipsk, plain).copy(out, i * IDENTITY_HEADER_SIZE);
+  return identityHeaders(method, identityKeys, userKey, (ipsk, next) => {
+    for (let j = 0; j < 16; j++) next[j]! ^= separateHeader[j]!;
+    return aesEncryptBlock(method, ipsk, next);
   });
-  return out;
 }
 
 export interface IdentityEntry<U> {
