@@ -23,6 +23,8 @@
  *            stat's context switches, migrations, page faults and wake-ups per connection;
  *            --perf-event EV records every EV instead (e.g. sched:sched_switch: where each
  *            process blocks or is preempted); --perf-syscalls adds counts of the system calls of the short path, which cost time),
+ *            --batch (both processes, every thread, SCHED_BATCH before the warm-up: a woken
+ *            batch task does not preempt the task that woke it),
  *            --libev (measure ss-local + ss-server instead, the reference),
  *            --floor (measure bench/floor-relay.ts instead: Node sockets, no crypto, no Ladder)
  */
@@ -327,6 +329,9 @@ async function main(): Promise<void> {
   const echo = await startEcho();
   const { server, client } = await startPair(`bench-${randomBytes(8).toString('hex')}`);
   try {
+    if (argv.includes('--batch'))
+      for (const p of [client, server])
+        execFileSync('chrt', ['-b', '-a', '-p', '0', String(p.pid)], { stdio: 'pipe' });
     log(`warm-up: ${warm} connections`);
     // Under valgrind on a loaded machine an exchange can pass its 10 s limit; a few such are
     // tolerated (and reported), not a broken stack.
