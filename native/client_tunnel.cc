@@ -8,10 +8,9 @@
 //       ip: an IPv4 or IPv6 literal; timeoutMs >= 1: the connect's time budget.
 //       atOnce: when connect(2) returns with the connection established (TCP_INFO; on loopback
 //       the kernel runs the handshake inside the call), relayPair is called inside this call, so
-//       the first write leaves with the connect: no EPOLLOUT watch, no timer, no wake-up, and the
-//       server, woken by the accept, finds the first bytes there (else it reads EAGAIN and sleeps
-//       once more). onFail(0, 2) may then be called before tunnelConnect returns, and so may the
-//       relay's onClose (a write failing at once).
+//       the first write leaves with the connect: no EPOLLOUT watch, no timer, no loop turn (four
+//       system calls fewer). onFail(0, 2) may then be called before tunnelConnect returns, and so
+//       may the relay's onClose (a write failing at once).
 //       relayPair: the addon's relayPair; args: an array of its arguments, args[0] a placeholder
 //       for the server's descriptor. Once connected, relayPair(...args[0..8]) is called from
 //       here with args[0] = the connected descriptor (TCP_NODELAY), and what it returns (the

@@ -70,6 +70,7 @@ export interface NativeAddon {
   udpOpen(method: number, masterKey: Uint8Array, packet: Uint8Array, out?: Uint8Array): Buffer | number;
   /** glibc mallopt thresholds (native/common.cc); absent in builds before it was added. */
   tuneHeap?(trimBytes: number, mmapBytes: number): boolean;
+  /** Every thread SCHED_BATCH (native/sched.cc); absent in builds before it was added. */
   schedBatch?(): number;
 }
 
