@@ -22,7 +22,8 @@
         "native/thread_poll.cc",
         "native/socks5_front.cc",
         "native/app_conn.cc",
-        "native/client_tunnel.cc"
+        "native/client_tunnel.cc",
+        "native/sched.cc"
       ],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags": ["-O2", "-fvisibility=hidden", "-Wall", "-Wextra"],

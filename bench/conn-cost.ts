@@ -20,6 +20,13 @@
  *            Ladder process, e.g. --client-env LADDER_NATIVE_RELAY=1),
  *            --client-arg ARG (repeatable: appended to Ladder's client command line, e.g.
  *            --client-arg --rules --client-arg rules.txt for a client with routing rules),
+ *            --perf DIR (perf record -g of each process's kernel and user stacks during the
+ *            measured connections into DIR/perf.client.data and DIR/perf.server.data, and perf
+ *            stat's context switches, migrations, page faults and wake-ups per connection;
+ *            --perf-event EV records every EV instead (e.g. sched:sched_switch: where each
+ *            process blocks or is preempted); --perf-syscalls adds counts of the system calls of the short path, which cost time),
+ *            --batch (both processes, every thread, SCHED_BATCH before the warm-up: a woken
+ *            batch task does not preempt the task that woke it),
  *            --libev (measure ss-local + ss-server instead, the reference),
  *            --floor (measure bench/floor-relay.ts instead: Node sockets, no crypto, no Ladder)
  */
@@ -49,6 +56,8 @@ const entry = opt('--entry', join(REPO_ROOT, 'dist', 'cli', 'main.js'));
 const profDir = argv.includes('--prof') ? opt('--prof', '') : undefined;
 /** --strace: count the system calls each process makes during the measured connections. */
 const strace = argv.includes('--strace');
+/** --perf DIR: perf record + perf stat of both processes during the measured connections. */
+const perfDir = argv.includes('--perf') ? opt('--perf', '') : undefined;
 /** --libev: the same measurements of ss-local + ss-server (shadowsocks-libev), for reference. */
 const libev = argv.includes('--libev');
 /** --floor: bench/floor-relay.ts (two Node processes relaying with no crypto), Node's own floor. */
@@ -164,6 +173,27 @@ function cpu(pid: number): { user: number; sys: number } {
 }
 
 /**
+ * Context switches of a process so far, summed over its threads (/proc/PID/task/TID/status):
+ * voluntary (it blocked: a wait for events) and involuntary (preempted, e.g. by the task its own
+ * send woke on this 2-core machine).
+ */
+function switches(pid: number): { vol: number; invol: number } {
+  let vol = 0;
+  let invol = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let status: string;
+    try {
+      status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+    } catch {
+      continue; // the thread ended meanwhile
+    }
+    vol += Number(/^voluntary_ctxt_switches:\s*(\d+)/m.exec(status)?.[1] ?? 0);
+    invol += Number(/^nonvoluntary_ctxt_switches:\s*(\d+)/m.exec(status)?.[1] ?? 0);
+  }
+  return { vol, invol };
+}
+
+/**
  * Instructions (Ir) callgrind counted in `pid` since the last zeroing: dump (one file per thread,
  * --separate-threads), read the totals. `busiest` is the thread with the most: the event loop that
  * runs the connections (the client's main thread, the server's data-plane worker); `all` adds
@@ -208,6 +238,83 @@ async function straceCount(pid: number, name: string): Promise<{ stop(): Promise
   };
 }
 
+/**
+ * The perf stat events counted with --perf (software events and tracepoints, no PMU needed); the
+ * system-call tracepoints only with --perf-syscalls (each adds kernel time to every call it counts,
+ * which the profile would then show).
+ */
+const PERF_EVENTS = ['context-switches', 'cpu-migrations', 'page-faults', 'sched:sched_wakeup'];
+const PERF_SYSCALLS = [
+  'syscalls:sys_enter_epoll_wait',
+  'syscalls:sys_enter_epoll_pwait',
+  'syscalls:sys_enter_epoll_ctl',
+  'syscalls:sys_enter_recvfrom',
+  'syscalls:sys_enter_futex',
+  'syscalls:sys_enter_madvise',
+  'syscalls:sys_enter_mprotect',
+  'syscalls:sys_enter_shutdown',
+  'syscalls:sys_enter_accept4',
+  'syscalls:sys_enter_sendto',
+  'syscalls:sys_enter_write',
+];
+
+/** perf record -g and perf stat of `pid` (every thread) into perfDir; stop() ends both. */
+async function perfOf(pid: number, name: string): Promise<{ stop(): Promise<Map<string, number>> }> {
+  const dir = perfDir!;
+  const rec = spawn(
+    'perf',
+    [
+      'record',
+      '-q',
+      '-g',
+      '-e',
+      opt('--perf-event', 'cpu-clock'),
+      ...(argv.includes('--perf-event') ? ['-c', '1'] : ['-F', '4000']),
+      '-o',
+      join(dir, `perf.${name}.data`),
+      '-p',
+      String(pid),
+    ],
+    { stdio: 'ignore' },
+  );
+  const statFile = join(dir, `perf.${name}.stat`);
+  const stat = spawn(
+    'perf',
+    [
+      'stat',
+      '-x',
+      ',',
+      '-o',
+      statFile,
+      '-e',
+      [...PERF_EVENTS, ...(argv.includes('--perf-syscalls') ? PERF_SYSCALLS : [])].join(','),
+      '-p',
+      String(pid),
+    ],
+    {
+      stdio: 'ignore',
+    },
+  );
+  await new Promise((r) => setTimeout(r, 1000)); // attached
+  return {
+    async stop() {
+      await Promise.all(
+        [rec, stat].map((c) => {
+          const exited = new Promise((r) => c.once('exit', r));
+          c.kill('SIGINT');
+          return exited;
+        }),
+      );
+      const counts = new Map<string, number>();
+      for (const line of readFileSync(statFile, 'utf8').split('\n')) {
+        const f = line.split(',');
+        if (f.length >= 3 && /^\d+$/.test(f[0]!)) counts.set(f[2]!, Number(f[0]));
+      }
+      return counts;
+    },
+  };
+}
+
 async function main(): Promise<void> {
   if (callgrind && !which('valgrind')) throw new Error('valgrind not found (apt-get install valgrind)');
   if (!argv.includes('--entry') && !libev && !floor) currentDist(!argv.includes('--no-build'), log);
@@ -226,6 +333,9 @@ async function main(): Promise<void> {
   const echo = await startEcho();
   const { server, client } = await startPair(`bench-${randomBytes(8).toString('hex')}`);
   try {
+    if (argv.includes('--batch'))
+      for (const p of [client, server])
+        execFileSync('chrt', ['-b', '-a', '-p', '0', String(p.pid)], { stdio: 'pipe' });
     log(`warm-up: ${warm} connections`);
     // Under valgrind on a loaded machine an exchange can pass its 10 s limit; a few such are
     // tolerated (and reported), not a broken stack.
@@ -242,7 +352,11 @@ async function main(): Promise<void> {
     const traces = strace
       ? await Promise.all([straceCount(client.pid, 'client'), straceCount(server.pid, 'server')])
       : [];
+    const perfs = perfDir
+      ? await Promise.all([perfOf(client.pid, 'client'), perfOf(server.pid, 'server')])
+      : [];
     const c0 = { c: cpu(client.pid), s: cpu(server.pid) };
+    const w0 = { c: switches(client.pid), s: switches(server.pid) };
     const ms: number[] = [];
     log(`measuring: ${n} connections`);
     const failedBefore = failed;
@@ -252,6 +366,7 @@ async function main(): Promise<void> {
     }
     if (failed > 0) log(`${failed - failedBefore} of the measured exchanges (${failed} in all) timed out`);
     const c1 = { c: cpu(client.pid), s: cpu(server.pid) };
+    const w1 = { c: switches(client.pid), s: switches(server.pid) };
     const us = (a: number, b: number): string => (((b - a) * 1000) / n).toFixed(0);
     type Cpu = ReturnType<typeof cpu>;
     const per = (a: Cpu, b: Cpu): string =>
@@ -260,6 +375,12 @@ async function main(): Promise<void> {
       `${libev ? 'shadowsocks-libev' : floor ? 'no-crypto Node floor' : 'ladder'} ${method}, server --workers ${workers}, ${n} short connections to ${host} after ${warm} warm-up, ${callgrind ? 'under callgrind' : 'native'}`,
       `CPU µs per connection: client ${per(c0.c, c1.c)}, server ${per(c0.s, c1.s)}`,
       `median ms per connection: ${median(ms).toFixed(2)}`,
+      `context switches per connection (voluntary + involuntary): ${(['c', 's'] as const)
+        .map(
+          (k) =>
+            `${k === 'c' ? 'client' : 'server'} ${((w1[k].vol - w0[k].vol) / n).toFixed(2)} + ${((w1[k].invol - w0[k].invol) / n).toFixed(2)}`,
+        )
+        .join(', ')}`,
     ];
     if (callgrind) {
       const [ic, is] = [instructions(client.pid), instructions(server.pid)];
@@ -279,6 +400,15 @@ async function main(): Promise<void> {
           .join(', ')})`,
       );
     }
+    for (const [i, p] of perfs.entries()) {
+      const counts = await p.stop();
+      lines.push(
+        `${i === 0 ? 'client' : 'server'} perf stat per connection: ${[...counts]
+          .map(([k, v]) => `${k.replace(/^\w+:(sys_enter_)?/, '')} ${(v / n).toFixed(2)}`)
+          .join(', ')}`,
+      );
+    }
+    if (perfDir) lines.push(`perf data in ${perfDir} (perf report -i DIR/perf.client.data --no-children)`);
     console.log(lines.join('\n'));
   } finally {
     await Promise.all([client.stop(5000), server.stop(5000)]);

@@ -4,8 +4,13 @@
 // the server and the relay's start then happen here, on the loop, with no JS call until the
 // relay's first answer (onFirst) or its end, or until the connect fails (client/native-socks.ts).
 //
-//   tunnelConnect(ip, port, timeoutMs, relayPair, args, onFail) -> tunnel
+//   tunnelConnect(ip, port, timeoutMs, relayPair, args, onFail, atOnce?) -> tunnel
 //       ip: an IPv4 or IPv6 literal; timeoutMs >= 1: the connect's time budget.
+//       atOnce: when connect(2) returns with the connection established (TCP_INFO; on loopback
+//       the kernel runs the handshake inside the call), relayPair is called inside this call, so
+//       the first write leaves with the connect: no EPOLLOUT watch, no timer, no loop turn (four
+//       system calls fewer). onFail(0, 2) may then be called before tunnelConnect returns, and so
+//       may the relay's onClose (a write failing at once).
 //       relayPair: the addon's relayPair; args: an array of its arguments, args[0] a placeholder
 //       for the server's descriptor. Once connected, relayPair(...args[0..8]) is called from
 //       here with args[0] = the connected descriptor (TCP_NODELAY), and what it returns (the
@@ -183,7 +188,7 @@ void OnTimeout(uv_timer_t* h) {
 }  // namespace
 
 napi_value TunnelConnect(napi_env env, napi_callback_info info) {
-  const char* usage = "tunnelConnect(ip, port 1..65535, timeoutMs >= 1, relayPair, args, onFail)";
+  const char* usage = "tunnelConnect(ip, port 1..65535, timeoutMs >= 1, relayPair, args, onFail, atOnce?)";
   Args a(env, info);
   char ip[64];
   int32_t port = -1;
@@ -195,6 +200,11 @@ napi_value TunnelConnect(napi_env env, napi_callback_info info) {
       !a.Index(2, &timeout) || timeout < 1 || !a.Function(3) || napi_is_array(env, a[4], &is_array) != napi_ok ||
       !is_array || !a.Function(5) || napi_get_element(env, a[4], 1, &app) != napi_ok ||
       napi_get_value_int32(env, app, &app_fd) != napi_ok || app_fd < 0) {
+    Throw(env, usage);
+    return nullptr;
+  }
+  bool at_once = false;
+  if (a.Has(6) && !a.Undefined(6) && !a.Boolean(6, &at_once)) {
     Throw(env, usage);
     return nullptr;
   }
@@ -220,6 +230,23 @@ napi_value TunnelConnect(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   // From here the finalizer frees t (once it stopped and its timer closed).
+  if (at_once && Established(t->fd)) {
+    // Connected already: relay now (no watch, no timer; t never runs, cancel does nothing).
+    const int fd = t->fd;
+    t->fd = -1;
+    if (napi_create_reference(env, a[3], 1, &t->relay) != napi_ok ||
+        napi_create_reference(env, a[4], 1, &t->args) != napi_ok ||
+        napi_create_reference(env, a[5], 1, &t->on_fail) != napi_ok) {
+      close(fd);
+      DropRefs(t);
+      napi_throw_error(env, "ERR_LADDER_CONNECT", "cannot connect");
+      return nullptr;
+    }
+    StartRelay(t, fd);
+    DropRefs(t);
+    napi_type_tag_object(env, ext, &kTunnelTag);
+    return ext;
+  }
   uv_timer_init(uv, &t->timer);
   t->timer.data = t;
   t->timer_open = true;

@@ -11,6 +11,9 @@ namespace ladder {
 napi_value Available(napi_env env, napi_callback_info info);
 napi_value TuneHeap(napi_env env, napi_callback_info info);
 
+// sched.cc
+napi_value SchedBatch(napi_env env, napi_callback_info info);
+
 // stream_codec.cc
 napi_value Create(napi_env env, napi_callback_info info);
 napi_value CreateSalted(napi_env env, napi_callback_info info);

@@ -8,6 +8,7 @@
 //
 // The parts, each with its JS surface documented at its top:
 //   common.cc        the cipher table; available(method) -> boolean; tuneHeap(trim, mmap)
+//   sched.cc         schedBatch() (every thread SCHED_BATCH: LADDER_SCHED_BATCH=1)
 //   stream_codec.cc  create, createSession, encode, decode, decodeInPlace, seal, sealInto, open, sip004Open
 //   oneshot.cc       hkdfSha1, sealParts, openAt, udpSeal, udpOpen
 //   udp_sockets.cc   sendTo; sockShared, sockCreate, sockPort, sockSend, sockSendTo, sockClose
@@ -34,7 +35,8 @@
 // encoder from it and the salt: an older build would take it for a codec and refuse every relay), 7 relayPair's
 // decoder argument may be the master key with onFirst (the client's relay reads the server's salt; an older build
 // refuses it and every planned tunnel). The loader refuses any other number, so it changes only when the JS surface does.
-// tuneHeap was added without a new number: it is optional (the JS side calls it only when present).
+// tuneHeap and schedBatch were added without a new number: they are optional (the JS side calls them only when
+// present).
 #include "common.h"
 #include "exports.h"
 
@@ -49,6 +51,7 @@ napi_value Init(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       LADDER_EXPORT("available", Available),
       LADDER_EXPORT("tuneHeap", TuneHeap),
+      LADDER_EXPORT("schedBatch", SchedBatch),
       LADDER_EXPORT("create", Create),
       LADDER_EXPORT("createSalted", CreateSalted),
       LADDER_EXPORT("encode", Encode),

@@ -2,7 +2,7 @@ import { Command, type CommanderError } from 'commander';
 import { guardArgvSecrets } from './argv-secrets.js';
 import { commanderUsageError, EXIT, reportError } from './errors.js';
 import { loadCommands } from './commands/index.js';
-import { setNativeEnabled, tuneHeapForRelay } from '../protocol/shadowsocks/native.js';
+import { schedBatchForRelay, setNativeEnabled, tuneHeapForRelay } from '../protocol/shadowsocks/native.js';
 import { whenStarted } from '../shared/startup.js';
 import { envSwitch } from '../shared/env.js';
 
@@ -19,6 +19,9 @@ export async function main(argv: string[]): Promise<number> {
   // (the bench compares both). Applied once start-up is over, so the memory start-up freed goes
   // back to the system first (idle RSS) and only the relay's buffers are kept.
   else if (envSwitch('LADDER_HEAP_TUNE')) whenStarted(tuneHeapForRelay);
+  // LADDER_SCHED_BATCH=1 (off by default): every thread SCHED_BATCH once started (native.ts
+  // schedBatchForRelay; docs/benchmarks.md, "where the kernel time of a short connection goes").
+  if (process.env.LADDER_SCHED_BATCH === '1' && envSwitch('LADDER_NATIVE')) whenStarted(schedBatchForRelay);
   const program = new Command('ladder')
     .description('Censorship-resistant encrypted tunnel (Shadowsocks-compatible)')
     .version('0.1.0')

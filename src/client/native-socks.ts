@@ -88,6 +88,14 @@ export function nativeTunnelFromEnv(env: NodeJS.ProcessEnv = process.env): boole
 }
 
 /**
+ * A tunnel whose connect(2) returned connected (loopback) relays inside tunnelConnect: the first
+ * write leaves with the connect, with no wait for writability, unless LADDER_TUNNEL_AT_ONCE=0.
+ */
+export function tunnelAtOnceFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return envSwitch('LADDER_TUNNEL_AT_ONCE', env);
+}
+
+/**
  * The front accepts one connection per wake-up (native/socks5_front.cc `lean`: the accept4 that
  * would fail with EAGAIN is not made), unless LADDER_FRONT_LEAN=0.
  */
@@ -130,6 +138,7 @@ interface NativeTunnelConnect {
     relayPair: NativeRelay['relayPair'],
     args: TunnelArgs,
     onFail: (errno: number, why: number) => void,
+    atOnce?: boolean,
   ): object;
   tunnelConnectCancel(tunnel: object): void;
 }
@@ -197,6 +206,7 @@ export class NativeSocks {
   #salted = 0;
   readonly #rawHeader = rawHeaderFromEnv();
   readonly #nativeSalt = nativeSaltFromEnv();
+  readonly #atOnce = tunnelAtOnceFromEnv();
 
   /** `tunnel`: set raw SIP004 tunnels up in the addon (default: nativeTunnelFromEnv()). */
   constructor(
@@ -513,6 +523,8 @@ export class NativeSocks {
       return false;
     }
     let connected = false;
+    /** The tunnel is over (relay closed, or not started): inside tunnelConnect with atOnce. */
+    let gone = false;
     const first = (): void => {
       if (connected) return;
       connected = true;
@@ -533,7 +545,10 @@ export class NativeSocks {
       conn,
       decode,
       first,
-      () => this.#tunnels.delete(args),
+      () => {
+        gone = true;
+        this.#tunnels.delete(args);
+      },
       key ? () => args[9] : undefined,
     );
     args.push(onClose, 3, onFirst);
@@ -551,6 +566,7 @@ export class NativeSocks {
     };
     const onFail = (errno: number, why: number): void => {
       if (why === FAIL_RELAY) {
+        gone = true;
         this.#tunnels.delete(args);
         first();
         server.destroy();
@@ -562,10 +578,16 @@ export class NativeSocks {
     this.#tunnelled++;
     if (key) this.#salted++;
     try {
-      this.#tunnels.set(
+      const t = fns.tunnelConnect(
+        plan.ip,
+        plan.port,
+        plan.timeoutMs,
+        this.#fns.relayPair,
         args,
-        fns.tunnelConnect(plan.ip, plan.port, plan.timeoutMs, this.#fns.relayPair, args, onFail),
+        onFail,
+        this.#atOnce,
       );
+      if (!gone) this.#tunnels.set(args, t);
     } catch (err) {
       // Refused at once: with its errno (EADDRNOTAVAIL, EMFILE...), else the addon's own words.
       failed(thrownConnectError(err, plan.timeoutMs));

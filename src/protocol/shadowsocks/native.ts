@@ -70,6 +70,8 @@ export interface NativeAddon {
   udpOpen(method: number, masterKey: Uint8Array, packet: Uint8Array, out?: Uint8Array): Buffer | number;
   /** glibc mallopt thresholds (native/common.cc); absent in builds before it was added. */
   tuneHeap?(trimBytes: number, mmapBytes: number): boolean;
+  /** Every thread SCHED_BATCH (native/sched.cc); absent in builds before it was added. */
+  schedBatch?(): number;
 }
 
 /** The addon ABI this module speaks (native/module.cc exports it as abiVersion). */
@@ -181,6 +183,18 @@ export const RELAY_HEAP = { trimBytes: 128 * 1024 * 1024, mmapBytes: 1024 * 1024
 export function tuneHeapForRelay(): boolean {
   const a = nativeAddon();
   return a?.tuneHeap ? a.tuneHeap(RELAY_HEAP.trimBytes, RELAY_HEAP.mmapBytes) : false;
+}
+
+/**
+ * Every thread of this process SCHED_BATCH (schedBatch in native/sched.cc): a woken relay thread
+ * then does not preempt the task that woke it (fewer context switches per short connection on a
+ * shared CPU; a woken relay may wait for the running task's slice). Threads made later inherit
+ * it. The number of threads set; 0 when the addon is not in use or predates schedBatch, -errno on
+ * failure.
+ */
+export function schedBatchForRelay(): number {
+  const a = nativeAddon();
+  return a?.schedBatch ? a.schedBatch() : 0;
 }
 
 /** Why the addon is not in use (undefined when it is loaded, or not tried yet). */
