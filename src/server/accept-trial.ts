@@ -114,7 +114,7 @@ export class AcceptTrialKeys {
 
   /**
    * The key at `index` of the addon's list for a connection served without a PreTrial (the lean
-   * path, lean-conn.ts, which counts it with leanTrialUsed when it takes the connection);
+   * path, lean-path.ts, which counts it with leanTrialUsed when it takes the connection);
    * undefined when the walk must name it (a shared secret) or the list is stale.
    */
   keyAt(index: number): KeyEntry | undefined {

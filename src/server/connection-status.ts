@@ -9,7 +9,7 @@ import { isProtocolError } from '../protocol/errors.js';
 import { CONNECTION_STATUSES, type ConnectionStatus } from './events.js';
 import type { AnyKeyEntry } from './keys.js';
 
-/** What the server tracks of a connection it serves (connection.ts Connection, lean-conn.ts LeanConnection). */
+/** What the server tracks of a connection it serves (connection.ts Connection, lean-path.ts LeanConnection). */
 export interface ServedConnection {
   /** The key, once one authenticated the connection. */
   readonly key: AnyKeyEntry | undefined;

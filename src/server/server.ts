@@ -13,7 +13,7 @@ import type { Lookup } from './destination.js';
 import type { AuthEvent, ConnectionClosedEvent, ServerHooks } from './events.js';
 import { KeyRing, type KeyDelta, type RejectedKey } from './keys.js';
 import { acceptTrialFromEnv, AcceptTrialKeys } from './accept-trial.js';
-import { leanConnFromEnv, leanFirst } from './lean-conn.js';
+import { leanPathFromEnv, leanFirst } from './lean-path.js';
 import { nativeRelayFromEnv } from '../transport/native-handoff.js';
 import {
   listenNative,
@@ -150,10 +150,10 @@ export interface ServerOptions {
   lazyIdle?: boolean;
   /**
    * With the trial at the accept and the native dial: a connection whose key, IP target and salts
-   * the first read settles starts its relay with no NativeStream or Connection (lean-conn.ts).
-   * Default on unless LADDER_LEAN_CONN=0.
+   * the first read settles starts its relay with no NativeStream or Connection (lean-path.ts).
+   * Default on unless LADDER_LEAN_PATH=0.
    */
-  leanConn?: boolean;
+  leanPath?: boolean;
 }
 
 /**
@@ -187,7 +187,7 @@ export class ShadowsocksServer implements ServerControl {
   readonly #nativeHandshake: boolean;
   readonly #lazyIdle: boolean;
   readonly #acceptTrial: boolean;
-  readonly #leanConn: boolean;
+  readonly #leanPath: boolean;
   #accept: { listener: NativeListener; address: AddressInfo } | undefined;
   /** The keys the addon tries at the accept, when it does. */
   #trialKeys: AcceptTrialKeys | undefined;
@@ -250,8 +250,8 @@ export class ShadowsocksServer implements ServerControl {
       this.#ctx.nativeRelay !== undefined && (opts.nativeAccept ?? nativeAcceptFromEnv());
     // The lean path is the default path's shortcut: only with every part it replaces on.
     const c = this.#ctx;
-    this.#leanConn =
-      (opts.leanConn ?? leanConnFromEnv()) &&
+    this.#leanPath =
+      (opts.leanPath ?? leanPathFromEnv()) &&
       this.#acceptTrial &&
       this.#nativeHandshake &&
       this.#lazyIdle &&
@@ -458,7 +458,7 @@ export class ShadowsocksServer implements ServerControl {
     };
     try {
       const waitMs = this.#nativeHandshake ? this.idleMs : 0;
-      const lean = this.#leanConn
+      const lean = this.#leanPath
         ? leanFirst(
             this.#ctx,
             fns as typeof fns & NativeRelay,

@@ -293,7 +293,7 @@ export interface NativeStreamOwner {
 
 /**
  * A first call that may serve the connection without a NativeStream (the server's lean path,
- * server/lean-conn.ts): onConn's arguments when the addon made the key trial; true when it took
+ * server/lean-path.ts): onConn's arguments when the addon made the key trial; true when it took
  * the connection, false to go on as without it (nothing changed).
  */
 export type LeanFirst = (

@@ -16,7 +16,7 @@
  * dial (a FIN, reading on, then close) on a NativeStream made then.
  *
  * On by default with the native accept, trial, dial, encoder and the session 12 trims;
- * LADDER_LEAN_CONN=0 turns it off (read once per server).
+ * LADDER_LEAN_PATH=0 turns it off (read once per server).
  */
 import type { DialError } from './destination.js';
 import { isPrivateAddress } from './destination.js';
@@ -32,14 +32,14 @@ import type { ConnectionStatus } from './events.js';
 import type { KeyEntry } from './keys.js';
 import { connectFailed, nativeCloseStatus, type NativeRelay } from './native-relay.js';
 
-/** The lean path is on unless LADDER_LEAN_CONN=0. */
-export function leanConnFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return envSwitch('LADDER_LEAN_CONN', env);
+/** The lean path is on unless LADDER_LEAN_PATH=0. */
+export function leanPathFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return envSwitch('LADDER_LEAN_PATH', env);
 }
 
 /** Connections the lean path took on this thread (tests: the path is taken). */
 let served = 0;
-export function leanConnsServed(): number {
+export function leanPathServed(): number {
   return served;
 }
 

@@ -1,6 +1,6 @@
 /**
- * The lean path of a natively accepted SIP004 connection (LADDER_LEAN_CONN, on by default:
- * server/lean-conn.ts): the relay starts from the first call with no NativeStream or Connection.
+ * The lean path of a natively accepted SIP004 connection (LADDER_LEAN_PATH, on by default:
+ * server/lean-path.ts): the relay starts from the first call with no NativeStream or Connection.
  * Every case runs against a server with it on and one with it off (the control: connection.ts
  * on the same bytes), and must end the same: statuses, errnos, keys and trial counts, bytes,
  * usage (counted once), reactions (relayed bytes, a prompt FIN after a failed or refused dial,
@@ -17,7 +17,7 @@ import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
 import { nativeAvailable } from '../../src/protocol/shadowsocks/native.js';
 import { encodeAddress, toSocksAddress } from '../../src/protocol/socks5/address.js';
 import type { AuthEvent, ConnectionClosedEvent } from '../../src/server/events.js';
-import { leanConnFromEnv, leanConnsServed } from '../../src/server/lean-conn.js';
+import { leanPathFromEnv, leanPathServed } from '../../src/server/lean-path.js';
 import { ShadowsocksServer } from '../../src/server/server.js';
 import type { RuntimeKey } from '../../src/shared/control.js';
 import { silentLogger } from '../../src/shared/logger.js';
@@ -43,14 +43,14 @@ interface Run {
   usage: Map<string, [number, number]>;
 }
 
-async function startServer(leanConn: boolean, allowPrivateDestinations = true): Promise<Run> {
+async function startServer(leanPath: boolean, allowPrivateDestinations = true): Promise<Run> {
   const closed: ConnectionClosedEvent[] = [];
   const auth: AuthEvent[] = [];
   const usage = new Map<string, [number, number]>();
   const server = new ShadowsocksServer({
     keys: KEYS,
     allowPrivateDestinations,
-    leanConn,
+    leanPath,
     timeouts: { idleMs: IDLE_MS, connectMs: 2000 },
     logger: silentLogger,
     usage: {
@@ -115,12 +115,12 @@ describe(
     async function run(on: boolean) {
       const r = await startServer(on);
       const strict = await startServer(on, false);
-      const before = leanConnsServed();
+      const before = leanPathServed();
       try {
         // Relays: each key, twice from this address (recent), and a domain target.
         const replies = [await relay(r, KEYS[2]!, echo.port), await relay(r, KEYS[0]!, echo.port)];
         replies.push(await relay(r, KEYS[0]!, echo.port), await relay(r, KEYS[1]!, echo.port, 'localhost'));
-        const relayed = leanConnsServed() - before;
+        const relayed = leanPathServed() - before;
         // Refused or failed dials (a prompt FIN), a replay and a reflected salt (the idle FIN).
         const closedPort = await freePort();
         const data = randomBytes(20);
@@ -177,7 +177,7 @@ describe(
           x.closed.map((e) => `${e.status} ${e.keyId ?? '-'} ${e.errno ?? ''} ${e.bytesUp}/${e.bytesDown}`);
         return {
           relayed,
-          lean: leanConnsServed() - before,
+          lean: leanPathServed() - before,
           results: results.map(shape),
           closed: events(r).concat(events(strict)),
           auths: r.auth.concat(strict.auth).map((e) => `${e.keyId} tried ${e.keysTried} recent ${e.recent}`),
@@ -192,8 +192,8 @@ describe(
       }
     }
 
-    it('takes the path when on (LADDER_LEAN_CONN=0: off), and every outcome equals connection.ts’s', async () => {
-      assert.deepEqual([leanConnFromEnv({}), leanConnFromEnv({ LADDER_LEAN_CONN: '0' })], [true, false]);
+    it('takes the path when on (LADDER_LEAN_PATH=0: off), and every outcome equals connection.ts’s', async () => {
+      assert.deepEqual([leanPathFromEnv({}), leanPathFromEnv({ LADDER_LEAN_PATH: '0' })], [true, false]);
       const on = await run(true);
       const off = await run(false);
       // On: the three IP relays, the two failed dials and the first packet, the two kept open.
