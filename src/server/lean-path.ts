@@ -112,6 +112,11 @@ export class LeanConnection implements ServedConnection {
   start(codec: object, ip: string, port: number, initial: Buffer): void {
     const ctx = this.#ctx;
     const k = this.key;
+    if (this.#status !== undefined) {
+      // Aborted by a hook of its authentication (a key closed in it): no dial.
+      this.#fns.connClose(this.#id);
+      return this.#finalize();
+    }
     this.#fns.connRead(this.#id, false); // paused while dialling (NativeStream.pause)
     const salt = poolRandomBytes(k.method.saltSize);
     try {

@@ -21,7 +21,8 @@ import { leanPathFromEnv, leanPathServed } from '../../src/server/lean-path.js';
 import { ShadowsocksServer } from '../../src/server/server.js';
 import type { RuntimeKey } from '../../src/shared/control.js';
 import { silentLogger } from '../../src/shared/logger.js';
-import { nativeAccept } from '../../src/transport/native-stream.js';
+import { nativeAccept, nativeAcceptLive } from '../../src/transport/native-stream.js';
+import { nativeRelay } from '../../src/transport/native-sockets.js';
 import { freePort, startEcho, type TestServer } from '../helpers/net.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { openTestTunnel } from '../helpers/test-client.js';
@@ -189,6 +190,8 @@ describe(
       } finally {
         await r.server.close();
         await strict.server.close();
+        // Nothing left behind in the addon: no accepted connection, no relay.
+        assert.deepEqual([nativeAcceptLive(), nativeRelay()?.relayLive()], [0, 0]);
       }
     }
 
@@ -220,6 +223,39 @@ describe(
         assert.ok(statuses.includes(s), s);
       for (const p of on.results.filter((x) => x[0] !== 'first'))
         assert.deepEqual(p.slice(1, 3), [0, 'FIN'], String(p[0]));
+    });
+
+    it('a connection its authenticated hook closes (the key closed in it) is closed on both paths', async () => {
+      async function closedInHook(on: boolean): Promise<string> {
+        const closed: ConnectionClosedEvent[] = [];
+        const server: ShadowsocksServer = new ShadowsocksServer({
+          keys: KEYS,
+          allowPrivateDestinations: true,
+          leanPath: on,
+          timeouts: { idleMs: IDLE_MS, connectMs: 2000 },
+          logger: silentLogger,
+          hooks: {
+            onAuthenticated: (e) => void server.closeKeyConnections(e.keyId),
+            onConnectionClosed: (e) => closed.push(e),
+          },
+        });
+        const { port } = await server.listen({ port: 0, host: '127.0.0.1' });
+        try {
+          const p = await probe(
+            port,
+            'closed in the hook',
+            request(KEYS[0]!, '127.0.0.1', echo.port, randomBytes(8)),
+          );
+          await waitFor(() => closed.length === 1, { timeoutMs: 2000 });
+          return `${closed[0]!.status} ${closed[0]!.keyId} ${p.bytesBack} ${p.reaction} ${server.connectionCount}`;
+        } finally {
+          await server.close();
+          assert.deepEqual([nativeAcceptLive(), nativeRelay()?.relayLive()], [0, 0]);
+        }
+      }
+      const on = await closedInHook(true);
+      assert.equal(on, 'ERR_CLOSED k1 0 FIN 0');
+      assert.equal(await closedInHook(false), on);
     });
 
     it('a relay that a client leaves open ends at the idle timeout on both paths, with its bytes', async () => {
