@@ -461,7 +461,7 @@ export class ShadowsocksServer implements ServerControl {
       const lean = this.#leanPath
         ? leanFirst(
             this.#ctx,
-            fns as typeof fns & NativeRelay,
+            fns as typeof fns & NativeRelay, // one addon's exports: the accept's and the relay's
             (i) => this.#trialKeys?.keyAt(i),
             (c) => this.#track(c),
           )
