@@ -96,6 +96,7 @@ export class LeanConnection implements ServedConnection {
   authenticated(ip: string): void {
     const ctx = this.#ctx;
     target = this.key;
+    recentHit = false;
     const tried = ctx.keys.walk(ctx.keys.recentFor(ip), VISIT) ?? 0;
     target = undefined;
     this.#authAt = ctx.clock.now();
