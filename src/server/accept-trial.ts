@@ -39,6 +39,9 @@ let used = 0;
 export function acceptTrialsUsed(): number {
   return used;
 }
+export function leanTrialUsed(): void {
+  used++;
+}
 
 const NO_KEY = new Uint8Array(0);
 
@@ -107,6 +110,16 @@ export class AcceptTrialKeys {
       else seen.set(id, k);
     }
     this.#shared = shared;
+  }
+
+  /**
+   * The key at `index` of the addon's list for a connection served without a PreTrial (the lean
+   * path, lean-path.ts, which counts it with leanTrialUsed when it takes the connection);
+   * undefined when the walk must name it (a shared secret) or the list is stale.
+   */
+  keyAt(index: number): KeyEntry | undefined {
+    const key = this.#entries[index];
+    return key && !this.#shared.has(key) ? key : undefined;
   }
 
   /** The connection's PreTrial from the addon's result; undefined when it did not try. */

@@ -7,6 +7,17 @@ import type { PreTrial } from './accept-trial.js';
 import type { ConnectOnce } from './destination.js';
 import { isProtocolError } from '../protocol/errors.js';
 import { CONNECTION_STATUSES, type ConnectionStatus } from './events.js';
+import type { AnyKeyEntry } from './keys.js';
+
+/** What the server tracks of a connection it serves (connection.ts Connection, lean-path.ts LeanConnection). */
+export interface ServedConnection {
+  /** The key, once one authenticated the connection. */
+  readonly key: AnyKeyEntry | undefined;
+  /** Close now (operator action: revoked key, shutdown); the close is reported as usual. */
+  abort(status: ConnectionStatus): void;
+  /** Move byte counts not yet reported into the server's pending usage. */
+  collectUsage(): void;
+}
 
 /** What the server knows about a byte stream it is handed, besides the bytes. */
 export interface StreamInfo {

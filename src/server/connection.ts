@@ -13,7 +13,7 @@ import { allowedAddresses, connectSocket, DialError, dialOptions, dialWith } fro
 import type { ConnectOnce, Lookup } from './destination.js';
 import { isMuxCoolTarget, startInnerMux } from './inner-mux.js';
 import type { AuthEvent, ConnectionClosedEvent, ConnectionStatus } from './events.js';
-import { failureStatus, type ClientStream, type StreamInfo } from './connection-status.js';
+import { failureStatus, type ClientStream, type ServedConnection, type StreamInfo } from './connection-status.js';
 import { isIdentityGroup, type AnyKeyEntry, type Key2022Entry, type KeyEntry, type KeyRing } from './keys.js';
 import { handOff, nativeCloseStatus, nativeConnect, relayConnect, relayConnectOnce } from './native-relay.js';
 import type { NativeRelay, RelayConnectOptions, RelayStart } from './native-relay.js';
@@ -23,7 +23,7 @@ import { streamCodec, type StreamCodec } from './stream-codec.js';
 import { dialName, type NameContext, type NameDial } from './names.js';
 import { openSip004 } from './sip004-trial.js';
 
-export type { ClientStream, StreamInfo } from './connection-status.js';
+export type { ClientStream, ServedConnection, StreamInfo } from './connection-status.js';
 
 /** What a Connection needs from its server: policy, keys, replay filters, and where to report. */
 export interface ConnectionContext extends RelayConnectOptions, NameContext {
@@ -45,10 +45,10 @@ export interface ConnectionContext extends RelayConnectOptions, NameContext {
   /** SIP004 key trial and decoder in one addon call (aead.ts sip004Open). */
   readonly nativeTrial?: boolean;
   /** A key was found (`ip` is the StreamInfo address, '' when unknown). */
-  authenticated(c: Connection, ip: string, e: AuthEvent): void;
+  authenticated(c: ServedConnection, ip: string, e: AuthEvent): void;
   addUsage(keyId: string, up: number, down: number): void;
   /** The stream closed; called exactly once. */
-  closed(c: Connection, e: ConnectionClosedEvent): void;
+  closed(c: ServedConnection, e: ConnectionClosedEvent): void;
 }
 
 type Phase = 'auth' | 'address' | 'connecting' | 'relay' | 'drain' | 'done';
@@ -65,7 +65,7 @@ const COUNTS = new Float64Array(2);
  * Once relaying, the buffers the stream emits as 'data' are decrypted in place, so it must hand
  * out buffers nobody else reads afterwards (as net.Socket does).
  */
-export class Connection {
+export class Connection implements ServedConnection {
   readonly #ctx: ConnectionContext;
   /** A NativeStream becomes a net.Socket when a path needs a real stream (#duplex). */
   #socket: ClientStream;

@@ -109,7 +109,7 @@ function errnoName(errno: unknown): string {
 }
 
 /** The DialError of a connect the addon saw fail with `errno`. */
-function connectFailed(errno: unknown): DialError {
+export function connectFailed(errno: unknown): DialError {
   const code = errnoName(errno);
   return new DialError('ERR_CONNECT', `connect failed: ${code}`, code);
 }

@@ -8,12 +8,13 @@ import type { SaltFilter } from '../protocol/shadowsocks/replay.js';
 import { systemClock, type Clock } from '../shared/clock.js';
 import type { RuntimeKey, ServerControl, UsageSink } from '../shared/control.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
-import { Connection, type ConnectionContext, type StreamInfo } from './connection.js';
+import { Connection, type ConnectionContext, type ServedConnection, type StreamInfo } from './connection.js';
 import type { Lookup } from './destination.js';
 import { serverNameCache } from './names.js';
 import type { AuthEvent, ConnectionClosedEvent, ServerHooks } from './events.js';
 import { KeyRing, type KeyDelta, type RejectedKey } from './keys.js';
 import { acceptTrialFromEnv, AcceptTrialKeys } from './accept-trial.js';
+import { leanPathFromEnv, leanFirst } from './lean-path.js';
 import { nativeRelayFromEnv } from '../transport/native-handoff.js';
 import {
   listenNative,
@@ -31,6 +32,7 @@ import {
   nativeEncoderFromEnv,
   nativeTrialFromEnv,
   serverNativeRelay,
+  type NativeRelay,
 } from './native-relay.js';
 import { RefusalLog } from './refusal-log.js';
 import { ReplayState, replayStateFile, type ReplayFilters, type ReplayStore } from './replay-state.js';
@@ -153,6 +155,12 @@ export interface ServerOptions {
    */
   leanEnd?: boolean;
   lazyIdle?: boolean;
+  /**
+   * With the trial at the accept and the native dial: a connection whose key, IP target and salts
+   * the first read settles starts its relay with no NativeStream or Connection (lean-path.ts).
+   * Default on unless LADDER_LEAN_PATH=0.
+   */
+  leanPath?: boolean;
 }
 
 /**
@@ -176,16 +184,17 @@ export class ShadowsocksServer implements ServerControl {
   /** What each Connection may see and call of this server. */
   readonly #ctx: ConnectionContext;
 
-  readonly #conns = new Set<Connection>();
+  readonly #conns = new Set<ServedConnection>();
   /** StreamInfo.onAuthenticated of connections not yet authenticated. */
-  readonly #onAuth = new WeakMap<Connection, () => void>();
-  readonly #byKey = new Map<string, Set<Connection>>();
+  readonly #onAuth = new WeakMap<ServedConnection, () => void>();
+  readonly #byKey = new Map<string, Set<ServedConnection>>();
   #server: net.Server | undefined;
   /** Whether listen() accepts natively, and the listener when it does (#server then closed). */
   readonly #wantNativeAccept: boolean;
   readonly #nativeHandshake: boolean;
   readonly #lazyIdle: boolean;
   readonly #acceptTrial: boolean;
+  readonly #leanPath: boolean;
   #accept: { listener: NativeListener; address: AddressInfo } | undefined;
   /** The keys the addon tries at the accept, when it does. */
   #trialKeys: AcceptTrialKeys | undefined;
@@ -247,6 +256,17 @@ export class ShadowsocksServer implements ServerControl {
     };
     this.#wantNativeAccept =
       this.#ctx.nativeRelay !== undefined && (opts.nativeAccept ?? nativeAcceptFromEnv());
+    // The lean path is the default path's shortcut: only with every part it replaces on.
+    const c = this.#ctx;
+    this.#leanPath =
+      (opts.leanPath ?? leanPathFromEnv()) &&
+      this.#acceptTrial &&
+      this.#nativeHandshake &&
+      this.#lazyIdle &&
+      c.connectAtOnce === true &&
+      c.nativeEncoder === true &&
+      c.leanEnd === true &&
+      c.nativeRelay?.relayConnect !== undefined;
     if (opts.keys) this.setKeys(opts.keys);
   }
 
@@ -446,7 +466,15 @@ export class ShadowsocksServer implements ServerControl {
     };
     try {
       const waitMs = this.#nativeHandshake ? this.idleMs : 0;
-      const listener = listenNative(fns, fd, onStream, waitMs);
+      const lean = this.#leanPath
+        ? leanFirst(
+            this.#ctx,
+            fns as typeof fns & NativeRelay, // one addon's exports: the accept's and the relay's
+            (i) => this.#trialKeys?.keyAt(i),
+            (c) => this.#track(c),
+          )
+        : undefined;
+      const listener = listenNative(fns, fd, onStream, waitMs, lean);
       this.#accept = { listener, address: addr };
       if (this.#acceptTrial && listener.keys)
         this.#trialKeys = new AcceptTrialKeys(this.#keys, listener.keys);
@@ -519,19 +547,24 @@ export class ShadowsocksServer implements ServerControl {
 
   #serve(stream: Duplex | NativeStream, info: StreamInfo): Connection {
     const c = new Connection(this.#ctx, stream, info);
-    this.#conns.add(c);
     if (info.onAuthenticated) this.#onAuth.set(c, info.onAuthenticated);
+    this.#track(c);
+    return c;
+  }
+
+  /** A new connection: counted until it closes, and the opened hook. */
+  #track(c: ServedConnection): void {
+    this.#conns.add(c);
     try {
       this.#hooks.onConnectionOpened?.();
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, 'onConnectionOpened hook threw');
     }
-    return c;
   }
 
   // ---- what connections report ----
 
-  #authenticated(c: Connection, ip: string, e: AuthEvent): void {
+  #authenticated(c: ServedConnection, ip: string, e: AuthEvent): void {
     const onAuth = this.#onAuth.get(c);
     if (onAuth) {
       this.#onAuth.delete(c);
@@ -548,7 +581,7 @@ export class ShadowsocksServer implements ServerControl {
     }
   }
 
-  #closed(c: Connection, e: ConnectionClosedEvent): void {
+  #closed(c: ServedConnection, e: ConnectionClosedEvent): void {
     this.#conns.delete(c);
     if (e.keyId !== undefined) {
       const set = this.#byKey.get(e.keyId);

@@ -128,11 +128,13 @@ export class NativeStream {
   /** The descriptor went to its new owner (takeFd): nothing here touches it again. */
   #released = false;
 
-  constructor(fns: NativeAccept, id: number, remoteAddress: string, acceptedAgoMs = 0) {
+  /** `paused`: the addon's connection is paused already (connRead(id, false) was called). */
+  constructor(fns: NativeAccept, id: number, remoteAddress: string, acceptedAgoMs = 0, paused = false) {
     this.#fns = fns;
     this.#id = id;
     this.remoteAddress = remoteAddress;
     this.acceptedAgoMs = acceptedAgoMs;
+    this.#paused = paused;
   }
 
   get destroyed(): boolean {
@@ -290,6 +292,23 @@ export interface NativeStreamOwner {
 }
 
 /**
+ * A first call that may serve the connection without a NativeStream (the server's lean path,
+ * server/lean-path.ts): onConn's arguments when the addon made the key trial; true when it took
+ * the connection, false to go on as without it (nothing changed).
+ */
+export type LeanFirst = (
+  id: number,
+  first: Buffer | undefined,
+  code: number,
+  peer: string,
+  ageMs: number,
+  index: number,
+  codec: object | undefined,
+  info: Int32Array | undefined,
+  after: Buffer | number | undefined,
+) => boolean;
+
+/**
  * A listening socket accepted from natively; close() stops accepting (connections live on; those
  * the addon still held waiting for their first bytes are handed to `onStream` first).
  */
@@ -307,17 +326,21 @@ export interface NativeListener {
  * `waitMs` > 0 the addon holds a connection that has sent nothing yet until its first bytes (or
  * EOF) come or `waitMs` pass (then it comes with nothing, `acceptedAgoMs` old): one JS entry for
  * the accept and the first bytes of the common connection instead of two. When `onStream` returns
- * an owner, its delivered() runs right after that first delivery.
+ * an owner, its delivered() runs right after that first delivery. `lean`, when given, is asked
+ * first about each connection the addon's key trial ran on, and may take it (no NativeStream).
  */
 export function listenNative(
   fns: NativeAccept,
   fd: number,
   onStream: (s: NativeStream, first: Buffer | undefined, trial?: AcceptedTrial) => NativeStreamOwner | void,
   waitMs = 0,
+  lean?: LeanFirst,
 ): NativeListener {
   const handle = fns.acceptListen(
     fd,
     (id, first, code, peer, ageMs, index, codec, info, after) => {
+      if (index !== undefined && lean?.(id, first, code, peer, ageMs, index, codec, info, after) === true)
+        return;
       const s = new NativeStream(fns, id, peer, ageMs);
       NativeStream.register(s);
       const owner = onStream(s, first, index === undefined ? undefined : { index, codec, info, after });
