@@ -56,8 +56,9 @@ export function fileErrorWhy(err: unknown): string {
  * and the words true/false/null (V8 names the token but quotes the text instead of a position).
  */
 function tokenOffset(text: string, token: string): number {
-  // Structural tokens are only unexpected after certain others: "[1,,2]", "{"a":}", "[1,]".
-  const badAfter: Record<string, string> = { ',': '[{,:', ']': ',:', '}': ',:', ':': '[{,:' };
+  // Structural tokens are only unexpected after certain others, where a value was due:
+  // "[1,,2]", "{"a":}", "[1,]", "[ }" (V8 gives a position for the other misplacements).
+  const badAfter: Record<string, string> = { ',': '[{,:', ']': ',:', '}': '[,:', ':': '[{,:' };
   const re = /"(?:[^"\\]|\\.)*"|\b(?:true|false|null)\b|[^\s]|\s/g;
   // Whitespace is unexpected only inside a bare word ("tru\ne"): right after a letter.
   const space = /^\s$/.test(token);
