@@ -30,7 +30,7 @@ import { stopForFatal, untilSignal } from '../shutdown.js';
 import { addManagedOptions, checkPublicHost, type ManagedFlags } from '../managed-options.js';
 import { storeTarget } from './store-command.js';
 import { chooseMode } from '../server-mode.js';
-import { privatePolicyLine } from '../banner-text.js';
+import { privatePolicyLine, tryItHeading } from '../banner-text.js';
 import { ladderCommand } from '../../shared/invocation.js';
 import { StartupLog } from '../startup-log.js';
 import { registerAccessConfig } from './server-access-config.js';
@@ -207,9 +207,7 @@ async function banner(
       }
       if (k === p.printKeys[0]) {
         out.push('');
-        out.push(
-          `Try it (on the client machine${config.allowPrivateDestinations ? ', or on this one' : ''}):`,
-        );
+        out.push(tryItHeading(ladder, config.allowPrivateDestinations));
         out.push(`  ${ladder} client --key '${url}'`);
         out.push('  curl --proxy socks5h://127.0.0.1:1080 https://example.com/');
       }
