@@ -158,3 +158,23 @@ test('a data directory that cannot be created: one line saying why, no stack tra
   }
   assert.equal(readFileSync(file, 'utf8'), 'not a directory\n', 'the file in the way is untouched');
 });
+
+/**
+ * `--store mysql://…` is refused before the data directory is made or locked: it left an empty
+ * ./.ladder behind, and with a server running there it said "in use by another ladder server"
+ * instead of naming the mistyped scheme.
+ */
+test('a mistyped --store scheme is refused before the data directory is touched', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ladder-dd-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const r = await runLadder(
+    ['server', '--store', 'mysql://db.example/ladder', '--port', '0', '--no-metrics'],
+    {
+      cwd: dir,
+      killAfterMs: 30_000,
+    },
+  );
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /^ladder: store: unknown store scheme "mysql:\/\/" /);
+  assert.equal(existsSync(join(dir, '.ladder')), false, 'no ./.ladder made');
+});
