@@ -55,7 +55,7 @@ export async function managedBanners(b: ManagedBannerInput): Promise<ManagedBann
   const ladder = ladderCommand();
   const where = storeFlags(b.storeLocation, b.dataDir, b.storeFlagGiven);
   const head: string[] = [];
-  head.push('Ladder server — managed mode (key store, management API, metrics)');
+  head.push(`Ladder server — managed mode (key store, management API${b.metricsUrl ? ', metrics' : ''})`);
   const fromEnv = b.storeFromEnv ? ' from LADDER_STORE (the commands below need it set too)' : '';
   head.push(`  store: ${describeStore(b.storeLocation, b.dataDir)}${fromEnv}`);
   if (b.fleetLine) head.push(`  ${b.fleetLine}`);
