@@ -112,6 +112,24 @@ test('ladder keys against a remote API with the access config line (certificate 
   r = await inproc(['keys', 'list', '--api', (JSON.parse(cfg) as { apiUrl: string }).apiUrl]);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /--cert-sha256/);
+  // A wrong secret path: every command says so, `rm 0` too (it said "no access key with id").
+  const parsed = JSON.parse(cfg) as { apiUrl: string };
+  const wrongPath = JSON.stringify({
+    ...parsed,
+    apiUrl: parsed.apiUrl.replace(/\/[^/]+$/, '/not-the-secret'),
+  });
+  for (const args of [['list'], ['rm', '0'], ['url', '0']]) {
+    r = await inproc(['keys', ...args, '--api', wrongPath]);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(
+      r.stderr,
+      /^ladder: --api: the server has no such API path \(404\): check the secret path/,
+      args.join(' '),
+    );
+    assert.ok(!r.stderr.includes('not-the-secret'), 'the path typed is not repeated');
+  }
+  r = await inproc(['keys', 'rm', '7', '--api', cfg]);
+  assert.match(r.stderr, /no access key with id "7"/, 'a missing key is still named');
 });
 
 test('ladder keys url: the ss://, ssconf:// and subscription URLs, labelled; QR codes only with --qr off a terminal', async (t) => {
