@@ -166,4 +166,19 @@ test('ladder keys url: the ss://, ssconf:// and subscription URLs, labelled; QR 
   const rows = r.stdout.split('\n');
   const qrBlocks = rows.filter((l, i) => /[▀▄█]/.test(l) && !/[▀▄█]/.test(rows[i - 1] ?? '')).length;
   assert.equal(qrBlocks, 3, 'one QR code per URL');
+
+  // A key that does not work now: its URLs still print (stdout), with a note why on stderr.
+  assert.equal((await inproc(['keys', 'disable', '0', ...d])).code, 0);
+  const off = await ladder(['keys', 'url', '0', '--no-qr', ...d]);
+  assert.equal(off.code, 0, off.stderr);
+  assert.match(off.stdout, /^static key \(Outline/);
+  assert.match(
+    off.stderr,
+    /^note: key 0 is disabled: these URLs do not connect until it is enabled \(.* keys enable 0\)\n$/,
+  );
+  const on = await (async () => {
+    await inproc(['keys', 'enable', '0', ...d]);
+    return ladder(['keys', 'url', '0', '--no-qr', ...d]);
+  })();
+  assert.equal(on.stderr, '', 'an active key: no note');
 });
