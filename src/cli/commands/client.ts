@@ -46,7 +46,7 @@ import {
   DEFAULT_SOCKS_LISTEN,
   SUGGESTED_HTTP_PORT,
 } from '../../config/defaults.js';
-import { bindErrorCode } from '../../shared/listen.js';
+import { bindErrorCode, explainBindError } from '../../shared/listen.js';
 import { formatHostPort } from '../../shared/parse.js';
 import { clientFlagsSchema, parseFlags } from '../../config/flags.js';
 import { fileErrorWhy } from '../../config/errors.js';
@@ -508,9 +508,9 @@ export function registerClient(program: Command): void {
         const code = bindErrorCode(err);
         if (code) {
           const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
-          throw new UsageError(
-            `cannot listen: ${code} (${e.syscall ?? 'listen'} ${e.address ?? ''}:${e.port ?? ''})`,
-          );
+          const where =
+            e.address !== undefined && e.port !== undefined ? formatHostPort(e.address, e.port) : '?';
+          throw new UsageError(`cannot listen on ${where}: ${explainBindError(code, e.port)}`);
         }
         throw err;
       }
