@@ -79,6 +79,8 @@ function tokenOffset(text: string, token: string): number {
  * uses; never quotes the text (config files hold passwords), which V8's message sometimes does.
  */
 export function jsonErrorWhere(text: string, err: unknown): string {
+  // Nothing at all: what a failed `curl … > file` leaves (a self-signed API, a wrong URL).
+  if (text.trim() === '') return 'the file is empty';
   const msg = err instanceof Error ? err.message : String(err);
   const pos = /at position (\d+)/.exec(msg);
   const token = /^Unexpected token '([\s\S])'/.exec(msg);
