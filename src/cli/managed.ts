@@ -56,6 +56,7 @@ import {
 } from './web.js';
 import { checkPublicHost, type ManagedFlags } from './managed-options.js';
 import { lockDataDir } from './data-dir-lock.js';
+import { checkOwnPortsDistinct } from './own-ports.js';
 import { applyPortFlag, applyPublicHostFlag } from './port-for-new-keys.js';
 import {
   clearFirstStartMark,
@@ -201,6 +202,16 @@ export async function startManaged(
   let webPlan: Awaited<ReturnType<typeof planWeb>>;
   try {
     webPlan = await planWeb(flags, undefined, dataDir);
+    checkOwnPortsDistinct([
+      ['--port', dataPortFlag, flags.host],
+      ['--api-port', apiPortFlag, flags.apiHost],
+      [
+        '--metrics-port',
+        flags.metrics === false ? undefined : metricsPortFlag,
+        flags.metricsHost ?? '127.0.0.1',
+      ],
+      ['--web-port', webPlan?.port, webPlan?.host],
+    ]);
     if (flags.node !== undefined) await checkNodeFlags(flags.node, storeLocation);
     checkBeforeServing(storeLocation); // a lost or damaged store is refused before anything serves
     // A fleet node (PostgreSQL) outlives its database: it may start from its cached key set.

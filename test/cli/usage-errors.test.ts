@@ -179,3 +179,23 @@ test('client: a listen address in use names the address and why, in one line', a
     holder.close();
   }
 });
+
+test('server: two of its own listeners on one port are named, not "another process listens there"', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ladder-ports-'));
+  try {
+    for (const [args, re] of [
+      [
+        ['server', '--password', 'pw', '--port', '18999', '--web-port', '18999'],
+        /^ladder: --port and --web-port both name port 18999: /,
+      ],
+      [
+        ['server', '--data-dir', dir, '--port', '18999', '--api-port', '18999', '--no-metrics'],
+        /^ladder: --port and --api-port both name port 18999: /,
+      ],
+    ] as const) {
+      oneUsageLine(await runLadder(args, { killAfterMs: 30_000 }), args.join(' '), re);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
