@@ -10,6 +10,16 @@ export function privatePolicyLine(allowed: boolean): string {
     : 'private/loopback destinations refused (a local test needs --allow-private)';
 }
 
+/**
+ * The heading over the banners' `ladder client --key …` line. `ladder` on PATH works the same on
+ * the client machine once Ladder is installed there; `npx ladder` or `node …/bin/ladder.js` works
+ * only in a checkout (elsewhere `npx ladder` fetches an unrelated npm package named ladder).
+ */
+export function tryItHeading(ladder: string, allowPrivate: boolean): string {
+  if (ladder === 'ladder') return `Try it (on the client machine${allowPrivate ? ', or on this one' : ''}):`;
+  return 'Try it (here, or on the client machine from its own checkout of Ladder):';
+}
+
 /** What an ssconf:// key needs, under its line in the banners and `server access-config`. */
 export function dynamicKeyNote(dynamicKeyBaseUrl: string | null | undefined): string {
   if (dynamicKeyBaseUrl)

@@ -12,7 +12,7 @@
  */
 import { closeSync, linkSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeDirs } from '../shared/fs.js';
+import { dirErrorWhy, makeDirs } from '../shared/fs.js';
 import { UsageError } from './errors.js';
 
 export const SERVER_PID_FILE = 'server.pid';
@@ -55,6 +55,9 @@ function refusal(dataDir: string, err: unknown): Error {
     return new UsageError(
       `store: the data directory ${dataDir} is not readable and writable by this user, uid ${process.getuid?.() ?? '?'} (cannot create ${SERVER_PID_FILE}: ${code})`,
     );
+  // A file where the directory should be, or a file system that refuses one (/proc).
+  if (code === 'EEXIST' || code === 'ENOTDIR' || code === 'ENOENT')
+    return new UsageError(`store: cannot create the data directory ${dataDir}: ${dirErrorWhy(dataDir, err)}`);
   return err as Error;
 }
 

@@ -3,7 +3,7 @@
  * start (secrets once, no QR), and for later starts to a log (no secrets, how to reprint them).
  */
 import type { StoreLocation } from '../store/index.js';
-import { describeStore, privatePolicyLine, storeFlags } from './banner-text.js';
+import { describeStore, privatePolicyLine, storeFlags, tryItHeading } from './banner-text.js';
 import { ladderCommand } from '../shared/invocation.js';
 import { QRCode } from './qr.js';
 import { printable } from './terminal.js';
@@ -55,7 +55,7 @@ export async function managedBanners(b: ManagedBannerInput): Promise<ManagedBann
   const ladder = ladderCommand();
   const where = storeFlags(b.storeLocation, b.dataDir, b.storeFlagGiven);
   const head: string[] = [];
-  head.push('Ladder server — managed mode (key store, management API, metrics)');
+  head.push(`Ladder server — managed mode (key store, management API${b.metricsUrl ? ', metrics' : ''})`);
   const fromEnv = b.storeFromEnv ? ' from LADDER_STORE (the commands below need it set too)' : '';
   head.push(`  store: ${describeStore(b.storeLocation, b.dataDir)}${fromEnv}`);
   if (b.fleetLine) head.push(`  ${b.fleetLine}`);
@@ -121,7 +121,7 @@ export async function managedBanners(b: ManagedBannerInput): Promise<ManagedBann
         `  (QR code not drawn: output is not a terminal; for a picture: ${ladder} keys url ${b.keyId} --qr-png FILE${where})`,
       );
     o.push('');
-    o.push(`Try it (on the client machine${b.allowPrivate ? ', or on this one' : ''}):`);
+    o.push(tryItHeading(ladder, b.allowPrivate));
     o.push(`  ${ladder} client --key '${b.url}'`);
     o.push('  curl --proxy socks5h://127.0.0.1:1080 https://example.com/');
     o.push('');

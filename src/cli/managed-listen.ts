@@ -10,9 +10,9 @@ import { bindErrorCode, explainBindError, probeListen } from '../shared/listen.j
 import { UsageError } from './errors.js';
 import type { ManagedFlags } from './managed-options.js';
 
-/** The one line for a --metrics-port that cannot be listened on (as the API port's says --api-port). */
+/** The one line for a --metrics-port that cannot be listened on (as the API port's names --api-port). */
 export const metricsBindError = (port: number, code: string): string =>
-  `cannot serve metrics on port ${port}: ${explainBindError(code, port)}; use --metrics-port, or --no-metrics`;
+  `cannot serve metrics on port ${port}: ${explainBindError(code, port)}; choose another with --metrics-port, or --no-metrics`;
 
 const taken = (port: number, host: string): Promise<string | undefined> =>
   probeListen(port, host).then(
@@ -30,7 +30,7 @@ export async function checkPortsFree(
     const code = await taken(apiPort, flags.apiHost ?? '0.0.0.0');
     if (code)
       throw new UsageError(
-        `cannot listen for the management API on port ${apiPort}: ${explainBindError(code, apiPort)}; use --api-port`,
+        `cannot listen for the management API on port ${apiPort}: ${explainBindError(code, apiPort)}; choose another with --api-port`,
       );
   }
   if (flags.metrics !== false && metricsPort !== undefined && metricsPort !== 0) {
@@ -51,7 +51,7 @@ export async function startApiOrRefuse(
     const code = bindErrorCode(err);
     if (code) {
       throw new UsageError(
-        `cannot listen for the management API on port ${portShown}: ${explainBindError(code, portShown ?? undefined)}; use --api-port`,
+        `cannot listen for the management API on port ${portShown}: ${explainBindError(code, portShown ?? undefined)}; choose another with --api-port`,
       );
     }
     throw err;

@@ -56,6 +56,7 @@ import {
 } from './web.js';
 import { checkPublicHost, type ManagedFlags } from './managed-options.js';
 import { lockDataDir } from './data-dir-lock.js';
+import { checkOwnPortsDistinct } from './own-ports.js';
 import { applyPortFlag, applyPublicHostFlag } from './port-for-new-keys.js';
 import {
   clearFirstStartMark,
@@ -188,14 +189,29 @@ export async function startManaged(
     else if (/^https:\/\/[^/\s]+/.test(flags.dynamicUrl)) dynamicUrl = flags.dynamicUrl.replace(/\/+$/, '');
     else throw new UsageError(`--dynamic-url must be an https:// URL (or "none"), got "${flags.dynamicUrl}"`);
   }
+  // A mistyped --store (mysql://) is refused before the data directory is made or locked.
+  let storeLocation: StoreLocation;
+  try {
+    storeLocation = parseStoreLocation(flags.store, dataDir);
+  } catch (err) {
+    throw err instanceof StoreError ? new UsageError(err.message) : err;
+  }
   // One server per data directory, before anything is read or written (data-dir-lock.ts).
   const unlock = lockDataDir(dataDir);
   let store: KyselyStore;
-  let storeLocation: StoreLocation;
   let webPlan: Awaited<ReturnType<typeof planWeb>>;
   try {
     webPlan = await planWeb(flags, undefined, dataDir);
-    storeLocation = parseStoreLocation(flags.store, dataDir);
+    checkOwnPortsDistinct([
+      ['--port', dataPortFlag, flags.host],
+      ['--api-port', apiPortFlag, flags.apiHost],
+      [
+        '--metrics-port',
+        flags.metrics === false ? undefined : metricsPortFlag,
+        flags.metricsHost ?? '127.0.0.1',
+      ],
+      ['--web-port', webPlan?.port, webPlan?.host],
+    ]);
     if (flags.node !== undefined) await checkNodeFlags(flags.node, storeLocation);
     checkBeforeServing(storeLocation); // a lost or damaged store is refused before anything serves
     // A fleet node (PostgreSQL) outlives its database: it may start from its cached key set.

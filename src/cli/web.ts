@@ -279,6 +279,11 @@ async function checkCertificatePair(
   const names = configFile
     ? `${configFile}: web.tlsCert ${certFile} / web.tlsKey ${keyFile}`
     : `--tls-cert ${certFile} / --tls-key ${keyFile}`;
+  // Which file is wrong (the two swapped, or the certificate given twice), before OpenSSL's words.
+  if (!cert.includes('-----BEGIN CERTIFICATE-----'))
+    fail(`${names}: expected a PEM certificate (-----BEGIN CERTIFICATE-----) in ${certFile}`);
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key.toString('latin1')))
+    fail(`${names}: expected a PEM private key (-----BEGIN PRIVATE KEY-----) in ${keyFile}`);
   const { createSecureContext } = await import('node:tls');
   try {
     createSecureContext({ cert, key });

@@ -56,8 +56,9 @@ export function fileErrorWhy(err: unknown): string {
  * and the words true/false/null (V8 names the token but quotes the text instead of a position).
  */
 function tokenOffset(text: string, token: string): number {
-  // Structural tokens are only unexpected after certain others: "[1,,2]", "{"a":}", "[1,]".
-  const badAfter: Record<string, string> = { ',': '[{,:', ']': ',:', '}': ',:', ':': '[{,:' };
+  // Structural tokens are only unexpected after certain others, where a value was due:
+  // "[1,,2]", "{"a":}", "[1,]", "[ }" (V8 gives a position for the other misplacements).
+  const badAfter: Record<string, string> = { ',': '[{,:', ']': ',:', '}': '[,:', ':': '[{,:' };
   const re = /"(?:[^"\\]|\\.)*"|\b(?:true|false|null)\b|[^\s]|\s/g;
   // Whitespace is unexpected only inside a bare word ("tru\ne"): right after a letter.
   const space = /^\s$/.test(token);
@@ -78,6 +79,8 @@ function tokenOffset(text: string, token: string): number {
  * uses; never quotes the text (config files hold passwords), which V8's message sometimes does.
  */
 export function jsonErrorWhere(text: string, err: unknown): string {
+  // Nothing at all: what a failed `curl … > file` leaves (a self-signed API, a wrong URL).
+  if (text.trim() === '') return 'the file is empty';
   const msg = err instanceof Error ? err.message : String(err);
   const pos = /at position (\d+)/.exec(msg);
   const token = /^Unexpected token '([\s\S])'/.exec(msg);

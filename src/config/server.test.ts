@@ -141,6 +141,12 @@ describe('server config', () => {
       assert.ok(err instanceof ConfigError);
       assert.match(err.message, /^c\.json: line 1, column \d+: expected ',' or '}' after property value$/);
     }
+    assert.throws(() => parseServerConfigText(' \n', 'c.json'), /^ConfigError: c\.json: the file is empty$/);
+    // A '}' where an array's first value was due: its own place, not the end of the file.
+    assert.throws(
+      () => parseServerConfigText('{ "port": 8388, "keys": [ }\n', 'c.json'),
+      /^ConfigError: c\.json: line 1, column 27: unexpected token '\}'$/,
+    );
     assert.throws(
       () => parseServerConfigText(`{"password": ${SECRET}}`, 'c.json'),
       (e: Error) => !e.message.includes(SECRET),

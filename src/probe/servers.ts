@@ -244,6 +244,6 @@ export function explain(c: ServerCheck): string {
     case 'websocket':
       return `the web front refused the WebSocket upgrade (${f}): a wrong path, or a proxy that strips upgrades`;
     case 'tunnel':
-      return `the server took the connection but the tunnel did not answer (${f}): a wrong key or method, the server cannot reach the target, or a censor cuts the flow after the first packet`;
+      return `the server took the connection but the tunnel did not answer (${f}): a wrong key or method, a key the server has disabled, expired or over its limit, the server cannot reach the target, or a censor cuts the flow after the first packet`;
   }
 }

@@ -20,3 +20,28 @@ export function makeDirs(dir: string, mode = 0o700): void {
     mkdirSync(dir, { mode });
   }
 }
+
+/**
+ * Why `dir` could not be made or used, in words (for `cannot create DIR: <why>`), from makeDirs's
+ * or mkdirSync's error: a file in the way, no parent, a file system that refuses, permissions.
+ */
+export function dirErrorWhy(dir: string, err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  switch (code) {
+    case 'EEXIST':
+      return 'a file of that name is in the way (not a directory)';
+    case 'ENOTDIR':
+      return 'a part of its path is a file, not a directory';
+    case 'ENOENT':
+      return exists(dirname(dir))
+        ? 'the file system does not allow a new directory there'
+        : 'its parent directory does not exist';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    case 'EROFS':
+      return 'read-only file system';
+    default:
+      return code ?? (err instanceof Error ? err.message : String(err));
+  }
+}

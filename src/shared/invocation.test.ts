@@ -19,7 +19,16 @@ test('ladderCommand: `ladder` when PATH has this copy, `npx ladder` in the check
   symlinkSync(BIN, join(linked, 'ladder')); // what `npm link` makes (through more links)
 
   assert.equal(ladderCommand({ PATH: linked }, dir), 'ladder');
-  assert.equal(ladderCommand({ PATH: `${other}:${linked}` }, dir), 'ladder');
+  assert.equal(ladderCommand({ PATH: `${linked}:${other}` }, dir), 'ladder');
+  // The shell runs the first `ladder` on PATH: another one ahead of this copy shadows it.
+  assert.notEqual(ladderCommand({ PATH: `${other}:${linked}` }, dir), 'ladder');
+  // `npx ladder` in the checkout runs a copy it put on PATH in npm's cache; the user's shell has
+  // no such entry, so the banners say `npx ladder`, not `ladder`.
+  const npx = join(dir, '_npx', 'abc', 'node_modules', '.bin');
+  mkdirSync(npx, { recursive: true });
+  symlinkSync(BIN, join(npx, 'ladder'));
+  assert.equal(ladderCommand({ PATH: `${npx}:${other}`, npm_lifecycle_event: 'npx' }, ROOT), 'npx ladder');
+  assert.equal(ladderCommand({ PATH: `${npx}:${linked}`, npm_lifecycle_event: 'npx' }, ROOT), 'ladder');
   assert.equal(ladderCommand({ PATH: other }, ROOT), 'npx ladder', 'an unrelated ladder on PATH');
   assert.equal(ladderCommand({ PATH: '' }, dir), `node ${/\s/.test(BIN) ? JSON.stringify(BIN) : BIN}`);
 });

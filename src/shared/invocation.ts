@@ -15,12 +15,26 @@ function real(path: string): string | undefined {
   }
 }
 
-/** True when `ladder` on PATH is this copy (`npm link`, `npm install -g .`, or the package installed globally). */
+/**
+ * A PATH entry npm added for the process it runs, absent from the user's shell: `npx ladder` in
+ * the checkout puts a copy of it under ~/.npm/_npx/…/node_modules/.bin, `npm run` the project's
+ * node_modules/.bin.
+ */
+function npmAdded(dir: string, env: NodeJS.ProcessEnv): boolean {
+  return env.npm_lifecycle_event !== undefined && /[\\/]node_modules[\\/]\.bin[\\/]?$/.test(dir);
+}
+
+/**
+ * True when the `ladder` the user's shell runs is this copy (`npm link`, `npm install -g .`, or
+ * the package installed globally): the first `ladder` on PATH, as the shell finds it.
+ */
 function onPath(env: NodeJS.ProcessEnv): boolean {
   const own = real(OWN_BIN);
   if (own === undefined) return false;
   for (const dir of (env.PATH ?? '').split(delimiter)) {
-    if (dir && real(join(dir, 'ladder')) === own) return true;
+    if (!dir || npmAdded(dir, env)) continue;
+    const found = real(join(dir, 'ladder'));
+    if (found !== undefined) return found === own;
   }
   return false;
 }

@@ -66,6 +66,8 @@ async function copyChecked(from: string, to: string): Promise<{ serverId: string
 export async function backupStore(dbPath: string, dest: string): Promise<{ serverId: string; keys: number }> {
   if (!existsSync(dbPath)) throw fail(`no store at ${dbPath} to back up`);
   if (existsSync(dest)) throw fail(`${dest} already exists; name a new file (a backup never overwrites one)`);
+  // The copy is written beside it first: a missing directory said only "cannot copy …: ENOENT".
+  if (!existsSync(dirname(dest))) throw fail(`${dest}: its directory ${dirname(dest)} does not exist`);
   checkSqliteFile(dbPath); // quick_check: do not copy a damaged store over an older good backup
   return copyChecked(dbPath, dest);
 }

@@ -75,6 +75,8 @@ test('a first start (on a store that has keys) killed right after making its cer
   t.after(() => m.close());
   assert.equal(m.firstStart, true, "the start after the crash prints the first start's banner");
   assert.match(m.logBanner, /^\{"apiUrl":/m, 'the access config is in the log banner');
+  // Without metrics (--no-metrics) the title does not promise them.
+  assert.match(m.banner, /^Ladder server — managed mode \(key store, management API\)\n/);
   await m.close();
 
   const again = await startManaged({ ...flags(dir), metrics: false }, silentLogger, { drawQr: false });

@@ -112,6 +112,24 @@ test('ladder keys against a remote API with the access config line (certificate 
   r = await inproc(['keys', 'list', '--api', (JSON.parse(cfg) as { apiUrl: string }).apiUrl]);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /--cert-sha256/);
+  // A wrong secret path: every command says so, `rm 0` too (it said "no access key with id").
+  const parsed = JSON.parse(cfg) as { apiUrl: string };
+  const wrongPath = JSON.stringify({
+    ...parsed,
+    apiUrl: parsed.apiUrl.replace(/\/[^/]+$/, '/not-the-secret'),
+  });
+  for (const args of [['list'], ['rm', '0'], ['url', '0']]) {
+    r = await inproc(['keys', ...args, '--api', wrongPath]);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(
+      r.stderr,
+      /^ladder: --api: the server has no such API path \(404\): check the secret path/,
+      args.join(' '),
+    );
+    assert.ok(!r.stderr.includes('not-the-secret'), 'the path typed is not repeated');
+  }
+  r = await inproc(['keys', 'rm', '7', '--api', cfg]);
+  assert.match(r.stderr, /no access key with id "7"/, 'a missing key is still named');
 });
 
 test('ladder keys url: the ss://, ssconf:// and subscription URLs, labelled; QR codes only with --qr off a terminal', async (t) => {
@@ -148,4 +166,19 @@ test('ladder keys url: the ss://, ssconf:// and subscription URLs, labelled; QR 
   const rows = r.stdout.split('\n');
   const qrBlocks = rows.filter((l, i) => /[▀▄█]/.test(l) && !/[▀▄█]/.test(rows[i - 1] ?? '')).length;
   assert.equal(qrBlocks, 3, 'one QR code per URL');
+
+  // A key that does not work now: its URLs still print (stdout), with a note why on stderr.
+  assert.equal((await inproc(['keys', 'disable', '0', ...d])).code, 0);
+  const off = await ladder(['keys', 'url', '0', '--no-qr', ...d]);
+  assert.equal(off.code, 0, off.stderr);
+  assert.match(off.stdout, /^static key \(Outline/);
+  assert.match(
+    off.stderr,
+    /^note: key 0 is disabled: these URLs do not connect until it is enabled \(.* keys enable 0\)\n$/,
+  );
+  const on = await (async () => {
+    await inproc(['keys', 'enable', '0', ...d]);
+    return ladder(['keys', 'url', '0', '--no-qr', ...d]);
+  })();
+  assert.equal(on.stderr, '', 'an active key: no note');
 });

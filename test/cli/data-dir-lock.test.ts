@@ -1,12 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStore, parseStoreLocation } from '../../src/store/index.js';
 import { run, waitForStdout, type Run } from '../helpers/cli-run.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from '../helpers/net.js';
+import { runLadder } from '../helpers/ladder-run.js';
 
 /**
  * Finding 2: a second `ladder server` on a data directory in use is refused at once, in one line
@@ -121,4 +122,59 @@ test('server.pid: empty, garbled and reused-pid files are stale; a live holder i
     new RegExp(`in use by another ladder server \\(pid ${holder.pid}\\)`),
   );
   assert.equal(readFileSync(file, 'utf8'), `${holder.pid} ${start}\n`, 'the holder keeps its file');
+});
+
+/**
+ * A data directory that cannot be made (a file in its place, a file in its path, /proc that
+ * refuses new directories) is one line naming it and why, exit 2, for the server and for
+ * `keys --init` alike; it was "this is a bug in ladder" with a stack trace from the server.
+ */
+test('a data directory that cannot be created: one line saying why, no stack trace', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ladder-dd-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'a-file');
+  writeFileSync(file, 'not a directory\n');
+  const cases: Array<[string, RegExp]> = [
+    [file, /a file of that name is in the way \(not a directory\)$/],
+    [join(file, 'sub'), /a part of its path is a file, not a directory$/],
+    ['/proc/ladder-no-such-dir', /the file system does not allow a new directory there$/],
+  ];
+  for (const [dataDir, why] of cases) {
+    for (const args of [
+      ['server', '--data-dir', dataDir, '--port', '0', '--no-metrics'],
+      ['keys', '--init', '--data-dir', dataDir, 'add'],
+    ]) {
+      const r = await runLadder(args, { killAfterMs: 30_000 });
+      const what = `${args.join(' ')}: ${r.stderr}`;
+      assert.equal(r.code, 2, what);
+      assert.equal(r.stderr.trimEnd().split('\n').length, 1, what);
+      assert.match(
+        r.stderr.trimEnd(),
+        new RegExp(`^ladder: (store: )?cannot create (the data directory )?${dataDir}: `),
+        what,
+      );
+      assert.match(r.stderr.trimEnd(), why, what);
+    }
+  }
+  assert.equal(readFileSync(file, 'utf8'), 'not a directory\n', 'the file in the way is untouched');
+});
+
+/**
+ * `--store mysql://…` is refused before the data directory is made or locked: it left an empty
+ * ./.ladder behind, and with a server running there it said "in use by another ladder server"
+ * instead of naming the mistyped scheme.
+ */
+test('a mistyped --store scheme is refused before the data directory is touched', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ladder-dd-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const r = await runLadder(
+    ['server', '--store', 'mysql://db.example/ladder', '--port', '0', '--no-metrics'],
+    {
+      cwd: dir,
+      killAfterMs: 30_000,
+    },
+  );
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /^ladder: store: unknown store scheme "mysql:\/\/" /);
+  assert.equal(existsSync(join(dir, '.ladder')), false, 'no ./.ladder made');
 });

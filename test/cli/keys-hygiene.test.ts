@@ -156,6 +156,18 @@ test('config files: one vocabulary for a missing file and a JSON error, client a
       new RegExp(`^ladder: ${bad}: line 3, column 12: unexpected token 'x'$`),
     );
   }
+  // A missing rules file says where its name came from: the flag, or the config file's field.
+  const key = 'ss://Y2hhY2hhMjAtaWV0Zi1wb2x5MTMwNTpwdw@127.0.0.1:9#k';
+  refused(
+    await ladder(['client', '--key', key, '--rules', missing]),
+    new RegExp(`^ladder: --rules ${missing}: no such file$`),
+  );
+  const withRules = join(dir, 'c.json');
+  writeFileSync(withRules, JSON.stringify({ keys: [key], rules: 'nope.txt' }));
+  refused(
+    await ladder(['client', '--config', withRules]),
+    new RegExp(`^ladder: ${withRules}: "rules": ${join(dir, 'nope.txt')}: no such file$`),
+  );
 });
 
 test('help: examples and --init in keys --help, --no-qr on add, one method list, numbers unquoted', async () => {

@@ -129,6 +129,20 @@ test('a usage error names the help as the person ran ladder: npm start, npm run 
       ['exec', '--offline', '--', 'ladder', 'nodes', '--bogus'],
       /^ladder: unknown option '--bogus' — see npx ladder nodes --help$/,
     ],
+    // npx puts a copy of the checkout on PATH for its run: the hint still says `npx ladder`.
+    [
+      [
+        'exec',
+        '--offline',
+        '--',
+        'ladder',
+        'server',
+        'access-config',
+        '--data-dir',
+        '/nonexistent-ladder-dir',
+      ],
+      /^ladder: no store at \S+: start the server once \(npx ladder server --data-dir/,
+    ],
   ];
   const addon = join(REPO_ROOT, 'build', 'Release', 'ladder_aead.node');
   const builtAt = (): number | undefined => {
@@ -142,4 +156,46 @@ test('a usage error names the help as the person ran ladder: npm start, npm run 
   for (const [args, re] of cases) oneUsageLine(await npm(args), `npm ${args.join(' ')}`, re);
   // None of it rebuilt the checkout's addon under the other suites' feet.
   assert.equal(builtAt(), before, 'npm exec rebuilt build/Release/ladder_aead.node');
+});
+
+test('client: a listen address in use names the address and why, in one line', async () => {
+  const { createServer } = await import('node:net');
+  const holder = createServer();
+  await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+  try {
+    const port = (holder.address() as { port: number }).port;
+    const key = 'ss://Y2hhY2hhMjAtaWV0Zi1wb2x5MTMwNTpwdw@127.0.0.1:9#k';
+    const r = await runLadder(['client', '--key', key, '--socks', `127.0.0.1:${port}`], {
+      killAfterMs: 30_000,
+    });
+    oneUsageLine(
+      r,
+      'client --socks in use',
+      new RegExp(
+        `^ladder: cannot listen on 127\\.0\\.0\\.1:${port}: EADDRINUSE \\(another process listens there\\)$`,
+      ),
+    );
+  } finally {
+    holder.close();
+  }
+});
+
+test('server: two of its own listeners on one port are named, not "another process listens there"', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ladder-ports-'));
+  try {
+    for (const [args, re] of [
+      [
+        ['server', '--password', 'pw', '--port', '18999', '--web-port', '18999'],
+        /^ladder: --port and --web-port both name port 18999: /,
+      ],
+      [
+        ['server', '--data-dir', dir, '--port', '18999', '--api-port', '18999', '--no-metrics'],
+        /^ladder: --port and --api-port both name port 18999: /,
+      ],
+    ] as const) {
+      oneUsageLine(await runLadder(args, { killAfterMs: 30_000 }), args.join(' '), re);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -248,13 +248,13 @@ test('the API or an explicit metrics port held by another program: one line, bef
     [
       ['--api-host', '127.0.0.1', '--api-port', String(busy), '--no-metrics'],
       new RegExp(
-        `^ladder: cannot listen for the management API on port ${busy}: EADDRINUSE \\(another process listens there\\); use --api-port$`,
+        `^ladder: cannot listen for the management API on port ${busy}: EADDRINUSE \\(another process listens there\\); choose another with --api-port$`,
       ),
     ],
     [
       ['--api-host', '127.0.0.1', '--api-port', '0', '--metrics-port', String(busy)],
       new RegExp(
-        `^ladder: cannot serve metrics on port ${busy}: EADDRINUSE \\(another process listens there\\); use --metrics-port, or --no-metrics$`,
+        `^ladder: cannot serve metrics on port ${busy}: EADDRINUSE \\(another process listens there\\); choose another with --metrics-port, or --no-metrics$`,
       ),
     ],
   ] as const) {

@@ -141,6 +141,11 @@ describe('ladder server --web-port (CLI)', () => {
         /^ladder: --tls-cert \S+a\.example\.crt \/ --tls-key \S+b\.example\.key: the key does not belong to the certificate$/,
       ],
       [['--web-port', '0', '--tls-cert', a.keyPath, '--tls-key', a.certPath], /expected a PEM certificate/],
+      // The certificate as the key too: OpenSSL said only "unsupported".
+      [
+        ['--web-port', '0', '--tls-cert', a.certPath, '--tls-key', a.certPath],
+        /: expected a PEM private key \(-----BEGIN PRIVATE KEY-----\) in \S+a\.example\.crt$/,
+      ],
       [
         ['--web-port', '0', '--tls-cert', '/nonexistent/cert.pem', '--tls-key', '/nonexistent/key.pem'],
         /^ladder: --tls-cert \/nonexistent\/cert\.pem: no such file$/,

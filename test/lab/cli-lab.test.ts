@@ -2,11 +2,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EXIT_FINDINGS, labExitCode } from '../../src/cli/commands/lab.js';
 import { cleanEnv } from '../helpers/clean-env.js';
+import { which } from '../helpers/peers.js';
+import { requireOrSkip } from '../helpers/prereq.js';
 
 const ladder = (args: string[]) =>
   spawnSync(process.execPath, ['bin/ladder.js', ...args], {
@@ -151,3 +153,69 @@ test('lab run: findings exit with 3, documented in --help, not 1 (a bug in ladde
     /Exit codes: 0 .*; 3 the lab found a defence that failed .*; 1 a bug in ladder\./,
   );
 });
+
+/** The live children of `pid` (every thread's list), as /proc tells them. */
+function childrenOf(pid: number): number[] {
+  const tasks = `/proc/${pid}/task`;
+  if (!existsSync(tasks)) return [];
+  const out: number[] = [];
+  for (const tid of readdirSync(tasks)) {
+    try {
+      out.push(
+        ...readFileSync(`${tasks}/${tid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number),
+      );
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
+}
+
+/** Alive and not a zombie. */
+function running(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+test('lab run ended by a signal ends the ss-server and ss-local it started (they were left running)', async (t) => {
+  if (
+    !requireOrSkip(
+      t,
+      which('ss-server') !== undefined && which('ss-local') !== undefined,
+      'shadowsocks-libev',
+    )
+  )
+    return;
+  const child = spawn(process.execPath, ['bin/ladder.js', 'lab', 'run', '--only', 'shadowsocks-libev'], {
+    env: cleanEnv(),
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let peers: number[] = [];
+  t.after(() => {
+    child.kill('SIGKILL');
+    for (const p of peers.filter(running)) process.kill(p, 'SIGKILL'); // whatever the outcome
+  });
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const deadline = Date.now() + 60_000;
+  while (peers.length < 2 && Date.now() < deadline && child.exitCode === null) {
+    await new Promise((r) => setTimeout(r, 100));
+    peers = childrenOf(child.pid!).filter((p) => /^ss-(server|local)$/.test(readComm(p)));
+  }
+  assert.equal(peers.length, 2, 'ss-server and ss-local were started');
+  child.kill('SIGTERM');
+  assert.equal(await exited, 143);
+  const until = Date.now() + 5000;
+  while (peers.some(running) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(peers.filter(running), [], 'peers still running after the lab ended');
+});
+
+function readComm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}

@@ -50,10 +50,24 @@ describe('ladder probe --servers (CLI, real ladder server)', () => {
     const good = ssUrl('aes-256-gcm', PASSWORD, '127.0.0.1', server.port, 'home');
     const wrong = ssUrl('aes-256-gcm', 'not-the-password', '127.0.0.1', server.port);
     const sub = join(dir, 'sub.txt');
-    writeFileSync(sub, Buffer.from(`${wrong}\n${ssUrl('aes-256-gcm', PASSWORD, '127.0.0.1', closed)}\n`).toString('base64'));
+    writeFileSync(
+      sub,
+      Buffer.from(`${wrong}\n${ssUrl('aes-256-gcm', PASSWORD, '127.0.0.1', closed)}\n`).toString('base64'),
+    );
     const json = join(dir, 'servers.jsonl');
     const before = requests;
-    const r = await runLadder(['probe', '--servers', good, sub, '--target', target, '--timeout', '2', '--json', json]);
+    const r = await runLadder([
+      'probe',
+      '--servers',
+      good,
+      sub,
+      '--target',
+      target,
+      '--timeout',
+      '2',
+      '--json',
+      json,
+    ]);
     assert.equal(r.code, 3, r.stderr);
     const lines = r.stdout.split('\n');
     assert.equal(lines[0], '1 of 3 endpoints reachable from this network');
@@ -61,12 +75,21 @@ describe('ladder probe --servers (CLI, real ladder server)', () => {
     assert.match(row(1), /ss:\/\/127\.0\.0\.1:\d+ aes-256-gcm "home"\s+ok\s+ok\s+reachable/);
     assert.match(row(2), /ok\s+timeout\s+blocked at tunnel/);
     assert.match(row(3), /refused\s+-\s+blocked at tcp/);
-    assert.match(r.stdout, /#2: the server took the connection but the tunnel did not answer/);
+    assert.match(
+      r.stdout,
+      /#2: the server took the connection but the tunnel did not answer \(\w+\): a wrong key or method, a key the server has disabled, expired or over its limit,/,
+    );
     assert.match(r.stdout, /#3: TCP connect refused/);
     assert.equal(requests, before + 1, 'only the right key reached the target');
     const out = readFileSync(json, 'utf8');
-    type M = { test_name: string; test_keys: { blocking: string | false; accessible: boolean; steps: Array<{ detail?: string }> } };
-    const ms = out.trim().split('\n').map((l) => JSON.parse(l) as M);
+    type M = {
+      test_name: string;
+      test_keys: { blocking: string | false; accessible: boolean; steps: Array<{ detail?: string }> };
+    };
+    const ms = out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as M);
     assert.deepEqual(
       ms.map((m) => [m.test_name, m.test_keys.blocking, m.test_keys.accessible]),
       [
@@ -83,7 +106,15 @@ describe('ladder probe --servers (CLI, real ladder server)', () => {
   });
 
   test('every endpoint reachable: exit 0 (the control for exit 3)', async () => {
-    const r = await runLadder(['probe', '--servers', ssUrl('aes-256-gcm', PASSWORD, '127.0.0.1', server.port), '--target', target, '--timeout', '5']);
+    const r = await runLadder([
+      'probe',
+      '--servers',
+      ssUrl('aes-256-gcm', PASSWORD, '127.0.0.1', server.port),
+      '--target',
+      target,
+      '--timeout',
+      '5',
+    ]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /^1 of 1 endpoints reachable/);
   });
@@ -95,8 +126,14 @@ describe('ladder probe --servers (CLI, real ladder server)', () => {
       [['--servers', 'ss://bm90LWEta2V5@127.0.0.1:1'], /^ladder: --servers #1: invalid ss:\/\/ URL/],
       [['--servers', join(dir, 'missing.txt')], /missing\.txt: /],
       [['--servers', garbage], /garbage\.txt: /],
-      [['--servers', ssUrl('aes-256-gcm', PASSWORD, '127.0.0.1', 1), '--target', 'https://example.com/'], /--target must be an http:\/\/ URL/],
-      [['--servers', ssUrl('aes-256-gcm', PASSWORD, '127.0.0.1', 1), '--list', 'x.csv'], /--list or --servers, not both/],
+      [
+        ['--servers', ssUrl('aes-256-gcm', PASSWORD, '127.0.0.1', 1), '--target', 'https://example.com/'],
+        /--target must be an http:\/\/ URL/,
+      ],
+      [
+        ['--servers', ssUrl('aes-256-gcm', PASSWORD, '127.0.0.1', 1), '--list', 'x.csv'],
+        /--list or --servers, not both/,
+      ],
     ];
     for (const [args, re] of cases) {
       const r = await runLadder(['probe', ...args]);
@@ -142,22 +179,33 @@ describe('checkServer over the web front (WebSocket + TLS, in process)', () => {
   };
   const opts = (): { target: URL; timeoutMs: number } => ({ target: new URL(target), timeoutMs: 3000 });
 
-  test('trusted certificate and the right path: reachable through tcp, tls, websocket, tunnel', { skip: noOpenssl }, async () => {
-    const c = await checkServer(wsTarget('/hidden-path', true), opts());
-    assert.deepEqual(c.steps.map((s) => [s.step, s.failure]), [
-      ['tcp', null],
-      ['tls', null],
-      ['websocket', null],
-      ['tunnel', null],
-    ]);
-    assert.equal(c.blocking, false);
-  });
+  test(
+    'trusted certificate and the right path: reachable through tcp, tls, websocket, tunnel',
+    { skip: noOpenssl },
+    async () => {
+      const c = await checkServer(wsTarget('/hidden-path', true), opts());
+      assert.deepEqual(
+        c.steps.map((s) => [s.step, s.failure]),
+        [
+          ['tcp', null],
+          ['tls', null],
+          ['websocket', null],
+          ['tunnel', null],
+        ],
+      );
+      assert.equal(c.blocking, false);
+    },
+  );
 
-  test('without the CA: blocked at tls (negative control: the certificate is checked)', { skip: noOpenssl }, async () => {
-    const c = await checkServer(wsTarget('/hidden-path', false), opts());
-    assert.equal(c.blocking, 'tls');
-    assert.match(c.steps.at(-1)!.failure!, /^ssl_/);
-  });
+  test(
+    'without the CA: blocked at tls (negative control: the certificate is checked)',
+    { skip: noOpenssl },
+    async () => {
+      const c = await checkServer(wsTarget('/hidden-path', false), opts());
+      assert.equal(c.blocking, 'tls');
+      assert.match(c.steps.at(-1)!.failure!, /^ssl_/);
+    },
+  );
 
   test('a wrong secret path: blocked at websocket', { skip: noOpenssl }, async () => {
     const upgrades = ws.upgrades;

@@ -164,6 +164,9 @@ test('ladder store backup (while serving), check, restore (refused while in use,
   const again = await runLadder(['store', '--data-dir', dir, 'backup', backup]);
   assert.equal(again.code, 2);
   assert.match(again.stderr, /already exists/);
+  const nowhere = await runLadder(['store', '--data-dir', dir, 'backup', join(dir, 'no-such-dir', 'b.db')]);
+  assert.equal(nowhere.code, 2, nowhere.stderr);
+  assert.match(nowhere.stderr, /^ladder: store: \S+b\.db: its directory \S+no-such-dir does not exist\n$/);
   // Restore is refused while the server has the store open.
   await m.store.createKey({ id: 'after-backup-2', method: 'aes-256-gcm', secret: 'x', port: 1 });
   const busy = await runLadder(['store', '--data-dir', dir, 'restore', backup]);

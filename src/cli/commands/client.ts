@@ -46,7 +46,7 @@ import {
   DEFAULT_SOCKS_LISTEN,
   SUGGESTED_HTTP_PORT,
 } from '../../config/defaults.js';
-import { bindErrorCode } from '../../shared/listen.js';
+import { bindErrorCode, explainBindError } from '../../shared/listen.js';
 import { formatHostPort } from '../../shared/parse.js';
 import { clientFlagsSchema, parseFlags } from '../../config/flags.js';
 import { fileErrorWhy } from '../../config/errors.js';
@@ -90,11 +90,12 @@ function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
 
-function readText(path: string): string {
+/** The file's text; a failure names where the path came from, if given (`--rules x: no such file`). */
+function readText(path: string, from?: string): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (err) {
-    throw new UsageError(`${path}: ${fileErrorWhy(err)}`, 'ERR_INPUT');
+    throw new UsageError(`${from ? `${from} ` : ''}${path}: ${fileErrorWhy(err)}`, 'ERR_INPUT');
   }
 }
 
@@ -375,11 +376,12 @@ export function registerClient(program: Command): void {
             : undefined;
       if (rulesPath !== undefined) {
         rulesName = flags.rules ?? config.rules;
-        rules = usage('', () => parseRulesText(readText(rulesPath), rulesName!));
+        const from = flags.rules !== undefined ? '--rules' : `${flags.config}: "rules":`;
+        rules = usage('', () => parseRulesText(readText(rulesPath, from), rulesName!));
       }
       if (flags.rulesFromProbe !== undefined) {
         const name = flags.rulesFromProbe;
-        const text = readText(resolvePath(name));
+        const text = readText(resolvePath(name), '--rules-from-probe');
         const measured = usage('', () => parseProbeRules(text, name, { fragment: route === 'auto' }));
         rules = rules ? rules.concat(measured) : measured;
         rulesName = rulesName ? `${rulesName} and ${name}` : name;
@@ -506,9 +508,9 @@ export function registerClient(program: Command): void {
         const code = bindErrorCode(err);
         if (code) {
           const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
-          throw new UsageError(
-            `cannot listen: ${code} (${e.syscall ?? 'listen'} ${e.address ?? ''}:${e.port ?? ''})`,
-          );
+          const where =
+            e.address !== undefined && e.port !== undefined ? formatHostPort(e.address, e.port) : '?';
+          throw new UsageError(`cannot listen on ${where}: ${explainBindError(code, e.port)}`);
         }
         throw err;
       }

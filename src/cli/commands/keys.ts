@@ -154,12 +154,26 @@ async function printNewKeyUrls(b: KeysBackend, id: string, qr: boolean): Promise
   if (qr) say((await QRCode.toString(u.ss, { type: 'terminal', small: true })).trimEnd());
 }
 
+/** Why a key that is not active does not connect, and the command that changes it. */
+function stateNote(id: string, state: string): string {
+  const cmd = `${ladderCommand()} keys`;
+  const fix: Record<string, string> = {
+    disabled: `until it is enabled (${cmd} enable ${printable(id)})`,
+    expired: `until its expiry is moved (${cmd} expire ${printable(id)} never)`,
+    over_limit: `until its data window allows it again or the limit is raised (${cmd} limit ${printable(id)} …)`,
+  };
+  return `note: key ${printable(id)} is ${printable(state).replace('_', ' ')}: these URLs do not connect ${fix[state] ?? 'for now'}`;
+}
+
 /**
  * `keys url`: each URL with what it is for and, on a terminal (or with --qr), its QR code;
  * --qr-png writes the ss:// one as a picture.
  */
 async function printUrls(b: KeysBackend, id: string, qr: boolean, png?: string): Promise<void> {
   const u = await b.urls(id);
+  // The URLs of a key that does not work now look like any other: say so (on stderr, for scripts).
+  const { state } = await b.get(id);
+  if (state !== undefined && state !== 'active') process.stderr.write(`${stateNote(id, state)}\n`);
   // The picture first: a path that cannot be written is one line, before any secret is printed.
   if (png !== undefined) {
     try {

@@ -62,8 +62,30 @@ async function waitListening(port: number, child: ChildProcess, what: string): P
   throw new Error(`${what} did not start listening on 127.0.0.1:${port}`);
 }
 
+/** The peers (ss-server, ss-local) running now, ended with the run when a signal ends it. */
+const peers = new Set<ChildProcess>();
+
+/**
+ * SIGINT/SIGTERM during a run: end the peers, then exit as the signal would (Node's default exit
+ * left ss-server and ss-local running when `kill` or `timeout` signalled ladder alone).
+ */
+function endPeersOnSignal(): () => void {
+  const onSignal = (signal: NodeJS.Signals): void => {
+    for (const child of peers) child.kill('SIGTERM');
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+}
+
 function spawnPeer(bin: string, args: string[]): ChildProcess {
   const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  peers.add(child);
+  child.once('exit', () => peers.delete(child));
   child.stderr?.resume();
   // ENOENT (binary not installed) arrives as an 'error' event; waitListening reports it.
   child.on('error', (err) => Object.assign(child, { spawnError: err }));
@@ -323,6 +345,7 @@ export function registerLab(program: Command): void {
       }
       if (flags.decisions) checkOutputFile(flags.decisions, '--decisions');
       let decisions = '';
+      const released = endPeersOnSignal();
       const report = await runSurvival({
         config,
         seed,
@@ -332,7 +355,7 @@ export function registerLab(program: Command): void {
         onDecisionLog: (jsonl) => {
           decisions = jsonl;
         },
-      });
+      }).finally(released);
       process.stdout.write(
         flags.json
           ? JSON.stringify(report, null, 2) + '\n'

@@ -31,7 +31,8 @@ import { stopForFatal, untilSignal } from '../shutdown.js';
 import { addManagedOptions, checkPublicHost, type ManagedFlags } from '../managed-options.js';
 import { storeTarget } from './store-command.js';
 import { chooseMode } from '../server-mode.js';
-import { privatePolicyLine } from '../banner-text.js';
+import { privatePolicyLine, tryItHeading } from '../banner-text.js';
+import { checkOwnPortsDistinct } from '../own-ports.js';
 import { ladderCommand } from '../../shared/invocation.js';
 import { StartupLog } from '../startup-log.js';
 import { registerAccessConfig } from './server-access-config.js';
@@ -208,9 +209,7 @@ async function banner(
       }
       if (k === p.printKeys[0]) {
         out.push('');
-        out.push(
-          `Try it (on the client machine${config.allowPrivateDestinations ? ', or on this one' : ''}):`,
-        );
+        out.push(tryItHeading(ladder, config.allowPrivateDestinations));
         out.push(`  ${ladder} client --key '${url}'`);
         out.push('  curl --proxy socks5h://127.0.0.1:1080 https://example.com/');
       }
@@ -341,6 +340,13 @@ export function registerServer(program: Command): void {
         p.config.web && { web: p.config.web, source: p.source },
         undefined,
       );
+      // A port from the config file is named by its field there.
+      const named = (given: string | undefined, option: string, field: string): string =>
+        given === undefined && flags.config !== undefined ? `${flags.config}: ${field}` : option;
+      checkOwnPortsDistinct([
+        [named(flags.port, '--port', 'port'), p.config.port, p.config.host],
+        [named(flags.webPort, '--web-port', 'web.port'), webPlan?.port, webPlan?.host],
+      ]);
       // Start-up info lines wait until the banner is out (warnings and errors do not).
       const startupLog = new StartupLog();
       const log = createLogger({ level, destination: startupLog });

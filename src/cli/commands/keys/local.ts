@@ -1,6 +1,6 @@
 /** `ladder keys` on the local store (SQLite file in the data dir, or --store). */
 import { KeySecretError, planSecrets, rotatedSecret } from '../../../api/key-secrets.js';
-import { existsSync as exists, mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import {
   accessUrl,
@@ -27,6 +27,7 @@ import {
 import { ProtocolError } from '../../../protocol/errors.js';
 import { keyPrefixSettingFor } from '../../../protocol/shadowsocks/key-prefix.js';
 import { UsageError } from '../../errors.js';
+import { dirErrorWhy } from '../../../shared/fs.js';
 import { DEFAULT_DATA_PORT, guessHost } from '../../managed.js';
 import { webKeyUrlFor } from '../../../protocol/sip002/plugin-opts.js';
 import { notFound, type AddOptions, type KeysBackend, type KeyUrls, type KeyView } from './backend.js';
@@ -215,16 +216,7 @@ function prepareSqlite(path: string, init: boolean): void {
   try {
     mkdirSync(dir, { mode: 0o700 });
   } catch (err) {
-    const code = errnoCode(err);
-    if (code === 'EEXIST') return;
-    const why =
-      code === 'ENOENT' && !exists(dirname(dir))
-        ? 'its parent directory does not exist'
-        : code === 'ENOENT'
-          ? 'the file system does not allow a new directory there'
-          : code === 'EACCES' || code === 'EPERM'
-            ? 'permission denied'
-            : code;
-    throw new UsageError(`cannot create ${dir}: ${why}`);
+    if (errnoCode(err) === 'EEXIST' && statSync(dir).isDirectory()) return;
+    throw new UsageError(`cannot create ${dir}: ${dirErrorWhy(dir, err)}`);
   }
 }

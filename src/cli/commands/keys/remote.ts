@@ -185,15 +185,23 @@ export class RemoteKeys implements KeysBackend {
     id?: string,
   ): Promise<{ text: string; value: unknown }> {
     const res = await pinnedRequest(this.target, method, path, body);
-    if (res.status === 404 && id !== undefined) throw notFound(id);
     if (res.status >= 400) {
       let msg = res.body;
+      let code: unknown;
       try {
-        const m = (JSON.parse(res.body) as { message?: unknown } | null)?.message;
-        if (typeof m === 'string') msg = m;
+        const answer = JSON.parse(res.body) as { message?: unknown; code?: unknown } | null;
+        if (typeof answer?.message === 'string') msg = answer.message;
+        code = answer?.code;
       } catch {
         // not JSON
       }
+      // An unknown path (Outline's and Ladder's ResourceNotFound): the apiUrl's secret path is
+      // wrong, whatever the key id; only a 404 for the key itself means no such key.
+      if (res.status === 404 && code === 'ResourceNotFound')
+        throw new UsageError(
+          '--api: the server has no such API path (404): check the secret path in the apiUrl (ladder server access-config on the server prints the access config)',
+        );
+      if (res.status === 404 && id !== undefined) throw notFound(id);
       throw new UsageError(`API error ${res.status}: ${shownBody(msg)}`);
     }
     if (!res.body) return { text: res.body, value: undefined };
