@@ -45,6 +45,8 @@ export interface ConnectionContext extends RelayConnectOptions {
   readonly nativeTrial?: boolean;
   /** A key was found (`ip` is the StreamInfo address, '' when unknown). */
   authenticated(c: Connection, ip: string, e: AuthEvent): void;
+  /** A key verified but the request was refused (replay, 2022 header): no longer authenticating. */
+  refusedAfterKey(c: Connection): void;
   addUsage(keyId: string, up: number, down: number): void;
   /** The stream closed; called exactly once. */
   closed(c: Connection, e: ConnectionClosedEvent): void;
@@ -197,9 +199,10 @@ export class Connection {
   /**
    * The uniform reaction to every failure before relaying: remember why (for counting), then
    * keep reading and discarding. No bytes are sent and nothing closes until the peer closes or
-   * the deadline of #armIdle (one idle timeout after the accept) passes.
+   * the deadline of #armIdle (one idle timeout after the accept) passes. `keyed`: a key verified.
    */
-  #fail(status: ConnectionStatus): void {
+  #fail(status: ConnectionStatus, keyed = false): void {
+    if (keyed) this.#ctx.refusedAfterKey(this);
     this.#status ??= status;
     this.#phase = 'drain';
     this.#head = [];
@@ -270,7 +273,7 @@ export class Connection {
     } catch (err) {
       if (!isProtocolError(err) || err.code === 'ERR_CIPHER' || err.code === 'ERR_SHORT_HEADER') return false;
       // The fixed header authenticated: this is the key, but the request is refused.
-      this.#fail(failureStatus(err, 'fixed-header'));
+      this.#fail(failureStatus(err, 'fixed-header'), true);
       return true;
     }
     if (!dec.authenticated) return false;
@@ -298,8 +301,8 @@ export class Connection {
   #onKey(k: KeyEntry, dec: AeadDecoder | undefined, buf: Buffer, recent: boolean, tried: number): void {
     const salt = buf.subarray(0, k.method.saltSize);
     const ctx = this.#ctx;
-    if (ctx.replay.serverSalts.has(salt)) return this.#fail('ERR_REPLAY_SERVER');
-    if (!ctx.replay.clientSalts.checkAndAdd(salt)) return this.#fail('ERR_REPLAY_CLIENT');
+    if (ctx.replay.serverSalts.has(salt)) return this.#fail('ERR_REPLAY_SERVER', true);
+    if (!ctx.replay.clientSalts.checkAndAdd(salt)) return this.#fail('ERR_REPLAY_CLIENT', true);
     this.key = k;
     this.#authAt = ctx.clock.now();
     ctx.authenticated(this, this.#ip, {

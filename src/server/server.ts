@@ -234,6 +234,7 @@ export class ShadowsocksServer implements ServerControl {
       nativeEncoder: opts.nativeEncoder ?? nativeEncoderFromEnv(),
       leanEnd: opts.leanEnd ?? leanEndFromEnv(),
       authenticated: (c, ip, e) => this.#authenticated(c, ip, e),
+      refusedAfterKey: (c) => this.#settled(c),
       addUsage: (keyId, up, down) => this.#usage.add(keyId, up, down),
       closed: (c, e) => this.#closed(c, e),
     };
@@ -523,12 +524,17 @@ export class ShadowsocksServer implements ServerControl {
 
   // ---- what connections report ----
 
-  #authenticated(c: Connection, ip: string, e: AuthEvent): void {
+  /** `c` is no longer authenticating (a key verified): StreamInfo.onAuthenticated, once. */
+  #settled(c: Connection): void {
     const onAuth = this.#onAuth.get(c);
     if (onAuth) {
       this.#onAuth.delete(c);
       onAuth();
     }
+  }
+
+  #authenticated(c: Connection, ip: string, e: AuthEvent): void {
+    this.#settled(c);
     if (e.edition !== 2022) this.#keys.used(ip, e.keyId);
     let set = this.#byKey.get(e.keyId);
     if (!set) this.#byKey.set(e.keyId, (set = new Set()));
