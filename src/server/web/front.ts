@@ -273,7 +273,9 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   };
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (isSecret(req.url)) {
+    // A bad Host gets nginx's 400 on the secret path too (nginx checks it before any location);
+    // every WebSocket client sends a valid one (its server's name or address).
+    if (isSecret(req.url) && !badHost(req)) {
       let taken = false;
       try {
         taken = opts.onUpgrade(req, socket, head, clientAddress(req, trusted));
