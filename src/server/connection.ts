@@ -174,7 +174,7 @@ export class Connection {
       () => {
         this.#timer = undefined;
         if (this.#phase !== 'auth' && this.#phase !== 'address' && this.#phase !== 'drain') return;
-        if (clock.now() - this.#acceptedAt >= this.#ctx.idleMs) this.#idleOut();
+        if (clock.now() - this.#acceptedAt >= this.#ctx.idleMs) this.idleOut();
         else this.#armIdle();
       },
       Math.max(1, due),
@@ -187,8 +187,8 @@ export class Connection {
     this.#timer = undefined;
   }
 
-  /** The pre-relay deadline passed: close with FIN (we have read everything the peer sent). */
-  #idleOut(): void {
+  /** The pre-relay deadline passed (or a pending cap's eviction): FIN, everything read. */
+  idleOut(): void {
     if (this.#phase === 'auth') this.#status ??= 'ERR_SHORT_HEADER';
     if (this.#phase === 'address') this.#status ??= 'ERR_ADDRESS';
     this.#phase = 'done';

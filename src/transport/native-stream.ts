@@ -44,6 +44,7 @@ export interface NativeAccept {
     ) => void,
     onEvent: (id: number, chunk: Buffer | undefined, code: number) => void,
     waitMs?: number,
+    maxWaiting?: number,
   ): object;
   /** Absent in an older build. */
   acceptKeys?(listener: object, methods?: Int32Array, keys?: Uint8Array[]): void;
@@ -307,13 +308,15 @@ export interface NativeListener {
  * `waitMs` > 0 the addon holds a connection that has sent nothing yet until its first bytes (or
  * EOF) come or `waitMs` pass (then it comes with nothing, `acceptedAgoMs` old): one JS entry for
  * the accept and the first bytes of the common connection instead of two. When `onStream` returns
- * an owner, its delivered() runs right after that first delivery.
+ * an owner, its delivered() runs right after that first delivery. `maxWaiting` (> 0) bounds how
+ * many wait at once: beyond it the oldest comes at once (an older addon ignores it).
  */
 export function listenNative(
   fns: NativeAccept,
   fd: number,
   onStream: (s: NativeStream, first: Buffer | undefined, trial?: AcceptedTrial) => NativeStreamOwner | void,
   waitMs = 0,
+  maxWaiting = 0,
 ): NativeListener {
   const handle = fns.acceptListen(
     fd,
@@ -326,6 +329,7 @@ export function listenNative(
     },
     onEvent,
     waitMs > 0 ? Math.max(1, Math.ceil(waitMs)) : 0,
+    maxWaiting,
   );
   const keys = fns.acceptKeys?.bind(fns, handle);
   return { close: () => fns.acceptClose(handle), pending: () => fns.acceptPending(handle), keys };
