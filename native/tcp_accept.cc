@@ -2,7 +2,7 @@
 // native relay (Linux), so a connection on the server's TCP port never becomes a net.Socket.
 // JS (src/transport/native-stream.ts) keeps every decision; this accepts, reads and closes.
 //
-//   acceptListen(fd, onConn, onEvent, waitMs?) -> listener
+//   acceptListen(fd, onConn, onEvent, waitMs?, maxWaiting?) -> listener
 //       fd: a listening TCP socket. It is dup()ed here (the caller closes its own, e.g. the
 //       net.Server that made it); the listener owns the duplicate and closes it at acceptClose
 //       or when the thread's env goes away. The duplicate is polled on this thread's loop; each
@@ -25,6 +25,9 @@
 //       ENOMEM...) stops polling the listener for a back-off of 50 ms, doubling to 1 s while it
 //       keeps failing (the connections wait in the backlog; nothing spins). The connections'
 //       reads share the thread's epoll set (thread_poll.h) with its connects and relays.
+//       maxWaiting (> 0): at most that many connections wait for their first bytes; an accept
+//       beyond it hands the oldest waiting one to JS at once (as when its wait is over, with its
+//       age), so JS's caps on pending connections (src/server/pending-limits.ts) see silent ones.
 //   acceptKeys(listener, methods?, keys?)
 //       The port's SIP004 keys for a trial at the accept (the server's LADDER_ACCEPT_TRIAL):
 //       methods an Int32Array (0..3, as create() takes them), keys the master keys (Uint8Array,
@@ -139,6 +142,7 @@ struct Listener {
   uv_timer_t timer;
   uv_timer_t wait_timer;  // the oldest waiting connection's deadline
   uint64_t wait_ms = 0;   // 0: onConn at the accept
+  uint32_t max_waiting = 0;  // > 0: the wait list's bound (acceptListen's maxWaiting)
   Conn* wait_head = nullptr;
   Conn* wait_tail = nullptr;
   uint32_t waiting = 0;
@@ -515,7 +519,11 @@ bool Deliver(Listener* ls, int fd, const sockaddr_storage& ss) {
     ls->wait_tail = c;
     if (ls->waiting++ == 0) uv_timer_start(&ls->wait_timer, OnWait, ls->wait_ms, 0);
     SetPolling(c, true);
-    return true;
+    if (ls->max_waiting == 0 || ls->waiting <= ls->max_waiting) return true;
+    Conn* oldest = ls->wait_head;  // over the bound: the oldest's wait is over now
+    Unwait(oldest);
+    Hand(oldest, -EAGAIN);
+    return ls->open;
   }
   Hand(c, n);
   return ls->open;
@@ -611,10 +619,11 @@ Conn* ConnArg(const Args& a, const char* usage, bool* ok) {
 napi_value AcceptListen(napi_env env, napi_callback_info info) {
   Args a(env, info);
   int32_t fd = -1;
-  int64_t wait_ms = 0;
+  int64_t wait_ms = 0, max_waiting = 0;
   if (!a.Need(3) || !a.Int32(0, &fd) || fd < 0 || !a.Function(1) || !a.Function(2) ||
-      (a.Has(3) && !a.Undefined(3) && !a.Index(3, &wait_ms))) {
-    Throw(env, "acceptListen(fd >= 0, onConn, onEvent, waitMs >= 0?)");
+      (a.Has(3) && !a.Undefined(3) && !a.Index(3, &wait_ms)) ||
+      (a.Has(4) && !a.Undefined(4) && (!a.Index(4, &max_waiting) || max_waiting > UINT32_MAX))) {
+    Throw(env, "acceptListen(fd >= 0, onConn, onEvent, waitMs >= 0?, maxWaiting >= 0?)");
     return nullptr;
   }
   Thread* t = ThreadFor(env);
@@ -647,6 +656,7 @@ napi_value AcceptListen(napi_env env, napi_callback_info info) {
   ls->timer.data = ls;
   ls->wait_timer.data = ls;
   ls->wait_ms = static_cast<uint64_t>(wait_ms);
+  ls->max_waiting = static_cast<uint32_t>(max_waiting);
   ls->handles = 3;
   ls->open = true;
   t->listeners.push_back(ls);

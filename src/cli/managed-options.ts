@@ -33,6 +33,8 @@ export interface ManagedFlags extends WebFlags {
   replayState?: string;
   /** Data-plane worker threads (default one per core). */
   workers?: string;
+  maxPendingPerIp?: string;
+  maxPending?: string;
   logLevel?: string;
   /** Fleet node name (PostgreSQL store): register, heartbeat, key changes by LISTEN/NOTIFY; the
    *  node's usage-writer id. */

@@ -182,6 +182,10 @@ export async function startManaged(
     }
   }
   const idleMs = parsed.idleTimeout !== undefined ? Math.round(parsed.idleTimeout * 1000) : undefined;
+  const pendingCaps =
+    parsed.maxPendingPerIp !== undefined || parsed.maxPending !== undefined
+      ? { perAddress: parsed.maxPendingPerIp, total: parsed.maxPending }
+      : undefined;
   const dynamicListen = parsed.dynamicListen;
   let dynamicUrl: string | null | undefined;
   if (flags.dynamicUrl !== undefined) {
@@ -253,6 +257,7 @@ export async function startManaged(
       ...(tuning.usageFlushMs !== undefined ? { usageFlushMs: tuning.usageFlushMs } : {}),
       ...(idleMs !== undefined ? { timeouts: { idleMs } } : {}),
       ...(flags.allowPrivate ? { allowPrivateDestinations: true } : {}),
+      ...(pendingCaps ? { pending: pendingCaps } : {}),
       udp: flags.udp !== false,
     };
     const planes: PlaneSetup = {
@@ -411,7 +416,7 @@ export async function startManaged(
           ...(plane.replayFilters ? { replayFilters: plane.replayFilters } : {}),
         }),
       );
-      web = await startWeb({ ...webPlan, secretPath }, pool.webServer!, flags.udp !== false, log);
+      web = await startWeb({ ...webPlan, secretPath }, pool.webServer!, flags.udp !== false, log, pendingCaps);
       if (web.webOnly && !settings.dynamicKeyBaseUrl)
         log.warn(
           '--advertise web: dynamic-key and subscription URLs still name this host (the API port); set dynamicKeyBaseUrl to a URL through the CDN',

@@ -7,6 +7,7 @@
  * The secret path is a secret like a key's password: it is never logged and only printed inside
  * a key URL, where the key URL itself is printed.
  */
+import type { PendingCaps } from '../server/pending-limits.js';
 import type { Command } from 'commander';
 import { createHash, createHmac } from 'node:crypto';
 import { constants } from 'node:fs';
@@ -369,6 +370,7 @@ export async function startWeb(
   server: ShadowsocksServer,
   udp: boolean,
   logger: Logger,
+  pending?: PendingCaps,
 ): Promise<RunningWeb> {
   const [{ generateSecretPath }, { startWebService }, { createWebSocketEndpoints }] = await Promise.all([
     import('../server/web/front.js'),
@@ -389,7 +391,7 @@ export async function startWeb(
   });
   let service: WebService;
   try {
-    service = await startWebService({ ...settings, logger }, (req, socket, head, addr) =>
+    service = await startWebService({ ...settings, logger, pending }, (req, socket, head, addr) =>
       endpoints.onUpgrade(req, socket, head, addr),
     );
   } catch (err) {

@@ -53,3 +53,6 @@ export const MAX_FIRST_DATA_WAIT_MS = 10_000;
 export const DEFAULT_RESIDUAL_SECONDS = 180;
 /** --idle-timeout and --residual: at most a day on the client. */
 export const MAX_CLIENT_SECONDS = 86_400;
+
+/** The largest cap on pending connections (--max-pending-per-ip, --max-pending; 0 is no cap). */
+export const MAX_PENDING_CAP = 10_000_000;

@@ -17,7 +17,7 @@ import {
   parseSeconds,
   type HostPortOptions,
 } from '../shared/parse.js';
-import { MAX_CLIENT_SECONDS, MAX_FIRST_DATA_WAIT_MS, MAX_WORKERS } from './defaults.js';
+import { MAX_CLIENT_SECONDS, MAX_FIRST_DATA_WAIT_MS, MAX_PENDING_CAP, MAX_WORKERS } from './defaults.js';
 
 /** One flag: how its text is parsed, and whether it may be absent. */
 export interface FlagRule<T> {
@@ -92,6 +92,8 @@ export const serverFlagsSchema = flagSchema({
   port: flag.port('--port').optional(),
   idleTimeout: flag.seconds('--idle-timeout').optional(),
   workers: flag.int('--workers', 1, MAX_WORKERS).optional(),
+  maxPendingPerIp: flag.int('--max-pending-per-ip', 0, MAX_PENDING_CAP).optional(),
+  maxPending: flag.int('--max-pending', 0, MAX_PENDING_CAP).optional(),
 });
 
 /** The numeric flags of the web front (both modes). */
@@ -107,6 +109,8 @@ export const managedFlagsSchema = flagSchema({
   metricsPort: flag.port('--metrics-port').optional(),
   idleTimeout: serverFlagsSchema.shape.idleTimeout,
   workers: serverFlagsSchema.shape.workers,
+  maxPendingPerIp: serverFlagsSchema.shape.maxPendingPerIp,
+  maxPending: serverFlagsSchema.shape.maxPending,
   dynamicListen: flag.hostPort('--dynamic-listen', { defaultHost: '0.0.0.0' }).optional(),
   keyPoll: flag.seconds('--key-poll', 3600).optional(),
 });

@@ -13,6 +13,7 @@ import {
   DEFAULT_REPLAY_CAPACITY,
   DEFAULT_SERVER_PORT,
   MAX_CONNECT_SECONDS,
+  MAX_PENDING_CAP,
   MAX_REPLAY_CAPACITY,
   MAX_WORKERS,
   MAX_TIMEOUT_SECONDS,
@@ -30,6 +31,8 @@ import {
  *     "replayCapacity": 20000,
  *     "replayStateFile": "replay.bin",
  *     "udp": false,
+ *     "maxPendingPerIp": 512,       (connections not yet authenticated, per address; 0: no cap)
+ *     "maxPending": 8192,           (and in all, per worker; see src/server/pending-limits.ts)
  *     "workers": 2,                 (data-plane worker threads; default one per core)
  *     "web": { "port": 443, "path": "/SECRET", "decoy": "builtin", "tlsCert": "cert.pem", "tlsKey": "key.pem" }
  *   }
@@ -82,6 +85,13 @@ const seconds = (max: number) =>
     .number({ error: 'must be a number of seconds' })
     .positive({ error: 'must be greater than 0' })
     .max(max, { error: `must be at most ${max}` });
+
+/** A cap on pending connections (pending-limits.ts): 0 turns it off. */
+const pendingCap = z
+  .number({ error: 'must be a number' })
+  .int({ error: 'must be an integer' })
+  .min(0, { error: 'must be at least 0 (0: no cap)' })
+  .max(MAX_PENDING_CAP, { error: `must be at most ${MAX_PENDING_CAP}` });
 
 const portNumber = z
   .number({ error: 'must be a number' })
@@ -203,6 +213,8 @@ export const serverConfigSchema = z.strictObject({
     .min(1, { error: 'must not be empty' })
     .optional(),
   udp: z.boolean({ error: 'must be true or false' }).default(false),
+  maxPendingPerIp: pendingCap.optional(),
+  maxPending: pendingCap.optional(),
   workers: z
     .number({ error: 'must be a number' })
     .int({ error: 'must be an integer' })
@@ -220,6 +232,8 @@ export interface ServerConfig {
   readonly connectMs: number;
   readonly allowPrivateDestinations: boolean;
   readonly replayCapacity: number;
+  /** Caps on connections not yet authenticated (--max-pending-per-ip, --max-pending); unset: defaults. */
+  readonly pending?: { readonly perAddress?: number | undefined; readonly total?: number | undefined };
   readonly replayStateFile: string | undefined;
   /** Also relay UDP on the same port number (like ss-server -u). */
   readonly udp: boolean;
@@ -311,6 +325,9 @@ export function parseServerConfig(input: unknown, source = 'config'): ServerConf
     connectMs: Math.round(c.timeouts.connectSeconds * 1000),
     allowPrivateDestinations: c.allowPrivateDestinations,
     replayCapacity: c.replayCapacity,
+    ...(c.maxPendingPerIp !== undefined || c.maxPending !== undefined
+      ? { pending: Object.freeze({ perAddress: c.maxPendingPerIp, total: c.maxPending }) }
+      : {}),
     replayStateFile: c.replayStateFile,
     udp: c.udp,
     workers: c.workers,

@@ -38,7 +38,11 @@ export interface StreamInfo {
   idleAfterFirst?: boolean;
   /** The SIP004 trial the addon made at the accept (accept-trial.ts): asked instead of each key. */
   trial?: PreTrial | undefined;
-  /** Called once when a key authenticates the stream (a Mux.Cool carrier counts its sessions not yet authenticated). */
+  /**
+   * Called once when a key authenticates the stream, or verifies and the request is then refused
+   * (a replay, a 2022 header's timestamp): a Mux.Cool carrier counts its sessions still
+   * authenticating, and a refused one keeps its uniform reaction (held) without a slot.
+   */
   onAuthenticated?: (() => void) | undefined;
 }
 

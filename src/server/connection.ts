@@ -46,6 +46,8 @@ export interface ConnectionContext extends RelayConnectOptions, NameContext {
   readonly nativeTrial?: boolean;
   /** A key was found (`ip` is the StreamInfo address, '' when unknown). */
   authenticated(c: ServedConnection, ip: string, e: AuthEvent): void;
+  /** A key verified but the request was refused (replay, 2022 header): no longer authenticating. */
+  refusedAfterKey(c: Connection): void;
   addUsage(keyId: string, up: number, down: number): void;
   /** The stream closed; called exactly once. */
   closed(c: ServedConnection, e: ConnectionClosedEvent): void;
@@ -174,7 +176,7 @@ export class Connection implements ServedConnection {
       () => {
         this.#timer = undefined;
         if (this.#phase !== 'auth' && this.#phase !== 'address' && this.#phase !== 'drain') return;
-        if (clock.now() - this.#acceptedAt >= this.#ctx.idleMs) this.#idleOut();
+        if (clock.now() - this.#acceptedAt >= this.#ctx.idleMs) this.idleOut();
         else this.#armIdle();
       },
       Math.max(1, due),
@@ -187,8 +189,8 @@ export class Connection implements ServedConnection {
     this.#timer = undefined;
   }
 
-  /** The pre-relay deadline passed: close with FIN (we have read everything the peer sent). */
-  #idleOut(): void {
+  /** The pre-relay deadline passed (or a pending cap's eviction): FIN, everything read. */
+  idleOut(): void {
     if (this.#phase === 'auth') this.#status ??= 'ERR_SHORT_HEADER';
     if (this.#phase === 'address') this.#status ??= 'ERR_ADDRESS';
     this.#phase = 'done';
@@ -199,9 +201,10 @@ export class Connection implements ServedConnection {
   /**
    * The uniform reaction to every failure before relaying: remember why (for counting), then
    * keep reading and discarding. No bytes are sent and nothing closes until the peer closes or
-   * the deadline of #armIdle (one idle timeout after the accept) passes.
+   * the deadline of #armIdle (one idle timeout after the accept) passes. `keyed`: a key verified.
    */
-  #fail(status: ConnectionStatus): void {
+  #fail(status: ConnectionStatus, keyed = false): void {
+    if (keyed) this.#ctx.refusedAfterKey(this);
     this.#status ??= status;
     this.#phase = 'drain';
     this.#head = [];
@@ -272,7 +275,7 @@ export class Connection implements ServedConnection {
     } catch (err) {
       if (!isProtocolError(err) || err.code === 'ERR_CIPHER' || err.code === 'ERR_SHORT_HEADER') return false;
       // The fixed header authenticated: this is the key, but the request is refused.
-      this.#fail(failureStatus(err, 'fixed-header'));
+      this.#fail(failureStatus(err, 'fixed-header'), true);
       return true;
     }
     if (!dec.authenticated) return false;
@@ -300,8 +303,8 @@ export class Connection implements ServedConnection {
   #onKey(k: KeyEntry, dec: AeadDecoder | undefined, buf: Buffer, recent: boolean, tried: number): void {
     const salt = buf.subarray(0, k.method.saltSize);
     const ctx = this.#ctx;
-    if (ctx.replay.serverSalts.has(salt)) return this.#fail('ERR_REPLAY_SERVER');
-    if (!ctx.replay.clientSalts.checkAndAdd(salt)) return this.#fail('ERR_REPLAY_CLIENT');
+    if (ctx.replay.serverSalts.has(salt)) return this.#fail('ERR_REPLAY_SERVER', true);
+    if (!ctx.replay.clientSalts.checkAndAdd(salt)) return this.#fail('ERR_REPLAY_CLIENT', true);
     this.key = k;
     this.#authAt = ctx.clock.now();
     ctx.authenticated(this, this.#ip, {

@@ -24,6 +24,7 @@ import {
   type AcceptedTrial,
   type NativeListener,
   type NativeStream,
+  type NativeStreamOwner,
 } from '../transport/native-stream.js';
 import {
   connectAtOnceFromEnv,
@@ -34,6 +35,8 @@ import {
   serverNativeRelay,
   type NativeRelay,
 } from './native-relay.js';
+import { PendingConnections, pendingLimitsFor } from './pending-limits.js';
+import type { PendingCaps, PendingLimits } from './pending-limits.js';
 import { RefusalLog } from './refusal-log.js';
 import { ReplayState, replayStateFile, type ReplayFilters, type ReplayStore } from './replay-state.js';
 import { UdpRelay, type AdoptedUdpSocket, type UdpRelayContext, type UdpRelayOptions } from './udp-relay.js';
@@ -161,6 +164,11 @@ export interface ServerOptions {
    * Default on unless LADDER_LEAN_PATH=0.
    */
   leanPath?: boolean;
+  /**
+   * Caps on TCP connections not yet authenticated (pending-limits.ts); default: the default caps;
+   * a PendingLimits shares one; false: none. Streams without `tcp` (the web front's) do not count.
+   */
+  pending?: PendingLimits | PendingCaps | false;
 }
 
 /**
@@ -188,6 +196,8 @@ export class ShadowsocksServer implements ServerControl {
   /** StreamInfo.onAuthenticated of connections not yet authenticated. */
   readonly #onAuth = new WeakMap<ServedConnection, () => void>();
   readonly #byKey = new Map<string, Set<ServedConnection>>();
+  /** Only Connections are ever pending (a lean-path connection is authenticated when tracked). */
+  readonly #pending: PendingConnections<Connection> | undefined;
   #server: net.Server | undefined;
   /** Whether listen() accepts natively, and the listener when it does (#server then closed). */
   readonly #wantNativeAccept: boolean;
@@ -251,9 +261,12 @@ export class ShadowsocksServer implements ServerControl {
       nativeEncoder: opts.nativeEncoder ?? nativeEncoderFromEnv(),
       leanEnd: opts.leanEnd ?? leanEndFromEnv(),
       authenticated: (c, ip, e) => this.#authenticated(c, ip, e),
+      refusedAfterKey: (c) => this.#settled(c),
       addUsage: (keyId, up, down) => this.#usage.add(keyId, up, down),
       closed: (c, e) => this.#closed(c, e),
     };
+    const limits = pendingLimitsFor(opts.pending);
+    if (limits) this.#pending = new PendingConnections<Connection>(limits, (c) => c.idleOut());
     this.#wantNativeAccept =
       this.#ctx.nativeRelay !== undefined && (opts.nativeAccept ?? nativeAcceptFromEnv());
     // The lean path is the default path's shortcut: only with every part it replaces on.
@@ -459,10 +472,26 @@ export class ShadowsocksServer implements ServerControl {
     const fd = (server as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
     if (!fns || typeof fd !== 'number' || fd < 0) return;
     const lazy = this.#lazyIdle;
-    const onStream = (s: NativeStream, first?: Buffer, t?: AcceptedTrial): Connection | undefined => {
+    // The caps count a connection still pending after its first delivery (which authenticates the
+    // common one synchronously): one shared owner, told right after the onStream that set `last`.
+    let last: Connection | undefined;
+    let lastAddress = '';
+    const afterFirst = {
+      delivered: (): void => {
+        const c = last!;
+        last = undefined;
+        if (lazy) c.delivered();
+        if (c.key === undefined && this.#conns.has(c)) this.#pending?.add(c, lastAddress);
+      },
+    };
+    const onStream = (s: NativeStream, first?: Buffer, t?: AcceptedTrial): NativeStreamOwner | undefined => {
       const trial = this.#trialKeys?.resolve(t, first);
-      const c = this.#serve(s, { remoteAddress: s.remoteAddress, tcp: true, idleAfterFirst: lazy, trial });
-      return lazy ? c : undefined;
+      const info = { remoteAddress: s.remoteAddress, tcp: true, idleAfterFirst: lazy, trial };
+      const c = this.#serve(s, info, this.#pending !== undefined);
+      if (!this.#pending) return lazy ? c : undefined;
+      last = c;
+      lastAddress = s.remoteAddress;
+      return afterFirst;
     };
     try {
       const waitMs = this.#nativeHandshake ? this.idleMs : 0;
@@ -474,7 +503,9 @@ export class ShadowsocksServer implements ServerControl {
             (c) => this.#track(c),
           )
         : undefined;
-      const listener = listenNative(fns, fd, onStream, waitMs, lean);
+      // Silent connections the addon holds come to JS (and its caps) beyond one cap's worth.
+      const p = this.#pending?.limits;
+      const listener = listenNative(fns, fd, onStream, waitMs, lean, p ? p.perAddress || p.total : 0);
       this.#accept = { listener, address: addr };
       if (this.#acceptTrial && listener.keys)
         this.#trialKeys = new AcceptTrialKeys(this.#keys, listener.keys);
@@ -545,8 +576,11 @@ export class ShadowsocksServer implements ServerControl {
     this.#serve(stream, info);
   }
 
-  #serve(stream: Duplex | NativeStream, info: StreamInfo): Connection {
+  /** `later`: the caller counts the connection as pending itself if it still is. */
+  #serve(stream: Duplex | NativeStream, info: StreamInfo, later = false): Connection {
     const c = new Connection(this.#ctx, stream, info);
+    this.#conns.add(c);
+    if (!later && info.tcp === true) this.#pending?.add(c, info.remoteAddress);
     if (info.onAuthenticated) this.#onAuth.set(c, info.onAuthenticated);
     this.#track(c);
     return c;
@@ -564,12 +598,18 @@ export class ShadowsocksServer implements ServerControl {
 
   // ---- what connections report ----
 
-  #authenticated(c: ServedConnection, ip: string, e: AuthEvent): void {
+  /** `c` is no longer authenticating (a key verified): StreamInfo.onAuthenticated, once. */
+  #settled(c: ServedConnection): void {
     const onAuth = this.#onAuth.get(c);
     if (onAuth) {
       this.#onAuth.delete(c);
       onAuth();
     }
+  }
+
+  #authenticated(c: ServedConnection, ip: string, e: AuthEvent): void {
+    this.#settled(c);
+    if (c instanceof Connection) this.#pending?.remove(c);
     if (e.edition !== 2022) this.#keys.used(ip, e.keyId);
     let set = this.#byKey.get(e.keyId);
     if (!set) this.#byKey.set(e.keyId, (set = new Set()));
@@ -583,6 +623,7 @@ export class ShadowsocksServer implements ServerControl {
 
   #closed(c: ServedConnection, e: ConnectionClosedEvent): void {
     this.#conns.delete(c);
+    if (c instanceof Connection) this.#pending?.remove(c);
     if (e.keyId !== undefined) {
       const set = this.#byKey.get(e.keyId);
       set?.delete(c);

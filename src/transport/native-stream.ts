@@ -44,6 +44,7 @@ export interface NativeAccept {
     ) => void,
     onEvent: (id: number, chunk: Buffer | undefined, code: number) => void,
     waitMs?: number,
+    maxWaiting?: number,
   ): object;
   /** Absent in an older build. */
   acceptKeys?(listener: object, methods?: Int32Array, keys?: Uint8Array[]): void;
@@ -328,6 +329,7 @@ export interface NativeListener {
  * the accept and the first bytes of the common connection instead of two. When `onStream` returns
  * an owner, its delivered() runs right after that first delivery. `lean`, when given, is asked
  * first about each connection the addon's key trial ran on, and may take it (no NativeStream).
+ * `maxWaiting` (> 0) bounds how many wait at once: beyond it the oldest comes at once (an older addon ignores it).
  */
 export function listenNative(
   fns: NativeAccept,
@@ -335,6 +337,7 @@ export function listenNative(
   onStream: (s: NativeStream, first: Buffer | undefined, trial?: AcceptedTrial) => NativeStreamOwner | void,
   waitMs = 0,
   lean?: LeanFirst,
+  maxWaiting = 0,
 ): NativeListener {
   const handle = fns.acceptListen(
     fd,
@@ -349,6 +352,7 @@ export function listenNative(
     },
     onEvent,
     waitMs > 0 ? Math.max(1, Math.ceil(waitMs)) : 0,
+    maxWaiting,
   );
   const keys = fns.acceptKeys?.bind(fns, handle);
   return { close: () => fns.acceptClose(handle), pending: () => fns.acceptPending(handle), keys };

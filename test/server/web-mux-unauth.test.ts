@@ -11,6 +11,12 @@ import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { MuxCoolDecoder, MuxStatus, MUX_OPTION_ERROR } from '../../src/protocol/muxcool.js';
+import { AeadEncoder } from '../../src/protocol/shadowsocks/aead.js';
+import { Aead2022RequestEncoder } from '../../src/protocol/shadowsocks/aead2022.js';
+import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
+import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
+import { getAead2022Method } from '../../src/protocol/shadowsocks/methods2022.js';
+import { encodeAddress } from '../../src/protocol/socks5/address.js';
 import { MAX_UNAUTHENTICATED_SESSIONS } from '../../src/server/web/websocket.js';
 import { MuxConnection } from '../../src/transport/mux.js';
 import { dialWebSocket } from '../../src/transport/ws-dialer.js';
@@ -20,10 +26,15 @@ import { startWsTestServer, tunnelVia, type WsTestServer } from '../helpers/web-
 
 const METHOD = 'aes-256-gcm';
 const PASSWORD = `mux-unauth-${randomBytes(6).toString('hex')}`;
+const METHOD_2022 = '2022-blake3-aes-256-gcm';
+const PSK_2022 = randomBytes(32);
 let srv: WsTestServer;
 let echo: TestServer;
 before(async () => {
-  srv = await startWsTestServer({ keys: [{ id: 'k', method: METHOD, secret: PASSWORD }], idleMs: 20_000 });
+  srv = await startWsTestServer({ keys: [
+      { id: 'k', method: METHOD, secret: PASSWORD },
+      { id: 'k2022', method: METHOD_2022, secret: PSK_2022.toString('base64') },
+    ], idleMs: 20_000 });
   echo = await startEcho();
 });
 after(async () => {
@@ -127,6 +138,47 @@ test('sessions that end before authenticating free their slots (closed by the cl
     }
     await echoOver(mux, 'after three rounds of failed sessions');
     assert.equal(refused.size, 0);
+  } finally {
+    mux.destroy();
+  }
+});
+
+test('sessions whose key verified and that were then refused (replays) free their slots, and are still held', async () => {
+  const { mux, refused } = await carrier();
+  try {
+    const target = encodeAddress({ type: 'ipv4', host: '127.0.0.1', port: echo.port });
+    // One first chunk of each edition, sent once for real (authenticated, relayed) and then replayed.
+    const sip004 = new AeadEncoder(getAeadMethod(METHOD), evpBytesToKey(PASSWORD, 32)).encode(
+      Buffer.concat([target, Buffer.from('x')]),
+    );
+    const ss2022 = new Aead2022RequestEncoder(getAead2022Method(METHOD_2022), PSK_2022).encodeHeader(
+      { type: 'ipv4', host: '127.0.0.1', port: echo.port },
+      Buffer.from('x'),
+      Date.now(),
+    );
+    const replays: { ended: boolean }[] = [];
+    for (const first of [sip004, ss2022]) {
+      for (let i = 0; i <= MAX_UNAUTHENTICATED_SESSIONS; i++) {
+        const s = mux.open();
+        const seen = { ended: false };
+        s.on('error', () => {});
+        s.on('data', () => {});
+        s.on('end', () => (seen.ended = true));
+        s.write(first);
+        if (i > 0) replays.push(seen);
+        if (i === 0) await sleep(50); // the real one first: the rest are replays of it
+      }
+    }
+    await sleep(300);
+    // Refused by the replay filters (2 x 32 of them), held open as any refused stream: none got
+    // End, and none took a slot from the sessions still to authenticate.
+    assert.equal(refused.size, 0, 'no New refused for want of a slot');
+    assert.ok(replays.every((r) => !r.ended), 'every replay held open');
+    // Every slot but one still free for sessions authenticating: the last one is a real session's.
+    for (let i = 0; i < MAX_UNAUTHENTICATED_SESSIONS - 1; i++) garbageSession(mux);
+    await echoOver(mux, 'a real session beside 64 held replays');
+    assert.equal(refused.size, 0);
+    assert.ok(replays.every((r) => !r.ended), 'every replay still held open');
   } finally {
     mux.destroy();
   }

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { dirDecoy } from '../../src/server/web/decoy.js';
 import { startWebFront, type WebFront } from '../../src/server/web/front.js';
-import { decoyComparisonTests, exchange, nginxServingSite, nginxSkip } from './fixtures.js';
+import { decoyComparisonTests, exchange, nginxServingSite, nginxSkip, WS_UPGRADE_HEADERS } from './fixtures.js';
 
 
 describe('dir: decoy matches nginx serving the same directory', { skip: nginxSkip() }, () => {
@@ -36,6 +36,21 @@ describe('dir: decoy matches nginx serving the same directory', { skip: nginxSki
       'GET /docs HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n',
       'GET /docs HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n',
       'GET /docs HTTP/1.0\r\nHost: a/b\r\n\r\n',
+      // Bytes above 0x7f pass and are echoed raw in the redirect (ASCII letters lower-cased).
+      'GET /docs HTTP/1.1\r\nHost: Caf\u00e9.Example\r\n\r\n',
+      'GET /docs HTTP/1.1\r\nHost: a..b\r\n' + WS_UPGRADE_HEADERS + '\r\n',
+    );
+    // The absolute form's host (ngx_http_parse_request_line): checked, and it names the request.
+    const targets = ['Example.COM', 'ex.com.', 'ex.com:', 'ex.com:8080', '[::1]:81', "[a_b~!$&'()*+,;=]", 'a-b.c', '.x'];
+    const badTargets = ['a..b', 'a_b', 'u@ex.com', 'a%2eb', '', ':80', '.', 'ex.com:8a', '[::1', 'ex.com:8..0'];
+    for (const t of [...targets, ...badTargets]) requests.push(`GET http://${t}/docs HTTP/1.1\r\nHost: x\r\n\r\n`);
+    requests.push(
+      'GET HTTP://EX.com/docs HTTP/1.1\r\nHost: x\r\n\r\n',
+      'GET ftp://ex.com/docs HTTP/1.1\r\nHost: x\r\n\r\n',
+      'GET https://ex.com/docs HTTP/1.1\r\nHost: x\r\n\r\n',
+      'GET http://ex.com/docs HTTP/1.0\r\n\r\n',
+      'GET http://ex.com/docs HTTP/1.1\r\nHost: a/b\r\n\r\n',
+      'GET http://ex.com HTTP/1.1\r\nHost: x\r\n\r\n',
     );
     decoyComparisonTests(() => ({ front: front.port, direct: site.nginx.port }), '', () => '', requests);
   });

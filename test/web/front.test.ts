@@ -111,6 +111,25 @@ describe('web front with the builtin decoy', () => {
     assert.equal(seen.length, 0, 'onUpgrade took none of them');
   });
 
+  test('an upgrade on the secret path with a Host nginx refuses gets the decoy\'s 400, as on any path', async () => {
+    const bad = ['Host: a..b\r\n', 'Host: a/b\r\n', 'Host: a\r\nHost: b\r\n', 'Host: \r\n'];
+    for (const h of bad) {
+      const [secret, wrong] = await Promise.all([
+        exchange(front.port, `GET ${SECRET}/tcp HTTP/1.1\r\n${h}${UPGRADE}\r\n`),
+        exchange(front.port, `GET /ws HTTP/1.1\r\n${h}${UPGRADE}\r\n`),
+      ]);
+      assert.match(secret.text, /^HTTP\/1\.1 400 Bad Request\r\n/, JSON.stringify(h));
+      assert.equal(mask(secret.text), mask(wrong.text), JSON.stringify(h));
+      assert.equal(secret.close, wrong.close);
+    }
+    assert.equal(seen.length, 0, 'onUpgrade took none of them');
+    // Control: the same upgrade with a valid Host (an IPv6 literal with its port, as clients send) is taken.
+    const ok = await exchange(front.port, `GET ${SECRET}/tcp HTTP/1.1\r\nHost: [::1]:8443\r\n${UPGRADE}\r\n`);
+    assert.match(ok.text, /^HTTP\/1\.1 101 /);
+    assert.equal(seen.length, 1);
+    seen.length = 0;
+  });
+
   test('after a refused upgrade the same connection serves the next (pipelined) request', async () => {
     const r = await exchange(front.port, `GET ${SECRET}/x HTTP/1.1\r\nHost: a\r\n${UPGRADE}\r\nGET /robots.txt HTTP/1.1\r\nHost: a\r\n\r\n`);
     const responses = r.text.split(/(?=HTTP\/1\.1 )/);

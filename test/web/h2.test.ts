@@ -75,6 +75,12 @@ const REQUESTS: Array<{ h: http2.OutgoingHttpHeaders; body?: string }> = [
   { h: { ':path': SECRET } },
   { h: { ':method': 'CONNECT', ':authority': 'example.com:443', ':path': undefined, ':scheme': undefined } },
   { h: { ':path': '/', expect: 'something-else' } },
+  // :authority as nginx 1.22 reads it: a Host header (so both together are two), validated.
+  { h: { ':path': '/docs', ':authority': 'Example.COM:99' } },
+  { h: { ':path': '/docs', ':authority': 'a..b' } },
+  { h: { ':path': '/docs', ':authority': 'x', host: 'y' } },
+  { h: { ':path': '/docs', ':authority': 'a..b', host: 'y' } },
+  { h: { ':path': '/docs', ':authority': undefined, host: 'Hh.example' } },
 ];
 
 /** What may differ between two servers: the Date value and the listening port in Location. */

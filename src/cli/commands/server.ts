@@ -1,3 +1,4 @@
+import { DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_PER_ADDRESS } from '../../server/pending-limits.js';
 import type { Command } from 'commander';
 import type { AddressInfo } from 'node:net';
 import { networkInterfaces } from 'node:os';
@@ -62,6 +63,8 @@ interface ServerFlags extends WebFlags {
   showUrls?: boolean;
   replayState?: string;
   workers?: string;
+  maxPendingPerIp?: string;
+  maxPending?: string;
   logLevel?: string;
 }
 
@@ -149,6 +152,11 @@ async function plan(flags: ServerFlags): Promise<Plan> {
   }
   if (parsed.idleTimeout !== undefined) overrides.idleMs = Math.round(parsed.idleTimeout * 1000);
   if (parsed.workers !== undefined) overrides.workers = parsed.workers;
+  if (parsed.maxPendingPerIp !== undefined || parsed.maxPending !== undefined)
+    overrides.pending = {
+      perAddress: parsed.maxPendingPerIp ?? config.pending?.perAddress,
+      total: parsed.maxPending ?? config.pending?.total,
+    };
   config = { ...config, ...overrides };
   const printKeys =
     flags.showUrls || (flags.config === undefined && process.stdout.isTTY === true) ? config.keys : [];
@@ -282,6 +290,14 @@ export function registerServer(program: Command): void {
       'keep the replay filter in this file so replays are refused across restarts',
     )
     .option(
+      '--max-pending-per-ip <n>',
+      `connections not yet authenticated from one address (an IPv6 /64) before its oldest is closed (default ${DEFAULT_MAX_PENDING_PER_ADDRESS}; 0: no cap; per worker; off behind --trust-proxy on the web port unless given)`,
+    )
+    .option(
+      '--max-pending <n>',
+      `connections not yet authenticated in all before the oldest is closed (default ${DEFAULT_MAX_PENDING}; 0: no cap; per worker)`,
+    )
+    .option(
       '--workers <n>',
       'data-plane worker threads (default: one per core); the API and store stay on the main thread',
     )
@@ -360,6 +376,7 @@ export function registerServer(program: Command): void {
         timeouts: { idleMs: p.config.idleMs, connectMs: p.config.connectMs },
         allowPrivateDestinations: p.config.allowPrivateDestinations,
         replayCapacity: p.config.replayCapacity,
+        ...(p.config.pending ? { pending: p.config.pending } : {}),
         ...(p.config.replayStateFile !== undefined ? { replayStateFile: p.config.replayStateFile } : {}),
         udp: p.config.udp,
       };
@@ -395,7 +412,7 @@ export function registerServer(program: Command): void {
             webPlan.secretPath === undefined && first
               ? { ...webPlan, secretPath: derivedSecretPath(first) }
               : webPlan;
-          web = await startWeb(plan, inProcess.server, p.config.udp === true, log);
+          web = await startWeb(plan, inProcess.server, p.config.udp === true, log, p.config.pending);
         } catch (err) {
           startupLog.release();
           await plane.close();

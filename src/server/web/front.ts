@@ -38,6 +38,14 @@ import {
 } from './static.js';
 import type { WebRequest, WebResponse } from './static.js';
 import { clientAddress, parseTrustedProxies } from './trust-proxy.js';
+import { PendingLimits, type PendingCaps, type PendingEntry } from '../pending-limits.js';
+
+/** The front's caps (WebFrontOptions.pending): behind trusted proxies no per-address cap unless asked. */
+function pendingLimits(opt: WebFrontOptions['pending'], proxied: boolean): PendingLimits | undefined {
+  if (opt === false) return undefined;
+  if (opt instanceof PendingLimits) return opt;
+  return new PendingLimits({ ...opt, perAddress: opt?.perAddress ?? (proxied ? 0 : undefined) });
+}
 
 export interface WebFrontTls {
   cert: string | Buffer;
@@ -68,6 +76,13 @@ export interface WebFrontOptions {
   trustProxy?: readonly string[];
   /** Take the upgrade (return true) or refuse it untouched (false → the decoy answers). */
   onUpgrade: UpgradeHandler;
+  /**
+   * Caps on connections not (yet) upgraded on the secret path, per client address and in all
+   * (../pending-limits.ts: over a cap the oldest is closed, as nginx closes idle connections when
+   * it runs short). Default: the default caps, except that with `trustProxy` the per-address cap
+   * is off unless `perAddress` is given (a CDN's edge addresses carry many users). False: none.
+   */
+  pending?: PendingLimits | PendingCaps | false;
   /** HTTP-01 challenge answers (ACME), served at /.well-known/acme-challenge/TOKEN. */
   http01?: Http01Responder;
   logger?: Logger;
@@ -88,6 +103,8 @@ export interface WebFront {
   readonly tls: boolean;
   /** ALPN `h2` offered (the decoy over HTTP/2). */
   readonly h2: boolean;
+  /** The caps on connections not upgraded on the secret path (WebFrontOptions.pending). */
+  readonly pending: PendingLimits | undefined;
   /** Swap the certificate without dropping connections (ACME renewal). Throws on a plain front. */
   setTlsCredentials(tls: WebFrontTls): void;
   /** Stop listening and end every connection, including upgraded ones; closes the decoy. */
@@ -189,6 +206,17 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
     s.once('close', () => sockets.delete(s));
   };
   server.on('connection', track);
+  const pending = pendingLimits(opts.pending, trusted !== undefined);
+  /** The pending entry of each TCP connection not upgraded on the secret path. */
+  const pendingOf = new WeakMap<Duplex, PendingEntry>();
+  if (pending) {
+    server.on('connection', (s: Socket) => {
+      if (pendingOf.has(s)) return; // a kept-alive socket after a decoy answer to an upgrade
+      const entry = pending.add(s.remoteAddress, () => s.destroy());
+      pendingOf.set(s, entry);
+      s.once('close', () => entry.remove());
+    });
+  }
   if (opts.tls) server.on('secureConnection', track);
   /** Sockets handed to the WebSocket endpoints (and the TCP sockets under them): not watched. */
   const upgraded = new WeakSet<Duplex>();
@@ -273,7 +301,9 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   };
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (isSecret(req.url)) {
+    // A bad Host gets nginx's 400 on the secret path too (nginx checks it before any location);
+    // every WebSocket client sends a valid one (its server's name or address).
+    if (isSecret(req.url) && !badHost(req)) {
       let taken = false;
       try {
         taken = opts.onUpgrade(req, socket, head, clientAddress(req, trusted));
@@ -284,6 +314,7 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
         upgraded.add(socket);
         const under = (socket as Duplex & { _parent?: Duplex | null })._parent;
         if (under) upgraded.add(under);
+        pendingOf.get(under ?? socket)?.remove();
         return;
       }
     }
@@ -329,6 +360,7 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
     host: addr.address,
     tls: Boolean(opts.tls),
     h2: withH2,
+    pending,
     setTlsCredentials(t) {
       if (!opts.tls) throw new Error('web front: setTlsCredentials on a plain-HTTP front');
       (server as https.Server).setSecureContext(tlsOptions(t));

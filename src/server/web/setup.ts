@@ -4,6 +4,7 @@
  * HTTP-01 listener and hot-swapped renewals), and the web front itself. Settings are validated
  * before anything listens; errors name the flag.
  */
+import type { PendingCaps } from '../pending-limits.js';
 import { readFile } from 'node:fs/promises';
 import { systemClock, type Clock } from '../../shared/clock.js';
 import type { Logger } from '../../shared/logger.js';
@@ -49,6 +50,8 @@ export interface WebServiceSettings {
   dataDir?: string;
   /** --trust-proxy CIDR (repeatable) */
   trustProxy?: readonly string[];
+  /** --max-pending-per-ip / --max-pending (WebFrontOptions.pending); unset: the defaults. */
+  pending?: PendingCaps | undefined;
   logger?: Logger;
   /** Time for the decoy upstream warning's window (tests; default the system clock). */
   clock?: Clock;
@@ -84,6 +87,7 @@ export async function startWebService(s: WebServiceSettings, onUpgrade: UpgradeH
     host: s.host ?? '0.0.0.0',
     secretPath: s.secretPath,
     ...(s.trustProxy ? { trustProxy: s.trustProxy } : {}),
+    ...(s.pending ? { pending: s.pending } : {}),
     ...(logger ? { logger } : {}),
   };
   // A proxied decoy whose upstream fails (refused, untrusted certificate, timeout) shows visitors

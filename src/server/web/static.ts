@@ -20,7 +20,7 @@ import {
   type ServerStreamResponseOptions,
 } from 'node:http2';
 import type { Readable, Writable } from 'node:stream';
-import { nginxHost } from './host.js';
+import { requestHost } from './host.js';
 import { contentTypeFor } from './mime.js';
 
 export const SERVER_HEADER = 'nginx';
@@ -172,7 +172,9 @@ export function sendError(res: WebResponse, status: number, extra: HeaderList = 
   headers.push(['Connection', connectionValue(res)]);
   for (const h of extra) if (h[0] !== 'Location') headers.push(h);
   writeHead(res, status, headers);
-  res.end(body);
+  // A Buffer: Node then writes the head as latin1, so a Location carrying the Host's raw bytes
+  // (above 0x7f) echoes them as nginx does; with a string body the head would go out as UTF-8.
+  res.end(Buffer.from(body));
 }
 
 /** One servable file. */
@@ -198,7 +200,7 @@ export interface FileSource {
  */
 export function normalisePath(url: string): { segments: string[]; trailingSlash: boolean } | undefined {
   let raw = url;
-  const m = /^https?:\/\/[^/?#]*/i.exec(raw);
+  const m = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i.exec(raw);
   if (m) raw = raw.slice(m[0].length) || '/';
   const q = raw.search(/[?#]/);
   if (q >= 0) raw = raw.slice(0, q);
@@ -259,10 +261,8 @@ function parseRange(
 }
 
 function hostForRedirect(req: WebRequest): string {
-  const authority = req.headers[':authority'];
-  const host = req.headers.host ?? (typeof authority === 'string' ? authority : undefined);
   // The front answered an invalid one with 400 already (host.ts); nginx's name otherwise.
-  const h = host === undefined ? undefined : nginxHost(host);
+  const h = requestHost(req);
   if (h) return h;
   const local = req.socket.localAddress ?? '127.0.0.1';
   return local.includes(':') ? `[${local}]` : local;

@@ -3,6 +3,7 @@
  * worker's port). Everything is plain data: keys in, byte counts, events and connection counts
  * out, the same seam as ServerControl / UsageSink in src/shared/control.ts.
  */
+import type { PendingCaps } from '../pending-limits.js';
 import type { RuntimeKey } from '../../shared/control.js';
 import type { AuthEvent, ConnectionClosedEvent } from '../events.js';
 import type { KeyDelta } from '../keys.js';
@@ -25,6 +26,7 @@ export interface WorkerInit {
   /** The shared replay filters; undefined gives the worker filters of its own (a test control). */
   readonly replay: SharedReplayBuffers | undefined;
   readonly replayCapacity: number | undefined;
+  readonly pending: PendingCaps | false | undefined;
   readonly idleMs: number | undefined;
   readonly connectMs: number | undefined;
   readonly allowPrivateDestinations: boolean;

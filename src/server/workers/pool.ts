@@ -12,6 +12,7 @@
  * or datagram starts every worker, and they accept what waits in the backlog. Until then the
  * process runs no worker thread (each costs ~10 MiB idle). `startAtBoot` starts them at once.
  */
+import type { PendingCaps } from '../pending-limits.js';
 import { availableParallelism } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { nativeAvailable } from '../../protocol/shadowsocks/native.js';
@@ -80,6 +81,8 @@ export interface WorkerPlaneOptions {
   timeouts?: { idleMs?: number; connectMs?: number };
   allowPrivateDestinations?: boolean;
   replayCapacity?: number;
+  /** Caps on pending connections, per worker (server.ts ServerOptions.pending). */
+  pending?: PendingCaps | false;
   replayStateFile?: string;
   replayStore?: ReplayStore;
   replaySaveMs?: number;
@@ -289,6 +292,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     keys: opts.keys,
     replay: opts.shareReplay === false ? undefined : bufs,
     replayCapacity: opts.replayCapacity,
+    pending: opts.pending,
     idleMs: opts.timeouts?.idleMs,
     connectMs: opts.timeouts?.connectMs,
     allowPrivateDestinations: opts.allowPrivateDestinations ?? false,
