@@ -157,8 +157,12 @@ export class Connection implements ServedConnection {
     }
   };
 
-  /** The peer sent FIN before we started relaying: answer with FIN (everything was read). */
+  /**
+   * The peer sent FIN before we started relaying: answer with FIN (everything was read). While
+   * connecting it is the request's own FIN (sent with it): the relay passes it on (relay.ts).
+   */
   readonly #onEnd = (): void => {
+    if (this.#phase === 'connecting') return;
     if (this.#phase === 'auth') this.#status ??= 'ERR_SHORT_HEADER';
     if (this.#phase === 'address') this.#status ??= 'ERR_ADDRESS';
     this.#phase = 'done';
