@@ -128,7 +128,10 @@ describe('a request and its FIN together keep the answer', { timeout: 120_000 },
       });
       test('a destination that answers after EOF', async () => {
         for (let i = 0; i < 5; i++)
-          assert.equal(await requestThenFin(client.socksAddress!.port, atEof.port, `req ${i}`), `seen: req ${i}`);
+          assert.equal(
+            await requestThenFin(client.socksAddress!.port, atEof.port, `req ${i}`),
+            `seen: req ${i}`,
+          );
       });
     });
   }
