@@ -1,7 +1,7 @@
 /**
  * A request and its FIN sent together (`s.end('request')`: an HTTP/1.0 client that shuts its
  * write side at once) keep their answer through `ladder client` -> `ladder server` -> the
- * destination on every server relay: the addon's (SIP004), the JS relay (SIP004 with the native
+ * destination on every server relay: the addon's (SIP004, natively or JS accepted), the JS relay (SIP004 with the native
  * relay off, 2022 keys accepted natively or not, the client's JS relay too) and the web front
  * (WebSocket raw and Mux.Cool), against a destination that answers at once and one that answers
  * only after reading EOF. The FIN reached the server while it dialled the destination: it was
@@ -45,8 +45,8 @@ const SIP022 = '2022-blake3-aes-256-gcm';
 const secretFor = (method: string): string =>
   method === SIP022 ? randomBytes(32).toString('base64') : `request-fin-${randomBytes(4).toString('hex')}`;
 
-/** The TCP listener with or without the addon's relay (and its accept). */
-async function tcpServer(method: string, nativeRelay: boolean): Promise<Started> {
+/** The TCP listener with or without the addon's relay (and its accept, on by default with it). */
+async function tcpServer(method: string, nativeRelay: boolean, nativeAccept?: boolean): Promise<Started> {
   const secret = secretFor(method);
   const plane = await startDataPlane({
     keys: [{ id: 'k', method, secret }],
@@ -54,6 +54,7 @@ async function tcpServer(method: string, nativeRelay: boolean): Promise<Started>
     host: '127.0.0.1',
     allowPrivateDestinations: true,
     nativeRelay,
+    ...(nativeAccept !== undefined ? { nativeAccept } : {}),
     timeouts: { idleMs: 5_000, connectMs: 2_000 },
   });
   const key = formatSsUrl({ method, password: secret, host: '127.0.0.1', port: plane.address.port });
@@ -78,6 +79,7 @@ async function webServer(method: string, mux: boolean): Promise<Started> {
 
 const CASES: { name: string; start: () => Promise<Started>; clientNativeRelay?: boolean }[] = [
   { name: 'SIP004, native relay', start: () => tcpServer(SIP004, true) },
+  { name: 'SIP004, native relay from a JS accept', start: () => tcpServer(SIP004, true, false) },
   { name: 'SIP004, JS relay', start: () => tcpServer(SIP004, false) },
   { name: 'SIP004, JS relay on both ends', start: () => tcpServer(SIP004, false), clientNativeRelay: false },
   { name: '2022 key, native accept', start: () => tcpServer(SIP022, true) },
