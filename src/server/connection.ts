@@ -1,11 +1,10 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { isProtocolError } from '../protocol/errors.js';
 import type { AeadDecoder } from '../protocol/shadowsocks/aead.js';
-import { Aead2022RequestDecoder } from '../protocol/shadowsocks/aead2022.js';
+import type { Aead2022RequestDecoder } from '../protocol/shadowsocks/aead2022.js';
 import { decodeAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import { uotVersion, type UotVersion } from '../protocol/uot.js';
-import type { Clock, Timer } from '../shared/clock.js';
+import type { Timer } from '../shared/clock.js';
 import { socketFd } from '../transport/native-handoff.js';
 import { NativeStream } from '../transport/native-stream.js';
 import { relay, type RelayHandle } from '../transport/relay.js';
@@ -13,21 +12,25 @@ import { allowedAddresses, connectSocket, DialError, dialOptions, dialWith } fro
 import type { ConnectOnce, Lookup } from './destination.js';
 import { isMuxCoolTarget, startInnerMux } from './inner-mux.js';
 import type { AuthEvent, ConnectionClosedEvent, ConnectionStatus } from './events.js';
-import { failureStatus, type ClientStream, type ServedConnection, type StreamInfo } from './connection-status.js';
-import { isIdentityGroup, type AnyKeyEntry, type Key2022Entry, type KeyEntry, type KeyRing } from './keys.js';
+import {
+  failureStatus,
+  type ClientStream,
+  type ServedConnection,
+  type StreamInfo,
+} from './connection-status.js';
+import type { AnyKeyEntry, Key2022Entry, KeyEntry } from './keys.js';
 import { handOff, nativeCloseStatus, nativeConnect, relayConnect, relayConnectOnce } from './native-relay.js';
 import type { NativeRelay, RelayConnectOptions, RelayStart } from './native-relay.js';
 import type { ReplayState } from './replay-state.js';
 import { startUot, type UotAssociation } from './uot.js';
 import { streamCodec, type StreamCodec } from './stream-codec.js';
 import { dialName, type NameContext, type NameDial } from './names.js';
-import { openSip004 } from './sip004-trial.js';
+import { tryKeys, type KeyTrialContext } from './key-trial.js';
 
 export type { ClientStream, ServedConnection, StreamInfo } from './connection-status.js';
 
 /** What a Connection needs from its server: policy, keys, replay filters, and where to report. */
-export interface ConnectionContext extends RelayConnectOptions, NameContext {
-  readonly clock: Clock;
+export interface ConnectionContext extends RelayConnectOptions, NameContext, KeyTrialContext {
   /** Idle timeout; before relaying a deadline from the accept (bytes do not extend it). */
   readonly idleMs: number;
   /** Budget for resolving and connecting to a destination. */
@@ -36,14 +39,12 @@ export interface ConnectionContext extends RelayConnectOptions, NameContext {
   readonly lookup: Lookup | undefined;
   /** A target of sing's UDP-over-TCP magic names starts a UDP association (uot.ts), not a dial. */
   readonly udpOverTcp: boolean;
-  readonly keys: KeyRing;
+  /** The key trial's replay filters and the relays' (RelayConnectOptions: the server salts). */
   readonly replay: ReplayState;
   /** The addon's TCP relay, when the server uses it (native-relay.ts). */
   readonly nativeRelay?: NativeRelay | undefined;
   /** Dial IP destinations of natively accepted streams in the addon too (relayConnect). */
   readonly nativeDial?: boolean;
-  /** SIP004 key trial and decoder in one addon call (aead.ts sip004Open). */
-  readonly nativeTrial?: boolean;
   /** A key was found (`ip` is the StreamInfo address, '' when unknown). */
   authenticated(c: ServedConnection, ip: string, e: AuthEvent): void;
   /** A key verified but the request was refused (replay, 2022 header): no longer authenticating. */
@@ -159,8 +160,12 @@ export class Connection implements ServedConnection {
     }
   };
 
-  /** The peer sent FIN before we started relaying: answer with FIN (everything was read). */
+  /**
+   * The peer sent FIN before we started relaying: answer with FIN (everything was read). While
+   * connecting it is the request's own FIN (sent with it): the relay passes it on (relay.ts).
+   */
   readonly #onEnd = (): void => {
+    if (this.#phase === 'connecting') return;
     if (this.#phase === 'auth') this.#status ??= 'ERR_SHORT_HEADER';
     if (this.#phase === 'address') this.#status ??= 'ERR_ADDRESS';
     this.#phase = 'done';
@@ -214,112 +219,29 @@ export class Connection implements ServedConnection {
     this.#decoder2022 = undefined;
   }
 
-  /**
-   * Find the key of this connection. Each candidate is tested exactly once, on exactly the bytes
-   * its edition needs (SIP004: salt + sealed length; SIP022 §3.1.4: salt, identity header and
-   * sealed fixed header), as soon as that many bytes have arrived; nothing is decided on fewer.
-   * Order: SIP023 identity groups (O(1) each), 2022 single-user keys, then SIP004 keys by
-   * trial decryption, recently used from this IP first.
-   */
+  /** Find the key of this connection (key-trial.ts) once enough bytes have arrived for a candidate. */
   #tryKeys(): void {
     const buf = this.#head.length === 1 ? this.#head[0]! : Buffer.concat(this.#head, this.#headLen);
     this.#head = [buf];
-    const ctx = this.#ctx;
-    let waiting = false;
-    const decided = ctx.keys.walk(ctx.keys.recentFor(this.#ip), (c, tried, recent) => {
-      if (this.#tried.has(c)) return undefined;
-      if (c.probeLength > buf.length) {
-        waiting = true;
-        return undefined;
-      }
-      this.#tried.add(c);
-      if (isIdentityGroup(c)) {
-        const dec = new Aead2022RequestDecoder<Key2022Entry>(c.method, {
-          identity: c.table,
-          salts: ctx.replay.salts2022,
-        });
-        return this.#try2022(dec, c.probeLength, buf, tried) || undefined;
-      }
-      if (c.edition === 2022) {
-        const dec = new Aead2022RequestDecoder<Key2022Entry>(c.method, {
-          key: c.userKey,
-          salts: ctx.replay.salts2022,
-        });
-        return this.#try2022(dec, c.probeLength, buf, tried, c) || undefined;
-      }
-      const dec = openSip004(c, buf.subarray(0, c.probeLength), ctx.nativeTrial === true, this.#trial);
-      if (dec === undefined) return undefined;
-      this.#onKey(c, dec === 'bad-length' ? undefined : dec, buf, recent, tried);
-      return true;
-    });
-    if (!decided && !waiting) this.#fail('ERR_CIPHER');
-  }
-
-  /**
-   * Test one 2022 candidate on the first `prefix` bytes. False when its tag (or identity) does not
-   * match, so the next candidate is tried; true when the candidate decided the connection:
-   * authenticated, or authenticated and then refused (type, timestamp, replay) with the uniform
-   * reaction.
-   */
-  #try2022(
-    dec: Aead2022RequestDecoder<Key2022Entry>,
-    prefix: number,
-    buf: Buffer,
-    tried: number,
-    single?: Key2022Entry,
-  ): boolean {
-    const ctx = this.#ctx;
-    const now = ctx.clock.now();
-    try {
-      dec.push(buf.subarray(0, prefix), now);
-    } catch (err) {
-      if (!isProtocolError(err) || err.code === 'ERR_CIPHER' || err.code === 'ERR_SHORT_HEADER') return false;
-      // The fixed header authenticated: this is the key, but the request is refused.
-      this.#fail(failureStatus(err, 'fixed-header'), true);
-      return true;
-    }
-    if (!dec.authenticated) return false;
-    ctx.replay.noteSalt2022();
-    const k = single ?? dec.user;
-    if (!k) return false;
+    const r = tryKeys(this.#ctx, this.#ip, buf, this.#tried, this.#trial);
+    if (r === undefined) return; // each untried candidate needs more bytes
+    const k = r.key;
+    if (k === undefined) return this.#fail(r.status!, r.keyed);
     this.key = k;
-    this.#authAt = now;
-    ctx.authenticated(this, this.#ip, {
+    this.#authAt = r.at;
+    this.#ctx.authenticated(this, this.#ip, {
       keyId: k.id,
-      timeToAuthMs: this.#authAt - this.#acceptedAt,
-      keysTried: tried,
-      recent: false,
-      edition: 2022,
+      timeToAuthMs: r.at - this.#acceptedAt,
+      keysTried: r.tried,
+      recent: r.recent,
+      edition: k.edition,
     });
+    if (r.status) return this.#fail(r.status);
     this.#head = [];
     this.#headLen = 0;
-    this.#decoder2022 = dec;
+    [this.#decoder, this.#decoder2022] = [r.decoder, r.decoder2022];
     this.#phase = 'address';
-    this.#pushPayload(buf.subarray(prefix));
-    return true;
-  }
-
-  /** `k` authenticated the connection; `dec` is its decoder, undefined when the length was invalid. */
-  #onKey(k: KeyEntry, dec: AeadDecoder | undefined, buf: Buffer, recent: boolean, tried: number): void {
-    const salt = buf.subarray(0, k.method.saltSize);
-    const ctx = this.#ctx;
-    if (ctx.replay.serverSalts.has(salt)) return this.#fail('ERR_REPLAY_SERVER', true);
-    if (!ctx.replay.clientSalts.checkAndAdd(salt)) return this.#fail('ERR_REPLAY_CLIENT', true);
-    this.key = k;
-    this.#authAt = ctx.clock.now();
-    ctx.authenticated(this, this.#ip, {
-      keyId: k.id,
-      timeToAuthMs: this.#authAt - this.#acceptedAt,
-      keysTried: tried,
-      recent,
-      edition: 2017,
-    });
-    if (!dec) return this.#fail('ERR_PAYLOAD_SIZE');
-    this.#head = [];
-    this.#headLen = 0;
-    this.#decoder = dec;
-    this.#phase = 'address';
-    this.#pushPayload(buf.subarray(k.probeLength));
+    this.#pushPayload(buf.subarray(r.prefix));
   }
 
   #pushPayload(chunk: Buffer): void {

@@ -92,7 +92,7 @@ export class LeanConnection implements ServedConnection {
     this.#base = this.#up = up;
   }
 
-  /** The key authenticated the connection: the server's bookkeeping and hooks, as connection.ts #onKey. */
+  /** The key authenticated the connection: the server's bookkeeping and hooks, as connection.ts #tryKeys. */
   authenticated(ip: string): void {
     const ctx = this.#ctx;
     target = this.key;
@@ -233,7 +233,7 @@ export function leanFirst(
       [ip, port, len] = [a.host, a.port, 19];
     } else return false;
     if (port === 0 || (!ctx.allowPrivateDestinations && isPrivateAddress(ip))) return false;
-    // The replay filters, as connection.ts #onKey (a refusal is left to it: it refuses the same).
+    // The replay filters, as key-trial.ts onSip004Key (a refusal is left to it: it refuses the same).
     const salt = first.subarray(0, key.method.saltSize);
     if (ctx.replay.serverSalts.has(salt) || !ctx.replay.clientSalts.checkAndAdd(salt)) return false;
     leanTrialUsed();

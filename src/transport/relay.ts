@@ -143,6 +143,10 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions): RelayHandle {
   };
   a.once('close', onCloseA);
   b.once('close', onCloseB);
+  // A side whose FIN came before the relay (a request and its FIN in one read, read while the
+  // destination was dialled) emits no more 'end': pass its FIN on now, after what was written.
+  if (a.readableEnded) la[1]();
+  if (b.readableEnded && !closed) lb[1]();
 
   const release = (): void => {
     if (closed) return;
