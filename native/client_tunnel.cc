@@ -25,6 +25,8 @@
 //       args[1] (the application's descriptor) is read here: once the connect succeeded it is
 //       relayPair's, or closed here when an N-API call fails before relayPair could take it
 //       (onFail why 2 then, as for a throw: both descriptors are closed).
+//       With atOnce, the application's descriptor, when the SOCKS5 front parked it for this call
+//       (socks5_front.cc handoff), joins the relay as it is in the thread's epoll set.
 //   tunnelConnectCancel(tunnel)  closes the server's socket if still connecting; no onFail.
 //                                Nothing once the relay started (relayClose(args[9]) closes it).
 //                                Idempotent.
@@ -127,7 +129,10 @@ void CallFail(Tunnel* t, int32_t err, Why why) {
 }
 
 // Connected: relayPair(...args) with the descriptor, from here (a call into the addon, not JS).
-void StartRelay(Tunnel* t, int fd) {
+// in_call: inside tunnelConnect (atOnce), where the application's descriptor may be the one the
+// SOCKS5 front parked for this call (socks5_front.cc handoff): the relay then takes it as it is in
+// the epoll set (thread_poll.h PollAdopting), with no epoll_ctl.
+void StartRelay(Tunnel* t, int fd, bool in_call = false) {
   napi_env env = t->env;
   napi_value fn, args, recv, result;
   napi_value argv[kRelayArgs];
@@ -141,11 +146,17 @@ void StartRelay(Tunnel* t, int fd) {
     napi_value ignored;
     napi_get_and_clear_last_exception(env, &ignored);
     close(fd);
-    if (t->app_fd >= 0) close(t->app_fd);
+    if (t->app_fd >= 0) {
+      if (in_call && PollAdopting(t->app_fd)) PollUnpark();  // parked: out of the set before closing
+      close(t->app_fd);
+    }
     CallFail(t, 0, kRelayThrew);
     return;
   }
-  if (napi_call_function(env, recv, fn, kRelayArgs, argv, &result) != napi_ok) {
+  const bool adopt = in_call && PollAdopting(t->app_fd);
+  const napi_status called = napi_call_function(env, recv, fn, kRelayArgs, argv, &result);
+  if (adopt) PollAdopting(-1);
+  if (called != napi_ok) {
     napi_value ignored;
     napi_get_and_clear_last_exception(env, &ignored);  // it closed both descriptors (owned)
     CallFail(t, 0, kRelayThrew);
@@ -242,7 +253,7 @@ napi_value TunnelConnect(napi_env env, napi_callback_info info) {
       napi_throw_error(env, "ERR_LADDER_CONNECT", "cannot connect");
       return nullptr;
     }
-    StartRelay(t, fd);
+    StartRelay(t, fd, true);
     DropRefs(t);
     napi_type_tag_object(env, ext, &kTunnelTag);
     return ext;

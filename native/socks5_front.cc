@@ -4,7 +4,7 @@
 // (src/client/native-socks.ts). Anything else goes to JS unchanged, with the bytes read so far:
 // JS answers it exactly as src/client/socks5-inbound.ts does.
 //
-//   socks5Front(listenFd, firstWaitMs, handshakeMs, onConn, lean?) -> front
+//   socks5Front(listenFd, firstWaitMs, handshakeMs, onConn, lean?, handoff?) -> front
 //       listenFd: a listening TCP socket (anything else throws); dup()ed here (the caller then
 //       closes its own).
 //       Each wake-up accepts at most 64 connections (lean: one, as ss-local does; the listener
@@ -22,6 +22,10 @@
 //                 the request's ATYP..PORT bytes; data = the application's first bytes (pipelined
 //                 after the request, else the first read within firstWaitMs, as tunnel.ts's
 //                 waitFirstData) or undefined; ended = it sent FIN instead
+//       handoff: a kind 2 call with data keeps the connection's socket in the thread's epoll set
+//       during the call (thread_poll.h PollPark), for a relay started inside it to take as it is
+//       (client_tunnel.cc atOnce): no epoll_ctl DEL + ADD; otherwise it leaves the set when the
+//       call returns instead of before.
 //       A connection that errors, or does not finish the handshake within handshakeMs, is closed
 //       (no call), as socks5-inbound.ts destroys it.
 //   socks5FrontClose(front)      stops accepting and closes the listening socket and every
@@ -93,6 +97,7 @@ struct Front {
   uint64_t first_wait = 0;
   uint64_t handshake = 0;
   bool lean = false;  // one accept per wake-up
+  bool handoff = false;  // park a CONNECT's watch during its call (PollPark)
   std::vector<Conn*> conns;
   uint8_t* scratch = nullptr;
   int open = 0;  // handles not yet closed
@@ -121,13 +126,16 @@ void OnConnHandleClosed(uv_handle_t* h) {
 }
 
 // Takes c out of its front's list and closes its handles; the fd is closed unless `keep`.
-void Drop(Conn* c, bool keep) {
+// park: the fd stays in the epoll set, parked (thread_poll.h), for the JS call about to be made.
+void Drop(Conn* c, bool keep, bool park = false) {
   Front* f = c->front;
   Conn* last = f->conns.back();
   f->conns[c->index] = last;
   last->index = c->index;
   f->conns.pop_back();
-  PollEnd(&c->watch);  // out of the set before the fd changes hands; no event for c after it
+  // Out of the set before the fd changes hands (or parked: no event for c after it either).
+  if (park) PollPark(&c->watch);
+  else PollEnd(&c->watch);
   uv_timer_stop(&c->timer);
   // c is freed once its timer is closed, after this loop turn.
   uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), OnConnHandleClosed);
@@ -186,10 +194,12 @@ void Deliver(Conn* c, Kind kind, const uint8_t* data, size_t n, bool ended) {
   const int fd = c->fd;
   std::vector<uint8_t> addr;
   addr.swap(c->addr);
-  Drop(c, true);
+  const bool park = f->handoff && kind == kConnect && n > 0 && !ended;
+  Drop(c, true, park);
   napi_env env = f->env;
   napi_handle_scope scope;
   if (f->callback == nullptr || napi_open_handle_scope(env, &scope) != napi_ok) {
+    if (park) PollUnpark();
     close(fd);
     return;
   }
@@ -201,11 +211,15 @@ void Deliver(Conn* c, Kind kind, const uint8_t* data, size_t n, bool ended) {
     called = true;
     f->calling++;
     napi_make_callback(env, f->actx, recv, cb, 5, argv, &result);
+    if (park) PollUnpark();  // not taken by a relay: out of the set, as Drop would have done
     f->calling--;
     if (f->closed) ReleaseJs(f);  // closed by that call
     RaisePendingException(env);
   }
-  if (!called) close(fd);
+  if (!called) {
+    if (park) PollUnpark();
+    close(fd);
+  }
   napi_close_handle_scope(env, scope);
 }
 
@@ -372,13 +386,14 @@ void Finalize(napi_env /*env*/, void* data, void* /*hint*/) {
 }  // namespace
 
 napi_value Socks5Front(napi_env env, napi_callback_info info) {
-  const char* usage = "socks5Front(listenFd, firstWaitMs >= 1, handshakeMs >= 1, onConn, lean?)";
+  const char* usage = "socks5Front(listenFd, firstWaitMs >= 1, handshakeMs >= 1, onConn, lean?, handoff?)";
   Args a(env, info);
   int32_t lfd = -1;
   int64_t wait = 0, hs = 0;
-  bool lean = false;
+  bool lean = false, handoff = false;
   if (!a.Need(4, usage) || !a.Int32(0, &lfd) || lfd < 0 || !a.Index(1, &wait) || wait < 1 || !a.Index(2, &hs) ||
-      hs < 1 || !a.Function(3) || (!a.Undefined(4) && !a.Boolean(4, &lean))) {
+      hs < 1 || !a.Function(3) || (!a.Undefined(4) && !a.Boolean(4, &lean)) ||
+      (!a.Undefined(5) && !a.Boolean(5, &handoff))) {
     Throw(env, usage);
     return nullptr;
   }
@@ -398,6 +413,7 @@ napi_value Socks5Front(napi_env env, napi_callback_info info) {
   f->first_wait = static_cast<uint64_t>(wait);
   f->handshake = static_cast<uint64_t>(hs);
   f->lean = lean;
+  f->handoff = handoff;
   f->fd = fcntl(lfd, F_DUPFD_CLOEXEC, 0);
   // Anything but a listening socket would keep the poll firing with accept4 failing (EINVAL).
   int listening = 0;

@@ -36,6 +36,9 @@ struct Poller {
   uint32_t next_gen = 1;
   std::vector<Slot> slots;
   std::vector<uint32_t> free_slots;
+  PollWatch parked;      // PollPark's watch: in the set, its slot's fn null (events dropped)
+  bool adopt = false;    // the next PollStart of parked.fd takes it
+  uint32_t adopted = 0;  // parked watches taken as they were (tests)
 };
 
 thread_local Poller* t_poll = nullptr;
@@ -107,6 +110,16 @@ bool PollStart(napi_env env, PollWatch* w, int fd, uint32_t events, PollFn fn, v
     errno = ENOMEM;
     return false;
   }
+  if (p->adopt && p->parked.token != 0 && p->parked.fd == fd) {
+    // The parked registration, as it is: the same token, in the set with its interest.
+    p->adopt = false;
+    p->adopted++;
+    *w = p->parked;
+    p->parked = PollWatch{};
+    p->slots[static_cast<uint32_t>(w->token)].fn = fn;
+    p->slots[static_cast<uint32_t>(w->token)].target = target;
+    return events == 0 || PollSet(w, events);
+  }
   uint32_t slot;
   if (!p->free_slots.empty()) {
     slot = p->free_slots.back();
@@ -145,6 +158,13 @@ bool PollSet(PollWatch* w, uint32_t events) {
   ev.events = events;
   ev.data.u64 = w->token;
   const int op = w->events == 0 ? EPOLL_CTL_ADD : events == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+  if (op == EPOLL_CTL_ADD && p->parked.token != 0 && p->parked.fd == w->fd) {
+    // Another watch of the parked descriptor (JS gave it to something else within the call), or
+    // of a new socket that took its number after JS closed it: the park ends first (its DEL
+    // fails harmlessly in the second case), so the ADD neither fails with EEXIST nor is undone
+    // by the unpark when the call returns.
+    PollUnpark();
+  }
   if (epoll_ctl(p->ep, op, w->fd, &ev) != 0) return false;
   if (w->events == 0 && p->refs++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&p->poll));
   if (events == 0 && --p->refs == 0) uv_unref(reinterpret_cast<uv_handle_t*>(&p->poll));
@@ -173,6 +193,34 @@ void PollEnd(PollWatch* w) {
   w->fd = -1;
 }
 
+void PollPark(PollWatch* w) {
+  Poller* p = t_poll;
+  if (p == nullptr || w->token == 0 || w->events == 0) return PollEnd(w);
+  PollUnpark();  // one at a time
+  const uint32_t slot = static_cast<uint32_t>(w->token);
+  if (slot >= p->slots.size() || p->slots[slot].gen != static_cast<uint32_t>(w->token >> 32)) return PollEnd(w);
+  p->slots[slot].fn = nullptr;  // an event fetched meanwhile is dropped
+  p->slots[slot].target = nullptr;
+  p->parked = *w;
+  w->token = 0;
+  w->events = 0;
+  w->fd = -1;
+}
+
+bool PollAdopting(int fd) {
+  Poller* p = t_poll;
+  if (p == nullptr) return false;
+  p->adopt = fd >= 0 && p->parked.token != 0 && p->parked.fd == fd;
+  return p->adopt;
+}
+
+void PollUnpark() {
+  Poller* p = t_poll;
+  if (p == nullptr) return;
+  p->adopt = false;
+  PollEnd(&p->parked);
+}
+
 void* PollTarget(uint32_t slot, uint32_t gen, uint32_t gen_bits, PollFn fn) {
   const Poller* p = t_poll;
   if (p == nullptr || slot >= p->slots.size()) return nullptr;
@@ -181,15 +229,17 @@ void* PollTarget(uint32_t slot, uint32_t gen, uint32_t gen_bits, PollFn fn) {
   return s.gen != 0 && (s.gen & mask) == gen && s.fn == fn ? s.target : nullptr;
 }
 
-// pollLive() -> [watches, in the set] on this thread (tests: every watch ends, the loop is let go).
+// pollLive() -> [watches, in the set, parked watches adopted so far] on this thread (tests: every
+// watch ends, the loop is let go; the front's hand-off happened).
 napi_value PollLive(napi_env env, napi_callback_info /*info*/) {
   const Poller* p = t_poll;
   const bool here = p != nullptr && p->env == env;
   const size_t watches = here ? p->slots.size() - p->free_slots.size() : 0;
   napi_value arr;
-  if (napi_create_array_with_length(env, 2, &arr) != napi_ok) return nullptr;
+  if (napi_create_array_with_length(env, 3, &arr) != napi_ok) return nullptr;
   napi_set_element(env, arr, 0, Number(env, static_cast<int32_t>(watches)));
   napi_set_element(env, arr, 1, Number(env, here ? static_cast<int32_t>(p->refs) : 0));
+  napi_set_element(env, arr, 2, Number(env, here ? static_cast<int32_t>(p->adopted) : 0));
   return arr;
 }
 

@@ -49,6 +49,20 @@ bool PollSet(PollWatch* w, uint32_t events);
 // Ends the watch (out of the set; call it before closing or handing on the fd). Idempotent.
 void PollEnd(PollWatch* w);
 
+// A descriptor handed on without leaving the set and joining it again (an epoll_ctl DEL + ADD
+// saved): the client's SOCKS5 front parks a connection's watch while JS decides (PollPark); a
+// tunnel that starts its relay inside that call arms the adoption for the descriptor it holds
+// (PollAdopting), and the relay's PollStart of it then takes the registration as it is (its
+// interest kept: PollSet changes it only if the relay wants another). Whatever is still parked
+// when the call returns leaves the set (PollUnpark), as PollEnd would have. One parked watch per
+// thread. Any other watch that joins the set with the parked descriptor's number ends the park
+// first (the descriptor given to something else in the call, or closed and its number reused):
+// the DEL that would otherwise come when the call returns would name the new registration.
+void PollPark(PollWatch* w);
+// Arms (fd >= 0: true if fd is the parked one) or disarms (-1) the next PollStart's adoption.
+bool PollAdopting(int fd);
+void PollUnpark();
+
 // The target of the live watch on this thread whose token's slot is `slot` and whose generation's
 // low `gen_bits` bits are `gen`, when its callback is fn; else nullptr (an ended watch, another
 // kind of watch). For ids handed to JS, which cannot hold a whole token exactly.

@@ -95,6 +95,12 @@ export function tunnelAtOnceFromEnv(env: NodeJS.ProcessEnv = process.env): boole
   return envSwitch('LADDER_TUNNEL_AT_ONCE', env);
 }
 
+/** With atOnce, the application's socket stays in the epoll set from the front to the relay
+ * (socks5_front.cc handoff, thread_poll.h PollPark: no epoll_ctl DEL + ADD) unless LADDER_FRONT_HANDOFF=0. */
+export function frontHandoffFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return envSwitch('LADDER_FRONT_HANDOFF', env);
+}
+
 /**
  * The front accepts one connection per wake-up (native/socks5_front.cc `lean`: the accept4 that
  * would fail with EAGAIN is not made), unless LADDER_FRONT_LEAN=0.
@@ -260,6 +266,7 @@ export class NativeSocks {
         Math.max(1, Math.ceil(this.#opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_MS)),
         (cfd, kind, addr, data, ended) => this.#onConn(cfd, kind, addr, data, ended),
         leanFrontFromEnv(),
+        this.#atOnce && this.#tunnelFns !== undefined && frontHandoffFromEnv(),
       );
     } catch (err) {
       this.#opts.log.debug({ err: (err as Error).message }, 'native SOCKS5 front not started');
@@ -578,15 +585,8 @@ export class NativeSocks {
     this.#tunnelled++;
     if (key) this.#salted++;
     try {
-      const t = fns.tunnelConnect(
-        plan.ip,
-        plan.port,
-        plan.timeoutMs,
-        this.#fns.relayPair,
-        args,
-        onFail,
-        this.#atOnce,
-      );
+      const { ip, port, timeoutMs } = plan;
+      const t = fns.tunnelConnect(ip, port, timeoutMs, this.#fns.relayPair, args, onFail, this.#atOnce);
       if (!gone) this.#tunnels.set(args, t);
     } catch (err) {
       // Refused at once: with its errno (EADDRNOTAVAIL, EMFILE...), else the addon's own words.

@@ -146,8 +146,8 @@ export interface NativeRelay {
   tcpConnectCancel(connect: object): void;
   /** close(2) of a descriptor (native/reuseport.cc). */
   fdClose(fd: number): void;
-  /** [watches, sockets in the set] of this thread's epoll set (native/thread_poll.cc; tests). */
-  pollLive?(): [watches: number, inSet: number];
+  /** [watches, sockets in the set, parked watches adopted] of this thread's epoll set (thread_poll.cc; tests). */
+  pollLive?(): [watches: number, inSet: number, adopted?: number];
 }
 
 /** The addon's native TCP relay; undefined without the addon, off Linux, or in an older build. */
@@ -175,6 +175,8 @@ export interface NativeSocksFront {
     ) => void,
     /** One accept per wake-up (one system call fewer per connection). */
     lean?: boolean,
+    /** A CONNECT with data stays in the epoll set during its call, for a relay started in it. */
+    handoff?: boolean,
   ): object;
   socks5FrontClose(front: object): void;
   socks5FrontLive(front: object): number;

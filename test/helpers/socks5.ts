@@ -107,9 +107,14 @@ export function socks5Connect(opts: Socks5ConnectOptions): Promise<net.Socket> {
   });
 }
 
-/** Through the SOCKS5 proxy on `proxyPort` to 127.0.0.1:`port` (an echo): send `text`, return the first answer. */
-export async function socks5FirstAnswer(proxyPort: number, port: number, text: string): Promise<string> {
-  const s = await socks5Connect({ proxyPort, host: '127.0.0.1', port });
+/** Through the SOCKS5 proxy on `proxyPort` to `host`:`port` (an echo): send `text`, return the first answer. */
+export async function socks5FirstAnswer(
+  proxyPort: number,
+  port: number,
+  text: string,
+  host = '127.0.0.1',
+): Promise<string> {
+  const s = await socks5Connect({ proxyPort, host, port });
   s.on('error', () => {});
   try {
     const back = new Promise<string>((r) => s.once('data', (b: Buffer) => r(b.toString())));
