@@ -164,6 +164,8 @@ async function createCertificate(dataDir: string, hostname: string): Promise<Api
     cert = pemBlock(stdout, /CERTIFICATE/);
     if (key === undefined || cert === undefined) throw new Error('openssl printed no certificate or key');
   } catch (err) {
+    // execFile's error holds what openssl printed (the key, if it got that far): not kept.
+    if (typeof err === 'object' && err !== null) Object.assign(err, { stdout: undefined });
     const why =
       (err as NodeJS.ErrnoException).code === 'ENOENT'
         ? 'the openssl command is not installed'

@@ -19,6 +19,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { inspect } from 'node:util';
 import { ensureCertificate, rotateCertificate, CERT_FILE, KEY_FILE } from '../../src/api/tls.js';
 import { isUserError } from '../../src/cli/errors.js';
 import { writeWhole } from '../../src/cli/commands/output-file.js';
@@ -156,4 +157,31 @@ test('the API certificate: a write that fails is one line naming the directory, 
     readdirSync(dir).filter((n) => n.endsWith('.tmp')),
     [],
   );
+});
+
+test('the API certificate: openssl failing after it printed the key leaves the key in no error', async (t) => {
+  const dir = tempDir(t);
+  const bin = join(dir, 'bin');
+  mkdirSync(bin);
+  const fake = '-----BEGIN PRIVATE KEY-----\nQUJDRA==\n-----END PRIVATE KEY-----';
+  writeFileSync(
+    join(bin, 'openssl'),
+    `#!/bin/sh\nprintf '%s\\n' '${fake}'\necho 'write error' >&2\nexit 1\n`,
+    {
+      mode: 0o755,
+    },
+  );
+  const path = process.env.PATH;
+  process.env.PATH = `${bin}:${path ?? ''}`;
+  let err: Error;
+  try {
+    err = await rotateCertificate(join(dir, 'data'), '127.0.0.1').then(
+      () => assert.fail('created'),
+      (e: unknown) => e as Error,
+    );
+  } finally {
+    process.env.PATH = path;
+  }
+  assert.match(err.message, /^cannot create the API certificate in /);
+  assert.doesNotMatch(inspect(err, { depth: 5 }), /PRIVATE KEY|QUJDRA/);
 });
