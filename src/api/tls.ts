@@ -118,6 +118,15 @@ function pemBlock(text: string, label: RegExp): string | undefined {
   return m ? `${m[0].trimEnd()}\n` : undefined;
 }
 
+/** Why a file could not be written, in words, for the errors a host's state causes. */
+const WRITE_WHY: Record<string, string> = {
+  ENOSPC: 'the disk is full',
+  EDQUOT: 'the disk quota is used up',
+  EROFS: 'the file system is read-only',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+};
+
 async function createCertificate(dataDir: string, hostname: string): Promise<ApiCertificate> {
   const certPath = join(dataDir, CERT_FILE);
   const keyPath = join(dataDir, KEY_FILE);
@@ -155,6 +164,8 @@ async function createCertificate(dataDir: string, hostname: string): Promise<Api
     cert = pemBlock(stdout, /CERTIFICATE/);
     if (key === undefined || cert === undefined) throw new Error('openssl printed no certificate or key');
   } catch (err) {
+    // execFile's error holds what openssl printed (the key, if it got that far): not kept.
+    if (typeof err === 'object' && err !== null) Object.assign(err, { stdout: undefined });
     const why =
       (err as NodeJS.ErrnoException).code === 'ENOENT'
         ? 'the openssl command is not installed'
@@ -169,7 +180,17 @@ async function createCertificate(dataDir: string, hostname: string): Promise<Api
   }
   // The key first: a crash between the two leaves a pair that does not match, which the next
   // start refuses with the way out (rotate-cert), as it would any other damage.
-  await replaceFile(keyPath, key);
-  await replaceFile(certPath, cert, { mode: 0o644 }); // public (Outline Manager is given its hash)
+  try {
+    await replaceFile(keyPath, key);
+    await replaceFile(certPath, cert, { mode: 0o644 }); // public (Outline Manager is given its hash)
+  } catch (err) {
+    // A full disk or a read-only directory is the host's state, not a bug: one line, no stack.
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new CertificateError(
+      'CERT_CREATE_FAILED',
+      `cannot write the API certificate in ${dataDir}: ${WRITE_WHY[code ?? ''] ?? code ?? String(err)}`,
+      { cause: err },
+    );
+  }
   return { cert, key, sha256: certSha256(cert) };
 }

@@ -38,4 +38,27 @@ test('checkOwnPortsDistinct: one port for two listeners is named, unless their a
       ]),
     /both name port 443/,
   );
+  // IPv4's wildcard and an IPv6 address are two sockets the kernel allows; '::' is dual-stack.
+  checkOwnPortsDistinct([
+    ['--port', 443, '0.0.0.0'],
+    ['--web-port', 443, '::1'],
+  ]);
+  checkOwnPortsDistinct([
+    ['--port', 443, '[2001:db8::1]'],
+    ['--web-port', 443, '0.0.0.0'],
+  ]);
+  for (const [x, y] of [
+    ['0.0.0.0', '::ffff:127.0.0.1'],
+    ['[::]', '127.0.0.1'],
+    ['::1', '[::1]'],
+  ] as const)
+    assert.throws(
+      () =>
+        checkOwnPortsDistinct([
+          ['--port', 443, x],
+          ['--web-port', 443, y],
+        ]),
+      /both name port 443/,
+      `${x} ${y}`,
+    );
 });

@@ -3,16 +3,35 @@
  * Left to the kernel, the second listen failed with EADDRINUSE, which the CLI words as "another
  * process listens there" — the process was ladder itself.
  */
+import { isIPv6 } from 'node:net';
 import { UsageError } from './errors.js';
 
 /** A listener: the flag (or config field) that set its port, the port, and its host when given. */
 export type OwnPort = [name: string, port: number | undefined, host?: string | undefined];
 
-const WILDCARD = new Set(['', '0.0.0.0', '::', '[::]']);
+/** A listen host without IPv6 brackets; '' stays '' (every address). */
+function bare(h: string): string {
+  return h.startsWith('[') && h.endsWith(']') ? h.slice(1, -1) : h;
+}
 
-/** Whether two listen hosts can collide: either is unset or a wildcard, or they are the same. */
+/** An IPv6 literal that is not an IPv4-mapped one (`::ffff:a.b.c.d`): never an IPv4 socket's. */
+function ipv6Only(h: string): boolean {
+  return isIPv6(h) && !/^::ffff:/i.test(h);
+}
+
+/**
+ * Whether two listen hosts can collide: either is unset or '' or '::' (Node's '::' is dual-stack:
+ * it takes the port on every IPv4 address too), or they are the same; '0.0.0.0' collides with
+ * any address but an IPv6 one (0.0.0.0:443 and [::1]:443 are two sockets the kernel allows).
+ */
 function overlap(a: string | undefined, b: string | undefined): boolean {
-  return a === undefined || b === undefined || WILDCARD.has(a) || WILDCARD.has(b) || a === b;
+  if (a === undefined || b === undefined) return true;
+  const x = bare(a);
+  const y = bare(b);
+  if (x === y || x === '' || y === '' || x === '::' || y === '::') return true;
+  if (x === '0.0.0.0') return !ipv6Only(y);
+  if (y === '0.0.0.0') return !ipv6Only(x);
+  return false;
 }
 
 /** Throws when two entries (ports other than 0, which picks a free one) share a port and can share an address. */

@@ -25,6 +25,12 @@ export function parseStoreLocation(spec: string | undefined, dataDir: string): S
   if (/^postgres(ql)?:\/\//i.test(spec)) return { kind: 'postgres', url: spec };
   // Any other scheme (mysql://, a misspelt postgress://) would become a new SQLite file named after it.
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(spec)?.[1];
+  // sqlite:///x.db is another tool's form, read two ways (x.db here, or /x.db): which is not guessed.
+  if (scheme?.toLowerCase() === 'sqlite')
+    throw new StoreError(
+      'STORE_OPEN_FAILED',
+      `store: "sqlite://…" is not read (write sqlite:PATH, e.g. sqlite:/var/lib/ladder/ladder.db, or the path alone)`,
+    );
   if (scheme !== undefined)
     throw new StoreError(
       'STORE_OPEN_FAILED',

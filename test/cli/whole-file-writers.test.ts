@@ -19,7 +19,9 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { ensureCertificate, CERT_FILE, KEY_FILE } from '../../src/api/tls.js';
+import { inspect } from 'node:util';
+import { ensureCertificate, rotateCertificate, CERT_FILE, KEY_FILE } from '../../src/api/tls.js';
+import { isUserError } from '../../src/cli/errors.js';
 import { writeWhole } from '../../src/cli/commands/output-file.js';
 import { writeAtomic } from '../../src/client/picker-memory.js';
 import { replayStateFile } from '../../src/server/replay-state.js';
@@ -138,4 +140,48 @@ test('the API certificate: the key 0600 and the certificate 0644 whatever the um
   assert.deepEqual(readdirSync(dir).sort(), [CERT_FILE, KEY_FILE].sort());
   // Read back by a restart: the same pair.
   assert.equal((await ensureCertificate(dir, '127.0.0.1')).sha256, made.sha256);
+});
+
+test('the API certificate: a write that fails is one line naming the directory, no key in it', async (t) => {
+  const dir = tempDir(t);
+  blockWith(join(dir, KEY_FILE)); // the rename over a non-empty directory fails, as a full disk would
+  const err = await rotateCertificate(dir, '127.0.0.1').then(
+    () => assert.fail('written'),
+    (e: unknown) => e as Error,
+  );
+  assert.ok(isUserError(err), `reported as a bug: ${err.stack}`);
+  assert.ok(err.message.startsWith(`cannot write the API certificate in ${dir}: `), err.message);
+  assert.match(err.message, /: E[A-Z]+$/);
+  assert.doesNotMatch(String(err.stack), /PRIVATE KEY|BEGIN/);
+  assert.deepEqual(
+    readdirSync(dir).filter((n) => n.endsWith('.tmp')),
+    [],
+  );
+});
+
+test('the API certificate: openssl failing after it printed the key leaves the key in no error', async (t) => {
+  const dir = tempDir(t);
+  const bin = join(dir, 'bin');
+  mkdirSync(bin);
+  const fake = '-----BEGIN PRIVATE KEY-----\nQUJDRA==\n-----END PRIVATE KEY-----';
+  writeFileSync(
+    join(bin, 'openssl'),
+    `#!/bin/sh\nprintf '%s\\n' '${fake}'\necho 'write error' >&2\nexit 1\n`,
+    {
+      mode: 0o755,
+    },
+  );
+  const path = process.env.PATH;
+  process.env.PATH = `${bin}:${path ?? ''}`;
+  let err: Error;
+  try {
+    err = await rotateCertificate(join(dir, 'data'), '127.0.0.1').then(
+      () => assert.fail('created'),
+      (e: unknown) => e as Error,
+    );
+  } finally {
+    process.env.PATH = path;
+  }
+  assert.match(err.message, /^cannot create the API certificate in /);
+  assert.doesNotMatch(inspect(err, { depth: 5 }), /PRIVATE KEY|QUJDRA/);
 });

@@ -292,7 +292,7 @@ describe('ladder client CLI: several endpoints, routing, DNS, PAC', () => {
     [
       '--rules missing',
       () => ['--key', key(1), '--rules', join(dir, 'nope.txt')],
-      /^ladder: \S*nope\.txt: no such file$/,
+      /^ladder: --rules \S*nope\.txt: no such file$/,
     ],
     [
       '--config field',

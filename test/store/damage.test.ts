@@ -225,3 +225,20 @@ test('--store with a scheme other than postgres:// is refused, not created as a 
   }
   assert.deepEqual(readdirSync(dir), [], 'nothing created');
 });
+
+test('--store sqlite:///x.db (another tool\'s form) says to write sqlite:PATH, not "unknown store scheme"', async (t) => {
+  const dir = tempDir(t);
+  const r = await runLadder([
+    'server',
+    '--store',
+    `sqlite://${join(dir, 'x.db')}`,
+    '--port',
+    '0',
+    '--data-dir',
+    dir,
+  ]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /^ladder: store: "sqlite:\/\/…" is not read \(write sqlite:PATH/);
+  assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
+  assert.deepEqual(readdirSync(dir), [], 'nothing created');
+});
