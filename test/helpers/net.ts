@@ -382,3 +382,33 @@ export async function waitListening(child: ChildProcess, port: number, timeoutMs
     await new Promise((r) => setTimeout(r, 25));
   }
 }
+
+/**
+ * A loopback port whose accept queue is full: a connect to it hangs (its SYNs are dropped). The
+ * addon (`native-sockets.ts` nativeRelay()) makes the listener with a backlog of 1; four
+ * connects fill it. close() ends the fillers and the listener.
+ */
+export async function blackholePort(addon: {
+  fdClose(fd: number): void;
+}): Promise<{ port: number; close(): void }> {
+  const a = addon as typeof addon & {
+    tcpListenReusePort(f: 4, ip: string, port: number, backlog: number): number;
+    fdLocalPort(fd: number): number;
+  };
+  const fd = a.tcpListenReusePort(4, '127.0.0.1', 0, 1);
+  const port = a.fdLocalPort(fd);
+  const fillers: net.Socket[] = [];
+  for (let i = 0; i < 4; i++) {
+    const s = net.connect(port, '127.0.0.1');
+    s.on('error', () => {});
+    fillers.push(s);
+  }
+  await new Promise((res) => setTimeout(res, 100));
+  return {
+    port,
+    close: () => {
+      for (const s of fillers) s.destroy();
+      a.fdClose(fd);
+    },
+  };
+}

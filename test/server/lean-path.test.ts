@@ -5,7 +5,8 @@
  * on the same bytes), and must end the same: statuses, errnos, keys and trial counts, bytes,
  * usage (counted once), reactions (relayed bytes, a prompt FIN after a failed or refused dial,
  * the idle-timeout FIN of a replay), key removal and closeKeyConnections closing a relaying
- * connection, connectionCount. The counter shows which path ran.
+ * connection, key removal closing a connection whose dial is pending and refusing the key's new
+ * connections (the way a data limit, an expiry or a disabled key reaches the server), connectionCount. The counter shows which path ran.
  */
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
@@ -23,7 +24,7 @@ import type { RuntimeKey } from '../../src/shared/control.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { nativeAccept, nativeAcceptLive } from '../../src/transport/native-stream.js';
 import { nativeRelay } from '../../src/transport/native-sockets.js';
-import { freePort, startEcho, type TestServer } from '../helpers/net.js';
+import { blackholePort, freePort, startEcho, type TestServer } from '../helpers/net.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { openTestTunnel } from '../helpers/test-client.js';
 import { waitFor } from '../helpers/wait.js';
@@ -256,6 +257,64 @@ describe(
       const on = await closedInHook(true);
       assert.equal(on, 'ERR_CLOSED k1 0 FIN 0');
       assert.equal(await closedInHook(false), on);
+    });
+
+    it('a dial pending when its key is removed, and one timing out, end as on connection.ts; the removed key is refused', async () => {
+      async function pending(on: boolean): Promise<string[]> {
+        const closed: ConnectionClosedEvent[] = [];
+        const server = new ShadowsocksServer({
+          keys: KEYS,
+          allowPrivateDestinations: true,
+          leanPath: on,
+          timeouts: { idleMs: IDLE_MS, connectMs: 600 },
+          logger: silentLogger,
+          hooks: { onConnectionClosed: (e) => closed.push(e) },
+        });
+        const { port } = await server.listen({ port: 0, host: '127.0.0.1' });
+        const hole = await blackholePort(nativeRelay()!);
+        const before = leanPathServed();
+        try {
+          const go = (k: RuntimeKey, target: number, label: string) =>
+            probe(port, label, request(k, '127.0.0.1', target, randomBytes(8)));
+          // k2's dial hangs; k2 is removed (a data limit reached) while it is pending.
+          const removed = go(KEYS[1]!, hole.port, 'removed while dialling');
+          await waitFor(() => server.openConnections().get('k2') === 1, { timeoutMs: 2000 });
+          const live = [nativeAcceptLive(), nativeRelay()!.relayLive(), server.connectionCount];
+          server.applyKeyDelta({ upsert: [], remove: ['k2'] });
+          // New connections of the removed key, in the same turn and after: refused as a probe.
+          const refused = [go(KEYS[1]!, echo.port, 'removed key, same turn')];
+          await new Promise((res) => setImmediate(res));
+          refused.push(go(KEYS[1]!, echo.port, 'removed key, next turn'));
+          const timedOut = await go(KEYS[0]!, hole.port, 'timed out');
+          const results = [await removed, timedOut, ...(await Promise.all(refused))].map(shape);
+          await waitFor(() => closed.length === 4, { timeoutMs: 3000 });
+          const events = closed
+            .map((e) => `${e.status} ${e.keyId ?? '-'} ${e.errno ?? ''} ${e.bytesUp}/${e.bytesDown}`)
+            .sort();
+          return [
+            JSON.stringify(live),
+            ...events,
+            ...results.map((x) => x.join(' ')),
+            `lean ${leanPathServed() - before}`,
+          ];
+        } finally {
+          await server.close();
+          hole.close();
+          assert.deepEqual([nativeAcceptLive(), nativeRelay()?.relayLive()], [0, 0]);
+        }
+      }
+      const on = await pending(true);
+      const off = await pending(false);
+      assert.deepEqual(on.slice(0, -1), off.slice(0, -1));
+      assert.deepEqual([on.at(-1), off.at(-1)], ['lean 2', 'lean 0']);
+      const want = [
+        '[1,1,1]',
+        'ERR_CIPHER - ',
+        'ERR_CIPHER - ',
+        'ERR_CLOSED k2 ',
+        'ERR_CONNECT k1 ETIMEDOUT',
+      ];
+      want.forEach((w, i) => assert.ok(on[i]!.startsWith(w), `${on[i]} is ${w}...`));
     });
 
     it('a relay that a client leaves open ends at the idle timeout on both paths, with its bytes', async () => {

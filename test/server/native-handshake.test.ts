@@ -17,7 +17,7 @@ import { silentLogger } from '../../src/shared/logger.js';
 import { nativeRelay } from '../../src/transport/native-sockets.js';
 import { nativeAccept, nativeAcceptLive, nativeHandshakeFromEnv } from '../../src/transport/native-stream.js';
 import { usageTotals } from '../helpers/data-plane.js';
-import { startEcho, type TestServer } from '../helpers/net.js';
+import { blackholePort, startEcho, type TestServer } from '../helpers/net.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { openTestTunnel, type TestTunnel } from '../helpers/test-client.js';
 import { sleep, waitFor } from '../helpers/wait.js';
@@ -69,30 +69,6 @@ function tunnel(r: { port: number }, port: number, initial?: Buffer, key = KEY):
     target: { host: '127.0.0.1', port },
     ...(initial ? { initial } : {}),
   });
-}
-
-/** A loopback port whose accept queue is full: a connect to it hangs (its SYNs are dropped). */
-async function blackhole(): Promise<{ port: number; close(): void }> {
-  const addon = fns as unknown as {
-    tcpListenReusePort(f: 4, ip: string, port: number, backlog: number): number;
-    fdLocalPort(fd: number): number;
-  };
-  const fd = addon.tcpListenReusePort(4, '127.0.0.1', 0, 1);
-  const port = addon.fdLocalPort(fd);
-  const fillers: net.Socket[] = [];
-  for (let i = 0; i < 4; i++) {
-    const s = net.connect(port, '127.0.0.1');
-    s.on('error', () => {});
-    fillers.push(s);
-  }
-  await sleep(100);
-  return {
-    port,
-    close: () => {
-      for (const s of fillers) s.destroy();
-      fns!.fdClose(fd);
-    },
-  };
 }
 
 describe('native handshake', { skip: skipUnless(available, NEED) }, () => {
@@ -188,7 +164,7 @@ describe('native handshake', { skip: skipUnless(available, NEED) }, () => {
 
     it(`${which}: a refused and a timed-out dial end with ERR_CONNECT and its errno, FIN to the client`, async () => {
       const r = await startServer(handshake, 300);
-      const hole = await blackhole().catch(async (err: unknown) => {
+      const hole = await blackholePort(fns!).catch(async (err: unknown) => {
         await r.server.close();
         throw err;
       });
@@ -229,7 +205,7 @@ describe('native handshake', { skip: skipUnless(available, NEED) }, () => {
 
     it(`${which}: operator close while dialling and while relaying; server close of a waiting one`, async () => {
       const r = await startServer(handshake, 5000);
-      const hole = await blackhole().catch(async (err: unknown) => {
+      const hole = await blackholePort(fns!).catch(async (err: unknown) => {
         await r.server.close();
         throw err;
       });
