@@ -22,31 +22,18 @@
 import type { SocksAddress } from '../protocol/socks5/address.js';
 import type { Clock } from '../shared/clock.js';
 import { envSwitch } from '../shared/env.js';
+import { NAME_CACHE_MS, nameCacheMsFromEnv } from './name-cache-env.js';
 import { allowedAddresses, defaultLookup, DialError, resolveName, type Lookup } from './destination.js';
 import type { RelayStart } from './native-relay.js';
 
-/** How long an answer is kept by default, ms (getaddrinfo gives no TTL). */
-export const NAME_CACHE_MS = 10_000;
+export { NAME_CACHE_MS, nameCacheMsFromEnv } from './name-cache-env.js';
+
 /** At most this many names are kept (per server). */
 export const NAME_CACHE_MAX = 1000;
 
 /** Names resolved through the cache and dialled in the addon, unless LADDER_NAME_DIAL=0. */
 export function nameDialFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
   return envSwitch('LADDER_NAME_DIAL', env);
-}
-
-/**
- * LADDER_DNS_CACHE_MS: how long an answer is kept, whole ms (0: not kept); NAME_CACHE_MS when
- * unset. Anything else is a clear error.
- */
-export function nameCacheMsFromEnv(env: NodeJS.ProcessEnv = process.env): number {
-  const v = env.LADDER_DNS_CACHE_MS;
-  if (v === undefined || v === '') return NAME_CACHE_MS;
-  if (!/^\d{1,9}$/.test(v))
-    throw new RangeError(
-      `LADDER_DNS_CACHE_MS: expected whole milliseconds (0 turns the cache off), got "${v}"`,
-    );
-  return Number(v);
 }
 
 /** A server's name cache (its nameCache option, else LADDER_NAME_DIAL), undefined when off. */

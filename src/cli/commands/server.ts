@@ -9,7 +9,7 @@ import { isProtocolError } from '../../protocol/errors.js';
 import { checkKey, checkMethod } from '../../protocol/shadowsocks/key-material.js';
 import { formatSsUrl } from '../../protocol/sip002/index.js';
 import type { DataPlane } from '../../server/index.js';
-import { nameCacheMsFromEnv } from '../../server/names.js';
+import { nameCacheMsFromEnv } from '../../server/name-cache-env.js';
 // The pool only, not the server barrel: the main thread of an unmanaged server relays nothing
 // (its workers do), so the Shadowsocks server's own modules load only in them (idle RSS).
 import { startWorkerPlane, workersAtBootFromEnv, type WorkerPlane } from '../../server/workers/pool.js';
