@@ -256,11 +256,12 @@ export function pipeConnection(app: Socket, conn: DialedConnection, opts: PipeOp
     ...(opts.onBytes ? { onBytes: opts.onBytes } : {}),
     ...(opts.onClose ? { onClose: opts.onClose } : {}),
   });
-  // relay() learns of a half-close from the 'end' event. When the application's FIN arrived
-  // while we were still waiting for its first bytes or for the dial, that event is already
-  // gone, so replay it for relay's listener (it ends the next hop after the first write).
-  if (opts.appEnded) app.emit('end');
-  else app.resume();
+  // relay() learns of a half-close from the 'end' event, or from readableEnded when the socket
+  // emitted it before the relay (then relay() has passed it on already: emitting it again would
+  // count the application's end twice and finish the relay before the answer). When the FIN was
+  // seen elsewhere (the native front's first-data wait), replay the event for relay's listener.
+  if (!opts.appEnded) app.resume();
+  else if (!app.readableEnded) app.emit('end');
   conn.socket.resume();
   return handle;
 }

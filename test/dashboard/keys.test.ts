@@ -134,6 +134,12 @@ test(
       Number(await page.locator('.chart-bar').last().getAttribute('data-bytes')) >= 2 * payload.length,
       'today in the key chart',
     );
+    // The QR images are drawn after the page's data arrives: wait for them (a loaded CI machine
+    // counted 0 right after the heading), then check there is one per link.
+    await waitFor(async () => (await page.locator('[data-link] img.qr').count()) >= 3, {
+      timeoutMs: 10_000,
+      message: 'a QR code per link on the key page',
+    });
     assert.equal(await page.locator('[data-link] img.qr').count(), 3, 'a QR code per link on the key page');
 
     // A limit below the usage (0.0001 GB = 100 kB), set in the UI: badge "limited", key refused.
