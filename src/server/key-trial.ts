@@ -38,10 +38,8 @@ export interface KeyTrial {
   readonly keyed: boolean;
 }
 
-const refused = (status: ConnectionStatus, keyed = false): KeyTrial => ({
-  ...found(undefined, status, 0, undefined, undefined, 0, 0, false),
-  keyed,
-});
+const refused = (status: ConnectionStatus, keyed = false): KeyTrial =>
+  found(undefined, status, 0, undefined, undefined, 0, 0, false, keyed);
 
 function found(
   key: AnyKeyEntry | undefined,
@@ -52,8 +50,9 @@ function found(
   prefix: number,
   tried: number,
   recent: boolean,
+  keyed = key !== undefined,
 ): KeyTrial {
-  return { key, status, at, decoder, decoder2022, prefix, tried, recent, keyed: key !== undefined };
+  return { key, status, at, decoder, decoder2022, prefix, tried, recent, keyed };
 }
 
 /**

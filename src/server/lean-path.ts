@@ -21,7 +21,6 @@
 import type { DialError } from './destination.js';
 import { isPrivateAddress } from './destination.js';
 import { decodeAddress } from '../protocol/socks5/address.js';
-import { poolRandomBytes } from '../protocol/shadowsocks/random-pool.js';
 import { envSwitch } from '../shared/env.js';
 import { NATIVE_RELAY_REASON } from '../transport/native-sockets.js';
 import { NativeStream, type LeanFirst, type NativeAccept } from '../transport/native-stream.js';
@@ -30,7 +29,7 @@ import type { ServedConnection } from './connection-status.js';
 import type { ConnectionContext } from './connection.js';
 import type { ConnectionStatus } from './events.js';
 import type { KeyEntry } from './keys.js';
-import { connectFailed, nativeCloseStatus, type NativeRelay } from './native-relay.js';
+import { connectFailed, nativeCloseStatus, startRelay, type NativeRelay } from './native-relay.js';
 
 /** The lean path is on unless LADDER_LEAN_PATH=0. */
 export function leanPathFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
@@ -109,34 +108,31 @@ export class LeanConnection implements ServedConnection {
     });
   }
 
-  /** The dial and relay start in the addon (native-relay.ts relayConnect's start, inlined). */
+  /** The dial and relay start in the addon (native-relay.ts startRelay). */
   start(codec: object, ip: string, port: number, initial: Buffer): void {
     const ctx = this.#ctx;
-    const k = this.key;
     if (this.#status !== undefined) {
       // Aborted by a hook of its authentication (a key closed in it): no dial.
       this.#fns.connClose(this.#id);
       return this.#finalize();
     }
     this.#fns.connRead(this.#id, false); // paused while dialling (NativeStream.pause)
-    const salt = poolRandomBytes(k.method.saltSize);
     try {
-      this.#relay = this.#fns.relayConnect!(
+      this.#relay = startRelay(
+        this.#fns,
         this.#id,
         ip,
         port,
-        Math.max(1, Math.ceil(ctx.connectMs)),
+        ctx.connectMs,
         codec,
-        k.masterKey,
-        [salt, undefined, initial.length > 0 ? initial : undefined],
-        Math.max(1, Math.ceil(ctx.idleMs)),
+        this.key,
+        initial,
+        ctx,
         this.#onClose,
-        true,
       );
     } catch (err) {
-      return this.#dialFailed(connectFailed((err as { errno?: unknown }).errno));
+      this.#dialFailed(connectFailed((err as { errno?: unknown }).errno));
     }
-    ctx.replay.serverSalts.add(salt);
   }
 
   readonly #onClose = (reason: number, up: number, down: number, errno?: number): void => {
@@ -220,18 +216,10 @@ export function leanFirst(
     if (code !== 0 || index < 0 || !first || !codec || !info || typeof after !== 'object') return false;
     const key = keyAt(index);
     if (!key) return false;
-    // The target: an IP literal whose whole address the first chunks hold (decodeAddress's forms).
-    let ip: string;
-    let port: number;
-    let len: number;
-    if (after[0] === 1 && after.length >= 7) {
-      ip = `${after[1]}.${after[2]}.${after[3]}.${after[4]}`;
-      port = (after[5]! << 8) | after[6]!;
-      len = 7;
-    } else if (after[0] === 4 && after.length >= 19) {
-      const a = decodeAddress(after)!.address;
-      [ip, port, len] = [a.host, a.port, 19];
-    } else return false;
+    // The target: an IP literal whose whole address the first chunks hold.
+    const target = after[0] === 1 || after[0] === 4 ? decodeAddress(after) : undefined;
+    if (!target) return false;
+    const { host: ip, port } = target.address;
     if (port === 0 || (!ctx.allowPrivateDestinations && isPrivateAddress(ip))) return false;
     // The replay filters, as key-trial.ts onSip004Key (a refusal is left to it: it refuses the same).
     const salt = first.subarray(0, key.method.saltSize);
@@ -241,7 +229,7 @@ export function leanFirst(
     const c = new LeanConnection(ctx, fns, id, key, ageMs, first.length);
     track(c);
     c.authenticated(peer);
-    c.start(codec, ip, port, after.subarray(len));
+    c.start(codec, ip, port, after.subarray(target.length));
     return true;
   };
 }

@@ -164,25 +164,19 @@ export function relayConnect(
   ctx: RelayConnectOptions,
   onClose: (reason: number, up: number, down: number, failed?: DialError) => void,
 ): RelayStart | undefined {
-  const { idleMs, replay } = ctx;
-  const atOnce = ctx.connectAtOnce === true;
   if (!fns.relayConnect) return undefined;
   return (ip: string, port: number, budgetMs: number) => {
-    // The response salt from the shared pool; the relay derives its encoder from the master key
-    // and that salt (no JS codec) unless LADDER_NATIVE_ENCODER=0.
-    const encoder = ctx.nativeEncoder === true ? undefined : new AeadEncoder(k.method, k.masterKey);
-    const salt = encoder ? encoder.salt : poolRandomBytes(k.method.saltSize);
-    let relay: object;
     try {
-      relay = fns.relayConnect!(
+      return startRelay(
+        fns,
         client.id,
         ip,
         port,
-        Math.max(1, Math.ceil(budgetMs)),
+        budgetMs,
         dec.nativeCodec!,
-        encoder ? encoder.nativeCodec! : k.masterKey,
-        [salt, undefined, initial.length > 0 ? initial : undefined],
-        Math.max(1, Math.ceil(idleMs)),
+        k,
+        initial,
+        ctx,
         (reason, up, down, errno) => {
           if (NATIVE_RELAY_REASON[reason] === 'connect') return onClose(reason, 0, 0, connectFailed(errno));
           // Its descriptor went to the relay (or the id is closed now): only 'close', or nothing
@@ -191,14 +185,50 @@ export function relayConnect(
           else client.destroy();
           onClose(reason, up, down);
         },
-        atOnce,
       );
     } catch (err) {
       throw connectFailed((err as { errno?: unknown }).errno);
     }
-    replay.serverSalts.add(salt);
-    return relay;
   };
+}
+
+/**
+ * The addon's relayConnect call for the authenticated SIP004 connection `id` the addon accepted
+ * (paused), its decoder `codec` having read past the header, `initial` the plaintext after it:
+ * the dial of ip:port within `budgetMs` and the relay's start (relayConnect's start above, and
+ * the lean path's, lean-path.ts). The response salt comes from the shared pool and the relay
+ * derives its encoder from the master key and that salt (no JS codec) unless
+ * LADDER_NATIVE_ENCODER=0; it goes into the server-salt filter once the call returned. Throws
+ * the addon's error as it is (a connect refused at once: its errno).
+ */
+export function startRelay(
+  fns: NativeRelay,
+  id: number,
+  ip: string,
+  port: number,
+  budgetMs: number,
+  codec: object,
+  k: KeyEntry,
+  initial: Buffer,
+  ctx: RelayConnectOptions,
+  onClose: (reason: number, up: number, down: number, errno?: number) => void,
+): object {
+  const encoder = ctx.nativeEncoder === true ? undefined : new AeadEncoder(k.method, k.masterKey);
+  const salt = encoder ? encoder.salt : poolRandomBytes(k.method.saltSize);
+  const relay = fns.relayConnect!(
+    id,
+    ip,
+    port,
+    Math.max(1, Math.ceil(budgetMs)),
+    codec,
+    encoder ? encoder.nativeCodec! : k.masterKey,
+    [salt, undefined, initial.length > 0 ? initial : undefined],
+    Math.max(1, Math.ceil(ctx.idleMs)),
+    onClose,
+    ctx.connectAtOnce === true,
+  );
+  ctx.replay.serverSalts.add(salt);
+  return relay;
 }
 
 /** relayConnect's start: the relay handle, or a DialError thrown when the connect is refused at once. */
