@@ -19,6 +19,7 @@
         "native/tcp_connect.cc",
         "native/dest_stream.cc",
         "native/tcp_accept.cc",
+        "native/shared_salts.cc",
         "native/thread_poll.cc",
         "native/socks5_front.cc",
         "native/app_conn.cc",

@@ -2,7 +2,8 @@
 // native relay (Linux), so a connection on the server's TCP port never becomes a net.Socket.
 // JS (src/transport/native-stream.ts) keeps every decision; this accepts, reads and closes.
 //
-//   acceptListen(fd, onConn, onEvent, waitMs?, maxWaiting?) -> listener
+//   acceptListen(fd, onConn, onEvent, waitMs?, maxWaiting?, clientSalts?, serverSalts?, allowPrivate?)
+//       -> listener
 //       fd: a listening TCP socket. It is dup()ed here (the caller closes its own, e.g. the
 //       net.Server that made it); the listener owns the duplicate and closes it at acceptClose
 //       or when the thread's env goes away. The duplicate is polled on this thread's loop; each
@@ -28,6 +29,10 @@
 //       maxWaiting (> 0): at most that many connections wait for their first bytes; an accept
 //       beyond it hands the oldest waiting one to JS at once (as when its wait is over, with its
 //       age), so JS's caps on pending connections (src/server/pending-limits.ts) see silent ones.
+//       clientSalts, serverSalts (Uint8Arrays over the whole SharedArrayBuffers of the port's SIP004
+//       replay filters, src/server/workers/shared-salts.ts) and allowPrivate (boolean): the
+//       server's lean path (src/server/lean-path.ts) is on, and the trial (acceptKeys) makes its
+//       checks here; see `checked` below. The listener keeps references to both until it is freed.
 //   acceptKeys(listener, methods?, keys?)
 //       The port's SIP004 keys for a trial at the accept (the server's LADDER_ACCEPT_TRIAL):
 //       methods an Int32Array (0..3, as create() takes them), keys the master keys (Uint8Array,
@@ -40,6 +45,14 @@
 //       plaintext of the chunks the rest of first completed (a Buffer), or a number: 1 a chunk
 //       of the rest failed to open, 2 a length was invalid (info[3]; the length chunk's own
 //       invalid length: codec and info undefined). Replaces the list of an earlier call.
+//       With the filters of acceptListen, onConn gets a tenth argument, checked: when the key
+//       verified, its plaintext `after` came out and the key's secret is no other key's, the
+//       lean path's checks in its order: the target an IPv4 or IPv6 literal whole in `after`,
+//       its port not 0, not private (private_rule.h) unless allowPrivate, the salt not in the
+//       server-salt filter, and then added to the client-salt filter unless there already. 1:
+//       all passed (the salt is in the client filter now; JS must serve the connection on the
+//       lean path), 2: one refused (nothing changed; JS's full path decides), 0: not checked
+//       (a lock was busy - C++ never waits for one - or no filters: JS checks as without).
 //   acceptClose(listener)          stops accepting and closes the listener's socket; accepted
 //                                  connections live on (those still waiting for their first bytes
 //                                  are handed to onConn first). Idempotent.
@@ -72,6 +85,8 @@
 
 #include "exports.h"
 #include "napi_args.h"
+#include "private_rule.h"
+#include "shared_salts.h"
 #include "stream_codec.h"
 #include "tcp_parts.h"
 #include "thread_poll.h"
@@ -119,6 +134,7 @@ struct Conn {
 struct TrialKey {
   int method = 0;
   size_t len = 0;  // the key's length, and so the salt's
+  bool shared = false;  // another key of the list has the same method and secret
   uint8_t key[32] = {0};
 };
 
@@ -135,6 +151,11 @@ constexpr size_t kRecentSlots = 4096;
 struct Listener {
   std::vector<TrialKey> keys;  // acceptKeys: tried at the accept when non-empty
   std::vector<Recent> recent;  // by peer hash: kRecentSlots from the first trial on (idle: none)
+  SharedSalts client_salts;    // acceptListen's filters: the lean path's checks when both are set
+  SharedSalts server_salts;
+  napi_ref salts_refs[2] = {nullptr, nullptr};
+  bool checks = false;
+  bool allow_private = false;
   size_t probe = 0;            // the longest salt + sealed length among them
   Thread* t = nullptr;
   napi_env env = nullptr;
@@ -194,6 +215,11 @@ void MaybeFreeListener(Listener* ls) {
   if (ls->on_conn != nullptr) napi_delete_reference(ls->env, ls->on_conn);
   if (ls->on_event != nullptr) napi_delete_reference(ls->env, ls->on_event);
   ls->on_conn = ls->on_event = nullptr;
+  ls->checks = false;
+  for (napi_ref& r : ls->salts_refs) {
+    if (r != nullptr) napi_delete_reference(ls->env, r);
+    r = nullptr;
+  }
   if (ls->handles == 0 && ls->finalized) delete ls;
 }
 
@@ -343,10 +369,28 @@ napi_value InfoArray(napi_env env, const int32_t* info) {
   return ta;
 }
 
+// The lean path's checks (acceptListen's filters) of key k's connection whose first read starts
+// with `salt` and whose plaintext after the length chunk is plain[0, len): onConn's `checked`.
+int32_t LeanChecks(const Listener* ls, const TrialKey& k, const uint8_t* salt, const uint8_t* plain, size_t len) {
+  if (k.shared) return 0;  // the JS walk names the key (accept-trial.ts keyAt): JS decides
+  size_t hl;
+  if (len >= 7 && plain[0] == 1) hl = 7;
+  else if (len >= 19 && plain[0] == 4) hl = 19;
+  else return 2;  // a name, or an address the first read does not hold whole
+  if ((plain[hl - 2] | plain[hl - 1]) == 0) return 2;
+  if (!ls->allow_private && (hl == 7 ? IsPrivate4(plain + 1) : IsPrivate6(plain + 1))) return 2;
+  // Busy (a lock held): 0, JS checks; seen: 2, refused.
+  const SaltResult server = SharedSaltsHas(ls->server_salts, salt, k.len);
+  if (server != SaltResult::kNew) return server == SaltResult::kSeen ? 2 : 0;
+  const SaltResult client = SharedSaltsCheckAndAdd(ls->client_salts, salt, k.len);
+  return client == SaltResult::kNew ? 1 : client == SaltResult::kSeen ? 2 : 0;
+}
+
 // acceptKeys' trial of the first read (n bytes in the scratch buffer, at least ls->probe): out
-// receives onConn's trial, codec, info and after. False when it could not be done (out of
-// memory: JS then tries the keys itself).
-bool Trial(Thread* t, Listener* ls, const char* peer, size_t n, napi_value* out) {
+// receives onConn's trial, codec, info, after and checked (`lean`: the read's code was 0, so JS's
+// lean path may take it). False when it could not be done (out of memory: JS then tries the keys
+// itself).
+bool Trial(Thread* t, Listener* ls, const char* peer, size_t n, bool lean, napi_value* out) {
   napi_env env = t->env;
   const uint8_t* head = t->scratch;
   int32_t info[4] = {0, 0, 0, 0};
@@ -354,6 +398,7 @@ bool Trial(Thread* t, Listener* ls, const char* peer, size_t n, napi_value* out)
   out[2] = out[3] = out[1];
   bool done = true;  // false: broke off (out of memory)
   out[0] = Number(env, -1);
+  int32_t checked = 0;
   uint64_t h = 1469598103934665603ULL;  // FNV-1a of the peer's address text
   for (const char* p = peer; *p != '\0'; p++) h = (h ^ static_cast<uint8_t>(*p)) * 1099511628211ULL;
   const size_t count = ls->keys.size();
@@ -393,8 +438,11 @@ bool Trial(Thread* t, Listener* ls, const char* peer, size_t n, napi_value* out)
     if (st > 0) out[3] = Number(env, st);
     else if (st < 0 || napi_create_buffer_copy(env, len, t->plain, nullptr, &out[3]) != napi_ok) done = false;
     if (done && (out[2] = InfoArray(env, info)) == nullptr) done = false;
+    // Last, once nothing can fail: what the checks add, JS's lean path then serves.
+    if (done && st == 0 && lean && ls->checks) checked = LeanChecks(ls, k, head, t->plain, len);
     break;
   }
+  out[4] = Number(env, checked);
   if (done) return true;
   bool pending = false;
   napi_value err;
@@ -432,7 +480,7 @@ void Hand(Conn* c, ssize_t n) {
     Retire(c, false);
     return;
   }
-  napi_value argv[9];
+  napi_value argv[10];
   int32_t code = 0;
   ReadResult(env, c, n, &argv[1], &code);
   argv[0] = Double(env, IdOf(c));
@@ -441,8 +489,8 @@ void Hand(Conn* c, ssize_t n) {
   const uint64_t now = uv_now(t->uv);
   argv[4] = Double(env, static_cast<double>(now > c->accepted ? now - c->accepted : 0));
   const size_t argc = n > 0 && !ls->keys.empty() && static_cast<size_t>(n) >= ls->probe &&
-                              Trial(t, ls, c->peer, static_cast<size_t>(n), argv + 5)
-                          ? 9
+                              Trial(t, ls, c->peer, static_cast<size_t>(n), code == 0, argv + 5)
+                          ? 10
                           : 5;
   c->busy = true;
   CallJs(t, ls->on_conn, argc, argv);
@@ -623,9 +671,23 @@ napi_value AcceptListen(napi_env env, napi_callback_info info) {
   if (!a.Need(3) || !a.Int32(0, &fd) || fd < 0 || !a.Function(1) || !a.Function(2) ||
       (a.Has(3) && !a.Undefined(3) && !a.Index(3, &wait_ms)) ||
       (a.Has(4) && !a.Undefined(4) && (!a.Index(4, &max_waiting) || max_waiting > UINT32_MAX))) {
-    Throw(env, "acceptListen(fd >= 0, onConn, onEvent, waitMs >= 0?, maxWaiting >= 0?)");
+    Throw(env, "acceptListen(fd >= 0, onConn, onEvent, waitMs >= 0?, maxWaiting >= 0?, ...)");
     return nullptr;
   }
+  // The lean path's filters: both, each an untimed SharedSaltFilter's buffer, or none.
+  SharedSalts salts[2];
+  bool checks = a.Has(6) && !a.Undefined(5) && !a.Undefined(6);
+  for (size_t i = 0; checks && i < 2; i++) {
+    napi_typedarray_type tt;
+    size_t len = 0;
+    void* data = nullptr;
+    bool is = false;
+    checks = napi_is_typedarray(env, a[5 + i], &is) == napi_ok && is &&
+             napi_get_typedarray_info(env, a[5 + i], &tt, &len, &data, nullptr, nullptr) == napi_ok &&
+             tt == napi_uint8_array && SharedSaltsInit(&salts[i], data, len);
+  }
+  bool allow_private = false;
+  if (checks && (!a.Has(7) || !a.Boolean(7, &allow_private))) checks = false;
   Thread* t = ThreadFor(env);
   Listener* ls = t == nullptr ? nullptr : new (std::nothrow) Listener();
   if (ls == nullptr) {
@@ -657,6 +719,13 @@ napi_value AcceptListen(napi_env env, napi_callback_info info) {
   ls->wait_timer.data = ls;
   ls->wait_ms = static_cast<uint64_t>(wait_ms);
   ls->max_waiting = static_cast<uint32_t>(max_waiting);
+  if (checks && napi_create_reference(env, a[5], 1, &ls->salts_refs[0]) == napi_ok &&
+      napi_create_reference(env, a[6], 1, &ls->salts_refs[1]) == napi_ok) {
+    ls->client_salts = salts[0];
+    ls->server_salts = salts[1];
+    ls->allow_private = allow_private;
+    ls->checks = true;
+  }
   ls->handles = 3;
   ls->open = true;
   t->listeners.push_back(ls);
@@ -715,6 +784,15 @@ napi_value AcceptKeys(napi_env env, napi_callback_info info) {
       OPENSSL_cleanse(k.key, sizeof(k.key));
       Throw(env, "acceptKeys: each key must be a Uint8Array as long as its method's key");
       return nullptr;
+    }
+  }
+  // Two ids, one secret: which the JS walk names depends on its order (accept-trial.ts #shared).
+  for (size_t i = 0; i < keys.size(); i++) {
+    for (size_t j = i + 1; j < keys.size(); j++) {
+      if (keys[i].method == keys[j].method && keys[i].len == keys[j].len &&
+          memcmp(keys[i].key, keys[j].key, keys[i].len) == 0) {
+        keys[i].shared = keys[j].shared = true;
+      }
     }
   }
   Thread* t = ls->t;

@@ -17,13 +17,25 @@
  *
  * On by default with the native accept, trial, dial, encoder and the session 12 trims;
  * LADDER_LEAN_PATH=0 turns it off (read once per server).
+ *
+ * With the port's replay filters shared (SharedArrayBuffers: the data-plane workers'), the addon
+ * makes the target, private-rule and salt checks itself, in this order, before the first call
+ * (native/tcp_accept.cc, shared_salts.h): `checked` 1 says they passed and the client salt is in
+ * the filter now, 2 that one refused (connection.ts decides, as when this path refuses), 0 or
+ * none that it did not check (a filter's lock was busy: the addon never waits) and they run
+ * here. LADDER_NATIVE_CHECKS=0 turns that off.
  */
 import type { DialError } from './destination.js';
 import { isPrivateAddress } from './destination.js';
 import { decodeAddress } from '../protocol/socks5/address.js';
 import { envSwitch } from '../shared/env.js';
 import { NATIVE_RELAY_REASON } from '../transport/native-sockets.js';
-import { NativeStream, type LeanFirst, type NativeAccept } from '../transport/native-stream.js';
+import {
+  NativeStream,
+  type LeanChecks,
+  type LeanFirst,
+  type NativeAccept,
+} from '../transport/native-stream.js';
 import { leanTrialUsed } from './accept-trial.js';
 import type { ServedConnection } from './connection-status.js';
 import type { ConnectionContext } from './connection.js';
@@ -36,11 +48,32 @@ export function leanPathFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
   return envSwitch('LADDER_LEAN_PATH', env);
 }
 
+/** The addon makes the lean path's checks (with shared filters) unless LADDER_NATIVE_CHECKS=0. */
+export function nativeChecksFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return envSwitch('LADDER_NATIVE_CHECKS', env);
+}
+
+/** The addon's checks for a server's lean path: with shared filters only (ReplayState.sip004Bytes). */
+export function leanChecks(ctx: ConnectionContext, wanted: boolean): LeanChecks | undefined {
+  const bytes = wanted ? ctx.replay.sip004Bytes : undefined;
+  return bytes
+    ? { clientSalts: bytes[0], serverSalts: bytes[1], allowPrivate: ctx.allowPrivateDestinations }
+    : undefined;
+}
+
 /** Connections the lean path took on this thread (tests: the path is taken). */
 let served = 0;
 export function leanPathServed(): number {
   return served;
 }
+/** Of those, the ones the addon checked (tests). */
+let checkedNatively = 0;
+export function leanPathChecked(): number {
+  return checkedNatively;
+}
+
+const PASSED = 1;
+const REFUSED = 2;
 
 /** relayCounts' output (collectUsage reads it at once). */
 const COUNTS = new Float64Array(2);
@@ -212,7 +245,8 @@ export function leanFirst(
   keyAt: (index: number) => KeyEntry | undefined,
   track: (c: LeanConnection) => void,
 ): LeanFirst {
-  return (id, first, code, peer, ageMs, index, codec, info, after) => {
+  return (id, first, code, peer, ageMs, index, codec, info, after, checked) => {
+    if (checked === REFUSED) return false;
     if (code !== 0 || index < 0 || !first || !codec || !info || typeof after !== 'object') return false;
     const key = keyAt(index);
     if (!key) return false;
@@ -220,10 +254,13 @@ export function leanFirst(
     const target = after[0] === 1 || after[0] === 4 ? decodeAddress(after) : undefined;
     if (!target) return false;
     const { host: ip, port } = target.address;
-    if (port === 0 || (!ctx.allowPrivateDestinations && isPrivateAddress(ip))) return false;
-    // The replay filters, as key-trial.ts onSip004Key (a refusal is left to it: it refuses the same).
-    const salt = first.subarray(0, key.method.saltSize);
-    if (ctx.replay.serverSalts.has(salt) || !ctx.replay.clientSalts.checkAndAdd(salt)) return false;
+    if (checked === PASSED) checkedNatively++;
+    else {
+      if (port === 0 || (!ctx.allowPrivateDestinations && isPrivateAddress(ip))) return false;
+      // The replay filters, as key-trial.ts onSip004Key (a refusal is left to it: it refuses the same).
+      const salt = first.subarray(0, key.method.saltSize);
+      if (ctx.replay.serverSalts.has(salt) || !ctx.replay.clientSalts.checkAndAdd(salt)) return false;
+    }
     leanTrialUsed();
     served++;
     const c = new LeanConnection(ctx, fns, id, key, ageMs, first.length);

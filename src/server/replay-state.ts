@@ -174,6 +174,8 @@ export interface ReplayFilters {
   replace(client: SaltFilter, server: SaltFilter, window: SaltWindow | undefined, nowMs: number): void;
   /** Changes made by any thread (a save is skipped only when nothing changed anywhere). */
   readonly changes: number;
+  /** The client and server filters' buffers, for the addon's checks (native/shared_salts.h). */
+  readonly sip004Bytes?: readonly [client: Uint8Array, server: Uint8Array];
 }
 
 export interface ReplayStateOptions {
@@ -232,6 +234,14 @@ export class ReplayState {
     this.clientSalts = shared?.clientSalts ?? new SaltFilter(this.#capacity);
     this.serverSalts = shared?.serverSalts ?? new SaltFilter(this.#capacity);
     if (shared) this.salts2022 = shared.salts2022;
+  }
+
+  /**
+   * The shared SIP004 filters' buffers (client, server) for the addon's checks; undefined for
+   * in-process filters (replaced whole at a load, and JS objects the addon cannot read).
+   */
+  get sip004Bytes(): readonly [client: Uint8Array, server: Uint8Array] | undefined {
+    return this.#shared?.sip004Bytes;
   }
 
   /** Take a loaded state: new filters in-process, a copy into shared ones. */

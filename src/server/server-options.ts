@@ -124,6 +124,8 @@ export interface ServerOptions {
    * Default on unless LADDER_LEAN_PATH=0.
    */
   leanPath?: boolean;
+  /** The addon makes the lean path's checks with shared filters (default: LADDER_NATIVE_CHECKS, on). */
+  nativeChecks?: boolean;
   /**
    * Caps on TCP connections not yet authenticated (pending-limits.ts); default: the default caps;
    * a PendingLimits shares one; false: none. Streams without `tcp` (the web front's) do not count.

@@ -13,7 +13,7 @@ import { serverNameCache } from './names.js';
 import type { AuthEvent, ConnectionClosedEvent, ServerHooks } from './events.js';
 import { KeyRing, type KeyDelta, type RejectedKey } from './keys.js';
 import { acceptTrialFromEnv, AcceptTrialKeys } from './accept-trial.js';
-import { leanPathFromEnv, leanFirst } from './lean-path.js';
+import { leanChecks, leanPathFromEnv, leanFirst, nativeChecksFromEnv } from './lean-path.js';
 import { nativeRelayFromEnv } from '../transport/native-handoff.js';
 import {
   listenNative,
@@ -47,7 +47,6 @@ export { DEFAULT_REFUSAL_REPEAT_MS, DEFAULT_UNAUTHENTICATED_REPORT_MS } from './
 export const DEFAULT_IDLE_MS = DEFAULT_IDLE_SECONDS * 1000;
 export const DEFAULT_CONNECT_MS = DEFAULT_CONNECT_SECONDS * 1000;
 export type { ServerOptions, ServerTimeouts } from './server-options.js';
-
 
 /**
  * Shadowsocks server (SIP004 and SIP022/SIP023) on one port: many keys found by trial
@@ -83,6 +82,8 @@ export class ShadowsocksServer implements ServerControl {
   readonly #lazyIdle: boolean;
   readonly #acceptTrial: boolean;
   readonly #leanPath: boolean;
+  /** The addon makes the lean path's checks (lean-path.ts nativeChecksFromEnv). */
+  readonly #nativeChecks: boolean;
   #accept: { listener: NativeListener; address: AddressInfo } | undefined;
   /** The keys the addon tries at the accept, when it does. */
   #trialKeys: AcceptTrialKeys | undefined;
@@ -158,6 +159,7 @@ export class ShadowsocksServer implements ServerControl {
       c.nativeEncoder === true &&
       c.leanEnd === true &&
       c.nativeRelay?.relayConnect !== undefined;
+    this.#nativeChecks = opts.nativeChecks ?? nativeChecksFromEnv();
     if (opts.keys) this.setKeys(opts.keys);
   }
 
@@ -383,7 +385,8 @@ export class ShadowsocksServer implements ServerControl {
         : undefined;
       // Silent connections the addon holds come to JS (and its caps) beyond one cap's worth.
       const p = this.#pending?.limits;
-      const listener = listenNative(fns, fd, onStream, waitMs, lean, p ? p.perAddress || p.total : 0);
+      const checks = lean && leanChecks(this.#ctx, this.#nativeChecks);
+      const listener = listenNative(fns, fd, onStream, waitMs, lean, p ? p.perAddress || p.total : 0, checks);
       this.#accept = { listener, address: addr };
       if (this.#acceptTrial && listener.keys)
         this.#trialKeys = new AcceptTrialKeys(this.#keys, listener.keys);

@@ -41,10 +41,14 @@ export interface NativeAccept {
       codec?: object,
       info?: Int32Array,
       after?: Buffer | number,
+      checked?: number,
     ) => void,
     onEvent: (id: number, chunk: Buffer | undefined, code: number) => void,
     waitMs?: number,
     maxWaiting?: number,
+    clientSalts?: Uint8Array,
+    serverSalts?: Uint8Array,
+    allowPrivate?: boolean,
   ): object;
   /** Absent in an older build. */
   acceptKeys?(listener: object, methods?: Int32Array, keys?: Uint8Array[]): void;
@@ -307,7 +311,20 @@ export type LeanFirst = (
   codec: object | undefined,
   info: Int32Array | undefined,
   after: Buffer | number | undefined,
+  checked: number | undefined,
 ) => boolean;
+
+/**
+ * The lean path's checks in the addon (native/tcp_accept.cc acceptListen): the port's shared
+ * SIP004 replay filters (Uint8Arrays over their whole SharedArrayBuffers) and the private rule's
+ * switch; the addon then hands the lean path `checked` (1 passed and the salt added, 2 refused,
+ * 0 not checked).
+ */
+export interface LeanChecks {
+  readonly clientSalts: Uint8Array;
+  readonly serverSalts: Uint8Array;
+  readonly allowPrivate: boolean;
+}
 
 /**
  * A listening socket accepted from natively; close() stops accepting (connections live on; those
@@ -330,6 +347,7 @@ export interface NativeListener {
  * an owner, its delivered() runs right after that first delivery. `lean`, when given, is asked
  * first about each connection the addon's key trial ran on, and may take it (no NativeStream).
  * `maxWaiting` (> 0) bounds how many wait at once: beyond it the oldest comes at once (an older addon ignores it).
+ * `checks`, with `lean`: the addon makes the lean path's checks (an older addon ignores them).
  */
 export function listenNative(
   fns: NativeAccept,
@@ -338,11 +356,15 @@ export function listenNative(
   waitMs = 0,
   lean?: LeanFirst,
   maxWaiting = 0,
+  checks?: LeanChecks,
 ): NativeListener {
   const handle = fns.acceptListen(
     fd,
-    (id, first, code, peer, ageMs, index, codec, info, after) => {
-      if (index !== undefined && lean?.(id, first, code, peer, ageMs, index, codec, info, after) === true)
+    (id, first, code, peer, ageMs, index, codec, info, after, checked) => {
+      if (
+        index !== undefined &&
+        lean?.(id, first, code, peer, ageMs, index, codec, info, after, checked) === true
+      )
         return;
       const s = new NativeStream(fns, id, peer, ageMs);
       NativeStream.register(s);
@@ -353,6 +375,9 @@ export function listenNative(
     onEvent,
     waitMs > 0 ? Math.max(1, Math.ceil(waitMs)) : 0,
     maxWaiting,
+    lean && checks?.clientSalts,
+    lean && checks?.serverSalts,
+    checks?.allowPrivate,
   );
   const keys = fns.acceptKeys?.bind(fns, handle);
   return { close: () => fns.acceptClose(handle), pending: () => fns.acceptPending(handle), keys };

@@ -7,6 +7,9 @@
  * the idle-timeout FIN of a replay), key removal and closeKeyConnections closing a relaying
  * connection, key removal closing a connection whose dial is pending and refusing the key's new
  * connections (the way a data limit, an expiry or a disabled key reaches the server), connectionCount. The counter shows which path ran.
+ * The servers share their replay filters as the data-plane workers do (SharedArrayBuffers), so the
+ * lean path's checks run in the addon (LADDER_NATIVE_CHECKS) unless a run turns them off: every
+ * outcome is compared three ways (lean with the addon's checks, lean with JS's, connection.ts).
  */
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
@@ -18,7 +21,13 @@ import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
 import { nativeAvailable } from '../../src/protocol/shadowsocks/native.js';
 import { encodeAddress, toSocksAddress } from '../../src/protocol/socks5/address.js';
 import type { AuthEvent, ConnectionClosedEvent } from '../../src/server/events.js';
-import { leanPathFromEnv, leanPathServed } from '../../src/server/lean-path.js';
+import {
+  leanPathChecked,
+  leanPathFromEnv,
+  leanPathServed,
+  nativeChecksFromEnv,
+} from '../../src/server/lean-path.js';
+import { createSharedReplay, sharedReplayFilters } from '../../src/server/workers/shared-salts.js';
 import { ShadowsocksServer } from '../../src/server/server.js';
 import type { RuntimeKey } from '../../src/shared/control.js';
 import { silentLogger } from '../../src/shared/logger.js';
@@ -45,7 +54,11 @@ interface Run {
   usage: Map<string, [number, number]>;
 }
 
-async function startServer(leanPath: boolean, allowPrivateDestinations = true): Promise<Run> {
+async function startServer(
+  leanPath: boolean,
+  allowPrivateDestinations = true,
+  nativeChecks = true,
+): Promise<Run> {
   const closed: ConnectionClosedEvent[] = [];
   const auth: AuthEvent[] = [];
   const usage = new Map<string, [number, number]>();
@@ -53,6 +66,8 @@ async function startServer(leanPath: boolean, allowPrivateDestinations = true): 
     keys: KEYS,
     allowPrivateDestinations,
     leanPath,
+    nativeChecks,
+    replayFilters: sharedReplayFilters(createSharedReplay(1000)),
     timeouts: { idleMs: IDLE_MS, connectMs: 2000 },
     logger: silentLogger,
     usage: {
@@ -114,10 +129,11 @@ describe(
     before(async () => (echo = await startEcho()));
     after(() => echo.close());
 
-    async function run(on: boolean) {
-      const r = await startServer(on);
-      const strict = await startServer(on, false);
+    async function run(on: boolean, checks = true) {
+      const r = await startServer(on, true, checks);
+      const strict = await startServer(on, false, checks);
       const before = leanPathServed();
+      const checkedBefore = leanPathChecked();
       try {
         // Relays: each key, twice from this address (recent), and a domain target.
         const replies = [await relay(r, KEYS[2]!, echo.port), await relay(r, KEYS[0]!, echo.port)];
@@ -135,6 +151,9 @@ describe(
           [r.port, 'port 0', request(KEYS[0]!, '127.0.0.1', 0, data)],
           [strict.port, 'private IPv4', request(KEYS[0]!, '127.0.0.1', echo.port, data)],
           [strict.port, 'private IPv6', request(KEYS[0]!, '::1', echo.port, data)],
+          [strict.port, 'IPv4-mapped', request(KEYS[0]!, '::ffff:127.0.0.1', echo.port, data)],
+          [strict.port, 'NAT64', request(KEYS[0]!, '64:ff9b::a00:1', echo.port, data)],
+          [strict.port, 'IPv4-compatible', request(KEYS[1]!, '::a9fe:101', echo.port, data)],
           [strict.port, 'link-local', request(KEYS[0]!, '169.254.1.1', 80, data)],
           [r.port, 'first', first],
           [r.port, 'replay', first],
@@ -146,7 +165,7 @@ describe(
         ];
         const results: ProbeResult[] = [];
         for (const [port, label, payload] of probes) results.push(await probe(port, label, payload));
-        await waitFor(() => r.closed.length === 10 && strict.closed.length === 3, { timeoutMs: 3000 });
+        await waitFor(() => r.closed.length === 10 && strict.closed.length === 6, { timeoutMs: 3000 });
 
         // A relaying connection closed by key removal, another by closeKeyConnections.
         const open = async (k: RuntimeKey) => {
@@ -180,6 +199,7 @@ describe(
         return {
           relayed,
           lean: leanPathServed() - before,
+          checked: leanPathChecked() - checkedBefore,
           results: results.map(shape),
           closed: events(r).concat(events(strict)),
           auths: r.auth.concat(strict.auth).map((e) => `${e.keyId} tried ${e.keysTried} recent ${e.recent}`),
@@ -198,18 +218,26 @@ describe(
 
     it('takes the path when on (LADDER_LEAN_PATH=0: off), and every outcome equals connection.ts’s', async () => {
       assert.deepEqual([leanPathFromEnv({}), leanPathFromEnv({ LADDER_LEAN_PATH: '0' })], [true, false]);
+      assert.deepEqual(
+        [nativeChecksFromEnv({}), nativeChecksFromEnv({ LADDER_NATIVE_CHECKS: '0' })],
+        [true, false],
+      );
       const on = await run(true);
+      const js = await run(true, false);
       const off = await run(false);
       // On: the three IP relays, the two failed dials and the first packet, the two kept open.
-      assert.deepEqual([on.relayed, on.lean], [3, 8]);
-      assert.deepEqual([off.relayed, off.lean], [0, 0], 'none when off');
-      assert.deepEqual(on.results, off.results);
-      assert.deepEqual(on.closed, off.closed);
-      assert.deepEqual(on.auths, off.auths);
-      assert.deepEqual(
-        [on.live, on.byKey, on.closedBy, on.after],
-        [off.live, off.byKey, off.closedBy, off.after],
-      );
+      assert.deepEqual([on.relayed, on.lean, on.checked], [3, 8, 8]);
+      assert.deepEqual([js.relayed, js.lean, js.checked], [3, 8, 0], 'checked in JS');
+      assert.deepEqual([off.relayed, off.lean, off.checked], [0, 0, 0], 'none when off');
+      for (const other of [js, off]) {
+        assert.deepEqual(on.results, other.results);
+        assert.deepEqual(on.closed, other.closed);
+        assert.deepEqual(on.auths, other.auths);
+        assert.deepEqual(
+          [on.live, on.byKey, on.closedBy, on.after],
+          [other.live, other.byKey, other.closedBy, other.after],
+        );
+      }
       assert.deepEqual([on.live, on.after], [2, 0]);
       assert.deepEqual(on.closedBy, ['fin', 1, 'fin']);
       const statuses = on.closed.map((l) => l.split(' ').slice(0, 3).join(' '));

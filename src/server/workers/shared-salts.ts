@@ -43,6 +43,9 @@ const H_CURRENT = 7; // the filter's current table; the window's newest epoch + 
 const H_FULL = 8; // window: salts refused because the epoch's table was full
 const H_SLOTS = 9;
 const H_CAPACITY = 10;
+/** The lock's state while the addon holds it (Tables.lock). */
+const HELD_NATIVE = 3;
+const NATIVE_SPINS = 200;
 
 /** The buffers of one server's replay filters, as posted to its workers. */
 export interface SharedReplayBuffers {
@@ -112,13 +115,22 @@ class Tables {
     this.log = new Uint8Array(sab, o, 2 * capacity * STRIDE);
   }
 
-  /** Futex mutex (Drepper's three states: 0 free, 1 locked, 2 locked with waiters). */
+  /**
+   * Futex mutex (Drepper's three states: 0 free, 1 locked, 2 locked with waiters), and a fourth:
+   * 3, held by the addon (native/shared_salts.h: the accept's checks). The addon only tries (0 to
+   * 3, never waiting) and frees it with a store of 0 that wakes no one, since V8 keeps its
+   * waiters to itself: a thread that finds 3 spins a little (the addon's hold is a hash and a few
+   * probes) and then sleeps in 1 ms timed waits, never on a value the addon set.
+   */
   lock(): void {
     const h = this.h;
     let c = Atomics.compareExchange(h, H_LOCK, 0, 1);
     if (c === 0) return;
     do {
-      if (c === 2 || Atomics.compareExchange(h, H_LOCK, 1, 2) !== 0) Atomics.wait(h, H_LOCK, 2, 50);
+      if (c === HELD_NATIVE) {
+        for (let i = 0; i < NATIVE_SPINS && Atomics.load(h, H_LOCK) === HELD_NATIVE; i++);
+        Atomics.wait(h, H_LOCK, HELD_NATIVE, 1);
+      } else if (c === 2 || Atomics.compareExchange(h, H_LOCK, 1, 2) !== 0) Atomics.wait(h, H_LOCK, 2, 50);
     } while ((c = Atomics.compareExchange(h, H_LOCK, 0, 2)) !== 0);
   }
 
@@ -223,11 +235,14 @@ function checkSalt(salt: Uint8Array): void {
 /** SaltFilter (SIP004 salts: two exact generations) shared by every thread holding the buffer. */
 export class SharedSaltFilter extends SaltFilter {
   readonly #t: Tables;
+  /** The whole buffer, for the addon's checks (native/shared_salts.h works on the same bytes). */
+  readonly bytes: Uint8Array;
 
   constructor(sab: SharedArrayBuffer) {
     const t = new Tables(sab, false);
     super(t.capacity);
     this.#t = t;
+    this.bytes = new Uint8Array(sab);
     if (t.h[H_STAMP] === 0) {
       t.lock();
       if (t.h[H_STAMP] === 0) t.reset(0, 1);
@@ -458,6 +473,7 @@ export function sharedReplayFilters(bufs: SharedReplayBuffers): ReplayFilters {
     clientSalts,
     serverSalts,
     salts2022,
+    sip004Bytes: [clientSalts.bytes, serverSalts.bytes],
     replace(client, server, window, nowMs) {
       clientSalts.replaceWith(client);
       serverSalts.replaceWith(server);
