@@ -787,13 +787,17 @@ napi_value AcceptKeys(napi_env env, napi_callback_info info) {
     }
   }
   // Two ids, one secret: which the JS walk names depends on its order (accept-trial.ts #shared).
-  for (size_t i = 0; i < keys.size(); i++) {
-    for (size_t j = i + 1; j < keys.size(); j++) {
-      if (keys[i].method == keys[j].method && keys[i].len == keys[j].len &&
-          memcmp(keys[i].key, keys[j].key, keys[i].len) == 0) {
-        keys[i].shared = keys[j].shared = true;
-      }
-    }
+  // Sorted by method and key, equal ones are neighbours.
+  std::vector<TrialKey*> order;
+  for (TrialKey& k : keys) order.push_back(&k);
+  const auto cmp = [](const TrialKey* x, const TrialKey* y) {
+    if (x->method != y->method) return x->method - y->method;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return memcmp(x->key, y->key, x->len);
+  };
+  std::sort(order.begin(), order.end(), [&](const TrialKey* x, const TrialKey* y) { return cmp(x, y) < 0; });
+  for (size_t i = 1; i < order.size(); i++) {
+    if (cmp(order[i - 1], order[i]) == 0) order[i - 1]->shared = order[i]->shared = true;
   }
   Thread* t = ls->t;
   if (!keys.empty() && t->plain == nullptr && (t->plain = static_cast<uint8_t*>(malloc(kPlainSize))) == nullptr) {
