@@ -437,6 +437,7 @@ export class Connection implements ServedConnection {
       initial,
       {
         stream: client,
+        who: this.key?.id,
         ...this.#codec(),
         count: (up, down) => {
           this.#bytesUp += up;

@@ -161,6 +161,17 @@ export function dialOptions(
   };
 }
 
+/**
+ * The lookup for key `who`'s names: through the server's name cache when it has one (its limits:
+ * names.ts, name-lookups.ts), else `lookup`, else the system's. The UDP paths resolve here.
+ */
+export function lookupOf(
+  c: { readonly lookup: Lookup | undefined; readonly names?: { lookupFor(who?: string): Lookup } | undefined },
+  who?: string,
+): Lookup {
+  return c.names?.lookupFor(who) ?? c.lookup ?? defaultLookup;
+}
+
 /** The addresses the private rule lets a dial use; throws ERR_FORBIDDEN when none is left. */
 export function allowedAddresses(candidates: string[], allowPrivate: boolean): string[] {
   if (allowPrivate) return candidates;

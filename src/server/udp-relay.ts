@@ -22,7 +22,7 @@ import {
 } from '../transport/batch-udp.js';
 import { FastUdpSender } from '../transport/fast-udp.js';
 import type { Logger } from '../shared/logger.js';
-import { defaultLookup, isPrivateAddress, type Lookup } from './destination.js';
+import { isPrivateAddress, lookupOf, type Lookup } from './destination.js';
 import { isIdentityGroup, type AnyKeyEntry, type Key2022Entry, type KeyEntry, type KeyRing } from './keys.js';
 
 /** A session is forgotten this long after its last packet (SIP022 §3.2.4 asks for >= 60 s). */
@@ -46,6 +46,11 @@ export interface AdoptedUdpSocket {
 export interface UdpRelayOptions {
   idleMs?: number;
   maxSessions?: number;
+  /**
+   * At most this many of the sessions are one key's (default a quarter of maxSessions, at least
+   * 1): past it the key's own least recently active session goes, not another key's.
+   */
+  maxSessionsPerKey?: number;
 }
 
 /** What the relay needs from the server: the current keys, policy, and accounting. */
@@ -54,6 +59,8 @@ export interface UdpRelayContext {
   readonly log: Logger;
   readonly allowPrivateDestinations: boolean;
   readonly lookup: Lookup | undefined;
+  /** The server's name cache: names resolve through it, under its limits per key (names.ts). */
+  readonly names?: { lookupFor(who?: string): Lookup } | undefined;
   /** The current keys (their entries by id, and the trial order). */
   readonly keys: KeyRing;
   addUsage(keyId: string, up: number, down: number): void;
@@ -111,7 +118,10 @@ export class UdpRelay {
   readonly #ctx: UdpRelayContext;
   readonly idleMs: number;
   readonly maxSessions: number;
+  readonly maxSessionsPerKey: number;
   readonly #sessions = new Map<string, Session>();
+  /** Each key's sessions, least recently active first (as #sessions). */
+  readonly #byKey = new Map<string, Map<string, Session>>();
   readonly #cache = new SubkeyCache(4096);
   #socket: dgram.Socket | undefined;
   #sender: FastUdpSender | undefined;
@@ -137,8 +147,9 @@ export class UdpRelay {
     this.#ctx = ctx;
     this.idleMs = opts.idleMs ?? DEFAULT_UDP_IDLE_MS;
     this.maxSessions = opts.maxSessions ?? DEFAULT_UDP_MAX_SESSIONS;
-    if (!(this.idleMs > 0) || !(this.maxSessions >= 1))
-      throw new RangeError('udp idleMs and maxSessions must be positive');
+    this.maxSessionsPerKey = opts.maxSessionsPerKey ?? Math.max(1, Math.floor(this.maxSessions / 4));
+    if (!(this.idleMs > 0) || !(this.maxSessions >= 1) || !(this.maxSessionsPerKey >= 1))
+      throw new RangeError('udp idleMs, maxSessions and maxSessionsPerKey must be positive');
   }
 
   get sessionCount(): number {
@@ -245,6 +256,9 @@ export class UdpRelay {
   #touch(s: Session): void {
     this.#sessions.delete(s.id);
     this.#sessions.set(s.id, s);
+    const mine = this.#byKey.get(s.key.id);
+    mine?.delete(s.id);
+    mine?.set(s.id, s);
   }
 
   #armSweep(): void {
@@ -312,6 +326,11 @@ export class UdpRelay {
     this.#unroute(s);
     s.closed = true;
     this.#sessions.delete(s.id);
+    const mine = this.#byKey.get(s.key.id);
+    if (mine?.get(s.id) === s) {
+      mine.delete(s.id);
+      if (mine.size === 0) this.#byKey.delete(s.key.id);
+    }
     s.out4?.close();
     s.out6?.close();
     s.bout4?.close();
@@ -388,6 +407,10 @@ export class UdpRelay {
   }
 
   #create(id: string, key: AnyKeyEntry, s2022: Udp2022ServerSession<Key2022Entry> | undefined): Session {
+    // A key past its share makes room among its own sessions: one key holder opening sessions
+    // without end (a 2022 session ID per datagram costs them nothing) cannot evict the others'.
+    let mine = this.#byKey.get(key.id);
+    while (mine && mine.size >= this.maxSessionsPerKey) this.#drop(mine.values().next().value!);
     while (this.#sessions.size >= this.maxSessions) {
       const oldest = this.#sessions.values().next().value;
       if (!oldest) break;
@@ -414,6 +437,9 @@ export class UdpRelay {
       closed: false,
     };
     this.#sessions.set(id, s);
+    mine = this.#byKey.get(key.id);
+    if (!mine) this.#byKey.set(key.id, (mine = new Map()));
+    mine.set(id, s);
     return s;
   }
 
@@ -423,7 +449,7 @@ export class UdpRelay {
     if (hit && now - hit.at < NAME_TTL_MS) return hit.ip;
     let found: { address: string; family: number }[];
     try {
-      found = await (this.#ctx.lookup ?? defaultLookup)(address.host);
+      found = await lookupOf(this.#ctx, s.key.id)(address.host);
     } catch {
       return undefined;
     }
