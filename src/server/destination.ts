@@ -166,7 +166,10 @@ export function dialOptions(
  * names.ts, name-lookups.ts), else `lookup`, else the system's. The UDP paths resolve here.
  */
 export function lookupOf(
-  c: { readonly lookup: Lookup | undefined; readonly names?: { lookupFor(who?: string): Lookup } | undefined },
+  c: {
+    readonly lookup: Lookup | undefined;
+    readonly names?: { lookupFor(who?: string): Lookup } | undefined;
+  },
   who?: string,
 ): Lookup {
   return c.names?.lookupFor(who) ?? c.lookup ?? defaultLookup;
@@ -248,7 +251,12 @@ export async function dialWith<T>(
     const now = opts.clock.now();
     if (now >= deadline) break;
     try {
-      return await connect(candidates[i]!, addr.port, attemptDeadline(now, deadline, candidates.length - i), opts.clock);
+      return await connect(
+        candidates[i]!,
+        addr.port,
+        attemptDeadline(now, deadline, candidates.length - i),
+        opts.clock,
+      );
     } catch (err) {
       last = err;
     }

@@ -28,7 +28,11 @@ import { NAME_CACHE_MS, nameCacheMsFromEnv } from './name-cache-env.js';
 import {
   allowedAddresses,
   attemptDeadline,
-  defaultLookup, DialError, resolveName, type Lookup } from './destination.js';
+  defaultLookup,
+  DialError,
+  resolveName,
+  type Lookup,
+} from './destination.js';
 import { type Admission, LookupGate } from './name-lookups.js';
 import type { RelayStart } from './native-relay.js';
 
@@ -246,7 +250,7 @@ export class NameCache {
   #start(a: Asked): Admission {
     if (a.waiters.size === 0) return 0;
     const known = this.#fresh(a.host);
-    if (known) return this.#settle(a.waiters, known.addresses), 0;
+    if (known) return (this.#settle(a.waiters, known.addresses), 0);
     const running = this.#running.get(a.host);
     if (running) {
       for (const w of a.waiters) [w.set, w.asked] = [running, undefined];

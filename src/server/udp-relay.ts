@@ -1,15 +1,9 @@
 import dgram from 'node:dgram';
 import { bindUdp } from '../shared/listen.js';
 import net from 'node:net';
-import { decodeUdp2017, encodeUdp2017, encodeUdp2017Raw } from '../protocol/shadowsocks/udp.js';
+import { encodeUdp2017, encodeUdp2017Raw } from '../protocol/shadowsocks/udp.js';
 import { SaltFilter } from '../protocol/shadowsocks/replay.js';
-import {
-  openClientPacket2022,
-  SubkeyCache,
-  UDP_SESSION_TTL_MS,
-  Udp2022ServerSession,
-  type Udp2022OpenedClientPacket,
-} from '../protocol/shadowsocks/udp2022.js';
+import { SubkeyCache, UDP_SESSION_TTL_MS, Udp2022ServerSession } from '../protocol/shadowsocks/udp2022.js';
 import type { SocksAddress } from '../protocol/socks5/address.js';
 import type { Clock, Timer } from '../shared/clock.js';
 import {
@@ -23,7 +17,10 @@ import {
 import { FastUdpSender } from '../transport/fast-udp.js';
 import type { Logger } from '../shared/logger.js';
 import { isPrivateAddress, lookupOf, type Lookup } from './destination.js';
-import { isIdentityGroup, type AnyKeyEntry, type Key2022Entry, type KeyEntry, type KeyRing } from './keys.js';
+import type { AnyKeyEntry, Key2022Entry, KeyEntry, KeyRing } from './keys.js';
+import { openDatagram, type Opened } from './udp-open.js';
+
+export { openDatagram, type Opened } from './udp-open.js';
 
 /** A session is forgotten this long after its last packet (SIP022 §3.2.4 asks for >= 60 s). */
 export const DEFAULT_UDP_IDLE_MS = 120_000;
@@ -91,17 +88,6 @@ interface Session {
   readonly names: Map<string, { ip: string; at: number }>;
   closed: boolean;
 }
-
-/** A datagram whose key was found: the key, what it carried, and (2022) the opened packet. */
-export type Opened =
-  | {
-      edition: 2022;
-      key: Key2022Entry;
-      packet: Udp2022OpenedClientPacket<Key2022Entry>;
-      address: SocksAddress;
-      payload: Buffer;
-    }
-  | { edition: 2017; key: KeyEntry; address: SocksAddress; payload: Buffer };
 
 const NO_KEYS: readonly KeyEntry[] = [];
 
@@ -573,51 +559,6 @@ export class UdpRelay {
     );
     if (sealed) sender.send(sealed, s.clientPort, s.clientAddress);
   }
-}
-
-/**
- * Find the key of a client datagram in the one trial order (KeyRing.walk): SIP023 identity
- * groups, 2022 single-user keys, then SIP004 keys (`first` tried first). A SIP004 datagram whose
- * salt `saltAdd` has seen is a replay and opens with no key. Used by the UDP relay and by UDP over
- * WebSocket (web/ws-udp.ts).
- */
-export function openDatagram(
-  keys: KeyRing,
-  cache: SubkeyCache,
-  msg: Buffer,
-  now: number,
-  first: readonly KeyEntry[],
-  saltAdd: (salt: Buffer) => boolean,
-): Opened | undefined {
-  return keys.walk(first, (c): Opened | undefined => {
-    if (isIdentityGroup(c)) {
-      try {
-        const packet = openClientPacket2022(c.method, msg, now, { identity: c.table, cache });
-        if (!packet.user) return undefined;
-        return { edition: 2022, key: packet.user, packet, address: packet.address, payload: packet.payload };
-      } catch {
-        return undefined; // not this group
-      }
-    }
-    if (c.edition === 2022) {
-      try {
-        const packet = openClientPacket2022<Key2022Entry>(c.method, msg, now, { key: c.userKey, cache });
-        return { edition: 2022, key: c, packet, address: packet.address, payload: packet.payload };
-      } catch {
-        return undefined; // not this key
-      }
-    }
-    let d: ReturnType<typeof decodeUdp2017>;
-    try {
-      d = decodeUdp2017(c.method, c.masterKey, msg);
-    } catch {
-      return undefined;
-    }
-    // Every honest datagram has a fresh random salt: one seen before is a replay (a prober
-    // re-sending a captured packet would otherwise get a reply, which garbage never gets).
-    if (!saltAdd(msg.subarray(0, c.method.saltSize))) return undefined;
-    return { edition: 2017, key: c, address: d.address, payload: d.payload };
-  });
 }
 
 /** SIP022 §3.2.4: a NAT session must outlive the 60 s a client remembers the server's session. */

@@ -72,7 +72,13 @@ export async function startServer(on: boolean, o: RunOptions = {}): Promise<Run>
 }
 
 /** One connection to name:destPort: the echoed bytes ('' when the server only closed). */
-export async function exchange(r: Run, name: string, destPort: number, data: Buffer, key = 0): Promise<Buffer> {
+export async function exchange(
+  r: Run,
+  name: string,
+  destPort: number,
+  data: Buffer,
+  key = 0,
+): Promise<Buffer> {
   const s = net.connect({ port: r.port, host: '127.0.0.1', allowHalfOpen: true });
   s.on('error', () => {});
   const back: Buffer[] = [];

@@ -21,7 +21,8 @@ import { skipUnless } from '../helpers/prereq.js';
 import { waitFor } from '../helpers/wait.js';
 
 const fns = nativeRelay();
-const hasListen = typeof (fns as { tcpListenReusePort?: unknown } | undefined)?.tcpListenReusePort === 'function';
+const hasListen =
+  typeof (fns as { tcpListenReusePort?: unknown } | undefined)?.tcpListenReusePort === 'function';
 
 /** A promise and its resolve. */
 function later<T>(): { p: Promise<T>; resolve: (v: T) => void } {
@@ -95,9 +96,14 @@ describe('names: limits on the dial and the lookups', () => {
     const r = await startServer(true, { lookup: () => slow.p, cache: { lookupMs: 300 } });
     try {
       const t0 = Date.now();
-      const replies = await Promise.all([1, 2].map(() => exchange(r, 'slow.test', echo.port, Buffer.from('x'))));
+      const replies = await Promise.all(
+        [1, 2].map(() => exchange(r, 'slow.test', echo.port, Buffer.from('x'))),
+      );
       const took = Date.now() - t0;
-      assert.deepEqual(replies.map((b) => b.length), [0, 0]);
+      assert.deepEqual(
+        replies.map((b) => b.length),
+        [0, 0],
+      );
       assert.ok(took < 2000, `both waiters failed at the lookup's limit, not later (${took} ms)`);
       await waitFor(() => r.closed.length === 2, { timeoutMs: 3000 });
       assert.deepEqual(statuses(r), Array(2).fill(['ERR_RESOLVE', undefined]));
