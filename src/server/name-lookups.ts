@@ -38,7 +38,7 @@ export class LookupGate {
   constructor(memory: SharedArrayBuffer = lookupGateBuffer(), row = 0, slots: number = lookupSlots()) {
     this.#all = new Int32Array(memory);
     this.#rows = this.#all.length / LOOKUP_GATE_ROW;
-    this.#mine = row * LOOKUP_GATE_ROW;
+    this.#mine = Math.min(row, this.#rows - 1) * LOOKUP_GATE_ROW; // a row past the end: the last
     this.slots = slots;
     this.perKey = Math.max(1, slots - 1);
   }
