@@ -345,6 +345,11 @@ export async function buildDynamicApp(
     logger: false,
     bodyLimit: 1024,
     ...timeoutOptions(opts.requestTimeoutMs),
+    // The router's own errors (a token over 100 characters: 414; a bad %-escape: 400) echo the
+    // path in Fastify's own JSON, which names the framework to whoever probes the listener (a
+    // CDN's origin): the one 404 instead, as for every unknown token.
+    frameworkErrors: (_err: FastifyError, _req: FastifyRequest, reply: FastifyReply): void =>
+      void reply.code(404).send(NOT_FOUND_BODY),
   }) as unknown as FastifyInstance;
   app.setNotFoundHandler((_req, reply) => reply.code(404).send(NOT_FOUND_BODY));
   // A dynamic key is not "not found" while the store is away: clients keep the one they have.

@@ -310,7 +310,7 @@ export class Connection implements ServedConnection {
     try {
       const viaAddon = inAddon ? relayConnectOnce(inAddon) : native && nativeConnect(native);
       const connect = viaAddon || (this.#connectOnce ?? connectSocket);
-      target = await dialWith<Duplex | number | object>(address, dialOptions(this.#ctx), connect);
+      target = await dialWith<Duplex | number | object>(address, dialOptions(this.#ctx, this.key?.id), connect);
     } catch (err) {
       return this.#dialFailed(err);
     }
@@ -354,6 +354,7 @@ export class Connection implements ServedConnection {
   #dialName(start: RelayStart, address: SocksAddress): void {
     this.#names = dialName(this.#ctx.names!, this.#ctx, address, start, {
       live: () => !this.#finalized && this.#phase === 'connecting',
+      who: this.key?.id,
       started: (relay) =>
         void ((this.#native = relay), (this.#nativeBase = [this.#bytesUp, this.#bytesDown])),
       failed: (err) => this.#dialFailed(err),
@@ -436,6 +437,7 @@ export class Connection implements ServedConnection {
       initial,
       {
         stream: client,
+        who: this.key?.id,
         ...this.#codec(),
         count: (up, down) => {
           this.#bytesUp += up;

@@ -141,20 +141,38 @@ export async function resolveName(host: string, lookup: Lookup = defaultLookup):
  * A server's dial policy (its connection context) as dialWith's options; names resolve through
  * its name cache when it has one (names.ts), else through `lookup`.
  */
-export function dialOptions(c: {
-  readonly allowPrivateDestinations: boolean;
-  readonly connectMs: number;
-  readonly clock: Clock;
-  readonly lookup: Lookup | undefined;
-  readonly names?: { readonly lookup: Lookup } | undefined;
-}): DialOptions {
-  const lookup = c.names?.lookup ?? c.lookup;
+export function dialOptions(
+  c: {
+    readonly allowPrivateDestinations: boolean;
+    readonly connectMs: number;
+    readonly clock: Clock;
+    readonly lookup: Lookup | undefined;
+    readonly names?: { lookupFor(who?: string): Lookup } | undefined;
+  },
+  /** The access key's id: the name cache queues and limits lookups per key. */
+  who?: string,
+): DialOptions {
+  const lookup = c.names?.lookupFor(who) ?? c.lookup;
   return {
     allowPrivate: c.allowPrivateDestinations,
     timeoutMs: c.connectMs,
     clock: c.clock,
     ...(lookup ? { lookup } : {}),
   };
+}
+
+/**
+ * The lookup for key `who`'s names: through the server's name cache when it has one (its limits:
+ * names.ts, name-lookups.ts), else `lookup`, else the system's. The UDP paths resolve here.
+ */
+export function lookupOf(
+  c: {
+    readonly lookup: Lookup | undefined;
+    readonly names?: { lookupFor(who?: string): Lookup } | undefined;
+  },
+  who?: string,
+): Lookup {
+  return c.names?.lookupFor(who) ?? c.lookup ?? defaultLookup;
 }
 
 /** The addresses the private rule lets a dial use; throws ERR_FORBIDDEN when none is left. */
@@ -190,13 +208,30 @@ export function connectSocket(ip: string, port: number, deadline: number, clock:
   });
 }
 
+/**
+ * The least time an address is given before the next is tried: a lost SYN is sent again after
+ * the kernel's initial 1 s timeout, so 2 s lets a lossy but live address answer.
+ */
+export const MIN_ATTEMPT_MS = 2000;
+
+/**
+ * When the attempt on the first of `left` addresses must give up: an equal share of what is left
+ * of the budget, but at least MIN_ATTEMPT_MS (never past `deadline`); the last one gets all that
+ * is left. So an address that never answers (a dead AAAA, a filtered IP) no longer spends the
+ * budget of the addresses after it (a dial used to give the first one all of it).
+ */
+export function attemptDeadline(now: number, deadline: number, left: number): number {
+  if (left <= 1) return deadline;
+  return Math.min(deadline, now + Math.max((deadline - now) / left, MIN_ATTEMPT_MS));
+}
+
 /** One connection attempt to ip:port before `deadline` (clock time); DialError on failure. */
 export type ConnectOnce<T> = (ip: string, port: number, deadline: number, clock: Clock) => Promise<T>;
 
 /**
  * Resolve (if a domain) and connect to a destination, refusing private addresses unless
- * allowed. Tries each allowed address in resolver order until one connects or the time budget
- * runs out. Error messages never contain the destination.
+ * allowed. Tries each allowed address in resolver order, each within its share of the time
+ * budget (attemptDeadline), until one connects or the budget runs out. Error messages never contain the destination.
  */
 export function dialDestination(addr: SocksAddress, opts: DialOptions): Promise<net.Socket> {
   return dialWith(addr, opts, connectSocket);
@@ -212,10 +247,16 @@ export async function dialWith<T>(
   const found = addr.type === 'domain' ? await resolveName(addr.host, opts.lookup) : [addr.host];
   const candidates = allowedAddresses(found, opts.allowPrivate);
   let last: unknown;
-  for (const ip of candidates) {
-    if (opts.clock.now() >= deadline) break;
+  for (let i = 0; i < candidates.length; i++) {
+    const now = opts.clock.now();
+    if (now >= deadline) break;
     try {
-      return await connect(ip, addr.port, deadline, opts.clock);
+      return await connect(
+        candidates[i]!,
+        addr.port,
+        attemptDeadline(now, deadline, candidates.length - i),
+        opts.clock,
+      );
     } catch (err) {
       last = err;
     }

@@ -97,7 +97,7 @@ export function startInnerMux(initial: Buffer, io: UotStream, ctx: InnerMuxConte
   stream.once('close', () => carrier.destroy());
   if (initial.length > 0) carrier.push(initial);
 
-  const dialOpts = dialOptions(ctx);
+  const dialOpts = dialOptions(ctx, io.who);
   const onSession = (session: Duplex, target: MuxTarget): void => {
     session.on('error', () => {});
     session.pause();

@@ -18,3 +18,19 @@ export function nameCacheMsFromEnv(env: NodeJS.ProcessEnv = process.env): number
     );
   return Number(v);
 }
+
+/** Keys' counters in a LookupGate's shared table (name-lookups.ts); two keys may share one. */
+export const LOOKUP_GATE_KEYS = 64;
+/** Int32 counters in one worker's row of a LookupGate's memory: lookups running, then per key. */
+export const LOOKUP_GATE_ROW = 1 + LOOKUP_GATE_KEYS;
+/**
+ * The memory of a process's LookupGate (name-lookups.ts): one row of counters per data-plane
+ * worker. Here so the pool's main thread makes it without loading the resolver.
+ */
+export function lookupGateBuffer(workers = 1): SharedArrayBuffer {
+  return new SharedArrayBuffer(workers * LOOKUP_GATE_ROW * 4);
+}
+/** Zero worker `row`'s counters before it starts (again): what a dead worker held is free. */
+export function clearLookupRow(memory: SharedArrayBuffer, row: number): void {
+  new Int32Array(memory, row * LOOKUP_GATE_ROW * 4, LOOKUP_GATE_ROW).fill(0);
+}

@@ -3,6 +3,7 @@ import type { Clock } from '../shared/clock.js';
 import type { RuntimeKey, UsageSink } from '../shared/control.js';
 import type { Logger } from '../shared/logger.js';
 import type { Lookup } from './destination.js';
+import type { NameCacheOptions } from './names.js';
 import type { ServerHooks } from './events.js';
 import type { PendingCaps, PendingLimits } from './pending-limits.js';
 import type { ReplayFilters, ReplayStore } from './replay-state.js';
@@ -51,7 +52,12 @@ export interface ServerOptions {
    * name destination of a natively accepted connection dialled in the addon as an IP is
    * (names.ts). Default on unless LADDER_NAME_DIAL=0; false: names resolved per connection.
    */
-  nameCache?: boolean | { ttlMs?: number; max?: number };
+  nameCache?: boolean | Omit<NameCacheOptions, 'clock' | 'lookup'>;
+  /**
+   * The process's name-lookup counters (name-cache-env.ts lookupGateBuffer), shared by its
+   * data-plane workers, and this worker's row in them; default: this server's own.
+   */
+  lookupGate?: { memory: SharedArrayBuffer; row: number };
   /**
    * Relay UDP too (both editions), on a UDP socket with the TCP port's number. Off by default,
    * like ss-server without -u. `true` or options (NAT idle expiry, table size).

@@ -294,6 +294,7 @@ export class ShadowsocksServer implements ServerControl {
       log: this.#log,
       allowPrivateDestinations: this.allowPrivateDestinations,
       lookup: this.#ctx.lookup,
+      names: this.#ctx.names,
       keys: this.#keys,
       addUsage: this.#ctx.addUsage,
     };

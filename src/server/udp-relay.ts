@@ -1,15 +1,9 @@
 import dgram from 'node:dgram';
 import { bindUdp } from '../shared/listen.js';
 import net from 'node:net';
-import { decodeUdp2017, encodeUdp2017, encodeUdp2017Raw } from '../protocol/shadowsocks/udp.js';
+import { encodeUdp2017, encodeUdp2017Raw } from '../protocol/shadowsocks/udp.js';
 import { SaltFilter } from '../protocol/shadowsocks/replay.js';
-import {
-  openClientPacket2022,
-  SubkeyCache,
-  UDP_SESSION_TTL_MS,
-  Udp2022ServerSession,
-  type Udp2022OpenedClientPacket,
-} from '../protocol/shadowsocks/udp2022.js';
+import { SubkeyCache, UDP_SESSION_TTL_MS, Udp2022ServerSession } from '../protocol/shadowsocks/udp2022.js';
 import type { SocksAddress } from '../protocol/socks5/address.js';
 import type { Clock, Timer } from '../shared/clock.js';
 import {
@@ -22,8 +16,11 @@ import {
 } from '../transport/batch-udp.js';
 import { FastUdpSender } from '../transport/fast-udp.js';
 import type { Logger } from '../shared/logger.js';
-import { defaultLookup, isPrivateAddress, type Lookup } from './destination.js';
-import { isIdentityGroup, type AnyKeyEntry, type Key2022Entry, type KeyEntry, type KeyRing } from './keys.js';
+import { isPrivateAddress, lookupOf, type Lookup } from './destination.js';
+import type { AnyKeyEntry, Key2022Entry, KeyEntry, KeyRing } from './keys.js';
+import { openDatagram, type Opened } from './udp-open.js';
+
+export { openDatagram, type Opened } from './udp-open.js';
 
 /** A session is forgotten this long after its last packet (SIP022 §3.2.4 asks for >= 60 s). */
 export const DEFAULT_UDP_IDLE_MS = 120_000;
@@ -46,6 +43,11 @@ export interface AdoptedUdpSocket {
 export interface UdpRelayOptions {
   idleMs?: number;
   maxSessions?: number;
+  /**
+   * At most this many of the sessions are one key's (default a quarter of maxSessions, at least
+   * 1): past it the key's own least recently active session goes, not another key's.
+   */
+  maxSessionsPerKey?: number;
 }
 
 /** What the relay needs from the server: the current keys, policy, and accounting. */
@@ -54,6 +56,8 @@ export interface UdpRelayContext {
   readonly log: Logger;
   readonly allowPrivateDestinations: boolean;
   readonly lookup: Lookup | undefined;
+  /** The server's name cache: names resolve through it, under its limits per key (names.ts). */
+  readonly names?: { lookupFor(who?: string): Lookup } | undefined;
   /** The current keys (their entries by id, and the trial order). */
   readonly keys: KeyRing;
   addUsage(keyId: string, up: number, down: number): void;
@@ -85,17 +89,6 @@ interface Session {
   closed: boolean;
 }
 
-/** A datagram whose key was found: the key, what it carried, and (2022) the opened packet. */
-export type Opened =
-  | {
-      edition: 2022;
-      key: Key2022Entry;
-      packet: Udp2022OpenedClientPacket<Key2022Entry>;
-      address: SocksAddress;
-      payload: Buffer;
-    }
-  | { edition: 2017; key: KeyEntry; address: SocksAddress; payload: Buffer };
-
 const NO_KEYS: readonly KeyEntry[] = [];
 
 /**
@@ -111,7 +104,10 @@ export class UdpRelay {
   readonly #ctx: UdpRelayContext;
   readonly idleMs: number;
   readonly maxSessions: number;
+  readonly maxSessionsPerKey: number;
   readonly #sessions = new Map<string, Session>();
+  /** Each key's sessions, least recently active first (as #sessions). */
+  readonly #byKey = new Map<string, Map<string, Session>>();
   readonly #cache = new SubkeyCache(4096);
   #socket: dgram.Socket | undefined;
   #sender: FastUdpSender | undefined;
@@ -137,8 +133,9 @@ export class UdpRelay {
     this.#ctx = ctx;
     this.idleMs = opts.idleMs ?? DEFAULT_UDP_IDLE_MS;
     this.maxSessions = opts.maxSessions ?? DEFAULT_UDP_MAX_SESSIONS;
-    if (!(this.idleMs > 0) || !(this.maxSessions >= 1))
-      throw new RangeError('udp idleMs and maxSessions must be positive');
+    this.maxSessionsPerKey = opts.maxSessionsPerKey ?? Math.max(1, Math.floor(this.maxSessions / 4));
+    if (!(this.idleMs > 0) || !(this.maxSessions >= 1) || !(this.maxSessionsPerKey >= 1))
+      throw new RangeError('udp idleMs, maxSessions and maxSessionsPerKey must be positive');
   }
 
   get sessionCount(): number {
@@ -245,6 +242,9 @@ export class UdpRelay {
   #touch(s: Session): void {
     this.#sessions.delete(s.id);
     this.#sessions.set(s.id, s);
+    const mine = this.#byKey.get(s.key.id);
+    mine?.delete(s.id);
+    mine?.set(s.id, s);
   }
 
   #armSweep(): void {
@@ -312,6 +312,11 @@ export class UdpRelay {
     this.#unroute(s);
     s.closed = true;
     this.#sessions.delete(s.id);
+    const mine = this.#byKey.get(s.key.id);
+    if (mine?.get(s.id) === s) {
+      mine.delete(s.id);
+      if (mine.size === 0) this.#byKey.delete(s.key.id);
+    }
     s.out4?.close();
     s.out6?.close();
     s.bout4?.close();
@@ -388,6 +393,10 @@ export class UdpRelay {
   }
 
   #create(id: string, key: AnyKeyEntry, s2022: Udp2022ServerSession<Key2022Entry> | undefined): Session {
+    // A key past its share makes room among its own sessions: one key holder opening sessions
+    // without end (a 2022 session ID per datagram costs them nothing) cannot evict the others'.
+    let mine = this.#byKey.get(key.id);
+    while (mine && mine.size >= this.maxSessionsPerKey) this.#drop(mine.values().next().value!);
     while (this.#sessions.size >= this.maxSessions) {
       const oldest = this.#sessions.values().next().value;
       if (!oldest) break;
@@ -414,6 +423,9 @@ export class UdpRelay {
       closed: false,
     };
     this.#sessions.set(id, s);
+    mine = this.#byKey.get(key.id);
+    if (!mine) this.#byKey.set(key.id, (mine = new Map()));
+    mine.set(id, s);
     return s;
   }
 
@@ -423,7 +435,7 @@ export class UdpRelay {
     if (hit && now - hit.at < NAME_TTL_MS) return hit.ip;
     let found: { address: string; family: number }[];
     try {
-      found = await (this.#ctx.lookup ?? defaultLookup)(address.host);
+      found = await lookupOf(this.#ctx, s.key.id)(address.host);
     } catch {
       return undefined;
     }
@@ -547,51 +559,6 @@ export class UdpRelay {
     );
     if (sealed) sender.send(sealed, s.clientPort, s.clientAddress);
   }
-}
-
-/**
- * Find the key of a client datagram in the one trial order (KeyRing.walk): SIP023 identity
- * groups, 2022 single-user keys, then SIP004 keys (`first` tried first). A SIP004 datagram whose
- * salt `saltAdd` has seen is a replay and opens with no key. Used by the UDP relay and by UDP over
- * WebSocket (web/ws-udp.ts).
- */
-export function openDatagram(
-  keys: KeyRing,
-  cache: SubkeyCache,
-  msg: Buffer,
-  now: number,
-  first: readonly KeyEntry[],
-  saltAdd: (salt: Buffer) => boolean,
-): Opened | undefined {
-  return keys.walk(first, (c): Opened | undefined => {
-    if (isIdentityGroup(c)) {
-      try {
-        const packet = openClientPacket2022(c.method, msg, now, { identity: c.table, cache });
-        if (!packet.user) return undefined;
-        return { edition: 2022, key: packet.user, packet, address: packet.address, payload: packet.payload };
-      } catch {
-        return undefined; // not this group
-      }
-    }
-    if (c.edition === 2022) {
-      try {
-        const packet = openClientPacket2022<Key2022Entry>(c.method, msg, now, { key: c.userKey, cache });
-        return { edition: 2022, key: c, packet, address: packet.address, payload: packet.payload };
-      } catch {
-        return undefined; // not this key
-      }
-    }
-    let d: ReturnType<typeof decodeUdp2017>;
-    try {
-      d = decodeUdp2017(c.method, c.masterKey, msg);
-    } catch {
-      return undefined;
-    }
-    // Every honest datagram has a fresh random salt: one seen before is a replay (a prober
-    // re-sending a captured packet would otherwise get a reply, which garbage never gets).
-    if (!saltAdd(msg.subarray(0, c.method.saltSize))) return undefined;
-    return { edition: 2017, key: c, address: d.address, payload: d.payload };
-  });
 }
 
 /** SIP022 §3.2.4: a NAT session must outlive the 60 s a client remembers the server's session. */

@@ -10,7 +10,7 @@ import {
   type UotVersion,
 } from '../protocol/uot.js';
 import type { Clock, Timer } from '../shared/clock.js';
-import { defaultLookup, isPrivateAddress, type DialFailure, type Lookup } from './destination.js';
+import { isPrivateAddress, lookupOf, type DialFailure, type Lookup } from './destination.js';
 
 /** What an association needs from the server: policy and time. */
 export interface UotContext {
@@ -19,6 +19,8 @@ export interface UotContext {
   readonly idleMs: number;
   readonly allowPrivateDestinations: boolean;
   readonly lookup: Lookup | undefined;
+  /** The server's name cache: names resolve through it, under its limits per key (names.ts). */
+  readonly names?: { lookupFor(who?: string): Lookup } | undefined;
 }
 
 /** The authenticated Shadowsocks stream the association runs in, and where it reports. */
@@ -31,6 +33,8 @@ export interface UotStream {
   readonly encode: (chunk: Buffer) => Buffer;
   /** Wire bytes read from (`up`) and written to (`down`) the client, for usage. */
   count(up: number, down: number): void;
+  /** The access key's id (name lookups are limited per key). */
+  readonly who?: string | undefined;
   /** The association was refused (bad framing, forbidden or unresolvable connect destination). */
   refused(status: 'ERR_ADDRESS' | DialFailure): void;
 }
@@ -60,12 +64,14 @@ const NAME_TTL_MS = 60_000;
  */
 export async function resolveUdpDestination(
   addr: SocksAddress,
-  ctx: Pick<UotContext, 'allowPrivateDestinations' | 'lookup'>,
+  ctx: Pick<UotContext, 'allowPrivateDestinations' | 'lookup' | 'names'>,
+  /** The access key's id (the name cache's limits are per key). */
+  who?: string,
 ): Promise<string | DialFailure> {
   let ips: string[];
   if (addr.type === 'domain') {
     try {
-      ips = (await (ctx.lookup ?? defaultLookup)(addr.host)).map((f) => f.address);
+      ips = (await lookupOf(ctx, who)(addr.host)).map((f) => f.address);
     } catch {
       return 'ERR_RESOLVE';
     }
@@ -217,7 +223,7 @@ export function startUot(
     const running = lookups.get(addr.host);
     if (running) return running;
     if (lookups.size >= MAX_LOOKUPS) return undefined;
-    const p = resolveUdpDestination(addr, ctx).then((r) => {
+    const p = resolveUdpDestination(addr, ctx, io.who).then((r) => {
       lookups.delete(addr.host);
       if (!isFailure(r)) {
         if (names.size >= MAX_NAMES) names.clear();
@@ -259,7 +265,7 @@ export function startUot(
     if (dest.port === 0) return refuse('ERR_CONNECT');
     pending = [];
     hold();
-    void resolveUdpDestination(dest, ctx).then((r) => {
+    void resolveUdpDestination(dest, ctx, io.who).then((r) => {
       if (state !== 'open') return;
       if (isFailure(r)) return refuse(r);
       const family = net.isIP(r) === 6 ? 6 : 4;

@@ -2,7 +2,10 @@
 // for the bodies and paths a careless or hostile caller sends (issue 14, item 6).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { harness, tempDir } from './helpers.js';
+import type { AddressInfo } from 'node:net';
+import { buildDynamicApp } from '../../src/api/app.js';
+import { KeyEnforcer, openStore, parseStoreLocation } from '../../src/store/index.js';
+import { harness, RecordingControl, tempDir } from './helpers.js';
 
 function body(text: string): Record<string, unknown> {
   return JSON.parse(text) as Record<string, unknown>;
@@ -99,4 +102,30 @@ test('an over-long id gets our 400/404, never the router 414 that echoes the pat
   const bad = await h.app.inject({ method: 'GET', url: `${h.prefix}/access-keys/%E0%A4%A` });
   assert.equal(bad.statusCode, 400, bad.body);
   assert.equal(body(bad.body).code, 'InvalidArgumentError');
+});
+
+test('the dynamic-key listener: an over-long token or a bad %-escape is the one 404, never the router 414/400 that echoes the path', async (t) => {
+  const store = await openStore(parseStoreLocation(undefined, tempDir(t)));
+  const control = new RecordingControl();
+  const dyn = await buildDynamicApp({ store, control, enforcer: new KeyEnforcer({ store, control }) });
+  t.after(async () => {
+    await dyn.close();
+    await store.close();
+  });
+  await dyn.listen({ port: 0, host: '127.0.0.1' });
+  const base = `http://127.0.0.1:${(dyn.server.address() as AddressInfo).port}`;
+  const long = 'a'.repeat(300);
+  for (const path of [
+    `/access/${long}`,
+    `/access/${long}/sip008`,
+    `/sub/${long}`,
+    '/access/%E0%A4%A',
+    '/sub/x/%zz',
+    '/access/unknown',
+  ]) {
+    const r = await fetch(base + path);
+    const text = await r.text();
+    assert.equal(r.status, 404, `${path}: ${text}`);
+    assert.deepEqual(body(text), { code: 'ResourceNotFound', message: 'Not found' }, path);
+  }
 });

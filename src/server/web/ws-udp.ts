@@ -5,7 +5,7 @@ import { encodeUdp2017 } from '../../protocol/shadowsocks/udp.js';
 import type { SaltFilter } from '../../protocol/shadowsocks/replay.js';
 import { Udp2022ServerSession, type SubkeyCache } from '../../protocol/shadowsocks/udp2022.js';
 import type { SocksAddress } from '../../protocol/socks5/address.js';
-import { defaultLookup, isPrivateAddress } from '../destination.js';
+import { isPrivateAddress, lookupOf } from '../destination.js';
 import type { AnyKeyEntry, Key2022Entry, KeyEntry } from '../keys.js';
 import { openDatagram, type UdpRelayContext } from '../udp-relay.js';
 
@@ -51,7 +51,6 @@ export const MAX_SESSIONS = 4096;
  */
 export function serveWsUdp(ws: WebSocket, opts: WsUdpOptions): void {
   const { ctx } = opts;
-  const lookup = ctx.lookup ?? defaultLookup;
   let key: AnyKeyEntry | undefined;
   let first: readonly KeyEntry[] = NO_KEYS;
   const sessions = opts.sessions2022;
@@ -115,7 +114,7 @@ export function serveWsUdp(ws: WebSocket, opts: WsUdpOptions): void {
   const forward = async (dest: SocksAddress, payload: Buffer): Promise<void> => {
     let ip = dest.host;
     if (dest.type === 'domain') {
-      const all = await lookup(dest.host).catch(() => []);
+      const all = await lookupOf(ctx, key?.id)(dest.host).catch(() => []);
       const ok = all.find((a) => ctx.allowPrivateDestinations || !isPrivateAddress(a.address));
       if (!ok) return;
       ip = ok.address;

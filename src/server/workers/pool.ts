@@ -28,6 +28,7 @@ import {
   type ReplayFilters,
   type ReplayStore,
 } from '../replay-state.js';
+import { clearLookupRow, lookupGateBuffer } from '../name-cache-env.js';
 import { RefusalLog } from '../refusal-log.js';
 import type { UdpRelayOptions } from '../udp-relay.js';
 import { unpackEvents } from './event-batch.js';
@@ -291,6 +292,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     host: opts.host,
     keys: opts.keys,
     replay: opts.shareReplay === false ? undefined : bufs,
+    lookupGate: lookupGateBuffer(wanted),
     replayCapacity: opts.replayCapacity,
     pending: opts.pending,
     idleMs: opts.timeouts?.idleMs,
@@ -312,6 +314,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
   ): Promise<Extract<FromWorker, { t: 'ready' }>> =>
     new Promise((resolve, reject) => {
       let failed: Error | undefined;
+      clearLookupRow(base.lookupGate, index); // a dead worker's lookups hold no slot
       const init: WorkerInit = {
         ...base,
         keys: [...keys.values()], // a restarted worker starts with the current keys
