@@ -27,7 +27,7 @@
  * and the v2ray-plugin pair; `--raw` adds Ladder's client -> Ladder's server over raw TCP (the
  * same programs without WebSocket, TLS and Mux.Cool); `--libev` adds ss-local -> ss-server over
  * raw TCP (shadowsocks-libev without plugin: the C floor of a short connection, for the
- * arithmetic of the <= 0.5x target); `--gap MS` waits between short connections (so none
+ * arithmetic of the <= 0.5x target); `--gap MS` waits between short connections (--driver node only; so none
  * overlaps the previous one's close); `--size 0` skips the throughput phase;
  * `--threads` prints each thread's CPU in the short phase; `--warm-short N` runs N unmeasured short
  * connections through every pair first (Node's JIT: a fresh Ladder process spends about twice the
