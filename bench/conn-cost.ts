@@ -39,6 +39,7 @@ import { freePort, startEcho } from '../test/helpers/net.js';
 import type { Method, Peer } from '../test/helpers/peers.js';
 import { REPO_ROOT, spawnPeer, ssUrl, which } from '../test/helpers/peers.js';
 import { opt, posInt } from './args.js';
+import { instructions } from './callgrind.js';
 import { currentDist } from './dist.js';
 import { oneExchange } from './exchange.js';
 import { median } from './stats.js';
@@ -191,28 +192,6 @@ function switches(pid: number): { vol: number; invol: number } {
     invol += Number(/^nonvoluntary_ctxt_switches:\s*(\d+)/m.exec(status)?.[1] ?? 0);
   }
   return { vol, invol };
-}
-
-/**
- * Instructions (Ir) callgrind counted in `pid` since the last zeroing: dump (one file per thread,
- * --separate-threads), read the totals. `busiest` is the thread with the most: the event loop that
- * runs the connections (the client's main thread, the server's data-plane worker); `all` adds
- * V8's compiler and GC helper threads, whose share varies from run to run.
- */
-function instructions(pid: number): { busiest: number; all: number } {
-  const before = new Set(readdirSync(outDir));
-  execFileSync('callgrind_control', ['-d', String(pid)], { stdio: 'pipe', timeout: 120_000 });
-  const fresh = readdirSync(outDir).filter((f) => !before.has(f) && f.startsWith(`cg.${pid}`));
-  if (fresh.length === 0) throw new Error(`callgrind wrote no dump for ${pid}`);
-  let all = 0;
-  let busiest = 0;
-  for (const f of fresh) {
-    const m = /^(?:summary|totals): (\d+)/m.exec(readFileSync(join(outDir, f), 'utf8'));
-    const ir = m ? Number(m[1]) : 0;
-    all += ir;
-    busiest = Math.max(busiest, ir);
-  }
-  return { busiest, all };
 }
 
 /** `strace -c -f -p pid` into a file; stop() ends it and returns the per-call counts. */
@@ -383,7 +362,7 @@ async function main(): Promise<void> {
         .join(', ')}`,
     ];
     if (callgrind) {
-      const [ic, is] = [instructions(client.pid), instructions(server.pid)];
+      const [ic, is] = [instructions(client.pid, outDir), instructions(server.pid, outDir)];
       const k = (x: number): string => `${(x / n / 1000).toFixed(0)}k`;
       lines.push(
         `instructions per connection, event-loop thread: client ${k(ic.busiest)}, server ${k(is.busiest)}`,

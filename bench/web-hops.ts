@@ -4,7 +4,7 @@
  * take"). Runs `--n` short connections in a row (SOCKS5, 64 bytes echoed, close) after `--warm`
  * unmeasured, as bench/web.ts does, and prints:
  *
- * - CPU per connection of each thread of both Ladder processes and of this process (the SOCKS5
+ * - CPU per connection of each thread of both Ladder processes and of the driver (the SOCKS5
  *   client and the echo server, on the same path), and the time per connection;
  * - with `--perf` (needs `perf` and the rights to trace other processes): the median of each hop
  *   from syscall tracepoints of both processes (the application's first data read -> the client's
@@ -14,7 +14,17 @@
  *   how often an End left alone), and system calls and context switches per connection.
  *
  *   node --import tsx bench/web-hops.ts [--n 2000] [--warm 2000] [--perf] [--raw] [--env VAR=V,...]
+ *       [--driver c|node|curl]
  *
+ * The connections come from bench/short-drivers.ts's driver (default `c`: a SOCKS5 client and
+ * echo in C, a few system calls per connection; `node`: this process's Node sockets, as before
+ * the fifteenth session; `curl`: curl GETs; the hop table expects the 64-byte exchange, so not
+ * with curl).
+ *
+ * `--callgrind` runs both Ladder processes under valgrind's callgrind (counts zeroed after the
+ * warm-up, dumped after the measured connections) and adds instructions per connection: the
+ * figure to compare on a shared machine (use --warm 600 --n 300: ~50x slower); `--keep` keeps
+ * the dumps for callgrind_annotate.
  * `--raw` dials the server's raw Shadowsocks port instead (the same programs without WebSocket,
  * TLS and Mux.Cool; --perf's hop table is for the WebSocket path only). Runs this checkout's
  * dist/, built first unless `--no-build`.
@@ -26,23 +36,31 @@ import { join } from 'node:path';
 import { makeLabCertificates } from '../src/lab/lab-ca.js';
 import { formatSsUrl } from '../src/protocol/sip002/index.js';
 import { freePort, startEcho, waitForPort } from '../test/helpers/net.js';
-import { startLadderClient, startLadderServer, which } from '../test/helpers/peers.js';
-import { socks5Connect } from '../test/helpers/socks5.js';
+import { startLadderClient, startLadderServer, which, type Method } from '../test/helpers/peers.js';
 import { opt, posInt } from './args.js';
 import { currentDist } from './dist.js';
+import { callgrindClient, callgrindServer, instructions, zeroCounts } from './callgrind.js';
+import { buildShortDriver, parseDrivers, shortConnections, type ShortResult } from './short-drivers.js';
 import { median } from './stats.js';
 
 const N = posInt('--n', 2000);
 const WARM = posInt('--warm', 2000);
 const PERF = process.argv.includes('--perf');
+/** `--callgrind`: both Ladder processes under callgrind; instructions per connection (bench/callgrind.ts). */
+const CALLGRIND = process.argv.includes('--callgrind');
+if (CALLGRIND && PERF) throw new Error('--callgrind and --perf: one at a time');
 const RAW = process.argv.includes('--raw');
+/** `--driver c|node|curl`: who drives the connections and answers them (bench/short-drivers.ts). */
+const DRIVERS = parseDrivers(opt('--driver', 'c'));
+if (DRIVERS.length !== 1) throw new Error('--driver: one driver at a time here');
+const DRIVER = DRIVERS[0]!;
 const ENV = Object.fromEntries(
   opt('--env', '')
     .split(',')
     .filter(Boolean)
     .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
 );
-const METHOD = 'chacha20-ietf-poly1305';
+const METHOD: Method = 'chacha20-ietf-poly1305';
 const log = (m: string): void => void process.stderr.write(`[web-hops] ${m}\n`);
 if (PERF && !which('perf')) throw new Error('--perf needs perf (apt-get install linux-perf)');
 currentDist(!process.argv.includes('--no-build'), log);
@@ -50,18 +68,21 @@ currentDist(!process.argv.includes('--no-build'), log);
 const dir = mkdtempSync(join(tmpdir(), 'ladder-web-hops-'));
 const certs = await makeLabCertificates(['hops.web.lab']);
 const file = (name: string, data: Buffer): string => (writeFileSync(join(dir, name), data), join(dir, name));
+const driverBin = DRIVER === 'node' ? '' : buildShortDriver(dir);
 const [ca, cert, key] = [file('ca.pem', certs.ca), file('cert.pem', certs.cert), file('key.pem', certs.key)];
 const webPort = await freePort();
 const env = { LADDER_DIST: '1', ...ENV };
-const server = await startLadderServer({
-  env,
+const serverArgs = {
   method: METHOD,
   password: 'hops',
   extraArgs: [
     ...['--web-port', String(webPort), '--web-host', '127.0.0.1', '--web-path', '/hops'],
     ...['--tls-cert', cert, '--tls-key', key],
   ],
-});
+};
+const server = CALLGRIND
+  ? await callgrindServer(serverArgs, env, dir)
+  : await startLadderServer({ env, ...serverArgs });
 await waitForPort(webPort);
 const key1 = RAW
   ? formatSsUrl({ method: METHOD, password: 'hops', host: '127.0.0.1', port: server.port })
@@ -73,33 +94,20 @@ const key1 = RAW
       plugin: 'v2ray-plugin',
       pluginOptions: 'tls;host=hops.web.lab;path=/hops',
     });
-const client = await startLadderClient({ env: { ...env, NODE_EXTRA_CA_CERTS: ca }, key: key1 });
+const clientEnv = { ...env, NODE_EXTRA_CA_CERTS: ca };
+const client = CALLGRIND
+  ? await callgrindClient(key1, clientEnv, dir)
+  : await startLadderClient({ env: clientEnv, key: key1 });
 const echo = await startEcho();
 
-/** `n` short connections in a row: each one's time and SOCKS5 phase (ms). */
-async function shortConnections(n: number): Promise<{ each: number[]; socks: number[] }> {
-  const body = Buffer.alloc(64, 7);
-  const each: number[] = [];
-  const socks: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const c0 = performance.now();
-    const s = await socks5Connect({ proxyPort: client.socksPort, host: '127.0.0.1', port: echo.port });
-    socks.push(performance.now() - c0);
-    await new Promise<void>((resolve, reject) => {
-      let got = 0;
-      s.on('data', (d: Buffer) => {
-        got += d.length;
-        if (got >= body.length) resolve();
-      });
-      s.on('error', reject);
-      s.resume();
-      s.write(body);
-    });
-    s.destroy();
-    each.push(performance.now() - c0);
-  }
-  return { each, socks };
-}
+const short = async (n: number): Promise<ShortResult> =>
+  shortConnections(DRIVER, {
+    socksPort: client.socksPort,
+    n,
+    bin: driverBin,
+    echo,
+    timeoutMs: CALLGRIND ? 120_000 : 10_000,
+  });
 
 /** CPU ms (user + system) of each thread of `pid`, by "name/tid". */
 function threadCpu(pid: number): Map<string, number> {
@@ -243,15 +251,12 @@ function hops(c: Ev[], s: Ev[]): string[] {
 
 try {
   log(`${WARM} short connections unmeasured`);
-  await shortConnections(WARM);
+  await short(WARM);
+  if (CALLGRIND) zeroCounts([client.pid, server.pid]);
   const recorders = PERF ? [...perfOn(client.pid, 'client'), ...perfOn(server.pid, 'server')] : [];
   if (PERF) await new Promise((r) => setTimeout(r, 1500)); // attached
   const before = [threadCpu(client.pid), threadCpu(server.pid)];
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  const { each, socks } = await shortConnections(N);
-  const wall = performance.now() - t0;
-  const harness = process.cpuUsage(cpu0);
+  const { total: wall, each, socks, harnessMs } = await short(N);
   const after = [threadCpu(client.pid), threadCpu(server.pid)];
   for (const r of recorders) r.kill('SIGINT');
   await Promise.all(
@@ -259,7 +264,7 @@ try {
   );
   const lines = [
     `${RAW ? 'raw TCP' : 'WebSocket+TLS+Mux.Cool'}, ${N} short connections after ${WARM}: ${(wall / N).toFixed(3)} ms each (p50 ${median(each).toFixed(3)}, SOCKS5 phase p50 ${median(socks).toFixed(3)})`,
-    `CPU us per connection: this process (SOCKS5 client + echo) ${((harness.user + harness.system) / N).toFixed(0)}`,
+    `CPU us per connection: the driver and the echo (--driver ${DRIVER}) ${((harnessMs * 1000) / N).toFixed(0)}`,
   ];
   ['client', 'server'].forEach((name, i) => {
     const parts: string[] = [];
@@ -269,6 +274,14 @@ try {
     }
     lines.push(`  ${name}: ${parts.join(', ')}`);
   });
+  if (CALLGRIND) {
+    const [ic, is] = [instructions(client.pid, dir), instructions(server.pid, dir)];
+    const k = (x: number): string => `${(x / N / 1000).toFixed(1)}k`;
+    lines.push(
+      `instructions per connection (callgrind), event-loop thread: client ${k(ic.busiest)}, server ${k(is.busiest)}`,
+      `instructions per connection (callgrind), all threads: client ${k(ic.all)}, server ${k(is.all)}`,
+    );
+  }
   if (PERF) {
     for (const name of ['client', 'server']) {
       const stat = readFileSync(join(dir, `${name}.stat`), 'utf8')
@@ -283,5 +296,6 @@ try {
   process.stdout.write(lines.join('\n') + '\n');
 } finally {
   await Promise.all([client.stop(), server.stop(), echo.close()]);
-  rmSync(dir, { recursive: true, force: true });
+  if (process.argv.includes('--keep')) log(`dumps kept in ${dir} (callgrind_annotate DIR/cg.PID-THREAD)`);
+  else rmSync(dir, { recursive: true, force: true });
 }

@@ -27,7 +27,7 @@
  * and the v2ray-plugin pair; `--raw` adds Ladder's client -> Ladder's server over raw TCP (the
  * same programs without WebSocket, TLS and Mux.Cool); `--libev` adds ss-local -> ss-server over
  * raw TCP (shadowsocks-libev without plugin: the C floor of a short connection, for the
- * arithmetic of the <= 0.5x target); `--gap MS` waits between short connections (so none
+ * arithmetic of the <= 0.5x target); `--gap MS` waits between short connections (--driver node only; so none
  * overlaps the previous one's close); `--size 0` skips the throughput phase;
  * `--threads` prints each thread's CPU in the short phase; `--warm-short N` runs N unmeasured short
  * connections through every pair first (Node's JIT: a fresh Ladder process spends about twice the
@@ -42,10 +42,15 @@
  * moves its first few hundred MiB at about half its later rate. Each bulk run logs each
  * process's CPU per MiB per direction; the summary gives each run's ratio as well as the medians'.
  *
- * Every short connection's work in this process (the SOCKS5 client and the echo server, Node
- * sockets both) is on its critical path as much as the proxies' is: its CPU per short connection
- * is a column of its own ("harness"), and the summary says what the <= 0.5x target leaves the
- * proxies once the harness's share is paid (docs/benchmarks.md, "what <= 0.5x would take").
+ * Every short connection's driver and destination are on its critical path as much as the
+ * proxies are, and the same for every pair: `--driver c` (the default) is bench/short-driver.c,
+ * a SOCKS5 client and echo in C (compiled with cc), `--driver node` this process's Node sockets
+ * (the driver of the sessions before the fifteenth: 0.3-0.45 ms of CPU per connection, more than
+ * either Ladder process), `--driver curl` `curl --socks5-hostname` GETs from the C helper's HTTP
+ * answer; `--driver c,node,curl` measures each in the same runs (bench/short-drivers.ts). Their
+ * CPU per short connection is a column of its own ("harness"), and the summary says what the
+ * <= 0.5x target leaves the proxies once the harness's share is paid (docs/benchmarks.md, "what
+ * <= 0.5x would take").
  * `--help` prints this comment.
  */
 import { readdirSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
@@ -63,9 +68,9 @@ import {
   type Method,
   type Peer,
 } from '../test/helpers/peers.js';
-import { socks5Connect } from '../test/helpers/socks5.js';
 import { downloadCountVia, uploadCountVia } from '../test/helpers/transfer.js';
 import { currentDist } from './dist.js';
+import { buildShortDriver, parseDrivers, shortConnections, type Driver } from './short-drivers.js';
 import { median } from './stats.js';
 
 if (process.argv.includes('--help')) {
@@ -92,6 +97,8 @@ const RAW = process.argv.includes('--raw');
 const LIBEV = process.argv.includes('--libev');
 const GAP_MS = Number(arg('--gap', '0'));
 const WARM_SHORT = Number(arg('--warm-short', '0'));
+/** `--driver c,node,curl`: who drives the short connections and answers them (bench/short-drivers.ts). */
+const DRIVERS = parseDrivers(arg('--driver', 'c'));
 /**
  * `--ab VAR=VALUE[,VAR=VALUE]` (repeatable): one more Ladder client -> server pair per use, its
  * two processes with that environment, measured in the same runs as the default one.
@@ -148,6 +155,7 @@ const f = (name: string, data: Buffer): string => {
 const caFile = f('ca.pem', certs.ca);
 const certFile = f('cert.pem', certs.cert);
 const keyFile = f('key.pem', certs.key);
+const driverBin = DRIVERS.some((d) => d !== 'node') ? buildShortDriver(dir) : '';
 
 const peers: Peer[] = [];
 const track = <T extends Peer>(p: T): T => (peers.push(p), p);
@@ -297,58 +305,10 @@ async function clients(server: Server): Promise<Client[]> {
   return [ladder, { name: 'ss-local + v2ray-plugin', socksPort: ss.socksPort, pid: ss.pid }];
 }
 
-/**
- * `n` connections in a row through the proxy, each 64 bytes echoed; total ms, each one's, and
- * each one's SOCKS5 phase (greeting and CONNECT answered: the client alone, no server yet).
- */
-async function shortConnections(
-  socksPort: number,
-  echoPort: number,
-  n: number,
-): Promise<{ total: number; each: number[]; socks: number[]; harnessMs: number }> {
-  const body = Buffer.alloc(64, 7);
-  const cpu0 = process.cpuUsage();
-  const each: number[] = [];
-  const socks: number[] = [];
-  let gaps = 0;
-  const t0 = performance.now();
-  for (let i = 0; i < n; i++) {
-    if (GAP_MS > 0) {
-      const g0 = performance.now();
-      await new Promise((r) => setTimeout(r, GAP_MS));
-      gaps += performance.now() - g0;
-    }
-    const c0 = performance.now();
-    const s = await socks5Connect({
-      proxyPort: socksPort,
-      host: '127.0.0.1',
-      port: echoPort,
-      timeoutMs: 10_000,
-    });
-    socks.push(performance.now() - c0);
-    await new Promise<void>((resolve, reject) => {
-      let got = 0;
-      const timer = setTimeout(() => reject(new Error('short connection timed out')), 10_000);
-      s.on('data', (d: Buffer) => {
-        got += d.length;
-        if (got >= body.length) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      s.on('error', reject);
-      s.resume(); // socks5Connect hands the socket over paused
-      s.write(body);
-    });
-    s.destroy();
-    each.push(performance.now() - c0);
-  }
-  const cpu = process.cpuUsage(cpu0);
-  return { total: performance.now() - t0 - gaps, each, socks, harnessMs: (cpu.user + cpu.system) / 1000 };
-}
-
 interface Row {
   pair: string;
+  /** Who drove the short connections (the bulk figures are the pair's, the same in each driver's row). */
+  driver: Driver;
   upload: number[];
   download: number[];
   shortMs: number[];
@@ -356,7 +316,7 @@ interface Row {
   cpuPerMiB: number[];
   /** CPU ms of client + server per short connection, per run. */
   cpuPerShort: number[];
-  /** CPU ms of this process (SOCKS5 client, echo server) per short connection, per run. */
+  /** CPU ms of the driver and the destination (the echo) per short connection, per run. */
   harnessPerShort: number[];
   /** Every short connection's time (ms), all runs. */
   each: number[];
@@ -422,18 +382,22 @@ try {
     await uploadCountVia({ proxyPort: p.socksPort }, { host: '127.0.0.1', port: sink.port }, warm);
     if (SIZE > 0 && WARM_MIB > 0)
       await downloadCountVia({ proxyPort: p.socksPort }, { host: '127.0.0.1', port: source.port }, warm);
-    if (WARM_SHORT > 0) await shortConnections(p.socksPort, echo.port, WARM_SHORT);
-    rows.push({
-      pair: p.label,
-      upload: [],
-      download: [],
-      shortMs: [],
-      cpuPerMiB: [],
-      cpuPerShort: [],
-      harnessPerShort: [],
-      each: [],
-      socks: [],
-    });
+    for (const driver of DRIVERS) {
+      if (WARM_SHORT > 0)
+        await shortConnections(driver, { socksPort: p.socksPort, n: WARM_SHORT, bin: driverBin, echo });
+      rows.push({
+        pair: p.label,
+        driver,
+        upload: [],
+        download: [],
+        shortMs: [],
+        cpuPerMiB: [],
+        cpuPerShort: [],
+        harnessPerShort: [],
+        each: [],
+        socks: [],
+      });
+    }
   }
   outer: for (let r = 0; r < RUNS; r++) {
     // Rotated per run, so every pair takes every position (the machine drifts within a sitting).
@@ -444,7 +408,6 @@ try {
         log('cap reached; stopping with the runs so far');
         break outer;
       }
-      const row = rows.find((x) => x.pair === p.label)!;
       const via = { proxyPort: p.socksPort };
       const cpu = (): number => p.pids.reduce((a, pid) => a + treeCpuMs(pid), 0);
       const each0 = p.pids.map(treeCpuMs);
@@ -461,22 +424,29 @@ try {
       log(
         `${p.label}: up ${(SIZE / MiB / (up / 1000)).toFixed(0)} MiB/s, down ${(SIZE / MiB / (down / 1000)).toFixed(0)} MiB/s; CPU ms/MiB client/server up ${perMiB(each0, eachUp)}, down ${perMiB(eachUp, eachDown)}`,
       );
-      const threads0 = THREADS ? p.pids.map(threadCpuMs) : [];
-      const { total: short, each, socks, harnessMs } = await shortConnections(p.socksPort, echo.port, SHORT);
-      const cpu2 = cpu();
-      if (THREADS)
-        p.pids.forEach((pid, i) => threadDelta(`short, pid ${pid}`, threads0[i]!, threadCpuMs(pid)));
-      row.upload.push(SIZE / MiB / (up / 1000));
-      row.download.push(SIZE / MiB / (down / 1000));
-      row.shortMs.push(short);
-      row.cpuPerMiB.push((cpu1 - cpu0) / ((2 * SIZE) / MiB));
-      row.cpuPerShort.push((cpu2 - cpu1) / SHORT);
-      row.harnessPerShort.push(harnessMs / SHORT);
-      row.each.push(...each);
-      row.socks.push(...socks);
-      log(
-        `${p.label}: up ${(SIZE / MiB / (up / 1000)).toFixed(0)} MiB/s, down ${(SIZE / MiB / (down / 1000)).toFixed(0)} MiB/s, ${SHORT} short ${short.toFixed(0)} ms`,
-      );
+      // Every driver after the bulk phase, their order rotated per run too.
+      const dk = r % DRIVERS.length;
+      for (const driver of [...DRIVERS.slice(dk), ...DRIVERS.slice(0, dk)]) {
+        const row = rows.find((x) => x.pair === p.label && x.driver === driver)!;
+        const threads0 = THREADS ? p.pids.map(threadCpuMs) : [];
+        const cpuS = cpu();
+        const opts = { socksPort: p.socksPort, n: SHORT, bin: driverBin, echo, gapMs: GAP_MS };
+        const { total: short, each, socks, harnessMs } = await shortConnections(driver, opts);
+        const cpu2 = cpu();
+        if (THREADS)
+          p.pids.forEach((pid, i) => threadDelta(`short, pid ${pid}`, threads0[i]!, threadCpuMs(pid)));
+        row.upload.push(SIZE / MiB / (up / 1000));
+        row.download.push(SIZE / MiB / (down / 1000));
+        row.shortMs.push(short);
+        row.cpuPerMiB.push((cpu1 - cpu0) / ((2 * SIZE) / MiB));
+        row.cpuPerShort.push((cpu2 - cpuS) / SHORT);
+        row.harnessPerShort.push(harnessMs / SHORT);
+        row.each.push(...each);
+        row.socks.push(...socks);
+        log(
+          `${p.label}: ${SHORT} short (driver ${driver}) ${short.toFixed(0)} ms, CPU ${((cpu2 - cpuS) / SHORT).toFixed(2)} ms/conn, harness ${(harnessMs / SHORT).toFixed(2)}`,
+        );
+      }
     }
   }
 } finally {
@@ -492,6 +462,7 @@ const pct = (xs: number[], q: number): number => {
 };
 const out = rows.map((r) => ({
   pair: r.pair,
+  driver: r.driver,
   upload: med(r.upload),
   download: med(r.download),
   shortMs: med(r.shortMs),
@@ -515,22 +486,23 @@ const out = rows.map((r) => ({
   ),
   runs: r.upload.length,
 }));
-const ours = out.find((r) => r.pair === OURS);
-const theirs = out.find((r) => r.pair === THEIRS);
 const lines = [
-  `Shadowsocks over WebSocket+TLS, ${METHOD}${ENTRY ? ` (ladder from ${ENTRY})` : ''}, ${SIZE / MiB} MiB single flow, ${SHORT} short connections (Mux.Cool on${WARM_SHORT > 0 ? `; after ${WARM_SHORT} unmeasured` : ''}), median of ${RUNS}${SIZE > 0 ? ` after ${WARM_MIB} MiB each way unmeasured` : ''}; load ${load0.toFixed(1)} at start`,
+  `Shadowsocks over WebSocket+TLS, ${METHOD}${ENTRY ? ` (ladder from ${ENTRY})` : ''}, ${SIZE / MiB} MiB single flow, ${SHORT} short connections (driver ${DRIVERS.join(', ')}; Mux.Cool on${WARM_SHORT > 0 ? `; after ${WARM_SHORT} unmeasured` : ''}), median of ${RUNS}${SIZE > 0 ? ` after ${WARM_MIB} MiB each way unmeasured` : ''}; load ${load0.toFixed(1)} at start`,
   '',
-  `| client -> server | upload MiB/s | download MiB/s | ${SHORT} short conns, s | CPU ms/MiB | CPU ms/short conn | harness CPU ms/short conn | short conn p50 / p90 ms | >= 40 ms | SOCKS phase p50 / p90 ms | data phase p50 ms | of >= 40 ms: SOCKS phase >= 20 ms |`,
-  '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
+  `| client -> server | driver | upload MiB/s | download MiB/s | ${SHORT} short conns, s | CPU ms/MiB | CPU ms/short conn | harness CPU ms/short conn | short conn p50 / p90 ms | >= 40 ms | SOCKS phase p50 / p90 ms | data phase p50 ms | of >= 40 ms: SOCKS phase >= 20 ms |`,
+  '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
   ...out.map(
     (r) =>
-      `| ${r.pair} | ${r.upload.toFixed(0)} | ${r.download.toFixed(0)} | ${(r.shortMs / 1000).toFixed(2)} | ${r.cpuPerMiB.toFixed(1)} | ${r.cpuPerShort.toFixed(2)} | ${r.harnessPerShort.toFixed(2)} | ${r.shortP50.toFixed(2)} / ${r.shortP90.toFixed(2)} | ${(100 * r.short40).toFixed(0)}% | ${r.socksP50.toFixed(2)} / ${r.socksP90.toFixed(2)} | ${r.dataP50.toFixed(2)} | ${r.short40 > 0 ? `${(100 * r.slowInSocks).toFixed(0)}%` : '-'} |`,
+      `| ${r.pair} | ${r.driver} | ${r.upload.toFixed(0)} | ${r.download.toFixed(0)} | ${(r.shortMs / 1000).toFixed(2)} | ${r.cpuPerMiB.toFixed(1)} | ${r.cpuPerShort.toFixed(2)} | ${r.harnessPerShort.toFixed(2)} | ${r.shortP50.toFixed(2)} / ${r.shortP90.toFixed(2)} | ${(100 * r.short40).toFixed(0)}% | ${r.socksP50.toFixed(2)} / ${r.socksP90.toFixed(2)} | ${r.dataP50.toFixed(2)} | ${r.short40 > 0 ? `${(100 * r.slowInSocks).toFixed(0)}%` : '-'} |`,
   ),
 ];
-if (ours && theirs) {
+for (const driver of DRIVERS) {
+  const ours = out.find((r) => r.pair === OURS && r.driver === driver);
+  const theirs = out.find((r) => r.pair === THEIRS && r.driver === driver);
+  if (!ours || !theirs) continue;
   // Each run's ratio (the two pairs measured in the same run), lowest to highest.
-  const oursRow = rows.find((r) => r.pair === OURS)!;
-  const theirsRow = rows.find((r) => r.pair === THEIRS)!;
+  const oursRow = rows.find((r) => r.pair === OURS && r.driver === driver)!;
+  const theirsRow = rows.find((r) => r.pair === THEIRS && r.driver === driver)!;
   const range = (k: 'upload' | 'download' | 'shortMs'): string => {
     const rs = oursRow[k].map((x, i) => x / theirsRow[k][i]!).filter(Number.isFinite);
     return rs.length > 1 ? ` (runs ${Math.min(...rs).toFixed(2)}-${Math.max(...rs).toFixed(2)})` : '';
@@ -539,9 +511,9 @@ if (ours && theirs) {
     '',
     budget(
       theirs,
-      out.find((r) => r.pair === LIBEV_PAIR),
+      out.find((r) => r.pair === LIBEV_PAIR && r.driver === driver),
     ),
-    `ladder/ladder vs v2ray-plugin/ss-server: upload ${(ours.upload / theirs.upload).toFixed(2)}x${range('upload')}, download ${(ours.download / theirs.download).toFixed(2)}x${range('download')} (target >= 1.5x); short connections ${(ours.shortMs / theirs.shortMs).toFixed(2)}x the time${range('shortMs')} (target <= 0.5x); CPU ${(ours.cpuPerMiB / theirs.cpuPerMiB).toFixed(2)}x per MiB, ${(ours.cpuPerShort / theirs.cpuPerShort).toFixed(2)}x per short connection`,
+    `driver ${driver}: ladder/ladder vs v2ray-plugin/ss-server: upload ${(ours.upload / theirs.upload).toFixed(2)}x${range('upload')}, download ${(ours.download / theirs.download).toFixed(2)}x${range('download')} (target >= 1.5x); short connections ${(ours.shortMs / theirs.shortMs).toFixed(2)}x the time${range('shortMs')} (target <= 0.5x); CPU ${(ours.cpuPerMiB / theirs.cpuPerMiB).toFixed(2)}x per MiB, ${(ours.cpuPerShort / theirs.cpuPerShort).toFixed(2)}x per short connection`,
   );
 }
 process.stdout.write(lines.join('\n') + '\n');
@@ -553,7 +525,12 @@ process.stdout.write(lines.join('\n') + '\n');
  */
 function budget(theirs: (typeof out)[number], libev: (typeof out)[number] | undefined): string {
   const per = theirs.shortMs / SHORT;
-  const harness = median(out.map((r) => r.harnessPerShort).filter(Number.isFinite));
+  const harness = median(
+    out
+      .filter((r) => r.driver === theirs.driver)
+      .map((r) => r.harnessPerShort)
+      .filter(Number.isFinite),
+  );
   const floor = libev
     ? `; ss-local -> ss-server over raw TCP (no TLS, WebSocket or Mux.Cool) takes ${(libev.shortMs / SHORT).toFixed(2)} ms per connection, ${libev.cpuPerShort.toFixed(2)} ms of its CPU`
     : '';
@@ -562,5 +539,9 @@ function budget(theirs: (typeof out)[number], libev: (typeof out)[number] | unde
 if (JSON_OUT)
   writeFileSync(
     JSON_OUT,
-    JSON.stringify({ method: METHOD, size: SIZE, runs: RUNS, short: SHORT, load: load0, rows: out }, null, 2),
+    JSON.stringify(
+      { method: METHOD, size: SIZE, runs: RUNS, short: SHORT, drivers: DRIVERS, load: load0, rows: out },
+      null,
+      2,
+    ),
   );
