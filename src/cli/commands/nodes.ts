@@ -12,7 +12,7 @@ import type { NodeRecord, NodeRegistry, ServerSettings } from '../../store/index
 import { oneLineCommand, UsageError } from '../errors.js';
 import { printable, printableJson } from '../terminal.js';
 import { alignColumns } from './keys/format.js';
-import { openStoreOrExplain, storeTarget, withStoreOptions } from './store-command.js';
+import { note, openStoreOrExplain, storeTarget, withStoreOptions } from './store-command.js';
 
 interface StoreFlags {
   dataDir?: string;
@@ -70,6 +70,19 @@ export function formatNodes(nodes: readonly NodeRecord[], listed: ReadonlySet<st
     ]);
   }
   return alignColumns(rows);
+}
+
+/**
+ * When no node is left to list (every one blocked, suspected or down), dynamic keys and
+ * subscriptions give the store's hostnameForAccessKeys, as a lone server would: say so, and whose
+ * address that is when a node is out of the keys with it.
+ */
+export function fallbackNote(all: readonly NodeRecord[], host: string): string {
+  const owner = all.find((x) => x.addresses.includes(host));
+  const whose = owner
+    ? ` (an address of node ${printable(owner.name)}, ${owner.down ? 'down' : owner.suspectedAddresses.includes(host) ? 'suspected' : owner.state})`
+    : '';
+  return `no node is listed in the keys now (every node is blocked, suspected or down): dynamic keys and subscriptions give hostnameForAccessKeys, ${printable(host)}${whose}; unblock a node, add one, or set it with PUT /server/hostname-for-access-keys`;
 }
 
 const EXAMPLES = `
@@ -141,8 +154,18 @@ export function registerNodes(program: Command): void {
       .description(`${what}; clients follow at their next fetch`);
     if (verb === 'block') c.option('--reason <text>', 'why (shown in nodes list --json and GET /nodes)');
     c.action(async (name: string, o: { reason?: string }, cmd: Command) => {
-      const n = await withRegistry(flagsOf(cmd), (reg) => reg.setState(name, state, o.reason ?? null));
+      const { keyAddresses, listedNodes } = await import('../../store/index.js');
+      const [n, unlisted] = await withRegistry(flagsOf(cmd), async (reg, settings) => {
+        const changed = await reg.setState(name, state, o.reason ?? null);
+        const all = await reg.list();
+        const listed = listedNodes(all).filter((x) => keyAddresses(x).length > 0);
+        return [
+          changed,
+          listed.length === 0 ? fallbackNote(all, (await settings()).hostnameForAccessKeys) : '',
+        ];
+      });
       say(`node ${printable(n.name)} is ${n.state}${n.down ? ' (and down: no heartbeat)' : ''}`);
+      if (unlisted) note(unlisted);
     });
   }
 
