@@ -214,7 +214,9 @@ async function printUrls(b: KeysBackend, id: string, qr: boolean, png?: string):
     if (qr) say((await QRCode.toString(url, { type: 'terminal', small: true })).trimEnd());
   }
   if (u.prefix !== undefined)
-    say(`Outline prefix: ${u.prefix} (change: ${ladderCommand()} keys edit ID --prefix auto|off|<value>)`);
+    say(
+      `Outline prefix: ${u.prefix} (change: ${ladderCommand()} keys edit ${printable(id)} --prefix auto|off|<value>)`,
+    );
   if (png !== undefined) say(`QR code written to ${png}`);
 }
 
