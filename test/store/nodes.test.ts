@@ -228,6 +228,12 @@ test(
         'ladder: no node is listed in the keys now (every node is blocked, suspected or down): dynamic keys and subscriptions give hostnameForAccessKeys, 203.0.113.1 (an address of node fra-1, blocked); unblock a node, add one, or set it with PUT /server/hostname-for-access-keys\n',
       );
 
+      // A mistyped name: the nearest node's name, nothing changed.
+      const typo = await nodes('unblock', 'fra1');
+      assert.equal(typo.code, 2);
+      assert.equal(typo.stderr, 'ladder: no node named "fra1" (did you mean "fra-1"?)\n');
+      assert.equal((await store.nodes().get('fra-1'))!.state, 'blocked');
+
       const back = await nodes('unblock', 'ams-1');
       assert.equal(back.code, 0, back.stderr);
       assert.equal(back.stderr, '');
