@@ -1,7 +1,7 @@
 import type { ServerControl } from '../shared/control.js';
 import type { Clock } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
-import { isHostName } from '../shared/parse.js';
+import { isHostName, ParseError, parseIsoDate } from '../shared/parse.js';
 import type { LadderMetrics } from '../metrics/index.js';
 import {
   type KeyEnforcer,
@@ -224,9 +224,19 @@ export async function secretsFor(
   }
 }
 
+/**
+ * An expiry from a request: ms since the epoch, or ISO 8601 text as `ladder keys expire` takes
+ * it (parseIsoDate: "2026-12-31" is midnight UTC, no zone is UTC, "2027-02-30" says why not).
+ */
 export function parseExpiry(v: string | number | undefined, field = 'expiresAt'): number | undefined {
   if (v === undefined) return undefined;
-  const ms = typeof v === 'number' ? v : Date.parse(v);
+  let ms: number;
+  try {
+    ms = typeof v === 'number' ? v : parseIsoDate(v, `Invalid "${field}":`);
+  } catch (err) {
+    if (err instanceof ParseError) throw invalid(field, err.message);
+    throw err;
+  }
   if (!Number.isFinite(ms) || !Number.isFinite(new Date(ms).getTime()))
     throw invalid(field, `Invalid "${field}": not a date`);
   return ms;

@@ -20,9 +20,16 @@ export const DataLimitBody = z.object({
   }),
 });
 
-/** An expiry time: ISO 8601 text or milliseconds since the epoch. */
+/**
+ * An expiry time: ISO 8601 text, the forms `ladder keys expire` takes and prints (a date is
+ * midnight UTC, a date-time without a zone is UTC, seconds optional; parseExpiry checks each
+ * field), or milliseconds since the epoch.
+ */
 // 8.64e15 ms is the last instant a JavaScript Date can hold; beyond it the key list could not be rendered.
-export const ExpiryInput = z.union([z.iso.datetime({ offset: true }), z.number().int().min(0).max(8.64e15)]);
+export const ExpiryInput = z.union([z.string().max(64), z.number().int().min(0).max(8.64e15)]).meta({
+  description:
+    'ISO 8601 date (2026-12-31, midnight UTC) or date-time (2026-12-31T18:00Z; without a zone: UTC), or ms since the epoch',
+});
 
 const MultiUserInput = z.boolean().optional().meta({
   description:

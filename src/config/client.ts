@@ -186,9 +186,11 @@ export const clientConfigSchema = z.strictObject({
     .min(0, { error: `must be a number 0..${MAX_CLIENT_SECONDS}` })
     .max(MAX_CLIENT_SECONDS, { error: `must be a number 0..${MAX_CLIENT_SECONDS}` })
     .optional(),
-  // SIP008 documents carry these; they mean nothing to the client.
+  // SIP008 documents carry these; they mean nothing to the client (bytes_*: a key with a limit).
   version: z.unknown().optional(),
   remarks: z.unknown().optional(),
+  bytes_used: z.unknown().optional(),
+  bytes_remaining: z.unknown().optional(),
 });
 
 /** `servers[1].server_port`: the field path as ClientConfigError.path. */
@@ -229,7 +231,15 @@ export function parseClientConfig(input: string, source = 'config'): ClientConfi
     const { message, field } = issueMessage(first);
     throw new ClientConfigError(`${source}: ${message}`, field, 'ERR_CONFIG_FIELD');
   }
-  const { keys, servers, version: _v, remarks: _r, ...rest } = r.data;
+  const { keys, servers, version, remarks: _r, bytes_used: _u, bytes_remaining: left, ...rest } = r.data;
+  // A SIP008 subscription of a key the server refuses (over its limit, expired, disabled) lists no
+  // servers: say that, rather than that no key was given.
+  if (version !== undefined && servers?.length === 0 && (keys ?? []).length === 0)
+    throw new ClientConfigError(
+      `${source}: this SIP008 subscription lists no servers${left === 0 ? ' (bytes_remaining: 0)' : ''}: the server refuses its key for now (over its data limit, expired or disabled); ask whoever gave you the link`,
+      'servers',
+      'ERR_CONFIG_FIELD',
+    );
   const out: ClientConfig = { keys: keys ?? [], servers: servers ?? [] };
   for (const [k, v] of Object.entries(rest))
     if (v !== undefined) (out as unknown as Record<string, unknown>)[k] = v;

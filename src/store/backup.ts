@@ -109,6 +109,11 @@ export async function restoreStore(
     const why = (err as Error).message.replace(/^store: /, '').replace(/; restore a backup with: .*$/, '');
     throw fail(`${backup} cannot be restored: ${why}`);
   }
+  // A new host's data directory that is not made yet: said so, not "cannot copy …: ENOENT".
+  if (!existsSync(dirname(dbPath)))
+    throw fail(
+      `${dbPath}: the data directory ${dirname(dbPath)} does not exist (create it first, e.g. mkdir -p ${dirname(dbPath)})`,
+    );
   if (storeInUse(dbPath)) {
     throw fail(`${dbPath} is in use (a running server or another ladder command): stop it, then restore`);
   }

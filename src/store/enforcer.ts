@@ -132,7 +132,8 @@ export class KeyEnforcer {
         .catch((err: unknown) => {
           // An outage is the store's to log (once), and so is PostgreSQL out of connections (the
           // pool says it once a minute); the keys in force stay, and the next evaluation retries.
-          if (!isStoreUnavailable(err) && !isTooManyClients(err))
+          // Stopped meanwhile (a server's stop closes the store under an evaluation): not a fault.
+          if (this.#running && !isStoreUnavailable(err) && !isTooManyClients(err))
             this.#log.warn(
               { err: err instanceof Error ? err.message : String(err) },
               'key evaluation failed',

@@ -34,7 +34,11 @@ test('ladder keys --prefix on the local store: add, edit, list, url; bad values 
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout.trim(), 'key 2 "Auto": prefix 504f535420');
   r = await inproc(['keys', 'url', '2', '--no-qr', ...d]);
-  assert.match(r.stdout, /Outline prefix: 504f535420/);
+  assert.match(
+    r.stdout,
+    /^Outline prefix: 504f535420 \(change: .* keys edit 2 --prefix auto\|off\|<value>\)$/m,
+    'names the key',
+  );
   assert.equal(Buffer.from(parseSsUrl(ssLine(r.stdout)).prefix!).toString(), 'POST ');
 
   // Refused in one line, nothing changed: syntax, length for the method, aes-128-gcm, no --prefix.

@@ -375,3 +375,28 @@ test('key passwords are checked against their method: a 2022 key with a bad PSK 
   assert.doesNotThrow(() => checkPassword('2022-blake3-aes-256-gcm', Buffer.alloc(32, 1).toString('base64')));
   assert.doesNotThrow(() => checkPassword('aes-256-gcm', 'any text'));
 });
+
+test('expiresAt takes the forms `ladder keys expire` takes and prints: a date (midnight UTC), minutes without seconds, no zone (UTC); an impossible date says why', async (t) => {
+  const h = await harness(tempDir(t));
+  t.after(() => h.close());
+  json((await h.call('POST', '/access-keys', { name: 'a' })).body);
+  const expiry = async (v: unknown): Promise<unknown> => {
+    const r = await h.call('PUT', '/access-keys/0/expiry', { expiresAt: v });
+    assert.equal(r.statusCode, 204, r.body);
+    return json((await h.call('GET', '/access-keys/0')).body).expiresAt;
+  };
+  assert.equal(await expiry('2027-03-01'), '2027-03-01T00:00:00.000Z');
+  assert.equal(await expiry('2027-03-01T18:30Z'), '2027-03-01T18:30:00.000Z', 'as keys list prints it');
+  assert.equal(await expiry('2027-03-01T18:30'), '2027-03-01T18:30:00.000Z');
+  assert.equal(await expiry('2027-03-01T18:30:00+02:00'), '2027-03-01T16:30:00.000Z');
+  assert.equal(await expiry(1_800_000_000_000), '2027-01-15T08:00:00.000Z');
+  const bad = await h.call('PUT', '/access-keys/0/expiry', { expiresAt: '2027-02-30' });
+  assert.equal(bad.statusCode, 400);
+  assert.deepEqual(json(bad.body), {
+    code: 'InvalidArgumentError',
+    message: 'Invalid "expiresAt": "2027-02-30": February 2027 has 28 days',
+    field: 'expiresAt',
+  });
+  const created = await h.call('POST', '/access-keys', { name: 'b', expiresAt: '2027-04-01' });
+  assert.equal(json(created.body).expiresAt, '2027-04-01T00:00:00.000Z');
+});

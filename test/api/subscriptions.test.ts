@@ -9,6 +9,7 @@ import { negotiate } from '../../src/api/subscriptions/negotiate.js';
 import { parseSsUrl } from '../../src/protocol/sip002/index.js';
 import { parseV2rayPluginOptions } from '../../src/protocol/sip002/plugin-opts.js';
 import { openStore, parseStoreLocation, type KyselyStore } from '../../src/store/index.js';
+import { parseClientConfig } from '../../src/config/client.js';
 import { RecordingControl, tempDir } from './helpers.js';
 import { checkClash, checkSingBox, checkSip008, parseOutline } from './sub-formats.js';
 
@@ -277,6 +278,32 @@ test('headers: subscription-userinfo, profile-update-interval, profile-title, co
 });
 
 /** 3000 bytes used and a 2000-byte limit: the key is over it. Returns the admin prefix. */
+test('a SIP008 subscription saved to a file is a client config file, also for a key with a limit (bytes_used, bytes_remaining)', async (t) => {
+  // docs/client-config.md: `curl …/sub/TOKEN/sip008 > s.json` then `ladder client --config s.json`.
+  const { app, store, add } = await setup(t);
+  const key = await add({ name: 'Limited', limit: { bytes: 10_000_000 } });
+  const body = (await app.inject({ url: `${pathOf(key)}/sip008` })).body;
+  assert.equal(checkSip008(body).bytes_remaining, 10_000_000);
+  const c = parseClientConfig(body, 's.json');
+  assert.deepEqual(
+    c.servers?.map((s) => [s.host, s.port, s.password]),
+    [
+      ['cdn.example.net', 443, key.password],
+      ['example.org', 4444, key.password],
+    ],
+  );
+  assert.ok(!('bytes_used' in c) && !('bytes_remaining' in c), 'nothing of the document leaks into the options');
+
+  // Over its limit the list is empty: the client says why, not that no key was given.
+  await overLimit(app, store, key);
+  const refused = (await app.inject({ url: `${pathOf(key)}/sip008` })).body;
+  assert.deepEqual(checkSip008(refused).servers, []);
+  assert.throws(
+    () => parseClientConfig(refused, 's.json'),
+    /^ClientConfigError: s\.json: this SIP008 subscription lists no servers \(bytes_remaining: 0\): the server refuses its key for now \(over its data limit, expired or disabled\)/,
+  );
+});
+
 async function overLimit(app: FastifyInstance, store: KyselyStore, key: Json): Promise<string> {
   const prefix = `/${(await store.getSettings()).apiPrefix}`;
   store.addBytes(String(key.id), 0, 3000);

@@ -67,3 +67,24 @@ test('nodes, store: a conflict with the store from LADDER_STORE names the variab
   assert.equal(s.code, 2, s.stderr);
   assert.match(s.stderr, /for a SQLite store.*LADDER_STORE names one/);
 });
+
+test('keys: a bad LADDER_API is named as LADDER_API, and a pin from the access config JSON as its certSha256 (not --api, --cert-sha256)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ladder-env-api-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const broken = await ladder(['keys', 'list'], { LADDER_API: '{"apiUrl":"https://127.0.0.1:1/abc"' }, dir);
+  assert.equal(broken.code, 2);
+  assert.match(broken.stderr, /^ladder: LADDER_API: looks like JSON but does not parse; /m);
+  const badPin = await ladder(
+    ['keys', 'list'],
+    { LADDER_API: JSON.stringify({ apiUrl: API, certSha256: '00' }) },
+    dir,
+  );
+  assert.equal(badPin.code, 2);
+  assert.match(badPin.stderr, /^ladder: the certSha256 in LADDER_API: expected 64 hex digits/m);
+  const typed = await ladder(['keys', '--api', API, '--cert-sha256', '00', 'list'], {}, dir);
+  assert.match(
+    typed.stderr,
+    /^ladder: --cert-sha256: expected 64 hex digits/m,
+    'a typed flag is named as typed',
+  );
+});

@@ -174,6 +174,15 @@ test('ladder store backup (while serving), check, restore (refused while in use,
   assert.match(busy.stderr, /^ladder: store: .*ladder\.db is in use .*stop it, then restore\n$/);
   await m.close();
   open = false;
+  // A new host's data directory not made yet: one line naming it, nothing created.
+  const newHost = join(dir, 'new-host');
+  const missing = await runLadder(['store', '--data-dir', newHost, 'restore', backup]);
+  assert.equal(missing.code, 2, missing.stderr);
+  assert.match(
+    missing.stderr,
+    /^ladder: store: \S+ladder\.db: the data directory \S+new-host does not exist \(create it first, e\.g\. mkdir -p \S+new-host\)\n$/,
+  );
+  assert.ok(!existsSync(newHost));
   const ok = await runLadder(['store', '--data-dir', dir, 'restore', backup]);
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(ok.stdout, /the previous file is kept as .*ladder\.db\.replaced-/);

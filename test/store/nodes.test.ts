@@ -23,6 +23,7 @@ import {
 import { KeyListener } from '../../src/fleet/key-listener.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { HAVE_POSTGRES, SKIP_WITHOUT_POSTGRES, startPostgres, type PgCluster } from '../helpers/postgres.js';
+import { runLadder } from '../helpers/ladder-run.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 let pg: PgCluster | undefined;
@@ -189,6 +190,56 @@ test(
     } finally {
       await listener.close();
       await store.close();
+    }
+  },
+);
+
+// `ladder nodes block|drain` that leaves no node in the keys says so: the keys then give the
+// store's hostnameForAccessKeys (here a blocked node's own address), which used to happen in silence.
+test(
+  'blocking the last listed node says the keys fall back to hostnameForAccessKeys, and whose address it is',
+  { skip: SKIP_WITHOUT_POSTGRES },
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ladder-nodes-fb-'));
+    const store = await openStore(parseStoreLocation(pg!.url, dir));
+    try {
+      // The database the tests above used: only these two nodes here.
+      for (const n of await store.nodes().list()) await store.nodes().remove(n.name, true);
+      await store.updateSettings({ hostnameForAccessKeys: '203.0.113.1' });
+      await store.nodes().register(info('fra-1', '203.0.113.1'), 'i1');
+      await store.nodes().register(info('ams-1', '203.0.113.2'), 'i2');
+      // Fresh heartbeats before each run: a node silent for 6 s is down, which changes the note.
+      const nodes = async (...args: string[]) => {
+        await store.nodes().heartbeat('fra-1', 'i1', 0);
+        await store.nodes().heartbeat('ams-1', 'i2', 0);
+        return runLadder(['nodes', '--store', pg!.url, ...args], { killAfterMs: 30_000 });
+      };
+
+      const first = await nodes('block', 'ams-1');
+      assert.equal(first.code, 0, first.stderr);
+      assert.equal(first.stdout, 'node ams-1 is blocked\n');
+      assert.equal(first.stderr, '', 'fra-1 is still listed: nothing to say');
+
+      const last = await nodes('block', 'fra-1');
+      assert.equal(last.code, 0, last.stderr);
+      assert.equal(last.stdout, 'node fra-1 is blocked\n');
+      assert.equal(
+        last.stderr,
+        'ladder: no node is listed in the keys now (every node is blocked, suspected or down): dynamic keys and subscriptions give hostnameForAccessKeys, 203.0.113.1 (an address of node fra-1, blocked); unblock a node, add one, or set it with PUT /server/hostname-for-access-keys\n',
+      );
+
+      // A mistyped name: the nearest node's name, nothing changed.
+      const typo = await nodes('unblock', 'fra1');
+      assert.equal(typo.code, 2);
+      assert.equal(typo.stderr, 'ladder: no node named "fra1" (did you mean "fra-1"?)\n');
+      assert.equal((await store.nodes().get('fra-1'))!.state, 'blocked');
+
+      const back = await nodes('unblock', 'ams-1');
+      assert.equal(back.code, 0, back.stderr);
+      assert.equal(back.stderr, '');
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   },
 );

@@ -97,6 +97,8 @@ interface TargetFlags {
   certSha256?: string;
   insecure?: boolean;
   init?: boolean;
+  /** --api came from LADDER_API (messages name the variable). */
+  apiFromEnv?: boolean;
 }
 
 /**
@@ -108,6 +110,7 @@ function targetOf(cmd: Command): TargetFlags {
   const f = storeTarget<TargetFlags>(cmd);
   if (f.api === undefined) return f;
   const apiFromEnv = cmd.getOptionValueSourceWithGlobals('api') === 'env';
+  f.apiFromEnv = apiFromEnv;
   const localTyped = f.dataDir !== undefined || (f.store !== undefined && !f.storeFromEnv) || f.init === true;
   if (apiFromEnv && localTyped) {
     note('LADDER_API ignored: --data-dir, --store or --init names a local store');
@@ -128,7 +131,14 @@ async function backendFor(flags: TargetFlags): Promise<KeysBackend> {
   if (flags.api !== undefined) {
     if (flags.dataDir !== undefined || flags.store !== undefined || flags.init)
       throw new UsageError('--api cannot be combined with --data-dir, --store or --init');
-    return new RemoteKeys(parseApiTarget(flags.api, flags.certSha256, flags.insecure === true));
+    return new RemoteKeys(
+      parseApiTarget(
+        flags.api,
+        flags.certSha256,
+        flags.insecure === true,
+        flags.apiFromEnv ? 'LADDER_API' : '--api',
+      ),
+    );
   }
   return LocalKeys.open(flags.dataDir ?? DEFAULT_DATA_DIR, flags.store, flags.init === true);
 }
@@ -204,7 +214,9 @@ async function printUrls(b: KeysBackend, id: string, qr: boolean, png?: string):
     if (qr) say((await QRCode.toString(url, { type: 'terminal', small: true })).trimEnd());
   }
   if (u.prefix !== undefined)
-    say(`Outline prefix: ${u.prefix} (change: ${ladderCommand()} keys edit ID --prefix auto|off|<value>)`);
+    say(
+      `Outline prefix: ${u.prefix} (change: ${ladderCommand()} keys edit ${printable(id)} --prefix auto|off|<value>)`,
+    );
   if (png !== undefined) say(`QR code written to ${png}`);
 }
 

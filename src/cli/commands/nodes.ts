@@ -6,13 +6,14 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
+import { didYouMean } from '../../protocol/near-miss.js';
 import { isHostName } from '../../shared/parse.js';
 import { ladderCommand } from '../../shared/invocation.js';
 import type { NodeRecord, NodeRegistry, ServerSettings } from '../../store/index.js';
 import { oneLineCommand, UsageError } from '../errors.js';
 import { printable, printableJson } from '../terminal.js';
 import { alignColumns } from './keys/format.js';
-import { openStoreOrExplain, storeTarget, withStoreOptions } from './store-command.js';
+import { note, openStoreOrExplain, storeTarget, withStoreOptions } from './store-command.js';
 
 interface StoreFlags {
   dataDir?: string;
@@ -24,6 +25,8 @@ interface StoreFlags {
 async function withRegistry<T>(
   flags: StoreFlags,
   fn: (nodes: NodeRegistry, settings: () => Promise<ServerSettings>) => Promise<T>,
+  /** The node the command names: an unknown one is answered with the nearest existing name. */
+  name?: string,
 ): Promise<T> {
   const { NodeError, parseStoreLocation } = await import('../../store/index.js');
   const loc = parseStoreLocation(flags.store, resolve(flags.dataDir ?? DEFAULT_DATA_DIR));
@@ -35,6 +38,10 @@ async function withRegistry<T>(
   try {
     return await fn(store.nodes(), () => store.getSettings());
   } catch (err) {
+    if (err instanceof NodeError && err.code === 'NODE_NOT_FOUND' && name !== undefined) {
+      const names = (await store.nodes().list()).map((n) => n.name);
+      throw new UsageError(`${err.message}${didYouMean(name, names, (n) => `"${printable(n)}"`)}`);
+    }
     if (err instanceof NodeError) throw new UsageError(err.message);
     throw err;
   } finally {
@@ -70,6 +77,19 @@ export function formatNodes(nodes: readonly NodeRecord[], listed: ReadonlySet<st
     ]);
   }
   return alignColumns(rows);
+}
+
+/**
+ * When no node is left to list (every one blocked, suspected or down), dynamic keys and
+ * subscriptions give the store's hostnameForAccessKeys, as a lone server would: say so, and whose
+ * address that is when a node is out of the keys with it.
+ */
+export function fallbackNote(all: readonly NodeRecord[], host: string): string {
+  const owner = all.find((x) => x.addresses.includes(host));
+  const whose = owner
+    ? ` (an address of node ${printable(owner.name)}, ${owner.down ? 'down' : owner.suspectedAddresses.includes(host) ? 'suspected' : owner.state})`
+    : '';
+  return `no node is listed in the keys now (every node is blocked, suspected or down): dynamic keys and subscriptions give hostnameForAccessKeys, ${printable(host)}${whose}; unblock a node, add one, or set it with PUT /server/hostname-for-access-keys`;
 }
 
 const EXAMPLES = `
@@ -141,8 +161,22 @@ export function registerNodes(program: Command): void {
       .description(`${what}; clients follow at their next fetch`);
     if (verb === 'block') c.option('--reason <text>', 'why (shown in nodes list --json and GET /nodes)');
     c.action(async (name: string, o: { reason?: string }, cmd: Command) => {
-      const n = await withRegistry(flagsOf(cmd), (reg) => reg.setState(name, state, o.reason ?? null));
+      const { keyAddresses, listedNodes } = await import('../../store/index.js');
+      const [n, unlisted] = await withRegistry(
+        flagsOf(cmd),
+        async (reg, settings) => {
+          const changed = await reg.setState(name, state, o.reason ?? null);
+          const all = await reg.list();
+          const listed = listedNodes(all).filter((x) => keyAddresses(x).length > 0);
+          return [
+            changed,
+            listed.length === 0 ? fallbackNote(all, (await settings()).hostnameForAccessKeys) : '',
+          ];
+        },
+        name,
+      );
       say(`node ${printable(n.name)} is ${n.state}${n.down ? ' (and down: no heartbeat)' : ''}`);
+      if (unlisted) note(unlisted);
     });
   }
 
@@ -151,7 +185,7 @@ export function registerNodes(program: Command): void {
     .description('forget a node (refused while its heartbeat is fresh; stop it first)')
     .option('--force', 'remove even while it runs (it registers again at its next heartbeat)')
     .action(async (name: string, o: { force?: boolean }, cmd: Command) => {
-      await withRegistry(flagsOf(cmd), (reg) => reg.remove(name, o.force === true));
+      await withRegistry(flagsOf(cmd), (reg) => reg.remove(name, o.force === true), name);
       say(`node ${printable(name)} removed`);
     });
 
@@ -167,7 +201,7 @@ export function registerNodes(program: Command): void {
         throw new UsageError(
           `nodes add-address: "${printable(address.slice(0, 80))}" is not an IP address or a DNS name`,
         );
-      const n = await withRegistry(flagsOf(cmd), (reg) => reg.addAddress(name, address));
+      const n = await withRegistry(flagsOf(cmd), (reg) => reg.addAddress(name, address), name);
       say(`node ${printable(n.name)}: addresses ${n.addresses.map(printable).join(', ')}`);
     });
 }

@@ -20,5 +20,18 @@ test('--api with a URL and its fingerprint: the target, trailing slashes removed
   assert.deepEqual(parseApiTarget('https://127.0.0.1:9/abc/', pin.toLowerCase(), false), {
     apiUrl: 'https://127.0.0.1:9/abc',
     certSha256: pin,
+    certFrom: '--cert-sha256',
   });
+});
+
+test('the pin is named where it came from: --cert-sha256, or the certSha256 in --api / LADDER_API', () => {
+  const pin = 'AB'.repeat(32);
+  const cfg = JSON.stringify({ apiUrl: 'https://127.0.0.1:9/abc', certSha256: pin });
+  assert.equal(parseApiTarget(cfg, undefined, false).certFrom, 'the certSha256 in --api');
+  assert.equal(parseApiTarget(cfg, undefined, false, 'LADDER_API').certFrom, 'the certSha256 in LADDER_API');
+  assert.equal(parseApiTarget(cfg, pin, false).certFrom, '--cert-sha256');
+  assert.throws(
+    () => parseApiTarget('https://127.0.0.1:9/abc', undefined, false, 'LADDER_API'),
+    /^UsageError: LADDER_API: give the certificate fingerprint/,
+  );
 });

@@ -8,26 +8,44 @@ import type { LimitPeriod } from '../../../store/index.js';
 import { UsageError } from '../../errors.js';
 import { notFound, type AddOptions, type KeysBackend, type KeyUrls, type KeyView } from './backend.js';
 
-/** `--api`: an apiUrl, or the whole access config line {"apiUrl":…,"certSha256":…}. */
+/** Where the API target came from: messages name what the user typed or set. */
+export type ApiSource = '--api' | 'LADDER_API';
+
+export interface ApiTarget {
+  apiUrl: string;
+  certSha256?: string;
+  /** What gave the pin (`--cert-sha256`, or the access config's certSha256 in --api/LADDER_API). */
+  certFrom?: string;
+}
+
+/**
+ * `--api` (or LADDER_API, `source`): an apiUrl, or the whole access config line
+ * {"apiUrl":…,"certSha256":…}.
+ */
 export function parseApiTarget(
   api: string,
   certFlag: string | undefined,
   insecure: boolean,
-): { apiUrl: string; certSha256?: string } {
+  source: ApiSource = '--api',
+): ApiTarget {
   let apiUrl = api.trim();
   let cert = certFlag;
+  let certFrom = '--cert-sha256';
   if (apiUrl.startsWith('{')) {
     let cfg: { apiUrl?: unknown; certSha256?: unknown };
     try {
       cfg = JSON.parse(apiUrl) as typeof cfg;
     } catch {
       throw new UsageError(
-        '--api: looks like JSON but does not parse; paste the whole {"apiUrl":…,"certSha256":…} line',
+        `${source}: looks like JSON but does not parse; paste the whole {"apiUrl":…,"certSha256":…} line`,
       );
     }
-    if (typeof cfg.apiUrl !== 'string') throw new UsageError('--api: the JSON has no "apiUrl" string');
+    if (typeof cfg.apiUrl !== 'string') throw new UsageError(`${source}: the JSON has no "apiUrl" string`);
     apiUrl = cfg.apiUrl;
-    if (cert === undefined && typeof cfg.certSha256 === 'string') cert = cfg.certSha256;
+    if (cert === undefined && typeof cfg.certSha256 === 'string') {
+      cert = cfg.certSha256;
+      certFrom = `the certSha256 in ${source}`;
+    }
   }
   let u: URL;
   try {
@@ -35,19 +53,20 @@ export function parseApiTarget(
   } catch {
     // Not echoed: what was typed may hold the API's secret path.
     throw new UsageError(
-      '--api: not a URL (expected https://HOST:PORT/SECRET, or the access config JSON line)',
+      `${source}: not a URL (expected https://HOST:PORT/SECRET, or the access config JSON line)`,
     );
   }
-  if (u.protocol !== 'https:') throw new UsageError('--api: the management API URL must start with https://');
+  if (u.protocol !== 'https:')
+    throw new UsageError(`${source}: the management API URL must start with https://`);
   if (cert !== undefined) {
     const hex = cert.replace(/:/g, '').toUpperCase();
     if (!/^[0-9A-F]{64}$/.test(hex))
-      throw new UsageError('--cert-sha256: expected 64 hex digits (colons allowed)');
-    return { apiUrl: apiUrl.replace(/\/+$/, ''), certSha256: hex };
+      throw new UsageError(`${certFrom}: expected 64 hex digits (colons allowed)`);
+    return { apiUrl: apiUrl.replace(/\/+$/, ''), certSha256: hex, certFrom };
   }
   if (!insecure) {
     throw new UsageError(
-      '--api: give the certificate fingerprint (--cert-sha256, or paste the whole access config JSON), or --insecure',
+      `${source}: give the certificate fingerprint (--cert-sha256, or the whole access config JSON), or --insecure`,
     );
   }
   return { apiUrl: apiUrl.replace(/\/+$/, '') };
@@ -67,7 +86,7 @@ function shownBody(text: string): string {
 
 /** One HTTPS request with the certificate pinned by SHA-256: nothing is sent before the pin matches. */
 export async function pinnedRequest(
-  target: { apiUrl: string; certSha256?: string },
+  target: ApiTarget,
   method: string,
   path: string,
   body?: unknown,
@@ -92,7 +111,7 @@ export async function pinnedRequest(
     if (fp !== target.certSha256) {
       socket.destroy();
       throw new UsageError(
-        `the server's certificate does not match --cert-sha256 (got ${fp ?? 'none'}); refusing to send anything`,
+        `the server's certificate does not match ${target.certFrom ?? '--cert-sha256'} (got ${fp ?? 'none'}); refusing to send anything`,
       );
     }
   }
@@ -175,7 +194,7 @@ const isTransfer = (v: unknown): v is { bytesTransferredByUserId: Record<string,
 };
 
 export class RemoteKeys implements KeysBackend {
-  constructor(private readonly target: { apiUrl: string; certSha256?: string }) {}
+  constructor(private readonly target: ApiTarget) {}
 
   /** The answer's text and its JSON (undefined when empty); an error status or text that is not JSON refused. */
   async #request(
