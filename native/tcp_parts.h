@@ -18,7 +18,9 @@ int TcpConnectStart(const char* ip, int32_t port, int* err);
 
 // tcp_connect.cc: whether fd's connection is established (TCP_INFO's state; false when unknown).
 // A loopback connect usually is when a non-blocking connect(2) returns (EINPROGRESS and all):
-// the kernel ran the handshake inside the call.
+// the kernel ran the handshake inside the call. Call it right after TcpConnectStart made fd, on
+// the same thread: it asks the kernel only when that connect's destination is the loopback (any
+// other cannot be done yet; false with no system call).
 bool Established(int fd);
 
 // Throws the error of a connect refused at once: code ERR_LADDER_CONNECT, `errno` = -e.
