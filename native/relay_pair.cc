@@ -739,10 +739,17 @@ void Connected(Relay* r) {
 // destination's interest changes from EPOLLOUT, or none, to what the relay wants). False when
 // the client's socket cannot be taken or polled (r->s[0].fd holds it if it was taken).
 bool Relaying(Relay* r) {
-  const int fd = AcceptTake(r->env, r->client_id);
+  // The accept's watch comes along as it is (LADDER_ACCEPT_WATCH_MOVE=0: out of the set and in
+  // again, a DEL and an ADD): the client's socket stays in the set for its reads.
+  static const bool move = [] {
+    const char* v = getenv("LADDER_ACCEPT_WATCH_MOVE");
+    return v == nullptr || strcmp(v, "0") != 0;
+  }();
+  const int fd = move ? AcceptTake(r->env, r->client_id, &r->s[0].watch, OnPoll<0>, r)
+                      : AcceptTake(r->env, r->client_id);
   if (fd < 0) return false;
   r->s[0].fd = fd;
-  if (!PollStart(r->env, &r->s[0].watch, fd, 0, OnPoll<0>, r)) return false;
+  if (r->s[0].watch.token == 0 && !PollStart(r->env, &r->s[0].watch, fd, 0, OnPoll<0>, r)) return false;
   r->connecting = false;
   r->last = uv_now(r->loop->uv);
   Begin(r);

@@ -207,6 +207,18 @@ void PollEnd(PollWatch* w) { EndWatch(w, true); }
 
 void PollEndForClose(PollWatch* w) { EndWatch(w, t_poll != nullptr && t_poll->keep_del); }
 
+bool PollMove(PollWatch* from, PollWatch* to, PollFn fn, void* target) {
+  Poller* p = t_poll;
+  if (p == nullptr || from->token == 0 || to->token != 0) return false;
+  const uint32_t slot = static_cast<uint32_t>(from->token);
+  if (slot >= p->slots.size() || p->slots[slot].gen != static_cast<uint32_t>(from->token >> 32)) return false;
+  p->slots[slot].fn = fn;
+  p->slots[slot].target = target;
+  *to = *from;
+  *from = PollWatch{};
+  return true;
+}
+
 void PollPark(PollWatch* w) {
   Poller* p = t_poll;
   if (p == nullptr || w->token == 0 || w->events == 0) return PollEnd(w);

@@ -59,6 +59,12 @@ void PollEnd(PollWatch* w);
 // dropped as those of any ended watch are (the token names nothing).
 void PollEndForClose(PollWatch* w);
 
+// Hands the watch `from` (in the set or not) to another owner, as it is (no epoll_ctl): `to` takes
+// its registration and interest, and events go to fn(target) from now on (one fetched in the
+// same wake-up too: it is the same descriptor's). `from` is left ended. False, with nothing
+// moved, when `from` has no watch or `to` has one.
+bool PollMove(PollWatch* from, PollWatch* to, PollFn fn, void* target);
+
 // A descriptor handed on without leaving the set and joining it again (an epoll_ctl DEL + ADD
 // saved): the client's SOCKS5 front parks a connection's watch while JS decides (PollPark); a
 // tunnel that starts its relay inside that call arms the adoption for the descriptor it holds

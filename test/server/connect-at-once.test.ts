@@ -21,6 +21,7 @@ import { nativeRelay } from '../../src/transport/native-sockets.js';
 import { nativeAccept, nativeAcceptLive } from '../../src/transport/native-stream.js';
 import { usageTotals } from '../helpers/data-plane.js';
 import { fdOf, freePort, readExactly, startEcho, type TestServer } from '../helpers/net.js';
+import { relayConnectRandom } from '../helpers/relay-connect.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
@@ -67,20 +68,8 @@ describe(
         fd,
         (id) => {
           acc.connRead(id, false); // JS keeps it paused while dialling, as connection.ts does
-          const addon = fns as unknown as { create(m: number, k: Uint8Array, enc: boolean): object };
           const before = nativeAcceptLive();
-          fns!.relayConnect!(
-            id,
-            ip,
-            echo.port,
-            2000,
-            addon.create(1, randomBytes(32), false),
-            addon.create(1, randomBytes(32), true),
-            [undefined, undefined, Buffer.from('x')],
-            2000,
-            (reason) => ends.push(reason),
-            atOnce,
-          );
+          relayConnectRandom(fns!, id, ip, echo.port, (reason) => ends.push(reason), atOnce);
           seen.push({ atOnce, ip, before, after: nativeAcceptLive() });
         },
         () => {},
