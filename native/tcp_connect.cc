@@ -107,7 +107,7 @@ void OnWritable(void* target, uint32_t /*events*/) {
 }
 
 // The last socket TcpConnectStart made on this thread when its connect may have completed inside
-// connect(2) (kLocal: the destination is this host's loopback; kDone: connect returned 0), else
+// connect(2) (its destination is this host's loopback, or connect returned 0: t_local_done), else
 // -1. Only such a connect can be established when the call returns: the handshake runs inside
 // it only when the SYN goes over the loopback device, so a TCP_INFO query of any other is a
 // system call that always says "not yet" (1.5-2 µs here). The host's own non-loopback addresses
