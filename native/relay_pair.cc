@@ -139,6 +139,7 @@ struct Side {
   PollWatch watch;    // its interest (EPOLLIN, EPOLLOUT) in the thread's epoll set; 0: out of it
   bool eof = false;   // read returned 0: no more reads from this side
   bool shut = false;  // its write half was shut down
+  bool sole = false;  // fd is the socket's only descriptor (taken over, not a dup): see Stop
   Out out;            // bytes to write to this side
 };
 
@@ -226,7 +227,12 @@ bool Stop(Relay* r) {
   l->live.pop_back();
   StopTimerIfIdle(l);
   for (Side& side : r->s) {
-    PollEnd(&side.watch);  // out of the epoll set before the fd is closed
+    // Out of the epoll set before the fd is closed: by the close itself when the relay holds the
+    // socket's only descriptor (one it was handed, owned, or made: tcpConnect, connRelease, the
+    // SOCKS5 front's accept, relayConnect's connect and AcceptTake, all close-on-exec and given
+    // up by their makers), else (a dup: the caller's descriptor may still be open) by a DEL.
+    if (side.sole && side.fd >= 0) PollEndForClose(&side.watch);
+    else PollEnd(&side.watch);
     if (side.fd >= 0) close(side.fd);
     side.fd = -1;
     side.out.Free();
@@ -733,10 +739,17 @@ void Connected(Relay* r) {
 // destination's interest changes from EPOLLOUT, or none, to what the relay wants). False when
 // the client's socket cannot be taken or polled (r->s[0].fd holds it if it was taken).
 bool Relaying(Relay* r) {
-  const int fd = AcceptTake(r->env, r->client_id);
+  // The accept's watch comes along as it is (LADDER_ACCEPT_WATCH_MOVE=0: out of the set and in
+  // again, a DEL and an ADD): the client's socket stays in the set for its reads.
+  static const bool move = [] {
+    const char* v = getenv("LADDER_ACCEPT_WATCH_MOVE");
+    return v == nullptr || strcmp(v, "0") != 0;
+  }();
+  const int fd = move ? AcceptTake(r->env, r->client_id, &r->s[0].watch, OnPoll<0>, r)
+                      : AcceptTake(r->env, r->client_id);
   if (fd < 0) return false;
   r->s[0].fd = fd;
-  if (!PollStart(r->env, &r->s[0].watch, fd, 0, OnPoll<0>, r)) return false;
+  if (r->s[0].watch.token == 0 && !PollStart(r->env, &r->s[0].watch, fd, 0, OnPoll<0>, r)) return false;
   r->connecting = false;
   r->last = uv_now(r->loop->uv);
   Begin(r);
@@ -776,6 +789,8 @@ napi_value RelayPair(napi_env env, napi_callback_info info) {
   }
   Relay* r = NewRelay(a, 2, 4, 6, 8);
   if (r == nullptr) return nullptr;
+  r->s[0].sole = client_owned;
+  r->s[1].sole = owned;
   r->s[0].fd = client_owned ? fds[0] : fcntl(fds[0], F_DUPFD_CLOEXEC, 0);
   owned_client.fd = -1;  // r->s[0].fd now: closed by Undo or by the relay
   if (r->s[0].fd < 0) return Undo(env, r, "relayPair: cannot duplicate the sockets", false);
@@ -811,6 +826,7 @@ napi_value RelayConnect(napi_env env, napi_callback_info info) {
   if (r == nullptr) return nullptr;
   if (r->dec == nullptr) return Undo(env, r, "relayConnect: needs a decoder and an encoder", true);
   int e = 0;
+  r->s[0].sole = r->s[1].sole = true;  // AcceptTake's and TcpConnectStart's: nobody else's
   r->s[1].fd = TcpConnectStart(ip, port, &e);
   if (r->s[1].fd == -2) return Undo(env, r, usage, true);
   if (r->s[1].fd < 0) {

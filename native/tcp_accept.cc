@@ -869,11 +869,13 @@ napi_value ConnRelease(napi_env env, napi_callback_info info) {
   return Number(env, fd);
 }
 
-int AcceptTake(napi_env env, int64_t id) {
+int AcceptTake(napi_env env, int64_t id, PollWatch* into, PollFn fn, void* target) {
   Thread* t = t_thread;
   Conn* c = t != nullptr && t->env == env ? Lookup(t, id) : nullptr;
   if (c == nullptr || c->waiting) return -1;
   const int fd = c->fd;
+  // Moved: Retire then finds no watch to take out of the set, and no polling to stop.
+  if (into != nullptr && PollMove(&c->watch, into, fn, target)) c->polling = false;
   Retire(c, true);
   return fd;
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "common.h"
+#include "thread_poll.h"
 
 namespace ladder {
 
@@ -18,7 +19,9 @@ int TcpConnectStart(const char* ip, int32_t port, int* err);
 
 // tcp_connect.cc: whether fd's connection is established (TCP_INFO's state; false when unknown).
 // A loopback connect usually is when a non-blocking connect(2) returns (EINPROGRESS and all):
-// the kernel ran the handshake inside the call.
+// the kernel ran the handshake inside the call. Call it right after TcpConnectStart made fd, on
+// the same thread: it asks the kernel only when that connect's destination is the loopback (any
+// other cannot be done yet; false with no system call).
 bool Established(int fd);
 
 // Throws the error of a connect refused at once: code ERR_LADDER_CONNECT, `errno` = -e.
@@ -29,8 +32,11 @@ void ThrowConnectErrno(napi_env env, int e);
 int TcpConnectOrThrow(napi_env env, const char* ip, int32_t port, const char* not_literal);
 
 // tcp_accept.cc: connRelease in C++: stops reading connection `id` (accepted on this thread) and
-// gives its socket to the caller; -1 when the id is not live.
-int AcceptTake(napi_env env, int64_t id);
+// gives its socket to the caller; -1 when the id is not live. With `into` (an ended watch), the
+// connection's watch moves there as it is (PollMove: its events to fn(target)), so a socket
+// polled for reads stays in the epoll set (no DEL and ADD again); into->token is 0 when the
+// connection had none to move.
+int AcceptTake(napi_env env, int64_t id, PollWatch* into = nullptr, PollFn fn = nullptr, void* target = nullptr);
 
 #endif  // __linux__
 

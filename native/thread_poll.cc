@@ -4,6 +4,7 @@
 #include "napi_args.h"
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <vector>
@@ -39,6 +40,7 @@ struct Poller {
   PollWatch parked;      // PollPark's watch: in the set, its slot's fn null (events dropped)
   bool adopt = false;    // the next PollStart of parked.fd takes it
   uint32_t adopted = 0;  // parked watches taken as they were (tests)
+  bool keep_del = false;  // LADDER_CLOSE_SKIPS_DEL=0: PollEndForClose makes its DEL as PollEnd does
 };
 
 thread_local Poller* t_poll = nullptr;
@@ -83,6 +85,8 @@ Poller* PollerFor(napi_env env) {
   Poller* p = new (std::nothrow) Poller();
   if (p == nullptr) return nullptr;
   p->env = env;
+  const char* skip = getenv("LADDER_CLOSE_SKIPS_DEL");  // for A/B measures (docs/benchmarks.md)
+  p->keep_del = skip != nullptr && strcmp(skip, "0") == 0;
   p->ep = epoll_create1(EPOLL_CLOEXEC);
   if (p->ep < 0 || uv_poll_init(uv, &p->poll, p->ep) != 0) {
     if (p->ep >= 0) close(p->ep);
@@ -172,14 +176,18 @@ bool PollSet(PollWatch* w, uint32_t events) {
   return true;
 }
 
-void PollEnd(PollWatch* w) {
+namespace {
+
+void EndWatch(PollWatch* w, bool del) {
   if (w->token == 0) return;
   Poller* p = t_poll;
   if (p != nullptr) {
     if (w->events != 0) {
-      epoll_event ev;
-      memset(&ev, 0, sizeof(ev));
-      epoll_ctl(p->ep, EPOLL_CTL_DEL, w->fd, &ev);  // a failure (fd closed already) changes nothing
+      if (del) {
+        epoll_event ev;
+        memset(&ev, 0, sizeof(ev));
+        epoll_ctl(p->ep, EPOLL_CTL_DEL, w->fd, &ev);  // a failure (fd closed already) changes nothing
+      }
       if (--p->refs == 0) uv_unref(reinterpret_cast<uv_handle_t*>(&p->poll));
     }
     const uint32_t slot = static_cast<uint32_t>(w->token);
@@ -191,6 +199,24 @@ void PollEnd(PollWatch* w) {
   w->token = 0;
   w->events = 0;
   w->fd = -1;
+}
+
+}  // namespace
+
+void PollEnd(PollWatch* w) { EndWatch(w, true); }
+
+void PollEndForClose(PollWatch* w) { EndWatch(w, t_poll != nullptr && t_poll->keep_del); }
+
+bool PollMove(PollWatch* from, PollWatch* to, PollFn fn, void* target) {
+  Poller* p = t_poll;
+  if (p == nullptr || from->token == 0 || to->token != 0) return false;
+  const uint32_t slot = static_cast<uint32_t>(from->token);
+  if (slot >= p->slots.size() || p->slots[slot].gen != static_cast<uint32_t>(from->token >> 32)) return false;
+  p->slots[slot].fn = fn;
+  p->slots[slot].target = target;
+  *to = *from;
+  *from = PollWatch{};
+  return true;
 }
 
 void PollPark(PollWatch* w) {

@@ -49,6 +49,22 @@ bool PollSet(PollWatch* w, uint32_t events);
 // Ends the watch (out of the set; call it before closing or handing on the fd). Idempotent.
 void PollEnd(PollWatch* w);
 
+// PollEnd for a descriptor the caller closes right after, when it holds the only descriptor of
+// the socket (no dup of it anywhere, none left to JS or libuv): close(2) then releases the open
+// file, and the kernel takes it out of every epoll set itself, so the epoll_ctl DEL is skipped.
+// Where another descriptor may remain (the caller's dup, a net.Socket's), use PollEnd: the
+// registration would outlive the close and report the socket's events until that one closes.
+// A fork's child holds copies of every descriptor until its exec (all of the addon's are
+// close-on-exec): in that window the set may report events of a closed watch, which are
+// dropped as those of any ended watch are (the token names nothing).
+void PollEndForClose(PollWatch* w);
+
+// Hands the watch `from` (in the set or not) to another owner, as it is (no epoll_ctl): `to` takes
+// its registration and interest, and events go to fn(target) from now on (one fetched in the
+// same wake-up too: it is the same descriptor's). `from` is left ended. False, with nothing
+// moved, when `from` has no watch or `to` has one.
+bool PollMove(PollWatch* from, PollWatch* to, PollFn fn, void* target);
+
 // A descriptor handed on without leaving the set and joining it again (an epoll_ctl DEL + ADD
 // saved): the client's SOCKS5 front parks a connection's watch while JS decides (PollPark); a
 // tunnel that starts its relay inside that call arms the adoption for the descriptor it holds

@@ -21,6 +21,7 @@ import { nativeRelay } from '../../src/transport/native-sockets.js';
 import { nativeAccept, nativeAcceptLive } from '../../src/transport/native-stream.js';
 import { usageTotals } from '../helpers/data-plane.js';
 import { fdOf, freePort, readExactly, startEcho, type TestServer } from '../helpers/net.js';
+import { relayConnectRandom } from '../helpers/relay-connect.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
@@ -59,47 +60,46 @@ describe(
       await new Promise<void>((res) => srv.listen(0, '127.0.0.1', res));
       const port = (srv.address() as net.AddressInfo).port;
       const fd = fdOf(srv);
-      const seen: { atOnce: boolean; before: number; after: number }[] = [];
+      const seen: { atOnce: boolean; ip: string; before: number; after: number }[] = [];
       const ends: number[] = [];
       let atOnce = true;
+      let ip = '127.0.0.1';
       const listener = acc.acceptListen(
         fd,
         (id) => {
           acc.connRead(id, false); // JS keeps it paused while dialling, as connection.ts does
-          const addon = fns as unknown as { create(m: number, k: Uint8Array, enc: boolean): object };
           const before = nativeAcceptLive();
-          fns!.relayConnect!(
-            id,
-            '127.0.0.1',
-            echo.port,
-            2000,
-            addon.create(1, randomBytes(32), false),
-            addon.create(1, randomBytes(32), true),
-            [undefined, undefined, Buffer.from('x')],
-            2000,
-            (reason) => ends.push(reason),
-            atOnce,
-          );
-          seen.push({ atOnce, before, after: nativeAcceptLive() });
+          relayConnectRandom(fns!, id, ip, echo.port, (reason) => ends.push(reason), atOnce);
+          seen.push({ atOnce, ip, before, after: nativeAcceptLive() });
         },
         () => {},
       );
       srv.close();
       try {
-        for (const mode of [true, false]) {
+        // The loopback as an IPv4-mapped IPv6 literal is a local destination too (TCP_INFO is
+        // asked only for those: tcp_connect.cc Established).
+        const modes: [boolean, string][] = [
+          [true, '127.0.0.1'],
+          [false, '127.0.0.1'],
+          [true, '::ffff:127.0.0.1'],
+        ];
+        for (const [mode, dest] of modes) {
           atOnce = mode;
+          ip = dest;
           const c = net.connect(port, '127.0.0.1');
           c.on('error', () => {});
           c.write('first bytes');
-          await waitFor(() => seen.length === (mode ? 1 : 2), { timeoutMs: 2000 });
+          const n = seen.length + 1;
+          await waitFor(() => seen.length === n, { timeoutMs: 2000 });
           await sleep(20);
           c.destroy();
         }
         assert.deepEqual(seen, [
-          { atOnce: true, before: 1, after: 0 },
-          { atOnce: false, before: 1, after: 1 },
+          { atOnce: true, ip: '127.0.0.1', before: 1, after: 0 },
+          { atOnce: false, ip: '127.0.0.1', before: 1, after: 1 },
+          { atOnce: true, ip: '::ffff:127.0.0.1', before: 1, after: 0 },
         ]);
-        await waitFor(() => ends.length === 2 && nativeAcceptLive() === 0 && fns!.relayLive() === 0, {
+        await waitFor(() => ends.length === 3 && nativeAcceptLive() === 0 && fns!.relayLive() === 0, {
           timeoutMs: 3000,
         });
       } finally {
