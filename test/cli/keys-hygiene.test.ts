@@ -3,7 +3,7 @@
 // is confirmed in one line, and nothing a key's name holds reaches the terminal raw.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openStore, parseStoreLocation } from '../../src/store/index.js';
 import { tempDir } from '../api/helpers.js';
@@ -63,6 +63,20 @@ test('--data-dir on an unreadable path (/proc/nope) fails at once with one line'
     refused(r, init.length ? /cannot create \/proc\/nope: / : /no key store at \/proc\/nope\/ladder\.db/);
     assert.ok(r.ms < baseline + 5_000, `took ${r.ms} ms (start-up ${baseline} ms)`);
   }
+});
+
+test("a store path that is a symbolic link to nothing: one line saying so (--init was SQLite's words)", async (t) => {
+  const dir = tempDir(t);
+  const link = join(dir, 'ladder.db');
+  symlinkSync(join(dir, 'gone', 'ladder.db'), link);
+  const why = new RegExp(
+    `^ladder: ${link}: a symbolic link to ${join(dir, 'gone', 'ladder.db')}, which does not exist \\(expected the SQLite key store\\)$`,
+  );
+  for (const args of [['list'], ['--init', 'add'], ['--store', `sqlite:${link}`, '--init', 'add']]) {
+    const r = await ladder(['keys', '--data-dir', dir, ...args]);
+    refused(r, why);
+  }
+  assert.ok(!existsSync(join(dir, 'gone')), 'nothing created');
 });
 
 test('every change is confirmed in one line; sizes, dates and periods are strict', async (t) => {
