@@ -113,6 +113,9 @@ test('every change is confirmed in one line; sizes, dates and periods are strict
 
   confirmed(await k('disable', '0'), /^key 0 "Alice": disabled$/);
   confirmed(await k('enable', '0'), /^key 0 "Alice": enabled$/);
+  // A blank name was taken (the API refuses an empty one): the key then read as unnamed everywhere.
+  refused(await k('rename', '0', ''), /^ladder: the new name must not be blank, got ""$/);
+  refused(await k('rename', '0', ' \t'), /^ladder: the new name must not be blank, got " \\t"$/);
   confirmed(await k('rename', '0', 'Bob'), /^renamed key 0: "Alice" → "Bob"$/);
   confirmed(await k('rm', '0'), /^deleted key 0 "Bob"$/);
   refused(await k('rm', '0'), /^ladder: no access key with id "0"$/);
