@@ -50,6 +50,7 @@ import { bindErrorCode, explainBindError } from '../../shared/listen.js';
 import { formatHostPort } from '../../shared/parse.js';
 import { clientFlagsSchema, parseFlags } from '../../config/flags.js';
 import { fileErrorWhy } from '../../config/errors.js';
+import { refuseBeside } from '../given-flags.js';
 import { commanderUsageError, isUserError, UsageError } from '../errors.js';
 import { untilSignal } from '../shutdown.js';
 
@@ -269,6 +270,7 @@ export function registerClient(program: Command): void {
       const fromCli = (name: string): boolean => cmd.getOptionValueSource(name) === 'cli';
       const stateDir = resolvePath(flags.stateDir ?? defaultStateDir());
       if (flags.status) {
+        refuseBeside(cmd, '--status', ['--state-dir'], "reads the running clients' status, starts none");
         process.stdout.write(statusReport(stateDir));
         return;
       }
