@@ -2,6 +2,8 @@
 // (node bin/ladder.js): each is now refused in one line (exit 2) or honoured.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { tempDir } from '../api/helpers.js';
 import { escapeRe as esc, oneUsageLine, runLadder } from '../helpers/ladder-run.js';
 
@@ -21,4 +23,48 @@ test('client --status with flags it would ignore is refused, naming them as give
   const ok = await runLadder(['client', '--status', '--state-dir', dir], { killAfterMs: 20_000 });
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(ok.stdout, /^no ladder client status in /);
+});
+
+test("two listeners on one port in a config file name the file once (it was 'FILE: port and FILE: web.port')", async (t) => {
+  const dir = tempDir(t);
+  const server = join(dir, 'server.json');
+  const password = 'a long enough test password';
+  writeFileSync(
+    server,
+    JSON.stringify({
+      port: 18399,
+      host: '127.0.0.1',
+      keys: [{ id: 'a', method: 'chacha20-ietf-poly1305', password }],
+      web: { port: 18399 },
+    }),
+  );
+  oneUsageLine(
+    await runLadder(['server', '--config', server], { killAfterMs: 20_000 }),
+    'server --config',
+    new RegExp(
+      `^ladder: ${esc(server)}: port and web\\.port both name port 18399: give each listener its own port$`,
+    ),
+  );
+  // A flag and a field: both named, the field with its file.
+  oneUsageLine(
+    await runLadder(['server', '--config', server, '--port', '18400', '--web-port', '18400'], {
+      killAfterMs: 20_000,
+    }),
+    'server --config --port --web-port',
+    /^ladder: --port and --web-port both name port 18400: /,
+  );
+  const client = join(dir, 'client.json');
+  writeFileSync(client, JSON.stringify({ keys: [KEY], socks: '127.0.0.1:18401', http: '127.0.0.1:18401' }));
+  oneUsageLine(
+    await runLadder(['client', '--config', client], { killAfterMs: 20_000 }),
+    'client --config',
+    new RegExp(
+      `^ladder: ${esc(client)}: "socks" and "http" both name 127\\.0\\.0\\.1:18401: give each proxy its own port$`,
+    ),
+  );
+  oneUsageLine(
+    await runLadder(['client', '--config', client, '--http', '127.0.0.1:18401'], { killAfterMs: 20_000 }),
+    'client --config --http',
+    new RegExp(`^ladder: ${esc(client)}: "socks" and --http both name 127\\.0\\.0\\.1:18401: `),
+  );
 });
