@@ -22,3 +22,25 @@ export function refuseBeside(cmd: Command, flag: string, allowed: readonly strin
   const ignored = givenFlags(cmd).filter((f) => f !== flag && !allowed.includes(f));
   if (ignored.length > 0) throw new UsageError(`${flag} ${why}: drop ${ignored.join(', ')}`);
 }
+
+/**
+ * A subcommand's refusal of its parent's flags (commander hands the parent every flag it knows,
+ * wherever it stands: `server access-config --show-urls` set the server's --show-urls, unused):
+ * `PATH does not take --a (an option of `ladder PARENT` itself): HINT`; `allowed` are the parent's flags
+ * the subcommand reads (optsWithGlobals); `hints` end the line for a flag a user may well mean here.
+ */
+export function refuseParentFlags(
+  cmd: Command,
+  path: string,
+  allowed: readonly string[],
+  hints: Readonly<Record<string, string>> = {},
+): void {
+  if (cmd.parent === null) return;
+  const ignored = givenFlags(cmd.parent).filter((f) => !allowed.includes(f));
+  if (ignored.length === 0) return;
+  const what = ignored.length === 1 ? 'an option' : 'options';
+  const hint = ignored.map((f) => hints[f]).find((h) => h !== undefined);
+  throw new UsageError(
+    `${path} does not take ${ignored.join(', ')} (${what} of \`ladder ${cmd.parent.name()}\` itself)${hint ? `: ${hint}` : ''}`,
+  );
+}

@@ -68,3 +68,30 @@ test("two listeners on one port in a config file name the file once (it was 'FIL
     new RegExp(`^ladder: ${esc(client)}: "socks" and --http both name 127\\.0\\.0\\.1:18401: `),
   );
 });
+
+test("server access-config / rotate-cert refuse the server's own flags (they were ignored); --data-dir and --store are theirs", async (t) => {
+  const dir = tempDir(t);
+  const cases: Array<[string[], RegExp]> = [
+    [
+      ['server', 'access-config', '--show-urls'],
+      /^ladder: server access-config does not take --show-urls \(an option of `ladder server` itself\): it prints every key's URL already; a key's QR code: .*keys url ID$/,
+    ],
+    [
+      ['server', 'access-config', '--udp', '--port', '9000'],
+      /^ladder: server access-config does not take --port, --udp \(options of `ladder server` itself\)$/,
+    ],
+    [
+      ['server', '--web-port', '443', 'rotate-cert'],
+      /^ladder: server rotate-cert does not take --web-port \(an option of `ladder server` itself\)$/,
+    ],
+  ];
+  for (const [args, re] of cases)
+    oneUsageLine(await runLadder([...args, '--data-dir', dir], { killAfterMs: 20_000 }), args.join(' '), re);
+  // Its own flags still reach it (no store there yet: its own one-line answer).
+  for (const sub of ['access-config', 'rotate-cert'])
+    oneUsageLine(
+      await runLadder(['server', sub, '--data-dir', dir], { killAfterMs: 20_000 }),
+      sub,
+      new RegExp(`^ladder: no store at ${esc(join(dir, 'ladder.db'))}: `),
+    );
+});
