@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../api/helpers.js';
+import { run, waitForStdout } from '../helpers/cli-run.js';
 import { escapeRe as esc, oneUsageLine, runLadder } from '../helpers/ladder-run.js';
 
 const KEY = 'ss://Y2hhY2hhMjAtaWV0Zi1wb2x5MTMwNTpKUjAyaXlKYXZPVXpKTWtiUWxGUE9iQTlGUTJyX2pZVg@192.0.2.2:8388';
@@ -94,4 +95,33 @@ test("server access-config / rotate-cert refuse the server's own flags (they wer
       sub,
       new RegExp(`^ladder: no store at ${esc(join(dir, 'ladder.db'))}: `),
     );
+});
+
+test('the unmanaged server: --no-udp turns off a config file\'s "udp": true (it was ignored); --udp turns it on', async (t) => {
+  const dir = tempDir(t);
+  const file = join(dir, 'server.json');
+  const config = (udp: boolean): string =>
+    JSON.stringify({
+      port: 0,
+      host: '127.0.0.1',
+      udp,
+      keys: [{ id: 'a', method: 'chacha20-ietf-poly1305', password: 'a long enough test password' }],
+    });
+  const cases: Array<[boolean, string[], string]> = [
+    [true, ['--no-udp'], 'TCP'],
+    [true, [], 'TCP and UDP'],
+    [false, ['--udp'], 'TCP and UDP'],
+    [false, [], 'TCP'],
+  ];
+  for (const [udp, flags, says] of cases) {
+    writeFileSync(file, config(udp));
+    const r = run(['server', '--config', file, '--workers', '1', ...flags]);
+    try {
+      const [, what] = await waitForStdout(r, /^Ladder server listening on 127\.0\.0\.1:\d+ \(([^)]+)\)$/m);
+      assert.equal(what, says, `"udp": ${udp} ${flags.join(' ')}`);
+    } finally {
+      r.child.kill('SIGTERM');
+      await r.exit;
+    }
+  }
 });
