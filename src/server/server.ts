@@ -48,7 +48,6 @@ export const DEFAULT_IDLE_MS = DEFAULT_IDLE_SECONDS * 1000;
 export const DEFAULT_CONNECT_MS = DEFAULT_CONNECT_SECONDS * 1000;
 export type { ServerOptions, ServerTimeouts } from './server-options.js';
 
-
 /**
  * Shadowsocks server (SIP004 and SIP022/SIP023) on one port: many keys found by trial
  * decryption or identity header, exact salt replay filters, one uniform reaction to every
@@ -506,7 +505,9 @@ export class ShadowsocksServer implements ServerControl {
       set?.delete(c);
       if (set && set.size === 0) this.#byKey.delete(e.keyId);
     }
-    this.#log.debug({ status: e.status, keyId: e.keyId, durationMs: e.durationMs }, 'connection closed');
+    // Guarded: every connection ends here, and the object would be built for nothing.
+    if (this.#log.isLevelEnabled('debug'))
+      this.#log.debug({ status: e.status, keyId: e.keyId, durationMs: e.durationMs }, 'connection closed');
     this.#refusals?.closed(e);
     try {
       this.#hooks.onConnectionClosed?.(e);
