@@ -42,6 +42,7 @@ import { opt, posInt } from './args.js';
 import { instructions } from './callgrind.js';
 import { currentDist } from './dist.js';
 import { oneExchange } from './exchange.js';
+import { perfAttach, readPerfStat } from './perf-attach.js';
 import { median } from './stats.js';
 
 const argv = process.argv.slice(2);
@@ -240,56 +241,23 @@ const PERF_SYSCALLS = [
 /** perf record -g and perf stat of `pid` (every thread) into perfDir; stop() ends both. */
 async function perfOf(pid: number, name: string): Promise<{ stop(): Promise<Map<string, number>> }> {
   const dir = perfDir!;
-  const rec = spawn(
-    'perf',
-    [
-      'record',
-      '-q',
+  const statFile = join(dir, `perf.${name}.stat`);
+  const perf = perfAttach(pid, {
+    record: [
       '-g',
       '-e',
       opt('--perf-event', 'cpu-clock'),
       ...(argv.includes('--perf-event') ? ['-c', '1'] : ['-F', '4000']),
-      '-o',
-      join(dir, `perf.${name}.data`),
-      '-p',
-      String(pid),
     ],
-    { stdio: 'ignore' },
-  );
-  const statFile = join(dir, `perf.${name}.stat`);
-  const stat = spawn(
-    'perf',
-    [
-      'stat',
-      '-x',
-      ',',
-      '-o',
-      statFile,
-      '-e',
-      [...PERF_EVENTS, ...(argv.includes('--perf-syscalls') ? PERF_SYSCALLS : [])].join(','),
-      '-p',
-      String(pid),
-    ],
-    {
-      stdio: 'ignore',
-    },
-  );
+    recordTo: join(dir, `perf.${name}.data`),
+    statEvents: [...PERF_EVENTS, ...(argv.includes('--perf-syscalls') ? PERF_SYSCALLS : [])],
+    statTo: statFile,
+  });
   await new Promise((r) => setTimeout(r, 1000)); // attached
   return {
     async stop() {
-      await Promise.all(
-        [rec, stat].map((c) => {
-          const exited = new Promise((r) => c.once('exit', r));
-          c.kill('SIGINT');
-          return exited;
-        }),
-      );
-      const counts = new Map<string, number>();
-      for (const line of readFileSync(statFile, 'utf8').split('\n')) {
-        const f = line.split(',');
-        if (f.length >= 3 && /^\d+$/.test(f[0]!)) counts.set(f[2]!, Number(f[0]));
-      }
-      return counts;
+      await perf.stop();
+      return readPerfStat(statFile);
     },
   };
 }

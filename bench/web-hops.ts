@@ -29,7 +29,7 @@
  * TLS and Mux.Cool; --perf's hop table is for the WebSocket path only). Runs this checkout's
  * dist/, built first unless `--no-build`.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,6 +41,7 @@ import { opt, posInt } from './args.js';
 import { currentDist } from './dist.js';
 import { callgrindClient, callgrindServer, instructions, zeroCounts } from './callgrind.js';
 import { buildShortDriver, parseDrivers, shortConnections, type ShortResult } from './short-drivers.js';
+import { perfAttach } from './perf-attach.js';
 import { median } from './stats.js';
 
 const N = posInt('--n', 2000);
@@ -133,29 +134,12 @@ const TRACEPOINTS = [
 
 /** A recorder on `pid` (perf record of TRACEPOINTS, perf stat of syscalls and switches). */
 function perfOn(pid: number, name: string): ChildProcess[] {
-  const rec = spawn(
-    'perf',
-    ['record', '-q', '-o', join(dir, `${name}.data`), '-e', TRACEPOINTS.join(','), '-p', String(pid)],
-    {
-      stdio: 'ignore',
-    },
-  );
-  const stat = spawn(
-    'perf',
-    [
-      'stat',
-      '-x',
-      ',',
-      '-o',
-      join(dir, `${name}.stat`),
-      '-e',
-      'raw_syscalls:sys_enter,context-switches',
-      '-p',
-      String(pid),
-    ],
-    { stdio: 'ignore' },
-  );
-  return [rec, stat];
+  return perfAttach(pid, {
+    record: ['-e', TRACEPOINTS.join(',')],
+    recordTo: join(dir, `${name}.data`),
+    statEvents: ['raw_syscalls:sys_enter', 'context-switches'],
+    statTo: join(dir, `${name}.stat`),
+  }).children;
 }
 
 interface Ev {

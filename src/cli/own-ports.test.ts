@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkOwnPortsDistinct } from './own-ports.js';
+import { checkOwnPortsDistinct, twoSettings } from './own-ports.js';
 
 test('checkOwnPortsDistinct: one port for two listeners is named, unless their addresses differ', () => {
   assert.throws(
@@ -61,4 +61,13 @@ test('checkOwnPortsDistinct: one port for two listeners is named, unless their a
       /both name port 443/,
       `${x} ${y}`,
     );
+});
+
+test('twoSettings: two fields of one config file name the file once', () => {
+  assert.equal(twoSettings('/etc/s.json: port', '/etc/s.json: web.port'), '/etc/s.json: port and web.port');
+  assert.equal(twoSettings('a: b.json: "socks"', 'a: b.json: "http"'), 'a: b.json: "socks" and "http"');
+  assert.equal(twoSettings('--port', '--web-port'), '--port and --web-port');
+  assert.equal(twoSettings('/etc/s.json: port', '--web-port'), '/etc/s.json: port and --web-port');
+  assert.equal(twoSettings('x: port', 'y: port'), 'x: port and y: port');
+  assert.equal(twoSettings('x: port', 'x:'), 'x: port and x:');
 });

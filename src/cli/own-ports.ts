@@ -42,7 +42,17 @@ export function checkOwnPortsDistinct(ports: readonly OwnPort[]): void {
       const [a, portA, hostA] = given[j]!;
       const [b, portB, hostB] = given[i]!;
       if (portA === portB && overlap(hostA, hostB))
-        throw new UsageError(`${a} and ${b} both name port ${portA}: give each listener its own port`);
+        throw new UsageError(`${twoSettings(a, b)} both name port ${portA}: give each listener its own port`);
     }
   }
+}
+
+/**
+ * `A and B` for two settings' names; two fields of one config file name the file once
+ * (`FILE: port and web.port`, not `FILE: port and FILE: web.port`).
+ */
+export function twoSettings(a: string, b: string): string {
+  const i = a.lastIndexOf(': ');
+  const j = b.lastIndexOf(': ');
+  return i > 0 && i === j && a.slice(0, i) === b.slice(0, j) ? `${a} and ${b.slice(j + 2)}` : `${a} and ${b}`;
 }

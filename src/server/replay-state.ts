@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, readdir, readFile, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { DEFAULT_REPLAY_CAPACITY } from '../config/defaults.js';
 import { SALT_TTL_MS, SaltWindow } from '../protocol/shadowsocks/replay.js';
 import { SaltFilter } from '../protocol/shadowsocks/replay.js';
 import type { Clock } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
-import { replaceFile } from '../shared/data-file.js';
+import { replaceFile, tempPrefix } from '../shared/data-file.js';
 import { Periodic } from './periodic.js';
 import { ReplayStateError } from './replay-state-error.js';
 
@@ -49,7 +49,8 @@ async function readOrUndefined(file: string): Promise<Buffer | undefined> {
  * The state in a file, readable only by the owner, replaced whole by `replaceFile`: a temporary
  * file is written and fsynced, the current file becomes `FILE.prev` (the previous generation), the
  * temporary file is renamed into place and the directory fsynced. A failed write removes its
- * temporary file; the first read removes what an interrupted run left (`FILE.*.tmp`).
+ * temporary file; the first read removes what an interrupted run left (`FILE.*.tmp`, a long FILE
+ * cut as `tempPrefix` cuts it).
  */
 export function replayStateFile(file: string): ReplayStore {
   const prev = `${file}.prev`;
@@ -57,7 +58,7 @@ export function replayStateFile(file: string): ReplayStore {
   const sweep = async (): Promise<void> => {
     if (swept) return;
     swept = true;
-    const base = `${basename(file)}.`;
+    const base = tempPrefix(file);
     const names = await readdir(dirname(file)).catch(() => [] as string[]);
     await Promise.all(
       names

@@ -510,7 +510,9 @@ export class ShadowsocksServer implements ServerControl {
       set?.delete(c);
       if (set && set.size === 0) this.#byKey.delete(e.keyId);
     }
-    this.#log.debug({ status: e.status, keyId: e.keyId, durationMs: e.durationMs }, 'connection closed');
+    // Guarded: every connection ends here, and the object would be built for nothing.
+    if (this.#log.isLevelEnabled('debug'))
+      this.#log.debug({ status: e.status, keyId: e.keyId, durationMs: e.durationMs }, 'connection closed');
     this.#refusals?.closed(e);
     try {
       this.#hooks.onConnectionClosed?.(e);

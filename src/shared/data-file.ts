@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, fchmodSync, fsyncSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { open, readFile, rename, rm } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { CodedError } from './errors.js';
 
 /** A data-directory file that is there but unusable: `FILE: damaged (WHY); delete it to FIX`. */
@@ -69,10 +69,42 @@ export interface ReplaceOptions {
  * The temporary file beside `file`: a name no one can guess, created new (O_EXCL), so in a shared
  * directory (an output file in /tmp, `--replay-state /tmp/…`) another user's symlink at a
  * predictable name is never followed and a file another user left there cannot block the write.
- * It ends in `.tmp` after `FILE.`: what a crash leaves can be swept by that pattern.
+ * It is `tempPrefix(file)` + 16 random hex digits + `.tmp`: what a crash leaves can be swept by
+ * that pattern. The prefix keeps at most TEMP_PREFIX_BYTES of the file's name, so the temporary
+ * name is never longer than 255 bytes (NAME_MAX) whatever the length of the name it replaces.
  */
 function tempBeside(file: string): string {
-  return `${file}.${process.pid}.${randomBytes(8).toString('hex')}.tmp`;
+  return join(dirname(file), `${tempPrefix(file)}${randomBytes(8).toString('hex')}.tmp`);
+}
+
+/** Of the file's name, what its temporary files' names start with (bytes, then the dot). */
+const TEMP_PREFIX_BYTES = 200;
+
+/**
+ * What the names of `file`'s temporary files start with: `NAME.`, NAME cut to its first
+ * TEMP_PREFIX_BYTES bytes (UTF-8, at a character's start) when longer.
+ */
+export function tempPrefix(file: string): string {
+  const name = Buffer.from(basename(file));
+  let end = Math.min(name.length, TEMP_PREFIX_BYTES);
+  while (end < name.length && end > 0 && (name[end]! & 0xc0) === 0x80) end--; // not inside a character
+  return `${name.subarray(0, end).toString()}.`;
+}
+
+/**
+ * A failed step's error, about `file` rather than the temporary file (which the user never named
+ * and which is gone by then): `CODE: why, write 'FILE'`, with `path` FILE. Other errors go on as
+ * they are.
+ */
+function aboutTarget(err: unknown, file: string): unknown {
+  const e = err as NodeJS.ErrnoException;
+  if (!(err instanceof Error) || typeof e.code !== 'string') return err;
+  const was = e.message;
+  e.message = `${was.split(', ')[0] ?? e.code}, write '${file}'`;
+  if (e.stack !== undefined) e.stack = e.stack.replace(was, e.message);
+  e.path = file;
+  delete (e as { dest?: string }).dest;
+  return e;
 }
 
 /**
@@ -87,6 +119,7 @@ export async function replaceFile(
   { mode = 0o600, beforeRename }: ReplaceOptions = {},
 ): Promise<void> {
   const tmp = tempBeside(file);
+  let callers = false; // in beforeRename: its error is the caller's own, passed on as it is
   try {
     const fh = await open(tmp, 'wx', mode);
     try {
@@ -96,11 +129,13 @@ export async function replaceFile(
     } finally {
       await fh.close();
     }
+    callers = true;
     await beforeRename?.();
+    callers = false;
     await rename(tmp, file);
   } catch (err) {
     await rm(tmp, { force: true });
-    throw err;
+    throw callers ? err : aboutTarget(err, file);
   }
   await syncDir(dirname(file));
 }
@@ -123,7 +158,7 @@ export function replaceFileSync(
     renameSync(tmp, file);
   } catch (err) {
     rmSync(tmp, { force: true });
-    throw err;
+    throw aboutTarget(err, file);
   }
   syncDirSync(dirname(file));
 }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStore, parseStoreLocation } from '../../src/store/index.js';
@@ -134,10 +134,14 @@ test('a data directory that cannot be created: one line saying why, no stack tra
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'a-file');
   writeFileSync(file, 'not a directory\n');
+  const dangling = join(dir, 'link');
+  symlinkSync(join(dir, 'gone'), dangling);
   const cases: Array<[string, RegExp]> = [
     [file, /a file of that name is in the way \(not a directory\)$/],
     [join(file, 'sub'), /a part of its path is a file, not a directory$/],
     ['/proc/ladder-no-such-dir', /the file system does not allow a new directory there$/],
+    // A symbolic link to nothing: `keys --init` was a stack trace, the server blamed the file system.
+    [dangling, new RegExp(`a symbolic link to ${join(dir, 'gone')}, which does not exist$`)],
   ];
   for (const [dataDir, why] of cases) {
     for (const args of [

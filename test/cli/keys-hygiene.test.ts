@@ -3,7 +3,7 @@
 // is confirmed in one line, and nothing a key's name holds reaches the terminal raw.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openStore, parseStoreLocation } from '../../src/store/index.js';
 import { tempDir } from '../api/helpers.js';
@@ -65,6 +65,20 @@ test('--data-dir on an unreadable path (/proc/nope) fails at once with one line'
   }
 });
 
+test("a store path that is a symbolic link to nothing: one line saying so (--init was SQLite's words)", async (t) => {
+  const dir = tempDir(t);
+  const link = join(dir, 'ladder.db');
+  symlinkSync(join(dir, 'gone', 'ladder.db'), link);
+  const why = new RegExp(
+    `^ladder: ${link}: a symbolic link to ${join(dir, 'gone', 'ladder.db')}, which does not exist \\(expected the SQLite key store\\)$`,
+  );
+  for (const args of [['list'], ['--init', 'add'], ['--store', `sqlite:${link}`, '--init', 'add']]) {
+    const r = await ladder(['keys', '--data-dir', dir, ...args]);
+    refused(r, why);
+  }
+  assert.ok(!existsSync(join(dir, 'gone')), 'nothing created');
+});
+
 test('every change is confirmed in one line; sizes, dates and periods are strict', async (t) => {
   const dir = tempDir(t);
   const k = (...args: string[]) => ladder(['keys', '--data-dir', dir, ...args]);
@@ -99,6 +113,9 @@ test('every change is confirmed in one line; sizes, dates and periods are strict
 
   confirmed(await k('disable', '0'), /^key 0 "Alice": disabled$/);
   confirmed(await k('enable', '0'), /^key 0 "Alice": enabled$/);
+  // A blank name was taken (the API refuses an empty one): the key then read as unnamed everywhere.
+  refused(await k('rename', '0', ''), /^ladder: the new name must not be blank, got ""$/);
+  refused(await k('rename', '0', ' \t'), /^ladder: the new name must not be blank, got " \\t"$/);
   confirmed(await k('rename', '0', 'Bob'), /^renamed key 0: "Alice" → "Bob"$/);
   confirmed(await k('rm', '0'), /^deleted key 0 "Bob"$/);
   refused(await k('rm', '0'), /^ladder: no access key with id "0"$/);

@@ -9,7 +9,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Command } from 'commander';
 import { commandTree } from '../helpers/command-tree.js';
-import { runLadder, runProgram, seeHelp, cleanEnv, type LadderRun } from '../helpers/ladder-run.js';
+import {
+  runLadder,
+  runProgram,
+  seeHelp,
+  cleanEnv,
+  escapeRe as esc,
+  oneUsageLine,
+  type LadderRun,
+} from '../helpers/ladder-run.js';
 import { REPO_ROOT, which } from '../helpers/peers.js';
 import { requireOrSkip } from '../helpers/prereq.js';
 
@@ -37,16 +45,6 @@ async function limited<T>(n: number, jobs: Array<() => Promise<T>>): Promise<T[]
   await Promise.all(Array.from({ length: n }, worker));
   return results;
 }
-
-function oneUsageLine(r: LadderRun, what: string, re: RegExp): void {
-  assert.equal(r.code, 2, `${what}: exit code; stderr: ${r.stderr}`);
-  assert.equal(r.stdout, '', what);
-  const lines = r.stderr.trimEnd().split('\n');
-  assert.equal(lines.length, 1, `${what}: ${r.stderr}`);
-  assert.match(lines[0]!, re, what);
-}
-
-const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 test('every subcommand: an unknown option or subcommand is one line with "did you mean" and its --help', async () => {
   const tree = await commandTree();

@@ -116,7 +116,7 @@ test(
       },
     );
     await page.getByRole('button', { name: 'Refresh' }).click();
-    await waitFor(async () => /600 KB|6\d\d KB/.test(await row.locator('.usage-text').innerText()), {
+    await waitFor(async () => /\b[56]\d\d\.\d\d KiB\b/.test(await row.locator('.usage-text').innerText()), {
       timeoutMs: 10_000,
       message: 'usage in the row',
     });
@@ -142,9 +142,9 @@ test(
     });
     assert.equal(await page.locator('[data-link] img.qr').count(), 3, 'a QR code per link on the key page');
 
-    // A limit below the usage (0.0001 GB = 100 kB), set in the UI: badge "limited", key refused.
+    // A limit below the usage (0.0001 GiB = 107 kB), set in the UI: badge "limited", key refused.
     await page.getByRole('button', { name: 'Edit' }).click();
-    await page.getByRole('dialog').getByLabel('Data limit (GB, empty = none)').fill('0.0001');
+    await page.getByRole('dialog').getByLabel('Data limit (GiB, empty = none)').fill('0.0001');
     await page.getByRole('dialog').getByRole('button', { name: 'Save' }).click();
     await page.getByRole('link', { name: 'All keys' }).click();
     await waitFor(

@@ -6,7 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { formatBinaryBytes } from '../../src/shared/bytes.js';
 import { tempDir } from '../api/helpers.js';
+import { waitFor } from '../helpers/wait.js';
 import { api } from '../api/managed-helpers.js';
 import { chromiumPresent, launch, openPage, startDashboardServer } from './browser.js';
 
@@ -18,7 +20,7 @@ interface Key {
 }
 
 test(
-  'dashboard: a 0 limit is shown as blocked; 0 GB and a past expiry need a second press',
+  "dashboard: a 0 limit is shown as blocked; 0 GiB and a past expiry need a second press; sizes in the CLI's units",
   { skip: chromiumPresent(), timeout: 120_000 },
   async (t) => {
     const { cfg } = await startDashboardServer(t, tempDir(t));
@@ -43,7 +45,7 @@ test(
     await page.getByText('0 B (blocked)', { exact: false }).first().waitFor();
     await page.goto(`${cfg.apiUrl}/#/keys`);
 
-    // Create with 0 GB: a warning, no key; the second press creates it.
+    // Create with 0 GiB: a warning, no key; the second press creates it.
     await page.getByRole('button', { name: 'Create keys' }).click();
     const dialog = page.getByRole('dialog');
     await dialog.getByLabel('Name').fill('ui-zero');
@@ -51,7 +53,7 @@ test(
     await dialog.getByRole('button', { name: 'Create' }).click();
     await dialog
       .getByRole('alert')
-      .getByText(/A limit of 0 GB blocks the key/)
+      .getByText(/A limit of 0 GiB blocks the key/)
       .waitFor();
     assert.equal((await keys()).filter((k) => k.name === 'ui-zero').length, 0, 'not created yet');
     await dialog.getByRole('button', { name: 'Create' }).click();
@@ -80,5 +82,36 @@ test(
     const renamed = (await keys()).find((k) => k.id === made.id);
     assert.equal(renamed?.name, 'api-zero-2');
     assert.equal(renamed?.dataLimit?.bytes, 0);
+
+    // Sizes read as `ladder keys` prints them (binary units: it said "524 MB" where the CLI says
+    // "500.00 MiB"), and the limit field is in GiB: 1.5 there is 1.5 GiB, shown "1.50 GiB".
+    const mib500 = 500 * 2 ** 20;
+    assert.equal(formatBinaryBytes(mib500), '500.00 MiB');
+    await api(cfg, 'PUT', `/access-keys/${made.id}/data-limit`, { limit: { bytes: mib500 } });
+    await page.getByRole('button', { name: 'Refresh' }).click();
+    await waitFor(
+      async () => (await rowOf('api-zero-2').locator('.usage-text').innerText()) === '0 B / 500.00 MiB',
+      {
+        timeoutMs: 10_000,
+        message: 'the row shows 500.00 MiB',
+      },
+    );
+    await rowOf('api-zero-2').getByRole('button', { name: 'Edit' }).click();
+    assert.equal(
+      await dialog.getByLabel('Data limit (GiB, empty = none)').inputValue(),
+      String(mib500 / 2 ** 30),
+    );
+    await dialog.getByLabel('Data limit (GiB, empty = none)').fill('1.5');
+    await dialog.getByRole('button', { name: 'Save' }).click();
+    await dialog.waitFor({ state: 'detached' });
+    assert.equal((await keys()).find((k) => k.id === made.id)?.dataLimit?.bytes, 1.5 * 2 ** 30);
+    await page.getByRole('button', { name: 'Refresh' }).click();
+    await waitFor(
+      async () => (await rowOf('api-zero-2').locator('.usage-text').innerText()) === '0 B / 1.50 GiB',
+      {
+        timeoutMs: 10_000,
+        message: 'the row shows 1.50 GiB',
+      },
+    );
   },
 );

@@ -1,5 +1,6 @@
 // One-shot runs of the real CLI (`node bin/ladder.js …`) for tests of what a person sees:
 // exit code, stdout, stderr and how long it took.
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { ladderCommand } from '../../src/shared/invocation.js';
 import { LADDER_BIN } from './peers.js';
@@ -57,7 +58,21 @@ export function runProgram(
  */
 export function seeHelp(path: string, cwd: string = process.cwd()): string {
   const cmd = [ladderCommand(process.env, cwd), path, '--help'].filter(Boolean).join(' ');
-  return `— see ${cmd.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`;
+  return `— see ${escapeRe(cmd)}$`;
+}
+
+/** `s` matched literally in a regular expression. */
+export function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** A refusal: exit 2, nothing on stdout, exactly one stderr line matching `re`. */
+export function oneUsageLine(r: LadderRun, what: string, re: RegExp): void {
+  assert.equal(r.code, 2, `${what}: exit code; stderr: ${r.stderr}`);
+  assert.equal(r.stdout, '', what);
+  const lines = r.stderr.trimEnd().split('\n');
+  assert.equal(lines.length, 1, `${what}: ${r.stderr}`);
+  assert.match(lines[0]!, re, what);
 }
 
 /** `ladder server` in managed mode on loopback, every port chosen by the system, no metrics. */

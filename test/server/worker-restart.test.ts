@@ -14,6 +14,7 @@ import { startWorkerPlane, type WorkerPlane, type WorkerPlaneOptions } from '../
 import type { RuntimeKey } from '../../src/shared/control.js';
 import { createLogger } from '../../src/shared/logger.js';
 import { reusePortAvailable } from '../../src/server/workers/reuseport.js';
+import { throwSite } from '../../src/server/workers/handle.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { startEcho, type TestServer } from '../helpers/net.js';
 import { openTestTunnel, type TestTunnel } from '../helpers/test-client.js';
@@ -157,7 +158,7 @@ describe('a crashed data-plane worker', { skip: skipUnless(reusePortAvailable(),
     const crashLine = lines.find((l) => l.includes('stopped unexpectedly; restarting it'));
     assert.ok(crashLine, lines.join('\n'));
     assert.match(crashLine, /"worker":1/);
-    assert.match(crashLine, /"error":"Error"/);
+    assert.match(crashLine, /"error":"Error at Immediate\.<anonymous> \(data-plane\.worker\.[jt]s:\d+\)"/);
     assert.ok(lines.some((l) => /"restarts":1.*data-plane worker restarted/.test(l)));
     // No address, no port of a destination, not even the test's error message (debug only).
     for (const l of lines) {
@@ -190,8 +191,22 @@ describe('a crashed data-plane worker', { skip: skipUnless(reusePortAvailable(),
     assert.doesNotMatch(r.gaveUp[0]!, /\n/);
     assert.match(
       r.gaveUp[0]!,
-      /^data-plane worker 1 stopped unexpectedly \(Error\) after 1 restarts within a minute; stopping the server/,
+      // Where it was thrown (it said only "Error"); never the message, which may name a destination.
+      /^data-plane worker 1 stopped unexpectedly \(Error at .*\(data-plane\.worker\.[jt]s:\d+\)\) after 1 restarts within a minute; stopping the server/,
     );
     assert.equal(r.p.workerStats()[1]!.restarts, 1, 'no third start');
   });
+});
+
+test('throwSite: the first frame outside Node, as fn (file:line), base name only', () => {
+  const stack = [
+    'TypeError: cannot read 10.1.2.3:443',
+    '    at process.processImmediate (node:internal/timers:478:21)',
+    '    at relayConnect (file:///srv/ladder/dist/chunks/chunk-AB12.js:812:9)',
+    '    at Server.x (/srv/ladder/src/server/a.ts:1:1)',
+  ].join('\n');
+  assert.equal(throwSite(stack), 'relayConnect (chunk-AB12.js:812)');
+  assert.equal(throwSite('Error: x\n    at /srv/ladder/src/server/a.ts:7:2'), 'a.ts:7');
+  assert.equal(throwSite('Error: x\n    at node:internal/x:1:1'), undefined);
+  assert.equal(throwSite(undefined), undefined);
 });

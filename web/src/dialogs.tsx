@@ -4,14 +4,14 @@
 import type { ComponentChildren } from 'preact';
 import { useState } from 'preact/hooks';
 import { api, LIMIT_PERIODS, type KeyRow, type LimitPeriod } from './api.js';
-import { Dialog, GB, Qr, useUi } from './ui.js';
+import { Dialog, GiB, Qr, useUi } from './ui.js';
 
-function gbOrNull(text: string): number | null {
+function gibOrNull(text: string): number | null {
   const v = text.trim();
   if (v === '') return null;
   const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`not a number of GB: ${v}`);
-  return Math.round(n * GB);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`not a number of GiB: ${v}`);
+  return Math.round(n * GiB);
 }
 
 function dateOrNull(text: string): number | null {
@@ -130,7 +130,7 @@ interface KeyForm {
   expiry: string;
 }
 
-/** Name, limit in GB, limit period and expiry date: the create and edit dialogs' shared fields. */
+/** Name, limit in GiB, limit period and expiry date: the create and edit dialogs' shared fields. */
 function KeyFields({ v, set, nameMax }: { v: KeyForm; set: (p: Partial<KeyForm>) => void; nameMax: number }) {
   const { t } = useUi();
   return (
@@ -170,7 +170,7 @@ export function CreateDialog({ onClose, onDone }: { onClose: () => void; onDone:
   const submit = run(async () => {
     const n = Number(count);
     if (!Number.isInteger(n) || n < 1 || n > 1000) throw new Error(`${t.count}: 1–1000`);
-    const bytes = gbOrNull(v.limit);
+    const bytes = gibOrNull(v.limit);
     const exp = dateOrNull(v.expiry);
     warn([
       bytes === 0 && t.zeroLimitWarn.replace('{disable}', t.disable),
@@ -205,7 +205,7 @@ export function EditDialog({ k, onClose, onDone }: { k: KeyRow; onClose: () => v
   const { t } = useUi();
   const [v, set] = useKeyForm({
     name: k.name,
-    limit: k.dataLimit ? String(k.dataLimit.bytes / GB) : '',
+    limit: k.dataLimit ? String(k.dataLimit.bytes / GiB) : '',
     period: k.dataLimitPeriod ?? 'rolling30d',
     expiry: k.expiresAt ? k.expiresAt.slice(0, 10) : '',
   });
@@ -213,7 +213,7 @@ export function EditDialog({ k, onClose, onDone }: { k: KeyRow; onClose: () => v
   const [busy, error, run] = useAction(onDone);
   const warn = useSecondPress();
   const submit = run(async () => {
-    const bytes = gbOrNull(v.limit);
+    const bytes = gibOrNull(v.limit);
     const exp = dateOrNull(v.expiry);
     const oldExp = k.expiresAt ? k.expiresAt.slice(0, 10) : '';
     // Only what this edit changes: a key already limited to 0 or expired is saved without a word.

@@ -64,7 +64,7 @@ const en = {
   copySub: 'Copy subscription',
   qr: 'QR code',
   copied: 'Copied',
-  limitGb: 'Data limit (GB, empty = none)',
+  limitGb: 'Data limit (GiB, empty = none)',
   period: 'Reset period',
   p_rolling30d: 'rolling 30 days',
   p_daily: 'daily',
@@ -83,7 +83,7 @@ const en = {
   serverName: 'Server name',
   hostname: 'Hostname for keys',
   portNew: 'Port for new keys',
-  defaultLimit: 'Default data limit (GB, empty = none)',
+  defaultLimit: 'Default data limit (GiB, empty = none)',
   dynamicBase: 'Dynamic key base URL (empty = this server)',
   webFront: 'Web front (WebSocket) and decoy',
   webFrontNote: 'Set when starting the server: ladder server --web-port … --decoy …',
@@ -96,7 +96,7 @@ const en = {
   keysCount: 'one:{n} key|other:{n} keys',
   limitBlocked: 'blocked',
   zeroLimitWarn:
-    'A limit of 0 GB blocks the key: it carries no data at all. Leave the field empty for no limit, or use “{disable}” to stop a key. Press the button again to set 0 anyway.',
+    'A limit of 0 GiB blocks the key: it carries no data at all. Leave the field empty for no limit, or use “{disable}” to stop a key. Press the button again to set 0 anyway.',
   pastExpiryWarn:
     'This date is in the past: the key expires at once and stops working. Press the button again to go ahead anyway.',
   nodesNote:
@@ -183,7 +183,7 @@ const zh: Strings = {
   copySub: '复制订阅链接',
   qr: '二维码',
   copied: '已复制',
-  limitGb: '流量上限（GB，留空为不限）',
+  limitGb: '流量上限（GiB，留空为不限）',
   period: '重置周期',
   p_rolling30d: '滚动 30 天',
   p_daily: '每天',
@@ -202,7 +202,7 @@ const zh: Strings = {
   serverName: '服务器名称',
   hostname: '密钥使用的主机名',
   portNew: '新密钥端口',
-  defaultLimit: '默认流量上限（GB，留空为不限）',
+  defaultLimit: '默认流量上限（GiB，留空为不限）',
   dynamicBase: '动态密钥基础 URL（留空为本服务器）',
   webFront: 'Web 前端（WebSocket）与伪装站点',
   webFrontNote: '在启动服务器时设置：ladder server --web-port … --decoy …',
@@ -215,7 +215,7 @@ const zh: Strings = {
   keysCount: 'other:{n} 个密钥',
   limitBlocked: '已阻止',
   zeroLimitWarn:
-    '0 GB 的限额会阻止此密钥：它不能传输任何数据。不限额请留空；要停止一个密钥请用“{disable}”。仍要设为 0，请再按一次按钮。',
+    '0 GiB 的限额会阻止此密钥：它不能传输任何数据。不限额请留空；要停止一个密钥请用“{disable}”。仍要设为 0，请再按一次按钮。',
   pastExpiryWarn: '该日期已经过去：密钥会立即过期并停止工作。仍要继续，请再按一次按钮。',
   nodesNote: '密钥只列出在线且正常的节点；排空或封锁的节点会在客户端下次获取时移出。',
   ns_active: '正常',
@@ -298,7 +298,7 @@ const fa: Strings = {
   copySub: 'کپی لینک اشتراک',
   qr: 'کد QR',
   copied: 'کپی شد',
-  limitGb: 'سقف داده (گیگابایت، خالی = بدون سقف)',
+  limitGb: 'سقف داده (گیبی‌بایت، خالی = بدون سقف)',
   period: 'دوره بازنشانی',
   p_rolling30d: '۳۰ روز گذشته',
   p_daily: 'روزانه',
@@ -317,7 +317,7 @@ const fa: Strings = {
   serverName: 'نام سرور',
   hostname: 'نام میزبان برای کلیدها',
   portNew: 'پورت کلیدهای جدید',
-  defaultLimit: 'سقف پیش‌فرض داده (گیگابایت، خالی = بدون سقف)',
+  defaultLimit: 'سقف پیش‌فرض داده (گیبی‌بایت، خالی = بدون سقف)',
   dynamicBase: 'نشانی پایه کلید پویا (خالی = همین سرور)',
   webFront: 'جبهه وب (WebSocket) و سایت پوششی',
   webFrontNote: 'هنگام اجرای سرور تنظیم می‌شود: ladder server --web-port … --decoy …',
@@ -330,7 +330,7 @@ const fa: Strings = {
   keysCount: 'one:{n} کلید|other:{n} کلید',
   limitBlocked: 'مسدود',
   zeroLimitWarn:
-    'محدودیت ۰ گیگابایت کلید را مسدود می‌کند: هیچ داده‌ای از آن نمی‌گذرد. برای بدون محدودیت، این کادر را خالی بگذارید؛ برای متوقف کردن کلید از «{disable}» استفاده کنید. برای تنظیم ۰ به هر حال، دوباره دکمه را بزنید.',
+    'محدودیت ۰ گیبی‌بایت کلید را مسدود می‌کند: هیچ داده‌ای از آن نمی‌گذرد. برای بدون محدودیت، این کادر را خالی بگذارید؛ برای متوقف کردن کلید از «{disable}» استفاده کنید. برای تنظیم ۰ به هر حال، دوباره دکمه را بزنید.',
   pastExpiryWarn:
     'این تاریخ گذشته است: کلید بی‌درنگ منقضی می‌شود و از کار می‌افتد. برای ادامه به هر حال، دوباره دکمه را بزنید.',
   nodesNote:
@@ -415,7 +415,7 @@ const ru: Strings = {
   copySub: 'Копировать подписку',
   qr: 'QR-код',
   copied: 'Скопировано',
-  limitGb: 'Лимит трафика (ГБ, пусто = нет)',
+  limitGb: 'Лимит трафика (ГиБ, пусто = нет)',
   period: 'Период сброса',
   p_rolling30d: 'скользящие 30 дней',
   p_daily: 'ежедневно',
@@ -435,7 +435,7 @@ const ru: Strings = {
   serverName: 'Имя сервера',
   hostname: 'Имя хоста для ключей',
   portNew: 'Порт новых ключей',
-  defaultLimit: 'Лимит по умолчанию (ГБ, пусто = нет)',
+  defaultLimit: 'Лимит по умолчанию (ГиБ, пусто = нет)',
   dynamicBase: 'Базовый URL динамических ключей (пусто = этот сервер)',
   webFront: 'Веб-фронт (WebSocket) и сайт-прикрытие',
   webFrontNote: 'Задаётся при запуске сервера: ladder server --web-port … --decoy …',
@@ -448,7 +448,7 @@ const ru: Strings = {
   keysCount: 'one:{n} ключ|few:{n} ключа|many:{n} ключей|other:{n} ключа',
   limitBlocked: 'заблокирован',
   zeroLimitWarn:
-    'Лимит 0 ГБ блокирует ключ: через него не пройдёт ни байта. Чтобы лимита не было, оставьте поле пустым; чтобы остановить ключ, используйте «{disable}». Чтобы всё равно задать 0, нажмите кнопку ещё раз.',
+    'Лимит 0 ГиБ блокирует ключ: через него не пройдёт ни байта. Чтобы лимита не было, оставьте поле пустым; чтобы остановить ключ, используйте «{disable}». Чтобы всё равно задать 0, нажмите кнопку ещё раз.',
   pastExpiryWarn:
     'Эта дата уже прошла: ключ сразу истечёт и перестанет работать. Чтобы всё равно продолжить, нажмите кнопку ещё раз.',
   nodesNote:

@@ -13,8 +13,6 @@ export interface Ui {
 export const UiContext = createContext<Ui>(null as unknown as Ui);
 export const useUi = (): Ui => useContext(UiContext);
 
-export const GB = 1e9;
-
 /** Intl formatters made once per locale and options (making one costs more than formatting). */
 const formats = new Map<string, Intl.NumberFormat | Intl.DateTimeFormat>();
 function format<T extends Intl.NumberFormat | Intl.DateTimeFormat>(key: string, make: () => T): T {
@@ -23,21 +21,33 @@ function format<T extends Intl.NumberFormat | Intl.DateTimeFormat>(key: string, 
   return f as T;
 }
 
+/** The dashboard's unit for data limits: GiB, as `ladder keys` prints them (2^30 bytes). */
+export const GiB = 2 ** 30;
+
+/**
+ * A byte count in the largest binary unit it fills, as the CLI and the subscription page print it
+ * (src/shared/bytes.ts: "500.00 MiB", "1 B"), digits in the locale's numerals.
+ */
 export function bytes(n: number, locale: string): string {
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1000 && u < units.length - 1) {
-    v /= 1000;
-    u += 1;
+  const units = ['GiB', 'MiB', 'KiB'] as const;
+  for (let i = 0; i < units.length; i++) {
+    const size = 2 ** (30 - 10 * i);
+    if (n >= size) return `${fixed2(locale).format(n / size)} ${units[i]}`;
   }
-  const digits = v < 10 && u > 0 ? 1 : 0;
-  const f = format(
-    `n${digits}${locale}`,
-    () => new Intl.NumberFormat(locale, { maximumFractionDigits: digits }),
-  );
-  return `${f.format(v)} ${units[u]}`;
+  return `${format(`n0${locale}`, () => new Intl.NumberFormat(locale)).format(n)} B`;
 }
+
+/** Two decimals exactly, as toFixed(2), with the locale's numerals (no grouping: "1396.98"). */
+const fixed2 = (locale: string): Intl.NumberFormat =>
+  format(
+    `n2${locale}`,
+    () =>
+      new Intl.NumberFormat(locale, {
+        minimumFractionDigits: 2,
+        maximumFractionDigits: 2,
+        useGrouping: false,
+      }),
+  );
 
 export function date(ms: number | undefined, locale: string, withTime = false): string {
   if (ms === undefined) return '';

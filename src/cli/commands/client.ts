@@ -50,6 +50,8 @@ import { bindErrorCode, explainBindError } from '../../shared/listen.js';
 import { formatHostPort } from '../../shared/parse.js';
 import { clientFlagsSchema, parseFlags } from '../../config/flags.js';
 import { fileErrorWhy } from '../../config/errors.js';
+import { refuseBeside } from '../given-flags.js';
+import { twoSettings } from '../own-ports.js';
 import { commanderUsageError, isUserError, UsageError } from '../errors.js';
 import { untilSignal } from '../shutdown.js';
 
@@ -269,6 +271,7 @@ export function registerClient(program: Command): void {
       const fromCli = (name: string): boolean => cmd.getOptionValueSource(name) === 'cli';
       const stateDir = resolvePath(flags.stateDir ?? defaultStateDir());
       if (flags.status) {
+        refuseBeside(cmd, '--status', ['--state-dir'], "reads the running clients' status, starts none");
         process.stdout.write(statusReport(stateDir));
         return;
       }
@@ -319,19 +322,16 @@ export function registerClient(program: Command): void {
       const socksSpec = socksFromFile ? config.socks! : flags.socks;
       const httpSpec = flags.http ?? config.http;
       // A value from the config file is named as its field there, not as the flag.
+      const socksName = socksFromFile ? `${flags.config}: "socks"` : '--socks';
+      const httpName = flags.http === undefined ? `${flags.config}: "http"` : '--http';
       usage('', () => {
-        if (socksSpec !== false)
-          socks = parseListenAddress(socksSpec, socksFromFile ? `${flags.config}: "socks"` : '--socks');
-        if (httpSpec !== undefined)
-          httpAddr = parseListenAddress(
-            httpSpec,
-            flags.http === undefined ? `${flags.config}: "http"` : '--http',
-          );
+        if (socksSpec !== false) socks = parseListenAddress(socksSpec, socksName);
+        if (httpSpec !== undefined) httpAddr = parseListenAddress(httpSpec, httpName);
       });
       if (!socks && !httpAddr) throw new UsageError('nothing to do: --no-socks given and no --http address');
       if (socks && httpAddr && sameListenAddress(socks, httpAddr))
         throw new UsageError(
-          `${socksFromFile ? `${flags.config}: "socks"` : '--socks'} and ${flags.http === undefined ? `${flags.config}: "http"` : '--http'} both name ${formatHostPort(httpAddr.host, httpAddr.port)}: give each proxy its own port`,
+          `${twoSettings(socksName, httpName)} both name ${formatHostPort(httpAddr.host, httpAddr.port)}: give each proxy its own port`,
         );
       const authFrom = proxyAuthFrom({
         flag: flags.auth,

@@ -416,6 +416,9 @@ export function registerKeys(program: Command): void {
     .argument('<id>')
     .argument('<name>')
     .action(async (id: string, name: string, _o: unknown, cmd: Command) => {
+      // As the API (a name of at least one character); a blank one reads as none in every list.
+      if (name.trim() === '')
+        throw new UsageError(`the new name must not be blank, got "${printable(name)}"`);
       await withBackend(cmd, async (b) => {
         const before = await b.get(id);
         await b.rename(id, name);

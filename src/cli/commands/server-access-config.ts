@@ -7,6 +7,7 @@ import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import { formatHostPort } from '../../shared/parse.js';
 import { dynamicKeyNote, storeFlags } from '../banner-text.js';
 import { oneLineCommand, UsageError } from '../errors.js';
+import { refuseParentFlags } from '../given-flags.js';
 import { ladderCommand } from '../../shared/invocation.js';
 import { loadWebEndpoint, webKeyUrlFor } from '../web.js';
 
@@ -107,6 +108,9 @@ export function registerAccessConfig(server: Command): void {
     ),
     'server access-config',
   ).action(async (_opts: AccessConfigFlags, cmd: Command) => {
+    refuseParentFlags(cmd, 'server access-config', ['--data-dir', '--store'], {
+      '--show-urls': `it prints every key's URL already; a key's QR code: ${ladderCommand()} keys url ID`,
+    });
     process.stdout.write(await accessConfigText(storeTarget<AccessConfigFlags>(cmd)));
   });
 }

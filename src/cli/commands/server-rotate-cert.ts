@@ -4,6 +4,7 @@ import { storeTarget, withStoreOptions } from './store-command.js';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import { formatHostPort } from '../../shared/parse.js';
 import { oneLineCommand, UsageError } from '../errors.js';
+import { refuseParentFlags } from '../given-flags.js';
 
 interface RotateFlags {
   dataDir?: string;
@@ -70,6 +71,7 @@ export function registerRotateCert(server: Command): void {
     ),
     'server rotate-cert',
   ).action(async (_opts: RotateFlags, cmd: Command) => {
+    refuseParentFlags(cmd, 'server rotate-cert', ['--data-dir', '--store']);
     process.stdout.write(await rotateCertText(storeTarget<RotateFlags>(cmd)));
   });
 }

@@ -145,7 +145,7 @@ async function plan(flags: ServerFlags): Promise<Plan> {
     overrides.host = flags.host;
   }
   if (flags.allowPrivate) overrides.allowPrivateDestinations = true;
-  if (flags.udp) overrides.udp = true;
+  if (flags.udp !== undefined) overrides.udp = flags.udp; // --no-udp turns off a config file's "udp": true
   if (flags.replayState !== undefined) {
     if (flags.replayState === '') throw new UsageError('--replay-state must be a file path');
     overrides.replayStateFile = flags.replayState;
@@ -276,7 +276,7 @@ export function registerServer(program: Command): void {
       '--udp',
       'also relay UDP on the same port number (like ss-server -u; managed mode does by default)',
     )
-    .option('--no-udp', 'managed mode: do not relay UDP')
+    .option('--no-udp', 'do not relay UDP (managed mode; or a config file\'s "udp": true)')
     .option(
       '--idle-timeout <s>',
       'close connections idle this many seconds; also how long failed probes are held from the accept (default 300)',

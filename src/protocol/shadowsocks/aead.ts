@@ -61,13 +61,11 @@ export class AeadEncoder {
   readonly #chunks: ChunkEncoder;
   #saltSent = false;
 
-  constructor(
-    method: AeadMethod,
-    masterKey: Uint8Array,
-    salt: Uint8Array = poolRandomBytes(method.saltSize),
-  ) {
-    checkSalt(method, salt);
-    this.salt = Buffer.from(salt);
+  constructor(method: AeadMethod, masterKey: Uint8Array, salt?: Uint8Array) {
+    if (salt !== undefined) checkSalt(method, salt);
+    // A given salt is copied (its buffer stays the caller's); a drawn one is already this
+    // encoder's own (poolRandomBytes hands out a copy): not copied again.
+    this.salt = salt === undefined ? poolRandomBytes(method.saltSize) : Buffer.from(salt);
     const b = cipher();
     this.#chunks = b.saltedEncoder
       ? b.saltedEncoder(method.cipher, masterKey, this.salt)

@@ -125,7 +125,8 @@ export class Aead2022RequestEncoder {
   constructor(method: Aead2022Method, key: Uint8Array, options: RequestEncoderOptions = {}) {
     checkKeySize(method, key);
     this.method = method;
-    this.salt = checkSalt(method, options.salt ?? randomBytes(method.saltSize));
+    // randomBytes' buffer is this encoder's own: only a given salt is copied.
+    this.salt = options.salt === undefined ? randomBytes(method.saltSize) : checkSalt(method, options.salt);
     this.#identity = tcpIdentityHeaders(method, options.identityKeys ?? [], key, this.salt);
     this.#chunks = chunkWriter(method, deriveSessionSubkey(key, this.salt));
   }
@@ -201,7 +202,8 @@ export class Aead2022ResponseEncoder {
     checkKeySize(method, key);
     this.method = method;
     this.#requestSalt = checkSalt(method, requestSalt);
-    this.salt = checkSalt(method, options.salt ?? randomBytes(method.saltSize));
+    // randomBytes' buffer is this encoder's own: only a given salt is copied.
+    this.salt = options.salt === undefined ? randomBytes(method.saltSize) : checkSalt(method, options.salt);
     this.#chunks = chunkWriter(method, deriveSessionSubkey(key, this.salt));
   }
 

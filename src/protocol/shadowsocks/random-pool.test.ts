@@ -26,3 +26,26 @@ test('encoders draw distinct salts from the pool', () => {
   const salts = new Set(Array.from({ length: 500 }, () => new AeadEncoder(m, key).salt.toString('hex')));
   assert.equal(salts.size, 500);
 });
+
+test("an encoder's drawn salt is copied once (the pool's copy), a given one is copied from the caller's buffer", () => {
+  const m = getAeadMethod('aes-256-gcm');
+  const key = Buffer.alloc(m.keySize, 1);
+  const from = Buffer.from;
+  let copies = 0;
+  Buffer.from = function (this: unknown, ...args: unknown[]) {
+    if (args[0] instanceof Uint8Array && args[0].length === m.saltSize) copies++;
+    return (from as (...a: unknown[]) => Buffer).apply(Buffer, args);
+  } as typeof Buffer.from;
+  let drawn: AeadEncoder;
+  try {
+    drawn = new AeadEncoder(m, key);
+  } finally {
+    Buffer.from = from;
+  }
+  assert.equal(copies, 1, 'the drawn salt was copied again');
+  assert.equal(drawn.salt.length, m.saltSize);
+  const given = Buffer.alloc(m.saltSize, 7);
+  const e = new AeadEncoder(m, key, given);
+  given.fill(0);
+  assert.deepEqual(e.salt, Buffer.alloc(m.saltSize, 7), "the caller's buffer is not the encoder's");
+});

@@ -5,6 +5,10 @@ import { randomBytes, randomFillSync } from 'node:crypto';
  * a copy: one randomBytes() call per draw (an allocation, a call into OpenSSL and its fork check)
  * costs about 5 µs, and a short connection draws several (a shaped prefix takes a few dozen
  * 4-byte draws, every connection a salt). Requests over 256 bytes go to randomBytes.
+ * A copy rather than a view of the block (which would save ~0.3 µs a draw): a view would keep the
+ * whole 4 KiB alive as long as the draw (an encoder keeps its salt for the connection's life, so
+ * each long-lived connection could pin a block) and the block could not be refilled in place.
+ * AeadEncoder keeps the copy it draws without copying it again.
  */
 const POOL_BYTES = 4096;
 const pool = Buffer.alloc(POOL_BYTES);

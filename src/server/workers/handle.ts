@@ -50,8 +50,11 @@ export class Handle {
   open = new Map<string, number>();
   /** Connections accepted and not yet reported closed (lost if the worker crashes). */
   live = 0;
-  /** The uncaught error that ended the worker: its class and code (logged), and first line (debug). */
-  error: { name: string; code?: string; line: string } | undefined;
+  /**
+   * The uncaught error that ended the worker: its class, code and where it was thrown (logged),
+   * and its message's first line (debug: it may name a destination).
+   */
+  error: { name: string; code?: string; at?: string; line: string } | undefined;
   /** The listening socket it was given, and that socket's inode (to close it only if still ours). */
   fd: number | undefined;
   fdInode: string | undefined;
@@ -100,9 +103,11 @@ export class Handle {
     });
     // An uncaught error ends in 'exit', reported there with the error's first line.
     this.worker.on('error', (err: Error & { code?: unknown }) => {
+      const at = throwSite(err.stack);
       this.error = {
         name: err.name,
         ...(typeof err.code === 'string' ? { code: err.code } : {}),
+        ...(at !== undefined ? { at } : {}),
         line: String(err.message).split('\n')[0]!,
       };
     });
@@ -145,7 +150,26 @@ export function closeHandedSockets(h: Handle): void {
   if (h.udpFd !== undefined) closeIfStillOpen(h.udpFd, h.udpInode);
 }
 
-/** A worker's uncaught error as logged: its class and code (never its message). */
+/**
+ * A worker's uncaught error as logged: its class, code and where it was thrown
+ * (`TypeError ERR_X at fn (file.ts:12)`), never its message, which may name a destination or a
+ * client's address; the stack's frames name only code.
+ */
 export function errorName(h: Handle): string | undefined {
-  return h.error && (h.error.code ? `${h.error.name} ${h.error.code}` : h.error.name);
+  const e = h.error;
+  return e && [e.name, e.code, e.at && `at ${e.at}`].filter(Boolean).join(' ');
+}
+
+/**
+ * The first frame of `stack` outside Node's own code, as `fn (file:line)` with the file's base
+ * name (a source file, or a bundle chunk), or undefined.
+ */
+export function throwSite(stack: string | undefined): string | undefined {
+  for (const line of (stack ?? '').split('\n')) {
+    const m = /^\s+at (?:(.+?) \()?(.+?):(\d+):\d+\)?$/.exec(line);
+    if (!m || /^(node:|internal\/)/.test(m[2]!)) continue;
+    const file = m[2]!.replace(/[?#].*$/, '').replace(/^.*[\\/]/, '');
+    return m[1] ? `${m[1]} (${file}:${m[3]})` : `${file}:${m[3]}`;
+  }
+  return undefined;
 }

@@ -345,7 +345,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
           reject(
             failed ??
               new Error(
-                `data-plane worker ${index} exited (${code}) before listening${why ? `: ${why}` : ''}`,
+                `data-plane worker ${index} exited (${code}) before listening${why ? `: ${why}` : ''} (LADDER_LOG_LEVEL=debug logs the error)`,
               ),
           );
           onExit(hh, code);

@@ -18,7 +18,7 @@ export type WorkerLike = EventEmitter & {
 
 type FromSupervisor =
   | { t: 'msg'; id: number; msg: unknown }
-  | { t: 'error'; id: number; name: string; code: string | undefined; message: string }
+  | { t: 'error'; id: number; name: string; code: string | undefined; message: string; stack: string }
   | { t: 'exit'; id: number; code: number };
 
 // CommonJS (an eval'd worker): create, relay, terminate on request.
@@ -31,7 +31,8 @@ parentPort.on('message', (m) => {
     ws.set(m.id, w);
     w.on('message', (msg) => parentPort.postMessage({ t: 'msg', id: m.id, msg }));
     w.on('error', (e) => parentPort.postMessage({ t: 'error', id: m.id, name: String(e && e.name),
-      code: e && typeof e.code === 'string' ? e.code : undefined, message: String(e && e.message) }));
+      code: e && typeof e.code === 'string' ? e.code : undefined, message: String(e && e.message),
+      stack: String(e && e.stack) }));
     w.on('exit', (code) => { ws.delete(m.id); parentPort.postMessage({ t: 'exit', id: m.id, code }); });
   } else if (m.t === 'post') {
     const w = ws.get(m.id);
@@ -76,7 +77,7 @@ export class Supervisor {
       if (!w) return;
       if (m.t === 'msg') w.emit('message', m.msg);
       else if (m.t === 'error')
-        w.emit('error', Object.assign(new Error(m.message), { name: m.name, code: m.code }));
+        w.emit('error', Object.assign(new Error(m.message), { name: m.name, code: m.code, stack: m.stack }));
       else this.#exited(w, m.code);
     });
     // It runs no code of ours that could throw; if it stops anyway, so did its workers.

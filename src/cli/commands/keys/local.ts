@@ -27,7 +27,7 @@ import {
 import { ProtocolError } from '../../../protocol/errors.js';
 import { keyPrefixSettingFor } from '../../../protocol/shadowsocks/key-prefix.js';
 import { UsageError } from '../../errors.js';
-import { dirErrorWhy } from '../../../shared/fs.js';
+import { danglingWhy, dirErrorWhy, isDirectory } from '../../../shared/fs.js';
 import { DEFAULT_DATA_PORT, guessHost } from '../../managed.js';
 import { webKeyUrlFor } from '../../../protocol/sip002/plugin-opts.js';
 import { notFound, type AddOptions, type KeysBackend, type KeyUrls, type KeyView } from './backend.js';
@@ -204,6 +204,9 @@ function prepareSqlite(path: string, init: boolean): void {
     const code = errnoCode(err);
     if (code === 'EACCES' || code === 'EPERM') throw new UsageError(`${path}: permission denied`);
     if (code !== 'ENOENT' && code !== 'ENOTDIR') throw new UsageError(`${path}: cannot read (${code})`);
+    // A link to nothing: say so (--init would create its target, or fail in SQLite's words).
+    const dangling = danglingWhy(path);
+    if (dangling !== undefined) throw new UsageError(`${path}: ${dangling} (expected the SQLite key store)`);
   }
   checkNotLost(path); // the store existed (its marker says so): say how to restore it, not --init
   if (!init) {
@@ -216,7 +219,7 @@ function prepareSqlite(path: string, init: boolean): void {
   try {
     mkdirSync(dir, { mode: 0o700 });
   } catch (err) {
-    if (errnoCode(err) === 'EEXIST' && statSync(dir).isDirectory()) return;
+    if (errnoCode(err) === 'EEXIST' && isDirectory(dir)) return;
     throw new UsageError(`cannot create ${dir}: ${dirErrorWhy(dir, err)}`);
   }
 }
