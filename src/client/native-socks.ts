@@ -61,6 +61,17 @@ import {
   type NativeSocksFront,
 } from '../transport/native-sockets.js';
 import { nativeAppConn, NativeAppSocket, type NativeAppConn } from './native-app-socket.js';
+import {
+  COUNTS,
+  FAIL_RELAY,
+  FAIL_TIMEOUT,
+  LeanTunnels,
+  leanTunnelFromEnv,
+  REASON_CIPHER,
+  REASON_PAYLOAD_SIZE,
+  type NativeTunnelConnect,
+  type TunnelArgs,
+} from './lean-tunnel.js';
 import { handleSocks5, type Socks5InboundOptions } from './socks5-inbound.js';
 import { logDialFailure, pipeTunnel, runTunnel } from './tunnel.js';
 import { envSwitch } from '../shared/env.js';
@@ -132,44 +143,8 @@ export function nativeSaltFromEnv(env: NodeJS.ProcessEnv = process.env): boolean
  */
 function wireHeader(dest: SocksAddress, addr: Buffer): Buffer | undefined {
   if (dest.type !== 'domain') return addr;
-  return isAscii(addr) ? addr : undefined;
+  return isAscii(addr.subarray(2, addr.length - 2)) ? addr : undefined; // the name (the port is any byte)
 }
-
-/** native/client_tunnel.cc. */
-interface NativeTunnelConnect {
-  tunnelConnect(
-    ip: string,
-    port: number,
-    timeoutMs: number,
-    relayPair: NativeRelay['relayPair'],
-    args: TunnelArgs,
-    onFail: (errno: number, why: number) => void,
-    atOnce?: boolean,
-  ): object;
-  tunnelConnectCancel(tunnel: object): void;
-}
-
-/** relayPair's arguments as tunnelConnect takes them; [9] is the relay once it started. */
-type TunnelArgs = [
-  number,
-  number,
-  Uint8Array | null,
-  object,
-  [undefined, Buffer, undefined],
-  number,
-  ...unknown[],
-] & {
-  9?: object;
-};
-
-/** onFail's `why`: 0 the connect failed (errno), 1 it timed out, 2 relayPair threw. */
-const FAIL_TIMEOUT = 1;
-const FAIL_RELAY = 2;
-
-/** relayCounts' out for NativeServerSocket.answer: [up, down, answered]. */
-const COUNTS = new Float64Array(3);
-const REASON_CIPHER = 4;
-const REASON_PAYLOAD_SIZE = 5;
 
 const KIND_CONNECT = 2;
 const KIND_GREETED = 1;
@@ -210,15 +185,22 @@ export class NativeSocks {
   readonly #tunnels = new Map<TunnelArgs, object>();
   #tunnelled = 0;
   #salted = 0;
+  /** The bare tunnel's lean path (lean-tunnel.ts; undefined: #plan for every tunnel). */
+  readonly #lean: LeanTunnels | undefined;
+  #leaned = 0;
   readonly #rawHeader = rawHeaderFromEnv();
   readonly #nativeSalt = nativeSaltFromEnv();
   readonly #atOnce = tunnelAtOnceFromEnv();
 
-  /** `tunnel`: set raw SIP004 tunnels up in the addon (default: nativeTunnelFromEnv()). */
+  /**
+   * `tunnel`: set raw SIP004 tunnels up in the addon (default: nativeTunnelFromEnv()); `lean`:
+   * the bare tunnel's through lean-tunnel.ts (default: leanTunnelFromEnv()).
+   */
   constructor(
     fns: NativeSocksFront & NativeRelay,
     opts: Socks5InboundOptions,
     tunnel = nativeTunnelFromEnv(),
+    lean = leanTunnelFromEnv(),
   ) {
     this.#fns = fns;
     this.#opts = opts;
@@ -228,6 +210,14 @@ export class NativeSocks {
       this.#tunnelFns = t as NativeTunnelConnect;
       this.#planner = nativePlanner(opts.dialer);
     }
+    this.#lean =
+      lean && this.#tunnelFns && this.#rawHeader && this.#nativeSalt
+        ? LeanTunnels.for(opts.dialer, t as NativeRelay & NativeTunnelConnect, this.#tunnels, {
+            log: opts.log,
+            idleMs: this.#idleMs(),
+            atOnce: this.#atOnce,
+          })
+        : undefined;
     setMaxListeners(0, this.#abort.signal); // one listener per running dial
   }
 
@@ -244,6 +234,11 @@ export class NativeSocks {
   /** Of those, the ones whose relay opens the server's answer itself (tests). */
   get salted(): number {
     return this.#salted;
+  }
+
+  /** Of those, the ones the lean path took (tests). */
+  get leaned(): number {
+    return this.#leaned;
   }
 
   /** Connections in their handshake in C++ (tests). */
@@ -335,6 +330,12 @@ export class NativeSocks {
       const s = this.#socket(fd);
       if (data) s.unshift(data);
       handleSocks5(s, this.#opts, kind === KIND_GREETED);
+      return;
+    }
+    if (this.#lean && data && !ended && addr && this.#lean.start(fd, addr, data)) {
+      this.#tunnelled++;
+      this.#salted++;
+      this.#leaned++;
       return;
     }
     let dest: SocksAddress | undefined;
