@@ -17,59 +17,27 @@
  * data, the application's FIN, a name that is not ASCII, LADDER_RAW_HEADER=0 or
  * LADDER_NATIVE_SALT=0, a route, another transport) goes to #plan or dial() unchanged.
  *
- * On unless LADDER_CLIENT_LEAN=0 (read once per front).
+ * On unless LADDER_CLIENT_LEAN=0 (read once per front); loaded at the front's first CONNECT (an
+ * idle client does not load it), the connections before it takes the full path.
  */
 import { isAscii } from 'node:buffer';
 import { decodeAddress, type SocksAddress } from '../protocol/socks5/address.js';
-import { envSwitch } from '../shared/env.js';
 import type { Logger } from '../shared/logger.js';
 import type { Dialer } from '../transport/dialer.js';
 import { connectError, thrownConnectError, type NativeAnswer } from '../transport/native-dial.js';
 import { NATIVE_RELAY_REASON, type NativeRelay } from '../transport/native-sockets.js';
 import type { Watch, WatchedSocket } from './answer-watch.js';
 import { logDialFailure } from './tunnel.js';
-
-/** The lean tunnel is on unless LADDER_CLIENT_LEAN=0. */
-export function leanTunnelFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return envSwitch('LADDER_CLIENT_LEAN', env);
-}
-
-/** native/client_tunnel.cc. */
-export interface NativeTunnelConnect {
-  tunnelConnect(
-    ip: string,
-    port: number,
-    timeoutMs: number,
-    relayPair: NativeRelay['relayPair'],
-    args: TunnelArgs,
-    onFail: (errno: number, why: number) => void,
-    atOnce?: boolean,
-  ): object;
-  tunnelConnectCancel(tunnel: object): void;
-}
-
-/** relayPair's arguments as tunnelConnect takes them; [9] is the relay once it started. */
-export type TunnelArgs = [
-  number,
-  number,
-  Uint8Array | null,
-  object,
-  [undefined, Buffer, undefined],
-  number,
-  ...unknown[],
-] & {
-  9?: object;
-};
-
-/** onFail's `why`: 0 the connect failed (errno), 1 it timed out, 2 relayPair threw. */
-export const FAIL_TIMEOUT = 1;
-export const FAIL_RELAY = 2;
-
-/** relayCounts' out for an answer asked: [up, down, answered]. */
-export const COUNTS = new Float64Array(3);
-export const REASON_CIPHER = 4;
-export const REASON_PAYLOAD_SIZE = 5;
-const REASON_ERROR = 2;
+import {
+  COUNTS,
+  FAIL_RELAY,
+  FAIL_TIMEOUT,
+  REASON_CIPHER,
+  REASON_ERROR,
+  REASON_PAYLOAD_SIZE,
+  type NativeTunnelConnect,
+  type TunnelArgs,
+} from './tunnel-args.js';
 
 /** The fixed parts of a raw SIP004 tunnel (ShadowsocksDialer.leanTarget). */
 export interface LeanTarget {

@@ -60,6 +60,7 @@ export async function startTunnelFront(o: TunnelFrontOptions): Promise<TunnelFro
     ...(o.lean === undefined ? [] : [o.lean]),
   );
   assert.ok(front.adopt(srv));
+  await front.leanReady(); // loaded at the first CONNECT otherwise: every connection takes the same path
   return {
     port,
     lines: () =>
