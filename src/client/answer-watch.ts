@@ -25,7 +25,7 @@ import { envSwitch } from '../shared/env.js';
 import type { Logger } from '../shared/logger.js';
 import { RepeatLimiter } from '../shared/repeat-limiter.js';
 import type { DialHints, DialedConnection, Dialer, FirstData } from '../transport/dialer.js';
-import { isNativeServerSocket, nativePlanner, type NativeTunnelPlan } from '../transport/native-dial.js';
+import { nativePlanner, type NativeAnswer, type NativeTunnelPlan } from '../transport/native-dial.js';
 import type { Transform } from '../transport/relay.js';
 import { DeadlineQueue, type Deadline } from './deadline-queue.js';
 
@@ -106,6 +106,8 @@ export class AnswerWatchDialer implements Dialer {
   readonly #edition2022: boolean;
   /** Every connection's no-answer wait on one timer (deadline-queue.ts); undefined: a timer each. */
   readonly #deadlines: DeadlineQueue | undefined;
+  /** What each connection's Watch needs of this dialer. */
+  readonly #host: WatchHost;
   #closed = false;
 
   constructor(inner: Dialer, opts: AnswerWatchOptions) {
@@ -120,6 +122,14 @@ export class AnswerWatchDialer implements Dialer {
       (opts.sharedTimer ?? sharedWatchTimerFromEnv())
         ? new DeadlineQueue(this.#clock, this.#noAnswerMs)
         : undefined;
+    this.#host = {
+      clock: this.#clock,
+      deadlines: this.#deadlines,
+      noAnswerMs: this.#noAnswerMs,
+      edition2022: this.#edition2022,
+      log: this.#log,
+      tell: (kind, text) => this.#tell(kind, text),
+    };
     const repeatMs = (this.#repeatMs = opts.repeatMs ?? DEFAULT_ANSWER_REPEAT_MS);
     this.#limiter = new RepeatLimiter({
       clock: this.#clock,
@@ -199,116 +209,184 @@ export class AnswerWatchDialer implements Dialer {
     sentFirst: boolean,
     dest: SocksAddress,
   ): { conn: DialedConnection; quiet: () => void } {
-    const clock = this.#clock;
     const socket = conn.socket;
-    let sent = false;
-    let sentAt = 0;
-    let bytesIn = 0; // bytes from the server before the first payload opened
-    let opened = false;
-    let settled = false; // a payload opened, or a finding was told: nothing more to say
-    let timer: Timer | Deadline | undefined;
-    const clear = (): void => {
-      if (timer) {
-        if (this.#deadlines) (timer as Deadline).cancel();
-        else clock.clearTimeout(timer as Timer);
-      }
-      timer = undefined;
-    };
-    const settle = (kind?: Kind, text?: string): void => {
-      if (settled) return;
-      settled = true;
-      clear();
-      if (kind && text) {
-        this.#tell(kind, text);
-        // The info line names no destination; at debug, which one it was (every time).
-        if (this.#log.isLevelEnabled('debug'))
-          this.#log.debug({ tunnel: kind }, `tunnel to ${formatAddress(dest)}: ${KIND_WORDS[kind]}`);
-      }
-    };
-    /**
-     * A relay that opens the server's answer itself (native-socks.ts: no decode here) is asked
-     * what it saw when there is something to judge; true when that settled the watch.
-     */
-    const asked = (): boolean => {
-      const answer = isNativeServerSocket(socket) ? socket.answer?.() : undefined;
-      if (!answer || settled) return settled;
-      if (answer.bytesIn > bytesIn) bytesIn = answer.bytesIn;
-      if (answer.answered) {
-        opened = true;
-        settle();
-      } else if (answer.failed) settle('not-shadowsocks', NOT_SHADOWSOCKS);
-      return settled;
-    };
-    /** What to tell when the server did not open a payload for us by `waited` ms. */
-    const unanswered = (waited: number): void => {
-      if (asked()) return;
-      if (bytesIn > 0) settle('not-shadowsocks', NOT_SHADOWSOCKS);
-      else settle('no-answer', noAnswer(waited, this.#edition2022));
-    };
-    const markSent = (): void => {
-      if (sent) return;
-      sent = true;
-      sentAt = clock.now();
-      const due = (): void => {
-        timer = undefined;
-        if (!socket.destroyed) unanswered(this.#noAnswerMs);
-      };
-      if (this.#deadlines) timer = this.#deadlines.add(due);
-      else {
-        const t = clock.setTimeout(due, this.#noAnswerMs);
-        t.unref?.();
-        timer = t;
-      }
-    };
-    if (sentFirst) markSent();
-
+    const w = new Watch(this.#host, socket as unknown as WatchedSocket, dest);
+    if (sentFirst) w.markSent();
     // The request (target address) went out with the first write, with or without application
     // bytes, so a close is an answer to it; a silent server is judged only once the application
     // sent something (it may be waiting for a greeting, or a connection opened ahead of use).
-    const serverClosed = (): void => {
-      if (settled || asked()) return;
-      if (bytesIn > 0) settle('not-shadowsocks', NOT_SHADOWSOCKS);
-      else if (socket.writableEnded) settle('closed-after-fin', CLOSED_AFTER_FIN);
-      else settle('closed', CLOSED);
-    };
-    socket.once('end', serverClosed);
+    socket.once('end', () => w.serverClosed());
     socket.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ECONNRESET') serverClosed();
+      if (err.code === 'ECONNRESET') w.serverClosed();
     });
-    socket.once('close', () => {
-      if (asked()) return;
-      // The application gave up (or reset) before the server said anything.
-      if (!settled && sent && clock.now() - sentAt >= Math.min(GAVE_UP_REPORT_MS, this.#noAnswerMs))
-        unanswered(clock.now() - sentAt);
-      else settle();
-    });
-
+    socket.once('close', () => w.closed());
     const innerDecode: Transform | undefined = conn.decode;
-    const decode: Transform = (chunk) => {
-      if (opened) return innerDecode ? innerDecode(chunk) : chunk;
-      bytesIn += chunk.length;
-      let out: Buffer | Buffer[] | undefined;
-      try {
-        out = innerDecode ? innerDecode(chunk) : chunk;
-      } catch (err) {
-        settle('not-shadowsocks', NOT_SHADOWSOCKS);
-        throw err;
-      }
-      if (hasPayload(out)) {
-        opened = true;
-        settle();
-      }
-      return out;
-    };
+    const decode: Transform = (chunk) => w.decode(innerDecode, chunk);
     const innerEncode: Transform | undefined = conn.encode;
     const encode: Transform = (chunk) => {
-      if (!sent && chunk.length > 0) markSent();
+      if (!w.sent && chunk.length > 0) w.markSent();
       return innerEncode ? innerEncode(chunk) : chunk;
     };
     // Passed on: once a payload opened (the native relay hands over no sooner), this watch is done.
     return {
       conn: { socket, encode, decode, ...(conn.native ? { native: conn.native } : {}) },
-      quiet: () => settle(),
+      quiet: () => w.settle(),
     };
+  }
+
+  /** The dialer watched (client/lean-tunnel.ts: whether the bare tunnel is a raw SIP004 one). */
+  leanSource(): Dialer {
+    return this.#inner;
+  }
+
+  /**
+   * The watch of a tunnel the caller carries with no socket object (client/lean-tunnel.ts): the
+   * application's first bytes went with the request; the caller reports the server's FIN or
+   * reset (serverClosed), the end (closed) or a failed connect (closed, then settle), and
+   * `socket` answers what a NativeServerSocket would (destroyed, writableEnded, answer()).
+   */
+  leanWatch(socket: WatchedSocket, dest: () => SocksAddress): Watch {
+    const w = new Watch(this.#host, socket, dest);
+    w.markSent();
+    return w;
+  }
+}
+
+/** What a watch reads from its connection's socket (a net.Socket, NativeServerSocket or lean tunnel). */
+export interface WatchedSocket {
+  readonly destroyed: boolean;
+  readonly writableEnded: boolean;
+  /** A relay that opens the server's answer itself: what it saw so far (native-dial.ts NativeAnswer). */
+  answer?: (() => NativeAnswer) | undefined;
+}
+
+/** The dialer's side of its watches. */
+interface WatchHost {
+  clock: Clock;
+  deadlines: DeadlineQueue | undefined;
+  noAnswerMs: number;
+  edition2022: boolean;
+  log: Logger;
+  tell(kind: Kind, text: string): void;
+}
+
+/** One connection's watch: its state and reactions in one object (no closures per connection). */
+export class Watch {
+  readonly #host: WatchHost;
+  readonly #socket: WatchedSocket;
+  /** The destination (a function: decoded only when a debug line names it). */
+  readonly #dest: SocksAddress | (() => SocksAddress);
+  sent = false;
+  #sentAt = 0;
+  /** Bytes from the server before the first payload opened. */
+  #bytesIn = 0;
+  #opened = false;
+  /** A payload opened, or a finding was told: nothing more to say. */
+  #settled = false;
+  #timer: Timer | Deadline | undefined;
+
+  constructor(host: WatchHost, socket: WatchedSocket, dest: SocksAddress | (() => SocksAddress)) {
+    this.#host = host;
+    this.#socket = socket;
+    this.#dest = dest;
+  }
+
+  #clear(): void {
+    const timer = this.#timer;
+    if (timer) {
+      if (this.#host.deadlines) (timer as Deadline).cancel();
+      else this.#host.clock.clearTimeout(timer as Timer);
+    }
+    this.#timer = undefined;
+  }
+
+  settle(kind?: Kind, text?: string): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#clear();
+    if (kind && text) {
+      const host = this.#host;
+      host.tell(kind, text);
+      // The info line names no destination; at debug, which one it was (every time).
+      if (host.log.isLevelEnabled('debug')) {
+        const d = this.#dest;
+        const dest = typeof d === 'function' ? d() : d;
+        host.log.debug({ tunnel: kind }, `tunnel to ${formatAddress(dest)}: ${KIND_WORDS[kind]}`);
+      }
+    }
+  }
+
+  /**
+   * A relay that opens the server's answer itself (native-socks.ts: no decode here) is asked
+   * what it saw when there is something to judge; true when that settled the watch.
+   */
+  #asked(): boolean {
+    const answer = this.#socket.answer?.();
+    if (!answer || this.#settled) return this.#settled;
+    if (answer.bytesIn > this.#bytesIn) this.#bytesIn = answer.bytesIn;
+    if (answer.answered) {
+      this.#opened = true;
+      this.settle();
+    } else if (answer.failed) this.settle('not-shadowsocks', NOT_SHADOWSOCKS);
+    return this.#settled;
+  }
+
+  /** What to tell when the server did not open a payload for us by `waited` ms. */
+  #unanswered(waited: number): void {
+    if (this.#asked()) return;
+    if (this.#bytesIn > 0) this.settle('not-shadowsocks', NOT_SHADOWSOCKS);
+    else this.settle('no-answer', noAnswer(waited, this.#host.edition2022));
+  }
+
+  markSent(): void {
+    if (this.sent) return;
+    this.sent = true;
+    const host = this.#host;
+    this.#sentAt = host.clock.now();
+    const due = (): void => {
+      this.#timer = undefined;
+      if (!this.#socket.destroyed) this.#unanswered(host.noAnswerMs);
+    };
+    if (host.deadlines) this.#timer = host.deadlines.add(due);
+    else {
+      const t = host.clock.setTimeout(due, host.noAnswerMs);
+      t.unref?.();
+      this.#timer = t;
+    }
+  }
+
+  /** The server's FIN, or a reset. */
+  serverClosed(): void {
+    if (this.#settled || this.#asked()) return;
+    if (this.#bytesIn > 0) this.settle('not-shadowsocks', NOT_SHADOWSOCKS);
+    else if (this.#socket.writableEnded) this.settle('closed-after-fin', CLOSED_AFTER_FIN);
+    else this.settle('closed', CLOSED);
+  }
+
+  /** The connection closed. */
+  closed(): void {
+    if (this.#asked()) return;
+    // The application gave up (or reset) before the server said anything.
+    const now = this.#host.clock.now();
+    if (!this.#settled && this.sent && now - this.#sentAt >= Math.min(GAVE_UP_REPORT_MS, this.#host.noAnswerMs))
+      this.#unanswered(now - this.#sentAt);
+    else this.settle();
+  }
+
+  decode(innerDecode: Transform | undefined, chunk: Buffer): Buffer | Buffer[] | undefined {
+    if (this.#opened) return innerDecode ? innerDecode(chunk) : chunk;
+    this.#bytesIn += chunk.length;
+    let out: Buffer | Buffer[] | undefined;
+    try {
+      out = innerDecode ? innerDecode(chunk) : chunk;
+    } catch (err) {
+      this.settle('not-shadowsocks', NOT_SHADOWSOCKS);
+      throw err;
+    }
+    if (hasPayload(out)) {
+      this.#opened = true;
+      this.settle();
+    }
+    return out;
   }
 }

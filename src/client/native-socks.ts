@@ -61,6 +61,24 @@ import {
   type NativeSocksFront,
 } from '../transport/native-sockets.js';
 import { nativeAppConn, NativeAppSocket, type NativeAppConn } from './native-app-socket.js';
+import type { LeanTunnels } from './lean-tunnel.js';
+import {
+  COUNTS,
+  FAIL_RELAY,
+  FAIL_TIMEOUT,
+  frontHandoffFromEnv,
+  leanTunnelFromEnv,
+  nativeSaltFromEnv,
+  nativeTunnelFromEnv,
+  rawHeaderFromEnv,
+  REASON_CIPHER,
+  REASON_PAYLOAD_SIZE,
+  type NativeTunnelConnect,
+  tunnelAtOnceFromEnv,
+  type TunnelArgs,
+} from './tunnel-args.js';
+
+export { nativeTunnelFromEnv } from './tunnel-args.js';
 import { handleSocks5, type Socks5InboundOptions } from './socks5-inbound.js';
 import { logDialFailure, pipeTunnel, runTunnel } from './tunnel.js';
 import { envSwitch } from '../shared/env.js';
@@ -79,29 +97,6 @@ export function nativeAppSocketsFromEnv(env: NodeJS.ProcessEnv = process.env): b
 }
 
 /**
- * Raw SIP004 tunnels set up in the addon with no JS call between the SOCKS5 request and the
- * server's first answer (native/client_tunnel.cc) unless LADDER_NATIVE_TUNNEL=0 (then dial() and
- * the addon's connect, as before).
- */
-export function nativeTunnelFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return envSwitch('LADDER_NATIVE_TUNNEL', env);
-}
-
-/**
- * A tunnel whose connect(2) returned connected (loopback) relays inside tunnelConnect: the first
- * write leaves with the connect, with no wait for writability, unless LADDER_TUNNEL_AT_ONCE=0.
- */
-export function tunnelAtOnceFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return envSwitch('LADDER_TUNNEL_AT_ONCE', env);
-}
-
-/** With atOnce, the application's socket stays in the epoll set from the front to the relay
- * (socks5_front.cc handoff, thread_poll.h PollPark: no epoll_ctl DEL + ADD) unless LADDER_FRONT_HANDOFF=0. */
-export function frontHandoffFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return envSwitch('LADDER_FRONT_HANDOFF', env);
-}
-
-/**
  * The front accepts one connection per wake-up (native/socks5_front.cc `lean`: the accept4 that
  * would fail with EAGAIN is not made), unless LADDER_FRONT_LEAN=0.
  */
@@ -110,66 +105,13 @@ export function leanFrontFromEnv(env: NodeJS.ProcessEnv = process.env): boolean 
 }
 
 /**
- * The SOCKS5 request's address bytes are sent as the tunnel's request header (DialHints.header)
- * instead of encoding the decoded address again, unless LADDER_RAW_HEADER=0.
- */
-export function rawHeaderFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return envSwitch('LADDER_RAW_HEADER', env);
-}
-
-/**
- * A tunnel set up in the addon reads the server's salt and opens its answer in the relay (no JS
- * call for the first answer; answer-watch asks the relay when it judges) unless LADDER_NATIVE_SALT=0
- * (then the relay's onFirst opens it in JS, as before).
- */
-export function nativeSaltFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return envSwitch('LADDER_NATIVE_SALT', env);
-}
-
-/**
  * `addr` (ATYP..PORT as the front read it) when it is what encodeAddress(dest) gives: IPv4, IPv6,
  * or a name of ASCII bytes (a name that is not UTF-8 would not decode and encode back the same).
  */
 function wireHeader(dest: SocksAddress, addr: Buffer): Buffer | undefined {
   if (dest.type !== 'domain') return addr;
-  return isAscii(addr) ? addr : undefined;
+  return isAscii(addr.subarray(2, addr.length - 2)) ? addr : undefined; // the name (the port is any byte)
 }
-
-/** native/client_tunnel.cc. */
-interface NativeTunnelConnect {
-  tunnelConnect(
-    ip: string,
-    port: number,
-    timeoutMs: number,
-    relayPair: NativeRelay['relayPair'],
-    args: TunnelArgs,
-    onFail: (errno: number, why: number) => void,
-    atOnce?: boolean,
-  ): object;
-  tunnelConnectCancel(tunnel: object): void;
-}
-
-/** relayPair's arguments as tunnelConnect takes them; [9] is the relay once it started. */
-type TunnelArgs = [
-  number,
-  number,
-  Uint8Array | null,
-  object,
-  [undefined, Buffer, undefined],
-  number,
-  ...unknown[],
-] & {
-  9?: object;
-};
-
-/** onFail's `why`: 0 the connect failed (errno), 1 it timed out, 2 relayPair threw. */
-const FAIL_TIMEOUT = 1;
-const FAIL_RELAY = 2;
-
-/** relayCounts' out for NativeServerSocket.answer: [up, down, answered]. */
-const COUNTS = new Float64Array(3);
-const REASON_CIPHER = 4;
-const REASON_PAYLOAD_SIZE = 5;
 
 const KIND_CONNECT = 2;
 const KIND_GREETED = 1;
@@ -210,15 +152,24 @@ export class NativeSocks {
   readonly #tunnels = new Map<TunnelArgs, object>();
   #tunnelled = 0;
   #salted = 0;
+  /** The bare tunnel's lean path (lean-tunnel.ts, loaded at the first CONNECT; undefined: #plan). */
+  #lean: LeanTunnels | undefined;
+  #leanLoad: Promise<void> | undefined;
+  readonly #leanWanted: boolean;
+  #leaned = 0;
   readonly #rawHeader = rawHeaderFromEnv();
   readonly #nativeSalt = nativeSaltFromEnv();
   readonly #atOnce = tunnelAtOnceFromEnv();
 
-  /** `tunnel`: set raw SIP004 tunnels up in the addon (default: nativeTunnelFromEnv()). */
+  /**
+   * `tunnel`: set raw SIP004 tunnels up in the addon (default: nativeTunnelFromEnv()); `lean`:
+   * the bare tunnel's through lean-tunnel.ts (default: leanTunnelFromEnv()).
+   */
   constructor(
     fns: NativeSocksFront & NativeRelay,
     opts: Socks5InboundOptions,
     tunnel = nativeTunnelFromEnv(),
+    lean = leanTunnelFromEnv(),
   ) {
     this.#fns = fns;
     this.#opts = opts;
@@ -228,6 +179,7 @@ export class NativeSocks {
       this.#tunnelFns = t as NativeTunnelConnect;
       this.#planner = nativePlanner(opts.dialer);
     }
+    this.#leanWanted = lean && this.#tunnelFns !== undefined && this.#rawHeader && this.#nativeSalt;
     setMaxListeners(0, this.#abort.signal); // one listener per running dial
   }
 
@@ -244,6 +196,26 @@ export class NativeSocks {
   /** Of those, the ones whose relay opens the server's answer itself (tests). */
   get salted(): number {
     return this.#salted;
+  }
+
+  /** Of those, the ones the lean path took (tests). */
+  get leaned(): number {
+    return this.#leaned;
+  }
+
+  /** The lean path loaded (or not wanted): at the first CONNECT, or now (tests). */
+  leanReady(): Promise<void> {
+    this.#leanLoad ??= !this.#leanWanted
+      ? Promise.resolve()
+      : import('./lean-tunnel.js').then(
+          (m) => {
+            const fns = this.#tunnelFns as NativeTunnelConnect & NativeRelay;
+            const opts = { log: this.#opts.log, idleMs: this.#idleMs(), atOnce: this.#atOnce };
+            this.#lean = m.LeanTunnels.for(this.#opts.dialer, fns, this.#tunnels, opts);
+          },
+          () => {}, // #plan then, as with LADDER_CLIENT_LEAN=0
+        );
+    return this.#leanLoad;
   }
 
   /** Connections in their handshake in C++ (tests). */
@@ -335,6 +307,13 @@ export class NativeSocks {
       const s = this.#socket(fd);
       if (data) s.unshift(data);
       handleSocks5(s, this.#opts, kind === KIND_GREETED);
+      return;
+    }
+    if (this.#leanLoad === undefined) void this.leanReady();
+    if (this.#lean && data && !ended && addr && this.#lean.start(fd, addr, data)) {
+      this.#tunnelled++;
+      this.#salted++;
+      this.#leaned++;
       return;
     }
     let dest: SocksAddress | undefined;

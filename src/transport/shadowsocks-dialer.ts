@@ -203,9 +203,9 @@ export class ShadowsocksDialer implements Dialer {
    * host name (it needs DNS), a transport (WebSocket) or an address that does not encode.
    */
   planNative(dest: SocksAddress, data: Uint8Array, hints: DialHints): NativeTunnelPlan | undefined {
-    if (!hints.native || !this.#rawTcp) return undefined;
-    const ip = this.#host.replace(/^\[|\]$/g, '');
-    if (isIP(ip) === 0) return undefined;
+    const native = hints.native;
+    const target = native ? this.leanTarget() : undefined;
+    if (!native || !target) return undefined;
     let header: Uint8Array;
     try {
       header = hints.header ?? encodeAddress(dest);
@@ -213,15 +213,33 @@ export class ShadowsocksDialer implements Dialer {
       return undefined; // dial() fails it the usual way
     }
     const h = this.#handshake(header, data);
-    const socket = new NativeServerSocket(-1, h.first, hints.native).asDuplex();
+    const socket = new NativeServerSocket(-1, h.first, native).asDuplex();
     return {
-      ip,
-      port: this.#port,
-      timeoutMs: this.#connectTimeoutMs,
+      ip: target.ip,
+      port: target.port,
+      timeoutMs: target.timeoutMs,
       conn: this.#connection(socket, h, true),
       connected: () => {},
       failed: (err) => Promise.reject(err),
     };
+  }
+
+  /**
+   * planNative's fixed parts for a caller that keeps no connection objects (client/lean-tunnel.ts):
+   * the server (an IP literal over plain TCP), the connect's budget and the master key; undefined
+   * where planNative never plans (a host name, a transport).
+   */
+  leanTarget(): { ip: string; port: number; timeoutMs: number; masterKey: Buffer } | undefined {
+    if (!this.#rawTcp) return undefined;
+    const ip = this.#host.replace(/^\[|\]$/g, '');
+    if (isIP(ip) === 0) return undefined;
+    return { ip, port: this.#port, timeoutMs: this.#connectTimeoutMs, masterKey: this.#masterKey };
+  }
+
+  /** planNative's encoder (its codec) and first write (salt, header, data), with no decoder or socket. */
+  leanFirst(header: Uint8Array, data: Uint8Array): { codec: object | undefined; first: Buffer } {
+    const encoder = new AeadEncoder(this.method, this.#masterKey, this.#salt());
+    return { codec: encoder.nativeCodec, first: this.#firstWrite(encoder, header, data) };
   }
 
   /**

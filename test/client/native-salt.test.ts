@@ -9,18 +9,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { AnswerWatchDialer } from '../../src/client/answer-watch.js';
-import { createTunnelDialer } from '../../src/client/index.js';
-import { NativeSocks } from '../../src/client/native-socks.js';
-import { ShadowsocksServer } from '../../src/server/server.js';
-import { createLogger } from '../../src/shared/logger.js';
+import type { NativeSocks } from '../../src/client/native-socks.js';
 import { nativeRelay, nativeSocksFront } from '../../src/transport/native-sockets.js';
 import { fdOf, serve, type TestServer } from '../helpers/net.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { socks5Connect } from '../helpers/socks5.js';
+import { startEchoServer, startTunnelFront, type TunnelFront } from '../helpers/tunnel-front.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 const METHOD = 'chacha20-ietf-poly1305';
@@ -44,11 +40,6 @@ interface Front {
 
 /** A native SOCKS5 front whose tunnels (through answer-watch) go to 127.0.0.1:serverPort. */
 async function startFront(serverPort: number, salt: boolean, noAnswerMs = 300): Promise<Front> {
-  const out = new PassThrough();
-  let text = '';
-  out.on('data', (d: Buffer) => (text += d.toString()));
-  const log = createLogger({ level: process.env.DBG ? 'debug' : 'info', destination: out });
-  if (process.env.DBG) out.on('data', (d: Buffer) => process.stderr.write(d));
   const fns = { ...nativeSocksFront()! } as unknown as Record<string, Fn>;
   const relayPair = fns.relayPair!;
   let calls = 0;
@@ -62,50 +53,23 @@ async function startFront(serverPort: number, salt: boolean, noAnswerMs = 300): 
     }
     return relayPair(...a);
   };
-  const dialer = new AnswerWatchDialer(
-    createTunnelDialer({ host: '127.0.0.1', port: serverPort, method: METHOD, password: PASSWORD }),
-    { log, noAnswerMs },
-  );
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
   const saved = process.env.LADDER_NATIVE_SALT;
   process.env.LADDER_NATIVE_SALT = salt ? '1' : '0'; // read when the front is made
-  let front: NativeSocks;
+  let f: TunnelFront;
   try {
-    front = new NativeSocks(
-      fns as never,
-      {
-        dialer,
-        firstDataWaitMs: 5000, // the first data goes with the request even on a loaded machine
-        idleTimeoutMs: 60_000,
-        log,
-        track: () => {},
-        host: '127.0.0.1',
-        port,
-      },
-      true,
-    );
+    f = await startTunnelFront({ serverPort, method: METHOD, password: PASSWORD, noAnswerMs, fns });
   } finally {
     if (saved === undefined) delete process.env.LADDER_NATIVE_SALT;
     else process.env.LADDER_NATIVE_SALT = saved;
   }
-  assert.ok(front.adopt(srv));
   return {
-    port,
+    ...f,
     firstCalls: () => calls,
     told: () =>
-      text
-        .split('\n')
-        .filter((l) => l.length > 0)
-        .map((l) => JSON.parse(l) as Record<string, unknown>)
+      f
+        .lines()
         .filter((l) => l.tunnel !== undefined)
         .map((l) => String(l.msg)),
-    front,
-    close: () => {
-      dialer.close();
-      front.close();
-    },
   };
 }
 
@@ -133,20 +97,12 @@ async function open(f: Front, echoPort: number, ms = 5000): Promise<{ s: net.Soc
 
 describe('native tunnel: the server answer opened in the relay', { skip, timeout: 60_000 }, () => {
   let echo: TestServer;
-  let server: ShadowsocksServer;
   let ssPort = 0;
+  let stop: () => Promise<void>;
   before(async () => {
-    echo = await serve((s) => s.pipe(s));
-    server = new ShadowsocksServer({
-      keys: [{ id: 'k', method: METHOD, secret: PASSWORD }],
-      allowPrivateDestinations: true,
-    });
-    ssPort = (await server.listen({ port: 0, host: '127.0.0.1' })).port;
+    ({ echo, ssPort, close: stop } = await startEchoServer(METHOD, PASSWORD));
   });
-  after(async () => {
-    await server.close();
-    await echo.close();
-  });
+  after(() => stop());
 
   for (const salt of [true, false]) {
     const mode = salt ? 'LADDER_NATIVE_SALT on' : 'LADDER_NATIVE_SALT=0';

@@ -87,11 +87,15 @@ function pick<T>(rng: Rng, items: readonly T[]): T {
   return items[randInt(rng, items.length)]!;
 }
 
+// The helpers below run once per connection in a client that has served only a few thousand (V8's
+// baseline code, not optimised): indexed loops and constant tables, no closures or arrays per draw.
 function pickWeighted<T>(rng: Rng, items: readonly (readonly [T, number])[]): T {
-  const total = items.reduce((s, [, w]) => s + w, 0);
+  let total = 0;
+  for (let i = 0; i < items.length; i++) total += items[i]![1];
   let r = randInt(rng, total);
-  for (const [v, w] of items) {
-    if (r < w) return v;
+  for (let i = 0; i < items.length; i++) {
+    const w = items[i]![1];
+    if (r < w) return items[i]![0];
     r -= w;
   }
   return items[items.length - 1]![0];
@@ -182,9 +186,14 @@ const METHODS: readonly (readonly [string, number])[] = [
   ['OPTIONS', 10],
 ];
 
+/** The longest method plus " /x": from this maxLen on, every method fits. */
+const ALL_METHODS_FIT = 10;
+const PATH_SEPARATORS = ['/', '/', '-', '_', '.', '?', '=', '&'] as const;
+const WORD_SEPARATORS = ['-', '_', ' ', '.'] as const;
+
 /** "GET /path..." of exactly `len` bytes (len >= method + 3). */
 function httpPrefix(rng: Rng, maxLen: number): string {
-  const methods = METHODS.filter(([m]) => m.length + 3 <= maxLen);
+  const methods = maxLen >= ALL_METHODS_FIT ? METHODS : METHODS.filter(([m]) => m.length + 3 <= maxLen);
   const method = pickWeighted(rng, methods);
   const minLen = method.length + 3;
   const len = minLen + randInt(rng, maxLen - minLen + 1);
@@ -200,7 +209,7 @@ function httpPrefix(rng: Rng, maxLen: number): string {
     if (r <= 1) path += randomString(rng, ALNUM_LOWER, 1 + randInt(rng, 8));
     else if (r === 2) path += randomString(rng, PATH_CHARS, 1 + randInt(rng, 4));
     else path += pick(rng, PATH_WORDS);
-    path += pick(rng, ['/', '/', '-', '_', '.', '?', '=', '&']);
+    path += pick(rng, PATH_SEPARATORS);
   }
   return `${method} ${path}`.slice(0, len);
 }
@@ -232,7 +241,7 @@ function textPrefix(rng: Rng, maxLen: number): string {
   if (style === 1) return randomString(rng, ALNUM, 1) + randomString(rng, HEX, len - 1);
   if (style === 2) return randomString(rng, ALNUM, len);
   let s = '';
-  while (s.length < len) s += (s ? pick(rng, ['-', '_', ' ', '.']) : '') + pick(rng, PATH_WORDS);
+  while (s.length < len) s += (s ? pick(rng, WORD_SEPARATORS) : '') + pick(rng, PATH_WORDS);
   // Keep the first bytes varied: words alone would repeat the same 6-byte start too often.
   return (randomString(rng, ALNUM, 2) + s).slice(0, len);
 }
@@ -268,27 +277,52 @@ export interface PrefixOptions {
  * maxLen < 6 only TLS-like prefixes fit.
  */
 export function generatePrefix(maxLen: number, opts: PrefixOptions = {}): Uint8Array {
+  const p = drawPrefix(maxLen, opts);
+  return typeof p === 'string' ? Buffer.from(p, 'latin1') : p;
+}
+
+/** The default weights' families by maxLen (below 6 only TLS fits): what generatePrefix builds from them. */
+const DEFAULT_SHORT: readonly (readonly [PrefixFamily, number])[] = [['tls', DEFAULT_FAMILY_WEIGHTS.tls]];
+const DEFAULT_FULL: readonly (readonly [PrefixFamily, number])[] = [
+  ['tls', DEFAULT_FAMILY_WEIGHTS.tls],
+  ['http', DEFAULT_FAMILY_WEIGHTS.http],
+  ['text', DEFAULT_FAMILY_WEIGHTS.text],
+];
+
+/** generatePrefix's draw: latin1 text (HTTP and text families) or bytes (TLS). */
+function drawPrefix(maxLen: number, opts: PrefixOptions): string | Uint8Array {
   if (!Number.isInteger(maxLen) || maxLen < 3) {
     throw new ProtocolError('ERR_KEY', `prefix length limit ${maxLen} too small (need >= 3)`);
   }
   const rng = opts.rng ?? defaultRng;
-  const w = { ...DEFAULT_FAMILY_WEIGHTS, ...opts.weights };
-  const families: (readonly [PrefixFamily, number])[] = [['tls', w.tls]];
-  if (maxLen >= 6) families.push(['http', w.http], ['text', w.text]);
-  const usable = families.filter(([, wt]) => wt > 0);
+  let usable: readonly (readonly [PrefixFamily, number])[];
+  if (opts.weights === undefined) usable = maxLen >= 6 ? DEFAULT_FULL : DEFAULT_SHORT;
+  else {
+    const w = { ...DEFAULT_FAMILY_WEIGHTS, ...opts.weights };
+    const families: (readonly [PrefixFamily, number])[] = [['tls', w.tls]];
+    if (maxLen >= 6) families.push(['http', w.http], ['text', w.text]);
+    usable = families.filter(([, wt]) => wt > 0);
+  }
   if (usable.length === 0) throw new ProtocolError('ERR_KEY', 'no prefix family enabled for this length');
   const family = pickWeighted(rng, usable);
   if (family === 'tls') return tlsPrefix(rng, maxLen);
-  const text = family === 'http' ? httpPrefix(rng, maxLen) : textPrefix(rng, maxLen);
-  return Buffer.from(text, 'latin1');
+  return family === 'http' ? httpPrefix(rng, maxLen) : textPrefix(rng, maxLen);
 }
 
 /** A salt whose first bytes are a fresh prefix (at most prefixBudget) and the rest random. */
 export function makeShapedSalt(saltSize: number, opts: PrefixOptions = {}): Buffer {
-  const rng = opts.rng ?? defaultRng;
-  const prefix = generatePrefix(prefixBudget(saltSize), opts);
-  const salt = Buffer.from(rng(saltSize));
-  salt.set(prefix, 0);
+  return shapedSalt(saltSize, drawPrefix(prefixBudget(saltSize), opts), opts.rng ?? defaultRng);
+}
+
+/**
+ * `prefix` over `saltSize` bytes of `rng` (drawn after the prefix, as always). The default rng's
+ * bytes are a fresh copy already (random-pool.ts): used as they are, not copied again.
+ */
+function shapedSalt(saltSize: number, prefix: string | Uint8Array, rng: Rng): Buffer {
+  const bytes = rng(saltSize);
+  const salt = rng === defaultRng && Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes);
+  if (typeof prefix === 'string') salt.write(prefix, 0, 'latin1');
+  else salt.set(prefix, 0);
   return salt;
 }
 
@@ -353,6 +387,10 @@ export function encodeFirstWrite(
   header: Uint8Array,
   data: Uint8Array = new Uint8Array(0),
 ): Buffer {
+  // One chunk outside the trigger (nearly every first write): what the plan says, without making it.
+  const n = header.length + data.length;
+  if (header.length > 0 && n <= MAX_PAYLOAD && !inProberTrigger(encoder.salt.length + n + CHUNK_OVERHEAD))
+    return encoder.encode(Buffer.concat([header, data]));
   const plan = planFirstWrite(encoder.salt.length, header.length, data.length);
   if (!plan.split) return encoder.encode(Buffer.concat([header, data]));
   return Buffer.concat([encoder.encode(header), encoder.encode(data)]);

@@ -1,0 +1,175 @@
+/**
+ * The client's lean tunnel (src/client/lean-tunnel.ts, LADDER_CLIENT_LEAN): every case runs with
+ * the lean path on and off, on real sockets to a real server and misbehaving peers, and what
+ * the application and the person see must be the same both ways: the bytes back, answer-watch's
+ * lines, the dial-failure lines, the tunnels counted and none left behind. On, the lean path
+ * must have taken them (the counts fail without it); off, none.
+ */
+import { randomBytes } from 'node:crypto';
+import type net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { nativeSocksFront } from '../../src/transport/native-sockets.js';
+import { freePort, serve, type TestServer } from '../helpers/net.js';
+import { skipUnless } from '../helpers/prereq.js';
+import { socks5Connect } from '../helpers/socks5.js';
+import { startEchoServer, startTunnelFront, type TunnelFront } from '../helpers/tunnel-front.js';
+import { sleep, waitFor } from '../helpers/wait.js';
+
+const METHOD = 'aes-256-gcm';
+const PASSWORD = 'client-lean-tunnel-pw';
+const fns = nativeSocksFront() as unknown as Record<string, unknown> | undefined;
+const skip = skipUnless(
+  fns !== undefined && typeof fns.tunnelConnect === 'function',
+  'the native addon with tunnelConnect (Linux; npm run build:native)',
+);
+
+interface Front extends TunnelFront {
+  /** What the person is told: answer-watch's lines and the dial-failure lines (msg and errno). */
+  told: () => string[];
+}
+
+async function startFront(serverPort: number, lean: boolean): Promise<Front> {
+  const f = await startTunnelFront({ serverPort, method: METHOD, password: PASSWORD, noAnswerMs: 300, fns, lean });
+  return {
+    ...f,
+    told: () => f.lines().map((l) => `${String(l.msg)}${l.errno ? ` (${String(l.errno)})` : ''}`),
+  };
+}
+
+/** A tunnel to host:port; sends 'ping'; what came back once 4 bytes came, it closed, or `ms` passed. */
+async function exchange(f: Front, host: string, port: number, ms = 3000): Promise<{ got: string; closed: boolean }> {
+  const s = await socks5Connect({ proxyPort: f.port, host, port });
+  s.on('error', () => {});
+  const chunks: Buffer[] = [];
+  let closed = false;
+  await new Promise<void>((done) => {
+    const timer = setTimeout(done, ms);
+    s.on('data', (b: Buffer) => {
+      chunks.push(b);
+      if (Buffer.concat(chunks).length >= 4) {
+        clearTimeout(timer);
+        done();
+      }
+    });
+    s.once('close', () => {
+      closed = true;
+      clearTimeout(timer);
+      done();
+    });
+    s.resume(); // socks5Connect hands it over paused
+    s.write('ping');
+  });
+  s.destroy();
+  return { got: Buffer.concat(chunks).toString(), closed };
+}
+
+describe('lean tunnel: the same behaviour with LADDER_CLIENT_LEAN on and off', { skip, timeout: 120_000 }, () => {
+  let echo: TestServer;
+  let ssPort = 0;
+  let stop: () => Promise<void>;
+  before(async () => {
+    ({ echo, ssPort, close: stop } = await startEchoServer(METHOD, PASSWORD));
+  });
+  after(() => stop());
+
+  /** Runs `run` with the lean path on, then off; returns both results after checking the counts. */
+  async function both<T>(
+    peerPort: () => number,
+    run: (f: Front) => Promise<T>,
+    n: number,
+  ): Promise<[T, T]> {
+    const results: T[] = [];
+    for (const lean of [true, false]) {
+      const f = await startFront(peerPort(), lean);
+      try {
+        results.push(await run(f));
+        assert.equal(f.front.tunnelled, n, `lean ${lean}: set up in the addon`);
+        assert.equal(f.front.salted, n, `lean ${lean}: the answer opened in the relay`);
+        assert.equal(f.front.leaned, lean ? n : 0, `lean ${lean}: the lean path took them`);
+        await waitFor(() => f.front.size === 0, { timeoutMs: 5000 });
+      } finally {
+        f.close();
+      }
+    }
+    return results as [T, T];
+  }
+
+  it('echo to an IPv4 literal and to a name: the same bytes, nothing told', async () => {
+    const [on, off] = await both(
+      () => ssPort,
+      async (f) => {
+        const got: string[] = [];
+        for (const host of ['127.0.0.1', 'localhost', '127.0.0.1']) got.push((await exchange(f, host, echo.port)).got);
+        await sleep(500); // the no-answer wait (300 ms) ends: an answered tunnel is not reported
+        return { got, told: f.told() };
+      },
+      3,
+    );
+    assert.deepEqual(on, { got: ['ping', 'ping', 'ping'], told: [] });
+    assert.deepEqual(off, on);
+  });
+
+  for (const [name, handler, msg] of [
+    ['bytes the key cannot open', (s: net.Socket) => s.once('data', () => s.write(randomBytes(200))), /cannot decrypt/],
+    ['a few bytes then a FIN', (s: net.Socket) => s.once('data', () => s.end(randomBytes(10))), /cannot decrypt/],
+    ['silence', (s: net.Socket) => s.resume(), /^no answer from the server in 0\.3 s/],
+    ['a FIN with nothing', (s: net.Socket) => s.once('data', () => s.end()), /closed it without data/],
+    ['a reset with nothing', (s: net.Socket) => s.once('data', () => s.resetAndDestroy()), /closed it without data/],
+  ] as const) {
+    it(`a server that answers with ${name}: told the same`, async () => {
+      const peer = await serve((s) => {
+        s.on('error', () => {});
+        handler(s);
+      });
+      try {
+        const [on, off] = await both(
+          () => peer.port,
+          async (f) => {
+            const r = await exchange(f, '127.0.0.1', echo.port, 1000);
+            await waitFor(() => f.told().some((l) => msg.test(l)), { timeoutMs: 5000 });
+            await sleep(100);
+            return { got: r.got, told: f.told() };
+          },
+          1,
+        );
+        assert.equal(on.got, '', 'nothing reaches the application');
+        assert.equal(on.told.length, 1, JSON.stringify(on.told));
+        assert.deepEqual(off, on);
+      } finally {
+        await peer.close();
+      }
+    });
+  }
+
+  it('a refused connect: the application closed, the same dial-failure line', async () => {
+    const dead = await freePort();
+    const [on, off] = await both(
+      () => dead,
+      async (f) => {
+        const r = await exchange(f, '127.0.0.1', echo.port);
+        await waitFor(() => f.told().length > 0, { timeoutMs: 5000 });
+        await sleep(100);
+        // The hint after the first refusal is once per process: the second run does not repeat it.
+        return { ...r, told: f.told().filter((l) => !l.startsWith('the server refused the connection')) };
+      },
+      1,
+    );
+    assert.deepEqual(on, { got: '', closed: true, told: ['tunnel dial failed (ECONNREFUSED)'] });
+    assert.deepEqual(off, on);
+  });
+
+  it('close() with lean tunnels running leaves nothing', async () => {
+    for (const lean of [true, false]) {
+      const f = await startFront(ssPort, lean);
+      const s = await socks5Connect({ proxyPort: f.port, host: '127.0.0.1', port: echo.port });
+      s.on('error', () => {});
+      s.resume();
+      s.write('ping');
+      await waitFor(() => f.front.tunnelled === 1, { timeoutMs: 5000 });
+      f.close();
+      assert.equal(f.front.size, 0);
+      await new Promise((r) => (s.destroyed ? r(undefined) : s.once('close', r)));
+    }
+  });
+});
