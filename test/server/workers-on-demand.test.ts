@@ -251,7 +251,7 @@ describe(
             });
             await assert.rejects(
               plane(t, { ...bad, port }),
-              /cannot start UDP on port \d+: udp idleMs and maxSessions must be positive$/,
+              /cannot start UDP on port \d+: udp idleMs, maxSessions and maxSessionsPerKey must be positive$/,
             );
           } else {
             const { p } = await plane(t, bad);
