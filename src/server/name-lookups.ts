@@ -10,12 +10,13 @@
  * every thread and stall all other users' names. The gate therefore admits at most `slots`
  * lookups at once in the process (the pool's size less one, so one thread is always left to the
  * rest of the process) and at most `perKey` of them (slots - 1, at least 1) for one key, so one
- * key always leaves a thread to the others. The counts live in a SharedArrayBuffer every worker
- * of the process shares (workers/pool.ts makes it), a row per worker (a restarted worker's row
- * is zeroed: a crash leaks no slot); a key is counted in one of LOOKUP_GATE_KEYS buckets by a
- * hash of its id (two keys in one bucket only share their limit).
+ * key always leaves a thread to the others. The counts live in one SharedArrayBuffer per process
+ * (name-cache-env.ts processLookupGate): a row for the main thread's caches, a row per worker (a
+ * restarted worker's row is zeroed: a crash leaks no slot; so are a closed pool's); a key is
+ * counted in one of LOOKUP_GATE_KEYS buckets by a hash of its id (two keys in one bucket only
+ * share their limit).
  */
-import { LOOKUP_GATE_KEYS, LOOKUP_GATE_ROW, lookupGateBuffer } from './name-cache-env.js';
+import { LOOKUP_GATE_KEYS, LOOKUP_GATE_ROW, processLookupGate } from './name-cache-env.js';
 
 /** Lookups running at once in a process: the thread pool's size less one (at least 1). */
 export function lookupSlots(env: NodeJS.ProcessEnv = process.env): number {
@@ -34,8 +35,11 @@ export class LookupGate {
   readonly slots: number;
   readonly perKey: number;
 
-  /** `row`: this worker's counters in `memory` (the others' are only read). */
-  constructor(memory: SharedArrayBuffer = lookupGateBuffer(), row = 0, slots: number = lookupSlots()) {
+  /**
+   * `row`: this thread's counters in `memory` (the others' are only read). The default is the
+   * main thread's row of the process's memory, which every name cache of that thread shares.
+   */
+  constructor(memory: SharedArrayBuffer = processLookupGate(), row = 0, slots: number = lookupSlots()) {
     this.#all = new Int32Array(memory);
     this.#rows = this.#all.length / LOOKUP_GATE_ROW;
     this.#mine = Math.min(row, this.#rows - 1) * LOOKUP_GATE_ROW; // a row past the end: the last

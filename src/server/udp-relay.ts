@@ -44,8 +44,9 @@ export interface UdpRelayOptions {
   idleMs?: number;
   maxSessions?: number;
   /**
-   * At most this many of the sessions are one key's (default a quarter of maxSessions, at least
-   * 1): past it the key's own least recently active session goes, not another key's.
+   * One key's share of the sessions (default a quarter of maxSessions, at least 1): when the
+   * table is full, a key at its share makes room among its own sessions, and the others take
+   * theirs from the key holding the most when it is at its share.
    */
   maxSessionsPerKey?: number;
 }
@@ -393,10 +394,15 @@ export class UdpRelay {
   }
 
   #create(id: string, key: AnyKeyEntry, s2022: Udp2022ServerSession<Key2022Entry> | undefined): Session {
-    // A key past its share makes room among its own sessions: one key holder opening sessions
-    // without end (a 2022 session ID per datagram costs them nothing) cannot evict the others'.
-    let mine = this.#byKey.get(key.id);
-    while (mine && mine.size >= this.maxSessionsPerKey) this.#drop(mine.values().next().value!);
+    // A full table makes room: a key at its share gives up its own least recently active
+    // session, another key takes one from the key holding the most when that one is at its share.
+    // So one key holder opening sessions without end (a 2022 session ID per datagram costs them
+    // nothing) cannot evict the others', and a key alone on the server still has the whole table.
+    if (this.#sessions.size >= this.maxSessions) {
+      const own = this.#byKey.get(key.id);
+      const from = own && own.size >= this.maxSessionsPerKey ? own : this.#mostSessions();
+      if (from && from.size >= this.maxSessionsPerKey) this.#drop(from.values().next().value!);
+    }
     while (this.#sessions.size >= this.maxSessions) {
       const oldest = this.#sessions.values().next().value;
       if (!oldest) break;
@@ -423,10 +429,17 @@ export class UdpRelay {
       closed: false,
     };
     this.#sessions.set(id, s);
-    mine = this.#byKey.get(key.id);
+    let mine = this.#byKey.get(key.id);
     if (!mine) this.#byKey.set(key.id, (mine = new Map()));
     mine.set(id, s);
     return s;
+  }
+
+  /** The sessions of the key holding the most (a full table only: one pass over the keys). */
+  #mostSessions(): Map<string, Session> | undefined {
+    let most: Map<string, Session> | undefined;
+    for (const m of this.#byKey.values()) if (!most || m.size > most.size) most = m;
+    return most;
   }
 
   async #resolve(s: Session, address: SocksAddress, now: number): Promise<string | undefined> {

@@ -10,10 +10,15 @@ import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { attemptDeadline, type DialError } from '../../src/server/destination.js';
-import { clearLookupRow, lookupGateBuffer } from '../../src/server/name-cache-env.js';
+import {
+  clearLookupRow,
+  lookupGateBuffer,
+  lookupRowsFor,
+  processLookupGate,
+} from '../../src/server/name-cache-env.js';
 import { LookupGate, lookupSlots } from '../../src/server/name-lookups.js';
 import { NameCache } from '../../src/server/names.js';
-import { ManualClock } from '../../src/shared/clock.js';
+import { ManualClock, systemClock } from '../../src/shared/clock.js';
 import { nativeRelay } from '../../src/transport/native-sockets.js';
 import { exchange, startServer, statuses } from '../helpers/name-server.js';
 import { blackholePort, startEcho, type TestServer } from '../helpers/net.js';
@@ -189,6 +194,41 @@ describe('NameCache queues and LookupGate (no sockets)', () => {
     answers.get(started[4]!)!([{ address: '192.0.2.1', family: 4 }]);
     await Promise.all([...a, b]);
     assert.deepEqual(started, ['a1', 'a2', 'b1', 'a3', 'a4'], 'B did not wait behind all of A');
+  });
+
+  it("every name cache of a thread counts in the process's one gate (in-process planes, the web front's server)", async () => {
+    let running = 0;
+    let most = 0;
+    const hung: (() => void)[] = [];
+    const lookup = (): Promise<never> =>
+      new Promise((_res, rej) => {
+        most = Math.max(most, ++running);
+        hung.push(() => (running--, rej(Object.assign(new Error('no'), { code: 'ENOTFOUND' }))));
+      });
+    // Two caches made as two servers of one thread make theirs (no gate given), three keys each;
+    // the system clock: a cache whose gate was full looks again on a timer.
+    const caches = [0, 1].map(() => new NameCache({ clock: systemClock, lookup, lookupMs: 0 }));
+    const asked = caches.flatMap((c, i) =>
+      ['A', 'B', 'C'].map((k) => c.resolve(`${k}.c${i}.test`, `${k}${i}`).catch(() => undefined)),
+    );
+    await waitFor(() => running >= lookupSlots());
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(most, lookupSlots(), "the thread's lookups at once: the pool less one, not that per cache");
+    let settled = false;
+    void Promise.all(asked).then(() => (settled = true));
+    await waitFor(() => (hung.splice(0).forEach((h) => h()), settled)); // the rest run, and end
+  });
+
+  it("a pool's workers get rows in the process's memory, beside the main thread's", () => {
+    const rows = lookupRowsFor(1);
+    assert.equal(rows.memory, processLookupGate());
+    assert.ok(rows.first >= 1, 'row 0 is the main thread');
+    const worker = new LookupGate(rows.memory, rows.first, 3);
+    const main = new LookupGate(); // a name cache of the main thread's
+    assert.equal(worker.take('A'), 0);
+    assert.equal(main.running, 1, "the main thread's gate counts the worker's lookup");
+    worker.give('A');
+    assert.notEqual(lookupRowsFor(100_000).memory, processLookupGate(), 'too many: a memory of their own');
   });
 
   it('LookupGate: one count for every worker of the process, a share per key; a dead row is cleared', () => {

@@ -54,13 +54,49 @@ describe('UDP relay: one key cannot crowd out the others', () => {
         attacker.send(s.seal(to, Buffer.from(`flood ${i}`), Date.now()), port, '127.0.0.1');
       }
       await waitFor(() => seen.length === 13);
-      assert.ok(server.udp!.sessionCount <= 3, `sessions: ${server.udp!.sessionCount}`);
+      assert.ok(server.udp!.sessionCount <= 8, `sessions: ${server.udp!.sessionCount}`);
       // The destination answers the victim's flow later: its session (and socket) are still there.
       dest.send(Buffer.from('late reply'), victimOut.port, victimOut.address);
       await waitFor(() => got.length === 1, { timeoutMs: 2000, message: "the victim's session survived" });
       assert.equal(mine.open(got[0]!, Date.now()).payload.toString(), 'late reply');
     } finally {
       for (const s of [dest, victim, attacker]) s.close();
+      await server.close();
+    }
+  });
+
+  it('a key may fill a table no one else needs, and gives up its own sessions when another key needs room', async () => {
+    const seen: dgram.RemoteInfo[] = [];
+    const dest = await udpSocket((_m, from) => seen.push(from));
+    const { server, port } = await startServer({ udp: { maxSessions: 8 } }); // a share of 2
+    const got: Buffer[] = [];
+    const victim = await udpSocket((m) => got.push(m));
+    const other = await udpSocket(() => {});
+    try {
+      const to: SocksAddress = { type: 'ipv4', host: '127.0.0.1', port: dest.address().port };
+      const first = new Udp2022ClientSession(method, secrets[1]!);
+      victim.send(first.seal(to, Buffer.from('first'), Date.now()), port, '127.0.0.1');
+      await waitFor(() => seen.length === 1);
+      const firstOut = seen[0]!;
+      for (let i = 0; i < 7; i++) {
+        const s = new Udp2022ClientSession(method, secrets[0]!);
+        other.send(s.seal(to, Buffer.from(`other ${i}`), Date.now()), port, '127.0.0.1');
+      }
+      await waitFor(() => seen.length === 8);
+      // The other key while nobody needs the room: all that is free, not only its share (a key
+      // alone on a server has the whole table).
+      assert.equal(server.udp!.sessionCount, 8);
+      // The victim's second session in the full table: the key holding the most gives one up,
+      // not the victim's first (the least recently active of the whole table).
+      const second = new Udp2022ClientSession(method, secrets[1]!);
+      victim.send(second.seal(to, Buffer.from('second'), Date.now()), port, '127.0.0.1');
+      await waitFor(() => seen.length === 9);
+      assert.equal(server.udp!.sessionCount, 8);
+      dest.send(Buffer.from('late reply'), firstOut.port, firstOut.address);
+      await waitFor(() => got.length === 1, { timeoutMs: 2000, message: 'the first session survived' });
+      assert.equal(first.open(got[0]!, Date.now()).payload.toString(), 'late reply');
+    } finally {
+      for (const s of [dest, victim, other]) s.close();
       await server.close();
     }
   });

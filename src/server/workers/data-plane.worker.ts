@@ -44,7 +44,7 @@ const server = new ShadowsocksServer({
   udpOverTcp: init.udpOverTcp,
   ...(init.replayCapacity !== undefined ? { replayCapacity: init.replayCapacity } : {}),
   ...(init.pending !== undefined ? { pending: init.pending } : {}),
-  lookupGate: { memory: init.lookupGate, row: init.index },
+  lookupGate: { memory: init.lookupGate, row: init.lookupRow },
   ...(init.replay ? { replayFilters: sharedReplayFilters(init.replay) } : {}),
   ...(init.usageFlushMs !== undefined ? { usageFlushMs: init.usageFlushMs } : {}),
   // Refusals are logged by the main thread, once for all workers (pool.ts), from the closed events.

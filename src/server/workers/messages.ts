@@ -26,8 +26,10 @@ export interface WorkerInit {
   /** The shared replay filters; undefined gives the worker filters of its own (a test control). */
   readonly replay: SharedReplayBuffers | undefined;
   readonly replayCapacity: number | undefined;
-  /** The process's name-lookup counters (name-lookups.ts), one for every worker. */
+  /** The process's name-lookup counters (name-lookups.ts), one for every thread. */
   readonly lookupGate: SharedArrayBuffer;
+  /** This worker's row in them. */
+  readonly lookupRow: number;
   readonly pending: PendingCaps | false | undefined;
   readonly idleMs: number | undefined;
   readonly connectMs: number | undefined;

@@ -28,7 +28,7 @@ import {
   type ReplayFilters,
   type ReplayStore,
 } from '../replay-state.js';
-import { clearLookupRow, lookupGateBuffer } from '../name-cache-env.js';
+import { clearLookupRow, lookupRowsFor } from '../name-cache-env.js';
 import { RefusalLog } from '../refusal-log.js';
 import type { UdpRelayOptions } from '../udp-relay.js';
 import { unpackEvents } from './event-batch.js';
@@ -288,11 +288,13 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     }, delay);
     timers.add(timer);
   };
+  // This pool's rows in the process's name-lookup counters (the main thread's caches count there too).
+  const lookupRows = lookupRowsFor(wanted);
   const base = {
     host: opts.host,
     keys: opts.keys,
     replay: opts.shareReplay === false ? undefined : bufs,
-    lookupGate: lookupGateBuffer(wanted),
+    lookupGate: lookupRows.memory,
     replayCapacity: opts.replayCapacity,
     pending: opts.pending,
     idleMs: opts.timeouts?.idleMs,
@@ -314,11 +316,12 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
   ): Promise<Extract<FromWorker, { t: 'ready' }>> =>
     new Promise((resolve, reject) => {
       let failed: Error | undefined;
-      clearLookupRow(base.lookupGate, index); // a dead worker's lookups hold no slot
+      clearLookupRow(base.lookupGate, lookupRows.first + index); // a dead worker's lookups hold no slot
       const init: WorkerInit = {
         ...base,
         keys: [...keys.values()], // a restarted worker starts with the current keys
         index,
+        lookupRow: lookupRows.first + index,
         fd,
         port,
         udp: index === 0 ? (opts.udp ?? false) : false,
@@ -391,6 +394,8 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     await Promise.race([Promise.all(handles.map((h) => h.worker.terminate())), gone]);
     clearTimeout(timer);
     await supervisor?.close();
+    // What the workers' lookups held no longer counts against the main thread's (shared memory).
+    for (let i = 0; i < wanted; i++) clearLookupRow(base.lookupGate, lookupRows.first + i);
   };
 
   for (let i = 0; i < wanted; i++) stats.push({ opened: 0, authenticated: 0, closed: {}, restarts: 0 });
