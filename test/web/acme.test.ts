@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import type { X509Certificate } from 'node:crypto';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { join } from 'node:path';
 import tls from 'node:tls';
@@ -145,6 +145,11 @@ describe('ACME with pebble (HTTP-01, renewal, hot swap)', { skip: PEBBLE_SKIP },
       onUpgrade: () => false,
       http01: (token) => acme.http01(token),
     });
+    // Someone who can write the data directory plants a link at the name a private file was
+    // once written through (KEY.tmp): the key must not land in the file it points at.
+    mkdirSync(join(tmp.path, 'data', 'acme'), { recursive: true, mode: 0o700 });
+    writeFileSync(join(tmp.path, 'victim'), 'victim');
+    symlinkSync(join(tmp.path, 'victim'), join(tmp.path, 'data', 'acme', `${DOMAIN}.key.tmp`));
     pebble = await startPebble(tmp.path, plain.port);
     acme = createAcme({
       domains: [DOMAIN],
@@ -199,6 +204,8 @@ describe('ACME with pebble (HTTP-01, renewal, hot swap)', { skip: PEBBLE_SKIP },
     for (const f of [`${DOMAIN}.crt`, `${DOMAIN}.key`]) assert.equal(statSync(join(dir, f)).mode & 0o777, 0o600, f);
     const accounts = readFileSync(join(dir, `${DOMAIN}.crt`), 'utf8');
     assert.match(accounts, /BEGIN CERTIFICATE/);
+    assert.equal(readFileSync(join(tmp.path, 'victim'), 'utf8'), 'victim', 'a planted link was followed');
+    assert.ok(!lstatSync(join(dir, `${DOMAIN}.key`)).isSymbolicLink(), 'the key is a file, not the planted link');
   });
 
   test('renews at 2/3 of the lifetime and the TLS front serves the new certificate', async () => {

@@ -12,10 +12,11 @@
  *   const front = await startWebFront({ port: 443, tls: await acme.start(), … });
  */
 import { createHash, X509Certificate } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile } from 'node:fs/promises';
 import https from 'node:https';
 import { join } from 'node:path';
 import acme from 'acme-client';
+import { replaceFile } from '../../shared/data-file.js';
 import { silentLogger, type Logger } from '../../shared/logger.js';
 import type { Http01Responder } from './front.js';
 
@@ -71,11 +72,9 @@ export interface Acme {
 /** Longest delay setTimeout accepts; longer waits are re-armed. */
 const MAX_TIMER = 2 ** 31 - 1;
 
-async function writePrivate(path: string, data: string | Buffer): Promise<void> {
-  const tmp = `${path}.tmp`;
-  await writeFile(tmp, data, { mode: 0o600 });
-  await chmod(tmp, 0o600);
-  await rename(tmp, path);
+/** A private file (a key, the certificate) replaced whole, 0600, never through a planted link. */
+function writePrivate(path: string, data: string | Buffer): Promise<void> {
+  return replaceFile(path, data, { mode: 0o600 });
 }
 
 async function readOptional(path: string): Promise<Buffer | undefined> {
