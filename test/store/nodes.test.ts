@@ -237,6 +237,12 @@ test(
       const back = await nodes('unblock', 'ams-1');
       assert.equal(back.code, 0, back.stderr);
       assert.equal(back.stderr, '');
+
+      // Ending a drain: `undrain` is what people type (commander suggested `drain`, the opposite).
+      assert.equal((await nodes('drain', 'ams-1')).code, 0);
+      const undrained = await nodes('undrain', 'ams-1');
+      assert.equal(undrained.code, 0, undrained.stderr);
+      assert.equal(undrained.stdout, 'node ams-1 is active\n');
     } finally {
       await store.close();
       rmSync(dir, { recursive: true, force: true });

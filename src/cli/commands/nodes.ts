@@ -160,6 +160,8 @@ export function registerNodes(program: Command): void {
       .argument('<name>', 'node name')
       .description(`${what}; clients follow at their next fetch`);
     if (verb === 'block') c.option('--reason <text>', 'why (shown in nodes list --json and GET /nodes)');
+    // What a person types to end draining (commander suggested `drain`, the opposite).
+    if (verb === 'unblock') c.alias('undrain');
     c.action(async (name: string, o: { reason?: string }, cmd: Command) => {
       const { keyAddresses, listedNodes } = await import('../../store/index.js');
       const [n, unlisted] = await withRegistry(
