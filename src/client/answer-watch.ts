@@ -343,9 +343,17 @@ export class Watch {
     this.sent = true;
     const host = this.#host;
     this.#sentAt = host.clock.now();
+    this.#arm();
+  }
+
+  /** The no-answer wait; again while the connect runs (the server has not had the request yet). */
+  #arm(): void {
+    const host = this.#host;
     const due = (): void => {
       this.#timer = undefined;
-      if (!this.#socket.destroyed) this.#unanswered(host.noAnswerMs);
+      if (this.#socket.destroyed) return;
+      if (this.#socket.answer?.().connecting === true) this.#arm();
+      else this.#unanswered(host.noAnswerMs);
     };
     if (host.deadlines) this.#timer = host.deadlines.add(due);
     else {
@@ -365,6 +373,8 @@ export class Watch {
 
   /** The connection closed. */
   closed(): void {
+    // Closed before the connect finished (it failed): its own line says so (logDialFailure).
+    if (this.#socket.answer?.().connecting === true) return this.settle();
     if (this.#asked()) return;
     // The application gave up (or reset) before the server said anything.
     const now = this.#host.clock.now();

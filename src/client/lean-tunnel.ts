@@ -176,7 +176,7 @@ class LeanTunnel implements WatchedSocket {
   answer(): NativeAnswer {
     if (this.#ended) return this.#ended;
     const relay = this.#args[9];
-    if (!relay) return { answered: false, bytesIn: 0, failed: false };
+    if (!relay) return { answered: false, bytesIn: 0, failed: false, connecting: true };
     this.#ctx.fns.relayCounts(relay, COUNTS);
     return { answered: COUNTS[2] === 1, bytesIn: COUNTS[0]!, failed: false };
   }

@@ -407,7 +407,7 @@ export class NativeSocks {
         if (relay) this.#fns.relayCounts(relay, COUNTS);
         return relay
           ? { answered: COUNTS[2] === 1, bytesIn: COUNTS[0]!, failed: false }
-          : { answered: false, bytesIn: 0, failed: false };
+          : { answered: false, bytesIn: 0, failed: false, connecting: true };
       };
     }
     const onFirst: NativeFirstRead = (chunk, shut) => {

@@ -29,6 +29,8 @@ export interface NativeAnswer {
   bytesIn: number;
   /** Bytes came that this key cannot open (the relay ended on them). */
   failed: boolean;
+  /** The connect to the server has not finished (a tunnel set up in the addon): nothing to judge yet. */
+  connecting?: boolean;
 }
 
 export class NativeServerSocket extends EventEmitter {

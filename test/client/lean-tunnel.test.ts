@@ -5,7 +5,10 @@
  * lines, the dial-failure lines, the tunnels counted and none left behind. On, the lean path
  * must have taken them (the counts fail without it); off, none.
  */
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect as netConnect } from 'node:net';
 import type net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,6 +20,8 @@ import { startEchoServer, startTunnelFront, type TunnelFront } from '../helpers/
 import { sleep, waitFor } from '../helpers/wait.js';
 
 const METHOD = 'aes-256-gcm';
+const HANG_SERVER =
+  "require('net').createServer().listen({ port: 0, host: '127.0.0.1', backlog: 1 }, function () { process.stdout.write(String(this.address().port)); })";
 const PASSWORD = 'client-lean-tunnel-pw';
 const fns = nativeSocksFront() as unknown as Record<string, unknown> | undefined;
 const skip = skipUnless(
@@ -29,8 +34,8 @@ interface Front extends TunnelFront {
   told: () => string[];
 }
 
-async function startFront(serverPort: number, lean: boolean): Promise<Front> {
-  const f = await startTunnelFront({ serverPort, method: METHOD, password: PASSWORD, noAnswerMs: 300, fns, lean });
+async function startFront(serverPort: number, lean: boolean, connectTimeoutMs?: number): Promise<Front> {
+  const f = await startTunnelFront({ serverPort, method: METHOD, password: PASSWORD, noAnswerMs: 300, fns, lean, ...(connectTimeoutMs ? { connectTimeoutMs } : {}) });
   return {
     ...f,
     told: () => f.lines().map((l) => `${String(l.msg)}${l.errno ? ` (${String(l.errno)})` : ''}`),
@@ -157,6 +162,35 @@ describe('lean tunnel: the same behaviour with LADDER_CLIENT_LEAN on and off', {
     );
     assert.deepEqual(on, { got: '', closed: true, told: ['tunnel dial failed (ECONNREFUSED)'] });
     assert.deepEqual(off, on);
+  });
+
+  it('a connect that hangs then times out: only the dial-failure line (no "no answer" before the server was reached)', async () => {
+    // A listener whose accept queue is full (its process stopped): the kernel drops further SYNs.
+    const child = spawn(process.execPath, ['-e', HANG_SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const port = Number((await once(child.stdout, 'data'))[0].toString());
+      child.kill('SIGSTOP');
+      const fill: net.Socket[] = [];
+      for (let i = 0; i < 3; i++) fill.push(netConnect(port, '127.0.0.1').on('error', () => {}));
+      await sleep(200);
+      for (const lean of [true, false]) {
+        const f = await startFront(port, lean, 1500);
+        try {
+          const r = await exchange(f, '127.0.0.1', echo.port, 800);
+          assert.deepEqual(f.told(), [], `lean ${lean}: nothing told while the connect runs`);
+          await waitFor(() => f.told().length > 0, { timeoutMs: 5000 });
+          await sleep(100);
+          assert.equal(r.got, '');
+          assert.deepEqual(f.told(), ['tunnel dial failed'], `lean ${lean}`);
+          await waitFor(() => f.front.size === 0, { timeoutMs: 5000 });
+        } finally {
+          f.close();
+        }
+      }
+      for (const s of fill) s.destroy();
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 
   it('close() with lean tunnels running leaves nothing', async () => {
