@@ -129,6 +129,7 @@ export class AnswerWatchDialer implements Dialer {
       edition2022: this.#edition2022,
       log: this.#log,
       tell: (kind, text) => this.#tell(kind, text),
+      closed: () => this.#closed,
     };
     const repeatMs = (this.#repeatMs = opts.repeatMs ?? DEFAULT_ANSWER_REPEAT_MS);
     this.#limiter = new RepeatLimiter({
@@ -268,6 +269,8 @@ interface WatchHost {
   edition2022: boolean;
   log: Logger;
   tell(kind: Kind, text: string): void;
+  /** close() was called (client shutdown): a wait still connecting is not armed again. */
+  closed(): boolean;
 }
 
 /** One connection's watch: its state and reactions in one object (no closures per connection). */
@@ -352,7 +355,10 @@ export class Watch {
     const due = (): void => {
       this.#timer = undefined;
       if (this.#socket.destroyed) return;
-      if (this.#socket.answer?.().connecting === true) this.#arm();
+      // A tunnel the front cancelled at shutdown stays "connecting": armed again only until then.
+      if (this.#socket.answer?.().connecting === true) {
+        if (!host.closed()) this.#arm();
+      }
       else this.#unanswered(host.noAnswerMs);
     };
     if (host.deadlines) this.#timer = host.deadlines.add(due);
