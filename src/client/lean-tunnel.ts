@@ -29,12 +29,11 @@ import { NATIVE_RELAY_REASON, type NativeRelay } from '../transport/native-socke
 import type { Watch, WatchedSocket } from './answer-watch.js';
 import { logDialFailure } from './tunnel.js';
 import {
-  COUNTS,
+  closedAnswer,
   FAIL_RELAY,
   FAIL_TIMEOUT,
-  REASON_CIPHER,
   REASON_ERROR,
-  REASON_PAYLOAD_SIZE,
+  relayAnswer,
   type NativeTunnelConnect,
   type TunnelArgs,
 } from './tunnel-args.js';
@@ -174,11 +173,7 @@ class LeanTunnel implements WatchedSocket {
 
   /** What the relay saw so far (answer-watch asks when it judges). */
   answer(): NativeAnswer {
-    if (this.#ended) return this.#ended;
-    const relay = this.#args[9];
-    if (!relay) return { answered: false, bytesIn: 0, failed: false, connecting: true };
-    this.#ctx.fns.relayCounts(relay, COUNTS);
-    return { answered: COUNTS[2] === 1, bytesIn: COUNTS[0]!, failed: false };
+    return this.#ended ?? relayAnswer(this.#ctx.fns, this.#args[9]);
   }
 
   /** The relay opens the answer itself: called only for the server's FIN before an answer. */
@@ -190,12 +185,10 @@ class LeanTunnel implements WatchedSocket {
   }
 
   #onClose(reason: number, up: number, side?: number, opened?: boolean): void {
-    const answered = opened === true;
-    const failed = !answered && (reason === REASON_CIPHER || reason === REASON_PAYLOAD_SIZE);
-    this.#ended = { answered, bytesIn: up, failed };
+    const ended = (this.#ended = closedAnswer(reason, up, opened));
     this.#gone = true;
     this.#ctx.tunnels.delete(this.#args);
-    if (!answered && reason === REASON_ERROR && side === 0) this.#watch.serverClosed(); // a reset
+    if (!ended.answered && reason === REASON_ERROR && side === 0) this.#watch.serverClosed(); // a reset
     this.#destroy();
     const why = NATIVE_RELAY_REASON[reason] ?? 'error';
     if (why !== 'done') this.#ctx.log.debug({ reason: why }, 'tunnel closed');

@@ -63,7 +63,7 @@ import {
 import { nativeAppConn, NativeAppSocket, type NativeAppConn } from './native-app-socket.js';
 import type { LeanTunnels } from './lean-tunnel.js';
 import {
-  COUNTS,
+  closedAnswer,
   FAIL_RELAY,
   FAIL_TIMEOUT,
   frontHandoffFromEnv,
@@ -71,8 +71,8 @@ import {
   nativeSaltFromEnv,
   nativeTunnelFromEnv,
   rawHeaderFromEnv,
-  REASON_CIPHER,
-  REASON_PAYLOAD_SIZE,
+  REASON_ERROR,
+  relayAnswer,
   type NativeTunnelConnect,
   tunnelAtOnceFromEnv,
   type TunnelArgs,
@@ -401,14 +401,7 @@ export class NativeSocks {
     let answered = false;
     let ended: NativeAnswer | undefined;
     if (relayOf) {
-      server.answer = () => {
-        if (ended) return ended;
-        const relay = relayOf();
-        if (relay) this.#fns.relayCounts(relay, COUNTS);
-        return relay
-          ? { answered: COUNTS[2] === 1, bytesIn: COUNTS[0]!, failed: false }
-          : { answered: false, bytesIn: 0, failed: false, connecting: true };
-      };
+      server.answer = () => ended ?? relayAnswer(this.#fns, relayOf());
     }
     const onFirst: NativeFirstRead = (chunk, shut) => {
       first();
@@ -425,13 +418,12 @@ export class NativeSocks {
     };
     const onClose = (reason: number, up: number, _down: number, side?: number, opened?: boolean): void => {
       if (relayOf) {
-        answered = opened === true;
-        const failed = !answered && (reason === REASON_CIPHER || reason === REASON_PAYLOAD_SIZE);
-        ended = { answered, bytesIn: up, failed };
+        ended = closedAnswer(reason, up, opened);
+        answered = ended.answered;
       }
       first();
       done();
-      if (!answered && reason === 2 && side === 0) server.fail('ECONNRESET');
+      if (!answered && reason === REASON_ERROR && side === 0) server.fail('ECONNRESET');
       server.destroy();
       const why = NATIVE_RELAY_REASON[reason] ?? 'error';
       if (why !== 'done') log.debug({ reason: why }, 'tunnel closed');

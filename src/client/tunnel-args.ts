@@ -5,6 +5,7 @@
  * addon's tunnels (each read once when a front is made).
  */
 import { envSwitch } from '../shared/env.js';
+import type { NativeAnswer } from '../transport/native-dial.js';
 import type { NativeRelay } from '../transport/native-sockets.js';
 
 /** The lean tunnel is on unless LADDER_CLIENT_LEAN=0. */
@@ -44,10 +45,31 @@ export const FAIL_TIMEOUT = 1;
 export const FAIL_RELAY = 2;
 
 /** relayCounts' out for an answer asked: [up, down, answered]. */
-export const COUNTS = new Float64Array(3);
-export const REASON_CIPHER = 4;
-export const REASON_PAYLOAD_SIZE = 5;
+const COUNTS = new Float64Array(3);
+const REASON_CIPHER = 4;
+const REASON_PAYLOAD_SIZE = 5;
+/** The relay's close reason for a socket error (`side` says whose). */
 export const REASON_ERROR = 2;
+
+/**
+ * What a tunnel's relay saw so far (answer-watch asks when it judges): its counts once it
+ * relays, "still connecting" before (`relay` undefined).
+ */
+export function relayAnswer(fns: Pick<NativeRelay, 'relayCounts'>, relay: object | undefined): NativeAnswer {
+  if (!relay) return { answered: false, bytesIn: 0, failed: false, connecting: true };
+  fns.relayCounts(relay, COUNTS);
+  return { answered: COUNTS[2] === 1, bytesIn: COUNTS[0]!, failed: false };
+}
+
+/**
+ * What a tunnel's relay saw when it closed: answered when it opened a payload; failed when it
+ * did not and the server's bytes would not open (cipher) or named an impossible size.
+ */
+export function closedAnswer(reason: number, up: number, opened: boolean | undefined): NativeAnswer {
+  const answered = opened === true;
+  const failed = !answered && (reason === REASON_CIPHER || reason === REASON_PAYLOAD_SIZE);
+  return { answered, bytesIn: up, failed };
+}
 
 /**
  * Raw SIP004 tunnels set up in the addon with no JS call between the SOCKS5 request and the
