@@ -24,7 +24,8 @@
         "native/socks5_front.cc",
         "native/app_conn.cc",
         "native/client_tunnel.cc",
-        "native/sched.cc"
+        "native/sched.cc",
+        "native/idle_memory.cc"
       ],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags": ["-O2", "-fvisibility=hidden", "-Wall", "-Wextra"],

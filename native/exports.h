@@ -14,6 +14,9 @@ napi_value TuneHeap(napi_env env, napi_callback_info info);
 // sched.cc
 napi_value SchedBatch(napi_env env, napi_callback_info info);
 
+// idle_memory.cc
+napi_value ReleaseIdleMemory(napi_env env, napi_callback_info info);
+
 // stream_codec.cc
 napi_value Create(napi_env env, napi_callback_info info);
 napi_value CreateSalted(napi_env env, napi_callback_info info);

@@ -9,6 +9,7 @@
 // The parts, each with its JS surface documented at its top:
 //   common.cc        the cipher table; available(method) -> boolean; tuneHeap(trim, mmap)
 //   sched.cc         schedBatch() (every thread SCHED_BATCH: LADDER_SCHED_BATCH=1)
+//   idle_memory.cc   releaseIdleMemory() (start-up's garbage and pooled pages back, once started)
 //   stream_codec.cc  create, createSession, encode, decode, decodeInPlace, seal, sealInto, open, sip004Open
 //   oneshot.cc       hkdfSha1, sealParts, openAt, udpSeal, udpOpen
 //   udp_sockets.cc   sendTo; sockShared, sockCreate, sockPort, sockSend, sockSendTo, sockClose
@@ -35,7 +36,7 @@
 // encoder from it and the salt: an older build would take it for a codec and refuse every relay), 7 relayPair's
 // decoder argument may be the master key with onFirst (the client's relay reads the server's salt; an older build
 // refuses it and every planned tunnel). The loader refuses any other number, so it changes only when the JS surface does.
-// tuneHeap and schedBatch were added without a new number: they are optional (the JS side calls them only when
+// tuneHeap, schedBatch and releaseIdleMemory were added without a new number: they are optional (the JS side calls them only when
 // present).
 #include "common.h"
 #include "exports.h"
@@ -52,6 +53,7 @@ napi_value Init(napi_env env, napi_value exports) {
       LADDER_EXPORT("available", Available),
       LADDER_EXPORT("tuneHeap", TuneHeap),
       LADDER_EXPORT("schedBatch", SchedBatch),
+      LADDER_EXPORT("releaseIdleMemory", ReleaseIdleMemory),
       LADDER_EXPORT("create", Create),
       LADDER_EXPORT("createSalted", CreateSalted),
       LADDER_EXPORT("encode", Encode),

@@ -2,7 +2,12 @@ import { Command, type CommanderError } from 'commander';
 import { guardArgvSecrets } from './argv-secrets.js';
 import { commanderUsageError, EXIT, reportError } from './errors.js';
 import { loadCommands } from './commands/index.js';
-import { schedBatchForRelay, setNativeEnabled, tuneHeapForRelay } from '../protocol/shadowsocks/native.js';
+import {
+  releaseStartupMemory,
+  schedBatchForRelay,
+  setNativeEnabled,
+  tuneHeapForRelay,
+} from '../protocol/shadowsocks/native.js';
 import { whenStarted } from '../shared/startup.js';
 import { envSwitch } from '../shared/env.js';
 
@@ -15,10 +20,15 @@ export async function main(argv: string[]): Promise<number> {
   guardArgvSecrets(argv, (line) => process.stderr.write(`ladder: warning: ${line}\n`));
   // LADDER_NATIVE=0: use node:crypto even where the native AEAD addon is built (for comparison).
   if (!envSwitch('LADDER_NATIVE')) setNativeEnabled(false);
+  // Once started, start-up's garbage and V8's pooled pages go back at once (native.ts
+  // releaseStartupMemory) rather than when V8's memory reducer gets to it some 8 s later;
+  // LADDER_IDLE_RELEASE=0 leaves it to V8 (for bench/idle-rss.ts to compare). Before the malloc
+  // tuning below, so what the collection frees is trimmed.
+  else if (envSwitch('LADDER_IDLE_RELEASE')) whenStarted(releaseStartupMemory);
   // Malloc thresholds for a relay (native.ts RELAY_HEAP); LADDER_HEAP_TUNE=0 keeps glibc's defaults
   // (the bench compares both). Applied once start-up is over, so the memory start-up freed goes
   // back to the system first (idle RSS) and only the relay's buffers are kept.
-  else if (envSwitch('LADDER_HEAP_TUNE')) whenStarted(tuneHeapForRelay);
+  if (envSwitch('LADDER_NATIVE') && envSwitch('LADDER_HEAP_TUNE')) whenStarted(tuneHeapForRelay);
   // LADDER_SCHED_BATCH=1 (off by default): every thread SCHED_BATCH once started (native.ts
   // schedBatchForRelay; docs/benchmarks.md, "where the kernel time of a short connection goes").
   if (process.env.LADDER_SCHED_BATCH === '1' && envSwitch('LADDER_NATIVE')) whenStarted(schedBatchForRelay);

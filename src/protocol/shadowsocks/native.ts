@@ -72,6 +72,8 @@ export interface NativeAddon {
   tuneHeap?(trimBytes: number, mmapBytes: number): boolean;
   /** Every thread SCHED_BATCH (native/sched.cc); absent in builds before it was added. */
   schedBatch?(): number;
+  /** A last-resort GC of this thread's heap and malloc_trim (native/idle_memory.cc); absent in older builds. */
+  releaseIdleMemory?(): boolean;
 }
 
 /** The addon ABI this module speaks (native/module.cc exports it as abiVersion). */
@@ -183,6 +185,18 @@ export const RELAY_HEAP = { trimBytes: 128 * 1024 * 1024, mmapBytes: 1024 * 1024
 export function tuneHeapForRelay(): boolean {
   const a = nativeAddon();
   return a?.tuneHeap ? a.tuneHeap(RELAY_HEAP.trimBytes, RELAY_HEAP.mmapBytes) : false;
+}
+
+/**
+ * Give back what start-up left behind (releaseIdleMemory in native/idle_memory.cc): one
+ * last-resort GC of this thread's V8 heap, then malloc_trim. The CLI calls it once start-up is
+ * over, so an idle process is at once where V8's memory reducer would bring it some 8 s later
+ * (2.3 MiB less RSS for a client or unmanaged server, 4 MiB for a managed one). False when the
+ * addon is not in use or predates it: nothing changes.
+ */
+export function releaseStartupMemory(): boolean {
+  const a = nativeAddon();
+  return a?.releaseIdleMemory ? a.releaseIdleMemory() : false;
 }
 
 /**
