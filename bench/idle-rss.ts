@@ -11,8 +11,9 @@
  *     [--json FILE] [--workers N]
  *
  * --workers N passes `--workers N` to both servers (default: theirs, one data-plane worker per core).
- * Modes: floor, client, server, managed, ss-local, ss-server. LADDER_DIST / LADDER_DEBUG in the
- * environment pass through to bin/ladder.js (e.g. LADDER_DIST=0 to time the tsx fallback).
+ * Modes: floor, client, server, managed, ss-local, ss-server. LADDER_* variables in the environment
+ * pass through to bin/ladder.js (e.g. LADDER_DIST=0 to time the tsx fallback, LADDER_IDLE_RELEASE=0
+ * to leave start-up's garbage to V8's memory reducer, which runs some 8 s after start).
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
