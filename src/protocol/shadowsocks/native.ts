@@ -191,7 +191,7 @@ export function tuneHeapForRelay(): boolean {
  * Give back what start-up left behind (releaseIdleMemory in native/idle_memory.cc): one
  * last-resort GC of this thread's V8 heap, then malloc_trim. The CLI calls it once start-up is
  * over, so an idle process is at once where V8's memory reducer would bring it some 8 s later
- * (2.3 MiB less RSS for a client or unmanaged server, 4 MiB for a managed one). False when the
+ * (2.7 MiB less RSS for a client or unmanaged server, ~6 MiB for a managed one). False when the
  * addon is not in use or predates it: nothing changes.
  */
 export function releaseStartupMemory(): boolean {
