@@ -215,7 +215,7 @@ export function registerClient(program: Command): void {
     )
     .option(
       '--dns-upstream <host:port>',
-      `resolver the DNS server asks (through the tunnel, so it resolves at the server's side; default ${DEFAULT_DNS_UPSTREAM.host}:${DEFAULT_DNS_UPSTREAM.port})`,
+      `resolver the DNS server asks (through the tunnel, so it resolves at the server's side, over TCP: it must answer DNS over TCP; default ${DEFAULT_DNS_UPSTREAM.host}:${DEFAULT_DNS_UPSTREAM.port})`,
     )
     .option(
       '--dns-mode <mode>',
@@ -569,7 +569,7 @@ export function registerClient(program: Command): void {
         const h = d.host.includes(':') ? `[${d.host}]` : d.host;
         const via =
           client.dnsMode === 'tunnel'
-            ? `through the tunnel to ${dnsUpstream.host}:${dnsUpstream.port}`
+            ? `through the tunnel to ${dnsUpstream.host}:${dnsUpstream.port} (DNS over TCP)`
             : `plain DNS to ${dnsUpstream.host}:${dnsUpstream.port}, forged answers dropped`;
         const port = d.udpPort === d.tcpPort ? `${d.udpPort}` : `${d.udpPort} (UDP), ${d.tcpPort} (TCP)`;
         lines.push(
