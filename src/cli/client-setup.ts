@@ -2,7 +2,7 @@
  * Pieces of `ladder client`'s start (commands/client.ts) kept apart to keep that file readable:
  * a config file's SIP008 entries as endpoints, the start-time warnings about their keys, and the
  * proxy credentials (--auth, LADDER_AUTH, the file's "auth") with the banner's hint for them, the
- * banner's shaping words, and `--status`.
+ * banner's shaping and transport words, and `--status`.
  */
 import type { ServerEntry } from '../config/client.js';
 import { parseProxyAuth, type ProxyAuth } from '../config/proxy-auth.js';
@@ -11,7 +11,6 @@ import { endpointFromParts, type KeyEndpoint } from '../client/key.js';
 import type { Logger } from '../shared/logger.js';
 import { shapesByDefault } from '../client/index.js';
 import { formatStatus, readStatuses } from '../client/status.js';
-import type { ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
 
 /** A config file's SIP008 entry through the checks an ss:// key goes through (v2ray-plugin: its WebSocket hop). */
 export function serverEntryEndpoint(s: ServerEntry): KeyEndpoint {
@@ -72,10 +71,10 @@ export function tryCommand(proxyUrl: string, auth: boolean): string {
 
 /**
  * What the shaping setting does for these endpoints, in words for the banner; `offBy` names what
- * turned it off (--no-shape, or the config file's "shape").
+ * turned it off (--no-shape, or the config file's "shape"). Web endpoints add their transport.
  */
 export function shapingSummary(
-  eps: readonly ShadowsocksEndpoint[],
+  eps: readonly KeyEndpoint[],
   shape: boolean | undefined,
   offBy: string,
 ): string {
@@ -85,7 +84,23 @@ export function shapingSummary(
   else if (shaped > 0) parts.push(`first-packet shaping on for ${shaped} of ${eps.length} endpoints`);
   else if (shape === false) parts.push(`first-packet shaping off (${offBy})`);
   if (eps.some((e) => e.prefix)) parts.push('key prefix as given');
+  const ws = eps.filter((e) => e.websocket);
+  if (ws.length > 0) parts.push(webSummary(ws, eps.length));
   return parts.join(', ');
+}
+
+/** The web endpoints' transport for the banner: WebSocket (+TLS), Mux.Cool on or off and how to change it. */
+function webSummary(ws: readonly KeyEndpoint[], all: number): string {
+  const tls = ws.every((e) => e.websocket!.url.startsWith('wss:')) ? '+TLS' : '';
+  const muxed = ws.filter((e) => e.websocket!.mux).length;
+  const which = ws.length === all ? '' : `${ws.length} of ${all} endpoints `;
+  const mux =
+    muxed === ws.length
+      ? 'Mux.Cool on (mux=0 in the key: a WebSocket per connection)'
+      : muxed === 0
+        ? 'Mux.Cool off (mux=0)'
+        : `Mux.Cool on for ${muxed} of them`;
+  return `${which}over WebSocket${tls} with ${mux}`;
 }
 
 /** `ladder client --status`: every client's status file in the state directory. */
