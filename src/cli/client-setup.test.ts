@@ -14,7 +14,7 @@ test('the banner says a web key goes over WebSocket, with Mux.Cool on by default
     'over WebSocket+TLS with Mux.Cool on (mux=0 in the key: a WebSocket per connection)',
   );
   const off = endpointFromKey(web(';mux=0'), 'local');
-  assert.equal(shapingSummary([off], undefined, '--no-shape'), 'over WebSocket with Mux.Cool off (mux=0)');
+  assert.equal(shapingSummary([off], undefined, '--no-shape'), 'over WebSocket with Mux.Cool off');
   const raw = endpointFromKey(`ss://${USERINFO}@127.0.0.1:8388`, 'local');
   assert.equal(
     shapingSummary([raw, on], undefined, '--no-shape'),

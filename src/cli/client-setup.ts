@@ -98,7 +98,7 @@ function webSummary(ws: readonly KeyEndpoint[], all: number): string {
     muxed === ws.length
       ? 'Mux.Cool on (mux=0 in the key: a WebSocket per connection)'
       : muxed === 0
-        ? 'Mux.Cool off (mux=0)'
+        ? 'Mux.Cool off'
         : `Mux.Cool on for ${muxed} of them`;
   return `${which}over WebSocket${tls} with ${mux}`;
 }
