@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { shapingSummary } from './client-setup.js';
+import { routingSummary, shapingSummary } from './client-setup.js';
+import { parseRuleList } from '../client/routing/rules.js';
 import { endpointFromKey } from '../client/key.js';
 
 const USERINFO = 'Y2hhY2hhMjAtaWV0Zi1wb2x5MTMwNTpodW50ZXIy'; // chacha20-ietf-poly1305:hunter2
@@ -22,4 +23,19 @@ test('the banner says a web key goes over WebSocket, with Mux.Cool on by default
   );
   // A raw key alone: shaping only, no transport words.
   assert.equal(shapingSummary([raw], undefined, '--no-shape'), 'first-packet shaping on');
+});
+
+test('the banner routing line: a rules default wins over --route, and the line says so', () => {
+  const list = (text: string) => parseRuleList(text, 'r.txt');
+  assert.equal(routingSummary('proxy', undefined, undefined), 'proxy: everything through the tunnel');
+  assert.equal(
+    routingSummary('proxy', list('domain,a.example,direct\n'), 'r.txt'),
+    'proxy: everything through the tunnel unless a rule says otherwise, 1 rule from r.txt',
+  );
+  // Was "proxy: everything through the tunnel, 1 rule from r.txt (unmatched: direct)": nothing went through the tunnel.
+  assert.equal(
+    routingSummary('proxy', list('domain,a.example,fragment\nfinal,direct\n'), 'r.txt'),
+    "rules: 1 rule from r.txt, unmatched: direct (the rules' default; --route proxy does not apply)",
+  );
+  assert.match(routingSummary('auto', list('final,direct\n'), 'r.txt'), /^auto: 0 rules from r\.txt, unmatched: direct/);
 });

@@ -11,6 +11,7 @@ import { endpointFromParts, type KeyEndpoint } from '../client/key.js';
 import type { Logger } from '../shared/logger.js';
 import { shapesByDefault } from '../client/index.js';
 import { formatStatus, readStatuses } from '../client/status.js';
+import type { RuleSet } from '../client/routing/rules.js';
 
 /** A config file's SIP008 entry through the checks an ss:// key goes through (v2ray-plugin: its WebSocket hop). */
 export function serverEntryEndpoint(s: ServerEntry): KeyEndpoint {
@@ -101,6 +102,31 @@ function webSummary(ws: readonly KeyEndpoint[], all: number): string {
         ? 'Mux.Cool off'
         : `Mux.Cool on for ${muxed} of them`;
   return `${which}over WebSocket${tls} with ${mux}`;
+}
+
+const MODE_TEXT = {
+  proxy: 'everything through the tunnel',
+  direct: 'everything direct (no tunnel)',
+  auto: 'direct while it works; TLS fragmentation or the tunnel once a site is seen blocked',
+} as const;
+
+/**
+ * The banner's routing line: the mode, and the rules (`name`: their file) that win over it. A
+ * rule set with a default (a final rule, an ACL's [bypass_all]) decides every destination the
+ * rules do not match, so the mode then says nothing (auto still moves a site seen blocked on).
+ */
+export function routingSummary(
+  route: keyof typeof MODE_TEXT,
+  rules: RuleSet | undefined,
+  name: string | undefined,
+): string {
+  if (!rules) return `${route}: ${MODE_TEXT[route]}`;
+  const n = `${rules.rules.length} rule${rules.rules.length === 1 ? '' : 's'} from ${name ?? 'rules'}`;
+  const fb = rules.fallback;
+  if (!fb) return `${route}: ${MODE_TEXT[route]} unless a rule says otherwise, ${n}`;
+  if (route === 'auto')
+    return `auto: ${n}, unmatched: ${fb} (the rules' default) until a site is seen blocked, then TLS fragmentation or the tunnel`;
+  return `rules: ${n}, unmatched: ${fb} (the rules' default; --route ${route} does not apply)`;
 }
 
 /** `ladder client --status`: every client's status file in the state directory. */

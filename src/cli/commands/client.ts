@@ -25,6 +25,7 @@ import {
   proxyAuthFrom,
   serverEntryEndpoint,
   shapingSummary,
+  routingSummary,
   statusReport,
   tryCommand,
   warnPluginNotes,
@@ -554,16 +555,7 @@ export function registerClient(program: Command): void {
         lines.push(
           `  auth         applications must give the user name and password (${authFrom.source}; not shown here)`,
         );
-      const ruleNote = rules
-        ? `, ${rules.rules.length} rule${rules.rules.length === 1 ? '' : 's'} from ${rulesName}${rules.fallback ? ` (unmatched: ${rules.fallback})` : ''}`
-        : '';
-      const routeText =
-        route === 'proxy'
-          ? 'everything through the tunnel'
-          : route === 'direct'
-            ? 'everything direct (no tunnel)'
-            : 'direct while it works; TLS fragmentation or the tunnel once a site is seen blocked';
-      lines.push(`  routing      ${route}: ${routeText}${ruleNote}`);
+      lines.push(`  routing      ${routingSummary(route, rules, rulesName)}`);
       if (client.dnsAddress) {
         const d = client.dnsAddress;
         const h = d.host.includes(':') ? `[${d.host}]` : d.host;
