@@ -2,7 +2,7 @@
  * Pieces of `ladder client`'s start (commands/client.ts) kept apart to keep that file readable:
  * a config file's SIP008 entries as endpoints, the start-time warnings about their keys, and the
  * proxy credentials (--auth, LADDER_AUTH, the file's "auth") with the banner's hint for them, the
- * banner's shaping words, and `--status`.
+ * banner's shaping and transport words, and `--status`.
  */
 import type { ServerEntry } from '../config/client.js';
 import { parseProxyAuth, type ProxyAuth } from '../config/proxy-auth.js';
@@ -11,7 +11,7 @@ import { endpointFromParts, type KeyEndpoint } from '../client/key.js';
 import type { Logger } from '../shared/logger.js';
 import { shapesByDefault } from '../client/index.js';
 import { formatStatus, readStatuses } from '../client/status.js';
-import type { ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
+import type { RuleSet } from '../client/routing/rules.js';
 
 /** A config file's SIP008 entry through the checks an ss:// key goes through (v2ray-plugin: its WebSocket hop). */
 export function serverEntryEndpoint(s: ServerEntry): KeyEndpoint {
@@ -72,10 +72,10 @@ export function tryCommand(proxyUrl: string, auth: boolean): string {
 
 /**
  * What the shaping setting does for these endpoints, in words for the banner; `offBy` names what
- * turned it off (--no-shape, or the config file's "shape").
+ * turned it off (--no-shape, or the config file's "shape"). Web endpoints add their transport.
  */
 export function shapingSummary(
-  eps: readonly ShadowsocksEndpoint[],
+  eps: readonly KeyEndpoint[],
   shape: boolean | undefined,
   offBy: string,
 ): string {
@@ -85,7 +85,48 @@ export function shapingSummary(
   else if (shaped > 0) parts.push(`first-packet shaping on for ${shaped} of ${eps.length} endpoints`);
   else if (shape === false) parts.push(`first-packet shaping off (${offBy})`);
   if (eps.some((e) => e.prefix)) parts.push('key prefix as given');
+  const ws = eps.filter((e) => e.websocket);
+  if (ws.length > 0) parts.push(webSummary(ws, eps.length));
   return parts.join(', ');
+}
+
+/** The web endpoints' transport for the banner: WebSocket (+TLS), Mux.Cool on or off and how to change it. */
+function webSummary(ws: readonly KeyEndpoint[], all: number): string {
+  const tls = ws.every((e) => e.websocket!.url.startsWith('wss:')) ? '+TLS' : '';
+  const muxed = ws.filter((e) => e.websocket!.mux).length;
+  const which = ws.length === all ? '' : `${ws.length} of ${all} endpoints `;
+  const mux =
+    muxed === ws.length
+      ? 'Mux.Cool on (mux=0 in the key: a WebSocket per connection)'
+      : muxed === 0
+        ? 'Mux.Cool off'
+        : `Mux.Cool on for ${muxed} of them`;
+  return `${which}over WebSocket${tls} with ${mux}`;
+}
+
+const MODE_TEXT = {
+  proxy: 'everything through the tunnel',
+  direct: 'everything direct (no tunnel)',
+  auto: 'direct while it works; TLS fragmentation or the tunnel once a site is seen blocked',
+} as const;
+
+/**
+ * The banner's routing line: the mode, and the rules (`name`: their file) that win over it. A
+ * rule set with a default (a final rule, an ACL's [bypass_all]) decides every destination the
+ * rules do not match, so the mode then says nothing (auto still moves a site seen blocked on).
+ */
+export function routingSummary(
+  route: keyof typeof MODE_TEXT,
+  rules: RuleSet | undefined,
+  name: string | undefined,
+): string {
+  if (!rules) return `${route}: ${MODE_TEXT[route]}`;
+  const n = `${rules.rules.length} rule${rules.rules.length === 1 ? '' : 's'} from ${name ?? 'rules'}`;
+  const fb = rules.fallback;
+  if (!fb) return `${route}: ${MODE_TEXT[route]} unless a rule says otherwise, ${n}`;
+  if (route === 'auto')
+    return `auto: ${n}, unmatched: ${fb} (the rules' default) until a site is seen blocked, then TLS fragmentation or the tunnel`;
+  return `rules: ${n}, unmatched: ${fb} (the rules' default; --route ${route} does not apply)`;
 }
 
 /** `ladder client --status`: every client's status file in the state directory. */

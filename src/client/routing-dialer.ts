@@ -217,9 +217,9 @@ export class RoutingDialer implements Dialer {
     if (this.router.mode !== 'auto') {
       const target = await this.#target(dest, route);
       if ('forged' in target)
-        throw new UpstreamDialError('ERR_CONNECT', 'the name drew only forged DNS answers');
+        throw viaRoute(new UpstreamDialError('ERR_CONNECT', 'the name drew only forged DNS answers'), route);
       if ('error' in target)
-        throw new UpstreamDialError('ERR_CONNECT', `name lookup failed: ${target.error}`);
+        throw viaRoute(new UpstreamDialError('ERR_CONNECT', `name lookup failed: ${target.error}`), route);
       return this.#once(route, target, firstData, signal);
     }
     // auto with a direct or fragment route: settle the first data once so a retry can resend it.
@@ -230,17 +230,17 @@ export class RoutingDialer implements Dialer {
       if ('forged' in target) {
         const next = this.router.decide(dest.host).route;
         if (next === route)
-          throw new UpstreamDialError('ERR_CONNECT', 'the name drew only forged DNS answers');
+          throw viaRoute(new UpstreamDialError('ERR_CONNECT', 'the name drew only forged DNS answers'), route);
         route = next;
         continue;
       }
       if ('error' in target) {
         if (target.error === 'NXDOMAIN')
-          throw new UpstreamDialError('ERR_CONNECT', 'name lookup failed: NXDOMAIN');
+          throw viaRoute(new UpstreamDialError('ERR_CONNECT', 'name lookup failed: NXDOMAIN'), route);
         // No answer at all (SERVFAIL, timeout): what DNS blocking looks like from here.
         const next: Route | undefined = this.router.reportFailure(dest.host, route, 'connect-failed');
         this.#event(dest, { route, outcome: 'failed', kind: 'connect-failed', retry: next });
-        if (!next) throw new UpstreamDialError('ERR_CONNECT', `name lookup failed: ${target.error}`);
+        if (!next) throw viaRoute(new UpstreamDialError('ERR_CONNECT', `name lookup failed: ${target.error}`), route);
         route = next;
         continue;
       }
@@ -258,7 +258,7 @@ export class RoutingDialer implements Dialer {
         });
         const next: Route | undefined = kind ? this.router.reportFailure(dest.host, route, kind) : undefined;
         this.#event(dest, { route, outcome: 'failed', kind, retry: next });
-        if (!next) throw err;
+        if (!next) throw viaRoute(err, route);
         route = next;
         continue;
       }
@@ -284,7 +284,10 @@ export class RoutingDialer implements Dialer {
       const next: Route | undefined = kind ? this.router.reportFailure(dest.host, route, kind) : undefined;
       this.#event(dest, { route, outcome: 'failed', kind, retry: next });
       if (!next)
-        throw new UpstreamDialError('ERR_CLOSED', `destination closed before replying (${held.errorCode})`);
+        throw viaRoute(
+          new UpstreamDialError('ERR_CLOSED', `destination closed before replying (${held.errorCode})`),
+          route,
+        );
       route = next;
     }
     throw new UpstreamDialError('ERR_CONNECT', 'no route left to try');
@@ -338,7 +341,7 @@ export class RoutingDialer implements Dialer {
       return conn;
     } catch (err) {
       if (!signal?.aborted) this.#event(dest, { route, outcome: 'failed' });
-      throw err;
+      throw viaRoute(err, route);
     }
   }
 
@@ -384,6 +387,15 @@ export class RoutingDialer implements Dialer {
       }
     });
   }
+}
+
+/**
+ * `err` marked with the route that failed when it is not the tunnel (direct, fragment), so the
+ * log says a direct connection failed, not that the server refused (tunnel.ts logDialFailure).
+ */
+function viaRoute<E>(err: E, route: Route): E {
+  if (route !== 'proxy' && typeof err === 'object' && err !== null) Object.assign(err, { route });
+  return err;
 }
 
 /**

@@ -120,13 +120,20 @@ export interface FirstDataWaited {
 /** The log lines of a failed tunnel dial (no destination below debug). */
 export function logDialFailure(err: unknown, dest: SocksAddress, log: Logger): void {
   const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN';
+  // The errno (ECONNREFUSED, ETIMEDOUT...) says whether the server is down or blocked;
+  // neither it nor the code names the server or the destination.
+  const errno = ((err as { cause?: { code?: string } }).cause ?? {}).code;
+  const route = (err as { route?: unknown }).route;
   if (code === 'ERR_ABORTED') log.debug({ code }, 'tunnel abandoned');
   else if ((err as { dialled?: boolean }).dialled === false)
     log.info({ code }, `tunnel not dialled: ${(err as Error).message}`);
+  else if (route === 'direct' || route === 'fragment')
+    // The routing rules sent it around the tunnel: the destination failed, not the server.
+    log.info(
+      errno ? { code, errno, route } : { code, route },
+      `${route} connection failed (the destination itself, not through the tunnel)`,
+    );
   else {
-    // The errno (ECONNREFUSED, ETIMEDOUT...) says whether the server is down or blocked;
-    // neither it nor the code names the server or the destination.
-    const errno = ((err as { cause?: { code?: string } }).cause ?? {}).code;
     log.info(errno ? { code, errno } : { code }, 'tunnel dial failed');
     hintDialFailureOnce(errno, log);
   }

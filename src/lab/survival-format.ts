@@ -59,6 +59,16 @@ function proberCell(c: ContenderReport): string {
 }
 
 /** Under the table: what each column and word means, and where to read more. */
+/**
+ * The verdict when nothing was found, in words: what a finding is (the only thing the exit code
+ * reports), and that the failing rows are baselines and controls, not Ladder's failures.
+ */
+const NO_FINDINGS = [
+  'No findings (exit 0): the prober judged no Ladder server a proxy and told no Ladder web front from a',
+  'web server. Lost requests are not findings: the direct, shadowsocks-libev, "no shaping" and "origin IP',
+  'blocked" rows are the baselines and negative controls the defended rows are compared with (docs/lab.md).',
+];
+
 const LEGEND = [
   'requests ok    requests of the fixed workload that worked (direct rows: a DNS lookup, then HTTP and HTTPS',
   '               twice; tunnel rows: HTTP and HTTPS to a blocked and an open site, then the blocked one again)',
@@ -139,7 +149,7 @@ export function formatSurvivalTable(r: SurvivalReport, opts: SurvivalTableOption
   if (r.findings.length) {
     out.push('', 'FINDINGS:');
     for (const f of r.findings) out.push(`  - ${f}`);
-  }
+  } else out.push('', ...NO_FINDINGS);
   if (opts.verbose) {
     out.push('', 'Notes:');
     for (const n of r.notes) out.push(`  - ${n}`);

@@ -36,6 +36,9 @@ export function failureOf(err: unknown): string {
   const e = err as { code?: unknown; message?: unknown };
   const code = typeof e?.code === 'string' ? e.code : '';
   if (BY_CODE[code]) return BY_CODE[code];
+  // A dial error (ERR_CONNECT) wraps the socket's errno: a tunnel to a server that refused.
+  const cause = (err as { cause?: { code?: unknown } } | undefined)?.cause?.code;
+  if (typeof cause === 'string' && BY_CODE[cause]) return BY_CODE[cause];
   const msg = typeof e?.message === 'string' ? e.message : '';
   if (/before secure TLS connection was established|socket hang up|connection closed/i.test(msg))
     return 'eof_error';

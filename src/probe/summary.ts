@@ -23,11 +23,30 @@ const noControl = (r: ProbeResult): boolean => Object.keys(r.keys.control).lengt
 function unknowns(results: readonly ProbeResult[]): string {
   const nulls = results.filter((r) => r.keys.blocking === null);
   const none = nulls.filter(noControl).length;
+  const failed = nulls.length - none;
+  // Every URL's control failed: most likely the --via server, not the sites.
+  const all = failed > 0 && failed === results.filter((r) => !noControl(r)).length;
   const why = [
     ...(none ? [`${none} unknown: no control to compare with (--via not given)`] : []),
-    ...(nulls.length > none ? [`${nulls.length - none} unknown: the control failed`] : []),
+    ...(failed === 0
+      ? []
+      : all
+        ? [
+            `${failed} unknown: the control failed for every URL (${mostCommonFailure(nulls)}): is the --via key right and its server up? (ladder probe --servers KEY checks it)`,
+          ]
+        : [`${failed} unknown: the control failed`]),
   ];
   return why.length ? ` (${why.join('; ')})` : '';
+}
+
+/** The control failure most of these results share, e.g. "connection_refused". */
+function mostCommonFailure(results: readonly ProbeResult[]): string {
+  const n = new Map<string, number>();
+  for (const r of results) {
+    const f = r.keys.control_failure ?? 'unknown';
+    n.set(f, (n.get(f) ?? 0) + 1);
+  }
+  return [...n].sort((a, b) => b[1] - a[1])[0]![0];
 }
 
 export function summarize(results: readonly ProbeResult[]): string {
@@ -65,11 +84,21 @@ export function namedUrls(results: readonly ProbeResult[], max = NAMED_URLS): st
   const named = [
     ...results.filter((r) => r.keys.blocking),
     ...results.filter((r) => r.keys.blocking === null),
-  ].map((r) => [r.keys.blocking === null ? 'unknown' : verdictName(r.keys.blocking), r.input] as const);
+  ].map(
+    (r) =>
+      [
+        r.keys.blocking === null ? 'unknown' : verdictName(r.keys.blocking),
+        r.input,
+        // Why an unknown is unknown: the control's own failure (none without --via).
+        r.keys.blocking === null && !noControl(r) && r.keys.control_failure
+          ? `  (control: ${r.keys.control_failure})`
+          : '',
+      ] as const,
+  );
   if (named.length === 0) return '';
   const shown = named.slice(0, max);
   const width = Math.max(...shown.map(([v]) => v.length));
-  const lines = shown.map(([v, url]) => `  ${v.padEnd(width)}  ${url}`);
+  const lines = shown.map(([v, url, why]) => `  ${v.padEnd(width)}  ${url}${why}`);
   if (named.length > max) lines.push(`  and ${named.length - max} more (all of them: --json or --html)`);
   return ['', 'Blocked or unknown:', ...lines].join('\n') + '\n';
 }

@@ -16,6 +16,9 @@ import { logDialFailure } from '../../src/client/tunnel.js';
 import { createLogger } from '../../src/shared/logger.js';
 import { DirectDialer } from '../../src/transport/dialer.js';
 import { systemClock } from '../../src/shared/clock.js';
+import { RoutingDialer } from '../../src/client/routing-dialer.js';
+import { Router } from '../../src/client/routing/router.js';
+import { parseRuleList } from '../../src/client/routing/rules.js';
 
 const DEST = { type: 'domain' as const, host: 'site.example', port: 443 };
 
@@ -109,4 +112,43 @@ test('a key the key server refuses: "tunnel not dialled" with the refusal, nothi
   picker.setRefusal(undefined);
   picker.setEndpoints([]);
   assert.equal((await logged()).msg, 'tunnel not dialled: the key offers no usable server endpoint now');
+});
+
+test('a direct or fragment route that fails: "direct connection failed", not the server hint', async () => {
+  // A port that refuses: listen, note the port, close.
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  const closed = { type: 'ipv4' as const, host: '127.0.0.1', port };
+
+  const out = new PassThrough();
+  let text = '';
+  out.on('data', (d: Buffer) => (text += d.toString()));
+  const log = createLogger({ level: 'info', destination: out });
+  const tunnel = { dial: () => Promise.reject(new Error('the tunnel is not used')) };
+  for (const [mode, rules] of [
+    ['direct', ''],
+    ['proxy', 'ip-cidr,127.0.0.0/8,fragment'],
+    ['auto', ''],
+  ] as const) {
+    text = '';
+    const router = new Router({ mode, clock: systemClock, rules: parseRuleList(rules, 'rules.txt') });
+    const d = new RoutingDialer({ router, tunnel });
+    const err = await d.dial(closed, Buffer.from('GET / HTTP/1.1\r\n\r\n')).then(
+      () => assert.fail('dialled a closed port'),
+      (e: unknown) => e,
+    );
+    logDialFailure(err, closed, log);
+    const lines = text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { msg: string; errno?: string; route?: string });
+    const route = rules ? 'fragment' : 'direct';
+    assert.deepEqual(
+      lines.map((l) => [l.msg, l.errno, l.route]),
+      [[`${route} connection failed (the destination itself, not through the tunnel)`, 'ECONNREFUSED', route]],
+      `${mode}: ${text}`,
+    );
+  }
 });

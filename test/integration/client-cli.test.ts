@@ -243,7 +243,7 @@ describe('ladder client CLI: several endpoints, routing, DNS, PAC', () => {
       );
       assert.match(out, /first-packet shaping on/);
       assert.match(out, /routing +auto: .*2 rules from rules\.txt/);
-      assert.match(out, /DNS +on 127\.0\.0\.1:\d+.*through the tunnel to 1\.1\.1\.1:53/);
+      assert.match(out, /DNS +on 127\.0\.0\.1:\d+.*through the tunnel to 1\.1\.1\.1:53 \(DNS over TCP\)/);
       const s = await socks5Connect({ proxyPort: Number(m[1]), host: '127.0.0.1', port: echo.port });
       s.write('hello');
       assert.equal((await readExactly(s, 5, 10_000)).toString(), 'hello');

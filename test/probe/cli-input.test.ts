@@ -74,3 +74,13 @@ test('probe --dns / --control-resolver: a name is refused (one line naming the f
     assert.ok(r.stdout.endsWith('\nBlocked or unknown:\n  unknown  http://127.0.0.1:9/\n'), r.stdout);
   }
 });
+
+test('probe: a URL given without --list says where it goes, not "Expected 0 arguments but got 1"', () => {
+  const r = ladder(['probe', 'http://127.0.0.1:9/', '--via', 'ss://YWVzLTI1Ni1nY206eA@127.0.0.1:9']);
+  assert.equal(r.status, 2, r.stderr);
+  oneLine(
+    r.stderr,
+    /^ladder: probe: "http:\/\/127\.0\.0\.1:9\/" needs a flag before it: --list http:\/\/127\.0\.0\.1:9\/ \(URLs and list files\), or --servers \(keys\)\n$/,
+  );
+  assert.equal(r.stdout, '', 'nothing measured');
+});

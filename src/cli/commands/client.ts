@@ -25,6 +25,7 @@ import {
   proxyAuthFrom,
   serverEntryEndpoint,
   shapingSummary,
+  routingSummary,
   statusReport,
   tryCommand,
   warnPluginNotes,
@@ -215,7 +216,7 @@ export function registerClient(program: Command): void {
     )
     .option(
       '--dns-upstream <host:port>',
-      `resolver the DNS server asks (through the tunnel, so it resolves at the server's side; default ${DEFAULT_DNS_UPSTREAM.host}:${DEFAULT_DNS_UPSTREAM.port})`,
+      `resolver the DNS server asks (through the tunnel, so it resolves at the server's side, over TCP: it must answer DNS over TCP; default ${DEFAULT_DNS_UPSTREAM.host}:${DEFAULT_DNS_UPSTREAM.port})`,
     )
     .option(
       '--dns-mode <mode>',
@@ -554,22 +555,13 @@ export function registerClient(program: Command): void {
         lines.push(
           `  auth         applications must give the user name and password (${authFrom.source}; not shown here)`,
         );
-      const ruleNote = rules
-        ? `, ${rules.rules.length} rule${rules.rules.length === 1 ? '' : 's'} from ${rulesName}${rules.fallback ? ` (unmatched: ${rules.fallback})` : ''}`
-        : '';
-      const routeText =
-        route === 'proxy'
-          ? 'everything through the tunnel'
-          : route === 'direct'
-            ? 'everything direct (no tunnel)'
-            : 'direct while it works; TLS fragmentation or the tunnel once a site is seen blocked';
-      lines.push(`  routing      ${route}: ${routeText}${ruleNote}`);
+      lines.push(`  routing      ${routingSummary(route, rules, rulesName)}`);
       if (client.dnsAddress) {
         const d = client.dnsAddress;
         const h = d.host.includes(':') ? `[${d.host}]` : d.host;
         const via =
           client.dnsMode === 'tunnel'
-            ? `through the tunnel to ${dnsUpstream.host}:${dnsUpstream.port}`
+            ? `through the tunnel to ${dnsUpstream.host}:${dnsUpstream.port} (DNS over TCP)`
             : `plain DNS to ${dnsUpstream.host}:${dnsUpstream.port}, forged answers dropped`;
         const port = d.udpPort === d.tcpPort ? `${d.udpPort}` : `${d.udpPort} (UDP), ${d.tcpPort} (TCP)`;
         lines.push(

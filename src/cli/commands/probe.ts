@@ -67,6 +67,12 @@ function resolverAddress(text: string, flag: string): HostPort {
   return hp;
 }
 
+/** A stray argument as shown in a message: printable and bounded (it may be anything typed). */
+const shownArg = (text: string): string => {
+  const t = text.replace(/[^\x20-\x7e]/g, '?');
+  return t.length > 80 ? `${t.slice(0, 80)}…` : t;
+};
+
 export function registerProbe(program: Command): void {
   program
     .command('probe')
@@ -101,7 +107,15 @@ export function registerProbe(program: Command): void {
     .option('--concurrency <n>', 'URLs measured at once (1..256)', '8')
     .option('--timeout <seconds>', 'deadline for each step (1..120)', '10')
     .addHelpText('after', PRIVACY)
-    .action(async (flags: ProbeFlags) => {
+    // A URL or file given without --list (`ladder probe http://… --via KEY`) gets a line saying
+    // where it goes, not commander's "Expected 0 arguments but got 1".
+    .allowExcessArguments(true)
+    .action(async (flags: ProbeFlags, cmd: Command) => {
+      const stray = cmd.args[0];
+      if (stray !== undefined)
+        throw new UsageError(
+          `probe: "${shownArg(stray)}" needs a flag before it: --list ${shownArg(stray)} (URLs and list files), or --servers (keys)`,
+        );
       if (flags.list?.length && flags.servers?.length)
         throw new UsageError('probe: give --list or --servers, not both');
       if (!flags.list?.length && !flags.servers?.length)
