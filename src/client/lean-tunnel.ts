@@ -55,7 +55,7 @@ interface LeanSource {
 /** answer-watch.ts AnswerWatchDialer, as the lean tunnel uses it. */
 interface LeanWatcher {
   leanSource(): Dialer;
-  leanWatch(socket: WatchedSocket, dest: () => SocksAddress): Watch;
+  leanWatch(socket: WatchedSocket & { dest(): SocksAddress }): Watch;
 }
 
 function isLeanSource(d: Dialer): d is Dialer & LeanSource {
@@ -140,22 +140,25 @@ class LeanTunnel implements WatchedSocket {
     this.#ctx = ctx;
     this.#fd = fd;
     this.#addr = addr;
+    // The first write's array apart: a nested literal is copied by V8's runtime, not its builtin.
+    const writes: [undefined, Buffer, undefined] = [undefined, first, undefined];
     this.#args = [
       -1,
       fd,
       ctx.target.masterKey,
       codec,
-      [undefined, first, undefined],
+      writes,
       ctx.idleMs,
       (reason: number, up: number, _down: number, side?: number, opened?: boolean) =>
         this.#onClose(reason, up, side, opened),
       3, // both descriptors are the relay's as they are
       (chunk: Buffer | null, shut: boolean) => this.#onFirst(chunk, shut),
     ];
-    this.#watch = ctx.watcher.leanWatch(this, () => this.#dest());
+    this.#watch = ctx.watcher.leanWatch(this);
   }
 
-  #dest(): SocksAddress {
+  /** The destination (answer-watch's debug line, logDialFailure): decoded only then. */
+  dest(): SocksAddress {
     return decodeAddress(this.#addr, 0)!.address;
   }
 
@@ -218,6 +221,6 @@ class LeanTunnel implements WatchedSocket {
     this.#destroy();
     this.#watch.settle();
     ctx.fns.fdClose(this.#fd);
-    logDialFailure(err, this.#dest(), ctx.log);
+    logDialFailure(err, this.dest(), ctx.log);
   }
 }

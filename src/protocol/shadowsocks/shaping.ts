@@ -32,7 +32,7 @@
  * margin is larger; the budget counts only the uniformly random tail.
  */
 import { ProtocolError } from '../errors.js';
-import { MAX_PAYLOAD, type AeadEncoder } from './aead.js';
+import { join2, MAX_PAYLOAD, type AeadEncoder } from './aead.js';
 import { POOL_WORDS, poolRandomBytes, poolRandomUint32 } from './random-pool.js';
 
 /** Source of uniformly random bytes (inject a seeded one in tests). */
@@ -390,8 +390,8 @@ export function encodeFirstWrite(
   // One chunk outside the trigger (nearly every first write): what the plan says, without making it.
   const n = header.length + data.length;
   if (header.length > 0 && n <= MAX_PAYLOAD && !inProberTrigger(encoder.salt.length + n + CHUNK_OVERHEAD))
-    return encoder.encode(Buffer.concat([header, data]));
+    return encoder.encode(join2(header, data));
   const plan = planFirstWrite(encoder.salt.length, header.length, data.length);
-  if (!plan.split) return encoder.encode(Buffer.concat([header, data]));
+  if (!plan.split) return encoder.encode(join2(header, data));
   return Buffer.concat([encoder.encode(header), encoder.encode(data)]);
 }
