@@ -49,7 +49,7 @@ export interface LeanTarget {
 /** A dialer whose planNative a lean tunnel can stand for (ShadowsocksDialer). */
 interface LeanSource {
   leanTarget(): LeanTarget | undefined;
-  leanFirst(header: Uint8Array, data: Uint8Array): { codec: object | undefined; first: Buffer };
+  leanFirst(request: Uint8Array, headerLength: number): { codec: object | undefined; first: Buffer };
 }
 
 /** answer-watch.ts AnswerWatchDialer, as the lean tunnel uses it. */
@@ -105,19 +105,20 @@ export class LeanTunnels {
   /**
    * A CONNECT with first data (the application did not end): started, and true; false with
    * nothing done (the full path then) for a name that is not ASCII or a key with no codec.
-   * `addr`: the request's ATYP..PORT, sent as the tunnel's request header.
+   * `request`: the request's ATYP..PORT (its first `addrLength` bytes, sent as the tunnel's
+   * request header) followed by the first data, as the front hands them over (one Buffer).
    */
-  start(fd: number, addr: Buffer, data: Buffer): boolean {
-    if (addr[0] === 3 && !isAscii(addr.subarray(2, addr.length - 2))) return false;
+  start(fd: number, request: Buffer, addrLength: number): boolean {
+    if (request[0] === 3 && !isAscii(request.subarray(2, addrLength - 2))) return false;
     const ctx = this.#ctx;
     let made: { codec: object | undefined; first: Buffer };
     try {
-      made = ctx.source.leanFirst(addr, data);
+      made = ctx.source.leanFirst(request, addrLength);
     } catch {
       return false; // the full path fails it the usual way
     }
     if (!made.codec) return false;
-    new LeanTunnel(ctx, fd, addr, made.codec, made.first).connect();
+    new LeanTunnel(ctx, fd, request, made.codec, made.first).connect();
     return true;
   }
 }
@@ -128,6 +129,7 @@ class LeanTunnel implements WatchedSocket {
   writableEnded = false;
   readonly #ctx: LeanContext;
   readonly #fd: number;
+  /** The request's ATYP..PORT, then its first data (decoded only when a line names it). */
   readonly #addr: Buffer;
   readonly #args: TunnelArgs;
   readonly #watch: Watch;

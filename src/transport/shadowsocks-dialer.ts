@@ -39,8 +39,14 @@ export interface ShadowsocksEndpoint {
   nextHop?: NextHop | undefined;
 }
 
-/** Encodes the first write (salt + header + data) with a fresh encoder. */
-export type FirstWriteEncoder = (encoder: AeadEncoder, header: Uint8Array, data: Uint8Array) => Buffer;
+/**
+ * Encodes the first write (salt + header + data) with a fresh encoder. `joined`, when it has
+ * one: the same bytes from header || data in one buffer (the header its first `headerLength`
+ * bytes), for a caller that has them so (client/lean-tunnel.ts: the SOCKS5 front's request).
+ */
+export type FirstWriteEncoder = ((encoder: AeadEncoder, header: Uint8Array, data: Uint8Array) => Buffer) & {
+  joined?: (encoder: AeadEncoder, joined: Uint8Array, headerLength: number) => Buffer;
+};
 
 export interface ShadowsocksDialerOptions extends ShadowsocksEndpoint {
   connectTimeoutMs?: number;
@@ -59,8 +65,10 @@ export interface ShadowsocksDialerOptions extends ShadowsocksEndpoint {
   firstWrite?: FirstWriteEncoder | undefined;
 }
 
-const defaultFirstWrite: FirstWriteEncoder = (encoder, header, data) =>
-  encoder.encode(data.length > 0 ? join2(header, data) : header);
+function defaultFirstWrite(encoder: AeadEncoder, header: Uint8Array, data: Uint8Array): Buffer {
+  return encoder.encode(data.length > 0 ? join2(header, data) : header);
+}
+defaultFirstWrite.joined = (encoder: AeadEncoder, joined: Uint8Array): Buffer => encoder.encode(joined);
 
 /**
  * A salt of `size` bytes that starts with `prefix` and is random after it (CSPRNG bytes from the
@@ -244,10 +252,17 @@ export class ShadowsocksDialer implements Dialer {
     return { ip, port: this.#port, timeoutMs: this.#connectTimeoutMs, masterKey: this.#masterKey };
   }
 
-  /** planNative's encoder (its codec) and first write (salt, header, data), with no decoder or socket. */
-  leanFirst(header: Uint8Array, data: Uint8Array): { codec: object | undefined; first: Buffer } {
+  /**
+   * planNative's encoder (its codec) and first write (salt, header, data), with no decoder or
+   * socket; `request` = header || data, the header its first `headerLength` bytes.
+   */
+  leanFirst(request: Uint8Array, headerLength: number): { codec: object | undefined; first: Buffer } {
     const encoder = new AeadEncoder(this.method, this.#masterKey, this.#salt(), this.#freshSalts);
-    return { codec: encoder.nativeCodec, first: this.#firstWrite(encoder, header, data) };
+    const write = this.#firstWrite;
+    const first = write.joined
+      ? write.joined(encoder, request, headerLength)
+      : write(encoder, request.subarray(0, headerLength), request.subarray(headerLength));
+    return { codec: encoder.nativeCodec, first };
   }
 
   /**

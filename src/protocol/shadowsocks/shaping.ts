@@ -395,3 +395,15 @@ export function encodeFirstWrite(
   if (!plan.split) return encoder.encode(join2(header, data));
   return Buffer.concat([encoder.encode(header), encoder.encode(data)]);
 }
+
+/**
+ * encodeFirstWrite over header || data in one buffer (`joined`, the header its first
+ * `headerLength` bytes): the same bytes, with no join (the SOCKS5 front's request as it came).
+ */
+export function encodeFirstWriteJoined(encoder: AeadEncoder, joined: Uint8Array, headerLength: number): Buffer {
+  const n = joined.length;
+  if (headerLength > 0 && n <= MAX_PAYLOAD && !inProberTrigger(encoder.salt.length + n + CHUNK_OVERHEAD))
+    return encoder.encode(joined);
+  return encodeFirstWrite(encoder, joined.subarray(0, headerLength), joined.subarray(headerLength));
+}
+encodeFirstWrite.joined = encodeFirstWriteJoined;
