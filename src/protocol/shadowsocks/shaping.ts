@@ -321,8 +321,11 @@ export function makeShapedSalt(saltSize: number, opts: PrefixOptions = {}): Buff
 function shapedSalt(saltSize: number, prefix: string | Uint8Array, rng: Rng): Buffer {
   const bytes = rng(saltSize);
   const salt = rng === defaultRng && Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes);
-  if (typeof prefix === 'string') salt.write(prefix, 0, 'latin1');
-  else salt.set(prefix, 0);
+  if (typeof prefix === 'string') {
+    // What salt.write(prefix, 0, 'latin1') writes (the prefix is shorter than the salt), without
+    // Node's JS wrapper and its argument checks: a dozen stores.
+    for (let i = 0; i < prefix.length; i++) salt[i] = prefix.charCodeAt(i) & 0xff;
+  } else salt.set(prefix, 0);
   return salt;
 }
 
