@@ -28,7 +28,10 @@
  *            --batch (both processes, every thread, SCHED_BATCH before the warm-up: a woken
  *            batch task does not preempt the task that woke it),
  *            --libev (measure ss-local + ss-server instead, the reference),
- *            --floor (measure bench/floor-relay.ts instead: Node sockets, no crypto, no Ladder)
+ *            --floor (measure bench/floor-relay.ts instead: Node sockets, no crypto, no Ladder),
+ *            --gc (both processes under --trace-gc-nvp: V8's bytes allocated and garbage
+ *            collections per connection, summed over the collections during the measured
+ *            connections, so within one young-generation fill of exact)
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -64,6 +67,8 @@ const perfDir = argv.includes('--perf') ? opt('--perf', '') : undefined;
 const libev = argv.includes('--libev');
 /** --floor: bench/floor-relay.ts (two Node processes relaying with no crypto), Node's own floor. */
 const floor = argv.includes('--floor');
+/** --gc: V8's own allocation figures (--trace-gc-nvp) of both processes. */
+const gc = argv.includes('--gc');
 /** --client-env / --server-env VAR=VALUE (repeatable): set for that Ladder process only. */
 const envOf = (flag: string): NodeJS.ProcessEnv =>
   Object.fromEntries(
@@ -84,6 +89,7 @@ const outDir = mkdtempSync(join(tmpdir(), 'ladder-conn-cost-'));
 function command(bin: string, args: string[]): [string, string[]] {
   if (bin === process.execPath && profDir !== undefined)
     args = ['--cpu-prof', `--cpu-prof-dir=${profDir}`, ...args];
+  if (bin === process.execPath && gc) args = ['--trace-gc-nvp', ...args];
   if (!callgrind) return [bin, args];
   return [
     'valgrind',
@@ -142,6 +148,7 @@ async function startPair(password: string): Promise<{ server: Peer; client: Peer
     waitPort: port,
     waitTimeoutMs: 300_000,
     env: serverEnv,
+    ...(gc ? { maxOutput: 1 << 28 } : {}),
   });
   const [ccmd, cargs] = floor
     ? command(process.execPath, floorArgs('client', String(socksPort), String(port)))
@@ -163,6 +170,7 @@ async function startPair(password: string): Promise<{ server: Peer; client: Peer
     waitPort: socksPort,
     waitTimeoutMs: 300_000,
     env: clientEnv,
+    ...(gc ? { maxOutput: 1 << 28 } : {}),
   });
   return { server, client: Object.assign(client, { socksPort }) };
 }
@@ -262,6 +270,21 @@ async function perfOf(pid: number, name: string): Promise<{ stop(): Promise<Map<
   };
 }
 
+/** --trace-gc-nvp lines: bytes allocated between collections, scavenges, their pauses, full ones. */
+function gcFigures(out: string): { allocated: number; scavenges: number; scavengeMs: number; full: number } {
+  const g = { allocated: 0, scavenges: 0, scavengeMs: 0, full: 0 };
+  for (const line of out.split('\n')) {
+    const kind = / gc=(\w+)/.exec(line)?.[1];
+    if (kind === undefined) continue;
+    g.allocated += Number(/ allocated=(\d+)/.exec(line)?.[1] ?? 0);
+    if (kind === 's') {
+      g.scavenges++;
+      g.scavengeMs += Number(/ pause=([\d.]+)/.exec(line)?.[1] ?? 0);
+    } else g.full++;
+  }
+  return g;
+}
+
 async function main(): Promise<void> {
   if (callgrind && !which('valgrind')) throw new Error('valgrind not found (apt-get install valgrind)');
   if (!argv.includes('--entry') && !libev && !floor) currentDist(!argv.includes('--no-build'), log);
@@ -302,6 +325,7 @@ async function main(): Promise<void> {
     const perfs = perfDir
       ? await Promise.all([perfOf(client.pid, 'client'), perfOf(server.pid, 'server')])
       : [];
+    const gc0 = [client.output().length, server.output().length];
     const c0 = { c: cpu(client.pid), s: cpu(server.pid) };
     const w0 = { c: switches(client.pid), s: switches(server.pid) };
     const ms: number[] = [];
@@ -337,6 +361,13 @@ async function main(): Promise<void> {
         `instructions per connection, all threads: client ${k(ic.all)}, server ${k(is.all)}`,
       );
     }
+    if (gc)
+      for (const [i, p] of [client, server].entries()) {
+        const g = gcFigures(p.output().slice(gc0[i]));
+        lines.push(
+          `${i === 0 ? 'client' : 'server'} V8 per connection (every isolate): ${(g.allocated / n).toFixed(0)} bytes allocated, ${g.scavenges} scavenges (${(n / Math.max(1, g.scavenges)).toFixed(0)} connections each, ${((g.scavengeMs * 1000) / n).toFixed(1)} µs per connection), ${g.full} full collections`,
+        );
+      }
     for (const [i, t] of traces.entries()) {
       const counts = await t.stop();
       const top = [...counts].filter(([k]) => k !== 'total').sort((a, b) => b[1] - a[1]);

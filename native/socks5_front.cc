@@ -4,7 +4,7 @@
 // (src/client/native-socks.ts). Anything else goes to JS unchanged, with the bytes read so far:
 // JS answers it exactly as src/client/socks5-inbound.ts does.
 //
-//   socks5Front(listenFd, firstWaitMs, handshakeMs, onConn, lean?, handoff?) -> front
+//   socks5Front(listenFd, firstWaitMs, handshakeMs, onConn, lean?, handoff?, joined?) -> front
 //       listenFd: a listening TCP socket (anything else throws); dup()ed here (the caller then
 //       closes its own).
 //       Each wake-up accepts at most 64 connections (lean: one, as ss-local does; the listener
@@ -26,6 +26,9 @@
 //       during the call (thread_poll.h PollPark), for a relay started inside it to take as it is
 //       (client_tunnel.cc atOnce): no epoll_ctl DEL + ADD; otherwise it leaves the set when the
 //       call returns instead of before.
+//       joined: onConn(fd, kind, bytes, addrLength, ended) instead, bytes = addr || data in one
+//       Buffer (undefined when both are empty) and addrLength = addr's length (0 for kinds 0
+//       and 1): one Buffer per connection instead of two (each a backing store V8 frees later).
 //       A connection that errors, or does not finish the handshake within handshakeMs, is closed
 //       (no call), as socks5-inbound.ts destroys it.
 //   socks5FrontClose(front)      stops accepting and closes the listening socket and every
@@ -98,6 +101,7 @@ struct Front {
   uint64_t handshake = 0;
   bool lean = false;  // one accept per wake-up
   bool handoff = false;  // park a CONNECT's watch during its call (PollPark)
+  bool joined = false;  // onConn(fd, kind, addr || data, addrLength, ended)
   std::vector<Conn*> conns;
   uint8_t* scratch = nullptr;
   int open = 0;  // handles not yet closed
@@ -188,7 +192,21 @@ napi_value BytesOrUndefined(napi_env env, const uint8_t* p, size_t n) {
   return v;
 }
 
-// Hands c to JS: onConn(fd, kind, addr, data, ended). c is gone when this returns.
+// addr || data as one Buffer, or undefined when both are empty (the front's joined layout).
+napi_value JoinedOrUndefined(napi_env env, const std::vector<uint8_t>& addr, const uint8_t* p, size_t n) {
+  napi_value v;
+  void* out = nullptr;
+  if (addr.size() + n == 0 || napi_create_buffer(env, addr.size() + n, &out, &v) != napi_ok) {
+    napi_get_undefined(env, &v);
+    return v;
+  }
+  if (!addr.empty()) memcpy(out, addr.data(), addr.size());
+  if (n > 0) memcpy(static_cast<uint8_t*>(out) + addr.size(), p, n);
+  return v;
+}
+
+// Hands c to JS: onConn(fd, kind, addr, data, ended), or with joined onConn(fd, kind,
+// addr || data, addrLength, ended). c is gone when this returns.
 void Deliver(Conn* c, Kind kind, const uint8_t* data, size_t n, bool ended) {
   Front* f = c->front;
   const int fd = c->fd;
@@ -206,8 +224,17 @@ void Deliver(Conn* c, Kind kind, const uint8_t* data, size_t n, bool ended) {
   napi_value cb, recv, result;
   bool called = false;
   if (napi_get_reference_value(env, f->callback, &cb) == napi_ok && napi_get_global(env, &recv) == napi_ok) {
-    napi_value argv[5] = {Number(env, fd), Number(env, kind), BytesOrUndefined(env, addr.data(), addr.size()),
-                          BytesOrUndefined(env, data, n), Bool(env, ended)};
+    napi_value argv[5];
+    argv[0] = Number(env, fd);
+    argv[1] = Number(env, kind);
+    if (f->joined) {
+      argv[2] = JoinedOrUndefined(env, addr, data, n);
+      argv[3] = Number(env, static_cast<int32_t>(addr.size()));
+    } else {
+      argv[2] = BytesOrUndefined(env, addr.data(), addr.size());
+      argv[3] = BytesOrUndefined(env, data, n);
+    }
+    argv[4] = Bool(env, ended);
     called = true;
     f->calling++;
     napi_make_callback(env, f->actx, recv, cb, 5, argv, &result);
@@ -386,14 +413,14 @@ void Finalize(napi_env /*env*/, void* data, void* /*hint*/) {
 }  // namespace
 
 napi_value Socks5Front(napi_env env, napi_callback_info info) {
-  const char* usage = "socks5Front(listenFd, firstWaitMs >= 1, handshakeMs >= 1, onConn, lean?, handoff?)";
+  const char* usage = "socks5Front(listenFd, firstWaitMs >= 1, handshakeMs >= 1, onConn, lean?, handoff?, joined?)";
   Args a(env, info);
   int32_t lfd = -1;
   int64_t wait = 0, hs = 0;
-  bool lean = false, handoff = false;
+  bool lean = false, handoff = false, joined = false;
   if (!a.Need(4, usage) || !a.Int32(0, &lfd) || lfd < 0 || !a.Index(1, &wait) || wait < 1 || !a.Index(2, &hs) ||
       hs < 1 || !a.Function(3) || (!a.Undefined(4) && !a.Boolean(4, &lean)) ||
-      (!a.Undefined(5) && !a.Boolean(5, &handoff))) {
+      (!a.Undefined(5) && !a.Boolean(5, &handoff)) || (!a.Undefined(6) && !a.Boolean(6, &joined))) {
     Throw(env, usage);
     return nullptr;
   }
@@ -414,6 +441,7 @@ napi_value Socks5Front(napi_env env, napi_callback_info info) {
   f->handshake = static_cast<uint64_t>(hs);
   f->lean = lean;
   f->handoff = handoff;
+  f->joined = joined;
   f->fd = fcntl(lfd, F_DUPFD_CLOEXEC, 0);
   // Anything but a listening socket would keep the poll firing with accept4 failing (EINVAL).
   int listening = 0;

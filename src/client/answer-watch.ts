@@ -244,10 +244,11 @@ export class AnswerWatchDialer implements Dialer {
    * The watch of a tunnel the caller carries with no socket object (client/lean-tunnel.ts): the
    * application's first bytes went with the request; the caller reports the server's FIN or
    * reset (serverClosed), the end (closed) or a failed connect (closed, then settle), and
-   * `socket` answers what a NativeServerSocket would (destroyed, writableEnded, answer()).
+   * `socket` answers what a NativeServerSocket would (destroyed, writableEnded, answer()) and,
+   * when a line names it, the destination (dest()).
    */
-  leanWatch(socket: WatchedSocket, dest: () => SocksAddress): Watch {
-    const w = new Watch(this.#host, socket, dest);
+  leanWatch(socket: WatchedSocket & { dest(): SocksAddress }): Watch {
+    const w = new Watch(this.#host, socket, undefined);
     w.markSent();
     return w;
   }
@@ -259,6 +260,8 @@ export interface WatchedSocket {
   readonly writableEnded: boolean;
   /** A relay that opens the server's answer itself: what it saw so far (native-dial.ts NativeAnswer). */
   answer?: (() => NativeAnswer) | undefined;
+  /** The destination, for a watch made without one (leanWatch): decoded only when a line names it. */
+  dest?: (() => SocksAddress) | undefined;
 }
 
 /** The dialer's side of its watches. */
@@ -277,8 +280,11 @@ interface WatchHost {
 export class Watch {
   readonly #host: WatchHost;
   readonly #socket: WatchedSocket;
-  /** The destination (a function: decoded only when a debug line names it). */
-  readonly #dest: SocksAddress | (() => SocksAddress);
+  /**
+   * The destination (a function: decoded only when a debug line names it; undefined: the
+   * socket's dest()).
+   */
+  readonly #dest: SocksAddress | (() => SocksAddress) | undefined;
   sent = false;
   #sentAt = 0;
   /** Bytes from the server before the first payload opened. */
@@ -288,7 +294,7 @@ export class Watch {
   #settled = false;
   #timer: Timer | Deadline | undefined;
 
-  constructor(host: WatchHost, socket: WatchedSocket, dest: SocksAddress | (() => SocksAddress)) {
+  constructor(host: WatchHost, socket: WatchedSocket, dest: SocksAddress | (() => SocksAddress) | undefined) {
     this.#host = host;
     this.#socket = socket;
     this.#dest = dest;
@@ -313,7 +319,7 @@ export class Watch {
       // The info line names no destination; at debug, which one it was (every time).
       if (host.log.isLevelEnabled('debug')) {
         const d = this.#dest;
-        const dest = typeof d === 'function' ? d() : d;
+        const dest = d === undefined ? this.#socket.dest!() : typeof d === 'function' ? d() : d;
         host.log.debug({ tunnel: kind }, `tunnel to ${formatAddress(dest)}: ${KIND_WORDS[kind]}`);
       }
     }
@@ -352,21 +358,23 @@ export class Watch {
   /** The no-answer wait; again while the connect runs (the server has not had the request yet). */
   #arm(): void {
     const host = this.#host;
-    const due = (): void => {
-      this.#timer = undefined;
-      if (this.#socket.destroyed) return;
-      // A tunnel the front cancelled at shutdown stays "connecting": armed again only until then.
-      if (this.#socket.answer?.().connecting === true) {
-        if (!host.closed()) this.#arm();
-      }
-      else this.#unanswered(host.noAnswerMs);
-    };
-    if (host.deadlines) this.#timer = host.deadlines.add(due);
+    // The queue calls due() (no closure per connection); a timer of its own, a closure.
+    if (host.deadlines) this.#timer = host.deadlines.add(this);
     else {
-      const t = host.clock.setTimeout(due, host.noAnswerMs);
+      const t = host.clock.setTimeout(() => this.due(), host.noAnswerMs);
       t.unref?.();
       this.#timer = t;
     }
+  }
+
+  /** The no-answer wait is over (#arm's timer or deadline). */
+  due(): void {
+    this.#timer = undefined;
+    if (this.#socket.destroyed) return;
+    // A tunnel the front cancelled at shutdown stays "connecting": armed again only until then.
+    if (this.#socket.answer?.().connecting === true) {
+      if (!this.#host.closed()) this.#arm();
+    } else this.#unanswered(this.#host.noAnswerMs);
   }
 
   /** The server's FIN, or a reset. */

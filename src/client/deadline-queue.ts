@@ -16,9 +16,26 @@ export interface Deadline {
   cancel(): void;
 }
 
-interface Entry extends Deadline {
-  at: number;
-  fn: (() => void) | undefined;
+/** What an entry calls when due: a function, or an object's due() (no closure per entry). */
+export type DueTarget = (() => void) | { due(): void };
+
+/** One add(): a class rather than an object with a cancel closure (one allocation, not two). */
+class Entry implements Deadline {
+  readonly at: number;
+  target: DueTarget | undefined;
+  readonly #queue: DeadlineQueue;
+
+  constructor(queue: DeadlineQueue, at: number, target: DueTarget) {
+    this.#queue = queue;
+    this.at = at;
+    this.target = target;
+  }
+
+  cancel(): void {
+    if (this.target === undefined) return;
+    this.target = undefined;
+    this.#queue.cancelled();
+  }
 }
 
 export class DeadlineQueue {
@@ -41,17 +58,9 @@ export class DeadlineQueue {
     return this.#live;
   }
 
-  /** Calls fn once, `ms` from now, unless cancelled first. */
-  add(fn: () => void): Deadline {
-    const e: Entry = {
-      at: this.#clock.now() + this.#ms,
-      fn,
-      cancel: () => {
-        if (e.fn === undefined) return;
-        e.fn = undefined;
-        this.#live--;
-      },
-    };
+  /** Calls `target` (or its due()) once, `ms` from now, unless cancelled first. */
+  add(target: DueTarget): Deadline {
+    const e = new Entry(this, this.#clock.now() + this.#ms, target);
     this.#trim();
     this.#queue.push(e);
     this.#live++;
@@ -59,15 +68,20 @@ export class DeadlineQueue {
     return e;
   }
 
+  /** An entry was cancelled (Entry.cancel, once per entry). */
+  cancelled(): void {
+    this.#live--;
+  }
+
   /** Drops cancelled entries at the front; compacts when most of the rest are cancelled. */
   #trim(): void {
     const q = this.#queue;
-    while (this.#head < q.length && q[this.#head]!.fn === undefined) this.#head++;
+    while (this.#head < q.length && q[this.#head]!.target === undefined) this.#head++;
     if (this.#head === q.length) {
       q.length = 0;
       this.#head = 0;
     } else if (q.length - this.#head > 64 && this.#live * 2 < q.length - this.#head) {
-      this.#queue = q.slice(this.#head).filter((x) => x.fn !== undefined);
+      this.#queue = q.slice(this.#head).filter((x) => x.target !== undefined);
       this.#head = 0;
     } else if (this.#head > 1024 && this.#head * 2 > q.length) {
       this.#queue = q.slice(this.#head);
@@ -94,9 +108,10 @@ export class DeadlineQueue {
           this.#arm(e.at);
           return;
         }
-        const fn = e.fn!;
+        const t = e.target!;
         e.cancel();
-        fn();
+        if (typeof t === 'function') t();
+        else t.due();
       }
     } finally {
       this.#firing = false;

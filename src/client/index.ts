@@ -259,7 +259,9 @@ export function createTunnelDialer(
   return new ShadowsocksDialer({
     ...ep,
     ...timeout,
-    ...(shape ? { saltFactory: (n: number) => makeShapedSalt(n), firstWrite: encodeFirstWrite } : {}),
+    ...(shape
+      ? { saltFactory: (n: number) => makeShapedSalt(n), freshSalts: true, firstWrite: encodeFirstWrite }
+      : {}),
   });
 }
 

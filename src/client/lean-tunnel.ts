@@ -49,13 +49,13 @@ export interface LeanTarget {
 /** A dialer whose planNative a lean tunnel can stand for (ShadowsocksDialer). */
 interface LeanSource {
   leanTarget(): LeanTarget | undefined;
-  leanFirst(header: Uint8Array, data: Uint8Array): { codec: object | undefined; first: Buffer };
+  leanFirst(request: Uint8Array, headerLength: number): { codec: object | undefined; first: Buffer };
 }
 
 /** answer-watch.ts AnswerWatchDialer, as the lean tunnel uses it. */
 interface LeanWatcher {
   leanSource(): Dialer;
-  leanWatch(socket: WatchedSocket, dest: () => SocksAddress): Watch;
+  leanWatch(socket: WatchedSocket & { dest(): SocksAddress }): Watch;
 }
 
 function isLeanSource(d: Dialer): d is Dialer & LeanSource {
@@ -105,19 +105,20 @@ export class LeanTunnels {
   /**
    * A CONNECT with first data (the application did not end): started, and true; false with
    * nothing done (the full path then) for a name that is not ASCII or a key with no codec.
-   * `addr`: the request's ATYP..PORT, sent as the tunnel's request header.
+   * `request`: the request's ATYP..PORT (its first `addrLength` bytes, sent as the tunnel's
+   * request header) followed by the first data, as the front hands them over (one Buffer).
    */
-  start(fd: number, addr: Buffer, data: Buffer): boolean {
-    if (addr[0] === 3 && !isAscii(addr.subarray(2, addr.length - 2))) return false;
+  start(fd: number, request: Buffer, addrLength: number): boolean {
+    if (request[0] === 3 && !isAscii(request.subarray(2, addrLength - 2))) return false;
     const ctx = this.#ctx;
     let made: { codec: object | undefined; first: Buffer };
     try {
-      made = ctx.source.leanFirst(addr, data);
+      made = ctx.source.leanFirst(request, addrLength);
     } catch {
       return false; // the full path fails it the usual way
     }
     if (!made.codec) return false;
-    new LeanTunnel(ctx, fd, addr, made.codec, made.first).connect();
+    new LeanTunnel(ctx, fd, request, made.codec, made.first).connect();
     return true;
   }
 }
@@ -128,6 +129,7 @@ class LeanTunnel implements WatchedSocket {
   writableEnded = false;
   readonly #ctx: LeanContext;
   readonly #fd: number;
+  /** The request's ATYP..PORT, then its first data (decoded only when a line names it). */
   readonly #addr: Buffer;
   readonly #args: TunnelArgs;
   readonly #watch: Watch;
@@ -140,22 +142,25 @@ class LeanTunnel implements WatchedSocket {
     this.#ctx = ctx;
     this.#fd = fd;
     this.#addr = addr;
+    // The first write's array apart: a nested literal is copied by V8's runtime, not its builtin.
+    const writes: [undefined, Buffer, undefined] = [undefined, first, undefined];
     this.#args = [
       -1,
       fd,
       ctx.target.masterKey,
       codec,
-      [undefined, first, undefined],
+      writes,
       ctx.idleMs,
       (reason: number, up: number, _down: number, side?: number, opened?: boolean) =>
         this.#onClose(reason, up, side, opened),
       3, // both descriptors are the relay's as they are
       (chunk: Buffer | null, shut: boolean) => this.#onFirst(chunk, shut),
     ];
-    this.#watch = ctx.watcher.leanWatch(this, () => this.#dest());
+    this.#watch = ctx.watcher.leanWatch(this);
   }
 
-  #dest(): SocksAddress {
+  /** The destination (answer-watch's debug line, logDialFailure): decoded only then. */
+  dest(): SocksAddress {
     return decodeAddress(this.#addr, 0)!.address;
   }
 
@@ -218,6 +223,6 @@ class LeanTunnel implements WatchedSocket {
     this.#destroy();
     this.#watch.settle();
     ctx.fns.fdClose(this.#fd);
-    logDialFailure(err, this.#dest(), ctx.log);
+    logDialFailure(err, this.dest(), ctx.log);
   }
 }

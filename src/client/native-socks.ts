@@ -236,9 +236,10 @@ export class NativeSocks {
         fd,
         Math.max(1, Math.ceil(this.#opts.firstDataWaitMs)),
         Math.max(1, Math.ceil(this.#opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_MS)),
-        (cfd, kind, addr, data, ended) => this.#onConn(cfd, kind, addr, data, ended),
+        (cfd, kind, bytes, addrLength, ended) => this.#onConn(cfd, kind, bytes, addrLength, ended),
         leanFrontFromEnv(),
         this.#atOnce && this.#tunnelFns !== undefined && frontHandoffFromEnv(),
+        true,
       );
     } catch (err) {
       this.#opts.log.debug({ err: (err as Error).message }, 'native SOCKS5 front not started');
@@ -292,13 +293,39 @@ export class NativeSocks {
     return socket;
   }
 
-  #onConn(
-    fd: number,
-    kind: number,
-    addr: Buffer | undefined,
-    data: Buffer | undefined,
-    ended: boolean,
-  ): void {
+  /**
+   * The front's call (its joined layout): `bytes` = the request's ATYP..PORT (`addrLength`
+   * bytes, a CONNECT's) followed by the application's first bytes. The lean tunnel takes them
+   * as they are; anything else gets the two parts.
+   */
+  #onConn(fd: number, kind: number, bytes: Buffer | undefined, addrLength: number, ended: boolean): void {
+    if (
+      kind === KIND_CONNECT &&
+      !ended &&
+      !this.#closed &&
+      this.#lean !== undefined &&
+      bytes !== undefined &&
+      addrLength > 0 &&
+      bytes.length > addrLength &&
+      this.#lean.start(fd, bytes, addrLength)
+    ) {
+      this.#tunnelled++;
+      this.#salted++;
+      this.#leaned++;
+      return;
+    }
+    const addr = bytes !== undefined && addrLength > 0 ? bytes.subarray(0, addrLength) : undefined;
+    const data =
+      bytes === undefined || bytes.length === addrLength
+        ? undefined
+        : addrLength > 0
+          ? bytes.subarray(addrLength)
+          : bytes;
+    this.#onParts(fd, kind, addr, data, ended);
+  }
+
+  /** A connection the lean tunnel did not take: the request's address and first bytes apart. */
+  #onParts(fd: number, kind: number, addr: Buffer | undefined, data: Buffer | undefined, ended: boolean): void {
     if (this.#closed) {
       this.#fns.fdClose(fd);
       return;
@@ -310,12 +337,6 @@ export class NativeSocks {
       return;
     }
     if (this.#leanLoad === undefined) void this.leanReady();
-    if (this.#lean && data && !ended && addr && this.#lean.start(fd, addr, data)) {
-      this.#tunnelled++;
-      this.#salted++;
-      this.#leaned++;
-      return;
-    }
     let dest: SocksAddress | undefined;
     try {
       dest = addr ? decodeAddress(addr, 0)?.address : undefined;

@@ -177,6 +177,20 @@ export interface NativeSocksFront {
     lean?: boolean,
     /** A CONNECT with data stays in the epoll set during its call, for a relay started in it. */
     handoff?: boolean,
+    joined?: false,
+  ): object;
+  /**
+   * `joined`: onConn(fd, kind, addr || data as one Buffer, addr's length, ended): one Buffer
+   * per connection instead of two.
+   */
+  socks5Front(
+    listenFd: number,
+    firstWaitMs: number,
+    handshakeMs: number,
+    onConn: (fd: number, kind: number, bytes: Buffer | undefined, addrLength: number, ended: boolean) => void,
+    lean: boolean,
+    handoff: boolean,
+    joined: true,
   ): object;
   socks5FrontClose(front: object): void;
   socks5FrontLive(front: object): number;

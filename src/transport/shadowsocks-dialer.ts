@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ProtocolError } from '../protocol/errors.js';
-import { AeadDecoder, AeadEncoder } from '../protocol/shadowsocks/aead.js';
+import { AeadDecoder, AeadEncoder, join2 } from '../protocol/shadowsocks/aead.js';
 import { evpBytesToKey } from '../protocol/shadowsocks/kdf.js';
 import { getAeadMethod, type AeadMethod } from '../protocol/shadowsocks/methods.js';
 import { poolRandomBytes } from '../protocol/shadowsocks/random-pool.js';
@@ -39,8 +39,14 @@ export interface ShadowsocksEndpoint {
   nextHop?: NextHop | undefined;
 }
 
-/** Encodes the first write (salt + header + data) with a fresh encoder. */
-export type FirstWriteEncoder = (encoder: AeadEncoder, header: Uint8Array, data: Uint8Array) => Buffer;
+/**
+ * Encodes the first write (salt + header + data) with a fresh encoder. `joined`, when it has
+ * one: the same bytes from header || data in one buffer (the header its first `headerLength`
+ * bytes), for a caller that has them so (client/lean-tunnel.ts: the SOCKS5 front's request).
+ */
+export type FirstWriteEncoder = ((encoder: AeadEncoder, header: Uint8Array, data: Uint8Array) => Buffer) & {
+  joined?: (encoder: AeadEncoder, joined: Uint8Array, headerLength: number) => Buffer;
+};
 
 export interface ShadowsocksDialerOptions extends ShadowsocksEndpoint {
   connectTimeoutMs?: number;
@@ -51,11 +57,18 @@ export interface ShadowsocksDialerOptions extends ShadowsocksEndpoint {
    * chunked (e.g. shaping.ts encodeFirstWrite); default: header and data in one chunk.
    */
   saltFactory?: ((saltSize: number) => Uint8Array) | undefined;
+  /**
+   * `saltFactory` returns a new Buffer per call that nothing else holds (makeShapedSalt does):
+   * each connection's encoder keeps it without a copy.
+   */
+  freshSalts?: boolean | undefined;
   firstWrite?: FirstWriteEncoder | undefined;
 }
 
-const defaultFirstWrite: FirstWriteEncoder = (encoder, header, data) =>
-  encoder.encode(data.length > 0 ? Buffer.concat([header, data]) : header);
+function defaultFirstWrite(encoder: AeadEncoder, header: Uint8Array, data: Uint8Array): Buffer {
+  return encoder.encode(data.length > 0 ? join2(header, data) : header);
+}
+defaultFirstWrite.joined = (encoder: AeadEncoder, joined: Uint8Array): Buffer => encoder.encode(joined);
 
 /**
  * A salt of `size` bytes that starts with `prefix` and is random after it (CSPRNG bytes from the
@@ -110,6 +123,8 @@ export class ShadowsocksDialer implements Dialer {
   readonly #connectTimeoutMs: number;
   readonly #nextHop: NextHop;
   readonly #saltFactory: ((saltSize: number) => Uint8Array) | undefined;
+  /** #salt() hands out a Buffer nothing else holds (makeSalt's, or a fresh factory's). */
+  readonly #freshSalts: boolean;
   readonly #firstWrite: FirstWriteEncoder;
   /** Plain TCP to host:port (no nextHop): a connection the native relay can carry. */
   readonly #rawTcp: boolean;
@@ -135,6 +150,7 @@ export class ShadowsocksDialer implements Dialer {
     if (opts.saltFactory && this.#prefix)
       throw new ProtocolError('ERR_KEY', 'give either a fixed prefix or a salt factory, not both');
     this.#saltFactory = opts.saltFactory;
+    this.#freshSalts = opts.saltFactory === undefined || opts.freshSalts === true;
     this.#firstWrite = opts.firstWrite ?? defaultFirstWrite;
   }
 
@@ -172,7 +188,7 @@ export class ShadowsocksDialer implements Dialer {
 
   /** A fresh encoder and its first write (salt, header, data), and the decoder for the answer. */
   #handshake(header: Uint8Array, data: Uint8Array | undefined): Handshake {
-    const encoder = new AeadEncoder(this.method, this.#masterKey, this.#salt());
+    const encoder = new AeadEncoder(this.method, this.#masterKey, this.#salt(), this.#freshSalts);
     const first = this.#firstWrite(encoder, header, data ?? new Uint8Array(0));
     return { encoder, decoder: new AeadDecoder(this.method, this.#masterKey), first };
   }
@@ -236,10 +252,17 @@ export class ShadowsocksDialer implements Dialer {
     return { ip, port: this.#port, timeoutMs: this.#connectTimeoutMs, masterKey: this.#masterKey };
   }
 
-  /** planNative's encoder (its codec) and first write (salt, header, data), with no decoder or socket. */
-  leanFirst(header: Uint8Array, data: Uint8Array): { codec: object | undefined; first: Buffer } {
-    const encoder = new AeadEncoder(this.method, this.#masterKey, this.#salt());
-    return { codec: encoder.nativeCodec, first: this.#firstWrite(encoder, header, data) };
+  /**
+   * planNative's encoder (its codec) and first write (salt, header, data), with no decoder or
+   * socket; `request` = header || data, the header its first `headerLength` bytes.
+   */
+  leanFirst(request: Uint8Array, headerLength: number): { codec: object | undefined; first: Buffer } {
+    const encoder = new AeadEncoder(this.method, this.#masterKey, this.#salt(), this.#freshSalts);
+    const write = this.#firstWrite;
+    const first = write.joined
+      ? write.joined(encoder, request, headerLength)
+      : write(encoder, request.subarray(0, headerLength), request.subarray(headerLength));
+    return { codec: encoder.nativeCodec, first };
   }
 
   /**

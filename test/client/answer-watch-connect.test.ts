@@ -32,22 +32,29 @@ function setup(): { dialer: AnswerWatchDialer; clock: ManualClock; told: () => s
   return { dialer, clock, told, armed: () => armed };
 }
 
-function socket(): { destroyed: boolean; writableEnded: boolean; connecting: boolean; answer: () => NativeAnswer } {
+const dest = () => ({ type: 'ipv4' as const, host: '127.0.0.1', port: 80 });
+
+function socket(): {
+  destroyed: boolean;
+  writableEnded: boolean;
+  connecting: boolean;
+  answer: () => NativeAnswer;
+  dest: typeof dest;
+} {
   const s: ReturnType<typeof socket> = {
     destroyed: false,
     writableEnded: false,
     connecting: true,
     answer: () => ({ answered: false, bytesIn: 0, failed: false, connecting: s.connecting }),
+    dest,
   };
   return s;
 }
 
-const dest = () => ({ type: 'ipv4' as const, host: '127.0.0.1', port: 80 });
-
 test('a connect that runs long: nothing told until it finished, then the no-answer wait', async () => {
   const { dialer, clock, told } = setup();
   const s = socket();
-  dialer.leanWatch(s, dest);
+  dialer.leanWatch(s);
   clock.advance(1000);
   assert.deepEqual(told(), []);
   s.connecting = false;
@@ -59,7 +66,7 @@ test('a connect that runs long: nothing told until it finished, then the no-answ
 test('a close before the connect finished (it failed) is quiet', async () => {
   const { dialer, clock, told } = setup();
   const s = socket();
-  const w = dialer.leanWatch(s, dest);
+  const w = dialer.leanWatch(s);
   clock.advance(3000);
   s.destroyed = true;
   w.closed();
@@ -69,7 +76,7 @@ test('a close before the connect finished (it failed) is quiet', async () => {
 
 test('the dialer closed: a wait still connecting is not armed again', async () => {
   const { dialer, clock, armed } = setup();
-  dialer.leanWatch(socket(), dest);
+  dialer.leanWatch(socket());
   clock.advance(350);
   assert.ok(armed() >= 4, 'armed again while connecting');
   dialer.close();

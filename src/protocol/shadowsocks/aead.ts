@@ -56,16 +56,36 @@ export class AeadSession {
  * the first encode() call so that salt, header and first data leave in one write. The bytes are
  * the same on either cipher backend.
  */
+/**
+ * a || b in Node's pooled memory: what Buffer.concat([a, b]) returns, without its list, checks and
+ * per-part copies in JS (a first write's header and data, once per connection in baseline code).
+ */
+export function join2(a: Uint8Array, b: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
+
 export class AeadEncoder {
   readonly salt: Buffer;
   readonly #chunks: ChunkEncoder;
   #saltSent = false;
 
-  constructor(method: AeadMethod, masterKey: Uint8Array, salt?: Uint8Array) {
+  /**
+   * `owned`: `salt` is a Buffer made for this encoder that nothing else holds (a dialer's fresh
+   * salt): kept as it is, not copied.
+   */
+  constructor(method: AeadMethod, masterKey: Uint8Array, salt?: Uint8Array, owned = false) {
     if (salt !== undefined) checkSalt(method, salt);
-    // A given salt is copied (its buffer stays the caller's); a drawn one is already this
-    // encoder's own (poolRandomBytes hands out a copy): not copied again.
-    this.salt = salt === undefined ? poolRandomBytes(method.saltSize) : Buffer.from(salt);
+    // A given salt is copied (its buffer stays the caller's) unless it is owned; a drawn one is
+    // already this encoder's own (poolRandomBytes hands out a copy): not copied again.
+    this.salt =
+      salt === undefined
+        ? poolRandomBytes(method.saltSize)
+        : owned && Buffer.isBuffer(salt)
+          ? salt
+          : Buffer.from(salt);
     const b = cipher();
     this.#chunks = b.saltedEncoder
       ? b.saltedEncoder(method.cipher, masterKey, this.salt)

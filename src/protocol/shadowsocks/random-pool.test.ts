@@ -27,7 +27,7 @@ test('encoders draw distinct salts from the pool', () => {
   assert.equal(salts.size, 500);
 });
 
-test("an encoder's drawn salt is copied once (the pool's copy), a given one is copied from the caller's buffer", () => {
+test("an encoder's drawn salt is the pool's copy (no Buffer.from), a given one is copied from the caller's buffer", () => {
   const m = getAeadMethod('aes-256-gcm');
   const key = Buffer.alloc(m.keySize, 1);
   const from = Buffer.from;
@@ -42,7 +42,7 @@ test("an encoder's drawn salt is copied once (the pool's copy), a given one is c
   } finally {
     Buffer.from = from;
   }
-  assert.equal(copies, 1, 'the drawn salt was copied again');
+  assert.equal(copies, 0, 'the drawn salt was copied again');
   assert.equal(drawn.salt.length, m.saltSize);
   const given = Buffer.alloc(m.saltSize, 7);
   const e = new AeadEncoder(m, key, given);

@@ -271,6 +271,9 @@ test('encodeFirstWrite: the one-chunk shortcut gives what planFirstWrite says, f
       const got = encodeFirstWrite(new AeadEncoder(method, key, salt), header, data);
       assert.equal(got.length, plan.length);
       assert.ok(got.equals(want), `header ${h}, data ${d}`);
+      // The joined form (the lean tunnel's: header || data as the SOCKS5 front hands them over).
+      const joined = encodeFirstWrite.joined(new AeadEncoder(method, key, salt), Buffer.concat([header, data]), h);
+      assert.ok(joined.equals(want), `joined: header ${h}, data ${d}`);
     }
   }
 });

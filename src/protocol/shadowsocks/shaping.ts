@@ -32,7 +32,7 @@
  * margin is larger; the budget counts only the uniformly random tail.
  */
 import { ProtocolError } from '../errors.js';
-import { MAX_PAYLOAD, type AeadEncoder } from './aead.js';
+import { join2, MAX_PAYLOAD, type AeadEncoder } from './aead.js';
 import { POOL_WORDS, poolRandomBytes, poolRandomUint32 } from './random-pool.js';
 
 /** Source of uniformly random bytes (inject a seeded one in tests). */
@@ -321,8 +321,11 @@ export function makeShapedSalt(saltSize: number, opts: PrefixOptions = {}): Buff
 function shapedSalt(saltSize: number, prefix: string | Uint8Array, rng: Rng): Buffer {
   const bytes = rng(saltSize);
   const salt = rng === defaultRng && Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes);
-  if (typeof prefix === 'string') salt.write(prefix, 0, 'latin1');
-  else salt.set(prefix, 0);
+  if (typeof prefix === 'string') {
+    // What salt.write(prefix, 0, 'latin1') writes (the prefix is shorter than the salt), without
+    // Node's JS wrapper and its argument checks: a dozen stores.
+    for (let i = 0; i < prefix.length; i++) salt[i] = prefix.charCodeAt(i) & 0xff;
+  } else salt.set(prefix, 0);
   return salt;
 }
 
@@ -390,8 +393,20 @@ export function encodeFirstWrite(
   // One chunk outside the trigger (nearly every first write): what the plan says, without making it.
   const n = header.length + data.length;
   if (header.length > 0 && n <= MAX_PAYLOAD && !inProberTrigger(encoder.salt.length + n + CHUNK_OVERHEAD))
-    return encoder.encode(Buffer.concat([header, data]));
+    return encoder.encode(join2(header, data));
   const plan = planFirstWrite(encoder.salt.length, header.length, data.length);
-  if (!plan.split) return encoder.encode(Buffer.concat([header, data]));
+  if (!plan.split) return encoder.encode(join2(header, data));
   return Buffer.concat([encoder.encode(header), encoder.encode(data)]);
 }
+
+/**
+ * encodeFirstWrite over header || data in one buffer (`joined`, the header its first
+ * `headerLength` bytes): the same bytes, with no join (the SOCKS5 front's request as it came).
+ */
+export function encodeFirstWriteJoined(encoder: AeadEncoder, joined: Uint8Array, headerLength: number): Buffer {
+  const n = joined.length;
+  if (headerLength > 0 && n <= MAX_PAYLOAD && !inProberTrigger(encoder.salt.length + n + CHUNK_OVERHEAD))
+    return encoder.encode(joined);
+  return encodeFirstWrite(encoder, joined.subarray(0, headerLength), joined.subarray(headerLength));
+}
+encodeFirstWrite.joined = encodeFirstWriteJoined;
