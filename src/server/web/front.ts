@@ -329,6 +329,14 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
 
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     const s = socket as Socket & { _httpMessage?: unknown };
+    // Bytes after a request that closes the connection (HTTP/1.0, `Connection: close`): nginx
+    // answers that request and ignores the rest. Node's parser calls them an error while the
+    // answer is still being made; the answer (Connection: close) ends the socket itself.
+    if (err.code === 'HPE_CLOSED_CONNECTION') {
+      s.on('error', () => s.destroy());
+      if (!s._httpMessage && s.writable) s.end();
+      return;
+    }
     // Timeouts and resets close silently (nginx logs 408 but sends nothing); a response already
     // in flight cannot be followed by an error page.
     if (
