@@ -158,6 +158,19 @@ describe('web front with the builtin decoy', () => {
     }
   });
 
+  test('Expect gets the page nginx sends for the request without it (no 100 Continue, no 417)', async () => {
+    // Before: "HTTP/1.1 100 Continue" and then the page; "Expect: foo" got Node's 417.
+    for (const [req, status] of [
+      ['POST /nope HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n', 404],
+      ['POST /robots.txt HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n', 405],
+      ['GET /nope HTTP/1.1\r\nHost: a\r\nExpect: foo\r\n\r\n', 404],
+    ] as const) {
+      const r = await exchange(front.port, req);
+      assert.equal(splitResponse(r.text).status, status, JSON.stringify(r.text.slice(0, 80)));
+      assert.equal(r.text.split(/(?=HTTP\/1\.1 )/).length, 1, 'one answer');
+    }
+  });
+
   test('garbage gets nginx 400 and a close', async () => {
     for (const g of [Buffer.from('16030100a5010000a10303', 'hex'), Buffer.from('\x00\x01\x02\x03\r\n\r\n'), Buffer.from('GET / HTTP/1.1\r\n\r\n')]) {
       const r = await exchange(front.port, g);

@@ -266,7 +266,16 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   };
 
   // A client that pipelines requests without reading the answers is not read without end.
-  server.on('request', limitPipelining(answer));
+  const onRequest = limitPipelining(answer);
+  server.on('request', onRequest);
+  // Expect as nginx answers it: a static site never reads the body, so no "100 Continue" (Node
+  // would send one before the page); a proxy reads it, so "100 Continue" first; any other
+  // expectation is ignored (Node answers 417).
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    if (decoy.kind === 'proxy' && hasRequestBody(req)) res.writeContinue();
+    onRequest(req, res);
+  });
+  server.on('checkExpectation', onRequest);
 
   /** Answer an upgrade request with the decoy on its detached socket, then hand the socket back. */
   const decoyOnUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
