@@ -171,6 +171,26 @@ describe('web front with the builtin decoy', () => {
     }
   });
 
+  test('bodies nginx refuses: a bad chunk gets the page then FIN, a transfer coding other than chunked 501', async () => {
+    // Before: both got no answer at all (Node's parser error destroyed the page in flight, and
+    // Node takes "gzip" as a coding); nginx 1.22.1 answers as below.
+    const post = (te: string, body: string): string => `POST /nope HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ${te}\r\n\r\n${body}`;
+    for (const [req, status, conn] of [
+      [post('chunked', 'zz\r\n'), 404, 'close'],
+      [post('gzip', ''), 501, 'close'],
+      [post('gzip, chunked', '0\r\n\r\n'), 501, 'close'],
+      [post('identity', '0\r\n\r\n'), 501, 'close'],
+      [post('Chunked', '0\r\n\r\n'), 404, 'keep-alive'],
+    ] as const) {
+      const r = await exchange(front.port, req);
+      const { status: got, headers, body } = splitResponse(r.text);
+      assert.equal(got, status, JSON.stringify(req));
+      assert.ok(headers.includes(`Connection: ${conn}`), headers.join(' | '));
+      if (status === 501) assert.match(body, /<title>501 Not Implemented<\/title>/);
+      assert.equal(r.close, conn === 'close' ? 'fin' : 'open');
+    }
+  });
+
   test('garbage gets nginx 400 and a close', async () => {
     for (const g of [Buffer.from('16030100a5010000a10303', 'hex'), Buffer.from('\x00\x01\x02\x03\r\n\r\n'), Buffer.from('GET / HTTP/1.1\r\n\r\n')]) {
       const r = await exchange(front.port, g);

@@ -28,6 +28,7 @@ import { badHost } from './host.js';
 import { limitPipelining } from './pipelining.js';
 import { watchSends } from './send-timeout.js';
 import {
+  closeAfter,
   hasRequestBody,
   rawErrorResponse,
   SERVER_HEADER,
@@ -246,6 +247,12 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   const answer = (req: WebRequest, res: WebResponse): void => {
     // nginx checks Host while reading the headers, before any location (ACME's too).
     if (badHost(req)) return sendError(res, 400);
+    // nginx knows one transfer coding, `chunked` alone: anything else is its 501, then a close.
+    const te = req.headers['transfer-encoding'];
+    if (te !== undefined && req.httpVersionMajor === 1 && te.trim().toLowerCase() !== 'chunked') {
+      closeAfter(res);
+      return sendError(res, 501);
+    }
     const url = req.url ?? '/';
     if (opts.http01 && url.startsWith(acmePrefix) && (req.method === 'GET' || req.method === 'HEAD')) {
       const keyAuth = opts.http01(url.slice(acmePrefix.length).split('?')[0] ?? '');
@@ -337,13 +344,29 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   });
 
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    const s = socket as Socket & { _httpMessage?: unknown };
+    const s = socket as Socket & { _httpMessage?: unknown; destroySoon(): void };
     // Bytes after a request that closes the connection (HTTP/1.0, `Connection: close`): nginx
     // answers that request and ignores the rest. Node's parser calls them an error while the
     // answer is still being made; the answer (Connection: close) ends the socket itself.
     if (err.code === 'HPE_CLOSED_CONNECTION') {
       s.on('error', () => s.destroy());
       if (!s._httpMessage && s.writable) s.end();
+      return;
+    }
+    // A body that does not parse (a bad chunk) after its request is being answered: nginx sends
+    // that answer and closes; Node's destroy() would drop it unsent.
+    const inFlight = s._httpMessage as ServerResponse | undefined;
+    if (
+      inFlight &&
+      s.writable &&
+      err.code !== 'ERR_HTTP_REQUEST_TIMEOUT' &&
+      err.code !== 'ECONNRESET' &&
+      !inFlight.writableFinished
+    ) {
+      s.on('error', () => s.destroy());
+      if (!inFlight.headersSent) inFlight.shouldKeepAlive = false;
+      inFlight.once('finish', () => s.destroySoon());
+      inFlight.once('close', () => s.destroySoon());
       return;
     }
     // Timeouts and resets close silently (nginx logs 408 but sends nothing); a response already
