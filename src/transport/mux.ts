@@ -117,6 +117,9 @@ export class MuxConnection {
   #tail: Buffer[] = [];
   #tailTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #endDelayMs: number;
+  readonly #created = Date.now();
+  /** Server: some session authenticated (authenticated() was called). */
+  #everAuthenticated = false;
   /** Reading stopped until 'drain': our answers to the peer's frames pile up unread (#onData). */
   #heldForDrain = false;
 
@@ -158,8 +161,12 @@ export class MuxConnection {
   #armIdle(idleMs: number): void {
     const check = (): void => {
       if (this.carrier.destroyed) return;
-      const due = Math.max(this.#lastActive, this.#lastData) + idleMs - Date.now();
-      if (this.#sessions.size === 0 && due <= 0) {
+      // A server carrier none of whose sessions ever authenticated has one deadline, from its
+      // start, whatever comes (as the server's pre-relay deadline): KeepAlive frames or a new
+      // garbage session now and then would otherwise hold it, and its socket, for ever.
+      const probing = this.#opts.maxUnauthenticated !== undefined && !this.#everAuthenticated;
+      const due = (probing ? this.#created : Math.max(this.#lastActive, this.#lastData)) + idleMs - Date.now();
+      if ((this.#sessions.size === 0 || probing) && due <= 0) {
         // Like the server's idle close of an unauthenticated connection: our end, then gone.
         this.#closed = true;
         this.#flushTail();
@@ -424,6 +431,7 @@ export class MuxConnection {
 
   /** Server: session `s` authenticated; it no longer counts against maxUnauthenticated. */
   authenticated(s: MuxSession): void {
+    this.#everAuthenticated = true;
     this.#unauthenticated.delete(s);
   }
 
