@@ -191,6 +191,22 @@ describe('web front with the builtin decoy', () => {
     }
   });
 
+  test('request lines nginx refuses: OPTIONS * 400, HTTP/2.0 and 3.0 over HTTP/1 505, TRACE 405, each then FIN', async () => {
+    // Before: 405 kept alive, 404, Node's 400, 405 kept alive (nginx 1.22.1 as below).
+    for (const [req, status] of [
+      ['OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n', 400],
+      ['GET /nope HTTP/2.0\r\nHost: a\r\n\r\n', 505],
+      ['GET /nope HTTP/3.0\r\nHost: a\r\n\r\n', 505],
+      ['TRACE / HTTP/1.1\r\nHost: a\r\n\r\n', 405],
+    ] as const) {
+      const r = await exchange(front.port, req);
+      const { status: got, headers } = splitResponse(r.text);
+      assert.equal(got, status, JSON.stringify(r.text.slice(0, 80)));
+      assert.ok(headers.includes('Connection: close'), headers.join(' | '));
+      assert.equal(r.close, 'fin');
+    }
+  });
+
   test('garbage gets nginx 400 and a close', async () => {
     for (const g of [Buffer.from('16030100a5010000a10303', 'hex'), Buffer.from('\x00\x01\x02\x03\r\n\r\n'), Buffer.from('GET / HTTP/1.1\r\n\r\n')]) {
       const r = await exchange(front.port, g);

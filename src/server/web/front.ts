@@ -30,6 +30,7 @@ import { watchSends } from './send-timeout.js';
 import {
   closeAfter,
   hasRequestBody,
+  isH2,
   rawErrorResponse,
   SERVER_HEADER,
   connectionValue,
@@ -247,6 +248,15 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   const answer = (req: WebRequest, res: WebResponse): void => {
     // nginx checks Host while reading the headers, before any location (ACME's too).
     if (badHost(req)) return sendError(res, 400);
+    if (!isH2(res)) {
+      // Request lines nginx refuses before any location: `OPTIONS *` (400), a major version
+      // above 1 over HTTP/1 (505), TRACE (405); each closes the connection.
+      const refused = req.url === '*' ? 400 : req.httpVersionMajor > 1 ? 505 : req.method === 'TRACE' ? 405 : 0;
+      if (refused !== 0) {
+        closeAfter(res);
+        return sendError(res, refused);
+      }
+    }
     // nginx knows one transfer coding, `chunked` alone: anything else is its 501, then a close.
     const te = req.headers['transfer-encoding'];
     if (te !== undefined && req.httpVersionMajor === 1 && te.trim().toLowerCase() !== 'chunked') {
@@ -381,7 +391,10 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
       return;
     }
     const detail = err.code === 'HPE_HEADER_OVERFLOW' ? 'Request Header Or Cookie Too Large' : undefined;
-    s.end(rawErrorResponse(400, detail));
+    // A version Node's parser does not know: nginx answers 505 to a major version above 1.
+    const raw = (err as NodeJS.ErrnoException & { rawPacket?: Buffer }).rawPacket;
+    const newer = err.code === 'HPE_INVALID_VERSION' && /^[^\r\n]* HTTP\/[2-9]\.\d\r?\n/.test(raw?.toString('latin1') ?? '');
+    s.end(rawErrorResponse(newer ? 505 : 400, detail));
   });
 
   await new Promise<void>((resolve, reject) => {

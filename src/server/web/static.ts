@@ -39,6 +39,7 @@ const REASONS: Record<number, string> = {
   501: 'Not Implemented',
   502: 'Bad Gateway',
   504: 'Gateway Time-out',
+  505: 'HTTP Version Not Supported',
 };
 
 export function reasonPhrase(status: number): string {
