@@ -117,6 +117,11 @@ export class MuxConnection {
   #tail: Buffer[] = [];
   #tailTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #endDelayMs: number;
+  readonly #created = Date.now();
+  /** Server: some session authenticated (authenticated() was called). */
+  #everAuthenticated = false;
+  /** Reading stopped until 'drain': our answers to the peer's frames pile up unread (#onData). */
+  #heldForDrain = false;
 
   constructor(carrier: Duplex, opts: MuxConnectionOptions) {
     this.carrier = carrier;
@@ -130,7 +135,13 @@ export class MuxConnection {
     this.#maxSessions = opts.maxSessions ?? 1024;
     this.#endDelayMs = opts.endDelayMs ?? 0;
     carrier.on('data', (chunk: Buffer) => this.#onData(chunk));
-    carrier.on('drain', () => this.#wakeWriters());
+    carrier.on('drain', () => {
+      if (this.#heldForDrain) {
+        this.#heldForDrain = false;
+        if (this.#stalled.size === 0 && !this.carrier.destroyed) this.carrier.resume();
+      }
+      this.#wakeWriters();
+    });
     carrier.once('end', () => {
       // The peer sends nothing more: sessions it had not ended are cut off; the carrier ends
       // once the sessions still sending are done.
@@ -150,8 +161,12 @@ export class MuxConnection {
   #armIdle(idleMs: number): void {
     const check = (): void => {
       if (this.carrier.destroyed) return;
-      const due = Math.max(this.#lastActive, this.#lastData) + idleMs - Date.now();
-      if (this.#sessions.size === 0 && due <= 0) {
+      // A server carrier none of whose sessions ever authenticated has one deadline, from its
+      // start, whatever comes (as the server's pre-relay deadline): KeepAlive frames or a new
+      // garbage session now and then would otherwise hold it, and its socket, for ever.
+      const probing = this.#opts.maxUnauthenticated !== undefined && !this.#everAuthenticated;
+      const due = (probing ? this.#created : Math.max(this.#lastActive, this.#lastData)) + idleMs - Date.now();
+      if ((this.#sessions.size === 0 || probing) && due <= 0) {
         // Like the server's idle close of an unauthenticated connection: our end, then gone.
         this.#closed = true;
         this.#flushTail();
@@ -245,6 +260,15 @@ export class MuxConnection {
     }
     for (const f of frames) this.#onFrame(f);
     this.#flush();
+    // What we write in answer to the peer's frames (End for an unknown or refused session, the
+    // End of a session it opened and closed) waits for no drain: a peer that sends such frames
+    // without reading our answers would have them pile up without end (900 MB from 32 MiB of
+    // Keep frames). So reading stops while the carrier is full and no session waits for it (a
+    // session's data always waits: then the backlog is bounded and the peer reads it).
+    if (this.carrier.writableNeedDrain && this.#drainWaiters.length === 0 && !this.carrier.destroyed) {
+      this.#heldForDrain = true;
+      this.carrier.pause();
+    }
   }
 
   /**
@@ -277,7 +301,7 @@ export class MuxConnection {
     this.#stalled.clear();
     if (this.#stallTimer) clearTimeout(this.#stallTimer);
     this.#stallTimer = undefined;
-    this.carrier.resume();
+    if (!this.#heldForDrain) this.carrier.resume();
   }
 
   #onFrame(f: MuxFrame): void {
@@ -388,7 +412,7 @@ export class MuxConnection {
         this.#stallTimer = undefined;
         for (const x of [...this.#stalled]) x.destroy(new Error('mux session stalled the carrier'));
         this.#stalled.clear();
-        if (!this.carrier.destroyed) this.carrier.resume();
+        if (!this.carrier.destroyed && !this.#heldForDrain) this.carrier.resume();
       }, this.#stallMs);
       this.#stallTimer.unref();
     }
@@ -407,6 +431,7 @@ export class MuxConnection {
 
   /** Server: session `s` authenticated; it no longer counts against maxUnauthenticated. */
   authenticated(s: MuxSession): void {
+    this.#everAuthenticated = true;
     this.#unauthenticated.delete(s);
   }
 

@@ -28,7 +28,9 @@ import { badHost } from './host.js';
 import { limitPipelining } from './pipelining.js';
 import { watchSends } from './send-timeout.js';
 import {
+  closeAfter,
   hasRequestBody,
+  isH2,
   rawErrorResponse,
   SERVER_HEADER,
   connectionValue,
@@ -246,6 +248,21 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   const answer = (req: WebRequest, res: WebResponse): void => {
     // nginx checks Host while reading the headers, before any location (ACME's too).
     if (badHost(req)) return sendError(res, 400);
+    if (!isH2(res)) {
+      // Request lines nginx refuses before any location: `OPTIONS *` (400), a major version
+      // above 1 over HTTP/1 (505), TRACE (405); each closes the connection.
+      const refused = req.url === '*' ? 400 : req.httpVersionMajor > 1 ? 505 : req.method === 'TRACE' ? 405 : 0;
+      if (refused !== 0) {
+        closeAfter(res);
+        return sendError(res, refused);
+      }
+    }
+    // nginx knows one transfer coding, `chunked` alone: anything else is its 501, then a close.
+    const te = req.headers['transfer-encoding'];
+    if (te !== undefined && req.httpVersionMajor === 1 && te.trim().toLowerCase() !== 'chunked') {
+      closeAfter(res);
+      return sendError(res, 501);
+    }
     const url = req.url ?? '/';
     if (opts.http01 && url.startsWith(acmePrefix) && (req.method === 'GET' || req.method === 'HEAD')) {
       const keyAuth = opts.http01(url.slice(acmePrefix.length).split('?')[0] ?? '');
@@ -266,7 +283,16 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   };
 
   // A client that pipelines requests without reading the answers is not read without end.
-  server.on('request', limitPipelining(answer));
+  const onRequest = limitPipelining(answer);
+  server.on('request', onRequest);
+  // Expect as nginx answers it: a static site never reads the body, so no "100 Continue" (Node
+  // would send one before the page); a proxy reads it, so "100 Continue" first; any other
+  // expectation is ignored (Node answers 417).
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    if (decoy.kind === 'proxy' && hasRequestBody(req)) res.writeContinue();
+    onRequest(req, res);
+  });
+  server.on('checkExpectation', onRequest);
 
   /** Answer an upgrade request with the decoy on its detached socket, then hand the socket back. */
   const decoyOnUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
@@ -328,7 +354,31 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   });
 
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    const s = socket as Socket & { _httpMessage?: unknown };
+    const s = socket as Socket & { _httpMessage?: unknown; destroySoon(): void };
+    // Bytes after a request that closes the connection (HTTP/1.0, `Connection: close`): nginx
+    // answers that request and ignores the rest. Node's parser calls them an error while the
+    // answer is still being made; the answer (Connection: close) ends the socket itself.
+    if (err.code === 'HPE_CLOSED_CONNECTION') {
+      s.on('error', () => s.destroy());
+      if (!s._httpMessage && s.writable) s.end();
+      return;
+    }
+    // A body that does not parse (a bad chunk) after its request is being answered: nginx sends
+    // that answer and closes; Node's destroy() would drop it unsent.
+    const inFlight = s._httpMessage as ServerResponse | undefined;
+    if (
+      inFlight &&
+      s.writable &&
+      err.code !== 'ERR_HTTP_REQUEST_TIMEOUT' &&
+      err.code !== 'ECONNRESET' &&
+      !inFlight.writableFinished
+    ) {
+      s.on('error', () => s.destroy());
+      if (!inFlight.headersSent) inFlight.shouldKeepAlive = false;
+      inFlight.once('finish', () => s.destroySoon());
+      inFlight.once('close', () => s.destroySoon());
+      return;
+    }
     // Timeouts and resets close silently (nginx logs 408 but sends nothing); a response already
     // in flight cannot be followed by an error page.
     if (
@@ -341,7 +391,10 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
       return;
     }
     const detail = err.code === 'HPE_HEADER_OVERFLOW' ? 'Request Header Or Cookie Too Large' : undefined;
-    s.end(rawErrorResponse(400, detail));
+    // A version Node's parser does not know: nginx answers 505 to a major version above 1.
+    const raw = (err as NodeJS.ErrnoException & { rawPacket?: Buffer }).rawPacket;
+    const newer = err.code === 'HPE_INVALID_VERSION' && /^[^\r\n]* HTTP\/[2-9]\.\d\r?\n/.test(raw?.toString('latin1') ?? '');
+    s.end(rawErrorResponse(newer ? 505 : 400, detail));
   });
 
   await new Promise<void>((resolve, reject) => {

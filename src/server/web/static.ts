@@ -36,8 +36,10 @@ const REASONS: Record<number, string> = {
   405: 'Not Allowed',
   416: 'Requested Range Not Satisfiable',
   500: 'Internal Server Error',
+  501: 'Not Implemented',
   502: 'Bad Gateway',
   504: 'Gateway Time-out',
+  505: 'HTTP Version Not Supported',
 };
 
 export function reasonPhrase(status: number): string {
