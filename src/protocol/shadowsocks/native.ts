@@ -72,6 +72,8 @@ export interface NativeAddon {
   tuneHeap?(trimBytes: number, mmapBytes: number): boolean;
   /** Every thread SCHED_BATCH (native/sched.cc); absent in builds before it was added. */
   schedBatch?(): number;
+  /** Set-up cipher contexts of a method the calling thread keeps for reuse (native/oneshot.cc; tests). */
+  ctxPoolSize?(method: number): number;
 }
 
 /** The addon ABI this module speaks (native/module.cc exports it as abiVersion). */
