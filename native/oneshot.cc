@@ -71,13 +71,20 @@ void HmacInit(HkdfWork* w, const uint8_t* key, size_t key_len) {
 // w->t = *from, then absorbs w->buf[0..n) (n <= kMaxTail), the last bytes of a message that began
 // with one 64-byte block, with SHA-1's padding; out (20 bytes, may be w->buf) = the digest.
 void FinishTail(HkdfWork* w, const SHA_CTX* from, size_t n, uint8_t* out) {
-  w->t = *from;
+  // Only h0..h4 are state: the compression reads and writes nothing else of a SHA_CTX.
+  w->t.h0 = from->h0;
+  w->t.h1 = from->h1;
+  w->t.h2 = from->h2;
+  w->t.h3 = from->h3;
+  w->t.h4 = from->h4;
   const size_t blocks = n + 9 <= 64 ? 1 : 2;
   uint8_t* b = w->buf;
   b[n] = 0x80;
-  memset(b + n + 1, 0, blocks * 64 - n - 9);
-  const uint64_t bits = (64 + static_cast<uint64_t>(n)) * 8;
-  for (size_t i = 0; i < 8; i++) b[blocks * 64 - 1 - i] = static_cast<uint8_t>(bits >> (8 * i));
+  // The message's bit count, (64 + n) * 8 < 2^16, in the block's last 8 bytes, big-endian.
+  const size_t bits = (64 + n) * 8;
+  memset(b + n + 1, 0, blocks * 64 - n - 3);
+  b[blocks * 64 - 2] = static_cast<uint8_t>(bits >> 8);
+  b[blocks * 64 - 1] = static_cast<uint8_t>(bits);
   SHA1_Transform(&w->t, b);
   if (blocks == 2) SHA1_Transform(&w->t, b + 64);
   const SHA_LONG h[5] = {w->t.h0, w->t.h1, w->t.h2, w->t.h3, w->t.h4};
