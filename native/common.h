@@ -14,8 +14,13 @@
 #include <node_api.h>
 #include <openssl/evp.h>
 
+#include <openssl/crypto.h>
+
 #include <cstddef>
 #include <cstdint>
+#if defined(__GLIBC__)
+#include <string.h>
+#endif
 
 namespace ladder {
 
@@ -32,6 +37,17 @@ enum Status : int32_t { kOk = 0, kErrCipher = 1, kErrPayloadSize = 2 };
 // immutable after fetch, so sharing across worker threads is fine), or nullptr when m is out of
 // range or this OpenSSL lacks it.
 const EVP_CIPHER* CipherOf(int m);
+
+// Wipes n secret bytes at p (a write the compiler may not drop): glibc's explicit_bzero runs the
+// vectorised memset, several times cheaper than OPENSSL_cleanse's byte/word loop for the few
+// hundred bytes of a key derivation; OPENSSL_cleanse elsewhere.
+inline void Wipe(void* p, size_t n) {
+#if defined(__GLIBC__)
+  explicit_bzero(p, n);
+#else
+  OPENSSL_cleanse(p, n);
+#endif
+}
 
 // Node unloads an addon with the last env that loaded it (a worker's, at its exit), but the close
 // callbacks of the polls closed at env cleanup (relays, accepted connections, SOCKS5 fronts) run

@@ -35,6 +35,7 @@ napi_value SealParts(napi_env env, napi_callback_info info);
 napi_value OpenAt(napi_env env, napi_callback_info info);
 napi_value UdpSeal(napi_env env, napi_callback_info info);
 napi_value UdpOpen(napi_env env, napi_callback_info info);
+napi_value CtxPoolSize(napi_env env, napi_callback_info info);
 
 // udp_sockets.cc
 napi_value SendTo(napi_env env, napi_callback_info info);

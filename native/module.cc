@@ -36,7 +36,7 @@
 // encoder from it and the salt: an older build would take it for a codec and refuse every relay), 7 relayPair's
 // decoder argument may be the master key with onFirst (the client's relay reads the server's salt; an older build
 // refuses it and every planned tunnel). The loader refuses any other number, so it changes only when the JS surface does.
-// tuneHeap, schedBatch and releaseIdleMemory were added without a new number: they are optional (the JS side calls them only when
+// tuneHeap, schedBatch, releaseIdleMemory and ctxPoolSize were added without a new number: they are optional (the JS side calls them only when
 // present).
 #include "common.h"
 #include "exports.h"
@@ -69,6 +69,7 @@ napi_value Init(napi_env env, napi_value exports) {
       LADDER_EXPORT("openAt", OpenAt),
       LADDER_EXPORT("udpSeal", UdpSeal),
       LADDER_EXPORT("udpOpen", UdpOpen),
+      LADDER_EXPORT("ctxPoolSize", CtxPoolSize),
       LADDER_EXPORT("sendTo", SendTo),
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);

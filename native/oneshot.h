@@ -15,7 +15,8 @@ constexpr size_t kMaxSubkey = 64;
 // The nonce of every SIP004 datagram.
 extern const uint8_t kZeroNonce[kNonce];
 
-// RFC 5869 with SHA-1 and info "ss-subkey": out_len (<= kMaxSubkey) bytes from ikm and salt.
+// RFC 5869 with SHA-1 and info "ss-subkey": out_len (<= kMaxSubkey) bytes from ikm (at most
+// kMaxSubkey bytes: false otherwise) and salt.
 bool HkdfSha1(const uint8_t* ikm, size_t ikm_len, const uint8_t* salt, size_t salt_len, uint8_t* out,
               size_t out_len);
 
@@ -28,7 +29,7 @@ class Subkey {
       : len_(master_len),
         ok_(master_len > 0 && master_len <= kMaxSubkey &&
             HkdfSha1(master, master_len, salt, salt_len, key_, master_len)) {}
-  ~Subkey() { OPENSSL_cleanse(key_, sizeof key_); }
+  ~Subkey() { Wipe(key_, sizeof key_); }
   Subkey(const Subkey&) = delete;
   Subkey& operator=(const Subkey&) = delete;
   bool ok() const { return ok_; }
@@ -44,6 +45,32 @@ class Subkey {
 // One context per method and thread for the one-shot operations; the key is set per call.
 // nullptr when the method is out of range or unavailable.
 EVP_CIPHER_CTX* OneShotCtx(int m);
+// Hands the calling thread's one-shot context of method m to the caller (still keyed with what
+// the last one-shot operation set, e.g. the subkey sip004Open's trial just opened with), so a
+// codec can keep it instead of setting up and keying another; the thread takes a new one from
+// the pool at its next one-shot operation. Give it back with PoolGive. nullptr when none.
+EVP_CIPHER_CTX* DetachOneShotCtx(int m);
+
+// Set-up contexts (cipher fetched, 12-byte IV) kept per thread and method, so a connection's
+// codecs do not pay EVP_CIPHER_CTX_new + the provider's newctx + the IV length + free each.
+// PoolTake: one with no usable key (a new one, or one PoolGive wiped); the caller keys it with
+// EVP_CipherInit_ex(ctx, NULL, NULL, key, NULL, enc). nullptr when m is out of range, the cipher
+// is unavailable or set-up failed.
+EVP_CIPHER_CTX* PoolTake(int m);
+// Takes back a context of method m (nullptr: nothing). Its key is wiped now, as freeing it would:
+// AES-GCM contexts are re-keyed with an all-zero key (the provider re-expands the key schedule
+// over the old one and zeroes the whole GCM state - H, its table, counters, accumulator - before
+// deriving them again), then kept if the thread holds fewer than kPoolMax of that method;
+// ChaCha20-Poly1305 contexts (whose Poly1305 state a re-key would not reset) and any beyond the
+// limit are freed (EVP_CIPHER_CTX_free cleanses them), as before the pool.
+void PoolGive(int m, EVP_CIPHER_CTX* ctx);
+// The most contexts of one method a thread keeps (each ~1 KiB with malloc's overhead). Codecs held
+// by JS values come back only when V8 collects them, in bursts of one or two hundred on a busy
+// thread (a young-generation scavenge every ~75 short connections), so the pool is sized for a
+// burst: smaller, most of a burst is freed and the connections after it set up new contexts.
+constexpr int kPoolMax = 128;
+// The contexts the calling thread keeps now, of method m (tests).
+int PoolSize(int m);
 
 // out receives AEAD(a || b) then the tag (an + bn + 16 bytes).
 bool SealTwo(EVP_CIPHER_CTX* ctx, const uint8_t* key, const uint8_t* nonce, const uint8_t* a, size_t an,

@@ -6,6 +6,9 @@
 // is set once; each AEAD operation only re-initialises the nonce:
 //   EVP_CipherInit_ex(ctx, NULL, NULL, NULL, nonce, enc)
 // and the whole chunking loop runs in C++, so one call handles one socket read or write.
+// The contexts come from a per-thread pool (oneshot.h PoolTake/PoolGive): a codec keys one that
+// an ended codec gave back (its key wiped then), so a connection pays a key schedule per
+// direction but not the provider's context set-up and free.
 //
 // Wire format (SIP004): [salt][sealed len][sealed payload]... where sealed len is the 2-byte
 // big-endian payload length (1..0x3FFF) plus a 16-byte tag, sealed payload is the payload plus
@@ -106,7 +109,7 @@ void Increment(uint8_t* n) {
 
 void FreeCodec(Codec* c) {
   if (c == nullptr) return;
-  EVP_CIPHER_CTX_free(c->ctx);  // cleanses the key schedule
+  PoolGive(c->method, c->ctx);  // wipes the key now (re-keyed with zeros, or freed and cleansed)
   if (c->carry != nullptr) {
     OPENSSL_cleanse(c->carry, c->carry_cap);
     free(c->carry);
@@ -167,7 +170,8 @@ bool GetCodec(const Args& a, size_t i, Codec** out, int enc, bool allow_session 
   return true;
 }
 
-napi_value NewCodec(napi_env env, int32_t m, const uint8_t* key, size_t key_len, int mode, Codec** out);
+napi_value NewCodec(napi_env env, int32_t m, const uint8_t* key, size_t key_len, int mode, Codec** out,
+                    EVP_CIPHER_CTX* keyed = nullptr);
 
 // A codec for method a[0] and key a[1] (or `key` when given); mode 1 encoder, 0 decoder, kSession both.
 napi_value MakeCodec(const Args& a, int mode, const uint8_t* key = nullptr, size_t key_len = 0) {
@@ -183,40 +187,43 @@ napi_value MakeCodec(const Args& a, int mode, const uint8_t* key = nullptr, size
 }
 
 // A codec of method m keyed with key (not a JS value yet). nullptr with *why set on failure.
-Codec* AllocCodec(int32_t m, const uint8_t* key, size_t key_len, int mode, const char** why) {
+// keyed: a set-up context of method m already keyed with key (taken over, given back to the pool
+// on failure); otherwise one from the thread's pool (oneshot.h), keyed here.
+Codec* AllocCodec(int32_t m, const uint8_t* key, size_t key_len, int mode, const char** why,
+                  EVP_CIPHER_CTX* keyed = nullptr) {
   const EVP_CIPHER* cipher = m >= 0 && m < kMethods ? CipherOf(m) : nullptr;
-  if (cipher == nullptr) {
-    *why = "cipher not available in this OpenSSL";
-    return nullptr;
-  }
-  if (key_len != static_cast<size_t>(EVP_CIPHER_get_key_length(cipher))) {
-    *why = "key has the wrong length for this method";
+  if (cipher == nullptr || key_len != static_cast<size_t>(EVP_CIPHER_get_key_length(cipher))) {
+    PoolGive(m, keyed);
+    *why = cipher == nullptr ? "cipher not available in this OpenSSL" : "key has the wrong length for this method";
     return nullptr;
   }
   Codec* c = new (std::nothrow) Codec();
   if (c == nullptr) {
+    PoolGive(m, keyed);
     *why = "out of memory";
     return nullptr;
   }
   c->method = m;
   c->enc = mode;
-  const int init_enc = mode == 0 ? 0 : 1;  // every operation sets its direction again anyway
-  c->ctx = EVP_CIPHER_CTX_new();
-  if (c->ctx == nullptr || EVP_CipherInit_ex(c->ctx, cipher, nullptr, nullptr, nullptr, init_enc) != 1 ||
-      EVP_CIPHER_CTX_ctrl(c->ctx, EVP_CTRL_AEAD_SET_IVLEN, static_cast<int>(kNonce), nullptr) != 1 ||
-      EVP_CipherInit_ex(c->ctx, nullptr, nullptr, key, nullptr, init_enc) != 1) {
-    FreeCodec(c);
-    *why = "EVP cipher set-up failed";
-    return nullptr;
+  c->ctx = keyed;
+  if (c->ctx == nullptr) {
+    const int init_enc = mode == 0 ? 0 : 1;  // every operation sets its direction again anyway
+    c->ctx = PoolTake(m);
+    if (c->ctx == nullptr || EVP_CipherInit_ex(c->ctx, nullptr, nullptr, key, nullptr, init_enc) != 1) {
+      FreeCodec(c);
+      *why = "EVP cipher set-up failed";
+      return nullptr;
+    }
   }
   return c;
 }
 
 // A codec of method m (0..3) keyed with key; *out is the codec behind the returned value, which
 // owns it. nullptr after throwing.
-napi_value NewCodec(napi_env env, int32_t m, const uint8_t* key, size_t key_len, int mode, Codec** out) {
+napi_value NewCodec(napi_env env, int32_t m, const uint8_t* key, size_t key_len, int mode, Codec** out,
+                    EVP_CIPHER_CTX* keyed) {
   const char* why = nullptr;
-  Codec* c = AllocCodec(m, key, key_len, mode, &why);
+  Codec* c = AllocCodec(m, key, key_len, mode, &why, keyed);
   if (c == nullptr) {
     if (why[0] == 'k' || why[0] == 'c') Throw(env, why);  // the key or the method: a TypeError, as before
     else napi_throw_error(env, "ERR_LADDER_AEAD", why);
@@ -458,15 +465,15 @@ napi_value Sip004Trial(napi_env env, int m, const uint8_t* master, const uint8_t
     return nullptr;
   }
   *status = kOk;
+  // The one-shot context is keyed with the subkey now: the decoder keeps it (no second set-up
+  // and key schedule) and the length chunk it opened counts as read; this thread's next one-shot
+  // operation takes another context from the pool.
   Codec* c = nullptr;
-  napi_value ext = NewCodec(env, m, subkey.data(), key_len, 0, &c);
+  napi_value ext = NewCodec(env, m, subkey.data(), key_len, 0, &c, DetachOneShotCtx(m));
   if (ext == nullptr) return nullptr;
-  int32_t bad_len = 0;
-  if (OpenLength(c, head + key_len, &bad_len) != kOk) {  // it opened above: cannot happen
-    c->failed = true;
-    napi_throw_error(env, "ERR_LADDER_AEAD", "internal state error");
-    return nullptr;
-  }
+  Increment(c->nonce);
+  c->state = kReadPayload;
+  c->need = l + kTag;
   WriteInfo(c, out_info, 0);
   return ext;
 }

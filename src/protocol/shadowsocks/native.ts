@@ -74,6 +74,8 @@ export interface NativeAddon {
   schedBatch?(): number;
   /** A last-resort GC of this thread's heap and malloc_trim (native/idle_memory.cc); absent in older builds. */
   releaseIdleMemory?(): boolean;
+  /** Set-up cipher contexts of a method the calling thread keeps for reuse (native/oneshot.cc; tests). */
+  ctxPoolSize?(method: number): number;
 }
 
 /** The addon ABI this module speaks (native/module.cc exports it as abiVersion). */
