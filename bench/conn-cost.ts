@@ -16,6 +16,8 @@
  *            the server's name-resolution path, as a browser's socks5h request does),
  *            --prof DIR (--cpu-prof into DIR), --strace (system calls per connection),
  *            --keep (keep the callgrind dumps for callgrind_annotate),
+ *            --gc (both processes under --trace-gc-nvp: JS bytes allocated and GCs per connection,
+ *            per isolate: the busiest is the event loop's, or the data-plane worker's; gc-trace.ts),
  *            --client-env VAR=VALUE, --server-env VAR=VALUE (repeatable: environment of one
  *            Ladder process, e.g. --client-env LADDER_NATIVE_RELAY=1),
  *            --client-arg ARG (repeatable: appended to Ladder's client command line, e.g.
@@ -42,6 +44,7 @@ import { opt, posInt } from './args.js';
 import { instructions } from './callgrind.js';
 import { currentDist } from './dist.js';
 import { oneExchange } from './exchange.js';
+import { GC_TRACE, gcLine } from './gc-trace.js';
 import { perfAttach, readPerfStat } from './perf-attach.js';
 import { median } from './stats.js';
 
@@ -73,6 +76,8 @@ const envOf = (flag: string): NodeJS.ProcessEnv =>
   );
 const clientEnv = envOf('--client-env');
 const clientArgs = argv.flatMap((a, i) => (argv[i - 1] === '--client-arg' ? [a] : []));
+/** --gc: JS allocations per connection from V8's GC trace (gc-trace.ts). */
+const gc = argv.includes('--gc');
 const serverEnv = envOf('--server-env');
 
 function log(msg: string): void {
@@ -123,6 +128,7 @@ async function startPair(password: string): Promise<{ server: Peer; client: Peer
     : libev
       ? command(libevBin('ss-server'), ['-s', '127.0.0.1', '-p', String(port), '-k', password, '-m', method])
       : command(process.execPath, [
+          ...(gc ? [GC_TRACE] : []),
           entry,
           'server',
           '--host',
@@ -142,6 +148,7 @@ async function startPair(password: string): Promise<{ server: Peer; client: Peer
     waitPort: port,
     waitTimeoutMs: 300_000,
     env: serverEnv,
+    ...(gc ? { maxOutput: 64 << 20 } : {}),
   });
   const [ccmd, cargs] = floor
     ? command(process.execPath, floorArgs('client', String(socksPort), String(port)))
@@ -151,6 +158,7 @@ async function startPair(password: string): Promise<{ server: Peer; client: Peer
           ...['-k', password, '-m', method],
         ])
       : command(process.execPath, [
+          ...(gc ? [GC_TRACE] : []),
           entry,
           'client',
           '--key',
@@ -163,6 +171,7 @@ async function startPair(password: string): Promise<{ server: Peer; client: Peer
     waitPort: socksPort,
     waitTimeoutMs: 300_000,
     env: clientEnv,
+    ...(gc ? { maxOutput: 64 << 20 } : {}),
   });
   return { server, client: Object.assign(client, { socksPort }) };
 }
@@ -305,6 +314,7 @@ async function main(): Promise<void> {
     const c0 = { c: cpu(client.pid), s: cpu(server.pid) };
     const w0 = { c: switches(client.pid), s: switches(server.pid) };
     const ms: number[] = [];
+    const out0 = { c: client.output().length, s: server.output().length };
     log(`measuring: ${n} connections`);
     const failedBefore = failed;
     for (let i = 0; i < n; i++) {
@@ -314,6 +324,9 @@ async function main(): Promise<void> {
     if (failed > 0) log(`${failed - failedBefore} of the measured exchanges (${failed} in all) timed out`);
     const c1 = { c: cpu(client.pid), s: cpu(server.pid) };
     const w1 = { c: switches(client.pid), s: switches(server.pid) };
+    const gcLines = gc
+      ? [gcLine('client', client.output().slice(out0.c), n), gcLine('server', server.output().slice(out0.s), n)]
+      : [];
     const us = (a: number, b: number): string => (((b - a) * 1000) / n).toFixed(0);
     type Cpu = ReturnType<typeof cpu>;
     const per = (a: Cpu, b: Cpu): string =>
@@ -329,6 +342,7 @@ async function main(): Promise<void> {
         )
         .join(', ')}`,
     ];
+    lines.push(...gcLines);
     if (callgrind) {
       const [ic, is] = [instructions(client.pid, outDir), instructions(server.pid, outDir)];
       const k = (x: number): string => `${(x / n / 1000).toFixed(0)}k`;
