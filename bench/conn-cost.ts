@@ -325,7 +325,10 @@ async function main(): Promise<void> {
     const c1 = { c: cpu(client.pid), s: cpu(server.pid) };
     const w1 = { c: switches(client.pid), s: switches(server.pid) };
     const gcLines = gc
-      ? [gcLine('client', client.output().slice(out0.c), n), gcLine('server', server.output().slice(out0.s), n)]
+      ? [
+          gcLine('client', client.output().slice(out0.c), n),
+          gcLine('server', server.output().slice(out0.s), n),
+        ]
       : [];
     const us = (a: number, b: number): string => (((b - a) * 1000) / n).toFixed(0);
     type Cpu = ReturnType<typeof cpu>;
