@@ -618,9 +618,6 @@ napi_value Undo(napi_env env, Relay* r, const char* msg, bool is_type) {
   return nullptr;
 }
 
-// A relay (not running) with the codecs at arguments dec_i and dec_i + 1, the pending bytes at
-// pending_i, onClose at cb_i and, when first_i > 0 holds a function, onFirst; nullptr after
-// throwing. The caller sets the sockets.
 // n (<= 32) bytes of CSPRNG output from this thread's 4 KiB block of RAND_bytes output, each byte
 // handed out once and zeroed in the block (src/protocol/shadowsocks/random-pool.ts's pool, in C++):
 // one RAND_bytes call per draw costs ~6k instructions under OpenSSL 3, a draw from the block ~0.1k.
@@ -637,7 +634,10 @@ bool PoolRandom(uint8_t* out, size_t n) {
   return true;
 }
 
-// draw (derive only, with no prefix in pending): the relay draws the prefix, the response salt,
+// A relay (not running) with the codecs at arguments dec_i and dec_i + 1, the pending bytes at
+// pending_i, onClose at cb_i and, when first_i > 0 holds a function, onFirst; nullptr after
+// throwing. The caller sets the sockets.
+// With draw (derive only, with no prefix in pending) the relay draws the prefix, the response salt,
 // into draw (32 bytes) itself, as long as the master key; its length goes to *drawn.
 Relay* NewRelay(const Args& a, size_t dec_i, size_t pending_i, size_t cb_i, size_t first_i, bool derive = false,
                 uint8_t* draw = nullptr, size_t* drawn = nullptr) {
