@@ -16,6 +16,8 @@
  *            the server's name-resolution path, as a browser's socks5h request does),
  *            --prof DIR (--cpu-prof into DIR), --strace (system calls per connection),
  *            --keep (keep the callgrind dumps for callgrind_annotate),
+ *            --gc (both processes under --trace-gc-nvp: JS bytes allocated and GCs per connection,
+ *            per isolate: the busiest is the event loop's, or the data-plane worker's; gc-trace.ts),
  *            --client-env VAR=VALUE, --server-env VAR=VALUE (repeatable: environment of one
  *            Ladder process, e.g. --client-env LADDER_NATIVE_RELAY=1),
  *            --client-arg ARG (repeatable: appended to Ladder's client command line, e.g.
@@ -28,10 +30,7 @@
  *            --batch (both processes, every thread, SCHED_BATCH before the warm-up: a woken
  *            batch task does not preempt the task that woke it),
  *            --libev (measure ss-local + ss-server instead, the reference),
- *            --floor (measure bench/floor-relay.ts instead: Node sockets, no crypto, no Ladder),
- *            --gc (both processes under --trace-gc-nvp: V8's bytes allocated and garbage
- *            collections per connection, summed over the collections during the measured
- *            connections, so within one young-generation fill of exact)
+ *            --floor (measure bench/floor-relay.ts instead: Node sockets, no crypto, no Ladder)
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -45,6 +44,7 @@ import { opt, posInt } from './args.js';
 import { instructions } from './callgrind.js';
 import { currentDist } from './dist.js';
 import { oneExchange } from './exchange.js';
+import { GC_TRACE, gcLine } from './gc-trace.js';
 import { perfAttach, readPerfStat } from './perf-attach.js';
 import { median } from './stats.js';
 
@@ -67,8 +67,6 @@ const perfDir = argv.includes('--perf') ? opt('--perf', '') : undefined;
 const libev = argv.includes('--libev');
 /** --floor: bench/floor-relay.ts (two Node processes relaying with no crypto), Node's own floor. */
 const floor = argv.includes('--floor');
-/** --gc: V8's own allocation figures (--trace-gc-nvp) of both processes. */
-const gc = argv.includes('--gc');
 /** --client-env / --server-env VAR=VALUE (repeatable): set for that Ladder process only. */
 const envOf = (flag: string): NodeJS.ProcessEnv =>
   Object.fromEntries(
@@ -78,6 +76,8 @@ const envOf = (flag: string): NodeJS.ProcessEnv =>
   );
 const clientEnv = envOf('--client-env');
 const clientArgs = argv.flatMap((a, i) => (argv[i - 1] === '--client-arg' ? [a] : []));
+/** --gc: JS allocations per connection from V8's GC trace (gc-trace.ts). */
+const gc = argv.includes('--gc');
 const serverEnv = envOf('--server-env');
 
 function log(msg: string): void {
@@ -89,7 +89,6 @@ const outDir = mkdtempSync(join(tmpdir(), 'ladder-conn-cost-'));
 function command(bin: string, args: string[]): [string, string[]] {
   if (bin === process.execPath && profDir !== undefined)
     args = ['--cpu-prof', `--cpu-prof-dir=${profDir}`, ...args];
-  if (bin === process.execPath && gc) args = ['--trace-gc-nvp', ...args];
   if (!callgrind) return [bin, args];
   return [
     'valgrind',
@@ -129,6 +128,7 @@ async function startPair(password: string): Promise<{ server: Peer; client: Peer
     : libev
       ? command(libevBin('ss-server'), ['-s', '127.0.0.1', '-p', String(port), '-k', password, '-m', method])
       : command(process.execPath, [
+          ...(gc ? [GC_TRACE] : []),
           entry,
           'server',
           '--host',
@@ -148,7 +148,7 @@ async function startPair(password: string): Promise<{ server: Peer; client: Peer
     waitPort: port,
     waitTimeoutMs: 300_000,
     env: serverEnv,
-    ...(gc ? { maxOutput: 1 << 28 } : {}),
+    ...(gc ? { maxOutput: 64 << 20 } : {}),
   });
   const [ccmd, cargs] = floor
     ? command(process.execPath, floorArgs('client', String(socksPort), String(port)))
@@ -158,6 +158,7 @@ async function startPair(password: string): Promise<{ server: Peer; client: Peer
           ...['-k', password, '-m', method],
         ])
       : command(process.execPath, [
+          ...(gc ? [GC_TRACE] : []),
           entry,
           'client',
           '--key',
@@ -170,7 +171,7 @@ async function startPair(password: string): Promise<{ server: Peer; client: Peer
     waitPort: socksPort,
     waitTimeoutMs: 300_000,
     env: clientEnv,
-    ...(gc ? { maxOutput: 1 << 28 } : {}),
+    ...(gc ? { maxOutput: 64 << 20 } : {}),
   });
   return { server, client: Object.assign(client, { socksPort }) };
 }
@@ -270,21 +271,6 @@ async function perfOf(pid: number, name: string): Promise<{ stop(): Promise<Map<
   };
 }
 
-/** --trace-gc-nvp lines: bytes allocated between collections, scavenges, their pauses, full ones. */
-function gcFigures(out: string): { allocated: number; scavenges: number; scavengeMs: number; full: number } {
-  const g = { allocated: 0, scavenges: 0, scavengeMs: 0, full: 0 };
-  for (const line of out.split('\n')) {
-    const kind = / gc=(\w+)/.exec(line)?.[1];
-    if (kind === undefined) continue;
-    g.allocated += Number(/ allocated=(\d+)/.exec(line)?.[1] ?? 0);
-    if (kind === 's') {
-      g.scavenges++;
-      g.scavengeMs += Number(/ pause=([\d.]+)/.exec(line)?.[1] ?? 0);
-    } else g.full++;
-  }
-  return g;
-}
-
 async function main(): Promise<void> {
   if (callgrind && !which('valgrind')) throw new Error('valgrind not found (apt-get install valgrind)');
   if (!argv.includes('--entry') && !libev && !floor) currentDist(!argv.includes('--no-build'), log);
@@ -325,10 +311,10 @@ async function main(): Promise<void> {
     const perfs = perfDir
       ? await Promise.all([perfOf(client.pid, 'client'), perfOf(server.pid, 'server')])
       : [];
-    const gc0 = [client.output().length, server.output().length];
     const c0 = { c: cpu(client.pid), s: cpu(server.pid) };
     const w0 = { c: switches(client.pid), s: switches(server.pid) };
     const ms: number[] = [];
+    const out0 = { c: client.output().length, s: server.output().length };
     log(`measuring: ${n} connections`);
     const failedBefore = failed;
     for (let i = 0; i < n; i++) {
@@ -338,6 +324,12 @@ async function main(): Promise<void> {
     if (failed > 0) log(`${failed - failedBefore} of the measured exchanges (${failed} in all) timed out`);
     const c1 = { c: cpu(client.pid), s: cpu(server.pid) };
     const w1 = { c: switches(client.pid), s: switches(server.pid) };
+    const gcLines = gc
+      ? [
+          gcLine('client', client.output().slice(out0.c), n),
+          gcLine('server', server.output().slice(out0.s), n),
+        ]
+      : [];
     const us = (a: number, b: number): string => (((b - a) * 1000) / n).toFixed(0);
     type Cpu = ReturnType<typeof cpu>;
     const per = (a: Cpu, b: Cpu): string =>
@@ -353,6 +345,7 @@ async function main(): Promise<void> {
         )
         .join(', ')}`,
     ];
+    lines.push(...gcLines);
     if (callgrind) {
       const [ic, is] = [instructions(client.pid, outDir), instructions(server.pid, outDir)];
       const k = (x: number): string => `${(x / n / 1000).toFixed(0)}k`;
@@ -361,13 +354,6 @@ async function main(): Promise<void> {
         `instructions per connection, all threads: client ${k(ic.all)}, server ${k(is.all)}`,
       );
     }
-    if (gc)
-      for (const [i, p] of [client, server].entries()) {
-        const g = gcFigures(p.output().slice(gc0[i]));
-        lines.push(
-          `${i === 0 ? 'client' : 'server'} V8 per connection (every isolate): ${(g.allocated / n).toFixed(0)} bytes allocated, ${g.scavenges} scavenges (${(n / Math.max(1, g.scavenges)).toFixed(0)} connections each, ${((g.scavengeMs * 1000) / n).toFixed(1)} µs per connection), ${g.full} full collections`,
-        );
-      }
     for (const [i, t] of traces.entries()) {
       const counts = await t.stop();
       const top = [...counts].filter(([k]) => k !== 'total').sort((a, b) => b[1] - a[1]);

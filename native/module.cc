@@ -35,7 +35,8 @@
 // (aes-192-gcm), 6 relayConnect's encoder argument may be the master key (the relay derives its
 // encoder from it and the salt: an older build would take it for a codec and refuse every relay), 7 relayPair's
 // decoder argument may be the master key with onFirst (the client's relay reads the server's salt; an older build
-// refuses it and every planned tunnel). The loader refuses any other number, so it changes only when the JS surface does.
+// refuses it and every planned tunnel), 8 relayConnect's serverSalts (the relay draws the response salt and adds it to the
+// shared filter; an older build refuses the missing prefix and every lean-path relay). The loader refuses any other number, so it changes only when the JS surface does.
 // tuneHeap, schedBatch, releaseIdleMemory and ctxPoolSize were added without a new number: they are optional (the JS side calls them only when
 // present).
 #include "common.h"
@@ -44,7 +45,7 @@
 namespace ladder {
 namespace {
 
-constexpr int32_t kAbiVersion = 7;
+constexpr int32_t kAbiVersion = 8;
 
 #define LADDER_EXPORT(name, fn) {name, nullptr, fn, nullptr, nullptr, nullptr, napi_enumerable, nullptr}
 

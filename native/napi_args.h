@@ -24,7 +24,7 @@ napi_value Bool(napi_env env, bool v);
 // argument count), even if it is undefined; missing ones read as undefined.
 class Args {
  public:
-  static constexpr size_t kMax = 10;
+  static constexpr size_t kMax = 11;  // relayConnect takes 11
 
   Args(napi_env env, napi_callback_info info);
 

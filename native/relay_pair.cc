@@ -37,7 +37,7 @@
 //       encoder's method keyed HKDF-SHA1(masterKey, salt), which it owns; onFirst is called only
 //       for the client's FIN before a payload opened (chunk null). Once one opened, the relay
 //       has "answered": relayCounts' out[2] and onClose's fifth argument say so.
-//   relayConnect(connId, ip, port, connectMs, decoder, encoder, pending, idleMs, onClose, atOnce?) -> relay
+//   relayConnect(connId, ip, port, connectMs, decoder, encoder, pending, idleMs, onClose, atOnce?, serverSalts?) -> relay
 //       The server's dial and relay start in one (src/server/native-relay.ts): connects to ip:port
 //       (a literal) and, once connected, takes the client's socket from the native accept
 //       (connId, tcp_accept.cc; JS keeps it paused meanwhile) and relays as relayPair with
@@ -51,6 +51,11 @@
 //       HKDF-SHA1(masterKey, prefix): the prefix is the response salt) and owns it. atOnce: when connect(2) returns with the connection
 //       established (TCP_INFO; on loopback the kernel runs the handshake inside the call), the
 //       relay starts inside this call (the first bytes are sent), with no wake-up for EPOLLOUT.
+//       serverSalts (the port's shared server-salt filter's bytes, shared_salts.h; with the master
+//       key for encoder and no prefix): the relay draws the response salt (RAND_bytes' output,
+//       through a per-thread block) and, once the connect was not refused at once, adds it to
+//       that filter under its try-lock; when the lock is busy it sets pending[0] to the salt
+//       instead, which the caller then adds.
 //   relayClose(relay)            closes both sockets now (reason 3, onClose called before it
 //                                returns); nothing when already closed
 //   relayCounts(relay, out)      out (Float64Array, length >= 2) = [up, down] so far; a third
@@ -70,8 +75,11 @@
 #include <uv.h>
 #endif
 
+#include <openssl/rand.h>
+
 #include "exports.h"
 #include "napi_args.h"
+#include "shared_salts.h"
 #include "stream_codec.h"
 #include "tcp_parts.h"
 #include "thread_poll.h"
@@ -610,10 +618,29 @@ napi_value Undo(napi_env env, Relay* r, const char* msg, bool is_type) {
   return nullptr;
 }
 
+// n (<= 32) bytes of CSPRNG output from this thread's 4 KiB block of RAND_bytes output, each byte
+// handed out once and zeroed in the block (src/protocol/shadowsocks/random-pool.ts's pool, in C++):
+// one RAND_bytes call per draw costs ~6k instructions under OpenSSL 3, a draw from the block ~0.1k.
+bool PoolRandom(uint8_t* out, size_t n) {
+  static thread_local uint8_t pool[4096];
+  static thread_local size_t pos = sizeof(pool);  // empty: filled on first use
+  if (pos + n > sizeof(pool)) {
+    if (RAND_bytes(pool, static_cast<int>(sizeof(pool))) != 1) return false;
+    pos = 0;
+  }
+  memcpy(out, pool + pos, n);
+  memset(pool + pos, 0, n);
+  pos += n;
+  return true;
+}
+
 // A relay (not running) with the codecs at arguments dec_i and dec_i + 1, the pending bytes at
 // pending_i, onClose at cb_i and, when first_i > 0 holds a function, onFirst; nullptr after
 // throwing. The caller sets the sockets.
-Relay* NewRelay(const Args& a, size_t dec_i, size_t pending_i, size_t cb_i, size_t first_i, bool derive = false) {
+// With draw (derive only, with no prefix in pending) the relay draws the prefix, the response salt,
+// into draw (32 bytes) itself, as long as the master key; its length goes to *drawn.
+Relay* NewRelay(const Args& a, size_t dec_i, size_t pending_i, size_t cb_i, size_t first_i, bool derive = false,
+                uint8_t* draw = nullptr, size_t* drawn = nullptr) {
   napi_env env = a.env();
   const uint8_t* bytes[3];
   size_t lens[3];
@@ -622,6 +649,22 @@ Relay* NewRelay(const Args& a, size_t dec_i, size_t pending_i, size_t cb_i, size
       Throw(env, "relayPair: pending must hold Uint8Arrays or undefined");
       return nullptr;
     }
+  }
+  if (draw != nullptr) {
+    const uint8_t* key = nullptr;
+    size_t key_len = 0;
+    bool is_key = false;
+    if (lens[0] != 0 || napi_is_typedarray(env, a[dec_i + 1], &is_key) != napi_ok || !is_key ||
+        !a.Bytes(dec_i + 1, &key, &key_len, "encoder") || key_len < 16 || key_len > 32) {
+      Throw(env, "relayConnect: with serverSalts, no prefix and the master key for encoder");
+      return nullptr;
+    }
+    if (!PoolRandom(draw, key_len)) {
+      napi_throw_error(env, "ERR_LADDER_RELAY", "relayConnect: cannot draw a salt");
+      return nullptr;
+    }
+    bytes[0] = draw;
+    lens[0] = *drawn = key_len;
   }
   if (lens[0] > kPrefixMax) {
     Throw(env, "relayPair: prefix longer than 64 bytes");
@@ -810,7 +853,7 @@ napi_value RelayPair(napi_env env, napi_callback_info info) {
 napi_value RelayConnect(napi_env env, napi_callback_info info) {
   const char* usage =
       "relayConnect(connId, ip, port 1..65535, connectMs, decoder, encoder, [prefix, toClient, toDest], idleMs, "
-      "onClose, atOnce?)";
+      "onClose, atOnce?, serverSalts?)";
   Args a(env, info);
   int64_t id = -1, connect_ms = 0, idle = 0;
   int32_t port = 0;
@@ -822,7 +865,16 @@ napi_value RelayConnect(napi_env env, napi_callback_info info) {
     Throw(env, usage);
     return nullptr;
   }
-  Relay* r = NewRelay(a, 4, 6, 8, 0, true);
+  // serverSalts: the port's shared server-salt filter (shared_salts.h); the relay draws the salt.
+  SharedSalts server_salts;
+  const bool own_salt = a.Has(10) && !a.Undefined(10);
+  if (own_salt && !SharedSaltsFrom(env, a[10], &server_salts)) {
+    Throw(env, "relayConnect: serverSalts must be a shared salt filter's bytes");
+    return nullptr;
+  }
+  uint8_t salt[32];
+  size_t salt_len = 0;
+  Relay* r = NewRelay(a, 4, 6, 8, 0, true, own_salt ? salt : nullptr, &salt_len);
   if (r == nullptr) return nullptr;
   if (r->dec == nullptr) return Undo(env, r, "relayConnect: needs a decoder and an encoder", true);
   int e = 0;
@@ -839,6 +891,16 @@ napi_value RelayConnect(napi_env env, napi_callback_info info) {
       napi_throw(env, err);
     }
     return nullptr;
+  }
+  // The connect was not refused at once: the response salt goes into the server-salt filter now,
+  // before anything can be sent. The lock busy (the addon never waits): pending[0] = the salt,
+  // for the caller to add in JS.
+  if (own_salt && SharedSaltsCheckAndAdd(server_salts, salt, salt_len) == SaltResult::kBusy) {
+    napi_value copy;
+    if (napi_create_buffer_copy(env, salt_len, salt, nullptr, &copy) != napi_ok ||
+        napi_set_element(env, a[6], 0, copy) != napi_ok) {
+      return Undo(env, r, "relayConnect: out of memory", false);
+    }
   }
   // A connect the kernel completed inside connect(2) (loopback) needs no writable event.
   bool at_once = false;

@@ -115,6 +115,16 @@ bool SharedSaltsInit(SharedSalts* f, void* data, size_t bytes) {
   return true;
 }
 
+bool SharedSaltsFrom(napi_env env, napi_value v, SharedSalts* f) {
+  bool is = false;
+  napi_typedarray_type tt;
+  size_t len = 0;
+  void* data = nullptr;
+  return napi_is_typedarray(env, v, &is) == napi_ok && is &&
+         napi_get_typedarray_info(env, v, &tt, &len, &data, nullptr, nullptr) == napi_ok &&
+         tt == napi_uint8_array && SharedSaltsInit(f, data, len);
+}
+
 SaltResult SharedSaltsHas(const SharedSalts& f, const uint8_t* salt, size_t len) {
   if (f.h == nullptr || !SaltOk(len) || !TryLock(f)) return SaltResult::kBusy;
   const uint32_t h = Hash(f, salt, len);

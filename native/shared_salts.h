@@ -12,6 +12,8 @@
 #ifndef LADDER_NATIVE_SHARED_SALTS_H_
 #define LADDER_NATIVE_SHARED_SALTS_H_
 
+#include <node_api.h>
+
 #include <cstddef>
 #include <cstdint>
 
@@ -31,6 +33,9 @@ enum class SaltResult { kBusy, kSeen, kNew };
 // Checks that `bytes` at `data` are an untimed filter's buffer (its header's sizes match); false
 // leaves f empty.
 bool SharedSaltsInit(SharedSalts* f, void* data, size_t bytes);
+
+// SharedSaltsInit on the bytes of v, a Uint8Array over the whole buffer; false when it is not one.
+bool SharedSaltsFrom(napi_env env, napi_value v, SharedSalts* f);
 
 // SharedSaltFilter.has: kSeen or kNew (not seen); kBusy when the lock was held (nothing done).
 SaltResult SharedSaltsHas(const SharedSalts& f, const uint8_t* salt, size_t len);

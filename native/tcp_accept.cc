@@ -677,15 +677,7 @@ napi_value AcceptListen(napi_env env, napi_callback_info info) {
   // The lean path's filters: both, each an untimed SharedSaltFilter's buffer, or none.
   SharedSalts salts[2];
   bool checks = a.Has(6) && !a.Undefined(5) && !a.Undefined(6);
-  for (size_t i = 0; checks && i < 2; i++) {
-    napi_typedarray_type tt;
-    size_t len = 0;
-    void* data = nullptr;
-    bool is = false;
-    checks = napi_is_typedarray(env, a[5 + i], &is) == napi_ok && is &&
-             napi_get_typedarray_info(env, a[5 + i], &tt, &len, &data, nullptr, nullptr) == napi_ok &&
-             tt == napi_uint8_array && SharedSaltsInit(&salts[i], data, len);
-  }
+  for (size_t i = 0; checks && i < 2; i++) checks = SharedSaltsFrom(env, a[5 + i], &salts[i]);
   bool allow_private = false;
   if (checks && (!a.Has(7) || !a.Boolean(7, &allow_private))) checks = false;
   Thread* t = ThreadFor(env);

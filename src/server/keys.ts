@@ -160,6 +160,11 @@ export class RecentKeys {
   use(ip: string, keyId: string): void {
     const list = this.#byIp.get(ip) ?? [];
     this.#byIp.delete(ip);
+    if (list[0] === keyId) {
+      // Already first (a client's every connection after its first): only the IP's LRU place moves.
+      this.#byIp.set(ip, list);
+      return;
+    }
     const i = list.indexOf(keyId);
     if (i !== -1) list.splice(i, 1);
     list.unshift(keyId);

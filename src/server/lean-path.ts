@@ -250,10 +250,20 @@ export function leanFirst(
     if (code !== 0 || index < 0 || !first || !codec || !info || typeof after !== 'object') return false;
     const key = keyAt(index);
     if (!key) return false;
-    // The target: an IP literal whose whole address the first chunks hold.
-    const target = after[0] === 1 || after[0] === 4 ? decodeAddress(after) : undefined;
-    if (!target) return false;
-    const { host: ip, port } = target.address;
+    // The target: an IP literal whose whole address the first chunks hold (IPv4 read here, as
+    // decodeAddress reads it, with no Buffer or address objects).
+    let ip: string, port: number, length: number;
+    if (after[0] === 1) {
+      if (after.length < 7) return false;
+      ip = `${after[1]}.${after[2]}.${after[3]}.${after[4]}`;
+      port = (after[5]! << 8) | after[6]!;
+      length = 7;
+    } else {
+      const target = after[0] === 4 ? decodeAddress(after) : undefined;
+      if (!target) return false;
+      ({ host: ip, port } = target.address);
+      length = target.length;
+    }
     if (checked === PASSED) checkedNatively++;
     else {
       if (port === 0 || (!ctx.allowPrivateDestinations && isPrivateAddress(ip))) return false;
@@ -266,7 +276,7 @@ export function leanFirst(
     const c = new LeanConnection(ctx, fns, id, key, ageMs, first.length);
     track(c);
     c.authenticated(peer);
-    c.start(codec, ip, port, after.subarray(target.length));
+    c.start(codec, ip, port, after.subarray(length));
     return true;
   };
 }

@@ -36,13 +36,18 @@ export function serverNativeRelay(wanted: boolean): NativeRelay | undefined {
 /** What relayConnect reads of the connection's context (connection.ts ConnectionContext). */
 export interface RelayConnectOptions {
   readonly idleMs: number;
-  readonly replay: { serverSalts: SaltFilter };
+  readonly replay: {
+    serverSalts: SaltFilter;
+    readonly sip004Bytes?: readonly [client: Uint8Array, server: Uint8Array] | undefined;
+  };
   /** Relay at once when connect(2) returned connected (connectAtOnceFromEnv). */
   readonly connectAtOnce?: boolean;
   /** The relay derives its encoder from the master key and salt (nativeEncoderFromEnv). */
   readonly nativeEncoder?: boolean;
   /** At the relay's end the client stream goes without a 'close' tick (leanEndFromEnv). */
   readonly leanEnd?: boolean;
+  /** With nativeEncoder and shared filters, the addon draws and files the response salt (nativeSaltFromEnv). */
+  readonly nativeSalt?: boolean;
 }
 
 /**
@@ -59,6 +64,16 @@ export function connectAtOnceFromEnv(env: NodeJS.ProcessEnv = process.env): bool
  */
 export function nativeEncoderFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
   return envSwitch('LADDER_NATIVE_ENCODER', env);
+}
+
+/**
+ * With the relay's own encoder (nativeEncoderFromEnv) and the port's SIP004 filters shared (the
+ * data-plane workers'), the addon draws the response salt and adds it to the server-salt filter
+ * itself (relayConnect's serverSalts: no salt Buffer and no filter code in JS per connection)
+ * unless LADDER_NATIVE_SALT=0.
+ */
+export function nativeSaltFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return envSwitch('LADDER_NATIVE_SALT', env);
 }
 
 /**
@@ -198,8 +213,10 @@ export function relayConnect(
  * the dial of ip:port within `budgetMs` and the relay's start (relayConnect's start above, and
  * the lean path's, lean-path.ts). The response salt comes from the shared pool and the relay
  * derives its encoder from the master key and that salt (no JS codec) unless
- * LADDER_NATIVE_ENCODER=0; it goes into the server-salt filter once the call returned. Throws
- * the addon's error as it is (a connect refused at once: its errno).
+ * LADDER_NATIVE_ENCODER=0; it goes into the server-salt filter once the connect was not refused
+ * at once: in the addon, which also draws it, with shared filters (nativeSaltFromEnv; here only
+ * when the addon found the filter's lock busy), else here once the call returned. Throws the
+ * addon's error as it is (a connect refused at once: its errno).
  */
 export function startRelay(
   fns: NativeRelay,
@@ -214,7 +231,12 @@ export function startRelay(
   onClose: (reason: number, up: number, down: number, errno?: number) => void,
 ): object {
   const encoder = ctx.nativeEncoder === true ? undefined : new AeadEncoder(k.method, k.masterKey);
-  const salt = encoder ? encoder.salt : poolRandomBytes(k.method.saltSize);
+  const filter = !encoder && ctx.nativeSalt === true ? ctx.replay.sip004Bytes?.[1] : undefined;
+  const pending: [Uint8Array | undefined, undefined, Uint8Array | undefined] = [
+    encoder ? encoder.salt : filter ? undefined : poolRandomBytes(k.method.saltSize),
+    undefined,
+    initial.length > 0 ? initial : undefined,
+  ];
   const relay = fns.relayConnect!(
     id,
     ip,
@@ -222,12 +244,14 @@ export function startRelay(
     Math.max(1, Math.ceil(budgetMs)),
     codec,
     encoder ? encoder.nativeCodec! : k.masterKey,
-    [salt, undefined, initial.length > 0 ? initial : undefined],
+    pending,
     Math.max(1, Math.ceil(ctx.idleMs)),
     onClose,
     ctx.connectAtOnce === true,
+    filter,
   );
-  ctx.replay.serverSalts.add(salt);
+  // With the filter: the salt the addon could not add (its lock was busy), else nothing.
+  if (pending[0]) ctx.replay.serverSalts.add(pending[0]);
   return relay;
 }
 

@@ -117,6 +117,11 @@ export interface ServerOptions {
    */
   nativeEncoder?: boolean;
   /**
+   * With the native encoder and shared replay filters (data-plane workers): the addon draws the
+   * response salt and adds it to the server-salt filter. Default on unless LADDER_NATIVE_SALT=0.
+   */
+  nativeSalt?: boolean;
+  /**
    * Per-connection trims of the native path (issue 15, session 12): a native relay's end closes the
    * client stream without a 'close' tick (LADDER_LEAN_END=0 turns it off), and a natively accepted
    * connection arms its pre-relay idle timer only if still needed after its first bytes

@@ -132,11 +132,18 @@ export interface NativeRelay {
     decoder: object,
     /** A codec, or the master key: the relay then derives its encoder (the prefix is the salt). */
     encoder: object | Uint8Array,
+    /** With serverSalts: prefix undefined, set to the salt when the addon could not add it (ABI 8). */
     pending: [prefix: Uint8Array | undefined, toClient: undefined, toDest: Uint8Array | undefined],
     idleMs: number,
     onClose: (reason: number, up: number, down: number, side: number) => void,
     /** Start relaying inside the call when connect(2) returned connected (loopback). */
     atOnce?: boolean,
+    /**
+     * The port's shared server-salt filter's bytes (native/shared_salts.h): the relay draws the
+     * response salt and adds it there, under the filter's try-lock, once the connect was not
+     * refused at once; the lock busy, it leaves the salt in pending[0] for the caller to add.
+     */
+    serverSalts?: Uint8Array,
   ): object;
   relayClose(relay: object): void;
   relayCounts(relay: object, out: Float64Array): void;

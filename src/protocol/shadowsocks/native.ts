@@ -79,7 +79,7 @@ export interface NativeAddon {
 }
 
 /** The addon ABI this module speaks (native/module.cc exports it as abiVersion). */
-const ABI_VERSION = 7;
+const ABI_VERSION = 8;
 
 /** The addon's method number for each cipher (every addon function that takes a method). */
 export const NATIVE_METHOD: Readonly<Record<AeadMethod['cipher'], number>> = {
