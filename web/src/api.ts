@@ -96,6 +96,8 @@ export interface Fleet {
   keysVersion: number;
   /** The names keys list now. */
   listed: string[];
+  /** Present when keys list no node: they give the store's hostname for keys instead. */
+  keysFallback?: { hostnameForAccessKeys: string; warning: string };
   nodes: FleetNode[];
 }
 
