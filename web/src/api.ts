@@ -181,7 +181,8 @@ export const api = {
   setExpiry: (id: string, at: number | null) =>
     at === null
       ? call<void>('DELETE', `access-keys/${enc(id)}/expiry`)
-      : call<void>('PUT', `access-keys/${enc(id)}/expiry`, { expiresAt: at }),
+      : // The dialogs ask for a second press before a past expiry (pastExpiryWarn).
+        call<void>('PUT', `access-keys/${enc(id)}/expiry`, { expiresAt: at, allowPastExpiry: true }),
   setPrefix: (id: string, prefix: string) => call<void>('PUT', `access-keys/${enc(id)}/prefix`, { prefix }),
   setName: (name: string) => call<void>('PUT', 'name', { name }),
   setHostname: (hostname: string) => call<void>('PUT', 'server/hostname-for-access-keys', { hostname }),

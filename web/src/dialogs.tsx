@@ -179,7 +179,8 @@ export function CreateDialog({ onClose, onDone }: { onClose: () => void; onDone:
     const body: Record<string, unknown> = {
       ...(v.name.trim() ? { name: v.name.trim() } : {}),
       ...(bytes !== null ? { limit: { bytes }, dataLimitPeriod: v.period } : {}),
-      ...(exp !== null ? { expiresAt: exp } : {}),
+      // A past one passed the second press above (the API refuses it without allowPastExpiry).
+      ...(exp !== null ? { expiresAt: exp, allowPastExpiry: true } : {}),
     };
     if (n === 1) await api.create(body);
     else await api.createMany({ ...body, count: n });
