@@ -141,6 +141,13 @@ async function backendFor(flags: TargetFlags): Promise<KeysBackend> {
       ),
     );
   }
+  // The remote flags check the API's certificate; a local store has none: refused, not ignored.
+  const remote = [flags.certSha256 !== undefined && '--cert-sha256', flags.insecure && '--insecure'];
+  const given = remote.filter((f): f is string => typeof f === 'string');
+  if (given.length > 0)
+    throw new UsageError(
+      `${given.join(' and ')} ${given.length > 1 ? 'go' : 'goes'} with --api (a server's management API); the keys here are a local store's (--data-dir, --store), which has no certificate to check`,
+    );
   return LocalKeys.open(flags.dataDir ?? DEFAULT_DATA_DIR, flags.store, flags.init === true);
 }
 
