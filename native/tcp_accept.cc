@@ -265,7 +265,7 @@ void CloseListener(Listener* ls, bool deliver) {
 // Reads of c on (in the thread's epoll set, level-triggered) or off.
 void SetPolling(Conn* c, bool on) {
   if (c->polling == on || (on && c->closed)) return;
-  if (!PollSet(&c->watch, on ? EPOLLIN : 0) && on) return;
+  if (!PollSet(&c->watch, on ? uint32_t{EPOLLIN} : 0u) && on) return;
   c->polling = on;
 }
 

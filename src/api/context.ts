@@ -242,5 +242,27 @@ export function parseExpiry(v: string | number | undefined, field = 'expiresAt')
   return ms;
 }
 
+/**
+ * A new expiry from a request, refused (400) when it is already past unless `allowPast`: the key
+ * would stop working at once, which is what PUT /access-keys/{id}/enabled is for, and a past time
+ * is most often a mistake (ms since the epoch given in seconds lands in January 1970). The CLI
+ * asks for --force and the dashboard for a second press in the same case (docs/api.md).
+ */
+export function newExpiry(
+  ctx: Pick<ApiContext, 'clock'>,
+  v: string | number | undefined,
+  allowPast: boolean | undefined,
+): number | undefined {
+  const ms = parseExpiry(v);
+  if (ms === undefined || allowPast === true || ms > ctx.clock.now()) return ms;
+  const when = new Date(ms).toISOString().replace(/:00\.000Z$/, 'Z');
+  const seconds =
+    typeof v === 'number' && v < 1e11 ? ' (it counts ms since the epoch: was it given in seconds?)' : '';
+  throw invalid(
+    'expiresAt',
+    `Invalid "expiresAt": ${when} is in the past${seconds}, so the key would stop working at once; disable it for that (PUT /access-keys/{id}/enabled), or send "allowPastExpiry": true`,
+  );
+}
+
 /** A hostname (RFC 1123 labels) or an IPv4/IPv6 address. */
 export const isValidHostname = isHostName;

@@ -7,7 +7,14 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { isHostName } from '../shared/parse.js';
-import { keyAddresses, listedNodes, NodeError, type NodeRecord } from '../store/index.js';
+import {
+  keyAddresses,
+  keyNodes,
+  keysFallbackNote,
+  listedNodes,
+  NodeError,
+  type NodeRecord,
+} from '../store/index.js';
 import type { ApiContext, WebEndpoint } from './context.js';
 import { ApiError, invalid } from './errors.js';
 
@@ -36,7 +43,7 @@ function webOf(n: NodeRecord): WebEndpoint | undefined {
 export async function fleetServers(ctx: ApiContext): Promise<FleetServer[] | undefined> {
   if (!ctx.fleet) return undefined;
   // Suspected (reported blocked) addresses are left out; the node's other addresses stay.
-  const nodes = listedNodes(await ctx.fleet.nodes.list()).filter((n) => keyAddresses(n).length > 0);
+  const nodes = keyNodes(await ctx.fleet.nodes.list());
   if (nodes.length === 0) return undefined;
   return nodes.map((n) => ({ name: n.name, hosts: keyAddresses(n), web: webOf(n) }));
 }
@@ -95,10 +102,23 @@ export function registerNodeRoutes(app: FastifyInstance, ctx: ApiContext): void 
         keysVersion,
         ...(fleet.pendingUsageBytes ? { pendingUsageBytes: fleet.pendingUsageBytes() } : {}),
         listed: listedNodes(nodes).map((n) => n.name),
+        ...(await fallbackOf(nodes)),
         nodes: nodes.map(nodeJson),
       };
     },
   );
+
+  /**
+   * `keysFallback` when keys list no node: the store's hostnameForAccessKeys they give instead,
+   * and the one line that says so (the dashboard shows it; `ladder nodes` prints the same).
+   */
+  const fallbackOf = async (
+    nodes: readonly NodeRecord[],
+  ): Promise<{ keysFallback?: { hostnameForAccessKeys: string; warning: string } }> => {
+    const host = (await ctx.store.getSettings()).hostnameForAccessKeys;
+    const warning = keysFallbackNote(nodes, host);
+    return warning === undefined ? {} : { keysFallback: { hostnameForAccessKeys: host, warning } };
+  };
 
   const states = { drain: 'draining', block: 'blocked', unblock: 'active' } as const;
   for (const [verb, state] of Object.entries(states)) {
@@ -114,7 +134,9 @@ export function registerNodeRoutes(app: FastifyInstance, ctx: ApiContext): void 
       },
       async (req) => {
         const reason = (req.body as z.infer<typeof ReasonBody>)?.reason?.trim() || null;
-        return nodeJson(await wrap(() => fleet.nodes.setState(req.params.name, state, reason)));
+        const changed = nodeJson(await wrap(() => fleet.nodes.setState(req.params.name, state, reason)));
+        // The last listed node drained or blocked: say where keys point now (as the CLI does).
+        return { ...changed, ...(await fallbackOf(await fleet.nodes.list())) };
       },
     );
   }

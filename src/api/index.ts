@@ -22,6 +22,7 @@ export type { FleetServer } from './fleet.js';
 export {
   ensureCertificate,
   certSha256,
+  newCertificateWarning,
   rotateCertificate,
   CertificateError,
   type ApiCertificate,

@@ -6,7 +6,7 @@ import { ApiError, invalid, keyNotFound } from './errors.js';
 import {
   checkMethod,
   checkPrefix,
-  parseExpiry,
+  newExpiry,
   secretsFor,
   apiEndpointOf,
   statusIndex,
@@ -66,8 +66,8 @@ export function registerLadderRoutes(app: FastifyInstance, ctx: ApiContext): voi
       },
     },
     async (req, reply) => {
-      if (!(await store.updateKey(req.params.id, { expiresAt: parseExpiry(req.body.expiresAt)! })))
-        throw keyNotFound(req.params.id);
+      const expiresAt = newExpiry(ctx, req.body.expiresAt, req.body.allowPastExpiry)!;
+      if (!(await store.updateKey(req.params.id, { expiresAt }))) throw keyNotFound(req.params.id);
       await ctx.enforcer.refresh();
       return reply.code(204).send();
     },
@@ -186,7 +186,7 @@ export function registerLadderRoutes(app: FastifyInstance, ctx: ApiContext): voi
         name: b.name,
         dataLimitBytes: b.limit?.bytes,
         limitPeriod: b.dataLimitPeriod,
-        expiresAt: parseExpiry(b.expiresAt),
+        expiresAt: newExpiry(ctx, b.expiresAt, b.allowPastExpiry),
         enabled: b.enabled,
         prefix: b.prefix === undefined ? undefined : checkPrefix(method, b.prefix),
       });

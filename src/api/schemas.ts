@@ -31,6 +31,12 @@ export const ExpiryInput = z.union([z.string().max(64), z.number().int().min(0).
     'ISO 8601 date (2026-12-31, midnight UTC) or date-time (2026-12-31T18:00Z; without a zone: UTC), or ms since the epoch',
 });
 
+/** Ladder extension beside `expiresAt`: a time already past is refused (400) without it. */
+const AllowPastExpiry = z.boolean().optional().meta({
+  description:
+    'Ladder extension: accept an `expiresAt` already past (the key is expired at once); without it such a time is a 400',
+});
+
 const MultiUserInput = z.boolean().optional().meta({
   description:
     'Ladder extension, 2022-blake3-* methods: SIP023 multi-user key (password "iPSK:uPSK" with the server\'s identity PSK; default for the AES methods) or single-user (false; one PSK)',
@@ -48,6 +54,7 @@ const NEW_KEY_SETTINGS = {
   limit: DataLimit.optional(),
   dataLimitPeriod: LIMIT_PERIOD.optional(),
   expiresAt: ExpiryInput.optional(),
+  allowPastExpiry: AllowPastExpiry,
   enabled: z.boolean().optional(),
   multiUser: MultiUserInput,
   prefix: PrefixInput.optional(),
@@ -200,7 +207,7 @@ export const DynamicBaseBody = z.object({
     .nullable()
     .meta({ description: 'https://host[:port][/path] that serves /access/{token}; null = the API itself' }),
 });
-export const ExpiryBody = z.object({ expiresAt: ExpiryInput });
+export const ExpiryBody = z.object({ expiresAt: ExpiryInput, allowPastExpiry: AllowPastExpiry });
 
 export const TransferMetrics = z.object({ bytesTransferredByUserId: z.record(z.string(), z.number().int()) });
 

@@ -34,6 +34,23 @@ export function rotateCommand(dataDir: string): string {
   return `${ladderCommand()} server rotate-cert --data-dir ${dataDir}`;
 }
 
+/**
+ * The warning of a start that made the certificate for a store that has served the API before
+ * (a restore or a move without the two files, or the files deleted): Outline Manager and pinned
+ * ssconf:// keys no longer trust the server; what to do (docs/operations.md "Moving to a new host").
+ */
+export function newCertificateWarning(dataDir: string, sha256: string): string {
+  const ladder = ladderCommand();
+  return (
+    `API certificate: ${dataDir} had no ${CERT_FILE} or ${KEY_FILE}, so this start made a new one (SHA-256 ${sha256}), ` +
+    `but its key store has served the API before (a restore or a move without those files?): Outline Manager and ` +
+    `ssconf:// keys with ?certSha256= pin the old certificate and no longer trust this server. ` +
+    `If you have the old files: stop this server, copy both into ${dataDir} (mode 0600) and start it again. ` +
+    `If not: give Outline Manager the new access config (${ladder} server access-config --data-dir ${dataDir}) ` +
+    `and the users of pinned ssconf:// keys their keys again (${ladder} keys --data-dir ${dataDir} url ID; the tokens are unchanged)`
+  );
+}
+
 async function readIfThere(path: string): Promise<string | undefined> {
   try {
     return await readFile(path, 'utf8');

@@ -5,13 +5,14 @@
  * for the process's life, removed at close. A file whose process is gone (kill -9) is stale and
  * replaced. Fleet nodes each have their own data directory, so they never meet here.
  *
- * Races: the file appears with its content at once (written to a temporary name, then linked to
+ * Races: the file appears with its content at once (written to a new temporary file, then linked to
  * server.pid, which fails when it exists), so a second start never reads it empty; a stale file is
  * taken away by renaming it to a name of our own and checking it is still the one judged stale,
  * so two starts replacing the same stale file cannot remove each other's fresh one.
  */
 import { closeSync, linkSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { tempBeside } from '../shared/data-file.js';
 import { dirErrorWhy, makeDirs } from '../shared/fs.js';
 import { UsageError } from './errors.js';
 
@@ -68,10 +69,12 @@ function refusal(dataDir: string, err: unknown): Error {
 export function lockDataDir(dataDir: string): () => void {
   const file = join(dataDir, SERVER_PID_FILE);
   const mine = `${process.pid} ${startTime(process.pid) ?? ''}\n`;
-  const tmp = `${file}.${process.pid}.tmp`;
+  // A new file at a name no one can guess (O_EXCL): a symlink planted at a predictable name is
+  // never followed, so the pid line is never written through it into another file.
+  const tmp = tempBeside(file);
   try {
     makeDirs(dataDir);
-    const fd = openSync(tmp, 'w', 0o600);
+    const fd = openSync(tmp, 'wx', 0o600);
     try {
       writeSync(fd, mine);
     } finally {

@@ -155,6 +155,7 @@ export async function startManaged(
     dynamicUrlVia,
     ensureCertificate,
     loadApiAddress,
+    newCertificateWarning,
     subscriptionUrlVia,
   } = await import('../api/index.js');
   const { createMetrics } = await import('../metrics/index.js');
@@ -322,10 +323,13 @@ export async function startManaged(
     // either is made): this start is still the first.
     const pending = await readFirstStartMark(dataDir);
     const markFirst = pending ? undefined : () => writeFirstStartMark(dataDir, {});
-    const certNow =
-      !early &&
-      (await ensureCertificate(dataDir, settings.hostnameForAccessKeys, markFirst)).created === true;
+    const cert = early
+      ? undefined
+      : await ensureCertificate(dataDir, settings.hostnameForAccessKeys, markFirst);
+    const certNow = cert?.created === true;
     if (certNow) await tuning.made?.('certificate');
+    // Made now for a store that has served the API (its port recorded): clients pin the old one.
+    if (certNow && !fleet && settings.apiPort !== null) log.warn(newCertificateWarning(dataDir, cert.sha256));
     // The same for the API's and an explicit metrics port taken by another program: refused
     // before the data plane logs "listening" (startApi and the metrics server check again).
     // A fleet node's API port is its own (api-endpoint.json), never the shared setting.

@@ -73,7 +73,7 @@ export interface ReplaceOptions {
  * that pattern. The prefix keeps at most TEMP_PREFIX_BYTES of the file's name, so the temporary
  * name is never longer than 255 bytes (NAME_MAX) whatever the length of the name it replaces.
  */
-function tempBeside(file: string): string {
+export function tempBeside(file: string): string {
   return join(dirname(file), `${tempPrefix(file)}${randomBytes(8).toString('hex')}.tmp`);
 }
 

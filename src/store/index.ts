@@ -28,6 +28,8 @@ export {
   keyAddresses,
   listedNodes,
   NODE_STATES,
+  keyNodes,
+  keysFallbackNote,
   NodeError,
   NodeRegistry,
   type NodeInfo,

@@ -154,6 +154,30 @@ export function listedNodes(nodes: readonly NodeRecord[]): NodeRecord[] {
   return nodes.filter((n) => n.state === 'active' || n.state === 'draining');
 }
 
+/** The nodes keys list now: listedNodes that have an address not suspected blocked. */
+export function keyNodes(nodes: readonly NodeRecord[]): NodeRecord[] {
+  return listedNodes(nodes).filter((n) => keyAddresses(n).length > 0);
+}
+
+/**
+ * When keys list no node (every one blocked, suspected or down), dynamic keys and subscriptions
+ * give the store's hostnameForAccessKeys `host`, as a lone server would: the one line that says
+ * so, whose address that is when a node is out of the keys with it, and what to do. Undefined
+ * while a node is listed (or there is none). `esc` makes names safe where the line is shown.
+ */
+export function keysFallbackNote(
+  all: readonly NodeRecord[],
+  host: string,
+  esc: (s: string) => string = (s) => s,
+): string | undefined {
+  if (all.length === 0 || keyNodes(all).length > 0) return undefined;
+  const owner = all.find((x) => x.addresses.includes(host));
+  const whose = owner
+    ? ` (an address of node ${esc(owner.name)}, ${owner.down ? 'down' : owner.suspectedAddresses.includes(host) ? 'suspected' : owner.state})`
+    : '';
+  return `no node is listed in the keys now (every node is blocked, suspected or down): dynamic keys and subscriptions give hostnameForAccessKeys, ${esc(host)}${whose}; unblock a node, add one, or set it with PUT /server/hostname-for-access-keys`;
+}
+
 /** The nodes table of a store (SQLite or PostgreSQL). */
 export class NodeRegistry {
   readonly #db: Kysely<Database>;

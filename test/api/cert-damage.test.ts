@@ -3,11 +3,11 @@
 // and prints the new fingerprint and access config (issue 14, item 3).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startManaged } from '../../src/cli/managed.js';
 import { CertificateError } from '../../src/api/index.js';
-import { silentLogger } from '../../src/shared/logger.js';
+import { createLogger, silentLogger } from '../../src/shared/logger.js';
 import { tempDir } from './helpers.js';
 import { api, flags } from './managed-helpers.js';
 import { managedServerArgs, runLadder } from '../helpers/ladder-run.js';
@@ -111,4 +111,44 @@ test('ladder server rotate-cert: a new certificate, its fingerprint and the acce
   // The printed access config works against the restarted server (pinned fingerprint checked).
   const res = await api({ apiUrl: m.api!.apiUrl, certSha256: printed.certSha256 }, 'GET', '/server');
   assert.equal(res.status, 200);
+});
+
+/** A managed start and stop, with what it logged at warn level. */
+async function startLogged(dir: string): Promise<{ sha: string; warnings: string[] }> {
+  const lines: string[] = [];
+  const log = createLogger({ level: 'warn', destination: { write: (l: string) => lines.push(l) } as never });
+  const m = await startManaged(flags(dir), log, { drawQr: false });
+  const sha = m.api!.certSha256;
+  await m.close();
+  return { sha, warnings: lines.map((l) => (JSON.parse(l) as { msg: string }).msg) };
+}
+
+test('a restored store in a data directory without the certificate: the new certificate is made with a warning that says what broke and what to do', async (t) => {
+  const [a, b, c] = [tempDir(t), tempDir(t), tempDir(t)];
+  const first = await startLogged(a);
+  assert.deepEqual(first.warnings, [], 'a first start: no warning');
+  // Moved to a new host: the store backed up and restored, the two .pem files not copied.
+  const backup = join(tempDir(t), 'backup.db');
+  assert.equal((await runLadder(['store', 'backup', backup, '--data-dir', a])).code, 0);
+  mkdirSync(b, { recursive: true });
+  const restored = await runLadder(['store', 'restore', backup, '--data-dir', b]);
+  assert.equal(restored.code, 0, restored.stderr);
+  const moved = await startLogged(b);
+  assert.notEqual(moved.sha, first.sha, 'a new certificate');
+  const cert = moved.warnings.filter((w) => w.startsWith('API certificate:'));
+  assert.equal(cert.length, 1, moved.warnings.join('\n'));
+  assert.match(
+    cert[0]!,
+    new RegExp(
+      `^API certificate: ${b} had no api-cert\\.pem or api-key\\.pem, so this start made a new one \\(SHA-256 ${moved.sha}\\), but its key store has served the API before .*Outline Manager and ssconf:// keys with \\?certSha256= pin the old certificate.*copy both into ${b} .*server access-config --data-dir ${b}.*keys --data-dir ${b} url ID`,
+    ),
+  );
+  assert.deepEqual((await startLogged(b)).warnings, [], 'a restart with the new files: no warning');
+  // The files deleted by hand: the same warning (the store has served the API).
+  rmSync(join(b, 'api-cert.pem'));
+  rmSync(join(b, 'api-key.pem'));
+  assert.match((await startLogged(b)).warnings.join('\n'), /^API certificate: .* had no api-cert\.pem/);
+  // Control: a store made with `keys --init` before the first start has never served the API.
+  assert.equal((await runLadder(['keys', '--init', '--data-dir', c, 'add', '--no-qr'])).code, 0);
+  assert.deepEqual((await startLogged(c)).warnings, [], 'keys --init, then the first start: no warning');
 });

@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -132,14 +132,19 @@ test('ladder keys against a remote API with the access config line (certificate 
   assert.match(r.stderr, /no access key with id "7"/, 'a missing key is still named');
 });
 
-test('ladder keys url: the ss://, ssconf:// and subscription URLs, labelled; QR codes only with --qr off a terminal', async (t) => {
+/** A store for vpn.example.org:4444 whose API is on port 8443 (so keys have ssconf:// URLs): its directory. */
+async function storeWithApi(t: TestContext): Promise<string> {
   const dir = tempDir(t);
   const store = await openStore(parseStoreLocation(undefined, dir), {
     defaults: { hostname: 'vpn.example.org', port: 4444 },
   });
   await store.updateSettings({ apiPort: 8443 });
   await store.close();
-  const d = ['--data-dir', dir];
+  return dir;
+}
+
+test('ladder keys url: the ss://, ssconf:// and subscription URLs, labelled; QR codes only with --qr off a terminal', async (t) => {
+  const d = ['--data-dir', await storeWithApi(t)];
   let r = await inproc(['keys', 'add', '--name', 'Carol', '--no-qr', ...d]);
   assert.equal(r.code, 0, r.stderr);
   const lines = r.stdout.trim().split('\n');
@@ -181,4 +186,49 @@ test('ladder keys url: the ss://, ssconf:// and subscription URLs, labelled; QR 
     return ladder(['keys', 'url', '0', '--no-qr', ...d]);
   })();
   assert.equal(on.stderr, '', 'an active key: no note');
+});
+
+test('a Shadowsocks-2022 key: keys add and keys url say Outline apps cannot use its ss:// and ssconf:// keys', async (t) => {
+  const d = ['--data-dir', await storeWithApi(t)];
+  const note2022 =
+    /^note: key 0 uses 2022-blake3-aes-256-gcm \(Shadowsocks-2022\), which Outline apps do not have: its ss:\/\/ and ssconf:\/\/ keys do not work in them; use shadowsocks-rust, sing-box/;
+  let r = await ladder([
+    'keys',
+    'add',
+    '--name',
+    'Dan',
+    '--method',
+    '2022-blake3-aes-256-gcm',
+    '--no-qr',
+    ...d,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(
+    r.stdout,
+    /^created key 0 "Dan"\nss:\/\/2022-blake3-aes-256-gcm:\S+#Dan\nssconf:\/\/\S+\nhttps:\/\/\S+\n$/,
+  );
+  assert.match(r.stderr, note2022);
+  assert.equal(r.stderr.split('\n').length, 2, 'one line');
+
+  r = await ladder(['keys', 'url', '0', '--no-qr', ...d]);
+  assert.equal(r.code, 0, r.stderr);
+  const out = r.stdout.split('\n');
+  assert.match(
+    out[0]!,
+    /^static key \(shadowsocks-rust, .*not Outline apps: they have no Shadowsocks-2022 ciphers\):$/,
+  );
+  assert.match(out[2]!, /^dynamic key \(.*not for Outline apps/);
+  assert.match(out[3]!, /^ {2}ssconf:\/\//);
+  assert.doesNotMatch(out[4]!, /Outline/, 'the subscription label names no Outline app');
+
+  // A SIP004 key: no note, Outline named as before.
+  r = await ladder(['keys', 'add', '--name', 'Eve', '--method', 'aes-256-gcm', '--no-qr', ...d]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr, '');
+  r = await ladder(['keys', 'add', '--count', '2', '--method', '2022-blake3-chacha20-poly1305', ...d]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(
+    r.stderr,
+    /^note: these keys use 2022-blake3-chacha20-poly1305 .*their ss:\/\/ keys do not work in them/,
+  );
 });

@@ -204,7 +204,7 @@ test('dynamic keys: Outline JSON, SIP008, and Outline error objects when the key
   assert.equal(sipOver.bytes_remaining, 0);
 
   await h.call('DELETE', `/access-keys/${String(key.id)}/data-limit`);
-  await h.call('PUT', `/access-keys/${String(key.id)}/expiry`, { expiresAt: 1000 });
+  await h.call('PUT', `/access-keys/${String(key.id)}/expiry`, { expiresAt: 1000, allowPastExpiry: true });
   assert.equal((json((await get(path)).body).error as Json).message, 'Access key expired');
   await h.call('DELETE', `/access-keys/${String(key.id)}/expiry`);
   await h.call('PUT', `/access-keys/${String(key.id)}/enabled`, { enabled: false });
@@ -376,8 +376,9 @@ test('key passwords are checked against their method: a 2022 key with a bad PSK 
   assert.doesNotThrow(() => checkPassword('aes-256-gcm', 'any text'));
 });
 
-test('expiresAt takes the forms `ladder keys expire` takes and prints: a date (midnight UTC), minutes without seconds, no zone (UTC); an impossible date says why', async (t) => {
-  const h = await harness(tempDir(t));
+test('expiresAt takes the forms `ladder keys expire` takes and prints: a date (midnight UTC), minutes without seconds, no zone (UTC); an impossible date says why; a past one only with allowPastExpiry', async (t) => {
+  // Before every date below, whenever the test runs.
+  const h = await harness(tempDir(t), { clock: new ManualClock(Date.UTC(2026, 10, 22, 12, 0)) });
   t.after(() => h.close());
   json((await h.call('POST', '/access-keys', { name: 'a' })).body);
   const expiry = async (v: unknown): Promise<unknown> => {
@@ -399,4 +400,47 @@ test('expiresAt takes the forms `ladder keys expire` takes and prints: a date (m
   });
   const created = await h.call('POST', '/access-keys', { name: 'b', expiresAt: '2027-04-01' });
   assert.equal(json(created.body).expiresAt, '2027-04-01T00:00:00.000Z');
+
+  // A time already past: the key would stop at once (most often a mistake, such as seconds given
+  // for ms). Refused on each route that takes one, nothing changed, unless allowPastExpiry.
+  const past =
+    'Invalid "expiresAt": 2026-11-01T00:00Z is in the past, so the key would stop working at once; disable it for that (PUT /access-keys/{id}/enabled), or send "allowPastExpiry": true';
+  const refusals: [string, string, Record<string, unknown>][] = [
+    ['PUT', '/access-keys/0/expiry', {}],
+    ['POST', '/access-keys', { name: 'c' }],
+    ['PUT', '/access-keys/new-id', { name: 'c' }],
+    ['POST', '/access-keys/bulk', { count: 2 }],
+  ];
+  for (const [method, path, body] of refusals) {
+    const r = await h.call(method, path, { ...body, expiresAt: '2026-11-01' });
+    assert.equal(r.statusCode, 400, `${method} ${path}: ${r.body}`);
+    assert.deepEqual(json(r.body), { code: 'InvalidArgumentError', message: past, field: 'expiresAt' });
+  }
+  const seconds = await h.call('PUT', '/access-keys/0/expiry', { expiresAt: 1_800_000_000 });
+  assert.match(
+    json(seconds.body).message as string,
+    /^Invalid "expiresAt": 1970-01-21T20:00Z is in the past \(it counts ms since the epoch: was it given in seconds\?\)/,
+  );
+  assert.equal(
+    json((await h.call('GET', '/access-keys/0')).body).expiresAt,
+    '2027-01-15T08:00:00.000Z',
+    'unchanged',
+  );
+  const listed = json((await h.call('GET', '/access-keys')).body).accessKeys as unknown[];
+  assert.equal(listed.length, 2, 'no key made');
+  const now = (v: unknown) => h.call('PUT', '/access-keys/0/expiry', { expiresAt: v });
+  assert.equal((await now(Date.UTC(2026, 10, 22, 12, 0))).statusCode, 400, 'now is not the future');
+  assert.equal(
+    (await h.call('PUT', '/access-keys/0/expiry', { expiresAt: '2026-11-01', allowPastExpiry: true }))
+      .statusCode,
+    204,
+  );
+  assert.equal(json((await h.call('GET', '/access-keys/0')).body).state, 'expired');
+  const made = await h.call('POST', '/access-keys', {
+    name: 'd',
+    expiresAt: '2026-11-01',
+    allowPastExpiry: true,
+  });
+  assert.equal(made.statusCode, 201, made.body);
+  assert.equal(json(made.body).state, 'expired');
 });

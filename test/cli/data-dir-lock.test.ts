@@ -1,6 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStore, parseStoreLocation } from '../../src/store/index.js';
@@ -122,6 +130,31 @@ test('server.pid: empty, garbled and reused-pid files are stale; a live holder i
     new RegExp(`in use by another ladder server \\(pid ${holder.pid}\\)`),
   );
   assert.equal(readFileSync(file, 'utf8'), `${holder.pid} ${start}\n`, 'the holder keeps its file');
+});
+
+/**
+ * The pid line is written to a new file at a name no one can guess (O_EXCL), never through a
+ * symlink at a predictable name: one planted at the old name (server.pid.PID.tmp) pointing at
+ * another file leaves that file as it was, and nothing temporary is left behind.
+ */
+test('server.pid: a symlink planted at a temporary name is not followed', async (t) => {
+  const { lockDataDir, SERVER_PID_FILE } = await import('../../src/cli/data-dir-lock.js');
+  const dir = mkdtempSync(join(tmpdir(), 'ladder-lock-link-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const victim = join(dir, 'victim');
+  writeFileSync(victim, 'precious\n');
+  const file = join(dir, SERVER_PID_FILE);
+  symlinkSync(victim, `${file}.${process.pid}.tmp`);
+  const release = lockDataDir(dir);
+  assert.equal(readFileSync(victim, 'utf8'), 'precious\n', 'the link target is untouched');
+  assert.equal(readFileSync(file, 'utf8').split(' ')[0], String(process.pid), 'the lock is taken');
+  assert.deepEqual(
+    readdirSync(dir).filter((n) => n.endsWith('.tmp') && n !== `${SERVER_PID_FILE}.${process.pid}.tmp`),
+    [],
+    'no temporary file left',
+  );
+  release();
+  assert.ok(!existsSync(file));
 });
 
 /**

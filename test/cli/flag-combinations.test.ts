@@ -125,3 +125,27 @@ test('the unmanaged server: --no-udp turns off a config file\'s "udp": true (it 
     }
   }
 });
+
+test('keys: the remote flags (--cert-sha256, --insecure) with a local store are refused (they were ignored); with --api they apply', async (t) => {
+  const dir = tempDir(t);
+  assert.equal((await runLadder(['keys', '--init', '--data-dir', dir, 'add', '--no-qr'])).code, 0);
+  const local =
+    /(?:goes|go) with --api \(a server's management API\); the keys here are a local store's \(--data-dir, --store\), which has no certificate to check$/;
+  const cases: Array<[string[], string]> = [
+    [['keys', '--data-dir', dir, 'list', '--cert-sha256', 'AB'], '--cert-sha256'],
+    [['keys', 'list', '--data-dir', dir, '--insecure'], '--insecure'],
+    [
+      ['keys', '--insecure', '--data-dir', dir, 'url', '0', '--cert-sha256', 'AB'],
+      '--cert-sha256 and --insecure',
+    ],
+  ];
+  for (const [args, named] of cases) {
+    const r = await runLadder(args, { killAfterMs: 20_000 });
+    oneUsageLine(r, args.join(' '), new RegExp(`^ladder: ${esc(named)} ${local.source}`));
+  }
+  // The control: the same list without them; with --api, --cert-sha256 is read (and checked).
+  assert.equal((await runLadder(['keys', '--data-dir', dir, 'list'])).code, 0);
+  const remote = await runLadder(['keys', '--api', 'https://127.0.0.1:1/x', '--cert-sha256', 'AB', 'list']);
+  assert.equal(remote.code, 2, remote.stderr);
+  assert.match(remote.stderr, /^ladder: --cert-sha256: expected 64 hex digits/m);
+});

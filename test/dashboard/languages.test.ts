@@ -77,10 +77,11 @@ test(
   async (t) => {
     const { cfg } = await startDashboardServer(t, tempDir(t));
     // With the key the first start made: 4 keys, a count Russian writes "4 ключа" (few), not "ключей".
+    // 5 GiB: the docs screenshots show "5.00 GiB", the unit the dashboard and `ladder keys` print.
     for (const [i, name] of ['Amina', 'Wei', 'Olga'].entries()) {
       const r = await api(cfg, 'POST', '/access-keys', {
         name,
-        ...(i === 1 ? { limit: { bytes: 5e9 }, dataLimitPeriod: 'monthly' } : {}),
+        ...(i === 1 ? { limit: { bytes: 5 * 2 ** 30 }, dataLimitPeriod: 'monthly' } : {}),
       });
       assert.equal(r.status, 201);
     }

@@ -97,10 +97,8 @@ test(
       },
     );
     await rowOf('api-zero-2').getByRole('button', { name: 'Edit' }).click();
-    assert.equal(
-      await dialog.getByLabel('Data limit (GiB, empty = none)').inputValue(),
-      String(mib500 / 2 ** 30),
-    );
+    // Three significant digits, not 0.48828125.
+    assert.equal(await dialog.getByLabel('Data limit (GiB, empty = none)').inputValue(), '0.488');
     await dialog.getByLabel('Data limit (GiB, empty = none)').fill('1.5');
     await dialog.getByRole('button', { name: 'Save' }).click();
     await dialog.waitFor({ state: 'detached' });
@@ -113,5 +111,41 @@ test(
         message: 'the row shows 1.50 GiB',
       },
     );
+
+    // A limit set in GB elsewhere (`ladder keys limit 2 5GB`, the API): the field shows 4.66 (as
+    // the row's 4.66 GiB), not 4.656612873077393, and a save that leaves it as shown keeps the
+    // limit to the byte (the rounded figure is not written back); a typed one is taken.
+    await api(cfg, 'PUT', `/access-keys/${made.id}/data-limit`, { limit: { bytes: 5e9 } });
+    await page.getByRole('button', { name: 'Refresh' }).click();
+    await waitFor(
+      async () => (await rowOf('api-zero-2').locator('.usage-text').innerText()) === '0 B / 4.66 GiB',
+      { timeoutMs: 10_000, message: 'the row shows 4.66 GiB' },
+    );
+    const limitField = dialog.getByLabel('Data limit (GiB, empty = none)');
+    await rowOf('api-zero-2').getByRole('button', { name: 'Edit' }).click();
+    assert.equal(await limitField.inputValue(), '4.66');
+    await dialog.getByLabel('Name').fill('gb-limit');
+    await dialog.getByRole('button', { name: 'Save' }).click();
+    await dialog.waitFor({ state: 'detached' });
+    const kept = (await keys()).find((k) => k.id === made.id);
+    assert.deepEqual([kept?.name, kept?.dataLimit?.bytes], ['gb-limit', 5e9], 'renamed, limit unchanged');
+    await rowOf('gb-limit').getByRole('button', { name: 'Edit' }).click();
+    await limitField.fill('4.5');
+    await dialog.getByRole('button', { name: 'Save' }).click();
+    await dialog.waitFor({ state: 'detached' });
+    assert.equal((await keys()).find((k) => k.id === made.id)?.dataLimit?.bytes, 4.5 * 2 ** 30);
+
+    // The settings page's default limit: the same.
+    await api(cfg, 'PUT', '/server/access-key-data-limit', { limit: { bytes: 10e9 } });
+    await page.goto(`${cfg.apiUrl}/#/settings`);
+    const defaultField = page.getByLabel('Default data limit (GiB, empty = none)');
+    await defaultField.waitFor();
+    assert.equal(await defaultField.inputValue(), '9.31');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByText('Saved').first().waitFor();
+    const server = JSON.parse((await api(cfg, 'GET', '/server')).body) as {
+      accessKeyDataLimit?: { bytes: number };
+    };
+    assert.equal(server.accessKeyDataLimit?.bytes, 10e9, 'a save leaves the default limit as it was');
   },
 );

@@ -29,9 +29,15 @@ const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.mi
 const A = '127.0.0.2';
 const B = '127.0.0.3';
 
+interface Fallback {
+  hostnameForAccessKeys: string;
+  warning: string;
+}
+
 interface NodesJson {
   self: { name: string };
   listed: string[];
+  keysFallback?: Fallback;
   nodes: { name: string; status: string; stateReason?: string; addresses: string[] }[];
 }
 
@@ -199,10 +205,26 @@ test(
     assert.deepEqual([...problems], [], 'no console error or failed request');
 
     // The API as other callers use it: block without a body (no reason), a reason too long.
-    const blocked = await call<{ status: string; stateReason?: string }>('POST', '/nodes/a/block');
+    // A is the last node: blocking it leaves keys no node, so they give hostnameForAccessKeys
+    // (A's own address): the answer says so, as `ladder nodes block` does, and so does the page.
+    assert.equal(await page.getByTestId('keys-fallback').count(), 0, 'no alert while A is listed');
+    const blocked = await call<{ status: string; stateReason?: string; keysFallback?: Fallback }>(
+      'POST',
+      '/nodes/a/block',
+    );
     assert.deepEqual([blocked.status, blocked.stateReason], ['blocked', undefined]);
+    const warning = `no node is listed in the keys now (every node is blocked, suspected or down): dynamic keys and subscriptions give hostnameForAccessKeys, ${A} (an address of node a, blocked); unblock a node, add one, or set it with PUT /server/hostname-for-access-keys`;
+    assert.deepEqual(blocked.keysFallback, { hostnameForAccessKeys: A, warning });
+    assert.deepEqual((await nodes()).keysFallback, { hostnameForAccessKeys: A, warning }, 'GET /nodes too');
+    const alert = page.getByTestId('keys-fallback');
+    await alert.waitFor();
+    assert.equal(await alert.getAttribute('role'), 'alert');
+    assert.match(await alert.innerText(), new RegExp(A.replace(/\./g, '\\.')), 'names the hostname');
     const long = await api(cfg, 'POST', '/nodes/a/block', { reason: 'x'.repeat(201) });
     assert.equal(long.status, 400, long.body);
-    assert.equal((await call<{ status: string }>('POST', '/nodes/a/unblock')).status, 'active');
+    const back = await call<{ status: string; keysFallback?: Fallback }>('POST', '/nodes/a/unblock');
+    assert.deepEqual([back.status, back.keysFallback], ['active', undefined]);
+    await alert.waitFor({ state: 'detached' });
+    assert.equal((await nodes()).keysFallback, undefined);
   },
 );

@@ -96,6 +96,8 @@ export interface Fleet {
   keysVersion: number;
   /** The names keys list now. */
   listed: string[];
+  /** Present when keys list no node: they give the store's hostname for keys instead. */
+  keysFallback?: { hostnameForAccessKeys: string; warning: string };
   nodes: FleetNode[];
 }
 
@@ -179,7 +181,8 @@ export const api = {
   setExpiry: (id: string, at: number | null) =>
     at === null
       ? call<void>('DELETE', `access-keys/${enc(id)}/expiry`)
-      : call<void>('PUT', `access-keys/${enc(id)}/expiry`, { expiresAt: at }),
+      : // The dialogs ask for a second press before a past expiry (pastExpiryWarn).
+        call<void>('PUT', `access-keys/${enc(id)}/expiry`, { expiresAt: at, allowPastExpiry: true }),
   setPrefix: (id: string, prefix: string) => call<void>('PUT', `access-keys/${enc(id)}/prefix`, { prefix }),
   setName: (name: string) => call<void>('PUT', 'name', { name }),
   setHostname: (hostname: string) => call<void>('PUT', 'server/hostname-for-access-keys', { hostname }),

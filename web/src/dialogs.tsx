@@ -4,15 +4,7 @@
 import type { ComponentChildren } from 'preact';
 import { useState } from 'preact/hooks';
 import { api, LIMIT_PERIODS, type KeyRow, type LimitPeriod } from './api.js';
-import { Dialog, GiB, Qr, useUi } from './ui.js';
-
-function gibOrNull(text: string): number | null {
-  const v = text.trim();
-  if (v === '') return null;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`not a number of GiB: ${v}`);
-  return Math.round(n * GiB);
-}
+import { Dialog, gibField, limitBytes, Qr, useUi } from './ui.js';
 
 function dateOrNull(text: string): number | null {
   if (text.trim() === '') return null;
@@ -170,7 +162,7 @@ export function CreateDialog({ onClose, onDone }: { onClose: () => void; onDone:
   const submit = run(async () => {
     const n = Number(count);
     if (!Number.isInteger(n) || n < 1 || n > 1000) throw new Error(`${t.count}: 1–1000`);
-    const bytes = gibOrNull(v.limit);
+    const bytes = limitBytes(v.limit, undefined);
     const exp = dateOrNull(v.expiry);
     warn([
       bytes === 0 && t.zeroLimitWarn.replace('{disable}', t.disable),
@@ -179,7 +171,8 @@ export function CreateDialog({ onClose, onDone }: { onClose: () => void; onDone:
     const body: Record<string, unknown> = {
       ...(v.name.trim() ? { name: v.name.trim() } : {}),
       ...(bytes !== null ? { limit: { bytes }, dataLimitPeriod: v.period } : {}),
-      ...(exp !== null ? { expiresAt: exp } : {}),
+      // A past one passed the second press above (the API refuses it without allowPastExpiry).
+      ...(exp !== null ? { expiresAt: exp, allowPastExpiry: true } : {}),
     };
     if (n === 1) await api.create(body);
     else await api.createMany({ ...body, count: n });
@@ -205,7 +198,7 @@ export function EditDialog({ k, onClose, onDone }: { k: KeyRow; onClose: () => v
   const { t } = useUi();
   const [v, set] = useKeyForm({
     name: k.name,
-    limit: k.dataLimit ? String(k.dataLimit.bytes / GiB) : '',
+    limit: gibField(k.dataLimit?.bytes),
     period: k.dataLimitPeriod ?? 'rolling30d',
     expiry: k.expiresAt ? k.expiresAt.slice(0, 10) : '',
   });
@@ -213,7 +206,7 @@ export function EditDialog({ k, onClose, onDone }: { k: KeyRow; onClose: () => v
   const [busy, error, run] = useAction(onDone);
   const warn = useSecondPress();
   const submit = run(async () => {
-    const bytes = gibOrNull(v.limit);
+    const bytes = limitBytes(v.limit, k.dataLimit?.bytes);
     const exp = dateOrNull(v.expiry);
     const oldExp = k.expiresAt ? k.expiresAt.slice(0, 10) : '';
     // Only what this edit changes: a key already limited to 0 or expired is saved without a word.

@@ -101,6 +101,8 @@ const en = {
     'This date is in the past: the key expires at once and stops working. Press the button again to go ahead anyway.',
   nodesNote:
     'Keys list the active nodes that are up; a drained or blocked node leaves them at their next fetch.',
+  keysFallback:
+    'No node is listed in the keys now (every node is blocked, suspected or down): dynamic keys and subscriptions give {host}, the hostname for keys. Unblock a node or add one, or change the hostname in Settings.',
   ns_active: 'active',
   ns_draining: 'draining',
   ns_blocked: 'blocked',
@@ -218,6 +220,8 @@ const zh: Strings = {
     '0 GiB 的限额会阻止此密钥：它不能传输任何数据。不限额请留空；要停止一个密钥请用“{disable}”。仍要设为 0，请再按一次按钮。',
   pastExpiryWarn: '该日期已经过去：密钥会立即过期并停止工作。仍要继续，请再按一次按钮。',
   nodesNote: '密钥只列出在线且正常的节点；排空或封锁的节点会在客户端下次获取时移出。',
+  keysFallback:
+    '现在密钥中没有列出任何节点（所有节点都已封锁、被怀疑封锁或离线）：动态密钥和订阅给出的是 {host}，即密钥使用的主机名。请解除封锁或添加一个节点，或在设置中更改该主机名。',
   ns_active: '正常',
   ns_draining: '排空中',
   ns_blocked: '已封锁',
@@ -335,6 +339,8 @@ const fa: Strings = {
     'این تاریخ گذشته است: کلید بی‌درنگ منقضی می‌شود و از کار می‌افتد. برای ادامه به هر حال، دوباره دکمه را بزنید.',
   nodesNote:
     'کلیدها فقط گره‌های فعال و روشن را فهرست می‌کنند؛ گرهٔ تخلیه‌شده یا مسدود در دریافت بعدی از آن‌ها خارج می‌شود.',
+  keysFallback:
+    'اکنون هیچ گره‌ای در کلیدها فهرست نشده است (همهٔ گره‌ها مسدود، مشکوک یا خاموش‌اند): کلیدهای پویا و اشتراک‌ها {host} را می‌دهند، یعنی نام میزبان برای کلیدها. گره‌ای را از انسداد درآورید یا گرهٔ تازه‌ای بیفزایید، یا نام میزبان را در تنظیمات تغییر دهید.',
   ns_active: 'فعال',
   ns_draining: 'در حال تخلیه',
   ns_blocked: 'مسدود',
@@ -453,6 +459,8 @@ const ru: Strings = {
     'Эта дата уже прошла: ключ сразу истечёт и перестанет работать. Чтобы всё равно продолжить, нажмите кнопку ещё раз.',
   nodesNote:
     'Ключи перечисляют работающие активные узлы; выведенный или заблокированный узел исчезает из них при следующей загрузке.',
+  keysFallback:
+    'Сейчас в ключах нет ни одного узла (все узлы заблокированы, под подозрением или недоступны): динамические ключи и подписки дают {host} — имя хоста для ключей. Разблокируйте или добавьте узел либо измените имя хоста в настройках.',
   ns_active: 'активен',
   ns_draining: 'выводится',
   ns_blocked: 'заблокирован',

@@ -1,6 +1,7 @@
 // The fleet's nodes (shown when GET /server/status reports a fleet): state badge, whether keys
 // list the node, heartbeat age, addresses, ports and transports, keys version, version; drain,
-// block (with a reason), unblock, add an address, remove a node that is down.
+// block (with a reason), unblock, add an address, remove a node that is down. When keys list no
+// node (every one blocked, suspected or down), an alert says which hostname they give instead.
 import { useEffect, useState } from 'preact/hooks';
 import { api, type Fleet, type FleetNode } from './api.js';
 import { ConfirmDialog, TextDialog } from './dialogs.js';
@@ -72,6 +73,20 @@ export function NodesPage() {
         </button>
       </div>
       <p class="muted">{t.nodesNote}</p>
+      {fleet.keysFallback && (
+        <p role="alert" class="error" data-testid="keys-fallback">
+          {t.keysFallback.split('{host}').map((part, i) => (
+            <span key={i}>
+              {i > 0 && (
+                <bdi dir="ltr" class="mono">
+                  {fleet.keysFallback!.hostnameForAccessKeys}
+                </bdi>
+              )}
+              {part}
+            </span>
+          ))}
+        </p>
+      )}
       <div class="table-wrap">
         <table>
           <thead>

@@ -2,7 +2,7 @@
 // web front and decoy are shown (they are chosen when the server starts).
 import { useEffect, useState } from 'preact/hooks';
 import { api, type ServerInfo, type ServerStatus } from './api.js';
-import { GiB, useUi } from './ui.js';
+import { gibField, limitBytes, useUi } from './ui.js';
 
 export function SettingsPage() {
   const { t, toast } = useUi();
@@ -19,7 +19,7 @@ export function SettingsPage() {
           name: s.name,
           hostname: s.hostnameForAccessKeys,
           port: String(s.portForNewAccessKeys),
-          limit: s.accessKeyDataLimit ? String(s.accessKeyDataLimit.bytes / GiB) : '',
+          limit: gibField(s.accessKeyDataLimit?.bytes),
           base: s.dynamicKeyBaseUrl ?? '',
         });
       },
@@ -36,8 +36,12 @@ export function SettingsPage() {
       if (form.name !== server.name) await api.setName(form.name);
       if (form.hostname !== server.hostnameForAccessKeys) await api.setHostname(form.hostname);
       if (Number(form.port) !== server.portForNewAccessKeys) await api.setPort(Number(form.port));
-      const limit = form.limit.trim() === '' ? null : Math.round(Number(form.limit) * GiB);
-      if (limit !== null && !Number.isFinite(limit)) throw new Error(`${t.defaultLimit}: ${form.limit}`);
+      let limit: number | null;
+      try {
+        limit = limitBytes(form.limit, server.accessKeyDataLimit?.bytes);
+      } catch {
+        throw new Error(`${t.defaultLimit}: ${form.limit}`);
+      }
       if (limit !== (server.accessKeyDataLimit?.bytes ?? null)) await api.setDefaultLimit(limit);
       const base = form.base.trim() === '' ? null : form.base.trim();
       if (base !== (server.dynamicKeyBaseUrl ?? null)) await api.setDynamicBase(base);

@@ -25,6 +25,30 @@ function format<T extends Intl.NumberFormat | Intl.DateTimeFormat>(key: string, 
 export const GiB = 2 ** 30;
 
 /**
+ * A limit in a GiB field: two decimals at most ("4.66" for the 5 GB `ladder keys limit 2 5GB`
+ * sets, "10" for 10 GiB), three significant digits under 1 GiB ("0.488" for 500 MiB), not
+ * 4.656612873077393. `limitBytes` reads the field back.
+ */
+export function gibField(bytes: number | undefined): string {
+  if (bytes === undefined) return '';
+  const x = bytes / GiB;
+  return String(x >= 1 || x === 0 ? Number(x.toFixed(2)) : Number(x.toPrecision(3)));
+}
+
+/**
+ * The bytes a GiB field stands for: the limit's own bytes while the field still shows `gibField`
+ * of it (saving the rounded figure would move the limit), else the number typed (empty: none).
+ */
+export function limitBytes(text: string, before: number | undefined): number | null {
+  const v = text.trim();
+  if (before !== undefined && v === gibField(before)) return before;
+  if (v === '') return null;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`not a number of GiB: ${v}`);
+  return Math.round(n * GiB);
+}
+
+/**
  * A byte count in the largest binary unit it fills, as the CLI and the subscription page print it
  * (src/shared/bytes.ts: "500.00 MiB", "1 B"), digits in the locale's numerals.
  */

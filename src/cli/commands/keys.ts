@@ -18,7 +18,7 @@ import { printable, printableJson } from '../terminal.js';
 import { readSecretLine } from '../secret-input.js';
 import { DEFAULT_DATA_DIR } from '../managed.js';
 import { note, storeTarget } from './store-command.js';
-import type { AddOptions, KeysBackend } from './keys/backend.js';
+import type { AddOptions, KeysBackend, KeyView } from './keys/backend.js';
 import { LocalKeys } from './keys/local.js';
 import { parseApiTarget, RemoteKeys } from './keys/remote.js';
 import {
@@ -26,6 +26,7 @@ import {
   formatTable,
   keyLabel,
   limitConfirmation,
+  outlineNote,
   PERIOD_WORDS,
   shortTime,
 } from './keys/format.js';
@@ -140,6 +141,13 @@ async function backendFor(flags: TargetFlags): Promise<KeysBackend> {
       ),
     );
   }
+  // The remote flags check the API's certificate; a local store has none: refused, not ignored.
+  const remote = [flags.certSha256 !== undefined && '--cert-sha256', flags.insecure && '--insecure'];
+  const given = remote.filter((f): f is string => typeof f === 'string');
+  if (given.length > 0)
+    throw new UsageError(
+      `${given.join(' and ')} ${given.length > 1 ? 'go' : 'goes'} with --api (a server's management API); the keys here are a local store's (--data-dir, --store), which has no certificate to check`,
+    );
   return LocalKeys.open(flags.dataDir ?? DEFAULT_DATA_DIR, flags.store, flags.init === true);
 }
 
@@ -154,13 +162,18 @@ async function withBackend(cmd: Command, fn: (b: KeysBackend) => Promise<void>):
 
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 
-/** After `keys add`: the URLs one a line, the ss:// QR code unless --no-qr (as before subscriptions). */
-async function printNewKeyUrls(b: KeysBackend, id: string, qr: boolean): Promise<void> {
-  const u = await b.urls(id);
+/**
+ * After `keys add`: the URLs one a line, the ss:// QR code unless --no-qr (as before
+ * subscriptions); for a 2022 key, a note (stderr) that Outline apps cannot use them.
+ */
+async function printNewKeyUrls(b: KeysBackend, k: KeyView, qr: boolean): Promise<void> {
+  const u = await b.urls(k.id);
   say(u.ss);
   if (u.ssconf) say(u.ssconf);
   if (u.sub) say(u.sub);
   if (u.web) say(u.web);
+  const outline = outlineNote(k, 1, u.ssconf !== undefined);
+  if (outline) process.stderr.write(`${outline}\n`);
   if (qr) say((await QRCode.toString(u.ss, { type: 'terminal', small: true })).trimEnd());
 }
 
@@ -182,7 +195,9 @@ function stateNote(id: string, state: string): string {
 async function printUrls(b: KeysBackend, id: string, qr: boolean, png?: string): Promise<void> {
   const u = await b.urls(id);
   // The URLs of a key that does not work now look like any other: say so (on stderr, for scripts).
-  const { state } = await b.get(id);
+  const { state, method } = await b.get(id);
+  // Shadowsocks-2022: no Outline app has its ciphers, so the labels name the apps that do.
+  const is2022 = method.startsWith('2022-');
   if (state !== undefined && state !== 'active') process.stderr.write(`${stateNote(id, state)}\n`);
   // The picture first: a path that cannot be written is one line, before any secret is printed.
   if (png !== undefined) {
@@ -195,14 +210,23 @@ async function printUrls(b: KeysBackend, id: string, qr: boolean, png?: string):
   const parts: [string, string | undefined][] = [
     [
       // --advertise web: the key's one static URL is the web front's, which Outline's apps cannot use.
-      /[?&]plugin=/.test(u.ss)
-        ? 'static key, over the web front (ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box, ladder client; Outline: the dynamic key):'
-        : 'static key (Outline, shadowsocks-libev/-rust, v2rayNG, ladder client --key):',
+      is2022
+        ? 'static key (shadowsocks-rust, sing-box, Clash/mihomo, v2rayNG, Shadowrocket, ladder client --key; not Outline apps: they have no Shadowsocks-2022 ciphers):'
+        : /[?&]plugin=/.test(u.ss)
+          ? 'static key, over the web front (ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box, ladder client; Outline: the dynamic key):'
+          : 'static key (Outline, shadowsocks-libev/-rust, v2rayNG, ladder client --key):',
       u.ss,
     ],
-    ['dynamic key (Outline; re-read on every connect, follows the server when it moves):', u.ssconf],
     [
-      'subscription (Clash/mihomo, sing-box, v2rayNG, Shadowrocket, Outline; in a browser: a page with QR codes):',
+      is2022
+        ? "dynamic key (Outline's ssconf:// format, but not for Outline apps: they have no Shadowsocks-2022 ciphers):"
+        : 'dynamic key (Outline; re-read on every connect, follows the server when it moves):',
+      u.ssconf,
+    ],
+    [
+      is2022
+        ? 'subscription (Clash/mihomo, sing-box, v2rayNG, Shadowrocket; in a browser: a page with QR codes):'
+        : 'subscription (Clash/mihomo, sing-box, v2rayNG, Shadowrocket, Outline; in a browser: a page with QR codes):',
       u.sub,
     ],
     ['over the web front (ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box, ladder client):', u.web],
@@ -345,12 +369,14 @@ export function registerKeys(program: Command): void {
           if (made.length === 1) {
             say(`created ${keyLabel(made[0]!)}${suffix}`);
             // QR code only to a terminal by default, as `keys url` (in a pipe it is a screenful of escapes).
-            await printNewKeyUrls(b, made[0]!.id, o.qr ?? process.stdout.isTTY === true);
+            await printNewKeyUrls(b, made[0]!, o.qr ?? process.stdout.isTTY === true);
           } else {
             say(
               `created ${made.length} keys: ${printable(made[0]!.id)} … ${printable(made[made.length - 1]!.id)}${suffix}`,
             );
             for (const k of made) say(`${printable(k.id)}\t${printable(k.name)}\t${k.accessUrl}`);
+            const outline = outlineNote(made[0]!, made.length);
+            if (outline) process.stderr.write(`${outline}\n`);
           }
         });
       },

@@ -79,19 +79,6 @@ export function formatNodes(nodes: readonly NodeRecord[], listed: ReadonlySet<st
   return alignColumns(rows);
 }
 
-/**
- * When no node is left to list (every one blocked, suspected or down), dynamic keys and
- * subscriptions give the store's hostnameForAccessKeys, as a lone server would: say so, and whose
- * address that is when a node is out of the keys with it.
- */
-export function fallbackNote(all: readonly NodeRecord[], host: string): string {
-  const owner = all.find((x) => x.addresses.includes(host));
-  const whose = owner
-    ? ` (an address of node ${printable(owner.name)}, ${owner.down ? 'down' : owner.suspectedAddresses.includes(host) ? 'suspected' : owner.state})`
-    : '';
-  return `no node is listed in the keys now (every node is blocked, suspected or down): dynamic keys and subscriptions give hostnameForAccessKeys, ${printable(host)}${whose}; unblock a node, add one, or set it with PUT /server/hostname-for-access-keys`;
-}
-
 const EXAMPLES = `
 Nodes register themselves: ladder server --store postgres://… --node NAME --public-host HOST.
 A node is "down" when its heartbeat (every 2 s) is older than 6 s. Dynamic keys and subscriptions
@@ -163,17 +150,13 @@ export function registerNodes(program: Command): void {
     // What a person types to end draining (commander suggested `drain`, the opposite).
     if (verb === 'unblock') c.alias('undrain');
     c.action(async (name: string, o: { reason?: string }, cmd: Command) => {
-      const { keyAddresses, listedNodes } = await import('../../store/index.js');
+      const { keysFallbackNote } = await import('../../store/index.js');
       const [n, unlisted] = await withRegistry(
         flagsOf(cmd),
         async (reg, settings) => {
           const changed = await reg.setState(name, state, o.reason ?? null);
-          const all = await reg.list();
-          const listed = listedNodes(all).filter((x) => keyAddresses(x).length > 0);
-          return [
-            changed,
-            listed.length === 0 ? fallbackNote(all, (await settings()).hostnameForAccessKeys) : '',
-          ];
+          const host = (await settings()).hostnameForAccessKeys;
+          return [changed, keysFallbackNote(await reg.list(), host, printable)] as const;
         },
         name,
       );

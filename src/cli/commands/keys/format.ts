@@ -74,3 +74,25 @@ export function limitConfirmation(k: KeyView, periodGiven: boolean): string {
   const how = periodGiven ? 'as given' : 'kept from before; change it with --period';
   return `${keyLabel(k)}: data limit ${formatBytes(k.dataLimit.bytes)} ${PERIOD_WORDS[period]} (period ${how})`;
 }
+
+/** Apps that have the Shadowsocks-2022 ciphers, in the words of the notes and labels. */
+const APPS_2022 = 'shadowsocks-rust, sing-box, Clash/mihomo, v2rayNG, Shadowrocket or the ladder client';
+
+/**
+ * Outline apps have SIP004 ciphers only (as the subscription's Outline format says): for a
+ * Shadowsocks-2022 key, the note printed beside its URLs (`ssconf`: a dynamic key was printed
+ * too); none for other keys.
+ */
+export function outlineNote(
+  k: { id: string; method: string },
+  count = 1,
+  ssconf = false,
+): string | undefined {
+  if (!k.method.startsWith('2022-')) return undefined;
+  const [who, whose] = count === 1 ? [`key ${printable(k.id)} uses`, 'its'] : ['these keys use', 'their'];
+  const what = ssconf ? 'ss:// and ssconf:// keys do' : count === 1 ? 'ss:// key does' : 'ss:// keys do';
+  return (
+    `note: ${who} ${printable(k.method)} (Shadowsocks-2022), which Outline apps do not have: ` +
+    `${whose} ${what} not work in them; use ${APPS_2022}`
+  );
+}

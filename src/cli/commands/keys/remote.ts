@@ -276,7 +276,8 @@ export class RemoteKeys implements KeysBackend {
       ...(o.method !== undefined ? { method: o.method } : {}),
       ...(o.limitBytes !== undefined ? { limit: { bytes: o.limitBytes } } : {}),
       ...(o.period !== undefined ? { dataLimitPeriod: o.period } : {}),
-      ...(o.expiresAt !== undefined ? { expiresAt: o.expiresAt } : {}),
+      // The CLI checked it already (a past one only with --force): the API need not ask again.
+      ...(o.expiresAt !== undefined ? { expiresAt: o.expiresAt, allowPastExpiry: true } : {}),
       ...(o.prefix !== undefined ? { prefix: o.prefix } : {}),
     };
     if ((o.count ?? 1) > 1) {
@@ -308,7 +309,7 @@ export class RemoteKeys implements KeysBackend {
   async expire(id: string, at: number | null): Promise<void> {
     const p = `/access-keys/${encodeURIComponent(id)}/expiry`;
     if (at === null) await this.#call('DELETE', p, undefined, id);
-    else await this.#call('PUT', p, { expiresAt: at }, id);
+    else await this.#call('PUT', p, { expiresAt: at, allowPastExpiry: true }, id); // checked as in add
   }
   async setEnabled(id: string, enabled: boolean): Promise<void> {
     await this.#call('PUT', `/access-keys/${encodeURIComponent(id)}/enabled`, { enabled }, id);
