@@ -906,7 +906,7 @@ napi_value RelayConnect(napi_env env, napi_callback_info info) {
   bool at_once = false;
   if (a.Has(9) && !a.Undefined(9) && !a.Boolean(9, &at_once)) return Undo(env, r, usage, true);
   at_once = at_once && Established(r->s[1].fd);
-  if (!PollStart(env, &r->s[1].watch, r->s[1].fd, at_once ? 0 : EPOLLOUT, OnPoll<1>, r)) {
+  if (!PollStart(env, &r->s[1].watch, r->s[1].fd, at_once ? 0u : uint32_t{EPOLLOUT}, OnPoll<1>, r)) {
     return Undo(env, r, "relayConnect: cannot poll the socket", false);
   }
   r->connecting = true;
