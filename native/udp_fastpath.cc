@@ -19,6 +19,7 @@
 #if defined(__linux__)
 #include <openssl/rand.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <unordered_map>
@@ -65,6 +66,25 @@ struct SaltSet {
 
 namespace {
 
+// The calling thread's scratch buffer i (0: a datagram's plaintext, 1: a sealed reply), allocated
+// on first use and freed at the thread's exit. Not thread_local arrays: those would be part of the
+// addon's TLS block, which every thread touching any thread_local of the addon allocates and
+// zeroes whole (glibc's dynamic TLS), relay or not.
+uint8_t* ThreadBuffer(int i) {
+  struct Buffers {
+    uint8_t* p[2] = {nullptr, nullptr};
+    ~Buffers() {
+      for (uint8_t*& q : p) {
+        free(q);
+        q = nullptr;
+      }
+    }
+  };
+  static thread_local Buffers b;
+  if (b.p[i] == nullptr) b.p[i] = static_cast<uint8_t*>(malloc(kSlot + 32 + 19 + kTag));
+  return b.p[i];
+}
+
 void ClearRoute(napi_env env, Route* r) {
   if (r->out4_ref != nullptr) napi_delete_reference(env, r->out4_ref);
   if (r->out6_ref != nullptr) napi_delete_reference(env, r->out6_ref);
@@ -80,7 +100,8 @@ void ClearRoute(napi_env env, Route* r) {
 bool FastForward(Sock* l, Route* r, const uint8_t* pkt, size_t n) {
   const size_t salt_len = r->key_len;
   if (n < salt_len + kTag + 7 || n - salt_len - kTag > kSlot) return false;
-  static thread_local uint8_t plain[kSlot];
+  uint8_t* plain = ThreadBuffer(0);
+  if (plain == nullptr) return false;
   const size_t pn = n - salt_len - kTag;
   EVP_CIPHER_CTX* ctx = OneShotCtx(r->method);
   if (ctx == nullptr) return false;
@@ -200,7 +221,8 @@ void RelayReply(Sock* s, const sockaddr_storage& from, const uint8_t* data, size
   } else {
     return;
   }
-  static thread_local uint8_t out[kSlot + 32 + 19 + kTag];
+  uint8_t* out = ThreadBuffer(1);
+  if (out == nullptr) return;
   const size_t salt_len = s->relay_key_len;
   if (n > kSlot) return;
   EVP_CIPHER_CTX* ctx = OneShotCtx(s->relay_method);
