@@ -25,6 +25,13 @@ export function muxEndDelayMs(env: NodeJS.ProcessEnv = process.env): number {
   return Number.isFinite(n) && n >= 0 ? Math.min(n, 50) : DEFAULT_END_DELAY_MS;
 }
 const DEFAULT_END_DELAY_MS = 2;
+/**
+ * The most bytes written without a callback (Ends, refusals, cover frames) that may wait in a full
+ * carrier before reading stops until it drains (#onData): an honest peer's Ends between two drains
+ * are a few KiB (1024 sessions at most, 6 bytes each); a peer that makes us answer without reading
+ * the answers is held at this plus one read's answers.
+ */
+const UNPACED_LIMIT = 32 * 1024;
 
 /**
  * The target a client puts in New frames. A v2ray-plugin server ignores it (its outbound is
@@ -122,6 +129,8 @@ export class MuxConnection {
   #everAuthenticated = false;
   /** Reading stopped until 'drain': our answers to the peer's frames pile up unread (#onData). */
   #heldForDrain = false;
+  /** Bytes written with no callback (Ends, refusals, cover) since the carrier last had room. */
+  #unpaced = 0;
 
   constructor(carrier: Duplex, opts: MuxConnectionOptions) {
     this.carrier = carrier;
@@ -263,9 +272,11 @@ export class MuxConnection {
     // What we write in answer to the peer's frames (End for an unknown or refused session, the
     // End of a session it opened and closed) waits for no drain: a peer that sends such frames
     // without reading our answers would have them pile up without end (900 MB from 32 MiB of
-    // Keep frames). So reading stops while the carrier is full and no session waits for it (a
-    // session's data always waits: then the backlog is bounded and the peer reads it).
-    if (this.carrier.writableNeedDrain && this.#drainWaiters.length === 0 && !this.carrier.destroyed) {
+    // Keep frames). So reading stops while the carrier is full and more than UNPACED_LIMIT of
+    // such writes wait in it - not merely because it is full: a session's data always waits for
+    // drain, and an honest peer may read our answers only once we have read its uploads (an
+    // application that sends its request before reading), which a stop would hold for ever.
+    if (this.carrier.writableNeedDrain && this.#unpaced > UNPACED_LIMIT && !this.carrier.destroyed) {
       this.#heldForDrain = true;
       this.carrier.pause();
     }
@@ -380,7 +391,10 @@ export class MuxConnection {
       return;
     }
     const out = frames.length === 1 ? frames[0]! : Buffer.concat(frames);
-    const ok = this.carrier.write(this.#cover ? this.#cover.shape(out) : out);
+    const bytes = this.#cover ? this.#cover.shape(out) : out;
+    if (!this.carrier.writableNeedDrain) this.#unpaced = 0; // the carrier has room: none wait
+    if (!cb) this.#unpaced += bytes.length;
+    const ok = this.carrier.write(bytes);
     if (!cb) return;
     if (ok) cb();
     else this.#drainWaiters.push(cb);

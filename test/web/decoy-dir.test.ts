@@ -25,6 +25,26 @@ describe('dir: decoy matches nginx serving the same directory', { skip: nginxSki
 
   decoyComparisonTests(() => ({ front: front.port, direct: site.nginx.port }), 'example.org', () => 'example.org');
 
+  // Expect as nginx answers it (ngx_http_test_expect, from the static handler's body discard):
+  // "100 Continue" before a file it serves (200, 206, 304, 416), none before an error page, only
+  // for HTTP/1.1 and the exact value `100-continue` (any case).
+  describe('Expect: 100-continue', () => {
+    const E = 'Expect: 100-continue\r\n';
+    decoyComparisonTests(() => ({ front: front.port, direct: site.nginx.port }), 'example.org', () => 'example.org', [
+      'GET / HTTP/1.1\r\n{{H}}' + E + '\r\n',
+      'HEAD /robots.txt HTTP/1.1\r\n{{H}}Expect: 100-Continue\r\n\r\n',
+      'GET /about.html HTTP/1.1\r\n{{H}}' + E + 'Content-Length: 5\r\n\r\nhello',
+      'GET /data.bin HTTP/1.1\r\n{{H}}' + E + 'Range: bytes=10-19\r\n\r\n',
+      'GET /data.bin HTTP/1.1\r\n{{H}}' + E + 'Range: bytes=5000-\r\n\r\n',
+      'GET / HTTP/1.1\r\n{{H}}' + E + 'If-None-Match: *\r\n\r\n',
+      'GET /missing HTTP/1.1\r\n{{H}}' + E + '\r\n',
+      'GET /docs HTTP/1.1\r\n{{H}}' + E + '\r\n',
+      'POST / HTTP/1.1\r\n{{H}}' + E + 'Content-Length: 5\r\n\r\nhello',
+      'GET / HTTP/1.1\r\n{{H}}Expect: 100-continue, x\r\n\r\n',
+      'GET / HTTP/1.0\r\n' + E + '\r\n',
+    ]);
+  });
+
   // Host as nginx validates it (ngx_http_validate_host): 400 and close, or the name it puts in
   // the directory redirect (lower-cased, port and a trailing dot removed).
   describe('Host header', () => {

@@ -48,6 +48,21 @@ describe('proxy decoy matches the upstream (nginx) served directly', { skip: ngi
     const { body } = splitResponse(r.text);
     assert.equal(body, `host=127.0.0.1:${site.nginx.port} up= conn=keep-alive te= x=kept\n`);
   });
+
+  test('Expect: 100-continue gets "100 Continue" before the upstream\'s answer, body or not (nginx proxying reads the body first)', async () => {
+    // nginx 1.22.1 with proxy_pass: "100 Continue" for every HTTP/1.1 request whose Expect is
+    // exactly 100-continue, with or without a body; none for another value. Before: only with a body.
+    for (const [req, want] of [
+      ['GET /robots.txt HTTP/1.1\r\nHost: www.example.org\r\nExpect: 100-continue\r\n\r\n', true],
+      ['GET /missing HTTP/1.1\r\nHost: www.example.org\r\nExpect: 100-continue\r\n\r\n', true],
+      ['POST /robots.txt HTTP/1.1\r\nHost: www.example.org\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nab', true],
+      ['GET /robots.txt HTTP/1.1\r\nHost: www.example.org\r\nExpect: 100-continue, x\r\n\r\n', false],
+    ] as const) {
+      const r = await exchange(front.port, req);
+      assert.equal(r.text.startsWith('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 '), want, JSON.stringify(r.text.slice(0, 60)));
+      assert.equal(r.text.split(/(?=HTTP\/1\.1 )/).length, want ? 2 : 1, 'one final answer');
+    }
+  });
 });
 
 describe('proxy decoy to an https upstream streams a chunked body', { skip: opensslSkip() }, () => {

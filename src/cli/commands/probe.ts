@@ -67,11 +67,20 @@ function resolverAddress(text: string, flag: string): HostPort {
   return hp;
 }
 
-/** A stray argument as shown in a message: printable and bounded (it may be anything typed). */
+/**
+ * A stray argument as shown in a message: printable, bounded (it may be anything typed), and a
+ * URL's user:password starred out (a message may end up in a log).
+ */
 const shownArg = (text: string): string => {
-  const t = text.replace(/[^\x20-\x7e]/g, '?');
+  const t = text.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, '$1***@').replace(/[^\x20-\x7e]/g, '?');
   return t.length > 80 ? `${t.slice(0, 80)}…` : t;
 };
+
+/** The message for a stray argument: a key (a secret, starred out of /proc) is not repeated. */
+const strayMessage = (text: string): string =>
+  /^ss(conf)?:\/\//i.test(text)
+    ? 'probe: a key needs --servers before it: ladder probe --servers KEY (the key is not repeated here)'
+    : `probe: "${shownArg(text)}" needs a flag before it: --list ${shownArg(text)} (URLs and list files), or --servers (keys)`;
 
 export function registerProbe(program: Command): void {
   program
@@ -112,10 +121,7 @@ export function registerProbe(program: Command): void {
     .allowExcessArguments(true)
     .action(async (flags: ProbeFlags, cmd: Command) => {
       const stray = cmd.args[0];
-      if (stray !== undefined)
-        throw new UsageError(
-          `probe: "${shownArg(stray)}" needs a flag before it: --list ${shownArg(stray)} (URLs and list files), or --servers (keys)`,
-        );
+      if (stray !== undefined) throw new UsageError(strayMessage(stray));
       if (flags.list?.length && flags.servers?.length)
         throw new UsageError('probe: give --list or --servers, not both');
       if (!flags.list?.length && !flags.servers?.length)

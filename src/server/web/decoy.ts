@@ -21,6 +21,7 @@ import { isAbsolute, join, resolve, sep } from 'node:path';
 import { builtinSiteFiles } from './site.js';
 import {
   closeAfter,
+  continueIfExpected,
   connectionValue,
   hasRequestBody,
   normalisePath,
@@ -210,6 +211,7 @@ export function proxyDecoy(upstream: string | URL, opts: ProxyOptions = {}): Dec
       if (req.httpVersion === '1.1' && req.headers.host === undefined) return sendError(res, 400);
       const target = upstreamTarget(req.url ?? '/');
       if (target === undefined) return sendError(res, 400);
+      continueIfExpected(req, res); // nginx reads the body before proxying: 100 first
       const h2 = req.httpVersionMajor === 2;
       const filtered = filterHeaders(req.rawHeaders, hostDrop);
       const headers = h2 ? joinCookies(filtered) : filtered;

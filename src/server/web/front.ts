@@ -29,6 +29,7 @@ import { limitPipelining } from './pipelining.js';
 import { watchSends } from './send-timeout.js';
 import {
   closeAfter,
+  continueIfExpected,
   hasRequestBody,
   isH2,
   rawErrorResponse,
@@ -267,6 +268,7 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
     if (opts.http01 && url.startsWith(acmePrefix) && (req.method === 'GET' || req.method === 'HEAD')) {
       const keyAuth = opts.http01(url.slice(acmePrefix.length).split('?')[0] ?? '');
       if (keyAuth !== undefined) {
+        continueIfExpected(req, res); // a file nginx would serve from the challenge directory
         writeHead(res, 200, [
           ['Server', SERVER_HEADER],
           ['Date', httpDate()],
@@ -285,13 +287,10 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   // A client that pipelines requests without reading the answers is not read without end.
   const onRequest = limitPipelining(answer);
   server.on('request', onRequest);
-  // Expect as nginx answers it: a static site never reads the body, so no "100 Continue" (Node
-  // would send one before the page); a proxy reads it, so "100 Continue" first; any other
-  // expectation is ignored (Node answers 417).
-  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-    if (decoy.kind === 'proxy' && hasRequestBody(req)) res.writeContinue();
-    onRequest(req, res);
-  });
+  // Expect as nginx answers it: "100 Continue" only where it reads or discards the body (a file
+  // served, a proxied request: static.ts continueIfExpected), none before an error page (Node
+  // would send one before every answer); any other expectation is ignored (Node answers 417).
+  server.on('checkContinue', onRequest);
   server.on('checkExpectation', onRequest);
 
   /** Answer an upgrade request with the decoy on its detached socket, then hand the socket back. */

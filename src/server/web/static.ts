@@ -229,6 +229,18 @@ export function normalisePath(url: string): { segments: string[]; trailingSlash:
   return { segments: out, trailingSlash: out.length === 0 || last === '' || last === '.' || last === '..' };
 }
 
+/**
+ * nginx's "100 Continue" (ngx_http_test_expect): sent when it is about to read or discard the
+ * body of an HTTP/1.1 request whose Expect is exactly `100-continue` (any case) - before a file
+ * the static handler serves (200, 206, 304, 416) and before a proxied request, never before an
+ * error page. The web front listens for 'checkContinue', so Node sends none by itself.
+ */
+export function continueIfExpected(req: WebRequest, res: WebResponse): void {
+  if (isH2(res) || req.httpVersionMajor !== 1 || req.httpVersionMinor < 1 || res.headersSent) return;
+  const expect = req.headers.expect;
+  if (expect !== undefined && expect.trim().toLowerCase() === '100-continue') res.writeContinue();
+}
+
 /** True when the request carries a body (Content-Length > 0 or any Transfer-Encoding). */
 export function hasRequestBody(req: WebRequest): boolean {
   if (req.headers['transfer-encoding'] !== undefined) return true;
@@ -306,6 +318,7 @@ export async function serveStatic(req: WebRequest, res: WebResponse, source: Fil
   if (found === undefined) return sendError(res, 404);
   if (found.kind === 'dir') return sendError(res, 301, [['Location', redirectLocation(req, segments)]]);
   if (method === 'POST') return sendError(res, 405);
+  continueIfExpected(req, res); // nginx discards the body of a file request: 100 first
   const file = found.file;
   const etag = etagOf(file);
   const lastModified = httpDate(file.mtime);
