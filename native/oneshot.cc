@@ -136,15 +136,18 @@ namespace {
 // A wiping re-key's key: as long as the longest AES key.
 const uint8_t kZeroKey[32] = {0};
 
-// The calling thread's set-up contexts, per method (PoolTake/PoolGive). Freed when the thread
-// exits (a worker's end); `dead` then sends any later PoolGive (a finalizer running after the
-// thread's destructors) straight to EVP_CIPHER_CTX_free.
+// The calling thread's set-up contexts, per method (PoolTake/PoolGive), and its one-shot
+// contexts (t_oneshot). Freed when the thread exits (a worker's end); `dead` then sends any later
+// PoolGive (a finalizer running after the thread's destructors) straight to EVP_CIPHER_CTX_free.
 struct CtxPool {
   EVP_CIPHER_CTX* ctx[kMethods][kPoolMax] = {};
   int n[kMethods] = {};
   ~CtxPool();
 };
 thread_local bool t_pool_dead = false;  // trivially destructible: still readable after ~CtxPool
+// The one-shot operations' context per method (OneShotCtx): keyed with the last subkey used,
+// until its next use; freed (and so cleansed) with the pool when the thread exits.
+thread_local EVP_CIPHER_CTX* t_oneshot[kMethods] = {nullptr, nullptr, nullptr, nullptr};
 thread_local CtxPool t_pool;
 
 CtxPool::~CtxPool() {
@@ -152,6 +155,8 @@ CtxPool::~CtxPool() {
   for (int m = 0; m < kMethods; m++) {
     for (int i = 0; i < n[m]; i++) EVP_CIPHER_CTX_free(ctx[m][i]);
     n[m] = 0;
+    EVP_CIPHER_CTX_free(t_oneshot[m]);  // cleanses the last subkey's schedule
+    t_oneshot[m] = nullptr;
   }
 }
 
@@ -170,8 +175,6 @@ EVP_CIPHER_CTX* NewCtx(int m) {
   }
   return c;
 }
-
-thread_local EVP_CIPHER_CTX* t_oneshot[kMethods] = {nullptr, nullptr, nullptr, nullptr};
 
 }  // namespace
 
