@@ -7,7 +7,7 @@
 //   openAt(method, key, nonce, sealed, offset) -> Buffer | number
 //                                               plaintext of sealed[offset..] (tag last), or 1
 //   udpSeal(method, masterKey, head, payload, out?) -> Buffer (or its length, written into out)
-//                                               SIP004 datagram: a random salt from RAND_bytes,
+//                                               SIP004 datagram: a random salt (RandomBytes),
 //                                               subkey = hkdfSha1(masterKey, salt), zero nonce,
 //                                               salt || AEAD(head || payload) || tag
 //   udpOpen(method, masterKey, packet, out?) -> Buffer | number (with out: its length, or -1)
@@ -202,6 +202,20 @@ void PoolGive(int m, EVP_CIPHER_CTX* ctx) {
 }
 
 int PoolSize(int m) { return m >= 0 && m < kMethods && !t_pool_dead ? t_pool.n[m] : 0; }
+
+bool RandomBytes(uint8_t* out, size_t n) {
+  static thread_local uint8_t block[4096];
+  static thread_local size_t pos = sizeof(block);  // empty: filled on first use
+  if (n > 64) return false;
+  if (pos + n > sizeof(block)) {
+    if (RAND_bytes(block, static_cast<int>(sizeof(block))) != 1) return false;
+    pos = 0;
+  }
+  memcpy(out, block + pos, n);
+  memset(block + pos, 0, n);
+  pos += n;
+  return true;
+}
 
 EVP_CIPHER_CTX* OneShotCtx(int m) {
   if (m < 0 || m >= kMethods) return nullptr;
@@ -401,7 +415,7 @@ napi_value UdpSeal(napi_env env, napi_callback_info info) {
     return AllocFailed(env);
   }
   uint8_t* out = static_cast<uint8_t*>(out_ptr);
-  const bool salted = RAND_bytes(out, static_cast<int>(salt_len)) == 1;
+  const bool salted = RandomBytes(out, salt_len);
   const Subkey subkey(master, master_len, out, salt_len);
   if (!salted || !subkey.ok() || !SealTwo(ctx, subkey.data(), kZeroNonce, head, hn, payload, pn, out + salt_len)) {
     napi_throw_error(env, "ERR_LADDER_AEAD", "datagram seal failed");

@@ -57,6 +57,12 @@ EVP_CIPHER_CTX* DetachOneShotCtx(int m);
 // EVP_CipherInit_ex(ctx, NULL, NULL, key, NULL, enc). nullptr when m is out of range, the cipher
 // is unavailable or set-up failed.
 EVP_CIPHER_CTX* PoolTake(int m);
+
+// n (<= 64) bytes of CSPRNG output (salts) from this thread's 4 KiB block of RAND_bytes output,
+// each byte handed out once and zeroed in the block (random-pool.ts's pool, in C++): one
+// RAND_bytes call costs ~6k instructions under OpenSSL 3, a draw from the block ~0.1k. False
+// (out untouched) when RAND_bytes fails.
+bool RandomBytes(uint8_t* out, size_t n);
 // Takes back a context of method m (nullptr: nothing). Its key is wiped now, as freeing it would:
 // AES-GCM contexts are re-keyed with an all-zero key (the provider re-expands the key schedule
 // over the old one and zeroes the whole GCM state - H, its table, counters, accumulator - before

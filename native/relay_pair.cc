@@ -52,10 +52,10 @@
 //       established (TCP_INFO; on loopback the kernel runs the handshake inside the call), the
 //       relay starts inside this call (the first bytes are sent), with no wake-up for EPOLLOUT.
 //       serverSalts (the port's shared server-salt filter's bytes, shared_salts.h; with the master
-//       key for encoder and no prefix): the relay draws the response salt (RAND_bytes' output,
-//       through a per-thread block) and, once the connect was not refused at once, adds it to
-//       that filter under its try-lock; when the lock is busy it sets pending[0] to the salt
-//       instead, which the caller then adds.
+//       key for encoder and no prefix): the relay draws the response salt (RandomBytes,
+//       oneshot.h: RAND_bytes' output through a per-thread block) and, once the connect was not
+//       refused at once, adds it to that filter under its try-lock; when the lock is busy it sets
+//       pending[0] to the salt instead, which the caller then adds.
 //   relayClose(relay)            closes both sockets now (reason 3, onClose called before it
 //                                returns); nothing when already closed
 //   relayCounts(relay, out)      out (Float64Array, length >= 2) = [up, down] so far; a third
@@ -75,10 +75,9 @@
 #include <uv.h>
 #endif
 
-#include <openssl/rand.h>
-
 #include "exports.h"
 #include "napi_args.h"
+#include "oneshot.h"
 #include "shared_salts.h"
 #include "stream_codec.h"
 #include "tcp_parts.h"
@@ -618,22 +617,6 @@ napi_value Undo(napi_env env, Relay* r, const char* msg, bool is_type) {
   return nullptr;
 }
 
-// n (<= 32) bytes of CSPRNG output from this thread's 4 KiB block of RAND_bytes output, each byte
-// handed out once and zeroed in the block (src/protocol/shadowsocks/random-pool.ts's pool, in C++):
-// one RAND_bytes call per draw costs ~6k instructions under OpenSSL 3, a draw from the block ~0.1k.
-bool PoolRandom(uint8_t* out, size_t n) {
-  static thread_local uint8_t pool[4096];
-  static thread_local size_t pos = sizeof(pool);  // empty: filled on first use
-  if (pos + n > sizeof(pool)) {
-    if (RAND_bytes(pool, static_cast<int>(sizeof(pool))) != 1) return false;
-    pos = 0;
-  }
-  memcpy(out, pool + pos, n);
-  memset(pool + pos, 0, n);
-  pos += n;
-  return true;
-}
-
 // A relay (not running) with the codecs at arguments dec_i and dec_i + 1, the pending bytes at
 // pending_i, onClose at cb_i and, when first_i > 0 holds a function, onFirst; nullptr after
 // throwing. The caller sets the sockets.
@@ -659,7 +642,7 @@ Relay* NewRelay(const Args& a, size_t dec_i, size_t pending_i, size_t cb_i, size
       Throw(env, "relayConnect: with serverSalts, no prefix and the master key for encoder");
       return nullptr;
     }
-    if (!PoolRandom(draw, key_len)) {
+    if (!RandomBytes(draw, key_len)) {
       napi_throw_error(env, "ERR_LADDER_RELAY", "relayConnect: cannot draw a salt");
       return nullptr;
     }

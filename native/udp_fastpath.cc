@@ -17,7 +17,6 @@
 #include "udp_fastpath.h"
 
 #if defined(__linux__)
-#include <openssl/rand.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -227,7 +226,7 @@ void RelayReply(Sock* s, const sockaddr_storage& from, const uint8_t* data, size
   if (n > kSlot) return;
   EVP_CIPHER_CTX* ctx = OneShotCtx(s->relay_method);
   uint8_t subkey[kMaxSubkey];
-  const bool ok = ctx != nullptr && RAND_bytes(out, static_cast<int>(salt_len)) == 1 &&
+  const bool ok = ctx != nullptr && RandomBytes(out, salt_len) &&
                   HkdfSha1(s->relay_key, s->relay_key_len, out, salt_len, subkey, s->relay_key_len) &&
                   SealTwo(ctx, subkey, kZeroNonce, head, hn, data, n, out + salt_len);
   OPENSSL_cleanse(subkey, sizeof subkey);
