@@ -52,11 +52,6 @@ export class AeadSession {
 }
 
 /**
- * Writer side of a SIP004 stream: [salt][sealed len][sealed payload]... The salt goes out with
- * the first encode() call so that salt, header and first data leave in one write. The bytes are
- * the same on either cipher backend.
- */
-/**
  * a || b in Node's pooled memory: what Buffer.concat([a, b]) returns, without its list, checks and
  * per-part copies in JS (a first write's header and data, once per connection in baseline code).
  */
@@ -67,6 +62,11 @@ export function join2(a: Uint8Array, b: Uint8Array): Buffer {
   return out;
 }
 
+/**
+ * Writer side of a SIP004 stream: [salt][sealed len][sealed payload]... The salt goes out with
+ * the first encode() call so that salt, header and first data leave in one write. The bytes are
+ * the same on either cipher backend.
+ */
 export class AeadEncoder {
   readonly salt: Buffer;
   readonly #chunks: ChunkEncoder;

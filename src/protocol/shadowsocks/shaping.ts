@@ -382,6 +382,14 @@ export function planFirstWrite(saltSize: number, headerLength: number, dataLengt
 }
 
 /**
+ * A first write of `n` bytes (a header of `headerLength`, then data) goes as one chunk outside the
+ * prober's trigger (nearly every first write): what planFirstWrite says, without making the plan.
+ */
+function oneChunkFirstWrite(encoder: AeadEncoder, headerLength: number, n: number): boolean {
+  return headerLength > 0 && n <= MAX_PAYLOAD && !inProberTrigger(encoder.salt.length + n + CHUNK_OVERHEAD);
+}
+
+/**
  * Encode salt + header + data as the first write, following planFirstWrite. `encoder` must be
  * fresh (its salt not yet sent). Decodes with any SIP004 decoder to header||data.
  */
@@ -390,9 +398,7 @@ export function encodeFirstWrite(
   header: Uint8Array,
   data: Uint8Array = new Uint8Array(0),
 ): Buffer {
-  // One chunk outside the trigger (nearly every first write): what the plan says, without making it.
-  const n = header.length + data.length;
-  if (header.length > 0 && n <= MAX_PAYLOAD && !inProberTrigger(encoder.salt.length + n + CHUNK_OVERHEAD))
+  if (oneChunkFirstWrite(encoder, header.length, header.length + data.length))
     return encoder.encode(join2(header, data));
   const plan = planFirstWrite(encoder.salt.length, header.length, data.length);
   if (!plan.split) return encoder.encode(join2(header, data));
@@ -404,9 +410,7 @@ export function encodeFirstWrite(
  * `headerLength` bytes): the same bytes, with no join (the SOCKS5 front's request as it came).
  */
 export function encodeFirstWriteJoined(encoder: AeadEncoder, joined: Uint8Array, headerLength: number): Buffer {
-  const n = joined.length;
-  if (headerLength > 0 && n <= MAX_PAYLOAD && !inProberTrigger(encoder.salt.length + n + CHUNK_OVERHEAD))
-    return encoder.encode(joined);
+  if (oneChunkFirstWrite(encoder, headerLength, joined.length)) return encoder.encode(joined);
   return encodeFirstWrite(encoder, joined.subarray(0, headerLength), joined.subarray(headerLength));
 }
 encodeFirstWrite.joined = encodeFirstWriteJoined;
