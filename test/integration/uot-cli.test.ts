@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
 import net from 'node:net';
 import { test } from 'node:test';
 import { formatSsUrl } from '../../src/protocol/sip002/index.js';
@@ -7,8 +8,35 @@ import { socks5UdpAssociate, startUdpEcho, udpEchoRun } from '../../src/transpor
 import { run, waitForStdout } from '../helpers/cli-run.js';
 import { startLadderClient, startLadderServer } from '../helpers/peers.js';
 
-/** A TCP-only path to `port` (as a middlebox or CDN that carries no UDP): a plain TCP forwarder. */
+/**
+ * A TCP-only path to `port` (as a middlebox or CDN that carries no UDP): a plain TCP forwarder.
+ * It also holds the same UDP port, dropping what comes: otherwise another test's UDP echo that
+ * happened to be bound there would bounce the client's raw datagrams back, which the client opens
+ * as replies (SIP004 UDP is the same both ways), and the negative control would see echoes.
+ */
 async function tcpOnlyPath(port: number): Promise<{ port: number; close(): Promise<void> }> {
+  for (let tries = 0; ; tries++) {
+    const p = await tcpForwarder(port);
+    const udp = dgram.createSocket('udp4');
+    const bound = await new Promise<boolean>((r) => {
+      udp.once('error', () => r(false));
+      udp.bind(p.port, '127.0.0.1', () => r(true));
+    });
+    if (bound) {
+      udp.on('message', () => {}); // dropped
+      return { port: p.port, close: async () => (udp.close(), p.close()) };
+    }
+    try {
+      udp.close();
+    } catch {
+      // never bound
+    }
+    await p.close();
+    if (tries >= 20) throw new Error('no port free for both TCP and UDP');
+  }
+}
+
+async function tcpForwarder(port: number): Promise<{ port: number; close(): Promise<void> }> {
   const socks = new Set<net.Socket>();
   const srv = net.createServer((down) => {
     const up = net.connect({ port, host: '127.0.0.1' });
