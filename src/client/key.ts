@@ -89,6 +89,7 @@ export function endpointFromParts(
       url: `${o.tls ? 'wss' : 'ws'}://${addr}:${parsed.port}${o.path}`,
       host: o.host,
       mux: o.mux,
+      ...(o.httpUpgrade ? { httpUpgrade: true } : {}),
       ...(o.cert !== undefined && from === 'local' ? { ca: trustedCa(o.cert) } : {}),
     };
     pluginNotes = o.notes;

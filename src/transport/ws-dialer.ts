@@ -1,38 +1,18 @@
-import { createHash } from 'node:crypto';
-import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { connect as tlsConnect, type ConnectionOptions, type PeerCertificate } from 'node:tls';
 import WebSocket from 'ws';
 import { DEFAULT_CONNECT_TIMEOUT_MS, UpstreamDialError, type NextHop } from './dialer.js';
+import { dialHttpUpgrade } from './httpupgrade-dialer.js';
 import { MuxConnection, muxEndDelayMs } from './mux.js';
 import type { MuxCoverOptions } from './mux-cover.js';
+import { webTlsOptions, type WebTlsEndpoint } from './web-tls.js';
 import { WsStream } from './ws-stream.js';
 
-export interface WsEndpoint {
+export interface WsEndpoint extends WebTlsEndpoint {
   /** ws://ADDRESS:PORT/PATH or wss://…: the address actually dialled (a CDN edge, say). */
   url: string;
   /** Host header (default: the URL's host). */
   host?: string | undefined;
-  /** TLS server name (default: the Host header's name; '' sends none). */
-  servername?: string | undefined;
-  /** TLS: verify the server's certificate against the system CAs (default true). */
-  verify?: boolean | undefined;
-  /** TLS: trust these CA certificates (PEM) instead of the system's. */
-  ca?: string | Buffer | undefined;
-  /** TLS: accept exactly the certificate with this SHA-256 fingerprint (hex, colons allowed), self-signed or not. */
-  pinSha256?: string | undefined;
   connectTimeoutMs?: number | undefined;
-}
-
-function fingerprint(cert: PeerCertificate | undefined): string {
-  return cert?.raw ? createHash('sha256').update(cert.raw).digest('hex') : '';
-}
-
-/** The Host header's name without port or brackets. */
-function hostName(hostHeader: string): string {
-  if (hostHeader.startsWith('[')) return hostHeader.slice(1, hostHeader.indexOf(']'));
-  const colon = hostHeader.lastIndexOf(':');
-  return colon > 0 && hostHeader.indexOf(':') === colon ? hostHeader.slice(0, colon) : hostHeader;
 }
 
 /**
@@ -60,31 +40,8 @@ export function openWebSocket(ep: WsEndpoint, signal?: AbortSignal): Promise<Web
   if (url.protocol !== 'ws:' && url.protocol !== 'wss:')
     throw new Error('WebSocket URL must be ws:// or wss://');
   const host = ep.host ?? url.host;
-  const pin = ep.pinSha256?.replace(/:/g, '').toLowerCase();
   const timeoutMs = ep.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-  const tls =
-    url.protocol === 'wss:'
-      ? {
-          // RFC 6066: no IP addresses in SNI.
-          servername: ep.servername ?? (isIP(hostName(host)) ? '' : hostName(host)),
-          ...(ep.ca !== undefined ? { ca: ep.ca } : {}),
-          ...(pin
-            ? {
-                // The pin replaces chain and name checks (self-signed origins); checked as soon
-                // as the handshake is done, before the upgrade request leaves.
-                rejectUnauthorized: false,
-                createConnection: (o: ConnectionOptions) => {
-                  const s = tlsConnect(o);
-                  s.once('secureConnect', () => {
-                    if (fingerprint(s.getPeerCertificate()) !== pin)
-                      s.destroy(new Error('server certificate does not match the pin'));
-                  });
-                  return s;
-                },
-              }
-            : { rejectUnauthorized: ep.verify ?? true }),
-        }
-      : {};
+  const tls = url.protocol === 'wss:' ? webTlsOptions(ep, host) : {};
   return new Promise((resolve, reject) => {
     if (signal?.aborted) {
       reject(new UpstreamDialError('ERR_ABORTED', 'dial aborted'));
@@ -137,6 +94,11 @@ export function openWebSocket(ep: WsEndpoint, signal?: AbortSignal): Promise<Web
 }
 
 export interface WsTransportOptions extends WsEndpoint {
+  /**
+   * HTTPUpgrade instead of WebSocket (httpupgrade-dialer.ts: Xray's and sing-box's
+   * "httpupgrade", mihomo's `v2ray-http-upgrade`): the same upgrade request, then raw bytes.
+   */
+  httpUpgrade?: boolean | undefined;
   /** Carry every stream as a Mux.Cool session over shared WebSockets (v2ray-plugin's mux=1). */
   mux?: boolean | undefined;
   /** Mux: most concurrent sessions on one WebSocket before another is opened (default 16). */
@@ -155,18 +117,19 @@ export interface WsTransportOptions extends WsEndpoint {
  * each carrying up to `maxSessions` Mux.Cool sessions, closed after `idleMs` without any.
  */
 export function webSocketNextHop(opts: WsTransportOptions): NextHop & { close(): void } {
-  if (!opts.mux) {
-    const hop = (signal?: AbortSignal): Promise<Duplex> => dialWebSocket(opts, signal);
-    return Object.assign(hop, { close: () => {} });
-  }
-  const pool = new MuxPool(opts);
+  const dial: NextHop = opts.httpUpgrade
+    ? (signal) => dialHttpUpgrade(opts, signal)
+    : (signal) => dialWebSocket(opts, signal);
+  if (!opts.mux) return Object.assign(dial, { close: () => {} });
+  const pool = new MuxPool(opts, dial);
   const hop = (signal?: AbortSignal): Promise<Duplex> => pool.open(signal);
   return Object.assign(hop, { close: () => pool.close() });
 }
 
-/** Client Mux.Cool carriers over WebSockets, shared by many streams. */
+/** Client Mux.Cool carriers over WebSockets (or HTTPUpgrade streams), shared by many streams. */
 export class MuxPool {
   readonly #opts: WsTransportOptions;
+  readonly #dialCarrier: NextHop;
   readonly #maxSessions: number;
   readonly #idleMs: number;
   readonly #carriers = new Set<MuxConnection>();
@@ -175,8 +138,10 @@ export class MuxPool {
   /** LADDER_MUX_END_DELAY_MS, read once per pool (mux.ts muxEndDelayMs). */
   readonly #endDelayMs = muxEndDelayMs();
 
-  constructor(opts: WsTransportOptions) {
+  /** `dial` opens one carrier (default: a WebSocket to `opts`). */
+  constructor(opts: WsTransportOptions, dial?: NextHop) {
     this.#opts = opts;
+    this.#dialCarrier = dial ?? ((signal) => dialWebSocket(opts, signal));
     this.#maxSessions = opts.maxSessions ?? 16;
     this.#idleMs = opts.idleMs ?? 30_000;
   }
@@ -197,7 +162,7 @@ export class MuxPool {
   }
 
   async #dial(signal?: AbortSignal): Promise<MuxConnection> {
-    const stream = await dialWebSocket(this.#opts, signal);
+    const stream = await this.#dialCarrier(signal);
     stream.on('error', () => {});
     const c = new MuxConnection(stream, {
       role: 'client',

@@ -28,6 +28,8 @@ export interface WsTestServer {
   readonly upgrades: number;
   /** The client address the front resolved for each accepted upgrade, in order. */
   readonly clients: readonly (string | undefined)[];
+  /** The request path (query dropped) of each accepted upgrade, in order. */
+  readonly paths: readonly string[];
   close(): Promise<void>;
 }
 
@@ -76,6 +78,7 @@ export async function startWsTestServer(opts: WsTestServerOptions): Promise<WsTe
   });
   let upgrades = 0;
   const clients: (string | undefined)[] = [];
+  const paths: string[] = [];
   const take = (
     req: http.IncomingMessage,
     socket: Socket,
@@ -85,6 +88,7 @@ export async function startWsTestServer(opts: WsTestServerOptions): Promise<WsTe
     if (!endpoints.onUpgrade(req, socket, head, addr)) return false;
     upgrades++;
     clients.push(addr);
+    paths.push((req.url ?? '').split('?')[0]!);
     if (opts.onAccepted) {
       const hook = opts.onAccepted;
       setImmediate(() => hook(socket));
@@ -129,6 +133,7 @@ export async function startWsTestServer(opts: WsTestServerOptions): Promise<WsTe
       return upgrades;
     },
     clients,
+    paths,
     close: async () => {
       endpoints.close();
       await closeWeb();

@@ -52,12 +52,23 @@ export interface V2rayPluginOptions {
   mux: boolean;
   /** `cert=PATH`: a CA or certificate file the TLS connection trusts besides the usual roots. */
   cert?: string;
+  /** mihomo's `v2ray-http-upgrade`: HTTPUpgrade (the upgraded connection is the stream, no frames). */
+  httpUpgrade?: true;
   /** Options given that change nothing here, one sentence each naming the option (never its value). */
   notes?: string[];
 }
 
+/**
+ * mihomo's v2ray-plugin option for HTTPUpgrade (its `plugin-opts` field name, written the same in
+ * a SIP002 plugin string): a bare flag, `=true` or `=1` turn it on. v2ray-plugin itself does not
+ * know it (HTTPUpgrade keys are for mihomo and Ladder's client).
+ */
+export const HTTP_UPGRADE = 'v2ray-http-upgrade';
+/** mihomo's "send before the 101": this client waits for the answer, so it changes nothing here. */
+const HTTP_UPGRADE_FAST_OPEN = 'v2ray-http-upgrade-fast-open';
+
 /** The options this client reads (a near miss of one is refused with "did you mean"). */
-const READ_OPTIONS = ['host', 'path', 'mode', 'tls', 'mux', 'cert'];
+const READ_OPTIONS = ['host', 'path', 'mode', 'tls', 'mux', 'cert', HTTP_UPGRADE];
 
 /** Options v2ray-plugin knows that only matter to its own process or to its server side. */
 const IGNORED_OPTIONS = new Set([
@@ -102,6 +113,10 @@ export function parseV2rayPluginOptions(text: string | undefined): V2rayPluginOp
   const notes: string[] = [];
   for (const name of o.keys()) {
     if (READ_OPTIONS.includes(name) || name === 'server') continue;
+    if (name === HTTP_UPGRADE_FAST_OPEN) {
+      notes.push(`option "${name}" is ignored (this client sends after the server's 101)`);
+      continue;
+    }
     if (IGNORED_OPTIONS.has(name)) {
       notes.push(`option ${shownName(name)} is ignored (it only matters to v2ray-plugin's own process)`);
       continue;
@@ -142,6 +157,10 @@ export function parseV2rayPluginOptions(text: string | undefined): V2rayPluginOp
       'v2ray-plugin option "path" contains a space, a control character or "#"',
     );
   const tls = tlsOpt !== undefined && tlsOpt !== 'false' && tlsOpt !== '0';
+  const upOpt = o.get(HTTP_UPGRADE);
+  if (upOpt !== undefined && upOpt !== true && !['true', 'false', '1', '0'].includes(upOpt))
+    throw new ProtocolError('ERR_URL', `v2ray-plugin option "${HTTP_UPGRADE}" must be true or false`);
+  const httpUpgrade = upOpt === true || upOpt === 'true' || upOpt === '1';
   const cert = str('cert');
   if (cert === '')
     throw new ProtocolError('ERR_URL', 'v2ray-plugin option "cert" needs a file path (cert=PATH)');
@@ -152,6 +171,7 @@ export function parseV2rayPluginOptions(text: string | undefined): V2rayPluginOp
     path: path.startsWith('/') ? path : `/${path}`,
     mux: mux > 0,
     ...(cert !== undefined && tls ? { cert } : {}),
+    ...(httpUpgrade ? { httpUpgrade: true as const } : {}),
     ...(notes.length > 0 ? { notes } : {}),
   };
 }

@@ -10,6 +10,7 @@ import { WsStream } from '../../transport/ws-stream.js';
 import { SubkeyCache } from '../../protocol/shadowsocks/udp2022.js';
 import type { ShadowsocksServer } from '../server.js';
 import { DEFAULT_UDP_IDLE_MS } from '../udp-relay.js';
+import { acceptHttpUpgrade, validHttpUpgrade } from './httpupgrade.js';
 import { nativeDestAvailable, nativeDestConnect } from './native-dest.js';
 import { serveWsUdp } from './ws-udp.js';
 
@@ -63,7 +64,7 @@ export interface WebSocketEndpoints {
    * malformed upgrade, so the caller serves the decoy.
    */
   onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, clientAddress: string | undefined): boolean;
-  /** Drop every WebSocket accepted so far. */
+  /** Drop every WebSocket and HTTPUpgrade connection accepted so far. */
   close(): void;
 }
 
@@ -101,7 +102,8 @@ function pathOf(url: string | undefined): string {
  * Shadowsocks stream; anything else is one raw stream (Outline, Xray/v2rayNG, v2ray,
  * v2ray-plugin with mux=0); `${secretPath}/udp` carries Shadowsocks UDP packets when `udp` is on
  * (ws-udp.ts). Xray's early data in Sec-WebSocket-Protocol is echoed back and fed
- * in as the first bytes. Query strings are ignored.
+ * in as the first bytes. `${secretPath}/up` is HTTPUpgrade (./httpupgrade.ts): the upgraded
+ * connection itself carries the stream, raw or Mux.Cool as above. Query strings are ignored.
  *
  * Every stream goes to `server.handleStream` with the client address the front resolved, so
  * failures get the server's one reaction: no bytes back, the WebSocket held open until the peer
@@ -114,6 +116,10 @@ export function createWebSocketEndpoints(
   const base = opts.secretPath.replace(/\/+$/, '');
   if (!base.startsWith('/') || base.length < 2) throw new Error('secretPath must look like /SECRET');
   const streamPaths = new Set([base, `${base}/tcp`]);
+  /** HTTPUpgrade (./httpupgrade.ts): the upgraded connection is the stream, no WebSocket frames. */
+  const upPath = `${base}/up`;
+  /** HTTPUpgrade connections open now (dropped by close(), as the WebSockets are). */
+  const upgraded = new Set<Duplex>();
   const idleMs = opts.idleMs ?? server.idleMs;
   const endDelayMs = muxEndDelayMs(); // LADDER_MUX_END_DELAY_MS, read once per web front
   const cover = opts.cover === false ? undefined : (opts.cover ?? {});
@@ -135,16 +141,8 @@ export function createWebSocketEndpoints(
     handleProtocols: (protocols) => protocols.values().next().value ?? false,
   });
 
-  const onStream = (ws: WebSocket, early: Buffer | undefined, clientAddress: string | undefined): void => {
-    let stream: WsStream;
-    try {
-      stream = new WsStream(ws, { framing: 'server' });
-    } catch {
-      ws.terminate();
-      return;
-    }
-    stream.on('error', () => {}); // whoever takes the stream over reports; undecided ones just close
-    if (early && early.length > 0) stream.unshift(early);
+  /** One Shadowsocks stream (a WebSocket's, or an HTTPUpgrade connection): raw or Mux.Cool carrier. */
+  const serve = (stream: Duplex, clientAddress: string | undefined): void => {
     detectDialect(stream, idleMs, (mux) => {
       const info = { remoteAddress: clientAddress, connect };
       if (!mux) {
@@ -163,11 +161,32 @@ export function createWebSocketEndpoints(
     });
   };
 
+  const onStream = (ws: WebSocket, early: Buffer | undefined, clientAddress: string | undefined): void => {
+    let stream: WsStream;
+    try {
+      stream = new WsStream(ws, { framing: 'server' });
+    } catch {
+      ws.terminate();
+      return;
+    }
+    stream.on('error', () => {}); // whoever takes the stream over reports; undecided ones just close
+    if (early && early.length > 0) stream.unshift(early);
+    serve(stream, clientAddress);
+  };
+
   return {
     onUpgrade(req, socket, head, clientAddress) {
       const path = pathOf(req.url);
       if (path === `${base}/udp` && udp && validUpgrade(req) && !req.headers['sec-websocket-protocol']) {
         wss.handleUpgrade(req, socket, head, (ws) => serveWsUdp(ws, udp));
+        return true;
+      }
+      if (path === upPath) {
+        if (!validHttpUpgrade(req)) return false;
+        socket.on('error', () => {}); // as for a WebSocket's: the stream's owner reports
+        upgraded.add(socket);
+        socket.once('close', () => upgraded.delete(socket));
+        acceptHttpUpgrade(req, socket, head, (stream) => serve(stream, clientAddress));
         return true;
       }
       if (!streamPaths.has(path) || !validUpgrade(req)) return false;
@@ -177,6 +196,8 @@ export function createWebSocketEndpoints(
       return true;
     },
     close() {
+      for (const s of upgraded) s.destroy();
+      upgraded.clear();
       for (const ws of wss.clients) ws.terminate();
       wss.close();
     },
@@ -188,7 +209,7 @@ export function createWebSocketEndpoints(
  * and call `decided` (which attaches its 'data' listener), then resume. Undecided for `idleMs`: closed as the server
  * closes an idle unauthenticated connection.
  */
-function detectDialect(stream: WsStream, idleMs: number, decided: (mux: boolean) => void): void {
+function detectDialect(stream: Duplex, idleMs: number, decided: (mux: boolean) => void): void {
   const parts: Buffer[] = [];
   let done = false;
   const timer = setTimeout(() => {
