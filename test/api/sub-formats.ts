@@ -177,6 +177,9 @@ const V2RAY_PLUGIN_OPTS = [
   'headers',
   'skip-cert-verify',
   'fingerprint',
+  // mihomo's own (adapter/outbound/shadowsocks.go v2rayObfsOption): HTTPUpgrade instead of WebSocket.
+  'v2ray-http-upgrade',
+  'v2ray-http-upgrade-fast-open',
 ];
 
 /** A Clash/mihomo profile: returns its ss proxies. */
@@ -211,6 +214,8 @@ export function checkClash(body: string): Json[] {
       const o = p['plugin-opts'] as Json;
       assert.ok(isMap(o) && o.mode === 'websocket', `${w}: plugin-opts.mode websocket`);
       for (const k of Object.keys(o)) assert.ok(V2RAY_PLUGIN_OPTS.includes(k), `${w}: plugin-opts.${k}`);
+      for (const k of ['tls', 'mux', 'v2ray-http-upgrade', 'v2ray-http-upgrade-fast-open'])
+        assert.ok(o[k] === undefined || typeof o[k] === 'boolean', `${w}: plugin-opts.${k} is a bool`);
     }
     assert.ok(!names.has(String(p.name)), `${w}: duplicate name`);
     names.add(String(p.name));
@@ -317,5 +322,6 @@ export function clashPluginOpts(o: Json): string {
   const parts = ['mode=websocket', `host=${String(o.host)}`, `path=${String(o.path)}`];
   if (o.tls === true) parts.push('tls');
   if (o.mux !== undefined) parts.push(`mux=${o.mux ? 1 : 0}`);
+  if (o['v2ray-http-upgrade'] === true) parts.push('v2ray-http-upgrade');
   return parts.join(';');
 }

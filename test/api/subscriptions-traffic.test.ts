@@ -122,14 +122,36 @@ describe(
       assert.equal(await carries(bad.socksPort, echoPort, 3000), false, 'a wrong password carries nothing');
       await bad.stop();
 
-      // Clash/mihomo proxies, fed to ss-local the way mihomo would dial them.
-      for (const p of checkClash(await fetchFormat('clash')))
+      // Clash/mihomo proxies, fed to ss-local the way mihomo would dial them; the HTTPUpgrade ones
+      // (v2ray-http-upgrade, which v2ray-plugin lacks) to our client as the same SIP002 options.
+      const clash = checkClash(await fetchFormat('clash'));
+      assert.deepEqual(
+        clash.map((p) => (p['plugin-opts'] as Json | undefined)?.['v2ray-http-upgrade'] === true),
+        [false, true, false],
+      );
+      for (const p of clash) {
+        const o = p['plugin-opts'] as Json | undefined;
+        if (o?.['v2ray-http-upgrade'] === true) {
+          await viaLadder(
+            `Clash ${String(p.name)}`,
+            formatSsUrl({
+              method,
+              password: String(p.password),
+              host: String(p.server),
+              port: Number(p.port),
+              plugin: 'v2ray-plugin',
+              pluginOptions: clashPluginOpts(o),
+            }),
+          );
+          continue;
+        }
         await viaSsLocal(`Clash ${String(p.name)}`, {
           server: String(p.server),
           port: Number(p.port),
           password: String(p.password),
           pluginOpts: p.plugin === 'v2ray-plugin' ? clashPluginOpts(p['plugin-opts'] as Json) : undefined,
         });
+      }
 
       // sing-box outbounds: plugin_opts is a SIP003 string, as ss-local takes it.
       for (const o of checkSingBox(await fetchFormat('sing-box')))

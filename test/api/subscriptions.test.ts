@@ -102,12 +102,14 @@ test('every format parses by its consumers rules; WebSocket first, raw Shadowsoc
   assert.ok('tunnel' in legacy);
   assert.deepEqual(legacy.tunnel.tcp, { direct: 'example.org:4444' });
 
-  // Clash/mihomo: the web entry with v2ray-plugin, then the raw one; a select group over both.
+  // Clash/mihomo: the web entry with v2ray-plugin, its HTTPUpgrade twin (mihomo's
+  // v2ray-http-upgrade at /SECRET/up), then the raw one; a select group over all.
   const proxies = checkClash((await get('clash')).body);
   assert.deepEqual(
     proxies.map((p) => [p.name, p.server, p.port, p.plugin ?? null]),
     [
       ['Alice (web)', 'cdn.example.net', 443, 'v2ray-plugin'],
+      ['Alice (HTTPUpgrade)', 'cdn.example.net', 443, 'v2ray-plugin'],
       ['Alice', 'example.org', 4444, null],
     ],
   );
@@ -117,10 +119,18 @@ test('every format parses by its consumers rules; WebSocket first, raw Shadowsoc
     path: '/S3cret',
     tls: true,
   });
-  // UDP: the web entry's inside its stream (UoT v2, which a CDN carries), the raw entry's raw.
+  assert.deepEqual(proxies[1]!['plugin-opts'], {
+    mode: 'websocket',
+    host: 'cdn.example.net',
+    path: '/S3cret/up',
+    tls: true,
+    'v2ray-http-upgrade': true,
+  });
+  // UDP: the web entries' inside their stream (UoT v2, which a CDN carries), the raw entry's raw.
   assert.deepEqual(
     proxies.map((p) => [p.udp, p['udp-over-tcp'] ?? null, p['udp-over-tcp-version'] ?? null]),
     [
+      [true, true, 2],
       [true, true, 2],
       [true, null, null],
     ],
@@ -202,6 +212,7 @@ test('a web front without UDP (--no-udp): web entries claim no UDP and no UDP-ov
     proxies.map((p) => [p.plugin ?? null, p.udp, p['udp-over-tcp'] ?? null]),
     [
       ['v2ray-plugin', false, null],
+      ['v2ray-plugin', false, null],
       [null, true, null],
     ],
   );
@@ -250,7 +261,7 @@ test('format negotiation: the User-Agent matrix of panels, Accept text/html for 
   const base = pathOf(await add({ name: 'Neg' }));
   const body = async (ua: string, accept?: string) =>
     (await app.inject({ url: base, headers: { 'user-agent': ua, ...(accept ? { accept } : {}) } })).body;
-  assert.equal(checkClash(await body('mihomo/1.19')).length, 2);
+  assert.equal(checkClash(await body('mihomo/1.19')).length, 3); // WebSocket, HTTPUpgrade, raw
   assert.equal(checkSingBox(await body('SFI/1.11')).length, 2);
   assert.ok('tunnel' in parseOutline(await body('Go-http-client/1.1')));
   assert.equal(checkSip008(await body('shadowsocks-rust/1.21')).servers.length, 2);

@@ -164,6 +164,25 @@ function clashProxy(e: SubEntry): Record<string, unknown> {
 }
 
 /**
+ * The HTTPUpgrade twin of a web entry's Clash/mihomo proxy: mihomo's v2ray-plugin with
+ * `v2ray-http-upgrade: true` at `${path}/up` (the web front's HTTPUpgrade endpoint,
+ * server/web/httpupgrade.ts), for networks that pass the upgrade but not WebSocket framing.
+ * Clash Premium and other cores without the option would dial WebSocket there and fail, which is
+ * why it is a second entry after the WebSocket one, not a replacement.
+ */
+function clashHttpUpgradeProxy(e: SubEntry): Record<string, unknown> {
+  const p = clashProxy(e);
+  const name = e.name.endsWith(' (web)') ? `${e.name.slice(0, -6)} (HTTPUpgrade)` : `${e.name} (HTTPUpgrade)`;
+  const opts = p['plugin-opts'] as Record<string, unknown>;
+  return { ...p, name, 'plugin-opts': { ...opts, path: `${e.ws!.path}/up`, 'v2ray-http-upgrade': true } };
+}
+
+/** The Clash/mihomo proxies of the entries: each web entry's WebSocket proxy, then its HTTPUpgrade twin. */
+function clashProxies(entries: readonly SubEntry[]): Record<string, unknown>[] {
+  return entries.flatMap((e) => (e.ws ? [clashProxy(e), clashHttpUpgradeProxy(e)] : [clashProxy(e)]));
+}
+
+/**
  * A minimal working Clash/mihomo profile: a local mixed (HTTP+SOCKS) port, the key's proxies,
  * one select group (WebSocket first) and a rule sending everything through it.
  */
@@ -181,12 +200,13 @@ export async function clashYaml(sub: Subscription): Promise<Rendered> {
     return { body: yaml(doc), contentType: YAML_UTF8, ext: 'yaml' };
   }
   // mihomo refuses a group named like a proxy; the rule is comma-separated.
+  const proxies = clashProxies(sub.entries);
   let group = 'Ladder';
-  while (sub.entries.some((e) => e.name === group)) group += ' ·';
+  while (proxies.some((p) => p.name === group)) group += ' ·';
   const doc = {
     ...base,
-    proxies: sub.entries.map(clashProxy),
-    'proxy-groups': [{ name: group, type: 'select', proxies: sub.entries.map((e) => e.name) }],
+    proxies,
+    'proxy-groups': [{ name: group, type: 'select', proxies: proxies.map((p) => p.name) }],
     rules: [`MATCH,${group}`],
   };
   return { body: yaml(doc), contentType: YAML_UTF8, ext: 'yaml' };

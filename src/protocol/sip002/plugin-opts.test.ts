@@ -113,3 +113,17 @@ test('v2ray-plugin options: a near miss of one we read is refused with "did you 
   // Control: the options we read, spelt right, give no notes and no error.
   assert.equal(parseV2rayPluginOptions('mode=websocket;host=a;path=/p;tls;mux=0').notes, undefined);
 });
+
+test("v2ray-plugin options: mihomo's v2ray-http-upgrade (HTTPUpgrade), its fast-open noted", () => {
+  for (const flag of ['v2ray-http-upgrade', 'v2ray-http-upgrade=true', 'v2ray-http-upgrade=1'])
+    assert.equal(parseV2rayPluginOptions(`mode=websocket;path=/s/up;${flag}`).httpUpgrade, true, flag);
+  for (const flag of ['v2ray-http-upgrade=false', 'v2ray-http-upgrade=0', 'host=a'])
+    assert.equal(parseV2rayPluginOptions(`mode=websocket;path=/s/up;${flag}`).httpUpgrade, undefined, flag);
+  assert.throws(
+    () => parseV2rayPluginOptions('mode=websocket;v2ray-http-upgrade=yes'),
+    /v2ray-plugin option "v2ray-http-upgrade" must be true or false/,
+  );
+  assert.deepEqual(parseV2rayPluginOptions('v2ray-http-upgrade;v2ray-http-upgrade-fast-open=true').notes, [
+    'option "v2ray-http-upgrade-fast-open" is ignored (this client sends after the server\'s 101)',
+  ]);
+});
