@@ -7,7 +7,7 @@
  *   tcp        TCP connect to the first answer (refused, reset, or silence: a null route)
  *   tls        for wss:// endpoints, the handshake with the key's server name (SNI filtering,
  *              an untrusted or mismatched certificate)
- *   websocket  the WebSocket upgrade on the secret path (a wrong path, a proxy in between)
+ *   websocket  the WebSocket (or HTTPUpgrade) upgrade on the secret path (a wrong path, a proxy in between)
  *   tunnel     a Shadowsocks connection through the endpoint to a known target that must answer
  *              (an HTTP GET): a wrong key or method, or a censor that cuts the flow after the
  *              first packet
@@ -18,8 +18,10 @@
  */
 import { createHash } from 'node:crypto';
 import { isIP, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Dialer, NextHop } from '../transport/dialer.js';
 import { DialerStream } from '../transport/dialer-stream.js';
+import { dialHttpUpgrade } from '../transport/httpupgrade-dialer.js';
 import { dialWebSocket, webSocketNextHop, type WsTransportOptions } from '../transport/ws-dialer.js';
 import { toSocksAddress } from '../protocol/socks5/address.js';
 import { addrsOf, resolveSystem, resolveUdp, since, type HostPort } from './dns.js';
@@ -170,7 +172,10 @@ export async function checkServer(target: ServerTarget, o: ServerCheckOptions): 
       }
     } else sock.destroy();
     try {
-      const stream = await withTimeout(dialWebSocket({ ...ws, connectTimeoutMs: o.timeoutMs }), o.timeoutMs);
+      // The upgrade step: a WebSocket, or an HTTPUpgrade (the same request, then raw bytes).
+      const ep = { ...ws, connectTimeoutMs: o.timeoutMs };
+      const upgrade: Promise<Duplex> = ws.httpUpgrade ? dialHttpUpgrade(ep) : dialWebSocket(ep);
+      const stream = await withTimeout(upgrade, o.timeoutMs);
       stream.destroy();
       steps.push({ step: 'websocket', failure: null, t: since(t0) });
     } catch (err) {
