@@ -39,3 +39,16 @@ test('the banner routing line: a rules default wins over --route, and the line s
   );
   assert.match(routingSummary('auto', list('final,direct\n'), 'r.txt'), /^auto: 0 rules from r\.txt, unmatched: direct/);
 });
+
+test('the banner says HTTPUpgrade for a v2ray-http-upgrade key', () => {
+  const up = endpointFromKey(web(';tls;v2ray-http-upgrade'), 'local');
+  assert.equal(
+    shapingSummary([up], undefined, '--no-shape'),
+    'over HTTPUpgrade+TLS with Mux.Cool on (mux=0 in the key: an HTTPUpgrade per connection)',
+  );
+  const ws = endpointFromKey(web(';tls;mux=0'), 'local');
+  assert.equal(
+    shapingSummary([ws, endpointFromKey(web(';tls;mux=0;v2ray-http-upgrade'), 'local')], undefined, '--no-shape'),
+    'over WebSocket+TLS (HTTPUpgrade for 1 of them) with Mux.Cool off',
+  );
+});

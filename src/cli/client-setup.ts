@@ -90,18 +90,22 @@ export function shapingSummary(
   return parts.join(', ');
 }
 
-/** The web endpoints' transport for the banner: WebSocket (+TLS), Mux.Cool on or off and how to change it. */
+/** The web endpoints' transport for the banner: WebSocket or HTTPUpgrade (+TLS), Mux.Cool on or off and how to change it. */
 function webSummary(ws: readonly KeyEndpoint[], all: number): string {
   const tls = ws.every((e) => e.websocket!.url.startsWith('wss:')) ? '+TLS' : '';
   const muxed = ws.filter((e) => e.websocket!.mux).length;
   const which = ws.length === all ? '' : `${ws.length} of ${all} endpoints `;
+  const up = ws.filter((e) => e.websocket!.httpUpgrade).length;
+  const over =
+    up === 0 ? `WebSocket${tls}` : up === ws.length ? `HTTPUpgrade${tls}` : `WebSocket${tls} (HTTPUpgrade for ${up} of them)`;
+  const carrier = up === ws.length ? 'an HTTPUpgrade' : 'a WebSocket';
   const mux =
     muxed === ws.length
-      ? 'Mux.Cool on (mux=0 in the key: a WebSocket per connection)'
+      ? `Mux.Cool on (mux=0 in the key: ${carrier} per connection)`
       : muxed === 0
         ? 'Mux.Cool off'
         : `Mux.Cool on for ${muxed} of them`;
-  return `${which}over WebSocket${tls} with ${mux}`;
+  return `${which}over ${over} with ${mux}`;
 }
 
 const MODE_TEXT = {

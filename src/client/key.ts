@@ -90,6 +90,7 @@ export function endpointFromParts(
       host: o.host,
       mux: o.mux,
       ...(o.httpUpgrade ? { httpUpgrade: true } : {}),
+      ...(o.httpUpgradeFastOpen ? { fastOpen: true } : {}),
       ...(o.cert !== undefined && from === 'local' ? { ca: trustedCa(o.cert) } : {}),
     };
     pluginNotes = o.notes;

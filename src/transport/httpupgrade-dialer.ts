@@ -11,9 +11,12 @@
  * WebSocket), so a Ladder key cannot point at a sing-box httpupgrade inbound. The answer's
  * Sec-WebSocket-Accept is not checked (Xray's and mihomo's servers send one, sing-box's none).
  * TLS (server name apart from the dialled address, a CA or a pin) is web-tls.ts, as for WebSocket.
+ * With `fastOpen` (mihomo's `v2ray-http-upgrade-fast-open`, Xray's `?ed=`) the request leaves with
+ * the first bytes and the 101 is checked as it arrives (FastOpenStream).
  */
 import { randomBytes } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { DEFAULT_CONNECT_TIMEOUT_MS, UpstreamDialError } from './dialer.js';
 import { webTlsOptions, type WebTlsEndpoint } from './web-tls.js';
@@ -25,6 +28,13 @@ export interface HttpUpgradeEndpoint extends WebTlsEndpoint {
   host?: string | undefined;
   /** For the whole dial: TCP, TLS, request and answer (default 10 s). */
   connectTimeoutMs?: number | undefined;
+  /**
+   * mihomo's `v2ray-http-upgrade-fast-open`: resolve once connected (TLS done) without waiting
+   * for the 101, and send the request with the first write, in one socket write; the answer is
+   * checked as it arrives (FastOpenStream). One round trip less per connection; a refusal then
+   * shows as a stream that fails, not as a dial error.
+   */
+  fastOpen?: boolean | undefined;
 }
 
 /** The longest answer head read before giving up (the server's is ~100 bytes). */
@@ -66,12 +76,94 @@ export function answerProblem(head: string): string | undefined {
   return undefined;
 }
 
+/** The server's answer head as it arrives: complete, checked, and what came after it. */
+class AnswerHead {
+  #buf: Buffer = Buffer.alloc(0);
+
+  /** undefined while incomplete; then the stream's bytes after the head (maybe none). Throws UpstreamDialError for a refusal. */
+  feed(chunk: Buffer): Buffer | undefined {
+    this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
+    const end = this.#buf.indexOf('\r\n\r\n');
+    if (end === -1) {
+      if (this.#buf.length > MAX_ANSWER_HEAD) throw new UpstreamDialError('ERR_CONNECT', 'HTTP upgrade answer head too long');
+      return undefined;
+    }
+    const problem = answerProblem(this.#buf.subarray(0, end).toString('latin1'));
+    if (problem !== undefined) throw new UpstreamDialError('ERR_CONNECT', problem);
+    return this.#buf.subarray(end + 4);
+  }
+}
+
+/**
+ * Fast-open: the connection before its 101. The request leaves with the first write (one socket
+ * write: header and the Shadowsocks salt together, as Xray and mihomo send them); the answer head
+ * is taken off the first bytes read and checked, a refusal destroys the stream with the reason.
+ * Back-pressure, half-close (end() is the socket's FIN, its FIN our end) as the socket's own.
+ */
+class FastOpenStream extends Duplex {
+  readonly #socket: Socket;
+  #request: Buffer | undefined;
+  #answer: AnswerHead | undefined = new AnswerHead();
+
+  constructor(socket: Socket, request: string) {
+    super({ allowHalfOpen: true });
+    this.#socket = socket;
+    this.#request = Buffer.from(request, 'latin1');
+    socket.on('data', (c: Buffer) => this.#onData(c));
+    socket.on('end', () => this.push(null));
+    socket.on('error', (err) => this.destroy(err));
+    socket.on('close', () => {
+      this.push(null);
+      if (!this.writableFinished) this.destroy();
+    });
+  }
+
+  #onData(chunk: Buffer): void {
+    let c = chunk;
+    if (this.#answer) {
+      let rest: Buffer | undefined;
+      try {
+        rest = this.#answer.feed(c);
+      } catch (err) {
+        this.destroy(err as Error);
+        return;
+      }
+      if (rest === undefined) return;
+      this.#answer = undefined;
+      if (rest.length === 0) return;
+      c = rest;
+    }
+    if (!this.push(c)) this.#socket.pause();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    const req = this.#request;
+    this.#request = undefined;
+    this.#socket.write(req ? Buffer.concat([req, chunk]) : chunk, cb);
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.#socket.end();
+    cb();
+  }
+
+  override _read(): void {
+    this.#socket.resume();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.#socket.destroy();
+    cb(err);
+  }
+}
+
 /**
  * Dial `ep`, send the upgrade request, and resolve with the connection (a net.Socket or
  * TLSSocket, half-open allowed, Nagle off) once the server answered 101; bytes that came after
- * the answer are put back to be read first. Errors never name the host (they may reach logs).
+ * the answer are put back to be read first. With `fastOpen`, a FastOpenStream once connected.
+ * Errors never name the host (they may reach logs).
  */
-export function dialHttpUpgrade(ep: HttpUpgradeEndpoint, signal?: AbortSignal): Promise<Socket> {
+export function dialHttpUpgrade(ep: HttpUpgradeEndpoint, signal?: AbortSignal): Promise<Duplex> {
   const url = new URL(ep.url);
   const secure = url.protocol === 'wss:' || url.protocol === 'https:';
   if (!secure && url.protocol !== 'ws:' && url.protocol !== 'http:')
@@ -96,12 +188,13 @@ export function dialHttpUpgrade(ep: HttpUpgradeEndpoint, signal?: AbortSignal): 
       const { createConnection, ...options } = t;
       socket = (createConnection ?? tlsConnect)({ socket: raw, ...options, ALPNProtocols: ['http/1.1'] });
     }
-    let head: Buffer = Buffer.alloc(0);
+    const answer = new AnswerHead();
     let settled = false;
     const cleanup = (): void => {
       settled = true;
       clearTimeout(timer);
       socket.off('readable', onReadable);
+      socket.off(secure ? 'secureConnect' : 'connect', onConnected);
       socket.off('error', onError);
       raw.off('error', onError);
       socket.off('close', onClose);
@@ -116,28 +209,34 @@ export function dialHttpUpgrade(ep: HttpUpgradeEndpoint, signal?: AbortSignal): 
       raw.destroy();
       reject(err);
     };
+    const done = (stream: Duplex): void => {
+      cleanup();
+      if (raw !== socket) raw.on('error', () => {}); // the TLSSocket reports what happens under it
+      stream.on('error', () => {}); // until the tunnel attaches its own (as connectTcp does)
+      resolve(stream);
+    };
     // Read in paused mode ('readable'), so that once the listener is gone the socket is as a
     // fresh one: nothing read until its new owner listens for 'data' or resumes it.
     const onReadable = (): void => {
       for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) {
-        head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
-        const end = head.indexOf('\r\n\r\n');
-        if (end === -1) {
-          if (head.length > MAX_ANSWER_HEAD) fail(new UpstreamDialError('ERR_CONNECT', 'HTTP upgrade answer head too long'));
-          continue;
-        }
-        const problem = answerProblem(head.subarray(0, end).toString('latin1'));
-        if (problem !== undefined) {
-          fail(new UpstreamDialError('ERR_CONNECT', problem));
+        let rest: Buffer | undefined;
+        try {
+          rest = answer.feed(chunk);
+        } catch (err) {
+          fail(err as UpstreamDialError);
           return;
         }
-        cleanup();
-        const rest = head.subarray(end + 4);
+        if (rest === undefined) continue;
+        socket.off('readable', onReadable);
         if (rest.length > 0) socket.unshift(rest);
-        socket.on('error', () => {}); // until the tunnel attaches its own (as connectTcp does)
-        resolve(socket);
+        done(socket);
         return;
       }
+    };
+    const onConnected = (): void => {
+      // A pin mismatch destroys the socket in an earlier 'secureConnect' listener (web-tls.ts);
+      // its error then rejects the dial.
+      if (!socket.destroyed) done(new FastOpenStream(socket, request));
     };
     const onError = (err: NodeJS.ErrnoException): void =>
       fail(
@@ -152,11 +251,15 @@ export function dialHttpUpgrade(ep: HttpUpgradeEndpoint, signal?: AbortSignal): 
       timeoutMs,
     );
     timer.unref();
-    socket.on('readable', onReadable);
     socket.once('error', onError);
     if (socket !== raw) raw.once('error', onError);
     socket.once('close', onClose);
     signal?.addEventListener('abort', onAbort, { once: true });
+    if (ep.fastOpen) {
+      socket.once(secure ? 'secureConnect' : 'connect', onConnected);
+      return;
+    }
+    socket.on('readable', onReadable);
     // Written at once: a net.Socket queues it until connected, a TLSSocket until the handshake.
     socket.write(request);
   });

@@ -99,6 +99,8 @@ export interface WsTransportOptions extends WsEndpoint {
    * "httpupgrade", mihomo's `v2ray-http-upgrade`): the same upgrade request, then raw bytes.
    */
   httpUpgrade?: boolean | undefined;
+  /** HTTPUpgrade: send with the request, without waiting for the 101 (httpupgrade-dialer.ts `fastOpen`). */
+  fastOpen?: boolean | undefined;
   /** Carry every stream as a Mux.Cool session over shared WebSockets (v2ray-plugin's mux=1). */
   mux?: boolean | undefined;
   /** Mux: most concurrent sessions on one WebSocket before another is opened (default 16). */

@@ -1,7 +1,8 @@
 // HTTPUpgrade (Xray/sing-box "httpupgrade", mihomo's v2ray-plugin `v2ray-http-upgrade`) end to
 // end: `ladder client` (CLI, from a SIP002 key with `v2ray-http-upgrade` and path /SECRET/up) →
 // Ladder's web front, plain and TLS (a test CA trusted through the key's cert=), a SIP004 and a
-// 2022 key, Mux.Cool (the default) and raw (mux=0); and through Debian's nginx as the "CDN"
+// 2022 key, Mux.Cool (the default) and raw (mux=0), fast-open (the request with the first
+// bytes, not waiting for the 101) and not; and through Debian's nginx as the "CDN"
 // (TLS there, `proxy_set_header Upgrade/Connection` as for WebSocket) to the plain front. 8 MiB
 // each way with sha256 compared, short connections, and the front's record that each stream
 // came in at /SECRET/up (HTTPUpgrade), never at a WebSocket path.
@@ -36,6 +37,8 @@ interface Case {
   method: Method;
   mux: boolean;
   size: number;
+  /** mihomo's v2ray-http-upgrade-fast-open: the request goes with the first bytes. */
+  fastOpen?: boolean;
 }
 
 const CASES: Case[] = [
@@ -45,6 +48,9 @@ const CASES: Case[] = [
   { via: 'direct', tls: true, method: 'aes-256-gcm', mux: false, size: 8 * MiB },
   { via: 'nginx', tls: true, method: 'aes-256-gcm', mux: true, size: 8 * MiB },
   { via: 'nginx', tls: true, method: '2022-blake3-aes-256-gcm', mux: false, size: 1 * MiB },
+  { via: 'direct', tls: false, method: 'aes-256-gcm', mux: false, size: 1 * MiB, fastOpen: true },
+  { via: 'direct', tls: true, method: '2022-blake3-aes-256-gcm', mux: true, size: 1 * MiB, fastOpen: true },
+  { via: 'nginx', tls: true, method: 'aes-256-gcm', mux: false, size: 1 * MiB, fastOpen: true },
 ];
 
 const secretFor = (m: Method): string =>
@@ -52,7 +58,7 @@ const secretFor = (m: Method): string =>
 
 for (const c of CASES) {
   const skip = (c.tls && noOpenssl) || (c.via === 'nginx' && (nginxSkip() || noOpenssl));
-  const what = `${c.tls ? 'TLS' : 'plain'}, ${c.mux ? 'Mux.Cool' : 'raw'}, ${c.method}`;
+  const what = `${c.tls ? 'TLS' : 'plain'}, ${c.mux ? 'Mux.Cool' : 'raw'}${c.fastOpen ? ', fast-open' : ''}, ${c.method}`;
   const where = c.via === 'nginx' ? 'nginx (TLS, WebSocket proxy config) → ladder plain web front' : 'ladder web front';
   describe(`ladder client (HTTPUpgrade, ${what}) → ${where}`, { skip }, () => {
     const secret = secretFor(c.method);
@@ -82,6 +88,7 @@ for (const c of CASES) {
           `host=${HOST}`,
           `path=${srv.secretPath}/up`,
           'v2ray-http-upgrade',
+          ...(c.fastOpen ? ['v2ray-http-upgrade-fast-open'] : []),
           ...(c.tls ? ['tls', `cert=${ca.caPath}`] : []),
           ...(c.mux ? [] : ['mux=0']),
         ].join(';');

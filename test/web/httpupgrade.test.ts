@@ -204,6 +204,61 @@ describe('HTTPUpgrade at /SECRET/up, byte for byte', () => {
   });
 });
 
+describe("Ladder's fast-open dialer (v2ray-http-upgrade-fast-open)", () => {
+  /** A server that answers only once it holds `want` bytes; records what came before its answer. */
+  async function withholding(want: number, answer: string): Promise<{ port: number; before: Promise<Buffer>; close(): void }> {
+    let got: (b: Buffer) => void = () => {};
+    const before = new Promise<Buffer>((r) => (got = r));
+    const srv = net.createServer((s) => {
+      let acc = Buffer.alloc(0);
+      s.on('data', (c: Buffer) => {
+        if (acc.length >= want) return;
+        acc = Buffer.concat([acc, c]);
+        if (acc.length < want) return;
+        got(acc);
+        s.write(answer);
+      });
+      s.on('error', () => {});
+    });
+    srv.listen(0, '127.0.0.1');
+    await once(srv, 'listening');
+    return { port: (srv.address() as net.AddressInfo).port, before, close: () => srv.close() };
+  }
+
+  test('resolves before any answer; the request and the first write leave together; the 101 is taken off the stream', async () => {
+    const payload = randomBytes(500);
+    const head = httpUpgradeRequest('/s/up', HOST, WS_KEY);
+    const srv = await withholding(head.length + payload.length, `${answerFor('xray')}stream-bytes`);
+    try {
+      const s = await dialHttpUpgrade({ url: `ws://127.0.0.1:${srv.port}/s/up`, host: HOST, fastOpen: true });
+      s.write(payload);
+      const before = (await srv.before).toString('latin1');
+      // The key is random per request: compare the head with it masked.
+      const masked = before.replace(/Sec-WebSocket-Key: [^\r]+/, `Sec-WebSocket-Key: ${WS_KEY}`);
+      assert.equal(masked, head + payload.toString('latin1'));
+      const [got] = (await once(s, 'data')) as [Buffer];
+      assert.equal(got.toString(), 'stream-bytes');
+      s.destroy();
+    } finally {
+      srv.close();
+    }
+  });
+
+  test('a refusal destroys the stream with the reason', async () => {
+    const head = httpUpgradeRequest('/s/up', HOST, WS_KEY);
+    const srv = await withholding(head.length + 1, 'HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
+    try {
+      const s = await dialHttpUpgrade({ url: `ws://127.0.0.1:${srv.port}/s/up`, host: HOST, fastOpen: true });
+      s.resume();
+      s.write(Buffer.from('x'));
+      const err = await new Promise<Error>((resolve) => s.once('error', resolve));
+      assert.match(err.message, /^HTTP upgrade refused \(HTTP 404\)$/);
+    } finally {
+      srv.close();
+    }
+  });
+});
+
 describe('HTTPUpgrade negative control: wrong requests get the decoy, as on any other path', () => {
   let srv: WsTestServer;
   before(async () => {

@@ -114,7 +114,7 @@ test('v2ray-plugin options: a near miss of one we read is refused with "did you 
   assert.equal(parseV2rayPluginOptions('mode=websocket;host=a;path=/p;tls;mux=0').notes, undefined);
 });
 
-test("v2ray-plugin options: mihomo's v2ray-http-upgrade (HTTPUpgrade), its fast-open noted", () => {
+test("v2ray-plugin options: mihomo's v2ray-http-upgrade (HTTPUpgrade) and its fast-open", () => {
   for (const flag of ['v2ray-http-upgrade', 'v2ray-http-upgrade=true', 'v2ray-http-upgrade=1'])
     assert.equal(parseV2rayPluginOptions(`mode=websocket;path=/s/up;${flag}`).httpUpgrade, true, flag);
   for (const flag of ['v2ray-http-upgrade=false', 'v2ray-http-upgrade=0', 'host=a'])
@@ -123,7 +123,11 @@ test("v2ray-plugin options: mihomo's v2ray-http-upgrade (HTTPUpgrade), its fast-
     () => parseV2rayPluginOptions('mode=websocket;v2ray-http-upgrade=yes'),
     /v2ray-plugin option "v2ray-http-upgrade" must be true or false/,
   );
-  assert.deepEqual(parseV2rayPluginOptions('v2ray-http-upgrade;v2ray-http-upgrade-fast-open=true').notes, [
-    'option "v2ray-http-upgrade-fast-open" is ignored (this client sends after the server\'s 101)',
+  const fast = parseV2rayPluginOptions('v2ray-http-upgrade;v2ray-http-upgrade-fast-open=true');
+  assert.equal(fast.httpUpgradeFastOpen, true);
+  assert.equal(fast.notes, undefined);
+  assert.deepEqual(parseV2rayPluginOptions('v2ray-http-upgrade-fast-open').notes, [
+    'option "v2ray-http-upgrade-fast-open" is ignored without "v2ray-http-upgrade"',
   ]);
+  assert.throws(() => parseV2rayPluginOptions('v2ray-http-upgrade;v2ray-http-upgrade-fast-open=2'), /must be true or false/);
 });

@@ -54,6 +54,8 @@ export interface V2rayPluginOptions {
   cert?: string;
   /** mihomo's `v2ray-http-upgrade`: HTTPUpgrade (the upgraded connection is the stream, no frames). */
   httpUpgrade?: true;
+  /** mihomo's `v2ray-http-upgrade-fast-open`: HTTPUpgrade's first bytes go with the request. */
+  httpUpgradeFastOpen?: true;
   /** Options given that change nothing here, one sentence each naming the option (never its value). */
   notes?: string[];
 }
@@ -64,11 +66,19 @@ export interface V2rayPluginOptions {
  * know it (HTTPUpgrade keys are for mihomo and Ladder's client).
  */
 export const HTTP_UPGRADE = 'v2ray-http-upgrade';
-/** mihomo's "send before the 101": this client waits for the answer, so it changes nothing here. */
-const HTTP_UPGRADE_FAST_OPEN = 'v2ray-http-upgrade-fast-open';
+/** mihomo's "send before the 101": the request and the first bytes in one write. */
+export const HTTP_UPGRADE_FAST_OPEN = 'v2ray-http-upgrade-fast-open';
+
+/** A mihomo-style boolean option: a bare flag, true/1 or false/0 (anything else is refused). */
+function flagOption(o: Map<string, string | true>, name: string): boolean {
+  const v = o.get(name);
+  if (v !== undefined && v !== true && !['true', 'false', '1', '0'].includes(v))
+    throw new ProtocolError('ERR_URL', `v2ray-plugin option "${name}" must be true or false`);
+  return v === true || v === 'true' || v === '1';
+}
 
 /** The options this client reads (a near miss of one is refused with "did you mean"). */
-const READ_OPTIONS = ['host', 'path', 'mode', 'tls', 'mux', 'cert', HTTP_UPGRADE];
+const READ_OPTIONS = ['host', 'path', 'mode', 'tls', 'mux', 'cert', HTTP_UPGRADE, HTTP_UPGRADE_FAST_OPEN];
 
 /** Options v2ray-plugin knows that only matter to its own process or to its server side. */
 const IGNORED_OPTIONS = new Set([
@@ -113,10 +123,6 @@ export function parseV2rayPluginOptions(text: string | undefined): V2rayPluginOp
   const notes: string[] = [];
   for (const name of o.keys()) {
     if (READ_OPTIONS.includes(name) || name === 'server') continue;
-    if (name === HTTP_UPGRADE_FAST_OPEN) {
-      notes.push(`option "${name}" is ignored (this client sends after the server's 101)`);
-      continue;
-    }
     if (IGNORED_OPTIONS.has(name)) {
       notes.push(`option ${shownName(name)} is ignored (it only matters to v2ray-plugin's own process)`);
       continue;
@@ -157,10 +163,9 @@ export function parseV2rayPluginOptions(text: string | undefined): V2rayPluginOp
       'v2ray-plugin option "path" contains a space, a control character or "#"',
     );
   const tls = tlsOpt !== undefined && tlsOpt !== 'false' && tlsOpt !== '0';
-  const upOpt = o.get(HTTP_UPGRADE);
-  if (upOpt !== undefined && upOpt !== true && !['true', 'false', '1', '0'].includes(upOpt))
-    throw new ProtocolError('ERR_URL', `v2ray-plugin option "${HTTP_UPGRADE}" must be true or false`);
-  const httpUpgrade = upOpt === true || upOpt === 'true' || upOpt === '1';
+  const httpUpgrade = flagOption(o, HTTP_UPGRADE);
+  const fastOpen = flagOption(o, HTTP_UPGRADE_FAST_OPEN);
+  if (fastOpen && !httpUpgrade) notes.push(`option "${HTTP_UPGRADE_FAST_OPEN}" is ignored without "${HTTP_UPGRADE}"`);
   const cert = str('cert');
   if (cert === '')
     throw new ProtocolError('ERR_URL', 'v2ray-plugin option "cert" needs a file path (cert=PATH)');
@@ -172,6 +177,7 @@ export function parseV2rayPluginOptions(text: string | undefined): V2rayPluginOp
     mux: mux > 0,
     ...(cert !== undefined && tls ? { cert } : {}),
     ...(httpUpgrade ? { httpUpgrade: true as const } : {}),
+    ...(httpUpgrade && fastOpen ? { httpUpgradeFastOpen: true as const } : {}),
     ...(notes.length > 0 ? { notes } : {}),
   };
 }
