@@ -27,7 +27,9 @@
  * and the v2ray-plugin pair; `--raw` adds Ladder's client -> Ladder's server over raw TCP (the
  * same programs without WebSocket, TLS and Mux.Cool); `--libev` adds ss-local -> ss-server over
  * raw TCP (shadowsocks-libev without plugin: the C floor of a short connection, for the
- * arithmetic of the <= 0.5x target); `--gap MS` waits between short connections (--driver node only; so none
+ * arithmetic of the <= 0.5x target); `--httpupgrade` adds Ladder's client -> the same Ladder server over
+ * HTTPUpgrade (`/SECRET/up`, no WebSocket frames; Mux.Cool as the WebSocket pair); `--no-mux` gives
+ * Ladder's client keys mux=0 (one WebSocket or HTTPUpgrade per connection); `--gap MS` waits between short connections (--driver node only; so none
  * overlaps the previous one's close); `--size 0` skips the throughput phase;
  * `--threads` prints each thread's CPU in the short phase; `--warm-short N` runs N unmeasured short
  * connections through every pair first (Node's JIT: a fresh Ladder process spends about twice the
@@ -95,6 +97,10 @@ const NODE_ARGS = arg('--node-args', '').split(' ').filter(Boolean);
 const PAIRS = arg('--pairs', 'all');
 const RAW = process.argv.includes('--raw');
 const LIBEV = process.argv.includes('--libev');
+/** `--httpupgrade`: also Ladder's client -> Ladder's web front over HTTPUpgrade (/SECRET/up), same server. */
+const HTTPUPGRADE = process.argv.includes('--httpupgrade');
+/** `--no-mux`: Ladder's client keys say mux=0 (a WebSocket or HTTPUpgrade per connection, no Mux.Cool). */
+const NO_MUX = process.argv.includes('--no-mux');
 const GAP_MS = Number(arg('--gap', '0'));
 const WARM_SHORT = Number(arg('--warm-short', '0'));
 /** `--driver c,node,curl`: who drives the short connections and answers them (bench/short-drivers.ts). */
@@ -247,23 +253,23 @@ async function ladderWebServer(env: NodeJS.ProcessEnv): Promise<Server> {
   return { name: 'ladder server (web front)', port: webPort, pid: ladder.pid, tcpPort: ladder.port };
 }
 
-function ladderKey(server: Server): string {
+function ladderKey(server: Server, up = false): string {
   return formatSsUrl({
     method: METHOD,
     password: PASSWORD,
     host: '127.0.0.1',
     port: server.port,
     plugin: 'v2ray-plugin',
-    pluginOptions: `tls;host=${HOST};path=${PATH}`,
+    pluginOptions: `${up ? `tls;host=${HOST};path=${PATH}/up;v2ray-http-upgrade` : `tls;host=${HOST};path=${PATH}`}${NO_MUX ? ';mux=0' : ''}`,
   });
 }
 
-async function ladderWebClient(server: Server, env: NodeJS.ProcessEnv): Promise<Client> {
+async function ladderWebClient(server: Server, env: NodeJS.ProcessEnv, up = false): Promise<Client> {
   // Ladder's client verifies against the system CAs plus NODE_EXTRA_CA_CERTS (the bench CA).
   const ladder = track(
     await startLadderClient({
       ...ladderSpawn,
-      key: ladderKey(server),
+      key: ladderKey(server, up),
       env: { ...ladderSpawn.env, ...env, NODE_EXTRA_CA_CERTS: caFile },
     }),
   );
@@ -341,6 +347,10 @@ try {
       const label = `${c.name} -> ${s.name}`;
       const wanted = PAIRS === 'all' || label === OURS || (PAIRS === 'ends' && label === THEIRS);
       if (wanted) pairs.push({ label, socksPort: c.socksPort, pids: [c.pid, s.pid] });
+      if (HTTPUPGRADE && s.tcpPort !== undefined && c.name === 'ladder client') {
+        const up = await ladderWebClient(s, {}, true);
+        pairs.push({ label: `${OURS} over HTTPUpgrade`, socksPort: up.socksPort, pids: [up.pid, s.pid] });
+      }
       if (RAW && s.tcpPort !== undefined && c.name === 'ladder client') {
         // The same two programs without WebSocket, TLS and Mux.Cool: a new TCP connection each.
         const key = formatSsUrl({ method: METHOD, password: PASSWORD, host: '127.0.0.1', port: s.tcpPort });
