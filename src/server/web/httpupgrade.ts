@@ -63,6 +63,21 @@ export function httpUpgradeAnswer(req: IncomingMessage): string {
   return `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n${accept}\r\n`;
 }
 
+/** What a WebSocket stream buffers before its socket is paused (WsStream's readable side). */
+const READABLE_HIGH_WATER = 256 * 1024;
+
+/**
+ * Let the connection buffer as much as a WebSocket stream does before it is paused. The http
+ * server made the socket with the default 16 KiB and Node has no public setter. At 16 KiB the
+ * server spent ~15 % more CPU per MiB uploaded through a Mux.Cool carrier than at 256 KiB (an
+ * A/B in alternated runs, noisy: docs/benchmarks.md, session 17).
+ */
+function raiseReadableHighWater(s: Duplex): void {
+  const state = (s as unknown as { _readableState?: { highWaterMark?: unknown } })._readableState;
+  if (state && typeof state.highWaterMark === 'number' && state.highWaterMark < READABLE_HIGH_WATER)
+    state.highWaterMark = READABLE_HIGH_WATER;
+}
+
 /**
  * Answer an upgrade that validHttpUpgrade accepted and hand its connection to `serve` as the
  * stream, with the early data and the bytes after the head put back to be read first.
@@ -76,6 +91,7 @@ export function acceptHttpUpgrade(
   const s = socket as Socket;
   s.setTimeout?.(0);
   s.setNoDelay?.(true);
+  raiseReadableHighWater(s);
   s.write(httpUpgradeAnswer(req));
   if (head.length > 0) s.unshift(head);
   const proto = req.headers['sec-websocket-protocol']?.trim();
