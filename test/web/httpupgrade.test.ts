@@ -6,7 +6,9 @@
  * a Shadowsocks stream (a SIP004 and a 2022 key) to an echo server. Then: the trusted proxy's
  * client address as for WebSocket, and the negative control: every wrong request at or near
  * /SECRET/up gets the decoy's answer to the same request on a path that was never secret, byte
- * for byte (Date masked), and reaches no endpoint.
+ * for byte (Date masked), and reaches no endpoint. Also Ladder's own dialer: its request, its
+ * fast-open (request and first bytes before any answer; a refusal as the stream's error), and
+ * `ladder probe`'s upgrade step for an HTTPUpgrade key.
  *
  * No Debian package speaks HTTPUpgrade (v2ray is 4.34, from before the transport; no Xray,
  * sing-box or mihomo package): these replays stand in for those clients.
@@ -17,7 +19,10 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { createTunnelDialer } from '../../src/client/index.js';
+import http from 'node:http';
+import { createTunnelDialer, endpointFromKey } from '../../src/client/index.js';
+import { checkServers, type ServerTarget } from '../../src/probe/servers.js';
+import { formatSsUrl } from '../../src/protocol/sip002/index.js';
 import type { NextHop } from '../../src/transport/dialer.js';
 import { DialerStream } from '../../src/transport/dialer-stream.js';
 import { answerProblem, dialHttpUpgrade, httpUpgradeRequest } from '../../src/transport/httpupgrade-dialer.js';
@@ -202,6 +207,42 @@ describe('HTTPUpgrade at /SECRET/up, byte for byte', () => {
     assert.equal(srv.upgrades, before + 1);
     sock.destroy();
   });
+});
+
+test("the probe's upgrade step over HTTPUpgrade: through at /SECRET/up, stopped at the upgrade elsewhere", async () => {
+  const srv = await startWsTestServer({ keys: [KEYS[0]!], front: {} });
+  const page = http.createServer((_req, res) => res.end('hello'));
+  page.listen(0, '127.0.0.1');
+  await once(page, 'listening');
+  try {
+    const targets = [`${srv.secretPath}/up`, '/elsewhere/up'].map((path): ServerTarget => {
+      const key = formatSsUrl({
+        method: KEYS[0]!.method,
+        password: KEYS[0]!.secret,
+        host: '127.0.0.1',
+        port: srv.webPort,
+        plugin: 'v2ray-plugin',
+        pluginOptions: `mode=websocket;host=${HOST};path=${path};v2ray-http-upgrade;mux=0`,
+      });
+      const ep = endpointFromKey(key, 'local');
+      return { name: path, host: ep.host, port: ep.port, websocket: ep.websocket, dialer: (nextHop) => createTunnelDialer({ ...ep, nextHop }) };
+    });
+    const checks = await checkServers(targets, {
+      target: new URL(`http://127.0.0.1:${(page.address() as net.AddressInfo).port}/`),
+      timeoutMs: 3000,
+    });
+    assert.deepEqual(
+      checks.map((c) => [c.transport, c.blocking]),
+      [
+        ['websocket', false],
+        ['websocket', 'websocket'],
+      ],
+    );
+    assert.match(checks[1]!.steps.at(-1)!.detail ?? '', /HTTP upgrade refused \(HTTP 404\)/);
+  } finally {
+    page.close();
+    await srv.close();
+  }
 });
 
 describe("Ladder's fast-open dialer (v2ray-http-upgrade-fast-open)", () => {
