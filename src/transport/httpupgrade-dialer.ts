@@ -17,9 +17,8 @@
 import { randomBytes } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
-import { connect as tlsConnect } from 'node:tls';
 import { DEFAULT_CONNECT_TIMEOUT_MS, UpstreamDialError } from './dialer.js';
-import { webTlsOptions, type WebTlsEndpoint } from './web-tls.js';
+import { pinnedTlsConnect, webTlsOptions, type WebTlsEndpoint } from './web-tls.js';
 
 export interface HttpUpgradeEndpoint extends WebTlsEndpoint {
   /** ws://ADDRESS:PORT/PATH or wss://… (http:// and https:// too): the address dialled and the path. */
@@ -184,9 +183,8 @@ export function dialHttpUpgrade(ep: HttpUpgradeEndpoint, signal?: AbortSignal): 
     raw.setNoDelay(true);
     let socket: Socket = raw;
     if (secure) {
-      const t = webTlsOptions(ep, host);
-      const { createConnection, ...options } = t;
-      socket = (createConnection ?? tlsConnect)({ socket: raw, ...options, ALPNProtocols: ['http/1.1'] });
+      const { pin, ...options } = webTlsOptions(ep, host);
+      socket = pinnedTlsConnect({ socket: raw, ...options, ALPNProtocols: ['http/1.1'] }, pin);
     }
     const answer = new AnswerHead();
     let settled = false;

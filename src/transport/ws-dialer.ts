@@ -1,10 +1,11 @@
 import type { Duplex } from 'node:stream';
+import type { ConnectionOptions } from 'node:tls';
 import WebSocket from 'ws';
 import { DEFAULT_CONNECT_TIMEOUT_MS, UpstreamDialError, type NextHop } from './dialer.js';
 import { dialHttpUpgrade } from './httpupgrade-dialer.js';
 import { MuxConnection, muxEndDelayMs } from './mux.js';
 import type { MuxCoverOptions } from './mux-cover.js';
-import { webTlsOptions, type WebTlsEndpoint } from './web-tls.js';
+import { pinnedTlsConnect, webTlsOptions, type WebTlsEndpoint } from './web-tls.js';
 import { WsStream } from './ws-stream.js';
 
 export interface WsEndpoint extends WebTlsEndpoint {
@@ -41,7 +42,16 @@ export function openWebSocket(ep: WsEndpoint, signal?: AbortSignal): Promise<Web
     throw new Error('WebSocket URL must be ws:// or wss://');
   const host = ep.host ?? url.host;
   const timeoutMs = ep.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-  const tls = url.protocol === 'wss:' ? webTlsOptions(ep, host) : {};
+  const t = webTlsOptions(ep, host);
+  const tls =
+    url.protocol === 'wss:'
+      ? {
+          servername: t.servername,
+          ...(t.ca !== undefined ? { ca: t.ca } : {}),
+          rejectUnauthorized: t.rejectUnauthorized,
+          ...(t.pin ? { createConnection: (o: ConnectionOptions) => pinnedTlsConnect(o, t.pin) } : {}),
+        }
+      : {};
   return new Promise((resolve, reject) => {
     if (signal?.aborted) {
       reject(new UpstreamDialError('ERR_ABORTED', 'dial aborted'));

@@ -14,7 +14,7 @@
  * sing-box or mihomo package): these replays stand in for those clients.
  */
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
@@ -29,7 +29,7 @@ import { answerProblem, dialHttpUpgrade, httpUpgradeRequest } from '../../src/tr
 import { startEcho, type TestServer } from '../helpers/net.js';
 import { waitFor } from '../helpers/wait.js';
 import { startWsTestServer, type WsTestServer } from '../helpers/web-server.js';
-import { exchange, mask } from './fixtures.js';
+import { exchange, makeCert, mask, opensslSkip, tempDir } from './fixtures.js';
 
 const HOST = 'cdn.test';
 const CHROME_UA =
@@ -242,6 +242,28 @@ test("the probe's upgrade step over HTTPUpgrade: through at /SECRET/up, stopped 
   } finally {
     page.close();
     await srv.close();
+  }
+});
+
+test("Ladder's dialer over TLS: a pinned self-signed front, with and without fast-open; a wrong pin and no trust refused", { skip: opensslSkip() }, async () => {
+  const dir = tempDir('httpupgrade-pin');
+  const cert = makeCert(dir.path, 'front.test');
+  const srv = await startWsTestServer({ keys: [KEYS[0]!], front: { tls: { cert: cert.cert, key: cert.key } } });
+  try {
+    const pin = createHash('sha256').update(new X509Certificate(cert.cert).raw).digest('hex');
+    const url = `wss://127.0.0.1:${srv.webPort}${srv.secretPath}/up`;
+    for (const fastOpen of [false, true]) {
+      const s = await dialHttpUpgrade({ url, host: HOST, servername: 'front.test', pinSha256: pin, fastOpen });
+      s.destroy();
+    }
+    const wrong = 'ab'.repeat(32);
+    await assert.rejects(dialHttpUpgrade({ url, host: HOST, pinSha256: wrong }), /does not match the pin/);
+    await assert.rejects(dialHttpUpgrade({ url, host: HOST, pinSha256: wrong, fastOpen: true }), /does not match the pin/);
+    await assert.rejects(dialHttpUpgrade({ url, host: HOST }), /HTTP upgrade connect failed: (DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED)/);
+    await waitFor(() => srv.upgrades === 1, { timeoutMs: 2000, message: 'the pinned non-fast-open dial upgraded' });
+  } finally {
+    await srv.close();
+    dir.remove();
   }
 });
 
