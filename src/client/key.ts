@@ -134,7 +134,8 @@ export function endpointFromParts(
     password: parsed.password,
     ...(prefix && prefix.length > 0 ? { prefix } : {}),
     ...(parsed.tag !== undefined ? { tag: parsed.tag } : {}),
-    ...(parsed.uot !== undefined ? { udpOverTcp: parsed.uot } : {}),
+    // HTTPUpgrade has no packet endpoint (Outline's /udp is a WebSocket one): UDP rides in its streams.
+    ...(parsed.uot !== undefined ? { udpOverTcp: parsed.uot } : websocket?.httpUpgrade ? { udpOverTcp: 2 as const } : {}),
     ...(websocket ? { nextHop: lazyWebSocketNextHop(websocket), websocket } : {}),
     ...(pluginNotes ? { pluginNotes } : {}),
   };

@@ -5,7 +5,8 @@
 // bytes, not waiting for the 101) and not; and through Debian's nginx as the "CDN"
 // (TLS there, `proxy_set_header Upgrade/Connection` as for WebSocket) to the plain front. 8 MiB
 // each way with sha256 compared, short connections, and the front's record that each stream
-// came in at /SECRET/up (HTTPUpgrade), never at a WebSocket path.
+// came in at /SECRET/up (HTTPUpgrade), never at a WebSocket path; `--udp` (SOCKS5 UDP
+// ASSOCIATE) rides inside those streams as UDP-over-TCP v2, directly and through nginx.
 //
 // No Debian peer speaks HTTPUpgrade (Debian's v2ray is 4.34, from before the transport; there is
 // no Xray, sing-box or mihomo package): what those clients send is replayed byte for byte in
@@ -17,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { formatSsUrl } from '../../src/protocol/sip002/index.js';
+import { socks5UdpAssociate, startUdpEcho, udpEchoRun } from '../../src/transport/udp-socks5.js';
 import { startLadderClient } from '../helpers/peers.js';
 import { startWsTestServer, type WsTestServer } from '../helpers/web-server.js';
 import { makeCa, nginxSkip, opensslSkip, startNginx, wsProxyLocation, type TestCa } from '../web/fixtures.js';
@@ -39,15 +41,17 @@ interface Case {
   size: number;
   /** mihomo's v2ray-http-upgrade-fast-open: the request goes with the first bytes. */
   fastOpen?: boolean;
+  /** `--udp`: SOCKS5 UDP ASSOCIATE, carried inside the streams as UDP-over-TCP v2. */
+  udp?: boolean;
 }
 
 const CASES: Case[] = [
-  { via: 'direct', tls: false, method: 'aes-256-gcm', mux: true, size: 8 * MiB },
+  { via: 'direct', tls: false, method: 'aes-256-gcm', mux: true, size: 8 * MiB, udp: true },
   { via: 'direct', tls: false, method: '2022-blake3-aes-256-gcm', mux: false, size: 8 * MiB },
   { via: 'direct', tls: true, method: '2022-blake3-aes-256-gcm', mux: true, size: 8 * MiB },
   { via: 'direct', tls: true, method: 'aes-256-gcm', mux: false, size: 8 * MiB },
   { via: 'nginx', tls: true, method: 'aes-256-gcm', mux: true, size: 8 * MiB },
-  { via: 'nginx', tls: true, method: '2022-blake3-aes-256-gcm', mux: false, size: 1 * MiB },
+  { via: 'nginx', tls: true, method: '2022-blake3-aes-256-gcm', mux: false, size: 1 * MiB, udp: true },
   { via: 'direct', tls: false, method: 'aes-256-gcm', mux: false, size: 1 * MiB, fastOpen: true },
   { via: 'direct', tls: true, method: '2022-blake3-aes-256-gcm', mux: true, size: 1 * MiB, fastOpen: true },
   { via: 'nginx', tls: true, method: 'aes-256-gcm', mux: false, size: 1 * MiB, fastOpen: true },
@@ -63,7 +67,7 @@ for (const c of CASES) {
   describe(`ladder client (HTTPUpgrade, ${what}) → ${where}`, { skip }, () => {
     const secret = secretFor(c.method);
     let srv: WsTestServer;
-    wsInteropSuite(fx, {
+    const suite = wsInteropSuite(fx, {
       size: c.size,
       async setup(peers) {
         srv = await startWsTestServer({
@@ -94,6 +98,7 @@ for (const c of CASES) {
         ].join(';');
         const client = await startLadderClient({
           key: formatSsUrl({ method: c.method, password: secret, host: '127.0.0.1', port, plugin: 'v2ray-plugin', pluginOptions: opts }),
+          ...(c.udp ? { extraArgs: ['--udp'] } : {}),
         });
         peers.push(client);
         return client.socksPort;
@@ -106,6 +111,21 @@ for (const c of CASES) {
       assert.deepEqual([...new Set(srv.paths)], [`${srv.secretPath}/up`]);
       if (c.mux) assert.ok(srv.paths.length <= 3, `Mux.Cool shares carriers (${srv.paths.length} upgrades)`);
     });
+
+    if (c.udp)
+      test('SOCKS5 UDP ASSOCIATE inside the HTTPUpgrade streams (UDP-over-TCP v2): 100 datagrams echoed', async () => {
+        const echo = await startUdpEcho();
+        const assoc = await socks5UdpAssociate(suite.socksPort());
+        try {
+          const r = await udpEchoRun(assoc, { type: 'ipv4', host: '127.0.0.1', port: echo.port }, 100, 512);
+          assert.equal(r.corrupted, 0);
+          assert.ok(r.received >= 97, `${r.received}/100 delivered`);
+        } finally {
+          assoc.close();
+          await echo.close();
+        }
+        assert.deepEqual([...new Set(srv.paths)], [`${srv.secretPath}/up`], 'no WebSocket packet endpoint used');
+      });
 
     if (c.via === 'nginx')
       test('the front saw the client (from the trusted X-Forwarded-For), never nginx', () => {

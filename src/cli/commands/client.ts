@@ -37,7 +37,7 @@ import type { RouteMode } from '../../client/routing/router.js';
 import type { RuleSet } from '../../client/routing/rules.js';
 import { parseProbeRules } from '../../client/routing/probe-rules.js';
 import type { ShadowsocksEndpoint } from '../../transport/shadowsocks-dialer.js';
-import type { WsTransportOptions } from '../../transport/ws-dialer.js';
+import type { WsEndpoint } from '../../transport/ws-dialer.js';
 import { createLogger, LOG_LEVELS, type Logger } from '../../shared/logger.js';
 import { logLevelFrom } from '../log-level.js';
 import {
@@ -121,7 +121,7 @@ function shownDefault(flags: string, description: string, value: string | number
 
 type Endpoint = ShadowsocksEndpoint & {
   tag?: string;
-  websocket?: WsTransportOptions;
+  websocket?: WsEndpoint;
   udpOverTcp?: 1 | 2;
   pluginNotes?: string[];
 };
@@ -459,9 +459,7 @@ export function registerClient(program: Command): void {
           );
         }
         const first = udpEndpoint;
-        // HTTPUpgrade has no packet endpoint of its own (Outline's /udp is a WebSocket one): its
-        // datagrams ride inside the stream as UDP-over-TCP, which the web front serves.
-        const uot = first.udpOverTcp ?? (uotOn || first.websocket?.httpUpgrade ? 2 : undefined);
+        const uot = first.udpOverTcp ?? (uotOn ? 2 : undefined);
         // Loaded only with --udp: the UDP relay's codecs (2022 included) and batching sockets are
         // idle RSS a TCP-only client would carry for nothing (issue 15's idle-RSS figure).
         const { createUdpAssociate } = await import('../../client/udp-associate.js');
