@@ -21,7 +21,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startSink, startSource } from '../test/helpers/net.js';
 import type { Method, Peer } from '../test/helpers/peers.js';
-import { cpuMs, REPO_ROOT, ssUrl, startLadderClient, startLadderServer } from '../test/helpers/peers.js';
+import {
+  cpuMs,
+  REPO_ROOT,
+  rssKiB,
+  ssUrl,
+  startLadderClient,
+  startLadderServer,
+} from '../test/helpers/peers.js';
 import { downloadCountVia, uploadCountVia } from '../test/helpers/transfer.js';
 import { opt, posInt } from './args.js';
 import { concurrentFlows, driverMs } from './compare-load.js';
@@ -138,6 +145,9 @@ try {
         add('CPU ms/GiB client', (c1 - c0) / gib);
         add('CPU ms/GiB server', (s1 - s0) / gib);
         add('bench ms/GiB', (d1 - d0) / gib);
+        // RSS after the run (not per GiB): what the relay's buffers leave touched
+        add('RSS MiB client', (await rssKiB(st.client.pid)) / 1024);
+        add('RSS MiB server', (await rssKiB(st.server.pid)) / 1024);
         for (const [side, m] of [
           ['client', mc],
           ['server', ms2],
