@@ -47,7 +47,7 @@ if (!dirs.every((d) => d === 'download' || d === 'upload')) throw new Error('--d
 const method = opt('--method', 'aes-256-gcm') as Method;
 const entry = opt('--entry', join(REPO_ROOT, 'dist/cli/main.js'));
 // No hardware counters on this VM (instructions, cycles: <not supported>): task-clock is the
-// process's CPU time in ns, the system calls and context switches are exact counts.
+// process's CPU time in ns, the system calls, context switches and page faults are exact counts.
 const EVENTS = [
   'task-clock',
   'raw_syscalls:sys_enter',
@@ -57,6 +57,7 @@ const EVENTS = [
   'syscalls:sys_enter_epoll_pwait',
   'syscalls:sys_enter_epoll_ctl',
   'context-switches',
+  'page-faults',
 ];
 const hasPerf = spawnSync('perf', ['stat', '-x,', '-e', 'task-clock', 'true']).status === 0;
 

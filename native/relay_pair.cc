@@ -103,11 +103,9 @@ constexpr size_t OutSize(size_t n) { return n + 0x10000 + 16 + kPrefixMax; }
 // leaves bytes unsent shrink, down to 64 KiB: Side::read_cap). Tried and left out (no gain in CPU
 // per GiB): several reads per readiness event, SO_SNDBUF / SO_RCVBUF of 1 MiB on both sockets.
 constexpr size_t kSmallRead = 64 * 1024;
-constexpr size_t kSpareBlocks = 2;
 struct Tuning {
   size_t read_size = 1024 * 1024;
   bool adapt = true;
-  bool hand_over = true;
 };
 
 long EnvLong(const char* name, long def, long lo, long hi) {
@@ -123,7 +121,6 @@ const Tuning& Tune() {
     Tuning k;
     k.read_size = static_cast<size_t>(EnvLong("LADDER_RELAY_READ_KIB", 1024, 16, 1024)) * 1024;
     k.adapt = EnvLong("LADDER_RELAY_ADAPT", 1, 0, 1) == 1;
-    k.hand_over = EnvLong("LADDER_RELAY_HANDOVER", 1, 0, 1) == 1;
     return k;
   }();
   return t;
@@ -139,7 +136,6 @@ struct Out {
   size_t off = 0;
   size_t len = 0;
   size_t cap = 0;
-  bool lent = false;  // p is a thread's output block handed over (Keep), given back once written
 
   bool empty() const { return off == len; }
   // Room for `extra` more bytes at the end; nullptr when out of memory.
@@ -153,7 +149,6 @@ struct Out {
       if (cap - len >= extra) return p + len;
     }
     const size_t want = len + extra;
-    lent = false;  // an ordinary buffer from now on (a block is malloc's like any other)
     uint8_t* q = static_cast<uint8_t*>(realloc(p, want));
     if (q == nullptr) return nullptr;
     p = q;
@@ -172,7 +167,6 @@ struct Out {
     free(p);
     p = nullptr;
     off = len = cap = 0;
-    lent = false;
   }
 };
 
@@ -198,13 +192,9 @@ struct Loop {
   napi_env env = nullptr;
   uv_timer_t timer;
   uint64_t period = 0;  // ms; 0 while the timer is stopped
-  // Tune().read_size bytes read; with the output block below, 2.06 MiB per thread that relays with
-  // the 1 MiB reads (192 KiB with session 16's 64 KiB).
+  // Tune().read_size bytes read, then OutSize(read_size) for the codec's output: 2.06 MiB with
+  // the 1 MiB reads (192 KiB with session 16's 64 KiB), one per thread that relays.
   uint8_t* scratch = nullptr;
-  uint8_t* out = nullptr;  // the codec's output block (OutSize(read_size) bytes)
-  // Output blocks (OutSize(read_size) bytes each) given back by relays that held one (Keep), for
-  // the next hand-over; at most kSpareBlocks kept.
-  std::vector<uint8_t*> spare;
   std::vector<Relay*> live;
   napi_async_context actx = nullptr;
 };
@@ -368,13 +358,6 @@ bool Flush(Relay* r, int i) {
     side.out.off += static_cast<size_t>(n);
   }
   side.out.off = side.out.len = 0;
-  Loop* l = r->loop;
-  if (side.out.lent && l->spare.size() < kSpareBlocks) {  // back to the thread for the next Keep
-    l->spare.push_back(side.out.p);
-    side.out.p = nullptr;
-    side.out.cap = 0;
-    side.out.lent = false;
-  }
   side.out.Free();  // an idle relay keeps no buffer
   if (r->s[1 - i].eof && !side.shut) {
     side.shut = true;
@@ -384,9 +367,6 @@ bool Flush(Relay* r, int i) {
 }
 
 // Sends data[0..n) to side i, keeping what the socket does not take; false on a socket error.
-// data at the start of the thread's output block (the codec's output): when at least a quarter
-// of the block is left unsent, the block itself is handed to the side (a spare one, or a new
-// one, becomes the thread's), so a large remainder is not copied.
 bool SendOrKeep(Relay* r, int i, const uint8_t* data, size_t n) {
   Side& side = r->s[i];
   size_t sent = 0;
@@ -406,26 +386,6 @@ bool SendOrKeep(Relay* r, int i, const uint8_t* data, size_t n) {
     size_t& cap = side.read_cap;
     if (cap == 0) cap = max;
     cap = sent == n ? (cap >= max / 2 ? max : cap * 2) : (cap / 2 <= kSmallRead ? kSmallRead : cap / 2);
-  }
-  Loop* l = r->loop;
-  const size_t block = OutSize(Tune().read_size);
-  if (Tune().hand_over && data == l->out && side.out.p == nullptr && n - sent >= block / 4) {
-    uint8_t* fresh = nullptr;
-    if (!l->spare.empty()) {
-      fresh = l->spare.back();
-      l->spare.pop_back();
-    } else {
-      fresh = static_cast<uint8_t*>(malloc(block));
-    }
-    if (fresh != nullptr) {
-      side.out.p = l->out;
-      side.out.off = sent;
-      side.out.len = n;
-      side.out.cap = block;
-      side.out.lent = true;
-      l->out = fresh;
-      return true;
-    }
   }
   return side.out.Append(data + sent, n - sent);
 }
@@ -501,7 +461,7 @@ Reason ReadFrom(Relay* r, int i) {
   const size_t cap = r->s[1 - i].read_cap;
   const size_t read_size = cap != 0 && cap < t.read_size ? cap : t.read_size;
   uint8_t* buf = r->loop->scratch;
-  uint8_t* out = r->loop->out;  // room for OutSize(t.read_size) bytes
+  uint8_t* out = buf + t.read_size;  // room for OutSize(t.read_size) bytes
   ssize_t n;
   do n = recv(src.fd, buf, read_size, 0);
   while (n < 0 && errno == EINTR);
@@ -616,9 +576,6 @@ void Cleanup(void* arg) {
   }
   if (l->actx != nullptr) napi_async_destroy(l->env, l->actx);
   free(l->scratch);
-  free(l->out);
-  for (uint8_t* b : l->spare) free(b);
-  l->spare.clear();
   if (t_loop == l) t_loop = nullptr;
   uv_close(reinterpret_cast<uv_handle_t*>(&l->timer), OnTimerClosed);
 }
@@ -630,14 +587,12 @@ Loop* LoopFor(napi_env env) {
   Loop* l = PollReady(env) ? new (std::nothrow) Loop() : nullptr;  // the set's hook before ours
   napi_value name;
   if (l == nullptr || napi_get_uv_event_loop(env, &l->uv) != napi_ok || l->uv == nullptr ||
-      (l->scratch = static_cast<uint8_t*>(malloc(Tune().read_size))) == nullptr ||
-      (l->out = static_cast<uint8_t*>(malloc(OutSize(Tune().read_size)))) == nullptr ||
+      (l->scratch = static_cast<uint8_t*>(malloc(Tune().read_size + OutSize(Tune().read_size)))) == nullptr ||
       napi_create_string_utf8(env, "ladder:relay", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_async_init(env, nullptr, name, &l->actx) != napi_ok || uv_timer_init(l->uv, &l->timer) != 0) {
     if (l != nullptr) {
       if (l->actx != nullptr) napi_async_destroy(env, l->actx);
       free(l->scratch);
-      free(l->out);
     }
     delete l;
     return nullptr;

@@ -3,9 +3,9 @@
  * other side takes whole what each read gave it (fewer system calls and wake-ups per GiB), and
  * halve, down to 64 KiB, for every send a side does not take whole (a slow reader), so what a
  * stalled relay holds for it in user space shrinks with what its socket takes. relayCounts' fourth
- * and fifth elements are the caps of the next read for the client and for the destination. A
- * large remainder of the codec's output is handed over to the side as it is (no copy): the bytes
- * must still arrive whole and in order.
+ * and fifth elements are the caps of the next read for the client and for the destination. Bytes
+ * decoded for a slow reader (a remainder kept after each partial send) must still arrive whole and
+ * in order.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type net from 'node:net';
@@ -109,7 +109,7 @@ describe(
       assert.equal(fast, MiB, 'the cap grows back to 1 MiB once the reader keeps up');
     });
 
-    it('decoded bytes for a slow destination (remainders handed over, not copied) arrive whole and in order', async () => {
+    it('decoded bytes for a slow destination arrive whole and in order, its cap shrinking too', async () => {
       const addon = fns as unknown as Codecs;
       const key = randomBytes(32);
       const body = randomBytes(24 * MiB);
