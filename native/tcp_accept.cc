@@ -52,7 +52,9 @@
 //       server-salt filter, and then added to the client-salt filter unless there already. 1:
 //       all passed (the salt is in the client filter now; JS must serve the connection on the
 //       lean path), 2: one refused (nothing changed; JS's full path decides), 0: not checked
-//       (a lock was busy - C++ never waits for one - or no filters: JS checks as without).
+//       (a lock was busy - C++ never waits for one - or no filters: JS checks as without), 3:
+//       the target is a name (a domain, whole in `after`, its port not 0) and nothing else was
+//       checked (nothing changed: JS makes the salt checks, and resolves the name).
 //   acceptClose(listener)          stops accepting and closes the listener's socket; accepted
 //                                  connections live on (those still waiting for their first bytes
 //                                  are handed to onConn first). Idempotent.
@@ -376,7 +378,10 @@ int32_t LeanChecks(const Listener* ls, const TrialKey& k, const uint8_t* salt, c
   size_t hl;
   if (len >= 7 && plain[0] == 1) hl = 7;
   else if (len >= 19 && plain[0] == 4) hl = 19;
-  else return 2;  // a name, or an address the first read does not hold whole
+  else if (len >= 4 && plain[0] == 3 && plain[1] > 0 && len >= 4u + plain[1]) {
+    // A name whole in the first read, its port not 0: JS checks the rest (names.ts, lean-path.ts).
+    return (plain[2 + plain[1]] | plain[3 + plain[1]]) == 0 ? 2 : 3;
+  } else return 2;  // an address the first read does not hold whole
   if ((plain[hl - 2] | plain[hl - 1]) == 0) return 2;
   if (!ls->allow_private && (hl == 7 ? IsPrivate4(plain + 1) : IsPrivate6(plain + 1))) return 2;
   // Busy (a lock held): 0, JS checks; seen: 2, refused.

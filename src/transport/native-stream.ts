@@ -318,7 +318,7 @@ export type LeanFirst = (
  * The lean path's checks in the addon (native/tcp_accept.cc acceptListen): the port's shared
  * SIP004 replay filters (Uint8Arrays over their whole SharedArrayBuffers) and the private rule's
  * switch; the addon then hands the lean path `checked` (1 passed and the salt added, 2 refused,
- * 0 not checked).
+ * 0 not checked, 3 a name: nothing checked but the port).
  */
 export interface LeanChecks {
   readonly clientSalts: Uint8Array;
