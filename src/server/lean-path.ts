@@ -28,8 +28,8 @@
  * (native/tcp_accept.cc, shared_salts.h): `checked` 1 says they passed and the client salt is in
  * the filter now, 2 that one refused (connection.ts decides, as when this path refuses), 0 or
  * none that it did not check (a filter's lock was busy: the addon never waits) and they run
- * here; 3 that the target is a name (its port not 0) and the salt checks run here.
- * LADDER_NATIVE_CHECKS=0 turns that off.
+ * here; 3 the same as 1 for a name target (the special names above are 2; the private rule is
+ * dialName's, on the name's addresses). LADDER_NATIVE_CHECKS=0 turns that off.
  */
 import { DialError, isPrivateAddress } from './destination.js';
 import { uotVersion } from '../protocol/uot.js';
@@ -64,9 +64,9 @@ export function nativeChecksFromEnv(env: NodeJS.ProcessEnv = process.env): boole
 /** The addon's checks for a server's lean path: with shared filters only (ReplayState.sip004Bytes). */
 export function leanChecks(ctx: ConnectionContext, wanted: boolean): LeanChecks | undefined {
   const bytes = wanted ? ctx.replay.sip004Bytes : undefined;
-  return bytes
-    ? { clientSalts: bytes[0], serverSalts: bytes[1], allowPrivate: ctx.allowPrivateDestinations }
-    : undefined;
+  if (!bytes) return undefined;
+  const names = ctx.names !== undefined;
+  return { clientSalts: bytes[0], serverSalts: bytes[1], allowPrivate: ctx.allowPrivateDestinations, names };
 }
 
 /** Connections the lean path took on this thread (tests: the path is taken). */
@@ -80,9 +80,10 @@ export function leanPathChecked(): number {
   return checkedNatively;
 }
 
-/** `checked`: 1 passed, 2 refused, 0 or none not checked, 3 a name (not checked either). */
+/** `checked` (native/tcp_accept.cc): 1 passed, 2 refused, 0 or none not checked, 3 a name passed. */
 const PASSED = 1;
 const REFUSED = 2;
+const NAME_PASSED = 3;
 
 /** relayCounts' output (collectUsage reads it at once). */
 const COUNTS = new Float64Array(2);
@@ -302,6 +303,8 @@ export function leanFirst(
     if (!key) return false;
     // The target: an IP literal whose whole address the first chunks hold (IPv4 read here, as
     // decodeAddress reads it, with no Buffer or address objects).
+    // The target, whole in the first chunks: an IPv4 address or a name read here as
+    // decodeAddress reads them (no Buffer or result objects), an IPv6 address by decodeAddress.
     let ip: string, port: number, length: number;
     let name: SocksAddress | undefined;
     if (after[0] === 1) {
@@ -309,23 +312,23 @@ export function leanFirst(
       ip = `${after[1]}.${after[2]}.${after[3]}.${after[4]}`;
       port = (after[5]! << 8) | after[6]!;
       length = 7;
+    } else if (after[0] === 3) {
+      const n = after.length > 1 ? after[1]! : 0;
+      if (n === 0 || after.length < n + 4) return false; // empty (connection.ts refuses it) or cut
+      // connection.ts's: a UDP-over-TCP or Mux.Cool name, or a server without the name cache.
+      if (!ctx.names) return false;
+      ip = after.toString('utf8', 2, 2 + n);
+      port = (after[2 + n]! << 8) | after[3 + n]!;
+      length = n + 4;
+      name = { type: 'domain', host: ip, port };
+      if (isMuxCoolTarget(name) || (ctx.udpOverTcp && uotVersion(name))) return false;
     } else {
-      let target: ReturnType<typeof decodeAddress>;
-      try {
-        target = after[0] === 4 || after[0] === 3 ? decodeAddress(after) : undefined;
-      } catch {
-        return false; // an empty name: connection.ts refuses it
-      }
+      const target = after[0] === 4 ? decodeAddress(after) : undefined;
       if (!target) return false;
       ({ host: ip, port } = target.address);
       length = target.length;
-      if (target.address.type === 'domain') {
-        name = target.address;
-        // connection.ts's: a UDP-over-TCP or Mux.Cool name, or a server without the name cache.
-        if (!ctx.names || isMuxCoolTarget(name) || (ctx.udpOverTcp && uotVersion(name))) return false;
-      }
     }
-    if (checked === PASSED) checkedNatively++;
+    if (checked === PASSED || checked === NAME_PASSED) checkedNatively++;
     else {
       if (port === 0 || (!name && !ctx.allowPrivateDestinations && isPrivateAddress(ip))) return false;
       // The replay filters, as key-trial.ts onSip004Key (a refusal is left to it: it refuses the same).
