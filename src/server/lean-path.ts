@@ -209,7 +209,8 @@ export class LeanConnection implements ServedConnection, NameDialOwner {
     this.#relay = relay;
   }
   failed(err: unknown): void {
-    this.#dialFailed(err instanceof DialError ? err : connectFailed(undefined));
+    // connection.ts #dialFailed's reading of anything else: ERR_CONNECT, no errno.
+    this.#dialFailed(err instanceof DialError ? err : new DialError('ERR_CONNECT', 'connect failed'));
   }
 
   readonly #onClose = (reason: number, up: number, down: number, errno?: number): void => {
@@ -301,8 +302,6 @@ export function leanFirst(
     if (code !== 0 || index < 0 || !first || !codec || !info || typeof after !== 'object') return false;
     const key = keyAt(index);
     if (!key) return false;
-    // The target: an IP literal whose whole address the first chunks hold (IPv4 read here, as
-    // decodeAddress reads it, with no Buffer or address objects).
     // The target, whole in the first chunks: an IPv4 address or a name read here as
     // decodeAddress reads them (no Buffer or result objects), an IPv6 address by decodeAddress.
     let ip: string, port: number, length: number;
