@@ -108,10 +108,8 @@ export class LeanConnection implements ServedConnection, NameDialOwner {
   /** Wire bytes read before the relay (the first read), then the relay's counts on top. */
   readonly #base: number;
   #relay: object | undefined;
-  /** A name's dial (names.ts) with what each address's start needs; undefined for an IP. */
+  /** A name's dial (names.ts); undefined for an IP. */
   #names: NameDial | undefined;
-  #codec: object | undefined;
-  #initial: Buffer | undefined;
   /** After a failed dial: the client stream, read until it closes (connection.ts #dialFailed). */
   #stream: NativeStream | undefined;
   #status: ConnectionStatus | undefined;
@@ -168,8 +166,15 @@ export class LeanConnection implements ServedConnection, NameDialOwner {
   /** A name's dial over its addresses (names.ts dialName), each started as start() starts an IP. */
   startName(codec: object, names: NameCache, address: SocksAddress, initial: Buffer): void {
     if (!this.#dialling()) return;
-    [this.#codec, this.#initial] = [codec, initial];
-    this.#names = dialName(names, this.#ctx, address, this.#startAt, this);
+    // dialName's start (native-relay.ts RelayStart): a DialError when the connect is refused at once.
+    const start = (ip: string, port: number, budgetMs: number): object => {
+      try {
+        return this.#startRelay(codec, ip, port, budgetMs, initial);
+      } catch (err) {
+        throw connectFailed((err as { errno?: unknown }).errno);
+      }
+    };
+    this.#names = dialName(names, this.#ctx, address, start, this);
   }
 
   /** Paused while dialling (NativeStream.pause); false when a hook of its authentication aborted it. */
@@ -188,15 +193,6 @@ export class LeanConnection implements ServedConnection, NameDialOwner {
     const [fns, ctx] = [this.#fns, this.#ctx];
     return startRelay(fns, this.#id, ip, port, budgetMs, codec, this.key, initial, ctx, this.#onClose);
   }
-
-  /** dialName's start (native-relay.ts RelayStart): a DialError when the connect is refused at once. */
-  readonly #startAt = (ip: string, port: number, budgetMs: number): object => {
-    try {
-      return this.#startRelay(this.#codec!, ip, port, budgetMs, this.#initial!);
-    } catch (err) {
-      throw connectFailed((err as { errno?: unknown }).errno);
-    }
-  };
 
   // NameDialOwner (names.ts): the name's dial reports here.
   live(): boolean {
