@@ -372,11 +372,13 @@ export async function startWeb(
   logger: Logger,
   pending?: PendingCaps,
 ): Promise<RunningWeb> {
-  const [{ generateSecretPath }, { startWebService }, { createWebSocketEndpoints }] = await Promise.all([
-    import('../server/web/front.js'),
-    import('../server/web/setup.js'),
-    import('../server/web/websocket.js'),
-  ]);
+  const [{ generateSecretPath }, { startWebService }, { createWebSocketEndpoints }, { createGrpcEndpoints }] =
+    await Promise.all([
+      import('../server/web/front.js'),
+      import('../server/web/setup.js'),
+      import('../server/web/websocket.js'),
+      import('../server/web/grpc.js'),
+    ]);
   const { publicUrl, webOnly, ...front } = plan;
   const secretPath = front.secretPath ?? generateSecretPath();
   // The builtin decoy's wording follows the secret path (stable with it), not revealing it.
@@ -389,13 +391,18 @@ export async function startWeb(
     secretPath: settings.secretPath,
     udp,
   });
+  // gRPC calls on the secret path (service name = the path without '/'): ../server/web/grpc.ts.
+  const grpc = createGrpcEndpoints(server, { secretPath: settings.secretPath });
   let service: WebService;
   try {
-    service = await startWebService({ ...settings, logger, pending }, (req, socket, head, addr) =>
-      endpoints.onUpgrade(req, socket, head, addr),
+    service = await startWebService(
+      { ...settings, logger, pending },
+      (req, socket, head, addr) => endpoints.onUpgrade(req, socket, head, addr),
+      (req, res, addr) => grpc.onRequest(req, res, addr),
     );
   } catch (err) {
     endpoints.close();
+    grpc.close();
     const code = bindErrorCode(err);
     if (code) {
       const port = settings.acmeDomains?.length
@@ -415,6 +422,7 @@ export async function startWeb(
     webOnly: webOnly === true,
     async close() {
       endpoints.close();
+      grpc.close();
       await service.close();
     },
   };
