@@ -16,7 +16,10 @@ import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { grpcServiceName } from '../../src/server/web/grpc.js';
 import { grpcNextHop } from '../../src/transport/grpc-dialer.js';
+import { formatSsUrl } from '../../src/protocol/sip002/index.js';
 import { echoThrough } from '../helpers/grpc-echo.js';
+import { startLadderClient } from '../helpers/peers.js';
+import { echoVia } from '../helpers/transfer.js';
 import { sha256 } from '../helpers/hash.js';
 import { startEcho, type TestServer } from '../helpers/net.js';
 import { startWsTestServer, type WsTestServer } from '../helpers/web-server.js';
@@ -111,6 +114,30 @@ describe('Ladder client → nginx (TLS, grpc_pass grpc://) → Ladder plain web 
       assert.equal(srv.grpcCalls, before);
     } finally {
       wrong.close();
+    }
+  });
+
+  test('`ladder client` (CLI) with a type=grpc key → nginx → front: 8 MiB echoed, one HTTP/2 connection', async () => {
+    const k = keys[1]!;
+    const client = await startLadderClient({
+      key: formatSsUrl({
+        method: k.method,
+        password: k.secret,
+        host: '127.0.0.1',
+        port: nginx.port,
+        transport: { type: 'grpc', serviceName: grpcServiceName(srv.secretPath), tls: true, sni: HOST },
+      }),
+      env: { NODE_EXTRA_CA_CERTS: ca.caPath },
+    });
+    try {
+      const before = srv.grpcCalls;
+      const body = randomBytes(8 * MiB);
+      const r = await echoVia({ proxyPort: client.socksPort }, { host: '127.0.0.1', port: echo.port }, body);
+      assert.deepEqual(r.gotSha, r.sentSha, client.output().slice(-2000));
+      assert.equal(r.bytes, body.length);
+      assert.equal(srv.grpcCalls, before + 1);
+    } finally {
+      await client.stop();
     }
   });
 
