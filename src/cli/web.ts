@@ -496,6 +496,8 @@ export function webEndpointOf(web: RunningWeb, host: string): SavedWebEndpoint {
     path: web.settings.secretPath,
     tls: pu?.tls ?? web.service.front.tls,
     mux: true,
+    // gRPC needs h2: a TLS front of its own without ALPN h2 (--decoy-h2 off) has none.
+    ...(pu === undefined && web.service.front.tls && !web.service.front.h2 ? { grpc: false } : {}),
     ...(web.webOnly ? { only: true } : {}),
   };
 }
@@ -546,6 +548,7 @@ export function loadWebEndpoint(dataDir: string): Promise<SavedWebEndpoint | und
         path: o.path,
         tls: o.tls,
         mux: o.mux !== false,
+        ...(o.grpc === false ? { grpc: false } : {}),
         ...(o.only === true ? { only: true } : {}),
       };
     },

@@ -76,3 +76,11 @@ export function formatTransportParams(t: SsTransport): string[] {
   if (t.sni !== undefined) out.push(`sni=${encodeURIComponent(t.sni)}`);
   return out;
 }
+
+/**
+ * The gRPC service name of a web front's secret path ('/SECRET' → 'SECRET'): the server takes
+ * `/SECRET/Tun` (src/server/web/grpc.ts), and keys and subscriptions give it as `serviceName`.
+ */
+export function grpcServiceName(secretPath: string): string {
+  return secretPath.replace(/^\/+/, '').replace(/\/+$/, '');
+}

@@ -17,14 +17,10 @@
  * trailers `grpc-status: 0` when the server ends its side.
  */
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { grpcServiceName } from '../../protocol/sip002/transport.js';
 import { GrpcStream } from '../../transport/grpc-stream.js';
 import type { ShadowsocksServer } from '../server.js';
 import { nativeDestAvailable, nativeDestConnect } from './native-dest.js';
-
-/** The gRPC service name of a web front's secret path ('/SECRET' → 'SECRET'). */
-export function grpcServiceName(secretPath: string): string {
-  return secretPath.replace(/^\/+/, '').replace(/\/+$/, '');
-}
 
 /** Go's url.PathEscape for a service name (Xray escapes it before building the path). */
 function goPathEscape(name: string): string {
@@ -40,6 +36,8 @@ export function grpcPaths(serviceName: string): Set<string> {
 }
 
 const GRPC_CONTENT_TYPE = /^application\/grpc(?:[+;]|$)/i;
+
+export { grpcServiceName };
 
 export interface GrpcEndpointOptions {
   /** The web front's secret path ('/SECRET'): the service name is 'SECRET'. */
