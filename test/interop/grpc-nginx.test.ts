@@ -35,7 +35,7 @@ export function grpcPassBlock(ca: { certPath: string; keyPath: string }, service
     listen 127.0.0.1:{{PORT}} ssl http2;
     ssl_certificate ${ca.certPath};
     ssl_certificate_key ${ca.keyPath};
-    location ${servicePath}/ {
+    location ${servicePath}/Tun {
       grpc_pass grpc://127.0.0.1:${upstreamPort};
       grpc_bind 127.0.0.3;
       grpc_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
