@@ -45,7 +45,13 @@ export interface WsTestServerOptions {
   /** Serve `${secretPath}/udp` too (default true). */
   udp?: boolean;
   /** Use the real web front (builtin decoy) rather than the bare stand-in. */
-  front?: { tls?: WebFrontTls; trustProxy?: readonly string[]; grpc?: boolean };
+  front?: {
+    tls?: WebFrontTls;
+    trustProxy?: readonly string[];
+    grpc?: boolean;
+    keepAliveTimeoutMs?: number;
+    requestTimeoutMs?: number;
+  };
   /** D14 cover of the server's Mux.Cool carriers (createWebSocketEndpoints' `cover`). */
   cover?: MuxCoverOptions | false;
   /** Called with the socket of each accepted upgrade, once the WebSocket has it (tests' controls). */
@@ -108,6 +114,10 @@ export async function startWsTestServer(opts: WsTestServerOptions): Promise<WsTe
       decoy: builtinDecoy({ seed: 'test' }),
       ...(opts.front.tls ? { tls: opts.front.tls } : {}),
       ...(opts.front.trustProxy ? { trustProxy: opts.front.trustProxy } : {}),
+      ...(opts.front.keepAliveTimeoutMs ? { keepAliveTimeoutMs: opts.front.keepAliveTimeoutMs } : {}),
+      ...(opts.front.requestTimeoutMs
+        ? { requestTimeoutMs: opts.front.requestTimeoutMs, headersTimeoutMs: opts.front.requestTimeoutMs }
+        : {}),
       onUpgrade: (req, socket, head, addr) => take(req, socket as Socket, head, addr),
       ...(grpc
         ? {
