@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { fileErrorWhy } from '../config/errors.js';
 import { parseFlags, webFlagsSchema } from '../config/flags.js';
 import type { WebConfig } from '../config/server.js';
-import { webKeyUrlFor, type WebEndpoint } from '../protocol/sip002/plugin-opts.js';
+import { grpcKeyUrlFor, webKeyUrlFor, type WebEndpoint } from '../protocol/sip002/plugin-opts.js';
 import { editDistance } from '../protocol/near-miss.js';
 import type { DataPlaneOptions, ShadowsocksServer } from '../server/index.js';
 // The web front's modules (ws, acme-client, the decoy site) load only when --web-port is given.
@@ -482,7 +482,7 @@ export function webStatusLine(web: RunningWeb): string {
 /** Secret paths shorter than this (after the slash) get a warning in the banner. */
 const SHORT_PATH = 12;
 
-export { webKeyUrlFor, type WebEndpoint };
+export { grpcKeyUrlFor, webKeyUrlFor, type WebEndpoint };
 
 /**
  * The public endpoint of a running front: --web-public-url when given, else `host` (the
@@ -513,6 +513,16 @@ export function webKeyUrl(
   tag: string,
 ): string {
   return webKeyUrlFor(key, webEndpointOf(web, host), tag);
+}
+
+/** A key's gRPC URL for a running front (for `ladder client`), or undefined where it takes no gRPC. */
+export function grpcKeyUrl(
+  key: Pick<RuntimeKey, 'method' | 'secret'>,
+  host: string,
+  web: RunningWeb,
+  tag: string,
+): string | undefined {
+  return grpcKeyUrlFor(key, webEndpointOf(web, host), tag);
 }
 
 const ENDPOINT_FILE = 'web-endpoint.json';

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { endpointFromKey } from '../../client/key.js';
 import { formatSsUrl, parseSsUrl } from './index.js';
+import { grpcKeyUrlFor } from './plugin-opts.js';
 
 const BASE = 'ss://YWVzLTI1Ni1nY206cHc@front.example:443/';
 
@@ -40,4 +41,15 @@ test('a type=grpc key gives the client a gRPC endpoint (address, service, SNI, a
   });
   assert.equal(typeof ep.nextHop, 'function');
   assert.equal(ep.websocket, undefined);
+});
+
+test('grpcKeyUrlFor: the front\'s gRPC key as ladder client reads it; none without TLS or h2', () => {
+  const ep = { host: 'cdn.example', port: 443, path: '/S3cret', tls: true, mux: true };
+  const url = grpcKeyUrlFor({ method: 'aes-128-gcm', secret: 'pw' }, ep, 'k (gRPC)');
+  assert.ok(url);
+  assert.match(url, /\/\?type=grpc&serviceName=S3cret&security=tls&sni=cdn\.example#k%20\(gRPC\)$/);
+  const back = endpointFromKey(url, 'local');
+  assert.deepEqual(back.grpc, { address: 'cdn.example', port: 443, tls: true, serviceName: 'S3cret', servername: 'cdn.example' });
+  assert.equal(grpcKeyUrlFor({ method: 'aes-128-gcm', secret: 'pw' }, { ...ep, tls: false }), undefined);
+  assert.equal(grpcKeyUrlFor({ method: 'aes-128-gcm', secret: 'pw' }, { ...ep, grpc: false }), undefined);
 });
