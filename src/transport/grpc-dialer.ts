@@ -6,7 +6,7 @@
  * (`:authority`) and TLS server name are set apart from the dialled address as for WebSocket
  * (./web-tls.ts). The call's first bytes leave with its headers: no round trip is waited for.
  */
-import http2, { type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
+import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { connect as netConnect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { DEFAULT_CONNECT_TIMEOUT_MS, UpstreamDialError, type NextHop } from './dialer.js';
@@ -64,11 +64,23 @@ function refusal(h: IncomingHttpHeaders): string | undefined {
   return undefined;
 }
 
-/** One HTTP/2 connection to the server at a time, opened on demand and replaced when it ends. */
+/**
+ * The most calls one HTTP/2 connection carries before another is opened: the server's
+ * MAX_CONCURRENT_STREAMS (nginx's and Ladder's 128; grpc-go's default is unlimited), at most 100.
+ * A call over the limit would wait inside nghttp2 until another ended (a tunnel may last hours).
+ */
+const MAX_CALLS = 100;
+
+/**
+ * HTTP/2 connections to the server, opened on demand: one carries every call until it has as many
+ * as the server allows (then the next one is opened); one that closes or is told to go away takes
+ * no new calls.
+ */
 export class GrpcSessionPool {
   readonly #opts: GrpcTransportOptions;
   readonly #headers: Record<string, string>;
-  #session: ClientHttp2Session | undefined;
+  /** Usable connections and their open calls. */
+  readonly #sessions = new Map<ClientHttp2Session, number>();
   #connecting: Promise<ClientHttp2Session> | undefined;
   #closed = false;
 
@@ -77,14 +89,34 @@ export class GrpcSessionPool {
     this.#headers = grpcRequestHeaders(opts);
   }
 
-  /** The HTTP/2 connection in use, if any (tests). */
+  /** The first usable HTTP/2 connection, if any (tests). */
   get session(): ClientHttp2Session | undefined {
-    return this.#session;
+    return this.#sessions.keys().next().value;
+  }
+
+  /** Usable HTTP/2 connections (tests). */
+  get sessions(): number {
+    return this.#sessions.size;
   }
 
   async open(signal?: AbortSignal): Promise<Duplex> {
-    const session = await this.#usable(signal);
-    const req = session.request(this.#headers, { endStream: false });
+    // #usable has counted the call on the session it returns; the call's close uncounts it.
+    let session = await this.#usable(signal);
+    let req: ClientHttp2Stream;
+    try {
+      req = session.request(this.#headers, { endStream: false });
+    } catch (err) {
+      // Closing under us (GOAWAY, a socket error not yet reported): forget it, dial again once.
+      this.#sessions.delete(session);
+      if ((err as { code?: string }).code === undefined) throw err;
+      session = await this.#usable(signal);
+      req = session.request(this.#headers, { endStream: false });
+    }
+    const owner = session;
+    req.once('close', () => {
+      const n = this.#sessions.get(owner);
+      if (n !== undefined) this.#sessions.set(owner, n - 1);
+    });
     const stream = new GrpcStream(req);
     req.once('response', (h) => {
       const why = refusal(h);
@@ -98,11 +130,19 @@ export class GrpcSessionPool {
   }
 
   async #usable(signal?: AbortSignal): Promise<ClientHttp2Session> {
-    if (this.#closed) throw new UpstreamDialError('ERR_ABORTED', 'client closed');
-    const s = this.#session;
-    if (s && !s.closed && !s.destroyed) return s;
-    this.#connecting ??= this.#connect(signal).finally(() => (this.#connecting = undefined));
-    return this.#connecting;
+    for (;;) {
+      if (this.#closed) throw new UpstreamDialError('ERR_ABORTED', 'client closed');
+      for (const [s, calls] of this.#sessions) {
+        if (s.closed || s.destroyed) this.#sessions.delete(s);
+        else if (calls < Math.min(MAX_CALLS, s.remoteSettings.maxConcurrentStreams ?? MAX_CALLS)) {
+          this.#sessions.set(s, calls + 1);
+          return s;
+        }
+      }
+      // One connection being opened at a time; callers that find it full open the next.
+      this.#connecting ??= this.#connect(signal).finally(() => (this.#connecting = undefined));
+      await this.#connecting;
+    }
   }
 
   #connect(signal?: AbortSignal): Promise<ClientHttp2Session> {
@@ -137,12 +177,12 @@ export class GrpcSessionPool {
         cleanup();
         if (this.#closed) return fail(new UpstreamDialError('ERR_ABORTED', 'client closed'));
         const forget = (): void => {
-          if (this.#session === session) this.#session = undefined;
+          this.#sessions.delete(session);
         };
         session.on('error', forget);
         session.once('goaway', forget);
         session.once('close', forget);
-        this.#session = session;
+        this.#sessions.set(session, 0);
         resolve(session);
       };
       const onError = (err: NodeJS.ErrnoException): void =>
@@ -167,8 +207,8 @@ export class GrpcSessionPool {
 
   close(): void {
     this.#closed = true;
-    this.#session?.destroy();
-    this.#session = undefined;
+    for (const s of this.#sessions.keys()) s.destroy();
+    this.#sessions.clear();
   }
 }
 
