@@ -10,6 +10,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -150,5 +151,33 @@ describe('Ladder client → nginx (TLS, grpc_pass grpc://) → Ladder plain web 
       ws.once('error', reject);
     });
     ws.terminate();
+  });
+});
+
+describe('h2c on the plain front only from the trusted proxies', { skip: missing }, () => {
+  test('from an untrusted peer the preface gets the HTTP/1.1 answer (nginx\'s 400, as before); from the proxy, SETTINGS', async () => {
+    const srv = await startWsTestServer({
+      keys: [{ id: 'k', method: 'aes-128-gcm', secret: 'h2c-control' }],
+      front: { trustProxy: ['127.0.0.3/32'], grpc: true },
+    });
+    try {
+      const preface = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n';
+      const untrusted = await exchange(srv.webPort, preface);
+      assert.match(untrusted.text, /^HTTP\/1\.1 400 Bad Request\r\nServer: nginx\r\n/);
+      const fromProxy = await new Promise<Buffer>((resolve, reject) => {
+        const s = net.connect({ port: srv.webPort, host: '127.0.0.1', localAddress: '127.0.0.3' });
+        s.once('connect', () => s.write(preface));
+        s.once('data', (b: Buffer) => {
+          s.destroy();
+          resolve(b);
+        });
+        s.once('error', reject);
+      });
+      // An HTTP/2 frame header: 3-byte length, type 4 (SETTINGS), flags 0, stream 0.
+      assert.equal(fromProxy[3], 4);
+      assert.equal(fromProxy.readUInt32BE(5), 0);
+    } finally {
+      await srv.close();
+    }
   });
 });

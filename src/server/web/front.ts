@@ -42,7 +42,7 @@ import {
   writeHead,
 } from './static.js';
 import type { WebRequest, WebResponse } from './static.js';
-import { clientAddress, parseTrustedProxies } from './trust-proxy.js';
+import { clientAddress, normaliseAddress, parseTrustedProxies, type TrustedProxies } from './trust-proxy.js';
 import { PendingLimits, type PendingCaps, type PendingEntry } from '../pending-limits.js';
 
 /** The front's caps (WebFrontOptions.pending): behind trusted proxies no per-address cap unless asked. */
@@ -169,6 +169,15 @@ export function secretPathMatcher(secretPath: string): (url: string | undefined)
 
 type PrivateResponse = ServerResponse & { _hasBody: boolean; _last: boolean };
 
+/**
+ * Who may speak h2c to a plain front (nginx's grpc_pass): the trusted proxies (--trust-proxy), or
+ * without any, loopback (an nginx on the same host).
+ */
+function h2cPeer(address: string, trusted: TrustedProxies | undefined): boolean {
+  const a = normaliseAddress(address);
+  return trusted ? trusted.contains(a) : a.startsWith('127.') || a === '::1';
+}
+
 export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   const log = opts.logger ?? silentLogger;
   const host = opts.host ?? '0.0.0.0';
@@ -213,7 +222,7 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   const h2: DecoyH2 | undefined = withH2
     ? attachDecoyH2(server as https.Server, h2Request, h2Opts)
     : !opts.tls && opts.onH2Tunnel
-      ? attachH2c(server, h2Request, h2Opts)
+      ? attachH2c(server, h2Request, { ...h2Opts, from: (a) => h2cPeer(a, trusted) })
       : undefined;
   server.timeout = 0;
 

@@ -172,16 +172,20 @@ const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
  * whose first bytes are the HTTP/2 preface goes to an h2 server like the TLS port's (./grpc.ts
  * tunnels and the decoy); any other goes to the HTTP/1.1 handling with its bytes put back. A
  * connection that sends nothing is closed after `headersTimeoutMs`, as the HTTP/1.1 side would.
+ * Only peers `from` accepts get h2c (the proxies: --trust-proxy, else loopback); any other's
+ * connection goes straight to the HTTP/1.1 side, which answers the preface as an nginx without
+ * http2 does (its 400, test/web/fixtures.ts DECOY_REQUESTS), so a prober there sees what it saw before.
  * Call right after creating the server, before adding 'connection' listeners of your own.
  */
 export function attachH2c(
   server: HttpServer,
   onRequest: (req: Http2ServerRequest, res: Http2ServerResponse) => void,
-  opts: DecoyH2Options & { headersTimeoutMs: number },
+  opts: DecoyH2Options & { headersTimeoutMs: number; from: (remoteAddress: string) => boolean },
 ): DecoyH2 {
   const http1 = takeHttp1Listener<Socket>(server, 'connection');
   const { api, connect } = decoyH2Server(onRequest, opts);
   server.on('connection', (socket: Socket) => {
+    if (!opts.from(socket.remoteAddress ?? '')) return void http1.call(server, socket);
     let got: Buffer | undefined;
     const timer = setTimeout(() => socket.destroy(), opts.headersTimeoutMs);
     timer.unref();
