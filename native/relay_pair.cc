@@ -59,7 +59,9 @@
 //   relayClose(relay)            closes both sockets now (reason 3, onClose called before it
 //                                returns); nothing when already closed
 //   relayCounts(relay, out)      out (Float64Array, length >= 2) = [up, down] so far; a third
-//                                element: 1 once a payload opened with a decoder the relay derived
+//                                element: 1 once a payload opened with a decoder the relay derived;
+//                                fourth and fifth: the most the next read for the client and for
+//                                the destination takes (Side::read_cap)
 //   relayLive() -> number        relays running on this thread (tests: nothing leaks)
 #include <cerrno>
 #include <cstdlib>
@@ -89,11 +91,40 @@ namespace ladder {
 
 namespace {
 
-constexpr size_t kReadSize = 64 * 1024;
-// The codec's output for one read: a decoded read is at most the read plus one element carried
-// from earlier (<= 0xFFFF + 16); an encoded one the read plus 34 bytes per chunk and the prefix.
 constexpr size_t kPrefixMax = 64;
-constexpr size_t kOutSize = kReadSize + 0x10000 + 16 + kPrefixMax;
+// The codec's output for a read of n bytes: a decoded read is at most the read plus one element
+// carried from earlier (<= 0xFFFF + 16); an encoded one the read plus 34 bytes per chunk and the
+// prefix.
+constexpr size_t OutSize(size_t n) { return n + 0x10000 + 16 + kPrefixMax; }
+
+// The bulk path's knobs, read once per process from the environment (docs/benchmarks.md, session
+// 17): LADDER_RELAY_READ_KIB the most one read takes (16..1024 KiB; 1024 by default; 64 until session
+// 16), LADDER_RELAY_ADAPT=0 reads that much every time (by default the reads for a side that
+// leaves bytes unsent shrink, down to 64 KiB: Side::read_cap). Tried and left out (no gain in CPU
+// per GiB): several reads per readiness event, SO_SNDBUF / SO_RCVBUF of 1 MiB on both sockets.
+constexpr size_t kSmallRead = 64 * 1024;
+struct Tuning {
+  size_t read_size = 1024 * 1024;
+  bool adapt = true;
+};
+
+long EnvLong(const char* name, long def, long lo, long hi) {
+  const char* v = getenv(name);
+  if (v == nullptr || *v == '\0') return def;
+  char* end = nullptr;
+  const long x = strtol(v, &end, 10);
+  return end == nullptr || *end != '\0' || x < lo || x > hi ? def : x;
+}
+
+const Tuning& Tune() {
+  static const Tuning t = [] {
+    Tuning k;
+    k.read_size = static_cast<size_t>(EnvLong("LADDER_RELAY_READ_KIB", 1024, 16, 1024)) * 1024;
+    k.adapt = EnvLong("LADDER_RELAY_ADAPT", 1, 0, 1) == 1;
+    return k;
+  }();
+  return t;
+}
 
 enum Reason : int32_t { kDone = 0, kIdle = 1, kError = 2, kAborted = 3, kCipher = 4, kPayloadSize = 5, kConnect = 6 };
 
@@ -148,6 +179,11 @@ struct Side {
   bool shut = false;  // its write half was shut down
   bool sole = false;  // fd is the socket's only descriptor (taken over, not a dup): see Stop
   Out out;            // bytes to write to this side
+  // The most the next read for this side takes (0: Tune().read_size): doubled after a send to
+  // this side that it took whole, halved (down to kSmallRead) after one that left bytes. So the
+  // bytes a relay holds for a slow reader (out, at most one read's output) follow what its socket
+  // takes at a time rather than staying a whole 1 MiB read's worth.
+  size_t read_cap = 0;
 };
 
 // What one thread's relays share: the read buffer, the idle scan, the list of running relays.
@@ -156,7 +192,9 @@ struct Loop {
   napi_env env = nullptr;
   uv_timer_t timer;
   uint64_t period = 0;  // ms; 0 while the timer is stopped
-  uint8_t* scratch = nullptr;  // kReadSize bytes read, then kOutSize for the codec's output
+  // Tune().read_size bytes read, then OutSize(read_size) for the codec's output: 2.06 MiB with
+  // the 1 MiB reads (192 KiB with session 16's 64 KiB), one per thread that relays.
+  uint8_t* scratch = nullptr;
   std::vector<Relay*> live;
   napi_async_context actx = nullptr;
 };
@@ -343,6 +381,12 @@ bool SendOrKeep(Relay* r, int i, const uint8_t* data, size_t n) {
       sent += static_cast<size_t>(w);
     }
   }
+  if (Tune().adapt) {
+    const size_t max = Tune().read_size;
+    size_t& cap = side.read_cap;
+    if (cap == 0) cap = max;
+    cap = sent == n ? (cap >= max / 2 ? max : cap * 2) : (cap / 2 <= kSmallRead ? kSmallRead : cap / 2);
+  }
   return side.out.Append(data + sent, n - sent);
 }
 
@@ -413,10 +457,13 @@ Reason CallFirst(Relay* r, const uint8_t* p, size_t n) {
 // included), else why the relay must end. Called only while the other side has nothing unsent.
 Reason ReadFrom(Relay* r, int i) {
   Side& src = r->s[i];
+  const Tuning& t = Tune();
+  const size_t cap = r->s[1 - i].read_cap;
+  const size_t read_size = cap != 0 && cap < t.read_size ? cap : t.read_size;
   uint8_t* buf = r->loop->scratch;
-  uint8_t* out = buf + kReadSize;  // room for kOutSize bytes
+  uint8_t* out = buf + t.read_size;  // room for OutSize(t.read_size) bytes
   ssize_t n;
-  do n = recv(src.fd, buf, kReadSize, 0);
+  do n = recv(src.fd, buf, read_size, 0);
   while (n < 0 && errno == EINTR);
   if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? kDone : Err(r, i);
   if (n == 0) {
@@ -540,7 +587,7 @@ Loop* LoopFor(napi_env env) {
   Loop* l = PollReady(env) ? new (std::nothrow) Loop() : nullptr;  // the set's hook before ours
   napi_value name;
   if (l == nullptr || napi_get_uv_event_loop(env, &l->uv) != napi_ok || l->uv == nullptr ||
-      (l->scratch = static_cast<uint8_t*>(malloc(kReadSize + kOutSize))) == nullptr ||
+      (l->scratch = static_cast<uint8_t*>(malloc(Tune().read_size + OutSize(Tune().read_size)))) == nullptr ||
       napi_create_string_utf8(env, "ladder:relay", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_async_init(env, nullptr, name, &l->actx) != napi_ok || uv_timer_init(l->uv, &l->timer) != 0) {
     if (l != nullptr) {
@@ -929,6 +976,10 @@ napi_value RelayCounts(napi_env env, napi_callback_info info) {
   static_cast<double*>(data)[0] = r->up;
   static_cast<double*>(data)[1] = r->down;
   if (length >= 3) static_cast<double*>(data)[2] = r->answered ? 1 : 0;
+  for (size_t i = 0; i < 2 && 3 + i < length; i++) {  // the read caps (tests, docs/benchmarks.md)
+    const size_t cap = r->s[i].read_cap;
+    static_cast<double*>(data)[3 + i] = static_cast<double>(cap != 0 && cap < Tune().read_size ? cap : Tune().read_size);
+  }
   return nullptr;
 }
 
