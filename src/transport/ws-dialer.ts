@@ -1,38 +1,18 @@
-import { createHash } from 'node:crypto';
-import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { connect as tlsConnect, type ConnectionOptions, type PeerCertificate } from 'node:tls';
+import type { ConnectionOptions } from 'node:tls';
 import WebSocket from 'ws';
 import { DEFAULT_CONNECT_TIMEOUT_MS, UpstreamDialError, type NextHop } from './dialer.js';
 import { MuxConnection, muxEndDelayMs } from './mux.js';
 import type { MuxCoverOptions } from './mux-cover.js';
+import { pinnedTlsConnect, webTlsOptions, type WebTlsEndpoint } from './web-tls.js';
 import { WsStream } from './ws-stream.js';
 
-export interface WsEndpoint {
+export interface WsEndpoint extends WebTlsEndpoint {
   /** ws://ADDRESS:PORT/PATH or wss://…: the address actually dialled (a CDN edge, say). */
   url: string;
   /** Host header (default: the URL's host). */
   host?: string | undefined;
-  /** TLS server name (default: the Host header's name; '' sends none). */
-  servername?: string | undefined;
-  /** TLS: verify the server's certificate against the system CAs (default true). */
-  verify?: boolean | undefined;
-  /** TLS: trust these CA certificates (PEM) instead of the system's. */
-  ca?: string | Buffer | undefined;
-  /** TLS: accept exactly the certificate with this SHA-256 fingerprint (hex, colons allowed), self-signed or not. */
-  pinSha256?: string | undefined;
   connectTimeoutMs?: number | undefined;
-}
-
-function fingerprint(cert: PeerCertificate | undefined): string {
-  return cert?.raw ? createHash('sha256').update(cert.raw).digest('hex') : '';
-}
-
-/** The Host header's name without port or brackets. */
-function hostName(hostHeader: string): string {
-  if (hostHeader.startsWith('[')) return hostHeader.slice(1, hostHeader.indexOf(']'));
-  const colon = hostHeader.lastIndexOf(':');
-  return colon > 0 && hostHeader.indexOf(':') === colon ? hostHeader.slice(0, colon) : hostHeader;
 }
 
 /**
@@ -60,29 +40,15 @@ export function openWebSocket(ep: WsEndpoint, signal?: AbortSignal): Promise<Web
   if (url.protocol !== 'ws:' && url.protocol !== 'wss:')
     throw new Error('WebSocket URL must be ws:// or wss://');
   const host = ep.host ?? url.host;
-  const pin = ep.pinSha256?.replace(/:/g, '').toLowerCase();
   const timeoutMs = ep.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  const t = webTlsOptions(ep, host);
   const tls =
     url.protocol === 'wss:'
       ? {
-          // RFC 6066: no IP addresses in SNI.
-          servername: ep.servername ?? (isIP(hostName(host)) ? '' : hostName(host)),
-          ...(ep.ca !== undefined ? { ca: ep.ca } : {}),
-          ...(pin
-            ? {
-                // The pin replaces chain and name checks (self-signed origins); checked as soon
-                // as the handshake is done, before the upgrade request leaves.
-                rejectUnauthorized: false,
-                createConnection: (o: ConnectionOptions) => {
-                  const s = tlsConnect(o);
-                  s.once('secureConnect', () => {
-                    if (fingerprint(s.getPeerCertificate()) !== pin)
-                      s.destroy(new Error('server certificate does not match the pin'));
-                  });
-                  return s;
-                },
-              }
-            : { rejectUnauthorized: ep.verify ?? true }),
+          servername: t.servername,
+          ...(t.ca !== undefined ? { ca: t.ca } : {}),
+          rejectUnauthorized: t.rejectUnauthorized,
+          ...(t.pin ? { createConnection: (o: ConnectionOptions) => pinnedTlsConnect(o, t.pin) } : {}),
         }
       : {};
   return new Promise((resolve, reject) => {
