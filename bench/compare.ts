@@ -25,7 +25,10 @@
  *          to --short-host (127.0.0.1; localhost for the server's name-resolution path)
  *   conns  --conns-n short connections from 64 concurrent clients: connections per second and
  *          CPU per connection (what a loaded server's capacity is)
- *   flows  8 concurrent bulk flows (upload and download), --size in all: aggregate MiB/s, CPU/GiB
+ *   flows  8 concurrent bulk flows (upload and download), --size in all: aggregate MiB/s, CPU/GiB;
+ *          --flows-driver node (default: this process's Node source, sink and SOCKS5 clients),
+ *          c (bench/flows-driver.c: the same flows from a C process, ~1/3 of Node's CPU per
+ *          GiB, so the proxies' own difference shows more truly) or node,c (both, as separate rows)
  * Every method of --method (default aes-256-gcm,chacha20-ietf-poly1305) runs all phases with
  * stacks started for it; each stack's idle RSS (client and server right after start) is a row.
  * Reported per stack: median and min-max over --runs of MiB/s and of client + server CPU per GiB
@@ -37,10 +40,10 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { loadavg } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { startEcho, startSink, startSource } from '../test/helpers/net.js';
 import type { TestServer } from '../test/helpers/net.js';
@@ -68,6 +71,7 @@ import {
   type LoadTarget,
 } from './compare-load.js';
 import { oneExchange } from './exchange.js';
+import { buildFlowsDriver } from './short-drivers.js';
 import { median, percentile } from './stats.js';
 
 const MiB = 1024 * 1024;
@@ -91,6 +95,9 @@ const jsonOut = opt('--json', join(REPO_ROOT, 'bench', 'results', 'compare.json'
 const extra = argv.flatMap((a, i) => (argv[i - 1] === '--stack' ? [a] : []));
 const noFloor = argv.includes('--no-floor');
 const noW1 = argv.includes('--no-w1');
+const flowsDrivers = opt('--flows-driver', 'node').split(',');
+if (!flowsDrivers.every((d) => d === 'node' || d === 'c'))
+  throw new Error('--flows-driver node, c or node,c');
 
 function log(msg: string): void {
   process.stderr.write(`[compare ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -216,7 +223,34 @@ interface Series {
   /** Share of the machine's CPU busy during the run. */
   busy: number[];
 }
-type BulkKind = 'upload' | 'download' | 'curl download' | '8 flows upload' | '8 flows download';
+type BulkKind =
+  | 'upload'
+  | 'download'
+  | 'curl download'
+  | '8 flows upload'
+  | '8 flows download'
+  | '8 flows upload (C driver)'
+  | '8 flows download (C driver)';
+
+/** CPU ms of driver processes (bench/flows-driver.c) so far: bulk() adds it to the bench's own. */
+let childDriverMs = 0;
+
+/** 8 flows of `bytes` in all through `socksPort` by bench/flows-driver.c (`bin`): wall ms. */
+function cFlows(bin: string, socksPort: number, bytes: number, dir: 'download' | 'upload'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      bin,
+      [String(socksPort), '8', String(Math.floor(bytes / 8)), dir],
+      { timeout: 600_000 },
+      (err, out) => {
+        if (err) return reject(err);
+        const [ns, user, sys] = out.trim().split(' ').map(Number);
+        childDriverMs += (user! + sys!) / 1000;
+        resolve(ns! / 1e6);
+      },
+    );
+  });
+}
 
 async function bulk(stacks: Stack[], kind: BulkKind, run: (st: Stack) => Promise<number>) {
   const out = new Map<string, Series>(
@@ -230,9 +264,9 @@ async function bulk(stacks: Stack[], kind: BulkKind, run: (st: Stack) => Promise
       const st = stacks[(r + j) % stacks.length]!;
       const c0 = await cpuOf(st);
       const pf0 = faultsOf(st);
-      const [d0, m0] = [driverMs(), machineJiffies()];
+      const [d0, m0] = [driverMs() + childDriverMs, machineJiffies()];
       const ms = await run(st);
-      const [d1, m1] = [driverMs(), machineJiffies()];
+      const [d1, m1] = [driverMs() + childDriverMs, machineJiffies()];
       const c1 = await cpuOf(st);
       const pf1 = faultsOf(st);
       const gib = size / 1024 ** 3;
@@ -361,9 +395,15 @@ async function main(): Promise<void> {
         }
         if (phases.has('curl'))
           bulkKinds.push(['curl download', (st) => curlDownload(st.client.socksPort, httpPort, size)]);
-        if (phases.has('flows')) {
+        if (phases.has('flows') && flowsDrivers.includes('node')) {
           bulkKinds.push(['8 flows upload', (st) => concurrentFlows(size, (b) => up(st, b))]);
           bulkKinds.push(['8 flows download', (st) => concurrentFlows(size, (b) => down(st, b))]);
+        }
+        if (phases.has('flows') && flowsDrivers.includes('c')) {
+          const bin = buildFlowsDriver(mkdtempSync(join(tmpdir(), 'ladder-flows-')));
+          const port = (st: Stack) => st.client.socksPort;
+          bulkKinds.push(['8 flows upload (C driver)', (st) => cFlows(bin, port(st), size, 'upload')]);
+          bulkKinds.push(['8 flows download (C driver)', (st) => cFlows(bin, port(st), size, 'download')]);
         }
         for (const [kind, run] of bulkKinds) {
           const series = await bulk(stacks, kind, run);

@@ -52,7 +52,7 @@ export function readPerfStat(file: string): Map<string, number> {
   const counts = new Map<string, number>();
   for (const line of readFileSync(file, 'utf8').split('\n')) {
     const f = line.split(',');
-    if (f.length >= 3 && /^\d+$/.test(f[0]!)) counts.set(f[2]!, Number(f[0]));
+    if (f.length >= 3 && /^\d+(\.\d+)?$/.test(f[0]!)) counts.set(f[2]!, Number(f[0])); // task-clock: ms
   }
   return counts;
 }

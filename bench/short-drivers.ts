@@ -45,13 +45,19 @@ export function parseDrivers(spec: string): Driver[] {
   return out as Driver[];
 }
 
-/** bench/short-driver.c compiled into `dir`; its path. */
-export function buildShortDriver(dir: string): string {
-  const bin = join(dir, 'short-driver');
-  const src = new URL('./short-driver.c', import.meta.url).pathname;
+/** bench/NAME.c compiled into `dir`; its path. */
+function buildDriver(dir: string, name: string): string {
+  const bin = join(dir, name);
+  const src = new URL(`./${name}.c`, import.meta.url).pathname;
   execFileSync('cc', ['-O2', '-pthread', '-o', bin, src], { stdio: 'pipe' });
   return bin;
 }
+
+/** bench/short-driver.c compiled into `dir`; its path. */
+export const buildShortDriver = (dir: string): string => buildDriver(dir, 'short-driver');
+
+/** bench/flows-driver.c (bench/compare.ts --flows-driver c) compiled into `dir`; its path. */
+export const buildFlowsDriver = (dir: string): string => buildDriver(dir, 'flows-driver');
 
 /**
  * `n` short connections in a row through SOCKS5 port `socksPort` with `driver` (`bin`: the

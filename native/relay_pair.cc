@@ -59,7 +59,9 @@
 //   relayClose(relay)            closes both sockets now (reason 3, onClose called before it
 //                                returns); nothing when already closed
 //   relayCounts(relay, out)      out (Float64Array, length >= 2) = [up, down] so far; a third
-//                                element: 1 once a payload opened with a decoder the relay derived
+//                                element: 1 once a payload opened with a decoder the relay derived;
+//                                fourth and fifth: the most the next read for the client and for
+//                                the destination takes (Side::read_cap)
 //   relayLive() -> number        relays running on this thread (tests: nothing leaks)
 #include <cerrno>
 #include <cstdlib>
@@ -70,6 +72,7 @@
 #if defined(__linux__)
 #include <fcntl.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -89,11 +92,44 @@ namespace ladder {
 
 namespace {
 
-constexpr size_t kReadSize = 64 * 1024;
-// The codec's output for one read: a decoded read is at most the read plus one element carried
-// from earlier (<= 0xFFFF + 16); an encoded one the read plus 34 bytes per chunk and the prefix.
 constexpr size_t kPrefixMax = 64;
-constexpr size_t kOutSize = kReadSize + 0x10000 + 16 + kPrefixMax;
+// The codec's output for a read of n bytes: a decoded read is at most the read plus one element
+// carried from earlier (<= 0xFFFF + 16); an encoded one the read plus 34 bytes per chunk and the
+// prefix.
+constexpr size_t OutSize(size_t n) { return n + 0x10000 + 16 + kPrefixMax; }
+// A thread with no relay running gives its scratch pages back after this long (review17: once
+// bulk data had passed, the 2 MiB stayed resident in every relaying thread for good, some 2.8 MiB
+// of a used client's RSS). Long enough that a run of short connections never waits on it.
+constexpr uint64_t kScratchReleaseMs = 5000;
+
+// The bulk path's knobs, read once per process from the environment (docs/benchmarks.md, session
+// 17): LADDER_RELAY_READ_KIB the most one read takes (16..1024 KiB; 1024 by default; 64 until session
+// 16), LADDER_RELAY_ADAPT=0 reads that much every time (by default the reads for a side that
+// leaves bytes unsent shrink, down to 64 KiB: Side::read_cap). Tried and left out (no gain in CPU
+// per GiB): several reads per readiness event, SO_SNDBUF / SO_RCVBUF of 1 MiB on both sockets.
+constexpr size_t kSmallRead = 64 * 1024;
+struct Tuning {
+  size_t read_size = 1024 * 1024;
+  bool adapt = true;
+};
+
+long EnvLong(const char* name, long def, long lo, long hi) {
+  const char* v = getenv(name);
+  if (v == nullptr || *v == '\0') return def;
+  char* end = nullptr;
+  const long x = strtol(v, &end, 10);
+  return end == nullptr || *end != '\0' || x < lo || x > hi ? def : x;
+}
+
+const Tuning& Tune() {
+  static const Tuning t = [] {
+    Tuning k;
+    k.read_size = static_cast<size_t>(EnvLong("LADDER_RELAY_READ_KIB", 1024, 16, 1024)) * 1024;
+    k.adapt = EnvLong("LADDER_RELAY_ADAPT", 1, 0, 1) == 1;
+    return k;
+  }();
+  return t;
+}
 
 enum Reason : int32_t { kDone = 0, kIdle = 1, kError = 2, kAborted = 3, kCipher = 4, kPayloadSize = 5, kConnect = 6 };
 
@@ -148,6 +184,12 @@ struct Side {
   bool shut = false;  // its write half was shut down
   bool sole = false;  // fd is the socket's only descriptor (taken over, not a dup): see Stop
   Out out;            // bytes to write to this side
+  // The most the next read for this side takes (0: none sent yet, kSmallRead): doubled after a
+  // send to this side that it took whole, halved (down to kSmallRead) after one that left bytes.
+  // So the bytes a relay holds for a slow reader (out, at most one read's output) follow what its
+  // socket takes at a time rather than a whole 1 MiB read's worth, and a new relay starts at 64
+  // KiB (a first read of 1 MiB into a reader whose window is already shut would be held whole).
+  size_t read_cap = 0;
 };
 
 // What one thread's relays share: the read buffer, the idle scan, the list of running relays.
@@ -156,7 +198,11 @@ struct Loop {
   napi_env env = nullptr;
   uv_timer_t timer;
   uint64_t period = 0;  // ms; 0 while the timer is stopped
-  uint8_t* scratch = nullptr;  // kReadSize bytes read, then kOutSize for the codec's output
+  // Tune().read_size bytes read, then OutSize(read_size) for the codec's output: 2.06 MiB with
+  // the 1 MiB reads (192 KiB with session 16's 64 KiB), one per thread that relays; its own
+  // mapping, so its pages can go back while the thread relays nothing (ReleaseScratch).
+  uint8_t* scratch = nullptr;
+  size_t scratch_size = 0;
   std::vector<Relay*> live;
   napi_async_context actx = nullptr;
 };
@@ -215,9 +261,16 @@ void Finalize(napi_env /*env*/, void* data, void* /*hint*/) {
   MaybeFree(r);
 }
 
+// The timer's one-shot form while no relay runs: the scratch pages go back (zero-filled again at
+// the next touch) unless a relay started meanwhile (StartTimer re-arms the timer for OnTick).
+void ReleaseScratch(uv_timer_t* t) {
+  Loop* l = static_cast<Loop*>(t->data);
+  if (l->live.empty() && l->scratch != nullptr) madvise(l->scratch, l->scratch_size, MADV_DONTNEED);
+}
+
 void StopTimerIfIdle(Loop* l) {
   if (l->live.empty() && l->period != 0) {
-    uv_timer_stop(&l->timer);
+    uv_timer_start(&l->timer, ReleaseScratch, kScratchReleaseMs, 0);
     l->period = 0;
   }
 }
@@ -318,6 +371,8 @@ bool Flush(Relay* r, int i) {
       return false;
     }
     side.out.off += static_cast<size_t>(n);
+    // Bytes moving to a slow reader are not idleness (the relay reads nothing meanwhile).
+    r->last = uv_now(r->loop->uv);
   }
   side.out.off = side.out.len = 0;
   side.out.Free();  // an idle relay keeps no buffer
@@ -342,6 +397,12 @@ bool SendOrKeep(Relay* r, int i, const uint8_t* data, size_t n) {
       }
       sent += static_cast<size_t>(w);
     }
+  }
+  if (Tune().adapt) {
+    const size_t max = Tune().read_size;
+    size_t& cap = side.read_cap;
+    if (cap == 0) cap = max < kSmallRead ? max : kSmallRead;
+    cap = sent == n ? (cap >= max / 2 ? max : cap * 2) : (cap / 2 <= kSmallRead ? kSmallRead : cap / 2);
   }
   return side.out.Append(data + sent, n - sent);
 }
@@ -413,10 +474,16 @@ Reason CallFirst(Relay* r, const uint8_t* p, size_t n) {
 // included), else why the relay must end. Called only while the other side has nothing unsent.
 Reason ReadFrom(Relay* r, int i) {
   Side& src = r->s[i];
+  const Tuning& t = Tune();
+  size_t read_size = t.read_size;
+  if (t.adapt) {
+    const size_t cap = r->s[1 - i].read_cap != 0 ? r->s[1 - i].read_cap : kSmallRead;
+    if (cap < read_size) read_size = cap;
+  }
   uint8_t* buf = r->loop->scratch;
-  uint8_t* out = buf + kReadSize;  // room for kOutSize bytes
+  uint8_t* out = buf + t.read_size;  // room for OutSize(t.read_size) bytes
   ssize_t n;
-  do n = recv(src.fd, buf, kReadSize, 0);
+  do n = recv(src.fd, buf, read_size, 0);
   while (n < 0 && errno == EINTR);
   if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? kDone : Err(r, i);
   if (n == 0) {
@@ -517,6 +584,11 @@ void OnTick(uv_timer_t* t) {
   }
 }
 
+void FreeScratch(Loop* l) {
+  if (l->scratch != nullptr) munmap(l->scratch, l->scratch_size);
+  l->scratch = nullptr;
+}
+
 void OnTimerClosed(uv_handle_t* h) { delete static_cast<Loop*>(h->data); }
 
 // The env is going away (worker exit): end every relay without calling JS, and the timer.
@@ -528,9 +600,19 @@ void Cleanup(void* arg) {
     ReleaseRefs(r);
   }
   if (l->actx != nullptr) napi_async_destroy(l->env, l->actx);
-  free(l->scratch);
+  FreeScratch(l);
   if (t_loop == l) t_loop = nullptr;
   uv_close(reinterpret_cast<uv_handle_t*>(&l->timer), OnTimerClosed);
+}
+
+bool MapScratch(Loop* l) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t n = (Tune().read_size + OutSize(Tune().read_size) + page - 1) / page * page;
+  void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return false;
+  l->scratch = static_cast<uint8_t*>(p);
+  l->scratch_size = n;
+  return true;
 }
 
 Loop* LoopFor(napi_env env) {
@@ -540,12 +622,12 @@ Loop* LoopFor(napi_env env) {
   Loop* l = PollReady(env) ? new (std::nothrow) Loop() : nullptr;  // the set's hook before ours
   napi_value name;
   if (l == nullptr || napi_get_uv_event_loop(env, &l->uv) != napi_ok || l->uv == nullptr ||
-      (l->scratch = static_cast<uint8_t*>(malloc(kReadSize + kOutSize))) == nullptr ||
+      !MapScratch(l) ||
       napi_create_string_utf8(env, "ladder:relay", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_async_init(env, nullptr, name, &l->actx) != napi_ok || uv_timer_init(l->uv, &l->timer) != 0) {
     if (l != nullptr) {
       if (l->actx != nullptr) napi_async_destroy(env, l->actx);
-      free(l->scratch);
+      FreeScratch(l);
     }
     delete l;
     return nullptr;
@@ -929,6 +1011,10 @@ napi_value RelayCounts(napi_env env, napi_callback_info info) {
   static_cast<double*>(data)[0] = r->up;
   static_cast<double*>(data)[1] = r->down;
   if (length >= 3) static_cast<double*>(data)[2] = r->answered ? 1 : 0;
+  for (size_t i = 0; i < 2 && 3 + i < length; i++) {  // the read caps (tests, docs/benchmarks.md)
+    const size_t cap = r->s[i].read_cap;
+    static_cast<double*>(data)[3 + i] = static_cast<double>(cap != 0 && cap < Tune().read_size ? cap : Tune().read_size);
+  }
   return nullptr;
 }
 

@@ -2,8 +2,8 @@
 // native relay (Linux), so a connection on the server's TCP port never becomes a net.Socket.
 // JS (src/transport/native-stream.ts) keeps every decision; this accepts, reads and closes.
 //
-//   acceptListen(fd, onConn, onEvent, waitMs?, maxWaiting?, clientSalts?, serverSalts?, allowPrivate?)
-//       -> listener
+//   acceptListen(fd, onConn, onEvent, waitMs?, maxWaiting?, clientSalts?, serverSalts?, allowPrivate?,
+//                names?) -> listener
 //       fd: a listening TCP socket. It is dup()ed here (the caller closes its own, e.g. the
 //       net.Server that made it); the listener owns the duplicate and closes it at acceptClose
 //       or when the thread's env goes away. The duplicate is polled on this thread's loop; each
@@ -33,6 +33,8 @@
 //       replay filters, src/server/workers/shared-salts.ts) and allowPrivate (boolean): the
 //       server's lean path (src/server/lean-path.ts) is on, and the trial (acceptKeys) makes its
 //       checks here; see `checked` below. The listener keeps references to both until it is freed.
+//       names (boolean, with the filters): the lean path dials name targets too (the server's
+//       name cache, src/server/names.ts), so their checks are made here as well (`checked` 3).
 //   acceptKeys(listener, methods?, keys?)
 //       The port's SIP004 keys for a trial at the accept (the server's LADDER_ACCEPT_TRIAL):
 //       methods an Int32Array (0..3, as create() takes them), keys the master keys (Uint8Array,
@@ -52,7 +54,10 @@
 //       server-salt filter, and then added to the client-salt filter unless there already. 1:
 //       all passed (the salt is in the client filter now; JS must serve the connection on the
 //       lean path), 2: one refused (nothing changed; JS's full path decides), 0: not checked
-//       (a lock was busy - C++ never waits for one - or no filters: JS checks as without).
+//       (a lock was busy - C++ never waits for one - or no filters: JS checks as without), 3:
+//       with `names`, the same as 1 for a name target (a domain whole in `after`, not empty, its
+//       port not 0, not one of the UDP-over-TCP and Mux.Cool names JS serves otherwise: those
+//       are 2); the private rule is JS's, on the name's addresses. Without `names` a name is 2.
 //   acceptClose(listener)          stops accepting and closes the listener's socket; accepted
 //                                  connections live on (those still waiting for their first bytes
 //                                  are handed to onConn first). Idempotent.
@@ -78,6 +83,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -156,6 +162,7 @@ struct Listener {
   napi_ref salts_refs[2] = {nullptr, nullptr};
   bool checks = false;
   bool allow_private = false;
+  bool names = false;          // name targets are checked too (`checked` 3)
   size_t probe = 0;            // the longest salt + sealed length among them
   Thread* t = nullptr;
   napi_env env = nullptr;
@@ -369,21 +376,34 @@ napi_value InfoArray(napi_env env, const int32_t* info) {
   return ta;
 }
 
+// The names a SIP004 target may carry that are no destination (src/protocol/uot.ts UOT_MAGIC_V1,
+// UOT_MAGIC_V2; src/server/inner-mux.ts MUX_COOL_NAME): JS serves them on its full path.
+bool SpecialName(const uint8_t* name, size_t n) {
+  static const char* const kNames[] = {"sp.v2.udp-over-tcp.arpa", "sp.udp-over-tcp.arpa", "v1.mux.cool"};
+  for (const char* want : kNames) {
+    if (strlen(want) == n && strncasecmp(reinterpret_cast<const char*>(name), want, n) == 0) return true;
+  }
+  return false;
+}
+
 // The lean path's checks (acceptListen's filters) of key k's connection whose first read starts
 // with `salt` and whose plaintext after the length chunk is plain[0, len): onConn's `checked`.
 int32_t LeanChecks(const Listener* ls, const TrialKey& k, const uint8_t* salt, const uint8_t* plain, size_t len) {
   if (k.shared) return 0;  // the JS walk names the key (accept-trial.ts keyAt): JS decides
   size_t hl;
+  const bool name = len >= 2 && plain[0] == 3;
   if (len >= 7 && plain[0] == 1) hl = 7;
   else if (len >= 19 && plain[0] == 4) hl = 19;
-  else return 2;  // a name, or an address the first read does not hold whole
+  else if (name && ls->names && plain[1] > 0 && len >= 4u + plain[1] && !SpecialName(plain + 2, plain[1]))
+    hl = 4u + plain[1];
+  else return 2;  // a name JS serves, or an address the first read does not hold whole
   if ((plain[hl - 2] | plain[hl - 1]) == 0) return 2;
-  if (!ls->allow_private && (hl == 7 ? IsPrivate4(plain + 1) : IsPrivate6(plain + 1))) return 2;
+  if (!name && !ls->allow_private && (hl == 7 ? IsPrivate4(plain + 1) : IsPrivate6(plain + 1))) return 2;
   // Busy (a lock held): 0, JS checks; seen: 2, refused.
   const SaltResult server = SharedSaltsHas(ls->server_salts, salt, k.len);
   if (server != SaltResult::kNew) return server == SaltResult::kSeen ? 2 : 0;
   const SaltResult client = SharedSaltsCheckAndAdd(ls->client_salts, salt, k.len);
-  return client == SaltResult::kNew ? 1 : client == SaltResult::kSeen ? 2 : 0;
+  return client == SaltResult::kNew ? (name ? 3 : 1) : client == SaltResult::kSeen ? 2 : 0;
 }
 
 // acceptKeys' trial of the first read (n bytes in the scratch buffer, at least ls->probe): out
@@ -680,6 +700,8 @@ napi_value AcceptListen(napi_env env, napi_callback_info info) {
   for (size_t i = 0; checks && i < 2; i++) checks = SharedSaltsFrom(env, a[5 + i], &salts[i]);
   bool allow_private = false;
   if (checks && (!a.Has(7) || !a.Boolean(7, &allow_private))) checks = false;
+  bool names = false;
+  if (checks && a.Has(8) && !a.Undefined(8) && !a.Boolean(8, &names)) checks = false;
   Thread* t = ThreadFor(env);
   Listener* ls = t == nullptr ? nullptr : new (std::nothrow) Listener();
   if (ls == nullptr) {
@@ -716,6 +738,7 @@ napi_value AcceptListen(napi_env env, napi_callback_info info) {
     ls->client_salts = salts[0];
     ls->server_salts = salts[1];
     ls->allow_private = allow_private;
+    ls->names = names;
     ls->checks = true;
   }
   ls->handles = 3;

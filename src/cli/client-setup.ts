@@ -87,6 +87,9 @@ export function shapingSummary(
   if (eps.some((e) => e.prefix)) parts.push('key prefix as given');
   const ws = eps.filter((e) => e.websocket);
   if (ws.length > 0) parts.push(webSummary(ws, eps.length));
+  const grpc = eps.filter((e) => e.grpc);
+  if (grpc.length > 0)
+    parts.push(`${grpc.length === eps.length ? '' : `${grpc.length} of ${eps.length} endpoints `}over gRPC${grpc.every((e) => e.grpc!.tls) ? '+TLS' : ''} (one HTTP/2 connection per server)`);
   return parts.join(', ');
 }
 

@@ -9,7 +9,8 @@ import {
   tuneHeapForRelay,
 } from '../protocol/shadowsocks/native.js';
 import { whenStarted } from '../shared/startup.js';
-import { envSwitch } from '../shared/env.js';
+import { checkRelayTuningEnv, envSwitch } from '../shared/env.js';
+import { UsageError } from './errors.js';
 
 /**
  * The composition root: the only module that reads argv/env and calls process.exit.
@@ -45,6 +46,11 @@ export async function main(argv: string[]): Promise<number> {
     });
   for (const register of await loadCommands(argv)) register(program);
   try {
+    try {
+      checkRelayTuningEnv();
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
     await program.parseAsync(argv, { from: 'user' });
     return EXIT.OK;
   } catch (err) {

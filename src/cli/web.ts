@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { fileErrorWhy } from '../config/errors.js';
 import { parseFlags, webFlagsSchema } from '../config/flags.js';
 import type { WebConfig } from '../config/server.js';
-import { webKeyUrlFor, type WebEndpoint } from '../protocol/sip002/plugin-opts.js';
+import { grpcKeyUrlFor, webKeyUrlFor, type WebEndpoint } from '../protocol/sip002/plugin-opts.js';
 import { editDistance } from '../protocol/near-miss.js';
 import type { DataPlaneOptions, ShadowsocksServer } from '../server/index.js';
 // The web front's modules (ws, acme-client, the decoy site) load only when --web-port is given.
@@ -372,11 +372,13 @@ export async function startWeb(
   logger: Logger,
   pending?: PendingCaps,
 ): Promise<RunningWeb> {
-  const [{ generateSecretPath }, { startWebService }, { createWebSocketEndpoints }] = await Promise.all([
-    import('../server/web/front.js'),
-    import('../server/web/setup.js'),
-    import('../server/web/websocket.js'),
-  ]);
+  const [{ generateSecretPath }, { startWebService }, { createWebSocketEndpoints }, { createGrpcEndpoints }] =
+    await Promise.all([
+      import('../server/web/front.js'),
+      import('../server/web/setup.js'),
+      import('../server/web/websocket.js'),
+      import('../server/web/grpc.js'),
+    ]);
   const { publicUrl, webOnly, ...front } = plan;
   const secretPath = front.secretPath ?? generateSecretPath();
   // The builtin decoy's wording follows the secret path (stable with it), not revealing it.
@@ -389,13 +391,18 @@ export async function startWeb(
     secretPath: settings.secretPath,
     udp,
   });
+  // gRPC calls on the secret path (service name = the path without '/'): ../server/web/grpc.ts.
+  const grpc = createGrpcEndpoints(server, { secretPath: settings.secretPath });
   let service: WebService;
   try {
-    service = await startWebService({ ...settings, logger, pending }, (req, socket, head, addr) =>
-      endpoints.onUpgrade(req, socket, head, addr),
+    service = await startWebService(
+      { ...settings, logger, pending },
+      (req, socket, head, addr) => endpoints.onUpgrade(req, socket, head, addr),
+      (req, res, addr) => grpc.onRequest(req, res, addr),
     );
   } catch (err) {
     endpoints.close();
+    grpc.close();
     const code = bindErrorCode(err);
     if (code) {
       const port = settings.acmeDomains?.length
@@ -415,6 +422,7 @@ export async function startWeb(
     webOnly: webOnly === true,
     async close() {
       endpoints.close();
+      grpc.close();
       await service.close();
     },
   };
@@ -474,7 +482,7 @@ export function webStatusLine(web: RunningWeb): string {
 /** Secret paths shorter than this (after the slash) get a warning in the banner. */
 const SHORT_PATH = 12;
 
-export { webKeyUrlFor, type WebEndpoint };
+export { grpcKeyUrlFor, webKeyUrlFor, type WebEndpoint };
 
 /**
  * The public endpoint of a running front: --web-public-url when given, else `host` (the
@@ -488,6 +496,8 @@ export function webEndpointOf(web: RunningWeb, host: string): SavedWebEndpoint {
     path: web.settings.secretPath,
     tls: pu?.tls ?? web.service.front.tls,
     mux: true,
+    // gRPC needs h2: a TLS front of its own without ALPN h2 (--decoy-h2 off) has none.
+    ...(pu === undefined && web.service.front.tls && !web.service.front.h2 ? { grpc: false } : {}),
     ...(web.webOnly ? { only: true } : {}),
   };
 }
@@ -503,6 +513,16 @@ export function webKeyUrl(
   tag: string,
 ): string {
   return webKeyUrlFor(key, webEndpointOf(web, host), tag);
+}
+
+/** A key's gRPC URL for a running front (for `ladder client`), or undefined where it takes no gRPC. */
+export function grpcKeyUrl(
+  key: Pick<RuntimeKey, 'method' | 'secret'>,
+  host: string,
+  web: RunningWeb,
+  tag: string,
+): string | undefined {
+  return grpcKeyUrlFor(key, webEndpointOf(web, host), tag);
 }
 
 const ENDPOINT_FILE = 'web-endpoint.json';
@@ -538,6 +558,7 @@ export function loadWebEndpoint(dataDir: string): Promise<SavedWebEndpoint | und
         path: o.path,
         tls: o.tls,
         mux: o.mux !== false,
+        ...(o.grpc === false ? { grpc: false } : {}),
         ...(o.only === true ? { only: true } : {}),
       };
     },

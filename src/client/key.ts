@@ -14,6 +14,8 @@ import { parseV2rayPluginOptions, V2RAY_PLUGIN_NAMES } from '../protocol/sip002/
 import type { ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
 import { UpstreamDialError, type NextHop } from '../transport/dialer.js';
 import type { WsTransportOptions } from '../transport/ws-dialer.js';
+import type { GrpcTransportOptions } from '../transport/grpc-dialer.js';
+import type { SsKey as ParsedKey } from '../protocol/sip002/index.js';
 
 /**
  * A tunnel endpoint from a key: the Shadowsocks endpoint, its tag, its WebSocket transport, and
@@ -22,6 +24,8 @@ import type { WsTransportOptions } from '../transport/ws-dialer.js';
 export type KeyEndpoint = ShadowsocksEndpoint & {
   tag?: string;
   websocket?: WsTransportOptions;
+  /** The gRPC transport (a key's `type=grpc&serviceName=…`): ../transport/grpc-dialer.ts. */
+  grpc?: GrpcTransportOptions;
   udpOverTcp?: 1 | 2;
   /** v2ray-plugin options this client does not use, one sentence each (for a warning at start). */
   pluginNotes?: string[];
@@ -137,6 +141,7 @@ export function endpointFromParts(
     // HTTPUpgrade has no packet endpoint (Outline's /udp is a WebSocket one): UDP rides in its streams.
     ...(parsed.uot !== undefined ? { udpOverTcp: parsed.uot } : websocket?.httpUpgrade ? { udpOverTcp: 2 as const } : {}),
     ...(websocket ? { nextHop: lazyWebSocketNextHop(websocket), websocket } : {}),
+    ...grpcPart(parsed),
     ...(pluginNotes ? { pluginNotes } : {}),
   };
 }
@@ -202,26 +207,51 @@ export function scrubKeySecrets(msg: string, key: string): string {
   return out;
 }
 
+/** The gRPC transport of a key with `type=grpc`: the options and a lazily loaded NextHop. */
+function grpcPart(parsed: ParsedKey): { grpc?: GrpcTransportOptions; nextHop?: NextHop & { close(): void } } {
+  const t = parsed.transport;
+  if (t?.type !== 'grpc') return {};
+  const grpc: GrpcTransportOptions = {
+    address: parsed.host,
+    port: parsed.port,
+    tls: t.tls,
+    serviceName: t.serviceName,
+    ...(t.authority !== undefined ? { host: t.authority } : {}),
+    ...(t.sni !== undefined ? { servername: t.sni } : {}),
+  };
+  return { grpc, nextHop: lazyGrpcNextHop(grpc) };
+}
+
 /**
- * webSocketNextHop, with the WebSocket code (the `ws` package) loaded at the first dial rather
- * than at start: a client whose keys are all raw Shadowsocks never loads it (idle memory).
+ * A NextHop whose transport module loads at the first dial rather than at start: a client whose
+ * keys are all raw Shadowsocks never loads the WebSocket (`ws` package) or HTTP/2 code (idle memory).
  */
-export function lazyWebSocketNextHop(opts: WsTransportOptions): NextHop & { close(): void } {
+function lazyNextHop(load: () => Promise<NextHop & { close(): void }>): NextHop & { close(): void } {
   let hop: Promise<NextHop & { close(): void }> | undefined;
   let closed = false;
   const next: NextHop = async (signal) => {
-    hop ??= import('../transport/ws-dialer.js').then((m) => m.webSocketNextHop(opts));
+    hop ??= load();
     const h = await hop;
-    // Closed meanwhile: no WebSocket that nothing would close.
+    // Closed meanwhile: no connection that nothing would close.
     if (closed) throw new UpstreamDialError('ERR_ABORTED', 'client closed');
     return h(signal);
   };
   // The client's close reaches the pool through this (client/index.ts closeHops, picker.close):
-  // without it the pooled WebSockets kept a stopped client's process alive until their idle close.
+  // without it the pooled connections kept a stopped client's process alive until their idle close.
   return Object.assign(next, {
     close: () => {
       closed = true;
       void hop?.then((h) => h.close());
     },
   });
+}
+
+/** webSocketNextHop, loaded at the first dial (lazyNextHop). */
+export function lazyWebSocketNextHop(opts: WsTransportOptions): NextHop & { close(): void } {
+  return lazyNextHop(() => import('../transport/ws-dialer.js').then((m) => m.webSocketNextHop(opts)));
+}
+
+/** grpcNextHop, loaded at the first dial (lazyNextHop). */
+export function lazyGrpcNextHop(opts: GrpcTransportOptions): NextHop & { close(): void } {
+  return lazyNextHop(() => import('../transport/grpc-dialer.js').then((m) => m.grpcNextHop(opts)));
 }

@@ -39,15 +39,16 @@ export const DEFAULT_BACKOFF_MAX_MS = 30 * 60_000;
 /** Dialers of replaced endpoints kept (open connections may still use their pools). */
 const MAX_RETIRED = 64;
 
-export type EndpointKind = 'shadowsocks' | 'websocket';
+export type EndpointKind = 'shadowsocks' | 'websocket' | 'grpc';
 
 export function endpointKind(e: KeyEndpoint): EndpointKind {
-  return e.websocket ? 'websocket' : 'shadowsocks';
+  return e.websocket ? 'websocket' : e.grpc ? 'grpc' : 'shadowsocks';
 }
 
 /** The path an endpoint takes (what a censor blocks): transport and address, no secret. */
 export function pathKey(e: KeyEndpoint): string {
   if (e.websocket) return `ws ${e.websocket.url} ${e.websocket.host ?? ''}`;
+  if (e.grpc) return `grpc ${e.host.toLowerCase()}:${e.port} ${e.grpc.host ?? ''} ${e.grpc.servername ?? ''}`;
   return `ss ${e.host.toLowerCase().replace(/^\[|\]$/g, '')}:${e.port}`;
 }
 

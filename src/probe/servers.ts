@@ -23,6 +23,7 @@ import type { Dialer, NextHop } from '../transport/dialer.js';
 import { DialerStream } from '../transport/dialer-stream.js';
 import { dialHttpUpgrade } from '../transport/httpupgrade-dialer.js';
 import { dialWebSocket, webSocketNextHop, type WsTransportOptions } from '../transport/ws-dialer.js';
+import { grpcNextHop, type GrpcTransportOptions } from '../transport/grpc-dialer.js';
 import { toSocksAddress } from '../protocol/socks5/address.js';
 import { addrsOf, resolveSystem, resolveUdp, since, type HostPort } from './dns.js';
 import { failureOf, withTimeout, type Failure } from './failure.js';
@@ -38,6 +39,8 @@ export interface ServerTarget {
   readonly port: number;
   /** The WebSocket transport of a v2ray-plugin / web-front endpoint. */
   readonly websocket?: WsTransportOptions | undefined;
+  /** The gRPC transport of a `type=grpc` key (checked by dns, tcp, then the tunnel over gRPC). */
+  readonly grpc?: GrpcTransportOptions | undefined;
   /** The Shadowsocks dialer for this endpoint's key over `nextHop` (the CLI builds it). */
   readonly dialer: (nextHop: NextHop) => Dialer;
 }
@@ -53,7 +56,7 @@ export interface StepResult {
 
 export interface ServerCheck {
   readonly name: string;
-  readonly transport: 'shadowsocks' | 'websocket' | 'dynamic-key';
+  readonly transport: 'shadowsocks' | 'websocket' | 'grpc' | 'dynamic-key';
   readonly steps: StepResult[];
   /** The first step that failed, or false when the target answered through the tunnel. */
   readonly blocking: ServerStep | false;
@@ -82,10 +85,11 @@ export function fetchFailed(name: string, message: string): ServerCheck {
 
 /** The masked name of an endpoint: `ss aes-256-gcm 203.0.113.5:8388` or `wss://host:443/… (ws)`. */
 export function maskedName(
-  ep: { host: string; port: number; method: string; websocket?: { url: string } | undefined },
+  ep: { host: string; port: number; method: string; websocket?: { url: string } | undefined; grpc?: { tls: boolean } | undefined },
   tag?: string,
 ): string {
   const t = tag ? ` "${tag}"` : '';
+  if (ep.grpc) return `${ep.grpc.tls ? 'grpcs' : 'grpc'}://${isIP(ep.host) === 6 ? `[${ep.host}]` : ep.host}:${ep.port}/… ${ep.method}${t}`;
   if (ep.websocket) {
     const u = new URL(ep.websocket.url);
     return `${u.protocol}//${u.host}/… ${ep.method}${t}`;
@@ -123,7 +127,7 @@ export async function checkServer(target: ServerTarget, o: ServerCheckOptions): 
   const t0 = performance.now();
   const steps: StepResult[] = [];
   const ws = target.websocket;
-  const transport = ws ? 'websocket' : 'shadowsocks';
+  const transport = ws ? 'websocket' : target.grpc ? 'grpc' : 'shadowsocks';
   const done = (): ServerCheck => ({
     name: target.name,
     transport,
@@ -183,6 +187,10 @@ export async function checkServer(target: ServerTarget, o: ServerCheckOptions): 
       return done();
     }
     nextHop = webSocketNextHop(ws);
+  } else if (target.grpc) {
+    // The gRPC dialer opens its own connection (TLS, h2): its failures show in the tunnel step.
+    sock.destroy();
+    nextHop = grpcNextHop({ ...target.grpc, connectTimeoutMs: o.timeoutMs });
   } else {
     let used = false;
     nextHop = () => {

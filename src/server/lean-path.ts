@@ -5,11 +5,16 @@
  * server starts the addon's dial and relay (relayConnect) from that first call with no
  * NativeStream, no Connection and no decoder objects: one small object per connection, which
  * the server tracks as it tracks a Connection (usage, per-key close, connectionCount, hooks).
+ * A name target (a browser's socks5h request) is dialled as connection.ts dials it with the
+ * server's name cache (names.ts dialName: the cache, the lookup gate and timeouts, the private
+ * rule on every address, the per-address budget): at once when the cache has the name, after
+ * the lookup otherwise; unless it is a UDP-over-TCP or Mux.Cool name, or the server has no name
+ * cache (LADDER_NAME_DIAL=0), which connection.ts serves.
  *
  * Every decision is the one connection.ts makes on the same bytes, in the same order: the key
  * (the addon's trial, whose counts come from the same KeyRing walk), the server-salt and then
  * the client-salt filter (the same shared filters), the authenticated hooks, the private rule,
- * the dial in the addon. Anything else (a domain target, a header the first read does not hold,
+ * the dial in the addon. Anything else (a header the first read does not hold,
  * a replayed or reflected salt, a private or port-0 target, EOF or an error with the first
  * bytes, a failed key) is left to connection.ts with nothing changed, so its reaction is
  * today's. A dial refused at once or failing later gets connection.ts's reaction for a failed
@@ -23,11 +28,12 @@
  * (native/tcp_accept.cc, shared_salts.h): `checked` 1 says they passed and the client salt is in
  * the filter now, 2 that one refused (connection.ts decides, as when this path refuses), 0 or
  * none that it did not check (a filter's lock was busy: the addon never waits) and they run
- * here. LADDER_NATIVE_CHECKS=0 turns that off.
+ * here; 3 the same as 1 for a name target (the special names above are 2; the private rule is
+ * dialName's, on the name's addresses). LADDER_NATIVE_CHECKS=0 turns that off.
  */
-import type { DialError } from './destination.js';
-import { isPrivateAddress } from './destination.js';
-import { decodeAddress } from '../protocol/socks5/address.js';
+import { DialError, isPrivateAddress } from './destination.js';
+import { uotVersion } from '../protocol/uot.js';
+import { decodeAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import { envSwitch } from '../shared/env.js';
 import { NATIVE_RELAY_REASON } from '../transport/native-sockets.js';
 import {
@@ -41,6 +47,8 @@ import type { ServedConnection } from './connection-status.js';
 import type { ConnectionContext } from './connection.js';
 import type { ConnectionStatus } from './events.js';
 import type { KeyEntry } from './keys.js';
+import { isMuxCoolTarget } from './inner-mux.js';
+import { dialName, type NameCache, type NameDial, type NameDialOwner } from './names.js';
 import { connectFailed, nativeCloseStatus, startRelay, type NativeRelay } from './native-relay.js';
 
 /** The lean path is on unless LADDER_LEAN_PATH=0. */
@@ -56,9 +64,9 @@ export function nativeChecksFromEnv(env: NodeJS.ProcessEnv = process.env): boole
 /** The addon's checks for a server's lean path: with shared filters only (ReplayState.sip004Bytes). */
 export function leanChecks(ctx: ConnectionContext, wanted: boolean): LeanChecks | undefined {
   const bytes = wanted ? ctx.replay.sip004Bytes : undefined;
-  return bytes
-    ? { clientSalts: bytes[0], serverSalts: bytes[1], allowPrivate: ctx.allowPrivateDestinations }
-    : undefined;
+  if (!bytes) return undefined;
+  const names = ctx.names !== undefined;
+  return { clientSalts: bytes[0], serverSalts: bytes[1], allowPrivate: ctx.allowPrivateDestinations, names };
 }
 
 /** Connections the lean path took on this thread (tests: the path is taken). */
@@ -72,8 +80,10 @@ export function leanPathChecked(): number {
   return checkedNatively;
 }
 
+/** `checked` (native/tcp_accept.cc): 1 passed, 2 refused, 0 or none not checked, 3 a name passed. */
 const PASSED = 1;
 const REFUSED = 2;
+const NAME_PASSED = 3;
 
 /** relayCounts' output (collectUsage reads it at once). */
 const COUNTS = new Float64Array(2);
@@ -88,7 +98,7 @@ const VISIT = (c: object, position: number, recent: boolean): number | undefined
 };
 
 /** One connection on the lean path, from its relay's start to its end. */
-export class LeanConnection implements ServedConnection {
+export class LeanConnection implements ServedConnection, NameDialOwner {
   readonly key: KeyEntry;
   readonly #ctx: ConnectionContext;
   readonly #fns: NativeRelay & NativeAccept;
@@ -98,6 +108,8 @@ export class LeanConnection implements ServedConnection {
   /** Wire bytes read before the relay (the first read), then the relay's counts on top. */
   readonly #base: number;
   #relay: object | undefined;
+  /** A name's dial (names.ts); undefined for an IP. */
+  #names: NameDial | undefined;
   /** After a failed dial: the client stream, read until it closes (connection.ts #dialFailed). */
   #stream: NativeStream | undefined;
   #status: ConnectionStatus | undefined;
@@ -143,35 +155,66 @@ export class LeanConnection implements ServedConnection {
 
   /** The dial and relay start in the addon (native-relay.ts startRelay). */
   start(codec: object, ip: string, port: number, initial: Buffer): void {
-    const ctx = this.#ctx;
-    if (this.#status !== undefined) {
-      // Aborted by a hook of its authentication (a key closed in it): no dial.
-      this.#fns.connClose(this.#id);
-      return this.#finalize();
-    }
-    this.#fns.connRead(this.#id, false); // paused while dialling (NativeStream.pause)
+    if (!this.#dialling()) return;
     try {
-      this.#relay = startRelay(
-        this.#fns,
-        this.#id,
-        ip,
-        port,
-        ctx.connectMs,
-        codec,
-        this.key,
-        initial,
-        ctx,
-        this.#onClose,
-      );
+      this.#relay = this.#startRelay(codec, ip, port, this.#ctx.connectMs, initial);
     } catch (err) {
       this.#dialFailed(connectFailed((err as { errno?: unknown }).errno));
     }
   }
 
+  /** A name's dial over its addresses (names.ts dialName), each started as start() starts an IP. */
+  startName(codec: object, names: NameCache, address: SocksAddress, initial: Buffer): void {
+    if (!this.#dialling()) return;
+    // dialName's start (native-relay.ts RelayStart): a DialError when the connect is refused at once.
+    const start = (ip: string, port: number, budgetMs: number): object => {
+      try {
+        return this.#startRelay(codec, ip, port, budgetMs, initial);
+      } catch (err) {
+        throw connectFailed((err as { errno?: unknown }).errno);
+      }
+    };
+    this.#names = dialName(names, this.#ctx, address, start, this);
+  }
+
+  /** Paused while dialling (NativeStream.pause); false when a hook of its authentication aborted it. */
+  #dialling(): boolean {
+    if (this.#status !== undefined) {
+      // Aborted by a hook of its authentication (a key closed in it): no dial.
+      this.#fns.connClose(this.#id);
+      this.#finalize();
+      return false;
+    }
+    this.#fns.connRead(this.#id, false);
+    return true;
+  }
+
+  #startRelay(codec: object, ip: string, port: number, budgetMs: number, initial: Buffer): object {
+    const [fns, ctx] = [this.#fns, this.#ctx];
+    return startRelay(fns, this.#id, ip, port, budgetMs, codec, this.key, initial, ctx, this.#onClose);
+  }
+
+  // NameDialOwner (names.ts): the name's dial reports here.
+  live(): boolean {
+    return !this.#finalized && this.#stream === undefined;
+  }
+  get who(): string {
+    return this.key.id;
+  }
+  started(relay: object): void {
+    this.#relay = relay;
+  }
+  failed(err: unknown): void {
+    // connection.ts #dialFailed's reading of anything else: ERR_CONNECT, no errno.
+    this.#dialFailed(err instanceof DialError ? err : new DialError('ERR_CONNECT', 'connect failed'));
+  }
+
   readonly #onClose = (reason: number, up: number, down: number, errno?: number): void => {
     if (NATIVE_RELAY_REASON[reason] === 'connect') {
       this.#relay = undefined;
-      return this.#dialFailed(connectFailed(errno));
+      const failed = connectFailed(errno);
+      const err = this.#names ? this.#names.retry(failed) : failed; // a name's next address
+      return err ? this.#dialFailed(err) : undefined;
     }
     this.#relay = undefined;
     this.#fns.connClose(this.#id); // the client, if the relay never took it (a stale id: nothing)
@@ -198,7 +241,12 @@ export class LeanConnection implements ServedConnection {
   abort(status: ConnectionStatus): void {
     this.#status ??= status;
     if (this.#relay) this.#fns.relayClose(this.#relay); // its onClose finalizes
-    this.#stream?.destroy();
+    else if (this.#stream) this.#stream.destroy();
+    else if (this.#names && !this.#finalized) {
+      // A name's lookup pending: the client goes now (its late answer finds the dial not live).
+      this.#fns.connClose(this.#id);
+      this.#finalize();
+    }
   }
 
   /** Move byte counts not yet reported into the server's pending usage. */
@@ -250,23 +298,34 @@ export function leanFirst(
     if (code !== 0 || index < 0 || !first || !codec || !info || typeof after !== 'object') return false;
     const key = keyAt(index);
     if (!key) return false;
-    // The target: an IP literal whose whole address the first chunks hold (IPv4 read here, as
-    // decodeAddress reads it, with no Buffer or address objects).
+    // The target, whole in the first chunks: an IPv4 address or a name read here as
+    // decodeAddress reads them (no Buffer or result objects), an IPv6 address by decodeAddress.
     let ip: string, port: number, length: number;
+    let name: SocksAddress | undefined;
     if (after[0] === 1) {
       if (after.length < 7) return false;
       ip = `${after[1]}.${after[2]}.${after[3]}.${after[4]}`;
       port = (after[5]! << 8) | after[6]!;
       length = 7;
+    } else if (after[0] === 3) {
+      const n = after.length > 1 ? after[1]! : 0;
+      if (n === 0 || after.length < n + 4) return false; // empty (connection.ts refuses it) or cut
+      // connection.ts's: a UDP-over-TCP or Mux.Cool name, or a server without the name cache.
+      if (!ctx.names) return false;
+      ip = after.toString('utf8', 2, 2 + n);
+      port = (after[2 + n]! << 8) | after[3 + n]!;
+      length = n + 4;
+      name = { type: 'domain', host: ip, port };
+      if (isMuxCoolTarget(name) || (ctx.udpOverTcp && uotVersion(name))) return false;
     } else {
       const target = after[0] === 4 ? decodeAddress(after) : undefined;
       if (!target) return false;
       ({ host: ip, port } = target.address);
       length = target.length;
     }
-    if (checked === PASSED) checkedNatively++;
+    if (checked === PASSED || checked === NAME_PASSED) checkedNatively++;
     else {
-      if (port === 0 || (!ctx.allowPrivateDestinations && isPrivateAddress(ip))) return false;
+      if (port === 0 || (!name && !ctx.allowPrivateDestinations && isPrivateAddress(ip))) return false;
       // The replay filters, as key-trial.ts onSip004Key (a refusal is left to it: it refuses the same).
       const salt = first.subarray(0, key.method.saltSize);
       if (ctx.replay.serverSalts.has(salt) || !ctx.replay.clientSalts.checkAndAdd(salt)) return false;
@@ -276,7 +335,8 @@ export function leanFirst(
     const c = new LeanConnection(ctx, fns, id, key, ageMs, first.length);
     track(c);
     c.authenticated(peer);
-    c.start(codec, ip, port, after.subarray(length));
+    if (name) c.startName(codec, ctx.names!, name, after.subarray(length));
+    else c.start(codec, ip, port, after.subarray(length));
     return true;
   };
 }

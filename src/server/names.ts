@@ -338,18 +338,25 @@ export function dialName(
   let queue: string[] = [];
   let at = 0;
   let last: unknown;
+  // Dropped once the last address has started (or none is left): `start` holds what the
+  // connection's first call brought (its first read, up to 64 KiB), which a held connection must
+  // not keep for its life through this closure (review17).
+  let startNext: RelayStart | undefined = start;
   /** Start the next address that connects or is pending; the error to fail with when none is left. */
   const next = (): DialError | undefined => {
-    while (at < queue.length && clock.now() < deadline) {
+    while (startNext !== undefined && at < queue.length && clock.now() < deadline) {
       try {
         const now = clock.now();
         const ends = attemptDeadline(now, deadline, queue.length - at);
-        owner.started(start(queue[at++]!, address.port, ends - now));
+        const started = startNext(queue[at++]!, address.port, ends - now);
+        if (at === queue.length) startNext = undefined;
+        owner.started(started);
         return undefined;
       } catch (err) {
         last = err;
       }
     }
+    startNext = undefined;
     return last instanceof DialError ? last : new DialError('ERR_CONNECT', 'connect timed out', 'ETIMEDOUT');
   };
   const begin = (found: string[]): void => {

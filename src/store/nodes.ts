@@ -36,6 +36,11 @@ export interface WebFront {
   udp: boolean;
   /** Only keys on this data port are reachable through it; undefined = every key. */
   keyPort?: number | undefined;
+  /**
+   * Shadowsocks over gRPC (service name = the path without '/') reaches the front here; false
+   * when it cannot (a TLS front without h2). Undefined = yes with TLS (src/server/web/grpc.ts).
+   */
+  grpc?: boolean | undefined;
 }
 
 /** A way to reach the node, with the public parameters a key or subscription needs. */

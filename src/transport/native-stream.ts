@@ -49,6 +49,7 @@ export interface NativeAccept {
     clientSalts?: Uint8Array,
     serverSalts?: Uint8Array,
     allowPrivate?: boolean,
+    names?: boolean,
   ): object;
   /** Absent in an older build. */
   acceptKeys?(listener: object, methods?: Int32Array, keys?: Uint8Array[]): void;
@@ -318,12 +319,13 @@ export type LeanFirst = (
  * The lean path's checks in the addon (native/tcp_accept.cc acceptListen): the port's shared
  * SIP004 replay filters (Uint8Arrays over their whole SharedArrayBuffers) and the private rule's
  * switch; the addon then hands the lean path `checked` (1 passed and the salt added, 2 refused,
- * 0 not checked).
+ * 0 not checked, 3 passed for a name target: only with `names`, the server's name dial on).
  */
 export interface LeanChecks {
   readonly clientSalts: Uint8Array;
   readonly serverSalts: Uint8Array;
   readonly allowPrivate: boolean;
+  readonly names?: boolean;
 }
 
 /**
@@ -378,6 +380,7 @@ export function listenNative(
     lean && checks?.clientSalts,
     lean && checks?.serverSalts,
     checks?.allowPrivate,
+    checks?.names,
   );
   const keys = fns.acceptKeys?.bind(fns, handle);
   return { close: () => fns.acceptClose(handle), pending: () => fns.acceptPending(handle), keys };

@@ -71,6 +71,13 @@ async function seriousViolations(page: Page): Promise<string[]> {
     .map((v) => `${v.id} (${v.impact}): ${v.help} x${v.nodes.length}`);
 }
 
+/** The part of a DOM Range the layout check uses (this file has no DOM types). */
+interface PageRange {
+  setStart(node: unknown, offset: number): void;
+  setEnd(node: unknown, offset: number): void;
+  getBoundingClientRect(): { x: number };
+}
+
 test(
   'dashboard languages, right to left, switcher, accessibility (axe-core), screenshots',
   { skip: chromiumPresent(), timeout: 120_000 },
@@ -114,6 +121,25 @@ test(
         const nav = await page.locator('nav a').first().boundingBox();
         const brand = await page.locator('.brand').boundingBox();
         assert.ok(nav && brand && brand.x > nav.x, 'right to left: the brand is at the right');
+        // "used / limit" reads from the right: the used amount (0 B) right of the limit (5.00 GiB),
+        // each amount whole (the Latin unit beside its number, not reordered across the slash).
+        const [used, limit] = await page.locator('tr', { hasText: 'Wei' }).locator('.usage-text .amount').all();
+        const [u, l] = [await used?.boundingBox(), await limit?.boundingBox()];
+        assert.ok(u && l && u.x > l.x + l.width - 1, `${lang.code}: used amount right of the limit`);
+        assert.match((await limit!.innerText()).trim(), /GiB$/, `${lang.code}: the limit's unit with it`);
+        // Within an amount, the page's reading order: the number first (at the right), its unit after.
+        // (The page's globals through globalThis: this file is type-checked as Node code. No named
+        // function inside: tsx would wrap it in a helper the page does not have.)
+        const [digitX = 0, unitX = 0] = await limit!.evaluate((el) =>
+          [0, (el.textContent ?? '').length - 1].map((i) => {
+            const page = globalThis as unknown as { document: { createRange(): PageRange } };
+            const r = page.document.createRange();
+            r.setStart(el.firstChild, i);
+            r.setEnd(el.firstChild, i + 1);
+            return r.getBoundingClientRect().x;
+          }),
+        );
+        assert.ok(digitX > unitX, `${lang.code}: the number right of its unit (${digitX} / ${unitX})`);
       }
       await page.screenshot({ path: join(shots, `dashboard-${lang.code}.png`) });
       // Every page in English and in Persian (right to left); the keys page in the others (the

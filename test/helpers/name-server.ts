@@ -43,6 +43,8 @@ export interface RunOptions {
   connectMs?: number;
   /** More of the cache's options (on only). */
   cache?: Omit<NameCacheOptions, 'clock' | 'lookup'>;
+  /** The server's lean path (lean-path.ts; default LADDER_LEAN_PATH's, on). */
+  leanPath?: boolean;
 }
 
 /** A server with the name cache and addon dial on (`on`) or off (nameCache: false). */
@@ -65,6 +67,7 @@ export async function startServer(on: boolean, o: RunOptions = {}): Promise<Run>
     timeouts: { idleMs: 3000, connectMs: o.connectMs ?? 2000 },
     logger: silentLogger,
     ...(lookup ? { lookup } : {}),
+    ...(o.leanPath !== undefined ? { leanPath: o.leanPath } : {}),
     hooks: { onConnectionClosed: (e) => closed.push(e) },
   });
   const { port } = await server.listen({ port: 0, host: '127.0.0.1' });
@@ -99,3 +102,10 @@ export async function exchange(
 
 /** Each closed connection's [status, errno]. */
 export const statuses = (r: Run): (string | undefined)[][] => r.closed.map((e) => [e.status, e.errno]);
+
+/** A promise and its resolve. */
+export function later<T>(): { p: Promise<T>; resolve: (v: T) => void } {
+  let resolve!: (v: T) => void;
+  const p = new Promise<T>((r) => (resolve = r));
+  return { p, resolve };
+}

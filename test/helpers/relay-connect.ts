@@ -1,7 +1,8 @@
 /**
  * relayConnect (native/relay_pair.cc) as the addon tests call it: connection `id` of a native
  * accept relayed to 127.0.0.1-style `ip`:`port` with codecs of random keys (aes-256-gcm: what
- * the relay carries is not read), `x` written to the destination first, 2 s budgets.
+ * the relay carries is not read), `x` written to the destination first, 2 s budgets; and
+ * `dial`, a connected descriptor only the addon made (tcpConnect), for relayPair's owned sockets.
  */
 import { randomBytes } from 'node:crypto';
 import type { NativeRelay } from '../../src/transport/native-sockets.js';
@@ -28,3 +29,11 @@ export function relayConnectRandom(
     atOnce,
   );
 }
+
+/** A connected descriptor to 127.0.0.1:`port` only the addon made (tcpConnect): the caller's alone. */
+export const dial = (fns: NativeRelay, port: number): Promise<number> =>
+  new Promise((resolve, reject) => {
+    fns.tcpConnect('127.0.0.1', port, (fd, errno) =>
+      fd >= 0 ? resolve(fd) : reject(new Error(`errno ${errno}`)),
+    );
+  });

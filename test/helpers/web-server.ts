@@ -14,6 +14,7 @@ import { startDataPlane, type DataPlane } from '../../src/server/index.js';
 import { builtinDecoy } from '../../src/server/web/decoy.js';
 import { startWebFront, type WebFrontTls } from '../../src/server/web/front.js';
 import { createWebSocketEndpoints } from '../../src/server/web/websocket.js';
+import { createGrpcEndpoints } from '../../src/server/web/grpc.js';
 import type { NextHop } from '../../src/transport/dialer.js';
 import { DialerStream } from '../../src/transport/dialer-stream.js';
 import { ShadowsocksDialer } from '../../src/transport/shadowsocks-dialer.js';
@@ -30,6 +31,9 @@ export interface WsTestServer {
   readonly clients: readonly (string | undefined)[];
   /** The request path (query dropped) of each accepted upgrade, in order. */
   readonly paths: readonly string[];
+  /** With `front.grpc`: gRPC calls taken, and the HTTP/2 connections (sockets) they came on. */
+  readonly grpcCalls: number;
+  readonly grpcConnections: ReadonlySet<unknown>;
   close(): Promise<void>;
 }
 
@@ -43,7 +47,13 @@ export interface WsTestServerOptions {
   /** Serve `${secretPath}/udp` too (default true). */
   udp?: boolean;
   /** Use the real web front (builtin decoy) rather than the bare stand-in. */
-  front?: { tls?: WebFrontTls; trustProxy?: readonly string[] };
+  front?: {
+    tls?: WebFrontTls;
+    trustProxy?: readonly string[];
+    grpc?: boolean;
+    keepAliveTimeoutMs?: number;
+    requestTimeoutMs?: number;
+  };
   /** D14 cover of the server's Mux.Cool carriers (createWebSocketEndpoints' `cover`). */
   cover?: MuxCoverOptions | false;
   /** Called with the socket of each accepted upgrade, once the WebSocket has it (tests' controls). */
@@ -97,6 +107,9 @@ export async function startWsTestServer(opts: WsTestServerOptions): Promise<WsTe
   };
   let webPort: number;
   let closeWeb: () => Promise<void>;
+  const grpc = opts.front?.grpc ? createGrpcEndpoints(plane.server, { secretPath }) : undefined;
+  let grpcCalls = 0;
+  const grpcConnections = new Set<unknown>();
   if (opts.front) {
     const front = await startWebFront({
       port: 0,
@@ -105,7 +118,22 @@ export async function startWsTestServer(opts: WsTestServerOptions): Promise<WsTe
       decoy: builtinDecoy({ seed: 'test' }),
       ...(opts.front.tls ? { tls: opts.front.tls } : {}),
       ...(opts.front.trustProxy ? { trustProxy: opts.front.trustProxy } : {}),
+      ...(opts.front.keepAliveTimeoutMs ? { keepAliveTimeoutMs: opts.front.keepAliveTimeoutMs } : {}),
+      ...(opts.front.requestTimeoutMs
+        ? { requestTimeoutMs: opts.front.requestTimeoutMs, headersTimeoutMs: opts.front.requestTimeoutMs }
+        : {}),
       onUpgrade: (req, socket, head, addr) => take(req, socket as Socket, head, addr),
+      ...(grpc
+        ? {
+            onH2Tunnel: (req, res, addr) => {
+              if (!grpc.onRequest(req, res, addr)) return false;
+              grpcCalls++;
+              grpcConnections.add(req.stream.session);
+              clients.push(addr);
+              return true;
+            },
+          }
+        : {}),
     });
     webPort = front.port;
     closeWeb = () => front.close();
@@ -134,8 +162,13 @@ export async function startWsTestServer(opts: WsTestServerOptions): Promise<WsTe
     },
     clients,
     paths,
+    get grpcCalls() {
+      return grpcCalls;
+    },
+    grpcConnections,
     close: async () => {
       endpoints.close();
+      grpc?.close();
       await closeWeb();
       await plane.close();
     },

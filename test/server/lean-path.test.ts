@@ -20,6 +20,7 @@ import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
 import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
 import { nativeAvailable } from '../../src/protocol/shadowsocks/native.js';
 import { encodeAddress, toSocksAddress } from '../../src/protocol/socks5/address.js';
+import { defaultLookup, type Lookup } from '../../src/server/destination.js';
 import type { AuthEvent, ConnectionClosedEvent } from '../../src/server/events.js';
 import {
   leanPathChecked,
@@ -45,6 +46,11 @@ const KEYS: RuntimeKey[] = [
   { id: 'k3', method: 'chacha20-ietf-poly1305', secret: 'lean-conn-pw3' },
 ];
 const IDLE_MS = 400;
+/** The system's resolver, but a name under .test is not found (no DNS query leaves the host). */
+const NX_LOOKUP: Lookup = async (host) => {
+  if (host.endsWith('.test')) throw Object.assign(new Error('not found'), { code: 'ENOTFOUND' });
+  return defaultLookup(host);
+};
 
 interface Run {
   server: ShadowsocksServer;
@@ -69,6 +75,7 @@ async function startServer(
     nativeChecks,
     replayFilters: sharedReplayFilters(createSharedReplay(1000)),
     timeouts: { idleMs: IDLE_MS, connectMs: 2000 },
+    lookup: NX_LOOKUP,
     logger: silentLogger,
     usage: {
       addBytes(id, up, down) {
@@ -143,6 +150,7 @@ describe(
         const closedPort = await freePort();
         const data = randomBytes(20);
         const first = request(KEYS[1]!, '127.0.0.1', echo.port, data);
+        const firstName = request(KEYS[2]!, 'localhost', echo.port, data);
         const k3 = KEYS[2]!;
         const m3 = getAeadMethod(k3.method as 'aes-256-gcm');
         const probes: [number, string, Buffer][] = [
@@ -162,10 +170,20 @@ describe(
             'reflected salt',
             request(k3, '127.0.0.1', echo.port, data, replies[0]!.subarray(0, m3.saltSize)),
           ],
+          // Names (socks5h): a closed port, port 0, one not found, a replay, Mux.Cool's and
+          // UDP-over-TCP's names (JS's full path: the addon must not check them either).
+          [r.port, 'name, closed port', request(KEYS[0]!, 'localhost', closedPort, data)],
+          [r.port, 'name, port 0', request(KEYS[0]!, 'localhost', 0, data)],
+          [r.port, 'name not found', request(KEYS[1]!, 'nx.test', echo.port, data)],
+          [r.port, 'first, name', firstName],
+          [r.port, 'replay, name', firstName],
+          [r.port, 'Mux.Cool name', request(KEYS[0]!, 'v1.mux.cool', 443, data)],
+          [r.port, 'UDP-over-TCP name', request(KEYS[0]!, 'SP.V2.UDP-OVER-TCP.ARPA', 443, data)],
+          [strict.port, 'name of a private address', request(KEYS[0]!, 'localhost', echo.port, data)],
         ];
         const results: ProbeResult[] = [];
         for (const [port, label, payload] of probes) results.push(await probe(port, label, payload));
-        await waitFor(() => r.closed.length === 10 && strict.closed.length === 6, { timeoutMs: 3000 });
+        await waitFor(() => r.closed.length === 17 && strict.closed.length === 7, { timeoutMs: 3000 });
 
         // A relaying connection closed by key removal, another by closeKeyConnections.
         const open = async (k: RuntimeKey) => {
@@ -184,7 +202,7 @@ describe(
         const byKey = [...r.server.openConnections()].sort();
         r.server.applyKeyDelta({ upsert: [], remove: ['k2'] });
         const closedBy = [(await t2.closed).kind, r.server.closeKeyConnections('k1'), (await t1.closed).kind];
-        await waitFor(() => r.closed.length === 12, { timeoutMs: 3000 });
+        await waitFor(() => r.closed.length === 19, { timeoutMs: 3000 });
         r.server.flushUsage();
         // Usage is counted once: what the sink got equals the closed events' bytes, per key.
         const sums = new Map<string, [number, number]>();
@@ -225,9 +243,12 @@ describe(
       const on = await run(true);
       const js = await run(true, false);
       const off = await run(false);
-      // On: the three IP relays, the two failed dials and the first packet, the two kept open.
-      assert.deepEqual([on.relayed, on.lean, on.checked], [3, 8, 8]);
-      assert.deepEqual([js.relayed, js.lean, js.checked], [3, 8, 0], 'checked in JS');
+      // On: the three IP relays and the name's, the two failed dials and the first packet, the
+      // two kept open, and the names' failed dial, failed lookup, first packet and private address.
+      assert.deepEqual([on.relayed, on.lean, on.checked], [4, 13, 13]);
+      // JS takes the UDP-over-TCP name too (this server has no UDP: it is a name like any other);
+      // the addon leaves it to JS's full path, which dials it the same.
+      assert.deepEqual([js.relayed, js.lean, js.checked], [4, 14, 0], 'checked in JS');
       assert.deepEqual([off.relayed, off.lean, off.checked], [0, 0, 0], 'none when off');
       for (const other of [js, off]) {
         assert.deepEqual(on.results, other.results);
@@ -248,9 +269,10 @@ describe(
         'ERR_REPLAY_SERVER - ',
         'ERR_CLOSED k1 ',
         'ERR_CLOSED k2 ',
+        'ERR_RESOLVE k2 ',
       ])
         assert.ok(statuses.includes(s), s);
-      for (const p of on.results.filter((x) => x[0] !== 'first'))
+      for (const p of on.results.filter((x) => !String(x[0]).startsWith('first')))
         assert.deepEqual(p.slice(1, 3), [0, 'FIN'], String(p[0]));
     });
 

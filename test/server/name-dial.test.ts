@@ -14,8 +14,10 @@ import { systemClock } from '../../src/shared/clock.js';
 import { nativeRelay } from '../../src/transport/native-sockets.js';
 import { nativeAcceptLive } from '../../src/transport/native-stream.js';
 import { startEcho, type TestServer } from '../helpers/net.js';
-import { exchange, startServer, statuses } from '../helpers/name-server.js';
+import { exchange, later, request, startServer, statuses } from '../helpers/name-server.js';
 import { sleep, waitFor } from '../helpers/wait.js';
+import { probeOnce } from '../probing/prober.js';
+import { leanPathServed } from '../../src/server/lean-path.js';
 
 describe('names: the cache and the dial in the addon', () => {
   let echo: TestServer;
@@ -100,6 +102,37 @@ describe('names: the cache and the dial in the addon', () => {
       }
     });
   }
+
+  it('a name pending its lookup when its key is closed ends ERR_CLOSED at once, lean as not; the late answer dials nothing', async () => {
+    async function closedWhileLooking(leanPath: boolean): Promise<string> {
+      const slow = later<string[]>();
+      const r = await startServer(true, { lookup: () => slow.p, leanPath });
+      const before = leanPathServed();
+      try {
+        const data = Buffer.from('x');
+        const p = probeOnce(r.port, { label: 'pending', payload: request('slow.test', echo.port, data) }, {
+          halfClose: false,
+          giveUpMs: 2000,
+        });
+        await waitFor(() => r.lookups.length === 1, { timeoutMs: 2000 });
+        const closedNow = r.server.closeKeyConnections('k1');
+        const res = await p;
+        await waitFor(() => r.closed.length === 1, { timeoutMs: 2000 });
+        slow.resolve(['127.0.0.1']);
+        await sleep(50);
+        const live = [nativeAcceptLive(), nativeRelay()?.relayLive() ?? 0, r.server.connectionCount];
+        const e = r.closed[0]!;
+        const lean = leanPathServed() - before;
+        return `${closedNow} ${e.status} ${e.keyId} ${res.bytesBack} ${res.reaction} ${res.ms < 1000} ${live} lean ${lean}`;
+      } finally {
+        slow.resolve([]);
+        await r.server.close();
+      }
+    }
+    const on = await closedWhileLooking(true);
+    assert.equal(on, '1 ERR_CLOSED k1 0 FIN true 0,0,0 lean 1');
+    assert.equal(await closedWhileLooking(false), on.replace('lean 1', 'lean 0'));
+  });
 
   it('an answer expires after ttlMs: the name is looked up again', async () => {
     const r = await startServer(true, { lookup: () => ['127.0.0.1'], ttlMs: 300 });

@@ -20,7 +20,7 @@ import { LookupGate, lookupSlots } from '../../src/server/name-lookups.js';
 import { NameCache } from '../../src/server/names.js';
 import { ManualClock, systemClock } from '../../src/shared/clock.js';
 import { nativeRelay } from '../../src/transport/native-sockets.js';
-import { exchange, startServer, statuses } from '../helpers/name-server.js';
+import { exchange, later, startServer, statuses } from '../helpers/name-server.js';
 import { blackholePort, startEcho, type TestServer } from '../helpers/net.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { waitFor } from '../helpers/wait.js';
@@ -28,13 +28,6 @@ import { waitFor } from '../helpers/wait.js';
 const fns = nativeRelay();
 const hasListen =
   typeof (fns as { tcpListenReusePort?: unknown } | undefined)?.tcpListenReusePort === 'function';
-
-/** A promise and its resolve. */
-function later<T>(): { p: Promise<T>; resolve: (v: T) => void } {
-  let resolve!: (v: T) => void;
-  const p = new Promise<T>((r) => (resolve = r));
-  return { p, resolve };
-}
 
 /** libuv's pool as getaddrinfo sees it: `size` threads, a call waits for one. */
 function threadPool(size: number): <T>(work: () => Promise<T>) => Promise<T> {

@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import { nativeRelay } from '../../src/transport/native-sockets.js';
 import { nativeAccept, nativeAcceptLive } from '../../src/transport/native-stream.js';
 import { fdOf, startEcho, type TestServer } from '../helpers/net.js';
-import { relayConnectRandom } from '../helpers/relay-connect.js';
+import { dial as dialFd, relayConnectRandom } from '../helpers/relay-connect.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
@@ -56,13 +56,7 @@ function registrations(inodes?: string[], data = false): Set<string> {
 const added = (inodes: string[], before: Set<string>): string[] =>
   [...registrations(inodes)].filter((r) => !before.has(r));
 
-/** A connected descriptor only the addon made (tcpConnect): the caller's alone. */
-const dial = (port: number): Promise<number> =>
-  new Promise((resolve, reject) => {
-    fns!.tcpConnect('127.0.0.1', port, (fd, errno) =>
-      fd >= 0 ? resolve(fd) : reject(new Error(`errno ${errno}`)),
-    );
-  });
+const dial = (port: number): Promise<number> => dialFd(fns!, port);
 
 describe(
   'a relay leaves the epoll set when it ends',

@@ -105,10 +105,14 @@ export function UsageBar({ used, limit }: { used: number; limit: number | undefi
   return (
     <div class="usage">
       <span class="usage-text">
-        {bytes(used, locale)} /{' '}
-        {limit === undefined
-          ? t.noLimit
-          : `${bytes(limit, locale)}${limit === 0 ? ` (${t.limitBlocked})` : ''}`}
+        {/* Each amount isolated (in the page's direction): a right-to-left page (fa) otherwise
+            reorders "0 B / 5.00 GiB" across the slash, parting a number from its Latin unit. */}
+        <span class="amount">{bytes(used, locale)}</span> /{' '}
+        {limit === undefined ? (
+          t.noLimit
+        ) : (
+          <span class="amount">{`${bytes(limit, locale)}${limit === 0 ? ` (${t.limitBlocked})` : ''}`}</span>
+        )}
       </span>
       {limit !== undefined ? (
         <span
@@ -162,7 +166,8 @@ export function Chart({ days, label }: { days: UsageDay[]; label: string }) {
         </text>
       </svg>
       <figcaption>
-        {label}: <strong>{bytes(total, locale)}</strong> (max {bytes(max === 1 ? 0 : max, locale)}/day)
+        {label}: <strong class="amount">{bytes(total, locale)}</strong> (max{' '}
+        <span class="amount">{bytes(max === 1 ? 0 : max, locale)}</span>/day)
       </figcaption>
     </figure>
   );

@@ -44,7 +44,7 @@ export function refusalLine(r: NonNullable<Subscription['refusal']>): string {
   return r.details ? `${r.message}: ${r.details}` : r.message;
 }
 
-function placeholder(sub: Subscription): SubEntry {
+export function placeholder(sub: Subscription): SubEntry {
   return { name: `⚠ ${refusalLine(sub.refusal!)}`, ...NOWHERE };
 }
 

@@ -18,6 +18,8 @@ export interface WsParams {
   tls: boolean;
   mux?: boolean | undefined;
   udp: boolean;
+  /** The front also takes gRPC calls here (service name = path without '/'; TLS only). */
+  grpc?: boolean | undefined;
 }
 
 export interface SubEntry {
@@ -90,7 +92,7 @@ function entriesFor(key: KeyRecord, title: string, seed: string, servers: readon
         host,
         port: web.port,
         ...base,
-        ws: { host, path: web.path, tls: web.tls, mux: web.mux, udp: web.udp },
+        ws: { host, path: web.path, tls: web.tls, mux: web.mux, udp: web.udp, grpc: web.tls && web.grpc !== false },
         ...(fleet ? { seed: `${seed}/${s.name}/ws` } : {}),
       });
       // --advertise web: the raw host:port (the origin a CDN hides) is named nowhere.

@@ -5,6 +5,7 @@ import { NOT_FOUND_BODY } from '../errors.js';
 import {
   base64List,
   clashYaml,
+  placeholder,
   outlineJson,
   outlineYaml,
   singBoxJson,
@@ -12,6 +13,7 @@ import {
   type Rendered,
 } from './formats.js';
 import { htmlPage } from './html.js';
+import { xrayJson } from './xray.js';
 import { pageLang } from './page-text.js';
 import { buildSubscription, outlinePrefix, type Subscription } from './model.js';
 import { negotiate } from './negotiate.js';
@@ -29,6 +31,7 @@ const RENDER: Record<
   'sing-box': singBoxJson,
   sip008: sip008Json,
   base64: base64List,
+  'v2ray-json': (sub) => xrayJson(sub, placeholder),
 };
 
 /** How often apps should re-fetch (hours; profile-update-interval). Short, so a moved server is found soon. */

@@ -9,6 +9,7 @@ export const SUB_FORMATS = [
   'sing-box',
   'base64',
   'sip008',
+  'v2ray-json',
   'html',
 ] as const;
 export type SubFormat = (typeof SUB_FORMATS)[number];

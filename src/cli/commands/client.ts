@@ -38,6 +38,7 @@ import type { RuleSet } from '../../client/routing/rules.js';
 import { parseProbeRules } from '../../client/routing/probe-rules.js';
 import type { ShadowsocksEndpoint } from '../../transport/shadowsocks-dialer.js';
 import type { WsEndpoint } from '../../transport/ws-dialer.js';
+import type { GrpcTransportOptions } from '../../transport/grpc-dialer.js';
 import { createLogger, LOG_LEVELS, type Logger } from '../../shared/logger.js';
 import { logLevelFrom } from '../log-level.js';
 import {
@@ -122,6 +123,7 @@ function shownDefault(flags: string, description: string, value: string | number
 type Endpoint = ShadowsocksEndpoint & {
   tag?: string;
   websocket?: WsEndpoint;
+  grpc?: GrpcTransportOptions;
   udpOverTcp?: 1 | 2;
   pluginNotes?: string[];
 };
@@ -459,7 +461,8 @@ export function registerClient(program: Command): void {
           );
         }
         const first = udpEndpoint;
-        const uot = first.udpOverTcp ?? (uotOn ? 2 : undefined);
+        // A gRPC endpoint has no UDP path of its own: its datagrams ride in its streams (UoT v2).
+        const uot = first.udpOverTcp ?? (uotOn || first.grpc ? 2 : undefined);
         // Loaded only with --udp: the UDP relay's codecs (2022 included) and batching sockets are
         // idle RSS a TCP-only client would carry for nothing (issue 15's idle-RSS figure).
         const { createUdpAssociate } = await import('../../client/udp-associate.js');

@@ -230,6 +230,7 @@ async function printUrls(b: KeysBackend, id: string, qr: boolean, png?: string):
       u.sub,
     ],
     ['over the web front (ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box, ladder client):', u.web],
+    ['over the web front\'s gRPC (ladder client; v2rayNG/v2rayN: the subscription\'s v2ray-json format):', u.grpc],
   ];
   for (const [label, url] of parts) {
     if (url === undefined) continue;

@@ -106,6 +106,7 @@ export async function runServerCheck(f: ServerCheckFlags): Promise<ServerCheck[]
           host: ep.host,
           port: ep.port,
           websocket: ep.websocket,
+          grpc: ep.grpc,
           dialer: (nextHop) => createTunnelDialer({ ...ep, nextHop }, { connectTimeoutMs: f.timeoutMs }),
         })),
   );

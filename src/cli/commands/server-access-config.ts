@@ -9,7 +9,7 @@ import { dynamicKeyNote, storeFlags } from '../banner-text.js';
 import { oneLineCommand, UsageError } from '../errors.js';
 import { refuseParentFlags } from '../given-flags.js';
 import { ladderCommand } from '../../shared/invocation.js';
-import { loadWebEndpoint, webKeyUrlFor } from '../web.js';
+import { grpcKeyUrlFor, loadWebEndpoint, webKeyUrlFor } from '../web.js';
 
 interface AccessConfigFlags {
   dataDir?: string;
@@ -79,6 +79,8 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
       const sub = subscriptionUrlVia(k, settings, api);
       if (sub) out.push(`    subscription: ${sub}`);
       if (web && !only) out.push(`    web: ${webKeyUrlFor(k, web, `${tag} (web)`)}`);
+      const grpc = web && grpcKeyUrlFor(k, web, `${tag} (gRPC)`);
+      if (grpc) out.push(`    grpc: ${grpc}`);
     }
     if (web) {
       out.push('');

@@ -45,6 +45,7 @@ import {
   startWeb,
   webEndpointOf,
   webKeyUrl,
+  grpcKeyUrl,
   webStatusLine,
   type RunningWeb,
   type WebFlags,
@@ -214,6 +215,8 @@ async function banner(
       if (web && !web.webOnly) {
         out.push('  over the web front (ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box):');
         out.push(`  ${webKeyUrl(k, host, web, k.id === 'default' ? 'ladder-web' : `${k.id}-web`)}`);
+        const grpc = grpcKeyUrl(k, host, web, k.id === 'default' ? 'ladder-grpc' : `${k.id}-grpc`);
+        if (grpc) out.push('  over gRPC (ladder client; v2rayNG/v2rayN: the v2ray-json subscription):', `  ${grpc}`);
       }
       if (k === p.printKeys[0]) {
         out.push('');

@@ -1,5 +1,6 @@
 import { isIPv6 } from 'node:net';
 import { ProtocolError } from '../errors.js';
+import { formatTransportParams, parseTransportParams, TRANSPORT_PARAMS, type SsTransport } from './transport.js';
 
 /**
  * ss:// access URLs (SIP002), plus the forms real clients hand around:
@@ -29,6 +30,8 @@ export interface SsKey {
    * or mihomo's `udp-over-tcp=true` (version 1, mihomo's default), as mihomo's link converter reads them.
    */
   uot?: 1 | 2;
+  /** A transport in Xray's share-link parameters (`type=grpc&serviceName=…`): ./transport.ts. */
+  transport?: SsTransport;
 }
 
 export interface FormatOptions {
@@ -264,6 +267,7 @@ export function parseSsUrl(url: string): SsKey {
   const key: SsKey = { method, password, host, port };
   if (query !== undefined && query.length > 0) {
     const seen = new Set<string>();
+    const transport = new Map<string, string>();
     for (const pair of query.split('&')) {
       if (pair.length === 0) continue;
       const eq = pair.indexOf('=');
@@ -285,9 +289,14 @@ export function parseSsUrl(url: string): SsKey {
         key.uot = raw === '1' ? 1 : 2;
       } else if (name === 'udp-over-tcp' && raw === 'true') {
         key.uot ??= 1;
+      } else if (TRANSPORT_PARAMS.has(name)) {
+        transport.set(name, queryValue(raw, name));
       }
       // SIP002: unsupported parameters are ignored.
     }
+    const t = parseTransportParams(transport);
+    if (t !== undefined && key.plugin !== undefined) throw urlError(`type=${t.type} and plugin= together`);
+    if (t !== undefined) key.transport = t;
   }
   if (tag !== undefined) key.tag = tag;
   return key;
@@ -329,6 +338,7 @@ export function formatSsUrl(key: SsKey, opts: FormatOptions = {}): string {
   }
   if (key.prefix !== undefined) params.push(`prefix=${encodePrefix(key.prefix)}`);
   if (key.uot !== undefined) params.push(`uot=${key.uot}`);
+  if (key.transport !== undefined) params.push(...formatTransportParams(key.transport));
 
   let out = `ss://${userinfo}@${host}:${key.port}`;
   if (params.length > 0) out += `/?${params.join('&')}`;

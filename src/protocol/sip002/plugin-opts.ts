@@ -1,5 +1,7 @@
 import { ProtocolError } from '../errors.js';
-import { formatSsUrl } from './index.js';
+import { isIP } from 'node:net';
+import { formatSsUrl, type SsKey } from './index.js';
+import { grpcServiceName } from './transport.js';
 import { nearMiss } from '../near-miss.js';
 
 /**
@@ -213,13 +215,33 @@ export function formatV2rayPluginOptions(ep: Pick<WebEndpoint, 'host' | 'path' |
  * v2rayNG, Clash/mihomo, sing-box, ladder client).
  */
 export function webKeyUrlFor(key: { method: string; secret: string }, ep: WebEndpoint, tag?: string): string {
-  return formatSsUrl({
-    method: key.method,
-    password: key.secret,
-    host: ep.host,
-    port: ep.port,
-    ...(tag !== undefined ? { tag } : {}),
-    plugin: 'v2ray-plugin',
-    pluginOptions: formatV2rayPluginOptions(ep),
-  });
+  return frontKeyUrl(key, ep, tag, { plugin: 'v2ray-plugin', pluginOptions: formatV2rayPluginOptions(ep) });
+}
+
+/** A key's ss:// URL at the front's host and port, with `how` (a plugin or a transport). */
+function frontKeyUrl(
+  key: { method: string; secret: string },
+  ep: WebEndpoint,
+  tag: string | undefined,
+  how: Pick<SsKey, 'plugin' | 'pluginOptions' | 'transport'>,
+): string {
+  const where = { method: key.method, password: key.secret, host: ep.host, port: ep.port };
+  return formatSsUrl({ ...where, ...(tag !== undefined ? { tag } : {}), ...how });
+}
+
+/**
+ * A key's ss:// URL over the web front's gRPC service (Xray's share-link names, which `ladder
+ * client` reads: `type=grpc&serviceName=…&security=tls&sni=…`), or undefined where the front takes
+ * no gRPC (plain HTTP, or TLS without h2: `grpc: false`). Not for v2rayN/v2rayNG, which read no
+ * transport from an ss:// link (subscriptions give them the v2ray-json format).
+ */
+export function grpcKeyUrlFor(
+  key: { method: string; secret: string },
+  ep: WebEndpoint & { grpc?: boolean | undefined },
+  tag?: string,
+): string | undefined {
+  if (!ep.tls || ep.grpc === false) return undefined;
+  // RFC 6066: no address as SNI (the client then sends none, as for a WebSocket key).
+  const sni = isIP(ep.host) ? {} : { sni: ep.host };
+  return frontKeyUrl(key, ep, tag, { transport: { type: 'grpc', serviceName: grpcServiceName(ep.path), tls: true, ...sni } });
 }

@@ -12,7 +12,8 @@
  * the next request on it is parsed as usual (pipelined bytes included).
  *
  * On the TLS port a connection that negotiates `h2` gets the decoy over HTTP/2 (./h2.ts): every
- * path there, the secret one included, is an ordinary page or 404.
+ * path there is an ordinary page or 404, except gRPC calls on the secret path when `onH2Tunnel`
+ * takes them (./grpc.ts); with `onH2Tunnel` a plain front also takes h2c with prior knowledge.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
@@ -23,7 +24,8 @@ import type { Duplex } from 'node:stream';
 import type { SecureContextOptions } from 'node:tls';
 import { silentLogger, type Logger } from '../../shared/logger.js';
 import type { Decoy } from './decoy.js';
-import { attachDecoyH2, type DecoyH2 } from './h2.js';
+import { attachDecoyH2, attachH2c, type DecoyH2 } from './h2.js';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { badHost } from './host.js';
 import { limitPipelining } from './pipelining.js';
 import { watchSends } from './send-timeout.js';
@@ -40,7 +42,7 @@ import {
   writeHead,
 } from './static.js';
 import type { WebRequest, WebResponse } from './static.js';
-import { clientAddress, parseTrustedProxies } from './trust-proxy.js';
+import { clientAddress, normaliseAddress, parseTrustedProxies, type TrustedProxies } from './trust-proxy.js';
 import { PendingLimits, type PendingCaps, type PendingEntry } from '../pending-limits.js';
 
 /** The front's caps (WebFrontOptions.pending): behind trusted proxies no per-address cap unless asked. */
@@ -65,6 +67,8 @@ export type UpgradeHandler = (
   clientAddress: string,
 ) => boolean;
 
+export type H2TunnelHandler = (req: Http2ServerRequest, res: Http2ServerResponse, clientAddress: string) => boolean;
+
 export interface WebFrontOptions {
   port: number;
   host?: string;
@@ -79,6 +83,12 @@ export interface WebFrontOptions {
   trustProxy?: readonly string[];
   /** Take the upgrade (return true) or refuse it untouched (false → the decoy answers). */
   onUpgrade: UpgradeHandler;
+  /**
+   * HTTP/2 requests on the secret path or below it (gRPC tunnels, ./grpc.ts): take the stream
+   * (true) or refuse it untouched (false → the decoy answers). On a plain front it also turns on
+   * h2c with prior knowledge (what nginx's grpc_pass sends; ./h2.ts attachH2c).
+   */
+  onH2Tunnel?: H2TunnelHandler;
   /**
    * Caps on connections not (yet) upgraded on the secret path, per client address and in all
    * (../pending-limits.ts: over a cap the oldest is closed, as nginx closes idle connections when
@@ -159,6 +169,15 @@ export function secretPathMatcher(secretPath: string): (url: string | undefined)
 
 type PrivateResponse = ServerResponse & { _hasBody: boolean; _last: boolean };
 
+/**
+ * Who may speak h2c to a plain front (nginx's grpc_pass): the trusted proxies (--trust-proxy), or
+ * without any, loopback (an nginx on the same host).
+ */
+function h2cPeer(address: string, trusted: TrustedProxies | undefined): boolean {
+  const a = normaliseAddress(address);
+  return trusted ? trusted.contains(a) : a.startsWith('127.') || a === '::1';
+}
+
 export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   const log = opts.logger ?? silentLogger;
   const host = opts.host ?? '0.0.0.0';
@@ -190,16 +209,21 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
     : http.createServer(serverOptions);
   server.keepAliveTimeout = opts.keepAliveTimeoutMs ?? 65_000;
   // Before any 'secureConnection' listener of ours: it takes the place of Node's HTTP/1 one.
+  const h2Request = (req: Http2ServerRequest, res: Http2ServerResponse): void => {
+    if (req.method === 'CONNECT') return sendError(res, 400);
+    if (opts.onH2Tunnel && isSecret(req.url) && !badHost(req) && h2Tunnel(req, res)) return;
+    answer(req, res);
+  };
+  const h2Opts = {
+    idleTimeoutMs: server.keepAliveTimeout,
+    requestTimeoutMs: serverOptions.requestTimeout ?? 300_000,
+    headersTimeoutMs: serverOptions.headersTimeout ?? 60_000,
+  };
   const h2: DecoyH2 | undefined = withH2
-    ? attachDecoyH2(
-        server as https.Server,
-        (req, res) => (req.method === 'CONNECT' ? sendError(res, 400) : answer(req, res)),
-        {
-          idleTimeoutMs: server.keepAliveTimeout,
-          requestTimeoutMs: serverOptions.requestTimeout ?? 300_000,
-        },
-      )
-    : undefined;
+    ? attachDecoyH2(server as https.Server, h2Request, h2Opts)
+    : !opts.tls && opts.onH2Tunnel
+      ? attachH2c(server, h2Request, { ...h2Opts, from: (a) => h2cPeer(a, trusted) })
+      : undefined;
   server.timeout = 0;
 
   const sockets = new Set<Duplex>();
@@ -224,6 +248,21 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   /** Sockets handed to the WebSocket endpoints (and the TCP sockets under them): not watched. */
   const upgraded = new WeakSet<Duplex>();
   const sends = watchSends(sockets, upgraded, opts.sendTimeoutMs);
+  /** A gRPC call on the secret path: the handler's, and its connection is no longer pending. */
+  const h2Tunnel = (req: Http2ServerRequest, res: Http2ServerResponse): boolean => {
+    let taken = false;
+    try {
+      taken = opts.onH2Tunnel?.(req, res, clientAddress(req as unknown as IncomingMessage, trusted)) === true;
+    } catch (err) {
+      log.debug({ err: (err as Error).message }, 'web front: h2 tunnel handler threw; serving the decoy');
+    }
+    if (!taken) return false;
+    const socket = h2?.tunnel(req);
+    const under = (socket as (Duplex & { _parent?: Duplex | null }) | undefined)?._parent ?? undefined;
+    for (const s of [socket, under]) if (s) upgraded.add(s);
+    if (socket) pendingOf.get(under ?? socket)?.remove();
+    return true;
+  };
   if (opts.tls) {
     // Plain HTTP on the TLS port gets nginx's answers (nginx reads non-TLS bytes as HTTP): its
     // "plain HTTP request was sent to HTTPS port" page for what OpenSSL recognises as an HTTP

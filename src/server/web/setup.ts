@@ -14,6 +14,7 @@ import { parseDecoy } from './decoy.js';
 import {
   startWebFront,
   validateSecretPath,
+  type H2TunnelHandler,
   type UpgradeHandler,
   type WebFront,
   type WebFrontTls,
@@ -79,8 +80,15 @@ export function validateWebSettings(s: WebServiceSettings): void {
     throw new Error('--acme needs a data directory for its account and certificates');
 }
 
-/** Start the web front (and, with ACME, its challenge listener) for `onUpgrade`. */
-export async function startWebService(s: WebServiceSettings, onUpgrade: UpgradeHandler): Promise<WebService> {
+/**
+ * Start the web front (and, with ACME, its challenge listener) for `onUpgrade` and, when given,
+ * `onH2Tunnel` (gRPC calls on the secret path).
+ */
+export async function startWebService(
+  s: WebServiceSettings,
+  onUpgrade: UpgradeHandler,
+  onH2Tunnel?: H2TunnelHandler,
+): Promise<WebService> {
   validateWebSettings(s);
   const logger = s.logger;
   const common = {
@@ -148,6 +156,7 @@ export async function startWebService(s: WebServiceSettings, onUpgrade: UpgradeH
       port: s.port,
       decoy: newDecoy(),
       onUpgrade,
+      ...(onH2Tunnel ? { onH2Tunnel } : {}),
       ...(tls ? { tls } : {}),
       ...(s.decoyH2 === false ? { h2: false } : {}),
     });

@@ -29,7 +29,7 @@ import { keyPrefixSettingFor } from '../../../protocol/shadowsocks/key-prefix.js
 import { UsageError } from '../../errors.js';
 import { danglingWhy, dirErrorWhy, isDirectory } from '../../../shared/fs.js';
 import { DEFAULT_DATA_PORT, guessHost } from '../../managed.js';
-import { webKeyUrlFor } from '../../../protocol/sip002/plugin-opts.js';
+import { grpcKeyUrlFor, webKeyUrlFor } from '../../../protocol/sip002/plugin-opts.js';
 import { notFound, type AddOptions, type KeysBackend, type KeyUrls, type KeyView } from './backend.js';
 
 export class LocalKeys implements KeysBackend {
@@ -169,6 +169,7 @@ export class LocalKeys implements KeysBackend {
       ...(ssconf ? { ssconf } : {}),
       ...(sub ? { sub } : {}),
       ...(ep && !only ? { web: webKeyUrlFor(key, ep, `${tag} (web)`) } : {}),
+      ...grpcUrlOf(key, ep, tag),
     };
   }
 
@@ -222,4 +223,14 @@ function prepareSqlite(path: string, init: boolean): void {
     if (errnoCode(err) === 'EEXIST' && isDirectory(dir)) return;
     throw new UsageError(`cannot create ${dir}: ${dirErrorWhy(dir, err)}`);
   }
+}
+
+/** `keys url`'s gRPC URL (for `ladder client`) where the saved front takes gRPC. */
+function grpcUrlOf(
+  key: { method: string; secret: string },
+  ep: Parameters<typeof grpcKeyUrlFor>[1] | undefined,
+  tag: string,
+): { grpc?: string } {
+  const url = ep && grpcKeyUrlFor(key, ep, `${tag} (gRPC)`);
+  return url ? { grpc: url } : {};
 }

@@ -1,0 +1,220 @@
+/**
+ * The client side of the gRPC transport (./grpc-stream.ts): one HTTP/2 connection per server,
+ * each Shadowsocks connection one `Tun` call on it (gRPC's own multiplexing), a new connection
+ * when it closes or is told to go away. The request's headers are those Xray's grpc-go client
+ * sends (its TLS is its own, so grpc-go sees a plain connection and says `:scheme: http`); Host
+ * (`:authority`) and TLS server name are set apart from the dialled address as for WebSocket
+ * (./web-tls.ts). The call's first bytes leave with its headers: no round trip is waited for.
+ */
+import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import { connect as netConnect } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { DEFAULT_CONNECT_TIMEOUT_MS, UpstreamDialError, type NextHop } from './dialer.js';
+import { GrpcStream } from './grpc-stream.js';
+import { hostName, pinnedTlsConnect, webTlsOptions, type WebTlsEndpoint } from './web-tls.js';
+
+/** The user-agent grpc-go sends (Xray before 25.x, sing-box's lite client). */
+export const GRPC_USER_AGENT = 'grpc-go/1.65.0';
+
+export interface GrpcTransportOptions extends WebTlsEndpoint {
+  /** The address dialled (a CDN edge, say) and its port. */
+  address: string;
+  port: number;
+  /** TLS (ALPN h2) or h2c with prior knowledge. */
+  tls: boolean;
+  /** The gRPC service name: calls go to `/<serviceName>/Tun`. */
+  serviceName: string;
+  /** `:authority` (default: the TLS server name, else the address when it is a name). */
+  host?: string | undefined;
+  connectTimeoutMs?: number | undefined;
+}
+
+/** Go's url.PathEscape, as Xray escapes a service name into its path. */
+function pathEscape(name: string): string {
+  return encodeURIComponent(name).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/** The request headers of one Tun call, in grpc-go's order. */
+export function grpcRequestHeaders(opts: GrpcTransportOptions): Record<string, string> {
+  return {
+    ':method': 'POST',
+    ':scheme': 'http',
+    ':path': `/${pathEscape(opts.serviceName)}/Tun`,
+    ':authority': authorityOf(opts),
+    'content-type': 'application/grpc',
+    'user-agent': GRPC_USER_AGENT,
+    te: 'trailers',
+  };
+}
+
+function authorityOf(opts: GrpcTransportOptions): string {
+  if (opts.host) return opts.host;
+  if (opts.servername) return opts.servername;
+  return opts.address.includes(':') ? `[${opts.address}]` : opts.address;
+}
+
+/** Why a call's answer is not a gRPC stream, or undefined when it is. */
+function refusal(h: IncomingHttpHeaders): string | undefined {
+  const status = h[':status'];
+  if (Number(status) !== 200) return `gRPC call refused (HTTP ${status ?? '?'})`;
+  const ct = h['content-type'];
+  if (typeof ct !== 'string' || !/^application\/grpc/i.test(ct)) return 'gRPC call answered with another content type';
+  const gs = h['grpc-status'];
+  if (gs !== undefined && gs !== '0') return `gRPC call failed (grpc-status ${String(gs)})`;
+  return undefined;
+}
+
+/**
+ * The most calls one HTTP/2 connection carries before another is opened: the server's
+ * MAX_CONCURRENT_STREAMS (nginx's and Ladder's 128; grpc-go's default is unlimited), at most 100.
+ * A call over the limit would wait inside nghttp2 until another ended (a tunnel may last hours).
+ */
+const MAX_CALLS = 100;
+
+/**
+ * HTTP/2 connections to the server, opened on demand: one carries every call until it has as many
+ * as the server allows (then the next one is opened); one that closes or is told to go away takes
+ * no new calls.
+ */
+export class GrpcSessionPool {
+  readonly #opts: GrpcTransportOptions;
+  readonly #headers: Record<string, string>;
+  /** Usable connections and their open calls. */
+  readonly #sessions = new Map<ClientHttp2Session, number>();
+  #connecting: Promise<ClientHttp2Session> | undefined;
+  #closed = false;
+
+  constructor(opts: GrpcTransportOptions) {
+    this.#opts = opts;
+    this.#headers = grpcRequestHeaders(opts);
+  }
+
+  /** The first usable HTTP/2 connection, if any (tests). */
+  get session(): ClientHttp2Session | undefined {
+    return this.#sessions.keys().next().value;
+  }
+
+  /** Usable HTTP/2 connections (tests). */
+  get sessions(): number {
+    return this.#sessions.size;
+  }
+
+  async open(signal?: AbortSignal): Promise<Duplex> {
+    // #usable has counted the call on the session it returns; the call's close uncounts it.
+    let session = await this.#usable(signal);
+    let req: ClientHttp2Stream;
+    try {
+      req = session.request(this.#headers, { endStream: false });
+    } catch (err) {
+      // Closing under us (GOAWAY, a socket error not yet reported): forget it, dial again once.
+      this.#sessions.delete(session);
+      if ((err as { code?: string }).code === undefined) throw err;
+      session = await this.#usable(signal);
+      req = session.request(this.#headers, { endStream: false });
+    }
+    const owner = session;
+    req.once('close', () => {
+      const n = this.#sessions.get(owner);
+      if (n !== undefined) this.#sessions.set(owner, n - 1);
+    });
+    const stream = new GrpcStream(req);
+    req.once('response', (h) => {
+      const why = refusal(h);
+      if (why) stream.destroy(new UpstreamDialError('ERR_CONNECT', why));
+    });
+    req.once('trailers', (h) => {
+      const gs = h['grpc-status'];
+      if (gs !== undefined && gs !== '0') stream.destroy(new Error(`gRPC call ended with grpc-status ${String(gs)}`));
+    });
+    return stream;
+  }
+
+  async #usable(signal?: AbortSignal): Promise<ClientHttp2Session> {
+    for (;;) {
+      if (this.#closed) throw new UpstreamDialError('ERR_ABORTED', 'client closed');
+      for (const [s, calls] of this.#sessions) {
+        if (s.closed || s.destroyed) this.#sessions.delete(s);
+        else if (calls < Math.min(MAX_CALLS, s.remoteSettings.maxConcurrentStreams ?? MAX_CALLS)) {
+          this.#sessions.set(s, calls + 1);
+          return s;
+        }
+      }
+      // One connection being opened at a time; callers that find it full open the next.
+      this.#connecting ??= this.#connect(signal).finally(() => (this.#connecting = undefined));
+      await this.#connecting;
+    }
+  }
+
+  #connect(signal?: AbortSignal): Promise<ClientHttp2Session> {
+    const o = this.#opts;
+    const host = authorityOf(o);
+    const t = webTlsOptions(o, hostName(host));
+    const timeoutMs = o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const session = http2.connect(`${o.tls ? 'https' : 'http'}://${host}`, {
+      createConnection: () =>
+        o.tls
+          ? pinnedTlsConnect(
+              {
+                host: o.address,
+                port: o.port,
+                servername: t.servername,
+                ALPNProtocols: ['h2'],
+                rejectUnauthorized: t.rejectUnauthorized,
+                ...(t.ca !== undefined ? { ca: t.ca } : {}),
+              },
+              t.pin,
+            )
+          : netConnect({ host: o.address, port: o.port }),
+    });
+    return new Promise((resolve, reject) => {
+      const fail = (err: UpstreamDialError): void => {
+        cleanup();
+        session.on('error', () => {});
+        session.destroy();
+        reject(err);
+      };
+      const onConnect = (): void => {
+        cleanup();
+        if (this.#closed) return fail(new UpstreamDialError('ERR_ABORTED', 'client closed'));
+        const forget = (): void => {
+          this.#sessions.delete(session);
+        };
+        session.on('error', forget);
+        session.once('goaway', forget);
+        session.once('close', forget);
+        this.#sessions.set(session, 0);
+        resolve(session);
+      };
+      const onError = (err: NodeJS.ErrnoException): void =>
+        fail(new UpstreamDialError('ERR_CONNECT', `gRPC connect failed: ${err.code ?? err.message}`, { cause: err }));
+      const onAbort = (): void => fail(new UpstreamDialError('ERR_ABORTED', 'dial aborted'));
+      const timer = setTimeout(
+        () => fail(new UpstreamDialError('ERR_CONNECT_TIMEOUT', `gRPC connect timed out after ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        session.off('connect', onConnect);
+        session.off('error', onError);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      session.once('connect', onConnect);
+      session.once('error', onError);
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const s of this.#sessions.keys()) s.destroy();
+    this.#sessions.clear();
+  }
+}
+
+/** A NextHop over gRPC: every stream one Tun call on the pool's HTTP/2 connection. */
+export function grpcNextHop(opts: GrpcTransportOptions): NextHop & { close(): void; pool: GrpcSessionPool } {
+  const pool = new GrpcSessionPool(opts);
+  const hop = (signal?: AbortSignal): Promise<Duplex> => pool.open(signal);
+  return Object.assign(hop, { close: () => pool.close(), pool });
+}

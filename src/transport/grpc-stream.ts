@@ -1,0 +1,219 @@
+/**
+ * The gRPC ("gun") transport's bytes, as Xray, v2ray v5 and sing-box carry a proxy stream over
+ * HTTP/2 (`network: grpc`): one POST to `/<serviceName>/Tun` with `content-type:
+ * application/grpc`, whose request body and response body are each a sequence of gRPC messages:
+ *
+ *   0x00                 compressed flag (never set)
+ *   u32 big-endian       length of the message
+ *   message              protobuf `Hunk { bytes data = 1; }`: 0x0A, varint length, the bytes
+ *
+ * Every message carries one piece of the tunnelled stream, in order. Xray's `multiMode`
+ * (`/<serviceName>/TunMulti`) sends `MultiHunk { repeated bytes data = 1; }`: the same field
+ * number, so one decoder reads both (a Hunk with field 1 repeated is a MultiHunk), and a
+ * MultiHunk with one entry has the bytes of a Hunk. The server answers 200 with
+ * `content-type: application/grpc` and ends with trailers `grpc-status: 0`; a client's half-close
+ * is END_STREAM on its last DATA frame.
+ *
+ * No Debian package speaks this for Shadowsocks (Debian's v2ray is 4.34; gRPC came in 4.36), so
+ * the wire is checked against the bytes above (test/transport/grpc-frame.test.ts) and Ladder's own
+ * two ends.
+ */
+import { constants as h2constants, type Http2Stream } from 'node:http2';
+import { Duplex } from 'node:stream';
+
+/** The largest gRPC message accepted (grpc-go's default receive limit). */
+export const MAX_GRPC_MESSAGE = 4 * 1024 * 1024;
+
+/** The most data one Hunk we send carries (a larger write is split). */
+export const MAX_HUNK = 64 * 1024;
+
+export class GrpcFrameError extends Error {
+  readonly code = 'ERR_GRPC_FRAME';
+}
+
+function varintSize(n: number): number {
+  let size = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 128);
+    size++;
+  }
+  return size;
+}
+
+/**
+ * One gRPC message carrying `data` as a Hunk (the whole frame: prefix, tag, length, bytes), in
+ * one buffer (one HTTP/2 write).
+ */
+export function encodeHunk(data: Uint8Array): Buffer {
+  const vs = varintSize(data.length);
+  const msgLen = 1 + vs + data.length;
+  const out = Buffer.allocUnsafe(5 + msgLen);
+  out[0] = 0;
+  out.writeUInt32BE(msgLen, 1);
+  out[5] = 0x0a; // field 1, wire type 2 (length-delimited)
+  let n = data.length;
+  let i = 6;
+  while (n >= 0x80) {
+    out[i++] = (n & 0x7f) | 0x80;
+    n = Math.floor(n / 128);
+  }
+  out[i++] = n;
+  out.set(data, i);
+  return out;
+}
+
+/** Read a varint at `i` (at most 5 bytes: every length here is below 2^32); [value, next index]. */
+function readVarint(b: Buffer, i: number): [number, number] {
+  let value = 0;
+  let mul = 1;
+  for (let k = 0; k < 5; k++) {
+    if (i >= b.length) throw new GrpcFrameError('gRPC message: truncated varint');
+    const byte = b[i++]!;
+    value += (byte & 0x7f) * mul;
+    if ((byte & 0x80) === 0) return [value, i];
+    mul *= 128;
+  }
+  throw new GrpcFrameError('gRPC message: varint too long');
+}
+
+/** The field-1 byte strings of one Hunk or MultiHunk message, in order; other fields skipped. */
+export function decodeHunk(msg: Buffer, emit: (data: Buffer) => void): void {
+  let i = 0;
+  while (i < msg.length) {
+    let tag: number;
+    [tag, i] = readVarint(msg, i);
+    const wire = tag & 7;
+    if (wire === 0) {
+      [, i] = readVarint(msg, i);
+    } else if (wire === 1 || wire === 5) {
+      i += wire === 1 ? 8 : 4;
+    } else if (wire === 2) {
+      let len: number;
+      [len, i] = readVarint(msg, i);
+      if (i + len > msg.length) throw new GrpcFrameError('gRPC message: field longer than its message');
+      if (tag >>> 3 === 1 && len > 0) emit(msg.subarray(i, i + len));
+      i += len;
+    } else {
+      throw new GrpcFrameError(`gRPC message: unknown protobuf wire type ${wire}`);
+    }
+    if (i > msg.length) throw new GrpcFrameError('gRPC message: field longer than its message');
+  }
+}
+
+/**
+ * Splits an HTTP/2 body into gRPC messages and hands out their Hunk bytes: subarrays of the
+ * DATA buffers where a message lies in one, one copy where it spans several.
+ */
+export class HunkDecoder {
+  #parts: Buffer[] = [];
+  #have = 0;
+  #need = 0;
+
+  /** Bytes of an unfinished message held (non-zero at END_STREAM means a truncated body). */
+  get pending(): number {
+    return this.#have;
+  }
+
+  push(chunk: Buffer, emit: (data: Buffer) => void): void {
+    if (this.#parts.length > 0) {
+      this.#parts.push(chunk);
+      this.#have += chunk.length;
+      if (this.#have < this.#need) return;
+      chunk = Buffer.concat(this.#parts, this.#have);
+      this.#parts = [];
+      this.#have = 0;
+    }
+    let off = 0;
+    while (off < chunk.length) {
+      const left = chunk.length - off;
+      if (left < 5) return this.#stash(chunk.subarray(off), 5);
+      if (chunk[off] !== 0) throw new GrpcFrameError('gRPC message: compressed or unknown flag');
+      const len = chunk.readUInt32BE(off + 1);
+      if (len > MAX_GRPC_MESSAGE) throw new GrpcFrameError(`gRPC message of ${len} bytes: over the limit`);
+      if (left < 5 + len) return this.#stash(chunk.subarray(off), 5 + len);
+      decodeHunk(chunk.subarray(off + 5, off + 5 + len), emit);
+      off += 5 + len;
+    }
+  }
+
+  #stash(part: Buffer, need: number): void {
+    this.#parts = [part];
+    this.#have = part.length;
+    this.#need = need;
+  }
+}
+
+/**
+ * A Shadowsocks byte stream over one gRPC Tun call (either end): reads decode the peer's Hunks,
+ * each write is one Hunk, end() half-closes (the server's end sends its trailers: the caller
+ * responded with them pending). Destroying it resets the HTTP/2 stream (CANCEL).
+ */
+export class GrpcStream extends Duplex {
+  readonly #h2: Http2Stream;
+  readonly #decoder = new HunkDecoder();
+  #remoteEnded = false;
+  readonly #emit = (data: Buffer): void => {
+    if (!this.push(data)) this.#h2.pause();
+  };
+
+  constructor(h2: Http2Stream) {
+    super({ allowHalfOpen: true });
+    this.#h2 = h2;
+    h2.on('data', (chunk: Buffer) => {
+      try {
+        this.#decoder.push(chunk, this.#emit);
+      } catch (err) {
+        this.destroy(err as Error);
+      }
+    });
+    h2.once('end', () => {
+      this.#remoteEnded = true;
+      if (this.#decoder.pending > 0) this.destroy(new GrpcFrameError('gRPC body ended inside a message'));
+      else this.push(null);
+    });
+    h2.on('error', (err: Error) => this.destroy(err));
+    h2.once('close', () => {
+      if (this.destroyed) return;
+      const clean = this.#remoteEnded && (h2.rstCode ?? 0) === h2constants.NGHTTP2_NO_ERROR;
+      if (!clean) return void this.destroy(new Error(`gRPC stream reset (HTTP/2 code ${h2.rstCode ?? 0})`));
+      if (this.writableFinished) return; // autoDestroy once the reader has taken the end
+      // The peer finished both ways (grpc-go resets with NO_ERROR after its trailers): nothing
+      // more can be sent; what was read is still delivered.
+      if (this.readableEnded) this.destroy();
+      else this.once('end', () => this.destroy());
+    });
+  }
+
+  /** The HTTP/2 stream underneath. */
+  get http2Stream(): Http2Stream {
+    return this.#h2;
+  }
+
+  override _read(): void {
+    if (this.#h2.isPaused()) this.#h2.resume();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (chunk.length === 0) return cb();
+    if (this.#h2.destroyed) return cb(new Error('gRPC stream closed'));
+    // A big write goes as several Hunks: receivers cap a message (grpc-go at 4 MiB).
+    let off = 0;
+    while (chunk.length - off > MAX_HUNK) {
+      this.#h2.write(encodeHunk(chunk.subarray(off, off + MAX_HUNK)));
+      off += MAX_HUNK;
+    }
+    this.#h2.write(encodeHunk(off === 0 ? chunk : chunk.subarray(off)), cb);
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    if (!this.#h2.destroyed) this.#h2.end();
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    // Both sides ended: the HTTP/2 stream closes by itself (after the server's trailers).
+    const done = err === null && this.#remoteEnded && this.writableEnded;
+    if (!done && !this.#h2.destroyed && !this.#h2.closed) this.#h2.close(h2constants.NGHTTP2_CANCEL);
+    cb(err);
+  }
+}
