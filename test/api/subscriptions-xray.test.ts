@@ -47,7 +47,7 @@ async function subscription(t: TestContext, web: WebEndpoint | undefined): Promi
 
 const WEB: WebEndpoint = { host: 'cdn.example.net', port: 443, path: '/S3cret', tls: true, udp: true };
 
-test('v2ray-json: gRPC, WebSocket, raw, in that order; the gRPC one is Xray\'s grpc transport on the secret service', async (t) => {
+test('v2ray-json: gRPC, WebSocket, HTTPUpgrade, raw, in that order; the gRPC one is Xray\'s grpc transport on the secret service', async (t) => {
   const { get, dir } = await subscription(t, WEB);
   const configs = JSON.parse(await get('v2ray-json')) as Config[];
   assert.deepEqual(
@@ -55,6 +55,7 @@ test('v2ray-json: gRPC, WebSocket, raw, in that order; the gRPC one is Xray\'s g
     [
       ['Alice (gRPC)', 'grpc'],
       ['Alice (web)', 'ws'],
+      ['Alice (HTTPUpgrade)', 'httpupgrade'],
       ['Alice', 'tcp'],
     ],
   );
@@ -69,6 +70,15 @@ test('v2ray-json: gRPC, WebSocket, raw, in that order; the gRPC one is Xray\'s g
   const server = grpc.settings!.servers[0]!;
   assert.deepEqual([server.address, server.port, server.uot, server.UoTVersion], ['cdn.example.net', 443, true, 2]);
   assert.deepEqual(configs[1]!.outbounds[0]!.streamSettings!.wsSettings, { path: '/S3cret', headers: { Host: 'cdn.example.net' } });
+  // Xray's httpupgrade transport at the front's /SECRET/up, TLS as the WebSocket entry's, UDP as UoT v2.
+  assert.deepEqual(configs[2]!.outbounds[0]!.streamSettings, {
+    network: 'httpupgrade',
+    security: 'tls',
+    tlsSettings: { serverName: 'cdn.example.net' },
+    httpupgradeSettings: { path: '/S3cret/up', host: 'cdn.example.net' },
+  });
+  const up = configs[2]!.outbounds[0]!.settings!.servers[0]!;
+  assert.deepEqual([up.uot, up.UoTVersion], [true, 2]);
 
   if (!requireOrSkip(t, which('v2ray') !== undefined, 'v2ray missing (apt-get install v2ray)')) return;
   const check = (c: Config): string => {
@@ -80,7 +90,9 @@ test('v2ray-json: gRPC, WebSocket, raw, in that order; the gRPC one is Xray\'s g
       return String((err as { stdout?: string }).stdout ?? '') + String((err as { stderr?: string }).stderr ?? '');
     }
   };
-  for (const c of configs.slice(1)) assert.match(check(c), /Configuration OK/, c.remarks);
+  for (const c of [configs[1]!, configs[3]!]) assert.match(check(c), /Configuration OK/, c.remarks);
+  // Nor HTTPUpgrade (Xray 1.8.9, v2ray v5): test/web/httpupgrade.test.ts replays Xray's bytes instead.
+  assert.match(check(configs[2]!), /unknown transport protocol: httpupgrade/);
   // Debian's v2ray (4.34) predates gRPC: the reason no Debian peer runs the gRPC entry.
   assert.match(check(configs[0]!), /unknown transport protocol: grpc/);
 });
@@ -89,7 +101,7 @@ test('no gRPC entry where the front cannot take it (plain HTTP, or TLS without h
   for (const web of [{ ...WEB, tls: false }, { ...WEB, grpc: false }]) {
     const { get } = await subscription(t, web);
     const configs = JSON.parse(await get('v2ray-json')) as Config[];
-    assert.deepEqual(configs.map((c) => c.remarks), ['Alice (web)', 'Alice'], JSON.stringify(web));
+    assert.deepEqual(configs.map((c) => c.remarks), ['Alice (web)', 'Alice (HTTPUpgrade)', 'Alice'], JSON.stringify(web));
   }
   const { get } = await subscription(t, WEB);
   for (const f of ['clash', 'sing-box', 'base64', 'sip008', 'outline']) {

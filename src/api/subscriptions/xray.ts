@@ -9,7 +9,8 @@ import type { SubEntry, Subscription } from './model.js';
  * to those apps: their ss:// parsers read no transport besides v2ray-plugin's websocket mode, and
  * sing-box's and mihomo's shadowsocks outbounds have no gRPC transport at all (so their formats
  * carry none). Per server: the gRPC entry (TLS fronts that take it, `ws.grpc`), the WebSocket
- * entry (Xray's ws transport, a raw stream on the secret path), then the raw entries. UDP of a
+ * entry (Xray's ws transport, a raw stream on the secret path), the HTTPUpgrade entry (Xray's
+ * httpupgrade transport at `/SECRET/up`), then the raw entries. UDP of a
  * web entry rides in its streams as UDP-over-TCP v2 (Xray's `uot`), as the server relays it.
  *
  * Served at /sub/{token}/v2ray-json only (never chosen by User-Agent: the base64 list stays the
@@ -20,16 +21,20 @@ import type { SubEntry, Subscription } from './model.js';
 const SOCKS_PORT = 10808;
 const HTTP_PORT = 10809;
 
-function streamSettings(e: SubEntry, network: 'grpc' | 'ws' | 'tcp'): Record<string, unknown> {
+type Network = 'grpc' | 'ws' | 'httpupgrade' | 'tcp';
+
+function streamSettings(e: SubEntry, network: Network): Record<string, unknown> {
   const ws = e.ws;
   if (network === 'tcp' || ws === undefined) return { network: 'tcp' };
   const tls = ws.tls ? { security: 'tls', tlsSettings: { serverName: ws.host, ...(network === 'grpc' ? { alpn: ['h2'] } : {}) } } : {};
   if (network === 'grpc')
     return { network: 'grpc', ...tls, grpcSettings: { serviceName: grpcServiceName(ws.path), multiMode: false } };
+  if (network === 'httpupgrade')
+    return { network: 'httpupgrade', ...tls, httpupgradeSettings: { path: `${ws.path}/up`, host: ws.host } };
   return { network: 'ws', ...tls, wsSettings: { path: ws.path, headers: { Host: ws.host } } };
 }
 
-function config(e: SubEntry, name: string, network: 'grpc' | 'ws' | 'tcp'): Record<string, unknown> {
+function config(e: SubEntry, name: string, network: Network): Record<string, unknown> {
   const uot = network !== 'tcp' && e.ws?.udp === true;
   return {
     remarks: name,
@@ -73,6 +78,8 @@ export function xrayJson(sub: Subscription, placeholder: (sub: Subscription) => 
     const base = e.name.replace(/ \(web\)$/, '');
     if (e.ws.grpc === true && e.ws.tls) configs.push(config(e, `${base} (gRPC)`, 'grpc'));
     configs.push(config(e, e.name, 'ws'));
+    // Xray's httpupgrade transport (2024 on) at the front's /SECRET/up (server/web/httpupgrade.ts).
+    configs.push(config(e, `${base} (HTTPUpgrade)`, 'httpupgrade'));
   }
   return { body: `${JSON.stringify(configs, null, 2)}\n`, contentType: 'application/json; charset=utf-8', ext: 'json' };
 }
