@@ -101,45 +101,94 @@ export function decodeHunk(msg: Buffer, emit: (data: Buffer) => void): void {
 }
 
 /**
- * Splits an HTTP/2 body into gRPC messages and hands out their Hunk bytes: subarrays of the
- * DATA buffers where a message lies in one, one copy where it spans several.
+ * Splits an HTTP/2 body into gRPC messages and hands out their Hunk bytes as they arrive:
+ * subarrays of the DATA buffers, a field's bytes in as many pieces as the body came in. Nothing
+ * of a message is held back until it is complete (a peer announcing a 4 MiB message and sending
+ * it slowly, on each of 128 calls of a connection, would otherwise park 512 MiB here, outside the
+ * stream's back-pressure); only a prefix or a field header split between DATA frames (at most
+ * 10 bytes) waits for the rest.
  */
 export class HunkDecoder {
-  #parts: Buffer[] = [];
-  #have = 0;
-  #need = 0;
+  /** A prefix or field header begun in an earlier chunk. */
+  #carry: Buffer | undefined;
+  /** Bytes of the current message not yet read (0: the next byte starts a prefix). */
+  #msgLeft = 0;
+  /** Bytes of the current field's value not yet read, and whether they are handed out. */
+  #fieldLeft = 0;
+  #fieldData = false;
 
-  /** Bytes of an unfinished message held (non-zero at END_STREAM means a truncated body). */
+  /** Bytes of an unfinished message (non-zero at END_STREAM means a truncated body). */
   get pending(): number {
-    return this.#have;
+    return this.#msgLeft + (this.#carry?.length ?? 0);
   }
 
   push(chunk: Buffer, emit: (data: Buffer) => void): void {
-    if (this.#parts.length > 0) {
-      this.#parts.push(chunk);
-      this.#have += chunk.length;
-      if (this.#have < this.#need) return;
-      chunk = Buffer.concat(this.#parts, this.#have);
-      this.#parts = [];
-      this.#have = 0;
+    if (this.#carry) {
+      chunk = Buffer.concat([this.#carry, chunk]);
+      this.#carry = undefined;
     }
     let off = 0;
     while (off < chunk.length) {
-      const left = chunk.length - off;
-      if (left < 5) return this.#stash(chunk.subarray(off), 5);
-      if (chunk[off] !== 0) throw new GrpcFrameError('gRPC message: compressed or unknown flag');
-      const len = chunk.readUInt32BE(off + 1);
-      if (len > MAX_GRPC_MESSAGE) throw new GrpcFrameError(`gRPC message of ${len} bytes: over the limit`);
-      if (left < 5 + len) return this.#stash(chunk.subarray(off), 5 + len);
-      decodeHunk(chunk.subarray(off + 5, off + 5 + len), emit);
-      off += 5 + len;
+      if (this.#fieldLeft > 0) {
+        const n = Math.min(this.#fieldLeft, chunk.length - off);
+        if (this.#fieldData) emit(chunk.subarray(off, off + n));
+        off += n;
+        this.#fieldLeft -= n;
+        this.#msgLeft -= n;
+      } else if (this.#msgLeft === 0) {
+        if (chunk.length - off < 5) return void (this.#carry = chunk.subarray(off));
+        if (chunk[off] !== 0) throw new GrpcFrameError('gRPC message: compressed or unknown flag');
+        const len = chunk.readUInt32BE(off + 1);
+        if (len > MAX_GRPC_MESSAGE) throw new GrpcFrameError(`gRPC message of ${len} bytes: over the limit`);
+        this.#msgLeft = len;
+        off += 5;
+      } else {
+        const end = Math.min(chunk.length, off + this.#msgLeft);
+        const next = this.#fieldHeader(chunk, off, end);
+        if (next === undefined) {
+          if (end - off >= this.#msgLeft) throw new GrpcFrameError('gRPC message: truncated varint');
+          return void (this.#carry = chunk.subarray(off));
+        }
+        this.#msgLeft -= next - off;
+        off = next;
+        if (this.#fieldLeft > this.#msgLeft) throw new GrpcFrameError('gRPC message: field longer than its message');
+      }
     }
   }
 
-  #stash(part: Buffer, need: number): void {
-    this.#parts = [part];
-    this.#have = part.length;
-    this.#need = need;
+  /** Read one field's header in [i, end): sets the field's value length; undefined when cut short. */
+  #fieldHeader(b: Buffer, i: number, end: number): number | undefined {
+    const tag = varintIn(b, i, end);
+    if (tag === undefined) return undefined;
+    const wire = tag[0] & 7;
+    i = tag[1];
+    if (wire === 0) {
+      const v = varintIn(b, i, end);
+      if (v === undefined) return undefined;
+      this.#fieldLeft = 0;
+      return v[1];
+    }
+    if (wire === 1 || wire === 5) {
+      this.#fieldLeft = wire === 1 ? 8 : 4;
+      this.#fieldData = false;
+      return i;
+    }
+    if (wire !== 2) throw new GrpcFrameError(`gRPC message: unknown protobuf wire type ${wire}`);
+    const len = varintIn(b, i, end);
+    if (len === undefined) return undefined;
+    this.#fieldLeft = len[0];
+    this.#fieldData = tag[0] >>> 3 === 1;
+    return len[1];
+  }
+}
+
+/** readVarint within [i, end): undefined when the bytes end inside it. */
+function varintIn(b: Buffer, i: number, end: number): [number, number] | undefined {
+  try {
+    return readVarint(b.subarray(0, end), i);
+  } catch (err) {
+    if (err instanceof GrpcFrameError && err.message.endsWith('truncated varint')) return undefined;
+    throw err;
   }
 }
 
