@@ -27,6 +27,9 @@ export const MAX_GRPC_MESSAGE = 4 * 1024 * 1024;
 /** The most data one Hunk we send carries (a larger write is split). */
 export const MAX_HUNK = 64 * 1024;
 
+/** Field bytes shorter than this are joined with their neighbours before they are handed out. */
+const SMALL_PIECE = 1024;
+
 export class GrpcFrameError extends Error {
   readonly code = 'ERR_GRPC_FRAME';
 }
@@ -127,16 +130,34 @@ export class HunkDecoder {
       chunk = Buffer.concat([this.#carry, chunk]);
       this.#carry = undefined;
     }
+    // Pieces under SMALL_PIECE are handed out joined (one copy): a MultiHunk of one-byte fields
+    // would otherwise put a Buffer object per byte into the stream's queue.
+    let small: Buffer[] = [];
+    let smallLen = 0;
+    const flush = (): void => {
+      if (small.length > 0) emit(small.length === 1 ? small[0]! : Buffer.concat(small, smallLen));
+      small = [];
+      smallLen = 0;
+    };
     let off = 0;
     while (off < chunk.length) {
       if (this.#fieldLeft > 0) {
         const n = Math.min(this.#fieldLeft, chunk.length - off);
-        if (this.#fieldData) emit(chunk.subarray(off, off + n));
+        if (this.#fieldData && n < SMALL_PIECE) {
+          small.push(chunk.subarray(off, off + n));
+          if ((smallLen += n) >= MAX_HUNK) flush();
+        } else if (this.#fieldData) {
+          flush();
+          emit(chunk.subarray(off, off + n));
+        }
         off += n;
         this.#fieldLeft -= n;
         this.#msgLeft -= n;
       } else if (this.#msgLeft === 0) {
-        if (chunk.length - off < 5) return void (this.#carry = chunk.subarray(off));
+        if (chunk.length - off < 5) {
+          this.#carry = chunk.subarray(off);
+          break;
+        }
         if (chunk[off] !== 0) throw new GrpcFrameError('gRPC message: compressed or unknown flag');
         const len = chunk.readUInt32BE(off + 1);
         if (len > MAX_GRPC_MESSAGE) throw new GrpcFrameError(`gRPC message of ${len} bytes: over the limit`);
@@ -147,13 +168,15 @@ export class HunkDecoder {
         const next = this.#fieldHeader(chunk, off, end);
         if (next === undefined) {
           if (end - off >= this.#msgLeft) throw new GrpcFrameError('gRPC message: truncated varint');
-          return void (this.#carry = chunk.subarray(off));
+          this.#carry = chunk.subarray(off);
+          break;
         }
         this.#msgLeft -= next - off;
         off = next;
         if (this.#fieldLeft > this.#msgLeft) throw new GrpcFrameError('gRPC message: field longer than its message');
       }
     }
+    flush();
   }
 
   /** Read one field's header in [i, end): sets the field's value length; undefined when cut short. */

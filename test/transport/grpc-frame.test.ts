@@ -77,6 +77,21 @@ test('a large announced message is handed out as it arrives, not held until comp
   assert.equal(d.pending, len - out);
 });
 
+test('a MultiHunk of one-byte fields is handed out in a few buffers, not one per byte', () => {
+  // 21,845 fields of one byte in a 64 KiB chunk: before, as many Buffer objects queued.
+  const fields = 21_845;
+  const msg = Buffer.alloc(fields * 3);
+  for (let i = 0; i < fields; i++) msg.set([0x0a, 1, i & 0xff], i * 3);
+  const framed = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), msg]);
+  framed.writeUInt32BE(msg.length, 1);
+  const got: Buffer[] = [];
+  new HunkDecoder().push(framed, (b) => got.push(Buffer.from(b)));
+  assert.ok(got.length <= 2, `${got.length} buffers`);
+  const all = Buffer.concat(got);
+  assert.equal(all.length, fields);
+  assert.ok(all.every((b, i) => b === (i & 0xff)));
+});
+
 test('service name and paths: the secret path without "/", Tun and TunMulti, Xray\'s escaped form', () => {
   assert.equal(grpcServiceName('/AbC_d-9'), 'AbC_d-9');
   assert.deepEqual([...grpcPaths('AbC')], ['/AbC/Tun', '/AbC/TunMulti']);
