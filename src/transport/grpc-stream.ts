@@ -228,9 +228,14 @@ export class GrpcStream extends Duplex {
     if (!this.push(data)) this.#h2.pause();
   };
 
-  constructor(h2: Http2Stream) {
+  /** The server's end: our half-close is the trailers its response holds (sent on 'wantTrailers'). */
+  readonly #trailers: boolean;
+
+  /** `opts.trailers`: the server's end of a call answered with trailers pending (../server/web/grpc.ts). */
+  constructor(h2: Http2Stream, opts: { trailers?: boolean } = {}) {
     super({ allowHalfOpen: true });
     this.#h2 = h2;
+    this.#trailers = opts.trailers === true;
     h2.on('data', (chunk: Buffer) => {
       try {
         this.#decoder.push(chunk, this.#emit);
@@ -278,8 +283,15 @@ export class GrpcStream extends Duplex {
   }
 
   override _final(cb: (err?: Error | null) => void): void {
-    if (!this.#h2.destroyed) this.#h2.end();
-    cb();
+    const h2 = this.#h2;
+    if (h2.destroyed || h2.closed) return cb();
+    // Finished once the half-close has been handed to nghttp2 (END_STREAM, or the trailers after
+    // the last DATA): `end(() => destroy())` (the pre-relay deadline, a failed dial) then sends the
+    // trailers before its reset, where it sent only RST_STREAM CANCEL.
+    // (setImmediate: after Node's session has written what sendTrailers submitted, which a reset
+    // submitted in the same turn discards.)
+    if (this.#trailers) h2.once('wantTrailers', () => setImmediate(cb));
+    h2.end(this.#trailers ? undefined : () => cb());
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
