@@ -182,7 +182,11 @@ export class GrpcSessionPool {
         if (socket.destroyed) return; // the pin check's error follows
         if (o.tls && (socket as TLSSocket).alpnProtocol !== 'h2')
           return fail(new UpstreamDialError('ERR_CONNECT', 'gRPC connect failed: the server did not agree to HTTP/2 (ALPN h2)'));
-        session = http2.connect(`${o.tls ? 'https' : 'http'}://${host}`, { createConnection: () => socket });
+        try {
+          session = http2.connect(`${o.tls ? 'https' : 'http'}://${host}`, { createConnection: () => socket });
+        } catch (err) {
+          return onError(err as NodeJS.ErrnoException); // an authority the URL parser refuses
+        }
         session.once('connect', onConnect);
         session.once('error', onError);
       };

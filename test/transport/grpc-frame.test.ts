@@ -143,3 +143,16 @@ test('the request headers, in grpc-go\'s order as Xray sends them, and large wri
     server.close();
   }
 });
+
+test('an authority no URL can hold fails the dial (a rejection, not an exception in a socket event)', async () => {
+  const server = http2.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const hop = grpcNextHop({ address: '127.0.0.1', port: (server.address() as AddressInfo).port, tls: false, serviceName: 's', host: '[zz]' });
+  try {
+    await assert.rejects(hop(), /gRPC connect failed: ERR_INVALID_URL/);
+  } finally {
+    hop.close();
+    server.close();
+  }
+});
