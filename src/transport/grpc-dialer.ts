@@ -7,7 +7,8 @@
  * (./web-tls.ts). The call's first bytes leave with its headers: no round trip is waited for.
  */
 import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { DEFAULT_CONNECT_TIMEOUT_MS, UpstreamDialError, type NextHop } from './dialer.js';
 import { GrpcStream } from './grpc-stream.js';
@@ -150,40 +151,57 @@ export class GrpcSessionPool {
     const host = authorityOf(o);
     const t = webTlsOptions(o, hostName(host));
     const timeoutMs = o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-    const session = http2.connect(`${o.tls ? 'https' : 'http'}://${host}`, {
-      createConnection: () =>
-        o.tls
-          ? pinnedTlsConnect(
-              {
-                host: o.address,
-                port: o.port,
-                servername: t.servername,
-                ALPNProtocols: ['h2'],
-                rejectUnauthorized: t.rejectUnauthorized,
-                ...(t.ca !== undefined ? { ca: t.ca } : {}),
-              },
-              t.pin,
-            )
-          : netConnect({ host: o.address, port: o.port }),
-    });
+    // The socket first (its certificate checked against the pin, ALPN h2 confirmed), HTTP/2 only
+    // then: a socket destroyed by the pin check under http2.connect's own 'secureConnect'
+    // listener aborted the whole process (node_http2.cc Consume: Assertion failed).
+    const socket: Socket | TLSSocket = o.tls
+      ? pinnedTlsConnect(
+          {
+            host: o.address,
+            port: o.port,
+            servername: t.servername,
+            ALPNProtocols: ['h2'],
+            rejectUnauthorized: t.rejectUnauthorized,
+            ...(t.ca !== undefined ? { ca: t.ca } : {}),
+          },
+          t.pin,
+        )
+      : netConnect({ host: o.address, port: o.port });
+    const ready = o.tls ? 'secureConnect' : 'connect';
+    let session: ClientHttp2Session | undefined;
     return new Promise((resolve, reject) => {
       const fail = (err: UpstreamDialError): void => {
         cleanup();
-        session.on('error', () => {});
-        session.destroy();
+        socket.on('error', () => {});
+        socket.destroy();
+        session?.on('error', () => {});
+        session?.destroy();
         reject(err);
+      };
+      const onSocket = (): void => {
+        if (socket.destroyed) return; // the pin check's error follows
+        if (o.tls && (socket as TLSSocket).alpnProtocol !== 'h2')
+          return fail(new UpstreamDialError('ERR_CONNECT', 'gRPC connect failed: the server did not agree to HTTP/2 (ALPN h2)'));
+        try {
+          session = http2.connect(`${o.tls ? 'https' : 'http'}://${host}`, { createConnection: () => socket });
+        } catch (err) {
+          return onError(err as NodeJS.ErrnoException); // an authority the URL parser refuses
+        }
+        session.once('connect', onConnect);
+        session.once('error', onError);
       };
       const onConnect = (): void => {
         cleanup();
+        const s = session!;
         if (this.#closed) return fail(new UpstreamDialError('ERR_ABORTED', 'client closed'));
         const forget = (): void => {
-          this.#sessions.delete(session);
+          this.#sessions.delete(s);
         };
-        session.on('error', forget);
-        session.once('goaway', forget);
-        session.once('close', forget);
-        this.#sessions.set(session, 0);
-        resolve(session);
+        s.on('error', forget);
+        s.once('goaway', forget);
+        s.once('close', forget);
+        this.#sessions.set(s, 0);
+        resolve(s);
       };
       const onError = (err: NodeJS.ErrnoException): void =>
         fail(new UpstreamDialError('ERR_CONNECT', `gRPC connect failed: ${err.code ?? err.message}`, { cause: err }));
@@ -194,12 +212,14 @@ export class GrpcSessionPool {
       );
       const cleanup = (): void => {
         clearTimeout(timer);
-        session.off('connect', onConnect);
-        session.off('error', onError);
+        socket.off(ready, onSocket);
+        socket.off('error', onError);
+        session?.off('connect', onConnect);
+        session?.off('error', onError);
         signal?.removeEventListener('abort', onAbort);
       };
-      session.once('connect', onConnect);
-      session.once('error', onError);
+      socket.once(ready, onSocket);
+      socket.once('error', onError);
       if (signal?.aborted) return onAbort();
       signal?.addEventListener('abort', onAbort, { once: true });
     });

@@ -27,6 +27,9 @@ export const MAX_GRPC_MESSAGE = 4 * 1024 * 1024;
 /** The most data one Hunk we send carries (a larger write is split). */
 export const MAX_HUNK = 64 * 1024;
 
+/** Field bytes shorter than this are joined with their neighbours before they are handed out. */
+const SMALL_PIECE = 1024;
+
 export class GrpcFrameError extends Error {
   readonly code = 'ERR_GRPC_FRAME';
 }
@@ -101,45 +104,114 @@ export function decodeHunk(msg: Buffer, emit: (data: Buffer) => void): void {
 }
 
 /**
- * Splits an HTTP/2 body into gRPC messages and hands out their Hunk bytes: subarrays of the
- * DATA buffers where a message lies in one, one copy where it spans several.
+ * Splits an HTTP/2 body into gRPC messages and hands out their Hunk bytes as they arrive:
+ * subarrays of the DATA buffers, a field's bytes in as many pieces as the body came in. Nothing
+ * of a message is held back until it is complete (a peer announcing a 4 MiB message and sending
+ * it slowly, on each of 128 calls of a connection, would otherwise park 512 MiB here, outside the
+ * stream's back-pressure); only a prefix or a field header split between DATA frames (at most
+ * 10 bytes) waits for the rest.
  */
 export class HunkDecoder {
-  #parts: Buffer[] = [];
-  #have = 0;
-  #need = 0;
+  /** A prefix or field header begun in an earlier chunk. */
+  #carry: Buffer | undefined;
+  /** Bytes of the current message not yet read (0: the next byte starts a prefix). */
+  #msgLeft = 0;
+  /** Bytes of the current field's value not yet read, and whether they are handed out. */
+  #fieldLeft = 0;
+  #fieldData = false;
 
-  /** Bytes of an unfinished message held (non-zero at END_STREAM means a truncated body). */
+  /** Bytes of an unfinished message (non-zero at END_STREAM means a truncated body). */
   get pending(): number {
-    return this.#have;
+    return this.#msgLeft + (this.#carry?.length ?? 0);
   }
 
   push(chunk: Buffer, emit: (data: Buffer) => void): void {
-    if (this.#parts.length > 0) {
-      this.#parts.push(chunk);
-      this.#have += chunk.length;
-      if (this.#have < this.#need) return;
-      chunk = Buffer.concat(this.#parts, this.#have);
-      this.#parts = [];
-      this.#have = 0;
+    if (this.#carry) {
+      chunk = Buffer.concat([this.#carry, chunk]);
+      this.#carry = undefined;
     }
+    // Pieces under SMALL_PIECE are handed out joined (one copy): a MultiHunk of one-byte fields
+    // would otherwise put a Buffer object per byte into the stream's queue.
+    let small: Buffer[] = [];
+    let smallLen = 0;
+    const flush = (): void => {
+      if (small.length > 0) emit(small.length === 1 ? small[0]! : Buffer.concat(small, smallLen));
+      small = [];
+      smallLen = 0;
+    };
     let off = 0;
     while (off < chunk.length) {
-      const left = chunk.length - off;
-      if (left < 5) return this.#stash(chunk.subarray(off), 5);
-      if (chunk[off] !== 0) throw new GrpcFrameError('gRPC message: compressed or unknown flag');
-      const len = chunk.readUInt32BE(off + 1);
-      if (len > MAX_GRPC_MESSAGE) throw new GrpcFrameError(`gRPC message of ${len} bytes: over the limit`);
-      if (left < 5 + len) return this.#stash(chunk.subarray(off), 5 + len);
-      decodeHunk(chunk.subarray(off + 5, off + 5 + len), emit);
-      off += 5 + len;
+      if (this.#fieldLeft > 0) {
+        const n = Math.min(this.#fieldLeft, chunk.length - off);
+        if (this.#fieldData && n < SMALL_PIECE) {
+          small.push(chunk.subarray(off, off + n));
+          if ((smallLen += n) >= MAX_HUNK) flush();
+        } else if (this.#fieldData) {
+          flush();
+          emit(chunk.subarray(off, off + n));
+        }
+        off += n;
+        this.#fieldLeft -= n;
+        this.#msgLeft -= n;
+      } else if (this.#msgLeft === 0) {
+        if (chunk.length - off < 5) {
+          this.#carry = chunk.subarray(off);
+          break;
+        }
+        if (chunk[off] !== 0) throw new GrpcFrameError('gRPC message: compressed or unknown flag');
+        const len = chunk.readUInt32BE(off + 1);
+        if (len > MAX_GRPC_MESSAGE) throw new GrpcFrameError(`gRPC message of ${len} bytes: over the limit`);
+        this.#msgLeft = len;
+        off += 5;
+      } else {
+        const end = Math.min(chunk.length, off + this.#msgLeft);
+        const next = this.#fieldHeader(chunk, off, end);
+        if (next === undefined) {
+          if (end - off >= this.#msgLeft) throw new GrpcFrameError('gRPC message: truncated varint');
+          this.#carry = chunk.subarray(off);
+          break;
+        }
+        this.#msgLeft -= next - off;
+        off = next;
+        if (this.#fieldLeft > this.#msgLeft) throw new GrpcFrameError('gRPC message: field longer than its message');
+      }
     }
+    flush();
   }
 
-  #stash(part: Buffer, need: number): void {
-    this.#parts = [part];
-    this.#have = part.length;
-    this.#need = need;
+  /** Read one field's header in [i, end): sets the field's value length; undefined when cut short. */
+  #fieldHeader(b: Buffer, i: number, end: number): number | undefined {
+    const tag = varintIn(b, i, end);
+    if (tag === undefined) return undefined;
+    const wire = tag[0] & 7;
+    i = tag[1];
+    if (wire === 0) {
+      const v = varintIn(b, i, end);
+      if (v === undefined) return undefined;
+      this.#fieldLeft = 0;
+      return v[1];
+    }
+    if (wire === 1 || wire === 5) {
+      this.#fieldLeft = wire === 1 ? 8 : 4;
+      this.#fieldData = false;
+      return i;
+    }
+    if (wire !== 2) throw new GrpcFrameError(`gRPC message: unknown protobuf wire type ${wire}`);
+    const len = varintIn(b, i, end);
+    if (len === undefined) return undefined;
+    this.#fieldLeft = len[0];
+    this.#fieldData = tag[0] >>> 3 === 1;
+    return len[1];
+  }
+}
+
+/** readVarint within [i, end): undefined when the bytes end inside it. */
+function varintIn(b: Buffer, i: number, end: number): [number, number] | undefined {
+  try {
+    return readVarint(b.subarray(0, end), i);
+  } catch (err) {
+    if (err instanceof GrpcFrameError && err.message.endsWith('truncated varint')) return undefined;
+    throw err;
   }
 }
 
@@ -156,9 +228,14 @@ export class GrpcStream extends Duplex {
     if (!this.push(data)) this.#h2.pause();
   };
 
-  constructor(h2: Http2Stream) {
+  /** The server's end: our half-close is the trailers its response holds (sent on 'wantTrailers'). */
+  readonly #trailers: boolean;
+
+  /** `opts.trailers`: the server's end of a call answered with trailers pending (../server/web/grpc.ts). */
+  constructor(h2: Http2Stream, opts: { trailers?: boolean } = {}) {
     super({ allowHalfOpen: true });
     this.#h2 = h2;
+    this.#trailers = opts.trailers === true;
     h2.on('data', (chunk: Buffer) => {
       try {
         this.#decoder.push(chunk, this.#emit);
@@ -206,8 +283,15 @@ export class GrpcStream extends Duplex {
   }
 
   override _final(cb: (err?: Error | null) => void): void {
-    if (!this.#h2.destroyed) this.#h2.end();
-    cb();
+    const h2 = this.#h2;
+    if (h2.destroyed || h2.closed) return cb();
+    // Finished once the half-close has been handed to nghttp2 (END_STREAM, or the trailers after
+    // the last DATA): `end(() => destroy())` (the pre-relay deadline, a failed dial) then sends the
+    // trailers before its reset, where it sent only RST_STREAM CANCEL.
+    // (setImmediate: after Node's session has written what sendTrailers submitted, which a reset
+    // submitted in the same turn discards.)
+    if (this.#trailers) h2.once('wantTrailers', () => setImmediate(cb));
+    h2.end(this.#trailers ? undefined : () => cb());
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {

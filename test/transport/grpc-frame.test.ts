@@ -40,11 +40,56 @@ test('the decoder reassembles messages split anywhere and refuses compressed or 
     const got: Buffer[] = [];
     for (let i = 0; i < frames.length; i += step) d.push(frames.subarray(i, i + step), (b) => got.push(Buffer.from(b)));
     assert.equal(d.pending, 0);
-    assert.deepEqual(got.map((b) => b.length), [5, 70_000, 1], `step ${step}`);
+    const want = Buffer.concat([Buffer.from('first'), Buffer.alloc(70_000, 7), Buffer.from('x')]);
+    assert.ok(Buffer.concat(got).equals(want), `step ${step}`);
   }
   assert.throws(() => new HunkDecoder().push(Buffer.from('0100000000', 'hex'), () => {}), /compressed/);
   assert.throws(() => new HunkDecoder().push(Buffer.from('0000500000', 'hex'), () => {}), /over the limit/);
   assert.throws(() => decodeHunk(Buffer.from('0a05616263', 'hex'), () => {}), /longer than its message/);
+  assert.throws(() => new HunkDecoder().push(Buffer.from('00000000050a05616263', 'hex'), () => {}), /longer than its message/);
+  assert.throws(() => new HunkDecoder().push(Buffer.from('00000000020a80', 'hex'), () => {}), /truncated varint/);
+  // A MultiHunk split inside its field headers, with skipped fields of every wire type.
+  const multi = Buffer.from('0a026162' + '1001' + '1d01020304' + '190102030405060708' + '0a03636465', 'hex');
+  const framed = Buffer.concat([Buffer.from([0, 0, 0, 0, multi.length]), multi]);
+  for (let cut = 1; cut < framed.length; cut++) {
+    const d = new HunkDecoder();
+    const got: Buffer[] = [];
+    d.push(framed.subarray(0, cut), (b) => got.push(Buffer.from(b)));
+    d.push(framed.subarray(cut), (b) => got.push(Buffer.from(b)));
+    assert.equal(Buffer.concat(got).toString(), 'abcde', `cut ${cut}`);
+    assert.equal(d.pending, 0);
+  }
+});
+
+test('a large announced message is handed out as it arrives, not held until complete', () => {
+  // A peer announcing a 4 MiB Hunk and sending 1 MiB of it: before, the decoder kept that MiB
+  // (per call: 128 calls a connection, outside the stream's back-pressure) and handed out nothing.
+  const len = 4 * 1024 * 1024 - 16;
+  const head = Buffer.alloc(5 + 1 + 4);
+  head.writeUInt32BE(1 + 4 + len, 1);
+  head[5] = 0x0a;
+  head.set([0x80 | (len & 0x7f), 0x80 | ((len >>> 7) & 0x7f), 0x80 | ((len >>> 14) & 0x7f), len >>> 21], 6);
+  const d = new HunkDecoder();
+  let out = 0;
+  d.push(head, (b) => (out += b.length));
+  for (let i = 0; i < 64; i++) d.push(Buffer.alloc(16_384, i), (b) => (out += b.length));
+  assert.equal(out, 1024 * 1024);
+  assert.equal(d.pending, len - out);
+});
+
+test('a MultiHunk of one-byte fields is handed out in a few buffers, not one per byte', () => {
+  // 21,845 fields of one byte in a 64 KiB chunk: before, as many Buffer objects queued.
+  const fields = 21_845;
+  const msg = Buffer.alloc(fields * 3);
+  for (let i = 0; i < fields; i++) msg.set([0x0a, 1, i & 0xff], i * 3);
+  const framed = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), msg]);
+  framed.writeUInt32BE(msg.length, 1);
+  const got: Buffer[] = [];
+  new HunkDecoder().push(framed, (b) => got.push(Buffer.from(b)));
+  assert.ok(got.length <= 2, `${got.length} buffers`);
+  const all = Buffer.concat(got);
+  assert.equal(all.length, fields);
+  assert.ok(all.every((b, i) => b === (i & 0xff)));
 });
 
 test('service name and paths: the secret path without "/", Tun and TunMulti, Xray\'s escaped form', () => {
@@ -93,6 +138,19 @@ test('the request headers, in grpc-go\'s order as Xray sends them, and large wri
     const got: number[] = [];
     new HunkDecoder().push(seen[0]!.body, (d) => got.push(d.length));
     assert.deepEqual(got, [MAX_HUNK, MAX_HUNK, 10]);
+  } finally {
+    hop.close();
+    server.close();
+  }
+});
+
+test('an authority no URL can hold fails the dial (a rejection, not an exception in a socket event)', async () => {
+  const server = http2.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const hop = grpcNextHop({ address: '127.0.0.1', port: (server.address() as AddressInfo).port, tls: false, serviceName: 's', host: '[zz]' });
+  try {
+    await assert.rejects(hop(), /gRPC connect failed: ERR_INVALID_URL/);
   } finally {
     hop.close();
     server.close();

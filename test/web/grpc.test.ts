@@ -6,7 +6,7 @@
 // is 4.34; gRPC came in 4.36), so both ends are Ladder's; the bytes are pinned in
 // test/transport/grpc-frame.test.ts.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import http2 from 'node:http2';
 import { after, before, describe, test } from 'node:test';
 import { grpcServiceName } from '../../src/server/web/grpc.js';
@@ -100,6 +100,17 @@ describe('gRPC transport on the TLS web front', { skip }, () => {
     const before = srv.grpcCalls;
     await assert.rejects(echoThrough(hop, KEYS[0]!, echo.port, Buffer.from('x')), /gRPC call refused \(HTTP 404\)/);
     assert.equal(srv.grpcCalls, before);
+  });
+
+  test('a certificate that does not match the pin fails the dial, and no call reaches the server', async () => {
+    // Before, the pin check destroyed the socket under http2.connect's own 'secureConnect'
+    // listener and node_http2.cc aborted the process (Assertion failed: args[0]->IsObject()).
+    const before = srv.grpcCalls;
+    const wrong = hopFor({ ca: undefined, pinSha256: 'ab'.repeat(32) });
+    await assert.rejects(echoThrough(wrong, KEYS[0]!, echo.port, Buffer.from('x')), /does not match the pin/);
+    assert.equal(srv.grpcCalls, before);
+    const right = hopFor({ ca: undefined, pinSha256: new X509Certificate(cert.cert).fingerprint256 });
+    assert.equal((await echoThrough(right, KEYS[0]!, echo.port, Buffer.from('pinned'))).toString(), 'pinned');
   });
 
   /** One HTTP/2 request on the front: status, content-type and body. */

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { endpointFromKey } from '../../client/key.js';
 import { formatSsUrl, parseSsUrl } from './index.js';
 import { grpcKeyUrlFor } from './plugin-opts.js';
+import { grpcRequestHeaders } from '../../transport/grpc-dialer.js';
 
 const BASE = 'ss://YWVzLTI1Ni1nY206cHc@front.example:443/';
 
@@ -52,4 +53,14 @@ test('grpcKeyUrlFor: the front\'s gRPC key as ladder client reads it; none witho
   assert.deepEqual(back.grpc, { address: 'cdn.example', port: 443, tls: true, serviceName: 'S3cret', servername: 'cdn.example' });
   assert.equal(grpcKeyUrlFor({ method: 'aes-128-gcm', secret: 'pw' }, { ...ep, tls: false }), undefined);
   assert.equal(grpcKeyUrlFor({ method: 'aes-128-gcm', secret: 'pw' }, { ...ep, grpc: false }), undefined);
+});
+
+test('hostile type=grpc values: an overlong serviceName and an authority no URL can hold are refused when the key is read', () => {
+  assert.throws(() => parseSsUrl(`${BASE}?type=grpc&serviceName=${'x'.repeat(1025)}`), /serviceName is longer than 1024/);
+  assert.equal(parseSsUrl(`${BASE}?type=grpc&serviceName=${'x'.repeat(1024)}`).transport?.serviceName.length, 1024);
+  for (const a of ['%5Bzz%5D', 'a:b:c', '%5B::1'])
+    assert.throws(() => parseSsUrl(`${BASE}?type=grpc&serviceName=s&authority=${a}`), /authority is not a host name/, a);
+  // The service name is path-escaped into :path: '/', '..' and '%' stay inside one segment.
+  const k = parseSsUrl(`${BASE}?type=grpc&serviceName=..%2F..%2Fadmin%25`);
+  assert.equal(grpcRequestHeaders({ address: '127.0.0.1', port: 1, tls: false, serviceName: k.transport!.serviceName })[':path'], '/..%2F..%2Fadmin%25/Tun');
 });

@@ -28,6 +28,9 @@ export type SsTransport = SsGrpcTransport;
 /** The query parameter names this file reads (index.ts hands them over). */
 export const TRANSPORT_PARAMS: ReadonlySet<string> = new Set(['type', 'serviceName', 'security', 'sni', 'authority', 'host', 'mode']);
 
+/** The longest serviceName taken (it goes into every call's :path; grpc-go has no limit of its own). */
+const MAX_SERVICE_NAME = 1024;
+
 function bad(message: string): ProtocolError {
   return new ProtocolError('ERR_URL', `invalid ss:// URL: ${message}`);
 }
@@ -48,6 +51,7 @@ export function parseTransportParams(p: ReadonlyMap<string, string>): SsTranspor
   const serviceName = p.get('serviceName');
   if (serviceName === undefined) throw bad('type=grpc needs serviceName');
   checkToken(serviceName, 'serviceName', /[\\]/);
+  if (serviceName.length > MAX_SERVICE_NAME) throw bad(`serviceName is longer than ${MAX_SERVICE_NAME} characters`);
   const security = p.get('security') ?? 'tls';
   if (security !== 'tls' && security !== 'none')
     throw bad(`security=${JSON.stringify(security.slice(0, 20))} is not supported with type=grpc (tls or none)`);
@@ -63,6 +67,8 @@ export function parseTransportParams(p: ReadonlyMap<string, string>): SsTranspor
   const authority = p.get('authority') || p.get('host');
   if (authority !== undefined && authority !== '') {
     checkToken(authority, 'authority', /[/\\@]/);
+    // It becomes :authority and the HTTP/2 URL: a host[:port] the URL parser takes.
+    if (!URL.canParse(`http://${authority}`)) throw bad('authority is not a host name or host:port');
     out.authority = authority;
   }
   return out;

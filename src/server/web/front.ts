@@ -239,9 +239,8 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   if (pending) {
     server.on('connection', (s: Socket) => {
       if (pendingOf.has(s)) return; // a kept-alive socket after a decoy answer to an upgrade
-      const entry = pending.add(s.remoteAddress, () => s.destroy());
-      pendingOf.set(s, entry);
-      s.once('close', () => entry.remove());
+      pendingOf.set(s, pending.add(s.remoteAddress, () => s.destroy()));
+      s.once('close', () => pendingOf.get(s)?.remove());
     });
   }
   if (opts.tls) server.on('secureConnection', track);
@@ -260,8 +259,26 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
     const socket = h2?.tunnel(req);
     const under = (socket as (Duplex & { _parent?: Duplex | null }) | undefined)?._parent ?? undefined;
     for (const s of [socket, under]) if (s) upgraded.add(s);
-    if (socket) pendingOf.get(under ?? socket)?.remove();
+    const tcp = under ?? socket;
+    if (tcp) {
+      pendingOf.get(tcp)?.remove();
+      tunnelCalls.set(tcp, (tunnelCalls.get(tcp) ?? 0) + 1);
+      req.stream.once('close', () => h2TunnelClosed(tcp, socket!));
+    }
     return true;
+  };
+  /** Open gRPC calls of each HTTP/2 connection (its TCP socket). */
+  const tunnelCalls = new WeakMap<Duplex, number>();
+  /**
+   * A connection whose last call closed is an idle HTTP/2 connection again: pending (the caps may
+   * evict it) and watched as before, or one call would exempt it for its life.
+   */
+  const h2TunnelClosed = (tcp: Duplex, socket: Duplex): void => {
+    const n = (tunnelCalls.get(tcp) ?? 1) - 1;
+    tunnelCalls.set(tcp, n);
+    if (n > 0 || tcp.destroyed) return;
+    for (const s of [socket, tcp]) upgraded.delete(s);
+    if (pending && pendingOf.has(tcp)) pendingOf.set(tcp, pending.add((tcp as Socket).remoteAddress, () => tcp.destroy()));
   };
   if (opts.tls) {
     // Plain HTTP on the TLS port gets nginx's answers (nginx reads non-TLS bytes as HTTP): its
