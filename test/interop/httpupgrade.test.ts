@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { formatSsUrl } from '../../src/protocol/sip002/index.js';
-import { socks5UdpAssociate, startUdpEcho, udpEchoRun } from '../../src/transport/udp-socks5.js';
+import { assertUdpEchoes100 } from '../helpers/udp-echo-check.js';
 import { startLadderClient } from '../helpers/peers.js';
 import { startWsTestServer, type WsTestServer } from '../helpers/web-server.js';
 import { makeCa, nginxSkip, opensslSkip, startNginx, wsProxyLocation, type TestCa } from '../web/fixtures.js';
@@ -114,16 +114,7 @@ for (const c of CASES) {
 
     if (c.udp)
       test('SOCKS5 UDP ASSOCIATE inside the HTTPUpgrade streams (UDP-over-TCP v2): 100 datagrams echoed', async () => {
-        const echo = await startUdpEcho();
-        const assoc = await socks5UdpAssociate(suite.socksPort());
-        try {
-          const r = await udpEchoRun(assoc, { type: 'ipv4', host: '127.0.0.1', port: echo.port }, 100, 512);
-          assert.equal(r.corrupted, 0);
-          assert.ok(r.received >= 97, `${r.received}/100 delivered`);
-        } finally {
-          assoc.close();
-          await echo.close();
-        }
+        await assertUdpEchoes100(suite.socksPort());
         assert.deepEqual([...new Set(srv.paths)], [`${srv.secretPath}/up`], 'no WebSocket packet endpoint used');
       });
 

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatSsUrl } from '../../src/protocol/sip002/index.js';
-import { socks5UdpAssociate, startUdpEcho, udpEchoRun } from '../../src/transport/udp-socks5.js';
+import { assertUdpEchoes100 } from '../helpers/udp-echo-check.js';
 import { peerSkip, startLadderClient, startSsLocal } from '../helpers/peers.js';
 import { startWsTestServer, type WsTestServer } from '../helpers/web-server.js';
 import { makeCa, nginxSkip, opensslSkip, startNginx, wsProxyLocation, type Nginx, type TestCa } from '../web/fixtures.js';
@@ -99,16 +99,7 @@ for (const c of CASES) {
 
     if (c.client === 'ladder')
       test('SOCKS5 UDP ASSOCIATE over the WebSocket packet endpoint through nginx: 100 datagrams echoed', async () => {
-        const echo = await startUdpEcho();
-        const assoc = await socks5UdpAssociate(suite.socksPort());
-        try {
-          const r = await udpEchoRun(assoc, { type: 'ipv4', host: '127.0.0.1', port: echo.port }, 100, 512);
-          assert.equal(r.corrupted, 0);
-          assert.ok(r.received >= 97, `${r.received}/100 delivered`);
-        } finally {
-          assoc.close();
-          await echo.close();
-        }
+        await assertUdpEchoes100(suite.socksPort());
       });
   });
 }
