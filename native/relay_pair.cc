@@ -1012,8 +1012,10 @@ napi_value RelayCounts(napi_env env, napi_callback_info info) {
   static_cast<double*>(data)[1] = r->down;
   if (length >= 3) static_cast<double*>(data)[2] = r->answered ? 1 : 0;
   for (size_t i = 0; i < 2 && 3 + i < length; i++) {  // the read caps (tests, docs/benchmarks.md)
-    const size_t cap = r->s[i].read_cap;
-    static_cast<double*>(data)[3 + i] = static_cast<double>(cap != 0 && cap < Tune().read_size ? cap : Tune().read_size);
+    // As ReadFrom takes it: no send to that side yet reads kSmallRead; LADDER_RELAY_ADAPT=0 all.
+    const size_t max = Tune().read_size;
+    const size_t cap = r->s[i].read_cap != 0 ? r->s[i].read_cap : kSmallRead;
+    static_cast<double*>(data)[3 + i] = static_cast<double>(Tune().adapt && cap < max ? cap : max);
   }
   return nullptr;
 }
