@@ -11,6 +11,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { DEFAULT_CONNECT_TIMEOUT_MS, UpstreamDialError, type NextHop } from './dialer.js';
+import { grpcCallPath } from '../protocol/sip002/transport.js';
 import { GrpcStream } from './grpc-stream.js';
 import { hostName, pinnedTlsConnect, webTlsOptions, type WebTlsEndpoint } from './web-tls.js';
 
@@ -30,17 +31,12 @@ export interface GrpcTransportOptions extends WebTlsEndpoint {
   connectTimeoutMs?: number | undefined;
 }
 
-/** Go's url.PathEscape, as Xray escapes a service name into its path. */
-function pathEscape(name: string): string {
-  return encodeURIComponent(name).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
-}
-
 /** The request headers of one Tun call, in grpc-go's order. */
 export function grpcRequestHeaders(opts: GrpcTransportOptions): Record<string, string> {
   return {
     ':method': 'POST',
     ':scheme': 'http',
-    ':path': `/${pathEscape(opts.serviceName)}/Tun`,
+    ':path': grpcCallPath(opts.serviceName),
     ':authority': authorityOf(opts),
     'content-type': 'application/grpc',
     'user-agent': GRPC_USER_AGENT,
@@ -149,23 +145,13 @@ export class GrpcSessionPool {
   #connect(signal?: AbortSignal): Promise<ClientHttp2Session> {
     const o = this.#opts;
     const host = authorityOf(o);
-    const t = webTlsOptions(o, hostName(host));
+    const { pin, ...tls } = webTlsOptions(o, hostName(host));
     const timeoutMs = o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     // The socket first (its certificate checked against the pin, ALPN h2 confirmed), HTTP/2 only
     // then: a socket destroyed by the pin check under http2.connect's own 'secureConnect'
     // listener aborted the whole process (node_http2.cc Consume: Assertion failed).
     const socket: Socket | TLSSocket = o.tls
-      ? pinnedTlsConnect(
-          {
-            host: o.address,
-            port: o.port,
-            servername: t.servername,
-            ALPNProtocols: ['h2'],
-            rejectUnauthorized: t.rejectUnauthorized,
-            ...(t.ca !== undefined ? { ca: t.ca } : {}),
-          },
-          t.pin,
-        )
+      ? pinnedTlsConnect({ host: o.address, port: o.port, ...tls, ALPNProtocols: ['h2'] }, pin)
       : netConnect({ host: o.address, port: o.port });
     const ready = o.tls ? 'secureConnect' : 'connect';
     let session: ClientHttp2Session | undefined;

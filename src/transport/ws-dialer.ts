@@ -42,15 +42,10 @@ export function openWebSocket(ep: WsEndpoint, signal?: AbortSignal): Promise<Web
     throw new Error('WebSocket URL must be ws:// or wss://');
   const host = ep.host ?? url.host;
   const timeoutMs = ep.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-  const t = webTlsOptions(ep, host);
+  const { pin, ...t } = webTlsOptions(ep, host);
   const tls =
     url.protocol === 'wss:'
-      ? {
-          servername: t.servername,
-          ...(t.ca !== undefined ? { ca: t.ca } : {}),
-          rejectUnauthorized: t.rejectUnauthorized,
-          ...(t.pin ? { createConnection: (o: ConnectionOptions) => pinnedTlsConnect(o, t.pin) } : {}),
-        }
+      ? { ...t, ...(pin ? { createConnection: (o: ConnectionOptions) => pinnedTlsConnect(o, pin) } : {}) }
       : {};
   return new Promise((resolve, reject) => {
     if (signal?.aborted) {

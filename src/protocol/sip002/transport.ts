@@ -90,3 +90,14 @@ export function formatTransportParams(t: SsTransport): string[] {
 export function grpcServiceName(secretPath: string): string {
   return secretPath.replace(/^\/+/, '').replace(/\/+$/, '');
 }
+
+/**
+ * The request path of a gRPC call (`Tun` or Xray's multiMode `TunMulti`) on `serviceName`, as
+ * Xray builds it: the name through Go's url.PathEscape (encodeURIComponent plus the four
+ * characters it leaves that Go escapes), so a name with '/' stays one path segment. The client
+ * dials it (src/transport/grpc-dialer.ts) and the server matches it (src/server/web/grpc.ts).
+ */
+export function grpcCallPath(serviceName: string, call: 'Tun' | 'TunMulti' = 'Tun'): string {
+  const escaped = encodeURIComponent(serviceName).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  return `/${escaped}/${call}`;
+}

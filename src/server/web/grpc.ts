@@ -17,22 +17,15 @@
  * trailers `grpc-status: 0` when the server ends its side.
  */
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
-import { grpcServiceName } from '../../protocol/sip002/transport.js';
+import { grpcCallPath, grpcServiceName } from '../../protocol/sip002/transport.js';
 import { GrpcStream } from '../../transport/grpc-stream.js';
 import type { ShadowsocksServer } from '../server.js';
 import { nativeDestAvailable, nativeDestConnect } from './native-dest.js';
 
-/** Go's url.PathEscape for a service name (Xray escapes it before building the path). */
-function goPathEscape(name: string): string {
-  return encodeURIComponent(name).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
-}
-
-/** The request paths of `serviceName`'s Tun and TunMulti calls (with Xray's escaped form). */
+/** The request paths of `serviceName`'s Tun and TunMulti calls (unescaped and in Xray's escaped form). */
 export function grpcPaths(serviceName: string): Set<string> {
-  const out = new Set<string>();
-  for (const name of [serviceName, goPathEscape(serviceName)])
-    for (const call of ['Tun', 'TunMulti']) out.add(`/${name}/${call}`);
-  return out;
+  const calls = ['Tun', 'TunMulti'] as const;
+  return new Set([...calls.map((c) => `/${serviceName}/${c}`), ...calls.map((c) => grpcCallPath(serviceName, c))]);
 }
 
 const GRPC_CONTENT_TYPE = /^application\/grpc(?:[+;]|$)/i;
