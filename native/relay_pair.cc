@@ -349,6 +349,14 @@ void Finish(Relay* r, Reason reason, bool from_js) {
   MaybeFree(r);  // only when JS dropped the handle already and no loop callback is running
 }
 
+// The most the next read for side `to` takes (ReadFrom; relayCounts reports it): its read_cap,
+// kSmallRead before any send to it, the whole Tune().read_size with LADDER_RELAY_ADAPT=0.
+size_t NextReadSize(const Side& to) {
+  const size_t max = Tune().read_size;
+  const size_t cap = to.read_cap != 0 ? to.read_cap : kSmallRead;
+  return Tune().adapt && cap < max ? cap : max;
+}
+
 // The interest side i needs: readable while the other side has nothing unsent, writable while
 // it has something unsent itself; none takes it out of the set (a hung-up socket would be
 // reported without end).
@@ -400,9 +408,8 @@ bool SendOrKeep(Relay* r, int i, const uint8_t* data, size_t n) {
   }
   if (Tune().adapt) {
     const size_t max = Tune().read_size;
-    size_t& cap = side.read_cap;
-    if (cap == 0) cap = max < kSmallRead ? max : kSmallRead;
-    cap = sent == n ? (cap >= max / 2 ? max : cap * 2) : (cap / 2 <= kSmallRead ? kSmallRead : cap / 2);
+    const size_t cap = NextReadSize(side);
+    side.read_cap = sent == n ? (cap >= max / 2 ? max : cap * 2) : (cap / 2 <= kSmallRead ? kSmallRead : cap / 2);
   }
   return side.out.Append(data + sent, n - sent);
 }
@@ -475,11 +482,7 @@ Reason CallFirst(Relay* r, const uint8_t* p, size_t n) {
 Reason ReadFrom(Relay* r, int i) {
   Side& src = r->s[i];
   const Tuning& t = Tune();
-  size_t read_size = t.read_size;
-  if (t.adapt) {
-    const size_t cap = r->s[1 - i].read_cap != 0 ? r->s[1 - i].read_cap : kSmallRead;
-    if (cap < read_size) read_size = cap;
-  }
+  const size_t read_size = NextReadSize(r->s[1 - i]);
   uint8_t* buf = r->loop->scratch;
   uint8_t* out = buf + t.read_size;  // room for OutSize(t.read_size) bytes
   ssize_t n;
@@ -1012,10 +1015,7 @@ napi_value RelayCounts(napi_env env, napi_callback_info info) {
   static_cast<double*>(data)[1] = r->down;
   if (length >= 3) static_cast<double*>(data)[2] = r->answered ? 1 : 0;
   for (size_t i = 0; i < 2 && 3 + i < length; i++) {  // the read caps (tests, docs/benchmarks.md)
-    // As ReadFrom takes it: no send to that side yet reads kSmallRead; LADDER_RELAY_ADAPT=0 all.
-    const size_t max = Tune().read_size;
-    const size_t cap = r->s[i].read_cap != 0 ? r->s[i].read_cap : kSmallRead;
-    static_cast<double*>(data)[3 + i] = static_cast<double>(Tune().adapt && cap < max ? cap : max);
+    static_cast<double*>(data)[3 + i] = static_cast<double>(NextReadSize(r->s[i]));
   }
   return nullptr;
 }
