@@ -105,3 +105,37 @@ export async function concurrentFlows(
   await Promise.all(Array.from({ length: flows }, () => one(each)));
   return performance.now() - t0;
 }
+
+export interface UnderLoadResult {
+  /** ms of each short connection made while the bulk flows ran. */
+  samples: number[];
+  /** Wall ms of the bulk flows. */
+  bulkMs: number;
+}
+
+/**
+ * Short connections (bench/exchange.ts) one after another through `t` while `bulk()` (8 flows,
+ * say) runs through the same stack, until it finishes or `maxShort` were made: how long a page's
+ * small request waits behind a download on the same proxy (what a relay thread that seals a
+ * large read before serving anything else costs the others). Short connections start 100 ms
+ * after the bulk does and stop when it ends, so every sample saw the load.
+ */
+export async function shortUnderLoad(
+  t: LoadTarget,
+  echo: TestServer,
+  bulk: () => Promise<number>,
+  maxShort = 2000,
+): Promise<UnderLoadResult> {
+  let done = false;
+  const t0 = performance.now();
+  const flows = bulk().finally(() => (done = true));
+  const samples: number[] = [];
+  await new Promise((r) => setTimeout(r, 100));
+  while (!done && samples.length < maxShort) {
+    const ms = await oneExchange(t.socksPort, echo).catch(() => NaN);
+    if (!done) samples.push(ms);
+  }
+  await flows;
+  if (samples.some(Number.isNaN)) throw new Error('a short connection failed under load');
+  return { samples, bulkMs: performance.now() - t0 };
+}

@@ -29,6 +29,9 @@
  *          --flows-driver node (default: this process's Node source, sink and SOCKS5 clients),
  *          c (bench/flows-driver.c: the same flows from a C process, ~1/3 of Node's CPU per
  *          GiB, so the proxies' own difference shows more truly) or node,c (both, as separate rows)
+ *   mixed  short connections one after another (as in short) while 8 flows download --size through
+ *          the same stack (bench/flows-driver.c): their p50/p90/p99 time, how long a page's small
+ *          request waits behind a download on the same proxy; not in the default set
  * Every method of --method (default aes-256-gcm,chacha20-ietf-poly1305) runs all phases with
  * stacks started for it; each stack's idle RSS (client and server right after start) is a row.
  * Reported per stack: median and min-max over --runs of MiB/s and of client + server CPU per GiB
@@ -68,6 +71,7 @@ import {
   concurrentShort,
   driverMs,
   machineJiffies,
+  shortUnderLoad,
   type LoadTarget,
 } from './compare-load.js';
 import { oneExchange } from './exchange.js';
@@ -471,6 +475,37 @@ async function main(): Promise<void> {
               `${spread(s.driverUs, f0)}, ${spread(s.busy, pct)}`,
               '',
             );
+          }
+        }
+        if (phases.has('mixed')) {
+          const bin = buildFlowsDriver(mkdtempSync(join(tmpdir(), 'ladder-flows-')));
+          const out = new Map<string, { samples: number[]; mibps: number[] }>(
+            stacks.map((s) => [s.name, { samples: [], mibps: [] }]),
+          );
+          for (let r = 0; r < runs; r++) {
+            for (let j = 0; j < stacks.length; j++) {
+              const st = stacks[(r + j) % stacks.length]!;
+              const m = await shortUnderLoad(pidsOf(st), echo, () =>
+                cFlows(bin, st.client.socksPort, size, 'download'),
+              );
+              out.get(st.name)!.samples.push(...m.samples);
+              out.get(st.name)!.mibps.push(sizeMiB / (m.bulkMs / 1000));
+              log(
+                `mixed ${st.name} run ${r + 1}/${runs}: ${m.samples.length} short, p50 ${f2(percentile(m.samples, 50))} p99 ${f2(percentile(m.samples, 99))} ms`,
+              );
+            }
+          }
+          perMethod.mixed = Object.fromEntries(out);
+          const lib = out.get('libev')!.samples;
+          for (const [name, s] of out) {
+            const q = (p: number): number => percentile(s.samples, p);
+            row(
+              'short under 8 flows: p50 / p90 / p99 ms (n)',
+              name,
+              `${f2(q(50))} / ${f2(q(90))} / ${f2(q(99))} (${s.samples.length})`,
+              name === 'libev' ? '' : `${f2(q(50) / percentile(lib, 50))} / ${f2(q(99) / percentile(lib, 99))}`,
+            );
+            row('short under 8 flows: bulk MiB/s meanwhile', name, spread(s.mibps, f0), '');
           }
         }
         if (phases.has('short')) {

@@ -61,7 +61,9 @@
 //   relayCounts(relay, out)      out (Float64Array, length >= 2) = [up, down] so far; a third
 //                                element: 1 once a payload opened with a decoder the relay derived;
 //                                fourth and fifth: the most the next read for the client and for
-//                                the destination takes (Side::read_cap)
+//                                the destination takes (Side::read_cap; at most 128 KiB while the
+//                                thread serves short exchanges: ReadSizeNow); sixth: 1 once a read
+//                                filled (the relay is bulk: thread_poll.h PollMarkBulk)
 //   relayLive() -> number        relays running on this thread (tests: nothing leaks)
 #include <cerrno>
 #include <cstdlib>
@@ -110,8 +112,12 @@ constexpr uint64_t kScratchReleaseMs = 5000;
 constexpr size_t kSmallRead = 64 * 1024;
 struct Tuning {
   size_t read_size = 1024 * 1024;
+  // The most one read takes while the thread has served short exchanges within kLightWindowMs
+  // (LADDER_RELAY_SHARED_READ_KIB, 16..1024).
+  size_t shared_read = 128 * 1024;
   bool adapt = true;
 };
+constexpr uint64_t kLightWindowMs = 100;
 
 long EnvLong(const char* name, long def, long lo, long hi) {
   const char* v = getenv(name);
@@ -126,6 +132,7 @@ const Tuning& Tune() {
     Tuning k;
     k.read_size = static_cast<size_t>(EnvLong("LADDER_RELAY_READ_KIB", 1024, 16, 1024)) * 1024;
     k.adapt = EnvLong("LADDER_RELAY_ADAPT", 1, 0, 1) == 1;
+    k.shared_read = static_cast<size_t>(EnvLong("LADDER_RELAY_SHARED_READ_KIB", 128, 16, 1024)) * 1024;
     return k;
   }();
   return t;
@@ -232,6 +239,7 @@ struct Relay {
   uint64_t idle_ms = 0;
   uint64_t last = 0;
   size_t index = 0;  // in loop->live while running
+  bool bulk = false;  // a read filled once: its watches are PollMarkBulk's
   int busy = 0;      // inside a callback from the loop: freed when it returns
   // relayConnect: the destination is connecting (s[1]; s[0] not yet taken from client_id).
   bool connecting = false;
@@ -355,6 +363,14 @@ size_t NextReadSize(const Side& to) {
   const size_t max = Tune().read_size;
   const size_t cap = to.read_cap != 0 ? to.read_cap : kSmallRead;
   return Tune().adapt && cap < max ? cap : max;
+}
+
+// The read ReadFrom takes now for side `to`: NextReadSize, but no more than Tune().shared_read
+// while this thread has served short exchanges lately (a loop turn is at least one bulk read, and
+// each of their steps waits a turn: docs/benchmarks.md, "short connections under bulk flows").
+size_t ReadSizeNow(const Side& to) {
+  const size_t n = NextReadSize(to);
+  return n > Tune().shared_read && PollLightWithin(kLightWindowMs) ? Tune().shared_read : n;
 }
 
 // The interest side i needs: readable while the other side has nothing unsent, writable while
@@ -482,7 +498,7 @@ Reason CallFirst(Relay* r, const uint8_t* p, size_t n) {
 Reason ReadFrom(Relay* r, int i) {
   Side& src = r->s[i];
   const Tuning& t = Tune();
-  const size_t read_size = NextReadSize(r->s[1 - i]);
+  const size_t read_size = ReadSizeNow(r->s[1 - i]);
   uint8_t* buf = r->loop->scratch;
   uint8_t* out = buf + t.read_size;  // room for OutSize(t.read_size) bytes
   ssize_t n;
@@ -496,6 +512,12 @@ Reason ReadFrom(Relay* r, int i) {
   }
   size_t len = static_cast<size_t>(n);
   r->last = uv_now(r->loop->uv);
+  if (len == read_size && !r->bulk) {
+    // A read the socket filled: a bulk flow, served after the short exchanges in each loop turn.
+    r->bulk = true;
+    PollMarkBulk(&r->s[0].watch);
+    PollMarkBulk(&r->s[1].watch);
+  }
   const uint8_t* result = buf;
   size_t result_len = len;
   if (i == 0) {
@@ -1015,8 +1037,9 @@ napi_value RelayCounts(napi_env env, napi_callback_info info) {
   static_cast<double*>(data)[1] = r->down;
   if (length >= 3) static_cast<double*>(data)[2] = r->answered ? 1 : 0;
   for (size_t i = 0; i < 2 && 3 + i < length; i++) {  // the read caps (tests, docs/benchmarks.md)
-    static_cast<double*>(data)[3 + i] = static_cast<double>(NextReadSize(r->s[i]));
+    static_cast<double*>(data)[3 + i] = static_cast<double>(ReadSizeNow(r->s[i]));
   }
+  if (length >= 6) static_cast<double*>(data)[5] = r->bulk ? 1 : 0;
   return nullptr;
 }
 

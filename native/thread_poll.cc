@@ -11,6 +11,7 @@
 
 #if defined(__linux__)
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 #endif
@@ -27,6 +28,7 @@ struct Slot {
   PollFn fn = nullptr;
   void* target = nullptr;
   uint32_t gen = 0;  // 0: free
+  bool bulk = false;  // PollMarkBulk: served after the others in a turn, within its budget
 };
 
 struct Poller {
@@ -41,11 +43,60 @@ struct Poller {
   bool adopt = false;    // the next PollStart of parked.fd takes it
   uint32_t adopted = 0;  // parked watches taken as they were (tests)
   bool keep_del = false;  // LADDER_CLOSE_SKIPS_DEL=0: PollEndForClose makes its DEL as PollEnd does
+  uint64_t light_ms = 0;  // uv_now when an event of a watch not marked bulk was last served
+  bool light = false;     // this turn has such an event
+  uint32_t resume = 0;    // where in its batch the next turn starts (the last one ran out of budget)
 };
 
 thread_local Poller* t_poll = nullptr;
 
+// How long one loop turn may spend on the set's events before the loop serves anything else
+// (LADDER_POLL_TURN_US, 0: no limit; read once per process). A relay's readiness event can seal a
+// read of up to 1 MiB (~0.3-1 ms of CPU, relay_pair.cc): eight bulk flows on one thread made a
+// turn take 4-8 ms, and a short connection on the same thread waits one turn at each of its
+// steps (accept, SOCKS5, its first bytes, connect, the answer): 40-70 ms each under 8 downloads
+// against libev's 2.5 (docs/benchmarks.md, "short connections under bulk flows").
+uint64_t TurnBudgetNs() {
+  static const uint64_t ns = [] {
+    const char* v = getenv("LADDER_POLL_TURN_US");
+    char* end = nullptr;
+    const long us = v == nullptr || *v == '\0' ? -1 : strtol(v, &end, 10);
+    if (us < 0 || end == nullptr || *end != '\0' || us > 1000000) return static_cast<uint64_t>(250) * 1000;
+    return static_cast<uint64_t>(us) * 1000;
+  }();
+  return ns;
+}
+
+uint64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// LADDER_POLL_PRIORITY=0: bulk watches are served in the order epoll gives, as the others (A/B).
+bool BulkLast() {
+  static const bool on = [] {
+    const char* v = getenv("LADDER_POLL_PRIORITY");
+    return v == nullptr || strcmp(v, "0") != 0;
+  }();
+  return on;
+}
+
+void Dispatch(Poller* p, const epoll_event& ev) {
+  const uint64_t token = ev.data.u64;
+  const uint32_t slot = static_cast<uint32_t>(token);
+  const uint32_t gen = static_cast<uint32_t>(token >> 32);
+  if (slot >= p->slots.size()) return;
+  const Slot s = p->slots[slot];
+  if (s.gen == gen && s.fn != nullptr) s.fn(s.target, ev.events);
+}
+
 // The set has events: at most kBatch per wake-up (level-triggered: the rest come at the next).
+// Everything but bulk relays first (a connection being accepted, a SOCKS5 handshake, a connect,
+// a relay that has not yet filled a read: each a step some short exchange waits on), then the
+// bulk ones until the turn's budget is spent; each of the rest is reported again at the next
+// turn, which starts where this one stopped (epoll_wait gives a set that stays ready in the same
+// order, so without the rotation the first few would be served every turn and the others never).
 // A token whose watch ended meanwhile (its slot free or reused) names nothing.
 void OnEpoll(uv_poll_t* h, int /*status*/, int /*events*/) {
   Poller* p = static_cast<Poller*>(h->data);
@@ -53,14 +104,30 @@ void OnEpoll(uv_poll_t* h, int /*status*/, int /*events*/) {
   int n;
   do n = epoll_wait(p->ep, evs, kBatch, 0);
   while (n < 0 && errno == EINTR);
+  if (n <= 0) return;
+  const uint64_t budget = TurnBudgetNs();
+  const uint64_t t0 = budget != 0 && n > 1 ? NowNs() : 0;
+  int bulk[kBatch];
+  int nb = 0;
+  const bool bulk_last = BulkLast();
+  p->light = false;
   for (int i = 0; i < n; i++) {
-    const uint64_t token = evs[i].data.u64;
-    const uint32_t slot = static_cast<uint32_t>(token);
-    const uint32_t gen = static_cast<uint32_t>(token >> 32);
-    if (slot >= p->slots.size()) continue;
-    const Slot s = p->slots[slot];
-    if (s.gen == gen && s.fn != nullptr) s.fn(s.target, evs[i].events);
+    const uint32_t slot = static_cast<uint32_t>(evs[i].data.u64);
+    const bool is_bulk = slot < p->slots.size() && p->slots[slot].bulk;
+    if (!is_bulk) p->light = true;
+    if (!bulk_last || is_bulk) bulk[nb++] = i;
+    else Dispatch(p, evs[i]);
   }
+  if (p->light) p->light_ms = uv_now(p->poll.loop);
+  if (nb == 0) return;
+  const int start = static_cast<int>(p->resume % static_cast<uint32_t>(nb));
+  int done = 0;
+  while (done < nb) {
+    Dispatch(p, evs[bulk[(start + done) % nb]]);
+    done++;
+    if (t0 != 0 && done < nb && NowNs() - t0 >= budget) break;
+  }
+  p->resume = done < nb ? static_cast<uint32_t>(start + done) : 0;
 }
 
 void OnClosed(uv_handle_t* h) {
@@ -204,6 +271,18 @@ void EndWatch(PollWatch* w, bool del) {
 }  // namespace
 
 void PollEnd(PollWatch* w) { EndWatch(w, true); }
+
+bool PollLightWithin(uint64_t ms) {
+  const Poller* p = t_poll;
+  return p != nullptr && p->light_ms != 0 && uv_now(p->poll.loop) - p->light_ms < ms;
+}
+
+void PollMarkBulk(PollWatch* w) {
+  Poller* p = t_poll;
+  if (p == nullptr || w->token == 0) return;
+  const uint32_t slot = static_cast<uint32_t>(w->token);
+  if (slot < p->slots.size() && p->slots[slot].gen == static_cast<uint32_t>(w->token >> 32)) p->slots[slot].bulk = true;
+}
 
 void PollEndForClose(PollWatch* w) { EndWatch(w, t_poll != nullptr && t_poll->keep_del); }
 

@@ -59,6 +59,18 @@ void PollEnd(PollWatch* w);
 // dropped as those of any ended watch are (the token names nothing).
 void PollEndForClose(PollWatch* w);
 
+// Marks the watch bulk: in each loop turn its events come after every other watch's, and only
+// while the turn's time budget lasts (LADDER_POLL_TURN_US, 250 µs; the rest at the next turn, in
+// rotation), so a busy relay's 1 MiB reads do not hold up the steps of short connections on the
+// same thread. Relays mark both sides once a read fills (relay_pair.cc). Lasts with the watch
+// (PollMove keeps it).
+void PollMarkBulk(PollWatch* w);
+
+// Whether this thread served an event of a watch not marked bulk within the last `ms` ms (by its
+// loop's clock): some short exchange is in progress here, so a bulk relay keeps its reads small
+// enough that a loop turn stays short (relay_pair.cc).
+bool PollLightWithin(uint64_t ms);
+
 // Hands the watch `from` (in the set or not) to another owner, as it is (no epoll_ctl): `to` takes
 // its registration and interest, and events go to fn(target) from now on (one fetched in the
 // same wake-up too: it is the same descriptor's). `from` is left ended. False, with nothing

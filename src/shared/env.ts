@@ -11,15 +11,23 @@ export function envSwitch(name: `LADDER_${string}`, env: NodeJS.ProcessEnv = pro
 }
 
 /**
- * The native relay's bulk knobs (native/relay_pair.cc reads them itself, once per process):
- * LADDER_RELAY_READ_KIB, the most one read takes (whole KiB, 16..1024), and LADDER_RELAY_ADAPT
- * (0 or 1). The addon falls back to its defaults for anything else; this says so before anything
- * starts, in one line, instead of running silently with settings the user did not ask for.
+ * The native relay's bulk knobs (native/relay_pair.cc and thread_poll.cc read them themselves,
+ * once per process): LADDER_RELAY_READ_KIB, the most one read takes (whole KiB, 16..1024),
+ * LADDER_RELAY_SHARED_READ_KIB, the most while the thread also serves short exchanges (16..1024),
+ * LADDER_RELAY_ADAPT (0 or 1) and LADDER_POLL_TURN_US, how long one loop turn may spend on bulk
+ * relays (whole µs, 0..1000000; 0: no limit). The addon falls back to its defaults for anything
+ * else; this says so before anything starts, in one line, instead of running silently with
+ * settings the user did not ask for. (LADDER_POLL_PRIORITY is a switch: envSwitch's rule.)
  */
 export function checkRelayTuningEnv(env: NodeJS.ProcessEnv = process.env): void {
-  const kib = env.LADDER_RELAY_READ_KIB;
-  if (kib !== undefined && kib !== '' && !(/^\d{1,4}$/.test(kib) && +kib >= 16 && +kib <= 1024))
-    throw new RangeError(`LADDER_RELAY_READ_KIB: expected whole KiB from 16 to 1024, got "${kib}"`);
+  const whole = (name: string, lo: number, hi: number, unit: string): void => {
+    const v = env[name];
+    if (v !== undefined && v !== '' && !(/^\d{1,7}$/.test(v) && +v >= lo && +v <= hi))
+      throw new RangeError(`${name}: expected whole ${unit} from ${lo} to ${hi}, got "${v}"`);
+  };
+  whole('LADDER_RELAY_READ_KIB', 16, 1024, 'KiB');
+  whole('LADDER_RELAY_SHARED_READ_KIB', 16, 1024, 'KiB');
+  whole('LADDER_POLL_TURN_US', 0, 1_000_000, 'µs');
   const adapt = env.LADDER_RELAY_ADAPT;
   if (adapt !== undefined && adapt !== '' && adapt !== '0' && adapt !== '1')
     throw new RangeError(`LADDER_RELAY_ADAPT: expected 0 or 1, got "${adapt}"`);

@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { run, waitForStdout } from '../helpers/cli-run.js';
 
-// LADDER_RELAY_READ_KIB / LADDER_RELAY_ADAPT (native/relay_pair.cc's bulk knobs, read by the addon
+// LADDER_RELAY_READ_KIB / LADDER_RELAY_SHARED_READ_KIB / LADDER_RELAY_ADAPT / LADDER_POLL_TURN_US
+// (native/relay_pair.cc's and thread_poll.cc's bulk knobs, read by the addon
 // itself, which falls back to its defaults for anything it cannot read): a bad value stops the
 // command at start with one line naming the variable and the value (exit 2), for the client and
 // the server alike, instead of running with settings nobody asked for.
@@ -13,6 +14,11 @@ for (const [env, line] of [
     'LADDER_RELAY_READ_KIB: expected whole KiB from 16 to 1024, got "4096"',
   ],
   [{ LADDER_RELAY_ADAPT: 'yes' }, 'LADDER_RELAY_ADAPT: expected 0 or 1, got "yes"'],
+  [
+    { LADDER_RELAY_SHARED_READ_KIB: '8' },
+    'LADDER_RELAY_SHARED_READ_KIB: expected whole KiB from 16 to 1024, got "8"',
+  ],
+  [{ LADDER_POLL_TURN_US: '250us' }, 'LADDER_POLL_TURN_US: expected whole µs from 0 to 1000000, got "250us"'],
 ] as const) {
   for (const args of [
     ['server', '--password', 'relay-env-pw', '--port', '0', '--host', '127.0.0.1'],
@@ -29,11 +35,16 @@ for (const [env, line] of [
   }
 }
 
-test('LADDER_RELAY_READ_KIB=256 and LADDER_RELAY_ADAPT=0 are taken (the client starts)', async () => {
+test('good values of the relay knobs are taken (the client starts)', async () => {
   const r = run(
     ['client', '--key', 'ss://YWVzLTI1Ni1nY206cmVsYXktZW52LXB3@127.0.0.1:9/', '--socks', '127.0.0.1:0'],
     {
-      env: { LADDER_RELAY_READ_KIB: '256', LADDER_RELAY_ADAPT: '0' },
+      env: {
+        LADDER_RELAY_READ_KIB: '256',
+        LADDER_RELAY_ADAPT: '0',
+        LADDER_RELAY_SHARED_READ_KIB: '64',
+        LADDER_POLL_TURN_US: '0',
+      },
     },
   );
   try {

@@ -6,6 +6,9 @@
  * and fifth elements are the caps of the next read for the client and for the destination. Bytes
  * decoded for a slow reader (a remainder kept after each partial send) must still arrive whole and
  * in order.
+ * While the thread also serves short exchanges (any native watch not marked bulk had an event in
+ * the last 100 ms), a bulk relay reads at most 128 KiB, so a loop turn (at least one bulk read)
+ * stays short for them: relayCounts' sixth element says the relay is bulk.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type net from 'node:net';
@@ -118,6 +121,69 @@ describe(
       const { slow, got } = await slowReader(wire, body.length, 0, codecs);
       assert.ok(Math.min(...slow) <= MiB / 2, `the cap for a slow destination shrinks (${slow.join(' ')})`);
       assert.equal(sha(got), sha(body), 'every byte, in order');
+    });
+
+    it('a bulk relay reads at most 128 KiB while a short exchange runs on its thread, 1 MiB again after', async () => {
+      const block = randomBytes(256 * KiB);
+      let pumping = true;
+      const src = await serve((s) => {
+        const pump = (): void => {
+          while (pumping && s.write(block));
+          if (pumping) s.once('drain', pump);
+          else s.end();
+        };
+        pump();
+      });
+      let ticking: NodeJS.Timeout | undefined;
+      const chatty = await serve((s) => {
+        ticking = setInterval(() => s.write('tick'), 20);
+        s.on('close', () => clearInterval(ticking));
+      });
+      const sinks: net.Socket[] = [];
+      const app = await serve((s) => {
+        sinks.push(s);
+        s.resume();
+      });
+      const counts = new Float64Array(6);
+      const bulk = fns!.relayPair(
+        await dial(fns!, src.port),
+        await dial(fns!, app.port),
+        null,
+        null,
+        [undefined, undefined, undefined],
+        10_000,
+        () => undefined,
+        3,
+      );
+      let short: object | undefined;
+      const read = (): [number, number] => (fns!.relayCounts(bulk, counts), [counts[4]!, counts[5]!]);
+      try {
+        await waitFor(() => read()[0] === MiB && read()[1] === 1, { timeoutMs: 10_000, intervalMs: 5 });
+        short = fns!.relayPair(
+          await dial(fns!, chatty.port),
+          await dial(fns!, app.port),
+          null,
+          null,
+          [undefined, undefined, undefined],
+          10_000,
+          () => undefined,
+          3,
+        );
+        await waitFor(() => read()[0] === 128 * KiB, { timeoutMs: 5000, intervalMs: 5 });
+        assert.equal(read()[1], 1, 'still bulk');
+        fns!.relayCounts(short, counts);
+        assert.equal(counts[5], 0, 'the relay of a few bytes at a time is not bulk');
+        fns!.relayClose(short);
+        short = undefined;
+        await waitFor(() => read()[0] === MiB, { timeoutMs: 5000, intervalMs: 5 });
+      } finally {
+        pumping = false;
+        if (short) fns!.relayClose(short);
+        fns!.relayClose(bulk);
+        clearInterval(ticking);
+        for (const s of sinks) s.destroy();
+        await Promise.all([src.close(), chatty.close(), app.close()]);
+      }
     });
   },
 );
