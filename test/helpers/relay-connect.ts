@@ -5,7 +5,9 @@
  * `dial`, a connected descriptor only the addon made (tcpConnect), for relayPair's owned sockets.
  */
 import { randomBytes } from 'node:crypto';
+import type net from 'node:net';
 import type { NativeRelay } from '../../src/transport/native-sockets.js';
+import { serve, type TestServer } from './net.js';
 
 export function relayConnectRandom(
   fns: NativeRelay,
@@ -37,3 +39,55 @@ export const dial = (fns: NativeRelay, port: number): Promise<number> =>
       fd >= 0 ? resolve(fd) : reject(new Error(`errno ${errno}`)),
     );
   });
+
+/**
+ * relayPair of two descriptors the addon dials to 127.0.0.1:`from` and :`to` (both owned by the
+ * relay, no codecs, 10 s idle): bytes from the server at `from` go to the one at `to` and back.
+ */
+export async function relayPorts(fns: NativeRelay, from: number, to: number): Promise<object> {
+  return fns.relayPair(
+    await dial(fns, from),
+    await dial(fns, to),
+    null,
+    null,
+    [undefined, undefined, undefined],
+    10_000,
+    () => undefined,
+    3,
+  );
+}
+
+/**
+ * A server that writes 256 KiB blocks to each connection as fast as it takes them, until stop()
+ * (then ends them); and one that reads and drops everything, closing its connections at stop().
+ */
+export async function endlessSourceAndSink(): Promise<{
+  src: TestServer;
+  sink: TestServer;
+  stop(): Promise<void>;
+}> {
+  const block = randomBytes(256 * 1024);
+  let pumping = true;
+  const src = await serve((s) => {
+    const pump = (): void => {
+      while (pumping && s.write(block));
+      if (pumping) s.once('drain', pump);
+      else s.end();
+    };
+    pump();
+  });
+  const taken: net.Socket[] = [];
+  const sink = await serve((s) => {
+    taken.push(s);
+    s.resume();
+  });
+  return {
+    src,
+    sink,
+    async stop() {
+      pumping = false;
+      for (const s of taken) s.destroy();
+      await Promise.all([src.close(), sink.close()]);
+    },
+  };
+}

@@ -16,7 +16,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { nativeRelay } from '../../src/transport/native-sockets.js';
 import { serve } from '../helpers/net.js';
-import { dial } from '../helpers/relay-connect.js';
+import { dial, endlessSourceAndSink, relayPorts } from '../helpers/relay-connect.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
@@ -124,51 +124,19 @@ describe(
     });
 
     it('a bulk relay reads at most 128 KiB while a short exchange runs on its thread, 1 MiB again after', async () => {
-      const block = randomBytes(256 * KiB);
-      let pumping = true;
-      const src = await serve((s) => {
-        const pump = (): void => {
-          while (pumping && s.write(block));
-          if (pumping) s.once('drain', pump);
-          else s.end();
-        };
-        pump();
-      });
+      const flow = await endlessSourceAndSink();
       let ticking: NodeJS.Timeout | undefined;
       const chatty = await serve((s) => {
         ticking = setInterval(() => s.write('tick'), 20);
         s.on('close', () => clearInterval(ticking));
       });
-      const sinks: net.Socket[] = [];
-      const app = await serve((s) => {
-        sinks.push(s);
-        s.resume();
-      });
       const counts = new Float64Array(6);
-      const bulk = fns!.relayPair(
-        await dial(fns!, src.port),
-        await dial(fns!, app.port),
-        null,
-        null,
-        [undefined, undefined, undefined],
-        10_000,
-        () => undefined,
-        3,
-      );
+      const bulk = await relayPorts(fns!, flow.src.port, flow.sink.port);
       let short: object | undefined;
       const read = (): [number, number] => (fns!.relayCounts(bulk, counts), [counts[4]!, counts[5]!]);
       try {
         await waitFor(() => read()[0] === MiB && read()[1] === 1, { timeoutMs: 10_000, intervalMs: 5 });
-        short = fns!.relayPair(
-          await dial(fns!, chatty.port),
-          await dial(fns!, app.port),
-          null,
-          null,
-          [undefined, undefined, undefined],
-          10_000,
-          () => undefined,
-          3,
-        );
+        short = await relayPorts(fns!, chatty.port, flow.sink.port);
         await waitFor(() => read()[0] === 128 * KiB, { timeoutMs: 5000, intervalMs: 5 });
         assert.equal(read()[1], 1, 'still bulk');
         fns!.relayCounts(short, counts);
@@ -177,12 +145,10 @@ describe(
         short = undefined;
         await waitFor(() => read()[0] === MiB, { timeoutMs: 5000, intervalMs: 5 });
       } finally {
-        pumping = false;
         if (short) fns!.relayClose(short);
         fns!.relayClose(bulk);
         clearInterval(ticking);
-        for (const s of sinks) s.destroy();
-        await Promise.all([src.close(), chatty.close(), app.close()]);
+        await Promise.all([flow.stop(), chatty.close()]);
       }
     });
   },
