@@ -31,7 +31,7 @@
  *          GiB, so the proxies' own difference shows more truly) or node,c (both, as separate rows)
  *   mixed  short connections one after another (as in short) while 8 flows download --size through
  *          the same stack (bench/flows-driver.c): their p50/p90/p99 time, how long a page's small
- *          request waits behind a download on the same proxy; not in the default set
+ *          request waits behind a download on the same proxy
  * Every method of --method (default aes-256-gcm,chacha20-ietf-poly1305) runs all phases with
  * stacks started for it; each stack's idle RSS (client and server right after start) is a row.
  * Reported per stack: median and min-max over --runs of MiB/s and of client + server CPU per GiB
@@ -94,7 +94,7 @@ const shortHost = opt('--short-host', '127.0.0.1');
 const shortWarm = opt('--short-warm', '50') === '0' ? 0 : posInt('--short-warm', 50);
 const methods = opt('--method', 'aes-256-gcm,chacha20-ietf-poly1305').split(',') as Method[];
 const connsN = posInt('--conns-n', 5000);
-const phases = new Set(opt('--phases', 'bulk,curl,short,conns,flows').split(','));
+const phases = new Set(opt('--phases', 'bulk,curl,short,conns,flows,mixed').split(','));
 const jsonOut = opt('--json', join(REPO_ROOT, 'bench', 'results', 'compare.json'));
 const extra = argv.flatMap((a, i) => (argv[i - 1] === '--stack' ? [a] : []));
 const noFloor = argv.includes('--no-floor');
