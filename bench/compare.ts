@@ -503,7 +503,9 @@ async function main(): Promise<void> {
               'short under 8 flows: p50 / p90 / p99 ms (n)',
               name,
               `${f2(q(50))} / ${f2(q(90))} / ${f2(q(99))} (${s.samples.length})`,
-              name === 'libev' ? '' : `${f2(q(50) / percentile(lib, 50))} / ${f2(q(99) / percentile(lib, 99))}`,
+              name === 'libev'
+                ? ''
+                : `${f2(q(50) / percentile(lib, 50))} / ${f2(q(99) / percentile(lib, 99))}`,
             );
             row('short under 8 flows: bulk MiB/s meanwhile', name, spread(s.mibps, f0), '');
           }

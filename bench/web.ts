@@ -53,6 +53,10 @@
  * CPU per short connection is a column of its own ("harness"), and the summary says what the
  * <= 0.5x target leaves the proxies once the harness's share is paid (docs/benchmarks.md, "what
  * <= 0.5x would take").
+ * `--mixed MiB`: after each run's short connections, short connections one after another (bench/exchange.ts,
+ * from this process) while one flow downloads MiB through the same pair: how long a page's request
+ * waits behind a download on the same proxy (with Mux.Cool, behind it on the same carrier unless the
+ * client opens sessions elsewhere: LADDER_MUX_BULK_APART, `--ab LADDER_MUX_BULK_APART=0`).
  * `--help` prints this comment.
  */
 import { readdirSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
@@ -74,6 +78,7 @@ import { downloadCountVia, uploadCountVia } from '../test/helpers/transfer.js';
 import { currentDist } from './dist.js';
 import { buildShortDriver, parseDrivers, shortConnections, type Driver } from './short-drivers.js';
 import { median } from './stats.js';
+import { shortUnderLoad } from './compare-load.js';
 
 if (process.argv.includes('--help')) {
   const src = readFileSync(new URL(import.meta.url), 'utf8');
@@ -102,6 +107,9 @@ const HTTPUPGRADE = process.argv.includes('--httpupgrade');
 /** `--no-mux`: Ladder's client keys say mux=0 (a WebSocket or HTTPUpgrade per connection, no Mux.Cool). */
 const NO_MUX = process.argv.includes('--no-mux');
 const GAP_MS = Number(arg('--gap', '0'));
+const MIXED = Number(arg('--mixed', '0')) * MiB;
+/** --mixed: each pair's short connections' ms under the download, and the download's MiB/s. */
+const mixed = new Map<string, { ms: number[]; mibps: number[] }>();
 const WARM_SHORT = Number(arg('--warm-short', '0'));
 /** `--driver c,node,curl`: who drives the short connections and answers them (bench/short-drivers.ts). */
 const DRIVERS = parseDrivers(arg('--driver', 'c'));
@@ -457,6 +465,17 @@ try {
           `${p.label}: ${SHORT} short (driver ${driver}) ${short.toFixed(0)} ms, CPU ${((cpu2 - cpuS) / SHORT).toFixed(2)} ms/conn, harness ${(harnessMs / SHORT).toFixed(2)}`,
         );
       }
+      if (MIXED > 0) {
+        const m = await shortUnderLoad(p, echo, () =>
+          downloadCountVia(via, { host: '127.0.0.1', port: source.port }, MIXED),
+        );
+        const rec = mixed.get(p.label) ?? { ms: [], mibps: [] };
+        mixed.set(p.label, {
+          ms: [...rec.ms, ...m.samples],
+          mibps: [...rec.mibps, MIXED / MiB / (m.bulkMs / 1000)],
+        });
+        log(`${p.label}: ${m.samples.length} short under a download, p50 ${median(m.samples).toFixed(2)} ms`);
+      }
     }
   }
 } finally {
@@ -527,6 +546,18 @@ for (const driver of DRIVERS) {
   );
 }
 process.stdout.write(lines.join('\n') + '\n');
+if (mixed.size > 0) {
+  const mixedLines = [
+    `\nshort connections under one ${MIXED / MiB} MiB download through the same pair (driver: this process), all runs`,
+    '| client -> server | short p50 / p90 / p99 ms (n) | download MiB/s meanwhile (median) |',
+    '|---|--:|--:|',
+  ];
+  for (const [label, m] of mixed)
+    mixedLines.push(
+      `| ${label} | ${[0.5, 0.9, 0.99].map((q) => pct(m.ms, q).toFixed(2)).join(' / ')} (${m.ms.length}) | ${med(m.mibps).toFixed(0)} |`,
+    );
+  process.stdout.write(mixedLines.join('\n') + '\n');
+}
 
 /**
  * What the <= 0.5x target leaves the proxies per short connection: half their time per

@@ -82,7 +82,16 @@ export interface MuxConnectionOptions {
    * next session's bytes, which go first in that write. 0 or unset: every End at once.
    */
   endDelayMs?: number | undefined;
+  /** Called once per session when it has moved MUX_BULK_BYTES (both directions together). */
+  onBulk?: (() => void) | undefined;
 }
+
+/**
+ * A session that has moved this much (both directions) is bulk: its carrier's buffers hold its
+ * data for a while, and a short exchange opened on the same carrier waits behind them (MuxPool
+ * opens new sessions on another carrier meanwhile).
+ */
+export const MUX_BULK_BYTES = 1024 * 1024;
 
 /**
  * Mux.Cool over one byte stream (the carrier, e.g. a WsStream): sessions are Duplex sub-streams.
@@ -198,6 +207,17 @@ export class MuxConnection {
   /** Sessions open now. */
   get size(): number {
     return this.#sessions.size;
+  }
+
+  /** Some session open now has moved MUX_BULK_BYTES or more. */
+  get bulk(): boolean {
+    for (const x of this.#sessions.values()) if (x.moved >= MUX_BULK_BYTES) return true;
+    return false;
+  }
+
+  /** MuxSession: one of ours just became bulk. */
+  becameBulk(): void {
+    this.#opts.onBulk?.();
   }
 
   /** Whether open() may still be used (carrier alive and not failed). */
@@ -474,6 +494,8 @@ export class MuxSession extends Duplex {
   /** Send nothing more (the peer dropped the session, or the connection failed). */
   silent = false;
   #stalling = false;
+  /** Payload bytes delivered and written so far (MUX_BULK_BYTES: bulk). */
+  moved = 0;
 
   constructor(mux: MuxConnection, id: number, newTarget: MuxTarget | undefined) {
     super({ allowHalfOpen: true, readableHighWaterMark: 64 * 1024 });
@@ -482,8 +504,15 @@ export class MuxSession extends Duplex {
     this.#newTarget = newTarget;
   }
 
+  #count(n: number): void {
+    const before = this.moved;
+    this.moved += n;
+    if (before < MUX_BULK_BYTES && this.moved >= MUX_BULK_BYTES) this.#mux.becameBulk();
+  }
+
   deliver(data: Buffer): void {
     if (this.remoteEnded || this.destroyed) return;
+    this.#count(data.length);
     this.push(data);
     if (this.readableLength > this.#mux.sessionBuffer && !this.#stalling) {
       this.#stalling = true;
@@ -544,6 +573,7 @@ export class MuxSession extends Duplex {
       cb(new Error('mux session is closed'));
       return;
     }
+    this.#count(chunk.length);
     this.#mux.sendFrame(this.#message([chunk]), () => cb());
   }
 
@@ -553,6 +583,7 @@ export class MuxSession extends Duplex {
       return;
     }
     // The queued writes go into the frames directly (no concatenation first).
+    for (const c of chunks) this.#count(c.chunk.length);
     this.#mux.sendFrame(this.#message(chunks.map((c) => c.chunk)), () => cb());
   }
 

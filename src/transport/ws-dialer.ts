@@ -7,6 +7,7 @@ import { MuxConnection, muxEndDelayMs } from './mux.js';
 import type { MuxCoverOptions } from './mux-cover.js';
 import { pinnedTlsConnect, webTlsOptions, type WebTlsEndpoint } from './web-tls.js';
 import { WsStream } from './ws-stream.js';
+import { envSwitch } from '../shared/env.js';
 
 export interface WsEndpoint extends WebTlsEndpoint {
   /** ws://ADDRESS:PORT/PATH or wss://…: the address actually dialled (a CDN edge, say). */
@@ -133,6 +134,12 @@ export function webSocketNextHop(opts: WsTransportOptions): NextHop & { close():
   return Object.assign(hop, { close: () => pool.close() });
 }
 
+/**
+ * The most carriers a pool opens to keep short exchanges off the carriers of bulk sessions; past
+ * it they share (a browser keeps 6 connections per host).
+ */
+const MAX_CARRIERS = 6;
+
 /** Client Mux.Cool carriers over WebSockets (or HTTPUpgrade streams), shared by many streams. */
 export class MuxPool {
   readonly #opts: WsTransportOptions;
@@ -144,6 +151,8 @@ export class MuxPool {
   #timer: ReturnType<typeof setInterval> | undefined;
   /** LADDER_MUX_END_DELAY_MS, read once per pool (mux.ts muxEndDelayMs). */
   readonly #endDelayMs = muxEndDelayMs();
+  /** New sessions avoid carriers with a bulk session (LADDER_MUX_BULK_APART=0: they share). */
+  readonly #bulkApart = envSwitch('LADDER_MUX_BULK_APART');
 
   /** `dial` opens one carrier (default: a WebSocket to `opts`). */
   constructor(opts: WsTransportOptions, dial?: NextHop) {
@@ -158,14 +167,41 @@ export class MuxPool {
     return this.#carriers.size;
   }
 
+  /**
+   * A carrier with room, not carrying a bulk session (one that moved MUX_BULK_BYTES: a short
+   * exchange on its carrier would wait behind the download's data in the carrier's buffers, in
+   * both ends and the network); with none, one with room when MAX_CARRIERS are open already.
+   */
+  #pick(): MuxConnection | undefined {
+    let busy: MuxConnection | undefined;
+    for (const c of this.#carriers) {
+      if (!c.usable || c.size >= this.#maxSessions) continue;
+      if (!this.#bulkApart || !c.bulk) return c;
+      busy ??= c;
+    }
+    return busy && this.#carriers.size >= MAX_CARRIERS ? busy : undefined;
+  }
+
   async open(signal?: AbortSignal): Promise<Duplex> {
     for (;;) {
-      for (const c of this.#carriers) if (c.usable && c.size < this.#maxSessions) return c.open();
+      const free = this.#pick();
+      if (free) return free.open();
       // One WebSocket being opened at a time; callers that find it full open the next.
       this.#dialing ??= this.#dial(signal).finally(() => (this.#dialing = undefined));
       const c = await this.#dialing;
       if (c.usable && c.size < this.#maxSessions) return c.open();
     }
+  }
+
+  /**
+   * A session became bulk: when no carrier without one is left, open one now, so the next short
+   * exchange finds it ready rather than waiting for a handshake (or behind the download).
+   */
+  #spare(): void {
+    if (!this.#bulkApart || this.#dialing || this.#carriers.size >= MAX_CARRIERS) return;
+    for (const c of this.#carriers) if (c.usable && !c.bulk && c.size < this.#maxSessions) return;
+    this.#dialing = this.#dial().finally(() => (this.#dialing = undefined));
+    this.#dialing.catch(() => {}); // the next open() dials again and reports its own failure
   }
 
   async #dial(signal?: AbortSignal): Promise<MuxConnection> {
@@ -174,6 +210,7 @@ export class MuxPool {
     const c = new MuxConnection(stream, {
       role: 'client',
       endDelayMs: this.#endDelayMs,
+      onBulk: () => this.#spare(),
       ...(this.#opts.cover === false ? {} : { cover: this.#opts.cover ?? {} }),
       onClose: () => this.#carriers.delete(c),
     });
