@@ -115,6 +115,9 @@ struct Tuning {
   // The most one read takes while the thread has served short exchanges within kLightWindowMs
   // (LADDER_RELAY_SHARED_READ_KIB, 16..1024).
   size_t shared_read = 128 * 1024;
+  // Past this many bytes held for slow readers on the thread (t_held), reads take kSmallRead
+  // (LADDER_RELAY_HELD_MIB, 1..4096).
+  size_t held_budget = 64 * 1024 * 1024;
   bool adapt = true;
 };
 constexpr uint64_t kLightWindowMs = 100;
@@ -133,6 +136,7 @@ const Tuning& Tune() {
     k.read_size = static_cast<size_t>(EnvLong("LADDER_RELAY_READ_KIB", 1024, 16, 1024)) * 1024;
     k.adapt = EnvLong("LADDER_RELAY_ADAPT", 1, 0, 1) == 1;
     k.shared_read = static_cast<size_t>(EnvLong("LADDER_RELAY_SHARED_READ_KIB", 128, 16, 1024)) * 1024;
+    k.held_budget = static_cast<size_t>(EnvLong("LADDER_RELAY_HELD_MIB", 64, 1, 4096)) * 1024 * 1024;
     return k;
   }();
   return t;
@@ -141,6 +145,11 @@ const Tuning& Tune() {
 enum Reason : int32_t { kDone = 0, kIdle = 1, kError = 2, kAborted = 3, kCipher = 4, kPayloadSize = 5, kConnect = 6 };
 
 const napi_type_tag kRelayTag = {0x6c61646465725245ULL, 0x4c41595041490001ULL};
+
+// Bytes this thread's relays have allocated for slow readers (every Out's cap): past
+// Tune().held_budget a read takes at most kSmallRead (ReadSizeNow), so many readers whose windows
+// shut right after their reads grew to 1 MiB cannot pin 1 MiB each.
+thread_local size_t t_held = 0;
 
 // Bytes waiting to be written to one socket: p[off..len).
 struct Out {
@@ -164,6 +173,7 @@ struct Out {
     uint8_t* q = static_cast<uint8_t*>(realloc(p, want));
     if (q == nullptr) return nullptr;
     p = q;
+    t_held += want - cap;
     cap = want;
     return p + len;
   }
@@ -177,6 +187,7 @@ struct Out {
   }
   void Free() {
     free(p);
+    t_held -= cap;
     p = nullptr;
     off = len = cap = 0;
   }
@@ -365,11 +376,13 @@ size_t NextReadSize(const Side& to) {
   return Tune().adapt && cap < max ? cap : max;
 }
 
-// The read ReadFrom takes now for side `to`: NextReadSize, but no more than Tune().shared_read
-// while this thread has served short exchanges lately (a loop turn is at least one bulk read, and
+// The read ReadFrom takes now for side `to`: NextReadSize, but kSmallRead while the thread holds
+// more than its budget for slow readers (t_held), and no more than Tune().shared_read while this
+// thread has served short exchanges lately (a loop turn is at least one bulk read, and
 // each of their steps waits a turn: docs/benchmarks.md, "short connections under bulk flows").
 size_t ReadSizeNow(const Side& to) {
   const size_t n = NextReadSize(to);
+  if (n > kSmallRead && t_held > Tune().held_budget) return kSmallRead;
   return n > Tune().shared_read && PollLightWithin(kLightWindowMs) ? Tune().shared_read : n;
 }
 

@@ -14,7 +14,8 @@ export function envSwitch(name: `LADDER_${string}`, env: NodeJS.ProcessEnv = pro
  * The native relay's bulk knobs (native/relay_pair.cc and thread_poll.cc read them themselves,
  * once per process): LADDER_RELAY_READ_KIB, the most one read takes (whole KiB, 16..1024),
  * LADDER_RELAY_SHARED_READ_KIB, the most while the thread also serves short exchanges (16..1024),
- * LADDER_RELAY_ADAPT (0 or 1) and LADDER_POLL_TURN_US, how long one loop turn may spend on bulk
+ * LADDER_RELAY_HELD_MIB, the bytes a thread may hold for slow readers before every read takes
+ * 64 KiB (whole MiB, 1..4096), LADDER_RELAY_ADAPT (0 or 1) and LADDER_POLL_TURN_US, how long one loop turn may spend on bulk
  * relays (whole µs, 0..1000000; 0: no limit). The addon falls back to its defaults for anything
  * else; this says so before anything starts, in one line, instead of running silently with
  * settings the user did not ask for. (LADDER_POLL_PRIORITY is a switch: envSwitch's rule.)
@@ -27,6 +28,7 @@ export function checkRelayTuningEnv(env: NodeJS.ProcessEnv = process.env): void 
   };
   whole('LADDER_RELAY_READ_KIB', 16, 1024, 'KiB');
   whole('LADDER_RELAY_SHARED_READ_KIB', 16, 1024, 'KiB');
+  whole('LADDER_RELAY_HELD_MIB', 1, 4096, 'MiB');
   whole('LADDER_POLL_TURN_US', 0, 1_000_000, 'µs');
   const adapt = env.LADDER_RELAY_ADAPT;
   if (adapt !== undefined && adapt !== '' && adapt !== '0' && adapt !== '1')

@@ -18,6 +18,7 @@ for (const [env, line] of [
     { LADDER_RELAY_SHARED_READ_KIB: '8' },
     'LADDER_RELAY_SHARED_READ_KIB: expected whole KiB from 16 to 1024, got "8"',
   ],
+  [{ LADDER_RELAY_HELD_MIB: '0' }, 'LADDER_RELAY_HELD_MIB: expected whole MiB from 1 to 4096, got "0"'],
   [{ LADDER_POLL_TURN_US: '250us' }, 'LADDER_POLL_TURN_US: expected whole µs from 0 to 1000000, got "250us"'],
 ] as const) {
   for (const args of [
@@ -44,6 +45,7 @@ test('good values of the relay knobs are taken (the client starts)', async () =>
         LADDER_RELAY_ADAPT: '0',
         LADDER_RELAY_SHARED_READ_KIB: '64',
         LADDER_POLL_TURN_US: '0',
+        LADDER_RELAY_HELD_MIB: '16',
       },
     },
   );
