@@ -1,3 +1,4 @@
+// size: Mux.Cool's connection and its sessions are one state machine over shared fields (each session reads and writes through its connection's private state); split, each half would import the other
 import { Duplex } from 'node:stream';
 import {
   encodeMuxFrame,
