@@ -53,6 +53,9 @@
  * CPU per short connection is a column of its own ("harness"), and the summary says what the
  * <= 0.5x target leaves the proxies once the harness's share is paid (docs/benchmarks.md, "what
  * <= 0.5x would take").
+ * `--delay-ms D`: clients reach servers through a forwarder that delays each byte D ms each way
+ * (bench/delay-proxy.ts: a round trip of 2 x D with TCP-window-like in-flight bounds).
+ * `--grpc` adds Ladder's client -> the same Ladder server over gRPC (`type=grpc` key, TLS).
  * `--mixed MiB`: after each run's short connections, short connections one after another (bench/exchange.ts,
  * from this process) while one flow downloads MiB through the same pair: how long a page's request
  * waits behind a download on the same proxy (with Mux.Cool, behind it on the same carrier unless the
@@ -79,6 +82,7 @@ import { currentDist } from './dist.js';
 import { buildShortDriver, parseDrivers, shortConnections, type Driver } from './short-drivers.js';
 import { median } from './stats.js';
 import { shortUnderLoad } from './compare-load.js';
+import { startDelayProxy, type DelayProxy } from './delay-proxy.js';
 
 if (process.argv.includes('--help')) {
   const src = readFileSync(new URL(import.meta.url), 'utf8');
@@ -104,6 +108,18 @@ const RAW = process.argv.includes('--raw');
 const LIBEV = process.argv.includes('--libev');
 /** `--httpupgrade`: also Ladder's client -> Ladder's web front over HTTPUpgrade (/SECRET/up), same server. */
 const HTTPUPGRADE = process.argv.includes('--httpupgrade');
+/** `--grpc`: also Ladder's client -> the same Ladder server over gRPC (Tun calls on HTTP/2, TLS). */
+const GRPC = process.argv.includes('--grpc');
+/** `--delay-ms D`: every client reaches its server through bench/delay-proxy.ts (RTT 2 x D). */
+const DELAY_MS = Number(arg('--delay-ms', '0'));
+const delayProxies: DelayProxy[] = [];
+/** The port a client dials for a server listening on `port`: the port itself, or a delay proxy's. */
+async function reach(port: number): Promise<number> {
+  if (DELAY_MS <= 0) return port;
+  const p = await startDelayProxy(port, DELAY_MS);
+  delayProxies.push(p);
+  return p.port;
+}
 /** `--no-mux`: Ladder's client keys say mux=0 (a WebSocket or HTTPUpgrade per connection, no Mux.Cool). */
 const NO_MUX = process.argv.includes('--no-mux');
 const GAP_MS = Number(arg('--gap', '0'));
@@ -258,7 +274,8 @@ async function ladderWebServer(env: NodeJS.ProcessEnv): Promise<Server> {
     }),
   );
   await waitForPort(webPort);
-  return { name: 'ladder server (web front)', port: webPort, pid: ladder.pid, tcpPort: ladder.port };
+  const [port, tcpPort] = [await reach(webPort), await reach(ladder.port)];
+  return { name: 'ladder server (web front)', port, pid: ladder.pid, tcpPort };
 }
 
 function ladderKey(server: Server, up = false): string {
@@ -298,7 +315,7 @@ async function servers(): Promise<Server[]> {
       ],
     }),
   );
-  return [ladder, { name: 'ss-server + v2ray-plugin', port: ss.port, pid: ss.pid }];
+  return [ladder, { name: 'ss-server + v2ray-plugin', port: await reach(ss.port), pid: ss.pid }];
 }
 
 async function clients(server: Server): Promise<Client[]> {
@@ -358,6 +375,13 @@ try {
       if (HTTPUPGRADE && s.tcpPort !== undefined && c.name === 'ladder client') {
         const up = await ladderWebClient(s, {}, true);
         pairs.push({ label: `${OURS} over HTTPUpgrade`, socksPort: up.socksPort, pids: [up.pid, s.pid] });
+      }
+      if (GRPC && s.tcpPort !== undefined && c.name === 'ladder client') {
+        const userinfo = Buffer.from(`${METHOD}:${PASSWORD}`).toString('base64url');
+        const key = `ss://${userinfo}@127.0.0.1:${s.port}/?type=grpc&serviceName=${PATH.slice(1)}&security=tls&sni=${HOST}#bench`;
+        const env = { ...ladderSpawn.env, NODE_EXTRA_CA_CERTS: caFile };
+        const g = track(await startLadderClient({ ...ladderSpawn, key, env }));
+        pairs.push({ label: `${OURS} over gRPC`, socksPort: g.socksPort, pids: [g.pid, s.pid] });
       }
       if (RAW && s.tcpPort !== undefined && c.name === 'ladder client') {
         // The same two programs without WebSocket, TLS and Mux.Cool: a new TCP connection each.
@@ -480,6 +504,7 @@ try {
   }
 } finally {
   await Promise.all(peers.map((p) => p.stop()));
+  await Promise.all(delayProxies.map((p) => p.close()));
   await Promise.all([sink.close(), source.close(), echo.close()]);
   rmSync(dir, { recursive: true, force: true });
 }

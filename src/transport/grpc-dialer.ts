@@ -12,7 +12,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { DEFAULT_CONNECT_TIMEOUT_MS, UpstreamDialError, type NextHop } from './dialer.js';
 import { grpcCallPath } from '../protocol/sip002/transport.js';
-import { GrpcStream } from './grpc-stream.js';
+import { GRPC_STREAM_WINDOW, GrpcStream } from './grpc-stream.js';
 import { hostName, pinnedTlsConnect, webTlsOptions, type WebTlsEndpoint } from './web-tls.js';
 
 /** The user-agent grpc-go sends (Xray before 25.x, sing-box's lite client). */
@@ -67,6 +67,14 @@ function refusal(h: IncomingHttpHeaders): string | undefined {
  * A call over the limit would wait inside nghttp2 until another ended (a tunnel may last hours).
  */
 const MAX_CALLS = 100;
+
+/**
+ * Receive windows: Node's default 64 KiB per stream and per connection let a download take 64
+ * KiB per round trip whatever the link (1 MiB/s at a 50 ms round trip, bench/web.ts --grpc
+ * --delay-ms 25; grpc-go grows its windows to 16 MiB by its BDP estimate). Each call gets the
+ * window both ends give a tunnel's streams (GRPC_STREAM_WINDOW), the connection room for several.
+ */
+const CONNECTION_WINDOW = 32 * 1024 * 1024;
 
 /**
  * HTTP/2 connections to the server, opened on demand: one carries every call until it has as many
@@ -169,7 +177,10 @@ export class GrpcSessionPool {
         if (o.tls && (socket as TLSSocket).alpnProtocol !== 'h2')
           return fail(new UpstreamDialError('ERR_CONNECT', 'gRPC connect failed: the server did not agree to HTTP/2 (ALPN h2)'));
         try {
-          session = http2.connect(`${o.tls ? 'https' : 'http'}://${host}`, { createConnection: () => socket });
+          session = http2.connect(`${o.tls ? 'https' : 'http'}://${host}`, {
+            createConnection: () => socket,
+            settings: { initialWindowSize: GRPC_STREAM_WINDOW },
+          });
         } catch (err) {
           return onError(err as NodeJS.ErrnoException); // an authority the URL parser refuses
         }
@@ -186,6 +197,7 @@ export class GrpcSessionPool {
         s.on('error', forget);
         s.once('goaway', forget);
         s.once('close', forget);
+        s.setLocalWindowSize(CONNECTION_WINDOW);
         this.#sessions.set(s, 0);
         resolve(s);
       };

@@ -22,6 +22,15 @@ import { constants as h2constants, type Http2Stream } from 'node:http2';
 import { Duplex } from 'node:stream';
 
 /** The largest gRPC message accepted (grpc-go's default receive limit). */
+/**
+ * Each gRPC tunnel stream's receive window, both ends (the client's SETTINGS; the server's once
+ * a session carries a tunnel, ../server/web/h2.ts): Node's and nginx's 64 KiB let a call move 64
+ * KiB per round trip whatever the link (1 MiB/s at 50 ms: bench/web.ts --grpc --delay-ms 25);
+ * grpc-go grows its windows to 16 MiB by its BDP estimate. A peer applies a new value to open
+ * streams too.
+ */
+export const GRPC_STREAM_WINDOW = 4 * 1024 * 1024;
+
 export const MAX_GRPC_MESSAGE = 4 * 1024 * 1024;
 
 /** The most data one Hunk we send carries (a larger write is split). */

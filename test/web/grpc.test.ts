@@ -11,6 +11,8 @@ import http2 from 'node:http2';
 import { after, before, describe, test } from 'node:test';
 import { grpcServiceName } from '../../src/server/web/grpc.js';
 import { grpcNextHop, type GrpcTransportOptions } from '../../src/transport/grpc-dialer.js';
+import { GRPC_STREAM_WINDOW } from '../../src/transport/grpc-stream.js';
+import { waitFor } from '../helpers/wait.js';
 import { echoThrough } from '../helpers/grpc-echo.js';
 import { sha256 } from '../helpers/hash.js';
 import { startEcho, type TestServer } from '../helpers/net.js';
@@ -83,6 +85,17 @@ describe('gRPC transport on the TLS web front', { skip }, () => {
     const fresh = [...srv.grpcConnections].filter((c) => !seenBefore.has(c));
     assert.equal(fresh.length, 1, 'one HTTP/2 connection for all 20 calls');
     assert.equal(srv.clients.at(-1), '127.0.0.1');
+  });
+
+  test('the HTTP/2 windows of a tunnel do not throttle a long round trip: 4 MiB per call both ways', async () => {
+    // Node's and nginx's 64 KiB let a call move 64 KiB per round trip: 1 MiB/s at 50 ms.
+    const hop = hopFor();
+    await echoThrough(hop, KEYS[0]!, echo.port, Buffer.from('w'));
+    const s = hop.pool.session!;
+    assert.equal(s.localSettings.initialWindowSize, GRPC_STREAM_WINDOW, 'what the client may receive per call');
+    assert.ok(s.state.effectiveLocalWindowSize! >= 32 * MiB, 'and per connection');
+    // The server widens a session's streams once it carries a tunnel (its own SETTINGS frame).
+    await waitFor(() => s.remoteSettings.initialWindowSize === GRPC_STREAM_WINDOW, { timeoutMs: 5000 });
   });
 
   test('a closed HTTP/2 connection is replaced on the next dial', async () => {

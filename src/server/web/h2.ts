@@ -33,6 +33,7 @@ import type { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
+import { GRPC_STREAM_WINDOW } from '../../transport/grpc-stream.js';
 
 /** nginx's SETTINGS frame (ngx_http_v2_send_settings with the default http2_* values). */
 export const NGINX_H2_SETTINGS: Readonly<http2.Settings> = {
@@ -78,6 +79,7 @@ function decoyH2Server(
   const socketOf = new WeakMap<Http2Session, Duplex>();
   const tunnelsOf = new WeakMap<Http2Session, number>();
   const tunnels = new WeakSet<ServerHttp2Stream>();
+  const widened = new WeakSet<Http2Session>();
   let connecting: Duplex | undefined;
   h2.on('session', (session: Http2Session) => {
     sessions.add(session);
@@ -116,6 +118,12 @@ function decoyH2Server(
       const session = stream.session;
       if (!session || tunnels.has(stream)) return undefined;
       tunnels.add(stream);
+      // A session that carries a tunnel (a client that knew the service name) gets windows a
+      // link's round trip does not throttle; every other keeps nginx's SETTINGS.
+      if (!widened.has(session)) {
+        widened.add(session);
+        session.settings({ initialWindowSize: GRPC_STREAM_WINDOW });
+      }
       tunnelsOf.set(session, (tunnelsOf.get(session) ?? 0) + 1);
       stream.once('close', () => tunnelsOf.set(session, (tunnelsOf.get(session) ?? 1) - 1));
       return socketOf.get(session);
