@@ -6,8 +6,12 @@
  * looks inside the TLS records: whether the client's TLS finished is the handshake server's
  * business, which is closed at the switch). Not a product client.
  */
+import { execFile } from 'node:child_process';
+import { once } from 'node:events';
+import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
+import { promisify } from 'node:util';
 import {
   DataOpener,
   HandshakeUntagger,
@@ -18,6 +22,24 @@ import {
   signClientHello,
 } from '../../src/protocol/shadowtls/index.js';
 import { ShadowTlsStream } from '../../src/transport/shadowtls-stream.js';
+
+/** A lab HTTPS site (the handshake server) on 127.0.0.1 serving `page`, TLS 1.3 only or TLS 1.2 only. */
+export async function startLabSite(
+  certs: { cert: Buffer; key: Buffer },
+  version: 'TLSv1.3' | 'TLSv1.2',
+  page: string,
+): Promise<https.Server> {
+  const s = https.createServer(
+    { cert: certs.cert, key: certs.key, minVersion: version, maxVersion: version },
+    (_q, res) => {
+      res.setHeader('content-type', 'text/html');
+      res.end(page);
+    },
+  );
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  return s;
+}
 
 /** The first record of a Node (OpenSSL) TLS client's connection to `servername`: its ClientHello. */
 export async function captureClientHello(servername: string): Promise<Buffer> {
@@ -104,4 +126,23 @@ export function connectShadowTls(
     socket.on('error', () => {});
     socket.write(record);
   });
+}
+
+/** The body curl gets from https://`name`:`port`/ on 127.0.0.1, trusting the lab CA in `caFile`. */
+export async function curlSite(name: string, port: number, caFile: string): Promise<string> {
+  const { stdout } = await promisify(execFile)(
+    'curl',
+    [
+      '-sS',
+      '--max-time',
+      '10',
+      '--cacert',
+      caFile,
+      '--resolve',
+      `${name}:${port}:127.0.0.1`,
+      `https://${name}:${port}/`,
+    ],
+    { maxBuffer: 1 << 20 },
+  );
+  return stdout;
 }

@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { writeFile, mkdtemp, rm } from 'node:fs/promises';
-import https from 'node:https';
+import type https from 'node:https';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,7 +25,7 @@ import { ShadowsocksDialer } from '../../src/transport/shadowsocks-dialer.js';
 import { Shadowsocks2022Dialer } from '../../src/transport/shadowsocks2022-dialer.js';
 import { startTestServer, type TestDataPlane } from '../helpers/data-plane.js';
 import { sha256 } from '../helpers/hash.js';
-import { captureClientHello, connectShadowTls } from '../helpers/shadowtls-client.js';
+import { captureClientHello, connectShadowTls, curlSite, startLabSite } from '../helpers/shadowtls-client.js';
 import { waitFor } from '../helpers/wait.js';
 
 const run = promisify(execFile);
@@ -45,19 +45,6 @@ const listeners: ShadowTlsListener[] = [];
 const streams: string[] = [];
 
 const portOf = (s: net.Server): number => (s.address() as net.AddressInfo).port;
-
-async function site(maxVersion: 'TLSv1.3' | 'TLSv1.2'): Promise<https.Server> {
-  const s = https.createServer(
-    { cert: certs.cert, key: certs.key, minVersion: maxVersion === 'TLSv1.3' ? 'TLSv1.3' : 'TLSv1.2', maxVersion },
-    (_req, res) => {
-      res.setHeader('content-type', 'text/html');
-      res.end(PAGE);
-    },
-  );
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  return s;
-}
 
 async function front(handshakePort: number): Promise<ShadowTlsListener> {
   const l = await listenShadowTls({
@@ -80,8 +67,8 @@ before(async () => {
   certs = await makeLabCertificates([SITE]);
   dir = await mkdtemp(join(tmpdir(), 'ladder-stls-'));
   await writeFile(join(dir, 'ca.pem'), certs.ca);
-  site13 = await site('TLSv1.3');
-  site12 = await site('TLSv1.2');
+  site13 = await startLabSite(certs, 'TLSv1.3', PAGE);
+  site12 = await startLabSite(certs, 'TLSv1.2', PAGE);
   plane = await startTestServer({ keys: [AES, SS2022] });
   hello = await captureClientHello(SITE);
 });
@@ -96,14 +83,7 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function curl(port: number): Promise<string> {
-  const { stdout } = await run(
-    'curl',
-    ['-sS', '--max-time', '10', '--cacert', join(dir, 'ca.pem'), '--resolve', `${SITE}:${port}:127.0.0.1`, `https://${SITE}:${port}/`],
-    { maxBuffer: 1 << 20 },
-  );
-  return stdout;
-}
+const curl = (port: number): Promise<string> => curlSite(SITE, port, join(dir, 'ca.pem'));
 
 /** The certificate s_client saw (PEM) and the protocol it negotiated. */
 async function sClient(port: number): Promise<{ cert: string; protocol: string }> {
@@ -189,7 +169,13 @@ describe('ShadowTLS v3 port: the authenticated path', () => {
     it(`switches to Shadowsocks (${key.method}): 8 MiB each way through the echo, hashed`, async () => {
       const l = await front(portOf(site13));
       const conn = await connectShadowTls(l.address.port, PW, hello);
-      const endpoint = { host: '127.0.0.1', port: 0, method: key.method, password: key.secret, nextHop: () => Promise.resolve(conn.stream) };
+      const endpoint = {
+        host: '127.0.0.1',
+        port: 0,
+        method: key.method,
+        password: key.secret,
+        nextHop: () => Promise.resolve(conn.stream),
+      };
       const dialer = key === AES ? new ShadowsocksDialer(endpoint) : new Shadowsocks2022Dialer(endpoint);
       const tunnel = new DialerStream(dialer, toSocksAddress(plane.echo.host, plane.echo.port));
       const body = randomBytes(8 << 20);
