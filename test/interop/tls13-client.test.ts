@@ -7,6 +7,7 @@
 // a certificate mode.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,7 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import { makeLabCertificates, type LabCertificates } from '../../src/lab/lab-ca.js';
 import { connectTls13, type Tls13Socket } from '../../src/transport/tls13/client.js';
 import { ClientHandshake } from '../../src/transport/tls13/handshake.js';
-import { freePort } from '../helpers/net.js';
+import { freePort, waitForPort } from '../helpers/net.js';
 import { spawnPeer, type Peer } from '../helpers/peers.js';
 import { nginxSkip, opensslSkip, startNginx, type Nginx } from '../web/fixtures.js';
 
@@ -110,6 +111,41 @@ describe('TLS 1.3 client ↔ openssl s_server -tls1_3', { skip: opensslSkip() },
     await assert.rejects(dial(port, { ca: certs.ca, name: 'other.test' }), /not valid for the server name/);
     // The system roots do not hold the lab CA either.
     await assert.rejects(dial(port), /does not chain to a trusted CA/);
+  });
+
+  test('KeyUpdate: the server updates its key and asks us to (s_server "K"); data flows both ways after', async () => {
+    const port = await freePort();
+    const child = spawn('openssl', ['s_server', '-tls1_3', '-accept', `127.0.0.1:${port}`, '-cert', 'cert.pem', '-key', 'key.pem'], {
+      cwd: dir,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString('latin1')));
+    child.stderr.on('data', (c: Buffer) => (out += c.toString('latin1')));
+    const seen = async (text: string): Promise<void> => {
+      for (let i = 0; i < 100 && !out.includes(text); i++) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(out.includes(text), `s_server output has ${JSON.stringify(text)}: ${out.slice(-500)}`);
+    };
+    try {
+      await waitForPort(port);
+      const s = await dial(port, { ca: certs.ca });
+      let got = '';
+      s.on('error', () => {}); // the reset when s_server is killed below
+      s.on('data', (c: Buffer) => (got += c.toString('latin1')));
+      s.write('before-update\n');
+      await seen('before-update');
+      child.stdin.write('K\n');
+      await seen('SSL_do_handshake -> 1');
+      child.stdin.write('from-server-after\n');
+      for (let i = 0; i < 100 && !got.includes('from-server-after'); i++) await new Promise((r) => setTimeout(r, 50));
+      assert.match(got, /from-server-after/, 'read under the server\'s next key');
+      s.write('after-update\n');
+      await seen('after-update'); // the server took our KeyUpdate and reads under our next key
+      s.end();
+      await seen('DONE'); // s_server saw our close_notify
+    } finally {
+      child.kill();
+    }
   });
 
   test('the engine refuses to run without a certificate mode', () => {
