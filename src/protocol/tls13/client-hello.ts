@@ -1,26 +1,33 @@
 /**
- * A ClientHello shaped like Chrome 131's (desktop, first connection, no resumption), for the TLS
- * 1.3 client in src/transport/tls13/ (ShadowTLS v3 needs one whose session id it writes itself).
+ * A ClientHello shaped like current Chrome's — Chrome 156 (checked against Chromium
+ * 156.0.8078.129's hello, test/interop/tls13-chrome-shape.test.ts), desktop, first connection, no
+ * resumption — for the TLS 1.3 client in src/transport/tls13/ (ShadowTLS v3 needs a hello whose
+ * session id it writes itself).
  *
- * What it copies from Chrome 131 (BoringSSL): the 16 cipher suites in Chrome's order with a
+ * What it copies from Chrome 156 (BoringSSL): the 16 cipher suites in Chrome's order with a
  * GREASE one first; compression `null` only; the extension set — GREASE (empty) first, then in a
  * fresh random order per connection (Chrome permutes them since 110): server_name,
- * extended_master_secret, renegotiation_info, supported_groups (GREASE, x25519, secp256r1,
- * secp384r1), ec_point_formats, session_ticket (empty), ALPN (h2, http/1.1 by default),
- * status_request, signature_algorithms (Chrome's 8), signed_certificate_timestamp, key_share
- * (GREASE with one zero byte, x25519), psk_key_exchange_modes (psk_dhe_ke), supported_versions
- * (GREASE, 1.3, 1.2), compress_certificate (brotli), application_settings (ALPS, old code point
- * 17513, "h2"), encrypted_client_hello GREASE (HPKE x25519/HKDF-SHA256/AES-128-GCM, random
- * config id, enc and payload of 144–240 bytes) — and last a GREASE extension with one zero byte.
- * GREASE values are per connection (0x?a?a), the two GREASE extensions distinct; BoringSSL's
- * padding rule (pad a hello of 256–511 bytes to 512) is applied, though with the ECH GREASE the
- * hello is always longer.
+ * extended_master_secret, renegotiation_info, supported_groups, ec_point_formats,
+ * session_ticket (empty), ALPN (h2, http/1.1 by default), status_request, signature_algorithms
+ * (a GREASE value, ML-DSA-44/65/87, then the 8 classic ones), signed_certificate_timestamp,
+ * key_share (GREASE with one zero byte, then x25519), psk_key_exchange_modes (psk_dhe_ke),
+ * supported_versions (GREASE, 1.3, 1.2), compress_certificate (brotli), application_settings
+ * (ALPS, the new code point 17613, "h2"), trust_anchors (0xca34, Chrome's list of Chrome Root
+ * Store trust anchor IDs, as sent), encrypted_client_hello GREASE (HPKE x25519/HKDF-SHA256/
+ * AES-128-GCM, random config id, enc and payload of 144–240 bytes) — and last a GREASE extension
+ * with one zero byte. GREASE values are per connection (0x?a?a), the two GREASE extensions
+ * distinct; BoringSSL's padding rule (pad a hello of 256–511 bytes to 512) is applied, though
+ * with the ECH GREASE the hello is always longer.
  *
- * What it cannot copy: Chrome 131's X25519MLKEM768 (0x11ec) group and its 1,216-byte key share
- * (Node 20's crypto has no ML-KEM), so the groups and key shares are those of Chrome 131 with
- * post-quantum key agreement turned off (the PostQuantumKeyAgreementEnabled policy), and the hello
- * is about 1.2 KB shorter than a default Chrome's. No session resumption (no pre_shared_key, no
- * early_data): every connection is a full handshake, as Chrome's first one to a site.
+ * What it cannot copy: Chrome's X25519MLKEM768 (0x11ec) group and its 1,216-byte key share
+ * (Node 20's crypto has no ML-KEM). So supported_groups is (GREASE, x25519, secp256r1,
+ * secp384r1) and the key shares (GREASE, x25519), as in a Chrome with the
+ * PostQuantumKeyAgreementEnabled policy off, and the hello is about 1.2 KB shorter than a
+ * default Chrome's (~740 bytes against ~1,950). ML-DSA is offered in signature_algorithms as
+ * Chrome does, but Node 20 cannot check such a signature: a server that signs with it fails the
+ * verified mode (the ShadowTLS mode skips that check; no public site uses ML-DSA certificates yet).
+ * No session resumption (no pre_shared_key, no early_data): every connection is a full
+ * handshake, as Chrome's first one to a site.
  */
 import { randomBytes, randomInt } from 'node:crypto';
 
@@ -50,7 +57,8 @@ export const EXT_SUPPORTED_VERSIONS = 43;
 export const EXT_COOKIE = 44;
 export const EXT_PSK_KEY_EXCHANGE_MODES = 45;
 export const EXT_KEY_SHARE = 51;
-export const EXT_APPLICATION_SETTINGS = 17513;
+export const EXT_APPLICATION_SETTINGS = 17613;
+export const EXT_TRUST_ANCHORS = 0xca34;
 export const EXT_ECH = 0xfe0d;
 export const EXT_RENEGOTIATION_INFO = 0xff01;
 
@@ -59,12 +67,25 @@ export const GROUP_SECP256R1 = 0x0017;
 export const GROUP_SECP384R1 = 0x0018;
 export const CERT_COMPRESSION_BROTLI = 2;
 
-/** Chrome 131's cipher suites after the GREASE one: the three TLS 1.3 suites, then 1.2's. */
+/** Chrome's cipher suites after the GREASE one: the three TLS 1.3 suites, then 1.2's. */
 const CHROME_SUITES = [
   0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014, 0x009c, 0x009d, 0x002f, 0x0035,
 ];
-/** Chrome's signature_algorithms: ecdsa_p256_sha256, rsa_pss_sha256, rsa_pkcs1_sha256, …384, pss_sha512, pkcs1_sha512. */
+/** ML-DSA-44, -65, -87 (Chrome offers them first, after a GREASE value). */
+export const MLDSA_SIGNATURE_ALGORITHMS = [0x0904, 0x0905, 0x0906];
+/** Then ecdsa_p256_sha256, rsa_pss_sha256, rsa_pkcs1_sha256, …384, pss_sha512, pkcs1_sha512. */
 export const CHROME_SIGNATURE_ALGORITHMS = [0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601];
+/**
+ * Chrome 156's trust_anchors body (draft-ietf-tls-trust-anchor-ids): the Chrome Root Store's
+ * trust anchor IDs, the same bytes in every hello.
+ */
+const CHROME_TRUST_ANCHORS = Buffer.from(
+  '00b80582df1302010582df1302060582df13020d0582df13020e0582df13020f0582df1302120582df1302130582df13021408839a648c9b2d0107' +
+    '08839a648c9b2d010808839a648c9b2d010908839a648c9b2d010a08839a648c9b2d010b08839a648c9b2d010c08839a648c9b2d010d08839a64' +
+    '8c9b2d011208839a648c9b2d011304d679090104d679090404d679090504d679090604d679090704d679090804d679090a04d679090b04d679090c' +
+    '04d679090d04d679090f',
+  'hex',
+);
 /** supported_groups after the GREASE one. */
 export const CLIENT_GROUPS = [GROUP_X25519, GROUP_SECP256R1, GROUP_SECP384R1];
 /** BoringSSL's ECH GREASE payload lengths (128–224 bytes of "inner hello" plus the 16-byte tag). */
@@ -83,7 +104,7 @@ export interface HelloSpec {
   readonly serverName?: string | undefined;
   readonly alpn: readonly string[];
   /** The GREASE values: cipher suite, group, first and second extension, version. */
-  readonly grease: { suite: number; group: number; ext1: number; ext2: number; version: number };
+  readonly grease: { suite: number; group: number; ext1: number; ext2: number; version: number; sigalg: number };
   /** Extension types after the first GREASE one, in the order sent. */
   readonly order: readonly number[];
   readonly ech: { configId: number; enc: Buffer; payload: Buffer };
@@ -115,6 +136,7 @@ export function newHelloSpec(serverName: string | undefined, alpn: readonly stri
     EXT_SUPPORTED_VERSIONS,
     EXT_COMPRESS_CERTIFICATE,
     EXT_APPLICATION_SETTINGS,
+    EXT_TRUST_ANCHORS,
     EXT_ECH,
   ];
   for (let i = order.length - 1; i > 0; i--) {
@@ -126,7 +148,7 @@ export function newHelloSpec(serverName: string | undefined, alpn: readonly stri
     sessionId: randomBytes(32),
     serverName,
     alpn,
-    grease: { suite: greaseValue(), group: greaseValue(), ext1, ext2, version: greaseValue() },
+    grease: { suite: greaseValue(), group: greaseValue(), ext1, ext2, version: greaseValue(), sigalg: greaseValue() },
     order,
     ech: {
       configId: randomInt(256),
@@ -204,8 +226,12 @@ function extensionBody(type: number, spec: HelloSpec, keyShares: readonly KeySha
       return true;
     case EXT_SIGNATURE_ALGORITHMS:
       w.vec(2, (l) => {
-        for (const s of CHROME_SIGNATURE_ALGORITHMS) l.u16(s);
+        l.u16(spec.grease.sigalg);
+        for (const s of [...MLDSA_SIGNATURE_ALGORITHMS, ...CHROME_SIGNATURE_ALGORITHMS]) l.u16(s);
       });
+      return true;
+    case EXT_TRUST_ANCHORS:
+      w.bytes(CHROME_TRUST_ANCHORS);
       return true;
     case EXT_KEY_SHARE:
       w.vec(2, (l) => {

@@ -116,7 +116,7 @@ describe('TLS 1.3 key schedule: RFC 8448 §3 known answers', () => {
   });
 });
 
-describe('ClientHello: Chrome 131 shape (without X25519MLKEM768)', () => {
+describe('ClientHello: Chrome 156 shape (without X25519MLKEM768)', () => {
   const share = { group: GROUP_X25519, data: Buffer.alloc(32, 7) };
 
   test('one record; GREASE first and last; SNI; 32-byte session id; TLS 1.3 offered; ECH GREASE', () => {
@@ -128,9 +128,9 @@ describe('ClientHello: Chrome 131 shape (without X25519MLKEM768)', () => {
     const exts = info.extensions;
     assert.equal(exts[0]! & 0x0f0f, 0x0a0a, 'GREASE extension first');
     assert.equal(exts.at(-1)! & 0x0f0f, 0x0a0a, 'GREASE extension last');
-    for (const t of [EXT_SERVER_NAME, EXT_KEY_SHARE, EXT_SUPPORTED_VERSIONS, EXT_ECH, 23, 0xff01, 10, 11, 35, 16, 5, 13, 18, 45, 27, 17513])
+    for (const t of [EXT_SERVER_NAME, EXT_KEY_SHARE, EXT_SUPPORTED_VERSIONS, EXT_ECH, 23, 0xff01, 10, 11, 35, 16, 5, 13, 18, 45, 27, 17613, 0xca34])
       assert.ok(exts.includes(t), `extension ${t}`);
-    assert.equal(exts.length, 18);
+    assert.equal(exts.length, 19);
     assert.equal(msg[38], 32, 'session id length');
     assert.ok(msg.length > 512, 'no padding needed with the ECH GREASE');
   });
@@ -149,6 +149,6 @@ describe('ClientHello: Chrome 131 shape (without X25519MLKEM768)', () => {
     const msg = encodeClientHello(newHelloSpec(undefined, []), [share]);
     const info = parseClientHelloRecord(Buffer.concat([Buffer.of(22, 3, 1, msg.length >> 8, msg.length & 0xff), msg]));
     assert.equal(info.serverName, undefined);
-    assert.ok(!info.extensions.includes(16) && !info.extensions.includes(17513));
+    assert.ok(!info.extensions.includes(16) && !info.extensions.includes(17613));
   });
 });

@@ -16,6 +16,7 @@ import { brotliDecompressSync } from 'node:zlib';
 import { ProtocolError } from '../../protocol/errors.js';
 import {
   CERT_COMPRESSION_BROTLI,
+  CHROME_SIGNATURE_ALGORITHMS,
   CLIENT_GROUPS,
   encodeClientHello,
   EXT_APPLICATION_SETTINGS,
@@ -29,6 +30,7 @@ import {
   HANDSHAKE_FINISHED,
   HANDSHAKE_MESSAGE_HASH,
   HANDSHAKE_SERVER_HELLO,
+  MLDSA_SIGNATURE_ALGORITHMS,
   newHelloSpec,
   Writer,
   type HelloSpec,
@@ -149,6 +151,9 @@ function ecShare(group: number): Share {
 function plainRecord(type: number, version: number, content: Buffer): Buffer {
   return Buffer.concat([Buffer.of(type, version >> 8, version & 0xff, content.length >> 8, content.length & 0xff), content]);
 }
+
+/** What a server may sign CertificateVerify with: the schemes offered, less RSA PKCS#1 (not for TLS 1.3 handshakes, §4.2.3). */
+const CLIENT_SIGNATURE_SCHEMES = [...MLDSA_SIGNATURE_ALGORITHMS, ...CHROME_SIGNATURE_ALGORITHMS.filter((s) => (s & 0xff) !== 0x01)];
 
 const CCS_RECORD = Buffer.of(CONTENT_CHANGE_CIPHER_SPEC, 3, 3, 0, 1, 1);
 
@@ -290,8 +295,15 @@ export class ClientHandshake {
       case 'certificate-verify': {
         if (type !== HANDSHAKE_CERTIFICATE_VERIFY) throw new Tls13Error(`expected CertificateVerify, got ${type}`, A_UNEXPECTED);
         const cv = this.#decode(() => parseCertificateVerify(body));
+        if (!CLIENT_SIGNATURE_SCHEMES.includes(cv.scheme))
+          throw new Tls13Error(`the server signed with scheme 0x${cv.scheme.toString(16)}, which we did not offer`, A_ILLEGAL_PARAMETER);
+        // ML-DSA (offered as Chrome does) cannot be checked with Node 20's crypto: refused when
+        // the certificate is what authenticates the server, skipped when ShadowTLS's tags do.
+        const mldsa = MLDSA_SIGNATURE_ALGORITHMS.includes(cv.scheme);
+        if (mldsa && this.#opts.certificate !== 'authenticated-by-shadowtls')
+          throw new Tls13Error('the server signed with ML-DSA, which this client cannot check', A_HANDSHAKE_FAILURE);
         try {
-          verifySignature(this.#leaf!, cv.scheme, cv.signature, serverSignedContent(this.#hash()));
+          if (!mldsa) verifySignature(this.#leaf!, cv.scheme, cv.signature, serverSignedContent(this.#hash()));
         } catch (err) {
           throw new Tls13Error((err as Error).message, A_DECRYPT_ERROR);
         }
