@@ -86,14 +86,19 @@ export async function dialShadowTls(ep: ShadowTlsEndpoint, signal?: AbortSignal)
   } catch (err) {
     socket.destroy();
     if (signal?.aborted) throw new UpstreamDialError('ERR_ABORTED', 'dial aborted');
-    throw new UpstreamDialError('ERR_CONNECT', `ShadowTLS handshake failed: ${(err as Error).message}`, { cause: err });
+    const message = `ShadowTLS handshake failed: ${(err as Error).message}`;
+    // The cause's code is what the client's log line and its hint name (client/dial-hint.ts).
+    const code = (err as { code?: string }).code === 'ERR_TLS' ? 'ERR_SHADOWTLS_HANDSHAKE' : (err as { code?: string }).code;
+    throw new UpstreamDialError('ERR_CONNECT', message, { cause: Object.assign(new Error(message), { code, cause: err }) });
   }
   if (!tagged || !untagger || !serverRandom) {
     // Leave as a browser would: close_notify under the session's key, then FIN.
     const r = hs.result();
     socket.end(new RecordProtection(r.suite, r.clientSecret).seal(CONTENT_ALERT, Buffer.of(1, 0)));
     setTimeout(() => socket.destroy(), 1000).unref();
-    throw new UpstreamDialError('ERR_CONNECT', NOT_AUTHENTICATED);
+    throw new UpstreamDialError('ERR_CONNECT', NOT_AUTHENTICATED, {
+      cause: Object.assign(new Error(NOT_AUTHENTICATED), { code: 'ERR_SHADOWTLS_AUTH' }),
+    });
   }
   const stream = new ShadowTlsStream(socket, {
     held: reader.drain(),

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +18,7 @@ import { connectTls13, type Tls13Socket } from '../../src/transport/tls13/client
 import { ClientHandshake } from '../../src/transport/tls13/handshake.js';
 import { freePort, waitForPort } from '../helpers/net.js';
 import { spawnPeer, type Peer } from '../helpers/peers.js';
+import { nginxTls13Site } from '../helpers/tls13-site.js';
 import { nginxSkip, opensslSkip, startNginx, type Nginx } from '../web/fixtures.js';
 
 const NAME = 'site.test';
@@ -160,10 +161,7 @@ describe('TLS 1.3 client ↔ nginx (ssl_protocols TLSv1.3)', { skip: nginxSkip()
 
   before(async () => {
     certs = await makeLabCertificates([NAME]);
-    writeFileSync(join(dir, 'cert.pem'), certs.cert);
-    writeFileSync(join(dir, 'key.pem'), certs.key);
     writeFileSync(join(dir, 'body.bin'), body, { mode: 0o644 });
-    chmodSync(dir, 0o755); // nginx's worker reads it as another user
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -171,15 +169,7 @@ describe('TLS 1.3 client ↔ nginx (ssl_protocols TLSv1.3)', { skip: nginxSkip()
     test(`${suite}: GET of 1 MiB byte-identical, ALPN http/1.1`, async () => {
       let nginx: Nginx | undefined;
       try {
-        nginx = await startNginx(`
-    listen 127.0.0.1:{{PORT}} ssl;
-    server_name ${NAME};
-    ssl_certificate ${join(dir, 'cert.pem')};
-    ssl_certificate_key ${join(dir, 'key.pem')};
-    ssl_protocols TLSv1.3;
-    ssl_conf_command Ciphersuites ${suite};
-    root ${dir};
-    location / { }`);
+        nginx = await startNginx(nginxTls13Site(dir, certs, NAME, `\n    ssl_conf_command Ciphersuites ${suite};`));
         const s = await dial(nginx.port, { ca: certs.ca });
         assert.equal(s.cipherSuite, suite);
         assert.equal(s.alpnProtocol, 'http/1.1');
