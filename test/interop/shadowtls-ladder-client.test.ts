@@ -1,7 +1,8 @@
 // End to end: `ladder client` (the CLI, a SIP002 key with plugin=shadow-tls;host;password;
 // version=3) → Ladder's ShadowTLS v3 listener, relaying the handshake to Debian's nginx (TLS 1.3,
 // lab CA certificate) as the "real site" → the Shadowsocks data plane → sink / source on
-// loopback. 8 MiB each way, hashed, with aes-256-gcm and a 2022 method; then a key with a wrong
+// loopback. 8 MiB each way, hashed, with aes-256-gcm and a 2022 method; SOCKS5 UDP inside the
+// streams (UoT v2); then a key with a wrong
 // ShadowTLS password: the client's log says so in one line while the listener relays that
 // connection to the site.
 import assert from 'node:assert/strict';
@@ -16,6 +17,7 @@ import { listenShadowTls, type ShadowTlsListener } from '../../src/server/shadow
 import { silentLogger } from '../../src/shared/logger.js';
 import { startTestServer, type TestDataPlane } from '../helpers/data-plane.js';
 import { startLadderClient, type Peer } from '../helpers/peers.js';
+import { assertUdpEchoes100 } from '../helpers/udp-echo-check.js';
 import { nginxTls13Site } from '../helpers/tls13-site.js';
 import { socks5Connect } from '../helpers/socks5.js';
 import { waitFor } from '../helpers/wait.js';
@@ -52,7 +54,7 @@ describe('ladder client → ShadowTLS v3 (site: nginx TLS 1.3) → Ladder server
   before(async () => {
     writeFileSync(join(dir, 'index.html'), '<!doctype html><title>site</title>\n', { mode: 0o644 });
     nginx = await startNginx(nginxTls13Site(dir, await makeLabCertificates([SNI]), SNI));
-    plane = await startTestServer({ keys: KEYS });
+    plane = await startTestServer({ keys: KEYS, udpOverTcp: true });
     listener = await listenShadowTls({
       port: 0,
       host: '127.0.0.1',
@@ -82,6 +84,15 @@ describe('ladder client → ShadowTLS v3 (site: nginx TLS 1.3) → Ladder server
       assert.match(client.output(), /over ShadowTLS v3/, 'the banner names the transport');
     });
   }
+
+  test('SOCKS5 UDP ASSOCIATE inside the ShadowTLS streams (UDP-over-TCP v2, the key default): 100 datagrams echoed', async () => {
+    const client = await startLadderClient({ key: shadowTlsKey(KEYS[1]!, listener.address.port, PASSWORD), extraArgs: ['--udp'] });
+    peers.push(client);
+    await waitUntilUsable(client.socksPort, fx, peers);
+    const before = listener.counts.switched;
+    await assertUdpEchoes100(client.socksPort);
+    assert.ok(listener.counts.switched > before, 'the datagrams went through a ShadowTLS connection');
+  });
 
   test('a wrong ShadowTLS password: one clear line on the client, the listener relays to the site', async () => {
     const client = await startLadderClient({ key: shadowTlsKey(KEYS[0]!, listener.address.port, 'not-the-password') });
