@@ -90,6 +90,8 @@ export function shapingSummary(
   const grpc = eps.filter((e) => e.grpc);
   if (grpc.length > 0)
     parts.push(`${grpc.length === eps.length ? '' : `${grpc.length} of ${eps.length} endpoints `}over gRPC${grpc.every((e) => e.grpc!.tls) ? '+TLS' : ''} (one HTTP/2 connection per server)`);
+  const stls = eps.filter((e) => e.shadowTls).length;
+  if (stls > 0) parts.push(`${stls === eps.length ? '' : `${stls} of ${eps.length} endpoints `}over ShadowTLS v3 (a real site's TLS handshake, then tagged records)`);
   return parts.join(', ');
 }
 
