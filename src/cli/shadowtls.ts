@@ -171,7 +171,7 @@ export function shadowTlsKeyLines(
   return [
     '  through ShadowTLS v3 (sing-box `shadowtls` outbound, mihomo `plugin: shadow-tls`, Shadowrocket, Surge):',
     `    server ${host} port ${r.port}, version 3, password ${r.password}, SNI ${r.sni}; Shadowsocks inside with this key`,
-    '    as an ss:// URL for ss-local/sslocal with the shadow-tls SIP003 plugin:',
+    '    as an ss:// URL (ladder client, Shadowrocket, Sub-Store and the apps that read plugin=shadow-tls):',
     `    ${shadowTlsKeyUrl(key, { host, port: r.port }, r, tag)}`,
   ];
 }

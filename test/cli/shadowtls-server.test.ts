@@ -16,7 +16,9 @@ import { DialerStream } from '../../src/transport/dialer-stream.js';
 import { ShadowsocksDialer } from '../../src/transport/shadowsocks-dialer.js';
 import { run, waitForStdout, type Run } from '../helpers/cli-run.js';
 import { runLadder } from '../helpers/ladder-run.js';
-import { startEcho, type TestServer } from '../helpers/net.js';
+import { readExactly, startEcho, type TestServer } from '../helpers/net.js';
+import { startLadderClient } from '../helpers/peers.js';
+import { socks5Connect } from '../helpers/socks5.js';
 import { captureClientHello, connectShadowTls, curlSite, startLabSite } from '../helpers/shadowtls-client.js';
 
 const PAGE = `<!doctype html><p>${randomBytes(500).toString('hex')}</p>\n`;
@@ -86,12 +88,28 @@ describe('ladder server --shadowtls-port', () => {
     const pw = (await waitForStdout(r, /version 3, password (\S+), SNI site\.lab/))[1]!;
     assert.match(
       r.stdout(),
-      /ss:\/\/[^\s]+:\d+\/\?plugin=shadow-tls%3Bhost%3Dsite\.lab%3Bpasswd%3D[^\s]+%3Bv3#ladder-shadowtls/,
+      /ss:\/\/[^\s]+:\d+\/\?plugin=shadow-tls%3Bhost%3Dsite\.lab%3Bpassword%3D[^\s]+%3Bversion%3D3#ladder-shadowtls/,
     );
     const stdout = await curlSite('site.lab', port, join(dir, 'ca.pem'));
     assert.equal(stdout, PAGE);
     assert.equal(await echoThrough(port, pw), 'through shadowtls');
     await assert.rejects(echoThrough(port, 'not the password'), /untagged/);
+    // The printed ss:// URL, as is, in `ladder client` (its ShadowTLS dialer), to the echo.
+    const url = /ss:\/\/\S+#ladder-shadowtls/.exec(r.stdout())![0];
+    const client = await startLadderClient({ key: url });
+    try {
+      const s = await socks5Connect({
+        proxyPort: client.socksPort,
+        host: '127.0.0.1',
+        port: echo.port,
+        timeoutMs: 10_000,
+      });
+      s.write('via ladder client');
+      assert.equal((await readExactly(s, 17)).toString(), 'via ladder client');
+      s.destroy();
+    } finally {
+      await client.stop();
+    }
     assert.doesNotMatch(r.stderr(), new RegExp(pw));
     r.child.kill('SIGTERM');
     await r.exit;
