@@ -105,6 +105,7 @@ const FLAGS: Record<string, { hide: (v: string) => string | undefined; warn?: st
   '--via': { hide: (v) => (v.includes('://') ? HIDDEN : undefined) },
   '--password': { hide: (v) => (v === '-' ? undefined : HIDDEN) },
   '--auth': { hide: () => HIDDEN },
+  '--shadowtls-password': { hide: () => HIDDEN },
 };
 
 /** `argv` with the secrets of the flags above starred out, and the warnings it calls for (each once). */

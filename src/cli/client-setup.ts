@@ -37,7 +37,8 @@ export function serverEntryEndpoint(s: ServerEntry): KeyEndpoint {
 export function warnPluginNotes(endpoints: readonly { pluginNotes?: string[] }[], log: Logger): void {
   endpoints.forEach((e, i) => {
     for (const note of e.pluginNotes ?? [])
-      log.warn({ endpoint: i + 1 }, `key of endpoint ${i + 1}: v2ray-plugin ${note}`);
+      // v2ray-plugin's notes begin "option …"; shadow-tls's name their plugin themselves.
+      log.warn({ endpoint: i + 1 }, `key of endpoint ${i + 1}: ${note.startsWith('shadow-tls') ? '' : 'v2ray-plugin '}${note}`);
   });
 }
 
@@ -90,6 +91,8 @@ export function shapingSummary(
   const grpc = eps.filter((e) => e.grpc);
   if (grpc.length > 0)
     parts.push(`${grpc.length === eps.length ? '' : `${grpc.length} of ${eps.length} endpoints `}over gRPC${grpc.every((e) => e.grpc!.tls) ? '+TLS' : ''} (one HTTP/2 connection per server)`);
+  const stls = eps.filter((e) => e.shadowTls).length;
+  if (stls > 0) parts.push(`${stls === eps.length ? '' : `${stls} of ${eps.length} endpoints `}over ShadowTLS v3 (a real site's TLS handshake, then tagged records)`);
   return parts.join(', ');
 }
 

@@ -11,7 +11,7 @@ import type { PendingCaps } from '../server/pending-limits.js';
 import type { Command } from 'commander';
 import { createHash, createHmac } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { access, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileErrorWhy } from '../config/errors.js';
 import { parseFlags, webFlagsSchema } from '../config/flags.js';
@@ -27,6 +27,7 @@ import { bindErrorCode, explainBindError } from '../shared/listen.js';
 import { formatHostPort } from '../shared/parse.js';
 import type { Logger } from '../shared/logger.js';
 import { UsageError } from './errors.js';
+import { keptSecret } from './kept-secret.js';
 
 export interface WebFlags {
   webPort?: string;
@@ -323,18 +324,8 @@ const SECRET_FILE = 'web-path';
  * data dir, else a new one (kept). Stable across restarts.
  */
 export async function storedSecretPath(dataDir: string, given: string | undefined): Promise<string> {
-  const file = join(dataDir, SECRET_FILE);
-  const kept = await readFile(file, 'utf8').then(
-    (t) => t.trim(),
-    () => undefined,
-  );
-  if (given === undefined && kept) return kept;
-  const path = given ?? (await import('../server/web/front.js')).generateSecretPath();
-  if (path !== kept) {
-    await mkdir(dataDir, { recursive: true });
-    await writeFile(file, `${path}\n`, { mode: 0o600 });
-  }
-  return path;
+  const generate = async (): Promise<string> => (await import('../server/web/front.js')).generateSecretPath();
+  return keptSecret(dataDir, SECRET_FILE, given, generate);
 }
 
 export interface RunningWeb {

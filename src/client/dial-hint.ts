@@ -26,6 +26,10 @@ export function dialHint(code: string): string | undefined {
     return `the web front's TLS certificate does not name the key's host (${code}): check the key's v2ray-plugin host= option (without it v2ray-plugin's default, cloudfront.com, is used)`;
   if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID')
     return `the web front's TLS certificate is not valid now (${code}): renew it on the server, or check this computer's clock`;
+  if (code === 'ERR_SHADOWTLS_AUTH')
+    return `the ShadowTLS server did not authenticate (${code}): the key's shadow-tls password= is wrong, or its address is not a ShadowTLS v3 server (the connection reached a plain TLS site)`;
+  if (code === 'ERR_SHADOWTLS_HANDSHAKE')
+    return `the TLS handshake through ShadowTLS failed (${code}): the key's shadow-tls host= site must speak TLS 1.3 (--log-level debug shows why)`;
   return serverDialHint(code);
 }
 

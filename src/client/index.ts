@@ -214,13 +214,13 @@ export function parseListenAddress(spec: string | ListenAddress, what = 'listen 
  * yes for keys without a fixed Outline `prefix` (D1/D3, a default of our own): every SIP004
  * method, and the 2022 methods whose 32-byte salt leaves room for a prefix after 16 random bytes
  * (shaping2022.ts; 2022-blake3-aes-128-gcm's 16-byte salt does not). Keys with a `prefix` keep it.
- * Not over WebSocket or gRPC (a key's `websocket` or `grpc` transport): the TCP connection's first packet there is the TLS or HTTP
+ * Not over WebSocket, gRPC or ShadowTLS (a key's `websocket`, `grpc` or `shadowTls` transport): the TCP connection's first packet there is the TLS or HTTP
  * upgrade, never the Shadowsocks salt, so shaping would cost a prefix draw and a second chunk
  * per connection (a Mux.Cool session) for nothing on the wire (`--shape` still insists).
  */
-export function shapesByDefault(ep: ShadowsocksEndpoint & { websocket?: unknown; grpc?: unknown }): boolean {
+export function shapesByDefault(ep: ShadowsocksEndpoint & { websocket?: unknown; grpc?: unknown; shadowTls?: unknown }): boolean {
   if (ep.prefix && ep.prefix.length > 0) return false;
-  if (ep.websocket || ep.grpc) return false;
+  if (ep.websocket || ep.grpc || ep.shadowTls) return false;
   return !isAead2022MethodName(ep.method) || shapes2022(getAead2022Method(ep.method).saltSize);
 }
 

@@ -11,6 +11,8 @@ import {
 } from '../protocol/shadowsocks/methods2022.js';
 import { keyHostProblem, parseSsUrl, type SsKey } from '../protocol/sip002/index.js';
 import { parseV2rayPluginOptions, V2RAY_PLUGIN_NAMES } from '../protocol/sip002/plugin-opts.js';
+import { parseShadowTlsPluginOptions, SHADOW_TLS_PLUGIN_NAMES } from '../protocol/sip002/shadowtls-opts.js';
+import type { ShadowTlsEndpoint } from '../transport/shadowtls-dialer.js';
 import type { ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
 import { UpstreamDialError, type NextHop } from '../transport/dialer.js';
 import type { WsTransportOptions } from '../transport/ws-dialer.js';
@@ -26,6 +28,8 @@ export type KeyEndpoint = ShadowsocksEndpoint & {
   websocket?: WsTransportOptions;
   /** The gRPC transport (a key's `type=grpc&serviceName=…`): ../transport/grpc-dialer.ts. */
   grpc?: GrpcTransportOptions;
+  /** ShadowTLS v3 (a key's `plugin=shadow-tls;host=…;password=…;version=3`): ../transport/shadowtls-dialer.ts. */
+  shadowTls?: ShadowTlsEndpoint;
   udpOverTcp?: 1 | 2;
   /** v2ray-plugin options this client does not use, one sentence each (for a warning at start). */
   pluginNotes?: string[];
@@ -103,6 +107,10 @@ export function endpointFromParts(
         ...(pluginNotes ?? []),
         'option "cert" is ignored in a fetched key (it names a file here)',
       ];
+  } else if (parsed.plugin !== undefined && SHADOW_TLS_PLUGIN_NAMES.has(parsed.plugin)) {
+    // ShadowTLS: shadowTlsPart below; only its notes here.
+    const notes = shadowTlsOptions(parsed, explain).notes;
+    if (notes.length > 0) pluginNotes = notes;
   } else if (parsed.plugin !== undefined) {
     throw new ProtocolError(
       'ERR_URL',
@@ -138,10 +146,16 @@ export function endpointFromParts(
     password: parsed.password,
     ...(prefix && prefix.length > 0 ? { prefix } : {}),
     ...(parsed.tag !== undefined ? { tag: parsed.tag } : {}),
-    // HTTPUpgrade has no packet endpoint (Outline's /udp is a WebSocket one): UDP rides in its streams.
-    ...(parsed.uot !== undefined ? { udpOverTcp: parsed.uot } : websocket?.httpUpgrade ? { udpOverTcp: 2 as const } : {}),
+    // HTTPUpgrade has no packet endpoint (Outline's /udp is a WebSocket one), nor has ShadowTLS (a
+    // TCP port in front of the server): UDP rides in their streams.
+    ...(parsed.uot !== undefined
+      ? { udpOverTcp: parsed.uot }
+      : websocket?.httpUpgrade || (parsed.plugin !== undefined && SHADOW_TLS_PLUGIN_NAMES.has(parsed.plugin))
+        ? { udpOverTcp: 2 as const }
+        : {}),
     ...(websocket ? { nextHop: lazyWebSocketNextHop(websocket), websocket } : {}),
     ...grpcPart(parsed),
+    ...shadowTlsPart(parsed, explain),
     ...(pluginNotes ? { pluginNotes } : {}),
   };
 }
@@ -220,6 +234,28 @@ function grpcPart(parsed: ParsedKey): { grpc?: GrpcTransportOptions; nextHop?: N
     ...(t.sni !== undefined ? { servername: t.sni } : {}),
   };
   return { grpc, nextHop: lazyGrpcNextHop(grpc) };
+}
+
+function shadowTlsOptions(parsed: ParsedKey, explain: (msg: string) => string): ReturnType<typeof parseShadowTlsPluginOptions> {
+  try {
+    return parseShadowTlsPluginOptions(parsed.pluginOptions);
+  } catch (err) {
+    throw new ProtocolError('ERR_URL', explain((err as Error).message));
+  }
+}
+
+/** The ShadowTLS v3 transport of a key with `plugin=shadow-tls`: the endpoint and a lazily loaded NextHop. */
+function shadowTlsPart(
+  parsed: ParsedKey,
+  explain: (msg: string) => string,
+): { shadowTls?: ShadowTlsEndpoint; nextHop?: NextHop & { close(): void } } {
+  if (parsed.plugin === undefined || !SHADOW_TLS_PLUGIN_NAMES.has(parsed.plugin)) return {};
+  const o = shadowTlsOptions(parsed, explain);
+  const shadowTls: ShadowTlsEndpoint = { address: parsed.host, port: parsed.port, sni: o.sni, password: o.password };
+  return {
+    shadowTls,
+    nextHop: lazyNextHop(() => import('../transport/shadowtls-dialer.js').then((m) => m.shadowTlsNextHop(shadowTls))),
+  };
 }
 
 /**

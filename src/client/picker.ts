@@ -39,16 +39,17 @@ export const DEFAULT_BACKOFF_MAX_MS = 30 * 60_000;
 /** Dialers of replaced endpoints kept (open connections may still use their pools). */
 const MAX_RETIRED = 64;
 
-export type EndpointKind = 'shadowsocks' | 'websocket' | 'grpc';
+export type EndpointKind = 'shadowsocks' | 'websocket' | 'grpc' | 'shadowtls';
 
 export function endpointKind(e: KeyEndpoint): EndpointKind {
-  return e.websocket ? 'websocket' : e.grpc ? 'grpc' : 'shadowsocks';
+  return e.websocket ? 'websocket' : e.grpc ? 'grpc' : e.shadowTls ? 'shadowtls' : 'shadowsocks';
 }
 
 /** The path an endpoint takes (what a censor blocks): transport and address, no secret. */
 export function pathKey(e: KeyEndpoint): string {
   if (e.websocket) return `ws ${e.websocket.url} ${e.websocket.host ?? ''}`;
   if (e.grpc) return `grpc ${e.host.toLowerCase()}:${e.port} ${e.grpc.host ?? ''} ${e.grpc.servername ?? ''}`;
+  if (e.shadowTls) return `shadowtls ${e.host.toLowerCase()}:${e.port} ${e.shadowTls.sni.toLowerCase()}`;
   return `ss ${e.host.toLowerCase().replace(/^\[|\]$/g, '')}:${e.port}`;
 }
 

@@ -156,6 +156,17 @@ export const webConfigSchema = z
 
 export type WebConfig = Readonly<z.output<typeof webConfigSchema>>;
 
+/** The `shadowtls` object: the ShadowTLS v3 port, like the --shadowtls-* flags (which override it). */
+export const shadowTlsConfigSchema = z.strictObject({
+  port: portNumber,
+  host: text('an IP address or host name').optional(),
+  handshake: text('HOST[:PORT] of a TLS 1.3 website'),
+  sni: text('a host name').optional(),
+  password: text('a password').optional(),
+});
+
+export type ShadowTlsConfig = Readonly<z.output<typeof shadowTlsConfigSchema>>;
+
 export const serverConfigSchema = z.strictObject({
   port: z
     .number({ error: 'must be a number' })
@@ -222,6 +233,7 @@ export const serverConfigSchema = z.strictObject({
     .max(MAX_WORKERS, { error: `must be at most ${MAX_WORKERS}` })
     .optional(),
   web: webConfigSchema.optional(),
+  shadowtls: shadowTlsConfigSchema.optional(),
 });
 
 export interface ServerConfig {
@@ -241,6 +253,8 @@ export interface ServerConfig {
   readonly workers: number | undefined;
   /** The web front (WebSocket, decoy, TLS), when the file has a `web` object. */
   readonly web?: WebConfig;
+  /** The ShadowTLS v3 port, when the file has a `shadowtls` object. */
+  readonly shadowtls?: ShadowTlsConfig;
 }
 
 function formatPath(path: readonly PropertyKey[]): string {
@@ -332,6 +346,7 @@ export function parseServerConfig(input: unknown, source = 'config'): ServerConf
     udp: c.udp,
     workers: c.workers,
     ...(c.web ? { web: Object.freeze(c.web) } : {}),
+    ...(c.shadowtls ? { shadowtls: Object.freeze(c.shadowtls) } : {}),
   });
 }
 

@@ -24,6 +24,7 @@ import { DialerStream } from '../transport/dialer-stream.js';
 import { dialHttpUpgrade } from '../transport/httpupgrade-dialer.js';
 import { dialWebSocket, webSocketNextHop, type WsTransportOptions } from '../transport/ws-dialer.js';
 import { grpcNextHop, type GrpcTransportOptions } from '../transport/grpc-dialer.js';
+import type { ShadowTlsEndpoint } from '../transport/shadowtls-dialer.js';
 import { toSocksAddress } from '../protocol/socks5/address.js';
 import { addrsOf, resolveSystem, resolveUdp, since, type HostPort } from './dns.js';
 import { failureOf, withTimeout, type Failure } from './failure.js';
@@ -41,6 +42,8 @@ export interface ServerTarget {
   readonly websocket?: WsTransportOptions | undefined;
   /** The gRPC transport of a `type=grpc` key (checked by dns, tcp, then the tunnel over gRPC). */
   readonly grpc?: GrpcTransportOptions | undefined;
+  /** The ShadowTLS v3 transport of a `plugin=shadow-tls` key (its handshake and tags fail in the tunnel step). */
+  readonly shadowTls?: ShadowTlsEndpoint | undefined;
   /** The Shadowsocks dialer for this endpoint's key over `nextHop` (the CLI builds it). */
   readonly dialer: (nextHop: NextHop) => Dialer;
 }
@@ -56,7 +59,7 @@ export interface StepResult {
 
 export interface ServerCheck {
   readonly name: string;
-  readonly transport: 'shadowsocks' | 'websocket' | 'grpc' | 'dynamic-key';
+  readonly transport: 'shadowsocks' | 'websocket' | 'grpc' | 'shadowtls' | 'dynamic-key';
   readonly steps: StepResult[];
   /** The first step that failed, or false when the target answered through the tunnel. */
   readonly blocking: ServerStep | false;
@@ -85,10 +88,18 @@ export function fetchFailed(name: string, message: string): ServerCheck {
 
 /** The masked name of an endpoint: `ss aes-256-gcm 203.0.113.5:8388` or `wss://host:443/… (ws)`. */
 export function maskedName(
-  ep: { host: string; port: number; method: string; websocket?: { url: string } | undefined; grpc?: { tls: boolean } | undefined },
+  ep: {
+    host: string;
+    port: number;
+    method: string;
+    websocket?: { url: string } | undefined;
+    grpc?: { tls: boolean } | undefined;
+    shadowTls?: unknown;
+  },
   tag?: string,
 ): string {
   const t = tag ? ` "${tag}"` : '';
+  if (ep.shadowTls) return `shadowtls://${isIP(ep.host) === 6 ? `[${ep.host}]` : ep.host}:${ep.port} ${ep.method}${t}`;
   if (ep.grpc) return `${ep.grpc.tls ? 'grpcs' : 'grpc'}://${isIP(ep.host) === 6 ? `[${ep.host}]` : ep.host}:${ep.port}/… ${ep.method}${t}`;
   if (ep.websocket) {
     const u = new URL(ep.websocket.url);
@@ -127,7 +138,7 @@ export async function checkServer(target: ServerTarget, o: ServerCheckOptions): 
   const t0 = performance.now();
   const steps: StepResult[] = [];
   const ws = target.websocket;
-  const transport = ws ? 'websocket' : target.grpc ? 'grpc' : 'shadowsocks';
+  const transport = ws ? 'websocket' : target.grpc ? 'grpc' : target.shadowTls ? 'shadowtls' : 'shadowsocks';
   const done = (): ServerCheck => ({
     name: target.name,
     transport,
@@ -191,6 +202,11 @@ export async function checkServer(target: ServerTarget, o: ServerCheckOptions): 
     // The gRPC dialer opens its own connection (TLS, h2): its failures show in the tunnel step.
     sock.destroy();
     nextHop = grpcNextHop({ ...target.grpc, connectTimeoutMs: o.timeoutMs });
+  } else if (target.shadowTls) {
+    // The ShadowTLS dialer opens its own connection (the site's handshake, the tags).
+    sock.destroy();
+    const ep = { ...target.shadowTls, connectTimeoutMs: o.timeoutMs };
+    nextHop = (signal) => import('../transport/shadowtls-dialer.js').then((m) => m.dialShadowTls(ep, signal));
   } else {
     let used = false;
     nextHop = () => {

@@ -107,6 +107,7 @@ export async function runServerCheck(f: ServerCheckFlags): Promise<ServerCheck[]
           port: ep.port,
           websocket: ep.websocket,
           grpc: ep.grpc,
+          shadowTls: ep.shadowTls,
           dialer: (nextHop) => createTunnelDialer({ ...ep, nextHop }, { connectTimeoutMs: f.timeoutMs }),
         })),
   );

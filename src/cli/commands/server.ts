@@ -50,8 +50,18 @@ import {
   type RunningWeb,
   type WebFlags,
 } from '../web.js';
+import {
+  addShadowTlsOptions,
+  derivedShadowTlsPassword,
+  planShadowTls,
+  shadowTlsKeyLines,
+  shadowTlsStatusLine,
+  startShadowTls,
+  type RunningShadowTls,
+  type ShadowTlsFlags,
+} from '../shadowtls.js';
 
-interface ServerFlags extends WebFlags {
+interface ServerFlags extends WebFlags, ShadowTlsFlags {
   config?: string;
   port?: string;
   host?: string;
@@ -171,6 +181,7 @@ async function banner(
   webGenerated: boolean,
   publicHost: string | undefined,
   tty: boolean,
+  stls?: RunningShadowTls,
 ): Promise<string> {
   const a: AddressInfo = plane.address;
   const { config } = p;
@@ -185,6 +196,7 @@ async function banner(
     `  unmanaged mode: ${config.keys.length} key${config.keys.length === 1 ? '' : 's'} from ${p.source} (${methods}); no store, no management API`,
   );
   if (web) out.push(`  ${webStatusLine(web)}`);
+  if (stls) out.push(`  ${shadowTlsStatusLine(stls)}`);
   out.push(`  ${privatePolicyLine(config.allowPrivateDestinations)}`);
   const ladder = ladderCommand();
   if (web && webGenerated)
@@ -218,6 +230,10 @@ async function banner(
         const grpc = grpcKeyUrl(k, host, web, k.id === 'default' ? 'ladder-grpc' : `${k.id}-grpc`);
         if (grpc) out.push('  over gRPC (ladder client; v2rayNG/v2rayN: the v2ray-json subscription):', `  ${grpc}`);
       }
+      if (stls)
+        out.push(
+          ...shadowTlsKeyLines(k, host, stls, k.id === 'default' ? 'ladder-shadowtls' : `${k.id}-shadowtls`),
+        );
       if (k === p.printKeys[0]) {
         out.push('');
         out.push(tryItHeading(ladder, config.allowPrivateDestinations));
@@ -256,7 +272,7 @@ export function registerServer(program: Command): void {
   registerRotateCert(server);
   // Bad flags are usage errors like bad values: one line, exit 2 (commander alone prints two
   // lines and exits 1).
-  addWebOptions(addManagedOptions(oneLineCommand(server, 'server')))
+  addShadowTlsOptions(addWebOptions(addManagedOptions(oneLineCommand(server, 'server'))))
     .description(
       'run the Shadowsocks server: managed (key store, Outline-compatible API, metrics) unless --password or --config names the keys',
     )
@@ -320,6 +336,7 @@ export function registerServer(program: Command): void {
         '  ladder server --config server.json             # unmanaged: the keys in the file, no store',
         '  ladder server access-config                    # reprint the Outline Manager config and every key',
         '  ladder server --web-port 443 --acme your.name  # also Shadowsocks over WebSocket+TLS, a decoy site for others',
+        '  ladder server --shadowtls-port 443 --shadowtls-handshake www.example.com  # also ShadowTLS v3 (no domain needed)',
         '',
         'Modes: the managed server is the default and stays managed with any data-plane flag',
         '(--port, --host, --allow-private, --udp/--no-udp, --idle-timeout, --replay-state, --method);',
@@ -337,7 +354,8 @@ export function registerServer(program: Command): void {
         '    "timeouts": { "idleSeconds": 300, "connectSeconds": 10 },',
         '    "allowPrivateDestinations": false, "replayCapacity": 20000, "replayStateFile": "replay.bin", "workers": 2,',
         '    "web": { "port": 443, "path": "/SECRET", "decoy": "builtin", "tlsCert": "cert.pem", "tlsKey": "key.pem",',
-        '             "trustProxy": ["10.0.0.0/8"] } }   (or "acme": "your.name" with "dataDir"; paths relative to the file)',
+        '             "trustProxy": ["10.0.0.0/8"] },   (or "acme": "your.name" with "dataDir"; paths relative to the file)',
+        '    "shadowtls": { "port": 8443, "handshake": "www.example.com:443", "sni": "www.example.com", "password": "..." } }',
         '',
       ].join('\n'),
     )
@@ -359,12 +377,17 @@ export function registerServer(program: Command): void {
         p.config.web && { web: p.config.web, source: p.source },
         undefined,
       );
+      const stlsPlan = planShadowTls(
+        flags,
+        p.config.shadowtls && { shadowtls: p.config.shadowtls, source: p.source },
+      );
       // A port from the config file is named by its field there.
       const named = (given: string | undefined, option: string, field: string): string =>
         given === undefined && flags.config !== undefined ? `${flags.config}: ${field}` : option;
       checkOwnPortsDistinct([
         [named(flags.port, '--port', 'port'), p.config.port, p.config.host],
         [named(flags.webPort, '--web-port', 'web.port'), webPlan?.port, webPlan?.host],
+        [named(flags.shadowtlsPort, '--shadowtls-port', 'shadowtls.port'), stlsPlan?.port, stlsPlan?.host],
       ]);
       // Start-up info lines wait until the banner is out (warnings and errors do not).
       const startupLog = new StartupLog();
@@ -385,15 +408,16 @@ export function registerServer(program: Command): void {
       };
       let plane: DataPlane | WorkerPlane;
       try {
-        plane = webPlan
-          ? await (await import('../../server/data-plane.js')).startDataPlane(common) // the web front's streams relay on this thread
-          : await startWorkerPlane({
-              ...common,
-              logLevel: level,
-              ...(p.config.workers !== undefined ? { workers: p.config.workers } : {}),
-              startAtBoot: workersAtBootFromEnv(),
-              onGiveUp: () => void stopForFatal(), // the pool logged why
-            });
+        plane =
+          webPlan || stlsPlan
+            ? await (await import('../../server/data-plane.js')).startDataPlane(common) // the web front's streams relay on this thread
+            : await startWorkerPlane({
+                ...common,
+                logLevel: level,
+                ...(p.config.workers !== undefined ? { workers: p.config.workers } : {}),
+                startAtBoot: workersAtBootFromEnv(),
+                onGiveUp: () => void stopForFatal(), // the pool logged why
+              });
       } catch (err) {
         startupLog.release();
         const code = bindErrorCode(err);
@@ -422,9 +446,28 @@ export function registerServer(program: Command): void {
           throw err;
         }
       }
+      let stls: RunningShadowTls | undefined;
+      if (stlsPlan && 'server' in plane) {
+        const first = p.config.keys[0]!;
+        try {
+          stls = await startShadowTls(
+            { ...stlsPlan, password: stlsPlan.password ?? derivedShadowTlsPassword(first) },
+            plane.server,
+            p.config.idleMs,
+            log,
+          );
+        } catch (err) {
+          startupLog.release();
+          await web?.close();
+          await plane.close();
+          throw err;
+        }
+      }
       const running = web;
+      const runningStls = stls;
       const stopped = untilSignal({
         close: async () => {
+          await runningStls?.close();
           await running?.close();
           await plane.close();
         },
@@ -439,6 +482,7 @@ export function registerServer(program: Command): void {
           webPlan?.secretPath === undefined,
           flags.publicHost,
           process.stdout.isTTY === true,
+          stls,
         ),
       );
       startupLog.release();

@@ -199,7 +199,7 @@ export interface WebEndpoint {
 }
 
 /** Escape a plugin option value (SIP003: `\` before `;`, `=` and `\`). */
-function pluginValue(v: string): string {
+export function pluginValue(v: string): string {
   return v.replace(/[\\;=]/g, (c) => `\\${c}`);
 }
 

@@ -1,0 +1,177 @@
+/**
+ * The ShadowTLS v3 port for `ladder server` (both modes): the --shadowtls-* flags (and the config
+ * file's `shadowtls` object), its password (given; else derived from the first key, unmanaged, or
+ * generated and kept in the data dir, managed), starting the listener in front of a
+ * ShadowsocksServer, and the banner's lines.
+ *
+ * The password is a secret like a key's: never logged, printed only where the key itself is.
+ */
+import type { Command } from 'commander';
+import { createHmac, randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
+import type { ShadowTlsConfig } from '../config/server.js';
+import { flag, flagSchema, parseFlags } from '../config/flags.js';
+import { shadowTlsKeyUrl } from '../protocol/sip002/shadowtls.js';
+import type { ShadowsocksServer } from '../server/index.js';
+import { bindErrorCode, explainBindError } from '../shared/listen.js';
+import type { Logger } from '../shared/logger.js';
+import { formatHostPort, parseHostPort } from '../shared/parse.js';
+import { UsageError } from './errors.js';
+import { keptSecret } from './kept-secret.js';
+
+export interface ShadowTlsFlags {
+  shadowtlsPort?: string;
+  shadowtlsHost?: string;
+  shadowtlsHandshake?: string;
+  shadowtlsSni?: string;
+  shadowtlsPassword?: string;
+}
+
+const HANDSHAKE_PORT = 443;
+const PASSWORD_FILE = 'shadowtls-password';
+const shadowTlsFlagsSchema = flagSchema({ shadowtlsPort: flag.port('--shadowtls-port').optional() });
+
+export function addShadowTlsOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      '--shadowtls-port <port>',
+      'also serve Shadowsocks behind ShadowTLS v3 on this port (sing-box, mihomo, Shadowrocket, Surge); needs --shadowtls-handshake',
+    )
+    .option('--shadowtls-host <addr>', 'address the ShadowTLS port listens on (default all interfaces)')
+    .option(
+      '--shadowtls-handshake <host[:port]>',
+      'a real TLS 1.3 website (port 443 unless given) whose handshake clients show; probers are relayed to it',
+    )
+    .option(
+      '--shadowtls-sni <name>',
+      'the server name clients send (default: the --shadowtls-handshake host)',
+    )
+    .option(
+      '--shadowtls-password <pw>',
+      'ShadowTLS password (default: derived from the first key; managed: generated and kept in the data dir)',
+    );
+}
+
+export interface ShadowTlsPlan {
+  readonly port: number;
+  readonly host?: string | undefined;
+  readonly handshake: { readonly host: string; readonly port: number };
+  /** The name clients put in their ClientHello. */
+  readonly sni: string;
+  readonly password?: string | undefined;
+}
+
+/**
+ * The ShadowTLS port's settings from the flags over the config file's `shadowtls` object, or
+ * undefined when neither turns it on. Bad values are usage errors naming the flag or field.
+ */
+export function planShadowTls(
+  flags: ShadowTlsFlags,
+  file?: { shadowtls: ShadowTlsConfig; source: string },
+): ShadowTlsPlan | undefined {
+  const f = file?.shadowtls;
+  const port = parseFlags(shadowTlsFlagsSchema, flags).shadowtlsPort ?? f?.port;
+  const others = (
+    ['shadowtlsHost', 'shadowtlsHandshake', 'shadowtlsSni', 'shadowtlsPassword'] as const
+  ).filter((k) => flags[k] !== undefined);
+  if (port === undefined) {
+    if (others.length > 0)
+      throw new UsageError(
+        `--${others[0]!.replace('shadowtls', 'shadowtls-').toLowerCase()} needs --shadowtls-port`,
+      );
+    return undefined;
+  }
+  const handshakeText = flags.shadowtlsHandshake ?? f?.handshake;
+  const what =
+    flags.shadowtlsHandshake !== undefined ? '--shadowtls-handshake' : `${file?.source}: shadowtls.handshake`;
+  if (handshakeText === undefined)
+    throw new UsageError(
+      '--shadowtls-port needs --shadowtls-handshake HOST[:PORT]: a real website that speaks TLS 1.3 (probers are shown it)',
+    );
+  const handshake = parseHostPort(handshakeText, what, { defaultPort: HANDSHAKE_PORT, minPort: 1 });
+  const sni = flags.shadowtlsSni ?? f?.sni ?? handshake.host;
+  if (sni === '' || isIP(sni) !== 0)
+    throw new UsageError(
+      `${flags.shadowtlsSni !== undefined ? '--shadowtls-sni' : what}: clients need a server name, not an address (give --shadowtls-sni NAME)`,
+    );
+  const password = flags.shadowtlsPassword ?? f?.password;
+  if (password === '') throw new UsageError('--shadowtls-password must not be empty');
+  const host = flags.shadowtlsHost ?? f?.host;
+  if (host === '') throw new UsageError('--shadowtls-host must not be empty');
+  return { port, host, handshake: { host: handshake.host, port: handshake.port }, sni, password };
+}
+
+/**
+ * The unmanaged server's ShadowTLS password when none is given: HMAC-SHA256 of a fixed label under
+ * the first key (as derivedSecretPath), stable while that key stays first, revealing nothing of it.
+ */
+export function derivedShadowTlsPassword(firstKey: { method: string; secret: string }): string {
+  const mac = createHmac('sha256', `${firstKey.method}:${firstKey.secret}`).update(
+    'ladder shadowtls password v1',
+  );
+  return mac.digest().subarray(0, 16).toString('base64url');
+}
+
+/** Managed mode's password: the given one (then kept), else the kept one, else a new one (kept). */
+export async function storedShadowTlsPassword(dataDir: string, given: string | undefined): Promise<string> {
+  return keptSecret(dataDir, PASSWORD_FILE, given, () => randomBytes(16).toString('base64url'));
+}
+
+export interface RunningShadowTls {
+  readonly port: number;
+  readonly host?: string | undefined;
+  readonly handshake: { readonly host: string; readonly port: number };
+  readonly sni: string;
+  readonly password: string;
+  close(): Promise<void>;
+}
+
+/** Start the ShadowTLS port in front of `server` (every key it has). Bind errors are usage errors. */
+export async function startShadowTls(
+  plan: ShadowTlsPlan & { password: string },
+  server: ShadowsocksServer,
+  idleMs: number,
+  logger: Logger,
+): Promise<RunningShadowTls> {
+  const { listenShadowTls } = await import('../server/shadowtls/listener.js');
+  try {
+    const l = await listenShadowTls({
+      port: plan.port,
+      host: plan.host,
+      handshake: plan.handshake,
+      passwords: [plan.password],
+      idleMs,
+      logger,
+      onStream: (stream, info) => server.handleStream(stream, info),
+    });
+    return { ...plan, port: l.address.port, close: () => l.close() };
+  } catch (err) {
+    const code = bindErrorCode(err);
+    if (code)
+      throw new UsageError(
+        `cannot listen on ShadowTLS port ${plan.port}: ${explainBindError(code, plan.port)}`,
+      );
+    throw err;
+  }
+}
+
+/** The banner's status line (no password). */
+export function shadowTlsStatusLine(r: RunningShadowTls): string {
+  const where = r.host === undefined ? `port ${r.port}` : formatHostPort(r.host, r.port);
+  return `ShadowTLS v3 on ${where}: the handshake of ${formatHostPort(r.handshake.host, r.handshake.port)} (SNI ${r.sni}); probers get that site`;
+}
+
+/** What a key's user needs for ShadowTLS (printed where the key URL is). */
+export function shadowTlsKeyLines(
+  key: { method: string; secret: string },
+  host: string,
+  r: RunningShadowTls,
+  tag: string,
+): string[] {
+  return [
+    '  through ShadowTLS v3 (sing-box `shadowtls` outbound, mihomo `plugin: shadow-tls`, Shadowrocket, Surge):',
+    `    server ${host} port ${r.port}, version 3, password ${r.password}, SNI ${r.sni}; Shadowsocks inside with this key`,
+    '    as an ss:// URL (ladder client, Shadowrocket, Sub-Store and the apps that read plugin=shadow-tls):',
+    `    ${shadowTlsKeyUrl(key, { host, port: r.port }, r, tag)}`,
+  ];
+}
