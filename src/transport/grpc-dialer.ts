@@ -11,6 +11,8 @@ import { connect as netConnect, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { DEFAULT_CONNECT_TIMEOUT_MS, UpstreamDialError, type NextHop } from './dialer.js';
+import { MUX_BULK_BYTES } from './mux.js';
+import { envSwitch } from '../shared/env.js';
 import { grpcCallPath } from '../protocol/sip002/transport.js';
 import { GRPC_STREAM_WINDOW, GrpcStream } from './grpc-stream.js';
 import { hostName, pinnedTlsConnect, webTlsOptions, type WebTlsEndpoint } from './web-tls.js';
@@ -69,6 +71,13 @@ function refusal(h: IncomingHttpHeaders): string | undefined {
 const MAX_CALLS = 100;
 
 /**
+ * With 4 MiB windows a bulk call can put 4 MiB ahead of a new call's answer in the connection's
+ * buffers (Mux.Cool's problem, ws-dialer.ts MuxPool): new calls go to a connection without a bulk
+ * call, another opened for them, up to this many; past it they share.
+ */
+const MAX_CONNECTIONS = 6;
+
+/**
  * Receive windows: Node's default 64 KiB per stream and per connection let a download take 64
  * KiB per round trip whatever the link (1 MiB/s at a 50 ms round trip, bench/web.ts --grpc
  * --delay-ms 25; grpc-go grows its windows to 16 MiB by its BDP estimate). Each call gets the
@@ -87,6 +96,10 @@ export class GrpcSessionPool {
   /** Usable connections and their open calls. */
   readonly #sessions = new Map<ClientHttp2Session, number>();
   #connecting: Promise<ClientHttp2Session> | undefined;
+  /** Each connection's open calls (their bytes say which are bulk). */
+  readonly #calls = new WeakMap<ClientHttp2Session, Set<GrpcStream>>();
+  /** New calls avoid connections with a bulk call (LADDER_MUX_BULK_APART=0: they share). */
+  readonly #bulkApart = envSwitch('LADDER_MUX_BULK_APART');
   #closed = false;
 
   constructor(opts: GrpcTransportOptions) {
@@ -118,11 +131,14 @@ export class GrpcSessionPool {
       req = session.request(this.#headers, { endStream: false });
     }
     const owner = session;
+    const stream = new GrpcStream(req);
+    const calls = this.#calls.get(owner) ?? new Set<GrpcStream>();
+    this.#calls.set(owner, calls.add(stream));
     req.once('close', () => {
+      calls.delete(stream);
       const n = this.#sessions.get(owner);
       if (n !== undefined) this.#sessions.set(owner, n - 1);
     });
-    const stream = new GrpcStream(req);
     req.once('response', (h) => {
       const why = refusal(h);
       if (why) stream.destroy(new UpstreamDialError('ERR_CONNECT', why));
@@ -137,17 +153,31 @@ export class GrpcSessionPool {
   async #usable(signal?: AbortSignal): Promise<ClientHttp2Session> {
     for (;;) {
       if (this.#closed) throw new UpstreamDialError('ERR_ABORTED', 'client closed');
+      // A connection with room and no bulk call; one with room when MAX_CONNECTIONS are open.
+      let busy: ClientHttp2Session | undefined;
       for (const [s, calls] of this.#sessions) {
         if (s.closed || s.destroyed) this.#sessions.delete(s);
         else if (calls < Math.min(MAX_CALLS, s.remoteSettings.maxConcurrentStreams ?? MAX_CALLS)) {
-          this.#sessions.set(s, calls + 1);
-          return s;
+          if (this.#bulkApart && this.#bulk(s)) busy ??= s;
+          else return this.#take(s, calls);
         }
       }
+      if (busy && this.#sessions.size >= MAX_CONNECTIONS) return this.#take(busy, this.#sessions.get(busy)!);
       // One connection being opened at a time; callers that find it full open the next.
       this.#connecting ??= this.#connect(signal).finally(() => (this.#connecting = undefined));
       await this.#connecting;
     }
+  }
+
+  #take(s: ClientHttp2Session, calls: number): ClientHttp2Session {
+    this.#sessions.set(s, calls + 1);
+    return s;
+  }
+
+  /** Whether a call on `s` has moved MUX_BULK_BYTES (the Mux.Cool pool's threshold). */
+  #bulk(s: ClientHttp2Session): boolean {
+    for (const c of this.#calls.get(s) ?? []) if (c.moved >= MUX_BULK_BYTES) return true;
+    return false;
   }
 
   #connect(signal?: AbortSignal): Promise<ClientHttp2Session> {

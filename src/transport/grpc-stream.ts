@@ -234,8 +234,11 @@ export class GrpcStream extends Duplex {
   readonly #decoder = new HunkDecoder();
   #remoteEnded = false;
   readonly #emit = (data: Buffer): void => {
+    this.moved += data.length;
     if (!this.push(data)) this.#h2.pause();
   };
+  /** Payload bytes read and written so far (the client's pool keeps new calls off bulk ones). */
+  moved = 0;
 
   /** The server's end: our half-close is the trailers its response holds (sent on 'wantTrailers'). */
   readonly #trailers: boolean;
@@ -282,6 +285,7 @@ export class GrpcStream extends Duplex {
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     if (chunk.length === 0) return cb();
     if (this.#h2.destroyed) return cb(new Error('gRPC stream closed'));
+    this.moved += chunk.length;
     // A big write goes as several Hunks: receivers cap a message (grpc-go at 4 MiB).
     let off = 0;
     while (chunk.length - off > MAX_HUNK) {

@@ -13,9 +13,13 @@ import { grpcServiceName } from '../../src/server/web/grpc.js';
 import { grpcNextHop, type GrpcTransportOptions } from '../../src/transport/grpc-dialer.js';
 import { GRPC_STREAM_WINDOW } from '../../src/transport/grpc-stream.js';
 import { waitFor } from '../helpers/wait.js';
+import type { Socket } from 'node:net';
+import { DialerStream } from '../../src/transport/dialer-stream.js';
+import { ShadowsocksDialer } from '../../src/transport/shadowsocks-dialer.js';
+
 import { echoThrough } from '../helpers/grpc-echo.js';
 import { sha256 } from '../helpers/hash.js';
-import { startEcho, type TestServer } from '../helpers/net.js';
+import { readExactly, startEcho, type TestServer } from '../helpers/net.js';
 import { startWsTestServer, type WsTestServer } from '../helpers/web-server.js';
 import { makeCert, opensslSkip, tempDir } from './fixtures.js';
 
@@ -80,7 +84,8 @@ describe('gRPC transport on the TLS web front', { skip }, () => {
     const seenBefore = new Set(srv.grpcConnections);
     const payloads = Array.from({ length: 20 }, (_, i) => randomBytes(64 * 1024 + i * 1000));
     const backs = await Promise.all(payloads.map((p, i) => echoThrough(hop, KEYS[i % 2]!, echo.port, p)));
-    for (let i = 0; i < payloads.length; i++) assert.deepEqual(sha256(backs[i]!), sha256(payloads[i]!), `call ${i}`);
+    for (let i = 0; i < payloads.length; i++)
+      assert.deepEqual(sha256(backs[i]!), sha256(payloads[i]!), `call ${i}`);
     assert.equal(srv.grpcCalls - before, 20);
     const fresh = [...srv.grpcConnections].filter((c) => !seenBefore.has(c));
     assert.equal(fresh.length, 1, 'one HTTP/2 connection for all 20 calls');
@@ -92,11 +97,40 @@ describe('gRPC transport on the TLS web front', { skip }, () => {
     const hop = hopFor();
     await echoThrough(hop, KEYS[0]!, echo.port, Buffer.from('w'));
     const s = hop.pool.session!;
-    assert.equal(s.localSettings.initialWindowSize, GRPC_STREAM_WINDOW, 'what the client may receive per call');
+    assert.equal(
+      s.localSettings.initialWindowSize,
+      GRPC_STREAM_WINDOW,
+      'what the client may receive per call',
+    );
     assert.ok(s.state.effectiveLocalWindowSize! >= 32 * MiB, 'and per connection');
     // The server widens a session's streams once it carries a tunnel (its own SETTINGS frame).
     await waitFor(() => s.remoteSettings.initialWindowSize === GRPC_STREAM_WINDOW, { timeoutMs: 5000 });
   });
+
+  for (const apart of [true, false]) {
+    test(`a call opened beside a bulk call ${apart ? 'goes to another HTTP/2 connection' : 'shares it (LADDER_MUX_BULK_APART=0)'}`, async () => {
+      // With 4 MiB windows a download's call can put 4 MiB ahead of a page's answer.
+      if (!apart) process.env.LADDER_MUX_BULK_APART = '0';
+      const hop = hopFor();
+      delete process.env.LADDER_MUX_BULK_APART;
+      const key = KEYS[0]!;
+      const ep = { host: '127.0.0.1', port: 1, method: key.method, password: key.secret, nextHop: hop };
+      const download = new DialerStream(new ShadowsocksDialer(ep), {
+        type: 'ipv4',
+        host: '127.0.0.1',
+        port: echo.port,
+      });
+      download.on('error', () => {});
+      try {
+        download.write(randomBytes(2 * MiB));
+        await readExactly(download as unknown as Socket, 2 * MiB, 10_000);
+        assert.equal((await echoThrough(hop, key, echo.port, Buffer.from('page'))).toString(), 'page');
+        assert.equal(hop.pool.sessions, apart ? 2 : 1);
+      } finally {
+        download.destroy();
+      }
+    });
+  }
 
   test('a closed HTTP/2 connection is replaced on the next dial', async () => {
     const hop = hopFor();
@@ -111,7 +145,10 @@ describe('gRPC transport on the TLS web front', { skip }, () => {
   test('a wrong service name is refused by the decoy and the dial fails', async () => {
     const hop = hopFor({ serviceName: 'not-the-secret' });
     const before = srv.grpcCalls;
-    await assert.rejects(echoThrough(hop, KEYS[0]!, echo.port, Buffer.from('x')), /gRPC call refused \(HTTP 404\)/);
+    await assert.rejects(
+      echoThrough(hop, KEYS[0]!, echo.port, Buffer.from('x')),
+      /gRPC call refused \(HTTP 404\)/,
+    );
     assert.equal(srv.grpcCalls, before);
   });
 
@@ -145,7 +182,11 @@ describe('gRPC transport on the TLS web front', { skip }, () => {
       })) as [http2.IncomingHttpHeaders];
       const parts: Buffer[] = [];
       for await (const c of req) parts.push(c as Buffer);
-      return { status: Number(h[':status']), type: h['content-type'] as string | undefined, body: Buffer.concat(parts).toString() };
+      return {
+        status: Number(h[':status']),
+        type: h['content-type'] as string | undefined,
+        body: Buffer.concat(parts).toString(),
+      };
     } finally {
       session.destroy();
     }
