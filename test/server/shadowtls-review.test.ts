@@ -22,7 +22,28 @@ import { silentLogger } from '../../src/shared/logger.js';
 import { dialShadowTls } from '../../src/transport/shadowtls-dialer.js';
 import { connectTls13 } from '../../src/transport/tls13/client.js';
 
+type Reaction = 'DATA' | 'RST' | 'FIN' | 'TIMEOUT';
+
+/** C7's classification of what `port` does with `probe`: the first of data, a reset, a FIN, or nothing in `waitMs`. */
+function reactionTo(port: number, probe: Buffer, waitMs = 3000): Promise<Reaction> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    const done = (r: Reaction): void => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(r);
+    };
+    const timer = setTimeout(() => done('TIMEOUT'), waitMs);
+    s.on('data', () => done('DATA'));
+    s.on('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNRESET' ? 'RST' : 'FIN'));
+    s.on('end', () => done('FIN'));
+    s.on('close', () => done('FIN'));
+    s.write(probe);
+  });
+}
+
 const listeners: ShadowTlsListener[] = [];
+const servers: net.Server[] = [];
 
 async function front(
   handshakePort: number,
@@ -43,8 +64,54 @@ async function front(
   return l;
 }
 
+async function tcpSite(handler: (s: net.Socket) => void): Promise<number> {
+  const srv = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on('error', () => {});
+    handler(s);
+  });
+  servers.push(srv);
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  return (srv.address() as net.AddressInfo).port;
+}
+
 after(async () => {
   await Promise.all(listeners.map((l) => l.close()));
+  for (const s of servers) s.close();
+});
+
+describe('ShadowTLS port: the way a connection closes is the site’s', () => {
+  it('a site that resets on a probe is a reset through the port too (not a FIN)', async () => {
+    const site = await tcpSite((s) => s.once('data', () => s.resetAndDestroy()));
+    const l = await front(site);
+    const probe = Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.equal(await reactionTo(site, probe), 'RST', 'the site directly');
+    assert.equal(await reactionTo(l.address.port, probe), 'RST', 'through the ShadowTLS port');
+    const hello = Buffer.concat([Buffer.from([22, 3, 1, 0, 64]), randomBytes(64)]);
+    assert.equal(await reactionTo(l.address.port, hello), 'RST', 'a TLS record that is no hello of ours');
+  });
+
+  it('a site that resets at once: a reset through the port', async () => {
+    const site = await tcpSite((s) => s.resetAndDestroy());
+    const l = await front(site);
+    assert.equal(await reactionTo(site, Buffer.from('x')), 'RST', 'the site directly');
+    assert.equal(await reactionTo(l.address.port, Buffer.from('x')), 'RST', 'through the ShadowTLS port');
+  });
+
+  it('a site that closes with a FIN: a FIN through the port', async () => {
+    const site = await tcpSite((s) => s.once('data', () => s.end('bye')));
+    const l = await front(site);
+    const probe = Buffer.from('hello\r\n');
+    assert.equal(await reactionTo(l.address.port, probe), 'DATA');
+    const closed = await new Promise<string>((resolve) => {
+      const s = net.connect(l.address.port, '127.0.0.1');
+      s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+      s.on('end', () => resolve('FIN'));
+      s.resume();
+      s.write(probe);
+    });
+    assert.equal(closed, 'FIN');
+  });
 });
 
 describe('ShadowTLS client: a handshake site that sends a HelloRetryRequest', () => {

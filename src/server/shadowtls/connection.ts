@@ -232,7 +232,11 @@ export function serveShadowTls(client: Socket, deps: ShadowTlsConnectionDeps): v
     if (phase === 'relay') client.end();
     else if (phase !== 'switched') closeBoth();
   });
-  hs.on('error', onError);
+  // The site reset (or could not be reached): the prober gets a reset too, as from the site directly.
+  hs.on('error', () => {
+    if (phase !== 'switched' && !client.destroyed) client.resetAndDestroy();
+    closeBoth();
+  });
   hs.on('close', () => {
     if (phase !== 'switched') closeBoth();
   });
