@@ -114,6 +114,35 @@ describe('ShadowTLS port: the way a connection closes is the site’s', () => {
   });
 });
 
+describe('ShadowTLS port: connections not switched count against the pending caps', () => {
+  it('over the per-address cap the oldest held connection is closed; the newest stay', async () => {
+    const held: net.Socket[] = [];
+    const site = await tcpSite((s) => held.push(s)); // a site that never answers
+    const l = await front(site, { pending: { perAddress: 3, total: 0 } });
+    const closed: number[] = [];
+    const conns: net.Socket[] = [];
+    for (let i = 0; i < 5; i++) {
+      const c = net.connect(l.address.port, '127.0.0.1');
+      c.on('error', () => {});
+      c.on('close', () => closed.push(i));
+      await once(c, 'connect');
+      conns.push(c);
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(closed.sort(), [0, 1], 'the two oldest went');
+    for (const c of conns) c.destroy();
+    for (const s of held) s.destroy();
+  });
+
+  it('by default the listener has caps (as the other listeners)', async () => {
+    const { DEFAULT_MAX_PENDING_PER_ADDRESS } = await import('../../src/server/pending-limits.js');
+    const site = await tcpSite(() => {});
+    const l = await front(site);
+    assert.equal(l.pending?.perAddress, DEFAULT_MAX_PENDING_PER_ADDRESS);
+  });
+});
+
 describe('ShadowTLS client: a handshake site that sends a HelloRetryRequest', () => {
   let site: HttpsServer;
   let ca: string;
