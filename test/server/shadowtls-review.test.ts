@@ -6,6 +6,8 @@
  *    handshake site directly: a site that resets is a reset through the port too;
  *  - connections not yet switched count against the pending-connection caps, as on the other
  *    listeners: over the cap the oldest goes;
+ *  - a genuine client's hello sent again (a censor's replay) is answered as the site would, not
+ *    with tagged records (4 bytes longer than the site's);
  *  - a handshake site that answers with a HelloRetryRequest: both ends key on the first
  *    ServerHello's random (the server's and sing-shadowtls's choice), so the dial works.
  */
@@ -19,8 +21,17 @@ import { after, before, describe, it } from 'node:test';
 import { makeLabCertificates } from '../../src/lab/lab-ca.js';
 import { listenShadowTls, type ShadowTlsListener } from '../../src/server/shadowtls/listener.js';
 import { silentLogger } from '../../src/shared/logger.js';
+import {
+  HandshakeUntagger,
+  RecordReader,
+  TYPE_APPLICATION_DATA,
+  serverRandomOf,
+  signClientHello,
+} from '../../src/protocol/shadowtls/index.js';
+import { SeenHellos } from '../../src/server/shadowtls/replay.js';
 import { dialShadowTls } from '../../src/transport/shadowtls-dialer.js';
 import { connectTls13 } from '../../src/transport/tls13/client.js';
+import { captureClientHello } from '../helpers/shadowtls-client.js';
 
 type Reaction = 'DATA' | 'RST' | 'FIN' | 'TIMEOUT';
 
@@ -140,6 +151,69 @@ describe('ShadowTLS port: connections not switched count against the pending cap
     const site = await tcpSite(() => {});
     const l = await front(site);
     assert.equal(l.pending?.perAddress, DEFAULT_MAX_PENDING_PER_ADDRESS);
+  });
+});
+
+describe('ShadowTLS port: a genuine hello sent again (a replay)', () => {
+  let site: HttpsServer;
+  let hello: Buffer;
+  before(async () => {
+    const certs = await makeLabCertificates(['replay.lab']);
+    site = createServer({ cert: certs.cert, key: certs.key, minVersion: 'TLSv1.3' }, (_q, res) => res.end('page'));
+    site.listen(0, '127.0.0.1');
+    await once(site, 'listening');
+    hello = await captureClientHello('replay.lab');
+    signClientHello(hello.subarray(5), 'review-pw');
+  });
+  after(() => {
+    site.closeAllConnections();
+    site.close();
+  });
+
+  /** Send `record`; whether the first application-data record that comes back carries the tag. */
+  function tagged(port: number): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1');
+      const reader = new RecordReader();
+      let untagger: HandshakeUntagger | undefined;
+      s.on('error', reject);
+      s.on('close', () => reject(new Error('closed before application data')));
+      s.on('data', (c: Buffer) => {
+        reader.push(c);
+        for (let rec = reader.next(); rec; rec = reader.next()) {
+          const sr = untagger ? undefined : serverRandomOf(rec);
+          if (sr) untagger = new HandshakeUntagger('review-pw', sr);
+          if (rec[0] !== TYPE_APPLICATION_DATA) continue;
+          s.removeAllListeners('close');
+          s.destroy();
+          resolve(untagger!.untag(rec) !== undefined);
+          return;
+        }
+      });
+      s.write(hello);
+    });
+  }
+
+  it('the first time the site’s records come tagged; the replay gets them as the site sends them', async () => {
+    const l = await front((site.address() as net.AddressInfo).port);
+    assert.equal(await tagged(l.address.port), true, 'the genuine hello');
+    assert.equal(await tagged(l.address.port), false, 'the same hello again');
+    assert.equal(l.counts.relayed, 1);
+  });
+
+  it('SeenHellos keeps at least one window, two generations at the most', () => {
+    const seen = new SeenHellos(1000, 3, 0);
+    const h = (i: number): Buffer => {
+      const r = Buffer.alloc(5 + 39 + 32);
+      r.fill(i, 5 + 39);
+      return r;
+    };
+    assert.equal(seen.replayed(h(1), 0), false);
+    assert.equal(seen.replayed(h(1), 999), true);
+    assert.equal(seen.replayed(h(2), 1000), false); // a new generation: 1 is in the previous one
+    assert.equal(seen.replayed(h(1), 1500), true);
+    assert.equal(seen.replayed(h(3), 2000), false); // 1 is forgotten now
+    assert.equal(seen.replayed(h(1), 2001), false);
   });
 });
 

@@ -12,6 +12,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../../shared/logger.js';
 import { pendingLimitsFor, type PendingCaps, type PendingLimits } from '../pending-limits.js';
 import { serveShadowTls, type ShadowTlsOutcome } from './connection.js';
+import { SeenHellos } from './replay.js';
 
 export const DEFAULT_HANDSHAKE_PORT = 443;
 const NAME_TTL_MS = 60_000;
@@ -66,6 +67,7 @@ export async function listenShadowTls(opts: ShadowTlsListenOptions): Promise<Sha
   const counts: Record<ShadowTlsOutcome, number> = { switched: 0, relayed: 0 };
   const lookup = cachedLookup();
   const pending = pendingLimitsFor(opts.pending);
+  const seen = new SeenHellos();
   const track = (s: Socket): void => {
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
@@ -88,6 +90,7 @@ export async function listenShadowTls(opts: ShadowTlsListenOptions): Promise<Sha
     serveShadowTls(client, {
       passwords: opts.passwords,
       dialHandshake,
+      replayed: (record) => seen.replayed(record),
       idleMs: opts.idleMs,
       onOutcome: (o) => {
         counts[o]++;
