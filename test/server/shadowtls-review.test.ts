@@ -261,3 +261,29 @@ describe('ShadowTLS client: a handshake site that sends a HelloRetryRequest', ()
     assert.equal(l.counts.switched, 1);
   });
 });
+
+describe('ShadowTLS records: a hello trickled one byte at a time', () => {
+  it('costs copying linear in its size (RecordReader), not a copy of all held bytes per byte', () => {
+    const record = Buffer.concat([Buffer.from([22, 3, 1, 0x40, 0]), randomBytes(0x4000)]);
+    const reader = new RecordReader(0x4000);
+    const concat = Buffer.concat;
+    let copied = 0;
+    Buffer.concat = ((list: readonly Uint8Array[], total?: number) => {
+      const out = concat(list, total);
+      copied += out.length;
+      return out;
+    }) as typeof Buffer.concat;
+    let got: Buffer | undefined;
+    try {
+      for (let i = 0; i < record.length && !got; i++) {
+        reader.push(record.subarray(i, i + 1));
+        reader.peek(Math.min(reader.pending, 5)); // as the port's hello step does
+        got = reader.next();
+      }
+    } finally {
+      Buffer.concat = concat;
+    }
+    assert.ok(got?.equals(record));
+    assert.ok(copied < 4 * record.length, `${copied} bytes copied for a ${record.length}-byte record`);
+  });
+});
