@@ -69,8 +69,7 @@ export async function dialShadowTls(ep: ShadowTlsEndpoint, signal?: AbortSignal)
   let serverRandom: Buffer | undefined;
   let tagged = false;
   const onRecord = (record: Buffer): Buffer => {
-    // The first ServerHello's random keys ShadowTLS, a HelloRetryRequest's too (as the servers do).
-    const sr = untagger ? undefined : serverRandomOf(record);
+    const sr = serverRandomOf(record);
     if (sr) {
       serverRandom = sr;
       untagger = new HandshakeUntagger(password, sr);
