@@ -13,6 +13,7 @@ import type { ShadowTlsConfig } from '../config/server.js';
 import { flag, flagSchema, parseFlags } from '../config/flags.js';
 import { shadowTlsKeyUrl } from '../protocol/sip002/shadowtls.js';
 import type { ShadowsocksServer } from '../server/index.js';
+import type { PendingCaps } from '../server/pending-limits.js';
 import { bindErrorCode, explainBindError } from '../shared/listen.js';
 import type { Logger } from '../shared/logger.js';
 import { formatHostPort, parseHostPort } from '../shared/parse.js';
@@ -132,6 +133,7 @@ export async function startShadowTls(
   server: ShadowsocksServer,
   idleMs: number,
   logger: Logger,
+  pending?: PendingCaps,
 ): Promise<RunningShadowTls> {
   const { listenShadowTls } = await import('../server/shadowtls/listener.js');
   try {
@@ -142,6 +144,7 @@ export async function startShadowTls(
       passwords: [plan.password],
       idleMs,
       logger,
+      pending,
       onStream: (stream, info) => server.handleStream(stream, info),
     });
     return { ...plan, port: l.address.port, close: () => l.close() };

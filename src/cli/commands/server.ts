@@ -455,6 +455,7 @@ export function registerServer(program: Command): void {
             plane.server,
             p.config.idleMs,
             log,
+            p.config.pending,
           );
         } catch (err) {
           startupLog.release();

@@ -61,7 +61,10 @@ export class RecordReader {
   peek(n: number): Buffer {
     const first = this.chunks[0]!;
     if (first.length >= n) return first.subarray(0, n);
-    return Buffer.concat(this.chunks, this.buffered).subarray(0, n);
+    // Kept joined: a record trickled in one byte at a time would otherwise be copied whole per byte.
+    const all = Buffer.concat(this.chunks, this.buffered);
+    this.chunks = [all];
+    return all.subarray(0, n);
   }
 
   private take(n: number): Buffer {

@@ -49,6 +49,8 @@ export interface ShadowTlsConnectionDeps {
   onStream(stream: Duplex, remoteAddress: string | undefined, password: string): void;
   /** The connection's path, once decided. */
   onOutcome?(outcome: ShadowTlsOutcome): void;
+  /** Whether a verified ClientHello record was seen before (replay.ts): then it is relayed as a wrong one. */
+  replayed?(record: Buffer): boolean;
   /** Close a connection this long silent before the switch (both sides); 0: never. */
   idleMs: number;
 }
@@ -124,7 +126,8 @@ export function serveShadowTls(client: Socket, deps: ShadowTlsConnectionDeps): v
       return relay(); // above 2^14: no ClientHello of ours
     }
     if (!record) return;
-    const which = verifyClientHello(record, deps.passwords);
+    let which = verifyClientHello(record, deps.passwords);
+    if (which >= 0 && deps.replayed?.(record)) which = -1;
     toServer(record);
     if (which < 0) return relay();
     password = deps.passwords[which]!;
@@ -232,7 +235,11 @@ export function serveShadowTls(client: Socket, deps: ShadowTlsConnectionDeps): v
     if (phase === 'relay') client.end();
     else if (phase !== 'switched') closeBoth();
   });
-  hs.on('error', onError);
+  // The site reset (or could not be reached): the prober gets a reset too, as from the site directly.
+  hs.on('error', () => {
+    if (phase !== 'switched' && !client.destroyed) client.resetAndDestroy();
+    closeBoth();
+  });
   hs.on('close', () => {
     if (phase !== 'switched') closeBoth();
   });

@@ -10,7 +10,9 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import net, { type AddressInfo, type LookupFunction, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../shared/logger.js';
+import { pendingLimitsFor, type PendingCaps, type PendingLimits } from '../pending-limits.js';
 import { serveShadowTls, type ShadowTlsOutcome } from './connection.js';
+import { SeenHellos } from './replay.js';
 
 export const DEFAULT_HANDSHAKE_PORT = 443;
 const NAME_TTL_MS = 60_000;
@@ -24,6 +26,11 @@ export interface ShadowTlsListenOptions {
   /** Idle limit before the switch (and of a plain relay), ms. */
   readonly idleMs: number;
   readonly logger: Logger;
+  /**
+   * Caps on connections not switched (../pending-limits.ts), as on the other listeners: over a cap
+   * the oldest goes. Default: the default caps; false: none.
+   */
+  readonly pending?: PendingLimits | PendingCaps | false | undefined;
   onStream(stream: Duplex, info: { remoteAddress: string | undefined }): void;
 }
 
@@ -31,6 +38,8 @@ export interface ShadowTlsListener {
   readonly address: AddressInfo;
   /** Connections switched to Shadowsocks and relayed to the handshake server, since the start. */
   readonly counts: Readonly<Record<ShadowTlsOutcome, number>>;
+  /** The caps its connections count against until they switch (undefined: none). */
+  readonly pending: PendingLimits | undefined;
   close(): Promise<void>;
 }
 
@@ -57,6 +66,8 @@ export async function listenShadowTls(opts: ShadowTlsListenOptions): Promise<Sha
   const sockets = new Set<Socket>();
   const counts: Record<ShadowTlsOutcome, number> = { switched: 0, relayed: 0 };
   const lookup = cachedLookup();
+  const pending = pendingLimitsFor(opts.pending);
+  const seen = new SeenHellos();
   const track = (s: Socket): void => {
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
@@ -74,12 +85,16 @@ export async function listenShadowTls(opts: ShadowTlsListenOptions): Promise<Sha
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (client) => {
     track(client);
     client.on('error', () => {});
+    const entry = pending?.add(client.remoteAddress, () => client.destroy());
+    if (entry) client.once('close', () => entry.remove());
     serveShadowTls(client, {
       passwords: opts.passwords,
       dialHandshake,
+      replayed: (record) => seen.replayed(record),
       idleMs: opts.idleMs,
       onOutcome: (o) => {
         counts[o]++;
+        if (o === 'switched') entry?.remove();
         if (opts.logger.isLevelEnabled('debug')) opts.logger.debug({ outcome: o }, 'shadowtls connection');
       },
       onStream: (stream, remoteAddress) => opts.onStream(stream, { remoteAddress }),
@@ -97,6 +112,7 @@ export async function listenShadowTls(opts: ShadowTlsListenOptions): Promise<Sha
   return {
     address,
     counts,
+    pending,
     close: async () => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of sockets) s.destroy();
