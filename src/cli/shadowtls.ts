@@ -17,6 +17,7 @@ import { bindErrorCode, explainBindError } from '../shared/listen.js';
 import type { Logger } from '../shared/logger.js';
 import { formatHostPort, parseHostPort } from '../shared/parse.js';
 import { UsageError } from './errors.js';
+import type { PortPool } from './port-pool.js';
 import { keptSecret } from './kept-secret.js';
 
 export interface ShadowTlsFlags {
@@ -174,4 +175,31 @@ export function shadowTlsKeyLines(
     '    as an ss:// URL (ladder client, Shadowrocket, Sub-Store and the apps that read plugin=shadow-tls):',
     `    ${shadowTlsKeyUrl(key, { host, port: r.port }, r, tag)}`,
   ];
+}
+
+/**
+ * Managed mode's ShadowTLS port: its password kept in the data dir, its streams to the pool's
+ * web server (every key of every port), started with `makeServer` when the web front did not.
+ */
+export async function startManagedShadowTls(
+  plan: ShadowTlsPlan,
+  dataDir: string,
+  pool: Pick<PortPool, 'attachWebServer' | 'webServer'>,
+  makeServer: () => Promise<ShadowsocksServer>,
+  idleMs: number,
+  logger: Logger,
+): Promise<RunningShadowTls> {
+  if (!pool.webServer) pool.attachWebServer(await makeServer());
+  const password = await storedShadowTlsPassword(dataDir, plan.password);
+  return startShadowTls({ ...plan, password }, pool.webServer!, idleMs, logger);
+}
+
+/** The managed banner's ShadowTLS fields (managed-banner.ts): the status line and the first key's lines. */
+export function shadowTlsBannerLines(
+  r: RunningShadowTls,
+  key: { method: string; secret: string },
+  host: string,
+  label: string,
+): { stlsLine: string; stlsLines: string[] } {
+  return { stlsLine: shadowTlsStatusLine(r), stlsLines: shadowTlsKeyLines(key, host, r, `${label} (ShadowTLS)`) };
 }
