@@ -56,7 +56,13 @@ import {
   type RunningWeb,
 } from './web.js';
 import { checkPublicHost, type ManagedFlags } from './managed-options.js';
-import { planShadowTls, shadowTlsBannerLines, startManagedShadowTls, type ShadowTlsPlan } from './shadowtls.js';
+import {
+  planShadowTls,
+  saveShadowTlsEndpoint,
+  shadowTlsBannerLines,
+  startManagedShadowTls,
+  type ShadowTlsPlan,
+} from './shadowtls.js';
 import { lockDataDir } from './data-dir-lock.js';
 import { checkOwnPortsDistinct } from './own-ports.js';
 import { applyPortFlag, applyPublicHostFlag } from './port-for-new-keys.js';
@@ -447,6 +453,7 @@ export async function startManaged(
       shadowTlsEndpoint = { port: stls.port, sni: stls.sni, password: stls.password, udp: flags.udp !== false };
     }
     await saveWebEndpoint(dataDir, web && webEndpointOf(web, settings.hostnameForAccessKeys));
+    await saveShadowTlsEndpoint(dataDir, stls);
 
     // metricsMoved: the default metrics port was taken (another server on this host).
     const { server: ms, moved: metricsMoved } = await startMetricsFor(metrics, flags, metricsPortFlag);

@@ -161,6 +161,13 @@ describe('ladder server --shadowtls-port', () => {
         first = (await waitForStdout(r, /version 3, password (\S+), SNI site\.lab/))[1]!;
         assert.equal(await kept(), first);
         assert.equal(await curlSite('site.lab', port, join(dir, 'ca.pem')), PAGE);
+        // keys url and access-config print the key's ShadowTLS URL from what the server saved.
+        const enc = encodeURIComponent(`;password=${first};version=3`);
+        for (const cmd of [['keys', 'url', '0'], ['server', 'access-config']]) {
+          const out = await runLadder([...cmd, '--data-dir', dataDir]);
+          assert.equal(out.code, 0, out.stderr);
+          assert.ok(out.stdout.includes(`:${port}/?plugin=shadow-tls%3Bhost%3Dsite.lab${enc}`), out.stdout);
+        }
       } else (await connectShadowTls(port, first, hello)).socket.destroy(); // the kept password is tagged
 
       r.child.kill('SIGTERM');
