@@ -37,7 +37,8 @@ export function serverEntryEndpoint(s: ServerEntry): KeyEndpoint {
 export function warnPluginNotes(endpoints: readonly { pluginNotes?: string[] }[], log: Logger): void {
   endpoints.forEach((e, i) => {
     for (const note of e.pluginNotes ?? [])
-      log.warn({ endpoint: i + 1 }, `key of endpoint ${i + 1}: v2ray-plugin ${note}`);
+      // v2ray-plugin's notes begin "option …"; shadow-tls's name their plugin themselves.
+      log.warn({ endpoint: i + 1 }, `key of endpoint ${i + 1}: ${note.startsWith('shadow-tls') ? '' : 'v2ray-plugin '}${note}`);
   });
 }
 

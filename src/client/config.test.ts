@@ -99,7 +99,7 @@ test('client config errors name the file and field, never the password', () => {
     [{ servers: [{ server: 'h', server_port: 1, method: 'm', password: '' }] }, /servers\[0\]\.password/],
     [
       { servers: [{ server: 'h', server_port: 1, method: 'm', password: 'secretpw', plugin: 'x' }] },
-      /^c\.json: servers\[0\]\.plugin: plugin "x" is not supported \(only v2ray-plugin\)$/,
+      /^c\.json: servers\[0\]\.plugin: plugin "x" is not supported \(only v2ray-plugin and shadow-tls\)$/,
     ],
     [
       {
@@ -115,6 +115,21 @@ test('client config errors name the file and field, never the password', () => {
         ],
       },
       /^c\.json: servers\[0\]\.plugin_opts: v2ray-plugin mode "quic" is not supported/,
+    ],
+    [
+      {
+        servers: [
+          {
+            server: 'h',
+            server_port: 1,
+            method: 'aes-256-gcm',
+            password: 'secretpw',
+            plugin: 'shadow-tls',
+            plugin_opts: 'host=site.example;password=stls-secret;version=2',
+          },
+        ],
+      },
+      /^c\.json: servers\[0\]\.plugin_opts: shadow-tls version=2 is not supported \(only version=3\)$/,
     ],
     [
       { servers: [{ server: 'h', server_port: 1, method: 'rc4-md5', password: 'secretpw' }] },
@@ -155,6 +170,32 @@ test('client config errors name the file and field, never the password', () => {
     () => parseClientConfig('{', 'c.json'),
     /c\.json: line 1, column 2: expected property name or '}'$/,
   );
+});
+
+test('a SIP008 servers entry with the shadow-tls plugin (its options as a key\'s plugin= gives them)', () => {
+  const c = parseClientConfig(
+    JSON.stringify({
+      servers: [
+        {
+          server: '203.0.113.5',
+          server_port: 443,
+          method: 'aes-256-gcm',
+          password: 'secretpw',
+          plugin: 'shadow-tls',
+          plugin_opts: 'host=site.example;password=stls-secret;version=3',
+        },
+      ],
+    }),
+    'c.json',
+  );
+  assert.deepEqual(c.servers?.[0], {
+    host: '203.0.113.5',
+    port: 443,
+    method: 'aes-256-gcm',
+    password: 'secretpw',
+    plugin: 'shadow-tls',
+    pluginOptions: 'host=site.example;password=stls-secret;version=3',
+  });
 });
 
 test('route modes, host:port and rule-file format detection', () => {

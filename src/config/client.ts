@@ -31,6 +31,7 @@ import { didYouMean } from '../protocol/near-miss.js';
 import { parseProxyAuth, type ProxyAuth } from './proxy-auth.js';
 import { isProtocolError } from '../protocol/errors.js';
 import { parseV2rayPluginOptions, V2RAY_PLUGIN_NAMES } from '../protocol/sip002/plugin-opts.js';
+import { parseShadowTlsPluginOptions, SHADOW_TLS_PLUGIN_NAMES } from '../protocol/sip002/shadowtls-opts.js';
 import { parseRouteMode, ROUTE_MODES, routeModeOf, type RouteMode } from './route-mode.js';
 
 export { parseRouteMode, ROUTE_MODES, routeModeOf, type RouteMode };
@@ -116,11 +117,14 @@ const serverEntrySchema = z
   )
   .superRefine((e, ctx) => {
     const plugin = e.plugin ?? '';
-    if (plugin !== '' && !V2RAY_PLUGIN_NAMES.has(plugin))
+    if (SHADOW_TLS_PLUGIN_NAMES.has(plugin)) {
+      const issue = pluginOptionsIssue(e.plugin_opts, parseShadowTlsPluginOptions);
+      if (issue) ctx.addIssue({ code: 'custom', path: ['plugin_opts'], message: issue });
+    } else if (plugin !== '' && !V2RAY_PLUGIN_NAMES.has(plugin))
       ctx.addIssue({
         code: 'custom',
         path: ['plugin'],
-        message: `plugin ${JSON.stringify(plugin.slice(0, 40))} is not supported (only v2ray-plugin)`,
+        message: `plugin ${JSON.stringify(plugin.slice(0, 40))} is not supported (only v2ray-plugin and shadow-tls)`,
       });
     else if (plugin !== '') {
       // The options as an ss:// key's plugin= would give them: same checks, same one-line messages.
@@ -140,10 +144,10 @@ const serverEntrySchema = z
     ...(e.plugin ? { plugin: e.plugin, ...(e.plugin_opts ? { pluginOptions: e.plugin_opts } : {}) } : {}),
   }));
 
-/** What is wrong with v2ray-plugin options (one line, never a secret), or undefined. */
-function pluginOptionsIssue(text: string | undefined): string | undefined {
+/** What is wrong with v2ray-plugin (or, with `parse`, shadow-tls) options (one line, never a secret), or undefined. */
+function pluginOptionsIssue(text: string | undefined, parse: (t: string | undefined) => unknown = parseV2rayPluginOptions): string | undefined {
   try {
-    parseV2rayPluginOptions(text);
+    parse(text);
     return undefined;
   } catch (err) {
     if (isProtocolError(err)) return err.message;

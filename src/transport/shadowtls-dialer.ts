@@ -33,8 +33,9 @@ import {
 import { CONTENT_ALERT, RecordProtection } from '../protocol/tls13/key-schedule.js';
 import { connectTcp, DEFAULT_CONNECT_TIMEOUT_MS, UpstreamDialError, type NextHop } from './dialer.js';
 import { ShadowTlsStream } from './shadowtls-stream.js';
+import { HRR_RANDOM } from '../protocol/tls13/messages.js';
 import { runHandshake } from './tls13/client.js';
-import { ClientHandshake } from './tls13/handshake.js';
+import { ClientHandshake, Tls13Error } from './tls13/handshake.js';
 
 export interface ShadowTlsEndpoint {
   /** The ShadowTLS server. */
@@ -54,6 +55,10 @@ export interface ShadowTlsEndpoint {
 export const NOT_AUTHENTICATED =
   'ShadowTLS server did not authenticate: wrong ShadowTLS password, or the address is not a ShadowTLS v3 server (the handshake reached a plain TLS server)';
 
+/** Why a site that answers with a HelloRetryRequest cannot be used (its ShadowTLS server's key would be a constant). */
+export const HELLO_RETRY =
+  'the handshake site answered with a HelloRetryRequest (it wants a key share other than X25519), which ShadowTLS v3 cannot carry safely: choose another site';
+
 /** Open one ShadowTLS v3 connection to `ep`: the Shadowsocks byte stream inside it. */
 export async function dialShadowTls(ep: ShadowTlsEndpoint, signal?: AbortSignal): Promise<Duplex> {
   const timeoutMs = ep.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
@@ -70,6 +75,9 @@ export async function dialShadowTls(ep: ShadowTlsEndpoint, signal?: AbortSignal)
   let tagged = false;
   const onRecord = (record: Buffer): Buffer => {
     const sr = serverRandomOf(record);
+    // A HelloRetryRequest's "random" is a constant: tags keyed on it would repeat from one
+    // connection to the next (the server keys on the first ServerHello it relays).
+    if (sr?.equals(HRR_RANDOM)) throw new Tls13Error(HELLO_RETRY, 40);
     if (sr) {
       serverRandom = sr;
       untagger = new HandshakeUntagger(password, sr);

@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { endpointFromKey } from '../../src/client/key.js';
 import { pathKey } from '../../src/client/picker.js';
+import { warnPluginNotes } from '../../src/cli/client-setup.js';
+import type { Logger } from '../../src/shared/logger.js';
 
 const key = (opts: string): string =>
   `ss://${Buffer.from('2022-blake3-aes-128-gcm:AAECAwQFBgcICQoLDA0ODw==').toString('base64url')}@203.0.113.5:443?plugin=${encodeURIComponent(`shadow-tls;${opts}`)}#node`;
@@ -25,6 +27,9 @@ test('a key with uot=1 keeps it; fp= is a note', () => {
   const ep = endpointFromKey(`${key('host=a.test;password=p;version=3;fp=chrome').replace('#node', '')}&uot=1`, 'local');
   assert.equal(ep.udpOverTcp, 1);
   assert.match(ep.pluginNotes?.[0] ?? '', /"fp" is ignored/);
+  const warned: string[] = [];
+  warnPluginNotes([ep], { warn: (_o: unknown, msg: string) => warned.push(msg) } as unknown as Logger);
+  assert.deepEqual(warned, ['key of endpoint 1: shadow-tls option "fp" is ignored (the ClientHello is always Chrome-shaped)']);
 });
 
 test('bad shadow-tls fields: one line, no password of either layer', () => {

@@ -89,7 +89,7 @@ test("ladder client --config with Ladder's SIP008 subscription (web entry with v
   assert.equal(r.code, 2);
   assert.match(
     r.stderr.trim(),
-    /^ladder: .*other\.json: servers\[0\]\.plugin: plugin "obfs-local" is not supported \(only v2ray-plugin\)$/,
+    /^ladder: .*other\.json: servers\[0\]\.plugin: plugin "obfs-local" is not supported \(only v2ray-plugin and shadow-tls\)$/,
   );
   assert.ok(!r.stderr.includes(String(web.password)));
 });

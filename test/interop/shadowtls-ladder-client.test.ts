@@ -1,7 +1,8 @@
 // End to end: `ladder client` (the CLI, a SIP002 key with plugin=shadow-tls;host;password;
 // version=3) → Ladder's ShadowTLS v3 listener, relaying the handshake to Debian's nginx (TLS 1.3,
 // lab CA certificate) as the "real site" → the Shadowsocks data plane → sink / source on
-// loopback. 8 MiB each way, hashed, with aes-256-gcm and a 2022 method; SOCKS5 UDP inside the
+// loopback. 8 MiB each way, hashed, with aes-256-gcm and a 2022 method, and once with both CLIs
+// (`ladder server --shadowtls-port`'s printed key in `ladder client`); SOCKS5 UDP inside the
 // streams (UoT v2); then a key with a wrong
 // ShadowTLS password: the client's log says so in one line while the listener relays that
 // connection to the site.
@@ -15,6 +16,7 @@ import { makeLabCertificates } from '../../src/lab/lab-ca.js';
 import { formatSsUrl } from '../../src/protocol/sip002/index.js';
 import { listenShadowTls, type ShadowTlsListener } from '../../src/server/shadowtls/listener.js';
 import { silentLogger } from '../../src/shared/logger.js';
+import { run, waitForStdout, type Run } from '../helpers/cli-run.js';
 import { startTestServer, type TestDataPlane } from '../helpers/data-plane.js';
 import { startLadderClient, type Peer } from '../helpers/peers.js';
 import { assertUdpEchoes100 } from '../helpers/udp-echo-check.js';
@@ -84,6 +86,26 @@ describe('ladder client → ShadowTLS v3 (site: nginx TLS 1.3) → Ladder server
       assert.match(client.output(), /over ShadowTLS v3/, 'the banner names the transport');
     });
   }
+
+  test('both CLIs: ladder server --shadowtls-port prints the key, ladder client takes it as is: 8 MiB each way (2022-blake3-aes-128-gcm)', async () => {
+    const server: Run = run([
+      ...'server --port 0 --host 127.0.0.1 --allow-private --show-urls --method 2022-blake3-aes-128-gcm'.split(' '),
+      ...['--password', randomBytes(16).toString('base64')],
+      ...['--shadowtls-port', '0', '--shadowtls-host', '127.0.0.1'],
+      ...['--shadowtls-handshake', `127.0.0.1:${nginx.port}`, '--shadowtls-sni', SNI],
+    ]);
+    try {
+      await waitForStdout(server, /ShadowTLS v3 on 127\.0\.0\.1:\d+/);
+      const url = (await waitForStdout(server, /(ss:\/\/\S+plugin=shadow-tls\S+)/))[1]!;
+      const client = await startLadderClient({ key: url });
+      peers.push(client);
+      await waitUntilUsable(client.socksPort, fx, peers);
+      await transferBothWays(client.socksPort, 8 * MiB, fx, peers);
+    } finally {
+      server.child.kill('SIGTERM');
+      await server.exit;
+    }
+  });
 
   test('SOCKS5 UDP ASSOCIATE inside the ShadowTLS streams (UDP-over-TCP v2, the key default): 100 datagrams echoed', async () => {
     const client = await startLadderClient({ key: shadowTlsKey(KEYS[1]!, listener.address.port, PASSWORD), extraArgs: ['--udp'] });

@@ -3,7 +3,8 @@
 // s_server, lab CA certificate): the stream through it echoes 4 MiB byte-identical (the
 // ClientHello's tag accepted, the site's records untagged, the switch, both HMAC chains); a wrong
 // ShadowTLS password fails the dial with one line while the listener relays that connection to
-// the site; the hello on the wire is one record with the 32-byte tagged session id.
+// the site; the hello on the wire is one record with the 32-byte tagged session id; a site that
+// asks for another key share (HelloRetryRequest) is refused with one line.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,7 +17,7 @@ import { makeLabCertificates } from '../../src/lab/lab-ca.js';
 import { verifyClientHello } from '../../src/protocol/shadowtls/index.js';
 import { listenShadowTls, type ShadowTlsListener } from '../../src/server/shadowtls/listener.js';
 import { silentLogger } from '../../src/shared/logger.js';
-import { dialShadowTls, NOT_AUTHENTICATED } from '../../src/transport/shadowtls-dialer.js';
+import { dialShadowTls, HELLO_RETRY, NOT_AUTHENTICATED } from '../../src/transport/shadowtls-dialer.js';
 import { freePort } from '../helpers/net.js';
 import { spawnPeer, type Peer } from '../helpers/peers.js';
 import { opensslSkip } from '../web/fixtures.js';
@@ -116,5 +117,33 @@ describe('ShadowTLS v3 client ↔ Ladder ShadowTLS listener ↔ openssl s_server
       return true;
     });
     assert.equal(listener.counts.relayed, relayed + 1);
+  });
+
+  test('a site that answers with a HelloRetryRequest (s_server -groups P-256): refused with one line', async () => {
+    const port = await freePort();
+    const hrrSite = await spawnPeer(
+      'openssl s_server (P-256)',
+      'openssl',
+      ['s_server', '-tls1_3', '-groups', 'P-256', '-accept', `127.0.0.1:${port}`, '-cert', 'cert.pem', '-key', 'key.pem', '-www', '-quiet'],
+      { waitPort: port, cwd: dir },
+    );
+    const front = await listenShadowTls({
+      port: 0,
+      host: '127.0.0.1',
+      handshake: { host: '127.0.0.1', port },
+      passwords: [PASSWORD],
+      idleMs: 10_000,
+      logger: silentLogger,
+      onStream: (stream) => stream.destroy(),
+    });
+    try {
+      await assert.rejects(dialShadowTls({ address: '127.0.0.1', port: front.address.port, sni: SNI, password: PASSWORD }), (err: Error) => {
+        assert.equal(err.message, `ShadowTLS handshake failed: ${HELLO_RETRY}`);
+        return true;
+      });
+    } finally {
+      await front.close();
+      await hrrSite.stop();
+    }
   });
 });

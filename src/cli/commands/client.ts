@@ -182,7 +182,7 @@ export function registerClient(program: Command): void {
     )
     .option(
       '--config <file>',
-      'JSON client config: "keys" (ss:// keys)/"servers" (SIP008, e.g. a saved subscription; plugin v2ray-plugin with plugin_opts), "socks", "http", "route", "rules", "dns", "dnsUpstream", "dnsMode", "shape", "residualSeconds", "udp", "udpOverTcp", "auth"; "rules" relative to the file; flags win (docs/client-config.md)',
+      'JSON client config: "keys" (ss:// keys)/"servers" (SIP008, e.g. a saved subscription; plugin v2ray-plugin or shadow-tls with plugin_opts), "socks", "http", "route", "rules", "dns", "dnsUpstream", "dnsMode", "shape", "residualSeconds", "udp", "udpOverTcp", "auth"; "rules" relative to the file; flags win (docs/client-config.md)',
     )
     .addOption(
       shownDefault(

@@ -15,7 +15,8 @@ import {
   newHelloSpec,
 } from './client-hello.js';
 import { CONTENT_APPLICATION_DATA, expandLabel, KeySchedule, RecordProtection, SUITES } from './key-schedule.js';
-import { HandshakeReader, parseServerHello } from './messages.js';
+import { HandshakeReader, parseCertificate, parseCertificateVerify, parseEncryptedExtensions, parseServerHello } from './messages.js';
+import { ProtocolError } from '../errors.js';
 
 const h = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
@@ -114,6 +115,25 @@ describe('TLS 1.3 key schedule: RFC 8448 §3 known answers', () => {
       assert.deepEqual(types, [8, 11, 15, 20], `cut at ${cut}`);
     }
   });
+});
+
+test('every truncation of the trace\'s server messages is a ProtocolError, never a crash', () => {
+  const cases: [string, (b: Buffer) => unknown][] = [
+    [RFC.serverHello, (b) => parseServerHello(b)],
+    [RFC.encryptedExtensions, (b) => parseEncryptedExtensions(b, [])],
+    [RFC.certificate, (b) => parseCertificate(b)],
+    [RFC.certificateVerify, (b) => parseCertificateVerify(b)],
+  ];
+  for (const [hex, parse] of cases) {
+    const body = h(hex).subarray(4);
+    assert.doesNotThrow(() => parse(body));
+    for (let i = 0; i < body.length; i++) {
+      // A ServerHello cut right before its extensions is a whole pre-1.3 one (the engine then
+      // refuses its version): the one cut that parses.
+      if (parse === cases[0]![1] && i === 38) assert.equal(parseServerHello(body.subarray(0, i)).version, 0x0303);
+      else assert.throws(() => parse(body.subarray(0, i)), ProtocolError, `cut at ${i}`);
+    }
+  }
 });
 
 describe('ClientHello: Chrome 156 shape (without X25519MLKEM768)', () => {

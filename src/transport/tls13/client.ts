@@ -41,6 +41,7 @@ export function runHandshake(
   const reader = new RecordReader(MAX_TLS13_CIPHERTEXT + 5);
   return new Promise((resolve, reject) => {
     let settled = false;
+    let first = true;
     const finish = (err?: Error): void => {
       if (settled) return;
       settled = true;
@@ -57,6 +58,13 @@ export function runHandshake(
     };
     const onReadable = (): void => {
       for (let chunk = conn.read() as Buffer | null; chunk !== null; chunk = conn.read() as Buffer | null) {
+        // A first byte that starts no TLS record (an HTTP answer, an SSH banner): say so, rather
+        // than what its bytes would mean as a record header.
+        if (first && chunk.length > 0 && (chunk[0]! < 20 || chunk[0]! > 23)) {
+          finish(new ProtocolError('ERR_TLS', 'the server did not answer with TLS'));
+          return;
+        }
+        first = false;
         reader.push(chunk);
         try {
           while (!hs.done) {
