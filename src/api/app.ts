@@ -22,7 +22,7 @@ import { AEAD_2022_METHODS } from '../protocol/shadowsocks/methods2022.js';
 import { DEFAULT_METHOD } from '../config/defaults.js';
 import { isStoreUnavailable, KeyEnforcer, type Store } from '../store/index.js';
 import { registerRotateRoute } from './routes-rotate.js';
-import type { ApiAddress, ApiContext, FleetView, WebEndpoint } from './context.js';
+import type { ApiAddress, ApiContext, FleetView, ShadowTlsEndpoint, WebEndpoint } from './context.js';
 import { defaultDashboardDir, registerDashboard } from './dashboard.js';
 import { registerDynamicRoutes } from './dynamic.js';
 import { registerNodeRoutes } from './fleet.js';
@@ -69,6 +69,8 @@ export interface ApiOptions {
   metricsServed?: () => boolean;
   /** The web front's public parameters, read per request (subscriptions offer its WebSocket entries). */
   webEndpoint?: () => WebEndpoint | undefined;
+  /** The ShadowTLS v3 port's public parameters, read per request (subscriptions offer its entries). */
+  shadowTls?: () => ShadowTlsEndpoint | undefined;
   /** The built dashboard (web/dist); omitted = the package's own; null = no dashboard. */
   dashboardDir?: string | null;
   /** The fleet, on a fleet node (--node): keys list its nodes; GET /nodes and friends. */
@@ -304,6 +306,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
       ? new X509Certificate(opts.https.cert).fingerprint256.replace(/:/g, '').toUpperCase()
       : undefined,
     webEndpoint: opts.webEndpoint,
+    shadowTls: opts.shadowTls,
     fleet: opts.fleet,
     apiAddress: opts.apiAddress,
   };
@@ -335,7 +338,7 @@ export async function buildApi(opts: ApiOptions): Promise<FastifyInstance> {
 export async function buildDynamicApp(
   opts: Pick<
     ApiOptions,
-    'store' | 'control' | 'logger' | 'clock' | 'webEndpoint' | 'fleet' | 'apiAddress'
+    'store' | 'control' | 'logger' | 'clock' | 'webEndpoint' | 'shadowTls' | 'fleet' | 'apiAddress'
   > & {
     enforcer: KeyEnforcer;
     requestTimeoutMs?: number;
@@ -369,6 +372,7 @@ export async function buildDynamicApp(
     version: serverVersion(),
     metricsServed: undefined,
     webEndpoint: opts.webEndpoint,
+    shadowTls: opts.shadowTls,
     fleet: opts.fleet,
     apiAddress: opts.apiAddress,
   });

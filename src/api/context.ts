@@ -45,6 +45,16 @@ export type WebEndpoint = WebFront & {
   only?: boolean | undefined;
 };
 
+/** The ShadowTLS v3 port's public parameters (managed mode with --shadowtls-port); the password is a secret. */
+export interface ShadowTlsEndpoint {
+  readonly port: number;
+  /** The handshake site's name: the SNI clients send. */
+  readonly sni: string;
+  readonly password: string;
+  /** UDP rides inside the streams (UDP-over-TCP v2) when the server relays UDP. */
+  readonly udp: boolean;
+}
+
 /** This node, as GET /nodes reports it. */
 export interface FleetSelf {
   name: string;
@@ -81,6 +91,8 @@ export interface ApiContext {
   apiCertSha256?: string | undefined;
   /** The web front, when there is one (read per request: managed mode starts it after the API). */
   webEndpoint?: (() => WebEndpoint | undefined) | undefined;
+  /** The ShadowTLS v3 port, when there is one (read per request, as webEndpoint). */
+  shadowTls?: (() => ShadowTlsEndpoint | undefined) | undefined;
   /** The fleet, on a fleet node (--node): keys list its nodes, and the node routes exist. */
   fleet?: FleetView | undefined;
   /** Where this API listens (startApi fills it in): the endpoint of the URLs it hands out. */

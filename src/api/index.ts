@@ -17,7 +17,7 @@ export {
 } from './access-url.js';
 export { API_ENDPOINT_FILE, loadApiAddress, localApiEndpoint } from './api-endpoint.js';
 export { subscriptionUrl, subscriptionUrlVia, SUB_FORMATS, type SubFormat } from './subscriptions/url.js';
-export type { ApiAddress, FleetSelf, FleetView, WebEndpoint } from './context.js';
+export type { ApiAddress, FleetSelf, FleetView, ShadowTlsEndpoint, WebEndpoint } from './context.js';
 export type { FleetServer } from './fleet.js';
 export {
   ensureCertificate,

@@ -28,6 +28,9 @@ export interface ManagedBannerInput {
   metricsUrl: string | undefined;
   dynamicAddress: string | undefined;
   webLine: string | undefined;
+  /** The ShadowTLS port's status line, and the first key's ShadowTLS lines (shadowtls.ts). */
+  stlsLine?: string | undefined;
+  stlsLines?: string[] | undefined;
   allowPrivate: boolean;
   /** --method given on a later start (it only applies to the first key): the method. */
   methodNote: string | undefined;
@@ -79,6 +82,7 @@ export async function managedBanners(b: ManagedBannerInput): Promise<ManagedBann
   if (b.dynamicAddress)
     head.push(`  dynamic keys (plain HTTP, put TLS in front): ${b.dynamicAddress}/access/…`);
   if (b.webLine) head.push(`  ${b.webLine}`);
+  if (b.stlsLine) head.push(`  ${b.stlsLine}`);
   head.push(`  ${privatePolicyLine(b.allowPrivate)}`);
   if (b.methodNote !== undefined)
     head.push(
@@ -115,6 +119,7 @@ export async function managedBanners(b: ManagedBannerInput): Promise<ManagedBann
       o.push('  over the web front (ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box):');
       o.push(`  ${b.webUrl}`);
     }
+    if (b.stlsLines) o.push(...b.stlsLines);
     if (qr) o.push((await QRCode.toString(b.url, { type: 'terminal', small: true })).trimEnd());
     else
       o.push(

@@ -8,8 +8,9 @@ import { isHostName } from '../shared/parse.js';
 import { DEFAULT_DATA_DIR, DEFAULT_METRICS_PORT } from '../config/defaults.js';
 import { UsageError } from './errors.js';
 import type { WebFlags } from './web.js';
+import type { ShadowTlsFlags } from './shadowtls.js';
 
-export interface ManagedFlags extends WebFlags {
+export interface ManagedFlags extends WebFlags, ShadowTlsFlags {
   dataDir?: string;
   store?: string;
   /** The store came from LADDER_STORE, not --store (the banner's commands then leave it out). */

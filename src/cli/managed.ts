@@ -1,6 +1,6 @@
 import { join, resolve } from 'node:path';
 import { networkInterfaces } from 'node:os';
-import type { ApiAddress, RunningApi, WebEndpoint } from '../api/index.js';
+import type { ApiAddress, RunningApi, ShadowTlsEndpoint, WebEndpoint } from '../api/index.js';
 import type { MetricsServer } from '../metrics/index.js';
 import type { DataPlaneOptions } from '../server/index.js';
 import { createLogger, type Logger } from '../shared/logger.js';
@@ -15,6 +15,7 @@ import type {
 } from '../store/index.js';
 import {
   DEFAULT_DATA_DIR,
+  DEFAULT_IDLE_SECONDS,
   DEFAULT_METHOD,
   DEFAULT_METRICS_PORT,
   DEFAULT_SERVER_PORT,
@@ -55,6 +56,13 @@ import {
   type RunningWeb,
 } from './web.js';
 import { checkPublicHost, type ManagedFlags } from './managed-options.js';
+import {
+  planShadowTls,
+  saveShadowTlsEndpoint,
+  shadowTlsBannerLines,
+  startManagedShadowTls,
+  type ShadowTlsPlan,
+} from './shadowtls.js';
 import { lockDataDir } from './data-dir-lock.js';
 import { checkOwnPortsDistinct } from './own-ports.js';
 import { applyPortFlag, applyPublicHostFlag } from './port-for-new-keys.js';
@@ -205,8 +213,10 @@ export async function startManaged(
   const unlock = lockDataDir(dataDir);
   let store: KyselyStore;
   let webPlan: Awaited<ReturnType<typeof planWeb>>;
+  let stlsPlan: ShadowTlsPlan | undefined;
   try {
     webPlan = await planWeb(flags, undefined, dataDir);
+    stlsPlan = planShadowTls(flags);
     checkOwnPortsDistinct([
       ['--port', dataPortFlag, flags.host],
       ['--api-port', apiPortFlag, flags.apiHost],
@@ -216,6 +226,7 @@ export async function startManaged(
         flags.metricsHost ?? '127.0.0.1',
       ],
       ['--web-port', webPlan?.port, webPlan?.host],
+      ['--shadowtls-port', stlsPlan?.port, stlsPlan?.host],
     ]);
     if (flags.node !== undefined) await checkNodeFlags(flags.node, storeLocation);
     checkBeforeServing(storeLocation); // a lost or damaged store is refused before anything serves
@@ -366,6 +377,8 @@ export async function startManaged(
     // Set once the metrics server runs, after the API (which asks whether metrics are served).
     let metricsServer: MetricsServer | undefined = undefined;
     let web: RunningWeb | undefined; // started after the API; subscriptions read it per request
+    let shadowTlsEndpoint: ShadowTlsEndpoint | undefined; // likewise
+    const shadowTls = (): ShadowTlsEndpoint | undefined => shadowTlsEndpoint;
     const webEndpoint = (): WebEndpoint | undefined =>
       // Every key of every port is served over the web front (the pool attaches its server).
       web && subscriptionEndpointOf(web, flags.udp !== false, undefined);
@@ -376,6 +389,7 @@ export async function startManaged(
         metrics,
         metricsServed: () => metricsServer !== undefined,
         webEndpoint,
+        shadowTls,
         fleet,
         logger: log,
         enforcer,
@@ -394,7 +408,7 @@ export async function startManaged(
     let dynamicAddress: string | undefined;
     if (dynamicListen) {
       const dyn = await buildDynamicApp({
-        ...{ store, control: pool, logger: log, enforcer, webEndpoint, fleet, apiAddress },
+        ...{ store, control: pool, logger: log, enforcer, webEndpoint, shadowTls, fleet, apiAddress },
       });
       cleanups.push(() => dyn.close());
       try {
@@ -428,7 +442,18 @@ export async function startManaged(
       const w = web;
       cleanups.push(() => w.close());
     }
+    // The web front's server (every key of every port) takes its streams; one is made if none is.
+    const stls =
+      stlsPlan &&
+      (await startManagedShadowTls(stlsPlan, dataDir, pool, () =>
+        startWebOnlyServer({ ...planeOptions, ...(plane.replayFilters ? { replayFilters: plane.replayFilters } : {}) }),
+        idleMs ?? DEFAULT_IDLE_SECONDS * 1000, log));
+    if (stls) {
+      cleanups.push(() => stls.close());
+      shadowTlsEndpoint = { port: stls.port, sni: stls.sni, password: stls.password, udp: flags.udp !== false };
+    }
     await saveWebEndpoint(dataDir, web && webEndpointOf(web, settings.hostnameForAccessKeys));
+    await saveShadowTlsEndpoint(dataDir, stls);
 
     // metricsMoved: the default metrics port was taken (another server on this host).
     const { server: ms, moved: metricsMoved } = await startMetricsFor(metrics, flags, metricsPortFlag);
@@ -481,6 +506,7 @@ export async function startManaged(
         `${metricsServer.url}${metricsMoved ? ` (port ${DEFAULT_METRICS_PORT} was in use; --metrics-port N fixes one)` : ''}`,
       dynamicAddress,
       webLine: web && webStatusLine(web),
+      ...(stls ? shadowTlsBannerLines(stls, firstKey, settings.hostnameForAccessKeys, firstKey.name || 'ladder') : {}),
       allowPrivate: flags.allowPrivate === true,
       methodNote:
         flags.method !== undefined && !keyMadeHere && flags.method !== firstKey.method

@@ -8,16 +8,20 @@
  */
 import type { Command } from 'commander';
 import { createHmac, randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import { isIP } from 'node:net';
+import { join } from 'node:path';
 import type { ShadowTlsConfig } from '../config/server.js';
 import { flag, flagSchema, parseFlags } from '../config/flags.js';
 import { shadowTlsKeyUrl } from '../protocol/sip002/shadowtls.js';
 import type { ShadowsocksServer } from '../server/index.js';
 import type { PendingCaps } from '../server/pending-limits.js';
+import { asObject, readDataFile, writeDataFile } from '../shared/data-file.js';
 import { bindErrorCode, explainBindError } from '../shared/listen.js';
 import type { Logger } from '../shared/logger.js';
 import { formatHostPort, parseHostPort } from '../shared/parse.js';
 import { UsageError } from './errors.js';
+import type { PortPool } from './port-pool.js';
 import { keptSecret } from './kept-secret.js';
 
 export interface ShadowTlsFlags {
@@ -177,4 +181,64 @@ export function shadowTlsKeyLines(
     '    as an ss:// URL (ladder client, Shadowrocket, Sub-Store and the apps that read plugin=shadow-tls):',
     `    ${shadowTlsKeyUrl(key, { host, port: r.port }, r, tag)}`,
   ];
+}
+
+/**
+ * Managed mode's ShadowTLS port: its password kept in the data dir, its streams to the pool's
+ * web server (every key of every port), started with `makeServer` when the web front did not.
+ */
+export async function startManagedShadowTls(
+  plan: ShadowTlsPlan,
+  dataDir: string,
+  pool: Pick<PortPool, 'attachWebServer' | 'webServer'>,
+  makeServer: () => Promise<ShadowsocksServer>,
+  idleMs: number,
+  logger: Logger,
+): Promise<RunningShadowTls> {
+  if (!pool.webServer) pool.attachWebServer(await makeServer());
+  const password = await storedShadowTlsPassword(dataDir, plan.password);
+  return startShadowTls({ ...plan, password }, pool.webServer!, idleMs, logger);
+}
+
+/** The managed banner's ShadowTLS fields (managed-banner.ts): the status line and the first key's lines. */
+export function shadowTlsBannerLines(
+  r: RunningShadowTls,
+  key: { method: string; secret: string },
+  host: string,
+  label: string,
+): { stlsLine: string; stlsLines: string[] } {
+  return { stlsLine: shadowTlsStatusLine(r), stlsLines: shadowTlsKeyLines(key, host, r, `${label} (ShadowTLS)`) };
+}
+
+const ENDPOINT_FILE = 'shadowtls-endpoint.json';
+
+/**
+ * Managed mode keeps the running ShadowTLS port's public parameters in its data dir (0600: the
+ * password is a secret), so `ladder keys url` and `ladder server access-config` print the
+ * ShadowTLS URL while the server runs; a start without the port removes it.
+ */
+export async function saveShadowTlsEndpoint(dataDir: string, r: RunningShadowTls | undefined): Promise<void> {
+  const file = join(dataDir, ENDPOINT_FILE);
+  if (r === undefined) await rm(file, { force: true });
+  else await writeDataFile(file, { port: r.port, sni: r.sni, password: r.password });
+}
+
+/** A key's ShadowTLS URL at `host` from what a managed server last saved in `dataDir`, if it saved one. */
+export async function savedShadowTlsUrl(
+  dataDir: string,
+  key: { method: string; secret: string },
+  host: string,
+  tag: string,
+): Promise<string | undefined> {
+  const saved = await readDataFile(
+    join(dataDir, ENDPOINT_FILE),
+    (v) => {
+      const o = asObject(v);
+      return typeof o?.port === 'number' && typeof o.sni === 'string' && typeof o.password === 'string'
+        ? { port: o.port, sni: o.sni, password: o.password }
+        : 'fields missing';
+    },
+    'go on (a managed server with --shadowtls-port writes it again when it starts)',
+  );
+  return saved && shadowTlsKeyUrl(key, { host, port: saved.port }, saved, tag);
 }

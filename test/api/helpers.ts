@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import type { RuntimeKey, ServerControl } from '../../src/shared/control.js';
 import type { Clock } from '../../src/shared/clock.js';
-import { buildApi } from '../../src/api/index.js';
+import { buildApi, type ApiOptions } from '../../src/api/index.js';
 import { openStore, parseStoreLocation, type KyselyStore } from '../../src/store/index.js';
 
 /** A ServerControl that records what the management plane asked of the data plane. */
@@ -83,6 +83,36 @@ export async function harness(dir: string, opts: { clock?: Clock; store?: string
     close: async () => {
       await app.close();
       await store.close();
+    },
+  };
+}
+
+/**
+ * A store with one key ("Alice", raw port 4444 on example.org) behind an API built with `opts`
+ * (a web front, a ShadowTLS port), and a getter of that key's subscription in a format.
+ */
+export async function keySubscription(
+  t: { after: (fn: () => Promise<void> | void) => void },
+  opts: Pick<ApiOptions, 'webEndpoint' | 'shadowTls'>,
+): Promise<{ get: (format: string) => Promise<string>; dir: string }> {
+  const dir = tempDir(t);
+  const store = await openStore(parseStoreLocation(undefined, dir), { defaults: { hostname: 'example.org', port: 4444 } });
+  await store.updateSettings({ apiPort: 8443 });
+  const app = await buildApi({ store, control: new RecordingControl(), ...opts });
+  await app.ready();
+  t.after(async () => {
+    await app.close();
+    await store.close();
+  });
+  const prefix = `/${(await store.getSettings()).apiPrefix}`;
+  const r = await app.inject({ method: 'POST', url: `${prefix}/access-keys`, payload: { name: 'Alice' } });
+  const base = new URL(String((JSON.parse(r.body) as Record<string, unknown>).subscriptionUrl)).pathname;
+  return {
+    dir,
+    get: async (format) => {
+      const res = await app.inject({ url: `${base}/${format}` });
+      if (res.statusCode !== 200) throw new Error(`${format}: ${res.statusCode} ${res.body}`);
+      return res.body;
     },
   };
 }

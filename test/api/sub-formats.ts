@@ -167,7 +167,11 @@ const CLASH_PROXY_FIELDS = [
   'udp-over-tcp-version',
   'plugin',
   'plugin-opts',
+  // mihomo adapter/outbound/shadowsocks.go: the uTLS hello of shadow-tls (and v2ray-plugin TLS).
+  'client-fingerprint',
 ];
+/** mihomo's shadowTLSOption (adapter/outbound/shadowsocks.go): password, host, fingerprint, skip-cert-verify, version. */
+const SHADOW_TLS_OPTS = ['password', 'host', 'fingerprint', 'skip-cert-verify', 'version'];
 const V2RAY_PLUGIN_OPTS = [
   'mode',
   'host',
@@ -209,7 +213,12 @@ export function checkClash(body: string): Json[] {
       );
     } else
       assert.equal(p['udp-over-tcp-version'], undefined, `${w}: udp-over-tcp-version without udp-over-tcp`);
-    if (p.plugin !== undefined) {
+    if (p.plugin === 'shadow-tls') {
+      const o = p['plugin-opts'] as Json;
+      for (const k of Object.keys(o)) assert.ok(SHADOW_TLS_OPTS.includes(k), `${w}: plugin-opts.${k}`);
+      assert.ok(typeof o.host === 'string' && typeof o.password === 'string', `${w}: shadow-tls host, password`);
+      assert.ok([undefined, 1, 2, 3].includes(o.version as number), `${w}: shadow-tls version is a number`);
+    } else if (p.plugin !== undefined) {
       assert.equal(p.plugin, 'v2ray-plugin');
       const o = p['plugin-opts'] as Json;
       assert.ok(isMap(o) && o.mode === 'websocket', `${w}: plugin-opts.mode websocket`);
@@ -265,6 +274,14 @@ export function checkSingBox(body: string): Json[] {
       assert.ok(['obfs-local', 'v2ray-plugin'].includes(String(o.plugin)), 'plugin is one sing-box has');
       assert.equal(typeof o.plugin_opts, 'string');
     }
+    if (o.detour !== undefined) assert.ok(tags.has(String(o.detour)), `detour ${String(o.detour)} exists`);
+  }
+  // sing-box option/shadowtls.go: server, server_port, version, password, and its tls (enabled, server_name).
+  for (const o of outs.filter((x) => x.type === 'shadowtls')) {
+    for (const k of ['server', 'server_port', 'version', 'password'])
+      assert.ok(o[k] !== undefined, `shadowtls ${String(o.tag)}: ${k} required`);
+    const tls = o.tls as Json;
+    assert.ok(isMap(tls) && tls.enabled === true && typeof tls.server_name === 'string', 'shadowtls tls');
   }
   for (const o of outs.filter((x) => x.type === 'selector' || x.type === 'urltest'))
     for (const m of o.outbounds as string[]) assert.ok(tags.has(m), `selector member ${m} exists`);

@@ -9,11 +9,10 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { buildApi, type WebEndpoint } from '../../src/api/index.js';
-import { openStore, parseStoreLocation } from '../../src/store/index.js';
+import type { WebEndpoint } from '../../src/api/index.js';
 import { which } from '../helpers/peers.js';
 import { requireOrSkip } from '../helpers/prereq.js';
-import { RecordingControl, tempDir } from './helpers.js';
+import { keySubscription } from './helpers.js';
 
 type Json = Record<string, unknown>;
 type Config = {
@@ -21,28 +20,8 @@ type Config = {
   outbounds: Array<{ tag: string; protocol: string; settings?: { servers: Json[] }; streamSettings?: Json }>;
 };
 
-async function subscription(t: TestContext, web: WebEndpoint | undefined): Promise<{ get: (f: string) => Promise<string>; dir: string }> {
-  const dir = tempDir(t);
-  const store = await openStore(parseStoreLocation(undefined, dir), { defaults: { hostname: 'example.org', port: 4444 } });
-  await store.updateSettings({ apiPort: 8443 });
-  const app = await buildApi({ store, control: new RecordingControl(), webEndpoint: () => web });
-  await app.ready();
-  t.after(async () => {
-    await app.close();
-    await store.close();
-  });
-  const prefix = `/${(await store.getSettings()).apiPrefix}`;
-  const r = await app.inject({ method: 'POST', url: `${prefix}/access-keys`, payload: { name: 'Alice' } });
-  const key = JSON.parse(r.body) as Json;
-  const base = new URL(String(key.subscriptionUrl)).pathname;
-  return {
-    dir,
-    get: async (f) => {
-      const res = await app.inject({ url: `${base}/${f}` });
-      assert.equal(res.statusCode, 200, `${f}: ${res.body}`);
-      return res.body;
-    },
-  };
+function subscription(t: TestContext, web: WebEndpoint | undefined): Promise<{ get: (f: string) => Promise<string>; dir: string }> {
+  return keySubscription(t, { webEndpoint: () => web });
 }
 
 const WEB: WebEndpoint = { host: 'cdn.example.net', port: 443, path: '/S3cret', tls: true, udp: true };

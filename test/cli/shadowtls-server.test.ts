@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import type https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -140,6 +140,40 @@ describe('ladder server --shadowtls-port', () => {
     assert.equal(await echoThrough(port, 'file-pw'), 'through shadowtls');
     r.child.kill('SIGTERM');
     await r.exit;
+  });
+
+  it('managed: the password is generated once, kept in the data dir, the same at the next start', async () => {
+    const dataDir = join(dir, 'managed');
+    const args = [
+      ...'server --port 0 --api-port 0 --no-metrics --host 127.0.0.1 --allow-private'.split(' '),
+      ...['--data-dir', dataDir, '--shadowtls-port', '0', '--shadowtls-host', '127.0.0.1'],
+      ...['--shadowtls-handshake', `127.0.0.1:${sitePort()}`, '--shadowtls-sni', 'site.lab'],
+    ];
+    const kept = (): Promise<string> =>
+      readFile(join(dataDir, 'shadowtls-password'), 'utf8').then((t) => t.trim());
+    let first = '';
+    for (let i = 0; i < 2; i++) {
+      const r = run(args);
+      runs.push(r);
+      const port = Number((await waitForStdout(r, /ShadowTLS v3 on 127\.0\.0\.1:(\d+)/, 40_000))[1]);
+      if (i === 0) {
+        // The first start prints the key and its ShadowTLS lines (a restart's log does not).
+        first = (await waitForStdout(r, /version 3, password (\S+), SNI site\.lab/))[1]!;
+        assert.equal(await kept(), first);
+        assert.equal(await curlSite('site.lab', port, join(dir, 'ca.pem')), PAGE);
+        // keys url and access-config print the key's ShadowTLS URL from what the server saved.
+        const enc = encodeURIComponent(`;password=${first};version=3`);
+        for (const cmd of [['keys', 'url', '0'], ['server', 'access-config']]) {
+          const out = await runLadder([...cmd, '--data-dir', dataDir]);
+          assert.equal(out.code, 0, out.stderr);
+          assert.ok(out.stdout.includes(`:${port}/?plugin=shadow-tls%3Bhost%3Dsite.lab${enc}`), out.stdout);
+        }
+      } else (await connectShadowTls(port, first, hello)).socket.destroy(); // the kept password is tagged
+
+      r.child.kill('SIGTERM');
+      await r.exit;
+    }
+    assert.equal(await kept(), first);
   });
 
   it('refuses incomplete or wrong settings with one line', async () => {

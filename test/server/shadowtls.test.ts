@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { makeLabCertificates, type LabCertificates } from '../../src/lab/lab-ca.js';
+import { probeWebFront } from '../../src/lab/web-prober.js';
 import { closingAlert } from '../../src/protocol/shadowtls/index.js';
 import { listenShadowTls, type ShadowTlsListener } from '../../src/server/shadowtls/listener.js';
 import { toSocksAddress } from '../../src/protocol/socks5/address.js';
@@ -161,6 +162,21 @@ describe('ShadowTLS v3 port: what a prober sees', () => {
     assert.ok(s.writableLength > 32 << 20, `prober still holds ${s.writableLength} bytes`);
     s.destroy();
     stalled.close();
+  });
+});
+
+describe('ShadowTLS v3 port: the C7 web prober (src/lab/web-prober.ts)', () => {
+  it('concludes "web server": every probe through the port is answered as the site answers it', async () => {
+    const l = await front(portOf(site13));
+    const tlsTo = (port: number) => ({ endpoint: { host: '127.0.0.1', port }, tls: { servername: SITE, ca: certs.ca } });
+    const v = await probeWebFront(tlsTo(l.address.port), tlsTo(portOf(site13)), {
+      secretPath: '/not-a-path-here',
+      host: SITE,
+      waitMs: 2000,
+    });
+    assert.equal(v.verdict, 'web server', v.differences.join('\n'));
+    assert.ok(v.probes > 10);
+    assert.equal(l.counts.switched, 0);
   });
 });
 

@@ -1,3 +1,4 @@
+import { formatShadowTlsPluginOptions } from '../../protocol/sip002/shadowtls.js';
 import { yamlPackage } from '../../shared/yaml.js';
 import {
   entryLink,
@@ -144,12 +145,13 @@ function clashProxy(e: SubEntry): Record<string, unknown> {
     port: e.port,
     cipher: e.method,
     password: e.password,
-    udp: e.ws === undefined || e.ws.udp,
+    udp: e.stls ? e.stls.udp : e.ws === undefined || e.ws.udp,
   };
-  if (e.ws?.udp) {
+  if (e.ws?.udp || e.stls?.udp) {
     p['udp-over-tcp'] = true;
     p['udp-over-tcp-version'] = 2;
   }
+  if (e.stls) Object.assign(p, clashShadowTls(e.stls));
   if (e.ws) {
     p.plugin = 'v2ray-plugin';
     p['plugin-opts'] = {
@@ -161,6 +163,19 @@ function clashProxy(e: SubEntry): Record<string, unknown> {
     };
   }
   return p;
+}
+
+/**
+ * mihomo's ShadowTLS v3 for a ShadowTLS entry (adapter/outbound/shadowsocks.go shadowTLSOption:
+ * plugin-opts host, password, version; the ClientHello shape from the proxy's client-fingerprint).
+ * Its UDP rides inside as UDP-over-TCP, never beside the TLS connection.
+ */
+function clashShadowTls(t: NonNullable<SubEntry['stls']>): Record<string, unknown> {
+  return {
+    plugin: 'shadow-tls',
+    'client-fingerprint': 'chrome',
+    'plugin-opts': { host: t.sni, password: t.password, version: 3 },
+  };
 }
 
 /**
@@ -235,9 +250,32 @@ function singBoxOutbound(e: SubEntry): Record<string, unknown> {
  * the proxy. sing-box's shadowsocks outbound has no ws transport of its own, so the web front is
  * reached with its built-in v2ray-plugin (`plugin`/`plugin_opts`, the v2ray-plugin wire ours speaks).
  */
+/**
+ * A ShadowTLS entry in sing-box: its shadowsocks outbound dials through (`detour`) a `shadowtls`
+ * outbound, version 3, with uTLS's Chrome hello and the handshake site's name (sing-box's own
+ * ShadowTLS example); the selector lists the shadowsocks one.
+ */
+function singBoxOutbounds(e: SubEntry): Record<string, unknown>[] {
+  if (!e.stls) return [singBoxOutbound(e)];
+  const detour = `${e.name} · ShadowTLS v3`;
+  return [
+    { ...singBoxOutbound(e), detour, ...(e.stls.udp ? { udp_over_tcp: true } : {}) },
+    {
+      type: 'shadowtls',
+      tag: detour,
+      server: e.host,
+      server_port: e.port,
+      version: 3,
+      password: e.stls.password,
+      tls: { enabled: true, server_name: e.stls.sni, utls: { enabled: true, fingerprint: 'chrome' } },
+    },
+  ];
+}
+
 export function singBoxJson(sub: Subscription): Rendered {
-  const outs = (sub.refusal ? [placeholder(sub)] : sub.entries).map(singBoxOutbound);
-  const tags = outs.map((o) => o.tag as string);
+  const entries = sub.refusal ? [placeholder(sub)] : sub.entries;
+  const outs = entries.flatMap(singBoxOutbounds);
+  const tags = entries.map((e) => e.name);
   const doc = {
     log: { level: 'warn' },
     dns: {
@@ -296,13 +334,14 @@ export function sip008Doc(sub: Subscription): Record<string, unknown> {
   const doc: Record<string, unknown> = {
     version: 1,
     servers: sub.entries.map((e) => ({
-      id: stableUuid(e.seed ?? (e.ws ? `${sub.seed}/ws` : sub.seed)),
+      id: stableUuid(e.seed ?? (e.ws ? `${sub.seed}/ws` : e.stls ? `${sub.seed}/shadowtls` : sub.seed)),
       remarks: e.name,
       server: e.host,
       server_port: e.port,
       password: e.password,
       method: e.method,
       ...(e.ws ? { plugin: 'v2ray-plugin', plugin_opts: v2rayPluginOpts(e.ws) } : {}),
+      ...(e.stls ? { plugin: 'shadow-tls', plugin_opts: formatShadowTlsPluginOptions(e.stls) } : {}),
     })),
   };
   if (sub.limitBytes !== null) {

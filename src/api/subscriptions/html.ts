@@ -87,7 +87,7 @@ export async function htmlPage(sub: Subscription, links: PageLinks, lang: PageLa
     for (const e of sub.entries) {
       const link = entryLink(
         e,
-        e.ws ? {} : { outline: true, ...(links.prefix ? { prefix: links.prefix } : {}) },
+        e.ws || e.stls ? {} : { outline: true, ...(links.prefix ? { prefix: links.prefix } : {}) },
       );
       parts.push(await linkBlock(e.name, link));
     }

@@ -1,6 +1,7 @@
 import { formatSsUrl } from '../../protocol/sip002/index.js';
+import { formatShadowTlsPluginOptions } from '../../protocol/sip002/shadowtls.js';
 import type { KeyRecord, KeyStatus, ServerSettings } from '../../store/index.js';
-import type { WebEndpoint } from '../context.js';
+import type { ShadowTlsEndpoint, WebEndpoint } from '../context.js';
 import { outlinePrefixString } from '../../protocol/shadowsocks/key-prefix.js';
 import { keyPrefix } from '../access-url.js';
 
@@ -22,6 +23,13 @@ export interface WsParams {
   grpc?: boolean | undefined;
 }
 
+/** A ShadowTLS v3 entry's own settings: the SNI (handshake site), its password, UDP inside (UoT v2). */
+export interface StlsParams {
+  sni: string;
+  password: string;
+  udp: boolean;
+}
+
 export interface SubEntry {
   /** Display name, unique within the subscription. */
   name: string;
@@ -31,6 +39,8 @@ export interface SubEntry {
   password: string;
   /** Set for Shadowsocks over WebSocket (v2ray-plugin's wire, or Outline's at `${path}/tcp`). */
   ws?: WsParams;
+  /** Set for Shadowsocks behind ShadowTLS v3 (host:port is the ShadowTLS port). */
+  stls?: StlsParams;
   /** Seed of the entry's stable SIP008 id (fleet entries: one per node and address). */
   seed?: string;
 }
@@ -61,6 +71,8 @@ export interface ServerSpot {
   name?: string;
   hosts: readonly string[];
   web?: WebEndpoint | undefined;
+  /** This server's ShadowTLS port (not listed for fleet nodes). */
+  stls?: ShadowTlsEndpoint | undefined;
 }
 
 /** A start index that spreads keys over the nodes, the same for the same key. */
@@ -98,6 +110,7 @@ function entriesFor(key: KeyRecord, title: string, seed: string, servers: readon
       // --advertise web: the raw host:port (the origin a CDN hides) is named nowhere.
       if (web.only) continue;
     }
+    if (s.stls) entries.push(stlsEntry(label, s.hosts[0]!, base, s.stls));
     s.hosts.forEach((host, i) =>
       entries.push({
         name: i === 0 ? label : `${label} (${host})`,
@@ -111,6 +124,11 @@ function entriesFor(key: KeyRecord, title: string, seed: string, servers: readon
   return entries;
 }
 
+/** The ShadowTLS entry of a key: the server's first host, the ShadowTLS port, its SNI and password. */
+function stlsEntry(label: string, host: string, base: { method: string; password: string }, t: ShadowTlsEndpoint): SubEntry {
+  return { name: `${label} (ShadowTLS)`, host, port: t.port, ...base, stls: { sni: t.sni, password: t.password, udp: t.udp } };
+}
+
 export function buildSubscription(
   key: KeyRecord,
   status: KeyStatus,
@@ -120,12 +138,14 @@ export function buildSubscription(
   usage: { up: number; down: number } | undefined,
   /** Fleet nodes to list (api/fleet.ts fleetServers); undefined = this server, as configured. */
   fleet?: readonly ServerSpot[],
+  /** This server's ShadowTLS port, listed when this server (not a fleet) is. */
+  stls?: ShadowTlsEndpoint,
 ): Subscription {
   const title = key.name || settings.name || 'Ladder';
   const seed = `${settings.serverId}/${key.id}`;
-  const servers = fleet && fleet.length > 0 ? fleet : [{ hosts: [settings.hostnameForAccessKeys], web }];
+  const servers = fleet && fleet.length > 0 ? fleet : [{ hosts: [settings.hostnameForAccessKeys], web, stls }];
   const entries = entriesFor(key, title, seed, servers);
-  const raw = entries.find((e) => e.ws === undefined);
+  const raw = entries.find((e) => e.ws === undefined && e.stls === undefined);
   // The store's live split of the window's usage; else the enforcer's total as download (as panels do).
   const up = usage?.up ?? 0;
   const down = usage?.down ?? status.usedBytes;
@@ -160,7 +180,10 @@ export function v2rayPluginOpts(ws: WsParams): string {
   return opts.join(';');
 }
 
-/** A SIP002 ss:// link for an entry (WebSocket entries as plugin=v2ray-plugin;…), tagged with its name. */
+/**
+ * A SIP002 ss:// link for an entry (WebSocket entries as plugin=v2ray-plugin;…, ShadowTLS ones as
+ * plugin=shadow-tls;host=…;password=…;version=3), tagged with its name.
+ */
 export function entryLink(e: SubEntry, extra: { prefix?: Uint8Array; outline?: boolean } = {}): string {
   const url = formatSsUrl({
     method: e.method,
@@ -168,9 +191,10 @@ export function entryLink(e: SubEntry, extra: { prefix?: Uint8Array; outline?: b
     host: e.host,
     port: e.port,
     ...(e.ws ? { plugin: 'v2ray-plugin', pluginOptions: v2rayPluginOpts(e.ws) } : {}),
-    ...(extra.prefix ? { prefix: extra.prefix } : {}),
+    ...(e.stls ? { plugin: 'shadow-tls', pluginOptions: formatShadowTlsPluginOptions(e.stls) } : {}),
+    ...(extra.prefix && !e.stls ? { prefix: extra.prefix } : {}),
   });
-  const outline = extra.outline && !e.method.startsWith('2022-') && !e.ws;
+  const outline = extra.outline && !e.method.startsWith('2022-') && !e.ws && !e.stls;
   const withFlag = outline ? `${url}${url.includes('?') ? '&' : '/?'}outline=1` : url;
   return `${withFlag}#${encodeURIComponent(e.name)}`;
 }

@@ -82,6 +82,7 @@ export function registerSubscriptionRoutes(app: FastifyInstance, ctx: ApiContext
       refusalOf(key, status),
       usage,
       await fleetServers(ctx),
+      ctx.shadowTls?.(),
     );
     // PREFIX HOOK (see model.ts outlinePrefix): Outline has no 2022 ciphers, so SIP004 keys only.
     const prefix = key.method.startsWith('2022-') ? undefined : outlinePrefix(key, settings);

@@ -71,6 +71,7 @@ export function xrayJson(sub: Subscription, placeholder: (sub: Subscription) => 
   const configs: Record<string, unknown>[] = [];
   if (sub.refusal) configs.push(config(placeholder(sub), placeholder(sub).name, 'tcp'));
   for (const e of sub.refusal ? [] : sub.entries) {
+    if (e.stls) continue; // Xray has no ShadowTLS
     if (e.ws === undefined) {
       configs.push(config(e, e.name, 'tcp'));
       continue;

@@ -10,6 +10,7 @@ import { oneLineCommand, UsageError } from '../errors.js';
 import { refuseParentFlags } from '../given-flags.js';
 import { ladderCommand } from '../../shared/invocation.js';
 import { grpcKeyUrlFor, loadWebEndpoint, webKeyUrlFor } from '../web.js';
+import { savedShadowTlsUrl } from '../shadowtls.js';
 
 interface AccessConfigFlags {
   dataDir?: string;
@@ -78,6 +79,8 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
       if (dyn) out.push(`    dynamic: ${dyn}`);
       const sub = subscriptionUrlVia(k, settings, api);
       if (sub) out.push(`    subscription: ${sub}`);
+      const stls = await savedShadowTlsUrl(dataDir, k, settings.hostnameForAccessKeys, `${tag} (ShadowTLS)`);
+      if (stls) out.push(`    through ShadowTLS v3: ${stls}`);
       if (web && !only) out.push(`    web: ${webKeyUrlFor(k, web, `${tag} (web)`)}`);
       const grpc = web && grpcKeyUrlFor(k, web, `${tag} (gRPC)`);
       if (grpc) out.push(`    grpc: ${grpc}`);

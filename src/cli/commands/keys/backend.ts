@@ -16,6 +16,8 @@ export interface KeyUrls {
   web?: string;
   /** The key over the web front's gRPC service (ladder client), where the front takes gRPC. */
   grpc?: string;
+  /** The key through the local server's ShadowTLS v3 port, when it runs one. */
+  shadowtls?: string;
   name: string;
   /** The key's Outline prefix setting ('auto' | 'off' | hex); absent for 2022 keys. */
   prefix?: string;

@@ -162,6 +162,8 @@ export class LocalKeys implements KeysBackend {
     const ep = await loadWebEndpoint(this.dataDir);
     // --advertise web: the key's URL is the web front's; the raw host:port is named nowhere.
     const only = ep?.only === true;
+    const { savedShadowTlsUrl } = await import('../../shadowtls.js');
+    const stls = await savedShadowTlsUrl(this.dataDir, key, settings.hostnameForAccessKeys, `${tag} (ShadowTLS)`);
     return {
       ss: only ? webKeyUrlFor(key, ep, tag) : accessUrl(key, settings, tag),
       name: key.name,
@@ -170,6 +172,7 @@ export class LocalKeys implements KeysBackend {
       ...(sub ? { sub } : {}),
       ...(ep && !only ? { web: webKeyUrlFor(key, ep, `${tag} (web)`) } : {}),
       ...grpcUrlOf(key, ep, tag),
+      ...(stls ? { shadowtls: stls } : {}),
     };
   }
 
