@@ -2,9 +2,11 @@
  * What a tunnel dial's failure means and what to do about it (a web front's TLS certificate, a
  * server that is not running or not reachable), logged once per error code per process (the
  * "tunnel dial failed" line repeats for every connection; the advice need not). Names no server,
- * key or path: the error code and which key option or setting fixes it.
+ * key or path: the error code and which key option or setting fixes it. A web front that refused
+ * the upgrade (ERR_UPGRADE_REFUSED) is advised by its HTTP status (code `HTTP_404` here).
  */
 import type { Logger } from '../shared/logger.js';
+import { upgradeRefusalAdvice } from '../transport/upgrade-refused.js';
 
 /** Node's codes for a certificate chain that does not lead to a trusted root. */
 const UNTRUSTED = new Set([
@@ -26,7 +28,8 @@ export function dialHint(code: string): string | undefined {
     return `the web front's TLS certificate does not name the key's host (${code}): check the key's v2ray-plugin host= option (without it v2ray-plugin's default, cloudfront.com, is used)`;
   if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID')
     return `the web front's TLS certificate is not valid now (${code}): renew it on the server, or check this computer's clock`;
-  return serverDialHint(code);
+  const refused = /^HTTP_(\d{3}|unknown)$/.exec(code);
+  return refused ? upgradeRefusalAdvice(refused[1] === 'unknown' ? undefined : Number(refused[1])) : serverDialHint(code);
 }
 
 /** The advice for a TCP connect to the server that failed, or undefined (the words `ladder probe --servers` uses). */
@@ -49,7 +52,12 @@ export function hintDialFailureOnce(code: string | undefined, log: Logger): void
   log.warn({ code }, hint);
 }
 
-/** The errno or TLS code behind a failed dial (its cause's code), if any. */
+/**
+ * The errno or TLS code behind a failed dial (its cause's code), `HTTP_404`-style for a refused
+ * upgrade (ERR_UPGRADE_REFUSED, transport/dialer.ts upgradeRefused), if any.
+ */
 export function dialErrno(err: unknown): string | undefined {
-  return ((err as { cause?: { code?: string } } | undefined)?.cause ?? {}).code;
+  const e = err as { code?: unknown; status?: unknown; cause?: { code?: string } } | undefined;
+  if (e?.code === 'ERR_UPGRADE_REFUSED') return `HTTP_${typeof e.status === 'number' ? e.status : 'unknown'}`;
+  return (e?.cause ?? {}).code;
 }

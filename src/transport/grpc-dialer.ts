@@ -11,6 +11,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { DEFAULT_CONNECT_TIMEOUT_MS, UpstreamDialError, type NextHop } from './dialer.js';
+import { upgradeRefused } from './upgrade-refused.js';
 import { grpcCallPath } from '../protocol/sip002/transport.js';
 import { GrpcStream } from './grpc-stream.js';
 import { hostName, pinnedTlsConnect, webTlsOptions, type WebTlsEndpoint } from './web-tls.js';
@@ -50,14 +51,15 @@ function authorityOf(opts: GrpcTransportOptions): string {
   return opts.address.includes(':') ? `[${opts.address}]` : opts.address;
 }
 
-/** Why a call's answer is not a gRPC stream, or undefined when it is. */
-function refusal(h: IncomingHttpHeaders): string | undefined {
-  const status = h[':status'];
-  if (Number(status) !== 200) return `gRPC call refused (HTTP ${status ?? '?'})`;
+/** Why a call's answer is not a gRPC stream (an UpstreamDialError), or undefined when it is. */
+function refusal(h: IncomingHttpHeaders): UpstreamDialError | undefined {
+  const status = Number(h[':status']);
+  // Another status, or a page (the decoy's 200) where a gRPC answer was due: refused (dial-hint.ts).
+  if (status !== 200) return upgradeRefused('gRPC call', Number.isInteger(status) ? status : undefined);
   const ct = h['content-type'];
-  if (typeof ct !== 'string' || !/^application\/grpc/i.test(ct)) return 'gRPC call answered with another content type';
+  if (typeof ct !== 'string' || !/^application\/grpc/i.test(ct)) return upgradeRefused('gRPC call (answered with a page)', 200);
   const gs = h['grpc-status'];
-  if (gs !== undefined && gs !== '0') return `gRPC call failed (grpc-status ${String(gs)})`;
+  if (gs !== undefined && gs !== '0') return new UpstreamDialError('ERR_CONNECT', `gRPC call failed (grpc-status ${String(gs)})`);
   return undefined;
 }
 
@@ -117,7 +119,7 @@ export class GrpcSessionPool {
     const stream = new GrpcStream(req);
     req.once('response', (h) => {
       const why = refusal(h);
-      if (why) stream.destroy(new UpstreamDialError('ERR_CONNECT', why));
+      if (why) stream.destroy(why);
     });
     req.once('trailers', (h) => {
       const gs = h['grpc-status'];

@@ -18,6 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { DEFAULT_CONNECT_TIMEOUT_MS, UpstreamDialError } from './dialer.js';
+import { upgradeRefused } from './upgrade-refused.js';
 import { pinnedTlsConnect, webTlsOptions, type WebTlsEndpoint } from './web-tls.js';
 
 export interface HttpUpgradeEndpoint extends WebTlsEndpoint {
@@ -87,9 +88,13 @@ class AnswerHead {
       if (this.#buf.length > MAX_ANSWER_HEAD) throw new UpstreamDialError('ERR_CONNECT', 'HTTP upgrade answer head too long');
       return undefined;
     }
-    const problem = answerProblem(this.#buf.subarray(0, end).toString('latin1'));
-    if (problem !== undefined) throw new UpstreamDialError('ERR_CONNECT', problem);
-    return this.#buf.subarray(end + 4);
+    const head = this.#buf.subarray(0, end).toString('latin1');
+    const problem = answerProblem(head);
+    if (problem === undefined) return this.#buf.subarray(end + 4);
+    const status = /^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1];
+    // A status other than 101: the front (or a CDN before it) refused the upgrade (dial-hint.ts).
+    if (status !== undefined && status !== '101') throw upgradeRefused('HTTP upgrade', Number(status));
+    throw new UpstreamDialError('ERR_CONNECT', problem);
   }
 }
 
