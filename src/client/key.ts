@@ -11,6 +11,7 @@ import {
 } from '../protocol/shadowsocks/methods2022.js';
 import { keyHostProblem, parseSsUrl, type SsKey } from '../protocol/sip002/index.js';
 import { parseV2rayPluginOptions, V2RAY_PLUGIN_NAMES } from '../protocol/sip002/plugin-opts.js';
+import type { SsWebTransport } from '../protocol/sip002/transport.js';
 import type { ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
 import { UpstreamDialError, type NextHop } from '../transport/dialer.js';
 import type { WsTransportOptions } from '../transport/ws-dialer.js';
@@ -103,6 +104,8 @@ export function endpointFromParts(
         ...(pluginNotes ?? []),
         'option "cert" is ignored in a fetched key (it names a file here)',
       ];
+  } else if (parsed.transport !== undefined && parsed.transport.type !== 'grpc') {
+    websocket = webTransportOf(parsed, parsed.transport);
   } else if (parsed.plugin !== undefined) {
     throw new ProtocolError(
       'ERR_URL',
@@ -205,6 +208,22 @@ export function scrubKeySecrets(msg: string, key: string): string {
   for (const s of forms.sort((a, b) => b.length - a.length))
     if (out.includes(s)) out = out.split(s).join('[redacted]');
   return out;
+}
+
+/**
+ * The WebSocket or HTTPUpgrade transport of a key with `type=ws` or `type=httpupgrade` (3x-ui's
+ * links for Xray's Shadowsocks inbounds): no Mux.Cool (an Xray client sends none unless told);
+ * SNI from `sni`, else the Host header's name.
+ */
+function webTransportOf(parsed: SsKey, t: SsWebTransport): WsTransportOptions {
+  const addr = parsed.host.includes(':') ? `[${parsed.host}]` : parsed.host;
+  return {
+    url: `${t.tls ? 'wss' : 'ws'}://${addr}:${parsed.port}${t.path}`,
+    ...(t.host !== undefined ? { host: t.host } : {}),
+    ...(t.sni !== undefined ? { servername: t.sni } : {}),
+    mux: false,
+    ...(t.type === 'httpupgrade' ? { httpUpgrade: true } : {}),
+  };
 }
 
 /** The gRPC transport of a key with `type=grpc`: the options and a lazily loaded NextHop. */
