@@ -16,7 +16,13 @@ import { join } from 'node:path';
 import { fileErrorWhy } from '../config/errors.js';
 import { parseFlags, webFlagsSchema } from '../config/flags.js';
 import type { WebConfig } from '../config/server.js';
-import { grpcKeyUrlFor, webKeyUrlFor, type WebEndpoint } from '../protocol/sip002/plugin-opts.js';
+import {
+  grpcKeyUrlFor,
+  HTTP_UPGRADE_CLIENTS,
+  httpUpgradeKeyUrlFor,
+  webKeyUrlFor,
+  type WebEndpoint,
+} from '../protocol/sip002/plugin-opts.js';
 import { editDistance } from '../protocol/near-miss.js';
 import type { DataPlaneOptions, ShadowsocksServer } from '../server/index.js';
 // The web front's modules (ws, acme-client, the decoy site) load only when --web-port is given.
@@ -482,7 +488,7 @@ export function webStatusLine(web: RunningWeb): string {
 /** Secret paths shorter than this (after the slash) get a warning in the banner. */
 const SHORT_PATH = 12;
 
-export { grpcKeyUrlFor, webKeyUrlFor, type WebEndpoint };
+export { grpcKeyUrlFor, HTTP_UPGRADE_CLIENTS, httpUpgradeKeyUrlFor, webKeyUrlFor, type WebEndpoint };
 
 /**
  * The public endpoint of a running front: --web-public-url when given, else `host` (the
