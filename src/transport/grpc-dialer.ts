@@ -93,6 +93,13 @@ export class GrpcSessionPool {
     return this.#sessions.keys().next().value;
   }
 
+  /** Calls counted on the usable connections (tests). */
+  get calls(): number {
+    let n = 0;
+    for (const c of this.#sessions.values()) n += c;
+    return n;
+  }
+
   /** Usable HTTP/2 connections (tests). */
   get sessions(): number {
     return this.#sessions.size;
@@ -106,16 +113,20 @@ export class GrpcSessionPool {
       req = session.request(this.#headers, { endStream: false });
     } catch (err) {
       // Closing under us (GOAWAY, a socket error not yet reported): forget it, dial again once.
-      this.#sessions.delete(session);
+      this.#forget(session);
       if ((err as { code?: string }).code === undefined) throw err;
       session = await this.#usable(signal);
-      req = session.request(this.#headers, { endStream: false });
+      try {
+        req = session.request(this.#headers, { endStream: false });
+      } catch (again) {
+        // Twice: that one goes too, with the slot #usable counted for a call never made (it was
+        // kept for the connection's life, one of its 100 calls gone for good).
+        this.#forget(session);
+        throw again;
+      }
     }
     const owner = session;
-    req.once('close', () => {
-      const n = this.#sessions.get(owner);
-      if (n !== undefined) this.#sessions.set(owner, n - 1);
-    });
+    req.once('close', () => this.#uncount(owner));
     const stream = new GrpcStream(req);
     req.once('response', (h) => {
       const why = refusal(h);
@@ -126,6 +137,18 @@ export class GrpcSessionPool {
       if (gs !== undefined && gs !== '0') stream.destroy(new Error(`gRPC call ended with grpc-status ${String(gs)}`));
     });
     return stream;
+  }
+
+  /** No new calls on `session`: out of the pool, closed once its calls end (close() waits for them). */
+  #forget(session: ClientHttp2Session): void {
+    this.#sessions.delete(session);
+    session.close();
+  }
+
+  /** A call on `session` is over: its slot is free. */
+  #uncount(session: ClientHttp2Session): void {
+    const n = this.#sessions.get(session);
+    if (n !== undefined) this.#sessions.set(session, n - 1);
   }
 
   async #usable(signal?: AbortSignal): Promise<ClientHttp2Session> {
