@@ -33,6 +33,7 @@ import { bindErrorCode, explainBindError } from '../shared/listen.js';
 import { formatHostPort } from '../shared/parse.js';
 import type { Logger } from '../shared/logger.js';
 import { UsageError } from './errors.js';
+import { looseWebWarnings, refuseAcmeAddress } from './web-loose.js';
 
 export interface WebFlags {
   webPort?: string;
@@ -232,6 +233,7 @@ export async function planWeb(
     fail(`--advertise: expected all or web, got ${JSON.stringify(advertise)}`);
   if (advertise === 'web') plan.webOnly = true;
   if (acmeDomains?.some((d) => d === '')) throw new UsageError('--acme: empty domain name');
+  refuseAcmeAddress(acmeDomains);
   if (!plan.acmeDomains && (plan.acmeEmail ?? plan.acmeDirectoryUrl ?? plan.acmeHttpPort) !== undefined)
     throw new UsageError('--acme-email, --acme-directory and --acme-http-port need --acme');
   const { validateWebSettings } = await import('../server/web/setup.js');
@@ -421,6 +423,7 @@ export async function startWeb(
     throw err;
   }
   if (publicUrl !== undefined && webOnly !== true) logger.warn(RAW_ADVERTISED);
+  for (const line of looseWebWarnings({ decoy: settings.decoy, publicUrl })) logger.warn(line);
   return {
     service,
     settings,
