@@ -46,3 +46,14 @@ export function refuseAcmeAddress(domains: readonly string[] | undefined): void 
       `--acme ${ip}: an IP address, and ACME here issues for domain names only (DNS identifiers, HTTP-01): give the server's DNS name, or a certificate of your own with --tls-cert/--tls-key`,
     );
 }
+
+/**
+ * The banner's note when the web front listens on loopback only, no --web-public-url is given,
+ * and the web keys name another address (`advertised`): those keys reach nothing (the
+ * front is meant for a proxy on this machine, which keys must name instead). Undefined otherwise.
+ */
+export function loopbackFrontNote(webHost: string | undefined, publicUrl: unknown, advertised: string): string | undefined {
+  const loop = (h: string): boolean => h === 'localhost' || h.startsWith('127.') || h === '::1' || h === '[::1]';
+  if (webHost === undefined || !loop(webHost) || publicUrl !== undefined || loop(advertised)) return undefined;
+  return `  note: the web front listens on ${webHost} only, so the web keys above (at ${advertised}) reach nothing from elsewhere: give --web-public-url (the nginx or CDN in front), or --web-host 0.0.0.0`;
+}

@@ -12,7 +12,8 @@ import { inproc } from '../api/keys-inproc.js';
 import { openStore, parseStoreLocation } from '../../src/store/index.js';
 import { echoThroughCliClient, run, unmanagedWeb, waitForStdout } from '../helpers/cli-run.js';
 import { runLadder } from '../helpers/ladder-run.js';
-import { startEcho } from '../helpers/net.js';
+import { freePort, startEcho } from '../helpers/net.js';
+import { managedServerArgv } from '../helpers/peers.js';
 
 const UP_URL = /ss:\/\/\S+v2ray-http-upgrade\S*/;
 
@@ -53,5 +54,16 @@ test('keys url and server access-config print the HTTPUpgrade URL at /SECRET/up,
   for (const [where, text] of await printed(t)) {
     assert.match(text, new RegExp(want), `${where}: ${text}`);
     assert.ok(text.indexOf('v2ray-http-upgrade') > text.indexOf('%2FS3cretPathForCdn%3B'), `${where}: after the WebSocket URL`);
+  }
+});
+
+test("the managed server's banner prints the first key's HTTPUpgrade URL after its WebSocket one", async (t) => {
+  const dir = tempDir(t);
+  const r = run(await managedServerArgv(dir, await freePort(), ['--web-port', '0', '--web-host', '127.0.0.1']));
+  try {
+    await waitForStdout(r, /Ctrl-C to stop/, 30_000);
+    assert.match(r.stdout(), /over the web front \(.*\n {2}ss:\/\/\S+plugin=v2ray-plugin\S+\n {2}over HTTPUpgrade \(ladder client, Clash\/mihomo;[^\n]*\n {2}ss:\/\/\S+%2Fup%3Bhost%3D\S+v2ray-http-upgrade#Initial%20key%20\(HTTPUpgrade\)\n/);
+  } finally {
+    r.child.kill('SIGKILL');
   }
 });

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { looseWebWarnings } from '../../src/cli/web-loose.js';
+import { loopbackFrontNote, looseWebWarnings } from '../../src/cli/web-loose.js';
 import { run, waitForStdout } from '../helpers/cli-run.js';
 
 test('--acme IP: one line, exit 2, nothing written, no ACME directory asked', async (t) => {
@@ -57,6 +57,25 @@ test('a server with both starts and says each once at start', async () => {
     const warned = r.stderr().split('\n').filter((l) => l.includes('"level":40')).map((l) => (JSON.parse(l) as { msg: string }).msg);
     assert.equal(warned.filter((m) => m.startsWith('--decoy http://example.com: the decoy fetches that site without TLS')).length, 1, r.stderr());
     assert.equal(warned.filter((m) => m.startsWith('--web-public-url without TLS')).length, 1, r.stderr());
+  } finally {
+    r.child.kill('SIGKILL');
+  }
+});
+
+test('the banner notes web keys at an address where a loopback-only front does not listen', async () => {
+  assert.match(loopbackFrontNote('127.0.0.1', undefined, '192.0.2.2') ?? '', /^ {2}note: the web front listens on 127\.0\.0\.1 only, so the web keys above \(at 192\.0\.2\.2\) reach nothing from elsewhere: give --web-public-url/);
+  for (const [webHost, pub, adv] of [
+    [undefined, undefined, '192.0.2.2'],
+    ['0.0.0.0', undefined, '192.0.2.2'],
+    ['127.0.0.1', { host: 'cdn.example', port: 443, tls: true }, '192.0.2.2'],
+    ['127.0.0.1', undefined, '127.0.0.1'],
+  ] as const)
+    assert.equal(loopbackFrontNote(webHost, pub, adv), undefined, `${webHost} ${adv}`);
+  // As the CLI prints it (the docs' first command without its --web-public-url).
+  const r = run(['server', '--password', 'loose-inputs-pw', '--port', '0', '--host', '127.0.0.1', '--web-port', '0', '--web-host', '127.0.0.1', '--public-host', '198.51.100.7', '--show-urls']);
+  try {
+    await waitForStdout(r, /Ctrl-C to stop/, 30_000);
+    assert.match(r.stdout(), /v2ray-http-upgrade\S*\n {2}note: the web front listens on 127\.0\.0\.1 only, so the web keys above \(at 198\.51\.100\.7\) reach nothing/);
   } finally {
     r.child.kill('SIGKILL');
   }

@@ -38,6 +38,7 @@ import { ladderCommand } from '../../shared/invocation.js';
 import { StartupLog } from '../startup-log.js';
 import { registerAccessConfig } from './server-access-config.js';
 import { registerRotateCert } from './server-rotate-cert.js';
+import { loopbackFrontNote } from '../web-loose.js';
 import {
   addWebOptions,
   planWeb,
@@ -221,6 +222,8 @@ async function banner(
         out.push(`  ${httpUpgradeKeyUrlFor(k, webEndpointOf(web, host), k.id === 'default' ? 'ladder-httpupgrade' : `${k.id}-httpupgrade`)}`);
         const grpc = grpcKeyUrl(k, host, web, k.id === 'default' ? 'ladder-grpc' : `${k.id}-grpc`);
         if (grpc) out.push('  over gRPC (ladder client; v2rayNG/v2rayN: the v2ray-json subscription):', `  ${grpc}`);
+        const note = loopbackFrontNote(web.settings.host, web.publicUrl, host);
+        if (note) out.push(note);
       }
       if (k === p.printKeys[0]) {
         out.push('');
