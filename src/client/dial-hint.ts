@@ -23,7 +23,7 @@ const hinted = new Set<string>();
 /** The advice for `code`, or undefined when it is not a certificate problem. */
 export function dialHint(code: string): string | undefined {
   if (UNTRUSTED.has(code))
-    return `the web front's TLS certificate is not trusted (${code}): add cert=PATH (the front's certificate or its CA, PEM) to the key's v2ray-plugin options (an ss:// key; a fetched key's cert= is ignored), or start the client with NODE_EXTRA_CA_CERTS=PATH`;
+    return `the web front's TLS certificate is not trusted (${code}): add cert=PATH (the front's certificate or its CA, PEM) to the key's v2ray-plugin options (a WebSocket or HTTPUpgrade ss:// key; a fetched key's cert= is ignored), or, for any key (gRPC's too), start the client with NODE_EXTRA_CA_CERTS=PATH`;
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID')
     return `the web front's TLS certificate does not name the key's host (${code}): check the key's v2ray-plugin host= option (without it v2ray-plugin's default, cloudfront.com, is used)`;
   if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID')
