@@ -189,7 +189,10 @@ export function dialHttpUpgrade(ep: HttpUpgradeEndpoint, signal?: AbortSignal): 
     let socket: Socket = raw;
     if (secure) {
       const { pin, ...options } = webTlsOptions(ep, host);
-      socket = pinnedTlsConnect({ socket: raw, ...options, ALPNProtocols: ['http/1.1'] }, pin);
+      // `host`: the name the certificate is checked against when no SNI is sent (an address as
+      // the Host: RFC 6066 has none), the dialled address as the WebSocket dialer checks it;
+      // without it Node checked 'localhost', and a front's certificate for its IP failed.
+      socket = pinnedTlsConnect({ socket: raw, host: address, ...options, ALPNProtocols: ['http/1.1'] }, pin);
     }
     const answer = new AnswerHead();
     let settled = false;
