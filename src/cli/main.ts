@@ -45,12 +45,16 @@ export async function main(argv: string[]): Promise<number> {
       throw commanderUsageError(err, commandPath(program, argv));
     });
   for (const register of await loadCommands(argv)) register(program);
-  try {
+  // Before a command runs (any subcommand's action), not before --help or --version: help still
+  // prints with a bad value, which is only a problem for what runs.
+  program.hook('preAction', () => {
     try {
       checkRelayTuningEnv();
     } catch (err) {
       throw new UsageError((err as Error).message);
     }
+  });
+  try {
     await program.parseAsync(argv, { from: 'user' });
     return EXIT.OK;
   } catch (err) {

@@ -7,6 +7,7 @@ import { describeStore, privatePolicyLine, storeFlags, tryItHeading } from './ba
 import { ladderCommand } from '../shared/invocation.js';
 import { QRCode } from './qr.js';
 import { printable } from './terminal.js';
+import { HTTP_UPGRADE_CLIENTS } from '../protocol/sip002/plugin-opts.js';
 
 export interface ManagedBannerInput {
   storeLocation: StoreLocation;
@@ -45,6 +46,8 @@ export interface ManagedBannerInput {
   dynamicNote: string;
   subscription: string | undefined;
   webUrl: string | undefined;
+  /** The key over the front's HTTPUpgrade (printed after webUrl). */
+  httpUpgradeUrl?: string | undefined;
   drawQr: boolean;
 }
 
@@ -119,6 +122,7 @@ export async function managedBanners(b: ManagedBannerInput): Promise<ManagedBann
       o.push('  over the web front (ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box):');
       o.push(`  ${b.webUrl}`);
     }
+    if (b.httpUpgradeUrl) o.push(`  over HTTPUpgrade (${HTTP_UPGRADE_CLIENTS}):`, `  ${b.httpUpgradeUrl}`);
     if (b.stlsLines) o.push(...b.stlsLines);
     if (qr) o.push((await QRCode.toString(b.url, { type: 'terminal', small: true })).trimEnd());
     else

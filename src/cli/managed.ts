@@ -52,6 +52,7 @@ import {
   storedSecretPath,
   webEndpointOf,
   webKeyUrl,
+  httpUpgradeKeyUrlFor,
   webStatusLine,
   type RunningWeb,
 } from './web.js';
@@ -526,6 +527,15 @@ export async function startManaged(
         web && !web.webOnly
           ? webKeyUrl(firstKey, settings.hostnameForAccessKeys, web, `${firstKey.name || 'ladder'} (web)`)
           : undefined,
+      ...(web && !web.webOnly
+        ? {
+            httpUpgradeUrl: httpUpgradeKeyUrlFor(
+              firstKey,
+              webEndpointOf(web, settings.hostnameForAccessKeys),
+              `${firstKey.name || 'ladder'} (HTTPUpgrade)`,
+            ),
+          }
+        : {}),
       drawQr: tuning.drawQr !== false,
     });
     log.info({ keys: pool.keyCount }, 'keys updated'); // once: every port's and the web front's

@@ -16,7 +16,13 @@ import { join } from 'node:path';
 import { fileErrorWhy } from '../config/errors.js';
 import { parseFlags, webFlagsSchema } from '../config/flags.js';
 import type { WebConfig } from '../config/server.js';
-import { grpcKeyUrlFor, webKeyUrlFor, type WebEndpoint } from '../protocol/sip002/plugin-opts.js';
+import {
+  grpcKeyUrlFor,
+  HTTP_UPGRADE_CLIENTS,
+  httpUpgradeKeyUrlFor,
+  webKeyUrlFor,
+  type WebEndpoint,
+} from '../protocol/sip002/plugin-opts.js';
 import { editDistance } from '../protocol/near-miss.js';
 import type { DataPlaneOptions, ShadowsocksServer } from '../server/index.js';
 // The web front's modules (ws, acme-client, the decoy site) load only when --web-port is given.
@@ -28,6 +34,7 @@ import { formatHostPort } from '../shared/parse.js';
 import type { Logger } from '../shared/logger.js';
 import { UsageError } from './errors.js';
 import { keptSecret } from './kept-secret.js';
+import { looseWebWarnings, refuseAcmeAddress } from './web-loose.js';
 
 export interface WebFlags {
   webPort?: string;
@@ -227,6 +234,7 @@ export async function planWeb(
     fail(`--advertise: expected all or web, got ${JSON.stringify(advertise)}`);
   if (advertise === 'web') plan.webOnly = true;
   if (acmeDomains?.some((d) => d === '')) throw new UsageError('--acme: empty domain name');
+  refuseAcmeAddress(acmeDomains);
   if (!plan.acmeDomains && (plan.acmeEmail ?? plan.acmeDirectoryUrl ?? plan.acmeHttpPort) !== undefined)
     throw new UsageError('--acme-email, --acme-directory and --acme-http-port need --acme');
   const { validateWebSettings } = await import('../server/web/setup.js');
@@ -406,6 +414,7 @@ export async function startWeb(
     throw err;
   }
   if (publicUrl !== undefined && webOnly !== true) logger.warn(RAW_ADVERTISED);
+  for (const line of looseWebWarnings({ decoy: settings.decoy, publicUrl })) logger.warn(line);
   return {
     service,
     settings,
@@ -473,7 +482,7 @@ export function webStatusLine(web: RunningWeb): string {
 /** Secret paths shorter than this (after the slash) get a warning in the banner. */
 const SHORT_PATH = 12;
 
-export { grpcKeyUrlFor, webKeyUrlFor, type WebEndpoint };
+export { grpcKeyUrlFor, HTTP_UPGRADE_CLIENTS, httpUpgradeKeyUrlFor, webKeyUrlFor, type WebEndpoint };
 
 /**
  * The public endpoint of a running front: --web-public-url when given, else `host` (the

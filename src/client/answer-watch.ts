@@ -28,6 +28,7 @@ import type { DialHints, DialedConnection, Dialer, FirstData } from '../transpor
 import { nativePlanner, type NativeAnswer, type NativeTunnelPlan } from '../transport/native-dial.js';
 import type { Transform } from '../transport/relay.js';
 import { DeadlineQueue, type Deadline } from './deadline-queue.js';
+import { dialErrno, hintDialFailureOnce } from './dial-hint.js';
 
 /** Default wait for a first answer before telling the user (the connection stays open). */
 export const DEFAULT_NO_ANSWER_MS = 10_000;
@@ -62,7 +63,7 @@ export function sharedWatchTimerFromEnv(env: NodeJS.ProcessEnv = process.env): b
   return envSwitch('LADDER_WATCH_TIMER', env);
 }
 
-type Kind = 'closed' | 'closed-after-fin' | 'no-answer' | 'not-shadowsocks';
+type Kind = 'closed' | 'closed-after-fin' | 'no-answer' | 'not-shadowsocks' | 'upgrade-refused';
 
 /** The debug line's words for each finding (the info line explains it). */
 const KIND_WORDS: Record<Kind, string> = {
@@ -70,6 +71,7 @@ const KIND_WORDS: Record<Kind, string> = {
   'closed-after-fin': 'the server closed it without data after the application finished sending',
   'no-answer': 'no answer from the server',
   'not-shadowsocks': 'the server answered with bytes this key cannot decrypt',
+  'upgrade-refused': 'the web front refused the upgrade',
 };
 
 const CLOSED =
@@ -219,6 +221,11 @@ export class AnswerWatchDialer implements Dialer {
     socket.once('end', () => w.serverClosed());
     socket.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ECONNRESET') w.serverClosed();
+      // A gRPC call or fast-open HTTPUpgrade refused after the dial: the status says why, once.
+      else if (err.code === 'ERR_UPGRADE_REFUSED') {
+        w.settle('upgrade-refused', `tunnel refused by the web front: ${err.message}`);
+        hintDialFailureOnce(dialErrno(err), this.#log);
+      }
     });
     socket.once('close', () => w.closed());
     const innerDecode: Transform | undefined = conn.decode;

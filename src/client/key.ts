@@ -13,6 +13,7 @@ import { keyHostProblem, parseSsUrl, type SsKey } from '../protocol/sip002/index
 import { parseV2rayPluginOptions, V2RAY_PLUGIN_NAMES } from '../protocol/sip002/plugin-opts.js';
 import { parseShadowTlsPluginOptions, SHADOW_TLS_PLUGIN_NAMES } from '../protocol/sip002/shadowtls-opts.js';
 import type { ShadowTlsEndpoint } from '../transport/shadowtls-dialer.js';
+import type { SsWebTransport } from '../protocol/sip002/transport.js';
 import type { ShadowsocksEndpoint } from '../transport/shadowsocks-dialer.js';
 import { UpstreamDialError, type NextHop } from '../transport/dialer.js';
 import type { WsTransportOptions } from '../transport/ws-dialer.js';
@@ -111,6 +112,8 @@ export function endpointFromParts(
     // ShadowTLS: shadowTlsPart below; only its notes here.
     const notes = shadowTlsOptions(parsed, explain).notes;
     if (notes.length > 0) pluginNotes = notes;
+  } else if (parsed.transport !== undefined && parsed.transport.type !== 'grpc') {
+    websocket = webTransportOf(parsed, parsed.transport);
   } else if (parsed.plugin !== undefined) {
     throw new ProtocolError(
       'ERR_URL',
@@ -219,6 +222,22 @@ export function scrubKeySecrets(msg: string, key: string): string {
   for (const s of forms.sort((a, b) => b.length - a.length))
     if (out.includes(s)) out = out.split(s).join('[redacted]');
   return out;
+}
+
+/**
+ * The WebSocket or HTTPUpgrade transport of a key with `type=ws` or `type=httpupgrade` (3x-ui's
+ * links for Xray's Shadowsocks inbounds): no Mux.Cool (an Xray client sends none unless told);
+ * SNI from `sni`, else the Host header's name.
+ */
+function webTransportOf(parsed: SsKey, t: SsWebTransport): WsTransportOptions {
+  const addr = parsed.host.includes(':') ? `[${parsed.host}]` : parsed.host;
+  return {
+    url: `${t.tls ? 'wss' : 'ws'}://${addr}:${parsed.port}${t.path}`,
+    ...(t.host !== undefined ? { host: t.host } : {}),
+    ...(t.sni !== undefined ? { servername: t.sni } : {}),
+    mux: false,
+    ...(t.type === 'httpupgrade' ? { httpUpgrade: true } : {}),
+  };
 }
 
 /** The gRPC transport of a key with `type=grpc`: the options and a lazily loaded NextHop. */

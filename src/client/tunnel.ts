@@ -5,7 +5,7 @@ import { DEFAULT_FIRST_DATA_WAIT_MS, DEFAULT_IDLE_SECONDS } from '../config/defa
 import { formatAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import { pipeConnection, type DialedConnection, type Dialer, type PipeOptions } from '../transport/dialer.js';
 import type { NativeTunnels } from './native-tunnel.js';
-import { hintDialFailureOnce } from './dial-hint.js';
+import { dialErrno, hintDialFailureOnce } from './dial-hint.js';
 
 /**
  * How long to wait, after telling the application its CONNECT succeeded, for its first bytes so
@@ -134,8 +134,10 @@ export function logDialFailure(err: unknown, dest: SocksAddress, log: Logger): v
       `${route} connection failed (the destination itself, not through the tunnel)`,
     );
   else {
-    log.info(errno ? { code, errno } : { code }, 'tunnel dial failed');
-    hintDialFailureOnce(errno, log);
+    // A refused upgrade (ERR_UPGRADE_REFUSED): its HTTP status says why (dial-hint.ts).
+    const status = code === 'ERR_UPGRADE_REFUSED' ? (err as { status?: number }).status : undefined;
+    log.info(errno ? { code, errno } : status !== undefined ? { code, status } : { code }, 'tunnel dial failed');
+    hintDialFailureOnce(dialErrno(err), log);
   }
   if (log.isLevelEnabled('debug')) log.debug(`dial to ${formatAddress(dest)} failed: ${String(err)}`);
 }

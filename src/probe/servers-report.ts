@@ -14,6 +14,7 @@ function cell(c: ServerCheck, step: string): string {
   if (f === 'eof_error') return 'eof';
   if (f.startsWith('dns_')) return f.slice(4);
   if (f.startsWith('ssl_')) return f.slice(4).replace(/: .*$/, '');
+  if (f.startsWith('upgrade_refused: ')) return f.slice('upgrade_refused: '.length); // HTTP 404
   return 'failed';
 }
 

@@ -22,6 +22,7 @@ import type { Duplex } from 'node:stream';
 import type { Dialer, NextHop } from '../transport/dialer.js';
 import { DialerStream } from '../transport/dialer-stream.js';
 import { dialHttpUpgrade } from '../transport/httpupgrade-dialer.js';
+import { upgradeRefusalAdvice } from '../transport/upgrade-refused.js';
 import { dialWebSocket, webSocketNextHop, type WsTransportOptions } from '../transport/ws-dialer.js';
 import { grpcNextHop, type GrpcTransportOptions } from '../transport/grpc-dialer.js';
 import type { ShadowTlsEndpoint } from '../transport/shadowtls-dialer.js';
@@ -255,6 +256,8 @@ export function explain(c: ServerCheck): string {
   if (!s) return 'reachable: the tunnel carried a request to the target';
   const f = s.failure!;
   const timeout = f === 'generic_timeout_error';
+  const refused = /^upgrade_refused: HTTP (\d{3}|\?)$/.exec(f);
+  const refusedStatus = refused ? (refused[1] === '?' ? undefined : Number(refused[1])) : undefined;
   switch (s.step) {
     case 'fetch':
       return `the dynamic key could not be fetched (${f.replace(/^unknown_failure: /, '')})`;
@@ -271,8 +274,11 @@ export function explain(c: ServerCheck): string {
         ? `the TLS certificate is not the expected one (${f}): a wrong pin or name, or someone in the middle`
         : `the TLS handshake failed (${f}): SNI filtering, or the front does not serve TLS here`;
     case 'websocket':
+      if (refusedStatus !== undefined) return upgradeRefusalAdvice(refusedStatus);
       return `the web front refused the WebSocket upgrade (${f}): a wrong path, or a proxy that strips upgrades`;
     case 'tunnel':
+      // A gRPC call is refused in this step (its dialer opens its own connection).
+      if (refusedStatus !== undefined) return upgradeRefusalAdvice(refusedStatus);
       return `the server took the connection but the tunnel did not answer (${f}): a wrong key or method, a key the server has disabled, expired or over its limit, the server cannot reach the target, or a censor cuts the flow after the first packet`;
   }
 }

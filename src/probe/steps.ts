@@ -58,6 +58,9 @@ export async function handshake(
   const t = tls.connect({
     socket: stream,
     servername: net.isIP(servername) ? '' : servername,
+    // An address sends no SNI (RFC 6066) but is still what the certificate must name: without
+    // `host` beside the socket Node checked 'localhost' (ERR_TLS_CERT_ALTNAME_INVALID).
+    ...(net.isIP(servername) ? { host: servername } : {}),
     ...(opts.ca ? { ca: opts.ca } : {}),
     ...(opts.verify === false ? { rejectUnauthorized: false } : {}),
     ALPNProtocols: ['http/1.1'],

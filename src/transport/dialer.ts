@@ -99,7 +99,12 @@ export interface NativeConnect {
  * itself for a direct route). Not the server's DialError (src/server/destination.ts), which is the
  * server failing to reach a client's destination and carries a metric status.
  */
-export type UpstreamDialErrorCode = 'ERR_CONNECT' | 'ERR_CONNECT_TIMEOUT' | 'ERR_ABORTED' | 'ERR_CLOSED';
+export type UpstreamDialErrorCode =
+  | 'ERR_CONNECT'
+  | 'ERR_CONNECT_TIMEOUT'
+  | 'ERR_ABORTED'
+  | 'ERR_CLOSED'
+  | 'ERR_UPGRADE_REFUSED';
 
 export class UpstreamDialError extends CodedError<UpstreamDialErrorCode> {
   override readonly name = 'UpstreamDialError';

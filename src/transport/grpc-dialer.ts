@@ -13,6 +13,7 @@ import type { Duplex } from 'node:stream';
 import { DEFAULT_CONNECT_TIMEOUT_MS, UpstreamDialError, type NextHop } from './dialer.js';
 import { MUX_BULK_BYTES } from './mux.js';
 import { envSwitch } from '../shared/env.js';
+import { upgradeRefused } from './upgrade-refused.js';
 import { grpcCallPath } from '../protocol/sip002/transport.js';
 import { GRPC_STREAM_WINDOW, GrpcStream } from './grpc-stream.js';
 import { hostName, pinnedTlsConnect, webTlsOptions, type WebTlsEndpoint } from './web-tls.js';
@@ -52,14 +53,15 @@ function authorityOf(opts: GrpcTransportOptions): string {
   return opts.address.includes(':') ? `[${opts.address}]` : opts.address;
 }
 
-/** Why a call's answer is not a gRPC stream, or undefined when it is. */
-function refusal(h: IncomingHttpHeaders): string | undefined {
-  const status = h[':status'];
-  if (Number(status) !== 200) return `gRPC call refused (HTTP ${status ?? '?'})`;
+/** Why a call's answer is not a gRPC stream (an UpstreamDialError), or undefined when it is. */
+function refusal(h: IncomingHttpHeaders): UpstreamDialError | undefined {
+  const status = Number(h[':status']);
+  // Another status, or a page (the decoy's 200) where a gRPC answer was due: refused (dial-hint.ts).
+  if (status !== 200) return upgradeRefused('gRPC call', Number.isInteger(status) ? status : undefined);
   const ct = h['content-type'];
-  if (typeof ct !== 'string' || !/^application\/grpc/i.test(ct)) return 'gRPC call answered with another content type';
+  if (typeof ct !== 'string' || !/^application\/grpc/i.test(ct)) return upgradeRefused('gRPC call (answered with a page)', 200);
   const gs = h['grpc-status'];
-  if (gs !== undefined && gs !== '0') return `gRPC call failed (grpc-status ${String(gs)})`;
+  if (gs !== undefined && gs !== '0') return new UpstreamDialError('ERR_CONNECT', `gRPC call failed (grpc-status ${String(gs)})`);
   return undefined;
 }
 
@@ -112,6 +114,13 @@ export class GrpcSessionPool {
     return this.#sessions.keys().next().value;
   }
 
+  /** Calls counted on the usable connections (tests). */
+  get calls(): number {
+    let n = 0;
+    for (const c of this.#sessions.values()) n += c;
+    return n;
+  }
+
   /** Usable HTTP/2 connections (tests). */
   get sessions(): number {
     return this.#sessions.size;
@@ -125,10 +134,17 @@ export class GrpcSessionPool {
       req = session.request(this.#headers, { endStream: false });
     } catch (err) {
       // Closing under us (GOAWAY, a socket error not yet reported): forget it, dial again once.
-      this.#sessions.delete(session);
+      this.#forget(session);
       if ((err as { code?: string }).code === undefined) throw err;
       session = await this.#usable(signal);
-      req = session.request(this.#headers, { endStream: false });
+      try {
+        req = session.request(this.#headers, { endStream: false });
+      } catch (again) {
+        // Twice: that one goes too, with the slot #usable counted for a call never made (it was
+        // kept for the connection's life, one of its 100 calls gone for good).
+        this.#forget(session);
+        throw again;
+      }
     }
     const owner = session;
     const stream = new GrpcStream(req);
@@ -136,18 +152,29 @@ export class GrpcSessionPool {
     this.#calls.set(owner, calls.add(stream));
     req.once('close', () => {
       calls.delete(stream);
-      const n = this.#sessions.get(owner);
-      if (n !== undefined) this.#sessions.set(owner, n - 1);
+      this.#uncount(owner);
     });
     req.once('response', (h) => {
       const why = refusal(h);
-      if (why) stream.destroy(new UpstreamDialError('ERR_CONNECT', why));
+      if (why) stream.destroy(why);
     });
     req.once('trailers', (h) => {
       const gs = h['grpc-status'];
       if (gs !== undefined && gs !== '0') stream.destroy(new Error(`gRPC call ended with grpc-status ${String(gs)}`));
     });
     return stream;
+  }
+
+  /** No new calls on `session`: out of the pool, closed once its calls end (close() waits for them). */
+  #forget(session: ClientHttp2Session): void {
+    this.#sessions.delete(session);
+    session.close();
+  }
+
+  /** A call on `session` is over: its slot is free. */
+  #uncount(session: ClientHttp2Session): void {
+    const n = this.#sessions.get(session);
+    if (n !== undefined) this.#sessions.set(session, n - 1);
   }
 
   async #usable(signal?: AbortSignal): Promise<ClientHttp2Session> {

@@ -18,6 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { DEFAULT_CONNECT_TIMEOUT_MS, UpstreamDialError } from './dialer.js';
+import { upgradeRefused } from './upgrade-refused.js';
 import { pinnedTlsConnect, webTlsOptions, type WebTlsEndpoint } from './web-tls.js';
 
 export interface HttpUpgradeEndpoint extends WebTlsEndpoint {
@@ -87,9 +88,13 @@ class AnswerHead {
       if (this.#buf.length > MAX_ANSWER_HEAD) throw new UpstreamDialError('ERR_CONNECT', 'HTTP upgrade answer head too long');
       return undefined;
     }
-    const problem = answerProblem(this.#buf.subarray(0, end).toString('latin1'));
-    if (problem !== undefined) throw new UpstreamDialError('ERR_CONNECT', problem);
-    return this.#buf.subarray(end + 4);
+    const head = this.#buf.subarray(0, end).toString('latin1');
+    const problem = answerProblem(head);
+    if (problem === undefined) return this.#buf.subarray(end + 4);
+    const status = /^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1];
+    // A status other than 101: the front (or a CDN before it) refused the upgrade (dial-hint.ts).
+    if (status !== undefined && status !== '101') throw upgradeRefused('HTTP upgrade', Number(status));
+    throw new UpstreamDialError('ERR_CONNECT', problem);
   }
 }
 
@@ -184,7 +189,10 @@ export function dialHttpUpgrade(ep: HttpUpgradeEndpoint, signal?: AbortSignal): 
     let socket: Socket = raw;
     if (secure) {
       const { pin, ...options } = webTlsOptions(ep, host);
-      socket = pinnedTlsConnect({ socket: raw, ...options, ALPNProtocols: ['http/1.1'] }, pin);
+      // `host`: the name the certificate is checked against when no SNI is sent (an address as
+      // the Host: RFC 6066 has none), the dialled address as the WebSocket dialer checks it;
+      // without it Node checked 'localhost', and a front's certificate for its IP failed.
+      socket = pinnedTlsConnect({ socket: raw, host: address, ...options, ALPNProtocols: ['http/1.1'] }, pin);
     }
     const answer = new AnswerHead();
     let settled = false;

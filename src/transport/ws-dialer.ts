@@ -2,6 +2,7 @@ import type { Duplex } from 'node:stream';
 import type { ConnectionOptions } from 'node:tls';
 import WebSocket from 'ws';
 import { DEFAULT_CONNECT_TIMEOUT_MS, UpstreamDialError, type NextHop } from './dialer.js';
+import { upgradeRefused } from './upgrade-refused.js';
 import { dialHttpUpgrade } from './httpupgrade-dialer.js';
 import { MuxConnection, muxEndDelayMs } from './mux.js';
 import type { MuxCoverOptions } from './mux-cover.js';
@@ -90,7 +91,7 @@ export function openWebSocket(ep: WsEndpoint, signal?: AbortSignal): Promise<Web
         ),
       );
     const onResponse = (_req: unknown, res: { statusCode?: number }): void =>
-      fail(new UpstreamDialError('ERR_CONNECT', `WebSocket upgrade refused (HTTP ${res.statusCode ?? '?'})`));
+      fail(upgradeRefused('WebSocket upgrade', res.statusCode));
     const onAbort = (): void => fail(new UpstreamDialError('ERR_ABORTED', 'dial aborted'));
     ws.once('open', onOpen);
     ws.once('error', onError);

@@ -55,3 +55,15 @@ test('good values of the relay knobs are taken (the client starts)', async () =>
     r.child.kill();
   }
 });
+
+// Help is not running: `--help` (the program's, a command's, a nested one's) prints with a bad
+// value, exit 0; the value is refused only when something runs (above). Before, help stopped with
+// the same one-line error.
+for (const args of [['--help'], ['server', '--help'], ['keys', 'url', '--help'], ['client', '-h']]) {
+  test(`ladder ${args.join(' ')} with LADDER_RELAY_ADAPT=yes prints its help, exit 0`, async () => {
+    const r = run(args, { env: { LADDER_RELAY_ADAPT: 'yes', LADDER_RELAY_READ_KIB: '1M' } });
+    assert.equal(await r.exit, 0, r.stderr());
+    assert.match(r.stdout(), /^Usage: ladder /);
+    assert.equal(r.stderr(), '');
+  });
+}

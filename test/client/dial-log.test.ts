@@ -152,3 +152,9 @@ test('a direct or fragment route that fails: "direct connection failed", not the
     );
   }
 });
+
+test("an untrusted front certificate: the advice fits a gRPC key too (it has no v2ray-plugin options)", async () => {
+  const { dialHint } = await import('../../src/client/dial-hint.js');
+  const hint = dialHint('DEPTH_ZERO_SELF_SIGNED_CERT') ?? '';
+  assert.match(hint, /\(a WebSocket or HTTPUpgrade ss:\/\/ key; .*\), or, for any key \(gRPC's too\), start the client with NODE_EXTRA_CA_CERTS=PATH$/);
+});

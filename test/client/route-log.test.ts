@@ -6,36 +6,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PassThrough } from 'node:stream';
-import { startClient } from '../../src/client/index.js';
-import { endpointFromKey } from '../../src/client/key.js';
 import { parseRuleList } from '../../src/client/routing/rules.js';
 import { formatSsUrl } from '../../src/protocol/sip002/index.js';
 import { startDataPlane } from '../../src/server/index.js';
-import { createLogger } from '../../src/shared/logger.js';
 import { startEcho } from '../helpers/net.js';
 import { socks5Connect } from '../helpers/socks5.js';
 import { waitFor } from '../helpers/wait.js';
+import { clientLogging } from '../helpers/client-logging.js';
 
 const SECRET = 'route-log-secret';
-
-/** A client over a Ladder data plane with `key`, logging at `level` into a string. */
-async function clientLogging(
-  key: string,
-  level: 'debug' | 'info',
-  extra: Partial<Parameters<typeof startClient>[0]> = {},
-): Promise<{ client: Awaited<ReturnType<typeof startClient>>; text: () => string }> {
-  const out = new PassThrough();
-  let text = '';
-  out.on('data', (d: Buffer) => (text += d.toString()));
-  const client = await startClient({
-    keys: [endpointFromKey(key, 'local')],
-    socks: { host: '127.0.0.1', port: 0 },
-    log: createLogger({ level, destination: out }),
-    ...extra,
-  });
-  return { client, text: () => text };
-}
 
 test('debug: one line per connection with its route, why and the destination; none at info', async (t) => {
   const plane = await startDataPlane({

@@ -65,3 +65,28 @@ export function unmanagedWeb(password: string, ...extra: string[]): string[] {
     ...extra,
   ];
 }
+
+/**
+ * `ladder client --key KEY` as a user runs it: `bytes` random bytes echoed full-duplex through its
+ * SOCKS5 port to 127.0.0.1:`echoPort`, compared by hash (throws with the client's output when they
+ * differ); resolves with its stdout (the banner). The client is killed after.
+ */
+export async function echoThroughCliClient(
+  key: string,
+  echoPort: number,
+  bytes: number,
+  env?: NodeJS.ProcessEnv,
+): Promise<string> {
+  const { randomBytes } = await import('node:crypto');
+  const { echoVia } = await import('./transfer.js');
+  const c = run(['client', '--key', key, '--socks', '127.0.0.1:0'], env ? { env } : {});
+  try {
+    const m = await waitForStdout(c, /SOCKS5 proxy on 127\.0\.0\.1:(\d+)/, 30_000);
+    const body = randomBytes(bytes);
+    const r = await echoVia({ proxyPort: Number(m[1]) }, { host: '127.0.0.1', port: echoPort }, body);
+    if (!r.gotSha.equals(r.sentSha)) throw new Error(`echo differs\n${c.stdout()}${c.stderr()}`);
+    return c.stdout();
+  } finally {
+    c.child.kill('SIGKILL');
+  }
+}

@@ -18,7 +18,8 @@ import { freePort } from '../helpers/net.js';
 import { socks5Connect } from '../helpers/socks5.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
-const WEB_URL = /ss:\/\/\S+plugin=v2ray-plugin\S*/g;
+/** A WebSocket key URL (the HTTPUpgrade one, with v2ray-http-upgrade, is printed after it). */
+const WEB_URL = /ss:\/\/(?!\S*v2ray-http-upgrade)\S+plugin=v2ray-plugin\S*/g;
 
 /** `text` through the SOCKS5 port to the echo origin and back, or undefined after `ms`. */
 async function echoVia(socksPort: number, echoPort: number, text: string, ms = 5000): Promise<string | undefined> {

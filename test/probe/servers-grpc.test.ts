@@ -7,7 +7,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { createTunnelDialer, endpointFromKey } from '../../src/client/index.js';
-import { checkServer, maskedName, type ServerTarget } from '../../src/probe/servers.js';
+import { checkServer, explain, maskedName, type ServerTarget } from '../../src/probe/servers.js';
+import { serversTable } from '../../src/probe/servers-report.js';
 import { grpcServiceName } from '../../src/server/web/grpc.js';
 import { startWsTestServer, type WsTestServer } from '../helpers/web-server.js';
 
@@ -46,4 +47,8 @@ test('a wrong service name: blocked at the tunnel step, no call taken', async ()
   const c = await checkServer(grpcTarget('wrong'), { target, timeoutMs: 3000 });
   assert.equal(c.blocking, 'tunnel');
   assert.equal(srv.grpcCalls, calls);
+  // The front's 404 in the table's cell, and what it means (the key's path, not the key).
+  assert.equal(c.steps.at(-1)!.failure, 'upgrade_refused: HTTP 404');
+  assert.match(explain(c), /^the server answered HTTP 404 to the tunnel's upgrade request at the key's path .*does not match the server's secret path/);
+  assert.match(serversTable([c]), /tunnel +result\n1 +grpc:\S+ \S+ +ok +HTTP 404 +blocked at tunnel/);
 });

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { createTunnelDialer, endpointFromKey } from '../../src/client/index.js';
-import { checkServer, type ServerTarget } from '../../src/probe/servers.js';
+import { checkServer, explain, type ServerTarget } from '../../src/probe/servers.js';
 import { runLadder } from '../helpers/ladder-run.js';
 import { freePort } from '../helpers/net.js';
 import { ssUrl, startLadderServer, type Peer } from '../helpers/peers.js';
@@ -212,5 +212,8 @@ describe('checkServer over the web front (WebSocket + TLS, in process)', () => {
     const c = await checkServer(wsTarget('/wrong-path', true), opts());
     assert.equal(c.blocking, 'websocket');
     assert.equal(ws.upgrades, upgrades);
+    assert.equal(c.steps.at(-1)!.failure, 'upgrade_refused: HTTP 404');
+    assert.match(explain(c), /^the server answered HTTP 404 .*does not match the server's secret path/);
+    assert.ok(!explain(c).includes('/wrong-path'), 'the path is not named');
   });
 });

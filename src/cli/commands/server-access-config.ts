@@ -9,7 +9,7 @@ import { dynamicKeyNote, storeFlags } from '../banner-text.js';
 import { oneLineCommand, UsageError } from '../errors.js';
 import { refuseParentFlags } from '../given-flags.js';
 import { ladderCommand } from '../../shared/invocation.js';
-import { grpcKeyUrlFor, loadWebEndpoint, webKeyUrlFor } from '../web.js';
+import { grpcKeyUrlFor, HTTP_UPGRADE_CLIENTS, httpUpgradeKeyUrlFor, loadWebEndpoint, webKeyUrlFor } from '../web.js';
 import { savedShadowTlsUrl } from '../shadowtls.js';
 
 interface AccessConfigFlags {
@@ -82,6 +82,7 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
       const stls = await savedShadowTlsUrl(dataDir, k, settings.hostnameForAccessKeys, `${tag} (ShadowTLS)`);
       if (stls) out.push(`    through ShadowTLS v3: ${stls}`);
       if (web && !only) out.push(`    web: ${webKeyUrlFor(k, web, `${tag} (web)`)}`);
+      if (web) out.push(`    httpupgrade: ${httpUpgradeKeyUrlFor(k, web, `${tag} (HTTPUpgrade)`)}`);
       const grpc = web && grpcKeyUrlFor(k, web, `${tag} (gRPC)`);
       if (grpc) out.push(`    grpc: ${grpc}`);
     }
@@ -90,6 +91,7 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
       out.push(
         `web: keys over the web front${web.tls ? ' (TLS)' : ''} on port ${web.port}, for ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box and ${ladder} client`,
       );
+      out.push(`httpupgrade: the same front's HTTPUpgrade at the secret path's /up, for ${HTTP_UPGRADE_CLIENTS}`);
     }
     if (keys.some((k) => dynamicUrlVia(k, settings, api) !== undefined)) {
       out.push('');

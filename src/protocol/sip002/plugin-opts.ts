@@ -218,6 +218,20 @@ export function webKeyUrlFor(key: { method: string; secret: string }, ep: WebEnd
   return frontKeyUrl(key, ep, tag, { plugin: 'v2ray-plugin', pluginOptions: formatV2rayPluginOptions(ep) });
 }
 
+/**
+ * A key's SIP002 URL over the web front's HTTPUpgrade endpoint (`/SECRET/up`,
+ * server/web/httpupgrade.ts): the WebSocket URL's v2ray-plugin options with mihomo's
+ * `v2ray-http-upgrade`, which `ladder client` and mihomo read. v2ray-plugin, v2rayN and v2rayNG
+ * do not know the option and would dial a WebSocket there: they take the WebSocket URL.
+ */
+/** Who takes that URL as it is (the words every place that prints it uses). */
+export const HTTP_UPGRADE_CLIENTS = "ladder client, Clash/mihomo; Xray/v2rayN/v2rayNG: the subscription's v2ray-json format";
+
+export function httpUpgradeKeyUrlFor(key: { method: string; secret: string }, ep: WebEndpoint, tag?: string): string {
+  const opts = `${formatV2rayPluginOptions({ ...ep, path: `${ep.path}/up` })};${HTTP_UPGRADE}`;
+  return frontKeyUrl(key, ep, tag, { plugin: 'v2ray-plugin', pluginOptions: opts });
+}
+
 /** A key's ss:// URL at the front's host and port, with `how` (a plugin or a transport). */
 function frontKeyUrl(
   key: { method: string; secret: string },

@@ -2,15 +2,18 @@ import { ProtocolError } from '../errors.js';
 
 /**
  * The transport of an ss:// key in the query parameters of Xray's share-link standard
- * (`type`, `serviceName`, `authority`, `security`, `sni`: XTLS/Xray-core discussion 716), for
- * what v2ray-plugin's SIP003 options cannot say. Ladder reads and writes `type=grpc` only:
+ * (`type`, `serviceName`, `authority`, `path`, `host`, `security`, `sni`: XTLS/Xray-core
+ * discussion 716), for what v2ray-plugin's SIP003 options cannot say. Ladder writes `type=grpc`:
  *
  *   ss://…@host:port/?type=grpc&serviceName=SECRET&security=tls&sni=NAME[&authority=HOST]#tag
  *
  * (v2rayN and v2rayNG do not read these on ss:// links — they would dial plain Shadowsocks — so
- * subscriptions give those apps the gRPC variant as an Xray JSON config instead.) `type=tcp` and
- * an absent `type` mean no transport; any other type is refused rather than dialled as plain
- * Shadowsocks to a web port.
+ * subscriptions give those apps the gRPC variant as an Xray JSON config instead.) It also reads
+ * `type=ws` and `type=httpupgrade` with `path`, `host`, `security` and `sni`, which the 3x-ui panel
+ * writes for a Shadowsocks inbound on Xray's WebSocket or HTTPUpgrade transport (and OpenWrt's
+ * Passwall reads); Ladder's own keys give those as v2ray-plugin options, which the apps read.
+ * `type=tcp` and an absent `type` mean no transport; any other type is refused rather than dialled
+ * as plain Shadowsocks to a web port.
  */
 export interface SsGrpcTransport {
   type: 'grpc';
@@ -23,10 +26,25 @@ export interface SsGrpcTransport {
   authority?: string;
 }
 
-export type SsTransport = SsGrpcTransport;
+/**
+ * `type=ws` or `type=httpupgrade` (Xray's share-link names, as 3x-ui writes them for Shadowsocks):
+ * the request path, the Host header, TLS or not (`security`, default none as in the standard).
+ */
+export interface SsWebTransport {
+  type: 'ws' | 'httpupgrade';
+  /** The request path as given (Xray's `?ed=` early-data suffix included: the server ignores the query). */
+  path: string;
+  /** Host header (`host`; default: the key's host). */
+  host?: string;
+  tls: boolean;
+  /** TLS server name (`sni`; default: the Host header's name). */
+  sni?: string;
+}
+
+export type SsTransport = SsGrpcTransport | SsWebTransport;
 
 /** The query parameter names this file reads (index.ts hands them over). */
-export const TRANSPORT_PARAMS: ReadonlySet<string> = new Set(['type', 'serviceName', 'security', 'sni', 'authority', 'host', 'mode']);
+export const TRANSPORT_PARAMS: ReadonlySet<string> = new Set(['type', 'serviceName', 'security', 'sni', 'authority', 'host', 'mode', 'path']);
 
 /** The longest serviceName taken (it goes into every call's :path; grpc-go has no limit of its own). */
 const MAX_SERVICE_NAME = 1024;
@@ -46,8 +64,9 @@ function checkToken(value: string, what: string, extra: RegExp): void {
 export function parseTransportParams(p: ReadonlyMap<string, string>): SsTransport | undefined {
   const type = p.get('type');
   if (type === undefined || type === '' || type === 'tcp') return undefined;
+  if (type === 'ws' || type === 'httpupgrade') return parseWebTransportParams(type, p);
   if (type !== 'grpc')
-    throw bad(`transport type=${JSON.stringify(type.slice(0, 20))} is not supported (grpc only; WebSocket keys use plugin=v2ray-plugin)`);
+    throw bad(`transport type=${JSON.stringify(type.slice(0, 20))} is not supported (grpc, ws or httpupgrade)`);
   const serviceName = p.get('serviceName');
   if (serviceName === undefined) throw bad('type=grpc needs serviceName');
   checkToken(serviceName, 'serviceName', /[\\]/);
@@ -74,8 +93,44 @@ export function parseTransportParams(p: ReadonlyMap<string, string>): SsTranspor
   return out;
 }
 
+/** The longest path taken from a key (it goes into every request line). */
+const MAX_PATH = 1024;
+
+/** `type=ws` / `type=httpupgrade`: path, host, security and sni (the 3x-ui form). */
+function parseWebTransportParams(type: 'ws' | 'httpupgrade', p: ReadonlyMap<string, string>): SsWebTransport {
+  const path = p.get('path') || '/';
+  // It goes into the request line: no controls or spaces, and an absolute path.
+  if (!path.startsWith('/')) throw bad(`type=${type} path must start with "/"`);
+  // eslint-disable-next-line no-control-regex
+  if (/[\x00-\x20\x7f#\\]/.test(path)) throw bad('path contains a character not allowed there'); // '?' may start Xray's ?ed=
+  if (path.length > MAX_PATH) throw bad(`path is longer than ${MAX_PATH} characters`);
+  const security = p.get('security') || 'none';
+  if (security !== 'tls' && security !== 'none')
+    throw bad(`security=${JSON.stringify(security.slice(0, 20))} is not supported with type=${type} (tls or none)`);
+  const out: SsWebTransport = { type, path, tls: security === 'tls' };
+  const host = p.get('host');
+  if (host !== undefined && host !== '') {
+    checkToken(host, 'host', /[/\\@]/);
+    if (!URL.canParse(`http://${host}`)) throw bad('host is not a host name or host:port');
+    out.host = host;
+  }
+  const sni = p.get('sni');
+  if (sni !== undefined && sni !== '') {
+    checkToken(sni, 'sni', /[/\\@:]/);
+    out.sni = sni;
+  }
+  return out;
+}
+
 /** The query parameters of `t` (values percent-encoded), in the order Xray's links use. */
 export function formatTransportParams(t: SsTransport): string[] {
+  if (t.type !== 'grpc') {
+    const out = [`type=${t.type}`, `path=${encodeURIComponent(t.path)}`];
+    if (t.host !== undefined) out.push(`host=${encodeURIComponent(t.host)}`);
+    out.push(`security=${t.tls ? 'tls' : 'none'}`);
+    if (t.sni !== undefined) out.push(`sni=${encodeURIComponent(t.sni)}`);
+    return out;
+  }
   const out = ['type=grpc', `serviceName=${encodeURIComponent(t.serviceName)}`];
   if (t.authority !== undefined) out.push(`authority=${encodeURIComponent(t.authority)}`);
   out.push(`security=${t.tls ? 'tls' : 'none'}`);

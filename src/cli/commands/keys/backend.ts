@@ -14,6 +14,8 @@ export interface KeyUrls {
   sub?: string;
   /** v2ray-plugin URL over the web front, when a local server has one. */
   web?: string;
+  /** The key over the web front's HTTPUpgrade (ladder client, mihomo), when a local server has one. */
+  httpupgrade?: string;
   /** The key over the web front's gRPC service (ladder client), where the front takes gRPC. */
   grpc?: string;
   /** The key through the local server's ShadowTLS v3 port, when it runs one. */

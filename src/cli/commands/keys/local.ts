@@ -29,7 +29,7 @@ import { keyPrefixSettingFor } from '../../../protocol/shadowsocks/key-prefix.js
 import { UsageError } from '../../errors.js';
 import { danglingWhy, dirErrorWhy, isDirectory } from '../../../shared/fs.js';
 import { DEFAULT_DATA_PORT, guessHost } from '../../managed.js';
-import { grpcKeyUrlFor, webKeyUrlFor } from '../../../protocol/sip002/plugin-opts.js';
+import { grpcKeyUrlFor, httpUpgradeKeyUrlFor, webKeyUrlFor } from '../../../protocol/sip002/plugin-opts.js';
 import { notFound, type AddOptions, type KeysBackend, type KeyUrls, type KeyView } from './backend.js';
 
 export class LocalKeys implements KeysBackend {
@@ -171,6 +171,7 @@ export class LocalKeys implements KeysBackend {
       ...(ssconf ? { ssconf } : {}),
       ...(sub ? { sub } : {}),
       ...(ep && !only ? { web: webKeyUrlFor(key, ep, `${tag} (web)`) } : {}),
+      ...(ep ? { httpupgrade: httpUpgradeKeyUrlFor(key, ep, `${tag} (HTTPUpgrade)`) } : {}),
       ...grpcUrlOf(key, ep, tag),
       ...(stls ? { shadowtls: stls } : {}),
     };
