@@ -45,7 +45,7 @@ export interface ManagedBannerInput {
   dynamic: string | undefined;
   dynamicNote: string;
   subscription: string | undefined;
-  webUrl: string | undefined;
+  webUrl?: string | undefined;
   /** The key over the front's HTTPUpgrade (printed after webUrl). */
   httpUpgradeUrl?: string | undefined;
   drawQr: boolean;

@@ -51,8 +51,7 @@ import {
   startWebOnlyServer,
   storedSecretPath,
   webEndpointOf,
-  webKeyUrl,
-  httpUpgradeKeyUrlFor,
+  webBannerUrls,
   webStatusLine,
   type RunningWeb,
 } from './web.js';
@@ -523,19 +522,7 @@ export async function startManaged(
       dynamic: dynamicUrlVia(firstKey, settings, api.endpoint, firstKey.name || 'ladder'),
       dynamicNote: dynamicKeyNote(settings.dynamicKeyBaseUrl),
       subscription: subscriptionUrlVia(firstKey, settings, api.endpoint),
-      webUrl:
-        web && !web.webOnly
-          ? webKeyUrl(firstKey, settings.hostnameForAccessKeys, web, `${firstKey.name || 'ladder'} (web)`)
-          : undefined,
-      ...(web && !web.webOnly
-        ? {
-            httpUpgradeUrl: httpUpgradeKeyUrlFor(
-              firstKey,
-              webEndpointOf(web, settings.hostnameForAccessKeys),
-              `${firstKey.name || 'ladder'} (HTTPUpgrade)`,
-            ),
-          }
-        : {}),
+      ...webBannerUrls(firstKey, settings.hostnameForAccessKeys, web, firstKey.name || 'ladder'),
       drawQr: tuning.drawQr !== false,
     });
     log.info({ keys: pool.keyCount }, 'keys updated'); // once: every port's and the web front's

@@ -515,6 +515,21 @@ export function webKeyUrl(
   return webKeyUrlFor(key, webEndpointOf(web, host), tag);
 }
 
+/** The managed banner's web lines for a key: its WebSocket and HTTPUpgrade URLs (none for a web-only front). */
+export function webBannerUrls(
+  key: Pick<RuntimeKey, 'method' | 'secret'>,
+  host: string,
+  web: RunningWeb | undefined,
+  name: string,
+): { webUrl?: string; httpUpgradeUrl?: string } {
+  if (!web || web.webOnly) return {};
+  const ep = webEndpointOf(web, host);
+  return {
+    webUrl: webKeyUrlFor(key, ep, `${name} (web)`),
+    httpUpgradeUrl: httpUpgradeKeyUrlFor(key, ep, `${name} (HTTPUpgrade)`),
+  };
+}
+
 /** A key's gRPC URL for a running front (for `ladder client`), or undefined where it takes no gRPC. */
 export function grpcKeyUrl(
   key: Pick<RuntimeKey, 'method' | 'secret'>,
