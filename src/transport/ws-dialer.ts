@@ -149,6 +149,7 @@ export class MuxPool {
   readonly #idleMs: number;
   readonly #carriers = new Set<MuxConnection>();
   #dialing: Promise<MuxConnection> | undefined;
+  #closed = false;
   #timer: ReturnType<typeof setInterval> | undefined;
   /** LADDER_MUX_END_DELAY_MS, read once per pool (mux.ts muxEndDelayMs). */
   readonly #endDelayMs = muxEndDelayMs();
@@ -208,6 +209,11 @@ export class MuxPool {
   async #dial(signal?: AbortSignal): Promise<MuxConnection> {
     const stream = await this.#dialCarrier(signal);
     stream.on('error', () => {});
+    if (this.#closed) {
+      // closed meanwhile (a spare dialled just before the client stopped): not kept open
+      stream.destroy();
+      throw new UpstreamDialError('ERR_ABORTED', 'client closed');
+    }
     const c = new MuxConnection(stream, {
       role: 'client',
       endDelayMs: this.#endDelayMs,
@@ -242,6 +248,7 @@ export class MuxPool {
   }
 
   close(): void {
+    this.#closed = true;
     for (const c of this.#carriers) c.destroy();
     this.#carriers.clear();
     if (this.#timer) clearInterval(this.#timer);

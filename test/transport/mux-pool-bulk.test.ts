@@ -89,6 +89,23 @@ describe('MuxPool and bulk sessions', () => {
     assert.notEqual(r.pingOn, r.bulkOn, 'the short exchange is not on the download carrier');
   });
 
+  it('a spare still being dialled when the pool closes is not kept open', async () => {
+    let slow = false;
+    const slowDial = async (): Promise<Duplex> => {
+      const c = await dial();
+      if (slow) await new Promise((r) => setTimeout(r, 300));
+      return c;
+    };
+    const pool = new MuxPool({ cover: false } as WsTransportOptions, slowDial);
+    const download = await pool.open();
+    download.on('error', () => {});
+    slow = true; // the spare, dialled once the download turns bulk, arrives after close()
+    download.write('bulk');
+    await readExactly(download as net.Socket, 2 * MiB, 10_000);
+    pool.close();
+    await waitFor(() => sockets.size === 0, { timeoutMs: 3000 });
+  });
+
   it('LADDER_MUX_BULK_APART=0: the short exchange shares the download carrier (negative control)', async () => {
     const r = await run(false);
     assert.equal(r.carriers, 1);

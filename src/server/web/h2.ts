@@ -120,9 +120,13 @@ function decoyH2Server(
       tunnels.add(stream);
       // A session that carries a tunnel (a client that knew the service name) gets windows a
       // link's round trip does not throttle; every other keeps nginx's SETTINGS.
-      if (!widened.has(session)) {
+      if (!widened.has(session) && !session.destroyed && !session.closed) {
         widened.add(session);
-        session.settings({ initialWindowSize: GRPC_STREAM_WINDOW });
+        try {
+          session.settings({ initialWindowSize: GRPC_STREAM_WINDOW });
+        } catch {
+          // the session is going away: its streams end with it
+        }
       }
       tunnelsOf.set(session, (tunnelsOf.get(session) ?? 0) + 1);
       stream.once('close', () => tunnelsOf.set(session, (tunnelsOf.get(session) ?? 1) - 1));
