@@ -80,8 +80,24 @@ export async function listenShadowTls(opts: ShadowTlsListenOptions): Promise<Sha
       lookup,
     }); // connecting counts against serveShadowTls's idle timer
     track(s);
+    let reached = false;
+    s.once('connect', () => (reached = true));
+    s.once('error', (err: NodeJS.ErrnoException) => {
+      if (reached) return; // the site reached, then failed: one connection's business
+      // The site cannot be reached: every connection to the port gets a reset, and an operator
+      // with a mistyped or blocked site would otherwise see nothing. Its name is configuration,
+      // not a user's; at most one line a minute.
+      const now = Date.now();
+      if (now - lastSiteWarning < 60_000) return;
+      lastSiteWarning = now;
+      opts.logger.warn(
+        { site: `${opts.handshake.host}:${opts.handshake.port}`, err: err.code ?? err.message },
+        'shadowtls: the handshake site cannot be reached; every connection to the ShadowTLS port is reset until it can',
+      );
+    });
     return s;
   };
+  let lastSiteWarning = -Infinity;
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (client) => {
     track(client);
     client.on('error', () => {});
