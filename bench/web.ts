@@ -377,8 +377,13 @@ try {
         pairs.push({ label: `${OURS} over HTTPUpgrade`, socksPort: up.socksPort, pids: [up.pid, s.pid] });
       }
       if (GRPC && s.tcpPort !== undefined && c.name === 'ladder client') {
-        const userinfo = Buffer.from(`${METHOD}:${PASSWORD}`).toString('base64url');
-        const key = `ss://${userinfo}@127.0.0.1:${s.port}/?type=grpc&serviceName=${PATH.slice(1)}&security=tls&sni=${HOST}#bench`;
+        const key = formatSsUrl({
+          method: METHOD,
+          password: PASSWORD,
+          host: '127.0.0.1',
+          port: s.port,
+          transport: { type: 'grpc', serviceName: PATH.slice(1), tls: true, sni: HOST },
+        });
         const env = { ...ladderSpawn.env, NODE_EXTRA_CA_CERTS: caFile };
         const g = track(await startLadderClient({ ...ladderSpawn, key, env }));
         pairs.push({ label: `${OURS} over gRPC`, socksPort: g.socksPort, pids: [g.pid, s.pid] });

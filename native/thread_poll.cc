@@ -44,7 +44,6 @@ struct Poller {
   uint32_t adopted = 0;  // parked watches taken as they were (tests)
   bool keep_del = false;  // LADDER_CLOSE_SKIPS_DEL=0: PollEndForClose makes its DEL as PollEnd does
   uint64_t light_ms = 0;  // uv_now when an event of a watch not marked bulk was last served
-  bool light = false;     // this turn has such an event
   uint32_t resume = 0;    // where in its batch the next turn starts (the last one ran out of budget)
 };
 
@@ -110,15 +109,15 @@ void OnEpoll(uv_poll_t* h, int /*status*/, int /*events*/) {
   int bulk[kBatch];
   int nb = 0;
   const bool bulk_last = BulkLast();
-  p->light = false;
+  bool light = false;  // this turn has an event of a watch not marked bulk
   for (int i = 0; i < n; i++) {
     const uint32_t slot = static_cast<uint32_t>(evs[i].data.u64);
     const bool is_bulk = slot < p->slots.size() && p->slots[slot].bulk;
-    if (!is_bulk) p->light = true;
+    if (!is_bulk) light = true;
     if (!bulk_last || is_bulk) bulk[nb++] = i;
     else Dispatch(p, evs[i]);
   }
-  if (p->light) p->light_ms = uv_now(p->poll.loop);
+  if (light) p->light_ms = uv_now(p->poll.loop);
   if (nb == 0) return;
   const int start = static_cast<int>(p->resume % static_cast<uint32_t>(nb));
   int done = 0;
