@@ -66,7 +66,8 @@ async function run(main: string, dir: string, on: boolean): Promise<number> {
   }
 }
 
-const main = entry || currentDist(!process.argv.includes('--no-build'), (m) => process.stderr.write(`${m}\n`));
+const main =
+  entry || currentDist(!process.argv.includes('--no-build'), (m) => process.stderr.write(`${m}\n`));
 const dir = mkdtempSync(join(tmpdir(), 'ladder-trial-cost-'));
 try {
   for (let r = 0; r < rounds; r++) {

@@ -37,7 +37,10 @@ test('the banner routing line: a rules default wins over --route, and the line s
     routingSummary('proxy', list('domain,a.example,fragment\nfinal,direct\n'), 'r.txt'),
     "rules: 1 rule from r.txt, unmatched: direct (the rules' default; --route proxy does not apply)",
   );
-  assert.match(routingSummary('auto', list('final,direct\n'), 'r.txt'), /^auto: 0 rules from r\.txt, unmatched: direct/);
+  assert.match(
+    routingSummary('auto', list('final,direct\n'), 'r.txt'),
+    /^auto: 0 rules from r\.txt, unmatched: direct/,
+  );
 });
 
 test('the banner says HTTPUpgrade for a v2ray-http-upgrade key', () => {
@@ -48,7 +51,11 @@ test('the banner says HTTPUpgrade for a v2ray-http-upgrade key', () => {
   );
   const ws = endpointFromKey(web(';tls;mux=0'), 'local');
   assert.equal(
-    shapingSummary([ws, endpointFromKey(web(';tls;mux=0;v2ray-http-upgrade'), 'local')], undefined, '--no-shape'),
+    shapingSummary(
+      [ws, endpointFromKey(web(';tls;mux=0;v2ray-http-upgrade'), 'local')],
+      undefined,
+      '--no-shape',
+    ),
     'over WebSocket+TLS (HTTPUpgrade for 1 of them) with Mux.Cool off',
   );
 });

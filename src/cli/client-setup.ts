@@ -38,7 +38,10 @@ export function warnPluginNotes(endpoints: readonly { pluginNotes?: string[] }[]
   endpoints.forEach((e, i) => {
     for (const note of e.pluginNotes ?? [])
       // v2ray-plugin's notes begin "option …"; shadow-tls's name their plugin themselves.
-      log.warn({ endpoint: i + 1 }, `key of endpoint ${i + 1}: ${note.startsWith('shadow-tls') ? '' : 'v2ray-plugin '}${note}`);
+      log.warn(
+        { endpoint: i + 1 },
+        `key of endpoint ${i + 1}: ${note.startsWith('shadow-tls') ? '' : 'v2ray-plugin '}${note}`,
+      );
   });
 }
 
@@ -90,9 +93,14 @@ export function shapingSummary(
   if (ws.length > 0) parts.push(webSummary(ws, eps.length));
   const grpc = eps.filter((e) => e.grpc);
   if (grpc.length > 0)
-    parts.push(`${grpc.length === eps.length ? '' : `${grpc.length} of ${eps.length} endpoints `}over gRPC${grpc.every((e) => e.grpc!.tls) ? '+TLS' : ''} (one HTTP/2 connection per server)`);
+    parts.push(
+      `${grpc.length === eps.length ? '' : `${grpc.length} of ${eps.length} endpoints `}over gRPC${grpc.every((e) => e.grpc!.tls) ? '+TLS' : ''} (one HTTP/2 connection per server)`,
+    );
   const stls = eps.filter((e) => e.shadowTls).length;
-  if (stls > 0) parts.push(`${stls === eps.length ? '' : `${stls} of ${eps.length} endpoints `}over ShadowTLS v3 (a real site's TLS handshake, then tagged records)`);
+  if (stls > 0)
+    parts.push(
+      `${stls === eps.length ? '' : `${stls} of ${eps.length} endpoints `}over ShadowTLS v3 (a real site's TLS handshake, then tagged records)`,
+    );
   return parts.join(', ');
 }
 
@@ -103,7 +111,11 @@ function webSummary(ws: readonly KeyEndpoint[], all: number): string {
   const which = ws.length === all ? '' : `${ws.length} of ${all} endpoints `;
   const up = ws.filter((e) => e.websocket!.httpUpgrade).length;
   const over =
-    up === 0 ? `WebSocket${tls}` : up === ws.length ? `HTTPUpgrade${tls}` : `WebSocket${tls} (HTTPUpgrade for ${up} of them)`;
+    up === 0
+      ? `WebSocket${tls}`
+      : up === ws.length
+        ? `HTTPUpgrade${tls}`
+        : `WebSocket${tls} (HTTPUpgrade for ${up} of them)`;
   const carrier = up === ws.length ? 'an HTTPUpgrade' : 'a WebSocket';
   const mux =
     muxed === ws.length

@@ -23,10 +23,7 @@ export interface FirstStartMark {
 }
 
 /** Whether `mark` names `key` as the key the first start made (by digest, or an old mark's id). */
-export function markNamesKey(
-  mark: FirstStartMark | undefined,
-  key: { id: string; secret: string },
-): boolean {
+export function markNamesKey(mark: FirstStartMark | undefined, key: { id: string; secret: string }): boolean {
   if (mark?.key !== undefined) return mark.key === keyDigest(key.secret);
   return mark?.keyId !== undefined && mark.keyId === key.id;
 }

@@ -1,18 +1,11 @@
 import { join, resolve } from 'node:path';
 import { networkInterfaces } from 'node:os';
-import type { ApiAddress, RunningApi, ShadowTlsEndpoint, WebEndpoint } from '../api/index.js';
+import type { ApiAddress, ShadowTlsEndpoint, WebEndpoint } from '../api/index.js';
 import type { MetricsServer } from '../metrics/index.js';
 import type { DataPlaneOptions } from '../server/index.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 import { bindErrorCode, explainBindError } from '../shared/listen.js';
-import type {
-  CachedKey,
-  KeyEnforcer,
-  KeyStatus,
-  KyselyStore,
-  StoreLocation,
-  StoreOptions,
-} from '../store/index.js';
+import type { CachedKey, KeyEnforcer, KeyStatus, KyselyStore, StoreLocation } from '../store/index.js';
 import {
   DEFAULT_DATA_DIR,
   DEFAULT_IDLE_SECONDS,
@@ -41,7 +34,7 @@ import {
 import { hooksFor, tee } from './plane-hooks.js';
 import { StartupLog } from './startup-log.js';
 import { subscriptionEndpointOf } from './web-endpoint.js';
-import type { Plane, PortPool } from './port-pool.js';
+import type { PortPool } from './port-pool.js';
 import { startPool, type PlaneSetup, type PrimaryPlane } from './managed-planes.js';
 import { checkPortsFree, startApiOrRefuse, startMetricsFor } from './managed-listen.js';
 import {
@@ -98,54 +91,8 @@ export function guessHost(listenHost?: string): string {
 
 export { PortPool } from './port-pool.js';
 
-export interface ManagedServer {
-  store: KyselyStore;
-  /** The primary data plane (the port for new keys). */
-  plane: Plane;
-  /** Data-plane worker threads of the primary port (0: on the main thread, for the web front). */
-  workers: number;
-  pool: PortPool;
-  api: RunningApi | undefined;
-  metricsServer: MetricsServer | undefined;
-  enforcer: KeyEnforcer;
-  /** The web front (WebSocket endpoints, decoy), when --web-port was given. */
-  web: RunningWeb | undefined;
-  /** http://host:port of the plain-HTTP dynamic-key listener, when --dynamic-listen was given. */
-  dynamicAddress: string | undefined;
-  /** The full start-up text, secrets included (access config line, key URL, QR code). */
-  banner: string;
-  /** The same without the QR code, for a first start whose output is not a terminal (a fleet
-   *  node's without the key when another node made it: only the node's own access config). */
-  logBanner: string;
-  /** The same without secrets, for a restart whose output goes to a log (journald, docker). */
-  publicBanner: string;
-  /** True when this start created the store and its first key. */
-  firstStart: boolean;
-  close(): Promise<void>;
-}
-
-/** Knobs for tests (not command-line flags). */
-export interface ManagedTuning {
-  usageFlushMs?: number;
-  enforceIntervalMs?: number;
-  /** Draw the QR code into `banner` (default true); false when it will not go to a terminal,
-   *  so the QR drawer is never loaded (idle memory). */
-  drawQr?: boolean;
-  /** How often data-plane workers post events and connection counts (ms). */
-  reportMs?: number;
-  /** Store options for tests (fault-injection seams, retry pace). */
-  storeOptions?: Pick<StoreOptions, 'testing' | 'retryMs' | 'usageCacheTtlMs' | 'writerId'>;
-  /** Lower this thread's scheduling priority once workers relay (the `ladder server` command
-   *  does; a program embedding startManaged, such as a test, keeps its own priority). */
-  lowerPriority?: boolean;
-  /** The built dashboard to serve (default the package's web/dist; the dashboard tests build their own). */
-  dashboardDir?: string;
-  /** Stops a start waiting for its store: what started is closed, startManaged throws StartAborted. */
-  signal?: AbortSignal;
-  /** Runs right after this start made its API certificate or the store's first key (a test
-   *  kills the process there: the next start must still be the first). */
-  made?: (what: 'certificate' | 'key') => void | Promise<void>;
-}
+import type { ManagedServer, ManagedTuning } from './managed-types.js';
+export type { ManagedServer, ManagedTuning };
 
 /** Start everything; the caller prints `banner` and waits for a signal. */
 export async function startManaged(
@@ -434,7 +381,13 @@ export async function startManaged(
           ...(plane.replayFilters ? { replayFilters: plane.replayFilters } : {}),
         }),
       );
-      web = await startWeb({ ...webPlan, secretPath }, pool.webServer!, flags.udp !== false, log, pendingCaps);
+      web = await startWeb(
+        { ...webPlan, secretPath },
+        pool.webServer!,
+        flags.udp !== false,
+        log,
+        pendingCaps,
+      );
       if (web.webOnly && !settings.dynamicKeyBaseUrl)
         log.warn(
           '--advertise web: dynamic-key and subscription URLs still name this host (the API port); set dynamicKeyBaseUrl to a URL through the CDN',
@@ -445,12 +398,26 @@ export async function startManaged(
     // The web front's server (every key of every port) takes its streams; one is made if none is.
     const stls =
       stlsPlan &&
-      (await startManagedShadowTls(stlsPlan, dataDir, pool, () =>
-        startWebOnlyServer({ ...planeOptions, ...(plane.replayFilters ? { replayFilters: plane.replayFilters } : {}) }),
-        idleMs ?? DEFAULT_IDLE_SECONDS * 1000, log));
+      (await startManagedShadowTls(
+        stlsPlan,
+        dataDir,
+        pool,
+        () =>
+          startWebOnlyServer({
+            ...planeOptions,
+            ...(plane.replayFilters ? { replayFilters: plane.replayFilters } : {}),
+          }),
+        idleMs ?? DEFAULT_IDLE_SECONDS * 1000,
+        log,
+      ));
     if (stls) {
       cleanups.push(() => stls.close());
-      shadowTlsEndpoint = { port: stls.port, sni: stls.sni, password: stls.password, udp: flags.udp !== false };
+      shadowTlsEndpoint = {
+        port: stls.port,
+        sni: stls.sni,
+        password: stls.password,
+        udp: flags.udp !== false,
+      };
     }
     await saveWebEndpoint(dataDir, web && webEndpointOf(web, settings.hostnameForAccessKeys));
     await saveShadowTlsEndpoint(dataDir, stls);
@@ -506,7 +473,9 @@ export async function startManaged(
         `${metricsServer.url}${metricsMoved ? ` (port ${DEFAULT_METRICS_PORT} was in use; --metrics-port N fixes one)` : ''}`,
       dynamicAddress,
       webLine: web && webStatusLine(web),
-      ...(stls ? shadowTlsBannerLines(stls, firstKey, settings.hostnameForAccessKeys, firstKey.name || 'ladder') : {}),
+      ...(stls
+        ? shadowTlsBannerLines(stls, firstKey, settings.hostnameForAccessKeys, firstKey.name || 'ladder')
+        : {}),
       allowPrivate: flags.allowPrivate === true,
       methodNote:
         flags.method !== undefined && !keyMadeHere && flags.method !== firstKey.method

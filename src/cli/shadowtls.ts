@@ -207,7 +207,10 @@ export function shadowTlsBannerLines(
   host: string,
   label: string,
 ): { stlsLine: string; stlsLines: string[] } {
-  return { stlsLine: shadowTlsStatusLine(r), stlsLines: shadowTlsKeyLines(key, host, r, `${label} (ShadowTLS)`) };
+  return {
+    stlsLine: shadowTlsStatusLine(r),
+    stlsLines: shadowTlsKeyLines(key, host, r, `${label} (ShadowTLS)`),
+  };
 }
 
 const ENDPOINT_FILE = 'shadowtls-endpoint.json';

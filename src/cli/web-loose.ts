@@ -22,7 +22,8 @@ export function looseWebWarnings(s: {
   publicUrl?: { host: string; port: number; tls: boolean } | undefined;
 }): string[] {
   const out: string[] = [];
-  const decoy = s.decoy !== undefined && /^http:\/\//i.test(s.decoy) && URL.canParse(s.decoy) ? new URL(s.decoy) : null;
+  const decoy =
+    s.decoy !== undefined && /^http:\/\//i.test(s.decoy) && URL.canParse(s.decoy) ? new URL(s.decoy) : null;
   if (decoy && !nearby(decoy.hostname))
     out.push(
       `--decoy ${decoy.protocol}//${decoy.host}: the decoy fetches that site without TLS, so anyone between this server and it sees and can change the pages this server shows as its own, and a site that redirects to https:// sends visitors to its own name; use https://, or a site on this machine (http://127.0.0.1:PORT)`,
@@ -52,8 +53,14 @@ export function refuseAcmeAddress(domains: readonly string[] | undefined): void 
  * and the web keys name another address (`advertised`): those keys reach nothing (the
  * front is meant for a proxy on this machine, which keys must name instead). Undefined otherwise.
  */
-export function loopbackFrontNote(webHost: string | undefined, publicUrl: unknown, advertised: string): string | undefined {
-  const loop = (h: string): boolean => h === 'localhost' || h.startsWith('127.') || h === '::1' || h === '[::1]';
-  if (webHost === undefined || !loop(webHost) || publicUrl !== undefined || loop(advertised)) return undefined;
+export function loopbackFrontNote(
+  webHost: string | undefined,
+  publicUrl: unknown,
+  advertised: string,
+): string | undefined {
+  const loop = (h: string): boolean =>
+    h === 'localhost' || h.startsWith('127.') || h === '::1' || h === '[::1]';
+  if (webHost === undefined || !loop(webHost) || publicUrl !== undefined || loop(advertised))
+    return undefined;
   return `  note: the web front listens on ${webHost} only, so the web keys above (at ${advertised}) reach nothing from elsewhere: give --web-public-url (the nginx or CDN in front), or --web-host 0.0.0.0`;
 }

@@ -399,7 +399,11 @@ export class Watch {
     if (this.#asked()) return;
     // The application gave up (or reset) before the server said anything.
     const now = this.#host.clock.now();
-    if (!this.#settled && this.sent && now - this.#sentAt >= Math.min(GAVE_UP_REPORT_MS, this.#host.noAnswerMs))
+    if (
+      !this.#settled &&
+      this.sent &&
+      now - this.#sentAt >= Math.min(GAVE_UP_REPORT_MS, this.#host.noAnswerMs)
+    )
       this.#unanswered(now - this.#sentAt);
     else this.settle();
   }

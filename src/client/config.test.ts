@@ -172,7 +172,7 @@ test('client config errors name the file and field, never the password', () => {
   );
 });
 
-test('a SIP008 servers entry with the shadow-tls plugin (its options as a key\'s plugin= gives them)', () => {
+test("a SIP008 servers entry with the shadow-tls plugin (its options as a key's plugin= gives them)", () => {
   const c = parseClientConfig(
     JSON.stringify({
       servers: [

@@ -33,7 +33,9 @@ export function dialHint(code: string): string | undefined {
   if (code === 'ERR_SHADOWTLS_HANDSHAKE')
     return `the TLS handshake through ShadowTLS failed (${code}): the key's shadow-tls host= site must speak TLS 1.3 (--log-level debug shows why)`;
   const refused = /^HTTP_(\d{3}|unknown)$/.exec(code);
-  return refused ? upgradeRefusalAdvice(refused[1] === 'unknown' ? undefined : Number(refused[1])) : serverDialHint(code);
+  return refused
+    ? upgradeRefusalAdvice(refused[1] === 'unknown' ? undefined : Number(refused[1]))
+    : serverDialHint(code);
 }
 
 /** The advice for a TCP connect to the server that failed, or undefined (the words `ladder probe --servers` uses). */

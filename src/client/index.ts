@@ -218,7 +218,9 @@ export function parseListenAddress(spec: string | ListenAddress, what = 'listen 
  * upgrade, never the Shadowsocks salt, so shaping would cost a prefix draw and a second chunk
  * per connection (a Mux.Cool session) for nothing on the wire (`--shape` still insists).
  */
-export function shapesByDefault(ep: ShadowsocksEndpoint & { websocket?: unknown; grpc?: unknown; shadowTls?: unknown }): boolean {
+export function shapesByDefault(
+  ep: ShadowsocksEndpoint & { websocket?: unknown; grpc?: unknown; shadowTls?: unknown },
+): boolean {
   if (ep.prefix && ep.prefix.length > 0) return false;
   if (ep.websocket || ep.grpc || ep.shadowTls) return false;
   return !isAead2022MethodName(ep.method) || shapes2022(getAead2022Method(ep.method).saltSize);
@@ -556,7 +558,8 @@ export async function startClient(opts: ClientOptions): Promise<LocalClient> {
     if (opts.dns && resolver && dns) {
       const l = parseListenAddress(opts.dns.listen, 'DNS listen address');
       // No authentication in DNS: beyond loopback it is an open resolver (and a reflector).
-      if (!isLoopback(l.host)) log.warn('DNS server listens beyond loopback: anyone who reaches it can resolve through it');
+      if (!isLoopback(l.host))
+        log.warn('DNS server listens beyond loopback: anyone who reaches it can resolve through it');
       const srv: DnsServerHandle = await dns.startDnsServer({ host: l.host, port: l.port, resolver });
       closers.push(() => srv.close());
       dnsAddress = { host: l.host, udpPort: srv.udpPort, tcpPort: srv.tcpPort };

@@ -255,7 +255,10 @@ function grpcPart(parsed: ParsedKey): { grpc?: GrpcTransportOptions; nextHop?: N
   return { grpc, nextHop: lazyGrpcNextHop(grpc) };
 }
 
-function shadowTlsOptions(parsed: ParsedKey, explain: (msg: string) => string): ReturnType<typeof parseShadowTlsPluginOptions> {
+function shadowTlsOptions(
+  parsed: ParsedKey,
+  explain: (msg: string) => string,
+): ReturnType<typeof parseShadowTlsPluginOptions> {
   try {
     return parseShadowTlsPluginOptions(parsed.pluginOptions);
   } catch (err) {
@@ -270,10 +273,17 @@ function shadowTlsPart(
 ): { shadowTls?: ShadowTlsEndpoint; nextHop?: NextHop & { close(): void } } {
   if (parsed.plugin === undefined || !SHADOW_TLS_PLUGIN_NAMES.has(parsed.plugin)) return {};
   const o = shadowTlsOptions(parsed, explain);
-  const shadowTls: ShadowTlsEndpoint = { address: parsed.host, port: parsed.port, sni: o.sni, password: o.password };
+  const shadowTls: ShadowTlsEndpoint = {
+    address: parsed.host,
+    port: parsed.port,
+    sni: o.sni,
+    password: o.password,
+  };
   return {
     shadowTls,
-    nextHop: lazyNextHop(() => import('../transport/shadowtls-dialer.js').then((m) => m.shadowTlsNextHop(shadowTls))),
+    nextHop: lazyNextHop(() =>
+      import('../transport/shadowtls-dialer.js').then((m) => m.shadowTlsNextHop(shadowTls)),
+    ),
   };
 }
 

@@ -168,7 +168,15 @@ class LeanTunnel implements WatchedSocket {
     const ctx = this.#ctx;
     const { ip, port, timeoutMs } = ctx.target;
     try {
-      const t = ctx.fns.tunnelConnect(ip, port, timeoutMs, ctx.fns.relayPair, this.#args, this.#onFail, ctx.atOnce);
+      const t = ctx.fns.tunnelConnect(
+        ip,
+        port,
+        timeoutMs,
+        ctx.fns.relayPair,
+        this.#args,
+        this.#onFail,
+        ctx.atOnce,
+      );
       if (!this.#gone) ctx.tunnels.set(this.#args, t);
     } catch (err) {
       // Refused at once: with its errno (EADDRNOTAVAIL, EMFILE...), else the addon's own words.

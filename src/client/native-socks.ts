@@ -325,7 +325,13 @@ export class NativeSocks {
   }
 
   /** A connection the lean tunnel did not take: the request's address and first bytes apart. */
-  #onParts(fd: number, kind: number, addr: Buffer | undefined, data: Buffer | undefined, ended: boolean): void {
+  #onParts(
+    fd: number,
+    kind: number,
+    addr: Buffer | undefined,
+    data: Buffer | undefined,
+    ended: boolean,
+  ): void {
     if (this.#closed) {
       this.#fns.fdClose(fd);
       return;

@@ -230,7 +230,10 @@ export class RoutingDialer implements Dialer {
       if ('forged' in target) {
         const next = this.router.decide(dest.host).route;
         if (next === route)
-          throw viaRoute(new UpstreamDialError('ERR_CONNECT', 'the name drew only forged DNS answers'), route);
+          throw viaRoute(
+            new UpstreamDialError('ERR_CONNECT', 'the name drew only forged DNS answers'),
+            route,
+          );
         route = next;
         continue;
       }
@@ -240,7 +243,8 @@ export class RoutingDialer implements Dialer {
         // No answer at all (SERVFAIL, timeout): what DNS blocking looks like from here.
         const next: Route | undefined = this.router.reportFailure(dest.host, route, 'connect-failed');
         this.#event(dest, { route, outcome: 'failed', kind: 'connect-failed', retry: next });
-        if (!next) throw viaRoute(new UpstreamDialError('ERR_CONNECT', `name lookup failed: ${target.error}`), route);
+        if (!next)
+          throw viaRoute(new UpstreamDialError('ERR_CONNECT', `name lookup failed: ${target.error}`), route);
         route = next;
         continue;
       }

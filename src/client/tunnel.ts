@@ -136,7 +136,10 @@ export function logDialFailure(err: unknown, dest: SocksAddress, log: Logger): v
   else {
     // A refused upgrade (ERR_UPGRADE_REFUSED): its HTTP status says why (dial-hint.ts).
     const status = code === 'ERR_UPGRADE_REFUSED' ? (err as { status?: number }).status : undefined;
-    log.info(errno ? { code, errno } : status !== undefined ? { code, status } : { code }, 'tunnel dial failed');
+    log.info(
+      errno ? { code, errno } : status !== undefined ? { code, status } : { code },
+      'tunnel dial failed',
+    );
     hintDialFailureOnce(dialErrno(err), log);
   }
   if (log.isLevelEnabled('debug')) log.debug(`dial to ${formatAddress(dest)} failed: ${String(err)}`);

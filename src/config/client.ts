@@ -145,7 +145,10 @@ const serverEntrySchema = z
   }));
 
 /** What is wrong with v2ray-plugin (or, with `parse`, shadow-tls) options (one line, never a secret), or undefined. */
-function pluginOptionsIssue(text: string | undefined, parse: (t: string | undefined) => unknown = parseV2rayPluginOptions): string | undefined {
+function pluginOptionsIssue(
+  text: string | undefined,
+  parse: (t: string | undefined) => unknown = parseV2rayPluginOptions,
+): string | undefined {
   try {
     parse(text);
     return undefined;

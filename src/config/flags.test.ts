@@ -15,7 +15,11 @@ function refused(fn: () => unknown, message: string, code: string): void {
 test('client flags: numbers parsed, other flags left to the command, a missing default refused', () => {
   const f = parseFlags(clientFlagsSchema, { firstDataWait: '50', idleTimeout: '300', socks: '1080' });
   assert.deepEqual(f, { firstDataWait: 50, idleTimeout: 300 });
-  refused(() => parseFlags(clientFlagsSchema, { idleTimeout: '300' }), '--first-data-wait is required', 'ERR_INTEGER');
+  refused(
+    () => parseFlags(clientFlagsSchema, { idleTimeout: '300' }),
+    '--first-data-wait is required',
+    'ERR_INTEGER',
+  );
   assert.equal(
     parseFlags(clientFlagsSchema, { firstDataWait: '0', idleTimeout: '1', residual: '0' }).residual,
     0,

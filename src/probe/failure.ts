@@ -37,7 +37,8 @@ export function failureOf(err: unknown): string {
   const code = typeof e?.code === 'string' ? e.code : '';
   if (BY_CODE[code]) return BY_CODE[code];
   // A web front that refused the upgrade (transport/upgrade-refused.ts): its HTTP status.
-  if (code === 'ERR_UPGRADE_REFUSED') return `upgrade_refused: HTTP ${(err as { status?: number }).status ?? '?'}`;
+  if (code === 'ERR_UPGRADE_REFUSED')
+    return `upgrade_refused: HTTP ${(err as { status?: number }).status ?? '?'}`;
   // A dial error (ERR_CONNECT) wraps the socket's errno: a tunnel to a server that refused.
   const cause = (err as { cause?: { code?: unknown } } | undefined)?.cause?.code;
   if (typeof cause === 'string' && BY_CODE[cause]) return BY_CODE[cause];

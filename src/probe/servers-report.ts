@@ -22,13 +22,30 @@ export function serversTable(checks: readonly ServerCheck[]): string {
   const steps = SERVER_STEPS.filter((s) => checks.some((c) => c.steps.some((x) => x.step === s)));
   const rows = [['#', 'endpoint', ...steps, 'result']];
   checks.forEach((c, i) =>
-    rows.push([String(i + 1), c.name, ...steps.map((s) => cell(c, s)), c.blocking ? `blocked at ${c.blocking}` : 'reachable']),
+    rows.push([
+      String(i + 1),
+      c.name,
+      ...steps.map((s) => cell(c, s)),
+      c.blocking ? `blocked at ${c.blocking}` : 'reachable',
+    ]),
   );
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const table = rows.map((r) => r.map((x, i) => x.padEnd(widths[i]!)).join('  ').trimEnd());
+  const table = rows.map((r) =>
+    r
+      .map((x, i) => x.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd(),
+  );
   const ok = checks.filter((c) => !c.blocking).length;
   const notes = checks.flatMap((c, i) => (c.blocking ? [`#${i + 1}: ${explain(c)}`] : []));
-  return [`${ok} of ${checks.length} endpoints reachable from this network`, '', ...table, ...(notes.length ? ['', ...notes] : [])].join('\n') + '\n';
+  return (
+    [
+      `${ok} of ${checks.length} endpoints reachable from this network`,
+      '',
+      ...table,
+      ...(notes.length ? ['', ...notes] : []),
+    ].join('\n') + '\n'
+  );
 }
 
 /** One measurement per endpoint, OONI's envelope around our own test keys. */

@@ -100,8 +100,10 @@ export function maskedName(
   tag?: string,
 ): string {
   const t = tag ? ` "${tag}"` : '';
-  if (ep.shadowTls) return `shadowtls://${isIP(ep.host) === 6 ? `[${ep.host}]` : ep.host}:${ep.port} ${ep.method}${t}`;
-  if (ep.grpc) return `${ep.grpc.tls ? 'grpcs' : 'grpc'}://${isIP(ep.host) === 6 ? `[${ep.host}]` : ep.host}:${ep.port}/… ${ep.method}${t}`;
+  if (ep.shadowTls)
+    return `shadowtls://${isIP(ep.host) === 6 ? `[${ep.host}]` : ep.host}:${ep.port} ${ep.method}${t}`;
+  if (ep.grpc)
+    return `${ep.grpc.tls ? 'grpcs' : 'grpc'}://${isIP(ep.host) === 6 ? `[${ep.host}]` : ep.host}:${ep.port}/… ${ep.method}${t}`;
   if (ep.websocket) {
     const u = new URL(ep.websocket.url);
     return `${u.protocol}//${u.host}/… ${ep.method}${t}`;
@@ -182,7 +184,8 @@ export async function checkServer(target: ServerTarget, o: ServerCheckOptions): 
         steps.push({ step: 'tls', failure: null, t: since(t0), detail: version });
       } catch (err) {
         const e = err as { code?: string; failure?: string | null };
-        const failure = e.code === 'ERR_PIN' ? 'ssl_invalid_certificate: pin mismatch' : (e.failure ?? failureOf(err));
+        const failure =
+          e.code === 'ERR_PIN' ? 'ssl_invalid_certificate: pin mismatch' : (e.failure ?? failureOf(err));
         steps.push({ step: 'tls', failure, t: since(t0) });
         return done();
       }
@@ -195,7 +198,12 @@ export async function checkServer(target: ServerTarget, o: ServerCheckOptions): 
       stream.destroy();
       steps.push({ step: 'websocket', failure: null, t: since(t0) });
     } catch (err) {
-      steps.push({ step: 'websocket', failure: failureOf(err), t: since(t0), detail: (err as Error).message.slice(0, 80) });
+      steps.push({
+        step: 'websocket',
+        failure: failureOf(err),
+        t: since(t0),
+        detail: (err as Error).message.slice(0, 80),
+      });
       return done();
     }
     nextHop = webSocketNextHop(ws);
@@ -218,7 +226,10 @@ export async function checkServer(target: ServerTarget, o: ServerCheckOptions): 
   }
 
   // tunnel: an HTTP GET of the known target through the endpoint
-  const stream = new DialerStream(target.dialer(nextHop), toSocksAddress(o.target.hostname, Number(o.target.port || 80)));
+  const stream = new DialerStream(
+    target.dialer(nextHop),
+    toSocksAddress(o.target.hostname, Number(o.target.port || 80)),
+  );
   try {
     const res = await getOver(stream, o.target, o.timeoutMs, 64 * 1024);
     steps.push({ step: 'tunnel', failure: null, t: since(t0), detail: `HTTP ${res.status}` });

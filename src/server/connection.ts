@@ -310,7 +310,11 @@ export class Connection implements ServedConnection {
     try {
       const viaAddon = inAddon ? relayConnectOnce(inAddon) : native && nativeConnect(native);
       const connect = viaAddon || (this.#connectOnce ?? connectSocket);
-      target = await dialWith<Duplex | number | object>(address, dialOptions(this.#ctx, this.key?.id), connect);
+      target = await dialWith<Duplex | number | object>(
+        address,
+        dialOptions(this.#ctx, this.key?.id),
+        connect,
+      );
     } catch (err) {
       return this.#dialFailed(err);
     }

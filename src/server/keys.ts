@@ -282,7 +282,9 @@ export class KeyRing {
     this.#sip004At = new Map(this.#sip004.map((k, i) => [k.id, i]));
     this.#single2022 = all.filter((k): k is Key2022Entry => k.edition === 2022 && !k.identityKey);
     this.#groups = buildIdentityGroups(all);
-    this.#groupsById = new Map(this.#groups.map((g) => [`${g.method.name}/${g.identityKey.toString('hex')}`, g]));
+    this.#groupsById = new Map(
+      this.#groups.map((g) => [`${g.method.name}/${g.identityKey.toString('hex')}`, g]),
+    );
     this.#userKeys = new Map();
     for (const e of all) if (e.edition === 2022) claimUserKey(this.#userKeys, e, []);
   }

@@ -240,7 +240,8 @@ export class LeanConnection implements ServedConnection, NameDialOwner {
   /** Close now (operator action: revoked key, shutdown). */
   abort(status: ConnectionStatus): void {
     this.#status ??= status;
-    if (this.#relay) this.#fns.relayClose(this.#relay); // its onClose finalizes
+    if (this.#relay)
+      this.#fns.relayClose(this.#relay); // its onClose finalizes
     else if (this.#stream) this.#stream.destroy();
     else if (this.#names && !this.#finalized) {
       // A name's lookup pending: the client goes now (its late answer finds the dial not live).

@@ -113,7 +113,12 @@ function serialize(line: Record<string, unknown>): string {
     return JSON.stringify(line, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
   } catch {
     // A cycle or a throwing getter: keep the line, lose the fields.
-    return JSON.stringify({ level: line.level, time: line.time, msg: line.msg, logError: 'unserializable fields' });
+    return JSON.stringify({
+      level: line.level,
+      time: line.time,
+      msg: line.msg,
+      logError: 'unserializable fields',
+    });
   }
 }
 
@@ -157,7 +162,8 @@ class JsonLogger implements Logger {
       if (a instanceof Error) {
         line.err = errorFields(a);
         msg = a.message;
-      } else if (a !== null && typeof a === 'object') Object.assign(line, redacted(a as Record<string, unknown>, 1));
+      } else if (a !== null && typeof a === 'object')
+        Object.assign(line, redacted(a as Record<string, unknown>, 1));
       if (b !== undefined) msg = b;
     }
     if (msg !== undefined) line.msg = msg;

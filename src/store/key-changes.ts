@@ -35,16 +35,12 @@ export async function readKeyChanges(
       () => db.selectFrom('key_tombstones').select(['id', 'version']).where('version', '>', 0),
       [after],
     );
-  const topQuery = compiledOnce(
-    db,
-    'keys.version',
-    () => ({
-      compile: () =>
-        sql<{ v: string | number | null }>`
+  const topQuery = compiledOnce(db, 'keys.version', () => ({
+    compile: () =>
+      sql<{ v: string | number | null }>`
       select max(v) as v from (select max(version) as v from keys
         union all select max(version) as v from key_tombstones) m`.compile(db),
-    }),
-  );
+  }));
   // One snapshot for the rows, the tombstones and the version (SQLite: a read transaction, WAL).
   return (dialect === 'postgres' ? tx.setIsolationLevel('repeatable read') : tx).execute(async (trx) => {
     const rows = (await trx.executeQuery(rowsQuery(since))).rows;

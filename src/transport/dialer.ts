@@ -100,11 +100,7 @@ export interface NativeConnect {
  * server failing to reach a client's destination and carries a metric status.
  */
 export type UpstreamDialErrorCode =
-  | 'ERR_CONNECT'
-  | 'ERR_CONNECT_TIMEOUT'
-  | 'ERR_ABORTED'
-  | 'ERR_CLOSED'
-  | 'ERR_UPGRADE_REFUSED';
+  'ERR_CONNECT' | 'ERR_CONNECT_TIMEOUT' | 'ERR_ABORTED' | 'ERR_CLOSED' | 'ERR_UPGRADE_REFUSED';
 
 export class UpstreamDialError extends CodedError<UpstreamDialErrorCode> {
   override readonly name = 'UpstreamDialError';

@@ -59,9 +59,11 @@ function refusal(h: IncomingHttpHeaders): UpstreamDialError | undefined {
   // Another status, or a page (the decoy's 200) where a gRPC answer was due: refused (dial-hint.ts).
   if (status !== 200) return upgradeRefused('gRPC call', Number.isInteger(status) ? status : undefined);
   const ct = h['content-type'];
-  if (typeof ct !== 'string' || !/^application\/grpc/i.test(ct)) return upgradeRefused('gRPC call (answered with a page)', 200);
+  if (typeof ct !== 'string' || !/^application\/grpc/i.test(ct))
+    return upgradeRefused('gRPC call (answered with a page)', 200);
   const gs = h['grpc-status'];
-  if (gs !== undefined && gs !== '0') return new UpstreamDialError('ERR_CONNECT', `gRPC call failed (grpc-status ${String(gs)})`);
+  if (gs !== undefined && gs !== '0')
+    return new UpstreamDialError('ERR_CONNECT', `gRPC call failed (grpc-status ${String(gs)})`);
   return undefined;
 }
 
@@ -160,7 +162,8 @@ export class GrpcSessionPool {
     });
     req.once('trailers', (h) => {
       const gs = h['grpc-status'];
-      if (gs !== undefined && gs !== '0') stream.destroy(new Error(`gRPC call ended with grpc-status ${String(gs)}`));
+      if (gs !== undefined && gs !== '0')
+        stream.destroy(new Error(`gRPC call ended with grpc-status ${String(gs)}`));
     });
     return stream;
   }
@@ -232,7 +235,12 @@ export class GrpcSessionPool {
       const onSocket = (): void => {
         if (socket.destroyed) return; // the pin check's error follows
         if (o.tls && (socket as TLSSocket).alpnProtocol !== 'h2')
-          return fail(new UpstreamDialError('ERR_CONNECT', 'gRPC connect failed: the server did not agree to HTTP/2 (ALPN h2)'));
+          return fail(
+            new UpstreamDialError(
+              'ERR_CONNECT',
+              'gRPC connect failed: the server did not agree to HTTP/2 (ALPN h2)',
+            ),
+          );
         try {
           session = http2.connect(`${o.tls ? 'https' : 'http'}://${host}`, {
             createConnection: () => socket,
@@ -259,10 +267,15 @@ export class GrpcSessionPool {
         resolve(s);
       };
       const onError = (err: NodeJS.ErrnoException): void =>
-        fail(new UpstreamDialError('ERR_CONNECT', `gRPC connect failed: ${err.code ?? err.message}`, { cause: err }));
+        fail(
+          new UpstreamDialError('ERR_CONNECT', `gRPC connect failed: ${err.code ?? err.message}`, {
+            cause: err,
+          }),
+        );
       const onAbort = (): void => fail(new UpstreamDialError('ERR_ABORTED', 'dial aborted'));
       const timer = setTimeout(
-        () => fail(new UpstreamDialError('ERR_CONNECT_TIMEOUT', `gRPC connect timed out after ${timeoutMs} ms`)),
+        () =>
+          fail(new UpstreamDialError('ERR_CONNECT_TIMEOUT', `gRPC connect timed out after ${timeoutMs} ms`)),
         timeoutMs,
       );
       const cleanup = (): void => {

@@ -182,7 +182,8 @@ export class HunkDecoder {
         }
         this.#msgLeft -= next - off;
         off = next;
-        if (this.#fieldLeft > this.#msgLeft) throw new GrpcFrameError('gRPC message: field longer than its message');
+        if (this.#fieldLeft > this.#msgLeft)
+          throw new GrpcFrameError('gRPC message: field longer than its message');
       }
     }
     flush();

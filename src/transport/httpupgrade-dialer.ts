@@ -41,7 +41,11 @@ export interface HttpUpgradeEndpoint extends WebTlsEndpoint {
 const MAX_ANSWER_HEAD = 16 * 1024;
 
 /** The request line and headers for `path` with Host `host` (exported for its known-answer test). */
-export function httpUpgradeRequest(path: string, host: string, key = randomBytes(16).toString('base64')): string {
+export function httpUpgradeRequest(
+  path: string,
+  host: string,
+  key = randomBytes(16).toString('base64'),
+): string {
   return (
     `GET ${path} HTTP/1.1\r\n` +
     'Sec-WebSocket-Version: 13\r\n' +
@@ -67,7 +71,10 @@ export function answerProblem(head: string): string | undefined {
     const colon = line.indexOf(':');
     if (colon <= 0) continue;
     const name = line.slice(0, colon).trim().toLowerCase();
-    const value = line.slice(colon + 1).trim().toLowerCase();
+    const value = line
+      .slice(colon + 1)
+      .trim()
+      .toLowerCase();
     if (name === 'upgrade') upgrade = value;
     else if (name === 'connection') connection = value;
   }
@@ -85,7 +92,8 @@ class AnswerHead {
     this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
     const end = this.#buf.indexOf('\r\n\r\n');
     if (end === -1) {
-      if (this.#buf.length > MAX_ANSWER_HEAD) throw new UpstreamDialError('ERR_CONNECT', 'HTTP upgrade answer head too long');
+      if (this.#buf.length > MAX_ANSWER_HEAD)
+        throw new UpstreamDialError('ERR_CONNECT', 'HTTP upgrade answer head too long');
       return undefined;
     }
     const head = this.#buf.subarray(0, end).toString('latin1');
@@ -224,7 +232,11 @@ export function dialHttpUpgrade(ep: HttpUpgradeEndpoint, signal?: AbortSignal): 
     // Read in paused mode ('readable'), so that once the listener is gone the socket is as a
     // fresh one: nothing read until its new owner listens for 'data' or resumes it.
     const onReadable = (): void => {
-      for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) {
+      for (
+        let chunk = socket.read() as Buffer | null;
+        chunk !== null;
+        chunk = socket.read() as Buffer | null
+      ) {
         let rest: Buffer | undefined;
         try {
           rest = answer.feed(chunk);
@@ -250,10 +262,12 @@ export function dialHttpUpgrade(ep: HttpUpgradeEndpoint, signal?: AbortSignal): 
           cause: err,
         }),
       );
-    const onClose = (): void => fail(new UpstreamDialError('ERR_CONNECT', 'HTTP upgrade: server closed before answering'));
+    const onClose = (): void =>
+      fail(new UpstreamDialError('ERR_CONNECT', 'HTTP upgrade: server closed before answering'));
     const onAbort = (): void => fail(new UpstreamDialError('ERR_ABORTED', 'dial aborted'));
     const timer = setTimeout(
-      () => fail(new UpstreamDialError('ERR_CONNECT_TIMEOUT', `HTTP upgrade timed out after ${timeoutMs} ms`)),
+      () =>
+        fail(new UpstreamDialError('ERR_CONNECT_TIMEOUT', `HTTP upgrade timed out after ${timeoutMs} ms`)),
       timeoutMs,
     );
     timer.unref();

@@ -184,7 +184,8 @@ export class MuxConnection {
       // start, whatever comes (as the server's pre-relay deadline): KeepAlive frames or a new
       // garbage session now and then would otherwise hold it, and its socket, for ever.
       const probing = this.#opts.maxUnauthenticated !== undefined && !this.#everAuthenticated;
-      const due = (probing ? this.#created : Math.max(this.#lastActive, this.#lastData)) + idleMs - Date.now();
+      const due =
+        (probing ? this.#created : Math.max(this.#lastActive, this.#lastData)) + idleMs - Date.now();
       if ((this.#sessions.size === 0 || probing) && due <= 0) {
         // Like the server's idle close of an unauthenticated connection: our end, then gone.
         this.#closed = true;

@@ -96,8 +96,13 @@ export async function dialShadowTls(ep: ShadowTlsEndpoint, signal?: AbortSignal)
     if (signal?.aborted) throw new UpstreamDialError('ERR_ABORTED', 'dial aborted');
     const message = `ShadowTLS handshake failed: ${(err as Error).message}`;
     // The cause's code is what the client's log line and its hint name (client/dial-hint.ts).
-    const code = (err as { code?: string }).code === 'ERR_TLS' ? 'ERR_SHADOWTLS_HANDSHAKE' : (err as { code?: string }).code;
-    throw new UpstreamDialError('ERR_CONNECT', message, { cause: Object.assign(new Error(message), { code, cause: err }) });
+    const code =
+      (err as { code?: string }).code === 'ERR_TLS'
+        ? 'ERR_SHADOWTLS_HANDSHAKE'
+        : (err as { code?: string }).code;
+    throw new UpstreamDialError('ERR_CONNECT', message, {
+      cause: Object.assign(new Error(message), { code, cause: err }),
+    });
   }
   if (!tagged || !untagger || !serverRandom) {
     // Leave as a browser would: close_notify under the session's key, then FIN.

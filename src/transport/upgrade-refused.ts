@@ -8,7 +8,10 @@
 import { UpstreamDialError } from './dialer.js';
 
 /** ERR_UPGRADE_REFUSED for `what` ('WebSocket upgrade'…), with `status` (200 for a page where a gRPC answer was due). */
-export function upgradeRefused(what: string, status: number | undefined): UpstreamDialError & { status?: number } {
+export function upgradeRefused(
+  what: string,
+  status: number | undefined,
+): UpstreamDialError & { status?: number } {
   const err = new UpstreamDialError('ERR_UPGRADE_REFUSED', `${what} refused (HTTP ${status ?? '?'})`);
   return status === undefined ? err : Object.assign(err, { status });
 }

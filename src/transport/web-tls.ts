@@ -5,7 +5,12 @@
  */
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
-import { connect as tlsConnect, type ConnectionOptions, type PeerCertificate, type TLSSocket } from 'node:tls';
+import {
+  connect as tlsConnect,
+  type ConnectionOptions,
+  type PeerCertificate,
+  type TLSSocket,
+} from 'node:tls';
 
 /** What a web endpoint says about its TLS (WsEndpoint and the gRPC options carry these). */
 export interface WebTlsEndpoint {
@@ -59,7 +64,8 @@ export function pinnedTlsConnect(o: ConnectionOptions, pin: string | undefined):
   const s = tlsConnect(o);
   if (pin)
     s.once('secureConnect', () => {
-      if (fingerprint(s.getPeerCertificate()) !== pin) s.destroy(new Error('server certificate does not match the pin'));
+      if (fingerprint(s.getPeerCertificate()) !== pin)
+        s.destroy(new Error('server certificate does not match the pin'));
     });
   return s;
 }

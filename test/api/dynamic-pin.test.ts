@@ -22,9 +22,17 @@ test('dynamicAccessUrl: pinned on the API itself, unpinned behind a dynamicKeyBa
   assert.equal(parsed.pinSha256, PIN.toLowerCase());
   assert.equal(parsed.url.href, 'https://203.0.113.5:8443/access/tok_en-123', 'the pin is not sent');
   assert.equal(parsed.tag, 'home');
-  assert.equal(dynamicAccessUrl(key, self, undefined, undefined), 'ssconf://203.0.113.5:8443/access/tok_en-123', 'no certificate known: no pin');
+  assert.equal(
+    dynamicAccessUrl(key, self, undefined, undefined),
+    'ssconf://203.0.113.5:8443/access/tok_en-123',
+    'no certificate known: no pin',
+  );
   const proxied = { ...self, dynamicKeyBaseUrl: 'https://keys.example.org' };
-  assert.equal(dynamicAccessUrl(key, proxied, undefined, PIN), 'ssconf://keys.example.org/access/tok_en-123', 'a real certificate needs no pin');
+  assert.equal(
+    dynamicAccessUrl(key, proxied, undefined, PIN),
+    'ssconf://keys.example.org/access/tok_en-123',
+    'a real certificate needs no pin',
+  );
 });
 
 test('the server answers /access/TOKEN?certSha256=… as Outline apps fetch it (the parameter is ignored)', async (t) => {

@@ -96,7 +96,9 @@ export async function keySubscription(
   opts: Pick<ApiOptions, 'webEndpoint' | 'shadowTls'>,
 ): Promise<{ get: (format: string) => Promise<string>; dir: string }> {
   const dir = tempDir(t);
-  const store = await openStore(parseStoreLocation(undefined, dir), { defaults: { hostname: 'example.org', port: 4444 } });
+  const store = await openStore(parseStoreLocation(undefined, dir), {
+    defaults: { hostname: 'example.org', port: 4444 },
+  });
   await store.updateSettings({ apiPort: 8443 });
   const app = await buildApi({ store, control: new RecordingControl(), ...opts });
   await app.ready();

@@ -239,7 +239,10 @@ test('mode selection: managed unless a key source is named; data-plane flags kee
       () => chooseMode({ metrics: true, config: 'f', password: 'p' }),
       /cannot be combined with --config/,
     );
-    assert.throws(() => chooseMode({ metrics: true, showUrls: true }), /--show-urls is for the unmanaged server/);
+    assert.throws(
+      () => chooseMode({ metrics: true, showUrls: true }),
+      /--show-urls is for the unmanaged server/,
+    );
     process.env.LADDER_PASSWORD = 'x';
     assert.equal(chooseMode({ metrics: true }), 'unmanaged');
     assert.throws(

@@ -91,7 +91,9 @@ test('management load (500 creations, 200 full listings, 5,000 keys) does not de
         `key deltas ${w.deltas} (longest ${w.deltaMax.toFixed(1)} ms)`,
     );
   }
-  console.log(`soak: client thread loop delay p99 ${run.loopP99.toFixed(0)} max ${run.loopMax.toFixed(0)} ms`);
+  console.log(
+    `soak: client thread loop delay p99 ${run.loopP99.toFixed(0)} max ${run.loopMax.toFixed(0)} ms`,
+  );
   assert.deepEqual(
     [...statuses.keys()].filter((s) => s !== 0 && s !== 200 && s !== 201),
     [],
@@ -104,7 +106,8 @@ test('management load (500 creations, 200 full listings, 5,000 keys) does not de
   assert.ok(loaded.length >= 10, `only ${loaded.length} tunnelled requests during the burst`);
   // Every worker applied every creation as a one-key delta (not a full key set).
   assert.equal(workers.length, 2);
-  for (const w of workers) assert.ok(w.deltas >= 1 && w.deltas <= created, `${w.deltas} key deltas in a worker`);
+  for (const w of workers)
+    assert.ok(w.deltas >= 1 && w.deltas <= created, `${w.deltas} key deltas in a worker`);
   // Issue 14's bound is unloaded p99 + 100 ms. On a 2-core machine shared with other work (load
   // 11-17) an idle process that does nothing but measure its event loop, in a session of its own,
   // is itself stalled 100-250 ms during a burst (bench/soak.ts prints that control), and the

@@ -216,7 +216,10 @@ export function checkClash(body: string): Json[] {
     if (p.plugin === 'shadow-tls') {
       const o = p['plugin-opts'] as Json;
       for (const k of Object.keys(o)) assert.ok(SHADOW_TLS_OPTS.includes(k), `${w}: plugin-opts.${k}`);
-      assert.ok(typeof o.host === 'string' && typeof o.password === 'string', `${w}: shadow-tls host, password`);
+      assert.ok(
+        typeof o.host === 'string' && typeof o.password === 'string',
+        `${w}: shadow-tls host, password`,
+      );
       assert.ok([undefined, 1, 2, 3].includes(o.version as number), `${w}: shadow-tls version is a number`);
     } else if (p.plugin !== undefined) {
       assert.equal(p.plugin, 'v2ray-plugin');

@@ -15,7 +15,10 @@ import { checkClash, checkSingBox, checkSip008 } from './sub-formats.js';
 type Json = Record<string, unknown>;
 const STLS: ShadowTlsEndpoint = { port: 8443, sni: 'www.example.com', password: 'stls-secret', udp: true };
 
-async function subscription(t: TestContext, stls: ShadowTlsEndpoint | undefined): Promise<(f: string) => Promise<string>> {
+async function subscription(
+  t: TestContext,
+  stls: ShadowTlsEndpoint | undefined,
+): Promise<(f: string) => Promise<string>> {
   return (await keySubscription(t, { shadowTls: () => stls })).get;
 }
 
@@ -27,7 +30,10 @@ test('a ShadowTLS port: mihomo, sing-box, ss:// links and SIP008 name it; Outlin
   assert.deepEqual([c.server, c.port, c['client-fingerprint']], ['example.org', 8443, 'chrome']);
   assert.deepEqual(c['plugin-opts'], { host: 'www.example.com', password: 'stls-secret', version: 3 });
   assert.deepEqual([c['udp-over-tcp'], c['udp-over-tcp-version']], [true, 2]);
-  assert.ok(clash.some((p) => p.plugin === undefined && p.port === 4444), 'the raw proxy stays');
+  assert.ok(
+    clash.some((p) => p.plugin === undefined && p.port === 4444),
+    'the raw proxy stays',
+  );
 
   const singDoc = JSON.parse(await get('sing-box')) as { outbounds: Json[] };
   const ss = checkSingBox(JSON.stringify(singDoc));
@@ -37,12 +43,21 @@ test('a ShadowTLS port: mihomo, sing-box, ss:// links and SIP008 name it; Outlin
     [st.type, st.server, st.server_port, st.version, st.password],
     ['shadowtls', 'example.org', 8443, 3, 'stls-secret'],
   );
-  assert.deepEqual(st.tls, { enabled: true, server_name: 'www.example.com', utls: { enabled: true, fingerprint: 'chrome' } });
+  assert.deepEqual(st.tls, {
+    enabled: true,
+    server_name: 'www.example.com',
+    utls: { enabled: true, fingerprint: 'chrome' },
+  });
   const selector = singDoc.outbounds.find((o) => o.type === 'selector')!;
   assert.ok((selector.outbounds as string[]).includes(String(viaStls.tag)));
-  assert.ok(!(selector.outbounds as string[]).includes(String(st.tag)), 'the selector lists the shadowsocks side');
+  assert.ok(
+    !(selector.outbounds as string[]).includes(String(st.tag)),
+    'the selector lists the shadowsocks side',
+  );
 
-  const links = Buffer.from(await get('base64'), 'base64').toString().split('\n');
+  const links = Buffer.from(await get('base64'), 'base64')
+    .toString()
+    .split('\n');
   const stlsLink = links.find((l) => l.includes('plugin=shadow-tls'))!;
   const key = parseSsUrl(stlsLink);
   assert.equal(key.port, 8443);
@@ -63,5 +78,9 @@ test('a ShadowTLS port: mihomo, sing-box, ss:// links and SIP008 name it; Outlin
 test('no ShadowTLS port: no shadow-tls entry anywhere', async (t) => {
   const get = await subscription(t, undefined);
   for (const f of ['clash', 'sing-box', 'sip008']) assert.ok(!/shadow-?tls/i.test(await get(f)), f);
-  assert.ok(!Buffer.from(await get('base64'), 'base64').toString().includes('shadow-tls'));
+  assert.ok(
+    !Buffer.from(await get('base64'), 'base64')
+      .toString()
+      .includes('shadow-tls'),
+  );
 });

@@ -20,13 +20,16 @@ type Config = {
   outbounds: Array<{ tag: string; protocol: string; settings?: { servers: Json[] }; streamSettings?: Json }>;
 };
 
-function subscription(t: TestContext, web: WebEndpoint | undefined): Promise<{ get: (f: string) => Promise<string>; dir: string }> {
+function subscription(
+  t: TestContext,
+  web: WebEndpoint | undefined,
+): Promise<{ get: (f: string) => Promise<string>; dir: string }> {
   return keySubscription(t, { webEndpoint: () => web });
 }
 
 const WEB: WebEndpoint = { host: 'cdn.example.net', port: 443, path: '/S3cret', tls: true, udp: true };
 
-test('v2ray-json: gRPC, WebSocket, HTTPUpgrade, raw, in that order; the gRPC one is Xray\'s grpc transport on the secret service', async (t) => {
+test("v2ray-json: gRPC, WebSocket, HTTPUpgrade, raw, in that order; the gRPC one is Xray's grpc transport on the secret service", async (t) => {
   const { get, dir } = await subscription(t, WEB);
   const configs = JSON.parse(await get('v2ray-json')) as Config[];
   assert.deepEqual(
@@ -47,8 +50,14 @@ test('v2ray-json: gRPC, WebSocket, HTTPUpgrade, raw, in that order; the gRPC one
     grpcSettings: { serviceName: 'S3cret', multiMode: false },
   });
   const server = grpc.settings!.servers[0]!;
-  assert.deepEqual([server.address, server.port, server.uot, server.UoTVersion], ['cdn.example.net', 443, true, 2]);
-  assert.deepEqual(configs[1]!.outbounds[0]!.streamSettings!.wsSettings, { path: '/S3cret', headers: { Host: 'cdn.example.net' } });
+  assert.deepEqual(
+    [server.address, server.port, server.uot, server.UoTVersion],
+    ['cdn.example.net', 443, true, 2],
+  );
+  assert.deepEqual(configs[1]!.outbounds[0]!.streamSettings!.wsSettings, {
+    path: '/S3cret',
+    headers: { Host: 'cdn.example.net' },
+  });
   // Xray's httpupgrade transport at the front's /SECRET/up, TLS as the WebSocket entry's, UDP as UoT v2.
   assert.deepEqual(configs[2]!.outbounds[0]!.streamSettings, {
     network: 'httpupgrade',
@@ -64,9 +73,15 @@ test('v2ray-json: gRPC, WebSocket, HTTPUpgrade, raw, in that order; the gRPC one
     const file = join(dir, 'c.json');
     writeFileSync(file, JSON.stringify(c));
     try {
-      return execFileSync('v2ray', ['-test', '-config', file], { encoding: 'utf8', stdio: 'pipe', timeout: 20_000 });
+      return execFileSync('v2ray', ['-test', '-config', file], {
+        encoding: 'utf8',
+        stdio: 'pipe',
+        timeout: 20_000,
+      });
     } catch (err) {
-      return String((err as { stdout?: string }).stdout ?? '') + String((err as { stderr?: string }).stderr ?? '');
+      return (
+        String((err as { stdout?: string }).stdout ?? '') + String((err as { stderr?: string }).stderr ?? '')
+      );
     }
   };
   for (const c of [configs[1]!, configs[3]!]) assert.match(check(c), /Configuration OK/, c.remarks);
@@ -77,10 +92,17 @@ test('v2ray-json: gRPC, WebSocket, HTTPUpgrade, raw, in that order; the gRPC one
 });
 
 test('no gRPC entry where the front cannot take it (plain HTTP, or TLS without h2), and none in other formats', async (t) => {
-  for (const web of [{ ...WEB, tls: false }, { ...WEB, grpc: false }]) {
+  for (const web of [
+    { ...WEB, tls: false },
+    { ...WEB, grpc: false },
+  ]) {
     const { get } = await subscription(t, web);
     const configs = JSON.parse(await get('v2ray-json')) as Config[];
-    assert.deepEqual(configs.map((c) => c.remarks), ['Alice (web)', 'Alice (HTTPUpgrade)', 'Alice'], JSON.stringify(web));
+    assert.deepEqual(
+      configs.map((c) => c.remarks),
+      ['Alice (web)', 'Alice (HTTPUpgrade)', 'Alice'],
+      JSON.stringify(web),
+    );
   }
   const { get } = await subscription(t, WEB);
   for (const f of ['clash', 'sing-box', 'base64', 'sip008', 'outline']) {
@@ -93,5 +115,8 @@ test('no gRPC entry where the front cannot take it (plain HTTP, or TLS without h
 test('a key without a web front: one raw config', async (t) => {
   const { get } = await subscription(t, undefined);
   const configs = JSON.parse(await get('v2ray-json')) as Config[];
-  assert.deepEqual(configs.map((c) => [c.remarks, c.outbounds[0]!.streamSettings]), [['Alice', { network: 'tcp' }]]);
+  assert.deepEqual(
+    configs.map((c) => [c.remarks, c.outbounds[0]!.streamSettings]),
+    [['Alice', { network: 'tcp' }]],
+  );
 });

@@ -303,7 +303,10 @@ test('a SIP008 subscription saved to a file is a client config file, also for a 
       ['example.org', 4444, key.password],
     ],
   );
-  assert.ok(!('bytes_used' in c) && !('bytes_remaining' in c), 'nothing of the document leaks into the options');
+  assert.ok(
+    !('bytes_used' in c) && !('bytes_remaining' in c),
+    'nothing of the document leaks into the options',
+  );
 
   // Over its limit the list is empty: the client says why, not that no key was given.
   await overLimit(app, store, key);

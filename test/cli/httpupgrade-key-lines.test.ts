@@ -22,7 +22,10 @@ test('the banner prints the HTTPUpgrade URL; ladder client carries a connection 
   const echo = await startEcho();
   try {
     const [url] = await waitForStdout(srv, UP_URL, 30_000);
-    assert.match(srv.stdout(), /over HTTPUpgrade \(ladder client, Clash\/mihomo; Xray\/v2rayN\/v2rayNG: the subscription's v2ray-json format\):\n {2}ss:\/\/\S+v2ray-http-upgrade/);
+    assert.match(
+      srv.stdout(),
+      /over HTTPUpgrade \(ladder client, Clash\/mihomo; Xray\/v2rayN\/v2rayNG: the subscription's v2ray-json format\):\n {2}ss:\/\/\S+v2ray-http-upgrade/,
+    );
     const opts = decodeURIComponent(/plugin=([^#&]+)/.exec(url)![1]!);
     assert.match(opts, /^v2ray-plugin;mode=websocket;path=\/\S+\/up;host=[^;]+;v2ray-http-upgrade$/);
     assert.match(await echoThroughCliClient(url, echo.port, 256 * 1024), /over HTTPUpgrade/);
@@ -34,9 +37,14 @@ test('the banner prints the HTTPUpgrade URL; ladder client carries a connection 
 
 async function printed(t: TestContext): Promise<Map<string, string>> {
   const dir = tempDir(t);
-  const store = await openStore(parseStoreLocation(undefined, dir), { defaults: { hostname: 'origin.example', port: 8388 } });
+  const store = await openStore(parseStoreLocation(undefined, dir), {
+    defaults: { hostname: 'origin.example', port: 8388 },
+  });
   await store.close();
-  writeFileSync(join(dir, 'web-endpoint.json'), JSON.stringify({ host: 'cdn.example.net', port: 443, path: '/S3cretPathForCdn', tls: true, mux: true }));
+  writeFileSync(
+    join(dir, 'web-endpoint.json'),
+    JSON.stringify({ host: 'cdn.example.net', port: 443, path: '/S3cretPathForCdn', tls: true, mux: true }),
+  );
   const d = ['--data-dir', dir];
   const out = new Map<string, string>();
   assert.equal((await inproc(['keys', 'add', '--name', 'A', ...d])).code, 0);
@@ -50,19 +58,28 @@ async function printed(t: TestContext): Promise<Map<string, string>> {
 }
 
 test('keys url and server access-config print the HTTPUpgrade URL at /SECRET/up, after the WebSocket one', async (t) => {
-  const want = 'ss://[^\\s"]+@cdn\\.example\\.net:443/\\?plugin=v2ray-plugin%3Bmode%3Dwebsocket%3Bpath%3D%2FS3cretPathForCdn%2Fup%3Bhost%3Dcdn\\.example\\.net%3Btls%3Bv2ray-http-upgrade#A%20\\(HTTPUpgrade\\)';
+  const want =
+    'ss://[^\\s"]+@cdn\\.example\\.net:443/\\?plugin=v2ray-plugin%3Bmode%3Dwebsocket%3Bpath%3D%2FS3cretPathForCdn%2Fup%3Bhost%3Dcdn\\.example\\.net%3Btls%3Bv2ray-http-upgrade#A%20\\(HTTPUpgrade\\)';
   for (const [where, text] of await printed(t)) {
     assert.match(text, new RegExp(want), `${where}: ${text}`);
-    assert.ok(text.indexOf('v2ray-http-upgrade') > text.indexOf('%2FS3cretPathForCdn%3B'), `${where}: after the WebSocket URL`);
+    assert.ok(
+      text.indexOf('v2ray-http-upgrade') > text.indexOf('%2FS3cretPathForCdn%3B'),
+      `${where}: after the WebSocket URL`,
+    );
   }
 });
 
 test("the managed server's banner prints the first key's HTTPUpgrade URL after its WebSocket one", async (t) => {
   const dir = tempDir(t);
-  const r = run(await managedServerArgv(dir, await freePort(), ['--web-port', '0', '--web-host', '127.0.0.1']));
+  const r = run(
+    await managedServerArgv(dir, await freePort(), ['--web-port', '0', '--web-host', '127.0.0.1']),
+  );
   try {
     await waitForStdout(r, /Ctrl-C to stop/, 30_000);
-    assert.match(r.stdout(), /over the web front \(.*\n {2}ss:\/\/\S+plugin=v2ray-plugin\S+\n {2}over HTTPUpgrade \(ladder client, Clash\/mihomo;[^\n]*\n {2}ss:\/\/\S+%2Fup%3Bhost%3D\S+v2ray-http-upgrade#Initial%20key%20\(HTTPUpgrade\)\n/);
+    assert.match(
+      r.stdout(),
+      /over the web front \(.*\n {2}ss:\/\/\S+plugin=v2ray-plugin\S+\n {2}over HTTPUpgrade \(ladder client, Clash\/mihomo;[^\n]*\n {2}ss:\/\/\S+%2Fup%3Bhost%3D\S+v2ray-http-upgrade#Initial%20key%20\(HTTPUpgrade\)\n/,
+    );
   } finally {
     r.child.kill('SIGKILL');
   }

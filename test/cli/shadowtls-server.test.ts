@@ -163,7 +163,10 @@ describe('ladder server --shadowtls-port', () => {
         assert.equal(await curlSite('site.lab', port, join(dir, 'ca.pem')), PAGE);
         // keys url and access-config print the key's ShadowTLS URL from what the server saved.
         const enc = encodeURIComponent(`;password=${first};version=3`);
-        for (const cmd of [['keys', 'url', '0'], ['server', 'access-config']]) {
+        for (const cmd of [
+          ['keys', 'url', '0'],
+          ['server', 'access-config'],
+        ]) {
           const out = await runLadder([...cmd, '--data-dir', dataDir]);
           assert.equal(out.code, 0, out.stderr);
           assert.ok(out.stdout.includes(`:${port}/?plugin=shadow-tls%3Bhost%3Dsite.lab${enc}`), out.stdout);

@@ -13,7 +13,12 @@ import { createLogger } from '../../src/shared/logger.js';
 import type { Dialer } from '../../src/transport/dialer.js';
 import type { NativeAnswer } from '../../src/transport/native-dial.js';
 
-function setup(): { dialer: AnswerWatchDialer; clock: ManualClock; told: () => string[]; armed: () => number } {
+function setup(): {
+  dialer: AnswerWatchDialer;
+  clock: ManualClock;
+  told: () => string[];
+  armed: () => number;
+} {
   const out = new PassThrough();
   let text = '';
   out.on('data', (d: Buffer) => (text += d.toString()));

@@ -147,14 +147,23 @@ test('a direct or fragment route that fails: "direct connection failed", not the
     const route = rules ? 'fragment' : 'direct';
     assert.deepEqual(
       lines.map((l) => [l.msg, l.errno, l.route]),
-      [[`${route} connection failed (the destination itself, not through the tunnel)`, 'ECONNREFUSED', route]],
+      [
+        [
+          `${route} connection failed (the destination itself, not through the tunnel)`,
+          'ECONNREFUSED',
+          route,
+        ],
+      ],
       `${mode}: ${text}`,
     );
   }
 });
 
-test("an untrusted front certificate: the advice fits a gRPC key too (it has no v2ray-plugin options)", async () => {
+test('an untrusted front certificate: the advice fits a gRPC key too (it has no v2ray-plugin options)', async () => {
   const { dialHint } = await import('../../src/client/dial-hint.js');
   const hint = dialHint('DEPTH_ZERO_SELF_SIGNED_CERT') ?? '';
-  assert.match(hint, /\(a WebSocket or HTTPUpgrade ss:\/\/ key; .*\), or, for any key \(gRPC's too\), start the client with NODE_EXTRA_CA_CERTS=PATH$/);
+  assert.match(
+    hint,
+    /\(a WebSocket or HTTPUpgrade ss:\/\/ key; .*\), or, for any key \(gRPC's too\), start the client with NODE_EXTRA_CA_CERTS=PATH$/,
+  );
 });

@@ -14,7 +14,12 @@ const TRUE_IP = '198.51.100.7';
 const FORGED_IP = '31.13.72.36';
 
 function query(name: string, type: 'A' | 'AAAA' | 'TXT', id = 0x4242): Buffer {
-  return dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name }] });
+  return dnsPacket.encode({
+    type: 'query',
+    id,
+    flags: dnsPacket.RECURSION_DESIRED,
+    questions: [{ type, name }],
+  });
 }
 
 function answerFor(q: Buffer, genuine: boolean, forgedIp = FORGED_IP): Buffer {
@@ -23,7 +28,14 @@ function answerFor(q: Buffer, genuine: boolean, forgedIp = FORGED_IP): Buffer {
   let answers: dnsPacket.Answer[];
   if (!genuine) {
     // The GFW: copy the question, answer A (AAAA only for AAAA queries) with a pool address.
-    answers = [{ type: question.type === 'AAAA' ? 'AAAA' : 'A', name: question.name, ttl: 200, data: question.type === 'AAAA' ? '2001:db8::36' : forgedIp }];
+    answers = [
+      {
+        type: question.type === 'AAAA' ? 'AAAA' : 'A',
+        name: question.name,
+        ttl: 200,
+        data: question.type === 'AAAA' ? '2001:db8::36' : forgedIp,
+      },
+    ];
   } else if (question.type === 'TXT') {
     answers = [{ type: 'TXT', name: question.name, ttl: 300, data: 'v=genuine' }];
   } else {
@@ -33,7 +45,13 @@ function answerFor(q: Buffer, genuine: boolean, forgedIp = FORGED_IP): Buffer {
 }
 
 /** A UDP "resolver" on a censored path: a forged answer at once, the genuine one `delayMs` later. */
-async function injectingUpstream(opts: { delayMs: number; dropGenuine?: boolean; inject?: boolean; silent?: boolean; forgedIp?: string }) {
+async function injectingUpstream(opts: {
+  delayMs: number;
+  dropGenuine?: boolean;
+  inject?: boolean;
+  silent?: boolean;
+  forgedIp?: string;
+}) {
   const sock = dgram.createSocket('udp4');
   let queries = 0;
   sock.on('message', (msg, rinfo) => {
@@ -61,7 +79,11 @@ test('stub: forged answer first (pool address), genuine 50 ms later -> the genui
   const up = await injectingUpstream({ delayMs: 50 });
   try {
     let forgedSeen = 0;
-    const r = new FilteringUdpResolver({ upstream: { host: '127.0.0.1', port: up.port }, forged: [FORGED_IP], onForged: () => forgedSeen++ });
+    const r = new FilteringUdpResolver({
+      upstream: { host: '127.0.0.1', port: up.port },
+      forged: [FORGED_IP],
+      onForged: () => forgedSeen++,
+    });
     const d = await r.resolveDetailed(query(NAME, 'A'));
     assert.deepEqual(answerIps(d.response), [TRUE_IP]);
     assert.equal(decodeDns(d.response).id, 0x4242);
@@ -100,7 +122,10 @@ test('stub: TXT query answered with A is a type mismatch; the genuine TXT wins',
 test('stub: only forged replies (genuine dropped) -> SERVFAIL, never the forged address', async () => {
   const up = await injectingUpstream({ delayMs: 50, dropGenuine: true });
   try {
-    const r = new FilteringUdpResolver({ upstream: { host: '127.0.0.1', port: up.port }, forged: ['31.13.0.0/16'] });
+    const r = new FilteringUdpResolver({
+      upstream: { host: '127.0.0.1', port: up.port },
+      forged: ['31.13.0.0/16'],
+    });
     const resp = await r.resolve(query(NAME, 'A'));
     assert.equal(rcode(resp), 'SERVFAIL');
     assert.ok(!resp.includes(Buffer.from([31, 13, 72, 36])));
@@ -119,7 +144,10 @@ test('stub: no injection -> answer after the window; silence -> SERVFAIL after t
     const t0 = Date.now();
     assert.deepEqual(answerIps(await r.resolve(query('ok.example', 'A'))), [TRUE_IP]);
     assert.ok(Date.now() - t0 >= 90);
-    const r2 = new FilteringUdpResolver({ upstream: { host: '127.0.0.1', port: silent.port }, timeoutMs: 200 });
+    const r2 = new FilteringUdpResolver({
+      upstream: { host: '127.0.0.1', port: silent.port },
+      timeoutMs: 200,
+    });
     assert.equal(rcode(await r2.resolve(query('ok.example', 'A'))), 'SERVFAIL');
   } finally {
     up.close();
@@ -142,7 +170,11 @@ async function tcpUpstream() {
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  return { port: (server.address() as net.AddressInfo).port, queries: () => queries, close: () => server.close() };
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    queries: () => queries,
+    close: () => server.close(),
+  };
 }
 
 for (const reuse of [false, true]) {
@@ -158,7 +190,11 @@ for (const reuse of [false, true]) {
       if (first) s.write(first);
       return s;
     };
-    const resolver = new TunnelDnsResolver({ dial, upstream: { type: 'ipv4', host: '127.0.0.1', port: far.port }, reuse });
+    const resolver = new TunnelDnsResolver({
+      dial,
+      upstream: { type: 'ipv4', host: '127.0.0.1', port: far.port },
+      reuse,
+    });
     const srv = await startDnsServer({ host: '127.0.0.1', port: 0, resolver });
     try {
       // UDP client
@@ -228,8 +264,13 @@ test('forwarder reuse: concurrent queries share one stream; a stream the upstrea
   };
   const r = new TunnelDnsResolver({ dial, upstream: { type: 'ipv4', host: '127.0.0.1', port } });
   try {
-    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => r.resolve(query(`n${i}.example`, 'A', 1000 + i))));
-    assert.deepEqual(answers.map((a) => decodeDns(a).id), Array.from({ length: 20 }, (_, i) => 1000 + i));
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => r.resolve(query(`n${i}.example`, 'A', 1000 + i))),
+    );
+    assert.deepEqual(
+      answers.map((a) => decodeDns(a).id),
+      Array.from({ length: 20 }, (_, i) => 1000 + i),
+    );
     assert.equal(r.dials, 1);
     assert.equal(conns, 1);
     // The upstream drops the stream under the next query: it is resent once on a new stream.
@@ -267,7 +308,10 @@ test('stub with a canary: an unknown forged address is learned from the canary a
   const canary = await injectingUpstream({ delayMs: 0, dropGenuine: true }); // no resolver: only the injector answers
   const up2 = await injectingUpstream({ delayMs: 50 });
   try {
-    const r = new FilteringUdpResolver({ upstream: { host: '127.0.0.1', port: up.port }, canary: { host: '127.0.0.1', port: canary.port } });
+    const r = new FilteringUdpResolver({
+      upstream: { host: '127.0.0.1', port: up.port },
+      canary: { host: '127.0.0.1', port: canary.port },
+    });
     const d = await r.resolveDetailed(query(NAME, 'A'));
     assert.equal(rcode(d.response), 'SERVFAIL');
     assert.ok(d.reasons.includes('canary-reply'));
@@ -276,7 +320,10 @@ test('stub with a canary: an unknown forged address is learned from the canary a
     const blind = new FilteringUdpResolver({ upstream: { host: '127.0.0.1', port: up.port } });
     assert.deepEqual(answerIps(await blind.resolve(query(NAME, 'A'))), [FORGED_IP]);
     // With the genuine answer arriving, the canary-trained stub returns it.
-    const r2 = new FilteringUdpResolver({ upstream: { host: '127.0.0.1', port: up2.port }, canary: { host: '127.0.0.1', port: canary.port } });
+    const r2 = new FilteringUdpResolver({
+      upstream: { host: '127.0.0.1', port: up2.port },
+      canary: { host: '127.0.0.1', port: canary.port },
+    });
     assert.deepEqual(answerIps(await r2.resolve(query(NAME, 'A'))), [TRUE_IP]);
   } finally {
     up.close();
@@ -288,10 +335,19 @@ test('stub with a canary: an unknown forged address is learned from the canary a
 test('listener: an answer over 512 bytes is truncated (TC) over UDP and whole over TCP', async () => {
   const big = (q: Buffer): Buffer => {
     const d = decodeDns(q);
-    const answers: dnsPacket.Answer[] = Array.from({ length: 40 }, (_, i) => ({ type: 'TXT' as const, name: d.questions![0]!.name, ttl: 60, data: `record-${i}-${'x'.repeat(20)}` }));
+    const answers: dnsPacket.Answer[] = Array.from({ length: 40 }, (_, i) => ({
+      type: 'TXT' as const,
+      name: d.questions![0]!.name,
+      ttl: 60,
+      data: `record-${i}-${'x'.repeat(20)}`,
+    }));
     return dnsPacket.encode({ type: 'response', id: d.id!, flags: 0x0180, questions: d.questions!, answers });
   };
-  const srv = await startDnsServer({ host: '127.0.0.1', port: 0, resolver: { resolve: (q) => Promise.resolve(big(q)) } });
+  const srv = await startDnsServer({
+    host: '127.0.0.1',
+    port: 0,
+    resolver: { resolve: (q) => Promise.resolve(big(q)) },
+  });
   try {
     const c = dgram.createSocket('udp4');
     c.send(query(NAME, 'TXT', 0x0201), srv.udpPort, '127.0.0.1');
@@ -332,7 +388,11 @@ test('forwarder: a query with no answer times out (and the listener turns that i
     if (first) s.write(first);
     return s;
   };
-  const r = new TunnelDnsResolver({ dial, upstream: { type: 'ipv4', host: '127.0.0.1', port }, timeoutMs: 150 });
+  const r = new TunnelDnsResolver({
+    dial,
+    upstream: { type: 'ipv4', host: '127.0.0.1', port },
+    timeoutMs: 150,
+  });
   const srv = await startDnsServer({ host: '127.0.0.1', port: 0, resolver: r });
   try {
     await assert.rejects(r.resolve(query(NAME, 'A', 5)), /no tunnel DNS answer in 150 ms/);
@@ -353,11 +413,17 @@ test('stub with a canary: a round-robin pool (canary gets another forged address
   const canary = await injectingUpstream({ delayMs: 0, dropGenuine: true, forgedIp: '69.171.229.11' });
   const up2 = await injectingUpstream({ delayMs: 50 });
   try {
-    const r = new FilteringUdpResolver({ upstream: { host: '127.0.0.1', port: up.port }, canary: { host: '127.0.0.1', port: canary.port } });
+    const r = new FilteringUdpResolver({
+      upstream: { host: '127.0.0.1', port: up.port },
+      canary: { host: '127.0.0.1', port: canary.port },
+    });
     const d = await r.resolveDetailed(query(NAME, 'A'));
     assert.equal(rcode(d.response), 'SERVFAIL');
     assert.equal(d.forgedCount, 2);
-    const r2 = new FilteringUdpResolver({ upstream: { host: '127.0.0.1', port: up2.port }, canary: { host: '127.0.0.1', port: canary.port } });
+    const r2 = new FilteringUdpResolver({
+      upstream: { host: '127.0.0.1', port: up2.port },
+      canary: { host: '127.0.0.1', port: canary.port },
+    });
     const d2 = await r2.resolveDetailed(query(NAME, 'A'));
     assert.deepEqual(answerIps(d2.response), [TRUE_IP]);
     assert.equal(d2.genuineCount, 1);

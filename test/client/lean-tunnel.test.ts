@@ -35,7 +35,15 @@ interface Front extends TunnelFront {
 }
 
 async function startFront(serverPort: number, lean: boolean, connectTimeoutMs?: number): Promise<Front> {
-  const f = await startTunnelFront({ serverPort, method: METHOD, password: PASSWORD, noAnswerMs: 300, fns, lean, ...(connectTimeoutMs ? { connectTimeoutMs } : {}) });
+  const f = await startTunnelFront({
+    serverPort,
+    method: METHOD,
+    password: PASSWORD,
+    noAnswerMs: 300,
+    fns,
+    lean,
+    ...(connectTimeoutMs ? { connectTimeoutMs } : {}),
+  });
   return {
     ...f,
     told: () => f.lines().map((l) => `${String(l.msg)}${l.errno ? ` (${String(l.errno)})` : ''}`),
@@ -43,7 +51,12 @@ async function startFront(serverPort: number, lean: boolean, connectTimeoutMs?: 
 }
 
 /** A tunnel to host:port; sends 'ping'; what came back once 4 bytes came, it closed, or `ms` passed. */
-async function exchange(f: Front, host: string, port: number, ms = 3000): Promise<{ got: string; closed: boolean }> {
+async function exchange(
+  f: Front,
+  host: string,
+  port: number,
+  ms = 3000,
+): Promise<{ got: string; closed: boolean }> {
   const s = await socks5Connect({ proxyPort: f.port, host, port });
   s.on('error', () => {});
   const chunks: Buffer[] = [];
@@ -69,141 +82,158 @@ async function exchange(f: Front, host: string, port: number, ms = 3000): Promis
   return { got: Buffer.concat(chunks).toString(), closed };
 }
 
-describe('lean tunnel: the same behaviour with LADDER_CLIENT_LEAN on and off', { skip, timeout: 120_000 }, () => {
-  let echo: TestServer;
-  let ssPort = 0;
-  let stop: () => Promise<void>;
-  before(async () => {
-    ({ echo, ssPort, close: stop } = await startEchoServer(METHOD, PASSWORD));
-  });
-  after(() => stop());
-
-  /** Runs `run` with the lean path on, then off; returns both results after checking the counts. */
-  async function both<T>(
-    peerPort: () => number,
-    run: (f: Front) => Promise<T>,
-    n: number,
-  ): Promise<[T, T]> {
-    const results: T[] = [];
-    for (const lean of [true, false]) {
-      const f = await startFront(peerPort(), lean);
-      try {
-        results.push(await run(f));
-        assert.equal(f.front.tunnelled, n, `lean ${lean}: set up in the addon`);
-        assert.equal(f.front.salted, n, `lean ${lean}: the answer opened in the relay`);
-        assert.equal(f.front.leaned, lean ? n : 0, `lean ${lean}: the lean path took them`);
-        await waitFor(() => f.front.size === 0, { timeoutMs: 5000 });
-      } finally {
-        f.close();
-      }
-    }
-    return results as [T, T];
-  }
-
-  it('echo to an IPv4 literal and to a name: the same bytes, nothing told', async () => {
-    const [on, off] = await both(
-      () => ssPort,
-      async (f) => {
-        const got: string[] = [];
-        for (const host of ['127.0.0.1', 'localhost', '127.0.0.1']) got.push((await exchange(f, host, echo.port)).got);
-        await sleep(500); // the no-answer wait (300 ms) ends: an answered tunnel is not reported
-        return { got, told: f.told() };
-      },
-      3,
-    );
-    assert.deepEqual(on, { got: ['ping', 'ping', 'ping'], told: [] });
-    assert.deepEqual(off, on);
-  });
-
-  for (const [name, handler, msg] of [
-    ['bytes the key cannot open', (s: net.Socket) => s.once('data', () => s.write(randomBytes(200))), /cannot decrypt/],
-    ['a few bytes then a FIN', (s: net.Socket) => s.once('data', () => s.end(randomBytes(10))), /cannot decrypt/],
-    ['silence', (s: net.Socket) => s.resume(), /^no answer from the server in 0\.3 s/],
-    ['a FIN with nothing', (s: net.Socket) => s.once('data', () => s.end()), /closed it without data/],
-    ['a reset with nothing', (s: net.Socket) => s.once('data', () => s.resetAndDestroy()), /closed it without data/],
-  ] as const) {
-    it(`a server that answers with ${name}: told the same`, async () => {
-      const peer = await serve((s) => {
-        s.on('error', () => {});
-        handler(s);
-      });
-      try {
-        const [on, off] = await both(
-          () => peer.port,
-          async (f) => {
-            const r = await exchange(f, '127.0.0.1', echo.port, 1000);
-            await waitFor(() => f.told().some((l) => msg.test(l)), { timeoutMs: 5000 });
-            await sleep(100);
-            return { got: r.got, told: f.told() };
-          },
-          1,
-        );
-        assert.equal(on.got, '', 'nothing reaches the application');
-        assert.equal(on.told.length, 1, JSON.stringify(on.told));
-        assert.deepEqual(off, on);
-      } finally {
-        await peer.close();
-      }
+describe(
+  'lean tunnel: the same behaviour with LADDER_CLIENT_LEAN on and off',
+  { skip, timeout: 120_000 },
+  () => {
+    let echo: TestServer;
+    let ssPort = 0;
+    let stop: () => Promise<void>;
+    before(async () => {
+      ({ echo, ssPort, close: stop } = await startEchoServer(METHOD, PASSWORD));
     });
-  }
+    after(() => stop());
 
-  it('a refused connect: the application closed, the same dial-failure line', async () => {
-    const dead = await freePort();
-    const [on, off] = await both(
-      () => dead,
-      async (f) => {
-        const r = await exchange(f, '127.0.0.1', echo.port);
-        await waitFor(() => f.told().length > 0, { timeoutMs: 5000 });
-        await sleep(100);
-        // The hint after the first refusal is once per process: the second run does not repeat it.
-        return { ...r, told: f.told().filter((l) => !l.startsWith('the server refused the connection')) };
-      },
-      1,
-    );
-    assert.deepEqual(on, { got: '', closed: true, told: ['tunnel dial failed (ECONNREFUSED)'] });
-    assert.deepEqual(off, on);
-  });
-
-  it('a connect that hangs then times out: only the dial-failure line (no "no answer" before the server was reached)', async () => {
-    // A listener whose accept queue is full (its process stopped): the kernel drops further SYNs.
-    const child = spawn(process.execPath, ['-e', HANG_SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
-    try {
-      const port = Number((await once(child.stdout, 'data'))[0].toString());
-      child.kill('SIGSTOP');
-      const fill: net.Socket[] = [];
-      for (let i = 0; i < 3; i++) fill.push(netConnect(port, '127.0.0.1').on('error', () => {}));
-      await sleep(200);
+    /** Runs `run` with the lean path on, then off; returns both results after checking the counts. */
+    async function both<T>(
+      peerPort: () => number,
+      run: (f: Front) => Promise<T>,
+      n: number,
+    ): Promise<[T, T]> {
+      const results: T[] = [];
       for (const lean of [true, false]) {
-        const f = await startFront(port, lean, 1500);
+        const f = await startFront(peerPort(), lean);
         try {
-          const r = await exchange(f, '127.0.0.1', echo.port, 800);
-          assert.deepEqual(f.told(), [], `lean ${lean}: nothing told while the connect runs`);
-          await waitFor(() => f.told().length > 0, { timeoutMs: 5000 });
-          await sleep(100);
-          assert.equal(r.got, '');
-          assert.deepEqual(f.told(), ['tunnel dial failed'], `lean ${lean}`);
+          results.push(await run(f));
+          assert.equal(f.front.tunnelled, n, `lean ${lean}: set up in the addon`);
+          assert.equal(f.front.salted, n, `lean ${lean}: the answer opened in the relay`);
+          assert.equal(f.front.leaned, lean ? n : 0, `lean ${lean}: the lean path took them`);
           await waitFor(() => f.front.size === 0, { timeoutMs: 5000 });
         } finally {
           f.close();
         }
       }
-      for (const s of fill) s.destroy();
-    } finally {
-      child.kill('SIGKILL');
+      return results as [T, T];
     }
-  });
 
-  it('close() with lean tunnels running leaves nothing', async () => {
-    for (const lean of [true, false]) {
-      const f = await startFront(ssPort, lean);
-      const s = await socks5Connect({ proxyPort: f.port, host: '127.0.0.1', port: echo.port });
-      s.on('error', () => {});
-      s.resume();
-      s.write('ping');
-      await waitFor(() => f.front.tunnelled === 1, { timeoutMs: 5000 });
-      f.close();
-      assert.equal(f.front.size, 0);
-      await new Promise((r) => (s.destroyed ? r(undefined) : s.once('close', r)));
+    it('echo to an IPv4 literal and to a name: the same bytes, nothing told', async () => {
+      const [on, off] = await both(
+        () => ssPort,
+        async (f) => {
+          const got: string[] = [];
+          for (const host of ['127.0.0.1', 'localhost', '127.0.0.1'])
+            got.push((await exchange(f, host, echo.port)).got);
+          await sleep(500); // the no-answer wait (300 ms) ends: an answered tunnel is not reported
+          return { got, told: f.told() };
+        },
+        3,
+      );
+      assert.deepEqual(on, { got: ['ping', 'ping', 'ping'], told: [] });
+      assert.deepEqual(off, on);
+    });
+
+    for (const [name, handler, msg] of [
+      [
+        'bytes the key cannot open',
+        (s: net.Socket) => s.once('data', () => s.write(randomBytes(200))),
+        /cannot decrypt/,
+      ],
+      [
+        'a few bytes then a FIN',
+        (s: net.Socket) => s.once('data', () => s.end(randomBytes(10))),
+        /cannot decrypt/,
+      ],
+      ['silence', (s: net.Socket) => s.resume(), /^no answer from the server in 0\.3 s/],
+      ['a FIN with nothing', (s: net.Socket) => s.once('data', () => s.end()), /closed it without data/],
+      [
+        'a reset with nothing',
+        (s: net.Socket) => s.once('data', () => s.resetAndDestroy()),
+        /closed it without data/,
+      ],
+    ] as const) {
+      it(`a server that answers with ${name}: told the same`, async () => {
+        const peer = await serve((s) => {
+          s.on('error', () => {});
+          handler(s);
+        });
+        try {
+          const [on, off] = await both(
+            () => peer.port,
+            async (f) => {
+              const r = await exchange(f, '127.0.0.1', echo.port, 1000);
+              await waitFor(() => f.told().some((l) => msg.test(l)), { timeoutMs: 5000 });
+              await sleep(100);
+              return { got: r.got, told: f.told() };
+            },
+            1,
+          );
+          assert.equal(on.got, '', 'nothing reaches the application');
+          assert.equal(on.told.length, 1, JSON.stringify(on.told));
+          assert.deepEqual(off, on);
+        } finally {
+          await peer.close();
+        }
+      });
     }
-  });
-});
+
+    it('a refused connect: the application closed, the same dial-failure line', async () => {
+      const dead = await freePort();
+      const [on, off] = await both(
+        () => dead,
+        async (f) => {
+          const r = await exchange(f, '127.0.0.1', echo.port);
+          await waitFor(() => f.told().length > 0, { timeoutMs: 5000 });
+          await sleep(100);
+          // The hint after the first refusal is once per process: the second run does not repeat it.
+          return { ...r, told: f.told().filter((l) => !l.startsWith('the server refused the connection')) };
+        },
+        1,
+      );
+      assert.deepEqual(on, { got: '', closed: true, told: ['tunnel dial failed (ECONNREFUSED)'] });
+      assert.deepEqual(off, on);
+    });
+
+    it('a connect that hangs then times out: only the dial-failure line (no "no answer" before the server was reached)', async () => {
+      // A listener whose accept queue is full (its process stopped): the kernel drops further SYNs.
+      const child = spawn(process.execPath, ['-e', HANG_SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+      try {
+        const port = Number((await once(child.stdout, 'data'))[0].toString());
+        child.kill('SIGSTOP');
+        const fill: net.Socket[] = [];
+        for (let i = 0; i < 3; i++) fill.push(netConnect(port, '127.0.0.1').on('error', () => {}));
+        await sleep(200);
+        for (const lean of [true, false]) {
+          const f = await startFront(port, lean, 1500);
+          try {
+            const r = await exchange(f, '127.0.0.1', echo.port, 800);
+            assert.deepEqual(f.told(), [], `lean ${lean}: nothing told while the connect runs`);
+            await waitFor(() => f.told().length > 0, { timeoutMs: 5000 });
+            await sleep(100);
+            assert.equal(r.got, '');
+            assert.deepEqual(f.told(), ['tunnel dial failed'], `lean ${lean}`);
+            await waitFor(() => f.front.size === 0, { timeoutMs: 5000 });
+          } finally {
+            f.close();
+          }
+        }
+        for (const s of fill) s.destroy();
+      } finally {
+        child.kill('SIGKILL');
+      }
+    });
+
+    it('close() with lean tunnels running leaves nothing', async () => {
+      for (const lean of [true, false]) {
+        const f = await startFront(ssPort, lean);
+        const s = await socks5Connect({ proxyPort: f.port, host: '127.0.0.1', port: echo.port });
+        s.on('error', () => {});
+        s.resume();
+        s.write('ping');
+        await waitFor(() => f.front.tunnelled === 1, { timeoutMs: 5000 });
+        f.close();
+        assert.equal(f.front.size, 0);
+        await new Promise((r) => (s.destroyed ? r(undefined) : s.once('close', r)));
+      }
+    });
+  },
+);

@@ -37,15 +37,26 @@ async function warnings(opts: Partial<ClientOptions>): Promise<{ warned: string[
 }
 
 test('a DNS server beyond loopback is warned about, as SOCKS5 and HTTP without auth are', async () => {
-  const dns = await warnings({ dns: { listen: AWAY, mode: 'stub', upstream: { host: '127.0.0.1', port: 9 } } });
+  const dns = await warnings({
+    dns: { listen: AWAY, mode: 'stub', upstream: { host: '127.0.0.1', port: 9 } },
+  });
   assert.equal(dns.started, false, 'TEST-NET-1 is not an address of this host');
-  assert.deepEqual(dns.warned, ['DNS server listens beyond loopback: anyone who reaches it can resolve through it']);
-  assert.deepEqual((await warnings({ socks: AWAY })).warned, ['SOCKS5 proxy listens beyond loopback without authentication']);
-  assert.deepEqual((await warnings({ http: AWAY })).warned, ['HTTP proxy listens beyond loopback without authentication']);
+  assert.deepEqual(dns.warned, [
+    'DNS server listens beyond loopback: anyone who reaches it can resolve through it',
+  ]);
+  assert.deepEqual((await warnings({ socks: AWAY })).warned, [
+    'SOCKS5 proxy listens beyond loopback without authentication',
+  ]);
+  assert.deepEqual((await warnings({ http: AWAY })).warned, [
+    'HTTP proxy listens beyond loopback without authentication',
+  ]);
 });
 
 test('loopback listeners give no warning', async () => {
-  const r = await warnings({ http: '127.0.0.1:0', dns: { listen: '127.0.0.1:0', mode: 'stub', upstream: { host: '127.0.0.1', port: 9 } } });
+  const r = await warnings({
+    http: '127.0.0.1:0',
+    dns: { listen: '127.0.0.1:0', mode: 'stub', upstream: { host: '127.0.0.1', port: 9 } },
+  });
   assert.equal(r.started, true);
   assert.deepEqual(r.warned, []);
 });

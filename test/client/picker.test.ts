@@ -76,7 +76,10 @@ test('the picker leaves a blackholed endpoint for one that answers, remembers it
   assert.ok(st?.running);
   const view = formatStatus(st.status, st.running);
   assert.match(view, /using: endpoint 2 \(shadowsocks "open", port \d+\)/);
-  assert.match(view, /1\. shadowsocks "blocked" port \d+: avoided 1\d\d s more after 1 failure in a row \(stall\)/);
+  assert.match(
+    view,
+    /1\. shadowsocks "blocked" port \d+: avoided 1\d\d s more after 1 failure in a row \(stall\)/,
+  );
   assert.doesNotMatch(view, /127\.0\.0\.1|picker-test-password/, 'no address or secret in the status');
   await a.close();
   assert.equal(readStatuses(dir).length, 0, 'a clean exit removes the status file');

@@ -14,7 +14,12 @@ const key = (opts: string): string =>
 
 test('a shadow-tls key: the ShadowTLS endpoint, UoT v2 for UDP, a next hop, the path it takes', () => {
   const ep = endpointFromKey(key('host=www.example.com;password=stls-pass;version=3'), 'local');
-  assert.deepEqual(ep.shadowTls, { address: '203.0.113.5', port: 443, sni: 'www.example.com', password: 'stls-pass' });
+  assert.deepEqual(ep.shadowTls, {
+    address: '203.0.113.5',
+    port: 443,
+    sni: 'www.example.com',
+    password: 'stls-pass',
+  });
   assert.equal(ep.method, '2022-blake3-aes-128-gcm');
   assert.equal(ep.udpOverTcp, 2);
   assert.equal(typeof ep.nextHop, 'function');
@@ -24,12 +29,17 @@ test('a shadow-tls key: the ShadowTLS endpoint, UoT v2 for UDP, a next hop, the 
 });
 
 test('a key with uot=1 keeps it; fp= is a note', () => {
-  const ep = endpointFromKey(`${key('host=a.test;password=p;version=3;fp=chrome').replace('#node', '')}&uot=1`, 'local');
+  const ep = endpointFromKey(
+    `${key('host=a.test;password=p;version=3;fp=chrome').replace('#node', '')}&uot=1`,
+    'local',
+  );
   assert.equal(ep.udpOverTcp, 1);
   assert.match(ep.pluginNotes?.[0] ?? '', /"fp" is ignored/);
   const warned: string[] = [];
   warnPluginNotes([ep], { warn: (_o: unknown, msg: string) => warned.push(msg) } as unknown as Logger);
-  assert.deepEqual(warned, ['key of endpoint 1: shadow-tls option "fp" is ignored (the ClientHello is always Chrome-shaped)']);
+  assert.deepEqual(warned, [
+    'key of endpoint 1: shadow-tls option "fp" is ignored (the ClientHello is always Chrome-shaped)',
+  ]);
 });
 
 test('bad shadow-tls fields: one line, no password of either layer', () => {
@@ -42,7 +52,10 @@ test('bad shadow-tls fields: one line, no password of either layer', () => {
     assert.throws(
       () => endpointFromKey(key(opts), 'local'),
       (err: Error) =>
-        re.test(err.message) && !err.message.includes('stls-pass') && !err.message.includes('AAECAwQF') && !err.message.includes('\n'),
+        re.test(err.message) &&
+        !err.message.includes('stls-pass') &&
+        !err.message.includes('AAECAwQF') &&
+        !err.message.includes('\n'),
       opts,
     );
   }

@@ -74,21 +74,33 @@ test('a refused upgrade: ERR_UPGRADE_REFUSED with its status per connection, wha
   t.after(() => cdn.close());
   const cdnPort = (cdn.address() as AddressInfo).port;
 
-  const wrongPath = /answered HTTP 404 to the tunnel's upgrade request at the key's path \(a web page, not the tunnel\): the key's path \(path=, or serviceName= for gRPC\) does not match the server's secret path/;
+  const wrongPath =
+    /answered HTTP 404 to the tunnel's upgrade request at the key's path \(a web page, not the tunnel\): the key's path \(path=, or serviceName= for gRPC\) does not match the server's secret path/;
   const cases: Array<[string, string, RegExp | undefined]> = [
     ['WebSocket', webKey(srv.webPort, ''), wrongPath],
     ['HTTPUpgrade', webKey(srv.webPort, ';v2ray-http-upgrade'), undefined],
-    ['HTTPUpgrade fast-open', webKey(srv.webPort, ';v2ray-http-upgrade;v2ray-http-upgrade-fast-open'), undefined],
+    [
+      'HTTPUpgrade fast-open',
+      webKey(srv.webPort, ';v2ray-http-upgrade;v2ray-http-upgrade-fast-open'),
+      undefined,
+    ],
     [
       'gRPC',
       `ss://${Buffer.from(`${KEY.method}:${KEY.secret}`).toString('base64url')}@127.0.0.1:${srv.webPort}/?type=grpc&serviceName=${WRONG}&security=none`,
       undefined,
     ],
-    ['WebSocket through a CDN that cannot reach its origin', webKey(cdnPort, ''), /answered HTTP 502 .*: a CDN or reverse proxy in front of the server could not reach it/],
+    [
+      'WebSocket through a CDN that cannot reach its origin',
+      webKey(cdnPort, ''),
+      /answered HTTP 502 .*: a CDN or reverse proxy in front of the server could not reach it/,
+    ],
   ];
   for (const [name, key, hint] of cases) {
     const status = name.includes('CDN') ? 502 : 404;
-    const text = await logAfterOneConnection(key, (s) => /ERR_UPGRADE_REFUSED|upgrade-refused/.test(s) && (!hint || hint.test(s)));
+    const text = await logAfterOneConnection(
+      key,
+      (s) => /ERR_UPGRADE_REFUSED|upgrade-refused/.test(s) && (!hint || hint.test(s)),
+    );
     const got = lines(text);
     // Every connection: its code and status (a dial refused), or the watch's line (after the dial).
     const refused = got.find(
@@ -98,8 +110,15 @@ test('a refused upgrade: ERR_UPGRADE_REFUSED with its status per connection, wha
     );
     assert.ok(refused, `${name}: ${text}`);
     // What it means, once per status per process (the first case of each status).
-    if (hint) assert.ok(got.some((l) => hint.test(l.msg)), `${name}: ${text}`);
+    if (hint)
+      assert.ok(
+        got.some((l) => hint.test(l.msg)),
+        `${name}: ${text}`,
+      );
     else assert.ok(!got.some((l) => wrongPath.test(l.msg)), `${name}: said once only: ${text}`);
-    assert.ok(!text.includes(WRONG) && !text.includes('127.0.0.1') && !text.includes('example.com'), `${name}: no path, server or destination: ${text}`);
+    assert.ok(
+      !text.includes(WRONG) && !text.includes('127.0.0.1') && !text.includes('example.com'),
+      `${name}: no path, server or destination: ${text}`,
+    );
   }
 });

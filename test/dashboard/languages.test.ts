@@ -123,7 +123,10 @@ test(
         assert.ok(nav && brand && brand.x > nav.x, 'right to left: the brand is at the right');
         // "used / limit" reads from the right: the used amount (0 B) right of the limit (5.00 GiB),
         // each amount whole (the Latin unit beside its number, not reordered across the slash).
-        const [used, limit] = await page.locator('tr', { hasText: 'Wei' }).locator('.usage-text .amount').all();
+        const [used, limit] = await page
+          .locator('tr', { hasText: 'Wei' })
+          .locator('.usage-text .amount')
+          .all();
         const [u, l] = [await used?.boundingBox(), await limit?.boundingBox()];
         assert.ok(u && l && u.x > l.x + l.width - 1, `${lang.code}: used amount right of the limit`);
         assert.match((await limit!.innerText()).trim(), /GiB$/, `${lang.code}: the limit's unit with it`);

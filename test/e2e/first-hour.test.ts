@@ -148,7 +148,10 @@ test('the first hour: start, use the key, dynamic key, disable, restart, access-
       const socks = await startClient(ssconfKey);
       const dynClient = procs.at(-1)!;
       const got = await getVia(socks, origin.port, 10_000);
-      assert.ok(got?.endsWith(ORIGIN_BODY), `the origin body through the dynamic key, got ${JSON.stringify(got)}`);
+      assert.ok(
+        got?.endsWith(ORIGIN_BODY),
+        `the origin body through the dynamic key, got ${JSON.stringify(got)}`,
+      );
       dynClient.child.kill('SIGTERM');
       await dynClient.exit;
       // Negative control: the same key without the pin is the self-signed certificate refused.

@@ -27,4 +27,3 @@ export function echoThrough(
     s.write(payload);
   });
 }
-

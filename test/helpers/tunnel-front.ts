@@ -41,7 +41,13 @@ export async function startTunnelFront(o: TunnelFrontOptions): Promise<TunnelFro
   const log = createLogger({ level: process.env.DBG ? 'debug' : 'info', destination: out });
   if (process.env.DBG) out.on('data', (d: Buffer) => process.stderr.write(d));
   const dialer = new AnswerWatchDialer(
-    createTunnelDialer({ host: '127.0.0.1', port: o.serverPort, method: o.method, password: o.password, ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}) }),
+    createTunnelDialer({
+      host: '127.0.0.1',
+      port: o.serverPort,
+      method: o.method,
+      password: o.password,
+      ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}),
+    }),
     { log, noAnswerMs: o.noAnswerMs },
   );
   const srv = net.createServer();

@@ -99,12 +99,31 @@ test(
 
     // Several endpoints (the picker, as a saved SIP008 subscription gives them): the untrusted
     // front is avoided and the raw port carries, and the same advice is logged once.
-    const raw = formatSsUrl({ method: 'aes-256-gcm', password: PASSWORD, host: '127.0.0.1', port: srv.plane.address.port });
-    const picker = run(['client', '--key', key(''), '--key', raw, '--socks', '127.0.0.1:0', '--state-dir', dir]);
+    const raw = formatSsUrl({
+      method: 'aes-256-gcm',
+      password: PASSWORD,
+      host: '127.0.0.1',
+      port: srv.plane.address.port,
+    });
+    const picker = run([
+      'client',
+      '--key',
+      key(''),
+      '--key',
+      raw,
+      '--socks',
+      '127.0.0.1:0',
+      '--state-dir',
+      dir,
+    ]);
     running.push(picker);
     const pm = await waitForStdout(picker, /SOCKS5 proxy on 127\.0\.0\.1:(\d+)/);
     assert.ok(await carries(Number(pm[1])), 'the raw endpoint carries');
-    const advice = (): string[] => picker.stderr().split('\n').filter((l) => l.includes('add cert=PATH'));
+    const advice = (): string[] =>
+      picker
+        .stderr()
+        .split('\n')
+        .filter((l) => l.includes('add cert=PATH'));
     await waitFor(() => advice().length >= 1, { timeoutMs: 5000 }).catch(() => undefined);
     assert.equal(advice().length, 1, picker.stderr());
     assert.match(advice()[0]!, /DEPTH_ZERO_SELF_SIGNED_CERT/);

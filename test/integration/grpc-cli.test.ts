@@ -18,12 +18,23 @@ describe('ladder server prints a gRPC key; ladder client uses it (CLI, TLS front
 
   test('1 MiB echoed through the printed gRPC URL', async () => {
     const cert = makeCert(dir!.path, '127.0.0.1');
-    const srv = run(unmanagedWeb('grpc-cli-password', '--allow-private', '--tls-cert', cert.certPath, '--tls-key', cert.keyPath));
+    const srv = run(
+      unmanagedWeb(
+        'grpc-cli-password',
+        '--allow-private',
+        '--tls-cert',
+        cert.certPath,
+        '--tls-key',
+        cert.keyPath,
+      ),
+    );
     const echo = await startEcho();
     try {
       const [url] = await waitForStdout(srv, GRPC_URL, 30_000);
       assert.match(url, /[?&]security=tls/);
-      const banner = await echoThroughCliClient(url, echo.port, 1024 * 1024, { NODE_EXTRA_CA_CERTS: cert.certPath });
+      const banner = await echoThroughCliClient(url, echo.port, 1024 * 1024, {
+        NODE_EXTRA_CA_CERTS: cert.certPath,
+      });
       assert.match(banner, /over gRPC\+TLS/);
     } finally {
       srv.child.kill('SIGKILL');

@@ -262,7 +262,11 @@ describe('probe resistance', () => {
   const closed: ConnectionClosedEvent[] = [];
   const waitStatus = async (status: string, n = 1): Promise<void> => {
     const message = (): string => `expected ${n} x ${status}: ${closed.map((e) => e.status).join(',')}`;
-    await waitFor(() => closed.filter((e) => e.status === status).length >= n, { timeoutMs: 5000, intervalMs: 50, message });
+    await waitFor(() => closed.filter((e) => e.status === status).length >= n, {
+      timeoutMs: 5000,
+      intervalMs: 50,
+      message,
+    });
     assert.ok(
       closed.filter((e) => e.status === status).length >= n,
       `expected ${n} x ${status}: ${closed.map((e) => e.status).join(',')}`,
@@ -443,7 +447,10 @@ describe('replay state survives a restart (replayStateFile)', () => {
         assert.equal(replay.kind, 'fin');
         const reflected = await rawProbe(second.address.port, response, 4_000);
         assert.equal(reflected.received, 0);
-        await waitFor(() => closed.some((e) => e.status === 'ERR_REPLAY_SERVER'), { timeoutMs: 2000, message: 'ERR_REPLAY_SERVER' });
+        await waitFor(() => closed.some((e) => e.status === 'ERR_REPLAY_SERVER'), {
+          timeoutMs: 2000,
+          message: 'ERR_REPLAY_SERVER',
+        });
         assert.deepEqual(
           closed.slice(-2).map((e) => e.status),
           ['ERR_REPLAY_CLIENT', 'ERR_REPLAY_SERVER'],

@@ -27,7 +27,11 @@ for (const method of ['chacha20-ietf-poly1305', '2022-blake3-aes-256-gcm'] as co
     const key = formatSsUrl({ method, password, host: '127.0.0.1', port: server.port });
     const client = await startLadderClient({ key, extraArgs: ['--udp'] });
     t.after(() => client.stop());
-    await waitFor(() => /SOCKS5 UDP/.test(client.output()), { timeoutMs: 5000, intervalMs: 50, message: 'the SOCKS5 UDP banner' });
+    await waitFor(() => /SOCKS5 UDP/.test(client.output()), {
+      timeoutMs: 5000,
+      intervalMs: 50,
+      message: 'the SOCKS5 UDP banner',
+    });
     assert.match(client.output(), /SOCKS5 UDP\s+on 127\.0\.0\.1:\d+ \(UDP ASSOCIATE\)/);
     assert.ok(!client.output().includes(password), 'the banner does not print the key');
     const assoc = await socks5UdpAssociate(client.socksPort);

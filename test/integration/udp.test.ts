@@ -207,7 +207,11 @@ describe('UDP relay refusals are silent drops', () => {
     await settle(150);
     assert.ok(udp.sessionCount <= 3, `sessions ${udp.sessionCount}`);
     assert.ok(udp.sessionCount >= 1);
-    await waitFor(() => udp.sessionCount === 0, { timeoutMs: 5_000, intervalMs: 100, message: 'idle sessions expired' });
+    await waitFor(() => udp.sessionCount === 0, {
+      timeoutMs: 5_000,
+      intervalMs: 100,
+      message: 'idle sessions expired',
+    });
     assert.equal(udp.sessionCount, 0);
   });
 

@@ -22,7 +22,12 @@ import { sleep, waitFor } from '../helpers/wait.js';
 const WEB_URL = /ss:\/\/(?!\S*v2ray-http-upgrade)\S+plugin=v2ray-plugin\S*/g;
 
 /** `text` through the SOCKS5 port to the echo origin and back, or undefined after `ms`. */
-async function echoVia(socksPort: number, echoPort: number, text: string, ms = 5000): Promise<string | undefined> {
+async function echoVia(
+  socksPort: number,
+  echoPort: number,
+  text: string,
+  ms = 5000,
+): Promise<string | undefined> {
   let s: Socket;
   try {
     s = await socks5Connect({ proxyPort: socksPort, host: '127.0.0.1', port: echoPort });
@@ -87,10 +92,13 @@ test('managed: keys on every port work over the web front; keys url and access-c
   const client = await startClient({ key: web[0], socks: '127.0.0.1:0' });
   t.after(() => client.close());
   const socks = client.socksAddress!.port;
-  await waitFor(async () => (await echoVia(socks, echoPort, 'over the web front', 2000)) === 'over the web front', {
-    timeoutMs: 10_000,
-    message: 'a key on another port, over the web front',
-  });
+  await waitFor(
+    async () => (await echoVia(socks, echoPort, 'over the web front', 2000)) === 'over the web front',
+    {
+      timeoutMs: 10_000,
+      message: 'a key on another port, over the web front',
+    },
+  );
 
   // The control: deleted, the key stops over the web front too.
   assert.equal((await api(cfg, 'DELETE', `/access-keys/${String(key.id)}`)).status, 204);

@@ -61,7 +61,10 @@ describe('ladder client --udp over the web front (CLI)', () => {
       const r = await throughClient(off, echo.port);
       assert.equal(r.received, 0, 'no packet endpoint without --udp');
       // At the default log level, one line says why and what to change.
-      assert.match(r.log, /the server's web front does not relay UDP .*the server needs --udp, or managed mode/);
+      assert.match(
+        r.log,
+        /the server's web front does not relay UDP .*the server needs --udp, or managed mode/,
+      );
     } finally {
       off.child.kill('SIGKILL');
     }

@@ -122,7 +122,9 @@ describe('UDP over WebSocket: ladder client SOCKS5 UDP ASSOCIATE → the web fro
 
   it('an association ends when its key is removed; another key keeps working (the control)', async () => {
     const [alice, bob] = [KEYS[2]!, KEYS[3]!];
-    const open = async (k: RuntimeKey): Promise<{ t: WsUdpTunnel; closed: Promise<void>; ping(): Promise<boolean> }> => {
+    const open = async (
+      k: RuntimeKey,
+    ): Promise<{ t: WsUdpTunnel; closed: Promise<void>; ping(): Promise<boolean> }> => {
       const t = await WsUdpTunnel.open({ url: wsUrl() }, new UdpTunnelKey(k.method, k.secret));
       const closed = new Promise<void>((resolve) => (t.onClose = resolve));
       const ping = async (): Promise<boolean> => {

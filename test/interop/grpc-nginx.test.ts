@@ -24,14 +24,26 @@ import { echoVia } from '../helpers/transfer.js';
 import { sha256 } from '../helpers/hash.js';
 import { startEcho, type TestServer } from '../helpers/net.js';
 import { startWsTestServer, type WsTestServer } from '../helpers/web-server.js';
-import { exchange, makeCa, nginxSkip, opensslSkip, startNginx, type Nginx, type TestCa } from '../web/fixtures.js';
+import {
+  exchange,
+  makeCa,
+  nginxSkip,
+  opensslSkip,
+  startNginx,
+  type Nginx,
+  type TestCa,
+} from '../web/fixtures.js';
 
 const HOST = 'cdn.test';
 const MiB = 1024 * 1024;
 const missing = nginxSkip() || opensslSkip();
 
 /** The nginx server block the docs give (docs/web-front.md, "gRPC"), on a test port and CA. */
-export function grpcPassBlock(ca: { certPath: string; keyPath: string }, servicePath: string, upstreamPort: number): string {
+export function grpcPassBlock(
+  ca: { certPath: string; keyPath: string },
+  servicePath: string,
+  upstreamPort: number,
+): string {
   return `
     listen 127.0.0.1:{{PORT}} ssl http2;
     ssl_certificate ${ca.certPath};
@@ -108,7 +120,14 @@ describe('Ladder client → nginx (TLS, grpc_pass grpc://) → Ladder plain web 
   });
 
   test('another service name: nginx does not pass it, the dial fails', async () => {
-    const wrong = grpcNextHop({ address: '127.0.0.1', port: nginx.port, tls: true, host: HOST, ca: ca.caPem, serviceName: 'other' });
+    const wrong = grpcNextHop({
+      address: '127.0.0.1',
+      port: nginx.port,
+      tls: true,
+      host: HOST,
+      ca: ca.caPem,
+      serviceName: 'other',
+    });
     try {
       const before = srv.grpcCalls;
       await assert.rejects(echoThrough(wrong, keys[0]!, echo.port, Buffer.from('x')), /refused \(HTTP 404\)/);
@@ -155,7 +174,7 @@ describe('Ladder client → nginx (TLS, grpc_pass grpc://) → Ladder plain web 
 });
 
 describe('h2c on the plain front only from the trusted proxies', { skip: missing }, () => {
-  test('from an untrusted peer the preface gets the HTTP/1.1 answer (nginx\'s 400, as before); from the proxy, SETTINGS', async () => {
+  test("from an untrusted peer the preface gets the HTTP/1.1 answer (nginx's 400, as before); from the proxy, SETTINGS", async () => {
     const srv = await startWsTestServer({
       keys: [{ id: 'k', method: 'aes-128-gcm', secret: 'h2c-control' }],
       front: { trustProxy: ['127.0.0.3/32'], grpc: true },

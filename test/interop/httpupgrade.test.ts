@@ -63,7 +63,8 @@ const secretFor = (m: Method): string =>
 for (const c of CASES) {
   const skip = (c.tls && noOpenssl) || (c.via === 'nginx' && (nginxSkip() || noOpenssl));
   const what = `${c.tls ? 'TLS' : 'plain'}, ${c.mux ? 'Mux.Cool' : 'raw'}${c.fastOpen ? ', fast-open' : ''}, ${c.method}`;
-  const where = c.via === 'nginx' ? 'nginx (TLS, WebSocket proxy config) → ladder plain web front' : 'ladder web front';
+  const where =
+    c.via === 'nginx' ? 'nginx (TLS, WebSocket proxy config) → ladder plain web front' : 'ladder web front';
   describe(`ladder client (HTTPUpgrade, ${what}) → ${where}`, { skip }, () => {
     const secret = secretFor(c.method);
     let srv: WsTestServer;
@@ -97,7 +98,14 @@ for (const c of CASES) {
           ...(c.mux ? [] : ['mux=0']),
         ].join(';');
         const client = await startLadderClient({
-          key: formatSsUrl({ method: c.method, password: secret, host: '127.0.0.1', port, plugin: 'v2ray-plugin', pluginOptions: opts }),
+          key: formatSsUrl({
+            method: c.method,
+            password: secret,
+            host: '127.0.0.1',
+            port,
+            plugin: 'v2ray-plugin',
+            pluginOptions: opts,
+          }),
           ...(c.udp ? { extraArgs: ['--udp'] } : {}),
         });
         peers.push(client);
@@ -115,7 +123,11 @@ for (const c of CASES) {
     if (c.udp)
       test('SOCKS5 UDP ASSOCIATE inside the HTTPUpgrade streams (UDP-over-TCP v2): 100 datagrams echoed', async () => {
         await assertUdpEchoes100(suite.socksPort());
-        assert.deepEqual([...new Set(srv.paths)], [`${srv.secretPath}/up`], 'no WebSocket packet endpoint used');
+        assert.deepEqual(
+          [...new Set(srv.paths)],
+          [`${srv.secretPath}/up`],
+          'no WebSocket packet endpoint used',
+        );
       });
 
     if (c.via === 'nginx')

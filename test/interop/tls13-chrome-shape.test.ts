@@ -64,7 +64,14 @@ function chromiumHello(): Promise<Buffer> {
       const { port } = srv.address() as net.AddressInfo;
       child = spawn(
         'chromium',
-        ['--headless=new', '--no-sandbox', '--disable-gpu', `--user-data-dir=${profile}`, '--host-resolver-rules=MAP site.test 127.0.0.1', `https://site.test:${port}/`],
+        [
+          '--headless=new',
+          '--no-sandbox',
+          '--disable-gpu',
+          `--user-data-dir=${profile}`,
+          '--host-resolver-rules=MAP site.test 127.0.0.1',
+          `https://site.test:${port}/`,
+        ],
         { stdio: 'ignore', detached: true },
       );
       child.on('error', (err) => done(err));
@@ -109,34 +116,56 @@ function keyShareGroups(body: Buffer): number[] {
   return out;
 }
 
-test('our ClientHello has the shape of Chromium’s (but for X25519MLKEM768)', { skip: skipUnless(which('chromium') !== undefined, 'chromium missing (apt-get install chromium)') }, async () => {
-  const chrome = dissect(await chromiumHello());
-  const ours = dissect(new ClientHandshake({ serverName: 'site.test', certificate: {} }).start());
+test(
+  'our ClientHello has the shape of Chromium’s (but for X25519MLKEM768)',
+  { skip: skipUnless(which('chromium') !== undefined, 'chromium missing (apt-get install chromium)') },
+  async () => {
+    const chrome = dissect(await chromiumHello());
+    const ours = dissect(new ClientHandshake({ serverName: 'site.test', certificate: {} }).start());
 
-  assert.deepEqual(ours.suites.map(norm), chrome.suites.map(norm), 'cipher suites');
-  assert.ok(isGrease(ours.order[0]!) && isGrease(chrome.order[0]!), 'GREASE extension first');
-  assert.ok(isGrease(ours.order.at(-1)!) && isGrease(chrome.order.at(-1)!), 'GREASE extension last');
-  const set = (h: Hello): number[] => h.order.map(norm).sort((a, b) => a - b);
-  assert.deepEqual(set(ours), set(chrome), 'extension set');
+    assert.deepEqual(ours.suites.map(norm), chrome.suites.map(norm), 'cipher suites');
+    assert.ok(isGrease(ours.order[0]!) && isGrease(chrome.order[0]!), 'GREASE extension first');
+    assert.ok(isGrease(ours.order.at(-1)!) && isGrease(chrome.order.at(-1)!), 'GREASE extension last');
+    const set = (h: Hello): number[] => h.order.map(norm).sort((a, b) => a - b);
+    assert.deepEqual(set(ours), set(chrome), 'extension set');
 
-  const body = (h: Hello, t: number): Buffer => h.exts.get(t)!;
-  // Extensions whose bodies are the same bytes in both.
-  for (const t of [0, 5, 11, 16, 17613, 18, 23, 27, 35, 45, 0xca34, 0xff01])
-    assert.equal(body(ours, t).toString('hex'), body(chrome, t).toString('hex'), `extension ${t}`);
-  for (const [t, len] of [[13, 2], [43, 1]] as const)
-    assert.deepEqual(u16s(body(ours, t), len).map(norm), u16s(body(chrome, t), len).map(norm), `extension ${t}`);
-  // The one difference: Chrome's post-quantum group and its key share.
-  const withoutPq = (l: number[]): number[] => l.filter((g) => g !== X25519MLKEM768).map(norm);
-  assert.deepEqual(u16s(body(ours, 10), 2).map(norm), withoutPq(u16s(body(chrome, 10), 2)), 'supported_groups');
-  assert.deepEqual(keyShareGroups(body(ours, 51)).map(norm), withoutPq(keyShareGroups(body(chrome, 51))), 'key_share');
-  assert.ok(u16s(body(chrome, 10), 2).includes(X25519MLKEM768), 'Chromium offers X25519MLKEM768 (which we cannot)');
-  // ECH GREASE: outer type, HKDF-SHA256, AES-128-GCM, a config id, a 32-byte enc, a payload.
-  for (const h of [ours, chrome]) {
-    const ech = body(h, 0xfe0d);
-    assert.equal(ech.subarray(0, 5).toString('hex'), '0000010001');
-    assert.equal(ech.readUInt16BE(6), 32);
-    assert.equal(ech.readUInt16BE(40) + 42, ech.length);
-  }
-  assert.equal(body(ours, ours.order[0]!).length, 0);
-  assert.equal(body(ours, ours.order.at(-1)!).toString('hex'), '00');
-});
+    const body = (h: Hello, t: number): Buffer => h.exts.get(t)!;
+    // Extensions whose bodies are the same bytes in both.
+    for (const t of [0, 5, 11, 16, 17613, 18, 23, 27, 35, 45, 0xca34, 0xff01])
+      assert.equal(body(ours, t).toString('hex'), body(chrome, t).toString('hex'), `extension ${t}`);
+    for (const [t, len] of [
+      [13, 2],
+      [43, 1],
+    ] as const)
+      assert.deepEqual(
+        u16s(body(ours, t), len).map(norm),
+        u16s(body(chrome, t), len).map(norm),
+        `extension ${t}`,
+      );
+    // The one difference: Chrome's post-quantum group and its key share.
+    const withoutPq = (l: number[]): number[] => l.filter((g) => g !== X25519MLKEM768).map(norm);
+    assert.deepEqual(
+      u16s(body(ours, 10), 2).map(norm),
+      withoutPq(u16s(body(chrome, 10), 2)),
+      'supported_groups',
+    );
+    assert.deepEqual(
+      keyShareGroups(body(ours, 51)).map(norm),
+      withoutPq(keyShareGroups(body(chrome, 51))),
+      'key_share',
+    );
+    assert.ok(
+      u16s(body(chrome, 10), 2).includes(X25519MLKEM768),
+      'Chromium offers X25519MLKEM768 (which we cannot)',
+    );
+    // ECH GREASE: outer type, HKDF-SHA256, AES-128-GCM, a config id, a 32-byte enc, a payload.
+    for (const h of [ours, chrome]) {
+      const ech = body(h, 0xfe0d);
+      assert.equal(ech.subarray(0, 5).toString('hex'), '0000010001');
+      assert.equal(ech.readUInt16BE(6), 32);
+      assert.equal(ech.readUInt16BE(40) + 42, ech.length);
+    }
+    assert.equal(body(ours, ours.order[0]!).length, 0);
+    assert.equal(body(ours, ours.order.at(-1)!).toString('hex'), '00');
+  },
+);

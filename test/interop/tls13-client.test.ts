@@ -26,7 +26,11 @@ const SUITES = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA2
 
 function dial(port: number, opts: { ca?: string | Buffer; name?: string } = {}): Promise<Tls13Socket> {
   const sock = net.connect(port, '127.0.0.1');
-  return connectTls13(sock, { serverName: opts.name ?? NAME, alpn: ['http/1.1'], certificate: { ca: opts.ca } });
+  return connectTls13(sock, {
+    serverName: opts.name ?? NAME,
+    alpn: ['http/1.1'],
+    certificate: { ca: opts.ca },
+  });
 }
 
 /** Send `request`, read to the end (close_notify or FIN); the response's head and body. */
@@ -68,7 +72,18 @@ describe('TLS 1.3 client ↔ openssl s_server -tls1_3', { skip: opensslSkip() },
     const p = await spawnPeer(
       'openssl s_server',
       'openssl',
-      ['s_server', '-accept', `127.0.0.1:${port}`, '-cert', 'cert.pem', '-key', 'key.pem', '-WWW', '-quiet', ...args],
+      [
+        's_server',
+        '-accept',
+        `127.0.0.1:${port}`,
+        '-cert',
+        'cert.pem',
+        '-key',
+        'key.pem',
+        '-WWW',
+        '-quiet',
+        ...args,
+      ],
       { waitPort: port, cwd: dir },
     );
     peers.push(p);
@@ -116,10 +131,14 @@ describe('TLS 1.3 client ↔ openssl s_server -tls1_3', { skip: opensslSkip() },
 
   test('KeyUpdate: the server updates its key and asks us to (s_server "K"); data flows both ways after', async () => {
     const port = await freePort();
-    const child = spawn('openssl', ['s_server', '-tls1_3', '-accept', `127.0.0.1:${port}`, '-cert', 'cert.pem', '-key', 'key.pem'], {
-      cwd: dir,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      'openssl',
+      ['s_server', '-tls1_3', '-accept', `127.0.0.1:${port}`, '-cert', 'cert.pem', '-key', 'key.pem'],
+      {
+        cwd: dir,
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString('latin1')));
     child.stderr.on('data', (c: Buffer) => (out += c.toString('latin1')));
@@ -138,8 +157,9 @@ describe('TLS 1.3 client ↔ openssl s_server -tls1_3', { skip: opensslSkip() },
       child.stdin.write('K\n');
       await seen('SSL_do_handshake -> 1');
       child.stdin.write('from-server-after\n');
-      for (let i = 0; i < 100 && !got.includes('from-server-after'); i++) await new Promise((r) => setTimeout(r, 50));
-      assert.match(got, /from-server-after/, 'read under the server\'s next key');
+      for (let i = 0; i < 100 && !got.includes('from-server-after'); i++)
+        await new Promise((r) => setTimeout(r, 50));
+      assert.match(got, /from-server-after/, "read under the server's next key");
       s.write('after-update\n');
       await seen('after-update'); // the server took our KeyUpdate and reads under our next key
       s.end();
@@ -169,7 +189,9 @@ describe('TLS 1.3 client ↔ nginx (ssl_protocols TLSv1.3)', { skip: nginxSkip()
     test(`${suite}: GET of 1 MiB byte-identical, ALPN http/1.1`, async () => {
       let nginx: Nginx | undefined;
       try {
-        nginx = await startNginx(nginxTls13Site(dir, certs, NAME, `\n    ssl_conf_command Ciphersuites ${suite};`));
+        nginx = await startNginx(
+          nginxTls13Site(dir, certs, NAME, `\n    ssl_conf_command Ciphersuites ${suite};`),
+        );
         const s = await dial(nginx.port, { ca: certs.ca });
         assert.equal(s.cipherSuite, suite);
         assert.equal(s.alpnProtocol, 'http/1.1');

@@ -16,7 +16,15 @@ import { formatSsUrl } from '../../src/protocol/sip002/index.js';
 import { assertUdpEchoes100 } from '../helpers/udp-echo-check.js';
 import { peerSkip, startLadderClient, startSsLocal } from '../helpers/peers.js';
 import { startWsTestServer, type WsTestServer } from '../helpers/web-server.js';
-import { makeCa, nginxSkip, opensslSkip, startNginx, wsProxyLocation, type Nginx, type TestCa } from '../web/fixtures.js';
+import {
+  makeCa,
+  nginxSkip,
+  opensslSkip,
+  startNginx,
+  wsProxyLocation,
+  type Nginx,
+  type TestCa,
+} from '../web/fixtures.js';
 import { useFixtures } from './matrix.js';
 import { MiB, wsInteropSuite } from './ws-matrix.js';
 
@@ -45,16 +53,36 @@ interface Case {
 }
 
 const CASES: Case[] = [
-  { name: 'ss-local + v2ray-plugin (tls, mux default)', method: 'aes-256-gcm', client: 'ss-local', mux: true, size: 8 * MiB },
-  { name: 'ss-local + v2ray-plugin (tls, mux=0)', method: 'chacha20-ietf-poly1305', client: 'ss-local', mux: false, size: 1 * MiB },
-  { name: 'ladder client (wss, Mux.Cool)', method: '2022-blake3-aes-256-gcm', client: 'ladder', mux: true, size: 8 * MiB },
+  {
+    name: 'ss-local + v2ray-plugin (tls, mux default)',
+    method: 'aes-256-gcm',
+    client: 'ss-local',
+    mux: true,
+    size: 8 * MiB,
+  },
+  {
+    name: 'ss-local + v2ray-plugin (tls, mux=0)',
+    method: 'chacha20-ietf-poly1305',
+    client: 'ss-local',
+    mux: false,
+    size: 1 * MiB,
+  },
+  {
+    name: 'ladder client (wss, Mux.Cool)',
+    method: '2022-blake3-aes-256-gcm',
+    client: 'ladder',
+    mux: true,
+    size: 8 * MiB,
+  },
   { name: 'ladder client (wss, raw)', method: 'aes-256-gcm', client: 'ladder', mux: false, size: 1 * MiB },
 ];
 
 for (const c of CASES) {
   const skip = missing || (c.client === 'ss-local' ? peerSkip('ss-local', 'ss-v2ray-plugin') : false);
   describe(`${c.name} → nginx (TLS, WebSocket proxy) → ladder plain web front, ${c.method}`, { skip }, () => {
-    const secret = c.method.startsWith('2022-') ? randomBytes(32).toString('base64') : `cdn-${randomBytes(6).toString('hex')}`;
+    const secret = c.method.startsWith('2022-')
+      ? randomBytes(32).toString('base64')
+      : `cdn-${randomBytes(6).toString('hex')}`;
     let srv: WsTestServer;
     const suite = wsInteropSuite(fx, {
       size: c.size,
@@ -72,7 +100,12 @@ for (const c of CASES) {
                 method: c.method as 'aes-256-gcm',
                 password: secret,
                 serverPort: nginx.port,
-                extraArgs: ['--plugin', 'ss-v2ray-plugin', '--plugin-opts', `${opts};cert=${ca.caPath};loglevel=none`],
+                extraArgs: [
+                  '--plugin',
+                  'ss-v2ray-plugin',
+                  '--plugin-opts',
+                  `${opts};cert=${ca.caPath};loglevel=none`,
+                ],
               })
             : await startLadderClient({
                 key: formatSsUrl({

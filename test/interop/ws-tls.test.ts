@@ -49,11 +49,19 @@ const startTlsLadder = (method: Method, secret: string): Promise<WsTestServer> =
  * The negative control: a client started by `start` without the CA gets no echo through within a
  * few seconds, and (when `srv` is Ladder) no WebSocket reaches the server.
  */
-async function refusedWithout(start: () => Promise<Peer & { socksPort: number }>, srv?: WsTestServer): Promise<void> {
+async function refusedWithout(
+  start: () => Promise<Peer & { socksPort: number }>,
+  srv?: WsTestServer,
+): Promise<void> {
   const before = srv?.upgrades;
   const client = await start();
   try {
-    const got = await echoVia({ proxyPort: client.socksPort }, { host: '127.0.0.1', port: fx.echo.port }, Buffer.from('x'), 4000).then(
+    const got = await echoVia(
+      { proxyPort: client.socksPort },
+      { host: '127.0.0.1', port: fx.echo.port },
+      Buffer.from('x'),
+      4000,
+    ).then(
       (r) => r.bytes,
       () => 0,
     );
@@ -109,52 +117,58 @@ for (const mux of [true, false]) {
 // v2ray 4.34 has no aes-192-gcm.
 for (const method of METHODS.filter((m) => m !== 'aes-192-gcm')) {
   const size = sizeFor(method, 'aes-128-gcm');
-  describe(`v2ray 4.34 (shadowsocks + ws + tls) → ladder web front (TLS), ${method}`, { skip: peerSkip('v2ray') || noOpenssl }, () => {
-    const secret = password();
-    let srv: WsTestServer;
+  describe(
+    `v2ray 4.34 (shadowsocks + ws + tls) → ladder web front (TLS), ${method}`,
+    { skip: peerSkip('v2ray') || noOpenssl },
+    () => {
+      const secret = password();
+      let srv: WsTestServer;
 
-    const startV2ray = async (trust: boolean): Promise<Peer & { socksPort: number }> => {
-      const port = await freePort();
-      const config = {
-        log: { loglevel: 'warning', access: 'none' },
-        inbounds: [{ listen: '127.0.0.1', port, protocol: 'socks', settings: { auth: 'noauth', udp: false } }],
-        outbounds: [
-          {
-            protocol: 'shadowsocks',
-            settings: { servers: [{ address: '127.0.0.1', port: srv.webPort, method, password: secret }] },
-            streamSettings: {
-              network: 'ws',
-              security: 'tls',
-              tlsSettings: {
-                serverName: HOST,
-                ...(trust ? { certificates: [{ usage: 'verify', certificateFile: ca.caPath }] } : {}),
+      const startV2ray = async (trust: boolean): Promise<Peer & { socksPort: number }> => {
+        const port = await freePort();
+        const config = {
+          log: { loglevel: 'warning', access: 'none' },
+          inbounds: [
+            { listen: '127.0.0.1', port, protocol: 'socks', settings: { auth: 'noauth', udp: false } },
+          ],
+          outbounds: [
+            {
+              protocol: 'shadowsocks',
+              settings: { servers: [{ address: '127.0.0.1', port: srv.webPort, method, password: secret }] },
+              streamSettings: {
+                network: 'ws',
+                security: 'tls',
+                tlsSettings: {
+                  serverName: HOST,
+                  ...(trust ? { certificates: [{ usage: 'verify', certificateFile: ca.caPath }] } : {}),
+                },
+                wsSettings: { path: `${srv.secretPath}/tcp`, headers: { Host: HOST } },
               },
-              wsSettings: { path: `${srv.secretPath}/tcp`, headers: { Host: HOST } },
             },
-          },
-        ],
+          ],
+        };
+        const file = join(dir, `v2ray-${method}-${trust}.json`);
+        writeFileSync(file, JSON.stringify(config));
+        const p = await spawnPeer('v2ray', requirePeer('v2ray'), ['-config', file], { waitPort: port });
+        return Object.assign(p, { socksPort: port });
       };
-      const file = join(dir, `v2ray-${method}-${trust}.json`);
-      writeFileSync(file, JSON.stringify(config));
-      const p = await spawnPeer('v2ray', requirePeer('v2ray'), ['-config', file], { waitPort: port });
-      return Object.assign(p, { socksPort: port });
-    };
 
-    wsInteropSuite(fx, {
-      size,
-      async setup(peers) {
-        srv = await startTlsLadder(method, secret);
-        const v = await startV2ray(true);
-        peers.push(v);
-        return v.socksPort;
-      },
-      teardown: async () => srv?.close(),
-    });
-    if (method === 'aes-128-gcm')
-      test('negative control: v2ray without the CA gets nothing through', async () => {
-        await refusedWithout(() => startV2ray(false), srv);
+      wsInteropSuite(fx, {
+        size,
+        async setup(peers) {
+          srv = await startTlsLadder(method, secret);
+          const v = await startV2ray(true);
+          peers.push(v);
+          return v.socksPort;
+        },
+        teardown: async () => srv?.close(),
       });
-  });
+      if (method === 'aes-128-gcm')
+        test('negative control: v2ray without the CA gets nothing through', async () => {
+          await refusedWithout(() => startV2ray(false), srv);
+        });
+    },
+  );
 }
 
 for (const method of METHODS) {

@@ -16,12 +16,19 @@ test('C12: a listed Host gets the forged block page and the site never sees the 
     const front = await w.addRemoteHost(server.address, { logicalPort: 80 });
     const r = await exchange(front.tcp, request('www.c12.lab'), { localAddress: '127.0.1.96', waitMs: 2000 });
     assert.equal(r.reaction, 'DATA');
-    assert.match(r.data.toString('latin1'), /^HTTP\/1\.1 403 Forbidden\r\n[\s\S]*<title>Access denied<\/title>/);
+    assert.match(
+      r.data.toString('latin1'),
+      /^HTTP\/1\.1 403 Forbidden\r\n[\s\S]*<title>Access denied<\/title>/,
+    );
     const d = w.log.filter({ behaviour: 'C12' });
     assert.equal(d.length, 1);
     assert.equal(d[0]!.action, 'INJECT');
     assert.equal(d[0]!.blocked, true);
-    assert.equal(server.received.reduce((n, b) => n + b.length, 0), 0, 'the request never reached the site');
+    assert.equal(
+      server.received.reduce((n, b) => n + b.length, 0),
+      0,
+      'the request never reached the site',
+    );
   } finally {
     await server.close();
     await w.stop();

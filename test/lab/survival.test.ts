@@ -88,7 +88,10 @@ test('survival: direct rows fail as each behaviour predicts; a naive server is c
   assert.match(table, /FINDINGS:/);
   assert.doesNotMatch(table, /No findings/);
   // Without findings the table says so, and what the failing rows are.
-  assert.match(formatSurvivalTable({ ...a, findings: [] }), /^No findings \(exit 0\): [^]*negative controls/m);
+  assert.match(
+    formatSurvivalTable({ ...a, findings: [] }),
+    /^No findings \(exit 0\): [^]*negative controls/m,
+  );
   // The default table is narrow, in plain words, with a legend; the raw counts are --verbose only.
   const rowsOf = (t: string) => t.split('\n').slice(2, 2 + 2 + a.contenders.length);
   for (const l of rowsOf(table)) assert.ok(l.length <= 120, `table line of ${l.length} columns: ${l}`);

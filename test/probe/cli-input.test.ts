@@ -89,9 +89,18 @@ test('probe: a key given without --servers is not repeated (its password stays o
   // ss:// and ssconf:// keys are secrets here (argv-secrets.ts stars them out of /proc); a URL's
   // user:password too.
   for (const [stray, want] of [
-    ['ss://YWVzLTI1Ni1nY206c2VjcmV0UGFzcw@127.0.0.1:9', /^ladder: probe: a key needs --servers before it: ladder probe --servers KEY \(the key is not repeated here\)\n$/],
-    ['ssconf://example.org/Sekrit-Token-4711', /^ladder: probe: a key needs --servers before it: ladder probe --servers KEY \(the key is not repeated here\)\n$/],
-    ['http://user:Sekrit-4711@127.0.0.1:9/', /^ladder: probe: "http:\/\/\*\*\*@127\.0\.0\.1:9\/" needs a flag before it: --list http:\/\/\*\*\*@127\.0\.0\.1:9\/ \(URLs and list files\), or --servers \(keys\)\n$/],
+    [
+      'ss://YWVzLTI1Ni1nY206c2VjcmV0UGFzcw@127.0.0.1:9',
+      /^ladder: probe: a key needs --servers before it: ladder probe --servers KEY \(the key is not repeated here\)\n$/,
+    ],
+    [
+      'ssconf://example.org/Sekrit-Token-4711',
+      /^ladder: probe: a key needs --servers before it: ladder probe --servers KEY \(the key is not repeated here\)\n$/,
+    ],
+    [
+      'http://user:Sekrit-4711@127.0.0.1:9/',
+      /^ladder: probe: "http:\/\/\*\*\*@127\.0\.0\.1:9\/" needs a flag before it: --list http:\/\/\*\*\*@127\.0\.0\.1:9\/ \(URLs and list files\), or --servers \(keys\)\n$/,
+    ],
   ] as const) {
     const r = ladder(['probe', stray]);
     assert.equal(r.status, 2, r.stderr);

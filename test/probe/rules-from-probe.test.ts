@@ -22,7 +22,10 @@ import { startRecorder, type Recorder } from '../helpers/recorder.js';
 import { socks5Connect } from '../helpers/socks5.js';
 
 /** A decision without the matched rule or learned reason (the debug log's details). */
-const routeAndSource = (d: Decision): Pick<Decision, 'route' | 'source'> => ({ route: d.route, source: d.source });
+const routeAndSource = (d: Decision): Pick<Decision, 'route' | 'source'> => ({
+  route: d.route,
+  source: d.source,
+});
 import { ssUrl, startLadderClient, startLadderServer, type Peer } from '../helpers/peers.js';
 
 const line = (input: string, blocking: unknown): string =>
@@ -56,14 +59,24 @@ describe('parseProbeRules', () => {
 
   test('bad files: one line naming file, line (and column for JSON)', () => {
     const cases: Array<[string, RegExp]> = [
-      [`${line('https://a.example/', false)}\n{"test_name": "web_connectivity",,}`, /^p\.jsonl:2:\d+: not JSON/],
+      [
+        `${line('https://a.example/', false)}\n{"test_name": "web_connectivity",,}`,
+        /^p\.jsonl:2:\d+: not JSON/,
+      ],
       [line('https://a.example/', 'blocked'), /^p\.jsonl:1: test_keys\.blocking: "blocked" is not/],
-      [JSON.stringify({ test_name: 'x_ladder_server_check', input: 'x' }), /^p\.jsonl:1: test_name is "x_ladder_server_check"/],
+      [
+        JSON.stringify({ test_name: 'x_ladder_server_check', input: 'x' }),
+        /^p\.jsonl:1: test_name is "x_ladder_server_check"/,
+      ],
       [line('not a url', false), /^p\.jsonl:1: input: not a URL/],
       ['\n\n', /^p\.jsonl:1: no measurements/],
       ['[1]', /^p\.jsonl:1: expected a measurement object/],
     ];
-    for (const [text, re] of cases) assert.throws(() => parseProbeRules(text, 'p.jsonl'), (e: Error) => re.test(e.message) && !e.message.includes('\n'));
+    for (const [text, re] of cases)
+      assert.throws(
+        () => parseProbeRules(text, 'p.jsonl'),
+        (e: Error) => re.test(e.message) && !e.message.includes('\n'),
+      );
   });
 
   test('the router escalates measured rules in auto mode, never explicit ones (control)', () => {
@@ -97,7 +110,8 @@ describe('ladder client --rules-from-probe (real client, real server)', () => {
         res.end(which);
       });
       // The blocked site is asked for by name (localhost): listen dual-stack so either answer works.
-      if (which === 'blocked') await new Promise<void>((r) => s.listen({ port: 0, host: '::', ipv6Only: false }, r));
+      if (which === 'blocked')
+        await new Promise<void>((r) => s.listen({ port: 0, host: '::', ipv6Only: false }, r));
       else await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
       ports[which] = (s.address() as AddressInfo).port;
       sites.push(s);
@@ -122,7 +136,9 @@ describe('ladder client --rules-from-probe (real client, real server)', () => {
     return Buffer.concat(chunks).toString();
   };
 
-  const fetchBoth = async (extra: string[]): Promise<{ tunnelled: number; blocked: string; open: string }> => {
+  const fetchBoth = async (
+    extra: string[],
+  ): Promise<{ tunnelled: number; blocked: string; open: string }> => {
     const client = await startLadderClient({
       key: ssUrl('chacha20-ietf-poly1305', PASSWORD, '127.0.0.1', recorder.port),
       extraArgs: extra,
@@ -139,7 +155,10 @@ describe('ladder client --rules-from-probe (real client, real server)', () => {
 
   test('the blocked site goes through the tunnel, the accessible one directly', async () => {
     const file = join(dir, 'probe.jsonl');
-    writeFileSync(file, `${line(`http://localhost:${ports.blocked}/`, 'http-failure')}\n${line(`http://127.0.0.1:${ports.open}/`, false)}\n`);
+    writeFileSync(
+      file,
+      `${line(`http://localhost:${ports.blocked}/`, 'http-failure')}\n${line(`http://127.0.0.1:${ports.open}/`, false)}\n`,
+    );
     const r = await fetchBoth(['--rules-from-probe', file]);
     assert.match(r.blocked, /\r\n\r\nblocked$/);
     assert.match(r.open, /\r\n\r\nopen$/);
@@ -161,7 +180,15 @@ describe('ladder client --rules-from-probe (real client, real server)', () => {
     assert.equal(r.code, 2, r.stderr);
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     assert.match(r.stderr, /bad\.jsonl:2:(\d+:)? not JSON/);
-    const missing = await runLadder(['client', '--key', key, '--rules-from-probe', join(dir, 'none.jsonl'), '--socks', '127.0.0.1:0']);
+    const missing = await runLadder([
+      'client',
+      '--key',
+      key,
+      '--rules-from-probe',
+      join(dir, 'none.jsonl'),
+      '--socks',
+      '127.0.0.1:0',
+    ]);
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /none\.jsonl: /);
   });

@@ -21,7 +21,10 @@ before(async () => {
   web = http.createServer((_req, res) => res.writeHead(204).end());
   await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
   target = new URL(`http://127.0.0.1:${(web.address() as AddressInfo).port}/generate_204`);
-  srv = await startWsTestServer({ keys: [{ id: 'k', method: 'aes-256-gcm', secret }], front: { grpc: true } });
+  srv = await startWsTestServer({
+    keys: [{ id: 'k', method: 'aes-256-gcm', secret }],
+    front: { grpc: true },
+  });
 });
 after(async () => {
   await srv?.close();
@@ -31,7 +34,13 @@ after(async () => {
 function grpcTarget(serviceName: string): ServerTarget {
   const key = `ss://${Buffer.from(`aes-256-gcm:${secret}`).toString('base64url')}@127.0.0.1:${srv.webPort}/?type=grpc&serviceName=${serviceName}&security=none`;
   const ep = endpointFromKey(key, 'local');
-  return { name: maskedName(ep), host: ep.host, port: ep.port, grpc: ep.grpc, dialer: (nextHop) => createTunnelDialer({ ...ep, nextHop }) };
+  return {
+    name: maskedName(ep),
+    host: ep.host,
+    port: ep.port,
+    grpc: ep.grpc,
+    dialer: (nextHop) => createTunnelDialer({ ...ep, nextHop }),
+  };
 }
 
 test('the right service name: reachable through tcp and the tunnel; the name hides the service', async () => {
@@ -39,7 +48,13 @@ test('the right service name: reachable through tcp and the tunnel; the name hid
   assert.equal(t.name, `grpc://127.0.0.1:${srv.webPort}/… aes-256-gcm`);
   const c = await checkServer(t, { target, timeoutMs: 3000 });
   assert.equal(c.transport, 'grpc');
-  assert.deepEqual(c.steps.map((s) => [s.step, s.failure]), [['tcp', null], ['tunnel', null]]);
+  assert.deepEqual(
+    c.steps.map((s) => [s.step, s.failure]),
+    [
+      ['tcp', null],
+      ['tunnel', null],
+    ],
+  );
 });
 
 test('a wrong service name: blocked at the tunnel step, no call taken', async () => {
@@ -49,6 +64,9 @@ test('a wrong service name: blocked at the tunnel step, no call taken', async ()
   assert.equal(srv.grpcCalls, calls);
   // The front's 404 in the table's cell, and what it means (the key's path, not the key).
   assert.equal(c.steps.at(-1)!.failure, 'upgrade_refused: HTTP 404');
-  assert.match(explain(c), /^the server answered HTTP 404 to the tunnel's upgrade request at the key's path .*does not match the server's secret path/);
+  assert.match(
+    explain(c),
+    /^the server answered HTTP 404 to the tunnel's upgrade request at the key's path .*does not match the server's secret path/,
+  );
   assert.match(serversTable([c]), /tunnel +result\n1 +grpc:\S+ \S+ +ok +HTTP 404 +blocked at tunnel/);
 });

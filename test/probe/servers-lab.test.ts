@@ -24,28 +24,53 @@ async function run(nullRoute: boolean): Promise<Array<[string, string | false]>>
   const world = await startWorld('lab-det');
   const web = http.createServer((_q, r) => r.writeHead(204).end());
   await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
-  const a = await startWsTestServer({ keys: [{ id: 'k', method: METHOD, secret: SECRET }], secretPath: '/front' });
+  const a = await startWsTestServer({
+    keys: [{ id: 'k', method: METHOD, secret: SECRET }],
+    secretPath: '/front',
+  });
   const b = await startWsTestServer({ keys: [{ id: 'k', method: METHOD, secret: SECRET }] });
   try {
-    const raw = await world.addRemoteHost({ host: '127.0.0.1', port: a.plane.address.port }, { logicalPort: 8388 });
-    const front = await world.addRemoteHost({ host: '127.0.0.1', port: a.webPort }, { ip: raw.logical.host, logicalPort: 80 });
-    const other = await world.addRemoteHost({ host: '127.0.0.1', port: b.plane.address.port }, { logicalPort: 8388 });
+    const raw = await world.addRemoteHost(
+      { host: '127.0.0.1', port: a.plane.address.port },
+      { logicalPort: 8388 },
+    );
+    const front = await world.addRemoteHost(
+      { host: '127.0.0.1', port: a.webPort },
+      { ip: raw.logical.host, logicalPort: 80 },
+    );
+    const other = await world.addRemoteHost(
+      { host: '127.0.0.1', port: b.plane.address.port },
+      { logicalPort: 8388 },
+    );
     if (nullRoute) world.censor.blockEndpoint(raw.logical.host, raw.logical.port, 'test: null route');
     const pw = Buffer.from(`${METHOD}:${SECRET}`).toString('base64url');
     const keys: Array<[string, string]> = [
       ['raw, null-routed', ssUrl(METHOD, SECRET, raw.tcp.host, raw.tcp.port)],
-      ['web front, same address', `ss://${pw}@${front.tcp.host}:${front.tcp.port}?plugin=${encodeURIComponent('v2ray-plugin;mux=0;path=/front')}`],
+      [
+        'web front, same address',
+        `ss://${pw}@${front.tcp.host}:${front.tcp.port}?plugin=${encodeURIComponent('v2ray-plugin;mux=0;path=/front')}`,
+      ],
       ['raw, other server', ssUrl(METHOD, SECRET, other.tcp.host, other.tcp.port)],
     ];
     const targets = keys.map(([name, key]): ServerTarget => {
       const ep = endpointFromKey(key, 'local');
-      return { name, host: ep.host, port: ep.port, websocket: ep.websocket, dialer: (nextHop) => createTunnelDialer({ ...ep, nextHop }) };
+      return {
+        name,
+        host: ep.host,
+        port: ep.port,
+        websocket: ep.websocket,
+        dialer: (nextHop) => createTunnelDialer({ ...ep, nextHop }),
+      };
     });
     const checks = await checkServers(targets, {
       target: new URL(`http://127.0.0.1:${(web.address() as AddressInfo).port}/`),
       timeoutMs: 1500,
     });
-    if (nullRoute) assert.ok(world.log.filter({ behaviour: 'C1' }).some((d) => d.rule === 'null-route'), 'C1 acted');
+    if (nullRoute)
+      assert.ok(
+        world.log.filter({ behaviour: 'C1' }).some((d) => d.rule === 'null-route'),
+        'C1 acted',
+      );
     return checks.map((c) => [c.name, c.blocking]);
   } finally {
     await a.close();

@@ -28,7 +28,9 @@ before(async () => {
   await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
   target = new URL(`http://127.0.0.1:${(web.address() as AddressInfo).port}/generate_204`);
   const certs = await makeLabCertificates(['site.test']);
-  site = https.createServer({ cert: certs.cert, key: certs.key, minVersion: 'TLSv1.3' }, (_req, res) => res.end('site'));
+  site = https.createServer({ cert: certs.cert, key: certs.key, minVersion: 'TLSv1.3' }, (_req, res) =>
+    res.end('site'),
+  );
   await new Promise<void>((r) => site.listen(0, '127.0.0.1', r));
   plane = await startTestServer({ keys: [{ id: 'k', method: 'aes-256-gcm', secret }] });
   listener = await listenShadowTls({
@@ -52,7 +54,13 @@ function stlsTarget(password: string): ServerTarget {
   const opts = encodeURIComponent(`shadow-tls;host=site.test;password=${password};version=3`);
   const key = `ss://${Buffer.from(`aes-256-gcm:${secret}`).toString('base64url')}@127.0.0.1:${listener.address.port}/?plugin=${opts}`;
   const ep = endpointFromKey(key, 'local');
-  return { name: maskedName(ep), host: ep.host, port: ep.port, shadowTls: ep.shadowTls, dialer: (nextHop) => createTunnelDialer({ ...ep, nextHop }) };
+  return {
+    name: maskedName(ep),
+    host: ep.host,
+    port: ep.port,
+    shadowTls: ep.shadowTls,
+    dialer: (nextHop) => createTunnelDialer({ ...ep, nextHop }),
+  };
 }
 
 test('the right ShadowTLS password: reachable through tcp and the tunnel; the name shows no password', async () => {
@@ -60,7 +68,13 @@ test('the right ShadowTLS password: reachable through tcp and the tunnel; the na
   assert.equal(t.name, `shadowtls://127.0.0.1:${listener.address.port} aes-256-gcm`);
   const c = await checkServer(t, { target, timeoutMs: 5000 });
   assert.equal(c.transport, 'shadowtls');
-  assert.deepEqual(c.steps.map((s) => [s.step, s.failure]), [['tcp', null], ['tunnel', null]]);
+  assert.deepEqual(
+    c.steps.map((s) => [s.step, s.failure]),
+    [
+      ['tcp', null],
+      ['tunnel', null],
+    ],
+  );
 });
 
 test('a wrong ShadowTLS password: blocked at the tunnel step, the listener relayed to the site', async () => {

@@ -54,7 +54,10 @@ test('failure: a tunnel dial error says the errno it wraps (a --via server that 
   });
   assert.equal(failureOf(refused), 'connection_refused');
   // Control: an error with an unknown code and no cause keeps its code.
-  assert.equal(failureOf(Object.assign(new Error('x'), { code: 'ERR_CONNECT' })), 'unknown_failure: ERR_CONNECT');
+  assert.equal(
+    failureOf(Object.assign(new Error('x'), { code: 'ERR_CONNECT' })),
+    'unknown_failure: ERR_CONNECT',
+  );
 });
 
 test('summary: the blocked URLs, then the unknown ones, by name with the verdict, at most 20', () => {
@@ -77,7 +80,10 @@ test('summary: the blocked URLs, then the unknown ones, by name with the verdict
   assert.equal(lines.at(-2), '  and 3 more (all of them: --json or --html)');
   assert.ok(!lines.some((l) => l.includes('open.example')), 'accessible URLs are not named');
   // Without --via there is no control failure to name.
-  assert.equal(namedUrls([measured('http://x.example/', null, false)]).split('\n')[2], '  unknown  http://x.example/');
+  assert.equal(
+    namedUrls([measured('http://x.example/', null, false)]).split('\n')[2],
+    '  unknown  http://x.example/',
+  );
   // Control: nothing blocked or unknown, nothing named.
   assert.equal(namedUrls([measured('http://open.example/', false)]), '');
 });

@@ -110,10 +110,14 @@ describe('names: the cache and the dial in the addon', () => {
       const before = leanPathServed();
       try {
         const data = Buffer.from('x');
-        const p = probeOnce(r.port, { label: 'pending', payload: request('slow.test', echo.port, data) }, {
-          halfClose: false,
-          giveUpMs: 2000,
-        });
+        const p = probeOnce(
+          r.port,
+          { label: 'pending', payload: request('slow.test', echo.port, data) },
+          {
+            halfClose: false,
+            giveUpMs: 2000,
+          },
+        );
         await waitFor(() => r.lookups.length === 1, { timeoutMs: 2000 });
         const closedNow = r.server.closeKeyConnections('k1');
         const res = await p;

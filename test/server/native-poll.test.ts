@@ -21,7 +21,8 @@ import { waitFor } from '../helpers/wait.js';
 const fns = nativeRelay();
 const KEY = { id: 'k1', method: 'aes-256-gcm', secret: 'native-poll-pw' };
 /** [watches, sockets in the set] on this thread. */
-const pollLive = (): [number, number] => (fns?.pollLive?.()?.slice(0, 2) as [number, number] | undefined) ?? [0, 0];
+const pollLive = (): [number, number] =>
+  (fns?.pollLive?.()?.slice(0, 2) as [number, number] | undefined) ?? [0, 0];
 const openFds = (): number => readdirSync('/proc/self/fd').length;
 
 describe(

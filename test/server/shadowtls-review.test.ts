@@ -159,7 +159,9 @@ describe('ShadowTLS port: a genuine hello sent again (a replay)', () => {
   let hello: Buffer;
   before(async () => {
     const certs = await makeLabCertificates(['replay.lab']);
-    site = createServer({ cert: certs.cert, key: certs.key, minVersion: 'TLSv1.3' }, (_q, res) => res.end('page'));
+    site = createServer({ cert: certs.cert, key: certs.key, minVersion: 'TLSv1.3' }, (_q, res) =>
+      res.end('page'),
+    );
     site.listen(0, '127.0.0.1');
     await once(site, 'listening');
     hello = await captureClientHello('replay.lab');
@@ -221,7 +223,11 @@ describe('ShadowTLS port: a genuine hello sent again (a replay)', () => {
     for (const [name, probe] of probes) {
       for (const fin of [false, true]) {
         const direct = await reactionTo(sitePort, probe, 800, fin);
-        assert.equal(await reactionTo(l.address.port, probe, 800, fin), direct, `${name}${fin ? ' then FIN' : ''}`);
+        assert.equal(
+          await reactionTo(l.address.port, probe, 800, fin),
+          direct,
+          `${name}${fin ? ' then FIN' : ''}`,
+        );
       }
     }
   });

@@ -50,7 +50,11 @@ describe('ShadowTLS port: an unreachable handshake site', () => {
     await knock(p.port);
     await knock(p.port);
     await waitFor(() => p.text().includes('handshake site cannot be reached'), { timeoutMs: 5000 });
-    const lines = p.text().trim().split('\n').filter((l) => l.includes('handshake site cannot be reached'));
+    const lines = p
+      .text()
+      .trim()
+      .split('\n')
+      .filter((l) => l.includes('handshake site cannot be reached'));
     assert.equal(lines.length, 1, p.text());
     const line = JSON.parse(lines[0]!) as { level: number; site: string; err: string };
     assert.equal(line.level, 40);

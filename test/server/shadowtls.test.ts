@@ -168,7 +168,10 @@ describe('ShadowTLS v3 port: what a prober sees', () => {
 describe('ShadowTLS v3 port: the C7 web prober (src/lab/web-prober.ts)', () => {
   it('concludes "web server": every probe through the port is answered as the site answers it', async () => {
     const l = await front(portOf(site13));
-    const tlsTo = (port: number) => ({ endpoint: { host: '127.0.0.1', port }, tls: { servername: SITE, ca: certs.ca } });
+    const tlsTo = (port: number) => ({
+      endpoint: { host: '127.0.0.1', port },
+      tls: { servername: SITE, ca: certs.ca },
+    });
     const v = await probeWebFront(tlsTo(l.address.port), tlsTo(portOf(site13)), {
       secretPath: '/not-a-path-here',
       host: SITE,

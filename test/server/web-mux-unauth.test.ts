@@ -31,10 +31,13 @@ const PSK_2022 = randomBytes(32);
 let srv: WsTestServer;
 let echo: TestServer;
 before(async () => {
-  srv = await startWsTestServer({ keys: [
+  srv = await startWsTestServer({
+    keys: [
       { id: 'k', method: METHOD, secret: PASSWORD },
       { id: 'k2022', method: METHOD_2022, secret: PSK_2022.toString('base64') },
-    ], idleMs: 20_000 });
+    ],
+    idleMs: 20_000,
+  });
   echo = await startEcho();
 });
 after(async () => {
@@ -173,12 +176,18 @@ test('sessions whose key verified and that were then refused (replays) free thei
     // Refused by the replay filters (2 x 32 of them), held open as any refused stream: none got
     // End, and none took a slot from the sessions still to authenticate.
     assert.equal(refused.size, 0, 'no New refused for want of a slot');
-    assert.ok(replays.every((r) => !r.ended), 'every replay held open');
+    assert.ok(
+      replays.every((r) => !r.ended),
+      'every replay held open',
+    );
     // Every slot but one still free for sessions authenticating: the last one is a real session's.
     for (let i = 0; i < MAX_UNAUTHENTICATED_SESSIONS - 1; i++) garbageSession(mux);
     await echoOver(mux, 'a real session beside 64 held replays');
     assert.equal(refused.size, 0);
-    assert.ok(replays.every((r) => !r.ended), 'every replay still held open');
+    assert.ok(
+      replays.every((r) => !r.ended),
+      'every replay still held open',
+    );
   } finally {
     mux.destroy();
   }

@@ -7,7 +7,14 @@ import { randomBytes } from 'node:crypto';
 import { nativeLoadError } from '../../src/protocol/shadowsocks/native.js';
 import { decodeAddress } from '../../src/protocol/socks5/address.js';
 import { ipToBytes } from '../../src/protocol/socks5/address.js';
-import { ADDR_SIZE, addrKey, addrOf, addrToIp, addrToSocks, BatchUdpSocket } from '../../src/transport/batch-udp.js';
+import {
+  ADDR_SIZE,
+  addrKey,
+  addrOf,
+  addrToIp,
+  addrToSocks,
+  BatchUdpSocket,
+} from '../../src/transport/batch-udp.js';
 import { requireOrSkip } from '../helpers/prereq.js';
 import { waitFor } from '../helpers/wait.js';
 

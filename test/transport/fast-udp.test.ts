@@ -33,7 +33,10 @@ function collect(s: dgram.Socket, n: number, timeoutMs = 5000): Promise<Buffer[]
 
 test('FastUdpSender: 200 datagrams of 1..1400 bytes arrive intact (native path when built)', async (t) => {
   if (!nativeAvailable())
-    prerequisiteMissing(`native addon unavailable (${nativeLoadError()})`, 'testing the socket.send fallback only');
+    prerequisiteMissing(
+      `native addon unavailable (${nativeLoadError()})`,
+      'testing the socket.send fallback only',
+    );
   const rx = await bound('udp4', '127.0.0.1');
   const tx = await bound('udp4', '127.0.0.1');
   t.after(() => {

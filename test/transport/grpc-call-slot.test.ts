@@ -17,7 +17,12 @@ test('request throwing twice in a row: the open fails and no call slot stays cou
   server.on('stream', (s) => s.respond({ ':status': 200, 'content-type': 'application/grpc' }));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.after(() => server.close());
-  const pool = new GrpcSessionPool({ address: '127.0.0.1', port: (server.address() as AddressInfo).port, tls: false, serviceName: 's' });
+  const pool = new GrpcSessionPool({
+    address: '127.0.0.1',
+    port: (server.address() as AddressInfo).port,
+    tls: false,
+    serviceName: 's',
+  });
   t.after(() => pool.close());
 
   const first = await pool.open();

@@ -34,11 +34,16 @@ test('a MultiHunk with two entries decodes to both, in order; other fields are s
 });
 
 test('the decoder reassembles messages split anywhere and refuses compressed or oversized ones', () => {
-  const frames = Buffer.concat([encodeHunk(Buffer.from('first')), encodeHunk(Buffer.alloc(70_000, 7)), encodeHunk(Buffer.from('x'))]);
+  const frames = Buffer.concat([
+    encodeHunk(Buffer.from('first')),
+    encodeHunk(Buffer.alloc(70_000, 7)),
+    encodeHunk(Buffer.from('x')),
+  ]);
   for (const step of [1, 3, 5, 16_384]) {
     const d = new HunkDecoder();
     const got: Buffer[] = [];
-    for (let i = 0; i < frames.length; i += step) d.push(frames.subarray(i, i + step), (b) => got.push(Buffer.from(b)));
+    for (let i = 0; i < frames.length; i += step)
+      d.push(frames.subarray(i, i + step), (b) => got.push(Buffer.from(b)));
     assert.equal(d.pending, 0);
     const want = Buffer.concat([Buffer.from('first'), Buffer.alloc(70_000, 7), Buffer.from('x')]);
     assert.ok(Buffer.concat(got).equals(want), `step ${step}`);
@@ -46,8 +51,14 @@ test('the decoder reassembles messages split anywhere and refuses compressed or 
   assert.throws(() => new HunkDecoder().push(Buffer.from('0100000000', 'hex'), () => {}), /compressed/);
   assert.throws(() => new HunkDecoder().push(Buffer.from('0000500000', 'hex'), () => {}), /over the limit/);
   assert.throws(() => decodeHunk(Buffer.from('0a05616263', 'hex'), () => {}), /longer than its message/);
-  assert.throws(() => new HunkDecoder().push(Buffer.from('00000000050a05616263', 'hex'), () => {}), /longer than its message/);
-  assert.throws(() => new HunkDecoder().push(Buffer.from('00000000020a80', 'hex'), () => {}), /truncated varint/);
+  assert.throws(
+    () => new HunkDecoder().push(Buffer.from('00000000050a05616263', 'hex'), () => {}),
+    /longer than its message/,
+  );
+  assert.throws(
+    () => new HunkDecoder().push(Buffer.from('00000000020a80', 'hex'), () => {}),
+    /truncated varint/,
+  );
   // A MultiHunk split inside its field headers, with skipped fields of every wire type.
   const multi = Buffer.from('0a026162' + '1001' + '1d01020304' + '190102030405060708' + '0a03636465', 'hex');
   const framed = Buffer.concat([Buffer.from([0, 0, 0, 0, multi.length]), multi]);
@@ -98,7 +109,7 @@ test('service name and paths: the secret path without "/", Tun and TunMulti, Xra
   assert.deepEqual([...grpcPaths('a/b')], ['/a/b/Tun', '/a/b/TunMulti', '/a%2Fb/Tun', '/a%2Fb/TunMulti']);
 });
 
-test('the request headers, in grpc-go\'s order as Xray sends them, and large writes split into Hunks', async () => {
+test("the request headers, in grpc-go's order as Xray sends them, and large writes split into Hunks", async () => {
   const opts = { address: '127.0.0.1', port: 0, tls: false, serviceName: 'svc', host: 'front.test' };
   assert.deepEqual(Object.entries(grpcRequestHeaders(opts)), [
     [':method', 'POST'],
@@ -132,8 +143,20 @@ test('the request headers, in grpc-go\'s order as Xray sends them, and large wri
     s.resume();
     await once(s, 'end');
     assert.deepEqual(seen[0]!.raw, [
-      ':method', 'POST', ':scheme', 'http', ':path', '/svc/Tun', ':authority', 'front.test',
-      'content-type', 'application/grpc', 'user-agent', 'grpc-go/1.65.0', 'te', 'trailers',
+      ':method',
+      'POST',
+      ':scheme',
+      'http',
+      ':path',
+      '/svc/Tun',
+      ':authority',
+      'front.test',
+      'content-type',
+      'application/grpc',
+      'user-agent',
+      'grpc-go/1.65.0',
+      'te',
+      'trailers',
     ]);
     const got: number[] = [];
     new HunkDecoder().push(seen[0]!.body, (d) => got.push(d.length));
@@ -148,7 +171,13 @@ test('an authority no URL can hold fails the dial (a rejection, not an exception
   const server = http2.createServer();
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  const hop = grpcNextHop({ address: '127.0.0.1', port: (server.address() as AddressInfo).port, tls: false, serviceName: 's', host: '[zz]' });
+  const hop = grpcNextHop({
+    address: '127.0.0.1',
+    port: (server.address() as AddressInfo).port,
+    tls: false,
+    serviceName: 's',
+    host: '[zz]',
+  });
   try {
     await assert.rejects(hop(), /gRPC connect failed: ERR_INVALID_URL/);
   } finally {

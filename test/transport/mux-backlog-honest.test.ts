@@ -29,7 +29,8 @@ class SlowCarrier extends Duplex {
 }
 
 const target = { network: MuxNetwork.Tcp, host: '127.0.0.1', port: 80 };
-const keep = (id: number, data: Buffer): Buffer => encodeMuxFrame({ sessionId: id, status: MuxStatus.Keep, option: 0 }, data);
+const keep = (id: number, data: Buffer): Buffer =>
+  encodeMuxFrame({ sessionId: id, status: MuxStatus.Keep, option: 0 }, data);
 
 test('a full carrier whose last write was an End does not stop the uploads of live sessions', async () => {
   const carrier = new SlowCarrier();

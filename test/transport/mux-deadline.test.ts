@@ -30,9 +30,17 @@ class Carrier extends Duplex {
 const IDLE_MS = 400;
 const keepAlive = (): Buffer => encodeMuxFrame({ sessionId: 0, status: MuxStatus.KeepAlive, option: 0 });
 const newSession = (id: number): Buffer =>
-  encodeMuxFrame({ sessionId: id, status: MuxStatus.New, option: 0, target: { network: MuxNetwork.Tcp, host: '127.0.0.1', port: 80 } });
+  encodeMuxFrame({
+    sessionId: id,
+    status: MuxStatus.New,
+    option: 0,
+    target: { network: MuxNetwork.Tcp, host: '127.0.0.1', port: 80 },
+  });
 
-function serverCarrier(onSession: (s: MuxSession, mux: MuxConnection) => void): { carrier: Carrier; mux: MuxConnection } {
+function serverCarrier(onSession: (s: MuxSession, mux: MuxConnection) => void): {
+  carrier: Carrier;
+  mux: MuxConnection;
+} {
   const carrier = new Carrier();
   const mux: MuxConnection = new MuxConnection(carrier, {
     role: 'server',
@@ -48,7 +56,11 @@ function serverCarrier(onSession: (s: MuxSession, mux: MuxConnection) => void): 
 }
 
 /** Feed `frame()` every 100 ms for `ms`, and say whether the carrier was ended meanwhile. */
-async function trickle(carrier: Carrier, frame: (i: number) => Buffer, ms: number): Promise<number | undefined> {
+async function trickle(
+  carrier: Carrier,
+  frame: (i: number) => Buffer,
+  ms: number,
+): Promise<number | undefined> {
   const t0 = Date.now();
   for (let i = 0; Date.now() - t0 < ms; i++) {
     if (carrier.ended || carrier.destroyed) return Date.now() - t0;

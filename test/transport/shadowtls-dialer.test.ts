@@ -40,110 +40,156 @@ function echoAll(stream: Duplex, payload: Buffer): Promise<Buffer> {
   });
 }
 
-describe('ShadowTLS v3 client ↔ Ladder ShadowTLS listener ↔ openssl s_server -tls1_3', { skip: opensslSkip() }, () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ladder-stls-'));
-  let site: Peer;
-  let sitePort: number;
-  let listener: ShadowTlsListener;
-  const hellos: Buffer[] = [];
-  let tap: net.Server;
-  let tapPort: number;
+describe(
+  'ShadowTLS v3 client ↔ Ladder ShadowTLS listener ↔ openssl s_server -tls1_3',
+  { skip: opensslSkip() },
+  () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ladder-stls-'));
+    let site: Peer;
+    let sitePort: number;
+    let listener: ShadowTlsListener;
+    const hellos: Buffer[] = [];
+    let tap: net.Server;
+    let tapPort: number;
 
-  before(async () => {
-    const certs = await makeLabCertificates([SNI]);
-    writeFileSync(join(dir, 'cert.pem'), certs.cert);
-    writeFileSync(join(dir, 'key.pem'), certs.key);
-    sitePort = await freePort();
-    site = await spawnPeer(
-      'openssl s_server',
-      'openssl',
-      ['s_server', '-tls1_3', '-accept', `127.0.0.1:${sitePort}`, '-cert', 'cert.pem', '-key', 'key.pem', '-www', '-quiet'],
-      { waitPort: sitePort, cwd: dir },
-    );
-    listener = await listenShadowTls({
-      port: 0,
-      host: '127.0.0.1',
-      handshake: { host: '127.0.0.1', port: sitePort },
-      passwords: [PASSWORD],
-      idleMs: 10_000,
-      logger: silentLogger,
-      onStream: (stream) => {
-        stream.on('error', () => {});
-        stream.pipe(stream);
-      },
-    });
-    // A tap in front of the listener keeps each connection's first bytes (the hello as sent).
-    tap = net.createServer((c) => {
-      const up = net.connect(listener.address.port, '127.0.0.1');
-      let first = true;
-      c.on('data', (d: Buffer) => {
-        if (first) hellos.push(Buffer.from(d));
-        first = false;
-        up.write(d);
+    before(async () => {
+      const certs = await makeLabCertificates([SNI]);
+      writeFileSync(join(dir, 'cert.pem'), certs.cert);
+      writeFileSync(join(dir, 'key.pem'), certs.key);
+      sitePort = await freePort();
+      site = await spawnPeer(
+        'openssl s_server',
+        'openssl',
+        [
+          's_server',
+          '-tls1_3',
+          '-accept',
+          `127.0.0.1:${sitePort}`,
+          '-cert',
+          'cert.pem',
+          '-key',
+          'key.pem',
+          '-www',
+          '-quiet',
+        ],
+        { waitPort: sitePort, cwd: dir },
+      );
+      listener = await listenShadowTls({
+        port: 0,
+        host: '127.0.0.1',
+        handshake: { host: '127.0.0.1', port: sitePort },
+        passwords: [PASSWORD],
+        idleMs: 10_000,
+        logger: silentLogger,
+        onStream: (stream) => {
+          stream.on('error', () => {});
+          stream.pipe(stream);
+        },
       });
-      up.pipe(c);
-      c.on('end', () => up.end());
-      c.on('error', () => up.destroy());
-      up.on('error', () => c.destroy());
-    });
-    await new Promise<void>((r) => tap.listen(0, '127.0.0.1', r));
-    tapPort = (tap.address() as net.AddressInfo).port;
-  });
-  after(async () => {
-    tap?.close();
-    await listener?.close();
-    await site?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  test('4 MiB echoed byte-identical through the switched connection', async () => {
-    const stream = await dialShadowTls({ address: '127.0.0.1', port: tapPort, sni: SNI, password: PASSWORD });
-    const payload = randomBytes(4 * 1024 * 1024);
-    const back = await echoAll(stream, payload);
-    assert.equal(createHash('sha256').update(back).digest('hex'), createHash('sha256').update(payload).digest('hex'));
-    stream.end();
-    assert.equal(listener.counts.switched, 1);
-    const hello = hellos.at(-1)!;
-    assert.equal(hello[0], 22, 'a handshake record first');
-    assert.equal(hello.readUInt16BE(3) + 5, hello.length, 'the whole hello in one record, alone in its write');
-    assert.equal(verifyClientHello(hello, [PASSWORD]), 0, 'its session id carries the tag');
-    assert.equal(verifyClientHello(hello, ['another']), -1);
-  });
-
-  test('a wrong ShadowTLS password: the dial fails with one line, the listener relays to the site', async () => {
-    const relayed = listener.counts.relayed;
-    await assert.rejects(dialShadowTls({ address: '127.0.0.1', port: listener.address.port, sni: SNI, password: 'wrong' }), (err: Error) => {
-      assert.equal(err.message, NOT_AUTHENTICATED);
-      return true;
-    });
-    assert.equal(listener.counts.relayed, relayed + 1);
-  });
-
-  test('a site that answers with a HelloRetryRequest (s_server -groups P-256): refused with one line', async () => {
-    const port = await freePort();
-    const hrrSite = await spawnPeer(
-      'openssl s_server (P-256)',
-      'openssl',
-      ['s_server', '-tls1_3', '-groups', 'P-256', '-accept', `127.0.0.1:${port}`, '-cert', 'cert.pem', '-key', 'key.pem', '-www', '-quiet'],
-      { waitPort: port, cwd: dir },
-    );
-    const front = await listenShadowTls({
-      port: 0,
-      host: '127.0.0.1',
-      handshake: { host: '127.0.0.1', port },
-      passwords: [PASSWORD],
-      idleMs: 10_000,
-      logger: silentLogger,
-      onStream: (stream) => stream.destroy(),
-    });
-    try {
-      await assert.rejects(dialShadowTls({ address: '127.0.0.1', port: front.address.port, sni: SNI, password: PASSWORD }), (err: Error) => {
-        assert.equal(err.message, `ShadowTLS handshake failed: ${HELLO_RETRY}`);
-        return true;
+      // A tap in front of the listener keeps each connection's first bytes (the hello as sent).
+      tap = net.createServer((c) => {
+        const up = net.connect(listener.address.port, '127.0.0.1');
+        let first = true;
+        c.on('data', (d: Buffer) => {
+          if (first) hellos.push(Buffer.from(d));
+          first = false;
+          up.write(d);
+        });
+        up.pipe(c);
+        c.on('end', () => up.end());
+        c.on('error', () => up.destroy());
+        up.on('error', () => c.destroy());
       });
-    } finally {
-      await front.close();
-      await hrrSite.stop();
-    }
-  });
-});
+      await new Promise<void>((r) => tap.listen(0, '127.0.0.1', r));
+      tapPort = (tap.address() as net.AddressInfo).port;
+    });
+    after(async () => {
+      tap?.close();
+      await listener?.close();
+      await site?.stop();
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    test('4 MiB echoed byte-identical through the switched connection', async () => {
+      const stream = await dialShadowTls({
+        address: '127.0.0.1',
+        port: tapPort,
+        sni: SNI,
+        password: PASSWORD,
+      });
+      const payload = randomBytes(4 * 1024 * 1024);
+      const back = await echoAll(stream, payload);
+      assert.equal(
+        createHash('sha256').update(back).digest('hex'),
+        createHash('sha256').update(payload).digest('hex'),
+      );
+      stream.end();
+      assert.equal(listener.counts.switched, 1);
+      const hello = hellos.at(-1)!;
+      assert.equal(hello[0], 22, 'a handshake record first');
+      assert.equal(
+        hello.readUInt16BE(3) + 5,
+        hello.length,
+        'the whole hello in one record, alone in its write',
+      );
+      assert.equal(verifyClientHello(hello, [PASSWORD]), 0, 'its session id carries the tag');
+      assert.equal(verifyClientHello(hello, ['another']), -1);
+    });
+
+    test('a wrong ShadowTLS password: the dial fails with one line, the listener relays to the site', async () => {
+      const relayed = listener.counts.relayed;
+      await assert.rejects(
+        dialShadowTls({ address: '127.0.0.1', port: listener.address.port, sni: SNI, password: 'wrong' }),
+        (err: Error) => {
+          assert.equal(err.message, NOT_AUTHENTICATED);
+          return true;
+        },
+      );
+      assert.equal(listener.counts.relayed, relayed + 1);
+    });
+
+    test('a site that answers with a HelloRetryRequest (s_server -groups P-256): refused with one line', async () => {
+      const port = await freePort();
+      const hrrSite = await spawnPeer(
+        'openssl s_server (P-256)',
+        'openssl',
+        [
+          's_server',
+          '-tls1_3',
+          '-groups',
+          'P-256',
+          '-accept',
+          `127.0.0.1:${port}`,
+          '-cert',
+          'cert.pem',
+          '-key',
+          'key.pem',
+          '-www',
+          '-quiet',
+        ],
+        { waitPort: port, cwd: dir },
+      );
+      const front = await listenShadowTls({
+        port: 0,
+        host: '127.0.0.1',
+        handshake: { host: '127.0.0.1', port },
+        passwords: [PASSWORD],
+        idleMs: 10_000,
+        logger: silentLogger,
+        onStream: (stream) => stream.destroy(),
+      });
+      try {
+        await assert.rejects(
+          dialShadowTls({ address: '127.0.0.1', port: front.address.port, sni: SNI, password: PASSWORD }),
+          (err: Error) => {
+            assert.equal(err.message, `ShadowTLS handshake failed: ${HELLO_RETRY}`);
+            return true;
+          },
+        );
+      } finally {
+        await front.close();
+        await hrrSite.stop();
+      }
+    });
+  },
+);

@@ -28,7 +28,9 @@ const dial = (port: number, timeoutMs?: number): Promise<unknown> =>
   });
 
 test('an HTTP answer: "the server did not answer with TLS"', async () => {
-  const port = await serve((s) => s.once('data', () => s.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n')));
+  const port = await serve((s) =>
+    s.once('data', () => s.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n')),
+  );
   await assert.rejects(dial(port), (err: Error) => err.message === 'the server did not answer with TLS');
 });
 

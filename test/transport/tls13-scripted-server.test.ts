@@ -5,15 +5,34 @@
 // own EncryptedExtensions with application_settings before its Finished, and read data after.
 // Both sides share this code's reading of the formats: a code-path test, not interop.
 import assert from 'node:assert/strict';
-import { constants, createHash, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, sign } from 'node:crypto';
+import {
+  constants,
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  sign,
+} from 'node:crypto';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
 import { brotliCompressSync } from 'node:zlib';
 import { makeLabCertificates, type LabCertificates } from '../../src/lab/lab-ca.js';
 import { RecordReader } from '../../src/protocol/shadowtls/record.js';
 import { Writer } from '../../src/protocol/tls13/client-hello.js';
-import { CONTENT_HANDSHAKE, KeySchedule, RecordProtection, SUITES } from '../../src/protocol/tls13/key-schedule.js';
-import { handshakeMessage, HandshakeReader, Reader, readExtensions, serverSignedContent } from '../../src/protocol/tls13/messages.js';
+import {
+  CONTENT_HANDSHAKE,
+  KeySchedule,
+  RecordProtection,
+  SUITES,
+} from '../../src/protocol/tls13/key-schedule.js';
+import {
+  handshakeMessage,
+  HandshakeReader,
+  Reader,
+  readExtensions,
+  serverSignedContent,
+} from '../../src/protocol/tls13/messages.js';
 import { connectTls13 } from '../../src/transport/tls13/client.js';
 
 let certs: LabCertificates;
@@ -56,7 +75,10 @@ function script(sock: net.Socket): void {
         const pub = Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url');
         const shared = diffieHellman({
           privateKey,
-          publicKey: createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: peer!.toString('base64url') }, format: 'jwk' }),
+          publicKey: createPublicKey({
+            key: { kty: 'OKP', crv: 'X25519', x: peer!.toString('base64url') },
+            format: 'jwk',
+          }),
         });
         const sh = handshakeMessage(
           2,
@@ -66,7 +88,13 @@ function script(sock: net.Socket): void {
             .vec(1, (w) => w.bytes(sid))
             .u16(0x1301)
             .u8(0)
-            .vec(2, (w) => w.u16(43).vec(2, (v) => v.u16(0x0304)).u16(51).vec(2, (v) => v.u16(0x001d).vec(2, (k) => k.bytes(pub))))
+            .vec(2, (w) =>
+              w
+                .u16(43)
+                .vec(2, (v) => v.u16(0x0304))
+                .u16(51)
+                .vec(2, (v) => v.u16(0x001d).vec(2, (k) => k.bytes(pub))),
+            )
             .done(),
         );
         transcript.push(sh);
@@ -85,20 +113,48 @@ function script(sock: net.Socket): void {
         );
         transcript.push(ee);
         const der = Buffer.from(certs.cert.toString().replace(/-----[^-]+-----|\s/g, ''), 'base64');
-        const certBody = new Writer().u8(0).vec(3, (l) => l.vec(3, (c) => c.bytes(der)).u16(0)).done();
+        const certBody = new Writer()
+          .u8(0)
+          .vec(3, (l) => l.vec(3, (c) => c.bytes(der)).u16(0))
+          .done();
         const packed = brotliCompressSync(certBody);
-        const cc = handshakeMessage(25, new Writer().u16(2).u8(certBody.length >> 16).u16(certBody.length & 0xffff).vec(3, (w) => w.bytes(packed)).done());
+        const cc = handshakeMessage(
+          25,
+          new Writer()
+            .u16(2)
+            .u8(certBody.length >> 16)
+            .u16(certBody.length & 0xffff)
+            .vec(3, (w) => w.bytes(packed))
+            .done(),
+        );
         transcript.push(cc);
         const rsa = createPrivateKey(certs.key).asymmetricKeyType === 'rsa';
         const sig = rsa
-          ? sign('sha256', serverSignedContent(hash()), { key: certs.key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST })
+          ? sign('sha256', serverSignedContent(hash()), {
+              key: certs.key,
+              padding: constants.RSA_PKCS1_PSS_PADDING,
+              saltLength: constants.RSA_PSS_SALTLEN_DIGEST,
+            })
           : sign('sha256', serverSignedContent(hash()), certs.key);
-        const cv = handshakeMessage(15, new Writer().u16(rsa ? 0x0804 : 0x0403).vec(2, (w) => w.bytes(sig)).done());
+        const cv = handshakeMessage(
+          15,
+          new Writer()
+            .u16(rsa ? 0x0804 : 0x0403)
+            .vec(2, (w) => w.bytes(sig))
+            .done(),
+        );
         transcript.push(cv);
         const fin = handshakeMessage(20, ks.finished(hs.server, hash()));
         transcript.push(fin);
         app = ks.application(hash());
-        sock.write(Buffer.concat([Buffer.of(22, 3, 3, sh.length >> 8, sh.length & 0xff), sh, Buffer.of(20, 3, 3, 0, 1, 1), write.seal(CONTENT_HANDSHAKE, Buffer.concat([ee, cc, cv, fin]))]));
+        sock.write(
+          Buffer.concat([
+            Buffer.of(22, 3, 3, sh.length >> 8, sh.length & 0xff),
+            sh,
+            Buffer.of(20, 3, 3, 0, 1, 1),
+            write.seal(CONTENT_HANDSHAKE, Buffer.concat([ee, cc, cv, fin])),
+          ]),
+        );
         continue;
       }
       const { content } = clientRead.open(rec);

@@ -39,7 +39,9 @@ async function startDns(): Promise<{ port: number; close(): void }> {
     }
     const question = q.questions?.[0];
     const answers: dnsPacket.Answer[] =
-      question?.type === 'A' ? [{ type: 'A', name: question.name, ttl: 60, class: 'IN', data: '127.0.0.1' }] : [];
+      question?.type === 'A'
+        ? [{ type: 'A', name: question.name, ttl: 60, class: 'IN', data: '127.0.0.1' }]
+        : [];
     const reply = dnsPacket.encode({
       id: q.id ?? 0,
       type: 'response',
@@ -83,10 +85,15 @@ async function startPebble(dir: string, httpPort: number): Promise<Pebble> {
   writeFileSync(join(dir, 'pebble.json'), JSON.stringify(cfg));
   let peer: Peer;
   try {
-    peer = await spawnPeer('pebble', 'pebble', ['-config', join(dir, 'pebble.json'), '-dnsserver', `127.0.0.1:${dns.port}`], {
-      waitPort: acmePort,
-      env: { PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0', PEBBLE_AUTHZREUSE: '0' },
-    });
+    peer = await spawnPeer(
+      'pebble',
+      'pebble',
+      ['-config', join(dir, 'pebble.json'), '-dnsserver', `127.0.0.1:${dns.port}`],
+      {
+        waitPort: acmePort,
+        env: { PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0', PEBBLE_AUTHZREUSE: '0' },
+      },
+    );
   } catch (err) {
     dns.close();
     throw err;
@@ -102,16 +109,22 @@ async function startPebble(dir: string, httpPort: number): Promise<Pebble> {
   };
 }
 
-const PEBBLE_SKIP = skipUnless(which('pebble') !== undefined && which('openssl') !== undefined, 'pebble or openssl missing (apt-get install pebble openssl)');
+const PEBBLE_SKIP = skipUnless(
+  which('pebble') !== undefined && which('openssl') !== undefined,
+  'pebble or openssl missing (apt-get install pebble openssl)',
+);
 
 function peerCert(port: number, ca: string): Promise<X509Certificate> {
   return new Promise((resolve, reject) => {
-    const s = tls.connect({ port, host: '127.0.0.1', servername: DOMAIN, ca, ALPNProtocols: ['http/1.1'] }, () => {
-      const raw = s.getPeerX509Certificate();
-      s.destroy();
-      if (raw) resolve(raw);
-      else reject(new Error('no certificate'));
-    });
+    const s = tls.connect(
+      { port, host: '127.0.0.1', servername: DOMAIN, ca, ALPNProtocols: ['http/1.1'] },
+      () => {
+        const raw = s.getPeerX509Certificate();
+        s.destroy();
+        if (raw) resolve(raw);
+        else reject(new Error('no certificate'));
+      },
+    );
     s.on('error', reject);
   });
 }
@@ -194,18 +207,24 @@ describe('ACME with pebble (HTTP-01, renewal, hot swap)', { skip: PEBBLE_SKIP },
     firstSerial = served.serialNumber;
     const lifetime = Date.parse(served.validTo) - Date.parse(served.validFrom);
     assert.ok(lifetime <= VALIDITY_S * 1000 + 1000, `lifetime ${lifetime} ms`);
-    const r = await exchange(front.port, `GET / HTTP/1.1\r\nHost: ${DOMAIN}\r\n\r\n`, { tls: { servername: DOMAIN, ca: trust } });
+    const r = await exchange(front.port, `GET / HTTP/1.1\r\nHost: ${DOMAIN}\r\n\r\n`, {
+      tls: { servername: DOMAIN, ca: trust },
+    });
     assert.equal(splitResponse(r.text).status, 200);
   });
 
   test('account key and certificate are stored 0600 under a 0700 directory', () => {
     const dir = join(tmp.path, 'data', 'acme');
     assert.equal(statSync(dir).mode & 0o777, 0o700);
-    for (const f of [`${DOMAIN}.crt`, `${DOMAIN}.key`]) assert.equal(statSync(join(dir, f)).mode & 0o777, 0o600, f);
+    for (const f of [`${DOMAIN}.crt`, `${DOMAIN}.key`])
+      assert.equal(statSync(join(dir, f)).mode & 0o777, 0o600, f);
     const accounts = readFileSync(join(dir, `${DOMAIN}.crt`), 'utf8');
     assert.match(accounts, /BEGIN CERTIFICATE/);
     assert.equal(readFileSync(join(tmp.path, 'victim'), 'utf8'), 'victim', 'a planted link was followed');
-    assert.ok(!lstatSync(join(dir, `${DOMAIN}.key`)).isSymbolicLink(), 'the key is a file, not the planted link');
+    assert.ok(
+      !lstatSync(join(dir, `${DOMAIN}.key`)).isSymbolicLink(),
+      'the key is a file, not the planted link',
+    );
   });
 
   test('renews at 2/3 of the lifetime and the TLS front serves the new certificate', async () => {
@@ -213,7 +232,15 @@ describe('ACME with pebble (HTTP-01, renewal, hot swap)', { skip: PEBBLE_SKIP },
     assert.ok(due);
     const served = await waitFor(
       async () => {
-        const c = await peerCert(front!.port, [root, ...String(acme.current()?.cert ?? '').split(/(?=-----BEGIN CERTIFICATE-----)/).slice(1)].join('\n'));
+        const c = await peerCert(
+          front!.port,
+          [
+            root,
+            ...String(acme.current()?.cert ?? '')
+              .split(/(?=-----BEGIN CERTIFICATE-----)/)
+              .slice(1),
+          ].join('\n'),
+        );
         return c.serialNumber !== firstSerial ? c : undefined;
       },
       { timeoutMs: VALIDITY_S * 2000, intervalMs: 250, message: 'a renewed certificate served' },
@@ -278,7 +305,13 @@ describe('startWebService with --acme (pebble)', { skip: PEBBLE_SKIP }, () => {
     assert.equal(service.front.tls, true);
     assert.equal(service.challengeFront?.tls, false);
     const root = await fetchText(`https://127.0.0.1:${pebble.mgmtPort}/roots/0`, pebble.ca);
-    const trust = (): string => [root, ...String(service!.acme!.current()!.cert).split(/(?=-----BEGIN CERTIFICATE-----)/).slice(1)].join('\n');
+    const trust = (): string =>
+      [
+        root,
+        ...String(service!.acme!.current()!.cert)
+          .split(/(?=-----BEGIN CERTIFICATE-----)/)
+          .slice(1),
+      ].join('\n');
     const first = await peerCert(service.front.port, trust());
     const renewed = await waitFor(
       async () => {

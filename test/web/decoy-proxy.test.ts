@@ -12,7 +12,16 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { proxyDecoy } from '../../src/server/web/decoy.js';
 import { startWebFront, type WebFront } from '../../src/server/web/front.js';
-import { decoyComparisonTests, exchange, makeCert, nginxServingSite, nginxSkip, opensslSkip, splitResponse, tempDir } from './fixtures.js';
+import {
+  decoyComparisonTests,
+  exchange,
+  makeCert,
+  nginxServingSite,
+  nginxSkip,
+  opensslSkip,
+  splitResponse,
+  tempDir,
+} from './fixtures.js';
 
 describe('proxy decoy matches the upstream (nginx) served directly', { skip: nginxSkip() }, () => {
   let site: Awaited<ReturnType<typeof nginxServingSite>>;
@@ -38,7 +47,11 @@ describe('proxy decoy matches the upstream (nginx) served directly', { skip: ngi
   // Requests nginx itself rejects before proxying (garbage, no Host) are the front's own 400,
   // which is nginx's page anyway; they are compared too. Direct requests name nginx as Host,
   // as the proxy does.
-  decoyComparisonTests(() => ({ front: front.port, direct: site.nginx.port }), 'www.example.org', () => `127.0.0.1:${site.nginx.port}`);
+  decoyComparisonTests(
+    () => ({ front: front.port, direct: site.nginx.port }),
+    'www.example.org',
+    () => `127.0.0.1:${site.nginx.port}`,
+  );
 
   test('Host is rewritten; Upgrade, Connection and TE are not forwarded; other headers are', async () => {
     const r = await exchange(
@@ -55,11 +68,18 @@ describe('proxy decoy matches the upstream (nginx) served directly', { skip: ngi
     for (const [req, want] of [
       ['GET /robots.txt HTTP/1.1\r\nHost: www.example.org\r\nExpect: 100-continue\r\n\r\n', true],
       ['GET /missing HTTP/1.1\r\nHost: www.example.org\r\nExpect: 100-continue\r\n\r\n', true],
-      ['POST /robots.txt HTTP/1.1\r\nHost: www.example.org\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nab', true],
+      [
+        'POST /robots.txt HTTP/1.1\r\nHost: www.example.org\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nab',
+        true,
+      ],
       ['GET /robots.txt HTTP/1.1\r\nHost: www.example.org\r\nExpect: 100-continue, x\r\n\r\n', false],
     ] as const) {
       const r = await exchange(front.port, req);
-      assert.equal(r.text.startsWith('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 '), want, JSON.stringify(r.text.slice(0, 60)));
+      assert.equal(
+        r.text.startsWith('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 '),
+        want,
+        JSON.stringify(r.text.slice(0, 60)),
+      );
       assert.equal(r.text.split(/(?=HTTP\/1\.1 )/).length, want ? 2 : 1, 'one final answer');
     }
   });
@@ -72,7 +92,13 @@ describe('proxy decoy to an https upstream streams a chunked body', { skip: open
   before(async () => {
     const c = makeCert(tmp.path, 'upstream.test');
     upstream = https.createServer({ cert: c.cert, key: c.key }, (req, res) => {
-      res.writeHead(200, [['Content-Type', 'text/plain'], ['X-Seen-Host', req.headers.host ?? '']].flat());
+      res.writeHead(
+        200,
+        [
+          ['Content-Type', 'text/plain'],
+          ['X-Seen-Host', req.headers.host ?? ''],
+        ].flat(),
+      );
       let n = 0;
       const timer = setInterval(() => {
         res.write(`chunk ${n}\n`);
@@ -101,7 +127,9 @@ describe('proxy decoy to an https upstream streams a chunked body', { skip: open
   });
 
   test('body arrives complete, chunked, with the upstream headers', async () => {
-    const r = await exchange(front.port, 'GET /stream HTTP/1.1\r\nHost: www.example.org\r\n\r\n', { idleMs: 500 });
+    const r = await exchange(front.port, 'GET /stream HTTP/1.1\r\nHost: www.example.org\r\n\r\n', {
+      idleMs: 500,
+    });
     const { status, headers, body } = splitResponse(r.text);
     assert.equal(status, 200);
     assert.ok(headers.includes('Transfer-Encoding: chunked'));
@@ -147,14 +175,27 @@ describe('proxy decoy keeps visitors inside its prefix', () => {
   };
 
   test('dot segments within the prefix pass as sent (the control)', async () => {
-    assert.deepEqual(await get('/posts/../about.html?x=1'), { status: 200, upstreamSaw: '/blog/posts/../about.html?x=1' });
+    assert.deepEqual(await get('/posts/../about.html?x=1'), {
+      status: 200,
+      upstreamSaw: '/blog/posts/../about.html?x=1',
+    });
   });
-  for (const target of ['/x/../../admin', '/../admin', '/%2e%2e/admin', '/..%2fadmin', '/a/%2E%2E%2F..%2Fadmin', '*'])
+  for (const target of [
+    '/x/../../admin',
+    '/../admin',
+    '/%2e%2e/admin',
+    '/..%2fadmin',
+    '/a/%2E%2E%2F..%2Fadmin',
+    '*',
+  ])
     test(`${target}: 400, the upstream sees nothing`, async () => {
       assert.deepEqual(await get(target), { status: 400, upstreamSaw: undefined });
     });
   test('an absolute-form target reaches the upstream as a path under the prefix', async () => {
-    assert.deepEqual(await get('http://intranet.example/admin?y=2'), { status: 200, upstreamSaw: '/blog/admin?y=2' });
+    assert.deepEqual(await get('http://intranet.example/admin?y=2'), {
+      status: 200,
+      upstreamSaw: '/blog/admin?y=2',
+    });
     assert.deepEqual(await get('http://intranet.example'), { status: 200, upstreamSaw: '/blog/' });
   });
 });

@@ -4,7 +4,16 @@
  * self-signed certificates made with openssl, and a small directory to serve.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -26,7 +35,11 @@ export interface Exchange {
 }
 
 /** Send `payload` on a fresh connection; collect until the peer closes or `idleMs` of silence. */
-export function exchange(port: number, payload: string | Buffer, opts: { idleMs?: number; tls?: tls.ConnectionOptions } = {}): Promise<Exchange> {
+export function exchange(
+  port: number,
+  payload: string | Buffer,
+  opts: { idleMs?: number; tls?: tls.ConnectionOptions } = {},
+): Promise<Exchange> {
   const idleMs = opts.idleMs ?? 300;
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -93,7 +106,8 @@ export function tempDir(prefix: string): { path: string; remove(): void } {
 export function makeSite(root: string, outside: string): void {
   const when = new Date('2026-03-14T09:26:53Z');
   const files: Record<string, string | Buffer> = {
-    'index.html': '<!DOCTYPE html>\n<html><head><title>Home</title></head><body><h1>Welcome</h1></body></html>\n',
+    'index.html':
+      '<!DOCTYPE html>\n<html><head><title>Home</title></head><body><h1>Welcome</h1></body></html>\n',
     'about.html': '<p>About us</p>\n',
     'css/site.css': 'body { color: #333 }\n',
     'js/app.js': 'console.log(1);\n',
@@ -114,8 +128,10 @@ export function makeSite(root: string, outside: string): void {
   symlinkSync(join(outside, 'secret.txt'), join(root, 'escape.txt'));
 }
 
-export const nginxSkip = (): string | false => skipUnless(which('nginx') !== undefined, 'nginx missing (apt-get install nginx)');
-export const opensslSkip = (): string | false => skipUnless(which('openssl') !== undefined, 'openssl missing (apt-get install openssl)');
+export const nginxSkip = (): string | false =>
+  skipUnless(which('nginx') !== undefined, 'nginx missing (apt-get install nginx)');
+export const opensslSkip = (): string | false =>
+  skipUnless(which('openssl') !== undefined, 'openssl missing (apt-get install openssl)');
 
 export interface Nginx extends Peer {
   readonly port: number;
@@ -150,9 +166,14 @@ ${serverBlock.split('{{PORT}}').join(String(port))}
 }
 `;
   writeFileSync(join(dir.path, 'nginx.conf'), conf);
-  const peer = await spawnPeer('nginx', 'nginx', ['-c', join(dir.path, 'nginx.conf'), '-p', dir.path, '-g', 'daemon off;'], {
-    waitPort: port,
-  });
+  const peer = await spawnPeer(
+    'nginx',
+    'nginx',
+    ['-c', join(dir.path, 'nginx.conf'), '-p', dir.path, '-g', 'daemon off;'],
+    {
+      waitPort: port,
+    },
+  );
   return {
     ...peer,
     port,
@@ -187,14 +208,35 @@ export function wsProxyLocation(prefix: string, upstream: string): string {
 }
 
 /** A self-signed certificate for `cn` (also as DNS/IP SANs), made by openssl. */
-export function makeCert(dir: string, cn: string, name = cn): { cert: string; key: string; certPath: string; keyPath: string } {
+export function makeCert(
+  dir: string,
+  cn: string,
+  name = cn,
+): { cert: string; key: string; certPath: string; keyPath: string } {
   const certPath = join(dir, `${name}.crt`);
   const keyPath = join(dir, `${name}.key`);
   const san = /^\d+\.\d+\.\d+\.\d+$/.test(cn) ? `IP:${cn}` : `DNS:${cn},IP:127.0.0.1`;
   execFileSync(
     'openssl',
-    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', `/CN=${cn}`,
-      '-addext', `subjectAltName=${san}`, '-keyout', keyPath, '-out', certPath],
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${cn}`,
+      '-addext',
+      `subjectAltName=${san}`,
+      '-keyout',
+      keyPath,
+      '-out',
+      certPath,
+    ],
     { stdio: 'ignore' },
   );
   return {
@@ -226,11 +268,45 @@ export function makeCa(dir: string, name: string): TestCa {
   const ext = join(dir, `${name}.ext`);
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
   const openssl = (args: string[]): void => void execFileSync('openssl', args, { stdio: 'ignore' });
-  openssl(['req', '-x509', ...ec, '-days', '2', '-subj', '/CN=Ladder Test Root', '-keyout', caKey, '-out', caPath,
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  openssl([
+    'req',
+    '-x509',
+    ...ec,
+    '-days',
+    '2',
+    '-subj',
+    '/CN=Ladder Test Root',
+    '-keyout',
+    caKey,
+    '-out',
+    caPath,
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+  ]);
   openssl(['req', '-new', ...ec, '-subj', `/CN=${name}`, '-keyout', keyPath, '-out', csr]);
-  writeFileSync(ext, `subjectAltName=DNS:${name},IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`);
-  openssl(['x509', '-req', '-in', csr, '-CA', caPath, '-CAkey', caKey, '-CAcreateserial', '-days', '2', '-extfile', ext, '-out', certPath]);
+  writeFileSync(
+    ext,
+    `subjectAltName=DNS:${name},IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`,
+  );
+  openssl([
+    'x509',
+    '-req',
+    '-in',
+    csr,
+    '-CA',
+    caPath,
+    '-CAkey',
+    caKey,
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-extfile',
+    ext,
+    '-out',
+    certPath,
+  ]);
   return {
     caPem: readFileSync(caPath, 'utf8'),
     caPath,
@@ -241,7 +317,8 @@ export function makeCa(dir: string, name: string): TestCa {
   };
 }
 
-export const WS_UPGRADE_HEADERS = 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
+export const WS_UPGRADE_HEADERS =
+  'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
 const BROWSER =
   'User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\nAccept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\n';
 
@@ -368,7 +445,11 @@ export function echoEndpoint(secret: string, seen: string[]): { onUpgrade: Upgra
   return {
     onUpgrade(req: IncomingMessage, socket, head, clientAddress) {
       const path = (req.url ?? '').split('?')[0];
-      if (path !== `${secret}/tcp` || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket' || !req.headers['sec-websocket-key'])
+      if (
+        path !== `${secret}/tcp` ||
+        (req.headers.upgrade ?? '').toLowerCase() !== 'websocket' ||
+        !req.headers['sec-websocket-key']
+      )
         return false;
       seen.push(clientAddress);
       wss.handleUpgrade(req, socket, head, (ws) => ws.on('message', (m, binary) => ws.send(m, { binary })));

@@ -20,9 +20,16 @@ const BROWSER_GET =
   'GET / HTTP/1.1\r\nHost: blog.example\r\nUser-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36\r\n' +
   'Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8\r\nAccept-Encoding: gzip, deflate, br, zstd\r\nAccept-Language: en-US,en;q=0.9\r\n\r\n';
 
-function wsEcho(url: string, payload: Buffer, opts: { ca?: string; servername?: string } = {}): Promise<Buffer> {
+function wsEcho(
+  url: string,
+  payload: Buffer,
+  opts: { ca?: string; servername?: string } = {},
+): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { ...(opts.ca ? { ca: opts.ca } : {}), ...(opts.servername ? { servername: opts.servername } : {}) });
+    const ws = new WebSocket(url, {
+      ...(opts.ca ? { ca: opts.ca } : {}),
+      ...(opts.servername ? { servername: opts.servername } : {}),
+    });
     ws.on('open', () => ws.send(payload));
     ws.on('message', (m: Buffer) => {
       resolve(m);
@@ -59,7 +66,16 @@ describe('web front with the builtin decoy', () => {
     assert.equal(status, 200);
     assert.deepEqual(
       headers.map((h) => h.split(':')[0]),
-      ['Server', 'Date', 'Content-Type', 'Content-Length', 'Last-Modified', 'Connection', 'ETag', 'Accept-Ranges'],
+      [
+        'Server',
+        'Date',
+        'Content-Type',
+        'Content-Length',
+        'Last-Modified',
+        'Connection',
+        'ETag',
+        'Accept-Ranges',
+      ],
     );
     assert.ok(headers.includes('Server: nginx'));
     assert.ok(headers.includes('Content-Type: text/html'));
@@ -73,20 +89,31 @@ describe('web front with the builtin decoy', () => {
     const head = splitResponse((await exchange(front.port, 'HEAD / HTTP/1.1\r\nHost: a\r\n\r\n')).text);
     assert.equal(head.status, 200);
     assert.equal(head.body, '');
-    const ico = splitResponse((await exchange(front.port, 'GET /favicon.ico HTTP/1.1\r\nHost: a\r\n\r\n')).text);
+    const ico = splitResponse(
+      (await exchange(front.port, 'GET /favicon.ico HTTP/1.1\r\nHost: a\r\n\r\n')).text,
+    );
     assert.equal(ico.status, 200);
     assert.ok(ico.headers.includes('Content-Type: image/x-icon'));
     assert.equal(Buffer.from(ico.body, 'latin1').readUInt16LE(2), 1, 'an ICO file');
-    const robots = splitResponse((await exchange(front.port, 'GET /robots.txt HTTP/1.1\r\nHost: a\r\n\r\n')).text);
+    const robots = splitResponse(
+      (await exchange(front.port, 'GET /robots.txt HTTP/1.1\r\nHost: a\r\n\r\n')).text,
+    );
     assert.equal(robots.status, 200);
     assert.ok(robots.headers.includes('Content-Type: text/plain'));
-    const css = splitResponse((await exchange(front.port, 'GET /css/style.css HTTP/1.1\r\nHost: a\r\n\r\n')).text);
+    const css = splitResponse(
+      (await exchange(front.port, 'GET /css/style.css HTTP/1.1\r\nHost: a\r\n\r\n')).text,
+    );
     assert.ok(css.headers.includes('Content-Type: text/css'));
     const index = splitResponse((await exchange(front.port, 'GET / HTTP/1.1\r\nHost: a\r\n\r\n')).text);
     const post = /href="(\/posts\/[^"]+)"/.exec(index.body)?.[1];
     assert.ok(post);
-    assert.equal(splitResponse((await exchange(front.port, `GET ${post} HTTP/1.1\r\nHost: a\r\n\r\n`)).text).status, 200);
-    const missing = splitResponse((await exchange(front.port, 'GET /wp-login.php HTTP/1.1\r\nHost: a\r\n\r\n')).text);
+    assert.equal(
+      splitResponse((await exchange(front.port, `GET ${post} HTTP/1.1\r\nHost: a\r\n\r\n`)).text).status,
+      200,
+    );
+    const missing = splitResponse(
+      (await exchange(front.port, 'GET /wp-login.php HTTP/1.1\r\nHost: a\r\n\r\n')).text,
+    );
     assert.equal(missing.status, 404);
     assert.match(missing.body, /<center><h1>404 Not Found<\/h1><\/center>\r\n<hr><center>nginx<\/center>/);
   });
@@ -111,7 +138,7 @@ describe('web front with the builtin decoy', () => {
     assert.equal(seen.length, 0, 'onUpgrade took none of them');
   });
 
-  test('an upgrade on the secret path with a Host nginx refuses gets the decoy\'s 400, as on any path', async () => {
+  test("an upgrade on the secret path with a Host nginx refuses gets the decoy's 400, as on any path", async () => {
     const bad = ['Host: a..b\r\n', 'Host: a/b\r\n', 'Host: a\r\nHost: b\r\n', 'Host: \r\n'];
     for (const h of bad) {
       const [secret, wrong] = await Promise.all([
@@ -131,7 +158,10 @@ describe('web front with the builtin decoy', () => {
   });
 
   test('after a refused upgrade the same connection serves the next (pipelined) request', async () => {
-    const r = await exchange(front.port, `GET ${SECRET}/x HTTP/1.1\r\nHost: a\r\n${UPGRADE}\r\nGET /robots.txt HTTP/1.1\r\nHost: a\r\n\r\n`);
+    const r = await exchange(
+      front.port,
+      `GET ${SECRET}/x HTTP/1.1\r\nHost: a\r\n${UPGRADE}\r\nGET /robots.txt HTTP/1.1\r\nHost: a\r\n\r\n`,
+    );
     const responses = r.text.split(/(?=HTTP\/1\.1 )/);
     assert.equal(responses.length, 2);
     assert.match(responses[0]!, /^HTTP\/1\.1 404 /);
@@ -150,7 +180,11 @@ describe('web front with the builtin decoy', () => {
       for (const rest of ['X', 'GET /robots.txt HTTP/1.1\r\nHost: a\r\n\r\n']) {
         const r = await exchange(front.port, first + rest);
         const { status, headers } = splitResponse(r.text);
-        assert.equal(status, first.startsWith('GET / ') ? 200 : 404, JSON.stringify({ first, rest, text: r.text.slice(0, 80) }));
+        assert.equal(
+          status,
+          first.startsWith('GET / ') ? 200 : 404,
+          JSON.stringify({ first, rest, text: r.text.slice(0, 80) }),
+        );
         assert.ok(headers.includes('Connection: close'));
         assert.equal(r.text.split(/(?=HTTP\/1\.1 )/).length, 1, 'one answer');
         assert.equal(r.close, 'fin');
@@ -174,7 +208,8 @@ describe('web front with the builtin decoy', () => {
   test('bodies nginx refuses: a bad chunk gets the page then FIN, a transfer coding other than chunked 501', async () => {
     // Before: both got no answer at all (Node's parser error destroyed the page in flight, and
     // Node takes "gzip" as a coding); nginx 1.22.1 answers as below.
-    const post = (te: string, body: string): string => `POST /nope HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ${te}\r\n\r\n${body}`;
+    const post = (te: string, body: string): string =>
+      `POST /nope HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ${te}\r\n\r\n${body}`;
     for (const [req, status, conn] of [
       [post('chunked', 'zz\r\n'), 404, 'close'],
       [post('gzip', ''), 501, 'close'],
@@ -208,7 +243,11 @@ describe('web front with the builtin decoy', () => {
   });
 
   test('garbage gets nginx 400 and a close', async () => {
-    for (const g of [Buffer.from('16030100a5010000a10303', 'hex'), Buffer.from('\x00\x01\x02\x03\r\n\r\n'), Buffer.from('GET / HTTP/1.1\r\n\r\n')]) {
+    for (const g of [
+      Buffer.from('16030100a5010000a10303', 'hex'),
+      Buffer.from('\x00\x01\x02\x03\r\n\r\n'),
+      Buffer.from('GET / HTTP/1.1\r\n\r\n'),
+    ]) {
       const r = await exchange(front.port, g);
       const { status, headers, body } = splitResponse(r.text);
       assert.equal(status, 400, JSON.stringify(r.text));
@@ -226,7 +265,11 @@ describe('web front with the builtin decoy', () => {
         const r = await exchange(front.port, `${m} ${p} HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n`);
         assert.doesNotMatch(r.text, SIGNATURES, `${m} ${p}`);
       }
-    for (const g of ['garbage\r\n\r\n', `GET /x HTTP/1.1\r\nHost: a\r\n${UPGRADE}\r\n`, 'GET / HTTP/1.1\r\n\r\n']) {
+    for (const g of [
+      'garbage\r\n\r\n',
+      `GET /x HTTP/1.1\r\nHost: a\r\n${UPGRADE}\r\n`,
+      'GET / HTTP/1.1\r\n\r\n',
+    ]) {
       assert.doesNotMatch((await exchange(front.port, g)).text, SIGNATURES);
     }
   });
@@ -268,7 +311,10 @@ describe('web front with the builtin decoy', () => {
   });
 
   test('headers over the limit get nginx 400 "Request Header Or Cookie Too Large"', async () => {
-    const r = await exchange(front.port, `GET / HTTP/1.1\r\nHost: a\r\nCookie: ${'a'.repeat(20_000)}\r\n\r\n`);
+    const r = await exchange(
+      front.port,
+      `GET / HTTP/1.1\r\nHost: a\r\nCookie: ${'a'.repeat(20_000)}\r\n\r\n`,
+    );
     assert.match(r.text, /^HTTP\/1\.1 400 Bad Request\r\n/);
     assert.match(r.text, /Request Header Or Cookie Too Large/);
   });
@@ -300,24 +346,46 @@ describe('web front over TLS (openssl-made certificate)', { skip: opensslSkip() 
   });
 
   test('serves the decoy over TLS, ALPN h2 and http/1.1 (HTTP/2: test/web/h2.test.ts)', async () => {
-    const s = tls.connect({ port: front.port, host: '127.0.0.1', servername: 'a.example', ca: a.cert, ALPNProtocols: ['h2', 'http/1.1'] });
+    const s = tls.connect({
+      port: front.port,
+      host: '127.0.0.1',
+      servername: 'a.example',
+      ca: a.cert,
+      ALPNProtocols: ['h2', 'http/1.1'],
+    });
     await new Promise((r, j) => {
       s.once('secureConnect', r);
       s.once('error', j);
     });
     assert.equal(s.alpnProtocol, 'h2');
     s.destroy();
-    const r = await exchange(front.port, 'GET / HTTP/1.1\r\nHost: a.example\r\n\r\n', { tls: { servername: 'a.example', ca: a.cert } });
-    assert.equal(splitResponse(r.text).status, 200);
-    const up = await exchange(front.port, `GET /x HTTP/1.1\r\nHost: a\r\n${UPGRADE}\r\nGET /robots.txt HTTP/1.1\r\nHost: a\r\n\r\n`, {
+    const r = await exchange(front.port, 'GET / HTTP/1.1\r\nHost: a.example\r\n\r\n', {
       tls: { servername: 'a.example', ca: a.cert },
     });
-    assert.equal(up.text.split(/(?=HTTP\/1\.1 )/).length, 2, 'TLS socket handed back after a refused upgrade');
+    assert.equal(splitResponse(r.text).status, 200);
+    const up = await exchange(
+      front.port,
+      `GET /x HTTP/1.1\r\nHost: a\r\n${UPGRADE}\r\nGET /robots.txt HTTP/1.1\r\nHost: a\r\n\r\n`,
+      {
+        tls: { servername: 'a.example', ca: a.cert },
+      },
+    );
+    assert.equal(
+      up.text.split(/(?=HTTP\/1\.1 )/).length,
+      2,
+      'TLS socket handed back after a refused upgrade',
+    );
   });
 
   test('wss on the secret path reaches onUpgrade', async () => {
     const payload = Buffer.from([1, 2, 3, 4, 5]);
-    assert.deepEqual(await wsEcho(`wss://127.0.0.1:${front.port}${SECRET}/tcp`, payload, { ca: a.cert, servername: 'a.example' }), payload);
+    assert.deepEqual(
+      await wsEcho(`wss://127.0.0.1:${front.port}${SECRET}/tcp`, payload, {
+        ca: a.cert,
+        servername: 'a.example',
+      }),
+      payload,
+    );
   });
 
   test('setTlsCredentials swaps the certificate for new connections', async () => {
@@ -331,7 +399,7 @@ describe('web front over TLS (openssl-made certificate)', { skip: opensslSkip() 
     s.destroy();
   });
 
-  test('plain HTTP on the TLS port gets nginx\'s 400 pages; a broken handshake just closes', async () => {
+  test("plain HTTP on the TLS port gets nginx's 400 pages; a broken handshake just closes", async () => {
     const plain = await exchange(front.port, 'GET / HTTP/1.1\r\nHost: a\r\n\r\n');
     const { status, headers, body } = splitResponse(plain.text);
     assert.equal(status, 400);
@@ -341,8 +409,15 @@ describe('web front over TLS (openssl-made certificate)', { skip: opensslSkip() 
     assert.equal(plain.close, 'fin');
     const garbage = await exchange(front.port, 'hello\r\n\r\n');
     assert.match(garbage.text, /^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*Content-Length: 150\r\n/);
-    const broken = await exchange(front.port, Buffer.concat([Buffer.from('1603010005', 'hex'), Buffer.from('hello')]));
-    assert.equal(broken.text.startsWith('HTTP/'), false, 'at most a TLS alert, as OpenSSL sends for nginx too');
+    const broken = await exchange(
+      front.port,
+      Buffer.concat([Buffer.from('1603010005', 'hex'), Buffer.from('hello')]),
+    );
+    assert.equal(
+      broken.text.startsWith('HTTP/'),
+      false,
+      'at most a TLS alert, as OpenSSL sends for nginx too',
+    );
     assert.notEqual(broken.close, 'open');
   });
 });

@@ -29,7 +29,12 @@ before(async () => {
     keys: [KEY],
     front: { grpc: true, keepAliveTimeoutMs: 300, requestTimeoutMs: 600 },
   });
-  hop = grpcNextHop({ address: '127.0.0.1', port: srv.webPort, tls: false, serviceName: grpcServiceName(srv.secretPath) });
+  hop = grpcNextHop({
+    address: '127.0.0.1',
+    port: srv.webPort,
+    tls: false,
+    serviceName: grpcServiceName(srv.secretPath),
+  });
   replier = net.createServer({ allowHalfOpen: true }, (s) => {
     const got: Buffer[] = [];
     s.on('data', (b: Buffer) => got.push(b));
@@ -45,7 +50,13 @@ after(async () => {
 });
 
 function tunnel(port: number): Duplex {
-  const dialer = new ShadowsocksDialer({ host: '127.0.0.1', port: 1, method: KEY.method, password: KEY.secret, nextHop: hop });
+  const dialer = new ShadowsocksDialer({
+    host: '127.0.0.1',
+    port: 1,
+    method: KEY.method,
+    password: KEY.secret,
+    nextHop: hop,
+  });
   return new DialerStream(dialer, { type: 'ipv4', host: '127.0.0.1', port });
 }
 
@@ -74,30 +85,50 @@ test('an idle tunnel outlives the h2 idle timeout (300 ms, then 5 s of GOAWAY gr
   assert.equal(await all, 'before after bye');
 });
 
-test('130 tunnels held open at once: a second HTTP/2 connection past 100 calls, none waits for a slot', { timeout: 20_000 }, async () => {
-  const echo = net.createServer((s) => s.pipe(s));
-  echo.listen(0, '127.0.0.1');
-  await once(echo, 'listening');
-  const own = grpcNextHop({ address: '127.0.0.1', port: srv.webPort, tls: false, serviceName: grpcServiceName(srv.secretPath) });
-  const dialer = new ShadowsocksDialer({ host: '127.0.0.1', port: 1, method: KEY.method, password: KEY.secret, nextHop: own });
-  const port = (echo.address() as AddressInfo).port;
-  const tunnels = Array.from({ length: 130 }, () => new DialerStream(dialer, { type: 'ipv4', host: '127.0.0.1', port }));
-  try {
-    // Every tunnel answers while all of them stay open (the server allows 128 streams a connection).
-    await Promise.all(
-      tunnels.map(
-        (t, i) =>
-          new Promise<void>((resolve, reject) => {
-            t.once('data', (b: Buffer) => (b.toString() === `t${i}` ? resolve() : reject(new Error(`tunnel ${i}: ${b.toString()}`))));
-            t.once('error', reject);
-            t.write(`t${i}`);
-          }),
-      ),
+test(
+  '130 tunnels held open at once: a second HTTP/2 connection past 100 calls, none waits for a slot',
+  { timeout: 20_000 },
+  async () => {
+    const echo = net.createServer((s) => s.pipe(s));
+    echo.listen(0, '127.0.0.1');
+    await once(echo, 'listening');
+    const own = grpcNextHop({
+      address: '127.0.0.1',
+      port: srv.webPort,
+      tls: false,
+      serviceName: grpcServiceName(srv.secretPath),
+    });
+    const dialer = new ShadowsocksDialer({
+      host: '127.0.0.1',
+      port: 1,
+      method: KEY.method,
+      password: KEY.secret,
+      nextHop: own,
+    });
+    const port = (echo.address() as AddressInfo).port;
+    const tunnels = Array.from(
+      { length: 130 },
+      () => new DialerStream(dialer, { type: 'ipv4', host: '127.0.0.1', port }),
     );
-    assert.equal(own.pool.sessions, 2);
-  } finally {
-    for (const t of tunnels) t.destroy();
-    own.close();
-    echo.close();
-  }
-});
+    try {
+      // Every tunnel answers while all of them stay open (the server allows 128 streams a connection).
+      await Promise.all(
+        tunnels.map(
+          (t, i) =>
+            new Promise<void>((resolve, reject) => {
+              t.once('data', (b: Buffer) =>
+                b.toString() === `t${i}` ? resolve() : reject(new Error(`tunnel ${i}: ${b.toString()}`)),
+              );
+              t.once('error', reject);
+              t.write(`t${i}`);
+            }),
+        ),
+      );
+      assert.equal(own.pool.sessions, 2);
+    } finally {
+      for (const t of tunnels) t.destroy();
+      own.close();
+      echo.close();
+    }
+  },
+);

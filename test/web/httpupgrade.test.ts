@@ -25,7 +25,11 @@ import { checkServers, type ServerTarget } from '../../src/probe/servers.js';
 import { formatSsUrl } from '../../src/protocol/sip002/index.js';
 import type { NextHop } from '../../src/transport/dialer.js';
 import { DialerStream } from '../../src/transport/dialer-stream.js';
-import { answerProblem, dialHttpUpgrade, httpUpgradeRequest } from '../../src/transport/httpupgrade-dialer.js';
+import {
+  answerProblem,
+  dialHttpUpgrade,
+  httpUpgradeRequest,
+} from '../../src/transport/httpupgrade-dialer.js';
 import { startEcho, type TestServer } from '../helpers/net.js';
 import { waitFor } from '../helpers/wait.js';
 import { startWsTestServer, type WsTestServer } from '../helpers/web-server.js';
@@ -125,7 +129,13 @@ function handHop(port: number, client: Client, path: string, seen: Seen): NextHo
 }
 
 /** Echo `size` random bytes through a Shadowsocks stream over `hop`; resolves when all came back. */
-async function echoThrough(srv: WsTestServer, key: { method: string; password: string }, hop: NextHop, echoPort: number, size: number): Promise<void> {
+async function echoThrough(
+  srv: WsTestServer,
+  key: { method: string; password: string },
+  hop: NextHop,
+  echoPort: number,
+  size: number,
+): Promise<void> {
   const dialer = createTunnelDialer({ host: '127.0.0.1', port: srv.webPort, ...key, nextHop: hop });
   const s = new DialerStream(dialer, { type: 'ipv4', host: '127.0.0.1', port: echoPort });
   const body = randomBytes(size);
@@ -138,7 +148,10 @@ async function echoThrough(srv: WsTestServer, key: { method: string; password: s
   s.write(body.subarray(0, 300));
   s.write(body.subarray(300));
   await waitFor(() => n >= size, { timeoutMs: 10_000, message: `echo of ${size} bytes` });
-  assert.equal(createHash('sha256').update(Buffer.concat(got)).digest('hex'), createHash('sha256').update(body).digest('hex'));
+  assert.equal(
+    createHash('sha256').update(Buffer.concat(got)).digest('hex'),
+    createHash('sha256').update(body).digest('hex'),
+  );
   s.end();
   await once(s, 'close');
 }
@@ -171,11 +184,20 @@ describe('HTTPUpgrade at /SECRET/up, byte for byte', () => {
     test(`${client}'s request (${key.method}): the 101 to the byte, then 256 KiB echoed`, async () => {
       const seen: Seen = { writes: [] };
       const path = `${srv.secretPath}/up`;
-      await echoThrough(srv, { method: key.method, password: key.secret }, handHop(srv.webPort, client, path, seen), echo.port, 256 * 1024);
+      await echoThrough(
+        srv,
+        { method: key.method, password: key.secret },
+        handHop(srv.webPort, client, path, seen),
+        echo.port,
+        256 * 1024,
+      );
       assert.equal(seen.answer, answerFor(client));
       const first = seen.writes[0]!.toString('latin1');
       if (client === 'xray' || client === 'mihomo-fast-open')
-        assert.ok(first.length > requestHead(client, path).length, 'the first Shadowsocks bytes were in the request write');
+        assert.ok(
+          first.length > requestHead(client, path).length,
+          'the first Shadowsocks bytes were in the request write',
+        );
       else assert.ok(first.endsWith('\r\n\r\n'), 'the request head alone');
     });
   }
@@ -197,13 +219,19 @@ describe('HTTPUpgrade at /SECRET/up, byte for byte', () => {
       `GET /p HTTP/1.1\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${WS_KEY}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nHost: h.test\r\n\r\n`,
     );
     assert.equal(answerProblem(answerFor('sing-box').trimEnd()), undefined);
-    assert.equal(answerProblem('HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade'), 'HTTP upgrade answered 101 without Upgrade: websocket and Connection: Upgrade');
+    assert.equal(
+      answerProblem('HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade'),
+      'HTTP upgrade answered 101 without Upgrade: websocket and Connection: Upgrade',
+    );
     const before = srv.upgrades;
     await assert.rejects(
       dialHttpUpgrade({ url: `ws://127.0.0.1:${srv.webPort}/elsewhere/up`, host: HOST }),
       /^UpstreamDialError: HTTP upgrade refused \(HTTP 404\)$/,
     );
-    const sock = await dialHttpUpgrade({ url: `ws://127.0.0.1:${srv.webPort}${srv.secretPath}/up`, host: HOST });
+    const sock = await dialHttpUpgrade({
+      url: `ws://127.0.0.1:${srv.webPort}${srv.secretPath}/up`,
+      host: HOST,
+    });
     assert.equal(srv.upgrades, before + 1);
     sock.destroy();
   });
@@ -225,7 +253,13 @@ test("the probe's upgrade step over HTTPUpgrade: through at /SECRET/up, stopped 
         pluginOptions: `mode=websocket;host=${HOST};path=${path};v2ray-http-upgrade;mux=0`,
       });
       const ep = endpointFromKey(key, 'local');
-      return { name: path, host: ep.host, port: ep.port, websocket: ep.websocket, dialer: (nextHop) => createTunnelDialer({ ...ep, nextHop }) };
+      return {
+        name: path,
+        host: ep.host,
+        port: ep.port,
+        websocket: ep.websocket,
+        dialer: (nextHop) => createTunnelDialer({ ...ep, nextHop }),
+      };
     });
     const checks = await checkServers(targets, {
       target: new URL(`http://127.0.0.1:${(page.address() as net.AddressInfo).port}/`),
@@ -245,31 +279,56 @@ test("the probe's upgrade step over HTTPUpgrade: through at /SECRET/up, stopped 
   }
 });
 
-test("Ladder's dialer over TLS: a pinned self-signed front, with and without fast-open; a wrong pin and no trust refused", { skip: opensslSkip() }, async () => {
-  const dir = tempDir('httpupgrade-pin');
-  const cert = makeCert(dir.path, 'front.test');
-  const srv = await startWsTestServer({ keys: [KEYS[0]!], front: { tls: { cert: cert.cert, key: cert.key } } });
-  try {
-    const pin = createHash('sha256').update(new X509Certificate(cert.cert).raw).digest('hex');
-    const url = `wss://127.0.0.1:${srv.webPort}${srv.secretPath}/up`;
-    for (const fastOpen of [false, true]) {
-      const s = await dialHttpUpgrade({ url, host: HOST, servername: 'front.test', pinSha256: pin, fastOpen });
-      s.destroy();
+test(
+  "Ladder's dialer over TLS: a pinned self-signed front, with and without fast-open; a wrong pin and no trust refused",
+  { skip: opensslSkip() },
+  async () => {
+    const dir = tempDir('httpupgrade-pin');
+    const cert = makeCert(dir.path, 'front.test');
+    const srv = await startWsTestServer({
+      keys: [KEYS[0]!],
+      front: { tls: { cert: cert.cert, key: cert.key } },
+    });
+    try {
+      const pin = createHash('sha256').update(new X509Certificate(cert.cert).raw).digest('hex');
+      const url = `wss://127.0.0.1:${srv.webPort}${srv.secretPath}/up`;
+      for (const fastOpen of [false, true]) {
+        const s = await dialHttpUpgrade({
+          url,
+          host: HOST,
+          servername: 'front.test',
+          pinSha256: pin,
+          fastOpen,
+        });
+        s.destroy();
+      }
+      const wrong = 'ab'.repeat(32);
+      await assert.rejects(dialHttpUpgrade({ url, host: HOST, pinSha256: wrong }), /does not match the pin/);
+      await assert.rejects(
+        dialHttpUpgrade({ url, host: HOST, pinSha256: wrong, fastOpen: true }),
+        /does not match the pin/,
+      );
+      await assert.rejects(
+        dialHttpUpgrade({ url, host: HOST }),
+        /HTTP upgrade connect failed: (DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED)/,
+      );
+      await waitFor(() => srv.upgrades === 1, {
+        timeoutMs: 2000,
+        message: 'the pinned non-fast-open dial upgraded',
+      });
+    } finally {
+      await srv.close();
+      dir.remove();
     }
-    const wrong = 'ab'.repeat(32);
-    await assert.rejects(dialHttpUpgrade({ url, host: HOST, pinSha256: wrong }), /does not match the pin/);
-    await assert.rejects(dialHttpUpgrade({ url, host: HOST, pinSha256: wrong, fastOpen: true }), /does not match the pin/);
-    await assert.rejects(dialHttpUpgrade({ url, host: HOST }), /HTTP upgrade connect failed: (DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED)/);
-    await waitFor(() => srv.upgrades === 1, { timeoutMs: 2000, message: 'the pinned non-fast-open dial upgraded' });
-  } finally {
-    await srv.close();
-    dir.remove();
-  }
-});
+  },
+);
 
 describe("Ladder's fast-open dialer (v2ray-http-upgrade-fast-open)", () => {
   /** A server that answers only once it holds `want` bytes; records what came before its answer. */
-  async function withholding(want: number, answer: string): Promise<{ port: number; before: Promise<Buffer>; close(): void }> {
+  async function withholding(
+    want: number,
+    answer: string,
+  ): Promise<{ port: number; before: Promise<Buffer>; close(): void }> {
     let got: (b: Buffer) => void = () => {};
     const before = new Promise<Buffer>((r) => (got = r));
     const srv = net.createServer((s) => {
@@ -334,10 +393,16 @@ describe('HTTPUpgrade negative control: wrong requests get the decoy, as on any 
   const WRONG: [string, string][] = [
     ['a path beside /up', `GET P/upx HTTP/1.1\r\nHost: ${HOST}\r\n${up}\r\n`],
     ['a path below /up', `GET P/up/x HTTP/1.1\r\nHost: ${HOST}\r\n${up}\r\n`],
-    ['Upgrade other than websocket', `GET P/up HTTP/1.1\r\nHost: ${HOST}\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n`],
+    [
+      'Upgrade other than websocket',
+      `GET P/up HTTP/1.1\r\nHost: ${HOST}\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n`,
+    ],
     ['POST', `POST P/up HTTP/1.1\r\nHost: ${HOST}\r\nContent-Length: 0\r\n${up}\r\n`],
     ['a body', `GET P/up HTTP/1.1\r\nHost: ${HOST}\r\nContent-Length: 3\r\n${up}\r\nabc`],
-    ['early data that is not base64', `GET P/up HTTP/1.1\r\nHost: ${HOST}\r\nSec-WebSocket-Protocol: a b\r\n${up}\r\n`],
+    [
+      'early data that is not base64',
+      `GET P/up HTTP/1.1\r\nHost: ${HOST}\r\nSec-WebSocket-Protocol: a b\r\n${up}\r\n`,
+    ],
     ['HTTP/1.0', `GET P/up HTTP/1.0\r\nHost: ${HOST}\r\n${up}\r\n`],
     ['no Upgrade header (a plain GET)', `GET P/up HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`],
   ];

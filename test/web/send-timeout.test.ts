@@ -66,7 +66,8 @@ test('a slow reader, pausing less than the timeout, gets the whole file', async 
   });
   const started = Date.now();
   // Headers and body: the body's length is known, so stop when it has all come.
-  while (got < SIZE && !s.destroyed && Date.now() - started < 30_000) await new Promise((r) => setTimeout(r, 50));
+  while (got < SIZE && !s.destroyed && Date.now() - started < 30_000)
+    await new Promise((r) => setTimeout(r, 50));
   assert.ok(got >= SIZE, `received ${got} of ${SIZE} bytes`);
   assert.ok(Date.now() - started > 2 * SEND_TIMEOUT_MS, 'slower than the timeout: the test means something');
   s.destroy();

@@ -104,7 +104,14 @@ function entriesFor(key: KeyRecord, title: string, seed: string, servers: readon
         host,
         port: web.port,
         ...base,
-        ws: { host, path: web.path, tls: web.tls, mux: web.mux, udp: web.udp, grpc: web.tls && web.grpc !== false },
+        ws: {
+          host,
+          path: web.path,
+          tls: web.tls,
+          mux: web.mux,
+          udp: web.udp,
+          grpc: web.tls && web.grpc !== false,
+        },
         ...(fleet ? { seed: `${seed}/${s.name}/ws` } : {}),
       });
       // --advertise web: the raw host:port (the origin a CDN hides) is named nowhere.
@@ -125,8 +132,19 @@ function entriesFor(key: KeyRecord, title: string, seed: string, servers: readon
 }
 
 /** The ShadowTLS entry of a key: the server's first host, the ShadowTLS port, its SNI and password. */
-function stlsEntry(label: string, host: string, base: { method: string; password: string }, t: ShadowTlsEndpoint): SubEntry {
-  return { name: `${label} (ShadowTLS)`, host, port: t.port, ...base, stls: { sni: t.sni, password: t.password, udp: t.udp } };
+function stlsEntry(
+  label: string,
+  host: string,
+  base: { method: string; password: string },
+  t: ShadowTlsEndpoint,
+): SubEntry {
+  return {
+    name: `${label} (ShadowTLS)`,
+    host,
+    port: t.port,
+    ...base,
+    stls: { sni: t.sni, password: t.password, udp: t.udp },
+  };
 }
 
 export function buildSubscription(
@@ -143,7 +161,8 @@ export function buildSubscription(
 ): Subscription {
   const title = key.name || settings.name || 'Ladder';
   const seed = `${settings.serverId}/${key.id}`;
-  const servers = fleet && fleet.length > 0 ? fleet : [{ hosts: [settings.hostnameForAccessKeys], web, stls }];
+  const servers =
+    fleet && fleet.length > 0 ? fleet : [{ hosts: [settings.hostnameForAccessKeys], web, stls }];
   const entries = entriesFor(key, title, seed, servers);
   const raw = entries.find((e) => e.ws === undefined && e.stls === undefined);
   // The store's live split of the window's usage; else the enforcer's total as download (as panels do).

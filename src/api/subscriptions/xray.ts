@@ -26,9 +26,18 @@ type Network = 'grpc' | 'ws' | 'httpupgrade' | 'tcp';
 function streamSettings(e: SubEntry, network: Network): Record<string, unknown> {
   const ws = e.ws;
   if (network === 'tcp' || ws === undefined) return { network: 'tcp' };
-  const tls = ws.tls ? { security: 'tls', tlsSettings: { serverName: ws.host, ...(network === 'grpc' ? { alpn: ['h2'] } : {}) } } : {};
+  const tls = ws.tls
+    ? {
+        security: 'tls',
+        tlsSettings: { serverName: ws.host, ...(network === 'grpc' ? { alpn: ['h2'] } : {}) },
+      }
+    : {};
   if (network === 'grpc')
-    return { network: 'grpc', ...tls, grpcSettings: { serviceName: grpcServiceName(ws.path), multiMode: false } };
+    return {
+      network: 'grpc',
+      ...tls,
+      grpcSettings: { serviceName: grpcServiceName(ws.path), multiMode: false },
+    };
   if (network === 'httpupgrade')
     return { network: 'httpupgrade', ...tls, httpupgradeSettings: { path: `${ws.path}/up`, host: ws.host } };
   return { network: 'ws', ...tls, wsSettings: { path: ws.path, headers: { Host: ws.host } } };
@@ -40,7 +49,13 @@ function config(e: SubEntry, name: string, network: Network): Record<string, unk
     remarks: name,
     log: { loglevel: 'warning' },
     inbounds: [
-      { tag: 'socks', listen: '127.0.0.1', port: SOCKS_PORT, protocol: 'socks', settings: { auth: 'noauth', udp: true } },
+      {
+        tag: 'socks',
+        listen: '127.0.0.1',
+        port: SOCKS_PORT,
+        protocol: 'socks',
+        settings: { auth: 'noauth', udp: true },
+      },
       { tag: 'http', listen: '127.0.0.1', port: HTTP_PORT, protocol: 'http', settings: {} },
     ],
     outbounds: [
@@ -82,5 +97,9 @@ export function xrayJson(sub: Subscription, placeholder: (sub: Subscription) => 
     // Xray's httpupgrade transport (2024 on) at the front's /SECRET/up (server/web/httpupgrade.ts).
     configs.push(config(e, `${base} (HTTPUpgrade)`, 'httpupgrade'));
   }
-  return { body: `${JSON.stringify(configs, null, 2)}\n`, contentType: 'application/json; charset=utf-8', ext: 'json' };
+  return {
+    body: `${JSON.stringify(configs, null, 2)}\n`,
+    contentType: 'application/json; charset=utf-8',
+    ext: 'json',
+  };
 }

@@ -232,8 +232,14 @@ async function printUrls(b: KeysBackend, id: string, qr: boolean, png?: string):
     ],
     ['over the web front (ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box, ladder client):', u.web],
     [`over the web front's HTTPUpgrade (${HTTP_UPGRADE_CLIENTS}):`, u.httpupgrade],
-    ['over the web front\'s gRPC (ladder client; v2rayNG/v2rayN: the subscription\'s v2ray-json format):', u.grpc],
-    ['through ShadowTLS v3 (ladder client, Shadowrocket; sing-box and mihomo: the subscription):', u.shadowtls],
+    [
+      "over the web front's gRPC (ladder client; v2rayNG/v2rayN: the subscription's v2ray-json format):",
+      u.grpc,
+    ],
+    [
+      'through ShadowTLS v3 (ladder client, Shadowrocket; sing-box and mihomo: the subscription):',
+      u.shadowtls,
+    ],
   ];
   for (const [label, url] of parts) {
     if (url === undefined) continue;

@@ -9,7 +9,13 @@ import { dynamicKeyNote, storeFlags } from '../banner-text.js';
 import { oneLineCommand, UsageError } from '../errors.js';
 import { refuseParentFlags } from '../given-flags.js';
 import { ladderCommand } from '../../shared/invocation.js';
-import { grpcKeyUrlFor, HTTP_UPGRADE_CLIENTS, httpUpgradeKeyUrlFor, loadWebEndpoint, webKeyUrlFor } from '../web.js';
+import {
+  grpcKeyUrlFor,
+  HTTP_UPGRADE_CLIENTS,
+  httpUpgradeKeyUrlFor,
+  loadWebEndpoint,
+  webKeyUrlFor,
+} from '../web.js';
 import { savedShadowTlsUrl } from '../shadowtls.js';
 
 interface AccessConfigFlags {
@@ -91,7 +97,9 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
       out.push(
         `web: keys over the web front${web.tls ? ' (TLS)' : ''} on port ${web.port}, for ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box and ${ladder} client`,
       );
-      out.push(`httpupgrade: the same front's HTTPUpgrade at the secret path's /up, for ${HTTP_UPGRADE_CLIENTS}`);
+      out.push(
+        `httpupgrade: the same front's HTTPUpgrade at the secret path's /up, for ${HTTP_UPGRADE_CLIENTS}`,
+      );
     }
     if (keys.some((k) => dynamicUrlVia(k, settings, api) !== undefined)) {
       out.push('');

@@ -231,9 +231,12 @@ async function banner(
         out.push('  over the web front (ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box):');
         out.push(`  ${webKeyUrl(k, host, web, k.id === 'default' ? 'ladder-web' : `${k.id}-web`)}`);
         out.push(`  over HTTPUpgrade (${HTTP_UPGRADE_CLIENTS}):`);
-        out.push(`  ${httpUpgradeKeyUrlFor(k, webEndpointOf(web, host), k.id === 'default' ? 'ladder-httpupgrade' : `${k.id}-httpupgrade`)}`);
+        out.push(
+          `  ${httpUpgradeKeyUrlFor(k, webEndpointOf(web, host), k.id === 'default' ? 'ladder-httpupgrade' : `${k.id}-httpupgrade`)}`,
+        );
         const grpc = grpcKeyUrl(k, host, web, k.id === 'default' ? 'ladder-grpc' : `${k.id}-grpc`);
-        if (grpc) out.push('  over gRPC (ladder client; v2rayNG/v2rayN: the v2ray-json subscription):', `  ${grpc}`);
+        if (grpc)
+          out.push('  over gRPC (ladder client; v2rayNG/v2rayN: the v2ray-json subscription):', `  ${grpc}`);
         const note = loopbackFrontNote(web.settings.host, web.publicUrl, host);
         if (note) out.push(note);
       }

@@ -116,7 +116,14 @@ export class TunnelDnsResolver implements DnsResolver {
   resolve(query: Buffer): Promise<Buffer> {
     const origId = queryId(query);
     return new Promise<Buffer>((resolve, reject) => {
-      const p: Pending = { origId, framed: Buffer.alloc(0), resolve, reject, timer: undefined, retried: false };
+      const p: Pending = {
+        origId,
+        framed: Buffer.alloc(0),
+        resolve,
+        reject,
+        timer: undefined,
+        retried: false,
+      };
       this.#send(p, query);
     });
   }
@@ -136,7 +143,14 @@ export class TunnelDnsResolver implements DnsResolver {
 
   #send(p: Pending, query: Buffer): void {
     const reusable = this.#reuse && this.#conn && !this.#conn.dead ? this.#conn : undefined;
-    const conn: TunnelConn = reusable ?? { stream: undefined, queue: [], pending: new Map(), dead: false, answered: 0, idle: undefined };
+    const conn: TunnelConn = reusable ?? {
+      stream: undefined,
+      queue: [],
+      pending: new Map(),
+      dead: false,
+      answered: 0,
+      idle: undefined,
+    };
     const id = this.#freshId(conn);
     const framed = frameTcp(withId(query, id));
     const entry: Pending = { ...p, framed };
@@ -163,7 +177,15 @@ export class TunnelDnsResolver implements DnsResolver {
     this.dials++;
     this.#dial(this.#upstream, framed).then(
       (stream) => this.#attach(conn, stream),
-      (err: unknown) => this.#kill(conn, new DnsError('ERR_DNS_DIAL', `tunnel DNS dial failed: ${err instanceof Error ? err.message : String(err)}`), false),
+      (err: unknown) =>
+        this.#kill(
+          conn,
+          new DnsError(
+            'ERR_DNS_DIAL',
+            `tunnel DNS dial failed: ${err instanceof Error ? err.message : String(err)}`,
+          ),
+          false,
+        ),
     );
   }
 
@@ -188,9 +210,15 @@ export class TunnelDnsResolver implements DnsResolver {
       if (!this.#reuse && conn.pending.size === 0) this.#kill(conn, undefined, false);
       else this.#armIdle(conn);
     });
-    stream.on('error', (err: Error) => this.#kill(conn, new DnsError('ERR_DNS_STREAM', `tunnel DNS stream failed: ${err.message}`), true));
-    stream.on('end', () => this.#kill(conn, new DnsError('ERR_DNS_STREAM', 'tunnel DNS stream closed before the answer'), true));
-    stream.on('close', () => this.#kill(conn, new DnsError('ERR_DNS_STREAM', 'tunnel DNS stream closed before the answer'), true));
+    stream.on('error', (err: Error) =>
+      this.#kill(conn, new DnsError('ERR_DNS_STREAM', `tunnel DNS stream failed: ${err.message}`), true),
+    );
+    stream.on('end', () =>
+      this.#kill(conn, new DnsError('ERR_DNS_STREAM', 'tunnel DNS stream closed before the answer'), true),
+    );
+    stream.on('close', () =>
+      this.#kill(conn, new DnsError('ERR_DNS_STREAM', 'tunnel DNS stream closed before the answer'), true),
+    );
     for (const q of conn.queue.splice(0)) stream.write(q);
   }
 
@@ -259,7 +287,11 @@ export interface FilteringUdpResolverOptions {
   localAddress?: string | undefined;
   clock?: Clock;
   /** Called once per query that drew at least one forged reply. Carries no name by default. */
-  onForged?: (info: { reasons: StubForgeryReason[]; question: string | undefined; genuineFound: boolean }) => void;
+  onForged?: (info: {
+    reasons: StubForgeryReason[];
+    question: string | undefined;
+    genuineFound: boolean;
+  }) => void;
 }
 
 export type StubForgeryReason = ForgeryReason | 'canary-reply';
@@ -361,14 +393,19 @@ export class FilteringUdpResolver implements DnsResolver {
           }
         });
         if (forgedCount > 0) {
-          this.#onForged?.({ reasons: [...reasons], question: q.questions?.[0]?.name, genuineFound: lastGenuine !== undefined });
+          this.#onForged?.({
+            reasons: [...reasons],
+            question: q.questions?.[0]?.name,
+            genuineFound: lastGenuine !== undefined,
+          });
         }
         const response = lastGenuine ? withId(lastGenuine, origId) : servfailFor(query);
         resolve({ response, forgedCount, genuineCount, reasons: [...reasons] });
       };
       const fromCanary = (addr: string, port: number): boolean =>
         this.#canary !== undefined && port === this.#canary.port && addr === this.#canary.host;
-      const fromUpstream = (addr: string, port: number): boolean => port === this.#upstream.port && addr === this.#upstream.host;
+      const fromUpstream = (addr: string, port: number): boolean =>
+        port === this.#upstream.port && addr === this.#upstream.host;
       sock.on('message', (msg, rinfo) => {
         if (done) return;
         const canary = fromCanary(rinfo.address, rinfo.port);

@@ -38,12 +38,18 @@ function entryMatcher(entry: string, source: string, line: number): Matcher {
         `"${entry}" is not a valid CIDR (prefix length /0../32 for IPv4, /0../128 for IPv6)`,
       );
   }
-  if (entry.startsWith('||')) return { kind: 'domain-suffix', value: entry.slice(2).toLowerCase().replace(/\.$/, '') };
-  if (entry.startsWith('|')) return { kind: 'domain', value: entry.slice(1).toLowerCase().replace(/\.$/, '') };
+  if (entry.startsWith('||'))
+    return { kind: 'domain-suffix', value: entry.slice(2).toLowerCase().replace(/\.$/, '') };
+  if (entry.startsWith('|'))
+    return { kind: 'domain', value: entry.slice(1).toLowerCase().replace(/\.$/, '') };
   try {
     return { kind: 'domain-regex', value: new RegExp(entry, 'i') };
   } catch {
-    throw new RuleSyntaxError(source, line, `"${entry}" is neither an IP/CIDR nor a valid regular expression`);
+    throw new RuleSyntaxError(
+      source,
+      line,
+      `"${entry}" is neither an IP/CIDR nor a valid regular expression`,
+    );
   }
 }
 
@@ -72,10 +78,15 @@ export function parseAcl(text: string, source = 'acl'): RuleSet {
       else throw new RuleSyntaxError(source, line, `unknown ACL section [${header[1]}]`);
       continue;
     }
-    if (section === undefined) throw new RuleSyntaxError(source, line, 'entry outside [bypass_list] or [proxy_list]');
+    if (section === undefined)
+      throw new RuleSyntaxError(source, line, 'entry outside [bypass_list] or [proxy_list]');
     if (section === 'ignore') continue;
     const match = entryMatcher(t, source, line);
-    (section === 'proxy' ? proxy : bypass).push({ match, route: section === 'proxy' ? 'proxy' : 'direct', line });
+    (section === 'proxy' ? proxy : bypass).push({
+      match,
+      route: section === 'proxy' ? 'proxy' : 'direct',
+      line,
+    });
   }
   return new RuleSet([...proxy, ...bypass], fallback);
 }

@@ -38,7 +38,11 @@ export function parseProbeRules(text: string, source: string, opts: ProbeRuleOpt
       m = JSON.parse(raw);
     } catch (err) {
       const pos = /position (\d+)/.exec((err as Error).message)?.[1];
-      const e = new RuleSyntaxError(source, line, 'not JSON (a probe --json file has one measurement a line)');
+      const e = new RuleSyntaxError(
+        source,
+        line,
+        'not JSON (a probe --json file has one measurement a line)',
+      );
       // The column when V8 names it (not every message of JSON.parse does).
       if (pos !== undefined) e.message = e.message.replace(`:${line}: `, `:${line}:${Number(pos) + 1}: `);
       throw e;
@@ -47,8 +51,13 @@ export function parseProbeRules(text: string, source: string, opts: ProbeRuleOpt
     if (typeof o !== 'object' || o === null || Array.isArray(o))
       throw new RuleSyntaxError(source, line, 'expected a measurement object');
     if (o.test_name !== 'web_connectivity')
-      throw new RuleSyntaxError(source, line, `test_name is ${JSON.stringify(o.test_name)}, expected "web_connectivity" (ladder probe --list --json output)`);
-    if (typeof o.input !== 'string') throw new RuleSyntaxError(source, line, 'input: expected the measured URL');
+      throw new RuleSyntaxError(
+        source,
+        line,
+        `test_name is ${JSON.stringify(o.test_name)}, expected "web_connectivity" (ladder probe --list --json output)`,
+      );
+    if (typeof o.input !== 'string')
+      throw new RuleSyntaxError(source, line, 'input: expected the measured URL');
     let host: string;
     try {
       host = normalizeHost(new URL(o.input).hostname);
@@ -58,10 +67,19 @@ export function parseProbeRules(text: string, source: string, opts: ProbeRuleOpt
     if (host === '') throw new RuleSyntaxError(source, line, 'input: the URL has no host');
     const b = o.test_keys?.blocking;
     if (b !== false && b !== null && !(typeof b === 'string' && MECHANISMS.has(b)))
-      throw new RuleSyntaxError(source, line, `test_keys.blocking: ${JSON.stringify(b)} is not false, null or a mechanism (${[...MECHANISMS].join(', ')})`);
+      throw new RuleSyntaxError(
+        source,
+        line,
+        `test_keys.blocking: ${JSON.stringify(b)} is not false, null or a mechanism (${[...MECHANISMS].join(', ')})`,
+      );
     measurements++;
     if (b === null) continue;
-    const route: Route = b === false ? 'direct' : b === 'tls' && opts.fragment && o.input.startsWith('https:') ? 'fragment' : 'proxy';
+    const route: Route =
+      b === false
+        ? 'direct'
+        : b === 'tls' && opts.fragment && o.input.startsWith('https:')
+          ? 'fragment'
+          : 'proxy';
     const cur = best.get(host);
     if (!cur || RANK[route] > RANK[cur.route]) best.set(host, { route, line });
   }

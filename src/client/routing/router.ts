@@ -31,11 +31,7 @@ import { normalizeHost, type Route, type Rule, type RuleSet } from './rules.js';
 export type RouteMode = 'auto' | 'proxy' | 'direct';
 
 export type FailureKind =
-  | 'reset-after-clienthello'
-  | 'forged-dns'
-  | 'stall-after-first-packet'
-  | 'connect-failed'
-  | 'reset';
+  'reset-after-clienthello' | 'forged-dns' | 'stall-after-first-packet' | 'connect-failed' | 'reset';
 
 export interface Decision {
   readonly route: Route;
@@ -116,7 +112,8 @@ export class Router {
     const rule = this.#rules?.matchRule(key);
     if (rule && !rule.soft) return undefined; // explicit rules are not second-guessed (measured ones are: probe-rules.ts)
     let next: Route | undefined;
-    if (route === 'direct') next = kind === 'reset-after-clienthello' && this.#fragment ? 'fragment' : 'proxy';
+    if (route === 'direct')
+      next = kind === 'reset-after-clienthello' && this.#fragment ? 'fragment' : 'proxy';
     else if (route === 'fragment') next = 'proxy';
     else next = undefined;
     if (!next) return undefined;
@@ -143,7 +140,8 @@ export class Router {
   snapshot(): { host: string; route: Route; reason: FailureKind; expiresInMs: number }[] {
     const now = this.#clock.now();
     const out: { host: string; route: Route; reason: FailureKind; expiresInMs: number }[] = [];
-    for (const [host, l] of this.#learned) if (l.until > now) out.push({ host, route: l.route, reason: l.reason, expiresInMs: l.until - now });
+    for (const [host, l] of this.#learned)
+      if (l.until > now) out.push({ host, route: l.route, reason: l.reason, expiresInMs: l.until - now });
     return out;
   }
 }
@@ -172,7 +170,8 @@ export function classifyFailure(o: FailureObservation): FailureKind | undefined 
   const reset = o.errorCode === 'ECONNRESET' || o.errorCode === 'EPIPE';
   const timeout = o.errorCode === 'ETIMEDOUT' || o.errorCode === 'timeout';
   if (o.phase === 'connect') {
-    if (timeout || o.errorCode === 'EHOSTUNREACH' || o.errorCode === 'ENETUNREACH' || reset) return 'connect-failed';
+    if (timeout || o.errorCode === 'EHOSTUNREACH' || o.errorCode === 'ENETUNREACH' || reset)
+      return 'connect-failed';
     return undefined; // ECONNREFUSED etc.: the site itself, not the path
   }
   if (o.bytesReceived > 0) return reset ? 'reset' : undefined;

@@ -59,7 +59,10 @@ test('simple list format: errors name the file, the line and the problem', () =>
       'domain-sufix,example.com,proxy',
       /my\.rules:1: unknown rule type "domain-sufix" \(did you mean domain-suffix\?\) \(.*ip-cidr, ip-cidr6, final\)/,
     ],
-    ['domain-suffix,example.com,proxi', /my\.rules:1: unknown route "proxi" \(did you mean proxy\?\) \(use direct, fragment, proxy or block\)/],
+    [
+      'domain-suffix,example.com,proxi',
+      /my\.rules:1: unknown route "proxi" \(did you mean proxy\?\) \(use direct, fragment, proxy or block\)/,
+    ],
     ['domain-suffix,example.com,tunnel', /unknown route "tunnel"/],
     ['ip-cidr,10.0.0.0/40,direct', /not an IP address or CIDR/],
     ['domain-regex,(unclosed,proxy', /invalid regular expression/],
@@ -67,7 +70,11 @@ test('simple list format: errors name the file, the line and the problem', () =>
     ['final', /expected "final,<route>"/],
   ];
   for (const [text, re] of cases) {
-    assert.throws(() => parseRuleList(text, 'my.rules'), (e) => e instanceof RuleSyntaxError && re.test(e.message), text);
+    assert.throws(
+      () => parseRuleList(text, 'my.rules'),
+      (e) => e instanceof RuleSyntaxError && re.test(e.message),
+      text,
+    );
   }
 });
 
@@ -112,25 +119,49 @@ test('Shadowsocks ACL: sections, IP/CIDR, regex, ||suffix, |exact; proxy_list be
   assert.throws(() => parseAcl('1.2.3.4'), /outside \[bypass_list\]/);
   assert.throws(() => parseAcl('[proxy_list]\n(bad', 'f.acl'), /f\.acl:2:/);
   // A CIDR with an impossible prefix is refused, not read as a regular expression.
-  assert.throws(() => parseAcl('[bypass_list]\n\n1.2.3.4/40', 'f.acl'), /^RuleSyntaxError: f\.acl:3: "1\.2\.3\.4\/40" is not a valid CIDR/);
-  assert.throws(() => parseAcl('[proxy_list]\n2001:db8::/129', 'f.acl'), /f\.acl:2: "2001:db8::\/129" is not a valid CIDR/);
+  assert.throws(
+    () => parseAcl('[bypass_list]\n\n1.2.3.4/40', 'f.acl'),
+    /^RuleSyntaxError: f\.acl:3: "1\.2\.3\.4\/40" is not a valid CIDR/,
+  );
+  assert.throws(
+    () => parseAcl('[proxy_list]\n2001:db8::/129', 'f.acl'),
+    /f\.acl:2: "2001:db8::\/129" is not a valid CIDR/,
+  );
   assert.equal(parseAcl('[bypass_list]\n10.0.0.0/8\n').match('10.1.2.3'), 'direct');
 });
 
 function runPac(pac: string, host: string): string {
   const isInNet = (h: string, net: string, mask: string): boolean => {
     const n = (s: string): number => s.split('.').reduce((a, b) => ((a << 8) | Number(b)) >>> 0, 0);
-    return ((n(h) & n(mask)) >>> 0) === ((n(net) & n(mask)) >>> 0);
+    return (n(h) & n(mask)) >>> 0 === (n(net) & n(mask)) >>> 0;
   };
   const ctx = vm.createContext({ isInNet });
   vm.runInContext(pac, ctx, { timeout: 1000 });
-  return vm.runInContext(`FindProxyForURL(${JSON.stringify(`https://${host}/`)}, ${JSON.stringify(host)})`, ctx, { timeout: 1000 }) as string;
+  return vm.runInContext(
+    `FindProxyForURL(${JSON.stringify(`https://${host}/`)}, ${JSON.stringify(host)})`,
+    ctx,
+    { timeout: 1000 },
+  ) as string;
 }
 
 test('PAC: FindProxyForURL agrees with the rule set (direct vs local client)', () => {
   for (const rs of [parseRuleList(LIST), parseAcl(ACL)] as RuleSet[]) {
     const pac = generatePac(rs, { proxy: 'SOCKS5 127.0.0.1:1080; SOCKS 127.0.0.1:1080' });
-    const hosts = ['google.com', 'www.google.com', 'notgoogle.com', 'www.wikipedia.org', 'gov.cn', '10.1.2.3', '11.1.2.3', 'www.baidu.com', 'im.qq.com', '192.168.3.4', 'exact.example', 'sub.exact.example', 'foo.youtube.com'];
+    const hosts = [
+      'google.com',
+      'www.google.com',
+      'notgoogle.com',
+      'www.wikipedia.org',
+      'gov.cn',
+      '10.1.2.3',
+      '11.1.2.3',
+      'www.baidu.com',
+      'im.qq.com',
+      '192.168.3.4',
+      'exact.example',
+      'sub.exact.example',
+      'foo.youtube.com',
+    ];
     for (const h of hosts) {
       const want = rs.match(h) === 'direct' ? 'DIRECT' : 'SOCKS5 127.0.0.1:1080; SOCKS 127.0.0.1:1080';
       assert.equal(runPac(pac, h), want, `${h}`);
@@ -159,7 +190,12 @@ test('Router: modes and rules', () => {
 
 test('Router auto: escalation per failure pattern, immediate retry route, TTL, no step-down', () => {
   const clock = new ManualClock();
-  const r = new Router({ mode: 'auto', clock, ttlMs: 60_000, rules: parseRuleList('domain,pinned.example,direct') });
+  const r = new Router({
+    mode: 'auto',
+    clock,
+    ttlMs: 60_000,
+    rules: parseRuleList('domain,pinned.example,direct'),
+  });
   // Unblocked sites go direct and stay direct.
   assert.deepEqual(r.decide('ok.example'), { route: 'direct', source: 'mode' });
   r.reportSuccess('ok.example', 'direct');
@@ -202,7 +238,10 @@ test('Router auto: a simulated browsing session never fails a request twice', ()
   const clock = new ManualClock();
   const r = new Router({ mode: 'auto', clock });
   // The censored path: which routes fail for which site, and how.
-  const censor: Record<string, Partial<Record<Route, 'reset-after-clienthello' | 'forged-dns' | 'stall-after-first-packet'>>> = {
+  const censor: Record<
+    string,
+    Partial<Record<Route, 'reset-after-clienthello' | 'forged-dns' | 'stall-after-first-packet'>>
+  > = {
     'sni-only.example': { direct: 'reset-after-clienthello' },
     'sni-reassembling.example': { direct: 'reset-after-clienthello', fragment: 'reset-after-clienthello' },
     'dns.example': { direct: 'forged-dns' },
@@ -248,8 +287,14 @@ test('classifyFailure maps observations to patterns', () => {
   assert.equal(classifyFailure({ ...base, errorCode: 'timeout' }), 'stall-after-first-packet');
   assert.equal(classifyFailure({ ...base, errorCode: 'timeout', bytesReceived: 100 }), undefined);
   assert.equal(classifyFailure({ ...base, forgedDns: true }), 'forged-dns');
-  assert.equal(classifyFailure({ ...base, phase: 'connect', errorCode: 'ETIMEDOUT', bytesSent: 0 }), 'connect-failed');
-  assert.equal(classifyFailure({ ...base, phase: 'connect', errorCode: 'ECONNREFUSED', bytesSent: 0 }), undefined);
+  assert.equal(
+    classifyFailure({ ...base, phase: 'connect', errorCode: 'ETIMEDOUT', bytesSent: 0 }),
+    'connect-failed',
+  );
+  assert.equal(
+    classifyFailure({ ...base, phase: 'connect', errorCode: 'ECONNREFUSED', bytesSent: 0 }),
+    undefined,
+  );
 });
 
 test('EndpointSelector: avoid a stalled 3-tuple for the residual period, move on, come back later', () => {
@@ -295,7 +340,14 @@ test('EndpointSelector: avoid a stalled 3-tuple for the residual period, move on
 test('property: EndpointSelector never picks an endpoint inside its residual; Router never steps down', () => {
   fc.assert(
     fc.property(
-      fc.array(fc.tuple(fc.constantFrom('pick', 'fail', 'advance'), fc.integer({ min: 0, max: 4 }), fc.integer({ min: 1, max: 100_000 })), { maxLength: 200 }),
+      fc.array(
+        fc.tuple(
+          fc.constantFrom('pick', 'fail', 'advance'),
+          fc.integer({ min: 0, max: 4 }),
+          fc.integer({ min: 1, max: 100_000 }),
+        ),
+        { maxLength: 200 },
+      ),
       (ops) => {
         const clock = new ManualClock();
         const eps = [0, 1, 2, 3, 4].map((i) => ({ host: `192.0.2.${i % 3}`, port: 1000 + i }));
@@ -318,21 +370,36 @@ test('property: EndpointSelector never picks an endpoint inside its residual; Ro
     ),
     { numRuns: 300 },
   );
-  const kinds = ['reset-after-clienthello', 'forged-dns', 'stall-after-first-packet', 'connect-failed', 'reset'] as const;
+  const kinds = [
+    'reset-after-clienthello',
+    'forged-dns',
+    'stall-after-first-packet',
+    'connect-failed',
+    'reset',
+  ] as const;
   fc.assert(
-    fc.property(fc.array(fc.tuple(fc.constantFrom('direct' as const, 'fragment' as const, 'proxy' as const), fc.constantFrom(...kinds)), { maxLength: 30 }), (reports) => {
-      const clock = new ManualClock();
-      const r = new Router({ mode: 'auto', clock });
-      const rank = { direct: 0, fragment: 1, proxy: 2, block: 3 };
-      let prev = 0;
-      for (const [route, kind] of reports) {
-        const retry = r.reportFailure('h.example', route, kind);
-        const now = r.decide('h.example').route;
-        assert.ok(rank[now] >= prev, 'stepped down');
-        if (retry) assert.ok(rank[retry] > rank[route] || retry === now);
-        prev = rank[now];
-      }
-    }),
+    fc.property(
+      fc.array(
+        fc.tuple(
+          fc.constantFrom('direct' as const, 'fragment' as const, 'proxy' as const),
+          fc.constantFrom(...kinds),
+        ),
+        { maxLength: 30 },
+      ),
+      (reports) => {
+        const clock = new ManualClock();
+        const r = new Router({ mode: 'auto', clock });
+        const rank = { direct: 0, fragment: 1, proxy: 2, block: 3 };
+        let prev = 0;
+        for (const [route, kind] of reports) {
+          const retry = r.reportFailure('h.example', route, kind);
+          const now = r.decide('h.example').route;
+          assert.ok(rank[now] >= prev, 'stepped down');
+          if (retry) assert.ok(rank[retry] > rank[route] || retry === now);
+          prev = rank[now];
+        }
+      },
+    ),
     { numRuns: 300 },
   );
 });

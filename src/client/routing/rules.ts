@@ -93,7 +93,9 @@ export class RuleSet {
   constructor(rules: readonly Rule[] = [], fallback?: Route) {
     this.rules = rules;
     this.fallback = fallback;
-    for (const r of rules) if (r.match.kind === 'cidr' && !this.#cidrs.has(r.match.value)) this.#cidrs.set(r.match.value, new IpSet([r.match.value]));
+    for (const r of rules)
+      if (r.match.kind === 'cidr' && !this.#cidrs.has(r.match.value))
+        this.#cidrs.set(r.match.value, new IpSet([r.match.value]));
   }
 
   /** The first matching rule's route, else the fallback, else undefined. */
@@ -130,7 +132,15 @@ export function parseRoute(text: string, source: string, line: number): Route {
 }
 
 /** The rule types of the list format, as the messages list them. */
-const RULE_TYPES = ['domain', 'domain-suffix', 'domain-keyword', 'domain-regex', 'ip-cidr', 'ip-cidr6', 'final'];
+const RULE_TYPES = [
+  'domain',
+  'domain-suffix',
+  'domain-keyword',
+  'domain-regex',
+  'ip-cidr',
+  'ip-cidr6',
+  'final',
+];
 
 const DOMAIN_RE = /^(?=.{1,253}$)(?!-)[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*$/;
 
@@ -192,11 +202,16 @@ export function parseRuleList(text: string, source = 'rules'): RuleSet {
       fallback = parseRoute(parts[1]!, source, line);
       continue;
     }
-    if (parts.length < 3 || parts.length > 4) throw new RuleSyntaxError(source, line, 'expected "<type>,<value>,<route>"');
+    if (parts.length < 3 || parts.length > 4)
+      throw new RuleSyntaxError(source, line, 'expected "<type>,<value>,<route>"');
     // domain-regex values may contain commas: everything between the first and last comma.
     const value = kind === 'domain-regex' ? raw.slice(raw.indexOf(',') + 1, raw.lastIndexOf(',')) : parts[1]!;
     const routeText = kind === 'domain-regex' ? raw.slice(raw.lastIndexOf(',') + 1) : parts[2]!;
-    rules.push({ match: makeMatcher(kind, value, source, line), route: parseRoute(routeText, source, line), line });
+    rules.push({
+      match: makeMatcher(kind, value, source, line),
+      route: parseRoute(routeText, source, line),
+      line,
+    });
   }
   return new RuleSet(rules, fallback);
 }

@@ -58,7 +58,8 @@ export function parseCidr(text: string): Cidr {
   let prefix = width;
   if (slash !== -1) {
     const p = text.slice(slash + 1);
-    if (!/^\d{1,3}$/.test(p) || Number(p) > textWidth) throw new ProtocolError('ERR_ADDRESS', `bad prefix length in "${text}"`);
+    if (!/^\d{1,3}$/.test(p) || Number(p) > textWidth)
+      throw new ProtocolError('ERR_ADDRESS', `bad prefix length in "${text}"`);
     prefix = Number(p);
     // Mapped ::ffff:a.b.c.d/120 -> IPv4 /24.
     if (ip.version === 4 && textWidth === 128) prefix = Math.max(0, prefix - 96);

@@ -7,7 +7,12 @@ import { IpSet, ipToBigInt, parseCidr } from './ip-set.js';
 import { decodeDns, frameTcp, inspectResponse, servfailFor, TcpFrameDecoder, withId } from './message.js';
 
 function query(name: string, type: 'A' | 'AAAA' | 'TXT', id = 0x1234): Buffer {
-  return dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name }] });
+  return dnsPacket.encode({
+    type: 'query',
+    id,
+    flags: dnsPacket.RECURSION_DESIRED,
+    questions: [{ type, name }],
+  });
 }
 
 function reply(q: Buffer, answers: dnsPacket.Answer[], flags = 0x0180): Buffer {
@@ -35,8 +40,14 @@ test('servfailFor echoes id and question; withId rewrites the id', () => {
   assert.equal((r as unknown as { rcode: string }).rcode, 'SERVFAIL');
   assert.deepEqual(r.questions, [{ name: 'blocked.example', type: 'A', class: 'IN' }]);
   assert.equal(decodeDns(withId(q, 7)).id, 7);
-  assert.throws(() => decodeDns(Buffer.alloc(5)), (e) => isProtocolError(e) && e.code === 'ERR_DNS');
-  assert.throws(() => decodeDns(Buffer.alloc(40, 0xff)), (e) => isProtocolError(e) && e.code === 'ERR_DNS');
+  assert.throws(
+    () => decodeDns(Buffer.alloc(5)),
+    (e) => isProtocolError(e) && e.code === 'ERR_DNS',
+  );
+  assert.throws(
+    () => decodeDns(Buffer.alloc(40, 0xff)),
+    (e) => isProtocolError(e) && e.code === 'ERR_DNS',
+  );
 });
 
 test('inspectResponse: type mismatch, forged pool, AA on recursive, unrelated replies', () => {
@@ -44,8 +55,15 @@ test('inspectResponse: type mismatch, forged pool, AA on recursive, unrelated re
   const qa = query('blocked.example', 'A');
   const qtxt = query('blocked.example', 'TXT');
   const qd = decodeDns(qa);
-  const genuine = decodeDns(reply(qa, [{ type: 'A', name: 'blocked.example', ttl: 60, data: '198.51.100.7' }]));
-  assert.deepEqual(inspectResponse(qd, genuine, { forged }), { related: true, forged: false, reasons: [], addresses: ['198.51.100.7'] });
+  const genuine = decodeDns(
+    reply(qa, [{ type: 'A', name: 'blocked.example', ttl: 60, data: '198.51.100.7' }]),
+  );
+  assert.deepEqual(inspectResponse(qd, genuine, { forged }), {
+    related: true,
+    forged: false,
+    reasons: [],
+    addresses: ['198.51.100.7'],
+  });
   const cname = decodeDns(
     reply(qa, [
       { type: 'CNAME', name: 'blocked.example', ttl: 60, data: 'cdn.example' },
@@ -56,18 +74,31 @@ test('inspectResponse: type mismatch, forged pool, AA on recursive, unrelated re
   const pool = decodeDns(reply(qa, [{ type: 'A', name: 'blocked.example', ttl: 60, data: '31.13.72.1' }]));
   assert.deepEqual(inspectResponse(qd, pool, { forged }).reasons, ['forged-address']);
   // GFW answers A to a TXT query.
-  const mismatch = decodeDns(reply(qtxt, [{ type: 'A', name: 'blocked.example', ttl: 60, data: '203.0.113.9' }]));
+  const mismatch = decodeDns(
+    reply(qtxt, [{ type: 'A', name: 'blocked.example', ttl: 60, data: '203.0.113.9' }]),
+  );
   assert.deepEqual(inspectResponse(decodeDns(qtxt), mismatch).reasons, ['type-mismatch']);
   // AAAA to an A query is a mismatch too.
   const v6 = decodeDns(reply(qa, [{ type: 'AAAA', name: 'blocked.example', ttl: 60, data: '2001:db8::1' }]));
-  assert.deepEqual(new Set(inspectResponse(qd, v6, { forged }).reasons), new Set(['type-mismatch', 'forged-address']));
-  const aa = decodeDns(reply(qa, [{ type: 'A', name: 'blocked.example', ttl: 60, data: '198.51.100.7' }], 0x8400 & 0x7fff | 0x0100));
+  assert.deepEqual(
+    new Set(inspectResponse(qd, v6, { forged }).reasons),
+    new Set(['type-mismatch', 'forged-address']),
+  );
+  const aa = decodeDns(
+    reply(
+      qa,
+      [{ type: 'A', name: 'blocked.example', ttl: 60, data: '198.51.100.7' }],
+      (0x8400 & 0x7fff) | 0x0100,
+    ),
+  );
   assert.deepEqual(inspectResponse(qd, aa, { flagAaOnRecursive: true }).reasons, ['aa-on-recursive']);
   assert.equal(inspectResponse(qd, aa).forged, false);
   const priv = decodeDns(reply(qa, [{ type: 'A', name: 'blocked.example', ttl: 60, data: '127.0.0.1' }]));
   assert.deepEqual(inspectResponse(qd, priv, { flagPrivate: true }).reasons, ['private-address']);
   // Different id or question: unrelated, ignored.
-  const other = decodeDns(reply(query('other.example', 'A'), [{ type: 'A', name: 'other.example', ttl: 1, data: '31.13.1.1' }]));
+  const other = decodeDns(
+    reply(query('other.example', 'A'), [{ type: 'A', name: 'other.example', ttl: 1, data: '31.13.1.1' }]),
+  );
   assert.equal(inspectResponse(qd, other, { forged }).related, false);
   const otherId = decodeDns(reply(query('blocked.example', 'A', 9), []));
   assert.equal(inspectResponse(qd, otherId).related, false);
@@ -88,7 +119,11 @@ test('IpSet and CIDR parsing', () => {
   assert.equal(ipToBigInt('::1')!.value, 1n);
   assert.equal(ipToBigInt('1::')!.value, 1n << 112n);
   for (const bad of ['10.0.0.0/33', 'x/8', '1.2.3', '::1/129', '10.0.0.0/-1']) {
-    assert.throws(() => parseCidr(bad), (e) => isProtocolError(e) && e.code === 'ERR_ADDRESS', bad);
+    assert.throws(
+      () => parseCidr(bad),
+      (e) => isProtocolError(e) && e.code === 'ERR_ADDRESS',
+      bad,
+    );
   }
 });
 
@@ -98,7 +133,11 @@ test('property: decodeDns and inspectResponse never throw anything but ProtocolE
     fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
       try {
         const r = decodeDns(bytes);
-        inspectResponse(q, r, { forged: new IpSet(['1.2.3.0/24']), flagAaOnRecursive: true, flagPrivate: true });
+        inspectResponse(q, r, {
+          forged: new IpSet(['1.2.3.0/24']),
+          flagAaOnRecursive: true,
+          flagPrivate: true,
+        });
       } catch (e) {
         assert.ok(isProtocolError(e), String(e));
       }

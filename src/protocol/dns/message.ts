@@ -28,7 +28,8 @@ export const MAX_DNS_MESSAGE = 65535;
 export const RCODE_SERVFAIL = 2;
 
 export function decodeDns(buf: Uint8Array): DecodedPacket {
-  if (buf.length < 12) throw new ProtocolError('ERR_DNS', `DNS message of ${buf.length} bytes is shorter than the header`);
+  if (buf.length < 12)
+    throw new ProtocolError('ERR_DNS', `DNS message of ${buf.length} bytes is shorter than the header`);
   try {
     return dnsPacket.decode(Buffer.from(buf.buffer, buf.byteOffset, buf.length));
   } catch (cause) {
@@ -37,7 +38,8 @@ export function decodeDns(buf: Uint8Array): DecodedPacket {
 }
 
 export function frameTcp(msg: Uint8Array): Buffer {
-  if (msg.length > MAX_DNS_MESSAGE) throw new ProtocolError('ERR_DNS', 'DNS message too long for TCP framing');
+  if (msg.length > MAX_DNS_MESSAGE)
+    throw new ProtocolError('ERR_DNS', 'DNS message too long for TCP framing');
   const out = Buffer.allocUnsafe(2 + msg.length);
   out.writeUInt16BE(msg.length, 0);
   out.set(msg, 2);
@@ -112,13 +114,28 @@ export interface Inspection {
   readonly addresses: readonly string[];
 }
 
-const PRIVATE = new IpSet(['0.0.0.0/8', '10.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.168.0.0/16', '::1/128', 'fc00::/7', 'fe80::/10', '::/128']);
+const PRIVATE = new IpSet([
+  '0.0.0.0/8',
+  '10.0.0.0/8',
+  '127.0.0.0/8',
+  '169.254.0.0/16',
+  '172.16.0.0/12',
+  '192.168.0.0/16',
+  '::1/128',
+  'fc00::/7',
+  'fe80::/10',
+  '::/128',
+]);
 
 function sameName(a: string, b: string): boolean {
   return a.replace(/\.$/, '').toLowerCase() === b.replace(/\.$/, '').toLowerCase();
 }
 
-export function inspectResponse(query: DecodedPacket, response: DecodedPacket, opts: InspectOptions = {}): Inspection {
+export function inspectResponse(
+  query: DecodedPacket,
+  response: DecodedPacket,
+  opts: InspectOptions = {},
+): Inspection {
   const q = query.questions?.[0];
   const rq = response.questions?.[0];
   const related =
@@ -133,7 +150,13 @@ export function inspectResponse(query: DecodedPacket, response: DecodedPacket, o
   if (!related) return { related, forged: false, reasons: [], addresses };
   for (const a of response.answers ?? []) {
     if (a.type === 'A' || a.type === 'AAAA') addresses.push(a.data);
-    if (sameName(a.name, q.name) && a.type !== q.type && a.type !== 'CNAME' && a.type !== 'DNAME' && (q.type as string) !== 'ANY') {
+    if (
+      sameName(a.name, q.name) &&
+      a.type !== q.type &&
+      a.type !== 'CNAME' &&
+      a.type !== 'DNAME' &&
+      (q.type as string) !== 'ANY'
+    ) {
       reasons.add('type-mismatch');
     }
   }

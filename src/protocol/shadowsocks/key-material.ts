@@ -19,7 +19,8 @@ export const ALL_METHODS: readonly string[] = [
 export function checkMethod(name: string): void {
   if (isAead2022MethodName(name)) return;
   try {
-    if (name.startsWith('2022-')) getAead2022Method(name); // its own message (e.g. chacha8 not supported)
+    if (name.startsWith('2022-'))
+      getAead2022Method(name); // its own message (e.g. chacha8 not supported)
     else getAeadMethod(name);
   } catch (err) {
     // A misspelt name of either edition: every method, and the one it is closest to.

@@ -43,7 +43,10 @@ test('stream ciphers, unsupported and unknown methods are refused with a reason'
     'toString',
     'constructor',
   ]) {
-    refused(s, /unknown method.*expected one of aes-128-gcm, aes-192-gcm, aes-256-gcm, chacha20-ietf-poly1305/);
+    refused(
+      s,
+      /unknown method.*expected one of aes-128-gcm, aes-192-gcm, aes-256-gcm, chacha20-ietf-poly1305/,
+    );
   }
   assert.equal(isAeadMethodName('toString'), false);
   assert.equal(isAeadMethodName('aes-128-gcm'), true);

@@ -20,9 +20,14 @@ const NAMES = ['aes-128-gcm', 'aes-256-gcm', 'chacha20-poly1305', 'aes-192-gcm']
 const KEY = [16, 32, 32, 24];
 
 function addonOrSkip(t: TestContext): NativeAddon | undefined {
-  if (!requireOrSkip(t, nativeAvailable(), `native addon unavailable (${nativeLoadError() ?? 'unknown'})`)) return;
+  if (!requireOrSkip(t, nativeAvailable(), `native addon unavailable (${nativeLoadError() ?? 'unknown'})`))
+    return;
   const a = nativeAddon()!;
-  assert.equal(typeof a.ctxPoolSize, 'function', 'a stale addon without ctxPoolSize: node scripts/build-native.mjs');
+  assert.equal(
+    typeof a.ctxPoolSize,
+    'function',
+    'a stale addon without ctxPoolSize: node scripts/build-native.mjs',
+  );
   return a;
 }
 
@@ -63,7 +68,10 @@ test('a pooled context reused by the next codec has the new key only, any direct
     })();
     assert.deepEqual(wire1, chunk(m, key1, 0, data), NAMES[m]);
     const after = await collectUntil(a, m, before);
-    assert.ok(after > before, `${NAMES[m]}: the ended codec's context went back to the pool (${before} -> ${after})`);
+    assert.ok(
+      after > before,
+      `${NAMES[m]}: the ended codec's context went back to the pool (${before} -> ${after})`,
+    );
 
     // A decoder takes it with another key: it opens that key's chunks and not key1's.
     const key2 = randomBytes(KEY[m]!);
@@ -126,6 +134,10 @@ test('sip004Open keeps the trial context; the one-shot operations after it and i
     // A second trial with a wrong key (a multi-key server) keys the one-shot context again.
     assert.equal(a.sip004Open!(m, randomBytes(KEY[m]!), head, info), 0);
     // The decoder reads the rest under the subkey, nonces continuing after the length it opened.
-    assert.deepEqual(a.decode(dec as object, wire.subarray(head.length), info), Buffer.concat([p1, p2]), NAMES[m]);
+    assert.deepEqual(
+      a.decode(dec as object, wire.subarray(head.length), info),
+      Buffer.concat([p1, p2]),
+      NAMES[m],
+    );
   }
 });

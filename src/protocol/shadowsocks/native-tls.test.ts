@@ -32,7 +32,8 @@ function tlsSize(elf: Buffer): number {
 }
 
 test('the addon’s TLS block, allocated and zeroed whole in every thread that uses the addon, stays small', (t) => {
-  if (!requireOrSkip(t, nativeAvailable(), `native addon unavailable (${nativeLoadError() ?? 'unknown'})`)) return;
+  if (!requireOrSkip(t, nativeAvailable(), `native addon unavailable (${nativeLoadError() ?? 'unknown'})`))
+    return;
   if (!requireOrSkip(t, process.platform === 'linux', 'an ELF addon (Linux)')) return;
   const size = tlsSize(readFileSync(ADDON));
   assert.ok(size > 0, 'the addon has thread_locals');

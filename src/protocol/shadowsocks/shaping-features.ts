@@ -149,14 +149,28 @@ export interface SignatureStats {
   readonly leadingShare: readonly number[];
 }
 
-export function signatureStats(packets: readonly Uint8Array[], opts: { offsets?: number; maxPrefix?: number } = {}): SignatureStats {
+export function signatureStats(
+  packets: readonly Uint8Array[],
+  opts: { offsets?: number; maxPrefix?: number } = {},
+): SignatureStats {
   const offsets = opts.offsets ?? 16;
   const maxPrefix = opts.maxPrefix ?? 16;
   const ent: number[] = [];
   for (let i = 0; i < offsets; i++) ent.push(offsetEntropy(packets, i));
   const lead: number[] = [];
   for (let k = 1; k <= maxPrefix; k++) {
-    lead.push(maxShare(packets.filter((p) => p.length >= k).map((p) => Buffer.from(p.buffer, p.byteOffset, k).toString('hex'))));
+    lead.push(
+      maxShare(
+        packets
+          .filter((p) => p.length >= k)
+          .map((p) => Buffer.from(p.buffer, p.byteOffset, k).toString('hex')),
+      ),
+    );
   }
-  return { samples: packets.length, offsetEntropy: ent, minOffsetEntropy: Math.min(...ent), leadingShare: lead };
+  return {
+    samples: packets.length,
+    offsetEntropy: ent,
+    minOffsetEntropy: Math.min(...ent),
+    leadingShare: lead,
+  };
 }

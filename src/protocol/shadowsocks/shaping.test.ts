@@ -59,7 +59,11 @@ for (const saltSize of [32, 16]) {
     ] as const) {
       const packets = shapedPackets(saltSize, rng);
       const notExempt = packets.filter((p) => !fetFeatures(p).exempt);
-      assert.equal(notExempt.length, 0, `${label}: ${notExempt.length} shaped packets not exempt, e.g. ${notExempt[0]?.subarray(0, 16).toString('hex')}`);
+      assert.equal(
+        notExempt.length,
+        0,
+        `${label}: ${notExempt.length} shaped packets not exempt, e.g. ${notExempt[0]?.subarray(0, 16).toString('hex')}`,
+      );
       // Exempt through Ex2 or Ex5 specifically, not by luck.
       assert.ok(packets.every((p) => fetFeatures(p).ex2 || fetFeatures(p).ex5));
     }
@@ -71,12 +75,19 @@ for (const saltSize of [32, 16]) {
     const entropies: number[] = [];
     for (let off = 0; off < 16; off++) entropies.push(offsetEntropy(packets, off));
     const minH = Math.min(...entropies);
-    assert.ok(minH > 4, `per-offset entropy over offsets 0..15 must exceed 4 bits; got ${entropies.map((h) => h.toFixed(2)).join(' ')}`);
+    assert.ok(
+      minH > 4,
+      `per-offset entropy over offsets 0..15 must exceed 4 bits; got ${entropies.map((h) => h.toFixed(2)).join(' ')}`,
+    );
     // Full generated prefixes: none recurs in more than 1% of connections.
     const prefixes: string[] = [];
     const r2 = seededRng(`prefixes-${saltSize}`);
-    for (let i = 0; i < N; i++) prefixes.push(Buffer.from(generatePrefix(prefixBudget(saltSize), { rng: r2 })).toString('hex'));
-    assert.ok(maxShare(prefixes) <= 0.01, `a prefix recurs in ${(maxShare(prefixes) * 100).toFixed(1)}% of connections`);
+    for (let i = 0; i < N; i++)
+      prefixes.push(Buffer.from(generatePrefix(prefixBudget(saltSize), { rng: r2 })).toString('hex'));
+    assert.ok(
+      maxShare(prefixes) <= 0.01,
+      `a prefix recurs in ${(maxShare(prefixes) * 100).toFixed(1)}% of connections`,
+    );
     // Stronger: the first 6 bytes (the Ex2 window) do not recur in more than 1% either.
     const six = packets.map((p) => p.subarray(0, 6).toString('hex'));
     assert.ok(maxShare(six) <= 0.01, `a 6-byte start recurs in ${(maxShare(six) * 100).toFixed(1)}%`);
@@ -94,7 +105,12 @@ test('D1 strict preset: no leading substring of 2..16 bytes recurs in more than 
     const rng = seededRng(`strict-${saltSize}`);
     const packets: Buffer[] = [];
     for (let i = 0; i < N; i++) {
-      packets.push(Buffer.concat([makeShapedSalt(saltSize, { rng, weights: STRICT_FAMILY_WEIGHTS }), Buffer.from(rng(64))]));
+      packets.push(
+        Buffer.concat([
+          makeShapedSalt(saltSize, { rng, weights: STRICT_FAMILY_WEIGHTS }),
+          Buffer.from(rng(64)),
+        ]),
+      );
     }
     assert.ok(packets.every((p) => fetFeatures(p).ex2));
     for (let k = 2; k <= 16; k++) {
@@ -163,7 +179,10 @@ test('D3: planFirstWrite avoids the trigger whenever there is initial data', () 
       for (let data = 0; data <= 1100; data += 7) {
         const plan = planFirstWrite(saltSize, header, data);
         cases++;
-        assert.equal(plan.chunks.reduce((a, b) => a + b, 0), header + data);
+        assert.equal(
+          plan.chunks.reduce((a, b) => a + b, 0),
+          header + data,
+        );
         assert.equal(plan.length, sip004Length(saltSize, plan.chunks));
         if (data > 0) assert.equal(plan.inTrigger, false, `salt ${saltSize} header ${header} data ${data}`);
         if (plan.inTrigger) inTrig++;
@@ -264,15 +283,17 @@ test('encodeFirstWrite: the one-chunk shortcut gives what planFirstWrite says, f
       const plan = planFirstWrite(method.saltSize, h, d);
       const enc = new AeadEncoder(method, key, salt);
       const want = Buffer.concat(
-        plan.split
-          ? [enc.encode(header), enc.encode(data)]
-          : [enc.encode(Buffer.concat([header, data]))],
+        plan.split ? [enc.encode(header), enc.encode(data)] : [enc.encode(Buffer.concat([header, data]))],
       );
       const got = encodeFirstWrite(new AeadEncoder(method, key, salt), header, data);
       assert.equal(got.length, plan.length);
       assert.ok(got.equals(want), `header ${h}, data ${d}`);
       // The joined form (the lean tunnel's: header || data as the SOCKS5 front hands them over).
-      const joined = encodeFirstWrite.joined(new AeadEncoder(method, key, salt), Buffer.concat([header, data]), h);
+      const joined = encodeFirstWrite.joined(
+        new AeadEncoder(method, key, salt),
+        Buffer.concat([header, data]),
+        h,
+      );
       assert.ok(joined.equals(want), `joined: header ${h}, data ${d}`);
     }
   }

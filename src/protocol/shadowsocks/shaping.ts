@@ -409,7 +409,11 @@ export function encodeFirstWrite(
  * encodeFirstWrite over header || data in one buffer (`joined`, the header its first
  * `headerLength` bytes): the same bytes, with no join (the SOCKS5 front's request as it came).
  */
-export function encodeFirstWriteJoined(encoder: AeadEncoder, joined: Uint8Array, headerLength: number): Buffer {
+export function encodeFirstWriteJoined(
+  encoder: AeadEncoder,
+  joined: Uint8Array,
+  headerLength: number,
+): Buffer {
   if (oneChunkFirstWrite(encoder, headerLength, joined.length)) return encoder.encode(joined);
   return encodeFirstWrite(encoder, joined.subarray(0, headerLength), joined.subarray(headerLength));
 }

@@ -107,7 +107,8 @@ test('sip004Open: the same answer as sip004HeadMatches + AeadDecoder for owners,
     for (const length of [1, 0x3fff]) {
       assert.ok(sip004Open(m, keys[0]!, headWithLength(m, keys[0]!, length)) instanceof AeadDecoder);
     }
-    for (let i = 0; i < 20; i++) assert.equal(sip004Open(m, keys[0]!, randomBytes(m.saltSize + 18)), 'wrong-key');
+    for (let i = 0; i < 20; i++)
+      assert.equal(sip004Open(m, keys[0]!, randomBytes(m.saltSize + 18)), 'wrong-key');
   }
 });
 

@@ -34,7 +34,11 @@ const S = Buffer.from('S');
 export type Direction = 'C' | 'S';
 
 /** HMAC_SR (no direction) or HMAC_SR_C / HMAC_SR_S. */
-export function connectionHmac(password: string | Buffer, serverRandom: Uint8Array, dir?: Direction): RunningHmac {
+export function connectionHmac(
+  password: string | Buffer,
+  serverRandom: Uint8Array,
+  dir?: Direction,
+): RunningHmac {
   return dir === undefined
     ? new RunningHmac(password, serverRandom)
     : new RunningHmac(password, serverRandom, dir === 'C' ? C : S);
@@ -84,7 +88,8 @@ export class HandshakeUntagger extends HandshakeChain {
     if (record[0] !== TYPE_APPLICATION_DATA) return record;
     if (record.length <= DATA_HEADER) return undefined;
     const body = record.subarray(DATA_HEADER);
-    if (!tagsEqual(this.hmac.update(body).tag(), record.subarray(RECORD_HEADER, DATA_HEADER))) return undefined;
+    if (!tagsEqual(this.hmac.update(body).tag(), record.subarray(RECORD_HEADER, DATA_HEADER)))
+      return undefined;
     const out = Buffer.allocUnsafe(record.length - TAG_SIZE);
     record.copy(out, 0, 0, 3);
     out.writeUInt16BE(body.length, 3);

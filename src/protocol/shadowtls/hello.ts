@@ -37,14 +37,18 @@ function helloTag(message: Uint8Array, password: string | Buffer): Buffer {
  * 32-byte session id field; everything else in it is final (the tag covers all of it).
  */
 export function signClientHello(message: Buffer, password: string | Buffer, random28?: Uint8Array): Buffer {
-  if (message.length < SESSION_ID_LENGTH_OFFSET + 1 + SESSION_ID_SIZE || message[0] !== HANDSHAKE_CLIENT_HELLO) {
+  if (
+    message.length < SESSION_ID_LENGTH_OFFSET + 1 + SESSION_ID_SIZE ||
+    message[0] !== HANDSHAKE_CLIENT_HELLO
+  ) {
     throw new RangeError('signClientHello: not a ClientHello message with room for a session id');
   }
   if (message[SESSION_ID_LENGTH_OFFSET] !== SESSION_ID_SIZE) {
     throw new RangeError('signClientHello: the ClientHello session id must be 32 bytes long');
   }
   const r = random28 ?? randomBytes(SESSION_ID_SIZE - TAG_SIZE);
-  if (r.length !== SESSION_ID_SIZE - TAG_SIZE) throw new RangeError('signClientHello: random28 must be 28 bytes');
+  if (r.length !== SESSION_ID_SIZE - TAG_SIZE)
+    throw new RangeError('signClientHello: random28 must be 28 bytes');
   message.set(r, SESSION_ID_LENGTH_OFFSET + 1);
   message.set(helloTag(message, password), CLIENT_HELLO_TAG_OFFSET);
   return message;

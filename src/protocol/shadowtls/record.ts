@@ -42,7 +42,10 @@ export class RecordReader {
     const head = this.peek(RECORD_HEADER);
     const length = (head[3]! << 8) | head[4]!;
     if (length > this.maxBody) {
-      throw new ProtocolError('ERR_TLS', `TLS record of ${length} bytes is above the ${this.maxBody}-byte limit`);
+      throw new ProtocolError(
+        'ERR_TLS',
+        `TLS record of ${length} bytes is above the ${this.maxBody}-byte limit`,
+      );
     }
     const total = RECORD_HEADER + length;
     if (this.buffered < total) return undefined;

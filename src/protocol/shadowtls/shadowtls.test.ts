@@ -205,7 +205,9 @@ describe('shadowtls data records', () => {
     const v = Buffer.from(r1);
     v[2] = 1;
     assert.deepEqual(new DataOpener(connectionHmac(PW, SR, 'S')).open(v), { kind: 'bad' });
-    assert.deepEqual(new DataOpener(connectionHmac(PW, SR, 'S')).open(record(22, Buffer.alloc(9))), { kind: 'bad' });
+    assert.deepEqual(new DataOpener(connectionHmac(PW, SR, 'S')).open(record(22, Buffer.alloc(9))), {
+      kind: 'bad',
+    });
     assert.deepEqual(new DataOpener(connectionHmac(PW, SR, 'S')).open(closingAlert(Buffer.alloc(26))), {
       kind: 'alert',
     });
@@ -242,7 +244,11 @@ describe('shadowtls data records', () => {
 
 describe('shadowtls RecordReader', () => {
   it('returns whole records whatever the split, and refuses a record above its limit', () => {
-    const recs = [record(22, Buffer.alloc(300, 1)), record(20, Buffer.from([1])), record(23, Buffer.alloc(70000 % 65536, 3))];
+    const recs = [
+      record(22, Buffer.alloc(300, 1)),
+      record(20, Buffer.from([1])),
+      record(23, Buffer.alloc(70000 % 65536, 3)),
+    ];
     const all = Buffer.concat(recs);
     for (const step of [1, 2, 5, 7, 4096]) {
       const r = new RecordReader();
@@ -256,7 +262,10 @@ describe('shadowtls RecordReader', () => {
     }
     const small = new RecordReader(1000);
     small.push(record(22, Buffer.alloc(1001)).subarray(0, 5));
-    assert.throws(() => small.next(), (e: Error & { code?: string }) => e.code === 'ERR_TLS');
+    assert.throws(
+      () => small.next(),
+      (e: Error & { code?: string }) => e.code === 'ERR_TLS',
+    );
     assert.equal(small.drain().length, 5);
   });
 });

@@ -1,6 +1,11 @@
 import { isIPv6 } from 'node:net';
 import { ProtocolError } from '../errors.js';
-import { formatTransportParams, parseTransportParams, TRANSPORT_PARAMS, type SsTransport } from './transport.js';
+import {
+  formatTransportParams,
+  parseTransportParams,
+  TRANSPORT_PARAMS,
+  type SsTransport,
+} from './transport.js';
 
 /**
  * ss:// access URLs (SIP002), plus the forms real clients hand around:

@@ -129,5 +129,8 @@ test("v2ray-plugin options: mihomo's v2ray-http-upgrade (HTTPUpgrade) and its fa
   assert.deepEqual(parseV2rayPluginOptions('v2ray-http-upgrade-fast-open').notes, [
     'option "v2ray-http-upgrade-fast-open" is ignored without "v2ray-http-upgrade"',
   ]);
-  assert.throws(() => parseV2rayPluginOptions('v2ray-http-upgrade;v2ray-http-upgrade-fast-open=2'), /must be true or false/);
+  assert.throws(
+    () => parseV2rayPluginOptions('v2ray-http-upgrade;v2ray-http-upgrade-fast-open=2'),
+    /must be true or false/,
+  );
 });

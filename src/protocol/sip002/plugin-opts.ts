@@ -167,7 +167,8 @@ export function parseV2rayPluginOptions(text: string | undefined): V2rayPluginOp
   const tls = tlsOpt !== undefined && tlsOpt !== 'false' && tlsOpt !== '0';
   const httpUpgrade = flagOption(o, HTTP_UPGRADE);
   const fastOpen = flagOption(o, HTTP_UPGRADE_FAST_OPEN);
-  if (fastOpen && !httpUpgrade) notes.push(`option "${HTTP_UPGRADE_FAST_OPEN}" is ignored without "${HTTP_UPGRADE}"`);
+  if (fastOpen && !httpUpgrade)
+    notes.push(`option "${HTTP_UPGRADE_FAST_OPEN}" is ignored without "${HTTP_UPGRADE}"`);
   const cert = str('cert');
   if (cert === '')
     throw new ProtocolError('ERR_URL', 'v2ray-plugin option "cert" needs a file path (cert=PATH)');
@@ -225,9 +226,14 @@ export function webKeyUrlFor(key: { method: string; secret: string }, ep: WebEnd
  * do not know the option and would dial a WebSocket there: they take the WebSocket URL.
  */
 /** Who takes that URL as it is (the words every place that prints it uses). */
-export const HTTP_UPGRADE_CLIENTS = "ladder client, Clash/mihomo; Xray/v2rayN/v2rayNG: the subscription's v2ray-json format";
+export const HTTP_UPGRADE_CLIENTS =
+  "ladder client, Clash/mihomo; Xray/v2rayN/v2rayNG: the subscription's v2ray-json format";
 
-export function httpUpgradeKeyUrlFor(key: { method: string; secret: string }, ep: WebEndpoint, tag?: string): string {
+export function httpUpgradeKeyUrlFor(
+  key: { method: string; secret: string },
+  ep: WebEndpoint,
+  tag?: string,
+): string {
   const opts = `${formatV2rayPluginOptions({ ...ep, path: `${ep.path}/up` })};${HTTP_UPGRADE}`;
   return frontKeyUrl(key, ep, tag, { plugin: 'v2ray-plugin', pluginOptions: opts });
 }
@@ -257,5 +263,7 @@ export function grpcKeyUrlFor(
   if (!ep.tls || ep.grpc === false) return undefined;
   // RFC 6066: no address as SNI (the client then sends none, as for a WebSocket key).
   const sni = isIP(ep.host) ? {} : { sni: ep.host };
-  return frontKeyUrl(key, ep, tag, { transport: { type: 'grpc', serviceName: grpcServiceName(ep.path), tls: true, ...sni } });
+  return frontKeyUrl(key, ep, tag, {
+    transport: { type: 'grpc', serviceName: grpcServiceName(ep.path), tls: true, ...sni },
+  });
 }

@@ -36,13 +36,18 @@ export function parseShadowTlsPluginOptions(text: string | undefined): ShadowTls
   };
   const notes: string[] = [];
   for (const name of o.keys()) {
-    if (IGNORED.has(name)) notes.push(`shadow-tls option "${name}" is ignored (the ClientHello is always Chrome-shaped)`);
-    else if (!KNOWN.includes(name)) notes.push(`shadow-tls option ${JSON.stringify(name.slice(0, 40))} is unknown; ignored`);
+    if (IGNORED.has(name))
+      notes.push(`shadow-tls option "${name}" is ignored (the ClientHello is always Chrome-shaped)`);
+    else if (!KNOWN.includes(name))
+      notes.push(`shadow-tls option ${JSON.stringify(name.slice(0, 40))} is unknown; ignored`);
   }
   const version = value('version');
   if (version === undefined || version === '')
-    throw bad('shadow-tls plugin without version=: only ShadowTLS v3 is supported, add version=3 (a key without it means v2 to mihomo)');
-  if (version !== '3') throw bad(`shadow-tls version=${version.slice(0, 10)} is not supported (only version=3)`);
+    throw bad(
+      'shadow-tls plugin without version=: only ShadowTLS v3 is supported, add version=3 (a key without it means v2 to mihomo)',
+    );
+  if (version !== '3')
+    throw bad(`shadow-tls version=${version.slice(0, 10)} is not supported (only version=3)`);
   const sni = value('host');
   if (!sni) throw bad('shadow-tls plugin without host= (the website whose TLS handshake the server relays)');
   if (!/^[A-Za-z0-9.-]+$/.test(sni) || sni.length > 253)

@@ -44,7 +44,16 @@ export interface SsWebTransport {
 export type SsTransport = SsGrpcTransport | SsWebTransport;
 
 /** The query parameter names this file reads (index.ts hands them over). */
-export const TRANSPORT_PARAMS: ReadonlySet<string> = new Set(['type', 'serviceName', 'security', 'sni', 'authority', 'host', 'mode', 'path']);
+export const TRANSPORT_PARAMS: ReadonlySet<string> = new Set([
+  'type',
+  'serviceName',
+  'security',
+  'sni',
+  'authority',
+  'host',
+  'mode',
+  'path',
+]);
 
 /** The longest serviceName taken (it goes into every call's :path; grpc-go has no limit of its own). */
 const MAX_SERVICE_NAME = 1024;
@@ -66,14 +75,19 @@ export function parseTransportParams(p: ReadonlyMap<string, string>): SsTranspor
   if (type === undefined || type === '' || type === 'tcp') return undefined;
   if (type === 'ws' || type === 'httpupgrade') return parseWebTransportParams(type, p);
   if (type !== 'grpc')
-    throw bad(`transport type=${JSON.stringify(type.slice(0, 20))} is not supported (grpc, ws or httpupgrade)`);
+    throw bad(
+      `transport type=${JSON.stringify(type.slice(0, 20))} is not supported (grpc, ws or httpupgrade)`,
+    );
   const serviceName = p.get('serviceName');
   if (serviceName === undefined) throw bad('type=grpc needs serviceName');
   checkToken(serviceName, 'serviceName', /[\\]/);
-  if (serviceName.length > MAX_SERVICE_NAME) throw bad(`serviceName is longer than ${MAX_SERVICE_NAME} characters`);
+  if (serviceName.length > MAX_SERVICE_NAME)
+    throw bad(`serviceName is longer than ${MAX_SERVICE_NAME} characters`);
   const security = p.get('security') ?? 'tls';
   if (security !== 'tls' && security !== 'none')
-    throw bad(`security=${JSON.stringify(security.slice(0, 20))} is not supported with type=grpc (tls or none)`);
+    throw bad(
+      `security=${JSON.stringify(security.slice(0, 20))} is not supported with type=grpc (tls or none)`,
+    );
   const mode = p.get('mode');
   if (mode !== undefined && mode !== 'gun' && mode !== 'multi')
     throw bad(`gRPC mode=${JSON.stringify(mode.slice(0, 20))} is not known (gun or multi)`);
@@ -106,7 +120,9 @@ function parseWebTransportParams(type: 'ws' | 'httpupgrade', p: ReadonlyMap<stri
   if (path.length > MAX_PATH) throw bad(`path is longer than ${MAX_PATH} characters`);
   const security = p.get('security') || 'none';
   if (security !== 'tls' && security !== 'none')
-    throw bad(`security=${JSON.stringify(security.slice(0, 20))} is not supported with type=${type} (tls or none)`);
+    throw bad(
+      `security=${JSON.stringify(security.slice(0, 20))} is not supported with type=${type} (tls or none)`,
+    );
   const out: SsWebTransport = { type, path, tls: security === 'tls' };
   const host = p.get('host');
   if (host !== undefined && host !== '') {
@@ -153,6 +169,9 @@ export function grpcServiceName(secretPath: string): string {
  * dials it (src/transport/grpc-dialer.ts) and the server matches it (src/server/web/grpc.ts).
  */
 export function grpcCallPath(serviceName: string, call: 'Tun' | 'TunMulti' = 'Tun'): string {
-  const escaped = encodeURIComponent(serviceName).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  const escaped = encodeURIComponent(serviceName).replace(
+    /[!'()*]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
   return `/${escaped}/${call}`;
 }

@@ -70,7 +70,8 @@ export function parseClientHelloMessage(hs: Uint8Array, recordVersion = 0x0301):
   if (b.length < 4) throw bad('handshake message shorter than its header');
   if (b[0] !== HANDSHAKE_CLIENT_HELLO) throw bad(`handshake type ${b[0]} is not ClientHello`);
   const bodyLen = b.readUIntBE(1, 3);
-  if (b.length !== 4 + bodyLen) throw bad(`ClientHello length ${bodyLen} does not match ${b.length - 4} bytes`);
+  if (b.length !== 4 + bodyLen)
+    throw bad(`ClientHello length ${bodyLen} does not match ${b.length - 4} bytes`);
   let o = 4;
   const need = (n: number, what: string): void => {
     if (o + n > b.length) throw bad(`ClientHello truncated in ${what}`);

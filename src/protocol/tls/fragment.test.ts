@@ -5,7 +5,12 @@ import tls from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { isProtocolError } from '../errors.js';
-import { parseClientHelloMessage, parseClientHelloRecord, readRecordHeader, RECORD_HEADER } from './clienthello.js';
+import {
+  parseClientHelloMessage,
+  parseClientHelloRecord,
+  readRecordHeader,
+  RECORD_HEADER,
+} from './clienthello.js';
 import { fragmentClientHello, planSegments } from './fragment.js';
 
 /** A minimal but well-formed ClientHello record with the given SNI and padding extension. */
@@ -19,7 +24,8 @@ function buildClientHello(name: string | undefined, padding = 0): Buffer {
     const list = Buffer.concat([Buffer.from([entry.length >> 8, entry.length & 0xff]), entry]);
     ext.push(Buffer.concat([Buffer.from([0x00, 0x00, list.length >> 8, list.length & 0xff]), list]));
   }
-  if (padding > 0) ext.push(Buffer.concat([Buffer.from([0x00, 0x15, padding >> 8, padding & 0xff]), Buffer.alloc(padding)]));
+  if (padding > 0)
+    ext.push(Buffer.concat([Buffer.from([0x00, 0x15, padding >> 8, padding & 0xff]), Buffer.alloc(padding)]));
   const exts = Buffer.concat(ext);
   const body = Buffer.concat([
     Buffer.from([0x03, 0x03]),
@@ -31,7 +37,10 @@ function buildClientHello(name: string | undefined, padding = 0): Buffer {
     Buffer.from([exts.length >> 8, exts.length & 0xff]),
     exts,
   ]);
-  const hs = Buffer.concat([Buffer.from([0x01, body.length >> 16, (body.length >> 8) & 0xff, body.length & 0xff]), body]);
+  const hs = Buffer.concat([
+    Buffer.from([0x01, body.length >> 16, (body.length >> 8) & 0xff, body.length & 0xff]),
+    body,
+  ]);
   return Buffer.concat([Buffer.from([0x16, 0x03, 0x01, hs.length >> 8, hs.length & 0xff]), hs]);
 }
 
@@ -73,7 +82,10 @@ test('parseClientHelloRecord finds the SNI in built and in Node-made hellos', as
   const rec = buildClientHello('blocked.example.com');
   const info = parseClientHelloRecord(rec);
   assert.equal(info.serverName?.name, 'blocked.example.com');
-  assert.equal(info.handshake.toString('latin1', info.serverName!.nameOffset, info.serverName!.nameOffset + 19), 'blocked.example.com');
+  assert.equal(
+    info.handshake.toString('latin1', info.serverName!.nameOffset, info.serverName!.nameOffset + 19),
+    'blocked.example.com',
+  );
   assert.deepEqual(info.extensions, [0x2b, 0x00]);
   const node = await captureNodeClientHello('www.blocked.example');
   const ni = parseClientHelloRecord(node);
@@ -84,14 +96,20 @@ test('parseClientHelloRecord finds the SNI in built and in Node-made hellos', as
 test('malformed hellos are ProtocolError ERR_TLS, never a crash', () => {
   const rec = buildClientHello('a.example');
   for (let cut = 0; cut < rec.length; cut += 7) {
-    assert.throws(() => parseClientHelloRecord(rec.subarray(0, cut)), (e) => isProtocolError(e) && e.code === 'ERR_TLS');
+    assert.throws(
+      () => parseClientHelloRecord(rec.subarray(0, cut)),
+      (e) => isProtocolError(e) && e.code === 'ERR_TLS',
+    );
   }
   const wrongType = Buffer.from(rec);
   wrongType[0] = 0x17;
   assert.throws(() => parseClientHelloRecord(wrongType), /not handshake/);
   const badExt = Buffer.from(rec);
   badExt[badExt.length - 1 - 'a.example'.length - 3] = 0xff; // corrupt a length inside SNI
-  assert.throws(() => parseClientHelloRecord(badExt), (e) => isProtocolError(e));
+  assert.throws(
+    () => parseClientHelloRecord(badExt),
+    (e) => isProtocolError(e),
+  );
   for (let i = 0; i < 300; i++) {
     const junk = Buffer.concat([Buffer.from([0x16, 0x03, 0x01, 0x00, 0x40, 0x01]), randomBytes(63)]);
     try {
@@ -104,7 +122,10 @@ test('malformed hellos are ProtocolError ERR_TLS, never a crash', () => {
 
 for (const strategy of ['name-middle', 'before-extension', 'both'] as const) {
   test(`fragmentClientHello (${strategy}): the name is never whole in the first (or, when split inside, any) record`, async () => {
-    for (const rec of [buildClientHello('blocked.example.com', 300), await captureNodeClientHello('www.google.com')]) {
+    for (const rec of [
+      buildClientHello('blocked.example.com', 300),
+      await captureNodeClientHello('www.google.com'),
+    ]) {
       const name = parseClientHelloRecord(rec).serverName!.name;
       const { records: recs, cuts, serverName } = fragmentClientHello(rec, { strategy });
       assert.equal(serverName, name);
@@ -114,7 +135,8 @@ for (const strategy of ['name-middle', 'before-extension', 'both'] as const) {
         assert.equal(r[0], 0x16);
         assert.equal(r.readUInt16BE(1), 0x0301);
         assert.equal(r.readUInt16BE(3), r.length - 5);
-        if (strategy !== 'before-extension') assert.ok(!r.includes(Buffer.from(name)), `a record holds ${name}`);
+        if (strategy !== 'before-extension')
+          assert.ok(!r.includes(Buffer.from(name)), `a record holds ${name}`);
       }
       assert.ok(!recs[0]!.includes(Buffer.from(name)));
       if (strategy !== 'name-middle') assert.ok(!recs[0]!.includes(Buffer.from(name.slice(0, 3))));
@@ -142,7 +164,10 @@ test('planSegments', () => {
   assert.deepEqual(planSegments([10, 20, 30], 'per-record'), [10, 20, 30]);
   const m = planSegments([10, 20, 30], 'misaligned');
   assert.deepEqual(m, [5, 15, 25, 15]);
-  assert.equal(m.reduce((a, b) => a + b, 0), 60);
+  assert.equal(
+    m.reduce((a, b) => a + b, 0),
+    60,
+  );
 });
 
 test('property: any host name, any padding, any strategy: exact reassembly and the name never whole in record 1', () => {
@@ -159,7 +184,8 @@ test('property: any host name, any padding, any strategy: exact reassembly and t
         const { records: recs } = fragmentClientHello(rec, { strategy, extraCuts });
         assert.deepEqual(Buffer.concat(recs.map((r) => r.subarray(5))), rec.subarray(5));
         if (name.length >= 4) assert.ok(!recs[0]!.includes(Buffer.from(name)));
-        if (name.length >= 4 && strategy !== 'before-extension') for (const r of recs) assert.ok(!r.includes(Buffer.from(name)));
+        if (name.length >= 4 && strategy !== 'before-extension')
+          for (const r of recs) assert.ok(!r.includes(Buffer.from(name)));
       },
     ),
     { numRuns: 300 },
@@ -169,7 +195,10 @@ test('property: any host name, any padding, any strategy: exact reassembly and t
 test('property: the parser never throws anything but ProtocolError on arbitrary bytes', () => {
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 400 }), (bytes) => {
-      const rec = Buffer.concat([Buffer.from([0x16, 0x03, 0x01, bytes.length >> 8, bytes.length & 0xff]), bytes]);
+      const rec = Buffer.concat([
+        Buffer.from([0x16, 0x03, 0x01, bytes.length >> 8, bytes.length & 0xff]),
+        bytes,
+      ]);
       try {
         parseClientHelloRecord(rec);
       } catch (e) {

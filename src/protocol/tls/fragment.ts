@@ -105,7 +105,8 @@ export type SegmentMode = 'single' | 'per-record' | 'misaligned';
 /** Sizes of the TCP writes for records of the given lengths (sums to their total). */
 export function planSegments(recordLengths: readonly number[], mode: SegmentMode): number[] {
   const total = recordLengths.reduce((a, b) => a + b, 0);
-  if (recordLengths.some((l) => !Number.isInteger(l) || l < 1)) throw new ProtocolError('ERR_TLS', 'bad record lengths');
+  if (recordLengths.some((l) => !Number.isInteger(l) || l < 1))
+    throw new ProtocolError('ERR_TLS', 'bad record lengths');
   if (mode === 'single' || recordLengths.length === 0) return total > 0 ? [total] : [];
   if (mode === 'per-record') return [...recordLengths];
   const cuts: number[] = [];

@@ -69,7 +69,8 @@ export const CERT_COMPRESSION_BROTLI = 2;
 
 /** Chrome's cipher suites after the GREASE one: the three TLS 1.3 suites, then 1.2's. */
 const CHROME_SUITES = [
-  0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014, 0x009c, 0x009d, 0x002f, 0x0035,
+  0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014, 0x009c, 0x009d,
+  0x002f, 0x0035,
 ];
 /** ML-DSA-44, -65, -87 (Chrome offers them first, after a GREASE value). */
 export const MLDSA_SIGNATURE_ALGORITHMS = [0x0904, 0x0905, 0x0906];
@@ -104,7 +105,14 @@ export interface HelloSpec {
   readonly serverName?: string | undefined;
   readonly alpn: readonly string[];
   /** The GREASE values: cipher suite, group, first and second extension, version. */
-  readonly grease: { suite: number; group: number; ext1: number; ext2: number; version: number; sigalg: number };
+  readonly grease: {
+    suite: number;
+    group: number;
+    ext1: number;
+    ext2: number;
+    version: number;
+    sigalg: number;
+  };
   /** Extension types after the first GREASE one, in the order sent. */
   readonly order: readonly number[];
   readonly ech: { configId: number; enc: Buffer; payload: Buffer };
@@ -148,7 +156,14 @@ export function newHelloSpec(serverName: string | undefined, alpn: readonly stri
     sessionId: randomBytes(32),
     serverName,
     alpn,
-    grease: { suite: greaseValue(), group: greaseValue(), ext1, ext2, version: greaseValue(), sigalg: greaseValue() },
+    grease: {
+      suite: greaseValue(),
+      group: greaseValue(),
+      ext1,
+      ext2,
+      version: greaseValue(),
+      sigalg: greaseValue(),
+    },
     order,
     ech: {
       configId: randomInt(256),
@@ -193,7 +208,12 @@ export class Writer {
   }
 }
 
-function extensionBody(type: number, spec: HelloSpec, keyShares: readonly KeyShareEntry[], w: Writer): boolean {
+function extensionBody(
+  type: number,
+  spec: HelloSpec,
+  keyShares: readonly KeyShareEntry[],
+  w: Writer,
+): boolean {
   switch (type) {
     case EXT_SERVER_NAME:
       if (!spec.serverName) return false;
@@ -278,7 +298,8 @@ export function encodeClientHello(
     if (!extensionBody(type, spec, shares, body)) continue;
     const b = body.done();
     exts.u16(type).vec(2, (w) => w.bytes(b));
-    if (type === EXT_KEY_SHARE && opts.cookie) exts.u16(EXT_COOKIE).vec(2, (w) => w.vec(2, (c) => c.bytes(opts.cookie!)));
+    if (type === EXT_KEY_SHARE && opts.cookie)
+      exts.u16(EXT_COOKIE).vec(2, (w) => w.vec(2, (c) => c.bytes(opts.cookie!)));
   }
   exts.u16(spec.grease.ext2).u16(1).u8(0);
   const head = new Writer()
@@ -297,7 +318,13 @@ export function encodeClientHello(
   if (unpadded > 0xff && unpadded < 0x200) {
     let pad = 0x200 - unpadded;
     pad = pad >= 4 + 1 ? pad - 4 : 1;
-    extBytes = Buffer.concat([extBytes, new Writer().u16(EXT_PADDING).vec(2, (w) => w.bytes(Buffer.alloc(pad))).done()]);
+    extBytes = Buffer.concat([
+      extBytes,
+      new Writer()
+        .u16(EXT_PADDING)
+        .vec(2, (w) => w.bytes(Buffer.alloc(pad)))
+        .done(),
+    ]);
   }
   return new Writer()
     .u8(HANDSHAKE_CLIENT_HELLO)

@@ -14,8 +14,20 @@ import {
   GROUP_X25519,
   newHelloSpec,
 } from './client-hello.js';
-import { CONTENT_APPLICATION_DATA, expandLabel, KeySchedule, RecordProtection, SUITES } from './key-schedule.js';
-import { HandshakeReader, parseCertificate, parseCertificateVerify, parseEncryptedExtensions, parseServerHello } from './messages.js';
+import {
+  CONTENT_APPLICATION_DATA,
+  expandLabel,
+  KeySchedule,
+  RecordProtection,
+  SUITES,
+} from './key-schedule.js';
+import {
+  HandshakeReader,
+  parseCertificate,
+  parseCertificateVerify,
+  parseEncryptedExtensions,
+  parseServerHello,
+} from './messages.js';
 import { ProtocolError } from '../errors.js';
 
 const h = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
@@ -45,7 +57,8 @@ const RFC = {
     '0f000084080400805a747c5d88fa9bd2e55ab085a61015b7211f824cd484145ab3ff52f1fda8477b0b7abc90db78e2d33a5c141a078653fa6bef780c5ea248eeaaa785c4f394cab6d30bbe8d4859ee511f602957b15411ac027671459e46445c9ea58c181e818e95b8c3fb0bf3278409d3be152a3da5043e063dda65cdf5aea20d53dfacd42f74f3',
   serverFinished: '140000209b9b141d906337fbd2cbdce71df4deda4ab42c309572cb7fffee5454b78f0718',
   clientFinished: '14000020a8ec436d677634ae525ac1fcebe11a039ec17694fac6e98527b642f2edd5ce61',
-  clientAppPayload: '000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f3031',
+  clientAppPayload:
+    '000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f3031',
   clientAppRecord:
     '1703030043a23f7054b62c94d0affafe8228ba55cbefacea42f914aa66bcab3f2b9819a8a5b46b395bd54a9a20441e2b62974e1f5a6292a2977014bd1e3deae63aeebb21694915e4',
 };
@@ -62,7 +75,10 @@ describe('TLS 1.3 key schedule: RFC 8448 §3 known answers', () => {
   test('x25519 shared secret from the trace keys (as handshake.ts computes it)', () => {
     const pkcs8 = Buffer.concat([h('302e020100300506032b656e04220420'), h(RFC.clientPrivate)]);
     const privateKey = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' });
-    const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: h(RFC.serverPublic).toString('base64url') }, format: 'jwk' });
+    const publicKey = createPublicKey({
+      key: { kty: 'OKP', crv: 'X25519', x: h(RFC.serverPublic).toString('base64url') },
+      format: 'jwk',
+    });
     assert.equal(diffieHellman({ privateKey, publicKey }).toString('hex'), RFC.shared);
   });
 
@@ -76,9 +92,22 @@ describe('TLS 1.3 key schedule: RFC 8448 §3 known answers', () => {
     assert.equal(expandLabel('sha256', hs.server, 'iv', Buffer.alloc(0), 12).toString('hex'), RFC.sHsIv);
     assert.equal(expandLabel('sha256', hs.client, 'key', Buffer.alloc(0), 16).toString('hex'), RFC.cHsKey);
     assert.equal(expandLabel('sha256', hs.client, 'iv', Buffer.alloc(0), 12).toString('hex'), RFC.cHsIv);
-    const toCv = sha256(RFC.clientHello, RFC.serverHello, RFC.encryptedExtensions, RFC.certificate, RFC.certificateVerify);
+    const toCv = sha256(
+      RFC.clientHello,
+      RFC.serverHello,
+      RFC.encryptedExtensions,
+      RFC.certificate,
+      RFC.certificateVerify,
+    );
     assert.equal(`14000020${ks.finished(hs.server, toCv).toString('hex')}`, RFC.serverFinished);
-    const toSf = sha256(RFC.clientHello, RFC.serverHello, RFC.encryptedExtensions, RFC.certificate, RFC.certificateVerify, RFC.serverFinished);
+    const toSf = sha256(
+      RFC.clientHello,
+      RFC.serverHello,
+      RFC.encryptedExtensions,
+      RFC.certificate,
+      RFC.certificateVerify,
+      RFC.serverFinished,
+    );
     const app = ks.application(toSf);
     assert.equal(ks.secrets.master?.toString('hex'), RFC.master);
     assert.equal(app.client.toString('hex'), RFC.cAp);
@@ -88,7 +117,10 @@ describe('TLS 1.3 key schedule: RFC 8448 §3 known answers', () => {
 
   test("the client's first application-data record, sealed and opened", () => {
     const seal = new RecordProtection(suite, h(RFC.cAp));
-    assert.equal(seal.seal(CONTENT_APPLICATION_DATA, h(RFC.clientAppPayload)).toString('hex'), RFC.clientAppRecord);
+    assert.equal(
+      seal.seal(CONTENT_APPLICATION_DATA, h(RFC.clientAppPayload)).toString('hex'),
+      RFC.clientAppRecord,
+    );
     const open = new RecordProtection(suite, h(RFC.cAp));
     const got = open.open(h(RFC.clientAppRecord));
     assert.equal(got.type, CONTENT_APPLICATION_DATA);
@@ -117,7 +149,7 @@ describe('TLS 1.3 key schedule: RFC 8448 §3 known answers', () => {
   });
 });
 
-test('every truncation of the trace\'s server messages is a ProtocolError, never a crash', () => {
+test("every truncation of the trace's server messages is a ProtocolError, never a crash", () => {
   const cases: [string, (b: Buffer) => unknown][] = [
     [RFC.serverHello, (b) => parseServerHello(b)],
     [RFC.encryptedExtensions, (b) => parseEncryptedExtensions(b, [])],
@@ -130,7 +162,8 @@ test('every truncation of the trace\'s server messages is a ProtocolError, never
     for (let i = 0; i < body.length; i++) {
       // A ServerHello cut right before its extensions is a whole pre-1.3 one (the engine then
       // refuses its version): the one cut that parses.
-      if (parse === cases[0]![1] && i === 38) assert.equal(parseServerHello(body.subarray(0, i)).version, 0x0303);
+      if (parse === cases[0]![1] && i === 38)
+        assert.equal(parseServerHello(body.subarray(0, i)).version, 0x0303);
       else assert.throws(() => parse(body.subarray(0, i)), ProtocolError, `cut at ${i}`);
     }
   }
@@ -148,7 +181,25 @@ describe('ClientHello: Chrome 156 shape (without X25519MLKEM768)', () => {
     const exts = info.extensions;
     assert.equal(exts[0]! & 0x0f0f, 0x0a0a, 'GREASE extension first');
     assert.equal(exts.at(-1)! & 0x0f0f, 0x0a0a, 'GREASE extension last');
-    for (const t of [EXT_SERVER_NAME, EXT_KEY_SHARE, EXT_SUPPORTED_VERSIONS, EXT_ECH, 23, 0xff01, 10, 11, 35, 16, 5, 13, 18, 45, 27, 17613, 0xca34])
+    for (const t of [
+      EXT_SERVER_NAME,
+      EXT_KEY_SHARE,
+      EXT_SUPPORTED_VERSIONS,
+      EXT_ECH,
+      23,
+      0xff01,
+      10,
+      11,
+      35,
+      16,
+      5,
+      13,
+      18,
+      45,
+      27,
+      17613,
+      0xca34,
+    ])
       assert.ok(exts.includes(t), `extension ${t}`);
     assert.equal(exts.length, 19);
     assert.equal(msg[38], 32, 'session id length');
@@ -167,7 +218,9 @@ describe('ClientHello: Chrome 156 shape (without X25519MLKEM768)', () => {
 
   test('no SNI for an IP address or none; no ALPN or ALPS when none is offered', () => {
     const msg = encodeClientHello(newHelloSpec(undefined, []), [share]);
-    const info = parseClientHelloRecord(Buffer.concat([Buffer.of(22, 3, 1, msg.length >> 8, msg.length & 0xff), msg]));
+    const info = parseClientHelloRecord(
+      Buffer.concat([Buffer.of(22, 3, 1, msg.length >> 8, msg.length & 0xff), msg]),
+    );
     assert.equal(info.serverName, undefined);
     assert.ok(!info.extensions.includes(16) && !info.extensions.includes(17613));
   });

@@ -4,7 +4,14 @@
  * TLS_AES_256_GCM_SHA384 (0x1302), TLS_CHACHA20_POLY1305_SHA256 (0x1303). Known-answer tested
  * against RFC 8448 §3 ("Simple 1-RTT Handshake").
  */
-import { createCipheriv, createDecipheriv, createHash, createHmac, timingSafeEqual, type CipherGCMTypes } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  createHmac,
+  timingSafeEqual,
+  type CipherGCMTypes,
+} from 'node:crypto';
 import { ProtocolError } from '../errors.js';
 
 export interface CipherSuite {
@@ -21,9 +28,30 @@ export interface CipherSuite {
 export const SUITES: ReadonlyMap<number, CipherSuite> = new Map(
   (
     [
-      { id: 0x1301, name: 'TLS_AES_128_GCM_SHA256', hash: 'sha256', hashLen: 32, aead: 'aes-128-gcm', keyLen: 16 },
-      { id: 0x1302, name: 'TLS_AES_256_GCM_SHA384', hash: 'sha384', hashLen: 48, aead: 'aes-256-gcm', keyLen: 32 },
-      { id: 0x1303, name: 'TLS_CHACHA20_POLY1305_SHA256', hash: 'sha256', hashLen: 32, aead: 'chacha20-poly1305', keyLen: 32 },
+      {
+        id: 0x1301,
+        name: 'TLS_AES_128_GCM_SHA256',
+        hash: 'sha256',
+        hashLen: 32,
+        aead: 'aes-128-gcm',
+        keyLen: 16,
+      },
+      {
+        id: 0x1302,
+        name: 'TLS_AES_256_GCM_SHA384',
+        hash: 'sha384',
+        hashLen: 48,
+        aead: 'aes-256-gcm',
+        keyLen: 32,
+      },
+      {
+        id: 0x1303,
+        name: 'TLS_CHACHA20_POLY1305_SHA256',
+        hash: 'sha256',
+        hashLen: 32,
+        aead: 'chacha20-poly1305',
+        keyLen: 32,
+      },
     ] as const
   ).map((s) => [s.id, s]),
 );
@@ -48,7 +76,13 @@ export function hkdfExpand(hash: string, prk: Uint8Array, info: Uint8Array, leng
 }
 
 /** HKDF-Expand-Label(secret, label, context, length) with the "tls13 " prefix. */
-export function expandLabel(hash: string, secret: Uint8Array, label: string, context: Uint8Array, length: number): Buffer {
+export function expandLabel(
+  hash: string,
+  secret: Uint8Array,
+  label: string,
+  context: Uint8Array,
+  length: number,
+): Buffer {
   const l = Buffer.from(`tls13 ${label}`, 'latin1');
   const info = Buffer.alloc(2 + 1 + l.length + 1 + context.length);
   info.writeUInt16BE(length, 0);
@@ -105,7 +139,10 @@ export class KeySchedule {
 
   /** The handshake secret and master secret (for the known-answer test). */
   get secrets(): { handshake?: Buffer; master?: Buffer } {
-    return { ...(this.#handshakeSecret ? { handshake: this.#handshakeSecret } : {}), ...(this.#masterSecret ? { master: this.#masterSecret } : {}) };
+    return {
+      ...(this.#handshakeSecret ? { handshake: this.#handshakeSecret } : {}),
+      ...(this.#masterSecret ? { master: this.#masterSecret } : {}),
+    };
   }
 
   /** Finished verify_data of `baseKey` (a handshake traffic secret) over `transcriptHash`. */
@@ -160,7 +197,9 @@ export class RecordProtection {
   seal(type: number, content: Uint8Array): Buffer {
     const len = content.length + 1 + TAG_LEN;
     const header = Buffer.of(CONTENT_APPLICATION_DATA, 3, 3, len >> 8, len & 0xff);
-    const c = createCipheriv(this.#suite.aead as CipherGCMTypes, this.#key, this.#nonce(), { authTagLength: TAG_LEN });
+    const c = createCipheriv(this.#suite.aead as CipherGCMTypes, this.#key, this.#nonce(), {
+      authTagLength: TAG_LEN,
+    });
     c.setAAD(header);
     const body = Buffer.concat([c.update(content), c.update(Buffer.of(type)), c.final(), c.getAuthTag()]);
     return Buffer.concat([header, body]);
@@ -168,11 +207,15 @@ export class RecordProtection {
 
   /** A whole TLSCiphertext record in; its inner content type and content out. ERR_TLS when it does not open. */
   open(record: Buffer): { type: number; content: Buffer } {
-    if (record.length < 5 + 1 + TAG_LEN) throw new ProtocolError('ERR_TLS', 'TLS record too short to be protected');
-    if (record.length - 5 > MAX_PLAINTEXT + 256) throw new ProtocolError('ERR_TLS', 'TLS record over 2^14+256 bytes');
+    if (record.length < 5 + 1 + TAG_LEN)
+      throw new ProtocolError('ERR_TLS', 'TLS record too short to be protected');
+    if (record.length - 5 > MAX_PLAINTEXT + 256)
+      throw new ProtocolError('ERR_TLS', 'TLS record over 2^14+256 bytes');
     const header = record.subarray(0, 5);
     const body = record.subarray(5, record.length - TAG_LEN);
-    const d = createDecipheriv(this.#suite.aead as CipherGCMTypes, this.#key, this.#nonce(), { authTagLength: TAG_LEN });
+    const d = createDecipheriv(this.#suite.aead as CipherGCMTypes, this.#key, this.#nonce(), {
+      authTagLength: TAG_LEN,
+    });
     d.setAAD(header);
     d.setAuthTag(record.subarray(record.length - TAG_LEN));
     let plain: Buffer;

@@ -150,7 +150,15 @@ export function parseServerHello(body: Buffer): ServerHello {
   }
   const ck = exts.get(EXT_COOKIE);
   const cookie = ck ? new Reader(ck, 'cookie').vec(2) : undefined;
-  return { retry, random, sessionId, suite, version, ...(keyShare ? { keyShare } : {}), ...(cookie ? { cookie } : {}) };
+  return {
+    retry,
+    random,
+    sessionId,
+    suite,
+    version,
+    ...(keyShare ? { keyShare } : {}),
+    ...(cookie ? { cookie } : {}),
+  };
 }
 
 /** The handshake message type of a ServerHello (also the HelloRetryRequest's). */
@@ -193,7 +201,11 @@ export function parseCertificate(body: Buffer): Buffer[] {
 }
 
 /** RFC 8879 CompressedCertificate: the algorithm, the announced length, the compressed bytes. */
-export function parseCompressedCertificate(body: Buffer): { algorithm: number; length: number; data: Buffer } {
+export function parseCompressedCertificate(body: Buffer): {
+  algorithm: number;
+  length: number;
+  data: Buffer;
+} {
   const r = new Reader(body, 'CompressedCertificate');
   const algorithm = r.u16();
   const hi = r.u8();
@@ -213,7 +225,11 @@ export function parseCertificateVerify(body: Buffer): { scheme: number; signatur
 
 /** What the server's CertificateVerify signs over the transcript hash (§4.4.3). */
 export function serverSignedContent(transcriptHash: Buffer): Buffer {
-  return Buffer.concat([Buffer.alloc(64, 0x20), Buffer.from('TLS 1.3, server CertificateVerify\0', 'latin1'), transcriptHash]);
+  return Buffer.concat([
+    Buffer.alloc(64, 0x20),
+    Buffer.from('TLS 1.3, server CertificateVerify\0', 'latin1'),
+    transcriptHash,
+  ]);
 }
 
 /** A handshake message: type, 3-byte length, body. */

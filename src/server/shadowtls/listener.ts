@@ -52,7 +52,8 @@ function cachedLookup(): LookupFunction {
       if (all) cb(null, addresses);
       else cb(null, addresses[0]!.address, addresses[0]!.family);
     };
-    if (cached && cached.host === host && Date.now() - cached.at < NAME_TTL_MS) return answer(cached.addresses);
+    if (cached && cached.host === host && Date.now() - cached.at < NAME_TTL_MS)
+      return answer(cached.addresses);
     dnsLookup(host, { all: true }, (err, addresses) => {
       if (err || addresses.length === 0) return cb(err ?? new Error('no address'));
       cached = { at: Date.now(), host, addresses };
@@ -119,10 +120,13 @@ export async function listenShadowTls(opts: ShadowTlsListenOptions): Promise<Sha
   server.on('error', (err) => opts.logger.error({ err: err.message }, 'shadowtls listener error'));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(opts.host === undefined ? { port: opts.port } : { port: opts.port, host: opts.host }, () => {
-      server.off('error', reject);
-      resolve();
-    });
+    server.listen(
+      opts.host === undefined ? { port: opts.port } : { port: opts.port, host: opts.host },
+      () => {
+        server.off('error', reject);
+        resolve();
+      },
+    );
   });
   const address = server.address() as AddressInfo;
   return {

@@ -101,7 +101,10 @@ export function createAcme(opts: AcmeOptions): Acme {
   const fraction = opts.renewFraction ?? 2 / 3;
   const dir = join(opts.dataDir, 'acme');
   // One account per ACME directory (staging and production accounts differ).
-  const accountPath = join(dir, `account-${createHash('sha256').update(directoryUrl).digest('hex').slice(0, 12)}.key`);
+  const accountPath = join(
+    dir,
+    `account-${createHash('sha256').update(directoryUrl).digest('hex').slice(0, 12)}.key`,
+  );
   const base = (opts.domains[0] ?? '').replace(/[^A-Za-z0-9.-]/g, '_');
   const certPath = join(dir, `${base}.crt`);
   const keyPath = join(dir, `${base}.key`);
@@ -112,7 +115,8 @@ export function createAcme(opts: AcmeOptions): Acme {
   let stopped = false;
   let inFlight: Promise<AcmeCredentials> | undefined;
 
-  if (opts.directoryCa !== undefined) acme.axios.defaults.httpsAgent = new https.Agent({ ca: opts.directoryCa });
+  if (opts.directoryCa !== undefined)
+    acme.axios.defaults.httpsAgent = new https.Agent({ ca: opts.directoryCa });
 
   async function ensureDir(): Promise<void> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -135,7 +139,11 @@ export function createAcme(opts: AcmeOptions): Acme {
   async function getClient(): Promise<acme.Client> {
     if (client) return client;
     const accountUrl = (await readOptional(accountUrlPath))?.toString().trim();
-    client = new acme.Client({ directoryUrl, accountKey: await accountKey(), ...(accountUrl ? { accountUrl } : {}) });
+    client = new acme.Client({
+      directoryUrl,
+      accountKey: await accountKey(),
+      ...(accountUrl ? { accountUrl } : {}),
+    });
     return client;
   }
 
@@ -192,7 +200,10 @@ export function createAcme(opts: AcmeOptions): Acme {
   function install(c: AcmeCredentials, fresh: boolean): AcmeCredentials {
     creds = c;
     due = renewalTime(c.cert, fraction);
-    log.info({ renewAt: due.toISOString() }, fresh ? 'acme: certificate obtained' : 'acme: certificate loaded');
+    log.info(
+      { renewAt: due.toISOString() },
+      fresh ? 'acme: certificate obtained' : 'acme: certificate loaded',
+    );
     if (fresh) opts.onCertificate?.(c);
     schedule();
     return c;
@@ -205,7 +216,8 @@ export function createAcme(opts: AcmeOptions): Acme {
       const [cert, key] = await Promise.all([readOptional(certPath), readOptional(keyPath)]);
       if (cert && key) {
         try {
-          if (renewalTime(cert, fraction).getTime() > Date.now()) return install({ cert: cert.toString(), key: key.toString() }, false);
+          if (renewalTime(cert, fraction).getTime() > Date.now())
+            return install({ cert: cert.toString(), key: key.toString() }, false);
         } catch {
           /* unreadable: obtain a new one */
         }

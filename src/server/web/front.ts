@@ -67,7 +67,11 @@ export type UpgradeHandler = (
   clientAddress: string,
 ) => boolean;
 
-export type H2TunnelHandler = (req: Http2ServerRequest, res: Http2ServerResponse, clientAddress: string) => boolean;
+export type H2TunnelHandler = (
+  req: Http2ServerRequest,
+  res: Http2ServerResponse,
+  clientAddress: string,
+) => boolean;
 
 export interface WebFrontOptions {
   port: number;
@@ -239,7 +243,10 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   if (pending) {
     server.on('connection', (s: Socket) => {
       if (pendingOf.has(s)) return; // a kept-alive socket after a decoy answer to an upgrade
-      pendingOf.set(s, pending.add(s.remoteAddress, () => s.destroy()));
+      pendingOf.set(
+        s,
+        pending.add(s.remoteAddress, () => s.destroy()),
+      );
       s.once('close', () => pendingOf.get(s)?.remove());
     });
   }
@@ -278,7 +285,11 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
     tunnelCalls.set(tcp, n);
     if (n > 0 || tcp.destroyed) return;
     for (const s of [socket, tcp]) upgraded.delete(s);
-    if (pending && pendingOf.has(tcp)) pendingOf.set(tcp, pending.add((tcp as Socket).remoteAddress, () => tcp.destroy()));
+    if (pending && pendingOf.has(tcp))
+      pendingOf.set(
+        tcp,
+        pending.add((tcp as Socket).remoteAddress, () => tcp.destroy()),
+      );
   };
   if (opts.tls) {
     // Plain HTTP on the TLS port gets nginx's answers (nginx reads non-TLS bytes as HTTP): its
@@ -308,7 +319,8 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
     if (!isH2(res)) {
       // Request lines nginx refuses before any location: `OPTIONS *` (400), a major version
       // above 1 over HTTP/1 (505), TRACE (405); each closes the connection.
-      const refused = req.url === '*' ? 400 : req.httpVersionMajor > 1 ? 505 : req.method === 'TRACE' ? 405 : 0;
+      const refused =
+        req.url === '*' ? 400 : req.httpVersionMajor > 1 ? 505 : req.method === 'TRACE' ? 405 : 0;
       if (refused !== 0) {
         closeAfter(res);
         return sendError(res, refused);
@@ -448,7 +460,9 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
     const detail = err.code === 'HPE_HEADER_OVERFLOW' ? 'Request Header Or Cookie Too Large' : undefined;
     // A version Node's parser does not know: nginx answers 505 to a major version above 1.
     const raw = (err as NodeJS.ErrnoException & { rawPacket?: Buffer }).rawPacket;
-    const newer = err.code === 'HPE_INVALID_VERSION' && /^[^\r\n]* HTTP\/[2-9]\.\d\r?\n/.test(raw?.toString('latin1') ?? '');
+    const newer =
+      err.code === 'HPE_INVALID_VERSION' &&
+      /^[^\r\n]* HTTP\/[2-9]\.\d\r?\n/.test(raw?.toString('latin1') ?? '');
     s.end(rawErrorResponse(newer ? 505 : 400, detail));
   });
 

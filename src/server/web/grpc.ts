@@ -25,7 +25,10 @@ import { nativeDestAvailable, nativeDestConnect } from './native-dest.js';
 /** The request paths of `serviceName`'s Tun and TunMulti calls (unescaped and in Xray's escaped form). */
 export function grpcPaths(serviceName: string): Set<string> {
   const calls = ['Tun', 'TunMulti'] as const;
-  return new Set([...calls.map((c) => `/${serviceName}/${c}`), ...calls.map((c) => grpcCallPath(serviceName, c))]);
+  return new Set([
+    ...calls.map((c) => `/${serviceName}/${c}`),
+    ...calls.map((c) => grpcCallPath(serviceName, c)),
+  ]);
 }
 
 const GRPC_CONTENT_TYPE = /^application\/grpc(?:[+;]|$)/i;

@@ -145,7 +145,10 @@ function decoyH2Server(
 }
 
 /** Remove Node's HTTP/1 listener for `event` (the server's only one) and return it. */
-function takeHttp1Listener<S>(server: HttpServer | HttpsServer, event: 'connection' | 'secureConnection'): (socket: S) => void {
+function takeHttp1Listener<S>(
+  server: HttpServer | HttpsServer,
+  event: 'connection' | 'secureConnection',
+): (socket: S) => void {
   const own = server.listeners(event);
   const http1 = own[0] as ((socket: S) => void) | undefined;
   if (own.length !== 1 || http1 === undefined)

@@ -58,7 +58,9 @@ export function httpUpgradeAnswer(req: IncomingMessage): string {
   const key = req.headers['sec-websocket-key']?.trim();
   const accept =
     key !== undefined && WS_KEY.test(key)
-      ? `Sec-WebSocket-Accept: ${createHash('sha1').update(key + RFC6455_GUID).digest('base64')}\r\n`
+      ? `Sec-WebSocket-Accept: ${createHash('sha1')
+          .update(key + RFC6455_GUID)
+          .digest('base64')}\r\n`
       : '';
   return `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n${accept}\r\n`;
 }

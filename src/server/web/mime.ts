@@ -89,7 +89,8 @@ const TABLE: ReadonlyArray<readonly [string, string]> = [
 ];
 
 const BY_EXT = new Map<string, string>();
-for (const [type, exts] of TABLE) for (const ext of exts.split(' ')) if (!BY_EXT.has(ext)) BY_EXT.set(ext, type);
+for (const [type, exts] of TABLE)
+  for (const ext of exts.split(' ')) if (!BY_EXT.has(ext)) BY_EXT.set(ext, type);
 
 export const DEFAULT_TYPE = 'application/octet-stream';
 

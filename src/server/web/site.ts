@@ -11,8 +11,32 @@ export interface SiteFile {
   readonly mtime: Date;
 }
 
-const FIRST = ['Anna', 'Marek', 'Lena', 'Tomas', 'Sofia', 'Daniel', 'Eva', 'Jonas', 'Clara', 'Felix', 'Nora', 'Lukas'];
-const LAST = ['Novak', 'Berg', 'Lindqvist', 'Keller', 'Moreau', 'Horvath', 'Jensen', 'Ferreira', 'Kowalski', 'Weber'];
+const FIRST = [
+  'Anna',
+  'Marek',
+  'Lena',
+  'Tomas',
+  'Sofia',
+  'Daniel',
+  'Eva',
+  'Jonas',
+  'Clara',
+  'Felix',
+  'Nora',
+  'Lukas',
+];
+const LAST = [
+  'Novak',
+  'Berg',
+  'Lindqvist',
+  'Keller',
+  'Moreau',
+  'Horvath',
+  'Jensen',
+  'Ferreira',
+  'Kowalski',
+  'Weber',
+];
 const TOPICS: ReadonlyArray<{ slug: string; title: string; text: string[] }> = [
   {
     slug: 'sourdough-notes',
@@ -170,7 +194,8 @@ function favicon(colour: string): Buffer {
   const pixels = Buffer.alloc(size * size * 4);
   for (let y = 0; y < size; y++) {
     for (let x = 0; x < size; x++) {
-      const corner = (x < 2 || x > 13) && (y < 2 || y > 13) && !((x === 1 || x === 14) && (y === 1 || y === 14));
+      const corner =
+        (x < 2 || x > 13) && (y < 2 || y > 13) && !((x === 1 || x === 14) && (y === 1 || y === 14));
       const cut = (x === 0 || x === 15) && (y === 0 || y === 15);
       const bar = x >= 5 && x <= 10 && y >= 4 && y <= 11 && (x <= 6 || y >= 10);
       // BMP rows are stored bottom-up, pixels as BGRA.
@@ -219,7 +244,9 @@ export function builtinSiteFiles(seed?: string | Buffer): Map<string, SiteFile> 
   const day = 86_400_000;
   // The site was "deployed" some weeks ago, posts written over the year before.
   const now = Date.now();
-  const deployed = new Date(Math.floor((now - (7 + Math.floor(rnd() * 60)) * day - rnd() * day) / 1000) * 1000);
+  const deployed = new Date(
+    Math.floor((now - (7 + Math.floor(rnd() * 60)) * day - rnd() * day) / 1000) * 1000,
+  );
   let t = deployed.getTime() - Math.floor(rnd() * 20 + 5) * day;
   const posts = topics.map((topic) => {
     const date = new Date(t);
@@ -231,10 +258,20 @@ export function builtinSiteFiles(seed?: string | Buffer): Map<string, SiteFile> 
   const add = (name: string, body: string | Buffer): void => {
     files.set(name, { body: Buffer.isBuffer(body) ? body : Buffer.from(body), mtime: deployed });
   };
-  const list = posts.map((p) => `<li><a href="/posts/${p.slug}.html">${esc(p.title)}</a> <span class="date">${fmt(p.date)}</span></li>`).join('\n');
+  const list = posts
+    .map(
+      (p) =>
+        `<li><a href="/posts/${p.slug}.html">${esc(p.title)}</a> <span class="date">${fmt(p.date)}</span></li>`,
+    )
+    .join('\n');
   add(
     'index.html',
-    page(site, author, site, `<h1>${esc(site)}</h1>\n<p>Occasional writing about things I make, fix and read.</p>\n<ul class="posts">\n${list}\n</ul>`),
+    page(
+      site,
+      author,
+      site,
+      `<h1>${esc(site)}</h1>\n<p>Occasional writing about things I make, fix and read.</p>\n<ul class="posts">\n${list}\n</ul>`,
+    ),
   );
   add(
     'about.html',

@@ -31,7 +31,11 @@ describe('parseTrustedProxies', () => {
     ] as const) {
       assert.throws(
         () => parseTrustedProxies(['127.0.0.1', bad]),
-        (e: unknown) => e instanceof TrustProxyError && e.entry === bad && why.test(e.message) && e.message.includes(JSON.stringify(bad)),
+        (e: unknown) =>
+          e instanceof TrustProxyError &&
+          e.entry === bad &&
+          why.test(e.message) &&
+          e.message.includes(JSON.stringify(bad)),
         bad,
       );
     }
@@ -54,47 +58,88 @@ describe('clientAddress', () => {
   const trusted = parseTrustedProxies(['127.0.0.0/8', '10.0.0.0/8']);
 
   test('headers from an untrusted peer are ignored', () => {
-    assert.equal(clientAddress(req('198.51.100.9', { 'x-forwarded-for': '203.0.113.5' }), trusted), '198.51.100.9');
-    assert.equal(clientAddress(req('198.51.100.9', { 'cf-connecting-ip': '203.0.113.5' }), trusted), '198.51.100.9');
-    assert.equal(clientAddress(req('::ffff:198.51.100.9', { forwarded: 'for=203.0.113.5' }), trusted), '198.51.100.9');
+    assert.equal(
+      clientAddress(req('198.51.100.9', { 'x-forwarded-for': '203.0.113.5' }), trusted),
+      '198.51.100.9',
+    );
+    assert.equal(
+      clientAddress(req('198.51.100.9', { 'cf-connecting-ip': '203.0.113.5' }), trusted),
+      '198.51.100.9',
+    );
+    assert.equal(
+      clientAddress(req('::ffff:198.51.100.9', { forwarded: 'for=203.0.113.5' }), trusted),
+      '198.51.100.9',
+    );
   });
 
   test('no trust list: always the peer', () => {
-    assert.equal(clientAddress(req('127.0.0.1', { 'x-forwarded-for': '203.0.113.5' }), undefined), '127.0.0.1');
+    assert.equal(
+      clientAddress(req('127.0.0.1', { 'x-forwarded-for': '203.0.113.5' }), undefined),
+      '127.0.0.1',
+    );
   });
 
   test('X-Forwarded-For: the rightmost untrusted hop', () => {
-    assert.equal(clientAddress(req('127.0.0.1', { 'x-forwarded-for': '203.0.113.5' }), trusted), '203.0.113.5');
+    assert.equal(
+      clientAddress(req('127.0.0.1', { 'x-forwarded-for': '203.0.113.5' }), trusted),
+      '203.0.113.5',
+    );
     // A client-supplied (spoofed) entry on the left is skipped.
-    assert.equal(clientAddress(req('127.0.0.1', { 'x-forwarded-for': '1.1.1.1, 203.0.113.5, 10.0.0.2' }), trusted), '203.0.113.5');
-    assert.equal(clientAddress(req('127.0.0.1', { 'x-forwarded-for': ['1.1.1.1', '203.0.113.5'] }), trusted), '203.0.113.5');
+    assert.equal(
+      clientAddress(req('127.0.0.1', { 'x-forwarded-for': '1.1.1.1, 203.0.113.5, 10.0.0.2' }), trusted),
+      '203.0.113.5',
+    );
+    assert.equal(
+      clientAddress(req('127.0.0.1', { 'x-forwarded-for': ['1.1.1.1', '203.0.113.5'] }), trusted),
+      '203.0.113.5',
+    );
     // All trusted: the leftmost.
-    assert.equal(clientAddress(req('127.0.0.1', { 'x-forwarded-for': '10.0.0.3, 10.0.0.2' }), trusted), '10.0.0.3');
+    assert.equal(
+      clientAddress(req('127.0.0.1', { 'x-forwarded-for': '10.0.0.3, 10.0.0.2' }), trusted),
+      '10.0.0.3',
+    );
     // Garbage stops the walk at the last trusted hop.
-    assert.equal(clientAddress(req('127.0.0.1', { 'x-forwarded-for': '203.0.113.5, garbage, 10.0.0.2' }), trusted), '10.0.0.2');
+    assert.equal(
+      clientAddress(req('127.0.0.1', { 'x-forwarded-for': '203.0.113.5, garbage, 10.0.0.2' }), trusted),
+      '10.0.0.2',
+    );
     assert.equal(clientAddress(req('127.0.0.1', { 'x-forwarded-for': 'garbage' }), trusted), '127.0.0.1');
   });
 
   test('Forwarded (RFC 7239) when there is no X-Forwarded-For', () => {
     assert.equal(
-      clientAddress(req('127.0.0.1', { forwarded: 'for=1.1.1.1;proto=https, For="[2001:db8:cafe::17]:4711";by=10.0.0.1' }), trusted),
+      clientAddress(
+        req('127.0.0.1', {
+          forwarded: 'for=1.1.1.1;proto=https, For="[2001:db8:cafe::17]:4711";by=10.0.0.1',
+        }),
+        trusted,
+      ),
       '2001:db8:cafe::17',
     );
   });
 
-  test('X-Forwarded-For wins over Forwarded: a proxy appending to one passes a client\'s other on', () => {
+  test("X-Forwarded-For wins over Forwarded: a proxy appending to one passes a client's other on", () => {
     assert.equal(
-      clientAddress(req('127.0.0.1', { forwarded: 'for=9.9.9.9', 'x-forwarded-for': '203.0.113.5' }), trusted),
+      clientAddress(
+        req('127.0.0.1', { forwarded: 'for=9.9.9.9', 'x-forwarded-for': '203.0.113.5' }),
+        trusted,
+      ),
       '203.0.113.5',
     );
     assert.equal(
-      clientAddress(req('127.0.0.1', { 'cf-connecting-ip': '9.9.9.9', 'x-forwarded-for': '203.0.113.5' }), trusted),
+      clientAddress(
+        req('127.0.0.1', { 'cf-connecting-ip': '9.9.9.9', 'x-forwarded-for': '203.0.113.5' }),
+        trusted,
+      ),
       '203.0.113.5',
     );
   });
 
   test('CF-Connecting-IP when nothing else is present', () => {
-    assert.equal(clientAddress(req('10.0.0.1', { 'cf-connecting-ip': '203.0.113.77' }), trusted), '203.0.113.77');
+    assert.equal(
+      clientAddress(req('10.0.0.1', { 'cf-connecting-ip': '203.0.113.77' }), trusted),
+      '203.0.113.77',
+    );
     assert.equal(clientAddress(req('10.0.0.1', { 'cf-connecting-ip': 'nonsense' }), trusted), '10.0.0.1');
   });
 

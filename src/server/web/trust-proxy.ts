@@ -52,7 +52,8 @@ export function parseTrustedProxies(entries: readonly string[]): TrustedProxies 
     const addrPart = slash < 0 ? entry : entry.slice(0, slash);
     const addr = normaliseAddress(addrPart);
     const family = isIP(addr);
-    if (family === 0) throw new TrustProxyError(raw, `${JSON.stringify(addrPart)} is not an IPv4 or IPv6 address`);
+    if (family === 0)
+      throw new TrustProxyError(raw, `${JSON.stringify(addrPart)} is not an IPv4 or IPv6 address`);
     const max = family === 4 ? 32 : 128;
     let prefix = max;
     if (slash >= 0) {

@@ -90,7 +90,10 @@ export function serveWsUdp(ws: WebSocket, opts: WsUdpOptions): void {
     const now = ctx.clock.now();
     let sealed: Buffer;
     try {
-      sealed = key.edition === 2022 ? s2022!.seal(from, data, now) : encodeUdp2017(key.method, key.masterKey, from, data);
+      sealed =
+        key.edition === 2022
+          ? s2022!.seal(from, data, now)
+          : encodeUdp2017(key.method, key.masterKey, from, data);
     } catch {
       return;
     }
@@ -131,13 +134,16 @@ export function serveWsUdp(ws: WebSocket, opts: WsUdpOptions): void {
     if (closed || !isBinary) return;
     if (!current()) return stop();
     const now = ctx.clock.now();
-    const opened = openDatagram(ctx.keys, opts.cache, msg, now, first, (salt) => opts.salts.checkAndAdd(salt));
+    const opened = openDatagram(ctx.keys, opts.cache, msg, now, first, (salt) =>
+      opts.salts.checkAndAdd(salt),
+    );
     if (!opened || (key && opened.key !== key)) return;
     if (opened.edition === 2022) {
       const p = opened.packet;
       const id = `${opened.key.id}|${p.sessionId.toString('hex')}`;
       let s = sessions.get(id);
-      if (s) sessions.delete(id); // re-inserted below: most recently used last
+      if (s)
+        sessions.delete(id); // re-inserted below: most recently used last
       else {
         s = new Udp2022ServerSession(opened.key.method, p, { cache: opts.cache });
         if (sessions.size >= MAX_SESSIONS) sessions.delete(sessions.keys().next().value!);

@@ -69,7 +69,8 @@ export class LoopMeter {
       this.#gc = new PerformanceObserver((list) => {
         for (const e of list.getEntries()) {
           this.#gcs++;
-          if (e.duration > this.#gcMax) this.#gcMaxKind = gcKind((e as unknown as { detail?: { kind?: number } }).detail?.kind);
+          if (e.duration > this.#gcMax)
+            this.#gcMaxKind = gcKind((e as unknown as { detail?: { kind?: number } }).detail?.kind);
           this.#gcMax = Math.max(this.#gcMax, e.duration);
           this.#gcTotal += e.duration;
         }

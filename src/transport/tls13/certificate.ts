@@ -37,7 +37,11 @@ function current(cert: X509Certificate, now: number, what: string): void {
  * Check the server's chain (`ders`: leaf first, as sent) for `serverName` against `ca` (PEM; the
  * system roots when undefined). Returns the leaf's public key.
  */
-export function verifyChain(ders: readonly Buffer[], serverName: string, ca: string | Buffer | undefined): KeyObject {
+export function verifyChain(
+  ders: readonly Buffer[],
+  serverName: string,
+  ca: string | Buffer | undefined,
+): KeyObject {
   let certs: X509Certificate[];
   try {
     certs = ders.map((d) => new X509Certificate(d));
@@ -45,7 +49,9 @@ export function verifyChain(ders: readonly Buffer[], serverName: string, ca: str
     throw bad('the server sent a certificate that does not parse');
   }
   const leaf = certs[0]!;
-  const nameOk = isIP(serverName) ? leaf.checkIP(serverName) !== undefined : leaf.checkHost(serverName) !== undefined;
+  const nameOk = isIP(serverName)
+    ? leaf.checkIP(serverName) !== undefined
+    : leaf.checkHost(serverName) !== undefined;
   if (!serverName || !nameOk) throw bad("the server's certificate is not valid for the server name");
   const now = Date.now();
   const anchors = anchorsFrom(ca);
@@ -92,7 +98,9 @@ export function verifySignature(key: KeyObject, scheme: number, signature: Buffe
         signature,
       );
     } else {
-      throw bad(`the server signed with scheme 0x${scheme.toString(16).padStart(4, '0')}, which we did not offer for its key`);
+      throw bad(
+        `the server signed with scheme 0x${scheme.toString(16).padStart(4, '0')}, which we did not offer for its key`,
+      );
     }
   } catch (err) {
     if (err instanceof ProtocolError) throw err;

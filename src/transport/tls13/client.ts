@@ -74,7 +74,11 @@ export function runHandshake(
             if (out.length > 0) conn.write(out.length === 1 ? out[0] : Buffer.concat(out));
           }
         } catch (err) {
-          finish(err instanceof ProtocolError && !(err instanceof Tls13Error) ? new Tls13Error(err.message, 50) : (err as Error));
+          finish(
+            err instanceof ProtocolError && !(err instanceof Tls13Error)
+              ? new Tls13Error(err.message, 50)
+              : (err as Error),
+          );
           return;
         }
         if (hs.done) {
@@ -84,10 +88,12 @@ export function runHandshake(
       }
     };
     const onError = (err: Error): void => finish(err);
-    const onEnd = (): void => finish(new ProtocolError('ERR_TLS', 'the server closed the connection during the TLS handshake'));
+    const onEnd = (): void =>
+      finish(new ProtocolError('ERR_TLS', 'the server closed the connection during the TLS handshake'));
     const onAbort = (): void => finish(new ProtocolError('ERR_TLS', 'TLS handshake aborted'));
     const timer = setTimeout(
-      () => finish(new ProtocolError('ERR_TLS', `TLS handshake timed out after ${opts.timeoutMs ?? 10_000} ms`)),
+      () =>
+        finish(new ProtocolError('ERR_TLS', `TLS handshake timed out after ${opts.timeoutMs ?? 10_000} ms`)),
       opts.timeoutMs ?? 10_000,
     );
     timer.unref();
@@ -168,7 +174,8 @@ export class Tls13Socket extends Duplex {
       for (let rec = this.#reader.next(); rec; rec = this.#reader.next()) {
         if (rec[0] !== CONTENT_APPLICATION_DATA) {
           // A plaintext alert after the handshake (some servers send one on a protocol error).
-          if (rec[0] === CONTENT_ALERT) throw new Tls13Error(`the server sent ${ALERT_NAMES[rec[6] ?? -1] ?? 'an alert'}`, 0, true);
+          if (rec[0] === CONTENT_ALERT)
+            throw new Tls13Error(`the server sent ${ALERT_NAMES[rec[6] ?? -1] ?? 'an alert'}`, 0, true);
           throw new Tls13Error(`unexpected record type ${rec[0]} after the handshake`, 10);
         }
         const { type, content } = this.#read.open(rec);
@@ -178,7 +185,8 @@ export class Tls13Socket extends Duplex {
         } else if (type === CONTENT_HANDSHAKE) this.#postHandshake(content);
         else if (type === CONTENT_ALERT) {
           if (content[1] === 0) this.#endRead();
-          else throw new Tls13Error(`the server sent ${ALERT_NAMES[content[1] ?? -1] ?? 'an alert'}`, 0, true);
+          else
+            throw new Tls13Error(`the server sent ${ALERT_NAMES[content[1] ?? -1] ?? 'an alert'}`, 0, true);
         } else throw new Tls13Error(`unexpected record type ${type}`, 10);
       }
     } catch (err) {

@@ -11,7 +11,14 @@
  * which: `certificate: { ca }` or `certificate: 'authenticated-by-shadowtls'`; anything else is
  * refused. CertificateVerify's signature is checked with the leaf's key either way.
  */
-import { createECDH, createHash, diffieHellman, generateKeyPairSync, createPublicKey, type KeyObject } from 'node:crypto';
+import {
+  createECDH,
+  createHash,
+  diffieHellman,
+  generateKeyPairSync,
+  createPublicKey,
+  type KeyObject,
+} from 'node:crypto';
 import { brotliDecompressSync } from 'node:zlib';
 import { ProtocolError } from '../../protocol/errors.js';
 import {
@@ -123,8 +130,12 @@ function x25519Share(): Share {
     group: GROUP_X25519,
     data,
     shared(peer) {
-      if (peer.length !== 32) throw new Tls13Error('the server sent an X25519 share of the wrong length', A_ILLEGAL_PARAMETER);
-      const pub: KeyObject = createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: peer.toString('base64url') }, format: 'jwk' });
+      if (peer.length !== 32)
+        throw new Tls13Error('the server sent an X25519 share of the wrong length', A_ILLEGAL_PARAMETER);
+      const pub: KeyObject = createPublicKey({
+        key: { kty: 'OKP', crv: 'X25519', x: peer.toString('base64url') },
+        format: 'jwk',
+      });
       return diffieHellman({ privateKey, publicKey: pub });
     },
   };
@@ -149,15 +160,22 @@ function ecShare(group: number): Share {
 }
 
 function plainRecord(type: number, version: number, content: Buffer): Buffer {
-  return Buffer.concat([Buffer.of(type, version >> 8, version & 0xff, content.length >> 8, content.length & 0xff), content]);
+  return Buffer.concat([
+    Buffer.of(type, version >> 8, version & 0xff, content.length >> 8, content.length & 0xff),
+    content,
+  ]);
 }
 
 /** What a server may sign CertificateVerify with: the schemes offered, less RSA PKCS#1 (not for TLS 1.3 handshakes, §4.2.3). */
-const CLIENT_SIGNATURE_SCHEMES = [...MLDSA_SIGNATURE_ALGORITHMS, ...CHROME_SIGNATURE_ALGORITHMS.filter((s) => (s & 0xff) !== 0x01)];
+const CLIENT_SIGNATURE_SCHEMES = [
+  ...MLDSA_SIGNATURE_ALGORITHMS,
+  ...CHROME_SIGNATURE_ALGORITHMS.filter((s) => (s & 0xff) !== 0x01),
+];
 
 const CCS_RECORD = Buffer.of(CONTENT_CHANGE_CIPHER_SPEC, 3, 3, 0, 1, 1);
 
-type State = 'server-hello' | 'encrypted-extensions' | 'certificate' | 'certificate-verify' | 'finished' | 'done';
+type State =
+  'server-hello' | 'encrypted-extensions' | 'certificate' | 'certificate-verify' | 'finished' | 'done';
 
 export class ClientHandshake {
   readonly #opts: Tls13ClientOptions;
@@ -183,7 +201,9 @@ export class ClientHandshake {
   constructor(opts: Tls13ClientOptions) {
     const c = opts.certificate as unknown;
     if (c !== 'authenticated-by-shadowtls' && (typeof c !== 'object' || c === null))
-      throw new TypeError("tls13: options.certificate must be { ca } (verify the server) or 'authenticated-by-shadowtls' (ShadowTLS v3 only)");
+      throw new TypeError(
+        "tls13: options.certificate must be { ca } (verify the server) or 'authenticated-by-shadowtls' (ShadowTLS v3 only)",
+      );
     this.#opts = opts;
     this.#alpn = opts.alpn ?? ['h2', 'http/1.1'];
     const sni = opts.serverName && !/^[\d.]+$|:/.test(opts.serverName) ? opts.serverName : undefined;
@@ -230,12 +250,15 @@ export class ClientHandshake {
     const content = record.subarray(5);
     if (type === CONTENT_ALERT && !this.#read) this.#alert(content);
     if (type === CONTENT_CHANGE_CIPHER_SPEC) {
-      if (this.#state === 'server-hello' && !this.#retried) throw new Tls13Error('change_cipher_spec before ServerHello', A_UNEXPECTED);
-      if (content.length !== 1 || content[0] !== 1) throw new Tls13Error('malformed change_cipher_spec', A_UNEXPECTED);
+      if (this.#state === 'server-hello' && !this.#retried)
+        throw new Tls13Error('change_cipher_spec before ServerHello', A_UNEXPECTED);
+      if (content.length !== 1 || content[0] !== 1)
+        throw new Tls13Error('malformed change_cipher_spec', A_UNEXPECTED);
       return [];
     }
     if (this.#read) {
-      if (type !== CONTENT_APPLICATION_DATA) throw new Tls13Error(`unexpected plaintext record (type ${type}) after ServerHello`, A_UNEXPECTED);
+      if (type !== CONTENT_APPLICATION_DATA)
+        throw new Tls13Error(`unexpected plaintext record (type ${type}) after ServerHello`, A_UNEXPECTED);
       let inner;
       try {
         inner = this.#read.open(record);
@@ -243,19 +266,26 @@ export class ClientHandshake {
         throw new Tls13Error((err as Error).message, 20);
       }
       if (inner.type === CONTENT_ALERT) this.#alert(inner.content);
-      if (inner.type !== CONTENT_HANDSHAKE) throw new Tls13Error(`unexpected record (type ${inner.type}) during the handshake`, A_UNEXPECTED);
+      if (inner.type !== CONTENT_HANDSHAKE)
+        throw new Tls13Error(`unexpected record (type ${inner.type}) during the handshake`, A_UNEXPECTED);
       this.#reader.push(inner.content);
     } else {
-      if (type !== CONTENT_HANDSHAKE) throw new Tls13Error(`the server answered with a record of type ${type}, not a handshake`, A_UNEXPECTED);
+      if (type !== CONTENT_HANDSHAKE)
+        throw new Tls13Error(
+          `the server answered with a record of type ${type}, not a handshake`,
+          A_UNEXPECTED,
+        );
       this.#reader.push(content);
     }
     const out: Buffer[] = [];
     for (let m = this.#reader.next(); m; m = this.#reader.next()) {
-      if (this.#state === 'done') throw new Tls13Error('handshake data after the server Finished in the same record', A_UNEXPECTED);
+      if (this.#state === 'done')
+        throw new Tls13Error('handshake data after the server Finished in the same record', A_UNEXPECTED);
       const wasPlain = !this.#read;
       out.push(...this.#message(m.type, m.body, m.message));
       // Keys change at a record boundary (§5.1): nothing may follow a message that changed them.
-      if (wasPlain && this.#read && this.#reader.pending > 0) throw new Tls13Error('ServerHello shares its record with later messages', A_UNEXPECTED);
+      if (wasPlain && this.#read && this.#reader.pending > 0)
+        throw new Tls13Error('ServerHello shares its record with later messages', A_UNEXPECTED);
     }
     return out;
   }
@@ -264,7 +294,9 @@ export class ClientHandshake {
     const desc = content[1] ?? -1;
     const name = ALERT_NAMES[desc] ?? `alert ${desc}`;
     throw new Tls13Error(
-      desc === A_PROTOCOL_VERSION ? 'the server refused TLS 1.3 (alert protocol_version): it may speak only TLS 1.2 or older' : `the server sent ${name} during the handshake`,
+      desc === A_PROTOCOL_VERSION
+        ? 'the server refused TLS 1.3 (alert protocol_version): it may speak only TLS 1.2 or older'
+        : `the server sent ${name} during the handshake`,
       desc,
       true,
     );
@@ -273,10 +305,12 @@ export class ClientHandshake {
   #message(type: number, body: Buffer, message: Buffer): Buffer[] {
     switch (this.#state) {
       case 'server-hello':
-        if (type !== HANDSHAKE_SERVER_HELLO) throw new Tls13Error(`expected ServerHello, got handshake message ${type}`, A_UNEXPECTED);
+        if (type !== HANDSHAKE_SERVER_HELLO)
+          throw new Tls13Error(`expected ServerHello, got handshake message ${type}`, A_UNEXPECTED);
         return this.#serverHello(body, message);
       case 'encrypted-extensions': {
-        if (type !== HANDSHAKE_ENCRYPTED_EXTENSIONS) throw new Tls13Error(`expected EncryptedExtensions, got ${type}`, A_UNEXPECTED);
+        if (type !== HANDSHAKE_ENCRYPTED_EXTENSIONS)
+          throw new Tls13Error(`expected EncryptedExtensions, got ${type}`, A_UNEXPECTED);
         const ee = this.#decode(() => parseEncryptedExtensions(body, this.#alpn));
         this.#alpnChosen = ee.alpn;
         this.#alps = ee.alps;
@@ -285,7 +319,11 @@ export class ClientHandshake {
         return [];
       }
       case 'certificate':
-        if (type === 13) throw new Tls13Error('the server asks for a client certificate, which this client does not have', A_HANDSHAKE_FAILURE);
+        if (type === 13)
+          throw new Tls13Error(
+            'the server asks for a client certificate, which this client does not have',
+            A_HANDSHAKE_FAILURE,
+          );
         if (type !== HANDSHAKE_CERTIFICATE && type !== HANDSHAKE_COMPRESSED_CERTIFICATE)
           throw new Tls13Error(`expected Certificate, got ${type}`, A_UNEXPECTED);
         this.#certificate(type === HANDSHAKE_CERTIFICATE ? body : this.#decompress(body));
@@ -293,17 +331,25 @@ export class ClientHandshake {
         this.#state = 'certificate-verify';
         return [];
       case 'certificate-verify': {
-        if (type !== HANDSHAKE_CERTIFICATE_VERIFY) throw new Tls13Error(`expected CertificateVerify, got ${type}`, A_UNEXPECTED);
+        if (type !== HANDSHAKE_CERTIFICATE_VERIFY)
+          throw new Tls13Error(`expected CertificateVerify, got ${type}`, A_UNEXPECTED);
         const cv = this.#decode(() => parseCertificateVerify(body));
         if (!CLIENT_SIGNATURE_SCHEMES.includes(cv.scheme))
-          throw new Tls13Error(`the server signed with scheme 0x${cv.scheme.toString(16)}, which we did not offer`, A_ILLEGAL_PARAMETER);
+          throw new Tls13Error(
+            `the server signed with scheme 0x${cv.scheme.toString(16)}, which we did not offer`,
+            A_ILLEGAL_PARAMETER,
+          );
         // ML-DSA (offered as Chrome does) cannot be checked with Node 20's crypto: refused when
         // the certificate is what authenticates the server, skipped when ShadowTLS's tags do.
         const mldsa = MLDSA_SIGNATURE_ALGORITHMS.includes(cv.scheme);
         if (mldsa && this.#opts.certificate !== 'authenticated-by-shadowtls')
-          throw new Tls13Error('the server signed with ML-DSA, which this client cannot check', A_HANDSHAKE_FAILURE);
+          throw new Tls13Error(
+            'the server signed with ML-DSA, which this client cannot check',
+            A_HANDSHAKE_FAILURE,
+          );
         try {
-          if (!mldsa) verifySignature(this.#leaf!, cv.scheme, cv.signature, serverSignedContent(this.#hash()));
+          if (!mldsa)
+            verifySignature(this.#leaf!, cv.scheme, cv.signature, serverSignedContent(this.#hash()));
         } catch (err) {
           throw new Tls13Error((err as Error).message, A_DECRYPT_ERROR);
         }
@@ -334,13 +380,16 @@ export class ClientHandshake {
         `the server chose TLS ${sh.version === 0x0303 ? '1.2' : `version 0x${sh.version.toString(16)}`}: this client speaks only TLS 1.3`,
         A_PROTOCOL_VERSION,
       );
-    if (!sh.sessionId.equals(this.#spec.sessionId)) throw new Tls13Error('the server did not echo our session id', A_ILLEGAL_PARAMETER);
+    if (!sh.sessionId.equals(this.#spec.sessionId))
+      throw new Tls13Error('the server did not echo our session id', A_ILLEGAL_PARAMETER);
     const suite = SUITES.get(sh.suite);
-    if (!suite || (this.#suite && this.#suite !== suite)) throw new Tls13Error(`the server chose cipher suite 0x${sh.suite.toString(16)}`, A_ILLEGAL_PARAMETER);
+    if (!suite || (this.#suite && this.#suite !== suite))
+      throw new Tls13Error(`the server chose cipher suite 0x${sh.suite.toString(16)}`, A_ILLEGAL_PARAMETER);
     this.#suite = suite;
     if (sh.retry) return this.#helloRetry(sh.keyShare?.group, sh.cookie, message);
     const share = this.#shares.find((s) => s.group === sh.keyShare?.group);
-    if (!share || !sh.keyShare?.data) throw new Tls13Error('the server answered a key share we did not offer', A_ILLEGAL_PARAMETER);
+    if (!share || !sh.keyShare?.data)
+      throw new Tls13Error('the server answered a key share we did not offer', A_ILLEGAL_PARAMETER);
     const shared = share.shared(sh.keyShare.data);
     this.#transcript.push(message);
     this.#serverRandom = sh.random;
@@ -355,12 +404,19 @@ export class ClientHandshake {
   #helloRetry(group: number | undefined, cookie: Buffer | undefined, message: Buffer): Buffer[] {
     if (this.#retried) throw new Tls13Error('a second HelloRetryRequest', A_UNEXPECTED);
     if (group === undefined || !CLIENT_GROUPS.includes(group) || this.#shares.some((s) => s.group === group))
-      throw new Tls13Error('HelloRetryRequest for a group we did not offer or already sent', A_ILLEGAL_PARAMETER);
+      throw new Tls13Error(
+        'HelloRetryRequest for a group we did not offer or already sent',
+        A_ILLEGAL_PARAMETER,
+      );
     this.#retried = true;
     // §4.4.1: the first ClientHello is replaced by a message_hash of it.
     const ch1 = createHash(this.#suite!.hash).update(this.#transcript[0]!).digest();
     this.#transcript = [handshakeMessage(HANDSHAKE_MESSAGE_HASH, ch1), message];
-    this.#shares = [group === GROUP_X25519 ? x25519Share() : ecShare(group === GROUP_SECP384R1 ? GROUP_SECP384R1 : GROUP_SECP256R1)];
+    this.#shares = [
+      group === GROUP_X25519
+        ? x25519Share()
+        : ecShare(group === GROUP_SECP384R1 ? GROUP_SECP384R1 : GROUP_SECP256R1),
+    ];
     const shares: KeyShareEntry[] = this.#shares;
     const hello = encodeClientHello(this.#spec, shares, { retry: true, cookie });
     this.#transcript.push(hello);
@@ -370,7 +426,11 @@ export class ClientHandshake {
 
   #decompress(body: Buffer): Buffer {
     const cc = this.#decode(() => parseCompressedCertificate(body));
-    if (cc.algorithm !== CERT_COMPRESSION_BROTLI) throw new Tls13Error('the server compressed its certificate with an algorithm we did not offer', A_BAD_CERTIFICATE);
+    if (cc.algorithm !== CERT_COMPRESSION_BROTLI)
+      throw new Tls13Error(
+        'the server compressed its certificate with an algorithm we did not offer',
+        A_BAD_CERTIFICATE,
+      );
     if (cc.length > 1 << 20) throw new Tls13Error('compressed certificate too long', A_BAD_CERTIFICATE);
     let out: Buffer;
     try {
@@ -378,7 +438,8 @@ export class ClientHandshake {
     } catch {
       throw new Tls13Error('the compressed certificate does not decompress', A_BAD_CERTIFICATE);
     }
-    if (out.length !== cc.length) throw new Tls13Error('the compressed certificate has the wrong length', A_BAD_CERTIFICATE);
+    if (out.length !== cc.length)
+      throw new Tls13Error('the compressed certificate has the wrong length', A_BAD_CERTIFICATE);
     return out;
   }
 
@@ -386,7 +447,10 @@ export class ClientHandshake {
     const ders = this.#decode(() => parseCertificate(body));
     const mode = this.#opts.certificate;
     try {
-      this.#leaf = mode === 'authenticated-by-shadowtls' ? leafKey(ders) : verifyChain(ders, this.#opts.serverName ?? '', mode.ca);
+      this.#leaf =
+        mode === 'authenticated-by-shadowtls'
+          ? leafKey(ders)
+          : verifyChain(ders, this.#opts.serverName ?? '', mode.ca);
     } catch (err) {
       throw new Tls13Error((err as Error).message, A_BAD_CERTIFICATE);
     }
@@ -396,7 +460,8 @@ export class ClientHandshake {
     const schedule = this.#schedule!;
     const hs = this.#hs!;
     const expected = schedule.finished(hs.server, this.#hash());
-    if (!verifyDataEqual(expected, body)) throw new Tls13Error("the server's Finished does not verify", A_DECRYPT_ERROR);
+    if (!verifyDataEqual(expected, body))
+      throw new Tls13Error("the server's Finished does not verify", A_DECRYPT_ERROR);
     this.#transcript.push(message);
     const app = schedule.application(this.#hash());
     const write = this.#write!;
@@ -426,4 +491,3 @@ export class ClientHandshake {
     return out;
   }
 }
-
