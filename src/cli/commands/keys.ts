@@ -13,7 +13,7 @@ import { ALL_METHODS } from '../../config/defaults.js';
 import { fileErrorWhy } from '../../config/errors.js';
 import { ProtocolError } from '../../protocol/errors.js';
 import { formatKeyPrefixSetting, parseKeyPrefixSetting } from '../../protocol/shadowsocks/key-prefix.js';
-import { HTTP_UPGRADE_CLIENTS } from '../../protocol/sip002/plugin-opts.js';
+import { HTTP_UPGRADE_CLIENTS, webSocketClients } from '../../protocol/sip002/plugin-opts.js';
 import { commanderUsageError, UsageError } from '../errors.js';
 import { printable, printableJson } from '../terminal.js';
 import { readSecretLine } from '../secret-input.js';
@@ -239,7 +239,7 @@ async function printUrls(b: KeysBackend, id: string, qr: boolean, png?: string):
         : 'subscription (Clash/mihomo, sing-box, v2rayNG, Shadowrocket, Outline; in a browser: a page with QR codes):',
       u.sub,
     ],
-    ['over the web front (ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box, ladder client):', u.web],
+    [`over the web front (${webSocketClients(method)}, ladder client):`, u.web],
     [`over the web front's HTTPUpgrade (${HTTP_UPGRADE_CLIENTS}):`, u.httpupgrade],
     [
       "over the web front's gRPC (ladder client; v2rayNG/v2rayN: the subscription's v2ray-json format):",
