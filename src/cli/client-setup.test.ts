@@ -12,14 +12,14 @@ test('the banner says a web key goes over WebSocket, with Mux.Cool on by default
   const on = endpointFromKey(web(';tls'), 'local');
   assert.equal(
     shapingSummary([on], undefined, '--no-shape'),
-    'over WebSocket+TLS with Mux.Cool on (mux=0 in the key: a WebSocket per connection)',
+    'over WebSocket+TLS with Mux.Cool on (add mux=0 to the key for a WebSocket per connection)',
   );
   const off = endpointFromKey(web(';mux=0'), 'local');
   assert.equal(shapingSummary([off], undefined, '--no-shape'), 'over WebSocket with Mux.Cool off');
   const raw = endpointFromKey(`ss://${USERINFO}@127.0.0.1:8388`, 'local');
   assert.equal(
     shapingSummary([raw, on], undefined, '--no-shape'),
-    'first-packet shaping on for 1 of 2 endpoints, 1 of 2 endpoints over WebSocket+TLS with Mux.Cool on (mux=0 in the key: a WebSocket per connection)',
+    'first-packet shaping on for 1 of 2 endpoints, 1 of 2 endpoints over WebSocket+TLS with Mux.Cool on (add mux=0 to the key for a WebSocket per connection)',
   );
   // A raw key alone: shaping only, no transport words.
   assert.equal(shapingSummary([raw], undefined, '--no-shape'), 'first-packet shaping on');
@@ -47,7 +47,7 @@ test('the banner says HTTPUpgrade for a v2ray-http-upgrade key', () => {
   const up = endpointFromKey(web(';tls;v2ray-http-upgrade'), 'local');
   assert.equal(
     shapingSummary([up], undefined, '--no-shape'),
-    'over HTTPUpgrade+TLS with Mux.Cool on (mux=0 in the key: an HTTPUpgrade per connection)',
+    'over HTTPUpgrade+TLS with Mux.Cool on (add mux=0 to the key for an HTTPUpgrade per connection)',
   );
   const ws = endpointFromKey(web(';tls;mux=0'), 'local');
   assert.equal(

@@ -119,7 +119,7 @@ function webSummary(ws: readonly KeyEndpoint[], all: number): string {
   const carrier = up === ws.length ? 'an HTTPUpgrade' : 'a WebSocket';
   const mux =
     muxed === ws.length
-      ? `Mux.Cool on (mux=0 in the key: ${carrier} per connection)`
+      ? `Mux.Cool on (add mux=0 to the key for ${carrier} per connection)`
       : muxed === 0
         ? 'Mux.Cool off'
         : `Mux.Cool on for ${muxed} of them`;

@@ -9,7 +9,7 @@ import {
   tuneHeapForRelay,
 } from '../protocol/shadowsocks/native.js';
 import { whenStarted } from '../shared/startup.js';
-import { checkRelayTuningEnv, envSwitch } from '../shared/env.js';
+import { checkRelayTuningEnv, checkSwitchEnv, envSwitch } from '../shared/env.js';
 import { UsageError } from './errors.js';
 
 /**
@@ -50,6 +50,7 @@ export async function main(argv: string[]): Promise<number> {
   program.hook('preAction', () => {
     try {
       checkRelayTuningEnv();
+      checkSwitchEnv();
     } catch (err) {
       throw new UsageError((err as Error).message);
     }

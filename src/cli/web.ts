@@ -266,11 +266,18 @@ export async function planWeb(
   if (dir !== undefined) {
     const isDir = await stat(dir).then(
       (s) => s.isDirectory(),
-      () => false,
+      (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? 'missing' : false),
     );
     // `bulitin`, `buildin`: a near miss of the one word --decoy takes, not a directory name.
     const near = !dir.includes('/') && editDistance(dir, 'builtin') <= 2 ? ' (did you mean builtin?)' : '';
-    if (!isDir) fail(`--decoy ${dir}: not a directory${near}`);
+    // `ftp://…`, `wss://…`: a site of a kind the decoy cannot proxy, not a directory name.
+    const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(dir)
+      ? ' (a site to show is https://HOST[/PATH], or http:// on this machine or its network)'
+      : '';
+    if (isDir !== true)
+      fail(
+        `--decoy ${dir}: ${isDir === 'missing' && !near && !scheme ? 'no such directory' : 'not a directory'}${near}${scheme}`,
+      );
   }
   return plan;
 }

@@ -34,3 +34,65 @@ export function checkRelayTuningEnv(env: NodeJS.ProcessEnv = process.env): void 
   if (adapt !== undefined && adapt !== '' && adapt !== '0' && adapt !== '1')
     throw new RangeError(`LADDER_RELAY_ADAPT: expected 0 or 1, got "${adapt}"`);
 }
+
+/**
+ * Every on/off switch ladder reads from the environment (envSwitch's, the inline ones in
+ * src/protocol and src/server, the addon's own getenv): each is 0 or 1 (or empty: the default),
+ * nothing else. Before, any other value was read as the default without a word, so
+ * `LADDER_NATIVE=false` or `LADDER_NATIVE_RELAY=off` left the addon on while the user believed it
+ * off. test/cli/switch-env.test.ts finds every switch read in src/ and native/ and checks it is
+ * listed here.
+ */
+export const ENV_SWITCHES: readonly string[] = [
+  'LADDER_ACCEPT_TRIAL',
+  'LADDER_ACCEPT_WATCH_MOVE',
+  'LADDER_CLIENT_LEAN',
+  'LADDER_CLOSE_SKIPS_DEL',
+  'LADDER_CONNECT_AT_ONCE',
+  'LADDER_EAGER_WORKERS',
+  'LADDER_FRONT_HANDOFF',
+  'LADDER_FRONT_LEAN',
+  'LADDER_HEAP_TUNE',
+  'LADDER_IDLE_RELEASE',
+  'LADDER_LAZY_IDLE',
+  'LADDER_LEAN_END',
+  'LADDER_LEAN_PATH',
+  'LADDER_MUX_BULK_APART',
+  'LADDER_NAME_DIAL',
+  'LADDER_NATIVE',
+  'LADDER_NATIVE_ACCEPT',
+  'LADDER_NATIVE_APP',
+  'LADDER_NATIVE_CHECKS',
+  'LADDER_NATIVE_DEST',
+  'LADDER_NATIVE_ENCODER',
+  'LADDER_NATIVE_HANDSHAKE',
+  'LADDER_NATIVE_RELAY',
+  'LADDER_NATIVE_SALT',
+  'LADDER_NATIVE_SOCKS',
+  'LADDER_NATIVE_TRIAL',
+  'LADDER_NATIVE_TUNNEL',
+  'LADDER_PACKED_EVENTS',
+  'LADDER_PENDING_CAPS',
+  'LADDER_POLL_PRIORITY',
+  'LADDER_POOL_WORDS',
+  'LADDER_RAW_HEADER',
+  'LADDER_ROUTE_SALT',
+  'LADDER_SALT_IN_PLACE',
+  'LADDER_SCHED_BATCH',
+  'LADDER_SUBKEY_IN_CODEC',
+  'LADDER_TUNNEL_AT_ONCE',
+  'LADDER_WATCH_TIMER',
+  'LADDER_YOUNG',
+];
+
+/** One line (a RangeError) for the first switch set to anything but 0, 1 or nothing. */
+export function checkSwitchEnv(env: NodeJS.ProcessEnv = process.env): void {
+  for (const name of ENV_SWITCHES) {
+    const v = env[name];
+    if (v !== undefined && v !== '' && v !== '0' && v !== '1')
+      throw new RangeError(`${name}: expected 0 (off) or 1 (on), got "${v}"`);
+  }
+  const delay = env.LADDER_MUX_END_DELAY_MS;
+  if (delay !== undefined && delay !== '' && !(/^\d+(\.\d+)?$/.test(delay) && +delay <= 50))
+    throw new RangeError(`LADDER_MUX_END_DELAY_MS: expected milliseconds from 0 to 50, got "${delay}"`);
+}

@@ -71,7 +71,7 @@ test('ladder keys against the local store: add, limit, disable, list, url --qr-p
   r = await inproc(['keys', 'url', '0', '--qr-png', join(dir, 'no', 'such', 'dir', 'qr.png'), ...d]);
   assert.equal(r.code, 2, r.stderr);
   assert.equal(r.stdout, '');
-  assert.match(r.stderr, /^ladder: --qr-png \S+qr\.png: no such file\n$/);
+  assert.match(r.stderr, /^ladder: --qr-png \S+qr\.png: its directory \S+dir: does not exist\n$/);
   r = await inproc(['keys', 'rm', '0', ...d]);
   assert.equal(r.code, 0, r.stderr);
   r = await inproc(['keys', 'rm', '7', ...d]);

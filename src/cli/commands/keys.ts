@@ -13,12 +13,14 @@ import { ALL_METHODS } from '../../config/defaults.js';
 import { fileErrorWhy } from '../../config/errors.js';
 import { ProtocolError } from '../../protocol/errors.js';
 import { formatKeyPrefixSetting, parseKeyPrefixSetting } from '../../protocol/shadowsocks/key-prefix.js';
-import { HTTP_UPGRADE_CLIENTS } from '../../protocol/sip002/plugin-opts.js';
+import { HTTP_UPGRADE_CLIENTS, webSocketClients } from '../../protocol/sip002/plugin-opts.js';
 import { commanderUsageError, UsageError } from '../errors.js';
 import { printable, printableJson } from '../terminal.js';
 import { readSecretLine } from '../secret-input.js';
 import { DEFAULT_DATA_DIR } from '../managed.js';
 import { note, storeTarget } from './store-command.js';
+import { checkOutputFile } from './output-file.js';
+import { replaceFile } from '../../shared/data-file.js';
 import type { AddOptions, KeysBackend, KeyView } from './keys/backend.js';
 import { LocalKeys } from './keys/local.js';
 import { parseApiTarget, RemoteKeys } from './keys/remote.js';
@@ -201,11 +203,18 @@ async function printUrls(b: KeysBackend, id: string, qr: boolean, png?: string):
   const is2022 = method.startsWith('2022-');
   if (state !== undefined && state !== 'active') process.stderr.write(`${stateNote(id, state)}\n`);
   // The picture first: a path that cannot be written is one line, before any secret is printed.
+  // It holds the key as plainly as the URL: written whole, readable by the user only, never
+  // through a link planted at its name (as every output file: output-file.ts).
   if (png !== undefined) {
+    checkOutputFile(png, '--qr-png');
+    const picture = await QRCode.toBuffer(u.ss, { type: 'png', margin: 2, width: 512 });
     try {
-      await QRCode.toFile(png, u.ss, { type: 'png', margin: 2, width: 512 });
+      await replaceFile(png, picture);
     } catch (err) {
-      throw new UsageError(`--qr-png ${printable(png)}: ${fileErrorWhy(err)}`, 'ERR_INPUT');
+      throw new UsageError(
+        `--qr-png ${printable(png)}: ${fileErrorWhy(err).replace(/^cannot read/, 'cannot write')}`,
+        'ERR_INPUT',
+      );
     }
   }
   const parts: [string, string | undefined][] = [
@@ -230,7 +239,7 @@ async function printUrls(b: KeysBackend, id: string, qr: boolean, png?: string):
         : 'subscription (Clash/mihomo, sing-box, v2rayNG, Shadowrocket, Outline; in a browser: a page with QR codes):',
       u.sub,
     ],
-    ['over the web front (ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box, ladder client):', u.web],
+    [`over the web front (${webSocketClients(method)}, ladder client):`, u.web],
     [`over the web front's HTTPUpgrade (${HTTP_UPGRADE_CLIENTS}):`, u.httpupgrade],
     [
       "over the web front's gRPC (ladder client; v2rayNG/v2rayN: the subscription's v2ray-json format):",

@@ -32,7 +32,7 @@ interface AccessConfigFlags {
  */
 export async function accessConfigText(flags: AccessConfigFlags): Promise<string> {
   // Loaded here, not at start-up: other commands do not need the store or the API.
-  const { parseStoreLocation, StoreError } = await import('../../store/index.js');
+  const { evaluateKeys, parseStoreLocation, StoreError } = await import('../../store/index.js');
   const { accessConfigLine, accessUrl, dynamicUrlVia, localApiEndpoint, subscriptionUrlVia } =
     await import('../../api/index.js');
   const dataDir = resolve(flags.dataDir ?? DEFAULT_DATA_DIR);
@@ -57,7 +57,10 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
   const store = await openStoreOrExplain(loc);
   try {
     const settings = await store.getSettings();
-    const keys = await store.listKeys();
+    // Each key with its state now: the URLs of an expired or over-limit key look like any other.
+    const statuses = await evaluateKeys(store, Date.now());
+    const keys = statuses.map((s) => s.key);
+    const stateOf = new Map(statuses.map((s) => [s.key.id, s.state]));
     const web = await loadWebEndpoint(dataDir);
     const out: string[] = [];
     // This data directory's API (its own host, port and certificate: on a fleet, this node's).
@@ -77,7 +80,10 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
     out.push(`${keys.length} key(s) (secrets: give each only to the people who should use it):`);
     for (const k of keys) {
       const tag = k.name || 'ladder';
-      out.push(`  ${printable(k.id)} "${printable(k.name)}"${k.enabled ? '' : ' (disabled)'}`);
+      const state = stateOf.get(k.id) ?? 'active';
+      out.push(
+        `  ${printable(k.id)} "${printable(k.name)}"${state === 'active' ? '' : ` (${state.replace('_', ' ')}: its URLs do not connect now)`}`,
+      );
       // --advertise web: the web URL is the key's URL (no raw host:port, the origin a CDN hides).
       const only = web?.only === true;
       out.push(`    ${only ? webKeyUrlFor(k, web, tag) : accessUrl(k, settings, tag)}`);

@@ -53,6 +53,7 @@ import {
   type RunningWeb,
   type WebFlags,
 } from '../web.js';
+import { webSocketClients } from '../../protocol/sip002/plugin-opts.js';
 import {
   addShadowTlsOptions,
   derivedShadowTlsPassword,
@@ -228,7 +229,7 @@ async function banner(
       if (tty) out.push((await QRCode.toString(url, { type: 'terminal', small: true })).trimEnd());
       else out.push('  (QR code not drawn: output is not a terminal)');
       if (web && !web.webOnly) {
-        out.push('  over the web front (ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box):');
+        out.push(`  over the web front (${webSocketClients(k.method)}):`);
         out.push(`  ${webKeyUrl(k, host, web, k.id === 'default' ? 'ladder-web' : `${k.id}-web`)}`);
         out.push(`  over HTTPUpgrade (${HTTP_UPGRADE_CLIENTS}):`);
         out.push(

@@ -202,8 +202,19 @@ export function parseRuleList(text: string, source = 'rules'): RuleSet {
       fallback = parseRoute(parts[1]!, source, line);
       continue;
     }
-    if (parts.length < 3 || parts.length > 4)
-      throw new RuleSyntaxError(source, line, 'expected "<type>,<value>,<route>"');
+    if (parts.length < 3 || parts.length > 4) {
+      // A site alone (`example.com`, `example.com,direct`, `1.2.3.4`), as in a plain list: show its rule.
+      const site = parts.length <= 2 ? parts[0]! : '';
+      const route = /^(direct|fragment|proxy|block)$/i.test(parts[1] ?? '')
+        ? parts[1]!.toLowerCase()
+        : 'proxy';
+      const hint = /^\d{1,3}(\.\d{1,3}){3}$/.test(site)
+        ? ` (for this address: ip-cidr,${site}/32,${route})`
+        : /^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(site)
+          ? ` (for this name and its subdomains: domain-suffix,${site},${route})`
+          : '';
+      throw new RuleSyntaxError(source, line, `expected "<type>,<value>,<route>"${hint}`);
+    }
     // domain-regex values may contain commas: everything between the first and last comma.
     const value = kind === 'domain-regex' ? raw.slice(raw.indexOf(',') + 1, raw.lastIndexOf(',')) : parts[1]!;
     const routeText = kind === 'domain-regex' ? raw.slice(raw.lastIndexOf(',') + 1) : parts[2]!;

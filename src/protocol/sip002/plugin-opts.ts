@@ -229,6 +229,16 @@ export function webKeyUrlFor(key: { method: string; secret: string }, ep: WebEnd
 export const HTTP_UPGRADE_CLIENTS =
   "ladder client, Clash/mihomo; Xray/v2rayN/v2rayNG: the subscription's v2ray-json format";
 
+/**
+ * The apps a web front's WebSocket key (the v2ray-plugin URL) is printed for. shadowsocks-libev's
+ * ss-local has no Shadowsocks-2022 ciphers (`invalid cipher name`): a 2022 key names
+ * shadowsocks-rust's sslocal, which takes the same plugin, instead.
+ */
+export function webSocketClients(method: string): string {
+  const local = method.startsWith('2022-') ? 'sslocal (shadowsocks-rust)' : 'ss-local';
+  return `${local} + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box`;
+}
+
 export function httpUpgradeKeyUrlFor(
   key: { method: string; secret: string },
   ep: WebEndpoint,
