@@ -7,7 +7,7 @@ import { describeStore, privatePolicyLine, storeFlags, tryItHeading } from './ba
 import { ladderCommand } from '../shared/invocation.js';
 import { QRCode } from './qr.js';
 import { printable } from './terminal.js';
-import { HTTP_UPGRADE_CLIENTS } from '../protocol/sip002/plugin-opts.js';
+import { GRPC_CLIENTS, HTTP_UPGRADE_CLIENTS } from '../protocol/sip002/plugin-opts.js';
 
 export interface ManagedBannerInput {
   storeLocation: StoreLocation;
@@ -48,6 +48,8 @@ export interface ManagedBannerInput {
   webUrl?: string | undefined;
   /** The key over the front's HTTPUpgrade (printed after webUrl). */
   httpUpgradeUrl?: string | undefined;
+  /** The key over the front's gRPC (printed after httpUpgradeUrl; a TLS front with h2 only). */
+  grpcUrl?: string | undefined;
   drawQr: boolean;
 }
 
@@ -123,6 +125,7 @@ export async function managedBanners(b: ManagedBannerInput): Promise<ManagedBann
       o.push(`  ${b.webUrl}`);
     }
     if (b.httpUpgradeUrl) o.push(`  over HTTPUpgrade (${HTTP_UPGRADE_CLIENTS}):`, `  ${b.httpUpgradeUrl}`);
+    if (b.grpcUrl) o.push(`  over gRPC (${GRPC_CLIENTS}):`, `  ${b.grpcUrl}`);
     if (b.stlsLines) o.push(...b.stlsLines);
     if (qr) o.push((await QRCode.toString(b.url, { type: 'terminal', small: true })).trimEnd());
     else

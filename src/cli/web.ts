@@ -18,6 +18,7 @@ import { parseFlags, webFlagsSchema } from '../config/flags.js';
 import type { WebConfig } from '../config/server.js';
 import {
   grpcKeyUrlFor,
+  GRPC_CLIENTS,
   HTTP_UPGRADE_CLIENTS,
   httpUpgradeKeyUrlFor,
   webKeyUrlFor,
@@ -482,7 +483,14 @@ export function webStatusLine(web: RunningWeb): string {
 /** Secret paths shorter than this (after the slash) get a warning in the banner. */
 const SHORT_PATH = 12;
 
-export { grpcKeyUrlFor, HTTP_UPGRADE_CLIENTS, httpUpgradeKeyUrlFor, webKeyUrlFor, type WebEndpoint };
+export {
+  GRPC_CLIENTS,
+  grpcKeyUrlFor,
+  HTTP_UPGRADE_CLIENTS,
+  httpUpgradeKeyUrlFor,
+  webKeyUrlFor,
+  type WebEndpoint,
+};
 
 /**
  * The public endpoint of a running front: --web-public-url when given, else `host` (the
@@ -515,18 +523,23 @@ export function webKeyUrl(
   return webKeyUrlFor(key, webEndpointOf(web, host), tag);
 }
 
-/** The managed banner's web lines for a key: its WebSocket and HTTPUpgrade URLs (none for a web-only front). */
+/**
+ * The managed banner's web lines for a key: its WebSocket, HTTPUpgrade and (where the front takes
+ * gRPC: TLS with h2) gRPC URLs, as the unmanaged banner prints them (none for a web-only front).
+ */
 export function webBannerUrls(
   key: Pick<RuntimeKey, 'method' | 'secret'>,
   host: string,
   web: RunningWeb | undefined,
   name: string,
-): { webUrl?: string; httpUpgradeUrl?: string } {
+): { webUrl?: string; httpUpgradeUrl?: string; grpcUrl?: string } {
   if (!web || web.webOnly) return {};
   const ep = webEndpointOf(web, host);
+  const grpcUrl = grpcKeyUrlFor(key, ep, `${name} (gRPC)`);
   return {
     webUrl: webKeyUrlFor(key, ep, `${name} (web)`),
     httpUpgradeUrl: httpUpgradeKeyUrlFor(key, ep, `${name} (HTTPUpgrade)`),
+    ...(grpcUrl ? { grpcUrl } : {}),
   };
 }
 

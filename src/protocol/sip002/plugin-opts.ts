@@ -229,6 +229,9 @@ export function webKeyUrlFor(key: { method: string; secret: string }, ep: WebEnd
 export const HTTP_UPGRADE_CLIENTS =
   "ladder client, Clash/mihomo; Xray/v2rayN/v2rayNG: the subscription's v2ray-json format";
 
+/** Who takes a `type=grpc` URL (the words the banners and `keys url` use). */
+export const GRPC_CLIENTS = "ladder client; v2rayNG/v2rayN: the subscription's v2ray-json format";
+
 export function httpUpgradeKeyUrlFor(
   key: { method: string; secret: string },
   ep: WebEndpoint,
