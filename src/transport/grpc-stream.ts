@@ -243,22 +243,40 @@ export class GrpcStream extends Duplex {
 
   /** The server's end: our half-close is the trailers its response holds (sent on 'wantTrailers'). */
   readonly #trailers: boolean;
+  /** Bad framing is handed on as bytes (the server's end) instead of failing the stream. */
+  readonly #framingAsBytes: boolean;
+  /** The framing broke: the rest of the body is handed on undecoded. */
+  #undecoded = false;
 
-  /** `opts.trailers`: the server's end of a call answered with trailers pending (../server/web/grpc.ts). */
-  constructor(h2: Http2Stream, opts: { trailers?: boolean } = {}) {
+  /**
+   * `opts.trailers`: the server's end of a call answered with trailers pending
+   * (../server/web/grpc.ts). `opts.framingAsBytes`: a body that stops being valid gRPC framing
+   * (a compressed or unknown flag, a message over 4 MiB, a protobuf field that does not fit, a
+   * body ending inside a message) is not an error: from the chunk that broke it on, the body's
+   * bytes are handed on as they came, and its end is an end — so the Shadowsocks server reacts to
+   * them as to any other bytes that are not a valid request (research D6: one reaction for every
+   * failure), where the stream used to be reset at once (RST_STREAM CANCEL, no trailers: a reaction
+   * of its own, and not what grpc-go does, which ends a call with a status in trailers).
+   */
+  constructor(h2: Http2Stream, opts: { trailers?: boolean; framingAsBytes?: boolean } = {}) {
     super({ allowHalfOpen: true });
     this.#h2 = h2;
     this.#trailers = opts.trailers === true;
+    this.#framingAsBytes = opts.framingAsBytes === true;
     h2.on('data', (chunk: Buffer) => {
+      if (this.#undecoded) return this.#emit(chunk);
       try {
         this.#decoder.push(chunk, this.#emit);
       } catch (err) {
-        this.destroy(err as Error);
+        if (!this.#framingAsBytes || !(err instanceof GrpcFrameError)) return void this.destroy(err as Error);
+        this.#undecoded = true;
+        this.#emit(chunk);
       }
     });
     h2.once('end', () => {
       this.#remoteEnded = true;
-      if (this.#decoder.pending > 0) this.destroy(new GrpcFrameError('gRPC body ended inside a message'));
+      if (this.#decoder.pending > 0 && !this.#undecoded && !this.#framingAsBytes)
+        this.destroy(new GrpcFrameError('gRPC body ended inside a message'));
       else this.push(null);
     });
     h2.on('error', (err: Error) => this.destroy(err));
