@@ -280,9 +280,17 @@ export class GrpcStream extends Duplex {
       else this.push(null);
     });
     h2.on('error', (err: Error) => this.destroy(err));
+    // The client's end: a call the server ended has trailers (ours, grpc-go's, nginx passes them on).
+    let trailersSeen = this.#trailers;
+    if (!this.#trailers) h2.once('trailers', () => (trailersSeen = true));
     h2.once('close', () => {
       if (this.destroyed) return;
-      const clean = this.#remoteEnded && (h2.rstCode ?? 0) === h2constants.NGHTTP2_NO_ERROR;
+      // A destroyed HTTP/2 connection (keepalive found it dead, a socket error) ends its calls
+      // with an 'end' of Node's making and code 0, aborted: a reset, not the server's end.
+      const clean =
+        this.#remoteEnded &&
+        (h2.rstCode ?? 0) === h2constants.NGHTTP2_NO_ERROR &&
+        (trailersSeen || !h2.aborted);
       if (!clean) return void this.destroy(new Error(`gRPC stream reset (HTTP/2 code ${h2.rstCode ?? 0})`));
       if (this.writableFinished) return; // autoDestroy once the reader has taken the end
       // The peer finished both ways (grpc-go resets with NO_ERROR after its trailers): nothing
