@@ -378,6 +378,9 @@ napi_value InfoArray(napi_env env, const int32_t* info) {
 
 // The names a SIP004 target may carry that are no destination (src/protocol/uot.ts UOT_MAGIC_V1,
 // UOT_MAGIC_V2; src/server/inner-mux.ts MUX_COOL_NAME): JS serves them on its full path.
+// strncasecmp folds ASCII only; JS compares toLowerCase() of the UTF-8 name, which also folds
+// U+212A KELVIN SIGN to 'k' (the one non-ASCII character that lowercases to ASCII). The two
+// agree only while no name here has a 'k': a name with one needs an ASCII-only fold in JS.
 bool SpecialName(const uint8_t* name, size_t n) {
   static const char* const kNames[] = {"sp.v2.udp-over-tcp.arpa", "sp.udp-over-tcp.arpa", "v1.mux.cool"};
   for (const char* want : kNames) {

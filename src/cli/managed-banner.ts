@@ -7,7 +7,7 @@ import { describeStore, privatePolicyLine, storeFlags, tryItHeading } from './ba
 import { ladderCommand } from '../shared/invocation.js';
 import { QRCode } from './qr.js';
 import { printable } from './terminal.js';
-import { HTTP_UPGRADE_CLIENTS } from '../protocol/sip002/plugin-opts.js';
+import { GRPC_CLIENTS, HTTP_UPGRADE_CLIENTS, webSocketClients } from '../protocol/sip002/plugin-opts.js';
 
 export interface ManagedBannerInput {
   storeLocation: StoreLocation;
@@ -46,8 +46,12 @@ export interface ManagedBannerInput {
   dynamicNote: string;
   subscription: string | undefined;
   webUrl?: string | undefined;
+  /** The apps webUrl is for (2022 keys name sslocal, not ss-local). */
+  webClients?: string | undefined;
   /** The key over the front's HTTPUpgrade (printed after webUrl). */
   httpUpgradeUrl?: string | undefined;
+  /** The key over the front's gRPC (printed after httpUpgradeUrl; a TLS front with h2 only). */
+  grpcUrl?: string | undefined;
   drawQr: boolean;
 }
 
@@ -119,10 +123,11 @@ export async function managedBanners(b: ManagedBannerInput): Promise<ManagedBann
     if (b.subscription)
       o.push(`  subscription (every app; a browser shows a page with QR codes): ${b.subscription}`);
     if (b.webUrl) {
-      o.push('  over the web front (ss-local + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box):');
+      o.push(`  over the web front (${b.webClients ?? webSocketClients('')}):`);
       o.push(`  ${b.webUrl}`);
     }
     if (b.httpUpgradeUrl) o.push(`  over HTTPUpgrade (${HTTP_UPGRADE_CLIENTS}):`, `  ${b.httpUpgradeUrl}`);
+    if (b.grpcUrl) o.push(`  over gRPC (${GRPC_CLIENTS}):`, `  ${b.grpcUrl}`);
     if (b.stlsLines) o.push(...b.stlsLines);
     if (qr) o.push((await QRCode.toString(b.url, { type: 'terminal', small: true })).trimEnd());
     else

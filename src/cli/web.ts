@@ -11,24 +11,25 @@ import type { PendingCaps } from '../server/pending-limits.js';
 import type { Command } from 'commander';
 import { createHash, createHmac } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, readFile, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { access, readFile, stat } from 'node:fs/promises';
 import { fileErrorWhy } from '../config/errors.js';
 import { parseFlags, webFlagsSchema } from '../config/flags.js';
 import type { WebConfig } from '../config/server.js';
 import {
   grpcKeyUrlFor,
+  GRPC_CLIENTS,
   HTTP_UPGRADE_CLIENTS,
   httpUpgradeKeyUrlFor,
   webKeyUrlFor,
+  webSocketClients,
   type WebEndpoint,
 } from '../protocol/sip002/plugin-opts.js';
 import { editDistance } from '../protocol/near-miss.js';
+import type { SavedWebEndpoint } from './web-endpoint-file.js';
 import type { DataPlaneOptions, ShadowsocksServer } from '../server/index.js';
 // The web front's modules (ws, acme-client, the decoy site) load only when --web-port is given.
 import type { WebService, WebServiceSettings } from '../server/web/setup.js';
 import type { RuntimeKey } from '../shared/control.js';
-import { asObject, readDataFile, writeDataFile } from '../shared/data-file.js';
 import { bindErrorCode, explainBindError } from '../shared/listen.js';
 import { formatHostPort } from '../shared/parse.js';
 import type { Logger } from '../shared/logger.js';
@@ -489,7 +490,14 @@ export function webStatusLine(web: RunningWeb): string {
 /** Secret paths shorter than this (after the slash) get a warning in the banner. */
 const SHORT_PATH = 12;
 
-export { grpcKeyUrlFor, HTTP_UPGRADE_CLIENTS, httpUpgradeKeyUrlFor, webKeyUrlFor, type WebEndpoint };
+export {
+  GRPC_CLIENTS,
+  grpcKeyUrlFor,
+  HTTP_UPGRADE_CLIENTS,
+  httpUpgradeKeyUrlFor,
+  webKeyUrlFor,
+  type WebEndpoint,
+};
 
 /**
  * The public endpoint of a running front: --web-public-url when given, else `host` (the
@@ -509,9 +517,6 @@ export function webEndpointOf(web: RunningWeb, host: string): SavedWebEndpoint {
   };
 }
 
-/** A front's public endpoint as managed mode saves it: `only` = --advertise web (no raw host:port in keys). */
-export type SavedWebEndpoint = WebEndpoint & { only?: boolean };
-
 /** A key's v2ray-plugin URL for a running front (see webEndpointOf). */
 export function webKeyUrl(
   key: Pick<RuntimeKey, 'method' | 'secret'>,
@@ -522,18 +527,24 @@ export function webKeyUrl(
   return webKeyUrlFor(key, webEndpointOf(web, host), tag);
 }
 
-/** The managed banner's web lines for a key: its WebSocket and HTTPUpgrade URLs (none for a web-only front). */
+/**
+ * The managed banner's web lines for a key: its WebSocket, HTTPUpgrade and (where the front takes
+ * gRPC: TLS with h2) gRPC URLs, as the unmanaged banner prints them (none for a web-only front).
+ */
 export function webBannerUrls(
   key: Pick<RuntimeKey, 'method' | 'secret'>,
   host: string,
   web: RunningWeb | undefined,
   name: string,
-): { webUrl?: string; httpUpgradeUrl?: string } {
+): { webUrl?: string; webClients?: string; httpUpgradeUrl?: string; grpcUrl?: string } {
   if (!web || web.webOnly) return {};
   const ep = webEndpointOf(web, host);
+  const grpcUrl = grpcKeyUrlFor(key, ep, `${name} (gRPC)`);
   return {
     webUrl: webKeyUrlFor(key, ep, `${name} (web)`),
+    webClients: webSocketClients(key.method),
     httpUpgradeUrl: httpUpgradeKeyUrlFor(key, ep, `${name} (HTTPUpgrade)`),
+    ...(grpcUrl ? { grpcUrl } : {}),
   };
 }
 
@@ -547,43 +558,4 @@ export function grpcKeyUrl(
   return grpcKeyUrlFor(key, webEndpointOf(web, host), tag);
 }
 
-const ENDPOINT_FILE = 'web-endpoint.json';
-
-/**
- * Managed mode keeps the running front's public endpoint in its data dir (0600: it holds the
- * secret path), so `ladder keys url` and `ladder server access-config` can print web URLs while
- * the server runs elsewhere; a start without a web front removes it.
- */
-export async function saveWebEndpoint(dataDir: string, ep: SavedWebEndpoint | undefined): Promise<void> {
-  const file = join(dataDir, ENDPOINT_FILE);
-  if (ep === undefined) await rm(file, { force: true });
-  else await writeDataFile(file, ep);
-}
-
-/** The endpoint a managed server with a web front last saved in `dataDir`, if any (a damaged one: DataFileError). */
-export function loadWebEndpoint(dataDir: string): Promise<SavedWebEndpoint | undefined> {
-  const fix = 'go on (a managed server with a web front writes it again when it starts)';
-  return readDataFile(
-    join(dataDir, ENDPOINT_FILE),
-    (v) => {
-      const o = asObject(v);
-      if (
-        typeof o?.host !== 'string' ||
-        typeof o.port !== 'number' ||
-        typeof o.path !== 'string' ||
-        typeof o.tls !== 'boolean'
-      )
-        return 'fields missing';
-      return {
-        host: o.host,
-        port: o.port,
-        path: o.path,
-        tls: o.tls,
-        mux: o.mux !== false,
-        ...(o.grpc === false ? { grpc: false } : {}),
-        ...(o.only === true ? { only: true } : {}),
-      };
-    },
-    fix,
-  );
-}
+export { loadWebEndpoint, saveWebEndpoint, type SavedWebEndpoint } from './web-endpoint-file.js';

@@ -6,6 +6,7 @@
  * the upgrade (ERR_UPGRADE_REFUSED) is advised by its HTTP status (code `HTTP_404` here).
  */
 import type { Logger } from '../shared/logger.js';
+import { isShadowTlsReset, SHADOWTLS_RESET, shadowTlsResetAdvice } from '../transport/shadowtls-reset.js';
 import { upgradeRefusalAdvice } from '../transport/upgrade-refused.js';
 
 /** Node's codes for a certificate chain that does not lead to a trusted root. */
@@ -32,6 +33,7 @@ export function dialHint(code: string): string | undefined {
     return `the ShadowTLS server did not authenticate (${code}): the key's shadow-tls password= is wrong, or its address is not a ShadowTLS v3 server (the connection reached a plain TLS site)`;
   if (code === 'ERR_SHADOWTLS_HANDSHAKE')
     return `the TLS handshake through ShadowTLS failed (${code}): the key's shadow-tls host= site must speak TLS 1.3 (--log-level debug shows why)`;
+  if (code === SHADOWTLS_RESET) return shadowTlsResetAdvice(code);
   const refused = /^HTTP_(\d{3}|unknown)$/.exec(code);
   return refused
     ? upgradeRefusalAdvice(refused[1] === 'unknown' ? undefined : Number(refused[1]))
@@ -60,10 +62,12 @@ export function hintDialFailureOnce(code: string | undefined, log: Logger): void
 
 /**
  * The errno or TLS code behind a failed dial (its cause's code), `HTTP_404`-style for a refused
- * upgrade (ERR_UPGRADE_REFUSED, transport/dialer.ts upgradeRefused), if any.
+ * upgrade (ERR_UPGRADE_REFUSED, transport/dialer.ts upgradeRefused), ERR_SHADOWTLS_RESET for a
+ * ShadowTLS handshake the server's port reset (its errno alone, ECONNRESET, says nothing), if any.
  */
 export function dialErrno(err: unknown): string | undefined {
   const e = err as { code?: unknown; status?: unknown; cause?: { code?: string } } | undefined;
   if (e?.code === 'ERR_UPGRADE_REFUSED') return `HTTP_${typeof e.status === 'number' ? e.status : 'unknown'}`;
+  if (isShadowTlsReset(err)) return SHADOWTLS_RESET;
   return (e?.cause ?? {}).code;
 }

@@ -22,6 +22,7 @@ import type { Duplex } from 'node:stream';
 import type { Dialer, NextHop } from '../transport/dialer.js';
 import { DialerStream } from '../transport/dialer-stream.js';
 import { dialHttpUpgrade } from '../transport/httpupgrade-dialer.js';
+import { shadowTlsResetAdvice } from '../transport/shadowtls-reset.js';
 import { upgradeRefusalAdvice } from '../transport/upgrade-refused.js';
 import { dialWebSocket, webSocketNextHop, type WsTransportOptions } from '../transport/ws-dialer.js';
 import { grpcNextHop, type GrpcTransportOptions } from '../transport/grpc-dialer.js';
@@ -87,6 +88,21 @@ export function fetchFailed(name: string, message: string): ServerCheck {
   };
 }
 
+/**
+ * A key's tag as the probe prints it: anything in it that looks like a URL (`ss://…`, an access
+ * link pasted into the name, or a second key a tag swallowed) becomes `…`, control characters go,
+ * and at most 60 characters are kept. A tag is the user's own text, but it travels inside keys
+ * people pass around, and the table and the JSON are meant to be shareable.
+ */
+export function shownTag(tag: string): string {
+  const t = tag
+    .replace(/[a-z][a-z0-9+.-]*:\/\/\S*/gi, '…')
+    .replace(/[\p{Cc}\p{Cf}]+/gu, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
+  return t.length > 60 ? `${t.slice(0, 59)}…` : t;
+}
+
 /** The masked name of an endpoint: `ss aes-256-gcm 203.0.113.5:8388` or `wss://host:443/… (ws)`. */
 export function maskedName(
   ep: {
@@ -99,7 +115,8 @@ export function maskedName(
   },
   tag?: string,
 ): string {
-  const t = tag ? ` "${tag}"` : '';
+  const shown = tag ? shownTag(tag) : '';
+  const t = shown ? ` "${shown}"` : '';
   if (ep.shadowTls)
     return `shadowtls://${isIP(ep.host) === 6 ? `[${ep.host}]` : ep.host}:${ep.port} ${ep.method}${t}`;
   if (ep.grpc)
@@ -290,6 +307,7 @@ export function explain(c: ServerCheck): string {
     case 'tunnel':
       // A gRPC call is refused in this step (its dialer opens its own connection).
       if (refusedStatus !== undefined) return upgradeRefusalAdvice(refusedStatus);
+      if (c.transport === 'shadowtls' && f === 'connection_reset') return shadowTlsResetAdvice(f);
       return `the server took the connection but the tunnel did not answer (${f}): a wrong key or method, a key the server has disabled, expired or over its limit, the server cannot reach the target, or a censor cuts the flow after the first packet`;
   }
 }

@@ -33,6 +33,8 @@ export const UOT_MAX_PAYLOAD = 0xffff;
 /** Which UoT version a Shadowsocks target asks for; undefined when it is an ordinary target. */
 export function uotVersion(target: SocksAddress): UotVersion | undefined {
   if (target.type !== 'domain') return undefined;
+  // toLowerCase() folds U+212A (Kelvin) to 'k' where the addon's strncasecmp does not: the same
+  // answer only while the name has no 'k' (native/tcp_accept.cc SpecialName).
   const name = target.host.toLowerCase();
   return name === UOT_MAGIC_V2 ? 2 : name === UOT_MAGIC_V1 ? 1 : undefined;
 }

@@ -22,6 +22,8 @@ const SESSION_BUFFER = 256 * 1024;
 
 /** Is `target` v2ray's Mux.Cool name (the stream is multiplexed, not one destination)? */
 export function isMuxCoolTarget(target: SocksAddress): boolean {
+  // toLowerCase() folds U+212A (Kelvin) to 'k' where the addon's strncasecmp does not: the same
+  // answer only while the name has no 'k' (native/tcp_accept.cc SpecialName).
   return target.type === 'domain' && target.host.toLowerCase() === MUX_COOL_NAME;
 }
 

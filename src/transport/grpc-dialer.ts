@@ -32,7 +32,23 @@ export interface GrpcTransportOptions extends WebTlsEndpoint {
   /** `:authority` (default: the TLS server name, else the address when it is a name). */
   host?: string | undefined;
   connectTimeoutMs?: number | undefined;
+  /** Keepalive PING period of a connection carrying calls (default GRPC_KEEPALIVE_MS; 0: none). */
+  keepaliveMs?: number | undefined;
+  /** How long a keepalive PING may go unanswered before the connection is dead (default 20 s). */
+  keepaliveTimeoutMs?: number | undefined;
 }
+
+/**
+ * grpc-go's client keepalive (keepalive.ClientParameters Time; Xray's `idle_timeout`): a PING
+ * this long after the last on a connection that carries calls. Not shorter than grpc-go servers'
+ * default enforcement (EnforcementPolicy MinTime, 5 min: pings closer together are strikes, and the
+ * third is answered with GOAWAY ENHANCE_YOUR_CALM, which would end every tunnel on it — an Xray
+ * server sets no policy of its own), with a margin for delays on the way.
+ */
+export const GRPC_KEEPALIVE_MS = 330_000;
+
+/** grpc-go's keepalive Timeout default: an unanswered PING this long means the connection is dead. */
+export const GRPC_KEEPALIVE_TIMEOUT_MS = 20_000;
 
 /** The request headers of one Tun call, in grpc-go's order. */
 export function grpcRequestHeaders(opts: GrpcTransportOptions): Record<string, string> {
@@ -149,6 +165,7 @@ export class GrpcSessionPool {
       }
     }
     const owner = session;
+    this.#used.get(owner)?.();
     const stream = new GrpcStream(req);
     const calls = this.#calls.get(owner) ?? new Set<GrpcStream>();
     this.#calls.set(owner, calls.add(stream));
@@ -264,6 +281,7 @@ export class GrpcSessionPool {
         s.once('close', forget);
         s.setLocalWindowSize(CONNECTION_WINDOW);
         this.#sessions.set(s, 0);
+        this.#keepAlive(s);
         resolve(s);
       };
       const onError = (err: NodeJS.ErrnoException): void =>
@@ -292,6 +310,43 @@ export class GrpcSessionPool {
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
+
+  /**
+   * Every keepalive period, a connection that carried calls in it is sent a PING; one whose ACK
+   * does not come within the timeout is dead (a NAT that forgot it, a path that drops it without a
+   * word): destroyed, so its calls fail now rather than at their idle timeout and the next call
+   * opens a new connection instead of waiting on it. A connection that carried no call for a
+   * whole period is closed instead (grpc-go's PermitWithoutStream false: a grpc-go server counts a
+   * ping without streams as a strike; the next call dials afresh). Our front and nginx answer
+   * PINGs themselves (nghttp2); the tunnels' own idle timeout still governs them.
+   */
+  #keepAlive(s: ClientHttp2Session): void {
+    const every = this.#opts.keepaliveMs ?? GRPC_KEEPALIVE_MS;
+    if (every <= 0) return;
+    const timeoutMs = this.#opts.keepaliveTimeoutMs ?? GRPC_KEEPALIVE_TIMEOUT_MS;
+    let used = true; // a call was open at some point of this period (the first is the dial's)
+    const timer = setInterval(() => {
+      if (s.closed || s.destroyed) return clearInterval(timer);
+      if ((this.#calls.get(s)?.size ?? 0) === 0) {
+        if (!used) this.#forget(s);
+        used = false;
+        return; // no PING without calls
+      }
+      const dead = setTimeout(() => s.destroy(), timeoutMs);
+      dead.unref();
+      try {
+        if (!s.ping(() => clearTimeout(dead))) clearTimeout(dead); // pings still outstanding
+      } catch {
+        clearTimeout(dead); // closing under us
+      }
+    }, every);
+    timer.unref();
+    s.once('close', () => clearInterval(timer));
+    this.#used.set(s, () => (used = true));
+  }
+
+  /** Marks a connection's keepalive period as one with a call. */
+  readonly #used = new WeakMap<ClientHttp2Session, () => void>();
 
   close(): void {
     this.#closed = true;

@@ -243,28 +243,54 @@ export class GrpcStream extends Duplex {
 
   /** The server's end: our half-close is the trailers its response holds (sent on 'wantTrailers'). */
   readonly #trailers: boolean;
+  /** Bad framing is handed on as bytes (the server's end) instead of failing the stream. */
+  readonly #framingAsBytes: boolean;
+  /** The framing broke: the rest of the body is handed on undecoded. */
+  #undecoded = false;
 
-  /** `opts.trailers`: the server's end of a call answered with trailers pending (../server/web/grpc.ts). */
-  constructor(h2: Http2Stream, opts: { trailers?: boolean } = {}) {
+  /**
+   * `opts.trailers`: the server's end of a call answered with trailers pending
+   * (../server/web/grpc.ts). `opts.framingAsBytes`: a body that stops being valid gRPC framing
+   * (a compressed or unknown flag, a message over 4 MiB, a protobuf field that does not fit, a
+   * body ending inside a message) is not an error: from the chunk that broke it on, the body's
+   * bytes are handed on as they came, and its end is an end — so the Shadowsocks server reacts to
+   * them as to any other bytes that are not a valid request (research D6: one reaction for every
+   * failure), where the stream used to be reset at once (RST_STREAM CANCEL, no trailers: a reaction
+   * of its own, and not what grpc-go does, which ends a call with a status in trailers).
+   */
+  constructor(h2: Http2Stream, opts: { trailers?: boolean; framingAsBytes?: boolean } = {}) {
     super({ allowHalfOpen: true });
     this.#h2 = h2;
     this.#trailers = opts.trailers === true;
+    this.#framingAsBytes = opts.framingAsBytes === true;
     h2.on('data', (chunk: Buffer) => {
+      if (this.#undecoded) return this.#emit(chunk);
       try {
         this.#decoder.push(chunk, this.#emit);
       } catch (err) {
-        this.destroy(err as Error);
+        if (!this.#framingAsBytes || !(err instanceof GrpcFrameError)) return void this.destroy(err as Error);
+        this.#undecoded = true;
+        this.#emit(chunk);
       }
     });
     h2.once('end', () => {
       this.#remoteEnded = true;
-      if (this.#decoder.pending > 0) this.destroy(new GrpcFrameError('gRPC body ended inside a message'));
+      if (this.#decoder.pending > 0 && !this.#undecoded && !this.#framingAsBytes)
+        this.destroy(new GrpcFrameError('gRPC body ended inside a message'));
       else this.push(null);
     });
     h2.on('error', (err: Error) => this.destroy(err));
+    // The client's end: a call the server ended has trailers (ours, grpc-go's, nginx passes them on).
+    let trailersSeen = this.#trailers;
+    if (!this.#trailers) h2.once('trailers', () => (trailersSeen = true));
     h2.once('close', () => {
       if (this.destroyed) return;
-      const clean = this.#remoteEnded && (h2.rstCode ?? 0) === h2constants.NGHTTP2_NO_ERROR;
+      // A destroyed HTTP/2 connection (keepalive found it dead, a socket error) ends its calls
+      // with an 'end' of Node's making and code 0, aborted: a reset, not the server's end.
+      const clean =
+        this.#remoteEnded &&
+        (h2.rstCode ?? 0) === h2constants.NGHTTP2_NO_ERROR &&
+        (trailersSeen || !h2.aborted);
       if (!clean) return void this.destroy(new Error(`gRPC stream reset (HTTP/2 code ${h2.rstCode ?? 0})`));
       if (this.writableFinished) return; // autoDestroy once the reader has taken the end
       // The peer finished both ways (grpc-go resets with NO_ERROR after its trailers): nothing

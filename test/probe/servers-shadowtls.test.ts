@@ -10,10 +10,11 @@ import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { createTunnelDialer, endpointFromKey } from '../../src/client/index.js';
 import { makeLabCertificates } from '../../src/lab/lab-ca.js';
-import { checkServer, maskedName, type ServerTarget } from '../../src/probe/servers.js';
+import { checkServer, explain, maskedName, type ServerTarget } from '../../src/probe/servers.js';
 import { listenShadowTls, type ShadowTlsListener } from '../../src/server/shadowtls/listener.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { startTestServer, type TestDataPlane } from '../helpers/data-plane.js';
+import { shadowTlsPortWithDeadSite } from '../helpers/shadowtls-dead-site.js';
 
 const secret = 'stls-probe-secret';
 const PASSWORD = 'stls-probe-password';
@@ -50,9 +51,9 @@ after(async () => {
   web?.close();
 });
 
-function stlsTarget(password: string): ServerTarget {
+function stlsTarget(password: string, port = listener.address.port): ServerTarget {
   const opts = encodeURIComponent(`shadow-tls;host=site.test;password=${password};version=3`);
-  const key = `ss://${Buffer.from(`aes-256-gcm:${secret}`).toString('base64url')}@127.0.0.1:${listener.address.port}/?plugin=${opts}`;
+  const key = `ss://${Buffer.from(`aes-256-gcm:${secret}`).toString('base64url')}@127.0.0.1:${port}/?plugin=${opts}`;
   const ep = endpointFromKey(key, 'local');
   return {
     name: maskedName(ep),
@@ -82,4 +83,19 @@ test('a wrong ShadowTLS password: blocked at the tunnel step, the listener relay
   const c = await checkServer(stlsTarget('wrong'), { target, timeoutMs: 5000 });
   assert.equal(c.blocking, 'tunnel');
   assert.ok(listener.counts.relayed > relayed);
+});
+
+test('a ShadowTLS port whose handshake site is unreachable: blocked at the tunnel, and the advice says so', async () => {
+  const resetting = await shadowTlsPortWithDeadSite(PASSWORD);
+  try {
+    const c = await checkServer(stlsTarget(PASSWORD, resetting.address.port), { target, timeoutMs: 5000 });
+    assert.equal(c.blocking, 'tunnel');
+    assert.equal(c.steps.at(-1)?.failure, 'connection_reset');
+    assert.match(
+      explain(c),
+      /^the ShadowTLS server reset the connection during the TLS handshake \(connection_reset\): most often it cannot reach its handshake site/,
+    );
+  } finally {
+    await resetting.close();
+  }
 });

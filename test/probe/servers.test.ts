@@ -119,6 +119,34 @@ describe('ladder probe --servers (CLI, real ladder server)', () => {
     assert.match(r.stdout, /^1 of 1 endpoints reachable/);
   });
 
+  test('several keys in one quoted argument are split; no tag prints a password or a pasted URL', async () => {
+    const other = 'probe-servers-second-key';
+    const closed = await freePort();
+    const first = ssUrl('aes-256-gcm', PASSWORD, '127.0.0.1', server.port, 'home');
+    // The second key's tag carries a pasted access URL: the table shows the tag, not the URL.
+    const second = `${ssUrl('aes-256-gcm', other, '127.0.0.1', closed)}#office%20ss%3A%2F%2Fc2VjcmV0@x.example%3A1`;
+    const r = await runLadder([
+      'probe',
+      '--servers',
+      `${first} \n ${second}`,
+      '--target',
+      target,
+      '--timeout',
+      '2',
+    ]);
+    assert.equal(r.code, 3, r.stderr);
+    const lines = r.stdout.split('\n');
+    assert.equal(lines[0], '1 of 2 endpoints reachable from this network', r.stdout);
+    const row = (n: number): string => lines.find((l) => l.startsWith(`${n}  `)) ?? '';
+    assert.match(row(1), /ss:\/\/127\.0\.0\.1:\d+ aes-256-gcm "home"\s+ok\s+ok\s+reachable/);
+    assert.match(row(2), new RegExp(`ss://127\\.0\\.0\\.1:${closed} aes-256-gcm "office …"\\s+refused`));
+    for (const text of [r.stdout, r.stderr]) {
+      for (const pw of [PASSWORD, other])
+        assert.ok(!text.includes(Buffer.from(`aes-256-gcm:${pw}`).toString('base64url').slice(0, 20)), text);
+      assert.ok(!text.includes('c2VjcmV0') && !text.includes('ss://c') && !text.includes('x.example'), text);
+    }
+  });
+
   test('bad input: one line naming what and where, exit 2, no traffic, no secret', async () => {
     const garbage = join(dir, 'garbage.txt');
     writeFileSync(garbage, 'servers:\n  - not a key\n');

@@ -13,7 +13,7 @@ import { ALL_METHODS } from '../../config/defaults.js';
 import { fileErrorWhy } from '../../config/errors.js';
 import { ProtocolError } from '../../protocol/errors.js';
 import { formatKeyPrefixSetting, parseKeyPrefixSetting } from '../../protocol/shadowsocks/key-prefix.js';
-import { HTTP_UPGRADE_CLIENTS, webSocketClients } from '../../protocol/sip002/plugin-opts.js';
+import { GRPC_CLIENTS, HTTP_UPGRADE_CLIENTS, webSocketClients } from '../../protocol/sip002/plugin-opts.js';
 import { commanderUsageError, UsageError } from '../errors.js';
 import { printable, printableJson } from '../terminal.js';
 import { readSecretLine } from '../secret-input.js';
@@ -241,10 +241,7 @@ async function printUrls(b: KeysBackend, id: string, qr: boolean, png?: string):
     ],
     [`over the web front (${webSocketClients(method)}, ladder client):`, u.web],
     [`over the web front's HTTPUpgrade (${HTTP_UPGRADE_CLIENTS}):`, u.httpupgrade],
-    [
-      "over the web front's gRPC (ladder client; v2rayNG/v2rayN: the subscription's v2ray-json format):",
-      u.grpc,
-    ],
+    [`over the web front's gRPC (${GRPC_CLIENTS}):`, u.grpc],
     [
       'through ShadowTLS v3 (ladder client, Shadowrocket; sing-box and mihomo: the subscription):',
       u.shadowtls,

@@ -85,6 +85,23 @@ async function endpointsOf(item: string, n: number, timeoutMs: number): Promise<
   }
 }
 
+/**
+ * The items of `--servers` as given, with several keys pasted into one quoted argument (a list
+ * copied from a subscription or a chat, one key a line or space-separated) split at each
+ * whitespace that is followed by another key's scheme. Without the split the first key's tag
+ * swallowed the rest, passwords included, and the table printed it.
+ */
+export function splitServerItems(items: readonly string[]): string[] {
+  return items.flatMap((item) =>
+    /^\s*(ss|ssconf|https):\/\//i.test(item)
+      ? item
+          .trim()
+          .split(/\s+(?=(?:ss|ssconf|https):\/\/)/i)
+          .filter((x) => x !== '')
+      : [item],
+  );
+}
+
 export interface ServerCheckFlags {
   servers: string[];
   dns?: HostPort | undefined;
@@ -97,7 +114,8 @@ export interface ServerCheckFlags {
 export async function runServerCheck(f: ServerCheckFlags): Promise<ServerCheck[]> {
   // Every key and file is read (and dynamic keys fetched) before any endpoint is measured.
   const sources: Source[] = [];
-  for (const [i, item] of f.servers.entries()) sources.push(await endpointsOf(item, i + 1, f.timeoutMs));
+  for (const [i, item] of splitServerItems(f.servers).entries())
+    sources.push(await endpointsOf(item, i + 1, f.timeoutMs));
   const targets = sources.flatMap((s): Array<ServerTarget | ServerCheck> =>
     s.kind === 'failed'
       ? [s.check]

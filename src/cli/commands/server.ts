@@ -48,6 +48,7 @@ import {
   webKeyUrl,
   grpcKeyUrl,
   httpUpgradeKeyUrlFor,
+  GRPC_CLIENTS,
   HTTP_UPGRADE_CLIENTS,
   webStatusLine,
   type RunningWeb,
@@ -236,8 +237,7 @@ async function banner(
           `  ${httpUpgradeKeyUrlFor(k, webEndpointOf(web, host), k.id === 'default' ? 'ladder-httpupgrade' : `${k.id}-httpupgrade`)}`,
         );
         const grpc = grpcKeyUrl(k, host, web, k.id === 'default' ? 'ladder-grpc' : `${k.id}-grpc`);
-        if (grpc)
-          out.push('  over gRPC (ladder client; v2rayNG/v2rayN: the v2ray-json subscription):', `  ${grpc}`);
+        if (grpc) out.push(`  over gRPC (${GRPC_CLIENTS}):`, `  ${grpc}`);
         const note = loopbackFrontNote(web.settings.host, web.publicUrl, host);
         if (note) out.push(note);
       }

@@ -239,6 +239,9 @@ export function webSocketClients(method: string): string {
   return `${local} + v2ray-plugin, v2rayNG, Clash/mihomo, sing-box`;
 }
 
+/** Who takes a `type=grpc` URL (the words the banners and `keys url` use). */
+export const GRPC_CLIENTS = "ladder client; v2rayNG/v2rayN: the subscription's v2ray-json format";
+
 export function httpUpgradeKeyUrlFor(
   key: { method: string; secret: string },
   ep: WebEndpoint,

@@ -201,7 +201,10 @@ export function proxyDecoy(upstream: string | URL, opts: ProxyOptions = {}): Dec
     : new http.Agent(agentOpts);
   const prefix = url.pathname.replace(/\/$/, '');
   const timeoutMs = opts.timeoutMs ?? 60_000;
-  const hostDrop = new Set(['host']);
+  // Expect is answered here ("100 Continue", as nginx does before it reads the body to proxy it)
+  // and never forwarded: nginx's proxy module sends it empty, so an upstream that answers an
+  // expectation it does not know with 417 (Node's, Apache) still gives its page.
+  const requestDrop = new Set(['host', 'expect']);
   // Transfer-Encoding stays in place on responses (Node re-chunks), so the order is the upstream's.
   const responseDrop = new Set<string>();
 
@@ -213,7 +216,7 @@ export function proxyDecoy(upstream: string | URL, opts: ProxyOptions = {}): Dec
       if (target === undefined) return sendError(res, 400);
       continueIfExpected(req, res); // nginx reads the body before proxying: 100 first
       const h2 = req.httpVersionMajor === 2;
-      const filtered = filterHeaders(req.rawHeaders, hostDrop);
+      const filtered = filterHeaders(req.rawHeaders, requestDrop);
       const headers = h2 ? joinCookies(filtered) : filtered;
       headers.unshift(['Host', url.host]);
       const withBody = hasRequestBody(req);

@@ -67,7 +67,7 @@ export function createGrpcEndpoints(server: ShadowsocksServer, opts: GrpcEndpoin
       res.sendDate = false;
       res.addTrailers({ 'grpc-status': '0' });
       res.writeHead(200, { 'content-type': 'application/grpc' }); // sent now (Node's compat writeHead)
-      const stream = new GrpcStream(req.stream, { trailers: true });
+      const stream = new GrpcStream(req.stream, { trailers: true, framingAsBytes: true });
       stream.on('error', () => {}); // the server reports what it takes over; a reset just closes
       open.add(stream);
       stream.once('close', () => open.delete(stream));

@@ -13,6 +13,7 @@ import { DEFAULT_UDP_IDLE_MS } from '../udp-relay.js';
 import { acceptHttpUpgrade, validHttpUpgrade } from './httpupgrade.js';
 import { nativeDestAvailable, nativeDestConnect } from './native-dest.js';
 import { serveWsUdp } from './ws-udp.js';
+import { gatePreAuthMessages } from './ws-preauth-cap.js';
 
 /** The largest WebSocket message accepted (a Mux.Cool frame is at most ~64 KiB). */
 const MAX_MESSAGE = 4 * 1024 * 1024;
@@ -141,12 +142,15 @@ export function createWebSocketEndpoints(
     handleProtocols: (protocols) => protocols.values().next().value ?? false,
   });
 
-  /** One Shadowsocks stream (a WebSocket's, or an HTTPUpgrade connection): raw or Mux.Cool carrier. */
-  const serve = (stream: Duplex, clientAddress: string | undefined): void => {
+  /**
+   * One Shadowsocks stream (a WebSocket's, or an HTTPUpgrade connection): raw or Mux.Cool carrier.
+   * `onAuthenticated`: its stream, or a session of its carrier, verified a key.
+   */
+  const serve = (stream: Duplex, clientAddress: string | undefined, onAuthenticated?: () => void): void => {
     detectDialect(stream, idleMs, (mux) => {
       const info = { remoteAddress: clientAddress, connect };
       if (!mux) {
-        server.handleStream(stream, info);
+        server.handleStream(stream, onAuthenticated ? { ...info, onAuthenticated } : info);
         return;
       }
       const carrier = new MuxConnection(stream, {
@@ -156,12 +160,20 @@ export function createWebSocketEndpoints(
         maxUnauthenticated: MAX_UNAUTHENTICATED_SESSIONS,
         ...(cover ? { mirrorCover: cover } : {}),
         onSession: (session) =>
-          server.handleStream(session, { ...info, onAuthenticated: () => carrier.authenticated(session) }),
+          server.handleStream(session, {
+            ...info,
+            onAuthenticated: () => {
+              carrier.authenticated(session);
+              onAuthenticated?.();
+            },
+          }),
       });
     });
   };
 
   const onStream = (ws: WebSocket, early: Buffer | undefined, clientAddress: string | undefined): void => {
+    // Until a key verifies, a message over PRE_AUTH_MESSAGE_CAP is drained, not gathered.
+    const gate = gatePreAuthMessages(ws);
     let stream: WsStream;
     try {
       stream = new WsStream(ws, { framing: 'server' });
@@ -171,14 +183,20 @@ export function createWebSocketEndpoints(
     }
     stream.on('error', () => {}); // whoever takes the stream over reports; undecided ones just close
     if (early && early.length > 0) stream.unshift(early);
-    serve(stream, clientAddress);
+    serve(stream, clientAddress, () => gate.authenticated());
   };
 
   return {
     onUpgrade(req, socket, head, clientAddress) {
       const path = pathOf(req.url);
       if (path === `${base}/udp` && udp && validUpgrade(req) && !req.headers['sec-websocket-protocol']) {
-        wss.handleUpgrade(req, socket, head, (ws) => serveWsUdp(ws, udp));
+        // A datagram is one message of at most 64 KiB: larger ones are drained, never gathered.
+        wss.handleUpgrade(
+          req,
+          socket,
+          head,
+          (ws) => (gatePreAuthMessages(ws, 80 * 1024), serveWsUdp(ws, udp)),
+        );
         return true;
       }
       if (path === upPath) {
