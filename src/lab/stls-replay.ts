@@ -32,7 +32,7 @@ export type RecordHead = readonly [type: number, length: number];
 /** Record headers from a byte stream (whole records only; a trailing part is ignored). */
 export function recordHeads(bytes: Buffer, max = 16): RecordHead[] {
   const out: RecordHead[] = [];
-  for (let o = 0; o + 5 <= bytes.length && out.length < max; ) {
+  for (let o = 0; o + 5 <= bytes.length && out.length < max;) {
     const len = bytes.readUInt16BE(o + 3);
     out.push([bytes[o]!, len]);
     o += 5 + len;
@@ -85,7 +85,9 @@ export async function startHelloTap(backend: Endpoint): Promise<{
   return {
     address: { host: '127.0.0.1', port: (server.address() as net.AddressInfo).port },
     captured: () =>
-      hello && hello[0] === HANDSHAKE ? { hello, serverHeads: recordHeads(Buffer.concat(s2c), 64) } : undefined,
+      hello && hello[0] === HANDSHAKE
+        ? { hello, serverHeads: recordHeads(Buffer.concat(s2c), 64) }
+        : undefined,
     close: () =>
       new Promise<void>((r) => {
         for (const s of sockets) s.destroy();

@@ -133,8 +133,11 @@ export interface ContenderReport {
     readonly stage2: boolean;
     /** C7 pointed at a web front (web-prober.ts). */
     readonly web?: Omit<WebVerdict, 'results'>;
-    /** C7 with a genuine ClientHello against a ShadowTLS port (stls-replay.ts). */
-    readonly replay?: ReplayVerdict;
+    /**
+     * C7 with a genuine ClientHello against a ShadowTLS port (stls-replay.ts): the verdicts only
+     * (the record deltas vary by a byte from run to run with the site's ECDSA signature).
+     */
+    readonly replay?: Pick<ReplayVerdict, 'replay' | 'tell'>;
   } | null;
   readonly endpointBlocked: boolean;
   readonly residualHits: number;
@@ -166,6 +169,8 @@ export interface SurvivalOptions {
   readonly seed: number;
   readonly clockRate?: number;
   readonly contenders: readonly Contender[];
+  /** Real ms a web probe waits for the server to close (web-prober.ts; default 5 s). */
+  readonly webProbeWaitMs?: number;
   /** Virtual ms a request may take (default 15 s). */
   readonly requestTimeoutMs?: number;
   readonly onProgress?: ((msg: string) => void) | undefined;
@@ -274,7 +279,11 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
       r.web = await probeWebFront(
         { endpoint: r.server.started.address, tls: tlsOpts },
         { endpoint: web.reference, tls: tlsOpts },
-        { host: web.host, secretPath: web.secretPath },
+        {
+          host: web.host,
+          secretPath: web.secretPath,
+          ...(opts.webProbeWaitMs ? { waitMs: opts.webProbeWaitMs } : {}),
+        },
       );
       // A ShadowTLS port: the genuine session's hello replayed, its flight against the answers.
       const genuine = r.server.started.shadowTls?.captured();
@@ -378,7 +387,7 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
                 ...(r.web
                   ? { web: { verdict: r.web.verdict, probes: r.web.probes, differences: r.web.differences } }
                   : {}),
-                ...(r.replay ? { replay: r.replay } : {}),
+                ...(r.replay ? { replay: { replay: r.replay.replay, tell: r.replay.tell } } : {}),
               }
             : null,
         endpointBlocked,

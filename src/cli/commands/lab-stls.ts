@@ -32,12 +32,9 @@ export interface ShadowTlsVariant {
 
 export function shadowTlsContender(name: string, description: string, v: ShadowTlsVariant): TunnelContender {
   const password = randomBytes(12).toString('base64url');
+  const row = { kind: 'tunnel', name, description, ladder: true, place: v.place } as const;
   return {
-    kind: 'tunnel',
-    name,
-    description,
-    ladder: true,
-    place: v.place,
+    ...row,
     async startServer(ctx) {
       const closers: Array<() => Promise<void>> = [];
       const stop = async (): Promise<void> => {
