@@ -40,7 +40,7 @@ export function recordHeads(bytes: Buffer, max = 16): RecordHead[] {
   return out;
 }
 
-/** The server's first flight: its records up to and including the last encrypted one before it waits. */
+/** The lengths of the application-data (encrypted) records, in order. */
 function appLengths(heads: readonly RecordHead[]): number[] {
   return heads.filter(([t]) => t === APPLICATION_DATA).map(([, l]) => l);
 }
