@@ -33,6 +33,13 @@ export interface C8Parameters {
   readonly clientHello: readonly [number, number];
   readonly serverFlight: readonly [number, number];
   readonly clientFinished: readonly [number, number];
+  /**
+   * Burst view (off by default): consecutive records of one direction count as one, of their
+   * summed size (minus `overhead` once), so cutting a message into several records does not hide
+   * it. The research notes' rule is per record; this is the stronger reading a client-only record
+   * cutting (ShadowTLS D14) cannot defeat.
+   */
+  readonly burst?: boolean;
 }
 
 export const C8_DEFAULTS: C8Parameters = {
@@ -93,9 +100,10 @@ const inRange = (x: number, [lo, hi]: readonly [number, number]): boolean => x >
 
 /** The pattern, if the sequence shows one: indices and sizes for the decision log. */
 export function matchInnerHandshake(
-  seq: ReadonlyArray<readonly ['c2s' | 's2c', number]>,
+  records: ReadonlyArray<readonly ['c2s' | 's2c', number]>,
   p: C8Parameters = C8_DEFAULTS,
 ): Record<string, number> | undefined {
+  const seq = p.burst ? bursts(records, p.overhead) : records;
   for (let i = 0; i < seq.length; i++) {
     const [dir, size] = seq[i]!;
     if (dir !== 'c2s' || !inRange(size, p.clientHello)) continue;
@@ -108,6 +116,20 @@ export function matchInnerHandshake(
       return { clientHello: size, serverFlight: burst, clientFinished: fin, at: i };
   }
   return undefined;
+}
+
+/** Consecutive records of one direction merged: sizes summed, the per-record overhead counted once. */
+function bursts(
+  seq: ReadonlyArray<readonly ['c2s' | 's2c', number]>,
+  overhead: number,
+): Array<['c2s' | 's2c', number]> {
+  const out: Array<['c2s' | 's2c', number]> = [];
+  for (const [dir, size] of seq) {
+    const last = out.at(-1);
+    if (last && last[0] === dir) last[1] += size + overhead;
+    else out.push([dir, size]);
+  }
+  return out;
 }
 
 export class TlsInTlsClassifier implements FlowShapeClassifier {

@@ -4,6 +4,7 @@
  */
 import type { Outcome } from './client-ops.js';
 import type { ContenderReport, SurvivalReport } from './survival.js';
+import type { ReplayVerdict } from './stls-replay.js';
 
 /** Plain names of the behaviours in the table's "censor hits" cells (the legend spells them out). */
 const HIT_NAMES: Readonly<Record<string, string>> = {
@@ -51,11 +52,18 @@ function proberCell(c: ContenderReport): string {
   const ipBlocked = c.endpointBlocked ? ' -> IP blocked' : '';
   if (c.prober === null) return c.endpointBlocked ? 'IP blocked' : '-';
   // Web rows: the web prober's verdict (an IP block there is the profile's, shown under censor hits).
-  if (c.prober.web) return c.prober.web.verdict;
+  if (c.prober.web) return c.prober.web.verdict + replayCell(c.prober.replay);
   if (!c.prober.probed) return `not probed${ipBlocked}`;
   if (c.prober.proxy) return `PROXY (${c.prober.rules.join(',')})${ipBlocked}`;
   const probes = Object.values(c.prober.reactions).reduce((a, b) => a + b, 0);
   return `not proxy (${probes} probes)${ipBlocked}`;
+}
+
+/** ShadowTLS rows: "; replay: site; tell: +4" (stls-replay.ts). */
+function replayCell(r: Pick<ReplayVerdict, 'replay' | 'tell'> | undefined): string {
+  if (!r) return '';
+  const tell = r.tell === 'records 4 bytes longer (ShadowTLS v3)' ? '; tell: +4' : '';
+  return `; replay: ${r.replay === 'same as the site' ? 'site' : 'DIFFERS'}${tell}`;
 }
 
 /** Under the table: what each column and word means, and where to read more. */
@@ -81,6 +89,9 @@ const LEGEND = [
   'active prober  replays and probes each tunnel server, then judges whether it is a proxy (C7); "not probed" =',
   '               nothing it saw looked suspicious; PROXY (rule numbers) = caught, and then null-routed (C1)',
   '               web rows: "web server" = its web port answered every probe exactly as a plain web server',
+  '               ShadowTLS rows: "replay: site" = a replayed genuine ClientHello got the site\'s answer; "tell: +4" =',
+  "               the genuine session's encrypted handshake records were 4 bytes longer than the port's answer",
+  "               to the prober (the protocol's own tell, ihciah/shadow-tls#69)",
   'after          one more request once every residual block has expired (181 s of emulated time)',
   'Behaviours C1-C11 and defences D1-D18: docs/glossary.md. How the lab works: docs/lab.md.',
 ];
@@ -143,6 +154,9 @@ export function formatSurvivalTable(r: SurvivalReport, opts: SurvivalTableOption
       }
       if (c.prober?.evidence.length) out.push(`  prober evidence: ${c.prober.evidence.join('; ')}`);
       if (c.prober?.web?.differences.length) out.push(`  web prober: ${c.prober.web.differences.join('; ')}`);
+      const rp = c.prober?.replay;
+      if (rp)
+        out.push(`  replay prober: a replayed genuine ClientHello: ${rp.replay}; 4-byte tell: ${rp.tell}`);
       if (c.error) out.push(`  error: ${c.error}`);
     }
   }

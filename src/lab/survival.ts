@@ -25,6 +25,7 @@ import { BLOCKED_NAME, LabWorld, OPEN_NAME } from './world.js';
 import type { LabCertificates } from './lab-ca.js';
 import type { PlaceFn, WebWorld } from './web-hosts.js';
 import { probeWebFront, type WebVerdict } from './web-prober.js';
+import { probeShadowTlsPort, type RecordHead, type ReplayVerdict } from './stls-replay.js';
 
 export interface TunnelHandle {
   /** The contender's local SOCKS5 listener. */
@@ -99,6 +100,11 @@ export interface StartedServer {
    * with the same site, over TLS with SNI `host`; `secretPath` only derives near-miss probes.
    */
   readonly web?: { readonly host: string; readonly secretPath: string; readonly reference: Endpoint };
+  /**
+   * A ShadowTLS port: the first session's ClientHello and server flight as the path saw them
+   * (stls-replay.ts), which the prober replays and holds against the port's answers.
+   */
+  readonly shadowTls?: { readonly captured: () => { hello: Buffer; serverHeads: RecordHead[] } | undefined };
 }
 
 export type Contender = DirectContender | TunnelContender;
@@ -127,6 +133,11 @@ export interface ContenderReport {
     readonly stage2: boolean;
     /** C7 pointed at a web front (web-prober.ts). */
     readonly web?: Omit<WebVerdict, 'results'>;
+    /**
+     * C7 with a genuine ClientHello against a ShadowTLS port (stls-replay.ts): the verdicts only
+     * (the record deltas vary by a byte from run to run with the site's ECDSA signature).
+     */
+    readonly replay?: Pick<ReplayVerdict, 'replay' | 'tell'>;
   } | null;
   readonly endpointBlocked: boolean;
   readonly residualHits: number;
@@ -158,6 +169,8 @@ export interface SurvivalOptions {
   readonly seed: number;
   readonly clockRate?: number;
   readonly contenders: readonly Contender[];
+  /** Real ms a web probe waits for the server to close (web-prober.ts; default 5 s). */
+  readonly webProbeWaitMs?: number;
   /** Virtual ms a request may take (default 15 s). */
   readonly requestTimeoutMs?: number;
   readonly onProgress?: ((msg: string) => void) | undefined;
@@ -178,6 +191,7 @@ interface Running {
     started: StartedServer;
   };
   web?: WebVerdict;
+  replay?: ReplayVerdict;
   steps: RequestRecord[];
   error?: string;
 }
@@ -265,8 +279,15 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
       r.web = await probeWebFront(
         { endpoint: r.server.started.address, tls: tlsOpts },
         { endpoint: web.reference, tls: tlsOpts },
-        { host: web.host, secretPath: web.secretPath },
+        {
+          host: web.host,
+          secretPath: web.secretPath,
+          ...(opts.webProbeWaitMs ? { waitMs: opts.webProbeWaitMs } : {}),
+        },
       );
+      // A ShadowTLS port: the genuine session's hello replayed, its flight against the answers.
+      const genuine = r.server.started.shadowTls?.captured();
+      if (genuine) r.replay = await probeShadowTlsPort(r.server.started.address, web.reference, genuine);
     }
     progress('phase 3: residual blocks expire, then one request per contender');
     await sleep(world.clock, 181_000);
@@ -338,6 +359,11 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
           `web front tell: the prober told Ladder's web front (${r.c.name}) from a plain web server: ${r.web.differences.join('; ')}`,
         );
       }
+      if (r.c.kind === 'tunnel' && r.c.ladder && r.replay?.replay === 'differs from the site') {
+        findings.push(
+          `replay tell: a replayed genuine ClientHello to Ladder's ShadowTLS port (${r.c.name}) was not answered as the site answers it (encrypted record deltas ${r.replay.replayDeltas.join(', ')})`,
+        );
+      }
       if (r.c.kind === 'tunnel' && r.c.ladder && v?.proxy) {
         findings.push(
           `tunnel-core bug: the prober classified Ladder's server (${r.c.name}) as a proxy by rule(s) ${v.rules.join(', ')}: ${v.evidence.join('; ')}`,
@@ -361,6 +387,7 @@ export async function runSurvival(opts: SurvivalOptions): Promise<SurvivalReport
                 ...(r.web
                   ? { web: { verdict: r.web.verdict, probes: r.web.probes, differences: r.web.differences } }
                   : {}),
+                ...(r.replay ? { replay: { replay: r.replay.replay, tell: r.replay.tell } } : {}),
               }
             : null,
         endpointBlocked,

@@ -18,6 +18,8 @@
  *     Shadowsocks stream in data records tagged HMAC(password, ServerRandom‖"C") one way and
  *     ‖"S" the other (ShadowTlsStream), the first of ours switching the server over; records
  *     from the website still in flight (tagged with the handshake HMAC) are dropped.
+ *  4. D14 (default on, `cover: false` turns it off): the stream's first 4 KB go out in records of
+ *     browser-like sizes rather than one record per write (shadowtls-cover.ts).
  *
  * One TCP connection per stream, as sing-box and mihomo do (no pool: the handshake is the cover).
  */
@@ -33,6 +35,7 @@ import {
 import { CONTENT_ALERT, RecordProtection } from '../protocol/tls13/key-schedule.js';
 import { connectTcp, DEFAULT_CONNECT_TIMEOUT_MS, UpstreamDialError, type NextHop } from './dialer.js';
 import { ShadowTlsStream } from './shadowtls-stream.js';
+import { RecordCutter, type ShadowTlsCoverOptions } from './shadowtls-cover.js';
 import { HRR_RANDOM } from '../protocol/tls13/messages.js';
 import { runHandshake } from './tls13/client.js';
 import { ClientHandshake, Tls13Error } from './tls13/handshake.js';
@@ -49,6 +52,11 @@ export interface ShadowTlsEndpoint {
   readonly alpn?: readonly string[] | undefined;
   /** TCP connect and handshake, each (default 10 s). */
   readonly connectTimeoutMs?: number | undefined;
+  /**
+   * D14: the stream's first bytes cut into records of browser-like sizes (shadowtls-cover.ts),
+   * so the inner handshake's record sizes do not show; default on, false turns it off.
+   */
+  readonly cover?: ShadowTlsCoverOptions | false | undefined;
 }
 
 /** Why a dial failed on the ShadowTLS layer (shown as is: no host, no password). */
@@ -117,6 +125,7 @@ export async function dialShadowTls(ep: ShadowTlsEndpoint, signal?: AbortSignal)
     held: reader.drain(),
     opener: new DataOpener(connectionHmac(password, serverRandom, 'S'), untagger.chain()),
     seal: connectionHmac(password, serverRandom, 'C'),
+    cut: ep.cover === false ? undefined : new RecordCutter(ep.cover),
   });
   stream.on('error', () => {}); // until the tunnel attaches its own (as connectTcp does)
   return stream;

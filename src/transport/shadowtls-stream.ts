@@ -27,6 +27,8 @@ export interface ShadowTlsStreamParts {
   readonly first?: Buffer | undefined;
   readonly opener: DataOpener;
   readonly seal: RunningHmac;
+  /** How writes are cut into records (the client's D14 cover, shadowtls-cover.ts); default one record per write. */
+  readonly cut?: { cut(n: number): readonly number[] | undefined } | undefined;
 }
 
 export class ShadowTlsStream extends Duplex {
@@ -34,6 +36,7 @@ export class ShadowTlsStream extends Duplex {
   readonly #reader: RecordReader;
   readonly #opener: DataOpener;
   readonly #seal: RunningHmac;
+  readonly #cut: ShadowTlsStreamParts['cut'];
   #ended = false;
 
   /** `socket`: no other 'data' listener may remain on it. */
@@ -44,6 +47,7 @@ export class ShadowTlsStream extends Duplex {
     if (parts.held) this.#reader.push(parts.held);
     this.#opener = parts.opener;
     this.#seal = parts.seal;
+    this.#cut = parts.cut;
     if (parts.first && parts.first.length > 0) this.push(parts.first);
     socket.on('data', (chunk: Buffer) => {
       this.#reader.push(chunk);
@@ -106,13 +110,26 @@ export class ShadowTlsStream extends Duplex {
     if (this.#socket.isPaused()) this.#socket.resume();
   }
 
+  /** `data` as data records: one (≤ 16384 bytes each), or cut where `cut` says. */
+  #records(data: Buffer): Buffer {
+    const sizes = this.#cut?.cut(data.length);
+    if (!sizes) return sealData(this.#seal, data);
+    const out: Buffer[] = [];
+    let o = 0;
+    for (const n of sizes) {
+      out.push(sealData(this.#seal, data.subarray(o, o + n)));
+      o += n;
+    }
+    return Buffer.concat(out);
+  }
+
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.#socket.write(sealData(this.#seal, chunk), cb);
+    this.#socket.write(this.#records(chunk), cb);
   }
 
   override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
     const all = chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk));
-    this.#socket.write(sealData(this.#seal, all), cb);
+    this.#socket.write(this.#records(all), cb);
   }
 
   override _final(cb: (err?: Error | null) => void): void {

@@ -8,17 +8,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import https from 'node:https';
-import tls from 'node:tls';
 import { randomBytes } from 'node:crypto';
-import { LabWorld, OPEN_NAME } from '../../src/lab/world.js';
+import { LabWorld } from '../../src/lab/world.js';
 import { profile } from '../../src/lab/profiles.js';
-import { httpGet } from '../../src/lab/client-ops.js';
 import { matchInnerHandshake, TlsInTlsClassifier } from '../../src/lab/c8-tls-in-tls.js';
-import { directPlacement, type WebWorld } from '../../src/lab/web-hosts.js';
+import { directPlacement } from '../../src/lab/web-hosts.js';
 import { webContender } from '../../src/cli/commands/lab-web.js';
-import type { Endpoint } from '../../src/lab/censor.js';
 import { RATE } from './helpers.js';
+import { browse, httpsThrough, pagesSite, placeWorld, startTunnelClient } from './c8-helpers.js';
 
 test('C8 pattern: inner ClientHello, server flight, inner Finished; a padded Finished or a plain request does not match', () => {
   assert.ok(
@@ -78,60 +75,6 @@ test('C8 record tracking: TLS 1.3 outer handshake skipped, records split across 
   assert.deepEqual(c.stats, { tlsFlows: 1, flagged: 1 });
 });
 
-/** An HTTPS site of 1-8 KB pages behind the censor on logical 443. */
-async function pagesSite(w: LabWorld): Promise<{ at: Endpoint; close(): Promise<void> }> {
-  const server = https.createServer(
-    { cert: Buffer.concat([w.certs.cert, w.certs.ca]), key: w.certs.key },
-    (req, res) => {
-      const n = 1000 + Math.floor(Math.random() * 7000);
-      res.writeHead(200, { 'content-type': 'text/html', 'content-length': n }).end('x'.repeat(n));
-    },
-  );
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  const h = await w.addRemoteHost({ host: '127.0.0.1', port }, { logicalPort: 443 });
-  return {
-    at: h.tcp,
-    close: () =>
-      new Promise((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  };
-}
-
-const UA =
-  'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36';
-
-/** One browsing connection: 3 keep-alive GETs with browser-sized headers, each read to its end. */
-function browse(at: Endpoint, ca: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const s = tls.connect({ host: at.host, port: at.port, servername: OPEN_NAME, ca });
-    let left = 3;
-    let buf = '';
-    const next = () =>
-      s.write(
-        `GET /page/${randomBytes(6).toString('hex')} HTTP/1.1\r\nHost: ${OPEN_NAME}\r\nUser-Agent: ${UA}\r\n` +
-          `Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8\r\n` +
-          `Accept-Language: en-US,en;q=0.9\r\nAccept-Encoding: gzip, deflate, br\r\nCookie: session=${randomBytes(24).toString('hex')}\r\n\r\n`,
-      );
-    s.once('secureConnect', next);
-    s.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      const head = buf.indexOf('\r\n\r\n');
-      const len = Number(/content-length: (\d+)/i.exec(buf)?.[1] ?? NaN);
-      if (head < 0 || buf.length < head + 4 + len) return;
-      buf = buf.slice(head + 4 + len);
-      if (--left > 0) setTimeout(next, 5);
-      else {
-        s.end();
-        resolve();
-      }
-    });
-    s.on('error', reject);
-  });
-}
-
 test('D14 under C8: TLS-in-TLS TPR >= 0.8 without the cover, <= 0.1 with it; FPR <= 0.01 on plain HTTPS browsing; K = 3 flags feed C1', async (t) => {
   const c8 = new TlsInTlsClassifier();
   // C1 off while measuring (a blocked endpoint would stop the sessions); the K = 3 feed is checked after.
@@ -141,13 +84,7 @@ test('D14 under C8: TLS-in-TLS TPR >= 0.8 without the cover, <= 0.1 with it; FPR
     clockRate: RATE,
     shapeClassifiers: [c8],
   });
-  const placeWorld: WebWorld = {
-    addRemoteHost: (b, o) => w.addRemoteHost(b, o),
-    blockEndpoint: (ip, port, why) => w.censor.blockEndpoint(ip, port, why),
-    cdn: () => w.cdn(),
-  };
   const site = await pagesSite(w);
-  const base = { clock: w.clock, timeoutMs: 30_000, minRealMs: 5_000 };
   /** `n` sessions, each a fresh client (so a fresh outer connection) with one HTTPS request. */
   const tunnelRate = async (cover: boolean, n: number): Promise<number> => {
     const ct = webContender('c8', '', {
@@ -158,27 +95,13 @@ test('D14 under C8: TLS-in-TLS TPR >= 0.8 without the cover, <= 0.1 with it; FPR
       ...(cover ? {} : { cover: false as const }),
     });
     const srv = await ct.startServer({ remoteLookup: w.remoteLookup, certs: w.certs });
-    const p = await directPlacement()(placeWorld, srv.address);
+    const p = await directPlacement()(placeWorld(w), srv.address);
     const before = { ...c8.stats };
     try {
       for (let i = 0; i < n; i++) {
-        const h = await ct.startClient(p.dial, {
-          ca: w.certs.ca,
-          fronts: [p.dial],
-          clock: w.clock,
-          domesticAddress: () => undefined,
-          genuineResolverTcp: w.zone.tcpAddress,
-        });
+        const h = await startTunnelClient(ct, w, p.dial);
         try {
-          const r = await httpGet({
-            ...base,
-            socks: h.socks,
-            connect: w.sites.open.realHttps,
-            hostHeader: OPEN_NAME,
-            tls: { servername: OPEN_NAME, ca: w.certs.ca },
-            requestDelayMs: 20,
-          });
-          assert.equal(r.outcome, 'OK');
+          await httpsThrough(w, h.socks);
         } finally {
           await h.stop();
         }

@@ -7,26 +7,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { runSurvival, type ContenderReport, type SurvivalReport } from '../../src/lab/survival.js';
+import { runSurvival } from '../../src/lab/survival.js';
 import { profile } from '../../src/lab/profiles.js';
-import { labContenders } from '../../src/cli/commands/lab.js';
+import { ok, pick, row } from './rows-helpers.js';
 
 /**
  * The CDN path is four hops of TLS and WebSocket: at the default rate (20) and with a 60 s
  * (virtual, 3 s real) request timeout, a loaded machine does not turn slow successes into timeouts.
  */
 const SLOW_PATH = { clockRate: 20, requestTimeoutMs: 60_000 } as const;
-
-const pick = (...names: string[]) => labContenders().filter((c) => names.includes(c.name));
-
-function row(r: SurvivalReport, name: string): ContenderReport {
-  const c = r.contenders.find((x) => x.name === name);
-  assert.ok(c, `row ${name}`);
-  assert.equal(c.error, undefined, `${name}: ${c.error}`);
-  return c;
-}
-
-const ok = (c: ContenderReport) => `${c.requests.ok}/${c.requests.total}`;
 
 test('C1 + C6 + C7 (lab-det): WS+TLS passes C6 and the prober sees a web server; the origin IP block kills the direct path, the CDN path survives; raw AEAD is the C6 control', async () => {
   const r = await runSurvival({

@@ -46,13 +46,16 @@ export function webContender(name: string, description: string, v: WebVariant): 
       });
       const endpoints = createWebSocketEndpoints(dp.server, { secretPath });
       const seed = createHash('sha256').update(`lab decoy ${name}`).digest();
+      // One decoy for both: its Last-Modified is "now" minus a seeded age, to the second, so two
+      // built across a second boundary differ (the web prober then told the front from its reference).
+      const decoy = builtinDecoy({ seed });
       const tls = { cert: ctx.certs.cert, key: ctx.certs.key };
       const common = { port: 0, host: '127.0.0.1', secretPath, tls };
       const closers: Array<() => Promise<void>> = [() => dp.close()];
       try {
         const front = await startWebFront({
           ...common,
-          decoy: builtinDecoy({ seed }),
+          decoy,
           onUpgrade: (req, socket, head, addr) => endpoints.onUpgrade(req, socket, head, addr),
         });
         closers.push(async () => {
@@ -61,7 +64,7 @@ export function webContender(name: string, description: string, v: WebVariant): 
         });
         const reference = await startWebFront({
           ...common,
-          decoy: builtinDecoy({ seed }),
+          decoy,
           onUpgrade: () => false,
         });
         closers.push(() => reference.close());

@@ -21,6 +21,7 @@ import { listen } from '../../shared/listen.js';
 import { parseIntInRange } from '../../shared/parse.js';
 import { UsageError } from '../errors.js';
 import { webContenders } from './lab-web.js';
+import { shadowTlsContenders } from './lab-stls.js';
 import { checkOutputFile, writeWhole } from './output-file.js';
 
 interface LabRunFlags {
@@ -288,6 +289,7 @@ export function labContenders(): Contender[] {
       { method: METHOD_2022, secret: secret2022 },
     ),
     ...webContenders(METHOD, PASSWORD),
+    ...shadowTlsContenders(METHOD, PASSWORD),
   ];
 }
 
