@@ -45,12 +45,14 @@ export type WebEndpoint = WebFront & {
   only?: boolean | undefined;
 };
 
-/** The ShadowTLS v3 port's public parameters (managed mode with --shadowtls-port); the password is a secret. */
+/**
+ * The ShadowTLS v3 port's public parameters (managed mode with --shadowtls-port). No password:
+ * each key's is its own (keyShadowTlsPassword, src/protocol/sip002/shadowtls.ts).
+ */
 export interface ShadowTlsEndpoint {
   readonly port: number;
   /** The handshake site's name: the SNI clients send. */
   readonly sni: string;
-  readonly password: string;
   /** UDP rides inside the streams (UDP-over-TCP v2) when the server relays UDP. */
   readonly udp: boolean;
 }

@@ -415,7 +415,6 @@ export async function startManaged(
       shadowTlsEndpoint = {
         port: stls.port,
         sni: stls.sni,
-        password: stls.password,
         udp: flags.udp !== false,
       };
     }

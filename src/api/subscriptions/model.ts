@@ -1,5 +1,5 @@
 import { formatSsUrl } from '../../protocol/sip002/index.js';
-import { formatShadowTlsPluginOptions } from '../../protocol/sip002/shadowtls.js';
+import { formatShadowTlsPluginOptions, keyShadowTlsPassword } from '../../protocol/sip002/shadowtls.js';
 import type { KeyRecord, KeyStatus, ServerSettings } from '../../store/index.js';
 import type { ShadowTlsEndpoint, WebEndpoint } from '../context.js';
 import { outlinePrefixString } from '../../protocol/shadowsocks/key-prefix.js';
@@ -131,7 +131,7 @@ function entriesFor(key: KeyRecord, title: string, seed: string, servers: readon
   return entries;
 }
 
-/** The ShadowTLS entry of a key: the server's first host, the ShadowTLS port, its SNI and password. */
+/** The ShadowTLS entry of a key: the server's first host, the ShadowTLS port, its SNI, the key's own password. */
 function stlsEntry(
   label: string,
   host: string,
@@ -143,7 +143,11 @@ function stlsEntry(
     host,
     port: t.port,
     ...base,
-    stls: { sni: t.sni, password: t.password, udp: t.udp },
+    stls: {
+      sni: t.sni,
+      password: keyShadowTlsPassword({ method: base.method, secret: base.password }),
+      udp: t.udp,
+    },
   };
 }
 
