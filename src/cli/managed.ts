@@ -439,6 +439,7 @@ export async function startManaged(
         udp: flags.udp !== false,
         apiPort: api.port,
         web: webEndpoint(),
+        shadowTls: shadowTls(),
       });
       const running = fleet.running;
       cleanups.push(() => running.node.close());

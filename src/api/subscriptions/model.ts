@@ -71,7 +71,7 @@ export interface ServerSpot {
   name?: string;
   hosts: readonly string[];
   web?: WebEndpoint | undefined;
-  /** This server's ShadowTLS port (not listed for fleet nodes). */
+  /** The server's ShadowTLS port (a fleet node's from its row), if it runs one. */
   stls?: ShadowTlsEndpoint | undefined;
 }
 
@@ -117,7 +117,11 @@ function entriesFor(key: KeyRecord, title: string, seed: string, servers: readon
       // --advertise web: the raw host:port (the origin a CDN hides) is named nowhere.
       if (web.only) continue;
     }
-    if (s.stls) entries.push(stlsEntry(label, s.hosts[0]!, base, s.stls));
+    if (s.stls)
+      entries.push({
+        ...stlsEntry(label, s.hosts[0]!, base, s.stls),
+        ...(fleet ? { seed: `${seed}/${s.name}/shadowtls` } : {}),
+      });
     s.hosts.forEach((host, i) =>
       entries.push({
         name: i === 0 ? label : `${label} (${host})`,
