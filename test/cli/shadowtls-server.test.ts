@@ -196,6 +196,8 @@ describe('ladder server --shadowtls-port', () => {
       assert.equal(out.code, 0, out.stderr);
       const enc = encodeURIComponent(`;password=${pw};version=3`);
       assert.ok(out.stdout.includes(`:${port}/?plugin=shadow-tls%3Bhost%3Dsite.lab${enc}`), out.stdout);
+      // The dynamic (Outline) key says in one line that it has no ShadowTLS.
+      assert.match(out.stdout, /Outline has no ShadowTLS|no ShadowTLS in it \(Outline has none/);
     }
     await waitUntil(() => tagged(port, bobPw), 'the new key’s password switches');
     // Disabled: its password is relayed to the site within the store's poll; the first key's works on.
