@@ -17,6 +17,7 @@ import {
 import { ProtocolError } from '../protocol/errors.js';
 import { keyPrefixSettingFor } from '../protocol/shadowsocks/key-prefix.js';
 import { isAead2022MethodName } from '../protocol/shadowsocks/methods2022.js';
+import { keyShadowTlsPassword, shadowTlsKeyUrl } from '../protocol/sip002/shadowtls.js';
 import { accessUrl, dynamicUrlVia, webOnlyFor, type ApiEndpoint } from './access-url.js';
 import { ApiError, invalid } from './errors.js';
 import {
@@ -135,6 +136,7 @@ export function toAccessKeyJson(
   status?: KeyStatus,
   api?: ApiEndpoint,
   web?: WebEndpoint,
+  stls?: ShadowTlsEndpoint,
 ): AccessKeyJson {
   const json: AccessKeyJson = {
     id: key.id,
@@ -160,6 +162,13 @@ export function toAccessKeyJson(
   if (dyn !== undefined) json.dynamicAccessUrl = dyn;
   const sub = subscriptionUrlVia(key, settings, api);
   if (sub !== undefined) json.subscriptionUrl = sub;
+  // The key through the ShadowTLS port, with its own password (not for Outline: it has no ShadowTLS).
+  if (stls)
+    json.shadowtlsAccessUrl = shadowTlsKeyUrl(
+      key,
+      { host: settings.hostnameForAccessKeys, port: stls.port },
+      { sni: stls.sni, password: keyShadowTlsPassword(key) },
+    );
   if (key.lastSeenAt !== null) json.lastTrafficSeenTimestampMs = key.lastSeenAt;
   if (!key.method.startsWith('2022-')) json.prefix = key.prefix ?? 'auto';
   return json;

@@ -1,5 +1,5 @@
 // Dynamic keys (GET /access/{token}, /access/{token}/sip008) of a managed server with a ShadowTLS
-// v3 port, on a real SQLite store: SIP008 lists the raw server first (its id unchanged), then the
+// v3 port, on a real SQLite store: the key's JSON has its shadowtlsAccessUrl; SIP008 lists the raw server first (its id unchanged), then the
 // ShadowTLS port with plugin shadow-tls and the key's own password, which ladder client's parser
 // reads back; Outline's JSON (no room for ShadowTLS) stays the raw server; a 2022 key's Outline
 // JSON is Outline's error object for Outline's apps (they have no 2022 cipher) and the JSON for
@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { buildApi, type ShadowTlsEndpoint } from '../../src/api/index.js';
 import { parseDynamicKeyBody } from '../../src/client/dynamic-key.js';
+import { parseSsUrl } from '../../src/protocol/sip002/index.js';
 import { keyShadowTlsPassword } from '../../src/protocol/sip002/shadowtls.js';
 import { openStore, parseStoreLocation } from '../../src/store/index.js';
 import { RecordingControl, tempDir } from './helpers.js';
@@ -37,13 +38,17 @@ async function server(t: TestContext, stls: ShadowTlsEndpoint | undefined) {
       assert.equal(res.statusCode, 200, res.body);
       return res.body;
     };
-    return { key: { method: String(made.method), secret: String(made.password) }, get };
+    return { key: { method: String(made.method), secret: String(made.password) }, get, made };
   };
 }
 
 test('dynamic SIP008 carries the ShadowTLS port after the raw server; Outline JSON stays raw', async (t) => {
   const make = await server(t, STLS);
-  const { key, get } = await make({ name: 'Alice' });
+  const { key, get, made } = await make({ name: 'Alice' });
+  // The API's key JSON: the key through the ShadowTLS port, with its own password.
+  const viaStls = parseSsUrl(String(made.shadowtlsAccessUrl));
+  assert.deepEqual([viaStls.host, viaStls.port, viaStls.plugin], ['example.org', 8443, 'shadow-tls']);
+  assert.equal(viaStls.pluginOptions, `host=www.example.com;password=${keyShadowTlsPassword(key)};version=3`);
   const doc = JSON.parse(await get('/sip008')) as { servers: Json[] };
   assert.deepEqual(
     doc.servers.map((s) => [s.server_port, s.plugin ?? null]),
@@ -79,7 +84,8 @@ test('dynamic SIP008 carries the ShadowTLS port after the raw server; Outline JS
 });
 
 test('no ShadowTLS port: dynamic SIP008 as before (the raw server alone)', async (t) => {
-  const { get } = await (await server(t, undefined))({ name: 'Bob' });
+  const { get, made } = await (await server(t, undefined))({ name: 'Bob' });
+  assert.equal(made.shadowtlsAccessUrl, undefined);
   const doc = JSON.parse(await get('/sip008')) as { servers: Json[] };
   assert.deepEqual(
     doc.servers.map((s) => [s.server_port, s.plugin ?? null]),
