@@ -17,6 +17,7 @@ import {
 import { ProtocolError } from '../protocol/errors.js';
 import { keyPrefixSettingFor } from '../protocol/shadowsocks/key-prefix.js';
 import { isAead2022MethodName } from '../protocol/shadowsocks/methods2022.js';
+import { keyShadowTlsPassword, shadowTlsKeyUrl } from '../protocol/sip002/shadowtls.js';
 import { accessUrl, dynamicUrlVia, webOnlyFor, type ApiEndpoint } from './access-url.js';
 import { ApiError, invalid } from './errors.js';
 import {
@@ -45,12 +46,14 @@ export type WebEndpoint = WebFront & {
   only?: boolean | undefined;
 };
 
-/** The ShadowTLS v3 port's public parameters (managed mode with --shadowtls-port); the password is a secret. */
+/**
+ * The ShadowTLS v3 port's public parameters (managed mode with --shadowtls-port). No password:
+ * each key's is its own (keyShadowTlsPassword, src/protocol/sip002/shadowtls.ts).
+ */
 export interface ShadowTlsEndpoint {
   readonly port: number;
   /** The handshake site's name: the SNI clients send. */
   readonly sni: string;
-  readonly password: string;
   /** UDP rides inside the streams (UDP-over-TCP v2) when the server relays UDP. */
   readonly udp: boolean;
 }
@@ -133,6 +136,7 @@ export function toAccessKeyJson(
   status?: KeyStatus,
   api?: ApiEndpoint,
   web?: WebEndpoint,
+  stls?: ShadowTlsEndpoint,
 ): AccessKeyJson {
   const json: AccessKeyJson = {
     id: key.id,
@@ -158,6 +162,13 @@ export function toAccessKeyJson(
   if (dyn !== undefined) json.dynamicAccessUrl = dyn;
   const sub = subscriptionUrlVia(key, settings, api);
   if (sub !== undefined) json.subscriptionUrl = sub;
+  // The key through the ShadowTLS port, with its own password (not for Outline: it has no ShadowTLS).
+  if (stls)
+    json.shadowtlsAccessUrl = shadowTlsKeyUrl(
+      key,
+      { host: settings.hostnameForAccessKeys, port: stls.port },
+      { sni: stls.sni, password: keyShadowTlsPassword(key) },
+    );
   if (key.lastSeenAt !== null) json.lastTrafficSeenTimestampMs = key.lastSeenAt;
   if (!key.method.startsWith('2022-')) json.prefix = key.prefix ?? 'auto';
   return json;

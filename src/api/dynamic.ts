@@ -4,7 +4,8 @@ import { keyPrefix } from './access-url.js';
 import { NOT_FOUND_BODY } from './errors.js';
 import type { ApiContext } from './context.js';
 import { registerSubscriptionRoutes } from './subscriptions/routes.js';
-import { outlineYaml, sip008Doc } from './subscriptions/formats.js';
+import { outlineRefusal, outlineYaml, sip008Doc } from './subscriptions/formats.js';
+import { negotiate } from './subscriptions/negotiate.js';
 import { buildSubscription } from './subscriptions/model.js';
 import { keyByToken, refusalOf } from './subscriptions/state.js';
 import { fleetServers } from './fleet.js';
@@ -15,7 +16,10 @@ const JSON_UTF8 = 'application/json; charset=utf-8';
 /**
  * Dynamic access keys (ssconf://), served without the admin secret at /access/{token}:
  * Outline's dynamic-key JSON by default, SIP008 at /access/{token}/sip008 (or ?format=sip008).
- * When the key cannot be used, Outline's `error` object says why and the client shows it.
+ * When the key cannot be used, Outline's `error` object says why and the client shows it; so it
+ * does to Outline's apps (by User-Agent) for a 2022 key, whose cipher they do not have. SIP008
+ * lists the raw servers, then the ShadowTLS ports (plugin shadow-tls, the key's own password);
+ * Outline's JSON has no room for ShadowTLS: the raw server only (docs/api.md says so).
  * SIP004 keys whose salt has room carry the key's Outline `prefix` (auto: a fresh one per fetch).
  * Unknown tokens get the same 404 as every unknown path.
  */
@@ -24,6 +28,7 @@ export function registerDynamicRoutes(app: FastifyInstance, ctx: ApiContext): vo
     token: string,
     format: 'outline' | 'sip008',
     reply: FastifyReply,
+    userAgent?: string,
   ): Promise<unknown> => {
     const found = await keyByToken(ctx, token);
     if (!found) return reply.code(404).send(NOT_FOUND_BODY);
@@ -37,10 +42,17 @@ export function registerDynamicRoutes(app: FastifyInstance, ctx: ApiContext): vo
     // With --advertise web the web front alone: the raw host:port is the origin a CDN hides.
     const web = ctx.webEndpoint?.();
     const only = web?.only ? web : undefined;
-    const sub = buildSubscription(key, status, settings, only, refusal, undefined, fleet);
-    // The raw servers only (the subscription's SIP008 adds the web front's), same id and figures.
-    if (format === 'sip008') return reply.code(200).send(sip008Doc(sub));
+    const sub = buildSubscription(key, status, settings, only, refusal, undefined, fleet, ctx.shadowTls?.());
+    // The raw servers (the subscription's SIP008 adds the web front's), same id and figures, then
+    // the ShadowTLS ports: clients that take the first server keep the raw one.
+    if (format === 'sip008') {
+      const ordered = [...sub.entries.filter((e) => !e.stls), ...sub.entries.filter((e) => e.stls)];
+      return reply.code(200).send(sip008Doc({ ...sub, entries: ordered }));
+    }
     if (refusal) return reply.code(200).send({ error: refusal });
+    // Outline's apps have no 2022 cipher: the JSON would fail in them with a parse error; they show this.
+    if (key.method.startsWith('2022-') && negotiate(userAgent, undefined) === 'outline')
+      return reply.code(200).send({ error: outlineRefusal(sub) });
     // D1 for phones: the key's Outline `prefix` setting; 'auto' draws afresh on every fetch
     // (key-prefix.ts), so no server has one fixed first-bytes signature; none for 'off', 2022 and
     // aes-128-gcm keys; a pinned one as pinned.
@@ -63,7 +75,13 @@ export function registerDynamicRoutes(app: FastifyInstance, ctx: ApiContext): vo
   app.get<{ Params: { token: string }; Querystring: { format?: string } }>(
     '/access/:token',
     { schema: hide },
-    (req, reply) => serve(req.params.token, req.query.format === 'sip008' ? 'sip008' : 'outline', reply),
+    (req, reply) =>
+      serve(
+        req.params.token,
+        req.query.format === 'sip008' ? 'sip008' : 'outline',
+        reply,
+        req.headers['user-agent'],
+      ),
   );
   app.get<{ Params: { token: string } }>('/access/:token/sip008', { schema: hide }, (req, reply) =>
     serve(req.params.token, 'sip008', reply),

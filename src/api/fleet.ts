@@ -15,14 +15,22 @@ import {
   NodeError,
   type NodeRecord,
 } from '../store/index.js';
-import type { ApiContext, WebEndpoint } from './context.js';
+import type { ApiContext, ShadowTlsEndpoint, WebEndpoint } from './context.js';
 import { ApiError, invalid } from './errors.js';
 
-/** One node as keys list it: its public addresses and its web front, if it has one. */
+/** One node as keys list it: its public addresses, its web front and ShadowTLS port, if it has them. */
 export interface FleetServer {
   name: string;
   hosts: string[];
   web?: WebEndpoint | undefined;
+  stls?: ShadowTlsEndpoint | undefined;
+}
+
+/** A node's ShadowTLS port, when it takes per-key passwords (the only kind a subscription can give). */
+function stlsOf(n: NodeRecord): ShadowTlsEndpoint | undefined {
+  const t = n.transports.find((x) => x.type === 'shadowtls');
+  if (!t || t.type !== 'shadowtls' || t.passwords !== 'per-key') return undefined;
+  return { port: t.port, sni: t.sni, udp: t.udp };
 }
 
 function webOf(n: NodeRecord): WebEndpoint | undefined {
@@ -45,7 +53,7 @@ export async function fleetServers(ctx: ApiContext): Promise<FleetServer[] | und
   // Suspected (reported blocked) addresses are left out; the node's other addresses stay.
   const nodes = keyNodes(await ctx.fleet.nodes.list());
   if (nodes.length === 0) return undefined;
-  return nodes.map((n) => ({ name: n.name, hosts: keyAddresses(n), web: webOf(n) }));
+  return nodes.map((n) => ({ name: n.name, hosts: keyAddresses(n), web: webOf(n), stls: stlsOf(n) }));
 }
 
 /** A node as the API shows it: `status` is the state, or "down" when the heartbeat is stale. */

@@ -125,6 +125,7 @@ export class KeyListing {
     ]);
     const statuses = statusIndex(enforcer);
     const web = this.#ctx.webEndpoint?.();
+    const stls = this.#ctx.shadowTls?.();
     const body = keys
       .map((k) => {
         const json = toAccessKeyJson(
@@ -133,6 +134,7 @@ export class KeyListing {
           statuses.get(k.id),
           apiEndpointOf(this.#ctx, settings),
           web,
+          stls,
         );
         // The schema's encoding changes none of the values, only which fields and their order:
         // a few named fields are picked without it (a third of the cost; the test compares).

@@ -194,7 +194,14 @@ export function registerLadderRoutes(app: FastifyInstance, ctx: ApiContext): voi
       const statuses = statusIndex(ctx.enforcer);
       return reply.code(201).send({
         accessKeys: keys.map((k) =>
-          toAccessKeyJson(k, settings, statuses.get(k.id), apiEndpointOf(ctx, settings), ctx.webEndpoint?.()),
+          toAccessKeyJson(
+            k,
+            settings,
+            statuses.get(k.id),
+            apiEndpointOf(ctx, settings),
+            ctx.webEndpoint?.(),
+            ctx.shadowTls?.(),
+          ),
         ),
       });
     },

@@ -333,6 +333,7 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
       statuses.get(key.id),
       apiEndpointOf(ctx, settings),
       ctx.webEndpoint?.(),
+      ctx.shadowTls?.(),
     );
   };
 
@@ -408,6 +409,7 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
         statusIndex(ctx.enforcer).get(key.id),
         apiEndpointOf(ctx, settings),
         ctx.webEndpoint?.(),
+        ctx.shadowTls?.(),
       );
     },
   );

@@ -62,6 +62,7 @@ export function registerRotateRoute(app: FastifyInstance, ctx: ApiContext): void
         statusIndex(ctx.enforcer).get(key.id),
         apiEndpointOf(ctx, settings),
         ctx.webEndpoint?.(),
+        ctx.shadowTls?.(),
       );
     },
   );

@@ -101,6 +101,10 @@ export const AccessKey = z.object({
     .optional()
     .meta({ description: 'Usage in the current limit window' }),
   dynamicAccessUrl: z.string().optional().meta({ description: 'ssconf:// URL of the dynamic key' }),
+  shadowtlsAccessUrl: z.string().optional().meta({
+    description:
+      "ss:// URL through the server's ShadowTLS v3 port (plugin=shadow-tls;host=SNI;password=the key's own;version=3), when it runs one",
+  }),
   subscriptionUrl: z.string().optional().meta({
     description:
       'https:// subscription URL (no admin secret): the key in the format each app reads (Clash/mihomo, sing-box, v2rayNG/Shadowrocket base64, Outline, SIP008), chosen by User-Agent and Accept or by /FORMAT; a browser gets a page with QR codes',

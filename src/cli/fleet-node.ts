@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { FleetView, WebEndpoint } from '../api/index.js';
+import type { FleetView, ShadowTlsEndpoint, WebEndpoint } from '../api/index.js';
 import type { LadderMetrics } from '../metrics/index.js';
 import { makeDirs } from '../shared/fs.js';
 import type { Logger } from '../shared/logger.js';
@@ -55,6 +55,8 @@ export interface StartNodeOptions {
   udp: boolean;
   apiPort: number;
   web: WebEndpoint | undefined;
+  /** This node's ShadowTLS port (per-key passwords), if it runs one. */
+  shadowTls?: ShadowTlsEndpoint | undefined;
 }
 
 export interface RunningNode {
@@ -91,6 +93,10 @@ export async function startNode(o: StartNodeOptions): Promise<RunningNode> {
   const { DOWN_AFTER_MS, HEARTBEAT_MS, NodeError } = await import('../store/index.js');
   const transports: NodeTransport[] = [{ type: 'shadowsocks', port: o.port, udp: o.udp }];
   if (o.web) transports.push({ type: 'websocket', ...o.web });
+  if (o.shadowTls) {
+    const { port, sni, udp } = o.shadowTls;
+    transports.push({ type: 'shadowtls', port, sni, udp, passwords: 'per-key' });
+  }
   const registry = o.store.nodes();
   let node: FleetNode;
   try {

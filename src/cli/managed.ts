@@ -415,7 +415,6 @@ export async function startManaged(
       shadowTlsEndpoint = {
         port: stls.port,
         sni: stls.sni,
-        password: stls.password,
         udp: flags.udp !== false,
       };
     }
@@ -440,6 +439,7 @@ export async function startManaged(
         udp: flags.udp !== false,
         apiPort: api.port,
         web: webEndpoint(),
+        shadowTls: shadowTls(),
       });
       const running = fleet.running;
       cleanups.push(() => running.node.close());

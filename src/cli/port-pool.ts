@@ -25,6 +25,9 @@ export function inProcessPlane(dp: DataPlane): Plane {
 
 type PortKey = RuntimeKey & { port?: number };
 
+/** What follows the pool's keys besides its servers. */
+export type KeyWatcher = Pick<ServerControl, 'setKeys'> & { applyKeyDelta(delta: KeyDelta): void };
+
 /**
  * Outline gives every key a port (usually the same one). The pool runs one data plane per port
  * that some usable key names, opening listeners as keys appear (PUT /access-keys/{id} with a port,
@@ -41,6 +44,8 @@ export class PortPool implements ServerControl {
   #closed = false;
   /** The web front's server: every key of every port (it has no listener of its own). */
   #web: ShadowsocksServer | undefined;
+  /** Others that follow every usable key (the ShadowTLS port's per-key passwords). */
+  readonly #watchers: KeyWatcher[] = [];
 
   constructor(
     readonly primary: Plane,
@@ -62,6 +67,12 @@ export class PortPool implements ServerControl {
   attachWebServer(server: ShadowsocksServer): void {
     this.#web = server;
     server.setKeys([...this.#keys.values()]);
+  }
+
+  /** Give `w` every usable key now and every change from now on. */
+  watchKeys(w: KeyWatcher): void {
+    this.#watchers.push(w);
+    w.setKeys([...this.#keys.values()]);
   }
 
   get webServer(): ShadowsocksServer | undefined {
@@ -96,6 +107,7 @@ export class PortPool implements ServerControl {
     }
     const applied: (void | Promise<void>)[] = [];
     if (this.#web && per.size > 0) this.#web.applyKeyDelta(delta);
+    if (per.size > 0) for (const w of this.#watchers) w.applyKeyDelta(delta);
     for (const [port, d] of per) {
       const plane = this.#planes.get(port);
       if (plane) applied.push(plane.applyKeyDelta(d));

@@ -7,14 +7,14 @@
  * The password is a secret like a key's: never logged, printed only where the key itself is.
  */
 import type { Command } from 'commander';
-import { createHmac, randomBytes } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import type { ShadowTlsConfig } from '../config/server.js';
 import { flag, flagSchema, parseFlags } from '../config/flags.js';
-import { shadowTlsKeyUrl } from '../protocol/sip002/shadowtls.js';
+import { keyShadowTlsPassword, shadowTlsKeyUrl } from '../protocol/sip002/shadowtls.js';
 import type { ShadowsocksServer } from '../server/index.js';
+import { ShadowTlsPasswords } from '../server/shadowtls/passwords.js';
 import type { PendingCaps } from '../server/pending-limits.js';
 import { asObject, readDataFile, writeDataFile } from '../shared/data-file.js';
 import { bindErrorCode, explainBindError } from '../shared/listen.js';
@@ -111,15 +111,24 @@ export function planShadowTls(
  * the first key (as derivedSecretPath), stable while that key stays first, revealing nothing of it.
  */
 export function derivedShadowTlsPassword(firstKey: { method: string; secret: string }): string {
-  const mac = createHmac('sha256', `${firstKey.method}:${firstKey.secret}`).update(
-    'ladder shadowtls password v1',
-  );
-  return mac.digest().subarray(0, 16).toString('base64url');
+  return keyShadowTlsPassword(firstKey);
 }
 
-/** Managed mode's password: the given one (then kept), else the kept one, else a new one (kept). */
-export async function storedShadowTlsPassword(dataDir: string, given: string | undefined): Promise<string> {
-  return keptSecret(dataDir, PASSWORD_FILE, given, () => randomBytes(16).toString('base64url'));
+/**
+ * Managed mode's server-wide password, which only an install made before per-key passwords has
+ * (its users' URLs carry it) or the operator gives: the given one (then kept), else the kept one,
+ * else none (every key has its own; none is made).
+ */
+export async function storedShadowTlsPassword(
+  dataDir: string,
+  given: string | undefined,
+): Promise<string | undefined> {
+  const kept = await readFile(join(dataDir, PASSWORD_FILE), 'utf8').then(
+    (t) => t.trim() || undefined,
+    () => undefined,
+  );
+  if (given === undefined) return kept;
+  return keptSecret(dataDir, PASSWORD_FILE, given, () => given);
 }
 
 export interface RunningShadowTls {
@@ -127,8 +136,19 @@ export interface RunningShadowTls {
   readonly host?: string | undefined;
   readonly handshake: { readonly host: string; readonly port: number };
   readonly sni: string;
-  readonly password: string;
+  /** The server-wide password (unmanaged; managed: only when given or kept from before). */
+  readonly password?: string | undefined;
+  /** Managed: every usable key's own password works (keyShadowTlsPassword); URLs carry it. */
+  readonly perKey: boolean;
   close(): Promise<void>;
+}
+
+/** The ShadowTLS password a key's URL and lines carry on this port. */
+export function shadowTlsPasswordFor(
+  r: { perKey: boolean; password?: string | undefined },
+  key: { method: string; secret: string },
+): string {
+  return r.perKey || r.password === undefined ? keyShadowTlsPassword(key) : r.password;
 }
 
 /** Start the ShadowTLS port in front of `server` (every key it has). Bind errors are usage errors. */
@@ -138,6 +158,7 @@ export async function startShadowTls(
   idleMs: number,
   logger: Logger,
   pending?: PendingCaps,
+  keyPasswords?: ShadowTlsPasswords,
 ): Promise<RunningShadowTls> {
   const { listenShadowTls } = await import('../server/shadowtls/listener.js');
   try {
@@ -145,13 +166,19 @@ export async function startShadowTls(
       port: plan.port,
       host: plan.host,
       handshake: plan.handshake,
-      passwords: [plan.password],
+      passwords: keyPasswords ?? [plan.password],
       idleMs,
       logger,
       pending,
       onStream: (stream, info) => server.handleStream(stream, info),
     });
-    return { ...plan, port: l.address.port, close: () => l.close() };
+    return {
+      ...plan,
+      password: plan.password === '' ? undefined : plan.password,
+      perKey: keyPasswords !== undefined,
+      port: l.address.port,
+      close: () => l.close(),
+    };
   } catch (err) {
     const code = bindErrorCode(err);
     if (code)
@@ -177,27 +204,38 @@ export function shadowTlsKeyLines(
 ): string[] {
   return [
     '  through ShadowTLS v3 (sing-box `shadowtls` outbound, mihomo `plugin: shadow-tls`, Shadowrocket, Surge):',
-    `    server ${host} port ${r.port}, version 3, password ${r.password}, SNI ${r.sni}; Shadowsocks inside with this key`,
+    `    server ${host} port ${r.port}, version 3, password ${shadowTlsPasswordFor(r, key)}, SNI ${r.sni}; Shadowsocks inside with this key`,
     '    as an ss:// URL (ladder client, Shadowrocket, Sub-Store and the apps that read plugin=shadow-tls):',
-    `    ${shadowTlsKeyUrl(key, { host, port: r.port }, r, tag)}`,
+    `    ${shadowTlsKeyUrl(key, { host, port: r.port }, { sni: r.sni, password: shadowTlsPasswordFor(r, key) }, tag)}`,
   ];
 }
 
 /**
- * Managed mode's ShadowTLS port: its password kept in the data dir, its streams to the pool's
- * web server (every key of every port), started with `makeServer` when the web front did not.
+ * Managed mode's ShadowTLS port: every usable key's own password (following the pool's keys),
+ * plus the server-wide one if given or kept from an install made before per-key passwords; its
+ * streams to the pool's web server (every key of every port), started with `makeServer` when the
+ * web front did not.
  */
 export async function startManagedShadowTls(
   plan: ShadowTlsPlan,
   dataDir: string,
-  pool: Pick<PortPool, 'attachWebServer' | 'webServer'>,
+  pool: Pick<PortPool, 'attachWebServer' | 'webServer' | 'watchKeys'>,
   makeServer: () => Promise<ShadowsocksServer>,
   idleMs: number,
   logger: Logger,
 ): Promise<RunningShadowTls> {
   if (!pool.webServer) pool.attachWebServer(await makeServer());
   const password = await storedShadowTlsPassword(dataDir, plan.password);
-  return startShadowTls({ ...plan, password }, pool.webServer!, idleMs, logger);
+  const passwords = new ShadowTlsPasswords(password === undefined ? [] : [password], keyShadowTlsPassword);
+  pool.watchKeys(passwords);
+  return startShadowTls(
+    { ...plan, password: password ?? '' },
+    pool.webServer!,
+    idleMs,
+    logger,
+    undefined,
+    passwords,
+  );
 }
 
 /** The managed banner's ShadowTLS fields (managed-banner.ts): the status line and the first key's lines. */
@@ -223,7 +261,13 @@ const ENDPOINT_FILE = 'shadowtls-endpoint.json';
 export async function saveShadowTlsEndpoint(dataDir: string, r: RunningShadowTls | undefined): Promise<void> {
   const file = join(dataDir, ENDPOINT_FILE);
   if (r === undefined) await rm(file, { force: true });
-  else await writeDataFile(file, { port: r.port, sni: r.sni, password: r.password });
+  // Per-key: no password here (each key's is derived from the key); else the server-wide one.
+  else
+    await writeDataFile(file, {
+      port: r.port,
+      sni: r.sni,
+      ...(r.perKey ? { perKey: true } : { password: r.password }),
+    });
 }
 
 /** A key's ShadowTLS URL at `host` from what a managed server last saved in `dataDir`, if it saved one. */
@@ -237,11 +281,21 @@ export async function savedShadowTlsUrl(
     join(dataDir, ENDPOINT_FILE),
     (v) => {
       const o = asObject(v);
-      return typeof o?.port === 'number' && typeof o.sni === 'string' && typeof o.password === 'string'
-        ? { port: o.port, sni: o.sni, password: o.password }
+      if (typeof o?.port !== 'number' || typeof o.sni !== 'string') return 'fields missing';
+      if (o.perKey === true) return { port: o.port, sni: o.sni, perKey: true };
+      return typeof o.password === 'string'
+        ? { port: o.port, sni: o.sni, perKey: false, password: o.password }
         : 'fields missing';
     },
     'go on (a managed server with --shadowtls-port writes it again when it starts)',
   );
-  return saved && shadowTlsKeyUrl(key, { host, port: saved.port }, saved, tag);
+  return (
+    saved &&
+    shadowTlsKeyUrl(
+      key,
+      { host, port: saved.port },
+      { sni: saved.sni, password: shadowTlsPasswordFor(saved, key) },
+      tag,
+    )
+  );
 }

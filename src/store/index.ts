@@ -39,4 +39,5 @@ export {
   type ReportOutcome,
   type ReportPolicy,
   type WebFront,
+  type ShadowTlsFront,
 } from './nodes.js';

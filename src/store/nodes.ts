@@ -43,9 +43,25 @@ export interface WebFront {
   grpc?: boolean | undefined;
 }
 
+/**
+ * A node's ShadowTLS v3 port: what subscriptions need to list it. `passwords: 'per-key'`: each key
+ * has its own password, derived from the key (keyShadowTlsPassword), so none is stored; a node
+ * whose port took only a server-wide password would need another value, and is not listed.
+ */
+export interface ShadowTlsFront {
+  port: number;
+  /** The handshake site's name: the SNI clients send. */
+  sni: string;
+  /** UDP rides inside the streams (UDP-over-TCP v2). */
+  udp: boolean;
+  passwords: 'per-key';
+}
+
 /** A way to reach the node, with the public parameters a key or subscription needs. */
 export type NodeTransport =
-  { type: 'shadowsocks'; port: number; udp: boolean } | ({ type: 'websocket' } & WebFront);
+  | { type: 'shadowsocks'; port: number; udp: boolean }
+  | ({ type: 'websocket' } & WebFront)
+  | ({ type: 'shadowtls' } & ShadowTlsFront);
 
 export interface NodeInfo {
   name: string;

@@ -94,7 +94,11 @@ export async function harness(dir: string, opts: { clock?: Clock; store?: string
 export async function keySubscription(
   t: { after: (fn: () => Promise<void> | void) => void },
   opts: Pick<ApiOptions, 'webEndpoint' | 'shadowTls'>,
-): Promise<{ get: (format: string) => Promise<string>; dir: string }> {
+): Promise<{
+  get: (format: string) => Promise<string>;
+  dir: string;
+  key: { method: string; secret: string };
+}> {
   const dir = tempDir(t);
   const store = await openStore(parseStoreLocation(undefined, dir), {
     defaults: { hostname: 'example.org', port: 4444 },
@@ -108,9 +112,11 @@ export async function keySubscription(
   });
   const prefix = `/${(await store.getSettings()).apiPrefix}`;
   const r = await app.inject({ method: 'POST', url: `${prefix}/access-keys`, payload: { name: 'Alice' } });
-  const base = new URL(String((JSON.parse(r.body) as Record<string, unknown>).subscriptionUrl)).pathname;
+  const made = JSON.parse(r.body) as Record<string, unknown>;
+  const base = new URL(String(made.subscriptionUrl)).pathname;
   return {
     dir,
+    key: { method: String(made.method), secret: String(made.password) },
     get: async (format) => {
       const res = await app.inject({ url: `${base}/${format}` });
       if (res.statusCode !== 200) throw new Error(`${format}: ${res.statusCode} ${res.body}`);

@@ -217,7 +217,7 @@ test('a Shadowsocks-2022 key: keys add and keys url say Outline apps cannot use 
     out[0]!,
     /^static key \(shadowsocks-rust, .*not Outline apps: they have no Shadowsocks-2022 ciphers\):$/,
   );
-  assert.match(out[2]!, /^dynamic key \(.*not for Outline apps/);
+  assert.match(out[2]!, /^dynamic key \(ladder client; Outline apps get a message that they cannot use it/);
   assert.match(out[3]!, /^ {2}ssconf:\/\//);
   assert.doesNotMatch(out[4]!, /Outline/, 'the subscription label names no Outline app');
 

@@ -9,11 +9,12 @@ import { test, type TestContext } from 'node:test';
 import type { ShadowTlsEndpoint } from '../../src/api/index.js';
 import { parseSsUrl } from '../../src/protocol/sip002/index.js';
 import { parseShadowTlsPluginOptions } from '../../src/protocol/sip002/shadowtls-opts.js';
+import { keyShadowTlsPassword } from '../../src/protocol/sip002/shadowtls.js';
 import { keySubscription } from './helpers.js';
 import { checkClash, checkSingBox, checkSip008 } from './sub-formats.js';
 
 type Json = Record<string, unknown>;
-const STLS: ShadowTlsEndpoint = { port: 8443, sni: 'www.example.com', password: 'stls-secret', udp: true };
+const STLS: ShadowTlsEndpoint = { port: 8443, sni: 'www.example.com', udp: true };
 
 async function subscription(
   t: TestContext,
@@ -22,13 +23,22 @@ async function subscription(
   return (await keySubscription(t, { shadowTls: () => stls })).get;
 }
 
-test('a ShadowTLS port: mihomo, sing-box, ss:// links and SIP008 name it; Outline and Xray keep raw', async (t) => {
-  const get = await subscription(t, STLS);
+test('a key’s own ShadowTLS password: a known answer, and another key’s differs', () => {
+  const key = { method: 'chacha20-ietf-poly1305', secret: 'correct horse battery staple' };
+  // HMAC-SHA256('chacha20-ietf-poly1305:correct horse battery staple', 'ladder shadowtls password v1')[0..16)
+  assert.equal(keyShadowTlsPassword(key), 'Zkrr1UbpnAsOH8ZMvk68RQ');
+  assert.notEqual(keyShadowTlsPassword({ ...key, secret: 'another' }), keyShadowTlsPassword(key));
+});
+
+test('a ShadowTLS port: mihomo, sing-box, ss:// links and SIP008 name it with the key’s own password; Outline and Xray keep raw', async (t) => {
+  const made = await keySubscription(t, { shadowTls: () => STLS });
+  const get = made.get;
+  const pw = keyShadowTlsPassword(made.key);
   const clash = checkClash(await get('clash'));
   const c = clash.find((p) => p.plugin === 'shadow-tls')!;
   assert.ok(c, 'a shadow-tls proxy');
   assert.deepEqual([c.server, c.port, c['client-fingerprint']], ['example.org', 8443, 'chrome']);
-  assert.deepEqual(c['plugin-opts'], { host: 'www.example.com', password: 'stls-secret', version: 3 });
+  assert.deepEqual(c['plugin-opts'], { host: 'www.example.com', password: pw, version: 3 });
   assert.deepEqual([c['udp-over-tcp'], c['udp-over-tcp-version']], [true, 2]);
   assert.ok(
     clash.some((p) => p.plugin === undefined && p.port === 4444),
@@ -41,7 +51,7 @@ test('a ShadowTLS port: mihomo, sing-box, ss:// links and SIP008 name it; Outlin
   const st = singDoc.outbounds.find((o) => o.tag === viaStls.detour)!;
   assert.deepEqual(
     [st.type, st.server, st.server_port, st.version, st.password],
-    ['shadowtls', 'example.org', 8443, 3, 'stls-secret'],
+    ['shadowtls', 'example.org', 8443, 3, pw],
   );
   assert.deepEqual(st.tls, {
     enabled: true,
@@ -62,7 +72,7 @@ test('a ShadowTLS port: mihomo, sing-box, ss:// links and SIP008 name it; Outlin
   const key = parseSsUrl(stlsLink);
   assert.equal(key.port, 8443);
   assert.deepEqual(
-    { sni: 'www.example.com', password: 'stls-secret' },
+    { sni: 'www.example.com', password: pw },
     (({ sni, password }) => ({ sni, password }))(parseShadowTlsPluginOptions(key.pluginOptions)),
   );
 

@@ -5,12 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import type https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeLabCertificates } from '../../src/lab/lab-ca.js';
+import { parseSsUrl } from '../../src/protocol/sip002/index.js';
+import { keyShadowTlsPassword } from '../../src/protocol/sip002/shadowtls.js';
 import { toSocksAddress } from '../../src/protocol/socks5/address.js';
 import { DialerStream } from '../../src/transport/dialer-stream.js';
 import { ShadowsocksDialer } from '../../src/transport/shadowsocks-dialer.js';
@@ -47,6 +49,26 @@ after(async () => {
 });
 
 const sitePort = (): number => (site.address() as { port: number }).port;
+
+/** Whether a hello signed with `password` is switched (the site's records come back tagged). */
+async function tagged(port: number, password: string): Promise<boolean> {
+  return connectShadowTls(port, password, hello).then(
+    (c) => (c.socket.destroy(), true),
+    (err: Error) => {
+      if (err.message === 'untagged') return false;
+      throw err;
+    },
+  );
+}
+
+/** Poll `check` (every 250 ms, at most 20 s) until it holds. */
+async function waitUntil(check: () => Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 80; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.fail(`not within 20 s: ${what}`);
+}
 
 async function echoThrough(port: number, stlsPassword: string): Promise<string> {
   const conn = await connectShadowTls(port, stlsPassword, hello);
@@ -142,41 +164,70 @@ describe('ladder server --shadowtls-port', () => {
     await r.exit;
   });
 
-  it('managed: the password is generated once, kept in the data dir, the same at the next start', async () => {
+  it('managed: each key its own password (banner, keys url, access-config); a disabled key’s reaches the site', async () => {
     const dataDir = join(dir, 'managed');
     const args = [
       ...'server --port 0 --api-port 0 --no-metrics --host 127.0.0.1 --allow-private'.split(' '),
       ...['--data-dir', dataDir, '--shadowtls-port', '0', '--shadowtls-host', '127.0.0.1'],
       ...['--shadowtls-handshake', `127.0.0.1:${sitePort()}`, '--shadowtls-sni', 'site.lab'],
     ];
-    const kept = (): Promise<string> =>
-      readFile(join(dataDir, 'shadowtls-password'), 'utf8').then((t) => t.trim());
-    let first = '';
-    for (let i = 0; i < 2; i++) {
-      const r = run(args);
-      runs.push(r);
-      const port = Number((await waitForStdout(r, /ShadowTLS v3 on 127\.0\.0\.1:(\d+)/, 40_000))[1]);
-      if (i === 0) {
-        // The first start prints the key and its ShadowTLS lines (a restart's log does not).
-        first = (await waitForStdout(r, /version 3, password (\S+), SNI site\.lab/))[1]!;
-        assert.equal(await kept(), first);
-        assert.equal(await curlSite('site.lab', port, join(dir, 'ca.pem')), PAGE);
-        // keys url and access-config print the key's ShadowTLS URL from what the server saved.
-        const enc = encodeURIComponent(`;password=${first};version=3`);
-        for (const cmd of [
-          ['keys', 'url', '0'],
-          ['server', 'access-config'],
-        ]) {
-          const out = await runLadder([...cmd, '--data-dir', dataDir]);
-          assert.equal(out.code, 0, out.stderr);
-          assert.ok(out.stdout.includes(`:${port}/?plugin=shadow-tls%3Bhost%3Dsite.lab${enc}`), out.stdout);
-        }
-      } else (await connectShadowTls(port, first, hello)).socket.destroy(); // the kept password is tagged
+    const r = run(args);
+    runs.push(r);
+    const port = Number((await waitForStdout(r, /ShadowTLS v3 on 127\.0\.0\.1:(\d+)/, 40_000))[1]);
+    const first = (await waitForStdout(r, /version 3, password (\S+), SNI site\.lab/))[1]!;
+    const initial = parseSsUrl(/ss:\/\/\S+#Initial%20key(?=\s)/.exec(r.stdout())![0]);
+    assert.equal(first, keyShadowTlsPassword({ method: initial.method, secret: initial.password }));
+    await assert.rejects(readFile(join(dataDir, 'shadowtls-password'), 'utf8'), /ENOENT/, 'none made');
+    assert.equal(await curlSite('site.lab', port, join(dir, 'ca.pem')), PAGE);
+    (await connectShadowTls(port, first, hello)).socket.destroy();
 
-      r.child.kill('SIGTERM');
-      await r.exit;
+    // A second key: its own password, in keys url and access-config, switching while the first's does.
+    const add = await runLadder(['keys', 'add', '--name', 'Bob', '--no-qr', '--data-dir', dataDir]);
+    assert.equal(add.code, 0, add.stderr);
+    const bob = parseSsUrl(/ss:\/\/\S+/.exec(add.stdout)![0]);
+    const bobPw = keyShadowTlsPassword({ method: bob.method, secret: bob.password });
+    assert.notEqual(bobPw, first);
+    for (const [cmd, pw] of [
+      [['keys', 'url', '0'], first],
+      [['keys', 'url', '1'], bobPw],
+      [['server', 'access-config'], bobPw],
+    ] as const) {
+      const out = await runLadder([...cmd, '--data-dir', dataDir]);
+      assert.equal(out.code, 0, out.stderr);
+      const enc = encodeURIComponent(`;password=${pw};version=3`);
+      assert.ok(out.stdout.includes(`:${port}/?plugin=shadow-tls%3Bhost%3Dsite.lab${enc}`), out.stdout);
+      // The dynamic (Outline) key says in one line that it has no ShadowTLS.
+      assert.match(out.stdout, /Outline has no ShadowTLS|no ShadowTLS in it \(Outline has none/);
     }
-    assert.equal(await kept(), first);
+    await waitUntil(() => tagged(port, bobPw), 'the new key’s password switches');
+    // Disabled: its password is relayed to the site within the store's poll; the first key's works on.
+    const off = await runLadder(['keys', 'disable', '1', '--data-dir', dataDir]);
+    assert.equal(off.code, 0, off.stderr);
+    await waitUntil(async () => !(await tagged(port, bobPw)), 'the disabled key’s password reaches the site');
+    assert.ok(await tagged(port, first));
+    assert.doesNotMatch(r.stderr() + r.stdout().replace(/.*password.*\n?/g, ''), new RegExp(bobPw));
+    r.child.kill('SIGTERM');
+    await r.exit;
+  });
+
+  it('managed, an install from before per-key passwords: its kept server-wide password still works', async () => {
+    const dataDir = join(dir, 'upgraded');
+    await mkdir(dataDir, { recursive: true });
+    await writeFile(join(dataDir, 'shadowtls-password'), 'kept-from-session-18\n', { mode: 0o600 });
+    const r = run([
+      ...'server --port 0 --api-port 0 --no-metrics --host 127.0.0.1 --allow-private'.split(' '),
+      ...['--data-dir', dataDir, '--shadowtls-port', '0', '--shadowtls-host', '127.0.0.1'],
+      ...['--shadowtls-handshake', `127.0.0.1:${sitePort()}`, '--shadowtls-sni', 'site.lab'],
+    ]);
+    runs.push(r);
+    const port = Number((await waitForStdout(r, /ShadowTLS v3 on 127\.0\.0\.1:(\d+)/, 40_000))[1]);
+    const keyPw = (await waitForStdout(r, /version 3, password (\S+), SNI site\.lab/))[1]!;
+    assert.notEqual(keyPw, 'kept-from-session-18', 'new URLs carry the key’s own');
+    assert.ok(await tagged(port, 'kept-from-session-18'));
+    assert.ok(await tagged(port, keyPw));
+    assert.ok(!(await tagged(port, 'kept-from-session-17')));
+    r.child.kill('SIGTERM');
+    await r.exit;
   });
 
   it('refuses incomplete or wrong settings with one line', async () => {

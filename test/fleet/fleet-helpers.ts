@@ -5,7 +5,7 @@
  * node now".
  */
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStore, parseStoreLocation, type KyselyStore } from '../../src/store/index.js';
@@ -72,6 +72,32 @@ export async function startNodeProc(o: NodeStart): Promise<FleetNodeProc> {
     metricsUrl,
     call: (method, path, body) => api(cfg, method, path, body),
   };
+}
+
+/**
+ * A node of `fx` on `host` (its data dir `fx.dir/NAME`, its API on `host` so its URLs are
+ * reachable), stopped by `fx.close()`; `extra` replaces the default `--no-metrics`.
+ */
+export async function startOwnNode(
+  fx: FleetFixture,
+  name: string,
+  host: string,
+  extra?: string[],
+): Promise<FleetNodeProc> {
+  const dataDir = join(fx.dir, name);
+  mkdirSync(dataDir);
+  const n = await startNodeProc({
+    name,
+    host,
+    apiHost: host,
+    dataDir,
+    pgUrl: fx.pg.url,
+    port: fx.port,
+    apiPrefix: () => fx.apiPrefix(),
+    ...(extra ? { extra } : {}),
+  });
+  fx.procs.push(n.run);
+  return n;
 }
 
 export interface KeyCreds {

@@ -1,10 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fetchDynamicKey, parseDynamicKeyUrl } from '../../src/client/dynamic-fetch.js';
 import { SKIP_WITHOUT_POSTGRES } from '../helpers/postgres.js';
-import { fleetFixture, startNodeProc, type FleetFixture, type FleetNodeProc } from './fleet-helpers.js';
+import { fleetFixture, startOwnNode, type FleetFixture, type FleetNodeProc } from './fleet-helpers.js';
 
 /**
  * Finding 1: every URL a fleet node hands out names ONE endpoint, its own API: host, port and
@@ -19,21 +18,7 @@ test(
   async (t) => {
     const fx: FleetFixture = await fleetFixture('ladder-fleet-urls-');
     t.after(() => fx.close());
-    const start = async (name: string, host: string): Promise<FleetNodeProc> => {
-      const dataDir = join(fx.dir, name);
-      mkdirSync(dataDir);
-      const n = await startNodeProc({
-        name,
-        host,
-        apiHost: host,
-        dataDir,
-        pgUrl: fx.pg.url,
-        port: fx.port,
-        apiPrefix: () => fx.apiPrefix(),
-      });
-      fx.procs.push(n.run);
-      return n;
-    };
+    const start = (name: string, host: string): Promise<FleetNodeProc> => startOwnNode(fx, name, host);
     const n1 = await start('n1', '127.0.0.2');
     const n2 = await start('n2', '127.0.0.3');
     const made = await n1.call('POST', '/access-keys', { name: 'u' });

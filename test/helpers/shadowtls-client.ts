@@ -82,9 +82,11 @@ export function connectShadowTls(
   password: string,
   hello: Buffer,
   timeoutMs = 5000,
+  /** The session id's 28 random bytes (the same twice: a replayed hello); default fresh ones. */
+  random28?: Uint8Array,
 ): Promise<ShadowTlsTestConnection> {
   const record = Buffer.from(hello);
-  signClientHello(record.subarray(5), password);
+  signClientHello(record.subarray(5), password, random28);
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
     const reader = new RecordReader();

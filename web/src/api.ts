@@ -82,7 +82,12 @@ export interface FleetNode {
   stateReason?: string;
   addresses: string[];
   port: number;
-  transports: { type: 'shadowsocks' | 'websocket'; port: number; tls?: boolean; udp?: boolean }[];
+  transports: {
+    type: 'shadowsocks' | 'websocket' | 'shadowtls';
+    port: number;
+    tls?: boolean;
+    udp?: boolean;
+  }[];
   version: string;
   /** Absent when the node stopped cleanly (`stopped`). */
   heartbeatAgeMs?: number;

@@ -24,7 +24,9 @@ function transports(n: FleetNode): string {
   const list = n.transports.map((x) =>
     x.type === 'shadowsocks'
       ? `Shadowsocks ${x.port}${x.udp ? ' (UDP)' : ''}`
-      : `WebSocket${x.tls ? ' + TLS' : ''} ${x.port}`,
+      : x.type === 'shadowtls'
+        ? `ShadowTLS ${x.port}`
+        : `WebSocket${x.tls ? ' + TLS' : ''} ${x.port}`,
   );
   return list.length ? list.join(' · ') : `Shadowsocks ${n.port}`;
 }

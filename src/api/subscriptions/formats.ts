@@ -50,7 +50,7 @@ export function placeholder(sub: Subscription): SubEntry {
 }
 
 /** Outline apps have SIP004 ciphers only (chacha20-ietf-poly1305, aes-{128,192,256}-gcm). */
-function outlineRefusal(sub: Subscription): { message: string; details?: string } | undefined {
+export function outlineRefusal(sub: Subscription): { message: string; details?: string } | undefined {
   if (sub.refusal) return sub.refusal;
   const m = sub.entries[0]!.method;
   if (m.startsWith('2022-'))

@@ -1,5 +1,5 @@
 import { formatSsUrl } from '../../protocol/sip002/index.js';
-import { formatShadowTlsPluginOptions } from '../../protocol/sip002/shadowtls.js';
+import { formatShadowTlsPluginOptions, keyShadowTlsPassword } from '../../protocol/sip002/shadowtls.js';
 import type { KeyRecord, KeyStatus, ServerSettings } from '../../store/index.js';
 import type { ShadowTlsEndpoint, WebEndpoint } from '../context.js';
 import { outlinePrefixString } from '../../protocol/shadowsocks/key-prefix.js';
@@ -71,7 +71,7 @@ export interface ServerSpot {
   name?: string;
   hosts: readonly string[];
   web?: WebEndpoint | undefined;
-  /** This server's ShadowTLS port (not listed for fleet nodes). */
+  /** The server's ShadowTLS port (a fleet node's from its row), if it runs one. */
   stls?: ShadowTlsEndpoint | undefined;
 }
 
@@ -117,7 +117,11 @@ function entriesFor(key: KeyRecord, title: string, seed: string, servers: readon
       // --advertise web: the raw host:port (the origin a CDN hides) is named nowhere.
       if (web.only) continue;
     }
-    if (s.stls) entries.push(stlsEntry(label, s.hosts[0]!, base, s.stls));
+    if (s.stls)
+      entries.push({
+        ...stlsEntry(label, s.hosts[0]!, base, s.stls),
+        ...(fleet ? { seed: `${seed}/${s.name}/shadowtls` } : {}),
+      });
     s.hosts.forEach((host, i) =>
       entries.push({
         name: i === 0 ? label : `${label} (${host})`,
@@ -131,7 +135,7 @@ function entriesFor(key: KeyRecord, title: string, seed: string, servers: readon
   return entries;
 }
 
-/** The ShadowTLS entry of a key: the server's first host, the ShadowTLS port, its SNI and password. */
+/** The ShadowTLS entry of a key: the server's first host, the ShadowTLS port, its SNI, the key's own password. */
 function stlsEntry(
   label: string,
   host: string,
@@ -143,7 +147,11 @@ function stlsEntry(
     host,
     port: t.port,
     ...base,
-    stls: { sni: t.sni, password: t.password, udp: t.udp },
+    stls: {
+      sni: t.sni,
+      password: keyShadowTlsPassword({ method: base.method, secret: base.password }),
+      udp: t.udp,
+    },
   };
 }
 

@@ -228,9 +228,13 @@ async function printUrls(b: KeysBackend, id: string, qr: boolean, png?: string):
       u.ss,
     ],
     [
-      is2022
-        ? "dynamic key (Outline's ssconf:// format, but not for Outline apps: they have no Shadowsocks-2022 ciphers):"
-        : 'dynamic key (Outline; re-read on every connect, follows the server when it moves):',
+      (is2022
+        ? 'dynamic key (ladder client; Outline apps get a message that they cannot use it: they have no Shadowsocks-2022 ciphers)'
+        : 'dynamic key (Outline; re-read on every connect, follows the server when it moves)') +
+        // One line where the user sees it: Outline's format has no room for ShadowTLS.
+        (u.shadowtls !== undefined
+          ? '; no ShadowTLS in it (Outline has none; its /sip008 form lists it):'
+          : ':'),
       u.ssconf,
     ],
     [

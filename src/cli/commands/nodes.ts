@@ -70,7 +70,9 @@ export function formatNodes(nodes: readonly NodeRecord[], listed: ReadonlySet<st
         .map((a) => printable(a) + (n.suspectedAddresses.includes(a) ? '(suspected)' : ''))
         .join(',') || '-',
       String(n.port),
-      n.transports.map((t) => (t.type === 'websocket' ? `ws:${t.port}` : `ss:${t.port}`)).join(',') || '-',
+      n.transports
+        .map((t) => `${t.type === 'websocket' ? 'ws' : t.type === 'shadowtls' ? 'stls' : 'ss'}:${t.port}`)
+        .join(',') || '-',
       n.stopped ? 'stopped' : age(n.heartbeatAgeMs),
       String(n.keysVersion),
       printable(n.version) || '-',

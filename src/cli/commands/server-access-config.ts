@@ -92,7 +92,11 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
       const sub = subscriptionUrlVia(k, settings, api);
       if (sub) out.push(`    subscription: ${sub}`);
       const stls = await savedShadowTlsUrl(dataDir, k, settings.hostnameForAccessKeys, `${tag} (ShadowTLS)`);
-      if (stls) out.push(`    through ShadowTLS v3: ${stls}`);
+      if (stls)
+        out.push(
+          `    through ShadowTLS v3: ${stls}`,
+          '    (the dynamic key gives Outline apps the raw port: Outline has no ShadowTLS; its /sip008 form and the subscription list it)',
+        );
       if (web && !only) out.push(`    web: ${webKeyUrlFor(k, web, `${tag} (web)`)}`);
       if (web) out.push(`    httpupgrade: ${httpUpgradeKeyUrlFor(k, web, `${tag} (HTTPUpgrade)`)}`);
       const grpc = web && grpcKeyUrlFor(k, web, `${tag} (gRPC)`);

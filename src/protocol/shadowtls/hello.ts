@@ -55,6 +55,22 @@ export function signClientHello(message: Buffer, password: string | Buffer, rand
 }
 
 /**
+ * Server side, for many passwords: the ClientHello message of this first record (a whole record
+ * with its header) with its tag zeroed (a copy: what HMAC-SHA1(password) runs over) and the tag,
+ * or undefined when it is no ClientHello with a 32-byte session id. A password signed it when the
+ * first 4 bytes of HMAC-SHA1(password, message) are the tag.
+ */
+export function clientHelloTagInput(record: Uint8Array): { message: Buffer; tag: Buffer } | undefined {
+  if (record.length < RECORD_HEADER + SESSION_ID_LENGTH_OFFSET + 1 + SESSION_ID_SIZE) return undefined;
+  if (record[0] !== TYPE_HANDSHAKE || record[RECORD_HEADER] !== HANDSHAKE_CLIENT_HELLO) return undefined;
+  if (record[RECORD_HEADER + SESSION_ID_LENGTH_OFFSET] !== SESSION_ID_SIZE) return undefined;
+  const message = Buffer.from(record.subarray(RECORD_HEADER));
+  const tag = Buffer.from(message.subarray(CLIENT_HELLO_TAG_OFFSET, CLIENT_HELLO_TAG_OFFSET + TAG_SIZE));
+  message.fill(0, CLIENT_HELLO_TAG_OFFSET, CLIENT_HELLO_TAG_OFFSET + TAG_SIZE);
+  return { message, tag };
+}
+
+/**
  * Server side: which of `passwords` signed this first record (a whole record with its header),
  * or -1 when none did or it is no ClientHello with a 32-byte session id.
  */

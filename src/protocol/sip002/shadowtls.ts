@@ -6,6 +6,7 @@
  * fewer clients read. mihomo's ss:// converter reads no shadow-tls plugin and sing-box reads no
  * share links: both get ShadowTLS from their subscription formats (src/api/subscriptions).
  */
+import { createHmac } from 'node:crypto';
 import { formatSsUrl } from './index.js';
 import { pluginValue } from './plugin-opts.js';
 
@@ -30,4 +31,16 @@ export function shadowTlsKeyUrl(
     pluginOptions: formatShadowTlsPluginOptions(o),
     ...(tag !== undefined ? { tag } : {}),
   });
+}
+
+/**
+ * A key's own ShadowTLS password: HMAC-SHA256 of a fixed label under the key's method and secret,
+ * 16 bytes, base64url. Whoever holds the key can compute it (the server, every fleet node, the
+ * subscription), nobody else can; it reveals nothing of the key, stores nothing, and changes when
+ * the key's secret does (`keys rotate`). An unmanaged server's default password is the first
+ * key's.
+ */
+export function keyShadowTlsPassword(key: { method: string; secret: string }): string {
+  const mac = createHmac('sha256', `${key.method}:${key.secret}`).update('ladder shadowtls password v1');
+  return mac.digest().subarray(0, 16).toString('base64url');
 }

@@ -5,7 +5,7 @@
  *  1. The handshake server (a real TLS 1.3 website) is dialled at the accept, so a prober that
  *     sends nothing meets that site's own timeouts.
  *  2. The client's first record must be a ClientHello whose session id carries the tag of one of
- *     the passwords. Anything else (a wrong tag, no TLS, a record above 2^14 bytes) is forwarded
+ *     the passwords (passwords.ts). Anything else (a wrong tag, no TLS, a record above 2^14 bytes) is forwarded
  *     and the connection becomes a plain TCP relay to the handshake server: a prober sees that
  *     site's certificate and pages. Before this decision at most one record (16 KiB) and one
  *     socket read are held.
@@ -28,7 +28,6 @@ import {
   matchFirstData,
   serverHelloSelectsTls13,
   serverRandomOf,
-  verifyClientHello,
   RECORD_HEADER,
   TYPE_HANDSHAKE,
   type RunningHmac,
@@ -42,7 +41,8 @@ const MAX_HELLO_BODY = 0x4000;
 export type ShadowTlsOutcome = 'switched' | 'relayed';
 
 export interface ShadowTlsConnectionDeps {
-  readonly passwords: readonly string[];
+  /** The password that signed this first record (passwords.ts), or undefined: relay it. */
+  match(record: Buffer, remoteAddress: string | undefined): string | undefined;
   /** Open a TCP connection to the handshake server (already resolving its name). */
   dialHandshake(): Socket;
   /** An authenticated, switched connection: the Shadowsocks bytes. */
@@ -126,11 +126,11 @@ export function serveShadowTls(client: Socket, deps: ShadowTlsConnectionDeps): v
       return relay(); // above 2^14: no ClientHello of ours
     }
     if (!record) return;
-    let which = verifyClientHello(record, deps.passwords);
-    if (which >= 0 && deps.replayed?.(record)) which = -1;
+    let which = deps.match(record, remote);
+    if (which !== undefined && deps.replayed?.(record)) which = undefined;
     toServer(record);
-    if (which < 0) return relay();
-    password = deps.passwords[which]!;
+    if (which === undefined) return relay();
+    password = which;
     phase = 'server-hello';
     // Data records carry up to 16384 + 4 bytes: the ClientHello's limit no longer applies.
     fromClient = prepend(undefined, fromClient);

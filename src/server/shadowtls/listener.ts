@@ -12,6 +12,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../../shared/logger.js';
 import { pendingLimitsFor, type PendingCaps, type PendingLimits } from '../pending-limits.js';
 import { serveShadowTls, type ShadowTlsOutcome } from './connection.js';
+import { ShadowTlsPasswords } from './passwords.js';
 import { SeenHellos } from './replay.js';
 
 export const DEFAULT_HANDSHAKE_PORT = 443;
@@ -22,7 +23,11 @@ export interface ShadowTlsListenOptions {
   readonly host?: string | undefined;
   /** The real TLS 1.3 website whose handshake clients see (and probers get relayed to). */
   readonly handshake: { readonly host: string; readonly port: number };
-  readonly passwords: readonly string[];
+  /**
+   * The passwords it takes: fixed ones, or a live set (managed mode: the server-wide password, if
+   * any, and every usable key's own, passwords.ts).
+   */
+  readonly passwords: readonly string[] | ShadowTlsPasswords;
   /** Idle limit before the switch (and of a plain relay), ms. */
   readonly idleMs: number;
   readonly logger: Logger;
@@ -63,7 +68,10 @@ function cachedLookup(): LookupFunction {
 }
 
 export async function listenShadowTls(opts: ShadowTlsListenOptions): Promise<ShadowTlsListener> {
-  if (opts.passwords.length === 0) throw new Error('ShadowTLS needs at least one password');
+  const passwords =
+    opts.passwords instanceof ShadowTlsPasswords ? opts.passwords : new ShadowTlsPasswords(opts.passwords);
+  if (!(opts.passwords instanceof ShadowTlsPasswords) && passwords.size === 0)
+    throw new Error('ShadowTLS needs at least one password');
   const sockets = new Set<Socket>();
   const counts: Record<ShadowTlsOutcome, number> = { switched: 0, relayed: 0 };
   const lookup = cachedLookup();
@@ -105,7 +113,7 @@ export async function listenShadowTls(opts: ShadowTlsListenOptions): Promise<Sha
     const entry = pending?.add(client.remoteAddress, () => client.destroy());
     if (entry) client.once('close', () => entry.remove());
     serveShadowTls(client, {
-      passwords: opts.passwords,
+      match: (record, remoteAddress) => passwords.match(record, remoteAddress),
       dialHandshake,
       replayed: (record) => seen.replayed(record),
       idleMs: opts.idleMs,
