@@ -14,6 +14,7 @@ import { makeLabCertificates } from '../../src/lab/lab-ca.js';
 import { probeShadowTlsPort, startHelloTap } from '../../src/lab/stls-replay.js';
 import { listenShadowTls } from '../../src/server/shadowtls/listener.js';
 import { serveShadowTls } from '../../src/server/shadowtls/connection.js';
+import { ShadowTlsPasswords } from '../../src/server/shadowtls/passwords.js';
 import { createLogger } from '../../src/shared/logger.js';
 import { dialShadowTls } from '../../src/transport/shadowtls-dialer.js';
 import type { Endpoint } from '../../src/lab/censor.js';
@@ -38,9 +39,10 @@ test("replay prober: Ladder's port answers a replayed genuine hello as the site 
     onStream: (s) => s.destroy(),
   });
   // The control: the same connection code with no memory of verified hellos.
+  const forgetfulPasswords = new ShadowTlsPasswords([PW]);
   const forgetful = net.createServer({ allowHalfOpen: true }, (c) =>
     serveShadowTls(c, {
-      passwords: [PW],
+      match: (record) => forgetfulPasswords.match(record, undefined),
       dialHandshake: dialSite,
       replayed: () => false,
       idleMs: 10_000,
