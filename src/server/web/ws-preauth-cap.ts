@@ -152,6 +152,10 @@ export function gatePreAuthMessages(ws: WebSocket, cap = PRE_AUTH_MESSAGE_CAP): 
       }
       if (open && !state.draining) {
         forward(b.subarray(from));
+        // A frame header cut by the chunk's end, when the bytes before it authenticated the
+        // stream: ws gets it before it reads the socket itself (it would be lost otherwise).
+        if (carry) forward(carry);
+        carry = undefined;
         direct();
       } else forward(b.subarray(from, Math.max(from, i)));
     } finally {
