@@ -113,8 +113,8 @@ export async function startNode(o: StartNodeOptions): Promise<RunningNode> {
       },
       enforcer: o.enforcer,
       log: o.log.child({ node: o.name }),
-      // LADDER_FLEET_NOTIFY=off: no LISTEN, polling alone (diagnosis; the tests' negative control).
-      notify: process.env.LADDER_FLEET_NOTIFY !== 'off',
+      // LADDER_FLEET_NOTIFY=0 (or off): no LISTEN, polling alone (diagnosis; the tests' negative control).
+      notify: !['0', 'off'].includes(process.env.LADDER_FLEET_NOTIFY ?? ''),
       onNodes: (nodes, version) => o.metrics.setFleet(nodes, version),
     });
   } catch (err) {

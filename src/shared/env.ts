@@ -92,6 +92,10 @@ export function checkSwitchEnv(env: NodeJS.ProcessEnv = process.env): void {
     if (v !== undefined && v !== '' && v !== '0' && v !== '1')
       throw new RangeError(`${name}: expected 0 (off) or 1 (on), got "${v}"`);
   }
+  // The fleet's LISTEN switch took only "off" before the others were checked: both spellings.
+  const notify = env.LADDER_FLEET_NOTIFY;
+  if (notify !== undefined && !['', '0', '1', 'off', 'on'].includes(notify))
+    throw new RangeError(`LADDER_FLEET_NOTIFY: expected 0 or off, 1 or on, got "${notify}"`);
   const delay = env.LADDER_MUX_END_DELAY_MS;
   if (delay !== undefined && delay !== '' && !(/^\d+(\.\d+)?$/.test(delay) && +delay <= 50))
     throw new RangeError(`LADDER_MUX_END_DELAY_MS: expected milliseconds from 0 to 50, got "${delay}"`);

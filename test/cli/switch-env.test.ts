@@ -65,6 +65,10 @@ test('checkSwitchEnv: 0, 1 and empty are taken; other values and a bad end delay
     message: 'LADDER_NATIVE: expected 0 (off) or 1 (on), got "false"',
   });
   assert.throws(() => checkSwitchEnv({ LADDER_EAGER_WORKERS: 'yes' }), /^RangeError: LADDER_EAGER_WORKERS: /);
+  for (const v of ['0', 'off', '1', 'on']) checkSwitchEnv({ LADDER_FLEET_NOTIFY: v });
+  assert.throws(() => checkSwitchEnv({ LADDER_FLEET_NOTIFY: 'no' }), {
+    message: 'LADDER_FLEET_NOTIFY: expected 0 or off, 1 or on, got "no"',
+  });
   assert.throws(() => checkSwitchEnv({ LADDER_MUX_END_DELAY_MS: '-5' }), {
     message: 'LADDER_MUX_END_DELAY_MS: expected milliseconds from 0 to 50, got "-5"',
   });

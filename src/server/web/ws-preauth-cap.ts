@@ -168,6 +168,9 @@ export function gatePreAuthMessages(ws: WebSocket, cap = PRE_AUTH_MESSAGE_CAP): 
     authenticated() {
       if (open) return;
       open = true;
+      // Verified only after an over-cap message was dropped: that stream has lost bytes and
+      // would hang; it is closed instead (a genuine client's, so no prober sees this).
+      if (state.draining && !inGate && !held) return void socket.destroy();
       if (inGate || held || state.draining) return; // the gate hands over when it returns
       if (carry) forward(carry);
       carry = undefined;
