@@ -138,13 +138,14 @@ export function toAccessKeyJson(
   web?: WebEndpoint,
   stls?: ShadowTlsEndpoint,
 ): AccessKeyJson {
+  const webOnly = webOnlyFor(web, key, settings);
   const json: AccessKeyJson = {
     id: key.id,
     name: key.name,
     password: key.secret,
     port: key.port,
     method: key.method,
-    accessUrl: accessUrl(key, settings, undefined, webOnlyFor(web, key, settings)),
+    accessUrl: accessUrl(key, settings, undefined, webOnly),
     enabled: key.enabled,
     createdTimestampMs: key.createdAt,
   };
@@ -163,7 +164,8 @@ export function toAccessKeyJson(
   const sub = subscriptionUrlVia(key, settings, api);
   if (sub !== undefined) json.subscriptionUrl = sub;
   // The key through the ShadowTLS port, with its own password (not for Outline: it has no ShadowTLS).
-  if (stls)
+  // --advertise web: none (it would name the origin host, as the subscriptions' entries skip it).
+  if (stls && !webOnly)
     json.shadowtlsAccessUrl = shadowTlsKeyUrl(
       key,
       { host: settings.hostnameForAccessKeys, port: stls.port },

@@ -34,6 +34,8 @@ async function advertised(t: TestContext, web: WebEndpoint): Promise<Map<string,
     store,
     control: new RecordingControl(),
     webEndpoint: () => web,
+    // A ShadowTLS port too: its key URL names the origin host, so web-only leaves it out.
+    shadowTls: () => ({ port: 8444, sni: 'www.example.com', udp: true }),
   });
   await app.ready();
   t.after(async () => {

@@ -22,6 +22,11 @@ async function printed(t: TestContext, only: boolean): Promise<Map<string, strin
   await store.close();
   const ep = { host: 'cdn.example.net', port: 443, path: '/S3cretPathForCdn', tls: true, mux: true };
   writeFileSync(join(dir, 'web-endpoint.json'), JSON.stringify(only ? { ...ep, only: true } : ep));
+  // A running ShadowTLS port (per-key passwords): its key URL names the origin host.
+  writeFileSync(
+    join(dir, 'shadowtls-endpoint.json'),
+    JSON.stringify({ port: 8444, sni: 'www.example.com', perKey: true }),
+  );
   const d = ['--data-dir', dir];
   const out = new Map<string, string>();
   for (const [name, args] of [
@@ -48,11 +53,16 @@ test('advertise web: keys add/list/url and server access-config print no origin 
   for (const [where, text] of await printed(t, true)) {
     assert.ok(!names(text), `${where}: ${text}`);
     assert.match(text, /ss:\/\/[^\s"]+@cdn\.example\.net:443\/\?plugin=v2ray-plugin/, where);
+    assert.ok(!text.includes('shadow-tls'), `${where}: no ShadowTLS URL`);
     if (where === 'keys url')
       assert.match(text, /^static key, over the web front \(.*Outline: the dynamic key\):$/m);
   }
 });
 
 test('control: without `only` each prints the raw URL at the origin', async (t) => {
-  for (const [where, text] of await printed(t, false)) assert.ok(names(text), `${where}: ${text}`);
+  for (const [where, text] of await printed(t, false)) {
+    assert.ok(names(text), `${where}: ${text}`);
+    if (where !== 'keys add' && where !== 'keys list --json')
+      assert.ok(text.includes('shadow-tls'), `${where}: the ShadowTLS URL`);
+  }
 });

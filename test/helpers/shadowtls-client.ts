@@ -84,11 +84,18 @@ export function connectShadowTls(
   timeoutMs = 5000,
   /** The session id's 28 random bytes (the same twice: a replayed hello); default fresh ones. */
   random28?: Uint8Array,
+  /** The loopback address to connect from (another client's address: 127.0.0.2…). */
+  localAddress?: string,
 ): Promise<ShadowTlsTestConnection> {
   const record = Buffer.from(hello);
   signClientHello(record.subarray(5), password, random28);
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    const socket = net.connect({
+      host: '127.0.0.1',
+      port,
+      allowHalfOpen: true,
+      ...(localAddress !== undefined ? { localAddress } : {}),
+    });
     const reader = new RecordReader();
     let untagger: HandshakeUntagger | undefined;
     let serverRandom: Buffer | undefined;

@@ -91,7 +91,10 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
       if (dyn) out.push(`    dynamic: ${dyn}`);
       const sub = subscriptionUrlVia(k, settings, api);
       if (sub) out.push(`    subscription: ${sub}`);
-      const stls = await savedShadowTlsUrl(dataDir, k, settings.hostnameForAccessKeys, `${tag} (ShadowTLS)`);
+      // --advertise web: no ShadowTLS line either (it names the origin host).
+      const stls = only
+        ? undefined
+        : await savedShadowTlsUrl(dataDir, k, settings.hostnameForAccessKeys, `${tag} (ShadowTLS)`);
       if (stls)
         out.push(
           `    through ShadowTLS v3: ${stls}`,

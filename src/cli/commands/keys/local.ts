@@ -163,12 +163,10 @@ export class LocalKeys implements KeysBackend {
     // --advertise web: the key's URL is the web front's; the raw host:port is named nowhere.
     const only = ep?.only === true;
     const { savedShadowTlsUrl } = await import('../../shadowtls.js');
-    const stls = await savedShadowTlsUrl(
-      this.dataDir,
-      key,
-      settings.hostnameForAccessKeys,
-      `${tag} (ShadowTLS)`,
-    );
+    // --advertise web: no ShadowTLS URL either (it names the origin host).
+    const stls = only
+      ? undefined
+      : await savedShadowTlsUrl(this.dataDir, key, settings.hostnameForAccessKeys, `${tag} (ShadowTLS)`);
     return {
       ss: only ? webKeyUrlFor(key, ep, tag) : accessUrl(key, settings, tag),
       name: key.name,
