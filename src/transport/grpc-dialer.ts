@@ -34,21 +34,24 @@ export interface GrpcTransportOptions extends WebTlsEndpoint {
   connectTimeoutMs?: number | undefined;
   /** Keepalive PING period of a connection carrying calls (default GRPC_KEEPALIVE_MS; 0: none). */
   keepaliveMs?: number | undefined;
-  /** How long a keepalive PING may go unanswered before the connection is dead (default 20 s). */
+  /** How long after a keepalive PING a connection that read nothing is dead (default 20 s). */
   keepaliveTimeoutMs?: number | undefined;
 }
 
 /**
  * grpc-go's client keepalive (keepalive.ClientParameters Time; Xray's `idle_timeout`): a PING
- * this long after the last on a connection that carries calls. Not shorter than grpc-go servers'
+ * this long after the last read on a connection that carries calls. Not shorter than grpc-go servers'
  * default enforcement (EnforcementPolicy MinTime, 5 min: pings closer together are strikes, and the
  * third is answered with GOAWAY ENHANCE_YOUR_CALM, which would end every tunnel on it — an Xray
  * server sets no policy of its own), with a margin for delays on the way.
  */
 export const GRPC_KEEPALIVE_MS = 330_000;
 
-/** grpc-go's keepalive Timeout default: an unanswered PING this long means the connection is dead. */
+/** grpc-go's keepalive Timeout default: nothing read this long after a PING: the connection is dead. */
 export const GRPC_KEEPALIVE_TIMEOUT_MS = 20_000;
+
+/** How many times a keepalive period a connection's reads are looked at. */
+const KEEPALIVE_STEPS = 10;
 
 /** The request headers of one Tun call, in grpc-go's order. */
 export function grpcRequestHeaders(opts: GrpcTransportOptions): Record<string, string> {
@@ -281,7 +284,7 @@ export class GrpcSessionPool {
         s.once('close', forget);
         s.setLocalWindowSize(CONNECTION_WINDOW);
         this.#sessions.set(s, 0);
-        this.#keepAlive(s);
+        this.#keepAlive(s, socket);
         resolve(s);
       };
       const onError = (err: NodeJS.ErrnoException): void =>
@@ -312,34 +315,67 @@ export class GrpcSessionPool {
   }
 
   /**
-   * Every keepalive period, a connection that carried calls in it is sent a PING; one whose ACK
-   * does not come within the timeout is dead (a NAT that forgot it, a path that drops it without a
-   * word): destroyed, so its calls fail now rather than at their idle timeout and the next call
-   * opens a new connection instead of waiting on it. A connection that carried no call for a
-   * whole period is closed instead (grpc-go's PermitWithoutStream false: a grpc-go server counts a
-   * ping without streams as a strike; the next call dials afresh). Our front and nginx answer
-   * PINGs themselves (nghttp2); the tunnels' own idle timeout still governs them.
+   * A connection that carries calls and has read nothing for a keepalive period is sent a PING;
+   * if it then reads nothing at all within the timeout (neither the ACK nor any other frame), it
+   * is dead (a NAT that forgot it, a path that drops it without a word): destroyed, so its calls
+   * fail now rather than at their idle timeout and the next call opens a new connection instead
+   * of waiting on it. As grpc-go's client: any read counts as alive, so a download keeps its
+   * connection however late the ACK queued behind its DATA (up to 32 MiB of window) comes, and
+   * no PING goes out while frames arrive. A connection that carried no call for a whole period
+   * is closed instead (grpc-go's PermitWithoutStream false: a grpc-go server counts a ping
+   * without streams as a strike; the next call dials afresh). Our front and nginx answer PINGs
+   * themselves (nghttp2); the tunnels' own idle timeout still governs them.
    */
-  #keepAlive(s: ClientHttp2Session): void {
+  #keepAlive(s: ClientHttp2Session, socket: Socket): void {
     const every = this.#opts.keepaliveMs ?? GRPC_KEEPALIVE_MS;
     if (every <= 0) return;
     const timeoutMs = this.#opts.keepaliveTimeoutMs ?? GRPC_KEEPALIVE_TIMEOUT_MS;
     let used = true; // a call was open at some point of this period (the first is the dial's)
-    const timer = setInterval(() => {
-      if (s.closed || s.destroyed) return clearInterval(timer);
-      if ((this.#calls.get(s)?.size ?? 0) === 0) {
-        if (!used) this.#forget(s);
-        used = false;
-        return; // no PING without calls
-      }
-      const dead = setTimeout(() => s.destroy(), timeoutMs);
-      dead.unref();
-      try {
-        if (!s.ping(() => clearTimeout(dead))) clearTimeout(dead); // pings still outstanding
-      } catch {
-        clearTimeout(dead); // closing under us
-      }
-    }, every);
+    let periodAt = Date.now();
+    let read = socket.bytesRead; // bytes read when last looked at
+    let readAt = periodAt; // when a read was last seen
+    let ping: object | undefined; // the PING out, not yet answered nor timed out
+    const seen = (now: number): void => {
+      if (socket.bytesRead === read) return;
+      read = socket.bytesRead;
+      readAt = now;
+    };
+    // Reads are looked for KEEPALIVE_STEPS times a period: a PING goes out at most a step late.
+    const timer = setInterval(
+      () => {
+        if (s.closed || s.destroyed) return clearInterval(timer);
+        const now = Date.now();
+        seen(now);
+        const calls = this.#calls.get(s)?.size ?? 0;
+        if (now - periodAt >= every) {
+          periodAt = now;
+          if (calls === 0 && !used) return this.#forget(s);
+          used = calls > 0;
+        }
+        if (calls === 0 || ping || now - readAt < every) return; // no PING without calls
+        const mine = (ping = {});
+        const sentAt = read;
+        const done = (): void => {
+          clearTimeout(dead);
+          if (ping === mine) ping = undefined;
+        };
+        const dead = setTimeout(() => {
+          done();
+          if (socket.bytesRead === sentAt) s.destroy(); // nothing at all read since the PING
+        }, timeoutMs);
+        dead.unref();
+        try {
+          const sent = s.ping(() => {
+            done();
+            seen(Date.now());
+          });
+          if (!sent) done(); // pings still outstanding
+        } catch {
+          done(); // closing under us
+        }
+      },
+      Math.max(1, Math.ceil(every / KEEPALIVE_STEPS)),
+    );
     timer.unref();
     s.once('close', () => clearInterval(timer));
     this.#used.set(s, () => (used = true));

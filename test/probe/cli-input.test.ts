@@ -108,3 +108,31 @@ test('probe: a key given without --servers is not repeated (its password stays o
     assert.ok(!/c2VjcmV0UGFzcw|Sekrit/.test(r.stderr + r.stdout), r.stderr);
   }
 });
+
+test('probe --servers: an item that is not a key, URL or readable file is not repeated when it looks like a URL', () => {
+  // A key pasted after a word, with a stray quote, without its slashes or its scheme: the error
+  // says which item without its text (the password stays off the terminal and logs).
+  const key = 'ss://YWVzLTI1Ni1nY206U2Vrcml0LTQ3MTE@127.0.0.1:9'; // aes-256-gcm:Sekrit-4711
+  for (const item of [
+    `x ${key}`,
+    `"${key}`,
+    `'${key}'`,
+    key.replace('ss://', 'ss:'),
+    key.replace('ss://', ''),
+    '"ssconf://example.org/Sekrit-4711',
+  ]) {
+    const r = ladder(['probe', '--servers', 'ss://YWVzLTI1Ni1nY206eA@127.0.0.1:9', '--servers', item]);
+    assert.equal(r.status, 2, `${item}: ${r.stderr}`);
+    oneLine(r.stderr, /^ladder: --servers #2: not a key, URL or readable file \(not repeated here\)\n$/);
+    assert.equal(r.stdout, '', 'nothing measured');
+    assert.ok(!/U2Vrcml0LTQ3MTE|Sekrit/.test(r.stderr + r.stdout), r.stderr);
+  }
+  const l = ladder(['probe', '--list', 'x http://user:Sekrit-4711@127.0.0.1:9/']);
+  assert.equal(l.status, 2, l.stderr);
+  oneLine(l.stderr, /^ladder: --list: not a URL or readable file \(not repeated here\)\n$/);
+  assert.ok(!/Sekrit/.test(l.stderr + l.stdout), l.stderr);
+  // Control: a path is still named, with why it cannot be read.
+  const f = ladder(['probe', '--servers', '/nonexistent/keys.txt']);
+  assert.equal(f.status, 2, f.stderr);
+  oneLine(f.stderr, /^ladder: \/nonexistent\/keys\.txt: no such file\n$/);
+});

@@ -21,21 +21,29 @@ import { startWsTestServer, type WsTestServer } from '../helpers/web-server.js';
 
 const KEY = { id: 'k', method: 'aes-128-gcm', secret: `ka-${randomBytes(6).toString('hex')}` };
 const PERIOD_MS = 300;
+const TIMEOUT_MS = 600;
 let srv: WsTestServer;
 let echo: TestServer;
 
-/** Counts PING frames (type 6) each way; `blackhole()` drops every byte of the open connections. */
+/**
+ * Counts PING frames (type 6) each way; `blackhole()` drops every byte of the open connections;
+ * while `holdAcks` is set the server's PING ACKs are held back (the frames after them go on).
+ */
 interface Forwarder {
   port: number;
-  pings: { sent: number; acked: number };
+  pings: { sent: number; acked: number; delivered: number };
   connections: number;
+  holdAcks: boolean;
   blackhole(): void;
+  /** Delivers the PING ACKs held back. */
+  releaseAcks(): void;
   close(): void;
 }
 
-function pingCounter(skip: number, onPing: (ack: boolean) => void): (b: Buffer) => void {
+/** Whole HTTP/2 frames out of a byte stream, after `skip` bytes (the client preface). */
+function frames(skip: number, onFrame: (frame: Buffer) => void): (b: Buffer) => void {
   let buf = Buffer.alloc(0);
-  let toSkip = skip; // the client preface
+  let toSkip = skip;
   return (b) => {
     buf = Buffer.concat([buf, b]);
     if (toSkip > 0) {
@@ -46,20 +54,29 @@ function pingCounter(skip: number, onPing: (ack: boolean) => void): (b: Buffer) 
     while (buf.length >= 9) {
       const len = buf.readUIntBE(0, 3);
       if (buf.length < 9 + len) break;
-      if (buf[3] === 6) onPing((buf[4]! & 1) === 1);
+      onFrame(buf.subarray(0, 9 + len));
       buf = buf.subarray(9 + len);
     }
   };
 }
 
+const isPing = (frame: Buffer): boolean => frame[3] === 6;
+const isAck = (frame: Buffer): boolean => (frame[4]! & 1) === 1;
+
 async function forwarder(to: number): Promise<Forwarder> {
   const live = new Set<{ dead: boolean }>();
-  const f = {
+  const held: (() => void)[] = [];
+  const f: Forwarder = {
     port: 0,
-    pings: { sent: 0, acked: 0 },
+    pings: { sent: 0, acked: 0, delivered: 0 },
     connections: 0,
+    holdAcks: false,
     blackhole: () => {
       for (const c of live) c.dead = true;
+    },
+    releaseAcks: () => {
+      f.holdAcks = false;
+      for (const deliver of held.splice(0)) deliver();
     },
     close: () => server.close(),
   };
@@ -68,10 +85,19 @@ async function forwarder(to: number): Promise<Forwarder> {
     const state = { dead: false };
     live.add(state);
     const u = net.connect(to, '127.0.0.1');
-    const up = pingCounter(24, (ack) => !ack && f.pings.sent++);
-    const down = pingCounter(0, (ack) => ack && f.pings.acked++);
+    const up = frames(24, (frame) => isPing(frame) && !isAck(frame) && f.pings.sent++);
+    const down = frames(0, (frame) => {
+      if (!isPing(frame) || !isAck(frame)) return void c.write(frame);
+      f.pings.acked++;
+      const deliver = (): void => {
+        f.pings.delivered++;
+        if (!state.dead) c.write(frame);
+      };
+      if (f.holdAcks) held.push(deliver);
+      else deliver();
+    });
     c.on('data', (b: Buffer) => state.dead || (up(b), u.write(b)));
-    u.on('data', (b: Buffer) => state.dead || (down(b), c.write(b)));
+    u.on('data', (b: Buffer) => state.dead || down(Buffer.from(b)));
     for (const [a, b] of [
       [c, u],
       [u, c],
@@ -102,7 +128,7 @@ function hopVia(port: number, keepaliveMs: number): ReturnType<typeof grpcNextHo
     tls: false,
     serviceName: grpcServiceName(srv.secretPath),
     keepaliveMs,
-    keepaliveTimeoutMs: 600,
+    keepaliveTimeoutMs: TIMEOUT_MS,
   });
 }
 
@@ -156,12 +182,56 @@ test('a black-holed connection is found dead by its PINGs and the next tunnel ge
     await echoed(s, 'before');
     f.blackhole(); // the path drops everything, without a FIN or a reset
     const closed = new Promise((r) => s.once('close', r));
-    await Promise.race([closed, sleep(PERIOD_MS + 600 + 2000)]);
+    await Promise.race([closed, sleep(PERIOD_MS + TIMEOUT_MS + 2000)]);
     assert.equal(s.destroyed, true, 'the tunnel on the dead connection ended');
     const t = tunnel(hop);
     await echoed(t, 'on a new connection');
     assert.equal(f.connections, 2);
     t.destroy();
+  } finally {
+    hop.close();
+    f.close();
+  }
+});
+
+test('a PING ACK held back past the timeout while DATA comes in: the connection lives, and no PING goes out while it reads', async () => {
+  const f = await forwarder(srv.webPort);
+  const hop = hopVia(f.port, PERIOD_MS);
+  try {
+    const s = tunnel(hop);
+    await echoed(s, 'first');
+    f.holdAcks = true; // as an ACK queued behind megabytes of DATA on a slow downlink
+    await waitFor(() => f.pings.sent === 1, { timeoutMs: PERIOD_MS * 4 });
+    const until = Date.now() + TIMEOUT_MS * 3;
+    for (let i = 0; Date.now() < until; i++) {
+      assert.equal(s.destroyed, false, `the tunnel ended ${i} answers after the PING`);
+      await echoed(s, `during ${i}`, 1000);
+      await sleep(40);
+    }
+    assert.equal(f.pings.acked, 1, 'the front answered the PING');
+    assert.equal(f.pings.delivered, 0, 'its ACK was held back past the timeout');
+    assert.equal(f.pings.sent, 1, 'no PING while the connection reads');
+    f.releaseAcks();
+    await echoed(s, 'after');
+    assert.equal(f.connections, 1);
+    s.destroy();
+  } finally {
+    hop.close();
+    f.close();
+  }
+});
+
+test('a connection whose PING ACK is held back and that reads nothing else is dead', async () => {
+  const f = await forwarder(srv.webPort);
+  const hop = hopVia(f.port, PERIOD_MS);
+  try {
+    const s = tunnel(hop);
+    await echoed(s, 'before');
+    f.holdAcks = true;
+    const closed = new Promise((r) => s.once('close', r));
+    await Promise.race([closed, sleep(PERIOD_MS * 2 + TIMEOUT_MS + 2000)]);
+    assert.equal(s.destroyed, true, 'the tunnel on the silent connection ended');
+    assert.equal(f.pings.delivered, 0);
   } finally {
     hop.close();
     f.close();

@@ -26,11 +26,24 @@ import {
 import { serverCheckJson, serversTable } from '../../probe/servers-report.js';
 import { isUserError, UsageError } from '../errors.js';
 
-/** A file the user named, as text; a one-line error naming it when it cannot be read. */
-export function readInputFile(path: string): string {
+/**
+ * Whether an item looks like a URL or a key rather than a path: a scheme (`x ss://…`, a key with
+ * a stray quote, `ss:` without the slashes) or a user part (`…@host:port`). Such an item is never
+ * repeated in an error: it may hold a password.
+ */
+export function urlLike(item: string): boolean {
+  return /:\/\/|^\W*[a-z][a-z0-9+.-]+:|@/i.test(item);
+}
+
+/**
+ * A file the user named, as text; a one-line error naming it when it cannot be read, or `what`
+ * without the item's text when the item looks like a URL (see urlLike).
+ */
+export function readInputFile(path: string, what = 'input', isNot = 'a key, URL or readable file'): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (err) {
+    if (urlLike(path)) throw new UsageError(`${what}: not ${isNot} (not repeated here)`, 'ERR_INPUT');
     throw new UsageError(`${path}: ${fileErrorWhy(err)}`, 'ERR_INPUT');
   }
 }
@@ -74,7 +87,7 @@ async function endpointsOf(item: string, n: number, timeoutMs: number): Promise<
     if (body.kind === 'error') return { kind: 'failed', check: fetchFailed(name, refusalText(body)) };
     return { kind: 'endpoints', endpoints: body.endpoints };
   }
-  const text = readInputFile(item);
+  const text = readInputFile(item, what);
   try {
     const body = parseDynamicKeyBody(text);
     if (body.kind === 'error') throw new UsageError(`${item}: ${refusalText(body)}`, 'ERR_INPUT');

@@ -34,7 +34,7 @@ headers, addresses) and so roughly where you are; it does not hold your address,
 
 function readList(item: string): ListEntry[] {
   const url = isUrlItem(item);
-  const text = url ? item : readInputFile(item);
+  const text = url ? item : readInputFile(item, '--list', 'a URL or readable file');
   try {
     return url ? [parseUrlItem(item, '--list')] : parseList(text, item);
   } catch (err) {
