@@ -33,6 +33,35 @@ describe('server config', () => {
     assert.deepEqual(c.keys, [{ id: 'alice', method: 'chacha20-ietf-poly1305', secret: SECRET }]);
   });
 
+  it("takes a key's deviceLimit and speedLimit (a rate with a unit), refuses bad ones in one line", () => {
+    const c = parseServerConfig({ keys: [key({ deviceLimit: 2, speedLimit: '10Mbit' })] });
+    assert.deepEqual(c.keys, [
+      {
+        id: 'alice',
+        method: 'chacha20-ietf-poly1305',
+        secret: SECRET,
+        deviceLimit: 2,
+        speedLimit: 1_250_000,
+      },
+    ]);
+    assert.match(
+      errorOf({ keys: [key({ deviceLimit: 0 })] }).message,
+      /keys\[0\]\.deviceLimit: must be at least 1/,
+    );
+    assert.match(
+      errorOf({ keys: [key({ deviceLimit: 1.5 })] }).message,
+      /deviceLimit: must be a whole number/,
+    );
+    assert.match(
+      errorOf({ keys: [key({ speedLimit: '10' })] }).message,
+      /keys\[0\]\.speedLimit: must be a rate with a unit/,
+    );
+    assert.match(
+      errorOf({ keys: [key({ speedLimit: 10 })] }).message,
+      /speedLimit: must be a rate with a unit, like/,
+    );
+  });
+
   it('accepts every field, short timeouts for tests, a mix of methods', () => {
     const c = parseServerConfig({
       port: 0,

@@ -5,6 +5,7 @@ import { isProtocolError } from '../protocol/errors.js';
 import { didYouMean, nearMiss } from '../protocol/near-miss.js';
 import { checkMethod } from '../protocol/shadowsocks/key-material.js';
 import type { RuntimeKey } from '../shared/control.js';
+import { parseRate } from '../shared/parse.js';
 import { ConfigError, fileErrorWhy, jsonErrorWhere } from './errors.js';
 import { keyFieldIssue } from './key-fields.js';
 import {
@@ -26,6 +27,7 @@ import {
  *     "port": 8388,
  *     "host": "0.0.0.0",
  *     "keys": [{ "id": "alice", "method": "chacha20-ietf-poly1305", "password": "..." }],
+ *                                   (a key may add "deviceLimit": 2 and "speedLimit": "10Mbit")
  *     "timeouts": { "idleSeconds": 300, "connectSeconds": 10 },
  *     "allowPrivateDestinations": false,
  *     "replayCapacity": 20000,
@@ -55,6 +57,8 @@ import {
 export { ConfigError, type ConfigErrorCode } from './errors.js';
 
 const MAX_KEYS = 100_000;
+/** The most client addresses a key's device limit may allow. */
+const MAX_DEVICE_LIMIT = 10_000;
 
 const methodSchema = z.string({ error: 'must be a string naming an AEAD method' }).superRefine((m, ctx) => {
   try {
@@ -72,6 +76,24 @@ const keySchema = z
       .max(200, { error: 'must be at most 200 characters' }),
     method: methodSchema,
     password: z.string({ error: 'must be a string' }).min(1, { error: 'must not be empty' }),
+    deviceLimit: z
+      .number({ error: 'must be a number of client addresses' })
+      .int({ error: 'must be a whole number of client addresses' })
+      .min(1, { error: 'must be at least 1 (leave it out for no limit)' })
+      .max(MAX_DEVICE_LIMIT, { error: `must be at most ${MAX_DEVICE_LIMIT}` })
+      .optional(),
+    speedLimit: z
+      .string({ error: 'must be a rate with a unit, like "10Mbit" or "2MB/s"' })
+      .transform((t, ctx) => {
+        try {
+          return parseRate(t, 'speedLimit');
+        } catch (err) {
+          const why = err instanceof Error ? err.message.replace(/^speedLimit /, '') : 'not a rate';
+          ctx.addIssue({ code: 'custom', message: why });
+          return z.NEVER;
+        }
+      })
+      .optional(),
   })
   .superRefine((k, ctx) => {
     const issue = keyFieldIssue(k.method, k.password);
@@ -334,7 +356,17 @@ export function parseServerConfig(input: unknown, source = 'config'): ServerConf
   return Object.freeze({
     port: c.port,
     host: c.host,
-    keys: Object.freeze(c.keys.map((k) => Object.freeze({ id: k.id, method: k.method, secret: k.password }))),
+    keys: Object.freeze(
+      c.keys.map((k) =>
+        Object.freeze({
+          id: k.id,
+          method: k.method,
+          secret: k.password,
+          ...(k.deviceLimit !== undefined ? { deviceLimit: k.deviceLimit } : {}),
+          ...(k.speedLimit !== undefined ? { speedLimit: k.speedLimit } : {}),
+        }),
+      ),
+    ),
     idleMs: Math.round(c.timeouts.idleSeconds * 1000),
     connectMs: Math.round(c.timeouts.connectSeconds * 1000),
     allowPrivateDestinations: c.allowPrivateDestinations,

@@ -9,6 +9,16 @@ export interface RuntimeKey {
   readonly id: string;
   readonly method: string;
   readonly secret: string;
+  /**
+   * At most this many client addresses may use the key at once on this server (an IPv6 address
+   * counts by its /64); absent: no limit. See docs/limits.md.
+   */
+  readonly deviceLimit?: number;
+  /**
+   * Bytes per second in each direction, shared by all of the key's connections and datagrams on
+   * this server; absent: no limit. See docs/limits.md.
+   */
+  readonly speedLimit?: number;
 }
 
 /**

@@ -6,6 +6,8 @@ import {
   durationMs,
   parseIsoDate,
   parseMoment,
+  parseRate,
+  formatRate,
   parseSize,
   formatHostPort,
   isHostName,
@@ -223,4 +225,21 @@ test('parseIsoDate: strict ISO 8601 dates and date-times, impossible ones refuse
   const now = Date.UTC(2026, 0, 1);
   assert.equal(parseMoment('+12h', 'e', now), now + 12 * 3_600_000);
   assert.throws(() => parseMoment('tomorrow', 'e', now), /e must be a date .* got "tomorrow"/);
+});
+
+test('parseRate: bits or bytes per second with a unit, at least 1 KiB/s; formatRate reads it back', () => {
+  assert.equal(parseRate('10Mbit', 'speed'), 1_250_000);
+  assert.equal(parseRate('10Mbps', 'speed'), 1_250_000);
+  assert.equal(parseRate('10 Mbit/s', 'speed'), 1_250_000);
+  assert.equal(parseRate('500kbit', 'speed'), 62_500);
+  assert.equal(parseRate('2MB/s', 'speed'), 2_000_000);
+  assert.equal(parseRate('1.5MiB/s', 'speed'), 1_572_864);
+  assert.throws(() => parseRate('10', 'speed'), /speed must be a rate with a unit.*got "10"/);
+  assert.throws(() => parseRate('0Mbit', 'speed'), /positive rate/);
+  assert.throws(() => parseRate('8kbit', 'speed'), /at least 1 KiB\/s/);
+  assert.throws(() => parseRate('3 furlongs', 'speed'), /with a unit/);
+  assert.equal(formatRate(1_250_000), '10 Mbit/s');
+  assert.equal(formatRate(1_562_500), '12.5 Mbit/s');
+  assert.equal(formatRate(62_500), '500 kbit/s');
+  assert.equal(formatRate(125_000_000), '1 Gbit/s');
 });

@@ -14,6 +14,7 @@ export type ParseErrorCode =
   | 'ERR_SECONDS' // not a number of seconds in the allowed range
   | 'ERR_DURATION' // not a duration like 30d
   | 'ERR_SIZE' // not a size with a unit like 10GB
+  | 'ERR_RATE' // not a rate with a unit like 10Mbit
   | 'ERR_DATE'; // not an ISO 8601 date or date-time, or an impossible one (2027-02-30)
 
 export class ParseError extends CodedError<ParseErrorCode> {
@@ -111,6 +112,64 @@ export function parseSize(text: string, what: string): number {
   if (!Number.isSafeInteger(n)) return fail('at most 8 PB');
   if (n < 1) return fail('at least 1 byte');
   return n;
+}
+
+/** Rate units in bytes per second: bits (kbit = 125 B/s, "Mbps") and bytes ("MB/s", "MiB/s"). */
+const RATE_UNITS: Readonly<Record<string, number>> = {
+  bit: 1 / 8,
+  kbit: 1e3 / 8,
+  mbit: 1e6 / 8,
+  gbit: 1e9 / 8,
+  bps: 1 / 8,
+  kbps: 1e3 / 8,
+  mbps: 1e6 / 8,
+  gbps: 1e9 / 8,
+  'b/s': 1,
+  'kb/s': 1e3,
+  'mb/s': 1e6,
+  'gb/s': 1e9,
+  'kib/s': 2 ** 10,
+  'mib/s': 2 ** 20,
+  'gib/s': 2 ** 30,
+};
+
+/** The smallest rate a key may be limited to: below it a TCP connection would time out. */
+export const MIN_RATE = 1024;
+
+/**
+ * A positive rate with a unit, in bytes per second: "10Mbit" (also "10Mbps", "10 Mbit/s"),
+ * "500kbit", "2MB/s", "1.5MiB/s". A bare number is refused (bits or bytes?). At least 1 KiB/s.
+ */
+export function parseRate(text: string, what: string): number {
+  const fail = (why: string): never => {
+    throw new ParseError('ERR_RATE', `${what} must be ${why}, got "${text}"`);
+  };
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([A-Za-z/]*)\s*$/.exec(text);
+  if (!m || Number(m[1]) <= 0) return fail('a positive rate like 10Mbit, 500kbit or 2MB/s');
+  let unit = m[2]!.toLowerCase();
+  if (unit.endsWith('it/s')) unit = unit.slice(0, -2); // "Mbit/s" = "Mbit"
+  const per = RATE_UNITS[unit];
+  if (m[2] === '' || per === undefined)
+    return fail('a rate with a unit: kbit, Mbit, Gbit (also Mbps) or kB/s, MB/s, KiB/s, MiB/s, like 10Mbit');
+  const n = Math.round(Number(m[1]) * per);
+  if (!Number.isSafeInteger(n) || n > 2 ** 40) return fail('at most 1 TiB/s');
+  if (n < MIN_RATE) return fail('at least 1 KiB/s (8.2kbit)');
+  return n;
+}
+
+/** A rate in bytes per second as people read it: "10 Mbit/s" when it is a whole number of them. */
+export function formatRate(bytesPerSecond: number): string {
+  const bits = bytesPerSecond * 8;
+  for (const [unit, size] of [
+    ['Gbit/s', 1e9],
+    ['Mbit/s', 1e6],
+    ['kbit/s', 1e3],
+  ] as const)
+    if (bits >= size) {
+      const v = bits / size;
+      return `${Number.isInteger(v) ? v : v.toFixed(v < 10 ? 2 : 1).replace(/\.?0+$/, '')} ${unit}`;
+    }
+  return `${bits} bit/s`;
 }
 
 const MONTHS = [

@@ -36,6 +36,10 @@ export interface KeyRecord {
    * (records built outside the store) means 'auto'.
    */
   readonly prefix?: string;
+  /** At most this many client addresses at once (RuntimeKey.deviceLimit); null/absent: none. */
+  readonly deviceLimit?: number | null;
+  /** Bytes per second each way (RuntimeKey.speedLimit); null/absent: none. */
+  readonly speedLimit?: number | null;
 }
 
 export interface NewKey {
@@ -51,6 +55,8 @@ export interface NewKey {
   enabled?: boolean;
   /** 'auto' (default) | 'off' | lowercase hex. */
   prefix?: string;
+  deviceLimit?: number | null;
+  speedLimit?: number | null;
 }
 
 export interface KeyPatch {
@@ -63,6 +69,8 @@ export interface KeyPatch {
   expiresAt?: number | null;
   enabled?: boolean;
   prefix?: string;
+  deviceLimit?: number | null;
+  speedLimit?: number | null;
 }
 
 export interface ServerSettings {
