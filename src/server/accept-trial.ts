@@ -32,6 +32,8 @@ export interface PreTrial {
   /** The key whose tag verified; undefined: none of the keys did. */
   readonly key: KeyEntry | undefined;
   readonly open: AeadDecoder | 'bad-length' | undefined;
+  /** The addon's lean-path checks passed and added the client salt (the trial must not check it again). */
+  readonly saltChecked?: boolean;
 }
 
 /** Connections whose trial came from the accept (tests: the path is taken). */
@@ -136,6 +138,8 @@ export class AcceptTrialKeys {
       after: t.after,
     });
     const salt = Buffer.from(first.subarray(0, key.method.saltSize));
-    return { key, open: new AeadDecoder(key.method, key.masterKey, { salt, chunks }) };
+    const open = new AeadDecoder(key.method, key.masterKey, { salt, chunks });
+    // 1 or 3 (lean-path.ts): a connection the lean path left after the addon's checks (a limited key's).
+    return t.checked === 1 || t.checked === 3 ? { key, open, saltChecked: true } : { key, open };
   }
 }

@@ -26,6 +26,7 @@ import { startUot, type UotAssociation } from './uot.js';
 import { streamCodec, type StreamCodec } from './stream-codec.js';
 import { dialName, type NameContext, type NameDial } from './names.js';
 import { tryKeys, type KeyTrialContext } from './key-trial.js';
+import { throttleStarted, type KeyLimit, type SpeedLimits } from './speed-limits.js';
 
 export type { ClientStream, ServedConnection, StreamInfo } from './connection-status.js';
 
@@ -45,6 +46,8 @@ export interface ConnectionContext extends RelayConnectOptions, NameContext, Key
   readonly nativeRelay?: NativeRelay | undefined;
   /** Dial IP destinations of natively accepted streams in the addon too (relayConnect). */
   readonly nativeDial?: boolean;
+  /** The keys' speed limits: a limited key's connection takes the JS relay, throttled. */
+  readonly speed?: SpeedLimits;
   /** A key was found (`ip` is the StreamInfo address, '' when unknown). */
   authenticated(c: ServedConnection, ip: string, e: AuthEvent): void;
   /** A key verified but the request was refused (replay, 2022 header): no longer authenticating. */
@@ -104,6 +107,7 @@ export class Connection implements ServedConnection {
   #nativeBase: [up: number, down: number] = [0, 0];
   #finalized = false;
   #names: NameDial | undefined; // a name's dial in the addon (names.ts)
+  #limit: KeyLimit | undefined; // the key's speed limit (speed-limits.ts), looked up once
 
   constructor(ctx: ConnectionContext, socket: ClientStream, info: StreamInfo) {
     this.#ctx = ctx;
@@ -291,7 +295,8 @@ export class Connection implements ServedConnection {
     this.#phase = 'connecting';
     this.#clearTimer();
     this.#socket.pause();
-    const native = this.#nativeEligible();
+    this.#limit = this.#ctx.speed?.for(this.key!.id);
+    const native = this.#limit ? undefined : this.#nativeEligible();
     const name = address.type === 'domain';
     const inAddon = native && (!name || this.#ctx.names) ? this.#relayConnect(native, initial) : undefined;
     if (inAddon && name) return this.#dialName(inAddon, address);
@@ -466,6 +471,7 @@ export class Connection implements ServedConnection {
     // The request's first bytes leave before the reply's codec is built: they are what the
     // destination waits for, and nothing it answers is read before the relay below listens.
     if (initial.length > 0) target.write(initial);
+    this.#limit?.debit(true, initial.length);
     const { decode, encode } = this.#codec();
     this.#relay = relay(client, target, {
       idleTimeoutMs: ctx.idleMs,
@@ -482,7 +488,9 @@ export class Connection implements ServedConnection {
       onClose: (reason) => {
         if (reason === 'error') this.#status ??= 'ERR_RELAY';
       },
+      throttle: this.#limit,
     });
+    if (this.#limit) throttleStarted();
     client.resume();
   }
 

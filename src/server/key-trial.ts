@@ -94,7 +94,8 @@ export function tryKeys(
     }
     const dec = openSip004(c, buf.subarray(0, c.probeLength), ctx.nativeTrial === true, trial);
     if (dec === undefined) return undefined;
-    return onSip004Key(ctx, c, dec === 'bad-length' ? undefined : dec, buf, recent, position);
+    const checked = trial?.saltChecked === true; // the addon checked and added the salt already
+    return onSip004Key(ctx, c, dec === 'bad-length' ? undefined : dec, buf, recent, position, checked);
   });
   return decided ?? (waiting ? undefined : refused('ERR_CIPHER'));
 }
@@ -136,10 +137,11 @@ function onSip004Key(
   buf: Buffer,
   recent: boolean,
   position: number,
+  saltChecked: boolean,
 ): KeyTrial {
   const salt = buf.subarray(0, k.method.saltSize);
-  if (ctx.replay.serverSalts.has(salt)) return refused('ERR_REPLAY_SERVER', true);
-  if (!ctx.replay.clientSalts.checkAndAdd(salt)) return refused('ERR_REPLAY_CLIENT', true);
+  if (!saltChecked && ctx.replay.serverSalts.has(salt)) return refused('ERR_REPLAY_SERVER', true);
+  if (!saltChecked && !ctx.replay.clientSalts.checkAndAdd(salt)) return refused('ERR_REPLAY_CLIENT', true);
   const status = dec ? undefined : 'ERR_PAYLOAD_SIZE';
   return found(k, status, ctx.clock.now(), dec, undefined, k.probeLength, position, recent);
 }

@@ -238,7 +238,9 @@ export function keyDelta(from: ReadonlyMap<string, RuntimeKey>, to: readonly Run
   for (const k of to) {
     seen.add(k.id);
     const old = from.get(k.id);
-    if (!old || old.method !== k.method || old.secret !== k.secret) upsert.push(k);
+    // A changed limit is a change too: the key reaches the workers with the same id, new limits.
+    const limits = old && (old.speedLimit !== k.speedLimit || old.deviceLimit !== k.deviceLimit);
+    if (!old || old.method !== k.method || old.secret !== k.secret || limits) upsert.push(k);
   }
   const remove: string[] = [];
   for (const id of from.keys()) if (!seen.has(id)) remove.push(id);

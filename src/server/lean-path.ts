@@ -298,7 +298,8 @@ export function leanFirst(
     if (checked === REFUSED) return false;
     if (code !== 0 || index < 0 || !first || !codec || !info || typeof after !== 'object') return false;
     const key = keyAt(index);
-    if (!key) return false;
+    // A speed-limited key's connection is throttled in connection.ts (the addon's checks carry over).
+    if (!key || ctx.speed?.for(key.id)) return false;
     // The target, whole in the first chunks: an IPv4 address or a name read here as
     // decodeAddress reads them (no Buffer or result objects), an IPv6 address by decodeAddress.
     let ip: string, port: number, length: number;

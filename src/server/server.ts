@@ -40,6 +40,7 @@ import { RefusalLog } from './refusal-log.js';
 import { ReplayState, replayStateFile } from './replay-state.js';
 import { UdpRelay, type AdoptedUdpSocket, type UdpRelayContext, type UdpRelayOptions } from './udp-relay.js';
 import { UsageMeter } from './usage-meter.js';
+import { SpeedLimits } from './speed-limits.js';
 import type { ServerOptions } from './server-options.js';
 
 export { DEFAULT_REPLAY_CAPACITY, DEFAULT_REPLAY_SAVE_MS } from './replay-state.js';
@@ -136,6 +137,7 @@ export class ShadowsocksServer implements ServerControl {
       replay: this.#replay,
       nativeRelay: serverNativeRelay(clock === systemClock && (opts.nativeRelay ?? nativeRelayFromEnv())),
       nativeDial: this.#nativeHandshake,
+      speed: new SpeedLimits(),
       nativeTrial: opts.nativeTrial ?? nativeTrialFromEnv(),
       connectAtOnce: opts.connectAtOnce ?? connectAtOnceFromEnv(),
       nativeEncoder: opts.nativeEncoder ?? nativeEncoderFromEnv(),
@@ -174,6 +176,7 @@ export class ShadowsocksServer implements ServerControl {
   setKeys(keys: readonly RuntimeKey[]): void {
     const ring = this.#keys;
     ring.set(keys);
+    this.#ctx.speed!.set(keys);
     this.#trialKeys?.changed();
     for (const r of ring.rejected) this.#log.warn({ keyId: r.id, reason: r.reason }, 'key skipped');
     let closed = 0;
@@ -196,6 +199,7 @@ export class ShadowsocksServer implements ServerControl {
    */
   applyKeyDelta(delta: KeyDelta): void {
     const gone = this.#keys.apply(delta);
+    this.#ctx.speed!.apply(delta);
     this.#trialKeys?.changed();
     for (const r of this.#keys.rejected) this.#log.warn({ keyId: r.id, reason: r.reason }, 'key skipped');
     let closed = 0;
@@ -299,6 +303,7 @@ export class ShadowsocksServer implements ServerControl {
       names: this.#ctx.names,
       keys: this.#keys,
       addUsage: this.#ctx.addUsage,
+      speed: this.#ctx.speed,
     };
   }
 

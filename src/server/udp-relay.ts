@@ -19,6 +19,7 @@ import type { Logger } from '../shared/logger.js';
 import { isPrivateAddress, lookupOf, type Lookup } from './destination.js';
 import type { AnyKeyEntry, Key2022Entry, KeyEntry, KeyRing } from './keys.js';
 import { openDatagram, type Opened } from './udp-open.js';
+import { limited, overRate, type SpeedLimits } from './speed-limits.js';
 
 export { openDatagram, type Opened } from './udp-open.js';
 
@@ -62,6 +63,8 @@ export interface UdpRelayContext {
   /** The current keys (their entries by id, and the trial order). */
   readonly keys: KeyRing;
   addUsage(keyId: string, up: number, down: number): void;
+  /** The keys' speed limits: a limited key's datagrams stay in JS, those over its rate dropped. */
+  readonly speed?: SpeedLimits | undefined;
 }
 
 interface Session {
@@ -271,7 +274,7 @@ export class UdpRelay {
    * address changes.
    */
   #nativeReplies(s: Session, out: BatchUdpSocket | undefined): void {
-    if (!out || s.key.edition !== 2017 || !this.#batch || !s.clientRaw) return;
+    if (!out || s.key.edition !== 2017 || !this.#batch || !s.clientRaw || limited(this.#ctx.speed, s)) return;
     out.relayTo(this.#batch, s.key.method.cipher, s.key.masterKey, s.clientRaw, 0);
   }
 
@@ -282,7 +285,7 @@ export class UdpRelay {
    */
   #route(s: Session): void {
     const l = this.#batch;
-    if (!l || s.key.edition !== 2017 || !s.clientRaw || s.closed) return;
+    if (!l || s.key.edition !== 2017 || !s.clientRaw || s.closed || limited(this.#ctx.speed, s)) return;
     if (s.routed && !s.routed.equals(s.clientRaw)) this.#unroute(s);
     if (!s.bout4 && !s.bout6) return;
     l.route(s.clientRaw, 0, s.bout4, s.bout6, s.key.method.cipher, s.key.masterKey);
@@ -380,6 +383,7 @@ export class UdpRelay {
       this.#route(s);
     }
     s.lastMs = now;
+    if (overRate(ctx.speed, s, true, msg.length)) return; // dropped (counted)
     ctx.addUsage(s.key.id, msg.length, 0);
     this.#forward(s, opened.address, opened.payload, now);
   }
@@ -532,7 +536,7 @@ export class UdpRelay {
   #onBatchReply(s: Session, data: Buffer, addrs: Uint8Array, off: number): void {
     const listener = this.#batch;
     const client = s.clientRaw;
-    if (s.closed || !listener || !client) return;
+    if (s.closed || !listener || !client || overRate(this.#ctx.speed, s, false, data.length)) return;
     const sealed = this.#sealReply(s, (now) => {
       if (s.key.edition !== 2022)
         return encodeUdp2017Raw(s.key.method, s.key.masterKey, addrToSocks(addrs, off), data);
@@ -559,7 +563,7 @@ export class UdpRelay {
 
   #onReply(s: Session, data: Buffer, rinfo: dgram.RemoteInfo): void {
     const sender = this.#sender;
-    if (s.closed || !sender) return;
+    if (s.closed || !sender || overRate(this.#ctx.speed, s, false, data.length)) return;
     const from: SocksAddress = {
       type: rinfo.family === 'IPv6' ? 'ipv6' : 'ipv4',
       host: rinfo.address,

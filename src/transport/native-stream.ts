@@ -25,6 +25,8 @@ export interface AcceptedTrial {
   readonly info: Int32Array | undefined;
   /** The plaintext of the rest of the first read, or a decode status (1 cipher, 2 length). */
   readonly after: Buffer | number | undefined;
+  /** The lean path's checks in the addon (LeanChecks): 1 or 3, they passed and the client salt is in the filter. */
+  readonly checked?: number | undefined;
 }
 
 /** The addon's accept and pre-relay reads (native/tcp_accept.cc). */
@@ -370,7 +372,11 @@ export function listenNative(
         return;
       const s = new NativeStream(fns, id, peer, ageMs);
       NativeStream.register(s);
-      const owner = onStream(s, first, index === undefined ? undefined : { index, codec, info, after });
+      const owner = onStream(
+        s,
+        first,
+        index === undefined ? undefined : { index, codec, info, after, checked },
+      );
       s.deliver(first, code);
       owner?.delivered();
     },

@@ -21,6 +21,16 @@ export interface RelayOptions {
   /** Called once when both directions are done or the relay was torn down. */
   onClose?: (reason: RelayCloseReason) => void;
   clock?: Clock;
+  /** A rate limit (server/speed-limits.ts): each chunk read is charged to it. */
+  throttle?: RelayThrottle | undefined;
+}
+
+/**
+ * Charged with each chunk a relay reads (`fromA`: read from side a). True: the bucket is empty,
+ * so the relay holds that chunk's output and reads nothing more from that side until `resume`.
+ */
+export interface RelayThrottle {
+  charge(fromA: boolean, n: number, resume: () => void): boolean;
 }
 
 export type RelayCloseReason = 'done' | 'idle' | 'error' | 'aborted';
@@ -45,6 +55,7 @@ export interface RelayHandle {
  */
 export function relay(a: Duplex, b: Duplex, opts: RelayOptions): RelayHandle {
   const clock = opts.clock ?? systemClock;
+  const throttle = opts.throttle;
   let closed = false;
   let ended = 0;
   let lastActivity = clock.now();
@@ -84,6 +95,7 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions): RelayHandle {
   const pump = (src: Duplex, dst: Duplex, tf: Transform | undefined, fromA: boolean): Listeners => {
     const onData = (chunk: Buffer): void => {
       lastActivity = clock.now();
+      const n = chunk.length; // before the transform, which may reuse it
       if (opts.onBytes) {
         if (fromA) opts.onBytes(chunk.length, 0);
         else opts.onBytes(0, chunk.length);
@@ -96,6 +108,26 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions): RelayHandle {
         return;
       }
       if (out === undefined || dst.destroyed) return;
+      if (throttle?.charge(fromA, n, () => letGo(out)) === true) {
+        // Over the rate: this output leaves when the bucket allows, and nothing more is read.
+        src.pause();
+        holding = true;
+        return;
+      }
+      forward(out);
+    };
+    let holding = false;
+    let endHeld = false;
+    const letGo = (out: Buffer | Buffer[]): void => {
+      holding = false;
+      if (closed) return;
+      lastActivity = clock.now();
+      if (!forward(out)) src.resume();
+      if (endHeld) onEnd();
+    };
+    /** Write `out`; true when the writer's buffer is full and `src` paused until 'drain'. */
+    const forward = (out: Buffer | Buffer[]): boolean => {
+      if (dst.destroyed) return false;
       if (Array.isArray(out)) {
         // Several decoded chunks from one read leave in one writev, not one syscall each.
         if (out.length > 1) dst.cork();
@@ -116,9 +148,13 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions): RelayHandle {
         };
         drains[i] = onDrain;
         dst.once('drain', onDrain);
+        return true;
       }
+      return false;
     };
     const onEnd = (): void => {
+      if (holding) return void (endHeld = true); // after the held output
+      endHeld = false;
       dst.end();
       if (++ended === 2) finish('done');
     };

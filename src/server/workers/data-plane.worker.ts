@@ -14,6 +14,7 @@ import type { FromWorker, ToWorker, WorkerInit } from './messages.js';
 import { EventPacker, packedEventsFromEnv } from './event-batch.js';
 import { LoopMeter } from './loop-stats.js';
 import { sharedReplayFilters } from './shared-salts.js';
+import { adoptSpeedBuckets } from './shared-buckets.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
@@ -33,6 +34,7 @@ const packer = packedEventsFromEnv() ? new EventPacker() : undefined;
 let openDirty = true;
 const meter = new LoopMeter();
 
+adoptSpeedBuckets(init.speedBuckets); // before the server: its keys' buckets are claimed there
 const server = new ShadowsocksServer({
   keys: init.keys,
   logger: log,

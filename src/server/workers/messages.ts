@@ -28,6 +28,8 @@ export interface WorkerInit {
   readonly replayCapacity: number | undefined;
   /** The process's name-lookup counters (name-lookups.ts), one for every thread. */
   readonly lookupGate: SharedArrayBuffer;
+  /** The process's speed-limit buckets (shared-buckets.ts), one table for every thread. */
+  readonly speedBuckets: SharedArrayBuffer;
   /** This worker's row in them. */
   readonly lookupRow: number;
   readonly pending: PendingCaps | false | undefined;

@@ -45,6 +45,7 @@ import {
   watchReadable,
 } from './reuseport.js';
 import { createSharedReplay, sharedReplayFilters } from './shared-salts.js';
+import { speedBucketsBuffer } from './shared-buckets.js';
 import {
   closeHandedSockets,
   closeIfStillOpen,
@@ -295,6 +296,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     keys: opts.keys,
     replay: opts.shareReplay === false ? undefined : bufs,
     lookupGate: lookupRows.memory,
+    speedBuckets: speedBucketsBuffer(),
     replayCapacity: opts.replayCapacity,
     pending: opts.pending,
     idleMs: opts.timeouts?.idleMs,

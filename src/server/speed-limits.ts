@@ -1,0 +1,203 @@
+/**
+ * Per-key speed limits in the data plane (RuntimeKey.speedLimit; docs/limits.md "Speed limits").
+ * A limited key's bytes are charged, per direction, to its token bucket in the process's shared
+ * table (workers/shared-buckets.ts), so all of its connections and datagrams on this server,
+ * in every worker thread and on every port, share one rate.
+ *
+ * - TCP: a limited key's connections take the JS relay (never the native relay or the lean path),
+ *   with a RelayThrottle: each chunk read is charged; when the bucket is empty the relay holds that
+ *   chunk, pauses reading its source and hands a resume to this key's queue. One timer per key
+ *   (not one per chunk) wakes the queue's heads in order when the bucket has refilled enough, so
+ *   a key's connections take turns a chunk at a time (a bulk download does not starve the key's
+ *   other connections). Nothing is buffered beyond the one chunk read (what the destination's
+ *   write buffer held before).
+ * - UDP: a datagram the bucket cannot hold is dropped and counted.
+ * - A changed rate forgives the debt charged at the old rate and releases every waiting
+ *   connection (their next chunk is charged at the new rate); a removed limit releases them and
+ *   charges nothing more. A key without a limit has no entry here and costs nothing.
+ */
+import type { KeyDelta, RuntimeKey } from '../shared/control.js';
+import type { RelayThrottle } from '../transport/relay.js';
+import {
+  addHeld,
+  bucketFor,
+  charge,
+  forgive,
+  tryTake,
+  wallNow,
+  type Bucket,
+  type Direction,
+  type Rate,
+} from './workers/shared-buckets.js';
+
+/** The bucket's depth: a quarter second of the rate, at least 64 KiB. */
+export function burstBytes(rate: number): number {
+  return Math.max(rate / 4, 65_536);
+}
+
+/** Relays this thread started with a throttle (tests: the path is taken). */
+let throttled = 0;
+export function throttledRelays(): number {
+  return throttled;
+}
+
+interface Waiter {
+  readonly due: number;
+  readonly resume: () => void;
+}
+
+/** One key's limit on this server (thread): its rate, its shared bucket, its waiting connections. */
+export class KeyLimit implements RelayThrottle {
+  readonly #bucket: Bucket;
+  #r: Rate = { msPerByte: 0, burstMs: 0 };
+  #rate = 0;
+  readonly #queues: [Waiter[], Waiter[]] = [[], []];
+  #timer: NodeJS.Timeout | undefined;
+  #due = Infinity;
+
+  constructor(id: string) {
+    this.#bucket = bucketFor(id);
+  }
+
+  /** Bytes per second; 0: no limit. */
+  get rate(): number {
+    return this.#rate;
+  }
+
+  /** A new rate (undefined or 0: none): waiting connections go on at once. */
+  setRate(rate: number | undefined): void {
+    const r = rate !== undefined && rate > 0 ? rate : 0;
+    if (r === this.#rate) return;
+    const was = this.#rate;
+    this.#rate = r;
+    if (r > 0) this.#r = { msPerByte: 1000 / r, burstMs: (burstBytes(r) * 1000) / r };
+    if (was > 0 && r > 0) forgive(this.#bucket, wallNow());
+    this.#wake(Infinity);
+  }
+
+  /** RelayThrottle: `fromA` is the client side (up). */
+  charge(fromA: boolean, n: number, resume: () => void): boolean {
+    if (this.#rate === 0) return false;
+    const dir: Direction = fromA ? 0 : 1;
+    const now = wallNow();
+    const wait = charge(this.#bucket, dir, n, this.#r, now);
+    if (wait <= 0) return false;
+    addHeld(this.#bucket, dir, wait);
+    this.#queues[dir].push({ due: now + wait, resume });
+    this.#arm(now + wait);
+    return true;
+  }
+
+  /** Bytes that moved before the relay (the request's first data): charged, nothing held. */
+  debit(up: boolean, n: number): void {
+    if (this.#rate > 0 && n > 0) charge(this.#bucket, up ? 0 : 1, n, this.#r, wallNow());
+  }
+
+  /** A datagram of `n` bytes (`up`: from the client): false when it is over the rate (dropped, counted). */
+  datagram(up: boolean, n: number): boolean {
+    if (this.#rate === 0) return true;
+    return tryTake(this.#bucket, up ? 0 : 1, n, this.#r, wallNow());
+  }
+
+  #arm(due: number): void {
+    if (due >= this.#due) return;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#due = due;
+    this.#timer = setTimeout(this.#onTimer, Math.max(1, Math.ceil(due - wallNow())));
+    this.#timer.unref();
+  }
+
+  readonly #onTimer = (): void => {
+    this.#timer = undefined;
+    this.#due = Infinity;
+    this.#wake(wallNow());
+  };
+
+  /** Resume the waiters due by `until` (Infinity: all), in order; re-arm for the rest. */
+  #wake(until: number): void {
+    let next = Infinity;
+    for (const q of this.#queues) {
+      let i = 0;
+      while (i < q.length && q[i]!.due <= until) i++;
+      const ready = q.splice(0, i);
+      for (const w of ready) w.resume();
+      if (q.length > 0) next = Math.min(next, q[0]!.due);
+    }
+    if (until === Infinity && this.#timer) {
+      clearTimeout(this.#timer);
+      [this.#timer, this.#due] = [undefined, Infinity];
+    }
+    if (next < Infinity) this.#arm(next);
+  }
+}
+
+/** The speed limits of one server's keys (by id); only limited keys have an entry. */
+export class SpeedLimits {
+  readonly #byId = new Map<string, KeyLimit>();
+
+  /** The limit of key `id` when it has one (then its connections are throttled), else undefined. */
+  for(id: string): KeyLimit | undefined {
+    if (this.#byId.size === 0) return undefined;
+    const l = this.#byId.get(id);
+    return l && l.rate > 0 ? l : undefined;
+  }
+
+  /** The whole key set (ServerControl.setKeys). */
+  set(keys: readonly RuntimeKey[]): void {
+    const seen = new Set<string>();
+    for (const k of keys) {
+      seen.add(k.id);
+      this.#one(k);
+    }
+    for (const [id, l] of this.#byId) if (!seen.has(id)) this.#drop(id, l);
+  }
+
+  /** The keys a delta names (ServerControl.applyKeyDelta). */
+  apply(delta: KeyDelta): void {
+    for (const id of delta.remove) {
+      const l = this.#byId.get(id);
+      if (l) this.#drop(id, l);
+    }
+    for (const k of delta.upsert) this.#one(k);
+  }
+
+  #one(k: RuntimeKey): void {
+    const l = this.#byId.get(k.id);
+    if (k.speedLimit !== undefined && k.speedLimit > 0) {
+      if (l) l.setRate(k.speedLimit);
+      else {
+        const n = new KeyLimit(k.id);
+        n.setRate(k.speedLimit);
+        this.#byId.set(k.id, n);
+      }
+    } else l?.setRate(undefined); // kept: a limit set again applies to the open connections too
+  }
+
+  #drop(id: string, l: KeyLimit): void {
+    l.setRate(undefined);
+    this.#byId.delete(id);
+  }
+}
+
+/** Whether a session's key is speed-limited (udp-relay.ts: its datagrams then stay in JS). */
+export function limited(
+  speed: SpeedLimits | undefined,
+  s: { readonly key: { readonly id: string } },
+): boolean {
+  return speed?.for(s.key.id) !== undefined;
+}
+
+/** A datagram of a session's key over the key's rate (dropped, counted); `up`: from the client. */
+export function overRate(
+  speed: SpeedLimits | undefined,
+  s: { readonly key: { readonly id: string } },
+  up: boolean,
+  n: number,
+): boolean {
+  return speed?.for(s.key.id)?.datagram(up, n) === false;
+}
+
+/** A relay of a limited key starts (counted for tests). */
+export function throttleStarted(): void {
+  throttled++;
+}
