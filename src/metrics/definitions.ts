@@ -39,6 +39,16 @@ export const METRICS = {
     help: 'Data-plane worker threads that stopped unexpectedly (each is restarted, within a budget per minute)',
     labels: [],
   },
+  speedLimited: {
+    name: 'ladder_key_speed_limited_seconds_total',
+    help: 'Time a speed-limited access key\'s connections were held back by its limit (the sum over its connections), seconds; dir="up" client to server, dir="down" server to client',
+    labels: ['access_key', 'dir'],
+  },
+  speedDropped: {
+    name: 'ladder_key_speed_dropped_datagrams_total',
+    help: 'UDP datagrams of a speed-limited access key dropped because they were over its rate (both directions)',
+    labels: ['access_key'],
+  },
   accessKeys: {
     name: 'ladder_access_keys',
     help: 'Access keys in the store by state (active, disabled, expired, over_limit)',
@@ -76,3 +86,10 @@ export interface FleetNodeSample {
 }
 
 export type Direction = 'up' | 'down';
+
+/** One speed-limited key's counters since the process started (the data plane's shared table). */
+export interface SpeedLimitSample {
+  readonly keyId: string;
+  readonly heldSeconds: readonly [up: number, down: number];
+  readonly droppedDatagrams: number;
+}

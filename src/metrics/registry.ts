@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { UsageSink } from '../shared/control.js';
-import { METRICS, type FleetNodeSample } from './definitions.js';
+import { METRICS, type FleetNodeSample, type SpeedLimitSample } from './definitions.js';
 
 /** Outcome of one data-plane connection, as the server reports it when the connection ends. */
 export interface ConnectionOutcome {
@@ -35,6 +35,8 @@ export interface LadderMetrics extends UsageSink {
 export interface MetricsOptions {
   /** Also export Node process metrics (prom-client's process_* and nodejs_*, prefixed ladder_). Default true. */
   processMetrics?: boolean;
+  /** The speed limits' counters, read at each scrape (server/workers/shared-buckets.ts speedLimitStats). */
+  speedStats?: () => readonly SpeedLimitSample[];
 }
 
 export function createMetrics(opts: MetricsOptions = {}): LadderMetrics {
@@ -80,6 +82,8 @@ export function createMetrics(opts: MetricsOptions = {}): LadderMetrics {
     labelNames: METRICS.accessKeys.labels,
     registers: [registry],
   });
+
+  if (opts.speedStats) speedCounters(registry, opts.speedStats);
 
   const gauge = (m: { name: string; help: string; labels: readonly string[] }): Gauge =>
     new Gauge({ name: m.name, help: m.help, labelNames: [...m.labels], registers: [registry] });
@@ -136,4 +140,33 @@ export function createMetrics(opts: MetricsOptions = {}): LadderMetrics {
       return registry.metrics();
     },
   };
+}
+
+/** The speed limits' counters: totals kept by the data plane, set from them at each scrape. */
+function speedCounters(registry: Registry, stats: () => readonly SpeedLimitSample[]): void {
+  let last: readonly SpeedLimitSample[] = [];
+  const read = (): readonly SpeedLimitSample[] => (last = stats());
+  new Counter({
+    name: METRICS.speedLimited.name,
+    help: METRICS.speedLimited.help,
+    labelNames: METRICS.speedLimited.labels,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of read()) {
+        this.inc({ access_key: s.keyId, dir: 'up' }, s.heldSeconds[0]);
+        this.inc({ access_key: s.keyId, dir: 'down' }, s.heldSeconds[1]);
+      }
+    },
+  });
+  new Counter({
+    name: METRICS.speedDropped.name,
+    help: METRICS.speedDropped.help,
+    labelNames: METRICS.speedDropped.labels,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of last) this.inc({ access_key: s.keyId }, s.droppedDatagrams);
+    },
+  });
 }

@@ -11,5 +11,6 @@ export { isPrivateAddress } from './destination.js';
 export type { RejectedKey } from './keys.js';
 export { UdpRelay, DEFAULT_UDP_IDLE_MS, DEFAULT_UDP_MAX_SESSIONS } from './udp-relay.js';
 export type { UdpRelayOptions } from './udp-relay.js';
+export { speedLimitStats } from './workers/shared-buckets.js';
 export { startWorkerPlane, defaultWorkers, workersAtBootFromEnv } from './workers/pool.js';
 export type { WorkerPlane, WorkerPlaneOptions } from './workers/pool.js';

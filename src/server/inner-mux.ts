@@ -7,6 +7,7 @@ import { relay } from '../transport/relay.js';
 import type { Clock } from '../shared/clock.js';
 import { DialError, dialDestination, dialOptions, type Lookup } from './destination.js';
 import type { UotAssociation, UotStream } from './uot.js';
+import type { SpeedLimits } from './speed-limits.js';
 
 /**
  * The name v2ray and Xray put in the proxy request when their outbound's `mux` is on: the
@@ -33,6 +34,8 @@ export interface InnerMuxContext {
   readonly connectMs: number;
   readonly allowPrivateDestinations: boolean;
   readonly lookup: Lookup | undefined;
+  /** The keys' speed limits: a limited key's sessions are throttled (speed-limits.ts). */
+  readonly speed?: SpeedLimits | undefined;
 }
 
 /**
@@ -117,7 +120,8 @@ export function startInnerMux(initial: Buffer, io: UotStream, ctx: InnerMuxConte
           return;
         }
         socket.on('error', () => socket.destroy());
-        relay(session, socket, { idleTimeoutMs: ctx.idleMs, clock: ctx.clock });
+        const throttle = io.who === undefined ? undefined : ctx.speed?.for(io.who);
+        relay(session, socket, { idleTimeoutMs: ctx.idleMs, clock: ctx.clock, throttle });
         session.resume();
       },
       (err: unknown) => {

@@ -14,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
 import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
 import { decodeUdp2017, encodeUdp2017 } from '../../src/protocol/shadowsocks/udp.js';
+import { createMetrics } from '../../src/metrics/index.js';
 import { leanPathServed } from '../../src/server/lean-path.js';
 import { ShadowsocksServer } from '../../src/server/server.js';
 import { burstBytes, throttledRelays } from '../../src/server/speed-limits.js';
@@ -25,7 +26,7 @@ import { startUdpEcho } from '../../src/transport/udp-socks5.js';
 import { nativeAccept } from '../../src/transport/native-stream.js';
 import { startSink, startSource, u64, type TestServer } from '../helpers/net.js';
 import { openTestTunnel, type TestTunnel } from '../helpers/test-client.js';
-import { sleep, waitFor } from '../helpers/wait.js';
+import { sleep } from '../helpers/wait.js';
 
 const METHOD = 'aes-128-gcm';
 const RATE = 512 * 1024; // bytes per second
@@ -114,8 +115,12 @@ describe('speed limits, TCP', () => {
     assert.ok(ms >= BOUND_MS, `limited download took ${ms} ms, at least ${BOUND_MS} expected`);
     assert.ok(ms < BOUND_MS + 6000, `limited download took ${ms} ms`);
     assert.equal(throttledRelays(), relays + 1, 'the throttled relay carried it');
-    const stat = speedLimitStats().find((s) => s.keyId === k.id);
-    assert.ok(stat && stat.heldSeconds[1] > 0, 'time held back is counted (down)');
+    const text = await createMetrics({ processMetrics: false, speedStats: speedLimitStats }).render();
+    const held = new RegExp(
+      `^ladder_key_speed_limited_seconds_total\\{access_key="${k.id}",dir="down"\\} (\\S+)$`,
+      'm',
+    );
+    assert.ok(Number(held.exec(text)?.[1]) > 0, `time held back is counted (down):\n${text}`);
 
     // The negative control: the same key, its limit removed (a delta, as the enforcer sends).
     const free = { id: k.id, method: k.method, secret: k.secret };
@@ -203,10 +208,12 @@ describe('speed limits, UDP', () => {
     const got = await burst(k, 300, 1000);
     assert.ok(got > 20, `${got} replies`);
     assert.ok(got <= 64 + 110, `${got} of 300 replies through a 64 KiB/s limit`);
-    const stat = await waitFor(() =>
-      speedLimitStats().find((s) => s.keyId === k.id && s.droppedDatagrams > 0),
+    const text = await createMetrics({ processMetrics: false, speedStats: speedLimitStats }).render();
+    const dropped = new RegExp(
+      `^ladder_key_speed_dropped_datagrams_total\\{access_key="${k.id}"\\} (\\S+)$`,
+      'm',
     );
-    assert.ok(stat.droppedDatagrams >= 300 - got - 1);
+    assert.ok(Number(dropped.exec(text)?.[1]) >= 300 - got - 1, `dropped datagrams are counted:\n${text}`);
     setKeys({ id: k.id, method: k.method, secret: k.secret });
     const free = await burst(k, 300, 1000);
     assert.ok(free >= 280, `${free} of 300 replies without the limit`);
