@@ -159,6 +159,27 @@ describe('speed limits, TCP', () => {
     assert.ok(ms < 6000, `the rest at the new rate: took ${ms} ms`);
   });
 
+  it('a limit removed mid-transfer releases the waiting connection at once', async () => {
+    const slow = 64 * 1024;
+    const size = 1024 * 1024; // 15 s at the rate
+    const k = newKey(slow);
+    setKeys(k);
+    let atChange = 0;
+    let changedAt = 0;
+    const t0 = Date.now();
+    await download(k, size, async (t) => {
+      await sleep(1000);
+      atChange = Buffer.concat(t.receivedWire).length;
+      changedAt = Date.now();
+      server.applyKeyDelta({ upsert: [{ id: k.id, method: k.method, secret: k.secret }], remove: [] });
+    });
+    assert.ok(atChange <= burstBytes(slow) + slow * 1.0 + 2 * 65_536, `${atChange} bytes before the change`);
+    assert.ok(
+      Date.now() - changedAt < 3000,
+      `the rest took ${Date.now() - changedAt} ms (in all ${Date.now() - t0})`,
+    );
+  });
+
   it('two connections of one key share its rate (their sum)', async () => {
     const k = newKey(RATE);
     setKeys(k);
