@@ -30,6 +30,8 @@
  *            --batch (both processes, every thread, SCHED_BATCH before the warm-up: a woken
  *            batch task does not preempt the task that woke it),
  *            --libev (measure ss-local + ss-server instead, the reference),
+ *            (every run also prints both processes' open descriptors and epoll registrations
+ *            after the warm-up and after the measured connections: a leak shows as growth),
  *            --floor (measure bench/floor-relay.ts instead: Node sockets, no crypto, no Ladder)
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -247,6 +249,22 @@ const PERF_SYSCALLS = [
   'syscalls:sys_enter_write',
 ];
 
+/** Open descriptors of `pid`, and registrations in all its epoll sets (/proc/PID/fdinfo): what leaks shows here. */
+function held(pid: number): { fds: number; watches: number } {
+  let fds = 0;
+  let watches = 0;
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    fds++;
+    try {
+      const info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+      watches += info.match(/^tfd:/gm)?.length ?? 0;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return { fds, watches };
+}
+
 /** perf record -g and perf stat of `pid` (every thread) into perfDir; stop() ends both. */
 async function perfOf(pid: number, name: string): Promise<{ stop(): Promise<Map<string, number>> }> {
   const dir = perfDir!;
@@ -311,6 +329,7 @@ async function main(): Promise<void> {
     const perfs = perfDir
       ? await Promise.all([perfOf(client.pid, 'client'), perfOf(server.pid, 'server')])
       : [];
+    const h0 = { c: held(client.pid), s: held(server.pid) };
     const c0 = { c: cpu(client.pid), s: cpu(server.pid) };
     const w0 = { c: switches(client.pid), s: switches(server.pid) };
     const ms: number[] = [];
@@ -345,6 +364,18 @@ async function main(): Promise<void> {
         )
         .join(', ')}`,
     ];
+    await new Promise((r) => setTimeout(r, 300)); // the last connection's closes
+    const h1 = { c: held(client.pid), s: held(server.pid) };
+    lines.push(
+      `descriptors / epoll registrations, after the warm-up -> after the measured connections: ${(
+        ['c', 's'] as const
+      )
+        .map(
+          (k) =>
+            `${k === 'c' ? 'client' : 'server'} ${h0[k].fds} / ${h0[k].watches} -> ${h1[k].fds} / ${h1[k].watches}`,
+        )
+        .join(', ')}`,
+    );
     lines.push(...gcLines);
     if (callgrind) {
       const [ic, is] = [instructions(client.pid, outDir), instructions(server.pid, outDir)];

@@ -3,7 +3,8 @@
  * `bench/conn-cost.ts --perf DIR` wrote (DIR/perf.client.data, DIR/perf.server.data): each
  * sample's weight (its period) is charged to the system call its kernel stack is in ("preempted":
  * `schedule` at a call's exit, outside any call's own work; "user": no kernel frame at the leaf),
- * and, separately, to its leaf kernel symbol.
+ * and, separately, to its leaf kernel symbol and to what it is doing (kind(): the end of a context
+ * switch, a wake-up, a system call's entry, a page fault, softirq, other work).
  *
  *   node --import tsx bench/perf-kernel.ts DIR/perf.server.data --n 4000 [--top 14]
  *
@@ -62,6 +63,29 @@ function bucket(frames: Frame[]): string {
   return frames.some((f) => f.sym === 'schedule') ? 'preempted' : 'other kernel';
 }
 
+/**
+ * What a kernel sample is doing, whatever the call. In a PVM guest (this machine) a sample taken
+ * while interrupts are off lands where they are enabled again (pvm_irq_enable): the end of a
+ * context switch ("switch in": finish_task_switch), a wake-up's run-queue lock ("wake-up":
+ * try_to_wake_up, _raw_spin_unlock_irqrestore), the system call's own entry ("syscall entry":
+ * do_syscall_64 enabling interrupts: the hypervisor's round trip); then page faults, softirq
+ * (the loopback packets' receive side) and the rest ("work").
+ */
+function kind(frames: Frame[]): string {
+  const k = frames.filter((f) => f.kernel).map((f) => f.sym.split('+')[0]!);
+  if (k.includes('exc_page_fault')) return 'page fault';
+  if (k.includes('finish_task_switch.isra.0') || k.includes('finish_task_switch')) return 'switch in';
+  if (k[0] === 'pvm_irq_enable' && k[2] === 'do_syscall_64') return 'syscall entry';
+  if (
+    k.includes('try_to_wake_up') ||
+    (k[0] === 'pvm_irq_enable' && k[2]?.startsWith('_raw_spin_unlock_irqrestore'))
+  )
+    return 'wake-up';
+  if (k.includes('handle_softirqs') || k.includes('net_rx_action')) return 'softirq';
+  return 'work';
+}
+
+const byKind = new Map<string, number>();
 const byCall = new Map<string, number>();
 const byLeaf = new Map<string, number>();
 let kernel = 0;
@@ -72,6 +96,8 @@ for (const [period, frames] of samples()) {
   byCall.set(b, (byCall.get(b) ?? 0) + period);
   if (b === 'user') continue;
   kernel += period;
+  const why = kind(frames);
+  byKind.set(why, (byKind.get(why) ?? 0) + period);
   byLeaf.set(frames[0]!.sym, (byLeaf.get(frames[0]!.sym) ?? 0) + period);
 }
 const us = (ns: number): string => (ns / 1000 / n).toFixed(1).padStart(7);
@@ -85,3 +111,5 @@ console.log('by system call (µs per connection):');
 console.log(rows(byCall).join('\n'));
 console.log('by leaf kernel symbol (µs per connection):');
 console.log(rows(byLeaf).join('\n'));
+console.log('kernel time by kind (µs per connection):');
+console.log(rows(byKind).join('\n'));

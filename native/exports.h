@@ -101,6 +101,7 @@ napi_value AcceptLive(napi_env env, napi_callback_info info);
 
 // thread_poll.cc
 napi_value PollLive(napi_env env, napi_callback_info info);
+napi_value LoopIdleTime(napi_env env, napi_callback_info info);
 // socks5_front.cc
 napi_value Socks5Front(napi_env env, napi_callback_info info);
 napi_value Socks5FrontClose(napi_env env, napi_callback_info info);

@@ -23,7 +23,8 @@
 //                    (the server's destinations of streams relayed in JS: WebSocket, Mux.Cool)
 //   tcp_accept.cc    acceptListen, acceptKeys, acceptClose, acceptPending, connRead, connEnd, connClose, connRelease,
 //                    acceptLive (the server's raw TCP connections until the hand-off)
-//   thread_poll.cc   pollLive (the per-thread epoll set of the three above; tests: nothing leaks)
+//   thread_poll.cc   pollLive (the per-thread epoll set of the three above; tests: nothing leaks),
+//                    loopIdleTime (libuv's idle-time measure on this thread, which the set turns off)
 //   socks5_front.cc  socks5Front, socks5FrontClose, socks5FrontLive (the client's SOCKS5 accept)
 //   client_tunnel.cc tunnelConnect, tunnelConnectCancel (the client's raw tunnel: connect and
 //                    relay start without JS)
@@ -121,6 +122,7 @@ napi_value Init(napi_env env, napi_value exports) {
       LADDER_EXPORT("connRelease", ConnRelease),
       LADDER_EXPORT("acceptLive", AcceptLive),
       LADDER_EXPORT("pollLive", PollLive),
+      LADDER_EXPORT("loopIdleTime", LoopIdleTime),
       LADDER_EXPORT("socks5Front", Socks5Front),
       LADDER_EXPORT("socks5FrontClose", Socks5FrontClose),
       LADDER_EXPORT("socks5FrontLive", Socks5FrontLive),

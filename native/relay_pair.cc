@@ -119,6 +119,8 @@ struct Tuning {
   // (LADDER_RELAY_HELD_MIB, 1..4096).
   size_t held_budget = 64 * 1024 * 1024;
   bool adapt = true;
+  // LADDER_LAST_FIN_BY_CLOSE=0: the last FIN is sent by shutdown(SHUT_WR) as the first one (Flush).
+  bool fin_by_close = true;
 };
 constexpr uint64_t kLightWindowMs = 100;
 
@@ -137,6 +139,8 @@ const Tuning& Tune() {
     k.adapt = EnvLong("LADDER_RELAY_ADAPT", 1, 0, 1) == 1;
     k.shared_read = static_cast<size_t>(EnvLong("LADDER_RELAY_SHARED_READ_KIB", 128, 16, 1024)) * 1024;
     k.held_budget = static_cast<size_t>(EnvLong("LADDER_RELAY_HELD_MIB", 64, 1, 4096)) * 1024 * 1024;
+    const char* fin = getenv("LADDER_LAST_FIN_BY_CLOSE");
+    k.fin_by_close = fin == nullptr || strcmp(fin, "0") != 0;
     return k;
   }();
   return t;
@@ -396,8 +400,22 @@ uint32_t Want(const Relay* r, int i) {
 
 void Arm(Relay* r, int i) { PollSet(&r->s[i].watch, Want(r, i)); }
 
+// The last of the two FINs (both sides at EOF, side i's bytes all written, none pending for the
+// other side) is left to Stop's close(2), which the caller reaches without a JS call in between
+// (OnEvents: both EOFs and nothing unsent -> Finish -> Stop, before onClose): a close of the
+// socket's only descriptor, its peer's FIN read (so nothing unread: no RST), sends the same FIN
+// as shutdown(SHUT_WR) would, one system call less per connection. Only for a side the relay
+// holds alone (with another descriptor open, close sends nothing), and not while onFirst may
+// still be called with the client's FIN (it may hand plaintext for the destination).
+bool LastFinByClose(const Relay* r, int i) {
+  const Side& side = r->s[i];
+  return Tune().fin_by_close && side.sole && side.eof && r->s[1 - i].out.empty() &&
+         !(i == 1 && r->first != nullptr);
+}
+
 // Writes what side i has pending; false on a socket error. Once everything read before the
-// other side's EOF is written, shuts down side i's write half.
+// other side's EOF is written, shuts down side i's write half (LastFinByClose: leaves it to the
+// close that follows).
 bool Flush(Relay* r, int i) {
   Side& side = r->s[i];
   while (!side.out.empty()) {
@@ -415,6 +433,7 @@ bool Flush(Relay* r, int i) {
   side.out.Free();  // an idle relay keeps no buffer
   if (r->s[1 - i].eof && !side.shut) {
     side.shut = true;
+    if (LastFinByClose(r, i)) return true;
     if (shutdown(side.fd, SHUT_WR) != 0 && errno != ENOTCONN) return false;
   }
   return true;

@@ -129,6 +129,39 @@ void OnEpoll(uv_poll_t* h, int /*status*/, int /*events*/) {
   p->resume = done < nb ? static_cast<uint32_t>(start + done) : 0;
 }
 
+// libuv's idle-time pre-poll. Node configures UV_METRICS_IDLE_TIME on every loop (for
+// performance.eventLoopUtilization()); libuv then polls once with timeout 0 before each blocking
+// poll, so that the time it sleeps can be told from the time events were already waiting: one
+// epoll_pwait more per sleep, 4-5 per short connection in each process (docs/benchmarks.md,
+// "the kernel side, session 20"). A thread with the addon's set turns the measure off when the
+// set is made (LADDER_SKIP_IDLE_POLL=0: left on), unless something on the thread asked for it
+// (LoopIdleTime(true): the server's loop statistics): libuv has no call to turn it off, so the
+// bit is cleared in its loop's internal fields, whose first member is the flags word that
+// uv_loop_configure(UV_METRICS_IDLE_TIME) sets (libuv 1.39 to 1.x; any other version: left on).
+// While off, eventLoopUtilization() on that thread reads its idle time as it was (busy).
+thread_local bool t_keep_idle_time = false;
+
+unsigned int* IdleFlags(uv_loop_t* uv) {
+  static const bool known = [] {
+    const unsigned int v = uv_version();
+    return (v >> 16) == 1 && ((v >> 8) & 0xff) >= 39;
+  }();
+  return known && uv->internal_fields != nullptr ? static_cast<unsigned int*>(uv->internal_fields) : nullptr;
+}
+
+bool SkipIdlePoll() {
+  static const bool on = [] {
+    const char* v = getenv("LADDER_SKIP_IDLE_POLL");
+    return v == nullptr || strcmp(v, "0") != 0;
+  }();
+  return on;
+}
+
+void DropIdleTime(uv_loop_t* uv) {
+  unsigned int* flags = IdleFlags(uv);
+  if (flags != nullptr) *flags &= ~static_cast<unsigned int>(UV_METRICS_IDLE_TIME);
+}
+
 void OnClosed(uv_handle_t* h) {
   Poller* p = static_cast<Poller*>(h->data);
   close(p->ep);
@@ -160,6 +193,7 @@ Poller* PollerFor(napi_env env) {
     return nullptr;
   }
   p->poll.data = p;
+  if (SkipIdlePoll() && !t_keep_idle_time) DropIdleTime(uv);
   uv_poll_start(&p->poll, UV_READABLE, OnEpoll);
   uv_unref(reinterpret_cast<uv_handle_t*>(&p->poll));
   if (napi_add_env_cleanup_hook(env, Cleanup, p) != napi_ok) {
@@ -345,6 +379,29 @@ napi_value PollLive(napi_env env, napi_callback_info /*info*/) {
   napi_set_element(env, arr, 1, Number(env, here ? static_cast<int32_t>(p->refs) : 0));
   napi_set_element(env, arr, 2, Number(env, here ? static_cast<int32_t>(p->adopted) : 0));
   return arr;
+}
+
+// loopIdleTime(keep?) -> boolean: whether libuv measures this thread's idle time (the pre-poll
+// above). keep true: measure it from now on and keep measuring when the addon's set is made (for
+// eventLoopUtilization(): src/server/workers/loop-stats.ts); false: stop, as the set does.
+napi_value LoopIdleTime(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  uv_loop_t* uv = nullptr;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok ||
+      napi_get_uv_event_loop(env, &uv) != napi_ok || uv == nullptr) {
+    return nullptr;
+  }
+  bool keep = false;
+  napi_valuetype t = napi_undefined;
+  if (argc >= 1 && napi_typeof(env, argv[0], &t) == napi_ok && t == napi_boolean &&
+      napi_get_value_bool(env, argv[0], &keep) == napi_ok) {
+    t_keep_idle_time = keep;
+    if (keep) uv_loop_configure(uv, UV_METRICS_IDLE_TIME);
+    else DropIdleTime(uv);
+  }
+  const unsigned int* flags = IdleFlags(uv);
+  return Bool(env, flags == nullptr || (*flags & static_cast<unsigned int>(UV_METRICS_IDLE_TIME)) != 0);
 }
 
 #endif  // __linux__

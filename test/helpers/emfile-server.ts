@@ -7,7 +7,10 @@
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { ShadowsocksServer } from '../../src/server/server.js';
+import { keepLoopIdleTime } from '../../src/protocol/shadowsocks/native.js';
 
+// The addon's epoll set turns libuv's idle-time measure off; the utilisation below needs it.
+keepLoopIdleTime();
 const server = new ShadowsocksServer({
   keys: [{ id: 'k', method: 'aes-256-gcm', secret: 'emfile' }],
   nativeRelay: true,

@@ -72,6 +72,8 @@ export interface NativeAddon {
   tuneHeap?(trimBytes: number, mmapBytes: number): boolean;
   /** Every thread SCHED_BATCH (native/sched.cc); absent in builds before it was added. */
   schedBatch?(): number;
+  /** libuv's idle-time measure on this thread (native/thread_poll.cc); absent in older builds. */
+  loopIdleTime?(keep?: boolean): boolean;
   /** A last-resort GC of this thread's heap and malloc_trim (native/idle_memory.cc); absent in older builds. */
   releaseIdleMemory?(): boolean;
   /** Set-up cipher contexts of a method the calling thread keeps for reuse (native/oneshot.cc; tests). */
@@ -211,6 +213,17 @@ export function releaseStartupMemory(): boolean {
 export function schedBatchForRelay(): number {
   const a = nativeAddon();
   return a?.schedBatch ? a.schedBatch() : 0;
+}
+
+/**
+ * This thread's event loop keeps measuring its idle time (what performance.eventLoopUtilization()
+ * reads), also once the addon's epoll set is made on it: the set otherwise turns the measure off,
+ * which saves libuv's zero-timeout poll before each sleep (loopIdleTime in native/thread_poll.cc).
+ * Call it before the first eventLoopUtilization() whose figures matter. Nothing when the addon is
+ * not in use.
+ */
+export function keepLoopIdleTime(): void {
+  nativeAddon()?.loopIdleTime?.(true);
 }
 
 /** Why the addon is not in use (undefined when it is loaded, or not tried yet). */

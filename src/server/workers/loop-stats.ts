@@ -12,6 +12,7 @@ import {
   type EventLoopUtilization,
   type IntervalHistogram,
 } from 'node:perf_hooks';
+import { keepLoopIdleTime } from '../../protocol/shadowsocks/native.js';
 import type { LoopStats } from './messages.js';
 
 const ZERO: LoopStats = {
@@ -76,6 +77,7 @@ export class LoopMeter {
         }
       });
       this.#gc.observe({ entryTypes: ['gc'] });
+      keepLoopIdleTime(); // the addon's epoll set turns libuv's idle-time measure off otherwise
       this.#elu = performance.eventLoopUtilization();
       return ZERO;
     }
