@@ -114,6 +114,7 @@ export async function startManaged(
     subscriptionUrlVia,
   } = await import('../api/index.js');
   const { createMetrics } = await import('../metrics/index.js');
+  const { processDeviceCounts } = await import('../server/index.js');
   const {
     checkBeforeServing,
     createAccessKeys,
@@ -208,6 +209,7 @@ export async function startManaged(
     // A fleet node (--node): the API's view of the fleet, filled in once the node is registered.
     let fleet: FleetViewOf | undefined;
     const metrics = createMetrics();
+    metrics.watchDevices(processDeviceCounts); // device limits: per key, no address
     const planeOptions: Omit<DataPlaneOptions, 'keys' | 'port'> = {
       host: flags.host,
       logger: log,

@@ -17,6 +17,8 @@ export interface ServedConnection {
   abort(status: ConnectionStatus): void;
   /** Move byte counts not yet reported into the server's pending usage. */
   collectUsage(): void;
+  /** Wire bytes both ways so far (device-limits.ts: whether the connection is still in use). */
+  activity(): number;
 }
 
 /** What the server knows about a byte stream it is handed, besides the bytes. */
@@ -44,6 +46,11 @@ export interface StreamInfo {
    * authenticating, and a refused one keeps its uniform reaction (held) without a slot.
    */
   onAuthenticated?: (() => void) | undefined;
+  /**
+   * The lean path refused the stream's key for its device limit (lean-path.ts): the connection
+   * gets the reaction of a key that is not usable, whatever its first bytes.
+   */
+  deviceRefused?: boolean;
 }
 
 /**

@@ -19,6 +19,7 @@ import type { Logger } from '../shared/logger.js';
 import { isPrivateAddress, lookupOf, type Lookup } from './destination.js';
 import type { AnyKeyEntry, Key2022Entry, KeyEntry, KeyRing } from './keys.js';
 import { openDatagram, type Opened } from './udp-open.js';
+import { admitPlace, type DeviceLimits, type DevicePlace } from './device-limits.js';
 
 export { openDatagram, type Opened } from './udp-open.js';
 
@@ -62,6 +63,8 @@ export interface UdpRelayContext {
   /** The current keys (their entries by id, and the trial order). */
   readonly keys: KeyRing;
   addUsage(keyId: string, up: number, down: number): void;
+  /** The server's device limits: a session of a limited key holds a place for its client's address. */
+  readonly devices?: DeviceLimits | undefined;
 }
 
 interface Session {
@@ -88,6 +91,7 @@ interface Session {
   lastMs: number;
   readonly names: Map<string, { ip: string; at: number }>;
   closed: boolean;
+  device: DevicePlace | undefined;
 }
 
 const NO_KEYS: readonly KeyEntry[] = [];
@@ -312,6 +316,7 @@ export class UdpRelay {
     this.#collect(s, this.#ctx.clock.now());
     this.#unroute(s);
     s.closed = true;
+    if (s.device) this.#ctx.devices?.release(s.device);
     this.#sessions.delete(s.id);
     const mine = this.#byKey.get(s.key.id);
     if (mine?.get(s.id) === s) {
@@ -367,6 +372,14 @@ export class UdpRelay {
         s = undefined;
       }
       s ??= this.#create(id, opened.key, undefined);
+    }
+    if (ctx.devices?.limited(s.key.id)) {
+      const ip = rinfo ? rinfo.address : addrs ? addrToIp(addrs, off).ip : '';
+      if (!admitPlace(ctx.devices, s, s.key.id, ip)) {
+        if (!s.device) this.#drop(s); // over the key's device limit: as a key that is not usable
+        this.#droppedJs++;
+        return;
+      }
     }
     this.#touch(s);
     if (rinfo) {
@@ -427,6 +440,7 @@ export class UdpRelay {
       lastMs: this.#ctx.clock.now(),
       names: new Map(),
       closed: false,
+      device: undefined,
     };
     this.#sessions.set(id, s);
     let mine = this.#byKey.get(key.id);

@@ -45,6 +45,8 @@ import {
   watchReadable,
 } from './reuseport.js';
 import { createSharedReplay, sharedReplayFilters } from './shared-salts.js';
+import { processDevices } from './shared-devices.js';
+import { processDeviceCounts } from '../device-limits.js';
 import {
   closeHandedSockets,
   closeIfStillOpen,
@@ -295,6 +297,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     keys: opts.keys,
     replay: opts.shareReplay === false ? undefined : bufs,
     lookupGate: lookupRows.memory,
+    devices: processDevices().buffers,
     replayCapacity: opts.replayCapacity,
     pending: opts.pending,
     idleMs: opts.timeouts?.idleMs,
@@ -565,6 +568,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
       for (const h of handles) for (const [id, n] of h.open) out.set(id, (out.get(id) ?? 0) + n);
       return out;
     },
+    devicesInUse: () => processDeviceCounts().inUse,
     workerStats: () => stats.map((s) => ({ ...s, closed: { ...s.closed } })),
     async loopStats() {
       const live = handles.filter((h) => !h.exited);
