@@ -24,8 +24,9 @@ export interface ServedConnection {
 /** What the server knows about a byte stream it is handed, besides the bytes. */
 export interface StreamInfo {
   /**
-   * The client's address, used only to try the keys it used recently first. A TCP listener
-   * passes the socket's peer; a web front can pass the address a trusted proxy forwarded.
+   * The client's address, used to try the keys it used recently first and to count it against
+   * its key's device limit (device-limits.ts; never logged). A TCP listener passes the socket's
+   * peer; a web front can pass the address a trusted proxy forwarded.
    */
   remoteAddress?: string | undefined;
   /** A socket from the TCP listener: its relay may move to the native relay (native-relay.ts). */
