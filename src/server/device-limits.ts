@@ -11,11 +11,11 @@
  * A key without a limit costs one Map lookup per connection, and nothing while it relays.
  * LADDER_DEVICE_LIMITS=0 turns enforcement off (every key as if unlimited).
  */
-import { isIPv4, isIPv6 } from 'node:net';
 import type { Clock, Timer } from '../shared/clock.js';
 import type { KeyDelta, RuntimeKey } from '../shared/control.js';
 import { envSwitch } from '../shared/env.js';
 import type { Logger } from '../shared/logger.js';
+import { addressKey } from './pending-limits.js';
 import { processDevices, REFUSED, TABLE_FULL } from './workers/shared-devices.js';
 import type { DeviceCounts, SharedDevices } from './workers/shared-devices.js';
 
@@ -37,26 +37,9 @@ export function deviceSilentMsFromEnv(env: NodeJS.ProcessEnv = process.env): num
 
 /**
  * The group an address counts as: IPv4 exactly, an IPv4-mapped IPv6 address as its IPv4, any
- * other IPv6 address by its /64 (the first four groups, expanded). Unknown ('') stays ''.
+ * other IPv6 address by its /64 (the pending caps' grouping, pending-limits.ts addressKey).
  */
-export function deviceGroup(address: string): string {
-  let a = address;
-  const zone = a.indexOf('%');
-  if (zone >= 0) a = a.slice(0, zone);
-  if (isIPv4(a) || !isIPv6(a)) return a;
-  a = a.toLowerCase();
-  const mapped = /^(?:0{0,4}:){0,4}:?(?:0{0,4}:)?ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a);
-  if (mapped && isIPv4(mapped[1]!)) return mapped[1]!;
-  const [head, tail] = a.includes('::') ? a.split('::') : [a, undefined];
-  const left = head ? head.split(':') : [];
-  const groups =
-    tail === undefined
-      ? left
-      : [...left, ...new Array<string>(8 - left.length - (tail ? tail.split(':').length : 0)).fill('0')];
-  const out: string[] = [];
-  for (let g = 0; g < 4; g++) out.push((parseInt(groups[g] ?? '0', 16) || 0).toString(16));
-  return `${out.join(':')}::/64`;
-}
+export const deviceGroup = (address: string): string => (address === '' ? '' : addressKey(address));
 
 /** What holds a place: a connection or UDP session, which says whether it moved bytes. */
 export interface DeviceOwner {

@@ -22,18 +22,21 @@ import { sleep, waitFor } from '../helpers/wait.js';
 const NEED = 'the native addon with SO_REUSEPORT sockets (node scripts/build-native.mjs)';
 const SECOND = 12;
 
-function logLines(output: string): Array<Record<string, unknown>> {
-  const out: Array<Record<string, unknown>> = [];
-  for (const l of output.split('\n')) {
-    if (!l.startsWith('{')) continue;
-    try {
-      out.push(JSON.parse(l) as Record<string, unknown>);
-    } catch {
-      /* not a log line */
-    }
-  }
-  return out;
-}
+/** The JSON log lines of a server's output (anything else skipped). */
+const logLines = (output: string): Array<Record<string, unknown>> =>
+  output
+    .split('\n')
+    .filter((l) => l.startsWith('{"'))
+    .flatMap((l) => {
+      const parsed = (() => {
+        try {
+          return JSON.parse(l) as Record<string, unknown>;
+        } catch {
+          return undefined;
+        }
+      })();
+      return parsed ? [parsed] : [];
+    });
 
 test(
   'two workers: one device limit for the process',

@@ -16,7 +16,8 @@ import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import WebSocket from 'ws';
 import { ShadowsocksServer } from '../../src/server/server.js';
-import { DeviceLimits, deviceGroup } from '../../src/server/device-limits.js';
+import { DeviceLimits, deviceGroup, processDeviceCounts } from '../../src/server/device-limits.js';
+import { createMetrics } from '../../src/metrics/index.js';
 import { SharedDevices, createSharedDevices } from '../../src/server/workers/shared-devices.js';
 import { AeadDecoder, AeadEncoder } from '../../src/protocol/shadowsocks/aead.js';
 import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
@@ -109,6 +110,13 @@ for (const lean of [true, false]) {
         [...s.devicesInUse()].filter(([id]) => id === k.id),
         [[k.id, 1]],
       );
+      // The metrics read the same table: addresses in use and refusals per key, no address.
+      const metrics = createMetrics({ processMetrics: false });
+      metrics.watchDevices(processDeviceCounts);
+      const text = await metrics.render();
+      assert.match(text, new RegExp(`ladder_key_devices_in_use\\{access_key="${k.id}"\\} 1`));
+      assert.match(text, new RegExp(`ladder_key_device_refusals_total\\{access_key="${k.id}"\\} 1`));
+      assert.doesNotMatch(text, /127\.0\.0/);
       const said = lines().filter((l) => l.includes('device limit'));
       assert.equal(said.length, 1, said.join(''));
       assert.match(
