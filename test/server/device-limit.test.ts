@@ -18,6 +18,9 @@ import WebSocket from 'ws';
 import { ShadowsocksServer } from '../../src/server/server.js';
 import { DeviceLimits, deviceGroup, processDeviceCounts } from '../../src/server/device-limits.js';
 import { createMetrics } from '../../src/metrics/index.js';
+import { leanPathServed } from '../../src/server/lean-path.js';
+import { nativeAvailable } from '../../src/protocol/shadowsocks/native.js';
+import { nativeAccept } from '../../src/transport/native-stream.js';
 import { SharedDevices, createSharedDevices } from '../../src/server/workers/shared-devices.js';
 import { AeadDecoder, AeadEncoder } from '../../src/protocol/shadowsocks/aead.js';
 import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
@@ -86,12 +89,18 @@ for (const lean of [true, false]) {
   test(`limit 1 (${lean ? 'default paths' : 'no lean path'}): a second address is held as a wrong key, takes the place once the first closes`, async () => {
     const k = key(`one-${lean}`, 1);
     const free = key(`free-${lean}`);
-    const { s, port, lines } = await server([k, free], { leanPath: lean }, 30_000);
+    const statuses: string[] = [];
+    const hooks = { onConnectionClosed: (e: { status: string }) => void statuses.push(e.status) };
+    const { s, port, lines } = await server([k, free], { leanPath: lean, hooks }, 30_000);
     const open: DeviceStream[] = [];
     try {
+      const leanBefore = leanPathServed();
       const a = await tryStream(port, '127.0.0.2', k, echo.port);
       open.push(a.stream);
       assert.equal(a.outcome, 'echo');
+      // With the addon, the default paths take the lean path: its own check is the one tested.
+      if (lean && nativeAvailable() && nativeAccept()?.acceptKeys !== undefined)
+        assert.equal(leanPathServed() - leanBefore, 1, 'the lean path served the first connection');
       const a2 = await tryStream(port, '127.0.0.2', k, echo.port);
       open.push(a2.stream);
       assert.equal(a2.outcome, 'echo', 'the same address opens more connections');
@@ -142,6 +151,10 @@ for (const lean of [true, false]) {
       closeAll(open);
       await s.close();
     }
+    // Refused as no key matched (never counted as a replay, although the lean path's check
+    // already put the salt in the filter).
+    assert.equal(statuses.filter((x) => x === 'ERR_CIPHER').length, 3, statuses.join());
+    assert.ok(!statuses.includes('ERR_REPLAY_CLIENT'), statuses.join());
   });
 }
 
