@@ -85,7 +85,7 @@ export async function tryStream(
   localAddress: string,
   key: DeviceKey,
   target: number,
-  ms = 1500,
+  ms = 4000,
 ): Promise<{ outcome: 'echo' | 'held' | 'closed'; stream: DeviceStream }> {
   const payload = `hello from ${localAddress} ${Math.random()}`;
   const stream = await openStream(port, localAddress, key, target, payload);

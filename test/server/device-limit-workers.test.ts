@@ -56,7 +56,8 @@ test(
     const server = await startLadderServer({ config, env: { LADDER_LOG_LEVEL: 'debug' } });
     const open: DeviceStream[] = [];
     try {
-      const a = await tryStream(server.port, '127.0.0.2', key, echo.port);
+      // The first connection starts the workers (on demand): it may wait for them.
+      const a = await tryStream(server.port, '127.0.0.2', key, echo.port, 15_000);
       open.push(a.stream);
       assert.equal(a.outcome, 'echo', server.output());
       const held = await Promise.all(

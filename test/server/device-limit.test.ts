@@ -104,11 +104,17 @@ for (const lean of [true, false]) {
       const a2 = await tryStream(port, '127.0.0.2', k, echo.port);
       open.push(a2.stream);
       assert.equal(a2.outcome, 'echo', 'the same address opens more connections');
-      const b = await tryStream(port, '127.0.0.3', k, echo.port);
+      const b = await tryStream(port, '127.0.0.3', k, echo.port, 1500);
       open.push(b.stream);
       assert.equal(b.outcome, 'held', 'over the limit: no reply, the connection held open (as a wrong key)');
       // What a wrong password gets, for comparison: the same.
-      const wrong = await tryStream(port, '127.0.0.3', { method: METHOD, password: 'not-a-key' }, echo.port);
+      const wrong = await tryStream(
+        port,
+        '127.0.0.3',
+        { method: METHOD, password: 'not-a-key' },
+        echo.port,
+        1500,
+      );
       open.push(wrong.stream);
       assert.equal(wrong.outcome, 'held');
       // A key without a limit is not affected.
@@ -144,7 +150,7 @@ for (const lean of [true, false]) {
       const b2 = await tryStream(port, '127.0.0.3', k, echo.port);
       open.push(b2.stream);
       assert.equal(b2.outcome, 'echo');
-      const a3 = await tryStream(port, '127.0.0.2', k, echo.port);
+      const a3 = await tryStream(port, '127.0.0.2', k, echo.port, 1500);
       open.push(a3.stream);
       assert.equal(a3.outcome, 'held', 'now the first address waits');
     } finally {
@@ -199,7 +205,7 @@ test('a limit changed live: raised at once, lowered without cutting, removed at 
   const { s, port } = await server([k], {}, 30_000);
   const open: DeviceStream[] = [];
   const at = async (ip: string): Promise<string> => {
-    const r = await tryStream(port, ip, k, echo.port, 800);
+    const r = await tryStream(port, ip, k, echo.port, 1500);
     open.push(r.stream);
     return r.outcome;
   };
