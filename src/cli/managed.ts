@@ -2,7 +2,7 @@ import { join, resolve } from 'node:path';
 import { networkInterfaces } from 'node:os';
 import type { ApiAddress, ShadowTlsEndpoint, WebEndpoint } from '../api/index.js';
 import type { MetricsServer } from '../metrics/index.js';
-import { speedLimitStats, type DataPlaneOptions } from '../server/index.js';
+import { processDeviceCounts, speedLimitStats, type DataPlaneOptions } from '../server/index.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 import { bindErrorCode, explainBindError } from '../shared/listen.js';
 import type { CachedKey, KeyEnforcer, KeyStatus, KyselyStore, StoreLocation } from '../store/index.js';
@@ -208,6 +208,7 @@ export async function startManaged(
     // A fleet node (--node): the API's view of the fleet, filled in once the node is registered.
     let fleet: FleetViewOf | undefined;
     const metrics = createMetrics({ speedStats: speedLimitStats });
+    metrics.watchDevices(processDeviceCounts); // device limits: per key, no address
     const planeOptions: Omit<DataPlaneOptions, 'keys' | 'port'> = {
       host: flags.host,
       logger: log,

@@ -34,6 +34,16 @@ export const METRICS = {
     labels: [],
     buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
   },
+  devicesInUse: {
+    name: 'ladder_key_devices_in_use',
+    help: 'Client addresses (an IPv6 address by its /64) counting against the device limit of each access key with one, on this server',
+    labels: ['access_key'],
+  },
+  deviceRefusals: {
+    name: 'ladder_key_device_refusals_total',
+    help: "Connections and UDP sessions refused because their access key's device limit was reached (another address)",
+    labels: ['access_key'],
+  },
   workerCrashes: {
     name: 'ladder_data_plane_worker_crashes_total',
     help: 'Data-plane worker threads that stopped unexpectedly (each is restarted, within a budget per minute)',

@@ -28,8 +28,19 @@ export interface LadderMetrics extends UsageSink {
   removeKey(keyId: string): void;
   /** Replace the fleet gauges (per-node state, heartbeat age, keys version; the store's version). */
   setFleet(nodes: readonly FleetNodeSample[], storeKeysVersion: number): void;
+  /**
+   * Read the device-limit counts at each scrape (per key id: addresses counting now, refusals
+   * since the start; the data plane's table, server/device-limits.ts processDeviceCounts).
+   */
+  watchDevices(read: () => DeviceSample): void;
   /** Prometheus text exposition. */
   render(): Promise<string>;
+}
+
+/** Device-limit counts per key id, without any address. */
+export interface DeviceSample {
+  readonly inUse: ReadonlyMap<string, number>;
+  readonly refused: ReadonlyMap<string, number>;
 }
 
 export interface MetricsOptions {
@@ -131,6 +142,33 @@ export function createMetrics(opts: MetricsOptions = {}): LadderMetrics {
     setKeyStates(counts) {
       keys.reset();
       for (const [state, n] of Object.entries(counts)) keys.set({ state }, n);
+    },
+    watchDevices(read) {
+      let sample: DeviceSample | undefined;
+      // One read per scrape serves both series (the gauge is collected first).
+      new Gauge({
+        name: METRICS.devicesInUse.name,
+        help: METRICS.devicesInUse.help,
+        labelNames: [...METRICS.devicesInUse.labels],
+        registers: [registry],
+        collect() {
+          sample = read();
+          this.reset();
+          for (const [id, n] of sample.inUse) this.set({ access_key: id }, n);
+        },
+      });
+      new Counter({
+        name: METRICS.deviceRefusals.name,
+        help: METRICS.deviceRefusals.help,
+        labelNames: [...METRICS.deviceRefusals.labels],
+        registers: [registry],
+        collect() {
+          const s = sample ?? read();
+          sample = undefined;
+          this.reset();
+          for (const [id, n] of s.refused) if (n > 0) this.inc({ access_key: id }, n);
+        },
+      });
     },
     removeKey(keyId) {
       bytes.remove({ access_key: keyId, dir: 'up' });

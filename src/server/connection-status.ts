@@ -17,13 +17,16 @@ export interface ServedConnection {
   abort(status: ConnectionStatus): void;
   /** Move byte counts not yet reported into the server's pending usage. */
   collectUsage(): void;
+  /** Wire bytes both ways so far (device-limits.ts: whether the connection is still in use). */
+  activity(): number;
 }
 
 /** What the server knows about a byte stream it is handed, besides the bytes. */
 export interface StreamInfo {
   /**
-   * The client's address, used only to try the keys it used recently first. A TCP listener
-   * passes the socket's peer; a web front can pass the address a trusted proxy forwarded.
+   * The client's address, used to try the keys it used recently first and to count it against
+   * its key's device limit (device-limits.ts; never logged). A TCP listener passes the socket's
+   * peer; a web front can pass the address a trusted proxy forwarded.
    */
   remoteAddress?: string | undefined;
   /** A socket from the TCP listener: its relay may move to the native relay (native-relay.ts). */
@@ -44,6 +47,11 @@ export interface StreamInfo {
    * authenticating, and a refused one keeps its uniform reaction (held) without a slot.
    */
   onAuthenticated?: (() => void) | undefined;
+  /**
+   * The lean path refused the stream's key for its device limit (lean-path.ts): the connection
+   * gets the reaction of a key that is not usable, whatever its first bytes.
+   */
+  deviceRefused?: boolean;
 }
 
 /**

@@ -50,6 +50,11 @@ export interface ConnectionContext extends RelayConnectOptions, NameContext, Key
   readonly speed?: SpeedLimits;
   /** A key was found (`ip` is the StreamInfo address, '' when unknown). */
   authenticated(c: ServedConnection, ip: string, e: AuthEvent): void;
+  /**
+   * A key verified: may this client address use it (its device limit, device-limits.ts)? False:
+   * the connection is refused as if the key were not usable.
+   */
+  admitDevice?(c: ServedConnection, keyId: string, ip: string): boolean;
   /** A key verified but the request was refused (replay, 2022 header): no longer authenticating. */
   refusedAfterKey(c: Connection): void;
   addUsage(keyId: string, up: number, down: number): void;
@@ -81,6 +86,7 @@ export class Connection implements ServedConnection {
   readonly #tcp: boolean;
   readonly #connectOnce: ConnectOnce<Duplex> | undefined;
   readonly #trial: StreamInfo['trial'];
+  readonly #deviceRefused: boolean;
   #phase: Phase = 'auth';
   #status: ConnectionStatus | undefined;
   /** With ERR_CONNECT: the system error code of the failed dial (never the destination). */
@@ -115,6 +121,7 @@ export class Connection implements ServedConnection {
     this.#ip = info.remoteAddress ?? '';
     this.#tcp = info.tcp === true;
     [this.#connectOnce, this.#trial] = [info.connect, info.trial];
+    this.#deviceRefused = info.deviceRefused === true;
     // A NativeStream may come after the addon waited for its first bytes: its age counts.
     this.#acceptedAt = ctx.clock.now() - (socket instanceof NativeStream ? socket.acceptedAgoMs : 0);
     socket.on('data', this.#onData);
@@ -230,7 +237,12 @@ export class Connection implements ServedConnection {
     const r = tryKeys(this.#ctx, this.#ip, buf, this.#tried, this.#trial);
     if (r === undefined) return; // each untried candidate needs more bytes
     const k = r.key;
+    // Over the key's device limit (here, or at the lean path, whose salt check came first): what
+    // a key that is not usable gets, no key matched.
+    if (this.#deviceRefused) return this.#fail('ERR_CIPHER', true);
     if (k === undefined) return this.#fail(r.status!, r.keyed);
+    if (r.status === undefined && this.#ctx.admitDevice?.(this, k.id, this.#ip) === false)
+      return this.#fail('ERR_CIPHER', true);
     this.key = k;
     this.#authAt = r.at;
     this.#ctx.authenticated(this, this.#ip, {
@@ -504,6 +516,11 @@ export class Connection implements ServedConnection {
     if (this.#native) this.#ctx.nativeRelay!.relayClose(this.#native); // its callback finalizes
     this.#target?.destroy();
     this.#socket.destroy();
+  }
+
+  activity(): number {
+    this.collectUsage();
+    return this.#bytesUp + this.#bytesDown;
   }
 
   /** Move byte counts not yet reported into the server's pending usage. */

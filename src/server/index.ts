@@ -4,6 +4,7 @@ export { memoryReplayStore, replayStateFile } from './replay-state.js';
 export type { ReplayStore } from './replay-state.js';
 export type { ServerOptions, ServerTimeouts } from './server.js';
 export { startDataPlane } from './data-plane.js';
+export { processDeviceCounts } from './device-limits.js';
 export type { DataPlane, DataPlaneOptions, KeySource } from './data-plane.js';
 export { CONNECTION_STATUSES } from './events.js';
 export type { AuthEvent, ConnectionClosedEvent, ConnectionStatus, ServerHooks } from './events.js';

@@ -80,6 +80,18 @@ export function leanPathChecked(): number {
   return checkedNatively;
 }
 
+/**
+ * The connection the lean path last refused for its key's device limit: the server's onStream,
+ * called for it right after, makes its Connection react as to a key that is not usable (its
+ * salt is in the filter by then, so its own trial would call it a replay).
+ */
+let deviceRefusedId = -1;
+export function leanDeviceRefused(id: number): boolean {
+  if (deviceRefusedId !== id) return false;
+  deviceRefusedId = -1;
+  return true;
+}
+
 /** `checked` (native/tcp_accept.cc): 1 passed, 2 refused, 0 or none not checked, 3 a name passed. */
 const PASSED = 1;
 const REFUSED = 2;
@@ -250,6 +262,11 @@ export class LeanConnection implements ServedConnection, NameDialOwner {
     }
   }
 
+  activity(): number {
+    this.collectUsage();
+    return this.#up + this.#down;
+  }
+
   /** Move byte counts not yet reported into the server's pending usage. */
   collectUsage(): void {
     if (this.#relay && !this.#finalized) {
@@ -332,9 +349,13 @@ export function leanFirst(
       const salt = first.subarray(0, key.method.saltSize);
       if (ctx.replay.serverSalts.has(salt) || !ctx.replay.clientSalts.checkAndAdd(salt)) return false;
     }
+    const c = new LeanConnection(ctx, fns, id, key, ageMs, first.length);
+    if (ctx.admitDevice?.(c, key.id, peer) === false) {
+      deviceRefusedId = id;
+      return false;
+    }
     leanTrialUsed();
     served++;
-    const c = new LeanConnection(ctx, fns, id, key, ageMs, first.length);
     track(c);
     c.authenticated(peer);
     if (name) c.startName(codec, ctx.names!, name, after.subarray(length));

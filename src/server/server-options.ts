@@ -3,6 +3,7 @@ import type { Clock } from '../shared/clock.js';
 import type { RuntimeKey, UsageSink } from '../shared/control.js';
 import type { Logger } from '../shared/logger.js';
 import type { Lookup } from './destination.js';
+import type { SharedDevices } from './workers/shared-devices.js';
 import type { NameCacheOptions } from './names.js';
 import type { ServerHooks } from './events.js';
 import type { PendingCaps, PendingLimits } from './pending-limits.js';
@@ -58,6 +59,8 @@ export interface ServerOptions {
    * data-plane workers, and this worker's row in them; default: this server's own.
    */
   lookupGate?: { memory: SharedArrayBuffer; row: number };
+  /** The process's device-limit table (workers/shared-devices.ts); default this thread's. */
+  devices?: SharedDevices | undefined;
   /**
    * Relay UDP too (both editions), on a UDP socket with the TCP port's number. Off by default,
    * like ss-server without -u. `true` or options (NAT idle expiry, table size).

@@ -13,7 +13,13 @@ import { serverNameCache } from './names.js';
 import type { AuthEvent, ConnectionClosedEvent, ServerHooks } from './events.js';
 import { KeyRing, type KeyDelta, type RejectedKey } from './keys.js';
 import { acceptTrialFromEnv, AcceptTrialKeys } from './accept-trial.js';
-import { leanChecks, leanPathFromEnv, leanFirst, nativeChecksFromEnv } from './lean-path.js';
+import {
+  leanChecks,
+  leanDeviceRefused,
+  leanPathFromEnv,
+  leanFirst,
+  nativeChecksFromEnv,
+} from './lean-path.js';
 import { nativeRelayFromEnv } from '../transport/native-handoff.js';
 import {
   listenNative,
@@ -41,6 +47,7 @@ import { ReplayState, replayStateFile } from './replay-state.js';
 import { UdpRelay, type AdoptedUdpSocket, type UdpRelayContext, type UdpRelayOptions } from './udp-relay.js';
 import { UsageMeter } from './usage-meter.js';
 import { SpeedLimits } from './speed-limits.js';
+import { DeviceLimits } from './device-limits.js';
 import type { ServerOptions } from './server-options.js';
 
 export { DEFAULT_REPLAY_CAPACITY, DEFAULT_REPLAY_SAVE_MS } from './replay-state.js';
@@ -67,6 +74,8 @@ export class ShadowsocksServer implements ServerControl {
   readonly #keys = new KeyRing();
   readonly #replay: ReplayState;
   readonly #usage: UsageMeter;
+  /** Per-key device limits (device-limits.ts): a place per admitted connection of a limited key. */
+  readonly #devices: DeviceLimits;
   readonly #refusals: RefusalLog | undefined;
   /** What each Connection may see and call of this server. */
   readonly #ctx: ConnectionContext;
@@ -119,6 +128,7 @@ export class ShadowsocksServer implements ServerControl {
       filters: opts.replayFilters,
     });
     if (opts.refusalLog !== false) this.#refusals = new RefusalLog({ log, clock, ...opts.refusalLog });
+    this.#devices = new DeviceLimits({ clock, log, table: opts.devices });
     this.#udpOptions = opts.udp === true ? {} : opts.udp === false ? undefined : opts.udp;
     if (!(this.idleMs > 0) || !(this.connectMs > 0)) throw new RangeError('timeouts must be positive');
     this.#nativeHandshake = opts.nativeHandshake ?? nativeHandshakeFromEnv();
@@ -144,6 +154,7 @@ export class ShadowsocksServer implements ServerControl {
       nativeSalt: opts.nativeSalt ?? nativeSaltFromEnv(),
       leanEnd: opts.leanEnd ?? leanEndFromEnv(),
       authenticated: (c, ip, e) => this.#authenticated(c, ip, e),
+      admitDevice: (c, keyId, ip) => this.#devices.admit(c, keyId, ip),
       refusedAfterKey: (c) => this.#settled(c),
       addUsage: (keyId, up, down) => this.#usage.add(keyId, up, down),
       closed: (c, e) => this.#closed(c, e),
@@ -177,6 +188,7 @@ export class ShadowsocksServer implements ServerControl {
     const ring = this.#keys;
     ring.set(keys);
     this.#ctx.speed!.set(keys);
+    this.#devices.setKeys(keys);
     this.#trialKeys?.changed();
     for (const r of ring.rejected) this.#log.warn({ keyId: r.id, reason: r.reason }, 'key skipped');
     let closed = 0;
@@ -200,6 +212,7 @@ export class ShadowsocksServer implements ServerControl {
   applyKeyDelta(delta: KeyDelta): void {
     const gone = this.#keys.apply(delta);
     this.#ctx.speed!.apply(delta);
+    this.#devices.apply(delta);
     this.#trialKeys?.changed();
     for (const r of this.#keys.rejected) this.#log.warn({ keyId: r.id, reason: r.reason }, 'key skipped');
     let closed = 0;
@@ -230,6 +243,11 @@ export class ShadowsocksServer implements ServerControl {
     const out = new Map<string, number>();
     for (const [id, conns] of this.#byKey) if (conns.size > 0) out.set(id, conns.size);
     return out;
+  }
+
+  /** Per limited key id: client addresses counting against its device limit in this process. */
+  devicesInUse(): ReadonlyMap<string, number> {
+    return this.#devices.inUse();
   }
 
   // ---- replay state ----
@@ -304,6 +322,7 @@ export class ShadowsocksServer implements ServerControl {
       keys: this.#keys,
       addUsage: this.#ctx.addUsage,
       speed: this.#ctx.speed,
+      devices: this.#devices,
     };
   }
 
@@ -375,6 +394,7 @@ export class ShadowsocksServer implements ServerControl {
     const onStream = (s: NativeStream, first?: Buffer, t?: AcceptedTrial): NativeStreamOwner | undefined => {
       const trial = this.#trialKeys?.resolve(t, first);
       const info = { remoteAddress: s.remoteAddress, tcp: true, idleAfterFirst: lazy, trial };
+      if (leanDeviceRefused(s.id)) Object.assign(info, { deviceRefused: true });
       const c = this.#serve(s, info, this.#pending !== undefined);
       if (!this.#pending) return lazy ? c : undefined;
       last = c;
@@ -422,6 +442,7 @@ export class ShadowsocksServer implements ServerControl {
     accept?.listener.close();
     this.#usage.stop();
     this.#replay.stop();
+    this.#devices.close();
     for (const c of [...this.#conns]) c.abort('ERR_CLOSED');
     const udp = this.#udp;
     this.#udp = undefined;
@@ -511,6 +532,7 @@ export class ShadowsocksServer implements ServerControl {
 
   #closed(c: ServedConnection, e: ConnectionClosedEvent): void {
     this.#conns.delete(c);
+    this.#devices.release(c);
     if (c instanceof Connection) this.#pending?.remove(c);
     if (e.keyId !== undefined) {
       const set = this.#byKey.get(e.keyId);

@@ -20,6 +20,7 @@ import { isPrivateAddress, lookupOf, type Lookup } from './destination.js';
 import type { AnyKeyEntry, Key2022Entry, KeyEntry, KeyRing } from './keys.js';
 import { openDatagram, type Opened } from './udp-open.js';
 import { limited, overRate, type SpeedLimits } from './speed-limits.js';
+import { admitPlace, type DeviceLimits, type DevicePlace } from './device-limits.js';
 
 export { openDatagram, type Opened } from './udp-open.js';
 
@@ -65,6 +66,8 @@ export interface UdpRelayContext {
   addUsage(keyId: string, up: number, down: number): void;
   /** The keys' speed limits: a limited key's datagrams stay in JS, those over its rate dropped. */
   readonly speed?: SpeedLimits | undefined;
+  /** The server's device limits: a session of a limited key holds a place for its client's address. */
+  readonly devices?: DeviceLimits | undefined;
 }
 
 interface Session {
@@ -91,6 +94,7 @@ interface Session {
   lastMs: number;
   readonly names: Map<string, { ip: string; at: number }>;
   closed: boolean;
+  device: DevicePlace | undefined;
 }
 
 const NO_KEYS: readonly KeyEntry[] = [];
@@ -315,6 +319,7 @@ export class UdpRelay {
     this.#collect(s, this.#ctx.clock.now());
     this.#unroute(s);
     s.closed = true;
+    if (s.device) this.#ctx.devices?.release(s.device);
     this.#sessions.delete(s.id);
     const mine = this.#byKey.get(s.key.id);
     if (mine?.get(s.id) === s) {
@@ -370,6 +375,14 @@ export class UdpRelay {
         s = undefined;
       }
       s ??= this.#create(id, opened.key, undefined);
+    }
+    if (ctx.devices?.limited(s.key.id)) {
+      const ip = rinfo ? rinfo.address : addrs ? addrToIp(addrs, off).ip : '';
+      if (!admitPlace(ctx.devices, s, s.key.id, ip)) {
+        if (!s.device) this.#drop(s); // over the key's device limit: as a key that is not usable
+        this.#droppedJs++;
+        return;
+      }
     }
     this.#touch(s);
     if (rinfo) {
@@ -431,6 +444,7 @@ export class UdpRelay {
       lastMs: this.#ctx.clock.now(),
       names: new Map(),
       closed: false,
+      device: undefined,
     };
     this.#sessions.set(id, s);
     let mine = this.#byKey.get(key.id);

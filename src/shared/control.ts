@@ -42,6 +42,11 @@ export interface ServerControl {
   closeKeyConnections(id: string): number;
   /** Open connections per key id. */
   openConnections(): ReadonlyMap<string, number>;
+  /**
+   * Per key id with a device limit: the client addresses counting against it now, on this
+   * server (every port and worker). No address leaves the data plane. See docs/limits.md.
+   */
+  devicesInUse?(): ReadonlyMap<string, number>;
 }
 
 /** Byte accounting hook the server calls; the store implements it. */

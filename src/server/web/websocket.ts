@@ -195,7 +195,7 @@ export function createWebSocketEndpoints(
           req,
           socket,
           head,
-          (ws) => (gatePreAuthMessages(ws, 80 * 1024), serveWsUdp(ws, udp)),
+          (ws) => (gatePreAuthMessages(ws, 80 * 1024), serveWsUdp(ws, { ...udp, clientAddress })),
         );
         return true;
       }

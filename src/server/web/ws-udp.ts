@@ -1,3 +1,4 @@
+import type { DeviceOwner } from '../device-limits.js';
 import dgram from 'node:dgram';
 import { isIP } from 'node:net';
 import type WebSocket from 'ws';
@@ -28,6 +29,8 @@ export interface WsUdpOptions {
    * recently used go past MAX_SESSIONS.
    */
   sessions2022: Map<string, Udp2022ServerSession<Key2022Entry>>;
+  /** The client's address as the web front believes it (device limits); '' when unknown. */
+  clientAddress?: string | undefined;
 }
 
 /** Replies queued on one WebSocket beyond this are dropped (UDP may lose; memory may not grow). */
@@ -59,9 +62,12 @@ export function serveWsUdp(ws: WebSocket, opts: WsUdpOptions): void {
   const sockets = new Map<4 | 6, dgram.Socket>();
   let last = ctx.clock.now();
   let closed = false;
+  /** The association's place under its key's device limit (device-limits.ts), when it has one. */
+  let place: DeviceOwner | undefined;
   const close = (): void => {
     if (closed) return;
     closed = true;
+    if (place) ctx.devices?.release(place);
     clearInterval(timer);
     for (const s of sockets.values()) s.close();
     sockets.clear();
@@ -138,6 +144,12 @@ export function serveWsUdp(ws: WebSocket, opts: WsUdpOptions): void {
       opts.salts.checkAndAdd(salt),
     );
     if (!opened || (key && opened.key !== key)) return;
+    if (!key && !place && ctx.devices?.limited(opened.key.id)) {
+      const p: DeviceOwner = { activity: () => last };
+      // Over the key's device limit: dropped as a datagram no key opens.
+      if (!ctx.devices.admit(p, opened.key.id, opts.clientAddress ?? '')) return;
+      place = p;
+    }
     if (opened.edition === 2022) {
       const p = opened.packet;
       const id = `${opened.key.id}|${p.sessionId.toString('hex')}`;

@@ -15,6 +15,7 @@ import { EventPacker, packedEventsFromEnv } from './event-batch.js';
 import { LoopMeter } from './loop-stats.js';
 import { sharedReplayFilters } from './shared-salts.js';
 import { adoptSpeedBuckets } from './shared-buckets.js';
+import { useDevices } from './shared-devices.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
@@ -47,6 +48,7 @@ const server = new ShadowsocksServer({
   ...(init.replayCapacity !== undefined ? { replayCapacity: init.replayCapacity } : {}),
   ...(init.pending !== undefined ? { pending: init.pending } : {}),
   lookupGate: { memory: init.lookupGate, row: init.lookupRow },
+  devices: useDevices(init.devices),
   ...(init.replay ? { replayFilters: sharedReplayFilters(init.replay) } : {}),
   ...(init.usageFlushMs !== undefined ? { usageFlushMs: init.usageFlushMs } : {}),
   // Refusals are logged by the main thread, once for all workers (pool.ts), from the closed events.

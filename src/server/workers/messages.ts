@@ -10,6 +10,7 @@ import type { KeyDelta } from '../keys.js';
 import type { AdoptedUdpSocket, UdpRelayOptions } from '../udp-relay.js';
 import type { PackedEvents } from './event-batch.js';
 import type { SharedReplayBuffers } from './shared-salts.js';
+import type { SharedDevicesBuffers } from './shared-devices.js';
 
 /** The worker's start-up data (`workerData`). */
 export interface WorkerInit {
@@ -26,6 +27,8 @@ export interface WorkerInit {
   /** The shared replay filters; undefined gives the worker filters of its own (a test control). */
   readonly replay: SharedReplayBuffers | undefined;
   readonly replayCapacity: number | undefined;
+  /** The process's device-limit table (shared-devices.ts), one for every thread. */
+  readonly devices: SharedDevicesBuffers;
   /** The process's name-lookup counters (name-lookups.ts), one for every thread. */
   readonly lookupGate: SharedArrayBuffer;
   /** The process's speed-limit buckets (shared-buckets.ts), one table for every thread. */

@@ -46,6 +46,8 @@ import {
 } from './reuseport.js';
 import { createSharedReplay, sharedReplayFilters } from './shared-salts.js';
 import { speedBucketsBuffer } from './shared-buckets.js';
+import { processDevices } from './shared-devices.js';
+import { processDeviceCounts } from '../device-limits.js';
 import {
   closeHandedSockets,
   closeIfStillOpen,
@@ -297,6 +299,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
     replay: opts.shareReplay === false ? undefined : bufs,
     lookupGate: lookupRows.memory,
     speedBuckets: speedBucketsBuffer(),
+    devices: processDevices().buffers,
     replayCapacity: opts.replayCapacity,
     pending: opts.pending,
     idleMs: opts.timeouts?.idleMs,
@@ -567,6 +570,7 @@ export async function startWorkerPlane(opts: WorkerPlaneOptions): Promise<Worker
       for (const h of handles) for (const [id, n] of h.open) out.set(id, (out.get(id) ?? 0) + n);
       return out;
     },
+    devicesInUse: () => processDeviceCounts().inUse,
     workerStats: () => stats.map((s) => ({ ...s, closed: { ...s.closed } })),
     async loopStats() {
       const live = handles.filter((h) => !h.exited);
