@@ -11,6 +11,7 @@ import {
 import { whenStarted } from '../shared/startup.js';
 import { checkRelayTuningEnv, checkSwitchEnv, envSwitch } from '../shared/env.js';
 import { UsageError } from './errors.js';
+import { unknownEnvLines } from './env-names.js';
 
 /**
  * The composition root: the only module that reads argv/env and calls process.exit.
@@ -48,6 +49,8 @@ export async function main(argv: string[]): Promise<number> {
   // Before a command runs (any subcommand's action), not before --help or --version: help still
   // prints with a bad value, which is only a problem for what runs.
   program.hook('preAction', () => {
+    // A misspelt LADDER_ name is read by nothing: said once, by name only (never the value).
+    for (const line of unknownEnvLines()) process.stderr.write(`ladder: warning: ${line}\n`);
     try {
       checkRelayTuningEnv();
       checkSwitchEnv();

@@ -30,6 +30,7 @@ import {
 } from '../transport/dialer.js';
 import { nativePlanner, type NativeTunnelPlan } from '../transport/native-dial.js';
 import { FragmentDialer } from '../transport/tls-fragment.js';
+import { isShadowTlsReset } from '../transport/shadowtls-reset.js';
 import { classifyFailure, type Decision, type FailureKind, type Router } from './routing/router.js';
 import type { Matcher, Route } from './routing/rules.js';
 import { formatAddress } from '../protocol/socks5/address.js';
@@ -95,6 +96,8 @@ function looksLikeClientHello(b: Uint8Array | undefined): boolean {
 function errnoOf(err: unknown): string | undefined {
   const e = err as { code?: string; cause?: { code?: string } };
   if (e.code === 'ERR_CONNECT_TIMEOUT') return 'timeout';
+  // The ShadowTLS dialer names its reset (transport/shadowtls-reset.ts); for routing, a reset.
+  if (isShadowTlsReset(err)) return 'ECONNRESET';
   return e.cause?.code ?? e.code;
 }
 

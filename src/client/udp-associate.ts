@@ -24,7 +24,15 @@ export interface UdpAssociateOptions {
   };
   logger?: Logger;
   clock?: Clock;
+  /**
+   * How long an association may send datagrams without one reply before the log says the server
+   * may relay no UDP (default 10 s; once per handler, i.e. per endpoint).
+   */
+  noReplyWarnMs?: number;
 }
+
+/** The default of UdpAssociateOptions.noReplyWarnMs. */
+export const NO_REPLY_WARN_MS = 10_000;
 
 export interface UdpAssociateHandler {
   (req: UdpAssociateRequest): void;
@@ -59,6 +67,16 @@ export function createUdpAssociate(opts: UdpAssociateOptions): UdpAssociateHandl
       log.warn(reason);
     }
   };
+  // Datagrams sent and not one reply in noReplyWarnMs: said once for this endpoint.
+  const silence = silenceWatch(
+    opts.noReplyWarnMs ?? NO_REPLY_WARN_MS,
+    noReplyAdvice(
+      opts.noReplyWarnMs ?? NO_REPLY_WARN_MS,
+      !!opts.server.websocket && !opts.server.udpOverTcp,
+      !!opts.server.udpOverTcp,
+    ),
+    log,
+  );
   // Parse the key once (bad keys fail here, at startup, with a message naming the field).
   const key = new UdpTunnelKey(opts.server.method, opts.server.password);
   const live = new Set<() => void>();
@@ -72,10 +90,12 @@ export function createUdpAssociate(opts: UdpAssociateOptions): UdpAssociateHandl
     let batch: BatchUdpSocket | undefined;
     let tunnel: PacketTunnel | undefined;
     let app: { address: string; port: number } | undefined;
+    const watch = silence.association();
 
     const close = (): void => {
       if (closed) return;
       closed = true;
+      watch.stop();
       live.delete(close);
       tunnel?.close();
       local?.close();
@@ -112,6 +132,7 @@ export function createUdpAssociate(opts: UdpAssociateOptions): UdpAssociateHandl
         batch = BatchUdpSocket.bind(net.isIP(localIp) === 6 ? 6 : 4, localIp, 0, (msg, addrs, off) => {
           if (closed || !fromClient(addrs, off)) return;
           toTunnel(t, msg, () => {
+            watch.sent();
             const k = addrKey(addrs, off);
             if (k !== appKey) {
               appKey = k;
@@ -125,6 +146,7 @@ export function createUdpAssociate(opts: UdpAssociateOptions): UdpAssociateHandl
       }
       const b = batch;
       t.onMessage = (from, payload) => {
+        watch.replied();
         if (!appRaw || closed) return;
         b.send(Buffer.concat([encodeUdpHeader(from), payload]), appRaw, 0);
       };
@@ -185,9 +207,13 @@ export function createUdpAssociate(opts: UdpAssociateOptions): UdpAssociateHandl
       const t = tunnel;
       sock.on('message', (msg, rinfo) => {
         if (rinfo.address !== clientIp && !sameLoopback(rinfo.address, clientIp)) return;
-        toTunnel(t, msg, () => (app = { address: rinfo.address, port: rinfo.port }));
+        toTunnel(t, msg, () => {
+          watch.sent();
+          app = { address: rinfo.address, port: rinfo.port };
+        });
       });
       t.onMessage = (from, payload) => {
+        watch.replied();
         if (!app || closed) return;
         const head = encodeUdpHeader(from);
         sender.send(Buffer.concat([head, payload]), app.port, app.address);
@@ -243,4 +269,59 @@ export function udpSetupFailure(err: unknown, overWebSocket: boolean): string {
   if (overWebSocket && /upgrade refused \(HTTP 404\)/.test(msg))
     return "UDP ASSOCIATE refused: the server's web front does not relay UDP (its packet endpoint answered HTTP 404; the server needs --udp, or managed mode)";
   return `UDP ASSOCIATE refused: the relay could not be set up (${msg})`;
+}
+
+/**
+ * Per association: the first datagram sent starts a timer that the first reply stops; when it
+ * fires, `advice` is logged (at warn) unless it was already, for any association of this endpoint.
+ * A server that relays no UDP drops the datagrams without a word (no ICMP through the tunnel, no
+ * error), so this is the only sign the user gets.
+ */
+function silenceWatch(
+  ms: number,
+  advice: string,
+  log: Logger,
+): { association(): { sent(): void; replied(): void; stop(): void } } {
+  let told = false;
+  return {
+    association() {
+      let timer: NodeJS.Timeout | undefined;
+      let done = false;
+      const stop = (): void => {
+        done = true;
+        if (timer) clearTimeout(timer);
+        timer = undefined;
+      };
+      return {
+        sent() {
+          if (done || timer || told) return;
+          timer = setTimeout(() => {
+            timer = undefined;
+            done = true;
+            if (told) return;
+            told = true;
+            log.warn(advice);
+          }, ms);
+          timer.unref();
+        },
+        replied: stop,
+        stop,
+      };
+    },
+  };
+}
+
+/**
+ * The one line for datagrams that got no reply at all. Names no server, destination or address.
+ * `ladder probe --servers` checks TCP only (docs/probe.md), so its "ok" says nothing about UDP.
+ */
+export function noReplyAdvice(ms: number, overWebSocket: boolean, overTcp: boolean): string {
+  const after = ms >= 1000 ? `${Math.round(ms / 100) / 10} s` : `${ms} ms`;
+  const seconds = `datagrams sent through the tunnel have had no reply at all for ${after}`;
+  if (overTcp)
+    return `UDP: ${seconds}: the server may not take UDP-over-TCP (uot=) or relay UDP, or the destinations do not answer; \`ladder probe --servers\` checks TCP only, so its ok says nothing about UDP`;
+  const where = overWebSocket
+    ? "a web-front key's datagrams go to the server's packet endpoint, which the server must serve (--udp, or managed mode)"
+    : 'an unmanaged `ladder server` relays UDP only with --udp; the managed server does by default';
+  return `UDP: ${seconds}: the server may not relay UDP (${where}), or the destinations do not answer; \`ladder probe --servers\` checks TCP only, so its ok says nothing about UDP`;
 }

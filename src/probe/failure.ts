@@ -12,6 +12,8 @@ export class ProbeTimeout extends Error {
 const BY_CODE: Readonly<Record<string, string>> = {
   ECONNRESET: 'connection_reset',
   EPIPE: 'connection_reset',
+  // A ShadowTLS handshake its server's port reset (transport/shadowtls-reset.ts): a reset.
+  ERR_SHADOWTLS_RESET: 'connection_reset',
   ECONNREFUSED: 'connection_refused',
   ETIMEDOUT: 'generic_timeout_error',
   ERR_CONNECT_TIMEOUT: 'generic_timeout_error',

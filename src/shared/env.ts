@@ -87,6 +87,46 @@ export const ENV_SWITCHES: readonly string[] = [
   'LADDER_YOUNG',
 ];
 
+/**
+ * Every other LADDER_* variable something of ladder's reads: the command's settings (values, not
+ * switches), bin/ladder.js's, the native build script's and the test harness's (set for a test run,
+ * so inherited by the commands it starts). With ENV_SWITCHES, the names an environment may hold
+ * without a warning (src/cli/env-names.ts); test/cli/env-names.test.ts finds every name src/,
+ * native/, bin/ and scripts/ mention and every one test/ and bench/ read, and checks it is known.
+ */
+export const ENV_SETTINGS: readonly string[] = [
+  // commands
+  'LADDER_API',
+  'LADDER_AUTH',
+  'LADDER_DNS_CACHE_MS',
+  'LADDER_FLEET_NOTIFY',
+  'LADDER_KEY',
+  'LADDER_LOG_LEVEL',
+  'LADDER_MUX_END_DELAY_MS',
+  'LADDER_PASSWORD',
+  'LADDER_POLL_TURN_US',
+  'LADDER_RELAY_ADAPT',
+  'LADDER_RELAY_HELD_MIB',
+  'LADDER_RELAY_READ_KIB',
+  'LADDER_RELAY_SHARED_READ_KIB',
+  'LADDER_REPORT_KEYS', // no longer read: the fleet node says so itself
+  'LADDER_REPORT_WINDOW_S', // likewise
+  'LADDER_STATE_DIR',
+  'LADDER_STORE',
+  'LADDER_STORE_POOL',
+  // bin/ladder.js
+  'LADDER_DEBUG',
+  'LADDER_DIST',
+  // scripts/build-native.mjs
+  'LADDER_NATIVE_VERBOSE',
+  'LADDER_SKIP_NATIVE',
+  // the test harness
+  'LADDER_RECORD_MODULES',
+  'LADDER_SCREENSHOTS',
+  'LADDER_SOAK_STRICT',
+  'LADDER_TEST_ADDON',
+];
+
 /** One line (a RangeError) for the first switch set to anything but 0, 1 or nothing. */
 export function checkSwitchEnv(env: NodeJS.ProcessEnv = process.env): void {
   for (const name of ENV_SWITCHES) {

@@ -36,6 +36,7 @@ import { CONTENT_ALERT, RecordProtection } from '../protocol/tls13/key-schedule.
 import { connectTcp, DEFAULT_CONNECT_TIMEOUT_MS, UpstreamDialError, type NextHop } from './dialer.js';
 import { ShadowTlsStream } from './shadowtls-stream.js';
 import { RecordCutter, type ShadowTlsCoverOptions } from './shadowtls-cover.js';
+import { SHADOWTLS_RESET } from './shadowtls-reset.js';
 import { HRR_RANDOM } from '../protocol/tls13/messages.js';
 import { runHandshake } from './tls13/client.js';
 import { ClientHandshake, Tls13Error } from './tls13/handshake.js';
@@ -103,11 +104,12 @@ export async function dialShadowTls(ep: ShadowTlsEndpoint, signal?: AbortSignal)
     socket.destroy();
     if (signal?.aborted) throw new UpstreamDialError('ERR_ABORTED', 'dial aborted');
     const message = `ShadowTLS handshake failed: ${(err as Error).message}`;
-    // The cause's code is what the client's log line and its hint name (client/dial-hint.ts).
+    // The cause's code is what the client's log line and its hint name (client/dial-hint.ts): a
+    // reset during the handshake is the server's port giving up on its handshake site
+    // (shadowtls-reset.ts), told by this code rather than by the message's wording.
+    const errno = (err as { code?: string }).code;
     const code =
-      (err as { code?: string }).code === 'ERR_TLS'
-        ? 'ERR_SHADOWTLS_HANDSHAKE'
-        : (err as { code?: string }).code;
+      errno === 'ERR_TLS' ? 'ERR_SHADOWTLS_HANDSHAKE' : errno === 'ECONNRESET' ? SHADOWTLS_RESET : errno;
     throw new UpstreamDialError('ERR_CONNECT', message, {
       cause: Object.assign(new Error(message), { code, cause: err }),
     });

@@ -15,14 +15,9 @@ export function shadowTlsResetAdvice(code: string): string {
 }
 
 /**
- * Whether a failed dial is a ShadowTLS handshake the peer reset: the dialer's error
- * (transport/shadowtls-dialer.ts: "ShadowTLS handshake failed: …" over a cause with the errno).
+ * Whether a failed dial is a ShadowTLS handshake the peer reset: the dialer
+ * (transport/shadowtls-dialer.ts) gives its cause this code, over the socket's ECONNRESET.
  */
 export function isShadowTlsReset(err: unknown): boolean {
-  const e = err as { message?: unknown; cause?: { code?: unknown } } | undefined;
-  return (
-    e?.cause?.code === 'ECONNRESET' &&
-    typeof e.message === 'string' &&
-    e.message.startsWith('ShadowTLS handshake failed:')
-  );
+  return (err as { cause?: { code?: unknown } } | undefined)?.cause?.code === SHADOWTLS_RESET;
 }

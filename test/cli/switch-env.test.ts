@@ -7,17 +7,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { checkSwitchEnv, ENV_SWITCHES } from '../../src/shared/env.js';
 import { run } from '../helpers/cli-run.js';
-import { REPO_ROOT } from '../helpers/peers.js';
-
-function filesUnder(dir: string, ext: RegExp): string[] {
-  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
-    .filter((f) => ext.test(f) && !f.endsWith('.test.ts'))
-    .map((f) => join(dir, f));
-}
+import { filesUnder } from '../helpers/source-files.js';
 
 /** Every switch src/ and native/ read: envSwitch('X'), env.X === '0' | '1', env.X !== '0', the addon's getenv("X") compared with "0". */
 function switchesRead(): Set<string> {
@@ -27,10 +20,7 @@ function switchesRead(): Set<string> {
     /env(?:\.|\[')(LADDER_\w+)'?\]?\s*[!=]==\s*'[01]'/g,
     /getenv\("(LADDER_\w+)"\)[^]{0,120}?strcmp\(\w+, "0"\)/g,
   ];
-  for (const file of [
-    ...filesUnder(join(REPO_ROOT, 'src'), /\.ts$/),
-    ...filesUnder(join(REPO_ROOT, 'native'), /\.cc$/),
-  ]) {
+  for (const file of [...filesUnder('src', /(?<!\.test)\.ts$/), ...filesUnder('native', /\.cc$/)]) {
     const text = readFileSync(file, 'utf8');
     for (const re of forms) for (const m of text.matchAll(re)) found.add(m[1]!);
   }

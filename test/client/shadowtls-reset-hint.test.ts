@@ -1,8 +1,9 @@
 /**
  * A ShadowTLS key whose server port resets the handshake (its handshake site cannot be reached
  * from the server): the client's log says what that means once, with code ERR_SHADOWTLS_RESET,
- * naming neither the server nor the password. Control: a reset WebSocket upgrade (ECONNRESET too)
- * gets no ShadowTLS advice.
+ * naming neither the server nor the password. The dialer gives the error that code (before, the
+ * hint matched its message's wording). Control: a reset WebSocket upgrade (ECONNRESET too) gets no
+ * ShadowTLS advice, nor does an error that only reads like the dialer's.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,6 +13,7 @@ import { logDialFailure } from '../../src/client/tunnel.js';
 import type { ShadowTlsListener } from '../../src/server/shadowtls/listener.js';
 import { createLogger } from '../../src/shared/logger.js';
 import { dialShadowTls } from '../../src/transport/shadowtls-dialer.js';
+import { isShadowTlsReset } from '../../src/transport/shadowtls-reset.js';
 import { dialWebSocket } from '../../src/transport/ws-dialer.js';
 import { shadowTlsPortWithDeadSite } from '../helpers/shadowtls-dead-site.js';
 
@@ -61,9 +63,9 @@ test('a ShadowTLS port whose handshake site is unreachable: one line of advice, 
   assert.deepEqual(
     all.map((l) => [l.msg, l.errno ?? l.code]),
     [
-      ['tunnel dial failed', 'ECONNRESET'],
+      ['tunnel dial failed', 'ERR_SHADOWTLS_RESET'],
       [all[1]!.msg, 'ERR_SHADOWTLS_RESET'],
-      ['tunnel dial failed', 'ECONNRESET'],
+      ['tunnel dial failed', 'ERR_SHADOWTLS_RESET'],
     ],
   );
   assert.match(
@@ -92,4 +94,15 @@ test('control: a reset WebSocket upgrade (ECONNRESET as well) gets no ShadowTLS 
     [['tunnel dial failed', 'ECONNRESET']],
   );
   assert.ok(!JSON.stringify(all).includes('ShadowTLS'), JSON.stringify(all));
+});
+
+test("the code, not the wording: an error that only reads like the dialer's is no ShadowTLS reset", () => {
+  const lookalike = new Error('ShadowTLS handshake failed: read ECONNRESET', {
+    cause: Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }),
+  });
+  assert.equal(isShadowTlsReset(lookalike), false);
+  const coded = new Error('any wording', {
+    cause: Object.assign(new Error('x'), { code: 'ERR_SHADOWTLS_RESET' }),
+  });
+  assert.equal(isShadowTlsReset(coded), true);
 });

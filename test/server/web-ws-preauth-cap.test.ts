@@ -131,3 +131,33 @@ test('controls: a first message and a 1 MiB one at once, then 1 MiB after authen
   assert.ok(got.equals(Buffer.concat([Buffer.from('hi'), a, b])));
   ws.terminate();
 });
+
+test('while draining, a frame with RSV bits, a reserved opcode or no mask is closed with 1002, as before draining', async () => {
+  // Before: the drained connection dropped such a frame unparsed and stayed open (a state
+  // difference a prober with the secret path could see); ws and other servers close with 1002.
+  const frames: Array<[string, Buffer]> = [
+    ['RSV1', Buffer.from([0xc2, 0x85, 0, 0, 0, 0, 1, 2, 3, 4, 5])],
+    ['RSV3', Buffer.from([0x92, 0x85, 0, 0, 0, 0, 1, 2, 3, 4, 5])],
+    ['opcode 3', Buffer.from([0x83, 0x85, 0, 0, 0, 0, 1, 2, 3, 4, 5])],
+    ['opcode 0xB', Buffer.from([0x8b, 0x80, 0, 0, 0, 0])],
+    ['no mask', Buffer.from([0x82, 0x05, 1, 2, 3, 4, 5])],
+  ];
+  for (const drain of [true, false])
+    for (const [name, frame] of frames) {
+      const ws = open();
+      ws.on('error', () => {});
+      await once(ws, 'open');
+      if (drain) {
+        ws.send(randomBytes(300 * 1024));
+        await sleep(50);
+        ws.ping(); // draining now, still answering control frames
+        await once(ws, 'pong');
+      }
+      const socket = (ws as unknown as { _socket: net.Socket })._socket;
+      const t0 = Date.now();
+      socket.write(frame);
+      const [code] = (await once(ws, 'close')) as [number];
+      assert.equal(code, 1002, `${name}, ${drain ? 'draining' : 'before'}`);
+      assert.ok(Date.now() - t0 < IDLE_MS * 0.8, `${name}: closed at once, not at the idle timeout`);
+    }
+});

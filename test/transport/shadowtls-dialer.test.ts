@@ -14,8 +14,8 @@ import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { makeLabCertificates } from '../../src/lab/lab-ca.js';
-import { verifyClientHello } from '../../src/protocol/shadowtls/index.js';
 import { listenShadowTls, type ShadowTlsListener } from '../../src/server/shadowtls/listener.js';
+import { ShadowTlsPasswords } from '../../src/server/shadowtls/passwords.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { dialShadowTls, HELLO_RETRY, NOT_AUTHENTICATED } from '../../src/transport/shadowtls-dialer.js';
 import { freePort } from '../helpers/net.js';
@@ -132,8 +132,26 @@ describe(
         hello.length,
         'the whole hello in one record, alone in its write',
       );
-      assert.equal(verifyClientHello(hello, [PASSWORD]), 0, 'its session id carries the tag');
-      assert.equal(verifyClientHello(hello, ['another']), -1);
+      // The server's check (ShadowTlsPasswords.match) on the hello as sent: its password, not another's.
+      assert.equal(
+        new ShadowTlsPasswords([PASSWORD]).match(hello),
+        PASSWORD,
+        'its session id carries the tag',
+      );
+      assert.equal(new ShadowTlsPasswords(['another', PASSWORD]).match(hello, '10.0.0.1'), PASSWORD);
+      assert.equal(new ShadowTlsPasswords(['another']).match(hello), undefined);
+      const one = new ShadowTlsPasswords([PASSWORD]);
+      for (let i = 5; i < hello.length; i++) {
+        const bad = Buffer.from(hello);
+        bad[i] = bad[i]! ^ 0x40;
+        assert.equal(one.match(bad), undefined, `byte ${i} changed`);
+      }
+      assert.equal(one.match(hello.subarray(0, 70)), undefined, 'truncated');
+      assert.equal(
+        one.match(Buffer.concat([Buffer.of(23), hello.subarray(1)])),
+        undefined,
+        'not a handshake',
+      );
     });
 
     test('a wrong ShadowTLS password: the dial fails with one line, the listener relays to the site', async () => {

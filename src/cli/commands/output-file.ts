@@ -6,15 +6,18 @@ import { statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileErrorWhy } from '../../config/errors.js';
 import { UsageError } from '../errors.js';
+import { printable } from '../terminal.js';
 import { replaceFile } from '../../shared/data-file.js';
 
 /**
  * Before the run: `flag PATH: why` (one line, exit 2) when PATH is a directory or its directory
- * does not exist. Permission is found out when writing (root may write anywhere).
+ * does not exist. Permission is found out when writing (root may write anywhere). The path is
+ * echoed through printable(): a name holding control characters or escape sequences (pasted, or
+ * from a script) cannot move the cursor or recolour the terminal.
  */
 export function checkOutputFile(path: string, flag: string): void {
   const fail = (why: string): never => {
-    throw new UsageError(`${flag} ${path}: ${why}`, 'ERR_INPUT');
+    throw new UsageError(`${flag} ${printable(path)}: ${why}`, 'ERR_INPUT');
   };
   if (path.trim() === '') fail('an empty file name');
   const dir = dirname(resolve(path));
@@ -22,9 +25,11 @@ export function checkOutputFile(path: string, flag: string): void {
   try {
     isDir = statSync(dir).isDirectory();
   } catch (err) {
-    return fail(`its directory ${dir}: ${fileErrorWhy(err).replace('no such file', 'does not exist')}`);
+    return fail(
+      `its directory ${printable(dir)}: ${fileErrorWhy(err).replace('no such file', 'does not exist')}`,
+    );
   }
-  if (!isDir) fail(`${dir} is not a directory`);
+  if (!isDir) fail(`${printable(dir)} is not a directory`);
   try {
     if (statSync(path).isDirectory()) fail('is a directory, not a file');
   } catch (err) {
@@ -39,7 +44,7 @@ export async function writeWhole(path: string, text: string): Promise<void> {
     await replaceFile(path, text);
   } catch (err) {
     throw new UsageError(
-      `${path}: ${fileErrorWhy(err).replace(/^cannot read/, 'cannot write')}`,
+      `${printable(path)}: ${fileErrorWhy(err).replace(/^cannot read/, 'cannot write')}`,
       'ERR_INPUT',
     );
   }

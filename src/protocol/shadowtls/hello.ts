@@ -10,7 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { RECORD_HEADER, TYPE_HANDSHAKE } from './record.js';
-import { RunningHmac, TAG_SIZE, tagsEqual } from './hmac.js';
+import { RunningHmac, TAG_SIZE } from './hmac.js';
 
 export const HANDSHAKE_CLIENT_HELLO = 1;
 export const HANDSHAKE_SERVER_HELLO = 2;
@@ -68,22 +68,6 @@ export function clientHelloTagInput(record: Uint8Array): { message: Buffer; tag:
   const tag = Buffer.from(message.subarray(CLIENT_HELLO_TAG_OFFSET, CLIENT_HELLO_TAG_OFFSET + TAG_SIZE));
   message.fill(0, CLIENT_HELLO_TAG_OFFSET, CLIENT_HELLO_TAG_OFFSET + TAG_SIZE);
   return { message, tag };
-}
-
-/**
- * Server side: which of `passwords` signed this first record (a whole record with its header),
- * or -1 when none did or it is no ClientHello with a 32-byte session id.
- */
-export function verifyClientHello(record: Uint8Array, passwords: readonly (string | Buffer)[]): number {
-  if (record.length < RECORD_HEADER + SESSION_ID_LENGTH_OFFSET + 1 + SESSION_ID_SIZE) return -1;
-  if (record[0] !== TYPE_HANDSHAKE || record[RECORD_HEADER] !== HANDSHAKE_CLIENT_HELLO) return -1;
-  const message = record.subarray(RECORD_HEADER);
-  if (message[SESSION_ID_LENGTH_OFFSET] !== SESSION_ID_SIZE) return -1;
-  const tag = message.subarray(CLIENT_HELLO_TAG_OFFSET, CLIENT_HELLO_TAG_OFFSET + TAG_SIZE);
-  for (let i = 0; i < passwords.length; i++) {
-    if (tagsEqual(helloTag(message, passwords[i]!), tag)) return i;
-  }
-  return -1;
 }
 
 /** The ServerRandom of a record holding a ServerHello (a copy), or undefined if it holds none. */

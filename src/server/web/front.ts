@@ -318,9 +318,16 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
     if (badHost(req)) return sendError(res, 400);
     if (!isH2(res)) {
       // Request lines nginx refuses before any location: `OPTIONS *` (400), a major version
-      // above 1 over HTTP/1 (505), TRACE (405); each closes the connection.
+      // above 1 over HTTP/1 (505), a version 0.x written out (`HTTP/0.9`: 400; Node serves it),
+      // TRACE (405); each closes the connection.
       const refused =
-        req.url === '*' ? 400 : req.httpVersionMajor > 1 ? 505 : req.method === 'TRACE' ? 405 : 0;
+        req.url === '*' || req.httpVersionMajor === 0
+          ? 400
+          : req.httpVersionMajor > 1
+            ? 505
+            : req.method === 'TRACE'
+              ? 405
+              : 0;
       if (refused !== 0) {
         closeAfter(res);
         return sendError(res, refused);

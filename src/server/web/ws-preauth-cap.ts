@@ -12,7 +12,11 @@
  * connection is drained: data frames are read and dropped, control frames (ping, close) still go
  * to ws, which answers them as on any connection. The Shadowsocks server gets nothing more and
  * reacts as to any input that is not a request (no bytes back, open until the peer closes or the
- * pre-relay deadline). Once the connection authenticates, ws reads the socket directly again.
+ * pre-relay deadline). A frame ws refuses (RSV bits set, a reserved opcode, no mask: RFC 6455
+ * §5.2, §5.1) still goes to ws while draining, header and all, so it closes the connection with
+ * 1002 as it does on any other connection and as other WebSocket servers do; the frames dropped
+ * before it were whole, so ws reads it at a frame boundary. Once the connection authenticates, ws
+ * reads the socket directly again.
  */
 import type { Socket } from 'node:net';
 import type WebSocket from 'ws';
@@ -40,7 +44,15 @@ interface FrameHeader {
   length: number;
   /** Header bytes, mask included. */
   size: number;
+  /**
+   * A frame ws refuses whatever comes before it: RSV bits (no extension is negotiated:
+   * websocket.ts), a reserved opcode (3-7, 0xB-0xF), or no mask (a client's frames are masked).
+   */
+  refused: boolean;
 }
+
+/** Opcodes RFC 6455 §5.2 defines: continuation, text, binary, close, ping, pong. */
+const KNOWN_OPCODES = new Set([0x0, 0x1, 0x2, 0x8, 0x9, 0xa]);
 
 /** The frame header at `i` (RFC 6455 §5.2), or undefined when `b` ends inside it. */
 function frameHeader(b: Buffer, i: number): FrameHeader | undefined {
@@ -57,8 +69,10 @@ function frameHeader(b: Buffer, i: number): FrameHeader | undefined {
     length = b.readUInt32BE(i + 2) * 2 ** 32 + b.readUInt32BE(i + 6);
     size = 10;
   }
-  if ((b[i + 1]! & 0x80) !== 0) size += 4;
-  return b.length - i < size ? undefined : { opcode, length, size };
+  const masked = (b[i + 1]! & 0x80) !== 0;
+  if (masked) size += 4;
+  const refused = (b[i]! & 0x70) !== 0 || !KNOWN_OPCODES.has(opcode) || !masked;
+  return b.length - i < size ? undefined : { opcode, length, size, refused };
 }
 
 /** Put the gate in front of `ws`'s socket (call right after the upgrade, before any data flows). */
@@ -130,6 +144,13 @@ export function gatePreAuthMessages(ws: WebSocket, cap = PRE_AUTH_MESSAGE_CAP): 
           carry = Buffer.from(b.subarray(i)); // a copy: at most 14 bytes
           from = b.length;
           break;
+        }
+        if (h.refused) {
+          // ws closes with 1002 on this header: it gets it (and what follows) as on any connection.
+          payloadKept = true;
+          i += h.size;
+          payloadLeft = h.length;
+          continue;
         }
         const data = h.opcode < 8;
         const total = data ? (h.opcode === 0 ? messageBytes : 0) + h.length : messageBytes;
