@@ -49,6 +49,7 @@ export const ENV_SWITCHES: readonly string[] = [
   'LADDER_CLIENT_LEAN',
   'LADDER_CLOSE_SKIPS_DEL',
   'LADDER_CONNECT_AT_ONCE',
+  'LADDER_DEVICE_LIMITS',
   'LADDER_EAGER_WORKERS',
   'LADDER_FRONT_HANDOFF',
   'LADDER_FRONT_LEAN',
@@ -98,6 +99,7 @@ export const ENV_SETTINGS: readonly string[] = [
   // commands
   'LADDER_API',
   'LADDER_AUTH',
+  'LADDER_DEVICE_SILENT_MS', // tests: the silence that frees an address (docs/limits.md)
   'LADDER_DNS_CACHE_MS',
   'LADDER_FLEET_NOTIFY',
   'LADDER_KEY',
