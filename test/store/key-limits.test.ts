@@ -6,10 +6,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, Migrator, sql } from 'kysely';
+import type Pg from 'pg';
 import type { KeyDelta, RuntimeKey, ServerControl } from '../../src/shared/control.js';
 import { createDialect } from '../../src/store/dialect.js';
 import { migrationProvider } from '../../src/store/migrations.js';
@@ -32,6 +34,7 @@ import {
   startPostgres,
   type PgCluster,
 } from '../helpers/postgres.js';
+import { waitFor } from '../helpers/wait.js';
 
 let pg: PgCluster | undefined;
 const dirs: string[] = [];
@@ -163,9 +166,37 @@ test('0007_key_limits on a SQLite 0006 file: keys kept with null limits, writes,
   await migrateAndUse(parseStoreLocation(undefined, tempDir()));
 });
 
-test('0007_key_limits on PostgreSQL 0006: the same', { skip: SKIP_WITHOUT_POSTGRES }, async () => {
-  await migrateAndUse(await freshPostgres('limits_mig'));
-});
+test(
+  '0007_key_limits on PostgreSQL 0006: the same, and a limit change is announced to the fleet',
+  {
+    skip: SKIP_WITHOUT_POSTGRES,
+  },
+  async () => {
+    const loc = await freshPostgres('limits_mig');
+    await migrateAndUse(loc);
+    // Every node LISTENs on ladder_keys (src/fleet/key-listener.ts): a limit change must NOTIFY.
+    const { Client } = createRequire(import.meta.url)('pg') as typeof Pg;
+    const listener = new Client({ connectionString: loc.kind === 'postgres' ? loc.url : '' });
+    await listener.connect();
+    const store = await openStore(loc, { flushIntervalMs: 3_600_000 });
+    try {
+      await listener.query('listen ladder_keys');
+      const heard: string[] = [];
+      listener.on('notification', (n) => heard.push(n.payload ?? ''));
+      for (const patch of [{ deviceLimit: 7 }, { speedLimit: 8192 }, { speedLimit: null }]) {
+        const before = heard.length;
+        await store.updateKey('b', patch);
+        await waitFor(() => heard.length > before, {
+          timeoutMs: 5000,
+          message: `NOTIFY after ${JSON.stringify(patch)}`,
+        });
+      }
+    } finally {
+      await store.close();
+      await listener.end();
+    }
+  },
+);
 
 test('store check names a key whose hand-edited limit is nonsense; backup and restore keep limits', async () => {
   const dir = tempDir();
