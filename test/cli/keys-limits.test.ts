@@ -43,9 +43,9 @@ test('keys add --devices --speed, devices, speed, list, none: a local store file
   assert.equal(r.code, 0, r.stderr);
   r = await inproc(['keys', 'list', ...d]);
   const [head, a, b] = r.stdout.split('\n');
-  assert.match(head!, /PREFIX\s+DEVICE LIMIT\s+SPEED LIMIT$/);
-  assert.match(a!, /\s3\s+16 Mbit\/s$/);
-  assert.match(b!, /\snone\s+none$/);
+  assert.match(head!, /LAST SEEN\s+DEVICE LIMIT\s+SPEED LIMIT\s+PREFIX$/);
+  assert.match(a!, /\s3\s+16 Mbit\/s\s+auto$/);
+  assert.match(b!, /\snone\s+none\s+auto$/);
   r = await inproc(['keys', 'list', '--json', ...d]);
   const list = JSON.parse(r.stdout) as { deviceLimit?: unknown; speedLimit?: unknown }[];
   assert.deepEqual(list[0]?.deviceLimit, { devices: 3 });
@@ -114,7 +114,7 @@ test('keys devices|speed through --api: the same verbs, the server stores them',
   r = await inproc(['keys', 'speed', '0', '1Gbit', '--api', cfg]);
   assert.equal(r.stdout, 'key 0 "R": speed limit 1 Gbit/s each way\n');
   r = await inproc(['keys', 'list', '--api', cfg]);
-  assert.match(r.stdout.split('\n')[1]!, /\s5\s+1 Gbit\/s$/);
+  assert.match(r.stdout.split('\n')[1]!, /\s5\s+1 Gbit\/s\s+auto$/);
   r = await inproc(['keys', 'speed', '0', 'none', '--api', cfg]);
   assert.equal(r.code, 0, r.stderr);
   r = await inproc(['keys', 'devices', '0', 'none', '--api', cfg]);

@@ -19,9 +19,9 @@ export function formatTable(keys: readonly KeyView[]): string {
       '30 DAYS',
       'EXPIRES',
       'LAST SEEN',
-      'PREFIX',
       'DEVICE LIMIT',
       'SPEED LIMIT',
+      'PREFIX',
     ],
   ];
   for (const k of keys) {
@@ -38,9 +38,9 @@ export function formatTable(keys: readonly KeyView[]): string {
       k.lastTrafficSeenTimestampMs
         ? new Date(k.lastTrafficSeenTimestampMs).toISOString().replace(/:\d\d\.\d{3}Z$/, 'Z')
         : 'never',
-      k.prefix === undefined ? '-' : printable(k.prefix),
       k.deviceLimit ? String(k.deviceLimit.devices) : 'none',
       k.speedLimit ? formatRate(k.speedLimit.bytesPerSecond) : 'none',
+      k.prefix === undefined ? '-' : printable(k.prefix),
     ]);
   }
   return alignColumns(rows);
