@@ -154,6 +154,8 @@ export function toAccessKeyJson(
     json.dataLimit = { bytes: key.dataLimitBytes };
     json.dataLimitPeriod = key.limitPeriod;
   } else if (key.limitPeriod !== 'rolling30d') json.dataLimitPeriod = key.limitPeriod;
+  if (key.deviceLimit != null) json.deviceLimit = { devices: key.deviceLimit };
+  if (key.speedLimit != null) json.speedLimit = { bytesPerSecond: key.speedLimit };
   if (key.expiresAt !== null) json.expiresAt = new Date(key.expiresAt).toISOString();
   if (status && status.key.id === key.id) {
     json.state = status.state;

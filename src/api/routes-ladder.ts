@@ -18,6 +18,7 @@ import {
   BulkActionBody,
   BulkActionResult,
   BulkCreateBody,
+  DeviceLimitBody,
   DynamicBaseBody,
   EnabledBody,
   ErrorBody,
@@ -26,6 +27,7 @@ import {
   KeyUsage,
   PrefixBody,
   ReportSettings,
+  SpeedLimitBody,
 } from './schemas.js';
 
 /** A 404 naming the unknown ids (the first few of them and how many). */
@@ -165,6 +167,50 @@ export function registerLadderRoutes(app: FastifyInstance, ctx: ApiContext): voi
     },
   );
 
+  // Device and speed limits (docs/limits.md): PUT sets, DELETE removes; the enforcer hands the
+  // change to the data plane (and the store's change feed to every fleet node).
+  const limitRoutes = [
+    ['device-limit', 'deviceLimit', DeviceLimitBody, 'a device limit (client addresses at once)'],
+    ['speed-limit', 'speedLimit', SpeedLimitBody, 'a speed limit (bytes per second, each way)'],
+  ] as const;
+  for (const [path, field, body, what] of limitRoutes) {
+    r.put(
+      `/access-keys/:id/${path}`,
+      {
+        schema: {
+          tags,
+          description: `Sets ${what} on the given access key`,
+          params: IdParams,
+          body,
+          response: { 204: NoContent, 400: ErrorBody, 404: ErrorBody },
+        },
+      },
+      async (req, reply) => {
+        const limit = req.body.limit;
+        const value = 'devices' in limit ? limit.devices : limit.bytesPerSecond;
+        if (!(await store.updateKey(req.params.id, { [field]: value }))) throw keyNotFound(req.params.id);
+        await ctx.enforcer.refresh();
+        return reply.code(204).send();
+      },
+    );
+    r.delete(
+      `/access-keys/:id/${path}`,
+      {
+        schema: {
+          tags,
+          description: `Removes the ${path.replace('-', ' ')} of the given access key`,
+          params: IdParams,
+          response: { 204: NoContent, 404: ErrorBody },
+        },
+      },
+      async (req, reply) => {
+        if (!(await store.updateKey(req.params.id, { [field]: null }))) throw keyNotFound(req.params.id);
+        await ctx.enforcer.refresh();
+        return reply.code(204).send();
+      },
+    );
+  }
+
   r.post(
     '/access-keys/bulk',
     {
@@ -189,6 +235,8 @@ export function registerLadderRoutes(app: FastifyInstance, ctx: ApiContext): voi
         expiresAt: newExpiry(ctx, b.expiresAt, b.allowPastExpiry),
         enabled: b.enabled,
         prefix: b.prefix === undefined ? undefined : checkPrefix(method, b.prefix),
+        deviceLimit: b.deviceLimit?.devices,
+        speedLimit: b.speedLimit?.bytesPerSecond,
       });
       await ctx.enforcer.refresh();
       const statuses = statusIndex(ctx.enforcer);

@@ -310,6 +310,8 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
         expiresAt: newExpiry(ctx, body.expiresAt, body.allowPastExpiry),
         enabled: body.enabled,
         prefix: body.prefix === undefined ? undefined : checkPrefix(method, body.prefix),
+        deviceLimit: body.deviceLimit?.devices,
+        speedLimit: body.speedLimit?.bytesPerSecond,
         check,
       });
     } catch (err) {

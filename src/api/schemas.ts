@@ -49,6 +49,36 @@ const PrefixInput = z.string().max(200).meta({
 
 export const PrefixBody = z.object({ prefix: PrefixInput });
 
+/** Ladder extension (docs/limits.md): client addresses using the key at once, on each server. */
+export const DeviceLimit = z
+  .object({
+    devices: z
+      .number({ error: 'must be a number of devices' })
+      .int({ error: 'must be a whole number of devices' })
+      .min(1, { error: 'must be at least 1 (DELETE the limit for none)' })
+      .max(10_000, { error: 'must be at most 10000' }),
+  })
+  .meta({
+    description: 'Ladder extension: at most this many client addresses use the key at once (on each server)',
+  });
+
+/** Ladder extension: bytes per second each way, shared by the key's connections (on each server). */
+export const SpeedLimit = z
+  .object({
+    bytesPerSecond: z
+      .number({ error: 'must be a number of bytes per second' })
+      .int({ error: 'must be a whole number of bytes per second' })
+      .min(1024, { error: 'must be at least 1024 (1 KiB/s; DELETE the limit for none)' })
+      .max(2 ** 40, { error: 'must be at most 2^40 (1 TiB/s)' }),
+  })
+  .meta({
+    description:
+      "Ladder extension: the key's connections together move at most this many bytes per second in each direction (on each server)",
+  });
+
+export const DeviceLimitBody = z.object({ limit: DeviceLimit });
+export const SpeedLimitBody = z.object({ limit: SpeedLimit });
+
 /** What a new key may set, one key or many: Outline's data limit, then Ladder's extensions. */
 const NEW_KEY_SETTINGS = {
   limit: DataLimit.optional(),
@@ -58,6 +88,8 @@ const NEW_KEY_SETTINGS = {
   enabled: z.boolean().optional(),
   multiUser: MultiUserInput,
   prefix: PrefixInput.optional(),
+  deviceLimit: DeviceLimit.optional(),
+  speedLimit: SpeedLimit.optional(),
 };
 
 export const NewAccessKeyBody = z
@@ -93,6 +125,8 @@ export const AccessKey = z.object({
   dataLimit: DataLimit.optional(),
   // Ladder extensions
   dataLimitPeriod: LIMIT_PERIOD.optional(),
+  deviceLimit: DeviceLimit.optional(),
+  speedLimit: SpeedLimit.optional(),
   expiresAt: z.string().optional().meta({ description: 'ISO 8601; absent = never expires' }),
   enabled: z.boolean(),
   state: KEY_STATE.optional().meta({ description: 'Latest enforcement decision' }),

@@ -2,7 +2,9 @@ import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, writeFi
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { checkSqliteFile, isDamageError, markerPath, readMarker, writeMarker } from './integrity.js';
+import { limitProblem } from './key-limits.js';
 import { StoreError } from './types.js';
+import { ladderCommand } from '../shared/invocation.js';
 import { syncDirSync as fsyncDir } from '../shared/data-file.js';
 
 /**
@@ -142,8 +144,42 @@ export async function restoreStore(
   return { ...summary, replaced, ...(previousServerId !== undefined ? { previousServerId } : {}) };
 }
 
-/** `ladder store check`: the full integrity check, the tables and the server id. */
+/** `ladder store check`: the full integrity check, the tables, the server id and the keys' limits. */
 export function checkStore(dbPath: string): { serverId: string; keys: number; marker: string } {
   if (!existsSync(dbPath)) throw fail(`no store at ${dbPath}`);
-  return { ...checkSqliteFile(dbPath, { full: true }), marker: markerPath(dbPath) };
+  const summary = checkSqliteFile(dbPath, { full: true });
+  checkLimitColumns(dbPath);
+  return { ...summary, marker: markerPath(dbPath) };
+}
+
+const LIMIT_COLUMNS = [
+  ['device_limit', 'deviceLimit', 'devices ID N|none'],
+  ['speed_limit', 'speedLimit', 'speed ID RATE|none'],
+] as const;
+
+/**
+ * Every key's device and speed limit is none or within its bounds (a hand-edited row could hold
+ * 0, -1, 2.5 or text; the data plane treats such a value as no limit). The first bad one is refused
+ * in one line naming the key and the command that sets it right.
+ */
+function checkLimitColumns(dbPath: string): void {
+  const db = new BetterSqlite3(dbPath, { readonly: true, fileMustExist: true });
+  try {
+    const columns = new Set((db.pragma('table_info(keys)') as { name: string }[]).map((c) => c.name));
+    for (const [column, field, command] of LIMIT_COLUMNS) {
+      if (!columns.has(column)) continue; // not migrated to 0007 yet: no limits to check
+      const rows = db
+        .prepare(`select id, ${column} as v, typeof(${column}) as t from keys where ${column} is not null`)
+        .all() as { id: string; v: unknown; t: string }[];
+      for (const r of rows) {
+        const problem = limitProblem(field, r.t === 'integer' ? Number(r.v) : Number.NaN);
+        if (problem === undefined) continue;
+        throw fail(
+          `${dbPath}: key ${JSON.stringify(r.id)} has ${field} ${JSON.stringify(r.v)}, which ${problem}; set it right with: ${ladderCommand()} keys ${command.replace('ID', JSON.stringify(r.id))}`,
+        );
+      }
+    }
+  } finally {
+    db.close();
+  }
 }

@@ -6,7 +6,31 @@ import type { CachedKey } from './key-cache.js';
 import { isTooManyClients } from './pg-pool.js';
 import { KeyBook, type BookStep } from './key-book.js';
 import { windowStart, type KeyStatus } from './policy.js';
-import type { KeyChanges, LimitPeriod, Store, UsageTotals } from './types.js';
+import type { KeyChanges, KeyRecord, LimitPeriod, Store, UsageTotals } from './types.js';
+
+/** What the data plane gets of a usable key: its limits only when it has them (none costs nothing). */
+export function runtimeKey(key: KeyRecord): CachedKey {
+  const k: { -readonly [P in keyof CachedKey]: CachedKey[P] } = {
+    id: key.id,
+    method: key.method,
+    secret: key.secret,
+    port: key.port,
+  };
+  if (key.deviceLimit != null) k.deviceLimit = key.deviceLimit;
+  if (key.speedLimit != null) k.speedLimit = key.speedLimit;
+  return k;
+}
+
+/** Equal for the data plane: a changed limit (set, changed or removed) is a change to hand on. */
+function sameRuntimeKey(a: CachedKey, b: CachedKey): boolean {
+  return (
+    a.method === b.method &&
+    a.secret === b.secret &&
+    a.port === b.port &&
+    a.deviceLimit === b.deviceLimit &&
+    a.speedLimit === b.speedLimit
+  );
+}
 
 /** The delta reads' safety net: every key is read again this often (and after an outage or a reconnect). */
 export const FULL_READ_MS = 300_000;
@@ -207,8 +231,8 @@ export class KeyEnforcer {
         if (old) remove.set(s.key.id, s.state);
         continue;
       }
-      const k = { id: s.key.id, method: s.key.method, secret: s.key.secret, port: s.key.port };
-      if (!old || old.method !== k.method || old.secret !== k.secret || old.port !== k.port) upsert.push(k);
+      const k = runtimeKey(s.key);
+      if (!old || !sameRuntimeKey(old, k)) upsert.push(k);
     }
     // A full read: also any key served that the store does not have (a start from the key cache).
     if (step.full)

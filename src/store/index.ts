@@ -5,6 +5,14 @@ export * from './policy.js';
 export { KeyEnforcer, type EnforcerOptions } from './enforcer.js';
 export { generateSecret } from './secrets.js';
 export { createAccessKeys, type KeyRequest } from './new-keys.js';
+export {
+  describeLimits,
+  limitProblem,
+  MAX_DEVICE_LIMIT,
+  MAX_SPEED_LIMIT,
+  MIN_SPEED_LIMIT,
+  type LimitField,
+} from './key-limits.js';
 export { ensureFirstKey, type FirstKeyHooks } from './first-key.js';
 export {
   checkBeforeServing,

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { replaceFileSync } from '../shared/data-file.js';
 import type { RuntimeKey } from '../shared/control.js';
+import { limitProblem } from './key-limits.js';
 import { StoreError } from './types.js';
 
-/** A usable key as the data plane had it, with its port. */
+/** A usable key as the data plane had it (its device and speed limits included), with its port. */
 export type CachedKey = RuntimeKey & { port: number };
 
 /**
@@ -66,7 +67,9 @@ export function loadKeyCache(path: string): KeyCache | undefined {
       typeof r.id !== 'string' ||
       typeof r.method !== 'string' ||
       typeof r.secret !== 'string' ||
-      !isPort(r.port)
+      !isPort(r.port) ||
+      limitProblem('deviceLimit', r.deviceLimit) !== undefined ||
+      limitProblem('speedLimit', r.speedLimit) !== undefined
     )
       throw damagedCache(path, 'a key entry is malformed');
   }

@@ -1,7 +1,7 @@
 /** Creating keys in the Kysely store: ids (explicit or from the counter), order, access tokens. */
 import { randomBytes } from 'node:crypto';
 import type { Kysely } from 'kysely';
-import { chunks, IN_CHUNK, num, rowToKey } from './rows.js';
+import { checkedLimit, chunks, IN_CHUNK, num, rowToKey } from './rows.js';
 import type { Database, KeysTable } from './schema.js';
 import { writeSettings } from './settings-table.js';
 import { StoreError, type KeyRecord, type NewKey } from './types.js';
@@ -72,6 +72,8 @@ export async function insertKeys(
       last_seen_at: null,
       seq: ++seq,
       prefix: input.prefix ?? 'auto',
+      device_limit: checkedLimit('deviceLimit', input.deviceLimit),
+      speed_limit: checkedLimit('speedLimit', input.speedLimit),
     });
   }
   for (const part of chunks(rows, 50)) await trx.insertInto('keys').values(part).execute();

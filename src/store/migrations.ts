@@ -208,12 +208,69 @@ const MIGRATIONS: Record<string, Migration> = {
       await db.schema.alterTable('keys').dropColumn('version').execute();
     },
   },
+  // Per-key device and speed limits (session 20, docs/limits.md): nullable integers, null = none.
+  // Both are data-plane columns: a change must bump the key's version (0006) and wake the fleet
+  // (0003's NOTIFY), so the triggers that watch columns are made again with them in the list.
+  '0007_key_limits': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema.alterTable('keys').addColumn('device_limit', 'integer').execute();
+      await db.schema.alterTable('keys').addColumn('speed_limit', 'bigint').execute();
+      await watchColumns(db, WATCHED_0007);
+    },
+    async down(db: Kysely<unknown>): Promise<void> {
+      await watchColumns(db, WATCHED);
+      await db.schema.alterTable('keys').dropColumn('speed_limit').execute();
+      await db.schema.alterTable('keys').dropColumn('device_limit').execute();
+    },
+  },
 };
 
 /** The columns whose change a data plane must see (the NOTIFY trigger of 0003 watches the same). */
 const WATCHED = sql.raw(
   'id, method, secret, port, data_limit_bytes, limit_period, expires_at, enabled, prefix',
 );
+/** WATCHED from migration 0007_key_limits on: the limits are data-plane columns too. */
+const WATCHED_0007 = sql.raw(
+  'id, method, secret, port, data_limit_bytes, limit_period, expires_at, enabled, prefix, device_limit, speed_limit',
+);
+
+/**
+ * Make the triggers that fire on an update of `columns` again with that list (the functions they
+ * call stay): PostgreSQL's NOTIFY (0003) and version stamps (0006), SQLite's version stamp (0006).
+ */
+async function watchColumns(db: Kysely<unknown>, columns: ReturnType<typeof sql.raw>): Promise<void> {
+  if (db.getExecutor().adapter instanceof PostgresAdapter) {
+    await sql`drop trigger if exists ladder_keys_changed on keys`.execute(db);
+    await sql`
+      create trigger ladder_keys_changed
+      after insert or delete or update of ${columns}
+      on keys for each statement execute function ladder_keys_changed()`.execute(db);
+    await sql`drop trigger if exists ladder_keys_stamp on keys`.execute(db);
+    await sql`
+      create trigger ladder_keys_stamp
+      before insert or delete or update of ${columns}
+      on keys for each statement execute function ladder_keys_stamp()`.execute(db);
+    await sql`drop trigger if exists ladder_keys_row on keys`.execute(db);
+    await sql`
+      create trigger ladder_keys_row
+      before insert or delete or update of ${columns}
+      on keys for each row execute function ladder_keys_row()`.execute(db);
+    return;
+  }
+  await sql`drop trigger if exists ladder_keys_upd`.execute(db);
+  await sqliteUpdateTrigger(db, columns);
+}
+
+/** SQLite (0006): an update of `columns` stamps the row with the next version (a rename leaves a tombstone). */
+async function sqliteUpdateTrigger(db: Kysely<unknown>, columns: ReturnType<typeof sql.raw>): Promise<void> {
+  await sql`
+    create trigger ladder_keys_upd after update of ${columns} on keys begin
+      update key_clock set v = v + 1;
+      update keys set version = (select v from key_clock) where id = new.id;
+      ${sqliteTombstone('old.id <> new.id')}
+    end`.execute(db);
+}
+
 /** pg_advisory_xact_lock key for "a key change is being made" (any constant unique to Ladder). */
 const KEY_CHANGE_LOCK = 0x1add3e;
 
@@ -259,31 +316,27 @@ async function keyVersionsPostgres(db: Kysely<unknown>): Promise<void> {
     end $$`.execute(db);
 }
 
-async function keyVersionsSqlite(db: Kysely<unknown>): Promise<void> {
-  await sql`create table key_clock (id integer primary key check (id = 1), v integer not null)`.execute(db);
-  await sql`insert into key_clock (id, v) values (1, 0)`.execute(db);
-  // A deleted id (or the old id of a renamed key) with the version of its removal.
-  const tomb = (when: string) => sql`
+/** SQLite trigger step: a deleted id (or the old id of a renamed key) with the version of its removal. */
+const sqliteTombstone = (when: string) => sql`
     insert into key_tombstones (id, version, deleted_at)
     select old.id, (select v from key_clock), cast(strftime('%s', 'now') as integer) * 1000
     where ${sql.raw(when)}
     on conflict (id) do update set version = excluded.version, deleted_at = excluded.deleted_at;`;
+
+async function keyVersionsSqlite(db: Kysely<unknown>): Promise<void> {
+  await sql`create table key_clock (id integer primary key check (id = 1), v integer not null)`.execute(db);
+  await sql`insert into key_clock (id, v) values (1, 0)`.execute(db);
   await sql`
     create trigger ladder_keys_ins after insert on keys begin
       update key_clock set v = v + 1;
       update keys set version = (select v from key_clock) where id = new.id;
     end`.execute(db);
-  await sql`
-    create trigger ladder_keys_upd after update of ${WATCHED} on keys begin
-      update key_clock set v = v + 1;
-      update keys set version = (select v from key_clock) where id = new.id;
-      ${tomb('old.id <> new.id')}
-    end`.execute(db);
+  await sqliteUpdateTrigger(db, WATCHED);
   await sql`
     create trigger ladder_keys_del after delete on keys begin
       update key_clock set v = v + 1;
       delete from key_tombstones where deleted_at < cast(strftime('%s', 'now') as integer) * 1000 - 86400000;
-      ${tomb('true')}
+      ${sqliteTombstone('true')}
     end`.execute(db);
 }
 

@@ -29,6 +29,10 @@ export interface KeyRequest {
   enabled?: boolean | undefined;
   /** Outline `prefix` setting: 'auto' (default) | 'off' | lowercase hex. */
   prefix?: string | undefined;
+  /** Client addresses at once (docs/limits.md); absent: none. */
+  deviceLimit?: number | undefined;
+  /** Bytes per second each way; absent: none. */
+  speedLimit?: number | undefined;
   /** Checked in the creation's transaction (Store.createKeys): what it throws, createAccessKeys throws. */
   check?: KeyWriteCheck | undefined;
 }
@@ -56,6 +60,8 @@ export async function createAccessKeys(
     if (req.expiresAt !== undefined) input.expiresAt = req.expiresAt;
     if (req.enabled !== undefined) input.enabled = req.enabled;
     if (req.prefix !== undefined) input.prefix = req.prefix;
+    if (req.deviceLimit !== undefined) input.deviceLimit = req.deviceLimit;
+    if (req.speedLimit !== undefined) input.speedLimit = req.speedLimit;
     return input;
   });
   return { keys: await store.createKeys(inputs, req.check), settings };

@@ -1,8 +1,10 @@
 /** Row mapping shared by the Kysely store: database values (SQLite or PostgreSQL types) to records. */
 import { sql, type Kysely } from 'kysely';
+import { limitProblem, storedLimit, type LimitField } from './key-limits.js';
 import type { Database, KeysTable, UsageTable } from './schema.js';
 import {
   LIMIT_PERIODS,
+  StoreError,
   type KeyPage,
   type KeyPatch,
   type KeyRecord,
@@ -36,6 +38,8 @@ export function rowToKey(r: KeysTable): KeyRecord {
     createdAt: num(r.created_at),
     lastSeenAt: numOrNull(r.last_seen_at),
     prefix: r.prefix ?? 'auto',
+    deviceLimit: storedLimit('deviceLimit', r.device_limit),
+    speedLimit: storedLimit('speedLimit', r.speed_limit),
   };
 }
 
@@ -69,7 +73,17 @@ export function patchColumns(patch: KeyPatch): Partial<KeysTable> {
   if (patch.expiresAt !== undefined) set.expires_at = patch.expiresAt;
   if (patch.enabled !== undefined) set.enabled = patch.enabled ? 1 : 0;
   if (patch.prefix !== undefined) set.prefix = patch.prefix;
+  if (patch.deviceLimit !== undefined) set.device_limit = checkedLimit('deviceLimit', patch.deviceLimit);
+  if (patch.speedLimit !== undefined) set.speed_limit = checkedLimit('speedLimit', patch.speedLimit);
   return set;
+}
+
+/** A limit a write stores (null: none); nonsense is refused before it reaches the database. */
+export function checkedLimit(field: LimitField, value: number | null | undefined): number | null {
+  const problem = limitProblem(field, value);
+  if (problem !== undefined)
+    throw new StoreError('INVALID_LIMIT', `store: ${field} ${problem}, got ${String(value)}`);
+  return value ?? null;
 }
 
 /** Keys that get the same columns, grouped (one UPDATE per group); patches that set nothing left out. */

@@ -17,6 +17,10 @@ export interface KeysTable {
   prefix: string;
   /** Keys version of the last change of a data-plane column (migration 0006; set by triggers). */
   version?: number | undefined;
+  /** Client addresses at once, null = none (migration 0007_key_limits). */
+  device_limit?: number | null | undefined;
+  /** Bytes per second each way, null = none (migration 0007_key_limits). */
+  speed_limit?: number | null | undefined;
 }
 
 /** One row per deleted key id with the keys version of its deletion (migration 0006_key_versions). */

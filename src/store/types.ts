@@ -140,6 +140,8 @@ export type StoreErrorCode =
   | 'KEY_NOT_FOUND'
   | 'STORE_CLOSED'
   | 'STORE_OPEN_FAILED'
+  /** A device or speed limit out of its bounds (key-limits.ts): refused, nothing written. */
+  | 'INVALID_LIMIT'
   /** The database (PostgreSQL) cannot be reached now; the API answers 503. */
   | 'STORE_UNAVAILABLE';
 

@@ -10,7 +10,9 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import type Pg from 'pg';
 import { freePort } from './net.js';
 import { skipUnless } from './prereq.js';
 
@@ -58,6 +60,19 @@ export interface PgCluster {
   start(): void;
   /** Stop (if running) and delete the data directory. */
   destroy(): void;
+}
+
+/** Create database `name` in the cluster at `url` (…/postgres); returns the new database's URL. */
+export async function createDatabase(url: string, name: string): Promise<string> {
+  const { Client } = createRequire(import.meta.url)('pg') as typeof Pg;
+  const admin = new Client({ connectionString: url });
+  await admin.connect();
+  try {
+    await admin.query(`create database ${name}`);
+  } finally {
+    await admin.end();
+  }
+  return url.replace(/\/postgres$/, `/${name}`);
 }
 
 /**

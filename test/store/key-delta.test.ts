@@ -1,10 +1,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type Pg from 'pg';
 import { ManualClock } from '../../src/shared/clock.js';
 import type { KeyDelta, RuntimeKey, ServerControl } from '../../src/shared/control.js';
 import {
@@ -17,7 +15,13 @@ import {
   type StoreLocation,
   type StoreOptions,
 } from '../../src/store/index.js';
-import { HAVE_POSTGRES, SKIP_WITHOUT_POSTGRES, startPostgres, type PgCluster } from '../helpers/postgres.js';
+import {
+  createDatabase,
+  HAVE_POSTGRES,
+  SKIP_WITHOUT_POSTGRES,
+  startPostgres,
+  type PgCluster,
+} from '../helpers/postgres.js';
 
 /**
  * Key changes applied as deltas (issues 14 and 16): an enforcer that reads only the keys changed
@@ -69,15 +73,7 @@ const PERIODS = ['rolling30d', 'daily', 'weekly', 'monthly'] as const;
 const STEPS = 160;
 
 async function freshPostgres(name: string): Promise<StoreLocation> {
-  const { Client } = createRequire(import.meta.url)('pg') as typeof Pg;
-  const admin = new Client({ connectionString: pg!.url });
-  await admin.connect();
-  try {
-    await admin.query(`create database ${name}`);
-  } finally {
-    await admin.end();
-  }
-  return parseStoreLocation(pg!.url.replace(/\/postgres$/, `/${name}`), '.');
+  return parseStoreLocation(await createDatabase(pg!.url, name), '.');
 }
 
 function freshSqlite(): StoreLocation {

@@ -24,6 +24,10 @@ export interface AccessKey {
   subscriptionUrl?: string;
   lastTrafficSeenTimestampMs?: number;
   prefix?: string;
+  /** Client addresses at once (docs/limits.md); absent: none. */
+  deviceLimit?: { devices: number };
+  /** Bytes per second each way; absent: none. */
+  speedLimit?: { bytesPerSecond: number };
 }
 
 /**
@@ -42,6 +46,8 @@ export const ROW_FIELDS = [
   'lastTrafficSeenTimestampMs',
   'createdTimestampMs',
   'prefix',
+  'deviceLimit',
+  'speedLimit',
 ] as const;
 export type KeyRow = Pick<AccessKey, 'id' | (typeof ROW_FIELDS)[number]>;
 export type BulkAction = 'enable' | 'disable' | 'delete' | 'extend';
@@ -188,6 +194,14 @@ export const api = {
       ? call<void>('DELETE', `access-keys/${enc(id)}/expiry`)
       : // The dialogs ask for a second press before a past expiry (pastExpiryWarn).
         call<void>('PUT', `access-keys/${enc(id)}/expiry`, { expiresAt: at, allowPastExpiry: true }),
+  setDeviceLimit: (id: string, devices: number | null) =>
+    devices === null
+      ? call<void>('DELETE', `access-keys/${enc(id)}/device-limit`)
+      : call<void>('PUT', `access-keys/${enc(id)}/device-limit`, { limit: { devices } }),
+  setSpeedLimit: (id: string, bytesPerSecond: number | null) =>
+    bytesPerSecond === null
+      ? call<void>('DELETE', `access-keys/${enc(id)}/speed-limit`)
+      : call<void>('PUT', `access-keys/${enc(id)}/speed-limit`, { limit: { bytesPerSecond } }),
   setPrefix: (id: string, prefix: string) => call<void>('PUT', `access-keys/${enc(id)}/prefix`, { prefix }),
   setName: (name: string) => call<void>('PUT', 'name', { name }),
   setHostname: (hostname: string) => call<void>('PUT', 'server/hostname-for-access-keys', { hostname }),

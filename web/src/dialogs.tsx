@@ -4,7 +4,7 @@
 import type { ComponentChildren } from 'preact';
 import { useState } from 'preact/hooks';
 import { api, LIMIT_PERIODS, type KeyRow, type LimitPeriod } from './api.js';
-import { Dialog, gibField, limitBytes, Qr, useUi } from './ui.js';
+import { deviceCount, Dialog, gibField, limitBytes, mbitField, Qr, speedBytes, useUi } from './ui.js';
 
 function dateOrNull(text: string): number | null {
   if (text.trim() === '') return null;
@@ -120,6 +120,10 @@ interface KeyForm {
   limit: string;
   period: LimitPeriod;
   expiry: string;
+  /** Device limit as typed (empty: none). */
+  devices: string;
+  /** Speed limit in Mbit/s as typed (empty: none). */
+  speed: string;
 }
 
 /** Name, limit in GiB, limit period and expiry date: the create and edit dialogs' shared fields. */
@@ -144,6 +148,22 @@ function KeyFields({ v, set, nameMax }: { v: KeyForm; set: (p: Partial<KeyForm>)
       <Field label={t.expiresAt}>
         <input type="date" value={v.expiry} onInput={(e) => set({ expiry: val(e) })} />
       </Field>
+      <Field label={t.deviceLimitField}>
+        <input
+          inputMode="numeric"
+          value={v.devices}
+          onInput={(e) => set({ devices: val(e) })}
+          data-field="devices"
+        />
+      </Field>
+      <Field label={t.speedLimitField}>
+        <input
+          inputMode="decimal"
+          value={v.speed}
+          onInput={(e) => set({ speed: val(e) })}
+          data-field="speed"
+        />
+      </Field>
     </>
   );
 }
@@ -156,7 +176,14 @@ function useKeyForm(initial: KeyForm): [KeyForm, (p: Partial<KeyForm>) => void] 
 export function CreateDialog({ onClose, onDone }: { onClose: () => void; onDone: () => void }) {
   const { t } = useUi();
   const [count, setCount] = useState('1');
-  const [v, set] = useKeyForm({ name: '', limit: '', period: 'rolling30d', expiry: '' });
+  const [v, set] = useKeyForm({
+    name: '',
+    limit: '',
+    period: 'rolling30d',
+    expiry: '',
+    devices: '',
+    speed: '',
+  });
   const [busy, error, run] = useAction(onDone);
   const warn = useSecondPress();
   const submit = run(async () => {
@@ -164,6 +191,8 @@ export function CreateDialog({ onClose, onDone }: { onClose: () => void; onDone:
     if (!Number.isInteger(n) || n < 1 || n > 1000) throw new Error(`${t.count}: 1–1000`);
     const bytes = limitBytes(v.limit, undefined);
     const exp = dateOrNull(v.expiry);
+    const devices = deviceCount(v.devices, t.deviceLimit);
+    const speed = speedBytes(v.speed, undefined, t.speedLimit);
     warn([
       bytes === 0 && t.zeroLimitWarn.replace('{disable}', t.disable),
       exp !== null && exp < Date.now() && t.pastExpiryWarn,
@@ -173,6 +202,8 @@ export function CreateDialog({ onClose, onDone }: { onClose: () => void; onDone:
       ...(bytes !== null ? { limit: { bytes }, dataLimitPeriod: v.period } : {}),
       // A past one passed the second press above (the API refuses it without allowPastExpiry).
       ...(exp !== null ? { expiresAt: exp, allowPastExpiry: true } : {}),
+      ...(devices !== null ? { deviceLimit: { devices } } : {}),
+      ...(speed !== null ? { speedLimit: { bytesPerSecond: speed } } : {}),
     };
     if (n === 1) await api.create(body);
     else await api.createMany({ ...body, count: n });
@@ -201,6 +232,8 @@ export function EditDialog({ k, onClose, onDone }: { k: KeyRow; onClose: () => v
     limit: gibField(k.dataLimit?.bytes),
     period: k.dataLimitPeriod ?? 'rolling30d',
     expiry: k.expiresAt ? k.expiresAt.slice(0, 10) : '',
+    devices: k.deviceLimit ? String(k.deviceLimit.devices) : '',
+    speed: mbitField(k.speedLimit?.bytesPerSecond),
   });
   const [prefix, setPrefix] = useState(k.prefix ?? '');
   const [busy, error, run] = useAction(onDone);
@@ -208,6 +241,8 @@ export function EditDialog({ k, onClose, onDone }: { k: KeyRow; onClose: () => v
   const submit = run(async () => {
     const bytes = limitBytes(v.limit, k.dataLimit?.bytes);
     const exp = dateOrNull(v.expiry);
+    const devices = deviceCount(v.devices, t.deviceLimit);
+    const speed = speedBytes(v.speed, k.speedLimit?.bytesPerSecond, t.speedLimit);
     const oldExp = k.expiresAt ? k.expiresAt.slice(0, 10) : '';
     // Only what this edit changes: a key already limited to 0 or expired is saved without a word.
     warn([
@@ -221,6 +256,8 @@ export function EditDialog({ k, onClose, onDone }: { k: KeyRow; onClose: () => v
     )
       await api.setLimit(k.id, bytes, v.period);
     if (v.expiry !== oldExp) await api.setExpiry(k.id, exp);
+    if (devices !== (k.deviceLimit?.devices ?? null)) await api.setDeviceLimit(k.id, devices);
+    if (speed !== (k.speedLimit?.bytesPerSecond ?? null)) await api.setSpeedLimit(k.id, speed);
     if (k.prefix !== undefined && prefix !== k.prefix) await api.setPrefix(k.id, prefix.trim() || 'auto');
   });
   return (

@@ -2,7 +2,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, type AccessKey, type KeyUsage, type UsageDay } from './api.js';
 import { EditDialog } from './dialogs.js';
-import { Badge, Chart, CopyButton, date, Qr, UsageBar, useUi } from './ui.js';
+import { Badge, Chart, CopyButton, date, limitsText, Qr, rate, UsageBar, useUi } from './ui.js';
 
 export function KeyPage({ id }: { id: string }) {
   const { t, locale } = useUi();
@@ -56,6 +56,18 @@ export function KeyPage({ id }: { id: string }) {
         <div class="card">
           <div class="card-label">{t.expiry}</div>
           <div class="card-text">{key.expiresAt ? date(Date.parse(key.expiresAt), locale) : t.never}</div>
+        </div>
+        <div class="card" data-card="device-limit">
+          <div class="card-label">{t.deviceLimit}</div>
+          <div class="card-text">
+            {key.deviceLimit ? limitsText({ deviceLimit: key.deviceLimit }, t, locale) : t.noLimit}
+          </div>
+        </div>
+        <div class="card" data-card="speed-limit">
+          <div class="card-label">{t.speedLimit}</div>
+          <div class="card-text">
+            {key.speedLimit ? rate(key.speedLimit.bytesPerSecond, locale) : t.noLimit}
+          </div>
         </div>
         <div class="card">
           <div class="card-label">{t.openConnections}</div>

@@ -3,7 +3,7 @@
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { api, type BulkAction, type KeyRow, type KeyState } from './api.js';
 import { ConfirmDialog, CreateDialog, EditDialog, ExtendDialog, QrDialog } from './dialogs.js';
-import { Badge, CopyButton, date, stateOf, UsageBar, useUi } from './ui.js';
+import { Badge, CopyButton, date, limitsText, stateOf, UsageBar, useUi } from './ui.js';
 import { countText } from './i18n.js';
 
 const PAGE = 100;
@@ -214,6 +214,7 @@ export function KeysPage() {
               <th scope="col">{t.name}</th>
               <th scope="col">{t.status}</th>
               <th scope="col">{t.usage}</th>
+              <th scope="col">{t.limits}</th>
               <th scope="col">{t.expiry}</th>
               <th scope="col">{t.lastSeen}</th>
               <th scope="col">{t.actions}</th>
@@ -241,6 +242,9 @@ export function KeysPage() {
                   {(k.dataLimit || defaultLimit !== undefined) && (
                     <small class="muted">{t[`p_${k.dataLimitPeriod ?? 'rolling30d'}`]}</small>
                   )}
+                </td>
+                <td class="limits" data-limits>
+                  {limitsText(k, t, locale) || t.noLimit}
                 </td>
                 <td>{k.expiresAt ? date(Date.parse(k.expiresAt), locale) : t.never}</td>
                 <td>

@@ -48,6 +48,62 @@ export function limitBytes(text: string, before: number | undefined): number | n
   return Math.round(n * GiB);
 }
 
+/** A speed limit in an Mbit/s field, as gibField: "10", "0.5", "0.00819" (1 KiB/s). */
+export function mbitField(bytesPerSecond: number | undefined): string {
+  if (bytesPerSecond === undefined) return '';
+  const x = (bytesPerSecond * 8) / 1e6;
+  return String(x >= 1 ? Number(x.toFixed(2)) : Number(x.toPrecision(3)));
+}
+
+/**
+ * The bytes per second an Mbit/s field stands for (the limit's own while the field still shows
+ * it; empty: none); out of the API's bounds (1 KiB/s to 2^40 B/s) an error naming the field.
+ */
+export function speedBytes(text: string, before: number | undefined, what: string): number | null {
+  const v = text.trim();
+  if (before !== undefined && v === mbitField(before)) return before;
+  if (v === '') return null;
+  const n = Math.round((Number(v) * 1e6) / 8);
+  if (!Number.isFinite(n) || n < 1024 || n > 2 ** 40)
+    throw new Error(`${what}: 0.0082 – 8796093 Mbit/s, got ${v}`);
+  return n;
+}
+
+/** A device limit field: empty for none, else a whole number 1–10000 (an error naming the field). */
+export function deviceCount(text: string, what: string): number | null {
+  const v = text.trim();
+  if (v === '') return null;
+  if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 10_000) throw new Error(`${what}: 1–10000, got ${v}`);
+  return Number(v);
+}
+
+/** A speed as people read it, in bits per second ("10 Mbit/s"), digits in the locale's numerals. */
+export function rate(bytesPerSecond: number, locale: string): string {
+  const bits = bytesPerSecond * 8;
+  for (const [unit, size] of [
+    ['Gbit/s', 1e9],
+    ['Mbit/s', 1e6],
+    ['kbit/s', 1e3],
+  ] as const)
+    if (bits >= size)
+      return `${new Intl.NumberFormat(locale, { maximumFractionDigits: 2 }).format(bits / size)} ${unit}`;
+  return `${bits} bit/s`;
+}
+
+/** A key's device and speed limits in one short phrase ("3 devices at once · 10 Mbit/s"), "" for none. */
+export function limitsText(
+  k: { deviceLimit?: { devices: number }; speedLimit?: { bytesPerSecond: number } },
+  t: { devicesAtOnce: string },
+  locale: string,
+): string {
+  return [
+    k.deviceLimit ? `${new Intl.NumberFormat(locale).format(k.deviceLimit.devices)} ${t.devicesAtOnce}` : '',
+    k.speedLimit ? rate(k.speedLimit.bytesPerSecond, locale) : '',
+  ]
+    .filter((s) => s !== '')
+    .join(' · ');
+}
+
 /**
  * A byte count in the largest binary unit it fills, as the CLI and the subscription page print it
  * (src/shared/bytes.ts: "500.00 MiB", "1 B"), digits in the locale's numerals.

@@ -7,7 +7,7 @@ import { Option, type Command, type CommanderError } from 'commander';
 import QRCode from 'qrcode';
 import { DEFAULT_METHODS } from '../../api/app.js';
 import { LIMIT_PERIODS, type LimitPeriod } from '../../store/index.js';
-import { parseMoment, parseSize as parseSizeText } from '../../shared/parse.js';
+import { formatRate, parseMoment, parseSize as parseSizeText } from '../../shared/parse.js';
 import { ladderCommand } from '../../shared/invocation.js';
 import { ALL_METHODS } from '../../config/defaults.js';
 import { fileErrorWhy } from '../../config/errors.js';
@@ -23,6 +23,7 @@ import { checkOutputFile } from './output-file.js';
 import { replaceFile } from '../../shared/data-file.js';
 import type { AddOptions, KeysBackend, KeyView } from './keys/backend.js';
 import { LocalKeys } from './keys/local.js';
+import { parseDevices, parseSpeed, registerLimitCommands } from './keys/limits.js';
 import { parseApiTarget, RemoteKeys } from './keys/remote.js';
 import {
   formatBytes,
@@ -289,6 +290,8 @@ Examples:
   ladder keys limit 2 500MiB --period monthly        # sizes need a unit: 10GB, 500MiB, 1.5TB
   ladder keys limit 2 none                           # remove the limit (so do off and 0; a 0-byte limit set
                                                      # through the Outline API blocks a key: LIMIT 0 B)
+  ladder keys devices 2 3                            # at most 3 devices at once (none removes it)
+  ladder keys speed 2 10Mbit                         # each way; also 500kbit, 2MB/s (a unit is required)
   ladder keys expire 2 2027-03-01                    # or 2027-03-01T18:00Z, 30d, never
   ladder keys disable 2 && ladder keys enable 2
   ladder keys url 2                                  # ss://, ssconf:// and subscription URLs
@@ -302,7 +305,7 @@ export function registerKeys(program: Command): void {
     program
       .command('keys')
       .description(
-        'manage access keys: add, list, rm, rename, rotate, limit, expire, enable, disable, edit, url',
+        'manage access keys: add, list, rm, rename, rotate, limit, devices, speed, expire, enable, disable, edit, url',
       )
       .option(
         '--data-dir <dir>',
@@ -339,6 +342,8 @@ export function registerKeys(program: Command): void {
     .option('--force', 'accept an expiry in the past')
     .option('--count <n>', 'create this many keys at once (named "<name> 1", …)')
     .option('--prefix <auto|off|value>', PREFIX_HELP)
+    .option('--devices <n>', 'device limit: at most N client addresses use the key at once (1..10000)')
+    .option('--speed <rate>', 'speed limit, each way: a rate with a unit (10Mbit, 2MB/s)')
     .option('--qr', 'draw the QR code even when the output is not a terminal')
     .option('--no-qr', 'do not print the QR code')
     .action(
@@ -352,6 +357,8 @@ export function registerKeys(program: Command): void {
           force?: boolean;
           count?: string;
           prefix?: string;
+          devices?: string;
+          speed?: string;
           qr?: boolean;
         },
         cmd: Command,
@@ -375,6 +382,8 @@ export function registerKeys(program: Command): void {
           ...(period ? { period } : {}),
           ...(o.expires !== undefined ? { expiresAt: expiryOf(o.expires, '--expires', o.force) } : {}),
           ...(prefix !== undefined ? { prefix } : {}),
+          ...(o.devices !== undefined ? { deviceLimit: parseDevices(o.devices, '--devices') } : {}),
+          ...(o.speed !== undefined ? { speedLimit: parseSpeed(o.speed, '--speed') } : {}),
         };
         const terms = [
           ...(add.limitBytes !== undefined
@@ -382,6 +391,8 @@ export function registerKeys(program: Command): void {
             : []),
           ...(add.expiresAt !== undefined ? [`expires ${shortTime(add.expiresAt)}`] : []),
           ...(prefix !== undefined ? [`prefix ${prefix}`] : []),
+          ...(add.deviceLimit !== undefined ? [`at most ${add.deviceLimit} device(s) at once`] : []),
+          ...(add.speedLimit !== undefined ? [`speed limit ${formatRate(add.speedLimit)} each way`] : []),
         ];
         const suffix = terms.length ? `: ${terms.join(', ')}` : '';
         await withBackend(cmd, async (b) => {
@@ -489,6 +500,8 @@ export function registerKeys(program: Command): void {
         say(limitConfirmation(await b.get(id), period !== undefined));
       });
     });
+
+  registerLimitCommands(sub, withBackend, say);
 
   sub('expire', (arg) => `expiry must be a date, a date-time or a duration from now like 30d, got "${arg}"`)
     .description(

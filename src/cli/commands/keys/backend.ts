@@ -1,6 +1,6 @@
 /** What `ladder keys` works on: a local store or a server's API, behind one interface. */
 import type { AccessKeyJson } from '../../../api/index.js';
-import type { LimitPeriod } from '../../../store/index.js';
+import type { LimitField, LimitPeriod } from '../../../store/index.js';
 import { UsageError } from '../../errors.js';
 import { printable } from '../../terminal.js';
 
@@ -34,6 +34,10 @@ export interface AddOptions {
   count?: number;
   /** --prefix as typed: auto, off, hex or Outline's URL-escaped string. */
   prefix?: string;
+  /** --devices: client addresses at once. */
+  deviceLimit?: number;
+  /** --speed: bytes per second each way. */
+  speedLimit?: number;
 }
 
 /** Where keys live: the local store, or a server's management API. Same operations either way. */
@@ -46,6 +50,8 @@ export interface KeysBackend {
   limit(id: string, bytes: number | null, period?: LimitPeriod): Promise<void>;
   expire(id: string, at: number | null): Promise<void>;
   setEnabled(id: string, enabled: boolean): Promise<void>;
+  /** Set (a number) or remove (null) a key's device or speed limit (docs/limits.md). */
+  keyLimit(id: string, field: LimitField, value: number | null): Promise<void>;
   /** --prefix as typed (auto, off, hex, Outline's URL-escaped string); refused if it does not fit the key. */
   setPrefix(id: string, prefix: string): Promise<void>;
   /** A new secret (`password`, else a fresh one); keeps id, name, limits, usage and the access token. */

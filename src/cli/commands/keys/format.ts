@@ -1,5 +1,6 @@
 /** How `ladder keys` prints keys: the table, sizes, and the one-line confirmations. */
 import { formatBinaryBytes } from '../../../shared/bytes.js';
+import { formatRate } from '../../../shared/parse.js';
 import { printable } from '../../terminal.js';
 import type { LimitPeriod } from '../../../store/index.js';
 import type { KeyView } from './backend.js';
@@ -9,7 +10,19 @@ export const formatBytes = formatBinaryBytes;
 
 export function formatTable(keys: readonly KeyView[]): string {
   const rows = [
-    ['ID', 'NAME', 'STATE', 'USED (window)', 'LIMIT', '30 DAYS', 'EXPIRES', 'LAST SEEN', 'PREFIX'],
+    [
+      'ID',
+      'NAME',
+      'STATE',
+      'USED (window)',
+      'LIMIT',
+      '30 DAYS',
+      'EXPIRES',
+      'LAST SEEN',
+      'DEVICE LIMIT',
+      'SPEED LIMIT',
+      'PREFIX',
+    ],
   ];
   for (const k of keys) {
     rows.push([
@@ -25,6 +38,8 @@ export function formatTable(keys: readonly KeyView[]): string {
       k.lastTrafficSeenTimestampMs
         ? new Date(k.lastTrafficSeenTimestampMs).toISOString().replace(/:\d\d\.\d{3}Z$/, 'Z')
         : 'never',
+      k.deviceLimit ? String(k.deviceLimit.devices) : 'none',
+      k.speedLimit ? formatRate(k.speedLimit.bytesPerSecond) : 'none',
       k.prefix === undefined ? '-' : printable(k.prefix),
     ]);
   }

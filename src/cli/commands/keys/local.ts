@@ -21,6 +21,7 @@ import {
   StoreError,
   type KeyPatch,
   type KyselyStore,
+  type LimitField,
   type LimitPeriod,
   type ServerSettings,
 } from '../../../store/index.js';
@@ -107,6 +108,8 @@ export class LocalKeys implements KeysBackend {
       limitPeriod: o.period,
       expiresAt: o.expiresAt,
       prefix: o.prefix === undefined ? undefined : prefixSetting(method, o.prefix),
+      deviceLimit: o.deviceLimit,
+      speedLimit: o.speedLimit,
     });
     return keys.map((k) => toAccessKeyJson(k, settings, undefined, api, web));
   }
@@ -129,6 +132,9 @@ export class LocalKeys implements KeysBackend {
   }
   setEnabled(id: string, enabled: boolean): Promise<void> {
     return this.#update(id, { enabled });
+  }
+  keyLimit(id: string, field: LimitField, value: number | null): Promise<void> {
+    return this.#update(id, { [field]: value });
   }
   async rotate(id: string, password?: string): Promise<void> {
     const key = await this.store.getKey(id);

@@ -4,7 +4,7 @@ import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { AccessKeyJson } from '../../../api/index.js';
-import type { LimitPeriod } from '../../../store/index.js';
+import type { LimitField, LimitPeriod } from '../../../store/index.js';
 import { UsageError } from '../../errors.js';
 import { notFound, type AddOptions, type KeysBackend, type KeyUrls, type KeyView } from './backend.js';
 
@@ -156,6 +156,10 @@ export async function pinnedRequest(
 /** Whether `v` has the type `type` when present (a key's optional fields). */
 const absentOr = (v: unknown, type: 'string' | 'number' | 'boolean'): boolean =>
   v === undefined || typeof v === type;
+/** `{devices: N}` / `{bytesPerSecond: N}` (a key's device and speed limits), or absent. */
+const countOrAbsent = (v: unknown, field: string): boolean =>
+  v === undefined ||
+  (typeof v === 'object' && v !== null && typeof (v as Record<string, unknown>)[field] === 'number');
 const bytesOrAbsent = (v: unknown): boolean =>
   v === undefined ||
   (typeof v === 'object' && v !== null && typeof (v as { bytes?: unknown }).bytes === 'number');
@@ -171,6 +175,8 @@ function isKey(v: unknown): v is AccessKeyJson {
     typeof k.accessUrl === 'string' &&
     bytesOrAbsent(k.dataLimit) &&
     bytesOrAbsent(k.dataUsed) &&
+    countOrAbsent(k.deviceLimit, 'devices') &&
+    countOrAbsent(k.speedLimit, 'bytesPerSecond') &&
     ['dataLimitPeriod', 'expiresAt', 'state', 'prefix', 'dynamicAccessUrl', 'subscriptionUrl'].every((f) =>
       absentOr(k[f], 'string'),
     ) &&
@@ -279,6 +285,8 @@ export class RemoteKeys implements KeysBackend {
       // The CLI checked it already (a past one only with --force): the API need not ask again.
       ...(o.expiresAt !== undefined ? { expiresAt: o.expiresAt, allowPastExpiry: true } : {}),
       ...(o.prefix !== undefined ? { prefix: o.prefix } : {}),
+      ...(o.deviceLimit !== undefined ? { deviceLimit: { devices: o.deviceLimit } } : {}),
+      ...(o.speedLimit !== undefined ? { speedLimit: { bytesPerSecond: o.speedLimit } } : {}),
     };
     if ((o.count ?? 1) > 1) {
       const r = await this.#shaped(isKeyList, 'an "accessKeys" list of keys', 'POST', '/access-keys/bulk', {
@@ -313,6 +321,17 @@ export class RemoteKeys implements KeysBackend {
   }
   async setEnabled(id: string, enabled: boolean): Promise<void> {
     await this.#call('PUT', `/access-keys/${encodeURIComponent(id)}/enabled`, { enabled }, id);
+  }
+  async keyLimit(id: string, field: LimitField, value: number | null): Promise<void> {
+    const p = `/access-keys/${encodeURIComponent(id)}/${field === 'deviceLimit' ? 'device' : 'speed'}-limit`;
+    if (value === null) await this.#call('DELETE', p, undefined, id);
+    else
+      await this.#call(
+        'PUT',
+        p,
+        { limit: field === 'deviceLimit' ? { devices: value } : { bytesPerSecond: value } },
+        id,
+      );
   }
   async rotate(id: string, password?: string): Promise<void> {
     const body = password === undefined ? {} : { password };
