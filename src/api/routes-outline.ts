@@ -220,6 +220,9 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
         if (rate > peak.bytes) peak = { bytes: rate, at };
       }
       const open = ctx.control.openConnections();
+      // A device-limited key's client addresses in use (docs/limits.md); other keys' are not
+      // tracked, so their open connections stand in, as before.
+      const devices = ctx.control.devicesInUse?.() ?? new Map<string, number>();
       return {
         server: {
           tunnelTime: { seconds: 0 },
@@ -244,7 +247,10 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
             dataTransferred: { bytes: perKey.get(k.id) ?? 0 },
             connection: {
               lastTrafficSeen: k.lastSeenAt === null ? 0 : Math.floor(k.lastSeenAt / 1000),
-              peakDeviceCount: { data: open.get(k.id) ?? 0, timestamp: Math.floor(now / 1000) },
+              peakDeviceCount: {
+                data: devices.get(k.id) ?? open.get(k.id) ?? 0,
+                timestamp: Math.floor(now / 1000),
+              },
             },
           })),
       };

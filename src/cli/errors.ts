@@ -39,6 +39,7 @@ const STORE_DATA_ERRORS: ReadonlySet<StoreErrorCode> = new Set([
   'KEY_EXISTS',
   'KEY_NOT_FOUND',
   'STORE_OPEN_FAILED',
+  'INVALID_LIMIT', // a device or speed limit out of bounds (the CLI checks first; a store write refuses it too)
 ]);
 
 /**

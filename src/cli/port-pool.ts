@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import type { DataPlane, ShadowsocksServer } from '../server/index.js';
+import { processDeviceCounts } from '../server/index.js';
 import type { KeyDelta, RuntimeKey, ServerControl } from '../shared/control.js';
 import type { Logger } from '../shared/logger.js';
 
@@ -156,6 +157,11 @@ export class PortPool implements ServerControl {
       for (const [id, n] of source.openConnections()) out.set(id, (out.get(id) ?? 0) + n);
     }
     return out;
+  }
+
+  /** Client addresses in use per device-limited key: one process-wide table (device-limits.ts). */
+  devicesInUse(): ReadonlyMap<string, number> {
+    return processDeviceCounts().inUse;
   }
 
   /** How many keys are served, over every port. */
