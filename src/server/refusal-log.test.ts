@@ -73,8 +73,8 @@ test('unauthenticated connections: one line, then a count with replays and times
   clock.advance(60_000);
   await new Promise((r) => setImmediate(r));
   assert.deepEqual(msgs(), [
-    'a connection did not authenticate with any key (wrong, disabled, expired or over-quota key, or probes); more are counted and reported at most once per 60 s',
-    '4 more connections did not authenticate with any key in the last 60 s (wrong, disabled, expired or over-quota key, or probes); of them 2 replayed, 1 dated more than 30 s off (2022 timestamp: a wrong client clock, or a replay)',
+    'a connection did not authenticate with any key (wrong, disabled, expired or over-quota key, a key at its device limit, or probes); more are counted and reported at most once per 60 s',
+    '4 more connections did not authenticate with any key in the last 60 s (wrong, disabled, expired or over-quota key, a key at its device limit, or probes); of them 2 replayed, 1 dated more than 30 s off (2022 timestamp: a wrong client clock, or a replay)',
   ]);
 });
 

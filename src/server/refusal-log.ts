@@ -16,7 +16,8 @@ export interface RefusalLogOptions {
 }
 
 const UNAUTHENTICATED = 'unauthenticated';
-const UNAUTHENTICATED_WHY = 'wrong, disabled, expired or over-quota key, or probes';
+const UNAUTHENTICATED_WHY =
+  'wrong, disabled, expired or over-quota key, a key at its device limit, or probes';
 
 /** Why an unauthenticated connection failed, in words, for the breakdown of the aggregate. */
 const UNAUTHENTICATED_DETAIL: Partial<Record<ConnectionStatus, string>> = {

@@ -276,7 +276,7 @@ describe('server refusal lines are rate-limited', () => {
     );
     assert.equal(
       lines[1]!.msg,
-      '29 more connections did not authenticate with any key in the last 2 s (wrong, disabled, expired or over-quota key, or probes)',
+      '29 more connections did not authenticate with any key in the last 2 s (wrong, disabled, expired or over-quota key, a key at its device limit, or probes)',
     );
     assert.equal(lines[1]!.level, 30);
     assertNoLeak(log, 'server', ['example.com', 'wrong-password', PASSWORD]);
