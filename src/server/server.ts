@@ -186,6 +186,7 @@ export class ShadowsocksServer implements ServerControl {
    */
   setKeys(keys: readonly RuntimeKey[]): void {
     const ring = this.#keys;
+    const gaining = this.#gainingLimits(keys);
     ring.set(keys);
     this.#ctx.speed!.set(keys);
     this.#devices.setKeys(keys);
@@ -200,7 +201,8 @@ export class ShadowsocksServer implements ServerControl {
         }
       }
     }
-    this.#udp?.pruneKeys();
+    for (const id of gaining) closed += this.closeKeyConnections(id);
+    this.#udp?.pruneKeys(gaining);
     // debug: a managed server runs several servers (key ports, the web front) and logs the total once.
     this.#log.debug({ keys: ring.size, closedConnections: closed }, 'keys set');
   }
@@ -210,6 +212,7 @@ export class ShadowsocksServer implements ServerControl {
    * or replaced keys are closed, skipped keys logged at warn as by setKeys().
    */
   applyKeyDelta(delta: KeyDelta): void {
+    const gaining = this.#gainingLimits(delta.upsert);
     const gone = this.#keys.apply(delta);
     this.#ctx.speed!.apply(delta);
     this.#devices.apply(delta);
@@ -217,8 +220,25 @@ export class ShadowsocksServer implements ServerControl {
     for (const r of this.#keys.rejected) this.#log.warn({ keyId: r.id, reason: r.reason }, 'key skipped');
     let closed = 0;
     for (const id of gone) closed += this.closeKeyConnections(id);
-    if (gone.length > 0) this.#udp?.pruneKeys();
+    for (const id of gaining) closed += this.closeKeyConnections(id);
+    if (gone.length > 0 || gaining.length > 0) this.#udp?.pruneKeys(gaining);
     this.#log.debug({ keys: this.#keys.size, closedConnections: closed }, 'keys changed');
+  }
+
+  /**
+   * Keys in `keys` that had no speed or device limit here and now get one. Their open connections
+   * are closed (the client opens new ones at once): a connection opened before the limit runs on
+   * the fast paths, which neither throttle nor hold a device's place (docs/limits.md).
+   */
+  #gainingLimits(keys: readonly RuntimeKey[]): string[] {
+    const out: string[] = [];
+    for (const k of keys) {
+      if (!this.#keys.get(k.id)) continue; // a new key has no connections yet
+      const speed = k.speedLimit !== undefined && this.#ctx.speed!.for(k.id) === undefined;
+      const device = k.deviceLimit !== undefined && !this.#devices.limited(k.id);
+      if (speed || device) out.push(k.id);
+    }
+    return out;
   }
 
   /** Keys the last setKeys() skipped, with the reason. */

@@ -68,10 +68,11 @@ export class KeyLimit implements RelayThrottle {
   setRate(rate: number | undefined): void {
     const r = rate !== undefined && rate > 0 ? rate : 0;
     if (r === this.#rate) return;
-    const was = this.#rate;
     this.#rate = r;
     if (r > 0) this.#r = { msPerByte: 1000 / r, burstMs: (burstBytes(r) * 1000) / r };
-    if (was > 0 && r > 0) forgive(this.#bucket, wallNow());
+    // Any new rate starts afresh: the debt booked at the old rate (or before a limit was removed
+    // and set again) is forgiven, so no connection waits out time charged at another rate.
+    if (r > 0) forgive(this.#bucket, wallNow());
     this.#wake(Infinity);
   }
 

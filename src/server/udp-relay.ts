@@ -231,9 +231,10 @@ export class UdpRelay {
     if (socket) await new Promise<void>((resolve) => socket.close(() => resolve()));
   }
 
-  /** Close the sessions of keys that are gone or changed (after setKeys). */
-  pruneKeys(): void {
-    for (const s of [...this.#sessions.values()]) if (this.#ctx.keys.get(s.key.id) !== s.key) this.#drop(s);
+  /** Close the sessions of keys that are gone or changed (after setKeys), or just gained a limit. */
+  pruneKeys(gainedLimits: readonly string[] = []): void {
+    for (const s of [...this.#sessions.values()])
+      if (this.#ctx.keys.get(s.key.id) !== s.key || gainedLimits.includes(s.key.id)) this.#drop(s);
   }
 
   /** Batched sockets: pick up what the C paths relayed (usage, activity) once a second. */

@@ -234,6 +234,11 @@ test('parseRate: bits or bytes per second with a unit, at least 1 KiB/s; formatR
   assert.equal(parseRate('500kbit', 'speed'), 62_500);
   assert.equal(parseRate('2MB/s', 'speed'), 2_000_000);
   assert.equal(parseRate('1.5MiB/s', 'speed'), 1_572_864);
+  // b is bits, B bytes, as people write them: 10Mb/s is 10 megabits, 10MBps 10 megabytes.
+  assert.equal(parseRate('10Mb/s', 'speed'), 1_250_000);
+  assert.equal(parseRate('10MBps', 'speed'), 10_000_000);
+  assert.equal(parseRate('1TiB/s', 'speed'), 2 ** 40);
+  assert.throws(() => parseRate('10Mib/s', 'speed'), /with a unit/);
   assert.throws(() => parseRate('10', 'speed'), /speed must be a rate with a unit.*got "10"/);
   assert.throws(() => parseRate('0Mbit', 'speed'), /positive rate/);
   assert.throws(() => parseRate('8kbit', 'speed'), /at least 1 KiB\/s/);

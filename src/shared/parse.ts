@@ -114,24 +114,8 @@ export function parseSize(text: string, what: string): number {
   return n;
 }
 
-/** Rate units in bytes per second: bits (kbit = 125 B/s, "Mbps") and bytes ("MB/s", "MiB/s"). */
-const RATE_UNITS: Readonly<Record<string, number>> = {
-  bit: 1 / 8,
-  kbit: 1e3 / 8,
-  mbit: 1e6 / 8,
-  gbit: 1e9 / 8,
-  bps: 1 / 8,
-  kbps: 1e3 / 8,
-  mbps: 1e6 / 8,
-  gbps: 1e9 / 8,
-  'b/s': 1,
-  'kb/s': 1e3,
-  'mb/s': 1e6,
-  'gb/s': 1e9,
-  'kib/s': 2 ** 10,
-  'mib/s': 2 ** 20,
-  'gib/s': 2 ** 30,
-};
+/** Rate prefixes: decimal (k, M, G, T; either case) or, with bytes, binary (Ki, Mi, Gi, Ti). */
+const RATE_PREFIX: Readonly<Record<string, number>> = { '': 1, k: 1e3, m: 1e6, g: 1e9, t: 1e12 };
 
 /** The smallest rate a key may be limited to: below it a TCP connection would time out. */
 export const MIN_RATE = 1024;
@@ -146,11 +130,17 @@ export function parseRate(text: string, what: string): number {
   };
   const m = /^\s*(\d+(?:\.\d+)?)\s*([A-Za-z/]*)\s*$/.exec(text);
   if (!m || Number(m[1]) <= 0) return fail('a positive rate like 10Mbit, 500kbit or 2MB/s');
-  let unit = m[2]!.toLowerCase();
-  if (unit.endsWith('it/s')) unit = unit.slice(0, -2); // "Mbit/s" = "Mbit"
-  const per = RATE_UNITS[unit];
-  if (m[2] === '' || per === undefined)
-    return fail('a rate with a unit: kbit, Mbit, Gbit (also Mbps) or kB/s, MB/s, KiB/s, MiB/s, like 10Mbit');
+  // Bits are "bit", "bps" or a lower-case "b/s"; bytes an upper-case "B/s" or "Bps" (10Mb/s is
+  // 10 megabits a second, 10MB/s and 10MBps 10 megabytes, as people write them).
+  const u = /^([kKmMgGtT]?)(i?)(bits?(?:\/s)?|bps|b\/s|B\/s|Bps)$/.exec(m[2]!);
+  const bytes = u !== null && (u[3] === 'B/s' || u[3] === 'Bps');
+  if (u === null || (u[2] === 'i' && (!bytes || u[1] === '')))
+    return fail(
+      'a rate with a unit: kbit, Mbit, Gbit (also Mbps, Mb/s) or kB/s, MB/s, KiB/s, MiB/s, like 10Mbit',
+    );
+  const scale = u[1]!.toLowerCase();
+  const prefix = u[2] === 'i' ? 2 ** (10 * ' kmgt'.indexOf(scale)) : RATE_PREFIX[scale]!;
+  const per = bytes ? prefix : prefix / 8;
   const n = Math.round(Number(m[1]) * per);
   if (!Number.isSafeInteger(n) || n > 2 ** 40) return fail('at most 1 TiB/s');
   if (n < MIN_RATE) return fail('at least 1 KiB/s (8.2kbit)');

@@ -180,6 +180,25 @@ describe('speed limits, TCP', () => {
     );
   });
 
+  it('a key that gains a limit has its open connections closed (they ran on the fast paths); the next is throttled', async () => {
+    const k = newKey();
+    setKeys(k);
+    const open = await tunnel(k, sink, u64(64 * 1024 * 1024));
+    try {
+      open.send(randomBytes(16_000));
+      await sleep(200);
+      server.applyKeyDelta({ upsert: [{ ...k, speedLimit: RATE }], remove: [] });
+      const how = await Promise.race([open.closed, sleep(3000).then(() => undefined)]);
+      assert.ok(how !== undefined, 'the connection opened before the limit was closed');
+    } finally {
+      open.destroy();
+    }
+    const relays = throttledRelays();
+    const ms = await download(k);
+    assert.ok(ms >= BOUND_MS, `the next download took ${ms} ms, at least ${BOUND_MS} expected`);
+    assert.equal(throttledRelays(), relays + 1, 'the throttled relay carried it');
+  });
+
   it('two connections of one key share its rate (their sum)', async () => {
     const k = newKey(RATE);
     setKeys(k);

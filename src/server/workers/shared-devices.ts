@@ -28,6 +28,8 @@ export interface SharedDevicesBuffers {
 export const DEVICE_ENTRIES = 16384;
 /** Limited keys the table can tell apart; past it a further key's limit is not enforced. */
 export const DEVICE_KEYS = 4096;
+/** 1 ms waits for a held lock before it is taken over (its holder is gone). */
+const LOCK_TAKEOVER_WAITS = 2000;
 const ID_BYTES = 256;
 
 const H_LOCK = 0;
@@ -90,6 +92,13 @@ export class SharedDevices {
   #lock(): void {
     const i = this.#i;
     for (let n = 0; Atomics.compareExchange(i, H_LOCK, 0, 1) !== 0; n++) {
+      // A holder keeps the lock for microseconds; one still held after ~2 s of 1 ms waits belongs
+      // to a thread that ended while holding it (a terminated or out-of-memory worker): take it
+      // over rather than hang every thread that counts devices.
+      if (n > 64 + LOCK_TAKEOVER_WAITS) {
+        Atomics.store(i, H_LOCK, 1);
+        return;
+      }
       if (n > 64) Atomics.wait(i, H_LOCK, 1, 1);
     }
   }
