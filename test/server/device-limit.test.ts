@@ -132,7 +132,7 @@ for (const lean of [true, false]) {
       assert.match(text, new RegExp(`ladder_key_devices_in_use\\{access_key="${k.id}"\\} 1`));
       assert.match(text, new RegExp(`ladder_key_device_refusals_total\\{access_key="${k.id}"\\} 1`));
       assert.doesNotMatch(text, /127\.0\.0/);
-      const said = lines().filter((l) => l.includes('device limit'));
+      const said = lines().filter((l) => l.includes('device limit') && l.includes(`key ${k.id}:`));
       assert.equal(said.length, 1, said.join(''));
       assert.match(
         said[0]!,
