@@ -30,6 +30,10 @@
  *            --batch (both processes, every thread, SCHED_BATCH before the warm-up: a woken
  *            batch task does not preempt the task that woke it),
  *            --libev (measure ss-local + ss-server instead, the reference),
+ *            --threads (CPU per connection of each thread of both processes: the event loop or
+ *            main thread, the data-plane workers, Node's and V8's helper threads),
+ *            --gap MS (idle MS between two connections, as bench:compare's interleaving of five
+ *            stacks leaves each one: a process that sleeps between connections, 0),
  *            (every run also prints both processes' open descriptors and epoll registrations
  *            after the warm-up and after the measured connections: a leak shows as growth),
  *            --floor (measure bench/floor-relay.ts instead: Node sockets, no crypto, no Ladder)
@@ -81,6 +85,10 @@ const clientArgs = argv.flatMap((a, i) => (argv[i - 1] === '--client-arg' ? [a] 
 /** --gc: JS allocations per connection from V8's GC trace (gc-trace.ts). */
 const gc = argv.includes('--gc');
 const serverEnv = envOf('--server-env');
+/** --threads: CPU per connection of every thread (threadCpu). */
+const perThread = argv.includes('--threads');
+/** --gap MS: idle time between connections. */
+const gapMs = argv.includes('--gap') ? Number(opt('--gap', '0')) : 0;
 
 function log(msg: string): void {
   process.stderr.write(`[conn-cost ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -183,6 +191,55 @@ function cpu(pid: number): { user: number; sys: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return { user: Number(f[11]) * 10, sys: Number(f[12]) * 10 };
+}
+
+/** User + system CPU ms of every thread of `pid` so far, by thread id, with its name (comm). */
+function threadCpu(pid: number): Map<number, { name: string; ms: number }> {
+  const out = new Map<number, { name: string; ms: number }>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      out.set(Number(tid), { name, ms: (Number(f[11]) + Number(f[12])) * 10 });
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
+}
+
+/**
+ * The per-thread split between two threadCpu() readings, µs per connection: the main thread (its
+ * id is the process's), threads named like it (Node names a worker thread after the process: the
+ * data-plane workers, by CPU), and the rest (Node's "node" helper threads: V8's platform workers,
+ * libuv's pool) summed.
+ */
+function threadSplit(
+  pid: number,
+  a: ReturnType<typeof threadCpu>,
+  b: ReturnType<typeof threadCpu>,
+  count: number,
+): string {
+  const main = b.get(pid)!;
+  const rows: string[] = [];
+  const us = (tid: number, t: { ms: number }): number => ((t.ms - (a.get(tid)?.ms ?? 0)) * 1000) / count;
+  rows.push(`main ${us(pid, main).toFixed(0)}`);
+  const workers = [...b]
+    .filter(([tid, t]) => tid !== pid && t.name === main.name)
+    .map(([tid, t]) => us(tid, t))
+    .sort((x, y) => y - x);
+  if (workers.length > 0) rows.push(`workers ${workers.map((x) => x.toFixed(0)).join(' + ')}`);
+  let helpers = 0;
+  let busy = 0;
+  for (const [tid, t] of b) {
+    if (tid === pid || t.name === main.name) continue;
+    const x = us(tid, t);
+    helpers += x;
+    if (x > 0) busy++;
+  }
+  rows.push(`helper threads ${helpers.toFixed(0)} (${busy} of ${b.size - 1 - workers.length} ran)`);
+  return rows.join(', ');
 }
 
 /**
@@ -332,6 +389,7 @@ async function main(): Promise<void> {
     const h0 = { c: held(client.pid), s: held(server.pid) };
     const c0 = { c: cpu(client.pid), s: cpu(server.pid) };
     const w0 = { c: switches(client.pid), s: switches(server.pid) };
+    const t0 = perThread ? { c: threadCpu(client.pid), s: threadCpu(server.pid) } : undefined;
     const ms: number[] = [];
     const out0 = { c: client.output().length, s: server.output().length };
     log(`measuring: ${n} connections`);
@@ -339,10 +397,12 @@ async function main(): Promise<void> {
     for (let i = 0; i < n; i++) {
       const t = await exchange();
       if (t !== undefined) ms.push(t);
+      if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
     }
     if (failed > 0) log(`${failed - failedBefore} of the measured exchanges (${failed} in all) timed out`);
     const c1 = { c: cpu(client.pid), s: cpu(server.pid) };
     const w1 = { c: switches(client.pid), s: switches(server.pid) };
+    const t1 = perThread ? { c: threadCpu(client.pid), s: threadCpu(server.pid) } : undefined;
     const gcLines = gc
       ? [
           gcLine('client', client.output().slice(out0.c), n),
@@ -356,7 +416,13 @@ async function main(): Promise<void> {
     const lines = [
       `${libev ? 'shadowsocks-libev' : floor ? 'no-crypto Node floor' : 'ladder'} ${method}, server --workers ${workers}, ${n} short connections to ${host} after ${warm} warm-up, ${callgrind ? 'under callgrind' : 'native'}`,
       `CPU µs per connection: client ${per(c0.c, c1.c)}, server ${per(c0.s, c1.s)}`,
-      `median ms per connection: ${median(ms).toFixed(2)}`,
+      `median ms per connection: ${median(ms).toFixed(2)}${gapMs > 0 ? ` (${gapMs} ms idle between connections)` : ''}`,
+      ...(t0 && t1
+        ? [
+            `CPU µs per connection by thread: client ${threadSplit(client.pid, t0.c, t1.c, n)}`,
+            `CPU µs per connection by thread: server ${threadSplit(server.pid, t0.s, t1.s, n)}`,
+          ]
+        : []),
       `context switches per connection (voluntary + involuntary): ${(['c', 's'] as const)
         .map(
           (k) =>

@@ -116,6 +116,7 @@ export class ShadowsocksServer implements ServerControl {
       collect: () => {
         for (const c of this.#conns) c.collectUsage();
       },
+      busy: () => this.#conns.size > 0,
     });
     const store =
       opts.replayStore ?? (opts.replayStateFile ? replayStateFile(opts.replayStateFile) : undefined);
@@ -518,6 +519,7 @@ export class ShadowsocksServer implements ServerControl {
   /** A new connection: counted until it closes, and the opened hook. */
   #track(c: ServedConnection): void {
     this.#conns.add(c);
+    this.#usage.wake();
     try {
       this.#hooks.onConnectionOpened?.();
     } catch (err) {

@@ -1,5 +1,6 @@
 import type { Clock } from '../shared/clock.js';
 import type { UsageSink } from '../shared/control.js';
+import { envSwitch } from '../shared/env.js';
 import type { Logger } from '../shared/logger.js';
 import { Periodic } from './periodic.js';
 
@@ -18,6 +19,12 @@ export interface UsageMeterOptions {
   flushMs?: number;
   /** Called first by every flush, to add counts not yet reported (open connections). */
   collect?: () => void;
+  /**
+   * Whether counts may still come that only a flush collects (connections open). With it, a
+   * flush that found nothing to hand over and nothing open stops the timer until add() or wake():
+   * an idle server's thread is not woken every flushMs (unless LADDER_TIMERS_ON_DEMAND=0).
+   */
+  busy?: () => boolean;
 }
 
 /**
@@ -30,15 +37,37 @@ export class UsageMeter {
   readonly #collect: (() => void) | undefined;
   readonly #pending = new Map<string, { up: number; down: number }>();
   readonly #flusher: Periodic;
+  readonly #busy: (() => boolean) | undefined;
+  /** Started (start() with a sink), and whether the timer sleeps for want of work. */
+  #started = false;
+  #asleep = false;
 
   constructor(opts: UsageMeterOptions) {
     this.#sink = opts.sink;
     this.#log = opts.log;
     this.#collect = opts.collect;
-    this.#flusher = new Periodic(opts.clock, opts.flushMs ?? DEFAULT_USAGE_FLUSH_MS, () => this.flush());
+    this.#busy = opts.busy && envSwitch('LADDER_TIMERS_ON_DEMAND') ? opts.busy : undefined;
+    this.#flusher = new Periodic(opts.clock, opts.flushMs ?? DEFAULT_USAGE_FLUSH_MS, () => this.#tick());
+  }
+
+  #tick(): void {
+    this.flush();
+    const busy = this.#busy;
+    if (busy && !busy()) {
+      this.#flusher.stop(); // from inside the task: no next run until wake()
+      this.#asleep = true;
+    }
+  }
+
+  /** Something may count soon (a connection opened): the timer runs again if it slept. */
+  wake(): void {
+    if (!this.#asleep) return;
+    this.#asleep = false;
+    this.#flusher.start();
   }
 
   add(keyId: string, up: number, down: number): void {
+    if (this.#asleep) this.wake();
     const u = this.#pending.get(keyId);
     if (u) {
       u.up += up;
@@ -68,10 +97,14 @@ export class UsageMeter {
 
   /** Flush every `flushMs` until stop() (nothing to do without a sink). */
   start(): void {
-    if (this.#sink) this.#flusher.start();
+    if (!this.#sink || this.#started) return;
+    this.#started = true;
+    this.#flusher.start();
   }
 
   stop(): void {
+    this.#started = false;
+    this.#asleep = false;
     this.#flusher.stop();
   }
 }

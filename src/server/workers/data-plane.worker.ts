@@ -7,6 +7,7 @@
 import { readlinkSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { setNativeEnabled } from '../../protocol/shadowsocks/native.js';
+import { envSwitch } from '../../shared/env.js';
 import { createLogger } from '../../shared/logger.js';
 import type { AuthEvent, ConnectionClosedEvent } from '../events.js';
 import { ShadowsocksServer } from '../server.js';
@@ -34,6 +35,16 @@ let closed: ConnectionClosedEvent[] = [];
 const packer = packedEventsFromEnv() ? new EventPacker() : undefined;
 let openDirty = true;
 const meter = new LoopMeter();
+/**
+ * The report's timer: armed by the first event after a report (LADDER_TIMERS_ON_DEMAND, on by
+ * default), so an idle worker is not woken every reportMs to find nothing to say; =0: an interval.
+ */
+const onDemand = envSwitch('LADDER_TIMERS_ON_DEMAND');
+let reporter: NodeJS.Timeout | undefined;
+let closing = false; // the close's own report is the last
+const due = (): void => {
+  if (reporter === undefined && !closing) reporter = setTimeout(onTimer, init.reportMs).unref();
+};
 
 adoptSpeedBuckets(init.speedBuckets); // before the server: its keys' buckets are claimed there
 const server = new ShadowsocksServer({
@@ -62,16 +73,21 @@ const server = new ShadowsocksServer({
     },
   },
   hooks: {
-    onConnectionOpened: () => void opened++,
+    onConnectionOpened: () => {
+      opened++;
+      if (onDemand) due();
+    },
     onAuthenticated: (e) => {
       if (packer) packer.authenticated(e);
       else authenticated.push(e);
       openDirty = true;
+      if (onDemand) due();
     },
     onConnectionClosed: (e) => {
       if (packer) packer.closed(e);
       else closed.push(e);
       if (e.keyId !== undefined) openDirty = true;
+      if (onDemand) due();
     },
   },
 });
@@ -102,8 +118,11 @@ function report(): void {
   closed = [];
   openDirty = false;
 }
-const reporter = setInterval(report, init.reportMs);
-reporter.unref();
+function onTimer(): void {
+  reporter = undefined;
+  report();
+}
+if (!onDemand) reporter = setInterval(report, init.reportMs).unref();
 
 port.on('message', (m: ToWorker) => {
   switch (m.t) {
@@ -128,7 +147,9 @@ port.on('message', (m: ToWorker) => {
       }
       break;
     case 'close':
-      clearInterval(reporter);
+      closing = true;
+      clearTimeout(reporter); // either kind
+      reporter = undefined;
       meter.stop();
       void server.close().then(() => {
         report();
