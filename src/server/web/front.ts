@@ -28,6 +28,7 @@ import { attachDecoyH2, attachH2c, type DecoyH2 } from './h2.js';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { badHost } from './host.js';
 import { limitPipelining } from './pipelining.js';
+import { readRequestLines, restoreMethod } from './request-line.js';
 import { watchSends } from './send-timeout.js';
 import {
   closeAfter,
@@ -212,6 +213,12 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
     ? https.createServer({ ...serverOptions, ...tlsOptions(opts.tls), ALPNProtocols, minVersion: 'TLSv1.2' })
     : http.createServer(serverOptions);
   server.keepAliveTimeout = opts.keepAliveTimeoutMs ?? 65_000;
+  // A request followed by the client's FIN is answered, then the connection closes (nginx); Node
+  // dropped the request unanswered.
+  (server as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+  // Request lines nginx reads where Node's parser refuses them (./request-line.ts): before h2.ts
+  // takes the HTTP/1 listener, so h2 and h2c connections never reach it.
+  readRequestLines(server, opts.tls ? 'secureConnection' : 'connection', serverOptions.headersTimeout!);
   // Before any 'secureConnection' listener of ours: it takes the place of Node's HTTP/1 one.
   const h2Request = (req: Http2ServerRequest, res: Http2ServerResponse): void => {
     if (req.method === 'CONNECT') return sendError(res, 400);
@@ -333,8 +340,13 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
         return sendError(res, refused);
       }
     }
-    // nginx knows one transfer coding, `chunked` alone: anything else is its 501, then a close.
+    // nginx refuses Transfer-Encoding on HTTP/1.0 (400), and knows one transfer coding, `chunked`
+    // alone: anything else is its 501; both close.
     const te = req.headers['transfer-encoding'];
+    if (te !== undefined && req.httpVersionMajor === 1 && req.httpVersionMinor === 0) {
+      closeAfter(res);
+      return sendError(res, 400);
+    }
     if (te !== undefined && req.httpVersionMajor === 1 && te.trim().toLowerCase() !== 'chunked') {
       closeAfter(res);
       return sendError(res, 501);
@@ -360,7 +372,11 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   };
 
   // A client that pipelines requests without reading the answers is not read without end.
-  const onRequest = limitPipelining(answer);
+  const onPipelined = limitPipelining(answer);
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    restoreMethod(req);
+    onPipelined(req, res);
+  };
   server.on('request', onRequest);
   // Expect as nginx answers it: "100 Continue" only where it reads or discards the body (a file
   // served, a proxied request: static.ts continueIfExpected), none before an error page (Node
@@ -401,6 +417,7 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   };
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    restoreMethod(req);
     // A bad Host gets nginx's 400 on the secret path too (nginx checks it before any location);
     // every WebSocket client sends a valid one (its server's name or address).
     if (isSecret(req.url) && !badHost(req)) {
@@ -455,9 +472,11 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
     }
     // Timeouts and resets close silently (nginx logs 408 but sends nothing); a response already
     // in flight cannot be followed by an error page.
+    // So does a request cut short by the client's FIN (nginx: "client prematurely closed").
     if (
       err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ||
       err.code === 'ECONNRESET' ||
+      err.code === 'HPE_INVALID_EOF_STATE' ||
       !s.writable ||
       s._httpMessage
     ) {

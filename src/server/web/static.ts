@@ -34,6 +34,7 @@ const REASONS: Record<number, string> = {
   403: 'Forbidden',
   404: 'Not Found',
   405: 'Not Allowed',
+  414: 'Request-URI Too Large',
   416: 'Requested Range Not Satisfiable',
   500: 'Internal Server Error',
   501: 'Not Implemented',
