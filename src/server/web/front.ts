@@ -28,7 +28,7 @@ import { attachDecoyH2, attachH2c, type DecoyH2 } from './h2.js';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { badHost } from './host.js';
 import { limitPipelining } from './pipelining.js';
-import { readRequestLines, restoreMethod } from './request-line.js';
+import { headersTooLarge, MAX_HEADER_SIZE, readRequestLines, firstHeadRead } from './request-line.js';
 import { watchSends } from './send-timeout.js';
 import {
   closeAfter,
@@ -139,8 +139,7 @@ export const NGINX_TLS_CIPHERS = {
   honorCipherOrder: false,
 } as const;
 
-/** Header limit (bytes, all header lines together): nginx's 4×8 KiB buffers, roughly. */
-export const MAX_HEADER_SIZE = 16 * 1024;
+export { MAX_HEADER_SIZE } from './request-line.js';
 
 /** Validate a secret path: '/' followed by URL-safe characters, no query, no trailing slash. */
 export function validateSecretPath(p: string): string {
@@ -321,7 +320,9 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
 
   const acmePrefix = '/.well-known/acme-challenge/';
   const answer = (req: WebRequest, res: WebResponse): void => {
-    // nginx checks Host while reading the headers, before any location (ACME's too).
+    // nginx's header buffers, then its Host check, come before any location (ACME's too).
+    if (!isH2(res) && headersTooLarge(req))
+      return sendError(res, 400, [], 'Request Header Or Cookie Too Large');
     if (badHost(req)) return sendError(res, 400);
     if (!isH2(res)) {
       // Request lines nginx refuses before any location: `OPTIONS *` (400), a major version
@@ -374,7 +375,7 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   // A client that pipelines requests without reading the answers is not read without end.
   const onPipelined = limitPipelining(answer);
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    restoreMethod(req);
+    firstHeadRead(req);
     onPipelined(req, res);
   };
   server.on('request', onRequest);
@@ -417,7 +418,7 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   };
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    restoreMethod(req);
+    firstHeadRead(req);
     // A bad Host gets nginx's 400 on the secret path too (nginx checks it before any location);
     // every WebSocket client sends a valid one (its server's name or address).
     if (isSecret(req.url) && !badHost(req)) {

@@ -7,13 +7,15 @@
  *     static handler answers 405 and keeps the connection; llhttp refused the line (400, close).
  *     The line is handed on with a method llhttp knows and the same static-handler treatment
  *     (PROPFIND), and the request gets its own method back before any handler sees it
- *     (`restoreMethod`), so a proxy decoy forwards `FOO` as nginx's proxy_pass does;
+ *     (`firstHeadRead`), so a proxy decoy forwards `FOO` as nginx's proxy_pass does;
  *   - versions nginx reads by value: `HTTP/1.2` … `HTTP/1.999` and `HTTP/1.01` are served as 1.1,
  *     `HTTP/1.00` as 1.0, any major above 1 (`HTTP/10.0`) is 505; spaces after the version and a
  *     bare `\n` ending the line are accepted;
  *   - bytes 0x80-0xFF in the target, which nginx takes as they are (a 404 for a missing file):
  *     handed on percent-encoded (the decoys decode them back to the same bytes);
  *   - a line that does not end within nginx's 8 KiB header buffer: its 414, then close.
+ *
+ * `headersTooLarge` is nginx's header-buffer limit, checked on what Node's parser took.
  *
  * Anything else — a valid line, lower-case methods, control bytes, TLS or other binary bytes — is
  * handed on untouched at its first byte that decides it, and Node's parser answers it as before.
@@ -35,8 +37,33 @@ const STAND_IN_METHOD = 'PROPFIND';
 
 const KNOWN = new Set(METHODS);
 
-/** How much of a bare-LF head is read here before it is left to Node (front.ts MAX_HEADER_SIZE). */
-const HEAD_LIMIT = 16 * 1024;
+/**
+ * The request head's limit (request line and header lines together), Node's maxHeaderSize: nginx's
+ * `large_client_header_buffers 4 8k`, measured with nginx 1.22 as a little under 32 KiB of
+ * header lines of 100 bytes. A bare-LF head is read here up to this much before it is left to Node.
+ */
+export const MAX_HEADER_SIZE = 32 * 1024;
+
+/** nginx 1.22 answers more header lines than this with 400 "Request Header Or Cookie Too Large". */
+export const MAX_HEADER_LINES = 1000;
+
+/**
+ * What nginx refuses in headers Node's parser took (nginx's 400 "Request Header Or Cookie Too
+ * Large"): more than MAX_HEADER_LINES lines (Node keeps up to 2000 and drops the rest), one
+ * line that does not fit in an 8 KiB buffer with its line end, or lines over MAX_HEADER_SIZE.
+ */
+export function headersTooLarge(req: { readonly rawHeaders: readonly string[] }): boolean {
+  const raw = req.rawHeaders;
+  if (raw.length > 2 * MAX_HEADER_LINES) return true;
+  let total = 0;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const line = raw[i]!.length + raw[i + 1]!.length + 4; // `name: value\r\n`
+    if (line > MAX_REQUEST_LINE) return true;
+    total += line;
+  }
+  // Node counts names and values alone against maxHeaderSize; nginx's buffers hold whole lines.
+  return total > MAX_HEADER_SIZE;
+}
 
 /** Sockets whose first request was handed on under STAND_IN_METHOD: its real method. */
 const realMethods = new WeakMap<object, string>();
@@ -96,7 +123,7 @@ export function inspectRequestLine(got: Buffer): LineVerdict {
     // A client that ends lines with a bare LF ends its header lines so too: nginx reads them,
     // llhttp does not. Its head is read whole here and handed on with CRLF line ends.
     const end = /\n\r?\n/.exec(got.toString('latin1', lf));
-    if (!end) return got.length - start < HEAD_LIMIT ? { kind: 'more' } : { kind: 'pass' };
+    if (!end) return got.length - start < MAX_HEADER_SIZE ? { kind: 'more' } : { kind: 'pass' };
     const headEnd = lf + end.index + end[0].length;
     const fields = got.toString('latin1', lf + 1, headEnd).replace(/\r?\n/g, '\r\n');
     rest = Buffer.concat([Buffer.from(fields, 'latin1'), got.subarray(headEnd)]);
@@ -106,13 +133,22 @@ export function inspectRequestLine(got: Buffer): LineVerdict {
   return known ? { kind: 'rewrite', bytes } : { kind: 'rewrite', bytes, method: method! };
 }
 
+/** Sockets handed to Node before their first head was complete: the head's deadline. */
+const headDeadlines = new WeakMap<object, NodeJS.Timeout>();
+
 /**
- * Give a request its real method when its line was handed on under a stand-in (call first thing
- * in every handler of the connection's first request: 'request', 'upgrade', 'checkContinue').
+ * The connection's first head has been read (call first thing in every handler of a request:
+ * 'request', 'upgrade', 'checkContinue'): its deadline is over, and a request whose line was handed
+ * on under a stand-in gets its real method back.
  */
-export function restoreMethod(req: IncomingMessage): void {
+export function firstHeadRead(req: IncomingMessage): void {
   const socket = req.socket as object | null;
   if (!socket) return;
+  const deadline = headDeadlines.get(socket);
+  if (deadline !== undefined) {
+    clearTimeout(deadline);
+    headDeadlines.delete(socket);
+  }
   const method = realMethods.get(socket);
   if (method === undefined) return;
   realMethods.delete(socket);
@@ -122,8 +158,8 @@ export function restoreMethod(req: IncomingMessage): void {
 /**
  * Put the request-line reader in front of Node's HTTP/1 listener for `event` (the server's only
  * listener for it: call right after creating the server, before ./h2.ts attaches). A connection
- * that sends no complete line within `timeoutMs` is closed without an answer (nginx's
- * client_header_timeout).
+ * whose first head (line and headers) is not complete within `timeoutMs` is closed without an
+ * answer (nginx's client_header_timeout).
  */
 export function readRequestLines(
   server: HttpServer | HttpsServer,
@@ -138,7 +174,6 @@ export function readRequestLines(
   server.on(event, (socket: Socket) => {
     let got: Buffer | undefined;
     const done = (): void => {
-      clearTimeout(timer);
       socket.off('data', onData);
       socket.off('end', onEnd);
       socket.off('error', onError);
@@ -149,6 +184,7 @@ export function readRequestLines(
       socket.destroy();
     };
     const onEnd = (): void => {
+      clearTimeout(timer);
       done();
       socket.destroy(); // nginx: an incomplete request line and EOF close silently
     };
@@ -158,11 +194,16 @@ export function readRequestLines(
       if (verdict.kind === 'more') return;
       done();
       if (verdict.kind === 'refuse') {
+        clearTimeout(timer);
         socket.on('error', () => socket.destroy());
         socket.end(rawErrorResponse(verdict.status));
         return;
       }
       if (verdict.kind === 'rewrite' && verdict.method !== undefined) realMethods.set(socket, verdict.method);
+      // One deadline for the whole head, as nginx's client_header_timeout: Node's header clock
+      // starts only now, so ours runs on until the request's handler (firstHeadRead) or the close.
+      headDeadlines.set(socket, timer);
+      socket.once('close', () => clearTimeout(timer));
       socket.unshift(verdict.kind === 'rewrite' ? verdict.bytes : got);
       http1.call(server, socket);
       socket.resume();

@@ -161,8 +161,8 @@ export function writeHead(
 }
 
 /** An nginx error page (status 400 also closes an HTTP/1 connection, as nginx does). */
-export function sendError(res: WebResponse, status: number, extra: HeaderList = []): void {
-  const body = errorPage(status);
+export function sendError(res: WebResponse, status: number, extra: HeaderList = [], detail?: string): void {
+  const body = errorPage(status, detail);
   if (status === 400) closeAfter(res);
   const headers: HeaderList = [
     ['Server', SERVER_HEADER],
