@@ -5,11 +5,9 @@
  * whether the connection is closed after. `GET /x HTTP/0.9` written out got Node's parse (the
  * page, 404) where nginx answers 400 and closes; that one fails on the old code.
  *
- * Not matched yet (session 20, measured here and left out of the list): an unknown method
- * (`FOO / HTTP/1.1`) gets nginx's 405 with the connection kept, ours Node's parser error (400 and a
- * close); a minor version above 1 (`HTTP/1.2` … `HTTP/1.999`) is served as 1.1 by nginx, refused
- * (400, close) by Node's parser. Matching them needs a request-line parser of our own in front of
- * Node's, which reads the socket itself.
+ * An unknown method (`FOO / HTTP/1.1`: nginx's 405, connection kept) and minor versions above 1
+ * (`HTTP/1.2` … `HTTP/1.999`: served as 1.1) are read by src/server/web/request-line.ts ahead of
+ * Node's parser (session 21); they and many more request shapes are in prober-nginx.test.ts.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';

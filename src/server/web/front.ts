@@ -28,6 +28,7 @@ import { attachDecoyH2, attachH2c, type DecoyH2 } from './h2.js';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { badHost } from './host.js';
 import { limitPipelining } from './pipelining.js';
+import { headersTooLarge, MAX_HEADER_SIZE, readRequestLines, firstHeadRead } from './request-line.js';
 import { watchSends } from './send-timeout.js';
 import {
   closeAfter,
@@ -138,8 +139,7 @@ export const NGINX_TLS_CIPHERS = {
   honorCipherOrder: false,
 } as const;
 
-/** Header limit (bytes, all header lines together): nginx's 4×8 KiB buffers, roughly. */
-export const MAX_HEADER_SIZE = 16 * 1024;
+export { MAX_HEADER_SIZE } from './request-line.js';
 
 /** Validate a secret path: '/' followed by URL-safe characters, no query, no trailing slash. */
 export function validateSecretPath(p: string): string {
@@ -212,6 +212,12 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
     ? https.createServer({ ...serverOptions, ...tlsOptions(opts.tls), ALPNProtocols, minVersion: 'TLSv1.2' })
     : http.createServer(serverOptions);
   server.keepAliveTimeout = opts.keepAliveTimeoutMs ?? 65_000;
+  // A request followed by the client's FIN is answered, then the connection closes (nginx); Node
+  // dropped the request unanswered.
+  (server as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+  // Request lines nginx reads where Node's parser refuses them (./request-line.ts): before h2.ts
+  // takes the HTTP/1 listener, so h2 and h2c connections never reach it.
+  readRequestLines(server, opts.tls ? 'secureConnection' : 'connection', serverOptions.headersTimeout!);
   // Before any 'secureConnection' listener of ours: it takes the place of Node's HTTP/1 one.
   const h2Request = (req: Http2ServerRequest, res: Http2ServerResponse): void => {
     if (req.method === 'CONNECT') return sendError(res, 400);
@@ -314,7 +320,9 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
 
   const acmePrefix = '/.well-known/acme-challenge/';
   const answer = (req: WebRequest, res: WebResponse): void => {
-    // nginx checks Host while reading the headers, before any location (ACME's too).
+    // nginx's header buffers, then its Host check, come before any location (ACME's too).
+    if (!isH2(res) && headersTooLarge(req))
+      return sendError(res, 400, [], 'Request Header Or Cookie Too Large');
     if (badHost(req)) return sendError(res, 400);
     if (!isH2(res)) {
       // Request lines nginx refuses before any location: `OPTIONS *` (400), a major version
@@ -333,8 +341,13 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
         return sendError(res, refused);
       }
     }
-    // nginx knows one transfer coding, `chunked` alone: anything else is its 501, then a close.
+    // nginx refuses Transfer-Encoding on HTTP/1.0 (400), and knows one transfer coding, `chunked`
+    // alone: anything else is its 501; both close.
     const te = req.headers['transfer-encoding'];
+    if (te !== undefined && req.httpVersionMajor === 1 && req.httpVersionMinor === 0) {
+      closeAfter(res);
+      return sendError(res, 400);
+    }
     if (te !== undefined && req.httpVersionMajor === 1 && te.trim().toLowerCase() !== 'chunked') {
       closeAfter(res);
       return sendError(res, 501);
@@ -360,7 +373,11 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   };
 
   // A client that pipelines requests without reading the answers is not read without end.
-  const onRequest = limitPipelining(answer);
+  const onPipelined = limitPipelining(answer);
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    firstHeadRead(req);
+    onPipelined(req, res);
+  };
   server.on('request', onRequest);
   // Expect as nginx answers it: "100 Continue" only where it reads or discards the body (a file
   // served, a proxied request: static.ts continueIfExpected), none before an error page (Node
@@ -401,6 +418,7 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
   };
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    firstHeadRead(req);
     // A bad Host gets nginx's 400 on the secret path too (nginx checks it before any location);
     // every WebSocket client sends a valid one (its server's name or address).
     if (isSecret(req.url) && !badHost(req)) {
@@ -455,9 +473,11 @@ export async function startWebFront(opts: WebFrontOptions): Promise<WebFront> {
     }
     // Timeouts and resets close silently (nginx logs 408 but sends nothing); a response already
     // in flight cannot be followed by an error page.
+    // So does a request cut short by the client's FIN (nginx: "client prematurely closed").
     if (
       err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ||
       err.code === 'ECONNRESET' ||
+      err.code === 'HPE_INVALID_EOF_STATE' ||
       !s.writable ||
       s._httpMessage
     ) {

@@ -34,6 +34,7 @@ const REASONS: Record<number, string> = {
   403: 'Forbidden',
   404: 'Not Found',
   405: 'Not Allowed',
+  414: 'Request-URI Too Large',
   416: 'Requested Range Not Satisfiable',
   500: 'Internal Server Error',
   501: 'Not Implemented',
@@ -160,8 +161,8 @@ export function writeHead(
 }
 
 /** An nginx error page (status 400 also closes an HTTP/1 connection, as nginx does). */
-export function sendError(res: WebResponse, status: number, extra: HeaderList = []): void {
-  const body = errorPage(status);
+export function sendError(res: WebResponse, status: number, extra: HeaderList = [], detail?: string): void {
+  const body = errorPage(status, detail);
   if (status === 400) closeAfter(res);
   const headers: HeaderList = [
     ['Server', SERVER_HEADER],
