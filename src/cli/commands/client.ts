@@ -56,6 +56,7 @@ import { refuseBeside } from '../given-flags.js';
 import { twoSettings } from '../own-ports.js';
 import { commanderUsageError, isUserError, UsageError } from '../errors.js';
 import { untilSignal } from '../shutdown.js';
+import { pastedKey } from '../key-paste.js';
 
 interface ClientFlags {
   key?: string[];
@@ -291,6 +292,7 @@ export function registerClient(program: Command): void {
       const keyTexts = cliKeys.length > 0 ? cliKeys : envKeys;
       // Messages name where a key came from: --key, or the LADDER_KEY environment variable.
       const keySource = cliKeys.length > 0 ? '--key' : 'LADDER_KEY';
+      keyTexts.forEach((k, i) => pastedKey(keyTexts.length > 1 ? `${keySource} #${i + 1}` : keySource, k));
       const endpoints: Endpoint[] = [];
       const dynamicTexts = keyTexts.filter(isDynamicKeyUrl);
       if (dynamicTexts.length > 0 && keyTexts.length > 1)
@@ -308,7 +310,11 @@ export function registerClient(program: Command): void {
       });
       if (cliKeys.length === 0) {
         config.keys.forEach((k, i) =>
-          endpoints.push(usage(`${flags.config}: keys[${i}]`, () => endpointFromKey(k, 'local'))),
+          endpoints.push(
+            usage(`${flags.config}: keys[${i}]`, () =>
+              endpointFromKey(pastedKey(`${flags.config}: keys[${i}]`, k), 'local'),
+            ),
+          ),
         );
         config.servers.forEach((s, i) =>
           endpoints.push(usage(`${flags.config}: servers[${i}]`, () => serverEntryEndpoint(s))),
