@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { storeTarget, withStoreOptions } from './store-command.js';
+import { refuseHiddenStore, storeTarget, withStoreOptions } from './store-command.js';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import { oneLineCommand, UsageError } from '../errors.js';
 import { printable } from '../terminal.js';
@@ -26,6 +26,7 @@ async function sqlitePath(flags: StoreFlags): Promise<string> {
     throw new UsageError(
       `store: backup, restore and check are for a SQLite store; use pg_dump/pg_restore for PostgreSQL${flags.storeFromEnv ? ' (LADDER_STORE names one: unset it for the SQLite store in --data-dir)' : ''}`,
     );
+  refuseHiddenStore(loc.path);
   return loc.path;
 }
 
