@@ -48,12 +48,11 @@ import {
   DEFAULT_SOCKS_LISTEN,
   SUGGESTED_HTTP_PORT,
 } from '../../config/defaults.js';
-import { bindErrorCode, explainBindError } from '../../shared/listen.js';
 import { formatHostPort } from '../../shared/parse.js';
 import { clientFlagsSchema, parseFlags } from '../../config/flags.js';
 import { fileErrorWhy } from '../../config/errors.js';
 import { refuseBeside } from '../given-flags.js';
-import { twoSettings } from '../own-ports.js';
+import { listenRefusal, twoSettings, type OwnPort } from '../own-ports.js';
 import { commanderUsageError, isUserError, UsageError } from '../errors.js';
 import { untilSignal } from '../shutdown.js';
 import { pastedKey } from '../key-paste.js';
@@ -515,14 +514,13 @@ export function registerClient(program: Command): void {
         });
       } catch (err) {
         picked?.close();
-        const code = bindErrorCode(err);
-        if (code) {
-          const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
-          const where =
-            e.address !== undefined && e.port !== undefined ? formatHostPort(e.address, e.port) : '?';
-          throw new UsageError(`cannot listen on ${where}: ${explainBindError(code, e.port)}`);
-        }
-        throw err;
+        const dnsName = named('--dns', 'dns', flags.dns !== undefined);
+        const ports: OwnPort[] = [
+          [socksName, socks?.port],
+          [httpName, httpAddr?.port],
+          [dnsName, dns?.listen.port],
+        ];
+        throw listenRefusal(err, ports) ?? err;
       }
 
       // Handlers first, banner second: whoever reads the banner may signal us at once.
