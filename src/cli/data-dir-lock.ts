@@ -10,8 +10,17 @@
  * taken away by renaming it to a name of our own and checking it is still the one judged stale,
  * so two starts replacing the same stale file cannot remove each other's fresh one.
  */
-import { closeSync, linkSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import {
+  closeSync,
+  existsSync,
+  linkSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
 import { tempBeside } from '../shared/data-file.js';
 import { dirErrorWhy, makeDirs } from '../shared/fs.js';
 import { UsageError } from './errors.js';
@@ -74,6 +83,19 @@ export function lockDataDir(dataDir: string): () => void {
   const tmp = tempBeside(file);
   try {
     makeDirs(dataDir);
+  } catch (err) {
+    // Not there and not creatable: about the parent, not "not readable and writable" (it is not there).
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM') {
+      let parent = dirname(dataDir);
+      while (!existsSync(parent) && dirname(parent) !== parent) parent = dirname(parent);
+      throw new UsageError(
+        `store: cannot create the data directory ${dataDir}: ${parent} is not writable by this user, uid ${process.getuid?.() ?? '?'} (create it for this user, or choose another --data-dir)`,
+      );
+    }
+    throw refusal(dataDir, err);
+  }
+  try {
     const fd = openSync(tmp, 'wx', 0o600);
     try {
       writeSync(fd, mine);

@@ -4,6 +4,8 @@
  * process listens there" — the process was ladder itself.
  */
 import { isIPv6 } from 'node:net';
+import { bindErrorCode, explainBindError } from '../shared/listen.js';
+import { formatHostPort } from '../shared/parse.js';
 import { UsageError } from './errors.js';
 
 /** A listener: the flag (or config field) that set its port, the port, and its host when given. */
@@ -55,4 +57,18 @@ export function twoSettings(a: string, b: string): string {
   const i = a.lastIndexOf(': ');
   const j = b.lastIndexOf(': ');
   return i > 0 && i === j && a.slice(0, i) === b.slice(0, j) ? `${a} and ${b.slice(j + 2)}` : `${a} and ${b}`;
+}
+
+/**
+ * A listen failure on an address the user chose, as one line: where, what the code means and, for
+ * a port in use, the setting (of `ports`) that named it, to change; undefined for other errors.
+ */
+export function listenRefusal(err: unknown, ports: readonly OwnPort[]): UsageError | undefined {
+  const code = bindErrorCode(err);
+  if (!code) return undefined;
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+  const where = e.address !== undefined && e.port !== undefined ? formatHostPort(e.address, e.port) : '?';
+  const setting = ports.find(([, port]) => port !== undefined && port === e.port)?.[0];
+  const change = code === 'EADDRINUSE' && setting ? `; choose another port with ${setting}` : '';
+  return new UsageError(`cannot listen on ${where}: ${explainBindError(code, e.port)}${change}`);
 }

@@ -156,7 +156,7 @@ test('a usage error names the help as the person ran ladder: npm start, npm run 
   assert.equal(builtAt(), before, 'npm exec rebuilt build/Release/ladder_aead.node');
 });
 
-test('client: a listen address in use names the address and why, in one line', async () => {
+test('client: a listen address in use names the address, why, and the setting to change, in one line', async () => {
   const { createServer } = await import('node:net');
   const holder = createServer();
   await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
@@ -170,8 +170,19 @@ test('client: a listen address in use names the address and why, in one line', a
       r,
       'client --socks in use',
       new RegExp(
-        `^ladder: cannot listen on 127\\.0\\.0\\.1:${port}: EADDRINUSE \\(another process listens there\\)$`,
+        `^ladder: cannot listen on 127\\.0\\.0\\.1:${port}: EADDRINUSE \\(another process listens there\\); choose another port with --socks$`,
       ),
+    );
+    const http = await runLadder(
+      ['client', '--key', key, '--socks', '127.0.0.1:0', '--http', `127.0.0.1:${port}`],
+      {
+        killAfterMs: 30_000,
+      },
+    );
+    oneUsageLine(
+      http,
+      'client --http in use',
+      /: EADDRINUSE \(another process listens there\); choose another port with --http$/,
     );
   } finally {
     holder.close();

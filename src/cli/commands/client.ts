@@ -48,14 +48,14 @@ import {
   DEFAULT_SOCKS_LISTEN,
   SUGGESTED_HTTP_PORT,
 } from '../../config/defaults.js';
-import { bindErrorCode, explainBindError } from '../../shared/listen.js';
 import { formatHostPort } from '../../shared/parse.js';
 import { clientFlagsSchema, parseFlags } from '../../config/flags.js';
 import { fileErrorWhy } from '../../config/errors.js';
 import { refuseBeside } from '../given-flags.js';
-import { twoSettings } from '../own-ports.js';
+import { listenRefusal, twoSettings, type OwnPort } from '../own-ports.js';
 import { commanderUsageError, isUserError, UsageError } from '../errors.js';
 import { untilSignal } from '../shutdown.js';
+import { pastedKey } from '../key-paste.js';
 
 interface ClientFlags {
   key?: string[];
@@ -291,6 +291,7 @@ export function registerClient(program: Command): void {
       const keyTexts = cliKeys.length > 0 ? cliKeys : envKeys;
       // Messages name where a key came from: --key, or the LADDER_KEY environment variable.
       const keySource = cliKeys.length > 0 ? '--key' : 'LADDER_KEY';
+      keyTexts.forEach((k, i) => pastedKey(keyTexts.length > 1 ? `${keySource} #${i + 1}` : keySource, k));
       const endpoints: Endpoint[] = [];
       const dynamicTexts = keyTexts.filter(isDynamicKeyUrl);
       if (dynamicTexts.length > 0 && keyTexts.length > 1)
@@ -308,7 +309,11 @@ export function registerClient(program: Command): void {
       });
       if (cliKeys.length === 0) {
         config.keys.forEach((k, i) =>
-          endpoints.push(usage(`${flags.config}: keys[${i}]`, () => endpointFromKey(k, 'local'))),
+          endpoints.push(
+            usage(`${flags.config}: keys[${i}]`, () =>
+              endpointFromKey(pastedKey(`${flags.config}: keys[${i}]`, k), 'local'),
+            ),
+          ),
         );
         config.servers.forEach((s, i) =>
           endpoints.push(usage(`${flags.config}: servers[${i}]`, () => serverEntryEndpoint(s))),
@@ -509,14 +514,13 @@ export function registerClient(program: Command): void {
         });
       } catch (err) {
         picked?.close();
-        const code = bindErrorCode(err);
-        if (code) {
-          const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
-          const where =
-            e.address !== undefined && e.port !== undefined ? formatHostPort(e.address, e.port) : '?';
-          throw new UsageError(`cannot listen on ${where}: ${explainBindError(code, e.port)}`);
-        }
-        throw err;
+        const dnsName = named('--dns', 'dns', flags.dns !== undefined);
+        const ports: OwnPort[] = [
+          [socksName, socks?.port],
+          [httpName, httpAddr?.port],
+          [dnsName, dns?.listen.port],
+        ];
+        throw listenRefusal(err, ports) ?? err;
       }
 
       // Handlers first, banner second: whoever reads the banner may signal us at once.

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { printable } from '../terminal.js';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { openStoreOrExplain, storeTarget, withStoreOptions } from './store-command.js';
+import { openStoreOrExplain, refuseHiddenStore, storeTarget, withStoreOptions } from './store-command.js';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import { formatHostPort } from '../../shared/parse.js';
 import { dynamicKeyNote, storeFlags } from '../banner-text.js';
@@ -49,6 +49,7 @@ export async function accessConfigText(flags: AccessConfigFlags): Promise<string
     dataDir,
     flags.store !== undefined && (flags.storeFromEnv !== true || loc.kind === 'sqlite'),
   );
+  if (loc.kind === 'sqlite') refuseHiddenStore(loc.path);
   if (loc.kind === 'sqlite' && !existsSync(loc.path)) {
     throw new UsageError(
       `no store at ${loc.path}: start the server once (${ladder} server${where}), or name its store with --data-dir/--store`,

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { storeTarget, withStoreOptions } from './store-command.js';
+import { refuseHiddenStore, storeTarget, withStoreOptions } from './store-command.js';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import { formatHostPort } from '../../shared/parse.js';
 import { oneLineCommand, UsageError } from '../errors.js';
@@ -26,6 +26,7 @@ export async function rotateCertText(flags: RotateFlags): Promise<string> {
     const loc = parseStoreLocation(flags.store, dataDir);
     if (loc.kind === 'sqlite') {
       const { existsSync } = await import('node:fs');
+      refuseHiddenStore(loc.path);
       if (!existsSync(loc.path))
         throw new UsageError(`no store at ${loc.path}: name the server's store with --data-dir/--store`);
     }

@@ -1,3 +1,5 @@
+import { statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { Option, type Command } from 'commander';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import type { KyselyStore, StoreLocation } from '../../store/index.js';
@@ -10,6 +12,38 @@ export function withStoreOptions(cmd: Command, store = 'sqlite:PATH or postgres:
     .addOption(
       new Option('--store <spec>', `${store} (default: ladder.db in --data-dir)`).env('LADDER_STORE'),
     );
+}
+
+/**
+ * Refuse a SQLite store this user may not look at, in one line naming who may: `existsSync` says
+ * false for it, so the commands said "no store at …" and "start the server once" about a store
+ * that is there, in a data directory of another user (a server run by root or systemd).
+ */
+export function refuseHiddenStore(path: string): void {
+  try {
+    statSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM') return;
+    let dir = dirname(path);
+    let owner: number | undefined;
+    for (let i = 0; i < 64 && owner === undefined; i++) {
+      try {
+        owner = statSync(dir).uid;
+      } catch {
+        if (dirname(dir) === dir) break;
+        dir = dirname(dir);
+      }
+    }
+    const uid = process.getuid?.();
+    const whose =
+      owner === undefined
+        ? ''
+        : owner === uid
+          ? ` (check the permissions of ${dir} and the directories above it)`
+          : ` (${dir} belongs to uid ${owner}: run this as that user, e.g. with sudo)`;
+    throw new UsageError(`cannot read ${path}: permission denied for this user, uid ${uid ?? '?'}${whose}`);
+  }
 }
 
 /** A one-line note on stderr (not a warning: the command goes on as typed). */

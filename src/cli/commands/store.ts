@@ -1,6 +1,7 @@
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { storeTarget, withStoreOptions } from './store-command.js';
+import { refuseHiddenStore, storeTarget, withStoreOptions } from './store-command.js';
 import { DEFAULT_DATA_DIR } from '../../config/defaults.js';
 import { oneLineCommand, UsageError } from '../errors.js';
 import { printable } from '../terminal.js';
@@ -12,9 +13,12 @@ interface StoreFlags {
   storeFromEnv?: boolean;
 }
 
-/** The SQLite file the flags name; PostgreSQL has its own tools (pg_dump, pg_restore). */
-async function sqlitePath(flags: StoreFlags): Promise<string> {
-  const { parseStoreLocation, StoreError } = await import('../../store/index.js');
+/**
+ * The SQLite file the flags name; PostgreSQL has its own tools (pg_dump, pg_restore). `existing`:
+ * the store must be there (backup, check), else one line says where it looked and how to name it.
+ */
+async function sqlitePath(flags: StoreFlags, existing = false): Promise<string> {
+  const { checkNotLost, parseStoreLocation, StoreError } = await import('../../store/index.js');
   let loc;
   try {
     loc = parseStoreLocation(flags.store, resolve(flags.dataDir ?? DEFAULT_DATA_DIR));
@@ -26,6 +30,13 @@ async function sqlitePath(flags: StoreFlags): Promise<string> {
     throw new UsageError(
       `store: backup, restore and check are for a SQLite store; use pg_dump/pg_restore for PostgreSQL${flags.storeFromEnv ? ' (LADDER_STORE names one: unset it for the SQLite store in --data-dir)' : ''}`,
     );
+  refuseHiddenStore(loc.path);
+  if (existing && !existsSync(loc.path)) {
+    await storeStep(() => checkNotLost(loc.path)); // a store that was there: the way to restore it
+    throw new UsageError(
+      `store: no store at ${loc.path}: name the server's data directory with --data-dir DIR (or --store sqlite:FILE)`,
+    );
+  }
   return loc.path;
 }
 
@@ -59,7 +70,7 @@ export function registerStore(program: Command): void {
   sub('backup', 'write a consistent copy of the store to FILE (safe while the server runs)')
     .argument('<file>', 'the backup file to create (never overwritten)')
     .action(async (file: string, _o: unknown, cmd: Command) => {
-      const db = await sqlitePath(storeTarget<StoreFlags>(cmd));
+      const db = await sqlitePath(storeTarget<StoreFlags>(cmd), true);
       const { backupStore } = await import('../../store/index.js');
       const dest = resolve(file);
       const r = await storeStep(() => backupStore(db, dest));
@@ -87,7 +98,7 @@ export function registerStore(program: Command): void {
     });
 
   sub('check', 'run the full integrity check on the store').action(async (_o: unknown, cmd: Command) => {
-    const db = await sqlitePath(storeTarget<StoreFlags>(cmd));
+    const db = await sqlitePath(storeTarget<StoreFlags>(cmd), true);
     const { checkStore } = await import('../../store/index.js');
     const r = await storeStep(() => checkStore(db));
     process.stdout.write(`${db}: integrity_check ok, server ${r.serverId}, ${r.keys} key(s)\n`);
