@@ -4,9 +4,9 @@ import { hideStorePassword } from './argv-secrets.js';
 /** Banner text the server modes and `server access-config` share (no heavy imports: the unmanaged server loads this). */
 
 /** Whether the server relays to loopback/private destinations, and how to allow it for a local test. */
-export function privatePolicyLine(allowed: boolean): string {
+export function privatePolicyLine(allowed: boolean, byFlag = true): string {
   return allowed
-    ? 'private/loopback destinations ALLOWED (--allow-private)'
+    ? `private/loopback destinations ALLOWED (${byFlag ? '--allow-private' : '"allowPrivateDestinations" in the config file'})`
     : 'private/loopback destinations refused (a local test needs --allow-private)';
 }
 

@@ -159,6 +159,8 @@ describe('ladder server --shadowtls-port', () => {
     runs.push(r);
     const port = Number((await waitForStdout(r, /ShadowTLS v3 on 127\.0\.0\.1:(\d+)/))[1]);
     assert.match(r.stdout(), /password file-pw, SNI site\.lab/);
+    // Allowed by the file, not a flag: the banner says so (it named --allow-private before).
+    assert.match(r.stdout(), /destinations ALLOWED \("allowPrivateDestinations" in the config file\)/);
     assert.equal(await echoThrough(port, 'file-pw'), 'through shadowtls');
     r.child.kill('SIGTERM');
     await r.exit;

@@ -113,6 +113,8 @@ interface Plan {
    */
   printKeys: readonly RuntimeKey[];
   source: string;
+  /** allowPrivateDestinations came from --allow-private (the banner names what allowed it). */
+  allowPrivateByFlag: boolean;
 }
 
 /** The unmanaged server's keys: a config file, or one key from --password / LADDER_PASSWORD. */
@@ -176,7 +178,7 @@ async function plan(flags: ServerFlags): Promise<Plan> {
   config = { ...config, ...overrides };
   const printKeys =
     flags.showUrls || (flags.config === undefined && process.stdout.isTTY === true) ? config.keys : [];
-  return { config, printKeys, source };
+  return { config, printKeys, source, allowPrivateByFlag: flags.allowPrivate === true };
 }
 
 async function banner(
@@ -202,7 +204,7 @@ async function banner(
   );
   if (web) out.push(`  ${webStatusLine(web)}`);
   if (stls) out.push(`  ${shadowTlsStatusLine(stls)}`);
-  out.push(`  ${privatePolicyLine(config.allowPrivateDestinations)}`);
+  out.push(`  ${privatePolicyLine(config.allowPrivateDestinations, p.allowPrivateByFlag)}`);
   const ladder = ladderCommand();
   if (web && webGenerated)
     out.push(
