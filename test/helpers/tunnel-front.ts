@@ -30,6 +30,8 @@ export interface TunnelFrontOptions {
   fns: unknown;
   /** NativeSocks's `lean` argument (default: from the environment). */
   lean?: boolean;
+  /** NativeSocks's `bare` argument (the addon's bare tunnels; default: from the environment). */
+  bare?: boolean;
   /** The tunnel's connect budget (default: the dialer's). */
   connectTimeoutMs?: number;
 }
@@ -65,7 +67,8 @@ export async function startTunnelFront(o: TunnelFrontOptions): Promise<TunnelFro
       port,
     } as never,
     true,
-    ...(o.lean === undefined ? [] : [o.lean]),
+    o.lean,
+    o.bare,
   );
   assert.ok(front.adopt(srv));
   await front.leanReady(); // loaded at the first CONNECT otherwise: every connection takes the same path
