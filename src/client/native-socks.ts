@@ -181,14 +181,14 @@ export class NativeSocks {
     return this.#live.size + this.#tunnels.size + (this.#bare?.live ?? 0);
   }
 
-  /** Tunnels set up in the addon so far (tests: which path a connection took). */
+  /** Tunnels set up in the addon so far, bare ones included (tests: which path a connection took). */
   get tunnelled(): number {
-    return this.#tunnelled;
+    return this.#tunnelled + (this.#bare?.started ?? 0);
   }
 
   /** Of those, the ones whose relay opens the server's answer itself (tests). */
   get salted(): number {
-    return this.#salted;
+    return this.#salted + (this.#bare?.started ?? 0);
   }
 
   /** Of those, the ones the lean path took (tests). */
