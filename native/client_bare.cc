@@ -277,6 +277,12 @@ void CloseSet(BareSet* s) {
     Tunnel* t = s->live.back();
     if (t->relay != nullptr) {
       RelayStopOwned(t->relay);  // OnEnd removes and frees t
+      // Not if the relay had stopped already (the env's teardown ran relay_pair.cc's hook
+      // first): t is still here, with nothing left to call it back.
+      if (s->live.empty() || s->live.back() != t) continue;
+      t->relay = nullptr;
+      Remove(t);
+      FreeTunnel(t);
     } else {
       PollEnd(&t->watch);
       if (t->fd >= 0) close(t->fd);
