@@ -110,6 +110,10 @@ struct Tunnel {
 
 void Arm(BareSet* s);
 
+// The watch's clock: the real time now, as answer-watch's (the loop's cached time may be a long
+// callback behind on a loaded machine, which would end a no-answer wait early).
+uint64_t NowMs() { return uv_hrtime() / 1000000; }
+
 void MaybeFreeSet(BareSet* s) {
   if (s->finalized && s->closed && !s->timer_open) delete s;
 }
@@ -146,7 +150,7 @@ void Event(BareSet* s, const Tunnel* t, Code code, int32_t a, int32_t b, double 
   argv[2] = Number(env, b);
   if (napi_create_buffer_copy(env, t->addr_len, t->addr, &data, &argv[3]) != napi_ok) napi_get_undefined(env, &argv[3]);
   argv[4] = Double(env, up);
-  argv[5] = Double(env, static_cast<double>(uv_now(s->uv) - t->sent_at));
+  argv[5] = Double(env, static_cast<double>(NowMs() - t->sent_at));
   if (napi_get_reference_value(env, s->on_event, &cb) == napi_ok && napi_get_global(env, &recv) == napi_ok) {
     napi_make_callback(env, s->actx, recv, cb, 6, argv, &result);
     RaisePendingException(env);
@@ -167,7 +171,7 @@ void OnEnd(void* owner, int32_t reason, double up, int32_t side, bool answered) 
   bool judge = false;
   if (!answered && !t->settled) {
     const bool failed = reason == 4 || reason == 5;
-    judge = failed || uv_now(s->uv) - t->sent_at >= s->gave_up_ms;
+    judge = failed || NowMs() - t->sent_at >= s->gave_up_ms;
   }
   if (judge || (s->debug && reason != 0)) Event(s, t, kClosed, reason, judge ? 1 : 0, up);
   FreeTunnel(t);
@@ -229,7 +233,7 @@ void OnWritable(void* target, uint32_t /*events*/) {
 
 void OnTick(uv_timer_t* h) {
   BareSet* s = static_cast<BareSet*>(h->data);
-  const uint64_t now = uv_now(s->uv);
+  const uint64_t now = NowMs();
   // Copies: an event's JS may close the set (every tunnel freed) or start tunnels.
   std::vector<Tunnel*> timed_out, due;
   for (Tunnel* t : s->live) {
@@ -369,7 +373,7 @@ bool TakeIn(BareSet* s, int fd, const uint8_t* addr, size_t addr_len, const uint
   int err = 0;
   const int sfd = TcpConnectStart(s->ip, s->port, &err);
   t->app_fd = fd;
-  t->sent_at = uv_now(s->uv);
+  t->sent_at = NowMs();
   t->due_at = t->sent_at + s->no_answer_ms;
   t->index = s->live.size();
   s->live.push_back(t);

@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { makeShapedSalt } from '../../src/protocol/shadowsocks/shaping.js';
 import { nativeRelay, nativeSocksFront } from '../../src/transport/native-sockets.js';
-import { serve, type TestServer } from '../helpers/net.js';
+import { serve } from '../helpers/net.js';
 import { skipUnless } from '../helpers/prereq.js';
 import { socks5Connect } from '../helpers/socks5.js';
 import { startEchoServer, startTunnelFront, type TunnelFront } from '../helpers/tunnel-front.js';
@@ -72,13 +72,13 @@ async function send(f: TunnelFront, host: string, data: Buffer, until: () => boo
 }
 
 describe('bare tunnel in the addon', { skip, timeout: 120_000 }, () => {
-  let echo: TestServer;
-  let ssPort = 0;
-  let stop: () => Promise<void>;
+  /** The echo, and the Ladder server that reaches it (one for the suite). */
+  const up = { echoPort: 0, ssPort: 0, stop: async (): Promise<void> => {} };
   before(async () => {
-    ({ echo, ssPort, close: stop } = await startEchoServer(METHOD, PASSWORD));
+    const e = await startEchoServer(METHOD, PASSWORD);
+    Object.assign(up, { echoPort: e.echo.port, ssPort: e.ssPort, stop: e.close });
   });
-  after(() => stop());
+  after(() => up.stop());
 
   it("the first write is the lean tunnel's, byte for byte, for the same salts", async () => {
     // 1, 100, 1000 and 16,000 bytes after an IPv4 request (one chunk each), a name's request.
@@ -122,7 +122,7 @@ describe('bare tunnel in the addon', { skip, timeout: 120_000 }, () => {
   });
 
   it('a first write shaping splits goes to the lean tunnel, a name that is not ASCII to JS', async () => {
-    const f = await start(ssPort, true);
+    const f = await start(up.ssPort, true);
     try {
       // 89 bytes after an IPv4 request: 32 + 7 + 89 + 34 = 162 is in the prober's trigger.
       const a = await socks5Connect({ proxyPort: f.port, host: '127.0.0.1', port: 9 });
@@ -148,10 +148,10 @@ describe('bare tunnel in the addon', { skip, timeout: 120_000 }, () => {
 
   it('the salt pool refills: 300 echoes, the 257th through the lean tunnel, nothing left', async () => {
     const relay = nativeRelay();
-    const f = await start(ssPort, true);
+    const f = await start(up.ssPort, true);
     try {
       for (let i = 0; i < 300; i++) {
-        const s = await socks5Connect({ proxyPort: f.port, host: '127.0.0.1', port: echo.port });
+        const s = await socks5Connect({ proxyPort: f.port, host: '127.0.0.1', port: up.echoPort });
         s.on('error', () => {});
         let got = '';
         s.on('data', (b: Buffer) => (got += b.toString()));
@@ -172,9 +172,9 @@ describe('bare tunnel in the addon', { skip, timeout: 120_000 }, () => {
 
   it("the idle timeout closes a quiet tunnel, as the lean tunnel's", async () => {
     for (const bare of [true, false]) {
-      const f = await start(ssPort, bare, { idleTimeoutMs: 300 });
+      const f = await start(up.ssPort, bare, { idleTimeoutMs: 300 });
       try {
-        const s = await socks5Connect({ proxyPort: f.port, host: '127.0.0.1', port: echo.port });
+        const s = await socks5Connect({ proxyPort: f.port, host: '127.0.0.1', port: up.echoPort });
         s.on('error', () => {});
         let got = '';
         s.on('data', (b: Buffer) => (got += b.toString()));
