@@ -24,6 +24,7 @@
         "native/socks5_front.cc",
         "native/app_conn.cc",
         "native/client_tunnel.cc",
+        "native/client_bare.cc",
         "native/sched.cc",
         "native/idle_memory.cc"
       ],

@@ -106,6 +106,13 @@ napi_value LoopIdleTime(napi_env env, napi_callback_info info);
 napi_value Socks5Front(napi_env env, napi_callback_info info);
 napi_value Socks5FrontClose(napi_env env, napi_callback_info info);
 napi_value Socks5FrontLive(napi_env env, napi_callback_info info);
+napi_value Socks5FrontBare(napi_env env, napi_callback_info info);
+// client_bare.cc
+napi_value BareTunnels(napi_env env, napi_callback_info info);
+napi_value BareSalts(napi_env env, napi_callback_info info);
+napi_value BareTakeJs(napi_env env, napi_callback_info info);
+napi_value BareClose(napi_env env, napi_callback_info info);
+napi_value BareCount(napi_env env, napi_callback_info info);
 // app_conn.cc
 napi_value AppConnInit(napi_env env, napi_callback_info info);
 napi_value AppConnOpen(napi_env env, napi_callback_info info);

@@ -17,6 +17,8 @@
 //                    sockRouteTake, sockDropped, isPrivateIp
 //   reuseport.cc     tcpListenReusePort, fdLocalPort, fdClose, udpBind (the multi-worker server's listeners)
 //   fd_watch.cc      fdWatch, fdUnwatch (the workers start at the first connection or datagram)
+//   client_bare.cc   bareTunnels, bareSalts, bareTake, bareClose, bareCount, and socks5_front.cc's
+//                    socks5FrontBare (the client's bare tunnel with no JS call per connection)
 //   relay_pair.cc    relayPair, relayConnect, relayClose, relayCounts, relayLive (TCP relays)
 //   tcp_connect.cc   tcpConnect, tcpConnectCancel (the native relay's destination sockets)
 //   dest_stream.cc   destInit, destConnect, destWrite, destRead, destEnd, destClose, destLive
@@ -126,6 +128,12 @@ napi_value Init(napi_env env, napi_value exports) {
       LADDER_EXPORT("socks5Front", Socks5Front),
       LADDER_EXPORT("socks5FrontClose", Socks5FrontClose),
       LADDER_EXPORT("socks5FrontLive", Socks5FrontLive),
+      LADDER_EXPORT("socks5FrontBare", Socks5FrontBare),
+      LADDER_EXPORT("bareTunnels", BareTunnels),
+      LADDER_EXPORT("bareSalts", BareSalts),
+      LADDER_EXPORT("bareTake", BareTakeJs),
+      LADDER_EXPORT("bareClose", BareClose),
+      LADDER_EXPORT("bareCount", BareCount),
       LADDER_EXPORT("appConnInit", AppConnInit),
       LADDER_EXPORT("appConnOpen", AppConnOpen),
       LADDER_EXPORT("appConnRead", AppConnRead),

@@ -263,6 +263,11 @@ struct Relay {
   int32_t connect_err = 0;  // -errno for kConnect
   bool running = false;
   bool finalized = false;
+  // RelayStartOwned (tcp_parts.h: the client's bare tunnels, client_bare.cc): C++ hooks instead
+  // of onClose and onFirst's FIN; no JS handle (finalized from the start).
+  RelayEndFn end_fn = nullptr;
+  RelayFinFn fin_fn = nullptr;
+  void* owner = nullptr;
 };
 
 thread_local Loop* t_loop = nullptr;
@@ -352,6 +357,12 @@ void ReleaseRefs(Relay* r) {
 void Finish(Relay* r, Reason reason, bool from_js) {
   if (!Stop(r)) return;
   napi_env env = r->env;
+  if (r->end_fn != nullptr) {
+    r->end_fn(r->owner, reason, r->up, reason == kError ? r->err_side : -1, r->answered);
+    ReleaseRefs(r);
+    MaybeFree(r);
+    return;
+  }
   napi_handle_scope scope;
   if (r->callback != nullptr && napi_open_handle_scope(env, &scope) == napi_ok) {
     napi_value cb, recv, result;
@@ -540,6 +551,7 @@ Reason ReadFrom(Relay* r, int i) {
   if (n == 0) {
     src.eof = true;
     if (!Flush(r, 1 - i)) return Err(r, 1 - i);
+    if (i == 0 && r->fin_fn != nullptr && !r->answered) r->fin_fn(r->owner, r->s[0].shut, r->up);
     return i == 0 && r->first != nullptr ? CallFirst(r, nullptr, 0) : kDone;
   }
   size_t len = static_cast<size_t>(n);
@@ -1073,6 +1085,62 @@ napi_value RelayCounts(napi_env env, napi_callback_info info) {
   }
   if (length >= 6) static_cast<double*>(data)[5] = r->bulk ? 1 : 0;
   return nullptr;
+}
+
+void* RelayStartOwned(napi_env env, int server_fd, int app_fd, const uint8_t* master, size_t master_len, Codec* enc,
+                      const uint8_t* first, size_t first_len, uint64_t idle_ms, RelayEndFn end, RelayFinFn fin,
+                      void* owner) {
+  Loop* l = master_len <= sizeof(Relay::master) ? LoopFor(env) : nullptr;
+  Relay* r = l == nullptr ? nullptr : new (std::nothrow) Relay();
+  if (r == nullptr) {
+    close(server_fd);
+    close(app_fd);
+    CodecFree(enc);
+    return nullptr;
+  }
+  r->env = env;
+  r->loop = l;
+  r->finalized = true;  // no JS handle: freed once it stopped
+  r->enc = enc;
+  r->enc_owned = true;
+  memcpy(r->master, master, master_len);
+  r->master_len = master_len;
+  r->end_fn = end;
+  r->fin_fn = fin;
+  r->owner = owner;
+  r->s[0].sole = r->s[1].sole = true;
+  r->s[0].fd = server_fd;
+  r->s[1].fd = app_fd;
+  if (!r->s[0].out.Append(first, first_len) || !PollStart(env, &r->s[0].watch, server_fd, 0, OnPoll<0>, r) ||
+      !PollStart(env, &r->s[1].watch, app_fd, 0, OnPoll<1>, r)) {
+    ReleaseRefs(r);
+    for (Side& side : r->s) {
+      PollEnd(&side.watch);
+      close(side.fd);
+      side.out.Free();
+    }
+    delete r;
+    return nullptr;
+  }
+  r->idle_ms = idle_ms;
+  uv_update_time(l->uv);
+  r->last = uv_now(l->uv);
+  r->running = true;
+  r->index = l->live.size();
+  l->live.push_back(r);
+  StartTimer(l, idle_ms);
+  r->busy++;  // Begin's writes cannot end it, but keep it alive through the call anyway
+  Begin(r);
+  r->busy--;
+  return r;
+}
+
+void RelayStopOwned(void* relay) { Finish(static_cast<Relay*>(relay), kAborted, true); }
+
+bool RelayOwnedAnswered(const void* relay, double* up) {
+  const Relay* r = static_cast<const Relay*>(relay);
+  *up = r->up;
+  return r->answered;
 }
 
 napi_value RelayLive(napi_env env, napi_callback_info /*info*/) {

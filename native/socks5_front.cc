@@ -50,6 +50,7 @@
 #include <uv.h>
 #endif
 
+#include "client_bare.h"
 #include "common.h"
 #include "exports.h"
 #include "napi_args.h"
@@ -102,6 +103,8 @@ struct Front {
   bool lean = false;  // one accept per wake-up
   bool handoff = false;  // park a CONNECT's watch during its call (PollPark)
   bool joined = false;  // onConn(fd, kind, addr || data, addrLength, ended)
+  void* bare = nullptr;  // client_bare.cc's set (socks5FrontBare): CONNECTs with data start there
+  napi_ref bare_ref = nullptr;
   std::vector<Conn*> conns;
   uint8_t* scratch = nullptr;
   int open = 0;  // handles not yet closed
@@ -157,6 +160,9 @@ void ReleaseJs(Front* f) {
   f->callback = nullptr;
   if (f->actx != nullptr) napi_async_destroy(f->env, f->actx);
   f->actx = nullptr;
+  if (f->bare_ref != nullptr) napi_delete_reference(f->env, f->bare_ref);
+  f->bare_ref = nullptr;
+  f->bare = nullptr;
 }
 
 // Stops accepting, closes every connection in its handshake. No JS call.
@@ -214,6 +220,11 @@ void Deliver(Conn* c, Kind kind, const uint8_t* data, size_t n, bool ended) {
   addr.swap(c->addr);
   const bool park = f->handoff && kind == kConnect && n > 0 && !ended;
   Drop(c, true, park);
+  // The bare tunnel (client_bare.cc): sealed, connected and relayed with no JS call.
+  if (f->bare != nullptr && kind == kConnect && n > 0 && !ended &&
+      BareTake(f->bare, fd, addr.data(), addr.size(), data, n, park)) {
+    return;
+  }
   napi_env env = f->env;
   napi_handle_scope scope;
   if (f->callback == nullptr || napi_open_handle_scope(env, &scope) != napi_ok) {
@@ -484,6 +495,23 @@ napi_value Socks5FrontClose(napi_env env, napi_callback_info info) {
   if (!a.Need(1) || !a.Tagged(0, kFrontTag, &p, "socks5FrontClose(front)")) return nullptr;
   CloseFront(static_cast<Front*>(p));
   return nullptr;
+}
+
+napi_value Socks5FrontBare(napi_env env, napi_callback_info info) {
+  const char* usage = "socks5FrontBare(front, set)";
+  Args a(env, info);
+  void* p = nullptr;
+  if (!a.Need(2, usage) || !a.Tagged(0, kFrontTag, &p, usage)) return nullptr;
+  Front* f = static_cast<Front*>(p);
+  void* set = BareSetOf(env, a[1]);
+  if (set == nullptr) {
+    Throw(env, usage);
+    return nullptr;
+  }
+  if (f->closed || f->bare != nullptr) return Bool(env, false);
+  if (napi_create_reference(env, a[1], 1, &f->bare_ref) != napi_ok) return Bool(env, false);
+  f->bare = set;
+  return Bool(env, true);
 }
 
 napi_value Socks5FrontLive(napi_env env, napi_callback_info info) {

@@ -38,6 +38,27 @@ int TcpConnectOrThrow(napi_env env, const char* ip, int32_t port, const char* no
 // connection had none to move.
 int AcceptTake(napi_env env, int64_t id, PollWatch* into = nullptr, PollFn fn = nullptr, void* target = nullptr);
 
+// relay_pair.cc: a relay started from C++ with no JS handle or callback (client_bare.cc: the
+// client's bare tunnels). server_fd (the connected server socket, side 0) and app_fd (side 1) are
+// taken over (closed by the relay, also when this fails); enc (owned, freed by the relay) encodes
+// the application's bytes; `first` (salt, header and first data, sealed) is sent to the server
+// first; the relay reads the server's salt and opens its answer with the decoder keyed from
+// master (as relayPair with a master key and onFirst). end(owner, reason, up, side, answered) is
+// called once when it ends (relayPair's onClose's values; RelayStopOwned: reason 3, from inside
+// that call); fin(owner, shut, up) when the server sends FIN before a payload opened. The
+// relay frees itself after `end`. nullptr (both descriptors closed, enc freed) when it cannot
+// start. With PollAdopting armed for app_fd, app_fd's parked registration is taken as it is.
+struct Codec;
+using RelayEndFn = void (*)(void* owner, int32_t reason, double up, int32_t side, bool answered);
+using RelayFinFn = void (*)(void* owner, bool shut, double up);
+void* RelayStartOwned(napi_env env, int server_fd, int app_fd, const uint8_t* master, size_t master_len, Codec* enc,
+                      const uint8_t* first, size_t first_len, uint64_t idle_ms, RelayEndFn end, RelayFinFn fin,
+                      void* owner);
+// Ends it now (reason 3; `end` is called before this returns). Nothing when it ended already.
+void RelayStopOwned(void* relay);
+// Whether a payload opened; *up = bytes read from the server so far.
+bool RelayOwnedAnswered(const void* relay, double* up);
+
 #endif  // __linux__
 
 }  // namespace ladder

@@ -259,6 +259,28 @@ export class AnswerWatchDialer implements Dialer {
     w.markSent();
     return w;
   }
+
+  /** The waits of a tunnel the addon carries (bare-tunnel.ts): no-answer, and "gave up" at the close. */
+  bareTimes(): { noAnswerMs: number; gaveUpMs: number } {
+    return { noAnswerMs: this.#noAnswerMs, gaveUpMs: Math.min(GAVE_UP_REPORT_MS, this.#noAnswerMs) };
+  }
+
+  /**
+   * A tunnel the addon carries with no JS object (native/client_bare.cc) reports one signal when
+   * its watch has something to judge: what a lean tunnel's watch concludes from the same signal
+   * and the same counts (`seen`: the relay's answer then; `shut`: the application's write half
+   * was shut down; the first write went `sentAgoMs` ago).
+   */
+  bareJudge(
+    signal: 'server-closed' | 'closed' | 'due',
+    seen: NativeAnswer,
+    shut: boolean,
+    sentAgoMs: number,
+    dest: () => SocksAddress,
+  ): void {
+    const socket = { destroyed: signal === 'closed', writableEnded: shut, answer: () => seen, dest };
+    new Watch(this.#host, socket, undefined).judge(signal, sentAgoMs);
+  }
 }
 
 /** What a watch reads from its connection's socket (a net.Socket, NativeServerSocket or lean tunnel). */
@@ -352,6 +374,15 @@ export class Watch {
     if (this.#asked()) return;
     if (this.#bytesIn > 0) this.settle('not-shadowsocks', NOT_SHADOWSOCKS);
     else this.settle('no-answer', noAnswer(waited, this.#host.edition2022));
+  }
+
+  /** bareJudge's signal, the first write made `sentAgoMs` ago (no wait armed). */
+  judge(signal: 'server-closed' | 'closed' | 'due', sentAgoMs: number): void {
+    this.sent = true;
+    this.#sentAt = this.#host.clock.now() - sentAgoMs;
+    if (signal === 'server-closed') this.serverClosed();
+    else if (signal === 'closed') this.closed();
+    else if (!this.#asked()) this.#unanswered(this.#host.noAnswerMs);
   }
 
   markSent(): void {

@@ -27,6 +27,7 @@ import type { Dialer } from '../transport/dialer.js';
 import { connectError, thrownConnectError, type NativeAnswer } from '../transport/native-dial.js';
 import { NATIVE_RELAY_REASON, type NativeRelay } from '../transport/native-sockets.js';
 import type { Watch, WatchedSocket } from './answer-watch.js';
+import { BareTunnels, type BareSource, type BareWatcher } from './bare-tunnel.js';
 import { logDialFailure } from './tunnel.js';
 import {
   closedAnswer,
@@ -100,6 +101,19 @@ export class LeanTunnels {
     const target = source.leanTarget();
     if (!target) return undefined;
     return new LeanTunnels({ fns, tunnels, ...opts, watcher: w as LeanWatcher, source, target });
+  }
+
+  /** The same tunnels in the addon, attached to the SOCKS5 front (bare-tunnel.ts); undefined: none. */
+  attachBare(front: object): BareTunnels | undefined {
+    const ctx = this.#ctx;
+    const opts = { log: ctx.log, idleMs: ctx.idleMs, atOnce: ctx.atOnce };
+    return BareTunnels.attach(
+      ctx.fns,
+      front,
+      ctx.watcher as LeanWatcher & BareWatcher,
+      ctx.source as LeanSource & BareSource,
+      opts,
+    );
   }
 
   /**

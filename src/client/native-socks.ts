@@ -62,12 +62,15 @@ import {
 } from '../transport/native-sockets.js';
 import { nativeAppConn, NativeAppSocket, type NativeAppConn } from './native-app-socket.js';
 import type { LeanTunnels } from './lean-tunnel.js';
+import { bareTunnelFromEnv, type BareTunnels } from './bare-tunnel.js';
 import {
   closedAnswer,
   FAIL_RELAY,
   FAIL_TIMEOUT,
   frontHandoffFromEnv,
+  leanFrontFromEnv,
   leanTunnelFromEnv,
+  nativeAppSocketsFromEnv,
   nativeSaltFromEnv,
   nativeTunnelFromEnv,
   rawHeaderFromEnv,
@@ -86,22 +89,6 @@ import { envSwitch } from '../shared/env.js';
 /** On unless LADDER_NATIVE_SOCKS=0 (it needs the native relay too: LADDER_NATIVE_RELAY=0 turns both off). */
 export function nativeSocksFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
   return envSwitch('LADDER_NATIVE_SOCKS', env);
-}
-
-/**
- * The application's side of a tunnel JS carries on the addon's descriptor calls
- * (native-app-socket.ts) unless LADDER_NATIVE_APP=0 (then a net.Socket, as before).
- */
-export function nativeAppSocketsFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return envSwitch('LADDER_NATIVE_APP', env);
-}
-
-/**
- * The front accepts one connection per wake-up (native/socks5_front.cc `lean`: the accept4 that
- * would fail with EAGAIN is not made), unless LADDER_FRONT_LEAN=0.
- */
-export function leanFrontFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return envSwitch('LADDER_FRONT_LEAN', env);
 }
 
 /**
@@ -156,20 +143,25 @@ export class NativeSocks {
   #lean: LeanTunnels | undefined;
   #leanLoad: Promise<void> | undefined;
   readonly #leanWanted: boolean;
+  readonly #bareWanted: boolean;
   #leaned = 0;
+  /** The bare tunnel in the addon (bare-tunnel.ts), attached with the lean path. */
+  #bare: BareTunnels | undefined;
   readonly #rawHeader = rawHeaderFromEnv();
   readonly #nativeSalt = nativeSaltFromEnv();
   readonly #atOnce = tunnelAtOnceFromEnv();
 
   /**
    * `tunnel`: set raw SIP004 tunnels up in the addon (default: nativeTunnelFromEnv()); `lean`:
-   * the bare tunnel's through lean-tunnel.ts (default: leanTunnelFromEnv()).
+   * the bare tunnel's through lean-tunnel.ts (default: leanTunnelFromEnv()); `bare`: those in
+   * the addon with no JS call (bare-tunnel.ts; default: bareTunnelFromEnv()).
    */
   constructor(
     fns: NativeSocksFront & NativeRelay,
     opts: Socks5InboundOptions,
     tunnel = nativeTunnelFromEnv(),
     lean = leanTunnelFromEnv(),
+    bare = bareTunnelFromEnv(),
   ) {
     this.#fns = fns;
     this.#opts = opts;
@@ -180,27 +172,33 @@ export class NativeSocks {
       this.#planner = nativePlanner(opts.dialer);
     }
     this.#leanWanted = lean && this.#tunnelFns !== undefined && this.#rawHeader && this.#nativeSalt;
+    this.#bareWanted = bare;
     setMaxListeners(0, this.#abort.signal); // one listener per running dial
   }
 
   /** Native relays running, and tunnels connecting in the addon (each holds two sockets). */
   get size(): number {
-    return this.#live.size + this.#tunnels.size;
+    return this.#live.size + this.#tunnels.size + (this.#bare?.live ?? 0);
   }
 
-  /** Tunnels set up in the addon so far (tests: which path a connection took). */
+  /** Tunnels set up in the addon so far, bare ones included (tests: which path a connection took). */
   get tunnelled(): number {
-    return this.#tunnelled;
+    return this.#tunnelled + (this.#bare?.started ?? 0);
   }
 
   /** Of those, the ones whose relay opens the server's answer itself (tests). */
   get salted(): number {
-    return this.#salted;
+    return this.#salted + (this.#bare?.started ?? 0);
   }
 
   /** Of those, the ones the lean path took (tests). */
   get leaned(): number {
     return this.#leaned;
+  }
+
+  /** The addon's bare tunnels, once attached (tests). */
+  get bare(): BareTunnels | undefined {
+    return this.#bare;
   }
 
   /** The lean path loaded (or not wanted): at the first CONNECT, or now (tests). */
@@ -212,6 +210,8 @@ export class NativeSocks {
             const fns = this.#tunnelFns as NativeTunnelConnect & NativeRelay;
             const opts = { log: this.#opts.log, idleMs: this.#idleMs(), atOnce: this.#atOnce };
             this.#lean = m.LeanTunnels.for(this.#opts.dialer, fns, this.#tunnels, opts);
+            if (this.#lean && this.#front && !this.#closed && this.#bareWanted)
+              this.#bare = this.#lean.attachBare(this.#front);
           },
           () => {}, // #plan then, as with LADDER_CLIENT_LEAN=0
         );
@@ -254,6 +254,7 @@ export class NativeSocks {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#front) this.#fns.socks5FrontClose(this.#front);
+    this.#bare?.close();
     this.#abort.abort();
     for (const r of [...this.#live]) this.#fns.relayClose(r);
     for (const [args, t] of [...this.#tunnels]) {
@@ -312,6 +313,7 @@ export class NativeSocks {
       this.#tunnelled++;
       this.#salted++;
       this.#leaned++;
+      this.#bare?.refillIfEmpty();
       return;
     }
     const addr = bytes !== undefined && addrLength > 0 ? bytes.subarray(0, addrLength) : undefined;

@@ -110,3 +110,19 @@ export function rawHeaderFromEnv(env: NodeJS.ProcessEnv = process.env): boolean 
 export function nativeSaltFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
   return envSwitch('LADDER_NATIVE_SALT', env);
 }
+
+/**
+ * The application's side of a tunnel JS carries on the addon's descriptor calls
+ * (native-app-socket.ts) unless LADDER_NATIVE_APP=0 (then a net.Socket, as before).
+ */
+export function nativeAppSocketsFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return envSwitch('LADDER_NATIVE_APP', env);
+}
+
+/**
+ * The front accepts one connection per wake-up (native/socks5_front.cc `lean`: the accept4 that
+ * would fail with EAGAIN is not made), unless LADDER_FRONT_LEAN=0.
+ */
+export function leanFrontFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return envSwitch('LADDER_FRONT_LEAN', env);
+}

@@ -4,7 +4,9 @@ import { ProtocolError } from '../protocol/errors.js';
 import { AeadDecoder, AeadEncoder, join2 } from '../protocol/shadowsocks/aead.js';
 import { evpBytesToKey } from '../protocol/shadowsocks/kdf.js';
 import { getAeadMethod, type AeadMethod } from '../protocol/shadowsocks/methods.js';
+import { NATIVE_METHOD } from '../protocol/shadowsocks/native.js';
 import { poolRandomBytes } from '../protocol/shadowsocks/random-pool.js';
+import { encodeFirstWrite } from '../protocol/shadowsocks/shaping.js';
 import { encodeAddress, type SocksAddress } from '../protocol/socks5/address.js';
 import {
   awaitFirstData,
@@ -250,6 +252,27 @@ export class ShadowsocksDialer implements Dialer {
     const ip = this.#host.replace(/^\[|\]$/g, '');
     if (isIP(ip) === 0) return undefined;
     return { ip, port: this.#port, timeoutMs: this.#connectTimeoutMs, masterKey: this.#masterKey };
+  }
+
+  /**
+   * What the addon needs to seal a bare tunnel's first write itself (client/bare-tunnel.ts): the
+   * method's number and this dialer's salts, `n` at a time in one Buffer, drawn as every first
+   * write's are (shaping's prefix included); undefined where the first write is not one sealed
+   * chunk of header || data for the lengths the addon takes (one chunk, outside the prober's
+   * length trigger): a first-write encoder other than the default and shaping's.
+   */
+  bareParts(): { method: number; salts(n: number): Buffer } | undefined {
+    const write = this.#firstWrite;
+    if (write !== defaultFirstWrite && write !== encodeFirstWrite) return undefined;
+    const size = this.method.saltSize;
+    return {
+      method: NATIVE_METHOD[this.method.cipher],
+      salts: (n) => {
+        const out = Buffer.allocUnsafe(n * size);
+        for (let i = 0; i < n; i++) out.set(this.#salt(), i * size);
+        return out;
+      },
+    };
   }
 
   /**

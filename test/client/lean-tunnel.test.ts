@@ -1,9 +1,11 @@
 /**
- * The client's lean tunnel (src/client/lean-tunnel.ts, LADDER_CLIENT_LEAN): every case runs with
- * the lean path on and off, on real sockets to a real server and misbehaving peers, and what
- * the application and the person see must be the same both ways: the bytes back, answer-watch's
- * lines, the dial-failure lines, the tunnels counted and none left behind. On, the lean path
- * must have taken them (the counts fail without it); off, none.
+ * The client's lean tunnel (src/client/lean-tunnel.ts, LADDER_CLIENT_LEAN) and the bare tunnel
+ * in the addon (bare-tunnel.ts, native/client_bare.cc, LADDER_CLIENT_NATIVE_TUNNEL): every case
+ * runs three ways (the addon's bare tunnel; the lean path with it off; both off), on real
+ * sockets to a real server and misbehaving peers, and what the application and the person see
+ * must be the same every way: the bytes back, answer-watch's lines, the dial-failure lines, the
+ * tunnels counted and none left behind. Each way, the path named must have taken them (the
+ * counts fail without it).
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -34,14 +36,24 @@ interface Front extends TunnelFront {
   told: () => string[];
 }
 
-async function startFront(serverPort: number, lean: boolean, connectTimeoutMs?: number): Promise<Front> {
+/** The three ways: the addon's bare tunnel, the lean tunnel in JS, neither (#plan). */
+type Mode = 'bare' | 'lean' | 'off';
+const MODES: readonly Mode[] = ['bare', 'lean', 'off'];
+
+/** Tunnels the front set up, in JS or in the addon. */
+function taken(f: TunnelFront): number {
+  return f.front.tunnelled;
+}
+
+async function startFront(serverPort: number, mode: Mode, connectTimeoutMs?: number): Promise<Front> {
   const f = await startTunnelFront({
     serverPort,
     method: METHOD,
     password: PASSWORD,
     noAnswerMs: 300,
     fns,
-    lean,
+    lean: mode !== 'off',
+    bare: mode === 'bare',
     ...(connectTimeoutMs ? { connectTimeoutMs } : {}),
   });
   return {
@@ -83,7 +95,7 @@ async function exchange(
 }
 
 describe(
-  'lean tunnel: the same behaviour with LADDER_CLIENT_LEAN on and off',
+  'lean tunnel: the same behaviour in the addon, in the lean path and off (LADDER_CLIENT_NATIVE_TUNNEL, LADDER_CLIENT_LEAN)',
   { skip, timeout: 120_000 },
   () => {
     let echo: TestServer;
@@ -94,30 +106,38 @@ describe(
     });
     after(() => stop());
 
-    /** Runs `run` with the lean path on, then off; returns both results after checking the counts. */
+    /**
+     * Runs `run` each way (bare, lean, off); returns the results after checking the counts
+     * (the first and the second compared with the third by the callers).
+     */
     async function both<T>(
       peerPort: () => number,
       run: (f: Front) => Promise<T>,
       n: number,
-    ): Promise<[T, T]> {
+    ): Promise<[T, T, T]> {
       const results: T[] = [];
-      for (const lean of [true, false]) {
-        const f = await startFront(peerPort(), lean);
+      for (const mode of MODES) {
+        const f = await startFront(peerPort(), mode);
         try {
           results.push(await run(f));
-          assert.equal(f.front.tunnelled, n, `lean ${lean}: set up in the addon`);
-          assert.equal(f.front.salted, n, `lean ${lean}: the answer opened in the relay`);
-          assert.equal(f.front.leaned, lean ? n : 0, `lean ${lean}: the lean path took them`);
+          assert.equal(
+            f.front.bare?.started ?? 0,
+            mode === 'bare' ? n : 0,
+            `${mode}: the addon's bare tunnel took them`,
+          );
+          assert.equal(f.front.tunnelled, n, `${mode}: set up in the addon`);
+          assert.equal(f.front.salted, n, `${mode}: the answer opened in the relay`);
+          assert.equal(f.front.leaned, mode === 'lean' ? n : 0, `${mode}: the lean path took them`);
           await waitFor(() => f.front.size === 0, { timeoutMs: 5000 });
         } finally {
           f.close();
         }
       }
-      return results as [T, T];
+      return results as [T, T, T];
     }
 
     it('echo to an IPv4 literal and to a name: the same bytes, nothing told', async () => {
-      const [on, off] = await both(
+      const [on, lean, off] = await both(
         () => ssPort,
         async (f) => {
           const got: string[] = [];
@@ -129,6 +149,7 @@ describe(
         3,
       );
       assert.deepEqual(on, { got: ['ping', 'ping', 'ping'], told: [] });
+      assert.deepEqual(lean, on);
       assert.deepEqual(off, on);
     });
 
@@ -157,7 +178,7 @@ describe(
           handler(s);
         });
         try {
-          const [on, off] = await both(
+          const [on, lean, off] = await both(
             () => peer.port,
             async (f) => {
               const r = await exchange(f, '127.0.0.1', echo.port, 1000);
@@ -169,6 +190,7 @@ describe(
           );
           assert.equal(on.got, '', 'nothing reaches the application');
           assert.equal(on.told.length, 1, JSON.stringify(on.told));
+          assert.deepEqual(lean, on);
           assert.deepEqual(off, on);
         } finally {
           await peer.close();
@@ -178,7 +200,7 @@ describe(
 
     it('a refused connect: the application closed, the same dial-failure line', async () => {
       const dead = await freePort();
-      const [on, off] = await both(
+      const [on, lean, off] = await both(
         () => dead,
         async (f) => {
           const r = await exchange(f, '127.0.0.1', echo.port);
@@ -190,6 +212,7 @@ describe(
         1,
       );
       assert.deepEqual(on, { got: '', closed: true, told: ['tunnel dial failed (ECONNREFUSED)'] });
+      assert.deepEqual(lean, on);
       assert.deepEqual(off, on);
     });
 
@@ -202,15 +225,16 @@ describe(
         const fill: net.Socket[] = [];
         for (let i = 0; i < 3; i++) fill.push(netConnect(port, '127.0.0.1').on('error', () => {}));
         await sleep(200);
-        for (const lean of [true, false]) {
-          const f = await startFront(port, lean, 1500);
+        for (const mode of MODES) {
+          const f = await startFront(port, mode, 1500);
           try {
             const r = await exchange(f, '127.0.0.1', echo.port, 800);
-            assert.deepEqual(f.told(), [], `lean ${lean}: nothing told while the connect runs`);
+            assert.deepEqual(f.told(), [], `${mode}: nothing told while the connect runs`);
             await waitFor(() => f.told().length > 0, { timeoutMs: 5000 });
             await sleep(100);
             assert.equal(r.got, '');
-            assert.deepEqual(f.told(), ['tunnel dial failed'], `lean ${lean}`);
+            assert.deepEqual(f.told(), ['tunnel dial failed'], mode);
+            assert.equal(taken(f), 1, mode);
             await waitFor(() => f.front.size === 0, { timeoutMs: 5000 });
           } finally {
             f.close();
@@ -223,13 +247,14 @@ describe(
     });
 
     it('close() with lean tunnels running leaves nothing', async () => {
-      for (const lean of [true, false]) {
-        const f = await startFront(ssPort, lean);
+      for (const mode of MODES) {
+        const f = await startFront(ssPort, mode);
         const s = await socks5Connect({ proxyPort: f.port, host: '127.0.0.1', port: echo.port });
         s.on('error', () => {});
         s.resume();
         s.write('ping');
-        await waitFor(() => f.front.tunnelled === 1, { timeoutMs: 5000 });
+        await waitFor(() => taken(f) === 1, { timeoutMs: 5000 });
+        assert.equal(f.front.size, 1, `${mode}: the tunnel counted`);
         f.close();
         assert.equal(f.front.size, 0);
         await new Promise((r) => (s.destroyed ? r(undefined) : s.once('close', r)));

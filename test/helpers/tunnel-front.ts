@@ -9,6 +9,8 @@ import assert from 'node:assert/strict';
 import { AnswerWatchDialer } from '../../src/client/answer-watch.js';
 import { createTunnelDialer } from '../../src/client/index.js';
 import { NativeSocks } from '../../src/client/native-socks.js';
+import { encodeFirstWrite } from '../../src/protocol/shadowsocks/shaping.js';
+import { ShadowsocksDialer } from '../../src/transport/shadowsocks-dialer.js';
 import { ShadowsocksServer } from '../../src/server/server.js';
 import { createLogger } from '../../src/shared/logger.js';
 import { serve, type TestServer } from './net.js';
@@ -30,8 +32,14 @@ export interface TunnelFrontOptions {
   fns: unknown;
   /** NativeSocks's `lean` argument (default: from the environment). */
   lean?: boolean;
+  /** NativeSocks's `bare` argument (the addon's bare tunnels; default: from the environment). */
+  bare?: boolean;
   /** The tunnel's connect budget (default: the dialer's). */
   connectTimeoutMs?: number;
+  /** Shaped salts from this (seeded) factory instead of the client's (a ShadowsocksDialer as the client shapes). */
+  saltFactory?: (n: number) => Uint8Array;
+  /** The tunnels' idle timeout (default 60 s). */
+  idleTimeoutMs?: number;
 }
 
 export async function startTunnelFront(o: TunnelFrontOptions): Promise<TunnelFront> {
@@ -40,16 +48,22 @@ export async function startTunnelFront(o: TunnelFrontOptions): Promise<TunnelFro
   out.on('data', (d: Buffer) => (text += d.toString()));
   const log = createLogger({ level: process.env.DBG ? 'debug' : 'info', destination: out });
   if (process.env.DBG) out.on('data', (d: Buffer) => process.stderr.write(d));
-  const dialer = new AnswerWatchDialer(
-    createTunnelDialer({
-      host: '127.0.0.1',
-      port: o.serverPort,
-      method: o.method,
-      password: o.password,
-      ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}),
-    }),
-    { log, noAnswerMs: o.noAnswerMs },
-  );
+  const ep = {
+    host: '127.0.0.1',
+    port: o.serverPort,
+    method: o.method,
+    password: o.password,
+    ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}),
+  };
+  const inner = o.saltFactory
+    ? new ShadowsocksDialer({
+        ...ep,
+        saltFactory: o.saltFactory,
+        freshSalts: true,
+        firstWrite: encodeFirstWrite,
+      })
+    : createTunnelDialer(ep);
+  const dialer = new AnswerWatchDialer(inner, { log, noAnswerMs: o.noAnswerMs });
   const srv = net.createServer();
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   const port = (srv.address() as net.AddressInfo).port;
@@ -58,14 +72,15 @@ export async function startTunnelFront(o: TunnelFrontOptions): Promise<TunnelFro
     {
       dialer,
       firstDataWaitMs: 5000, // the first data goes with the request even on a loaded machine
-      idleTimeoutMs: 60_000,
+      idleTimeoutMs: o.idleTimeoutMs ?? 60_000,
       log,
       track: () => {},
       host: '127.0.0.1',
       port,
     } as never,
     true,
-    ...(o.lean === undefined ? [] : [o.lean]),
+    o.lean,
+    o.bare,
   );
   assert.ok(front.adopt(srv));
   await front.leanReady(); // loaded at the first CONNECT otherwise: every connection takes the same path
