@@ -77,14 +77,14 @@ const KIND_WORDS: Record<Kind, string> = {
 const CLOSED =
   'the server accepted the connection but closed it without data: the destination refused, did not resolve or was not allowed (a private address needs --allow-private on the server), or the key was changed';
 const CLOSED_AFTER_FIN =
-  'the server closed the connection without data once the application had finished sending: the destination refused or was not allowed (a private address needs --allow-private on the server), or the key may be disabled, expired or over quota, deleted or rotated (a new secret)';
+  'the server closed the connection without data once the application had finished sending: the destination refused or was not allowed (a private address needs --allow-private on the server), or the key may be disabled, expired or over quota, deleted or rotated (a new secret), or its password or method does not match the server (a mistyped key)';
 const NOT_SHADOWSOCKS =
   'the server answered with bytes this key cannot decrypt: it is not a Shadowsocks server for this key (wrong method or password, or another service on that port)';
 
 function noAnswer(ms: number, edition2022: boolean): string {
   const s = ms >= 10_000 || ms % 1000 === 0 ? `${Math.round(ms / 1000)} s` : `${(ms / 1000).toFixed(1)} s`;
   const clock = edition2022 ? ', or the clocks of client and server differ by more than 30 s' : '';
-  return `no answer from the server in ${s}: the key may be disabled, expired or over quota, deleted or rotated (a new secret)${clock}, or the server is not a Shadowsocks server for this key`;
+  return `no answer from the server in ${s}: the key may be disabled, expired or over quota, deleted or rotated (a new secret)${clock}, or its password or method does not match the server (a mistyped key), or the server is not a Shadowsocks server for this key`;
 }
 
 /** True when a decode result holds at least one byte of payload. */

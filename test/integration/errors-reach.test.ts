@@ -306,7 +306,7 @@ describe('the client says when the server never answers', () => {
     assert.equal(told[0]!.level, 30);
     assert.equal(
       told[0]!.msg,
-      'no answer from the server in 0.3 s: the key may be disabled, expired or over quota, deleted or rotated (a new secret), or the server is not a Shadowsocks server for this key',
+      'no answer from the server in 0.3 s: the key may be disabled, expired or over quota, deleted or rotated (a new secret), or its password or method does not match the server (a mistyped key), or the server is not a Shadowsocks server for this key',
     );
     // The application's close after 1.2 s does not add a second line for the same connection.
     assert.ok(!client.text().includes('closed the connection without data'), client.text());
