@@ -16,8 +16,8 @@
  *   connection (their next chunk is charged at the new rate); a removed limit releases them and
  *   charges nothing more. A key without a limit has no entry here and costs nothing.
  */
-import type { KeyDelta, RuntimeKey } from '../shared/control.js';
 import type { RelayThrottle } from '../transport/relay.js';
+import type { KeyLimits } from './keys.js';
 import {
   addHeld,
   bucketFor,
@@ -132,9 +132,22 @@ export class KeyLimit implements RelayThrottle {
   }
 }
 
-/** The speed limits of one server's keys (by id); only limited keys have an entry. */
+/** Where the keys' limits are read from: the key ring (keys.ts), whose entries carry them. */
+export interface KeyLimitSource {
+  get(id: string): { readonly limits: KeyLimits } | undefined;
+}
+
+/**
+ * The speed limits of one server's keys: the rate is the ring entry's; this keeps, per key that
+ * had a limit, its bucket and waiting connections (KeyLimit), made when the limit arrives.
+ */
 export class SpeedLimits {
+  readonly #keys: KeyLimitSource;
   readonly #byId = new Map<string, KeyLimit>();
+
+  constructor(keys: KeyLimitSource) {
+    this.#keys = keys;
+  }
 
   /** The limit of key `id` when it has one (then its connections are throttled), else undefined. */
   for(id: string): KeyLimit | undefined {
@@ -143,40 +156,31 @@ export class SpeedLimits {
     return l && l.rate > 0 ? l : undefined;
   }
 
-  /** The whole key set (ServerControl.setKeys). */
-  set(keys: readonly RuntimeKey[]): void {
-    const seen = new Set<string>();
-    for (const k of keys) {
-      seen.add(k.id);
-      this.#one(k);
-    }
-    for (const [id, l] of this.#byId) if (!seen.has(id)) this.#drop(id, l);
-  }
-
-  /** The keys a delta names (ServerControl.applyKeyDelta). */
-  apply(delta: KeyDelta): void {
-    for (const id of delta.remove) {
+  /**
+   * The ring changed the keys `ids` names: each takes its entry's rate now (a new limit gets a
+   * KeyLimit); a key no longer in the ring is forgotten (its waiters released).
+   */
+  sync(ids: Iterable<string>): void {
+    for (const id of ids) {
+      const rate = this.#keys.get(id)?.limits.speedLimit;
       const l = this.#byId.get(id);
-      if (l) this.#drop(id, l);
-    }
-    for (const k of delta.upsert) this.#one(k);
-  }
-
-  #one(k: RuntimeKey): void {
-    const l = this.#byId.get(k.id);
-    if (k.speedLimit !== undefined && k.speedLimit > 0) {
-      if (l) l.setRate(k.speedLimit);
-      else {
-        const n = new KeyLimit(k.id);
-        n.setRate(k.speedLimit);
-        this.#byId.set(k.id, n);
+      if (rate !== undefined) {
+        if (l) l.setRate(rate);
+        else {
+          const n = new KeyLimit(id);
+          n.setRate(rate);
+          this.#byId.set(id, n);
+        }
+      } else if (l) {
+        l.setRate(undefined); // kept while the key is: a limit set again applies to open connections too
+        if (!this.#keys.get(id)) this.#byId.delete(id);
       }
-    } else l?.setRate(undefined); // kept: a limit set again applies to the open connections too
+    }
   }
 
-  #drop(id: string, l: KeyLimit): void {
-    l.setRate(undefined);
-    this.#byId.delete(id);
+  /** Ids that have a KeyLimit here (with `sync`, after a whole new key set). */
+  known(): string[] {
+    return [...this.#byId.keys()];
   }
 }
 

@@ -17,6 +17,7 @@ import { Writable } from 'node:stream';
 import WebSocket from 'ws';
 import { ShadowsocksServer } from '../../src/server/server.js';
 import { DeviceLimits, deviceGroup, processDeviceCounts } from '../../src/server/device-limits.js';
+import { KeyRing } from '../../src/server/keys.js';
 import { createMetrics } from '../../src/metrics/index.js';
 import { leanPathServed } from '../../src/server/lean-path.js';
 import { nativeAvailable } from '../../src/protocol/shadowsocks/native.js';
@@ -59,13 +60,8 @@ function key(id: string, deviceLimit?: number): RuntimeKey & { password: string 
   };
 }
 
-/** A server on 127.0.0.1 whose info lines are kept. */
-async function server(
-  keys: RuntimeKey[],
-  extra: Partial<ConstructorParameters<typeof ShadowsocksServer>[0]> = {},
-  silentMs = SILENT_MS,
-): Promise<{ s: ShadowsocksServer; port: number; lines: () => string[] }> {
-  process.env['LADDER_DEVICE_SILENT_MS'] = String(silentMs);
+/** A log destination that keeps its lines. */
+function logLines(): { lines: string[]; destination: Writable } {
   const lines: string[] = [];
   const destination = new Writable({
     write(chunk: Buffer, _e, cb) {
@@ -73,6 +69,17 @@ async function server(
       cb();
     },
   });
+  return { lines, destination };
+}
+
+/** A server on 127.0.0.1 whose info lines are kept. */
+async function server(
+  keys: RuntimeKey[],
+  extra: Partial<ConstructorParameters<typeof ShadowsocksServer>[0]> = {},
+  silentMs = SILENT_MS,
+): Promise<{ s: ShadowsocksServer; port: number; lines: () => string[] }> {
+  process.env['LADDER_DEVICE_SILENT_MS'] = String(silentMs);
+  const { lines, destination } = logLines();
   const s = new ShadowsocksServer({
     keys,
     allowPrivateDestinations: true,
@@ -315,14 +322,16 @@ test('address groups: IPv4 exactly, IPv4-mapped as IPv4, IPv6 by its /64', () =>
 
 test('the /64 grouping holds in the table: two privacy addresses of one /64 are one device', () => {
   const clock = new ManualClock(1_000_000);
+  const ring = new KeyRing();
+  ring.set([{ id: 'v6', method: METHOD, secret: 'x', deviceLimit: 1 }]);
   const d = new DeviceLimits({
+    keys: ring,
     clock,
     log: silentLogger,
     table: new SharedDevices(createSharedDevices()),
     enabled: true,
     silentMs: 30_000,
   });
-  d.setKeys([{ id: 'v6', method: METHOD, secret: 'x', deviceLimit: 1 }]);
   const owner = (): { activity(): number } => ({ activity: () => 0 });
   const [p1, p2, p3, p4] = [owner(), owner(), owner(), owner()];
   assert.equal(d.admit(p1, 'v6', '2001:db8:1:2:aaaa::1'), true);
@@ -339,3 +348,43 @@ test('the /64 grouping holds in the table: two privacy addresses of one /64 are 
   assert.equal(d.admit(p4, 'v6', '198.51.100.1'), true);
   d.close();
 });
+
+for (const whole of [false, true]) {
+  test(`a key whose secret changed and that gained a limit (${whole ? 'setKeys' : 'applyKeyDelta'}): its connection is closed once`, async () => {
+    const k = key(`regain-${whole}`);
+    const { lines, destination } = logLines();
+    const s = new ShadowsocksServer({
+      keys: [k],
+      allowPrivateDestinations: true,
+      logger: createLogger({ level: 'debug', destination }),
+    });
+    const { port } = await s.listen({ port: 0, host: '127.0.0.1' });
+    const open: DeviceStream[] = [];
+    try {
+      const a = await tryStream(port, '127.0.0.2', k, echo.port);
+      open.push(a.stream);
+      assert.equal(a.outcome, 'echo');
+      const changed = {
+        ...k,
+        secret: `${k.secret}-new`,
+        password: `${k.secret}-new`,
+        deviceLimit: 1,
+        speedLimit: 1 << 20,
+      };
+      lines.length = 0;
+      if (whole) s.setKeys([changed]);
+      else s.applyKeyDelta({ upsert: [changed], remove: [] });
+      const line = lines
+        .map((l) => JSON.parse(l) as { msg: string; closedConnections?: number })
+        .find((l) => l.msg === (whole ? 'keys set' : 'keys changed'));
+      assert.equal(line?.closedConnections, 1, `closed once: ${JSON.stringify(line)}`);
+      await waitFor(() => a.stream.closed());
+      const b = await tryStream(port, '127.0.0.3', changed, echo.port);
+      open.push(b.stream);
+      assert.equal(b.outcome, 'echo', 'the new secret works, under its limit');
+    } finally {
+      closeAll(open);
+      await s.close();
+    }
+  });
+}
