@@ -5,8 +5,9 @@
  * in every worker thread and on every port, share one rate.
  *
  * - TCP: a limited key's connections take the JS relay (never the native relay or the lean path),
- *   with a RelayThrottle: each chunk read is charged; when the bucket is empty the relay holds that
- *   chunk, pauses reading its source and hands a resume to this key's queue. One timer per key
+ *   with a RelayThrottle: each chunk read is charged, in pieces of an eighth of a second at the
+ *   rate (a 64 KiB read at a few KiB/s leaves steadily); when the bucket is empty the relay holds
+ *   that piece, pauses reading its source and hands a resume to this key's queue. One timer per key
  *   (not one per chunk) wakes the queue's heads in order when the bucket has refilled enough, so
  *   a key's connections take turns a chunk at a time (a bulk download does not starve the key's
  *   other connections). Nothing is buffered beyond the one chunk read (what the destination's
@@ -41,6 +42,10 @@ export function throttledRelays(): number {
   return throttled;
 }
 
+/** Throttled output leaves in pieces of 1/8 s at the rate (KeyLimit.piece), at least 256 bytes. */
+const PIECES_PER_SECOND = 8;
+const PIECE_MIN = 256;
+
 interface Waiter {
   readonly due: number;
   readonly resume: () => void;
@@ -62,6 +67,15 @@ export class KeyLimit implements RelayThrottle {
   /** Bytes per second; 0: no limit. */
   get rate(): number {
     return this.#rate;
+  }
+
+  /**
+   * RelayThrottle: the most bytes one write carries, an eighth of a second at the rate (at least
+   * 256 bytes): at a few KiB/s a 64 KiB read leaves in steady pieces, not after one long wait.
+   * At 512 KiB/s and up a read (at most 64 KiB) is one piece.
+   */
+  get piece(): number | undefined {
+    return this.#rate > 0 ? Math.max(PIECE_MIN, Math.floor(this.#rate / PIECES_PER_SECOND)) : undefined;
   }
 
   /** A new rate (undefined or 0: none): waiting connections go on at once. */

@@ -208,6 +208,32 @@ describe('speed limits, TCP', () => {
     const ms = Date.now() - t0;
     assert.ok(ms >= BOUND_MS, `two downloads of ${half} took ${ms} ms, at least ${BOUND_MS} expected`);
   });
+
+  it('a low rate (8 KiB/s) delivers steadily: past the burst, no gap much longer than a piece (1/8 s)', async () => {
+    const rate = 8 * 1024;
+    const k = newKey(rate);
+    setKeys(k);
+    const size = burstBytes(rate) + 24 * 1024;
+    const t = await tunnel(k, source, u64(size));
+    const arrivals: { at: number; wire: number }[] = [];
+    let wire = 0;
+    t.socket.on('data', (d: Buffer) => arrivals.push({ at: Date.now(), wire: (wire += d.length) }));
+    try {
+      const t0 = Date.now();
+      await t.read(size, 15_000);
+      const ms = Date.now() - t0;
+      const bound = ((size - burstBytes(rate)) / rate) * 1000;
+      assert.ok(ms >= bound * 0.9, `took ${ms} ms, about ${bound} expected at the rate`);
+      // Past the burst (and a piece), the gaps between arrivals: a piece is 1 KiB, 125 ms.
+      const late = arrivals.filter((a) => a.wire > burstBytes(rate) + 2048);
+      let gap = 0;
+      for (let i = 1; i < late.length; i++) gap = Math.max(gap, late[i]!.at - late[i - 1]!.at);
+      assert.ok(late.length >= 10, `${late.length} arrivals past the burst`);
+      assert.ok(gap < 700, `the longest gap past the burst was ${gap} ms (a piece is 125 ms)`);
+    } finally {
+      t.destroy();
+    }
+  });
 });
 
 describe('speed limits, UDP', () => {
