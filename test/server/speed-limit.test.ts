@@ -14,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
 import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
 import { decodeUdp2017, encodeUdp2017 } from '../../src/protocol/shadowsocks/udp.js';
+import { encodeUotDatagram, encodeUotRequest, UOT_MAGIC_V2 } from '../../src/protocol/uot.js';
 import { createMetrics } from '../../src/metrics/index.js';
 import { leanPathServed } from '../../src/server/lean-path.js';
 import { ShadowsocksServer } from '../../src/server/server.js';
@@ -282,6 +283,39 @@ describe('speed limits, UDP', () => {
     assert.ok(Number(dropped.exec(text)?.[1]) >= 300 - got - 1, `dropped datagrams are counted:\n${text}`);
     setKeys({ id: k.id, method: k.method, secret: k.secret });
     const free = await burst(k, 300, 1000);
+    assert.ok(free >= 280, `${free} of 300 replies without the limit`);
+  });
+
+  /** Send `n` datagrams of `size` over UDP-over-TCP (v2, connect mode) through key `k`; the replies in 1.5 s. */
+  async function uotBurst(k: RuntimeKey, n: number, size: number): Promise<number> {
+    const to = { type: 'ipv4' as const, host: '127.0.0.1', port: echo.port };
+    const t = await openTestTunnel({
+      port,
+      method: k.method,
+      password: k.secret,
+      target: { host: UOT_MAGIC_V2, port: 0 },
+      initial: encodeUotRequest({ connect: true, destination: to }),
+    });
+    try {
+      for (let i = 0; i < n; i++) {
+        t.send(encodeUotDatagram(undefined, randomBytes(size)));
+        if (i % 20 === 19) await sleep(1);
+      }
+      await sleep(1500);
+      return Math.floor((await t.read(0)).length / (size + 2));
+    } finally {
+      t.destroy();
+    }
+  }
+
+  it('UDP over TCP: datagrams over the rate are dropped, as plain UDP; without the limit they pass', async () => {
+    const k = newKey(64 * 1024);
+    setKeys(k);
+    const got = await uotBurst(k, 300, 1000);
+    assert.ok(got > 20, `${got} replies`);
+    assert.ok(got <= 64 + 110, `${got} of 300 replies through a 64 KiB/s limit`);
+    setKeys({ id: k.id, method: k.method, secret: k.secret });
+    const free = await uotBurst(k, 300, 1000);
     assert.ok(free >= 280, `${free} of 300 replies without the limit`);
   });
 });
