@@ -127,6 +127,10 @@ export const AccessKey = z.object({
   dataLimitPeriod: LIMIT_PERIOD.optional(),
   deviceLimit: DeviceLimit.optional(),
   speedLimit: SpeedLimit.optional(),
+  devicesInUse: z.number().int().optional().meta({
+    description:
+      'Ladder extension, keys with a device limit: client addresses using the key now on the server that answers (each fleet node counts its own)',
+  }),
   expiresAt: z.string().optional().meta({ description: 'ISO 8601; absent = never expires' }),
   enabled: z.boolean(),
   state: KEY_STATE.optional().meta({ description: 'Latest enforcement decision' }),
