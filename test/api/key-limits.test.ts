@@ -174,6 +174,52 @@ test('limits: bad bodies get 400 in the error shape naming the field; nothing ch
   assert.deepEqual([key?.deviceLimit, key?.speedLimit], [null, null]);
 });
 
+test('limits as the config file writes them: a bare device count, a bare byte rate, a rate with a unit; a wrong shape says the expected one', async (t) => {
+  const h = await harness(tempDir(t));
+  t.after(() => h.close());
+  let res = await h.call('POST', '/access-keys', { deviceLimit: 3, speedLimit: '10Mbit' });
+  assert.equal(res.statusCode, 201, res.body);
+  const id = String(json(res.body).id);
+  assert.deepEqual(
+    [json(res.body).deviceLimit, json(res.body).speedLimit],
+    [{ devices: 3 }, { bytesPerSecond: 1_250_000 }],
+  );
+  res = await h.call('PUT', `/access-keys/${id}/device-limit`, { limit: 2 });
+  assert.equal(res.statusCode, 204, res.body);
+  res = await h.call('PUT', `/access-keys/${id}/speed-limit`, { limit: 4096 });
+  assert.equal(res.statusCode, 204, res.body);
+  let key = await h.store.getKey(id);
+  assert.deepEqual([key?.deviceLimit, key?.speedLimit], [2, 4096]);
+  res = await h.call('PUT', `/access-keys/${id}/speed-limit`, { limit: '2MB/s' });
+  assert.equal(res.statusCode, 204, res.body);
+  assert.equal((await h.store.getKey(id))?.speedLimit, 2_000_000);
+  const cases: [string, unknown, string, RegExp][] = [
+    ['device-limit', { limit: 'three' }, 'limit', /expected \{"devices": N\} or a number of devices$/],
+    ['device-limit', { limit: 0 }, 'limit.devices', /at least 1/],
+    [
+      'speed-limit',
+      { limit: [1] },
+      'limit',
+      /expected \{"bytesPerSecond": N\}, a number of bytes per second, or a rate like "10Mbit"$/,
+    ],
+    ['speed-limit', { limit: '10' }, 'limit', /a rate with a unit.*got "10"/],
+    ['speed-limit', { limit: 100 }, 'limit.bytesPerSecond', /at least 1024/],
+  ];
+  for (const [path, body, field, why] of cases) {
+    res = await h.call('PUT', `/access-keys/${id}/${path}`, body);
+    assert.equal(res.statusCode, 400, `${path} ${JSON.stringify(body)}: ${res.body}`);
+    const e = json(res.body);
+    assert.equal(e.field, field, res.body);
+    assert.match(String(e.message), why);
+    assert.ok(!String(e.message).includes('\n'), 'one line');
+  }
+  res = await h.call('POST', '/access-keys', { deviceLimit: 'x' });
+  assert.equal(json(res.body).field, 'deviceLimit', res.body);
+  assert.match(String(json(res.body).message), /or a number of devices/);
+  key = await h.store.getKey(id);
+  assert.deepEqual([key?.deviceLimit, key?.speedLimit], [2, 2_000_000], 'nothing changed');
+});
+
 test('a key with limits still matches the Outline spec (Outline Manager ignores the fields)', async (t) => {
   const h = await harness(tempDir(t));
   t.after(() => h.close());
