@@ -24,6 +24,7 @@ import { nativeAvailable } from '../../src/protocol/shadowsocks/native.js';
 import { nativeAccept } from '../../src/transport/native-stream.js';
 import { SharedDevices, createSharedDevices } from '../../src/server/workers/shared-devices.js';
 import { AeadDecoder, AeadEncoder } from '../../src/protocol/shadowsocks/aead.js';
+import { decodeUdp2017, encodeUdp2017 } from '../../src/protocol/shadowsocks/udp.js';
 import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
 import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
 import { encodeAddress, toSocksAddress } from '../../src/protocol/socks5/address.js';
@@ -388,3 +389,58 @@ for (const whole of [false, true]) {
     }
   });
 }
+
+test('UDP over WebSocket: a refused association is answered from memory for a second (one refusal counted, not one per datagram), then asks again', async () => {
+  const k = key('wsudp', 1);
+  process.env['LADDER_DEVICE_SILENT_MS'] = '30000';
+  const srv = await startWsTestServer({ keys: [k] });
+  const udpEcho = await startUdpEcho();
+  const m = getAeadMethod(METHOD);
+  const master = evpBytesToKey(k.password, m.keySize);
+  const to = toSocksAddress('127.0.0.1', udpEcho.port);
+  const assoc = async (localAddress: string): Promise<{ ws: WebSocket; replies: () => number }> => {
+    const ws = new WebSocket(`ws://127.0.0.1:${srv.webPort}/secret-path/udp`, [], {
+      perMessageDeflate: false,
+      localAddress,
+    });
+    let replies = 0;
+    ws.on('message', (d: Buffer) => {
+      decodeUdp2017(m, master, d);
+      replies++;
+    });
+    ws.on('error', () => {});
+    await once(ws, 'open');
+    return { ws, replies: () => replies };
+  };
+  const send = (ws: WebSocket): void => ws.send(encodeUdp2017(m, master, to, randomBytes(32)));
+  const refusals = (): number => processDeviceCounts().refused.get(k.id) ?? 0;
+  const open: WebSocket[] = [];
+  try {
+    const a = await assoc('127.0.0.2');
+    open.push(a.ws);
+    send(a.ws);
+    await waitFor(() => a.replies() > 0);
+    const b = await assoc('127.0.0.3');
+    open.push(b.ws);
+    const before = refusals();
+    for (let i = 0; i < 30; i++) {
+      send(b.ws);
+      await sleep(10);
+    }
+    await sleep(200);
+    assert.equal(b.replies(), 0, 'over the limit: dropped');
+    assert.equal(
+      refusals() - before,
+      1,
+      'the first datagram asked the table; the rest were answered from memory',
+    );
+    a.ws.terminate();
+    await sleep(1100); // the place is free and the refusal forgotten
+    send(b.ws);
+    await waitFor(() => b.replies() > 0, { message: 'admitted once the place is free' });
+  } finally {
+    for (const w of open) w.terminate();
+    await srv.close();
+    await udpEcho.close();
+  }
+});
