@@ -12,6 +12,7 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import WebSocket from 'ws';
@@ -24,6 +25,9 @@ import { nativeAvailable } from '../../src/protocol/shadowsocks/native.js';
 import { nativeAccept } from '../../src/transport/native-stream.js';
 import { SharedDevices, createSharedDevices } from '../../src/server/workers/shared-devices.js';
 import { AeadDecoder, AeadEncoder } from '../../src/protocol/shadowsocks/aead.js';
+import { Aead2022RequestEncoder, Aead2022ResponseDecoder } from '../../src/protocol/shadowsocks/aead2022.js';
+import { getAead2022Method } from '../../src/protocol/shadowsocks/methods2022.js';
+import { burstBytes } from '../../src/server/speed-limits.js';
 import { decodeUdp2017, encodeUdp2017 } from '../../src/protocol/shadowsocks/udp.js';
 import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
 import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
@@ -442,5 +446,53 @@ test('UDP over WebSocket: a refused association is answered from memory for a se
     for (const w of open) w.terminate();
     await srv.close();
     await udpEcho.close();
+  }
+});
+
+test('a 2022 key (2022-blake3-aes-256-gcm) on TCP: a second address is held as a wrong key; its transfers keep the speed limit', async () => {
+  const rate = 64 * 1024;
+  const k: RuntimeKey = {
+    id: `k2022-${randomBytes(3).toString('hex')}`,
+    method: '2022-blake3-aes-256-gcm',
+    secret: randomBytes(32).toString('base64'),
+    deviceLimit: 1,
+    speedLimit: rate,
+  };
+  const { s, port } = await server([k], {}, 30_000);
+  const method = getAead2022Method(k.method);
+  const psk = Buffer.from(k.secret, 'base64');
+  const open: net.Socket[] = [];
+  /** A 2022 stream from `localAddress` to the echo with `hello`: what came back after `ms`, and the rest. */
+  const dial = (localAddress: string, hello: Buffer) => {
+    const enc = new Aead2022RequestEncoder(method, psk, { identityKeys: [] });
+    const dec = new Aead2022ResponseDecoder(method, psk, enc.salt);
+    const sock = net.connect({ port, host: '127.0.0.1', localAddress });
+    open.push(sock);
+    let got = 0;
+    sock.on('data', (d: Buffer) => {
+      for (const p of dec.push(d, Date.now())) got += p.length;
+    });
+    sock.on('error', () => {});
+    sock.write(enc.encodeHeader({ type: 'ipv4', host: '127.0.0.1', port: echo.port }, hello, Date.now()));
+    return { sock, enc, got: () => got };
+  };
+  try {
+    const a = dial('127.0.0.2', randomBytes(100));
+    await waitFor(() => a.got() >= 100);
+    const b = dial('127.0.0.3', randomBytes(100));
+    await sleep(1200);
+    assert.equal(b.got(), 0, 'another address: nothing back');
+    assert.equal(b.sock.destroyed, false, 'held open, as a wrong key');
+    // The admitted address: 160 KiB through the echo take at least (size - burst) / rate.
+    const size = 160 * 1024;
+    const t0 = Date.now();
+    for (let sent = 0; sent < size; sent += 16 * 1024) a.sock.write(a.enc.encode(randomBytes(16 * 1024)));
+    await waitFor(() => a.got() >= 100 + size, { timeoutMs: 15_000 });
+    const ms = Date.now() - t0;
+    const bound = ((size - burstBytes(rate)) / rate) * 1000;
+    assert.ok(ms >= bound * 0.9, `160 KiB took ${ms} ms; at least ${bound} expected at the rate`);
+  } finally {
+    for (const x of open) x.destroy();
+    await s.close();
   }
 });
