@@ -496,3 +496,56 @@ test('a 2022 key (2022-blake3-aes-256-gcm) on TCP: a second address is held as a
     await s.close();
   }
 });
+
+test('HTTPUpgrade front: the same device check: a second address is held as a wrong key', async () => {
+  const k = key('hu', 1);
+  process.env['LADDER_DEVICE_SILENT_MS'] = '30000';
+  const srv = await startWsTestServer({ keys: [k] });
+  const m = getAeadMethod(METHOD);
+  const master = evpBytesToKey(k.password, m.keySize);
+  const open: net.Socket[] = [];
+  /** sing-box's httpupgrade request with the tunnel's first bytes; true when the payload echoes. */
+  const through = async (localAddress: string): Promise<{ sock: net.Socket; echoed: boolean }> => {
+    const sock = net.connect({ port: srv.webPort, host: '127.0.0.1', localAddress });
+    open.push(sock);
+    sock.on('error', () => {});
+    await once(sock, 'connect');
+    const payload = `hu ${localAddress}`;
+    const dec = new AeadDecoder(m, master);
+    let head = Buffer.alloc(0);
+    let upgraded = false;
+    let text = '';
+    sock.on('data', (d: Buffer) => {
+      if (!upgraded) {
+        head = Buffer.concat([head, d]);
+        const end = head.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        upgraded = /^HTTP\/1\.1 101 /.test(head.toString('latin1'));
+        d = head.subarray(end + 4);
+      }
+      for (const p of dec.push(d)) text += p.toString();
+    });
+    const req = `GET ${srv.secretPath}/up HTTP/1.1\r\nHost: cdn.test\r\nUser-Agent: Go-http-client/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`;
+    const first = new AeadEncoder(m, master).encode(
+      Buffer.concat([encodeAddress(toSocksAddress('127.0.0.1', echo.port)), Buffer.from(payload)]),
+    );
+    sock.write(Buffer.concat([Buffer.from(req, 'latin1'), first]));
+    const until = Date.now() + 1200;
+    while (Date.now() < until && text !== payload) await sleep(20);
+    return { sock, echoed: text === payload };
+  };
+  try {
+    const a = await through('127.0.0.2');
+    assert.equal(a.echoed, true);
+    const b = await through('127.0.0.3');
+    assert.equal(b.echoed, false, 'over the limit: nothing back');
+    assert.equal(b.sock.destroyed, false, 'held open, as a wrong key');
+    a.sock.destroy();
+    await sleep(300);
+    const c = await through('127.0.0.3');
+    assert.equal(c.echoed, true, 'the place freed');
+  } finally {
+    for (const x of open) x.destroy();
+    await srv.close();
+  }
+});
