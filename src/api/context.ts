@@ -137,6 +137,8 @@ export function toAccessKeyJson(
   api?: ApiEndpoint,
   web?: WebEndpoint,
   stls?: ShadowTlsEndpoint,
+  /** Per device-limited key id, the client addresses using it now on this server (devicesInUse). */
+  devices?: ReadonlyMap<string, number>,
 ): AccessKeyJson {
   const webOnly = webOnlyFor(web, key, settings);
   const json: AccessKeyJson = {
@@ -154,7 +156,10 @@ export function toAccessKeyJson(
     json.dataLimit = { bytes: key.dataLimitBytes };
     json.dataLimitPeriod = key.limitPeriod;
   } else if (key.limitPeriod !== 'rolling30d') json.dataLimitPeriod = key.limitPeriod;
-  if (key.deviceLimit != null) json.deviceLimit = { devices: key.deviceLimit };
+  if (key.deviceLimit != null) {
+    json.deviceLimit = { devices: key.deviceLimit };
+    if (devices) json.devicesInUse = devices.get(key.id) ?? 0;
+  }
   if (key.speedLimit != null) json.speedLimit = { bytesPerSecond: key.speedLimit };
   if (key.expiresAt !== null) json.expiresAt = new Date(key.expiresAt).toISOString();
   if (status && status.key.id === key.id) {
@@ -293,3 +298,12 @@ export function newExpiry(
 
 /** A hostname (RFC 1123 labels) or an IPv4/IPv6 address. */
 export const isValidHostname = isHostName;
+
+/**
+ * Per device-limited key id, the client addresses using it now in this server's process (each
+ * fleet node counts its own); undefined when the data plane does not tell (the key JSON then has
+ * no `devicesInUse`).
+ */
+export function devicesInUseOf(ctx: Pick<ApiContext, 'control'>): ReadonlyMap<string, number> | undefined {
+  return ctx.control.devicesInUse?.();
+}

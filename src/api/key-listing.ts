@@ -3,7 +3,8 @@
  * keyset pages and written to the reply a page at a time (with the stream's backpressure), and
  * each rendered page is shared by every listing that asks for it while it is fresh: the keys and
  * settings unchanged since (the store's keysVersion) and at most PAGE_TTL_MS old (what moves
- * without a key change: enforcement state, usage and last-traffic times). So N concurrent full
+ * without a key change: enforcement state, usage, last-traffic times and a device-limited key's
+ * devices in use). So N concurrent full
  * listings render each page about once and hold about one page each, not N copies of every key.
  *
  * The JSON is byte for byte what the Outline-shaped route rendered before, each key through the
@@ -15,7 +16,7 @@
  */
 import { Readable } from 'node:stream';
 import type { KeyCursor } from '../store/index.js';
-import { apiEndpointOf, statusIndex, toAccessKeyJson, type ApiContext } from './context.js';
+import { apiEndpointOf, devicesInUseOf, statusIndex, toAccessKeyJson, type ApiContext } from './context.js';
 import { invalid } from './errors.js';
 import { AccessKey } from './schemas.js';
 
@@ -126,6 +127,7 @@ export class KeyListing {
     const statuses = statusIndex(enforcer);
     const web = this.#ctx.webEndpoint?.();
     const stls = this.#ctx.shadowTls?.();
+    const devices = devicesInUseOf(this.#ctx);
     const body = keys
       .map((k) => {
         const json = toAccessKeyJson(
@@ -135,6 +137,7 @@ export class KeyListing {
           apiEndpointOf(this.#ctx, settings),
           web,
           stls,
+          devices,
         );
         // The schema's encoding changes none of the values, only which fields and their order:
         // a few named fields are picked without it (a third of the cost; the test compares).

@@ -12,6 +12,7 @@ import {
   statusIndex,
   toAccessKeyJson,
   type ApiContext,
+  devicesInUseOf,
 } from './context.js';
 import {
   AccessKeyList,
@@ -249,6 +250,7 @@ export function registerLadderRoutes(app: FastifyInstance, ctx: ApiContext): voi
             apiEndpointOf(ctx, settings),
             ctx.webEndpoint?.(),
             ctx.shadowTls?.(),
+            devicesInUseOf(ctx),
           ),
         ),
       });

@@ -19,6 +19,7 @@ import {
   statusIndex,
   toAccessKeyJson,
   type ApiContext,
+  devicesInUseOf,
 } from './context.js';
 import {
   AccessKey,
@@ -342,6 +343,7 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
       apiEndpointOf(ctx, settings),
       ctx.webEndpoint?.(),
       ctx.shadowTls?.(),
+      devicesInUseOf(ctx),
     );
   };
 
@@ -418,6 +420,7 @@ export function registerOutlineRoutes(app: FastifyInstance, ctx: ApiContext): vo
         apiEndpointOf(ctx, settings),
         ctx.webEndpoint?.(),
         ctx.shadowTls?.(),
+        devicesInUseOf(ctx),
       );
     },
   );

@@ -10,7 +10,14 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { KeySecretError, rotatedSecret } from './key-secrets.js';
-import { apiEndpointOf, secretApiError, statusIndex, toAccessKeyJson, type ApiContext } from './context.js';
+import {
+  apiEndpointOf,
+  secretApiError,
+  statusIndex,
+  toAccessKeyJson,
+  type ApiContext,
+  devicesInUseOf,
+} from './context.js';
 import { keyNotFound } from './errors.js';
 import { AccessKey, ErrorBody, IdParams } from './schemas.js';
 
@@ -63,6 +70,7 @@ export function registerRotateRoute(app: FastifyInstance, ctx: ApiContext): void
         apiEndpointOf(ctx, settings),
         ctx.webEndpoint?.(),
         ctx.shadowTls?.(),
+        devicesInUseOf(ctx),
       );
     },
   );

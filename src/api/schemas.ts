@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseRate } from '../shared/parse.js';
 
 /**
  * Request and response shapes of the management API. The Outline-defined parts match
@@ -49,35 +50,69 @@ const PrefixInput = z.string().max(200).meta({
 
 export const PrefixBody = z.object({ prefix: PrefixInput });
 
+/** A limit of the wrong shape gets the shapes it may take; a missing one zod's own words (a 400 "missing"). */
+const shapeHint = (input: unknown, hint: string): string | undefined =>
+  input === undefined ? undefined : hint;
+
 /** Ladder extension (docs/limits.md): client addresses using the key at once, on each server. */
 export const DeviceLimit = z
-  .object({
-    devices: z
-      .number({ error: 'must be a number of devices' })
-      .int({ error: 'must be a whole number of devices' })
-      .min(1, { error: 'must be at least 1 (DELETE the limit for none)' })
-      .max(10_000, { error: 'must be at most 10000' }),
-  })
+  .object(
+    {
+      devices: z
+        .number({ error: 'must be a number of devices' })
+        .int({ error: 'must be a whole number of devices' })
+        .min(1, { error: 'must be at least 1 (DELETE the limit for none)' })
+        .max(10_000, { error: 'must be at most 10000' }),
+    },
+    { error: (i) => shapeHint(i.input, 'expected {"devices": N} or a number of devices') },
+  )
   .meta({
     description: 'Ladder extension: at most this many client addresses use the key at once (on each server)',
   });
 
 /** Ladder extension: bytes per second each way, shared by the key's connections (on each server). */
 export const SpeedLimit = z
-  .object({
-    bytesPerSecond: z
-      .number({ error: 'must be a number of bytes per second' })
-      .int({ error: 'must be a whole number of bytes per second' })
-      .min(1024, { error: 'must be at least 1024 (1 KiB/s; DELETE the limit for none)' })
-      .max(2 ** 40, { error: 'must be at most 2^40 (1 TiB/s)' }),
-  })
+  .object(
+    {
+      bytesPerSecond: z
+        .number({ error: 'must be a number of bytes per second' })
+        .int({ error: 'must be a whole number of bytes per second' })
+        .min(1024, { error: 'must be at least 1024 (1 KiB/s; DELETE the limit for none)' })
+        .max(2 ** 40, { error: 'must be at most 2^40 (1 TiB/s)' }),
+    },
+    {
+      error: (i) =>
+        shapeHint(
+          i.input,
+          'expected {"bytesPerSecond": N}, a number of bytes per second, or a rate like "10Mbit"',
+        ),
+    },
+  )
   .meta({
     description:
       "Ladder extension: the key's connections together move at most this many bytes per second in each direction (on each server)",
   });
 
-export const DeviceLimitBody = z.object({ limit: DeviceLimit });
-export const SpeedLimitBody = z.object({ limit: SpeedLimit });
+/** A device limit as a request gives it: `{"devices": 3}`, or a bare `3` as the config file takes it. */
+const DeviceLimitInput = z.preprocess((v) => (typeof v === 'number' ? { devices: v } : v), DeviceLimit);
+
+/**
+ * A speed limit as a request gives it: `{"bytesPerSecond": N}`, a bare number of bytes per
+ * second, or a rate with a unit as the config file and the CLI take it (`"10Mbit"`, `"2MB/s"`).
+ */
+const SpeedLimitInput = z.preprocess((v, ctx) => {
+  if (typeof v === 'number') return { bytesPerSecond: v };
+  if (typeof v !== 'string') return v;
+  try {
+    return { bytesPerSecond: parseRate(v, 'a rate') };
+  } catch (err) {
+    ctx.issues.push({ code: 'custom', input: v, message: err instanceof Error ? err.message : 'not a rate' });
+    return v;
+  }
+}, SpeedLimit);
+
+export const DeviceLimitBody = z.object({ limit: DeviceLimitInput });
+export const SpeedLimitBody = z.object({ limit: SpeedLimitInput });
 
 /** What a new key may set, one key or many: Outline's data limit, then Ladder's extensions. */
 const NEW_KEY_SETTINGS = {
@@ -88,8 +123,8 @@ const NEW_KEY_SETTINGS = {
   enabled: z.boolean().optional(),
   multiUser: MultiUserInput,
   prefix: PrefixInput.optional(),
-  deviceLimit: DeviceLimit.optional(),
-  speedLimit: SpeedLimit.optional(),
+  deviceLimit: DeviceLimitInput.optional(),
+  speedLimit: SpeedLimitInput.optional(),
 };
 
 export const NewAccessKeyBody = z
@@ -127,6 +162,10 @@ export const AccessKey = z.object({
   dataLimitPeriod: LIMIT_PERIOD.optional(),
   deviceLimit: DeviceLimit.optional(),
   speedLimit: SpeedLimit.optional(),
+  devicesInUse: z.number().int().optional().meta({
+    description:
+      'Ladder extension, keys with a device limit: client addresses using the key now on the server that answers (each fleet node counts its own)',
+  }),
   expiresAt: z.string().optional().meta({ description: 'ISO 8601; absent = never expires' }),
   enabled: z.boolean(),
   state: KEY_STATE.optional().meta({ description: 'Latest enforcement decision' }),

@@ -2,7 +2,7 @@
  * Per-key device limits in the data plane (docs/limits.md, "Device limits"): a key with
  * `deviceLimit: N` is used from at most N client addresses at once, counted over every port,
  * transport and worker thread of the process (workers/shared-devices.ts holds the addresses,
- * hashed). One `DeviceLimits` per server: it knows its keys' limits, admits a connection or UDP
+ * hashed). One `DeviceLimits` per server: it reads its keys' limits from the key ring, admits a connection or UDP
  * session of a limited key (or refuses it: the caller then reacts as to a key that is not
  * usable), releases it when it ends, and notes which of its connections still move bytes, so
  * an address whose connections all went silent (a phone that changed network) stops counting
@@ -12,10 +12,10 @@
  * LADDER_DEVICE_LIMITS=0 turns enforcement off (every key as if unlimited).
  */
 import type { Clock, Timer } from '../shared/clock.js';
-import type { KeyDelta, RuntimeKey } from '../shared/control.js';
 import { envSwitch } from '../shared/env.js';
 import type { Logger } from '../shared/logger.js';
 import { addressKey } from './pending-limits.js';
+import type { KeyLimitSource } from './speed-limits.js';
 import { processDevices, REFUSED, TABLE_FULL } from './workers/shared-devices.js';
 import type { DeviceCounts, SharedDevices } from './workers/shared-devices.js';
 
@@ -54,6 +54,8 @@ interface Hold {
 }
 
 export interface DeviceLimitsOptions {
+  /** The keys' limits: the server's key ring, whose entries carry them. */
+  keys: KeyLimitSource;
   clock: Clock;
   log: Logger;
   table?: SharedDevices | undefined;
@@ -67,13 +69,14 @@ export class DeviceLimits {
   readonly #table: SharedDevices;
   readonly #enabled: boolean;
   readonly silentMs: number;
-  readonly #limits = new Map<string, number>();
+  readonly #keys: KeyLimitSource;
   readonly #holds = new Map<DeviceOwner, Hold>();
   #sweep: Timer | undefined;
   readonly #logTimers = new Map<number, Timer>();
   #fullWarned = false;
 
   constructor(opts: DeviceLimitsOptions) {
+    this.#keys = opts.keys;
     this.#clock = opts.clock;
     this.#log = opts.log;
     this.#table = opts.table ?? processDevices();
@@ -85,27 +88,19 @@ export class DeviceLimits {
     return this.#table;
   }
 
-  /** The limits of a new key set (ServerControl.setKeys). */
-  setKeys(keys: readonly RuntimeKey[]): void {
-    this.#limits.clear();
-    for (const k of keys) this.#note(k);
-  }
-
-  /** The limits of a delta's keys (ServerControl.applyKeyDelta). */
-  apply(delta: KeyDelta): void {
-    for (const id of delta.remove) this.#limits.delete(id);
-    for (const k of delta.upsert) this.#note(k);
-  }
-
-  #note(k: RuntimeKey): void {
-    if (this.#enabled && k.deviceLimit !== undefined && k.deviceLimit >= 0)
-      this.#limits.set(k.id, k.deviceLimit);
-    else this.#limits.delete(k.id);
+  /** Key `id`'s device limit, from its ring entry, while enforcement is on. */
+  #limit(id: string): number | undefined {
+    return this.#enabled ? this.#keys.get(id)?.limits.deviceLimit : undefined;
   }
 
   /** Whether the key has a device limit here. */
   limited(keyId: string): boolean {
-    return this.#limits.size > 0 && this.#limits.has(keyId);
+    return this.#limit(keyId) !== undefined;
+  }
+
+  /** Whether device limits are enforced (LADDER_DEVICE_LIMITS). */
+  get enabled(): boolean {
+    return this.#enabled;
   }
 
   /**
@@ -114,8 +109,7 @@ export class DeviceLimits {
    * release(owner). False: refused.
    */
   admit(owner: DeviceOwner, keyId: string, address: string): boolean {
-    if (this.#limits.size === 0) return true;
-    const limit = this.#limits.get(keyId);
+    const limit = this.#limit(keyId);
     if (limit === undefined) return true;
     if (this.#holds.has(owner)) return true;
     const t = this.#table;
@@ -202,7 +196,7 @@ export class DeviceLimits {
     const timer = this.#clock.setTimeout(() => {
       this.#logTimers.delete(row);
       const due = this.#table.due(row, this.#clock.now(), LOG_WINDOW_MS);
-      if (due > 0) this.#line(keyId, this.#limits.get(keyId) ?? limit, due);
+      if (due > 0) this.#line(keyId, this.#limit(keyId) ?? limit, due);
     }, wait);
     timer.unref?.();
     this.#logTimers.set(row, timer);

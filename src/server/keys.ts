@@ -5,6 +5,25 @@ import { getAeadMethod, type AeadMethod } from '../protocol/shadowsocks/methods.
 import { getAead2022Method, parsePsk2022, type Aead2022Method } from '../protocol/shadowsocks/methods2022.js';
 import type { KeyDelta, RuntimeKey } from '../shared/control.js';
 
+/**
+ * A key's per-key limits (docs/limits.md), as its RuntimeKey says: the one place the data plane
+ * reads them from (speed-limits.ts, device-limits.ts). Carried by the key's ring entry and changed
+ * in place when only the limits change (the entry, and so its connections, stay).
+ */
+export interface KeyLimits {
+  /** Client addresses at once (0 and up); undefined: none. */
+  deviceLimit: number | undefined;
+  /** Bytes per second each way (> 0); undefined: none. */
+  speedLimit: number | undefined;
+}
+
+function limitsOf(k: RuntimeKey): KeyLimits {
+  return {
+    deviceLimit: k.deviceLimit !== undefined && k.deviceLimit >= 0 ? k.deviceLimit : undefined,
+    speedLimit: k.speedLimit !== undefined && k.speedLimit > 0 ? k.speedLimit : undefined,
+  };
+}
+
 /** A SIP004 (2017 edition) key ready for trial decryption: method and master key derived once. */
 export interface KeyEntry {
   readonly edition: 2017;
@@ -15,6 +34,7 @@ export interface KeyEntry {
   readonly probeLength: number;
   /** method + secret, to notice a changed key under the same id. */
   readonly fingerprint: string;
+  readonly limits: KeyLimits;
 }
 
 /**
@@ -33,9 +53,27 @@ export interface Key2022Entry {
   /** Bytes needed to authenticate: salt [+ identity header] + sealed fixed header. */
   readonly probeLength: number;
   readonly fingerprint: string;
+  readonly limits: KeyLimits;
 }
 
 export type AnyKeyEntry = KeyEntry | Key2022Entry;
+
+/** A kept key that gained a limit it did not have (KeyRing.gained). */
+export interface GainedLimit {
+  readonly id: string;
+  readonly speed: boolean;
+  readonly device: boolean;
+}
+
+/** A kept entry takes `k`'s limits in place; one that gains a limit is noted in `gained`. */
+function changeLimits(e: AnyKeyEntry, k: RuntimeKey, gained: GainedLimit[]): void {
+  const next = limitsOf(k);
+  const speed = e.limits.speedLimit === undefined && next.speedLimit !== undefined;
+  const device = e.limits.deviceLimit === undefined && next.deviceLimit !== undefined;
+  e.limits.speedLimit = next.speedLimit;
+  e.limits.deviceLimit = next.deviceLimit;
+  if (speed || device) gained.push({ id: e.id, speed, device });
+}
 
 function fingerprint(k: RuntimeKey): string {
   return `${k.method}\u0000${k.secret}`;
@@ -91,6 +129,7 @@ export function buildKeyEntries(
       masterKey: evpBytesToKey(k.secret, method.keySize),
       probeLength: method.saltSize + 2 + 16,
       fingerprint: fp,
+      limits: limitsOf(k),
     });
   }
   return { entries, rejected };
@@ -116,6 +155,7 @@ function build2022(k: RuntimeKey, fp: string, rejected: RejectedKey[]): Key2022E
       identityKey,
       probeLength: requestPrefixSize(method, identityKey ? 1 : 0),
       fingerprint: fp,
+      limits: limitsOf(k),
     };
   } catch (err) {
     rejected.push({ id: k.id, reason: err instanceof Error ? err.message : 'invalid 2022 key' });
@@ -269,6 +309,7 @@ export class KeyRing {
   /** Which key id owns each 2022 user PSK (see claimUserKey). */
   #userKeys = new Map<string, string>();
   #rejected: readonly RejectedKey[] = [];
+  #gained: readonly GainedLimit[] = [];
   readonly #recent = new RecentKeys();
 
   /**
@@ -276,7 +317,14 @@ export class KeyRing {
    * cannot be served are left out and listed in `rejected`.
    */
   set(keys: readonly RuntimeKey[]): void {
-    const { entries, rejected } = buildKeyEntries(keys, this.#entries);
+    const previous = this.#entries;
+    const { entries, rejected } = buildKeyEntries(keys, previous);
+    const gained: GainedLimit[] = [];
+    for (const k of keys) {
+      const e = entries.get(k.id);
+      if (e && e === previous.get(k.id)) changeLimits(e, k, gained);
+    }
+    this.#gained = gained;
     this.#rejected = rejected;
     this.#entries = entries;
     const all = [...entries.values()];
@@ -301,10 +349,15 @@ export class KeyRing {
   apply(delta: KeyDelta): string[] {
     const gone: string[] = [];
     const rejected: RejectedKey[] = [];
+    const gained: GainedLimit[] = [];
+    this.#gained = gained;
     for (const id of delta.remove) if (this.#drop(id)) gone.push(id);
     for (const k of delta.upsert) {
       const old = this.#entries.get(k.id);
-      if (old && old.fingerprint === fingerprint(k)) continue;
+      if (old && old.fingerprint === fingerprint(k)) {
+        changeLimits(old, k, gained);
+        continue;
+      }
       if (old && this.#drop(k.id)) gone.push(k.id);
       const { entries, rejected: r } = buildKeyEntries([k], new Map());
       const e = entries.get(k.id);
@@ -364,6 +417,14 @@ export class KeyRing {
       }
     }
     return true;
+  }
+
+  /**
+   * Keys the last set() or apply() kept (same method and secret: their connections stay) that
+   * had no speed or device limit and now have one. A replaced key is not here: it is gone.
+   */
+  get gained(): readonly GainedLimit[] {
+    return this.#gained;
   }
 
   /** Keys the last set() left out, with the reason. */

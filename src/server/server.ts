@@ -129,7 +129,7 @@ export class ShadowsocksServer implements ServerControl {
       filters: opts.replayFilters,
     });
     if (opts.refusalLog !== false) this.#refusals = new RefusalLog({ log, clock, ...opts.refusalLog });
-    this.#devices = new DeviceLimits({ clock, log, table: opts.devices });
+    this.#devices = new DeviceLimits({ keys: this.#keys, clock, log, table: opts.devices });
     this.#udpOptions = opts.udp === true ? {} : opts.udp === false ? undefined : opts.udp;
     if (!(this.idleMs > 0) || !(this.connectMs > 0)) throw new RangeError('timeouts must be positive');
     this.#nativeHandshake = opts.nativeHandshake ?? nativeHandshakeFromEnv();
@@ -148,7 +148,7 @@ export class ShadowsocksServer implements ServerControl {
       replay: this.#replay,
       nativeRelay: serverNativeRelay(clock === systemClock && (opts.nativeRelay ?? nativeRelayFromEnv())),
       nativeDial: this.#nativeHandshake,
-      speed: new SpeedLimits(),
+      speed: new SpeedLimits(this.#keys),
       nativeTrial: opts.nativeTrial ?? nativeTrialFromEnv(),
       connectAtOnce: opts.connectAtOnce ?? connectAtOnceFromEnv(),
       nativeEncoder: opts.nativeEncoder ?? nativeEncoderFromEnv(),
@@ -187,22 +187,21 @@ export class ShadowsocksServer implements ServerControl {
    */
   setKeys(keys: readonly RuntimeKey[]): void {
     const ring = this.#keys;
-    const gaining = this.#gainingLimits(keys);
+    const speed = this.#ctx.speed!;
     ring.set(keys);
-    this.#ctx.speed!.set(keys);
-    this.#devices.setKeys(keys);
+    const gaining = this.#gainingLimits();
+    speed.sync(new Set([...speed.known(), ...keys.map((k) => k.id)]));
     this.#trialKeys?.changed();
     for (const r of ring.rejected) this.#log.warn({ keyId: r.id, reason: r.reason }, 'key skipped');
     let closed = 0;
     for (const [id, conns] of this.#byKey) {
       for (const c of conns) {
-        if (ring.get(id) !== c.key) {
+        if (ring.get(id) !== c.key || gaining.includes(id)) {
           c.abort('ERR_CLOSED');
           closed++;
         }
       }
     }
-    for (const id of gaining) closed += this.closeKeyConnections(id);
     this.#udp?.pruneKeys(gaining);
     // debug: a managed server runs several servers (key ports, the web front) and logs the total once.
     this.#log.debug({ keys: ring.size, closedConnections: closed }, 'keys set');
@@ -213,10 +212,9 @@ export class ShadowsocksServer implements ServerControl {
    * or replaced keys are closed, skipped keys logged at warn as by setKeys().
    */
   applyKeyDelta(delta: KeyDelta): void {
-    const gaining = this.#gainingLimits(delta.upsert);
     const gone = this.#keys.apply(delta);
-    this.#ctx.speed!.apply(delta);
-    this.#devices.apply(delta);
+    const gaining = this.#gainingLimits();
+    this.#ctx.speed!.sync([...delta.remove, ...delta.upsert.map((k) => k.id)]);
     this.#trialKeys?.changed();
     for (const r of this.#keys.rejected) this.#log.warn({ keyId: r.id, reason: r.reason }, 'key skipped');
     let closed = 0;
@@ -227,18 +225,15 @@ export class ShadowsocksServer implements ServerControl {
   }
 
   /**
-   * Keys in `keys` that had no speed or device limit here and now get one. Their open connections
+   * Keys the ring kept (same method and secret) that had no speed or device limit and now have
+   * one (KeyRing.gained compares the old entry's limits with the new). Their open connections
    * are closed (the client opens new ones at once): a connection opened before the limit runs on
-   * the fast paths, which neither throttle nor hold a device's place (docs/limits.md).
+   * the fast paths, which neither throttle nor hold a device's place (docs/limits.md). A key
+   * whose secret changed is not here: its connections are closed once, as the key's are.
    */
-  #gainingLimits(keys: readonly RuntimeKey[]): string[] {
+  #gainingLimits(): string[] {
     const out: string[] = [];
-    for (const k of keys) {
-      if (!this.#keys.get(k.id)) continue; // a new key has no connections yet
-      const speed = k.speedLimit !== undefined && this.#ctx.speed!.for(k.id) === undefined;
-      const device = k.deviceLimit !== undefined && !this.#devices.limited(k.id);
-      if (speed || device) out.push(k.id);
-    }
+    for (const g of this.#keys.gained) if (g.speed || (g.device && this.#devices.enabled)) out.push(g.id);
     return out;
   }
 

@@ -5,8 +5,9 @@
  * in every worker thread and on every port, share one rate.
  *
  * - TCP: a limited key's connections take the JS relay (never the native relay or the lean path),
- *   with a RelayThrottle: each chunk read is charged; when the bucket is empty the relay holds that
- *   chunk, pauses reading its source and hands a resume to this key's queue. One timer per key
+ *   with a RelayThrottle: each chunk read is charged, in pieces of an eighth of a second at the
+ *   rate (a 64 KiB read at a few KiB/s leaves steadily); when the bucket is empty the relay holds
+ *   that piece, pauses reading its source and hands a resume to this key's queue. One timer per key
  *   (not one per chunk) wakes the queue's heads in order when the bucket has refilled enough, so
  *   a key's connections take turns a chunk at a time (a bulk download does not starve the key's
  *   other connections). Nothing is buffered beyond the one chunk read (what the destination's
@@ -16,8 +17,8 @@
  *   connection (their next chunk is charged at the new rate); a removed limit releases them and
  *   charges nothing more. A key without a limit has no entry here and costs nothing.
  */
-import type { KeyDelta, RuntimeKey } from '../shared/control.js';
 import type { RelayThrottle } from '../transport/relay.js';
+import type { KeyLimits } from './keys.js';
 import {
   addHeld,
   bucketFor,
@@ -41,6 +42,10 @@ export function throttledRelays(): number {
   return throttled;
 }
 
+/** Throttled output leaves in pieces of 1/8 s at the rate (KeyLimit.piece), at least 256 bytes. */
+const PIECES_PER_SECOND = 8;
+const PIECE_MIN = 256;
+
 interface Waiter {
   readonly due: number;
   readonly resume: () => void;
@@ -62,6 +67,15 @@ export class KeyLimit implements RelayThrottle {
   /** Bytes per second; 0: no limit. */
   get rate(): number {
     return this.#rate;
+  }
+
+  /**
+   * RelayThrottle: the most bytes one write carries, an eighth of a second at the rate (at least
+   * 256 bytes): at a few KiB/s a 64 KiB read leaves in steady pieces, not after one long wait.
+   * At 512 KiB/s and up a read (at most 64 KiB) is one piece.
+   */
+  get piece(): number | undefined {
+    return this.#rate > 0 ? Math.max(PIECE_MIN, Math.floor(this.#rate / PIECES_PER_SECOND)) : undefined;
   }
 
   /** A new rate (undefined or 0: none): waiting connections go on at once. */
@@ -132,9 +146,22 @@ export class KeyLimit implements RelayThrottle {
   }
 }
 
-/** The speed limits of one server's keys (by id); only limited keys have an entry. */
+/** Where the keys' limits are read from: the key ring (keys.ts), whose entries carry them. */
+export interface KeyLimitSource {
+  get(id: string): { readonly limits: KeyLimits } | undefined;
+}
+
+/**
+ * The speed limits of one server's keys: the rate is the ring entry's; this keeps, per key that
+ * had a limit, its bucket and waiting connections (KeyLimit), made when the limit arrives.
+ */
 export class SpeedLimits {
+  readonly #keys: KeyLimitSource;
   readonly #byId = new Map<string, KeyLimit>();
+
+  constructor(keys: KeyLimitSource) {
+    this.#keys = keys;
+  }
 
   /** The limit of key `id` when it has one (then its connections are throttled), else undefined. */
   for(id: string): KeyLimit | undefined {
@@ -143,40 +170,31 @@ export class SpeedLimits {
     return l && l.rate > 0 ? l : undefined;
   }
 
-  /** The whole key set (ServerControl.setKeys). */
-  set(keys: readonly RuntimeKey[]): void {
-    const seen = new Set<string>();
-    for (const k of keys) {
-      seen.add(k.id);
-      this.#one(k);
-    }
-    for (const [id, l] of this.#byId) if (!seen.has(id)) this.#drop(id, l);
-  }
-
-  /** The keys a delta names (ServerControl.applyKeyDelta). */
-  apply(delta: KeyDelta): void {
-    for (const id of delta.remove) {
+  /**
+   * The ring changed the keys `ids` names: each takes its entry's rate now (a new limit gets a
+   * KeyLimit); a key no longer in the ring is forgotten (its waiters released).
+   */
+  sync(ids: Iterable<string>): void {
+    for (const id of ids) {
+      const rate = this.#keys.get(id)?.limits.speedLimit;
       const l = this.#byId.get(id);
-      if (l) this.#drop(id, l);
-    }
-    for (const k of delta.upsert) this.#one(k);
-  }
-
-  #one(k: RuntimeKey): void {
-    const l = this.#byId.get(k.id);
-    if (k.speedLimit !== undefined && k.speedLimit > 0) {
-      if (l) l.setRate(k.speedLimit);
-      else {
-        const n = new KeyLimit(k.id);
-        n.setRate(k.speedLimit);
-        this.#byId.set(k.id, n);
+      if (rate !== undefined) {
+        if (l) l.setRate(rate);
+        else {
+          const n = new KeyLimit(id);
+          n.setRate(rate);
+          this.#byId.set(id, n);
+        }
+      } else if (l) {
+        l.setRate(undefined); // kept while the key is: a limit set again applies to open connections too
+        if (!this.#keys.get(id)) this.#byId.delete(id);
       }
-    } else l?.setRate(undefined); // kept: a limit set again applies to the open connections too
+    }
   }
 
-  #drop(id: string, l: KeyLimit): void {
-    l.setRate(undefined);
-    this.#byId.delete(id);
+  /** Ids that have a KeyLimit here (with `sync`, after a whole new key set). */
+  known(): string[] {
+    return [...this.#byId.keys()];
   }
 }
 

@@ -21,6 +21,8 @@ export interface UotContext {
   readonly lookup: Lookup | undefined;
   /** The server's name cache: names resolve through it, under its limits per key (names.ts). */
   readonly names?: { lookupFor(who?: string): Lookup } | undefined;
+  /** The keys' speed limits: a limited key's datagrams over its rate are dropped (speed-limits.ts). */
+  readonly speed?: { for(id: string): { datagram(up: boolean, n: number): boolean } | undefined } | undefined;
 }
 
 /** The authenticated Shadowsocks stream the association runs in, and where it reports. */
@@ -165,8 +167,16 @@ export function startUot(
     finish();
   };
 
+  /**
+   * A datagram of `n` bytes (`up`: from the client) over the key's speed limit: dropped, as plain
+   * UDP drops it. Looked up per datagram: a limit set or changed applies at once.
+   */
+  const overRate = (up: boolean, n: number): boolean =>
+    io.who !== undefined && ctx.speed?.for(io.who)?.datagram(up, n) === false;
+
   const reply = (data: Buffer, rinfo: dgram.RemoteInfo): void => {
     if (state !== 'open' || stream.writableLength > MAX_BUFFERED_REPLIES) return;
+    if (overRate(false, data.length)) return;
     const from: SocksAddress | undefined = reader.request?.connect
       ? undefined
       : { type: rinfo.family === 'IPv6' ? 'ipv6' : 'ipv4', host: rinfo.address, port: rinfo.port };
@@ -236,6 +246,7 @@ export function startUot(
   };
 
   const forward = (d: UotDatagram): void => {
+    if (overRate(true, d.payload.length)) return;
     if (!d.address) {
       if (connected) transmit(connected, d.payload);
       else if (pending && pending.length < MAX_PENDING) pending.push(d.payload);

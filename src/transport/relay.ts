@@ -31,6 +31,27 @@ export interface RelayOptions {
  */
 export interface RelayThrottle {
   charge(fromA: boolean, n: number, resume: () => void): boolean;
+  /**
+   * The most bytes one write should carry (what the rate pays for in a fraction of a second):
+   * larger output leaves in pieces of this size, each charged its share of the bytes read, so
+   * a low rate delivers steadily instead of one chunk per long wait. Undefined: whole chunks.
+   */
+  readonly piece?: number | undefined;
+}
+
+/** `out` cut into buffers of at most `size` bytes (views, nothing copied). */
+function pieces(out: Buffer | Buffer[], size: number): Buffer[] {
+  const parts: Buffer[] = [];
+  for (const b of Array.isArray(out) ? out : [out])
+    for (let at = 0; at < b.length; at += size) parts.push(b.subarray(at, Math.min(b.length, at + size)));
+  return parts;
+}
+
+function byteLength(out: Buffer | Buffer[]): number {
+  if (!Array.isArray(out)) return out.length;
+  let n = 0;
+  for (const b of out) n += b.length;
+  return n;
 }
 
 export type RelayCloseReason = 'done' | 'idle' | 'error' | 'aborted';
@@ -108,6 +129,11 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions): RelayHandle {
         return;
       }
       if (out === undefined || dst.destroyed) return;
+      const piece = throttle?.piece;
+      if (piece !== undefined && piece > 0) {
+        const total = byteLength(out);
+        if (total > piece) return paced(pieces(out, piece), n, total);
+      }
       if (throttle?.charge(fromA, n, () => letGo(out)) === true) {
         // Over the rate: this output leaves when the bucket allows, and nothing more is read.
         src.pause();
@@ -123,6 +149,35 @@ export function relay(a: Duplex, b: Duplex, opts: RelayOptions): RelayHandle {
       if (closed) return;
       lastActivity = clock.now();
       if (!forward(out)) src.resume();
+      if (endHeld) onEnd();
+    };
+    /**
+     * Throttled output larger than a piece: each part is charged its share of the `n` bytes read
+     * and written when the bucket allows; while one waits, `src` is paused (nothing more read).
+     */
+    const paced = (parts: Buffer[], n: number, total: number, from = 0, charged = 0): void => {
+      for (let i = from; i < parts.length; i++) {
+        const part = parts[i]!;
+        const c = i === parts.length - 1 ? n - charged : Math.round((n * part.length) / total);
+        charged += c;
+        const next = i + 1;
+        const sent = charged;
+        const held = throttle!.charge(fromA, c, () => {
+          if (closed) return;
+          lastActivity = clock.now();
+          if (!dst.destroyed) dst.write(part);
+          paced(parts, n, total, next, sent);
+        });
+        if (held) {
+          if (!holding) src.pause();
+          holding = true;
+          return;
+        }
+        if (!dst.destroyed) dst.write(part);
+      }
+      const wasHolding = holding;
+      holding = false;
+      if (!forward([]) && wasHolding) src.resume();
       if (endHeld) onEnd();
     };
     /** Write `out`; true when the writer's buffer is full and `src` paused until 'drain'. */

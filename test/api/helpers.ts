@@ -12,6 +12,8 @@ export class RecordingControl implements ServerControl {
   keys: RuntimeKey[] = [];
   closed: string[] = [];
   open = new Map<string, number>();
+  /** Per device-limited key id: the addresses in use the data plane would report. */
+  devices = new Map<string, number>();
   setKeys(keys: readonly RuntimeKey[]): void {
     this.keys = [...keys];
   }
@@ -21,6 +23,9 @@ export class RecordingControl implements ServerControl {
   }
   openConnections(): ReadonlyMap<string, number> {
     return this.open;
+  }
+  devicesInUse(): ReadonlyMap<string, number> {
+    return this.devices;
   }
   ids(): string[] {
     return this.keys.map((k) => k.id).sort();

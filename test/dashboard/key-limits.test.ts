@@ -2,7 +2,8 @@
  * Device and speed limits in the dashboard (docs/limits.md) in a real browser against a real
  * managed server: a key created with both shows them in the table and on its page; one edit
  * changes the device limit and removes the speed limit (the API then has exactly that); a bad
- * device count is refused in the dialog, naming the field, and changes nothing.
+ * device count is refused in the dialog, naming the field, and changes nothing. A device-limited
+ * key shows how many devices use it now, as the server counts them (devicesInUse: none here).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -45,7 +46,7 @@ test(
     assert.deepEqual(made?.speedLimit, { bytesPerSecond: 1_250_000 });
     const row = page.locator('tr', { has: page.getByRole('link', { name: 'lim' }) });
     await row.waitFor();
-    assert.equal(await row.locator('[data-limits]').innerText(), '2 devices at once · 10 Mbit/s');
+    assert.equal(await row.locator('[data-limits]').innerText(), '2 devices at once (0 in use) · 10 Mbit/s');
 
     // A bad device count: refused in the dialog, naming the field; nothing changes.
     await row.getByRole('button', { name: 'Edit' }).click();
@@ -65,17 +66,20 @@ test(
     made = (await keys()).find((k) => k.name === 'lim');
     assert.deepEqual(made?.deviceLimit, { devices: 5 });
     assert.equal(made?.speedLimit, undefined);
-    await waitFor(async () => (await row.locator('[data-limits]').innerText()) === '5 devices at once', {
-      timeoutMs: 10_000,
-      intervalMs: 100,
-      message: 'the table shows the new limits',
-    });
+    await waitFor(
+      async () => (await row.locator('[data-limits]').innerText()) === '5 devices at once (0 in use)',
+      {
+        timeoutMs: 10_000,
+        intervalMs: 100,
+        message: 'the table shows the new limits',
+      },
+    );
 
     // The key's page shows each limit.
     await page.getByRole('link', { name: 'lim' }).click();
     const card = (name: string) => page.locator(`[data-card="${name}"] .card-text`);
     await card('device-limit').waitFor();
-    assert.equal(await card('device-limit').innerText(), '5 devices at once');
+    assert.equal(await card('device-limit').innerText(), '5 devices at once (0 in use)');
     assert.equal(await card('speed-limit').innerText(), 'no limit');
     assert.deepEqual(problems, []);
   },

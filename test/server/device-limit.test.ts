@@ -12,17 +12,23 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import WebSocket from 'ws';
 import { ShadowsocksServer } from '../../src/server/server.js';
 import { DeviceLimits, deviceGroup, processDeviceCounts } from '../../src/server/device-limits.js';
+import { KeyRing } from '../../src/server/keys.js';
 import { createMetrics } from '../../src/metrics/index.js';
 import { leanPathServed } from '../../src/server/lean-path.js';
 import { nativeAvailable } from '../../src/protocol/shadowsocks/native.js';
 import { nativeAccept } from '../../src/transport/native-stream.js';
 import { SharedDevices, createSharedDevices } from '../../src/server/workers/shared-devices.js';
 import { AeadDecoder, AeadEncoder } from '../../src/protocol/shadowsocks/aead.js';
+import { Aead2022RequestEncoder, Aead2022ResponseDecoder } from '../../src/protocol/shadowsocks/aead2022.js';
+import { getAead2022Method } from '../../src/protocol/shadowsocks/methods2022.js';
+import { burstBytes } from '../../src/server/speed-limits.js';
+import { decodeUdp2017, encodeUdp2017 } from '../../src/protocol/shadowsocks/udp.js';
 import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
 import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
 import { encodeAddress, toSocksAddress } from '../../src/protocol/socks5/address.js';
@@ -59,13 +65,8 @@ function key(id: string, deviceLimit?: number): RuntimeKey & { password: string 
   };
 }
 
-/** A server on 127.0.0.1 whose info lines are kept. */
-async function server(
-  keys: RuntimeKey[],
-  extra: Partial<ConstructorParameters<typeof ShadowsocksServer>[0]> = {},
-  silentMs = SILENT_MS,
-): Promise<{ s: ShadowsocksServer; port: number; lines: () => string[] }> {
-  process.env['LADDER_DEVICE_SILENT_MS'] = String(silentMs);
+/** A log destination that keeps its lines. */
+function logLines(): { lines: string[]; destination: Writable } {
   const lines: string[] = [];
   const destination = new Writable({
     write(chunk: Buffer, _e, cb) {
@@ -73,6 +74,17 @@ async function server(
       cb();
     },
   });
+  return { lines, destination };
+}
+
+/** A server on 127.0.0.1 whose info lines are kept. */
+async function server(
+  keys: RuntimeKey[],
+  extra: Partial<ConstructorParameters<typeof ShadowsocksServer>[0]> = {},
+  silentMs = SILENT_MS,
+): Promise<{ s: ShadowsocksServer; port: number; lines: () => string[] }> {
+  process.env['LADDER_DEVICE_SILENT_MS'] = String(silentMs);
+  const { lines, destination } = logLines();
   const s = new ShadowsocksServer({
     keys,
     allowPrivateDestinations: true,
@@ -315,14 +327,16 @@ test('address groups: IPv4 exactly, IPv4-mapped as IPv4, IPv6 by its /64', () =>
 
 test('the /64 grouping holds in the table: two privacy addresses of one /64 are one device', () => {
   const clock = new ManualClock(1_000_000);
+  const ring = new KeyRing();
+  ring.set([{ id: 'v6', method: METHOD, secret: 'x', deviceLimit: 1 }]);
   const d = new DeviceLimits({
+    keys: ring,
     clock,
     log: silentLogger,
     table: new SharedDevices(createSharedDevices()),
     enabled: true,
     silentMs: 30_000,
   });
-  d.setKeys([{ id: 'v6', method: METHOD, secret: 'x', deviceLimit: 1 }]);
   const owner = (): { activity(): number } => ({ activity: () => 0 });
   const [p1, p2, p3, p4] = [owner(), owner(), owner(), owner()];
   assert.equal(d.admit(p1, 'v6', '2001:db8:1:2:aaaa::1'), true);
@@ -338,4 +352,200 @@ test('the /64 grouping holds in the table: two privacy addresses of one /64 are 
   clock.advance(30_001);
   assert.equal(d.admit(p4, 'v6', '198.51.100.1'), true);
   d.close();
+});
+
+for (const whole of [false, true]) {
+  test(`a key whose secret changed and that gained a limit (${whole ? 'setKeys' : 'applyKeyDelta'}): its connection is closed once`, async () => {
+    const k = key(`regain-${whole}`);
+    const { lines, destination } = logLines();
+    const s = new ShadowsocksServer({
+      keys: [k],
+      allowPrivateDestinations: true,
+      logger: createLogger({ level: 'debug', destination }),
+    });
+    const { port } = await s.listen({ port: 0, host: '127.0.0.1' });
+    const open: DeviceStream[] = [];
+    try {
+      const a = await tryStream(port, '127.0.0.2', k, echo.port);
+      open.push(a.stream);
+      assert.equal(a.outcome, 'echo');
+      const changed = {
+        ...k,
+        secret: `${k.secret}-new`,
+        password: `${k.secret}-new`,
+        deviceLimit: 1,
+        speedLimit: 1 << 20,
+      };
+      lines.length = 0;
+      if (whole) s.setKeys([changed]);
+      else s.applyKeyDelta({ upsert: [changed], remove: [] });
+      const line = lines
+        .map((l) => JSON.parse(l) as { msg: string; closedConnections?: number })
+        .find((l) => l.msg === (whole ? 'keys set' : 'keys changed'));
+      assert.equal(line?.closedConnections, 1, `closed once: ${JSON.stringify(line)}`);
+      await waitFor(() => a.stream.closed());
+      const b = await tryStream(port, '127.0.0.3', changed, echo.port);
+      open.push(b.stream);
+      assert.equal(b.outcome, 'echo', 'the new secret works, under its limit');
+    } finally {
+      closeAll(open);
+      await s.close();
+    }
+  });
+}
+
+test('UDP over WebSocket: a refused association is answered from memory for a second (one refusal counted, not one per datagram), then asks again', async () => {
+  const k = key('wsudp', 1);
+  process.env['LADDER_DEVICE_SILENT_MS'] = '30000';
+  const srv = await startWsTestServer({ keys: [k] });
+  const udpEcho = await startUdpEcho();
+  const m = getAeadMethod(METHOD);
+  const master = evpBytesToKey(k.password, m.keySize);
+  const to = toSocksAddress('127.0.0.1', udpEcho.port);
+  const assoc = async (localAddress: string): Promise<{ ws: WebSocket; replies: () => number }> => {
+    const ws = new WebSocket(`ws://127.0.0.1:${srv.webPort}/secret-path/udp`, [], {
+      perMessageDeflate: false,
+      localAddress,
+    });
+    let replies = 0;
+    ws.on('message', (d: Buffer) => {
+      decodeUdp2017(m, master, d);
+      replies++;
+    });
+    ws.on('error', () => {});
+    await once(ws, 'open');
+    return { ws, replies: () => replies };
+  };
+  const send = (ws: WebSocket): void => ws.send(encodeUdp2017(m, master, to, randomBytes(32)));
+  const refusals = (): number => processDeviceCounts().refused.get(k.id) ?? 0;
+  const open: WebSocket[] = [];
+  try {
+    const a = await assoc('127.0.0.2');
+    open.push(a.ws);
+    send(a.ws);
+    await waitFor(() => a.replies() > 0);
+    const b = await assoc('127.0.0.3');
+    open.push(b.ws);
+    const before = refusals();
+    for (let i = 0; i < 30; i++) {
+      send(b.ws);
+      await sleep(10);
+    }
+    await sleep(200);
+    assert.equal(b.replies(), 0, 'over the limit: dropped');
+    assert.equal(
+      refusals() - before,
+      1,
+      'the first datagram asked the table; the rest were answered from memory',
+    );
+    a.ws.terminate();
+    await sleep(1100); // the place is free and the refusal forgotten
+    send(b.ws);
+    await waitFor(() => b.replies() > 0, { message: 'admitted once the place is free' });
+  } finally {
+    for (const w of open) w.terminate();
+    await srv.close();
+    await udpEcho.close();
+  }
+});
+
+test('a 2022 key (2022-blake3-aes-256-gcm) on TCP: a second address is held as a wrong key; its transfers keep the speed limit', async () => {
+  const rate = 64 * 1024;
+  const k: RuntimeKey = {
+    id: `k2022-${randomBytes(3).toString('hex')}`,
+    method: '2022-blake3-aes-256-gcm',
+    secret: randomBytes(32).toString('base64'),
+    deviceLimit: 1,
+    speedLimit: rate,
+  };
+  const { s, port } = await server([k], {}, 30_000);
+  const method = getAead2022Method(k.method);
+  const psk = Buffer.from(k.secret, 'base64');
+  const open: net.Socket[] = [];
+  /** A 2022 stream from `localAddress` to the echo with `hello`: what came back after `ms`, and the rest. */
+  const dial = (localAddress: string, hello: Buffer) => {
+    const enc = new Aead2022RequestEncoder(method, psk, { identityKeys: [] });
+    const dec = new Aead2022ResponseDecoder(method, psk, enc.salt);
+    const sock = net.connect({ port, host: '127.0.0.1', localAddress });
+    open.push(sock);
+    let got = 0;
+    sock.on('data', (d: Buffer) => {
+      for (const p of dec.push(d, Date.now())) got += p.length;
+    });
+    sock.on('error', () => {});
+    sock.write(enc.encodeHeader({ type: 'ipv4', host: '127.0.0.1', port: echo.port }, hello, Date.now()));
+    return { sock, enc, got: () => got };
+  };
+  try {
+    const a = dial('127.0.0.2', randomBytes(100));
+    await waitFor(() => a.got() >= 100);
+    const b = dial('127.0.0.3', randomBytes(100));
+    await sleep(1200);
+    assert.equal(b.got(), 0, 'another address: nothing back');
+    assert.equal(b.sock.destroyed, false, 'held open, as a wrong key');
+    // The admitted address: 160 KiB through the echo take at least (size - burst) / rate.
+    const size = 160 * 1024;
+    const t0 = Date.now();
+    for (let sent = 0; sent < size; sent += 16 * 1024) a.sock.write(a.enc.encode(randomBytes(16 * 1024)));
+    await waitFor(() => a.got() >= 100 + size, { timeoutMs: 15_000 });
+    const ms = Date.now() - t0;
+    const bound = ((size - burstBytes(rate)) / rate) * 1000;
+    assert.ok(ms >= bound * 0.9, `160 KiB took ${ms} ms; at least ${bound} expected at the rate`);
+  } finally {
+    for (const x of open) x.destroy();
+    await s.close();
+  }
+});
+
+test('HTTPUpgrade front: the same device check: a second address is held as a wrong key', async () => {
+  const k = key('hu', 1);
+  process.env['LADDER_DEVICE_SILENT_MS'] = '30000';
+  const srv = await startWsTestServer({ keys: [k] });
+  const m = getAeadMethod(METHOD);
+  const master = evpBytesToKey(k.password, m.keySize);
+  const open: net.Socket[] = [];
+  /** sing-box's httpupgrade request with the tunnel's first bytes; true when the payload echoes. */
+  const through = async (localAddress: string): Promise<{ sock: net.Socket; echoed: boolean }> => {
+    const sock = net.connect({ port: srv.webPort, host: '127.0.0.1', localAddress });
+    open.push(sock);
+    sock.on('error', () => {});
+    await once(sock, 'connect');
+    const payload = `hu ${localAddress}`;
+    const dec = new AeadDecoder(m, master);
+    let head = Buffer.alloc(0);
+    let upgraded = false;
+    let text = '';
+    sock.on('data', (d: Buffer) => {
+      if (!upgraded) {
+        head = Buffer.concat([head, d]);
+        const end = head.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        upgraded = /^HTTP\/1\.1 101 /.test(head.toString('latin1'));
+        d = head.subarray(end + 4);
+      }
+      for (const p of dec.push(d)) text += p.toString();
+    });
+    const req = `GET ${srv.secretPath}/up HTTP/1.1\r\nHost: cdn.test\r\nUser-Agent: Go-http-client/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`;
+    const first = new AeadEncoder(m, master).encode(
+      Buffer.concat([encodeAddress(toSocksAddress('127.0.0.1', echo.port)), Buffer.from(payload)]),
+    );
+    sock.write(Buffer.concat([Buffer.from(req, 'latin1'), first]));
+    const until = Date.now() + 1200;
+    while (Date.now() < until && text !== payload) await sleep(20);
+    return { sock, echoed: text === payload };
+  };
+  try {
+    const a = await through('127.0.0.2');
+    assert.equal(a.echoed, true);
+    const b = await through('127.0.0.3');
+    assert.equal(b.echoed, false, 'over the limit: nothing back');
+    assert.equal(b.sock.destroyed, false, 'held open, as a wrong key');
+    a.sock.destroy();
+    await sleep(300);
+    const c = await through('127.0.0.3');
+    assert.equal(c.echoed, true, 'the place freed');
+  } finally {
+    for (const x of open) x.destroy();
+    await srv.close();
+  }
 });

@@ -14,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { evpBytesToKey } from '../../src/protocol/shadowsocks/kdf.js';
 import { getAeadMethod } from '../../src/protocol/shadowsocks/methods.js';
 import { decodeUdp2017, encodeUdp2017 } from '../../src/protocol/shadowsocks/udp.js';
+import { encodeUotDatagram, encodeUotRequest, UOT_MAGIC_V2 } from '../../src/protocol/uot.js';
 import { createMetrics } from '../../src/metrics/index.js';
 import { leanPathServed } from '../../src/server/lean-path.js';
 import { ShadowsocksServer } from '../../src/server/server.js';
@@ -208,6 +209,32 @@ describe('speed limits, TCP', () => {
     const ms = Date.now() - t0;
     assert.ok(ms >= BOUND_MS, `two downloads of ${half} took ${ms} ms, at least ${BOUND_MS} expected`);
   });
+
+  it('a low rate (8 KiB/s) delivers steadily: past the burst, no gap much longer than a piece (1/8 s)', async () => {
+    const rate = 8 * 1024;
+    const k = newKey(rate);
+    setKeys(k);
+    const size = burstBytes(rate) + 24 * 1024;
+    const t = await tunnel(k, source, u64(size));
+    const arrivals: { at: number; wire: number }[] = [];
+    let wire = 0;
+    t.socket.on('data', (d: Buffer) => arrivals.push({ at: Date.now(), wire: (wire += d.length) }));
+    try {
+      const t0 = Date.now();
+      await t.read(size, 15_000);
+      const ms = Date.now() - t0;
+      const bound = ((size - burstBytes(rate)) / rate) * 1000;
+      assert.ok(ms >= bound * 0.9, `took ${ms} ms, about ${bound} expected at the rate`);
+      // Past the burst (and a piece), the gaps between arrivals: a piece is 1 KiB, 125 ms.
+      const late = arrivals.filter((a) => a.wire > burstBytes(rate) + 2048);
+      let gap = 0;
+      for (let i = 1; i < late.length; i++) gap = Math.max(gap, late[i]!.at - late[i - 1]!.at);
+      assert.ok(late.length >= 10, `${late.length} arrivals past the burst`);
+      assert.ok(gap < 700, `the longest gap past the burst was ${gap} ms (a piece is 125 ms)`);
+    } finally {
+      t.destroy();
+    }
+  });
 });
 
 describe('speed limits, UDP', () => {
@@ -256,6 +283,39 @@ describe('speed limits, UDP', () => {
     assert.ok(Number(dropped.exec(text)?.[1]) >= 300 - got - 1, `dropped datagrams are counted:\n${text}`);
     setKeys({ id: k.id, method: k.method, secret: k.secret });
     const free = await burst(k, 300, 1000);
+    assert.ok(free >= 280, `${free} of 300 replies without the limit`);
+  });
+
+  /** Send `n` datagrams of `size` over UDP-over-TCP (v2, connect mode) through key `k`; the replies in 1.5 s. */
+  async function uotBurst(k: RuntimeKey, n: number, size: number): Promise<number> {
+    const to = { type: 'ipv4' as const, host: '127.0.0.1', port: echo.port };
+    const t = await openTestTunnel({
+      port,
+      method: k.method,
+      password: k.secret,
+      target: { host: UOT_MAGIC_V2, port: 0 },
+      initial: encodeUotRequest({ connect: true, destination: to }),
+    });
+    try {
+      for (let i = 0; i < n; i++) {
+        t.send(encodeUotDatagram(undefined, randomBytes(size)));
+        if (i % 20 === 19) await sleep(1);
+      }
+      await sleep(1500);
+      return Math.floor((await t.read(0)).length / (size + 2));
+    } finally {
+      t.destroy();
+    }
+  }
+
+  it('UDP over TCP: datagrams over the rate are dropped, as plain UDP; without the limit they pass', async () => {
+    const k = newKey(64 * 1024);
+    setKeys(k);
+    const got = await uotBurst(k, 300, 1000);
+    assert.ok(got > 20, `${got} replies`);
+    assert.ok(got <= 64 + 110, `${got} of 300 replies through a 64 KiB/s limit`);
+    setKeys({ id: k.id, method: k.method, secret: k.secret });
+    const free = await uotBurst(k, 300, 1000);
     assert.ok(free >= 280, `${free} of 300 replies without the limit`);
   });
 });

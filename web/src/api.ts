@@ -26,6 +26,8 @@ export interface AccessKey {
   prefix?: string;
   /** Client addresses at once (docs/limits.md); absent: none. */
   deviceLimit?: { devices: number };
+  /** A device-limited key's client addresses in use now, on the server that answered. */
+  devicesInUse?: number;
   /** Bytes per second each way; absent: none. */
   speedLimit?: { bytesPerSecond: number };
 }
@@ -47,6 +49,7 @@ export const ROW_FIELDS = [
   'createdTimestampMs',
   'prefix',
   'deviceLimit',
+  'devicesInUse',
   'speedLimit',
 ] as const;
 export type KeyRow = Pick<AccessKey, 'id' | (typeof ROW_FIELDS)[number]>;

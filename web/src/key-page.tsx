@@ -60,7 +60,9 @@ export function KeyPage({ id }: { id: string }) {
         <div class="card" data-card="device-limit">
           <div class="card-label">{t.deviceLimit}</div>
           <div class="card-text">
-            {key.deviceLimit ? limitsText({ deviceLimit: key.deviceLimit }, t, locale) : t.noLimit}
+            {key.deviceLimit
+              ? limitsText({ deviceLimit: key.deviceLimit, devicesInUse: key.devicesInUse }, t, locale)
+              : t.noLimit}
           </div>
         </div>
         <div class="card" data-card="speed-limit">

@@ -90,14 +90,23 @@ export function rate(bytesPerSecond: number, locale: string): string {
   return `${bits} bit/s`;
 }
 
-/** A key's device and speed limits in one short phrase ("3 devices at once · 10 Mbit/s"), "" for none. */
+/**
+ * A key's device and speed limits in one short phrase ("3 devices at once (2 in use) · 10 Mbit/s"),
+ * "" for none; the count in use is the server's (devicesInUse), when it sent one.
+ */
 export function limitsText(
-  k: { deviceLimit?: { devices: number }; speedLimit?: { bytesPerSecond: number } },
-  t: { devicesAtOnce: string },
+  k: {
+    deviceLimit?: { devices: number };
+    devicesInUse?: number | undefined;
+    speedLimit?: { bytesPerSecond: number };
+  },
+  t: { devicesAtOnce: string; devicesInUse: string },
   locale: string,
 ): string {
+  const n = new Intl.NumberFormat(locale);
+  const inUse = k.devicesInUse === undefined ? '' : ` (${n.format(k.devicesInUse)} ${t.devicesInUse})`;
   return [
-    k.deviceLimit ? `${new Intl.NumberFormat(locale).format(k.deviceLimit.devices)} ${t.devicesAtOnce}` : '',
+    k.deviceLimit ? `${n.format(k.deviceLimit.devices)} ${t.devicesAtOnce}${inUse}` : '',
     k.speedLimit ? rate(k.speedLimit.bytesPerSecond, locale) : '',
   ]
     .filter((s) => s !== '')

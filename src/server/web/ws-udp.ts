@@ -38,6 +38,12 @@ const MAX_BUFFERED_REPLIES = 1024 * 1024;
 const NO_KEYS: readonly KeyEntry[] = [];
 /** 2022 client sessions remembered by an endpoint (a session is ~200 bytes). */
 export const MAX_SESSIONS = 4096;
+/**
+ * An association refused by its key's device limit drops that key's datagrams for this long
+ * without asking the device table again (each ask hashes the address and scans the key's places);
+ * a place that frees is taken at most this much later.
+ */
+export const REFUSAL_MEMORY_MS = 1000;
 
 /**
  * Outline's UDP over WebSocket: each binary message is one Shadowsocks UDP packet, SIP004 (salt |
@@ -136,6 +142,9 @@ export function serveWsUdp(ws: WebSocket, opts: WsUdpOptions): void {
     }
   };
 
+  /** The key whose device limit refused this association last, until when that answer holds. */
+  let refused: { id: string; until: number } | undefined;
+
   ws.on('message', (msg: Buffer, isBinary: boolean) => {
     if (closed || !isBinary) return;
     if (!current()) return stop();
@@ -145,9 +154,15 @@ export function serveWsUdp(ws: WebSocket, opts: WsUdpOptions): void {
     );
     if (!opened || (key && opened.key !== key)) return;
     if (!key && !place && ctx.devices?.limited(opened.key.id)) {
+      // Refused a moment ago: dropped again without hashing the address and scanning the table.
+      if (refused?.id === opened.key.id && now < refused.until) return;
       const p: DeviceOwner = { activity: () => last };
       // Over the key's device limit: dropped as a datagram no key opens.
-      if (!ctx.devices.admit(p, opened.key.id, opts.clientAddress ?? '')) return;
+      if (!ctx.devices.admit(p, opened.key.id, opts.clientAddress ?? '')) {
+        refused = { id: opened.key.id, until: now + REFUSAL_MEMORY_MS };
+        return;
+      }
+      refused = undefined;
       place = p;
     }
     if (opened.edition === 2022) {

@@ -38,12 +38,17 @@ export function formatTable(keys: readonly KeyView[]): string {
       k.lastTrafficSeenTimestampMs
         ? new Date(k.lastTrafficSeenTimestampMs).toISOString().replace(/:\d\d\.\d{3}Z$/, 'Z')
         : 'never',
-      k.deviceLimit ? String(k.deviceLimit.devices) : 'none',
+      k.deviceLimit ? deviceCell(k.deviceLimit.devices, k.devicesInUse) : 'none',
       k.speedLimit ? formatRate(k.speedLimit.bytesPerSecond) : 'none',
       k.prefix === undefined ? '-' : printable(k.prefix),
     ]);
   }
   return alignColumns(rows);
+}
+
+/** "3", or with the server's count (`--api`: the management API's devicesInUse) "3 (2 in use)". */
+function deviceCell(limit: number, inUse: number | undefined): string {
+  return inUse === undefined ? String(limit) : `${limit} (${inUse} in use)`;
 }
 
 /** Rows of cells as left-aligned columns two spaces apart, one line each (the first row: headings). */
