@@ -10,9 +10,12 @@ import { UsageError } from './errors.js';
 export function keyPasteProblem(text: string): string | undefined {
   const t = text.trim();
   if (t === '') return 'is empty (a shell variable that held no key?): give the ss:// key the server printed';
-  if (/^["'`<\u201c\u2018]|["'`>\u201d\u2019]$/.test(t))
+  // The #name after the key is free text (a dot, a quote): the checks below read what precedes it.
+  const hash = t.indexOf('#');
+  const body = hash < 0 ? t : t.slice(0, hash);
+  if (/^["'`<\u201c\u2018]/.test(t) || /["'`>\u201d\u2019]$/.test(body))
     return 'starts or ends with a quote or bracket that is not part of the key: give the key without it';
-  if (t.includes('…') || t.includes('...'))
+  if (body.includes('…') || body.includes('...'))
     return 'holds "…", a key shortened as the README shows one: give the whole key the server printed';
   if (!t.includes('://')) {
     return /^ss:/i.test(t)

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { oneUsageLine, runLadder } from '../helpers/ladder-run.js';
+import { keyPasteProblem } from '../../src/cli/key-paste.js';
 
 const BODY = 'Y2hhY2hhMjAtaWV0Zi1wb2x5MTMwNTpwYXN0ZS10ZXN0LXNlY3JldA'; // chacha20-ietf-poly1305:paste-test-secret
 const KEY = `ss://${BODY}@127.0.0.1:9/?outline=1#k`;
@@ -48,4 +49,12 @@ test('client: the second of two keys and a config file key are named in the line
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('a key whose #name holds dots or quotes is a key, not a bad paste (review21)', () => {
+  for (const name of ['Office...', "'Home'", 'a…b', 'x"'])
+    assert.equal(keyPasteProblem(`${KEY}${name}`), undefined, name);
+  // Quotes around the whole key, name and all, are still a paste gone wrong.
+  assert.match(keyPasteProblem(`'${KEY}Home'`) ?? '', /quote/);
+  assert.match(keyPasteProblem(`ss://${BODY}...#k`) ?? '', /shortened/);
 });

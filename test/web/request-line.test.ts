@@ -5,8 +5,12 @@
  * same way; a genuine WebSocket upgrade on the secret path still reaches the endpoint.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import net, { type AddressInfo } from 'node:net';
 import { after, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { WebSocket } from 'ws';
 import { builtinDecoy, proxyDecoy } from '../../src/server/web/decoy.js';
 import { startWebFront } from '../../src/server/web/front.js';
@@ -137,5 +141,54 @@ describe('the front with the reader', () => {
     });
     client.close();
     assert.equal(echoed, 'ping');
+  });
+
+  test('empty lines before a request are skipped as they come, not kept (review21); one close listener per socket', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const front = await startWebFront({
+      port: 0,
+      host: '127.0.0.1',
+      secretPath: '/rl-secret',
+      decoy: builtinDecoy({ seed: 'rl' }),
+      onUpgrade: () => false,
+    });
+    cleanup.push(() => front.close());
+    const s = net.connect(front.port, '127.0.0.1');
+    s.on('error', () => {});
+    await once(s, 'connect');
+    const crlf = Buffer.alloc(64 * 1024, '\r\n');
+    gc();
+    const before = process.memoryUsage().arrayBuffers;
+    for (let i = 0; i < 128; i++) if (!s.write(crlf)) await once(s, 'drain'); // 8 MiB of CR/LF
+    await sleep(300); // the front reads what the socket buffers still hold
+    gc();
+    const grown = process.memoryUsage().arrayBuffers - before;
+    // Before, the reader kept every byte (8 MiB, copied again with each chunk) until the deadline.
+    assert.ok(grown < 2 * 1024 * 1024, `the front kept ${grown} bytes of empty lines`);
+    // Then a request is served as usual, and the same socket takes several decoy upgrades (each
+    // handed back to the reader) without a listener per pass.
+    const reply: Buffer[] = [];
+    s.on('data', (d: Buffer) => reply.push(d));
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => {
+      if (w.name === 'MaxListenersExceededWarning') warnings.push(w.message);
+    };
+    process.on('warning', onWarning);
+    cleanup.push(() => void process.off('warning', onWarning));
+    const upgrade = 'GET /nope HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n';
+    for (let i = 0; i < 12; i++) s.write(upgrade);
+    s.write('GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+    const deadline = Date.now() + 5000;
+    const count = (): number =>
+      (
+        Buffer.concat(reply)
+          .toString('latin1')
+          .match(/^HTTP\/1\.1 /gm) ?? []
+      ).length;
+    while (count() < 13 && Date.now() < deadline) await sleep(20);
+    assert.equal(count(), 13, Buffer.concat(reply).toString('latin1').slice(0, 300));
+    assert.deepEqual(warnings, [], "a listener per pass on the front's socket");
+    s.destroy();
   });
 });

@@ -135,6 +135,8 @@ export function inspectRequestLine(got: Buffer): LineVerdict {
 
 /** Sockets handed to Node before their first head was complete: the head's deadline. */
 const headDeadlines = new WeakMap<object, NodeJS.Timeout>();
+/** Sockets with the close listener that clears their head's deadline (one per socket). */
+const closeWatched = new WeakSet<object>();
 
 /**
  * The connection's first head has been read (call first thing in every handler of a request:
@@ -190,6 +192,15 @@ export function readRequestLines(
     };
     const onData = (chunk: Buffer): void => {
       got = got ? Buffer.concat([got, chunk]) : chunk;
+      // Empty lines before a request line are skipped as they come, not kept (nginx and llhttp
+      // skip them too): a stream of CR/LF would otherwise grow `got` until the head's deadline.
+      let skip = 0;
+      while (skip < got.length && (got[skip] === 0x0d || got[skip] === 0x0a)) skip++;
+      if (skip === got.length) {
+        got = undefined;
+        return;
+      }
+      if (skip > 0) got = got.subarray(skip);
       const verdict = inspectRequestLine(got);
       if (verdict.kind === 'more') return;
       done();
@@ -203,7 +214,14 @@ export function readRequestLines(
       // One deadline for the whole head, as nginx's client_header_timeout: Node's header clock
       // starts only now, so ours runs on until the request's handler (firstHeadRead) or the close.
       headDeadlines.set(socket, timer);
-      socket.once('close', () => clearTimeout(timer));
+      // One close listener per socket: a decoy answer to an upgrade hands the same socket back here.
+      if (!closeWatched.has(socket)) {
+        closeWatched.add(socket);
+        socket.once('close', () => {
+          const t = headDeadlines.get(socket);
+          if (t !== undefined) clearTimeout(t);
+        });
+      }
       socket.unshift(verdict.kind === 'rewrite' ? verdict.bytes : got);
       http1.call(server, socket);
       socket.resume();
