@@ -81,10 +81,16 @@ function encodeHigh(target: string): string {
   return target.replace(/[\x80-\xff]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
 }
 
+/** How many CR/LF bytes (empty lines, skipped before a request line) `got` starts with. */
+function emptyLinesAt(got: Buffer): number {
+  let n = 0;
+  while (n < got.length && (got[n] === 0x0d || got[n] === 0x0a)) n++;
+  return n;
+}
+
 /** What to do with the bytes received so far (`got`, from the connection's first byte). */
 export function inspectRequestLine(got: Buffer): LineVerdict {
-  let start = 0;
-  while (start < got.length && (got[start] === 0x0d || got[start] === 0x0a)) start++;
+  const start = emptyLinesAt(got);
   // Method bytes, then a space: anything else is for Node's parser (and answered as nginx does).
   let i = start;
   while (i < got.length && isMethodByte(got[i]!)) i++;
@@ -194,8 +200,7 @@ export function readRequestLines(
       got = got ? Buffer.concat([got, chunk]) : chunk;
       // Empty lines before a request line are skipped as they come, not kept (nginx and llhttp
       // skip them too): a stream of CR/LF would otherwise grow `got` until the head's deadline.
-      let skip = 0;
-      while (skip < got.length && (got[skip] === 0x0d || got[skip] === 0x0a)) skip++;
+      const skip = emptyLinesAt(got);
       if (skip === got.length) {
         got = undefined;
         return;
